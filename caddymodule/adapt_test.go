@@ -1,0 +1,106 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-sso/caddy-sso/caddymodule"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files with the current output")
+
+// TestCaddyfileAdapt compares `caddy adapt` output with golden files: each
+// testdata/caddyfile_adapt/*.caddyfiletest holds a Caddyfile, a line of
+// dashes, and the JSON it must adapt to. Run with -update after an
+// intended change and review the diff.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	const sep = "----------"
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := strings.Cut(string(raw), sep)
+			if !ok {
+				t.Fatalf("%s: no %q separator", file, sep)
+			}
+			got := adapt(t, input)
+			if *update {
+				out := strings.TrimRight(input, "\n") + "\n" + sep + "\n" + got + "\n"
+				if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if strings.TrimSpace(want) != got {
+				t.Errorf("adapted JSON differs from golden file (run go test -run TestCaddyfileAdapt -update to accept)\n--- got\n%s\n--- want\n%s", got, strings.TrimSpace(want))
+			}
+		})
+	}
+}
+
+func adapt(t *testing.T, caddyfile string) string {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("adapt warning: %s", w.String())
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, cfg, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// TestCaddyfileErrors checks that bad configs fail at adaptation with the
+// directive, the line and a message that says what is expected.
+func TestCaddyfileErrors(t *testing.T) {
+	tests := []struct {
+		name, caddyfile string
+		want            []string
+	}{
+		{"unknown setting", "{\n\tsso {\n\t\tstorage x\n\t}\n}\n", []string{"Caddyfile:3", `unknown setting "storage"`}},
+		{"bad store", "{\n\tsso {\n\t\tstore sqlite /x\n\t}\n}\n", []string{"Caddyfile:3", "store bolt <path>"}},
+		{"bad duration", "{\n\tsso {\n\t\tsession {\n\t\t\tlifetime soon\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "lifetime", "not a positive duration"}},
+		{"unknown protocol", "{\n\tsso {\n\t\tidp a ldap {\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", `unknown protocol "ldap"`}},
+		{"unknown preset", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tpreset azure\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", `unknown preset "azure"`, "entra"}},
+		{"missing issuer", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "sso idp a", "issuer"}},
+		{"bad update", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tupdate sometimes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `unknown update "sometimes"`, "force, import"}},
+		{"bad optional", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\toptional uniqueUserId\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "optional attribute"}},
+		{"jit takes no value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tjit yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "jit takes no value"}},
+		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:", `"a" is defined twice`}},
+		{"handler unknown setting", "example.com {\n\tsso {\n\t\tcookie x\n\t}\n}\n", []string{"Caddyfile:3", `sso: unknown setting "cookie"`}},
+		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
+		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
+		{"handler bad prefix", "example.com {\n\tsso {\n\t\tpath_prefix /auth\n\t}\n}\n", []string{"Caddyfile:", "path_prefix", "must start and end with /"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.caddyfile), map[string]any{"filename": "Caddyfile"})
+			if err == nil {
+				t.Fatal("adapted without error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,300 @@
+package caddymodule
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-sso/caddy-sso/mapping"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("sso", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("sso", parseHandlerDirective)
+	// Authentication runs before anything that serves or rewrites content
+	// for the upstream, like Caddy's own basic_auth.
+	httpcaddyfile.RegisterDirectiveOrder("sso", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption parses the global option
+//
+//	sso {
+//		store bolt <path>
+//		session {
+//			lifetime <duration>
+//			idle_timeout <duration>
+//		}
+//		idp <name> oidc|saml {
+//			…
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("sso: the global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // "sso"
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			args := d.RemainingArgs()
+			if len(args) != 2 || args[0] != "bolt" {
+				return nil, d.Err("sso store: expected: store bolt <path>")
+			}
+			app.StoreConfig = &StoreConfig{Backend: args[0], Path: args[1]}
+		case "session":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if app.SessionConfig == nil {
+				app.SessionConfig = new(SessionConfig)
+			}
+			for d.NextBlock(1) {
+				var target *caddy.Duration
+				switch d.Val() {
+				case "lifetime":
+					target = &app.SessionConfig.Lifetime
+				case "idle_timeout":
+					target = &app.SessionConfig.IdleTimeout
+				default:
+					return nil, d.Errf("sso session: unknown setting %q (expected lifetime or idle_timeout)", d.Val())
+				}
+				if err := parseDuration(d, target); err != nil {
+					return nil, err
+				}
+			}
+		case "idp":
+			c, err := parseIdP(d)
+			if err != nil {
+				return nil, err
+			}
+			for _, other := range app.IdPs {
+				if other.Name == c.Name {
+					return nil, d.Errf("sso idp: %q is defined twice", c.Name)
+				}
+			}
+			app.IdPs = append(app.IdPs, c)
+		default:
+			return nil, d.Errf("sso: unknown setting %q (expected store, session or idp)", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return d.Errf("sso %s: %q is not a positive duration", name, d.Val())
+	}
+	*target = caddy.Duration(dur)
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// parseIdP parses one "idp <name> <protocol> { … }" block.
+func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Err("sso idp: expected: idp <name> oidc|saml { … }")
+	}
+	c := &IdPConfig{Name: args[0], Protocol: args[1]}
+	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
+		return nil, d.Errf("sso idp %s: %v", c.Name, err)
+	}
+	if c.Protocol == "oidc" {
+		c.OIDC = new(OIDCConfig)
+	}
+	errf := func(format string, a ...any) error {
+		return d.Errf("sso idp %s: "+format, append([]any{c.Name}, a...)...)
+	}
+	one := func() (string, error) {
+		key := d.Val()
+		if !d.NextArg() {
+			return "", errf("%s needs a value", key)
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", errf("%s takes one value", key)
+		}
+		return v, nil
+	}
+	many := func() ([]string, error) {
+		key := d.Val()
+		v := d.RemainingArgs()
+		if len(v) == 0 {
+			return nil, errf("%s needs at least one value", key)
+		}
+		return v, nil
+	}
+	flag := func() (bool, error) {
+		key := d.Val()
+		if d.NextArg() {
+			return false, errf("%s takes no value", key)
+		}
+		return true, nil
+	}
+	oidcOnly := func() error {
+		if c.OIDC == nil {
+			return errf("%s is an oidc setting", d.Val())
+		}
+		return nil
+	}
+
+	for d.NextBlock(1) {
+		var err error
+		switch key := d.Val(); key {
+		case "preset":
+			if c.Preset, err = one(); err == nil && !slices.Contains(mapping.Presets(), c.Preset) {
+				err = errf("unknown preset %q (expected one of: %s)", c.Preset, strings.Join(mapping.Presets(), ", "))
+			}
+		case "map":
+			var v []string
+			if v, err = many(); err == nil {
+				if len(v) < 2 {
+					err = errf("expected: map <attribute> <name>…")
+				} else {
+					if c.Map == nil {
+						c.Map = make(map[string][]string)
+					}
+					c.Map[v[0]] = v[1:]
+				}
+			}
+		case "jit":
+			c.JIT, err = flag()
+		case "link_by_email":
+			c.LinkByEmail, err = flag()
+		case "update":
+			if c.Update, err = one(); err == nil {
+				err = wrapOneOf(errf, "update", c.Update, updateModes)
+			}
+		case "create_as":
+			if c.CreateAs, err = one(); err == nil {
+				err = wrapOneOf(errf, "create_as", c.CreateAs, createModes)
+			}
+		case "optional":
+			if c.Optional, err = many(); err == nil {
+				for _, o := range c.Optional {
+					if err = wrapOneOf(errf, "optional attribute", o, optionalAttrs); err != nil {
+						break
+					}
+				}
+			}
+		case "allowed_domains":
+			c.AllowedDomains, err = many()
+		case "default_groups":
+			c.DefaultGroups, err = many()
+		case "issuer":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.Issuer, err = one()
+			}
+		case "client_id":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.ClientID, err = one()
+			}
+		case "client_secret":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.ClientSecret, err = one()
+			}
+		case "scopes":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.Scopes, err = many()
+			}
+		case "algorithms":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.Algorithms, err = many()
+			}
+		case "tenant_id":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.TenantID, err = one()
+			}
+		case "clock_skew":
+			if err = oidcOnly(); err == nil {
+				err = parseDuration(d, &c.OIDC.ClockSkew)
+			}
+		default:
+			err = errf("unknown setting %q", key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, errf("%v", err)
+	}
+	return c, nil
+}
+
+func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string) error {
+	if err := oneOf(what, v, allowed); err != nil {
+		return errf("%v", err)
+	}
+	return nil
+}
+
+// parseHandlerDirective parses
+//
+//	sso [<idp>] {
+//		idp <name>
+//		path_prefix /.sso/
+//		headers default|oauth2_proxy|none
+//		header <field> <Header-Name>|-
+//	}
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	hd := new(Handler)
+	h.Next() // "sso"
+	if h.NextArg() {
+		hd.IdP = h.Val()
+		if h.NextArg() {
+			return nil, h.Err("sso: expected: sso [<idp>] { … }")
+		}
+	}
+	for h.NextBlock(0) {
+		key := h.Val()
+		args := h.RemainingArgs()
+		switch key {
+		case "idp":
+			if len(args) != 1 {
+				return nil, h.Err("sso idp: expected one IdP name")
+			}
+			hd.IdP = args[0]
+		case "path_prefix":
+			if len(args) != 1 {
+				return nil, h.Err("sso path_prefix: expected one path")
+			}
+			hd.PathPrefix = args[0]
+		case "headers":
+			if len(args) != 1 {
+				return nil, h.Err("sso headers: expected default, oauth2_proxy or none")
+			}
+			hd.HeaderSet = args[0]
+		case "header":
+			if len(args) != 2 {
+				return nil, h.Err("sso header: expected: header <field> <Header-Name>|-")
+			}
+			if hd.Headers == nil {
+				hd.Headers = make(map[string]string)
+			}
+			hd.Headers[args[0]] = args[1]
+		default:
+			return nil, h.Errf("sso: unknown setting %q (expected idp, path_prefix, headers or header)", key)
+		}
+	}
+	if err := hd.Validate(); err != nil {
+		return nil, h.Errf("%v", err)
+	}
+	return hd, nil
+}

@@ -1,0 +1,504 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+}
+
+// defaultPathPrefix is where the sso endpoints live on a protected site.
+const defaultPathPrefix = "/.sso/"
+
+// Session cookie names. The __Host- prefix makes browsers refuse the cookie
+// unless it is Secure, host-only and for path /, so a sibling subdomain
+// cannot plant one; plain-http loopback sites (demos, tests) cannot use it.
+const (
+	sessionCookieSecure = "__Host-sso_session"
+	sessionCookiePlain  = "sso_session"
+)
+
+// Handler protects the routes after it: requests with a valid session go on
+// with identity headers set, others are sent to sign in (navigations) or
+// refused with 401 (everything else). It also serves the sign-in endpoints
+// under PathPrefix.
+type Handler struct {
+	// IdP names the identity provider users sign in with. Optional when
+	// exactly one is configured.
+	IdP string `json:"idp,omitempty"`
+	// PathPrefix is where the sso endpoints live. Default: /.sso/
+	PathPrefix string `json:"path_prefix,omitempty"`
+	// HeaderSet is the base set of identity headers: "default",
+	// "oauth2_proxy" or "none".
+	HeaderSet string `json:"header_set,omitempty"`
+	// Headers overrides header names per identity field (user, email,
+	// preferred_username, groups, first_name, last_name, idp); "-" drops one.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	app          *App
+	idp          *identityProvider
+	plan         headerPlan
+	logger       *zap.Logger
+	insecureWarn sync.Once
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sso",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision binds the handler to the sso app and its identity provider.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.PathPrefix == "" {
+		h.PathPrefix = defaultPathPrefix
+	}
+	appIface, err := ctx.App("sso")
+	if err != nil {
+		return fmt.Errorf("sso: loading the sso app: %w", err)
+	}
+	h.app = appIface.(*App)
+	name := h.IdP
+	if name == "" {
+		if name, err = h.app.defaultIdP(); err != nil {
+			return fmt.Errorf("sso handler: %w", err)
+		}
+	}
+	if h.idp, err = h.app.provider(name); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
+	if h.plan, err = newHeaderPlan(h.HeaderSet, h.Headers); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
+	return nil
+}
+
+// Validate checks the handler's own settings.
+func (h *Handler) Validate() error {
+	if h.PathPrefix != "" && (!strings.HasPrefix(h.PathPrefix, "/") || !strings.HasSuffix(h.PathPrefix, "/")) {
+		return fmt.Errorf("sso handler: path_prefix %q must start and end with /", h.PathPrefix)
+	}
+	_, err := newHeaderPlan(h.HeaderSet, h.Headers)
+	return err
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h.plan.stripInbound(r.Header)
+	o := h.origin(r)
+	token := cookieValue(r.Header, o.sessionCookie())
+	if strings.HasPrefix(r.URL.Path, h.PathPrefix) {
+		return h.serveEndpoint(w, r, o, token)
+	}
+	stripOwnCookies(r.Header)
+	if token != "" {
+		id, err := h.app.sessions.Resolve(r.Context(), token)
+		switch {
+		case err == nil:
+			h.plan.setIdentity(r.Header, id)
+			setPlaceholders(r, id)
+			return next.ServeHTTP(w, r)
+		case !errors.Is(err, session.ErrNoSession):
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+	}
+	if isNavigation(r) {
+		return h.beginLogin(w, r, o, h.idp, r.URL.RequestURI())
+	}
+	return h.unauthorized(w, r)
+}
+
+// setPlaceholders exposes the identity to the rest of the route, with the
+// names Caddy's own authentication handler uses.
+func setPlaceholders(r *http.Request, id *session.Identity) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", id.UserID)
+	repl.Set("http.auth.user.email", id.Email)
+	repl.Set("http.auth.user.first_name", id.FirstName)
+	repl.Set("http.auth.user.last_name", id.LastName)
+	repl.Set("http.auth.user.groups", id.Value(session.FieldGroups)[0])
+	repl.Set("http.auth.user.idp", id.IdP)
+}
+
+// isNavigation tells a browser loading a page (which may be redirected to
+// sign in) from a script or API client (which must get a 401 it can act on:
+// a redirect to an IdP is useless to it and would mint login state for
+// nothing). See DESIGN.md section 3.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "text/html") || strings.Contains(accept, "*/*")
+}
+
+func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request) error {
+	login := h.PathPrefix + "login?return_to=" + url.QueryEscape(safeReturnTo(r.URL.RequestURI()))
+	hd := w.Header()
+	hd.Set("WWW-Authenticate", `SSO realm="`+h.idp.name+`", login="`+login+`"`)
+	hd.Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required", "login": login})
+}
+
+// origin is how the browser reached this site: the scheme and host to build
+// callback URLs from and to decide cookie attributes.
+type origin struct {
+	scheme, host string
+	secure       bool // cookies get the Secure attribute
+}
+
+func (o origin) url(path string) string { return o.scheme + "://" + o.host + path }
+
+func (o origin) sessionCookie() string {
+	if o.secure {
+		return sessionCookieSecure
+	}
+	return sessionCookiePlain
+}
+
+// origin takes the scheme from the connection, or from X-Forwarded-Proto
+// only when Caddy's trusted_proxies vouch for the peer.
+func (h *Handler) origin(r *http.Request) origin {
+	o := origin{scheme: "http", host: r.Host}
+	if r.TLS != nil {
+		o.scheme = "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+			o.scheme = p
+		}
+		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+			o.host = fh
+		}
+	}
+	o.secure = o.scheme == "https" || !isLoopbackHost(o.host)
+	if o.scheme == "http" && o.secure {
+		h.insecureWarn.Do(func() {
+			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
+				zap.String("host", o.host))
+		})
+	}
+	return o
+}
+
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// cookieValue finds one cookie in the Cookie header without parsing the
+// others, since it runs on every request.
+func cookieValue(h http.Header, name string) string {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
+				return strings.Trim(part[len(name)+1:], `"`)
+			}
+		}
+	}
+	return ""
+}
+
+// isOwnCookie reports whether a cookie is one of ours, never for the upstream.
+func isOwnCookie(name string) bool {
+	return name == sessionCookieSecure || name == sessionCookiePlain || strings.Contains(name, "sso_flow_")
+}
+
+func stripOwnCookies(h http.Header) {
+	for _, line := range h["Cookie"] {
+		if strings.Contains(line, "sso") {
+			stripCookies(h, isOwnCookie)
+			return
+		}
+	}
+}
+
+func (h *Handler) setSessionCookie(w http.ResponseWriter, o origin, token string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     o.sessionCookie(),
+		Value:    token,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   o.secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (h *Handler) clearSessionCookie(w http.ResponseWriter, o origin) {
+	http.SetCookie(w, &http.Cookie{
+		Name: o.sessionCookie(), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: o.secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// serveEndpoint serves the sign-in endpoints under PathPrefix.
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, o origin, token string) error {
+	rest := strings.TrimPrefix(r.URL.Path, h.PathPrefix)
+	switch {
+	case rest == "login":
+		return h.serveLogin(w, r, o)
+	case rest == "logout":
+		return h.serveLogout(w, r, o, token)
+	case rest == "whoami":
+		return h.serveWhoami(w, r, token)
+	case strings.HasPrefix(rest, "oidc/") && strings.HasSuffix(rest, "/callback"):
+		name := strings.TrimSuffix(strings.TrimPrefix(rest, "oidc/"), "/callback")
+		p, err := h.app.provider(name)
+		if err != nil || p.protocol != idp.ProtocolOIDC {
+			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no oidc provider %q", name))
+		}
+		if r.Method != http.MethodGet {
+			return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: callback takes GET"))
+		}
+		return h.serveCallback(w, r, o, p, token)
+	}
+	return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+}
+
+// serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
+	}
+	p := h.idp
+	if name := r.URL.Query().Get("idp"); name != "" {
+		var err error
+		if p, err = h.app.provider(name); err != nil {
+			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
+				Message: "This site has no sign-in method by that name."}.write(w)
+		}
+	}
+	return h.beginLogin(w, r, o, p, r.URL.Query().Get("return_to"))
+}
+
+func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, returnTo string) error {
+	returnTo = safeReturnTo(returnTo)
+	if err := p.login.Begin(w, r, o.url(p.callbackPath(h.PathPrefix)), returnTo); err != nil {
+		h.logger.Error("starting sign-in", zap.String("idp", p.name), zap.Error(err))
+		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
+			Message: "The identity provider could not be reached. Try again in a moment.", Code: "idp_unavailable"}.write(w)
+	}
+	return nil
+}
+
+// serveCallback completes a sign-in: verify, map, provision, start a session.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, oldToken string) error {
+	ctx := r.Context()
+	a, returnTo, err := p.login.Callback(w, r, o.url(p.callbackPath(h.PathPrefix)))
+	if err != nil {
+		code := "login_failed"
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			code = le.Code
+		}
+		h.logger.Warn("sign-in refused", zap.String("idp", p.name), zap.String("reason", code), zap.Error(err))
+		h.app.audit(ctx, store.Event{Type: store.EventLoginFailed, IdP: p.name, Reason: code})
+		return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
+			Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
+			Code:    code}.write(w)
+	}
+
+	prof, err := p.mapper.Map(a)
+	if err != nil {
+		var missing *mapping.MissingError
+		if !errors.As(err, &missing) {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		h.logger.Warn("sign-in denied", zap.String("idp", p.name), zap.String("reason", provision.ReasonMissingSubject), zap.Strings("received", missing.Received))
+		h.app.audit(ctx, store.Event{Type: store.EventLoginDenied, IdP: p.name, Reason: provision.ReasonMissingSubject})
+		return h.missingAttributesPage(w, p, a, []string{mapping.UniqueUserID})
+	}
+
+	user, err := h.app.provisioner.Login(ctx, p.name, p.rules, prof, a.EmailVerified)
+	if err != nil {
+		var denial *provision.Denial
+		if !errors.As(err, &denial) {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		return h.denialPage(w, p, a, denial)
+	}
+
+	if oldToken != "" {
+		// A new sign-in replaces whatever session the browser had, so a
+		// token planted before sign-in is worthless after it.
+		if _, err := h.app.sessions.Revoke(ctx, oldToken, store.EventSessionLoggedOut); err != nil {
+			h.logger.Warn("discarding previous session", zap.Error(err))
+		}
+	}
+	token, _, err := h.app.sessions.Create(ctx, user, p.name, store.LogoutInfo(a.Logout))
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	h.setSessionCookie(w, o, token)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, safeReturnTo(returnTo), http.StatusSeeOther)
+	return nil
+}
+
+func (h *Handler) missingAttributesPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, missing []string) error {
+	pg := page{Status: http.StatusForbidden, Title: "Your account could not be set up",
+		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping.",
+		Code:    provision.ReasonMissingAttributes, Received: a.AttributeNames()}
+	for _, m := range missing {
+		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.mapper.Expected(m)})
+	}
+	return pg.write(w)
+}
+
+func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, d *provision.Denial) error {
+	switch d.Reason {
+	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
+		return h.missingAttributesPage(w, p, a, d.Missing)
+	}
+	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason}
+	switch d.Reason {
+	case provision.ReasonJITDisabled:
+		pg.Message = "You signed in, but you do not have an account for this application. Ask your administrator for access."
+	case provision.ReasonDeactivated:
+		pg.Message = "Your account for this application is deactivated. Ask your administrator if you believe this is a mistake."
+	case provision.ReasonPending:
+		pg.Title = "Waiting for approval"
+		pg.Message = "Your account was created and is waiting for an administrator's approval."
+	case provision.ReasonEmailConflict:
+		pg.Message = "Your email address is already used by another account of this application. Ask your administrator to link your accounts."
+	case provision.ReasonDomainNotAllowed:
+		pg.Message = "Accounts with your email domain may not use this application."
+	default:
+		pg.Message = "You may not use this application."
+	}
+	return pg.write(w)
+}
+
+// serveLogout: GET shows a confirmation button, POST signs out. Signing out
+// by POST only, from this origin, keeps other sites from logging users out.
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, token string) error {
+	returnTo := safeReturnTo(r.FormValue("return_to"))
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
+			Action: h.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}.write(w)
+	case http.MethodPost:
+	default:
+		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))
+	}
+	if !sameOrigin(r, o) {
+		return page{Status: http.StatusForbidden, Title: "Sign-out refused",
+			Message: "The sign-out request did not come from this site.", Code: "cross_site_logout"}.write(w)
+	}
+	h.clearSessionCookie(w, o)
+	w.Header().Set("Cache-Control", "no-store")
+	if token == "" {
+		return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
+	}
+	ended, err := h.app.sessions.Revoke(r.Context(), token, store.EventSessionLoggedOut)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if ended != nil {
+		if p, err := h.app.provider(ended.IdP); err == nil {
+			to, err := p.login.LogoutURL(r.Context(), idp.LogoutInfo(ended.Logout), o.url(returnTo))
+			if err != nil {
+				h.logger.Warn("identity provider logout unavailable", zap.String("idp", p.name), zap.Error(err))
+			} else if to != "" {
+				http.Redirect(w, r, to, http.StatusSeeOther)
+				return nil
+			}
+		}
+	}
+	return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
+}
+
+// sameOrigin refuses requests that a browser marks as coming from another
+// site. Non-browser clients send neither header and are let through: CSRF
+// needs a victim's browser.
+func sameOrigin(r *http.Request, o origin) bool {
+	if origin := r.Header.Get("Origin"); origin != "" && origin != o.url("") {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return false
+}
+
+// whoami is the JSON view of the signed-in user, for front-end code.
+type whoami struct {
+	ID        string   `json:"id"`
+	Email     string   `json:"email"`
+	FirstName string   `json:"first_name"`
+	LastName  string   `json:"last_name"`
+	Groups    []string `json:"groups"`
+	IdP       string   `json:"idp"`
+	Expires   string   `json:"session_expires"`
+}
+
+func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	id, err := h.app.sessions.Resolve(r.Context(), token)
+	if errors.Is(err, session.ErrNoSession) {
+		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return writeJSON(w, http.StatusOK, whoami{ID: id.UserID, Email: id.Email, FirstName: id.FirstName,
+		LastName: id.LastName, Groups: groups, IdP: id.IdP, Expires: id.Expires.UTC().Format("2006-01-02T15:04:05Z")})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

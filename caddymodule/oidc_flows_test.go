@@ -1,0 +1,389 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// runningStore is the store of the sso app Caddy is running now.
+func runningStore(t *testing.T) store.Store {
+	t.Helper()
+	app, err := caddy.ActiveContext().AppIfConfigured("sso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app.(*caddymodule.App).Store()
+}
+
+func view(t *testing.T, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := runningStore(t).View(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func userBySubject(t *testing.T, subject string) *store.User {
+	t.Helper()
+	var u *store.User
+	view(t, func(tx store.Tx) error {
+		var err error
+		u, err = tx.UserByLink("test", subject)
+		return err
+	})
+	return u
+}
+
+func auditReasons(t *testing.T, typ string) []string {
+	t.Helper()
+	var reasons []string
+	view(t, func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Type: typ, Limit: 1000})
+		for _, e := range events {
+			reasons = append(reasons, e.Reason)
+		}
+		return err
+	})
+	return reasons
+}
+
+func TestOIDCFirstLoginCreatesUser(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	saw := upstreamSaw(t, b.signIn(w.gw.base+"/reports?year=2026", "ada", "ada-pw"))
+
+	if saw.Path != "/reports?year=2026" {
+		t.Errorf("upstream got path %q, want the page the user asked for", saw.Path)
+	}
+	u := userBySubject(t, "sub-ada")
+	if u.FirstName != "Ada" || u.LastName != "Lovelace" || u.Email != "ada@example.com" || u.Source != store.SourceJIT || !u.Active {
+		t.Errorf("JIT-created user = %+v", u)
+	}
+	want := map[string]string{
+		"X-Forwarded-User":               u.ID,
+		"X-Forwarded-Email":              "ada@example.com",
+		"X-Forwarded-Preferred-Username": "ada@example.com",
+		"X-Forwarded-First-Name":         "Ada",
+		"X-Forwarded-Last-Name":          "Lovelace",
+		"X-Forwarded-Groups":             "admins,eng",
+		"X-Forwarded-Idp":                "test",
+	}
+	for h, v := range want {
+		if got := saw.header(h); got != v {
+			t.Errorf("upstream header %s = %q, want %q", h, got, v)
+		}
+	}
+	if c := saw.header("Cookie"); strings.Contains(c, "sso") {
+		t.Errorf("upstream received the gateway's cookies: %q", c)
+	}
+	if got := auditReasons(t, store.EventUserCreated); len(got) != 1 {
+		t.Errorf("user.created events = %d, want 1", len(got))
+	}
+
+	// The session carries later requests without another trip to the IdP.
+	before := w.idp.Requests(oidctest.PathAuthorize)
+	saw = upstreamSaw(t, b.get(w.gw.base+"/again"))
+	if saw.header("X-Forwarded-User") != u.ID || w.idp.Requests(oidctest.PathAuthorize) != before {
+		t.Error("second request was not served from the session")
+	}
+}
+
+func TestOIDCLaterLoginUpdatesProfile(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	id := userBySubject(t, "sub-ada").ID
+
+	// The IdP admin renames her and drops the family name from the token:
+	// the new first name lands, the empty value keeps the stored one.
+	if err := w.idp.SetClaims("ada", map[string]any{"sub": "sub-ada", "given_name": "Augusta",
+		"family_name": "", "email": "ada@example.com", "email_verified": true}); err != nil {
+		t.Fatal(err)
+	}
+	saw := upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	u := userBySubject(t, "sub-ada")
+	if u.ID != id {
+		t.Fatalf("a second user was created: %s != %s", u.ID, id)
+	}
+	if u.FirstName != "Augusta" || saw.header("X-Forwarded-First-Name") != "Augusta" {
+		t.Errorf("first name not updated: stored %q, header %q", u.FirstName, saw.header("X-Forwarded-First-Name"))
+	}
+	if u.LastName != "Lovelace" {
+		t.Errorf("an empty incoming last name blanked the stored one: %q", u.LastName)
+	}
+}
+
+func TestOIDCJITOffRefusesUnknownUser(t *testing.T) {
+	w := newOIDCWorld(t, "").start()
+	resp := newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "do not have an account") {
+		t.Fatalf("got %s: %s", resp.Status, body)
+	}
+	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "jit_disabled") {
+		t.Errorf("denial not audited: %v", got)
+	}
+	view(t, func(tx store.Tx) error {
+		if _, err := tx.UserByLink("test", "sub-ada"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("user exists after a refused JIT login: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestOIDCDeactivatedUserIsRefused(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	err := runningStore(t).Update(context.Background(), func(tx store.Tx) error {
+		u, err := tx.UserByLink("test", "sub-ada")
+		if err != nil {
+			return err
+		}
+		u.Active = false
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "deactivated") {
+		t.Fatalf("got %s: %s", resp.Status, body)
+	}
+	if userBySubject(t, "sub-ada").Active {
+		t.Error("JIT reactivated a deactivated user")
+	}
+}
+
+func TestOIDCMissingEmailExplains(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	w.idp.AddUser("nomail", "pw", map[string]any{"sub": "sub-nomail", "given_name": "Nemo", "family_name": "Secret-Surname"})
+	resp := newBrowser(t).signIn(w.gw.base+"/", "nomail", "pw")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("got %s: %s", resp.Status, body)
+	}
+	for _, want := range []string{"<code>email</code>", "<code>given_name</code>", "<code>family_name</code>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s:\n%s", want, body)
+		}
+	}
+	for _, secret := range []string{"Nemo", "Secret-Surname", "sub-nomail"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("page reveals the value %q", secret)
+		}
+	}
+}
+
+func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+	id := userBySubject(t, "sub-ada").ID
+
+	req, _ := http.NewRequest(http.MethodGet, w.gw.base+"/", nil)
+	req.Header.Set("Accept", "text/html")
+	// Set raw keys so the spellings reach the wire as written.
+	for _, k := range []string{"X-Forwarded-User", "x_forwarded_user", "X-FORWARDED-USER", "x-forwarded-email", "X_Forwarded_Groups", "Remote-User"} {
+		req.Header[k] = []string{"mallory"}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saw := upstreamSaw(t, resp)
+	for k, v := range saw.Headers {
+		if slices.Contains(v, "mallory") {
+			t.Errorf("spoofed header %s reached the upstream", k)
+		}
+	}
+	if saw.header("X-Forwarded-User") != id {
+		t.Errorf("X-Forwarded-User = %q, want %q", saw.header("X-Forwarded-User"), id)
+	}
+
+	// Without a session, nothing of the spoof reaches the upstream either:
+	// the request does not reach it at all.
+	resp = newBrowser(t).get(w.gw.base+"/", "X-Forwarded-User", "mallory")
+	readBody(t, resp)
+	if resp.Request.URL.Host == strings.TrimPrefix(w.gw.base, "http://") && resp.StatusCode == http.StatusOK {
+		t.Error("an unauthenticated request reached the upstream")
+	}
+}
+
+func TestNonNavigationGets401(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	tests := []struct {
+		name, method string
+		header       []string
+	}{
+		{"json api", "GET", []string{"Accept", "application/json"}},
+		{"fetch", "GET", []string{"Accept", "*/*", "Sec-Fetch-Mode", "cors"}},
+		{"xhr", "GET", []string{"Accept", "text/html", "X-Requested-With", "XMLHttpRequest"}},
+		{"post form", "POST", []string{"Accept", "text/html"}},
+		{"no accept", "GET", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, w.gw.base+"/api/data", nil)
+			for i := 0; i+1 < len(tt.header); i += 2 {
+				req.Header.Set(tt.header[i], tt.header[i+1])
+			}
+			resp, err := newBrowser(t).noRedirects().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("got %s, want 401: %s", resp.Status, body)
+			}
+			if resp.Header.Get("WWW-Authenticate") == "" || resp.Header.Get("Location") != "" {
+				t.Errorf("401 must carry WWW-Authenticate and no Location: %v", resp.Header)
+			}
+			if len(resp.Cookies()) != 0 {
+				t.Errorf("a 401 minted login state: %v", resp.Cookies())
+			}
+		})
+	}
+	// curl's default Accept (*/*) and a browser navigation are redirected.
+	resp := newBrowser(t).noRedirects()
+	req, _ := http.NewRequest("GET", w.gw.base+"/", nil)
+	req.Header.Set("Accept", "*/*")
+	r, err := resp.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, r)
+	if r.StatusCode != http.StatusFound || !strings.HasPrefix(r.Header.Get("Location"), w.idp.Issuer) {
+		t.Errorf("curl-like request: %s to %q, want a redirect to the IdP", r.Status, r.Header.Get("Location"))
+	}
+}
+
+// TestOpenRedirectPayloads signs in once, then starts a login with every
+// payload of the shared list as return_to; the IdP session makes each a
+// quick round trip, and the final Location must stay on this site.
+func TestOpenRedirectPayloads(t *testing.T) {
+	f, err := os.Open("../../shared/testdata/open-redirect-payloads.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var payloads []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" {
+			payloads = append(payloads, line)
+		}
+	}
+	if len(payloads) < 800 {
+		t.Fatalf("read %d payloads", len(payloads))
+	}
+
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+	base, _ := url.Parse(w.gw.base)
+	client := b.noRedirects()
+	for _, p := range payloads {
+		// Follow the login round trip by hand up to our final redirect.
+		next := w.gw.base + "/.sso/login?return_to=" + url.QueryEscape(p)
+		var final string
+		for range 5 {
+			resp, err := client.Get(next)
+			if err != nil {
+				t.Fatalf("payload %q: %v", p, err)
+			}
+			readBody(t, resp)
+			loc := resp.Header.Get("Location")
+			if loc == "" {
+				t.Fatalf("payload %q: %s without Location", p, resp.Status)
+			}
+			u, err := resp.Request.URL.Parse(loc)
+			if err != nil {
+				t.Fatalf("payload %q: bad Location %q", p, loc)
+			}
+			if strings.HasPrefix(u.Path, "/.sso/") || strings.HasPrefix(u.String(), w.idp.Issuer) {
+				next = u.String()
+				continue
+			}
+			final = loc
+			break
+		}
+		u, err := base.Parse(final)
+		if err != nil || u.Host != base.Host || u.Scheme != base.Scheme || !strings.HasPrefix(final, "/") || strings.HasPrefix(final, "//") {
+			t.Errorf("payload %q produced Location %q, which leaves the site", p, final)
+		}
+	}
+}
+
+func TestReloadKeepsSessionsAndServes(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+
+	var (
+		stop     atomic.Bool
+		served   atomic.Int64
+		failures []string
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				req, _ := http.NewRequest("GET", w.gw.base+"/during-reload", nil)
+				req.Header.Set("Accept", "text/html")
+				resp, err := b.client.Do(req)
+				if err == nil && resp.StatusCode == http.StatusOK && strings.Contains(readBody(t, resp), "X-Forwarded-User") {
+					served.Add(1)
+					continue
+				}
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err.Error())
+				} else {
+					failures = append(failures, resp.Status)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	// Reload a few times with a changed Caddyfile: new header names.
+	for i := range 3 {
+		time.Sleep(150 * time.Millisecond)
+		w.sites = strings.Replace(w.sites, "\tsso test\n", "\tsso test {\n\t\theader first_name X-Given-Name-"+string(rune('A'+i))+"\n\t}\n", 1)
+		w.sites = strings.Replace(w.sites, "\tsso test {\n\t\theader first_name X-Given-Name-"+string(rune('A'+i-1))+"\n\t}\n", "\tsso test\n", 1)
+		w.gw.reload(w.caddyfile())
+	}
+	time.Sleep(150 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d requests failed during reloads (served %d): %v", len(failures), served.Load(), failures[:min(5, len(failures))])
+	}
+	if served.Load() < 20 {
+		t.Fatalf("only %d requests served during the reloads", served.Load())
+	}
+	saw := upstreamSaw(t, b.get(w.gw.base+"/after"))
+	if saw.header("X-Given-Name-C") != "Ada" {
+		t.Errorf("after reload the new config is not in effect: %v", saw.Headers)
+	}
+	if runningStore(t) == nil {
+		t.Fatal("no store after reload")
+	}
+}

@@ -1,0 +1,50 @@
+package caddymodule
+
+import (
+	"html/template"
+	"net/http"
+)
+
+// page is a plain page shown to a person: a title, a sentence, and
+// optionally the attribute names that help an IdP admin fix a mapping.
+// It never shows attribute values, tokens, or internal errors.
+type page struct {
+	Status   int
+	Title    string
+	Message  string
+	Code     string   // stable reason, quoted to support staff
+	Received []string // attribute names that arrived
+	Expected []pageExpectation
+	Action   string // form action for a button, if any
+	Button   string
+	ReturnTo string
+}
+
+type pageExpectation struct {
+	Attribute string
+	Names     []string
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
+code{background:#f3f3f3;padding:0 .25em}li{margin:.2em 0}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{if .Expected}}<h2>What the identity provider must send</h2><ul>
+{{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
+<h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
+{{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
+{{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}
+</body></html>
+`))
+
+func (p page) write(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(p.Status)
+	return pageTemplate.Execute(w, p)
+}

@@ -1,0 +1,239 @@
+package idp
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Errors Take returns, to be tested with errors.Is. They are distinct so that
+// the error page and the audit trail can tell "the browser never started this
+// login" from "it took too long" from "someone edited the cookie".
+var (
+	ErrFlowMissing  = errors.New("flow cookie missing")
+	ErrFlowExpired  = errors.New("flow cookie expired")
+	ErrFlowInvalid  = errors.New("flow cookie invalid")
+	ErrFlowTooLarge = errors.New("flow cookie too large")
+)
+
+const (
+	// maxFlowCookie bounds name+value. Browsers cap a cookie (name, value
+	// and attributes) at about 4096 bytes and silently drop larger ones,
+	// which would turn into a confusing "flow missing" at the callback.
+	maxFlowCookie = 3800
+	// flowKeyInfo separates the flow-cookie key from any other key derived
+	// from the same secret.
+	flowKeyInfo = "caddy-sso flow cookie v1"
+	// flowAADPrefix versions the format: a future layout change cannot be
+	// confused with this one.
+	flowAADPrefix = "caddy-sso/flow/v1\x00"
+	cookieBase    = "sso_flow_"
+	securePrefix  = "__Secure-"
+)
+
+// FlowCookies binds a login in progress to the browser that started it. The
+// protocol state (OIDC nonce and PKCE verifier, SAML request ID, return URL)
+// travels in an AES-256-GCM encrypted, HttpOnly, short-lived cookie rather
+// than in server memory, so any instance behind a load balancer can finish a
+// login and nothing needs cleaning up when a user abandons one.
+//
+// Each login gets its own cookie, named after its flow ID, so several tabs can
+// log in at once without overwriting each other. The cookie name and flow ID
+// are authenticated as additional data, so a cookie cannot be renamed to
+// stand in for another flow.
+//
+// A FlowCookies is safe for concurrent use once configured.
+type FlowCookies struct {
+	aead   cipher.AEAD
+	path   string
+	secure bool
+	prefix string
+
+	// Now is the clock for expiry checks; nil means time.Now. Set it
+	// before first use (tests set a fake clock).
+	Now func() time.Time
+}
+
+// NewFlowCookies returns FlowCookies keyed by key, a secret of at least 32
+// bytes. The AES key is derived from it with HKDF, so the same secret may
+// safely key other things too. path scopes the cookies (e.g. "/.sso/": they
+// are only needed at the callback); "" means "/". secure sets the Secure
+// attribute and the "__Secure-" name prefix; leave it off only on plain-http
+// loopback sites, where browsers would drop Secure cookies.
+func NewFlowCookies(key []byte, path string, secure bool) (*FlowCookies, error) {
+	if len(key) < 32 {
+		return nil, fmt.Errorf("flow cookies: key must be at least 32 bytes, got %d", len(key))
+	}
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, ";,\r\n\x00 ") {
+		return nil, fmt.Errorf("flow cookies: invalid cookie path %q", path)
+	}
+	k, err := hkdf.Key(sha256.New, key, nil, flowKeyInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("flow cookies: deriving key: %w", err)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, fmt.Errorf("flow cookies: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("flow cookies: %w", err)
+	}
+	prefix := cookieBase
+	if secure {
+		prefix = securePrefix + cookieBase
+	}
+	return &FlowCookies{aead: aead, path: path, secure: secure, prefix: prefix}, nil
+}
+
+func (f *FlowCookies) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// CookieName returns the name of the cookie that carries flowID. It is a hash
+// of the flow ID, so it is short, always a valid cookie name, and different
+// for every login.
+func (f *FlowCookies) CookieName(flowID string) string {
+	sum := sha256.Sum256([]byte("caddy-sso flow name\x00" + flowID))
+	return f.prefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// IsFlowCookie reports whether a cookie name belongs to these FlowCookies, so
+// the handler can strip them from requests forwarded upstream.
+func (f *FlowCookies) IsFlowCookie(name string) bool {
+	return strings.HasPrefix(name, f.prefix)
+}
+
+func (f *FlowCookies) aad(name, flowID string) []byte {
+	return []byte(flowAADPrefix + name + "\x00" + flowID)
+}
+
+// Save stores v (JSON-encoded) for flowID in an encrypted cookie that expires
+// after ttl. sameSite is per call because protocols differ: the OIDC callback
+// is a top-level GET, which Lax cookies reach; the SAML ACS is a cross-site
+// POST, which needs None. None without Secure is rejected by browsers, so on
+// a non-secure (loopback) site the attribute is omitted instead: there the
+// IdP and the site are usually same-site anyway, and browsers treat a cookie
+// without SameSite as leniently as they allow.
+func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time.Duration, sameSite http.SameSite) error {
+	if flowID == "" {
+		return errors.New("flow cookies: empty flow ID")
+	}
+	if ttl < time.Second {
+		return fmt.Errorf("flow cookies: ttl %v too short", ttl)
+	}
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("flow cookies: encoding flow state: %w", err)
+	}
+	name := f.CookieName(flowID)
+	// Plaintext: 8-byte big-endian expiry (Unix seconds) then the JSON. The
+	// expiry is inside the ciphertext because a copied cookie ignores the
+	// browser's Max-Age.
+	plain := make([]byte, 8, 8+len(payload))
+	binary.BigEndian.PutUint64(plain, uint64(f.now().Add(ttl).Unix()))
+	plain = append(plain, payload...)
+
+	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(plain)+f.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("flow cookies: %w", err)
+	}
+	sealed := f.aead.Seal(nonce, nonce, plain, f.aad(name, flowID))
+	value := base64.RawURLEncoding.EncodeToString(sealed)
+	if len(name)+len(value) > maxFlowCookie {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFlowTooLarge, len(name)+len(value), maxFlowCookie)
+	}
+	if sameSite == http.SameSiteNoneMode && !f.secure {
+		sameSite = http.SameSiteDefaultMode
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     f.path,
+		MaxAge:   int((ttl + time.Second - 1) / time.Second),
+		HttpOnly: true,
+		Secure:   f.secure,
+		SameSite: sameSite,
+	})
+	return nil
+}
+
+// Take decodes the cookie for flowID into v and clears it, so a flow can be
+// finished once per browser. It returns ErrFlowMissing when the browser sent
+// no such cookie, ErrFlowExpired when it is older than its ttl (the browser
+// should have dropped it; a copy was replayed or the clock moved), and
+// ErrFlowInvalid when it does not decrypt (tampered, renamed, or another key).
+// Single use across copies of the cookie is the caller's job (ReplayGuard).
+func (f *FlowCookies) Take(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
+	name := f.CookieName(flowID)
+	cookies := r.CookiesNamed(name)
+	if len(cookies) == 0 {
+		return ErrFlowMissing
+	}
+	f.clear(w, name)
+
+	// Several cookies of one name can arrive (another path, a cookie tossed
+	// by a sibling subdomain): the genuine one is whichever decrypts.
+	err := ErrFlowInvalid
+	for _, c := range cookies {
+		payload, openErr := f.open(name, flowID, c.Value)
+		if openErr != nil {
+			if errors.Is(openErr, ErrFlowExpired) {
+				err = openErr
+			}
+			continue
+		}
+		if jerr := json.Unmarshal(payload, v); jerr != nil {
+			return fmt.Errorf("%w: decoding flow state: %v", ErrFlowInvalid, jerr)
+		}
+		return nil
+	}
+	return err
+}
+
+func (f *FlowCookies) open(name, flowID, value string) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil || len(raw) < f.aead.NonceSize()+f.aead.Overhead()+8 {
+		return nil, ErrFlowInvalid
+	}
+	ns := f.aead.NonceSize()
+	plain, err := f.aead.Open(nil, raw[:ns], raw[ns:], f.aad(name, flowID))
+	if err != nil || len(plain) < 8 {
+		return nil, ErrFlowInvalid
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0)
+	if !f.now().Before(exp) {
+		return nil, ErrFlowExpired
+	}
+	return plain[8:], nil
+}
+
+// clear deletes the cookie. SameSite is left out: deletion matches on name,
+// path and domain only, and omitting it avoids the None-without-Secure
+// rejection on loopback sites.
+func (f *FlowCookies) clear(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    "",
+		Path:     f.path,
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   f.secure,
+	})
+}

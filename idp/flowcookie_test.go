@@ -1,0 +1,208 @@
+package idp_test
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+type flowState struct {
+	Nonce    string `json:"n"`
+	ReturnTo string `json:"r"`
+}
+
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+func newFlows(t *testing.T, key []byte, secure bool, now *time.Time) *idp.FlowCookies {
+	t.Helper()
+	f, err := idp.NewFlowCookies(key, "/.sso/", secure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Now = func() time.Time { return *now }
+	return f
+}
+
+// save runs Save and returns the cookie it set.
+func save(t *testing.T, f *idp.FlowCookies, flowID string, v any, sameSite http.SameSite) *http.Cookie {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := f.Save(rec, flowID, v, 10*time.Minute, sameSite); err != nil {
+		t.Fatal(err)
+	}
+	cs := rec.Result().Cookies()
+	if len(cs) != 1 {
+		t.Fatalf("Save set %d cookies, want 1", len(cs))
+	}
+	return cs[0]
+}
+
+// take runs Take with the given cookies and returns its error, the decoded
+// state and the Set-Cookie headers it wrote.
+func take(f *idp.FlowCookies, flowID string, cookies ...*http.Cookie) (flowState, error, []*http.Cookie) {
+	req := httptest.NewRequest(http.MethodGet, "/.sso/oidc/x/callback", nil)
+	for _, c := range cookies {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	rec := httptest.NewRecorder()
+	var got flowState
+	err := f.Take(rec, req, flowID, &got)
+	return got, err, rec.Result().Cookies()
+}
+
+func TestFlowCookieRoundTripAndAttributes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name       string
+		secure     bool
+		sameSite   http.SameSite
+		wantSS     http.SameSite
+		wantPrefix string
+	}{
+		{"oidc lax secure", true, http.SameSiteLaxMode, http.SameSiteLaxMode, "__Secure-sso_flow_"},
+		{"saml none secure", true, http.SameSiteNoneMode, http.SameSiteNoneMode, "__Secure-sso_flow_"},
+		{"none on loopback is omitted", false, http.SameSiteNoneMode, 0, "sso_flow_"},
+		{"lax on loopback", false, http.SameSiteLaxMode, http.SameSiteLaxMode, "sso_flow_"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlows(t, testKey, tc.secure, &now)
+			want := flowState{Nonce: "n1", ReturnTo: "/app?x=1"}
+			c := save(t, f, "flow-1", want, tc.sameSite)
+			if !c.HttpOnly || c.Secure != tc.secure || c.Path != "/.sso/" || c.MaxAge != 600 || c.SameSite != tc.wantSS {
+				t.Errorf("cookie attributes = %+v", c)
+			}
+			if !strings.HasPrefix(c.Name, tc.wantPrefix) || !f.IsFlowCookie(c.Name) || c.Name != f.CookieName("flow-1") {
+				t.Errorf("cookie name %q", c.Name)
+			}
+			if strings.Contains(c.Value, "n1") || strings.Contains(c.Value, "app") {
+				t.Errorf("cookie value is not encrypted: %q", c.Value)
+			}
+			got, err, set := take(f, "flow-1", c)
+			if err != nil || got != want {
+				t.Fatalf("Take = %+v, %v; want %+v", got, err, want)
+			}
+			if len(set) != 1 || set[0].Name != c.Name || set[0].MaxAge >= 0 || set[0].Path != "/.sso/" {
+				t.Errorf("Take did not clear the cookie: %+v", set)
+			}
+		})
+	}
+}
+
+func TestFlowCookieRejects(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name    string
+		cookies func(t *testing.T, f *idp.FlowCookies) []*http.Cookie
+		advance time.Duration
+		want    error
+	}{
+		{"missing", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie { return nil }, 0, idp.ErrFlowMissing},
+		{"expired", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+			return []*http.Cookie{save(t, f, "flow-1", flowState{}, http.SameSiteLaxMode)}
+		}, 10*time.Minute + time.Second, idp.ErrFlowExpired},
+		{"tampered", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+			c := save(t, f, "flow-1", flowState{Nonce: "n"}, http.SameSiteLaxMode)
+			b := []byte(c.Value)
+			b[len(b)/2] ^= 1
+			if b[len(b)/2] == '-' || b[len(b)/2] == '_' { // keep it base64url
+				b[len(b)/2] = 'A'
+			}
+			c.Value = string(b)
+			return []*http.Cookie{c}
+		}, 0, idp.ErrFlowInvalid},
+		{"garbage", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+			return []*http.Cookie{{Name: f.CookieName("flow-1"), Value: "not-base64!"}}
+		}, 0, idp.ErrFlowInvalid},
+		{"swapped from another flow", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+			c := save(t, f, "flow-2", flowState{Nonce: "other tab"}, http.SameSiteLaxMode)
+			c.Name = f.CookieName("flow-1")
+			return []*http.Cookie{c}
+		}, 0, idp.ErrFlowInvalid},
+		{"other key", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+			now := start
+			other := newFlows(t, bytes.Repeat([]byte{8}, 32), false, &now)
+			return []*http.Cookie{save(t, other, "flow-1", flowState{}, http.SameSiteLaxMode)}
+		}, 0, idp.ErrFlowInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := start
+			f := newFlows(t, testKey, false, &now)
+			cs := tc.cookies(t, f)
+			now = now.Add(tc.advance)
+			_, err, set := take(f, "flow-1", cs...)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Take error = %v, want %v", err, tc.want)
+			}
+			if len(cs) > 0 && (len(set) != 1 || set[0].MaxAge >= 0) {
+				t.Errorf("a rejected cookie must still be cleared, Set-Cookie: %+v", set)
+			}
+		})
+	}
+}
+
+func TestFlowCookieSeveralTabsAndDuplicates(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f := newFlows(t, testKey, true, &now)
+	a := save(t, f, "tab-a", flowState{Nonce: "a"}, http.SameSiteLaxMode)
+	b := save(t, f, "tab-b", flowState{Nonce: "b"}, http.SameSiteLaxMode)
+	if a.Name == b.Name {
+		t.Fatal("two flows share a cookie name")
+	}
+	// A tossed cookie of the same name arrives first; the genuine one wins.
+	tossed := &http.Cookie{Name: b.Name, Value: "AAAA"}
+	for _, tc := range []struct {
+		id      string
+		cookies []*http.Cookie
+		want    string
+	}{
+		{"tab-b", []*http.Cookie{a, tossed, b}, "b"},
+		{"tab-a", []*http.Cookie{a, b}, "a"},
+	} {
+		got, err, _ := take(f, tc.id, tc.cookies...)
+		if err != nil || got.Nonce != tc.want {
+			t.Errorf("Take(%s) = %+v, %v", tc.id, got, err)
+		}
+	}
+}
+
+func TestFlowCookieConfig(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		key  []byte
+		path string
+		ok   bool
+	}{
+		{"short key", make([]byte, 16), "/", false},
+		{"relative path", testKey, "sso", false},
+		{"path injection", testKey, "/; Domain=evil", false},
+		{"default path", testKey, "", true},
+		{"long key", make([]byte, 64), "/.sso/", true},
+	}
+	for _, tc := range tests {
+		_, err := idp.NewFlowCookies(tc.key, tc.path, true)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+	}
+
+	f := newFlows(t, testKey, true, &now)
+	rec := httptest.NewRecorder()
+	if err := f.Save(rec, "big", flowState{ReturnTo: strings.Repeat("x", 4000)}, time.Minute, http.SameSiteLaxMode); !errors.Is(err, idp.ErrFlowTooLarge) {
+		t.Errorf("oversized flow: err = %v, want ErrFlowTooLarge", err)
+	}
+	if len(rec.Result().Cookies()) != 0 {
+		t.Error("oversized flow still set a cookie")
+	}
+	if err := f.Save(rec, "", flowState{}, time.Minute, http.SameSiteLaxMode); err == nil {
+		t.Error("empty flow ID accepted")
+	}
+}

@@ -1,0 +1,235 @@
+package oidc
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"mime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// profileClaims are the claims whose absence from the ID token makes the
+// userinfo endpoint worth a request: some IdPs (Okta's org server, PingOne)
+// put only sub in the ID token.
+var profileClaims = []string{"given_name", "family_name", "email"}
+
+// verifyIDToken verifies raw and returns its claims and subject. go-oidc
+// checks the signature and algorithm; checkClaims does the rest.
+func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken string) (map[string]any, string, error) {
+	t, err := p.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, "", idp.Fail(CodeIDTokenSignature, err)
+	}
+	var payload json.RawMessage
+	if err := t.Claims(&payload); err != nil {
+		return nil, "", idp.Fail(CodeIDTokenSignature, fmt.Errorf("ID token claims: %w", err))
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return nil, "", idp.Fail(CodeIDTokenSignature, fmt.Errorf("ID token claims: %w", err))
+	}
+	if err := p.checkClaims(t, claims, nonce); err != nil {
+		return nil, "", err
+	}
+	// at_hash is optional in the code flow; when present it must match, so
+	// an access token from another login cannot be paired with this token.
+	if t.AccessTokenHash != "" && accessToken != "" {
+		if err := t.VerifyAccessToken(accessToken); err != nil {
+			return nil, "", idp.Fail(CodeIDTokenAtHash, err)
+		}
+	}
+	return claims, t.Subject, nil
+}
+
+// checkClaims makes the claim checks of OpenID Connect Core 3.1.3.7, each
+// with its own code.
+func (p *Provider) checkClaims(t *oidc.IDToken, claims map[string]any, nonce string) error {
+	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
+	if t.Issuer != p.cfg.Issuer {
+		return idp.Fail(CodeIDTokenIssuer, fmt.Errorf("iss %q, want %q", t.Issuer, p.cfg.Issuer))
+	}
+	if !slices.Contains(t.Audience, clientID) {
+		return idp.Fail(CodeIDTokenAudience, fmt.Errorf("aud %q does not contain the client ID", t.Audience))
+	}
+	// With several audiences, azp names the party the token was issued to:
+	// it must be us, not another client that shares the token.
+	if azp, present := claims["azp"]; present || len(t.Audience) > 1 {
+		if s, _ := azp.(string); s != clientID {
+			return idp.Fail(CodeIDTokenAZP, fmt.Errorf("azp %v is not the client ID (aud %q)", azp, t.Audience))
+		}
+	}
+	if t.Expiry.IsZero() {
+		return idp.Fail(CodeIDTokenExpired, errors.New("exp missing"))
+	}
+	if !now.Before(t.Expiry.Add(skew)) {
+		return idp.Fail(CodeIDTokenExpired, fmt.Errorf("expired at %v (now %v, skew %v)", t.Expiry, now, skew))
+	}
+	if t.IssuedAt.IsZero() {
+		return idp.Fail(CodeIDTokenIssuedAt, errors.New("iat missing"))
+	}
+	if t.IssuedAt.After(now.Add(skew)) {
+		return idp.Fail(CodeIDTokenIssuedAt, fmt.Errorf("issued in the future at %v (now %v, skew %v)", t.IssuedAt, now, skew))
+	}
+	if v, present := claims["nbf"]; present {
+		nbf, ok := numericDate(v)
+		if !ok {
+			return idp.Fail(CodeIDTokenNotBefore, errors.New("nbf is not a number"))
+		}
+		if nbf.After(now.Add(skew)) {
+			return idp.Fail(CodeIDTokenNotBefore, fmt.Errorf("not valid before %v (now %v)", nbf, now))
+		}
+	}
+	if nonce == "" || subtle.ConstantTimeCompare([]byte(t.Nonce), []byte(nonce)) != 1 {
+		return idp.Fail(CodeIDTokenNonce, errors.New("nonce does not match the one sent at login"))
+	}
+	if t.Subject == "" {
+		return idp.Fail(CodeIDTokenSubject, errors.New("sub missing"))
+	}
+	if p.cfg.TenantID != "" {
+		if tid, _ := claims["tid"].(string); !strings.EqualFold(tid, p.cfg.TenantID) {
+			return idp.Fail(CodeTenantMismatch, fmt.Errorf("tid %q, want %q", tid, p.cfg.TenantID))
+		}
+	}
+	return nil
+}
+
+func numericDate(v any) (time.Time, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, false
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, false
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
+// decodeClaims decodes a JSON object keeping numbers as json.Number, so that
+// large integers (Okta's numeric IDs, timestamps) keep every digit when
+// flattened to strings.
+func decodeClaims(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("claims are not a JSON object")
+	}
+	return m, nil
+}
+
+func needsUserinfo(claims map[string]any) bool {
+	for _, c := range profileClaims {
+		if v, ok := claims[c]; !ok || v == nil || v == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// userinfo fetches the userinfo claims (JSON, or a JWT signed with the
+// IdP's keys).
+func (p *Provider) userinfo(ctx context.Context, endpoint, accessToken string) (map[string]any, error) {
+	body, ctype, err := get(ctx, p.client, endpoint, accessToken)
+	if err != nil {
+		return nil, fmt.Errorf("userinfo: %w", err)
+	}
+	if mt, _, _ := mime.ParseMediaType(ctype); mt == "application/jwt" {
+		if body, err = p.keys.VerifySignature(ctx, string(bytes.TrimSpace(body))); err != nil {
+			return nil, fmt.Errorf("userinfo JWT: %w", err)
+		}
+	}
+	claims, err := decodeClaims(body)
+	if err != nil {
+		return nil, fmt.Errorf("userinfo: decoding: %w", err)
+	}
+	// A signed response must come from our issuer and be meant for us.
+	if iss, ok := claims["iss"]; ok && iss != p.cfg.Issuer {
+		return nil, fmt.Errorf("userinfo iss %v, want %q", iss, p.cfg.Issuer)
+	}
+	if aud, ok := claims["aud"]; ok && !slices.Contains(flattenValue(aud), p.cfg.ClientID) {
+		return nil, errors.New("userinfo aud does not contain the client ID")
+	}
+	return claims, nil
+}
+
+// mergeClaims fills claims the ID token lacks (or has empty) from userinfo.
+// It never overrides one: the ID token's iss, aud, tid, oid are what was
+// verified.
+func mergeClaims(claims, userinfo map[string]any) {
+	for k, v := range userinfo {
+		if cur, ok := claims[k]; !ok || cur == nil || cur == "" {
+			claims[k] = v
+		}
+	}
+}
+
+// flatten turns claims into idp.Assertion attributes: strings as they are,
+// numbers and booleans as their JSON text, arrays as one value per element,
+// objects (and nested arrays) as their JSON text. Nulls are left out.
+func flatten(claims map[string]any) map[string][]string {
+	out := make(map[string][]string, len(claims))
+	for k, v := range claims {
+		if v == nil {
+			continue
+		}
+		out[k] = flattenValue(v)
+	}
+	return out
+}
+
+func flattenValue(v any) []string {
+	if arr, ok := v.([]any); ok {
+		vals := make([]string, 0, len(arr))
+		for _, e := range arr {
+			if e != nil {
+				vals = append(vals, scalar(e))
+			}
+		}
+		return vals
+	}
+	return []string{scalar(v)}
+}
+
+func scalar(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	case bool:
+		return strconv.FormatBool(v)
+	default:
+		b, err := json.Marshal(v) // maps marshal with sorted keys: stable text
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	}
+}
+
+// isTrue reads email_verified, which some IdPs send as the string "true".
+func isTrue(v any) bool {
+	switch v := v.(type) {
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(v, "true")
+	}
+	return false
+}

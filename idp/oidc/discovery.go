@@ -1,0 +1,180 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// discoveryRetry spaces out attempts while the IdP is down, so that a
+	// burst of visitors does not become a burst of requests to it.
+	discoveryRetry = 10 * time.Second
+	// discoveryTTL is how long a discovery document is used before it is
+	// fetched again; the last good copy is kept when that fails.
+	discoveryTTL = 24 * time.Hour
+	// maxBody caps every response read from the IdP.
+	maxBody = 1 << 20
+)
+
+// metadata is the part of the discovery document this package uses.
+type metadata struct {
+	Issuer                string   `json:"issuer"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
+	JWKSURI               string   `json:"jwks_uri"`
+	EndSessionEndpoint    string   `json:"end_session_endpoint"`
+	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
+	TokenAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
+	// IssParameterSupported (RFC 9207): when true, every authorization
+	// response must carry iss.
+	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+}
+
+// discovery fetches and caches the discovery document lazily.
+type discovery struct {
+	issuer   string
+	client   *http.Client
+	now      func() time.Time
+	onUpdate func(jwksURI string)
+
+	fetchMu sync.Mutex // one fetch at a time; others wait for its result
+
+	mu      sync.Mutex // guards the fields below
+	md      *metadata
+	fetched time.Time
+	lastErr error
+	retryAt time.Time
+}
+
+// get returns the cached document, fetching it when there is none or it is
+// older than discoveryTTL, but not more often than every discoveryRetry.
+func (d *discovery) get(ctx context.Context) (*metadata, error) {
+	if md, err, done := d.cached(); done {
+		return md, err
+	}
+	d.fetchMu.Lock()
+	defer d.fetchMu.Unlock()
+	if md, err, done := d.cached(); done { // another caller fetched meanwhile
+		return md, err
+	}
+	// The fetch outlives a cancelled request: its result serves everyone
+	// waiting, and the client's timeout still bounds it.
+	md, err := d.fetch(context.WithoutCancel(ctx))
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.lastErr, d.retryAt = err, now.Add(discoveryRetry)
+		if d.md != nil {
+			return d.md, nil
+		}
+		return nil, err
+	}
+	d.md, d.fetched, d.lastErr, d.retryAt = md, now, nil, time.Time{}
+	d.onUpdate(md.JWKSURI)
+	return md, nil
+}
+
+// cached reports done when get need not fetch: a fresh document, or a
+// recent failure (with the stale document if there is one).
+func (d *discovery) cached() (*metadata, error, bool) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.md != nil && now.Sub(d.fetched) < discoveryTTL {
+		return d.md, nil, true
+	}
+	if now.Before(d.retryAt) {
+		if d.md != nil {
+			return d.md, nil, true
+		}
+		return nil, d.lastErr, true
+	}
+	return nil, nil, false
+}
+
+func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
+	wellKnown := strings.TrimSuffix(d.issuer, "/") + "/.well-known/openid-configuration"
+	var md metadata
+	if err := getJSON(ctx, d.client, wellKnown, &md); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	if md.Issuer != d.issuer {
+		return nil, fmt.Errorf("discovery: document is for issuer %q, want %q", md.Issuer, d.issuer)
+	}
+	for _, e := range []struct{ name, url string }{
+		{"authorization_endpoint", md.AuthorizationEndpoint},
+		{"token_endpoint", md.TokenEndpoint},
+		{"jwks_uri", md.JWKSURI},
+		{"userinfo_endpoint", md.UserinfoEndpoint},
+		{"end_session_endpoint", md.EndSessionEndpoint},
+	} {
+		if e.url == "" && e.name != "userinfo_endpoint" && e.name != "end_session_endpoint" {
+			return nil, fmt.Errorf("discovery: %s missing", e.name)
+		}
+		if e.url != "" {
+			if err := checkURL(e.url, true); err != nil {
+				return nil, fmt.Errorf("discovery: %s: %w", e.name, err)
+			}
+		}
+	}
+	// PKCE is always sent; an IdP that announces methods without S256
+	// would ignore it, leaving codes unprotected.
+	if len(md.CodeChallengeMethods) > 0 && !slices.Contains(md.CodeChallengeMethods, "S256") {
+		return nil, fmt.Errorf("discovery: IdP does not support PKCE S256 (supports %q)", md.CodeChallengeMethods)
+	}
+	return &md, nil
+}
+
+// getJSON GETs url and decodes a JSON body of at most maxBody bytes.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	// The content type is not checked: IdPs label JWKS and discovery
+	// documents inconsistently, and decoding is the real test.
+	body, _, err := get(ctx, client, url, "")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: decoding: %w", url, err)
+	}
+	return nil
+}
+
+// get fetches url (with a bearer token when given) and returns the body and
+// its content type. Bodies of failed requests are not reported: they might
+// echo credentials.
+func get(ctx context.Context, client *http.Client, url, bearer string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", err // *url.Error already names the method and URL
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: reading: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if len(body) > maxBody {
+		return nil, "", errors.New("GET " + url + ": response larger than 1 MiB")
+	}
+	return body, resp.Header.Get("Content-Type"), nil
+}

@@ -1,0 +1,181 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// keysMaxAge is how long fetched keys are trusted without a new fetch, so a
+// key the IdP withdraws (compromise) stops being accepted within a day even
+// if no unknown kid ever shows up.
+const keysMaxAge = 24 * time.Hour
+
+var errRefreshLimited = errors.New("unknown signing key and the JWKS was fetched too recently to fetch again")
+
+// keySet implements go-oidc's oidc.KeySet over the IdP's jwks_uri. It
+// differs from oidc.RemoteKeySet in one way that matters: fetches triggered
+// by unknown key IDs are rate-limited to one per minRefresh, because the kid
+// is chosen by whoever made the token.
+type keySet struct {
+	client     *http.Client
+	now        func() time.Time
+	algs       []jose.SignatureAlgorithm
+	secret     []byte // HMAC key (the client secret), only when HS* is allowed
+	minRefresh time.Duration
+
+	fetchMu sync.Mutex // one fetch at a time
+
+	mu      sync.Mutex // guards the fields below
+	url     string
+	keys    []jose.JSONWebKey
+	fetched time.Time // last fetch attempt, successful or not
+	gen     uint64    // incremented by every successful fetch
+}
+
+// setURL is called by discovery with the current jwks_uri.
+func (k *keySet) setURL(u string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.url = u
+}
+
+func (k *keySet) snapshot() ([]jose.JSONWebKey, uint64, time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.keys, k.gen, k.fetched
+}
+
+// VerifySignature implements oidc.KeySet. go-oidc has already enforced the
+// algorithm allow-list; parsing again with the same list keeps this method
+// safe on its own.
+func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
+	if err != nil {
+		return nil, fmt.Errorf("parsing JWS: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("JWS must have exactly one signature")
+	}
+	h := jws.Signatures[0].Header
+	if strings.HasPrefix(h.Algorithm, "HS") {
+		// Only the client secret can key an HMAC: never a JWKS key, or an
+		// RSA public key would become a shared secret.
+		if len(k.secret) == 0 {
+			return nil, fmt.Errorf("algorithm %s not allowed", h.Algorithm)
+		}
+		return jws.Verify(k.secret)
+	}
+
+	keys, gen, fetched := k.snapshot()
+	if payload, ok := verifyWith(jws, keys, h.KeyID, h.Algorithm); ok {
+		if !fetched.IsZero() && k.now().Sub(fetched) > keysMaxAge {
+			k.refresh(ctx, gen) //nolint:errcheck // best effort: the cached keys still verified
+		}
+		return payload, nil
+	}
+	if h.KeyID != "" && hasKeyID(keys, h.KeyID) {
+		// A known key that does not verify: a new fetch would not help.
+		return nil, errors.New("signature does not verify")
+	}
+	keys, err = k.refresh(ctx, gen)
+	if err != nil {
+		return nil, err
+	}
+	if payload, ok := verifyWith(jws, keys, h.KeyID, h.Algorithm); ok {
+		return payload, nil
+	}
+	return nil, fmt.Errorf("no key in the JWKS verifies the signature (kid %q)", h.KeyID)
+}
+
+func hasKeyID(keys []jose.JSONWebKey, kid string) bool {
+	for _, key := range keys {
+		if key.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg string) ([]byte, bool) {
+	for _, key := range keys {
+		if (kid != "" && key.KeyID != kid) || (key.Algorithm != "" && key.Algorithm != alg) {
+			continue
+		}
+		if payload, err := jws.Verify(key.Key); err == nil {
+			return payload, true
+		}
+	}
+	return nil, false
+}
+
+// refresh fetches the JWKS unless another caller did since gen was read
+// (then its keys are returned), and at most once per minRefresh.
+func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, error) {
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+	now := k.now()
+	k.mu.Lock()
+	if k.gen != gen {
+		keys := k.keys
+		k.mu.Unlock()
+		return keys, nil
+	}
+	if !k.fetched.IsZero() && now.Sub(k.fetched) < k.minRefresh {
+		k.mu.Unlock()
+		return nil, errRefreshLimited
+	}
+	url := k.url
+	if url == "" {
+		k.mu.Unlock()
+		return nil, errors.New("jwks_uri unknown: discovery has not succeeded")
+	}
+	k.fetched = now
+	k.mu.Unlock()
+
+	keys, err := fetchJWKS(context.WithoutCancel(ctx), k.client, url)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	k.keys, k.gen = keys, k.gen+1
+	k.mu.Unlock()
+	return keys, nil
+}
+
+// fetchJWKS fetches a JWK set, keeping the public signing keys it can use
+// and skipping the rest (RFC 7517 5: unknown key types are ignored, not
+// fatal), as IdPs list keys of kinds a client may not know.
+func fetchJWKS(ctx context.Context, client *http.Client, url string) ([]jose.JSONWebKey, error) {
+	var raw struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := getJSON(ctx, client, url, &raw); err != nil {
+		return nil, fmt.Errorf("fetching JWKS: %w", err)
+	}
+	keys := make([]jose.JSONWebKey, 0, len(raw.Keys))
+	for _, r := range raw.Keys {
+		var key jose.JSONWebKey
+		// Valid is false for symmetric keys: a published one would let
+		// anyone sign.
+		if err := key.UnmarshalJSON(r); err != nil || !key.Valid() || (key.Use != "" && key.Use != "sig") {
+			continue
+		}
+		pub := key.Public()
+		if !pub.Valid() {
+			continue
+		}
+		keys = append(keys, pub)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("fetching JWKS: no usable signing key")
+	}
+	return keys, nil
+}

@@ -1,0 +1,460 @@
+// Package oidc is the OpenID Connect relying party: the authorization code
+// flow with PKCE, over github.com/coreos/go-oidc/v3 (signature and algorithm
+// checks) and golang.org/x/oauth2 (authorization URL and code exchange).
+//
+// A Provider keeps no per-login state in memory: state, nonce and PKCE
+// verifier travel in an encrypted flow cookie (idp.FlowCookies), and the
+// state is burnt in the store's ReplayGuard when the callback arrives. Every
+// check OpenID Connect Core 3.1.3.7 asks of a relying party is made here, and
+// each has its own LoginError code so that the audit trail says which failed.
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// Codes of the *idp.LoginError values this package returns. They are stable:
+// metrics, audit events and error pages key on them.
+const (
+	CodeIdPUnavailable   = "idp_unavailable"     // discovery failed (and no earlier copy)
+	CodeFlowSave         = "flow_save_failed"    // Begin could not set the flow cookie
+	CodeStateMissing     = "state_missing"       // callback without state
+	CodeFlowMissing      = "flow_missing"        // no flow cookie: another browser, or cookies blocked
+	CodeFlowExpired      = "flow_expired"        // the user took longer than LoginTimeout
+	CodeFlowInvalid      = "flow_invalid"        // flow cookie tampered with or swapped
+	CodeStateReplayed    = "state_replayed"      // this state was already used
+	CodeReplayCheck      = "replay_check_failed" // the ReplayGuard failed
+	CodeIssuerMismatch   = "iss_mismatch"        // RFC 9207 iss differs from the issuer
+	CodeIssuerMissing    = "iss_missing"         // RFC 9207 iss absent though advertised
+	CodeIdPError         = "idp_error"           // the IdP answered error=...
+	CodeCodeMissing      = "code_missing"        // neither code nor error
+	CodeRedirectMismatch = "redirect_mismatch"   // callback URL differs from Begin's
+	CodeTokenExchange    = "token_exchange_failed"
+	CodeIDTokenMissing   = "id_token_missing"
+	CodeIDTokenSignature = "id_token_signature" // malformed, alg not allowed, or bad signature
+	CodeIDTokenIssuer    = "id_token_issuer"
+	CodeIDTokenAudience  = "id_token_audience"
+	CodeIDTokenAZP       = "id_token_azp"
+	CodeIDTokenExpired   = "id_token_expired"
+	CodeIDTokenIssuedAt  = "id_token_iat" // missing or in the future
+	CodeIDTokenNotBefore = "id_token_nbf"
+	CodeIDTokenNonce     = "id_token_nonce"
+	CodeIDTokenSubject   = "id_token_subject"
+	CodeIDTokenAtHash    = "id_token_at_hash"
+	CodeTenantMismatch   = "tenant_mismatch"
+	CodeUserinfo         = "userinfo_failed"
+	CodeUserinfoSubject  = "userinfo_subject"
+)
+
+// Defaults for the zero values of Config.
+var (
+	DefaultScopes     = []string{"openid", "profile", "email"}
+	DefaultAlgorithms = []string{"RS256", "ES256", "PS256"}
+)
+
+const (
+	defaultClockSkew    = time.Minute
+	defaultLoginTimeout = 10 * time.Minute
+	defaultJWKSRefresh  = 30 * time.Second
+	defaultHTTPTimeout  = 10 * time.Second
+	// replayKind is the ReplayGuard namespace of OIDC states.
+	replayKind = "oidc_state"
+)
+
+// knownAlgs are the JWS algorithms a configuration may list. "none" is
+// absent on purpose.
+var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"}
+
+// reservedParams are set by this package; AuthParams may not replace them.
+// max_age is refused because honouring it needs an auth_time check that
+// nothing here asks for.
+var reservedParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+	"code_challenge", "code_challenge_method", "response_mode", "request", "request_uri", "max_age"}
+
+// Config describes one OpenID provider and this client's registration there.
+type Config struct {
+	// Name is the IdP's configured name; it becomes Assertion.IdP and keeps
+	// flows of different IdPs apart.
+	Name string
+	// Issuer is the exact issuer identifier (discovery lives under it). It
+	// must be https, except on loopback hosts for local IdPs.
+	Issuer string
+	// ClientID and ClientSecret are this client's registration. An empty
+	// secret makes a public client (PKCE only).
+	ClientID, ClientSecret string
+	// Scopes requested; default openid profile email. Must include openid.
+	Scopes []string
+	// Algorithms is the ID token signature allow-list; default RS256, ES256,
+	// PS256. "none" is never allowed; HS* only when listed (keyed with the
+	// client secret, as OpenID Connect Core 10.1 specifies).
+	Algorithms []string
+	// TenantID pins Microsoft Entra's "tid" claim: when set, tokens from
+	// any other tenant are refused (multi-tenant app registrations would
+	// otherwise let every Entra tenant in).
+	TenantID string
+	// ClockSkew tolerates clock differences with the IdP for exp, iat and
+	// nbf; default 1 minute.
+	ClockSkew time.Duration
+	// LoginTimeout is how long a user may spend at the IdP; the flow cookie
+	// and the state's replay entry live this long. Default 10 minutes.
+	LoginTimeout time.Duration
+	// AuthParams are extra authorization request parameters (prompt,
+	// login_hint, domain_hint, acr_values…). Protocol parameters set by
+	// this package cannot be replaced.
+	AuthParams map[string]string
+	// JWKSRefreshInterval is the least time between two JWKS fetches, which
+	// an unknown key ID triggers; default 30 seconds. It stops a flood of
+	// forged tokens from turning into a flood of requests to the IdP.
+	JWKSRefreshInterval time.Duration
+	// HTTPClient talks to the IdP; nil means a client with a 10 s timeout.
+	HTTPClient *http.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Provider is the relying party for one OpenID provider. It is safe for
+// concurrent use.
+type Provider struct {
+	cfg      Config
+	flows    *idp.FlowCookies
+	replay   idp.ReplayGuard
+	client   *http.Client
+	keys     *keySet
+	verifier *oidc.IDTokenVerifier
+	disc     *discovery
+}
+
+// flow is what the flow cookie carries between Begin and Callback. Field
+// names are short because the cookie is size-limited.
+type flow struct {
+	Nonce       string `json:"n"`
+	Verifier    string `json:"v"`
+	ReturnTo    string `json:"r"`
+	RedirectURL string `json:"u"`
+}
+
+// New validates cfg and returns a Provider. It makes no network request:
+// discovery happens on first use and is retried after failures, so Caddy can
+// start while the IdP is down.
+func New(cfg Config, flows *idp.FlowCookies, replay idp.ReplayGuard) (*Provider, error) {
+	if err := normalize(&cfg); err != nil {
+		return nil, fmt.Errorf("oidc idp %q: %w", cfg.Name, err)
+	}
+	if flows == nil || replay == nil {
+		return nil, fmt.Errorf("oidc idp %q: flow cookies and replay guard are required", cfg.Name)
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: defaultHTTPTimeout}
+	}
+	algs := make([]jose.SignatureAlgorithm, len(cfg.Algorithms))
+	for i, a := range cfg.Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	ks := &keySet{client: client, now: cfg.Now, algs: algs, minRefresh: cfg.JWKSRefreshInterval}
+	if slices.ContainsFunc(cfg.Algorithms, func(a string) bool { return strings.HasPrefix(a, "HS") }) {
+		ks.secret = []byte(cfg.ClientSecret)
+	}
+	p := &Provider{
+		cfg:    cfg,
+		flows:  flows,
+		replay: replay,
+		client: client,
+		keys:   ks,
+		// go-oidc checks the signature and the algorithm allow-list; the
+		// claim checks are ours (verifyClaims) so that each failure has its
+		// own code and exp/iat honour ClockSkew.
+		verifier: oidc.NewVerifier(cfg.Issuer, ks, &oidc.Config{
+			ClientID:             cfg.ClientID,
+			SupportedSigningAlgs: cfg.Algorithms,
+			SkipClientIDCheck:    true,
+			SkipExpiryCheck:      true,
+			SkipIssuerCheck:      true,
+		}),
+	}
+	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL}
+	return p, nil
+}
+
+func normalize(cfg *Config) error {
+	if cfg.Name == "" {
+		return errors.New("name is required")
+	}
+	if err := checkURL(cfg.Issuer, false); err != nil {
+		return fmt.Errorf("issuer: %w", err)
+	}
+	if cfg.ClientID == "" {
+		return errors.New("client_id is required")
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = DefaultScopes
+	}
+	if !slices.Contains(cfg.Scopes, "openid") {
+		return errors.New(`scopes must include "openid"`)
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = DefaultAlgorithms
+	}
+	for _, a := range cfg.Algorithms {
+		if !slices.Contains(knownAlgs, a) {
+			return fmt.Errorf("signature algorithm %q is not supported", a)
+		}
+		if strings.HasPrefix(a, "HS") && cfg.ClientSecret == "" {
+			return fmt.Errorf("signature algorithm %s needs a client secret", a)
+		}
+	}
+	cfg.Scopes = slices.Clone(cfg.Scopes)
+	cfg.Algorithms = slices.Clone(cfg.Algorithms)
+	for k := range cfg.AuthParams {
+		if slices.Contains(reservedParams, k) {
+			return fmt.Errorf("auth parameter %q is set by the protocol and cannot be configured", k)
+		}
+	}
+	for _, d := range []*time.Duration{&cfg.ClockSkew, &cfg.LoginTimeout, &cfg.JWKSRefreshInterval} {
+		if *d < 0 {
+			return errors.New("durations must not be negative")
+		}
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = defaultClockSkew
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = defaultLoginTimeout
+	}
+	if cfg.JWKSRefreshInterval == 0 {
+		cfg.JWKSRefreshInterval = defaultJWKSRefresh
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return nil
+}
+
+// checkURL accepts https URLs, and plain http ones only on loopback hosts
+// (local IdPs in demos and tests): anywhere else an attacker on the path
+// could substitute keys or read codes.
+// Endpoints (endpoint true) may carry a query, as Azure AD B2C's do; an
+// issuer may not.
+func checkURL(raw string, endpoint bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" || (u.RawQuery != "" && !endpoint) || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q must be an absolute URL without fragment or credentials (nor query, for an issuer)", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+	}
+	return fmt.Errorf("%q: scheme must be https", raw)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Name returns the configured IdP name.
+func (p *Provider) Name() string { return p.cfg.Name }
+
+// Discover fetches the discovery document now. Calling it is optional (Begin
+// does it lazily); Caddy may call it at start to warn early that the IdP is
+// unreachable.
+func (p *Provider) Discover(ctx context.Context) error {
+	if _, err := p.disc.get(ctx); err != nil {
+		return idp.Fail(CodeIdPUnavailable, err)
+	}
+	return nil
+}
+
+func (p *Provider) flowID(state string) string {
+	return "oidc/" + p.cfg.Name + "/" + state
+}
+
+func (p *Provider) oauth2Config(md *metadata, redirectURL string) *oauth2.Config {
+	style := oauth2.AuthStyleInHeader // client_secret_basic, the default of RFC 8414
+	if len(md.TokenAuthMethods) > 0 && !slices.Contains(md.TokenAuthMethods, "client_secret_basic") &&
+		slices.Contains(md.TokenAuthMethods, "client_secret_post") {
+		style = oauth2.AuthStyleInParams
+	}
+	if p.cfg.ClientSecret == "" {
+		style = oauth2.AuthStyleInParams // public client: client_id in the body
+	}
+	return &oauth2.Config{
+		ClientID:     p.cfg.ClientID,
+		ClientSecret: p.cfg.ClientSecret,
+		Endpoint:     oauth2.Endpoint{AuthURL: md.AuthorizationEndpoint, TokenURL: md.TokenEndpoint, AuthStyle: style},
+		RedirectURL:  redirectURL,
+		Scopes:       p.cfg.Scopes,
+	}
+}
+
+// Begin starts a login: it saves state, nonce and PKCE verifier in a flow
+// cookie of their own (so several tabs can log in at once) and redirects the
+// browser to the authorization endpoint. redirectURL is this site's callback
+// URL; returnTo is handed back by Callback and must already be validated as
+// a same-origin path by the caller.
+func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, redirectURL, returnTo string) error {
+	md, err := p.disc.get(r.Context())
+	if err != nil {
+		return idp.Fail(CodeIdPUnavailable, err)
+	}
+	state := rand.Text()
+	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), ReturnTo: returnTo, RedirectURL: redirectURL}
+	if err := p.flows.Save(w, p.flowID(state), &fl, p.cfg.LoginTimeout, http.SameSiteLaxMode); err != nil {
+		return idp.Fail(CodeFlowSave, fmt.Errorf("oidc idp %q: %w", p.cfg.Name, err))
+	}
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(fl.Nonce), oauth2.S256ChallengeOption(fl.Verifier)}
+	for k, v := range p.cfg.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, p.oauth2Config(md, redirectURL).AuthCodeURL(state, opts...), http.StatusFound)
+	return nil
+}
+
+// Callback finishes a login at redirectURL: it takes the flow cookie, burns
+// the state, checks the authorization response, exchanges the code with the
+// PKCE verifier, verifies the ID token and, when profile claims are missing,
+// merges userinfo. It returns the assertion and the returnTo given to Begin.
+// Every error is an *idp.LoginError with one of the Code* constants.
+func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, redirectURL string) (*idp.Assertion, string, error) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		return nil, "", idp.Fail(CodeStateMissing, errors.New("authorization response without state"))
+	}
+	var fl flow
+	if err := p.flows.Take(w, r, p.flowID(state), &fl); err != nil {
+		code := CodeFlowInvalid
+		switch {
+		case errors.Is(err, idp.ErrFlowMissing):
+			code = CodeFlowMissing
+		case errors.Is(err, idp.ErrFlowExpired):
+			code = CodeFlowExpired
+		}
+		return nil, "", idp.Fail(code, err)
+	}
+	// The cookie is cleared, but a copy of it is still valid until it
+	// expires: the state is what makes the callback single-use.
+	first, err := p.replay.ConsumeOnce(ctx, replayKind, p.cfg.Name+"/"+state, p.cfg.Now().Add(p.cfg.LoginTimeout))
+	if err != nil {
+		return nil, "", idp.Fail(CodeReplayCheck, fmt.Errorf("consuming state: %w", err))
+	}
+	if !first {
+		return nil, "", idp.Fail(CodeStateReplayed, errors.New("state already used"))
+	}
+	md, err := p.disc.get(ctx)
+	if err != nil {
+		return nil, "", idp.Fail(CodeIdPUnavailable, err)
+	}
+	// RFC 9207 applies to error responses too: check iss before trusting
+	// anything else in the response (mix-up attacks).
+	if iss, present := q["iss"]; present {
+		if len(iss) != 1 || iss[0] != p.cfg.Issuer {
+			return nil, "", idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, want %q", iss, p.cfg.Issuer))
+		}
+	} else if md.IssParameterSupported {
+		return nil, "", idp.Fail(CodeIssuerMissing, errors.New("authorization response lacks iss, which the IdP advertises"))
+	}
+	if e := q.Get("error"); e != "" {
+		return nil, "", idp.Fail(CodeIdPError, fmt.Errorf("identity provider returned error %q: %.200q", e, q.Get("error_description")))
+	}
+	code := q.Get("code")
+	if code == "" {
+		return nil, "", idp.Fail(CodeCodeMissing, errors.New("authorization response has neither code nor error"))
+	}
+	if redirectURL != fl.RedirectURL {
+		return nil, "", idp.Fail(CodeRedirectMismatch, fmt.Errorf("callback at %q, login began for %q", redirectURL, fl.RedirectURL))
+	}
+
+	tok, err := p.oauth2Config(md, redirectURL).Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.client),
+		code, oauth2.VerifierOption(fl.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil {
+			// Not re.Error(): it quotes the whole response body.
+			err = fmt.Errorf("token endpoint answered %s: %s %.200q", re.Response.Status, re.ErrorCode, re.ErrorDescription)
+		}
+		return nil, "", idp.Fail(CodeTokenExchange, err)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return nil, "", idp.Fail(CodeIDTokenMissing, errors.New("token response has no id_token"))
+	}
+	claims, sub, err := p.verifyIDToken(ctx, rawID, fl.Nonce, tok.AccessToken)
+	if err != nil {
+		return nil, "", err
+	}
+	if needsUserinfo(claims) && md.UserinfoEndpoint != "" {
+		ui, err := p.userinfo(ctx, md.UserinfoEndpoint, tok.AccessToken)
+		if err != nil {
+			return nil, "", idp.Fail(CodeUserinfo, err)
+		}
+		if s, _ := ui["sub"].(string); s != sub {
+			return nil, "", idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
+		}
+		mergeClaims(claims, ui)
+	}
+	return &idp.Assertion{
+		IdP:           p.cfg.Name,
+		Protocol:      idp.ProtocolOIDC,
+		Subject:       sub,
+		Attributes:    flatten(claims),
+		EmailVerified: isTrue(claims["email_verified"]),
+		Logout:        idp.LogoutInfo{IDToken: rawID},
+	}, fl.ReturnTo, nil
+}
+
+// LogoutURL returns the IdP's RP-initiated logout URL (OpenID Connect
+// RP-Initiated Logout 1.0) carrying id_token_hint, post_logout_redirect_uri
+// and client_id, or "" when the IdP has no end_session_endpoint.
+func (p *Provider) LogoutURL(ctx context.Context, info idp.LogoutInfo, postLogoutRedirect string) (string, error) {
+	md, err := p.disc.get(ctx)
+	if err != nil {
+		return "", idp.Fail(CodeIdPUnavailable, err)
+	}
+	if md.EndSessionEndpoint == "" {
+		return "", nil
+	}
+	u, err := url.Parse(md.EndSessionEndpoint)
+	if err != nil {
+		return "", fmt.Errorf("oidc idp %q: end_session_endpoint: %w", p.cfg.Name, err)
+	}
+	q := u.Query()
+	q.Set("client_id", p.cfg.ClientID)
+	if info.IDToken != "" {
+		q.Set("id_token_hint", info.IDToken)
+	}
+	if postLogoutRedirect != "" {
+		q.Set("post_logout_redirect_uri", postLogoutRedirect)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}

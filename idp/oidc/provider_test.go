@@ -1,0 +1,277 @@
+package oidc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+)
+
+func TestKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	wantCode(t, e.login(newBrowser()), "")
+	if n := e.idp.Requests(oidctest.PathJWKS); n != 1 {
+		t.Fatalf("JWKS fetched %d times, want 1", n)
+	}
+	if err := e.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	// Within the refresh interval the new kid cannot be fetched yet.
+	wantCode(t, e.login(newBrowser()), oidc.CodeIDTokenSignature)
+	if n := e.idp.Requests(oidctest.PathJWKS); n != 1 {
+		t.Fatalf("JWKS fetched %d times within the interval, want 1", n)
+	}
+	e.clock.Add(31 * time.Second)
+	wantCode(t, e.login(newBrowser()), "")
+	wantCode(t, e.login(newBrowser()), "") // now cached
+	if n := e.idp.Requests(oidctest.PathJWKS); n != 2 {
+		t.Fatalf("JWKS fetched %d times, want 2 (one refresh for the new kid)", n)
+	}
+}
+
+func TestJWKSRefreshRateLimit(t *testing.T) {
+	e := newEnv(t)
+	wantCode(t, e.login(newBrowser()), "")
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp.SetHooks(oidctest.Hooks{IDToken: func(tok *oidctest.Token) { tok.Key = foreign }})
+
+	for window := 1; window <= 2; window++ {
+		e.clock.Add(31 * time.Second)
+		// Prepare a flood of callbacks, then deliver them all at once.
+		const n = 8
+		browsers, cbs := make([]*browser, n), make([]string, n)
+		for i := range n {
+			browsers[i] = newBrowser()
+			cbs[i] = e.authorize(browsers[i], e.begin(browsers[i], "/"), "alice")
+		}
+		var wg sync.WaitGroup
+		codes := make([]string, n)
+		for i := range n {
+			wg.Go(func() {
+				res, err := e.callback(browsers[i], cbs[i])
+				if err != nil {
+					codes[i] = err.Error()
+					return
+				}
+				codes[i] = res.Code
+			})
+		}
+		wg.Wait()
+		for i, c := range codes {
+			if c != oidc.CodeIDTokenSignature {
+				t.Errorf("window %d, token %d: code %q", window, i, c)
+			}
+		}
+		if got, want := e.idp.Requests(oidctest.PathJWKS), 1+window; got != want {
+			t.Fatalf("after window %d: %d JWKS fetches, want %d", window, got, want)
+		}
+	}
+}
+
+func TestDiscoveryIsLazyAndRetried(t *testing.T) {
+	e := newEnv(t)
+	if n := e.idp.Requests(oidctest.PathDiscovery); n != 0 {
+		t.Fatalf("New made %d discovery requests", n)
+	}
+	beginCode := func() string {
+		t.Helper()
+		resp, err := e.startLogin(newBrowser(), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusFound {
+			return "begin failed"
+		}
+		return ""
+	}
+	e.idp.SetUnavailable(true)
+	if err := e.p.Discover(context.Background()); codeOf(err) != oidc.CodeIdPUnavailable {
+		t.Fatalf("Discover with the IdP down: %v", err)
+	}
+	e.idp.SetUnavailable(false)
+	if err := e.p.Discover(context.Background()); codeOf(err) != oidc.CodeIdPUnavailable {
+		t.Fatalf("retried before the back-off elapsed: %v", err)
+	}
+	if n := e.idp.Requests(oidctest.PathDiscovery); n != 1 {
+		t.Fatalf("%d discovery requests during back-off, want 1", n)
+	}
+	e.clock.Add(11 * time.Second)
+	if c := beginCode(); c != "" {
+		t.Fatalf("Begin after the IdP came back: %q", c)
+	}
+	// Later outages keep the last good document.
+	e.idp.SetUnavailable(true)
+	e.clock.Add(25 * time.Hour)
+	if c := beginCode(); c != "" {
+		t.Fatalf("Begin with a stale document: %q", c)
+	}
+	if n := e.idp.Requests(oidctest.PathDiscovery); n != 3 {
+		t.Fatalf("%d discovery requests, want 3", n)
+	}
+}
+
+func TestBeginFailsWhileIdPDown(t *testing.T) {
+	e := newEnv(t)
+	e.idp.SetUnavailable(true)
+	b := newBrowser()
+	resp, err := b.Get(e.rp.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res result
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, res, oidc.CodeIdPUnavailable)
+	if len(flowCookies(b.cookies(e.rp.URL))) != 0 {
+		t.Error("a failed Begin left a flow cookie")
+	}
+}
+
+func TestDiscoveryRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(map[string]any)
+	}{
+		{"issuer of another provider", func(d map[string]any) { d["issuer"] = "https://evil.example" }},
+		{"no PKCE S256", func(d map[string]any) { d["code_challenge_methods_supported"] = []string{"plain"} }},
+		{"plain http token endpoint off loopback", func(d map[string]any) { d["token_endpoint"] = "http://idp.example/token" }},
+		{"no jwks_uri", func(d map[string]any) { delete(d, "jwks_uri") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.idp.SetHooks(oidctest.Hooks{Discovery: tc.edit})
+			if err := e.p.Discover(context.Background()); codeOf(err) != oidc.CodeIdPUnavailable {
+				t.Fatalf("Discover = %v, want %s", err, oidc.CodeIdPUnavailable)
+			}
+		})
+	}
+}
+
+func TestTokenExchangeFailure(t *testing.T) {
+	e := newEnv(t, func(c *oidc.Config) { c.ClientSecret = "wrong-secret" })
+	res := e.login(newBrowser())
+	wantCode(t, res, oidc.CodeTokenExchange)
+	if strings.Contains(res.Err, "wrong-secret") {
+		t.Errorf("error reveals the client secret: %s", res.Err)
+	}
+}
+
+func TestLogoutURL(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser()
+	res := e.login(b)
+	wantCode(t, res, "")
+	ctx := context.Background()
+
+	tests := []struct {
+		name, post string
+		wantRedir  bool
+	}{
+		{"registered origin", e.rp.URL + "/signed-out", true},
+		{"foreign origin is not followed", "https://evil.example/", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := e.p.LogoutURL(ctx, res.Assertion.Logout, tc.post)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(raw)
+			q := u.Query()
+			if !strings.HasPrefix(raw, e.idp.Issuer+oidctest.PathEndSession) || q.Get("client_id") != clientID ||
+				q.Get("id_token_hint") != res.Assertion.Logout.IDToken || q.Get("post_logout_redirect_uri") != tc.post {
+				t.Fatalf("LogoutURL = %s", raw)
+			}
+			resp, err := b.Get(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.StatusCode == http.StatusFound && resp.Header.Get("Location") == tc.post; got != tc.wantRedir {
+				t.Errorf("end_session: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		})
+	}
+
+	noEnd := newEnv(t)
+	noEnd.idp.SetHooks(oidctest.Hooks{Discovery: func(d map[string]any) { delete(d, "end_session_endpoint") }})
+	if raw, err := noEnd.p.LogoutURL(ctx, idp.LogoutInfo{IDToken: "x"}, "https://rp.example/"); raw != "" || err != nil {
+		t.Errorf("LogoutURL without end_session_endpoint = %q, %v", raw, err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := oidc.Config{Name: "x", Issuer: "https://idp.example", ClientID: "c", ClientSecret: "s"}
+	tests := []struct {
+		name string
+		edit func(*oidc.Config)
+		ok   bool
+	}{
+		{"https", func(c *oidc.Config) {}, true},
+		{"http on 127.0.0.1", func(c *oidc.Config) { c.Issuer = "http://127.0.0.1:9000" }, true},
+		{"http on 127.5.6.7", func(c *oidc.Config) { c.Issuer = "http://127.5.6.7/realms/x" }, true},
+		{"http on ::1", func(c *oidc.Config) { c.Issuer = "http://[::1]:8080" }, true},
+		{"http on localhost", func(c *oidc.Config) { c.Issuer = "http://localhost:8080" }, true},
+		{"http elsewhere", func(c *oidc.Config) { c.Issuer = "http://idp.example" }, false},
+		{"http on a name that looks local", func(c *oidc.Config) { c.Issuer = "http://127.0.0.1.evil.example" }, false},
+		{"issuer with query", func(c *oidc.Config) { c.Issuer = "https://idp.example/?x=1" }, false},
+		{"relative issuer", func(c *oidc.Config) { c.Issuer = "/idp" }, false},
+		{"no name", func(c *oidc.Config) { c.Name = "" }, false},
+		{"no client ID", func(c *oidc.Config) { c.ClientID = "" }, false},
+		{"alg none", func(c *oidc.Config) { c.Algorithms = []string{"RS256", "none"} }, false},
+		{"unknown alg", func(c *oidc.Config) { c.Algorithms = []string{"RS1"} }, false},
+		{"HS256 without secret", func(c *oidc.Config) { c.Algorithms = []string{"HS256"}; c.ClientSecret = "" }, false},
+		{"scopes without openid", func(c *oidc.Config) { c.Scopes = []string{"profile"} }, false},
+		{"auth param overriding nonce", func(c *oidc.Config) { c.AuthParams = map[string]string{"nonce": "fixed"} }, false},
+		{"auth param prompt", func(c *oidc.Config) { c.AuthParams = map[string]string{"prompt": "select_account"} }, true},
+		{"negative skew", func(c *oidc.Config) { c.ClockSkew = -time.Second }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.edit(&cfg)
+			_, err := oidc.New(cfg, flows, &memReplay{})
+			if (err == nil) != tc.ok {
+				t.Fatalf("New: %v", err)
+			}
+		})
+	}
+	if _, err := oidc.New(base, nil, &memReplay{}); err == nil {
+		t.Error("New without flow cookies")
+	}
+	if _, err := oidc.New(base, flows, nil); err == nil {
+		t.Error("New without replay guard")
+	}
+}
+
+func TestAuthParams(t *testing.T) {
+	e := newEnv(t, func(c *oidc.Config) {
+		c.AuthParams = map[string]string{"login_hint": "alice@example.com"}
+		c.Scopes = []string{"openid", "email", "groups"}
+	})
+	u, _ := url.Parse(e.begin(newBrowser(), "/"))
+	if q := u.Query(); q.Get("login_hint") != "alice@example.com" || q.Get("scope") != "openid email groups" {
+		t.Errorf("authorization request = %v", q)
+	}
+}

@@ -1,0 +1,580 @@
+// Package provision applies the Just-In-Time provisioning rules (DESIGN.md
+// section 4) to one verified sign-in: it finds the user by the IdP link,
+// creates or updates them, or denies the login with a reason, and writes
+// the audit trail for whichever happened, all in one store transaction.
+//
+// Nothing here knows about Caddy or HTTP; the caller turns a *Denial into
+// the 403 page.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// UpdateMode says what a later login does to a user's stored profile.
+type UpdateMode int
+
+const (
+	// UpdateForce (the default) copies first name, last name, email and
+	// groups from every login, so the IdP stays the source of truth.
+	UpdateForce UpdateMode = iota
+	// UpdateImport takes the profile on creation only; afterwards the
+	// stored record (edited by SCIM or an admin) wins.
+	UpdateImport
+)
+
+// String returns the Caddyfile spelling of the mode.
+func (m UpdateMode) String() string {
+	switch m {
+	case UpdateForce:
+		return "force"
+	case UpdateImport:
+		return "import"
+	}
+	return fmt.Sprintf("UpdateMode(%d)", int(m))
+}
+
+// ParseUpdateMode reads the Caddyfile spelling ("force" or "import").
+func ParseUpdateMode(s string) (UpdateMode, error) {
+	switch s {
+	case "force":
+		return UpdateForce, nil
+	case "import":
+		return UpdateImport, nil
+	}
+	return 0, fmt.Errorf("provision: unknown update mode %q (want force or import)", s)
+}
+
+// Rules are one IdP's provisioning settings.
+type Rules struct {
+	// JIT lets unknown subjects be created on first login. Off, only users
+	// that already exist (SCIM, admin) can sign in.
+	JIT bool
+	// Update decides whether later logins refresh the stored profile.
+	Update UpdateMode
+	// Optional names attributes (mapping.FirstName, LastName, Email) that
+	// may be missing when a user is created. By default all are required,
+	// because a user without them is useless to the upstream app.
+	Optional []string
+	// AllowedDomains, when set, admits only emails in exactly these domains
+	// (case-insensitive, no subdomains). Checked on every login, not only
+	// on creation, so narrowing the list takes effect at once.
+	AllowedDomains []string
+	// DefaultGroups are granted on creation, and kept on force updates so
+	// that syncing the IdP's groups does not strip them again.
+	DefaultGroups []string
+	// CreatePending creates users awaiting admin approval; they cannot
+	// sign in until an admin clears Pending.
+	CreatePending bool
+	// LinkByEmail links an unknown subject to the existing user that owns
+	// its email, but only when the IdP vouched for the email: otherwise
+	// anyone able to set an email at some IdP could take over an account.
+	LinkByEmail bool
+}
+
+// Validate reports configuration mistakes, for use when the config loads.
+func (r Rules) Validate() error {
+	for _, o := range r.Optional {
+		switch o {
+		case mapping.FirstName, mapping.LastName, mapping.Email:
+		default:
+			return fmt.Errorf("provision: attribute %q cannot be optional (only %s, %s, %s can)",
+				o, mapping.FirstName, mapping.LastName, mapping.Email)
+		}
+	}
+	for _, d := range r.AllowedDomains {
+		d = normDomain(d)
+		if d == "" || strings.ContainsAny(d, "@ \t") {
+			return fmt.Errorf("provision: allowed domain %q is not a domain name", d)
+		}
+	}
+	if r.Update != UpdateForce && r.Update != UpdateImport {
+		return fmt.Errorf("provision: invalid update mode %v", r.Update)
+	}
+	return nil
+}
+
+func (r Rules) optional(attr string) bool { return slices.Contains(r.Optional, attr) }
+
+// missing lists, in a fixed order, the required attributes prof lacks.
+func (r Rules) missing(prof mapping.Profile) []string {
+	var out []string
+	for _, a := range []struct{ name, value string }{
+		{mapping.FirstName, prof.FirstName},
+		{mapping.LastName, prof.LastName},
+		{mapping.Email, prof.Email},
+	} {
+		if a.value == "" && !r.optional(a.name) {
+			out = append(out, a.name)
+		}
+	}
+	return out
+}
+
+func normDomain(d string) string {
+	return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+}
+
+// domainAllowed applies the email domain gate. With a gate set, a login
+// without any email cannot prove its domain and is refused.
+func (r Rules) domainAllowed(email string) bool {
+	if len(r.AllowedDomains) == 0 {
+		return true
+	}
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 || at == len(email)-1 {
+		return false
+	}
+	domain := strings.ToLower(email[at+1:])
+	for _, d := range r.AllowedDomains {
+		if normDomain(d) == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// Denial reasons, stable strings used in the audit trail, metrics and the
+// error page.
+const (
+	ReasonJITDisabled       = "jit_disabled"
+	ReasonDeactivated       = "deactivated"
+	ReasonPending           = "pending"
+	ReasonMissingSubject    = "missing_subject"
+	ReasonMissingAttributes = "missing_attributes"
+	ReasonEmailConflict     = "email_conflict"
+	ReasonDomainNotAllowed  = "domain_not_allowed"
+)
+
+// Denial is a sign-in the rules refused. It is an expected outcome, not a
+// failure: the audit event recording it has been committed when Login
+// returns it.
+type Denial struct {
+	Reason  string   // one of the Reason constants
+	Missing []string // attribute names, for ReasonMissingAttributes
+	IdP     string
+	// UserID is the user the login resolved to (deactivated, pending,
+	// domain), empty when there is none. For an email conflict it stays
+	// empty: the owner of the email is not this person.
+	UserID string
+}
+
+func (d *Denial) Error() string {
+	s := "login denied: " + d.Reason
+	if len(d.Missing) > 0 {
+		s += " (missing " + strings.Join(d.Missing, ", ") + ")"
+	}
+	return s
+}
+
+// Message explains the denial to the person signing in, in words safe to
+// show them: no user IDs, no values, only attribute names an IdP admin can
+// act on.
+func (d *Denial) Message() string {
+	switch d.Reason {
+	case ReasonJITDisabled:
+		return "Your account has not been set up for this application. Ask your administrator for access."
+	case ReasonDeactivated:
+		return "Your account has been deactivated."
+	case ReasonPending:
+		return "Your account is waiting for administrator approval."
+	case ReasonMissingSubject:
+		return "The identity provider did not send a unique user ID. Ask your identity provider administrator to map the uniqueUserId attribute."
+	case ReasonMissingAttributes:
+		return "The identity provider did not send these required attributes: " + strings.Join(d.Missing, ", ") +
+			". Ask your identity provider administrator to map them."
+	case ReasonEmailConflict:
+		return "Your email address already belongs to another account. Ask your administrator to link your accounts."
+	case ReasonDomainNotAllowed:
+		return "Your email domain is not allowed to sign in to this application."
+	}
+	return "Sign-in was denied."
+}
+
+// Provisioner applies Rules against a store.
+type Provisioner struct {
+	Store  store.Store
+	Logger *zap.Logger      // nil: no logs
+	Now    func() time.Time // nil: time.Now
+}
+
+func (p *Provisioner) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Provisioner) logger() *zap.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return zap.NewNop()
+}
+
+// outcome is what one run of the transaction decided. The transaction
+// function may run more than once, so it starts from a zero outcome each
+// time and logging waits until the commit.
+type outcome struct {
+	user    *store.User
+	denial  *Denial
+	created bool
+	linked  bool
+	changed []string
+	// conflictOwner is the user holding the email an unknown subject (or,
+	// on update, a known user's new email) asked for.
+	conflictOwner string
+	// emailKept: a force update skipped the email because another user
+	// holds it.
+	emailKept     bool
+	groupsOverage bool
+}
+
+// login is the input of one sign-in, gathered so the steps below need not
+// pass six arguments around.
+type login struct {
+	idp      string
+	rules    Rules
+	prof     mapping.Profile
+	verified bool
+	now      time.Time
+}
+
+// Login applies the rules to one verified sign-in inside one store Update
+// and returns the user to sign in, or a *Denial. The denial's audit event
+// (and, for a pending user, the creation) is committed before Login
+// returns it. Any other error means nothing was written.
+func (p *Provisioner) Login(ctx context.Context, idpName string, rules Rules, prof mapping.Profile, emailVerified bool) (*store.User, error) {
+	in := login{idp: idpName, rules: rules, prof: cleanProfile(prof), verified: emailVerified, now: p.now()}
+	var out outcome
+	err := p.Store.Update(ctx, func(tx store.Tx) error {
+		out = outcome{}
+		return in.apply(tx, &out)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision: sign-in via %s: %w", idpName, err)
+	}
+	p.logOutcome(&in, &out)
+	if out.denial != nil {
+		return nil, out.denial
+	}
+	return out.user, nil
+}
+
+// cleanProfile trims stray whitespace from the descriptive attributes.
+// The subject is left exactly as sent: it is compared exactly.
+func cleanProfile(p mapping.Profile) mapping.Profile {
+	p.FirstName = strings.TrimSpace(p.FirstName)
+	p.LastName = strings.TrimSpace(p.LastName)
+	p.Email = strings.TrimSpace(p.Email)
+	return p
+}
+
+func (in *login) event(typ, userID string) store.Event {
+	return store.Event{Time: in.now, Type: typ, IdP: in.idp, UserID: userID, Subject: in.prof.UniqueUserID}
+}
+
+// deny records the denial in out and audits it; the caller returns the
+// result so that the transaction commits the audit event.
+func (in *login) deny(tx store.Tx, out *outcome, reason, userID string, missing []string) error {
+	out.denial = &Denial{Reason: reason, IdP: in.idp, UserID: userID, Missing: missing}
+	ev := in.event(store.EventLoginDenied, userID)
+	ev.Reason = reason
+	if len(missing) > 0 {
+		ev.Detail = map[string]string{"missing": strings.Join(missing, ",")}
+	}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit denial: %w", err)
+	}
+	return nil
+}
+
+func (in *login) apply(tx store.Tx, out *outcome) error {
+	prof, rules := in.prof, in.rules
+	if prof.UniqueUserID == "" {
+		return in.deny(tx, out, ReasonMissingSubject, "", nil)
+	}
+	u, err := tx.UserByLink(in.idp, prof.UniqueUserID)
+	if errors.Is(err, store.ErrNotFound) {
+		u = nil
+	} else if err != nil {
+		return fmt.Errorf("look up user: %w", err)
+	}
+
+	if u == nil {
+		if !rules.JIT {
+			return in.deny(tx, out, ReasonJITDisabled, "", nil)
+		}
+		if missing := rules.missing(prof); len(missing) > 0 {
+			return in.deny(tx, out, ReasonMissingAttributes, "", missing)
+		}
+		owner, err := emailOwner(tx, prof.Email)
+		if err != nil {
+			return err
+		}
+		if owner != nil {
+			if !rules.LinkByEmail || !in.verified {
+				return in.conflict(tx, out, owner.ID)
+			}
+			// The owner must still pass the same gates as a known user
+			// before the link is written; checks below do that.
+			u = owner
+			out.linked = true
+		}
+	}
+
+	if u != nil {
+		if !u.Active {
+			return in.deny(tx, out, ReasonDeactivated, u.ID, nil)
+		}
+		if u.Pending {
+			return in.deny(tx, out, ReasonPending, u.ID, nil)
+		}
+	}
+	email := prof.Email
+	if email == "" && u != nil {
+		email = u.Email
+	}
+	if !rules.domainAllowed(email) {
+		uid := ""
+		if u != nil {
+			uid = u.ID
+		}
+		return in.deny(tx, out, ReasonDomainNotAllowed, uid, nil)
+	}
+
+	if u == nil {
+		return in.create(tx, out)
+	}
+	return in.update(tx, out, u)
+}
+
+// emailOwner returns the user holding email, or nil.
+func emailOwner(tx store.Tx, email string) (*store.User, error) {
+	if email == "" {
+		return nil, nil
+	}
+	u, err := tx.UserByEmail(email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up email owner: %w", err)
+	}
+	return u, nil
+}
+
+// conflict denies an unknown subject whose email another user owns. The
+// audit event names the owner, so that the owner's history shows the
+// attempt.
+func (in *login) conflict(tx store.Tx, out *outcome, ownerID string) error {
+	out.denial = &Denial{Reason: ReasonEmailConflict, IdP: in.idp}
+	out.conflictOwner = ownerID
+	ev := in.event(store.EventJITConflict, ownerID)
+	ev.Reason = ReasonEmailConflict
+	why := "link_by_email off"
+	if in.rules.LinkByEmail {
+		why = "email not verified"
+	}
+	ev.Detail = map[string]string{"not_linked": why}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit conflict: %w", err)
+	}
+	return nil
+}
+
+// groupsFrom returns the groups a login grants: the IdP's, when it sent a
+// usable list, plus the defaults; ok is false when the IdP's groups are
+// unknown (not sent, or an overage pointer) and must not replace stored ones.
+func (in *login) groupsFrom() (groups []string, ok bool) {
+	if !in.prof.HasGroups || in.prof.GroupsOverage {
+		return normGroups(in.rules.DefaultGroups), false
+	}
+	return normGroups(append(slices.Clone(in.prof.Groups), in.rules.DefaultGroups...)), true
+}
+
+// normGroups sorts and deduplicates, so that the same set from an IdP in
+// another order is not an update, and drops empty names.
+func normGroups(g []string) []string {
+	out := slices.DeleteFunc(slices.Clone(g), func(s string) bool { return strings.TrimSpace(s) == "" })
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (in *login) create(tx store.Tx, out *outcome) error {
+	prof := in.prof
+	groups, _ := in.groupsFrom()
+	out.groupsOverage = prof.GroupsOverage
+	u := &store.User{
+		Email:     prof.Email,
+		FirstName: prof.FirstName,
+		LastName:  prof.LastName,
+		Groups:    groups,
+		Active:    true,
+		Pending:   in.rules.CreatePending,
+		Source:    store.SourceJIT,
+		Links:     []store.Link{{IdP: in.idp, Subject: prof.UniqueUserID}},
+		Created:   in.now,
+		Updated:   in.now,
+	}
+	if !u.Pending {
+		u.LastLogin = in.now
+	}
+	if err := tx.PutUser(u); err != nil {
+		return fmt.Errorf("create user: %w", err)
+	}
+	out.created = true
+	out.user = u
+	ev := in.event(store.EventUserCreated, u.ID)
+	ev.Detail = map[string]string{"source": store.SourceJIT}
+	if u.Pending {
+		ev.Detail["pending"] = "true"
+	}
+	if prof.GroupsOverage {
+		ev.Detail["groups_overage"] = "true"
+	}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit creation: %w", err)
+	}
+	if u.Pending {
+		return in.deny(tx, out, ReasonPending, u.ID, nil)
+	}
+	return in.succeed(tx, u)
+}
+
+func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
+	prof := in.prof
+	if out.linked {
+		u.Links = append(u.Links, store.Link{IdP: in.idp, Subject: prof.UniqueUserID})
+		ev := in.event(store.EventJITLinked, u.ID)
+		ev.Reason = "verified_email"
+		if err := tx.Audit(ev); err != nil {
+			return fmt.Errorf("audit link: %w", err)
+		}
+	}
+	if in.rules.Update == UpdateForce {
+		// An empty incoming value means the IdP did not send it this
+		// time; it never blanks what is stored.
+		if prof.FirstName != "" && prof.FirstName != u.FirstName {
+			u.FirstName = prof.FirstName
+			out.changed = append(out.changed, "first_name")
+		}
+		if prof.LastName != "" && prof.LastName != u.LastName {
+			u.LastName = prof.LastName
+			out.changed = append(out.changed, "last_name")
+		}
+		if prof.Email != "" && prof.Email != u.Email {
+			owner, err := emailOwner(tx, prof.Email)
+			if err != nil {
+				return err
+			}
+			if owner != nil && owner.ID != u.ID {
+				// Keep the stored email rather than lock the user out
+				// over someone else's record; audit so an admin can sort
+				// it out.
+				out.emailKept = true
+				out.conflictOwner = owner.ID
+				ev := in.event(store.EventJITConflict, u.ID)
+				ev.Reason = ReasonEmailConflict
+				ev.Detail = map[string]string{"field": "email", "owner": owner.ID}
+				if err := tx.Audit(ev); err != nil {
+					return fmt.Errorf("audit conflict: %w", err)
+				}
+			} else {
+				u.Email = prof.Email
+				out.changed = append(out.changed, "email")
+			}
+		}
+		if groups, ok := in.groupsFrom(); ok && !sameSet(groups, u.Groups) {
+			u.Groups = groups
+			out.changed = append(out.changed, "groups")
+		}
+		out.groupsOverage = prof.GroupsOverage
+	}
+	if len(out.changed) > 0 || out.linked {
+		u.Updated = in.now
+	}
+	u.LastLogin = in.now
+	if err := tx.PutUser(u); err != nil {
+		return fmt.Errorf("update user: %w", err)
+	}
+	out.user = u
+	if len(out.changed) > 0 {
+		ev := in.event(store.EventUserUpdated, u.ID)
+		ev.Detail = map[string]string{"fields": strings.Join(out.changed, ",")}
+		if err := tx.Audit(ev); err != nil {
+			return fmt.Errorf("audit update: %w", err)
+		}
+	}
+	return in.succeed(tx, u)
+}
+
+func (in *login) succeed(tx store.Tx, u *store.User) error {
+	if err := tx.Audit(in.event(store.EventLoginSucceeded, u.ID)); err != nil {
+		return fmt.Errorf("audit login: %w", err)
+	}
+	return nil
+}
+
+func sameSet(sorted, other []string) bool {
+	return slices.Equal(sorted, normGroups(other))
+}
+
+// logOutcome writes one structured line per create, link, update, conflict
+// and denial, after the commit so that a retried transaction logs once.
+// Names and emails are never logged; IDs and attribute names are.
+func (p *Provisioner) logOutcome(in *login, out *outcome) {
+	log := p.logger()
+	base := []zap.Field{zap.String("idp", in.idp), zap.String("subject", in.prof.UniqueUserID)}
+	with := func(extra ...zap.Field) []zap.Field { return append(slices.Clip(base), extra...) }
+	if out.created {
+		log.Info("sso user created",
+			with(zap.String("user_id", out.user.ID), zap.Bool("pending", out.user.Pending),
+				zap.Int("groups", len(out.user.Groups)), zap.Bool("groups_overage", out.groupsOverage))...)
+	}
+	if out.linked && out.denial == nil {
+		log.Info("sso identity linked by verified email", with(zap.String("user_id", out.user.ID))...)
+	}
+	if len(out.changed) > 0 {
+		log.Info("sso user updated", with(zap.String("user_id", out.user.ID), zap.Strings("fields", out.changed))...)
+	}
+	if out.emailKept {
+		log.Warn("sso user email not updated: address belongs to another user",
+			with(zap.String("user_id", out.user.ID), zap.String("owner_id", out.conflictOwner))...)
+	}
+	if d := out.denial; d != nil {
+		if d.Reason == ReasonEmailConflict {
+			log.Warn("sso login denied: email belongs to another user",
+				with(zap.String("reason", d.Reason), zap.String("owner_id", out.conflictOwner),
+					zap.Bool("link_by_email", in.rules.LinkByEmail), zap.Bool("email_verified", in.verified))...)
+			return
+		}
+		fields := with(zap.String("reason", d.Reason))
+		if d.UserID != "" {
+			fields = append(fields, zap.String("user_id", d.UserID))
+		}
+		if len(d.Missing) > 0 {
+			fields = append(fields, zap.Strings("missing", d.Missing))
+		}
+		log.Warn("sso login denied", fields...)
+		return
+	}
+	if out.groupsOverage && !out.created {
+		log.Warn("sso groups overage: IdP sent a pointer instead of groups; stored groups kept",
+			with(zap.String("user_id", out.user.ID))...)
+	}
+}

@@ -1,0 +1,675 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+func TestFirstLoginCreatesUser(t *testing.T) {
+	e := newEnv(t)
+	prof := full("s1")
+	prof.Groups, prof.HasGroups = []string{"b", "a", "b"}, true
+	u := e.mustLogin("okta", jit, prof)
+	want := store.User{
+		ID: u.ID, Email: "s1@example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"a", "b"},
+		Active: true, Source: store.SourceJIT, Links: []store.Link{{IdP: "okta", Subject: "s1"}},
+	}
+	got := e.user(u.ID)
+	if got.Email != want.Email || got.FirstName != want.FirstName || got.LastName != want.LastName ||
+		!slices.Equal(got.Groups, want.Groups) || !got.Active || got.Pending || got.Source != want.Source ||
+		!slices.Equal(got.Links, want.Links) {
+		t.Errorf("created %+v, want %+v", got, want)
+	}
+	if !got.Created.Equal(e.now) || !got.LastLogin.Equal(e.now) {
+		t.Errorf("timestamps %v / %v, want %v", got.Created, got.LastLogin, e.now)
+	}
+	if ev := types(e.audit()); !slices.Equal(ev, []string{store.EventUserCreated, store.EventLoginSucceeded}) {
+		t.Errorf("audit = %v", ev)
+	}
+	if n := e.logs.FilterMessage("sso user created").Len(); n != 1 {
+		t.Errorf("%d creation log lines", n)
+	}
+
+	// The second login finds the same user by link and creates nothing.
+	again := e.mustLogin("okta", jit, prof)
+	if again.ID != u.ID || len(e.users()) != 1 {
+		t.Errorf("second login: id %s vs %s, %d users", again.ID, u.ID, len(e.users()))
+	}
+	if ev := types(e.audit()); !slices.Equal(ev[2:], []string{store.EventLoginSucceeded}) {
+		t.Errorf("audit after unchanged login = %v", ev)
+	}
+}
+
+func TestKeyIsIdPAndExactSubject(t *testing.T) {
+	e := newEnv(t)
+	u := e.mustLogin("okta", jit, full("Sub1"))
+	tests := []struct {
+		name     string
+		idp, sub string
+		same     bool
+	}{
+		{"same idp and subject", "okta", "Sub1", true},
+		{"subject differs in case", "okta", "sub1", false},
+		{"subject with space", "okta", "Sub1 ", false},
+		{"other idp", "entra", "Sub1", false},
+	}
+	// One env for all cases, so no subtests: env helpers fail the parent.
+	for i, tt := range tests {
+		prof := full(tt.sub)
+		prof.Email = fmt.Sprintf("user%d@example.com", i)
+		if tt.same {
+			prof.Email = u.Email
+		}
+		got := e.mustLogin(tt.idp, jit, prof)
+		if (got.ID == u.ID) != tt.same {
+			t.Errorf("%s: got user %s, first user %s, want same=%v", tt.name, got.ID, u.ID, tt.same)
+		}
+	}
+}
+
+func TestMissingSubjectAlwaysDenied(t *testing.T) {
+	tests := []struct {
+		name  string
+		rules provision.Rules
+		email string
+	}{
+		{"jit on", jit, "new@example.com"},
+		{"jit off", provision.Rules{}, "new@example.com"},
+		{"email of an existing user, link_by_email", provision.Rules{JIT: true, LinkByEmail: true}, "owner@example.com"},
+		{"everything optional", provision.Rules{JIT: true, Optional: []string{mapping.FirstName, mapping.LastName, mapping.Email}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.seed(&store.User{Email: "owner@example.com", Active: true})
+			prof := full("")
+			prof.Email = tt.email
+			e.expectDenied("okta", tt.rules, prof, true, provision.ReasonMissingSubject, store.EventLoginDenied)
+			e.lastLog("sso login denied")
+		})
+	}
+}
+
+func TestJITDisabled(t *testing.T) {
+	off := provision.Rules{}
+	t.Run("unknown subject denied", func(t *testing.T) {
+		e := newEnv(t)
+		e.expectDenied("okta", off, full("new"), true, provision.ReasonJITDisabled, store.EventLoginDenied)
+		e.lastLog("sso login denied")
+	})
+	t.Run("unknown subject with an existing email denied, not linked", func(t *testing.T) {
+		e := newEnv(t)
+		e.seed(&store.User{Email: "new@example.com", Active: true, Source: store.SourceSCIM})
+		e.expectDenied("okta", provision.Rules{LinkByEmail: true}, full("new"), true, provision.ReasonJITDisabled, store.EventLoginDenied)
+	})
+	t.Run("existing user signs in", func(t *testing.T) {
+		e := newEnv(t)
+		seeded := e.seed(&store.User{
+			Email: "s@example.com", FirstName: "S", LastName: "C", Active: true, Source: store.SourceSCIM,
+			Links: []store.Link{{IdP: "okta", Subject: "s"}},
+		})
+		u := e.mustLogin("okta", off, full("s"))
+		if u.ID != seeded.ID || u.Source != store.SourceSCIM || !u.LastLogin.Equal(e.now) {
+			t.Errorf("got %+v", u)
+		}
+	})
+}
+
+func TestMissingAttributes(t *testing.T) {
+	tests := []struct {
+		name     string
+		optional []string
+		blank    []string // attributes the IdP did not send
+		missing  []string // nil: the user is created
+	}{
+		{"all present", nil, nil, nil},
+		{"first name missing", nil, []string{mapping.FirstName}, []string{mapping.FirstName}},
+		{"all missing", nil, []string{mapping.Email, mapping.LastName, mapping.FirstName},
+			[]string{mapping.FirstName, mapping.LastName, mapping.Email}},
+		{"whitespace counts as missing", nil, []string{"  " + mapping.LastName}, []string{mapping.LastName}},
+		{"email optional and missing", []string{mapping.Email}, []string{mapping.Email}, nil},
+		{"first name optional, last name missing", []string{mapping.FirstName}, []string{mapping.FirstName, mapping.LastName},
+			[]string{mapping.LastName}},
+		{"everything optional", []string{mapping.FirstName, mapping.LastName, mapping.Email},
+			[]string{mapping.FirstName, mapping.LastName, mapping.Email}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			prof := full("s")
+			for _, b := range tt.blank {
+				switch strings.TrimSpace(b) {
+				case mapping.FirstName:
+					prof.FirstName = strings.Repeat(" ", len(b)-len(mapping.FirstName))
+				case mapping.LastName:
+					prof.LastName = strings.Repeat(" ", len(b)-len(mapping.LastName))
+				case mapping.Email:
+					prof.Email = ""
+				}
+			}
+			rules := provision.Rules{JIT: true, Optional: tt.optional}
+			if err := rules.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.missing == nil {
+				e.mustLogin("okta", rules, prof)
+				return
+			}
+			d, ev := e.expectDenied("okta", rules, prof, true, provision.ReasonMissingAttributes, store.EventLoginDenied)
+			if !slices.Equal(d.Missing, tt.missing) {
+				t.Errorf("Missing = %v, want %v", d.Missing, tt.missing)
+			}
+			if ev.Detail["missing"] != strings.Join(tt.missing, ",") {
+				t.Errorf("audit detail = %v", ev.Detail)
+			}
+			for _, m := range tt.missing {
+				if !strings.Contains(d.Message(), m) {
+					t.Errorf("message %q does not name %s", d.Message(), m)
+				}
+			}
+			log := e.lastLog("sso login denied")
+			if got := fmt.Sprint(log.ContextMap()["missing"]); got != fmt.Sprint(tt.missing) {
+				t.Errorf("log missing = %s", got)
+			}
+		})
+	}
+	t.Run("known user may lack attributes", func(t *testing.T) {
+		e := newEnv(t)
+		u := e.mustLogin("okta", jit, full("s"))
+		got := e.mustLogin("okta", jit, mapping.Profile{UniqueUserID: "s"})
+		if got.ID != u.ID || got.Email != u.Email || got.FirstName != u.FirstName {
+			t.Errorf("got %+v, want stored %+v", got, u)
+		}
+	})
+}
+
+func TestEmailConflict(t *testing.T) {
+	tests := []struct {
+		name        string
+		linkByEmail bool
+		verified    bool
+		email       string
+	}{
+		{"link_by_email off, verified", false, true, "owner@example.com"},
+		{"link_by_email off, unverified", false, false, "owner@example.com"},
+		{"link_by_email on, unverified", true, false, "owner@example.com"},
+		{"email differs in case", false, true, "Owner@Example.COM"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			owner := e.seed(&store.User{
+				Email: "owner@example.com", FirstName: "O", LastName: "W", Active: true,
+				Links: []store.Link{{IdP: "entra", Subject: "owner"}},
+			})
+			prof := full("intruder")
+			prof.Email = tt.email
+			rules := provision.Rules{JIT: true, LinkByEmail: tt.linkByEmail}
+			d, ev := e.expectDenied("okta", rules, prof, tt.verified, provision.ReasonEmailConflict, store.EventJITConflict)
+			if ev.UserID != owner.ID {
+				t.Errorf("conflict event names user %q, want the owner %q", ev.UserID, owner.ID)
+			}
+			if d.UserID != "" {
+				t.Errorf("denial carries user ID %q; the owner is not this person", d.UserID)
+			}
+			if _, err := e.byLink("okta", "intruder"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("intruder was linked: %v", err)
+			}
+			log := e.lastLog("sso login denied: email belongs to another user")
+			if log.ContextMap()["owner_id"] != owner.ID {
+				t.Errorf("log fields %v", log.ContextMap())
+			}
+		})
+	}
+}
+
+func TestLinkByEmail(t *testing.T) {
+	link := provision.Rules{JIT: true, LinkByEmail: true}
+	ownerRec := func() *store.User {
+		return &store.User{
+			Email: "owner@example.com", FirstName: "O", LastName: "W", Active: true, Source: store.SourceSCIM,
+			Links: []store.Link{{IdP: "entra", Subject: "owner"}},
+		}
+	}
+	t.Run("verified email links", func(t *testing.T) {
+		e := newEnv(t)
+		owner := e.seed(ownerRec())
+		prof := full("okta-sub")
+		prof.Email = "OWNER@example.com"
+		u, err := e.login("okta", link, prof, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.ID != owner.ID || len(e.users()) != 1 {
+			t.Fatalf("linked to %s (owner %s), %d users", u.ID, owner.ID, len(e.users()))
+		}
+		want := []store.Link{{IdP: "entra", Subject: "owner"}, {IdP: "okta", Subject: "okta-sub"}}
+		if got := e.user(owner.ID).Links; !slices.Equal(got, want) {
+			t.Errorf("links = %v, want %v", got, want)
+		}
+		ev := e.audit()
+		if got := types(ev); !slices.Contains(got, store.EventJITLinked) || !slices.Contains(got, store.EventLoginSucceeded) ||
+			slices.Contains(got, store.EventUserCreated) {
+			t.Errorf("audit = %v", got)
+		}
+		if e.logs.FilterMessage("sso identity linked by verified email").Len() != 1 {
+			t.Error("no link log line")
+		}
+		// From now on the link, not the email, finds the user.
+		again := e.mustLogin("okta", link, mapping.Profile{UniqueUserID: "okta-sub"})
+		if again.ID != owner.ID {
+			t.Errorf("second login got %s", again.ID)
+		}
+	})
+	gates := []struct {
+		name   string
+		mutate func(*store.User)
+		rules  provision.Rules
+		reason string
+	}{
+		{"deactivated owner", func(u *store.User) { u.Active = false }, link, provision.ReasonDeactivated},
+		{"pending owner", func(u *store.User) { u.Pending = true }, link, provision.ReasonPending},
+		{"domain gate", func(*store.User) {}, provision.Rules{JIT: true, LinkByEmail: true, AllowedDomains: []string{"corp.example"}},
+			provision.ReasonDomainNotAllowed},
+	}
+	for _, g := range gates {
+		t.Run(g.name+" is not linked", func(t *testing.T) {
+			e := newEnv(t)
+			rec := ownerRec()
+			g.mutate(rec)
+			e.seed(rec)
+			prof := full("okta-sub")
+			prof.Email = rec.Email
+			e.expectDenied("okta", g.rules, prof, true, g.reason, store.EventLoginDenied)
+			if _, err := e.byLink("okta", "okta-sub"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("link written despite denial: %v", err)
+			}
+		})
+	}
+}
+
+func TestAllowedDomains(t *testing.T) {
+	rules := provision.Rules{JIT: true, AllowedDomains: []string{"example.com", "@Corp.EXAMPLE"}, Optional: []string{mapping.Email}}
+	if err := rules.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		email string
+		ok    bool
+	}{
+		{"ada@example.com", true},
+		{"ADA@EXAMPLE.COM", true},
+		{"ada@corp.example", true},
+		{"ada@sub.example.com", false},
+		{"ada@example.com.evil.test", false},
+		{"ada@evil.test", false},
+		{"ada@", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run("new user "+tt.email, func(t *testing.T) {
+			e := newEnv(t)
+			prof := full("s")
+			prof.Email = tt.email
+			if tt.ok {
+				e.mustLogin("okta", rules, prof)
+				return
+			}
+			e.expectDenied("okta", rules, prof, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+		})
+	}
+
+	t.Run("checked on every login", func(t *testing.T) {
+		e := newEnv(t)
+		u := e.mustLogin("okta", jit, full("s")) // s@example.com, no gate yet
+		narrowed := provision.Rules{JIT: true, AllowedDomains: []string{"corp.example"}}
+		d, _ := e.expectDenied("okta", narrowed, full("s"), true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+		if d.UserID != u.ID {
+			t.Errorf("denial user %q, want %q", d.UserID, u.ID)
+		}
+		// The incoming email is what the IdP asserts now; when it sends
+		// none, the stored one is checked.
+		moved := full("s")
+		moved.Email = "s@corp.example"
+		e.mustLogin("okta", narrowed, moved)
+		e.mustLogin("okta", narrowed, mapping.Profile{UniqueUserID: "s"})
+		leaving := full("s")
+		leaving.Email = "s@elsewhere.test"
+		e.expectDenied("okta", narrowed, leaving, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+	})
+}
+
+func TestDeactivatedNeverReactivated(t *testing.T) {
+	for _, mode := range []provision.UpdateMode{provision.UpdateForce, provision.UpdateImport} {
+		t.Run(mode.String(), func(t *testing.T) {
+			e := newEnv(t)
+			rules := provision.Rules{JIT: true, Update: mode}
+			u := e.mustLogin("okta", rules, full("s"))
+			u.Active = false
+			e.seed(u)
+			changed := full("s")
+			changed.FirstName = "Changed"
+			for range 2 {
+				d, _ := e.expectDenied("okta", rules, changed, true, provision.ReasonDeactivated, store.EventLoginDenied)
+				if d.UserID != u.ID {
+					t.Errorf("denial user %q", d.UserID)
+				}
+			}
+			if got := e.user(u.ID); got.Active || got.FirstName != "Ada" {
+				t.Errorf("deactivated user touched: %+v", got)
+			}
+		})
+	}
+}
+
+func TestCreatePending(t *testing.T) {
+	e := newEnv(t)
+	rules := provision.Rules{JIT: true, CreatePending: true}
+	usersBefore := len(e.users())
+	u, err := e.login("okta", rules, full("s"), true)
+	var d *provision.Denial
+	if !errors.As(err, &d) || d.Reason != provision.ReasonPending || u != nil {
+		t.Fatalf("first login: %v, %v; want pending denial", u, err)
+	}
+	if len(e.users()) != usersBefore+1 {
+		t.Fatal("pending user not created")
+	}
+	created, err := e.byLink("okta", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !created.Pending || !created.Active || !created.LastLogin.IsZero() || d.UserID != created.ID {
+		t.Errorf("created %+v, denial %+v", created, d)
+	}
+	if got := types(e.audit()); !slices.Equal(got, []string{store.EventUserCreated, store.EventLoginDenied}) {
+		t.Errorf("audit = %v", got)
+	}
+	if e.audit()[0].Detail["pending"] != "true" {
+		t.Errorf("creation event does not say pending: %v", e.audit()[0].Detail)
+	}
+
+	// Still pending: denied, and nothing but the audit event is written.
+	e.expectDenied("okta", rules, full("s"), true, provision.ReasonPending, store.EventLoginDenied)
+
+	// An admin approves: the next login succeeds.
+	created.Pending = false
+	e.seed(created)
+	if got := e.mustLogin("okta", rules, full("s")); got.ID != created.ID {
+		t.Errorf("approved login got %s", got.ID)
+	}
+}
+
+func TestUpdateModes(t *testing.T) {
+	base := full("s")
+	base.Groups, base.HasGroups = []string{"a", "b"}, true
+	with := func(f func(*mapping.Profile)) mapping.Profile {
+		p := base
+		p.Groups = slices.Clone(base.Groups)
+		f(&p)
+		return p
+	}
+	type want struct {
+		first, last, email string
+		groups             []string
+		fields             string // user.updated detail; "" = no update event
+	}
+	tests := []struct {
+		name string
+		mode provision.UpdateMode
+		prof mapping.Profile
+		want want
+	}{
+		{"force, everything changed", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.FirstName, p.LastName, p.Email, p.Groups = "Augusta", "King", "ak@example.com", []string{"c"}
+		}), want{"Augusta", "King", "ak@example.com", []string{"c"}, "first_name,last_name,email,groups"}},
+		{"force, nothing changed (groups reordered)", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.Groups = []string{"b", "a", "a"}
+		}), want{"Ada", "Lovelace", "s@example.com", []string{"a", "b"}, ""}},
+		{"force, empty values keep stored ones", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.FirstName, p.LastName, p.Email, p.Groups, p.HasGroups = "", " ", "", nil, false
+		}), want{"Ada", "Lovelace", "s@example.com", []string{"a", "b"}, ""}},
+		{"force, groups overage keeps groups", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.LastName, p.Groups, p.GroupsOverage = "King", nil, true
+		}), want{"Ada", "King", "s@example.com", []string{"a", "b"}, "last_name"}},
+		{"force, explicit empty group list clears", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.Groups = []string{}
+		}), want{"Ada", "Lovelace", "s@example.com", nil, "groups"}},
+		{"force, email case change", provision.UpdateForce, with(func(p *mapping.Profile) {
+			p.Email = "S@Example.com"
+		}), want{"Ada", "Lovelace", "S@Example.com", []string{"a", "b"}, "email"}},
+		{"import, everything changed", provision.UpdateImport, with(func(p *mapping.Profile) {
+			p.FirstName, p.LastName, p.Email, p.Groups = "Augusta", "King", "ak@example.com", []string{"c"}
+		}), want{"Ada", "Lovelace", "s@example.com", []string{"a", "b"}, ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			rules := provision.Rules{JIT: true, Update: tt.mode}
+			first := e.mustLogin("okta", rules, base)
+			n := len(e.audit())
+			e.logs.TakeAll()
+			u := e.mustLogin("okta", rules, tt.prof)
+			got := e.user(first.ID)
+			if got.FirstName != tt.want.first || got.LastName != tt.want.last || got.Email != tt.want.email ||
+				!slices.Equal(got.Groups, tt.want.groups) {
+				t.Errorf("stored %q %q %q %q, want %+v", got.FirstName, got.LastName, got.Email, got.Groups, tt.want)
+			}
+			if u.FirstName != got.FirstName || u.Email != got.Email || !u.LastLogin.Equal(e.now) {
+				t.Errorf("returned user %+v differs from stored %+v", u, got)
+			}
+			if tt.want.fields != "" && !got.Updated.Equal(e.now) || tt.want.fields == "" && !got.Updated.Equal(first.Updated) {
+				t.Errorf("Updated = %v (created %v, now %v)", got.Updated, first.Updated, e.now)
+			}
+			ev := e.audit()[n:]
+			wantTypes := []string{store.EventLoginSucceeded}
+			if tt.want.fields != "" {
+				wantTypes = []string{store.EventUserUpdated, store.EventLoginSucceeded}
+				if ev[0].Detail["fields"] != tt.want.fields || len(ev[0].Detail) != 1 {
+					t.Errorf("update detail = %v, want fields %s", ev[0].Detail, tt.want.fields)
+				}
+			}
+			if !slices.Equal(types(ev), wantTypes) {
+				t.Errorf("audit = %v, want %v", types(ev), wantTypes)
+			}
+			if lines := e.logs.FilterMessage("sso user updated").Len(); (lines == 1) != (tt.want.fields != "") || lines > 1 {
+				t.Errorf("%d update log lines", lines)
+			}
+		})
+	}
+
+	t.Run("force, new email owned by another user is kept and audited", func(t *testing.T) {
+		e := newEnv(t)
+		other := e.seed(&store.User{Email: "taken@example.com", Active: true})
+		u := e.mustLogin("okta", jit, base)
+		prof := base
+		prof.Email, prof.FirstName = "TAKEN@example.com", "Augusta"
+		got := e.mustLogin("okta", jit, prof)
+		if got.Email != "s@example.com" || got.FirstName != "Augusta" || got.ID != u.ID {
+			t.Errorf("got %+v", got)
+		}
+		var conflict *store.Event
+		for _, ev := range e.audit() {
+			if ev.Type == store.EventJITConflict {
+				conflict = &ev
+			}
+		}
+		if conflict == nil || conflict.UserID != u.ID || conflict.Detail["owner"] != other.ID || conflict.Detail["field"] != "email" {
+			t.Errorf("conflict event = %+v", conflict)
+		}
+		if e.logs.FilterMessage("sso user email not updated: address belongs to another user").Len() != 1 {
+			t.Error("no conflict log line")
+		}
+	})
+}
+
+func TestDefaultGroups(t *testing.T) {
+	rules := provision.Rules{JIT: true, DefaultGroups: []string{"staff", "app-users", "staff"}}
+	tests := []struct {
+		name       string
+		groups     []string
+		hasGroups  bool
+		overage    bool
+		wantCreate []string
+	}{
+		{"no groups sent", nil, false, false, []string{"app-users", "staff"}},
+		{"union with IdP groups", []string{"eng", "staff"}, true, false, []string{"app-users", "eng", "staff"}},
+		{"overage: defaults only", nil, true, true, []string{"app-users", "staff"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			prof := full("s")
+			prof.Groups, prof.HasGroups, prof.GroupsOverage = tt.groups, tt.hasGroups, tt.overage
+			u := e.mustLogin("okta", rules, prof)
+			if !slices.Equal(u.Groups, tt.wantCreate) || !slices.Equal(e.user(u.ID).Groups, tt.wantCreate) {
+				t.Errorf("groups = %v, want %v", u.Groups, tt.wantCreate)
+			}
+			// A later force update with the IdP's groups keeps the defaults.
+			prof.Groups, prof.HasGroups, prof.GroupsOverage = []string{"ops"}, true, false
+			u = e.mustLogin("okta", rules, prof)
+			if want := []string{"app-users", "ops", "staff"}; !slices.Equal(u.Groups, want) {
+				t.Errorf("after update groups = %v, want %v", u.Groups, want)
+			}
+		})
+	}
+}
+
+func TestConcurrentFirstLoginsCreateOneUser(t *testing.T) {
+	e := newEnv(t)
+	const n = 30
+	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			u, err := e.p.Login(context.Background(), "okta", jit, full("s"), true)
+			errs[i] = err
+			if u != nil {
+				ids[i] = u.ID
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		if ids[i] != ids[0] {
+			t.Errorf("login %d got user %s, login 0 got %s", i, ids[i], ids[0])
+		}
+	}
+	if got := len(e.users()); got != 1 {
+		t.Errorf("%d users, want 1", got)
+	}
+	created, succeeded := 0, 0
+	for _, ev := range e.audit() {
+		switch ev.Type {
+		case store.EventUserCreated:
+			created++
+		case store.EventLoginSucceeded:
+			succeeded++
+		}
+	}
+	if created != 1 || succeeded != n {
+		t.Errorf("audit: %d created, %d succeeded; want 1, %d", created, succeeded, n)
+	}
+	if lines := e.logs.FilterMessage("sso user created").Len(); lines != 1 {
+		t.Errorf("%d creation log lines, want 1 even if a transaction was retried", lines)
+	}
+}
+
+func TestStoreErrorsAreNotDenials(t *testing.T) {
+	t.Run("cancelled context writes nothing", func(t *testing.T) {
+		e := newEnv(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		u, err := e.p.Login(ctx, "okta", jit, full("s"), true)
+		var d *provision.Denial
+		if err == nil || errors.As(err, &d) || u != nil || !errors.Is(err, context.Canceled) {
+			t.Errorf("got %v, %v; want a context error", u, err)
+		}
+		if len(e.users()) != 0 || len(e.audit()) != 0 {
+			t.Error("something was written")
+		}
+	})
+	t.Run("closed store", func(t *testing.T) {
+		e := newEnv(t)
+		if err := e.db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.p.Login(context.Background(), "okta", jit, full("s"), true)
+		var d *provision.Denial
+		if err == nil || errors.As(err, &d) {
+			t.Errorf("err = %v, want a store error", err)
+		}
+	})
+}
+
+func TestLogsCarryNoProfileValues(t *testing.T) {
+	e := newEnv(t)
+	e.seed(&store.User{Email: "owner@example.com", Active: true})
+	prof := full("s")
+	prof.FirstName, prof.LastName, prof.Email = "Secretfirst", "Secretlast", "secret@example.com"
+	e.mustLogin("okta", jit, prof)
+	prof.FirstName = "Secretchanged"
+	e.mustLogin("okta", jit, prof)
+	conflict := full("x")
+	conflict.Email = "owner@example.com"
+	_, _ = e.login("okta", jit, conflict, false)
+	_, _ = e.login("okta", provision.Rules{}, full("y"), true)
+	msgs := map[string]int{}
+	for _, l := range e.logs.All() {
+		msgs[l.Message]++
+		for k, v := range l.ContextMap() {
+			s := strings.ToLower(fmt.Sprint(v))
+			if strings.Contains(s, "secret") || strings.Contains(s, "@") {
+				t.Errorf("log %q field %s = %v reveals a profile value", l.Message, k, v)
+			}
+		}
+	}
+	want := map[string]int{
+		"sso user created": 1, "sso user updated": 1,
+		"sso login denied: email belongs to another user": 1, "sso login denied": 1,
+	}
+	for m, n := range want {
+		if msgs[m] != n {
+			t.Errorf("%d lines %q, want %d (all: %v)", msgs[m], m, n, msgs)
+		}
+	}
+}
+
+func TestRulesValidateAndModes(t *testing.T) {
+	bad := []provision.Rules{
+		{Optional: []string{mapping.UniqueUserID}},
+		{Optional: []string{"phone"}},
+		{AllowedDomains: []string{""}},
+		{AllowedDomains: []string{"a@b.c"}},
+		{Update: provision.UpdateMode(7)},
+	}
+	for _, r := range bad {
+		if err := r.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", r)
+		}
+	}
+	for _, s := range []string{"force", "import"} {
+		m, err := provision.ParseUpdateMode(s)
+		if err != nil || m.String() != s {
+			t.Errorf("ParseUpdateMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if m, _ := provision.ParseUpdateMode("force"); m != provision.UpdateForce || provision.UpdateMode(0) != provision.UpdateForce {
+		t.Error("force must be the zero value")
+	}
+	if _, err := provision.ParseUpdateMode("sometimes"); err == nil {
+		t.Error("unknown mode accepted")
+	}
+}

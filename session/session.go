@@ -1,0 +1,516 @@
+// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+//
+// The browser holds only a random 256-bit token; the store keeps the
+// session under the token's SHA-256, so neither a copy of the store nor a
+// log line can be replayed as a cookie. Resolving a token is the hot path of
+// every authenticated request: it is served from an in-memory cache and
+// never writes to the store. Last-seen times are collected in memory and
+// written in one transaction per Config.TouchInterval.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Defaults for Config; the Caddyfile and JSON config fall back to these.
+const (
+	DefaultLifetime      = 8 * time.Hour
+	DefaultIdleTimeout   = time.Hour
+	DefaultTouchInterval = time.Minute
+	DefaultCacheTTL      = 30 * time.Second
+)
+
+// ErrNoSession is returned for a token that names no valid session: unknown,
+// expired, idle too long, revoked, or whose user may no longer sign in.
+var ErrNoSession = errors.New("session: no valid session")
+
+// Config tunes a Manager. Zero fields take the defaults above.
+type Config struct {
+	Lifetime    time.Duration // absolute lifetime from sign-in
+	IdleTimeout time.Duration // ends a session unused this long; negative disables
+	// TouchInterval is the granularity of the stored last-seen time: it is
+	// written at most once per interval per session, in one batch.
+	TouchInterval time.Duration
+	// CacheTTL bounds how long a cached session is trusted before it is
+	// re-read from the store. Revocations made through this Manager take
+	// effect at once; this bounds changes made by another process (the
+	// offline CLI, another instance sharing the store).
+	CacheTTL time.Duration
+}
+
+// WithDefaults returns c with zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
+	if c.Lifetime <= 0 {
+		c.Lifetime = DefaultLifetime
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.TouchInterval <= 0 {
+		c.TouchInterval = DefaultTouchInterval
+	}
+	if c.CacheTTL <= 0 {
+		c.CacheTTL = DefaultCacheTTL
+	}
+	return c
+}
+
+// idle returns the idle timeout, 0 when disabled.
+func (c Config) idle() time.Duration {
+	if c.IdleTimeout < 0 {
+		return 0
+	}
+	return c.IdleTimeout
+}
+
+// Manager issues, resolves and revokes sessions.
+type Manager struct {
+	store  store.Store
+	cfg    Config
+	now    func() time.Time
+	logger *zap.Logger
+
+	mu      sync.RWMutex
+	entries map[string]*entry          // by token hash
+	byUser  map[string]map[string]bool // user ID -> token hashes in entries
+}
+
+// entry is one cached session. Identity is immutable; the times are atomic
+// so the hot path takes only a read lock.
+type entry struct {
+	id       *Identity
+	expires  int64 // unix nanos, absolute
+	loaded   int64 // unix nanos, when read from the store
+	lastSeen atomic.Int64
+	stored   atomic.Int64 // last-seen value known to be in the store
+}
+
+// New returns a Manager over st. now may be nil (time.Now).
+func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *Manager {
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Manager{
+		store:   st,
+		cfg:     cfg.WithDefaults(),
+		now:     now,
+		logger:  logger,
+		entries: make(map[string]*entry),
+		byUser:  make(map[string]map[string]bool),
+	}
+}
+
+// Config returns the effective configuration.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Hash returns the store key of a token.
+func Hash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Create starts a session for u and returns the token for the cookie. The
+// caller discards any session the browser had before (no fixation).
+func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, logout store.LogoutInfo) (string, *store.Session, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, fmt.Errorf("session: token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	now := m.now()
+	s := &store.Session{
+		Hash:     Hash(token),
+		UserID:   u.ID,
+		IdP:      idpName,
+		Created:  now,
+		Expires:  now.Add(m.cfg.Lifetime),
+		LastSeen: now,
+		Logout:   logout,
+	}
+	if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.PutSession(s) }); err != nil {
+		return "", nil, fmt.Errorf("session: create: %w", err)
+	}
+	m.cache(s, u)
+	return token, s, nil
+}
+
+// Resolve returns the identity behind a cookie token, or ErrNoSession. A
+// cache hit neither locks for writing nor touches the store.
+func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) {
+	if token == "" {
+		return nil, ErrNoSession
+	}
+	hash := Hash(token)
+	now := m.now().UnixNano()
+
+	m.mu.RLock()
+	e := m.entries[hash]
+	m.mu.RUnlock()
+	if e != nil && now-e.loaded < int64(m.cfg.CacheTTL) {
+		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
+			m.end(ctx, hash, "expired")
+			return nil, ErrNoSession
+		}
+		// Record the visit with a coarse resolution: a store per second
+		// keeps the cache line quiet under load, far below the idle
+		// timeout's scale.
+		if now-e.lastSeen.Load() > int64(time.Second) {
+			e.lastSeen.Store(now)
+		}
+		return e.id, nil
+	}
+	return m.load(ctx, hash, e)
+}
+
+func (m *Manager) idleExpired(lastSeen, now int64) bool {
+	idle := m.cfg.idle()
+	return idle > 0 && now-lastSeen >= int64(idle)
+}
+
+// load reads a session and its user from the store and caches them. stale
+// is the cache entry being refreshed, if any, whose in-memory last-seen time
+// is newer than the stored one.
+func (m *Manager) load(ctx context.Context, hash string, stale *entry) (*Identity, error) {
+	var (
+		s *store.Session
+		u *store.User
+	)
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if s, err = tx.Session(hash); err != nil {
+			return err
+		}
+		u, err = tx.User(s.UserID)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		m.forget(hash)
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: resolve: %w", err)
+	}
+	stored := s.LastSeen.UnixNano()
+	lastSeen := stored
+	if stale != nil && stale.lastSeen.Load() > lastSeen {
+		lastSeen = stale.lastSeen.Load()
+	}
+	now := m.now()
+	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
+		m.end(ctx, hash, "expired")
+		return nil, ErrNoSession
+	}
+	if !u.Active || u.Pending {
+		m.end(ctx, hash, "user inactive")
+		return nil, ErrNoSession
+	}
+	e := m.cache(s, u)
+	e.stored.Store(stored)
+	e.lastSeen.Store(now.UnixNano())
+	return e.id, nil
+}
+
+func (m *Manager) cache(s *store.Session, u *store.User) *entry {
+	e := &entry{
+		id:      newIdentity(s, u),
+		expires: s.Expires.UnixNano(),
+		loaded:  m.now().UnixNano(),
+	}
+	e.lastSeen.Store(s.LastSeen.UnixNano())
+	e.stored.Store(s.LastSeen.UnixNano())
+	m.mu.Lock()
+	m.entries[s.Hash] = e
+	set := m.byUser[s.UserID]
+	if set == nil {
+		set = make(map[string]bool)
+		m.byUser[s.UserID] = set
+	}
+	set[s.Hash] = true
+	m.mu.Unlock()
+	return e
+}
+
+// forget drops a cached session without touching the store.
+func (m *Manager) forget(hash string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[hash]
+	if e == nil {
+		return
+	}
+	delete(m.entries, hash)
+	if set := m.byUser[e.id.UserID]; set != nil {
+		delete(set, hash)
+		if len(set) == 0 {
+			delete(m.byUser, e.id.UserID)
+		}
+	}
+}
+
+// end removes an expired or orphaned session from cache and store.
+func (m *Manager) end(ctx context.Context, hash, why string) {
+	m.forget(hash)
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		err := tx.DeleteSession(hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		m.logger.Warn("removing ended session", zap.String("reason", why), zap.Error(err))
+	}
+}
+
+// Session returns the stored record of a token's session, for logout data.
+func (m *Manager) Session(ctx context.Context, token string) (*store.Session, error) {
+	var s *store.Session
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		s, err = tx.Session(Hash(token))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	return s, err
+}
+
+// Revoke ends the session of token (logout) and records why in the audit
+// trail. An unknown token is not an error: the browser is signed out either way.
+func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.Session, error) {
+	hash := Hash(token)
+	m.forget(hash)
+	var ended *store.Session
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		ended = nil
+		s, err := tx.Session(hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteSession(hash); err != nil {
+			return err
+		}
+		ended = s
+		return tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session: revoke: %w", err)
+	}
+	return ended, nil
+}
+
+// RevokeUser ends every session of a user at once: the next request with
+// any of their cookies is treated as signed out.
+func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
+	m.ForgetUser(userID)
+	var n int
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		hashes, err := tx.DeleteUserSessions(userID)
+		if err != nil {
+			return err
+		}
+		n = len(hashes)
+		if n == 0 {
+			return nil
+		}
+		return tx.Audit(store.Event{Type: store.EventSessionRevoked, UserID: userID, Reason: reason,
+			Detail: map[string]string{"sessions": fmt.Sprint(n)}})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("session: revoke user: %w", err)
+	}
+	m.logger.Info("sessions revoked", zap.String("user_id", userID), zap.String("reason", reason), zap.Int("sessions", n))
+	return n, nil
+}
+
+// ForgetUser drops a user's cached sessions so that the next request reads
+// the user afresh (after a profile change or deactivation elsewhere).
+func (m *Manager) ForgetUser(userID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash := range m.byUser[userID] {
+		delete(m.entries, hash)
+	}
+	delete(m.byUser, userID)
+}
+
+// Flush writes the last-seen times that moved by at least TouchInterval
+// (all of them when final is true) in one transaction.
+func (m *Manager) Flush(ctx context.Context, final bool) error {
+	type touch struct {
+		e    *entry
+		hash string
+		at   int64
+	}
+	var touches []touch
+	m.mu.RLock()
+	for hash, e := range m.entries {
+		seen := e.lastSeen.Load()
+		moved := seen - e.stored.Load()
+		if moved > 0 && (final || moved >= int64(m.cfg.TouchInterval)) {
+			touches = append(touches, touch{e, hash, seen})
+		}
+	}
+	m.mu.RUnlock()
+	if len(touches) == 0 {
+		return nil
+	}
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		for _, t := range touches {
+			s, err := tx.Session(t.hash)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if at := time.Unix(0, t.at); at.After(s.LastSeen) {
+				s.LastSeen = at
+				if err := tx.PutSession(s); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("session: flush last seen: %w", err)
+	}
+	for _, t := range touches {
+		t.e.stored.Store(t.at)
+	}
+	return nil
+}
+
+// Sweep deletes expired sessions from the store and the cache.
+func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	var hashes []string
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("session: sweep: %w", err)
+	}
+	for _, h := range hashes {
+		m.forget(h)
+	}
+	return len(hashes), nil
+}
+
+// Run flushes last-seen times and sweeps expired sessions until ctx ends,
+// then flushes once more.
+func (m *Manager) Run(ctx context.Context) {
+	tick := time.NewTicker(m.cfg.TouchInterval)
+	defer tick.Stop()
+	sweepEvery := 10
+	for i := 1; ; i++ {
+		select {
+		case <-ctx.Done():
+			if err := m.Flush(context.Background(), true); err != nil {
+				m.logger.Error("final last-seen flush", zap.Error(err))
+			}
+			return
+		case <-tick.C:
+			if err := m.Flush(ctx, false); err != nil {
+				m.logger.Error("last-seen flush", zap.Error(err))
+			}
+			if i%sweepEvery == 0 {
+				if _, err := m.Sweep(ctx); err != nil {
+					m.logger.Error("session sweep", zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+// Identity is the signed-in user as the hot path needs it. It is immutable
+// and shared between requests.
+type Identity struct {
+	UserID      string
+	Email       string
+	FirstName   string
+	LastName    string
+	Groups      []string
+	IdP         string
+	SessionHash string
+	Expires     time.Time
+
+	values [fieldCount][]string
+}
+
+// Field names one identity value handed to the upstream.
+type Field int
+
+// The identity fields, in the order of DESIGN.md section 1's placeholders.
+const (
+	FieldUserID Field = iota
+	FieldEmail
+	FieldFirstName
+	FieldLastName
+	FieldGroups // comma-joined
+	FieldIdP
+	fieldCount
+)
+
+func newIdentity(s *store.Session, u *store.User) *Identity {
+	id := &Identity{
+		UserID:      u.ID,
+		Email:       u.Email,
+		FirstName:   u.FirstName,
+		LastName:    u.LastName,
+		Groups:      append([]string(nil), u.Groups...),
+		IdP:         s.IdP,
+		SessionHash: s.Hash,
+		Expires:     s.Expires,
+	}
+	// One single-element slice per field, built once, so that setting the
+	// upstream headers allocates nothing per request.
+	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
+		id.values[f] = []string{headerSafe(v)}
+	}
+	return id
+}
+
+// Value returns a field's value as a one-element header value slice. The
+// slice is shared: callers must not modify it.
+func (id *Identity) Value(f Field) []string { return id.values[f] }
+
+// headerSafe drops control characters: values come from the IdP, and a
+// newline in a header value would make the proxied request fail (or, in a
+// lesser HTTP stack, split it).
+func headerSafe(v string) string {
+	if !strings.ContainsFunc(v, isControl) {
+		return v
+	}
+	return strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -1,0 +1,296 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// clock is a settable time source shared by the Manager and the test.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := new(clock)
+	c.ns.Store(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func openStore(t testing.TB) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func addUser(t testing.TB, db store.Store, u *store.User) *store.User {
+	t.Helper()
+	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func activeUser() *store.User {
+	return &store.User{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace",
+		Groups: []string{"eng", "ops"}, Active: true, Source: store.SourceJIT}
+}
+
+func TestCreateAndResolve(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+
+	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{IDToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(token) < 43 {
+		t.Errorf("token %q is shorter than 256 bits", token)
+	}
+	if s.Hash == token || s.Hash != session.Hash(token) {
+		t.Error("the store must key sessions by the token's hash, not the token")
+	}
+	id, err := m.Resolve(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserID != u.ID || id.Email != u.Email || id.IdP != "okta" {
+		t.Errorf("identity = %+v", id)
+	}
+	if got := id.Value(session.FieldGroups)[0]; got != "eng,ops" {
+		t.Errorf("groups header value = %q", got)
+	}
+	if _, err := m.Resolve(ctx, token+"x"); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("unknown token: %v", err)
+	}
+
+	// A fresh Manager (a restart or a reload) resolves from the store.
+	m2 := session.New(db, session.Config{}, nil, clk.now)
+	if _, err := m2.Resolve(ctx, token); err != nil {
+		t.Errorf("after restart: %v", err)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		cfg     session.Config
+		steps   []time.Duration // advance, then resolve; all but the last must succeed
+		restart bool            // resolve the last step with a fresh Manager (store path)
+	}{
+		{"absolute lifetime", session.Config{Lifetime: time.Hour, IdleTimeout: -1}, []time.Duration{30 * time.Minute, 31 * time.Minute}, false},
+		{"absolute lifetime from store", session.Config{Lifetime: time.Hour, IdleTimeout: -1}, []time.Duration{30 * time.Minute, 31 * time.Minute}, true},
+		{"idle timeout", session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute, 11 * time.Minute}, false},
+		{"idle timeout from store", session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute, 11 * time.Minute}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openStore(t)
+			clk := newClock()
+			m := session.New(db, tt.cfg, nil, clk.now)
+			token, _, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, d := range tt.steps {
+				clk.advance(d)
+				last := i == len(tt.steps)-1
+				r := m
+				if last && tt.restart {
+					if err := m.Flush(ctx, true); err != nil {
+						t.Fatal(err)
+					}
+					r = session.New(db, tt.cfg, nil, clk.now)
+				}
+				_, err := r.Resolve(ctx, token)
+				if last && !errors.Is(err, session.ErrNoSession) {
+					t.Fatalf("step %d: expected the session to have ended, got %v", i, err)
+				}
+				if !last && err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+			}
+			// An ended session is gone from the store, too.
+			err = db.View(ctx, func(tx store.Tx) error { _, err := tx.Session(session.Hash(token)); return err })
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ended session still stored: %v", err)
+			}
+		})
+	}
+}
+
+func TestRevocationTakesEffectAtOnce(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	t1, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	t2, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	for _, tok := range []string{t1, t2} {
+		if _, err := m.Resolve(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := m.RevokeUser(ctx, u.ID, "deactivated")
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeUser = %d, %v", n, err)
+	}
+	for _, tok := range []string{t1, t2} {
+		if _, err := m.Resolve(ctx, tok); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("revoked session still resolves: %v", err)
+		}
+	}
+	events := auditTypes(t, db)
+	if events[store.EventSessionRevoked] != 1 {
+		t.Errorf("audit = %v, want one %s", events, store.EventSessionRevoked)
+	}
+
+	t3, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if _, err := m.Revoke(ctx, t3, store.EventSessionLoggedOut); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, t3); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("logged-out session still resolves: %v", err)
+	}
+}
+
+func TestInactiveUserLosesSessionOnReload(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	token, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+
+	// Deactivated by another process: the cache trusts the entry for at
+	// most CacheTTL.
+	u.Active = false
+	addUser(t, db, u)
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatalf("within cache TTL: %v", err)
+	}
+	clk.advance(2 * time.Second)
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("deactivated user still resolves after the cache TTL: %v", err)
+	}
+}
+
+func TestLastSeenIsBatched(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{TouchInterval: time.Minute}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	token, s, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	created := s.LastSeen
+
+	stored := func() time.Time {
+		var got time.Time
+		_ = db.View(ctx, func(tx store.Tx) error {
+			s, err := tx.Session(session.Hash(token))
+			if err == nil {
+				got = s.LastSeen
+			}
+			return err
+		})
+		return got
+	}
+	clk.advance(30 * time.Second)
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if !stored().Equal(created) {
+		t.Error("last-seen written before the touch interval passed")
+	}
+	clk.advance(31 * time.Second)
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := created.Add(61 * time.Second); !stored().Equal(want) {
+		t.Errorf("stored last-seen = %v, want %v", stored(), want)
+	}
+}
+
+func TestConcurrentResolve(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	token, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if _, err := m.Resolve(ctx, token); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 20 {
+			m.ForgetUser(u.ID)
+			_ = m.Flush(ctx, true)
+		}
+	}()
+	wg.Wait()
+}
+
+func auditTypes(t *testing.T, db store.Store) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	err := db.View(context.Background(), func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Limit: 1000})
+		for _, e := range events {
+			counts[e.Type]++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
+func BenchmarkResolveCached(b *testing.B) {
+	ctx := context.Background()
+	db := openStore(b)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(b, db, activeUser())
+	token, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := m.Resolve(ctx, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

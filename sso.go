@@ -1,0 +1,14 @@
+// Package caddysso puts SAML and OpenID Connect single sign-on in front of
+// any web app served by Caddy, with Just-In-Time provisioning into an
+// embedded store and SCIM 2.0. Importing it registers the Caddy modules:
+//
+//	xcaddy build --with github.com/caddy-sso/caddy-sso
+//
+// The modules themselves live in package caddymodule.
+package caddysso
+
+import (
+	// Registers the sso app, the sso and sso_scim handlers and their
+	// Caddyfile syntax.
+	_ "github.com/caddy-sso/caddy-sso/caddymodule"
+)
