@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -201,7 +200,7 @@ func (h *Handler) origin(r *http.Request) origin {
 			o.host = fh
 		}
 	}
-	o.secure = o.scheme == "https" || !isLoopbackHost(o.host)
+	o.secure = o.scheme == "https" || !idp.IsLoopbackHost(o.host)
 	if o.scheme == "http" && o.secure {
 		h.insecureWarn.Do(func() {
 			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
@@ -209,19 +208,6 @@ func (h *Handler) origin(r *http.Request) origin {
 		})
 	}
 	return o
-}
-
-func isLoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // cookieValue finds one cookie in the Cookie header without parsing the
@@ -242,7 +228,7 @@ func cookieValue(h http.Header, name string) string {
 
 // isOwnCookie reports whether a cookie is one of ours, never for the upstream.
 func isOwnCookie(name string) bool {
-	return name == sessionCookieSecure || name == sessionCookiePlain || strings.Contains(name, "sso_flow_")
+	return name == sessionCookieSecure || name == sessionCookiePlain || idp.IsFlowCookie(name)
 }
 
 func stripOwnCookies(h http.Header) {

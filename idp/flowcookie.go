@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -54,10 +55,8 @@ const (
 //
 // A FlowCookies is safe for concurrent use once configured.
 type FlowCookies struct {
-	aead   cipher.AEAD
-	path   string
-	secure bool
-	prefix string
+	aead cipher.AEAD
+	path string
 
 	// Now is the clock for expiry checks; nil means time.Now. Set it
 	// before first use (tests set a fake clock).
@@ -67,10 +66,10 @@ type FlowCookies struct {
 // NewFlowCookies returns FlowCookies keyed by key, a secret of at least 32
 // bytes. The AES key is derived from it with HKDF, so the same secret may
 // safely key other things too. path scopes the cookies (e.g. "/.sso/": they
-// are only needed at the callback); "" means "/". secure sets the Secure
-// attribute and the "__Secure-" name prefix; leave it off only on plain-http
-// loopback sites, where browsers would drop Secure cookies.
-func NewFlowCookies(key []byte, path string, secure bool) (*FlowCookies, error) {
+// are only needed at the callback); "" means "/". Whether a cookie is Secure
+// (and carries the "__Secure-" name prefix) is decided per request, by
+// SecureRequest.
+func NewFlowCookies(key []byte, path string) (*FlowCookies, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("flow cookies: key must be at least 32 bytes, got %d", len(key))
 	}
@@ -92,11 +91,7 @@ func NewFlowCookies(key []byte, path string, secure bool) (*FlowCookies, error) 
 	if err != nil {
 		return nil, fmt.Errorf("flow cookies: %w", err)
 	}
-	prefix := cookieBase
-	if secure {
-		prefix = securePrefix + cookieBase
-	}
-	return &FlowCookies{aead: aead, path: path, secure: secure, prefix: prefix}, nil
+	return &FlowCookies{aead: aead, path: path}, nil
 }
 
 func (f *FlowCookies) now() time.Time {
@@ -106,18 +101,44 @@ func (f *FlowCookies) now() time.Time {
 	return time.Now()
 }
 
-// CookieName returns the name of the cookie that carries flowID. It is a hash
-// of the flow ID, so it is short, always a valid cookie name, and different
-// for every login.
-func (f *FlowCookies) CookieName(flowID string) string {
+// CookieName returns the name of the cookie that carries flowID on requests
+// like r. It is a hash of the flow ID, so it is short, always a valid cookie
+// name, and different for every login.
+func (f *FlowCookies) CookieName(r *http.Request, flowID string) string {
 	sum := sha256.Sum256([]byte("caddy-sso flow name\x00" + flowID))
-	return f.prefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+	name := cookieBase + base64.RawURLEncoding.EncodeToString(sum[:16])
+	if SecureRequest(r) {
+		return securePrefix + name
+	}
+	return name
 }
 
-// IsFlowCookie reports whether a cookie name belongs to these FlowCookies, so
-// the handler can strip them from requests forwarded upstream.
-func (f *FlowCookies) IsFlowCookie(name string) bool {
-	return strings.HasPrefix(name, f.prefix)
+// IsFlowCookie reports whether a cookie name is a flow cookie, so the
+// handler can strip them from requests forwarded upstream.
+func IsFlowCookie(name string) bool {
+	return strings.HasPrefix(name, cookieBase) || strings.HasPrefix(name, securePrefix+cookieBase)
+}
+
+// SecureRequest reports whether cookies set in answer to r must be Secure:
+// always, except on plain-http loopback sites (local demos and tests), where
+// clients would drop them. A plain-http site on any other host is assumed to
+// sit behind a TLS-terminating proxy.
+func SecureRequest(r *http.Request) bool {
+	return r.TLS != nil || !IsLoopbackHost(r.Host)
+}
+
+// IsLoopbackHost reports whether host (with or without a port) names this
+// machine: localhost, 127.0.0.0/8 or ::1.
+func IsLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (f *FlowCookies) aad(name, flowID string) []byte {
@@ -131,7 +152,7 @@ func (f *FlowCookies) aad(name, flowID string) []byte {
 // a non-secure (loopback) site the attribute is omitted instead: there the
 // IdP and the site are usually same-site anyway, and browsers treat a cookie
 // without SameSite as leniently as they allow.
-func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time.Duration, sameSite http.SameSite) error {
+func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string, v any, ttl time.Duration, sameSite http.SameSite) error {
 	if flowID == "" {
 		return errors.New("flow cookies: empty flow ID")
 	}
@@ -142,7 +163,8 @@ func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time
 	if err != nil {
 		return fmt.Errorf("flow cookies: encoding flow state: %w", err)
 	}
-	name := f.CookieName(flowID)
+	name := f.CookieName(r, flowID)
+	secure := SecureRequest(r)
 	// Plaintext: 8-byte big-endian expiry (Unix seconds) then the JSON. The
 	// expiry is inside the ciphertext because a copied cookie ignores the
 	// browser's Max-Age.
@@ -159,7 +181,7 @@ func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time
 	if len(name)+len(value) > maxFlowCookie {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFlowTooLarge, len(name)+len(value), maxFlowCookie)
 	}
-	if sameSite == http.SameSiteNoneMode && !f.secure {
+	if sameSite == http.SameSiteNoneMode && !secure {
 		sameSite = http.SameSiteDefaultMode
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -168,7 +190,7 @@ func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time
 		Path:     f.path,
 		MaxAge:   int((ttl + time.Second - 1) / time.Second),
 		HttpOnly: true,
-		Secure:   f.secure,
+		Secure:   secure,
 		SameSite: sameSite,
 	})
 	return nil
@@ -181,12 +203,12 @@ func (f *FlowCookies) Save(w http.ResponseWriter, flowID string, v any, ttl time
 // ErrFlowInvalid when it does not decrypt (tampered, renamed, or another key).
 // Single use across copies of the cookie is the caller's job (ReplayGuard).
 func (f *FlowCookies) Take(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
-	name := f.CookieName(flowID)
+	name := f.CookieName(r, flowID)
 	cookies := r.CookiesNamed(name)
 	if len(cookies) == 0 {
 		return ErrFlowMissing
 	}
-	f.clear(w, name)
+	f.clear(w, name, SecureRequest(r))
 
 	// Several cookies of one name can arrive (another path, a cookie tossed
 	// by a sibling subdomain): the genuine one is whichever decrypts.
@@ -227,13 +249,13 @@ func (f *FlowCookies) open(name, flowID, value string) ([]byte, error) {
 // clear deletes the cookie. SameSite is left out: deletion matches on name,
 // path and domain only, and omitting it avoids the None-without-Secure
 // rejection on loopback sites.
-func (f *FlowCookies) clear(w http.ResponseWriter, name string) {
+func (f *FlowCookies) clear(w http.ResponseWriter, name string, secure bool) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    "",
 		Path:     f.path,
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   f.secure,
+		Secure:   secure,
 	})
 }

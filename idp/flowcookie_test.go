@@ -19,21 +19,35 @@ type flowState struct {
 
 var testKey = bytes.Repeat([]byte{7}, 32)
 
-func newFlows(t *testing.T, key []byte, secure bool, now *time.Time) *idp.FlowCookies {
+// testFlows is FlowCookies plus the kind of site the test's requests reach:
+// an https one, or a plain-http loopback one.
+type testFlows struct {
+	*idp.FlowCookies
+	secure bool
+}
+
+func (f *testFlows) req() *http.Request {
+	if f.secure {
+		return httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/x/callback", nil)
+	}
+	return httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8080/.sso/oidc/x/callback", nil)
+}
+
+func newFlows(t *testing.T, key []byte, secure bool, now *time.Time) *testFlows {
 	t.Helper()
-	f, err := idp.NewFlowCookies(key, "/.sso/", secure)
+	f, err := idp.NewFlowCookies(key, "/.sso/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Now = func() time.Time { return *now }
-	return f
+	return &testFlows{f, secure}
 }
 
 // save runs Save and returns the cookie it set.
-func save(t *testing.T, f *idp.FlowCookies, flowID string, v any, sameSite http.SameSite) *http.Cookie {
+func save(t *testing.T, f *testFlows, flowID string, v any, sameSite http.SameSite) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	if err := f.Save(rec, flowID, v, 10*time.Minute, sameSite); err != nil {
+	if err := f.Save(rec, f.req(), flowID, v, 10*time.Minute, sameSite); err != nil {
 		t.Fatal(err)
 	}
 	cs := rec.Result().Cookies()
@@ -45,8 +59,8 @@ func save(t *testing.T, f *idp.FlowCookies, flowID string, v any, sameSite http.
 
 // take runs Take with the given cookies and returns its error, the decoded
 // state and the Set-Cookie headers it wrote.
-func take(f *idp.FlowCookies, flowID string, cookies ...*http.Cookie) (flowState, error, []*http.Cookie) {
-	req := httptest.NewRequest(http.MethodGet, "/.sso/oidc/x/callback", nil)
+func take(f *testFlows, flowID string, cookies ...*http.Cookie) (flowState, error, []*http.Cookie) {
+	req := f.req()
 	for _, c := range cookies {
 		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
@@ -78,7 +92,7 @@ func TestFlowCookieRoundTripAndAttributes(t *testing.T) {
 			if !c.HttpOnly || c.Secure != tc.secure || c.Path != "/.sso/" || c.MaxAge != 600 || c.SameSite != tc.wantSS {
 				t.Errorf("cookie attributes = %+v", c)
 			}
-			if !strings.HasPrefix(c.Name, tc.wantPrefix) || !f.IsFlowCookie(c.Name) || c.Name != f.CookieName("flow-1") {
+			if !strings.HasPrefix(c.Name, tc.wantPrefix) || !idp.IsFlowCookie(c.Name) || c.Name != f.CookieName(f.req(), "flow-1") {
 				t.Errorf("cookie name %q", c.Name)
 			}
 			if strings.Contains(c.Value, "n1") || strings.Contains(c.Value, "app") {
@@ -99,15 +113,15 @@ func TestFlowCookieRejects(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
 	tests := []struct {
 		name    string
-		cookies func(t *testing.T, f *idp.FlowCookies) []*http.Cookie
+		cookies func(t *testing.T, f *testFlows) []*http.Cookie
 		advance time.Duration
 		want    error
 	}{
-		{"missing", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie { return nil }, 0, idp.ErrFlowMissing},
-		{"expired", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+		{"missing", func(t *testing.T, f *testFlows) []*http.Cookie { return nil }, 0, idp.ErrFlowMissing},
+		{"expired", func(t *testing.T, f *testFlows) []*http.Cookie {
 			return []*http.Cookie{save(t, f, "flow-1", flowState{}, http.SameSiteLaxMode)}
 		}, 10*time.Minute + time.Second, idp.ErrFlowExpired},
-		{"tampered", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+		{"tampered", func(t *testing.T, f *testFlows) []*http.Cookie {
 			c := save(t, f, "flow-1", flowState{Nonce: "n"}, http.SameSiteLaxMode)
 			b := []byte(c.Value)
 			b[len(b)/2] ^= 1
@@ -117,15 +131,15 @@ func TestFlowCookieRejects(t *testing.T) {
 			c.Value = string(b)
 			return []*http.Cookie{c}
 		}, 0, idp.ErrFlowInvalid},
-		{"garbage", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
-			return []*http.Cookie{{Name: f.CookieName("flow-1"), Value: "not-base64!"}}
+		{"garbage", func(t *testing.T, f *testFlows) []*http.Cookie {
+			return []*http.Cookie{{Name: f.CookieName(f.req(), "flow-1"), Value: "not-base64!"}}
 		}, 0, idp.ErrFlowInvalid},
-		{"swapped from another flow", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+		{"swapped from another flow", func(t *testing.T, f *testFlows) []*http.Cookie {
 			c := save(t, f, "flow-2", flowState{Nonce: "other tab"}, http.SameSiteLaxMode)
-			c.Name = f.CookieName("flow-1")
+			c.Name = f.CookieName(f.req(), "flow-1")
 			return []*http.Cookie{c}
 		}, 0, idp.ErrFlowInvalid},
-		{"other key", func(t *testing.T, f *idp.FlowCookies) []*http.Cookie {
+		{"other key", func(t *testing.T, f *testFlows) []*http.Cookie {
 			now := start
 			other := newFlows(t, bytes.Repeat([]byte{8}, 32), false, &now)
 			return []*http.Cookie{save(t, other, "flow-1", flowState{}, http.SameSiteLaxMode)}
@@ -188,7 +202,7 @@ func TestFlowCookieConfig(t *testing.T) {
 		{"long key", make([]byte, 64), "/.sso/", true},
 	}
 	for _, tc := range tests {
-		_, err := idp.NewFlowCookies(tc.key, tc.path, true)
+		_, err := idp.NewFlowCookies(tc.key, tc.path)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
@@ -196,13 +210,13 @@ func TestFlowCookieConfig(t *testing.T) {
 
 	f := newFlows(t, testKey, true, &now)
 	rec := httptest.NewRecorder()
-	if err := f.Save(rec, "big", flowState{ReturnTo: strings.Repeat("x", 4000)}, time.Minute, http.SameSiteLaxMode); !errors.Is(err, idp.ErrFlowTooLarge) {
+	if err := f.Save(rec, f.req(), "big", flowState{ReturnTo: strings.Repeat("x", 4000)}, time.Minute, http.SameSiteLaxMode); !errors.Is(err, idp.ErrFlowTooLarge) {
 		t.Errorf("oversized flow: err = %v, want ErrFlowTooLarge", err)
 	}
 	if len(rec.Result().Cookies()) != 0 {
 		t.Error("oversized flow still set a cookie")
 	}
-	if err := f.Save(rec, "", flowState{}, time.Minute, http.SameSiteLaxMode); err == nil {
+	if err := f.Save(rec, f.req(), "", flowState{}, time.Minute, http.SameSiteLaxMode); err == nil {
 		t.Error("empty flow ID accepted")
 	}
 }

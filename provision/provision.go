@@ -3,6 +3,23 @@
 // creates or updates them, or denies the login with a reason, and writes
 // the audit trail for whichever happened, all in one store transaction.
 //
+// JIT and SCIM (package provision/scim) share one user record:
+//   - A login looks the user up by (IdP, subject) link, then by SCIM
+//     externalId under the same IdP, and adopts a user found that way by
+//     adding the link. The set-up guide maps externalId to the IdP's
+//     uniqueUserId, so a user SCIM created before their first login signs
+//     in as that user rather than a duplicate.
+//   - JIT gives the users it creates ExternalID = subject (and UserName =
+//     email when free), so Entra's and Okta's matching find and adopt them
+//     instead of creating duplicates.
+//   - Once SCIM owns a user (Source scim), a login only records itself:
+//     the profile is SCIM's.
+//   - A deactivated user stays denied; JIT never reactivates.
+//   - While SCIM is enabled for an IdP (Rules.SCIMManaged), a subject SCIM
+//     deleted (a tombstone) is denied rather than re-created.
+//   - SCIM group memberships survive a login's groups update: the user's
+//     Groups are the IdP's groups, the defaults and the SCIM groups.
+//
 // Nothing here knows about Caddy or HTTP; the caller turns a *Denial into
 // the 403 page.
 package provision
@@ -80,6 +97,12 @@ type Rules struct {
 	// its email, but only when the IdP vouched for the email: otherwise
 	// anyone able to set an email at some IdP could take over an account.
 	LinkByEmail bool
+	// SCIMManaged says SCIM provisioning is enabled for this IdP. Then a
+	// subject SCIM deleted is denied instead of being re-created by JIT:
+	// a leaver removed in the directory must not come back by signing in
+	// (their IdP session may outlive the deletion). Off, tombstones are
+	// ignored, so turning SCIM off hands the users back to JIT.
+	SCIMManaged bool
 }
 
 // Validate reports configuration mistakes, for use when the config loads.
@@ -154,6 +177,9 @@ const (
 	ReasonMissingAttributes = "missing_attributes"
 	ReasonEmailConflict     = "email_conflict"
 	ReasonDomainNotAllowed  = "domain_not_allowed"
+	// ReasonDeprovisioned: SCIM deleted this identity and SCIM is enabled
+	// for the IdP, so JIT may not create it again.
+	ReasonDeprovisioned = "deprovisioned"
 )
 
 // Denial is a sign-in the rules refused. It is an expected outcome, not a
@@ -197,6 +223,8 @@ func (d *Denial) Message() string {
 		return "Your email address already belongs to another account. Ask your administrator to link your accounts."
 	case ReasonDomainNotAllowed:
 		return "Your email domain is not allowed to sign in to this application."
+	case ReasonDeprovisioned:
+		return "Your account has been removed from this application. Ask your administrator for access."
 	}
 	return "Sign-in was denied."
 }
@@ -230,7 +258,10 @@ type outcome struct {
 	denial  *Denial
 	created bool
 	linked  bool
-	changed []string
+	// linkReason says why the link was added: "verified_email"
+	// (link_by_email) or "external_id" (a SCIM user adopted).
+	linkReason string
+	changed    []string
 	// conflictOwner is the user holding the email an unknown subject (or,
 	// on update, a known user's new email) asked for.
 	conflictOwner string
@@ -287,11 +318,20 @@ func (in *login) event(typ, userID string) store.Event {
 // deny records the denial in out and audits it; the caller returns the
 // result so that the transaction commits the audit event.
 func (in *login) deny(tx store.Tx, out *outcome, reason, userID string, missing []string) error {
+	return in.denyWith(tx, out, reason, userID, missing, nil)
+}
+
+// denyWith is deny with extra audit detail.
+func (in *login) denyWith(tx store.Tx, out *outcome, reason, userID string, missing []string, detail map[string]string) error {
 	out.denial = &Denial{Reason: reason, IdP: in.idp, UserID: userID, Missing: missing}
 	ev := in.event(store.EventLoginDenied, userID)
 	ev.Reason = reason
+	ev.Detail = detail
 	if len(missing) > 0 {
-		ev.Detail = map[string]string{"missing": strings.Join(missing, ",")}
+		if ev.Detail == nil {
+			ev.Detail = map[string]string{}
+		}
+		ev.Detail["missing"] = strings.Join(missing, ",")
 	}
 	if err := tx.Audit(ev); err != nil {
 		return fmt.Errorf("audit denial: %w", err)
@@ -310,8 +350,31 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	} else if err != nil {
 		return fmt.Errorf("look up user: %w", err)
 	}
+	if u == nil {
+		// A user SCIM provisioned before their first login: externalId
+		// is this IdP's uniqueUserId. The gates below still apply before
+		// the link is written.
+		u, err = tx.UserByExternalID(in.idp, prof.UniqueUserID)
+		if errors.Is(err, store.ErrNotFound) {
+			u = nil
+		} else if err != nil {
+			return fmt.Errorf("look up user by external id: %w", err)
+		}
+		if u != nil {
+			out.linked, out.linkReason = true, "external_id"
+		}
+	}
 
 	if u == nil {
+		if rules.SCIMManaged {
+			ts, err := tx.Tombstone(in.idp, prof.UniqueUserID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("look up tombstone: %w", err)
+			}
+			if ts != nil {
+				return in.denyWith(tx, out, ReasonDeprovisioned, "", nil, map[string]string{"deleted_user": ts.UserID})
+			}
+		}
 		if !rules.JIT {
 			return in.deny(tx, out, ReasonJITDisabled, "", nil)
 		}
@@ -329,7 +392,7 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 			// The owner must still pass the same gates as a known user
 			// before the link is written; checks below do that.
 			u = owner
-			out.linked = true
+			out.linked, out.linkReason = true, "verified_email"
 		}
 	}
 
@@ -430,7 +493,16 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 		Links:     []store.Link{{IdP: in.idp, Subject: prof.UniqueUserID}},
 		Created:   in.now,
 		Updated:   in.now,
+		// What SCIM matching looks for: apply found no user holding
+		// this externalId, so it is free.
+		IdP:        in.idp,
+		ExternalID: prof.UniqueUserID,
 	}
+	name, err := freeUserName(tx, prof.Email)
+	if err != nil {
+		return err
+	}
+	u.UserName = name
 	if !u.Pending {
 		u.LastLogin = in.now
 	}
@@ -456,17 +528,61 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 	return in.succeed(tx, u)
 }
 
+// freeUserName returns email when no user holds it as their userName,
+// else "": a JIT user then has no userName, which SCIM matching by
+// externalId does not need.
+func freeUserName(tx store.Tx, email string) (string, error) {
+	if email == "" {
+		return "", nil
+	}
+	_, err := tx.UserByUserName(email)
+	if errors.Is(err, store.ErrNotFound) {
+		return email, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up user name: %w", err)
+	}
+	return "", nil
+}
+
+// scimGroupNames returns the display names of the user's SCIM groups.
+func scimGroupNames(tx store.Tx, userID string) ([]string, error) {
+	refs, err := tx.GroupsOfUser(userID)
+	if err != nil {
+		return nil, fmt.Errorf("look up groups: %w", err)
+	}
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.DisplayName
+	}
+	return names, nil
+}
+
 func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 	prof := in.prof
 	if out.linked {
 		u.Links = append(u.Links, store.Link{IdP: in.idp, Subject: prof.UniqueUserID})
 		ev := in.event(store.EventJITLinked, u.ID)
-		ev.Reason = "verified_email"
+		ev.Reason = out.linkReason
 		if err := tx.Audit(ev); err != nil {
 			return fmt.Errorf("audit link: %w", err)
 		}
 	}
-	if in.rules.Update == UpdateForce {
+	if u.ExternalID == "" && u.Source != store.SourceSCIM && (u.IdP == "" || u.IdP == in.idp) {
+		// A user from before SCIM (or admin-made) gets the externalId
+		// SCIM matching looks for, unless someone holds it already.
+		_, err := tx.UserByExternalID(in.idp, prof.UniqueUserID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			u.IdP, u.ExternalID = in.idp, prof.UniqueUserID
+			out.changed = append(out.changed, "external_id")
+		case err != nil:
+			return fmt.Errorf("look up user by external id: %w", err)
+		}
+	}
+	// SCIM owns the profile of the users it manages; the login only
+	// records itself.
+	if in.rules.Update == UpdateForce && u.Source != store.SourceSCIM {
 		// An empty incoming value means the IdP did not send it this
 		// time; it never blanks what is stored.
 		if prof.FirstName != "" && prof.FirstName != u.FirstName {
@@ -499,9 +615,17 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 				out.changed = append(out.changed, "email")
 			}
 		}
-		if groups, ok := in.groupsFrom(); ok && !sameSet(groups, u.Groups) {
-			u.Groups = groups
-			out.changed = append(out.changed, "groups")
+		if groups, ok := in.groupsFrom(); ok {
+			// The IdP's groups replace the login part only: SCIM
+			// memberships are another source and stay.
+			scim, err := scimGroupNames(tx, u.ID)
+			if err != nil {
+				return err
+			}
+			if groups = normGroups(append(groups, scim...)); !sameSet(groups, u.Groups) {
+				u.Groups = groups
+				out.changed = append(out.changed, "groups")
+			}
 		}
 		out.groupsOverage = prof.GroupsOverage
 	}
@@ -547,7 +671,11 @@ func (p *Provisioner) logOutcome(in *login, out *outcome) {
 				zap.Int("groups", len(out.user.Groups)), zap.Bool("groups_overage", out.groupsOverage))...)
 	}
 	if out.linked && out.denial == nil {
-		log.Info("sso identity linked by verified email", with(zap.String("user_id", out.user.ID))...)
+		msg := "sso identity linked by verified email"
+		if out.linkReason == "external_id" {
+			msg = "sso identity linked to SCIM user by externalId"
+		}
+		log.Info(msg, with(zap.String("user_id", out.user.ID))...)
 	}
 	if len(out.changed) > 0 {
 		log.Info("sso user updated", with(zap.String("user_id", out.user.ID), zap.Strings("fields", out.changed))...)

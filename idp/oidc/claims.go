@@ -3,7 +3,10 @@ package oidc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-
 	"github.com/caddy-sso/caddy-sso/idp"
 )
 
@@ -24,82 +25,132 @@ import (
 // put only sub in the ID token.
 var profileClaims = []string{"given_name", "family_name", "email"}
 
-// verifyIDToken verifies raw and returns its claims and subject. go-oidc
-// checks the signature and algorithm; checkClaims does the rest.
+// verifyIDToken verifies raw and returns its claims and subject: the
+// signature (algorithm allow-list, JWKS or client-secret key), then every
+// claim check.
 func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken string) (map[string]any, string, error) {
-	t, err := p.verifier.Verify(ctx, raw)
+	jws, err := p.keys.parse(raw)
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)
 	}
-	var payload json.RawMessage
-	if err := t.Claims(&payload); err != nil {
-		return nil, "", idp.Fail(CodeIDTokenSignature, fmt.Errorf("ID token claims: %w", err))
+	payload, err := p.keys.verify(ctx, jws)
+	if err != nil {
+		return nil, "", idp.Fail(CodeIDTokenSignature, err)
 	}
 	claims, err := decodeClaims(payload)
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, fmt.Errorf("ID token claims: %w", err))
 	}
-	if err := p.checkClaims(t, claims, nonce); err != nil {
+	sub, err := p.checkClaims(claims, nonce)
+	if err != nil {
 		return nil, "", err
 	}
 	// at_hash is optional in the code flow; when present it must match, so
 	// an access token from another login cannot be paired with this token.
-	if t.AccessTokenHash != "" && accessToken != "" {
-		if err := t.VerifyAccessToken(accessToken); err != nil {
+	if atHash, present := claims["at_hash"]; present && accessToken != "" {
+		s, _ := atHash.(string)
+		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
 			return nil, "", idp.Fail(CodeIDTokenAtHash, err)
 		}
 	}
-	return claims, t.Subject, nil
+	return claims, sub, nil
 }
 
 // checkClaims makes the claim checks of OpenID Connect Core 3.1.3.7, each
-// with its own code.
-func (p *Provider) checkClaims(t *oidc.IDToken, claims map[string]any, nonce string) error {
+// with its own code, and returns the subject.
+func (p *Provider) checkClaims(claims map[string]any, nonce string) (string, error) {
 	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
-	if t.Issuer != p.cfg.Issuer {
-		return idp.Fail(CodeIDTokenIssuer, fmt.Errorf("iss %q, want %q", t.Issuer, p.cfg.Issuer))
+	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+		return "", idp.Fail(CodeIDTokenIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
 	}
-	if !slices.Contains(t.Audience, clientID) {
-		return idp.Fail(CodeIDTokenAudience, fmt.Errorf("aud %q does not contain the client ID", t.Audience))
+	aud, ok := audience(claims["aud"])
+	if !ok || !slices.Contains(aud, clientID) {
+		return "", idp.Fail(CodeIDTokenAudience, fmt.Errorf("aud %q does not contain the client ID", aud))
 	}
 	// With several audiences, azp names the party the token was issued to:
 	// it must be us, not another client that shares the token.
-	if azp, present := claims["azp"]; present || len(t.Audience) > 1 {
+	if azp, present := claims["azp"]; present || len(aud) > 1 {
 		if s, _ := azp.(string); s != clientID {
-			return idp.Fail(CodeIDTokenAZP, fmt.Errorf("azp %v is not the client ID (aud %q)", azp, t.Audience))
+			return "", idp.Fail(CodeIDTokenAZP, fmt.Errorf("azp %v is not the client ID (aud %q)", azp, aud))
 		}
 	}
-	if t.Expiry.IsZero() {
-		return idp.Fail(CodeIDTokenExpired, errors.New("exp missing"))
+	exp, ok := numericDate(claims["exp"])
+	if !ok {
+		return "", idp.Fail(CodeIDTokenExpired, errors.New("exp missing or not a number"))
 	}
-	if !now.Before(t.Expiry.Add(skew)) {
-		return idp.Fail(CodeIDTokenExpired, fmt.Errorf("expired at %v (now %v, skew %v)", t.Expiry, now, skew))
+	if !now.Before(exp.Add(skew)) {
+		return "", idp.Fail(CodeIDTokenExpired, fmt.Errorf("expired at %v (now %v, skew %v)", exp, now, skew))
 	}
-	if t.IssuedAt.IsZero() {
-		return idp.Fail(CodeIDTokenIssuedAt, errors.New("iat missing"))
+	iat, ok := numericDate(claims["iat"])
+	if !ok {
+		return "", idp.Fail(CodeIDTokenIssuedAt, errors.New("iat missing or not a number"))
 	}
-	if t.IssuedAt.After(now.Add(skew)) {
-		return idp.Fail(CodeIDTokenIssuedAt, fmt.Errorf("issued in the future at %v (now %v, skew %v)", t.IssuedAt, now, skew))
+	if iat.After(now.Add(skew)) {
+		return "", idp.Fail(CodeIDTokenIssuedAt, fmt.Errorf("issued in the future at %v (now %v, skew %v)", iat, now, skew))
 	}
 	if v, present := claims["nbf"]; present {
 		nbf, ok := numericDate(v)
 		if !ok {
-			return idp.Fail(CodeIDTokenNotBefore, errors.New("nbf is not a number"))
+			return "", idp.Fail(CodeIDTokenNotBefore, errors.New("nbf is not a number"))
 		}
 		if nbf.After(now.Add(skew)) {
-			return idp.Fail(CodeIDTokenNotBefore, fmt.Errorf("not valid before %v (now %v)", nbf, now))
+			return "", idp.Fail(CodeIDTokenNotBefore, fmt.Errorf("not valid before %v (now %v)", nbf, now))
 		}
 	}
-	if nonce == "" || subtle.ConstantTimeCompare([]byte(t.Nonce), []byte(nonce)) != 1 {
-		return idp.Fail(CodeIDTokenNonce, errors.New("nonce does not match the one sent at login"))
+	if got, _ := claims["nonce"].(string); nonce == "" || subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+		return "", idp.Fail(CodeIDTokenNonce, errors.New("nonce does not match the one sent at login"))
 	}
-	if t.Subject == "" {
-		return idp.Fail(CodeIDTokenSubject, errors.New("sub missing"))
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
+		return "", idp.Fail(CodeIDTokenSubject, errors.New("sub missing"))
 	}
 	if p.cfg.TenantID != "" {
 		if tid, _ := claims["tid"].(string); !strings.EqualFold(tid, p.cfg.TenantID) {
-			return idp.Fail(CodeTenantMismatch, fmt.Errorf("tid %q, want %q", tid, p.cfg.TenantID))
+			return "", idp.Fail(CodeTenantMismatch, fmt.Errorf("tid %q, want %q", tid, p.cfg.TenantID))
 		}
+	}
+	return sub, nil
+}
+
+// audience reads "aud", a string or an array of strings.
+func audience(v any) ([]string, bool) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, true
+	case []any:
+		aud := make([]string, len(v))
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			aud[i] = s
+		}
+		return aud, true
+	}
+	return nil, false
+}
+
+// checkAtHash compares at_hash with the left half of the access token's
+// hash under the ID token's algorithm (OpenID Connect Core 3.1.3.6; EdDSA
+// uses SHA-512, as go-oidc does).
+func checkAtHash(alg, atHash, accessToken string) error {
+	var sum []byte
+	switch {
+	case alg == "EdDSA" || strings.HasSuffix(alg, "512"):
+		s := sha512.Sum512([]byte(accessToken))
+		sum = s[:32]
+	case strings.HasSuffix(alg, "384"):
+		s := sha512.Sum384([]byte(accessToken))
+		sum = s[:24]
+	case strings.HasSuffix(alg, "256"):
+		s := sha256.Sum256([]byte(accessToken))
+		sum = s[:16]
+	default:
+		return fmt.Errorf("no at_hash hash for alg %q", alg)
+	}
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum)), []byte(atHash)) != 1 {
+		return errors.New("at_hash does not match the access token")
 	}
 	return nil
 }

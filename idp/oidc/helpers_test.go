@@ -22,7 +22,7 @@ import (
 
 const (
 	clientID     = "app"
-	clientSecret = "app-secret"
+	clientSecret = "app-secret-0123456789abcdef-0123456789"
 	password     = "correct horse"
 )
 
@@ -105,7 +105,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	t.Cleanup(e.rp.Close)
 	srv.AddClient(clientID, clientSecret, e.rp.URL+"/callback")
 
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/", false)
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
@@ -53,10 +54,20 @@ func (k *keySet) snapshot() ([]jose.JSONWebKey, uint64, time.Time) {
 	return k.keys, k.gen, k.fetched
 }
 
-// VerifySignature implements oidc.KeySet. go-oidc has already enforced the
-// algorithm allow-list; parsing again with the same list keeps this method
-// safe on its own.
+var _ oidc.KeySet = (*keySet)(nil)
+
+// VerifySignature implements oidc.KeySet: it parses raw with the algorithm
+// allow-list (which excludes "none") and verifies it.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := k.parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return k.verify(ctx, jws)
+}
+
+// parse parses a compact JWS, refusing any algorithm not in the allow-list.
+func (k *keySet) parse(raw string) (*jose.JSONWebSignature, error) {
 	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("parsing JWS: %w", err)
@@ -64,6 +75,12 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("JWS must have exactly one signature")
 	}
+	return jws, nil
+}
+
+// verify checks the signature of a JWS from parse and returns its payload.
+func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	var err error
 	h := jws.Signatures[0].Header
 	if strings.HasPrefix(h.Algorithm, "HS") {
 		// Only the client secret can key an HMAC: never a JWKS key, or an

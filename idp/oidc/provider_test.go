@@ -33,7 +33,30 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("JWKS fetched %d times within the interval, want 1", n)
 	}
 	e.clock.Add(31 * time.Second)
-	wantCode(t, e.login(newBrowser()), "")
+	// Several logins with the new kid at once: one refresh serves them all.
+	const n = 6
+	browsers, cbs := make([]*browser, n), make([]string, n)
+	for i := range n {
+		browsers[i] = newBrowser()
+		cbs[i] = e.authorize(browsers[i], e.begin(browsers[i], "/"), "alice")
+	}
+	var wg sync.WaitGroup
+	codes := make([]string, n)
+	for i := range n {
+		wg.Go(func() {
+			res, err := e.callback(browsers[i], cbs[i])
+			codes[i] = res.Code
+			if err != nil {
+				codes[i] = err.Error()
+			}
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != "" {
+			t.Errorf("login %d after rotation: %q", i, c)
+		}
+	}
 	wantCode(t, e.login(newBrowser()), "") // now cached
 	if n := e.idp.Requests(oidctest.PathJWKS); n != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2 (one refresh for the new kid)", n)
@@ -218,7 +241,7 @@ func TestLogoutURL(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/", true)
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,6 +265,8 @@ func TestNewValidates(t *testing.T) {
 		{"alg none", func(c *oidc.Config) { c.Algorithms = []string{"RS256", "none"} }, false},
 		{"unknown alg", func(c *oidc.Config) { c.Algorithms = []string{"RS1"} }, false},
 		{"HS256 without secret", func(c *oidc.Config) { c.Algorithms = []string{"HS256"}; c.ClientSecret = "" }, false},
+		{"HS256 with a short secret", func(c *oidc.Config) { c.Algorithms = []string{"HS256"}; c.ClientSecret = "short" }, false},
+		{"HS256 with a long secret", func(c *oidc.Config) { c.Algorithms = []string{"HS256"}; c.ClientSecret = strings.Repeat("s", 32) }, true},
 		{"scopes without openid", func(c *oidc.Config) { c.Scopes = []string{"profile"} }, false},
 		{"auth param overriding nonce", func(c *oidc.Config) { c.AuthParams = map[string]string{"nonce": "fixed"} }, false},
 		{"auth param prompt", func(c *oidc.Config) { c.AuthParams = map[string]string{"prompt": "select_account"} }, true},

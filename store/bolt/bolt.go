@@ -1,23 +1,45 @@
 // Package bolt is the embedded default store of caddy-sso, one bbolt file
 // per Caddy instance.
 //
-// Layout (schema version 1), one bucket per record kind plus the indexes
-// that keep every lookup on the login path a single B+tree seek:
+// Layout (schema version 2), one bucket per record kind plus the indexes
+// that keep every lookup on the login path, and every SCIM filter, a single
+// B+tree seek:
 //
-//	meta           "schema" -> decimal schema version
-//	users          user ID -> JSON store.User
-//	links          pair(idp, subject) -> user ID
-//	emails         lower-cased email -> user ID
-//	sessions       session hash -> JSON store.Session
-//	user_sessions  pair(user ID, session hash) -> empty
-//	consumed       pair(kind, id) -> big-endian unix-nano expiry
-//	secrets        name -> raw bytes
-//	audit          big-endian uint64 seq -> JSON store.Event
-//	audit_by_user  pair(user ID, "") + big-endian seq -> empty
+//	meta                "schema" -> decimal schema version
+//	users               user ID -> JSON store.User
+//	links               pair(idp, subject) -> user ID
+//	emails              lower-cased email -> user ID
+//	user_names          lower-cased SCIM userName -> user ID            (v2)
+//	external_ids        pair(user's IdP, externalId) -> user ID         (v2)
+//	idp_users           pair(user's IdP, user ID) -> empty              (v2)
+//	groups              group ID -> JSON store.Group                    (v2)
+//	group_names         pair(idp, lower-cased display name) -> group ID (v2)
+//	group_external_ids  pair(idp, externalId) -> group ID               (v2)
+//	idp_groups          pair(idp, group ID) -> empty                    (v2)
+//	user_groups         pair(user ID, group ID) -> group display name   (v2)
+//	tombstones          pair(idp, subject) -> JSON store.Tombstone      (v2)
+//	counts              pair("u" or "g", idp) -> big-endian uint64      (v2)
+//	sessions            session hash -> JSON store.Session
+//	user_sessions       pair(user ID, session hash) -> empty
+//	consumed            pair(kind, id) -> big-endian unix-nano expiry
+//	secrets             name -> raw bytes
+//	audit               big-endian uint64 seq -> JSON store.Event
+//	audit_by_user       pair(user ID, "") + big-endian seq -> empty
 //
 // pair(a, b) is uvarint(len(a)) | a | b. The length prefix makes the
 // encoding unambiguous for arbitrary strings, which IdP subjects are, and it
 // makes pair(a, "") an exact prefix of every key that starts with a.
+//
+// idp_users and idp_groups give SCIM's unfiltered listing a stable order
+// (by ID) inside one IdP, and counts gives its totalResults without a
+// scan. user_groups is the member index (user -> groups); its value is the
+// group's name so that rendering a user's groups reads no group record.
+//
+// Version 2 is a superset of version 1. It is a new version nonetheless
+// because a version 1 build writing to a version 2 file would drop the
+// SCIM fields from user records and leave the new indexes pointing at
+// them; it refuses the file instead. Opening a version 1 file read-write
+// migrates it once (see migrate.go).
 package bolt
 
 import (
@@ -38,7 +60,7 @@ import (
 )
 
 // SchemaVersion is the layout version this build reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Defaults for zero Options fields.
 const (
@@ -55,6 +77,9 @@ var (
 	ErrNewerSchema = errors.New("store schema is newer than this build supports")
 	// ErrNotStore: the file is a bbolt database that caddy-sso did not create.
 	ErrNotStore = errors.New("file is not a caddy-sso store")
+	// ErrOldSchema: the file needs a one-time migration, which a read-only
+	// open cannot do.
+	ErrOldSchema = errors.New("store schema is older than this build and needs a read-write open to upgrade")
 )
 
 var (
@@ -69,16 +94,39 @@ var (
 	bucketAudit        = []byte("audit")
 	bucketAuditByUser  = []byte("audit_by_user")
 
+	bucketUserNames        = []byte("user_names")
+	bucketExternalIDs      = []byte("external_ids")
+	bucketIdPUsers         = []byte("idp_users")
+	bucketGroups           = []byte("groups")
+	bucketGroupNames       = []byte("group_names")
+	bucketGroupExternalIDs = []byte("group_external_ids")
+	bucketIdPGroups        = []byte("idp_groups")
+	bucketUserGroups       = []byte("user_groups")
+	bucketTombstones       = []byte("tombstones")
+	bucketCounts           = []byte("counts")
+
 	keySchema = []byte("schema")
 )
 
-// dataBuckets are created on first open; meta is handled separately.
-func dataBuckets() [][]byte {
+// v1Buckets are the data buckets of schema version 1.
+func v1Buckets() [][]byte {
 	return [][]byte{
 		bucketUsers, bucketLinks, bucketEmails, bucketSessions, bucketUserSessions,
 		bucketConsumed, bucketSecrets, bucketAudit, bucketAuditByUser,
 	}
 }
+
+// v2Buckets are the buckets schema version 2 added. A version 1 file
+// never holds data in them except what an interrupted migration left.
+func v2Buckets() [][]byte {
+	return [][]byte{
+		bucketUserNames, bucketExternalIDs, bucketIdPUsers, bucketGroups, bucketGroupNames,
+		bucketGroupExternalIDs, bucketIdPGroups, bucketUserGroups, bucketTombstones, bucketCounts,
+	}
+}
+
+// dataBuckets are created on first open; meta is handled separately.
+func dataBuckets() [][]byte { return append(v1Buckets(), v2Buckets()...) }
 
 // Options tune Open. The zero value is what production uses.
 type Options struct {
@@ -162,20 +210,27 @@ func (e *lockedError) Error() string {
 
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
-// init checks the schema version and, on a fresh writable file, creates the
-// buckets. It writes only when something is missing, so opening an
-// up-to-date store costs no commit.
+// init checks the schema version, migrates a version 1 file and, on a
+// fresh writable file, creates the buckets. It writes only when something
+// is missing, so opening an up-to-date store costs no commit.
 func (db *DB) init() error {
-	needInit := false
+	var st schemaState
 	err := db.bdb.View(func(btx *bolt.Tx) error {
 		var err error
-		needInit, err = checkSchema(btx, db.path)
+		st, err = checkSchema(btx, db.path)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if !needInit {
+	if st.version != 0 && st.version < SchemaVersion {
+		if db.readOnly {
+			return fmt.Errorf("bolt: store %s has schema version %d and needs a one-time upgrade to %d; open it read-write once: %w",
+				db.path, st.version, SchemaVersion, ErrOldSchema)
+		}
+		return db.migrate(st.version)
+	}
+	if !st.missingBuckets {
 		return nil
 	}
 	if db.readOnly {
@@ -203,9 +258,16 @@ func (db *DB) init() error {
 	})
 }
 
-// checkSchema reports whether the file needs buckets created, and fails on
-// a newer schema or a foreign file.
-func checkSchema(btx *bolt.Tx, path string) (needInit bool, err error) {
+// schemaState is what checkSchema found: the file's version (0 for a
+// fresh file) and whether any bucket of this version is missing.
+type schemaState struct {
+	version        int
+	missingBuckets bool
+}
+
+// checkSchema reads the file's schema version, and fails on a newer schema
+// or a foreign file.
+func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 	meta := btx.Bucket(bucketMeta)
 	if meta == nil {
 		foreign := false
@@ -214,25 +276,27 @@ func checkSchema(btx *bolt.Tx, path string) (needInit bool, err error) {
 			return nil
 		})
 		if foreign {
-			return false, fmt.Errorf("bolt: open %s: %w", path, ErrNotStore)
+			return schemaState{}, fmt.Errorf("bolt: open %s: %w", path, ErrNotStore)
 		}
-		return true, nil
+		return schemaState{missingBuckets: true}, nil
 	}
 	raw := meta.Get(keySchema)
 	v, err := strconv.Atoi(string(raw))
 	if err != nil || v < 1 {
-		return false, fmt.Errorf("bolt: open %s: schema version %q unreadable: %w", path, raw, ErrNotStore)
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %q unreadable: %w", path, raw, ErrNotStore)
 	}
 	if v > SchemaVersion {
-		return false, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso: %w",
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso: %w",
 			path, v, SchemaVersion, ErrNewerSchema)
 	}
+	st := schemaState{version: v}
 	for _, name := range dataBuckets() {
 		if btx.Bucket(name) == nil {
-			return true, nil
+			st.missingBuckets = true
+			break
 		}
 	}
-	return false, nil
+	return st, nil
 }
 
 // Path returns the file the store lives in.
@@ -288,21 +352,6 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
 	}
 	return err
-}
-
-// ConsumeOnce records a single-use ID in its own transaction. It makes *DB
-// an idp.ReplayGuard.
-func (db *DB) ConsumeOnce(ctx context.Context, kind, id string, until time.Time) (bool, error) {
-	var first bool
-	err := db.Update(ctx, func(t store.Tx) error {
-		var err error
-		first, err = t.Consume(kind, id, until)
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	return first, nil
 }
 
 // Backup writes a consistent copy of the whole file to w while the store

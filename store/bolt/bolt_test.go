@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,7 +68,7 @@ func TestSchemaChecks(t *testing.T) {
 		want  error
 	}{
 		{"newer schema", func(btx *bolt.Tx) error {
-			return btx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
+			return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))
 		}, ErrNewerSchema},
 		{"garbage schema", func(btx *bolt.Tx) error {
 			return btx.Bucket(bucketMeta).Put(keySchema, []byte("x"))
@@ -81,6 +82,9 @@ func TestSchemaChecks(t *testing.T) {
 		}, ErrNotStore},
 		{"missing data bucket is recreated", func(btx *bolt.Tx) error {
 			return btx.DeleteBucket(bucketAuditByUser)
+		}, nil},
+		{"missing version 2 bucket is recreated", func(btx *bolt.Tx) error {
+			return btx.DeleteBucket(bucketTombstones)
 		}, nil},
 	}
 	for _, tt := range tests {
@@ -151,6 +155,10 @@ func TestWritesInViewAreReadOnly(t *testing.T) {
 		{"PruneConsumed", func(tx store.Tx) error { _, err := tx.PruneConsumed(time.Now()); return err }},
 		{"Secret (new)", func(tx store.Tx) error { _, err := tx.Secret("new", 32); return err }},
 		{"Audit", func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventLoginFailed}) }},
+		{"PutGroup", func(tx store.Tx) error { return tx.PutGroup(&store.Group{DisplayName: "g"}) }},
+		{"DeleteGroup", func(tx store.Tx) error { return tx.DeleteGroup("g") }},
+		{"PutTombstone", func(tx store.Tx) error { return tx.PutTombstone(&store.Tombstone{IdP: "okta", Subject: "s"}) }},
+		{"DeleteTombstone", func(tx store.Tx) error { return tx.DeleteTombstone("okta", "s") }},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
@@ -461,10 +469,13 @@ func TestConsumeAndPrune(t *testing.T) {
 		}
 		return nil
 	})
-	first, err := db.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
-	again, err2 := db.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
+	// The replay guard the IdPs use works on this backend: one
+	// transaction per ID, first use wins.
+	guard := store.ReplayGuard{Store: db}
+	first, err := guard.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
+	again, err2 := guard.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
 	if err != nil || err2 != nil || !first || again {
-		t.Errorf("ConsumeOnce: %v %v, %v %v", first, err, again, err2)
+		t.Errorf("ReplayGuard.ConsumeOnce: %v %v, %v %v", first, err, again, err2)
 	}
 }
 

@@ -78,30 +78,74 @@ func sameSnapshot(t testing.TB, want, got map[string]map[string]string) {
 	}
 }
 
-// checkIndexes recomputes the links, emails and user_sessions buckets from
-// the primary records and fails on any difference: the invariant every
-// write must keep.
+// checkIndexes recomputes every index and counter from the primary
+// records (users, groups, sessions) and fails on any difference: the
+// invariant every write must keep. It also checks that each user's Groups
+// holds the names of the groups they are a member of.
 func checkIndexes(t testing.TB, db *DB) {
 	t.Helper()
 	snap := snapshot(t, db)
-	wantLinks := map[string]string{}
-	wantEmails := map[string]string{}
+	want := map[string]map[string]string{}
+	for _, b := range [][]byte{bucketLinks, bucketEmails, bucketUserSessions, bucketUserNames, bucketExternalIDs,
+		bucketIdPUsers, bucketGroupNames, bucketGroupExternalIDs, bucketIdPGroups, bucketUserGroups, bucketCounts} {
+		want[string(b)] = map[string]string{}
+	}
+	put := func(b []byte, k []byte, v string) { want[string(b)][string(k)] = v }
+	counts := map[string]uint64{}
+	users := map[string]store.User{}
 	for id, raw := range snap[string(bucketUsers)] {
 		var u store.User
 		if err := json.Unmarshal([]byte(raw), &u); err != nil {
 			t.Fatalf("decode user %s: %v", id, err)
 		}
+		users[id] = u
 		if u.ID != id {
 			t.Errorf("user stored under %q has ID %q", id, u.ID)
 		}
 		for _, l := range u.Links {
-			wantLinks[string(linkKey(l))] = id
+			put(bucketLinks, linkKey(l), id)
 		}
 		if u.Email != "" {
-			wantEmails[string(emailKey(u.Email))] = id
+			put(bucketEmails, emailKey(u.Email), id)
+		}
+		if u.UserName != "" {
+			put(bucketUserNames, userNameKey(u.UserName), id)
+		}
+		if u.ExternalID != "" {
+			put(bucketExternalIDs, pair(u.IdP, u.ExternalID), id)
+		}
+		put(bucketIdPUsers, pair(u.IdP, id), "")
+		counts[string(pair(countUsers, u.IdP))]++
+	}
+	memberOf := map[string][]string{} // user ID -> group names
+	for id, raw := range snap[string(bucketGroups)] {
+		var g store.Group
+		if err := json.Unmarshal([]byte(raw), &g); err != nil {
+			t.Fatalf("decode group %s: %v", id, err)
+		}
+		if g.ID != id {
+			t.Errorf("group stored under %q has ID %q", id, g.ID)
+		}
+		if !slices.IsSorted(g.Members) || len(slices.Compact(slices.Clone(g.Members))) != len(g.Members) {
+			t.Errorf("group %s members not sorted and unique: %v", id, g.Members)
+		}
+		put(bucketGroupNames, groupNameKey(g.IdP, g.DisplayName), id)
+		if g.ExternalID != "" {
+			put(bucketGroupExternalIDs, pair(g.IdP, g.ExternalID), id)
+		}
+		put(bucketIdPGroups, pair(g.IdP, id), "")
+		counts[string(pair(countGroups, g.IdP))]++
+		for _, m := range g.Members {
+			if _, ok := users[m]; !ok {
+				t.Errorf("group %s has missing member %s", id, m)
+			}
+			put(bucketUserGroups, pair(m, id), g.DisplayName)
+			memberOf[m] = append(memberOf[m], g.DisplayName)
 		}
 	}
-	wantUS := map[string]string{}
+	for k, n := range counts {
+		put(bucketCounts, []byte(k), string(u64(n)))
+	}
 	for hash, raw := range snap[string(bucketSessions)] {
 		var s store.Session
 		if err := json.Unmarshal([]byte(raw), &s); err != nil {
@@ -110,16 +154,19 @@ func checkIndexes(t testing.TB, db *DB) {
 		if _, ok := snap[string(bucketUsers)][s.UserID]; !ok {
 			t.Errorf("session %s belongs to missing user %s", hash, s.UserID)
 		}
-		wantUS[string(pair(s.UserID, hash))] = ""
+		put(bucketUserSessions, pair(s.UserID, hash), "")
 	}
-	if got := snap[string(bucketLinks)]; !maps.Equal(got, wantLinks) {
-		t.Errorf("links index = %q, want %q", got, wantLinks)
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if got := snap[name]; !maps.Equal(got, want[name]) {
+			t.Errorf("%s index = %q, want %q", name, got, want[name])
+		}
 	}
-	if got := snap[string(bucketEmails)]; !maps.Equal(got, wantEmails) {
-		t.Errorf("emails index = %q, want %q", got, wantEmails)
-	}
-	if got := snap[string(bucketUserSessions)]; !maps.Equal(got, wantUS) {
-		t.Errorf("user_sessions index = %q, want %q", got, wantUS)
+	for id, names := range memberOf {
+		for _, n := range names {
+			if !slices.Contains(users[id].Groups, n) {
+				t.Errorf("user %s is a member of group %q but Groups = %v", id, n, users[id].Groups)
+			}
+		}
 	}
 }
 

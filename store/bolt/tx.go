@@ -51,6 +51,9 @@ func linkKey(l store.Link) []byte { return pair(l.IdP, l.Subject) }
 // the spelling the IdP sent.
 func emailKey(email string) []byte { return []byte(strings.ToLower(email)) }
 
+// userNameKey lower-cases like emailKey: SCIM's userName is not case-exact.
+func userNameKey(name string) []byte { return []byte(strings.ToLower(name)) }
+
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func auditUserKey(userID string, seq uint64) []byte {
@@ -115,6 +118,101 @@ func (t *tx) UserByEmail(email string) (*store.User, error) {
 	return u, nil
 }
 
+func (t *tx) UserByUserName(userName string) (*store.User, error) {
+	if userName == "" {
+		return nil, fmt.Errorf("bolt: user by user name: %w", store.ErrNotFound)
+	}
+	id := t.bucket(bucketUserNames).Get(userNameKey(userName))
+	if id == nil {
+		return nil, fmt.Errorf("bolt: user by user name: %w", store.ErrNotFound)
+	}
+	u, err := t.getUser(string(id))
+	if err != nil {
+		return nil, fmt.Errorf("bolt: user by user name: %w", err)
+	}
+	return u, nil
+}
+
+func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
+	if externalID == "" {
+		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, store.ErrNotFound)
+	}
+	id := t.bucket(bucketExternalIDs).Get(pair(idp, externalID))
+	if id == nil {
+		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, store.ErrNotFound)
+	}
+	u, err := t.getUser(string(id))
+	if err != nil {
+		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, err)
+	}
+	return u, nil
+}
+
+// ListUsers walks the idp_users index: skipping to startIndex costs a
+// key-only step per skipped user, and the total comes from a counter.
+func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, error) {
+	total := t.count(countUsers, idp)
+	var out []*store.User
+	err := t.page(bucketIdPUsers, idp, startIndex, count, func(id string) error {
+		u, err := t.getUser(id)
+		if err != nil {
+			return err
+		}
+		out = append(out, u)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("bolt: list users of %s: %w", idp, err)
+	}
+	return out, total, nil
+}
+
+// page visits the IDs under pair(scope, "") in the index bucket from the
+// 1-based position startIndex, at most count of them.
+func (t *tx) page(index []byte, scope string, startIndex, count int, fn func(id string) error) error {
+	if count <= 0 {
+		return nil
+	}
+	prefix := pair(scope, "")
+	c := t.bucket(index).Cursor()
+	k, _ := c.Seek(prefix)
+	for skip := max(startIndex, 1) - 1; skip > 0 && k != nil && bytes.HasPrefix(k, prefix); skip-- {
+		k, _ = c.Next()
+	}
+	for n := 0; n < count && k != nil && bytes.HasPrefix(k, prefix); n++ {
+		if err := fn(string(k[len(prefix):])); err != nil {
+			return err
+		}
+		k, _ = c.Next()
+	}
+	return nil
+}
+
+// Record kinds counted per IdP in the counts bucket.
+const (
+	countUsers  = "u"
+	countGroups = "g"
+)
+
+func (t *tx) count(kind, idp string) int {
+	v := t.bucket(bucketCounts).Get(pair(kind, idp))
+	if len(v) != 8 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+// addCount moves the (kind, idp) counter; it never goes below zero, and
+// reaching zero deletes the key so that IdPs that are gone leave nothing.
+func (t *tx) addCount(kind, idp string, delta int) error {
+	n := max(t.count(kind, idp)+delta, 0)
+	b := t.bucket(bucketCounts)
+	if n == 0 {
+		return b.Delete(pair(kind, idp))
+	}
+	return b.Put(pair(kind, idp), u64(uint64(n)))
+}
+
 // PutUser creates or replaces u. An empty u.ID gets a fresh random ID, and
 // zero Created/Updated get the current time; all three are set on u. All
 // conflicts are checked before the first write, so ErrEmailTaken and
@@ -157,6 +255,21 @@ func (t *tx) PutUser(u *store.User) error {
 			return fmt.Errorf("bolt: put user %s: %w", id, store.ErrEmailTaken)
 		}
 	}
+	namesB := t.bucket(bucketUserNames)
+	newName := userNameKey(u.UserName)
+	if len(newName) > 0 {
+		if owner := namesB.Get(newName); owner != nil && string(owner) != id {
+			return fmt.Errorf("bolt: put user %s: %w", id, store.ErrUserNameTaken)
+		}
+	}
+	extB := t.bucket(bucketExternalIDs)
+	var newExt []byte
+	if u.ExternalID != "" {
+		newExt = pair(u.IdP, u.ExternalID)
+		if owner := extB.Get(newExt); owner != nil && string(owner) != id {
+			return fmt.Errorf("bolt: put user %s: external id in %s: %w", id, u.IdP, store.ErrExternalIDTaken)
+		}
+	}
 
 	rec := *u
 	rec.ID = id
@@ -193,6 +306,45 @@ func (t *tx) PutUser(u *store.User) error {
 			if err := emailB.Delete(oldEmail); err != nil {
 				return fmt.Errorf("bolt: put user %s: drop old email: %w", id, err)
 			}
+		}
+		if oldName := userNameKey(old.UserName); len(oldName) > 0 && !bytes.Equal(oldName, newName) &&
+			bytes.Equal(namesB.Get(oldName), []byte(id)) {
+			if err := namesB.Delete(oldName); err != nil {
+				return fmt.Errorf("bolt: put user %s: drop old user name: %w", id, err)
+			}
+		}
+		if old.ExternalID != "" {
+			if oldExt := pair(old.IdP, old.ExternalID); !bytes.Equal(oldExt, newExt) && bytes.Equal(extB.Get(oldExt), []byte(id)) {
+				if err := extB.Delete(oldExt); err != nil {
+					return fmt.Errorf("bolt: put user %s: drop old external id: %w", id, err)
+				}
+			}
+		}
+	}
+	if old == nil || old.IdP != rec.IdP {
+		if old != nil {
+			if err := t.bucket(bucketIdPUsers).Delete(pair(old.IdP, id)); err != nil {
+				return fmt.Errorf("bolt: put user %s: idp index: %w", id, err)
+			}
+			if err := t.addCount(countUsers, old.IdP, -1); err != nil {
+				return fmt.Errorf("bolt: put user %s: count: %w", id, err)
+			}
+		}
+		if err := t.bucket(bucketIdPUsers).Put(pair(rec.IdP, id), []byte{}); err != nil {
+			return fmt.Errorf("bolt: put user %s: idp index: %w", id, err)
+		}
+		if err := t.addCount(countUsers, rec.IdP, 1); err != nil {
+			return fmt.Errorf("bolt: put user %s: count: %w", id, err)
+		}
+	}
+	if len(newName) > 0 {
+		if err := namesB.Put(newName, []byte(id)); err != nil {
+			return fmt.Errorf("bolt: put user %s: user name: %w", id, err)
+		}
+	}
+	if newExt != nil {
+		if err := extB.Put(newExt, []byte(id)); err != nil {
+			return fmt.Errorf("bolt: put user %s: external id: %w", id, err)
 		}
 	}
 	for _, l := range links {
@@ -256,6 +408,29 @@ func (t *tx) DeleteUser(id string) error {
 		if err := emailB.Delete(k); err != nil {
 			return fmt.Errorf("bolt: delete user %s: email: %w", id, err)
 		}
+	}
+	namesB := t.bucket(bucketUserNames)
+	if k := userNameKey(u.UserName); len(k) > 0 && bytes.Equal(namesB.Get(k), []byte(id)) {
+		if err := namesB.Delete(k); err != nil {
+			return fmt.Errorf("bolt: delete user %s: user name: %w", id, err)
+		}
+	}
+	extB := t.bucket(bucketExternalIDs)
+	if u.ExternalID != "" {
+		if k := pair(u.IdP, u.ExternalID); bytes.Equal(extB.Get(k), []byte(id)) {
+			if err := extB.Delete(k); err != nil {
+				return fmt.Errorf("bolt: delete user %s: external id: %w", id, err)
+			}
+		}
+	}
+	if err := t.bucket(bucketIdPUsers).Delete(pair(u.IdP, id)); err != nil {
+		return fmt.Errorf("bolt: delete user %s: idp index: %w", id, err)
+	}
+	if err := t.addCount(countUsers, u.IdP, -1); err != nil {
+		return fmt.Errorf("bolt: delete user %s: count: %w", id, err)
+	}
+	if err := t.leaveAllGroups(id); err != nil {
+		return fmt.Errorf("bolt: delete user %s: %w", id, err)
 	}
 	if _, err := t.deleteUserSessions(id); err != nil {
 		return fmt.Errorf("bolt: delete user %s: %w", id, err)

@@ -1,0 +1,194 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// jwksServer serves a JWK set that tests can change, counting fetches and
+// optionally holding them until released.
+type jwksServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+	fetches atomic.Int32
+	gate    chan struct{} // when non-nil, fetches wait for it to close
+}
+
+func newJWKSServer(t *testing.T, keys ...jose.JSONWebKey) *jwksServer {
+	s := &jwksServer{keys: keys}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		gate, keys := s.gate, s.keys
+		s.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: keys})
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) set(keys ...jose.JSONWebKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = keys
+}
+
+func rsaKey(t *testing.T, kid, alg string) (*rsa.PrivateKey, jose.JSONWebKey) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: alg, Use: "sig"}
+}
+
+func signJWT(t *testing.T, k *rsa.PrivateKey, kid string, alg jose.SignatureAlgorithm) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: k}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign([]byte(`{"sub":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func newTestKeySet(url string, now *atomic.Pointer[time.Time]) *keySet {
+	return &keySet{
+		client:     http.DefaultClient,
+		now:        func() time.Time { return *now.Load() },
+		algs:       []jose.SignatureAlgorithm{jose.RS256, jose.PS256},
+		minRefresh: 30 * time.Second,
+		url:        url,
+	}
+}
+
+func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	k2, j2 := rsaKey(t, "k2", "")
+	srv := newJWKSServer(t, j1)
+	var now atomic.Pointer[time.Time]
+	t0 := time.Unix(1_700_000_000, 0)
+	now.Store(&t0)
+	ks := newTestKeySet(srv.URL, &now)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation: k2 appears; many verifications of k2 tokens arrive while the
+	// one permitted fetch is in flight. All must wait for it and succeed.
+	srv.set(j1, j2)
+	t1 := t0.Add(time.Minute)
+	now.Store(&t1)
+	gate := make(chan struct{})
+	srv.mu.Lock()
+	srv.gate = gate
+	srv.mu.Unlock()
+	tok := signJWT(t, k2, "k2", jose.RS256)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = ks.VerifySignature(ctx, tok) })
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue behind the fetch
+	close(gate)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("verification %d: %v", i, err)
+		}
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2", n)
+	}
+}
+
+func TestKeySetRejects(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name  string
+		keys  func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey)
+		alg   jose.SignatureAlgorithm
+		kid   string
+		match string
+	}{
+		{"key labelled for another alg", func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey) {
+			k, j := rsaKey(t, "k1", "RS512")
+			return k, []jose.JSONWebKey{j}
+		}, jose.RS256, "k1", "no key in the JWKS verifies"},
+		{"encryption key", func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey) {
+			k, j := rsaKey(t, "k1", "")
+			j.Use = "enc"
+			return k, []jose.JSONWebKey{j}
+		}, jose.RS256, "k1", "no usable signing key"},
+		{"symmetric key published", func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey) {
+			k, _ := rsaKey(t, "k1", "")
+			return k, []jose.JSONWebKey{{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "k1"}}
+		}, jose.RS256, "k1", "no usable signing key"},
+		{"alg outside the allow-list", func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey) {
+			k, j := rsaKey(t, "k1", "")
+			return k, []jose.JSONWebKey{j}
+		}, jose.RS512, "k1", "parsing JWS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, keys := tc.keys(t)
+			srv := newJWKSServer(t, keys...)
+			var now atomic.Pointer[time.Time]
+			now.Store(&t0)
+			ks := newTestKeySet(srv.URL, &now)
+			_, err := ks.VerifySignature(ctx, signJWT(t, k, tc.kid, tc.alg))
+			if err == nil || !strings.Contains(err.Error(), tc.match) {
+				t.Fatalf("VerifySignature = %v, want error containing %q", err, tc.match)
+			}
+		})
+	}
+}
+
+func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	_, j2 := rsaKey(t, "k2", "")
+	srv := newJWKSServer(t, j1)
+	var now atomic.Pointer[time.Time]
+	t0 := time.Unix(1_700_000_000, 0)
+	now.Store(&t0)
+	ks := newTestKeySet(srv.URL, &now)
+	ctx := context.Background()
+	tok := signJWT(t, k1, "k1", jose.RS256)
+	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	srv.set(j2) // k1 withdrawn, e.g. compromised
+	later := t0.Add(keysMaxAge + time.Minute)
+	now.Store(&later)
+	ks.VerifySignature(ctx, tok) // still cached; triggers the refresh
+	if _, err := ks.VerifySignature(ctx, tok); err == nil {
+		t.Fatal("a key withdrawn from the JWKS is still accepted after keysMaxAge")
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2", n)
+	}
+}

@@ -1,0 +1,600 @@
+package oidctest
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away
+}
+
+func (s *Server) discovery(w http.ResponseWriter) {
+	doc := map[string]any{
+		"issuer":                                         s.Issuer,
+		"authorization_endpoint":                         s.Issuer + PathAuthorize,
+		"token_endpoint":                                 s.Issuer + PathToken,
+		"userinfo_endpoint":                              s.Issuer + PathUserinfo,
+		"jwks_uri":                                       s.Issuer + PathJWKS,
+		"end_session_endpoint":                           s.Issuer + PathEndSession,
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{defaultIDAlg},
+		"scopes_supported":                               []string{"openid", "profile", "email", "groups"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"claims_parameter_supported":                     false,
+		"authorization_response_iss_parameter_supported": true,
+	}
+	s.mu.Lock()
+	hook := s.hooks.Discovery
+	s.mu.Unlock()
+	if hook != nil {
+		hook(doc)
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) jwks(w http.ResponseWriter) {
+	s.mu.Lock()
+	k := s.key
+	s.mu.Unlock()
+	// No "alg" member, as with Entra ID: the key may sign with any RSA
+	// algorithm, so the relying party's allow-list alone decides.
+	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+		Key: &k.key.PublicKey, KeyID: k.kid, Use: "sig",
+	}}})
+}
+
+// authRequest is a validated authorization request.
+type authRequest struct {
+	client      Client
+	redirectURI string
+	state       string
+	nonce       string
+	challenge   string
+	scope       string
+	prompt      string
+}
+
+// authError is a refused authorization request: with redirect set it goes
+// back to the client as error=..., otherwise (unknown client or redirect
+// URI) it is shown to the user, since redirecting would be an open redirect.
+type authError struct {
+	code, desc string
+	redirect   bool
+}
+
+func (s *Server) parseAuthRequest(v url.Values) (authRequest, *authError) {
+	s.mu.Lock()
+	c, ok := s.clients[v.Get("client_id")]
+	s.mu.Unlock()
+	if !ok {
+		return authRequest{}, &authError{code: "unauthorized_client", desc: "unknown client_id"}
+	}
+	ar := authRequest{
+		client:      c,
+		redirectURI: v.Get("redirect_uri"),
+		state:       v.Get("state"),
+		nonce:       v.Get("nonce"),
+		challenge:   v.Get("code_challenge"),
+		scope:       v.Get("scope"),
+		prompt:      v.Get("prompt"),
+	}
+	if !uriAllowed(ar.redirectURI, c.RedirectURIs, c.PrefixMatch) {
+		return ar, &authError{code: errInvalidReq, desc: "redirect_uri is not registered for this client"}
+	}
+	switch {
+	case v.Get("response_type") != "code":
+		return ar, &authError{code: "unsupported_response_type", desc: "only response_type=code", redirect: true}
+	case !slices.Contains(strings.Fields(ar.scope), "openid"):
+		return ar, &authError{code: "invalid_scope", desc: "scope must include openid", redirect: true}
+	case ar.challenge == "" || v.Get("code_challenge_method") != "S256":
+		return ar, &authError{code: errInvalidReq, desc: "PKCE with code_challenge_method=S256 is required", redirect: true}
+	case v.Get("response_mode") != "" && v.Get("response_mode") != "query":
+		return ar, &authError{code: errInvalidReq, desc: "only response_mode=query", redirect: true}
+	}
+	return ar, nil
+}
+
+func uriAllowed(uri string, registered []string, prefix bool) bool {
+	if uri == "" {
+		return false
+	}
+	for _, r := range registered {
+		if uri == r || (prefix && strings.HasPrefix(uri, r)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	var params url.Values
+	switch r.Method {
+	case http.MethodGet:
+		params = r.URL.Query()
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		params = r.PostForm
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ar, aerr := s.parseAuthRequest(params)
+	if aerr != nil {
+		if !aerr.redirect {
+			http.Error(w, aerr.code+": "+aerr.desc, http.StatusBadRequest)
+			return
+		}
+		s.redirectBack(w, r, ar, url.Values{"error": {aerr.code}, "error_description": {aerr.desc}})
+		return
+	}
+
+	if r.Method == http.MethodGet {
+		if username := s.sessionUser(r); username != "" && ar.prompt != "login" {
+			s.issueCode(w, r, ar, username)
+			return
+		}
+		if ar.prompt == "none" {
+			s.redirectBack(w, r, ar, url.Values{"error": {"login_required"}})
+			return
+		}
+		s.renderLogin(w, params, "", http.StatusOK)
+		return
+	}
+
+	username := params.Get("username")
+	s.mu.Lock()
+	u, ok := s.users[username]
+	s.mu.Unlock()
+	if !ok || subtle.ConstantTimeCompare([]byte(u.password), []byte(params.Get("password"))) != 1 {
+		s.renderLogin(w, params, "Wrong username or password.", http.StatusUnauthorized)
+		return
+	}
+	sid := rand.Text()
+	s.mu.Lock()
+	s.sessions[sid] = username
+	s.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: sid, Path: s.base + "/", HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.Issuer, "https:"),
+	})
+	s.issueCode(w, r, ar, username)
+}
+
+func (s *Server) sessionUser(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := s.sessions[c.Value]
+	if _, ok := s.users[name]; !ok {
+		return ""
+	}
+	return name
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, params url.Values, msg string, status int) {
+	hidden := map[string]string{}
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+		"code_challenge", "code_challenge_method", "response_mode", "prompt"} {
+		if v := params.Get(k); v != "" {
+			hidden[k] = v
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action *")
+	w.WriteHeader(status)
+	s.page.Execute(w, struct { //nolint:errcheck // the client went away
+		Action, Error string
+		Hidden        map[string]string
+	}{s.Issuer + PathAuthorize, msg, hidden})
+}
+
+const loginPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in - oidctest</title></head>
+<body>
+<h1>Sign in</h1>
+{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<p><label for="username">Username</label> <input id="username" name="username" autocomplete="username" autofocus required></p>
+<p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required></p>
+<p><button id="login" type="submit">Sign in</button></p>
+</form>
+</body></html>
+`
+
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, username string) {
+	code := rand.Text()
+	s.mu.Lock()
+	now := s.now()
+	for k, g := range s.codes { // sweep, so a long-running demo does not grow
+		if now.After(g.expires.Add(tokenTTL)) {
+			delete(s.codes, k)
+		}
+	}
+	for k, g := range s.tokens {
+		if now.After(g.atExpires) {
+			delete(s.tokens, k)
+		}
+	}
+	s.codes[code] = &grant{
+		clientID: ar.client.ID, redirectURI: ar.redirectURI, username: username,
+		nonce: ar.nonce, challenge: ar.challenge, scope: ar.scope,
+		authTime: now, expires: now.Add(codeTTL),
+	}
+	s.mu.Unlock()
+	s.redirectBack(w, r, ar, url.Values{"code": {code}})
+}
+
+// redirectBack sends the browser to the client's redirect URI with q plus
+// state and (RFC 9207) iss.
+func (s *Server) redirectBack(w http.ResponseWriter, r *http.Request, ar authRequest, q url.Values) {
+	if ar.state != "" {
+		q.Set("state", ar.state)
+	}
+	s.mu.Lock()
+	if s.sendIss {
+		q.Set("iss", s.Issuer)
+	}
+	hook := s.hooks.AuthResponse
+	s.mu.Unlock()
+	if hook != nil {
+		hook(q)
+	}
+	u, err := url.Parse(ar.redirectURI)
+	if err != nil {
+		http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+		return
+	}
+	merged := u.Query()
+	for k, v := range q {
+		merged[k] = v
+	}
+	u.RawQuery = merged.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+func tokenError(w http.ResponseWriter, status int, code, desc string) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
+	}
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// clientAuth authenticates the client with client_secret_basic or
+// client_secret_post (exactly one), or as a public client by client_id.
+func (s *Server) clientAuth(r *http.Request) (Client, error) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if r.PostForm.Has("client_secret") {
+			return Client{}, errors.New("more than one client authentication method")
+		}
+		// RFC 6749 2.3.1: form-encoded before Basic encoding.
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return Client{}, errors.New("malformed basic credentials")
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	s.mu.Lock()
+	c, ok := s.clients[id]
+	s.mu.Unlock()
+	if !ok || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
+		return Client{}, errors.New("client authentication failed")
+	}
+	return c, nil
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		tokenError(w, http.StatusMethodNotAllowed, errInvalidReq, "POST only")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, http.StatusBadRequest, errInvalidReq, "malformed form")
+		return
+	}
+	c, err := s.clientAuth(r)
+	if err != nil {
+		tokenError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		return
+	}
+	if r.PostForm.Get("grant_type") != "authorization_code" {
+		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code")
+		return
+	}
+
+	s.mu.Lock()
+	now := s.now()
+	g, ok := s.codes[r.PostForm.Get("code")]
+	var reason string
+	switch {
+	case !ok:
+		reason = "unknown code"
+	case g.used:
+		// RFC 6749 4.1.2: a reused code revokes what it produced.
+		delete(s.tokens, g.accessToken)
+		reason = "code already used"
+	case !now.Before(g.expires):
+		reason = "code expired"
+	case g.clientID != c.ID:
+		reason = "code was issued to another client"
+	case g.redirectURI != r.PostForm.Get("redirect_uri"):
+		reason = "redirect_uri does not match the authorization request"
+	case !pkceMatches(g.challenge, r.PostForm.Get("code_verifier")):
+		reason = "PKCE verification failed"
+	}
+	if ok {
+		g.used = true // any attempt burns the code
+	}
+	var u *user
+	if reason == "" {
+		if u = s.users[g.username]; u == nil {
+			reason = "user no longer exists"
+		}
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		tokenError(w, http.StatusBadRequest, errInvalidGrnt, reason)
+		return
+	}
+	at := rand.Text()
+	g.accessToken, g.atExpires = at, now.Add(tokenTTL)
+	s.tokens[at] = g
+	tok := Token{Header: map[string]any{}, Claims: s.idClaims(g, u, c.ID, now), Alg: defaultIDAlg}
+	hook, key := s.hooks.IDToken, s.key
+	s.mu.Unlock()
+
+	idToken, err := signToken(&tok, hook, key, c.Secret, at)
+	if err != nil {
+		tokenError(w, http.StatusInternalServerError, "server_error", "signing failed")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": at, "token_type": "Bearer", "expires_in": int(tokenTTL / time.Second),
+		"id_token": idToken, "scope": g.scope,
+	})
+}
+
+func pkceMatches(challenge, verifier string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	want := base64.RawURLEncoding.EncodeToString(sum[:])
+	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
+}
+
+// idClaims builds the ID token claims; s.mu must be held.
+func (s *Server) idClaims(g *grant, u *user, clientID string, now time.Time) map[string]any {
+	claims := maps.Clone(u.claims)
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	if _, ok := claims["sub"]; !ok {
+		claims["sub"] = g.username
+	}
+	claims["iss"] = s.Issuer
+	claims["aud"] = clientID
+	claims["iat"] = now.Unix()
+	claims["exp"] = now.Add(tokenTTL).Unix()
+	claims["auth_time"] = g.authTime.Unix()
+	if g.nonce != "" {
+		claims["nonce"] = g.nonce
+	}
+	return claims
+}
+
+// SignIDToken issues an ID token for a user outside any login (for tests of
+// logout and of verification speed). The IDToken hook applies.
+func (s *Server) SignIDToken(clientID, username, nonce string) (string, error) {
+	s.mu.Lock()
+	u, ok := s.users[username]
+	c := s.clients[clientID]
+	if !ok {
+		s.mu.Unlock()
+		return "", fmt.Errorf("oidctest: no user %q", username)
+	}
+	now := s.now()
+	tok := Token{Header: map[string]any{}, Alg: defaultIDAlg,
+		Claims: s.idClaims(&grant{username: username, nonce: nonce, authTime: now}, u, clientID, now)}
+	hook, key := s.hooks.IDToken, s.key
+	s.mu.Unlock()
+	return signToken(&tok, hook, key, c.Secret, "")
+}
+
+// signToken runs the hook and produces the compact JWS. It signs by hand,
+// rather than through go-jose, so that it can also produce what a correct
+// library refuses to: alg "none", and any header.
+func signToken(t *Token, hook func(*Token), key signingKey, secret, accessToken string) (string, error) {
+	if hook != nil {
+		hook(t)
+	}
+	signer := key
+	if t.Key != nil {
+		signer = signingKey{key: t.Key, kid: KeyID(t.Key)}
+	}
+	h := hashFor(t.Alg)
+	if _, set := t.Claims["at_hash"]; !set && accessToken != "" && h != 0 {
+		sum := h.New()
+		sum.Write([]byte(accessToken))
+		d := sum.Sum(nil)
+		t.Claims["at_hash"] = base64.RawURLEncoding.EncodeToString(d[:len(d)/2])
+	}
+	header := map[string]any{"typ": "JWT"}
+	if t.Alg != "none" && !strings.HasPrefix(t.Alg, "HS") {
+		header["kid"] = signer.kid
+	}
+	maps.Copy(header, t.Header)
+	header["alg"] = t.Alg
+	hj, err := json.Marshal(header)
+	if err != nil {
+		return "", fmt.Errorf("oidctest: header: %w", err)
+	}
+	cj, err := json.Marshal(t.Claims)
+	if err != nil {
+		return "", fmt.Errorf("oidctest: claims: %w", err)
+	}
+	input := base64.RawURLEncoding.EncodeToString(hj) + "." + base64.RawURLEncoding.EncodeToString(cj)
+	sig, err := sign(t.Alg, []byte(input), signer.key, []byte(secret))
+	if err != nil {
+		return "", err
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	g := s.tokens[at]
+	var claims map[string]any
+	if ok && g != nil && s.now().Before(g.atExpires) {
+		if u := s.users[g.username]; u != nil {
+			claims = maps.Clone(u.claims)
+			if claims == nil {
+				claims = map[string]any{}
+			}
+			if _, set := claims["sub"]; !set {
+				claims["sub"] = g.username
+			}
+		}
+	}
+	hook := s.hooks.Userinfo
+	s.mu.Unlock()
+	if claims == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
+	if hook != nil {
+		hook(claims)
+	}
+	writeJSON(w, http.StatusOK, claims)
+}
+
+// endSession ends the provider's session and, when post_logout_redirect_uri
+// is allowed for the client (named by client_id or by the id_token_hint's
+// audience), sends the browser there.
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	clientID := r.Form.Get("client_id")
+	if hint := r.Form.Get("id_token_hint"); hint != "" {
+		aud, err := s.hintAudience(hint)
+		if err != nil || (clientID != "" && clientID != aud) {
+			http.Error(w, "invalid id_token_hint", http.StatusBadRequest)
+			return
+		}
+		clientID = aud
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.mu.Lock()
+		delete(s.sessions, c.Value)
+		s.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: s.base + "/", MaxAge: -1, HttpOnly: true})
+
+	target := r.Form.Get("post_logout_redirect_uri")
+	s.mu.Lock()
+	c, ok := s.clients[clientID]
+	s.mu.Unlock()
+	if target != "" && ok && postLogoutAllowed(c, target) {
+		u, err := url.Parse(target)
+		if err == nil {
+			if st := r.Form.Get("state"); st != "" {
+				q := u.Query()
+				q.Set("state", st)
+				u.RawQuery = q.Encode()
+			}
+			http.Redirect(w, r, u.String(), http.StatusFound)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head><body><h1 id="signed-out">You are signed out.</h1></body></html>`)
+}
+
+func postLogoutAllowed(c Client, target string) bool {
+	if len(c.PostLogoutRedirectURIs) > 0 {
+		return uriAllowed(target, c.PostLogoutRedirectURIs, c.PrefixMatch)
+	}
+	t, err := url.Parse(target)
+	if err != nil || t.Host == "" {
+		return false
+	}
+	for _, ru := range c.RedirectURIs {
+		if u, err := url.Parse(ru); err == nil && u.Scheme == t.Scheme && u.Host == t.Host {
+			return true
+		}
+	}
+	return false
+}
+
+// hintAudience verifies an id_token_hint against every key this server has
+// used and returns its audience. Expiry does not matter for a hint.
+func (s *Server) hintAudience(hint string) (string, error) {
+	jws, err := jose.ParseSigned(hint, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	keys := append([]signingKey{s.key}, s.retired...)
+	s.mu.Unlock()
+	for _, k := range keys {
+		payload, err := jws.Verify(&k.key.PublicKey)
+		if err != nil {
+			continue
+		}
+		var c struct {
+			Iss string          `json:"iss"`
+			Aud json.RawMessage `json:"aud"`
+		}
+		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != s.Issuer {
+			return "", errors.New("not issued here")
+		}
+		var one string
+		if json.Unmarshal(c.Aud, &one) == nil {
+			return one, nil
+		}
+		var many []string
+		if json.Unmarshal(c.Aud, &many) == nil && len(many) > 0 {
+			return many[0], nil
+		}
+		return "", errors.New("no audience")
+	}
+	return "", errors.New("signature not ours")
+}

@@ -1,0 +1,306 @@
+package saml
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// loginFlow is what the flow cookie carries from Begin to Callback. Field
+// names are short because the cookie is size-limited.
+type loginFlow struct {
+	RequestID string `json:"i"`
+	ReturnTo  string `json:"r"`
+	ACS       string `json:"a"`
+}
+
+// Flow IDs keep logins and logouts, and different IdPs, apart: a cookie
+// saved for one can never be taken for another.
+func (p *Provider) loginFlowID(relayState string) string {
+	return "saml/" + p.cfg.Name + "/login/" + relayState
+}
+
+func (p *Provider) logoutFlowID(relayState string) string {
+	return "saml/" + p.cfg.Name + "/logout/" + relayState
+}
+
+// saveFlow and takeFlow are the only calls into idp.FlowCookies, so that a
+// change of its signatures touches two lines. The SAML ACS and SLO
+// endpoints receive cross-site POSTs from the IdP, so the cookie must be
+// SameSite=None (FlowCookies drops the attribute on non-secure sites).
+func (p *Provider) saveFlow(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
+	_ = r // FlowCookies.Save may come to need the request (e.g. to see whether it arrived over TLS)
+	return p.flows.Save(w, r, flowID, v, p.cfg.LoginTimeout, http.SameSiteNoneMode)
+}
+
+func (p *Provider) takeFlow(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
+	return p.flows.Take(w, r, flowID, v)
+}
+
+// Begin starts an SP-initiated login: it makes an AuthnRequest for the site
+// at base, saves its ID and returnTo in a flow cookie named after a fresh
+// RelayState, and sends the browser to the IdP, with a redirect
+// (HTTP-Redirect binding, the default) or an auto-submitting form
+// (HTTP-POST). The response is accepted only with that cookie and only if it
+// answers that request, so it must come back to this browser. returnTo
+// should be a same-origin path; anything else becomes "/".
+func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
+	e, err := p.siteEndpoints(base)
+	if err != nil {
+		return err
+	}
+	md, err := p.metadata(r.Context())
+	if err != nil {
+		return err
+	}
+	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	binding := saml.HTTPRedirectBinding
+	if p.cfg.RequestBinding == BindingPost {
+		binding = saml.HTTPPostBinding
+	}
+	location := sp.GetSSOBindingLocation(binding)
+	if location == "" {
+		// Use whichever of the two the IdP offers.
+		binding = otherBinding(binding)
+		location = sp.GetSSOBindingLocation(binding)
+	}
+	req, err := sp.MakeAuthenticationRequest(location, binding, saml.HTTPPostBinding)
+	if err != nil {
+		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making AuthnRequest: %w", p.cfg.Name, err))
+	}
+	relayState := newRelayState()
+	fl := loginFlow{RequestID: req.ID, ReturnTo: localPath(returnTo), ACS: e.acs.String()}
+	if err := p.saveFlow(w, r, p.loginFlowID(relayState), &fl); err != nil {
+		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if binding == saml.HTTPPostBinding {
+		writePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
+		return nil
+	}
+	u, err := req.Redirect(relayState, sp)
+	if err != nil {
+		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: encoding AuthnRequest: %w", p.cfg.Name, err))
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return nil
+}
+
+func otherBinding(b string) string {
+	if b == saml.HTTPRedirectBinding {
+		return saml.HTTPPostBinding
+	}
+	return saml.HTTPRedirectBinding
+}
+
+// Callback is the assertion consumer service (HTTP-POST binding) of the site
+// at base. It caps and reads the body, refuses DTDs, finds the login this
+// browser began (or, if allowed, accepts an IdP-initiated response), lets
+// crewjam verify signature, issuer, status, destination, recipient,
+// audience, times and InResponseTo and decrypt, burns the assertion ID in
+// the replay guard, applies the configured clock skew, and returns the
+// assertion with the returnTo given to Begin. Every error is an
+// *idp.LoginError with one of the Code* constants.
+//
+// Only the HTTP-POST binding is accepted: an artifact (SAMLart) is never
+// resolved, and HTTP-POST-SimpleSign fields are ignored, so the response
+// must carry an XML signature.
+func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
+	e, err := p.siteEndpoints(base)
+	if err != nil {
+		return nil, "", err
+	}
+	if r.Method != http.MethodPost {
+		return nil, "", idp.Fail(CodeMethodNotAllowed, fmt.Errorf("ACS got %s, want POST", r.Method))
+	}
+	form, err := p.readForm(w, r)
+	if err != nil {
+		return nil, "", err
+	}
+	raw := form["SAMLResponse"]
+	if len(raw) != 1 || raw[0] == "" {
+		return nil, "", idp.Fail(CodeResponseMissing, fmt.Errorf("ACS got %d SAMLResponse fields, want 1", len(raw)))
+	}
+	if len(form["RelayState"]) > 1 {
+		return nil, "", idp.Fail(CodeMalformed, errors.New("ACS got several RelayState fields"))
+	}
+	relayState := form.Get("RelayState")
+	xmlData, err := base64.StdEncoding.DecodeString(raw[0])
+	if err != nil {
+		return nil, "", idp.Fail(CodeMalformed, fmt.Errorf("SAMLResponse is not base64: %w", err))
+	}
+	if err := refuseDeclarations(xmlData); err != nil {
+		if errors.Is(err, errDoctype) {
+			return nil, "", idp.Fail(CodeDoctype, err)
+		}
+		return nil, "", idp.Fail(CodeMalformed, err)
+	}
+
+	// Metadata before the flow cookie: a transient IdP outage must not
+	// use up the login.
+	ctx := r.Context()
+	md, err := p.metadata(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+
+	// Which login is this? A RelayState of ours names a flow cookie that
+	// holds the AuthnRequest ID; without the cookie, the response can only
+	// be accepted as IdP-initiated, which requires an empty InResponseTo.
+	var (
+		requestIDs   []string
+		returnTo     string
+		idpInitiated bool
+		fl           loginFlow
+		flowErr      error
+	)
+	isFlow := looksLikeRelayState(relayState)
+	if isFlow {
+		flowErr = p.takeFlow(w, r, p.loginFlowID(relayState), &fl)
+	}
+	switch {
+	case isFlow && flowErr == nil:
+		if fl.ACS != e.acs.String() {
+			return nil, "", idp.Fail(CodeACSMismatch, fmt.Errorf("response posted to %q, login began for %q", e.acs, fl.ACS))
+		}
+		requestIDs = []string{fl.RequestID}
+		returnTo = localPath(fl.ReturnTo)
+	case p.cfg.AllowIdPInitiated:
+		// crewjam then accepts only an empty InResponseTo, so a response
+		// to another browser's request cannot pass as unsolicited.
+		idpInitiated = true
+		returnTo = localPath(relayState)
+	case isFlow:
+		return nil, "", flowError(flowErr)
+	default:
+		return nil, "", idp.Fail(CodeUnsolicited, errors.New("response without a login begun here, and IdP-initiated login is off"))
+	}
+
+	now := p.cfg.Now()
+	a, err := p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now)
+	if err != nil && errors.Is(err, saml.ErrUntrustedCertificate) && p.refreshForUnknownKey(ctx, md) {
+		// The IdP may have rolled its signing key over: try once more
+		// with the metadata just fetched. The assertion ID was not
+		// consumed, since verification stopped at the signature.
+		md = p.md.Load()
+		a, err = p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now)
+	}
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	if err := p.checkTimes(a, e, requestIDs, idpInitiated, now); err != nil {
+		return nil, "", err
+	}
+	return p.assertion(a), returnTo, nil
+}
+
+// readForm caps the body at MaxResponseSize before parsing it, so that an
+// oversized post costs at most that much memory and no XML parsing.
+func (p *Provider) readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, p.cfg.MaxResponseSize)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, idp.Fail(CodeResponseTooLarge, fmt.Errorf("body larger than %d bytes", p.cfg.MaxResponseSize))
+		}
+		return nil, idp.Fail(CodeMalformed, fmt.Errorf("reading form: %w", err))
+	}
+	return r.PostForm, nil
+}
+
+func (p *Provider) parse(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool, now time.Time) (*saml.Assertion, error) {
+	sp := p.serviceProvider(ctx, e, md.ed, now)
+	sp.AllowIDPInitiated = idpInitiated
+	// The ACS URL, not r.URL: behind a proxy the request URL lacks the
+	// scheme and host the IdP addressed the response to.
+	return sp.ParseXMLResponse(xmlData, requestIDs, *e.acs)
+}
+
+// checkTimes applies Config.ClockSkew, which is stricter than crewjam's
+// fixed three minutes, to everything crewjam checked with its own: the
+// assertion IssueInstant, the Conditions window, and the bearer
+// SubjectConfirmationData window of a confirmation crewjam would accept.
+func (p *Provider) checkTimes(a *saml.Assertion, e *endpoints, requestIDs []string, idpInitiated bool, now time.Time) error {
+	skew := p.cfg.ClockSkew
+	if a.IssueInstant.After(now.Add(skew)) {
+		return idp.Fail(CodeNotYetValid, fmt.Errorf("assertion IssueInstant %s is in the future (skew %v)", a.IssueInstant.UTC().Format(time.RFC3339), skew))
+	}
+	if c := a.Conditions; c != nil {
+		if c.NotBefore.After(now.Add(skew)) {
+			return idp.Fail(CodeNotYetValid, fmt.Errorf("assertion Conditions NotBefore %s is in the future (skew %v)", c.NotBefore.UTC().Format(time.RFC3339), skew))
+		}
+		if !c.NotOnOrAfter.IsZero() && !now.Before(c.NotOnOrAfter.Add(skew)) {
+			return idp.Fail(CodeExpired, fmt.Errorf("assertion Conditions NotOnOrAfter %s has passed (skew %v)", c.NotOnOrAfter.UTC().Format(time.RFC3339), skew))
+		}
+	}
+	if a.Subject == nil {
+		return idp.Fail(CodeIncomplete, errors.New("assertion has no Subject"))
+	}
+	for _, sc := range a.Subject.SubjectConfirmations {
+		d := sc.SubjectConfirmationData
+		if sc.Method != "urn:oasis:names:tc:SAML:2.0:cm:bearer" || d == nil || d.Recipient != e.acs.String() {
+			continue
+		}
+		if idpInitiated && d.InResponseTo != "" || !idpInitiated && (len(requestIDs) != 1 || d.InResponseTo != requestIDs[0]) {
+			continue
+		}
+		if d.NotBefore.After(now.Add(skew)) || !now.Before(d.NotOnOrAfter.Add(skew)) {
+			continue
+		}
+		return nil
+	}
+	return idp.Fail(CodeExpired, fmt.Errorf("no bearer SubjectConfirmation is valid within a clock skew of %v", skew))
+}
+
+// assertion converts a verified crewjam assertion: every attribute by its
+// Name (never FriendlyName, which IdPs set inconsistently), all values.
+func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
+	out := &idp.Assertion{
+		IdP:        p.cfg.Name,
+		Protocol:   idp.ProtocolSAML,
+		Attributes: map[string][]string{},
+		// SAML says nothing about whether the email was verified; the
+		// caller may configure trust in an IdP.
+		EmailVerified: false,
+	}
+	if a.Subject != nil && a.Subject.NameID != nil {
+		out.Subject = a.Subject.NameID.Value
+		out.SubjectFormat = a.Subject.NameID.Format
+	}
+	for _, st := range a.AttributeStatements {
+		for _, attr := range st.Attributes {
+			if attr.Name == "" {
+				continue
+			}
+			vals := out.Attributes[attr.Name]
+			for _, v := range attr.Values {
+				switch {
+				case v.Nil:
+					continue
+				case v.NameID != nil:
+					vals = append(vals, v.NameID.Value)
+				default:
+					vals = append(vals, v.Value)
+				}
+			}
+			out.Attributes[attr.Name] = vals
+		}
+	}
+	for _, st := range a.AuthnStatements {
+		if st.SessionIndex != "" {
+			out.Logout.SessionIndex = st.SessionIndex
+			break
+		}
+	}
+	out.Logout.NameID = out.Subject
+	out.Logout.NameIDFormat = out.SubjectFormat
+	return out
+}

@@ -1,0 +1,435 @@
+package saml
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+)
+
+// memReplay is an in-memory idp.ReplayGuard for these tests only; the Caddy
+// module uses the store's, which persists across restarts. Sharing one
+// memReplay between two Providers stands in for that persistence.
+type memReplay struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+	fail error
+}
+
+func newMemReplay() *memReplay { return &memReplay{seen: map[string]time.Time{}} }
+
+func (m *memReplay) ConsumeOnce(_ context.Context, kind, id string, until time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return false, m.fail
+	}
+	k := kind + "\x00" + id
+	if _, ok := m.seen[k]; ok {
+		return false, nil
+	}
+	m.seen[k] = until
+	return true, nil
+}
+
+func (m *memReplay) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen = map[string]time.Time{}
+}
+
+// testKeys are generated once: RSA key generation dominates otherwise.
+var testKeys = sync.OnceValue(func() [3]KeyPair {
+	var out [3]KeyPair
+	for i := range out {
+		kp, err := GenerateKeyPair(fmt.Sprintf("sp-%d.test", i))
+		if err != nil {
+			panic(err)
+		}
+		out[i] = kp
+	}
+	return out
+})
+
+// harness is an IdP (samltest) and an SP site (httptest) serving this
+// package's endpoints at base, with a Provider between them.
+type harness struct {
+	t      testing.TB
+	idp    *samltest.Server
+	p      *Provider
+	cfg    Config
+	replay *memReplay
+	flows  *idp.FlowCookies
+	site   *httptest.Server
+	base   string
+
+	mu    sync.Mutex
+	ended [][2]string // endSessions calls: NameID, SessionIndex
+	// endErr makes endSessions fail.
+	endErr error
+	// lastInfo is the LogoutInfo of the last login at the site.
+	lastInfo idp.LogoutInfo
+}
+
+type harnessOpt func(*Config)
+
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
+	t.Helper()
+	srv, err := samltest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	h := &harness{t: t, idp: srv, replay: newMemReplay()}
+	h.flows, err = idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.site = httptest.NewServer(http.HandlerFunc(h.serve))
+	t.Cleanup(h.site.Close)
+	h.base = h.site.URL + "/.sso/saml/test/"
+	keys := testKeys()
+	h.cfg = Config{
+		Name:        "test",
+		MetadataURL: srv.MetadataURL(),
+		SPKeys:      []KeyPair{keys[0]},
+	}
+	for _, o := range opts {
+		o(&h.cfg)
+	}
+	h.p, err = New(h.cfg, h.flows, h.replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.p.minRetry = 10 * time.Millisecond
+	t.Cleanup(func() { h.p.Close() })
+	h.register()
+	return h
+}
+
+// register gives the IdP the SP's metadata, as an administrator would.
+func (h *harness) register() {
+	h.t.Helper()
+	resp, err := http.Get(h.base + "metadata")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("SP metadata: %s: %s", resp.Status, body)
+	}
+	if err := h.idp.RegisterServiceProvider(body); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) acs() string      { return h.base + "acs" }
+func (h *harness) slo() string      { return h.base + "slo" }
+func (h *harness) entityID() string { return h.base + "metadata" }
+
+// loginResult is what the site's ACS answers, as JSON.
+type loginResult struct {
+	Assertion *idp.Assertion
+	ReturnTo  string
+	Code      string
+	Error     string
+}
+
+// serve is the SP site: /login starts a login, the SP endpoints are under
+// base, /logout starts SP-initiated SLO for the last login.
+func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
+	prefix := "/.sso/saml/test/"
+	switch {
+	case r.URL.Path == "/login":
+		if err := h.p.Begin(w, r, h.base, r.URL.Query().Get("return_to")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	case r.URL.Path == "/logout":
+		h.mu.Lock()
+		info := h.lastInfo
+		h.mu.Unlock()
+		err := h.p.Logout(w, r, h.base, info, r.URL.Query().Get("return_to"))
+		if errors.Is(err, ErrNoSLO) {
+			http.Redirect(w, r, "/signed-out-locally", http.StatusSeeOther)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	case r.URL.Path == prefix+"metadata":
+		if err := h.p.Metadata(w, r, h.base); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	case r.URL.Path == prefix+"acs":
+		a, returnTo, err := h.p.Callback(w, r, h.base)
+		res := loginResult{Assertion: a, ReturnTo: returnTo}
+		if err != nil {
+			res.Error = err.Error()
+			var le *idp.LoginError
+			if errors.As(err, &le) {
+				res.Code = le.Code
+			}
+			w.WriteHeader(http.StatusForbidden)
+		} else {
+			h.mu.Lock()
+			h.lastInfo = a.Logout
+			h.mu.Unlock()
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	case r.URL.Path == prefix+"slo":
+		err := h.p.HandleSLO(w, r, h.base, h.endSessions)
+		if err != nil && !errors.Is(err, ErrPartialLogout) {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	default:
+		fmt.Fprintf(w, "page %s", r.URL.Path)
+	}
+}
+
+// browser is an HTTP client with a cookie jar that follows redirects and,
+// like a browser with JavaScript, submits auto-posting forms.
+type browser struct {
+	t *testing.T
+	c *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+}
+
+type page struct {
+	URL    *url.URL
+	Status int
+	Body   string
+}
+
+func (b *browser) get(u string) page {
+	b.t.Helper()
+	resp, err := b.c.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.read(resp)
+}
+
+func (b *browser) post(u string, form url.Values) page {
+	b.t.Helper()
+	resp, err := b.c.PostForm(u, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.read(resp)
+}
+
+func (b *browser) read(resp *http.Response) page {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return page{URL: resp.Request.URL, Status: resp.StatusCode, Body: string(body)}
+}
+
+var (
+	formRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
+	inputRE = regexp.MustCompile(`<input[^>]*>`)
+	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
+)
+
+// form returns the action and the fields of the first form on p.
+func (p page) form(t *testing.T) (string, url.Values) {
+	t.Helper()
+	m := formRE.FindStringSubmatch(p.Body)
+	if m == nil {
+		t.Fatalf("no form on %s (status %d):\n%s", p.URL, p.Status, short(p.Body))
+	}
+	action, err := p.URL.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := url.Values{}
+	for _, in := range inputRE.FindAllString(m[2], -1) {
+		attrs := map[string]string{}
+		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
+			attrs[a[1]] = html.UnescapeString(a[2])
+		}
+		if attrs["name"] != "" {
+			fields.Set(attrs["name"], attrs["value"])
+		}
+	}
+	return action.String(), fields
+}
+
+// submit posts the first form on p with extra fields set.
+func (b *browser) submit(p page, extra url.Values) page {
+	b.t.Helper()
+	action, fields := p.form(b.t)
+	for k, v := range extra {
+		fields[k] = v
+	}
+	return b.post(action, fields)
+}
+
+// autoSubmit submits the auto-posting forms a browser with JavaScript
+// would: AuthnRequests, responses, and the IdP's re-post after login.
+func (b *browser) autoSubmit(p page) page {
+	b.t.Helper()
+	for range 5 {
+		if !strings.Contains(p.Body, `id="SAMLRequestForm"`) && !strings.Contains(p.Body, `id="SAMLResponseForm"`) &&
+			!strings.Contains(p.Body, `id="resume"`) {
+			return p
+		}
+		p = b.submit(p, nil)
+	}
+	return p
+}
+
+// short trims a page body for failure messages.
+func short(s string) string {
+	if len(s) > 600 {
+		return s[:600] + "…"
+	}
+	return s
+}
+
+// login runs an SP-initiated login through the IdP's login form and the
+// auto-posted response, and returns the ACS result.
+func (h *harness) login(b *browser, username, password, returnTo string) loginResult {
+	b.t.Helper()
+	p := b.autoSubmit(b.get(h.site.URL + "/login?return_to=" + url.QueryEscape(returnTo)))
+	if !strings.Contains(p.Body, `id="username"`) || !strings.Contains(p.Body, `id="login"`) {
+		b.t.Fatalf("expected the IdP login form, got %s:\n%s", p.URL, short(p.Body))
+	}
+	p = b.autoSubmit(b.submit(p, url.Values{"username": {username}, "password": {password}}))
+	var res loginResult
+	if err := json.Unmarshal([]byte(p.Body), &res); err != nil {
+		b.t.Fatalf("ACS answer %s (%d): %v\n%s", p.URL, p.Status, err, short(p.Body))
+	}
+	return res
+}
+
+// pending is a login begun with Begin, without a browser.
+type pending struct {
+	cookies    []*http.Cookie
+	relayState string
+	requestID  string
+	location   string
+}
+
+// begin calls Begin directly and decodes the AuthnRequest it sends.
+func (h *harness) begin(t testing.TB) pending {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/login", nil), h.base, "/app"); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if err != nil || loc.Query().Get("SAMLRequest") == "" {
+		t.Fatalf("Begin did not redirect with a SAMLRequest: %d %v", rec.Code, rec.Header())
+	}
+	req := decodeRedirect(t, loc.Query().Get("SAMLRequest"))
+	var ar saml.AuthnRequest
+	if err := xml.Unmarshal(req, &ar); err != nil {
+		t.Fatal(err)
+	}
+	return pending{cookies: rec.Result().Cookies(), relayState: loc.Query().Get("RelayState"), requestID: ar.ID, location: loc.String()}
+}
+
+func decodeRedirect(t testing.TB, v string) []byte {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(flate.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// callback posts form to the ACS with the pending login's cookies.
+func (h *harness) callback(t testing.TB, pend pending, form url.Values) (*idp.Assertion, string, error) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, h.acs(), strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range pend.cookies {
+		r.AddCookie(c)
+	}
+	return h.p.Callback(httptest.NewRecorder(), r, h.base)
+}
+
+// spec is a correct response to pend, signed on both levels.
+func (h *harness) spec(pend pending) samltest.ResponseSpec {
+	return samltest.ResponseSpec{
+		ACS:           h.acs(),
+		Audience:      h.entityID(),
+		InResponseTo:  pend.requestID,
+		User:          oktaUser,
+		SignAssertion: true,
+		SignResponse:  true,
+	}
+}
+
+// forge builds a response for spec, lets tamper edit its XML, and returns
+// the form the browser would post.
+func (h *harness) forge(t testing.TB, spec samltest.ResponseSpec, relayState string, tamper func(*etree.Element)) url.Values {
+	t.Helper()
+	el, err := h.idp.Forge(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tamper != nil {
+		tamper(el)
+	}
+	v, err := samltest.Encode(el)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"SAMLResponse": {v}}
+	if relayState != "" {
+		form.Set("RelayState", relayState)
+	}
+	return form
+}
+
+func codeOf(err error) string {
+	var le *idp.LoginError
+	if errors.As(err, &le) {
+		return le.Code
+	}
+	return ""
+}
+
+var (
+	person   = samltest.Person{ID: "00u1abcd", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com", Groups: []string{"eng", "admins"}}
+	oktaUser = samltest.Okta("ada", "pw", person)
+)
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

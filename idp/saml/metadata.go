@@ -1,0 +1,403 @@
+package saml
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/crewjam/saml"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// idpMetadata is one parsed copy of the IdP metadata. It is never modified
+// once published, so requests read it without locking.
+type idpMetadata struct {
+	ed *saml.EntityDescriptor
+	// sloResponse is ed with every SingleLogoutService Location replaced by
+	// its ResponseLocation, when it has one: LogoutResponses go there
+	// (saml-metadata §2.2.2), while crewjam always uses Location.
+	sloResponse *saml.EntityDescriptor
+	loaded      time.Time
+	validUntil  time.Time // zero when the metadata sets none
+}
+
+// parseIdPMetadata reads IdP metadata: a single EntityDescriptor, or an
+// EntitiesDescriptor holding exactly one IdP (or the one named entityID).
+// It refuses DTDs, metadata without an IDPSSODescriptor, without a signing
+// certificate, or without a usable SingleSignOnService.
+func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata, error) {
+	if err := refuseDeclarations(data); err != nil {
+		return nil, err
+	}
+	root, err := rootName(data)
+	if err != nil {
+		return nil, err
+	}
+	var ed *saml.EntityDescriptor
+	switch root.Local {
+	case "EntityDescriptor":
+		ed = &saml.EntityDescriptor{}
+		if err := xml.Unmarshal(data, ed); err != nil {
+			return nil, fmt.Errorf("parsing metadata: %w", err)
+		}
+	case "EntitiesDescriptor":
+		var all saml.EntitiesDescriptor
+		if err := xml.Unmarshal(data, &all); err != nil {
+			return nil, fmt.Errorf("parsing metadata: %w", err)
+		}
+		var found []*saml.EntityDescriptor
+		collectIdPs(&all, entityID, &found)
+		if len(found) != 1 {
+			return nil, fmt.Errorf("metadata describes %d matching identity providers; set the IdP entity ID to choose one", len(found))
+		}
+		ed = found[0]
+	default:
+		return nil, fmt.Errorf("metadata root element is %q, want EntityDescriptor", root.Local)
+	}
+	if entityID != "" && ed.EntityID != entityID {
+		return nil, fmt.Errorf("metadata is for entity %q, want %q", ed.EntityID, entityID)
+	}
+	if ed.EntityID == "" {
+		return nil, errors.New("metadata has no entityID")
+	}
+	if len(ed.IDPSSODescriptors) == 0 {
+		return nil, errors.New("metadata has no IDPSSODescriptor")
+	}
+	signing := 0
+	for _, d := range ed.IDPSSODescriptors {
+		for _, kd := range d.KeyDescriptors {
+			if kd.Use == "" || kd.Use == "signing" {
+				signing += len(kd.KeyInfo.X509Data.X509Certificates)
+			}
+		}
+	}
+	if signing == 0 {
+		return nil, errors.New("metadata lists no signing certificate")
+	}
+	hasSSO := false
+	for _, d := range ed.IDPSSODescriptors {
+		for _, s := range d.SingleSignOnServices {
+			if s.Binding == saml.HTTPRedirectBinding || s.Binding == saml.HTTPPostBinding {
+				hasSSO = true
+			}
+		}
+	}
+	if !hasSSO {
+		return nil, errors.New("metadata lists no HTTP-Redirect or HTTP-POST SingleSignOnService")
+	}
+	md := &idpMetadata{ed: ed, loaded: now, validUntil: ed.ValidUntil, sloResponse: ed}
+	if needsResponseLocation(ed) {
+		cp := *ed
+		cp.IDPSSODescriptors = append([]saml.IDPSSODescriptor(nil), ed.IDPSSODescriptors...)
+		for i := range cp.IDPSSODescriptors {
+			d := &cp.IDPSSODescriptors[i]
+			d.SingleLogoutServices = append([]saml.Endpoint(nil), d.SingleLogoutServices...)
+			for j := range d.SingleLogoutServices {
+				if rl := d.SingleLogoutServices[j].ResponseLocation; rl != "" {
+					d.SingleLogoutServices[j].Location = rl
+				}
+			}
+		}
+		md.sloResponse = &cp
+	}
+	return md, nil
+}
+
+func needsResponseLocation(ed *saml.EntityDescriptor) bool {
+	for _, d := range ed.IDPSSODescriptors {
+		for _, s := range d.SingleLogoutServices {
+			if s.ResponseLocation != "" && s.ResponseLocation != s.Location {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func collectIdPs(all *saml.EntitiesDescriptor, entityID string, found *[]*saml.EntityDescriptor) {
+	for i := range all.EntityDescriptors {
+		e := &all.EntityDescriptors[i]
+		if len(e.IDPSSODescriptors) > 0 && (entityID == "" || e.EntityID == entityID) {
+			cp := *e
+			// The aggregate's validity bounds the entity's
+			// (saml-metadata §4.3.1).
+			if all.ValidUntil != nil && !all.ValidUntil.IsZero() && (cp.ValidUntil.IsZero() || all.ValidUntil.Before(cp.ValidUntil)) {
+				cp.ValidUntil = *all.ValidUntil
+			}
+			*found = append(*found, &cp)
+		}
+	}
+	for i := range all.EntitiesDescriptors {
+		collectIdPs(&all.EntitiesDescriptors[i], entityID, found)
+	}
+}
+
+func rootName(data []byte) (xml.Name, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return xml.Name{}, fmt.Errorf("parsing metadata: %w", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			return se.Name, nil
+		}
+	}
+}
+
+// loadMetadata reads the configured source and, if it parses, publishes it.
+// A failure leaves the previous copy in place. Callers hold no lock; loads
+// are serialised here.
+func (p *Provider) loadMetadata(ctx context.Context) error {
+	p.fetchMu.Lock()
+	defer p.fetchMu.Unlock()
+	return p.loadLocked(ctx)
+}
+
+func (p *Provider) loadLocked(ctx context.Context) error {
+	now := p.cfg.Now()
+	p.lastAttempt = now
+	data, src, err := p.readSource(ctx)
+	if err == nil {
+		var md *idpMetadata
+		if md, err = parseIdPMetadata(data, p.cfg.IdPEntityID, now); err == nil {
+			old := p.md.Swap(md)
+			p.lastErr = nil
+			if old == nil || !bytes.Equal(certFingerprint(old.ed), certFingerprint(md.ed)) {
+				p.log.Info("saml idp metadata loaded", zap.String("idp", p.cfg.Name), zap.String("source", src),
+					zap.String("entity_id", md.ed.EntityID), zap.Time("valid_until", md.validUntil))
+			}
+			return nil
+		}
+	}
+	err = fmt.Errorf("loading IdP metadata from %s: %w", src, err)
+	p.lastErr = err
+	if p.md.Load() != nil {
+		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.String("idp", p.cfg.Name), zap.Error(err))
+	} else {
+		p.log.Warn("saml idp metadata unavailable", zap.String("idp", p.cfg.Name), zap.Error(err))
+	}
+	return err
+}
+
+// certFingerprint is a cheap identity of the signing keys in ed, used to log
+// only loads that changed something.
+func certFingerprint(ed *saml.EntityDescriptor) []byte {
+	var b bytes.Buffer
+	b.WriteString(ed.EntityID)
+	for _, d := range ed.IDPSSODescriptors {
+		for _, kd := range d.KeyDescriptors {
+			for _, c := range kd.KeyInfo.X509Data.X509Certificates {
+				b.WriteString(c.Data)
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+func (p *Provider) readSource(ctx context.Context) ([]byte, string, error) {
+	switch {
+	case len(p.cfg.MetadataXML) > 0:
+		return p.cfg.MetadataXML, "inline configuration", nil
+	case p.cfg.MetadataFile != "":
+		data, err := readFile(p.cfg.MetadataFile, maxMetadataSize)
+		return data, p.cfg.MetadataFile, err
+	}
+	src := p.cfg.MetadataURL
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return nil, src, err
+	}
+	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, src, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, src, fmt.Errorf("HTTP status %s", resp.Status)
+	}
+	data, err := readCapped(resp.Body, maxMetadataSize)
+	return data, src, err
+}
+
+// metadata returns the current IdP metadata. If there is none yet (URL
+// metadata not fetched, or every fetch failed), it fetches it now, at most
+// once per minRetry across all requests.
+func (p *Provider) metadata(ctx context.Context) (*idpMetadata, error) {
+	if md := p.md.Load(); md != nil {
+		return md, nil
+	}
+	p.fetchMu.Lock()
+	defer p.fetchMu.Unlock()
+	if md := p.md.Load(); md != nil {
+		return md, nil
+	}
+	if !p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
+		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, p.lastErr))
+	}
+	if err := p.loadLocked(ctx); err != nil {
+		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
+	}
+	return p.md.Load(), nil
+}
+
+// refreshForUnknownKey reloads URL or file metadata after a response was
+// signed by a key the current copy does not list, which is what an IdP
+// signing-key rollover looks like. It reports whether a new copy was
+// published. Forced reloads happen at most once per minRetry, so forged
+// responses cannot turn into a flood of fetches.
+func (p *Provider) refreshForUnknownKey(ctx context.Context, seen *idpMetadata) bool {
+	if len(p.cfg.MetadataXML) > 0 {
+		return false
+	}
+	p.fetchMu.Lock()
+	defer p.fetchMu.Unlock()
+	if cur := p.md.Load(); cur != seen {
+		return true // someone else already reloaded
+	}
+	now := p.cfg.Now()
+	if !p.lastForced.IsZero() && now.Sub(p.lastForced) < p.minRetry {
+		return false
+	}
+	p.lastForced = now
+	return p.loadLocked(ctx) == nil && p.md.Load() != seen
+}
+
+// Start begins keeping the IdP metadata fresh in the background: URL
+// metadata is fetched at once (so the first login does not wait), and URL
+// and file metadata are reloaded every MetadataRefresh, when the metadata's
+// validUntil passes, and sooner after failures (with backoff). Inline
+// metadata needs no refresh. Start returns immediately; Close stops it.
+// Calling Start more than once has no further effect. Without Start,
+// metadata is still fetched on first use, but not refreshed.
+func (p *Provider) Start() {
+	p.startOnce.Do(func() {
+		if len(p.cfg.MetadataXML) > 0 {
+			close(p.done)
+			return
+		}
+		go p.refreshLoop()
+	})
+}
+
+// Close stops the refresher started by Start and waits for it to finish.
+// After Close, Start does nothing.
+func (p *Provider) Close() error {
+	p.closeOnce.Do(func() { close(p.stop) })
+	p.startOnce.Do(func() { close(p.done) }) // never started: nothing to wait for
+	<-p.done
+	return nil
+}
+
+func (p *Provider) refreshLoop() {
+	defer close(p.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	failures := 0
+	if p.md.Load() == nil {
+		if err := p.loadMetadata(ctx); err != nil {
+			failures++
+		}
+	}
+	for {
+		delay := p.nextRefresh(failures)
+		t := time.NewTimer(delay)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := p.loadMetadata(ctx); err != nil {
+			failures++
+		} else {
+			failures = 0
+		}
+	}
+}
+
+// nextRefresh is how long to wait before the next reload: MetadataRefresh,
+// or until validUntil if that comes first, or after failures minRetry
+// doubled per consecutive failure (capped at MetadataRefresh). It is never
+// less than minRetry, so expired metadata whose source still serves the same
+// expired copy is not fetched in a tight loop.
+func (p *Provider) nextRefresh(failures int) time.Duration {
+	delay := p.cfg.MetadataRefresh
+	if failures > 0 {
+		backoff := p.minRetry
+		for i := 1; i < failures && backoff < delay; i++ {
+			backoff *= 2
+		}
+		delay = min(backoff, delay)
+	}
+	if md := p.md.Load(); md != nil && !md.validUntil.IsZero() {
+		delay = min(delay, md.validUntil.Sub(p.cfg.Now()))
+	}
+	return max(delay, p.minRetry)
+}
+
+// Metadata writes this SP's metadata for the site at base: entity ID, the
+// ACS (HTTP-POST), the SLO endpoint (HTTP-Redirect and HTTP-POST), the
+// signing and encryption certificates of every configured key pair (both
+// during a rotation, current first), and the NameID formats accepted. It is
+// what an IdP administrator uploads or points the IdP at.
+func (p *Provider) Metadata(w http.ResponseWriter, r *http.Request, base string) error {
+	e, err := p.siteEndpoints(base)
+	if err != nil {
+		return err
+	}
+	// The SP metadata does not depend on the IdP's; crewjam only needs a
+	// non-nil copy.
+	sp := p.serviceProvider(r.Context(), e, &saml.EntityDescriptor{}, p.cfg.Now())
+	ed := sp.Metadata()
+	sso := &ed.SPSSODescriptors[0]
+	for _, kp := range p.keys[1:] {
+		cert := base64.StdEncoding.EncodeToString(kp.Certificate.Raw)
+		for _, use := range []string{"signing", "encryption"} {
+			kd := saml.KeyDescriptor{Use: use, KeyInfo: saml.KeyInfo{X509Data: saml.X509Data{
+				X509Certificates: []saml.X509Certificate{{Data: cert}},
+			}}}
+			if use == "encryption" {
+				// The same algorithms crewjam advertises for the current key.
+				for _, cur := range sso.KeyDescriptors {
+					if cur.Use == "encryption" {
+						kd.EncryptionMethods = cur.EncryptionMethods
+					}
+				}
+			}
+			sso.KeyDescriptors = append(sso.KeyDescriptors, kd)
+		}
+	}
+	if p.cfg.NameIDFormat != "" {
+		sso.NameIDFormats = []saml.NameIDFormat{saml.NameIDFormat(p.cfg.NameIDFormat)}
+	} else {
+		sso.NameIDFormats = []saml.NameIDFormat{saml.PersistentNameIDFormat, saml.EmailAddressNameIDFormat,
+			saml.UnspecifiedNameIDFormat, saml.TransientNameIDFormat}
+	}
+	buf, err := xml.MarshalIndent(ed, "", "  ")
+	if err != nil {
+		return fmt.Errorf("saml idp %q: encoding SP metadata: %w", p.cfg.Name, err)
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err = w.Write(append([]byte(xml.Header), buf...))
+	return err
+}

@@ -1,0 +1,209 @@
+package saml
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMetadataURL covers URL metadata: not fetched by New, fetched on first
+// use, refreshed by Start on schedule and at validUntil, the last good copy
+// kept through failures, and a reload when an unknown key signs.
+func TestMetadataURL(t *testing.T) {
+	t.Run("lazy, and retried after the IdP comes back", func(t *testing.T) {
+		h := newHarness(t)
+		if n := h.idp.Requests(samltest.PathMetadata); n != 0 {
+			t.Fatalf("New fetched metadata %d times", n)
+		}
+		h.idp.SetUnavailable(true)
+		err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+		if codeOf(err) != CodeMetadataUnavailable {
+			t.Fatalf("IdP down: %v", err)
+		}
+		// Within minRetry, no new fetch.
+		h.p.minRetry = time.Hour
+		_ = h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+		if n := h.idp.Requests(samltest.PathMetadata); n != 1 {
+			t.Fatalf("%d fetches, want 1 (rate limited)", n)
+		}
+		h.p.minRetry = 0
+		h.idp.SetUnavailable(false)
+		if err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/"); err != nil {
+			t.Fatalf("IdP back: %v", err)
+		}
+	})
+	t.Run("refresh on schedule keeps the last good copy", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.MetadataRefresh = 30 * time.Millisecond })
+		h.p.Start()
+		waitFor(t, "first fetch", func() bool { return h.p.md.Load() != nil })
+		waitFor(t, "refreshes", func() bool { return h.idp.Requests(samltest.PathMetadata) >= 3 })
+		h.idp.SetUnavailable(true)
+		n := h.idp.Requests(samltest.PathMetadata)
+		waitFor(t, "failed refreshes", func() bool { return h.idp.Requests(samltest.PathMetadata) >= n+2 })
+		if h.p.md.Load() == nil {
+			t.Fatal("last good copy dropped")
+		}
+		// Logins still verify against the kept copy.
+		pend := h.begin(t)
+		if _, _, err := h.callback(t, pend, h.forge(t, h.spec(pend), pend.relayState, nil)); err != nil {
+			t.Fatalf("login with the kept copy: %v", err)
+		}
+		if err := h.p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n = h.idp.Requests(samltest.PathMetadata)
+		time.Sleep(100 * time.Millisecond)
+		if m := h.idp.Requests(samltest.PathMetadata); m != n {
+			t.Fatalf("refresher still running after Close: %d → %d", n, m)
+		}
+	})
+	t.Run("refresh at validUntil", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.MetadataRefresh = time.Hour })
+		h.idp.SetMetadataValidity(100 * time.Millisecond)
+		h.p.Start()
+		waitFor(t, "refresh at validUntil", func() bool { return h.idp.Requests(samltest.PathMetadata) >= 2 })
+	})
+	t.Run("IdP signing key rollover", func(t *testing.T) {
+		h := newHarness(t)
+		pend := h.begin(t) // loads the metadata
+		if err := h.idp.RotateKey(false); err != nil {
+			t.Fatal(err)
+		}
+		before := h.idp.Requests(samltest.PathMetadata)
+		if _, _, err := h.callback(t, pend, h.forge(t, h.spec(pend), pend.relayState, nil)); err != nil {
+			t.Fatalf("after rollover: %v", err)
+		}
+		if h.idp.Requests(samltest.PathMetadata) != before+1 {
+			t.Fatal("metadata not reloaded for the unknown key")
+		}
+		// Forged signatures do not reload again within minRetry.
+		h.p.minRetry = time.Hour
+		other, cert, _ := samltest.NewKeyPair("attacker")
+		pend = h.begin(t)
+		spec := h.spec(pend)
+		spec.Key, spec.Certificate = other, cert
+		for range 3 {
+			_, _, err := h.callback(t, pend, h.forge(t, spec, pend.relayState, nil))
+			if codeOf(err) != CodeUntrustedKey {
+				t.Fatalf("got %v", err)
+			}
+		}
+		if n := h.idp.Requests(samltest.PathMetadata); n != before+1 {
+			t.Fatalf("%d metadata fetches, want %d", n, before+1)
+		}
+	})
+}
+
+// TestMetadataSources covers file and inline metadata and their checks.
+func TestMetadataSources(t *testing.T) {
+	srv, err := samltest.NewServer("https://idp.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := srv.MetadataXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "idp.xml")
+	if err := os.WriteFile(file, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entityID := srv.EntityID()
+	aggregate := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` +
+		string(good[bytes.Index(good, []byte("<EntityDescriptor")):]) + `</EntitiesDescriptor>`)
+	flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	cases := []struct {
+		name    string
+		cfg     func(c *Config)
+		wantErr string
+	}{
+		{name: "inline", cfg: func(c *Config) { c.MetadataXML = good }},
+		{name: "file", cfg: func(c *Config) { c.MetadataFile = file }},
+		{name: "aggregate with one IdP", cfg: func(c *Config) { c.MetadataXML = aggregate }},
+		{name: "entity ID pinned", cfg: func(c *Config) { c.MetadataXML = good; c.IdPEntityID = entityID }},
+		{name: "entity ID mismatch", cfg: func(c *Config) { c.MetadataXML = good; c.IdPEntityID = "urn:other" }, wantErr: "want \"urn:other\""},
+		{name: "missing file", cfg: func(c *Config) { c.MetadataFile = filepath.Join(dir, "nope.xml") }, wantErr: "no such file"},
+		{name: "DOCTYPE", cfg: func(c *Config) { c.MetadataXML = append([]byte(`<!DOCTYPE x [<!ENTITY a "b">]>`), good...) }, wantErr: "DOCTYPE"},
+		{name: "not metadata", cfg: func(c *Config) { c.MetadataXML = []byte(`<html/>`) }, wantErr: "root element"},
+		{name: "no signing certificate", cfg: func(c *Config) {
+			c.MetadataXML = []byte(strings.ReplaceAll(string(good), `use="signing"`, `use="encryption"`))
+		}, wantErr: "no signing certificate"},
+		{name: "two sources", cfg: func(c *Config) { c.MetadataXML = good; c.MetadataFile = file }, wantErr: "exactly one"},
+		{name: "no source", cfg: func(c *Config) {}, wantErr: "exactly one"},
+		{name: "http metadata URL", cfg: func(c *Config) { c.MetadataURL = "http://idp.example.com/metadata" }, wantErr: "loopback"},
+		{name: "ftp metadata URL", cfg: func(c *Config) { c.MetadataURL = "ftp://idp.example.com/metadata" }, wantErr: "https"},
+		{name: "https metadata URL", cfg: func(c *Config) { c.MetadataURL = "https://idp.example.com/metadata" }},
+		{name: "http loopback", cfg: func(c *Config) { c.MetadataURL = "http://127.0.0.2:8080/metadata" }},
+		{name: "http localhost", cfg: func(c *Config) { c.MetadataURL = "http://localhost/metadata" }},
+		{name: "http ::1", cfg: func(c *Config) { c.MetadataURL = "http://[::1]:9/metadata" }},
+		{name: "no keys", cfg: func(c *Config) { c.MetadataXML = good; c.SPKeys = nil }, wantErr: "key pair is required"},
+		{name: "three keys", cfg: func(c *Config) { c.MetadataXML = good; k := testKeys(); c.SPKeys = k[:] }, wantErr: "at most two"},
+		{name: "mismatched key pair", cfg: func(c *Config) {
+			c.MetadataXML = good
+			c.SPKeys = []KeyPair{{Key: testKeys()[0].Key, Certificate: testKeys()[1].Certificate}}
+		}, wantErr: "does not match"},
+		{name: "bad binding", cfg: func(c *Config) { c.MetadataXML = good; c.RequestBinding = "artifact" }, wantErr: "binding"},
+		{name: "skew too large", cfg: func(c *Config) { c.MetadataXML = good; c.ClockSkew = 5 * time.Minute }, wantErr: "exceeds"},
+		{name: "no name", cfg: func(c *Config) { c.MetadataXML = good; c.Name = "" }, wantErr: "name is required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Name: "x", SPKeys: []KeyPair{testKeys()[0]}}
+			tc.cfg(&cfg)
+			p, err := New(cfg, flows, newMemReplay())
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+			}
+		})
+	}
+	t.Run("nil replay guard", func(t *testing.T) {
+		if _, err := New(Config{Name: "x", MetadataXML: good, SPKeys: []KeyPair{testKeys()[0]}}, flows, nil); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+}
+
+// TestMetadataRedirectDowngrade: an https metadata URL must not be
+// downgraded to plain http by a redirect.
+func TestMetadataRedirectDowngrade(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer target.Close()
+	c := safeClient(nil)
+	for _, loc := range []string{"http://example.com/metadata", "ftp://example.com/"} {
+		req, _ := http.NewRequest(http.MethodGet, loc, nil)
+		if err := c.CheckRedirect(req, nil); err == nil {
+			t.Errorf("redirect to %s allowed", loc)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, target.URL, nil) // loopback http
+	if err := c.CheckRedirect(req, nil); err != nil {
+		t.Errorf("loopback redirect refused: %v", err)
+	}
+}

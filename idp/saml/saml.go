@@ -1,0 +1,607 @@
+// Package saml is the SAML 2.0 service provider: SP-initiated login over the
+// HTTP-Redirect (or HTTP-POST) binding, the assertion consumer service over
+// HTTP-POST, SP metadata, IdP metadata from a URL, a file or inline, and
+// Single Logout in both directions. It is built on crewjam/saml's
+// saml.ServiceProvider, which does the XML signature, encryption and
+// condition checks; this package adds what a multi-site gateway needs
+// around it:
+//
+//   - no per-login state in memory: the AuthnRequest ID and the return URL
+//     travel in an encrypted flow cookie (idp.FlowCookies) named after the
+//     RelayState, so the response must come back to the browser that asked;
+//   - every assertion ID, and every IdP LogoutRequest ID, is burnt in the
+//     store's idp.ReplayGuard, so a captured response is refused even after
+//     a restart;
+//   - the body is capped before anything parses it, and documents with a
+//     DOCTYPE (and so any entity declaration) are refused before crewjam or
+//     etree see them;
+//   - crewjam's opt-in hardening is switched on: RejectUnknownConditions,
+//     RequireSignedResponseForCBC, LimitRelayStateLength, and
+//     RejectSHA1Signatures unless Config.AllowSHA1;
+//   - a stricter, configurable clock skew on top of crewjam's fixed one;
+//   - IdP-initiated login is off by default, and when on its RelayState is
+//     only ever used as a same-origin path;
+//   - every failure is an *idp.LoginError with a stable Code.
+//
+// A ServiceProvider value is built per request from the base URL of the
+// site the request arrived on, so one Provider serves any number of sites;
+// nothing in it is shared between requests except the read-only keys and
+// the current IdP metadata snapshot.
+package saml
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// Codes of the *idp.LoginError values this package returns. They are stable:
+// metrics, audit events and error pages key on them.
+const (
+	CodeMetadataUnavailable = "saml_metadata_unavailable" // no IdP metadata could be loaded yet
+	CodeBadBase             = "saml_bad_base"             // the caller passed an unusable base URL
+	CodeRequestFailed       = "saml_request_failed"       // building or signing a request failed
+	CodeFlowSave            = "saml_flow_save_failed"     // the flow cookie could not be set
+	CodeMethodNotAllowed    = "saml_method_not_allowed"   // the ACS was not POSTed to
+	CodeResponseTooLarge    = "saml_response_too_large"   // body over MaxResponseSize
+	CodeResponseMissing     = "saml_response_missing"     // no (or several) SAMLResponse fields
+	CodeMalformed           = "saml_malformed"            // bad base64, form or XML
+	CodeDoctype             = "saml_doctype"              // DOCTYPE / entity declarations
+	CodeUnsolicited         = "saml_unsolicited"          // IdP-initiated response while that is off
+	CodeFlowMissing         = "saml_flow_missing"         // no flow cookie: another browser, or cookies blocked
+	CodeFlowExpired         = "saml_flow_expired"         // the user took longer than LoginTimeout
+	CodeFlowInvalid         = "saml_flow_invalid"         // flow cookie tampered with or swapped
+	CodeACSMismatch         = "saml_acs_mismatch"         // response posted to another site than the login began on
+	CodeSignature           = "saml_signature_invalid"    // missing, bad, wrapped or misplaced signature
+	CodeUntrustedKey        = "saml_signature_untrusted"  // signed by a key the IdP metadata does not list
+	CodeSignatureAlgorithm  = "saml_signature_algorithm"  // SHA-1 (or another refused algorithm)
+	CodeIssuer              = "saml_issuer_mismatch"      // Issuer is not the IdP's entity ID
+	CodeStatus              = "saml_status"               // the IdP answered a non-Success status
+	CodeDestination         = "saml_destination_mismatch" // Destination or Recipient is not this endpoint
+	CodeAudience            = "saml_audience_mismatch"    // missing or foreign AudienceRestriction
+	CodeNotYetValid         = "saml_not_yet_valid"        // NotBefore / IssueInstant in the future
+	CodeExpired             = "saml_expired"              // NotOnOrAfter passed, or IssueInstant stale
+	CodeInResponseTo        = "saml_in_response_to"       // InResponseTo is not this browser's request
+	CodeReplayed            = "saml_replayed"             // assertion or LogoutRequest ID already used
+	CodeReplayCheck         = "saml_replay_check_failed"  // the ReplayGuard failed
+	CodeDecryption          = "saml_decryption_failed"    // encrypted assertion not decryptable with our keys
+	CodeUnsupported         = "saml_unsupported"          // unknown conditions, wrong version, unsupported feature
+	CodeIncomplete          = "saml_incomplete"           // a required element is missing
+	CodeInvalid             = "saml_invalid"              // any other refusal by the SAML library
+	CodeSLOMessageMissing   = "saml_slo_message_missing"  // the SLO endpoint got neither request nor response
+	CodeLogoutFailed        = "saml_logout_failed"        // endSessions failed (see ErrPartialLogout)
+)
+
+// ErrNoSLO is returned by Logout when the IdP metadata lists no Single
+// Logout endpoint the SP can use (or there is no NameID to log out). Nothing
+// has been written to the response: the caller ends the local session and
+// redirects on its own.
+var ErrNoSLO = errors.New("saml: the identity provider has no single logout endpoint")
+
+// ErrPartialLogout is wrapped by the error HandleSLO returns when the
+// endSessions callback failed. The IdP has already been answered (with a
+// Responder status, so it reports a partial logout), so the caller must not
+// write a response; it should only log and audit the error.
+var ErrPartialLogout = errors.New("saml: local sessions could not all be ended")
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMetadataRefresh = 24 * time.Hour
+	// DefaultClockSkew is the tolerance for clock differences with the IdP.
+	// One minute is ample for NTP-synchronised servers and keeps a captured
+	// assertion's usable window short. It may be raised up to MaxClockSkew.
+	DefaultClockSkew = time.Minute
+	// MaxClockSkew is the largest ClockSkew accepted: crewjam/saml applies
+	// its own fixed tolerance of saml.MaxClockSkew (3 minutes), a
+	// package-level variable this package never modifies, so a larger value
+	// here could not take effect.
+	MaxClockSkew           = 3 * time.Minute
+	DefaultMaxResponseSize = 256 << 10
+	DefaultLoginTimeout    = 10 * time.Minute
+	defaultHTTPTimeout     = 30 * time.Second
+	// maxMetadataSize caps IdP metadata documents. Single-IdP metadata is a
+	// few tens of kilobytes; federation aggregates are not supported.
+	maxMetadataSize = 8 << 20
+	// replayKind is the ReplayGuard namespace of SAML message IDs.
+	replayKind = "saml_id"
+	// signatureMethod signs AuthnRequests (when enabled) and every logout
+	// message: the single logout profile requires logout messages sent with
+	// the HTTP-Redirect and HTTP-POST bindings to be signed.
+	signatureMethod = dsig.RSASHA256SignatureMethod
+)
+
+// Request bindings for Config.RequestBinding.
+const (
+	BindingRedirect = "redirect"
+	BindingPost     = "post"
+)
+
+// Config describes one SAML identity provider and this service provider's
+// registration there.
+type Config struct {
+	// Name is the IdP's configured name; it becomes Assertion.IdP and keeps
+	// flows and replay entries of different IdPs apart.
+	Name string
+	// EntityID is this SP's entity ID. Empty means the metadata URL of the
+	// site the request arrived on (base+"metadata"), which differs per site:
+	// set it when one registration at the IdP serves several sites.
+	EntityID string
+
+	// Exactly one IdP metadata source. MetadataURL must be https, except
+	// for loopback hosts (127.0.0.0/8, ::1, localhost) used by local IdPs.
+	MetadataURL  string
+	MetadataFile string
+	MetadataXML  []byte
+	// IdPEntityID picks the IdP out of metadata that describes several
+	// entities (an EntitiesDescriptor). Optional for single-IdP metadata;
+	// when set, the metadata's entity ID must match it.
+	IdPEntityID string
+	// MetadataRefresh is how often URL and file metadata are reloaded;
+	// default 24 hours. Metadata is also reloaded when its validUntil
+	// passes. A failed reload keeps the last good copy.
+	MetadataRefresh time.Duration
+
+	// SPKeys are the SP's signing and decryption key pairs. The first is
+	// current: it signs and is the one IdPs should encrypt to. A second one
+	// is still accepted for decryption and still published in the metadata,
+	// for key rotation. At least one is required: the caller generates one
+	// with GenerateKeyPair and persists it (EncodeKeyPairPEM) when the
+	// operator configured none.
+	SPKeys []KeyPair
+
+	// SignRequests signs AuthnRequests (with RSA-SHA256). Logout messages
+	// are always signed.
+	SignRequests bool
+	// RequestBinding is how AuthnRequests reach the IdP: "redirect"
+	// (default) or "post".
+	RequestBinding string
+	// NameIDFormat is requested in the AuthnRequest's NameIDPolicy. Empty
+	// means unspecified (no Format attribute), which lets the IdP send what
+	// it is configured to send; IdPs such as Entra refuse a request for a
+	// format they are not configured for.
+	NameIDFormat string
+
+	// AllowIdPInitiated accepts unsolicited responses (no InResponseTo).
+	// Default false. When on, their RelayState is used only as a same-origin
+	// path (anything else becomes "/"), and the replay guard, which is
+	// always used, is what makes each assertion single-use.
+	AllowIdPInitiated bool
+	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests from the IdP.
+	// Default false: SHA-1 is refused.
+	AllowSHA1 bool
+	// ClockSkew tolerates clock differences with the IdP for NotBefore,
+	// NotOnOrAfter and IssueInstant; default DefaultClockSkew (1 minute),
+	// at most MaxClockSkew. crewjam/saml additionally refuses responses
+	// issued more than 90 seconds ago (saml.MaxIssueDelay).
+	ClockSkew time.Duration
+	// MaxResponseSize caps the ACS and SLO request bodies before anything is
+	// parsed; default 256 KiB.
+	MaxResponseSize int64
+	// LoginTimeout is how long a user may spend at the IdP; the flow cookie
+	// lives this long. Default 10 minutes.
+	LoginTimeout time.Duration
+
+	// HTTPClient fetches URL metadata; nil means a client with a 30 s
+	// timeout. Redirects are followed only to https (or loopback http).
+	HTTPClient *http.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives metadata refresh events; nil means no logging. Nothing
+	// logged contains assertion content, tokens or keys.
+	Logger *zap.Logger
+}
+
+// Provider is the service provider for one SAML identity provider. It is
+// safe for concurrent use.
+type Provider struct {
+	cfg    Config
+	flows  *idp.FlowCookies
+	replay idp.ReplayGuard
+	keys   []KeyPair
+	client *http.Client
+	log    *zap.Logger
+
+	md      atomic.Pointer[idpMetadata]
+	fetchMu sync.Mutex // serialises metadata loads
+	// lastAttempt and lastForced are guarded by fetchMu: they rate-limit
+	// loads triggered by requests (no metadata yet, unknown signing key),
+	// so that a flood of forged responses is not a flood of fetches.
+	lastAttempt time.Time
+	lastErr     error
+	lastForced  time.Time
+	// minRetry is the least time between request-triggered loads and the
+	// shortest refresh delay; tests shorten it.
+	minRetry time.Duration
+
+	startOnce sync.Once
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// New validates cfg and returns a Provider. Inline and file metadata are
+// loaded here, so a broken file fails the configuration. URL metadata is not
+// fetched here: Start fetches it in the background and keeps it fresh, and
+// the first login fetches it if it is still missing, so Caddy starts while
+// the IdP is down. replay is required: it makes every assertion single-use,
+// across restarts.
+func New(cfg Config, flows *idp.FlowCookies, replay idp.ReplayGuard) (*Provider, error) {
+	if err := normalize(&cfg); err != nil {
+		return nil, fmt.Errorf("saml idp %q: %w", cfg.Name, err)
+	}
+	if flows == nil || replay == nil {
+		return nil, fmt.Errorf("saml idp %q: flow cookies and replay guard are required", cfg.Name)
+	}
+	p := &Provider{
+		cfg:      cfg,
+		flows:    flows,
+		replay:   replay,
+		keys:     cfg.SPKeys,
+		log:      cfg.Logger,
+		minRetry: 30 * time.Second,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.client = safeClient(cfg.HTTPClient)
+	if cfg.MetadataURL == "" {
+		if err := p.loadMetadata(context.Background()); err != nil {
+			return nil, fmt.Errorf("saml idp %q: %w", cfg.Name, err)
+		}
+	}
+	return p, nil
+}
+
+func normalize(cfg *Config) error {
+	if cfg.Name == "" {
+		return errors.New("name is required")
+	}
+	sources := 0
+	for _, set := range []bool{cfg.MetadataURL != "", cfg.MetadataFile != "", len(cfg.MetadataXML) > 0} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return errors.New("exactly one of metadata_url, metadata_file and inline metadata is required")
+	}
+	if cfg.MetadataURL != "" {
+		if err := checkMetadataURL(cfg.MetadataURL); err != nil {
+			return fmt.Errorf("metadata_url: %w", err)
+		}
+	}
+	if cfg.EntityID != "" && strings.TrimSpace(cfg.EntityID) != cfg.EntityID {
+		return errors.New("entity_id must not have surrounding spaces")
+	}
+	switch len(cfg.SPKeys) {
+	case 1, 2:
+	case 0:
+		return errors.New("an SP key pair is required (generate and persist one with GenerateKeyPair)")
+	default:
+		return errors.New("at most two SP key pairs (current and previous) are accepted")
+	}
+	for i, kp := range cfg.SPKeys {
+		if err := kp.validate(); err != nil {
+			return fmt.Errorf("SP key pair %d: %w", i+1, err)
+		}
+	}
+	cfg.SPKeys = append([]KeyPair(nil), cfg.SPKeys...)
+	cfg.MetadataXML = append([]byte(nil), cfg.MetadataXML...)
+	switch cfg.RequestBinding {
+	case "":
+		cfg.RequestBinding = BindingRedirect
+	case BindingRedirect, BindingPost:
+	default:
+		return fmt.Errorf("request binding %q: want %q or %q", cfg.RequestBinding, BindingRedirect, BindingPost)
+	}
+	for _, d := range []time.Duration{cfg.MetadataRefresh, cfg.ClockSkew, cfg.LoginTimeout} {
+		if d < 0 {
+			return errors.New("durations must not be negative")
+		}
+	}
+	if cfg.MaxResponseSize < 0 {
+		return errors.New("max response size must not be negative")
+	}
+	if cfg.MetadataRefresh == 0 {
+		cfg.MetadataRefresh = DefaultMetadataRefresh
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.ClockSkew > MaxClockSkew {
+		return fmt.Errorf("clock skew %v exceeds the maximum of %v", cfg.ClockSkew, MaxClockSkew)
+	}
+	if cfg.MaxResponseSize == 0 {
+		cfg.MaxResponseSize = DefaultMaxResponseSize
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// checkMetadataURL accepts https URLs, and plain http ones only on loopback
+// hosts: the metadata names the keys every login is verified with, so
+// anyone who can change it in transit can log in as anyone.
+func checkMetadataURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q must be an absolute URL without fragment or credentials", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+	}
+	return fmt.Errorf("%q: scheme must be https", raw)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// safeClient returns a copy of c (or a default client) that follows
+// redirects only to URLs checkMetadataURL accepts, so an https metadata URL
+// cannot be downgraded by a redirect.
+func safeClient(c *http.Client) *http.Client {
+	var client http.Client
+	if c != nil {
+		client = *c
+	} else {
+		client.Timeout = defaultHTTPTimeout
+	}
+	inner := client.CheckRedirect
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := checkMetadataURL(req.URL.String()); err != nil {
+			return fmt.Errorf("refusing redirect: %w", err)
+		}
+		if inner != nil {
+			return inner(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &client
+}
+
+// Name returns the configured IdP name.
+func (p *Provider) Name() string { return p.cfg.Name }
+
+// endpoints are this SP's URLs on one site.
+type endpoints struct {
+	base, acs, slo, metadata *url.URL
+	entityID                 string
+}
+
+// siteEndpoints checks base (the absolute URL of this IdP's SP endpoints on
+// the current site, ending in "/") and derives the endpoint URLs from it.
+func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, idp.Fail(CodeBadBase, fmt.Errorf("saml idp %q: base URL: %w", p.cfg.Name, err))
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, "/") {
+		return nil, idp.Fail(CodeBadBase, fmt.Errorf("saml idp %q: base URL %q must be absolute, end in '/', and have no query", p.cfg.Name, base))
+	}
+	e := &endpoints{
+		base:     u,
+		acs:      u.JoinPath("acs"),
+		slo:      u.JoinPath("slo"),
+		metadata: u.JoinPath("metadata"),
+	}
+	e.entityID = p.cfg.EntityID
+	if e.entityID == "" {
+		e.entityID = e.metadata.String()
+	}
+	return e, nil
+}
+
+// serviceProvider builds the crewjam ServiceProvider for one request: the
+// site's endpoints, the current IdP metadata, our keys, the hardening
+// switches, a clock fixed at now (so that crewjam's checks and ours agree on
+// the time), and the replay guard bound to the request's context.
+func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.EntityDescriptor, now time.Time) *saml.ServiceProvider {
+	sp := &saml.ServiceProvider{
+		EntityID:                         e.entityID,
+		Key:                              p.keys[0].Key,
+		Certificate:                      p.keys[0].Certificate,
+		MetadataURL:                      *e.metadata,
+		AcsURL:                           *e.acs,
+		SloURL:                           *e.slo,
+		IDPMetadata:                      md,
+		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
+		LogoutSignatureMethod:            signatureMethod,
+		LogoutBindings:                   []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
+		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
+		RejectUnknownConditions:          true,
+		RequireSignedResponseForCBC:      true,
+		LimitRelayStateLength:            true,
+		RejectSHA1Signatures:             !p.cfg.AllowSHA1,
+		ReplayCache:                      replayCache{ctx: ctx, guard: p.replay, prefix: p.cfg.Name + "/"},
+		Clock:                            dsig.NewFakeClockAt(now),
+	}
+	if p.cfg.NameIDFormat != "" {
+		sp.AuthnNameIDFormat = saml.NameIDFormat(p.cfg.NameIDFormat)
+	}
+	if p.cfg.SignRequests {
+		sp.SignatureMethod = signatureMethod
+	}
+	for _, kp := range p.keys[1:] {
+		sp.DecryptionKeys = append(sp.DecryptionKeys, kp.Key)
+	}
+	return sp
+}
+
+// replayCache adapts idp.ReplayGuard to crewjam's AssertionReplayCache, so
+// that crewjam consumes the assertion ID (and LogoutRequest IDs, which it
+// prefixes with "LogoutRequest:") once everything else about the message
+// has been verified.
+type replayCache struct {
+	ctx    context.Context
+	guard  idp.ReplayGuard
+	prefix string
+}
+
+// errReplayGuard marks a failure of the guard itself, as opposed to a replay.
+type errReplayGuard struct{ err error }
+
+func (e *errReplayGuard) Error() string { return "replay guard: " + e.err.Error() }
+func (e *errReplayGuard) Unwrap() error { return e.err }
+
+func (c replayCache) Consume(id string, until time.Time) error {
+	first, err := c.guard.ConsumeOnce(c.ctx, replayKind, c.prefix+id, until)
+	if err != nil {
+		return &errReplayGuard{err}
+	}
+	if !first {
+		return saml.ErrAssertionReplayed
+	}
+	return nil
+}
+
+// classify turns an error from crewjam into a *idp.LoginError. The
+// InvalidResponseError wrapper is dropped: it carries the whole message
+// XML, which must never reach a log line.
+func classify(err error) error {
+	var ire *saml.InvalidResponseError
+	if errors.As(err, &ire) && ire.PrivateErr != nil {
+		err = ire.PrivateErr
+	}
+	var guardErr *errReplayGuard
+	var status saml.ErrBadStatus
+	code := CodeInvalid
+	switch {
+	case errors.As(err, &guardErr):
+		code = CodeReplayCheck
+	case errors.Is(err, saml.ErrAssertionReplayed):
+		code = CodeReplayed
+	case errors.Is(err, saml.ErrUntrustedCertificate):
+		code = CodeUntrustedKey
+	case errors.Is(err, saml.ErrInvalidSignature) && errors.Is(err, saml.ErrUnsupported):
+		code = CodeSignatureAlgorithm
+	case errors.Is(err, saml.ErrInvalidSignature):
+		code = CodeSignature
+	case errors.Is(err, saml.ErrDecryptionFailed):
+		code = CodeDecryption
+	case errors.Is(err, saml.ErrIssuerMismatch):
+		code = CodeIssuer
+	case errors.As(err, &status):
+		code = CodeStatus
+	case errors.Is(err, saml.ErrDestinationMismatch):
+		code = CodeDestination
+	case errors.Is(err, saml.ErrAudienceMismatch):
+		code = CodeAudience
+	case errors.Is(err, saml.ErrNotYetValid):
+		code = CodeNotYetValid
+	case errors.Is(err, saml.ErrExpired):
+		code = CodeExpired
+	case errors.Is(err, saml.ErrRequestIDMismatch):
+		code = CodeInResponseTo
+	case errors.Is(err, saml.ErrUnsupported):
+		code = CodeUnsupported
+	case errors.Is(err, saml.ErrMissingElement):
+		code = CodeIncomplete
+	case errors.Is(err, saml.ErrMalformedMessage):
+		code = CodeMalformed
+	case err != nil && (strings.Contains(err.Error(), "signature element not present") ||
+		strings.HasPrefix(err.Error(), "cannot validate signature")):
+		// crewjam reports an absent signature where one is required, and
+		// certificate lookup failures, without a classification.
+		code = CodeSignature
+	}
+	return idp.Fail(code, &cappedError{err})
+}
+
+// cappedError keeps crewjam's error in the chain (for errors.Is) but caps
+// its text: some of crewjam's parse errors quote the XML tokens they choked
+// on, and the text goes to logs, where message content does not belong.
+type cappedError struct{ err error }
+
+func (e *cappedError) Error() string {
+	const limit = 300
+	msg := e.err.Error()
+	if i := strings.IndexAny(msg, "\r\n"); i >= 0 {
+		msg = msg[:i]
+	}
+	if len(msg) > limit {
+		msg = msg[:limit] + "…"
+	}
+	return msg
+}
+
+func (e *cappedError) Unwrap() error { return e.err }
+
+// newRelayState returns a fresh RelayState: 26 characters of crypto/rand
+// base32, well under the 80 bytes the bindings allow.
+func newRelayState() string { return rand.Text() }
+
+// looksLikeRelayState reports whether s has the shape newRelayState makes,
+// so that an IdP-initiated RelayState (a path) is never taken for a flow.
+func looksLikeRelayState(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// flowError maps an idp.FlowCookies error to its LoginError.
+func flowError(err error) error {
+	code := CodeFlowInvalid
+	switch {
+	case errors.Is(err, idp.ErrFlowMissing):
+		code = CodeFlowMissing
+	case errors.Is(err, idp.ErrFlowExpired):
+		code = CodeFlowExpired
+	}
+	return idp.Fail(code, err)
+}
+
+// readFile is os.ReadFile with a size cap.
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readCapped(f, limit)
+}

@@ -1,0 +1,292 @@
+package saml
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/crewjam/saml"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// logoutFlow is what the flow cookie carries from Logout to the IdP's
+// LogoutResponse at HandleSLO.
+type logoutFlow struct {
+	RequestID string `json:"i"`
+	ReturnTo  string `json:"r"`
+	SLO       string `json:"s"`
+}
+
+// withNameIDFormat sets the NameID Format of a LogoutRequest to the one the
+// IdP issued (crewjam would send the SP's configured format), and drops the
+// qualifiers crewjam fills in, which the issued NameID may not have had:
+// IdPs match sessions on the NameID as they issued it.
+func withNameIDFormat(format string) saml.LogoutRequestOption {
+	return func(req *saml.LogoutRequest) {
+		if req.NameID == nil {
+			return
+		}
+		req.NameID.Format = format
+		req.NameID.NameQualifier = ""
+		req.NameID.SPNameQualifier = ""
+	}
+}
+
+// sloEndpoint picks the IdP's SingleLogoutService with the binding prefer,
+// or else the other of HTTP-Redirect and HTTP-POST.
+func sloEndpoint(sp *saml.ServiceProvider, prefer string) (binding, location string) {
+	for _, b := range []string{prefer, otherBinding(prefer)} {
+		if loc := sp.GetSLOBindingLocation(b); loc != "" {
+			return b, loc
+		}
+	}
+	return "", ""
+}
+
+// Logout starts SP-initiated Single Logout: it sends the browser to the
+// IdP's SingleLogoutService with a signed LogoutRequest for info's NameID
+// and SessionIndex, remembering the request ID and returnTo in a flow cookie
+// so that HandleSLO can check the IdP's LogoutResponse and then redirect to
+// returnTo. The caller ends the local session before calling it. When the
+// IdP has no SLO endpoint, or info has no NameID, it writes nothing and
+// returns ErrNoSLO.
+func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) error {
+	e, err := p.siteEndpoints(base)
+	if err != nil {
+		return err
+	}
+	md, err := p.metadata(r.Context())
+	if err != nil {
+		return err
+	}
+	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	binding, location := sloEndpoint(sp, saml.HTTPRedirectBinding)
+	if location == "" || info.NameID == "" {
+		return ErrNoSLO
+	}
+	req, err := sp.MakeLogoutRequest(location, info.NameID, saml.WithSessionIndex(info.SessionIndex), withNameIDFormat(info.NameIDFormat))
+	if err != nil {
+		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutRequest: %w", p.cfg.Name, err))
+	}
+	relayState := newRelayState()
+	fl := logoutFlow{RequestID: req.ID, ReturnTo: localPath(returnTo), SLO: e.slo.String()}
+	if err := p.saveFlow(w, r, p.logoutFlowID(relayState), &fl); err != nil {
+		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if binding == saml.HTTPPostBinding {
+		writePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
+		return nil
+	}
+	u, err := sp.RedirectLogoutRequestURL(req, relayState)
+	if err != nil {
+		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: encoding LogoutRequest: %w", p.cfg.Name, err))
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return nil
+}
+
+// HandleSLO is the SP's Single Logout endpoint for the site at base
+// (HTTP-Redirect and HTTP-POST bindings). It handles two messages:
+//
+//   - an IdP-initiated LogoutRequest: it must be signed by the IdP, addressed
+//     here, fresh and not replayed. endSessions is called for its NameID and
+//     each SessionIndex (once with "" when it names none, meaning every
+//     session of that NameID), and the IdP gets a signed LogoutResponse.
+//     If endSessions fails, the IdP is told so (status Responder) and the
+//     returned error wraps ErrPartialLogout; the response is then already
+//     written.
+//   - the IdP's LogoutResponse to a Logout of this browser: it must be
+//     signed and answer the request Logout sent; the browser is then
+//     redirected to the returnTo given to Logout.
+//
+// Any other error is an *idp.LoginError and nothing has been written.
+func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string, endSessions func(ctx context.Context, nameID, sessionIndex string) error) error {
+	e, err := p.siteEndpoints(base)
+	if err != nil {
+		return err
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return idp.Fail(CodeMethodNotAllowed, fmt.Errorf("SLO got %s", r.Method))
+	}
+	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if _, err := p.readForm(w, r); err != nil {
+			return err
+		}
+	} else if len(r.URL.RawQuery) > int(p.cfg.MaxResponseSize) {
+		return idp.Fail(CodeResponseTooLarge, errors.New("SLO query too large"))
+	}
+	// crewjam reads the query first, then the form; so do we.
+	isRequest := q.Get("SAMLRequest") != "" || (q.Get("SAMLResponse") == "" && r.PostForm.Get("SAMLRequest") != "")
+	isResponse := !isRequest && (q.Get("SAMLResponse") != "" || r.PostForm.Get("SAMLResponse") != "")
+	if isRequest || isResponse {
+		field := "SAMLRequest"
+		if isResponse {
+			field = "SAMLResponse"
+		}
+		if err := p.refuseSLODeclarations(r, field); err != nil {
+			return err
+		}
+	}
+	ctx := r.Context()
+	md, err := p.metadata(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case isRequest:
+		return p.handleLogoutRequest(w, r, e, md, endSessions)
+	case isResponse:
+		return p.handleLogoutResponse(w, r, e, md)
+	}
+	return idp.Fail(CodeSLOMessageMissing, errors.New("SLO request carries neither SAMLRequest nor SAMLResponse"))
+}
+
+// refuseSLODeclarations decodes the SLO message (inflating it, for the
+// HTTP-Redirect binding) to refuse DTDs before crewjam parses it, as the ACS
+// does.
+func (p *Provider) refuseSLODeclarations(r *http.Request, field string) error {
+	v, redirect := r.URL.Query().Get(field), true
+	if v == "" {
+		v, redirect = r.PostForm.Get(field), false
+	}
+	data, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return idp.Fail(CodeMalformed, fmt.Errorf("%s is not base64: %w", field, err))
+	}
+	if redirect {
+		fr := flate.NewReader(bytes.NewReader(data))
+		data, err = readCapped(fr, p.cfg.MaxResponseSize)
+		fr.Close()
+		if err != nil {
+			return idp.Fail(CodeMalformed, fmt.Errorf("inflating %s: %w", field, err))
+		}
+	}
+	if err := refuseDeclarations(data); err != nil {
+		if errors.Is(err, errDoctype) {
+			return idp.Fail(CodeDoctype, err)
+		}
+		return idp.Fail(CodeMalformed, err)
+	}
+	return nil
+}
+
+func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e *endpoints, md *idpMetadata,
+	endSessions func(ctx context.Context, nameID, sessionIndex string) error) error {
+	ctx := r.Context()
+	now := p.cfg.Now()
+	sp := p.serviceProvider(ctx, e, md.ed, now)
+	// crewjam requires the signature (query string or enveloped), checks
+	// Destination, IssueInstant, NotOnOrAfter and Issuer, and burns the
+	// request ID in the replay guard.
+	req, err := sp.ValidateLogoutRequest(r)
+	if err != nil {
+		return classify(err)
+	}
+	if req.NameID == nil || req.NameID.Value == "" {
+		return idp.Fail(CodeIncomplete, errors.New("LogoutRequest has no NameID"))
+	}
+	relayState := r.PostForm.Get("RelayState")
+	if r.URL.Query().Get("SAMLRequest") != "" {
+		relayState = r.URL.Query().Get("RelayState")
+	}
+
+	var endErr error
+	indexes := req.AllSessionIndexes()
+	if len(indexes) == 0 {
+		endErr = endSessions(ctx, req.NameID.Value, "")
+	}
+	for _, si := range indexes {
+		if err := endSessions(ctx, req.NameID.Value, si.Value); err != nil && endErr == nil {
+			endErr = err
+		}
+	}
+	status := saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}}
+	if endErr != nil {
+		status.StatusCode.Value = saml.StatusResponder
+	}
+
+	// Answer to the ResponseLocation, with the binding the request came
+	// with when the IdP offers it.
+	resp := p.serviceProvider(ctx, e, md.sloResponse, now)
+	prefer := saml.HTTPRedirectBinding
+	if r.Method == http.MethodPost {
+		prefer = saml.HTTPPostBinding
+	}
+	binding, _ := sloEndpoint(resp, prefer)
+	w.Header().Set("Cache-Control", "no-store")
+	switch binding {
+	case saml.HTTPRedirectBinding:
+		u, err := resp.MakeRedirectLogoutResponseWithStatus(req.ID, relayState, status)
+		if err != nil {
+			return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutResponse: %w", p.cfg.Name, errors.Join(err, endErr)))
+		}
+		http.Redirect(w, r, u.String(), http.StatusFound)
+	case saml.HTTPPostBinding:
+		lr, err := resp.MakeLogoutResponseWithStatus(resp.GetSLOBindingLocation(saml.HTTPPostBinding), req.ID, status)
+		if err != nil {
+			return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutResponse: %w", p.cfg.Name, errors.Join(err, endErr)))
+		}
+		writePostForm(w, func(nonce string) []byte { return lr.PostWithNonce(relayState, nonce) })
+	default:
+		// A LogoutRequest from an IdP without an SLO endpoint to answer:
+		// the sessions are ended, there is nobody to tell.
+		if endErr == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("Signed out.\n"))
+		}
+	}
+	if endErr != nil {
+		return idp.Fail(CodeLogoutFailed, fmt.Errorf("saml idp %q: %w: %w", p.cfg.Name, ErrPartialLogout, endErr))
+	}
+	return nil
+}
+
+func (p *Provider) handleLogoutResponse(w http.ResponseWriter, r *http.Request, e *endpoints, md *idpMetadata) error {
+	relayState := r.URL.Query().Get("RelayState")
+	if r.URL.Query().Get("SAMLResponse") == "" {
+		relayState = r.PostForm.Get("RelayState")
+	}
+	if !looksLikeRelayState(relayState) {
+		return idp.Fail(CodeFlowMissing, errors.New("LogoutResponse without the RelayState of a logout begun here"))
+	}
+	var fl logoutFlow
+	if err := p.takeFlow(w, r, p.logoutFlowID(relayState), &fl); err != nil {
+		return flowError(err)
+	}
+	if fl.SLO != e.slo.String() {
+		return idp.Fail(CodeACSMismatch, fmt.Errorf("LogoutResponse posted to %q, logout began for %q", e.slo, fl.SLO))
+	}
+	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	if _, err := sp.ParseLogoutResponse(r, []string{fl.RequestID}); err != nil {
+		return classify(err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, localPath(fl.ReturnTo), http.StatusSeeOther)
+	return nil
+}
+
+// writePostForm writes an HTML page around the auto-submitting form crewjam
+// renders (form returns it for a CSP nonce), under a Content-Security-Policy
+// that runs only that script: the page carries a signed SAML message and
+// nothing else may run on it.
+func writePostForm(w http.ResponseWriter, form func(nonce string) []byte) {
+	nonce := rand.Text()
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	var page []byte
+	page = append(page, `<!doctype html><html><head><meta charset="utf-8"><title>Continue</title></head><body><noscript><p>JavaScript is off: press Submit to continue.</p></noscript>`...)
+	page = append(page, form(nonce)...)
+	page = append(page, `</body></html>`...)
+	_, _ = w.Write(page)
+}

@@ -1,0 +1,340 @@
+package saml
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+)
+
+// TestSLOSPInitiated: after a login, Logout sends a signed LogoutRequest to
+// the IdP, which verifies it against the SP metadata, ends its session and
+// answers; HandleSLO verifies the LogoutResponse and redirects to returnTo.
+func TestSLOSPInitiated(t *testing.T) {
+	for _, binding := range []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding} {
+		t.Run(binding[strings.LastIndex(binding, "-")+1:], func(t *testing.T) {
+			h := newHarness(t)
+			if binding == saml.HTTPPostBinding {
+				// An IdP that offers only HTTP-POST for logout.
+				h.idp.SetHooks(samltest.Hooks{Metadata: func(ed *saml.EntityDescriptor) {
+					d := &ed.IDPSSODescriptors[0]
+					d.SingleLogoutServices = d.SingleLogoutServices[1:]
+				}})
+			}
+			h.idp.AddUser(oktaUser)
+			b := newBrowser(t)
+			if res := h.login(b, "ada", "pw", "/app"); res.Error != "" {
+				t.Fatal(res.Error)
+			}
+			if n := h.idp.SessionCount(); n != 1 {
+				t.Fatalf("%d IdP sessions", n)
+			}
+			p := b.autoSubmit(b.get(h.site.URL + "/logout?return_to=/bye"))
+			if p.URL.Path != "/bye" || p.Status != http.StatusOK {
+				t.Fatalf("logout ended at %s (%d): %s", p.URL, p.Status, short(p.Body))
+			}
+			if n := h.idp.SessionCount(); n != 0 {
+				t.Fatalf("IdP session not ended: %d left", n)
+			}
+		})
+	}
+
+	t.Run("no SLO endpoint", func(t *testing.T) {
+		h := newHarness(t)
+		h.idp.SetHooks(samltest.Hooks{Metadata: func(ed *saml.EntityDescriptor) {
+			ed.IDPSSODescriptors[0].SingleLogoutServices = nil
+		}})
+		rec := httptest.NewRecorder()
+		err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{NameID: "ada"}, "/")
+		if !errors.Is(err, ErrNoSLO) || rec.Code != http.StatusOK || len(rec.Header()) != 0 || rec.Body.Len() != 0 {
+			t.Fatalf("got %v, wrote %d %v", err, rec.Code, rec.Header())
+		}
+	})
+	t.Run("no NameID", func(t *testing.T) {
+		h := newHarness(t)
+		err := h.p.Logout(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{}, "/")
+		if !errors.Is(err, ErrNoSLO) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("LogoutRequest carries the issued NameID format and SessionIndex", func(t *testing.T) {
+		h := newHarness(t)
+		rec := httptest.NewRecorder()
+		info := idp.LogoutInfo{NameID: "ada@example.com", NameIDFormat: string(saml.EmailAddressNameIDFormat), SessionIndex: "idx-1"}
+		if err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, info, "/"); err != nil {
+			t.Fatal(err)
+		}
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if loc.Query().Get("Signature") == "" || loc.Query().Get("SigAlg") != signatureMethod {
+			t.Fatalf("LogoutRequest not signed: %s", loc)
+		}
+		var lr saml.LogoutRequest
+		if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
+			t.Fatal(err)
+		}
+		if lr.NameID == nil || lr.NameID.Value != info.NameID || lr.NameID.Format != info.NameIDFormat ||
+			lr.SessionIndex == nil || lr.SessionIndex.Value != "idx-1" || lr.Destination != h.idp.SLOURL() {
+			t.Fatalf("LogoutRequest = %+v %+v", lr, lr.NameID)
+		}
+	})
+}
+
+// TestSLOIdPInitiated: the IdP's StartLogout sends a LogoutRequest to the
+// SP's SLO endpoint; HandleSLO ends the local sessions through the callback
+// and answers, and the IdP finishes at its return URL.
+func TestSLOIdPInitiated(t *testing.T) {
+	h := newHarness(t)
+	h.idp.AddUser(oktaUser)
+	b := newBrowser(t)
+	res := h.login(b, "ada", "pw", "/app")
+	if res.Error != "" {
+		t.Fatal(res.Error)
+	}
+	p := b.autoSubmit(b.get(h.idp.LogoutURL(h.site.URL + "/after-idp-logout")))
+	if p.URL.Path != "/after-idp-logout" {
+		t.Fatalf("IdP logout ended at %s (%d): %s", p.URL, p.Status, short(p.Body))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ended) != 1 || h.ended[0] != [2]string{"ada", res.Assertion.Logout.SessionIndex} {
+		t.Fatalf("endSessions calls = %v, want [ada %s]", h.ended, res.Assertion.Logout.SessionIndex)
+	}
+}
+
+// TestSLORefuses covers the LogoutRequest and LogoutResponse checks.
+func TestSLORefuses(t *testing.T) {
+	h := newHarness(t)
+	spec := func() samltest.LogoutRequestSpec {
+		return samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
+	}
+	past := time.Now().Add(-10 * time.Minute)
+	soon := time.Now().Add(-2 * time.Minute)
+	cases := []struct {
+		name string
+		edit func(*samltest.LogoutRequestSpec)
+		post bool
+		want string
+	}{
+		{name: "redirect accepted", want: ""},
+		{name: "post accepted", post: true, want: ""},
+		{name: "redirect unsigned", edit: func(s *samltest.LogoutRequestSpec) { s.Sign = false }, want: CodeSignature},
+		{name: "post unsigned", post: true, edit: func(s *samltest.LogoutRequestSpec) { s.Sign = false }, want: CodeSignature},
+		{name: "expired IssueInstant", edit: func(s *samltest.LogoutRequestSpec) { s.IssueInstant = past }, want: CodeExpired},
+		{name: "expired NotOnOrAfter", edit: func(s *samltest.LogoutRequestSpec) { s.NotOnOrAfter = &past }, want: CodeExpired},
+		{name: "NotOnOrAfter within crewjam's skew", edit: func(s *samltest.LogoutRequestSpec) { s.NotOnOrAfter = &soon }, want: ""},
+		{name: "wrong Destination", edit: func(s *samltest.LogoutRequestSpec) { s.Destination = "https://other.example/slo" }, want: CodeDestination},
+		{name: "wrong Issuer", edit: func(s *samltest.LogoutRequestSpec) { s.Issuer = "https://evil.example/idp" }, want: CodeIssuer},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec()
+			if tc.edit != nil {
+				tc.edit(&s)
+			}
+			h.mu.Lock()
+			h.ended = nil
+			h.mu.Unlock()
+			var r *http.Request
+			if tc.post {
+				form, err := h.idp.LogoutRequestForm(s, "rs")
+				if err != nil {
+					t.Fatal(err)
+				}
+				r = httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			} else {
+				u, err := h.idp.LogoutRequestRedirectURL(s, "rs")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The request arrives at the SLO endpoint whatever its
+				// Destination says.
+				uu, _ := url.Parse(u)
+				r = httptest.NewRequest(http.MethodGet, h.slo()+"?"+uu.RawQuery, nil)
+			}
+			rec := httptest.NewRecorder()
+			err := h.p.HandleSLO(rec, r, h.base, h.endSessions)
+			if got := codeOf(err); got != tc.want {
+				t.Fatalf("code = %q, want %q (%v)", got, tc.want, err)
+			}
+			h.mu.Lock()
+			ended := h.ended
+			h.mu.Unlock()
+			if tc.want != "" {
+				if len(ended) != 0 || rec.Body.Len() != 0 || rec.Header().Get("Location") != "" {
+					t.Fatalf("refused, yet sessions ended (%v) or a response was written", ended)
+				}
+				return
+			}
+			if len(ended) != 1 || ended[0] != [2]string{"ada", "idx-1"} {
+				t.Fatalf("endSessions calls = %v", ended)
+			}
+			if tc.post {
+				if !strings.Contains(rec.Body.String(), `name="SAMLResponse"`) || !strings.Contains(rec.Body.String(), h.idp.SLOURL()) {
+					t.Fatalf("POST LogoutResponse form missing: %s", short(rec.Body.String()))
+				}
+				return
+			}
+			loc, _ := url.Parse(rec.Header().Get("Location"))
+			if !strings.HasPrefix(loc.String(), h.idp.SLOURL()+"?") || loc.Query().Get("Signature") == "" || loc.Query().Get("RelayState") != "rs" {
+				t.Fatalf("LogoutResponse redirect = %s", loc)
+			}
+			var lr saml.LogoutResponse
+			if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
+				t.Fatal(err)
+			}
+			if lr.Status.StatusCode.Value != saml.StatusSuccess {
+				t.Fatalf("status %q", lr.Status.StatusCode.Value)
+			}
+		})
+	}
+
+	t.Run("replayed LogoutRequest", func(t *testing.T) {
+		u, err := h.idp.LogoutRequestRedirectURL(spec(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions); err != nil {
+			t.Fatal(err)
+		}
+		err = h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions)
+		if codeOf(err) != CodeReplayed {
+			t.Fatalf("replay: %v", err)
+		}
+	})
+	t.Run("endSessions fails", func(t *testing.T) {
+		u, err := h.idp.LogoutRequestRedirectURL(spec(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, string) error {
+			return errors.New("store down")
+		})
+		if !errors.Is(err, ErrPartialLogout) || codeOf(err) != CodeLogoutFailed {
+			t.Fatalf("got %v", err)
+		}
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		var lr saml.LogoutResponse
+		if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
+			t.Fatal(err)
+		}
+		if lr.Status.StatusCode.Value != saml.StatusResponder {
+			t.Fatalf("status %q, want Responder", lr.Status.StatusCode.Value)
+		}
+	})
+	t.Run("DOCTYPE in a signed LogoutRequest (ours)", func(t *testing.T) {
+		for _, post := range []bool{false, true} {
+			var r *http.Request
+			if post {
+				form, err := h.idp.LogoutRequestForm(spec(), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				reencodeField(t, form, "SAMLRequest", func(s string) string { return `<!DOCTYPE x [<!ENTITY a "b">]>` + s })
+				r = httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			} else {
+				r = httptest.NewRequest(http.MethodGet, h.slo()+"?"+url.Values{"SAMLRequest": {deflateB64(t, `<!DOCTYPE x [<!ENTITY a "b">]><x/>`)}}.Encode(), nil)
+			}
+			if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeDoctype {
+				t.Fatalf("post=%v: got %v", post, err)
+			}
+		}
+	})
+	t.Run("neither request nor response", func(t *testing.T) {
+		err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, h.slo(), nil), h.base, h.endSessions)
+		if codeOf(err) != CodeSLOMessageMissing {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("oversize POST", func(t *testing.T) {
+		body := "SAMLRequest=" + strings.Repeat("A", DefaultMaxResponseSize+1)
+		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeResponseTooLarge {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("LogoutResponse without a logout begun here", func(t *testing.T) {
+		q := url.Values{"SAMLResponse": {deflateB64(t, "<x/>")}, "RelayState": {"/x"}}
+		r := httptest.NewRequest(http.MethodGet, h.slo()+"?"+q.Encode(), nil)
+		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeFlowMissing {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("LogoutResponse to another request", func(t *testing.T) {
+		// Begin a logout to get a flow cookie, then answer a different
+		// request ID, as a replayed LogoutResponse would.
+		rec := httptest.NewRecorder()
+		info := idp.LogoutInfo{NameID: "ada"}
+		if err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, info, "/bye"); err != nil {
+			t.Fatal(err)
+		}
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		resp := &saml.LogoutResponse{
+			ID: "id-resp", InResponseTo: "id-someone-else", Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
+			Issuer: &saml.Issuer{Value: h.idp.EntityID()},
+			Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
+		}
+		signed, err := h.idp.SignElement(resp.Element())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := samltest.Encode(signed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		form := url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}
+		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, c := range rec.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeInResponseTo {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func (h *harness) endSessions(_ context.Context, nameID, sessionIndex string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ended = append(h.ended, [2]string{nameID, sessionIndex})
+	return h.endErr
+}
+
+func reencodeField(t testing.TB, form url.Values, field string, edit func(string) string) {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(form.Get(field))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form.Set(field, base64.StdEncoding.EncodeToString([]byte(edit(string(raw)))))
+}
+
+func deflateB64(t testing.TB, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	if _, err := w.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}

@@ -1,0 +1,183 @@
+package scim_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/provision/scim"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+func TestBearerTokenIsRequired(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	headers := []struct {
+		name, value string
+	}{
+		{"no header", ""},
+		{"empty bearer", "Bearer "},
+		{"basic scheme", "Basic ZW50cmE6c2VjcmV0"},
+		{"token without scheme", entraToken},
+		{"wrong token", "Bearer wrong-token-wrong-token-wrong"},
+		{"prefix of the token", "Bearer " + entraToken[:len(entraToken)-1]},
+		{"token with a suffix", "Bearer " + entraToken + "x"},
+		{"token in another case", "Bearer " + strings.ToUpper(entraToken)},
+		{"another IdP's token", "Bearer " + oktaToken},
+	}
+	requests := []struct{ method, path, body string }{
+		{"GET", "/Users?filter=" + q(`userName eq "x"`), ""},
+		{"POST", "/Users", `{"userName":"intruder","active":true}`},
+		{"GET", "/ServiceProviderConfig", ""},
+		{"GET", "/Schemas", ""},
+		{"DELETE", "/Users/whatever", ""},
+		{"GET", "/not-a-resource", ""}, // 401 before 404: nothing is revealed
+		{"GET", "/../elsewhere", ""},
+	}
+	for _, h := range headers {
+		for _, rq := range requests {
+			t.Run(h.name+" "+rq.method+" "+rq.path, func(t *testing.T) {
+				req, _ := http.NewRequest(rq.method, e.srv.URL+"/scim/v2"+rq.path, strings.NewReader(rq.body))
+				if h.value != "" {
+					req.Header.Set("Authorization", h.value)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") == "" {
+					t.Errorf("status %d, WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+				}
+			})
+		}
+	}
+	r := e.doWith("wrong-token-wrong-token-wrong", "GET", "/Users", "")
+	scimError(t, r, 401, "")
+	if n := total(t, e.must(200, "GET", "/Users", "")); n != 0 {
+		t.Errorf("an unauthenticated POST created %d users", n)
+	}
+	// The scheme is case-insensitive (RFC 7235).
+	req, _ := http.NewRequest("GET", e.srv.URL+"/scim/v2/ServiceProviderConfig", nil)
+	req.Header.Set("Authorization", "bearer "+entraToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("lower-case scheme: %d", res.StatusCode)
+	}
+	// Refusals are logged without any part of any token.
+	refusals := e.logs.FilterMessage("scim request refused: missing or wrong bearer token")
+	if refusals.Len() == 0 {
+		t.Fatal("refusals are not logged")
+	}
+	for _, l := range e.logs.All() {
+		s := fmt.Sprint(l.Message, l.ContextMap())
+		for _, secret := range []string{entraToken[:12], oktaToken[:12], "wrong-token", "ZW50cmE6"} {
+			if strings.Contains(s, secret) {
+				t.Errorf("log line %q reveals a token", s)
+			}
+		}
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sessions := session.New(db, session.Config{}, nil, nil)
+	good := scim.Config{IdP: "entra", Token: entraToken, Store: db, Sessions: sessions}
+	bad := map[string]func(*scim.Config){
+		"no IdP":                 func(c *scim.Config) { c.IdP = "" },
+		"no token":               func(c *scim.Config) { c.Token = "" },
+		"short token":            func(c *scim.Config) { c.Token = strings.Repeat("x", scim.MinTokenLength-1) },
+		"no store":               func(c *scim.Config) { c.Store = nil },
+		"no session manager":     func(c *scim.Config) { c.Sessions = nil },
+		"relative base URL":      func(c *scim.Config) { c.BaseURL = "/scim/v2" },
+		"base URL of the scheme": func(c *scim.Config) { c.BaseURL = "ftp://x/scim/v2" },
+	}
+	for name, mutate := range bad {
+		c := good
+		mutate(&c)
+		if _, err := scim.New(c); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		} else if c.Token != "" && strings.Contains(err.Error(), c.Token) {
+			t.Errorf("%s: error %q reveals the token", name, err)
+		}
+	}
+	if _, err := scim.New(good); err != nil {
+		t.Errorf("good config: %v", err)
+	}
+}
+
+// TestMuxChoosesTheIdPByToken serves two IdPs from one site: each token
+// reaches its own IdP's users only.
+func TestMuxChoosesTheIdPByToken(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sessions := session.New(db, session.Config{}, nil, nil)
+	mk := func(idp, token string) *scim.Handler {
+		h, err := scim.New(scim.Config{IdP: idp, Token: token, Store: db, Sessions: sessions, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	entra, okta := mk("entra", entraToken), mk("okta", oktaToken)
+	if _, err := scim.NewMux(entra, mk("other", entraToken)); err == nil {
+		t.Error("two IdPs sharing a token accepted")
+	}
+	if _, err := scim.NewMux(entra, mk("entra", "another-token-another-token")); err == nil {
+		t.Error("one IdP twice accepted")
+	}
+	mux, err := scim.NewMux(entra, okta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	e := &env{t: t, db: db, srv: srv, vars: map[string]string{}, sessions: sessions}
+	e.token = oktaToken
+	e.vars["okta"] = e.must(201, "POST", "/Users", `{"userName":"o@x.io","externalId":"00u1","active":true}`).body["id"].(string)
+	e.token = entraToken
+	e.vars["entra"] = e.must(201, "POST", "/Users", `{"userName":"e@x.io","externalId":"oid-1","active":true}`).body["id"].(string)
+	if u := e.user("{{okta}}"); u.IdP != "okta" {
+		t.Errorf("okta token created a user of %q", u.IdP)
+	}
+	// Entra's token cannot see, change or delete Okta's user.
+	scimError(t, e.do("GET", "/Users/{{okta}}", ""), 404, "")
+	scimError(t, e.do("PATCH", "/Users/{{okta}}", patchBody(`{"op":"replace","path":"active","value":false}`)), 404, "")
+	scimError(t, e.do("PUT", "/Users/{{okta}}", `{"userName":"o@x.io","active":false}`), 404, "")
+	scimError(t, e.do("DELETE", "/Users/{{okta}}", ""), 404, "")
+	if n := total(t, e.must(200, "GET", "/Users?filter="+q(`userName eq "o@x.io"`), "")); n != 0 {
+		t.Errorf("entra's filter found okta's user")
+	}
+	if r := e.must(200, "GET", "/Users", ""); total(t, r) != 1 || at(r.body, "Resources", 0, "id") != e.vars["entra"] {
+		t.Errorf("entra's listing: %s", r.raw)
+	}
+	if !e.user("{{okta}}").Active {
+		t.Error("okta's user was deactivated through entra's token")
+	}
+	// Nor put Okta's user in its groups.
+	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"g","members":[{"value":"{{okta}}"},{"value":"{{entra}}"}]}`).body["id"].(string)
+	if g := e.user("{{okta}}").Groups; len(g) != 0 {
+		t.Errorf("okta's user joined entra's group: %v", g)
+	}
+	// A userName is unique across the store, so reusing Okta's is a 409.
+	scimError(t, e.do("POST", "/Users", `{"userName":"O@X.IO","active":true}`), 409, "uniqueness")
+	// No token, or a third one: refused.
+	e.token = "not-a-configured-token-at-all"
+	scimError(t, e.do("GET", "/Users", ""), 401, "")
+}

@@ -1,0 +1,94 @@
+package scim_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestDiscoveryEndpoints(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	r := e.must(200, "GET", "/ServiceProviderConfig", "")
+	if at(r.body, "patch", "supported") != true || at(r.body, "filter", "supported") != true ||
+		at(r.body, "bulk", "supported") != false || at(r.body, "authenticationSchemes", 0, "type") != "oauthbearertoken" {
+		t.Errorf("ServiceProviderConfig: %s", r.raw)
+	}
+	r = e.must(200, "GET", "/ResourceTypes", "")
+	if total(t, r) != 2 || at(r.body, "Resources", 0, "endpoint") != "/Users" ||
+		at(r.body, "Resources", 0, "schemaExtensions", 0, "schema") != "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User" {
+		t.Errorf("ResourceTypes: %s", r.raw)
+	}
+	if r = e.must(200, "GET", "/ResourceTypes/Group", ""); r.body["schema"] != "urn:ietf:params:scim:schemas:core:2.0:Group" {
+		t.Errorf("ResourceTypes/Group: %s", r.raw)
+	}
+	r = e.must(200, "GET", "/Schemas", "")
+	if total(t, r) != 3 {
+		t.Errorf("Schemas: %s", r.raw)
+	}
+	r = e.must(200, "GET", "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", "")
+	if at(r.body, "attributes", 0, "name") != "userName" || at(r.body, "attributes", 0, "uniqueness") != "server" {
+		t.Errorf("User schema: %.300s", r.raw)
+	}
+	scimError(t, e.do("GET", "/Schemas/urn:nope", ""), 404, "")
+	scimError(t, e.do("GET", "/ResourceTypes/Nope", ""), 404, "")
+}
+
+func TestProtocolErrors(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	e.vars["id"] = e.must(201, "POST", "/Users", baseUser).body["id"].(string)
+	tests := []struct {
+		name, method, path, body, contentType string
+		status                                int
+		scimType                              string
+	}{
+		{"unknown resource", "GET", "/Widgets", "", "", 404, ""},
+		{"too deep", "GET", "/Users/{{id}}/extra", "", "", 404, ""},
+		{"bulk", "POST", "/Bulk", "{}", "", 501, ""},
+		{"method on collection", "DELETE", "/Users", "", "", 405, ""},
+		{"method on resource", "POST", "/Users/{{id}}", "{}", "", 405, ""},
+		{"discovery is read-only", "POST", "/Schemas", "{}", "", 405, ""},
+		{"not JSON", "POST", "/Users", "userName=x", "application/x-www-form-urlencoded", 415, ""},
+		{"body not an object", "POST", "/Users", `["x"]`, "", 400, "invalidSyntax"},
+		{"trailing data", "POST", "/Users", `{"userName":"x"} {}`, "", 400, "invalidSyntax"},
+		{"too large", "POST", "/Users", `{"userName":"x","title":"` + strings.Repeat("a", 1<<20) + `"}`, "", 413, "tooLarge"},
+		{"userName missing", "POST", "/Users", `{"active":true}`, "", 400, "invalidValue"},
+		{"userName not a string", "POST", "/Users", `{"userName":7}`, "", 400, "invalidValue"},
+		{"emails not a list", "POST", "/Users", `{"userName":"x","emails":"a@b"}`, "", 400, "invalidValue"},
+		{"PUT without userName", "PUT", "/Users/{{id}}", `{"active":true}`, "", 400, "invalidValue"},
+		{"group without name", "POST", "/Groups", `{"members":[]}`, "", 400, "invalidValue"},
+		{"group member without value", "POST", "/Groups", `{"displayName":"g","members":[{"display":"x"}]}`, "", 400, "invalidValue"},
+		{"unknown group", "GET", "/Groups/nope", "", "", 404, ""},
+		{"sort", "GET", "/Groups?sortBy=displayName", "", "", 400, "invalidValue"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, e.srv.URL+"/scim/v2"+e.expand(tt.path), strings.NewReader(tt.body))
+			req.Header.Set("Authorization", "Bearer "+entraToken)
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.t = t
+			scimError(t, e.read(res), tt.status, tt.scimType)
+		})
+	}
+	e.t = t
+	// Outside the base path: a SCIM 404, after authentication.
+	req, _ := http.NewRequest("GET", e.srv.URL+"/other/Users", nil)
+	req.Header.Set("Authorization", "Bearer "+entraToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 404 {
+		t.Errorf("outside the base path: %d", res.StatusCode)
+	}
+	// The user survived all of it.
+	if u := e.user("{{id}}"); u.UserName != "ada@example.com" {
+		t.Errorf("user changed: %+v", u)
+	}
+}

@@ -1,0 +1,203 @@
+package scim_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/provision/scim"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// These tests run SCIM and JIT against one store, as a gateway with both
+// enabled for IdP "entra" does.
+
+var scimAndJIT = provision.Rules{JIT: true, SCIMManaged: true}
+
+func (e *env) login(rules provision.Rules, sub, first string) (*store.User, error) {
+	p := &provision.Provisioner{Store: e.db, Now: func() time.Time { return e.now }}
+	prof := mapping.Profile{UniqueUserID: sub, FirstName: first, LastName: "Lovelace", Email: sub + "@example.com"}
+	return p.Login(context.Background(), "entra", rules, prof, true)
+}
+
+func denied(t *testing.T, err error, reason string) {
+	t.Helper()
+	var d *provision.Denial
+	if !errors.As(err, &d) || d.Reason != reason {
+		t.Fatalf("login: %v, want a %s denial", err, reason)
+	}
+}
+
+func TestJITUserIsAdoptedBySCIM(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "oid-1", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars["id"] = u.ID
+	// Entra's matching (objectId -> externalId) finds the JIT user...
+	r := e.must(200, "GET", "/Users?filter="+q(`externalId eq "oid-1"`), "")
+	if total(t, r) != 1 || at(r.body, "Resources", 0, "id") != u.ID || at(r.body, "Resources", 0, "userName") != "oid-1@example.com" {
+		t.Fatalf("JIT user not matched: %s", r.raw)
+	}
+	// ...and so does Okta's (userName).
+	if n := total(t, e.must(200, "GET", "/Users?filter="+q(`userName eq "OID-1@example.com"`), "")); n != 1 {
+		t.Fatalf("userName match: %d", n)
+	}
+	// Creating it instead would be a duplicate.
+	scimError(t, e.do("POST", "/Users", `{"userName":"other","externalId":"oid-1","active":true}`), 409, "uniqueness")
+
+	// The first SCIM write takes the profile over.
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
+	got := e.user("{{id}}")
+	if got.Source != store.SourceSCIM || got.FirstName != "Augusta" {
+		t.Fatalf("after PATCH %+v", got)
+	}
+	var adopted bool
+	for _, ev := range e.audit() {
+		if ev.Type == store.EventUserUpdated && ev.Detail["adopted_from"] == store.SourceJIT {
+			adopted = true
+		}
+	}
+	if !adopted {
+		t.Error("no audit event records the adoption")
+	}
+	// From now on a login only records itself.
+	again, err := e.login(scimAndJIT, "oid-1", "FromTheToken")
+	if err != nil || again.ID != u.ID || again.FirstName != "Augusta" {
+		t.Fatalf("login after adoption: %+v, %v", again, err)
+	}
+	// And an empty PATCH-like resend changes nothing.
+	before := e.user("{{id}}")
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
+	if after := e.user("{{id}}"); !after.Updated.Equal(before.Updated) {
+		t.Error("a PATCH that changes nothing rewrote the user")
+	}
+}
+
+func TestSCIMUserSignsInByExternalID(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	id := e.must(201, "POST", "/Users", `{"userName":"ada@example.com","externalId":"oid-7","active":true,
+		"name":{"givenName":"Ada","familyName":"Lovelace"},"emails":[{"value":"oid-7@example.com","type":"work","primary":true}]}`).body["id"].(string)
+	// JIT off: only provisioned users may sign in, and this one is.
+	u, err := e.login(provision.Rules{SCIMManaged: true}, "oid-7", "Ada")
+	if err != nil || u.ID != id {
+		t.Fatalf("login: %+v, %v", u, err)
+	}
+	if !slices.Contains(e.user(id).Links, store.Link{IdP: "entra", Subject: "oid-7"}) {
+		t.Error("no link written")
+	}
+	if _, err := e.login(provision.Rules{SCIMManaged: true}, "oid-8", "Bob"); err == nil {
+		t.Error("an unprovisioned user signed in with JIT off")
+	}
+}
+
+func TestDeactivationEndsSessionsAndLogins(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "oid-1", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars["id"] = u.ID
+	cookies := []string{e.signIn(u.ID), e.signIn(u.ID)}
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":"False"}`))
+	for _, c := range cookies {
+		if _, err := e.sessions.Resolve(context.Background(), c); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("session survived deactivation: %v", err)
+		}
+	}
+	_, err = e.login(scimAndJIT, "oid-1", "Ada")
+	denied(t, err, provision.ReasonDeactivated)
+	var revoked *store.Event
+	for _, ev := range e.audit() {
+		if ev.Type == store.EventSessionRevoked {
+			revoked = &ev
+		}
+	}
+	if revoked == nil || revoked.Detail["sessions"] != "2" || revoked.Reason != scim.RevokeReasonDeactivated {
+		t.Errorf("revocation audit = %+v", revoked)
+	}
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":true}`))
+	if _, err := e.login(scimAndJIT, "oid-1", "Ada"); err != nil {
+		t.Errorf("login after SCIM reactivation: %v", err)
+	}
+}
+
+func TestDeleteLeavesATombstone(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "oid-1", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars["id"] = u.ID
+	cookie := e.signIn(u.ID)
+	e.must(204, "DELETE", "/Users/{{id}}", "")
+	e.must(404, "GET", "/Users/{{id}}", "")
+	if _, err := e.sessions.Resolve(context.Background(), cookie); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("session survived deletion: %v", err)
+	}
+	var ts *store.Tombstone
+	err = e.db.View(context.Background(), func(tx store.Tx) (err error) {
+		ts, err = tx.Tombstone("entra", "oid-1")
+		return err
+	})
+	if err != nil || ts.UserID != u.ID {
+		t.Fatalf("tombstone: %+v, %v", ts, err)
+	}
+
+	// JIT does not bring the leaver back while SCIM runs the IdP.
+	_, err = e.login(scimAndJIT, "oid-1", "Ada")
+	denied(t, err, provision.ReasonDeprovisioned)
+	scimError(t, e.do("DELETE", "/Users/{{id}}", ""), 404, "")
+
+	// The directory provisions them again: the tombstone goes, and the
+	// login adopts the new user.
+	r := e.must(201, "POST", "/Users", `{"userName":"ada@example.com","externalId":"oid-1","active":true}`)
+	if _, err := e.login(scimAndJIT, "oid-1", "Ada"); err != nil {
+		t.Fatalf("login after re-provisioning: %v", err)
+	}
+	if got := e.user(r.body["id"].(string)); !slices.Contains(got.Links, store.Link{IdP: "entra", Subject: "oid-1"}) {
+		t.Errorf("re-provisioned user not adopted: %+v", got)
+	}
+	var cleared bool
+	for _, ev := range e.audit() {
+		cleared = cleared || ev.Type == store.EventUserCreated && ev.Detail["tombstone_cleared"] == "true"
+	}
+	if !cleared {
+		t.Error("clearing the tombstone is not audited")
+	}
+}
+
+func TestGroupChangesReachTheSessionAtOnce(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "oid-1", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars["id"] = u.ID
+	cookie := e.signIn(u.ID)
+	groups := func() []string {
+		id, err := e.sessions.Resolve(context.Background(), cookie)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.Groups
+	}
+	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"Admins","members":[{"value":"{{id}}"}]}`).body["id"].(string)
+	if g := groups(); !slices.Equal(g, []string{"Admins"}) {
+		t.Errorf("after join: %v", g)
+	}
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"replace","path":"displayName","value":"Operators"}`))
+	if g := groups(); !slices.Equal(g, []string{"Operators"}) {
+		t.Errorf("after rename: %v", g)
+	}
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"remove","path":"members[value eq \"{{id}}\"]"}`))
+	if g := groups(); len(g) != 0 {
+		t.Errorf("after leave: %v", g)
+	}
+}

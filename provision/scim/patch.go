@@ -1,0 +1,482 @@
+package scim
+
+import (
+	"maps"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// patchOp is one PATCH operation; op is lower-cased ("Replace" from Entra
+// is "replace").
+type patchOp struct {
+	op       string
+	path     string
+	value    any
+	hasValue bool
+}
+
+// maxPatchOps bounds the work one request can ask for.
+const maxPatchOps = 1000
+
+// parsePatch reads a PatchOp body. The schemas member is not required:
+// the endpoint and method already say what the body is.
+func parsePatch(body map[string]any) ([]patchOp, error) {
+	raw, ok := get(body, "Operations").([]any)
+	if !ok || len(raw) == 0 {
+		return nil, errorf(http.StatusBadRequest, "invalidSyntax", "PATCH needs a non-empty Operations list")
+	}
+	if len(raw) > maxPatchOps {
+		return nil, errorf(http.StatusBadRequest, "tooMany", "PATCH has more than %d operations", maxPatchOps)
+	}
+	out := make([]patchOp, 0, len(raw))
+	for i, r := range raw {
+		m, ok := r.(map[string]any)
+		if !ok {
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "operation %d is not an object", i)
+		}
+		opName, _ := get(m, "op").(string)
+		op := patchOp{op: strings.ToLower(strings.TrimSpace(opName))}
+		switch op.op {
+		case "add", "replace", "remove":
+		default:
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "operation %d: unknown op %q", i, opName)
+		}
+		if p := get(m, "path"); p != nil {
+			s, ok := p.(string)
+			if !ok {
+				return nil, errorf(http.StatusBadRequest, "invalidPath", "operation %d: path is not a string", i)
+			}
+			op.path = s
+		}
+		vk := keyOf(m, "value")
+		op.value, op.hasValue = m[vk]
+		out = append(out, op)
+	}
+	return out, nil
+}
+
+// applyPatch applies the operations to a resource document in order; the
+// caller converts the result back to a record, which validates it.
+func applyPatch(rt *resourceType, doc map[string]any, ops []patchOp) error {
+	for _, op := range ops {
+		if err := applyOp(rt, doc, op); err != nil {
+			return err
+		}
+	}
+	normalize(rt, doc)
+	return nil
+}
+
+func applyOp(rt *resourceType, doc map[string]any, op patchOp) error {
+	if strings.TrimSpace(op.path) == "" {
+		if op.op == "remove" {
+			return errorf(http.StatusBadRequest, "noTarget", "remove needs a path")
+		}
+		obj, ok := op.value.(map[string]any)
+		if !ok {
+			return errorf(http.StatusBadRequest, "invalidValue", "%s without a path needs an object value", op.op)
+		}
+		// Each key is a path of its own: "active", "name.givenName",
+		// "urn:…:enterprise:2.0:User:department", or a schema URN whose
+		// value holds that extension's attributes.
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			v := obj[k]
+			if sub, ok := v.(map[string]any); ok && isExtensionKey(rt, k) {
+				for _, sk := range slices.Sorted(maps.Keys(sub)) {
+					p, err := splitPath(rt, canonicalURN(rt, k)+":"+sk)
+					if err != nil {
+						return invalidPath("bad attribute %q in %s", sk, k)
+					}
+					if err := applyAt(rt, doc, op.op, p, sub[sk], true); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			p, err := splitPath(rt, k)
+			if err != nil {
+				return invalidPath("bad attribute %q in a path-less value", k)
+			}
+			if err := applyAt(rt, doc, op.op, p, v, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	p, err := parsePatchPath(rt, op.path)
+	if err != nil {
+		return err
+	}
+	if op.op != "remove" && !op.hasValue {
+		return errorf(http.StatusBadRequest, "invalidValue", "%s %s needs a value", op.op, op.path)
+	}
+	return applyAt(rt, doc, op.op, p, op.value, false)
+}
+
+// isExtensionKey tells a key naming a whole extension schema
+// ("urn:…:enterprise:2.0:User") from one naming an attribute in it. An
+// unknown URN counts as a schema: its value is an object of attributes.
+func isExtensionKey(rt *resourceType, k string) bool {
+	if !strings.HasPrefix(strings.ToLower(k), "urn:") {
+		return false
+	}
+	if rt.extension(k) != nil {
+		return true
+	}
+	for _, s := range append([]*schema{rt.Core}, rt.Extensions...) {
+		if len(k) > len(s.ID) && strings.EqualFold(k[:len(s.ID)], s.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+func canonicalURN(rt *resourceType, k string) string {
+	if s := rt.extension(k); s != nil {
+		return s.ID
+	}
+	return k
+}
+
+// container returns the object holding top-level attributes of urn ("" is
+// the resource itself), creating an extension object when create is set.
+func container(doc map[string]any, urn string, create bool) map[string]any {
+	if urn == "" {
+		return doc
+	}
+	k := keyOf(doc, urn)
+	m, ok := doc[k].(map[string]any)
+	if !ok && create {
+		m = map[string]any{}
+		doc[k] = m
+	}
+	return m
+}
+
+// applyAt applies one operation at one path. implicit marks a path that
+// came from a path-less value's key: read-only attributes there (Okta
+// sends the group's id when renaming it) are skipped, not refused.
+func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any, implicit bool) error {
+	def := rt.lookup(p.urn, p.attr)
+	if p.attr != "" && def.readOnly() {
+		if implicit {
+			return nil
+		}
+		return errorf(http.StatusBadRequest, "mutability", "attribute %s is read-only", p.attr)
+	}
+	c := container(doc, p.urn, op != "remove")
+	if c == nil {
+		return nil // removing from an extension the resource does not have
+	}
+	if p.attr == "" {
+		if op == "remove" {
+			delete(doc, keyOf(doc, p.urn))
+			return nil
+		}
+		obj, ok := value.(map[string]any)
+		if !ok {
+			return errorf(http.StatusBadRequest, "invalidValue", "%s needs an object value", p.urn)
+		}
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			sp, err := splitPath(rt, p.urn+":"+k)
+			if err != nil {
+				return invalidPath("bad attribute %q in %s", k, p.urn)
+			}
+			if err := applyAt(rt, doc, op, sp, obj[k], implicit); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	key := keyOf(c, p.attr)
+	cur, exists := c[key]
+	_, curIsList := cur.([]any)
+	_, valIsList := value.([]any)
+	multi := def != nil && def.Multi || curIsList || def == nil && valIsList && op != "remove"
+
+	switch {
+	case p.filter == nil && p.sub == "":
+		switch op {
+		case "add":
+			switch {
+			case multi:
+				c[key] = appendUnique(asList(cur), asList(value))
+			case isMap(cur) && isMap(value):
+				merge(cur.(map[string]any), value.(map[string]any))
+			default:
+				c[key] = value
+			}
+		case "replace":
+			switch {
+			case multi:
+				c[key] = asList(value)
+			case isMap(cur) && isMap(value):
+				// RFC 7644 3.5.2.3: sub-attributes not given stay.
+				merge(cur.(map[string]any), value.(map[string]any))
+			default:
+				c[key] = value
+			}
+		case "remove":
+			if multi && value != nil {
+				// Entra's legacy member removal: only the listed values go.
+				c[key] = removeListed(asList(cur), asList(value))
+			} else {
+				delete(c, key)
+			}
+		}
+		dropEmpty(c, key)
+		return nil
+
+	case p.filter == nil:
+		if multi {
+			if op == "remove" {
+				for _, el := range asList(cur) {
+					if m, ok := el.(map[string]any); ok {
+						delete(m, keyOf(m, p.sub))
+					}
+				}
+				return nil
+			}
+			return invalidPath("%s is multi-valued: select the values with a filter, as in %s[type eq \"work\"].%s", p.attr, p.attr, p.sub)
+		}
+		m, _ := cur.(map[string]any)
+		if m == nil {
+			if op == "remove" {
+				return nil
+			}
+			if exists && cur != nil {
+				return invalidPath("%s has no sub-attributes", p.attr)
+			}
+			m = map[string]any{}
+			c[key] = m
+		}
+		sk := keyOf(m, p.sub)
+		switch {
+		case op == "remove":
+			delete(m, sk)
+		case isMap(m[sk]) && isMap(value) && op == "add":
+			merge(m[sk].(map[string]any), value.(map[string]any))
+		default:
+			m[sk] = value
+		}
+		dropEmpty(c, key)
+		return nil
+	}
+
+	list := asList(cur)
+	inner := scope{rt: rt, base: def}
+	var hits []int
+	for i, el := range list {
+		if m, ok := el.(map[string]any); ok && matches(inner, p.filter, m) {
+			hits = append(hits, i)
+		}
+	}
+	if op == "remove" {
+		if p.sub != "" {
+			for _, i := range hits {
+				m := list[i].(map[string]any)
+				delete(m, keyOf(m, p.sub))
+			}
+		} else {
+			for j := len(hits) - 1; j >= 0; j-- {
+				list = slices.Delete(list, hits[j], hits[j]+1)
+			}
+		}
+		c[key] = list
+		dropEmpty(c, key)
+		return nil
+	}
+	if len(hits) == 0 {
+		// Entra replaces emails[type eq "work"].value on a user who has
+		// no work email; the filter's equalities describe the new value.
+		tmpl, ok := template(p.filter)
+		if !ok {
+			return errorf(http.StatusBadRequest, "noTarget", "no value of %s matches the filter", p.attr)
+		}
+		list = append(list, tmpl)
+		hits = []int{len(list) - 1}
+	}
+	for _, i := range hits {
+		m := list[i].(map[string]any)
+		switch {
+		case p.sub != "":
+			m[keyOf(m, p.sub)] = value
+		case isMap(value) && op == "add":
+			merge(m, value.(map[string]any))
+		case isMap(value):
+			list[i] = maps.Clone(value.(map[string]any))
+		default:
+			return errorf(http.StatusBadRequest, "invalidValue", "a value of %s must be an object", p.attr)
+		}
+	}
+	c[key] = list
+	return nil
+}
+
+// template builds the element a filter of equalities describes:
+// type eq "work" -> {"type": "work"}.
+func template(e expr) (map[string]any, bool) {
+	switch e := e.(type) {
+	case *cmpExpr:
+		if e.op != "eq" || e.path.urn != "" || e.path.filter != nil || e.path.sub != "" || e.value == nil {
+			return nil, false
+		}
+		return map[string]any{e.path.attr: e.value}, true
+	case *logicExpr:
+		if e.op != "and" {
+			return nil, false
+		}
+		l, ok1 := template(e.l)
+		r, ok2 := template(e.r)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		maps.Copy(l, r)
+		return l, true
+	}
+	return nil, false
+}
+
+func isMap(v any) bool { _, ok := v.(map[string]any); return ok }
+
+func asList(v any) []any {
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		return slices.Clone(v)
+	default:
+		return []any{v}
+	}
+}
+
+// merge copies src's sub-attributes into dst, matching names without
+// regard to case.
+func merge(dst, src map[string]any) {
+	for k, v := range src {
+		dst[keyOf(dst, k)] = v
+	}
+}
+
+// sameValue decides whether two values of a multi-valued attribute are
+// the same: by their "value" when both have one (a member is its user ID,
+// whatever display it came with), else by deep equality.
+func sameValue(a, b any) bool {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if aok && bok {
+		av, bv := get(am, "value"), get(bm, "value")
+		if av != nil && bv != nil {
+			return reflect.DeepEqual(av, bv)
+		}
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func appendUnique(list, add []any) []any {
+	for _, v := range add {
+		if !slices.ContainsFunc(list, func(e any) bool { return sameValue(e, v) }) {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+func removeListed(list, drop []any) []any {
+	return slices.DeleteFunc(list, func(e any) bool {
+		return slices.ContainsFunc(drop, func(d any) bool { return sameValue(e, d) })
+	})
+}
+
+// dropEmpty deletes an attribute left without a value.
+func dropEmpty(c map[string]any, key string) {
+	switch v := c[key].(type) {
+	case nil:
+		delete(c, key)
+	case []any:
+		if len(v) == 0 {
+			delete(c, key)
+		}
+	case map[string]any:
+		if len(v) == 0 {
+			delete(c, key)
+		}
+	}
+}
+
+// normalize gives known attributes their canonical names, turns boolean
+// strings into booleans, and leaves at most one primary value per
+// multi-valued attribute (the last one marked), as RFC 7643 2.4 asks.
+func normalize(rt *resourceType, doc map[string]any) {
+	for _, k := range slices.Collect(maps.Keys(doc)) {
+		if ext := rt.extension(k); ext != nil {
+			if m, ok := doc[k].(map[string]any); ok {
+				rename(doc, k, ext.ID)
+				normalizeAttrs(ext.attr, m)
+			}
+		}
+	}
+	normalizeAttrs(func(name string) *attr { return rt.lookup("", name) }, doc)
+}
+
+func normalizeAttrs(lookup func(string) *attr, m map[string]any) {
+	for _, k := range slices.Collect(maps.Keys(m)) {
+		def := lookup(k)
+		if def == nil {
+			continue
+		}
+		rename(m, k, def.Name)
+		m[def.Name] = normalizeValue(def, m[def.Name])
+	}
+}
+
+func normalizeValue(def *attr, v any) any {
+	switch def.Type {
+	case "boolean":
+		if b, ok := asBool(v); ok {
+			return b
+		}
+	case "complex":
+		if def.Multi {
+			list, ok := v.([]any)
+			if !ok {
+				return v
+			}
+			primary := -1
+			for i, el := range list {
+				if m, ok := el.(map[string]any); ok {
+					normalizeAttrs(def.sub, m)
+					if b, _ := m["primary"].(bool); b {
+						primary = i
+					}
+				}
+			}
+			for i, el := range list {
+				if m, ok := el.(map[string]any); ok && i != primary {
+					if b, _ := m["primary"].(bool); b {
+						m["primary"] = false
+					}
+				}
+			}
+			return list
+		}
+		if m, ok := v.(map[string]any); ok {
+			normalizeAttrs(def.sub, m)
+		}
+	}
+	return v
+}
+
+// rename moves m[from] to m[to]; when both spellings are present the
+// canonical one wins.
+func rename(m map[string]any, from, to string) {
+	if from == to {
+		return
+	}
+	if _, ok := m[to]; !ok {
+		m[to] = m[from]
+	}
+	delete(m, from)
+}

@@ -1,0 +1,462 @@
+package scim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// How a document becomes a record: create (POST), replace (PUT: what the
+// body lacks is cleared) or patch (the document is the stored resource
+// with the operations applied).
+const (
+	modeCreate = iota
+	modeReplace
+	modePatch
+)
+
+func timeString(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// version is a weak ETag that changes with every write of the record.
+func version(updated time.Time) string {
+	return `W/"` + strconv.FormatInt(updated.UnixNano(), 36) + `"`
+}
+
+func metaFor(kind string, created, updated time.Time, loc string) map[string]any {
+	return map[string]any{
+		"resourceType": kind,
+		"created":      timeString(created),
+		"lastModified": timeString(updated),
+		"location":     loc,
+		"version":      version(updated),
+	}
+}
+
+// decodeObject reads a stored JSON object keeping numbers as json.Number.
+func decodeObject(raw []byte) (map[string]any, error) {
+	m := map[string]any{}
+	if len(raw) == 0 {
+		return m, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode stored SCIM attributes: %w", err)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+// ---- users ----
+
+// userDoc renders the attributes of u a client can write: the document a
+// PATCH is applied to, and the core of every response.
+func (h *Handler) userDoc(u *store.User) (map[string]any, error) {
+	d, err := decodeObject(u.SCIMAttributes)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: %w", u.ID, err)
+	}
+	d["id"] = u.ID
+	if u.UserName != "" {
+		d["userName"] = u.UserName
+	}
+	if u.ExternalID != "" {
+		d["externalId"] = u.ExternalID
+	}
+	if u.DisplayName != "" {
+		d["displayName"] = u.DisplayName
+	}
+	name, _ := d["name"].(map[string]any)
+	if name == nil {
+		name = map[string]any{}
+	}
+	if u.FirstName != "" {
+		name["givenName"] = u.FirstName
+	}
+	if u.LastName != "" {
+		name["familyName"] = u.LastName
+	}
+	if len(name) > 0 {
+		d["name"] = name
+	}
+	d["active"] = u.Active
+	var emails []any
+	for _, e := range u.Emails {
+		m := map[string]any{"value": e.Value}
+		if e.Type != "" {
+			m["type"] = e.Type
+		}
+		if e.Primary {
+			m["primary"] = true
+		}
+		if e.Display != "" {
+			m["display"] = e.Display
+		}
+		emails = append(emails, m)
+	}
+	if len(emails) == 0 && u.Email != "" {
+		// A JIT user's one address, in the shape Entra and Okta map.
+		emails = []any{map[string]any{"value": u.Email, "type": "work", "primary": true}}
+	}
+	if len(emails) > 0 {
+		d["emails"] = emails
+	}
+	return d, nil
+}
+
+// userOut is the full representation of u in a response.
+func (h *Handler) userOut(r *http.Request, u *store.User, refs []store.GroupRef) (map[string]any, error) {
+	d, err := h.userDoc(u)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := d["userName"]; !ok {
+		// userName is required in a response; a JIT user whose email was
+		// someone else's userName has none of its own.
+		d["userName"] = cmpOr(u.Email, u.ID)
+	}
+	schemas := []any{URNUser}
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		if strings.HasPrefix(strings.ToLower(k), "urn:") && isMap(d[k]) {
+			schemas = append(schemas, k)
+		}
+	}
+	d["schemas"] = schemas
+	groups := make([]any, 0, len(refs))
+	for _, g := range refs {
+		groups = append(groups, map[string]any{
+			"value": g.ID, "display": g.DisplayName, "type": "direct", "$ref": h.location(r, "Group", g.ID),
+		})
+	}
+	d["groups"] = groups
+	d["meta"] = metaFor("User", u.Created, u.Updated, h.location(r, "User", u.ID))
+	return d, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func invalidValue(format string, args ...any) *Error {
+	return errorf(http.StatusBadRequest, "invalidValue", format, args...)
+}
+
+// stringAttr reads an optional string attribute.
+func stringAttr(d map[string]any, name string) (string, error) {
+	v, ok := d[name]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", invalidValue("%s must be a string", name)
+	}
+	return strings.TrimSpace(s), nil
+}
+
+// userFromDoc turns a normalized document into the record to store,
+// starting from old (nil on create). Typed fields are replaced from the
+// document; attributes without a field of their own go to SCIMAttributes;
+// id, meta, schemas, groups (read-only) and password (never stored: the
+// gateway signs users in through their IdP) are dropped.
+func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*store.User, error) {
+	var u store.User
+	if old != nil {
+		u = *old
+	}
+	extras := map[string]any{}
+	for k, v := range d {
+		switch k {
+		case "id", "meta", "schemas", "groups", "password",
+			"userName", "externalId", "displayName", "name", "active", "emails":
+		default:
+			extras[k] = v
+		}
+	}
+
+	userName, err := stringAttr(d, "userName")
+	if err != nil {
+		return nil, err
+	}
+	if userName == "" && (mode != modePatch || u.UserName != "") {
+		return nil, invalidValue("userName is required")
+	}
+	u.UserName = userName
+	if u.ExternalID, err = stringAttr(d, "externalId"); err != nil {
+		return nil, err
+	}
+	if u.DisplayName, err = stringAttr(d, "displayName"); err != nil {
+		return nil, err
+	}
+
+	u.FirstName, u.LastName = "", ""
+	if raw, ok := d["name"]; ok && raw != nil {
+		name, ok := raw.(map[string]any)
+		if !ok {
+			return nil, invalidValue("name must be an object")
+		}
+		rest := maps.Clone(name)
+		if u.FirstName, err = stringAttr(name, "givenName"); err != nil {
+			return nil, err
+		}
+		if u.LastName, err = stringAttr(name, "familyName"); err != nil {
+			return nil, err
+		}
+		delete(rest, "givenName")
+		delete(rest, "familyName")
+		if len(rest) > 0 {
+			extras["name"] = rest
+		}
+	}
+
+	switch v, ok := d["active"]; {
+	case ok && v != nil:
+		b, ok := asBool(v)
+		if !ok {
+			return nil, invalidValue("active must be a boolean")
+		}
+		u.Active = b
+	case mode == modeCreate:
+		u.Active = true
+	}
+	// PUT and PATCH without active keep the current state: a client that
+	// omits it means neither to deactivate nor to reactivate.
+
+	if u.Emails, u.Email, err = emailsFrom(d["emails"]); err != nil {
+		return nil, err
+	}
+
+	u.SCIMAttributes = nil
+	if len(extras) > 0 {
+		raw, err := json.Marshal(extras)
+		if err != nil {
+			return nil, invalidValue("attributes cannot be stored: %v", err)
+		}
+		u.SCIMAttributes = raw
+	}
+	return &u, nil
+}
+
+// emailsFrom reads the emails attribute and picks the address the gateway
+// uses: the primary one, else the first work one, else the first.
+func emailsFrom(v any) ([]store.Email, string, error) {
+	if v == nil {
+		return nil, "", nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, "", invalidValue("emails must be a list")
+	}
+	var out []store.Email
+	for _, el := range list {
+		m, ok := el.(map[string]any)
+		if !ok {
+			return nil, "", invalidValue("each email must be an object")
+		}
+		var e store.Email
+		var err error
+		if e.Value, err = stringAttr(m, "value"); err != nil {
+			return nil, "", err
+		}
+		if e.Value == "" {
+			continue // e.g. Entra removed emails[type eq "work"].value
+		}
+		if e.Type, err = stringAttr(m, "type"); err != nil {
+			return nil, "", err
+		}
+		if e.Display, err = stringAttr(m, "display"); err != nil {
+			return nil, "", err
+		}
+		if p, ok := m["primary"]; ok && p != nil {
+			if e.Primary, ok = asBool(p); !ok {
+				return nil, "", invalidValue("emails.primary must be a boolean")
+			}
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, "", nil
+	}
+	pick := 0
+	if i := slices.IndexFunc(out, func(e store.Email) bool { return e.Primary }); i >= 0 {
+		pick = i
+	} else if i := slices.IndexFunc(out, func(e store.Email) bool { return strings.EqualFold(e.Type, "work") }); i >= 0 {
+		pick = i
+	}
+	return out, out[pick].Value, nil
+}
+
+// ---- groups ----
+
+func (h *Handler) groupDoc(g *store.Group) map[string]any {
+	d := map[string]any{"id": g.ID, "displayName": g.DisplayName}
+	if g.ExternalID != "" {
+		d["externalId"] = g.ExternalID
+	}
+	members := make([]any, 0, len(g.Members))
+	for _, m := range g.Members {
+		members = append(members, map[string]any{"value": m})
+	}
+	d["members"] = members
+	return d
+}
+
+func (h *Handler) groupOut(r *http.Request, g *store.Group) map[string]any {
+	d := h.groupDoc(g)
+	for _, m := range d["members"].([]any) {
+		mm := m.(map[string]any)
+		mm["type"] = "User"
+		mm["$ref"] = h.location(r, "User", mm["value"].(string))
+	}
+	d["schemas"] = []any{URNGroup}
+	d["meta"] = metaFor("Group", g.Created, g.Updated, h.location(r, "Group", g.ID))
+	return d
+}
+
+// groupFromDoc reads a normalized group document. Member IDs are checked
+// against the store by the caller.
+func (h *Handler) groupFromDoc(d map[string]any, old *store.Group) (*store.Group, error) {
+	var g store.Group
+	if old != nil {
+		g = *old
+	}
+	var err error
+	if g.DisplayName, err = stringAttr(d, "displayName"); err != nil {
+		return nil, err
+	}
+	if g.DisplayName == "" {
+		return nil, invalidValue("displayName is required")
+	}
+	if g.ExternalID, err = stringAttr(d, "externalId"); err != nil {
+		return nil, err
+	}
+	g.Members = nil
+	if raw, ok := d["members"]; ok && raw != nil {
+		list, ok := raw.([]any)
+		if !ok {
+			return nil, invalidValue("members must be a list")
+		}
+		for _, el := range list {
+			m, ok := el.(map[string]any)
+			if !ok {
+				return nil, invalidValue("each member must be an object")
+			}
+			id, err := stringAttr(m, "value")
+			if err != nil || id == "" {
+				return nil, invalidValue("each member needs a value (the user's id)")
+			}
+			g.Members = append(g.Members, id)
+		}
+	}
+	return &g, nil
+}
+
+// ---- attributes / excludedAttributes (RFC 7644 3.9) ----
+
+// project applies the attributes and excludedAttributes query parameters
+// to a response document. id and schemas are always returned.
+func project(rt *resourceType, d map[string]any, attributes, excluded string) map[string]any {
+	if attributes != "" {
+		out := map[string]any{"id": d["id"], "schemas": d["schemas"]}
+		for _, p := range paths(rt, attributes) {
+			src := container(d, p.urn, false)
+			if src == nil {
+				continue
+			}
+			dst := container(out, p.urn, true)
+			if p.attr == "" {
+				maps.Copy(dst, src)
+				continue
+			}
+			k := keyOf(src, p.attr)
+			v, ok := src[k]
+			if !ok {
+				continue
+			}
+			if p.sub == "" {
+				dst[k] = v
+				continue
+			}
+			dst[k] = pickSub(v, p.sub, dst[k])
+		}
+		return out
+	}
+	for _, p := range paths(rt, excluded) {
+		if p.urn == "" && (p.attr == "id" || p.attr == "schemas") {
+			continue
+		}
+		c := container(d, p.urn, false)
+		if c == nil {
+			continue
+		}
+		if p.attr == "" {
+			delete(d, keyOf(d, p.urn))
+			continue
+		}
+		k := keyOf(c, p.attr)
+		if p.sub == "" {
+			delete(c, k)
+			continue
+		}
+		for _, el := range asList(c[k]) {
+			if m, ok := el.(map[string]any); ok {
+				delete(m, keyOf(m, p.sub))
+			}
+		}
+	}
+	return d
+}
+
+// pickSub keeps one sub-attribute of a complex (or multi-valued complex)
+// value, adding to what an earlier path already picked.
+func pickSub(v any, sub string, have any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m, _ := have.(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		if x, ok := v[keyOf(v, sub)]; ok {
+			m[keyOf(v, sub)] = x
+		}
+		return m
+	case []any:
+		prev, _ := have.([]any)
+		out := make([]any, len(v))
+		for i, el := range v {
+			var h any
+			if i < len(prev) {
+				h = prev[i]
+			}
+			out[i] = pickSub(el, sub, h)
+		}
+		return out
+	}
+	return have
+}
+
+func paths(rt *resourceType, list string) []fpath {
+	var out []fpath
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if p, err := splitPath(rt, s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}

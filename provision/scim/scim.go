@@ -1,0 +1,459 @@
+// Package scim serves SCIM 2.0 (RFC 7643, RFC 7644) provisioning for one
+// identity provider configuration, over the same store JIT provisioning
+// writes (DESIGN.md section 4): /Users, /Groups, /ServiceProviderConfig,
+// /ResourceTypes and /Schemas under a base path, application/scim+json,
+// one bearer token per IdP compared in constant time, errors in SCIM form.
+//
+// It is a plain http.Handler with no Caddy import; caddymodule wraps it as
+// http.handlers.sso_scim. New builds the handler of one IdP; NewMux serves
+// several from one site, choosing by token.
+//
+// What it accepts is what Microsoft Entra ID and Okta send, which is not
+// always RFC 7644: "Replace" and "Add" in any case, "True"/"False" strings
+// for booleans, path-less PATCH values whose keys are paths
+// ("name.givenName", "urn:…:enterprise:2.0:User:department"), Okta's
+// {"op":"replace","value":{"active":false}}, a value-filter path such as
+// emails[type eq "work"].value on a user who has no such email (it creates
+// one), Entra's legacy member removal by value list, and filters of the
+// form emails[type eq "work"].value eq "…".
+//
+// Scope: a handler sees the users and groups whose IdP is its own (the
+// users its SCIM client created, and the users JIT created through that
+// IdP, which carry externalId = subject so that the IdP's matching adopts
+// them). userName and email are unique across the store, so a userName
+// held by another IdP's user is a 409 here too.
+//
+// Filters are answered from indexes only: userName, externalId, id and
+// emails.value with eq (and for groups displayName, externalId, id and
+// members.value), combined with "and" (any indexed side narrows) or "or"
+// (both sides indexed); the rest of the filter is checked on the few
+// candidates. Any other filter is refused with 400 invalidFilter rather
+// than answered by a scan that a million users would make slow. Without a
+// filter, listing pages through an index in ID order.
+package scim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultBasePath     = "/scim/v2"
+	DefaultMaxBodyBytes = 1 << 20
+	// MinTokenLength is the shortest bearer token New accepts. Entra and
+	// Okta store whatever the admin pastes; a short token is guessable,
+	// and the token is all that stands between the internet and
+	// provisioning users into the gateway.
+	MinTokenLength = 16
+	// MaxResults caps count on list requests (ServiceProviderConfig
+	// filter.maxResults); DefaultCount applies when count is absent.
+	MaxResults   = 1000
+	DefaultCount = 100
+)
+
+// Sessions is what the handler needs from the session manager
+// (*session.Manager satisfies it): deactivation ends a user's sessions at
+// once, and any other change drops their cached sessions so that the next
+// request sees the new profile and groups.
+type Sessions interface {
+	RevokeUser(ctx context.Context, userID, reason string) (int, error)
+	ForgetUser(userID string)
+}
+
+// Config configures the SCIM endpoint of one IdP configuration.
+type Config struct {
+	// IdP is the name of the IdP configuration (the `idp <name>` block)
+	// whose users this endpoint provisions.
+	IdP string
+	// Token is the bearer token the IdP's provisioning client presents;
+	// at least MinTokenLength bytes.
+	Token    string
+	Store    store.Store
+	Sessions Sessions
+	Logger   *zap.Logger      // nil: no logs
+	Now      func() time.Time // nil: time.Now
+	// BasePath is where the endpoint is mounted, default "/scim/v2";
+	// requests outside it get a SCIM 404.
+	BasePath string
+	// BaseURL, when set, is the absolute URL of BasePath used in Location
+	// headers and meta.location (for a site behind a proxy that rewrites
+	// the host). Default: the request's scheme and Host.
+	BaseURL string
+	// MaxBodyBytes caps request bodies; default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Handler serves SCIM for one IdP configuration. It is safe for
+// concurrent use and holds no per-request state.
+type Handler struct {
+	cfg    Config
+	token  [sha256.Size]byte
+	users  *resourceType
+	groups *resourceType
+	log    *zap.Logger // with the IdP's name
+	root   *zap.Logger // without it, for NewMux's refusals
+}
+
+// New validates cfg and returns the handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.IdP == "" {
+		return nil, errors.New("scim: IdP name is required")
+	}
+	if len(cfg.Token) < MinTokenLength {
+		return nil, fmt.Errorf("scim: bearer token for IdP %s must be at least %d characters", cfg.IdP, MinTokenLength)
+	}
+	if cfg.Store == nil || cfg.Sessions == nil {
+		return nil, fmt.Errorf("scim: IdP %s: store and session manager are required", cfg.IdP)
+	}
+	if cfg.BasePath == "" {
+		cfg.BasePath = DefaultBasePath
+	}
+	cfg.BasePath = "/" + strings.Trim(cfg.BasePath, "/")
+	if cfg.BaseURL != "" {
+		u, err := url.Parse(cfg.BaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("scim: IdP %s: base URL %q is not an absolute http(s) URL", cfg.IdP, cfg.BaseURL)
+		}
+		cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &Handler{
+		cfg:   cfg,
+		token: sha256.Sum256([]byte(cfg.Token)),
+		users: &resourceType{Name: "User", Endpoint: "/Users", Core: userSchema(),
+			Extensions: []*schema{enterpriseUserSchema()}},
+		groups: &resourceType{Name: "Group", Endpoint: "/Groups", Core: groupSchema()},
+		log:    log.With(zap.String("idp", cfg.IdP)),
+		root:   log,
+	}
+	h.cfg.Token = "" // only the digest is kept
+	return h, nil
+}
+
+// IdP returns the name of the IdP configuration the handler serves.
+func (h *Handler) IdP() string { return h.cfg.IdP }
+
+// ServeHTTP authenticates the request, then serves it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sum, ok := bearerDigest(r)
+	if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+		h.unauthorized(w, r, ok)
+		return
+	}
+	h.serve(w, r)
+}
+
+// bearerDigest returns the SHA-256 of the request's bearer token. Tokens
+// are compared by digest so that the comparison takes the same time
+// whatever the presented token's length.
+func bearerDigest(r *http.Request) ([sha256.Size]byte, bool) {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return [sha256.Size]byte{}, false
+	}
+	return sha256.Sum256([]byte(tok)), true
+}
+
+func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, presented bool) {
+	unauthorized(h.log, w, r, presented)
+}
+
+func unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool) {
+	// The token itself is never logged, not even in part.
+	log.Warn("scim request refused: missing or wrong bearer token",
+		zap.Bool("token_presented", presented), zap.String("remote", r.RemoteAddr),
+		zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM"`)
+	writeError(w, &Error{Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"})
+}
+
+// Mux serves the SCIM endpoints of several IdPs from one site, choosing
+// the handler by bearer token: each IdP's token provisions into that IdP
+// only.
+type Mux struct{ handlers []*Handler }
+
+// NewMux combines handlers with distinct IdPs and tokens.
+func NewMux(handlers ...*Handler) (*Mux, error) {
+	if len(handlers) == 0 {
+		return nil, errors.New("scim: no IdP to serve")
+	}
+	for i, a := range handlers {
+		for _, b := range handlers[:i] {
+			if a.cfg.IdP == b.cfg.IdP {
+				return nil, fmt.Errorf("scim: IdP %s configured twice", a.cfg.IdP)
+			}
+			if a.token == b.token {
+				return nil, fmt.Errorf("scim: IdPs %s and %s share a bearer token; each needs its own", b.cfg.IdP, a.cfg.IdP)
+			}
+		}
+	}
+	return &Mux{handlers: handlers}, nil
+}
+
+// ServeHTTP compares the token with every IdP's, without stopping at a
+// match, so that timing tells nothing about which or whether one matched.
+func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sum, ok := bearerDigest(r)
+	var match *Handler
+	for _, h := range m.handlers {
+		if subtle.ConstantTimeCompare(sum[:], h.token[:]) == 1 && ok {
+			match = h
+		}
+	}
+	if match == nil {
+		unauthorized(m.handlers[0].root, w, r, ok)
+		return
+	}
+	match.serve(w, r)
+}
+
+// Error is a SCIM error response (RFC 7644 3.12).
+type Error struct {
+	Status int
+	Type   string // scimType: uniqueness, invalidFilter, invalidValue, ...
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Type != "" {
+		return fmt.Sprintf("scim %d %s: %s", e.Status, e.Type, e.Detail)
+	}
+	return fmt.Sprintf("scim %d: %s", e.Status, e.Detail)
+}
+
+func errorf(status int, scimType, format string, args ...any) *Error {
+	return &Error{Status: status, Type: scimType, Detail: fmt.Sprintf(format, args...)}
+}
+
+func notFound(kind, id string) *Error {
+	return errorf(http.StatusNotFound, "", "%s %q not found", kind, id)
+}
+
+const contentType = "application/scim+json"
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"schemas":["` + urnError + `"],"status":"500","detail":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// writeError writes e in SCIM form; status is a string, as RFC 7644 has it
+// and as Entra and Okta parse it.
+func writeError(w http.ResponseWriter, e *Error) {
+	body := map[string]any{"schemas": []string{urnError}, "status": fmt.Sprint(e.Status), "detail": e.Detail}
+	if e.Type != "" {
+		body["scimType"] = e.Type
+	}
+	writeJSON(w, e.Status, body)
+}
+
+// fail writes err: a *Error as it is, anything else as a 500 that reveals
+// nothing, with the cause in the log.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var se *Error
+	if errors.As(err, &se) {
+		writeError(w, se)
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		writeError(w, &Error{Status: http.StatusServiceUnavailable, Detail: "request cancelled"})
+		return
+	}
+	h.log.Error("scim request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+	writeError(w, &Error{Status: http.StatusInternalServerError, Detail: "internal error"})
+}
+
+// serve routes an authenticated request.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, h.cfg.BasePath)
+	if !ok || rest != "" && rest[0] != '/' {
+		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
+		return
+	}
+	segs := strings.Split(strings.Trim(rest, "/"), "/")
+	if len(segs) > 2 || segs[0] == "" {
+		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
+		return
+	}
+	id := ""
+	if len(segs) == 2 {
+		id = segs[1]
+	}
+	switch {
+	case strings.EqualFold(segs[0], "Users"):
+		h.resource(w, r, id, h.userOps())
+	case strings.EqualFold(segs[0], "Groups"):
+		h.resource(w, r, id, h.groupOps())
+	case strings.EqualFold(segs[0], "ServiceProviderConfig") && id == "":
+		h.onlyGet(w, r, func() (any, error) { return h.serviceProviderConfig(r), nil })
+	case strings.EqualFold(segs[0], "ResourceTypes"):
+		h.onlyGet(w, r, func() (any, error) { return h.resourceTypes(r, id) })
+	case strings.EqualFold(segs[0], "Schemas"):
+		h.onlyGet(w, r, func() (any, error) { return h.schemas(r, id) })
+	case strings.EqualFold(segs[0], "Bulk") || strings.EqualFold(segs[0], "Me"):
+		writeError(w, errorf(http.StatusNotImplemented, "", "/%s is not supported", segs[0]))
+	default:
+		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
+	}
+}
+
+func (h *Handler) onlyGet(w http.ResponseWriter, r *http.Request, fn func() (any, error)) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		writeError(w, errorf(http.StatusMethodNotAllowed, "", "method %s not allowed here", r.Method))
+		return
+	}
+	v, err := fn()
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ops is what a resource endpoint does; Users and Groups fill it in.
+type ops struct {
+	kind    string // "User", "Group"
+	list    func(*http.Request) (any, error)
+	get     func(*http.Request, string) (any, error)
+	create  func(*http.Request, map[string]any) (doc map[string]any, id string, err error)
+	replace func(*http.Request, string, map[string]any) (any, error)
+	// patch returns nil for 204 No Content.
+	patch  func(*http.Request, string, []patchOp) (any, error)
+	remove func(*http.Request, string) error
+}
+
+func (h *Handler) resource(w http.ResponseWriter, r *http.Request, id string, o ops) {
+	var (
+		v   any
+		err error
+	)
+	status := http.StatusOK
+	switch {
+	case id == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		v, err = o.list(r)
+	case id == "" && r.Method == http.MethodPost:
+		var body map[string]any
+		if body, err = h.readBody(r); err == nil {
+			var doc map[string]any
+			var newID string
+			if doc, newID, err = o.create(r, body); err == nil {
+				w.Header().Set("Location", h.location(r, o.kind, newID))
+				v, status = doc, http.StatusCreated
+			}
+		}
+	case id == "":
+		w.Header().Set("Allow", "GET, POST")
+		err = errorf(http.StatusMethodNotAllowed, "", "method %s not allowed on a collection", r.Method)
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		v, err = o.get(r, id)
+	case r.Method == http.MethodPut:
+		var body map[string]any
+		if body, err = h.readBody(r); err == nil {
+			v, err = o.replace(r, id, body)
+		}
+	case r.Method == http.MethodPatch:
+		var body map[string]any
+		if body, err = h.readBody(r); err == nil {
+			var p []patchOp
+			if p, err = parsePatch(body); err == nil {
+				v, err = o.patch(r, id, p)
+			}
+		}
+	case r.Method == http.MethodDelete:
+		if err = o.remove(r, id); err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	default:
+		w.Header().Set("Allow", "GET, PUT, PATCH, DELETE")
+		err = errorf(http.StatusMethodNotAllowed, "", "method %s not allowed on a resource", r.Method)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if v == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
+// readBody decodes a JSON object body of at most MaxBodyBytes. Numbers
+// stay json.Number so that attributes SCIM stores verbatim round-trip.
+func (h *Handler) readBody(r *http.Request) (map[string]any, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || mt == contentType || strings.HasSuffix(mt, "+json")) {
+			return nil, errorf(http.StatusUnsupportedMediaType, "", "content type %q is not JSON", ct)
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	if int64(len(body)) > h.cfg.MaxBodyBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "tooLarge", "request body exceeds %d bytes", h.cfg.MaxBodyBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, errorf(http.StatusBadRequest, "invalidSyntax", "request body is not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errorf(http.StatusBadRequest, "invalidSyntax", "request body has data after the JSON object")
+	}
+	return m, nil
+}
+
+// baseURL is the absolute URL of the base path.
+func (h *Handler) baseURL(r *http.Request) string {
+	if h.cfg.BaseURL != "" {
+		return h.cfg.BaseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + h.cfg.BasePath
+}
+
+func (h *Handler) location(r *http.Request, kind, id string) string {
+	return h.baseURL(r) + "/" + kind + "s/" + url.PathEscape(id)
+}

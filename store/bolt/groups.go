@@ -1,0 +1,428 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// ---- groups ----
+
+// groupNameKey lower-cases the display name: two groups of one IdP whose
+// names differ only in case would be indistinguishable in a groups header.
+func groupNameKey(idp, name string) []byte { return pair(idp, strings.ToLower(name)) }
+
+func (t *tx) getGroup(id string) (*store.Group, error) {
+	v := t.bucket(bucketGroups).Get([]byte(id))
+	if v == nil {
+		return nil, store.ErrNotFound
+	}
+	g := new(store.Group)
+	if err := json.Unmarshal(v, g); err != nil {
+		return nil, fmt.Errorf("bolt: decode group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func (t *tx) Group(id string) (*store.Group, error) {
+	g, err := t.getGroup(id)
+	if err != nil {
+		return nil, fmt.Errorf("bolt: group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func (t *tx) GroupByName(idp, displayName string) (*store.Group, error) {
+	return t.groupBy(bucketGroupNames, groupNameKey(idp, displayName), displayName == "", "name")
+}
+
+func (t *tx) GroupByExternalID(idp, externalID string) (*store.Group, error) {
+	return t.groupBy(bucketGroupExternalIDs, pair(idp, externalID), externalID == "", "external id")
+}
+
+func (t *tx) groupBy(index, key []byte, empty bool, what string) (*store.Group, error) {
+	if empty {
+		return nil, fmt.Errorf("bolt: group by %s: %w", what, store.ErrNotFound)
+	}
+	id := t.bucket(index).Get(key)
+	if id == nil {
+		return nil, fmt.Errorf("bolt: group by %s: %w", what, store.ErrNotFound)
+	}
+	g, err := t.getGroup(string(id))
+	if err != nil {
+		return nil, fmt.Errorf("bolt: group by %s: %w", what, err)
+	}
+	return g, nil
+}
+
+func (t *tx) ListGroups(idp string, startIndex, count int) ([]*store.Group, int, error) {
+	total := t.count(countGroups, idp)
+	var out []*store.Group
+	err := t.page(bucketIdPGroups, idp, startIndex, count, func(id string) error {
+		g, err := t.getGroup(id)
+		if err != nil {
+			return err
+		}
+		out = append(out, g)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("bolt: list groups of %s: %w", idp, err)
+	}
+	return out, total, nil
+}
+
+func (t *tx) GroupsOfUser(userID string) ([]store.GroupRef, error) {
+	prefix := pair(userID, "")
+	var out []store.GroupRef
+	c := t.bucket(bucketUserGroups).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		out = append(out, store.GroupRef{ID: string(k[len(prefix):]), DisplayName: string(v)})
+	}
+	return out, nil
+}
+
+// scimNames returns the display names of the user's groups, from the
+// member index.
+func (t *tx) scimNames(userID string) map[string]bool {
+	prefix := pair(userID, "")
+	names := map[string]bool{}
+	c := t.bucket(bucketUserGroups).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		names[string(v)] = true
+	}
+	return names
+}
+
+// cleanMembers sorts and deduplicates so that the stored list diffs
+// cheaply, and drops empty IDs.
+func cleanMembers(in []string) []string {
+	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return s == "" })
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// normNames sorts and deduplicates group names and drops blank ones, the
+// same normal form provision gives a login's groups.
+func normNames(in []string) []string {
+	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return strings.TrimSpace(s) == "" })
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (t *tx) PutGroup(g *store.Group) error {
+	if err := t.mustWrite("put group"); err != nil {
+		return err
+	}
+	if g == nil {
+		return errors.New("bolt: put group: nil group")
+	}
+	if strings.TrimSpace(g.DisplayName) == "" {
+		return fmt.Errorf("bolt: put group %s: display name is required", g.ID)
+	}
+	members := cleanMembers(g.Members)
+	users := t.bucket(bucketUsers)
+	for _, m := range members {
+		if users.Get([]byte(m)) == nil {
+			return fmt.Errorf("bolt: put group %s: member %s: %w", g.ID, m, store.ErrNotFound)
+		}
+	}
+	groups := t.bucket(bucketGroups)
+	id := g.ID
+	var old *store.Group
+	var err error
+	if id == "" {
+		for id == "" || groups.Get([]byte(id)) != nil {
+			if id, err = newID(); err != nil {
+				return err
+			}
+		}
+	} else if old, err = t.getGroup(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
+	}
+
+	namesB := t.bucket(bucketGroupNames)
+	newName := groupNameKey(g.IdP, g.DisplayName)
+	if owner := namesB.Get(newName); owner != nil && string(owner) != id {
+		return fmt.Errorf("bolt: put group %s: %w", id, store.ErrGroupNameTaken)
+	}
+	extB := t.bucket(bucketGroupExternalIDs)
+	var newExt []byte
+	if g.ExternalID != "" {
+		newExt = pair(g.IdP, g.ExternalID)
+		if owner := extB.Get(newExt); owner != nil && string(owner) != id {
+			return fmt.Errorf("bolt: put group %s: external id in %s: %w", id, g.IdP, store.ErrExternalIDTaken)
+		}
+	}
+
+	rec := *g
+	rec.ID = id
+	rec.Members = members
+	now := time.Now()
+	if rec.Created.IsZero() {
+		rec.Created = now
+	}
+	if rec.Updated.IsZero() {
+		rec.Updated = rec.Created
+	}
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("bolt: encode group %s: %w", id, err)
+	}
+
+	// From here on only bbolt failures can stop us.
+	var oldMembers []string
+	if old != nil {
+		oldMembers = old.Members
+		if k := groupNameKey(old.IdP, old.DisplayName); !bytes.Equal(k, newName) && bytes.Equal(namesB.Get(k), []byte(id)) {
+			if err := namesB.Delete(k); err != nil {
+				return fmt.Errorf("bolt: put group %s: drop old name: %w", id, err)
+			}
+		}
+		if old.ExternalID != "" {
+			if k := pair(old.IdP, old.ExternalID); !bytes.Equal(k, newExt) && bytes.Equal(extB.Get(k), []byte(id)) {
+				if err := extB.Delete(k); err != nil {
+					return fmt.Errorf("bolt: put group %s: drop old external id: %w", id, err)
+				}
+			}
+		}
+	}
+	if old == nil || old.IdP != rec.IdP {
+		if old != nil {
+			if err := t.bucket(bucketIdPGroups).Delete(pair(old.IdP, id)); err != nil {
+				return fmt.Errorf("bolt: put group %s: idp index: %w", id, err)
+			}
+			if err := t.addCount(countGroups, old.IdP, -1); err != nil {
+				return fmt.Errorf("bolt: put group %s: count: %w", id, err)
+			}
+		}
+		if err := t.bucket(bucketIdPGroups).Put(pair(rec.IdP, id), []byte{}); err != nil {
+			return fmt.Errorf("bolt: put group %s: idp index: %w", id, err)
+		}
+		if err := t.addCount(countGroups, rec.IdP, 1); err != nil {
+			return fmt.Errorf("bolt: put group %s: count: %w", id, err)
+		}
+	}
+	if err := namesB.Put(newName, []byte(id)); err != nil {
+		return fmt.Errorf("bolt: put group %s: name: %w", id, err)
+	}
+	if newExt != nil {
+		if err := extB.Put(newExt, []byte(id)); err != nil {
+			return fmt.Errorf("bolt: put group %s: external id: %w", id, err)
+		}
+	}
+	if err := groups.Put([]byte(id), data); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
+	}
+	renamed := old != nil && old.DisplayName != rec.DisplayName
+	if err := t.syncMembers(id, rec.DisplayName, oldMembers, members, renamed, rec.Updated); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
+	}
+	g.ID, g.Members, g.Created, g.Updated = rec.ID, rec.Members, rec.Created, rec.Updated
+	return nil
+}
+
+// syncMembers brings the member index and the members' Groups in line
+// with a group whose member list went from before to after (both sorted).
+// On a rename every member is touched; otherwise only those who joined or
+// left.
+func (t *tx) syncMembers(groupID, name string, before, after []string, renamed bool, when time.Time) error {
+	var touched []string
+	i, j := 0, 0
+	for i < len(before) || j < len(after) {
+		switch {
+		case j == len(after) || i < len(before) && before[i] < after[j]:
+			touched = append(touched, before[i]) // left
+			i++
+		case i == len(before) || after[j] < before[i]:
+			touched = append(touched, after[j]) // joined
+			j++
+		default:
+			if renamed {
+				touched = append(touched, after[j])
+			}
+			i++
+			j++
+		}
+	}
+	ug := t.bucket(bucketUserGroups)
+	for _, uid := range touched {
+		was := t.scimNames(uid)
+		k := pair(uid, groupID)
+		if _, member := slices.BinarySearch(after, uid); member {
+			if err := ug.Put(k, []byte(name)); err != nil {
+				return fmt.Errorf("member index: %w", err)
+			}
+		} else if err := ug.Delete(k); err != nil {
+			return fmt.Errorf("member index: %w", err)
+		}
+		if err := t.refreshGroups(uid, was, t.scimNames(uid), when); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshGroups rewrites a user's Groups after their SCIM group names went
+// from was to now: names they no longer have through SCIM are dropped, new
+// ones added, everything else (login groups, defaults) kept. A name that
+// both a login and a SCIM group granted goes with the SCIM group until the
+// next login grants it again.
+func (t *tx) refreshGroups(userID string, was, now map[string]bool, when time.Time) error {
+	u, err := t.getUser(userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return was[g] && !now[g] })
+	for g := range now {
+		groups = append(groups, g)
+	}
+	groups = normNames(groups)
+	if slices.Equal(groups, u.Groups) {
+		return nil
+	}
+	u.Groups = groups
+	if when.After(u.Updated) {
+		u.Updated = when
+	}
+	data, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode user %s: %w", userID, err)
+	}
+	// Only Groups and Updated changed, and no index covers them.
+	if err := t.bucket(bucketUsers).Put([]byte(userID), data); err != nil {
+		return fmt.Errorf("update groups of user %s: %w", userID, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteGroup(id string) error {
+	if err := t.mustWrite("delete group"); err != nil {
+		return err
+	}
+	g, err := t.getGroup(id)
+	if err != nil {
+		return fmt.Errorf("bolt: delete group %s: %w", id, err)
+	}
+	if err := t.syncMembers(id, g.DisplayName, g.Members, nil, false, time.Now()); err != nil {
+		return fmt.Errorf("bolt: delete group %s: %w", id, err)
+	}
+	namesB := t.bucket(bucketGroupNames)
+	if k := groupNameKey(g.IdP, g.DisplayName); bytes.Equal(namesB.Get(k), []byte(id)) {
+		if err := namesB.Delete(k); err != nil {
+			return fmt.Errorf("bolt: delete group %s: name: %w", id, err)
+		}
+	}
+	extB := t.bucket(bucketGroupExternalIDs)
+	if g.ExternalID != "" {
+		if k := pair(g.IdP, g.ExternalID); bytes.Equal(extB.Get(k), []byte(id)) {
+			if err := extB.Delete(k); err != nil {
+				return fmt.Errorf("bolt: delete group %s: external id: %w", id, err)
+			}
+		}
+	}
+	if err := t.bucket(bucketIdPGroups).Delete(pair(g.IdP, id)); err != nil {
+		return fmt.Errorf("bolt: delete group %s: idp index: %w", id, err)
+	}
+	if err := t.addCount(countGroups, g.IdP, -1); err != nil {
+		return fmt.Errorf("bolt: delete group %s: count: %w", id, err)
+	}
+	if err := t.bucket(bucketGroups).Delete([]byte(id)); err != nil {
+		return fmt.Errorf("bolt: delete group %s: %w", id, err)
+	}
+	return nil
+}
+
+// leaveAllGroups removes a user who is being deleted from every group's
+// member list and from the member index. Their own Groups need no update.
+func (t *tx) leaveAllGroups(userID string) error {
+	refs, err := t.GroupsOfUser(userID)
+	if err != nil {
+		return err
+	}
+	ug := t.bucket(bucketUserGroups)
+	for _, ref := range refs {
+		g, err := t.getGroup(ref.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("leave group %s: %w", ref.ID, err)
+		}
+		if g != nil {
+			if i, ok := slices.BinarySearch(g.Members, userID); ok {
+				g.Members = slices.Delete(g.Members, i, i+1)
+				data, err := json.Marshal(g)
+				if err != nil {
+					return fmt.Errorf("encode group %s: %w", g.ID, err)
+				}
+				if err := t.bucket(bucketGroups).Put([]byte(g.ID), data); err != nil {
+					return fmt.Errorf("leave group %s: %w", g.ID, err)
+				}
+			}
+		}
+		if err := ug.Delete(pair(userID, ref.ID)); err != nil {
+			return fmt.Errorf("leave group %s: %w", ref.ID, err)
+		}
+	}
+	return nil
+}
+
+// ---- tombstones ----
+
+func (t *tx) Tombstone(idp, subject string) (*store.Tombstone, error) {
+	v := t.bucket(bucketTombstones).Get(pair(idp, subject))
+	if v == nil || subject == "" {
+		return nil, fmt.Errorf("bolt: tombstone in %s: %w", idp, store.ErrNotFound)
+	}
+	ts := new(store.Tombstone)
+	if err := json.Unmarshal(v, ts); err != nil {
+		return nil, fmt.Errorf("bolt: decode tombstone in %s: %w", idp, err)
+	}
+	return ts, nil
+}
+
+func (t *tx) PutTombstone(ts *store.Tombstone) error {
+	if err := t.mustWrite("put tombstone"); err != nil {
+		return err
+	}
+	if ts == nil || ts.IdP == "" || ts.Subject == "" {
+		return errors.New("bolt: put tombstone: idp and subject are required")
+	}
+	rec := *ts
+	if rec.Deleted.IsZero() {
+		rec.Deleted = time.Now()
+	}
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("bolt: encode tombstone: %w", err)
+	}
+	if err := t.bucket(bucketTombstones).Put(pair(rec.IdP, rec.Subject), data); err != nil {
+		return fmt.Errorf("bolt: put tombstone in %s: %w", rec.IdP, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteTombstone(idp, subject string) error {
+	if err := t.mustWrite("delete tombstone"); err != nil {
+		return err
+	}
+	if err := t.bucket(bucketTombstones).Delete(pair(idp, subject)); err != nil {
+		return fmt.Errorf("bolt: delete tombstone in %s: %w", idp, err)
+	}
+	return nil
+}
