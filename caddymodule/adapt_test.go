@@ -85,6 +85,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad optional", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\toptional uniqueUserId\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "optional attribute"}},
 		{"jit takes no value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tjit yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "jit takes no value"}},
 		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:", `"a" is defined twice`}},
+		{"saml without metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tjit\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "sso idp a", "metadata_url, metadata_file or metadata"}},
+		{"saml two metadata sources", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tmetadata_file /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "metadata_file", "already given"}},
+		{"saml plain http metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url http://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", "must be https"}},
+		{"saml inline metadata not xml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "metadata_file"}},
+		{"saml bad binding", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\trequest_binding artifact\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", `unknown request_binding "artifact"`, "redirect, post"}},
+		{"saml sp_cert one file", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tsp_cert /etc/sp.pem\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sp_cert <certificate file> <key file>"}},
+		{"saml three sp_certs", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tsp_cert a.crt a.key\n\t\t\tsp_cert b.crt b.key\n\t\t\tsp_cert c.crt c.key\n\t\t}\n\t}\n}\n", []string{"Caddyfile:6", "sp_cert may appear at most 2 times"}},
+		{"saml clock skew too large", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tclock_skew 10m\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "clock_skew", "exceeds the maximum of 3m0s"}},
+		{"saml bad size", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmax_response_size 1GB\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `max_response_size "1GB"`, "between 16 KiB and 16 MiB"}},
+		{"saml flag takes no value", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tidp_initiated yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "idp_initiated takes no value"}},
+		{"oidc setting in saml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "client_id is an oidc setting"}},
+		{"saml setting in oidc", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "metadata_url is a saml setting"}},
 		{"handler unknown setting", "example.com {\n\tsso {\n\t\tcookie x\n\t}\n}\n", []string{"Caddyfile:3", `sso: unknown setting "cookie"`}},
 		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
 		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
@@ -101,6 +113,25 @@ func TestCaddyfileErrors(t *testing.T) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
 			}
+		})
+	}
+}
+
+// TestExamplesAdapt keeps every shipped Caddyfile valid: the examples and
+// the annotated template must adapt without errors or warnings.
+func TestExamplesAdapt(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*/Caddyfile")
+	files = append(files, "../Caddyfile.example")
+	if len(files) < 4 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adapt(t, string(raw))
 		})
 	}
 }

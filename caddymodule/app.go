@@ -115,7 +115,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.idps = make(map[string]*identityProvider, len(a.IdPs))
 	repl := caddy.NewReplacer()
 	for _, c := range a.IdPs {
-		p, err := c.build(repl, a.flows, store.ReplayGuard{Store: a.db})
+		p, err := c.build(ctx, a, repl)
 		if err != nil {
 			return fmt.Errorf("sso: idp %s: %w", c.Name, err)
 		}
@@ -142,8 +142,9 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start runs the background work: batched last-seen writes and the sweep
-// of expired sessions.
+// Start runs the background work: batched last-seen writes, the sweep of
+// expired sessions, and the identity providers' own (SAML metadata
+// refresh).
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -152,16 +153,25 @@ func (a *App) Start() error {
 		defer a.done.Done()
 		a.sessions.Run(ctx)
 	}()
+	for _, p := range a.idps {
+		p.login.Start()
+	}
 	return nil
 }
 
 // Stop ends the background work after a final last-seen flush.
 func (a *App) Stop() error {
+	var errs []error
+	for _, p := range a.idps {
+		if err := p.login.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sso: idp %s: %w", p.name, err))
+		}
+	}
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Cleanup releases the store handle, if this App acquired one. A config
@@ -210,6 +220,19 @@ func (a *App) audit(ctx context.Context, e store.Event) {
 	if err != nil {
 		a.logger.Error("writing audit event", zap.String("type", e.Type), zap.Error(err))
 	}
+}
+
+// eventGroupsOverage is the audit event of a sign-in whose IdP sent a
+// pointer to the user's groups (Entra's groups.link or _claim_names) instead
+// of the groups, so the stored groups were kept. The admin page lists them.
+const eventGroupsOverage = "idp.groups_overage"
+
+// reportGroupsOverage logs and audits a groups overage, which an IdP admin
+// must fix at the IdP: the user is in more groups than fit in a token.
+func (a *App) reportGroupsOverage(ctx context.Context, idpName string, u *store.User) {
+	a.logger.Warn("identity provider sent a groups overage claim instead of the groups; the user's groups were not updated. In Entra, emit only the groups assigned to the application, or provision groups with SCIM",
+		zap.String("idp", idpName), zap.String("user_id", u.ID))
+	a.audit(ctx, store.Event{Type: eventGroupsOverage, IdP: idpName, UserID: u.ID, Reason: "groups_overage"})
 }
 
 // Store returns the app's store, for the admin API, the SCIM handler and tests.

@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -10,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 )
 
@@ -105,7 +110,21 @@ func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
 	return nil
 }
 
-// parseIdP parses one "idp <name> <protocol> { … }" block.
+// parseIdP parses one "idp <name> <protocol> { … }" block. Shared lines:
+//
+//	preset entra|okta|pingone|generic
+//	map <attribute> <name>…
+//	jit
+//	update force|import
+//	optional firstName|lastName|email…
+//	allowed_domains <domain>…
+//	default_groups <group>…
+//	create_as active|pending
+//	link_by_email
+//	clock_skew <duration>
+//
+// oidc adds issuer, client_id, client_secret, scopes, algorithms and
+// tenant_id; saml adds the lines parseSAMLSetting documents.
 func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 	args := d.RemainingArgs()
 	if len(args) != 2 {
@@ -115,8 +134,11 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
 		return nil, d.Errf("sso idp %s: %v", c.Name, err)
 	}
-	if c.Protocol == "oidc" {
+	switch c.Protocol {
+	case idp.ProtocolOIDC:
 		c.OIDC = new(OIDCConfig)
+	case idp.ProtocolSAML:
+		c.SAML = new(SAMLConfig)
 	}
 	errf := func(format string, a ...any) error {
 		return d.Errf("sso idp %s: "+format, append([]any{c.Name}, a...)...)
@@ -150,6 +172,12 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 	oidcOnly := func() error {
 		if c.OIDC == nil {
 			return errf("%s is an oidc setting", d.Val())
+		}
+		return nil
+	}
+	samlOnly := func() error {
+		if c.SAML == nil {
+			return errf("%s is a saml setting", d.Val())
 		}
 		return nil
 	}
@@ -222,8 +250,18 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 				c.OIDC.TenantID, err = one()
 			}
 		case "clock_skew":
-			if err = oidcOnly(); err == nil {
+			if c.SAML != nil {
+				err = parseDuration(d, &c.SAML.ClockSkew)
+				if err == nil && time.Duration(c.SAML.ClockSkew) > saml.MaxClockSkew {
+					err = errf("clock_skew %v exceeds the maximum of %v", time.Duration(c.SAML.ClockSkew), saml.MaxClockSkew)
+				}
+			} else {
 				err = parseDuration(d, &c.OIDC.ClockSkew)
+			}
+		case "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
+			"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size":
+			if err = samlOnly(); err == nil {
+				err = parseSAMLSetting(d, c.SAML, errf, one, flag)
 			}
 		default:
 			err = errf("unknown setting %q", key)
@@ -236,6 +274,85 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 		return nil, errf("%v", err)
 	}
 	return c, nil
+}
+
+// parseSAMLSetting parses one SAML line of an idp block:
+//
+//	metadata_url <url> | metadata_file <path> | metadata <xml>
+//	idp_entity_id <entity ID>
+//	entity_id <SP entity ID>
+//	sp_cert <cert file> <key file>      (at most twice: current, previous)
+//	sign_requests
+//	request_binding redirect|post
+//	idp_initiated
+//	allow_sha1
+//	metadata_refresh <duration>
+//	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
+func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, ...any) error,
+	one func() (string, error), flag func() (bool, error)) error {
+	var err error
+	switch key := d.Val(); key {
+	case "metadata_url", "metadata_file", "metadata":
+		var v string
+		if v, err = one(); err != nil {
+			return err
+		}
+		if c.MetadataURL != "" || c.MetadataFile != "" || c.Metadata != "" {
+			return errf("%s: the IdP metadata is already given (use one of metadata_url, metadata_file, metadata)", key)
+		}
+		switch key {
+		case "metadata_url":
+			c.MetadataURL = v
+			if !strings.Contains(v, "{") {
+				if err := checkMetadataURL(v); err != nil {
+					return errf("%v", err)
+				}
+			}
+		case "metadata_file":
+			c.MetadataFile = v
+		default:
+			if !strings.Contains(v, "<") {
+				return errf("metadata takes the IdP metadata XML itself (for a file, use metadata_file)")
+			}
+			c.Metadata = v
+		}
+	case "idp_entity_id":
+		c.IdPEntityID, err = one()
+	case "entity_id":
+		c.EntityID, err = one()
+	case "sp_cert":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return errf("expected: sp_cert <certificate file> <key file>")
+		}
+		if len(c.SPCerts) == maxSPCerts {
+			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", maxSPCerts)
+		}
+		c.SPCerts = append(c.SPCerts, SPCertConfig{Cert: args[0], Key: args[1]})
+	case "sign_requests":
+		c.SignRequests, err = flag()
+	case "idp_initiated":
+		c.IdPInitiated, err = flag()
+	case "allow_sha1":
+		c.AllowSHA1, err = flag()
+	case "request_binding":
+		if c.RequestBinding, err = one(); err == nil {
+			err = wrapOneOf(errf, "request_binding", c.RequestBinding, requestBindings)
+		}
+	case "metadata_refresh":
+		err = parseDuration(d, &c.MetadataRefresh)
+	case "max_response_size":
+		var v string
+		if v, err = one(); err != nil {
+			return err
+		}
+		n, perr := humanize.ParseBytes(v)
+		if perr != nil || n < minSAMLResponseSize || n > maxSAMLResponseSize {
+			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, minSAMLResponseSize>>10, maxSAMLResponseSize>>20)
+		}
+		c.MaxResponseSize = int64(n)
+	}
+	return err
 }
 
 func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string) error {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -135,12 +136,12 @@ func setPlaceholders(r *http.Request, id *session.Identity) {
 	if !ok {
 		return
 	}
-	repl.Set("http.auth.user.id", id.UserID)
-	repl.Set("http.auth.user.email", id.Email)
-	repl.Set("http.auth.user.first_name", id.FirstName)
-	repl.Set("http.auth.user.last_name", id.LastName)
-	repl.Set("http.auth.user.groups", id.Value(session.FieldGroups)[0])
-	repl.Set("http.auth.user.idp", id.IdP)
+	repl.Set("http.auth.user.id", id.Boxed(session.FieldUserID))
+	repl.Set("http.auth.user.email", id.Boxed(session.FieldEmail))
+	repl.Set("http.auth.user.first_name", id.Boxed(session.FieldFirstName))
+	repl.Set("http.auth.user.last_name", id.Boxed(session.FieldLastName))
+	repl.Set("http.auth.user.groups", id.Boxed(session.FieldGroups))
+	repl.Set("http.auth.user.idp", id.Boxed(session.FieldIdP))
 }
 
 // isNavigation tells a browser loading a page (which may be redirected to
@@ -268,18 +269,33 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, o origin
 		return h.serveLogout(w, r, o, token)
 	case rest == "whoami":
 		return h.serveWhoami(w, r, token)
-	case strings.HasPrefix(rest, "oidc/") && strings.HasSuffix(rest, "/callback"):
-		name := strings.TrimSuffix(strings.TrimPrefix(rest, "oidc/"), "/callback")
-		p, err := h.app.provider(name)
-		if err != nil || p.protocol != idp.ProtocolOIDC {
-			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no oidc provider %q", name))
-		}
-		if r.Method != http.MethodGet {
-			return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: callback takes GET"))
+	}
+	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
+	// protocol's other endpoints (SAML metadata and slo).
+	protocol, tail, _ := strings.Cut(rest, "/")
+	name, endpoint, _ := strings.Cut(tail, "/")
+	p, err := h.app.provider(name)
+	if err != nil || p.protocol != protocol || endpoint == "" {
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	}
+	if endpoint == p.callback {
+		if r.Method != p.callbackMethod {
+			w.Header().Set("Allow", p.callbackMethod)
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, p.callbackMethod))
 		}
 		return h.serveCallback(w, r, o, p, token)
 	}
-	return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	err = p.login.ServeEndpoint(w, r, h.endpointBase(o, p), endpoint)
+	if errors.Is(err, errNoEndpoint) {
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	}
+	return err
+}
+
+// endpointBase is the absolute URL of p's endpoints on this site, which
+// every loginProtocol method takes.
+func (h *Handler) endpointBase(o origin, p *identityProvider) string {
+	return o.url(h.PathPrefix + p.protocol + "/" + p.name + "/")
 }
 
 // serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
@@ -300,7 +316,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 
 func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, returnTo string) error {
 	returnTo = safeReturnTo(returnTo)
-	if err := p.login.Begin(w, r, o.url(p.callbackPath(h.PathPrefix)), returnTo); err != nil {
+	if err := p.login.Begin(w, r, h.endpointBase(o, p), returnTo); err != nil {
 		h.logger.Error("starting sign-in", zap.String("idp", p.name), zap.Error(err))
 		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
 			Message: "The identity provider could not be reached. Try again in a moment.", Code: "idp_unavailable"}.write(w)
@@ -311,7 +327,7 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p
 // serveCallback completes a sign-in: verify, map, provision, start a session.
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, oldToken string) error {
 	ctx := r.Context()
-	a, returnTo, err := p.login.Callback(w, r, o.url(p.callbackPath(h.PathPrefix)))
+	a, returnTo, err := p.login.Callback(w, r, h.endpointBase(o, p))
 	if err != nil {
 		code := "login_failed"
 		var le *idp.LoginError
@@ -331,9 +347,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		if !errors.As(err, &missing) {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-		h.logger.Warn("sign-in denied", zap.String("idp", p.name), zap.String("reason", provision.ReasonMissingSubject), zap.Strings("received", missing.Received))
+		h.logger.Warn("sign-in denied", zap.String("idp", p.name), zap.String("reason", provision.ReasonMissingSubject),
+			zap.Strings("received", missing.Received), zap.String("refused_name_id_format", missing.NameIDFormat))
 		h.app.audit(ctx, store.Event{Type: store.EventLoginDenied, IdP: p.name, Reason: provision.ReasonMissingSubject})
-		return h.missingAttributesPage(w, p, a, []string{mapping.UniqueUserID})
+		pg := missingAttributesPage(p, a, missing.Missing)
+		if missing.NameIDFormat != "" {
+			// The admin sees a NameID in their SAML tracer: say why it
+			// was not used.
+			pg.Message += " The SAML NameID it sent has the format " + missing.NameIDFormat +
+				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
+		}
+		return pg.write(w)
 	}
 
 	user, err := h.app.provisioner.Login(ctx, p.name, p.rules, prof, a.EmailVerified)
@@ -343,6 +367,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 		return h.denialPage(w, p, a, denial)
+	}
+	if prof.GroupsOverage {
+		h.app.reportGroupsOverage(ctx, p.name, user)
 	}
 
 	if oldToken != "" {
@@ -362,20 +389,20 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 	return nil
 }
 
-func (h *Handler) missingAttributesPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, missing []string) error {
+func missingAttributesPage(p *identityProvider, a *idp.Assertion, missing []string) page {
 	pg := page{Status: http.StatusForbidden, Title: "Your account could not be set up",
 		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping.",
 		Code:    provision.ReasonMissingAttributes, Received: a.AttributeNames()}
 	for _, m := range missing {
 		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.mapper.Expected(m)})
 	}
-	return pg.write(w)
+	return pg
 }
 
 func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, d *provision.Denial) error {
 	switch d.Reason {
 	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
-		return h.missingAttributesPage(w, p, a, d.Missing)
+		return missingAttributesPage(p, a, d.Missing).write(w)
 	}
 	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason}
 	switch d.Reason {
@@ -423,11 +450,11 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, 
 	}
 	if ended != nil {
 		if p, err := h.app.provider(ended.IdP); err == nil {
-			to, err := p.login.LogoutURL(r.Context(), idp.LogoutInfo(ended.Logout), o.url(returnTo))
+			done, err := p.login.Logout(w, r, h.endpointBase(o, p), idp.LogoutInfo(ended.Logout), returnTo)
 			if err != nil {
 				h.logger.Warn("identity provider logout unavailable", zap.String("idp", p.name), zap.Error(err))
-			} else if to != "" {
-				http.Redirect(w, r, to, http.StatusSeeOther)
+			}
+			if done {
 				return nil
 			}
 		}
@@ -449,15 +476,19 @@ func sameOrigin(r *http.Request, o origin) bool {
 	return false
 }
 
-// whoami is the JSON view of the signed-in user, for front-end code.
+// whoami is the JSON view of the signed-in user, for front-end code and for
+// people checking what the gateway knows about them.
 type whoami struct {
-	ID        string   `json:"id"`
-	Email     string   `json:"email"`
-	FirstName string   `json:"first_name"`
-	LastName  string   `json:"last_name"`
-	Groups    []string `json:"groups"`
-	IdP       string   `json:"idp"`
-	Expires   string   `json:"session_expires"`
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	FirstName string    `json:"first_name"`
+	LastName  string    `json:"last_name"`
+	Groups    []string  `json:"groups"`
+	IdP       string    `json:"idp"`
+	Source    string    `json:"source"` // jit, scim or admin: how the user came to exist
+	Created   time.Time `json:"created"`
+	LastLogin time.Time `json:"last_login,omitzero"`
+	Expires   time.Time `json:"session_expires"`
 }
 
 func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token string) error {
@@ -469,12 +500,22 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token stri
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	groups := id.Groups
+	var u *store.User
+	err = h.app.db.View(r.Context(), func(tx store.Tx) error {
+		var err error
+		u, err = tx.User(id.UserID)
+		return err
+	})
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("sso whoami: %w", err))
+	}
+	groups := u.Groups
 	if groups == nil {
 		groups = []string{}
 	}
-	return writeJSON(w, http.StatusOK, whoami{ID: id.UserID, Email: id.Email, FirstName: id.FirstName,
-		LastName: id.LastName, Groups: groups, IdP: id.IdP, Expires: id.Expires.UTC().Format("2006-01-02T15:04:05Z")})
+	return writeJSON(w, http.StatusOK, whoami{ID: u.ID, Email: u.Email, FirstName: u.FirstName,
+		LastName: u.LastName, Groups: groups, IdP: id.IdP, Source: u.Source, Created: u.Created.UTC(),
+		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,9 +71,10 @@ func (g *gateway) globalOptions() string {
 	storage file_system %s/caddy
 	skip_install_trust
 	log {
-		level WARN
+		output file %s/caddy.log
+		level DEBUG
 	}
-`, g.adminPort, g.port, g.dir)
+`, g.adminPort, g.port, g.dir, g.dir)
 }
 
 func newGateway(t testing.TB) *gateway {
@@ -80,6 +82,15 @@ func newGateway(t testing.TB) *gateway {
 	g := &gateway{t: t, port: freePort(t), adminPort: freePort(t), dir: t.TempDir()}
 	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
 	return g
+}
+
+// logs returns everything Caddy logged so far (at DEBUG level).
+func (g *gateway) logs() string {
+	b, err := os.ReadFile(g.dir + "/caddy.log")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // caddyfile completes a Caddyfile: the sso global block (its body given)

@@ -148,32 +148,39 @@ func (p *headerPlan) setIdentity(h http.Header, id *session.Identity) {
 	}
 }
 
-// stripCookies removes the named cookies from the Cookie header sent
-// upstream, so the upstream never sees a session token.
+// stripCookies removes the cookies isOurs names from the Cookie header sent
+// upstream, so the upstream never sees a session token. Each changed line is
+// rebuilt once; lines without our cookies are kept as they are.
 func stripCookies(h http.Header, isOurs func(name string) bool) {
 	lines := h["Cookie"]
-	if len(lines) == 0 {
-		return
-	}
-	var kept []string
-	changed := false
+	kept := lines[:0:0]
 	for _, line := range lines {
-		parts := strings.Split(line, ";")
-		out := parts[:0]
-		for _, part := range parts {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+		var b strings.Builder
+		b.Grow(len(line))
+		changed := false
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
 			if isOurs(name) {
 				changed = true
 				continue
 			}
-			out = append(out, strings.TrimSpace(part))
+			if part == "" {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
 		}
-		if len(out) > 0 {
-			kept = append(kept, strings.Join(out, "; "))
+		switch {
+		case !changed:
+			kept = append(kept, line)
+		case b.Len() > 0:
+			kept = append(kept, b.String())
 		}
-	}
-	if !changed {
-		return
 	}
 	if len(kept) == 0 {
 		delete(h, "Cookie")

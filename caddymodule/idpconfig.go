@@ -2,18 +2,22 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // IdPConfig configures one identity provider and the JIT rules for users
@@ -50,6 +54,8 @@ type IdPConfig struct {
 
 	// OIDC holds the OpenID Connect settings when Protocol is "oidc".
 	OIDC *OIDCConfig `json:"oidc,omitempty"`
+	// SAML holds the SAML 2.0 settings when Protocol is "saml".
+	SAML *SAMLConfig `json:"saml,omitempty"`
 }
 
 // OIDCConfig are the OpenID Connect relying-party settings. String fields
@@ -103,7 +109,10 @@ func (c *IdPConfig) validate() error {
 			return fmt.Errorf("oidc needs issuer and client_id")
 		}
 	case idp.ProtocolSAML:
-		return fmt.Errorf("saml is not available in this build yet")
+		if c.SAML == nil {
+			return fmt.Errorf("saml needs one of metadata_url, metadata_file or metadata")
+		}
+		return c.SAML.validate()
 	}
 	return nil
 }
@@ -132,15 +141,33 @@ func (c *IdPConfig) rules() provision.Rules {
 }
 
 // loginProtocol is what the sso handler needs from a protocol adapter.
+// Every method gets base, the absolute URL of this IdP's endpoints on the
+// site the request arrived on (origin + path prefix + "<protocol>/<name>/",
+// see Handler.endpointBase), so that one adapter serves any number of sites
+// and the handler never needs to know a protocol's endpoint names.
 type loginProtocol interface {
 	// Begin sends the browser to the IdP; returnTo is a same-origin path.
-	Begin(w http.ResponseWriter, r *http.Request, callbackURL, returnTo string) error
-	// Callback verifies the IdP's answer and returns who signed in and
-	// the returnTo saved by Begin.
-	Callback(w http.ResponseWriter, r *http.Request, callbackURL string) (*idp.Assertion, string, error)
-	// LogoutURL returns where to send the browser to end the IdP session, or "".
-	LogoutURL(ctx context.Context, info idp.LogoutInfo, postLogoutRedirect string) (string, error)
+	Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error
+	// Callback verifies the IdP's answer at base + the callback endpoint
+	// and returns who signed in and the returnTo saved by Begin.
+	Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error)
+	// Logout ends the IdP's session once the local one has ended. It
+	// either answers the request (a redirect, or an auto-posting form, to
+	// the IdP, which later sends the browser to returnTo) and reports
+	// true, or writes nothing and reports false: the IdP offers no logout,
+	// or refused to build one (the error says why).
+	Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error)
+	// ServeEndpoint serves the protocol's endpoints under base other than
+	// the callback (SAML: metadata, slo). It returns errNoEndpoint, having
+	// written nothing, for a name the protocol does not have.
+	ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error
+	// Start begins background work (SAML metadata refresh); Close ends it.
+	Start()
+	Close() error
 }
+
+// errNoEndpoint is ServeEndpoint's answer for an unknown endpoint name.
+var errNoEndpoint = errors.New("no such endpoint")
 
 // identityProvider is an IdPConfig made ready to serve.
 type identityProvider struct {
@@ -149,18 +176,25 @@ type identityProvider struct {
 	login    loginProtocol
 	mapper   *mapping.Mapper
 	rules    provision.Rules
+	// callback is the endpoint name, under the IdP's base, where the IdP
+	// returns the browser, and callbackMethod the one method it takes.
+	callback       string
+	callbackMethod string
 }
 
-func (c *IdPConfig) build(repl *caddy.Replacer, flows *idp.FlowCookies, replay idp.ReplayGuard) (*identityProvider, error) {
+// build makes the IdP ready to serve. It may read and write the app's store
+// (a SAML SP key generated on first start is persisted there).
+func (c *IdPConfig) build(ctx context.Context, a *App, repl *caddy.Replacer) (*identityProvider, error) {
 	mapper, err := mapping.New(c.Preset, c.Protocol, c.Map)
 	if err != nil {
 		return nil, err
 	}
 	p := &identityProvider{name: c.Name, protocol: c.Protocol, mapper: mapper, rules: c.rules()}
+	replay := store.ReplayGuard{Store: a.db}
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
-		p.login, err = oidc.New(oidc.Config{
+		rp, err := oidc.New(oidc.Config{
 			Name:         c.Name,
 			Issuer:       repl.ReplaceKnown(o.Issuer, ""),
 			ClientID:     repl.ReplaceKnown(o.ClientID, ""),
@@ -169,20 +203,56 @@ func (c *IdPConfig) build(repl *caddy.Replacer, flows *idp.FlowCookies, replay i
 			Algorithms:   o.Algorithms,
 			TenantID:     repl.ReplaceKnown(o.TenantID, ""),
 			ClockSkew:    time.Duration(o.ClockSkew),
-		}, flows, replay)
+		}, a.flows, replay)
 		if err != nil {
 			return nil, err
 		}
+		p.login = oidcProtocol{rp}
+		p.callback, p.callbackMethod = "callback", http.MethodGet
+	case idp.ProtocolSAML:
+		sp, err := c.SAML.build(ctx, a, c.Name, repl, replay)
+		if err != nil {
+			return nil, err
+		}
+		p.login = &samlProtocol{sp: sp, name: c.Name, app: a, logger: a.logger.Named("saml").With(zap.String("idp", c.Name))}
+		p.callback, p.callbackMethod = "acs", http.MethodPost
 	default:
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)
 	}
 	return p, nil
 }
 
-// callbackPath is where the IdP sends the browser back, under prefix.
-func (p *identityProvider) callbackPath(prefix string) string {
-	if p.protocol == idp.ProtocolSAML {
-		return prefix + "saml/" + p.name + "/acs"
-	}
-	return prefix + "oidc/" + p.name + "/callback"
+// oidcProtocol adapts an OpenID Connect relying party to loginProtocol:
+// its redirect URI is base+"callback".
+type oidcProtocol struct{ rp *oidc.Provider }
+
+func (o oidcProtocol) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
+	return o.rp.Begin(w, r, base+"callback", returnTo)
 }
+
+func (o oidcProtocol) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
+	return o.rp.Callback(w, r, base+"callback")
+}
+
+// Logout redirects to the IdP's end_session_endpoint, which returns the
+// browser to returnTo on this site (registered there as a post-logout
+// redirect URI).
+func (o oidcProtocol) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false, err
+	}
+	to, err := o.rp.LogoutURL(r.Context(), info, u.Scheme+"://"+u.Host+returnTo)
+	if err != nil || to == "" {
+		return false, err
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+	return true, nil
+}
+
+func (oidcProtocol) ServeEndpoint(http.ResponseWriter, *http.Request, string, string) error {
+	return errNoEndpoint
+}
+
+func (oidcProtocol) Start()       {}
+func (oidcProtocol) Close() error { return nil }

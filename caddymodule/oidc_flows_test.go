@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -385,5 +386,58 @@ func TestReloadKeepsSessionsAndServes(t *testing.T) {
 	}
 	if runningStore(t) == nil {
 		t.Fatal("no store after reload")
+	}
+}
+
+func TestLogoutAndWhoami(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+
+	resp := b.get(w.gw.base + "/.sso/whoami")
+	var who struct {
+		Email, Source, IdP string
+		Groups             []string
+	}
+	if err := json.Unmarshal([]byte(readBody(t, resp)), &who); err != nil || who.Email != "ada@example.com" || who.Source != "jit" || who.IdP != "test" {
+		t.Fatalf("whoami = %+v, %v", who, err)
+	}
+
+	// A cross-site form post cannot sign the user out.
+	post := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, w.gw.base+"/.sso/logout", strings.NewReader("return_to=/bye"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := b.noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp = post("https://evil.example")
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site logout: %s", resp.Status)
+	}
+	upstreamSaw(t, b.get(w.gw.base+"/still-signed-in"))
+
+	// A same-origin post ends the session and continues at the IdP's
+	// end-session endpoint, which returns to the site.
+	resp = post(w.gw.base)
+	readBody(t, resp)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc.String(), w.idp.Issuer+oidctest.PathEndSession) ||
+		loc.Query().Get("post_logout_redirect_uri") != w.gw.base+"/bye" || loc.Query().Get("id_token_hint") == "" {
+		t.Fatalf("logout: %s to %q", resp.Status, loc)
+	}
+	resp = b.get(w.gw.base+"/.sso/whoami", "Accept", "application/json")
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("whoami after logout: %s", resp.Status)
+	}
+	if got := auditReasons(t, store.EventSessionLoggedOut); len(got) == 0 {
+		t.Error("logout not audited")
 	}
 }

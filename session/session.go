@@ -38,6 +38,10 @@ const (
 // expired, idle too long, revoked, or whose user may no longer sign in.
 var ErrNoSession = errors.New("session: no valid session")
 
+// ErrUserInactive is returned by Create for a user who may not sign in
+// (deactivated or pending) by the time the session would be stored.
+var ErrUserInactive = errors.New("session: user is not active")
+
 // Config tunes a Manager. Zero fields take the defaults above.
 type Config struct {
 	Lifetime    time.Duration // absolute lifetime from sign-in
@@ -85,8 +89,8 @@ type Manager struct {
 	logger *zap.Logger
 
 	mu      sync.RWMutex
-	entries map[string]*entry          // by token hash
-	byUser  map[string]map[string]bool // user ID -> token hashes in entries
+	entries map[tokenHash]*entry          // by token hash
+	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
 }
 
 // entry is one cached session. Identity is immutable; the times are atomic
@@ -112,19 +116,31 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 		cfg:     cfg.WithDefaults(),
 		now:     now,
 		logger:  logger,
-		entries: make(map[string]*entry),
-		byUser:  make(map[string]map[string]bool),
+		entries: make(map[tokenHash]*entry),
+		byUser:  make(map[string]map[tokenHash]bool),
 	}
 }
 
 // Config returns the effective configuration.
 func (m *Manager) Config() Config { return m.cfg }
 
-// Hash returns the store key of a token.
-func Hash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
+// tokenHash is the SHA-256 of a token: the cache key, kept binary so the
+// hot path does not allocate a hex string per request.
+type tokenHash [sha256.Size]byte
+
+func hashOf(token string) tokenHash { return sha256.Sum256([]byte(token)) }
+
+// String returns the store key form.
+func (h tokenHash) String() string { return hex.EncodeToString(h[:]) }
+
+func parseHash(s string) (tokenHash, bool) {
+	var h tokenHash
+	n, err := hex.Decode(h[:], []byte(s))
+	return h, err == nil && n == len(h)
 }
+
+// Hash returns the store key of a token.
+func Hash(token string) string { return hashOf(token).String() }
 
 // Create starts a session for u and returns the token for the cookie. The
 // caller discards any session the browser had before (no fixation).
@@ -144,10 +160,23 @@ func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, log
 		LastSeen: now,
 		Logout:   logout,
 	}
-	if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.PutSession(s) }); err != nil {
+	// Re-read the user in the same transaction: a deactivation committed
+	// after the sign-in was approved must not leave a fresh session behind.
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		cur, err := tx.User(u.ID)
+		if err != nil {
+			return err
+		}
+		if !cur.Active || cur.Pending {
+			return ErrUserInactive
+		}
+		u = cur
+		return tx.PutSession(s)
+	})
+	if err != nil {
 		return "", nil, fmt.Errorf("session: create: %w", err)
 	}
-	m.cache(s, u)
+	m.cache(hashOf(token), s, u)
 	return token, s, nil
 }
 
@@ -157,7 +186,7 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 	if token == "" {
 		return nil, ErrNoSession
 	}
-	hash := Hash(token)
+	hash := hashOf(token)
 	now := m.now().UnixNano()
 
 	m.mu.RLock()
@@ -187,14 +216,14 @@ func (m *Manager) idleExpired(lastSeen, now int64) bool {
 // load reads a session and its user from the store and caches them. stale
 // is the cache entry being refreshed, if any, whose in-memory last-seen time
 // is newer than the stored one.
-func (m *Manager) load(ctx context.Context, hash string, stale *entry) (*Identity, error) {
+func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Identity, error) {
 	var (
 		s *store.Session
 		u *store.User
 	)
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		var err error
-		if s, err = tx.Session(hash); err != nil {
+		if s, err = tx.Session(hash.String()); err != nil {
 			return err
 		}
 		u, err = tx.User(s.UserID)
@@ -221,13 +250,13 @@ func (m *Manager) load(ctx context.Context, hash string, stale *entry) (*Identit
 		m.end(ctx, hash, "user inactive")
 		return nil, ErrNoSession
 	}
-	e := m.cache(s, u)
+	e := m.cache(hash, s, u)
 	e.stored.Store(stored)
 	e.lastSeen.Store(now.UnixNano())
 	return e.id, nil
 }
 
-func (m *Manager) cache(s *store.Session, u *store.User) *entry {
+func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry {
 	e := &entry{
 		id:      newIdentity(s, u),
 		expires: s.Expires.UnixNano(),
@@ -236,19 +265,19 @@ func (m *Manager) cache(s *store.Session, u *store.User) *entry {
 	e.lastSeen.Store(s.LastSeen.UnixNano())
 	e.stored.Store(s.LastSeen.UnixNano())
 	m.mu.Lock()
-	m.entries[s.Hash] = e
+	m.entries[hash] = e
 	set := m.byUser[s.UserID]
 	if set == nil {
-		set = make(map[string]bool)
+		set = make(map[tokenHash]bool)
 		m.byUser[s.UserID] = set
 	}
-	set[s.Hash] = true
+	set[hash] = true
 	m.mu.Unlock()
 	return e
 }
 
 // forget drops a cached session without touching the store.
-func (m *Manager) forget(hash string) {
+func (m *Manager) forget(hash tokenHash) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entries[hash]
@@ -265,10 +294,10 @@ func (m *Manager) forget(hash string) {
 }
 
 // end removes an expired or orphaned session from cache and store.
-func (m *Manager) end(ctx context.Context, hash, why string) {
+func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
 	m.forget(hash)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
-		err := tx.DeleteSession(hash)
+		err := tx.DeleteSession(hash.String())
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -296,19 +325,19 @@ func (m *Manager) Session(ctx context.Context, token string) (*store.Session, er
 // Revoke ends the session of token (logout) and records why in the audit
 // trail. An unknown token is not an error: the browser is signed out either way.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.Session, error) {
-	hash := Hash(token)
+	hash := hashOf(token)
 	m.forget(hash)
 	var ended *store.Session
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		ended = nil
-		s, err := tx.Session(hash)
+		s, err := tx.Session(hash.String())
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := tx.DeleteSession(hash); err != nil {
+		if err := tx.DeleteSession(s.Hash); err != nil {
 			return err
 		}
 		ended = s
@@ -360,7 +389,7 @@ func (m *Manager) ForgetUser(userID string) {
 func (m *Manager) Flush(ctx context.Context, final bool) error {
 	type touch struct {
 		e    *entry
-		hash string
+		hash tokenHash
 		at   int64
 	}
 	var touches []touch
@@ -378,7 +407,7 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	}
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		for _, t := range touches {
-			s, err := tx.Session(t.hash)
+			s, err := tx.Session(t.hash.String())
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -415,7 +444,9 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("session: sweep: %w", err)
 	}
 	for _, h := range hashes {
-		m.forget(h)
+		if hash, ok := parseHash(h); ok {
+			m.forget(hash)
+		}
 	}
 	return len(hashes), nil
 }
@@ -459,6 +490,7 @@ type Identity struct {
 	Expires     time.Time
 
 	values [fieldCount][]string
+	boxed  [fieldCount]any
 }
 
 // Field names one identity value handed to the upstream.
@@ -490,6 +522,7 @@ func newIdentity(s *store.Session, u *store.User) *Identity {
 	// upstream headers allocates nothing per request.
 	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
 		id.values[f] = []string{headerSafe(v)}
+		id.boxed[f] = v
 	}
 	return id
 }
@@ -497,6 +530,10 @@ func newIdentity(s *store.Session, u *store.User) *Identity {
 // Value returns a field's value as a one-element header value slice. The
 // slice is shared: callers must not modify it.
 func (id *Identity) Value(f Field) []string { return id.values[f] }
+
+// Boxed returns a field's value as an interface, converted once per
+// session rather than per request (placeholder replacers take any).
+func (id *Identity) Boxed(f Field) any { return id.boxed[f] }
 
 // headerSafe drops control characters: values come from the IdP, and a
 // newline in a header value would make the proxied request fail (or, in a

@@ -294,3 +294,17 @@ func BenchmarkResolveCached(b *testing.B) {
 		}
 	})
 }
+
+func TestCreateRefusesInactiveUser(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	// The sign-in was approved with this copy; then the user was deactivated.
+	approved := *u
+	u.Active = false
+	addUser(t, db, u)
+	if _, _, err := m.Create(ctx, &approved, "okta", store.LogoutInfo{}); !errors.Is(err, session.ErrUserInactive) {
+		t.Fatalf("Create for a deactivated user: %v", err)
+	}
+}

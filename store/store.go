@@ -259,6 +259,10 @@ type Tx interface {
 	// DeleteExpiredSessions removes sessions whose absolute expiry or idle
 	// deadline (LastSeen+idle, when idle > 0) is before now.
 	DeleteExpiredSessions(now time.Time, idle time.Duration) ([]string, error)
+	// SessionsByNameID returns the sessions of idp whose Logout.NameID is
+	// nameID (compared exactly), from an index: a SAML IdP's LogoutRequest
+	// names the user by NameID (and SessionIndex), not by user ID.
+	SessionsByNameID(idp, nameID string) ([]*Session, error)
 
 	// Consume records a single-use ID (an OIDC state, a SAML assertion ID)
 	// under kind until the given time. It reports false when the ID was
@@ -272,6 +276,12 @@ type Tx interface {
 	// Secret returns the named secret, creating it with size random bytes
 	// the first time.
 	Secret(name string, size int) ([]byte, error)
+	// LoadOrStoreSecret returns the named secret if it exists; otherwise
+	// it stores value and returns a copy of it. With an empty value it only
+	// looks, returning ErrNotFound when there is none (and so works in a
+	// View). It is for secrets the caller makes, such as a generated SAML
+	// SP key pair, whose slow generation belongs outside the transaction.
+	LoadOrStoreSecret(name string, value []byte) ([]byte, error)
 
 	// Audit appends an event; Seq and, when zero, Time are filled in.
 	Audit(e Event) error

@@ -89,7 +89,8 @@ type Config struct {
 	Logger   *zap.Logger      // nil: no logs
 	Now      func() time.Time // nil: time.Now
 	// BasePath is where the endpoint is mounted, default "/scim/v2";
-	// requests outside it get a SCIM 404.
+	// requests outside it get a SCIM 404. Use "/" when the route strips
+	// the prefix (handle_path) and set BaseURL for the links.
 	BasePath string
 	// BaseURL, when set, is the absolute URL of BasePath used in Location
 	// headers and meta.location (for a site behind a proxy that rewrites
@@ -124,7 +125,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.BasePath == "" {
 		cfg.BasePath = DefaultBasePath
 	}
-	cfg.BasePath = "/" + strings.Trim(cfg.BasePath, "/")
+	// "/scim/v2/" and "scim/v2" mean "/scim/v2"; "/" (a route that strips
+	// the prefix before the handler sees the path) means the root.
+	cfg.BasePath = strings.TrimRight("/"+strings.Trim(cfg.BasePath, "/"), "/")
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -47,12 +47,20 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 	}
 	var resp map[string]any
 	err = h.cfg.Store.View(r.Context(), func(tx store.Tx) error {
-		var users []*store.User
+		var docs []map[string]any // rendered users of the page
 		total := 0
 		if q.filter == nil {
-			var err error
-			if users, total, err = tx.ListUsers(h.cfg.IdP, q.startIndex, q.count); err != nil {
+			users, n, err := tx.ListUsers(h.cfg.IdP, q.startIndex, q.count)
+			if err != nil {
 				return err
+			}
+			total = n
+			for _, u := range users {
+				doc, err := h.userOutTx(tx, r, u)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, doc)
 			}
 		} else {
 			ids, ok, err := candidates(q.filter, h.userLookup(tx))
@@ -62,7 +70,9 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 			if !ok {
 				return notIndexed("User")
 			}
-			var all []*store.User
+			// The filter is checked on the rendered resource, which is
+			// then the response: each candidate is rendered once.
+			var all []map[string]any
 			for _, id := range ids {
 				u, err := tx.User(id)
 				if errors.Is(err, store.ErrNotFound) {
@@ -79,18 +89,14 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 					return err
 				}
 				if matches(scope{rt: h.users}, q.filter, doc) {
-					all = append(all, u)
+					all = append(all, doc)
 				}
 			}
 			total = len(all)
-			users = pageOf(all, q.startIndex, q.count)
+			docs = pageOf(all, q.startIndex, q.count)
 		}
-		resources := make([]any, 0, len(users))
-		for _, u := range users {
-			doc, err := h.userOutTx(tx, r, u)
-			if err != nil {
-				return err
-			}
+		resources := make([]any, 0, len(docs))
+		for _, doc := range docs {
 			resources = append(resources, project(h.users, doc, q.attributes, q.excluded))
 		}
 		resp = listResponse(total, q.startIndex, resources)

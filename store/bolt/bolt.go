@@ -25,6 +25,7 @@
 //	secrets             name -> raw bytes
 //	audit               big-endian uint64 seq -> JSON store.Event
 //	audit_by_user       pair(user ID, "") + big-endian seq -> empty
+//	session_name_ids    pair(idp, pair(SAML NameID, session hash)) -> empty (added, see below)
 //
 // pair(a, b) is uvarint(len(a)) | a | b. The length prefix makes the
 // encoding unambiguous for arbitrary strings, which IdP subjects are, and it
@@ -40,6 +41,12 @@
 // SCIM fields from user records and leave the new indexes pointing at
 // them; it refuses the file instead. Opening a version 1 file read-write
 // migrates it once (see migrate.go).
+//
+// Some indexes were added to version 2 later without a version change
+// (addedBuckets): an older build that writes to the file leaves them
+// incomplete, never wrong, because readers check every entry against the
+// record it points to and a missing entry only makes a lookup miss. The
+// first read-write open creates them and fills them from the records.
 package bolt
 
 import (
@@ -105,6 +112,8 @@ var (
 	bucketTombstones       = []byte("tombstones")
 	bucketCounts           = []byte("counts")
 
+	bucketSessionNameIDs = []byte("session_name_ids")
+
 	keySchema = []byte("schema")
 )
 
@@ -127,6 +136,11 @@ func v2Buckets() [][]byte {
 
 // dataBuckets are created on first open; meta is handled separately.
 func dataBuckets() [][]byte { return append(v1Buckets(), v2Buckets()...) }
+
+// addedBuckets are indexes added to version 2 after its release (see the
+// package doc). A read-only open works without them; lookups then find
+// nothing.
+func addedBuckets() [][]byte { return [][]byte{bucketSessionNameIDs} }
 
 // Options tune Open. The zero value is what production uses.
 type Options struct {
@@ -228,15 +242,21 @@ func (db *DB) init() error {
 			return fmt.Errorf("bolt: store %s has schema version %d and needs a one-time upgrade to %d; open it read-write once: %w",
 				db.path, st.version, SchemaVersion, ErrOldSchema)
 		}
-		return db.migrate(st.version)
+		if err := db.migrate(st.version); err != nil {
+			return err
+		}
+		return db.addBuckets()
 	}
 	if !st.missingBuckets {
+		if st.missingAdded && !db.readOnly {
+			return db.addBuckets()
+		}
 		return nil
 	}
 	if db.readOnly {
 		return fmt.Errorf("bolt: store %s is not initialised and was opened read-only", db.path)
 	}
-	return db.bdb.Update(func(btx *bolt.Tx) error {
+	err = db.bdb.Update(func(btx *bolt.Tx) error {
 		if _, err := checkSchema(btx, db.path); err != nil {
 			return err
 		}
@@ -256,6 +276,35 @@ func (db *DB) init() error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return db.addBuckets()
+}
+
+// addBuckets creates the added indexes that are missing and fills each
+// from the records it indexes.
+func (db *DB) addBuckets() error {
+	err := db.bdb.Update(func(btx *bolt.Tx) error {
+		if btx.Bucket(bucketSessionNameIDs) != nil {
+			return nil
+		}
+		idx, err := btx.CreateBucket(bucketSessionNameIDs)
+		if err != nil {
+			return err
+		}
+		return btx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			key, err := sessionNameIDKeyOf(string(k), v)
+			if err != nil || key == nil {
+				return err
+			}
+			return idx.Put(key, []byte{})
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: init store %s: index %s: %w", db.path, bucketSessionNameIDs, err)
+	}
+	return nil
 }
 
 // schemaState is what checkSchema found: the file's version (0 for a
@@ -263,6 +312,7 @@ func (db *DB) init() error {
 type schemaState struct {
 	version        int
 	missingBuckets bool
+	missingAdded   bool // some of addedBuckets
 }
 
 // checkSchema reads the file's schema version, and fails on a newer schema
@@ -294,6 +344,11 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 		if btx.Bucket(name) == nil {
 			st.missingBuckets = true
 			break
+		}
+	}
+	for _, name := range addedBuckets() {
+		if btx.Bucket(name) == nil {
+			st.missingAdded = true
 		}
 	}
 	return st, nil

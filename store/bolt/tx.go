@@ -490,13 +490,19 @@ func (t *tx) PutSession(s *store.Session) error {
 	}
 	sessions := t.bucket(bucketSessions)
 	bySession := t.bucket(bucketUserSessions)
+	nameIDKey := sessionNameIDKey(s.IdP, s.Logout.NameID, s.Hash)
 	if old := sessions.Get([]byte(s.Hash)); old != nil {
-		var prev struct {
-			UserID string `json:"user_id"`
-		}
-		if err := json.Unmarshal(old, &prev); err == nil && prev.UserID != s.UserID {
-			if err := bySession.Delete(pair(prev.UserID, s.Hash)); err != nil {
-				return fmt.Errorf("bolt: put session: %w", err)
+		var prev sessionRef
+		if err := json.Unmarshal(old, &prev); err == nil {
+			if prev.UserID != s.UserID {
+				if err := bySession.Delete(pair(prev.UserID, s.Hash)); err != nil {
+					return fmt.Errorf("bolt: put session: %w", err)
+				}
+			}
+			if k := sessionNameIDKey(prev.IdP, prev.Logout.NameID, s.Hash); k != nil && !bytes.Equal(k, nameIDKey) {
+				if err := t.bucket(bucketSessionNameIDs).Delete(k); err != nil {
+					return fmt.Errorf("bolt: put session: %w", err)
+				}
 			}
 		}
 	}
@@ -510,7 +516,67 @@ func (t *tx) PutSession(s *store.Session) error {
 	if err := bySession.Put(pair(s.UserID, s.Hash), []byte{}); err != nil {
 		return fmt.Errorf("bolt: put session: index: %w", err)
 	}
+	// Last-seen updates re-put unchanged sessions: skip the index write.
+	if idx := t.bucket(bucketSessionNameIDs); nameIDKey != nil && idx.Get(nameIDKey) == nil {
+		if err := idx.Put(nameIDKey, []byte{}); err != nil {
+			return fmt.Errorf("bolt: put session: index: %w", err)
+		}
+	}
 	return nil
+}
+
+// sessionRef is the part of a stored session its indexes are keyed on.
+type sessionRef struct {
+	UserID string `json:"user_id"`
+	IdP    string `json:"idp"`
+	Logout struct {
+		NameID string `json:"name_id"`
+	} `json:"logout"`
+}
+
+// sessionNameIDKey is a session's key in session_name_ids, or nil when it
+// has no SAML NameID. pair(nameID, "") is a prefix of exactly the keys of
+// that NameID, so pair(idp, pair(nameID, "")) is the prefix to look up.
+func sessionNameIDKey(idp, nameID, hash string) []byte {
+	if nameID == "" {
+		return nil
+	}
+	return pair(idp, string(pair(nameID, hash)))
+}
+
+// sessionNameIDKeyOf decodes a stored session's session_name_ids key.
+func sessionNameIDKeyOf(hash string, raw []byte) ([]byte, error) {
+	var ref sessionRef
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		return nil, fmt.Errorf("decode session: %w", err)
+	}
+	return sessionNameIDKey(ref.IdP, ref.Logout.NameID, hash), nil
+}
+
+// SessionsByNameID reads the index and checks each entry against its
+// session, so that entries an older build left behind (see the package
+// doc) are skipped rather than trusted.
+func (t *tx) SessionsByNameID(idp, nameID string) ([]*store.Session, error) {
+	idx := t.bucket(bucketSessionNameIDs)
+	if idx == nil || nameID == "" {
+		return nil, nil
+	}
+	prefix := sessionNameIDKey(idp, nameID, "")
+	var out []*store.Session
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		s, err := t.Session(string(k[len(prefix):]))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bolt: sessions by name id: %w", err)
+		}
+		if s.IdP == idp && s.Logout.NameID == nameID {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 func (t *tx) DeleteSession(hash string) error {
@@ -528,7 +594,21 @@ func (t *tx) DeleteSession(hash string) error {
 }
 
 func (t *tx) deleteSession(userID, hash string) error {
-	if err := t.bucket(bucketSessions).Delete([]byte(hash)); err != nil {
+	sessions := t.bucket(bucketSessions)
+	if idx := t.bucket(bucketSessionNameIDs); idx != nil {
+		if raw := sessions.Get([]byte(hash)); raw != nil {
+			k, err := sessionNameIDKeyOf(hash, raw)
+			if err != nil {
+				return err
+			}
+			if k != nil {
+				if err := idx.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := sessions.Delete([]byte(hash)); err != nil {
 		return err
 	}
 	return t.bucket(bucketUserSessions).Delete(pair(userID, hash))
@@ -671,6 +751,26 @@ func (t *tx) Secret(name string, size int) ([]byte, error) {
 		return nil, fmt.Errorf("bolt: secret %s: %w", name, err)
 	}
 	return bytes.Clone(s), nil
+}
+
+func (t *tx) LoadOrStoreSecret(name string, value []byte) ([]byte, error) {
+	if name == "" {
+		return nil, errors.New("bolt: secret: name is required")
+	}
+	b := t.bucket(bucketSecrets)
+	if v := b.Get([]byte(name)); v != nil {
+		return bytes.Clone(v), nil
+	}
+	if len(value) == 0 {
+		return nil, fmt.Errorf("bolt: secret %s: %w", name, store.ErrNotFound)
+	}
+	if err := t.mustWrite("store secret " + name); err != nil {
+		return nil, err
+	}
+	if err := b.Put([]byte(name), bytes.Clone(value)); err != nil {
+		return nil, fmt.Errorf("bolt: secret %s: %w", name, err)
+	}
+	return bytes.Clone(value), nil
 }
 
 // ---- audit ----

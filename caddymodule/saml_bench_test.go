@@ -1,0 +1,259 @@
+package caddymodule
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	crewjam "github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// BenchmarkSAMLACSWithJIT compares the whole ACS path of the sso handler
+// (routing, the SAML verification with the store's replay guard, mapping,
+// JIT provisioning in a bbolt transaction, session creation, cookie and
+// redirect) with crewjam's ServiceProvider.ParseResponse alone, on the same
+// pre-generated SP-initiated responses (Okta-shaped, signed on both levels,
+// optionally encrypted), each for its own user. The first pass over the
+// pool creates the users, later passes update them (LastLogin), which is
+// the steady state. "parallel" runs logins concurrently, so that the store
+// batches their commits (DESIGN.md section 8).
+//
+//	go test -run '^$' -bench SAMLACSWithJIT -benchmem ./caddymodule/
+func BenchmarkSAMLACSWithJIT(b *testing.B) {
+	for _, encrypt := range []bool{false, true} {
+		name := "signed"
+		if encrypt {
+			name = "signed+encrypted"
+		}
+		b.Run(name, func(b *testing.B) {
+			env := newSAMLBench(b, encrypt)
+			b.Run("ParseResponse", func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					s := env.pool[i%len(env.pool)]
+					r := s.request()
+					if err := r.ParseForm(); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := env.crewjamSP.ParseResponse(r, []string{s.requestID}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("ACSWithJIT", func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if i%len(env.pool) == 0 {
+						b.StopTimer()
+						env.forgetAssertionIDs()
+						b.StartTimer()
+					}
+					env.acs(b, env.pool[i%len(env.pool)])
+				}
+			})
+			b.Run("ACSWithJITParallel", func(b *testing.B) {
+				// Each goroutine takes the next sample; the pool is
+				// large enough that no assertion is used twice within
+				// one run of the benchmark function.
+				env.forgetAssertionIDs()
+				var next atomic.Int64
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						n := next.Add(1)
+						if int(n) >= len(env.pool) {
+							b.Errorf("pool of %d exhausted", len(env.pool))
+							return
+						}
+						env.acs(b, env.pool[n])
+					}
+				})
+			})
+		})
+	}
+}
+
+type samlBenchSample struct {
+	requestID string
+	cookies   []*http.Cookie
+	body      string
+}
+
+func (s samlBenchSample) request() *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/.sso/saml/bench/acs", strings.NewReader(s.body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range s.cookies {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+type samlBench struct {
+	db        *bolt.DB
+	h         *Handler
+	crewjamSP *crewjam.ServiceProvider
+	pool      []samlBenchSample
+}
+
+var samlBenchNext = caddyHandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+type caddyHandlerFunc func(http.ResponseWriter, *http.Request) error
+
+func (f caddyHandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
+
+func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
+	b.Helper()
+	frozen := time.Now()
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	flows.Now = func() time.Time { return frozen }
+	app := &App{
+		db:          db,
+		logger:      zap.NewNop(),
+		sessions:    session.New(db, session.Config{}, nil, nil),
+		provisioner: &provision.Provisioner{Store: db},
+		flows:       flows,
+	}
+
+	idpSrv, err := samltest.NewServer("http://127.0.0.1:9")
+	if err != nil {
+		b.Fatal(err)
+	}
+	idpSrv.SetClock(func() time.Time { return frozen })
+	mdXML, err := idpSrv.MetadataXML()
+	if err != nil {
+		b.Fatal(err)
+	}
+	kp, err := saml.GenerateKeyPair("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := saml.New(saml.Config{Name: "bench", MetadataXML: mdXML, SPKeys: []saml.KeyPair{kp},
+		Now: func() time.Time { return frozen }}, flows, store.ReplayGuard{Store: db})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mapper, err := mapping.New("okta", idp.ProtocolSAML, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &identityProvider{name: "bench", protocol: idp.ProtocolSAML, mapper: mapper,
+		rules: provision.Rules{JIT: true}, callback: "acs", callbackMethod: http.MethodPost,
+		login: &samlProtocol{sp: sp, name: "bench", app: app, logger: zap.NewNop()}}
+	app.idps = map[string]*identityProvider{"bench": p}
+	plan, err := newHeaderPlan("", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := &samlBench{db: db, h: &Handler{PathPrefix: defaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
+
+	const base = "http://127.0.0.1/.sso/saml/bench/"
+	var ed crewjam.EntityDescriptor
+	if err := xml.Unmarshal(mdXML, &ed); err != nil {
+		b.Fatal(err)
+	}
+	acsURL, _ := url.Parse(base + "acs")
+	mdURL, _ := url.Parse(base + "metadata")
+	env.crewjamSP = &crewjam.ServiceProvider{
+		EntityID: mdURL.String(), Key: kp.Key, Certificate: kp.Certificate,
+		AcsURL: *acsURL, MetadataURL: *mdURL, IDPMetadata: &ed, Clock: dsig.NewFakeClockAt(frozen),
+		AuthnNameIDFormat: crewjam.UnspecifiedNameIDFormat,
+	}
+
+	// Enough samples for the parallel run, whose b.N grows to about a
+	// second's worth of logins.
+	env.pool = make([]samlBenchSample, 3000)
+	for i := range env.pool {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app", nil)
+		r.Header.Set("Accept", "text/html")
+		if err := env.h.ServeHTTP(rec, r, samlBenchNext); err != nil {
+			b.Fatal(err)
+		}
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := base64.StdEncoding.DecodeString(loc.Query().Get("SAMLRequest"))
+		reqXML, err := io.ReadAll(flate.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ar crewjam.AuthnRequest
+		if err := xml.Unmarshal(reqXML, &ar); err != nil {
+			b.Fatal(err)
+		}
+		person := samltest.Person{ID: fmt.Sprintf("00u%06d", i%64), FirstName: "Ada", LastName: "Lovelace",
+			Email: fmt.Sprintf("ada%d@example.com", i%64), Groups: []string{"eng"}}
+		spec := samltest.ResponseSpec{ACS: base + "acs", Audience: base + "metadata", InResponseTo: ar.ID,
+			User: samltest.Okta("ada", "pw", person), SignAssertion: true, SignResponse: true}
+		if encrypt {
+			spec.EncryptTo = kp.Certificate
+		}
+		el, err := idpSrv.Forge(spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, err := samltest.Encode(el)
+		if err != nil {
+			b.Fatal(err)
+		}
+		env.pool[i] = samlBenchSample{requestID: ar.ID, cookies: rec.Result().Cookies(),
+			body: url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}.Encode()}
+	}
+	return env
+}
+
+// acs runs one sign-in through the handler and checks it succeeded.
+func (e *samlBench) acs(b *testing.B, s samlBenchSample) {
+	rec := httptest.NewRecorder()
+	if err := e.h.ServeHTTP(rec, s.request(), samlBenchNext); err != nil {
+		b.Fatal(err)
+	}
+	if rec.Code != http.StatusSeeOther {
+		b.Fatalf("ACS answered %d: %s", rec.Code, rec.Body)
+	}
+}
+
+// forgetAssertionIDs empties the replay cache, so that the pool can be
+// used again.
+func (e *samlBench) forgetAssertionIDs() {
+	err := e.db.Update(context.Background(), func(tx store.Tx) error {
+		_, err := tx.PruneConsumed(time.Now().Add(100 * 365 * 24 * time.Hour))
+		return err
+	})
+	if err != nil {
+		panic(err)
+	}
+}
