@@ -68,6 +68,13 @@ func adapt(t *testing.T, caddyfile string) string {
 	return buf.String()
 }
 
+// scimGlobal and scimGlobal2 define the IdPs the sso_scim rows of
+// TestCaddyfileErrors name (scimGlobal is 9 lines, scimGlobal2 13).
+const (
+	scimGlobal  = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n\n"
+	scimGlobal2 = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t\tidp okta oidc {\n\t\t\tissuer https://okta.example.com\n\t\t\tclient_id y\n\t\t}\n\t}\n}\n\n"
+)
+
 // TestCaddyfileErrors checks that bad configs fail at adaptation with the
 // directive, the line and a message that says what is expected.
 func TestCaddyfileErrors(t *testing.T) {
@@ -101,6 +108,19 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
 		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
 		{"handler bad prefix", "example.com {\n\tsso {\n\t\tpath_prefix /auth\n\t}\n}\n", []string{"Caddyfile:", "path_prefix", "must start and end with /"}},
+		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.
+		{"scim no idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tbase_path /scim/v2\n\t}\n}\n", []string{"Caddyfile:13", "sso_scim: at least one idp <name> <token> is required"}},
+		{"scim idp without token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp: expected: idp <name> <token>"}},
+		{"scim unknown idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp okta {env.SCIM_TOKEN_OKTA}\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp okta", "no identity provider by that name in the global sso option (defined: entra)"}},
+		{"scim without global sso", "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.SCIM_TOKEN_ENTRA}\n\t}\n}\n", []string{"Caddyfile:3", "sso_scim idp entra", "no global sso option"}},
+		{"scim idp twice", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.A}\n\t\tidp entra {env.B}\n\t}\n}\n", []string{"Caddyfile:13", "idp entra is listed twice"}},
+		{"scim short literal token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra hunter2\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim: idp entra", "at least 16 characters"}},
+		{"scim shared literal token", scimGlobal2 + "scim.example.com {\n\tsso_scim {\n\t\tidp entra 0123456789abcdefXYZ\n\t\tidp okta 0123456789abcdefXYZ\n\t}\n}\n", []string{"Caddyfile:", "share a bearer token"}},
+		{"scim argument", scimGlobal + "scim.example.com {\n\tsso_scim entra {\n\t}\n}\n", []string{"Caddyfile:11", "sso_scim: expected: sso_scim { idp <name> <token>"}},
+		{"scim unknown setting", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tpath /scim\n\t}\n}\n", []string{"Caddyfile:13", `sso_scim: unknown setting "path"`, "base_path"}},
+		{"scim relative base_path", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_path scim/v2\n\t}\n}\n", []string{"Caddyfile:13", `base_path "scim/v2" must start with /`}},
+		{"scim bad base_url", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_url scim.example.com/scim\n\t}\n}\n", []string{"Caddyfile:13", "base_url", "not an absolute http(s) URL"}},
+		{"scim bad body size", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tmax_body_size lots\n\t}\n}\n", []string{"Caddyfile:13", `max_body_size: "lots"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 )
 
 // newChromium starts a headless Chromium with a fresh profile for one test
@@ -69,21 +72,8 @@ func TestBrowserOIDCLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The click starts a chain of navigations (IdP, callback, the page);
-	// poll until the browser settles on the page it first asked for.
-	var body, loc string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		loc, _ = chromedp.Run(ctx, chromedp.Location())
-		if loc == w.gw.base+"/dashboard" {
-			if body, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err == nil && strings.Contains(body, `"path"`) {
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if loc != w.gw.base+"/dashboard" {
-		t.Errorf("browser ended at %q, want the page it asked for", loc)
-	}
+	// the browser must settle on the page it first asked for.
+	body, _ := waitForPage(t, ctx, w.gw.base+"/dashboard")
 	for _, want := range []string{`"/dashboard"`, `"X-Forwarded-Email":["ada@example.com"]`, `"X-Forwarded-First-Name":["Ada"]`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("upstream echo lacks %s:\n%s", want, body)
@@ -92,4 +82,62 @@ func TestBrowserOIDCLogin(t *testing.T) {
 	if strings.Contains(body, "sso_session") {
 		t.Error("the session cookie reached the upstream")
 	}
+}
+
+// TestBrowserSAMLLogin signs in over SAML in a real browser, with the site
+// (localhost) and the IdP (127.0.0.1) on different sites: the IdP's
+// POST-binding form auto-submits cross-site to the ACS, and the login flow
+// cookie and then the session must survive that.
+func TestBrowserSAMLLogin(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
+	w.start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	ctx := newChromium(t)
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(w.gw.base+"/dashboard"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "ada"),
+		chromedp.SendKeys(chromedp.ID("password"), "ada-pw"),
+		chromedp.Click(chromedp.ID("login")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, loc := waitForPage(t, ctx, w.gw.base+"/dashboard")
+	for _, want := range []string{`"/dashboard"`, `"X-Forwarded-Email":["ada@example.com"]`, `"X-Forwarded-Last-Name":["Lovelace"]`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("at %s the upstream echo lacks %s:\n%s", loc, want, body)
+		}
+	}
+	// The session cookie set in answer to the cross-site POST carries the
+	// next navigation.
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/second")); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ = waitForPage(t, ctx, w.gw.base+"/second"); !strings.Contains(body, `"X-Forwarded-Email":["ada@example.com"]`) {
+		t.Errorf("second page not signed in:\n%s", body)
+	}
+}
+
+// waitForPage polls until the browser shows want with the upstream's echo,
+// and returns the page text and where the browser is.
+func waitForPage(t *testing.T, ctx context.Context, want string) (string, string) {
+	t.Helper()
+	var body, loc string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		loc, _ = chromedp.Run(ctx, chromedp.Location())
+		if b, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err == nil {
+			body = b
+			if loc == want && strings.Contains(body, `"path"`) {
+				return body, loc
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("browser did not reach %s; it is at %s showing:\n%s", want, loc, body)
+	return "", ""
 }

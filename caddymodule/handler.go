@@ -163,7 +163,7 @@ func isNavigation(r *http.Request) bool {
 }
 
 func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request) error {
-	login := h.PathPrefix + "login?return_to=" + url.QueryEscape(safeReturnTo(r.URL.RequestURI()))
+	login := h.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(r.URL.RequestURI()))
 	hd := w.Header()
 	hd.Set("WWW-Authenticate", `SSO realm="`+h.idp.name+`", login="`+login+`"`)
 	hd.Set("Cache-Control", "no-store")
@@ -315,7 +315,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 }
 
 func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, returnTo string) error {
-	returnTo = safeReturnTo(returnTo)
+	returnTo = idp.LocalPath(returnTo)
 	if err := p.login.Begin(w, r, h.endpointBase(o, p), returnTo); err != nil {
 		h.logger.Error("starting sign-in", zap.String("idp", p.name), zap.Error(err))
 		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
@@ -380,12 +380,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		}
 	}
 	token, _, err := h.app.sessions.Create(ctx, user, p.name, store.LogoutInfo(a.Logout))
+	if errors.Is(err, session.ErrUserInactive) {
+		// Deactivated between the rules' approval and the session write.
+		return h.denialPage(w, p, a, &provision.Denial{Reason: provision.ReasonDeactivated, IdP: p.name, UserID: user.ID})
+	}
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	h.setSessionCookie(w, o, token)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, safeReturnTo(returnTo), http.StatusSeeOther)
+	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther)
 	return nil
 }
 
@@ -426,7 +430,7 @@ func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out
 // by POST only, from this origin, keeps other sites from logging users out.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, token string) error {
-	returnTo := safeReturnTo(r.FormValue("return_to"))
+	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",

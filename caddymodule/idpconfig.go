@@ -208,30 +208,40 @@ func (c *IdPConfig) build(ctx context.Context, a *App, repl *caddy.Replacer) (*i
 			return nil, err
 		}
 		p.login = oidcProtocol{rp}
-		p.callback, p.callbackMethod = "callback", http.MethodGet
+		p.callback, p.callbackMethod = oidcCallback, http.MethodGet
 	case idp.ProtocolSAML:
 		sp, err := c.SAML.build(ctx, a, c.Name, repl, replay)
 		if err != nil {
 			return nil, err
 		}
 		p.login = &samlProtocol{sp: sp, name: c.Name, app: a, logger: a.logger.Named("saml").With(zap.String("idp", c.Name))}
-		p.callback, p.callbackMethod = "acs", http.MethodPost
+		if c.LinkByEmail {
+			a.logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
+				zap.String("idp", c.Name))
+		}
+		p.callback, p.callbackMethod = samlACS, http.MethodPost
 	default:
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)
 	}
 	return p, nil
 }
 
+// Callback endpoint names under an IdP's base (DESIGN.md section 1).
+const (
+	oidcCallback = "callback" // the OIDC redirect URI
+	samlACS      = "acs"      // idp/saml derives it from base too
+)
+
 // oidcProtocol adapts an OpenID Connect relying party to loginProtocol:
 // its redirect URI is base+"callback".
 type oidcProtocol struct{ rp *oidc.Provider }
 
 func (o oidcProtocol) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
-	return o.rp.Begin(w, r, base+"callback", returnTo)
+	return o.rp.Begin(w, r, base+oidcCallback, returnTo)
 }
 
 func (o oidcProtocol) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
-	return o.rp.Callback(w, r, base+"callback")
+	return o.rp.Callback(w, r, base+oidcCallback)
 }
 
 // Logout redirects to the IdP's end_session_endpoint, which returns the

@@ -151,7 +151,7 @@ func (p samlPage) form(t *testing.T) (string, url.Values) {
 	t.Helper()
 	m := samlFormRE.FindStringSubmatch(p.Body)
 	if m == nil {
-		t.Fatalf("no form on %s (status %d):\n%s", p.URL, p.Status, shortBody(p.Body))
+		t.Fatalf("no form on %s (status %d):\n%s", p.URL, p.Status, samlShort(p.Body))
 	}
 	action, err := p.URL.Parse(html.UnescapeString(m[1]))
 	if err != nil {
@@ -181,8 +181,8 @@ func (p samlPage) isIdPLogin() bool {
 	return strings.Contains(p.Body, `id="username"`) && strings.Contains(p.Body, `id="login"`)
 }
 
-// autoSubmit submits auto-posting forms until a page is not one.
-func (b *browser) autoSubmit(p samlPage) samlPage {
+// samlAutoSubmit submits auto-posting forms until a page is not one.
+func (b *browser) samlAutoSubmit(p samlPage) samlPage {
 	b.t.Helper()
 	for range 8 {
 		if !p.isAutoPost() {
@@ -199,19 +199,19 @@ func (b *browser) autoSubmit(p samlPage) samlPage {
 // follows every redirect and auto-posted form back to the final page.
 func (b *browser) samlSignIn(rawURL, username, password string) samlPage {
 	b.t.Helper()
-	p := b.autoSubmit(b.samlGet(rawURL))
+	p := b.samlAutoSubmit(b.samlGet(rawURL))
 	if !p.isIdPLogin() {
 		return p // already signed in at the IdP, or refused before its form
 	}
 	action, fields := p.form(b.t)
 	fields.Set("username", username)
 	fields.Set("password", password)
-	return b.autoSubmit(b.samlPost(b.client, action, fields))
+	return b.samlAutoSubmit(b.samlPost(b.client, action, fields))
 }
 
-// responseForm signs in like samlSignIn but stops at the IdP's response
+// samlResponseForm signs in like samlSignIn but stops at the IdP's response
 // form, returning what the browser would post to the ACS.
-func (b *browser) responseForm(rawURL, username, password string) (string, url.Values) {
+func (b *browser) samlResponseForm(rawURL, username, password string) (string, url.Values) {
 	b.t.Helper()
 	p := b.samlGet(rawURL)
 	for range 8 {
@@ -229,7 +229,7 @@ func (b *browser) responseForm(rawURL, username, password string) (string, url.V
 	return "", nil
 }
 
-func shortBody(s string) string {
+func samlShort(s string) string {
 	if len(s) > 800 {
 		return s[:800] + "…"
 	}
@@ -318,7 +318,7 @@ func TestSAMLJITOffRefusesUnknownUser(t *testing.T) {
 	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
 	p := newBrowser(t).samlSignIn(w.gw.base+"/", "ada", "ada-pw")
 	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "do not have an account") {
-		t.Fatalf("got %d: %s", p.Status, shortBody(p.Body))
+		t.Fatalf("got %d: %s", p.Status, samlShort(p.Body))
 	}
 	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "jit_disabled") {
 		t.Errorf("denial not audited: %v", got)
@@ -348,7 +348,7 @@ func TestSAMLDeactivatedUserIsRefused(t *testing.T) {
 	}
 	p := newBrowser(t).samlSignIn(w.gw.base+"/", "ada", "ada-pw")
 	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "deactivated") {
-		t.Fatalf("got %d: %s", p.Status, shortBody(p.Body))
+		t.Fatalf("got %d: %s", p.Status, samlShort(p.Body))
 	}
 	if userBySubject(t, samlPerson.ID).Active {
 		t.Error("JIT reactivated a deactivated user")
@@ -370,7 +370,7 @@ func TestSAMLMissingAttributesExplains(t *testing.T) {
 
 	p := newBrowser(t).samlSignIn(w.gw.base+"/", "nemo", "pw")
 	if p.Status != http.StatusForbidden {
-		t.Fatalf("got %d: %s", p.Status, shortBody(p.Body))
+		t.Fatalf("got %d: %s", p.Status, samlShort(p.Body))
 	}
 	for _, want := range []string{"<code>lastName</code>", "<code>email</code>", "<code>uniqueUserId</code>", "<code>firstName</code>", "<code>department</code>"} {
 		if !strings.Contains(p.Body, want) {
@@ -420,7 +420,7 @@ func TestSAMLIdPInitiated(t *testing.T) {
 		w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
 		p := newBrowser(t).samlSignIn(w.idp.IdPInitiatedURL(w.spEntityID(), "/reports"), "ada", "ada-pw")
 		if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, saml.CodeUnsolicited) {
-			t.Fatalf("got %d at %s: %s", p.Status, p.URL, shortBody(p.Body))
+			t.Fatalf("got %d at %s: %s", p.Status, p.URL, samlShort(p.Body))
 		}
 		if got := auditReasons(t, store.EventLoginFailed); !slices.Contains(got, saml.CodeUnsolicited) {
 			t.Errorf("refusal audited as %v", got)
@@ -445,7 +445,7 @@ func TestSAMLIdPInitiated(t *testing.T) {
 		// A sample of the shared open-redirect payloads as RelayState
 		// (idp/saml tests all of them): the gateway's redirect after the
 		// ACS stays on this site.
-		payloads := readPayloads(t)
+		payloads := samlPayloads(t)
 		base, _ := url.Parse(w.gw.base)
 		noFollow := b.noRedirects()
 		checked := 0
@@ -473,7 +473,7 @@ func TestSAMLIdPInitiated(t *testing.T) {
 	})
 }
 
-func readPayloads(t *testing.T) []string {
+func samlPayloads(t *testing.T) []string {
 	t.Helper()
 	f, err := os.Open("../../shared/testdata/open-redirect-payloads.txt")
 	if err != nil {
@@ -500,7 +500,7 @@ func TestSAMLReplayRefusedAcrossRestart(t *testing.T) {
 	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
 	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
 	b := newBrowser(t)
-	action, fields := b.responseForm(w.gw.base+"/", "ada", "ada-pw")
+	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
 	gwURL, _ := url.Parse(w.gw.base)
 	captured := b.jar.Cookies(gwURL)
 	if len(captured) == 0 {
@@ -520,7 +520,7 @@ func TestSAMLReplayRefusedAcrossRestart(t *testing.T) {
 		}
 		p := replay()
 		if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, saml.CodeReplayed) {
-			t.Fatalf("replay %s: got %d: %s", when, p.Status, shortBody(p.Body))
+			t.Fatalf("replay %s: got %d: %s", when, p.Status, samlShort(p.Body))
 		}
 	}
 	if got := auditReasons(t, store.EventLoginFailed); !slices.Equal(got, []string{saml.CodeReplayed, saml.CodeReplayed}) {
@@ -528,8 +528,8 @@ func TestSAMLReplayRefusedAcrossRestart(t *testing.T) {
 	}
 }
 
-// spMetadata is the part of the SP metadata the tests check.
-type spMetadata struct {
+// spMetadataDoc is the part of the SP metadata the tests check.
+type spMetadataDoc struct {
 	EntityID string `xml:"entityID,attr"`
 	SP       struct {
 		Keys []struct {
@@ -547,16 +547,16 @@ type spMetadata struct {
 	} `xml:"SPSSODescriptor"`
 }
 
-func parseSPMetadata(t *testing.T, raw string) spMetadata {
+func parseSPMetadata(t *testing.T, raw string) spMetadataDoc {
 	t.Helper()
-	var md spMetadata
+	var md spMetadataDoc
 	if err := xml.Unmarshal([]byte(raw), &md); err != nil {
 		t.Fatalf("SP metadata: %v\n%s", err, raw)
 	}
 	return md
 }
 
-func (md spMetadata) certs(use string) []string {
+func (md spMetadataDoc) certs(use string) []string {
 	var out []string
 	for _, k := range md.SP.Keys {
 		if k.Use == use {
@@ -625,8 +625,9 @@ func TestSAMLMetadataAndKeyPersistence(t *testing.T) {
 	newBrowser(t).samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
 }
 
-// TestSAMLConfiguredSPCerts: two sp_cert lines publish both certificates,
-// current first, and the IdP encrypts to the current one.
+// TestSAMLConfiguredSPCerts: two sp_cert lines (each a combined PEM file)
+// publish both certificates, current first; logins work with them, and no
+// key is generated.
 func TestSAMLConfiguredSPCerts(t *testing.T) {
 	dir := t.TempDir()
 	var files, certs [2]string
@@ -697,9 +698,9 @@ func TestSAMLSingleLogoutSPInitiated(t *testing.T) {
 	}
 	// Through the IdP and back: the return path is protected, so the
 	// browser lands on the IdP's login form, its IdP session gone too.
-	p := b.autoSubmit(b.samlGet(loc.String()))
+	p := b.samlAutoSubmit(b.samlGet(loc.String()))
 	if !p.isIdPLogin() {
-		t.Fatalf("after logout: %d at %s: %s", p.Status, p.URL, shortBody(p.Body))
+		t.Fatalf("after logout: %d at %s: %s", p.Status, p.URL, samlShort(p.Body))
 	}
 	if n := w.idp.SessionCount(); n != 0 {
 		t.Errorf("IdP sessions left: %d", n)
@@ -718,9 +719,22 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 	first.samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
 	second.samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
 
-	p := first.autoSubmit(first.samlGet(w.idp.LogoutURL(w.gw.base + "/.sso/whoami")))
+	// An unsigned LogoutRequest ends nothing.
+	forged, err := w.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: w.spBase() + "slo",
+		NameID: samlPerson.ID, NameIDFormat: string(crewjam.PersistentNameIDFormat)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := newBrowser(t).samlGet(forged); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "Sign-out failed") {
+		t.Fatalf("unsigned LogoutRequest: %d: %s", p.Status, samlShort(p.Body))
+	}
+	if w.whoamiStatus(first) != http.StatusOK || w.whoamiStatus(second) != http.StatusOK {
+		t.Fatal("an unsigned LogoutRequest ended a session")
+	}
+
+	p := first.samlAutoSubmit(first.samlGet(w.idp.LogoutURL(w.gw.base + "/.sso/whoami")))
 	if p.URL.Path != "/.sso/whoami" || p.Status != http.StatusUnauthorized {
-		t.Fatalf("IdP logout ended at %s (%d): %s", p.URL, p.Status, shortBody(p.Body))
+		t.Fatalf("IdP logout ended at %s (%d): %s", p.URL, p.Status, samlShort(p.Body))
 	}
 	if got := w.whoamiStatus(second); got != http.StatusOK {
 		t.Errorf("the other session (another IdP session) ended too: %d", got)
@@ -739,5 +753,45 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 	// The ended session stays ended: the next page needs a new sign-in.
 	if p := first.samlGet(w.gw.base + "/"); !p.isIdPLogin() {
 		t.Errorf("after IdP logout the site answered %d at %s", p.Status, p.URL)
+	}
+
+	// A signed LogoutRequest (HTTP-POST) without SessionIndex ends every
+	// session of the NameID, and is answered with a LogoutResponse.
+	form, err := w.idp.LogoutRequestForm(samltest.LogoutRequestSpec{Destination: w.spBase() + "slo",
+		NameID: samlPerson.ID, NameIDFormat: string(crewjam.PersistentNameIDFormat), Sign: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	res := b.samlPost(b.noRedirects(), w.spBase()+"slo", form)
+	if !strings.Contains(res.Body, `name="SAMLResponse"`) && !strings.Contains(res.Header.Get("Location"), "SAMLResponse=") {
+		t.Fatalf("signed LogoutRequest answered %d: %s", res.Status, samlShort(res.Body))
+	}
+	if w.whoamiStatus(second) != http.StatusUnauthorized {
+		t.Error("a LogoutRequest without SessionIndex left a session of its NameID")
+	}
+}
+
+// TestSAMLLogoutWithoutIdPSLO: an IdP without a Single Logout service still
+// gets a local sign-out.
+func TestSAMLLogoutWithoutIdPSLO(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+	w.idp.SetHooks(samltest.Hooks{Metadata: func(ed *crewjam.EntityDescriptor) {
+		ed.IDPSSODescriptors[0].SingleLogoutServices = nil
+	}})
+	w.start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	b := newBrowser(t)
+	b.samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
+	action, fields := b.samlGet(w.gw.base + "/.sso/logout").form(t)
+	p := b.samlPost(b.noRedirects(), action, fields)
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "You are signed out") {
+		t.Fatalf("logout answered %d: %s", p.Status, samlShort(p.Body))
+	}
+	if w.whoamiStatus(b) != http.StatusUnauthorized {
+		t.Error("still signed in")
+	}
+	if n := w.idp.SessionCount(); n != 1 {
+		t.Errorf("IdP sessions: %d, want the IdP's own left alone", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,20 +19,24 @@ import (
 
 	_ "github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 )
 
 type config struct {
 	host                           string
 	appPort, idpPort, upstreamPort int
+	samlPort, samlIdPPort          int
 	dataDir                        string
 }
 
 // demo is everything the demo started; close stops it all.
 type demo struct {
-	appURL    string
-	storePath string
-	idp       *oidctest.Server
-	upstream  *http.Server
+	appURL     string // the app behind OpenID Connect sign-in
+	samlAppURL string // the same app behind SAML sign-in
+	storePath  string
+	idp        *oidctest.Server
+	samlIdP    *samltest.Server
+	upstream   *http.Server
 }
 
 // The demo's OpenID client registration; a local, throwaway secret.
@@ -42,8 +47,9 @@ const (
 
 func start(cfg config) (*demo, error) {
 	d := &demo{
-		appURL:    fmt.Sprintf("http://%s:%d", cfg.host, cfg.appPort),
-		storePath: filepath.Join(cfg.dataDir, "sso.db"),
+		appURL:     fmt.Sprintf("http://%s:%d", cfg.host, cfg.appPort),
+		samlAppURL: fmt.Sprintf("http://%s:%d", cfg.host, cfg.samlPort),
+		storePath:  filepath.Join(cfg.dataDir, "sso.db"),
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return nil, err
@@ -60,9 +66,20 @@ func start(cfg config) (*demo, error) {
 		idp.AddUser(u.username, u.username, u.claims)
 	}
 
+	samlIdP, err := samltest.Start(fmt.Sprintf("%s:%d", cfg.host, cfg.samlIdPPort))
+	if err != nil {
+		idp.Close()
+		return nil, fmt.Errorf("starting the local SAML IdP: %w", err)
+	}
+	d.samlIdP = samlIdP
+	for _, u := range demoUsers {
+		samlIdP.AddUser(samltest.Okta(u.username, u.username, u.person()))
+	}
+
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.upstreamPort))
 	if err != nil {
 		idp.Close()
+		samlIdP.Close()
 		return nil, fmt.Errorf("starting the demo app: %w", err)
 	}
 	d.upstream = &http.Server{Handler: http.HandlerFunc(serveApp), ReadHeaderTimeout: 10 * time.Second}
@@ -83,6 +100,12 @@ func start(cfg config) (*demo, error) {
 			jit
 			default_groups demo-users
 		}
+		idp demo-saml saml {
+			preset okta
+			metadata_url %[8]s
+			jit
+			default_groups demo-users
+		}
 	}
 }
 
@@ -90,26 +113,59 @@ func start(cfg config) (*demo, error) {
 	sso demo
 	reverse_proxy 127.0.0.1:%[7]d
 }
-`, cfg.dataDir, d.storePath, idp.Issuer, demoClientID, demoClientSecret, d.appURL, cfg.upstreamPort)
+
+%[9]s {
+	sso demo-saml
+	reverse_proxy 127.0.0.1:%[7]d
+}
+`, cfg.dataDir, d.storePath, idp.Issuer, demoClientID, demoClientSecret, d.appURL, cfg.upstreamPort,
+		samlIdP.MetadataURL(), d.samlAppURL)
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "demo Caddyfile"})
 	if err == nil {
 		err = caddy.Load(cfgJSON, true)
 	}
+	if err == nil {
+		err = d.registerSAML()
+	}
 	if err != nil {
-		d.upstream.Close()
-		idp.Close()
+		d.close()
 		return nil, fmt.Errorf("starting Caddy: %w", err)
 	}
 	return d, nil
 }
 
+// registerSAML does what an IdP admin does with the SP metadata URL.
+func (d *demo) registerSAML() error {
+	resp, err := http.Get(d.samlAppURL + "/.sso/saml/demo-saml/metadata")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	md, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("SP metadata: %s", resp.Status)
+	}
+	if err != nil {
+		return err
+	}
+	return d.samlIdP.RegisterServiceProvider(md)
+}
+
 func (d *demo) close() error {
-	return errors.Join(caddy.Stop(), d.upstream.Close(), d.idp.Close())
+	return errors.Join(caddy.Stop(), d.upstream.Close(), d.idp.Close(), d.samlIdP.Close())
 }
 
 type demoUser struct {
 	username string
 	claims   map[string]any
+}
+
+// person is the same user as the SAML IdP describes them.
+func (u demoUser) person() samltest.Person {
+	str := func(k string) string { v, _ := u.claims[k].(string); return v }
+	groups, _ := u.claims["groups"].([]string)
+	return samltest.Person{ID: str("sub"), FirstName: str("given_name"), LastName: str("family_name"),
+		Email: str("email"), Groups: groups}
 }
 
 var demoUsers = []demoUser{

@@ -24,11 +24,38 @@ func freePort(t *testing.T) int {
 }
 
 var (
-	hidden = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
-	action = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
+	formRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
+	inputRE = regexp.MustCompile(`<input[^>]*>`)
+	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
 )
 
-// signIn opens the demo app as a browser would and fills in the login form.
+// form returns the absolute action and the fields of the first form in body.
+func form(t *testing.T, base *url.URL, body string) (string, url.Values) {
+	t.Helper()
+	m := formRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no form at %s:\n%s", base, body)
+	}
+	action, err := base.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := url.Values{}
+	for _, in := range inputRE.FindAllString(m[2], -1) {
+		attrs := map[string]string{}
+		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
+			attrs[a[1]] = html.UnescapeString(a[2])
+		}
+		if attrs["name"] != "" {
+			fields.Set(attrs["name"], attrs["value"])
+		}
+	}
+	return action.String(), fields
+}
+
+// signIn opens appURL as a browser would, fills in the IdP's login form and
+// submits the forms a browser's JavaScript would submit by itself (SAML's
+// POST binding), until it lands on a page that is neither.
 func signIn(t *testing.T, appURL, user string) (*http.Client, int, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
@@ -36,33 +63,33 @@ func signIn(t *testing.T, appURL, user string) (*http.Client, int, string) {
 	req, _ := http.NewRequest(http.MethodGet, appURL+"/", nil)
 	req.Header.Set("Accept", "text/html")
 	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	for range 6 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page := string(body)
+		login := strings.Contains(page, `id="username"`)
+		if !login && !strings.Contains(page, `name="SAMLResponse"`) && !strings.Contains(page, `name="SAMLRequest"`) {
+			return c, resp.StatusCode, page
+		}
+		action, fields := form(t, resp.Request.URL, page)
+		if login {
+			fields.Set("username", user)
+			fields.Set("password", user)
+		}
+		resp, err = c.PostForm(action, fields)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := action.FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no login form: %s", body)
-	}
-	form := url.Values{"username": {user}, "password": {user}}
-	for _, h := range hidden.FindAllSubmatch(body, -1) {
-		form.Set(html.UnescapeString(string(h[1])), html.UnescapeString(string(h[2])))
-	}
-	resp, err = c.PostForm(html.UnescapeString(string(m[1])), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ = io.ReadAll(resp.Body)
-	return c, resp.StatusCode, string(body)
+	t.Fatal("too many forms")
+	return nil, 0, ""
 }
 
 // TestDemo runs the demo as a newcomer would meet it: sign in as alice,
 // see the headers the app received, and see that she was created by JIT.
 func TestDemo(t *testing.T) {
 	d, err := start(config{host: "127.0.0.1", appPort: freePort(t), idpPort: freePort(t),
-		upstreamPort: freePort(t), dataDir: t.TempDir()})
+		samlPort: freePort(t), samlIdPPort: freePort(t), upstreamPort: freePort(t), dataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +126,11 @@ func TestDemo(t *testing.T) {
 	_, status, page = signIn(t, d.appURL, "carol")
 	if status != http.StatusForbidden || !strings.Contains(page, "<code>email</code>") {
 		t.Errorf("carol: %d\n%s", status, page)
+	}
+
+	// The same app behind SAML: bob signs in through the local SAML IdP.
+	_, status, page = signIn(t, d.samlAppURL, "bob")
+	if status != http.StatusOK || !strings.Contains(page, `<span id="name">Bob</span>`) || !strings.Contains(page, "X-Forwarded-Idp") {
+		t.Errorf("SAML sign-in: %d\n%s", status, page)
 	}
 }

@@ -77,7 +77,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making AuthnRequest: %w", p.cfg.Name, err))
 	}
 	relayState := newRelayState()
-	fl := loginFlow{RequestID: req.ID, ReturnTo: localPath(returnTo), ACS: e.acs.String()}
+	fl := loginFlow{RequestID: req.ID, ReturnTo: idp.LocalPath(returnTo), ACS: e.acs.String()}
 	if err := p.saveFlow(w, r, p.loginFlowID(relayState), &fl); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
 	}
@@ -172,12 +172,12 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 			return nil, "", idp.Fail(CodeACSMismatch, fmt.Errorf("response posted to %q, login began for %q", e.acs, fl.ACS))
 		}
 		requestIDs = []string{fl.RequestID}
-		returnTo = localPath(fl.ReturnTo)
+		returnTo = idp.LocalPath(fl.ReturnTo)
 	case p.cfg.AllowIdPInitiated:
 		// crewjam then accepts only an empty InResponseTo, so a response
 		// to another browser's request cannot pass as unsolicited.
 		idpInitiated = true
-		returnTo = localPath(relayState)
+		returnTo = idp.LocalPath(relayState)
 	case isFlow:
 		return nil, "", flowError(flowErr)
 	default:

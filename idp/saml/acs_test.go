@@ -549,10 +549,10 @@ func TestIdPInitiatedRelayState(t *testing.T) {
 	form := h.forge(t, h.spec(pending{}), "", nil)
 	site, _ := url.Parse("https://app.example.com/some/page")
 	for i, payload := range payloads {
-		// Callback uses localPath for the RelayState; every payload goes
+		// Callback uses idp.LocalPath for the RelayState; every payload goes
 		// through it, and through the whole ACS (a sample of them under
 		// the race detector, where each costs some 25 ms).
-		got := localPath(payload)
+		got := idp.LocalPath(payload)
 		if !raceEnabled || i%8 == 0 {
 			h.replay.reset()
 			form.Set("RelayState", payload)
@@ -561,7 +561,7 @@ func TestIdPInitiatedRelayState(t *testing.T) {
 				t.Fatalf("payload %q: %v", payload, err)
 			}
 			if rt != got {
-				t.Fatalf("payload %q: Callback returned %q, localPath %q", payload, rt, got)
+				t.Fatalf("payload %q: Callback returned %q, LocalPath %q", payload, rt, got)
 			}
 		}
 		if got != "/" && got != payload {
@@ -576,7 +576,7 @@ func TestIdPInitiatedRelayState(t *testing.T) {
 		}
 	}
 	for _, ok := range []string{"/", "/reports?q=1", "/a/b#frag", "/%E2%9C%93"} {
-		if got := localPath(ok); got != ok {
+		if got := idp.LocalPath(ok); got != ok {
 			t.Errorf("local path %q rewritten to %q", ok, got)
 		}
 	}

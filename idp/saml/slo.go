@@ -75,7 +75,7 @@ func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, i
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutRequest: %w", p.cfg.Name, err))
 	}
 	relayState := newRelayState()
-	fl := logoutFlow{RequestID: req.ID, ReturnTo: localPath(returnTo), SLO: e.slo.String()}
+	fl := logoutFlow{RequestID: req.ID, ReturnTo: idp.LocalPath(returnTo), SLO: e.slo.String()}
 	if err := p.saveFlow(w, r, p.logoutFlowID(relayState), &fl); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
 	}
@@ -269,7 +269,7 @@ func (p *Provider) handleLogoutResponse(w http.ResponseWriter, r *http.Request, 
 		return classify(err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, localPath(fl.ReturnTo), http.StatusSeeOther)
+	http.Redirect(w, r, idp.LocalPath(fl.ReturnTo), http.StatusSeeOther)
 	return nil
 }
 

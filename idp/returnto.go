@@ -1,0 +1,62 @@
+package idp
+
+import "net/url"
+
+// LocalPath returns raw when it is a path on this site, and "/" for
+// anything else. It is applied to every return URL: after sign-in and logout,
+// and to an IdP-initiated SAML RelayState, which anyone can post.
+//
+// Browsers repair URLs generously (they drop tabs and newlines, read '\' as
+// '/', decode some escapes), so the rule is an allow-list rather than a
+// search for known-bad forms: one leading '/', no second '/' or '\' after it
+// in any spelling (as sent, or percent-decoded up to three times), no backslash
+// or control character anywhere, no raw non-ASCII, and no scheme, host or user once parsed.
+func LocalPath(raw string) string {
+	if !isLocalPath(raw) {
+		return "/"
+	}
+	return raw
+}
+
+func isLocalPath(raw string) bool {
+	if len(raw) == 0 || len(raw) > 2048 || raw[0] != '/' {
+		return false
+	}
+	// Raw non-ASCII is refused: browsers percent-encode it themselves, and
+	// some servers fold look-alikes of '/' and '.' into them.
+	for i := 0; i < len(raw); i++ {
+		if raw[i] >= 0x80 {
+			return false
+		}
+	}
+	// Check the path as sent and as each of up to three rounds of
+	// percent-decoding leaves it; more layers than that is refused outright.
+	s, stable := raw, false
+	for range 4 {
+		if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+				return false
+			}
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return false
+		}
+		if d == s {
+			stable = true
+			break
+		}
+		s = d
+	}
+	if !stable {
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	return true
+}
