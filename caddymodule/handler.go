@@ -408,21 +408,11 @@ func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.
 	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
 		return missingAttributesPage(p, a, d.Missing).write(w)
 	}
-	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason}
-	switch d.Reason {
-	case provision.ReasonJITDisabled:
-		pg.Message = "You signed in, but you do not have an account for this application. Ask your administrator for access."
-	case provision.ReasonDeactivated:
-		pg.Message = "Your account for this application is deactivated. Ask your administrator if you believe this is a mistake."
-	case provision.ReasonPending:
+	// provision words the reason for the person signing in; the page adds
+	// only a title.
+	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason, Message: d.Message()}
+	if d.Reason == provision.ReasonPending {
 		pg.Title = "Waiting for approval"
-		pg.Message = "Your account was created and is waiting for an administrator's approval."
-	case provision.ReasonEmailConflict:
-		pg.Message = "Your email address is already used by another account of this application. Ask your administrator to link your accounts."
-	case provision.ReasonDomainNotAllowed:
-		pg.Message = "Accounts with your email domain may not use this application."
-	default:
-		pg.Message = "You may not use this application."
 	}
 	return pg.write(w)
 }

@@ -132,7 +132,7 @@ func TestOIDCJITOffRefusesUnknownUser(t *testing.T) {
 	w := newOIDCWorld(t, "").start()
 	resp := newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")
 	body := readBody(t, resp)
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "do not have an account") {
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "has not been set up for this application") {
 		t.Fatalf("got %s: %s", resp.Status, body)
 	}
 	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "jit_disabled") {

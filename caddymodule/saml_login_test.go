@@ -317,7 +317,7 @@ func TestSAMLJITOffRefusesUnknownUser(t *testing.T) {
 	w := newSAMLWorld(t, "\t\t\tpreset okta\n").start()
 	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
 	p := newBrowser(t).samlSignIn(w.gw.base+"/", "ada", "ada-pw")
-	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "do not have an account") {
+	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "has not been set up for this application") {
 		t.Fatalf("got %d: %s", p.Status, samlShort(p.Body))
 	}
 	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "jit_disabled") {
