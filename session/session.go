@@ -128,7 +128,15 @@ func (m *Manager) Config() Config { return m.cfg }
 // hot path does not allocate a hex string per request.
 type tokenHash [sha256.Size]byte
 
-func hashOf(token string) tokenHash { return sha256.Sum256([]byte(token)) }
+func hashOf(token string) tokenHash {
+	// Tokens are 43 bytes; copying into a stack buffer keeps the
+	// conversion off the heap on every request.
+	var buf [64]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], token...))
+	}
+	return sha256.Sum256([]byte(token))
+}
 
 // String returns the store key form.
 func (h tokenHash) String() string { return hex.EncodeToString(h[:]) }

@@ -73,7 +73,7 @@ http://127.0.0.1:0 {
 	if err == nil {
 		t.Fatalf("validate accepted a bad Caddyfile:\n%s", out)
 	}
-	for _, want := range []string{"Bad.Caddyfile:5", "sso idp okta", `unknown update "sometimes"`} {
+	for _, want := range []string{"Bad.Caddyfile:5", "sso idp okta", "unknown update", "sometimes", "force, import"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("validate output lacks %q:\n%s", want, out)
 		}
