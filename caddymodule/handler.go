@@ -360,7 +360,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		return pg.write(w)
 	}
 
-	user, err := h.app.provisioner.Login(ctx, p.name, p.rules, prof, a.EmailVerified)
+	// The JIT changes and the new session commit together: one durable
+	// write per sign-in.
+	fresh, err := h.app.sessions.Prepare(p.name, store.LogoutInfo(a.Logout))
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	user, err := h.app.provisioner.LoginAndGrant(ctx, p.name, p.rules, prof, a.EmailVerified, fresh.Write)
 	if err != nil {
 		var denial *provision.Denial
 		if !errors.As(err, &denial) {
@@ -368,24 +374,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		}
 		return h.denialPage(w, p, a, denial)
 	}
+	h.app.sessions.Remember(fresh)
+	token := fresh.Token
 	if prof.GroupsOverage {
 		h.app.reportGroupsOverage(ctx, p.name, user)
 	}
-
 	if oldToken != "" {
 		// A new sign-in replaces whatever session the browser had, so a
 		// token planted before sign-in is worthless after it.
 		if _, err := h.app.sessions.Revoke(ctx, oldToken, store.EventSessionLoggedOut); err != nil {
 			h.logger.Warn("discarding previous session", zap.Error(err))
 		}
-	}
-	token, _, err := h.app.sessions.Create(ctx, user, p.name, store.LogoutInfo(a.Logout))
-	if errors.Is(err, session.ErrUserInactive) {
-		// Deactivated between the rules' approval and the session write.
-		return h.denialPage(w, p, a, &provision.Denial{Reason: provision.ReasonDeactivated, IdP: p.name, UserID: user.ID})
-	}
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	h.setSessionCookie(w, o, token)
 	w.Header().Set("Cache-Control", "no-store")

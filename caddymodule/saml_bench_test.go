@@ -113,13 +113,15 @@ func BenchmarkSAMLACSWithJIT(b *testing.B) {
 				app := env.h.app
 				b.ReportAllocs()
 				for b.Loop() {
-					u, err := app.provisioner.Login(context.Background(), "bench", provision.Rules{JIT: true}, prof, false)
+					// As the handler does it: rules and session in one commit.
+					fresh, err := app.sessions.Prepare("bench", store.LogoutInfo{NameID: "x"})
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, _, err := app.sessions.Create(context.Background(), u, "bench", store.LogoutInfo{NameID: "x"}); err != nil {
+					if _, err := app.provisioner.LoginAndGrant(context.Background(), "bench", provision.Rules{JIT: true}, prof, false, fresh.Write); err != nil {
 						b.Fatal(err)
 					}
+					app.sessions.Remember(fresh)
 				}
 			})
 			b.Run("ACSWithJITParallel", func(b *testing.B) {

@@ -673,3 +673,37 @@ func TestRulesValidateAndModes(t *testing.T) {
 		t.Error("unknown mode accepted")
 	}
 }
+
+// TestLoginAndGrant: the grant commits with the sign-in, never runs for a
+// denial, and its failure leaves nothing of the sign-in behind.
+func TestLoginAndGrant(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	db, p := e.db, e.p
+	prof := mapping.Profile{UniqueUserID: "sub-1", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com"}
+
+	failing := errors.New("grant failed")
+	_, err := p.LoginAndGrant(ctx, "okta", provision.Rules{JIT: true}, prof, false, func(store.Tx, *store.User) error { return failing })
+	if !errors.Is(err, failing) {
+		t.Fatalf("err = %v, want the grant's error", err)
+	}
+	_ = db.View(ctx, func(tx store.Tx) error {
+		if _, err := tx.UserByLink("okta", "sub-1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a failed grant left the JIT-created user behind: %v", err)
+		}
+		return nil
+	})
+
+	called := false
+	_, err = p.LoginAndGrant(ctx, "okta", provision.Rules{}, prof, false, func(store.Tx, *store.User) error { called = true; return nil })
+	var d *provision.Denial
+	if !errors.As(err, &d) || called {
+		t.Fatalf("denied sign-in: err = %v, grant called = %v", err, called)
+	}
+
+	var granted string
+	u, err := p.LoginAndGrant(ctx, "okta", provision.Rules{JIT: true}, prof, false, func(_ store.Tx, u *store.User) error { granted = u.ID; return nil })
+	if err != nil || granted == "" || granted != u.ID {
+		t.Fatalf("allowed sign-in: user %v, granted %q, err %v", u, granted, err)
+	}
+}

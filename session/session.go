@@ -153,39 +153,66 @@ func Hash(token string) string { return hashOf(token).String() }
 // Create starts a session for u and returns the token for the cookie. The
 // caller discards any session the browser had before (no fixation).
 func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, logout store.LogoutInfo) (string, *store.Session, error) {
+	n, err := m.Prepare(idpName, logout)
+	if err != nil {
+		return "", nil, err
+	}
+	err = m.store.Update(ctx, func(tx store.Tx) error { return n.Write(tx, u) })
+	if err != nil {
+		return "", nil, fmt.Errorf("session: create: %w", err)
+	}
+	m.Remember(n)
+	return n.Token, n.Session, nil
+}
+
+// NewSession is a session being created inside someone else's transaction
+// (a sign-in's JIT changes), so that both commit together: Prepare it,
+// Write it in the transaction, Remember it once that has committed.
+type NewSession struct {
+	Token   string
+	Session *store.Session
+	user    *store.User // as read in the transaction that wrote the session
+}
+
+// Prepare draws a token and fills in a session record for idpName.
+func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return "", nil, fmt.Errorf("session: token: %w", err)
+		return nil, fmt.Errorf("session: token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	s := &store.Session{
+	return &NewSession{Token: token, Session: &store.Session{
 		Hash:     Hash(token),
-		UserID:   u.ID,
 		IdP:      idpName,
 		Created:  now,
 		Expires:  now.Add(m.cfg.Lifetime),
 		LastSeen: now,
 		Logout:   logout,
-	}
-	// Re-read the user in the same transaction: a deactivation committed
-	// after the sign-in was approved must not leave a fresh session behind.
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		cur, err := tx.User(u.ID)
-		if err != nil {
-			return err
-		}
-		if !cur.Active || cur.Pending {
-			return ErrUserInactive
-		}
-		u = cur
-		return tx.PutSession(s)
-	})
+	}}, nil
+}
+
+// Write stores the session for u in tx. It re-reads the user in tx, so a
+// deactivation committed after the sign-in was approved cannot leave a
+// fresh session behind (ErrUserInactive). It may run more than once when
+// the store retries a batched transaction.
+func (n *NewSession) Write(tx store.Tx, u *store.User) error {
+	cur, err := tx.User(u.ID)
 	if err != nil {
-		return "", nil, fmt.Errorf("session: create: %w", err)
+		return err
 	}
-	m.cache(hashOf(token), s, u)
-	return token, s, nil
+	if !cur.Active || cur.Pending {
+		return ErrUserInactive
+	}
+	n.user = cur
+	n.Session.UserID = cur.ID
+	return tx.PutSession(n.Session)
+}
+
+// Remember caches a session whose Write has committed, so the first request
+// with its cookie is served from memory.
+func (m *Manager) Remember(n *NewSession) {
+	m.cache(hashOf(n.Token), n.Session, n.user)
 }
 
 // Resolve returns the identity behind a cookie token, or ErrNoSession. A

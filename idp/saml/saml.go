@@ -343,23 +343,8 @@ func normalize(cfg *Config) error {
 // hosts: the metadata names the keys every login is verified with, so
 // anyone who can change it in transit can log in as anyone.
 func checkMetadataURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if u.Host == "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q must be an absolute URL without fragment or credentials", raw)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if idp.IsLoopbackHost(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
-	}
-	return fmt.Errorf("%q: scheme must be https", raw)
+	_, err := idp.CheckURL(raw)
+	return err
 }
 
 // safeClient returns a copy of c (or a default client) that follows
