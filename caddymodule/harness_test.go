@@ -138,6 +138,14 @@ func (g *gateway) waitReady() {
 // reload posts a new Caddyfile to the admin endpoint, as `caddy reload` does.
 func (g *gateway) reload(caddyfile string) {
 	g.t.Helper()
+	if status, body := g.tryReload(caddyfile); status != http.StatusOK {
+		g.t.Fatalf("reload: %d: %s", status, body)
+	}
+}
+
+// tryReload posts a new Caddyfile and returns the admin endpoint's answer.
+func (g *gateway) tryReload(caddyfile string) (int, string) {
+	g.t.Helper()
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost,
 		fmt.Sprintf("http://127.0.0.1:%d/load", g.adminPort), bytes.NewBufferString(caddyfile))
 	req.Header.Set("Content-Type", "text/caddyfile")
@@ -147,7 +155,5 @@ func (g *gateway) reload(caddyfile string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		g.t.Fatalf("reload: %s: %s", resp.Status, body)
-	}
+	return resp.StatusCode, string(body)
 }

@@ -2,9 +2,11 @@ package caddymodule_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
@@ -440,4 +443,50 @@ func TestLogoutAndWhoami(t *testing.T) {
 	if got := auditReasons(t, store.EventSessionLoggedOut); len(got) == 0 {
 		t.Error("logout not audited")
 	}
+}
+
+// TestFailedReloadKeepsStore: a new config that fails while provisioning
+// (after it took its share of the store) is rejected, and the running
+// config keeps its store handle and its sessions.
+func TestFailedReloadKeepsStore(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+
+	// A second IdP whose issuer fails only at provision (plain http on a
+	// public host), after the store was acquired for the new config.
+	bad := strings.Replace(w.caddyfile(), "\t\tidp test oidc {",
+		"\t\tidp broken oidc {\n\t\t\tissuer http://idp.example.com\n\t\t\tclient_id x\n\t\t}\n\t\tidp test oidc {", 1)
+	if status, body := w.gw.tryReload(bad); status == http.StatusOK || !strings.Contains(body, "plain http") {
+		t.Fatalf("a config with a plain-http public issuer loaded: %d %s", status, body)
+	}
+	saw := upstreamSaw(t, b.get(w.gw.base+"/after-failed-reload"))
+	if saw.header("X-Forwarded-Email") != "ada@example.com" {
+		t.Fatalf("session lost after a failed reload: %v", saw.Headers)
+	}
+	// The store is still open for writes: a new sign-in works.
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+
+	// A config refused before it acquires the store must not release the
+	// running config's handle either.
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(w.caddyfile()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	_ = json.Unmarshal(cfg, &doc)
+	doc["apps"].(map[string]any)["sso"].(map[string]any)["store"].(map[string]any)["backend"] = "sqlite"
+	raw, _ := json.Marshal(doc)
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/load", w.gw.adminPort), "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); resp.StatusCode == http.StatusOK || !strings.Contains(body, "unknown backend") {
+		t.Fatalf("a config with an unknown store backend loaded: %s %s", resp.Status, body)
+	}
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+
+	// And a good reload after the failed ones still shares the handle.
+	w.gw.reload(w.caddyfile())
+	upstreamSaw(t, b.get(w.gw.base+"/after-good-reload"))
 }
