@@ -43,6 +43,7 @@ type App struct {
 	provisioner *provision.Provisioner
 	flows       *idp.FlowCookies
 	idps        map[string]*identityProvider
+	metrics     *ssoMetrics // nil without a metrics registry
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -98,6 +99,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.sessions = session.New(a.db, cfg, a.logger.Named("session"), nil)
 	a.provisioner = &provision.Provisioner{Store: a.db, Logger: a.logger.Named("provision")}
+	if a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.sessions.Cached); a.metrics != nil {
+		a.provisioner.Observe = a.metrics.provisioned
+	}
 
 	var key []byte
 	err = a.db.Update(ctx, func(tx store.Tx) error {

@@ -364,30 +364,83 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 
 // parseHandlerDirective parses
 //
-//	sso [<idp>] {
-//		idp <name>
+//	sso [<idp>…] {
+//		idp <name>…
+//		default_idp <name>
 //		path_prefix /.sso/
 //		headers default|oauth2_proxy|none
 //		header <field> <Header-Name>|-
+//		allow group|domain|user <value>…
+//		deny group|domain|user <value>…
+//		identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
 //	}
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
 	h.Next() // "sso"
-	if h.NextArg() {
-		hd.IdP = h.Val()
-		if h.NextArg() {
-			return nil, h.Err("sso: expected: sso [<idp>] { … }")
+	setIdPs := func(names []string) {
+		hd.IdP, hd.IdPs = "", nil
+		if len(names) == 1 {
+			hd.IdP = names[0]
+		} else {
+			hd.IdPs = names
 		}
+	}
+	if args := h.RemainingArgs(); len(args) > 0 {
+		setIdPs(args)
 	}
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
 		switch key {
 		case "idp":
-			if len(args) != 1 {
-				return nil, h.Err("sso idp: expected one IdP name")
+			if len(args) == 0 {
+				return nil, h.Err("sso idp: expected one or more IdP names")
 			}
-			hd.IdP = args[0]
+			setIdPs(args)
+		case "default_idp":
+			if len(args) != 1 {
+				return nil, h.Err("sso default_idp: expected one IdP name")
+			}
+			hd.DefaultIdP = args[0]
+		case "allow", "deny":
+			if len(args) < 2 {
+				return nil, h.Errf("sso %s: expected: %s group|domain|user <value>…", key, key)
+			}
+			rule := AccessRule{Kind: args[0], Values: args[1:]}
+			if key == "allow" {
+				hd.Allow = append(hd.Allow, rule)
+			} else {
+				hd.Deny = append(hd.Deny, rule)
+			}
+		case "identity_jwt":
+			if hd.IdentityJWT != nil {
+				return nil, h.Err("sso identity_jwt: given twice")
+			}
+			j := new(IdentityJWT)
+			if len(args)%2 != 0 {
+				return nil, h.Err("sso identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
+			}
+			for i := 0; i < len(args); i += 2 {
+				switch v := args[i+1]; args[i] {
+				case "header":
+					j.Header = v
+				case "audience":
+					j.Audience = v
+				case "ttl", "key_rotation":
+					dur, err := caddy.ParseDuration(v)
+					if err != nil || dur <= 0 {
+						return nil, h.Errf("sso identity_jwt %s: %q is not a positive duration", args[i], v)
+					}
+					if args[i] == "ttl" {
+						j.TTL = caddy.Duration(dur)
+					} else {
+						j.KeyRotation = caddy.Duration(dur)
+					}
+				default:
+					return nil, h.Errf("sso identity_jwt: unknown setting %q (expected header, ttl, audience or key_rotation)", args[i])
+				}
+			}
+			hd.IdentityJWT = j
 		case "path_prefix":
 			if len(args) != 1 {
 				return nil, h.Err("sso path_prefix: expected one path")
@@ -407,7 +460,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			}
 			hd.Headers[args[0]] = args[1]
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, path_prefix, headers or header)", key)
+			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, headers, header, allow, deny or identity_jwt)", key)
 		}
 	}
 	if err := hd.Validate(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,19 @@ type Handler struct {
 	// IdP names the identity provider users sign in with. Optional when
 	// exactly one is configured.
 	IdP string `json:"idp,omitempty"`
+	// IdPs names several identity providers users may choose from (IdP,
+	// if also set, is listed first). Navigations without a session get a
+	// chooser page, unless DefaultIdP is set.
+	IdPs []string `json:"idps,omitempty"`
+	// DefaultIdP, with several IdPs, is the one navigations are sent to
+	// directly; the others stay reachable at <path_prefix>login?idp=.
+	DefaultIdP string `json:"default_idp,omitempty"`
+	// Allow and Deny restrict the route to some users: deny wins, and
+	// with any allow rule only users it matches pass.
+	Allow []AccessRule `json:"allow,omitempty"`
+	Deny  []AccessRule `json:"deny,omitempty"`
+	// IdentityJWT, when set, adds a signed identity token for the upstream.
+	IdentityJWT *IdentityJWT `json:"identity_jwt,omitempty"`
 	// PathPrefix is where the sso endpoints live. Default: /.sso/
 	PathPrefix string `json:"path_prefix,omitempty"`
 	// HeaderSet is the base set of identity headers: "default",
@@ -55,6 +69,10 @@ type Handler struct {
 
 	app          *App
 	idp          *identityProvider
+	choices      []*identityProvider // several IdPs and no default: the chooser
+	names        map[string]bool     // this route's IdPs, when several
+	access       accessPolicy
+	signer       *identitySigner
 	plan         headerPlan
 	logger       *zap.Logger
 	insecureWarn sync.Once
@@ -79,19 +97,61 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso: loading the sso app: %w", err)
 	}
 	h.app = appIface.(*App)
-	name := h.IdP
-	if name == "" {
-		if name, err = h.app.defaultIdP(); err != nil {
+	names := h.idpNames()
+	if len(names) == 0 {
+		name, err := h.app.defaultIdP()
+		if err != nil {
 			return fmt.Errorf("sso handler: %w", err)
 		}
+		names = []string{name}
 	}
-	if h.idp, err = h.app.provider(name); err != nil {
+	var providers []*identityProvider
+	for _, name := range names {
+		p, err := h.app.provider(name)
+		if err != nil {
+			return fmt.Errorf("sso handler: %w", err)
+		}
+		providers = append(providers, p)
+	}
+	h.idp = providers[0]
+	if h.DefaultIdP != "" {
+		if h.idp, err = h.app.provider(h.DefaultIdP); err != nil {
+			return fmt.Errorf("sso handler: default_idp: %w", err)
+		}
+	}
+	if len(providers) > 1 {
+		h.names = make(map[string]bool, len(providers))
+		for _, p := range providers {
+			h.names[p.name] = true
+		}
+		if h.DefaultIdP == "" {
+			h.choices = providers
+		}
+	}
+	if h.access, err = newAccessPolicy(h.Allow, h.Deny); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	if h.plan, err = newHeaderPlan(h.HeaderSet, h.Headers); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
+	if h.IdentityJWT != nil {
+		if h.signer, err = newIdentitySigner(ctx, h); err != nil {
+			return fmt.Errorf("sso handler: identity_jwt: %w", err)
+		}
+		h.plan.strip[foldHeaderName(h.signer.header)] = true
+	}
 	return nil
+}
+
+// idpNames lists the route's IdPs in order, without repeats.
+func (h *Handler) idpNames() []string {
+	var names []string
+	for _, n := range append([]string{h.IdP}, h.IdPs...) {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // Validate checks the handler's own settings.
@@ -99,8 +159,19 @@ func (h *Handler) Validate() error {
 	if h.PathPrefix != "" && (!strings.HasPrefix(h.PathPrefix, "/") || !strings.HasSuffix(h.PathPrefix, "/")) {
 		return fmt.Errorf("sso handler: path_prefix %q must start and end with /", h.PathPrefix)
 	}
-	_, err := newHeaderPlan(h.HeaderSet, h.Headers)
-	return err
+	if _, err := newHeaderPlan(h.HeaderSet, h.Headers); err != nil {
+		return err
+	}
+	if h.DefaultIdP != "" && !slices.Contains(h.idpNames(), h.DefaultIdP) {
+		return fmt.Errorf("sso handler: default_idp %q is not one of this route's IdPs", h.DefaultIdP)
+	}
+	if _, err := newAccessPolicy(h.Allow, h.Deny); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
+	if j := h.IdentityJWT; j != nil && (j.TTL < 0 || j.KeyRotation < 0) {
+		return errors.New("sso handler: identity_jwt durations must be positive")
+	}
+	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -116,7 +187,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		id, err := h.app.sessions.Resolve(r.Context(), token)
 		switch {
 		case err == nil:
+			if !h.access.permits(id) {
+				return h.forbidden(w, r, id)
+			}
 			h.plan.setIdentity(r.Header, id)
+			if h.signer != nil {
+				tok, err := h.signer.token(r.Context(), id, o)
+				if err != nil {
+					return caddyhttp.Error(http.StatusInternalServerError, err)
+				}
+				r.Header[h.signer.header] = tok
+			}
 			setPlaceholders(r, id)
 			return next.ServeHTTP(w, r)
 		case !errors.Is(err, session.ErrNoSession):
@@ -124,9 +205,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if isNavigation(r) {
+		if h.choices != nil {
+			return h.chooser(w, r.URL.RequestURI())
+		}
 		return h.beginLogin(w, r, o, h.idp, r.URL.RequestURI())
 	}
 	return h.unauthorized(w, r)
+}
+
+// forbidden refuses a signed-in user the route's access rules exclude. The
+// page names no rule, group or IdP.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity) error {
+	h.logger.Debug("access denied by the route's rules", zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
+	if !isNavigation(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
+	}
+	return page{Status: http.StatusForbidden, Title: "Access denied",
+		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it."}.write(w)
+}
+
+// chooser lets the person pick one of the route's IdPs.
+func (h *Handler) chooser(w http.ResponseWriter, returnTo string) error {
+	returnTo = url.QueryEscape(idp.LocalPath(returnTo))
+	pg := page{Status: http.StatusOK, Title: "Sign in", Message: "Choose how to sign in."}
+	for _, p := range h.choices {
+		pg.Links = append(pg.Links, pageLink{Href: h.PathPrefix + "login?idp=" + url.QueryEscape(p.name) + "&return_to=" + returnTo, Text: p.name})
+	}
+	return pg.write(w)
 }
 
 // setPlaceholders exposes the identity to the rest of the route, with the
@@ -269,6 +375,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, o origin
 		return h.serveLogout(w, r, o, token)
 	case rest == "whoami":
 		return h.serveWhoami(w, r, token)
+	case rest == "jwks.json" && h.signer != nil:
+		return h.serveJWKS(w, r)
 	}
 	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
 	// protocol's other endpoints (SAML metadata and slo).
@@ -304,9 +412,13 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
 	}
 	p := h.idp
-	if name := r.URL.Query().Get("idp"); name != "" {
+	name := r.URL.Query().Get("idp")
+	if name == "" && h.choices != nil {
+		return h.chooser(w, r.URL.Query().Get("return_to"))
+	}
+	if name != "" {
 		var err error
-		if p, err = h.app.provider(name); err != nil {
+		if p, err = h.app.provider(name); err != nil || (h.names != nil && !h.names[name]) {
 			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
 				Message: "This site has no sign-in method by that name."}.write(w)
 		}
@@ -336,6 +448,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		}
 		h.logger.Warn("sign-in refused", zap.String("idp", p.name), zap.String("reason", code), zap.Error(err))
 		h.app.audit(ctx, store.Event{Type: store.EventLoginFailed, IdP: p.name, Reason: code})
+		h.app.metrics.login(p.name, p.protocol, "failed")
 		return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
 			Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
 			Code:    code}.write(w)
@@ -350,6 +463,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		h.logger.Warn("sign-in denied", zap.String("idp", p.name), zap.String("reason", provision.ReasonMissingSubject),
 			zap.Strings("received", missing.Received), zap.String("refused_name_id_format", missing.NameIDFormat))
 		h.app.audit(ctx, store.Event{Type: store.EventLoginDenied, IdP: p.name, Reason: provision.ReasonMissingSubject})
+		h.app.metrics.login(p.name, p.protocol, "denied")
+		h.app.metrics.provisioned(p.name, "deny", provision.ReasonMissingSubject)
 		pg := missingAttributesPage(p, a, missing.Missing)
 		if missing.NameIDFormat != "" {
 			// The admin sees a NameID in their SAML tracer: say why it
@@ -372,9 +487,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 		if !errors.As(err, &denial) {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
+		h.app.metrics.login(p.name, p.protocol, "denied")
 		return h.denialPage(w, p, a, denial)
 	}
 	h.app.sessions.Remember(fresh)
+	h.app.metrics.login(p.name, p.protocol, "success")
 	token := fresh.Token
 	if prof.GroupsOverage {
 		h.app.reportGroupsOverage(ctx, p.name, user)
@@ -509,6 +626,18 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token stri
 	return writeJSON(w, http.StatusOK, whoami{ID: u.ID, Email: u.Email, FirstName: u.FirstName,
 		LastName: u.LastName, Groups: groups, IdP: id.IdP, Source: u.Source, Created: u.Created.UTC(),
 		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC()})
+}
+
+// serveJWKS publishes the keys that verify the identity tokens.
+func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.signer.keys.JWKS(r.Context())
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, err = w.Write(b)
+	return err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -6,9 +6,11 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/session"
@@ -48,6 +50,18 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		plan:       plan,
 		logger:     zap.NewNop(),
 	}
+	// The same handler with access rules, and with the signed identity
+	// token (signed once, then served from the per-identity cache).
+	ruled := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger}
+	if ruled.access, err = newAccessPolicy(
+		[]AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+		[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
+		b.Fatal(err)
+	}
+	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, IdentityJWT: &IdentityJWT{}}
+	if signed.signer, err = newIdentitySigner(ctx, signed); err != nil {
+		b.Fatal(err)
+	}
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 
 	// Each iteration restores the request's headers (the handler rewrites
@@ -82,6 +96,8 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	}{
 		{"bare", next},
 		{"sso", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return h.ServeHTTP(w, r, next) })},
+		{"sso+rules", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return ruled.ServeHTTP(w, r, next) })},
+		{"sso+jwt", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return signed.ServeHTTP(w, r, next) })},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -93,4 +109,64 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHotPathExtras isolates what access rules and the cached
+// identity token add to an authenticated request, and what a latency
+// histogram would.
+func BenchmarkHotPathExtras(b *testing.B) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	u := &store.User{Email: "Ada@Example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "admins"}, Active: true}
+	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		b.Fatal(err)
+	}
+	sessions := session.New(db, session.Config{}, nil, nil)
+	token, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := sessions.Resolve(ctx, token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("access", func(b *testing.B) {
+		p, err := newAccessPolicy(
+			[]AccessRule{{Kind: "group", Values: []string{"ops", "admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+			[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com", "u-123"}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if !p.permits(id) {
+				b.Fatal("denied")
+			}
+		}
+	})
+	b.Run("jwt_cached", func(b *testing.B) {
+		h := &Handler{app: &App{db: db, sessions: sessions}, IdentityJWT: &IdentityJWT{}}
+		s, err := newIdentitySigner(ctx, h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o := origin{scheme: "https", host: "app.example.com"}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.token(ctx, id, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("histogram", func(b *testing.B) {
+		hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x", Buckets: prometheus.DefBuckets})
+		b.ReportAllocs()
+		for b.Loop() {
+			start := time.Now()
+			hist.Observe(time.Since(start).Seconds())
+		}
+	})
 }

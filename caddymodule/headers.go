@@ -56,6 +56,7 @@ var alwaysStripped = []string{
 	"X-Forwarded-Idp", "X-Auth-Request-User", "X-Auth-Request-Email",
 	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Groups",
 	"X-Auth-Request-Access-Token", "Remote-User", "X-Remote-User",
+	defaultIdentityJWTHeader,
 }
 
 // outHeader is one identity header the handler sets.

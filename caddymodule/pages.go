@@ -18,6 +18,11 @@ type page struct {
 	Action   string // form action for a button, if any
 	Button   string
 	ReturnTo string
+	Links    []pageLink // choices, such as the sign-in methods of a site
+}
+
+type pageLink struct {
+	Href, Text string
 }
 
 type pageExpectation struct {
@@ -34,6 +39,7 @@ code{background:#f3f3f3;padding:0 .25em}li{margin:.2em 0}</style></head>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
 <h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
+{{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}">{{.Text}}</a></li>{{end}}</ul>{{end}}
 {{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
 {{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}
 </body></html>

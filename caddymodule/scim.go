@@ -77,6 +77,7 @@ type SCIMHandler struct {
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	handler http.Handler
+	metrics *ssoMetrics
 }
 
 // SCIMIdP is one identity provider of a SCIM endpoint.
@@ -113,6 +114,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso_scim: loading the sso app: %w", err)
 	}
 	app := appIface.(*App)
+	s.metrics = app.metrics
 
 	repl := caddy.NewReplacer()
 	handlers := make([]*scim.Handler, 0, len(s.IdPs))
@@ -228,7 +230,13 @@ func (s *SCIMHandler) validateSettings() error {
 
 // ServeHTTP answers the request; it never calls next.
 func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	s.handler.ServeHTTP(w, r)
+	if s.metrics == nil {
+		s.handler.ServeHTTP(w, r)
+		return nil
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	s.handler.ServeHTTP(rec, r)
+	s.metrics.scimRequest(r, s.BasePath, rec.status)
 	return nil
 }
 

@@ -234,6 +234,10 @@ type Provisioner struct {
 	Store  store.Store
 	Logger *zap.Logger      // nil: no logs
 	Now    func() time.Time // nil: time.Now
+	// Observe, when set, is told every sign-in's outcome after it
+	// committed: action "create", "update" (with no reason) or "deny"
+	// (with the denial reason). For metrics.
+	Observe func(idp, action, reason string)
 }
 
 func (p *Provisioner) now() time.Time {
@@ -311,6 +315,7 @@ func (p *Provisioner) LoginAndGrant(ctx context.Context, idpName string, rules R
 		return nil, fmt.Errorf("provision: sign-in via %s: %w", idpName, err)
 	}
 	p.logOutcome(&in, &out)
+	p.observe(&in, &out)
 	if out.denial != nil {
 		return nil, out.denial
 	}
@@ -676,6 +681,21 @@ func sameSet(sorted, other []string) bool {
 // logOutcome writes one structured line per create, link, update, conflict
 // and denial, after the commit so that a retried transaction logs once.
 // Names and emails are never logged; IDs and attribute names are.
+func (p *Provisioner) observe(in *login, out *outcome) {
+	if p.Observe == nil {
+		return
+	}
+	if out.created {
+		p.Observe(in.idp, "create", "")
+	}
+	if len(out.changed) > 0 && !out.created {
+		p.Observe(in.idp, "update", "")
+	}
+	if out.denial != nil {
+		p.Observe(in.idp, "deny", out.denial.Reason)
+	}
+}
+
 func (p *Provisioner) logOutcome(in *login, out *outcome) {
 	log := p.logger()
 	base := []zap.Field{zap.String("idp", in.idp), zap.String("subject", in.prof.UniqueUserID)}

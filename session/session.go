@@ -124,6 +124,14 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 // Config returns the effective configuration.
 func (m *Manager) Config() Config { return m.cfg }
 
+// Cached returns the number of sessions in the in-memory cache (the
+// sessions used since they were loaded or created).
+func (m *Manager) Cached() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.entries)
+}
+
 // tokenHash is the SHA-256 of a token: the cache key, kept binary so the
 // hot path does not allocate a hex string per request.
 type tokenHash [sha256.Size]byte

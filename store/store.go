@@ -254,6 +254,9 @@ type Tx interface {
 	Session(hash string) (*Session, error)
 	PutSession(s *Session) error
 	DeleteSession(hash string) error
+	// UserSessions returns every session of a user, in hash order, from
+	// the user's session index (for the admin API; not the hot path).
+	UserSessions(userID string) ([]*Session, error)
 	// DeleteUserSessions removes every session of a user and returns their hashes.
 	DeleteUserSessions(userID string) ([]string, error)
 	// DeleteExpiredSessions removes sessions whose absolute expiry or idle

@@ -614,6 +614,25 @@ func (t *tx) deleteSession(userID, hash string) error {
 	return t.bucket(bucketUserSessions).Delete(pair(userID, hash))
 }
 
+// UserSessions walks the user's session index; an index entry without
+// its session (never expected) is skipped.
+func (t *tx) UserSessions(userID string) ([]*store.Session, error) {
+	prefix := pair(userID, "")
+	var out []*store.Session
+	c := t.bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		s, err := t.Session(string(k[len(prefix):]))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bolt: sessions of user %s: %w", userID, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 func (t *tx) DeleteUserSessions(userID string) ([]string, error) {
 	if err := t.mustWrite("delete user sessions"); err != nil {
 		return nil, err

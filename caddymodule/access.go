@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/caddy-sso/caddy-sso/session"
+)
+
+// AccessRule is one allow or deny line of a protected route: a kind
+// (group, domain or user) and the values it matches.
+type AccessRule struct {
+	// Kind is "group" (a group of the user, compared exactly), "domain"
+	// (the email's domain, case-insensitive) or "user" (the user's ID,
+	// exactly, or email, case-insensitive).
+	Kind   string   `json:"kind"`
+	Values []string `json:"values"`
+}
+
+// accessMatcher is a rule set compiled for the hot path.
+type accessMatcher struct {
+	groups  map[string]bool
+	domains []string        // compared case-insensitively
+	users   map[string]bool // IDs and emails as given
+	emails  []string        // the user values again, compared case-insensitively
+	empty   bool
+}
+
+func compileAccess(rules []AccessRule) (accessMatcher, error) {
+	m := accessMatcher{groups: map[string]bool{}, users: map[string]bool{}, empty: len(rules) == 0}
+	for _, r := range rules {
+		if len(r.Values) == 0 {
+			return m, fmt.Errorf("access rule %q names no value", r.Kind)
+		}
+		for _, v := range r.Values {
+			switch r.Kind {
+			case "group":
+				m.groups[v] = true
+			case "domain":
+				m.domains = append(m.domains, strings.TrimPrefix(v, "@"))
+			case "user":
+				m.users[v] = true
+				if strings.Contains(v, "@") {
+					m.emails = append(m.emails, v)
+				}
+			default:
+				return m, fmt.Errorf("unknown access rule kind %q (expected group, domain or user)", r.Kind)
+			}
+		}
+	}
+	return m, nil
+}
+
+// matches reports whether any rule of the set matches the identity. It
+// allocates nothing: group and user lookups are map probes, the domain is
+// compared case-insensitively without lowering a copy.
+func (m *accessMatcher) matches(id *session.Identity) bool {
+	if m.empty {
+		return false
+	}
+	if len(m.users) > 0 {
+		if m.users[id.UserID] || m.users[id.Email] {
+			return true
+		}
+		for _, u := range m.emails {
+			if strings.EqualFold(u, id.Email) {
+				return true
+			}
+		}
+	}
+	if len(m.domains) > 0 {
+		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 {
+			d := id.Email[at+1:]
+			for _, want := range m.domains {
+				if strings.EqualFold(want, d) {
+					return true
+				}
+			}
+		}
+	}
+	if len(m.groups) > 0 {
+		for _, g := range id.Groups {
+			if m.groups[g] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// accessPolicy is a route's allow and deny rules. Deny wins; when any
+// allow rule exists, only users an allow rule matches pass.
+type accessPolicy struct {
+	allow, deny accessMatcher
+	active      bool
+}
+
+func newAccessPolicy(allow, deny []AccessRule) (accessPolicy, error) {
+	var p accessPolicy
+	var err error
+	if p.allow, err = compileAccess(allow); err != nil {
+		return p, fmt.Errorf("allow: %w", err)
+	}
+	if p.deny, err = compileAccess(deny); err != nil {
+		return p, fmt.Errorf("deny: %w", err)
+	}
+	p.active = len(allow) > 0 || len(deny) > 0
+	return p, nil
+}
+
+// permits decides whether the identity may use the route.
+func (p *accessPolicy) permits(id *session.Identity) bool {
+	if !p.active {
+		return true
+	}
+	if p.deny.matches(id) {
+		return false
+	}
+	return p.allow.empty || p.allow.matches(id)
+}

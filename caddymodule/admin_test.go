@@ -1,0 +1,288 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// admin is one request to the gateway's admin endpoint.
+func (g *gateway) admin(method, path string) (*http.Response, []byte) {
+	g.t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), method,
+		fmt.Sprintf("http://127.0.0.1:%d%s", g.adminPort, path), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return resp, body
+}
+
+// adminJSON calls the admin endpoint, expects want, and decodes the answer.
+func (g *gateway) adminJSON(method, path string, want int, out any) {
+	g.t.Helper()
+	resp, body := g.admin(method, path)
+	if resp.StatusCode != want {
+		g.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			g.t.Fatalf("%s %s: %v: %s", method, path, err, body)
+		}
+	}
+}
+
+// addUsers puts n plain users straight into the running store.
+func adminAddUsers(t *testing.T, n int, domain string) {
+	t.Helper()
+	err := runningStore(t).Update(context.Background(), func(tx store.Tx) error {
+		for i := range n {
+			u := &store.User{Email: fmt.Sprintf("user%02d@%s", i, domain), FirstName: "User", LastName: strconv.Itoa(i),
+				Active: true, Source: store.SourceAdmin}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refusedWithoutIdP asserts that a request with the browser's cookies does
+// not reach the upstream (an API-style request: a 401, no redirect).
+func refusedWithoutIdP(t *testing.T, w *oidcWorld, b *browser) {
+	t.Helper()
+	resp := b.get(w.gw.base+"/private", "Accept", "application/json")
+	body := readBody(t, resp)
+	if resp.StatusCode == http.StatusOK || strings.Contains(body, `"headers"`) {
+		t.Fatalf("request with the old session reached the upstream: %s %s", resp.Status, body)
+	}
+}
+
+func TestAdminAPIUsers(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	g := w.gw
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(g.base+"/", "ada", "ada-pw"))
+	ada := userBySubject(t, "sub-ada")
+	adminAddUsers(t, 5, "other.example")
+
+	// Paging walks every user once, in ID order.
+	var ids []string
+	after := ""
+	for pages := 0; ; pages++ {
+		var page caddymodule.UsersPage
+		g.adminJSON(http.MethodGet, "/sso/users?limit=2&after="+after, http.StatusOK, &page)
+		if len(page.Users) > 2 || pages > 5 {
+			t.Fatalf("page of %d users (page %d)", len(page.Users), pages)
+		}
+		for _, u := range page.Users {
+			ids = append(ids, u.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if len(ids) != 6 {
+		t.Errorf("paged through %d users, want 6: %v", len(ids), ids)
+	}
+	var found caddymodule.UsersPage
+	g.adminJSON(http.MethodGet, "/sso/users?query=LOVELACE", http.StatusOK, &found)
+	if len(found.Users) != 1 || found.Users[0].ID != ada.ID || found.Next != "" {
+		t.Errorf("search by last name: %+v", found)
+	}
+	g.adminJSON(http.MethodGet, "/sso/users?query=other.example&limit=1000", http.StatusOK, &found)
+	if len(found.Users) != 5 {
+		t.Errorf("search by email domain found %d users, want 5", len(found.Users))
+	}
+
+	// Show: links, source, last login and the session, without secrets.
+	resp, body := g.admin(http.MethodGet, "/sso/users/"+ada.ID)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("show: %s %s", resp.Status, body)
+	}
+	var d caddymodule.UserDetail
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.User.ID != ada.ID || d.User.Source != store.SourceJIT || d.User.LastLogin.IsZero() ||
+		len(d.User.Links) != 1 || d.User.Links[0] != (store.Link{IdP: "test", Subject: "sub-ada"}) {
+		t.Errorf("shown user = %+v", d.User)
+	}
+	if len(d.Sessions) != 1 || d.Sessions[0].IdP != "test" || d.Sessions[0].Created.IsZero() || d.Sessions[0].Expires.IsZero() {
+		t.Errorf("shown sessions = %+v", d.Sessions)
+	}
+	for _, secret := range []string{"hash", "id_token", "logout"} {
+		if bytes.Contains(body, []byte(`"`+secret+`"`)) {
+			t.Errorf("show exposes %q: %s", secret, body)
+		}
+	}
+
+	// Disable: the very next request with the old session is refused.
+	var u store.User
+	g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, &u)
+	if u.Active {
+		t.Error("disable left the user active")
+	}
+	refusedWithoutIdP(t, w, b)
+	if got := userBySubject(t, "sub-ada"); got.Active {
+		t.Error("the store still has the user active")
+	}
+	var events caddymodule.AuditPage
+	g.adminJSON(http.MethodGet, "/sso/audit?user="+ada.ID+"&type="+store.EventUserDeactivated, http.StatusOK, &events)
+	if len(events.Events) != 1 || events.Events[0].Reason != "admin" {
+		t.Errorf("deactivation audit = %+v", events.Events)
+	}
+	g.adminJSON(http.MethodGet, "/sso/audit?user="+ada.ID+"&type="+store.EventSessionRevoked, http.StatusOK, &events)
+	if len(events.Events) != 1 || events.Events[0].Detail["sessions"] != "1" {
+		t.Errorf("revocation audit = %+v", events.Events)
+	}
+
+	// Enable, sign in again, then revoke the sessions alone.
+	g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/enable", http.StatusOK, &u)
+	if !u.Active {
+		t.Error("enable left the user disabled")
+	}
+	upstreamSaw(t, b.signIn(g.base+"/", "ada", "ada-pw"))
+	var revoked map[string]int
+	g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/sessions/revoke", http.StatusOK, &revoked)
+	if revoked["revoked"] != 1 {
+		t.Errorf("revoke = %v, want 1 session", revoked)
+	}
+	refusedWithoutIdP(t, w, b)
+	if got := userBySubject(t, "sub-ada"); !got.Active {
+		t.Error("revoking sessions disabled the user")
+	}
+
+	// Delete, audited; the user is gone.
+	g.adminJSON(http.MethodDelete, "/sso/users/"+ada.ID, http.StatusOK, nil)
+	g.adminJSON(http.MethodGet, "/sso/users/"+ada.ID, http.StatusNotFound, nil)
+	g.adminJSON(http.MethodGet, "/sso/audit?type="+store.EventUserDeleted, http.StatusOK, &events)
+	if len(events.Events) != 1 || events.Events[0].UserID != ada.ID {
+		t.Errorf("deletion audit = %+v", events.Events)
+	}
+
+	// Errors carry their status.
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/sso/users/nobody", http.StatusNotFound},
+		{http.MethodPost, "/sso/users/nobody/disable", http.StatusNotFound},
+		{http.MethodPost, "/sso/users/nobody/enable", http.StatusNotFound},
+		{http.MethodDelete, "/sso/users/nobody", http.StatusNotFound},
+		{http.MethodPost, "/sso/users/nobody/sessions/revoke", http.StatusNotFound},
+		{http.MethodGet, "/sso/users/" + ada.ID + "/disable", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/sso/users", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/sso/users?limit=zero", http.StatusBadRequest},
+		{http.MethodGet, "/sso/audit?since=yesterday", http.StatusBadRequest},
+		{http.MethodGet, "/sso/audit?after=-1", http.StatusBadRequest},
+		{http.MethodGet, "/sso/nothing", http.StatusNotFound},
+	} {
+		resp, body := g.admin(c.method, c.path)
+		if resp.StatusCode != c.want || !bytes.Contains(body, []byte(`"error"`)) {
+			t.Errorf("%s %s: %s %s, want %d with an error", c.method, c.path, resp.Status, body, c.want)
+		}
+	}
+}
+
+func TestAdminAPIAuditPaging(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	g := w.gw
+	upstreamSaw(t, newBrowser(t).signIn(g.base+"/", "ada", "ada-pw"))
+	ada := userBySubject(t, "sub-ada")
+	for range 3 {
+		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, nil)
+		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/enable", http.StatusOK, nil)
+	}
+	var all caddymodule.AuditPage
+	g.adminJSON(http.MethodGet, "/sso/audit?limit=1000", http.StatusOK, &all)
+	if len(all.Events) < 8 {
+		t.Fatalf("%d events, want at least 8", len(all.Events))
+	}
+	var seqs []uint64
+	after := uint64(0)
+	for {
+		var page caddymodule.AuditPage
+		g.adminJSON(http.MethodGet, fmt.Sprintf("/sso/audit?limit=3&after=%d", after), http.StatusOK, &page)
+		for _, e := range page.Events {
+			seqs = append(seqs, e.Seq)
+		}
+		if len(page.Events) == 0 {
+			if page.Next != after {
+				t.Errorf("empty page moved next from %d to %d", after, page.Next)
+			}
+			break
+		}
+		after = page.Next
+	}
+	if len(seqs) != len(all.Events) {
+		t.Errorf("paged %d events, want %d", len(seqs), len(all.Events))
+	}
+	var typed caddymodule.AuditPage
+	g.adminJSON(http.MethodGet, "/sso/audit?type="+store.EventUserActivated+"&user="+ada.ID, http.StatusOK, &typed)
+	if len(typed.Events) != 3 {
+		t.Errorf("%d activation events, want 3", len(typed.Events))
+	}
+	last := all.Events[len(all.Events)-1].Time
+	var window caddymodule.AuditPage
+	g.adminJSON(http.MethodGet, "/sso/audit?until="+last.Format("2006-01-02T15:04:05.999999999Z07:00"), http.StatusOK, &window)
+	if len(window.Events) >= len(all.Events) {
+		t.Errorf("until (exclusive) of the last event returned %d of %d events", len(window.Events), len(all.Events))
+	}
+	g.adminJSON(http.MethodGet, "/sso/audit?since=1h", http.StatusOK, &window)
+	if len(window.Events) != len(all.Events) {
+		t.Errorf("since=1h returned %d of %d events", len(window.Events), len(all.Events))
+	}
+}
+
+func TestAdminAPIBackup(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	g := w.gw
+	upstreamSaw(t, newBrowser(t).signIn(g.base+"/", "ada", "ada-pw"))
+	resp, body := g.admin(http.MethodGet, "/sso/backup")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("backup: %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	if got := resp.Trailer.Get("X-Sso-Backup-Size"); got != strconv.Itoa(len(body)) {
+		t.Errorf("backup size trailer %q, body %d bytes", got, len(body))
+	}
+	path := t.TempDir() + "/copy.db"
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(context.Background(), func(tx store.Tx) error {
+		u, err := tx.UserByLink("test", "sub-ada")
+		if err == nil && u.Email != "ada@example.com" {
+			t.Errorf("backed-up user = %+v", u)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,101 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+type identityClaims struct {
+	Email     string   `json:"email"`
+	GivenName string   `json:"given_name"`
+	Family    string   `json:"family_name"`
+	Groups    []string `json:"groups"`
+	IdP       string   `json:"idp"`
+}
+
+// verifyWithJWKS is what an upstream does: fetch the gateway's JWKS, and
+// verify the token's signature, issuer, audience and expiry against it.
+func verifyWithJWKS(t *testing.T, jwksURL, token, iss, aud string) (jwt.Claims, identityClaims, error) {
+	t.Helper()
+	resp, err := http.Get(jwksURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("jwks: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return jwt.Claims{}, identityClaims{}, err
+	}
+	var reg jwt.Claims
+	var id identityClaims
+	if err := tok.Claims(&set, &reg, &id); err != nil {
+		return reg, id, err
+	}
+	return reg, id, reg.ValidateWithLeeway(jwt.Expected{Issuer: iss, AnyAudience: jwt.Audience{aud}, Time: time.Now()}, 0)
+}
+
+// TestIdentityJWT: the upstream gets a signed identity it can verify with
+// only the JWKS endpoint; a forged inbound one is replaced; an expired one
+// and one for another audience are rejected.
+func TestIdentityJWT(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.sites = fmt.Sprintf("%s {\n\tsso test {\n\t\tidentity_jwt ttl 2s\n\t}\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
+	w.start()
+	const header = "X-Forwarded-Identity-Jwt"
+	jwks := w.gw.base + "/.sso/jwks.json"
+
+	b := newBrowser(t)
+	first := upstreamSaw(t, b.signIn(w.gw.base+"/app", "ada", "ada-pw")).header(header)
+	if first == "" {
+		t.Fatal("the upstream got no identity token")
+	}
+	reg, id, err := verifyWithJWKS(t, jwks, first, w.gw.base, w.gw.base)
+	if err != nil {
+		t.Fatalf("verifying with the JWKS: %v", err)
+	}
+	if reg.Subject == "" || id.Email != "ada@example.com" || id.GivenName != "Ada" || id.Family != "Lovelace" ||
+		id.IdP != "test" || len(id.Groups) != 2 || reg.Expiry.Time().Sub(reg.IssuedAt.Time()) != 2*time.Second {
+		t.Fatalf("claims: %+v %+v", reg, id)
+	}
+	e := upstreamSaw(t, b.get(w.gw.base+"/app"))
+	if e.header("X-Forwarded-User") != reg.Subject {
+		t.Fatalf("sub %q, X-Forwarded-User %q", reg.Subject, e.header("X-Forwarded-User"))
+	}
+	if e.header(header) != first {
+		t.Fatal("the token was signed again within its first half-life, not cached")
+	}
+	// A forged inbound token never reaches the upstream.
+	if got := upstreamSaw(t, b.get(w.gw.base+"/app", "X-Forwarded-Identity-Jwt", "forged", "x_forwarded_identity_jwt", "forged")).Headers; len(got[header]) != 1 || got[header][0] == "forged" {
+		t.Fatalf("forged token: %v", got[header])
+	}
+	// Another audience is refused.
+	if _, _, err := verifyWithJWKS(t, jwks, first, w.gw.base, "https://other.example.com"); !errors.Is(err, jwt.ErrInvalidAudience) {
+		t.Fatalf("foreign audience: %v", err)
+	}
+	// Expired: refused; the gateway has signed a fresh one by then.
+	time.Sleep(2100 * time.Millisecond)
+	if _, _, err := verifyWithJWKS(t, jwks, first, w.gw.base, w.gw.base); !errors.Is(err, jwt.ErrExpired) {
+		t.Fatalf("expired token: %v", err)
+	}
+	fresh := upstreamSaw(t, b.get(w.gw.base+"/app")).header(header)
+	if fresh == first {
+		t.Fatal("no fresh token after expiry")
+	}
+	if _, _, err := verifyWithJWKS(t, jwks, fresh, w.gw.base, w.gw.base); err != nil {
+		t.Fatalf("fresh token: %v", err)
+	}
+}

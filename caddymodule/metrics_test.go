@@ -1,0 +1,100 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// scrapeMetrics reads Caddy's Prometheus metrics from the admin endpoint.
+func (g *gateway) scrapeMetrics() string {
+	g.t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", g.adminPort))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		g.t.Fatalf("metrics: %s: %s", resp.Status, b)
+	}
+	return string(b)
+}
+
+// TestMetrics: after sign-ins and SCIM calls, the counters moved with the
+// right labels.
+func TestMetrics(t *testing.T) {
+	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
+	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tallowed_domains example.com\n")
+	w.idp.AddUser("eve", "eve-pw", map[string]any{
+		"sub": "sub-eve", "given_name": "Eve", "family_name": "Outsider",
+		"email": "eve@elsewhere.org", "email_verified": true,
+	})
+	w.sites = fmt.Sprintf(`%s {
+	handle /scim/v2/* {
+		sso_scim {
+			idp test {env.CADDY_SSO_TEST_SCIM_TEST}
+		}
+	}
+	handle {
+		sso test
+		reverse_proxy %s
+	}
+}
+`, w.gw.base, w.upstream.hostPort())
+	w.start()
+
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")) // create
+	w.idp.AddUser("ada", "ada-pw", map[string]any{
+		"sub": "sub-ada", "given_name": "Ada", "family_name": "King",
+		"email": "ada@example.com", "email_verified": true, "groups": []string{"eng"},
+	})
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")) // update
+	if resp := newBrowser(t).signIn(w.gw.base+"/", "eve", "eve-pw"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("eve: %s", resp.Status)
+	}
+	// A callback with a forged state fails.
+	if resp := newBrowser(t).get(w.gw.base + "/.sso/oidc/test/callback?code=x&state=y"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("forged callback: %s", resp.Status)
+	} else {
+		resp.Body.Close()
+	}
+	c := newSCIMClient(t, w.gw.base, scimTokenTest)
+	c.must(200, "GET", "/Users", "")
+	c.must(201, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"externalId":"sub-bob",
+		"userName":"bob@example.com","active":true,"name":{"givenName":"Bob","familyName":"B"},
+		"emails":[{"primary":true,"type":"work","value":"bob@example.com"}]}`)
+
+	m := w.gw.scrapeMetrics()
+	for _, want := range []string{
+		`caddy_sso_logins_total{idp="test",protocol="oidc",result="success"} 2`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",result="denied"} 1`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",result="failed"} 1`,
+		`caddy_sso_jit_total{action="create",idp="test",reason=""} 1`,
+		`caddy_sso_jit_total{action="update",idp="test",reason=""} 1`,
+		`caddy_sso_jit_total{action="deny",idp="test",reason="domain_not_allowed"} 1`,
+		`caddy_sso_scim_requests_total{code="200",method="GET",resource="Users"} 1`,
+		`caddy_sso_scim_requests_total{code="201",method="POST",resource="Users"} 1`,
+		`caddy_sso_active_sessions 2`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		var ours []string
+		for _, line := range strings.Split(m, "\n") {
+			if strings.HasPrefix(line, "caddy_sso") {
+				ours = append(ours, line)
+			}
+		}
+		t.Logf("caddy_sso metrics:\n%s", strings.Join(ours, "\n"))
+	}
+	for _, secret := range []string{scimTokenTest, "ada@example.com", "sub-ada"} {
+		if strings.Contains(m, secret) {
+			t.Errorf("metrics contain %q", secret)
+		}
+	}
+}
