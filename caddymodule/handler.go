@@ -180,7 +180,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	o := h.origin(r)
 	token := cookieValue(r.Header, o.sessionCookie())
 	if strings.HasPrefix(r.URL.Path, h.PathPrefix) {
-		return h.serveEndpoint(w, r, o, token)
+		start := time.Now()
+		err := h.serveEndpoint(w, r, o, token)
+		h.app.metrics.endpoint(r.URL.Path[len(h.PathPrefix):], time.Since(start))
+		return err
 	}
 	stripOwnCookies(r.Header)
 	if token != "" {

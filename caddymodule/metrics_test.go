@@ -78,6 +78,7 @@ func TestMetrics(t *testing.T) {
 		`caddy_sso_scim_requests_total{code="200",method="GET",resource="Users"} 1`,
 		`caddy_sso_scim_requests_total{code="201",method="POST",resource="Users"} 1`,
 		`caddy_sso_active_sessions 2`,
+		`caddy_sso_endpoint_duration_seconds_count{endpoint="callback"} 4`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
