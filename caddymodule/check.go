@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	idpsaml "github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 )
 
@@ -542,7 +541,7 @@ func checkSAML(ctx context.Context, client *http.Client, c *IdPConfig, repl *cad
 		ic.add(CheckError, "metadata %s: %v", src, err)
 		return
 	}
-	ed, err := checkParseMetadata(data, repl.ReplaceKnown(s.IdPEntityID, ""))
+	ed, err := idpsaml.ParseMetadata(data, repl.ReplaceKnown(s.IdPEntityID, ""))
 	if err != nil {
 		ic.add(CheckError, "metadata %s: %v", src, err)
 		return
@@ -614,91 +613,7 @@ func checkSigningCert(b64 string, now time.Time, ic *IdPCheck) {
 	}
 }
 
-// checkParseMetadata parses IdP metadata: one EntityDescriptor, or an
-// EntitiesDescriptor holding one IdP (or the one named entityID). DTDs are
-// refused before anything else parses the document.
-func checkParseMetadata(data []byte, entityID string) (*saml.EntityDescriptor, error) {
-	if err := checkRefuseDirectives(data); err != nil {
-		return nil, err
-	}
-	d := xml.NewDecoder(bytes.NewReader(data))
-	var root xml.Name
-	for root.Local == "" {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, fmt.Errorf("parsing metadata: %w", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok {
-			root = se.Name
-		}
-	}
-	var found []*saml.EntityDescriptor
-	switch root.Local {
-	case "EntityDescriptor":
-		ed := &saml.EntityDescriptor{}
-		if err := xml.Unmarshal(data, ed); err != nil {
-			return nil, fmt.Errorf("parsing metadata: %w", err)
-		}
-		found = append(found, ed)
-	case "EntitiesDescriptor":
-		var all saml.EntitiesDescriptor
-		if err := xml.Unmarshal(data, &all); err != nil {
-			return nil, fmt.Errorf("parsing metadata: %w", err)
-		}
-		var collect func(*saml.EntitiesDescriptor)
-		collect = func(a *saml.EntitiesDescriptor) {
-			for i := range a.EntityDescriptors {
-				e := &a.EntityDescriptors[i]
-				if len(e.IDPSSODescriptors) > 0 && (entityID == "" || e.EntityID == entityID) {
-					found = append(found, e)
-				}
-			}
-			for i := range a.EntitiesDescriptors {
-				collect(&a.EntitiesDescriptors[i])
-			}
-		}
-		collect(&all)
-		if len(found) != 1 {
-			return nil, fmt.Errorf("metadata describes %d matching identity providers; set idp_entity_id to choose one", len(found))
-		}
-	default:
-		return nil, fmt.Errorf("metadata root element is %q, want EntityDescriptor", root.Local)
-	}
-	ed := found[0]
-	switch {
-	case entityID != "" && ed.EntityID != entityID:
-		return nil, fmt.Errorf("metadata is for entity %q, want %q", ed.EntityID, entityID)
-	case ed.EntityID == "":
-		return nil, errors.New("metadata has no entityID")
-	case len(ed.IDPSSODescriptors) == 0:
-		return nil, errors.New("metadata has no IDPSSODescriptor")
-	}
-	return ed, nil
-}
-
-// checkRefuseDirectives refuses XML directives (DOCTYPE, ENTITY), as
-// idp/saml does for every document it reads.
-func checkRefuseDirectives(data []byte) error {
-	if !bytes.Contains(data, []byte("<!")) {
-		return nil
-	}
-	d := xml.NewDecoder(bytes.NewReader(data))
-	d.Strict = true
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	for {
-		tok, err := d.RawToken()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("reading XML: %w", err)
-		}
-		if _, ok := tok.(xml.Directive); ok {
-			return errors.New("XML declarations (DOCTYPE, ENTITY) are not allowed")
-		}
-	}
-}
-
+// checkSymbols mark each line of the report by level.
 var checkSymbols = map[string]string{CheckOK: "✓", CheckInfo: "i", CheckWarn: "!", CheckError: "✗"}
 
 // checkClaimName renders a mapping candidate for people.

@@ -28,11 +28,12 @@ type idpMetadata struct {
 	validUntil  time.Time // zero when the metadata sets none
 }
 
-// parseIdPMetadata reads IdP metadata: a single EntityDescriptor, or an
+// ParseMetadata reads IdP metadata: a single EntityDescriptor, or an
 // EntitiesDescriptor holding exactly one IdP (or the one named entityID).
-// It refuses DTDs, metadata without an IDPSSODescriptor, without a signing
-// certificate, or without a usable SingleSignOnService.
-func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata, error) {
+// DTDs are refused before anything parses the document, as are metadata
+// without an entityID or an IDPSSODescriptor. The Provider (and `caddy sso
+// check`) build on it.
+func ParseMetadata(data []byte, entityID string) (*saml.EntityDescriptor, error) {
 	if err := refuseDeclarations(data); err != nil {
 		return nil, err
 	}
@@ -69,6 +70,16 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 	}
 	if len(ed.IDPSSODescriptors) == 0 {
 		return nil, errors.New("metadata has no IDPSSODescriptor")
+	}
+	return ed, nil
+}
+
+// parseIdPMetadata is ParseMetadata plus what a login needs: a signing
+// certificate and a usable SingleSignOnService.
+func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata, error) {
+	ed, err := ParseMetadata(data, entityID)
+	if err != nil {
+		return nil, err
 	}
 	signing := 0
 	for _, d := range ed.IDPSSODescriptors {
