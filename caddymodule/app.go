@@ -98,6 +98,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
 	}
 	a.sessions = session.New(a.db, cfg, a.logger.Named("session"), nil)
+	a.sessions.Derive = placeholderLookup
 	a.provisioner = &provision.Provisioner{Store: a.db, Logger: a.logger.Named("provision")}
 	if a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.sessions.Cached); a.metrics != nil {
 		a.provisioner.Observe = a.metrics.provisioned

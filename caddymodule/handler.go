@@ -138,7 +138,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.signer, err = newIdentitySigner(ctx, h); err != nil {
 			return fmt.Errorf("sso handler: identity_jwt: %w", err)
 		}
-		h.plan.strip[foldHeaderName(h.signer.header)] = true
+		h.plan.strip.add(h.signer.header)
 	}
 	return nil
 }
@@ -239,18 +239,43 @@ func (h *Handler) chooser(w http.ResponseWriter, returnTo string) error {
 }
 
 // setPlaceholders exposes the identity to the rest of the route, with the
-// names Caddy's own authentication handler uses.
+// names Caddy's own authentication handler uses. The lookup is built once
+// per session (App.Provision sets it as the session Manager's Derive), so
+// a request adds one provider instead of six map writes.
 func setPlaceholders(r *http.Request, id *session.Identity) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
 	}
-	repl.Set("http.auth.user.id", id.Boxed(session.FieldUserID))
-	repl.Set("http.auth.user.email", id.Boxed(session.FieldEmail))
-	repl.Set("http.auth.user.first_name", id.Boxed(session.FieldFirstName))
-	repl.Set("http.auth.user.last_name", id.Boxed(session.FieldLastName))
-	repl.Set("http.auth.user.groups", id.Boxed(session.FieldGroups))
-	repl.Set("http.auth.user.idp", id.Boxed(session.FieldIdP))
+	if lookup, ok := id.Derived.(caddy.ReplacerFunc); ok {
+		repl.Map(lookup)
+	}
+}
+
+// placeholderLookup answers the {http.auth.user.*} placeholders of one
+// identity.
+func placeholderLookup(id *session.Identity) any {
+	return caddy.ReplacerFunc(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, "http.auth.user.")
+		if !ok {
+			return nil, false
+		}
+		switch name {
+		case "id":
+			return id.Boxed(session.FieldUserID), true
+		case "email":
+			return id.Boxed(session.FieldEmail), true
+		case "first_name":
+			return id.Boxed(session.FieldFirstName), true
+		case "last_name":
+			return id.Boxed(session.FieldLastName), true
+		case "groups":
+			return id.Boxed(session.FieldGroups), true
+		case "idp":
+			return id.Boxed(session.FieldIdP), true
+		}
+		return nil, false
+	})
 }
 
 // isNavigation tells a browser loading a page (which may be redirected to

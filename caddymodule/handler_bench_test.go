@@ -36,6 +36,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	sessions := session.New(db, session.Config{}, nil, nil)
+	sessions.Derive = placeholderLookup
 	token, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
 	if err != nil {
 		b.Fatal(err)
@@ -67,8 +68,10 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	// Each iteration restores the request's headers (the handler rewrites
 	// them); both variants pay for that, so their difference is the
 	// handler's own cost.
-	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/page?q=1", nil)
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	// Each also gets a fresh placeholder replacer, with one provider added
+	// as Caddy's HTTP server adds its own.
+	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/page?q=1", nil)
+	noVars := caddy.ReplacerFunc(func(string) (any, bool) { return nil, false })
 	// What Chromium sends on a navigation, plus one spoofed identity header.
 	inbound := http.Header{
 		"Accept":                    {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
@@ -102,6 +105,9 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
+				repl := caddy.NewReplacer()
+				repl.Map(noVars)
+				r := req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
 				r.Header = inbound.Clone()
 				if err := bc.h.ServeHTTP(w, r); err != nil {
 					b.Fatal(err)
@@ -126,6 +132,7 @@ func BenchmarkHotPathExtras(b *testing.B) {
 		b.Fatal(err)
 	}
 	sessions := session.New(db, session.Config{}, nil, nil)
+	sessions.Derive = placeholderLookup
 	token, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
 	if err != nil {
 		b.Fatal(err)

@@ -69,7 +69,28 @@ type outHeader struct {
 // normalized names of every header to strip from the inbound request.
 type headerPlan struct {
 	set   []outHeader
-	strip map[string]bool // lowercase, '_' folded to '-'
+	strip *protectedNames
+}
+
+// protectedNames are the identity header names no client may send. Besides
+// the folded names it keeps their first letters and greatest length, so
+// that most inbound headers (Accept, Cookie, Sec-*, User-Agent…) are passed
+// over without folding or a map look-up.
+type protectedNames struct {
+	folded map[string]bool // lowercase, '_' folded to '-'
+	first  [256]bool       // first byte of a protected name, either case
+	maxLen int
+}
+
+func (n *protectedNames) add(name string) {
+	f := foldHeaderName(name)
+	if f == "" {
+		return
+	}
+	n.folded[f] = true
+	n.first[f[0]] = true
+	n.first[strings.ToUpper(f[:1])[0]] = true
+	n.maxLen = max(n.maxLen, len(f))
 }
 
 func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) {
@@ -94,9 +115,9 @@ func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) 
 		}
 		names[field] = name
 	}
-	plan := headerPlan{strip: make(map[string]bool)}
+	plan := headerPlan{strip: &protectedNames{folded: make(map[string]bool)}}
 	for _, h := range alwaysStripped {
-		plan.strip[foldHeaderName(h)] = true
+		plan.strip.add(h)
 	}
 	for _, f := range identityFields {
 		name, ok := names[f.name]
@@ -104,7 +125,7 @@ func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) 
 			continue
 		}
 		plan.set = append(plan.set, outHeader{key: http.CanonicalHeaderKey(name), field: f.field})
-		plan.strip[foldHeaderName(name)] = true
+		plan.strip.add(name)
 	}
 	return plan, nil
 }
@@ -120,9 +141,10 @@ func foldHeaderName(name string) string {
 // instead of allocating a string per header.
 func (p *headerPlan) stripInbound(h http.Header) {
 	var buf [64]byte
+	n := p.strip
 	for key := range h {
-		if len(key) > len(buf) {
-			continue // no protected name is this long
+		if len(key) == 0 || len(key) > n.maxLen || len(key) > len(buf) || !n.first[key[0]] {
+			continue
 		}
 		b := buf[:len(key)]
 		for i := 0; i < len(key); i++ {
@@ -135,7 +157,7 @@ func (p *headerPlan) stripInbound(h http.Header) {
 			}
 			b[i] = c
 		}
-		if p.strip[string(b)] {
+		if n.folded[string(b)] {
 			delete(h, key)
 		}
 	}

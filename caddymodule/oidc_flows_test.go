@@ -490,3 +490,17 @@ func TestFailedReloadKeepsStore(t *testing.T) {
 	w.gw.reload(w.caddyfile())
 	upstreamSaw(t, b.get(w.gw.base+"/after-good-reload"))
 }
+
+// TestPlaceholders: the rest of the route sees the identity as the
+// {http.auth.user.*} placeholders.
+func TestPlaceholders(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\trequest_header X-Who \"{http.auth.user.email}|{http.auth.user.first_name}|{http.auth.user.last_name}|{http.auth.user.groups}|{http.auth.user.idp}|{http.auth.user.id}\"\n\treverse_proxy %s\n}\n",
+		w.gw.base, w.upstream.hostPort())
+	w.start()
+	saw := upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	want := "ada@example.com|Ada|Lovelace|admins,eng|test|" + userBySubject(t, "sub-ada").ID
+	if got := saw.header("X-Who"); got != want {
+		t.Errorf("placeholders gave %q, want %q", got, want)
+	}
+}

@@ -88,6 +88,11 @@ type Manager struct {
 	now    func() time.Time
 	logger *zap.Logger
 
+	// Derive, when set (before first use), computes a value kept with each
+	// cached identity (Identity.Derived): per-session work the caller
+	// would otherwise repeat on every request.
+	Derive func(*Identity) any
+
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
@@ -301,7 +306,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 
 func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry {
 	e := &entry{
-		id:      newIdentity(s, u),
+		id:      m.newIdentity(s, u),
 		expires: s.Expires.UnixNano(),
 		loaded:  m.now().UnixNano(),
 	}
@@ -532,6 +537,9 @@ type Identity struct {
 	SessionHash string
 	Expires     time.Time
 
+	// Derived is what Manager.Derive computed for this identity, once.
+	Derived any
+
 	values [fieldCount][]string
 	boxed  [fieldCount]any
 }
@@ -550,7 +558,7 @@ const (
 	fieldCount
 )
 
-func newIdentity(s *store.Session, u *store.User) *Identity {
+func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	id := &Identity{
 		UserID:      u.ID,
 		Email:       u.Email,
@@ -566,6 +574,9 @@ func newIdentity(s *store.Session, u *store.User) *Identity {
 	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
 		id.values[f] = []string{headerSafe(v)}
 		id.boxed[f] = v
+	}
+	if m.Derive != nil {
+		id.Derived = m.Derive(id)
 	}
 	return id
 }
