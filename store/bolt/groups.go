@@ -188,34 +188,21 @@ func (t *tx) PutGroup(g *store.Group) error {
 	var oldMembers []string
 	if old != nil {
 		oldMembers = old.Members
-		if k := groupNameKey(old.IdP, old.DisplayName); !bytes.Equal(k, newName) && bytes.Equal(namesB.Get(k), []byte(id)) {
-			if err := namesB.Delete(k); err != nil {
-				return fmt.Errorf("bolt: put group %s: drop old name: %w", id, err)
-			}
+		if err := dropStaleKey(namesB, groupNameKey(old.IdP, old.DisplayName), newName, id); err != nil {
+			return fmt.Errorf("bolt: put group %s: drop old name: %w", id, err)
 		}
 		if old.ExternalID != "" {
-			if k := pair(old.IdP, old.ExternalID); !bytes.Equal(k, newExt) && bytes.Equal(extB.Get(k), []byte(id)) {
-				if err := extB.Delete(k); err != nil {
-					return fmt.Errorf("bolt: put group %s: drop old external id: %w", id, err)
-				}
+			if err := dropStaleKey(extB, pair(old.IdP, old.ExternalID), newExt, id); err != nil {
+				return fmt.Errorf("bolt: put group %s: drop old external id: %w", id, err)
 			}
 		}
 	}
-	if old == nil || old.IdP != rec.IdP {
-		if old != nil {
-			if err := t.bucket(bucketIdPGroups).Delete(pair(old.IdP, id)); err != nil {
-				return fmt.Errorf("bolt: put group %s: idp index: %w", id, err)
-			}
-			if err := t.addCount(countGroups, old.IdP, -1); err != nil {
-				return fmt.Errorf("bolt: put group %s: count: %w", id, err)
-			}
-		}
-		if err := t.bucket(bucketIdPGroups).Put(pair(rec.IdP, id), []byte{}); err != nil {
-			return fmt.Errorf("bolt: put group %s: idp index: %w", id, err)
-		}
-		if err := t.addCount(countGroups, rec.IdP, 1); err != nil {
-			return fmt.Errorf("bolt: put group %s: count: %w", id, err)
-		}
+	var oldIdP *string
+	if old != nil {
+		oldIdP = &old.IdP
+	}
+	if err := t.indexIdP(bucketIdPGroups, countGroups, oldIdP, rec.IdP, id); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 	if err := namesB.Put(newName, []byte(id)); err != nil {
 		return fmt.Errorf("bolt: put group %s: name: %w", id, err)

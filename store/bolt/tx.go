@@ -204,6 +204,40 @@ func (t *tx) count(kind, idp string) int {
 
 // addCount moves the (kind, idp) counter; it never goes below zero, and
 // reaching zero deletes the key so that IdPs that are gone leave nothing.
+// dropStaleKey deletes oldKey from an index when the record id no longer
+// uses it (newKey differs) and the index still points at id: a key another
+// record has taken since is left alone.
+func dropStaleKey(b *bolt.Bucket, oldKey, newKey []byte, id string) error {
+	if len(oldKey) == 0 || bytes.Equal(oldKey, newKey) || !bytes.Equal(b.Get(oldKey), []byte(id)) {
+		return nil
+	}
+	return b.Delete(oldKey)
+}
+
+// indexIdP keeps a record's per-IdP index entry and the per-IdP count in
+// step when the record is new (oldIdP nil) or moves to another IdP.
+func (t *tx) indexIdP(bucket []byte, kind string, oldIdP *string, newIdP, id string) error {
+	if oldIdP != nil && *oldIdP == newIdP {
+		return nil
+	}
+	b := t.bucket(bucket)
+	if oldIdP != nil {
+		if err := b.Delete(pair(*oldIdP, id)); err != nil {
+			return fmt.Errorf("idp index: %w", err)
+		}
+		if err := t.addCount(kind, *oldIdP, -1); err != nil {
+			return fmt.Errorf("count: %w", err)
+		}
+	}
+	if err := b.Put(pair(newIdP, id), []byte{}); err != nil {
+		return fmt.Errorf("idp index: %w", err)
+	}
+	if err := t.addCount(kind, newIdP, 1); err != nil {
+		return fmt.Errorf("count: %w", err)
+	}
+	return nil
+}
+
 func (t *tx) addCount(kind, idp string, delta int) error {
 	n := max(t.count(kind, idp)+delta, 0)
 	b := t.bucket(bucketCounts)
@@ -301,41 +335,24 @@ func (t *tx) PutUser(u *store.User) error {
 				}
 			}
 		}
-		if oldEmail := emailKey(old.Email); len(oldEmail) > 0 && !bytes.Equal(oldEmail, newEmail) &&
-			bytes.Equal(emailB.Get(oldEmail), []byte(id)) {
-			if err := emailB.Delete(oldEmail); err != nil {
-				return fmt.Errorf("bolt: put user %s: drop old email: %w", id, err)
-			}
+		if err := dropStaleKey(emailB, emailKey(old.Email), newEmail, id); err != nil {
+			return fmt.Errorf("bolt: put user %s: drop old email: %w", id, err)
 		}
-		if oldName := userNameKey(old.UserName); len(oldName) > 0 && !bytes.Equal(oldName, newName) &&
-			bytes.Equal(namesB.Get(oldName), []byte(id)) {
-			if err := namesB.Delete(oldName); err != nil {
-				return fmt.Errorf("bolt: put user %s: drop old user name: %w", id, err)
-			}
+		if err := dropStaleKey(namesB, userNameKey(old.UserName), newName, id); err != nil {
+			return fmt.Errorf("bolt: put user %s: drop old user name: %w", id, err)
 		}
 		if old.ExternalID != "" {
-			if oldExt := pair(old.IdP, old.ExternalID); !bytes.Equal(oldExt, newExt) && bytes.Equal(extB.Get(oldExt), []byte(id)) {
-				if err := extB.Delete(oldExt); err != nil {
-					return fmt.Errorf("bolt: put user %s: drop old external id: %w", id, err)
-				}
+			if err := dropStaleKey(extB, pair(old.IdP, old.ExternalID), newExt, id); err != nil {
+				return fmt.Errorf("bolt: put user %s: drop old external id: %w", id, err)
 			}
 		}
 	}
-	if old == nil || old.IdP != rec.IdP {
-		if old != nil {
-			if err := t.bucket(bucketIdPUsers).Delete(pair(old.IdP, id)); err != nil {
-				return fmt.Errorf("bolt: put user %s: idp index: %w", id, err)
-			}
-			if err := t.addCount(countUsers, old.IdP, -1); err != nil {
-				return fmt.Errorf("bolt: put user %s: count: %w", id, err)
-			}
-		}
-		if err := t.bucket(bucketIdPUsers).Put(pair(rec.IdP, id), []byte{}); err != nil {
-			return fmt.Errorf("bolt: put user %s: idp index: %w", id, err)
-		}
-		if err := t.addCount(countUsers, rec.IdP, 1); err != nil {
-			return fmt.Errorf("bolt: put user %s: count: %w", id, err)
-		}
+	var oldIdP *string
+	if old != nil {
+		oldIdP = &old.IdP
+	}
+	if err := t.indexIdP(bucketIdPUsers, countUsers, oldIdP, rec.IdP, id); err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 	if len(newName) > 0 {
 		if err := namesB.Put(newName, []byte(id)); err != nil {
