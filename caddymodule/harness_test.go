@@ -155,5 +155,9 @@ func (g *gateway) tryReload(caddyfile string) (int, string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	// The old config's server closes its idle keep-alive connections as it
+	// stops; start the next requests on fresh ones (requests in flight
+	// during a reload are TestReloadKeepsSessionsAndServes's subject).
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	return resp.StatusCode, string(body)
 }

@@ -338,6 +338,8 @@ func TestReloadKeepsSessionsAndServes(t *testing.T) {
 	b := newBrowser(t)
 	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
 
+	// No retries here: every request that fails during a reload counts.
+	strict := &http.Client{Jar: b.jar}
 	var (
 		stop     atomic.Bool
 		served   atomic.Int64
@@ -352,7 +354,7 @@ func TestReloadKeepsSessionsAndServes(t *testing.T) {
 			for !stop.Load() {
 				req, _ := http.NewRequest("GET", w.gw.base+"/during-reload", nil)
 				req.Header.Set("Accept", "text/html")
-				resp, err := b.client.Do(req)
+				resp, err := strict.Do(req)
 				if err == nil && resp.StatusCode == http.StatusOK && strings.Contains(readBody(t, resp), "X-Forwarded-User") {
 					served.Add(1)
 					continue
