@@ -136,11 +136,19 @@ func (g *gateway) waitReady() {
 }
 
 // reload posts a new Caddyfile to the admin endpoint, as `caddy reload` does.
+//
+// Caddy stops the old config's servers in goroutines and returns once their
+// shutdowns have been started, not finished; for a moment the old server
+// may still take a new connection (caddyhttp's App.Stop says so). Tests
+// check the new config's behaviour on the next request, so reload gives
+// those goroutines a moment to run. Requests during a reload are
+// TestReloadKeepsSessionsAndServes's subject, which does not wait.
 func (g *gateway) reload(caddyfile string) {
 	g.t.Helper()
 	if status, body := g.tryReload(caddyfile); status != http.StatusOK {
 		g.t.Fatalf("reload: %d: %s", status, body)
 	}
+	time.Sleep(200 * time.Millisecond)
 }
 
 // tryReload posts a new Caddyfile and returns the admin endpoint's answer.
