@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +125,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return adminStoreError(err)
 		}
-		return adminJSON(w, page)
+		return writeJSON(w, http.StatusOK, page)
 
 	case len(parts) == 2 && parts[0] == "users" && parts[1] != "":
 		switch r.Method {
@@ -135,13 +134,13 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return adminStoreError(err)
 			}
-			return adminJSON(w, d)
+			return writeJSON(w, http.StatusOK, d)
 		case http.MethodDelete:
 			if err := o.deleteUser(ctx, parts[1]); err != nil {
 				return adminStoreError(err)
 			}
 			a.log.Info("user deleted", zap.String("user_id", parts[1]))
-			return adminJSON(w, map[string]string{"deleted": parts[1]})
+			return writeJSON(w, http.StatusOK, map[string]string{"deleted": parts[1]})
 		}
 		w.Header().Set("Allow", "GET, DELETE")
 		return adminError(http.StatusMethodNotAllowed, "method not allowed: %s", r.Method)
@@ -155,7 +154,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return adminStoreError(err)
 		}
 		a.log.Info("user "+parts[2]+"d", zap.String("user_id", u.ID))
-		return adminJSON(w, u)
+		return writeJSON(w, http.StatusOK, u)
 
 	case len(parts) == 4 && parts[0] == "users" && parts[1] != "" && parts[2] == "sessions" && parts[3] == "revoke":
 		if err := method(http.MethodPost); err != nil {
@@ -165,7 +164,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return adminStoreError(err)
 		}
-		return adminJSON(w, map[string]int{"revoked": n})
+		return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 
 	case len(parts) == 1 && parts[0] == "audit":
 		if err := method(http.MethodGet); err != nil {
@@ -179,7 +178,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return adminStoreError(err)
 		}
-		return adminJSON(w, page)
+		return writeJSON(w, http.StatusOK, page)
 
 	case len(parts) == 1 && parts[0] == "backup":
 		if err := method(http.MethodGet); err != nil {
@@ -234,11 +233,6 @@ func (a *adminAPI) backup(w http.ResponseWriter, app *App) error {
 	w.Header().Set(backupSizeTrailer, strconv.FormatInt(n, 10))
 	a.log.Info("store backed up", zap.Int64("bytes", n))
 	return nil
-}
-
-func adminJSON(w http.ResponseWriter, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(v)
 }
 
 func adminPageSize(raw string) (int, error) {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -187,5 +186,3 @@ func readStore(t *testing.T, path string, fn func(tx store.Tx) error) {
 		t.Fatal(err)
 	}
 }
-
-func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }

@@ -342,10 +342,10 @@ func (a *App) endSAMLSessions(ctx context.Context, idpName, nameID, sessionIndex
 	if err != nil {
 		return fmt.Errorf("ending sessions for single logout: %w", err)
 	}
-	// The sessions are gone from the store; drop their users' cached
-	// sessions so the next request reads the store and finds that out.
+	// The sessions are gone from the store; drop exactly those from the
+	// cache, so the next request with one of them is signed out.
 	for _, s := range ended {
-		a.sessions.ForgetUser(s.UserID)
+		a.sessions.ForgetSession(s.Hash)
 	}
 	a.logger.Info("single logout ended local sessions", zap.String("idp", idpName), zap.Int("sessions", len(ended)))
 	return nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +194,3 @@ func full(sub string) mapping.Profile {
 }
 
 var jit = provision.Rules{JIT: true}
-
-func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }

@@ -126,9 +126,6 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 	}
 }
 
-// Config returns the effective configuration.
-func (m *Manager) Config() Config { return m.cfg }
-
 // Cached returns the number of sessions in the in-memory cache (the
 // sessions used since they were loaded or created).
 func (m *Manager) Cached() int {
@@ -356,20 +353,6 @@ func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
 	}
 }
 
-// Session returns the stored record of a token's session, for logout data.
-func (m *Manager) Session(ctx context.Context, token string) (*store.Session, error) {
-	var s *store.Session
-	err := m.store.View(ctx, func(tx store.Tx) error {
-		var err error
-		s, err = tx.Session(Hash(token))
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNoSession
-	}
-	return s, err
-}
-
 // Revoke ends the session of token (logout) and records why in the audit
 // trail. An unknown token is not an error: the browser is signed out either way.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.Session, error) {
@@ -419,6 +402,14 @@ func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) (int, e
 	}
 	m.logger.Info("sessions revoked", zap.String("user_id", userID), zap.String("reason", reason), zap.Int("sessions", n))
 	return n, nil
+}
+
+// ForgetSession drops one cached session, named by its store key
+// (store.Session.Hash), after the caller deleted it from the store.
+func (m *Manager) ForgetSession(hash string) {
+	if h, ok := parseHash(hash); ok {
+		m.forget(h)
+	}
 }
 
 // ForgetUser drops a user's cached sessions so that the next request reads
@@ -492,9 +483,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("session: sweep: %w", err)
 	}
 	for _, h := range hashes {
-		if hash, ok := parseHash(h); ok {
-			m.forget(hash)
-		}
+		m.ForgetSession(h)
 	}
 	return len(hashes), nil
 }
