@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -280,22 +279,7 @@ func TestNonNavigationGets401(t *testing.T) {
 // payload of the shared list as return_to; the IdP session makes each a
 // quick round trip, and the final Location must stay on this site.
 func TestOpenRedirectPayloads(t *testing.T) {
-	f, err := os.Open("../../shared/testdata/open-redirect-payloads.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var payloads []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" {
-			payloads = append(payloads, line)
-		}
-	}
-	if len(payloads) < 800 {
-		t.Fatalf("read %d payloads", len(payloads))
-	}
-
+	payloads := redirecttest.Payloads()
 	w := newOIDCWorld(t, "\t\t\tjit\n").start()
 	b := newBrowser(t)
 	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))

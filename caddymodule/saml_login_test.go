@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/xml"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -475,22 +475,7 @@ func TestSAMLIdPInitiated(t *testing.T) {
 
 func samlPayloads(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open("../../shared/testdata/open-redirect-payloads.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var payloads []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" {
-			payloads = append(payloads, line)
-		}
-	}
-	if len(payloads) < 800 {
-		t.Fatalf("read %d payloads", len(payloads))
-	}
-	return payloads
+	return redirecttest.Payloads()
 }
 
 // TestSAMLReplayRefusedAcrossRestart captures what a browser posts to the

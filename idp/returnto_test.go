@@ -1,27 +1,21 @@
 package idp_test
 
 import (
-	"bufio"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 )
 
 // TestLocalPath runs every open-redirect payload of the shared list through
 // LocalPath: each must come out as "/" or unchanged, and resolve on the site.
 func TestLocalPath(t *testing.T) {
-	f, err := os.Open("../../shared/testdata/open-redirect-payloads.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	site, _ := url.Parse("https://app.example.com/page")
 	n := 0
-	for sc := bufio.NewScanner(f); sc.Scan(); n++ {
-		p := sc.Text()
+	for _, p := range redirecttest.Payloads() {
+		n++
 		got := idp.LocalPath(p)
 		if got != "/" && got != p {
 			t.Errorf("%q rewritten to %q", p, got)

@@ -1,13 +1,11 @@
 package saml
 
 import (
-	"bufio"
 	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 )
 
 // Element helpers for tampering with forged responses.
@@ -525,24 +524,7 @@ func TestACSReplay(t *testing.T) {
 // must come back as a same-origin path ("/" or the payload itself, when it
 // already is one, such as "/https://google.com/").
 func TestIdPInitiatedRelayState(t *testing.T) {
-	f, err := os.Open("../../../shared/testdata/open-redirect-payloads.txt")
-	if err != nil {
-		t.Fatalf("payload list: %v", err)
-	}
-	defer f.Close()
-	var payloads []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" {
-			payloads = append(payloads, line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(payloads) < 100 {
-		t.Fatalf("only %d payloads", len(payloads))
-	}
+	payloads := redirecttest.Payloads()
 	h := newHarness(t, func(c *Config) { c.AllowIdPInitiated = true })
 	// RelayState is not signed, so one response serves every payload; the
 	// replay guard is reset between posts, as if each were a fresh login.
