@@ -112,7 +112,7 @@ func TestMigrateV2(t *testing.T) {
 			{ID: "u2", Email: "bob@x.io", UserName: "straße", IdP: "entra", Active: true,
 				Links: []store.Link{{IdP: "entra", Subject: "e2"}}},
 		},
-		groups: []store.Group{{ID: "g1", IdP: "entra", DisplayName: "Ops", Members: []string{"u1"}}},
+		groups:   []store.Group{{ID: "g1", IdP: "entra", DisplayName: "Ops", Members: []string{"u1"}}},
 		sessions: map[string]v2Session{},
 		consumed: map[string]time.Time{
 			string(pair("state", "old")): now.Add(-time.Hour),
