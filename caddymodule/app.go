@@ -396,12 +396,12 @@ func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sess
 	var ended []*store.Session
 	err := e.db.Update(ctx, func(tx store.Tx) error {
 		ended = ended[:0]
-		sessions, err := tx.SessionsByNameID(idpName, subject)
+		sessions, err := tx.SessionsBySubject(idpName, subject)
 		if err != nil {
 			return err
 		}
 		for _, s := range sessions {
-			if sessionID != "" && s.Logout.SessionIndex != sessionID {
+			if sessionID != "" && s.Logout.SessionID != sessionID {
 				continue
 			}
 			if err := tx.DeleteSession(s.Hash); err != nil {

@@ -507,6 +507,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rt *runn
 	return nil
 }
 
+// idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
+// reads only the ID token; SAML the NameID and SessionIndex).
+func idpLogout(e *session.Ended) idp.LogoutInfo {
+	l := e.Session.Logout
+	return idp.LogoutInfo{Subject: l.Subject, SubjectFormat: l.SubjectFormat, SessionID: l.SessionID, IDToken: e.IDToken()}
+}
+
 func signInFailedPage(code string) page {
 	return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
 		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
@@ -591,10 +598,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *runnin
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if ended != nil {
-		if p, err := h.app.provider(ended.IdP); err == nil {
-			info := idp.LogoutInfo{Subject: ended.Logout.NameID, SubjectFormat: ended.Logout.NameIDFormat,
-				SessionID: ended.Logout.SessionIndex, IDToken: ended.Logout.IDToken}
-			done, err := p.provider.Logout(w, r, h.endpointBase(o, p), info, returnTo)
+		if p, err := h.app.provider(ended.Session.IdP); err == nil {
+			done, err := p.provider.Logout(w, r, h.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
 				h.logger.Warn("identity provider logout unavailable", zap.String("idp", p.name), zap.Error(err))
 			}

@@ -96,9 +96,15 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	if err != nil && !errors.As(err, &unmapped) {
 		return nil, fmt.Errorf("signin via %s: mapping: %w", p.Name, err)
 	}
-	fresh, err := s.Sessions.Prepare(p.Name, logoutInfo(a.Logout))
+	fresh, err := s.Sessions.Prepare(p.Name, store.LogoutInfo{Subject: a.Logout.Subject,
+		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID})
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
+	}
+	if a.Logout.IDToken != "" {
+		// Kept sealed with the session, apart from its record: the IdP
+		// wants it back as id_token_hint at logout.
+		fresh.Tokens = &session.Tokens{IDToken: a.Logout.IDToken}
 	}
 	var previousHash string
 	if previousToken != "" {
@@ -194,11 +200,6 @@ func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
 	case out.Result != nil:
 		out.Result.Log(log)
 	}
-}
-
-// logoutInfo is what the session keeps of the assertion's logout data.
-func logoutInfo(l idp.LogoutInfo) store.LogoutInfo {
-	return store.LogoutInfo{IDToken: l.IDToken, NameID: l.Subject, NameIDFormat: l.SubjectFormat, SessionIndex: l.SessionID}
 }
 
 func joinNames(names []string) string {
