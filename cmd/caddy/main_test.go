@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"sync"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
