@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -487,13 +489,32 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	}
 	// Name unknown IdPs here, where the line is known, rather than at
 	// Provision, where it is not.
-	if defined, ok := globalIdPNames(h); ok {
+	if defined, ok := globalIdPs(h); ok {
 		for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
-			if name != "" && !slices.Contains(defined, name) {
+			if name != "" && defined[name] == nil {
 				return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
-					name, strings.Join(defined, ", "), file, line)
+					name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
 			}
 		}
 	}
 	return hd, nil
+}
+
+// globalIdPs returns the idp blocks of the global sso option by name, and
+// whether there is such an option, so that directives can check the IdPs
+// they name at a line of the Caddyfile (global options are parsed first).
+func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
+	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	if !ok {
+		return nil, false
+	}
+	var app App
+	if err := json.Unmarshal(opt.Value, &app); err != nil {
+		return nil, false
+	}
+	out := make(map[string]*IdPConfig, len(app.IdPs))
+	for _, c := range app.IdPs {
+		out[c.Name] = c
+	}
+	return out, true
 }

@@ -1,9 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -280,7 +280,7 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 	if h.NextArg() {
 		return nil, h.Err("sso_scim: expected: sso_scim { idp <name> <token> … }")
 	}
-	defined, haveGlobal := globalIdPNames(h)
+	defined, haveGlobal := globalIdPs(h)
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
@@ -293,9 +293,11 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 			switch {
 			case !haveGlobal:
 				return nil, h.Errf("sso_scim idp %s: there is no global sso option to define this identity provider in", c.Name)
-			case !slices.Contains(defined, c.Name):
+			case defined[c.Name] == nil:
 				return nil, h.Errf("sso_scim idp %s: no identity provider by that name in the global sso option (defined: %s)",
-					c.Name, strings.Join(defined, ", "))
+					c.Name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "))
+			case !defined[c.Name].SCIM:
+				return nil, h.Errf("sso_scim idp %s: the identity provider's block in the global sso option must say that SCIM provisions it: add the line `scim` to it", c.Name)
 			}
 			s.IdPs = append(s.IdPs, c)
 		case "base_path":
@@ -328,28 +330,6 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 		return nil, h.Errf("%v", errNoSCIMIdP)
 	}
 	return s, nil
-}
-
-// globalIdPNames returns the names of the IdPs the global sso option
-// defines, and whether there is one.
-func globalIdPNames(h httpcaddyfile.Helper) ([]string, bool) {
-	opt, ok := h.Option("sso").(httpcaddyfile.App)
-	if !ok {
-		return nil, false
-	}
-	var app struct {
-		IdPs []struct {
-			Name string `json:"name"`
-		} `json:"idps"`
-	}
-	if err := json.Unmarshal(opt.Value, &app); err != nil {
-		return nil, false
-	}
-	names := make([]string, len(app.IdPs))
-	for i, p := range app.IdPs {
-		names[i] = p.Name
-	}
-	return names, true
 }
 
 var (
