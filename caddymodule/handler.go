@@ -433,9 +433,12 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *runn
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	case errors.As(err, &le) && le.Logout:
 		h.logger.Warn("logout message refused", zap.String("idp", p.name), zap.String("reason", le.Code), zap.Error(err))
-		return page{Status: http.StatusBadRequest, Title: "Sign-out failed",
-			Message: "The sign-out message from the identity provider could not be accepted. Your session here has ended if it was signed out before; to be sure you are signed out everywhere, close the browser. If this keeps happening, give your administrator the reference below.",
-			Code:    le.Code}.write(w)
+		pg := page{Status: http.StatusBadRequest, Title: "Sign-out incomplete", Code: le.Code,
+			Message: "The sign-out message from the identity provider could not be accepted, so you may still be signed in to this application. Sign out here, or close the browser. If this keeps happening, give your administrator the reference below."}
+		if le.SessionEnded {
+			pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
+		}
+		return pg.write(w)
 	}
 	return err
 }

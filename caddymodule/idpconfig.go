@@ -179,7 +179,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 	}
 	p := &identityProvider{name: c.Name, protocol: c.Protocol,
 		signin: signin.IdP{Name: c.Name, Mapper: mapper, Rules: rules}}
-	logger := a.logger.Named(c.Protocol).With(zap.String("idp", c.Name))
+	logger := a.logger.Named(c.Protocol)
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
@@ -203,7 +203,8 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 			return nil, err
 		}
 		if c.LinkByEmail {
-			logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked")
+			logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
+				zap.String("idp", c.Name))
 		}
 	default:
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)

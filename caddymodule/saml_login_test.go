@@ -712,7 +712,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := newBrowser(t).samlGet(forged); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "Sign-out failed") {
+	if p := newBrowser(t).samlGet(forged); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "Sign-out incomplete") || !strings.Contains(p.Body, "may still be signed in to this application") {
 		t.Fatalf("unsigned LogoutRequest: %d: %s", p.Status, samlShort(p.Body))
 	}
 	if w.whoamiStatus(first) != http.StatusOK || w.whoamiStatus(second) != http.StatusOK {

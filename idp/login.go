@@ -25,6 +25,10 @@ type LoginError struct {
 	// Logout marks a refused logout message (SAML LogoutRequest or
 	// LogoutResponse, OIDC logout token) rather than a sign-in.
 	Logout bool
+	// SessionEnded, with Logout, says the local session had ended before
+	// the refused message arrived: it was the IdP's answer to a logout
+	// begun here, so only the IdP's session may survive.
+	SessionEnded bool
 	// Bound reports that the request carried this browser's valid flow
 	// cookie, so a sign-in really was in progress: only such failures are
 	// worth a durable audit event. Anything else (no cookie, a forged one,

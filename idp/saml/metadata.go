@@ -182,7 +182,7 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 			old := p.md.Swap(md)
 			p.lastErr = nil
 			if old == nil || !bytes.Equal(certFingerprint(old.ed), certFingerprint(md.ed)) {
-				p.log.Info("saml idp metadata loaded", zap.String("idp", p.cfg.Name), zap.String("source", src),
+				p.log.Info("saml idp metadata loaded", zap.String("source", src),
 					zap.String("entity_id", md.ed.EntityID), zap.Time("valid_until", md.validUntil))
 			}
 			return nil
@@ -191,9 +191,9 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 	err = fmt.Errorf("loading IdP metadata from %s: %w", src, err)
 	p.lastErr = err
 	if p.md.Load() != nil {
-		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.String("idp", p.cfg.Name), zap.Error(err))
+		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.Error(err))
 	} else {
-		p.log.Warn("saml idp metadata unavailable", zap.String("idp", p.cfg.Name), zap.Error(err))
+		p.log.Warn("saml idp metadata unavailable", zap.Error(err))
 	}
 	return err
 }

@@ -256,7 +256,7 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{
 		cfg:      cfg,
 		keys:     cfg.SPKeys,
-		log:      cfg.Logger,
+		log:      cfg.Logger.With(zap.String("idp", cfg.Name)), // every line names the IdP, once
 		minRetry: 30 * time.Second,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),

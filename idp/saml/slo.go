@@ -209,7 +209,12 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 	case isRequest:
 		return p.handleLogoutRequest(w, r, e, md, endSessions)
 	case isResponse:
-		return p.handleLogoutResponse(w, r, e, md)
+		err := p.handleLogoutResponse(w, r, e, md)
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			le.SessionEnded = true // Logout ended it before sending the request
+		}
+		return err
 	}
 	return idp.Fail(CodeSLOMessageMissing, errors.New("SLO request carries neither SAMLRequest nor SAMLResponse"))
 }
