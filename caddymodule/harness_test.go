@@ -121,6 +121,26 @@ func (g *gateway) start(caddyfile string) {
 	g.waitReady()
 }
 
+// stop stops Caddy and waits until its port is closed: caddy.Stop returns
+// once the servers' shutdowns have started, and a server still shutting
+// down would take a new connection and then drop it.
+func (g *gateway) stop() {
+	g.t.Helper()
+	if err := caddy.Stop(); err != nil {
+		g.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.port))
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.t.Fatal("caddy still listening after Stop")
+}
+
 func (g *gateway) waitReady() {
 	g.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

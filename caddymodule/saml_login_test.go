@@ -18,7 +18,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	crewjam "github.com/crewjam/saml"
 
 	"github.com/caddy-sso/caddy-sso/idp/saml"
@@ -76,9 +75,7 @@ func (w *samlWorld) start() *samlWorld {
 // restart stops Caddy and starts it again on the same store.
 func (w *samlWorld) restart() {
 	w.t.Helper()
-	if err := caddy.Stop(); err != nil {
-		w.t.Fatal(err)
-	}
+	w.gw.stop()
 	w.gw.start(w.caddyfile())
 }
 
