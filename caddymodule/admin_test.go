@@ -5,48 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
-
-// admin is one request to the gateway's admin endpoint.
-func (g *gateway) admin(method, path string) (*http.Response, []byte) {
-	g.t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), method,
-		fmt.Sprintf("http://127.0.0.1:%d%s", g.adminPort, path), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	return resp, body
-}
-
-// adminJSON calls the admin endpoint, expects want, and decodes the answer.
-func (g *gateway) adminJSON(method, path string, want int, out any) {
-	g.t.Helper()
-	resp, body := g.admin(method, path)
-	if resp.StatusCode != want {
-		g.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, body)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			g.t.Fatalf("%s %s: %v: %s", method, path, err, body)
-		}
-	}
-}
 
 // addUsers puts n plain users straight into the running store.
 func adminAddUsers(t *testing.T, n int, domain string) {
@@ -89,7 +57,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	var ids []string
 	after := ""
 	for pages := 0; ; pages++ {
-		var page caddymodule.UsersPage
+		var page account.UsersPage
 		g.adminJSON(http.MethodGet, "/sso/users?limit=2&after="+after, http.StatusOK, &page)
 		if len(page.Users) > 2 || pages > 5 {
 			t.Fatalf("page of %d users (page %d)", len(page.Users), pages)
@@ -105,7 +73,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if len(ids) != 6 {
 		t.Errorf("paged through %d users, want 6: %v", len(ids), ids)
 	}
-	var found caddymodule.UsersPage
+	var found account.UsersPage
 	g.adminJSON(http.MethodGet, "/sso/users?query=LOVELACE", http.StatusOK, &found)
 	if len(found.Users) != 1 || found.Users[0].ID != ada.ID || found.Next != "" {
 		t.Errorf("search by last name: %+v", found)
@@ -120,7 +88,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("show: %s %s", resp.Status, body)
 	}
-	var d caddymodule.UserDetail
+	var d account.UserDetail
 	if err := json.Unmarshal(body, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +115,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if got := userBySubject(t, "sub-ada"); got.Active {
 		t.Error("the store still has the user active")
 	}
-	var events caddymodule.AuditPage
+	var events account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?user="+ada.ID+"&type="+store.EventUserDeactivated, http.StatusOK, &events)
 	if len(events.Events) != 1 || events.Events[0].Reason != "admin" {
 		t.Errorf("deactivation audit = %+v", events.Events)
@@ -214,7 +182,7 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, nil)
 		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/enable", http.StatusOK, nil)
 	}
-	var all caddymodule.AuditPage
+	var all account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?limit=1000", http.StatusOK, &all)
 	if len(all.Events) < 8 {
 		t.Fatalf("%d events, want at least 8", len(all.Events))
@@ -222,7 +190,7 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 	var seqs []uint64
 	after := uint64(0)
 	for {
-		var page caddymodule.AuditPage
+		var page account.AuditPage
 		g.adminJSON(http.MethodGet, fmt.Sprintf("/sso/audit?limit=3&after=%d", after), http.StatusOK, &page)
 		for _, e := range page.Events {
 			seqs = append(seqs, e.Seq)
@@ -238,13 +206,13 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 	if len(seqs) != len(all.Events) {
 		t.Errorf("paged %d events, want %d", len(seqs), len(all.Events))
 	}
-	var typed caddymodule.AuditPage
+	var typed account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?type="+store.EventUserActivated+"&user="+ada.ID, http.StatusOK, &typed)
 	if len(typed.Events) != 3 {
 		t.Errorf("%d activation events, want 3", len(typed.Events))
 	}
 	last := all.Events[len(all.Events)-1].Time
-	var window caddymodule.AuditPage
+	var window account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?until="+last.Format("2006-01-02T15:04:05.999999999Z07:00"), http.StatusOK, &window)
 	if len(window.Events) >= len(all.Events) {
 		t.Errorf("until (exclusive) of the last event returned %d of %d events", len(window.Events), len(all.Events))

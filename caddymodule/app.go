@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -40,6 +41,7 @@ type App struct {
 	db          store.Store
 	dbPath      string // set once the pooled handle is acquired
 	sessions    *session.Manager
+	accounts    *account.Service
 	provisioner *provision.Provisioner
 	flows       *idp.FlowCookies
 	idps        map[string]*identityProvider
@@ -99,6 +101,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.sessions = session.New(a.db, cfg, a.logger.Named("session"), nil)
 	a.sessions.Derive = placeholderLookup
+	a.accounts = &account.Service{Store: a.db, Cache: a.sessions, SCIMManaged: a.scimManaged, Logger: a.logger.Named("account")}
 	a.provisioner = &provision.Provisioner{Store: a.db, Logger: a.logger.Named("provision")}
 	if a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.sessions.Cached); a.metrics != nil {
 		a.provisioner.Observe = a.metrics.provisioned
@@ -227,17 +230,12 @@ func (a *App) audit(ctx context.Context, e store.Event) {
 	}
 }
 
-// eventGroupsOverage is the audit event of a sign-in whose IdP sent a
-// pointer to the user's groups (Entra's groups.link or _claim_names) instead
-// of the groups, so the stored groups were kept. The admin page lists them.
-const eventGroupsOverage = "idp.groups_overage"
-
 // reportGroupsOverage logs and audits a groups overage, which an IdP admin
 // must fix at the IdP: the user is in more groups than fit in a token.
 func (a *App) reportGroupsOverage(ctx context.Context, idpName string, u *store.User) {
 	a.logger.Warn("identity provider sent a groups overage claim instead of the groups; the user's groups were not updated. In Entra, emit only the groups assigned to the application, or provision groups with SCIM",
 		zap.String("idp", idpName), zap.String("user_id", u.ID))
-	a.audit(ctx, store.Event{Type: eventGroupsOverage, IdP: idpName, UserID: u.ID, Reason: "groups_overage"})
+	a.audit(ctx, store.Event{Type: store.EventGroupsOverage, IdP: idpName, UserID: u.ID, Reason: "groups_overage"})
 }
 
 // Store returns the app's store, for the admin API, the SCIM handler and tests.
@@ -245,3 +243,6 @@ func (a *App) Store() store.Store { return a.db }
 
 // Sessions returns the app's session manager.
 func (a *App) Sessions() *session.Manager { return a.sessions }
+
+// Accounts returns the app's account operations.
+func (a *App) Accounts() *account.Service { return a.accounts }

@@ -46,7 +46,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := &Handler{
-		PathPrefix: defaultPathPrefix,
+		PathPrefix: DefaultPathPrefix,
 		app:        &App{db: db, sessions: sessions},
 		plan:       plan,
 		logger:     zap.NewNop(),

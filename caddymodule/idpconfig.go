@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -77,6 +78,10 @@ var (
 	createModes   = []string{"active", "pending"}
 	optionalAttrs = []string{mapping.FirstName, mapping.LastName, mapping.Email}
 )
+
+// Validate checks the IdP's settings without side effects (`caddy sso
+// check` runs it on each IdP of a config).
+func (c *IdPConfig) Validate() error { return c.validate() }
 
 func (c *IdPConfig) validate() error {
 	if c.Name == "" || strings.ContainsAny(c.Name, "/?#% ") {
@@ -228,8 +233,8 @@ func (c *IdPConfig) build(ctx context.Context, a *App, repl *caddy.Replacer) (*i
 
 // Callback endpoint names under an IdP's base (DESIGN.md section 1).
 const (
-	oidcCallback = "callback" // the OIDC redirect URI
-	samlACS      = "acs"      // idp/saml derives it from base too
+	oidcCallback = oidc.CallbackEndpoint // the OIDC redirect URI
+	samlACS      = saml.ACSEndpoint      // idp/saml derives it from base too
 )
 
 // oidcProtocol adapts an OpenID Connect relying party to loginProtocol:

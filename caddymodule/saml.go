@@ -315,38 +315,11 @@ func (s *samlProtocol) serveSLO(w http.ResponseWriter, r *http.Request, base str
 
 // endSAMLSessions ends the local sessions a SAML LogoutRequest names: those
 // that signed in through idpName with nameID and, when sessionIndex is not
-// empty, that SessionIndex. It is one transaction, and each ended session
-// is audited.
+// empty, that SessionIndex (account.Service.EndIdPSessions).
 func (a *App) endSAMLSessions(ctx context.Context, idpName, nameID, sessionIndex string) error {
-	var ended []*store.Session
-	err := a.db.Update(ctx, func(tx store.Tx) error {
-		ended = ended[:0]
-		sessions, err := tx.SessionsByNameID(idpName, nameID)
-		if err != nil {
-			return err
-		}
-		for _, s := range sessions {
-			if sessionIndex != "" && s.Logout.SessionIndex != sessionIndex {
-				continue
-			}
-			if err := tx.DeleteSession(s.Hash); err != nil {
-				return err
-			}
-			ended = append(ended, s)
-			if err := tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: idpName, UserID: s.UserID, Reason: "saml_slo"}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err := a.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{NameID: nameID, SessionIndex: sessionIndex})
 	if err != nil {
 		return fmt.Errorf("ending sessions for single logout: %w", err)
 	}
-	// The sessions are gone from the store; drop exactly those from the
-	// cache, so the next request with one of them is signed out.
-	for _, s := range ended {
-		a.sessions.ForgetSession(s.Hash)
-	}
-	a.logger.Info("single logout ended local sessions", zap.String("idp", idpName), zap.Int("sessions", len(ended)))
 	return nil
 }

@@ -229,7 +229,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := &samlBench{db: db, h: &Handler{PathPrefix: defaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
+	env := &samlBench{db: db, h: &Handler{PathPrefix: DefaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
 
 	const base = "http://127.0.0.1/.sso/saml/bench/"
 	var ed crewjam.EntityDescriptor

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	crewjam "github.com/crewjam/saml"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
@@ -732,7 +733,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 		}
 		return err
 	})
-	if !slices.Equal(slo, []string{"saml_slo"}) {
+	if !slices.Equal(slo, []string{account.ReasonIdPLogout}) {
 		t.Errorf("logout events = %v", slo)
 	}
 	// The ended session stays ended: the next page needs a new sign-in.

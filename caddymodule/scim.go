@@ -141,8 +141,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		h, err := scim.New(scim.Config{
 			IdP:          c.Name,
 			Token:        token,
-			Store:        app.Store(),
-			Sessions:     app.Sessions(),
+			Accounts:     app.Accounts(),
 			Logger:       logger,
 			BasePath:     s.BasePath,
 			BaseURL:      s.BaseURL,
@@ -262,6 +261,13 @@ func (a *App) enableSCIM(name string) (*identityProvider, error) {
 	}
 	p.rules.SCIMManaged = true
 	return p, nil
+}
+
+// scimManaged reports whether an sso_scim handler provisions the named IdP
+// (account.Service.SCIMManaged).
+func (a *App) scimManaged(name string) bool {
+	p := a.idps[name]
+	return p != nil && p.rules.SCIMManaged
 }
 
 // parseSCIMDirective parses

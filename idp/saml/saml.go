@@ -395,9 +395,9 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 	}
 	e := &endpoints{
 		base:     u,
-		acs:      u.JoinPath("acs"),
-		slo:      u.JoinPath("slo"),
-		metadata: u.JoinPath("metadata"),
+		acs:      u.JoinPath(ACSEndpoint),
+		slo:      u.JoinPath(SLOEndpoint),
+		metadata: u.JoinPath(MetadataEndpoint),
 	}
 	e.entityID = p.cfg.EntityID
 	if e.entityID == "" {

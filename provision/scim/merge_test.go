@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
-	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -119,7 +119,7 @@ func TestDeactivationEndsSessionsAndLogins(t *testing.T) {
 			revoked = &ev
 		}
 	}
-	if revoked == nil || revoked.Detail["sessions"] != "2" || revoked.Reason != scim.RevokeReasonDeactivated {
+	if revoked == nil || revoked.Detail["sessions"] != "2" || revoked.Reason != account.ReasonDeactivated || revoked.Detail["by"] != account.BySCIM {
 		t.Errorf("revocation audit = %+v", revoked)
 	}
 	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":true}`))
