@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -252,5 +254,116 @@ func TestAdminAPIBackup(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAdminDeleteIsSCIMDelete: deleting a user of an IdP that SCIM manages
+// through the admin API leaves the same tombstone SCIM DELETE does, so the
+// next JIT sign-in is refused (deprovisioned) instead of creating the user
+// anew. Without SCIM for the IdP, JIT creates them again.
+func TestAdminDeleteIsSCIMDelete(t *testing.T) {
+	deleters := map[string]func(w *scimWorld, id string){
+		"SCIM DELETE": func(w *scimWorld, id string) { w.scim.must(204, "DELETE", "/Users/"+id, "") },
+		"admin API DELETE": func(w *scimWorld, id string) {
+			w.gw.adminJSON(http.MethodDelete, "/sso/users/"+id, http.StatusOK, nil)
+		},
+	}
+	for name, del := range deleters {
+		t.Run(name, func(t *testing.T) {
+			w := newSCIMWorld(t)
+			b := newBrowser(t)
+			upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+			id := userBySubject(t, "sub-ada").ID
+			del(w, id)
+			w.refusedWithoutUpstream(t, b)
+			resp := newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "deprovisioned") {
+				t.Errorf("sign-in after %s: %s: %s", name, resp.Status, body)
+			}
+			view(t, func(tx store.Tx) error {
+				if _, err := tx.UserByLink("test", "sub-ada"); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("JIT re-created the deleted user: %v", err)
+				}
+				ts, err := tx.Tombstone("test", "sub-ada")
+				if err != nil || ts.UserID != id {
+					t.Errorf("tombstone = %+v, %v", ts, err)
+				}
+				return nil
+			})
+			if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "deprovisioned") {
+				t.Errorf("denial not audited: %v", got)
+			}
+		})
+	}
+	t.Run("IdP without SCIM", func(t *testing.T) {
+		w := newOIDCWorld(t, "\t\t\tjit\n").start()
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+		id := userBySubject(t, "sub-ada").ID
+		w.gw.adminJSON(http.MethodDelete, "/sso/users/"+id, http.StatusOK, nil)
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+		if again := userBySubject(t, "sub-ada"); again.ID == id {
+			t.Errorf("the deleted user's ID came back: %+v", again)
+		}
+	})
+}
+
+// TestAdminAPIUserSessionsPaged: a user's detail shows a page of their
+// sessions, newest first, with the count of all of them.
+func TestAdminAPIUserSessionsPaged(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	for range 3 {
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	}
+	id := userBySubject(t, "sub-ada").ID
+	var d account.UserDetail
+	w.gw.adminJSON(http.MethodGet, "/sso/users/"+id+"?limit=2", http.StatusOK, &d)
+	if d.SessionCount != 3 || len(d.Sessions) != 2 || d.NextSessions == "" || d.Sessions[0].Created.Before(d.Sessions[1].Created) {
+		t.Fatalf("first page: %+v", d)
+	}
+	var rest account.UserDetail
+	w.gw.adminJSON(http.MethodGet, "/sso/users/"+id+"?limit=2&after="+d.NextSessions, http.StatusOK, &rest)
+	if rest.SessionCount != 3 || len(rest.Sessions) != 1 || rest.NextSessions != "" || rest.Sessions[0].Created.After(d.Sessions[1].Created) {
+		t.Errorf("second page: %+v", rest)
+	}
+	for _, c := range []struct {
+		path string
+		want int
+		msg  string
+	}{
+		{"/sso/users/" + id + "?after=x", http.StatusBadRequest, "sessions after"},
+		{"/sso/users/nobody", http.StatusNotFound, `user \"nobody\" not found`},
+		{"/sso/audit?type=user.disabled", http.StatusBadRequest, `unknown event type \"user.disabled\"`},
+	} {
+		resp, body := w.gw.admin(http.MethodGet, c.path)
+		if resp.StatusCode != c.want || !strings.Contains(string(body), c.msg) || strings.Contains(string(body), "bolt") {
+			t.Errorf("GET %s: %s %s, want %d with %s", c.path, resp.Status, body, c.want, c.msg)
+		}
+	}
+}
+
+// TestAdminAuditCarriesNoEmail: after sign-ins and every admin operation,
+// no audit event holds the user's email address.
+func TestAdminAuditCarriesNoEmail(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	id := userBySubject(t, "sub-ada").ID
+	for _, op := range []struct{ method, path string }{
+		{http.MethodPost, "/sso/users/" + id + "/sessions/revoke"},
+		{http.MethodPost, "/sso/users/" + id + "/disable"},
+		{http.MethodPost, "/sso/users/" + id + "/enable"},
+		{http.MethodDelete, "/sso/users/" + id},
+	} {
+		w.gw.adminJSON(op.method, op.path, http.StatusOK, nil)
+	}
+	var page account.AuditPage
+	w.gw.adminJSON(http.MethodGet, "/sso/audit?limit=1000", http.StatusOK, &page)
+	if len(page.Events) < 6 {
+		t.Fatalf("only %d events", len(page.Events))
+	}
+	for _, ev := range page.Events {
+		if b, _ := json.Marshal(ev); strings.Contains(string(b), "@") {
+			t.Errorf("event %s holds an email address", b)
+		}
 	}
 }
