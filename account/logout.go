@@ -24,8 +24,10 @@ func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info stor
 		err      error
 	)
 	switch {
-	case info.NameID != "": // PRE-V3
-		sessions, err = tx.SessionsByNameID(idp, info.NameID)
+	case info.Subject != "":
+		sessions, err = tx.SessionsBySubject(idp, info.Subject)
+	case info.SessionID != "":
+		sessions, err = tx.SessionsBySessionID(idp, info.SessionID)
 	default:
 		return 0, errors.New("end IdP sessions: neither a subject nor a session ID")
 	}
@@ -34,7 +36,7 @@ func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info stor
 	}
 	ended := 0
 	for _, ss := range sessions {
-		if info.SessionIndex != "" && ss.Logout.SessionIndex != info.SessionIndex {
+		if info.SessionID != "" && ss.Logout.SessionID != info.SessionID {
 			continue
 		}
 		if err := tx.DeleteSession(ss.Hash); err != nil {

@@ -11,7 +11,7 @@ import (
 // logoutInfo is what a sign-in keeps for the IdP's logout: the subject
 // the IdP knows the user by and its session ID.
 func logoutInfo(subject, sessionID string) store.LogoutInfo {
-	return store.LogoutInfo{NameID: subject, SessionIndex: sessionID}
+	return store.LogoutInfo{Subject: subject, SessionID: sessionID}
 }
 
 // TestEndIdPSessions ends exactly the sessions an IdP's logout names: by
@@ -41,11 +41,18 @@ func TestEndIdPSessions(t *testing.T) {
 	if n, err := e.acc.EndIdPSessions(ctx, "okta", logoutInfo("sub-1", "")); err != nil || n != 0 {
 		t.Errorf("again: %d, %v", n, err)
 	}
+	// An OIDC logout token may name the session alone ("sid").
+	if n, err := e.acc.EndIdPSessions(ctx, "okta", store.LogoutInfo{SessionID: "idx-4"}); err != nil || n != 0 || e.signedOut(c) {
+		t.Errorf("another IdP's session ID: %d, %v", n, err)
+	}
+	if n, err := e.acc.EndIdPSessions(ctx, "entra", store.LogoutInfo{SessionID: "idx-4"}); err != nil || n != 1 || !e.signedOut(c) || e.signedOut(b) {
+		t.Errorf("by session ID alone: %d, %v", n, err)
+	}
 	if _, err := e.acc.EndIdPSessions(ctx, "okta", store.LogoutInfo{}); err == nil {
 		t.Error("a logout naming nothing was accepted")
 	}
 	ev := e.events(store.EventSessionLoggedOut)
-	if len(ev) != 2 || ev[0].Reason != account.ReasonIdPLogout || ev[0].IdP != "okta" {
+	if len(ev) != 3 || ev[0].Reason != account.ReasonIdPLogout || ev[0].IdP != "okta" {
 		t.Errorf("logout events = %+v", ev)
 	}
 }

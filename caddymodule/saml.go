@@ -317,7 +317,7 @@ func (s *samlProtocol) serveSLO(w http.ResponseWriter, r *http.Request, base str
 // that signed in through idpName with nameID and, when sessionIndex is not
 // empty, that SessionIndex (account.Service.EndIdPSessions).
 func (a *App) endSAMLSessions(ctx context.Context, idpName, nameID, sessionIndex string) error {
-	_, err := a.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{NameID: nameID, SessionIndex: sessionIndex})
+	_, err := a.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{Subject: nameID, SessionID: sessionIndex})
 	if err != nil {
 		return fmt.Errorf("ending sessions for single logout: %w", err)
 	}
