@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,42 +34,13 @@ func mustCLI(t *testing.T, args ...string) string {
 	return out
 }
 
-// addUsers puts n plain users straight into the running store.
-func addUsers(t *testing.T, n int, domain string) {
-	t.Helper()
-	err := caddytest.RunningStore(t).Update(context.Background(), func(tx store.Tx) error {
-		for i := range n {
-			u := &store.User{Email: fmt.Sprintf("user%02d@%s", i, domain), FirstName: "User", LastName: strconv.Itoa(i),
-				Active: true, Source: store.SourceAdmin}
-			if err := tx.PutUser(u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// refused asserts that a request with the browser's cookies does not
-// reach the upstream (an API-style request: a 401, no redirect).
-func refused(t *testing.T, w *caddytest.OIDC, b *caddytest.Browser) {
-	t.Helper()
-	resp := b.Get(w.GW.Base+"/private", "Accept", "application/json")
-	body := caddytest.ReadBody(t, resp)
-	if resp.StatusCode == http.StatusOK || strings.Contains(body, `"headers"`) {
-		t.Fatalf("request with the old session reached the upstream: %s %s", resp.Status, body)
-	}
-}
-
 func TestCLIAgainstRunningCaddy(t *testing.T) {
 	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
 	g := w.GW
 	b := caddytest.NewBrowser(t)
 	caddytest.UpstreamSaw(t, b.SignIn(g.Base+"/", "ada", "ada-pw"))
 	ada := caddytest.UserBySubject(t, "sub-ada")
-	addUsers(t, 3, "other.example")
+	caddytest.AddUsers(t, 3, "other.example")
 	addr := g.AddressFlag()
 
 	// users list: a table by default, JSON with --json, search, limit.
@@ -112,7 +82,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out := mustCLI(t, "users", "disable", ada.ID, addr); !strings.Contains(out, "disabled") {
 		t.Errorf("disable said %q", out)
 	}
-	refused(t, w, b)
+	b.Refused(w.GW.Base + "/private")
 	if out := mustCLI(t, "users", "list", "--query", "ada", addr); !strings.Contains(out, "disabled") {
 		t.Errorf("list after disable:\n%s", out)
 	}
@@ -126,7 +96,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out := mustCLI(t, "sessions", "revoke", ada.ID, addr); !strings.Contains(out, "1 session(s)") {
 		t.Errorf("sessions revoke said %q", out)
 	}
-	refused(t, w, b)
+	b.Refused(w.GW.Base + "/private")
 
 	// audit: filters, table and JSON lines.
 	out = mustCLI(t, "audit", "--user", ada.ID, "--since", "1h", addr)
@@ -220,7 +190,7 @@ func TestCLIOffline(t *testing.T) {
 	b := caddytest.NewBrowser(t)
 	caddytest.UpstreamSaw(t, b.SignIn(w.GW.Base+"/", "ada", "ada-pw"))
 	ada := caddytest.UserBySubject(t, "sub-ada")
-	addUsers(t, 2, "other.example")
+	caddytest.AddUsers(t, 2, "other.example")
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +244,7 @@ func TestCLIBackupRestore(t *testing.T) {
 	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
 	caddytest.UpstreamSaw(t, caddytest.NewBrowser(t).SignIn(w.GW.Base+"/", "ada", "ada-pw"))
 	ada := caddytest.UserBySubject(t, "sub-ada")
-	addUsers(t, 3, "other.example")
+	caddytest.AddUsers(t, 3, "other.example")
 	addr := w.GW.AddressFlag()
 	mustCLI(t, "users", "disable", ada.ID, addr)
 	mustCLI(t, "users", "enable", ada.ID, addr)

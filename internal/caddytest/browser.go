@@ -121,3 +121,14 @@ func UpstreamSaw(t testing.TB, resp *http.Response) Echoed {
 	}
 	return e
 }
+
+// Refused asserts that an API-style request to rawURL with the browser's
+// cookies does not reach the upstream.
+func (b *Browser) Refused(rawURL string) {
+	b.T.Helper()
+	resp := b.Get(rawURL, "Accept", "application/json")
+	body := ReadBody(b.T, resp)
+	if resp.StatusCode == http.StatusOK || strings.Contains(body, `"headers"`) {
+		b.T.Fatalf("request with the old session reached the upstream: %s %s", resp.Status, body)
+	}
+}

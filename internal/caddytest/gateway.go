@@ -269,3 +269,22 @@ func ReadStore(t testing.TB, path string, fn func(tx store.Tx) error) {
 		t.Fatal(err)
 	}
 }
+
+// AddUsers puts n plain users (user00@domain, ...) straight into the
+// running store.
+func AddUsers(t testing.TB, n int, domain string) {
+	t.Helper()
+	err := RunningStore(t).Update(context.Background(), func(tx store.Tx) error {
+		for i := range n {
+			u := &store.User{Email: fmt.Sprintf("user%02d@%s", i, domain), FirstName: "User", LastName: fmt.Sprint(i),
+				Active: true, Source: store.SourceAdmin}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

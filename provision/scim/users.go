@@ -149,9 +149,8 @@ type userWrite struct {
 	user    *store.User
 	refs    []store.GroupRef
 	changed []string // profile fields
-	wrote   bool
-	adopted bool
-	active  *account.Result // the activation or deactivation, if any
+	adopted bool     // the first SCIM write to a JIT (or admin) user
+	profile bool     // the profile was written
 	change  account.Change
 }
 
@@ -273,7 +272,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 		return nil, err
 	}
 	h.acc.Committed(&res.change)
-	if res.wrote && len(res.changed)+btoi(res.adopted) > 0 {
+	if res.profile {
 		h.log.Info("scim user updated", zap.String("user_id", res.user.ID), zap.Strings("fields", res.changed), zap.Bool("adopted", res.adopted))
 	}
 	doc, err := h.userOut(r, res.user, res.refs)
@@ -282,13 +281,6 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 	}
 	q := r.URL.Query()
 	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // diffUser names the fields that differ, in a fixed order.
@@ -331,7 +323,7 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now
 		if err := tx.PutUser(u); err != nil {
 			return storeConflict(err)
 		}
-		res.user, res.wrote = u, true
+		res.user, res.profile = u, true
 		ev := store.Event{Time: now, Type: store.EventUserUpdated, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
 			Reason: account.BySCIM, Detail: map[string]string{}}
 		if len(res.changed) > 0 {
@@ -358,7 +350,7 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now
 		return err
 	}
 	if a.Changed {
-		res.user, res.wrote, res.active = a.User, true, a
+		res.user = a.User
 	}
 	return nil
 }
