@@ -26,11 +26,7 @@ import (
 )
 
 // cli runs `caddy sso <args>` and returns its output.
-func cli(ctx context.Context, args ...string) (string, error) {
-	out := new(caddytest.Output)
-	err := caddytest.CLI(ctx, out, args...)
-	return out.String(), err
-}
+var cli = caddytest.RunCLI
 
 // checkCaddyfile writes a Caddyfile into a temp dir and returns its path.
 func checkCaddyfile(t *testing.T, content string) string {

@@ -17,12 +17,8 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// cli runs `caddy sso <args>` in this process and returns its output.
-func cli(ctx context.Context, args ...string) (string, error) {
-	out := new(caddytest.Output)
-	err := caddytest.CLI(ctx, out, args...)
-	return out.String(), err
-}
+// cli runs `caddy sso <args>` and returns its output.
+var cli = caddytest.RunCLI
 
 // mustCLI runs the command and fails the test on an error.
 func mustCLI(t *testing.T, args ...string) string {

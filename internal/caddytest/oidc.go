@@ -107,3 +107,10 @@ func CLI(ctx context.Context, out *Output, args ...string) error {
 	cmd.SetArgs(args)
 	return cmd.ExecuteContext(ctx)
 }
+
+// RunCLI runs `caddy sso <args>` in this process and returns its output.
+func RunCLI(ctx context.Context, args ...string) (string, error) {
+	out := new(Output)
+	err := CLI(ctx, out, args...)
+	return out.String(), err
+}
