@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -49,6 +50,9 @@ type App struct {
 	idps    map[string]*identityProvider
 	metrics *ssoMetrics // nil without a metrics registry
 	path    string      // the bbolt file
+	// accounts are the account operations of the admin API and SCIM,
+	// built at Provision over the store and cache Start opens.
+	accounts *account.Service
 
 	// live is what Start made; nil before Start.
 	live    atomic.Pointer[running]
@@ -112,6 +116,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.path = a.StoreConfig.Path
 	}
 	a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.cachedSessions)
+
+	a.accounts = &account.Service{Store: liveStore{a}, Cache: liveCache{a}, SCIMManaged: a.scimManaged,
+		Logger: a.logger.Named("account")}
 
 	a.idps = make(map[string]*identityProvider, len(a.IdPs))
 	repl := caddy.NewReplacer()
@@ -204,7 +211,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 		Flows:    flows,
 		Replay:   store.ReplayGuard{Store: db},
 		Secrets:  storeSecrets{db},
-		Sessions: idpSessionEnder{db: db, sessions: rt.sessions, logger: a.logger},
+		Sessions: idpSessionEnder{a.accounts},
 	}
 	for _, c := range a.IdPs {
 		if err := a.idps[c.Name].provider.Start(ctx, prt); err != nil {
@@ -385,43 +392,12 @@ func (s storeSecrets) LoadOrStore(ctx context.Context, name string, generate fun
 	return data, err
 }
 
-// idpSessionEnder ends the local sessions an IdP's logout message names.
-type idpSessionEnder struct {
-	db       store.Store
-	sessions *session.Manager
-	logger   *zap.Logger
-}
+// idpSessionEnder ends the local sessions an IdP's logout message names,
+// with the account operations every other entry point uses.
+type idpSessionEnder struct{ accounts *account.Service }
 
 func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sessionID string) (int, error) {
-	var ended []*store.Session
-	err := e.db.Update(ctx, func(tx store.Tx) error {
-		ended = ended[:0]
-		sessions, err := tx.SessionsBySubject(idpName, subject)
-		if err != nil {
-			return err
-		}
-		for _, s := range sessions {
-			if sessionID != "" && s.Logout.SessionID != sessionID {
-				continue
-			}
-			if err := tx.DeleteSession(s.Hash); err != nil {
-				return err
-			}
-			ended = append(ended, s)
-			if err := tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: idpName, UserID: s.UserID, Reason: "idp_logout"}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("ending sessions for the identity provider's logout: %w", err)
-	}
-	for _, s := range ended {
-		e.sessions.ForgetSession(s.Hash)
-	}
-	e.logger.Info("identity provider logout ended local sessions", zap.String("idp", idpName), zap.Int("sessions", len(ended)))
-	return len(ended), nil
+	return e.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{Subject: subject, SessionID: sessionID})
 }
 
 // liveStore is the app's store for those built at Provision, before the
@@ -447,19 +423,28 @@ func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
 
 func (liveStore) Close() error { return nil }
 
-// liveSessions is the app's session manager for those built at Provision.
-type liveSessions struct{ a *App }
+// liveCache is the app's session cache for those built at Provision: what
+// they forget is forgotten once the app runs (before, nothing is cached).
+type liveCache struct{ a *App }
 
-func (s liveSessions) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
-	rt, err := s.a.running(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return rt.sessions.RevokeUser(ctx, userID, reason)
-}
-
-func (s liveSessions) ForgetUser(userID string) {
-	if rt := s.a.live.Load(); rt != nil {
+func (c liveCache) ForgetUser(userID string) {
+	if rt := c.a.live.Load(); rt != nil {
 		rt.sessions.ForgetUser(userID)
 	}
+}
+
+func (c liveCache) ForgetSession(hash string) {
+	if rt := c.a.live.Load(); rt != nil {
+		rt.sessions.ForgetSession(hash)
+	}
+}
+
+// Accounts returns the app's account operations.
+func (a *App) Accounts() *account.Service { return a.accounts }
+
+// scimManaged reports whether the named IdP's block says SCIM provisions
+// it (account.Service.SCIMManaged).
+func (a *App) scimManaged(name string) bool {
+	p := a.idps[name]
+	return p != nil && p.signin.Rules.SCIMManaged
 }

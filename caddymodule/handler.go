@@ -27,8 +27,8 @@ func init() {
 	caddy.RegisterModule(new(Handler))
 }
 
-// defaultPathPrefix is where the sso endpoints live on a protected site.
-const defaultPathPrefix = "/.sso/"
+// DefaultPathPrefix is where the sso endpoints live on a protected site.
+const DefaultPathPrefix = "/.sso/"
 
 // Session cookie names. The __Host- prefix makes browsers refuse the cookie
 // unless it is Secure, host-only and for path /, so a sibling subdomain
@@ -91,7 +91,7 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.PathPrefix == "" {
-		h.PathPrefix = defaultPathPrefix
+		h.PathPrefix = DefaultPathPrefix
 	}
 	appIface, err := ctx.App("sso")
 	if err != nil {

@@ -47,7 +47,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := &Handler{
-		PathPrefix: defaultPathPrefix,
+		PathPrefix: DefaultPathPrefix,
 		app:        startedApp(db, sessions),
 		plan:       plan,
 		logger:     zap.NewNop(),

@@ -80,6 +80,10 @@ var (
 	optionalAttrs = []string{mapping.FirstName, mapping.LastName, mapping.Email}
 )
 
+// Validate checks the IdP's settings without side effects (`caddy sso
+// check` runs it on each IdP of a config).
+func (c *IdPConfig) Validate() error { return c.validate() }
+
 // validate checks what can be checked without placeholders replaced; the
 // Caddyfile parser runs it at the end of each idp block, and Provision
 // runs it for JSON configs, so both are held to the same rules.

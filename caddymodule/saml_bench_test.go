@@ -22,6 +22,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
@@ -215,7 +216,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	err = sp.Start(context.Background(), idp.Runtime{Flows: flows, Replay: store.ReplayGuard{Store: db},
-		Sessions: idpSessionEnder{db: db, sessions: app.Sessions(), logger: zap.NewNop()}})
+		Sessions: idpSessionEnder{&account.Service{Store: db, Cache: app.Sessions()}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := &samlBench{db: db, h: &Handler{PathPrefix: defaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
+	env := &samlBench{db: db, h: &Handler{PathPrefix: DefaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
 
 	const base = "http://127.0.0.1/.sso/saml/bench/"
 	var ed crewjam.EntityDescriptor

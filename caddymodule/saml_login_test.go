@@ -20,6 +20,7 @@ import (
 
 	crewjam "github.com/crewjam/saml"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
@@ -731,7 +732,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 		}
 		return err
 	})
-	if !slices.Equal(slo, []string{"idp_logout"}) {
+	if !slices.Equal(slo, []string{account.ReasonIdPLogout}) {
 		t.Errorf("logout events = %v", slo)
 	}
 	// The ended session stays ended: the next page needs a new sign-in.

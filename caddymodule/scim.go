@@ -141,8 +141,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		h, err := scim.New(scim.Config{
 			IdP:          c.Name,
 			Token:        token,
-			Store:        liveStore{app},
-			Sessions:     liveSessions{app},
+			Accounts:     app.Accounts(),
 			Logger:       logger,
 			BasePath:     s.BasePath,
 			BaseURL:      s.BaseURL,

@@ -18,8 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
-	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -712,7 +712,7 @@ func TestSCIMDeactivationEndsLiveSession(t *testing.T) {
 	if w.app.hits.Load() != before {
 		t.Error("the refused sign-in reached the app")
 	}
-	if got := auditReasons(t, store.EventSessionRevoked); !slices.Contains(got, scim.RevokeReasonDeactivated) {
+	if got := auditReasons(t, store.EventSessionRevoked); !slices.Contains(got, account.ReasonDeactivated) {
 		t.Errorf("session revocation not audited: %v", got)
 	}
 	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "deactivated") {

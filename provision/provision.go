@@ -356,7 +356,7 @@ func Apply(tx store.Tx, idpName string, rules Rules, prof mapping.Profile, email
 		return nil, err
 	}
 	if r.out.groupsOverage && r.out.denial == nil {
-		ev := r.in.event(EventGroupsOverage, r.out.user.ID)
+		ev := r.in.event(store.EventGroupsOverage, r.out.user.ID)
 		ev.Reason = "groups_overage"
 		if err := tx.Audit(ev); err != nil {
 			return nil, fmt.Errorf("audit groups overage: %w", err)
@@ -366,12 +366,6 @@ func Apply(tx store.Tx, idpName string, rules Rules, prof mapping.Profile, email
 	r.Created, r.Changed, r.GroupsOverage = r.out.created, r.out.changed, r.out.groupsOverage
 	return r, nil
 }
-
-// EventGroupsOverage is the audit event of a sign-in whose IdP sent a
-// pointer to the user's groups (Entra's groups.link or _claim_names)
-// instead of the groups, so the stored groups were kept. An IdP admin must
-// fix it at the IdP: the user is in more groups than fit in a token.
-const EventGroupsOverage = "idp.groups_overage"
 
 // Log writes one structured line per create, link, update, conflict,
 // overage and denial. Call it after the commit, so that a retried

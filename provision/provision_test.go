@@ -480,7 +480,7 @@ func TestUpdateModes(t *testing.T) {
 			if tt.prof.GroupsOverage {
 				// Written in the sign-in's transaction, for the
 				// admin to see which users' groups are stale.
-				wantTypes = append(wantTypes, provision.EventGroupsOverage)
+				wantTypes = append(wantTypes, store.EventGroupsOverage)
 			}
 			if !slices.Equal(types(ev), wantTypes) {
 				t.Errorf("audit = %v, want %v", types(ev), wantTypes)

@@ -162,7 +162,7 @@ func TestOneDurableCommitPerSignIn(t *testing.T) {
 			}
 
 			want := []string{store.EventUserCreated, store.EventLoginSucceeded,
-				store.EventUserUpdated, store.EventLoginSucceeded, provision.EventGroupsOverage, store.EventSessionLoggedOut}
+				store.EventUserUpdated, store.EventLoginSucceeded, store.EventGroupsOverage, store.EventSessionLoggedOut}
 			if got := e.auditTypes(); !slices.Equal(got, want) {
 				t.Errorf("audit = %v, want %v", got, want)
 			}

@@ -226,6 +226,9 @@ const (
 	EventGroupCreated     = "group.created"
 	EventGroupUpdated     = "group.updated"
 	EventGroupDeleted     = "group.deleted"
+	// EventGroupsOverage: the IdP sent a pointer to the user's groups
+	// (Entra's groups.link or _claim_names) instead of the groups.
+	EventGroupsOverage = "idp.groups_overage"
 )
 
 // Event is one line of the audit trail. It never holds a secret, a token or

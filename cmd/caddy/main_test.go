@@ -43,6 +43,12 @@ func TestCLI(t *testing.T) {
 		}
 	}
 
+	// The root package brings the command line along.
+	out, err = run(t, env, bin, "sso", "audit", "--help")
+	if err != nil || !strings.Contains(out, "user.deactivated") {
+		t.Errorf("caddy sso audit --help: %v\n%s", err, out)
+	}
+
 	good := filepath.Join(dir, "Caddyfile")
 	writeFile(t, good, `{
 	sso {
@@ -115,6 +121,9 @@ func TestXcaddyBuild(t *testing.T) {
 		if !strings.Contains("\n"+out+"\n", "\n"+m+"\n") {
 			t.Errorf("xcaddy-built Caddy lacks module %s", m)
 		}
+	}
+	if out, err := run(t, caddyEnv(t), bin, "sso", "users", "--help"); err != nil || !strings.Contains(out, "disable") {
+		t.Errorf("xcaddy-built Caddy lacks `caddy sso`: %v\n%s", err, out)
 	}
 }
 

@@ -81,27 +81,8 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 	if err != nil {
 		return nil, err
 	}
-	signing := 0
-	for _, d := range ed.IDPSSODescriptors {
-		for _, kd := range d.KeyDescriptors {
-			if kd.Use == "" || kd.Use == "signing" {
-				signing += len(kd.KeyInfo.X509Data.X509Certificates)
-			}
-		}
-	}
-	if signing == 0 {
-		return nil, errors.New("metadata lists no signing certificate")
-	}
-	hasSSO := false
-	for _, d := range ed.IDPSSODescriptors {
-		for _, s := range d.SingleSignOnServices {
-			if s.Binding == saml.HTTPRedirectBinding || s.Binding == saml.HTTPPostBinding {
-				hasSSO = true
-			}
-		}
-	}
-	if !hasSSO {
-		return nil, errors.New("metadata lists no HTTP-Redirect or HTTP-POST SingleSignOnService")
+	if err := usable(ed); err != nil {
+		return nil, err
 	}
 	md := &idpMetadata{ed: ed, loaded: now, validUntil: ed.ValidUntil, sloResponse: ed}
 	if needsResponseLocation(ed) {
@@ -119,6 +100,37 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 		md.sloResponse = &cp
 	}
 	return md, nil
+}
+
+// usable checks what a login needs of parsed metadata: a signing
+// certificate and a SingleSignOnService with a binding this SP speaks.
+func usable(ed *saml.EntityDescriptor) error {
+	if len(signingCerts(ed)) == 0 {
+		return errors.New("metadata lists no signing certificate")
+	}
+	for _, d := range ed.IDPSSODescriptors {
+		for _, s := range d.SingleSignOnServices {
+			if s.Binding == saml.HTTPRedirectBinding || s.Binding == saml.HTTPPostBinding {
+				return nil
+			}
+		}
+	}
+	return errors.New("metadata lists no HTTP-Redirect or HTTP-POST SingleSignOnService")
+}
+
+// signingCerts returns the base64 certificates the IdP signs with.
+func signingCerts(ed *saml.EntityDescriptor) []string {
+	var out []string
+	for _, d := range ed.IDPSSODescriptors {
+		for _, kd := range d.KeyDescriptors {
+			if kd.Use == "" || kd.Use == "signing" {
+				for _, c := range kd.KeyInfo.X509Data.X509Certificates {
+					out = append(out, c.Data)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func needsResponseLocation(ed *saml.EntityDescriptor) bool {
@@ -214,29 +226,42 @@ func certFingerprint(ed *saml.EntityDescriptor) []byte {
 }
 
 func (p *Provider) readSource(ctx context.Context) ([]byte, string, error) {
+	return readMetadata(ctx, p.client, MetadataSource{URL: p.cfg.MetadataURL, File: p.cfg.MetadataFile, XML: p.cfg.MetadataXML})
+}
+
+// MetadataSource says where IdP metadata comes from: inline XML, a file,
+// or a URL, tried in that order.
+type MetadataSource struct {
+	URL  string
+	File string
+	XML  []byte
+}
+
+// readMetadata reads the metadata of src, at most maxMetadataSize bytes,
+// and names where it came from.
+func readMetadata(ctx context.Context, client *http.Client, src MetadataSource) ([]byte, string, error) {
 	switch {
-	case len(p.cfg.MetadataXML) > 0:
-		return p.cfg.MetadataXML, "inline configuration", nil
-	case p.cfg.MetadataFile != "":
-		data, err := readFile(p.cfg.MetadataFile, maxMetadataSize)
-		return data, p.cfg.MetadataFile, err
+	case len(src.XML) > 0:
+		return src.XML, "inline configuration", nil
+	case src.File != "":
+		data, err := readFile(src.File, maxMetadataSize)
+		return data, src.File, err
 	}
-	src := p.cfg.MetadataURL
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return nil, src, err
+		return nil, src.URL, err
 	}
 	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, src, err
+		return nil, src.URL, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, src, fmt.Errorf("HTTP status %s", resp.Status)
+		return nil, src.URL, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	data, err := readCapped(resp.Body, maxMetadataSize)
-	return data, src, err
+	return data, src.URL, err
 }
 
 // metadata returns the current IdP metadata. If there is none yet (URL

@@ -128,9 +128,13 @@ const (
 	signatureMethod = dsig.RSASHA256SignatureMethod
 )
 
-// ACSEndpoint is the assertion consumer service's name under the IdP's
-// base URL (see idp.Provider): the ACS URL is base + ACSEndpoint.
-const ACSEndpoint = "acs"
+// The SP endpoints under an IdP's base URL on a site
+// (/.sso/saml/<idp>/<name>): what the IdP registration lists.
+const (
+	ACSEndpoint      = "acs"
+	SLOEndpoint      = "slo"
+	MetadataEndpoint = "metadata" // also the default SP entity ID
+)
 
 // Request bindings for Config.RequestBinding.
 const (
@@ -444,8 +448,8 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 	e := &endpoints{
 		base:     u,
 		acs:      u.JoinPath(ACSEndpoint),
-		slo:      u.JoinPath("slo"),
-		metadata: u.JoinPath("metadata"),
+		slo:      u.JoinPath(SLOEndpoint),
+		metadata: u.JoinPath(MetadataEndpoint),
 	}
 	e.entityID = p.cfg.EntityID
 	if e.entityID == "" {

@@ -1,4 +1,4 @@
-package caddymodule_test
+package check_test
 
 import (
 	"context"
@@ -19,10 +19,14 @@ import (
 
 	"github.com/crewjam/saml"
 
-	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/check"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 )
+
+// cli runs `caddy sso <args>` and returns its output.
+var cli = caddytest.RunCLI
 
 // checkCaddyfile writes a Caddyfile into a temp dir and returns its path.
 func checkCaddyfile(t *testing.T, content string) string {
@@ -113,7 +117,7 @@ docs.example.com {
 	if err != nil {
 		t.Fatalf("check --json failed: %v\n%s", err, out)
 	}
-	var r caddymodule.CheckReport
+	var r check.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

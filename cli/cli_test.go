@@ -1,51 +1,24 @@
-package caddymodule_test
+package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// cliBuffer is an output buffer a following command writes while the test reads.
-type cliBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *cliBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *cliBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// cli runs `caddy sso <args>` in this process and returns its output.
-func cli(ctx context.Context, args ...string) (string, error) {
-	cmd := caddymodule.NewCommand()
-	out := new(cliBuffer)
-	cmd.SetOut(out)
-	cmd.SetErr(out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(ctx)
-	return out.String(), err
-}
+// cli runs `caddy sso <args>` and returns its output.
+var cli = caddytest.RunCLI
 
 // mustCLI runs the command and fails the test on an error.
 func mustCLI(t *testing.T, args ...string) string {
@@ -57,16 +30,14 @@ func mustCLI(t *testing.T, args ...string) string {
 	return out
 }
 
-func (g *gateway) addressFlag() string { return fmt.Sprintf("--address=127.0.0.1:%d", g.adminPort) }
-
 func TestCLIAgainstRunningCaddy(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n").start()
-	g := w.gw
-	b := newBrowser(t)
-	upstreamSaw(t, b.signIn(g.base+"/", "ada", "ada-pw"))
-	ada := userBySubject(t, "sub-ada")
-	adminAddUsers(t, 3, "other.example")
-	addr := g.addressFlag()
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	g := w.GW
+	b := caddytest.NewBrowser(t)
+	caddytest.UpstreamSaw(t, b.SignIn(g.Base+"/", "ada", "ada-pw"))
+	ada := caddytest.UserBySubject(t, "sub-ada")
+	caddytest.AddUsers(t, 3, "other.example")
+	addr := g.AddressFlag()
 
 	// users list: a table by default, JSON with --json, search, limit.
 	out := mustCLI(t, "users", "list", addr)
@@ -93,11 +64,13 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 			t.Errorf("users show lacks %q:\n%s", want, out)
 		}
 	}
-	var d caddymodule.UserDetail
+	var d account.UserDetail
 	if err := json.Unmarshal([]byte(mustCLI(t, "users", "show", ada.ID, "--json", addr)), &d); err != nil || d.User.ID != ada.ID || len(d.Sessions) != 1 {
 		t.Errorf("users show --json = %+v (%v)", d, err)
 	}
-	if _, err := cli(context.Background(), "users", "show", "nobody", addr); err == nil || !strings.Contains(err.Error(), "404") {
+	// Errors say what is wrong in the operator's terms, never the backend's.
+	if _, err := cli(context.Background(), "users", "show", "nobody", addr); err == nil ||
+		err.Error() != `user "nobody" not found (HTTP 404 Not Found)` {
 		t.Errorf("show of a missing user: %v", err)
 	}
 
@@ -105,7 +78,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out := mustCLI(t, "users", "disable", ada.ID, addr); !strings.Contains(out, "disabled") {
 		t.Errorf("disable said %q", out)
 	}
-	refusedWithoutIdP(t, w, b)
+	b.Refused(w.GW.Base + "/private")
 	if out := mustCLI(t, "users", "list", "--query", "ada", addr); !strings.Contains(out, "disabled") {
 		t.Errorf("list after disable:\n%s", out)
 	}
@@ -115,15 +88,15 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI(t, "users", "enable", ada.ID, "--json", addr)), &u); err != nil || !u.Active {
 		t.Errorf("enable --json = %+v (%v)", u, err)
 	}
-	upstreamSaw(t, b.signIn(g.base+"/", "ada", "ada-pw"))
+	caddytest.UpstreamSaw(t, b.SignIn(g.Base+"/", "ada", "ada-pw"))
 	if out := mustCLI(t, "sessions", "revoke", ada.ID, addr); !strings.Contains(out, "1 session(s)") {
 		t.Errorf("sessions revoke said %q", out)
 	}
-	refusedWithoutIdP(t, w, b)
+	b.Refused(w.GW.Base + "/private")
 
 	// audit: filters, table and JSON lines.
 	out = mustCLI(t, "audit", "--user", ada.ID, "--since", "1h", addr)
-	for _, want := range []string{"SEQ", store.EventUserCreated, store.EventUserDeactivated, store.EventUserActivated, store.EventSessionRevoked, "admin_revoked"} {
+	for _, want := range []string{"SEQ", store.EventUserCreated, store.EventUserDeactivated, store.EventUserActivated, store.EventSessionRevoked, "revoked", "by=admin"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit lacks %q:\n%s", want, out)
 		}
@@ -140,14 +113,10 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 
 	// audit --follow prints what happens while it runs.
 	ctx, cancel := context.WithCancel(context.Background())
-	out2 := new(cliBuffer)
+	out2 := new(caddytest.Output)
 	done := make(chan error, 1)
 	go func() {
-		cmd := caddymodule.NewCommand()
-		cmd.SetOut(out2)
-		cmd.SetErr(out2)
-		cmd.SetArgs([]string{"audit", "--follow", "--json", "--type", store.EventUserDeactivated, addr})
-		done <- cmd.ExecuteContext(ctx)
+		done <- caddytest.CLI(ctx, out2, "audit", "--follow", "--json", "--type", store.EventUserDeactivated, addr)
 	}()
 	cliWaitFor(t, func() bool { return strings.Count(out2.String(), "\n") >= 1 }, "the existing event")
 	mustCLI(t, "users", "disable", ada.ID, addr)
@@ -167,7 +136,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out := mustCLI(t, "backup", file, addr); !strings.Contains(out, "backup written") {
 		t.Errorf("backup said %q", out)
 	}
-	readStore(t, file, func(tx store.Tx) error {
+	caddytest.ReadStore(t, file, func(tx store.Tx) error {
 		_, err := tx.User(ada.ID)
 		return err
 	})
@@ -194,10 +163,10 @@ func cliWaitFor(t *testing.T, cond func() bool, what string) {
 }
 
 func TestCLIOfflineRefusesLockedStore(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n").start()
-	path := w.gw.dir + "/sso.db"
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	path := w.GW.StorePath()
 	backup := t.TempDir() + "/good.db"
-	mustCLI(t, "backup", backup, w.gw.addressFlag())
+	mustCLI(t, "backup", backup, w.GW.AddressFlag())
 	for _, args := range [][]string{
 		{"users", "list"},
 		{"users", "disable", "someone"},
@@ -213,15 +182,15 @@ func TestCLIOfflineRefusesLockedStore(t *testing.T) {
 }
 
 func TestCLIOffline(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n").start()
-	b := newBrowser(t)
-	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
-	ada := userBySubject(t, "sub-ada")
-	adminAddUsers(t, 2, "other.example")
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	b := caddytest.NewBrowser(t)
+	caddytest.UpstreamSaw(t, b.SignIn(w.GW.Base+"/", "ada", "ada-pw"))
+	ada := caddytest.UserBySubject(t, "sub-ada")
+	caddytest.AddUsers(t, 2, "other.example")
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	st := "--store=" + w.gw.dir + "/sso.db"
+	st := "--store=" + w.GW.StorePath()
 
 	if out := mustCLI(t, "users", "list", st); !strings.Contains(out, ada.ID) || !strings.Contains(out, "3 user(s)") {
 		t.Errorf("offline users list:\n%s", out)
@@ -230,7 +199,7 @@ func TestCLIOffline(t *testing.T) {
 		t.Errorf("offline users show:\n%s", out)
 	}
 	mustCLI(t, "users", "disable", ada.ID, st)
-	var d caddymodule.UserDetail
+	var d account.UserDetail
 	if err := json.Unmarshal([]byte(mustCLI(t, "users", "show", ada.ID, "--json", st)), &d); err != nil || d.User.Active || len(d.Sessions) != 0 {
 		t.Errorf("offline disable left %+v (%v)", d, err)
 	}
@@ -250,10 +219,15 @@ func TestCLIOffline(t *testing.T) {
 	if _, err := cli(context.Background(), "users", "show", ada.ID, st); err == nil {
 		t.Error("offline delete left the user")
 	}
-	readStore(t, file, func(tx store.Tx) error {
+	caddytest.ReadStore(t, file, func(tx store.Tx) error {
 		_, err := tx.User(ada.ID)
 		return err
 	})
+	for _, args := range [][]string{{"users", "show", "nobody"}, {"users", "disable", "nobody"}, {"users", "delete", "nobody"}, {"sessions", "revoke", "nobody"}} {
+		if _, err := cli(context.Background(), append(args, st)...); err == nil || err.Error() != `user "nobody" not found` {
+			t.Errorf("offline %v of a missing user: %v", args, err)
+		}
+	}
 	if _, err := cli(context.Background(), "users", "list", "--store", t.TempDir()+"/missing.db"); err == nil || !strings.Contains(err.Error(), "no store at") {
 		t.Errorf("offline on a missing file: %v", err)
 	}
@@ -263,11 +237,11 @@ func TestCLIOffline(t *testing.T) {
 // restores it into a fresh instance's store file, and finds the same
 // users, links and audit trail there, offline and served by a new Caddy.
 func TestCLIBackupRestore(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n").start()
-	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
-	ada := userBySubject(t, "sub-ada")
-	adminAddUsers(t, 3, "other.example")
-	addr := w.gw.addressFlag()
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	caddytest.UpstreamSaw(t, caddytest.NewBrowser(t).SignIn(w.GW.Base+"/", "ada", "ada-pw"))
+	ada := caddytest.UserBySubject(t, "sub-ada")
+	caddytest.AddUsers(t, 3, "other.example")
+	addr := w.GW.AddressFlag()
 	mustCLI(t, "users", "disable", ada.ID, addr)
 	mustCLI(t, "users", "enable", ada.ID, addr)
 
@@ -279,8 +253,8 @@ func TestCLIBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fresh := newGateway(t)
-	dst := fresh.dir + "/sso.db"
+	fresh := caddytest.NewGateway(t)
+	dst := fresh.StorePath()
 	if out := mustCLI(t, "restore", file, "--store", dst); !strings.Contains(out, "restored") {
 		t.Errorf("restore said %q", out)
 	}
@@ -296,14 +270,83 @@ func TestCLIBackupRestore(t *testing.T) {
 
 	// A fresh Caddy on the restored store knows the user by their link.
 	idpBlock := fmt.Sprintf("\t\tidp test oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t}\n",
-		w.idp.Issuer, clientID, clientSecret)
-	fresh.start(fresh.caddyfile(idpBlock, fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", fresh.base, w.upstream.hostPort())))
-	if got := userBySubject(t, "sub-ada"); got.ID != ada.ID {
+		w.IdP.Issuer, caddytest.ClientID, caddytest.ClientSecret)
+	fresh.Start(fresh.Caddyfile(idpBlock, fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", fresh.Base, w.Upstream.HostPort())))
+	if got := caddytest.UserBySubject(t, "sub-ada"); got.ID != ada.ID {
 		t.Errorf("restored store maps sub-ada to %s, want %s", got.ID, ada.ID)
 	}
-	var d caddymodule.UserDetail
-	fresh.adminJSON(http.MethodGet, "/sso/users/"+ada.ID, http.StatusOK, &d)
+	var d account.UserDetail
+	fresh.AdminJSON(http.MethodGet, "/sso/users/"+ada.ID, http.StatusOK, &d)
 	if len(d.User.Links) != 1 || d.User.Links[0].Subject != "sub-ada" {
 		t.Errorf("restored user links = %+v", d.User.Links)
+	}
+}
+
+// TestCLIAuditUnknownType: a misspelt --type is an error naming the types
+// there are (it used to print nothing), and the help lists them.
+func TestCLIAuditUnknownType(t *testing.T) {
+	_, err := cli(context.Background(), "audit", "--type", "user.disabled", "--store", t.TempDir()+"/never-opened.db")
+	if err == nil || !strings.Contains(err.Error(), `unknown event type "user.disabled"`) || !strings.Contains(err.Error(), store.EventUserDeactivated) {
+		t.Errorf("audit --type user.disabled: %v", err)
+	}
+	help := mustCLI(t, "audit", "--help")
+	for _, typ := range account.EventTypes {
+		if !strings.Contains(help, "\n  "+typ+"\n") {
+			t.Errorf("audit --help does not list %s:\n%s", typ, help)
+		}
+	}
+}
+
+// TestCLIAuditFollowLinesUp follows the audit trail as a table while
+// events of growing widths arrive: every row's columns start where the
+// header above it says.
+func TestCLIAuditFollowLinesUp(t *testing.T) {
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	audit := func(e store.Event) {
+		t.Helper()
+		if err := caddytest.RunningStore(t).Update(context.Background(), func(tx store.Tx) error { return tx.Audit(e) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit(store.Event{Type: store.EventLoginFailed, IdP: "test", Reason: "oidc_state_mismatch"})
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(caddytest.Output)
+	done := make(chan error, 1)
+	go func() { done <- caddytest.CLI(ctx, out, "audit", "--follow", w.GW.AddressFlag()) }()
+	cliWaitFor(t, func() bool { return strings.Count(out.String(), "\n") >= 2 }, "the first event")
+	audit(store.Event{Type: store.EventUserDeactivated, IdP: "test", UserID: "u1", Reason: "admin"})
+	audit(store.Event{Type: store.EventLoginDenied, IdP: "a-much-longer-idp-name", UserID: "u2",
+		Subject: strings.Repeat("s", 40), Reason: "deprovisioned", Detail: map[string]string{"deleted_user": "u3"}})
+	cliWaitFor(t, func() bool { return strings.Contains(out.String(), "deleted_user=u3") }, "the wide event")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	var starts []int // column starts of the last header
+	rows := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "SEQ ") {
+			starts = starts[:0]
+			for i := 1; i < len(l); i++ {
+				if l[i] != ' ' && l[i-1] == ' ' {
+					starts = append(starts, i)
+				}
+			}
+			continue
+		}
+		if starts == nil {
+			t.Fatalf("a row before any header:\n%s", out)
+		}
+		rows++
+		for _, p := range starts {
+			if p >= len(l) || l[p] == ' ' || l[p-1] != ' ' {
+				t.Errorf("row %q does not line up with its header at column %d:\n%s", l, p, out)
+				break
+			}
+		}
+	}
+	if rows != 3 {
+		t.Errorf("%d rows, want 3:\n%s", rows, out)
 	}
 }
