@@ -113,7 +113,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sso: flow cookie key: %w", err)
 	}
-	if a.flows, err = idp.NewFlowCookies(key, "/"); err != nil {
+	if a.flows, err = idp.NewFlowCookies(key); err != nil {
 		return fmt.Errorf("sso: %w", err)
 	}
 

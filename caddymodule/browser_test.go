@@ -37,6 +37,13 @@ func newChromium(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
+		// Chromium sends a cookie without SameSite on a cross-site
+		// top-level POST within two minutes of its creation (the
+		// "Lax-allowing-unsafe" grace). A SAML ACS POST right after the
+		// IdP's login form would pass on that grace alone; this switch
+		// removes it, so the tests pass only if the cookies' attributes
+		// are right. TestBrowserHasNoLaxGrace checks that it takes effect.
+		chromedp.Flag("enable-features", "SameSiteDefaultChecksMethodRigorously"),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(allocCtx)

@@ -39,7 +39,7 @@ func BenchmarkVerifyIDToken(b *testing.B) {
 	}
 	ctx := context.Background()
 
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -241,7 +241,7 @@ func TestLogoutURL(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}

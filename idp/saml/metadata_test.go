@@ -131,7 +131,7 @@ func TestMetadataSources(t *testing.T) {
 	entityID := srv.EntityID()
 	aggregate := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` +
 		string(good[bytes.Index(good, []byte("<EntityDescriptor")):]) + `</EntitiesDescriptor>`)
-	flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	cases := []struct {
 		name    string
 		cfg     func(c *Config)
