@@ -157,6 +157,11 @@ type loginProtocol interface {
 	// true, or writes nothing and reports false: the IdP offers no logout,
 	// or refused to build one (the error says why).
 	Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error)
+	// LogoutOrigin returns the origin (scheme://host[:port]) of the IdP
+	// endpoint Logout sends the browser to, or "" when the IdP has none or
+	// its discovery document or metadata cannot be had. The sign-out page lets its form's
+	// submission be redirected there (CSP form-action).
+	LogoutOrigin(ctx context.Context) string
 	// ServeEndpoint serves the protocol's endpoints under base other than
 	// the callback (SAML: metadata, slo). It returns errNoEndpoint, having
 	// written nothing, for a name the protocol does not have.
@@ -258,6 +263,15 @@ func (o oidcProtocol) Logout(w http.ResponseWriter, r *http.Request, base string
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 	return true, nil
+}
+
+// LogoutOrigin is the end_session_endpoint from discovery.
+func (o oidcProtocol) LogoutOrigin(ctx context.Context) string {
+	to, err := o.rp.LogoutURL(ctx, idp.LogoutInfo{}, "")
+	if err != nil {
+		return ""
+	}
+	return originOf(to)
 }
 
 func (oidcProtocol) ServeEndpoint(http.ResponseWriter, *http.Request, string, string) error {

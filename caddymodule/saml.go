@@ -265,6 +265,15 @@ func (s *samlProtocol) Logout(w http.ResponseWriter, r *http.Request, base strin
 	return err == nil, err
 }
 
+// LogoutOrigin is the IdP's SingleLogoutService from its metadata.
+func (s *samlProtocol) LogoutOrigin(ctx context.Context) string {
+	loc, err := s.sp.LogoutLocation(ctx)
+	if err != nil {
+		return ""
+	}
+	return originOf(loc)
+}
+
 func (s *samlProtocol) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error {
 	switch name {
 	case "metadata":

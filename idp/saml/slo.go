@@ -92,6 +92,17 @@ func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, i
 	return nil
 }
 
+// LogoutLocation returns the URL of the IdP's SingleLogoutService that
+// Logout sends the browser to, or "" when the IdP has none.
+func (p *Provider) LogoutLocation(ctx context.Context) (string, error) {
+	md, err := p.metadata(ctx)
+	if err != nil {
+		return "", err
+	}
+	_, location := sloEndpoint(&saml.ServiceProvider{IDPMetadata: md.ed}, saml.HTTPRedirectBinding)
+	return location, nil
+}
+
 // HandleSLO is the SP's Single Logout endpoint for the site at base
 // (HTTP-Redirect and HTTP-POST bindings). It handles two messages:
 //
