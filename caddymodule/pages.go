@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
 // page is a plain page shown to a person: a title, a sentence, and
@@ -29,6 +31,9 @@ type page struct {
 	FormTargets []string
 }
 
+// CSS is the stylesheet every page of the project shares.
+func (page) CSS() template.CSS { return pagestyle.Template() }
+
 type pageLink struct {
 	Href, Text string
 }
@@ -41,8 +46,7 @@ type pageExpectation struct {
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{{.Title}}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:0 .25em}li{margin:.2em 0}</style></head>
+<style>{{.CSS}}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
