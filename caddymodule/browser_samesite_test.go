@@ -10,7 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestBrowserHasNoLaxGrace checks newChromium's switch against Chromium's
+// TestBrowserHasNoLaxGrace checks browsertest.New's switch against Chromium's
 // two-minute grace for cookies without SameSite: a cookie set without
 // SameSite a moment ago must not reach a cross-site form POST, while a
 // "Secure; SameSite=None" cookie from a plain-http loopback site (as the
