@@ -1,7 +1,8 @@
 // Package caddymodule is the only package of caddy-sso that knows Caddy: it
 // registers the sso app, the sso and sso_scim HTTP handlers, their
-// Caddyfile syntax, the admin API and the CLI, and wires the Caddy-free
-// packages (idp/*, mapping, provision, session, store) together.
+// Caddyfile syntax and the admin API, and wires the Caddy-free packages
+// (idp/*, signin, provision, session, store) together
+// (docs/architecture.md).
 package caddymodule
 
 import (
@@ -10,14 +11,15 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -27,6 +29,13 @@ func init() {
 
 // App is the sso app: the state every sso handler of a config shares (the
 // store, the identity providers and the sessions).
+//
+// Provision only reads the configuration: it touches neither the store
+// nor the network, so `caddy validate` has no side effects and succeeds
+// while the same configuration runs (the running Caddy holds the store's
+// lock). Start opens the store, loads the keys kept there and starts the
+// background work; requests that arrive before it has finished wait for it
+// (see App.running).
 type App struct {
 	// Store selects where users and sessions live. Default: a bbolt file
 	// at <Caddy data dir>/sso/sso.db.
@@ -36,17 +45,28 @@ type App struct {
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
 
-	logger      *zap.Logger
-	db          store.Store
-	dbPath      string // set once the pooled handle is acquired
-	sessions    *session.Manager
-	provisioner *provision.Provisioner
-	flows       *idp.FlowCookies
-	idps        map[string]*identityProvider
-	metrics     *ssoMetrics // nil without a metrics registry
+	logger  *zap.Logger
+	idps    map[string]*identityProvider
+	metrics *ssoMetrics // nil without a metrics registry
+	path    string      // the bbolt file
+
+	// live is what Start made; nil before Start.
+	live    atomic.Pointer[running]
+	started chan struct{} // closed when Start ends, whether it succeeded or not
+	// acquired is the store path whose pooled handle this App holds, so
+	// that only what was acquired is released.
+	acquired string
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+}
+
+// running is the part of the app that exists between Start and Stop.
+type running struct {
+	db       store.Store
+	sessions *session.Manager
+	signin   *signin.Service
+	refusals *signin.Refusals
 }
 
 // StoreConfig selects the persistence backend.
@@ -76,53 +96,29 @@ func DefaultStorePath() string {
 	return filepath.Join(caddy.AppDataDir(), "sso", "sso.db")
 }
 
-// Provision opens the store and builds the identity providers.
+// startWait bounds how long a request waits for the app to start.
+const startWait = 10 * time.Second
+
+// Provision checks the configuration and builds the identity providers,
+// without touching the store or the network.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.started = make(chan struct{})
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	path := DefaultStorePath()
+	a.path = DefaultStorePath()
 	if a.StoreConfig != nil && a.StoreConfig.Path != "" {
-		path = a.StoreConfig.Path
+		a.path = a.StoreConfig.Path
 	}
-	db, err := acquireBolt(path)
-	if err != nil {
-		return fmt.Errorf("sso: store: %w", err)
-	}
-	a.db, a.dbPath = db, path
-
-	var cfg session.Config
-	if a.SessionConfig != nil {
-		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
-		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
-	}
-	a.sessions = session.New(a.db, cfg, a.logger.Named("session"), nil)
-	a.sessions.Derive = placeholderLookup
-	a.provisioner = &provision.Provisioner{Store: a.db, Logger: a.logger.Named("provision")}
-	if a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.sessions.Cached); a.metrics != nil {
-		a.provisioner.Observe = a.metrics.provisioned
-	}
-
-	var key []byte
-	err = a.db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		key, err = tx.Secret("flow-cookie-key", 32)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("sso: flow cookie key: %w", err)
-	}
-	if a.flows, err = idp.NewFlowCookies(key); err != nil {
-		return fmt.Errorf("sso: %w", err)
-	}
+	a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.cachedSessions)
 
 	a.idps = make(map[string]*identityProvider, len(a.IdPs))
 	repl := caddy.NewReplacer()
 	for _, c := range a.IdPs {
-		p, err := c.build(ctx, a, repl)
+		p, err := c.build(a, repl)
 		if err != nil {
-			return fmt.Errorf("sso: idp %s: %w", c.Name, err)
+			return fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}
 		a.idps[c.Name] = p
 	}
@@ -132,72 +128,199 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Validate checks the config without side effects.
 func (a *App) Validate() error {
 	if a.StoreConfig != nil && a.StoreConfig.Backend != "" && a.StoreConfig.Backend != "bolt" {
-		return fmt.Errorf("sso: store: unknown backend %q (supported: bolt)", a.StoreConfig.Backend)
+		return fmt.Errorf("sso store: unknown backend %q (supported: bolt)", a.StoreConfig.Backend)
 	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
 		if err := c.validate(); err != nil {
-			return fmt.Errorf("sso: idp %q: %w", c.Name, err)
+			return fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}
 		if seen[c.Name] {
-			return fmt.Errorf("sso: idp %q is defined twice", c.Name)
+			return fmt.Errorf("sso idp %s: defined twice", c.Name)
 		}
 		seen[c.Name] = true
 	}
 	return nil
 }
 
-// Start runs the background work: batched last-seen writes, the sweep of
-// expired sessions, and the identity providers' own (SAML metadata
-// refresh).
+// Start opens the store, gives the identity providers the keys kept there,
+// and runs the background work: batched last-seen writes, the sweep of
+// expired sessions, and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
+	defer close(a.started)
+	db, err := acquireBolt(a.path)
+	if err != nil {
+		return fmt.Errorf("sso store: %w", err)
+	}
+	a.acquired = a.path
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	rt, err := a.start(ctx, db)
+	if err != nil {
+		cancel()
+		for _, p := range a.idps {
+			_ = p.provider.Close()
+		}
+		a.release()
+		return err
+	}
 	a.done.Add(1)
 	go func() {
 		defer a.done.Done()
-		a.sessions.Run(ctx)
+		rt.sessions.Run(ctx)
 	}()
-	for _, p := range a.idps {
-		p.login.Start()
-	}
+	a.live.Store(rt)
 	return nil
 }
 
-// Stop ends the background work after a final last-seen flush.
+// start builds what runs on db.
+func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
+	var key []byte
+	err := db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		key, err = tx.Secret("flow-cookie-key", 32)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sso: flow cookie key: %w", err)
+	}
+	flows, err := idp.NewFlowCookies(key)
+	if err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+
+	var cfg session.Config
+	if a.SessionConfig != nil {
+		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
+		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
+	}
+	rt := &running{db: db}
+	rt.sessions = session.New(db, cfg, a.logger.Named("session"), nil)
+	rt.sessions.Derive = placeholderLookup
+	rt.signin = &signin.Service{Store: db, Sessions: rt.sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}
+	rt.refusals = &signin.Refusals{Store: db, Logger: a.logger.Named("signin")}
+
+	prt := idp.Runtime{
+		Flows:    flows,
+		Replay:   store.ReplayGuard{Store: db},
+		Secrets:  storeSecrets{db},
+		Sessions: idpSessionEnder{db: db, sessions: rt.sessions, logger: a.logger},
+	}
+	for _, c := range a.IdPs {
+		if err := a.idps[c.Name].provider.Start(ctx, prt); err != nil {
+			return nil, fmt.Errorf("sso idp %s: %w", c.Name, err)
+		}
+	}
+	return rt, nil
+}
+
+// Stop ends the background work after a final last-seen flush, and gives
+// back the store.
 func (a *App) Stop() error {
 	var errs []error
 	for _, p := range a.idps {
-		if err := p.login.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sso: idp %s: %w", p.name, err))
+		if err := p.provider.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sso idp %s: %w", p.name, err))
 		}
 	}
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()
 	}
+	// live stays: requests still in flight on this config's servers
+	// finish on it (the store handle is shared with the next config).
+	errs = append(errs, a.release())
 	return errors.Join(errs...)
 }
 
-// Cleanup releases the store handle, if this App acquired one. A config
-// whose Provision failed before that must not release the running
-// config's handle.
-func (a *App) Cleanup() error {
-	if a.dbPath == "" {
+// Cleanup releases the store handle if Start took it and Stop did not run
+// (another app failed to start). A config whose Start never ran holds
+// nothing and must not release the running config's handle.
+func (a *App) Cleanup() error { return a.release() }
+
+func (a *App) release() error {
+	if a.acquired == "" {
 		return nil
 	}
-	err := releaseBolt(a.dbPath)
-	a.dbPath = ""
+	err := releaseBolt(a.acquired)
+	a.acquired = ""
 	return err
 }
 
-// provider returns the named identity provider.
+// running returns what Start made, waiting for Start when a request comes
+// in first: Caddy starts its apps one by one, so the HTTP servers may be
+// listening a moment before this app is ready.
+func (a *App) running(ctx context.Context) (*running, error) {
+	if rt := a.live.Load(); rt != nil {
+		return rt, nil
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.started:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if rt := a.live.Load(); rt != nil {
+		return rt, nil
+	}
+	return nil, errors.New("sso: the sso app is not running")
+}
+
+// cachedSessions reports the size of the session cache, for the metrics.
+func (a *App) cachedSessions() int {
+	if rt := a.live.Load(); rt != nil {
+		return rt.sessions.Cached()
+	}
+	return 0
+}
+
+// observeSignIn counts a committed sign-in.
+func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
+	protocol := ""
+	if p := a.idps[idpName]; p != nil {
+		protocol = p.protocol
+	}
+	switch {
+	case o.Session != nil:
+		a.metrics.login(idpName, protocol, "success")
+	case o.Replay != nil:
+		a.metrics.login(idpName, protocol, "failed")
+	case o.Denial != nil:
+		a.metrics.login(idpName, protocol, "denied")
+	}
+	if o.Unmapped != nil {
+		a.metrics.provisioned(idpName, "deny", o.Denial.Reason)
+	}
+	if o.Result != nil {
+		o.Result.Observe(func(action, reason string) { a.metrics.provisioned(idpName, action, reason) })
+	}
+}
+
+// provider returns the named identity provider, or an error that lists
+// the configured ones.
 func (a *App) provider(name string) (*identityProvider, error) {
 	p := a.idps[name]
 	if p == nil {
-		return nil, fmt.Errorf("no identity provider named %q", name)
+		return nil, fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
 	}
 	return p, nil
+}
+
+// idpList names the configured IdPs, for error messages.
+func (a *App) idpList() string {
+	if len(a.IdPs) == 0 {
+		return "none"
+	}
+	names := ""
+	for i, c := range a.IdPs {
+		if i > 0 {
+			names += ", "
+		}
+		names += c.Name
+	}
+	return names
 }
 
 // defaultIdP returns the only configured IdP's name, for handlers that name none.
@@ -208,7 +331,7 @@ func (a *App) defaultIdP() (string, error) {
 	case 1:
 		return a.IdPs[0].Name, nil
 	}
-	return "", fmt.Errorf("%d identity providers are configured: name one", len(a.IdPs))
+	return "", fmt.Errorf("%d identity providers are configured (%s): name one", len(a.IdPs), a.idpList())
 }
 
 var (
@@ -218,30 +341,125 @@ var (
 	_ caddy.CleanerUpper = (*App)(nil)
 )
 
-// audit writes one event outside any other change (protocol failures that
-// provision never sees) and logs when the store refuses it.
-func (a *App) audit(ctx context.Context, e store.Event) {
-	err := a.db.Update(ctx, func(tx store.Tx) error { return tx.Audit(e) })
+// Store returns the app's store once started (nil before), for the admin
+// API, the SCIM handler and tests.
+func (a *App) Store() store.Store {
+	if rt := a.live.Load(); rt != nil {
+		return rt.db
+	}
+	return nil
+}
+
+// Sessions returns the app's session manager once started (nil before).
+func (a *App) Sessions() *session.Manager {
+	if rt := a.live.Load(); rt != nil {
+		return rt.sessions
+	}
+	return nil
+}
+
+// storeSecrets keeps provider key material in the store.
+type storeSecrets struct{ db store.Store }
+
+func (s storeSecrets) LoadOrStore(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	var data []byte
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, nil)
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		return data, err
+	}
+	// Generate outside the transaction (key generation is slow, and
+	// Update may run its function twice); the first stored wins.
+	fresh, err := generate()
 	if err != nil {
-		a.logger.Error("writing audit event", zap.String("type", e.Type), zap.Error(err))
+		return nil, err
+	}
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, fresh)
+		return err
+	})
+	return data, err
+}
+
+// idpSessionEnder ends the local sessions an IdP's logout message names.
+type idpSessionEnder struct {
+	db       store.Store
+	sessions *session.Manager
+	logger   *zap.Logger
+}
+
+func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sessionID string) (int, error) {
+	var ended []*store.Session
+	err := e.db.Update(ctx, func(tx store.Tx) error {
+		ended = ended[:0]
+		sessions, err := tx.SessionsBySubject(idpName, subject)
+		if err != nil {
+			return err
+		}
+		for _, s := range sessions {
+			if sessionID != "" && s.Logout.SessionID != sessionID {
+				continue
+			}
+			if err := tx.DeleteSession(s.Hash); err != nil {
+				return err
+			}
+			ended = append(ended, s)
+			if err := tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: idpName, UserID: s.UserID, Reason: "idp_logout"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ending sessions for the identity provider's logout: %w", err)
+	}
+	for _, s := range ended {
+		e.sessions.ForgetSession(s.Hash)
+	}
+	e.logger.Info("identity provider logout ended local sessions", zap.String("idp", idpName), zap.Int("sessions", len(ended)))
+	return len(ended), nil
+}
+
+// liveStore is the app's store for those built at Provision, before the
+// store is open: each call waits for Start (App.running). The app owns the
+// store, so Close does nothing.
+type liveStore struct{ a *App }
+
+func (s liveStore) View(ctx context.Context, fn func(store.Tx) error) error {
+	rt, err := s.a.running(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.db.View(ctx, fn)
+}
+
+func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	rt, err := s.a.running(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.db.Update(ctx, fn)
+}
+
+func (liveStore) Close() error { return nil }
+
+// liveSessions is the app's session manager for those built at Provision.
+type liveSessions struct{ a *App }
+
+func (s liveSessions) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
+	rt, err := s.a.running(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return rt.sessions.RevokeUser(ctx, userID, reason)
+}
+
+func (s liveSessions) ForgetUser(userID string) {
+	if rt := s.a.live.Load(); rt != nil {
+		rt.sessions.ForgetUser(userID)
 	}
 }
-
-// eventGroupsOverage is the audit event of a sign-in whose IdP sent a
-// pointer to the user's groups (Entra's groups.link or _claim_names) instead
-// of the groups, so the stored groups were kept. The admin page lists them.
-const eventGroupsOverage = "idp.groups_overage"
-
-// reportGroupsOverage logs and audits a groups overage, which an IdP admin
-// must fix at the IdP: the user is in more groups than fit in a token.
-func (a *App) reportGroupsOverage(ctx context.Context, idpName string, u *store.User) {
-	a.logger.Warn("identity provider sent a groups overage claim instead of the groups; the user's groups were not updated. In Entra, emit only the groups assigned to the application, or provision groups with SCIM",
-		zap.String("idp", idpName), zap.String("user_id", u.ID))
-	a.audit(ctx, store.Event{Type: eventGroupsOverage, IdP: idpName, UserID: u.ID, Reason: "groups_overage"})
-}
-
-// Store returns the app's store, for the admin API, the SCIM handler and tests.
-func (a *App) Store() store.Store { return a.db }
-
-// Sessions returns the app's session manager.
-func (a *App) Sessions() *session.Manager { return a.sessions }

@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -126,6 +129,7 @@ func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
 // oidc adds issuer, client_id, client_secret, scopes, algorithms and
 // tenant_id; saml adds the lines parseSAMLSetting documents.
 func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
+	file, line := d.File(), d.Line()
 	args := d.RemainingArgs()
 	if len(args) != 2 {
 		return nil, d.Err("sso idp: expected: idp <name> oidc|saml { … }")
@@ -205,6 +209,8 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 			c.JIT, err = flag()
 		case "link_by_email":
 			c.LinkByEmail, err = flag()
+		case "scim":
+			c.SCIM, err = flag()
 		case "update":
 			if c.Update, err = one(); err == nil {
 				err = wrapOneOf(errf, "update", c.Update, updateModes)
@@ -264,16 +270,30 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 				err = parseSAMLSetting(d, c.SAML, errf, one, flag)
 			}
 		default:
-			err = errf("unknown setting %q", key)
+			err = errf("unknown setting %q (expected one of: %s)", key, strings.Join(idpSettings(c.Protocol), ", "))
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	// What the block as a whole lacks is reported at its first line, not
+	// at the closing brace.
 	if err := c.validate(); err != nil {
-		return nil, errf("%v", err)
+		return nil, fmt.Errorf("sso idp %s: %w, at %s:%d", c.Name, err, file, line)
 	}
 	return c, nil
+}
+
+// idpSettings lists the settings of an idp block of the protocol, for
+// error messages.
+func idpSettings(protocol string) []string {
+	shared := []string{"preset", "map", "jit", "update", "optional", "allowed_domains", "default_groups",
+		"create_as", "link_by_email", "scim", "clock_skew"}
+	if protocol == idp.ProtocolOIDC {
+		return append(shared, "issuer", "client_id", "client_secret", "scopes", "algorithms", "tenant_id")
+	}
+	return append(shared, "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
+		"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size")
 }
 
 // parseSAMLSetting parses one SAML line of an idp block:
@@ -303,9 +323,9 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 		switch key {
 		case "metadata_url":
 			c.MetadataURL = v
-			if !strings.Contains(v, "{") {
-				if err := checkMetadataURL(v); err != nil {
-					return errf("%v", err)
+			if !hasPlaceholder(v) {
+				if _, err := idp.CheckURL(v); err != nil {
+					return errf("metadata_url: %v", err)
 				}
 			}
 		case "metadata_file":
@@ -377,6 +397,7 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
 	h.Next() // "sso"
+	file, line := h.File(), h.Line()
 	setIdPs := func(names []string) {
 		hd.IdP, hd.IdPs = "", nil
 		if len(names) == 1 {
@@ -464,7 +485,36 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		}
 	}
 	if err := hd.Validate(); err != nil {
-		return nil, h.Errf("%v", err)
+		return nil, fmt.Errorf("%w, at %s:%d", err, file, line)
+	}
+	// Name unknown IdPs here, where the line is known, rather than at
+	// Provision, where it is not.
+	if defined, ok := globalIdPs(h); ok {
+		for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
+			if name != "" && defined[name] == nil {
+				return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
+					name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
+			}
+		}
 	}
 	return hd, nil
+}
+
+// globalIdPs returns the idp blocks of the global sso option by name, and
+// whether there is such an option, so that directives can check the IdPs
+// they name at a line of the Caddyfile (global options are parsed first).
+func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
+	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	if !ok {
+		return nil, false
+	}
+	var app App
+	if err := json.Unmarshal(opt.Value, &app); err != nil {
+		return nil, false
+	}
+	out := make(map[string]*IdPConfig, len(app.IdPs))
+	for _, c := range app.IdPs {
+		out[c.Name] = c
+	}
+	return out, true
 }

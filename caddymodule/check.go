@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	idpsaml "github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 )
@@ -374,7 +375,7 @@ func checkValues(c *IdPConfig, repl *caddy.Replacer, sites []checkSite, ic *IdPC
 		}
 		switch c.Protocol {
 		case idp.ProtocolOIDC:
-			add("Redirect URI", base+oidcCallback)
+			add("Redirect URI", base+oidc.RedirectEndpoint)
 			add("Post-logout redirect URI", s.origin+"/")
 		case idp.ProtocolSAML:
 			entityID := base + "metadata"
@@ -382,7 +383,7 @@ func checkValues(c *IdPConfig, repl *caddy.Replacer, sites []checkSite, ic *IdPC
 				entityID = repl.ReplaceKnown(c.SAML.EntityID, "")
 			}
 			add("SP entity ID (Identifier / Audience URI)", entityID)
-			add("ACS URL (Reply URL / Single sign-on URL)", base+samlACS)
+			add("ACS URL (Reply URL / Single sign-on URL)", base+idpsaml.ACSEndpoint)
 			add("Single Logout URL", base+"slo")
 			add("SP metadata URL", base+"metadata")
 		}

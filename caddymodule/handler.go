@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,9 +17,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -68,9 +69,9 @@ type Handler struct {
 	Headers map[string]string `json:"headers,omitempty"`
 
 	app          *App
-	idp          *identityProvider
+	idp          *identityProvider   // the one navigations sign in with
 	choices      []*identityProvider // several IdPs and no default: the chooser
-	names        map[string]bool     // this route's IdPs, when several
+	names        map[string]bool     // this route's IdPs
 	access       accessPolicy
 	signer       *identitySigner
 	plan         headerPlan
@@ -119,14 +120,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("sso handler: default_idp: %w", err)
 		}
 	}
-	if len(providers) > 1 {
-		h.names = make(map[string]bool, len(providers))
-		for _, p := range providers {
-			h.names[p.name] = true
-		}
-		if h.DefaultIdP == "" {
-			h.choices = providers
-		}
+	h.names = make(map[string]bool, len(providers))
+	for _, p := range providers {
+		h.names[p.name] = true
+	}
+	if len(providers) > 1 && h.DefaultIdP == "" {
+		h.choices = providers
 	}
 	if h.access, err = newAccessPolicy(h.Allow, h.Deny); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
@@ -135,9 +134,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	if h.IdentityJWT != nil {
-		if h.signer, err = newIdentitySigner(ctx, h); err != nil {
-			return fmt.Errorf("sso handler: identity_jwt: %w", err)
-		}
+		h.signer = newIdentitySigner(h.IdentityJWT)
 		h.plan.strip.add(h.signer.header)
 	}
 	return nil
@@ -177,17 +174,24 @@ func (h *Handler) Validate() error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.plan.stripInbound(r.Header)
+	rt := h.app.live.Load()
+	if rt == nil {
+		var err error
+		if rt, err = h.app.running(r.Context()); err != nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
+	}
 	o := h.origin(r)
 	token := cookieValue(r.Header, o.sessionCookie())
 	if strings.HasPrefix(r.URL.Path, h.PathPrefix) {
 		start := time.Now()
-		err := h.serveEndpoint(w, r, o, token)
+		err := h.serveEndpoint(w, idp.WithOrigin(r, o.Origin), rt, o, token)
 		h.app.metrics.endpoint(r.URL.Path[len(h.PathPrefix):], time.Since(start))
 		return err
 	}
 	stripOwnCookies(r.Header)
 	if token != "" {
-		id, err := h.app.sessions.Resolve(r.Context(), token)
+		id, err := rt.sessions.Resolve(r.Context(), token)
 		switch {
 		case err == nil:
 			if !h.access.permits(id) {
@@ -195,7 +199,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			h.plan.setIdentity(r.Header, id)
 			if h.signer != nil {
-				tok, err := h.signer.token(r.Context(), id, o)
+				tok, err := h.signer.token(r.Context(), rt.db, id, o)
 				if err != nil {
 					return caddyhttp.Error(http.StatusInternalServerError, err)
 				}
@@ -211,7 +215,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if h.choices != nil {
 			return h.chooser(w, r.URL.RequestURI())
 		}
-		return h.beginLogin(w, r, o, h.idp, r.URL.RequestURI())
+		return h.beginLogin(w, idp.WithOrigin(r, o.Origin), o, h.idp, r.URL.RequestURI())
 	}
 	return h.unauthorized(w, r)
 }
@@ -304,14 +308,12 @@ func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required", "login": login})
 }
 
-// origin is how the browser reached this site: the scheme and host to build
-// callback URLs from and to decide cookie attributes.
+// origin is how the browser reached this site (idp.Origin), with whether
+// cookies get the Secure attribute decided once.
 type origin struct {
-	scheme, host string
-	secure       bool // cookies get the Secure attribute
+	idp.Origin
+	secure bool
 }
-
-func (o origin) url(path string) string { return o.scheme + "://" + o.host + path }
 
 func (o origin) sessionCookie() string {
 	if o.secure {
@@ -322,24 +324,26 @@ func (o origin) sessionCookie() string {
 
 // origin takes the scheme from the connection, or from X-Forwarded-Proto
 // only when Caddy's trusted_proxies vouch for the peer.
+// It is the one place the gateway decides this: everything below reads it
+// from the request context (idp.WithOrigin).
 func (h *Handler) origin(r *http.Request) origin {
-	o := origin{scheme: "http", host: r.Host}
+	o := origin{Origin: idp.Origin{Scheme: "http", Host: r.Host}}
 	if r.TLS != nil {
-		o.scheme = "https"
+		o.Scheme = "https"
 	}
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-			o.scheme = p
+			o.Scheme = p
 		}
 		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
-			o.host = fh
+			o.Host = fh
 		}
 	}
-	o.secure = o.scheme == "https" || !idp.IsLoopbackHost(o.host)
-	if o.scheme == "http" && o.secure {
+	o.secure = o.Secure()
+	if o.Scheme == "http" && o.secure {
 		h.insecureWarn.Do(func() {
 			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
-				zap.String("host", o.host))
+				zap.String("host", o.Host))
 		})
 	}
 	return o
@@ -394,17 +398,17 @@ func (h *Handler) clearSessionCookie(w http.ResponseWriter, o origin) {
 }
 
 // serveEndpoint serves the sign-in endpoints under PathPrefix.
-func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, o origin, token string) error {
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *running, o origin, token string) error {
 	rest := strings.TrimPrefix(r.URL.Path, h.PathPrefix)
 	switch {
 	case rest == "login":
 		return h.serveLogin(w, r, o)
 	case rest == "logout":
-		return h.serveLogout(w, r, o, token)
+		return h.serveLogout(w, r, rt, o, token)
 	case rest == "whoami":
-		return h.serveWhoami(w, r, token)
+		return h.serveWhoami(w, r, rt, token)
 	case rest == "jwks.json" && h.signer != nil:
-		return h.serveJWKS(w, r)
+		return h.serveJWKS(w, r, rt)
 	}
 	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
 	// protocol's other endpoints (SAML metadata and slo).
@@ -414,24 +418,32 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, o origin
 	if err != nil || p.protocol != protocol || endpoint == "" {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	}
-	if endpoint == p.callback {
-		if r.Method != p.callbackMethod {
-			w.Header().Set("Allow", p.callbackMethod)
-			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, p.callbackMethod))
+	base := h.endpointBase(o, p)
+	if callback, method := p.provider.CallbackEndpoint(); endpoint == callback {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, method))
 		}
-		return h.serveCallback(w, r, o, p, token)
+		return h.serveCallback(w, r, rt, o, p, base, token)
 	}
-	err = p.login.ServeEndpoint(w, r, h.endpointBase(o, p), endpoint)
-	if errors.Is(err, errNoEndpoint) {
+	err = p.provider.ServeEndpoint(w, r, base, endpoint)
+	var le *idp.LoginError
+	switch {
+	case errors.Is(err, idp.ErrNoEndpoint):
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	case errors.As(err, &le) && le.Logout:
+		h.logger.Warn("logout message refused", zap.String("idp", p.name), zap.String("reason", le.Code), zap.Error(err))
+		return page{Status: http.StatusBadRequest, Title: "Sign-out failed",
+			Message: "The sign-out message from the identity provider could not be accepted. Your session here has ended if it was signed out before; to be sure you are signed out everywhere, close the browser. If this keeps happening, give your administrator the reference below.",
+			Code:    le.Code}.write(w)
 	}
 	return err
 }
 
 // endpointBase is the absolute URL of p's endpoints on this site, which
-// every loginProtocol method takes.
+// every idp.Provider method takes.
 func (h *Handler) endpointBase(o origin, p *identityProvider) string {
-	return o.url(h.PathPrefix + p.protocol + "/" + p.name + "/")
+	return o.URL(h.PathPrefix + p.protocol + "/" + p.name + "/")
 }
 
 // serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
@@ -446,7 +458,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 	}
 	if name != "" {
 		var err error
-		if p, err = h.app.provider(name); err != nil || (h.names != nil && !h.names[name]) {
+		if p, err = h.app.provider(name); err != nil || !h.names[name] {
 			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
 				Message: "This site has no sign-in method by that name."}.write(w)
 		}
@@ -456,101 +468,100 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 
 func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, returnTo string) error {
 	returnTo = idp.LocalPath(returnTo)
-	if err := p.login.Begin(w, r, h.endpointBase(o, p), returnTo); err != nil {
+	if err := p.provider.Begin(w, r, h.endpointBase(o, p), returnTo); err != nil {
 		h.logger.Error("starting sign-in", zap.String("idp", p.name), zap.Error(err))
 		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
-			Message: "The identity provider could not be reached. Try again in a moment.", Code: "idp_unavailable"}.write(w)
+			Message: "The identity provider could not be reached. Try again in a moment.", Code: idp.ErrorCode(err, "idp_unavailable")}.write(w)
 	}
 	return nil
 }
 
-// serveCallback completes a sign-in: verify, map, provision, start a session.
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, oldToken string) error {
+// serveCallback completes a sign-in: the provider verifies, signin maps,
+// provisions and starts the session in one transaction, and this turns the
+// outcome into a page or a redirect.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rt *running, o origin, p *identityProvider, base, oldToken string) error {
 	ctx := r.Context()
-	a, returnTo, err := p.login.Callback(w, r, h.endpointBase(o, p))
+	a, returnTo, err := p.provider.Callback(w, r, base)
 	if err != nil {
-		code := "login_failed"
 		var le *idp.LoginError
-		if errors.As(err, &le) {
-			code = le.Code
+		if !errors.As(err, &le) {
+			le = &idp.LoginError{Code: "login_failed", Err: err}
 		}
-		h.logger.Warn("sign-in refused", zap.String("idp", p.name), zap.String("reason", code), zap.Error(err))
-		h.app.audit(ctx, store.Event{Type: store.EventLoginFailed, IdP: p.name, Reason: code})
+		rt.refusals.Record(ctx, p.name, le, clientIP(r))
 		h.app.metrics.login(p.name, p.protocol, "failed")
-		return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
-			Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
-			Code:    code}.write(w)
+		return signInFailedPage(le.Code).write(w)
 	}
-
-	prof, err := p.mapper.Map(a)
-	if err != nil {
-		var missing *mapping.MissingError
-		if !errors.As(err, &missing) {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
-		}
-		h.logger.Warn("sign-in denied", zap.String("idp", p.name), zap.String("reason", provision.ReasonMissingSubject),
-			zap.Strings("received", missing.Received), zap.String("refused_name_id_format", missing.NameIDFormat))
-		h.app.audit(ctx, store.Event{Type: store.EventLoginDenied, IdP: p.name, Reason: provision.ReasonMissingSubject})
-		h.app.metrics.login(p.name, p.protocol, "denied")
-		h.app.metrics.provisioned(p.name, "deny", provision.ReasonMissingSubject)
-		pg := missingAttributesPage(p, a, missing.Missing)
-		if missing.NameIDFormat != "" {
-			// The admin sees a NameID in their SAML tracer: say why it
-			// was not used.
-			pg.Message += " The SAML NameID it sent has the format " + missing.NameIDFormat +
-				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
-		}
-		return pg.write(w)
-	}
-
-	// The JIT changes and the new session commit together: one durable
-	// write per sign-in.
-	fresh, err := h.app.sessions.Prepare(p.name, store.LogoutInfo(a.Logout))
+	out, err := rt.signin.SignIn(ctx, &p.signin, a, oldToken)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	user, err := h.app.provisioner.LoginAndGrant(ctx, p.name, p.rules, prof, a.EmailVerified, fresh.Write)
-	if err != nil {
-		var denial *provision.Denial
-		if !errors.As(err, &denial) {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
-		}
-		h.app.metrics.login(p.name, p.protocol, "denied")
-		return h.denialPage(w, p, a, denial)
+	switch {
+	case out.Replay != nil:
+		return signInFailedPage(out.Replay.Code).write(w)
+	case out.Denial != nil:
+		return h.denialPage(w, p, a, out)
 	}
-	h.app.sessions.Remember(fresh)
-	h.app.metrics.login(p.name, p.protocol, "success")
-	token := fresh.Token
-	if prof.GroupsOverage {
-		h.app.reportGroupsOverage(ctx, p.name, user)
-	}
-	if oldToken != "" {
-		// A new sign-in replaces whatever session the browser had, so a
-		// token planted before sign-in is worthless after it.
-		if _, err := h.app.sessions.Revoke(ctx, oldToken, store.EventSessionLoggedOut); err != nil {
-			h.logger.Warn("discarding previous session", zap.Error(err))
-		}
-	}
-	h.setSessionCookie(w, o, token)
+	h.setSessionCookie(w, o, out.Session.Token)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther)
 	return nil
 }
 
-func missingAttributesPage(p *identityProvider, a *idp.Assertion, missing []string) page {
+// idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
+// reads only the ID token; SAML the NameID and SessionIndex).
+func idpLogout(e *session.Ended) idp.LogoutInfo {
+	l := e.Session.Logout
+	return idp.LogoutInfo{Subject: l.Subject, SubjectFormat: l.SubjectFormat, SessionID: l.SessionID, IDToken: e.IDToken()}
+}
+
+func signInFailedPage(code string) page {
+	return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
+		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
+		Code:    code}
+}
+
+// clientIP is the address a refusal is attributed to in the logs: Caddy's
+// client IP (which honours trusted proxies) when set, else the peer.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// missingAttributesPage lists what the IdP must send and what it sent
+// (names only; an attribute that arrived empty is marked so), for the IdP
+// administrator. code is the denial's reason: missing_subject or
+// missing_attributes.
+func missingAttributesPage(p *identityProvider, a *idp.Assertion, code string, missing []string) page {
 	pg := page{Status: http.StatusForbidden, Title: "Your account could not be set up",
 		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping.",
-		Code:    provision.ReasonMissingAttributes, Received: a.AttributeNames()}
+		Code:    code}
+	for _, name := range a.AttributeNames() {
+		pg.Received = append(pg.Received, pageAttribute{Name: name, Empty: a.First(name) == ""})
+	}
 	for _, m := range missing {
-		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.mapper.Expected(m)})
+		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.signin.Mapper.Expected(m)})
 	}
 	return pg
 }
 
-func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, d *provision.Denial) error {
+func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.Assertion, out *signin.Outcome) error {
+	d := out.Denial
 	switch d.Reason {
 	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
-		return missingAttributesPage(p, a, d.Missing).write(w)
+		pg := missingAttributesPage(p, a, d.Reason, d.Missing)
+		if out.Unmapped != nil && out.Unmapped.NameIDFormat != "" {
+			// The admin sees a NameID in their SAML tracer: say why it
+			// was not used.
+			pg.Message += " The SAML NameID it sent has the format " + out.Unmapped.NameIDFormat +
+				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
+		}
+		return pg.write(w)
 	}
 	// provision words the reason for the person signing in; the page adds
 	// only a title.
@@ -563,16 +574,16 @@ func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.
 
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out
 // by POST only, from this origin, keeps other sites from logging users out.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, token string) error {
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *running, o origin, token string) error {
 	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		pg := page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
 			Action: h.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}
 		// The POST continues at the IdP of the browser's session.
-		if id, err := h.app.sessions.Resolve(r.Context(), token); err == nil {
+		if id, err := rt.sessions.Resolve(r.Context(), token); err == nil {
 			if p, err := h.app.provider(id.IdP); err == nil {
-				if o := p.login.LogoutOrigin(r.Context()); o != "" {
+				if o := p.provider.LogoutOrigin(r.Context()); o != "" {
 					pg.FormTargets = []string{o}
 				}
 			}
@@ -591,13 +602,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, 
 	if token == "" {
 		return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
 	}
-	ended, err := h.app.sessions.Revoke(r.Context(), token, store.EventSessionLoggedOut)
+	ended, err := rt.sessions.Revoke(r.Context(), token, store.EventSessionLoggedOut)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if ended != nil {
-		if p, err := h.app.provider(ended.IdP); err == nil {
-			done, err := p.login.Logout(w, r, h.endpointBase(o, p), idp.LogoutInfo(ended.Logout), returnTo)
+		if p, err := h.app.provider(ended.Session.IdP); err == nil {
+			done, err := p.provider.Logout(w, r, h.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
 				h.logger.Warn("identity provider logout unavailable", zap.String("idp", p.name), zap.Error(err))
 			}
@@ -613,7 +624,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, 
 // site. Non-browser clients send neither header and are let through: CSRF
 // needs a victim's browser.
 func sameOrigin(r *http.Request, o origin) bool {
-	if origin := r.Header.Get("Origin"); origin != "" && origin != o.url("") {
+	if origin := r.Header.Get("Origin"); origin != "" && origin != o.String() {
 		return false
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {
@@ -638,9 +649,9 @@ type whoami struct {
 	Expires   time.Time `json:"session_expires"`
 }
 
-func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token string) error {
+func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rt *running, token string) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, err := h.app.sessions.Resolve(r.Context(), token)
+	id, err := rt.sessions.Resolve(r.Context(), token)
 	if errors.Is(err, session.ErrNoSession) {
 		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
 	}
@@ -648,7 +659,7 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token stri
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	var u *store.User
-	err = h.app.db.View(r.Context(), func(tx store.Tx) error {
+	err = rt.db.View(r.Context(), func(tx store.Tx) error {
 		var err error
 		u, err = tx.User(id.UserID)
 		return err
@@ -666,8 +677,12 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, token stri
 }
 
 // serveJWKS publishes the keys that verify the identity tokens.
-func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
-	b, err := h.signer.keys.JWKS(r.Context())
+func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request, rt *running) error {
+	keys, err := h.signer.keyring(r.Context(), rt.db)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	b, err := keys.JWKS(r.Context())
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -47,7 +48,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	}
 	h := &Handler{
 		PathPrefix: defaultPathPrefix,
-		app:        &App{db: db, sessions: sessions},
+		app:        startedApp(db, sessions),
 		plan:       plan,
 		logger:     zap.NewNop(),
 	}
@@ -60,9 +61,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, IdentityJWT: &IdentityJWT{}}
-	if signed.signer, err = newIdentitySigner(ctx, signed); err != nil {
-		b.Fatal(err)
-	}
+	signed.signer = newIdentitySigner(signed.IdentityJWT)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 
 	// Each iteration restores the request's headers (the handler rewrites
@@ -155,15 +154,11 @@ func BenchmarkHotPathExtras(b *testing.B) {
 		}
 	})
 	b.Run("jwt_cached", func(b *testing.B) {
-		h := &Handler{app: &App{db: db, sessions: sessions}, IdentityJWT: &IdentityJWT{}}
-		s, err := newIdentitySigner(ctx, h)
-		if err != nil {
-			b.Fatal(err)
-		}
-		o := origin{scheme: "https", host: "app.example.com"}
+		s := newIdentitySigner(&IdentityJWT{})
+		o := origin{Origin: idp.Origin{Scheme: "https", Host: "app.example.com"}, secure: true}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := s.token(ctx, id, o); err != nil {
+			if _, err := s.token(ctx, db, id, o); err != nil {
 				b.Fatal(err)
 			}
 		}

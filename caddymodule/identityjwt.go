@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
@@ -41,7 +43,10 @@ type identitySigner struct {
 	header   string
 	ttl      time.Duration
 	audience string
-	keys     *upstreamjwt.Keyring
+	rotation time.Duration
+
+	keysMu sync.Mutex
+	keys   *upstreamjwt.Keyring // opened on first use: the store opens at Start
 
 	cache     sync.Map // *session.Identity -> *signedToken
 	lastSweep atomic.Int64
@@ -54,30 +59,42 @@ type signedToken struct {
 	expires int64
 }
 
-func newIdentitySigner(ctx context.Context, h *Handler) (*identitySigner, error) {
-	c := h.IdentityJWT
-	s := &identitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: time.Duration(c.TTL), audience: c.Audience}
+func newIdentitySigner(c *IdentityJWT) *identitySigner {
+	s := &identitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: time.Duration(c.TTL), audience: c.Audience,
+		rotation: time.Duration(c.KeyRotation)}
 	if s.header == "" {
 		s.header = defaultIdentityJWTHeader
 	}
 	if s.ttl <= 0 {
 		s.ttl = defaultIdentityJWTTTL
 	}
-	var err error
-	s.keys, err = upstreamjwt.Open(ctx, h.app.db, time.Duration(c.KeyRotation), nil)
-	return s, err
+	return s
+}
+
+// keyring returns the signing keys kept in db, opening them on first use.
+func (s *identitySigner) keyring(ctx context.Context, db store.Store) (*upstreamjwt.Keyring, error) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if s.keys == nil {
+		keys, err := upstreamjwt.Open(ctx, db, s.rotation, nil)
+		if err != nil {
+			return nil, fmt.Errorf("identity_jwt keys: %w", err)
+		}
+		s.keys = keys
+	}
+	return s.keys, nil
 }
 
 // token returns the signed identity for id on the site o (the iss claim,
 // and aud unless an audience is configured).
-func (s *identitySigner) token(ctx context.Context, id *session.Identity, o origin) ([]string, error) {
+func (s *identitySigner) token(ctx context.Context, db store.Store, id *session.Identity, o origin) ([]string, error) {
 	now := time.Now().UnixNano()
 	if v, ok := s.cache.Load(id); ok {
 		if t := v.(*signedToken); now < t.refresh && t.origin == o {
 			return t.value, nil
 		}
 	}
-	iss := o.url("")
+	iss := o.String()
 	aud := s.audience
 	if aud == "" {
 		aud = iss
@@ -87,7 +104,11 @@ func (s *identitySigner) token(ctx context.Context, id *session.Identity, o orig
 	if ttl <= 0 {
 		ttl = time.Second
 	}
-	tok, exp, err := s.keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
+	keys, err := s.keyring(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
 	}, ttl)
 	if err != nil {

@@ -17,8 +17,8 @@ type page struct {
 	Status   int
 	Title    string
 	Message  string
-	Code     string   // stable reason, quoted to support staff
-	Received []string // attribute names that arrived
+	Code     string          // stable reason, quoted to support staff
+	Received []pageAttribute // attribute names that arrived
 	Expected []pageExpectation
 	Action   string // form action for a button, if any
 	Button   string
@@ -38,6 +38,13 @@ type pageLink struct {
 	Href, Text string
 }
 
+// pageAttribute is an attribute that arrived: its name, and whether all
+// its values were empty (an IdP mapping that sends nothing for a user).
+type pageAttribute struct {
+	Name  string
+	Empty bool
+}
+
 type pageExpectation struct {
 	Attribute string
 	Names     []string
@@ -50,7 +57,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
-<h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
+<h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.Name}}</code>{{if .Empty}} (sent empty){{end}}</li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
 {{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}">{{.Text}}</a></li>{{end}}</ul>{{end}}
 {{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
 {{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}

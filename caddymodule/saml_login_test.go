@@ -422,8 +422,10 @@ func TestSAMLIdPInitiated(t *testing.T) {
 		if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, saml.CodeUnsolicited) {
 			t.Fatalf("got %d at %s: %s", p.Status, p.URL, samlShort(p.Body))
 		}
-		if got := auditReasons(t, store.EventLoginFailed); !slices.Contains(got, saml.CodeUnsolicited) {
-			t.Errorf("refusal audited as %v", got)
+		// Anyone can post an unsolicited response: it writes nothing
+		// durable (docs/security.md), the metrics and the log count it.
+		if got := auditReasons(t, store.EventLoginFailed); len(got) != 0 {
+			t.Errorf("an unsolicited response was audited: %v", got)
 		}
 		view(t, func(tx store.Tx) error {
 			if _, err := tx.UserByLink("test", samlPerson.ID); !errors.Is(err, store.ErrNotFound) {
@@ -732,7 +734,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 		}
 		return err
 	})
-	if !slices.Equal(slo, []string{"saml_slo"}) {
+	if !slices.Equal(slo, []string{"idp_logout"}) {
 		t.Errorf("logout events = %v", slo)
 	}
 	// The ended session stays ended: the next page needs a new sign-in.

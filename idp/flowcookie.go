@@ -127,13 +127,9 @@ func IsFlowCookie(name string) bool {
 	return false
 }
 
-// SecureRequest reports whether cookies set in answer to r must be Secure:
-// always, except on plain-http loopback sites (local demos and tests), where
-// clients would drop them. A plain-http site on any other host is assumed to
-// sit behind a TLS-terminating proxy.
-func SecureRequest(r *http.Request) bool {
-	return r.TLS != nil || !IsLoopbackHost(r.Host)
-}
+// SecureRequest reports whether cookies set in answer to r must be Secure
+// (see Origin.Secure).
+func SecureRequest(r *http.Request) bool { return RequestOrigin(r).Secure() }
 
 // IsLoopbackHost reports whether host (with or without a port) names this
 // machine: localhost, 127.0.0.0/8 or ::1.

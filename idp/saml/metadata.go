@@ -282,14 +282,13 @@ func (p *Provider) refreshForUnknownKey(ctx context.Context, seen *idpMetadata) 
 	return p.loadLocked(ctx) == nil && p.md.Load() != seen
 }
 
-// Start begins keeping the IdP metadata fresh in the background: URL
-// metadata is fetched at once (so the first login does not wait), and URL
-// and file metadata are reloaded every MetadataRefresh, when the metadata's
-// validUntil passes, and sooner after failures (with backoff). Inline
-// metadata needs no refresh. Start returns immediately; Close stops it.
-// Calling Start more than once has no further effect. Without Start,
-// metadata is still fetched on first use, but not refreshed.
-func (p *Provider) Start() {
+// startRefresh (run by Start) begins keeping the IdP metadata fresh in the
+// background: URL metadata is fetched at once (so the first login does not
+// wait), and URL and file metadata are reloaded every MetadataRefresh, when
+// the metadata's validUntil passes, and sooner after failures (with
+// backoff). Inline metadata needs no refresh. It returns immediately; Close
+// stops it. Calling it more than once has no further effect.
+func (p *Provider) startRefresh() {
 	p.startOnce.Do(func() {
 		if len(p.cfg.MetadataXML) > 0 {
 			close(p.done)
@@ -300,7 +299,7 @@ func (p *Provider) Start() {
 }
 
 // Close stops the refresher started by Start and waits for it to finish.
-// After Close, Start does nothing.
+// After Close, Start starts no refresher.
 func (p *Provider) Close() error {
 	p.closeOnce.Do(func() { close(p.stop) })
 	p.startOnce.Do(func() { close(p.done) }) // never started: nothing to wait for

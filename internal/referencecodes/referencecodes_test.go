@@ -62,7 +62,7 @@ func TestCollectorFindsKnownCodes(t *testing.T) {
 	for _, want := range []string{
 		"cross_site_logout",  // page{Code: literal} in caddymodule
 		"login_failed",       // code := literal
-		"saml_slo",           // store.Event{Reason: literal}
+		"idp_logout",         // store.Event{Reason: literal}
 		"admin",              // store.Event{Reason: constant of the package}
 		"id_token_nonce",     // idp/oidc Code* constant
 		"saml_logout_failed", // idp/saml Code* constant
