@@ -191,7 +191,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sso: flow cookie key: %w", err)
 	}
-	flows, err := idp.NewFlowCookies(key, "/")
+	flows, err := idp.NewFlowCookies(key)
 	if err != nil {
 		return nil, fmt.Errorf("sso: %w", err)
 	}

@@ -581,8 +581,17 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *runnin
 	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		return page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
-			Action: h.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}.write(w)
+		pg := page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
+			Action: h.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}
+		// The POST continues at the IdP of the browser's session.
+		if id, err := rt.sessions.Resolve(r.Context(), token); err == nil {
+			if p, err := h.app.provider(id.IdP); err == nil {
+				if o := p.provider.LogoutOrigin(r.Context()); o != "" {
+					pg.FormTargets = []string{o}
+				}
+			}
+		}
+		return pg.write(w)
 	case http.MethodPost:
 	default:
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))

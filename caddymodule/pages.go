@@ -3,6 +3,11 @@ package caddymodule
 import (
 	"html/template"
 	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
 // page is a plain page shown to a person: a title, a sentence, and
@@ -19,7 +24,15 @@ type page struct {
 	Button   string
 	ReturnTo string
 	Links    []pageLink // choices, such as the sign-in methods of a site
+	// FormTargets are origins, besides this site's, that the form's
+	// submission may be redirected to: the sign-out page's POST continues
+	// at the IdP's logout endpoint, and browsers check the CSP form-action
+	// at every redirect of a form submission.
+	FormTargets []string
 }
+
+// CSS is the stylesheet every page of the project shares.
+func (page) CSS() template.CSS { return pagestyle.Template() }
 
 type pageLink struct {
 	Href, Text string
@@ -39,9 +52,8 @@ type pageExpectation struct {
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:0 .25em}li{margin:.2em 0}</style></head>
+<title>{{.Title}}</title>
+<style>{{.CSS}}</style></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
@@ -52,12 +64,39 @@ code{background:#f3f3f3;padding:0 .25em}li{margin:.2em 0}</style></head>
 </body></html>
 `))
 
+// write sends the page. Its Referrer-Policy is same-origin: other sites
+// get no referrer, while the page's own form POST carries the site's origin
+// in its Origin header. Under no-referrer browsers send "Origin: null",
+// which the sign-out endpoint must refuse (see sameOrigin).
 func (p page) write(w http.ResponseWriter) error {
+	formAction := "'self'"
+	for _, o := range p.FormTargets {
+		if o = originOf(o); o != "" {
+			formAction += " " + o
+		}
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'; form-action "+formAction)
 	w.WriteHeader(p.Status)
 	return pageTemplate.Execute(w, p)
+}
+
+// cspHost is what a host may be in a CSP source expression: no spaces,
+// quotes, commas or semicolons, which would end the expression or the
+// directive.
+var cspHost = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$`)
+
+// originOf reduces an absolute http(s) URL to its origin
+// (scheme://host[:port]), in a form safe as a CSP source expression, or
+// returns "" for anything else.
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || !cspHost.MatchString(u.Host) {
+		return ""
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host)
 }

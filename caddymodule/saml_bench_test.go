@@ -189,7 +189,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	t.Cleanup(e.rp.Close)
 	srv.AddClient(clientID, clientSecret, e.rp.URL+"/callback")
 
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,8 @@ func (p *Provider) logoutFlowID(relayState string) string {
 // saveFlow and takeFlow are the only calls into idp.FlowCookies, so that a
 // change of its signatures touches two lines. The SAML ACS and SLO
 // endpoints receive cross-site POSTs from the IdP, so the cookie must be
-// SameSite=None (FlowCookies drops the attribute on non-secure sites).
+// SameSite=None (and so Secure, which browsers accept from loopback sites
+// too; see idp.FlowCookies.Save).
 func (p *Provider) saveFlow(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
 	return p.rt.Flows.Save(w, r, flowID, v, p.cfg.LoginTimeout, http.SameSiteNoneMode)
 }

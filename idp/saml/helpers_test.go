@@ -104,7 +104,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	}
 	t.Cleanup(func() { srv.Close() })
 	h := &harness{t: t, idp: srv, replay: newMemReplay()}
-	h.flows, err = idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	h.flows, err = idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}

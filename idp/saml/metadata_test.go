@@ -198,7 +198,7 @@ func TestMetadataSources(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
-		flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+		flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 		rt := idp.Runtime{Flows: flows, Replay: newMemReplay(), Sessions: sessionEnder{}}
 		if err := p.Start(context.Background(), rt); err == nil || !strings.Contains(err.Error(), "SP key pair") {
 			t.Fatalf("Start = %v", err)

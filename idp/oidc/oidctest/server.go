@@ -136,6 +136,7 @@ type Server struct {
 	hooks    Hooks
 	sendIss  bool
 	down     bool
+	hint     string
 	requests map[string]int
 }
 
@@ -291,6 +292,14 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+}
+
+// SetLoginHint sets a line the login page shows above the form, such as
+// the demo's user names.
+func (s *Server) SetLoginHint(hint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hint = hint
 }
 
 // SetUnavailable makes every endpoint answer 503, as an IdP outage would.

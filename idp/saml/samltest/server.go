@@ -42,6 +42,8 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
 // Endpoint paths, relative to the server's URL.
@@ -117,6 +119,7 @@ type Server struct {
 	validFor      time.Duration
 	down          bool
 	requests      map[string]int
+	hint          string
 }
 
 // NewServer returns an IdP at baseURL (http or https, optionally with a
@@ -341,6 +344,14 @@ func (s *Server) Now() time.Time {
 	return s.now()
 }
 
+// SetLoginHint sets a line the login page shows above the form, such as
+// the demo's user names.
+func (s *Server) SetLoginHint(hint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hint = hint
+}
+
 // SetUnavailable makes every endpoint answer 503, as an IdP outage would.
 func (s *Server) SetUnavailable(down bool) {
 	s.mu.Lock()
@@ -515,26 +526,37 @@ type loginData struct {
 	Action string
 	Hidden map[string]string
 	Error  string
+	URL    string
+	Hint   string
+	CSS    template.CSS
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, hidden map[string]string, msg string) {
+	s.mu.Lock()
+	hint := s.hint
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if msg != "" {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
-	_ = s.page.Execute(w, loginData{Action: s.base + PathLogin, Hidden: hidden, Error: msg})
+	_ = s.page.Execute(w, loginData{Action: s.base + PathLogin, Hidden: hidden, Error: msg, URL: s.URL, Hint: hint, CSS: pagestyle.Template()})
 }
 
+// The login page says which IdP it is, so that a person who followed a
+// sign-in redirect knows they are at the IdP, not at the application.
 const loginPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - samltest</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in - samltest</title><style>{{.CSS}}</style></head>
 <body>
 <h1>Sign in</h1>
+<p class="note" id="provider">Local SAML identity provider (samltest) at <code>{{.URL}}</code></p>
+{{if .Hint}}<p class="hint" id="hint">{{.Hint}}</p>{{end}}
 {{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 {{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<p><label for="username">Username</label> <input id="username" name="username" autocomplete="username" autofocus required></p>
-<p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required></p>
-<p><button id="login" type="submit">Sign in</button></p>
+{{end}}<label for="username">Username</label><input id="username" name="username" autocomplete="username" autofocus required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="login" type="submit">Sign in</button>
 </form>
 </body></html>
 `
