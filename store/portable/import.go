@@ -82,7 +82,7 @@ type importer struct {
 	lines   int
 	// lastSeq is the target's last audit Seq before the import (Force
 	// only): events up to it may already be there.
-	lastSeq          uint64
+	lastSeq         uint64
 	sawHead, sawEnd bool
 	reported        map[string]int
 }
