@@ -505,9 +505,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 
 	// The JIT changes and the new session commit together: one durable
 	// write per sign-in.
-	fresh, err := h.app.sessions.Prepare(p.name, store.LogoutInfo(a.Logout))
+	fresh, err := h.app.sessions.Prepare(p.name, storeLogout(a))
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if a.Logout.IDToken != "" {
+		fresh.Tokens = &session.Tokens{IDToken: a.Logout.IDToken}
 	}
 	user, err := h.app.provisioner.LoginAndGrant(ctx, p.name, p.rules, prof, a.EmailVerified, fresh.Write)
 	if err != nil {
@@ -535,6 +538,24 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, o origin
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther)
 	return nil
+}
+
+// storeLogout is what a session keeps of an assertion's logout data: the
+// subject the IdP names the user by (SAML NameID, OIDC sub) and the SAML
+// SessionIndex. The ID token goes into the session's sealed tokens.
+func storeLogout(a *idp.Assertion) store.LogoutInfo {
+	subject := a.Logout.NameID
+	if subject == "" && a.Protocol == idp.ProtocolOIDC {
+		subject = a.Subject
+	}
+	return store.LogoutInfo{Subject: subject, SubjectFormat: a.Logout.NameIDFormat, SessionID: a.Logout.SessionIndex}
+}
+
+// idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
+// reads only the ID token; SAML the NameID and SessionIndex).
+func idpLogout(e *session.Ended) idp.LogoutInfo {
+	l := e.Session.Logout
+	return idp.LogoutInfo{IDToken: e.IDToken(), SessionIndex: l.SessionID, NameID: l.Subject, NameIDFormat: l.SubjectFormat}
 }
 
 func missingAttributesPage(p *identityProvider, a *idp.Assertion, missing []string) page {
@@ -587,8 +608,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, o origin, 
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if ended != nil {
-		if p, err := h.app.provider(ended.IdP); err == nil {
-			done, err := p.login.Logout(w, r, h.endpointBase(o, p), idp.LogoutInfo(ended.Logout), returnTo)
+		if p, err := h.app.provider(ended.Session.IdP); err == nil {
+			done, err := p.login.Logout(w, r, h.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
 				h.logger.Warn("identity provider logout unavailable", zap.String("idp", p.name), zap.Error(err))
 			}

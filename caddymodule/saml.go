@@ -321,12 +321,12 @@ func (a *App) endSAMLSessions(ctx context.Context, idpName, nameID, sessionIndex
 	var ended []*store.Session
 	err := a.db.Update(ctx, func(tx store.Tx) error {
 		ended = ended[:0]
-		sessions, err := tx.SessionsByNameID(idpName, nameID)
+		sessions, err := tx.SessionsBySubject(idpName, nameID)
 		if err != nil {
 			return err
 		}
 		for _, s := range sessions {
-			if sessionIndex != "" && s.Logout.SessionIndex != sessionIndex {
+			if sessionIndex != "" && s.Logout.SessionID != sessionIndex {
 				continue
 			}
 			if err := tx.DeleteSession(s.Hash); err != nil {

@@ -114,7 +114,7 @@ func BenchmarkSAMLACSWithJIT(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					// As the handler does it: rules and session in one commit.
-					fresh, err := app.sessions.Prepare("bench", store.LogoutInfo{NameID: "x"})
+					fresh, err := app.sessions.Prepare("bench", store.LogoutInfo{Subject: "x"})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -303,7 +303,7 @@ func (e *samlBench) acs(b *testing.B, s samlBenchSample) {
 // used again.
 func (e *samlBench) forgetAssertionIDs() {
 	err := e.db.Update(context.Background(), func(tx store.Tx) error {
-		_, err := tx.PruneConsumed(time.Now().Add(100 * 365 * 24 * time.Hour))
+		_, err := tx.PruneConsumed(time.Now().Add(100*365*24*time.Hour), 1<<30)
 		return err
 	})
 	if err != nil {

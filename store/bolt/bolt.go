@@ -1,52 +1,60 @@
 // Package bolt is the embedded default store of caddy-sso, one bbolt file
 // per Caddy instance.
 //
-// Layout (schema version 2), one bucket per record kind plus the indexes
-// that keep every lookup on the login path, and every SCIM filter, a single
-// B+tree seek:
+// Layout (schema version 3), one bucket per record kind plus the indexes
+// that keep every lookup on the login path, every SCIM filter and every
+// housekeeping pass a B+tree seek or a walk from the oldest end of a
+// time-ordered index:
 //
-//	meta                "schema" -> decimal schema version
+//	meta                "schema" -> decimal schema version; "upgrading" while an upgrade runs
 //	users               user ID -> JSON store.User
 //	links               pair(idp, subject) -> user ID
-//	emails              lower-cased email -> user ID
-//	user_names          lower-cased SCIM userName -> user ID            (v2)
-//	external_ids        pair(user's IdP, externalId) -> user ID         (v2)
-//	idp_users           pair(user's IdP, user ID) -> empty              (v2)
-//	groups              group ID -> JSON store.Group                    (v2)
-//	group_names         pair(idp, lower-cased display name) -> group ID (v2)
-//	group_external_ids  pair(idp, externalId) -> group ID               (v2)
-//	idp_groups          pair(idp, group ID) -> empty                    (v2)
-//	user_groups         pair(user ID, group ID) -> group display name   (v2)
-//	tombstones          pair(idp, subject) -> JSON store.Tombstone      (v2)
-//	counts              pair("u" or "g", idp) -> big-endian uint64      (v2)
-//	sessions            session hash -> JSON store.Session
+//	emails              FoldName(email) -> user ID
+//	user_names          FoldName(SCIM userName) -> user ID
+//	external_ids        pair(user's IdP, externalId) -> user ID
+//	idp_users           pair(user's IdP, user ID) -> empty
+//	groups              group ID -> JSON store.Group
+//	group_names         pair(idp, FoldName(display name)) -> group ID
+//	group_external_ids  pair(idp, externalId) -> group ID
+//	idp_groups          pair(idp, group ID) -> empty
+//	user_groups         pair(user ID, group ID) -> group display name
+//	tombstones          pair(idp, subject) -> JSON store.Tombstone
+//	counts              pair(kind, idp) -> big-endian uint64 (see Counts)
+//	sessions            session hash -> binary session record (sessions.go)
+//	session_seen        session hash -> time(LastSeen) | time(Created)
+//	session_tokens      session hash -> sealed tokens (opaque)
 //	user_sessions       pair(user ID, session hash) -> empty
-//	consumed            pair(kind, id) -> big-endian unix-nano expiry
+//	session_expiry      time(Expires) | session hash -> empty
+//	session_idle        time(max(LastSeen, Created)) | session hash -> empty
+//	session_subjects    pair(idp, pair(logout subject, session hash)) -> empty
+//	session_sids        pair(idp, pair(logout session ID, session hash)) -> empty
+//	consumed            pair(kind, id) -> time(until)
+//	consumed_until      time(until) | pair(kind, id) -> empty
 //	secrets             name -> raw bytes
 //	audit               big-endian uint64 seq -> JSON store.Event
 //	audit_by_user       pair(user ID, "") + big-endian seq -> empty
-//	session_name_ids    pair(idp, pair(SAML NameID, session hash)) -> empty (added, see below)
 //
 // pair(a, b) is uvarint(len(a)) | a | b. The length prefix makes the
 // encoding unambiguous for arbitrary strings, which IdP subjects are, and it
 // makes pair(a, "") an exact prefix of every key that starts with a.
+// time(t) is 8 big-endian bytes that sort as the times do (keys.go), so the
+// sweep of expired sessions and the pruning of single-use IDs read only
+// entries that are due.
 //
 // idp_users and idp_groups give SCIM's unfiltered listing a stable order
-// (by ID) inside one IdP, and counts gives its totalResults without a
-// scan. user_groups is the member index (user -> groups); its value is the
-// group's name so that rendering a user's groups reads no group record.
+// (by ID) inside one IdP, and counts gives its totalResults, and Counts,
+// without a scan. user_groups is the member index (user -> groups); its
+// value is the group's name so that rendering a user's groups reads no
+// group record.
 //
-// Version 2 is a superset of version 1. It is a new version nonetheless
-// because a version 1 build writing to a version 2 file would drop the
-// SCIM fields from user records and leave the new indexes pointing at
-// them; it refuses the file instead. Opening a version 1 file read-write
-// migrates it once (see migrate.go).
+// A session is split so that each job writes only what it needs: the
+// record is written at sign-in, the 16-byte session_seen value and one
+// session_idle key by the last-seen flush, and the tokens (an ID token is
+// over a kilobyte) only by sign-in and token refresh.
 //
-// Some indexes were added to version 2 later without a version change
-// (addedBuckets): an older build that writes to the file leaves them
-// incomplete, never wrong, because readers check every entry against the
-// record it points to and a missing entry only makes a lookup miss. The
-// first read-write open creates them and fills them from the records.
+// Opening an older file read-write upgrades it once (migrate.go); a newer
+// build's file is refused, so an older build never writes a layout it does
+// not know.
 package bolt
 
 import (
@@ -67,7 +75,7 @@ import (
 )
 
 // SchemaVersion is the layout version this build reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Defaults for zero Options fields.
 const (
@@ -112,9 +120,19 @@ var (
 	bucketTombstones       = []byte("tombstones")
 	bucketCounts           = []byte("counts")
 
+	bucketSessionSeen     = []byte("session_seen")
+	bucketSessionTokens   = []byte("session_tokens")
+	bucketSessionExpiry   = []byte("session_expiry")
+	bucketSessionIdle     = []byte("session_idle")
+	bucketSessionSubjects = []byte("session_subjects")
+	bucketSessionSIDs     = []byte("session_sids")
+	bucketConsumedUntil   = []byte("consumed_until")
+
+	// bucketSessionNameIDs is a schema 2 index that session_subjects replaced.
 	bucketSessionNameIDs = []byte("session_name_ids")
 
-	keySchema = []byte("schema")
+	keySchema    = []byte("schema")
+	keyUpgrading = []byte("upgrading")
 )
 
 // v1Buckets are the data buckets of schema version 1.
@@ -134,13 +152,28 @@ func v2Buckets() [][]byte {
 	}
 }
 
-// dataBuckets are created on first open; meta is handled separately.
-func dataBuckets() [][]byte { return append(v1Buckets(), v2Buckets()...) }
+// primaryBuckets hold records; everything else is derived from them and
+// rebuilt by the schema 3 upgrade (derivedBuckets).
+func primaryBuckets() [][]byte {
+	return [][]byte{
+		bucketUsers, bucketGroups, bucketTombstones, bucketSessions, bucketSessionSeen,
+		bucketSessionTokens, bucketConsumed, bucketSecrets, bucketAudit,
+	}
+}
 
-// addedBuckets are indexes added to version 2 after its release (see the
-// package doc). A read-only open works without them; lookups then find
-// nothing.
-func addedBuckets() [][]byte { return [][]byte{bucketSessionNameIDs} }
+// derivedBuckets are indexes and counters, rebuilt from the primary
+// buckets by reindex (migrate.go).
+func derivedBuckets() [][]byte {
+	return [][]byte{
+		bucketLinks, bucketEmails, bucketUserNames, bucketExternalIDs, bucketIdPUsers,
+		bucketGroupNames, bucketGroupExternalIDs, bucketIdPGroups, bucketUserGroups, bucketCounts,
+		bucketUserSessions, bucketSessionExpiry, bucketSessionIdle, bucketSessionSubjects, bucketSessionSIDs,
+		bucketConsumedUntil, bucketAuditByUser,
+	}
+}
+
+// dataBuckets are every bucket of the current schema but meta.
+func dataBuckets() [][]byte { return append(primaryBuckets(), derivedBuckets()...) }
 
 // Options tune Open. The zero value is what production uses.
 type Options struct {
@@ -224,9 +257,9 @@ func (e *lockedError) Error() string {
 
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
-// init checks the schema version, migrates a version 1 file and, on a
-// fresh writable file, creates the buckets. It writes only when something
-// is missing, so opening an up-to-date store costs no commit.
+// init checks the schema version, upgrades an older file and, on a fresh
+// writable file, creates the buckets. It writes only when something is
+// missing, so opening an up-to-date store costs no commit.
 func (db *DB) init() error {
 	var st schemaState
 	err := db.bdb.View(func(btx *bolt.Tx) error {
@@ -237,82 +270,63 @@ func (db *DB) init() error {
 	if err != nil {
 		return err
 	}
-	if st.version != 0 && st.version < SchemaVersion {
+	switch {
+	case st.version == 0:
+		if db.readOnly {
+			return fmt.Errorf("bolt: store %s is not initialised and was opened read-only", db.path)
+		}
+		return db.create()
+	case st.version < SchemaVersion || st.upgrading:
 		if db.readOnly {
 			return fmt.Errorf("bolt: store %s has schema version %d and needs a one-time upgrade to %d; open it read-write once: %w",
 				db.path, st.version, SchemaVersion, ErrOldSchema)
 		}
-		if err := db.migrate(st.version); err != nil {
-			return err
+		return db.migrate(st.version)
+	case st.missing != nil:
+		// A bucket of this schema is gone: the file was damaged or edited.
+		// Rebuilding the indexes from the records is what an upgrade does.
+		if db.readOnly {
+			return fmt.Errorf("bolt: store %s lacks bucket %s; open it read-write once to rebuild its indexes, or restore a backup (caddy sso restore): %w",
+				db.path, st.missing, ErrOldSchema)
 		}
-		return db.addBuckets()
+		return db.migrate(SchemaVersion)
 	}
-	if !st.missingBuckets {
-		if st.missingAdded && !db.readOnly {
-			return db.addBuckets()
-		}
-		return nil
-	}
-	if db.readOnly {
-		return fmt.Errorf("bolt: store %s is not initialised and was opened read-only", db.path)
-	}
-	err = db.bdb.Update(func(btx *bolt.Tx) error {
+	return nil
+}
+
+// create lays out a fresh file.
+func (db *DB) create() error {
+	err := db.bdb.Update(func(btx *bolt.Tx) error {
 		if _, err := checkSchema(btx, db.path); err != nil {
 			return err
 		}
 		meta, err := btx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
-			return fmt.Errorf("bolt: init store %s: %w", db.path, err)
+			return err
 		}
-		if meta.Get(keySchema) == nil {
-			if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
-				return fmt.Errorf("bolt: init store %s: %w", db.path, err)
-			}
+		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
 		}
 		for _, name := range dataBuckets() {
 			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("bolt: init store %s: bucket %s: %w", db.path, name, err)
+				return fmt.Errorf("bucket %s: %w", name, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
-	}
-	return db.addBuckets()
-}
-
-// addBuckets creates the added indexes that are missing and fills each
-// from the records it indexes.
-func (db *DB) addBuckets() error {
-	err := db.bdb.Update(func(btx *bolt.Tx) error {
-		if btx.Bucket(bucketSessionNameIDs) != nil {
-			return nil
-		}
-		idx, err := btx.CreateBucket(bucketSessionNameIDs)
-		if err != nil {
-			return err
-		}
-		return btx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			key, err := sessionNameIDKeyOf(string(k), v)
-			if err != nil || key == nil {
-				return err
-			}
-			return idx.Put(key, []byte{})
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("bolt: init store %s: index %s: %w", db.path, bucketSessionNameIDs, err)
+		return fmt.Errorf("bolt: init store %s: %w", db.path, err)
 	}
 	return nil
 }
 
 // schemaState is what checkSchema found: the file's version (0 for a
-// fresh file) and whether any bucket of this version is missing.
+// fresh file), whether an upgrade was interrupted, and the first bucket of
+// this version that is missing.
 type schemaState struct {
-	version        int
-	missingBuckets bool
-	missingAdded   bool // some of addedBuckets
+	version   int
+	upgrading bool
+	missing   []byte
 }
 
 // checkSchema reads the file's schema version, and fails on a newer schema
@@ -328,7 +342,7 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 		if foreign {
 			return schemaState{}, fmt.Errorf("bolt: open %s: %w", path, ErrNotStore)
 		}
-		return schemaState{missingBuckets: true}, nil
+		return schemaState{}, nil
 	}
 	raw := meta.Get(keySchema)
 	v, err := strconv.Atoi(string(raw))
@@ -339,16 +353,13 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso: %w",
 			path, v, SchemaVersion, ErrNewerSchema)
 	}
-	st := schemaState{version: v}
-	for _, name := range dataBuckets() {
-		if btx.Bucket(name) == nil {
-			st.missingBuckets = true
-			break
-		}
-	}
-	for _, name := range addedBuckets() {
-		if btx.Bucket(name) == nil {
-			st.missingAdded = true
+	st := schemaState{version: v, upgrading: meta.Get(keyUpgrading) != nil}
+	if v == SchemaVersion {
+		for _, name := range dataBuckets() {
+			if btx.Bucket(name) == nil {
+				st.missing = name
+				break
+			}
 		}
 	}
 	return st, nil

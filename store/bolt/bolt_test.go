@@ -150,9 +150,9 @@ func TestWritesInViewAreReadOnly(t *testing.T) {
 		{"PutSession", func(tx store.Tx) error { return tx.PutSession(&store.Session{Hash: "x", UserID: u.ID}) }},
 		{"DeleteSession", func(tx store.Tx) error { return tx.DeleteSession("h") }},
 		{"DeleteUserSessions", func(tx store.Tx) error { _, err := tx.DeleteUserSessions(u.ID); return err }},
-		{"DeleteExpiredSessions", func(tx store.Tx) error { _, err := tx.DeleteExpiredSessions(time.Now(), 0); return err }},
+		{"DeleteExpiredSessions", func(tx store.Tx) error { _, err := tx.DeleteExpiredSessions(time.Now(), 0, 10); return err }},
 		{"Consume", func(tx store.Tx) error { _, err := tx.Consume("k", "i", time.Now().Add(time.Hour)); return err }},
-		{"PruneConsumed", func(tx store.Tx) error { _, err := tx.PruneConsumed(time.Now()); return err }},
+		{"PruneConsumed", func(tx store.Tx) error { _, err := tx.PruneConsumed(time.Now(), 10); return err }},
 		{"Secret (new)", func(tx store.Tx) error { _, err := tx.Secret("new", 32); return err }},
 		{"Audit", func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventLoginFailed}) }},
 		{"PutGroup", func(tx store.Tx) error { return tx.PutGroup(&store.Group{DisplayName: "g"}) }},
@@ -457,14 +457,14 @@ func TestConsumeAndPrune(t *testing.T) {
 		})
 	}
 	update(t, db, func(tx store.Tx) error {
-		n, err := tx.PruneConsumed(now)
+		n, err := tx.PruneConsumed(now, 10)
 		if err != nil {
 			return err
 		}
 		if n != 1 {
 			t.Errorf("pruned %d, want 1", n)
 		}
-		if n, _ := tx.PruneConsumed(now.Add(2 * time.Hour)); n != 4 {
+		if n, _ := tx.PruneConsumed(now.Add(2*time.Hour), 10); n != 4 {
 			t.Errorf("pruned %d later, want 4", n)
 		}
 		return nil

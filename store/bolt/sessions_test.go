@@ -17,7 +17,7 @@ func TestSessions(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	s := &store.Session{
 		Hash: "h-alice-1", UserID: alice.ID, IdP: "okta", Created: now, Expires: now.Add(8 * time.Hour), LastSeen: now,
-		Logout: store.LogoutInfo{SessionIndex: "idx"},
+		Logout: store.LogoutInfo{SessionID: "idx"},
 	}
 	update(t, db, func(tx store.Tx) error {
 		for _, x := range []*store.Session{
@@ -121,7 +121,7 @@ func TestDeleteExpiredSessions(t *testing.T) {
 				return nil
 			})
 			update(t, db, func(tx store.Tx) error {
-				got, err := tx.DeleteExpiredSessions(now, tt.idle)
+				got, err := tx.DeleteExpiredSessions(now, tt.idle, 100)
 				if err != nil {
 					return err
 				}

@@ -1,37 +1,12 @@
 package bolt
 
 import (
-	"encoding/json"
-	"maps"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/caddy-sso/caddy-sso/store"
 )
-
-// checkNameIDIndex recomputes session_name_ids from the sessions and fails
-// on any difference.
-func checkNameIDIndex(t testing.TB, db *DB) {
-	t.Helper()
-	snap := snapshot(t, db)
-	want := map[string]string{}
-	for hash, raw := range snap[string(bucketSessions)] {
-		var s store.Session
-		if err := json.Unmarshal([]byte(raw), &s); err != nil {
-			t.Fatalf("decode session: %v", err)
-		}
-		if k := sessionNameIDKey(s.IdP, s.Logout.NameID, hash); k != nil {
-			want[string(k)] = ""
-		}
-	}
-	if got := snap[string(bucketSessionNameIDs)]; !maps.Equal(got, want) {
-		t.Errorf("session_name_ids = %q, want %q", got, want)
-	}
-}
 
 func hashesOf(ss []*store.Session) []string {
 	var out []string
@@ -42,18 +17,18 @@ func hashesOf(ss []*store.Session) []string {
 	return out
 }
 
-func byNameID(t testing.TB, db *DB, idp, nameID string) []string {
+func bySubject(t testing.TB, db *DB, idp, nameID string) []string {
 	t.Helper()
 	var got []string
 	view(t, db, func(tx store.Tx) error {
-		ss, err := tx.SessionsByNameID(idp, nameID)
+		ss, err := tx.SessionsBySubject(idp, nameID)
 		got = hashesOf(ss)
 		return err
 	})
 	return got
 }
 
-func TestSessionsByNameID(t *testing.T) {
+func TestSessionsBySubject(t *testing.T) {
 	db := openTest(t)
 	alice := &store.User{Email: "alice@x.io"}
 	bob := &store.User{Email: "bob@x.io"}
@@ -62,7 +37,7 @@ func TestSessionsByNameID(t *testing.T) {
 	now := time.Now()
 	saml := func(hash, user, idp, nameID, index string) *store.Session {
 		return &store.Session{Hash: hash, UserID: user, IdP: idp, Created: now, Expires: now.Add(time.Hour), LastSeen: now,
-			Logout: store.LogoutInfo{NameID: nameID, SessionIndex: index}}
+			Logout: store.LogoutInfo{Subject: nameID, SessionID: index}}
 	}
 	update(t, db, func(tx store.Tx) error {
 		for _, s := range []*store.Session{
@@ -71,7 +46,7 @@ func TestSessionsByNameID(t *testing.T) {
 			saml("a3", alice.ID, "okta", "alice@x.io", "i3"), // same NameID, other IdP
 			saml("b1", bob.ID, "entra", "alice@x.io.evil", "i4"),
 			saml("b2", bob.ID, "entra", "alice", "i5"), // a prefix of another NameID
-			saml("o1", bob.ID, "oidc", "", ""),         // no NameID: not indexed
+			saml("o1", bob.ID, "oidc", "", ""),         // no subject: not indexed
 		} {
 			if err := tx.PutSession(s); err != nil {
 				return err
@@ -80,7 +55,7 @@ func TestSessionsByNameID(t *testing.T) {
 		return nil
 	})
 	checkIndexes(t, db)
-	checkNameIDIndex(t, db)
+	checkIndexes(t, db)
 	for _, tt := range []struct {
 		idp, nameID string
 		want        []string
@@ -92,8 +67,8 @@ func TestSessionsByNameID(t *testing.T) {
 		{"entra", "nobody", nil},
 		{"oidc", "", nil},
 	} {
-		if got := byNameID(t, db, tt.idp, tt.nameID); !slices.Equal(got, tt.want) {
-			t.Errorf("SessionsByNameID(%q, %q) = %q, want %q", tt.idp, tt.nameID, got, tt.want)
+		if got := bySubject(t, db, tt.idp, tt.nameID); !slices.Equal(got, tt.want) {
+			t.Errorf("SessionsBySubject(%q, %q) = %q, want %q", tt.idp, tt.nameID, got, tt.want)
 		}
 	}
 
@@ -109,78 +84,30 @@ func TestSessionsByNameID(t *testing.T) {
 		s.LastSeen = now.Add(time.Minute)
 		return tx.PutSession(s)
 	})
-	checkNameIDIndex(t, db)
-	if got := byNameID(t, db, "entra", "alice@x.io"); !slices.Equal(got, []string{"a1"}) {
+	checkIndexes(t, db)
+	if got := bySubject(t, db, "entra", "alice@x.io"); !slices.Equal(got, []string{"a1"}) {
 		t.Errorf("after re-put: %q", got)
 	}
 
 	// Every way a session goes also removes its index entry.
 	update(t, db, func(tx store.Tx) error { return tx.DeleteSession("a1") })
-	checkNameIDIndex(t, db)
+	checkIndexes(t, db)
 	update(t, db, func(tx store.Tx) error { _, err := tx.DeleteUserSessions(bob.ID); return err })
-	checkNameIDIndex(t, db)
+	checkIndexes(t, db)
 	update(t, db, func(tx store.Tx) error {
-		_, err := tx.DeleteExpiredSessions(now.Add(2*time.Hour), 0)
+		_, err := tx.DeleteExpiredSessions(now.Add(2*time.Hour), 0, 100)
 		return err
 	})
-	checkNameIDIndex(t, db)
-	if n := len(snapshot(t, db)[string(bucketSessionNameIDs)]); n != 0 {
+	checkIndexes(t, db)
+	if n := len(snapshot(t, db)[string(bucketSessionSubjects)]); n != 0 {
 		t.Errorf("%d index entries left", n)
 	}
 	update(t, db, func(tx store.Tx) error { return tx.PutSession(saml("a4", alice.ID, "entra", "alice@x.io", "")) })
 	update(t, db, func(tx store.Tx) error { return tx.DeleteUser(alice.ID) })
 	checkIndexes(t, db)
-	checkNameIDIndex(t, db)
-	if got := byNameID(t, db, "entra", "alice@x.io"); got != nil {
+	checkIndexes(t, db)
+	if got := bySubject(t, db, "entra", "alice@x.io"); got != nil {
 		t.Errorf("after DeleteUser: %q", got)
-	}
-}
-
-// TestSessionNameIDIndexAdded opens a version 2 file written before the
-// index existed: a read-only open works and finds nothing, the first
-// read-write open builds the index from the sessions, and a stale entry (as
-// an older build deleting a session would leave) is skipped.
-func TestSessionNameIDIndexAdded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &store.User{Email: "alice@x.io"}
-	putUser(t, db, u)
-	update(t, db, func(tx store.Tx) error {
-		return tx.PutSession(&store.Session{Hash: "h1", UserID: u.ID, IdP: "entra", Logout: store.LogoutInfo{NameID: "n"}})
-	})
-	if err := db.bdb.Update(func(btx *bolt.Tx) error { return btx.DeleteBucket(bucketSessionNameIDs) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	ro, err := Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("read-only open without the added index: %v", err)
-	}
-	if got := byNameID(t, ro, "entra", "n"); got != nil {
-		t.Errorf("read-only lookup without index = %q", got)
-	}
-	ro.Close()
-
-	db, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	checkNameIDIndex(t, db)
-	if got := byNameID(t, db, "entra", "n"); !slices.Equal(got, []string{"h1"}) {
-		t.Errorf("after backfill = %q", got)
-	}
-	if err := db.bdb.Update(func(btx *bolt.Tx) error {
-		return btx.Bucket(bucketSessionNameIDs).Put(sessionNameIDKey("entra", "n", "gone"), []byte{})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if got := byNameID(t, db, "entra", "n"); !slices.Equal(got, []string{"h1"}) {
-		t.Errorf("with a stale entry = %q", got)
 	}
 }
 

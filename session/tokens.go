@@ -1,0 +1,206 @@
+package session
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Tokens are what the IdP issued at sign-in and the gateway may need later:
+// the ID token as id_token_hint at logout, the access and refresh tokens to
+// call or refresh on the user's behalf. They are sealed (AES-256-GCM under a
+// key kept in the store, bound to the session) and kept apart from the
+// session record, so the hot path and housekeeping never read them.
+//
+// Tokens never appear in logs: String, GoString and the zap encoding redact
+// them.
+type Tokens struct {
+	IDToken      string
+	AccessToken  string
+	RefreshToken string
+	Expiry       time.Time // of the access token
+}
+
+// String redacts: %v and %s of Tokens (or a struct holding them) print no token.
+func (t Tokens) String() string {
+	return fmt.Sprintf("session.Tokens{id_token:%t access_token:%t refresh_token:%t expiry:%s}",
+		t.IDToken != "", t.AccessToken != "", t.RefreshToken != "", t.Expiry.Format(time.RFC3339))
+}
+
+// GoString redacts %#v likewise.
+func (t Tokens) GoString() string { return t.String() }
+
+// MarshalLogObject makes zap.Object(tokens) log which tokens exist, not them.
+func (t Tokens) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddBool("id_token", t.IDToken != "")
+	enc.AddBool("access_token", t.AccessToken != "")
+	enc.AddBool("refresh_token", t.RefreshToken != "")
+	if !t.Expiry.IsZero() {
+		enc.AddTime("expiry", t.Expiry)
+	}
+	return nil
+}
+
+func (t *Tokens) empty() bool {
+	return t == nil || t.IDToken == "" && t.AccessToken == "" && t.RefreshToken == ""
+}
+
+// TokensKeySecret names the store secret that seals every session's tokens.
+const TokensKeySecret = "session-tokens-key"
+
+// sealedV1 is the first byte of a sealed blob; store.PlainIDTokenBlob's is 0.
+const sealedV1 = 1
+
+// tokensAD binds a sealed blob to its session: a blob copied to another
+// session's record does not open there.
+func tokensAD(hash string) []byte { return append([]byte("caddy-sso session tokens\x00"), hash...) }
+
+// tokensWire is the sealed plaintext. Short names: the ID token dominates.
+type tokensWire struct {
+	ID      string `json:"i,omitempty"`
+	Access  string `json:"a,omitempty"`
+	Refresh string `json:"r,omitempty"`
+	Expiry  int64  `json:"e,omitempty"` // unix seconds
+}
+
+func tokensAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func sealTokens(key []byte, hash string, t *Tokens) ([]byte, error) {
+	w := tokensWire{ID: t.IDToken, Access: t.AccessToken, Refresh: t.RefreshToken}
+	if !t.Expiry.IsZero() {
+		w.Expiry = t.Expiry.Unix()
+	}
+	plain, err := json.Marshal(&w)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := tokensAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
+	out[0] = sealedV1
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, err
+	}
+	return aead.Seal(out, out[1:], plain, tokensAD(hash)), nil
+}
+
+var errBadTokens = errors.New("session: sealed tokens do not open (wrong key, another session's, or damaged)")
+
+// openTokens reads a blob from SessionTokens. key may be nil for a plain
+// ID token blob, which needs none.
+func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
+	switch {
+	case len(blob) == 0:
+		return nil, nil
+	case blob[0] == 0: // store.PlainIDTokenBlob
+		return &Tokens{IDToken: string(blob[1:])}, nil
+	case blob[0] != sealedV1 || key == nil:
+		return nil, errBadTokens
+	}
+	aead, err := tokensAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	ns := aead.NonceSize()
+	if len(blob) < 1+ns {
+		return nil, errBadTokens
+	}
+	plain, err := aead.Open(nil, blob[1:1+ns], blob[1+ns:], tokensAD(hash))
+	if err != nil {
+		return nil, errBadTokens
+	}
+	var w tokensWire
+	if err := json.Unmarshal(plain, &w); err != nil {
+		return nil, errBadTokens
+	}
+	t := &Tokens{IDToken: w.ID, AccessToken: w.Access, RefreshToken: w.Refresh}
+	if w.Expiry != 0 {
+		t.Expiry = time.Unix(w.Expiry, 0)
+	}
+	return t, nil
+}
+
+// putTokens seals t for the session and stores it in tx (nil or empty
+// tokens delete the blob). It creates the sealing key on first use.
+func putTokens(tx store.Tx, hash string, t *Tokens) error {
+	if t.empty() {
+		return tx.PutSessionTokens(hash, nil)
+	}
+	key, err := tx.Secret(TokensKeySecret, 32)
+	if err != nil {
+		return err
+	}
+	blob, err := sealTokens(key, hash, t)
+	if err != nil {
+		return fmt.Errorf("session: seal tokens: %w", err)
+	}
+	return tx.PutSessionTokens(hash, blob)
+}
+
+// sealedTokens is a session's blob and the key to open it, read in a
+// transaction and opened after it.
+type sealedTokens struct {
+	blob, key []byte
+}
+
+func readSealed(tx store.Tx, hash string) (sealedTokens, error) {
+	blob, err := tx.SessionTokens(hash)
+	if err != nil || len(blob) == 0 || blob[0] == 0 {
+		return sealedTokens{blob: blob}, err
+	}
+	key, err := tx.LoadOrStoreSecret(TokensKeySecret, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		return sealedTokens{blob: blob}, nil // openTokens reports it
+	}
+	return sealedTokens{blob: blob, key: key}, err
+}
+
+// Tokens returns the tokens of the session stored under hash
+// (store.Session.Hash): nil when it has none, ErrNoSession when there is
+// no such session.
+func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
+	var st sealedTokens
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		st, err = readSealed(tx, hash)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: read tokens: %w", err)
+	}
+	return openTokens(st.key, hash, st.blob)
+}
+
+// PutTokens replaces the tokens of the session stored under hash (after a
+// refresh), or deletes them when t is nil; ErrNoSession when the session
+// has ended.
+func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
+	err := m.store.Update(ctx, func(tx store.Tx) error { return putTokens(tx, hash, t) })
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNoSession
+	}
+	if err != nil {
+		return fmt.Errorf("session: put tokens: %w", err)
+	}
+	return nil
+}
