@@ -34,11 +34,14 @@ func scanGroup(r pgx.Row) (*store.Group, error) {
 	return g, nil
 }
 
-func (t *tx) groupWhere(what, cond string, args ...any) (*store.Group, error) {
+func (t *tx) groupWhere(what string, key int64, cond string, args ...any) (*store.Group, error) {
+	if err := t.lockKeys([]int64{key}); err != nil {
+		return nil, fmt.Errorf("postgres: %s: %w", what, err)
+	}
 	if t.failed != nil {
 		return nil, t.failed
 	}
-	g, err := scanGroup(t.q.QueryRow(t.ctx, groupSelect+cond, args...))
+	g, err := scanGroup(t.q.QueryRow(t.ctx, groupSelect+cond+t.lockFor("g"), args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(what)
 	}
@@ -66,7 +69,7 @@ func (t *tx) Group(id string) (*store.Group, error) {
 	if !storable(id) {
 		return nil, notFound(what)
 	}
-	return t.groupWhere(what, "WHERE g.id = $1", id)
+	return t.groupWhere(what, 0, "WHERE g.id = $1", id)
 }
 
 func (t *tx) GroupByName(idp, displayName string) (*store.Group, error) {
@@ -74,14 +77,14 @@ func (t *tx) GroupByName(idp, displayName string) (*store.Group, error) {
 	if displayName == "" || !storable(idp) || !storable(key) {
 		return nil, notFound("group by name")
 	}
-	return t.groupWhere("group by name", "WHERE g.idp = $1 AND g.name_key = $2", idp, key)
+	return t.groupWhere("group by name", t.db.keyLock("group name", idp, key), "WHERE g.idp = $1 AND g.name_key = $2", idp, key)
 }
 
 func (t *tx) GroupByExternalID(idp, externalID string) (*store.Group, error) {
 	if externalID == "" || !storable(idp) || !storable(externalID) {
 		return nil, notFound("group by external id")
 	}
-	return t.groupWhere("group by external id", "WHERE g.idp = $1 AND g.external_id = $2", idp, externalID)
+	return t.groupWhere("group by external id", t.db.keyLock("group external id", idp, externalID), "WHERE g.idp = $1 AND g.external_id = $2", idp, externalID)
 }
 
 func (t *tx) ListGroups(idp string, startIndex, count int) ([]*store.Group, int, error) {
@@ -224,6 +227,9 @@ func (t *tx) PutGroup(g *store.Group) error {
 	} else if old, err = t.Group(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
+	if err := t.lockKeys([]int64{t.db.keyLock("group name", g.IdP, nameKey), t.db.keyLock("group external id", g.IdP, g.ExternalID)}); err != nil {
+		return fail(err)
+	}
 	var nameOwner, extOwner *string
 	err = t.row(`SELECT (SELECT id FROM sso_groups WHERE idp = $2 AND name_key = $3 AND id <> $1),
 		(SELECT id FROM sso_groups WHERE idp = $2 AND external_id = $4 AND id <> $1)`,
@@ -315,7 +321,7 @@ func (t *tx) syncMembers(before, after []string, renamed bool, when time.Time, c
 		return err
 	}
 	var ids, datas []string
-	err = t.rows("SELECT id, data FROM sso_users WHERE id = ANY($1)", []any{touched}, func(r pgx.Rows) error {
+	err = t.rows("SELECT id, data FROM sso_users WHERE id = ANY($1) ORDER BY id FOR UPDATE", []any{touched}, func(r pgx.Rows) error {
 		var id string
 		var raw []byte
 		if err := r.Scan(&id, &raw); err != nil {

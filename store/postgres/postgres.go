@@ -63,6 +63,8 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -139,6 +141,9 @@ type DB struct {
 	secrets []string
 	// auditLock is the advisory lock key that orders audit commits.
 	auditLock int64
+	// lockSpace sets this deployment's key locks apart from another's in
+	// another schema of the same database (see keyLock).
+	lockSpace string
 	// origin tells this handle's notifications from other instances'.
 	origin string
 	reruns atomic.Uint64
@@ -245,7 +250,7 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	if writable {
-		opts = pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
+		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 	}
 	ptx, err := db.pool.BeginTx(ctx, opts)
 	if err != nil {
@@ -295,6 +300,28 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// keyLock returns the advisory lock that stands for one value of a unique
+// key (an IdP link, a folded email, …): a hash of the deployment, the kind
+// of key and its parts. Transactions that read or take the value lock it
+// first (see the package doc). It returns 0, "no lock", for an empty
+// value, which nothing owns.
+func (db *DB) keyLock(kind string, parts ...string) int64 {
+	if len(parts) == 0 || parts[len(parts)-1] == "" {
+		return 0
+	}
+	h := sha256.New()
+	for _, p := range append([]string{db.lockSpace, kind}, parts...) {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+		h.Write([]byte(p))
+	}
+	k := int64(binary.BigEndian.Uint64(h.Sum(nil)))
+	if k == 0 {
+		k = 1
+	}
+	return k
 }
 
 // ---- secrets in errors ----

@@ -86,7 +86,8 @@ func (db *DB) migrate(ctx context.Context) error {
 
 	var schemaLock int64
 	err = ptx.QueryRow(ctx, `SELECT hashtextextended('caddy-sso schema:' || coalesce(current_schema(), ''), 0),
-		hashtextextended('caddy-sso audit:' || coalesce(current_schema(), ''), 0)`).Scan(&schemaLock, &db.auditLock)
+		hashtextextended('caddy-sso audit:' || coalesce(current_schema(), ''), 0), coalesce(current_schema(), '')`).
+		Scan(&schemaLock, &db.auditLock, &db.lockSpace)
 	if err != nil {
 		return fmt.Errorf("postgres: schema: %w", db.scrub(err))
 	}

@@ -47,6 +47,18 @@ func (t *tx) mustWrite(op string) error {
 
 // ---- statements ----
 
+// lockFor returns the row-lock clause for a read of one record in a
+// read-write transaction: the caller may write back what it read, and the
+// lock makes any other transaction that means to do the same wait for
+// this one's commit, so neither overwrites the other (see the package
+// doc). Reads in a View lock nothing.
+func (t *tx) lockFor(table string) string {
+	if !t.writable {
+		return ""
+	}
+	return " FOR UPDATE OF " + table
+}
+
 // fail records the first statement failure (see tx.failed) and returns err
 // scrubbed of secrets.
 func (t *tx) fail(err error) error {
@@ -95,6 +107,48 @@ func (t *tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
 		}
 	}
 	return t.fail(rs.Err())
+}
+
+// lockedRow is row after taking the transaction-scoped advisory locks keys
+// (0s skipped) in a read-write transaction, in the same round trip. The
+// lock comes first, in a statement of its own, so that the read's snapshot
+// is taken after any transaction that held the lock has committed.
+func (t *tx) lockedRow(key int64, sql string, args []any, dest ...any) error {
+	if !t.writable || key == 0 {
+		return t.row(sql, args, dest...)
+	}
+	if t.failed != nil {
+		return t.failed
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", key)
+	var scanErr error
+	b.Queue(sql, args...).QueryRow(func(r pgx.Row) error {
+		scanErr = r.Scan(dest...)
+		if errors.Is(scanErr, pgx.ErrNoRows) {
+			return nil // not a failure of the batch
+		}
+		return scanErr
+	})
+	if err := t.batch(b); err != nil {
+		return err
+	}
+	return scanErr
+}
+
+// lockKeys takes the advisory locks keys, in order, in a read-write
+// transaction; it does nothing in a View.
+func (t *tx) lockKeys(keys []int64) error {
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k int64) bool { return k == 0 })
+	if !t.writable || len(keys) == 0 {
+		return nil
+	}
+	// One order for every transaction keeps two that lock the same keys
+	// from deadlocking.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	_, err := t.exec("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS l(k, i) ORDER BY i", keys)
+	return err
 }
 
 // batch sends several statements in one round trip and runs them in order.
@@ -187,10 +241,11 @@ func decodeUser(raw []byte) (*store.User, error) {
 	return u, nil
 }
 
-// userWhere reads the one user a condition selects.
-func (t *tx) userWhere(what, cond string, args ...any) (*store.User, error) {
+// userWhere reads the one user a condition selects, after locking key
+// (see keyLock) in a read-write transaction.
+func (t *tx) userWhere(what string, key int64, cond string, args ...any) (*store.User, error) {
 	var raw []byte
-	err := t.row("SELECT u.data FROM sso_users u "+cond, args, &raw)
+	err := t.lockedRow(key, "SELECT u.data FROM sso_users u "+cond+t.lockFor("u"), args, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: %s: %w", what, store.ErrNotFound)
 	}
@@ -211,7 +266,7 @@ func (t *tx) User(id string) (*store.User, error) {
 	if !storable(id) {
 		return nil, notFound(what)
 	}
-	return t.userWhere(what, "WHERE u.id = $1", id)
+	return t.userWhere(what, 0, "WHERE u.id = $1", id)
 }
 
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
@@ -219,7 +274,7 @@ func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
 	if !storable(idp) || !storable(subject) {
 		return nil, notFound(what)
 	}
-	return t.userWhere(what, "JOIN sso_links l ON l.user_id = u.id WHERE l.idp = $1 AND l.subject = $2", idp, subject)
+	return t.userWhere(what, t.db.keyLock("link", idp, subject), "JOIN sso_links l ON l.user_id = u.id WHERE l.idp = $1 AND l.subject = $2", idp, subject)
 }
 
 func (t *tx) UserByEmail(email string) (*store.User, error) {
@@ -227,7 +282,7 @@ func (t *tx) UserByEmail(email string) (*store.User, error) {
 	if key == "" || !storable(key) {
 		return nil, notFound("user by email")
 	}
-	return t.userWhere("user by email", "WHERE u.email_key = $1", key)
+	return t.userWhere("user by email", t.db.keyLock("email", key), "WHERE u.email_key = $1", key)
 }
 
 func (t *tx) UserByUserName(userName string) (*store.User, error) {
@@ -235,7 +290,7 @@ func (t *tx) UserByUserName(userName string) (*store.User, error) {
 	if key == "" || !storable(key) {
 		return nil, notFound("user by user name")
 	}
-	return t.userWhere("user by user name", "WHERE u.user_name_key = $1", key)
+	return t.userWhere("user by user name", t.db.keyLock("user name", key), "WHERE u.user_name_key = $1", key)
 }
 
 func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
@@ -243,7 +298,7 @@ func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
 	if externalID == "" || !storable(idp) || !storable(externalID) {
 		return nil, notFound(what)
 	}
-	return t.userWhere(what, "WHERE u.idp = $1 AND u.external_id = $2", idp, externalID)
+	return t.userWhere(what, t.db.keyLock("user external id", idp, externalID), "WHERE u.idp = $1 AND u.external_id = $2", idp, externalID)
 }
 
 func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, error) {
@@ -323,6 +378,15 @@ func (t *tx) PutUser(u *store.User) error {
 		linkIdPs[i], linkSubs[i] = l.IdP, l.Subject
 	}
 
+	// Lock every key this user will hold, so that the check below sees
+	// any transaction that took one of them committed (see keyLock).
+	keys := []int64{t.db.keyLock("user name", nameKey), t.db.keyLock("email", emailKey), t.db.keyLock("user external id", u.IdP, u.ExternalID)}
+	for _, l := range links {
+		keys = append(keys, t.db.keyLock("link", l.IdP, l.Subject))
+	}
+	if err := t.lockKeys(keys); err != nil {
+		return fail(err)
+	}
 	// One round trip finds every owner of a key this user would take, in
 	// the order bolt reports conflicts.
 	var linkOwner, emailOwner, nameOwner, extOwner *string
@@ -370,8 +434,11 @@ func (t *tx) PutUser(u *store.User) error {
 	b.Queue(`DELETE FROM sso_links l WHERE l.user_id = $1 AND NOT EXISTS
 		(SELECT 1 FROM unnest($2::text[], $3::text[]) AS n(idp, subject) WHERE n.idp = l.idp AND n.subject = l.subject)`,
 		id, linkIdPs, linkSubs)
-	b.Queue(`INSERT INTO sso_links (idp, subject, user_id) SELECT idp, subject, $1 FROM unnest($2::text[], $3::text[]) AS n(idp, subject)
-		ON CONFLICT (idp, subject) DO NOTHING`, id, linkIdPs, linkSubs)
+	// A plain INSERT of the links the user does not hold yet: one another
+	// transaction took since the check above fails with a unique
+	// violation, and the rerun reports ErrLinkTaken.
+	b.Queue(`INSERT INTO sso_links (idp, subject, user_id) SELECT n.idp, n.subject, $1 FROM unnest($2::text[], $3::text[]) AS n(idp, subject)
+		WHERE NOT EXISTS (SELECT 1 FROM sso_links l WHERE l.idp = n.idp AND l.subject = n.subject AND l.user_id = $1)`, id, linkIdPs, linkSubs)
 	if err := t.batch(b); err != nil {
 		return fail(err)
 	}
@@ -485,7 +552,7 @@ func (t *tx) Session(hash string) (*store.Session, error) {
 	if t.failed != nil {
 		return nil, t.failed
 	}
-	s, err := scanSession(t.q.QueryRow(t.ctx, "SELECT "+sessionColumns+" FROM sso_sessions WHERE hash = $1", hash))
+	s, err := scanSession(t.q.QueryRow(t.ctx, "SELECT "+sessionColumns+" FROM sso_sessions WHERE hash = $1"+t.lockFor("sso_sessions"), hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("session")
 	}
