@@ -269,7 +269,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 			ON CONFLICT (id) DO UPDATE SET idp = EXCLUDED.idp, display_name = EXCLUDED.display_name,
 				name_key = EXCLUDED.name_key, external_id = EXCLUDED.external_id, data = EXCLUDED.data`,
 			id, rec.IdP, rec.DisplayName, nameKey, nullIfEmpty(rec.ExternalID), string(data))
-		b.Queue("DELETE FROM sso_group_members WHERE group_id = $1 AND NOT (user_id = ANY($2))", id, members)
+		b.Queue("DELETE FROM sso_group_members WHERE group_id = $1 AND NOT (user_id = ANY(coalesce($2::text[], '{}')))", id, members)
 		b.Queue(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m
 			ON CONFLICT DO NOTHING`, id, members)
 		return t.batch(b)
