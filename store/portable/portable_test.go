@@ -386,7 +386,9 @@ func migrateLarge(t testing.TB, n int) {
 	start = time.Now()
 	rep, err := Migrate(context.Background(), src, dst, ImportOptions{
 		BatchSize: 1000,
-		Progress:  func(kind string, done int) { t.Logf("migrated %d %s (%v)", done, kind, time.Since(start).Round(time.Millisecond)) },
+		Progress: func(kind string, done int) {
+			t.Logf("migrated %d %s (%v)", done, kind, time.Since(start).Round(time.Millisecond))
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

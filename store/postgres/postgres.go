@@ -2,46 +2,49 @@
 // store.Store and store.Broadcaster on one PostgreSQL database, through a
 // pgx connection pool. See docs/cluster.md for running it.
 //
-// # Transactions: serializable, retried
+// # Transactions: read committed, row locks, key locks, reruns
 //
-// Update runs fn in a SERIALIZABLE transaction and, when PostgreSQL
-// reports a serialization failure (40001) or a deadlock (40P01), rolls
-// back and runs fn again, a few times with a growing random pause. The
-// store contract already allows Update to run fn more than once (package
-// store). Serializable is the level at which what the contract promises
-// holds with two instances writing at once without reasoning about every
-// caller: each Update behaves as if the Updates of all instances ran one
-// at a time, which is what the bolt backend gives by having one writer.
-// So:
+// Update runs fn in a READ COMMITTED transaction and makes what the store
+// contract promises hold with several instances writing at once by
+// locking what fn reads in order to write:
 //
-//   - indexes stay in step: a record and its index rows are written in one
-//     transaction; the case-insensitive and per-IdP keys have unique
-//     indexes besides;
-//   - PutUser and PutGroup check every key they will take before writing
-//     anything, and return ErrEmailTaken and the like having written
-//     nothing. When another instance takes the key between the check and
-//     the write, the unique index refuses the write; since the transaction
-//     had read the key, PostgreSQL reports a serialization failure, and
-//     the rerun sees the other instance's row and returns the …Taken error
-//     cleanly. (A unique or foreign-key violation, 23505 or 23503, is
-//     retried too: every write checks its keys against what it can see
-//     first, so one means a concurrent commit.) Two instances signing in
-//     one new user at once therefore create one user: the second rerun
-//     finds the first's link;
-//   - Consume is an INSERT ON CONFLICT on the primary key (kind, id): of
-//     two instances consuming one assertion ID or state, one inserts and
-//     the other conflicts, so one accepts and the other refuses;
+//   - row locks: in an Update, every read of a user, group or session by
+//     ID or key is SELECT … FOR UPDATE, so another transaction that reads
+//     the same record to change it waits for this one's commit and then
+//     reads the new version; neither overwrites the other's change;
+//   - key locks: a read by a unique key (IdP link, folded email, folded
+//     userName, externalId per IdP, group name or externalId per IdP),
+//     and PutUser and PutGroup for every key they will take, first take a
+//     transaction-scoped advisory lock on a hash of that key's value. A
+//     read that finds nothing thus still stops a concurrent transaction
+//     from taking the value until this one ends, and then sees it: of
+//     two instances signing in one new user at once, the second waits for
+//     the first's commit, finds the user by its link, and creates none
+//     (the predicate lock serializable isolation would take, but exact:
+//     one per value, not per index page);
+//   - unique indexes back every key, so that PutUser and PutGroup, which
+//     check every key before writing anything and return ErrEmailTaken
+//     and the like having written nothing, cannot be outrun either;
+//   - reruns: a deadlock (40P01), a serialization failure (40001), and a
+//     unique or foreign-key violation (23505, 23503: a concurrent commit
+//     this transaction could not have locked out, such as a user deleted
+//     under a new session) roll back and run fn again, a few times with
+//     a growing random pause, as the contract allows (package store);
+//   - Consume is an INSERT … ON CONFLICT on the primary key (kind, id):
+//     of two instances consuming one assertion ID or state, one inserts
+//     and the other waits for its commit and then finds the row, so one
+//     accepts and the other refuses;
 //   - LoadOrStoreSecret and Secret insert only when the name is absent;
-//     a concurrent insert makes the rerun read the winner's value, so the
-//     first writer wins in the whole cluster (key rotation happens once).
+//     a concurrent insert makes the second wait and then read the
+//     first's value, so the first writer wins in the whole cluster (key
+//     rotation happens once).
 //
-// Row locks under READ COMMITTED could give the same for each method, but
-// only by auditing every caller's read-then-write logic (provision's JIT
-// rules read a link, then an email, then write), and a failed unique
-// insert would abort the caller's transaction midway. Serializable costs
-// reruns under contention, which the benchmarks measure, and nothing on
-// reads: View runs REPEATABLE READ READ ONLY, one consistent snapshot that
-// never fails to serialize.
+// Serializable isolation was the first choice, as it needs no reasoning
+// about callers, but PostgreSQL's predicate locks cover whole index
+// pages: concurrent first sign-ins of different users read and insert on
+// the same pages and failed to serialize again and again (twelve reruns
+// exhausted at eight concurrent sign-ins on a fresh database). Views run
+// REPEATABLE READ READ ONLY: one consistent snapshot, no locks.
 //
 // # Audit sequence numbers
 //
@@ -96,8 +99,8 @@ const (
 	DefaultStatementTimeout = 5 * time.Second
 )
 
-// maxAttempts bounds the runs of one Update's fn under serialization
-// failures; retryPause is the base of the random pause between runs.
+// maxAttempts bounds the runs of one Update's fn under conflicts;
+// retryPause is the base of the random pause between runs.
 const (
 	maxAttempts = 12
 	retryPause  = 2 * time.Millisecond
@@ -202,7 +205,7 @@ func (db *DB) Close() error {
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // Reruns returns how many times Update has rerun a transaction after a
-// serialization failure since Open: a measure of write contention between
+// conflict (see retryable) since Open: a measure of write contention between
 // instances (for metrics and benchmarks).
 func (db *DB) Reruns() uint64 { return db.reruns.Load() }
 
@@ -217,9 +220,9 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 	return err
 }
 
-// Update runs fn in a serializable read-write transaction and commits when
-// fn returns nil; on a serialization failure it runs fn again (see the
-// package doc). An error from fn rolls back everything and is returned as
+// Update runs fn in a read-write transaction and commits when fn returns
+// nil; on a conflict with a concurrent transaction it runs fn again (see
+// the package doc). An error from fn rolls back everything and is returned as
 // it is.
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -286,10 +289,10 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 }
 
 // retryable reports the failures a rerun of the transaction may avoid:
-// serialization failure and deadlock, and a unique or foreign-key
+// deadlock and serialization failure, and a unique or foreign-key
 // violation, which our writes meet only when a concurrent transaction
-// committed a row this one could not see (every write checks its keys
-// against what it can see first).
+// committed what this one could not lock out (every write locks and checks
+// its keys first).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {

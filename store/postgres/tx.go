@@ -27,7 +27,7 @@ type tx struct {
 	writable bool
 	// failed is the first statement that failed. PostgreSQL aborts the
 	// transaction there, so every later call fails with it, and Update
-	// either reruns fn (a serialization failure) or reports it.
+	// either reruns fn (a conflict, see retryable) or reports it.
 	failed error
 	// audit holds the events Audit queued, inserted by flushAudit just
 	// before the commit.
@@ -910,10 +910,10 @@ func (t *tx) LoadOrStoreSecret(name string, value []byte) ([]byte, error) {
 }
 
 // loadOrStore returns the stored secret or, when there is none and make is
-// not nil, inserts what make returns. The insert does nothing when another
-// transaction has inserted the name meanwhile; under serializable
-// isolation that transaction's commit makes this one rerun and read the
-// winner's value, so the first writer wins across instances.
+// not nil, inserts what make returns. When another transaction inserts the
+// name meanwhile, the insert waits for its commit and then does nothing,
+// and the read after it (a new statement, so a new snapshot) returns the
+// winner's value: the first writer wins across instances.
 func (t *tx) loadOrStore(name string, make func() ([]byte, error)) ([]byte, error) {
 	if !storable(name) {
 		return nil, fmt.Errorf("postgres: secret %q: %w", name, store.ErrInvalidValue)
