@@ -67,9 +67,20 @@ type Cluster struct {
 	asUser *user.User
 }
 
-// FindBinaries returns the directory holding initdb and pg_ctl: the newest
-// /usr/lib/postgresql/<version>/bin (Debian's layout), else the one on PATH.
+// EnvBinaries names the directory of initdb and pg_ctl to use instead of
+// looking for them.
+const EnvBinaries = "SSO_TEST_PG_BIN"
+
+// FindBinaries returns the directory holding initdb and pg_ctl: EnvBinaries
+// when set, else the newest /usr/lib/postgresql/<version>/bin (Debian's
+// layout), else the one on PATH.
 func FindBinaries() (string, error) {
+	if d := os.Getenv(EnvBinaries); d != "" {
+		if isExecutable(filepath.Join(d, "initdb")) && isExecutable(filepath.Join(d, "pg_ctl")) {
+			return d, nil
+		}
+		return "", fmt.Errorf("%s=%s holds no initdb and pg_ctl", EnvBinaries, d)
+	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
 	for _, d := range dirs {
@@ -315,11 +326,10 @@ func Main(m *testing.M) {
 // CI run cannot pass by skipping.
 func Unavailable(t testing.TB, why error) {
 	t.Helper()
-	msg := fmt.Sprintf("PostgreSQL unavailable, skipping: %v", why)
 	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: PostgreSQL tests must run)")
+		t.Fatalf("PostgreSQL unavailable: %v (CI=true: the PostgreSQL tests must run, not skip)", why)
 	}
-	t.Skip(msg)
+	t.Skipf("PostgreSQL unavailable, skipping: %v", why)
 }
 
 // AdminDSN returns the superuser connection string of this binary's
