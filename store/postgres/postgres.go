@@ -200,10 +200,6 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// Pool returns the connection pool, for tools that need SQL of their own
-// (bulk loads in benchmarks). Writes through it bypass the store's rules.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
-
 // Reruns returns how many times Update has rerun a transaction after a
 // conflict (see retryable) since Open: a measure of write contention between
 // instances (for metrics and benchmarks).

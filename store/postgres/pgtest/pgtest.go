@@ -23,7 +23,6 @@
 package pgtest
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -387,27 +386,4 @@ func WithDatabase(dsn, name string) string {
 		return u.String()
 	}
 	return dsn + " dbname=" + name
-}
-
-// ServerLog returns the last lines of the throwaway cluster's log, for a
-// test that wants to show why the server misbehaved ("" with
-// EnvDatabaseURL).
-func ServerLog(lines int) string {
-	if shared.cluster == nil {
-		return ""
-	}
-	f, err := os.Open(filepath.Join(shared.cluster.Dir, "server.log"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var all []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		all = append(all, sc.Text())
-	}
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
 }
