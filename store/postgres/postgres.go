@@ -256,6 +256,14 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		return fmt.Errorf("postgres: begin: %w", db.scrub(err)), false
 	}
 	t := &tx{db: db, ctx: ctx, q: ptx, writable: writable}
+	defer func() {
+		if p := recover(); p != nil {
+			// Give the connection back to the pool clean before the
+			// panic goes on.
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
 	fnErr := fn(t)
 	if fnErr == nil && t.failed == nil && writable {
 		fnErr = t.flushAudit()

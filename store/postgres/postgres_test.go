@@ -382,3 +382,33 @@ func reruns(dbs ...*DB) uint64 {
 	}
 	return n
 }
+
+// A panicking fn leaves no transaction open: the pool stays usable.
+func TestPanicInUpdateRollsBack(t *testing.T) {
+	db, err := Open(context.Background(), Config{DSN: pgtest.NewDatabase(t), MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	func() {
+		defer func() { _ = recover() }()
+		_ = db.Update(t.Context(), func(tx store.Tx) error {
+			if err := tx.PutUser(&store.User{Email: "p@x.io"}); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err = db.View(ctx, func(tx store.Tx) error {
+		_, err := tx.UserByEmail("p@x.io")
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the panicking Update's user: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the only connection was not given back: %v", err)
+	}
+}
