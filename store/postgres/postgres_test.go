@@ -412,3 +412,44 @@ func TestPanicInUpdateRollsBack(t *testing.T) {
 		t.Fatalf("the only connection was not given back: %v", err)
 	}
 }
+
+// Read-modify-write of one user from two instances at once loses nothing:
+// the read locks the row until the writer commits.
+func TestNoLostUpdatesAcrossInstances(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	u := &store.User{Email: "shared@x.io", Links: []store.Link{{IdP: "okta", Subject: "shared"}}}
+	putUser(t, a, u)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			err := db.Update(context.Background(), func(tx store.Tx) error {
+				cur, err := tx.User(u.ID)
+				if err != nil {
+					return err
+				}
+				cur.Groups = append(cur.Groups, fmt.Sprint("g", i))
+				return tx.PutUser(cur)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	view(t, a, func(tx store.Tx) error {
+		got, err := tx.User(u.ID)
+		if err != nil {
+			return err
+		}
+		if len(got.Groups) != n {
+			t.Errorf("%d of %d concurrent changes survived: %v", len(got.Groups), n, got.Groups)
+		}
+		return nil
+	})
+}
