@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
 func init() {
@@ -41,21 +42,15 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: adminapi.Prefix, Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
 
-// backuper is a store that can copy itself (store/bolt).
-type backuper interface {
-	Backup(w io.Writer) (int64, error)
-}
-
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	v, err := caddy.ActiveContext().AppIfConfigured("sso")
 	app, ok := v.(*App)
 	if err != nil || !ok || app.Store() == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: "the sso app is not running"}
 	}
-	h := adminapi.Handler{Accounts: app.Accounts(), Logger: a.log}
-	if b, ok := app.Store().(backuper); ok {
-		h.Backup = b.Backup
-	}
+	st := app.Store()
+	h := adminapi.Handler{Accounts: app.Accounts(), Logger: a.log,
+		Backup: func(w io.Writer) (int64, error) { return portable.Backup(r.Context(), st, w) }}
 	err = h.Serve(w, r)
 	if e := (*adminapi.Error)(nil); errors.As(err, &e) {
 		// Caddy logs Err (the cause) and answers {"error": Message}.

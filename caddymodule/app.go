@@ -22,6 +22,8 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/backend"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 )
 
 func init() {
@@ -48,8 +50,8 @@ type App struct {
 
 	logger  *zap.Logger
 	idps    map[string]*identityProvider
-	metrics *ssoMetrics // nil without a metrics registry
-	path    string      // the bbolt file
+	metrics *ssoMetrics  // nil without a metrics registry
+	store   backend.Spec // resolved at Provision, opened at Start
 	// accounts are the account operations of the admin API and SCIM,
 	// built at Provision over the store and cache Start opens.
 	accounts *account.Service
@@ -57,7 +59,7 @@ type App struct {
 	// live is what Start made; nil before Start.
 	live    atomic.Pointer[running]
 	started chan struct{} // closed when Start ends, whether it succeeded or not
-	// acquired is the store path whose pooled handle this App holds, so
+	// acquired is the pool key of the store handle this App holds, so
 	// that only what was acquired is released.
 	acquired string
 
@@ -73,12 +75,69 @@ type running struct {
 	refusals *signin.Refusals
 }
 
-// StoreConfig selects the persistence backend.
+// StoreConfig selects the persistence backend: "bolt" (the embedded
+// default, one Caddy instance) or "postgres" (several instances sharing one
+// database, docs/cluster.md).
 type StoreConfig struct {
-	// Backend is "bolt" (the only one so far).
+	// Backend is "bolt" (default) or "postgres".
 	Backend string `json:"backend,omitempty"`
 	// Path of the bbolt file. Default: <Caddy data dir>/sso/sso.db.
 	Path string `json:"path,omitempty"`
+	// DSN is the PostgreSQL connection string. It is a secret: write a
+	// placeholder such as {env.SSO_DATABASE_URL}; it is never logged.
+	DSN string `json:"dsn,omitempty"`
+	// PoolSize is the number of PostgreSQL connections per instance.
+	// Default: postgres.DefaultMaxConns.
+	PoolSize int `json:"pool_size,omitempty"`
+	// StatementTimeout bounds every PostgreSQL statement. Default:
+	// postgres.DefaultStatementTimeout.
+	StatementTimeout caddy.Duration `json:"statement_timeout,omitempty"`
+}
+
+// spec resolves the configured store's placeholders; a placeholder that
+// resolves to nothing is an error naming it (never its value).
+func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
+	if c == nil || c.Backend == "" || c.Backend == backend.Bolt {
+		path := DefaultStorePath()
+		if c != nil && c.Path != "" {
+			var err error
+			if path, err = required(repl, "store bolt", c.Path); err != nil {
+				return backend.Spec{}, err
+			}
+		}
+		return backend.Spec{Backend: backend.Bolt, Path: path}, nil
+	}
+	dsn, err := required(repl, "store postgres", c.DSN)
+	if err != nil {
+		return backend.Spec{}, err
+	}
+	return backend.Spec{Backend: backend.Postgres, DSN: dsn, MaxConns: int32(c.PoolSize),
+		StatementTimeout: time.Duration(c.StatementTimeout)}, nil
+}
+
+func (c *StoreConfig) validate() error {
+	if c == nil {
+		return nil
+	}
+	switch c.Backend {
+	case "", backend.Bolt:
+		if c.DSN != "" || c.PoolSize != 0 || c.StatementTimeout != 0 {
+			return errors.New("dsn, pool_size and statement_timeout are postgres settings")
+		}
+	case backend.Postgres:
+		if c.DSN == "" {
+			return errors.New("postgres needs a connection string (DSN), e.g. {env.SSO_DATABASE_URL}")
+		}
+		if c.Path != "" {
+			return errors.New("path is a bolt setting")
+		}
+		if c.PoolSize < 0 || c.StatementTimeout < 0 {
+			return errors.New("pool_size and statement_timeout must not be negative")
+		}
+	default:
+		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", c.Backend, backend.Bolt, backend.Postgres)
+	}
+	return nil
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.
@@ -100,8 +159,13 @@ func DefaultStorePath() string {
 	return filepath.Join(caddy.AppDataDir(), "sso", "sso.db")
 }
 
-// startWait bounds how long a request waits for the app to start.
-const startWait = 10 * time.Second
+// startWait bounds how long a request waits for the app to start;
+// storeOpenTimeout how long Start waits for the store (a database that
+// does not answer fails the start instead of hanging it).
+const (
+	startWait        = 10 * time.Second
+	storeOpenTimeout = 30 * time.Second
+)
 
 // Provision checks the configuration and builds the identity providers,
 // without touching the store or the network.
@@ -111,9 +175,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	a.path = DefaultStorePath()
-	if a.StoreConfig != nil && a.StoreConfig.Path != "" {
-		a.path = a.StoreConfig.Path
+	repl := caddy.NewReplacer()
+	var err error
+	if a.store, err = a.StoreConfig.spec(repl); err != nil {
+		return fmt.Errorf("sso store: %w", err)
+	}
+	if c := a.StoreConfig; c != nil && !hasPlaceholder(c.DSN) && postgres.HasPassword(c.DSN) {
+		a.logger.Warn("the store's connection string holds a password and is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SSO_DATABASE_URL}")
 	}
 	a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.cachedSessions)
 
@@ -121,7 +189,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Logger: a.logger.Named("account")}
 
 	a.idps = make(map[string]*identityProvider, len(a.IdPs))
-	repl := caddy.NewReplacer()
 	for _, c := range a.IdPs {
 		p, err := c.build(a, repl)
 		if err != nil {
@@ -134,8 +201,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the config without side effects.
 func (a *App) Validate() error {
-	if a.StoreConfig != nil && a.StoreConfig.Backend != "" && a.StoreConfig.Backend != "bolt" {
-		return fmt.Errorf("sso store: unknown backend %q (supported: bolt)", a.StoreConfig.Backend)
+	if err := a.StoreConfig.validate(); err != nil {
+		return fmt.Errorf("sso store: %w", err)
 	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
@@ -155,11 +222,15 @@ func (a *App) Validate() error {
 // expired sessions, and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
 	defer close(a.started)
-	db, err := acquireBolt(a.path)
+	// The store may outlive this config (a reload shares it), so it is
+	// opened with a context of its own, bounded in time.
+	openCtx, cancelOpen := context.WithTimeout(context.Background(), storeOpenTimeout)
+	db, key, err := acquireStore(openCtx, a.store, a.logger.Named("store"))
+	cancelOpen()
 	if err != nil {
-		return fmt.Errorf("sso store: %w", err)
+		return fmt.Errorf("sso store %s: %w", a.store, err)
 	}
-	a.acquired = a.path
+	a.acquired = key
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	rt, err := a.start(ctx, db)
@@ -249,7 +320,7 @@ func (a *App) release() error {
 	if a.acquired == "" {
 		return nil
 	}
-	err := releaseBolt(a.acquired)
+	err := releaseStore(a.acquired)
 	a.acquired = ""
 	return err
 }

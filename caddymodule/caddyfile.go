@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/store/backend"
 )
 
 func init() {
@@ -53,11 +55,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "store":
-			args := d.RemainingArgs()
-			if len(args) != 2 || args[0] != "bolt" {
-				return nil, d.Err("sso store: expected: store bolt <path>")
+			c, err := parseStore(d)
+			if err != nil {
+				return nil, err
 			}
-			app.StoreConfig = &StoreConfig{Backend: args[0], Path: args[1]}
+			app.StoreConfig = c
 		case "session":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -95,6 +97,49 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseStore parses
+//
+//	store bolt <path>
+//	store postgres <dsn> {
+//		pool_size <n>
+//		statement_timeout <duration>
+//	}
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 || (args[0] != backend.Bolt && args[0] != backend.Postgres) {
+		return nil, d.Err("sso store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
+	}
+	c := &StoreConfig{Backend: args[0]}
+	if c.Backend == backend.Bolt {
+		c.Path = args[1]
+		if d.NextBlock(1) {
+			return nil, d.Err("sso store bolt: takes no block")
+		}
+		return c, nil
+	}
+	c.DSN = args[1]
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "pool_size":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 || d.NextArg() {
+				return nil, d.Errf("sso store postgres pool_size: %q is not a positive number", d.Val())
+			}
+			c.PoolSize = n
+		case "statement_timeout":
+			if err := parseDuration(d, &c.StatementTimeout); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("sso store postgres: unknown setting %q (expected pool_size or statement_timeout)", d.Val())
+		}
+	}
+	return c, nil
 }
 
 func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {

@@ -28,7 +28,9 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/backend"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
 func init() {
@@ -71,9 +73,9 @@ func configure(cmd *cobra.Command) {
 	pf.String("address", "", "The address of Caddy's admin endpoint, if not the default")
 	pf.StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
 	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
-	pf.String("store", "", "Open this store file of a stopped Caddy instead of using the admin API")
+	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, postgres:DSN, or a file) instead of the admin API")
 	pf.Bool("json", false, "Print JSON instead of tables")
-	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), checkCommand())
+	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand())
 }
 
 func asJSON(c *cobra.Command) bool {
@@ -116,7 +118,17 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 			return adminRequest(addr, method, uri)
 		}})
 	}
-	db, err := openOffline(path, readOnly)
+	spec, err := backend.Parse(path)
+	if err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	if spec.Backend == backend.Bolt {
+		if _, err := os.Stat(spec.Path); err != nil {
+			return fmt.Errorf("no store at %s: %w", spec.Path, err)
+		}
+	}
+	spec.ReadOnly = readOnly
+	db, err := openOfflineSpec(c.Context(), spec)
 	if err != nil {
 		return err
 	}
@@ -152,24 +164,22 @@ func adminRequest(addr, method, uri string) (*http.Response, error) {
 	return nil, err
 }
 
-// openOffline opens a stopped instance's store, failing fast and clearly
-// when a running Caddy holds it.
-func openOffline(path string, readOnly bool) (*bolt.DB, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no store at %s: %w", path, err)
-	}
-	db, err := bolt.Open(path, bolt.Options{LockTimeout: offlineLockTimeout, ReadOnly: readOnly})
+// openOfflineSpec opens a store outside Caddy, failing fast and clearly
+// when a running Caddy holds a bbolt file.
+func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	spec.LockTimeout = offlineLockTimeout
+	st, err := backend.Open(ctx, spec, nil)
 	if errors.Is(err, bolt.ErrLocked) {
-		return nil, fmt.Errorf("%s: %w", path, errStoreInUse)
+		return nil, fmt.Errorf("%s: %w", spec, errStoreInUse)
 	}
-	return db, err
+	return st, err
 }
 
 // offline runs the account operations on a store file, as the admin API
 // does on the running one.
 type offline struct {
 	acc *account.Service
-	db  *bolt.DB
+	db  store.Store
 }
 
 func (o *offline) ListUsers(ctx context.Context, query, after string, limit int) (*account.UsersPage, error) {
@@ -205,7 +215,9 @@ func (o *offline) Audit(ctx context.Context, q store.AuditQuery) (*account.Audit
 	return o.acc.Audit(ctx, q)
 }
 
-func (o *offline) Backup(_ context.Context, w io.Writer) (int64, error) { return o.db.Backup(w) }
+func (o *offline) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return portable.Backup(ctx, o.db, w)
+}
 
 func resultUser(res *account.Result, err error) (*store.User, error) {
 	if err != nil {

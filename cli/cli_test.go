@@ -136,7 +136,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out := mustCLI(t, "backup", file, addr); !strings.Contains(out, "backup written") {
 		t.Errorf("backup said %q", out)
 	}
-	caddytest.ReadStore(t, file, func(tx store.Tx) error {
+	caddytest.ReadBackup(t, file, func(tx store.Tx) error {
 		_, err := tx.User(ada.ID)
 		return err
 	})
@@ -219,7 +219,7 @@ func TestCLIOffline(t *testing.T) {
 	if _, err := cli(context.Background(), "users", "show", ada.ID, st); err == nil {
 		t.Error("offline delete left the user")
 	}
-	caddytest.ReadStore(t, file, func(tx store.Tx) error {
+	caddytest.ReadBackup(t, file, func(tx store.Tx) error {
 		_, err := tx.User(ada.ID)
 		return err
 	})

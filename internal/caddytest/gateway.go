@@ -30,6 +30,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -285,6 +286,28 @@ func ReadStore(t testing.TB, path string, fn func(tx store.Tx) error) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if err := db.View(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReadBackup reads a backup file (`caddy sso backup`) by restoring it into
+// a fresh store.
+func ReadBackup(t testing.TB, path string, fn func(tx store.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(t.TempDir()+"/restored.db", bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := portable.Import(context.Background(), db, f, portable.ImportOptions{}); err != nil {
+		t.Fatalf("restoring %s: %v", path, err)
+	}
 	if err := db.View(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}

@@ -63,11 +63,11 @@ func TestCollectorFindsKnownCodes(t *testing.T) {
 		"cross_site_logout",  // page{Code: literal} in caddymodule
 		"login_failed",       // code := literal
 		"idp_logout",         // store.Event{Reason: literal}
-		"admin",              // store.Event{Reason: constant of the package}
+		"signed_in_again",    // store.Event{Reason: literal} in signin
+		"revoked",            // a Reason* constant of account
 		"id_token_nonce",     // idp/oidc Code* constant
 		"saml_logout_failed", // idp/saml Code* constant
 		"email_conflict",     // provision Reason* constant
-		"admin_disabled",     // revokeReason* constant
 		"external_id",        // out.linkReason = literal
 	} {
 		if _, ok := codes[want]; !ok {

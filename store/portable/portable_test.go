@@ -413,3 +413,25 @@ func migrateLarge(t testing.TB, n int) {
 		}
 	}
 }
+
+// TestVerify: a complete backup verifies with the counts Export reported;
+// a truncated one, or one whose end line lies, does not.
+func TestVerify(t *testing.T) {
+	src := openBolt(t)
+	fill(t, src, 20)
+	var buf bytes.Buffer
+	exported, err := Export(context.Background(), src, &buf, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Verify(bytes.NewReader(buf.Bytes()))
+	if err != nil || got != exported {
+		t.Fatalf("Verify = %+v, %v; Export said %+v", got, err, exported)
+	}
+	if _, err := Verify(bytes.NewReader(buf.Bytes()[:buf.Len()/2])); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("half a backup: %v", err)
+	}
+	if _, err := Verify(strings.NewReader("not gzip")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("not gzip: %v", err)
+	}
+}

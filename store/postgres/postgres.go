@@ -72,6 +72,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -412,4 +413,18 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// HasPassword reports whether a DSN carries a password.
+func HasPassword(dsn string) bool { return len(secretsOf(dsn)) > 1 }
+
+// Describe names the database a DSN points at for messages and logs, as
+// host:port/database and without user or password; "(connection string
+// not shown)" when it does not parse.
+func Describe(dsn string) string {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(connection string not shown)"
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
 }
