@@ -21,8 +21,9 @@ import (
 // key kept in the store, bound to the session) and kept apart from the
 // session record, so the hot path and housekeeping never read them.
 //
-// Tokens never appear in logs: String, GoString and the zap encoding redact
-// them.
+// Tokens never appear in logs: String, GoString, MarshalJSON (which zap.Any
+// uses) and MarshalLogObject (zap.Object) say which tokens exist, not what
+// they are.
 type Tokens struct {
 	IDToken      string
 	AccessToken  string
@@ -38,6 +39,18 @@ func (t Tokens) String() string {
 
 // GoString redacts %#v likewise.
 func (t Tokens) GoString() string { return t.String() }
+
+// MarshalJSON redacts likewise, so that a Tokens inside a logged or
+// encoded value gives nothing away. The store never sees this encoding:
+// tokens are sealed from tokensWire.
+func (t Tokens) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		IDToken      bool      `json:"id_token"`
+		AccessToken  bool      `json:"access_token"`
+		RefreshToken bool      `json:"refresh_token"`
+		Expiry       time.Time `json:"expiry,omitzero"`
+	}{t.IDToken != "", t.AccessToken != "", t.RefreshToken != "", t.Expiry})
+}
 
 // MarshalLogObject makes zap.Object(tokens) log which tokens exist, not them.
 func (t Tokens) MarshalLogObject(enc zapcore.ObjectEncoder) error {
