@@ -3,6 +3,8 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -170,4 +172,65 @@ func TestRevokeReturnsWhatLogoutNeeds(t *testing.T) {
 			t.Errorf("a token leaked into formatted output: %s", formatted)
 		}
 	}
+}
+
+// TestTokensRoundTripExactly: whatever the IdP sent comes back byte for
+// byte, whether or not it is a JWS the compact encoding can decode.
+func TestTokensRoundTripExactly(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	n := signIn(t, m, db, u, nil)
+	for _, tok := range []session.Tokens{
+		{IDToken: idToken, AccessToken: "opaque-access-token", RefreshToken: "rt", Expiry: time.Unix(1_900_000_000, 0)},
+		{IDToken: "eyJh.eyJz.c2ln=="},                    // padded: not canonical base64url
+		{IDToken: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, // empty signature
+		{IDToken: "a.b.c.d", AccessToken: "ä.ö.ü"},
+		{AccessToken: "eyJx.eyJ5.Zm9v", RefreshToken: strings.Repeat("r", 5000)},
+		{IDToken: "QQ.QQ.QR"}, // decodes, but re-encodes as QQ.QQ.QQ
+	} {
+		if err := m.PutTokens(ctx, n.Session.Hash, &tok); err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.Tokens(ctx, n.Session.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.IDToken != tok.IDToken || got.AccessToken != tok.AccessToken || got.RefreshToken != tok.RefreshToken || !got.Expiry.Equal(tok.Expiry) {
+			t.Errorf("round trip of %q/%q/%q changed it", tok.IDToken, tok.AccessToken, tok.RefreshToken)
+		}
+	}
+}
+
+// TestSealedIDTokenIsCompact: the sealed blob of a typical ID token is well
+// below its text size, which is most of a session's bytes in the store.
+func TestSealedIDTokenIsCompact(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	tok := typicalIDToken()
+	n := signIn(t, m, db, u, &session.Tokens{IDToken: tok})
+	var blob []byte
+	_ = db.View(ctx, func(tx store.Tx) (err error) { blob, err = tx.SessionTokens(n.Session.Hash); return err })
+	if len(blob) > len(tok)*3/4 {
+		t.Errorf("sealed blob of a %d-byte ID token is %d bytes, want at most 75%%", len(tok), len(blob))
+	}
+	t.Logf("ID token %d bytes, sealed %d", len(tok), len(blob))
+}
+
+// typicalIDToken is shaped like Okta's: the usual claims and an RS256
+// signature (random bytes here).
+func typicalIDToken() string {
+	enc := base64.RawURLEncoding
+	sig := make([]byte, 256)
+	_, _ = rand.Read(sig)
+	header := `{"alg":"RS256","kid":"k-9Qx2Zf0aV1ZHlCb7sT3lN0yVtJrCmQeHl4rJ8u6Fo","typ":"JWT"}`
+	payload := `{"amr":["pwd","mfa"],"at_hash":"q3Xw1Bo4nVxk1tYh2lG0aQ","aud":"0oa1b2c3d4e5f6g7h8i9","auth_time":1764590000,` +
+		`"email":"ada.lovelace@example.com","email_verified":true,"exp":1764593600,"family_name":"Lovelace","given_name":"Ada",` +
+		`"groups":["Everyone","staff","team-7"],"iat":1764590000,"idp":"00o1okta","iss":"https://example.okta.com/oauth2/default",` +
+		`"jti":"ID.4f2c9a8e7d6b5c4a3f2e1d0c9b8a7f6e5d4c3b2a","name":"Ada Lovelace","nonce":"b1Zr8h2kq9Xw0pLm3nVc7tYs5aQe4dUf6gHj1kRz2xM",` +
+		`"preferred_username":"ada.lovelace@example.com","sid":"9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c","sub":"00u1a2b3c4d5e6f7g8h9","ver":1}`
+	return enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(sig)
 }

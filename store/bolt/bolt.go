@@ -189,6 +189,11 @@ type Options struct {
 	// share its commit; 0 means DefaultMaxBatchDelay. Longer delays mean
 	// fewer fsyncs under a login storm and more latency per login.
 	MaxBatchDelay time.Duration
+	// NoSync skips the fsync of each commit, for bulk loads (a restore, the
+	// bench/genstore generator) that call Sync at the end. A crash during
+	// such a load can lose or damage the file; never set it for a store
+	// that serves.
+	NoSync bool
 }
 
 // DB is a store.Store on one bbolt file.
@@ -236,6 +241,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	bdb.MaxBatchDelay = delay
 
+	bdb.NoSync = opts.NoSync
 	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly}
 	if err := db.init(); err != nil {
 		_ = bdb.Close()
@@ -363,6 +369,14 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 		}
 	}
 	return st, nil
+}
+
+// Sync flushes the file to disk: the end of a bulk load with Options.NoSync.
+func (db *DB) Sync() error {
+	if err := db.bdb.Sync(); err != nil {
+		return fmt.Errorf("bolt: sync %s: %w", db.path, err)
+	}
+	return nil
 }
 
 // Path returns the file the store lives in.
