@@ -184,7 +184,7 @@ func TestTokensRoundTripExactly(t *testing.T) {
 	n := signIn(t, m, db, u, nil)
 	for _, tok := range []session.Tokens{
 		{IDToken: idToken, AccessToken: "opaque-access-token", RefreshToken: "rt", Expiry: time.Unix(1_900_000_000, 0)},
-		{IDToken: "eyJh.eyJz.c2ln=="},                    // padded: not canonical base64url
+		{IDToken: "eyJh.eyJz.c2ln=="},                     // padded: not canonical base64url
 		{IDToken: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, // empty signature
 		{IDToken: "a.b.c.d", AccessToken: "ä.ö.ü"},
 		{AccessToken: "eyJx.eyJ5.Zm9v", RefreshToken: strings.Repeat("r", 5000)},
