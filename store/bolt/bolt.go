@@ -65,7 +65,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -77,11 +76,8 @@ import (
 // SchemaVersion is the layout version this build reads and writes.
 const SchemaVersion = 3
 
-// Defaults for zero Options fields.
-const (
-	DefaultLockTimeout   = 5 * time.Second
-	DefaultMaxBatchDelay = 2 * time.Millisecond
-)
+// DefaultLockTimeout is the wait for the file lock when Options.LockTimeout is zero.
+const DefaultLockTimeout = 5 * time.Second
 
 // Errors Open returns, to be tested with errors.Is.
 var (
@@ -185,10 +181,10 @@ type Options struct {
 	// inspect a store while nothing writes to it. Update then fails with
 	// store.ErrReadOnly.
 	ReadOnly bool
-	// MaxBatchDelay is how long a concurrent Update waits for others to
-	// share its commit; 0 means DefaultMaxBatchDelay. Longer delays mean
-	// fewer fsyncs under a login storm and more latency per login.
-	MaxBatchDelay time.Duration
+	// OnWrite, when set, is told how long each write transaction held the
+	// write lock: from the start of its first Update fn to the end of its
+	// commit (or rollback). For metrics and bench/storeload.
+	OnWrite func(held time.Duration)
 	// NoSync skips the fsync of each commit, for bulk loads (a restore, the
 	// bench/genstore generator) that call Sync at the end. A crash during
 	// such a load can lose or damage the file; never set it for a store
@@ -201,10 +197,8 @@ type DB struct {
 	bdb      *bolt.DB
 	path     string
 	readOnly bool
-	// inflight counts Update calls in progress. A lone Update commits at
-	// once; only when others are in flight does it join a bbolt batch,
-	// which would otherwise add MaxBatchDelay to every write.
-	inflight atomic.Int64
+	onWrite  func(time.Duration)
+	commit   committer // see commit.go
 }
 
 var _ store.Store = (*DB)(nil)
@@ -235,14 +229,8 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("bolt: open store %s: %w", path, err)
 	}
-	delay := opts.MaxBatchDelay
-	if delay <= 0 {
-		delay = DefaultMaxBatchDelay
-	}
-	bdb.MaxBatchDelay = delay
-
 	bdb.NoSync = opts.NoSync
-	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly}
+	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite}
 	if err := db.init(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -371,6 +359,12 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 	return st, nil
 }
 
+// commitError names the file and, for the causes an operator can act on,
+// says what to do.
+func (db *DB) commitError(err error) error {
+	return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
+}
+
 // Sync flushes the file to disk: the end of a bulk load with Options.NoSync.
 func (db *DB) Sync() error {
 	if err := db.bdb.Sync(); err != nil {
@@ -400,38 +394,6 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 	return db.bdb.View(func(btx *bolt.Tx) error {
 		return fn(&tx{btx: btx})
 	})
-}
-
-// Update runs fn in a read-write transaction and commits when fn returns
-// nil. When other Updates are in flight it joins a bbolt batch, so a burst
-// of logins shares a few fsyncs instead of paying one each; fn may then run
-// more than once (see the store package doc). An error from fn rolls back
-// everything fn did and is returned as it is.
-func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if db.readOnly {
-		return fmt.Errorf("bolt: update %s: opened read-only: %w", db.path, store.ErrReadOnly)
-	}
-	// fnErr is the result of the last run of fn; anything else that
-	// Update returns came from bbolt itself and gets context.
-	var fnErr error
-	run := func(btx *bolt.Tx) error {
-		fnErr = fn(&tx{btx: btx, writable: true})
-		return fnErr
-	}
-	var err error
-	if db.inflight.Add(1) == 1 {
-		err = db.bdb.Update(run)
-	} else {
-		err = db.bdb.Batch(run)
-	}
-	db.inflight.Add(-1)
-	if err != nil && err != fnErr {
-		return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
-	}
-	return err
 }
 
 // Backup writes a consistent copy of the whole file to w while the store
