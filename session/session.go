@@ -134,6 +134,8 @@ type Manager struct {
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
+	zip     compressors                   // for sealing tokens
+
 	// evicted holds the last-seen times of sessions the cache dropped for
 	// room before Flush wrote them (hash -> unix nanos).
 	evicted map[tokenHash]int64
@@ -238,6 +240,7 @@ type NewSession struct {
 	Ended []string
 
 	maxPerUser int
+	zip        *compressors
 	user       *store.User // as read in the transaction that wrote the session
 }
 
@@ -249,7 +252,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -280,7 +283,7 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 		return err
 	}
 	if !n.Tokens.empty() {
-		if err := putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
 			return err
 		}
 	}

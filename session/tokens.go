@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -156,7 +157,35 @@ func readToken(b []byte) (string, []byte, bool) {
 	return strings.Join(segs, "."), b, true
 }
 
-func tokensPlain(t *Tokens) ([]byte, error) {
+// compressors keeps DEFLATE writers between sign-ins: each holds over half
+// a megabyte of tables that would otherwise be allocated per sign-in.
+type compressors struct{ pool sync.Pool }
+
+func (c *compressors) compress(raw []byte) ([]byte, error) {
+	if c == nil { // a NewSession not made by Prepare
+		c = new(compressors)
+	}
+	var z bytes.Buffer
+	w, _ := c.pool.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriter(&z, flate.DefaultCompression); err != nil {
+			return nil, err
+		}
+	} else {
+		w.Reset(&z)
+	}
+	defer c.pool.Put(w)
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return z.Bytes(), nil
+}
+
+func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
 	var raw []byte
 	for _, s := range [...]string{t.IDToken, t.AccessToken, t.RefreshToken} {
 		raw = appendToken(raw, s)
@@ -166,18 +195,7 @@ func tokensPlain(t *Tokens) ([]byte, error) {
 		exp = t.Expiry.Unix()
 	}
 	raw = binary.AppendVarint(raw, exp)
-	var z bytes.Buffer
-	w, err := flate.NewWriter(&z, flate.DefaultCompression)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write(raw); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return z.Bytes(), nil
+	return c.compress(raw)
 }
 
 // maxTokensPlain bounds what a sealed blob may inflate to.
@@ -213,8 +231,8 @@ func tokensAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-func sealTokens(key []byte, hash string, t *Tokens) ([]byte, error) {
-	plain, err := tokensPlain(t)
+func (c *compressors) seal(key []byte, hash string, t *Tokens) ([]byte, error) {
+	plain, err := c.tokensPlain(t)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +278,7 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 
 // putTokens seals t for the session and stores it in tx (nil or empty
 // tokens delete the blob). It creates the sealing key on first use.
-func putTokens(tx store.Tx, hash string, t *Tokens) error {
+func (c *compressors) putTokens(tx store.Tx, hash string, t *Tokens) error {
 	if t.empty() {
 		return tx.PutSessionTokens(hash, nil)
 	}
@@ -268,7 +286,7 @@ func putTokens(tx store.Tx, hash string, t *Tokens) error {
 	if err != nil {
 		return err
 	}
-	blob, err := sealTokens(key, hash, t)
+	blob, err := c.seal(key, hash, t)
 	if err != nil {
 		return fmt.Errorf("session: seal tokens: %w", err)
 	}
@@ -316,7 +334,7 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 // refresh), or deletes them when t is nil; ErrNoSession when the session
 // has ended.
 func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
-	err := m.store.Update(ctx, func(tx store.Tx) error { return putTokens(tx, hash, t) })
+	err := m.store.Update(ctx, func(tx store.Tx) error { return m.zip.putTokens(tx, hash, t) })
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNoSession
 	}

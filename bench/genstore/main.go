@@ -15,10 +15,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -26,6 +22,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -35,7 +32,6 @@ func main() {
 	path := flag.String("store", "", "bbolt store file to create or extend")
 	n := flag.Int("n", 1_000_000, "users (and sessions) to add")
 	chunk := flag.Int("chunk", 5_000, "sign-ins per transaction")
-	idpName := flag.String("idp", "okta", "IdP the users sign in with")
 	nowFlag := flag.String("now", "", "RFC 3339 instant the sessions are current at (default: now)")
 	seed := flag.Uint64("seed", 1, "seed of the pseudo-random spread of times")
 	flag.Parse()
@@ -75,7 +71,7 @@ func main() {
 		size := min(*chunk, *n-done)
 		err := db.Update(ctx, func(tx store.Tx) error {
 			for i := first + done; i < first+done+size; i++ {
-				if err := signIn(tx, m, &clock, rng, now, *idpName, i); err != nil {
+				if err := signIn(tx, m, &clock, rng, now, i); err != nil {
 					return fmt.Errorf("user %d: %w", i, err)
 				}
 			}
@@ -102,9 +98,9 @@ func main() {
 }
 
 // signIn writes what a JIT sign-in of user i writes.
-func signIn(tx store.Tx, m *session.Manager, clock *time.Time, rng *mrand.Rand, now time.Time, idpName string, i int) error {
-	subject := fmt.Sprintf("00u%08d", i)
-	email := fmt.Sprintf("user%07d@example.com", i)
+func signIn(tx store.Tx, m *session.Manager, clock *time.Time, rng *mrand.Rand, now time.Time, i int) error {
+	idpName := fixture.IdP
+	subject, email := fixture.Subject(i), fixture.Email(i)
 	seen := now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))
 	created := seen.Add(-time.Duration(rng.Int64N(int64(7 * time.Hour))))
 	u := &store.User{
@@ -127,30 +123,9 @@ func signIn(tx store.Tx, m *session.Manager, clock *time.Time, rng *mrand.Rand, 
 	if err != nil {
 		return err
 	}
+	fresh.Token = fixture.Token(i)
+	fresh.Session.Hash = session.Hash(fresh.Token)
 	fresh.Session.LastSeen = seen
-	fresh.Tokens = &session.Tokens{IDToken: idToken(rng, idpName, subject, email, created)}
+	fresh.Tokens = &session.Tokens{IDToken: fixture.IDToken(subject, email, created, i%50)}
 	return fresh.Write(tx, u)
-}
-
-// idToken is an RS256-signed ID token of the size Okta and Entra issue
-// (about 1.2 KB): the claims a typical sign-in carries and 256 random
-// bytes standing in for the signature.
-func idToken(rng *mrand.Rand, idpName, subject, email string, iat time.Time) string {
-	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": "k-9Qx2Zf0aV1ZHlCb7sT3lN0yVtJrCmQeHl4rJ8u6Fo", "typ": "JWT"})
-	nonce := make([]byte, 32)
-	sig := make([]byte, 256)
-	_, _ = rand.Read(nonce)
-	_, _ = rand.Read(sig)
-	claims := map[string]any{
-		"iss": "https://example.okta.com/oauth2/default", "sub": subject, "aud": "0oa1b2c3d4e5f6g7h8i9",
-		"iat": iat.Unix(), "exp": iat.Add(time.Hour).Unix(), "auth_time": iat.Unix(),
-		"nonce": enc.EncodeToString(nonce), "at_hash": enc.EncodeToString(nonce[:16]),
-		"jti": "ID." + hex.EncodeToString(nonce[:20]), "amr": []string{"pwd", "mfa"}, "idp": "00o1" + idpName,
-		"email": email, "email_verified": true, "name": "First Last", "given_name": "First", "family_name": "Last",
-		"preferred_username": email, "ver": 1, "sid": hex.EncodeToString(nonce[16:]),
-		"groups": []string{"Everyone", "staff", fmt.Sprint("team-", rng.IntN(50))},
-	}
-	payload, _ := json.Marshal(claims)
-	return enc.EncodeToString(header) + "." + enc.EncodeToString(payload) + "." + enc.EncodeToString(sig)
 }

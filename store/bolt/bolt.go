@@ -185,6 +185,11 @@ type Options struct {
 	// write lock: from the start of its first Update fn to the end of its
 	// commit (or rollback). For metrics and bench/storeload.
 	OnWrite func(held time.Duration)
+	// SyncFreelist writes bbolt's list of free pages at every commit (its
+	// default) instead of rebuilding the list when the file is opened;
+	// see Open for why the default is the other way round. For
+	// comparisons (bench/storeload) only.
+	SyncFreelist bool
 	// NoSync skips the fsync of each commit, for bulk loads (a restore, the
 	// bench/genstore generator) that call Sync at the end. A crash during
 	// such a load can lose or damage the file; never set it for a store
@@ -219,9 +224,9 @@ func Open(path string, opts Options) (*DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
-		// The hashmap freelist stays fast on large, fragmented files,
-		// which a store with a million users and churning sessions is.
-		FreelistType: bolt.FreelistMapType,
+		// FREELIST: see freelistDecision.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: !opts.SyncFreelist,
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
