@@ -44,6 +44,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -160,13 +162,7 @@ func fsyncFloor(dir string) {
 }
 
 func (l *load) lookupsCold() {
-	_ = l.db.Close()
-	evict()
-	cold := l.open(bolt.Options{})
-	_ = l.db.Close()
-	warm := l.open(bolt.Options{})
-	fmt.Printf("open: cold %s, warm %s\n", ms(cold), ms(warm))
-	_ = l.db.Close()
+	l.close()
 	evict()
 	l.open(bolt.Options{})
 	before := memory()
@@ -371,17 +367,35 @@ func (l *load) housekeeping() {
 	})
 }
 
-// freelists compares the free-page list written at every commit with the
-// list rebuilt at open, on the file as the sweep and flush left it.
+// freelists compares, on the file as the sweep and flush left it, bbolt's
+// free-page list written at every commit (its default) with the list kept
+// in memory and written at Close (this store's default), and with the
+// start after a crash, when no list was written and bbolt rebuilds it by
+// reading every page. Start-up is Open plus the first write, which is when
+// bbolt loads or rebuilds the list.
 func (l *load) freelists() {
 	_ = l.db.Close()
+	start := func(opts bolt.Options) time.Duration {
+		t0 := time.Now()
+		l.open(opts)
+		if err := l.db.Update(context.Background(), func(store.Tx) error { return nil }); err != nil {
+			log.Fatal(err)
+		}
+		return time.Since(t0)
+	}
 	for r := 1; r <= *rounds; r++ {
-		for _, syncList := range []bool{true, false} {
-			name := map[bool]string{true: "free list written at each commit", false: "free list rebuilt at open     "}[syncList]
+		for _, mode := range []string{"written at each commit", "written at close", "after a crash"} {
+			opts := bolt.Options{SyncFreelist: mode == "written at each commit"}
+			if mode == "after a crash" {
+				dropFreelist()
+			}
 			evict()
-			cold := l.open(bolt.Options{SyncFreelist: syncList})
-			_ = l.db.Close()
-			warm := l.open(bolt.Options{SyncFreelist: syncList})
+			cold := start(opts)
+			l.close()
+			if mode == "after a crash" {
+				dropFreelist()
+			}
+			warm := start(opts)
 			ctx := context.Background()
 			sessions := session.New(l.db, session.Config{}, nil, nil)
 			prov := &provision.Provisioner{Store: l.db}
@@ -396,12 +410,43 @@ func (l *load) freelists() {
 				lat = append(lat, time.Since(t0))
 			}
 			held := l.takeHeld()
-			fmt.Printf("round %d, %s: open cold %s, warm %s; one sign-in at a time %s; lock held %s\n",
-				r, name, ms(cold), ms(warm), dist(lat), dist(held))
-			_ = l.db.Close()
+			l.close()
+			fmt.Printf("round %d, free-page list %s: start-up cold %s, warm %s; %d free pages\n  one sign-in at a time %s\n  lock held %s\n",
+				r, mode, ms(cold), ms(warm), freePages(), dist(lat), dist(held))
 		}
 	}
 	l.open(bolt.Options{})
+}
+
+func (l *load) close() {
+	if err := l.db.Close(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// dropFreelist leaves the file as a crash leaves it: committed with no
+// free-page list written.
+func dropFreelist() {
+	bdb, err := bbolt.Open(*path, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bdb.Update(func(*bbolt.Tx) error { return nil }); err != nil {
+		log.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// freePages reads the count of free pages from a closed store.
+func freePages() int {
+	bdb, err := bbolt.Open(*path, 0o600, &bbolt.Options{ReadOnly: true, PreLoadFreelist: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return -1
+	}
+	defer bdb.Close()
+	return bdb.Stats().FreePageN
 }
 
 func (l *load) backup() {

@@ -381,12 +381,25 @@ func (db *DB) Sync() error {
 // Path returns the file the store lives in.
 func (db *DB) Path() string { return db.path }
 
-// Close releases the file and its lock.
+// Close writes the free-page list (see freelistDecision), then releases
+// the file and its lock. Updates must have ended.
 func (db *DB) Close() error {
-	if err := db.bdb.Close(); err != nil {
-		return fmt.Errorf("bolt: close %s: %w", db.path, err)
+	var err error
+	if !db.readOnly && db.bdb.NoFreelistSync {
+		// Inside a write transaction, so no other commit reads the flag
+		// while it changes; this commit then writes the list.
+		err = db.bdb.Update(func(*bolt.Tx) error {
+			db.bdb.NoFreelistSync = false
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("bolt: close %s: write the free-page list (the next start rebuilds it): %w", db.path, err)
+		}
 	}
-	return nil
+	if cerr := db.bdb.Close(); cerr != nil {
+		return fmt.Errorf("bolt: close %s: %w", db.path, cerr)
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction; writes inside it return
@@ -401,17 +414,76 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 	})
 }
 
-// Backup writes a consistent copy of the whole file to w while the store
-// keeps serving; the copy opens with Open like the original.
+// Backup writes a compact copy of the store to w and returns its size:
+// only live data, in full pages (bbolt's Compact), read in one transaction
+// so that it is consistent while the store keeps serving. The copy opens
+// with Open like the original. It is built in a temporary file beside the
+// store (so that directory needs free space for about the live data), then
+// streamed to w; BackupTo writes it straight to a file.
+//
+// The read transaction lasts the whole copy. Meanwhile a commit that must
+// grow the file's mapping waits for it; bbolt grows the mapping in large
+// steps, so this is rare.
 func (db *DB) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := db.bdb.View(func(btx *bolt.Tx) error {
-		var err error
-		n, err = btx.WriteTo(w)
-		return err
-	})
+	tmp, err := os.CreateTemp(filepath.Dir(db.path), filepath.Base(db.path)+".backup-*")
 	if err != nil {
-		return n, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+		return 0, fmt.Errorf("bolt: backup %s: temporary file: %w", db.path, err)
+	}
+	name := tmp.Name()
+	_ = tmp.Close()
+	defer os.Remove(name)
+	if _, err := db.compactTo(name); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+	}
+	defer f.Close()
+	n, err := io.Copy(w, f)
+	if err != nil {
+		return n, fmt.Errorf("bolt: backup %s: write: %w", db.path, err)
 	}
 	return n, nil
+}
+
+// BackupTo writes a compact copy of the store (see Backup) to a new file
+// at path, which must not exist, and returns its size.
+func (db *DB) BackupTo(path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+	}
+	_ = f.Close()
+	n, err := db.compactTo(path)
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return n, err
+}
+
+// compactTo copies the live data into the (empty) file at path.
+func (db *DB) compactTo(path string) (int64, error) {
+	wrap := func(err error) error { return fmt.Errorf("bolt: backup %s to %s: %w", db.path, path, err) }
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	// Commit every 64 MiB, so memory stays bounded on a large store.
+	if err := bolt.Compact(dst, db.bdb, 64<<20); err != nil {
+		_ = dst.Close()
+		return 0, wrap(err)
+	}
+	if err := dst.Sync(); err != nil {
+		_ = dst.Close()
+		return 0, wrap(err)
+	}
+	if err := dst.Close(); err != nil {
+		return 0, wrap(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return fi.Size(), nil
 }
