@@ -65,6 +65,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -221,6 +222,9 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("bolt: create directory for store %s: %w", path, err)
 		}
 	}
+	if err := preflight(path); err != nil {
+		return nil, err
+	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
@@ -232,7 +236,10 @@ func Open(path string, opts Options) (*DB, error) {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, &lockedError{path: path, wait: timeout}
 		}
-		return nil, fmt.Errorf("bolt: open store %s: %w", path, err)
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
+			return nil, fmt.Errorf("bolt: store %s is damaged: %v; %s: %w", path, err, restoreHint, ErrDamaged)
+		}
+		return nil, openError(path, err)
 	}
 	bdb.NoSync = opts.NoSync
 	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite}
@@ -339,18 +346,18 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 			return nil
 		})
 		if foreign {
-			return schemaState{}, fmt.Errorf("bolt: open %s: %w", path, ErrNotStore)
+			return schemaState{}, fmt.Errorf("bolt: open %s: a bbolt database of another program, not a caddy-sso store; check the store path, or %s: %w", path, restoreHint, ErrNotStore)
 		}
 		return schemaState{}, nil
 	}
 	raw := meta.Get(keySchema)
 	v, err := strconv.Atoi(string(raw))
 	if err != nil || v < 1 {
-		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %q unreadable: %w", path, raw, ErrNotStore)
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %q unreadable; %s: %w", path, raw, restoreHint, ErrNotStore)
 	}
 	if v > SchemaVersion {
-		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso: %w",
-			path, v, SchemaVersion, ErrNewerSchema)
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso, or %s made by this version: %w",
+			path, v, SchemaVersion, restoreHint, ErrNewerSchema)
 	}
 	st := schemaState{version: v, upgrading: meta.Get(keyUpgrading) != nil}
 	if v == SchemaVersion {
@@ -367,6 +374,12 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 // commitError names the file and, for the causes an operator can act on,
 // says what to do.
 func (db *DB) commitError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("bolt: commit to %s: the disk is full; nothing of this change was written, and writes fail until space is freed: %w", db.path, err)
+	}
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) {
+		return fmt.Errorf("bolt: commit to %s: the file can no longer be written (%v); nothing of this change was written: %w", db.path, err, err)
+	}
 	return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
 }
 
