@@ -1,11 +1,19 @@
-// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+// Package session issues and resolves sign-in sessions.
 //
 // The browser holds only a random 256-bit token; the store keeps the
 // session under the token's SHA-256, so neither a copy of the store nor a
 // log line can be replayed as a cookie. Resolving a token is the hot path of
 // every authenticated request: it is served from an in-memory cache and
-// never writes to the store. Last-seen times are collected in memory and
-// written in one transaction per Config.TouchInterval.
+// never writes to the store. The cache is bounded (Config.CacheSize); the
+// store stays the source of truth. Last-seen times are collected in memory
+// and written once per Config.TouchInterval, FlushBatch sessions per
+// transaction; expired sessions are swept SweepBatch per transaction, so
+// neither holds the store's write lock for long.
+//
+// What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
+// key kept in the store and stored apart from the session record. With a
+// store shared by several instances (store.Broadcaster), what one instance
+// revokes the others forget at once.
 package session
 
 import (
@@ -49,8 +57,8 @@ const (
 // batch is its own transaction, so a sign-in waits for at most one batch,
 // never for a whole sweep or flush.
 const (
-	SweepBatch = 1000
-	FlushBatch = 1000
+	SweepBatch = 100
+	FlushBatch = 250
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -789,7 +797,7 @@ type Identity struct {
 // Field names one identity value handed to the upstream.
 type Field int
 
-// The identity fields, in the order of DESIGN.md section 1's placeholders.
+// The identity fields, in the order of the {http.auth.user.*} placeholders.
 const (
 	FieldUserID Field = iota
 	FieldEmail
