@@ -272,3 +272,30 @@ func TestBroadcastInvalidation(t *testing.T) {
 		t.Errorf("broadcasts: %+v", h.sent)
 	}
 }
+
+// A session the cache dropped keeps the idle clock of its last use, even
+// before Flush wrote that use to the store.
+func TestEvictedUseCountsForIdle(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{CacheSize: 10, IdleTimeout: time.Hour, TouchInterval: time.Minute}, nil, clk.now)
+	var tokens []string
+	for i := range 10 {
+		u := addUser(t, db, &store.User{Email: fmt.Sprintf("u%d@x.io", i), Active: true})
+		tokens = append(tokens, signIn(t, m, db, u, nil).Token)
+	}
+	clk.advance(50 * time.Minute)
+	if _, err := m.Resolve(ctx, tokens[0]); err != nil { // used at 50 min, not flushed
+		t.Fatal(err)
+	}
+	// Push it out of the cache.
+	for i := range 30 {
+		u := addUser(t, db, &store.User{Email: fmt.Sprintf("v%d@x.io", i), Active: true})
+		signIn(t, m, db, u, nil)
+	}
+	clk.advance(20 * time.Minute) // 70 minutes after sign-in, 20 after the last use
+	if _, err := m.Resolve(ctx, tokens[0]); err != nil {
+		t.Errorf("session used 20 minutes ago, dropped from the cache, ended as idle: %v", err)
+	}
+}

@@ -402,6 +402,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
 		lastSeen = stale.lastSeen.Load()
 	}
+	// A use the cache dropped before Flush wrote it counts too.
+	m.mu.RLock()
+	lastSeen = max(lastSeen, m.evicted[hash])
+	m.mu.RUnlock()
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
