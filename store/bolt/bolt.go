@@ -494,9 +494,14 @@ func (db *DB) compactTo(path string) (int64, error) {
 	if err := dst.Close(); err != nil {
 		return 0, wrap(err)
 	}
-	fi, err := os.Stat(path)
+	// bbolt grows a file ahead of its data (16 MiB at a time); a backup
+	// need not carry that slack.
+	size, err := dataSize(path)
 	if err != nil {
 		return 0, wrap(err)
 	}
-	return fi.Size(), nil
+	if err := os.Truncate(path, size); err != nil {
+		return 0, wrap(err)
+	}
+	return size, nil
 }

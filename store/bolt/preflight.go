@@ -56,6 +56,44 @@ func readMeta(b []byte) boltMeta {
 	}
 }
 
+// dataSize is where the data of a sound bbolt file ends.
+func dataSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	head := make([]byte, 2*64<<10)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, err
+	}
+	m := newestMeta(head[:n])
+	if !m.valid {
+		return 0, errors.New("no valid bbolt header")
+	}
+	return int64(m.highWater) * int64(m.pageSize), nil
+}
+
+// newestMeta reads both copies of the header and returns the valid one of
+// the later transaction (or, when neither is valid, the first).
+func newestMeta(head []byte) boltMeta {
+	first := readMeta(head)
+	var second boltMeta
+	for _, ps := range []uint32{first.pageSize, 4096} {
+		if ps >= 1024 && ps <= 64<<10 && int(2*ps) <= len(head) {
+			if second = readMeta(head[ps:]); second.valid {
+				break
+			}
+		}
+	}
+	if !first.valid && second.valid || second.valid && second.txid > first.txid {
+		return second
+	}
+	first.magic = first.magic || second.magic
+	return first
+}
+
 // preflight checks an existing store file before bbolt maps it: it must
 // have a valid header whose data fits in the file. A missing file is fine
 // (Open creates it).
@@ -85,22 +123,9 @@ func preflight(path string) error {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return openError(path, err)
 	}
-	head = head[:n]
-	first := readMeta(head)
-	var second boltMeta
-	for _, ps := range []uint32{first.pageSize, 4096} {
-		if ps >= 1024 && ps <= 64<<10 && int(2*ps) <= len(head) {
-			if second = readMeta(head[ps:]); second.valid {
-				break
-			}
-		}
-	}
-	m := first
-	if !first.valid || (second.valid && second.txid > first.txid) {
-		m = second
-	}
+	m := newestMeta(head[:n])
 	switch {
-	case !m.valid && !first.magic && !second.magic:
+	case !m.valid && !m.magic:
 		return damaged("it is not a bbolt database (no bbolt header)")
 	case !m.valid:
 		return damaged("both copies of its bbolt header are garbled")
