@@ -1,11 +1,19 @@
-// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+// Package session issues and resolves sign-in sessions.
 //
 // The browser holds only a random 256-bit token; the store keeps the
 // session under the token's SHA-256, so neither a copy of the store nor a
 // log line can be replayed as a cookie. Resolving a token is the hot path of
 // every authenticated request: it is served from an in-memory cache and
-// never writes to the store. Last-seen times are collected in memory and
-// written in one transaction per Config.TouchInterval.
+// never writes to the store. The cache is bounded (Config.CacheSize); the
+// store stays the source of truth. Last-seen times are collected in memory
+// and written once per Config.TouchInterval, and expired sessions swept, in
+// batches sized to take a few milliseconds each (store.BatchSizer), so
+// neither holds the store's write lock for long.
+//
+// What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
+// key kept in the store and stored apart from the session record. With a
+// store shared by several instances (store.Broadcaster), what one instance
+// revokes the others forget at once.
 package session
 
 import (
@@ -43,14 +51,6 @@ const (
 	// DefaultCacheSize holds about 100,000 active sessions (some 1.5 KB of
 	// heap each) in memory; the store keeps the rest.
 	DefaultCacheSize = 100_000
-)
-
-// Batch sizes of the store writes the Manager makes in the background. Each
-// batch is its own transaction, so a sign-in waits for at most one batch,
-// never for a whole sweep or flush.
-const (
-	SweepBatch = 1000
-	FlushBatch = 1000
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -134,6 +134,8 @@ type Manager struct {
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
+	zip     compressors                   // for sealing tokens
+
 	// evicted holds the last-seen times of sessions the cache dropped for
 	// room before Flush wrote them (hash -> unix nanos).
 	evicted map[tokenHash]int64
@@ -238,6 +240,7 @@ type NewSession struct {
 	Ended []string
 
 	maxPerUser int
+	zip        *compressors
 	user       *store.User // as read in the transaction that wrote the session
 }
 
@@ -249,7 +252,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -280,7 +283,7 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 		return err
 	}
 	if !n.Tokens.empty() {
-		if err := putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
 			return err
 		}
 	}
@@ -391,6 +394,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
 		lastSeen = stale.lastSeen.Load()
 	}
+	// A use the cache dropped before Flush wrote it counts too.
+	m.mu.RLock()
+	lastSeen = max(lastSeen, m.evicted[hash])
+	m.mu.RUnlock()
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
@@ -657,9 +664,10 @@ func (m *Manager) apply(inv store.Invalidation) {
 }
 
 // Flush writes the last-seen times that moved by at least TouchInterval
-// (all of them when final is true), FlushBatch sessions per transaction, in
-// the order of their stored last-seen time (which is the order of the
-// store's idle index, so each batch moves neighbouring index entries).
+// (all of them when final is true), in batches a store.BatchSizer keeps to
+// a few milliseconds each, in the order of their stored last-seen time
+// (which is the order of the store's idle index, so each batch moves
+// neighbouring index entries).
 func (m *Manager) Flush(ctx context.Context, final bool) error {
 	type touch struct {
 		e    *entry // nil for an evicted session
@@ -684,15 +692,19 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	slices.SortFunc(touches, func(a, b touch) int {
 		return cmp.Or(cmp.Compare(a.from, b.from), bytes.Compare(a.hash[:], b.hash[:]))
 	})
-	batch := make([]store.SessionTouch, 0, min(len(touches), FlushBatch))
+	var sizer store.BatchSizer
+	var batch []store.SessionTouch
 	for len(touches) > 0 {
-		chunk := touches[:min(len(touches), FlushBatch)]
+		chunk := touches[:min(len(touches), sizer.Next())]
 		touches = touches[len(chunk):]
 		batch = batch[:0]
 		for _, t := range chunk {
 			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
 		}
-		if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) }); err != nil {
+		start := time.Now()
+		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
+		sizer.Took(len(chunk), time.Since(start))
+		if err != nil {
 			// Keep what was not written for the next Flush.
 			m.mu.Lock()
 			for _, t := range append(chunk, touches...) {
@@ -712,23 +724,28 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	return nil
 }
 
-// Sweep deletes expired sessions from the store and the cache, SweepBatch
-// per transaction, and returns how many it deleted.
+// Sweep deletes expired sessions from the store and the cache, in batches a
+// store.BatchSizer keeps to a few milliseconds each, and returns how many
+// it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	var sizer store.BatchSizer
 	for {
 		var hashes []string
+		limit := sizer.Next()
+		start := time.Now()
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			var err error
-			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), SweepBatch)
+			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
 			return err
 		})
+		sizer.Took(limit, time.Since(start))
 		if err != nil {
 			return total, fmt.Errorf("session: sweep: %w", err)
 		}
 		m.forgetSessions(hashes)
 		total += len(hashes)
-		if len(hashes) < SweepBatch {
+		if len(hashes) < limit {
 			return total, nil
 		}
 	}
@@ -786,7 +803,7 @@ type Identity struct {
 // Field names one identity value handed to the upstream.
 type Field int
 
-// The identity fields, in the order of DESIGN.md section 1's placeholders.
+// The identity fields, in the order of the {http.auth.user.*} placeholders.
 const (
 	FieldUserID Field = iota
 	FieldEmail
