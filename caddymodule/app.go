@@ -42,6 +42,9 @@ type App struct {
 	StoreConfig *StoreConfig `json:"store,omitempty"`
 	// Session tunes session lifetimes.
 	SessionConfig *SessionConfig `json:"session,omitempty"`
+	// AuditRetention is how long audit events are kept; 0 keeps them all.
+	// Default (unset): DefaultAuditRetention, 90 days.
+	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
 
@@ -81,6 +84,10 @@ type StoreConfig struct {
 type SessionConfig struct {
 	Lifetime    caddy.Duration `json:"lifetime,omitempty"`
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// MaxPerUser caps the sessions of one user: a sign-in beyond it ends
+	// the user's oldest. Default session.DefaultMaxPerUser (50); negative:
+	// no cap.
+	MaxPerUser int `json:"max_sessions_per_user,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -130,6 +137,9 @@ func (a *App) Validate() error {
 	if a.StoreConfig != nil && a.StoreConfig.Backend != "" && a.StoreConfig.Backend != "bolt" {
 		return fmt.Errorf("sso store: unknown backend %q (supported: bolt)", a.StoreConfig.Backend)
 	}
+	if a.AuditRetention != nil && *a.AuditRetention < 0 {
+		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))
+	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
 		if err := c.validate(); err != nil {
@@ -145,7 +155,8 @@ func (a *App) Validate() error {
 
 // Start opens the store, gives the identity providers the keys kept there,
 // and runs the background work: batched last-seen writes, the sweep of
-// expired sessions, and the providers' own (SAML metadata refresh).
+// expired sessions, the housekeeping of single-use IDs and audit events,
+// and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
 	defer close(a.started)
 	db, err := acquireBolt(a.path)
@@ -164,10 +175,15 @@ func (a *App) Start() error {
 		a.release()
 		return err
 	}
-	a.done.Add(1)
+	a.done.Add(2)
 	go func() {
 		defer a.done.Done()
 		rt.sessions.Run(ctx)
+	}()
+	go func() {
+		defer a.done.Done()
+		k := &housekeeper{db: db, retention: a.auditRetention(), logger: a.logger.Named("housekeeping"), now: time.Now}
+		k.run(ctx, housekeepingInterval)
 	}()
 	a.live.Store(rt)
 	return nil
@@ -193,6 +209,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 	if a.SessionConfig != nil {
 		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
+		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
 	}
 	rt := &running{db: db}
 	rt.sessions = session.New(db, cfg, a.logger.Named("session"), nil)
@@ -245,6 +262,14 @@ func (a *App) release() error {
 	err := releaseBolt(a.acquired)
 	a.acquired = ""
 	return err
+}
+
+// auditRetention is the configured audit retention, or the default.
+func (a *App) auditRetention() time.Duration {
+	if a.AuditRetention == nil {
+		return DefaultAuditRetention
+	}
+	return time.Duration(*a.AuditRetention)
 }
 
 // running returns what Start made, waiting for Start when a request comes

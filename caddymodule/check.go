@@ -179,6 +179,7 @@ type checkHandler struct {
 	IdPs       []string     `json:"idps"`
 	DefaultIdP string       `json:"default_idp"`
 	PathPrefix string       `json:"path_prefix"`
+	BaseURL    string       `json:"base_url"`
 }
 
 // runCheck checks every IdP of the adapted config cfg.
@@ -312,11 +313,16 @@ func checkCollectSites(cc *checkConfig, idps []*IdPConfig, r *CheckReport) map[s
 								r.Problems = append(r.Problems, CheckResult{CheckError, fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
 								continue
 							}
+							if hd.BaseURL != "" {
+								hostList = []string{""}
+							}
 							for _, host := range hostList {
 								origin := checkOrigin(srv, host, port, httpPort)
-								if host == "" && !seen["nohost/"+name] {
+								if bo, err := baseOrigin(hd.BaseURL); err == nil {
+									origin = bo.String()
+								} else if host == "" && !seen["nohost/"+name] {
 									seen["nohost/"+name] = true
-									r.Problems = append(r.Problems, CheckResult{CheckWarn, fmt.Sprintf("server %s: an sso route matches no host; replace <host> below with the name users reach it by", name)})
+									r.Problems = append(r.Problems, CheckResult{CheckError, fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
 								}
 								key := n + " " + origin + prefix
 								if seen[key] {
