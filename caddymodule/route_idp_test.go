@@ -146,6 +146,23 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 			t.Errorf("/both with beta's session: %s: %s", resp.Status, body)
 		}
 	})
+
+	t.Run("signing out on the other IdP's route", func(t *testing.T) {
+		// The session ends, locally only: beta's logout would return to
+		// an endpoint this route does not serve.
+		req, _ := http.NewRequest(http.MethodPost, g.base+"/.sso/logout", nil)
+		resp, err := b.noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "You are signed out") {
+			t.Errorf("logout on alpha's route with beta's session: %s to %q: %s", resp.Status, resp.Header.Get("Location"), body)
+		}
+		if resp, body := b.noFollow(g.base+"/admin/.sso/whoami", true); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("beta's session after logout: %s: %s", resp.Status, body)
+		}
+	})
 }
 
 // cookieValue returns the value of the browser's cookie of that name for

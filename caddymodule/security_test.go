@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,8 +9,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/store"
 )
+
+// runningApp is the sso app Caddy is running now.
+func runningApp(t *testing.T) *caddymodule.App {
+	t.Helper()
+	app, err := caddy.ActiveContext().AppIfConfigured("sso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app.(*caddymodule.App)
+}
 
 // TestGroupsHeaderUnambiguous: a group whose name holds a comma cannot
 // make its members look like members of another group to an app that
@@ -29,11 +44,13 @@ func TestGroupsHeaderUnambiguous(t *testing.T) {
 	want := []string{"guests,admins", "100%", "ops"}
 
 	got := saw.header("X-Forwarded-Groups")
-	var decoded []string
 	for _, el := range strings.Split(got, ",") {
 		if strings.TrimSpace(el) == "admins" {
 			t.Errorf("X-Forwarded-Groups %q reads as a member of admins", got)
 		}
+	}
+	var decoded []string
+	for _, el := range strings.Split(got, ",") {
 		v, err := url.PathUnescape(el)
 		if err != nil {
 			t.Fatalf("element %q of %q: %v", el, got, err)
@@ -171,6 +188,20 @@ func TestHostDerivedURLs(t *testing.T) {
 		if logs := w.gw.logs(); !strings.Contains(logs, "set base_url") {
 			t.Errorf("the log does not say what to configure:\n%s", logs)
 		}
+		// A session made elsewhere gets no identity token signed for the
+		// Host it sends here.
+		u := &store.User{Email: "ada@example.com", Active: true, Source: store.SourceAdmin}
+		if err := runningStore(t).Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+			t.Fatal(err)
+		}
+		sessions := runningApp(t).Sessions()
+		token, _, err := sessions.Create(context.Background(), u, "test", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An API call: without the session it would get 401, not this page.
+		resp, body = nav(t, w.gw.base+"/page", "", "Cookie", "sso_session="+token, "Accept", "application/json")
+		refused(t, resp, body)
 	})
 
 	t.Run("SAML, no host matcher, no base_url", func(t *testing.T) {
