@@ -226,7 +226,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 	stripOwnCookies(r.Header)
-	id, err := h.session(r.Context(), rt, tokens, true)
+	id, _, err := h.session(r.Context(), rt, tokens, true)
 	switch {
 	case err == nil:
 		if !h.access.permits(id) {
@@ -264,22 +264,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // first must not lock the person out; each one tried may cost a store read.
 const maxSessionCookies = 4
 
-// session returns the identity of the first of tokens that names a valid
-// session, or session.ErrNoSession. With admitted, only sessions of the
-// route's IdPs count.
-func (h *Handler) session(ctx context.Context, rt *running, tokens []string, admitted bool) (*session.Identity, error) {
+// session returns the identity and token of the first of tokens that
+// names a valid session, or session.ErrNoSession. With admitted, only
+// sessions of the route's IdPs count.
+func (h *Handler) session(ctx context.Context, rt *running, tokens []string, admitted bool) (*session.Identity, string, error) {
 	for _, t := range tokens {
 		id, err := rt.sessions.Resolve(ctx, t)
 		switch {
 		case err == nil:
 			if !admitted || h.admits(id.IdP) {
-				return id, nil
+				return id, t, nil
 			}
 		case !errors.Is(err, session.ErrNoSession):
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return nil, session.ErrNoSession
+	return nil, "", session.ErrNoSession
 }
 
 // unvouched refuses what would build a URL on a host nothing vouches for:
@@ -479,15 +479,12 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *runn
 		}
 		// The session the browser comes with, of whichever IdP, ends
 		// with the sign-in: its cookie is about to be replaced.
-		oldToken := ""
-		if len(tokens) > 0 {
-			oldToken = tokens[0]
-			for _, t := range tokens {
-				if _, err := rt.sessions.Resolve(r.Context(), t); err == nil {
-					oldToken = t
-					break
-				}
-			}
+		_, oldToken, err := h.session(r.Context(), rt, tokens, false)
+		if err != nil && !errors.Is(err, session.ErrNoSession) {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if oldToken == "" && len(tokens) > 0 {
+			oldToken = tokens[0] // perhaps expired, still stored
 		}
 		return h.serveCallback(w, r, rt, o, p, base, oldToken)
 	}
@@ -720,7 +717,7 @@ type whoami struct {
 
 func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rt *running, tokens []string) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, err := h.session(r.Context(), rt, tokens, true)
+	id, _, err := h.session(r.Context(), rt, tokens, true)
 	if errors.Is(err, session.ErrNoSession) {
 		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
 	}

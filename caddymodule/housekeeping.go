@@ -21,7 +21,7 @@ const DefaultAuditRetention = 90 * 24 * time.Hour
 // their own sweep, session.Manager.Run.)
 const (
 	housekeepingInterval = 15 * time.Minute
-	housekeepingBatch    = 1000
+	housekeepingBatch    = 500
 )
 
 // housekeeper keeps the store bounded (docs/security.md, "Unauthenticated
