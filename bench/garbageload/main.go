@@ -148,6 +148,15 @@ func run(n, conc int, timeout time.Duration) error {
 	if err := sp.RegisterServiceProvider(md); err != nil {
 		return err
 	}
+	// The gateway fetches the SAML IdP's metadata in the background at
+	// start; count only what comes after.
+	for deadline := time.Now().Add(10 * time.Second); sp.Requests(samltest.PathMetadata) == 0; {
+		if time.Now().After(deadline) {
+			return errors.New("the gateway did not fetch the SAML IdP's metadata")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
 	db, err := runningStore()
 	if err != nil {
 		return err
