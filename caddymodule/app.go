@@ -45,6 +45,9 @@ type App struct {
 	StoreConfig *StoreConfig `json:"store,omitempty"`
 	// Session tunes session lifetimes.
 	SessionConfig *SessionConfig `json:"session,omitempty"`
+	// AuditRetention is how long audit events are kept; 0 keeps them all.
+	// Default (unset): store.DefaultAuditRetention, 90 days.
+	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
 
@@ -144,6 +147,10 @@ func (c *StoreConfig) validate() error {
 type SessionConfig struct {
 	Lifetime    caddy.Duration `json:"lifetime,omitempty"`
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// MaxPerUser caps the sessions of one user: a sign-in beyond it ends
+	// the user's oldest. Default session.DefaultMaxPerUser (50); negative:
+	// no cap.
+	MaxPerUser int `json:"max_sessions_per_user,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -204,6 +211,9 @@ func (a *App) Validate() error {
 	if err := a.StoreConfig.validate(); err != nil {
 		return fmt.Errorf("sso store: %w", err)
 	}
+	if a.AuditRetention != nil && *a.AuditRetention < 0 {
+		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))
+	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
 		if err := c.validate(); err != nil {
@@ -219,7 +229,8 @@ func (a *App) Validate() error {
 
 // Start opens the store, gives the identity providers the keys kept there,
 // and runs the background work: batched last-seen writes, the sweep of
-// expired sessions, and the providers' own (SAML metadata refresh).
+// expired sessions, the housekeeping of single-use IDs and audit events,
+// and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
 	defer close(a.started)
 	// The store may outlive this config (a reload shares it), so it is
@@ -242,10 +253,15 @@ func (a *App) Start() error {
 		a.release()
 		return err
 	}
-	a.done.Add(1)
+	a.done.Add(2)
 	go func() {
 		defer a.done.Done()
 		rt.sessions.Run(ctx)
+	}()
+	go func() {
+		defer a.done.Done()
+		k := &housekeeper{db: db, retention: a.auditRetention(), logger: a.logger.Named("housekeeping"), now: time.Now}
+		k.run(ctx, housekeepingInterval)
 	}()
 	a.live.Store(rt)
 	return nil
@@ -271,6 +287,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 	if a.SessionConfig != nil {
 		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
+		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
 	}
 	rt := &running{db: db}
 	rt.sessions = session.New(db, cfg, a.logger.Named("session"), nil)
@@ -323,6 +340,14 @@ func (a *App) release() error {
 	err := releaseStore(a.acquired)
 	a.acquired = ""
 	return err
+}
+
+// auditRetention is the configured audit retention, or the default.
+func (a *App) auditRetention() time.Duration {
+	if a.AuditRetention == nil {
+		return store.DefaultAuditRetention
+	}
+	return time.Duration(*a.AuditRetention)
 }
 
 // running returns what Start made, waiting for Start when a request comes

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,16 +68,26 @@ type Handler struct {
 	// Headers overrides header names per identity field (user, email,
 	// preferred_username, groups, first_name, last_name, idp); "-" drops one.
 	Headers map[string]string `json:"headers,omitempty"`
+	// BaseURL is the origin browsers reach this route by
+	// (https://app.example.com). Sign-in URLs and the identity token's
+	// issuer are built on it. Without it they are built on the request's
+	// host only when Caddy matched the route on that host; on a site
+	// without a host matcher the handler then refuses to start a sign-in
+	// (docs/security.md, "Host-derived URLs").
+	BaseURL string `json:"base_url,omitempty"`
 
 	app          *App
 	idp          *identityProvider   // the one navigations sign in with
 	choices      []*identityProvider // several IdPs and no default: the chooser
-	names        map[string]bool     // this route's IdPs
+	names        []string            // this route's IdPs: the only ones it admits
 	access       accessPolicy
 	signer       *identitySigner
 	plan         headerPlan
+	base         *origin // from BaseURL
+	hosts        routeHosts
 	logger       *zap.Logger
 	insecureWarn sync.Once
+	unvouchedLog sync.Once
 }
 
 // CaddyModule returns the Caddy module information.
@@ -120,15 +131,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("sso handler: default_idp: %w", err)
 		}
 	}
-	h.names = make(map[string]bool, len(providers))
 	for _, p := range providers {
-		h.names[p.name] = true
+		h.names = append(h.names, p.name)
 	}
 	if len(providers) > 1 && h.DefaultIdP == "" {
 		h.choices = providers
 	}
 	if h.access, err = newAccessPolicy(h.Allow, h.Deny); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
+	}
+	if err := h.access.checkIdPs(h.names); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
+	if h.BaseURL != "" {
+		if h.base, err = baseOrigin(h.BaseURL); err != nil {
+			return fmt.Errorf("sso handler: base_url: %w", err)
+		}
 	}
 	if h.plan, err = newHeaderPlan(h.HeaderSet, h.Headers); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
@@ -168,7 +186,24 @@ func (h *Handler) Validate() error {
 	if j := h.IdentityJWT; j != nil && (j.TTL < 0 || j.KeyRotation < 0) {
 		return errors.New("sso handler: identity_jwt durations must be positive")
 	}
+	if h.BaseURL != "" {
+		if _, err := baseOrigin(h.BaseURL); err != nil {
+			return fmt.Errorf("sso handler: base_url: %w", err)
+		}
+	}
 	return nil
+}
+
+// admits reports whether the route accepts sessions from the named IdP.
+// A route admits only the IdPs it names: a session made through another
+// is no session here (docs/security.md, "One host, several IdPs").
+func (h *Handler) admits(idpName string) bool {
+	for _, n := range h.names {
+		if n == idpName {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -182,34 +217,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	o := h.origin(r)
-	token := cookieValue(r.Header, o.sessionCookie())
+	var buf [maxSessionCookies]string
+	tokens := cookieValues(r.Header, o.sessionCookie(), &buf)
 	if strings.HasPrefix(r.URL.Path, h.PathPrefix) {
 		start := time.Now()
-		err := h.serveEndpoint(w, idp.WithOrigin(r, o.Origin), rt, o, token)
+		err := h.serveEndpoint(w, idp.WithOrigin(r, o.Origin), rt, o, tokens)
 		h.app.metrics.endpoint(r.URL.Path[len(h.PathPrefix):], time.Since(start))
 		return err
 	}
 	stripOwnCookies(r.Header)
-	if token != "" {
-		id, err := rt.sessions.Resolve(r.Context(), token)
-		switch {
-		case err == nil:
-			if !h.access.permits(id) {
-				return h.forbidden(w, r, id)
-			}
-			h.plan.setIdentity(r.Header, id)
-			if h.signer != nil {
-				tok, err := h.signer.token(r.Context(), rt.db, id, o)
-				if err != nil {
-					return caddyhttp.Error(http.StatusInternalServerError, err)
-				}
-				r.Header[h.signer.header] = tok
-			}
-			setPlaceholders(r, id)
-			return next.ServeHTTP(w, r)
-		case !errors.Is(err, session.ErrNoSession):
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+	id, _, err := h.session(r.Context(), rt, tokens, true)
+	switch {
+	case err == nil:
+		if !h.access.permits(id) {
+			return h.forbidden(w, r, id)
 		}
+		h.plan.setIdentity(r.Header, id)
+		if h.signer != nil {
+			if !o.vouched {
+				return h.unvouched(w, r, o)
+			}
+			tok, err := h.signer.token(r.Context(), rt.db, id, o)
+			if err != nil {
+				return caddyhttp.Error(http.StatusInternalServerError, err)
+			}
+			r.Header[h.signer.header] = tok
+		}
+		h.plan.guardHopByHop(r)
+		setPlaceholders(r, id)
+		return next.ServeHTTP(w, r)
+	case !errors.Is(err, session.ErrNoSession):
+		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if isNavigation(r) {
 		if h.choices != nil {
@@ -219,6 +257,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	return h.unauthorized(w, r)
 }
+
+// maxSessionCookies bounds the session cookies of one request that are
+// tried: a browser may hold several of the gateway's name (one planted by
+// a sibling site on plain http, or with another path), and a bogus one
+// first must not lock the person out; each one tried may cost a store read.
+const maxSessionCookies = 4
+
+// session returns the identity and token of the first of tokens that
+// names a valid session, or session.ErrNoSession. With admitted, only
+// sessions of the route's IdPs count.
+func (h *Handler) session(ctx context.Context, rt *running, tokens []string, admitted bool) (*session.Identity, string, error) {
+	for _, t := range tokens {
+		id, err := rt.sessions.Resolve(ctx, t)
+		switch {
+		case err == nil:
+			if !admitted || h.admits(id.IdP) {
+				return id, t, nil
+			}
+		case !errors.Is(err, session.ErrNoSession):
+			return nil, "", err
+		}
+	}
+	return nil, "", session.ErrNoSession
+}
+
+// unvouched refuses what would build a URL on a host nothing vouches for:
+// the site has no host matcher and the route no base_url. The log says
+// what to configure, once at ERROR.
+func (h *Handler) unvouched(w http.ResponseWriter, r *http.Request, o origin) error {
+	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
+	fields := []zap.Field{zap.String("host", o.Host), zap.String("path", r.URL.Path)}
+	logged := false
+	h.unvouchedLog.Do(func() {
+		h.logger.Error(msg, fields...)
+		logged = true
+	})
+	if !logged {
+		h.logger.Debug(msg, fields...)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return page{Status: http.StatusInternalServerError, Title: "Sign-in is not configured for this address",
+		Message: "This site does not know its own address, so it cannot send you to sign in. Ask your administrator to set the site's host name or base_url.",
+		Code:    codeBaseURLRequired}.write(w)
+}
+
+// codeBaseURLRequired is the reference code of unvouched's page.
+const codeBaseURLRequired = "base_url_required"
 
 // forbidden refuses a signed-in user the route's access rules exclude. The
 // page names no rule, group or IdP.
@@ -308,61 +393,25 @@ func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required", "login": login})
 }
 
-// origin is how the browser reached this site (idp.Origin), with whether
-// cookies get the Secure attribute decided once.
-type origin struct {
-	idp.Origin
-	secure bool
-}
-
-func (o origin) sessionCookie() string {
-	if o.secure {
-		return sessionCookieSecure
-	}
-	return sessionCookiePlain
-}
-
-// origin takes the scheme from the connection, or from X-Forwarded-Proto
-// only when Caddy's trusted_proxies vouch for the peer.
-// It is the one place the gateway decides this: everything below reads it
-// from the request context (idp.WithOrigin).
-func (h *Handler) origin(r *http.Request) origin {
-	o := origin{Origin: idp.Origin{Scheme: "http", Host: r.Host}}
-	if r.TLS != nil {
-		o.Scheme = "https"
-	}
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-			o.Scheme = p
-		}
-		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
-			o.Host = fh
-		}
-	}
-	o.secure = o.Secure()
-	if o.Scheme == "http" && o.secure {
-		h.insecureWarn.Do(func() {
-			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
-				zap.String("host", o.Host))
-		})
-	}
-	return o
-}
-
-// cookieValue finds one cookie in the Cookie header without parsing the
-// others, since it runs on every request.
-func cookieValue(h http.Header, name string) string {
+// cookieValues finds the values of the cookies named name in the Cookie
+// header, at most len(buf) of them, without parsing the others, since it
+// runs on every request. The result shares buf's storage.
+func cookieValues(h http.Header, name string, buf *[maxSessionCookies]string) []string {
+	n := 0
 	for _, line := range h["Cookie"] {
-		for line != "" {
+		for line != "" && n < len(buf) {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimSpace(part)
 			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
-				return strings.Trim(part[len(name)+1:], `"`)
+				if v := strings.Trim(part[len(name)+1:], `"`); v != "" {
+					buf[n] = v
+					n++
+				}
 			}
 		}
 	}
-	return ""
+	return buf[:n]
 }
 
 // isOwnCookie reports whether a cookie is one of ours, never for the upstream.
@@ -398,25 +447,29 @@ func (h *Handler) clearSessionCookie(w http.ResponseWriter, o origin) {
 }
 
 // serveEndpoint serves the sign-in endpoints under PathPrefix.
-func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *running, o origin, token string) error {
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *running, o origin, tokens []string) error {
 	rest := strings.TrimPrefix(r.URL.Path, h.PathPrefix)
 	switch {
 	case rest == "login":
 		return h.serveLogin(w, r, o)
 	case rest == "logout":
-		return h.serveLogout(w, r, rt, o, token)
+		return h.serveLogout(w, r, rt, o, tokens)
 	case rest == "whoami":
-		return h.serveWhoami(w, r, rt, token)
+		return h.serveWhoami(w, r, rt, tokens)
 	case rest == "jwks.json" && h.signer != nil:
 		return h.serveJWKS(w, r, rt)
 	}
 	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
-	// protocol's other endpoints (SAML metadata and slo).
+	// protocol's other endpoints (SAML metadata and slo). Only the route's
+	// own IdPs have endpoints here.
 	protocol, tail, _ := strings.Cut(rest, "/")
 	name, endpoint, _ := strings.Cut(tail, "/")
 	p, err := h.app.provider(name)
-	if err != nil || p.protocol != protocol || endpoint == "" {
+	if err != nil || !h.admits(name) || p.protocol != protocol || endpoint == "" {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	}
+	if !o.vouched {
+		return h.unvouched(w, r, o)
 	}
 	base := h.endpointBase(o, p)
 	if callback, method := p.provider.CallbackEndpoint(); endpoint == callback {
@@ -424,7 +477,16 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rt *runn
 			w.Header().Set("Allow", method)
 			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, method))
 		}
-		return h.serveCallback(w, r, rt, o, p, base, token)
+		// The session the browser comes with, of whichever IdP, ends
+		// with the sign-in: its cookie is about to be replaced.
+		_, oldToken, err := h.session(r.Context(), rt, tokens, false)
+		if err != nil && !errors.Is(err, session.ErrNoSession) {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if oldToken == "" && len(tokens) > 0 {
+			oldToken = tokens[0] // perhaps expired, still stored
+		}
+		return h.serveCallback(w, r, rt, o, p, base, oldToken)
 	}
 	err = p.provider.ServeEndpoint(w, r, base, endpoint)
 	var le *idp.LoginError
@@ -461,7 +523,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 	}
 	if name != "" {
 		var err error
-		if p, err = h.app.provider(name); err != nil || !h.names[name] {
+		if p, err = h.app.provider(name); err != nil || !h.admits(name) {
 			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
 				Message: "This site has no sign-in method by that name."}.write(w)
 		}
@@ -470,6 +532,9 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, o origin) e
 }
 
 func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, o origin, p *identityProvider, returnTo string) error {
+	if !o.vouched {
+		return h.unvouched(w, r, o)
+	}
 	returnTo = idp.LocalPath(returnTo)
 	if err := p.provider.Begin(w, r, h.endpointBase(o, p), returnTo); err != nil {
 		h.logger.Error("starting sign-in", zap.String("idp", p.name), zap.Error(err))
@@ -577,14 +642,15 @@ func (h *Handler) denialPage(w http.ResponseWriter, p *identityProvider, a *idp.
 
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out
 // by POST only, from this origin, keeps other sites from logging users out.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *running, o origin, token string) error {
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *running, o origin, tokens []string) error {
 	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		pg := page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
 			Action: h.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}
-		// The POST continues at the IdP of the browser's session.
-		if id, err := rt.sessions.Resolve(r.Context(), token); err == nil {
+		// The POST continues at the IdP of the browser's session (one this
+		// route names: another IdP's session is ended here only).
+		if id, _, err := h.session(r.Context(), rt, tokens, true); err == nil {
 			if p, err := h.app.provider(id.IdP); err == nil {
 				if o := p.provider.LogoutOrigin(r.Context()); o != "" {
 					pg.FormTargets = []string{o}
@@ -602,14 +668,24 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *runnin
 	}
 	h.clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
-	if token == "" {
-		return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
+	// Every valid session among the cookies ends, whatever its IdP: the
+	// cookie is cleared either way. Only those are written to the store.
+	var ended *session.Ended
+	for _, t := range tokens {
+		if _, err := rt.sessions.Resolve(r.Context(), t); err != nil {
+			continue
+		}
+		e, err := rt.sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if ended == nil {
+			ended = e
+		}
 	}
-	ended, err := rt.sessions.Revoke(r.Context(), token, store.EventSessionLoggedOut)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	if ended != nil {
+	// The IdP's own logout only for the route's IdPs, whose endpoints
+	// (where the IdP sends the browser back) are served here.
+	if ended != nil && h.admits(ended.Session.IdP) && o.vouched {
 		if p, err := h.app.provider(ended.Session.IdP); err == nil {
 			done, err := p.provider.Logout(w, r, h.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
@@ -652,9 +728,9 @@ type whoami struct {
 	Expires   time.Time `json:"session_expires"`
 }
 
-func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rt *running, token string) error {
+func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rt *running, tokens []string) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, err := rt.sessions.Resolve(r.Context(), token)
+	id, _, err := h.session(r.Context(), rt, tokens, true)
 	if errors.Is(err, session.ErrNoSession) {
 		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
 	}

@@ -51,17 +51,22 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		app:        startedApp(db, sessions),
 		plan:       plan,
 		logger:     zap.NewNop(),
+		names:      []string{"okta"},
 	}
 	// The same handler with access rules, and with the signed identity
-	// token (signed once, then served from the per-identity cache).
-	ruled := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger}
+	// token (signed once, then served from the per-identity cache), which
+	// needs the site's origin vouched for: a base_url.
+	ruled := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, names: h.names}
 	if ruled.access, err = newAccessPolicy(
 		[]AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
 		[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
 		b.Fatal(err)
 	}
-	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, IdentityJWT: &IdentityJWT{}}
+	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, names: h.names, IdentityJWT: &IdentityJWT{}}
 	signed.signer = newIdentitySigner(signed.IdentityJWT)
+	if signed.base, err = baseOrigin("http://127.0.0.1"); err != nil {
+		b.Fatal(err)
+	}
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 
 	// Each iteration restores the request's headers (the handler rewrites

@@ -48,15 +48,28 @@ var headerSets = map[string]map[string]string{
 }
 
 // alwaysStripped are identity headers that some app might trust even when
-// this route does not set them: every set above, and oauth2-proxy's
-// X-Auth-Request-* variants. A client must never be able to send them.
+// this route does not set them, because the gateway it was written for (or
+// migrated from) sets them: every set above; oauth2-proxy's
+// X-Forwarded-Access-Token and X-Auth-Request-*; Authelia's (and
+// tinyauth's) Remote-*; authentik's X-Authentik-*; Grafana's auth proxy
+// X-Webauth-*; and the generic Remote-User spellings. A client must never
+// be able to send them. docs/security.md lists them for operators.
 var alwaysStripped = []string{
+	// caddy-sso and oauth2-proxy
 	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
 	"X-Forwarded-Groups", "X-Forwarded-First-Name", "X-Forwarded-Last-Name",
-	"X-Forwarded-Idp", "X-Auth-Request-User", "X-Auth-Request-Email",
-	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Groups",
-	"X-Auth-Request-Access-Token", "Remote-User", "X-Remote-User",
-	defaultIdentityJWTHeader,
+	"X-Forwarded-Idp", "X-Forwarded-Access-Token", defaultIdentityJWTHeader,
+	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username",
+	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token",
+	// Authelia, tinyauth; CGI's REMOTE_USER
+	"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-Remote-User",
+	// authentik's proxy provider
+	"X-Authentik-Username", "X-Authentik-Groups", "X-Authentik-Entitlements", "X-Authentik-Email",
+	"X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt",
+	// Grafana's auth proxy (header_name and its usual headers setting)
+	"X-Webauth-User", "X-Webauth-Email", "X-Webauth-Name", "X-Webauth-Role", "X-Webauth-Groups",
+	// other proxies
+	"X-Authenticated-User",
 }
 
 // outHeader is one identity header the handler sets.
@@ -137,30 +150,36 @@ func foldHeaderName(name string) string {
 }
 
 // stripInbound deletes every inbound header whose folded name is one the
-// plan protects. It runs on every request, so it folds into a stack buffer
-// instead of allocating a string per header.
+// plan protects.
 func (p *headerPlan) stripInbound(h http.Header) {
-	var buf [64]byte
-	n := p.strip
 	for key := range h {
-		if len(key) == 0 || len(key) > n.maxLen || len(key) > len(buf) || !n.first[key[0]] {
-			continue
-		}
-		b := buf[:len(key)]
-		for i := 0; i < len(key); i++ {
-			c := key[i]
-			switch {
-			case c >= 'A' && c <= 'Z':
-				c += 'a' - 'A'
-			case c == '_':
-				c = '-'
-			}
-			b[i] = c
-		}
-		if n.folded[string(b)] {
+		if p.strip.has(key) {
 			delete(h, key)
 		}
 	}
+}
+
+// has reports whether name, folded, is protected. It runs for every
+// inbound header, so it folds into a stack buffer instead of allocating,
+// and passes over most names (Accept, Cookie, Sec-*, User-Agent…) on their
+// first byte or length alone.
+func (n *protectedNames) has(name string) bool {
+	var buf [64]byte
+	if len(name) == 0 || len(name) > n.maxLen || len(name) > len(buf) || !n.first[name[0]] {
+		return false
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b[i] = c
+	}
+	return n.folded[string(b)]
 }
 
 // setIdentity sets the identity headers from id. The value slices are

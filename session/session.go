@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -809,7 +811,7 @@ const (
 	FieldEmail
 	FieldFirstName
 	FieldLastName
-	FieldGroups // comma-joined
+	FieldGroups // comma-joined, each name escaped (JoinGroups)
 	FieldIdP
 	fieldCount
 )
@@ -827,7 +829,7 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	}
 	// One single-element slice per field, built once, so that setting the
 	// upstream headers allocates nothing per request.
-	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
+	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, JoinGroups(u.Groups), s.IdP} {
 		id.values[f] = []string{headerSafe(v)}
 		id.boxed[f] = v
 	}
@@ -861,3 +863,35 @@ func headerSafe(v string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// JoinGroups is the groups header value: the names joined with ",", each
+// percent-encoded (RFC 3986) where it could be misread: "%", ",", control
+// characters, and white space at either end (apps trim elements after
+// splitting). An app that splits on "," and percent-decodes each element
+// gets back the exact names, and a group named "guests,admins" or
+// " admins" can never pass for "admins", whether the app decodes or not.
+// Names without those characters (nearly all) appear as they are.
+// docs/security.md, "Groups".
+func JoinGroups(groups []string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		first, n0 := utf8.DecodeRuneInString(g)
+		last, nl := utf8.DecodeLastRuneInString(g)
+		for j := 0; j < len(g); j++ {
+			c := g[j]
+			edge := j < n0 && unicode.IsSpace(first) || j >= len(g)-nl && unicode.IsSpace(last)
+			if edge || c == '%' || c == ',' || c < 0x20 || c == 0x7f {
+				b.WriteByte('%')
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&15])
+				continue
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
