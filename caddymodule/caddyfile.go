@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
@@ -501,7 +502,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			if len(args) < 2 {
 				return nil, h.Errf("sso %s: expected: %s group|domain|user|idp <value>…", key, key)
 			}
-			rule := AccessRule{Kind: args[0], Values: args[1:]}
+			rule := gateway.AccessRule{Kind: args[0], Values: args[1:]}
 			if key == "allow" {
 				hd.Allow = append(hd.Allow, rule)
 			} else {
@@ -580,8 +581,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			route = slices.Collect(maps.Keys(defined))
 		}
 		if len(route) > 0 {
-			p, _ := newAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
-			if err := p.checkIdPs(route); err != nil {
+			p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
+			if err := p.CheckIdPs(route); err != nil {
 				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -42,31 +43,41 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	plan, err := newHeaderPlan("", nil)
-	if err != nil {
-		b.Fatal(err)
+	app := startedApp(db, sessions)
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
+	route := func(edit func(*gateway.Route)) *gateway.Route {
+		plan, err := gateway.NewHeaderPlan("", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rt := &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta,
+			Headers: plan, Logger: zap.NewNop()}
+		if edit != nil {
+			edit(rt)
+		}
+		return rt
 	}
-	h := &Handler{
-		PathPrefix: DefaultPathPrefix,
-		app:        startedApp(db, sessions),
-		plan:       plan,
-		logger:     zap.NewNop(),
-		names:      []string{"okta"},
-	}
+	h := &Handler{PathPrefix: DefaultPathPrefix, app: app, logger: zap.NewNop(), route: route(nil)}
 	// The same handler with access rules, and with the signed identity
 	// token (signed once, then served from the per-identity cache), which
 	// needs the site's origin vouched for: a base_url.
-	ruled := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, names: h.names}
-	if ruled.access, err = newAccessPolicy(
-		[]AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
-		[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
+	ruled := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+		var err error
+		if rt.Access, err = gateway.NewAccessPolicy(
+			[]gateway.AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+			[]gateway.AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
+			b.Fatal(err)
+		}
+	})}
+	signed := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{})
+		rt.Headers.Protect(rt.Signer.Header())
+	})}
+	base, err := gateway.BaseOrigin("http://127.0.0.1")
+	if err != nil {
 		b.Fatal(err)
 	}
-	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, names: h.names, IdentityJWT: &IdentityJWT{}}
-	signed.signer = newIdentitySigner(signed.IdentityJWT)
-	if signed.base, err = baseOrigin("http://127.0.0.1"); err != nil {
-		b.Fatal(err)
-	}
+	signed.base = &base
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 
 	// Each iteration restores the request's headers (the handler rewrites
@@ -83,7 +94,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		"Accept-Language":           {"en-GB,en;q=0.9"},
 		"Cache-Control":             {"max-age=0"},
 		"Connection":                {"keep-alive"},
-		"Cookie":                    {"theme=dark; " + sessionCookiePlain + "=" + token + "; lang=en"},
+		"Cookie":                    {"theme=dark; " + gateway.SessionCookiePlain + "=" + token + "; lang=en"},
 		"Sec-Ch-Ua":                 {`"Chromium";v="156", "Not)A;Brand";v="24"`},
 		"Sec-Ch-Ua-Mobile":          {"?0"},
 		"Sec-Ch-Ua-Platform":        {`"Linux"`},
@@ -146,24 +157,24 @@ func BenchmarkHotPathExtras(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("access", func(b *testing.B) {
-		p, err := newAccessPolicy(
-			[]AccessRule{{Kind: "group", Values: []string{"ops", "admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
-			[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com", "u-123"}}})
+		p, err := gateway.NewAccessPolicy(
+			[]gateway.AccessRule{{Kind: "group", Values: []string{"ops", "admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+			[]gateway.AccessRule{{Kind: "user", Values: []string{"mallory@example.com", "u-123"}}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if !p.permits(id) {
+			if !p.Permits(id) {
 				b.Fatal("denied")
 			}
 		}
 	})
 	b.Run("jwt_cached", func(b *testing.B) {
-		s := newIdentitySigner(&IdentityJWT{})
-		o := origin{Origin: idp.Origin{Scheme: "https", Host: "app.example.com"}, secure: true}
+		s := gateway.NewIdentitySigner(gateway.SignerConfig{})
+		o := gateway.Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Secure: true, Vouched: true}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := s.token(ctx, db, id, o); err != nil {
+			if _, err := s.Token(ctx, db, id, o); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -8,29 +8,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 )
-
-// origin is how the browser reached this site (idp.Origin), with whether
-// cookies get the Secure attribute, and whether URLs may be built on it,
-// decided once.
-type origin struct {
-	idp.Origin
-	secure bool
-	// vouched: the host is the configured base_url, or one that a host
-	// matcher of this route accepted. Only then is anything that leaves
-	// the gateway built on it: the OIDC redirect URI, the SAML ACS and
-	// entity ID, the identity token's iss and aud (docs/security.md,
-	// "Host-derived URLs"). A bare Host header is the client's to choose.
-	vouched bool
-}
-
-func (o origin) sessionCookie() string {
-	if o.secure {
-		return sessionCookieSecure
-	}
-	return sessionCookiePlain
-}
 
 // origin is the site's configured base_url; without one, it takes the
 // scheme from the connection and the host from the Host header, or both
@@ -38,41 +18,32 @@ func (o origin) sessionCookie() string {
 // for the peer.
 // It is the one place the gateway decides this: everything below reads it
 // from the request context (idp.WithOrigin).
-func (h *Handler) origin(r *http.Request) origin {
+func (h *Handler) origin(r *http.Request) gateway.Origin {
 	if h.base != nil {
 		return *h.base
 	}
-	o := origin{Origin: idp.Origin{Scheme: "http", Host: r.Host}}
+	o := gateway.Origin{Site: idp.Origin{Scheme: "http", Host: r.Host}}
 	if r.TLS != nil {
-		o.Scheme = "https"
+		o.Site.Scheme = "https"
 	}
 	forwarded := false
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-			o.Scheme = p
+			o.Site.Scheme = p
 		}
 		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && fh != r.Host {
-			o.Host, forwarded = fh, true
+			o.Site.Host, forwarded = fh, true
 		}
 	}
-	o.secure = o.Secure()
-	o.vouched = h.hosts.vouch(r, h, o.Host, forwarded)
-	if o.Scheme == "http" && o.secure {
+	o.Secure = o.Site.Secure()
+	o.Vouched = h.hosts.vouch(r, h, o.Site.Host, forwarded)
+	if o.Site.Scheme == "http" && o.Secure {
 		h.insecureWarn.Do(func() {
 			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
-				zap.String("host", o.Host))
+				zap.String("host", o.Site.Host))
 		})
 	}
 	return o
-}
-
-// baseOrigin is the origin a base_url setting fixes.
-func baseOrigin(raw string) (*origin, error) {
-	o, err := idp.ParseOrigin(raw)
-	if err != nil {
-		return nil, err
-	}
-	return &origin{Origin: o, secure: o.Secure(), vouched: true}, nil
 }
 
 // routeHosts is what Caddy's routing guarantees about the Host of the

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"fmt"
@@ -98,15 +98,15 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 	return false
 }
 
-// accessPolicy is a route's allow and deny rules. Deny wins; when any
+// AccessPolicy is a route's allow and deny rules. Deny wins; when any
 // allow rule exists, only users an allow rule matches pass.
-type accessPolicy struct {
+type AccessPolicy struct {
 	allow, deny accessMatcher
 	active      bool
 }
 
-func newAccessPolicy(allow, deny []AccessRule) (accessPolicy, error) {
-	var p accessPolicy
+func NewAccessPolicy(allow, deny []AccessRule) (AccessPolicy, error) {
+	var p AccessPolicy
 	var err error
 	if p.allow, err = compileAccess(allow); err != nil {
 		return p, fmt.Errorf("allow: %w", err)
@@ -119,7 +119,7 @@ func newAccessPolicy(allow, deny []AccessRule) (accessPolicy, error) {
 }
 
 // permits decides whether the identity may use the route.
-func (p *accessPolicy) permits(id *session.Identity) bool {
+func (p *AccessPolicy) Permits(id *session.Identity) bool {
 	if !p.active {
 		return true
 	}
@@ -131,7 +131,7 @@ func (p *accessPolicy) permits(id *session.Identity) bool {
 
 // checkIdPs refuses idp rules naming an IdP the route does not admit: such
 // a rule could never match, which is surely not what was meant.
-func (p *accessPolicy) checkIdPs(route []string) error {
+func (p *AccessPolicy) CheckIdPs(route []string) error {
 	for _, m := range []struct {
 		what string
 		idps []string

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"fmt"
@@ -58,7 +58,7 @@ var alwaysStripped = []string{
 	// caddy-sso and oauth2-proxy
 	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
 	"X-Forwarded-Groups", "X-Forwarded-First-Name", "X-Forwarded-Last-Name",
-	"X-Forwarded-Idp", "X-Forwarded-Access-Token", defaultIdentityJWTHeader,
+	"X-Forwarded-Idp", "X-Forwarded-Access-Token", DefaultIdentityJWTHeader,
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username",
 	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token",
 	// Authelia, tinyauth; CGI's REMOTE_USER
@@ -78,9 +78,9 @@ type outHeader struct {
 	field session.Field
 }
 
-// headerPlan is computed once at provision: which headers to set, and the
+// HeaderPlan is computed once at provision: which headers to set, and the
 // normalized names of every header to strip from the inbound request.
-type headerPlan struct {
+type HeaderPlan struct {
 	set   []outHeader
 	strip *protectedNames
 }
@@ -95,6 +95,10 @@ type protectedNames struct {
 	maxLen int
 }
 
+// Protect adds a header name no client may send (an identity token's
+// header, say) to those the plan strips.
+func (p *HeaderPlan) Protect(name string) { p.strip.add(name) }
+
 func (n *protectedNames) add(name string) {
 	f := foldHeaderName(name)
 	if f == "" {
@@ -106,13 +110,13 @@ func (n *protectedNames) add(name string) {
 	n.maxLen = max(n.maxLen, len(f))
 }
 
-func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) {
+func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) {
 	if set == "" {
 		set = "default"
 	}
 	base, ok := headerSets[set]
 	if !ok {
-		return headerPlan{}, fmt.Errorf("unknown header set %q (expected default, oauth2_proxy or none)", set)
+		return HeaderPlan{}, fmt.Errorf("unknown header set %q (expected default, oauth2_proxy or none)", set)
 	}
 	names := make(map[string]string, len(base))
 	for k, v := range base {
@@ -120,7 +124,7 @@ func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) 
 	}
 	for field, name := range overrides {
 		if !slices.ContainsFunc(identityFields, func(f identityField) bool { return f.name == field }) {
-			return headerPlan{}, fmt.Errorf("unknown identity field %q", field)
+			return HeaderPlan{}, fmt.Errorf("unknown identity field %q", field)
 		}
 		if name == "" || name == "-" {
 			delete(names, field)
@@ -128,7 +132,7 @@ func newHeaderPlan(set string, overrides map[string]string) (headerPlan, error) 
 		}
 		names[field] = name
 	}
-	plan := headerPlan{strip: &protectedNames{folded: make(map[string]bool)}}
+	plan := HeaderPlan{strip: &protectedNames{folded: make(map[string]bool)}}
 	for _, h := range alwaysStripped {
 		plan.strip.add(h)
 	}
@@ -151,7 +155,7 @@ func foldHeaderName(name string) string {
 
 // stripInbound deletes every inbound header whose folded name is one the
 // plan protects.
-func (p *headerPlan) stripInbound(h http.Header) {
+func (p *HeaderPlan) StripInbound(h http.Header) {
 	for key := range h {
 		if p.strip.has(key) {
 			delete(h, key)
@@ -184,7 +188,7 @@ func (n *protectedNames) has(name string) bool {
 
 // setIdentity sets the identity headers from id. The value slices are
 // shared, read-only, and built once per session.
-func (p *headerPlan) setIdentity(h http.Header, id *session.Identity) {
+func (p *HeaderPlan) SetIdentity(h http.Header, id *session.Identity) {
 	for _, o := range p.set {
 		h[o.key] = id.Value(o.field)
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"net/http"
@@ -12,9 +12,9 @@ import (
 // allocate; and a request naming an identity header, which may), finding
 // every session cookie of the gateway's name, and the route's IdP check.
 //
-//	go test -run '^$' -bench SecurityChecks -benchmem ./caddymodule/
+//	go test -run '^$' -bench SecurityChecks -benchmem ./gateway/
 func BenchmarkSecurityChecks(b *testing.B) {
-	plan, err := newHeaderPlan("", nil)
+	plan, err := NewHeaderPlan("", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -23,31 +23,31 @@ func BenchmarkSecurityChecks(b *testing.B) {
 		req.Header = http.Header{"Connection": {"keep-alive"}}
 		b.ReportAllocs()
 		for b.Loop() {
-			plan.guardHopByHop(req)
+			plan.GuardHopByHop(req)
 		}
 	})
 	b.Run("guard/identity-token", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			req.Header = http.Header{"Connection": {"keep-alive, X-Forwarded-User"}}
-			plan.guardHopByHop(req)
+			plan.GuardHopByHop(req)
 		}
 	})
 	b.Run("cookies", func(b *testing.B) {
-		h := http.Header{"Cookie": {"theme=dark; " + sessionCookiePlain + "=0123456789abcdefghijklmnopqrstuvwxyzABCDEFG; lang=en"}}
+		h := http.Header{"Cookie": {"theme=dark; " + SessionCookiePlain + "=0123456789abcdefghijklmnopqrstuvwxyzABCDEFG; lang=en"}}
 		b.ReportAllocs()
 		for b.Loop() {
-			var buf [maxSessionCookies]string
-			if len(cookieValues(h, sessionCookiePlain, &buf)) != 1 {
+			var buf [MaxSessionCookies]string
+			if len(CookieValues(h, SessionCookiePlain, &buf)) != 1 {
 				b.Fatal("no cookie")
 			}
 		}
 	})
 	b.Run("admits", func(b *testing.B) {
-		h := &Handler{names: []string{"okta", "entra"}}
+		rt := &Route{IdPs: []*IdP{{Name: "okta"}, {Name: "entra"}}}
 		b.ReportAllocs()
 		for b.Loop() {
-			if !h.admits("entra") {
+			if !rt.Admits("entra") {
 				b.Fatal("not admitted")
 			}
 		}

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"io"
@@ -23,7 +23,7 @@ import (
 //     deleted; others, such as a Content-Digest, pass.
 //
 // A request with neither (nearly every request) pays two map look-ups.
-func (p *headerPlan) guardHopByHop(r *http.Request) {
+func (p *HeaderPlan) GuardHopByHop(r *http.Request) {
 	if lines, ok := r.Header["Connection"]; ok {
 		p.guardConnection(r.Header, lines)
 	}
@@ -34,7 +34,7 @@ func (p *headerPlan) guardHopByHop(r *http.Request) {
 
 // guardConnection removes protected names from the Connection header's
 // tokens. It allocates only when there is one to remove.
-func (p *headerPlan) guardConnection(h http.Header, lines []string) {
+func (p *HeaderPlan) guardConnection(h http.Header, lines []string) {
 	found := false
 	for _, line := range lines {
 		for rest := line; rest != "" && !found; {
@@ -69,14 +69,14 @@ func (p *headerPlan) guardConnection(h http.Header, lines []string) {
 // when the body reaches EOF, with every trailer that arrived, announced
 // or not). So the announced names are deleted now and the map is cleaned
 // again at EOF, before reverse_proxy copies it.
-func (p *headerPlan) guardTrailers(r *http.Request) {
+func (p *HeaderPlan) guardTrailers(r *http.Request) {
 	p.deleteTrailers(r.Trailer)
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, plan: p}
 	}
 }
 
-func (p *headerPlan) deleteTrailers(t http.Header) {
+func (p *HeaderPlan) deleteTrailers(t http.Header) {
 	for k := range t {
 		if p.strip.has(k) || strings.EqualFold(k, "Cookie") {
 			delete(t, k)
@@ -88,7 +88,7 @@ func (p *headerPlan) deleteTrailers(t http.Header) {
 type trailerGuard struct {
 	io.ReadCloser
 	r    *http.Request
-	plan *headerPlan
+	plan *HeaderPlan
 }
 
 func (g *trailerGuard) Read(b []byte) (int, error) {
