@@ -21,7 +21,7 @@ import (
 )
 
 // BenchmarkAuthenticatedRequest measures what the sso handler adds to a
-// request that carries a valid session (DESIGN.md section 8: under 2 µs):
+// request that carries a valid session (docs/architecture.md, "Performance budgets": under 2 µs):
 // inbound header stripping, the session cache, identity headers and
 // placeholders. "bare" is the same request through the next handler alone.
 //

@@ -43,7 +43,7 @@ import (
 // optionally encrypted), each for its own user. The first pass over the
 // pool creates the users, later passes update them (LastLogin), which is
 // the steady state. "Parallel" runs 16 logins per CPU concurrently, so that
-// the store batches their commits (DESIGN.md section 8); "StoreCommit" and
+// the store batches their commits (docs/architecture.md, "Performance budgets"); "StoreCommit" and
 // "JITAndSession" break the difference down.
 //
 //	go test -run '^$' -bench SAMLACSWithJIT -benchmem ./caddymodule/
