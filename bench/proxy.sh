@@ -14,7 +14,8 @@
 # the ones sso protects. Before the load, bench/mksession signs in for real
 # through the sso site against the in-process OpenID provider (one session
 # serves both sso sites: they share the store). wrk then sends every site
-# the same request (the session cookie among two others), one site after
+# the same request (a browser's navigation, or with REQUEST=minimal only
+# the cookies: the session's between two of the app's), one site after
 # the other, round after round, starting each round with the next site, so
 # that drift in the machine's speed falls on all of them alike. Caddy runs
 # on one core with GOMAXPROCS=1; wrk and the upstream on the other.
@@ -37,10 +38,10 @@ CONNECTIONS=${CONNECTIONS:-10}
 SITES=${SITES:-bare sso sso-jwt}
 BASE_PORT=${BASE_PORT:-18500}
 PROFILE=${PROFILE:-}
-# The request a browser sends a protected app, in short: the session
-# cookie between two of the app's own.
-COOKIE_BEFORE=${COOKIE_BEFORE:-theme=dark}
-COOKIE_AFTER=${COOKIE_AFTER:-lang=en}
+# REQUEST=browser sends what Chromium sends on a navigation (the header set
+# of BenchmarkAuthenticatedRequest), REQUEST=minimal only the Cookie header.
+# Either way the session cookie sits between two of the app's own.
+REQUEST=${REQUEST:-browser}
 
 upstream_port=$BASE_PORT admin_port=$((BASE_PORT + 1)) idp_port=$((BASE_PORT + 9))
 declare -A port=([bare]=$((BASE_PORT + 2)) [sso]=$((BASE_PORT + 3)) [sso-jwt]=$((BASE_PORT + 4)))
@@ -54,6 +55,14 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+
+case $REQUEST in
+browser | minimal) ;;
+*)
+	echo "REQUEST must be browser or minimal"
+	exit 1
+	;;
+esac
 
 # Caddy listens with SO_REUSEPORT, so a forgotten instance on these ports
 # would silently share the load (and the sign-in) with this one.
@@ -127,12 +136,29 @@ curl -fsS -o /dev/null "http://127.0.0.1:${port[bare]}/" || { echo "Caddy did no
 echo "signing in through the sso site at the in-process OpenID provider"
 token=$("$work/mksession" -signin "http://127.0.0.1:${port[sso]}/" -idp-listen "127.0.0.1:$idp_port") ||
 	{ cat "$work/caddy.log"; exit 1; }
-cookie="Cookie: $COOKIE_BEFORE; sso_session=$token; $COOKIE_AFTER"
+request=(-H "Cookie: theme=dark; sso_session=$token; lang=en")
+if [ "$REQUEST" = browser ]; then
+	request+=(
+		-H 'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+		-H 'Accept-Encoding: gzip, deflate, br, zstd'
+		-H 'Accept-Language: en-GB,en;q=0.9'
+		-H 'Cache-Control: max-age=0'
+		-H 'Sec-Ch-Ua: "Chromium";v="156", "Not)A;Brand";v="24"'
+		-H 'Sec-Ch-Ua-Mobile: ?0'
+		-H 'Sec-Ch-Ua-Platform: "Linux"'
+		-H 'Sec-Fetch-Dest: document'
+		-H 'Sec-Fetch-Mode: navigate'
+		-H 'Sec-Fetch-Site: none'
+		-H 'Sec-Fetch-User: ?1'
+		-H 'Upgrade-Insecure-Requests: 1'
+		-H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36'
+	)
+fi
 
 # Every site answers the same request; the sso sites hand the upstream
 # the signed-in user, and the one with identity_jwt a signed token too.
 for site in $SITES; do
-	got=$(curl -fsS -H "$cookie" "http://127.0.0.1:${port[$site]}/") || { echo "$site: request failed"; exit 1; }
+	got=$(curl -fsS "${request[@]}" "http://127.0.0.1:${port[$site]}/") || { echo "$site: request failed"; exit 1; }
 	case $site in
 	bare) [ "$got" = "hello " ] || { echo "bare: upstream answered '$got'"; exit 1; } ;;
 	*) [ "$got" != "hello " ] || { echo "$site: the upstream got no identity"; exit 1; } ;;
@@ -150,7 +176,7 @@ hz=$(getconf CLK_TCK)
 load() {
 	local c0 u0 c1 u1 out
 	c0=$(cpu_ticks "$caddy_pid") u0=$(cpu_ticks "$upstream_pid")
-	out=$("${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$cookie" "http://127.0.0.1:${port[$1]}/")
+	out=$("${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${request[@]}" "http://127.0.0.1:${port[$1]}/")
 	c1=$(cpu_ticks "$caddy_pid") u1=$(cpu_ticks "$upstream_pid")
 	if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
 		echo "$1: wrk saw errors:" >&2
@@ -189,7 +215,7 @@ done
 # field <site> <round> <n>: the n-th number of a result.
 field() { cut -d' ' -f"$3" <<<"${results[$1,$2]}"; }
 echo
-echo "medians over $ROUNDS rounds of ${DURATION} (c$CONNECTIONS); ratios are per round against bare"
+echo "medians over $ROUNDS rounds of ${DURATION} (c$CONNECTIONS, $REQUEST request); ratios are per round against bare"
 printf '%-8s %10s %10s %10s %10s %12s %12s %12s\n' site req/s throughput p50 p99 "Caddy µs/req" "vs bare µs" "upstream µs"
 for site in "${sites[@]}"; do
 	rps=() thr=() p50=() p99=() cu=() dcu=() uu=()
@@ -216,7 +242,7 @@ if [ -n "$PROFILE" ]; then
 	for site in bare sso; do
 		echo "profiling $site into $PROFILE"
 		curl -fsS -o "$PROFILE/$site.allocs0.pb.gz" "http://127.0.0.1:$admin_port/debug/pprof/allocs"
-		"${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d12s -H "$cookie" "http://127.0.0.1:${port[$site]}/" >/dev/null &
+		"${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d12s "${request[@]}" "http://127.0.0.1:${port[$site]}/" >/dev/null &
 		wrk_pid=$!
 		sleep 1
 		curl -fsS -o "$PROFILE/$site.cpu.pb.gz" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=10"
