@@ -11,7 +11,11 @@
 // Caddyfile names as the IdP's issuer with -client-id and -client-secret,
 // opens the protected URL as a browser would, submits the provider's login
 // form and follows the redirects back through the callback. The user has
-// the groups of -groups and is provisioned by the IdP's jit rules.
+// the groups of -groups and is provisioned by the IdP's jit rules. Any
+// callback on the site's origin is accepted, so the same sign-in serves
+// other gateways measured beside Caddy (oauth2-proxy); with -cookie-header
+// it prints every cookie the site set, as a Cookie header value, instead
+// of the sso session token.
 //
 //	go run ./bench/mksession -signin http://127.0.0.1:18502/ -idp-listen 127.0.0.1:18509
 package main
@@ -42,12 +46,13 @@ const (
 
 func main() {
 	path := flag.String("store", "", "bbolt store file to create the session in")
-	idpName := flag.String("idp", "bench", "IdP name the session belongs to")
+	idpName := flag.String("idp", "bench", "with -store: the IdP name the session belongs to")
 	signin := flag.String("signin", "", "protected URL to sign in at through a running Caddy")
 	idpListen := flag.String("idp-listen", "127.0.0.1:18509", "with -signin: address of the OpenID provider (the issuer is http://<address>)")
 	clientID := flag.String("client-id", "bench", "with -signin: the client ID in the Caddyfile")
 	clientSecret := flag.String("client-secret", "bench-secret", "with -signin: the client secret in the Caddyfile")
 	groups := flag.String("groups", "bench", "the user's groups, comma-separated")
+	cookieHeader := flag.Bool("cookie-header", false, "with -signin: print all the site's cookies as a Cookie header value")
 	flag.Parse()
 	var (
 		token string
@@ -55,7 +60,7 @@ func main() {
 	)
 	switch {
 	case *signin != "":
-		token, err = signIn(*signin, *idpListen, *idpName, *clientID, *clientSecret, splitList(*groups))
+		token, err = signIn(*signin, *idpListen, *clientID, *clientSecret, splitList(*groups), *cookieHeader)
 	case *path != "":
 		token, err = createSession(*path, *idpName, splitList(*groups))
 	default:
@@ -95,9 +100,9 @@ func createSession(path, idpName string, groups []string) (string, error) {
 	return token, err
 }
 
-// signIn runs one OpenID Connect sign-in through Caddy at protected and
-// returns the session cookie Caddy set.
-func signIn(protected, idpListen, idpName, clientID, clientSecret string, groups []string) (string, error) {
+// signIn runs one OpenID Connect sign-in through the gateway at protected
+// and returns the session cookie it set (or all its cookies).
+func signIn(protected, idpListen, clientID, clientSecret string, groups []string, all bool) (string, error) {
 	site, err := url.Parse(protected)
 	if err != nil || site.Host == "" {
 		return "", fmt.Errorf("-signin %q is not an absolute URL", protected)
@@ -108,7 +113,7 @@ func signIn(protected, idpListen, idpName, clientID, clientSecret string, groups
 	}
 	defer op.Close()
 	op.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{site.Scheme + "://" + site.Host + "/.sso/oidc/" + idpName + "/callback"}})
+		RedirectURIs: []string{site.Scheme + "://" + site.Host + "/"}, PrefixMatch: true})
 	const username, password = "load", "load-pw"
 	op.AddUser(username, password, map[string]any{
 		"sub": userSubject, "email": userEmail, "email_verified": true,
@@ -120,16 +125,21 @@ func signIn(protected, idpListen, idpName, clientID, clientSecret string, groups
 		return "", err
 	}
 	client := &http.Client{Jar: jar}
-	// The navigation is sent to the provider's authorization endpoint;
-	// stop there.
+	// The navigation is sent (perhaps through a page of the gateway's own)
+	// to the provider's authorization endpoint; stop there.
 	req, err := http.NewRequest(http.MethodGet, protected, nil)
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Accept", "text/html")
-	noFollow := *client
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := noFollow.Do(req)
+	toProvider := *client
+	toProvider.CheckRedirect = func(next *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(next.URL.String(), op.Issuer+"/") {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	resp, err := toProvider.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("opening %s: %w", protected, err)
 	}
@@ -153,10 +163,16 @@ func signIn(protected, idpListen, idpName, clientID, clientSecret string, groups
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("signing in: %s ended at %s: %s", resp.Request.URL, resp.Status, body)
 	}
+	var pairs []string
 	for _, c := range jar.Cookies(site) {
-		if c.Name == "sso_session" || c.Name == "__Host-sso_session" {
+		if all {
+			pairs = append(pairs, c.Name+"="+c.Value)
+		} else if c.Name == "sso_session" || c.Name == "__Host-sso_session" {
 			return c.Value, nil
 		}
 	}
-	return "", fmt.Errorf("signing in: Caddy set no session cookie (ended at %s)", resp.Request.URL)
+	if len(pairs) > 0 {
+		return strings.Join(pairs, "; "), nil
+	}
+	return "", fmt.Errorf("signing in: the site set no session cookie (ended at %s)", resp.Request.URL)
 }
