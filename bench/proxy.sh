@@ -31,8 +31,10 @@
 # Per site it prints the median over rounds of the per-round ratios to bare
 # (throughput, p50, p99) and of the gateway's CPU per request, from
 # /proc/<pid>/stat (utime+stime over the requests wrk counted), which is
-# steadier on a shared machine than requests per second; and the upstream's
-# CPU per request the same way.
+# steadier on a shared machine than requests per second; the upstream's
+# CPU per request the same way; and, for the Caddy sites, Caddy's heap
+# allocations and bytes per request, which the machine's load does not
+# change at all.
 #
 #	bench/proxy.sh                          # 7 rounds of 10s per site, 10 connections
 #	ROUNDS=9 DURATION=15s PEERS= bench/proxy.sh
@@ -269,13 +271,25 @@ done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# load <site> prints: requests/s p50-µs p99-µs gateway-µs/request upstream-µs/request
+# heap_counts prints Caddy's allocation count and allocated bytes so far
+# (runtime.MemStats from the admin endpoint): unlike time, they do not
+# depend on what else the machine runs.
+heap_counts() {
+	curl -fsS "http://127.0.0.1:$admin_port/debug/vars" |
+		tr ',' '\n' | awk -F: '/"Mallocs"/ && m == "" {m = $2} /"TotalAlloc"/ {b = $2} END {print m + 0, b + 0}'
+}
+
+# load <site> prints: requests/s p50-µs p99-µs gateway-µs/request
+# upstream-µs/request allocations/request bytes/request (the last two for
+# the Caddy sites, 0 for the peers)
 load() {
-	local c0 u0 c1 u1 out pid=${server_pid[$1]}
+	local c0 u0 c1 u1 out pid=${server_pid[$1]} h0="0 0" h1="0 0"
 	request "$1"
+	[ "$pid" = "$caddy_pid" ] && h0=$(heap_counts)
 	c0=$(cpu_ticks "$pid") u0=$(cpu_ticks "$upstream_pid")
 	out=$("${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${req[@]}" "http://127.0.0.1:${port[$1]}/")
 	c1=$(cpu_ticks "$pid") u1=$(cpu_ticks "$upstream_pid")
+	[ "$pid" = "$caddy_pid" ] && h1=$(heap_counts)
 	# Refused or failed requests end the run; wrk's timeouts (requests over
 	# 2 s, seen only on an overloaded machine) do not.
 	if grep -q 'Non-2xx' <<<"$out" || grep -Eq 'Socket errors: connect [1-9]|read [1-9]|write [1-9]' <<<"$out"; then
@@ -283,7 +297,7 @@ load() {
 		echo "$out" >&2
 		return 1
 	fi
-	awk -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$hz" '
+	awk -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$hz" -v h0="$h0" -v h1="$h1" '
 		function us(v) {
 			if (v ~ /us$/) return v + 0
 			if (v ~ /ms$/) return v * 1000
@@ -294,7 +308,11 @@ load() {
 		$1 == "99%" { p99 = us($2) }
 		/requests in/ { n = $1 }
 		/^Requests\/sec/ { rps = $2 }
-		END { printf "%.0f %.1f %.1f %.2f %.2f\n", rps, p50, p99, c * 1e6 / hz / n, u * 1e6 / hz / n }' <<<"$out"
+		END {
+			split(h0, a, " "); split(h1, b, " ")
+			printf "%.0f %.1f %.1f %.2f %.2f %.1f %.0f\n", rps, p50, p99, c * 1e6 / hz / n, u * 1e6 / hz / n,
+				(b[1] - a[1]) / n, (b[2] - a[2]) / n
+		}' <<<"$out"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -306,8 +324,9 @@ for round in $(seq "$ROUNDS"); do
 		site=${sites[$(((i + round - 1) % ${#sites[@]}))]}
 		r=$(load "$site")
 		results[$site,$round]=$r
-		read -r rps p50 p99 cu uu <<<"$r"
-		printf '  %-14s %7s req/s  p50 %6s µs  p99 %7s µs  gateway %6s µs/req  upstream %6s µs/req\n' "$site" "$rps" "$p50" "$p99" "$cu" "$uu"
+		read -r rps p50 p99 cu uu ma mb <<<"$r"
+		printf '  %-14s %7s req/s  p50 %6s µs  p99 %7s µs  gateway %6s µs/req  upstream %6s µs/req  %5s allocs/req %6s B/req\n' \
+			"$site" "$rps" "$p50" "$p99" "$cu" "$uu" "$ma" "$mb"
 	done
 done
 
@@ -316,13 +335,15 @@ field() { cut -d' ' -f"$3" <<<"${results[$1,$2]}"; }
 m() { if [ $# -gt 0 ]; then printf '%s\n' "$@" | median; else echo 0; fi; }
 echo
 echo "medians over $ROUNDS rounds of ${DURATION} (c$CONNECTIONS, $REQUEST request); ratios and differences are per round against bare"
-printf '%-14s %8s %10s %8s %8s %14s %10s %12s\n' site req/s throughput p50 p99 "gateway µs/req" "vs bare" "upstream µs"
+printf '%-14s %8s %10s %8s %8s %14s %10s %12s %11s %8s\n' site req/s throughput p50 p99 "gateway µs/req" "vs bare" "upstream µs" "allocs/req" "B/req"
 for site in "${sites[@]}"; do
-	rps=() thr=() p50=() p99=() cu=() dcu=() uu=()
+	rps=() thr=() p50=() p99=() cu=() dcu=() uu=() ma=() mb=()
 	for round in $(seq "$ROUNDS"); do
 		rps+=("$(field "$site" "$round" 1)")
 		cu+=("$(field "$site" "$round" 4)")
 		uu+=("$(field "$site" "$round" 5)")
+		ma+=("$(field "$site" "$round" 6)")
+		mb+=("$(field "$site" "$round" 7)")
 		if [ -n "${results[bare,$round]:-}" ]; then
 			thr+=("$(awk -v a="$(field "$site" "$round" 1)" -v b="$(field bare "$round" 1)" 'BEGIN {print a / b}')")
 			p50+=("$(awk -v a="$(field "$site" "$round" 2)" -v b="$(field bare "$round" 2)" 'BEGIN {print a / b}')")
@@ -330,8 +351,9 @@ for site in "${sites[@]}"; do
 			dcu+=("$(awk -v a="$(field "$site" "$round" 4)" -v b="$(field bare "$round" 4)" 'BEGIN {print a - b}')")
 		fi
 	done
-	printf '%-14s %8.0f %10.3f %8.3f %8.3f %14.2f %+10.2f %12.2f\n' "$site" "$(m "${rps[@]}")" \
-		"$(m "${thr[@]}")" "$(m "${p50[@]}")" "$(m "${p99[@]}")" "$(m "${cu[@]}")" "$(m "${dcu[@]}")" "$(m "${uu[@]}")"
+	printf '%-14s %8.0f %10.3f %8.3f %8.3f %14.2f %+10.2f %12.2f %11.1f %8.0f\n' "$site" "$(m "${rps[@]}")" \
+		"$(m "${thr[@]}")" "$(m "${p50[@]}")" "$(m "${p99[@]}")" "$(m "${cu[@]}")" "$(m "${dcu[@]}")" "$(m "${uu[@]}")" \
+		"$(m "${ma[@]}")" "$(m "${mb[@]}")"
 done
 
 if [ -n "$PROFILE" ]; then
