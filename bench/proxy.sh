@@ -94,7 +94,7 @@ go build -o "$work/upstream" ./bench/upstream
 go build -o "$work/mksession" ./bench/mksession
 
 # why_not <log> prints the line of a failed build that says why.
-why_not() { grep -m1 -E 'not available|[Ee]rror|cannot|undefined' "$1" || grep . "$1" | tail -1; }
+why_not() { { grep -m1 -E 'not available|[Ee]rror|cannot|undefined' "$1" || grep . "$1" | tail -1; } | sed 's/^[[:space:]]*//'; }
 
 # build_peer <peer> prints the peer's binary, building it into CACHE the
 # first time; it fails, with the reason on stderr, when the peer does not
@@ -351,9 +351,10 @@ for site in "${sites[@]}"; do
 			dcu+=("$(awk -v a="$(field "$site" "$round" 4)" -v b="$(field bare "$round" 4)" 'BEGIN {print a - b}')")
 		fi
 	done
-	printf '%-14s %8.0f %10.3f %8.3f %8.3f %14.2f %+10.2f %12.2f %11.1f %8.0f\n' "$site" "$(m "${rps[@]}")" \
-		"$(m "${thr[@]}")" "$(m "${p50[@]}")" "$(m "${p99[@]}")" "$(m "${cu[@]}")" "$(m "${dcu[@]}")" "$(m "${uu[@]}")" \
-		"$(m "${ma[@]}")" "$(m "${mb[@]}")"
+	heap=$(printf '%11.1f %8.0f' "$(m "${ma[@]}")" "$(m "${mb[@]}")")
+	[ "${server_pid[$site]}" = "$caddy_pid" ] || heap=$(printf '%11s %8s' - -)
+	printf '%-14s %8.0f %10.3f %8.3f %8.3f %14.2f %+10.2f %12.2f %s\n' "$site" "$(m "${rps[@]}")" \
+		"$(m "${thr[@]}")" "$(m "${p50[@]}")" "$(m "${p99[@]}")" "$(m "${cu[@]}")" "$(m "${dcu[@]}")" "$(m "${uu[@]}")" "$heap"
 done
 
 if [ -n "$PROFILE" ]; then
