@@ -195,37 +195,21 @@ func (p *HeaderPlan) SetIdentity(h http.Header, id *session.Identity) {
 }
 
 // stripCookies removes the cookies isOurs names from the Cookie header sent
-// upstream, so the upstream never sees a session token. Each changed line is
-// rebuilt once; lines without our cookies are kept as they are.
+// upstream, so the upstream never sees a session token. It runs on every
+// proxied request, so it changes only what it must: a line without our
+// cookies is kept as it is, a line with ours only at its start or end is
+// cut down to the part between (no allocation), and only a line with ours
+// between two of the app's cookies is rebuilt. Lines are replaced in the
+// request's own value slice, which the server allocated for this request.
 func stripCookies(h http.Header, isOurs func(name string) bool) {
-	lines := h["Cookie"]
-	kept := lines[:0:0]
+	lines, ok := h["Cookie"]
+	if !ok {
+		return
+	}
+	kept := lines[:0]
 	for _, line := range lines {
-		var b strings.Builder
-		b.Grow(len(line))
-		changed := false
-		for rest := line; rest != ""; {
-			var part string
-			part, rest, _ = strings.Cut(rest, ";")
-			part = strings.TrimSpace(part)
-			name, _, _ := strings.Cut(part, "=")
-			if isOurs(name) {
-				changed = true
-				continue
-			}
-			if part == "" {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString(part)
-		}
-		switch {
-		case !changed:
-			kept = append(kept, line)
-		case b.Len() > 0:
-			kept = append(kept, b.String())
+		if v, changed := withoutCookies(line, isOurs); v != "" || !changed {
+			kept = append(kept, v)
 		}
 	}
 	if len(kept) == 0 {
@@ -233,4 +217,80 @@ func stripCookies(h http.Header, isOurs func(name string) bool) {
 		return
 	}
 	h["Cookie"] = kept
+}
+
+// withoutCookies returns one Cookie line without the cookies isOurs names,
+// and whether there were any.
+func withoutCookies(line string, isOurs func(name string) bool) (string, bool) {
+	from, to := -1, -1 // the span of line from the first to the last kept cookie
+	removed, pending, gap := false, false, false
+	for i := 0; i <= len(line); {
+		start, stop, next := cookiePart(line, i)
+		i = next
+		switch {
+		case start == stop:
+		case isOurs(cookieName(line[start:stop])):
+			removed = true
+			pending = from >= 0
+		default:
+			gap = gap || pending
+			pending = false
+			if from < 0 {
+				from = start
+			}
+			to = stop
+		}
+	}
+	switch {
+	case !removed:
+		return line, false
+	case from < 0:
+		return "", true
+	case !gap:
+		return line[from:to], true
+	}
+	var b strings.Builder
+	b.Grow(to - from)
+	for i := from; i <= to; {
+		start, stop, next := cookiePart(line[:to], i)
+		i = next
+		if start == stop || isOurs(cookieName(line[start:stop])) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(line[start:stop])
+	}
+	return b.String(), true
+}
+
+// cookiePart finds the cookie of line that starts at from: its bounds
+// without surrounding white space, and where the next one starts.
+func cookiePart(line string, from int) (start, stop, next int) {
+	end := strings.IndexByte(line[from:], ';')
+	if end < 0 {
+		end = len(line)
+	} else {
+		end += from
+	}
+	start, stop = from, end
+	for start < stop && isSpace(line[start]) {
+		start++
+	}
+	for stop > start && isSpace(line[stop-1]) {
+		stop--
+	}
+	return start, stop, end + 1
+}
+
+// cookieName is the name of one name=value pair, trimmed as upstream
+// cookie parsers trim it.
+func cookieName(pair string) string {
+	name, _, _ := strings.Cut(pair, "=")
+	return strings.TrimSpace(name)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
