@@ -1,11 +1,19 @@
-// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+// Package session issues and resolves sign-in sessions.
 //
 // The browser holds only a random 256-bit token; the store keeps the
 // session under the token's SHA-256, so neither a copy of the store nor a
 // log line can be replayed as a cookie. Resolving a token is the hot path of
 // every authenticated request: it is served from an in-memory cache and
-// never writes to the store. Last-seen times are collected in memory and
-// written in one transaction per Config.TouchInterval.
+// never writes to the store. The cache is bounded (Config.CacheSize); the
+// store stays the source of truth. Last-seen times are collected in memory
+// and written once per Config.TouchInterval, FlushBatch sessions per
+// transaction; expired sessions are swept SweepBatch per transaction, so
+// neither holds the store's write lock for long.
+//
+// What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
+// key kept in the store and stored apart from the session record. With a
+// store shared by several instances (store.Broadcaster), what one instance
+// revokes the others forget at once.
 package session
 
 import (
@@ -49,8 +57,8 @@ const (
 // batch is its own transaction, so a sign-in waits for at most one batch,
 // never for a whole sweep or flush.
 const (
-	SweepBatch = 1000
-	FlushBatch = 1000
+	SweepBatch = 100
+	FlushBatch = 250
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -134,6 +142,8 @@ type Manager struct {
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
+	zip     compressors                   // for sealing tokens
+
 	// evicted holds the last-seen times of sessions the cache dropped for
 	// room before Flush wrote them (hash -> unix nanos).
 	evicted map[tokenHash]int64
@@ -238,6 +248,7 @@ type NewSession struct {
 	Ended []string
 
 	maxPerUser int
+	zip        *compressors
 	user       *store.User // as read in the transaction that wrote the session
 }
 
@@ -249,7 +260,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -280,7 +291,7 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 		return err
 	}
 	if !n.Tokens.empty() {
-		if err := putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
 			return err
 		}
 	}
@@ -391,6 +402,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
 		lastSeen = stale.lastSeen.Load()
 	}
+	// A use the cache dropped before Flush wrote it counts too.
+	m.mu.RLock()
+	lastSeen = max(lastSeen, m.evicted[hash])
+	m.mu.RUnlock()
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
@@ -786,7 +801,7 @@ type Identity struct {
 // Field names one identity value handed to the upstream.
 type Field int
 
-// The identity fields, in the order of DESIGN.md section 1's placeholders.
+// The identity fields, in the order of the {http.auth.user.*} placeholders.
 const (
 	FieldUserID Field = iota
 	FieldEmail
