@@ -496,7 +496,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rt *runn
 	}
 	out, err := rt.signin.SignIn(ctx, &p.signin, a, oldToken)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.signInNotSaved(w, p, err)
 	}
 	switch {
 	case out.Replay != nil:

@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"html/template"
 	"net/http"
+
+	"go.uber.org/zap"
 )
 
 // page is a plain page shown to a person: a title, a sentence, and
@@ -60,4 +62,16 @@ func (p page) write(w http.ResponseWriter) error {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.WriteHeader(p.Status)
 	return pageTemplate.Execute(w, p)
+}
+
+// signInNotSaved answers a sign-in the IdP vouched for but the store could
+// not record (a full disk, a read-only or failing file system): nothing
+// of it was kept, so the person may simply try again later. The log line
+// carries the store's error, which names the file and the cause.
+func (h *Handler) signInNotSaved(w http.ResponseWriter, p *identityProvider, err error) error {
+	h.logger.Error("sign-in could not be saved; nothing of it was kept", zap.String("idp", p.name), zap.Error(err))
+	w.Header().Set("Retry-After", "60")
+	return page{Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable",
+		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below.",
+		Code:    "store_unavailable"}.write(w)
 }
