@@ -38,6 +38,7 @@ type scimWrite struct {
 // store, STRESS_CRASH_LOGINS (default 200) sets the sign-ins per round,
 // STRESS_SEED fixes the random kill points; bench/crash.sh runs many rounds.
 func TestCrashConsistency(t *testing.T) {
+	t.Parallel()
 	rounds := envInt(t, "STRESS_CRASH_ROUNDS", 1)
 	logins := max(envInt(t, "STRESS_CRASH_LOGINS", 200), 50)
 	seed := uint64(time.Now().UnixNano())

@@ -76,6 +76,7 @@ func signInAs(ctx context.Context, w *stresstest.World, name string) (*stresstes
 // SCIM writes are refused, and once space returns everything works again
 // and the store is consistent.
 func TestFullDisk(t *testing.T) {
+	t.Parallel()
 	disk := mountTmpfs(t, "4m")
 	w := newWorld(t, nil)
 	w.Store = filepath.Join(disk, "sso.db")
@@ -175,6 +176,7 @@ func TestFullDisk(t *testing.T) {
 // start with an error naming the file and the cause, and the file is left
 // as it was.
 func TestReadOnlyStore(t *testing.T) {
+	t.Parallel()
 	disk := mountTmpfs(t, "4m")
 	w := newWorld(t, nil)
 	w.Store = filepath.Join(disk, "sso.db")
