@@ -3,8 +3,10 @@ package caddymodule
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -27,7 +29,7 @@ func acquireBolt(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("store path %q: %w", path, err)
 	}
 	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		db, err := bolt.Open(key, bolt.Options{})
+		db, err := bolt.Open(key, bolt.Options{OnWrite: slowWrites(key)})
 		if err != nil {
 			return nil, err
 		}
@@ -48,4 +50,20 @@ func releaseBolt(path string) error {
 	}
 	_, err = storePool.Delete(key)
 	return err
+}
+
+// slowWriteThreshold is the write-lock hold a store write is logged at:
+// every sign-in and SCIM write queued behind it waits that long.
+const slowWriteThreshold = 100 * time.Millisecond
+
+// slowWrites logs each write transaction that held the store's write lock
+// for slowWriteThreshold or longer (docs/operations.md, "Limits and
+// behaviour under failure").
+func slowWrites(path string) func(held time.Duration) {
+	return func(held time.Duration) {
+		if held >= slowWriteThreshold {
+			caddy.Log().Named("sso.store").Warn("a store write held the write lock long",
+				zap.String("store", path), zap.Duration("held", held))
+		}
+	}
 }

@@ -22,13 +22,10 @@ func caddyBinary(t *testing.T) string {
 	return bin
 }
 
-var builtCaddy = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "caddy-sso-stress-")
-	if err != nil {
-		return "", err
-	}
-	return stresstest.Build(dir)
-})
+// binDir holds the binary; TestMain makes it and removes it.
+var binDir string
+
+var builtCaddy = sync.OnceValues(func() (string, error) { return stresstest.Build(binDir) })
 
 // newWorld starts the IdPs and the upstream; configure (may be nil)
 // adjusts the World before Caddy starts. Caddy, the IdPs and the upstream
@@ -99,4 +96,16 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// TestMain makes the directory for the Caddy binary the tests build, and
+// removes it at the end.
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "caddy-sso-stress-"); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
 }
