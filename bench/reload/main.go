@@ -16,13 +16,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/internal/stresstest"
@@ -35,8 +39,10 @@ func main() {
 	conns := flag.Int("connections", 32, "wrk connections")
 	global := flag.String("global", "", "extra global option lines for the Caddyfile, ';'-separated")
 	site := flag.String("site", "", "extra directives for the protected route, ';'-separated")
+	client := flag.String("client", "wrk", "load generator: wrk (retries nothing), wrk-close (a new connection per request), "+
+		"or go (Go's HTTP client, which like browsers resends a GET whose reused connection was closed before an answer)")
 	flag.Parse()
-	if err := run(*bin, *reloads, *every, *conns, *global, *site); err != nil {
+	if err := run(*bin, *reloads, *every, *conns, *global, *site, *client); err != nil {
 		log.Fatal("reload: ", err)
 	}
 }
@@ -51,7 +57,7 @@ func lines(s, indent string) string {
 	return b.String()
 }
 
-func run(bin string, reloads int, every time.Duration, conns int, global, site string) error {
+func run(bin string, reloads int, every time.Duration, conns int, global, site, client string) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk is not installed (apt-get install -y wrk)")
 	}
@@ -87,13 +93,31 @@ func run(bin string, reloads int, every time.Duration, conns int, global, site s
 	cookie := b.SessionCookie(w.Base)
 
 	duration := time.Duration(reloads+2) * every
-	fmt.Printf("wrk: %d connections for %s; %d reloads every %s; global options %q\n", conns, duration.Round(time.Second), reloads, every, strings.TrimSpace(w.Global))
-	wrk := exec.Command("wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(duration.Seconds()+0.999)),
-		"-H", "Cookie: "+cookie, "-H", "Accept: application/json", w.Base+"/load")
-	var out strings.Builder
-	wrk.Stdout, wrk.Stderr = &out, &out
-	if err := wrk.Start(); err != nil {
-		return err
+	fmt.Printf("%s: %d connections for %s; %d reloads every %s; global options %q\n", client, conns, duration.Round(time.Second), reloads, every, strings.TrimSpace(w.Global))
+	var result func() (wrkResult, error)
+	switch client {
+	case "wrk", "wrk-close":
+		args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(duration.Seconds()+0.999)),
+			"-H", "Cookie: " + cookie, "-H", "Accept: application/json"}
+		if client == "wrk-close" {
+			args = append(args, "-H", "Connection: close")
+		}
+		wrk := exec.Command("wrk", append(args, w.Base+"/load")...)
+		var out strings.Builder
+		wrk.Stdout, wrk.Stderr = &out, &out
+		if err := wrk.Start(); err != nil {
+			return err
+		}
+		result = func() (wrkResult, error) {
+			if err := wrk.Wait(); err != nil {
+				return wrkResult{}, fmt.Errorf("wrk: %v\n%s", err, out.String())
+			}
+			return parseWrk(out.String()), nil
+		}
+	case "go":
+		result = goLoad(w.Base+"/load", cookie, conns, duration)
+	default:
+		return fmt.Errorf("unknown -client %q", client)
 	}
 	cfg := filepath.Join(dir, "Caddyfile.reload")
 	time.Sleep(every)
@@ -112,10 +136,10 @@ func run(bin string, reloads int, every time.Duration, conns int, global, site s
 		}
 		time.Sleep(every)
 	}
-	if err := wrk.Wait(); err != nil {
-		return fmt.Errorf("wrk: %v\n%s", err, out.String())
+	r, err := result()
+	if err != nil {
+		return err
 	}
-	r := parseWrk(out.String())
 	fmt.Printf("requests %d, socket errors: connect %d, read %d, write %d, timeout %d; non-2xx %d; failed %d (%.4f%%); reloads failed %d\n",
 		r.requests, r.connect, r.read, r.write, r.timeout, r.non2xx, r.failed(), 100*float64(r.failed())/float64(max(r.requests, 1)), failedReloads)
 	return nil
@@ -146,4 +170,38 @@ func parseWrk(s string) wrkResult {
 		r.non2xx = atoi(m[1])
 	}
 	return r
+}
+
+// goLoad runs conns goroutines that GET url with the session for d on one
+// pooled Go client and counts failures as wrk does: errors as read errors,
+// answers other than 200 as non-2xx.
+func goLoad(url, cookie string, conns int, d time.Duration) func() (wrkResult, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}, Timeout: 10 * time.Second}
+	var requests, errs, non2xx atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Cookie", cookie)
+				req.Header.Set("Accept", "application/json")
+				resp, err := client.Do(req)
+				requests.Add(1)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					non2xx.Add(1)
+				}
+			}
+		})
+	}
+	return func() (wrkResult, error) {
+		wg.Wait()
+		return wrkResult{requests: int(requests.Load()), read: int(errs.Load()), non2xx: int(non2xx.Load())}, nil
+	}
 }
