@@ -18,12 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	mrand "math/rand/v2"
 	"os"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
-	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -53,40 +51,18 @@ func main() {
 	defer db.Close()
 	ctx := context.Background()
 
-	var clock time.Time
-	m := session.New(db, session.Config{MaxPerUser: -1}, nil, func() time.Time { return clock })
-	rng := mrand.New(mrand.NewPCG(*seed, 2))
-	var first int
-	if err := db.View(ctx, func(tx store.Tx) error {
-		c, err := tx.Counts()
-		first = c.Users
-		return err
-	}); err != nil {
-		log.Fatal(err)
-	}
 	start := time.Now()
-	fmt.Printf("genstore: adding %d users and sessions to %s (from user %d), sessions current at %s\n",
-		*n, *path, first, now.Format(time.RFC3339))
-	for done := 0; done < *n; {
-		size := min(*chunk, *n-done)
-		err := db.Update(ctx, func(tx store.Tx) error {
-			for i := first + done; i < first+done+size; i++ {
-				if err := signIn(tx, m, &clock, rng, now, i); err != nil {
-					return fmt.Errorf("user %d: %w", i, err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			log.Fatal(err)
-		}
-		done += size
+	fmt.Printf("genstore: adding %d users and sessions to %s, sessions current at %s\n", *n, *path, now.Format(time.RFC3339))
+	err = fixture.Generate(ctx, db, *n, *chunk, now, *seed, func(done int) {
 		if done%(20*(*chunk)) == 0 || done == *n {
 			el := time.Since(start)
 			fi, _ := os.Stat(*path)
 			fmt.Printf("genstore: %d/%d (%d%%) in %s, %.0f sign-ins/s, file %d MiB\n", done, *n, 100*done / *n,
 				el.Round(time.Second), float64(done)/el.Seconds(), fi.Size()>>20)
 		}
+	})
+	if err != nil {
+		log.Fatal(err)
 	}
 	if err := db.Sync(); err != nil {
 		log.Fatal(err)
@@ -95,37 +71,4 @@ func main() {
 	_ = db.View(ctx, func(tx store.Tx) error { c, err = tx.Counts(); return err })
 	fi, _ := os.Stat(*path)
 	fmt.Printf("genstore: done in %s: %+v, file %d MiB\n", time.Since(start).Round(time.Second), c, fi.Size()>>20)
-}
-
-// signIn writes what a JIT sign-in of user i writes.
-func signIn(tx store.Tx, m *session.Manager, clock *time.Time, rng *mrand.Rand, now time.Time, i int) error {
-	idpName := fixture.IdP
-	subject, email := fixture.Subject(i), fixture.Email(i)
-	seen := now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))
-	created := seen.Add(-time.Duration(rng.Int64N(int64(7 * time.Hour))))
-	u := &store.User{
-		Email: email, FirstName: "First", LastName: fmt.Sprint("Last", i),
-		Groups: []string{"staff", fmt.Sprint("team-", i%50)}, Active: true, Source: store.SourceJIT,
-		Links:    []store.Link{{IdP: idpName, Subject: subject}},
-		UserName: email, IdP: idpName, ExternalID: subject,
-		Created: created, Updated: created, LastLogin: created,
-	}
-	if err := tx.PutUser(u); err != nil {
-		return err
-	}
-	for _, typ := range []string{store.EventUserCreated, store.EventLoginSucceeded} {
-		if err := tx.Audit(store.Event{Time: created, Type: typ, IdP: idpName, UserID: u.ID, Subject: subject}); err != nil {
-			return err
-		}
-	}
-	*clock = created
-	fresh, err := m.Prepare(idpName, store.LogoutInfo{Subject: subject})
-	if err != nil {
-		return err
-	}
-	fresh.Token = fixture.Token(i)
-	fresh.Session.Hash = session.Hash(fresh.Token)
-	fresh.Session.LastSeen = seen
-	fresh.Tokens = &session.Tokens{IDToken: fixture.IDToken(subject, email, created, i%50)}
-	return fresh.Write(tx, u)
 }

@@ -68,8 +68,14 @@ var (
 
 func main() {
 	flag.Parse()
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	if *path == "" {
-		log.Fatal("storeload: -store is required")
+		return fmt.Errorf("storeload: -store is required")
 	}
 	if *short {
 		*lookups, *touch, *signins, *rounds = 2_000, 2_000, 200, 1
@@ -90,6 +96,15 @@ func main() {
 		l.freelists()
 	}
 	l.backup()
+	r, err := l.db.Check(context.Background())
+	if err != nil {
+		return err
+	}
+	if !r.OK() {
+		return fmt.Errorf("storeload: the store is inconsistent after the run: %s", strings.Join(r.Problems, "; "))
+	}
+	fmt.Println("check: the store is consistent")
+	return nil
 }
 
 type load struct {
@@ -251,8 +266,8 @@ func (l *load) phase(name string, busy func()) {
 			}
 		default:
 		}
-		if i >= *signins*50 {
-			log.Fatal("storeload: the background work does not end")
+		if time.Since(start) > time.Hour {
+			log.Fatal("storeload: the background work has not ended in an hour")
 		}
 		isNew := i%2 == 1
 		var u int
