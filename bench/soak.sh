@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Soak (docs/operations.md, "Limits and behaviour under failure"): Caddy on a
+# fresh store under mixed traffic (sign-ins over OIDC and SAML, requests
+# with sessions, SCIM lookups and writes, logouts, garbage callbacks) for
+# DURATION, sampled every SAMPLE into a CSV (resident memory anonymous and
+# file-backed, goroutines, open files, store size), then plotted to a PNG.
+# None of them may grow without bound.
+#
+#	bench/soak.sh                               # 30 minutes, docs/soak.png
+#	DURATION=2m SAMPLE=10s PNG=/tmp/soak.png bench/soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-30m}
+SAMPLE=${SAMPLE:-1m}
+RATE=${RATE:-30}
+CSV=${CSV:-docs/soak.csv}
+PNG=${PNG:-docs/soak.png}
+work=$(mktemp -d "${TMPDIR:-/tmp}/sso-soak.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/caddy" ./cmd/caddy
+go build -o "$work/mixload" ./bench/mixload
+"$work/mixload" -caddy "$work/caddy" -duration "$DURATION" -sample "$SAMPLE" -rate "$RATE" -csv "$CSV"
+(cd bench/plot && go run . -csv "$OLDPWD/$CSV" -png "$OLDPWD/$PNG" -title "soak, $DURATION at $RATE operations/s")
+echo "wrote $CSV and $PNG"
