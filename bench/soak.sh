@@ -20,5 +20,6 @@ trap 'rm -rf "$work"' EXIT
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/mixload" ./bench/mixload
 "$work/mixload" -caddy "$work/caddy" -duration "$DURATION" -sample "$SAMPLE" -rate "$RATE" -csv "$CSV"
-(cd bench/plot && go run . -csv "$OLDPWD/$CSV" -png "$OLDPWD/$PNG" -title "soak, $DURATION at $RATE operations/s")
+csv=$(realpath "$CSV") png=$(realpath -m "$PNG")
+(cd bench/plot && go run . -csv "$csv" -png "$png" -title "soak, $DURATION at $RATE operations/s")
 echo "wrote $CSV and $PNG"
