@@ -103,6 +103,7 @@ func (p *sessionProbe) check(t *testing.T) {
 	if p.slowest > 5*time.Second {
 		t.Errorf("a request with a session took %v while the IdP was degraded", p.slowest)
 	}
+	t.Logf("requests with a session while the IdP was degraded: %d served, %d failed, slowest %v", p.served, len(p.fails), p.slowest.Round(time.Millisecond))
 }
 
 // signedInWorld starts a World and signs ada in with idpName.
