@@ -226,5 +226,7 @@ func refusedStart(t *testing.T, w *stresstest.World) string {
 	if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
 		t.Errorf("Caddy panicked:\n%s", tail(out, 4000))
 	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	t.Logf("Caddy's last words: %s", lines[len(lines)-1])
 	return out
 }
