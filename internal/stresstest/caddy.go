@@ -75,6 +75,9 @@ type Caddy struct {
 	// Env is added to the environment (NAME=value), e.g. secrets the
 	// Caddyfile reads with {env.NAME}.
 	Env []string
+	// Credential, when set, runs Caddy as another user (the caller must be
+	// root), as a service account would.
+	Credential *syscall.Credential
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -122,6 +125,9 @@ func (c *Caddy) Launch(caddyfile string) error {
 	cmd := exec.Command(c.Bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Env = c.env()
 	cmd.Stdout, cmd.Stderr = out, out
+	if c.Credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.Credential}
+	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return err

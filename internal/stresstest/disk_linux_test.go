@@ -230,3 +230,58 @@ func refusedStart(t *testing.T, w *stresstest.World) string {
 	t.Logf("Caddy's last words: %s", lines[len(lines)-1])
 	return out
 }
+
+// TestReadOnlyStoreFile: a store file the user Caddy runs as may read but
+// not write stops Caddy at start with an error naming the file and the
+// cause. It runs Caddy as nobody, which needs root.
+func TestReadOnlyStoreFile(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		msg := "running Caddy as another user needs root"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	w := newWorld(t, nil)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Caddy's directory becomes nobody's; the store stays root's, readable.
+	const nobody = 65534
+	for _, dir := range []string{filepath.Dir(w.Caddy.Dir), w.Caddy.Dir, filepath.Dir(w.Caddy.Bin)} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := filepath.WalkDir(w.Caddy.Dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil || path == w.Store {
+			return err
+		}
+		return os.Lchown(path, nobody, nobody)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(w.Store, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(w.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Caddy.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+
+	out := refusedStart(t, w)
+	for _, want := range []string{w.Store, "permission denied", "read and write access"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Caddy's refusal lacks %q:\n%s", want, tail(out, 3000))
+		}
+	}
+	if after, _ := os.ReadFile(w.Store); string(after) != string(before) {
+		t.Error("the store changed")
+	}
+}
