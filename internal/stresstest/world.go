@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
@@ -224,16 +223,4 @@ func (w *World) Close() error {
 	err := w.Caddy.Stop()
 	w.Upstream.Close()
 	return errors.Join(err, w.OIDC.Close(), w.SAML.Close())
-}
-
-// Wait polls cond every 50 ms until it holds or timeout passes.
-func Wait(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
