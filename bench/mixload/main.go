@@ -275,6 +275,10 @@ loop:
 	} else if info, err := os.Stat(backup); err == nil {
 		fmt.Printf("caddy sso backup: %v, %.1f MiB\n", time.Since(t0).Round(time.Millisecond), mib(info.Size()))
 	}
+	// The backup reads every page of the store through Caddy's mapping.
+	if anon, file, err := stresstest.Memory(w.Caddy.PID()); err == nil {
+		fmt.Printf("resident memory after the backup: anonymous %.1f MiB, file-backed %.1f MiB\n", mib(anon), mib(file))
+	}
 	fmt.Println(longestWriteHold(w.Caddy.Output()))
 	if err := w.Caddy.Stop(); err != nil {
 		return err
