@@ -35,10 +35,13 @@ wrong, when the file is damaged or inconsistent. Caddy must not be running
 on the file; check a backup (caddy sso backup) of a running instance.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			config, _ := c.Flags().GetString("config")
 			if path, _ := c.Flags().GetString("store"); path != "" {
+				if config != "" {
+					return errors.New("give --config (check the IdPs of a config) or --store (check a store file), not both")
+				}
 				return checkStore(c, path)
 			}
-			config, _ := c.Flags().GetString("config")
 			adapter, _ := c.Flags().GetString("adapter")
 			timeout, _ := c.Flags().GetDuration("timeout")
 			cfg, file, _, err := caddycmd.LoadConfig(config, adapter)

@@ -42,6 +42,10 @@ func TestCLICheckStore(t *testing.T) {
 		t.Errorf("check --json = %+v (%v)", report, err)
 	}
 
+	if _, err := cli(context.Background(), "check", "--store", good, "--config", "Caddyfile"); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("check with --store and --config: %v", err)
+	}
+
 	// edit copies the sound store and changes it with raw bbolt writes,
 	// as a bug or a bad restore could.
 	edit := func(t *testing.T, fn func(tx *bbolt.Tx) error) string {
