@@ -53,6 +53,11 @@ type config struct {
 	mix               map[string]float64
 	check             bool
 	liveSessionsLimit int
+	// population, when set, bounds the people signing in as new users:
+	// signin_new picks one of them, created by JIT on the first sign-in
+	// and updated on later ones, so that the store's data stops growing
+	// and what still grows is the gateway's own state (the soak).
+	population int
 }
 
 // kinds of operation, in the order the summary lists them.
@@ -73,6 +78,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 16, "concurrent operations at most")
 	flag.StringVar(&mix, "mix", defaultMix, "relative weight of each kind of operation")
 	flag.BoolVar(&c.check, "check", true, "run caddy sso check --store at the end")
+	flag.IntVar(&c.population, "population", 0, "people signin_new signs in, created on their first sign-in (0: a new person each time)")
 	flag.Parse()
 	c.liveSessionsLimit = 2000
 	c.mix = map[string]float64{}
@@ -316,6 +322,9 @@ func (l *load) op(ctx context.Context, kind string) error {
 	switch kind {
 	case "signin_new", "signin_existing":
 		n := l.seq.Add(1)
+		if l.c.population > 0 {
+			n = int64(l.intn(l.c.population))
+		}
 		u := stresstest.User{Username: fmt.Sprintf("mix%d", n), Password: "pw", Subject: fmt.Sprintf("mix-sub-%d", n),
 			Email: fmt.Sprintf("mix%d@example.com", n)}
 		idpName := stresstest.OIDCName
