@@ -83,6 +83,7 @@ func run(in, out, title string) error {
 		p.X.Label.Text = "minutes"
 		p.Y.Label.Text = pn.unit
 		p.Y.Min = 0
+		top := 0.0
 		for j, name := range pn.columns {
 			pts := make(plotter.XYs, 0, len(rows)-1)
 			for _, row := range rows[1:] {
@@ -95,6 +96,7 @@ func run(in, out, title string) error {
 					return err
 				}
 				pts = append(pts, plotter.XY{X: x, Y: y})
+				top = max(top, y)
 			}
 			line, err := plotter.NewLine(pts)
 			if err != nil {
@@ -107,6 +109,8 @@ func run(in, out, title string) error {
 				p.Legend.Add(name, line)
 			}
 		}
+		// Room above the lines for the legend.
+		p.Y.Max = max(top*1.3, 1)
 		p.Legend.Top = true
 		p.Legend.Left = true
 		plots[i] = []*plot.Plot{p}
