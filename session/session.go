@@ -6,8 +6,8 @@
 // every authenticated request: it is served from an in-memory cache and
 // never writes to the store. The cache is bounded (Config.CacheSize); the
 // store stays the source of truth. Last-seen times are collected in memory
-// and written once per Config.TouchInterval, FlushBatch sessions per
-// transaction; expired sessions are swept SweepBatch per transaction, so
+// and written once per Config.TouchInterval, and expired sessions swept, in
+// batches sized to take a few milliseconds each (store.BatchSizer), so
 // neither holds the store's write lock for long.
 //
 // What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
@@ -51,14 +51,6 @@ const (
 	// DefaultCacheSize holds about 100,000 active sessions (some 1.5 KB of
 	// heap each) in memory; the store keeps the rest.
 	DefaultCacheSize = 100_000
-)
-
-// Batch sizes of the store writes the Manager makes in the background. Each
-// batch is its own transaction, so a sign-in waits for at most one batch,
-// never for a whole sweep or flush.
-const (
-	SweepBatch = 100
-	FlushBatch = 250
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -671,17 +663,20 @@ func (m *Manager) apply(inv store.Invalidation) {
 	}
 }
 
+// touch is a last-seen time to write.
+type touch struct {
+	e    *entry // nil for an evicted session
+	hash tokenHash
+	from int64 // stored last-seen
+	at   int64
+}
+
 // Flush writes the last-seen times that moved by at least TouchInterval
-// (all of them when final is true), FlushBatch sessions per transaction, in
-// the order of their stored last-seen time (which is the order of the
-// store's idle index, so each batch moves neighbouring index entries).
+// (all of them when final is true), in batches a store.BatchSizer keeps to
+// a few milliseconds each, in the order of their stored last-seen time
+// (which is the order of the store's idle index, so each batch moves
+// neighbouring index entries).
 func (m *Manager) Flush(ctx context.Context, final bool) error {
-	type touch struct {
-		e    *entry // nil for an evicted session
-		hash tokenHash
-		from int64 // stored last-seen
-		at   int64
-	}
 	var touches []touch
 	m.mu.Lock()
 	for hash, e := range m.entries {
@@ -699,23 +694,20 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	slices.SortFunc(touches, func(a, b touch) int {
 		return cmp.Or(cmp.Compare(a.from, b.from), bytes.Compare(a.hash[:], b.hash[:]))
 	})
-	batch := make([]store.SessionTouch, 0, min(len(touches), FlushBatch))
+	var sizer store.BatchSizer
+	var batch []store.SessionTouch
 	for len(touches) > 0 {
-		chunk := touches[:min(len(touches), FlushBatch)]
+		chunk := touches[:min(len(touches), sizer.Next())]
 		touches = touches[len(chunk):]
 		batch = batch[:0]
 		for _, t := range chunk {
 			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
 		}
-		if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) }); err != nil {
-			// Keep what was not written for the next Flush.
-			m.mu.Lock()
-			for _, t := range append(chunk, touches...) {
-				if t.e == nil {
-					m.evicted[t.hash] = max(m.evicted[t.hash], t.at)
-				}
-			}
-			m.mu.Unlock()
+		start := time.Now()
+		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
+		sizer.Took(len(chunk), time.Since(start))
+		if err != nil {
+			m.keepEvicted(append(chunk, touches...))
 			return fmt.Errorf("session: flush last seen: %w", err)
 		}
 		for _, t := range chunk {
@@ -723,28 +715,54 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 				t.e.stored.Store(max(t.e.stored.Load(), t.at))
 			}
 		}
+		if len(touches) > 0 && !final {
+			if err := sizer.Rest(ctx); err != nil {
+				m.keepEvicted(touches)
+				return fmt.Errorf("session: flush last seen: %w", err)
+			}
+		}
 	}
 	return nil
 }
 
-// Sweep deletes expired sessions from the store and the cache, SweepBatch
-// per transaction, and returns how many it deleted.
+// keepEvicted holds on to the last-seen times of dropped sessions that a
+// Flush did not get to write.
+func (m *Manager) keepEvicted(touches []touch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range touches {
+		if t.e == nil {
+			m.evicted[t.hash] = max(m.evicted[t.hash], t.at)
+		}
+	}
+}
+
+// Sweep deletes expired sessions from the store and the cache, in batches a
+// store.BatchSizer keeps to a few milliseconds each, and returns how many
+// it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	var sizer store.BatchSizer
 	for {
 		var hashes []string
+		limit := sizer.Next()
+		start := time.Now()
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			var err error
-			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), SweepBatch)
+			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
 			return err
 		})
+		sizer.Took(limit, time.Since(start))
 		if err != nil {
 			return total, fmt.Errorf("session: sweep: %w", err)
 		}
 		m.forgetSessions(hashes)
 		total += len(hashes)
-		if len(hashes) < SweepBatch {
+		if len(hashes) < limit {
 			return total, nil
+		}
+		if err := sizer.Rest(ctx); err != nil {
+			return total, fmt.Errorf("session: sweep: %w", err)
 		}
 	}
 }

@@ -11,18 +11,13 @@ import (
 // The Caddy app's audit_retention setting defaults to it.
 const DefaultAuditRetention = 90 * 24 * time.Hour
 
-// DefaultHousekeepBatch bounds the deletions of one housekeeping
-// transaction, so that a sign-in waiting behind one waits briefly (see
-// docs/operations.md for the measured lock times).
-const DefaultHousekeepBatch = 256
-
 // HousekeepOptions tune Housekeep.
 type HousekeepOptions struct {
 	// AuditRetention deletes audit events older than this; zero keeps
 	// them all. Callers pass DefaultAuditRetention unless configured.
 	AuditRetention time.Duration
-	// Batch bounds the deletions per transaction; zero means
-	// DefaultHousekeepBatch.
+	// Batch fixes the deletions per transaction; zero sizes them with a
+	// BatchSizer, so that each takes a few milliseconds on this disk.
 	Batch int
 }
 
@@ -36,45 +31,51 @@ type HousekeepStats struct {
 
 // Housekeep deletes what the store keeps only for a while: single-use IDs
 // (OIDC states, SAML assertion IDs) whose replay window has passed, and
-// audit events older than the retention. It works in transactions of at
-// most opt.Batch deletions, each its own Update, so the write lock is never
-// held for long and sign-ins interleave; it stops early, with ctx's error,
-// when ctx ends. Expired sessions are swept by session.Manager, which must
+// audit events older than the retention. It works in small transactions,
+// each its own Update (see HousekeepOptions.Batch), so the write lock is
+// never held for long and sign-ins interleave; it stops early, with ctx's
+// error, when ctx ends. Expired sessions are swept by session.Manager, which must
 // also drop them from its cache.
 func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOptions) (HousekeepStats, error) {
-	batch := opt.Batch
-	if batch <= 0 {
-		batch = DefaultHousekeepBatch
-	}
 	var stats HousekeepStats
-	loop := func(what string, prune func(Tx) (int, error), total *int) error {
+	loop := func(what string, prune func(tx Tx, limit int) (int, error), total *int) error {
+		var sizer BatchSizer
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			limit := opt.Batch
+			if limit <= 0 {
+				limit = sizer.Next()
+			}
 			var n int
+			start := time.Now()
 			err := st.Update(ctx, func(tx Tx) error {
 				var err error
-				n, err = prune(tx)
+				n, err = prune(tx, limit)
 				return err
 			})
+			sizer.Took(limit, time.Since(start))
 			if err != nil {
 				return fmt.Errorf("housekeeping: %s: %w", what, err)
 			}
 			stats.Transactions++
 			*total += n
-			if n < batch {
+			if n < limit {
 				return nil
+			}
+			if err := sizer.Rest(ctx); err != nil {
+				return err
 			}
 		}
 	}
-	err := loop("single-use IDs", func(tx Tx) (int, error) { return tx.PruneConsumed(now, batch) }, &stats.Consumed)
+	err := loop("single-use IDs", func(tx Tx, limit int) (int, error) { return tx.PruneConsumed(now, limit) }, &stats.Consumed)
 	if err != nil {
 		return stats, err
 	}
 	if opt.AuditRetention > 0 {
 		before := now.Add(-opt.AuditRetention)
-		err = loop("audit events", func(tx Tx) (int, error) { return tx.PruneAudit(before, batch) }, &stats.AuditEvents)
+		err = loop("audit events", func(tx Tx, limit int) (int, error) { return tx.PruneAudit(before, limit) }, &stats.AuditEvents)
 	}
 	return stats, err
 }

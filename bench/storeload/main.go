@@ -30,6 +30,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -64,7 +65,14 @@ var (
 	rounds   = flag.Int("rounds", 3, "rounds of the free-page list comparison")
 	compare  = flag.Bool("freelist", true, "compare the free-page list settings")
 	backupTo = flag.String("backup", "", "where to write the compact backup (default: beside the store, deleted after)")
+	fragment = flag.Float64("fragment", 0, "before comparing the free-page lists, delete this fraction of the generated sessions (bulk, unsynced) to leave many free pages")
+	only     = flag.String("only", "", "run only these phases, comma-separated: lookups, signins, housekeeping, freelist, backup")
 )
+
+// runs reports whether a phase is to run.
+func runs(phase string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), phase)
+}
 
 func main() {
 	flag.Parse()
@@ -86,16 +94,27 @@ func run() error {
 	l := &load{rng: mrand.New(mrand.NewPCG(7, 8))}
 	l.open(bolt.Options{})
 	defer func() { _ = l.db.Close() }()
-	l.lookupsCold()
+	if runs("lookups") {
+		l.lookupsCold()
+	}
 	l.now = l.sessionsCurrentAt()
 	fmt.Printf("sessions are current at %s\n", l.now.Format(time.RFC3339))
-
-	l.phase("quiet store", nil)
-	l.housekeeping()
-	if *compare {
+	if runs("signins") {
+		l.phase("quiet store", nil)
+	}
+	if runs("housekeeping") {
+		l.housekeeping()
+	}
+	if *fragment > 0 {
+		l.fragmentStore()
+	}
+	if *compare && runs("freelist") {
 		l.freelists()
 	}
-	l.backup()
+	if runs("backup") {
+		l.backup()
+	}
+	start := time.Now()
 	r, err := l.db.Check(context.Background())
 	if err != nil {
 		return err
@@ -103,7 +122,7 @@ func run() error {
 	if !r.OK() {
 		return fmt.Errorf("storeload: the store is inconsistent after the run: %s", strings.Join(r.Problems, "; "))
 	}
-	fmt.Println("check: the store is consistent")
+	fmt.Printf("check: the store is consistent (%+v), checked in %s\n", r.Records, time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -430,6 +449,45 @@ func (l *load) freelists() {
 				r, mode, ms(cold), ms(warm), freePages(), dist(lat), dist(held))
 		}
 	}
+	l.open(bolt.Options{})
+}
+
+// fragmentStore deletes *fragment of the generated sessions, in large
+// unsynced transactions, leaving the free pages a long run of sweeps would.
+func (l *load) fragmentStore() {
+	l.close()
+	l.open(bolt.Options{NoSync: true})
+	ctx := context.Background()
+	start := time.Now()
+
+	deleted := 0
+	for i := 0; i < l.users; {
+		err := l.db.Update(ctx, func(tx store.Tx) error {
+			for end := min(i+20_000, l.users); i < end; i++ {
+				if l.rng.Float64() >= *fragment {
+					continue
+				}
+				err := tx.DeleteSession(session.Hash(fixture.Token(i)))
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				deleted++
+			}
+			return nil
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if (i/20_000)%10 == 0 {
+			fmt.Printf("  fragmenting: %d/%d users\n", i, l.users)
+		}
+	}
+
+	if err := l.db.Sync(); err != nil {
+		log.Fatal(err)
+	}
+	l.close()
+	fmt.Printf("fragmented: deleted %d sessions in %s; %d free pages\n", deleted, time.Since(start).Round(time.Second), freePages())
 	l.open(bolt.Options{})
 }
 
