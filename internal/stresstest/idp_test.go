@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func TestDegradedIdP(t *testing.T) {
 type sessionProbe struct {
 	stop    chan struct{}
 	done    chan struct{}
+	sent    atomic.Int64
 	served  int
 	fails   []string
 	slowest time.Duration
@@ -80,6 +82,7 @@ func probeSession(w *stresstest.World, cookie, email string) *sessionProbe {
 			} else {
 				p.served++
 			}
+			p.sent.Add(1)
 			select {
 			case <-p.stop:
 				return
@@ -93,6 +96,11 @@ func probeSession(w *stresstest.World, cookie, email string) *sessionProbe {
 // check stops the probe and fails the test on a failed or slow request.
 func (p *sessionProbe) check(t *testing.T) {
 	t.Helper()
+	// At least a second's worth of requests, also when the sign-in
+	// failed at once.
+	for deadline := time.Now().Add(10 * time.Second); p.sent.Load() < 5 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	close(p.stop)
 	<-p.done
 	if len(p.fails) > 0 {
