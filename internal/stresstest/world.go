@@ -179,23 +179,6 @@ func (w *World) RegisterSP() error {
 	return w.SAML.RegisterServiceProvider(body)
 }
 
-// Reload posts the World's current Caddyfile to the admin endpoint, as
-// `caddy reload` does.
-func (w *World) Reload() error {
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", w.AdminPort), strings.NewReader(w.Caddyfile()))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("reload: %s: %s", resp.Status, body)
-	}
-	return nil
-}
-
 // User is a person both IdPs know.
 type User struct {
 	Username, Password string
