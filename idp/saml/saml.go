@@ -267,7 +267,7 @@ func New(cfg Config) (*Provider, error) {
 		cfg:      cfg,
 		keys:     cfg.SPKeys,
 		log:      cfg.Logger.With(zap.String("idp", cfg.Name)), // every line names the IdP, once
-		minRetry: 10 * time.Second, // as idp/oidc retries a failed discovery
+		minRetry: 10 * time.Second,                             // as idp/oidc retries a failed discovery
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
