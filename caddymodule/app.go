@@ -302,12 +302,19 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 		Sessions: idpSessionEnder{a.accounts},
 	}
 	for _, c := range a.IdPs {
-		if err := a.idps[c.Name].provider.Start(ctx, prt); err != nil {
+		p := a.idps[c.Name]
+		if err := p.provider.Start(ctx, prt); err != nil {
 			return nil, fmt.Errorf("sso idp %s: %w", c.Name, err)
+		}
+		if p.offlineAccess && !p.signin.KeepAccessToken {
+			a.logger.Warn("offline_access: no route passes this IdP's tokens upstream (pass_access_token, pass_id_token, set_authorization_header), so no refresh token is kept",
+				zap.String("idp", p.name))
 		}
 	}
 	return rt, nil
 }
+
+
 
 // Stop ends the background work after a final last-seen flush, and gives
 // back the store.

@@ -75,6 +75,17 @@ type Handler struct {
 	// without a host matcher the handler then refuses to start a sign-in
 	// (docs/security.md, "Host-derived URLs").
 	BaseURL string `json:"base_url,omitempty"`
+	// PassAccessToken names the header that carries the session's OIDC
+	// access token to the upstream (the Caddyfile's default:
+	// X-Forwarded-Access-Token); PassIDToken likewise for the ID token;
+	// SetAuthorizationHeader replaces the Authorization header with
+	// "Bearer <access token>". The tokens are refreshed when the access
+	// token expires within TokenRefreshMargin (default 1m). See
+	// caddymodule/tokens.go and the README, "Tokens for the upstream".
+	PassAccessToken        string         `json:"pass_access_token,omitempty"`
+	PassIDToken            string         `json:"pass_id_token,omitempty"`
+	SetAuthorizationHeader bool           `json:"set_authorization_header,omitempty"`
+	TokenRefreshMargin     caddy.Duration `json:"token_refresh_margin,omitempty"`
 
 	app          *App
 	idp          *identityProvider   // the one navigations sign in with
@@ -82,6 +93,7 @@ type Handler struct {
 	names        []string            // this route's IdPs: the only ones it admits
 	access       accessPolicy
 	signer       *identitySigner
+	tokens       *routeTokens // nil unless the route passes tokens
 	plan         headerPlan
 	base         *origin // from BaseURL
 	hosts        routeHosts
@@ -155,7 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.signer = newIdentitySigner(h.IdentityJWT)
 		h.plan.strip.add(h.signer.header)
 	}
-	return nil
+	return h.provisionTokens(providers)
 }
 
 // idpNames lists the route's IdPs in order, without repeats.
@@ -191,7 +203,7 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("sso handler: base_url: %w", err)
 		}
 	}
-	return nil
+	return h.validateTokens()
 }
 
 // admits reports whether the route accepts sessions from the named IdP.
@@ -227,6 +239,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	stripOwnCookies(r.Header)
 	id, _, err := h.session(r.Context(), rt, tokens, true)
+	if err == nil && h.tokens != nil {
+		err = h.passTokens(r, rt, id)
+	}
 	switch {
 	case err == nil:
 		if !h.access.permits(id) {

@@ -70,6 +70,11 @@ type OIDCConfig struct {
 	Algorithms   []string       `json:"algorithms,omitempty"`
 	TenantID     string         `json:"tenant_id,omitempty"`
 	ClockSkew    caddy.Duration `json:"clock_skew,omitempty"`
+	// OfflineAccess asks for the offline_access scope and keeps the
+	// refresh token the IdP then issues, so that routes passing tokens
+	// upstream can renew them. Without a route that passes tokens it
+	// keeps nothing (README, "Tokens for the upstream").
+	OfflineAccess bool `json:"offline_access,omitempty"`
 }
 
 // Values accepted by IdPConfig fields.
@@ -160,12 +165,24 @@ func (c *IdPConfig) rules() (provision.Rules, error) {
 	return r, r.Validate()
 }
 
+// keepTokens makes p's sign-ins keep what a route passing its tokens
+// needs: the access token and its expiry, and with offline_access the
+// refresh token. Routes are provisioned before the app starts, so every
+// sign-in of the config sees it. Tokens no route passes are not kept: each
+// is a credential that would sit in the store for nothing.
+func (p *identityProvider) keepTokens() {
+	p.signin.KeepAccessToken = true
+	p.signin.KeepRefreshToken = p.offlineAccess
+}
+
 // identityProvider is an IdPConfig made ready to serve.
 type identityProvider struct {
 	name     string
 	protocol string
 	provider idp.Provider
 	signin   signin.IdP
+	// offlineAccess: the IdP block says offline_access.
+	offlineAccess bool
 }
 
 // build makes the IdP ready to serve, without touching the store or the
@@ -199,6 +216,8 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
 		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
 		cfg.ClockSkew = time.Duration(o.ClockSkew)
+		cfg.OfflineAccess, p.offlineAccess = o.OfflineAccess, o.OfflineAccess
+		cfg.Logger = logger
 		if p.provider, err = oidc.New(cfg); err != nil {
 			return nil, err
 		}

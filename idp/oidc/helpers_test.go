@@ -132,6 +132,13 @@ type result struct {
 	Err       string
 	Assertion *idp.Assertion
 	ReturnTo  string
+	// Tokens are the assertion's, which its JSON encoding redacts.
+	Tokens rawTokens
+}
+
+type rawTokens struct {
+	ID, Access, Refresh string
+	Expiry              time.Time
 }
 
 func codeOf(err error) string {
@@ -158,6 +165,10 @@ func (e *env) serveRP(w http.ResponseWriter, r *http.Request) {
 		}
 		a, returnTo, err := e.p.Callback(w, r, base)
 		res = result{Assertion: a, ReturnTo: returnTo}
+		if a != nil && a.Tokens != nil {
+			t := a.Tokens
+			res.Tokens = rawTokens{ID: t.IDToken, Access: t.AccessToken, Refresh: t.RefreshToken, Expiry: t.Expiry}
+		}
 		if err != nil {
 			res.Code, res.Err = codeOf(err), err.Error()
 			break
