@@ -314,8 +314,6 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 	return rt, nil
 }
 
-
-
 // Stop ends the background work after a final last-seen flush, and gives
 // back the store.
 func (a *App) Stop() error {
