@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -114,7 +115,23 @@ func (h *Handler) provisionTokens(providers []*identityProvider) error {
 		h.plan.strip.add("Authorization")
 	}
 	h.tokens = t
+	if names := t.logged(); names != "" && h.logger.Core().Enabled(zapcore.DebugLevel) {
+		h.logger.Warn("DEBUG logging is on: tokens passed upstream in "+names+" appear in reverse_proxy's DEBUG log lines (\"upstream roundtrip\"), which redact Authorization alone; filter those headers out of the log (docs/security.md, \"Tokens for the upstream\") or log above DEBUG",
+			zap.Strings("idps", h.names))
+	}
 	return nil
+}
+
+// logged names the token headers Caddy's logs do not redact (all but
+// Authorization), comma-separated.
+func (t *routeTokens) logged() string {
+	var names []string
+	for _, n := range []string{t.access, t.id} {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // passTokens sets the token headers of a route that passes tokens, for a

@@ -53,11 +53,13 @@ type upstream struct {
 	tokens     *Tokens
 	expiry     int64 // unix nanos; 0: the IdP gave none, and the token is never refreshed
 	refreshing bool  // a refresh token is at hand
-	// notBefore (unix nanos) holds off the next refresh while the access
-	// token is valid: after a failed attempt, or when the IdP issues
-	// tokens that live no longer than a route's margin, which would
-	// otherwise be refreshed on every request.
+	// notBefore (unix nanos) holds off the next refresh: after a failed
+	// attempt, or when the IdP issues tokens that live no longer than a
+	// route's margin, which would otherwise be refreshed on every request.
 	notBefore int64
+	// failed, when set, is the answer until notBefore: the access token
+	// expired and the IdP could not renew it.
+	failed error
 }
 
 func newUpstream(t *Tokens) *upstream {
@@ -70,6 +72,18 @@ func newUpstream(t *Tokens) *upstream {
 		u.values.ID = []string{t.IDToken}
 	}
 	return u
+}
+
+// cached returns what the cache answers at now, and whether it answers:
+// a failure not yet due for another attempt, or fresh tokens.
+func (u *upstream) cached(now int64, margin time.Duration) (*upstream, bool, error) {
+	switch {
+	case u == nil:
+		return nil, false, nil
+	case u.failed != nil:
+		return nil, now < u.notBefore, u.failed
+	}
+	return u, u.fresh(now, margin), nil
 }
 
 // fresh reports whether the tokens can be passed on at now without a
@@ -101,7 +115,10 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // means there is no valid access token to pass; any other error, that the
 // IdP could not renew an expired token.
 func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*UpstreamTokens, error) {
-	if u := id.upstream.Load(); u != nil && u.fresh(m.now().UnixNano(), margin) {
+	if u, ok, err := id.upstream.Load().cached(m.now().UnixNano(), margin); ok {
+		if err != nil {
+			return nil, err
+		}
 		return &u.values, nil
 	}
 	// The refresh outlives a request that gives up: its result serves
@@ -120,8 +137,8 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*upstream, error) {
 	now := m.now()
 	// A flight that ended just before this one began may have renewed them.
-	if u := id.upstream.Load(); u != nil && u.fresh(now.UnixNano(), margin) {
-		return u, nil
+	if u, ok, err := id.upstream.Load().cached(now.UnixNano(), margin); ok {
+		return u, err
 	}
 	stored, err := m.Tokens(ctx, id.SessionHash)
 	if err != nil {
@@ -185,7 +202,10 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, used *Tokens,
 		id.upstream.Store(u)
 		return u, nil
 	}
-	return nil, fmt.Errorf("session: refreshing tokens: %w", cause)
+	// Expired: requests fail until the next attempt is due.
+	err := fmt.Errorf("session: refreshing tokens: %w", cause)
+	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry)})
+	return nil, err
 }
 
 // swapTokens stores renewed in place of old, unless the session's stored

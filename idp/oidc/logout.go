@@ -101,15 +101,15 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	if err != nil {
 		var le *idp.LoginError
-		if errors.As(err, &le) && le.Code != CodeReplayCheck {
+		if errors.As(err, &le) && le.Code != CodeReplayCheck && le.Code != CodeIdPUnavailable {
 			p.refused(le)
 			writeLogoutError(w, http.StatusBadRequest, "invalid_request", le.Code)
 			return
 		}
-		// The store failed: not the token's fault. The IdP may try
-		// again; its jti was not consumed.
-		p.cfg.Logger.Error("back-channel logout: checking the logout token's jti", zap.String("idp", p.cfg.Name), zap.Error(err))
-		writeLogoutError(w, http.StatusInternalServerError, "server_error", CodeReplayCheck)
+		// The store or the IdP's discovery failed: not the token's
+		// fault. The IdP may try again; its jti was not consumed.
+		p.cfg.Logger.Error("back-channel logout: the logout token could not be checked", zap.String("idp", p.cfg.Name), zap.Error(err))
+		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeReplayCheck))
 		return
 	}
 	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, lt.sessionID)
@@ -167,6 +167,11 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	jws, err := p.keys.parse(raw)
 	if err != nil {
 		return nil, fail(CodeLogoutTokenInvalid, err)
+	}
+	// Discovery names the JWKS (a logout may be the first message since
+	// a restart).
+	if _, err := p.disc.get(ctx); err != nil {
+		return nil, fail(CodeIdPUnavailable, err)
 	}
 	// 2.4: logout tokens should be typed logout+jwt, so that no other
 	// kind of JWT the IdP signs (an ID token, an access token) can pass

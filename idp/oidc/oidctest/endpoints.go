@@ -260,8 +260,8 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authReques
 			delete(s.codes, k)
 		}
 	}
-	for k, g := range s.tokens {
-		if now.After(g.atExpires) {
+	for k, it := range s.tokens {
+		if now.After(it.expires) {
 			delete(s.tokens, k)
 		}
 	}
@@ -405,9 +405,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 // a refresh carries no nonce (OpenID Connect Core 12.2).
 func (s *Server) issueTokens(w http.ResponseWriter, g *grant, u *user, c Client, now time.Time, withNonce bool) {
 	at := rand.Text()
-	delete(s.tokens, g.accessToken)
-	g.accessToken, g.atExpires = at, now.Add(s.accessTTL)
-	s.tokens[at] = g
+	g.accessToken = at
+	s.tokens[at] = &issued{g: g, expires: now.Add(s.accessTTL)}
 	resp := map[string]any{
 		"access_token": at, "token_type": "Bearer", "expires_in": int(s.accessTTL / time.Second), "scope": g.scope,
 	}
@@ -553,9 +552,10 @@ func signToken(t *Token, hook func(*Token), key signingKey, secret, accessToken 
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	s.mu.Lock()
-	g := s.tokens[at]
+	it := s.tokens[at]
 	var claims map[string]any
-	if ok && g != nil && s.now().Before(g.atExpires) {
+	if ok && it != nil && s.now().Before(it.expires) {
+		g := it.g
 		if u := s.users[g.username]; u != nil {
 			claims = maps.Clone(u.claims)
 			if claims == nil {

@@ -116,11 +116,17 @@ type grant struct {
 	authTime    time.Time
 	expires     time.Time
 	used        bool
-	accessToken string
-	atExpires   time.Time
+	accessToken string // the latest access token issued for it
 	// refreshToken is the grant's current refresh token ("" without
 	// offline_access); each refresh replaces it (rotation).
 	refreshToken string
+}
+
+// issued is one access token: valid until its own expiry, even after a
+// refresh issued a newer one (as with most providers), unless revoked.
+type issued struct {
+	g       *grant
+	expires time.Time
 }
 
 // opSession is a provider session: a browser signed in at the login form.
@@ -152,7 +158,7 @@ type Server struct {
 	users    map[string]*user
 	clients  map[string]Client
 	codes    map[string]*grant
-	tokens   map[string]*grant     // access token -> grant
+	tokens   map[string]*issued    // access token -> what it grants
 	refresh  map[string]*grant     // current refresh token -> grant
 	issued   []string              // every refresh token issued (for leak checks)
 	sessions map[string]*opSession // session cookie -> session
@@ -192,7 +198,7 @@ func NewServer(issuer string) (*Server, error) {
 		users:    map[string]*user{},
 		clients:  map[string]Client{},
 		codes:    map[string]*grant{},
-		tokens:   map[string]*grant{},
+		tokens:   map[string]*issued{},
 		refresh:  map[string]*grant{},
 		sessions: map[string]*opSession{},
 
@@ -350,12 +356,11 @@ func (s *Server) RevokeGrants(username string) int {
 	for rt, g := range s.refresh {
 		if g.username == username {
 			delete(s.refresh, rt)
-			delete(s.tokens, g.accessToken)
 			n++
 		}
 	}
-	for at, g := range s.tokens {
-		if g.username == username {
+	for at, it := range s.tokens {
+		if it.g.username == username {
 			delete(s.tokens, at)
 		}
 	}
