@@ -620,6 +620,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
 			}
 		}
+		for _, name := range route {
+			if c := defined[name]; c != nil && c.Protocol != idp.ProtocolOIDC && hd.passesTokens() {
+				return nil, fmt.Errorf("sso: IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream, at %s:%d", name, c.Protocol, file, line)
+			}
+		}
 	}
 	return hd, nil
 }
