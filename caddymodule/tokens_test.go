@@ -444,6 +444,48 @@ func TestTokensKeptOnlyForRoutesThatPassThem(t *testing.T) {
 	}
 }
 
+// TestRefreshTokenKeptOnlyWithOfflineAccess: a route passes tokens, and
+// the IdP (like Keycloak) issues a refresh token without being asked; the
+// IdP's block lacks offline_access, so the session keeps the access token
+// but not the refresh token, and offline_access is not requested.
+func TestRefreshTokenKeptOnlyWithOfflineAccess(t *testing.T) {
+	g := newTokenGateway(t, "1m")
+	g.IdPBlock = "\t\t\tjit\n"
+	g.IdP.SetRefreshAlways(true)
+	g.Start()
+	b := newBrowser(t)
+	resp, err := b.noRedirects().Do(func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, g.GW.Base+"/page", nil)
+		req.Header.Set("Accept", "text/html")
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); strings.Contains(loc, "offline_access") || !strings.HasPrefix(loc, g.IdP.Issuer) {
+		t.Errorf("sign-in went to %q, want the IdP without offline_access", loc)
+	}
+	if s := decodeSeen(t, b.signIn(g.GW.Base+"/api", "ada", "ada-pw")); !s.Valid {
+		t.Fatalf("upstream saw %+v", s)
+	}
+	if len(g.IdP.RefreshTokens()) != 1 {
+		t.Fatal("the IdP issued no refresh token")
+	}
+	var hash string
+	view(t, func(tx store.Tx) error {
+		ss, err := tx.SessionsBySubject("test", "sub-ada")
+		if len(ss) > 0 {
+			hash = ss[len(ss)-1].Hash
+		}
+		return err
+	})
+	tok, err := sessionsOf(t).Tokens(context.Background(), hash)
+	if err != nil || tok == nil || tok.AccessToken == "" || tok.RefreshToken != "" {
+		t.Errorf("kept %v, %v: want the access token and no refresh token", tok, err)
+	}
+}
+
 // sessionsOf is the running app's session manager.
 func sessionsOf(t *testing.T) *session.Manager {
 	t.Helper()

@@ -215,6 +215,33 @@ func TestUpstreamTokensAnotherInstanceRotatedFirst(t *testing.T) {
 	}
 }
 
+// TestUpstreamTokensFirstStoredWins: two instances refresh at once and the
+// IdP answers both (a grace period for the rotated-out refresh token); the
+// one that stores second keeps the first one's tokens, so that both go on
+// with the same refresh token.
+func TestUpstreamTokensFirstStoredWins(t *testing.T) {
+	w := newTokenWorld(t, nil)
+	other := session.New(w.db, session.Config{}, nil, w.clk.now)
+	otherIdP := &fakeIdP{clk: w.clk, ttl: time.Minute}
+	otherIdP.calls.Store(10)
+	w.clk.advance(55 * time.Second)
+	w.idp.before = func() {
+		id, err := other.Resolve(w.ctx, w.token)
+		if err == nil {
+			_, err = other.UpstreamTokens(w.ctx, id, 10*time.Second, otherIdP.refresh)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if at, err := w.access(t, w.m, 10*time.Second); at != "at-12" || err != nil {
+		t.Fatalf("got %q, %v, want the first stored at-12", at, err)
+	}
+	if s := w.stored(t); s.RefreshToken != "rt-12" || s.AccessToken != "at-12" {
+		t.Errorf("stored %q/%q, want the first stored at-12/rt-12", s.AccessToken, s.RefreshToken)
+	}
+}
+
 // TestUpstreamTokensIdPDown: while the access token is valid, a failed
 // refresh passes it on and tries again only after a pause; once expired,
 // requests fail (not signed out), again with a pause between attempts.

@@ -143,6 +143,7 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 			tok.Claims["azp"] = clientID
 		}, true},
 		{"an azp the original lacked", func(tok *oidctest.Token) { tok.Claims["azp"] = clientID }, true},
+		{"an added audience without azp", func(tok *oidctest.Token) { tok.Claims["aud"] = []string{clientID, "other-client"} }, true},
 		{"other auth_time", func(tok *oidctest.Token) { tok.Claims["auth_time"] = 12345 }, true},
 		{"other nonce", func(tok *oidctest.Token) { tok.Claims["nonce"] = "another-login" }, true},
 		{"other tenant", func(tok *oidctest.Token) { tok.Claims["tid"] = "tenant-2" }, true},

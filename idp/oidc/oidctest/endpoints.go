@@ -410,7 +410,7 @@ func (s *Server) issueTokens(w http.ResponseWriter, g *grant, u *user, c Client,
 	resp := map[string]any{
 		"access_token": at, "token_type": "Bearer", "expires_in": int(s.accessTTL / time.Second), "scope": g.scope,
 	}
-	if slices.Contains(strings.Fields(g.scope), "offline_access") {
+	if s.refreshAlways || slices.Contains(strings.Fields(g.scope), "offline_access") {
 		delete(s.refresh, g.refreshToken)
 		g.refreshToken = rand.Text()
 		s.refresh[g.refreshToken] = g

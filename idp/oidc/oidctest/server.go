@@ -166,11 +166,13 @@ type Server struct {
 	// accessTTL is the access (and ID) token lifetime.
 	accessTTL time.Duration
 	refreshes int // refresh_token grants answered, successful or not
-	seq       int // provider sessions created
-	sendIss   bool
-	down      bool
-	hint      string
-	requests  map[string]int
+	// refreshAlways issues refresh tokens without offline_access.
+	refreshAlways bool
+	seq           int // provider sessions created
+	sendIss       bool
+	down          bool
+	hint          string
+	requests      map[string]int
 }
 
 // NewServer returns a provider for issuer (http or https URL, optionally with
@@ -336,6 +338,16 @@ func (s *Server) SetAccessTokenTTL(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.accessTTL = d
+}
+
+// SetRefreshAlways makes the token endpoint issue a refresh token with every
+// grant, whether or not the client asked for offline_access, as some
+// providers (Keycloak) do. By default it issues one only for
+// offline_access, as Okta, Entra ID and PingOne do.
+func (s *Server) SetRefreshAlways(always bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshAlways = always
 }
 
 // Refreshes returns how many refresh_token grants the token endpoint
