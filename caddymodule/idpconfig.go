@@ -216,7 +216,9 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
 		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
 		cfg.ClockSkew = time.Duration(o.ClockSkew)
-		cfg.OfflineAccess, p.offlineAccess = o.OfflineAccess, o.OfflineAccess
+		// offline_access in scopes says the same as the setting.
+		p.offlineAccess = o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")
+		cfg.OfflineAccess = p.offlineAccess
 		cfg.Logger = logger
 		if p.provider, err = oidc.New(cfg); err != nil {
 			return nil, err

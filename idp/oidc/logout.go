@@ -74,6 +74,9 @@ const (
 //
 // Every other name is idp.ErrNoEndpoint.
 func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, _, name string) error {
+	if p.rt.Sessions == nil || p.rt.Replay == nil {
+		return idp.ErrNoEndpoint // started without the means to end sessions
+	}
 	switch name {
 	case BackChannelLogoutEndpoint:
 		p.serveBackChannelLogout(w, r)
