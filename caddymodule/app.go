@@ -297,8 +297,13 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 		Sessions: idpSessionEnder{a.accounts},
 	}
 	for _, c := range a.IdPs {
-		if err := a.idps[c.Name].Provider.Start(ctx, prt); err != nil {
+		p := a.idps[c.Name]
+		if err := p.Provider.Start(ctx, prt); err != nil {
 			return nil, fmt.Errorf("sso idp %s: %w", c.Name, err)
+		}
+		if p.OfflineAccess && !p.SignIn.KeepAccessToken {
+			a.logger.Warn("offline_access: no route passes this IdP's tokens upstream (pass_access_token, pass_id_token, set_authorization_header), so no refresh token is kept",
+				zap.String("idp", p.Name))
 		}
 	}
 	return rt, nil

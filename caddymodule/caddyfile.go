@@ -200,8 +200,8 @@ func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
 //	link_by_email
 //	clock_skew <duration>
 //
-// oidc adds issuer, client_id, client_secret, scopes, algorithms and
-// tenant_id; saml adds the lines parseSAMLSetting documents.
+// oidc adds issuer, client_id, client_secret, scopes, algorithms,
+// tenant_id and offline_access; saml adds the lines parseSAMLSetting documents.
 func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 	file, line := d.File(), d.Line()
 	args := d.RemainingArgs()
@@ -329,6 +329,10 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 			if err = oidcOnly(); err == nil {
 				c.OIDC.TenantID, err = one()
 			}
+		case "offline_access":
+			if err = oidcOnly(); err == nil {
+				c.OIDC.OfflineAccess, err = flag()
+			}
 		case "clock_skew":
 			if c.SAML != nil {
 				err = parseDuration(d, &c.SAML.ClockSkew)
@@ -364,7 +368,7 @@ func idpSettings(protocol string) []string {
 	shared := []string{"preset", "map", "jit", "update", "optional", "allowed_domains", "default_groups",
 		"create_as", "link_by_email", "scim", "clock_skew"}
 	if protocol == idp.ProtocolOIDC {
-		return append(shared, "issuer", "client_id", "client_secret", "scopes", "algorithms", "tenant_id")
+		return append(shared, "issuer", "client_id", "client_secret", "scopes", "algorithms", "tenant_id", "offline_access")
 	}
 	return append(shared, "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
 		"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size")
@@ -468,6 +472,10 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 //		deny group|domain|user|idp <value>…
 //		identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
 //		base_url <scheme://host[:port]>
+//		pass_access_token [<Header-Name>]
+//		pass_id_token [<Header-Name>]
+//		set_authorization_header
+//		token_refresh_margin <duration>
 //	}
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -560,8 +568,35 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				hd.Headers = make(map[string]string)
 			}
 			hd.Headers[args[0]] = args[1]
+		case "pass_access_token", "pass_id_token":
+			if len(args) > 1 {
+				return nil, h.Errf("sso %s: expected at most one header name", key)
+			}
+			name := gateway.DefaultAccessTokenHeader
+			if key == "pass_id_token" {
+				name = gateway.DefaultIDTokenHeader
+			}
+			if len(args) == 1 {
+				name = args[0]
+			}
+			if key == "pass_access_token" {
+				hd.PassAccessToken = name
+			} else {
+				hd.PassIDToken = name
+			}
+		case "set_authorization_header":
+			if len(args) != 0 {
+				return nil, h.Err("sso set_authorization_header: takes no value")
+			}
+			hd.SetAuthorizationHeader = true
+		case "token_refresh_margin":
+			dur, err := caddy.ParseDuration(strings.Join(args, " "))
+			if len(args) != 1 || err != nil || dur <= 0 {
+				return nil, h.Errf("sso token_refresh_margin: %q is not a positive duration", strings.Join(args, " "))
+			}
+			hd.TokenRefreshMargin = caddy.Duration(dur)
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, headers, header, allow, deny or identity_jwt)", key)
+			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", key)
 		}
 	}
 	if err := hd.Validate(); err != nil {
@@ -584,6 +619,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
 			if err := p.CheckIdPs(route); err != nil {
 				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
+			}
+		}
+		for _, name := range route {
+			if c := defined[name]; c != nil && c.Protocol != idp.ProtocolOIDC && hd.tokenConfig().Passes() {
+				return nil, fmt.Errorf("sso: IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream, at %s:%d", name, c.Protocol, file, line)
 			}
 		}
 	}

@@ -61,6 +61,17 @@ type Handler struct {
 	// without a host matcher the handler then refuses to start a sign-in
 	// (docs/security.md, "Host-derived URLs").
 	BaseURL string `json:"base_url,omitempty"`
+	// PassAccessToken names the header that carries the session's OIDC
+	// access token to the upstream (the Caddyfile's default:
+	// X-Forwarded-Access-Token); PassIDToken likewise for the ID token;
+	// SetAuthorizationHeader replaces the Authorization header with
+	// "Bearer <access token>". The tokens are refreshed when the access
+	// token expires within TokenRefreshMargin (default 1m). See
+	// gateway/tokens.go and the README, "Tokens for the upstream".
+	PassAccessToken        string         `json:"pass_access_token,omitempty"`
+	PassIDToken            string         `json:"pass_id_token,omitempty"`
+	SetAuthorizationHeader bool           `json:"set_authorization_header,omitempty"`
+	TokenRefreshMargin     caddy.Duration `json:"token_refresh_margin,omitempty"`
 
 	app          *App
 	route        *gateway.Route
@@ -150,6 +161,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Audience: j.Audience, Rotation: time.Duration(j.KeyRotation)})
 		rt.Headers.Protect(rt.Signer.Header())
 	}
+	if err := rt.PassTokens(h.tokenConfig()); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
 	h.route = rt
 	return nil
 }
@@ -187,7 +201,16 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("sso handler: base_url: %w", err)
 		}
 	}
+	if err := h.tokenConfig().Validate(); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
 	return nil
+}
+
+// tokenConfig is the route's token settings.
+func (h *Handler) tokenConfig() gateway.TokenConfig {
+	return gateway.TokenConfig{AccessHeader: h.PassAccessToken, IDHeader: h.PassIDToken,
+		Bearer: h.SetAuthorizationHeader, RefreshMargin: time.Duration(h.TokenRefreshMargin)}
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -211,6 +234,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	gateway.StripOwnCookies(r.Header)
 	id, _, err := h.route.Session(r.Context(), run, tokens, true)
+	if err == nil {
+		err = h.route.SetTokens(r, run, id)
+	}
 	switch {
 	case err == nil:
 		if !h.route.Access.Permits(id) {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -47,12 +48,16 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	}
 	sessions := session.New(db, session.Config{}, nil, nil)
 	sessions.Derive = placeholderLookup
-	token, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
+	token, s, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	if err := sessions.PutTokens(ctx, s.Hash, &session.Tokens{IDToken: "eyJ.eyJ.sig", AccessToken: "at-0123456789",
+		RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
 	app := startedApp(db, sessions)
-	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc", Provider: noRefreshDue{}}
 	route := func(edit func(*gateway.Route)) *gateway.Route {
 		plan, err := gateway.NewHeaderPlan("", nil)
 		if err != nil {
@@ -80,6 +85,13 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	signed := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
 		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{})
 		rt.Headers.Protect(rt.Signer.Header())
+	})}
+	// The same handler passing the session's tokens (pass_access_token and
+	// set_authorization_header), fresh in memory.
+	withTokens := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+		if err := rt.PassTokens(gateway.TokenConfig{AccessHeader: gateway.DefaultAccessTokenHeader, Bearer: true}); err != nil {
+			b.Fatal(err)
+		}
 	})}
 	base, err := gateway.BaseOrigin("http://127.0.0.1")
 	if err != nil {
@@ -131,6 +143,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 			variant{n.prefix + "sso", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return h.ServeHTTP(w, r, n.next) })},
 			variant{n.prefix + "sso+rules", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return ruled.ServeHTTP(w, r, n.next) })},
 			variant{n.prefix + "sso+jwt", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return signed.ServeHTTP(w, r, n.next) })},
+			variant{n.prefix + "sso+tokens", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return withTokens.ServeHTTP(w, r, n.next) })},
 		)
 	}
 	for _, bc := range variants {
@@ -147,6 +160,14 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 			}
 		})
 	}
+}
+
+// noRefreshDue is an OIDC provider whose tokens never need refreshing in
+// the benchmark: Refresh is what a route passing tokens requires of it.
+type noRefreshDue struct{ idp.Provider }
+
+func (noRefreshDue) Refresh(context.Context, *idp.Tokens) (*idp.Tokens, error) {
+	return nil, errors.New("no refresh due")
 }
 
 // proxyHeaders is the part of reverse_proxy (Caddy v2.11.9,

@@ -71,6 +71,11 @@ type OIDCConfig struct {
 	Algorithms   []string       `json:"algorithms,omitempty"`
 	TenantID     string         `json:"tenant_id,omitempty"`
 	ClockSkew    caddy.Duration `json:"clock_skew,omitempty"`
+	// OfflineAccess asks for the offline_access scope and keeps the
+	// refresh token the IdP then issues, so that routes passing tokens
+	// upstream can renew them. Without a route that passes tokens it
+	// keeps nothing (README, "Tokens for the upstream").
+	OfflineAccess bool `json:"offline_access,omitempty"`
 }
 
 // Values accepted by IdPConfig fields.
@@ -192,6 +197,10 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
 		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
 		cfg.ClockSkew = time.Duration(o.ClockSkew)
+		// offline_access in scopes says the same as the setting.
+		p.OfflineAccess = o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")
+		cfg.OfflineAccess = p.OfflineAccess
+		cfg.Logger = logger
 		if p.Provider, err = oidc.New(cfg); err != nil {
 			return nil, err
 		}

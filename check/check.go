@@ -331,6 +331,11 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 		case idp.ProtocolOIDC:
 			add("Redirect URI", base+oidc.RedirectEndpoint)
 			add("Post-logout redirect URI", s.origin+"/")
+			// The IdP ends this site's sessions through one of them when
+			// the person signs out elsewhere: back-channel (Okta, PingOne)
+			// or front-channel (Entra ID); docs/*-oidc.md say which.
+			add("Back-channel logout URI", base+oidc.BackChannelLogoutEndpoint)
+			add("Front-channel logout URL", base+oidc.FrontChannelLogoutEndpoint)
 		case idp.ProtocolSAML:
 			entityID := base + saml.MetadataEndpoint
 			if c.SAML.EntityID != "" {

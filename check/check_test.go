@@ -99,6 +99,9 @@ docs.example.com {
 		"✓ JWKS: 1 signing key(s)",
 		"https://app.example.com/.sso/oidc/corp/callback\n",
 		"Post-logout redirect URI  https://app.example.com/\n",
+		"Back-channel logout URI   https://app.example.com/.sso/oidc/corp/backchannel-logout\n",
+		"Front-channel logout URL  https://app.example.com/.sso/oidc/corp/frontchannel-logout\n",
+		"i the IdP offers back-channel and front-channel logout",
 		"uniqueUserId  uniqueUserId, userUniqueId, oid\n",
 		"IdP partner (saml, preset okta)",
 		"✓ metadata parsed: "+sp.MetadataURL()+" (IdP entity ID "+sp.EntityID()+")",
@@ -131,7 +134,9 @@ docs.example.com {
 		}
 	}
 	for k, want := range map[string]string{
-		"corp/Redirect URI": "https://app.example.com/.sso/oidc/corp/callback",
+		"corp/Redirect URI":                                "https://app.example.com/.sso/oidc/corp/callback",
+		"corp/Back-channel logout URI":                     "https://app.example.com/.sso/oidc/corp/backchannel-logout",
+		"corp/Front-channel logout URL":                    "https://app.example.com/.sso/oidc/corp/frontchannel-logout",
 		"partner/SP entity ID (Identifier / Audience URI)": "https://docs.example.com/.sso/saml/partner/metadata",
 		"partner/ACS URL (Reply URL / Single sign-on URL)": "https://docs.example.com/.sso/saml/partner/acs",
 	} {

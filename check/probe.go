@@ -52,6 +52,16 @@ func probeOIDC(ctx context.Context, client *http.Client, c *caddymodule.IdPConfi
 		ic.add(Info, "no end_session_endpoint: signing out ends only the local session")
 	}
 	switch {
+	case r.BackChannelLogout && r.FrontChannelLogout:
+		ic.add(Info, "the IdP offers back-channel and front-channel logout: register one of the logout URIs below, and sign-outs elsewhere end this site's sessions")
+	case r.BackChannelLogout:
+		ic.add(Info, "the IdP offers back-channel logout: register the back-channel logout URI below, and sign-outs elsewhere end this site's sessions")
+	case r.FrontChannelLogout:
+		ic.add(Info, "the IdP offers front-channel logout: register the front-channel logout URL below, and sign-outs elsewhere end this site's sessions")
+	default:
+		ic.add(Info, "the discovery document advertises neither back- nor front-channel logout (some IdPs offer them without saying so; see the IdP's page in docs/)")
+	}
+	switch {
 	case r.JWKSErr != nil:
 		ic.add(Error, "JWKS %s: %v", r.JWKSURI, r.JWKSErr)
 	case r.SigningKeys > 0:

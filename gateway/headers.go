@@ -49,8 +49,9 @@ var headerSets = map[string]map[string]string{
 
 // alwaysStripped are identity headers that some app might trust even when
 // this route does not set them, because the gateway it was written for (or
-// migrated from) sets them: every set above; oauth2-proxy's
-// X-Forwarded-Access-Token and X-Auth-Request-*; Authelia's (and
+// migrated from) sets them: every set above; the token headers
+// (X-Forwarded-Access-Token, as oauth2-proxy names it, and
+// X-Forwarded-Id-Token); oauth2-proxy's X-Auth-Request-*; Authelia's (and
 // tinyauth's) Remote-*; authentik's X-Authentik-*; Grafana's auth proxy
 // X-Webauth-*; and the generic Remote-User spellings. A client must never
 // be able to send them. docs/security.md lists them for operators.
@@ -58,7 +59,7 @@ var alwaysStripped = []string{
 	// caddy-sso and oauth2-proxy
 	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
 	"X-Forwarded-Groups", "X-Forwarded-First-Name", "X-Forwarded-Last-Name",
-	"X-Forwarded-Idp", "X-Forwarded-Access-Token", DefaultIdentityJWTHeader,
+	"X-Forwarded-Idp", DefaultAccessTokenHeader, DefaultIDTokenHeader, DefaultIdentityJWTHeader,
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username",
 	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token",
 	// Authelia, tinyauth; CGI's REMOTE_USER

@@ -35,6 +35,9 @@ type IdP struct {
 	Protocol string
 	Provider idp.Provider
 	SignIn   signin.IdP
+	// OfflineAccess: the IdP is asked for refresh tokens, which a route
+	// passing its tokens upstream keeps (Route.PassTokens).
+	OfflineAccess bool
 }
 
 // Runtime is what the running sso app gives its routes: it exists from
@@ -70,6 +73,7 @@ type Route struct {
 	// the logs; nil means the connection's peer.
 	ClientIP func(*http.Request) string
 
+	tokens       *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog sync.Once
 }
 

@@ -36,9 +36,13 @@ type Assertion struct {
 	// EmailVerified reports whether the IdP vouched for the email address
 	// (OIDC "email_verified"; SAML IdPs that are configured as verifying).
 	EmailVerified bool
-	// Logout is what the IdP needs to end its own session later, and how
-	// it names this session in its own logout messages.
+	// Logout is how the IdP names this session in its own logout
+	// messages (and, with the ID token, what it needs to end its own).
 	Logout LogoutInfo
+	// Tokens are what the IdP issued with this sign-in (OIDC: the ID
+	// token, the access token with its expiry, a refresh token); nil for
+	// SAML. The sign-in keeps what the configuration needs (signin.IdP).
+	Tokens *Tokens
 	// SingleUse are the protocol IDs that make this assertion single-use
 	// (the OIDC state, the SAML assertion ID). The sign-in consumes them in
 	// the transaction that creates the session, so a replay can never
@@ -64,7 +68,7 @@ type LogoutInfo struct {
 	Subject       string // SAML NameID; OIDC "sub"
 	SubjectFormat string // SAML NameID Format; empty for OIDC
 	SessionID     string // SAML SessionIndex; OIDC "sid"
-	IDToken       string // OIDC id_token_hint; never stored in the session record
+	IDToken       string // OIDC id_token_hint (an Assertion carries it in Tokens); never stored in the session record
 }
 
 // AttributeNames returns the names of the attributes that arrived, for error

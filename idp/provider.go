@@ -43,9 +43,12 @@ type Provider interface {
 	// allow its form to lead there (CSP form-action).
 	LogoutOrigin(ctx context.Context) string
 	// ServeEndpoint serves the protocol's other endpoints under base (SAML:
-	// metadata, slo). It returns ErrNoEndpoint, having written nothing, for a
-	// name the protocol does not have; a refused message is a *LoginError
-	// (with Logout set for logout messages), also with nothing written.
+	// metadata, slo; OIDC: backchannel-logout, frontchannel-logout). It
+	// returns ErrNoEndpoint, having written nothing, for a name the protocol
+	// does not have; a refused message is a *LoginError (with Logout set for
+	// logout messages), also with nothing written, for the caller's page. A
+	// message no person sees, from the IdP's server (OIDC back-channel
+	// logout), is answered by the provider itself, refusals included.
 	ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error
 
 	// Start gives the provider what it needs from the running gateway and

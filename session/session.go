@@ -36,6 +36,7 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -137,6 +138,7 @@ type Manager struct {
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
 	zip     compressors                   // for sealing tokens
+	flight  singleflight.Group            // token refreshes, one per session (UpstreamTokens)
 
 	// evicted holds the last-seen times of sessions the cache dropped for
 	// room before Flush wrote them (hash -> unix nanos).
@@ -284,7 +286,7 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 	if err := tx.PutSession(n.Session); err != nil {
 		return err
 	}
-	if !n.Tokens.empty() {
+	if !noTokens(n.Tokens) {
 		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
 			return err
 		}
@@ -800,7 +802,7 @@ func (m *Manager) Run(ctx context.Context) {
 }
 
 // Identity is the signed-in user as the hot path needs it. It is immutable
-// and shared between requests.
+// and shared between requests, but for the tokens it caches (atomically).
 type Identity struct {
 	UserID      string
 	Email       string
@@ -813,6 +815,10 @@ type Identity struct {
 
 	// Derived is what Manager.Derive computed for this identity, once.
 	Derived any
+
+	// upstream caches the session's tokens for routes that pass them
+	// (Manager.UpstreamTokens); nil until such a route is used.
+	upstream atomic.Pointer[upstream]
 
 	values [fieldCount][]string
 	boxed  [fieldCount]any

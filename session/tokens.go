@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,60 +16,18 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap/zapcore"
-
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// Tokens are what the IdP issued at sign-in and the gateway may need later:
-// the ID token as id_token_hint at logout, the access and refresh tokens to
-// call or refresh on the user's behalf. They are sealed (AES-256-GCM under a
-// key kept in the store, bound to the session) and kept apart from the
-// session record, so the hot path and housekeeping never read them.
-//
-// Tokens never appear in logs: String, GoString, MarshalJSON (which zap.Any
-// uses) and MarshalLogObject (zap.Object) say which tokens exist, not what
-// they are.
-type Tokens struct {
-	IDToken      string
-	AccessToken  string
-	RefreshToken string
-	Expiry       time.Time // of the access token
-}
+// Tokens are what the IdP issued for a session and the gateway may need
+// later (idp.Tokens). They are sealed (AES-256-GCM under a key kept in the
+// store, bound to the session) and kept apart from the session record, so
+// the hot path and housekeeping never read them.
+type Tokens = idp.Tokens
 
-// String redacts: %v and %s of Tokens (or a struct holding them) print no token.
-func (t Tokens) String() string {
-	return fmt.Sprintf("session.Tokens{id_token:%t access_token:%t refresh_token:%t expiry:%s}",
-		t.IDToken != "", t.AccessToken != "", t.RefreshToken != "", t.Expiry.Format(time.RFC3339))
-}
-
-// GoString redacts %#v likewise.
-func (t Tokens) GoString() string { return t.String() }
-
-// MarshalJSON redacts likewise, so that a Tokens inside a logged or
-// encoded value gives nothing away. The store never sees this encoding:
-// tokens are sealed from tokensPlain.
-func (t Tokens) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		IDToken      bool      `json:"id_token"`
-		AccessToken  bool      `json:"access_token"`
-		RefreshToken bool      `json:"refresh_token"`
-		Expiry       time.Time `json:"expiry,omitzero"`
-	}{t.IDToken != "", t.AccessToken != "", t.RefreshToken != "", t.Expiry})
-}
-
-// MarshalLogObject makes zap.Object(tokens) log which tokens exist, not them.
-func (t Tokens) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddBool("id_token", t.IDToken != "")
-	enc.AddBool("access_token", t.AccessToken != "")
-	enc.AddBool("refresh_token", t.RefreshToken != "")
-	if !t.Expiry.IsZero() {
-		enc.AddTime("expiry", t.Expiry)
-	}
-	return nil
-}
-
-func (t *Tokens) empty() bool {
+// noTokens reports a nil Tokens or one without any token.
+func noTokens(t *Tokens) bool {
 	return t == nil || t.IDToken == "" && t.AccessToken == "" && t.RefreshToken == ""
 }
 
@@ -279,7 +236,7 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 // putTokens seals t for the session and stores it in tx (nil or empty
 // tokens delete the blob). It creates the sealing key on first use.
 func (c *compressors) putTokens(tx store.Tx, hash string, t *Tokens) error {
-	if t.empty() {
+	if noTokens(t) {
 		return tx.PutSessionTokens(hash, nil)
 	}
 	key, err := tx.Secret(TokensKeySecret, 32)

@@ -33,6 +33,28 @@ type IdP struct {
 	Name   string
 	Mapper *mapping.Mapper
 	Rules  provision.Rules
+	// KeepAccessToken keeps the access token and its expiry with the
+	// session, for routes that pass it upstream; KeepRefreshToken also
+	// the refresh token that renews it. A token no route passes is only a
+	// liability, so by default a session keeps the ID token alone (which
+	// logout needs as id_token_hint). See the README, "Tokens for the
+	// upstream".
+	KeepAccessToken, KeepRefreshToken bool
+}
+
+// kept is what of the tokens the IdP issued p keeps with a session.
+func (p *IdP) kept(t *idp.Tokens) *session.Tokens {
+	if t == nil {
+		return nil
+	}
+	k := &session.Tokens{IDToken: t.IDToken}
+	if p.KeepAccessToken {
+		k.AccessToken, k.Expiry = t.AccessToken, t.Expiry
+		if p.KeepRefreshToken {
+			k.RefreshToken = t.RefreshToken
+		}
+	}
+	return k
 }
 
 // Service completes sign-ins against one store and session manager.
@@ -101,11 +123,8 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}
-	if a.Logout.IDToken != "" {
-		// Kept sealed with the session, apart from its record: the IdP
-		// wants it back as id_token_hint at logout.
-		fresh.Tokens = &session.Tokens{IDToken: a.Logout.IDToken}
-	}
+	// Kept sealed with the session, apart from its record.
+	fresh.Tokens = p.kept(a.Tokens)
 	var previousHash string
 	if previousToken != "" {
 		previousHash = session.Hash(previousToken)

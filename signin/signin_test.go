@@ -71,7 +71,9 @@ func oidcAssertion(state, family string, overage bool) *idp.Assertion {
 	a := &idp.Assertion{IdP: "oidc-idp", Protocol: idp.ProtocolOIDC, Subject: "sub-ada", EmailVerified: true,
 		Attributes: map[string][]string{"sub": {"sub-ada"}, "given_name": {"Ada"}, "family_name": {family},
 			"email": {"ada@example.com"}, "groups": {"eng"}},
-		Logout:    idp.LogoutInfo{Subject: "sub-ada", SessionID: "sid-" + state, IDToken: "eyJ.id-token." + state},
+		Logout: idp.LogoutInfo{Subject: "sub-ada", SessionID: "sid-" + state},
+		Tokens: &idp.Tokens{IDToken: "eyJ.id-token." + state, AccessToken: "at-" + state, RefreshToken: "rt-" + state,
+			Expiry: time.Unix(1_900_000_000, 0)},
 		SingleUse: []idp.SingleUse{{Kind: "oidc_state", ID: "oidc-idp/" + state, Until: time.Now().Add(10 * time.Minute), Code: "state_replayed"}},
 	}
 	if overage {
@@ -181,6 +183,50 @@ func TestOneDurableCommitPerSignIn(t *testing.T) {
 				if err != nil || tok == nil || tok.IDToken != "eyJ.id-token.2" {
 					t.Errorf("sealed ID token = %v, %v", tok, err)
 				}
+				// No route passes tokens here: the access and refresh
+				// tokens the IdP issued are not kept.
+				if tok != nil && (tok.AccessToken != "" || tok.RefreshToken != "" || !tok.Expiry.IsZero()) {
+					t.Errorf("tokens no route passes were kept: %v", tok)
+				}
+			}
+		})
+	}
+}
+
+// TestTokensKept: a session keeps the ID token always, the access token
+// (with its expiry) only when a route passes it, and the refresh token only
+// with offline_access on top.
+func TestTokensKept(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		access, refresh       bool
+		wantAccess, wantFresh bool
+	}{
+		{"id token only", false, false, false, false},
+		{"refresh alone keeps nothing more", false, true, false, false},
+		{"access token", true, false, true, false},
+		{"access and refresh token", true, true, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.idp(idp.ProtocolOIDC, "okta")
+			p.KeepAccessToken, p.KeepRefreshToken = tc.access, tc.refresh
+			out, err := e.svc.SignIn(context.Background(), p, oidcAssertion("k", "Lovelace", false), "")
+			if err != nil || out.Session == nil {
+				t.Fatalf("sign-in: %+v %v", out, err)
+			}
+			tok, err := e.sessions.Tokens(context.Background(), out.Session.Session.Hash)
+			if err != nil || tok == nil {
+				t.Fatalf("tokens: %v %v", tok, err)
+			}
+			if tok.IDToken != "eyJ.id-token.k" {
+				t.Errorf("ID token not kept: %v", tok)
+			}
+			if got := tok.AccessToken == "at-k" && tok.Expiry.Equal(time.Unix(1_900_000_000, 0)); got != tc.wantAccess {
+				t.Errorf("access token kept = %v, want %v (%v)", got, tc.wantAccess, tok)
+			}
+			if got := tok.RefreshToken == "rt-k"; got != tc.wantFresh {
+				t.Errorf("refresh token kept = %v, want %v", got, tc.wantFresh)
 			}
 		})
 	}

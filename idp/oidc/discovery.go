@@ -38,6 +38,11 @@ type metadata struct {
 	// IssParameterSupported (RFC 9207): when true, every authorization
 	// response must carry iss.
 	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	// The logout channels the IdP says it offers (OpenID Connect
+	// Back-Channel and Front-Channel Logout 1.0); `caddy sso check` only
+	// reports them.
+	BackChannelLogout  bool `json:"backchannel_logout_supported"`
+	FrontChannelLogout bool `json:"frontchannel_logout_supported"`
 }
 
 // discovery fetches and caches the discovery document lazily.

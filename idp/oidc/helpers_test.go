@@ -92,6 +92,26 @@ type env struct {
 	clock  *clock
 	cfg    oidc.Config
 	replay memReplay
+	ended  endedSessions
+}
+
+// endedSessions records what the logout endpoints ask to end.
+type endedSessions struct {
+	mu    sync.Mutex
+	calls []string // "idp|subject|sid"
+}
+
+func (s *endedSessions) EndSessions(_ context.Context, idpName, subject, sessionID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, idpName+"|"+subject+"|"+sessionID)
+	return 1, nil
+}
+
+func (s *endedSessions) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
 }
 
 func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
@@ -120,7 +140,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	if e.p, err = oidc.New(e.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows}); err != nil {
+	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows, Replay: &e.replay, Sessions: &e.ended}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -132,6 +152,13 @@ type result struct {
 	Err       string
 	Assertion *idp.Assertion
 	ReturnTo  string
+	// Tokens are the assertion's, which its JSON encoding redacts.
+	Tokens rawTokens
+}
+
+type rawTokens struct {
+	ID, Access, Refresh string
+	Expiry              time.Time
 }
 
 func codeOf(err error) string {
@@ -158,6 +185,10 @@ func (e *env) serveRP(w http.ResponseWriter, r *http.Request) {
 		}
 		a, returnTo, err := e.p.Callback(w, r, base)
 		res = result{Assertion: a, ReturnTo: returnTo}
+		if a != nil && a.Tokens != nil {
+			t := a.Tokens
+			res.Tokens = rawTokens{ID: t.IDToken, Access: t.AccessToken, Refresh: t.RefreshToken, Expiry: t.Expiry}
+		}
 		if err != nil {
 			res.Code, res.Err = codeOf(err), err.Error()
 			break

@@ -32,6 +32,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-sso/caddy-sso/idp"
@@ -83,6 +84,8 @@ const (
 	defaultHTTPTimeout  = 10 * time.Second
 	// replayKind is the single-use namespace of OIDC states.
 	replayKind = "oidc_state"
+	// scopeOfflineAccess asks for a refresh token (OpenID Connect Core 11).
+	scopeOfflineAccess = "offline_access"
 )
 
 // RedirectEndpoint is the redirect URI's name under the IdP's base URL
@@ -135,8 +138,16 @@ type Config struct {
 	// an unknown key ID triggers; default 30 seconds. It stops a flood of
 	// forged tokens from turning into a flood of requests to the IdP.
 	JWKSRefreshInterval time.Duration
+	// OfflineAccess asks for the offline_access scope, which makes IdPs
+	// issue a refresh token (Okta, Entra and PingOne issue none without
+	// it), so that the tokens routes pass upstream can be renewed.
+	OfflineAccess bool
 	// HTTPClient talks to the IdP; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// Logger receives what the logout endpoints refuse or do (their
+	// requests come from the IdP, not from a person who could see a page);
+	// nil: no logs.
+	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -144,11 +155,12 @@ type Config struct {
 // Provider is the relying party for one OpenID provider. It is safe for
 // concurrent use.
 type Provider struct {
-	cfg    Config
-	rt     idp.Runtime // set by Start
-	client *http.Client
-	keys   *keySet
-	disc   *discovery
+	cfg      Config
+	rt       idp.Runtime // set by Start
+	client   *http.Client
+	keys     *keySet
+	disc     *discovery
+	refusals logBudget // back-channel logout refusals
 }
 
 var _ idp.Provider = (*Provider)(nil)
@@ -207,6 +219,9 @@ func normalize(cfg *Config) error {
 	if !slices.Contains(cfg.Scopes, "openid") {
 		return errors.New(`scopes must include "openid"`)
 	}
+	if cfg.OfflineAccess && !slices.Contains(cfg.Scopes, scopeOfflineAccess) {
+		cfg.Scopes = append(slices.Clip(cfg.Scopes), scopeOfflineAccess)
+	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = defaultAlgorithms
 	}
@@ -242,6 +257,9 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
 	return nil
 }
@@ -282,11 +300,6 @@ func (p *Provider) Start(_ context.Context, rt idp.Runtime) error {
 
 // Close has nothing to stop.
 func (p *Provider) Close() error { return nil }
-
-// ServeEndpoint: the relying party has no endpoint besides the callback.
-func (p *Provider) ServeEndpoint(http.ResponseWriter, *http.Request, string, string) error {
-	return idp.ErrNoEndpoint
-}
 
 // Discover fetches the discovery document now. Calling it is optional (Begin
 // does it lazily); Caddy may call it at start to warn early that the IdP is
@@ -444,6 +457,8 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		}
 		mergeClaims(claims, ui)
 	}
+	// The session remembers sid, which back- and front-channel logout
+	// name it by.
 	sid, _ := claims["sid"].(string)
 	return &idp.Assertion{
 		IdP:           p.cfg.Name,
@@ -451,7 +466,8 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		Subject:       sub,
 		Attributes:    flatten(claims),
 		EmailVerified: isTrue(claims["email_verified"]),
-		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid, IDToken: rawID},
+		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid},
+		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
 	}, nil
 }
 

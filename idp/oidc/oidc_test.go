@@ -46,8 +46,11 @@ func TestLoginHappyPath(t *testing.T) {
 	if res.ReturnTo != "/app?x=1" || a.IdP != "test" || a.Protocol != idp.ProtocolOIDC || a.Subject != "alice-sub" || !a.EmailVerified {
 		t.Errorf("assertion = %+v, returnTo %q", a, res.ReturnTo)
 	}
-	if strings.Count(a.Logout.IDToken, ".") != 2 {
-		t.Errorf("Logout.IDToken = %q", a.Logout.IDToken)
+	if strings.Count(res.Tokens.ID, ".") != 2 || res.Tokens.Access == "" || res.Tokens.Refresh != "" {
+		t.Errorf("tokens = %+v, want an ID token and an access token (no refresh token without offline_access)", res.Tokens)
+	}
+	if d := time.Until(res.Tokens.Expiry); d < 59*time.Minute || d > time.Hour {
+		t.Errorf("access token expiry %v from now, want the IdP's expires_in (1h)", d)
 	}
 	for name, want := range map[string][]string{
 		"sub":             {"alice-sub"},

@@ -18,6 +18,9 @@ type ProbeResult struct {
 	CodeChallengeMethods []string
 	IDTokenAlgs          []string
 	JWKSURI              string
+	// BackChannelLogout and FrontChannelLogout: the discovery document
+	// says the IdP offers that logout channel.
+	BackChannelLogout, FrontChannelLogout bool
 	// IssuerErr, EndpointsErr and PKCEErr are what sign-in would refuse
 	// the discovery document for, one per rule; nil: accepted.
 	IssuerErr, EndpointsErr, PKCEErr error
@@ -43,6 +46,7 @@ func Probe(ctx context.Context, client *http.Client, issuer string) (*ProbeResul
 	}
 	r.Issuer, r.EndSessionEndpoint, r.JWKSURI = md.Issuer, md.EndSessionEndpoint, md.JWKSURI
 	r.CodeChallengeMethods, r.IDTokenAlgs = md.CodeChallengeMethods, md.IDTokenAlgs
+	r.BackChannelLogout, r.FrontChannelLogout = md.BackChannelLogout, md.FrontChannelLogout
 	r.IssuerErr, r.EndpointsErr, r.PKCEErr = md.checkIssuer(issuer), md.checkEndpoints(), md.checkPKCE()
 	if md.JWKSURI != "" && checkURL(md.JWKSURI, true) == nil {
 		keys, err := fetchJWKS(ctx, client, md.JWKSURI)

@@ -37,14 +37,18 @@ func (s *Server) discovery(w http.ResponseWriter) {
 		"end_session_endpoint":                           s.Issuer + PathEndSession,
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":                        []string{"public"},
 		"id_token_signing_alg_values_supported":          []string{defaultIDAlg},
-		"scopes_supported":                               []string{"openid", "profile", "email", "groups"},
+		"scopes_supported":                               []string{"openid", "profile", "email", "groups", "offline_access"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"claims_parameter_supported":                     false,
 		"authorization_response_iss_parameter_supported": true,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
+		"frontchannel_logout_supported":                  true,
+		"frontchannel_logout_session_supported":          true,
 	}
 	s.mu.Lock()
 	hook := s.hooks.Discovery
@@ -157,8 +161,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if r.Method == http.MethodGet {
-		if username := s.sessionUser(r); username != "" && ar.prompt != "login" {
-			s.issueCode(w, r, ar, username)
+		if sess := s.session(r); sess != nil && ar.prompt != "login" {
+			s.issueCode(w, r, ar, sess)
 			return
 		}
 		if ar.prompt == "none" {
@@ -177,29 +181,33 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, params, "Wrong username or password.", http.StatusUnauthorized)
 		return
 	}
-	sid := rand.Text()
+	cookie := rand.Text()
 	s.mu.Lock()
-	s.sessions[sid] = username
+	s.seq++
+	sess := &opSession{username: username, sid: rand.Text(), clients: map[string]bool{}, seq: s.seq}
+	s.sessions[cookie] = sess
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: sid, Path: s.base + "/", HttpOnly: true,
+		Name: sessionCookie, Value: cookie, Path: s.base + "/", HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.Issuer, "https:"),
 	})
-	s.issueCode(w, r, ar, username)
+	s.issueCode(w, r, ar, sess)
 }
 
-func (s *Server) sessionUser(r *http.Request) string {
+// session returns the provider session of the browser's cookie, nil when
+// there is none (or its user is gone).
+func (s *Server) session(r *http.Request) *opSession {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
-		return ""
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := s.sessions[c.Value]
-	if _, ok := s.users[name]; !ok {
-		return ""
+	sess := s.sessions[c.Value]
+	if sess == nil || s.users[sess.username] == nil {
+		return nil
 	}
-	return name
+	return sess
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, params url.Values, msg string, status int) {
@@ -242,22 +250,23 @@ const loginPage = `<!doctype html>
 </body></html>
 `
 
-func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, username string) {
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, sess *opSession) {
 	code := rand.Text()
 	s.mu.Lock()
 	now := s.now()
+	sess.clients[ar.client.ID] = true
 	for k, g := range s.codes { // sweep, so a long-running demo does not grow
 		if now.After(g.expires.Add(tokenTTL)) {
 			delete(s.codes, k)
 		}
 	}
-	for k, g := range s.tokens {
-		if now.After(g.atExpires) {
+	for k, it := range s.tokens {
+		if now.After(it.expires) {
 			delete(s.tokens, k)
 		}
 	}
 	s.codes[code] = &grant{
-		clientID: ar.client.ID, redirectURI: ar.redirectURI, username: username,
+		clientID: ar.client.ID, redirectURI: ar.redirectURI, username: sess.username, sid: sess.sid,
 		nonce: ar.nonce, challenge: ar.challenge, scope: ar.scope,
 		authTime: now, expires: now.Add(codeTTL),
 	}
@@ -343,8 +352,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusUnauthorized, "invalid_client", err.Error())
 		return
 	}
-	if r.PostForm.Get("grant_type") != "authorization_code" {
-		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code")
+	switch r.PostForm.Get("grant_type") {
+	case "authorization_code":
+	case "refresh_token":
+		s.refreshGrant(w, r, c)
+		return
+	default:
+		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code and refresh_token")
 		return
 	}
 
@@ -382,10 +396,32 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusBadRequest, errInvalidGrnt, reason)
 		return
 	}
+	s.issueTokens(w, g, u, c, now, true)
+}
+
+// issueTokens answers a token request for g (s.mu held; it unlocks): a new
+// access token, an ID token, and, with offline_access, a new refresh token
+// that replaces the grant's previous one (rotation). An ID token issued by
+// a refresh carries no nonce (OpenID Connect Core 12.2).
+func (s *Server) issueTokens(w http.ResponseWriter, g *grant, u *user, c Client, now time.Time, withNonce bool) {
 	at := rand.Text()
-	g.accessToken, g.atExpires = at, now.Add(tokenTTL)
-	s.tokens[at] = g
-	tok := Token{Header: map[string]any{}, Claims: s.idClaims(g, u, c.ID, now), Alg: defaultIDAlg}
+	g.accessToken = at
+	s.tokens[at] = &issued{g: g, expires: now.Add(s.accessTTL)}
+	resp := map[string]any{
+		"access_token": at, "token_type": "Bearer", "expires_in": int(s.accessTTL / time.Second), "scope": g.scope,
+	}
+	if s.refreshAlways || slices.Contains(strings.Fields(g.scope), "offline_access") {
+		delete(s.refresh, g.refreshToken)
+		g.refreshToken = rand.Text()
+		s.refresh[g.refreshToken] = g
+		s.issued = append(s.issued, g.refreshToken)
+		resp["refresh_token"] = g.refreshToken
+	}
+	claims := s.idClaims(g, u, c.ID, now)
+	if !withNonce {
+		delete(claims, "nonce")
+	}
+	tok := Token{Header: map[string]any{}, Claims: claims, Alg: defaultIDAlg}
 	hook, key := s.hooks.IDToken, s.key
 	s.mu.Unlock()
 
@@ -394,10 +430,33 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusInternalServerError, "server_error", "signing failed")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": at, "token_type": "Bearer", "expires_in": int(tokenTTL / time.Second),
-		"id_token": idToken, "scope": g.scope,
-	})
+	resp["id_token"] = idToken
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// refreshGrant answers grant_type=refresh_token (RFC 6749 6): the refresh
+// token must be the grant's current one and the client its own; a used
+// (rotated out) or revoked one gets invalid_grant.
+func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) {
+	s.mu.Lock()
+	s.refreshes++
+	now := s.now()
+	g := s.refresh[r.PostForm.Get("refresh_token")]
+	var reason string
+	switch {
+	case g == nil:
+		reason = "unknown, rotated out or revoked refresh token"
+	case g.clientID != c.ID:
+		reason = "refresh token was issued to another client"
+	case s.users[g.username] == nil:
+		reason = "user no longer exists"
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		tokenError(w, http.StatusBadRequest, errInvalidGrnt, reason)
+		return
+	}
+	s.issueTokens(w, g, s.users[g.username], c, now, false)
 }
 
 func pkceMatches(challenge, verifier string) bool {
@@ -421,10 +480,13 @@ func (s *Server) idClaims(g *grant, u *user, clientID string, now time.Time) map
 	claims["iss"] = s.Issuer
 	claims["aud"] = clientID
 	claims["iat"] = now.Unix()
-	claims["exp"] = now.Add(tokenTTL).Unix()
+	claims["exp"] = now.Add(s.accessTTL).Unix()
 	claims["auth_time"] = g.authTime.Unix()
 	if g.nonce != "" {
 		claims["nonce"] = g.nonce
+	}
+	if g.sid != "" {
+		claims["sid"] = g.sid
 	}
 	return claims
 }
@@ -490,9 +552,10 @@ func signToken(t *Token, hook func(*Token), key signingKey, secret, accessToken 
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	s.mu.Lock()
-	g := s.tokens[at]
+	it := s.tokens[at]
 	var claims map[string]any
-	if ok && g != nil && s.now().Before(g.atExpires) {
+	if ok && it != nil && s.now().Before(it.expires) {
+		g := it.g
 		if u := s.users[g.username]; u != nil {
 			claims = maps.Clone(u.claims)
 			if claims == nil {
@@ -533,12 +596,15 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 		clientID = aud
 	}
+	var ended *opSession
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
+		ended = s.sessions[c.Value]
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: s.base + "/", MaxAge: -1, HttpOnly: true})
+	frames := s.logoutClients(r.Context(), ended)
 
 	target := r.Form.Get("post_logout_redirect_uri")
 	s.mu.Lock()
@@ -557,7 +623,11 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out - oidctest</title><style>%s</style></head><body><h1 id="signed-out">You are signed out.</h1><p class="note">Local OpenID provider (oidctest)</p></body></html>`, pagestyle.CSS)
+	var iframes strings.Builder
+	for _, f := range frames {
+		fmt.Fprintf(&iframes, `<iframe class="frontchannel-logout" src="%s" hidden></iframe>`, template.HTMLEscapeString(f))
+	}
+	fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out - oidctest</title><style>%s</style></head><body><h1 id="signed-out">You are signed out.</h1><p class="note">Local OpenID provider (oidctest)</p>%s</body></html>`, pagestyle.CSS, iframes.String())
 }
 
 func postLogoutAllowed(c Client, target string) bool {

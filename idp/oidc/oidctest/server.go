@@ -1,6 +1,8 @@
 // Package oidctest is a small but real OpenID Connect provider: discovery,
-// JWKS, an authorization endpoint with a plain HTML login form, token,
-// userinfo and end-session endpoints. The relying-party tests run complete
+// JWKS, an authorization endpoint with a plain HTML login form, token
+// (authorization code and refresh token grants), userinfo and end-session
+// endpoints, and back- and front-channel logout of the clients that
+// registered for them. The relying-party tests run complete
 // logins against it, and the local demo uses it as its identity provider, so
 // it follows the protocol strictly (PKCE S256 required, single-use
 // short-lived codes, registered redirect URIs) while exposing hooks that make
@@ -60,6 +62,13 @@ type Client struct {
 	// tests and demos whose ports are chosen after registration. A real
 	// provider must never do this.
 	PrefixMatch bool
+	// BackChannelLogoutURI receives a logout token (OpenID Connect
+	// Back-Channel Logout 1.0) when a provider session this client signed
+	// in through ends at the end-session endpoint.
+	BackChannelLogoutURI string
+	// FrontChannelLogoutURI is framed, with iss and sid, by the page the
+	// end-session endpoint shows (OpenID Connect Front-Channel Logout 1.0).
+	FrontChannelLogoutURI string
 }
 
 // Token is an ID token about to be signed. The IDToken hook may change
@@ -100,14 +109,32 @@ type grant struct {
 	clientID    string
 	redirectURI string
 	username    string
+	sid         string // the provider session the grant came from
 	nonce       string
 	challenge   string
 	scope       string
 	authTime    time.Time
 	expires     time.Time
 	used        bool
-	accessToken string
-	atExpires   time.Time
+	accessToken string // the latest access token issued for it
+	// refreshToken is the grant's current refresh token ("" without
+	// offline_access); each refresh replaces it (rotation).
+	refreshToken string
+}
+
+// issued is one access token: valid until its own expiry, even after a
+// refresh issued a newer one (as with most providers), unless revoked.
+type issued struct {
+	g       *grant
+	expires time.Time
+}
+
+// opSession is a provider session: a browser signed in at the login form.
+type opSession struct {
+	username string
+	sid      string          // its public ID, the "sid" claim; the cookie value is secret
+	clients  map[string]bool // clients that got a code in it
+	seq      int             // order of creation
 }
 
 type signingKey struct {
@@ -131,15 +158,23 @@ type Server struct {
 	users    map[string]*user
 	clients  map[string]Client
 	codes    map[string]*grant
-	tokens   map[string]*grant // access token -> grant
-	sessions map[string]string // session cookie -> username
+	tokens   map[string]*issued    // access token -> what it grants
+	refresh  map[string]*grant     // current refresh token -> grant
+	issued   []string              // every refresh token issued (for leak checks)
+	sessions map[string]*opSession // session cookie -> session
 	hooks    Hooks
-	sendIss  bool
-	down     bool
-	hint     string
-	downAt   map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
-	stalls   map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
-	requests map[string]int
+	// accessTTL is the access (and ID) token lifetime.
+	accessTTL time.Duration
+	refreshes int // refresh_token grants answered, successful or not
+	// refreshAlways issues refresh tokens without offline_access.
+	refreshAlways bool
+	seq           int // provider sessions created
+	sendIss       bool
+	down          bool
+	hint          string
+	downAt        map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
+	stalls        map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
+	requests      map[string]int
 }
 
 // NewServer returns a provider for issuer (http or https URL, optionally with
@@ -167,10 +202,13 @@ func NewServer(issuer string) (*Server, error) {
 		users:    map[string]*user{},
 		clients:  map[string]Client{},
 		codes:    map[string]*grant{},
-		tokens:   map[string]*grant{},
-		sessions: map[string]string{},
-		sendIss:  true,
-		requests: map[string]int{},
+		tokens:   map[string]*issued{},
+		refresh:  map[string]*grant{},
+		sessions: map[string]*opSession{},
+
+		accessTTL: tokenTTL,
+		sendIss:   true,
+		requests:  map[string]int{},
 	}, nil
 }
 
@@ -294,6 +332,78 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+}
+
+// SetAccessTokenTTL sets the lifetime of the access and ID tokens issued
+// from now on (default one hour), as expires_in says.
+func (s *Server) SetAccessTokenTTL(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accessTTL = d
+}
+
+// SetRefreshAlways makes the token endpoint issue a refresh token with every
+// grant, whether or not the client asked for offline_access, as some
+// providers (Keycloak) do. By default it issues one only for
+// offline_access, as Okta, Entra ID and PingOne do.
+func (s *Server) SetRefreshAlways(always bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshAlways = always
+}
+
+// Refreshes returns how many refresh_token grants the token endpoint
+// answered, successful or not.
+func (s *Server) Refreshes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshes
+}
+
+// RevokeGrants revokes every grant of a user, as an administrator would:
+// their refresh tokens get invalid_grant and their access tokens stop
+// working at userinfo. It returns how many grants it revoked.
+func (s *Server) RevokeGrants(username string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for rt, g := range s.refresh {
+		if g.username == username {
+			delete(s.refresh, rt)
+			n++
+		}
+	}
+	for at, it := range s.tokens {
+		if it.g.username == username {
+			delete(s.tokens, at)
+		}
+	}
+	return n
+}
+
+// RefreshTokens returns every refresh token issued so far, rotated out or
+// not, for tests that check none of them leaks.
+func (s *Server) RefreshTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.issued)
+}
+
+// SessionID returns the sid of the user's newest provider session (the
+// "sid" claim of the ID tokens issued in it), or "".
+func (s *Server) SessionID(username string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var newest *opSession
+	for _, sess := range s.sessions {
+		if sess.username == username && (newest == nil || sess.seq > newest.seq) {
+			newest = sess
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.sid
 }
 
 // SetLoginHint sets a line the login page shows above the form, such as

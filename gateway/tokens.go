@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/session"
+)
+
+// Default names of the token headers (pass_access_token, pass_id_token
+// without a name). Every route strips them from inbound requests, whether
+// it passes tokens or not (alwaysStripped).
+const (
+	DefaultAccessTokenHeader = "X-Forwarded-Access-Token"
+	DefaultIDTokenHeader     = "X-Forwarded-Id-Token"
+)
+
+// DefaultTokenRefreshMargin is how long before its expiry an access token
+// is refreshed, unless the route says (token_refresh_margin): enough for
+// an upstream to use it in a slow request.
+const DefaultTokenRefreshMargin = time.Minute
+
+// TokenConfig says which of the session's OIDC tokens a route hands its
+// upstream: the access token in AccessHeader, the ID token in IDHeader
+// ("" for neither), and with Bearer the access token as Authorization.
+type TokenConfig struct {
+	AccessHeader, IDHeader string
+	Bearer                 bool
+	// RefreshMargin: refresh an access token that expires within it;
+	// 0 means DefaultTokenRefreshMargin.
+	RefreshMargin time.Duration
+}
+
+// Passes reports whether the route hands any token upstream.
+func (c TokenConfig) Passes() bool { return c.AccessHeader != "" || c.IDHeader != "" || c.Bearer }
+
+// Validate checks the settings on their own.
+func (c TokenConfig) Validate() error {
+	if c.RefreshMargin < 0 {
+		return errors.New("token_refresh_margin must be positive")
+	}
+	if c.RefreshMargin != 0 && !c.Passes() {
+		return errors.New("token_refresh_margin needs pass_access_token, pass_id_token or set_authorization_header")
+	}
+	for _, name := range []string{c.AccessHeader, c.IDHeader} {
+		if name == "" {
+			continue
+		}
+		if strings.ContainsAny(name, " \t:\r\n") {
+			return fmt.Errorf("%q is not a header name", name)
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Authorization":
+			return errors.New("pass the access token in Authorization with set_authorization_header, which adds the Bearer scheme")
+		case "Cookie", "Host", "Connection":
+			return fmt.Errorf("the tokens cannot be passed in %s", name)
+		}
+	}
+	if c.AccessHeader != "" && strings.EqualFold(c.AccessHeader, c.IDHeader) {
+		return errors.New("pass_access_token and pass_id_token need two header names")
+	}
+	return nil
+}
+
+// tokenRefresher is what a route that passes tokens needs of its IdPs'
+// providers: idp/oidc's Provider has it, SAML has no tokens.
+type tokenRefresher interface {
+	Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, error)
+}
+
+// upstreamTokens is a route's TokenConfig made ready. The tokens stay
+// with the session on the server, sealed; they reach the upstream only on
+// such a route, and never the browser.
+type upstreamTokens struct {
+	access, id string // canonical header keys; "" for none
+	bearer     bool
+	margin     time.Duration
+	refresh    map[string]session.RefreshFunc // by IdP name: the route's IdPs
+}
+
+// PassTokens readies the route to pass tokens upstream: its IdPs must be
+// OpenID Connect ones, which then keep the tokens with their sessions
+// (the access token, and with offline_access the refresh token; tokens no
+// route passes are not kept, each being a credential that would sit in
+// the store for nothing), and the route protects its token headers (and,
+// with Bearer, Authorization) from inbound copies. Call it after IdPs and
+// Headers are set, before the app starts, so every sign-in sees it.
+func (rt *Route) PassTokens(c TokenConfig) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if !c.Passes() {
+		return nil
+	}
+	t := &upstreamTokens{bearer: c.Bearer, margin: c.RefreshMargin,
+		refresh: make(map[string]session.RefreshFunc, len(rt.IdPs))}
+	if t.margin == 0 {
+		t.margin = DefaultTokenRefreshMargin
+	}
+	for _, p := range rt.IdPs {
+		r, ok := p.Provider.(tokenRefresher)
+		if !ok {
+			return fmt.Errorf("IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream", p.Name, p.Protocol)
+		}
+		t.refresh[p.Name] = r.Refresh
+		p.SignIn.KeepAccessToken = true
+		p.SignIn.KeepRefreshToken = p.OfflineAccess
+	}
+	var logged []string // headers Caddy's logs do not redact
+	if c.AccessHeader != "" {
+		t.access = http.CanonicalHeaderKey(c.AccessHeader)
+		rt.Headers.Protect(t.access)
+		logged = append(logged, t.access)
+	}
+	if c.IDHeader != "" {
+		t.id = http.CanonicalHeaderKey(c.IDHeader)
+		rt.Headers.Protect(t.id)
+		logged = append(logged, t.id)
+	}
+	if t.bearer {
+		// The route's Authorization is the gateway's: whatever the
+		// client sent is replaced, and no Connection token or trailer
+		// can take it away or add another (GuardHopByHop).
+		rt.Headers.Protect("Authorization")
+	}
+	rt.tokens = t
+	if len(logged) > 0 && rt.Logger.Core().Enabled(zap.DebugLevel) {
+		names := make([]string, len(rt.IdPs))
+		for i, p := range rt.IdPs {
+			names[i] = p.Name
+		}
+		rt.Logger.Warn("DEBUG logging is on: tokens passed upstream in "+strings.Join(logged, ", ")+" appear in reverse_proxy's DEBUG log lines (\"upstream roundtrip\"), which redact Authorization alone; filter those headers out of the log (docs/security.md, \"Tokens for the upstream\") or log above DEBUG",
+			zap.Strings("idps", names))
+	}
+	return nil
+}
+
+// SetTokens sets the token headers of a route that passes tokens, for a
+// session the route admits, refreshing the tokens when they are about to
+// expire (session.Manager.UpstreamTokens: single-flight per session, from
+// memory on every other request). It returns session.ErrNoSession when the
+// route must treat the request as signed out: the IdP revoked the grant
+// (the session has ended), or the session holds no valid access token
+// (signed in before the route passed tokens, or expired without a refresh
+// token), so that a new sign-in brings fresh tokens. A route that passes
+// no tokens, or a session its access rules refuse, gets nothing.
+func (rt *Route) SetTokens(r *http.Request, run *Runtime, id *session.Identity) error {
+	t := rt.tokens
+	if t == nil || !rt.Access.Permits(id) {
+		return nil
+	}
+	tok, err := run.Sessions.UpstreamTokens(r.Context(), id, t.margin, t.refresh[id.IdP])
+	switch {
+	case err == nil:
+	case errors.Is(err, session.ErrNoUpstreamToken):
+		rt.Logger.Debug("no valid access token for this route: signing in again", zap.String("idp", id.IdP), zap.String("user_id", id.UserID))
+		return session.ErrNoSession
+	case errors.Is(err, session.ErrNoSession):
+		return err
+	default:
+		// The access token has expired and the IdP could not renew it.
+		return httpError(http.StatusBadGateway, err)
+	}
+	hd := r.Header
+	if t.access != "" {
+		hd[t.access] = tok.Access
+	}
+	if t.id != "" && tok.ID != nil {
+		hd[t.id] = tok.ID
+	}
+	if t.bearer {
+		hd["Authorization"] = tok.Bearer
+	}
+	return nil
+}

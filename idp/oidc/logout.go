@@ -1,0 +1,320 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// The logout endpoints' names under the IdP's base URL (see idp.Provider):
+// register base + BackChannelLogoutEndpoint as the back-channel logout URI
+// (Okta, PingOne) and base + FrontChannelLogoutEndpoint as the front-channel
+// logout URL (Entra ID).
+const (
+	BackChannelLogoutEndpoint  = "backchannel-logout"
+	FrontChannelLogoutEndpoint = "frontchannel-logout"
+)
+
+// Codes of refused logout messages (*idp.LoginError with Logout set). Like
+// the sign-in codes they are stable, and the log names them.
+const (
+	CodeLogoutTokenMissing  = "logout_token_missing"     // no (or several) logout_token in the POST
+	CodeLogoutTokenInvalid  = "logout_token_invalid"     // malformed, encrypted, alg not allowed, or a bad signature
+	CodeLogoutTokenType     = "logout_token_type"        // a typ header other than logout+jwt (or JWT)
+	CodeLogoutTokenIssuer   = "logout_token_issuer"      // iss is not the issuer
+	CodeLogoutTokenAudience = "logout_token_audience"    // aud lacks the client ID, or azp names another client
+	CodeLogoutTokenIssuedAt = "logout_token_iat"         // iat missing, or further than the clock skew from now
+	CodeLogoutTokenExpired  = "logout_token_expired"     // exp passed
+	CodeLogoutTokenEvent    = "logout_token_event"       // no back-channel logout event in "events"
+	CodeLogoutTokenNonce    = "logout_token_nonce"       // carries a nonce, which only ID tokens may
+	CodeLogoutTokenSubject  = "logout_token_subject"     // neither sub nor sid (or an oversized one)
+	CodeLogoutTokenJTI      = "logout_token_jti"         // no jti, or an oversized one
+	CodeLogoutTokenReplayed = "logout_token_replayed"    // this jti was used before
+	CodeLogoutFailed        = "oidc_logout_failed"       // the sessions could not be ended (store)
+	CodeFrontChannelIssuer  = "frontchannel_issuer"      // iss given and not the issuer
+	CodeFrontChannelSID     = "frontchannel_sid_missing" // no sid: the message names no session
+)
+
+const (
+	// backChannelEvent is the member of a logout token's "events" claim
+	// that makes it one (OpenID Connect Back-Channel Logout 1.0, 2.4).
+	backChannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+	// logoutReplayKind is the single-use namespace of logout token jti.
+	logoutReplayKind = "oidc_logout_jti"
+	// maxLogoutForm bounds the back-channel POST body: a logout token is
+	// a few hundred bytes, a kilobyte or two with a large key ID.
+	maxLogoutForm = 64 << 10
+	// maxLogoutID bounds jti, sub and sid, which become store keys.
+	maxLogoutID = 512
+)
+
+// ServeEndpoint serves the logout endpoints the IdP calls (the callback is
+// CallbackEndpoint's):
+//
+//   - backchannel-logout (OpenID Connect Back-Channel Logout 1.0): the IdP
+//     POSTs a signed logout token server to server. It is answered here,
+//     for the IdP rather than a person: 200 once the named sessions have
+//     ended, 400 with a JSON error (RFC 6749 5.2) when the token is
+//     refused, having changed nothing; each with Cache-Control: no-store.
+//   - frontchannel-logout (OpenID Connect Front-Channel Logout 1.0): the
+//     IdP's logout page loads it in an iframe with the session's sid (and
+//     iss). It is answered with a small page that may be framed; a refused
+//     request is a *idp.LoginError with Logout set, nothing written.
+//
+// Every other name is idp.ErrNoEndpoint.
+func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, _, name string) error {
+	if p.rt.Sessions == nil || p.rt.Replay == nil {
+		return idp.ErrNoEndpoint // started without the means to end sessions
+	}
+	switch name {
+	case BackChannelLogoutEndpoint:
+		p.serveBackChannelLogout(w, r)
+		return nil
+	case FrontChannelLogoutEndpoint:
+		return p.serveFrontChannelLogout(w, r)
+	}
+	return idp.ErrNoEndpoint
+}
+
+// serveBackChannelLogout verifies the logout token, makes its jti
+// single-use, and ends exactly the sessions it names, on every instance
+// (idp.Runtime.Sessions ends them in the store, which all instances share).
+func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeLogoutError(w, http.StatusMethodNotAllowed, "invalid_request", "back-channel logout takes POST")
+		return
+	}
+	ctx := r.Context()
+	lt, err := p.readLogoutToken(ctx, w, r)
+	if err == nil {
+		err = p.consumeLogoutToken(ctx, lt)
+	}
+	if err != nil {
+		var le *idp.LoginError
+		if errors.As(err, &le) && le.Code != CodeReplayCheck && le.Code != CodeIdPUnavailable {
+			p.refused(le)
+			writeLogoutError(w, http.StatusBadRequest, "invalid_request", le.Code)
+			return
+		}
+		// The store or the IdP's discovery failed: not the token's
+		// fault. The IdP may try again; its jti was not consumed.
+		p.cfg.Logger.Error("back-channel logout: the logout token could not be checked", zap.String("idp", p.cfg.Name), zap.Error(err))
+		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeReplayCheck))
+		return
+	}
+	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, lt.sessionID)
+	if err != nil {
+		p.cfg.Logger.Error("back-channel logout: ending the sessions failed", zap.String("idp", p.cfg.Name),
+			zap.String("reason", CodeLogoutFailed), zap.Error(err))
+		writeLogoutError(w, http.StatusInternalServerError, "server_error", CodeLogoutFailed)
+		return
+	}
+	p.cfg.Logger.Info("back-channel logout", zap.String("idp", p.cfg.Name), zap.Int("sessions_ended", n))
+	w.WriteHeader(http.StatusOK)
+}
+
+// writeLogoutError is the JSON error body of OAuth 2.0 (RFC 6749 5.2),
+// which Back-Channel Logout 1.0 (2.8) allows in a 400. The description is
+// the reference code alone: the details go to the log.
+func writeLogoutError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc}) //nolint:errcheck // the IdP went away
+}
+
+// logoutToken is what a verified logout token says.
+type logoutToken struct {
+	subject, sessionID, jti string
+	issuedAt                time.Time
+}
+
+// readLogoutToken takes the logout_token of a back-channel POST and
+// verifies it (verifyLogoutToken).
+func (p *Provider) readLogoutToken(ctx context.Context, w http.ResponseWriter, r *http.Request) (*logoutToken, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutForm)
+	if err := r.ParseForm(); err != nil {
+		return nil, idp.FailLogout(CodeLogoutTokenMissing, fmt.Errorf("reading the form: %w", err))
+	}
+	if v := r.PostForm["logout_token"]; len(v) != 1 || v[0] == "" {
+		return nil, idp.FailLogout(CodeLogoutTokenMissing, fmt.Errorf("%d logout_token fields", len(v)))
+	}
+	return p.verifyLogoutToken(ctx, r.PostForm.Get("logout_token"))
+}
+
+// verifyLogoutToken makes every check of OpenID Connect Back-Channel
+// Logout 1.0, 2.6, each with its own code: the signature as for an ID
+// token (the IdP's keys, the algorithm allow-list, never "none"), iss, aud
+// (and azp), iat within the clock skew of now, exp when present, the
+// back-channel logout event, no nonce, sub and/or sid, and a jti (made
+// single-use by the caller).
+func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutToken, error) {
+	fail := idp.FailLogout
+	if strings.Count(raw, ".") != 2 {
+		// Five parts would be a JWE: encrypted logout tokens are not
+		// supported (nor are encrypted ID tokens).
+		return nil, fail(CodeLogoutTokenInvalid, errors.New("not a signed JWT (JWS compact serialization)"))
+	}
+	jws, err := p.keys.parse(raw)
+	if err != nil {
+		return nil, fail(CodeLogoutTokenInvalid, err)
+	}
+	// Discovery names the JWKS (a logout may be the first message since
+	// a restart).
+	if _, err := p.disc.get(ctx); err != nil {
+		return nil, fail(CodeIdPUnavailable, err)
+	}
+	// 2.4: logout tokens should be typed logout+jwt, so that no other
+	// kind of JWT the IdP signs (an ID token, an access token) can pass
+	// for one; IdPs that predate it send JWT or nothing.
+	if typ, present := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; present {
+		s, _ := typ.(string)
+		if !slices.Contains([]string{"logout+jwt", "application/logout+jwt", "JWT"}, s) {
+			return nil, fail(CodeLogoutTokenType, fmt.Errorf("typ %q", s))
+		}
+	}
+	payload, err := p.keys.verify(ctx, jws)
+	if err != nil {
+		return nil, fail(CodeLogoutTokenInvalid, err)
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return nil, fail(CodeLogoutTokenInvalid, fmt.Errorf("claims: %w", err))
+	}
+	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
+	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+		return nil, fail(CodeLogoutTokenIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
+	}
+	aud, ok := audience(claims["aud"])
+	if !ok || !slices.Contains(aud, clientID) {
+		return nil, fail(CodeLogoutTokenAudience, fmt.Errorf("aud %q does not contain the client ID", aud))
+	}
+	if azp, present := claims["azp"]; present || len(aud) > 1 {
+		if s, _ := azp.(string); s != clientID {
+			return nil, fail(CodeLogoutTokenAudience, fmt.Errorf("azp %v is not the client ID (aud %q)", azp, aud))
+		}
+	}
+	iat, ok := numericDate(claims["iat"])
+	if !ok {
+		return nil, fail(CodeLogoutTokenIssuedAt, errors.New("iat missing or not a number"))
+	}
+	if d := now.Sub(iat); d > skew || d < -skew {
+		return nil, fail(CodeLogoutTokenIssuedAt, fmt.Errorf("issued at %v, more than %v from now (%v)", iat, skew, now))
+	}
+	if v, present := claims["exp"]; present {
+		if exp, ok := numericDate(v); !ok || !now.Before(exp.Add(skew)) {
+			return nil, fail(CodeLogoutTokenExpired, fmt.Errorf("exp %v passed (now %v)", v, now))
+		}
+	}
+	events, _ := claims["events"].(map[string]any)
+	if _, ok := events[backChannelEvent].(map[string]any); !ok {
+		return nil, fail(CodeLogoutTokenEvent, errors.New("events lacks "+backChannelEvent))
+	}
+	if _, present := claims["nonce"]; present {
+		// 2.4: forbidden, so that an ID token can never pass for a
+		// logout token.
+		return nil, fail(CodeLogoutTokenNonce, errors.New("a logout token must not carry a nonce"))
+	}
+	sub, _ := claims["sub"].(string)
+	sid, _ := claims["sid"].(string)
+	if sub == "" && sid == "" || len(sub) > maxLogoutID || len(sid) > maxLogoutID {
+		return nil, fail(CodeLogoutTokenSubject, errors.New("neither sub nor sid (or one too long)"))
+	}
+	jti, _ := claims["jti"].(string)
+	if jti == "" || len(jti) > maxLogoutID {
+		return nil, fail(CodeLogoutTokenJTI, errors.New("jti missing or too long"))
+	}
+	return &logoutToken{subject: sub, sessionID: sid, jti: jti, issuedAt: iat}, nil
+}
+
+// consumeLogoutToken makes the token's jti single-use, across restarts and
+// instances (the store's single-use register). It is remembered as long as
+// the token could be accepted: until iat plus the clock skew, and a margin.
+func (p *Provider) consumeLogoutToken(ctx context.Context, lt *logoutToken) error {
+	until := lt.issuedAt.Add(2 * p.cfg.ClockSkew)
+	first, err := p.rt.Replay.ConsumeOnce(ctx, logoutReplayKind, p.cfg.Name+"/"+lt.jti, until)
+	if err != nil {
+		return idp.FailLogout(CodeReplayCheck, err)
+	}
+	if !first {
+		return idp.FailLogout(CodeLogoutTokenReplayed, fmt.Errorf("jti %.64q used before", lt.jti))
+	}
+	return nil
+}
+
+// serveFrontChannelLogout ends the sessions of the sid the IdP names. The
+// IdP's logout page loads it in an iframe on another site, where the
+// browser sends no SameSite=Lax session cookie: the sid is all there is.
+// iss, when present, must be the issuer; Entra ID leaves it out, and the
+// endpoint's path names the IdP anyway.
+func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "front-channel logout takes GET", http.StatusMethodNotAllowed)
+		return nil
+	}
+	q := r.URL.Query()
+	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
+		return idp.FailLogout(CodeFrontChannelIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
+	}
+	sid := q["sid"]
+	if len(sid) != 1 || sid[0] == "" || len(sid[0]) > maxLogoutID {
+		return idp.FailLogout(CodeFrontChannelSID, errors.New("front-channel logout without one sid"))
+	}
+	n, err := p.rt.Sessions.EndSessions(r.Context(), p.cfg.Name, "", sid[0])
+	if err != nil {
+		return idp.FailLogout(CodeLogoutFailed, err)
+	}
+	p.cfg.Logger.Info("front-channel logout", zap.String("idp", p.cfg.Name), zap.Int("sessions_ended", n))
+	// Framed by the IdP's page: no X-Frame-Options, no frame-ancestors.
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write([]byte("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signed out</title></head><body>Signed out.</body></html>\n"))
+	return err
+}
+
+// refused logs a refused back-channel logout: the first of each reason per
+// minute at WARN, the rest at DEBUG, since anyone can POST there.
+func (p *Provider) refused(le *idp.LoginError) {
+	fields := []zap.Field{zap.String("idp", p.cfg.Name), zap.String("reason", le.Code), zap.Error(le)}
+	if p.refusals.take(le.Code, p.cfg.Now()) {
+		p.cfg.Logger.Warn("back-channel logout refused", fields...)
+		return
+	}
+	p.cfg.Logger.Debug("back-channel logout refused", fields...)
+}
+
+// logBudget lets one log line per key through per minute. Its keys are
+// the package's fixed codes, so it stays small.
+type logBudget struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (b *logBudget) take(key string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.last[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if b.last == nil {
+		b.last = make(map[string]time.Time)
+	}
+	b.last[key] = now
+	return true
+}

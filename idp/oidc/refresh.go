@@ -1,0 +1,177 @@
+package oidc
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// expiry is when an access token the token endpoint just issued expires,
+// on this package's clock; zero when the IdP did not say (expires_in is
+// optional in OAuth 2.0).
+func (p *Provider) expiry(tok *oauth2.Token) time.Time {
+	if tok.ExpiresIn > 0 {
+		return p.cfg.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	return tok.Expiry
+}
+
+// Refresh renews t at the token endpoint with its refresh token (OAuth 2.0
+// grant_type=refresh_token, RFC 6749 6) and returns the whole new set: the
+// new access token and its expiry, the new refresh token when the IdP
+// rotated it (else t's), and the new ID token when the IdP sent one (else
+// t's).
+//
+// A new ID token is verified as OpenID Connect Core 12.2 requires: signed
+// by the IdP with an allowed algorithm, not expired, and with the same
+// iss, sub, aud and azp as the session's (and the same auth_time and nonce
+// when it carries them). A refresh the IdP refuses with invalid_grant (the
+// grant was revoked or the refresh token already used), or whose ID token
+// is about another subject or for another client, wraps
+// idp.ErrGrantRevoked: the session must end. Any other error is passing
+// (the IdP unreachable) and names no token.
+func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, error) {
+	if t == nil || t.RefreshToken == "" {
+		return nil, fmt.Errorf("oidc idp %q: refresh: no refresh token", p.cfg.Name)
+	}
+	md, err := p.disc.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc idp %q: refresh: %w", p.cfg.Name, err)
+	}
+	src := p.oauth2Config(md, "").TokenSource(context.WithValue(ctx, oauth2.HTTPClient, p.client),
+		&oauth2.Token{RefreshToken: t.RefreshToken})
+	tok, err := src.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			if re.ErrorCode == "invalid_grant" {
+				return nil, fmt.Errorf("oidc idp %q: refresh refused (invalid_grant %.200q): %w", p.cfg.Name, re.ErrorDescription, idp.ErrGrantRevoked)
+			}
+			if re.Response != nil {
+				// Not re.Error(): it quotes the whole response body.
+				err = fmt.Errorf("token endpoint answered %s: %s %.200q", re.Response.Status, re.ErrorCode, re.ErrorDescription)
+			}
+		}
+		return nil, fmt.Errorf("oidc idp %q: refresh: %w", p.cfg.Name, err)
+	}
+	out := &idp.Tokens{IDToken: t.IDToken, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)}
+	if out.RefreshToken == "" {
+		out.RefreshToken = t.RefreshToken // not rotated
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if err := p.verifyRefreshedIDToken(ctx, raw, t.IDToken, tok.AccessToken); err != nil {
+			return nil, fmt.Errorf("oidc idp %q: refreshed ID token: %w", p.cfg.Name, err)
+		}
+		out.IDToken = raw
+	}
+	return out, nil
+}
+
+// verifyRefreshedIDToken checks an ID token from a refresh against the
+// session's original one (OpenID Connect Core 12.2). The original was
+// verified at sign-in and has been kept sealed since, so its claims are
+// read without verifying it again. A claim that names another subject or
+// client wraps idp.ErrGrantRevoked.
+func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, accessToken string) error {
+	jws, err := p.keys.parse(raw)
+	if err != nil {
+		return err
+	}
+	payload, err := p.keys.verify(ctx, jws)
+	if err != nil {
+		return err
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return err
+	}
+	orig, err := unverifiedClaims(original)
+	if err != nil {
+		return fmt.Errorf("the session's ID token: %w", err)
+	}
+	now, skew := p.cfg.Now(), p.cfg.ClockSkew
+	exp, ok := numericDate(claims["exp"])
+	if !ok || !now.Before(exp.Add(skew)) {
+		return errors.New("expired, or exp missing")
+	}
+	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
+		return errors.New("iat missing or in the future")
+	}
+	// The grant belongs to one subject and one client: a token that says
+	// otherwise ends the session rather than changing who it is.
+	same := func(name string) error {
+		if scalarsEqual(claims[name], orig[name]) {
+			return nil
+		}
+		return fmt.Errorf("%s differs from the session's ID token: %w", name, idp.ErrGrantRevoked)
+	}
+	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+		return fmt.Errorf("iss %q, want %q: %w", iss, p.cfg.Issuer, idp.ErrGrantRevoked)
+	}
+	if sub, _ := claims["sub"].(string); sub == "" {
+		return fmt.Errorf("sub missing: %w", idp.ErrGrantRevoked)
+	}
+	aud, ok := audience(claims["aud"])
+	if !ok || !slices.Contains(aud, p.cfg.ClientID) {
+		return fmt.Errorf("aud %q lacks the client ID: %w", aud, idp.ErrGrantRevoked)
+	}
+	for _, name := range []string{"sub", "aud", "azp"} {
+		if err := same(name); err != nil {
+			return err
+		}
+	}
+	// auth_time and nonce may be left out of a refreshed token; when
+	// present they must be the original's.
+	for _, name := range []string{"auth_time", "nonce"} {
+		if _, present := claims[name]; present {
+			if err := same(name); err != nil {
+				return err
+			}
+		}
+	}
+	if p.cfg.TenantID != "" {
+		if tid, _ := claims["tid"].(string); !strings.EqualFold(tid, p.cfg.TenantID) {
+			return fmt.Errorf("tid %q, want %q: %w", tid, p.cfg.TenantID, idp.ErrGrantRevoked)
+		}
+	}
+	if atHash, present := claims["at_hash"]; present {
+		s, _ := atHash.(string)
+		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unverifiedClaims decodes the claims of a JWS compact token without
+// checking its signature: only for tokens this gateway verified itself
+// and kept sealed since.
+func unverifiedClaims(raw string) (map[string]any, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	return decodeClaims(payload)
+}
+
+// scalarsEqual compares two claim values as their flattened text, so that
+// "aud" as a string equals a one-element array, and numbers compare by
+// their digits.
+func scalarsEqual(a, b any) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return slices.Equal(flattenValue(a), flattenValue(b))
+}
