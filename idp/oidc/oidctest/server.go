@@ -19,13 +19,14 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/testidp"
 )
 
 // Endpoint paths, relative to the issuer.
@@ -147,9 +148,12 @@ type Server struct {
 	// Issuer is the issuer identifier; endpoints live under it.
 	Issuer string
 
-	base  string // path of Issuer, without trailing slash
-	page  *template.Template
-	httpS *http.Server
+	base   string // path of Issuer, without trailing slash
+	page   *template.Template
+	served testidp.HTTP // with Start
+	// Outages is the IdP's health: SetUnavailable, Stall and Requests
+	// take its endpoints' Path* constants.
+	testidp.Outages
 
 	mu       sync.Mutex
 	now      func() time.Time
@@ -170,11 +174,7 @@ type Server struct {
 	refreshAlways bool
 	seq           int // provider sessions created
 	sendIss       bool
-	down          bool
 	hint          string
-	downAt        map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
-	stalls        map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
-	requests      map[string]int
 }
 
 // NewServer returns a provider for issuer (http or https URL, optionally with
@@ -208,7 +208,6 @@ func NewServer(issuer string) (*Server, error) {
 
 		accessTTL: tokenTTL,
 		sendIss:   true,
-		requests:  map[string]int{},
 	}, nil
 }
 
@@ -216,32 +215,21 @@ func NewServer(issuer string) (*Server, error) {
 // whose issuer is http://host:port. An empty or unspecified host becomes
 // 127.0.0.1, so the issuer is always a URL a browser can open.
 func Start(addr string) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, base, err := testidp.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("oidctest: %w", err)
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	s, err := NewServer("http://" + net.JoinHostPort(host, port))
+	s, err := NewServer(base)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	s.httpS = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go s.httpS.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
+	s.served.Serve(ln, s)
 	return s, nil
 }
 
 // Close stops a server started with Start; it is a no-op otherwise.
-func (s *Server) Close() error {
-	if s.httpS == nil {
-		return nil
-	}
-	return s.httpS.Close()
-}
+func (s *Server) Close() error { return s.served.Close() }
 
 func newSigningKey() (signingKey, error) {
 	k, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
@@ -414,92 +402,6 @@ func (s *Server) SetLoginHint(hint string) {
 	s.hint = hint
 }
 
-// SetUnavailable makes every endpoint, or only the endpoints named (Path*
-// constants), answer 503, as an IdP outage would. SetUnavailable(false)
-// with no paths ends every outage.
-func (s *Server) SetUnavailable(down bool, paths ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(paths) == 0 {
-		s.down = down
-		if !down {
-			s.downAt = nil
-		}
-		return
-	}
-	if s.downAt == nil {
-		s.downAt = map[string]bool{}
-	}
-	for _, p := range paths {
-		s.downAt[p] = down
-	}
-}
-
-// Stall makes requests to the endpoints named (Path* constants; every
-// endpoint when none is named) wait without an answer, as an overloaded
-// IdP that accepts connections and never responds does, until release is
-// called or the client gives up. Requests already waiting are released
-// too.
-func (s *Server) Stall(paths ...string) (release func()) {
-	if len(paths) == 0 {
-		paths = []string{""}
-	}
-	ch := make(chan struct{})
-	s.mu.Lock()
-	if s.stalls == nil {
-		s.stalls = map[string]chan struct{}{}
-	}
-	for _, p := range paths {
-		s.stalls[p] = ch
-	}
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			for _, p := range paths {
-				if s.stalls[p] == ch {
-					delete(s.stalls, p)
-				}
-			}
-			s.mu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-// degraded applies SetUnavailable and Stall to a request for path; it
-// reports whether the request was answered (or abandoned) here.
-func (s *Server) degraded(w http.ResponseWriter, r *http.Request, path string) bool {
-	s.mu.Lock()
-	down := s.down || s.downAt[path]
-	stall := s.stalls[path]
-	if stall == nil {
-		stall = s.stalls[""]
-	}
-	s.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-r.Context().Done():
-			return true
-		}
-	}
-	if down {
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return true
-	}
-	return false
-}
-
-// Requests returns how many requests reached an endpoint (a Path* constant),
-// counting those answered 503 by SetUnavailable.
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
-}
-
 // ServeHTTP routes the provider's endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path, ok := strings.CutPrefix(r.URL.Path, s.base)
@@ -507,10 +409,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	s.mu.Lock()
-	s.requests[path]++
-	s.mu.Unlock()
-	if s.degraded(w, r, path) {
+	if s.Degraded(w, r, path) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -28,7 +28,6 @@ import (
 	"io"
 	"log"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,6 +43,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
+	"github.com/caddy-sso/caddy-sso/internal/testidp"
 )
 
 // Endpoint paths, relative to the server's URL.
@@ -98,10 +98,13 @@ type Server struct {
 	// is URL+PathMetadata.
 	URL string
 
-	base  string // path of URL
-	page  *template.Template
-	httpS *http.Server
-	log   *log.Logger
+	base   string // path of URL
+	page   *template.Template
+	served testidp.HTTP // with Start
+	// Outages is the IdP's health: SetUnavailable, Stall and Requests
+	// take its endpoints' Path* constants.
+	testidp.Outages
+	log *log.Logger
 
 	mu            sync.Mutex
 	now           func() time.Time
@@ -117,10 +120,6 @@ type Server struct {
 	encrypt       bool
 	encrypter     xmlenc.Encrypter
 	validFor      time.Duration
-	down          bool
-	downAt        map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
-	stalls        map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
-	requests      map[string]int
 	hint          string
 }
 
@@ -155,7 +154,6 @@ func NewServer(baseURL string) (*Server, error) {
 		signAssertion: true,
 		encrypt:       true,
 		validFor:      48 * time.Hour,
-		requests:      map[string]int{},
 	}, nil
 }
 
@@ -163,32 +161,21 @@ func NewServer(baseURL string) (*Server, error) {
 // whose URL is http://host:port. An empty or unspecified host becomes
 // 127.0.0.1, so the URL is always one a browser can open.
 func Start(addr string) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, base, err := testidp.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("samltest: %w", err)
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	s, err := NewServer("http://" + net.JoinHostPort(host, port))
+	s, err := NewServer(base)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	s.httpS = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go s.httpS.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
+	s.served.Serve(ln, s)
 	return s, nil
 }
 
 // Close stops a server started with Start; it is a no-op otherwise.
-func (s *Server) Close() error {
-	if s.httpS == nil {
-		return nil
-	}
-	return s.httpS.Close()
-}
+func (s *Server) Close() error { return s.served.Close() }
 
 // NewKeyPair makes an RSA key and a self-signed certificate, as the IdP uses
 // for signing; tests use it for keys the IdP metadata does not list.
@@ -354,97 +341,11 @@ func (s *Server) SetLoginHint(hint string) {
 	s.hint = hint
 }
 
-// SetUnavailable makes every endpoint, or only the endpoints named (Path*
-// constants), answer 503, as an IdP outage would. SetUnavailable(false)
-// with no paths ends every outage.
-func (s *Server) SetUnavailable(down bool, paths ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(paths) == 0 {
-		s.down = down
-		if !down {
-			s.downAt = nil
-		}
-		return
-	}
-	if s.downAt == nil {
-		s.downAt = map[string]bool{}
-	}
-	for _, p := range paths {
-		s.downAt[p] = down
-	}
-}
-
-// Stall makes requests to the endpoints named (Path* constants; every
-// endpoint when none is named) wait without an answer, as an overloaded
-// IdP that accepts connections and never responds does, until release is
-// called or the client gives up. Requests already waiting are released
-// too.
-func (s *Server) Stall(paths ...string) (release func()) {
-	if len(paths) == 0 {
-		paths = []string{""}
-	}
-	ch := make(chan struct{})
-	s.mu.Lock()
-	if s.stalls == nil {
-		s.stalls = map[string]chan struct{}{}
-	}
-	for _, p := range paths {
-		s.stalls[p] = ch
-	}
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			for _, p := range paths {
-				if s.stalls[p] == ch {
-					delete(s.stalls, p)
-				}
-			}
-			s.mu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-// degraded applies SetUnavailable and Stall to a request for path; it
-// reports whether the request was answered (or abandoned) here.
-func (s *Server) degraded(w http.ResponseWriter, r *http.Request, path string) bool {
-	s.mu.Lock()
-	down := s.down || s.downAt[path]
-	stall := s.stalls[path]
-	if stall == nil {
-		stall = s.stalls[""]
-	}
-	s.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-r.Context().Done():
-			return true
-		}
-	}
-	if down {
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return true
-	}
-	return false
-}
-
 // SetLogger sends crewjam's IdP log lines to w (discarded by default).
 func (s *Server) SetLogger(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log = log.New(w, "samltest: ", log.LstdFlags)
-}
-
-// Requests returns how many requests reached an endpoint (a Path*
-// constant), counting those answered 503 by SetUnavailable.
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
 }
 
 // SessionCount returns the number of live IdP sessions.
@@ -491,10 +392,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	s.mu.Lock()
-	s.requests[path]++
-	s.mu.Unlock()
-	if s.degraded(w, r, path) {
+	if s.Degraded(w, r, path) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
