@@ -6,14 +6,12 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -138,41 +137,20 @@ func (b *browser) samlPost(c *http.Client, u string, form url.Values) samlPage {
 	return b.samlRead(c.Do(req))
 }
 
-var (
-	samlFormRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
-	samlInputRE = regexp.MustCompile(`<input[^>]*>`)
-	samlAttrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
-)
-
 // form returns the absolute action and the fields of the first form on p.
 func (p samlPage) form(t *testing.T) (string, url.Values) {
 	t.Helper()
-	m := samlFormRE.FindStringSubmatch(p.Body)
-	if m == nil {
+	action, fields, ok := htmlform.First(p.URL, p.Body)
+	if !ok {
 		t.Fatalf("no form on %s (status %d):\n%s", p.URL, p.Status, samlShort(p.Body))
 	}
-	action, err := p.URL.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := url.Values{}
-	for _, in := range samlInputRE.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range samlAttrRE.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			fields.Set(attrs["name"], attrs["value"])
-		}
-	}
-	return action.String(), fields
+	return action, fields
 }
 
 // isAutoPost tells the pages a browser with JavaScript submits by itself:
 // SAML messages in the POST binding and samltest's re-post after login.
 func (p samlPage) isAutoPost() bool {
-	return !p.isIdPLogin() && strings.Contains(p.Body, `name="SAMLRequest"`) || strings.Contains(p.Body, `name="SAMLResponse"`) ||
-		strings.Contains(p.Body, `id="resume"`)
+	return !p.isIdPLogin() && htmlform.AutoPosts(p.Body)
 }
 
 func (p samlPage) isIdPLogin() bool {

@@ -3,17 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 func freePort(t *testing.T) int {
@@ -48,34 +48,14 @@ func startDemo(t *testing.T) *demo {
 	return d
 }
 
-var (
-	formRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
-	inputRE = regexp.MustCompile(`<input[^>]*>`)
-	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
-)
-
 // form returns the absolute action and the fields of the first form in body.
 func form(t *testing.T, base *url.URL, body string) (string, url.Values) {
 	t.Helper()
-	m := formRE.FindStringSubmatch(body)
-	if m == nil {
+	action, fields, ok := htmlform.First(base, body)
+	if !ok {
 		t.Fatalf("no form at %s:\n%s", base, body)
 	}
-	action, err := base.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := url.Values{}
-	for _, in := range inputRE.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			fields.Set(attrs["name"], attrs["value"])
-		}
-	}
-	return action.String(), fields
+	return action, fields
 }
 
 // client is a cookie-keeping HTTP client, like one browser.

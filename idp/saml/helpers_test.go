@@ -9,13 +9,11 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 // memReplay is an in-memory idp.ReplayGuard for these tests only; the Caddy
@@ -294,34 +293,14 @@ func (b *browser) read(resp *http.Response) page {
 	return page{URL: resp.Request.URL, Status: resp.StatusCode, Body: string(body)}
 }
 
-var (
-	formRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
-	inputRE = regexp.MustCompile(`<input[^>]*>`)
-	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
-)
-
 // form returns the action and the fields of the first form on p.
 func (p page) form(t *testing.T) (string, url.Values) {
 	t.Helper()
-	m := formRE.FindStringSubmatch(p.Body)
-	if m == nil {
+	action, fields, ok := htmlform.First(p.URL, p.Body)
+	if !ok {
 		t.Fatalf("no form on %s (status %d):\n%s", p.URL, p.Status, short(p.Body))
 	}
-	action, err := p.URL.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := url.Values{}
-	for _, in := range inputRE.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			fields.Set(attrs["name"], attrs["value"])
-		}
-	}
-	return action.String(), fields
+	return action, fields
 }
 
 // submit posts the first form on p with extra fields set.
@@ -339,8 +318,7 @@ func (b *browser) submit(p page, extra url.Values) page {
 func (b *browser) autoSubmit(p page) page {
 	b.t.Helper()
 	for range 5 {
-		if !strings.Contains(p.Body, `id="SAMLRequestForm"`) && !strings.Contains(p.Body, `id="SAMLResponseForm"`) &&
-			!strings.Contains(p.Body, `id="resume"`) {
+		if !htmlform.AutoPosts(p.Body) {
 			return p
 		}
 		p = b.submit(p, nil)

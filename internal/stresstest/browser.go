@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 // Browser is a cookie-keeping HTTP client that signs in as a person with
@@ -115,7 +117,7 @@ func (b *Browser) SignIn(ctx context.Context, base, idpName, username, password,
 			loggedIn = true
 			fields.Set("username", username)
 			fields.Set("password", password)
-		case !isAutoPost(p.Body):
+		case !htmlform.AutoPosts(p.Body):
 			return p, nil
 		}
 		p, err = b.Post(ctx, action, fields)
@@ -123,41 +125,8 @@ func (b *Browser) SignIn(ctx context.Context, base, idpName, username, password,
 	return p, fmt.Errorf("sign-in of %s did not end after 10 forms, at %s", username, p.URL)
 }
 
-// isAutoPost tells the forms a browser with JavaScript submits by itself:
-// SAML messages in the POST binding and samltest's re-post after login.
-func isAutoPost(body string) bool {
-	return strings.Contains(body, `name="SAMLResponse"`) || strings.Contains(body, `name="SAMLRequest"`) ||
-		strings.Contains(body, `id="resume"`)
-}
-
-var (
-	formRE  = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
-	inputRE = regexp.MustCompile(`<input[^>]*>`)
-	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
-)
-
 // form returns the absolute action and the fields of the page's first form.
-func (p Page) form() (string, url.Values, bool) {
-	m := formRE.FindStringSubmatch(p.Body)
-	if m == nil || p.URL == nil {
-		return "", nil, false
-	}
-	action, err := p.URL.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		return "", nil, false
-	}
-	fields := url.Values{}
-	for _, in := range inputRE.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			fields.Set(attrs["name"], attrs["value"])
-		}
-	}
-	return action.String(), fields, true
-}
+func (p Page) form() (string, url.Values, bool) { return htmlform.First(p.URL, p.Body) }
 
 // SessionCookie returns the gateway's session cookie for base that the
 // jar holds, or "".
