@@ -186,7 +186,9 @@ func stripCookies(h http.Header, isOurs func(name string) bool) {
 			part, rest, _ = strings.Cut(rest, ";")
 			part = strings.TrimSpace(part)
 			name, _, _ := strings.Cut(part, "=")
-			if isOurs(name) {
+			// Parsers trim the name too ("sso_session =x" is sso_session
+			// to net/http), so ours go in any spacing.
+			if isOurs(strings.TrimSpace(name)) {
 				changed = true
 				continue
 			}
