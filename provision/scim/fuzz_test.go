@@ -252,6 +252,12 @@ func FuzzFilter(f *testing.F) {
 // every stored resource.
 func (e *fuzzEnv) checkList(t *testing.T, rt *resourceType, filter string, ex expr) {
 	t.Helper()
+	if len(filter) > 2*maxFilterLen {
+		// Refused by parseFilter above, as the endpoint refuses it; a
+		// request URL made of a multi-megabyte input would only exercise
+		// the allocator.
+		return
+	}
 	rec := e.do(http.MethodGet, rt.Endpoint+"?count=1000&filter="+url.QueryEscape(filter), "")
 	var body map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
