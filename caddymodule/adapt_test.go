@@ -71,8 +71,8 @@ func adapt(t *testing.T, caddyfile string) string {
 // scimGlobal and scimGlobal2 define the IdPs the sso_scim rows of
 // TestCaddyfileErrors name (scimGlobal is 9 lines, scimGlobal2 13).
 const (
-	scimGlobal  = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n\n"
-	scimGlobal2 = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t\tidp okta oidc {\n\t\t\tissuer https://okta.example.com\n\t\t\tclient_id y\n\t\t}\n\t}\n}\n\n"
+	scimGlobal  = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\tscim\n\t\t}\n\t}\n}\n"
+	scimGlobal2 = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\tscim\n\t\t}\n\t\tidp okta oidc {\n\t\t\tissuer https://okta.example.com\n\t\t\tclient_id y\n\t\t\tscim\n\t\t}\n\t}\n}\n"
 )
 
 // TestCaddyfileErrors checks that bad configs fail at adaptation with the
@@ -87,12 +87,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad duration", "{\n\tsso {\n\t\tsession {\n\t\t\tlifetime soon\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "lifetime", "not a positive duration"}},
 		{"unknown protocol", "{\n\tsso {\n\t\tidp a ldap {\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", `unknown protocol "ldap"`}},
 		{"unknown preset", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tpreset azure\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", `unknown preset "azure"`, "entra"}},
-		{"missing issuer", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "sso idp a", "issuer"}},
+		{"missing issuer", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp a", "needs issuer"}},
 		{"bad update", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tupdate sometimes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `unknown update "sometimes"`, "force, import"}},
 		{"bad optional", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\toptional uniqueUserId\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "optional attribute"}},
 		{"jit takes no value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tjit yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "jit takes no value"}},
 		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:", `"a" is defined twice`}},
-		{"saml without metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tjit\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "sso idp a", "metadata_url, metadata_file or metadata"}},
+		{"saml without metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tjit\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp a", "metadata_url, metadata_file or metadata"}},
 		{"saml two metadata sources", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tmetadata_file /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "metadata_file", "already given"}},
 		{"saml plain http metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url http://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", "must be https"}},
 		{"saml inline metadata not xml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "metadata_file"}},
@@ -108,10 +108,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
 		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
 		{"handler bad prefix", "example.com {\n\tsso {\n\t\tpath_prefix /auth\n\t}\n}\n", []string{"Caddyfile:", "path_prefix", "must start and end with /"}},
+		{"handler allow idp not of the route", scimGlobal2 + "app.example.com {\n\tsso okta {\n\t\tallow idp entra\n\t}\n}\n", []string{"Caddyfile:16", `allow idp "entra": not one of this route's IdPs (okta)`}},
+		{"handler bad idp rule kind", "example.com {\n\tsso {\n\t\tallow team eng\n\t}\n}\n", []string{"Caddyfile:", `unknown access rule kind "team" (expected group, domain, user or idp)`}},
+		{"handler base_url with path", "example.com {\n\tsso {\n\t\tbase_url https://example.com/app\n\t}\n}\n", []string{"Caddyfile:", "base_url", "without a path"}},
+		{"handler base_url plain http", "example.com {\n\tsso {\n\t\tbase_url http://example.com\n\t}\n}\n", []string{"Caddyfile:", "base_url", "must be https"}},
+		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
+		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},
 		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.
 		{"scim no idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tbase_path /scim/v2\n\t}\n}\n", []string{"Caddyfile:13", "sso_scim: at least one idp <name> <token> is required"}},
 		{"scim idp without token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp: expected: idp <name> <token>"}},
 		{"scim unknown idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp okta {env.SCIM_TOKEN_OKTA}\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp okta", "no identity provider by that name in the global sso option (defined: entra)"}},
+		{"scim idp not marked", "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n\nscim.example.com {\n\tsso_scim {\n\t\tidp entra {env.SCIM_TOKEN_ENTRA}\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp entra", "add the line `scim`"}},
 		{"scim without global sso", "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.SCIM_TOKEN_ENTRA}\n\t}\n}\n", []string{"Caddyfile:3", "sso_scim idp entra", "no global sso option"}},
 		{"scim idp twice", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.A}\n\t\tidp entra {env.B}\n\t}\n}\n", []string{"Caddyfile:13", "idp entra is listed twice"}},
 		{"scim short literal token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra hunter2\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim: idp entra", "at least 16 characters"}},

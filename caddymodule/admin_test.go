@@ -2,79 +2,28 @@ package caddymodule_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
-// admin is one request to the gateway's admin endpoint.
-func (g *gateway) admin(method, path string) (*http.Response, []byte) {
-	g.t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), method,
-		fmt.Sprintf("http://127.0.0.1:%d%s", g.adminPort, path), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	return resp, body
-}
-
-// adminJSON calls the admin endpoint, expects want, and decodes the answer.
-func (g *gateway) adminJSON(method, path string, want int, out any) {
-	g.t.Helper()
-	resp, body := g.admin(method, path)
-	if resp.StatusCode != want {
-		g.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, body)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			g.t.Fatalf("%s %s: %v: %s", method, path, err, body)
-		}
-	}
-}
-
-// addUsers puts n plain users straight into the running store.
-func adminAddUsers(t *testing.T, n int, domain string) {
-	t.Helper()
-	err := runningStore(t).Update(context.Background(), func(tx store.Tx) error {
-		for i := range n {
-			u := &store.User{Email: fmt.Sprintf("user%02d@%s", i, domain), FirstName: "User", LastName: strconv.Itoa(i),
-				Active: true, Source: store.SourceAdmin}
-			if err := tx.PutUser(u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func adminAddUsers(t *testing.T, n int, domain string) { t.Helper(); caddytest.AddUsers(t, n, domain) }
 
 // refusedWithoutIdP asserts that a request with the browser's cookies does
 // not reach the upstream (an API-style request: a 401, no redirect).
 func refusedWithoutIdP(t *testing.T, w *oidcWorld, b *browser) {
 	t.Helper()
-	resp := b.get(w.gw.base+"/private", "Accept", "application/json")
-	body := readBody(t, resp)
-	if resp.StatusCode == http.StatusOK || strings.Contains(body, `"headers"`) {
-		t.Fatalf("request with the old session reached the upstream: %s %s", resp.Status, body)
-	}
+	b.Refused(w.gw.base + "/private")
 }
 
 func TestAdminAPIUsers(t *testing.T) {
@@ -89,7 +38,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	var ids []string
 	after := ""
 	for pages := 0; ; pages++ {
-		var page caddymodule.UsersPage
+		var page account.UsersPage
 		g.adminJSON(http.MethodGet, "/sso/users?limit=2&after="+after, http.StatusOK, &page)
 		if len(page.Users) > 2 || pages > 5 {
 			t.Fatalf("page of %d users (page %d)", len(page.Users), pages)
@@ -105,7 +54,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if len(ids) != 6 {
 		t.Errorf("paged through %d users, want 6: %v", len(ids), ids)
 	}
-	var found caddymodule.UsersPage
+	var found account.UsersPage
 	g.adminJSON(http.MethodGet, "/sso/users?query=LOVELACE", http.StatusOK, &found)
 	if len(found.Users) != 1 || found.Users[0].ID != ada.ID || found.Next != "" {
 		t.Errorf("search by last name: %+v", found)
@@ -120,7 +69,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("show: %s %s", resp.Status, body)
 	}
-	var d caddymodule.UserDetail
+	var d account.UserDetail
 	if err := json.Unmarshal(body, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +96,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	if got := userBySubject(t, "sub-ada"); got.Active {
 		t.Error("the store still has the user active")
 	}
-	var events caddymodule.AuditPage
+	var events account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?user="+ada.ID+"&type="+store.EventUserDeactivated, http.StatusOK, &events)
 	if len(events.Events) != 1 || events.Events[0].Reason != "admin" {
 		t.Errorf("deactivation audit = %+v", events.Events)
@@ -214,7 +163,7 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, nil)
 		g.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/enable", http.StatusOK, nil)
 	}
-	var all caddymodule.AuditPage
+	var all account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?limit=1000", http.StatusOK, &all)
 	if len(all.Events) < 8 {
 		t.Fatalf("%d events, want at least 8", len(all.Events))
@@ -222,7 +171,7 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 	var seqs []uint64
 	after := uint64(0)
 	for {
-		var page caddymodule.AuditPage
+		var page account.AuditPage
 		g.adminJSON(http.MethodGet, fmt.Sprintf("/sso/audit?limit=3&after=%d", after), http.StatusOK, &page)
 		for _, e := range page.Events {
 			seqs = append(seqs, e.Seq)
@@ -238,13 +187,13 @@ func TestAdminAPIAuditPaging(t *testing.T) {
 	if len(seqs) != len(all.Events) {
 		t.Errorf("paged %d events, want %d", len(seqs), len(all.Events))
 	}
-	var typed caddymodule.AuditPage
+	var typed account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?type="+store.EventUserActivated+"&user="+ada.ID, http.StatusOK, &typed)
 	if len(typed.Events) != 3 {
 		t.Errorf("%d activation events, want 3", len(typed.Events))
 	}
 	last := all.Events[len(all.Events)-1].Time
-	var window caddymodule.AuditPage
+	var window account.AuditPage
 	g.adminJSON(http.MethodGet, "/sso/audit?until="+last.Format("2006-01-02T15:04:05.999999999Z07:00"), http.StatusOK, &window)
 	if len(window.Events) >= len(all.Events) {
 		t.Errorf("until (exclusive) of the last event returned %d of %d events", len(window.Events), len(all.Events))
@@ -266,23 +215,127 @@ func TestAdminAPIBackup(t *testing.T) {
 	if got := resp.Trailer.Get("X-Sso-Backup-Size"); got != strconv.Itoa(len(body)) {
 		t.Errorf("backup size trailer %q, body %d bytes", got, len(body))
 	}
-	path := t.TempDir() + "/copy.db"
+	path := t.TempDir() + "/backup"
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.View(context.Background(), func(tx store.Tx) error {
+	// The backup is in the portable format: it restores into any backend.
+	caddytest.ReadBackup(t, path, func(tx store.Tx) error {
 		u, err := tx.UserByLink("test", "sub-ada")
 		if err == nil && u.Email != "ada@example.com" {
 			t.Errorf("backed-up user = %+v", u)
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestAdminDeleteIsSCIMDelete: deleting a user of an IdP that SCIM manages
+// through the admin API leaves the same tombstone SCIM DELETE does, so the
+// next JIT sign-in is refused (deprovisioned) instead of creating the user
+// anew. Without SCIM for the IdP, JIT creates them again.
+func TestAdminDeleteIsSCIMDelete(t *testing.T) {
+	deleters := map[string]func(w *scimWorld, id string){
+		"SCIM DELETE": func(w *scimWorld, id string) { w.scim.must(204, "DELETE", "/Users/"+id, "") },
+		"admin API DELETE": func(w *scimWorld, id string) {
+			w.gw.adminJSON(http.MethodDelete, "/sso/users/"+id, http.StatusOK, nil)
+		},
+	}
+	for name, del := range deleters {
+		t.Run(name, func(t *testing.T) {
+			w := newSCIMWorld(t)
+			b := newBrowser(t)
+			upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+			id := userBySubject(t, "sub-ada").ID
+			del(w, id)
+			w.refusedWithoutUpstream(t, b)
+			resp := newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "deprovisioned") {
+				t.Errorf("sign-in after %s: %s: %s", name, resp.Status, body)
+			}
+			view(t, func(tx store.Tx) error {
+				if _, err := tx.UserByLink("test", "sub-ada"); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("JIT re-created the deleted user: %v", err)
+				}
+				ts, err := tx.Tombstone("test", "sub-ada")
+				if err != nil || ts.UserID != id {
+					t.Errorf("tombstone = %+v, %v", ts, err)
+				}
+				return nil
+			})
+			if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "deprovisioned") {
+				t.Errorf("denial not audited: %v", got)
+			}
+		})
+	}
+	t.Run("IdP without SCIM", func(t *testing.T) {
+		w := newOIDCWorld(t, "\t\t\tjit\n").start()
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+		id := userBySubject(t, "sub-ada").ID
+		w.gw.adminJSON(http.MethodDelete, "/sso/users/"+id, http.StatusOK, nil)
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+		if again := userBySubject(t, "sub-ada"); again.ID == id {
+			t.Errorf("the deleted user's ID came back: %+v", again)
+		}
+	})
+}
+
+// TestAdminAPIUserSessionsPaged: a user's detail shows a page of their
+// sessions, newest first, with the count of all of them.
+func TestAdminAPIUserSessionsPaged(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	for range 3 {
+		upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	}
+	id := userBySubject(t, "sub-ada").ID
+	var d account.UserDetail
+	w.gw.adminJSON(http.MethodGet, "/sso/users/"+id+"?limit=2", http.StatusOK, &d)
+	if d.SessionCount != 3 || len(d.Sessions) != 2 || d.NextSessions == "" || d.Sessions[0].Created.Before(d.Sessions[1].Created) {
+		t.Fatalf("first page: %+v", d)
+	}
+	var rest account.UserDetail
+	w.gw.adminJSON(http.MethodGet, "/sso/users/"+id+"?limit=2&after="+d.NextSessions, http.StatusOK, &rest)
+	if rest.SessionCount != 3 || len(rest.Sessions) != 1 || rest.NextSessions != "" || rest.Sessions[0].Created.After(d.Sessions[1].Created) {
+		t.Errorf("second page: %+v", rest)
+	}
+	for _, c := range []struct {
+		path string
+		want int
+		msg  string
+	}{
+		{"/sso/users/" + id + "?after=x", http.StatusBadRequest, "sessions after"},
+		{"/sso/users/nobody", http.StatusNotFound, `user \"nobody\" not found`},
+		{"/sso/audit?type=user.disabled", http.StatusBadRequest, `unknown event type \"user.disabled\"`},
+	} {
+		resp, body := w.gw.admin(http.MethodGet, c.path)
+		if resp.StatusCode != c.want || !strings.Contains(string(body), c.msg) || strings.Contains(string(body), "bolt") {
+			t.Errorf("GET %s: %s %s, want %d with %s", c.path, resp.Status, body, c.want, c.msg)
+		}
+	}
+}
+
+// TestAdminAuditCarriesNoEmail: after sign-ins and every admin operation,
+// no audit event holds the user's email address.
+func TestAdminAuditCarriesNoEmail(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	id := userBySubject(t, "sub-ada").ID
+	for _, op := range []struct{ method, path string }{
+		{http.MethodPost, "/sso/users/" + id + "/sessions/revoke"},
+		{http.MethodPost, "/sso/users/" + id + "/disable"},
+		{http.MethodPost, "/sso/users/" + id + "/enable"},
+		{http.MethodDelete, "/sso/users/" + id},
+	} {
+		w.gw.adminJSON(op.method, op.path, http.StatusOK, nil)
+	}
+	var page account.AuditPage
+	w.gw.adminJSON(http.MethodGet, "/sso/audit?limit=1000", http.StatusOK, &page)
+	if len(page.Events) < 6 {
+		t.Fatalf("only %d events", len(page.Events))
+	}
+	for _, ev := range page.Events {
+		if b, _ := json.Marshal(ev); strings.Contains(string(b), "@") {
+			t.Errorf("event %s holds an email address", b)
+		}
 	}
 }

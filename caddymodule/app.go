@@ -1,7 +1,8 @@
 // Package caddymodule is the only package of caddy-sso that knows Caddy: it
 // registers the sso app, the sso and sso_scim HTTP handlers, their
-// Caddyfile syntax, the admin API and the CLI, and wires the Caddy-free
-// packages (idp/*, mapping, provision, session, store) together.
+// Caddyfile syntax and the admin API, and wires the Caddy-free packages
+// (idp/*, signin, provision, session, store) together
+// (docs/architecture.md).
 package caddymodule
 
 import (
@@ -10,15 +11,21 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/backend"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 )
 
 func init() {
@@ -27,40 +34,117 @@ func init() {
 
 // App is the sso app: the state every sso handler of a config shares (the
 // store, the identity providers and the sessions).
+//
+// Provision only reads the configuration: it touches neither the store
+// nor the network, so `caddy validate` has no side effects and succeeds
+// while the same configuration runs (the running Caddy holds the store's
+// lock). Start opens the store, loads the keys kept there and starts the
+// background work; requests that arrive before it has finished wait for it
+// (see App.running).
 type App struct {
 	// Store selects where users and sessions live. Default: a bbolt file
 	// at <Caddy data dir>/sso/sso.db.
 	StoreConfig *StoreConfig `json:"store,omitempty"`
 	// Session tunes session lifetimes.
 	SessionConfig *SessionConfig `json:"session,omitempty"`
+	// AuditRetention is how long audit events are kept; 0 keeps them all.
+	// Default (unset): store.DefaultAuditRetention, 90 days.
+	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
 
-	logger      *zap.Logger
-	db          store.Store
-	dbPath      string // set once the pooled handle is acquired
-	sessions    *session.Manager
-	provisioner *provision.Provisioner
-	flows       *idp.FlowCookies
-	idps        map[string]*identityProvider
-	metrics     *ssoMetrics // nil without a metrics registry
+	logger  *zap.Logger
+	idps    map[string]*gateway.IdP
+	metrics *metrics.Metrics // nil without a metrics registry
+	store   backend.Spec     // resolved at Provision, opened at Start
+	// accounts are the account operations of the admin API and SCIM,
+	// built at Provision over the store and cache Start opens.
+	accounts *account.Service
+
+	// live is what Start made; nil before Start.
+	live    atomic.Pointer[gateway.Runtime]
+	started chan struct{} // closed when Start ends, whether it succeeded or not
+	// acquired is the pool key of the store handle this App holds, so
+	// that only what was acquired is released.
+	acquired string
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
 
-// StoreConfig selects the persistence backend.
+// StoreConfig selects the persistence backend: "bolt" (the embedded
+// default, one Caddy instance) or "postgres" (several instances sharing one
+// database, docs/cluster.md).
 type StoreConfig struct {
-	// Backend is "bolt" (the only one so far).
+	// Backend is "bolt" (default) or "postgres".
 	Backend string `json:"backend,omitempty"`
 	// Path of the bbolt file. Default: <Caddy data dir>/sso/sso.db.
 	Path string `json:"path,omitempty"`
+	// DSN is the PostgreSQL connection string. It is a secret: write a
+	// placeholder such as {env.SSO_DATABASE_URL}; it is never logged.
+	DSN string `json:"dsn,omitempty"`
+	// PoolSize is the number of PostgreSQL connections per instance.
+	// Default: postgres.DefaultMaxConns.
+	PoolSize int `json:"pool_size,omitempty"`
+	// StatementTimeout bounds every PostgreSQL statement. Default:
+	// postgres.DefaultStatementTimeout.
+	StatementTimeout caddy.Duration `json:"statement_timeout,omitempty"`
+}
+
+// spec resolves the configured store's placeholders; a placeholder that
+// resolves to nothing is an error naming it (never its value).
+func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
+	if c == nil || c.Backend == "" || c.Backend == backend.Bolt {
+		path := DefaultStorePath()
+		if c != nil && c.Path != "" {
+			var err error
+			if path, err = required(repl, "store bolt", c.Path); err != nil {
+				return backend.Spec{}, err
+			}
+		}
+		return backend.Spec{Backend: backend.Bolt, Path: path}, nil
+	}
+	dsn, err := required(repl, "store postgres", c.DSN)
+	if err != nil {
+		return backend.Spec{}, err
+	}
+	return backend.Spec{Backend: backend.Postgres, DSN: dsn, MaxConns: int32(c.PoolSize),
+		StatementTimeout: time.Duration(c.StatementTimeout)}, nil
+}
+
+func (c *StoreConfig) validate() error {
+	if c == nil {
+		return nil
+	}
+	switch c.Backend {
+	case "", backend.Bolt:
+		if c.DSN != "" || c.PoolSize != 0 || c.StatementTimeout != 0 {
+			return errors.New("dsn, pool_size and statement_timeout are postgres settings")
+		}
+	case backend.Postgres:
+		if c.DSN == "" {
+			return errors.New("postgres needs a connection string (DSN), e.g. {env.SSO_DATABASE_URL}")
+		}
+		if c.Path != "" {
+			return errors.New("path is a bolt setting")
+		}
+		if c.PoolSize < 0 || c.StatementTimeout < 0 {
+			return errors.New("pool_size and statement_timeout must not be negative")
+		}
+	default:
+		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", c.Backend, backend.Bolt, backend.Postgres)
+	}
+	return nil
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.
 type SessionConfig struct {
 	Lifetime    caddy.Duration `json:"lifetime,omitempty"`
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// MaxPerUser caps the sessions of one user: a sign-in beyond it ends
+	// the user's oldest. Default session.DefaultMaxPerUser (50); negative:
+	// no cap.
+	MaxPerUser int `json:"max_sessions_per_user,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,53 +160,40 @@ func DefaultStorePath() string {
 	return filepath.Join(caddy.AppDataDir(), "sso", "sso.db")
 }
 
-// Provision opens the store and builds the identity providers.
+// startWait bounds how long a request waits for the app to start;
+// storeOpenTimeout how long Start waits for the store (a database that
+// does not answer fails the start instead of hanging it).
+const (
+	startWait        = 10 * time.Second
+	storeOpenTimeout = 30 * time.Second
+)
+
+// Provision checks the configuration and builds the identity providers,
+// without touching the store or the network.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.started = make(chan struct{})
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	path := DefaultStorePath()
-	if a.StoreConfig != nil && a.StoreConfig.Path != "" {
-		path = a.StoreConfig.Path
-	}
-	db, err := acquireBolt(path)
-	if err != nil {
-		return fmt.Errorf("sso: store: %w", err)
-	}
-	a.db, a.dbPath = db, path
-
-	var cfg session.Config
-	if a.SessionConfig != nil {
-		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
-		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
-	}
-	a.sessions = session.New(a.db, cfg, a.logger.Named("session"), nil)
-	a.sessions.Derive = placeholderLookup
-	a.provisioner = &provision.Provisioner{Store: a.db, Logger: a.logger.Named("provision")}
-	if a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.sessions.Cached); a.metrics != nil {
-		a.provisioner.Observe = a.metrics.provisioned
-	}
-
-	var key []byte
-	err = a.db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		key, err = tx.Secret("flow-cookie-key", 32)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("sso: flow cookie key: %w", err)
-	}
-	if a.flows, err = idp.NewFlowCookies(key, "/"); err != nil {
-		return fmt.Errorf("sso: %w", err)
-	}
-
-	a.idps = make(map[string]*identityProvider, len(a.IdPs))
 	repl := caddy.NewReplacer()
+	var err error
+	if a.store, err = a.StoreConfig.spec(repl); err != nil {
+		return fmt.Errorf("sso store: %w", err)
+	}
+	if c := a.StoreConfig; c != nil && !hasPlaceholder(c.DSN) && postgres.HasPassword(c.DSN) {
+		a.logger.Warn("the store's connection string holds a password and is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SSO_DATABASE_URL}")
+	}
+	a.metrics = metrics.New(ctx.GetMetricsRegistry())
+
+	a.accounts = &account.Service{Store: liveStore{a}, Cache: liveCache{a}, SCIMManaged: a.scimManaged,
+		Logger: a.logger.Named("account")}
+
+	a.idps = make(map[string]*gateway.IdP, len(a.IdPs))
 	for _, c := range a.IdPs {
-		p, err := c.build(ctx, a, repl)
+		p, err := c.build(a, repl)
 		if err != nil {
-			return fmt.Errorf("sso: idp %s: %w", c.Name, err)
+			return fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}
 		a.idps[c.Name] = p
 	}
@@ -131,73 +202,215 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the config without side effects.
 func (a *App) Validate() error {
-	if a.StoreConfig != nil && a.StoreConfig.Backend != "" && a.StoreConfig.Backend != "bolt" {
-		return fmt.Errorf("sso: store: unknown backend %q (supported: bolt)", a.StoreConfig.Backend)
+	if err := a.StoreConfig.validate(); err != nil {
+		return fmt.Errorf("sso store: %w", err)
+	}
+	if a.AuditRetention != nil && *a.AuditRetention < 0 {
+		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))
 	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
 		if err := c.validate(); err != nil {
-			return fmt.Errorf("sso: idp %q: %w", c.Name, err)
+			return fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}
 		if seen[c.Name] {
-			return fmt.Errorf("sso: idp %q is defined twice", c.Name)
+			return fmt.Errorf("sso idp %s: defined twice", c.Name)
 		}
 		seen[c.Name] = true
 	}
 	return nil
 }
 
-// Start runs the background work: batched last-seen writes, the sweep of
-// expired sessions, and the identity providers' own (SAML metadata
-// refresh).
+// Start opens the store, gives the identity providers the keys kept there,
+// and runs the background work: batched last-seen writes, the sweep of
+// expired sessions, the housekeeping of single-use IDs and audit events,
+// and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
+	defer close(a.started)
+	// The store may outlive this config (a reload shares it), so it is
+	// opened with a context of its own, bounded in time.
+	openCtx, cancelOpen := context.WithTimeout(context.Background(), storeOpenTimeout)
+	db, key, err := acquireStore(openCtx, a.store, a.logger.Named("store"))
+	cancelOpen()
+	if err != nil {
+		return fmt.Errorf("sso store %s: %w", a.store, err)
+	}
+	a.acquired = key
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.done.Add(1)
+	rt, err := a.start(ctx, db)
+	if err != nil {
+		cancel()
+		for _, p := range a.idps {
+			_ = p.Provider.Close()
+		}
+		a.release()
+		return err
+	}
+	a.done.Add(2)
 	go func() {
 		defer a.done.Done()
-		a.sessions.Run(ctx)
+		rt.Sessions.Run(ctx)
 	}()
-	for _, p := range a.idps {
-		p.login.Start()
-	}
+	go func() {
+		defer a.done.Done()
+		k := &housekeeper{db: db, retention: a.auditRetention(), logger: a.logger.Named("housekeeping"), now: time.Now}
+		k.run(ctx, housekeepingInterval)
+	}()
+	a.metrics.SetCacheSize(rt.Sessions.Cached)
+	a.live.Store(rt)
 	return nil
 }
 
-// Stop ends the background work after a final last-seen flush.
+// start builds what runs on db.
+func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, error) {
+	var key []byte
+	err := db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		key, err = tx.Secret("flow-cookie-key", 32)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sso: flow cookie key: %w", err)
+	}
+	flows, err := idp.NewFlowCookies(key)
+	if err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+
+	var cfg session.Config
+	if a.SessionConfig != nil {
+		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
+		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
+		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
+	}
+	rt := &gateway.Runtime{Store: db}
+	rt.Sessions = session.New(db, cfg, a.logger.Named("session"), nil)
+	rt.Sessions.Derive = placeholderLookup
+	rt.SignIn = &signin.Service{Store: db, Sessions: rt.Sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}
+	rt.Refusals = &signin.Refusals{Store: db, Logger: a.logger.Named("signin")}
+
+	prt := idp.Runtime{
+		Flows:    flows,
+		Replay:   store.ReplayGuard{Store: db},
+		Secrets:  store.Secrets{Store: db},
+		Sessions: idpSessionEnder{a.accounts},
+	}
+	for _, c := range a.IdPs {
+		if err := a.idps[c.Name].Provider.Start(ctx, prt); err != nil {
+			return nil, fmt.Errorf("sso idp %s: %w", c.Name, err)
+		}
+	}
+	return rt, nil
+}
+
+// Stop ends the background work after a final last-seen flush, and gives
+// back the store.
 func (a *App) Stop() error {
 	var errs []error
 	for _, p := range a.idps {
-		if err := p.login.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sso: idp %s: %w", p.name, err))
+		if err := p.Provider.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sso idp %s: %w", p.Name, err))
 		}
 	}
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()
 	}
+	// live stays: requests still in flight on this config's servers
+	// finish on it (the store handle is shared with the next config).
+	errs = append(errs, a.release())
 	return errors.Join(errs...)
 }
 
-// Cleanup releases the store handle, if this App acquired one. A config
-// whose Provision failed before that must not release the running
-// config's handle.
-func (a *App) Cleanup() error {
-	if a.dbPath == "" {
+// Cleanup releases the store handle if Start took it and Stop did not run
+// (another app failed to start). A config whose Start never ran holds
+// nothing and must not release the running config's handle.
+func (a *App) Cleanup() error { return a.release() }
+
+func (a *App) release() error {
+	if a.acquired == "" {
 		return nil
 	}
-	err := releaseBolt(a.dbPath)
-	a.dbPath = ""
+	err := releaseStore(a.acquired)
+	a.acquired = ""
 	return err
 }
 
-// provider returns the named identity provider.
-func (a *App) provider(name string) (*identityProvider, error) {
+// auditRetention is the configured audit retention, or the default.
+func (a *App) auditRetention() time.Duration {
+	if a.AuditRetention == nil {
+		return store.DefaultAuditRetention
+	}
+	return time.Duration(*a.AuditRetention)
+}
+
+// running returns what Start made, waiting for Start when a request comes
+// in first: Caddy starts its apps one by one, so the HTTP servers may be
+// listening a moment before this app is ready.
+func (a *App) running(ctx context.Context) (*gateway.Runtime, error) {
+	if rt := a.live.Load(); rt != nil {
+		return rt, nil
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.started:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if rt := a.live.Load(); rt != nil {
+		return rt, nil
+	}
+	return nil, errors.New("sso: the sso app is not running")
+}
+
+// observeSignIn counts a committed sign-in.
+func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
+	protocol := ""
+	if p := a.idps[idpName]; p != nil {
+		protocol = p.Protocol
+	}
+	switch {
+	case o.Session != nil:
+		a.metrics.Login(idpName, protocol, "success")
+	case o.Replay != nil:
+		a.metrics.Login(idpName, protocol, "failed")
+	case o.Denial != nil:
+		a.metrics.Login(idpName, protocol, "denied")
+	}
+	if o.Unmapped != nil {
+		a.metrics.Provisioned(idpName, "deny", o.Denial.Reason)
+	}
+	if o.Result != nil {
+		o.Result.Observe(func(action, reason string) { a.metrics.Provisioned(idpName, action, reason) })
+	}
+}
+
+// provider returns the named identity provider, or an error that lists
+// the configured ones.
+func (a *App) provider(name string) (*gateway.IdP, error) {
 	p := a.idps[name]
 	if p == nil {
-		return nil, fmt.Errorf("no identity provider named %q", name)
+		return nil, fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
 	}
 	return p, nil
+}
+
+// idpList names the configured IdPs, for error messages.
+func (a *App) idpList() string {
+	if len(a.IdPs) == 0 {
+		return "none"
+	}
+	names := ""
+	for i, c := range a.IdPs {
+		if i > 0 {
+			names += ", "
+		}
+		names += c.Name
+	}
+	return names
 }
 
 // defaultIdP returns the only configured IdP's name, for handlers that name none.
@@ -208,7 +421,7 @@ func (a *App) defaultIdP() (string, error) {
 	case 1:
 		return a.IdPs[0].Name, nil
 	}
-	return "", fmt.Errorf("%d identity providers are configured: name one", len(a.IdPs))
+	return "", fmt.Errorf("%d identity providers are configured (%s): name one", len(a.IdPs), a.idpList())
 }
 
 var (
@@ -218,30 +431,76 @@ var (
 	_ caddy.CleanerUpper = (*App)(nil)
 )
 
-// audit writes one event outside any other change (protocol failures that
-// provision never sees) and logs when the store refuses it.
-func (a *App) audit(ctx context.Context, e store.Event) {
-	err := a.db.Update(ctx, func(tx store.Tx) error { return tx.Audit(e) })
+// Store returns the app's store once started (nil before), for the admin
+// API, the SCIM handler and tests.
+func (a *App) Store() store.Store {
+	if rt := a.live.Load(); rt != nil {
+		return rt.Store
+	}
+	return nil
+}
+
+// Sessions returns the app's session manager once started (nil before).
+func (a *App) Sessions() *session.Manager {
+	if rt := a.live.Load(); rt != nil {
+		return rt.Sessions
+	}
+	return nil
+}
+
+// idpSessionEnder ends the local sessions an IdP's logout message names,
+// with the account operations every other entry point uses.
+type idpSessionEnder struct{ accounts *account.Service }
+
+func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sessionID string) (int, error) {
+	return e.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{Subject: subject, SessionID: sessionID})
+}
+
+// liveStore is the app's store for those built at Provision, before the
+// store is open: each call waits for Start (App.running). The app owns the
+// store, so Close does nothing.
+type liveStore struct{ a *App }
+
+func (s liveStore) View(ctx context.Context, fn func(store.Tx) error) error {
+	rt, err := s.a.running(ctx)
 	if err != nil {
-		a.logger.Error("writing audit event", zap.String("type", e.Type), zap.Error(err))
+		return err
+	}
+	return rt.Store.View(ctx, fn)
+}
+
+func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	rt, err := s.a.running(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.Store.Update(ctx, fn)
+}
+
+func (liveStore) Close() error { return nil }
+
+// liveCache is the app's session cache for those built at Provision: what
+// they forget is forgotten once the app runs (before, nothing is cached).
+type liveCache struct{ a *App }
+
+func (c liveCache) ForgetUser(userID string) {
+	if rt := c.a.live.Load(); rt != nil {
+		rt.Sessions.ForgetUser(userID)
 	}
 }
 
-// eventGroupsOverage is the audit event of a sign-in whose IdP sent a
-// pointer to the user's groups (Entra's groups.link or _claim_names) instead
-// of the groups, so the stored groups were kept. The admin page lists them.
-const eventGroupsOverage = "idp.groups_overage"
-
-// reportGroupsOverage logs and audits a groups overage, which an IdP admin
-// must fix at the IdP: the user is in more groups than fit in a token.
-func (a *App) reportGroupsOverage(ctx context.Context, idpName string, u *store.User) {
-	a.logger.Warn("identity provider sent a groups overage claim instead of the groups; the user's groups were not updated. In Entra, emit only the groups assigned to the application, or provision groups with SCIM",
-		zap.String("idp", idpName), zap.String("user_id", u.ID))
-	a.audit(ctx, store.Event{Type: eventGroupsOverage, IdP: idpName, UserID: u.ID, Reason: "groups_overage"})
+func (c liveCache) ForgetSession(hash string) {
+	if rt := c.a.live.Load(); rt != nil {
+		rt.Sessions.ForgetSession(hash)
+	}
 }
 
-// Store returns the app's store, for the admin API, the SCIM handler and tests.
-func (a *App) Store() store.Store { return a.db }
+// Accounts returns the app's account operations.
+func (a *App) Accounts() *account.Service { return a.accounts }
 
-// Sessions returns the app's session manager.
-func (a *App) Sessions() *session.Manager { return a.sessions }
+// scimManaged reports whether the named IdP's block says SCIM provisions
+// it (account.Service.SCIMManaged).
+func (a *App) scimManaged(name string) bool {
+	p := a.idps[name]
+	return p != nil && p.SignIn.Rules.SCIMManaged
+}

@@ -1,7 +1,11 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,9 +17,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/store/backend"
 )
 
 func init() {
@@ -33,7 +39,9 @@ func init() {
 //		session {
 //			lifetime <duration>
 //			idle_timeout <duration>
+//			max_sessions_per_user <n>
 //		}
+//		audit_retention <duration>|0
 //		idp <name> oidc|saml {
 //			…
 //		}
@@ -50,11 +58,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "store":
-			args := d.RemainingArgs()
-			if len(args) != 2 || args[0] != "bolt" {
-				return nil, d.Err("sso store: expected: store bolt <path>")
+			c, err := parseStore(d)
+			if err != nil {
+				return nil, err
 			}
-			app.StoreConfig = &StoreConfig{Backend: args[0], Path: args[1]}
+			app.StoreConfig = c
 		case "session":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -69,12 +77,38 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					target = &app.SessionConfig.Lifetime
 				case "idle_timeout":
 					target = &app.SessionConfig.IdleTimeout
+				case "max_sessions_per_user":
+					if !d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					n, err := strconv.Atoi(d.Val())
+					if err != nil || n < 1 {
+						return nil, d.Errf("sso session max_sessions_per_user: %q is not a positive number", d.Val())
+					}
+					app.SessionConfig.MaxPerUser = n
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					continue
 				default:
-					return nil, d.Errf("sso session: unknown setting %q (expected lifetime or idle_timeout)", d.Val())
+					return nil, d.Errf("sso session: unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", d.Val())
 				}
 				if err := parseDuration(d, target); err != nil {
 					return nil, err
 				}
+			}
+		case "audit_retention":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur < 0 {
+				return nil, d.Errf("sso audit_retention: %q is not a duration (0 keeps every event)", d.Val())
+			}
+			keep := caddy.Duration(dur)
+			app.AuditRetention = &keep
+			if d.NextArg() {
+				return nil, d.ArgErr()
 			}
 		case "idp":
 			c, err := parseIdP(d)
@@ -88,10 +122,53 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.IdPs = append(app.IdPs, c)
 		default:
-			return nil, d.Errf("sso: unknown setting %q (expected store, session or idp)", d.Val())
+			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention or idp)", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseStore parses
+//
+//	store bolt <path>
+//	store postgres <dsn> {
+//		pool_size <n>
+//		statement_timeout <duration>
+//	}
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 || (args[0] != backend.Bolt && args[0] != backend.Postgres) {
+		return nil, d.Err("sso store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
+	}
+	c := &StoreConfig{Backend: args[0]}
+	if c.Backend == backend.Bolt {
+		c.Path = args[1]
+		if d.NextBlock(1) {
+			return nil, d.Err("sso store bolt: takes no block")
+		}
+		return c, nil
+	}
+	c.DSN = args[1]
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "pool_size":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 || d.NextArg() {
+				return nil, d.Errf("sso store postgres pool_size: %q is not a positive number", d.Val())
+			}
+			c.PoolSize = n
+		case "statement_timeout":
+			if err := parseDuration(d, &c.StatementTimeout); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("sso store postgres: unknown setting %q (expected pool_size or statement_timeout)", d.Val())
+		}
+	}
+	return c, nil
 }
 
 func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
@@ -126,6 +203,7 @@ func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
 // oidc adds issuer, client_id, client_secret, scopes, algorithms and
 // tenant_id; saml adds the lines parseSAMLSetting documents.
 func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
+	file, line := d.File(), d.Line()
 	args := d.RemainingArgs()
 	if len(args) != 2 {
 		return nil, d.Err("sso idp: expected: idp <name> oidc|saml { … }")
@@ -205,6 +283,8 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 			c.JIT, err = flag()
 		case "link_by_email":
 			c.LinkByEmail, err = flag()
+		case "scim":
+			c.SCIM, err = flag()
 		case "update":
 			if c.Update, err = one(); err == nil {
 				err = wrapOneOf(errf, "update", c.Update, updateModes)
@@ -264,16 +344,30 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 				err = parseSAMLSetting(d, c.SAML, errf, one, flag)
 			}
 		default:
-			err = errf("unknown setting %q", key)
+			err = errf("unknown setting %q (expected one of: %s)", key, strings.Join(idpSettings(c.Protocol), ", "))
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	// What the block as a whole lacks is reported at its first line, not
+	// at the closing brace.
 	if err := c.validate(); err != nil {
-		return nil, errf("%v", err)
+		return nil, fmt.Errorf("sso idp %s: %w, at %s:%d", c.Name, err, file, line)
 	}
 	return c, nil
+}
+
+// idpSettings lists the settings of an idp block of the protocol, for
+// error messages.
+func idpSettings(protocol string) []string {
+	shared := []string{"preset", "map", "jit", "update", "optional", "allowed_domains", "default_groups",
+		"create_as", "link_by_email", "scim", "clock_skew"}
+	if protocol == idp.ProtocolOIDC {
+		return append(shared, "issuer", "client_id", "client_secret", "scopes", "algorithms", "tenant_id")
+	}
+	return append(shared, "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
+		"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size")
 }
 
 // parseSAMLSetting parses one SAML line of an idp block:
@@ -303,9 +397,9 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 		switch key {
 		case "metadata_url":
 			c.MetadataURL = v
-			if !strings.Contains(v, "{") {
-				if err := checkMetadataURL(v); err != nil {
-					return errf("%v", err)
+			if !hasPlaceholder(v) {
+				if _, err := idp.CheckURL(v); err != nil {
+					return errf("metadata_url: %v", err)
 				}
 			}
 		case "metadata_file":
@@ -370,13 +464,15 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 //		path_prefix /.sso/
 //		headers default|oauth2_proxy|none
 //		header <field> <Header-Name>|-
-//		allow group|domain|user <value>…
-//		deny group|domain|user <value>…
+//		allow group|domain|user|idp <value>…
+//		deny group|domain|user|idp <value>…
 //		identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
+//		base_url <scheme://host[:port]>
 //	}
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
 	h.Next() // "sso"
+	file, line := h.File(), h.Line()
 	setIdPs := func(names []string) {
 		hd.IdP, hd.IdPs = "", nil
 		if len(names) == 1 {
@@ -404,9 +500,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			hd.DefaultIdP = args[0]
 		case "allow", "deny":
 			if len(args) < 2 {
-				return nil, h.Errf("sso %s: expected: %s group|domain|user <value>…", key, key)
+				return nil, h.Errf("sso %s: expected: %s group|domain|user|idp <value>…", key, key)
 			}
-			rule := AccessRule{Kind: args[0], Values: args[1:]}
+			rule := gateway.AccessRule{Kind: args[0], Values: args[1:]}
 			if key == "allow" {
 				hd.Allow = append(hd.Allow, rule)
 			} else {
@@ -446,6 +542,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, h.Err("sso path_prefix: expected one path")
 			}
 			hd.PathPrefix = args[0]
+		case "base_url":
+			if len(args) != 1 {
+				return nil, h.Err("sso base_url: expected one URL, such as https://app.example.com")
+			}
+			hd.BaseURL = args[0]
 		case "headers":
 			if len(args) != 1 {
 				return nil, h.Err("sso headers: expected default, oauth2_proxy or none")
@@ -460,11 +561,50 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			}
 			hd.Headers[args[0]] = args[1]
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, headers, header, allow, deny or identity_jwt)", key)
+			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, headers, header, allow, deny or identity_jwt)", key)
 		}
 	}
 	if err := hd.Validate(); err != nil {
-		return nil, h.Errf("%v", err)
+		return nil, fmt.Errorf("%w, at %s:%d", err, file, line)
+	}
+	// Name unknown IdPs here, where the line is known, rather than at
+	// Provision, where it is not.
+	if defined, ok := globalIdPs(h); ok {
+		for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
+			if name != "" && defined[name] == nil {
+				return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
+					name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
+			}
+		}
+		route := hd.idpNames()
+		if len(route) == 0 && len(defined) == 1 {
+			route = slices.Collect(maps.Keys(defined))
+		}
+		if len(route) > 0 {
+			p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
+			if err := p.CheckIdPs(route); err != nil {
+				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
+			}
+		}
 	}
 	return hd, nil
+}
+
+// globalIdPs returns the idp blocks of the global sso option by name, and
+// whether there is such an option, so that directives can check the IdPs
+// they name at a line of the Caddyfile (global options are parsed first).
+func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
+	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	if !ok {
+		return nil, false
+	}
+	var app App
+	if err := json.Unmarshal(opt.Value, &app); err != nil {
+		return nil, false
+	}
+	out := make(map[string]*IdPConfig, len(app.IdPs))
+	for _, c := range app.IdPs {
+		out[c.Name] = c
+	}
+	return out, true
 }

@@ -1,171 +1,124 @@
 package caddymodule_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"strings"
+	"net/http/cookiejar"
 	"testing"
-	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// The harness is the shared one (internal/caddytest); these are its names
+// in this package's tests.
 
-// echoUpstream is the protected app: it answers every request with the
-// request's headers as JSON, so tests see exactly what the gateway forwarded.
-type echoUpstream struct {
-	*httptest.Server
-}
+func freePort(t testing.TB) int { return caddytest.FreePort(t) }
 
-type echoed struct {
-	Path    string              `json:"path"`
-	Headers map[string][]string `json:"headers"`
-}
+// echoUpstream is the protected app, answering with what it received.
+type echoUpstream struct{ *caddytest.EchoUpstream }
 
 func newEchoUpstream(t testing.TB) *echoUpstream {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(echoed{Path: r.URL.RequestURI(), Headers: r.Header})
-	}))
-	t.Cleanup(srv.Close)
-	return &echoUpstream{srv}
+	return &echoUpstream{caddytest.NewEchoUpstream(t)}
 }
 
-func (u *echoUpstream) hostPort() string { return strings.TrimPrefix(u.URL, "http://") }
+func (u *echoUpstream) hostPort() string { return u.HostPort() }
 
-// gateway is a real Caddy, loaded in this process from a Caddyfile, serving
-// plain http on a loopback port with its admin endpoint on another.
+// echoed is the upstream's answer.
+type echoed caddytest.Echoed
+
+func (e echoed) header(name string) string { return caddytest.Echoed(e).Header(name) }
+
+// gateway is a real Caddy in this process. base may be changed by a test
+// (a site on another host name); the other fields are the harness's.
 type gateway struct {
-	t         testing.TB
-	port      int
-	adminPort int
-	dir       string // data: store, Caddy storage
-	base      string // http://127.0.0.1:port
+	*caddytest.Gateway
+	t               testing.TB
+	port, adminPort int
+	dir, base       string
 }
 
-// globalOptions keeps Caddy's side effects inside the test's directory.
-func (g *gateway) globalOptions() string {
-	return fmt.Sprintf(`	admin 127.0.0.1:%d
-	persist_config off
-	auto_https off
-	http_port %d
-	storage file_system %s/caddy
-	skip_install_trust
-	log {
-		output file %s/caddy.log
-		level DEBUG
-	}
-`, g.adminPort, g.port, g.dir, g.dir)
+func newGateway(t testing.TB) *gateway { return newGatewayOf(t, caddytest.NewGateway(t)) }
+
+func newGatewayOf(t testing.TB, g *caddytest.Gateway) *gateway {
+	return &gateway{Gateway: g, t: t, port: g.Port, adminPort: g.AdminPort, dir: g.Dir, base: g.Base}
 }
 
-func newGateway(t testing.TB) *gateway {
-	t.Helper()
-	g := &gateway{t: t, port: freePort(t), adminPort: freePort(t), dir: t.TempDir()}
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
-	return g
-}
+func (g *gateway) globalOptions() string                  { return g.GlobalOptions() }
+func (g *gateway) logs() string                           { return g.Logs() }
+func (g *gateway) caddyfile(ssoBody, sites string) string { return g.Caddyfile(ssoBody, sites) }
+func (g *gateway) start(caddyfile string)                 { g.t.Helper(); g.Start(caddyfile) }
+func (g *gateway) waitReady()                             { g.t.Helper(); g.WaitReady() }
+func (g *gateway) reload(caddyfile string)                { g.t.Helper(); g.Reload(caddyfile) }
+func (g *gateway) stop()                                  { g.t.Helper(); g.Stop() }
 
-// logs returns everything Caddy logged so far (at DEBUG level).
-func (g *gateway) logs() string {
-	b, err := os.ReadFile(g.dir + "/caddy.log")
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	return string(b)
-}
-
-// caddyfile completes a Caddyfile: the sso global block (its body given)
-// plus the test's global options, then the sites.
-func (g *gateway) caddyfile(ssoBody, sites string) string {
-	return "{\n" + g.globalOptions() + "\tsso {\n\t\tstore bolt " + g.dir + "/sso.db\n" + ssoBody + "\t}\n}\n\n" + sites
-}
-
-// start loads the config into this process's Caddy and stops it when the
-// test ends. Tests that start a gateway must not run in parallel.
-func (g *gateway) start(caddyfile string) {
-	g.t.Helper()
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		g.t.Fatalf("adapt: %v\n%s", err, caddyfile)
-	}
-	for _, w := range warnings {
-		g.t.Logf("adapt warning: %s", w.String())
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		g.t.Fatalf("load: %v", err)
-	}
-	g.t.Cleanup(func() {
-		if err := caddy.Stop(); err != nil {
-			g.t.Errorf("stopping caddy: %v", err)
-		}
-	})
-	g.waitReady()
-}
-
-func (g *gateway) waitReady() {
-	g.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.port))
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	g.t.Fatal("caddy did not start listening")
-}
-
-// reload posts a new Caddyfile to the admin endpoint, as `caddy reload` does.
-//
-// Caddy stops the old config's servers in goroutines and returns once their
-// shutdowns have been started, not finished; for a moment the old server
-// may still take a new connection (caddyhttp's App.Stop says so). Tests
-// check the new config's behaviour on the next request, so reload gives
-// those goroutines a moment to run. Requests during a reload are
-// TestReloadKeepsSessionsAndServes's subject, which does not wait.
-func (g *gateway) reload(caddyfile string) {
-	g.t.Helper()
-	if status, body := g.tryReload(caddyfile); status != http.StatusOK {
-		g.t.Fatalf("reload: %d: %s", status, body)
-	}
-	time.Sleep(200 * time.Millisecond)
-}
-
-// tryReload posts a new Caddyfile and returns the admin endpoint's answer.
 func (g *gateway) tryReload(caddyfile string) (int, string) {
 	g.t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost,
-		fmt.Sprintf("http://127.0.0.1:%d/load", g.adminPort), bytes.NewBufferString(caddyfile))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatalf("reload: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	// The old config's server closes its idle keep-alive connections as it
-	// stops; start the next requests on fresh ones (requests in flight
-	// during a reload are TestReloadKeepsSessionsAndServes's subject).
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	return resp.StatusCode, string(body)
+	return g.TryReload(caddyfile)
+}
+
+func (g *gateway) admin(method, path string) (*http.Response, []byte) {
+	g.t.Helper()
+	return g.Admin(method, path)
+}
+
+func (g *gateway) adminJSON(method, path string, want int, out any) {
+	g.t.Helper()
+	g.AdminJSON(method, path, want, out)
+}
+
+// browser is a cookie-keeping HTTP client that navigates as browsers do.
+type browser struct {
+	*caddytest.Browser
+	t      *testing.T
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func newBrowser(t *testing.T) *browser {
+	b := caddytest.NewBrowser(t)
+	return &browser{Browser: b, t: t, client: b.Client, jar: b.Jar}
+}
+
+func (b *browser) noRedirects() *http.Client { return b.NoRedirects() }
+
+func (b *browser) get(rawURL string, header ...string) *http.Response {
+	b.t.Helper()
+	return b.Get(rawURL, header...)
+}
+
+// signIn opens rawURL, fills in the provider's login form when it shows
+// up, follows every redirect back, and returns the final response.
+func (b *browser) signIn(rawURL, username, password string) *http.Response {
+	b.t.Helper()
+	return b.SignIn(rawURL, username, password)
+}
+
+func readBody(t testing.TB, resp *http.Response) string {
+	t.Helper()
+	return caddytest.ReadBody(t, resp)
+}
+
+func upstreamSaw(t *testing.T, resp *http.Response) echoed {
+	t.Helper()
+	return echoed(caddytest.UpstreamSaw(t, resp))
+}
+
+func readStore(t *testing.T, path string, fn func(tx store.Tx) error) {
+	t.Helper()
+	caddytest.ReadStore(t, path, fn)
+}
+
+func runningStore(t *testing.T) store.Store {
+	t.Helper()
+	return caddytest.RunningStore(t)
+}
+
+func view(t *testing.T, fn func(tx store.Tx) error) {
+	t.Helper()
+	caddytest.View(t, fn)
+}
+
+func userBySubject(t *testing.T, subject string) *store.User {
+	t.Helper()
+	return caddytest.UserBySubject(t, subject)
 }

@@ -1,11 +1,8 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -13,11 +10,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
-	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/signin"
 )
 
 // IdPConfig configures one identity provider and the JIT rules for users
@@ -51,6 +49,11 @@ type IdPConfig struct {
 	// LinkByEmail links an unknown subject to the existing user with the
 	// same verified email instead of refusing it.
 	LinkByEmail bool `json:"link_by_email,omitempty"`
+	// SCIM says SCIM provisions this IdP's users (an sso_scim handler
+	// lists it): a user SCIM (or an admin) deleted is then refused at
+	// sign-in instead of being created again by JIT. It is explicit so
+	// that JIT behaviour never depends on a block elsewhere in the config.
+	SCIM bool `json:"scim,omitempty"`
 
 	// OIDC holds the OpenID Connect settings when Protocol is "oidc".
 	OIDC *OIDCConfig `json:"oidc,omitempty"`
@@ -73,11 +76,18 @@ type OIDCConfig struct {
 // Values accepted by IdPConfig fields.
 var (
 	protocols     = []string{idp.ProtocolOIDC, idp.ProtocolSAML}
-	updateModes   = []string{"force", "import"}
+	updateModes   = []string{provision.UpdateForce.String(), provision.UpdateImport.String()}
 	createModes   = []string{"active", "pending"}
 	optionalAttrs = []string{mapping.FirstName, mapping.LastName, mapping.Email}
 )
 
+// Validate checks the IdP's settings without side effects (`caddy sso
+// check` runs it on each IdP of a config).
+func (c *IdPConfig) Validate() error { return c.validate() }
+
+// validate checks what can be checked without placeholders replaced; the
+// Caddyfile parser runs it at the end of each idp block, and Provision
+// runs it for JSON configs, so both are held to the same rules.
 func (c *IdPConfig) validate() error {
 	if c.Name == "" || strings.ContainsAny(c.Name, "/?#% ") {
 		return fmt.Errorf("name %q must be non-empty and usable in a URL path", c.Name)
@@ -85,32 +95,37 @@ func (c *IdPConfig) validate() error {
 	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
 		return err
 	}
-	if c.Update != "" {
-		if err := oneOf("update", c.Update, updateModes); err != nil {
-			return err
-		}
-	}
 	if c.CreateAs != "" {
 		if err := oneOf("create_as", c.CreateAs, createModes); err != nil {
 			return err
 		}
 	}
-	for _, o := range c.Optional {
-		if err := oneOf("optional attribute", o, optionalAttrs); err != nil {
-			return err
-		}
+	if _, err := c.rules(); err != nil {
+		return err
 	}
 	if _, err := mapping.New(c.Preset, c.Protocol, c.Map); err != nil {
 		return err
 	}
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
-		if c.OIDC == nil || c.OIDC.Issuer == "" || c.OIDC.ClientID == "" {
-			return fmt.Errorf("oidc needs issuer and client_id")
+		var missing []string
+		if c.OIDC == nil || c.OIDC.Issuer == "" {
+			missing = append(missing, "issuer")
+		}
+		if c.OIDC == nil || c.OIDC.ClientID == "" {
+			missing = append(missing, "client_id")
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("an oidc block needs %s", strings.Join(missing, " and "))
+		}
+		if !hasPlaceholder(c.OIDC.Issuer) {
+			if _, err := idp.CheckURL(c.OIDC.Issuer); err != nil {
+				return fmt.Errorf("issuer: %w", err)
+			}
 		}
 	case idp.ProtocolSAML:
 		if c.SAML == nil {
-			return fmt.Errorf("saml needs one of metadata_url, metadata_file or metadata")
+			return errors.New("a saml block needs one of metadata_url, metadata_file or metadata")
 		}
 		return c.SAML.validate()
 	}
@@ -124,8 +139,9 @@ func oneOf(what, v string, allowed []string) error {
 	return fmt.Errorf("unknown %s %q (expected one of: %s)", what, v, strings.Join(allowed, ", "))
 }
 
-// rules returns the JIT rules of this IdP.
-func (c *IdPConfig) rules() provision.Rules {
+// rules returns the JIT rules of this IdP, checked by provision: the one
+// place those rules (and their spellings) are defined.
+func (c *IdPConfig) rules() (provision.Rules, error) {
 	r := provision.Rules{
 		JIT:            c.JIT,
 		Optional:       c.Optional,
@@ -133,136 +149,77 @@ func (c *IdPConfig) rules() provision.Rules {
 		DefaultGroups:  c.DefaultGroups,
 		CreatePending:  c.CreateAs == "pending",
 		LinkByEmail:    c.LinkByEmail,
+		SCIMManaged:    c.SCIM,
 	}
-	if c.Update == "import" {
-		r.Update = provision.UpdateImport
+	if c.Update != "" {
+		mode, err := provision.ParseUpdateMode(c.Update)
+		if err != nil {
+			return r, err
+		}
+		r.Update = mode
 	}
-	return r
+	return r, r.Validate()
 }
 
-// loginProtocol is what the sso handler needs from a protocol adapter.
-// Every method gets base, the absolute URL of this IdP's endpoints on the
-// site the request arrived on (origin + path prefix + "<protocol>/<name>/",
-// see Handler.endpointBase), so that one adapter serves any number of sites
-// and the handler never needs to know a protocol's endpoint names.
-type loginProtocol interface {
-	// Begin sends the browser to the IdP; returnTo is a same-origin path.
-	Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error
-	// Callback verifies the IdP's answer at base + the callback endpoint
-	// and returns who signed in and the returnTo saved by Begin.
-	Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error)
-	// Logout ends the IdP's session once the local one has ended. It
-	// either answers the request (a redirect, or an auto-posting form, to
-	// the IdP, which later sends the browser to returnTo) and reports
-	// true, or writes nothing and reports false: the IdP offers no logout,
-	// or refused to build one (the error says why).
-	Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error)
-	// ServeEndpoint serves the protocol's endpoints under base other than
-	// the callback (SAML: metadata, slo). It returns errNoEndpoint, having
-	// written nothing, for a name the protocol does not have.
-	ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error
-	// Start begins background work (SAML metadata refresh); Close ends it.
-	Start()
-	Close() error
-}
-
-// errNoEndpoint is ServeEndpoint's answer for an unknown endpoint name.
-var errNoEndpoint = errors.New("no such endpoint")
-
-// identityProvider is an IdPConfig made ready to serve.
-type identityProvider struct {
-	name     string
-	protocol string
-	login    loginProtocol
-	mapper   *mapping.Mapper
-	rules    provision.Rules
-	// callback is the endpoint name, under the IdP's base, where the IdP
-	// returns the browser, and callbackMethod the one method it takes.
-	callback       string
-	callbackMethod string
-}
-
-// build makes the IdP ready to serve. It may read and write the app's store
-// (a SAML SP key generated on first start is persisted there).
-func (c *IdPConfig) build(ctx context.Context, a *App, repl *caddy.Replacer) (*identityProvider, error) {
+// build makes the IdP ready to serve, without touching the store or the
+// network (the provider's Start does that). repl resolves placeholders;
+// a placeholder that resolves to nothing in a required setting is an
+// error that names it.
+func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	mapper, err := mapping.New(c.Preset, c.Protocol, c.Map)
 	if err != nil {
 		return nil, err
 	}
-	p := &identityProvider{name: c.Name, protocol: c.Protocol, mapper: mapper, rules: c.rules()}
-	replay := store.ReplayGuard{Store: a.db}
+	rules, err := c.rules()
+	if err != nil {
+		return nil, err
+	}
+	p := &gateway.IdP{Name: c.Name, Protocol: c.Protocol,
+		SignIn: signin.IdP{Name: c.Name, Mapper: mapper, Rules: rules}}
+	logger := a.logger.Named(c.Protocol)
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
-		rp, err := oidc.New(oidc.Config{
-			Name:         c.Name,
-			Issuer:       repl.ReplaceKnown(o.Issuer, ""),
-			ClientID:     repl.ReplaceKnown(o.ClientID, ""),
-			ClientSecret: repl.ReplaceKnown(o.ClientSecret, ""),
-			Scopes:       o.Scopes,
-			Algorithms:   o.Algorithms,
-			TenantID:     repl.ReplaceKnown(o.TenantID, ""),
-			ClockSkew:    time.Duration(o.ClockSkew),
-		}, a.flows, replay)
-		if err != nil {
+		var cfg oidc.Config
+		if cfg.Issuer, err = required(repl, "issuer", o.Issuer); err != nil {
 			return nil, err
 		}
-		p.login = oidcProtocol{rp}
-		p.callback, p.callbackMethod = oidcCallback, http.MethodGet
+		if cfg.ClientID, err = required(repl, "client_id", o.ClientID); err != nil {
+			return nil, err
+		}
+		cfg.Name = c.Name
+		cfg.ClientSecret = repl.ReplaceKnown(o.ClientSecret, "")
+		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
+		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
+		cfg.ClockSkew = time.Duration(o.ClockSkew)
+		if p.Provider, err = oidc.New(cfg); err != nil {
+			return nil, err
+		}
 	case idp.ProtocolSAML:
-		sp, err := c.SAML.build(ctx, a, c.Name, repl, replay)
-		if err != nil {
+		if p.Provider, err = c.SAML.build(c.Name, repl, logger); err != nil {
 			return nil, err
 		}
-		p.login = &samlProtocol{sp: sp, name: c.Name, app: a, logger: a.logger.Named("saml").With(zap.String("idp", c.Name))}
 		if c.LinkByEmail {
-			a.logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
+			logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
 				zap.String("idp", c.Name))
 		}
-		p.callback, p.callbackMethod = samlACS, http.MethodPost
 	default:
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)
 	}
 	return p, nil
 }
 
-// Callback endpoint names under an IdP's base (DESIGN.md section 1).
-const (
-	oidcCallback = "callback" // the OIDC redirect URI
-	samlACS      = "acs"      // idp/saml derives it from base too
-)
-
-// oidcProtocol adapts an OpenID Connect relying party to loginProtocol:
-// its redirect URI is base+"callback".
-type oidcProtocol struct{ rp *oidc.Provider }
-
-func (o oidcProtocol) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
-	return o.rp.Begin(w, r, base+oidcCallback, returnTo)
-}
-
-func (o oidcProtocol) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
-	return o.rp.Callback(w, r, base+oidcCallback)
-}
-
-// Logout redirects to the IdP's end_session_endpoint, which returns the
-// browser to returnTo on this site (registered there as a post-logout
-// redirect URI).
-func (o oidcProtocol) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return false, err
+// required resolves a required setting's placeholders; empty afterwards
+// means an unset variable, which the error names.
+func required(repl *caddy.Replacer, setting, raw string) (string, error) {
+	v := repl.ReplaceKnown(raw, "")
+	if v == "" {
+		if hasPlaceholder(raw) {
+			return "", fmt.Errorf("%s %s is empty: is the variable set in Caddy's environment?", setting, raw)
+		}
+		return "", fmt.Errorf("%s is required", setting)
 	}
-	to, err := o.rp.LogoutURL(r.Context(), info, u.Scheme+"://"+u.Host+returnTo)
-	if err != nil || to == "" {
-		return false, err
-	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
-	return true, nil
+	return v, nil
 }
 
-func (oidcProtocol) ServeEndpoint(http.ResponseWriter, *http.Request, string, string) error {
-	return errNoEndpoint
-}
-
-func (oidcProtocol) Start()       {}
-func (oidcProtocol) Close() error { return nil }
+func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }

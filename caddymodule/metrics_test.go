@@ -27,7 +27,7 @@ func (g *gateway) scrapeMetrics() string {
 // right labels.
 func TestMetrics(t *testing.T) {
 	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
-	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tallowed_domains example.com\n")
+	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tscim\n\t\t\tallowed_domains example.com\n")
 	w.idp.AddUser("eve", "eve-pw", map[string]any{
 		"sub": "sub-eve", "given_name": "Eve", "family_name": "Outsider",
 		"email": "eve@elsewhere.org", "email_verified": true,

@@ -15,42 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
-	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
-
-// runningStore is the store of the sso app Caddy is running now.
-func runningStore(t *testing.T) store.Store {
-	t.Helper()
-	app, err := caddy.ActiveContext().AppIfConfigured("sso")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return app.(*caddymodule.App).Store()
-}
-
-func view(t *testing.T, fn func(tx store.Tx) error) {
-	t.Helper()
-	if err := runningStore(t).View(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func userBySubject(t *testing.T, subject string) *store.User {
-	t.Helper()
-	var u *store.User
-	view(t, func(tx store.Tx) error {
-		var err error
-		u, err = tx.UserByLink("test", subject)
-		return err
-	})
-	return u
-}
 
 func auditReasons(t *testing.T, typ string) []string {
 	t.Helper()

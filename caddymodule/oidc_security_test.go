@@ -21,8 +21,31 @@ import (
 // must already be signed in at the provider.
 func (b *browser) callbackURL(w *oidcWorld) string {
 	b.t.Helper()
+	return b.callbackFrom(w, w.gw.base+"/.sso/login?return_to=/after")
+}
+
+// authorizationURL starts a sign-in and returns where the gateway sends the
+// browser: the provider's authorization request.
+func (b *browser) authorizationURL(w *oidcWorld) string {
+	b.t.Helper()
+	resp, err := b.noRedirects().Get(w.gw.base + "/.sso/login?return_to=/after")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	readBody(b.t, resp)
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, w.idp.Issuer) {
+		b.t.Fatalf("sign-in start: %s to %q", resp.Status, loc)
+	}
+	return loc
+}
+
+// callbackFrom follows redirects from next (a sign-in start, or an
+// authorization request the provider answers from its session) up to the
+// gateway's callback URL, which it returns without requesting it.
+func (b *browser) callbackFrom(w *oidcWorld, next string) string {
+	b.t.Helper()
 	c := b.noRedirects()
-	next := w.gw.base + "/.sso/login?return_to=/after"
 	for range 3 {
 		resp, err := c.Get(next)
 		if err != nil {
@@ -58,6 +81,15 @@ func (b *browser) flowCookies(w *oidcWorld) []*http.Cookie {
 // with the given reason: a plain error page, no session, an audit event.
 func expectRefused(t *testing.T, w *oidcWorld, b *browser, callback, reason string) {
 	t.Helper()
+	expectRefusedAudited(t, w, b, callback, reason, true)
+}
+
+// expectRefusedAudited is expectRefused for a refusal that is audited or,
+// when the browser never began that sign-in (no valid flow cookie), must
+// leave no trace in the store: anyone can send those, without limit.
+func expectRefusedAudited(t *testing.T, w *oidcWorld, b *browser, callback, reason string, audited bool) {
+	t.Helper()
+	before := auditReasons(t, store.EventLoginFailed)
 	resp, err := b.noRedirects().Get(callback)
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +109,12 @@ func expectRefused(t *testing.T, w *oidcWorld, b *browser, callback, reason stri
 			t.Errorf("error page reveals internals (%q):\n%s", internal, body)
 		}
 	}
-	if got := auditReasons(t, store.EventLoginFailed); !slices.Contains(got, reason) {
+	got := auditReasons(t, store.EventLoginFailed)
+	switch {
+	case audited && !slices.Contains(got, reason):
 		t.Errorf("login.failed reasons %v lack %s", got, reason)
+	case !audited && len(got) != len(before):
+		t.Errorf("a refusal without a sign-in in progress was audited: %v", got[len(before):])
 	}
 }
 
@@ -91,7 +127,8 @@ func TestOIDCRefusesForgedAndReplayedSignIns(t *testing.T) {
 	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
 
 	t.Run("replayed state", func(t *testing.T) {
-		cb := b.callbackURL(w)
+		auth := b.authorizationURL(w)
+		cb := b.callbackFrom(w, auth)
 		stolen := b.flowCookies(w)
 		resp, err := b.noRedirects().Get(cb)
 		if err != nil {
@@ -101,11 +138,18 @@ func TestOIDCRefusesForgedAndReplayedSignIns(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("first use of the callback: %s", resp.Status)
 		}
-		// An attacker replays the callback with a copy of the flow cookie.
+		// An attacker replays the callback with a copy of the flow
+		// cookie: the provider refuses the used code...
 		replayer := newBrowser(t)
 		u, _ := url.Parse(w.gw.base)
 		replayer.jar.SetCookies(u, stolen)
-		expectRefused(t, w, replayer, cb, oidc.CodeStateReplayed)
+		expectRefused(t, w, replayer, cb, oidc.CodeTokenExchange)
+		// ... and with a fresh code for the same authorization request
+		// (same state, nonce and PKCE challenge, all of which the copied
+		// cookie matches), the state consumed by the first sign-in is
+		// what refuses it.
+		replayer.jar.SetCookies(u, stolen)
+		expectRefused(t, w, replayer, b.callbackFrom(w, auth), oidc.CodeStateReplayed)
 	})
 
 	t.Run("reused code", func(t *testing.T) {
@@ -152,7 +196,7 @@ func TestOIDCRefusesForgedAndReplayedSignIns(t *testing.T) {
 
 	t.Run("callback from another browser", func(t *testing.T) {
 		cb := b.callbackURL(w)
-		expectRefused(t, w, newBrowser(t), cb, oidc.CodeFlowMissing)
+		expectRefusedAudited(t, w, newBrowser(t), cb, oidc.CodeFlowMissing, false)
 	})
 }
 

@@ -1,22 +1,16 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
-	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // SAMLConfig are the SAML 2.0 service-provider settings of one IdP. Exactly
@@ -92,9 +86,9 @@ func (c *SAMLConfig) validate() error {
 	if n != 1 {
 		return errors.New("saml needs exactly one of metadata_url, metadata_file or metadata")
 	}
-	if c.MetadataURL != "" && !strings.Contains(c.MetadataURL, "{") {
-		if err := checkMetadataURL(c.MetadataURL); err != nil {
-			return err
+	if c.MetadataURL != "" && !hasPlaceholder(c.MetadataURL) {
+		if _, err := idp.CheckURL(c.MetadataURL); err != nil {
+			return fmt.Errorf("metadata_url: %w", err)
 		}
 	}
 	if c.RequestBinding != "" {
@@ -122,34 +116,21 @@ func (c *SAMLConfig) validate() error {
 	return nil
 }
 
-// checkMetadataURL is the adapt-time version of idp/saml's rule: https, or
-// http on a loopback host.
-func checkMetadataURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("metadata_url %q is not an absolute URL", raw)
+// build makes the SAML service provider from the configuration alone: SP
+// key pairs from files, or, when none is configured, the one the provider
+// keeps in the store (loaded by its Start).
+func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
+	var keys []saml.KeyPair
+	for _, sc := range c.SPCerts {
+		kp, err := loadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, kp)
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && idp.IsLoopbackHost(u.Host):
-	default:
-		return fmt.Errorf("metadata_url %q must be https (plain http only on loopback hosts)", raw)
-	}
-	return nil
-}
-
-// build makes the SAML service provider, with the SP keys configured or
-// kept in the store.
-func (c *SAMLConfig) build(ctx context.Context, a *App, name string, repl *caddy.Replacer, replay idp.ReplayGuard) (*saml.Provider, error) {
-	keys, err := c.spKeys(ctx, a.db, name, repl)
-	if err != nil {
-		return nil, err
-	}
-	return saml.New(saml.Config{
+	cfg := saml.Config{
 		Name:              name,
 		EntityID:          repl.ReplaceKnown(c.EntityID, ""),
-		MetadataURL:       repl.ReplaceKnown(c.MetadataURL, ""),
-		MetadataFile:      repl.ReplaceKnown(c.MetadataFile, ""),
 		MetadataXML:       []byte(c.Metadata),
 		IdPEntityID:       repl.ReplaceKnown(c.IdPEntityID, ""),
 		MetadataRefresh:   time.Duration(c.MetadataRefresh),
@@ -160,62 +141,19 @@ func (c *SAMLConfig) build(ctx context.Context, a *App, name string, repl *caddy
 		AllowSHA1:         c.AllowSHA1,
 		ClockSkew:         time.Duration(c.ClockSkew),
 		MaxResponseSize:   c.MaxResponseSize,
-		Logger:            a.logger.Named("saml").With(zap.String("idp", name)),
-	}, a.flows, replay)
-}
-
-// spKeySecret names the store record of an IdP's generated SP key pair.
-func spKeySecret(idpName string) string { return "saml-sp-key/" + idpName }
-
-// spKeys returns the configured SP key pairs, or else the one generated for
-// this IdP on first start and kept in the store (PEM, key and certificate),
-// so that the certificate an IdP admin uploaded stays valid across
-// restarts and reloads.
-func (c *SAMLConfig) spKeys(ctx context.Context, db store.Store, idpName string, repl *caddy.Replacer) ([]saml.KeyPair, error) {
-	if len(c.SPCerts) > 0 {
-		keys := make([]saml.KeyPair, 0, len(c.SPCerts))
-		for _, sc := range c.SPCerts {
-			kp, err := loadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
-			if err != nil {
-				return nil, err
-			}
-			keys = append(keys, kp)
-		}
-		return keys, nil
+		Logger:            logger,
 	}
-	name := spKeySecret(idpName)
-	var data []byte
-	err := db.View(ctx, func(tx store.Tx) error {
-		var err error
-		data, err = tx.LoadOrStoreSecret(name, nil)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		// First start: generate outside the transaction (RSA key
-		// generation takes a while), then keep whichever pair reached
-		// the store first.
-		var kp saml.KeyPair
-		if kp, err = saml.GenerateKeyPair("caddy-sso SAML SP " + idpName); err != nil {
-			return nil, err
-		}
-		var pem []byte
-		if pem, err = saml.EncodeKeyPairPEM(kp); err != nil {
-			return nil, err
-		}
-		err = db.Update(ctx, func(tx store.Tx) error {
-			var err error
-			data, err = tx.LoadOrStoreSecret(name, pem)
-			return err
-		})
+	var err error
+	switch {
+	case c.MetadataURL != "":
+		cfg.MetadataURL, err = required(repl, "metadata_url", c.MetadataURL)
+	case c.MetadataFile != "":
+		cfg.MetadataFile, err = required(repl, "metadata_file", c.MetadataFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("SP key pair: %w", err)
+		return nil, err
 	}
-	kp, err := saml.DecodeKeyPairPEM(data)
-	if err != nil {
-		return nil, fmt.Errorf("SP key pair kept in the store: %w", err)
-	}
-	return []saml.KeyPair{kp}, nil
+	return saml.New(cfg)
 }
 
 // loadKeyPair reads an SP certificate and key from PEM files.
@@ -236,117 +174,4 @@ func loadKeyPair(certFile, keyFile string) (saml.KeyPair, error) {
 		return saml.KeyPair{}, fmt.Errorf("sp_cert %s %s: %w", certFile, keyFile, err)
 	}
 	return kp, nil
-}
-
-// samlProtocol adapts the SAML service provider to loginProtocol: the
-// callback is base+"acs"; metadata and slo are its other endpoints.
-type samlProtocol struct {
-	sp     *saml.Provider
-	name   string
-	app    *App
-	logger *zap.Logger
-}
-
-func (s *samlProtocol) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
-	return s.sp.Begin(w, r, base, returnTo)
-}
-
-func (s *samlProtocol) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
-	return s.sp.Callback(w, r, base)
-}
-
-// Logout sends a signed LogoutRequest to the IdP's Single Logout service;
-// its LogoutResponse comes back to base+"slo", which redirects to returnTo.
-func (s *samlProtocol) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
-	err := s.sp.Logout(w, r, base, info, returnTo)
-	if errors.Is(err, saml.ErrNoSLO) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (s *samlProtocol) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error {
-	switch name {
-	case "metadata":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: SAML metadata takes GET"))
-		}
-		return s.sp.Metadata(w, r, base)
-	case "slo":
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
-			return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sso: SAML single logout takes GET or POST"))
-		}
-		return s.serveSLO(w, r, base)
-	}
-	return errNoEndpoint
-}
-
-func (s *samlProtocol) Start()       { s.sp.Start() }
-func (s *samlProtocol) Close() error { return s.sp.Close() }
-
-// serveSLO is the Single Logout endpoint: the IdP's LogoutRequest (ending
-// the local sessions it names) or its LogoutResponse to a logout begun at
-// /.sso/logout.
-func (s *samlProtocol) serveSLO(w http.ResponseWriter, r *http.Request, base string) error {
-	err := s.sp.HandleSLO(w, r, base, func(ctx context.Context, nameID, sessionIndex string) error {
-		return s.app.endSAMLSessions(ctx, s.name, nameID, sessionIndex)
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, saml.ErrPartialLogout):
-		// The IdP has been answered (with a failure status); nothing
-		// more may be written.
-		s.logger.Error("single logout: local sessions could not all be ended", zap.Error(err))
-		return nil
-	}
-	code := "saml_logout_failed"
-	var le *idp.LoginError
-	if errors.As(err, &le) {
-		code = le.Code
-	}
-	s.logger.Warn("single logout refused", zap.String("reason", code), zap.Error(err))
-	return page{Status: http.StatusBadRequest, Title: "Sign-out failed",
-		Message: "The sign-out message from the identity provider could not be accepted. Close the browser to end your session; if this keeps happening, give your administrator the reference below.",
-		Code:    code}.write(w)
-}
-
-// endSAMLSessions ends the local sessions a SAML LogoutRequest names: those
-// that signed in through idpName with nameID and, when sessionIndex is not
-// empty, that SessionIndex. It is one transaction, and each ended session
-// is audited.
-func (a *App) endSAMLSessions(ctx context.Context, idpName, nameID, sessionIndex string) error {
-	var ended []*store.Session
-	err := a.db.Update(ctx, func(tx store.Tx) error {
-		ended = ended[:0]
-		sessions, err := tx.SessionsByNameID(idpName, nameID)
-		if err != nil {
-			return err
-		}
-		for _, s := range sessions {
-			if sessionIndex != "" && s.Logout.SessionIndex != sessionIndex {
-				continue
-			}
-			if err := tx.DeleteSession(s.Hash); err != nil {
-				return err
-			}
-			ended = append(ended, s)
-			if err := tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: idpName, UserID: s.UserID, Reason: "saml_slo"}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("ending sessions for single logout: %w", err)
-	}
-	// The sessions are gone from the store; drop exactly those from the
-	// cache, so the next request with one of them is signed out.
-	for _, s := range ended {
-		a.sessions.ForgetSession(s.Hash)
-	}
-	a.logger.Info("single logout ended local sessions", zap.String("idp", idpName), zap.Int("sessions", len(ended)))
-	return nil
 }

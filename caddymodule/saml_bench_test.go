@@ -22,12 +22,15 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -40,7 +43,7 @@ import (
 // optionally encrypted), each for its own user. The first pass over the
 // pool creates the users, later passes update them (LastLogin), which is
 // the steady state. "Parallel" runs 16 logins per CPU concurrently, so that
-// the store batches their commits (DESIGN.md section 8); "StoreCommit" and
+// the store batches their commits (docs/architecture.md, "Performance budgets"); "StoreCommit" and
 // "JITAndSession" break the difference down.
 //
 //	go test -run '^$' -bench SAMLACSWithJIT -benchmem ./caddymodule/
@@ -110,18 +113,19 @@ func BenchmarkSAMLACSWithJIT(b *testing.B) {
 			})
 			b.Run("JITAndSession", func(b *testing.B) {
 				prof := mapping.Profile{UniqueUserID: "00u000001", FirstName: "Ada", LastName: "Lovelace", Email: "ada1@example.com"}
-				app := env.h.app
+				sessions := env.h.app.Sessions()
+				provisioner := &provision.Provisioner{Store: env.db}
 				b.ReportAllocs()
 				for b.Loop() {
-					// As the handler does it: rules and session in one commit.
-					fresh, err := app.sessions.Prepare("bench", store.LogoutInfo{NameID: "x"})
+					// Rules and session in one commit.
+					fresh, err := sessions.Prepare("bench", store.LogoutInfo{Subject: "x"})
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, err := app.provisioner.LoginAndGrant(context.Background(), "bench", provision.Rules{JIT: true}, prof, false, fresh.Write); err != nil {
+					if _, err := provisioner.LoginAndGrant(context.Background(), "bench", provision.Rules{JIT: true}, prof, false, fresh.Write); err != nil {
 						b.Fatal(err)
 					}
-					app.sessions.Remember(fresh)
+					sessions.Remember(fresh)
 				}
 			})
 			b.Run("ACSWithJITParallel", func(b *testing.B) {
@@ -186,18 +190,13 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		b.Fatal(err)
 	}
 	flows.Now = func() time.Time { return frozen }
-	app := &App{
-		db:          db,
-		logger:      zap.NewNop(),
-		sessions:    session.New(db, session.Config{}, nil, nil),
-		provisioner: &provision.Provisioner{Store: db},
-		flows:       flows,
-	}
+	app := startedApp(db, session.New(db, session.Config{}, nil, nil))
+	app.logger = zap.NewNop()
 
 	idpSrv, err := samltest.NewServer("http://127.0.0.1:9")
 	if err != nil {
@@ -213,23 +212,34 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	sp, err := saml.New(saml.Config{Name: "bench", MetadataXML: mdXML, SPKeys: []saml.KeyPair{kp},
-		Now: func() time.Time { return frozen }}, flows, store.ReplayGuard{Store: db})
+		Now: func() time.Time { return frozen }})
 	if err != nil {
 		b.Fatal(err)
 	}
+	err = sp.Start(context.Background(), idp.Runtime{Flows: flows, Replay: store.ReplayGuard{Store: db},
+		Sessions: idpSessionEnder{&account.Service{Store: db, Cache: app.Sessions()}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sp.Close() })
 	mapper, err := mapping.New("okta", idp.ProtocolSAML, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &identityProvider{name: "bench", protocol: idp.ProtocolSAML, mapper: mapper,
-		rules: provision.Rules{JIT: true}, callback: samlACS, callbackMethod: http.MethodPost,
-		login: &samlProtocol{sp: sp, name: "bench", app: app, logger: zap.NewNop()}}
-	app.idps = map[string]*identityProvider{"bench": p}
-	plan, err := newHeaderPlan("", nil)
+	p := &gateway.IdP{Name: "bench", Protocol: idp.ProtocolSAML, Provider: sp,
+		SignIn: signin.IdP{Name: "bench", Mapper: mapper, Rules: provision.Rules{JIT: true}}}
+	app.idps = map[string]*gateway.IdP{"bench": p}
+	plan, err := gateway.NewHeaderPlan("", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := &samlBench{db: db, h: &Handler{PathPrefix: defaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
+	// The site is reached on 127.0.0.1, which the base URL vouches for.
+	base127, err := gateway.BaseOrigin("http://127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	route := &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{p}, Default: p, Headers: plan, Logger: zap.NewNop()}
+	env := &samlBench{db: db, h: &Handler{PathPrefix: DefaultPathPrefix, app: app, route: route, base: &base127, logger: zap.NewNop()}}
 
 	const base = "http://127.0.0.1/.sso/saml/bench/"
 	var ed crewjam.EntityDescriptor
@@ -303,7 +313,7 @@ func (e *samlBench) acs(b *testing.B, s samlBenchSample) {
 // used again.
 func (e *samlBench) forgetAssertionIDs() {
 	err := e.db.Update(context.Background(), func(tx store.Tx) error {
-		_, err := tx.PruneConsumed(time.Now().Add(100 * 365 * 24 * time.Hour))
+		_, err := tx.PruneConsumed(time.Now().Add(100*365*24*time.Hour), 1<<30)
 		return err
 	})
 	if err != nil {

@@ -18,9 +18,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	crewjam "github.com/crewjam/saml"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
@@ -76,9 +76,7 @@ func (w *samlWorld) start() *samlWorld {
 // restart stops Caddy and starts it again on the same store.
 func (w *samlWorld) restart() {
 	w.t.Helper()
-	if err := caddy.Stop(); err != nil {
-		w.t.Fatal(err)
-	}
+	w.gw.stop()
 	w.gw.start(w.caddyfile())
 }
 
@@ -422,8 +420,10 @@ func TestSAMLIdPInitiated(t *testing.T) {
 		if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, saml.CodeUnsolicited) {
 			t.Fatalf("got %d at %s: %s", p.Status, p.URL, samlShort(p.Body))
 		}
-		if got := auditReasons(t, store.EventLoginFailed); !slices.Contains(got, saml.CodeUnsolicited) {
-			t.Errorf("refusal audited as %v", got)
+		// Anyone can post an unsolicited response: it writes nothing
+		// durable (docs/security.md), the metrics and the log count it.
+		if got := auditReasons(t, store.EventLoginFailed); len(got) != 0 {
+			t.Errorf("an unsolicited response was audited: %v", got)
 		}
 		view(t, func(tx store.Tx) error {
 			if _, err := tx.UserByLink("test", samlPerson.ID); !errors.Is(err, store.ErrNotFound) {
@@ -710,7 +710,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := newBrowser(t).samlGet(forged); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "Sign-out failed") {
+	if p := newBrowser(t).samlGet(forged); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "Sign-out incomplete") || !strings.Contains(p.Body, "may still be signed in to this application") {
 		t.Fatalf("unsigned LogoutRequest: %d: %s", p.Status, samlShort(p.Body))
 	}
 	if w.whoamiStatus(first) != http.StatusOK || w.whoamiStatus(second) != http.StatusOK {
@@ -732,7 +732,7 @@ func TestSAMLSingleLogoutIdPInitiated(t *testing.T) {
 		}
 		return err
 	})
-	if !slices.Equal(slo, []string{"saml_slo"}) {
+	if !slices.Equal(slo, []string{account.ReasonIdPLogout}) {
 		t.Errorf("logout events = %v", slo)
 	}
 	// The ended session stays ended: the next page needs a new sign-in.

@@ -1,9 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +15,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -77,7 +79,7 @@ type SCIMHandler struct {
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	handler http.Handler
-	metrics *ssoMetrics
+	metrics *metrics.Metrics
 }
 
 // SCIMIdP is one identity provider of a SCIM endpoint.
@@ -119,7 +121,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	handlers := make([]*scim.Handler, 0, len(s.IdPs))
 	for _, c := range s.IdPs {
-		if _, err := app.enableSCIM(c.Name); err != nil {
+		if _, err := app.scimProvider(c.Name); err != nil {
 			return fmt.Errorf("sso_scim: idp %s: %w in the global sso option", c.Name, err)
 		}
 		token := repl.ReplaceKnown(c.Token, "")
@@ -141,8 +143,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		h, err := scim.New(scim.Config{
 			IdP:          c.Name,
 			Token:        token,
-			Store:        app.Store(),
-			Sessions:     app.Sessions(),
+			Accounts:     app.Accounts(),
 			Logger:       logger,
 			BasePath:     s.BasePath,
 			BaseURL:      s.BaseURL,
@@ -234,13 +235,11 @@ func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 		s.handler.ServeHTTP(w, r)
 		return nil
 	}
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &metrics.StatusRecorder{ResponseWriter: w}
 	s.handler.ServeHTTP(rec, r)
-	s.metrics.scimRequest(r, s.BasePath, rec.status)
+	s.metrics.SCIMRequest(r, s.BasePath, rec.Status)
 	return nil
 }
-
-func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
 
 // placeholderOnly is how an error names a token: by its placeholder when
 // it is one, else not at all.
@@ -251,16 +250,18 @@ func placeholderOnly(token string) string {
 	return "(written in the config)"
 }
 
-// enableSCIM marks the named IdP as provisioned by SCIM, so that its
-// sign-ins refuse identities SCIM deleted (provision.Rules.SCIMManaged),
-// and returns it. It is called while the config is provisioned, before
-// any request is served.
-func (a *App) enableSCIM(name string) (*identityProvider, error) {
+// scimProvider returns the named IdP, which must say in its own block that
+// SCIM manages it: its sign-ins then refuse identities SCIM deleted
+// (provision.Rules.SCIMManaged), and that must not depend on whether some
+// other block of the config happens to list it.
+func (a *App) scimProvider(name string) (*gateway.IdP, error) {
 	p, err := a.provider(name)
 	if err != nil {
 		return nil, err
 	}
-	p.rules.SCIMManaged = true
+	if !p.SignIn.Rules.SCIMManaged {
+		return nil, fmt.Errorf("identity provider %q is not marked as provisioned by SCIM: add the line `scim` to its idp block", name)
+	}
 	return p, nil
 }
 
@@ -280,7 +281,7 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 	if h.NextArg() {
 		return nil, h.Err("sso_scim: expected: sso_scim { idp <name> <token> … }")
 	}
-	defined, haveGlobal := globalIdPNames(h)
+	defined, haveGlobal := globalIdPs(h)
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
@@ -293,9 +294,11 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 			switch {
 			case !haveGlobal:
 				return nil, h.Errf("sso_scim idp %s: there is no global sso option to define this identity provider in", c.Name)
-			case !slices.Contains(defined, c.Name):
+			case defined[c.Name] == nil:
 				return nil, h.Errf("sso_scim idp %s: no identity provider by that name in the global sso option (defined: %s)",
-					c.Name, strings.Join(defined, ", "))
+					c.Name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "))
+			case !defined[c.Name].SCIM:
+				return nil, h.Errf("sso_scim idp %s: the identity provider's block in the global sso option must say that SCIM provisions it: add the line `scim` to it", c.Name)
 			}
 			s.IdPs = append(s.IdPs, c)
 		case "base_path":
@@ -328,28 +331,6 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 		return nil, h.Errf("%v", errNoSCIMIdP)
 	}
 	return s, nil
-}
-
-// globalIdPNames returns the names of the IdPs the global sso option
-// defines, and whether there is one.
-func globalIdPNames(h httpcaddyfile.Helper) ([]string, bool) {
-	opt, ok := h.Option("sso").(httpcaddyfile.App)
-	if !ok {
-		return nil, false
-	}
-	var app struct {
-		IdPs []struct {
-			Name string `json:"name"`
-		} `json:"idps"`
-	}
-	if err := json.Unmarshal(opt.Value, &app); err != nil {
-		return nil, false
-	}
-	names := make([]string, len(app.IdPs))
-	for i, p := range app.IdPs {
-		names[i] = p.Name
-	}
-	return names, true
 }
 
 var (

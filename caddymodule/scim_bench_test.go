@@ -30,7 +30,7 @@ func BenchmarkSCIMUserNameFilterThroughCaddy(b *testing.B) {
 			g := newGateway(b)
 			fillSCIMUsers(b, g.dir+"/sso.db", n)
 			b.Setenv("CADDY_SSO_BENCH_SCIM_TOKEN", scimTokenEntra)
-			cfg := g.caddyfile("\t\tidp entra oidc {\n\t\t\tissuer http://127.0.0.1:9/entra\n\t\t\tclient_id bench\n\t\t}\n",
+			cfg := g.caddyfile("\t\tidp entra oidc {\n\t\t\tissuer http://127.0.0.1:9/entra\n\t\t\tclient_id bench\n\t\t\tscim\n\t\t}\n",
 				g.base+" {\n\tsso_scim {\n\t\tidp entra {env.CADDY_SSO_BENCH_SCIM_TOKEN}\n\t}\n}\n")
 			start := time.Now()
 			g.start(cfg)

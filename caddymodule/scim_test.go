@@ -18,8 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
-	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -211,7 +211,7 @@ func storedUser(t *testing.T, id string) *store.User {
 func scimProviders(issuer string) string {
 	var b strings.Builder
 	for _, name := range []string{"entra", "okta"} {
-		fmt.Fprintf(&b, "\t\tidp %s oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t}\n",
+		fmt.Fprintf(&b, "\t\tidp %s oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t\tscim\n\t\t}\n",
 			name, issuer, clientID, clientSecret)
 	}
 	return b.String()
@@ -634,7 +634,7 @@ type scimWorld struct {
 func newSCIMWorld(t *testing.T) *scimWorld {
 	t.Helper()
 	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
-	w := &scimWorld{oidcWorld: newOIDCWorld(t, "\t\t\tjit\n"), app: newCountingUpstream(t)}
+	w := &scimWorld{oidcWorld: newOIDCWorld(t, "\t\t\tjit\n\t\t\tscim\n"), app: newCountingUpstream(t)}
 	w.scimBase = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n\n%s {\n\tsso_scim {\n\t\tidp test {env.CADDY_SSO_TEST_SCIM_TEST}\n\t}\n}\n",
 		w.gw.base, strings.TrimPrefix(w.app.URL, "http://"), w.scimBase)
@@ -712,7 +712,7 @@ func TestSCIMDeactivationEndsLiveSession(t *testing.T) {
 	if w.app.hits.Load() != before {
 		t.Error("the refused sign-in reached the app")
 	}
-	if got := auditReasons(t, store.EventSessionRevoked); !slices.Contains(got, scim.RevokeReasonDeactivated) {
+	if got := auditReasons(t, store.EventSessionRevoked); !slices.Contains(got, account.ReasonDeactivated) {
 		t.Errorf("session revocation not audited: %v", got)
 	}
 	if got := auditReasons(t, store.EventLoginDenied); !slices.Contains(got, "deactivated") {
@@ -788,8 +788,10 @@ func TestSCIMProvisionedUserSignsIn(t *testing.T) {
 		t.Errorf("denial not audited: %v", got)
 	}
 
-	// Without sso_scim for the IdP, JIT owns its users again and the
-	// tombstone no longer applies.
+	// Once the IdP is no longer marked as SCIM-provisioned (and sso_scim
+	// is gone), JIT owns its users again and the tombstone no longer
+	// applies.
+	w.idpBlock = "\t\t\tjit\n"
 	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, strings.TrimPrefix(w.app.URL, "http://"))
 	w.gw.reload(w.caddyfile())
 	saw = upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
@@ -804,7 +806,7 @@ func TestSCIMProvisionedUserSignsIn(t *testing.T) {
 // with an error that names the IdP and never the token.
 func TestSCIMTokenProblemsFailTheConfig(t *testing.T) {
 	g := newGateway(t)
-	caddyfile := g.caddyfile("\t\tidp test oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id x\n\t\t}\n",
+	caddyfile := g.caddyfile("\t\tidp test oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id x\n\t\t\tscim\n\t\t}\n",
 		g.base+" {\n\tsso_scim {\n\t\tidp test {env.CADDY_SSO_TEST_SCIM_TOKEN}\n\t}\n}\n")
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
@@ -851,7 +853,7 @@ func TestSCIMTokenProblemsFailTheConfig(t *testing.T) {
 // in its own handle block, as the sso_scim documentation shows.
 func TestSCIMBesideProtectedApp(t *testing.T) {
 	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
-	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tscim\n")
 	w.sites = fmt.Sprintf(`%s {
 	handle /scim/v2/* {
 		sso_scim {

@@ -6,7 +6,10 @@
 // Nothing here knows about Caddy, the store or the JIT rules.
 package idp
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // Protocols an Assertion can come from.
 const (
@@ -33,18 +36,35 @@ type Assertion struct {
 	// EmailVerified reports whether the IdP vouched for the email address
 	// (OIDC "email_verified"; SAML IdPs that are configured as verifying).
 	EmailVerified bool
-	// Logout is what the IdP needs to end its own session later.
+	// Logout is what the IdP needs to end its own session later, and how
+	// it names this session in its own logout messages.
 	Logout LogoutInfo
+	// SingleUse are the protocol IDs that make this assertion single-use
+	// (the OIDC state, the SAML assertion ID). The sign-in consumes them in
+	// the transaction that creates the session, so a replay can never
+	// produce a second session, even on another instance.
+	SingleUse []SingleUse
 }
 
-// LogoutInfo carries the protocol data needed for single logout. It is kept
-// with the local session; store.LogoutInfo has the same fields so that one
-// converts to the other.
+// SingleUse is one ID an assertion may be accepted with only once.
+type SingleUse struct {
+	Kind  string    // namespace: "oidc_state", "saml_id"
+	ID    string    // unique within Kind (IdP name included)
+	Until time.Time // after this the assertion is refused anyway; the ID may be forgotten
+	// Code is the *LoginError code a replay is refused with.
+	Code string
+}
+
+// LogoutInfo carries the protocol data of single logout. Subject,
+// SubjectFormat and SessionID are kept with the local session (as
+// store.LogoutInfo, which has the same fields, so that one converts to the
+// other) because an IdP names sessions by them in its logout messages; the
+// ID token is kept sealed with the session's tokens.
 type LogoutInfo struct {
-	IDToken      string // OIDC id_token_hint
-	SessionIndex string // SAML SessionIndex
-	NameID       string // SAML NameID
-	NameIDFormat string // SAML NameID Format
+	Subject       string // SAML NameID; OIDC "sub"
+	SubjectFormat string // SAML NameID Format; empty for OIDC
+	SessionID     string // SAML SessionIndex; OIDC "sid"
+	IDToken       string // OIDC id_token_hint; never stored in the session record
 }
 
 // AttributeNames returns the names of the attributes that arrived, for error

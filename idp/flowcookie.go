@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -39,7 +40,16 @@ const (
 	// confused with this one.
 	flowAADPrefix = "caddy-sso/flow/v1\x00"
 	cookieBase    = "sso_flow_"
-	securePrefix  = "__Secure-"
+	// hostPrefix names flow cookies on https sites. Browsers accept a
+	// __Host- cookie only if it is Secure, has Path=/ and no Domain, so a
+	// sibling subdomain cannot plant one for this host (login CSRF by
+	// cookie tossing); the session cookie uses the same prefix.
+	hostPrefix = "__Host-"
+	// legacyPrefix named flow cookies on https sites before __Host-. Such
+	// cookies are never read, only stripped from what the upstream sees.
+	legacyPrefix = "__Secure-"
+	// cookiePath is Path=/, which __Host- requires.
+	cookiePath = "/"
 )
 
 // FlowCookies binds a login in progress to the browser that started it. The
@@ -56,7 +66,6 @@ const (
 // A FlowCookies is safe for concurrent use once configured.
 type FlowCookies struct {
 	aead cipher.AEAD
-	path string
 
 	// Now is the clock for expiry checks; nil means time.Now. Set it
 	// before first use (tests set a fake clock).
@@ -65,19 +74,11 @@ type FlowCookies struct {
 
 // NewFlowCookies returns FlowCookies keyed by key, a secret of at least 32
 // bytes. The AES key is derived from it with HKDF, so the same secret may
-// safely key other things too. path scopes the cookies (e.g. "/.sso/": they
-// are only needed at the callback); "" means "/". Whether a cookie is Secure
-// (and carries the "__Secure-" name prefix) is decided per request, by
-// SecureRequest.
-func NewFlowCookies(key []byte, path string) (*FlowCookies, error) {
+// safely key other things too. The cookies' names and attributes are
+// decided per request (see CookieName and Save).
+func NewFlowCookies(key []byte) (*FlowCookies, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("flow cookies: key must be at least 32 bytes, got %d", len(key))
-	}
-	if path == "" {
-		path = "/"
-	}
-	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, ";,\r\n\x00 ") {
-		return nil, fmt.Errorf("flow cookies: invalid cookie path %q", path)
 	}
 	k, err := hkdf.Key(sha256.New, key, nil, flowKeyInfo, 32)
 	if err != nil {
@@ -91,7 +92,7 @@ func NewFlowCookies(key []byte, path string) (*FlowCookies, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow cookies: %w", err)
 	}
-	return &FlowCookies{aead: aead, path: path}, nil
+	return &FlowCookies{aead: aead}, nil
 }
 
 func (f *FlowCookies) now() time.Time {
@@ -103,42 +104,50 @@ func (f *FlowCookies) now() time.Time {
 
 // CookieName returns the name of the cookie that carries flowID on requests
 // like r. It is a hash of the flow ID, so it is short, always a valid cookie
-// name, and different for every login.
+// name, and different for every login. On secure sites (SecureRequest) it
+// has the __Host- prefix, and Take reads no other name there.
 func (f *FlowCookies) CookieName(r *http.Request, flowID string) string {
 	sum := sha256.Sum256([]byte("caddy-sso flow name\x00" + flowID))
 	name := cookieBase + base64.RawURLEncoding.EncodeToString(sum[:16])
 	if SecureRequest(r) {
-		return securePrefix + name
+		return hostPrefix + name
 	}
 	return name
 }
 
 // IsFlowCookie reports whether a cookie name is a flow cookie, so the
-// handler can strip them from requests forwarded upstream.
+// handler can strip them from requests forwarded upstream. It also knows
+// the __Secure- names of earlier versions, which are stripped but never
+// read.
 func IsFlowCookie(name string) bool {
-	return strings.HasPrefix(name, cookieBase) || strings.HasPrefix(name, securePrefix+cookieBase)
+	for _, p := range []string{"", hostPrefix, legacyPrefix} {
+		if strings.HasPrefix(name, p+cookieBase) {
+			return true
+		}
+	}
+	return false
 }
 
-// SecureRequest reports whether cookies set in answer to r must be Secure:
-// always, except on plain-http loopback sites (local demos and tests), where
-// clients would drop them. A plain-http site on any other host is assumed to
-// sit behind a TLS-terminating proxy.
-func SecureRequest(r *http.Request) bool {
-	return r.TLS != nil || !IsLoopbackHost(r.Host)
-}
+// SecureRequest reports whether cookies set in answer to r must be Secure
+// (see Origin.Secure).
+func SecureRequest(r *http.Request) bool { return RequestOrigin(r).Secure() }
 
 // IsLoopbackHost reports whether host (with or without a port) names this
 // machine: localhost, 127.0.0.0/8 or ::1.
+// It runs on every request to a plain-http site, so it allocates nothing:
+// no error for a host without a port, no net.IP.
 func IsLoopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.Trim(host, "[]")
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
 }
 
 func (f *FlowCookies) aad(name, flowID string) []byte {
@@ -148,10 +157,14 @@ func (f *FlowCookies) aad(name, flowID string) []byte {
 // Save stores v (JSON-encoded) for flowID in an encrypted cookie that expires
 // after ttl. sameSite is per call because protocols differ: the OIDC callback
 // is a top-level GET, which Lax cookies reach; the SAML ACS is a cross-site
-// POST, which needs None. None without Secure is rejected by browsers, so on
-// a non-secure (loopback) site the attribute is omitted instead: there the
-// IdP and the site are usually same-site anyway, and browsers treat a cookie
-// without SameSite as leniently as they allow.
+// POST, which only SameSite=None cookies reach.
+//
+// None requires Secure, so a None cookie is Secure even on a plain-http
+// loopback site: browsers treat http://localhost and 127.0.0.0/8 as
+// potentially trustworthy and keep Secure cookies from them (Chromium does,
+// as caddymodule's browser tests show, and so does Go's cookie jar). Leaving
+// SameSite out there instead would make the ACS POST work only within
+// Chromium's two-minute grace for cookies without SameSite.
 func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string, v any, ttl time.Duration, sameSite http.SameSite) error {
 	if flowID == "" {
 		return errors.New("flow cookies: empty flow ID")
@@ -164,36 +177,40 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 		return fmt.Errorf("flow cookies: encoding flow state: %w", err)
 	}
 	name := f.CookieName(r, flowID)
-	secure := SecureRequest(r)
-	// Plaintext: 8-byte big-endian expiry (Unix seconds) then the JSON. The
-	// expiry is inside the ciphertext because a copied cookie ignores the
-	// browser's Max-Age.
-	plain := make([]byte, 8, 8+len(payload))
-	binary.BigEndian.PutUint64(plain, uint64(f.now().Add(ttl).Unix()))
-	plain = append(plain, payload...)
-
-	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(plain)+f.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return fmt.Errorf("flow cookies: %w", err)
+	value, err := f.seal(name, flowID, payload, f.now().Add(ttl))
+	if err != nil {
+		return err
 	}
-	sealed := f.aead.Seal(nonce, nonce, plain, f.aad(name, flowID))
-	value := base64.RawURLEncoding.EncodeToString(sealed)
 	if len(name)+len(value) > maxFlowCookie {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFlowTooLarge, len(name)+len(value), maxFlowCookie)
-	}
-	if sameSite == http.SameSiteNoneMode && !secure {
-		sameSite = http.SameSiteDefaultMode
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     f.path,
+		Path:     cookiePath,
 		MaxAge:   int((ttl + time.Second - 1) / time.Second),
 		HttpOnly: true,
-		Secure:   secure,
+		Secure:   SecureRequest(r) || sameSite == http.SameSiteNoneMode,
 		SameSite: sameSite,
 	})
 	return nil
+}
+
+// seal encrypts payload for the cookie name and flowID, valid until exp.
+// Plaintext: 8-byte big-endian expiry (Unix seconds) then the payload. The
+// expiry is inside the ciphertext because a copied cookie ignores the
+// browser's Max-Age.
+func (f *FlowCookies) seal(name, flowID string, payload []byte, exp time.Time) (string, error) {
+	plain := make([]byte, 8, 8+len(payload))
+	binary.BigEndian.PutUint64(plain, uint64(exp.Unix()))
+	plain = append(plain, payload...)
+
+	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(plain)+f.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("flow cookies: %w", err)
+	}
+	sealed := f.aead.Seal(nonce, nonce, plain, f.aad(name, flowID))
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
 // Take decodes the cookie for flowID into v and clears it, so a flow can be
@@ -208,7 +225,7 @@ func (f *FlowCookies) Take(w http.ResponseWriter, r *http.Request, flowID string
 	if len(cookies) == 0 {
 		return ErrFlowMissing
 	}
-	f.clear(w, name, SecureRequest(r))
+	f.clear(w, name)
 
 	// Several cookies of one name can arrive (another path, a cookie tossed
 	// by a sibling subdomain): the genuine one is whichever decrypts.
@@ -246,16 +263,17 @@ func (f *FlowCookies) open(name, flowID, value string) ([]byte, error) {
 	return plain[8:], nil
 }
 
-// clear deletes the cookie. SameSite is left out: deletion matches on name,
-// path and domain only, and omitting it avoids the None-without-Secure
-// rejection on loopback sites.
-func (f *FlowCookies) clear(w http.ResponseWriter, name string, secure bool) {
+// clear deletes the cookie. The deletion is Secure whatever the site, so
+// that it matches a Secure cookie (every None one, and all on https) and is
+// accepted for either kind: loopback origins may set Secure cookies.
+// SameSite is left out: deletion matches on name, path and domain only.
+func (f *FlowCookies) clear(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    "",
-		Path:     f.path,
+		Path:     cookiePath,
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   secure,
+		Secure:   true,
 	})
 }

@@ -2,6 +2,7 @@ package idp_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +36,7 @@ func (f *testFlows) req() *http.Request {
 
 func newFlows(t *testing.T, key []byte, secure bool, now *time.Time) *testFlows {
 	t.Helper()
-	f, err := idp.NewFlowCookies(key, "/.sso/")
+	f, err := idp.NewFlowCookies(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,39 +71,44 @@ func take(f *testFlows, flowID string, cookies ...*http.Cookie) (flowState, erro
 	return got, err, rec.Result().Cookies()
 }
 
+// TestFlowCookieRoundTripAndAttributes: on https a flow cookie is
+// __Host- (Secure, Path=/, no Domain); a SameSite=None one (SAML) is Secure
+// with None even on a plain-http loopback site, so a cross-site POST does
+// not depend on a browser's grace period for cookies without SameSite.
 func TestFlowCookieRoundTripAndAttributes(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	tests := []struct {
 		name       string
 		secure     bool
 		sameSite   http.SameSite
-		wantSS     http.SameSite
+		wantSecure bool
 		wantPrefix string
 	}{
-		{"oidc lax secure", true, http.SameSiteLaxMode, http.SameSiteLaxMode, "__Secure-sso_flow_"},
-		{"saml none secure", true, http.SameSiteNoneMode, http.SameSiteNoneMode, "__Secure-sso_flow_"},
-		{"none on loopback is omitted", false, http.SameSiteNoneMode, 0, "sso_flow_"},
-		{"lax on loopback", false, http.SameSiteLaxMode, http.SameSiteLaxMode, "sso_flow_"},
+		{"oidc lax on https", true, http.SameSiteLaxMode, true, "__Host-sso_flow_"},
+		{"saml none on https", true, http.SameSiteNoneMode, true, "__Host-sso_flow_"},
+		{"saml none on loopback stays none, and so secure", false, http.SameSiteNoneMode, true, "sso_flow_"},
+		{"oidc lax on loopback", false, http.SameSiteLaxMode, false, "sso_flow_"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFlows(t, testKey, tc.secure, &now)
-			want := flowState{Nonce: "n1", ReturnTo: "/app?x=1"}
+			want := flowState{Nonce: "nonce-secret-1", ReturnTo: "/app?x=1"}
 			c := save(t, f, "flow-1", want, tc.sameSite)
-			if !c.HttpOnly || c.Secure != tc.secure || c.Path != "/.sso/" || c.MaxAge != 600 || c.SameSite != tc.wantSS {
+			if !c.HttpOnly || c.Secure != tc.wantSecure || c.Path != "/" || c.Domain != "" || c.MaxAge != 600 || c.SameSite != tc.sameSite {
 				t.Errorf("cookie attributes = %+v", c)
 			}
 			if !strings.HasPrefix(c.Name, tc.wantPrefix) || !idp.IsFlowCookie(c.Name) || c.Name != f.CookieName(f.req(), "flow-1") {
-				t.Errorf("cookie name %q", c.Name)
+				t.Errorf("cookie name %q, want prefix %q", c.Name, tc.wantPrefix)
 			}
-			if strings.Contains(c.Value, "n1") || strings.Contains(c.Value, "app") {
+			raw, err := base64.RawURLEncoding.DecodeString(c.Value)
+			if err != nil || bytes.Contains(raw, []byte(want.Nonce)) || bytes.Contains(raw, []byte(want.ReturnTo)) {
 				t.Errorf("cookie value is not encrypted: %q", c.Value)
 			}
 			got, err, set := take(f, "flow-1", c)
 			if err != nil || got != want {
 				t.Fatalf("Take = %+v, %v; want %+v", got, err, want)
 			}
-			if len(set) != 1 || set[0].Name != c.Name || set[0].MaxAge >= 0 || set[0].Path != "/.sso/" {
+			if len(set) != 1 || set[0].Name != c.Name || set[0].MaxAge >= 0 || set[0].Path != "/" || !set[0].Secure {
 				t.Errorf("Take did not clear the cookie: %+v", set)
 			}
 		})
@@ -189,20 +195,16 @@ func TestFlowCookieSeveralTabsAndDuplicates(t *testing.T) {
 
 func TestFlowCookieConfig(t *testing.T) {
 	now := time.Now()
-	tests := []struct {
+	for _, tc := range []struct {
 		name string
 		key  []byte
-		path string
 		ok   bool
 	}{
-		{"short key", make([]byte, 16), "/", false},
-		{"relative path", testKey, "sso", false},
-		{"path injection", testKey, "/; Domain=evil", false},
-		{"default path", testKey, "", true},
-		{"long key", make([]byte, 64), "/.sso/", true},
-	}
-	for _, tc := range tests {
-		_, err := idp.NewFlowCookies(tc.key, tc.path)
+		{"short key", make([]byte, 16), false},
+		{"32-byte key", testKey, true},
+		{"long key", make([]byte, 64), true},
+	} {
+		_, err := idp.NewFlowCookies(tc.key)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
@@ -218,5 +220,26 @@ func TestFlowCookieConfig(t *testing.T) {
 	}
 	if err := f.Save(rec, f.req(), "", flowState{}, time.Minute, http.SameSiteLaxMode); err == nil {
 		t.Error("empty flow ID accepted")
+	}
+}
+
+// TestIsLoopbackHost: only this machine's names count as loopback (they
+// get cookies without Secure); anything else, however spelled, does not.
+func TestIsLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LocalHost:8080": true, "127.0.0.1": true, "127.1.2.3:443": true,
+		"[::1]": true, "[::1]:8443": true, "::1": true, "[::ffff:127.0.0.1]:80": true,
+		"example.com": false, "example.com:80": false, "10.0.0.1": false, "[::2]:80": false,
+		"127.0.0.1.example.com": false, "localhost.example.com": false, "[fe80::1%25eth0]": false,
+		"[::1%eth0]:80": false, "": false, "[]": false, ":80": false,
+	} {
+		if got := idp.IsLoopbackHost(host); got != want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	for _, host := range []string{"127.0.0.1:8080", "127.0.0.1", "localhost"} {
+		if n := testing.AllocsPerRun(100, func() { idp.IsLoopbackHost(host) }); n != 0 {
+			t.Errorf("IsLoopbackHost(%q) allocates %v times per call", host, n)
+		}
 	}
 }

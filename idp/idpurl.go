@@ -25,7 +25,7 @@ func CheckURL(raw string) (*url.URL, error) {
 		if IsLoopbackHost(u.Hostname()) {
 			return u, nil
 		}
-		return nil, fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+		return nil, fmt.Errorf("%q must be https (plain http is allowed only for loopback hosts)", raw)
 	}
 	return nil, fmt.Errorf("%q: scheme must be https", raw)
 }

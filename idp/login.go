@@ -2,6 +2,7 @@ package idp
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -13,23 +14,58 @@ type ReplayGuard interface {
 	ConsumeOnce(ctx context.Context, kind, id string, until time.Time) (bool, error)
 }
 
-// LoginError is a sign-in that the protocol adapter refused. Code is a short,
-// stable reason ("state_replayed", "id_token_invalid", …) used for the audit
-// trail, metrics and the error page; Err is the detail for logs only, never
-// shown to the browser.
+// LoginError is a sign-in (or, with Logout set, a logout message) that the
+// protocol adapter refused. Code is a short, stable reason
+// ("state_replayed", "saml_signature_invalid", …) used for the audit trail,
+// metrics and the error page; Err is the detail for logs only, never shown
+// to the browser.
 type LoginError struct {
 	Code string
 	Err  error
+	// Logout marks a refused logout message (SAML LogoutRequest or
+	// LogoutResponse, OIDC logout token) rather than a sign-in.
+	Logout bool
+	// SessionEnded, with Logout, says the local session had ended before
+	// the refused message arrived: it was the IdP's answer to a logout
+	// begun here, so only the IdP's session may survive.
+	SessionEnded bool
+	// Bound reports that the request carried this browser's valid flow
+	// cookie, so a sign-in really was in progress: only such failures are
+	// worth a durable audit event. Anything else (no cookie, a forged one,
+	// an unsolicited post) is what unauthenticated traffic can send without
+	// limit, and must not write to the store (docs/security.md).
+	Bound bool
 }
 
 func (e *LoginError) Error() string {
-	if e.Err == nil {
-		return "login failed: " + e.Code
+	what := "login failed: "
+	if e.Logout {
+		what = "logout refused: "
 	}
-	return "login failed: " + e.Code + ": " + e.Err.Error()
+	if e.Err == nil {
+		return what + e.Code
+	}
+	return what + e.Code + ": " + e.Err.Error()
 }
 
 func (e *LoginError) Unwrap() error { return e.Err }
 
 // Fail returns a *LoginError with the given code wrapping err.
 func Fail(code string, err error) error { return &LoginError{Code: code, Err: err} }
+
+// FailBound is Fail for a failure after the flow cookie was verified.
+func FailBound(code string, err error) error { return &LoginError{Code: code, Err: err, Bound: true} }
+
+// FailLogout returns a *LoginError for a refused logout message.
+func FailLogout(code string, err error) error {
+	return &LoginError{Code: code, Err: err, Logout: true}
+}
+
+// ErrorCode returns the code of a *LoginError in err's chain, or fallback.
+func ErrorCode(err error, fallback string) string {
+	var le *LoginError
+	if errors.As(err, &le) {
+		return le.Code
+	}
+	return fallback
+}

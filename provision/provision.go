@@ -1,5 +1,5 @@
-// Package provision applies the Just-In-Time provisioning rules (DESIGN.md
-// section 4) to one verified sign-in: it finds the user by the IdP link,
+// Package provision applies the Just-In-Time provisioning rules (the
+// README's "How JIT provisioning decides") to one verified sign-in: it finds the user by the IdP link,
 // creates or updates them, or denies the login with a reason, and writes
 // the audit trail for whichever happened, all in one store transaction.
 //
@@ -302,24 +302,91 @@ type Grant func(tx store.Tx, u *store.User) error
 // in the same transaction: a sign-in then costs one durable commit instead
 // of two, and no session can outlive a rollback of the user it belongs to.
 func (p *Provisioner) LoginAndGrant(ctx context.Context, idpName string, rules Rules, prof mapping.Profile, emailVerified bool, grant Grant) (*store.User, error) {
-	in := login{idp: idpName, rules: rules, prof: cleanProfile(prof), verified: emailVerified, now: p.now()}
-	var out outcome
+	var res *Result
 	err := p.Store.Update(ctx, func(tx store.Tx) error {
-		out = outcome{}
-		if err := in.apply(tx, &out); err != nil || out.denial != nil || grant == nil {
+		var err error
+		res, err = Apply(tx, idpName, rules, prof, emailVerified, p.now())
+		if err != nil || res.Denial != nil || grant == nil {
 			return err
 		}
-		return grant(tx, out.user)
+		return grant(tx, res.User)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision: sign-in via %s: %w", idpName, err)
 	}
-	p.logOutcome(&in, &out)
-	p.observe(&in, &out)
-	if out.denial != nil {
-		return nil, out.denial
+	res.Log(p.logger())
+	if p.Observe != nil {
+		res.Observe(func(action, reason string) { p.Observe(idpName, action, reason) })
 	}
-	return out.user, nil
+	if res.Denial != nil {
+		return nil, res.Denial
+	}
+	return res.User, nil
+}
+
+// Result is what the rules decided for one sign-in. User is set unless
+// the sign-in was denied (Denial); a pending user created by this sign-in
+// is both.
+type Result struct {
+	User   *store.User
+	Denial *Denial
+	// Created and Changed say what was written: a new user, or the names
+	// of the fields an update changed.
+	Created bool
+	Changed []string
+	// GroupsOverage: the IdP sent a pointer to the groups instead of them,
+	// so the stored groups were kept (and an idp.groups_overage event
+	// written).
+	GroupsOverage bool
+
+	in  login
+	out outcome
+}
+
+// Apply applies rules to one verified sign-in inside tx, a read-write
+// transaction the caller owns: the sign-in transaction, which also
+// consumes the assertion's single-use IDs and writes the session, so that
+// a sign-in is one durable commit. It writes the audit events for what it
+// decided. It may run more than once (store.Store.Update may rerun its
+// function), so it depends only on what it reads through tx; log the
+// Result once tx has committed. Any error means the caller must roll back.
+func Apply(tx store.Tx, idpName string, rules Rules, prof mapping.Profile, emailVerified bool, now time.Time) (*Result, error) {
+	r := &Result{in: login{idp: idpName, rules: rules, prof: cleanProfile(prof), verified: emailVerified, now: now}}
+	if err := r.in.apply(tx, &r.out); err != nil {
+		return nil, err
+	}
+	if r.out.groupsOverage && r.out.denial == nil {
+		ev := r.in.event(store.EventGroupsOverage, r.out.user.ID)
+		ev.Reason = "groups_overage"
+		if err := tx.Audit(ev); err != nil {
+			return nil, fmt.Errorf("audit groups overage: %w", err)
+		}
+	}
+	r.User, r.Denial = r.out.user, r.out.denial
+	r.Created, r.Changed, r.GroupsOverage = r.out.created, r.out.changed, r.out.groupsOverage
+	return r, nil
+}
+
+// Log writes one structured line per create, link, update, conflict,
+// overage and denial. Call it after the commit, so that a retried
+// transaction logs once. Names and emails are never logged; IDs and
+// attribute names are.
+func (r *Result) Log(log *zap.Logger) { logOutcome(log, &r.in, &r.out) }
+
+// Observe tells fn what the sign-in did, for metrics: "create", "update"
+// (no reason) and "deny" (with the denial reason); a pending user created
+// by this sign-in is both created and denied. A known user signing in
+// unchanged is nothing.
+func (r *Result) Observe(fn func(action, reason string)) {
+	if r.out.created {
+		fn("create", "")
+	}
+	if len(r.out.changed) > 0 && !r.out.created {
+		fn("update", "")
+	}
+	if r.out.denial != nil {
+		fn("deny", r.out.denial.Reason)
+	}
 }
 
 // cleanProfile trims stray whitespace from the descriptive attributes.
@@ -678,26 +745,7 @@ func sameSet(sorted, other []string) bool {
 	return slices.Equal(sorted, normGroups(other))
 }
 
-// logOutcome writes one structured line per create, link, update, conflict
-// and denial, after the commit so that a retried transaction logs once.
-// Names and emails are never logged; IDs and attribute names are.
-func (p *Provisioner) observe(in *login, out *outcome) {
-	if p.Observe == nil {
-		return
-	}
-	if out.created {
-		p.Observe(in.idp, "create", "")
-	}
-	if len(out.changed) > 0 && !out.created {
-		p.Observe(in.idp, "update", "")
-	}
-	if out.denial != nil {
-		p.Observe(in.idp, "deny", out.denial.Reason)
-	}
-}
-
-func (p *Provisioner) logOutcome(in *login, out *outcome) {
-	log := p.logger()
+func logOutcome(log *zap.Logger, in *login, out *outcome) {
 	base := []zap.Field{zap.String("idp", in.idp), zap.String("subject", in.prof.UniqueUserID)}
 	with := func(extra ...zap.Field) []zap.Field { return append(slices.Clip(base), extra...) }
 	if out.created {
@@ -736,8 +784,8 @@ func (p *Provisioner) logOutcome(in *login, out *outcome) {
 		log.Warn("sso login denied", fields...)
 		return
 	}
-	if out.groupsOverage && !out.created {
-		log.Warn("sso groups overage: IdP sent a pointer instead of groups; stored groups kept",
+	if out.groupsOverage {
+		log.Warn("sso groups overage: the IdP sent a pointer instead of the groups, so the user's groups were not updated. In Entra, emit only the groups assigned to the application, or provision groups with SCIM",
 			with(zap.String("user_id", out.user.ID))...)
 	}
 }

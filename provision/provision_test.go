@@ -477,6 +477,11 @@ func TestUpdateModes(t *testing.T) {
 					t.Errorf("update detail = %v, want fields %s", ev[0].Detail, tt.want.fields)
 				}
 			}
+			if tt.prof.GroupsOverage {
+				// Written in the sign-in's transaction, for the
+				// admin to see which users' groups are stale.
+				wantTypes = append(wantTypes, store.EventGroupsOverage)
+			}
 			if !slices.Equal(types(ev), wantTypes) {
 				t.Errorf("audit = %v, want %v", types(ev), wantTypes)
 			}

@@ -1,14 +1,24 @@
-// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+// Package session issues and resolves sign-in sessions.
 //
 // The browser holds only a random 256-bit token; the store keeps the
 // session under the token's SHA-256, so neither a copy of the store nor a
 // log line can be replayed as a cookie. Resolving a token is the hot path of
 // every authenticated request: it is served from an in-memory cache and
-// never writes to the store. Last-seen times are collected in memory and
-// written in one transaction per Config.TouchInterval.
+// never writes to the store. The cache is bounded (Config.CacheSize); the
+// store stays the source of truth. Last-seen times are collected in memory
+// and written once per Config.TouchInterval, and expired sessions swept, in
+// batches sized to take a few milliseconds each (store.BatchSizer), so
+// neither holds the store's write lock for long.
+//
+// What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
+// key kept in the store and stored apart from the session record. With a
+// store shared by several instances (store.Broadcaster), what one instance
+// revokes the others forget at once.
 package session
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,10 +26,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -32,7 +46,18 @@ const (
 	DefaultIdleTimeout   = time.Hour
 	DefaultTouchInterval = time.Minute
 	DefaultCacheTTL      = 30 * time.Second
+	// DefaultMaxPerUser caps a user's sessions: enough for every browser
+	// and device a person uses, few enough that a script signing in in a
+	// loop cannot grow the store without bound.
+	DefaultMaxPerUser = 50
+	// DefaultCacheSize holds about 100,000 active sessions (some 1.5 KB of
+	// heap each) in memory; the store keeps the rest.
+	DefaultCacheSize = 100_000
 )
+
+// ReasonSessionLimit is the audit reason of sessions ended because their
+// user signed in once more beyond Config.MaxPerUser.
+const ReasonSessionLimit = "session_limit"
 
 // ErrNoSession is returned for a token that names no valid session: unknown,
 // expired, idle too long, revoked, or whose user may no longer sign in.
@@ -54,6 +79,14 @@ type Config struct {
 	// effect at once; this bounds changes made by another process (the
 	// offline CLI, another instance sharing the store).
 	CacheTTL time.Duration
+	// CacheSize bounds the sessions kept in memory; zero (or negative)
+	// means DefaultCacheSize. Past it, the least recently used sessions
+	// are dropped and, when next used, read from the store again.
+	CacheSize int
+	// MaxPerUser caps the sessions one user may have: a sign-in beyond it
+	// ends the user's oldest sessions (by creation). Zero means
+	// DefaultMaxPerUser; negative means no cap.
+	MaxPerUser int
 }
 
 // WithDefaults returns c with zero fields set to the defaults.
@@ -70,6 +103,12 @@ func (c Config) WithDefaults() Config {
 	if c.CacheTTL <= 0 {
 		c.CacheTTL = DefaultCacheTTL
 	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if c.MaxPerUser == 0 {
+		c.MaxPerUser = DefaultMaxPerUser
+	}
 	return c
 }
 
@@ -84,6 +123,7 @@ func (c Config) idle() time.Duration {
 // Manager issues, resolves and revokes sessions.
 type Manager struct {
 	store  store.Store
+	bc     store.Broadcaster // nil unless the store is shared by instances
 	cfg    Config
 	now    func() time.Time
 	logger *zap.Logger
@@ -96,6 +136,11 @@ type Manager struct {
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
+	zip     compressors                   // for sealing tokens
+
+	// evicted holds the last-seen times of sessions the cache dropped for
+	// room before Flush wrote them (hash -> unix nanos).
+	evicted map[tokenHash]int64
 }
 
 // entry is one cached session. Identity is immutable; the times are atomic
@@ -106,9 +151,14 @@ type entry struct {
 	loaded   int64 // unix nanos, when read from the store
 	lastSeen atomic.Int64
 	stored   atomic.Int64 // last-seen value known to be in the store
+	// used is the second-chance bit of the cache's eviction: set by a
+	// hit, cleared by an eviction pass that spares the entry once.
+	used atomic.Bool
 }
 
-// New returns a Manager over st. now may be nil (time.Now).
+// New returns a Manager over st. now may be nil (time.Now). When st is a
+// store.Broadcaster, the Manager tells other instances what it revokes and
+// forgets what they revoke (see Run).
 func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *Manager {
 	if now == nil {
 		now = time.Now
@@ -116,13 +166,16 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	bc, _ := st.(store.Broadcaster)
 	return &Manager{
 		store:   st,
+		bc:      bc,
 		cfg:     cfg.WithDefaults(),
 		now:     now,
 		logger:  logger,
 		entries: make(map[tokenHash]*entry),
 		byUser:  make(map[string]map[tokenHash]bool),
+		evicted: make(map[tokenHash]int64),
 	}
 }
 
@@ -176,12 +229,21 @@ func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, log
 }
 
 // NewSession is a session being created inside someone else's transaction
-// (a sign-in's JIT changes), so that both commit together: Prepare it,
-// Write it in the transaction, Remember it once that has committed.
+// (a sign-in's JIT changes), so that both commit together: Prepare it, set
+// Tokens, Write it in the transaction, Remember it once that has committed.
 type NewSession struct {
 	Token   string
 	Session *store.Session
-	user    *store.User // as read in the transaction that wrote the session
+	// Tokens, when set before Write, are sealed and stored with the
+	// session in the same transaction.
+	Tokens *Tokens
+	// Ended lists the sessions Write ended to keep the user within
+	// Config.MaxPerUser (store hashes); Remember drops them from the cache.
+	Ended []string
+
+	maxPerUser int
+	zip        *compressors
+	user       *store.User // as read in the transaction that wrote the session
 }
 
 // Prepare draws a token and fills in a session record for idpName.
@@ -192,7 +254,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -202,11 +264,14 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}}, nil
 }
 
-// Write stores the session for u in tx. It re-reads the user in tx, so a
-// deactivation committed after the sign-in was approved cannot leave a
-// fresh session behind (ErrUserInactive). It may run more than once when
-// the store retries a batched transaction.
+// Write stores the session and its tokens for u in tx, and ends the user's
+// oldest sessions beyond Config.MaxPerUser (listing them in Ended, with one
+// audit event). It re-reads the user in tx, so a deactivation committed
+// after the sign-in was approved cannot leave a fresh session behind
+// (ErrUserInactive). It may run more than once when the store retries a
+// batched transaction, and starts from scratch each time.
 func (n *NewSession) Write(tx store.Tx, u *store.User) error {
+	n.Ended = n.Ended[:0]
 	cur, err := tx.User(u.ID)
 	if err != nil {
 		return err
@@ -216,13 +281,55 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 	}
 	n.user = cur
 	n.Session.UserID = cur.ID
-	return tx.PutSession(n.Session)
+	if err := tx.PutSession(n.Session); err != nil {
+		return err
+	}
+	if !n.Tokens.empty() {
+		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+			return err
+		}
+	}
+	return n.capSessions(tx)
+}
+
+// capSessions ends the user's oldest sessions beyond the cap. The user's
+// session index is short (at most the cap plus one), so reading it costs
+// little on the sign-in path.
+func (n *NewSession) capSessions(tx store.Tx) error {
+	if n.maxPerUser <= 0 {
+		return nil
+	}
+	all, err := tx.UserSessions(n.Session.UserID)
+	if err != nil || len(all) <= n.maxPerUser {
+		return err
+	}
+	slices.SortFunc(all, func(a, b *store.Session) int {
+		// The new session is never the one to go, whatever the clocks say.
+		switch {
+		case a.Hash == n.Session.Hash:
+			return 1
+		case b.Hash == n.Session.Hash:
+			return -1
+		}
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.Hash, b.Hash))
+	})
+	for _, s := range all[:len(all)-n.maxPerUser] {
+		if err := tx.DeleteSession(s.Hash); err != nil {
+			return err
+		}
+		n.Ended = append(n.Ended, s.Hash)
+	}
+	return tx.Audit(store.Event{Type: store.EventSessionRevoked, IdP: n.Session.IdP, UserID: n.Session.UserID,
+		Reason: ReasonSessionLimit, Detail: map[string]string{"sessions": strconv.Itoa(len(n.Ended))}})
 }
 
 // Remember caches a session whose Write has committed, so the first request
-// with its cookie is served from memory.
+// with its cookie is served from memory, and forgets the sessions Write ended.
 func (m *Manager) Remember(n *NewSession) {
 	m.cache(hashOf(n.Token), n.Session, n.user)
+	if len(n.Ended) > 0 {
+		m.ForgetSessions(n.Ended)
+	}
 }
 
 // Resolve returns the identity behind a cookie token, or ErrNoSession. A
@@ -247,6 +354,9 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 		// timeout's scale.
 		if now-e.lastSeen.Load() > int64(time.Second) {
 			e.lastSeen.Store(now)
+		}
+		if !e.used.Load() {
+			e.used.Store(true)
 		}
 		return e.id, nil
 	}
@@ -286,6 +396,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
 		lastSeen = stale.lastSeen.Load()
 	}
+	// A use the cache dropped before Flush wrote it counts too.
+	m.mu.RLock()
+	lastSeen = max(lastSeen, m.evicted[hash])
+	m.mu.RUnlock()
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
@@ -309,7 +423,11 @@ func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry 
 	}
 	e.lastSeen.Store(s.LastSeen.UnixNano())
 	e.stored.Store(s.LastSeen.UnixNano())
+	e.used.Store(true)
 	m.mu.Lock()
+	if old := m.entries[hash]; old != nil && old.lastSeen.Load() > e.lastSeen.Load() {
+		e.lastSeen.Store(old.lastSeen.Load())
+	}
 	m.entries[hash] = e
 	set := m.byUser[s.UserID]
 	if set == nil {
@@ -317,18 +435,39 @@ func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry 
 		m.byUser[s.UserID] = set
 	}
 	set[hash] = true
+	if len(m.entries) > m.cfg.CacheSize {
+		m.evictLocked()
+	}
 	m.mu.Unlock()
 	return e
 }
 
-// forget drops a cached session without touching the store.
-func (m *Manager) forget(hash tokenHash) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.entries[hash]
-	if e == nil {
-		return
+// evictLocked drops about a tenth of the cache, so that its cost is spread
+// over many insertions. It is a second-chance (CLOCK) approximation of LRU
+// that keeps the hot path free of writes: an entry used since the last
+// pass is spared once, its bit cleared. Go's map iteration starts at a
+// random place, which stands in for the clock hand. Last-seen times not yet
+// written go to evicted for the next Flush.
+func (m *Manager) evictLocked() {
+	target := m.cfg.CacheSize - m.cfg.CacheSize/10
+	for pass := 0; pass < 2 && len(m.entries) > target; pass++ {
+		for hash, e := range m.entries {
+			if len(m.entries) <= target {
+				break
+			}
+			if pass == 0 && e.used.Load() {
+				e.used.Store(false)
+				continue
+			}
+			if seen := e.lastSeen.Load(); seen > e.stored.Load() {
+				m.evicted[hash] = seen
+			}
+			m.dropLocked(hash, e)
+		}
 	}
+}
+
+func (m *Manager) dropLocked(hash tokenHash, e *entry) {
 	delete(m.entries, hash)
 	if set := m.byUser[e.id.UserID]; set != nil {
 		delete(set, hash)
@@ -336,6 +475,16 @@ func (m *Manager) forget(hash tokenHash) {
 			delete(m.byUser, e.id.UserID)
 		}
 	}
+}
+
+// forget drops a cached session without touching the store.
+func (m *Manager) forget(hash tokenHash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.entries[hash]; e != nil {
+		m.dropLocked(hash, e)
+	}
+	delete(m.evicted, hash)
 }
 
 // end removes an expired or orphaned session from cache and store.
@@ -353,12 +502,32 @@ func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
 	}
 }
 
+// Ended is a session that Revoke ended, with what the IdP's logout needs.
+type Ended struct {
+	Session *store.Session
+	// Tokens are the session's tokens, nil when it had none (or they could
+	// not be opened, which is logged).
+	Tokens *Tokens
+}
+
+// IDToken returns the ID token for the IdP's logout (id_token_hint), or "".
+func (e *Ended) IDToken() string {
+	if e == nil || e.Tokens == nil {
+		return ""
+	}
+	return e.Tokens.IDToken
+}
+
 // Revoke ends the session of token (logout) and records why in the audit
-// trail. An unknown token is not an error: the browser is signed out either way.
-func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.Session, error) {
+// trail. An unknown token is not an error: the browser is signed out either
+// way, and Revoke returns nil.
+func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, error) {
 	hash := hashOf(token)
 	m.forget(hash)
-	var ended *store.Session
+	var (
+		ended  *store.Session
+		sealed sealedTokens
+	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		ended = nil
 		s, err := tx.Session(hash.String())
@@ -366,6 +535,9 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.S
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if sealed, err = readSealed(tx, s.Hash); err != nil {
 			return err
 		}
 		if err := tx.DeleteSession(s.Hash); err != nil {
@@ -377,13 +549,24 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*store.S
 	if err != nil {
 		return nil, fmt.Errorf("session: revoke: %w", err)
 	}
-	return ended, nil
+	if ended == nil {
+		return nil, nil
+	}
+	m.forget(hash) // again: a request may have re-read it before the commit
+	m.broadcast(ctx, store.Invalidation{Sessions: []string{ended.Hash}})
+	tokens, err := openTokens(sealed.key, ended.Hash, sealed.blob)
+	if err != nil {
+		// Logout goes on without id_token_hint; the IdP may then ask
+		// the user to confirm.
+		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", ended.IdP), zap.Error(err))
+	}
+	return &Ended{Session: ended, Tokens: tokens}, nil
 }
 
 // RevokeUser ends every session of a user at once: the next request with
 // any of their cookies is treated as signed out.
 func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
-	m.ForgetUser(userID)
+	m.forgetUser(userID)
 	var n int
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		hashes, err := tx.DeleteUserSessions(userID)
@@ -400,21 +583,41 @@ func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) (int, e
 	if err != nil {
 		return 0, fmt.Errorf("session: revoke user: %w", err)
 	}
+	// Again after the commit: a request may have re-read a session from
+	// the store between the first forget and the commit.
+	m.ForgetUser(userID)
 	m.logger.Info("sessions revoked", zap.String("user_id", userID), zap.String("reason", reason), zap.Int("sessions", n))
 	return n, nil
 }
 
 // ForgetSession drops one cached session, named by its store key
-// (store.Session.Hash), after the caller deleted it from the store.
-func (m *Manager) ForgetSession(hash string) {
-	if h, ok := parseHash(hash); ok {
-		m.forget(h)
+// (store.Session.Hash), after the caller deleted it from the store, and
+// tells other instances sharing the store to drop it too.
+func (m *Manager) ForgetSession(hash string) { m.ForgetSessions([]string{hash}) }
+
+// ForgetSessions is ForgetSession for several sessions, with one broadcast.
+func (m *Manager) ForgetSessions(hashes []string) {
+	m.forgetSessions(hashes)
+	m.broadcast(context.Background(), store.Invalidation{Sessions: hashes})
+}
+
+func (m *Manager) forgetSessions(hashes []string) {
+	for _, hash := range hashes {
+		if h, ok := parseHash(hash); ok {
+			m.forget(h)
+		}
 	}
 }
 
 // ForgetUser drops a user's cached sessions so that the next request reads
-// the user afresh (after a profile change or deactivation elsewhere).
+// the user afresh (after a profile change, deactivation or deletion that
+// the caller committed), here and on other instances sharing the store.
 func (m *Manager) ForgetUser(userID string) {
+	m.forgetUser(userID)
+	m.broadcast(context.Background(), store.Invalidation{Users: []string{userID}})
+}
+
+func (m *Manager) forgetUser(userID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for hash := range m.byUser[userID] {
@@ -423,74 +626,156 @@ func (m *Manager) ForgetUser(userID string) {
 	delete(m.byUser, userID)
 }
 
-// Flush writes the last-seen times that moved by at least TouchInterval
-// (all of them when final is true) in one transaction.
-func (m *Manager) Flush(ctx context.Context, final bool) error {
-	type touch struct {
-		e    *entry
-		hash tokenHash
-		at   int64
+// forgetAll empties the cache (another instance's changes may have been
+// missed); sessions are read from the store again as they are used.
+func (m *Manager) forgetAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash, e := range m.entries {
+		if seen := e.lastSeen.Load(); seen > e.stored.Load() {
+			m.evicted[hash] = seen
+		}
 	}
+	clear(m.entries)
+	clear(m.byUser)
+}
+
+// broadcast tells other instances sharing the store what was forgotten.
+// A failure is logged, not returned: the change has committed, and the
+// other instances' cache TTL bounds how long they may still serve it.
+func (m *Manager) broadcast(ctx context.Context, inv store.Invalidation) {
+	if m.bc == nil {
+		return
+	}
+	if err := m.bc.Broadcast(context.WithoutCancel(ctx), inv); err != nil {
+		m.logger.Warn("telling other instances about ended sessions", zap.Int("sessions", len(inv.Sessions)),
+			zap.Int("users", len(inv.Users)), zap.Error(err))
+	}
+}
+
+// apply forgets what another instance broadcast.
+func (m *Manager) apply(inv store.Invalidation) {
+	if inv.All {
+		m.forgetAll()
+		return
+	}
+	m.forgetSessions(inv.Sessions)
+	for _, u := range inv.Users {
+		m.forgetUser(u)
+	}
+}
+
+// touch is a last-seen time to write.
+type touch struct {
+	e    *entry // nil for an evicted session
+	hash tokenHash
+	from int64 // stored last-seen
+	at   int64
+}
+
+// Flush writes the last-seen times that moved by at least TouchInterval
+// (all of them when final is true), in batches a store.BatchSizer keeps to
+// a few milliseconds each, in the order of their stored last-seen time
+// (which is the order of the store's idle index, so each batch moves
+// neighbouring index entries).
+func (m *Manager) Flush(ctx context.Context, final bool) error {
 	var touches []touch
-	m.mu.RLock()
+	m.mu.Lock()
 	for hash, e := range m.entries {
 		seen := e.lastSeen.Load()
-		moved := seen - e.stored.Load()
-		if moved > 0 && (final || moved >= int64(m.cfg.TouchInterval)) {
-			touches = append(touches, touch{e, hash, seen})
+		from := e.stored.Load()
+		if moved := seen - from; moved > 0 && (final || moved >= int64(m.cfg.TouchInterval)) {
+			touches = append(touches, touch{e, hash, from, seen})
 		}
 	}
-	m.mu.RUnlock()
-	if len(touches) == 0 {
-		return nil
+	for hash, at := range m.evicted {
+		touches = append(touches, touch{nil, hash, 0, at})
 	}
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		for _, t := range touches {
-			s, err := tx.Session(t.hash.String())
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if at := time.Unix(0, t.at); at.After(s.LastSeen) {
-				s.LastSeen = at
-				if err := tx.PutSession(s); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+	clear(m.evicted)
+	m.mu.Unlock()
+	slices.SortFunc(touches, func(a, b touch) int {
+		return cmp.Or(cmp.Compare(a.from, b.from), bytes.Compare(a.hash[:], b.hash[:]))
 	})
-	if err != nil {
-		return fmt.Errorf("session: flush last seen: %w", err)
-	}
-	for _, t := range touches {
-		t.e.stored.Store(t.at)
+	var sizer store.BatchSizer
+	var batch []store.SessionTouch
+	for len(touches) > 0 {
+		chunk := touches[:min(len(touches), sizer.Next())]
+		touches = touches[len(chunk):]
+		batch = batch[:0]
+		for _, t := range chunk {
+			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
+		}
+		start := time.Now()
+		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
+		sizer.Took(len(chunk), time.Since(start))
+		if err != nil {
+			m.keepEvicted(append(chunk, touches...))
+			return fmt.Errorf("session: flush last seen: %w", err)
+		}
+		for _, t := range chunk {
+			if t.e != nil {
+				t.e.stored.Store(max(t.e.stored.Load(), t.at))
+			}
+		}
+		if len(touches) > 0 && !final {
+			if err := sizer.Rest(ctx); err != nil {
+				m.keepEvicted(touches)
+				return fmt.Errorf("session: flush last seen: %w", err)
+			}
+		}
 	}
 	return nil
 }
 
-// Sweep deletes expired sessions from the store and the cache.
+// keepEvicted holds on to the last-seen times of dropped sessions that a
+// Flush did not get to write.
+func (m *Manager) keepEvicted(touches []touch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range touches {
+		if t.e == nil {
+			m.evicted[t.hash] = max(m.evicted[t.hash], t.at)
+		}
+	}
+}
+
+// Sweep deletes expired sessions from the store and the cache, in batches a
+// store.BatchSizer keeps to a few milliseconds each, and returns how many
+// it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
-	var hashes []string
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		var err error
-		hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle())
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("session: sweep: %w", err)
+	total := 0
+	var sizer store.BatchSizer
+	for {
+		var hashes []string
+		limit := sizer.Next()
+		start := time.Now()
+		err := m.store.Update(ctx, func(tx store.Tx) error {
+			var err error
+			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
+			return err
+		})
+		sizer.Took(limit, time.Since(start))
+		if err != nil {
+			return total, fmt.Errorf("session: sweep: %w", err)
+		}
+		m.forgetSessions(hashes)
+		total += len(hashes)
+		if len(hashes) < limit {
+			return total, nil
+		}
+		if err := sizer.Rest(ctx); err != nil {
+			return total, fmt.Errorf("session: sweep: %w", err)
+		}
 	}
-	for _, h := range hashes {
-		m.ForgetSession(h)
-	}
-	return len(hashes), nil
 }
 
 // Run flushes last-seen times and sweeps expired sessions until ctx ends,
-// then flushes once more.
+// then flushes once more. With a store.Broadcaster it also forgets what
+// other instances revoke.
 func (m *Manager) Run(ctx context.Context) {
+	if m.bc != nil {
+		go m.bc.Listen(ctx, m.apply)
+	}
 	tick := time.NewTicker(m.cfg.TouchInterval)
 	defer tick.Stop()
 	sweepEvery := 10
@@ -536,13 +821,13 @@ type Identity struct {
 // Field names one identity value handed to the upstream.
 type Field int
 
-// The identity fields, in the order of DESIGN.md section 1's placeholders.
+// The identity fields, in the order of the {http.auth.user.*} placeholders.
 const (
 	FieldUserID Field = iota
 	FieldEmail
 	FieldFirstName
 	FieldLastName
-	FieldGroups // comma-joined
+	FieldGroups // comma-joined, each name escaped (JoinGroups)
 	FieldIdP
 	fieldCount
 )
@@ -560,7 +845,7 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	}
 	// One single-element slice per field, built once, so that setting the
 	// upstream headers allocates nothing per request.
-	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
+	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, JoinGroups(u.Groups), s.IdP} {
 		id.values[f] = []string{headerSafe(v)}
 		id.boxed[f] = v
 	}
@@ -594,3 +879,35 @@ func headerSafe(v string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// JoinGroups is the groups header value: the names joined with ",", each
+// percent-encoded (RFC 3986) where it could be misread: "%", ",", control
+// characters, and white space at either end (apps trim elements after
+// splitting). An app that splits on "," and percent-decodes each element
+// gets back the exact names, and a group named "guests,admins" or
+// " admins" can never pass for "admins", whether the app decodes or not.
+// Names without those characters (nearly all) appear as they are.
+// docs/security.md, "Groups".
+func JoinGroups(groups []string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		first, n0 := utf8.DecodeRuneInString(g)
+		last, nl := utf8.DecodeLastRuneInString(g)
+		for j := 0; j < len(g); j++ {
+			c := g[j]
+			edge := j < n0 && unicode.IsSpace(first) || j >= len(g)-nl && unicode.IsSpace(last)
+			if edge || c == '%' || c == ',' || c < 0x20 || c == 0x7f {
+				b.WriteByte('%')
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&15])
+				continue
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

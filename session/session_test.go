@@ -55,7 +55,7 @@ func TestCreateAndResolve(t *testing.T) {
 	m := session.New(db, session.Config{}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 
-	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{IDToken: "tok"})
+	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{Subject: "ada"})
 	if err != nil {
 		t.Fatal(err)
 	}

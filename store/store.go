@@ -11,7 +11,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Errors every backend returns, to be tested with errors.Is.
@@ -29,7 +35,53 @@ var (
 	// ErrGroupNameTaken: another group of the same identity provider holds
 	// the display name (compared without regard to case).
 	ErrGroupNameTaken = errors.New("group name belongs to another group")
+	// ErrValueTooLong: a value the store indexes is longer than
+	// MaxKeyBytes. Nothing was written.
+	ErrValueTooLong = errors.New("value too long to index")
+	// ErrInvalidValue: a value the store refuses to keep, such as a
+	// userName with a control character (see PutUser). Nothing was written.
+	ErrInvalidValue = errors.New("invalid value")
 )
+
+// MaxKeyBytes is the longest value, in bytes, the store indexes: userName,
+// externalId, email, link subject, group name, a session's logout subject
+// and session ID, a single-use ID. Longer ones get ErrValueTooLong, writing
+// nothing, so that a hostile or broken client gets a clear refusal instead of
+// a backend's internal key-size error (bbolt stops at 32 KiB, PostgreSQL's
+// B-tree at about 2.7 KB). Real identifiers are far shorter.
+const MaxKeyBytes = 1024
+
+// FoldName is how the store compares userNames, emails and group names
+// "without regard to case": Unicode NFC, then full case folding
+// (golang.org/x/text/cases.Fold), so that "STRASSE", "straße" and a
+// decomposed "straße" are one name. Every backend keys its case-insensitive
+// indexes on FoldName, so they agree on what collides.
+func FoldName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			// A Caser keeps state between calls: one per call.
+			return cases.Fold().String(norm.NFC.String(s))
+		}
+	}
+	// ASCII: NFC is the identity and folding is lower-casing.
+	return strings.ToLower(s)
+}
+
+// HasControl reports whether s contains a control character (U+0000 to
+// U+001F, or U+007F): values that end up in HTTP headers, log lines and
+// index keys must not. PutUser and PutGroup refuse them with ErrInvalidValue.
+func HasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// CheckKey returns an ErrValueTooLong error naming what when v is longer
+// than MaxKeyBytes. Backends call it before writing anything.
+func CheckKey(what, v string) error {
+	if len(v) > MaxKeyBytes {
+		return fmt.Errorf("%s is %d bytes, at most %d: %w", what, len(v), MaxKeyBytes, ErrValueTooLong)
+	}
+	return nil
+}
 
 // Sources of a user record.
 const (
@@ -134,12 +186,14 @@ type Link struct {
 	Subject string `json:"subject"`
 }
 
-// LogoutInfo is what the IdP needs to end its own session (see idp.LogoutInfo).
+// LogoutInfo is what the IdP needs, or names us by, to end its session. It
+// is small: the ID token (needed as id_token_hint) is not here but in the
+// session's sealed tokens (Tx.SessionTokens), so that resolving a session
+// and housekeeping never read or rewrite it.
 type LogoutInfo struct {
-	IDToken      string `json:"id_token,omitempty"`
-	SessionIndex string `json:"session_index,omitempty"`
-	NameID       string `json:"name_id,omitempty"`
-	NameIDFormat string `json:"name_id_format,omitempty"`
+	Subject       string `json:"subject,omitempty"`        // SAML NameID; OIDC "sub"
+	SubjectFormat string `json:"subject_format,omitempty"` // SAML NameID Format ("" for OIDC)
+	SessionID     string `json:"session_id,omitempty"`     // SAML SessionIndex; OIDC "sid"
 }
 
 // Session is the server-side half of a sign-in. The browser holds only a
@@ -172,6 +226,9 @@ const (
 	EventGroupCreated     = "group.created"
 	EventGroupUpdated     = "group.updated"
 	EventGroupDeleted     = "group.deleted"
+	// EventGroupsOverage: the IdP sent a pointer to the user's groups
+	// (Entra's groups.link or _claim_names) instead of the groups.
+	EventGroupsOverage = "idp.groups_overage"
 )
 
 // Event is one line of the audit trail. It never holds a secret, a token or
@@ -199,16 +256,21 @@ type AuditQuery struct {
 
 // Tx is one transaction. Methods return ErrNotFound for a missing record and
 // ErrReadOnly for a write inside Store.View. Records returned are copies: to
-// change one, modify it and Put it back.
+// change one, modify it and Put it back. store/storetest checks every
+// backend against this contract.
 type Tx interface {
 	User(id string) (*User, error)
 	UserByLink(idp, subject string) (*User, error)
-	UserByEmail(email string) (*User, error) // case-insensitive
+	// UserByEmail finds the user by email, compared by FoldName.
+	UserByEmail(email string) (*User, error)
 	// PutUser creates or replaces a user and keeps the link, email,
 	// userName and (IdP, externalId) indexes in step with the record. It
 	// returns ErrEmailTaken, ErrLinkTaken, ErrUserNameTaken or
-	// ErrExternalIDTaken, writing nothing, when another user holds one.
-	// It never changes group memberships: Groups is written as given.
+	// ErrExternalIDTaken when another user holds one, ErrValueTooLong when
+	// an indexed value is longer than MaxKeyBytes, and ErrInvalidValue when
+	// UserName, ExternalID or DisplayName has a control character (see
+	// HasControl), in every case writing nothing. It never changes group
+	// memberships: Groups is written as given.
 	PutUser(u *User) error
 	// DeleteUser also deletes the user's sessions and group memberships.
 	// It writes no tombstone: that is the caller's decision.
@@ -216,7 +278,7 @@ type Tx interface {
 	// ForEachUser visits users in ID order, starting after the given ID.
 	ForEachUser(after string, fn func(*User) error) error
 
-	// UserByUserName finds the user by SCIM userName, ignoring case.
+	// UserByUserName finds the user by SCIM userName, compared by FoldName.
 	UserByUserName(userName string) (*User, error)
 	// UserByExternalID finds the user of idp holding the SCIM externalId,
 	// compared exactly.
@@ -227,7 +289,8 @@ type Tx interface {
 	ListUsers(idp string, startIndex, count int) ([]*User, int, error)
 
 	Group(id string) (*Group, error)
-	// GroupByName finds the group of idp with the display name, ignoring case.
+	// GroupByName finds the group of idp with the display name, compared
+	// by FoldName.
 	GroupByName(idp, displayName string) (*Group, error)
 	GroupByExternalID(idp, externalID string) (*Group, error)
 	// ListGroups pages through the groups of idp like ListUsers.
@@ -237,7 +300,9 @@ type Tx interface {
 	// (ErrNotFound otherwise). It keeps the name, externalId and member
 	// indexes in step, and rewrites the Groups of every user who joined,
 	// left, or stayed through a rename. ErrGroupNameTaken and
-	// ErrExternalIDTaken leave the store as it was.
+	// ErrExternalIDTaken leave the store as it was, as do ErrValueTooLong
+	// (DisplayName or ExternalID longer than MaxKeyBytes) and
+	// ErrInvalidValue (either with a control character).
 	PutGroup(g *Group) error
 	// DeleteGroup removes the group and its name from its members' Groups.
 	DeleteGroup(id string) error
@@ -251,30 +316,69 @@ type Tx interface {
 	// DeleteTombstone removes the tombstone; a missing one is no error.
 	DeleteTombstone(idp, subject string) error
 
+	// Session returns the session stored under hash, with its LastSeen as
+	// the last TouchSessions left it.
 	Session(hash string) (*Session, error)
+	// PutSession creates or replaces a session and keeps its indexes (user,
+	// expiry, last seen, logout subject and session ID) in step. The user
+	// must exist (ErrNotFound otherwise), so a sign-in racing a deletion
+	// cannot leave a session nothing would revoke. A Logout.Subject or
+	// SessionID longer than MaxKeyBytes gets ErrValueTooLong. The session's
+	// tokens (PutSessionTokens) are kept.
 	PutSession(s *Session) error
+	// DeleteSession removes a session, its tokens and its index entries;
+	// ErrNotFound when there is none.
 	DeleteSession(hash string) error
+	// SessionTokens returns the sealed token blob of a session (nil, nil
+	// when it has none; ErrNotFound when the session does not exist). The
+	// blob is opaque to the store: package session seals it (AES-GCM with
+	// a key from Secret). Kept apart from the session record so that
+	// resolving a session and housekeeping never read or rewrite it.
+	SessionTokens(hash string) ([]byte, error)
+	// PutSessionTokens replaces the blob (nil or empty deletes it).
+	// ErrNotFound when the session does not exist. Deleting a session
+	// deletes its blob.
+	PutSessionTokens(hash string, sealed []byte) error
 	// UserSessions returns every session of a user, in hash order, from
-	// the user's session index (for the admin API; not the hot path).
+	// the user's session index (for the admin API and the per-user cap;
+	// not the hot path).
 	UserSessions(userID string) ([]*Session, error)
 	// DeleteUserSessions removes every session of a user and returns their hashes.
 	DeleteUserSessions(userID string) ([]string, error)
-	// DeleteExpiredSessions removes sessions whose absolute expiry or idle
-	// deadline (LastSeen+idle, when idle > 0) is before now.
-	DeleteExpiredSessions(now time.Time, idle time.Duration) ([]string, error)
-	// SessionsByNameID returns the sessions of idp whose Logout.NameID is
-	// nameID (compared exactly), from an index: a SAML IdP's LogoutRequest
-	// names the user by NameID (and SessionIndex), not by user ID.
-	SessionsByNameID(idp, nameID string) ([]*Session, error)
+	// SessionsBySubject returns the sessions of idp whose Logout.Subject is
+	// subject, compared exactly, from an index: a SAML IdP's LogoutRequest
+	// (and an OIDC back-channel logout) names the user by subject, not by
+	// user ID.
+	SessionsBySubject(idp, subject string) ([]*Session, error)
+	// SessionsBySessionID likewise for Logout.SessionID (SAML
+	// SessionIndex, OIDC "sid").
+	SessionsBySessionID(idp, sessionID string) ([]*Session, error)
+	// DeleteExpiredSessions removes AT MOST limit sessions whose absolute
+	// expiry is before now, or whose idle deadline is (when idle > 0: the
+	// later of LastSeen and Created, plus idle), and returns their hashes.
+	// Its cost is proportional to what it removes (expiry and last-seen
+	// indexes), never to the store size; callers loop in separate
+	// transactions until fewer than limit come back. limit < 1 is an error.
+	DeleteExpiredSessions(now time.Time, idle time.Duration, limit int) ([]string, error)
+	// TouchSessions moves LastSeen forward (never back) for the sessions
+	// named; missing sessions are skipped. It rewrites only what the idle
+	// timeout needs, not the session record.
+	TouchSessions(touches []SessionTouch) error
 
 	// Consume records a single-use ID (an OIDC state, a SAML assertion ID)
 	// under kind until the given time. It reports false when the ID was
-	// already consumed and has not expired yet.
+	// already consumed and has not expired yet. An ID longer than
+	// MaxKeyBytes gets ErrValueTooLong.
 	Consume(kind, id string, until time.Time) (bool, error)
-	// PruneConsumed deletes the single-use IDs whose until is not after now
-	// and returns how many it deleted. Consume already treats those as
-	// unused; pruning only keeps the store from growing.
-	PruneConsumed(now time.Time) (int, error)
+	// PruneConsumed deletes up to limit single-use IDs whose until is not
+	// after now, earliest first, and returns how many it deleted. Consume
+	// already treats those as unused; pruning only keeps the store from
+	// growing. Its cost is proportional to what it deletes. limit < 1 is
+	// an error.
+	PruneConsumed(now time.Time, limit int) (int, error)
+	// ForEachConsumed visits every single-use ID (for backup and
+	// migration), in no promised order.
+	ForEachConsumed(fn func(kind, id string, until time.Time) error) error
 
 	// Secret returns the named secret, creating it with size random bytes
 	// the first time.
@@ -286,9 +390,46 @@ type Tx interface {
 	// SP key pair, whose slow generation belongs outside the transaction.
 	LoadOrStoreSecret(name string, value []byte) ([]byte, error)
 
+	// ForEachSecret visits every secret in name order (for backup and
+	// migration). value is a copy.
+	ForEachSecret(fn func(name string, value []byte) error) error
+
 	// Audit appends an event; Seq and, when zero, Time are filled in.
 	Audit(e Event) error
 	AuditEvents(q AuditQuery) ([]Event, error)
+	// PruneAudit deletes up to limit of the oldest events (in Seq order)
+	// whose Time is before `before`, and their index entries, and returns
+	// how many. It stops at the first event not before `before`, so its
+	// cost is proportional to what it deletes. limit < 1 is an error.
+	PruneAudit(before time.Time, limit int) (int, error)
+	// ImportAuditEvent appends an event keeping its Seq and Time (restore
+	// and backend migration only). Seq must be greater than every stored
+	// one, else an error; later Audit calls number after it.
+	ImportAuditEvent(e Event) error
+
+	// ForEachGroup visits groups in ID order, starting after the given ID.
+	// Like ForEachUser, fn must not write while it iterates.
+	ForEachGroup(after string, fn func(*Group) error) error
+	// ForEachSession visits sessions in hash order, starting after the
+	// given hash (for backup and migration; their tokens are read with
+	// SessionTokens).
+	ForEachSession(after string, fn func(*Session) error) error
+	// ForEachTombstone visits every tombstone, in (IdP, subject) order.
+	ForEachTombstone(fn func(*Tombstone) error) error
+	// Counts returns the number of records of each kind, without a scan
+	// (for migration's check and for metrics).
+	Counts() (Counts, error)
+}
+
+// SessionTouch says a session was used at At (TouchSessions).
+type SessionTouch struct {
+	Hash string
+	At   time.Time
+}
+
+// Counts is the number of records of each kind in a store.
+type Counts struct {
+	Users, Groups, Sessions, Tombstones, AuditEvents int
 }
 
 // Store is a persistence backend.
@@ -298,6 +439,36 @@ type Store interface {
 	// one commit (and fn may then run more than once, see the package doc).
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error
+}
+
+// Broadcaster is implemented by stores that several Caddy instances share
+// (PostgreSQL). What one instance ends (logout, revocation, deactivation,
+// deletion) the others must drop from their session caches within a
+// second. store/bolt does not implement it: one process owns a bolt file.
+type Broadcaster interface {
+	// Broadcast tells the other instances about a change that has committed.
+	Broadcast(ctx context.Context, inv Invalidation) error
+	// Listen calls fn for each Invalidation another instance broadcasts,
+	// and with Invalidation{All: true} whenever notifications may have
+	// been missed (after the connection was lost and came back), until ctx
+	// ends. While disconnected, callers fall back to the cache TTL.
+	Listen(ctx context.Context, fn func(Invalidation))
+}
+
+// Invalidation names cached state another instance must drop.
+type Invalidation struct {
+	Sessions []string // session hashes
+	Users    []string // user IDs: all their sessions, and their profile
+	All      bool     // drop everything
+}
+
+// PlainIDTokenBlob is the session token blob (Tx.SessionTokens) that holds a
+// bare ID token instead of sealed tokens: a zero byte, then the token. It is
+// what a schema upgrade makes of a session stored before tokens were sealed,
+// whose logout data carried the ID token in clear; package session reads it
+// as tokens with only an ID token. Sealed blobs never start with a zero byte.
+func PlainIDTokenBlob(idToken string) []byte {
+	return append([]byte{0}, idToken...)
 }
 
 // ReplayGuard adapts a Store to the idp.ReplayGuard interface: every single-use
@@ -313,4 +484,34 @@ func (g ReplayGuard) ConsumeOnce(ctx context.Context, kind, id string, until tim
 		return err
 	})
 	return fresh, err
+}
+
+// Secrets adapts a Store to the idp.Secrets interface: key material a
+// protocol provider generates (a SAML SP key pair) is kept in the store, so
+// that every instance sharing it uses the same.
+type Secrets struct{ Store Store }
+
+// LoadOrStore returns the named secret, or stores what generate makes.
+func (s Secrets) LoadOrStore(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	var data []byte
+	err := s.Store.View(ctx, func(tx Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, nil)
+		return err
+	})
+	if !errors.Is(err, ErrNotFound) {
+		return data, err
+	}
+	// Generate outside the transaction (key generation is slow, and
+	// Update may run its function twice); the first stored wins.
+	fresh, err := generate()
+	if err != nil {
+		return nil, err
+	}
+	err = s.Store.Update(ctx, func(tx Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, fresh)
+		return err
+	})
+	return data, err
 }

@@ -8,7 +8,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/caddy-sso/caddy-sso/caddymodule"
+	_ "github.com/caddy-sso/caddy-sso"
 )
 
 func main() {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -28,10 +30,7 @@ func run(t *testing.T, env []string, bin string, args ...string) (string, error)
 // bad one fails `caddy validate` naming the file, line and directive.
 func TestCLI(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCaddy(t)
 	env := caddyEnv(t)
 
 	out, err := run(t, env, bin, "list-modules")
@@ -42,6 +41,12 @@ func TestCLI(t *testing.T) {
 		if !strings.Contains("\n"+out+"\n", "\n"+m+"\n") {
 			t.Errorf("list-modules lacks %s", m)
 		}
+	}
+
+	// The root package brings the command line along.
+	out, err = run(t, env, bin, "sso", "audit", "--help")
+	if err != nil || !strings.Contains(out, "user.deactivated") {
+		t.Errorf("caddy sso audit --help: %v\n%s", err, out)
 	}
 
 	good := filepath.Join(dir, "Caddyfile")
@@ -65,6 +70,10 @@ http://127.0.0.1:0 {
 `)
 	if out, err := run(t, env, bin, "validate", "--config", good, "--adapter", "caddyfile"); err != nil {
 		t.Errorf("validate of a good Caddyfile failed: %v\n%s", err, out)
+	}
+	// Validation reads the configuration only: no store is created.
+	if _, err := os.Stat(filepath.Join(dir, "sso.db")); !os.IsNotExist(err) {
+		t.Errorf("validate created the store: %v", err)
 	}
 
 	bad := filepath.Join(dir, "Bad.Caddyfile")
@@ -113,7 +122,32 @@ func TestXcaddyBuild(t *testing.T) {
 			t.Errorf("xcaddy-built Caddy lacks module %s", m)
 		}
 	}
+	if out, err := run(t, caddyEnv(t), bin, "sso", "users", "--help"); err != nil || !strings.Contains(out, "disable") {
+		t.Errorf("xcaddy-built Caddy lacks `caddy sso`: %v\n%s", err, out)
+	}
 }
+
+// buildCaddy builds this Caddy once per test binary.
+func buildCaddy(t *testing.T) string {
+	t.Helper()
+	bin, err := builtCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+var builtCaddy = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "caddy-sso-cli-test-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "caddy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()

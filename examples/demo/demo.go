@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"html/template"
@@ -15,28 +16,101 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
+// The two sites use two host names for this machine, so that each has its
+// own cookies (cookies are per host name, not per port): the session of
+// one site is not the session of the other, and each shows its own
+// sign-in. Each IdP is on the other host name, so every sign-in crosses
+// sites, as it does in production, where the IdP is elsewhere.
+const (
+	oidcHost    = "localhost"
+	samlHost    = "127.0.0.1"
+	oidcIdPHost = samlHost
+	samlIdPHost = oidcHost
+)
+
+// config is what the flags set; every port is on the loopback interface.
 type config struct {
-	host                           string
-	appPort, idpPort, upstreamPort int
-	samlPort, samlIdPPort          int
-	dataDir                        string
+	oidcPort, samlPort       int    // Caddy: the app over OIDC, over SAML
+	oidcIdPPort, samlIdPPort int    // the local IdPs
+	upstreamPort             int    // the demo app
+	admin                    string // Caddy's admin endpoint, host:port
+	dataDir                  string
+}
+
+// port is a port the demo listens on and the flag that chooses it.
+type port struct {
+	n    int
+	flag string
+	what string
+}
+
+func (c config) ports() []port {
+	_, admin, _ := net.SplitHostPort(c.admin)
+	var adminPort int
+	fmt.Sscan(admin, &adminPort)
+	return []port{
+		{c.oidcPort, "-port", "the app over OpenID Connect"},
+		{c.samlPort, "-saml-port", "the app over SAML"},
+		{c.oidcIdPPort, "-idp-port", "the local OpenID provider"},
+		{c.samlIdPPort, "-saml-idp-port", "the local SAML IdP"},
+		{c.upstreamPort, "-upstream-port", "the demo app"},
+		{adminPort, "-admin", "Caddy's admin endpoint"},
+	}
+}
+
+// checkPorts fails at once, naming the port and its flag, when one is
+// taken, before anything starts: a port Caddy cannot bind would otherwise
+// surface later, among other messages.
+func (c config) checkPorts() error {
+	host, _, err := net.SplitHostPort(c.admin)
+	if err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
+		return fmt.Errorf("-admin %q must be a loopback IP address and port, such as 127.0.0.1:2019", c.admin)
+	}
+	seen := map[int]string{}
+	for _, p := range c.ports() {
+		if other, dup := seen[p.n]; dup {
+			return fmt.Errorf("port %d is given twice (%s and %s)", p.n, other, p.flag)
+		}
+		seen[p.n] = p.flag
+		ln, err := listen(p)
+		if err != nil {
+			return err
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// listen listens on 127.0.0.1 at p, with an error that says what to do.
+func listen(p port) (net.Listener, error) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.n))
+	if err != nil {
+		return nil, fmt.Errorf("port %d (%s) is not free: %w; choose another with %s", p.n, p.what, err, p.flag)
+	}
+	return ln, nil
 }
 
 // demo is everything the demo started; close stops it all.
 type demo struct {
-	appURL     string // the app behind OpenID Connect sign-in
-	samlAppURL string // the same app behind SAML sign-in
-	storePath  string
-	idp        *oidctest.Server
-	samlIdP    *samltest.Server
-	upstream   *http.Server
+	cfg           config
+	appURL        string // the app behind OpenID Connect sign-in
+	samlAppURL    string // the same app behind SAML sign-in
+	storePath     string
+	caddyfilePath string
+	caddyfile     string
+	logPath       string
+	idp           *oidctest.Server
+	samlIdP       *samltest.Server
+	servers       []*http.Server // the IdPs and the app
 }
 
 // The demo's OpenID client registration; a local, throwaway secret.
@@ -46,92 +120,145 @@ const (
 )
 
 func start(cfg config) (*demo, error) {
+	if err := cfg.checkPorts(); err != nil {
+		return nil, err
+	}
 	d := &demo{
-		appURL:     fmt.Sprintf("http://%s:%d", cfg.host, cfg.appPort),
-		samlAppURL: fmt.Sprintf("http://%s:%d", cfg.host, cfg.samlPort),
-		storePath:  filepath.Join(cfg.dataDir, "sso.db"),
+		cfg:           cfg,
+		appURL:        fmt.Sprintf("http://%s:%d", oidcHost, cfg.oidcPort),
+		samlAppURL:    fmt.Sprintf("http://%s:%d", samlHost, cfg.samlPort),
+		storePath:     filepath.Join(cfg.dataDir, "sso.db"),
+		caddyfilePath: filepath.Join(cfg.dataDir, "Caddyfile"),
+		logPath:       filepath.Join(cfg.dataDir, "caddy.log"),
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return nil, err
 	}
-
-	idp, err := oidctest.Start(fmt.Sprintf("%s:%d", cfg.host, cfg.idpPort))
-	if err != nil {
-		return nil, fmt.Errorf("starting the local OpenID provider: %w", err)
+	ports := cfg.ports()
+	err := d.startIdPs(ports[2], ports[3])
+	if err == nil {
+		err = d.serve(ports[4], http.HandlerFunc(serveApp))
 	}
-	d.idp = idp
-	idp.RegisterClient(oidctest.Client{ID: demoClientID, Secret: demoClientSecret,
+	if err == nil {
+		err = d.startCaddy()
+	}
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *demo) startIdPs(oidcPort, samlPort port) error {
+	var err error
+	d.idp, err = oidctest.NewServer(fmt.Sprintf("http://%s:%d", oidcIdPHost, oidcPort.n))
+	if err != nil {
+		return err
+	}
+	d.idp.RegisterClient(oidctest.Client{ID: demoClientID, Secret: demoClientSecret,
 		RedirectURIs: []string{d.appURL + "/.sso/oidc/demo/callback"}})
-	for _, u := range demoUsers {
-		idp.AddUser(u.username, u.username, u.claims)
+	d.idp.SetLoginHint(hint(oidcUsers))
+	for _, u := range oidcUsers {
+		d.idp.AddUser(u.username, u.username, u.claims())
+	}
+	if err := d.serve(oidcPort, d.idp); err != nil {
+		return err
 	}
 
-	samlIdP, err := samltest.Start(fmt.Sprintf("%s:%d", cfg.host, cfg.samlIdPPort))
+	d.samlIdP, err = samltest.NewServer(fmt.Sprintf("http://%s:%d", samlIdPHost, samlPort.n))
 	if err != nil {
-		idp.Close()
-		return nil, fmt.Errorf("starting the local SAML IdP: %w", err)
+		return err
 	}
-	d.samlIdP = samlIdP
-	for _, u := range demoUsers {
-		samlIdP.AddUser(samltest.Okta(u.username, u.username, u.person()))
+	d.samlIdP.SetLoginHint(hint(samlUsers))
+	for _, u := range samlUsers {
+		d.samlIdP.AddUser(samltest.Okta(u.username, u.username, u.person()))
 	}
+	return d.serve(samlPort, d.samlIdP)
+}
 
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.upstreamPort))
+// serve serves h on 127.0.0.1 at p until close.
+func (d *demo) serve(p port, h http.Handler) error {
+	ln, err := listen(p)
 	if err != nil {
-		idp.Close()
-		samlIdP.Close()
-		return nil, fmt.Errorf("starting the demo app: %w", err)
+		return err
 	}
-	d.upstream = &http.Server{Handler: http.HandlerFunc(serveApp), ReadHeaderTimeout: 10 * time.Second}
-	go d.upstream.Serve(ln) //nolint:errcheck // ErrServerClosed on close
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	d.servers = append(d.servers, srv)
+	go srv.Serve(ln) //nolint:errcheck // ErrServerClosed on close
+	return nil
+}
 
-	caddyfile := fmt.Sprintf(`{
-	admin off
+// caddyfileTemplate is the demo's configuration, written to the data
+// directory so that `caddy sso check --config` and the CLI can read it.
+const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go run ./examples/demo.
+# Caddy runs inside the demo's process; this file is what it loaded.
+{
+	admin {{.Admin}}
 	persist_config off
 	auto_https off
-	storage file_system %[1]s/caddy
+	default_bind 127.0.0.1
+	storage file_system {{.DataDir}}/caddy
+	log {
+		output file {{.LogPath}}
+	}
 	sso {
-		store bolt %[2]s
+		store bolt {{.StorePath}}
 		idp demo oidc {
 			preset generic
-			issuer %[3]s
-			client_id %[4]s
-			client_secret %[5]s
+			issuer {{.Issuer}}
+			client_id {{.ClientID}}
+			client_secret {{.ClientSecret}}
 			jit
 			default_groups demo-users
 		}
 		idp demo-saml saml {
 			preset okta
-			metadata_url %[8]s
+			metadata_url {{.MetadataURL}}
 			jit
 			default_groups demo-users
 		}
 	}
 }
 
-%[6]s {
+# The app, signing in over OpenID Connect.
+{{.AppURL}} {
 	sso demo
-	reverse_proxy 127.0.0.1:%[7]d
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
 }
 
-%[9]s {
+# The same app on another host name, signing in over SAML 2.0.
+{{.SAMLAppURL}} {
 	sso demo-saml
-	reverse_proxy 127.0.0.1:%[7]d
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
 }
-`, cfg.dataDir, d.storePath, idp.Issuer, demoClientID, demoClientSecret, d.appURL, cfg.upstreamPort,
-		samlIdP.MetadataURL(), d.samlAppURL)
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "demo Caddyfile"})
+`
+
+func (d *demo) startCaddy() error {
+	var buf bytes.Buffer
+	err := template.Must(template.New("Caddyfile").Parse(caddyfileTemplate)).Execute(&buf, map[string]any{
+		"Admin": d.cfg.admin, "DataDir": d.cfg.dataDir, "LogPath": d.logPath, "StorePath": d.storePath,
+		"Issuer": d.idp.Issuer, "ClientID": demoClientID, "ClientSecret": demoClientSecret,
+		"MetadataURL": d.samlIdP.MetadataURL(), "AppURL": d.appURL, "SAMLAppURL": d.samlAppURL,
+		"UpstreamPort": d.cfg.upstreamPort,
+	})
+	if err != nil {
+		return err
+	}
+	d.caddyfile = string(caddyfile.Format(buf.Bytes()))
+	if err := os.WriteFile(d.caddyfilePath, []byte(d.caddyfile), 0o600); err != nil {
+		return fmt.Errorf("writing the Caddyfile: %w", err)
+	}
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(d.caddyfile), map[string]any{"filename": d.caddyfilePath})
 	if err == nil {
 		err = caddy.Load(cfgJSON, true)
 	}
-	if err == nil {
-		err = d.registerSAML()
-	}
 	if err != nil {
-		d.close()
-		return nil, fmt.Errorf("starting Caddy: %w", err)
+		return fmt.Errorf("starting Caddy: %w", err)
 	}
-	return d, nil
+	if err := d.registerSAML(); err != nil {
+		return fmt.Errorf("registering the SAML site at the local SAML IdP: %w", err)
+	}
+	return nil
 }
 
 // registerSAML does what an IdP admin does with the SP metadata URL.
@@ -152,28 +279,67 @@ func (d *demo) registerSAML() error {
 }
 
 func (d *demo) close() error {
-	return errors.Join(caddy.Stop(), d.upstream.Close(), d.idp.Close(), d.samlIdP.Close())
+	var errs []error
+	if d.caddyfile != "" {
+		errs = append(errs, caddy.Stop())
+	}
+	for _, s := range d.servers {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
 }
 
+// demoUser is a person at one of the demo IdPs; the password is the user
+// name.
 type demoUser struct {
-	username string
-	claims   map[string]any
+	username           string
+	id                 string // the IdP's immutable user ID
+	first, last, email string
+	groups             []string
+	note               string // what signing in as them shows
 }
 
-// person is the same user as the SAML IdP describes them.
+// claims is the user as the OpenID provider describes them.
+func (u demoUser) claims() map[string]any {
+	c := map[string]any{"sub": u.id, "given_name": u.first, "family_name": u.last, "groups": u.groups}
+	if u.email != "" {
+		c["email"], c["email_verified"] = u.email, true
+	}
+	return c
+}
+
+// person is the user as the SAML IdP describes them.
 func (u demoUser) person() samltest.Person {
-	str := func(k string) string { v, _ := u.claims[k].(string); return v }
-	groups, _ := u.claims["groups"].([]string)
-	return samltest.Person{ID: str("sub"), FirstName: str("given_name"), LastName: str("family_name"),
-		Email: str("email"), Groups: groups}
+	return samltest.Person{ID: u.id, FirstName: u.first, LastName: u.last, Email: u.email, Groups: u.groups}
 }
 
-var demoUsers = []demoUser{
-	{"alice", map[string]any{"sub": "00u-alice", "given_name": "Alice", "family_name": "Liddell",
-		"email": "alice@example.com", "email_verified": true, "groups": []string{"engineering", "admins"}}},
-	{"bob", map[string]any{"sub": "00u-bob", "given_name": "Bob", "family_name": "Builder",
-		"email": "bob@example.com", "email_verified": true, "groups": []string{"sales"}}},
-	{"carol", map[string]any{"sub": "00u-carol", "given_name": "Carol", "family_name": "Danvers"}},
+// The demo's users. alice exists at both IdPs with one email address, as
+// one person with accounts at two IdPs would: JIT keys users on the IdP's
+// user ID, never on email, so the second site she signs in to refuses her
+// instead of silently joining the two accounts (the email_conflict rule).
+var (
+	oidcUsers = []demoUser{
+		{"alice", "00u-alice", "Alice", "Liddell", "alice@example.com", []string{"engineering", "admins"},
+			"created Just-In-Time at her first sign-in"},
+		{"carol", "00u-carol", "Carol", "Danvers", "", nil,
+			"has no email address at this IdP: sees the page that explains what is missing"},
+	}
+	samlUsers = []demoUser{
+		{"bob", "00u-bob", "Bob", "Builder", "bob@example.com", []string{"sales"},
+			"created Just-In-Time at his first sign-in"},
+		{"alice", "saml-alice", "Alice", "Liddell", "alice@example.com", []string{"engineering"},
+			"the same email address as alice at the OpenID provider, another IdP user ID: " +
+				"whichever site she signs in to second refuses her (email_conflict), as JIT never links accounts by email"},
+	}
+)
+
+// hint is the line an IdP's login page shows: its users.
+func hint(users []demoUser) string {
+	var names []string
+	for _, u := range users {
+		names = append(names, u.username+" / "+u.username)
+	}
+	return "Demo users (user name / password): " + strings.Join(names, ", ") + "."
 }
 
 // serveApp is the protected app: a legacy app knows nothing about SSO; it
@@ -188,28 +354,31 @@ func serveApp(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	appPage.Execute(w, struct { //nolint:errcheck // the browser went away
-		Name string
-		Rows [][2]string
-	}{r.Header.Get("X-Forwarded-First-Name"), rows})
+		Name, IdP string
+		Rows      [][2]string
+		CSS       template.CSS
+	}{r.Header.Get("X-Forwarded-First-Name"), r.Header.Get("X-Forwarded-Idp"), rows, pagestyle.Template()})
 }
 
 var appPage = template.Must(template.New("app").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Demo app behind caddy-sso</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}code{background:#f3f3f3}</style></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Demo app behind caddy-sso</title><style>{{.CSS}}</style></head>
 <body><h1>Hello, <span id="name">{{.Name}}</span></h1>
-<p>This page is served by a small app that knows nothing about SSO. Caddy signed you in and
-sent it these headers, and removed any such header your browser might have sent:</p>
+<p>This page is served by a small app that knows nothing about SSO. Caddy signed you in
+through the identity provider <code id="idp">{{.IdP}}</code> and sent the app these headers,
+having removed any such header your browser might have sent:</p>
 <table id="headers"><tr><th>Header</th><th>Value</th></tr>
 {{range .Rows}}<tr><td><code>{{index . 0}}</code></td><td>{{index . 1}}</td></tr>{{end}}</table>
 <h2>What the gateway stored</h2>
+<p id="jit">loading…</p>
 <p>From <a href="/.sso/whoami"><code>/.sso/whoami</code></a>:</p>
 <pre id="whoami">loading…</pre>
 <form method="post" action="/.sso/logout"><button id="logout" type="submit">Sign out</button></form>
 <script>
 fetch('/.sso/whoami').then(r => r.json()).then(u => {
   const how = u.source === 'jit' ? 'created Just-In-Time at your first sign-in, ' + u.created : 'source: ' + u.source;
-  document.getElementById('whoami').textContent = 'User ' + u.id + ' was ' + how + '\n\n' + JSON.stringify(u, null, 2);
+  document.getElementById('jit').textContent = 'User ' + u.id + ' was ' + how + '.';
+  document.getElementById('whoami').textContent = JSON.stringify(u, null, 2);
 });
 </script>
 </body></html>

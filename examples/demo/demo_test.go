@@ -2,15 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func freePort(t *testing.T) int {
@@ -21,6 +24,28 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testConfig is the demo's configuration on ports the test picks.
+func testConfig(t *testing.T) config {
+	return config{oidcPort: freePort(t), samlPort: freePort(t), oidcIdPPort: freePort(t), samlIdPPort: freePort(t),
+		upstreamPort: freePort(t), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dataDir: t.TempDir()}
+}
+
+// startDemo runs the demo until the test ends. Tests that start a demo
+// must not run in parallel (Caddy is one per process).
+func startDemo(t *testing.T) *demo {
+	t.Helper()
+	d, err := start(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return d
 }
 
 var (
@@ -53,13 +78,17 @@ func form(t *testing.T, base *url.URL, body string) (string, url.Values) {
 	return action.String(), fields
 }
 
+// client is a cookie-keeping HTTP client, like one browser.
+func client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
 // signIn opens appURL as a browser would, fills in the IdP's login form and
 // submits the forms a browser's JavaScript would submit by itself (SAML's
 // POST binding), until it lands on a page that is neither.
-func signIn(t *testing.T, appURL, user string) (*http.Client, int, string) {
+func signIn(t *testing.T, c *http.Client, appURL, user string) (int, string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
 	req, _ := http.NewRequest(http.MethodGet, appURL+"/", nil)
 	req.Header.Set("Accept", "text/html")
 	resp, err := c.Do(req)
@@ -72,7 +101,10 @@ func signIn(t *testing.T, appURL, user string) (*http.Client, int, string) {
 		page := string(body)
 		login := strings.Contains(page, `id="username"`)
 		if !login && !strings.Contains(page, `name="SAMLResponse"`) && !strings.Contains(page, `name="SAMLRequest"`) {
-			return c, resp.StatusCode, page
+			return resp.StatusCode, page
+		}
+		if login && user == "" {
+			return resp.StatusCode, page
 		}
 		action, fields := form(t, resp.Request.URL, page)
 		if login {
@@ -82,55 +114,110 @@ func signIn(t *testing.T, appURL, user string) (*http.Client, int, string) {
 		resp, err = c.PostForm(action, fields)
 	}
 	t.Fatal("too many forms")
-	return nil, 0, ""
+	return 0, ""
 }
 
-// TestDemo runs the demo as a newcomer would meet it: sign in as alice,
-// see the headers the app received, and see that she was created by JIT.
+// TestDemo runs the demo as a newcomer meets it, and checks that what the
+// banner says each user shows is what signing in as them shows.
 func TestDemo(t *testing.T) {
-	d, err := start(config{host: "127.0.0.1", appPort: freePort(t), idpPort: freePort(t),
-		samlPort: freePort(t), samlIdPPort: freePort(t), upstreamPort: freePort(t), dataDir: t.TempDir()})
+	d := startDemo(t)
+
+	banner := d.banner()
+	written, err := os.ReadFile(d.caddyfilePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := d.close(); err != nil {
-			t.Error(err)
+	for _, want := range []string{d.appURL, d.samlAppURL, d.caddyfilePath, d.storePath,
+		"sso users list --address " + d.cfg.admin, "sso check --config " + d.caddyfilePath,
+		"alice / alice", "bob / bob", "carol / carol", "email_conflict", "admin " + d.cfg.admin} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("the banner lacks %q:\n%s", want, banner)
 		}
-	})
-
-	c, status, page := signIn(t, d.appURL, "alice")
-	if status != http.StatusOK || !strings.Contains(page, `<span id="name">Alice</span>`) {
-		t.Fatalf("after sign-in: %d\n%s", status, page)
 	}
-	for _, want := range []string{"X-Forwarded-Email", "alice@example.com", "X-Forwarded-Groups", "admins,demo-users,engineering"} {
+	if !strings.Contains(banner, strings.ReplaceAll(string(written), "\n", "\n    ")[:200]) {
+		t.Errorf("the banner does not show the Caddyfile written to %s", d.caddyfilePath)
+	}
+
+	// alice over OpenID Connect: created by JIT, the headers reach the app.
+	alice := client()
+	status, page := signIn(t, alice, d.appURL, "alice")
+	if status != http.StatusOK || !strings.Contains(page, `<span id="name">Alice</span>`) {
+		t.Fatalf("alice over OIDC: %d\n%s", status, page)
+	}
+	for _, want := range []string{"X-Forwarded-Email", "alice@example.com", "X-Forwarded-Groups", "admins,demo-users,engineering", `<code id="idp">demo</code>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("app page lacks %q", want)
 		}
 	}
-
-	resp, err := c.Get(d.appURL + "/.sso/whoami")
+	resp, err := alice.Get(d.appURL + "/.sso/whoami")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	var who struct{ Email, Source string }
-	if err := json.NewDecoder(resp.Body).Decode(&who); err != nil {
-		t.Fatal(err)
-	}
-	if who.Email != "alice@example.com" || who.Source != "jit" {
-		t.Errorf("whoami = %+v, want alice created by jit", who)
+	err = json.NewDecoder(resp.Body).Decode(&who)
+	resp.Body.Close()
+	if err != nil || who.Email != "alice@example.com" || who.Source != "jit" {
+		t.Errorf("whoami = %+v, %v; want alice created by jit", who, err)
 	}
 
-	// carol has no email at the IdP: the page explains what is missing.
-	_, status, page = signIn(t, d.appURL, "carol")
-	if status != http.StatusForbidden || !strings.Contains(page, "<code>email</code>") {
+	// The SAML site is another host: alice's OIDC session is not its
+	// session, so the same browser meets the SAML IdP's login form.
+	if status, page := signIn(t, alice, d.samlAppURL, ""); !strings.Contains(page, "samltest") || !strings.Contains(page, `id="username"`) {
+		t.Errorf("the SAML site with alice's OIDC cookies: %d, want the SAML IdP's login form\n%s", status, page)
+	}
+
+	// carol has no email at the OpenID provider: the page explains it.
+	if status, page := signIn(t, client(), d.appURL, "carol"); status != http.StatusForbidden || !strings.Contains(page, "<code>email</code>") {
 		t.Errorf("carol: %d\n%s", status, page)
 	}
 
-	// The same app behind SAML: bob signs in through the local SAML IdP.
-	_, status, page = signIn(t, d.samlAppURL, "bob")
-	if status != http.StatusOK || !strings.Contains(page, `<span id="name">Bob</span>`) || !strings.Contains(page, "X-Forwarded-Idp") {
-		t.Errorf("SAML sign-in: %d\n%s", status, page)
+	// bob over SAML.
+	if status, page := signIn(t, client(), d.samlAppURL, "bob"); status != http.StatusOK || !strings.Contains(page, `<span id="name">Bob</span>`) ||
+		!strings.Contains(page, `<code id="idp">demo-saml</code>`) {
+		t.Errorf("bob over SAML: %d\n%s", status, page)
+	}
+
+	// alice at the SAML IdP, after alice at the OpenID provider: refused,
+	// as the banner says.
+	if status, page := signIn(t, client(), d.samlAppURL, "alice"); status != http.StatusForbidden ||
+		!strings.Contains(page, "already belongs to another account") || !strings.Contains(page, "email_conflict") {
+		t.Errorf("alice over SAML after OIDC: %d, want the email_conflict page\n%s", status, page)
+	}
+}
+
+// TestDemoPortBusy: a port in use stops the demo at once, with an error
+// that names the port and the flag that changes it, and nothing started.
+func TestDemoPortBusy(t *testing.T) {
+	cfg := testConfig(t)
+	for _, p := range cfg.ports() {
+		t.Run(p.flag, func(t *testing.T) {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			began := time.Now()
+			d, err := start(cfg)
+			if err == nil {
+				d.close()
+				t.Fatalf("the demo started with port %d (%s) in use", p.n, p.flag)
+			}
+			for _, want := range []string{fmt.Sprint(p.n), p.flag} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+			if time.Since(began) > 2*time.Second {
+				t.Errorf("failing took %v", time.Since(began))
+			}
+		})
+	}
+	// Nothing was left running: the demo starts on the same ports.
+	d, err := start(cfg)
+	if err != nil {
+		t.Fatalf("after the refusals: %v", err)
+	}
+	if err := d.close(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,59 +1,119 @@
 // Command demo runs caddy-sso end to end on this machine, with nothing to
-// set up: a local OpenID provider with demo users, Caddy with the sso
-// handler in front of a small app, and that app, which shows the identity
-// headers it receives.
+// set up: a local OpenID provider and a local SAML IdP with demo users,
+// Caddy with the sso handler in front of a small app on two sites (one per
+// protocol), and that app, which shows the identity headers it receives.
 //
 //	go run ./examples/demo
 //
-// Then open http://localhost:8080 (OpenID Connect) or http://localhost:8081
-// (SAML) and sign in as alice (password alice).
+// Then open http://localhost:8080 (OpenID Connect) or http://127.0.0.1:8081
+// (SAML) and sign in as alice / alice (or bob / bob on the SAML site).
 // Users are created Just-In-Time in a bbolt store under the data directory
 // on their first sign-in; the app page shows how the user came to exist.
+// Caddy's admin endpoint listens on 127.0.0.1:2019, so the `caddy sso`
+// commands, the admin API and /metrics work against the running demo; the
+// banner lists them, and the Caddyfile it loaded is in the data directory.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.host, "host", "localhost", "host name the browser uses for the demo sites")
-	flag.IntVar(&cfg.appPort, "port", 8080, "port of the protected app (Caddy)")
-	flag.IntVar(&cfg.idpPort, "idp-port", 9080, "port of the local OpenID provider")
-	flag.IntVar(&cfg.samlPort, "saml-port", 8081, "port of the same app behind SAML sign-in (Caddy)")
-	flag.IntVar(&cfg.samlIdPPort, "saml-idp-port", 9082, "port of the local SAML IdP")
+	flag.IntVar(&cfg.oidcPort, "port", 8080, "port of the app over OpenID Connect (Caddy, http://"+oidcHost+")")
+	flag.IntVar(&cfg.samlPort, "saml-port", 8081, "port of the app over SAML (Caddy, http://"+samlHost+")")
+	flag.IntVar(&cfg.oidcIdPPort, "idp-port", 9080, "port of the local OpenID provider (http://"+oidcIdPHost+")")
+	flag.IntVar(&cfg.samlIdPPort, "saml-idp-port", 9082, "port of the local SAML IdP (http://"+samlIdPHost+")")
 	flag.IntVar(&cfg.upstreamPort, "upstream-port", 9081, "port of the demo app behind Caddy")
-	flag.StringVar(&cfg.dataDir, "data", filepath.Join(os.TempDir(), "caddy-sso-demo"), "directory for the store and Caddy's data")
+	flag.StringVar(&cfg.admin, "admin", "127.0.0.1:2019", "address of Caddy's admin endpoint (loopback only)")
+	flag.StringVar(&cfg.dataDir, "data", filepath.Join(os.TempDir(), "caddy-sso-demo"), "directory for the Caddyfile, the store, Caddy's data and log")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d, err := start(cfg)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
 	}
-	fmt.Printf(`
-caddy-sso demo is running.
-
-  Open   %s   (sign-in over OpenID Connect)
-  or     %s   (the same app, sign-in over SAML 2.0)
-  Sign in as alice / alice  (or bob / bob, or carol / carol who has no email
-  address at the IdP: she sees the page that explains a missing attribute)
-
-  The local OpenID provider is at %s, the SAML IdP at %s
-  The store is %s
-
-Press Ctrl-C to stop.
-`, d.appURL, d.samlAppURL, d.idp.Issuer, d.samlIdP.MetadataURL(), d.storePath)
+	fmt.Print(d.banner())
 	<-ctx.Done()
 	if err := d.close(); err != nil {
-		log.Fatal(err)
+		fmt.Fprintf(os.Stderr, "demo: stopping: %v\n", err)
+		os.Exit(1)
 	}
+}
+
+// banner is what the demo prints once it runs: the Caddyfile, how to
+// operate it, and, last (where a terminal shows it), where to go and who
+// to sign in as.
+func (d *demo) banner() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nThe Caddyfile the demo loaded (%s):\n\n", d.caddyfilePath)
+	for _, line := range strings.Split(strings.TrimRight(d.caddyfile, "\n"), "\n") {
+		fmt.Fprintf(&b, "    %s\n", line)
+	}
+	address := ""
+	if d.cfg.admin != "127.0.0.1:2019" {
+		address = " --address " + d.cfg.admin
+	}
+	admin := strings.Replace(d.cfg.admin, "127.0.0.1", "localhost", 1)
+	fmt.Fprintf(&b, `
+Operate it from the repository, in another terminal (README, "Operate"):
+
+    go run ./cmd/caddy sso users list%[1]s
+    go run ./cmd/caddy sso audit --follow%[1]s
+    curl %[2]s/sso/users
+    curl -s %[2]s/metrics | grep caddy_sso
+    go run ./cmd/caddy sso check --config %[3]s
+
+The store is %[4]s (delete the directory %[5]s to start over).
+Caddy's log is %[6]s.
+
+caddy-sso demo is running.
+`, address, admin, d.caddyfilePath, d.storePath, d.cfg.dataDir, d.logPath)
+	site := func(url, how, idpURL string, users []demoUser) {
+		fmt.Fprintf(&b, "\n  Open %s   sign-in over %s, at %s\n", url, how, idpURL)
+		for _, u := range users {
+			for i, line := range wrap(u.note, 60) {
+				name := ""
+				if i == 0 {
+					name = u.username + " / " + u.username
+				}
+				fmt.Fprintf(&b, "    %-15s %s\n", name, line)
+			}
+		}
+	}
+	site(d.appURL, "OpenID Connect", d.idp.Issuer, oidcUsers)
+	site(d.samlAppURL, "SAML 2.0", d.samlIdP.URL, samlUsers)
+	b.WriteString(`
+  The two sites are on two host names, so each has its own session and its own sign-in.
+
+Press Ctrl-C to stop.
+`)
+	return b.String()
+}
+
+// wrap breaks text into lines of at most width bytes, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
 }

@@ -1,27 +1,18 @@
 package oidc
 
 import (
-	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 )
-
-type noReplay struct{}
-
-func (noReplay) ConsumeOnce(context.Context, string, string, time.Time) (bool, error) {
-	return true, nil
-}
 
 // BenchmarkVerifyIDToken compares the ID token verification Callback runs
 // (signature, every claim check, claims flattened for the Assertion) with
 // go-oidc's IDTokenVerifier.Verify, which checks less, on the same token
-// with warm key caches (DESIGN.md section 8: at most 25% more).
+// with warm key caches (docs/architecture.md, "Performance budgets": at most 25% more).
 func BenchmarkVerifyIDToken(b *testing.B) {
 	srv, err := oidctest.Start("127.0.0.1:0")
 	if err != nil {
@@ -39,11 +30,7 @@ func BenchmarkVerifyIDToken(b *testing.B) {
 	}
 	ctx := context.Background()
 
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(Config{Name: "bench", Issuer: srv.Issuer, ClientID: "app", ClientSecret: "secret"}, flows, noReplay{})
+	p, err := New(Config{Name: "bench", Issuer: srv.Issuer, ClientID: "app", ClientSecret: "secret"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -33,6 +33,7 @@ type metadata struct {
 	JWKSURI               string   `json:"jwks_uri"`
 	EndSessionEndpoint    string   `json:"end_session_endpoint"`
 	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
+	IDTokenAlgs           []string `json:"id_token_signing_alg_values_supported"`
 	TokenAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 	// IssParameterSupported (RFC 9207): when true, every authorization
 	// response must carry iss.
@@ -103,14 +104,48 @@ func (d *discovery) cached() (*metadata, error, bool) {
 }
 
 func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
-	wellKnown := strings.TrimSuffix(d.issuer, "/") + "/.well-known/openid-configuration"
+	md, err := fetchMetadata(ctx, d.client, d.issuer)
+	if err != nil {
+		return nil, err
+	}
+	for _, check := range []func() error{
+		func() error { return md.checkIssuer(d.issuer) },
+		md.checkEndpoints,
+		md.checkPKCE,
+	} {
+		if err := check(); err != nil {
+			return nil, fmt.Errorf("discovery: %w", err)
+		}
+	}
+	return md, nil
+}
+
+// wellKnown is where an issuer's discovery document lives.
+func wellKnown(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
+func fetchMetadata(ctx context.Context, client *http.Client, issuer string) (*metadata, error) {
 	var md metadata
-	if err := getJSON(ctx, d.client, wellKnown, &md); err != nil {
+	if err := getJSON(ctx, client, wellKnown(issuer), &md); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if md.Issuer != d.issuer {
-		return nil, fmt.Errorf("discovery: document is for issuer %q, want %q", md.Issuer, d.issuer)
+	return &md, nil
+}
+
+// checkIssuer: the document must name the issuer it was fetched for
+// (OpenID Connect Discovery 4.3), or tokens it vouches for would be
+// checked against the wrong issuer.
+func (md *metadata) checkIssuer(issuer string) error {
+	if md.Issuer != issuer {
+		return fmt.Errorf("document is for issuer %q, want %q", md.Issuer, issuer)
 	}
+	return nil
+}
+
+// checkEndpoints: the endpoints sign-in uses are present, and every
+// endpoint obeys the URL rule of checkURL.
+func (md *metadata) checkEndpoints() error {
 	for _, e := range []struct{ name, url string }{
 		{"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint},
@@ -119,20 +154,24 @@ func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
 		{"end_session_endpoint", md.EndSessionEndpoint},
 	} {
 		if e.url == "" && e.name != "userinfo_endpoint" && e.name != "end_session_endpoint" {
-			return nil, fmt.Errorf("discovery: %s missing", e.name)
+			return fmt.Errorf("%s missing", e.name)
 		}
 		if e.url != "" {
 			if err := checkURL(e.url, true); err != nil {
-				return nil, fmt.Errorf("discovery: %s: %w", e.name, err)
+				return fmt.Errorf("%s: %w", e.name, err)
 			}
 		}
 	}
-	// PKCE is always sent; an IdP that announces methods without S256
-	// would ignore it, leaving codes unprotected.
+	return nil
+}
+
+// checkPKCE: PKCE is always sent; an IdP that announces methods without
+// S256 would ignore it, leaving codes unprotected.
+func (md *metadata) checkPKCE() error {
 	if len(md.CodeChallengeMethods) > 0 && !slices.Contains(md.CodeChallengeMethods, "S256") {
-		return nil, fmt.Errorf("discovery: IdP does not support PKCE S256 (supports %q)", md.CodeChallengeMethods)
+		return fmt.Errorf("IdP does not support PKCE S256 (supports %q)", md.CodeChallengeMethods)
 	}
-	return &md, nil
+	return nil
 }
 
 // getJSON GETs url and decodes a JSON body of at most maxBody bytes.

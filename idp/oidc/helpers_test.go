@@ -26,7 +26,9 @@ const (
 	password     = "correct horse"
 )
 
-// memReplay is the in-memory ReplayGuard the store would provide.
+// memReplay is the in-memory single-use register the store would provide;
+// the test relying party consumes an assertion's SingleUse IDs with it, as
+// the sign-in transaction does.
 type memReplay struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -83,12 +85,13 @@ func aliceClaims() map[string]any {
 // env is one IdP (oidctest) and one relying party (an httptest server whose
 // /login calls Begin and /callback calls Callback).
 type env struct {
-	t     *testing.T
-	idp   *oidctest.Server
-	p     *oidc.Provider
-	rp    *httptest.Server
-	clock *clock
-	cfg   oidc.Config
+	t      *testing.T
+	idp    *oidctest.Server
+	p      *oidc.Provider
+	rp     *httptest.Server
+	clock  *clock
+	cfg    oidc.Config
+	replay memReplay
 }
 
 func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
@@ -105,7 +108,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	t.Cleanup(e.rp.Close)
 	srv.AddClient(clientID, clientSecret, e.rp.URL+"/callback")
 
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +117,10 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	for _, o := range opts {
 		o(&e.cfg)
 	}
-	if e.p, err = oidc.New(e.cfg, flows, &memReplay{}); err != nil {
+	if e.p, err = oidc.New(e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -140,20 +146,26 @@ func (e *env) serveRP(w http.ResponseWriter, r *http.Request) {
 	var res result
 	switch r.URL.Path {
 	case "/login":
-		err := e.p.Begin(w, r, e.rp.URL+"/callback", r.URL.Query().Get("return_to"))
+		err := e.p.Begin(w, r, e.rp.URL+"/", r.URL.Query().Get("return_to"))
 		if err == nil {
 			return
 		}
 		res = result{Code: codeOf(err), Err: err.Error()}
 	case "/callback":
-		redirect := e.rp.URL + "/callback"
+		base := e.rp.URL + "/"
 		if o := r.Header.Get("X-Test-Redirect"); o != "" {
-			redirect = o
+			base = strings.TrimSuffix(o, "callback")
 		}
-		a, returnTo, err := e.p.Callback(w, r, redirect)
+		a, returnTo, err := e.p.Callback(w, r, base)
 		res = result{Assertion: a, ReturnTo: returnTo}
 		if err != nil {
 			res.Code, res.Err = codeOf(err), err.Error()
+			break
+		}
+		for _, su := range a.SingleUse {
+			if first, _ := e.replay.ConsumeOnce(r.Context(), su.Kind, su.ID, su.Until); !first {
+				res = result{Code: su.Code, Err: "replayed"}
+			}
 		}
 	default:
 		http.NotFound(w, r)

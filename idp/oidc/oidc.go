@@ -12,7 +12,8 @@
 //
 // A Provider keeps no per-login state in memory: state, nonce and PKCE
 // verifier travel in an encrypted flow cookie (idp.FlowCookies), and the
-// state is burnt in the store's ReplayGuard when the callback arrives. Every
+// state is handed back with the assertion (idp.Assertion.SingleUse) for the
+// sign-in transaction to consume, so a callback is accepted once. Every
 // check OpenID Connect Core 3.1.3.7 asks of a relying party is made here, and
 // each has its own LoginError code so that the audit trail says which failed.
 package oidc
@@ -80,9 +81,13 @@ const (
 	defaultLoginTimeout = 10 * time.Minute
 	defaultJWKSRefresh  = 30 * time.Second
 	defaultHTTPTimeout  = 10 * time.Second
-	// replayKind is the ReplayGuard namespace of OIDC states.
+	// replayKind is the single-use namespace of OIDC states.
 	replayKind = "oidc_state"
 )
+
+// RedirectEndpoint is the redirect URI's name under the IdP's base URL
+// (see idp.Provider): the redirect URI is base + RedirectEndpoint.
+const RedirectEndpoint = "callback"
 
 // knownAlgs are the JWS algorithms a configuration may list. "none" is
 // absent on purpose.
@@ -140,12 +145,13 @@ type Config struct {
 // concurrent use.
 type Provider struct {
 	cfg    Config
-	flows  *idp.FlowCookies
-	replay idp.ReplayGuard
+	rt     idp.Runtime // set by Start
 	client *http.Client
 	keys   *keySet
 	disc   *discovery
 }
+
+var _ idp.Provider = (*Provider)(nil)
 
 // flow is what the flow cookie carries between Begin and Callback. Field
 // names are short because the cookie is size-limited.
@@ -156,15 +162,13 @@ type flow struct {
 	RedirectURL string `json:"u"`
 }
 
-// New validates cfg and returns a Provider. It makes no network request:
+// New validates cfg and returns a Provider, ready to serve once Start has
+// given it the gateway's flow cookies. It makes no network request:
 // discovery happens on first use and is retried after failures, so Caddy can
 // start while the IdP is down.
-func New(cfg Config, flows *idp.FlowCookies, replay idp.ReplayGuard) (*Provider, error) {
+func New(cfg Config) (*Provider, error) {
 	if err := normalize(&cfg); err != nil {
 		return nil, fmt.Errorf("oidc idp %q: %w", cfg.Name, err)
-	}
-	if flows == nil || replay == nil {
-		return nil, fmt.Errorf("oidc idp %q: flow cookies and replay guard are required", cfg.Name)
 	}
 	client := cfg.HTTPClient
 	if client == nil {
@@ -180,8 +184,6 @@ func New(cfg Config, flows *idp.FlowCookies, replay idp.ReplayGuard) (*Provider,
 	}
 	p := &Provider{
 		cfg:    cfg,
-		flows:  flows,
-		replay: replay,
 		client: client,
 		keys:   ks,
 	}
@@ -263,6 +265,29 @@ func checkURL(raw string, endpoint bool) error {
 // Name returns the configured IdP name.
 func (p *Provider) Name() string { return p.cfg.Name }
 
+// Protocol returns idp.ProtocolOIDC.
+func (p *Provider) Protocol() string { return idp.ProtocolOIDC }
+
+// CallbackEndpoint is the redirect URI: base + "callback", reached by GET.
+func (p *Provider) CallbackEndpoint() (string, string) { return RedirectEndpoint, http.MethodGet }
+
+// Start takes the gateway's flow cookies. Discovery stays lazy.
+func (p *Provider) Start(_ context.Context, rt idp.Runtime) error {
+	if rt.Flows == nil {
+		return fmt.Errorf("oidc idp %q: flow cookies are required", p.cfg.Name)
+	}
+	p.rt = rt
+	return nil
+}
+
+// Close has nothing to stop.
+func (p *Provider) Close() error { return nil }
+
+// ServeEndpoint: the relying party has no endpoint besides the callback.
+func (p *Provider) ServeEndpoint(http.ResponseWriter, *http.Request, string, string) error {
+	return idp.ErrNoEndpoint
+}
+
 // Discover fetches the discovery document now. Calling it is optional (Begin
 // does it lazily); Caddy may call it at start to warn early that the IdP is
 // unreachable.
@@ -297,17 +322,18 @@ func (p *Provider) oauth2Config(md *metadata, redirectURL string) *oauth2.Config
 
 // Begin starts a login: it saves state, nonce and PKCE verifier in a flow
 // cookie of their own (so several tabs can log in at once) and redirects the
-// browser to the authorization endpoint. redirectURL is this site's callback
-// URL; returnTo is handed back by Callback and must already be validated as
-// a same-origin path by the caller.
-func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, redirectURL, returnTo string) error {
+// browser to the authorization endpoint. The redirect URI is base +
+// "callback"; returnTo is handed back by Callback and must already be
+// validated as a same-origin path by the caller.
+func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
+	redirectURL := base + RedirectEndpoint
 	md, err := p.disc.get(r.Context())
 	if err != nil {
 		return idp.Fail(CodeIdPUnavailable, err)
 	}
 	state := rand.Text()
 	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), ReturnTo: returnTo, RedirectURL: redirectURL}
-	if err := p.flows.Save(w, r, p.flowID(state), &fl, p.cfg.LoginTimeout, http.SameSiteLaxMode); err != nil {
+	if err := p.rt.Flows.Save(w, r, p.flowID(state), &fl, p.cfg.LoginTimeout, http.SameSiteLaxMode); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("oidc idp %q: %w", p.cfg.Name, err))
 	}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(fl.Nonce), oauth2.S256ChallengeOption(fl.Verifier)}
@@ -319,12 +345,15 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, redirectURL, re
 	return nil
 }
 
-// Callback finishes a login at redirectURL: it takes the flow cookie, burns
-// the state, checks the authorization response, exchanges the code with the
-// PKCE verifier, verifies the ID token and, when profile claims are missing,
-// merges userinfo. It returns the assertion and the returnTo given to Begin.
-// Every error is an *idp.LoginError with one of the Code* constants.
-func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, redirectURL string) (*idp.Assertion, string, error) {
+// Callback finishes a login at base + "callback": it takes the flow cookie,
+// checks the authorization response, exchanges the code with the PKCE
+// verifier, verifies the ID token and, when profile claims are missing,
+// merges userinfo. It returns the assertion, whose SingleUse names the state
+// for the sign-in transaction to consume, and the returnTo given to Begin.
+// Every error is an *idp.LoginError with one of the Code* constants, Bound
+// once the flow cookie has been verified.
+func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
+	redirectURL := base + RedirectEndpoint
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -332,7 +361,7 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, redirectURL 
 		return nil, "", idp.Fail(CodeStateMissing, errors.New("authorization response without state"))
 	}
 	var fl flow
-	if err := p.flows.Take(w, r, p.flowID(state), &fl); err != nil {
+	if err := p.rt.Flows.Take(w, r, p.flowID(state), &fl); err != nil {
 		code := CodeFlowInvalid
 		switch {
 		case errors.Is(err, idp.ErrFlowMissing):
@@ -342,37 +371,49 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, redirectURL 
 		}
 		return nil, "", idp.Fail(code, err)
 	}
-	// The cookie is cleared, but a copy of it is still valid until it
-	// expires: the state is what makes the callback single-use.
-	first, err := p.replay.ConsumeOnce(ctx, replayKind, p.cfg.Name+"/"+state, p.cfg.Now().Add(p.cfg.LoginTimeout))
+	// From here on the browser did begin this login: its failures are
+	// worth an audit event (idp.LoginError.Bound).
+	a, err := p.finish(ctx, q, &fl, redirectURL)
 	if err != nil {
-		return nil, "", idp.Fail(CodeReplayCheck, fmt.Errorf("consuming state: %w", err))
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			le.Bound = true
+		}
+		return nil, "", err
 	}
-	if !first {
-		return nil, "", idp.Fail(CodeStateReplayed, errors.New("state already used"))
-	}
+	// The cookie is cleared, but a copy of it is still valid until it
+	// expires: the state, consumed with the sign-in, is what makes the
+	// callback single-use.
+	a.SingleUse = []idp.SingleUse{{Kind: replayKind, ID: p.cfg.Name + "/" + state,
+		Until: p.cfg.Now().Add(p.cfg.LoginTimeout), Code: CodeStateReplayed}}
+	return a, fl.ReturnTo, nil
+}
+
+// finish is Callback after the flow cookie: the authorization response,
+// the code exchange and the ID token.
+func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectURL string) (*idp.Assertion, error) {
 	md, err := p.disc.get(ctx)
 	if err != nil {
-		return nil, "", idp.Fail(CodeIdPUnavailable, err)
+		return nil, idp.Fail(CodeIdPUnavailable, err)
 	}
 	// RFC 9207 applies to error responses too: check iss before trusting
 	// anything else in the response (mix-up attacks).
 	if iss, present := q["iss"]; present {
 		if len(iss) != 1 || iss[0] != p.cfg.Issuer {
-			return nil, "", idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, want %q", iss, p.cfg.Issuer))
+			return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, want %q", iss, p.cfg.Issuer))
 		}
 	} else if md.IssParameterSupported {
-		return nil, "", idp.Fail(CodeIssuerMissing, errors.New("authorization response lacks iss, which the IdP advertises"))
+		return nil, idp.Fail(CodeIssuerMissing, errors.New("authorization response lacks iss, which the IdP advertises"))
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, "", idp.Fail(CodeIdPError, fmt.Errorf("identity provider returned error %q: %.200q", e, q.Get("error_description")))
+		return nil, idp.Fail(CodeIdPError, fmt.Errorf("identity provider returned error %q: %.200q", e, q.Get("error_description")))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return nil, "", idp.Fail(CodeCodeMissing, errors.New("authorization response has neither code nor error"))
+		return nil, idp.Fail(CodeCodeMissing, errors.New("authorization response has neither code nor error"))
 	}
 	if redirectURL != fl.RedirectURL {
-		return nil, "", idp.Fail(CodeRedirectMismatch, fmt.Errorf("callback at %q, login began for %q", redirectURL, fl.RedirectURL))
+		return nil, idp.Fail(CodeRedirectMismatch, fmt.Errorf("callback at %q, login began for %q", redirectURL, fl.RedirectURL))
 	}
 
 	tok, err := p.oauth2Config(md, redirectURL).Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.client),
@@ -383,34 +424,35 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, redirectURL 
 			// Not re.Error(): it quotes the whole response body.
 			err = fmt.Errorf("token endpoint answered %s: %s %.200q", re.Response.Status, re.ErrorCode, re.ErrorDescription)
 		}
-		return nil, "", idp.Fail(CodeTokenExchange, err)
+		return nil, idp.Fail(CodeTokenExchange, err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return nil, "", idp.Fail(CodeIDTokenMissing, errors.New("token response has no id_token"))
+		return nil, idp.Fail(CodeIDTokenMissing, errors.New("token response has no id_token"))
 	}
 	claims, sub, err := p.verifyIDToken(ctx, rawID, fl.Nonce, tok.AccessToken)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if needsUserinfo(claims) && md.UserinfoEndpoint != "" {
 		ui, err := p.userinfo(ctx, md.UserinfoEndpoint, tok.AccessToken)
 		if err != nil {
-			return nil, "", idp.Fail(CodeUserinfo, err)
+			return nil, idp.Fail(CodeUserinfo, err)
 		}
 		if s, _ := ui["sub"].(string); s != sub {
-			return nil, "", idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
+			return nil, idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
 		}
 		mergeClaims(claims, ui)
 	}
+	sid, _ := claims["sid"].(string)
 	return &idp.Assertion{
 		IdP:           p.cfg.Name,
 		Protocol:      idp.ProtocolOIDC,
 		Subject:       sub,
 		Attributes:    flatten(claims),
 		EmailVerified: isTrue(claims["email_verified"]),
-		Logout:        idp.LogoutInfo{IDToken: rawID},
-	}, fl.ReturnTo, nil
+		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid, IDToken: rawID},
+	}, nil
 }
 
 // LogoutURL returns the IdP's RP-initiated logout URL (OpenID Connect
@@ -438,4 +480,34 @@ func (p *Provider) LogoutURL(ctx context.Context, info idp.LogoutInfo, postLogou
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// Logout redirects to the IdP's end_session_endpoint, which returns the
+// browser to returnTo on this site (registered there as a post-logout
+// redirect URI).
+func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false, err
+	}
+	to, err := p.LogoutURL(r.Context(), info, u.Scheme+"://"+u.Host+returnTo)
+	if err != nil || to == "" {
+		return false, err
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+	return true, nil
+}
+
+// LogoutOrigin is the origin of the end_session_endpoint, once discovery
+// has found one.
+func (p *Provider) LogoutOrigin(ctx context.Context) string {
+	md, err := p.disc.get(ctx)
+	if err != nil || md.EndSessionEndpoint == "" {
+		return ""
+	}
+	u, err := url.Parse(md.EndSessionEndpoint)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }

@@ -141,17 +141,25 @@ func TestSeveralTabs(t *testing.T) {
 func TestReplayedCallback(t *testing.T) {
 	e := newEnv(t)
 	b := newBrowser()
-	cb := e.authorize(b, e.begin(b, "/"), "alice")
+	auth := e.begin(b, "/")
+	cb := e.authorize(b, auth, "alice")
 	copied := flowCookies(b.cookies(e.rp.URL))
 	wantCode(t, e.mustCallback(b, cb), "")
 
 	// The same browser: its cookie is gone.
 	wantCode(t, e.mustCallback(b, cb), oidc.CodeFlowMissing)
-	// An attacker with a copy of the cookie: the state is burnt.
+	// An attacker with a copy of the cookie, replaying the same callback:
+	// the IdP refuses the used code.
 	thief := newBrowser()
 	u, _ := url.Parse(e.rp.URL)
 	thief.Jar.SetCookies(u, copied)
-	wantCode(t, e.mustCallback(thief, cb), oidc.CodeStateReplayed)
+	wantCode(t, e.mustCallback(thief, cb), oidc.CodeTokenExchange)
+	// ... and with a fresh code for the same authorization request (the
+	// same state, nonce and PKCE challenge, which the copied cookie
+	// matches): everything verifies, and the state, consumed with the
+	// first sign-in, is what refuses it.
+	thief.Jar.SetCookies(u, copied)
+	wantCode(t, e.mustCallback(thief, e.authorize(b, auth, "alice")), oidc.CodeStateReplayed)
 }
 
 func TestFlowCookieBinding(t *testing.T) {

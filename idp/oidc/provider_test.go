@@ -1,7 +1,6 @@
 package oidc_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -241,10 +240,6 @@ func TestLogoutURL(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := oidc.Config{Name: "x", Issuer: "https://idp.example", ClientID: "c", ClientSecret: "s"}
 	tests := []struct {
 		name string
@@ -276,17 +271,18 @@ func TestNewValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			tc.edit(&cfg)
-			_, err := oidc.New(cfg, flows, &memReplay{})
+			_, err := oidc.New(cfg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("New: %v", err)
 			}
 		})
 	}
-	if _, err := oidc.New(base, nil, &memReplay{}); err == nil {
-		t.Error("New without flow cookies")
+	p, err := oidc.New(base)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := oidc.New(base, flows, nil); err == nil {
-		t.Error("New without replay guard")
+	if err := p.Start(context.Background(), idp.Runtime{}); err == nil {
+		t.Error("Start without flow cookies")
 	}
 }
 

@@ -35,14 +35,14 @@ func (p *Provider) logoutFlowID(relayState string) string {
 // saveFlow and takeFlow are the only calls into idp.FlowCookies, so that a
 // change of its signatures touches two lines. The SAML ACS and SLO
 // endpoints receive cross-site POSTs from the IdP, so the cookie must be
-// SameSite=None (FlowCookies drops the attribute on non-secure sites).
+// SameSite=None (and so Secure, which browsers accept from loopback sites
+// too; see idp.FlowCookies.Save).
 func (p *Provider) saveFlow(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
-	_ = r // FlowCookies.Save may come to need the request (e.g. to see whether it arrived over TLS)
-	return p.flows.Save(w, r, flowID, v, p.cfg.LoginTimeout, http.SameSiteNoneMode)
+	return p.rt.Flows.Save(w, r, flowID, v, p.cfg.LoginTimeout, http.SameSiteNoneMode)
 }
 
 func (p *Provider) takeFlow(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
-	return p.flows.Take(w, r, flowID, v)
+	return p.rt.Flows.Take(w, r, flowID, v)
 }
 
 // Begin starts an SP-initiated login: it makes an AuthnRequest for the site
@@ -105,10 +105,11 @@ func otherBinding(b string) string {
 // at base. It caps and reads the body, refuses DTDs, finds the login this
 // browser began (or, if allowed, accepts an IdP-initiated response), lets
 // crewjam verify signature, issuer, status, destination, recipient,
-// audience, times and InResponseTo and decrypt, burns the assertion ID in
-// the replay guard, applies the configured clock skew, and returns the
-// assertion with the returnTo given to Begin. Every error is an
-// *idp.LoginError with one of the Code* constants.
+// audience, times and InResponseTo and decrypt, applies the configured clock
+// skew, and returns the assertion, whose SingleUse names the assertion ID for
+// the sign-in transaction to consume, with the returnTo given to Begin.
+// Every error is an *idp.LoginError with one of the Code* constants, Bound
+// when the response answered a login this browser began.
 //
 // Only the HTTP-POST binding is accepted: an artifact (SAMLart) is never
 // resolved, and HTTP-POST-SimpleSign fields are ignored, so the response
@@ -184,22 +185,42 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 		return nil, "", idp.Fail(CodeUnsolicited, errors.New("response without a login begun here, and IdP-initiated login is off"))
 	}
 
-	now := p.cfg.Now()
-	a, err := p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now)
-	if err != nil && errors.Is(err, saml.ErrUntrustedCertificate) && p.refreshForUnknownKey(ctx, md) {
-		// The IdP may have rolled its signing key over: try once more
-		// with the metadata just fetched. The assertion ID was not
-		// consumed, since verification stopped at the signature.
-		md = p.md.Load()
-		a, err = p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now)
-	}
+	out, err := p.verify(ctx, e, md, xmlData, requestIDs, idpInitiated)
 	if err != nil {
-		return nil, "", classify(err)
-	}
-	if err := p.checkTimes(a, e, requestIDs, idpInitiated, now); err != nil {
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			le.Bound = !idpInitiated
+		}
 		return nil, "", err
 	}
-	return p.assertion(a), returnTo, nil
+	return out, returnTo, nil
+}
+
+// verify is Callback once it knows which login the response answers.
+func (p *Provider) verify(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool) (*idp.Assertion, error) {
+	now := p.cfg.Now()
+	rec := &assertionRecorder{prefix: p.cfg.Name + "/"}
+	a, err := p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now, rec)
+	if err != nil && errors.Is(err, saml.ErrUntrustedCertificate) && p.refreshForUnknownKey(ctx, md) {
+		// The IdP may have rolled its signing key over: try once more
+		// with the metadata just fetched.
+		md = p.md.Load()
+		a, err = p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now, rec)
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := p.checkTimes(a, e, requestIDs, idpInitiated, now); err != nil {
+		return nil, err
+	}
+	if rec.got == nil {
+		// crewjam offers every accepted assertion's ID; without one
+		// nothing would make this assertion single-use.
+		return nil, idp.Fail(CodeIncomplete, errors.New("assertion ID was not recorded"))
+	}
+	out := p.assertion(a)
+	out.SingleUse = []idp.SingleUse{*rec.got}
+	return out, nil
 }
 
 // readForm caps the body at MaxResponseSize before parsing it, so that an
@@ -216,9 +237,10 @@ func (p *Provider) readForm(w http.ResponseWriter, r *http.Request) (url.Values,
 	return r.PostForm, nil
 }
 
-func (p *Provider) parse(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool, now time.Time) (*saml.Assertion, error) {
+func (p *Provider) parse(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool, now time.Time, rec *assertionRecorder) (*saml.Assertion, error) {
 	sp := p.serviceProvider(ctx, e, md.ed, now)
 	sp.AllowIDPInitiated = idpInitiated
+	sp.ReplayCache = rec
 	// The ACS URL, not r.URL: behind a proxy the request URL lacks the
 	// scheme and host the IdP addressed the response to.
 	return sp.ParseXMLResponse(xmlData, requestIDs, *e.acs)
@@ -296,11 +318,11 @@ func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
 	}
 	for _, st := range a.AuthnStatements {
 		if st.SessionIndex != "" {
-			out.Logout.SessionIndex = st.SessionIndex
+			out.Logout.SessionID = st.SessionIndex
 			break
 		}
 	}
-	out.Logout.NameID = out.Subject
-	out.Logout.NameIDFormat = out.SubjectFormat
+	out.Logout.Subject = out.Subject
+	out.Logout.SubjectFormat = out.SubjectFormat
 	return out
 }

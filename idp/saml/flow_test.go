@@ -82,7 +82,7 @@ func TestLogin(t *testing.T) {
 			if !reflect.DeepEqual(a.Attributes, tc.user.Attributes) {
 				t.Errorf("attributes =\n%v\nwant\n%v", a.Attributes, tc.user.Attributes)
 			}
-			if a.Logout.NameID != a.Subject || a.Logout.NameIDFormat != a.SubjectFormat || len(a.Logout.SessionIndex) < 16 {
+			if a.Logout.Subject != a.Subject || a.Logout.SubjectFormat != a.SubjectFormat || len(a.Logout.SessionID) < 16 {
 				t.Errorf("logout info = %+v", a.Logout)
 			}
 			m, err := mapping.New(tc.preset, idp.ProtocolSAML, nil)

@@ -105,7 +105,7 @@ func loadFuzzSP(tb testing.TB) *fuzzSP {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.p = newFuzzProvider(tb, read("idp-metadata.xml"), kp, s.env.Now, s.replay)
+	s.p = newFuzzProvider(tb, read("idp-metadata.xml"), kp, s.env.Now, s.replay, s)
 	for _, d := range s.p.md.Load().ed.IDPSSODescriptors {
 		for _, e := range d.SingleLogoutServices {
 			s.idpSLO = append(s.idpSLO, e.Location)
@@ -134,9 +134,12 @@ func loadFuzzSP(tb testing.TB) *fuzzSP {
 	return s
 }
 
-func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, replay idp.ReplayGuard) *Provider {
+// newFuzzProvider returns a started Provider for the fuzz environment. The
+// runtime is set directly, as the package's harness does: Start would also
+// begin the metadata refresh, which inline metadata does not need.
+func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, replay idp.ReplayGuard, sessions idp.SessionEnder) *Provider {
 	tb.Helper()
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("f"), 32), "/")
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("f"), 32))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -147,16 +150,26 @@ func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, 
 		SPKeys:            []KeyPair{kp},
 		AllowIdPInitiated: true,
 		Now:               func() time.Time { return now },
-	}, flows, replay)
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	p.rt = idp.Runtime{Flows: flows, Replay: replay, Sessions: sessions}
 	return p
 }
 
+// EndSessions records the sessions a LogoutRequest ends.
+func (s *fuzzSP) EndSessions(_ context.Context, _, subject, sessionID string) (int, error) {
+	s.ended = append(s.ended, [2]string{subject, sessionID})
+	return 1, nil
+}
+
 // fuzzCallback is the fuzz targets' only call of the ACS: one POST of the
-// HTTP-POST binding's form, with every flow cookie of the environment.
-func fuzzCallback(p *Provider, cookies []*http.Cookie, samlResponse, relayState string) (*idp.Assertion, string, error) {
+// HTTP-POST binding's form, with every flow cookie of the environment, and
+// then what the sign-in transaction does with an accepted assertion before
+// anything else: consume its single-use IDs in replay (a replay is refused
+// with the code the ID names).
+func fuzzCallback(p *Provider, replay idp.ReplayGuard, cookies []*http.Cookie, samlResponse, relayState string) (*idp.Assertion, string, error) {
 	form := url.Values{"SAMLResponse": {samlResponse}}
 	if relayState != "" {
 		form.Set("RelayState", relayState)
@@ -166,7 +179,23 @@ func fuzzCallback(p *Provider, cookies []*http.Cookie, samlResponse, relayState 
 	for _, c := range cookies {
 		r.AddCookie(c)
 	}
-	return p.Callback(httptest.NewRecorder(), r, fuzzBase)
+	a, returnTo, err := p.Callback(httptest.NewRecorder(), r, fuzzBase)
+	if err != nil {
+		return a, returnTo, err
+	}
+	if len(a.SingleUse) == 0 {
+		return nil, "", errors.New("an accepted assertion names no single-use ID: nothing would stop its replay")
+	}
+	for _, su := range a.SingleUse {
+		first, err := replay.ConsumeOnce(r.Context(), su.Kind, su.ID, su.Until)
+		if err != nil {
+			return nil, "", err
+		}
+		if !first {
+			return nil, "", idp.Fail(su.Code, errors.New("replayed"))
+		}
+	}
+	return a, returnTo, nil
 }
 
 // slo sends one message to the SLO endpoint: a GET with rawQuery when body
@@ -183,10 +212,7 @@ func (s *fuzzSP) slo(rawQuery, body string) (*httptest.ResponseRecorder, error) 
 	}
 	rec := httptest.NewRecorder()
 	s.ended = nil
-	err := s.p.HandleSLO(rec, r, fuzzBase, func(_ context.Context, nameID, sessionIndex string) error {
-		s.ended = append(s.ended, [2]string{nameID, sessionIndex})
-		return nil
-	})
+	err := s.p.ServeEndpoint(rec, r, fuzzBase, "slo")
 	return rec, err
 }
 
@@ -243,7 +269,8 @@ func cmpOr(a, b string) string {
 //     (subject, format, attributes): no mutation of a signed message may
 //     change who signs in;
 //   - the return path is always a local path;
-//   - an accepted response is refused as a replay when posted again;
+//   - an accepted response names its single-use IDs, and is refused as a
+//     replay when posted again once the sign-in has consumed them;
 //   - a document the DOCTYPE guard lets through holds no directive for the
 //     XML parser crewjam uses (etree) either.
 func FuzzACS(f *testing.F) {
@@ -257,7 +284,7 @@ func FuzzACS(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, samlResponse, relayState string) {
 		s.replay.reset()
-		a, returnTo, err := fuzzCallback(s.p, s.cookies, samlResponse, relayState)
+		a, returnTo, err := fuzzCallback(s.p, s.replay, s.cookies, samlResponse, relayState)
 		if raw, decErr := base64.StdEncoding.DecodeString(samlResponse); decErr == nil && refuseDeclarations(raw) == nil {
 			doc := etree.NewDocument()
 			if doc.ReadFromBytes(raw) == nil && hasDirective(doc.Child) {
@@ -277,7 +304,7 @@ func FuzzACS(f *testing.F) {
 		if !isLocalPath(returnTo) {
 			t.Fatalf("return path %q leaves the site", returnTo)
 		}
-		_, _, err = fuzzCallback(s.p, s.cookies, samlResponse, relayState)
+		_, _, err = fuzzCallback(s.p, s.replay, s.cookies, samlResponse, relayState)
 		if codeOf(err) != CodeReplayed {
 			t.Fatalf("the same response posted again: %v, want %s", err, CodeReplayed)
 		}
@@ -344,13 +371,14 @@ func FuzzMetadata(f *testing.F) {
 			return // no metadata source at all: New refuses the config
 		}
 		p, err := New(Config{Name: "fuzz", MetadataXML: data, IdPEntityID: entityID, SPKeys: []KeyPair{kp},
-			Now: func() time.Time { return now }}, mustFlows(t), newMemReplay())
+			Now: func() time.Time { return now }})
 		if (err == nil) != (mdErr == nil) {
 			t.Fatalf("New: %v, parseIdPMetadata: %v", err, mdErr)
 		}
 		if err != nil {
 			return
 		}
+		p.rt = idp.Runtime{Flows: mustFlows(t), Replay: newMemReplay(), Sessions: &fuzzSP{}}
 		rec := httptest.NewRecorder()
 		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"login", nil), fuzzBase, "/"); err != nil {
 			checkLoginError(t, err)
@@ -374,7 +402,7 @@ func FuzzMetadata(f *testing.F) {
 }
 
 func mustFlows(t *testing.T) *idp.FlowCookies {
-	f, err := idp.NewFlowCookies(bytes.Repeat([]byte("m"), 32), "/")
+	f, err := idp.NewFlowCookies(bytes.Repeat([]byte("m"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,9 @@ import (
 
 // memReplay is an in-memory idp.ReplayGuard for these tests only; the Caddy
 // module uses the store's, which persists across restarts. Sharing one
-// memReplay between two Providers stands in for that persistence.
+// memReplay between two Providers stands in for that persistence. The
+// harness also consumes each accepted assertion's SingleUse IDs with it, as
+// the sign-in transaction does.
 type memReplay struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -102,7 +104,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	}
 	t.Cleanup(func() { srv.Close() })
 	h := &harness{t: t, idp: srv, replay: newMemReplay()}
-	h.flows, err = idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
+	h.flows, err = idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +120,49 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	for _, o := range opts {
 		o(&h.cfg)
 	}
-	h.p, err = New(h.cfg, h.flows, h.replay)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.p.minRetry = 10 * time.Millisecond
+	h.p = h.newProvider()
 	t.Cleanup(func() { h.p.Close() })
 	h.register()
 	return h
+}
+
+// newProvider makes a Provider on h.cfg with the harness's runtime, but
+// without starting the metadata refresher: tests that want it call
+// startRefresh themselves.
+func (h *harness) newProvider() *Provider {
+	h.t.Helper()
+	p, err := New(h.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p.rt = idp.Runtime{Flows: h.flows, Replay: h.replay, Sessions: sessionEnder{h}}
+	p.minRetry = 10 * time.Millisecond
+	return p
+}
+
+// sessionEnder records the sessions a LogoutRequest ends.
+type sessionEnder struct{ h *harness }
+
+func (e sessionEnder) EndSessions(ctx context.Context, _ string, subject, sessionID string) (int, error) {
+	return 0, e.h.endSessions(ctx, subject, sessionID)
+}
+
+// accept consumes an accepted assertion's single-use IDs, as the sign-in
+// transaction does, and refuses a replay with the code the ID names.
+func (h *harness) accept(ctx context.Context, a *idp.Assertion, returnTo string, err error) (*idp.Assertion, string, error) {
+	if err != nil {
+		return a, returnTo, err
+	}
+	for _, su := range a.SingleUse {
+		first, err := h.replay.ConsumeOnce(ctx, su.Kind, su.ID, su.Until)
+		if err != nil {
+			return nil, "", err
+		}
+		if !first {
+			return nil, "", idp.Fail(su.Code, errors.New("replayed"))
+		}
+	}
+	return a, returnTo, nil
 }
 
 // register gives the IdP the SP's metadata, as an administrator would.
@@ -170,13 +207,13 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		info := h.lastInfo
 		h.mu.Unlock()
-		err := h.p.Logout(w, r, h.base, info, r.URL.Query().Get("return_to"))
-		if errors.Is(err, ErrNoSLO) {
-			http.Redirect(w, r, "/signed-out-locally", http.StatusSeeOther)
-			return
-		}
+		done, err := h.p.Logout(w, r, h.base, info, r.URL.Query().Get("return_to"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		if !done {
+			http.Redirect(w, r, "/signed-out-locally", http.StatusSeeOther)
 		}
 	case r.URL.Path == prefix+"metadata":
 		if err := h.p.Metadata(w, r, h.base); err != nil {
@@ -184,6 +221,7 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.URL.Path == prefix+"acs":
 		a, returnTo, err := h.p.Callback(w, r, h.base)
+		a, returnTo, err = h.accept(r.Context(), a, returnTo, err)
 		res := loginResult{Assertion: a, ReturnTo: returnTo}
 		if err != nil {
 			res.Error = err.Error()
@@ -382,7 +420,8 @@ func (h *harness) callback(t testing.TB, pend pending, form url.Values) (*idp.As
 	for _, c := range pend.cookies {
 		r.AddCookie(c)
 	}
-	return h.p.Callback(httptest.NewRecorder(), r, h.base)
+	a, returnTo, err := h.p.Callback(httptest.NewRecorder(), r, h.base)
+	return h.accept(r.Context(), a, returnTo, err)
 }
 
 // spec is a correct response to pend, signed on both levels.

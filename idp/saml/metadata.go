@@ -81,27 +81,8 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 	if err != nil {
 		return nil, err
 	}
-	signing := 0
-	for _, d := range ed.IDPSSODescriptors {
-		for _, kd := range d.KeyDescriptors {
-			if kd.Use == "" || kd.Use == "signing" {
-				signing += len(kd.KeyInfo.X509Data.X509Certificates)
-			}
-		}
-	}
-	if signing == 0 {
-		return nil, errors.New("metadata lists no signing certificate")
-	}
-	hasSSO := false
-	for _, d := range ed.IDPSSODescriptors {
-		for _, s := range d.SingleSignOnServices {
-			if s.Binding == saml.HTTPRedirectBinding || s.Binding == saml.HTTPPostBinding {
-				hasSSO = true
-			}
-		}
-	}
-	if !hasSSO {
-		return nil, errors.New("metadata lists no HTTP-Redirect or HTTP-POST SingleSignOnService")
+	if err := usable(ed); err != nil {
+		return nil, err
 	}
 	md := &idpMetadata{ed: ed, loaded: now, validUntil: ed.ValidUntil, sloResponse: ed}
 	if needsResponseLocation(ed) {
@@ -119,6 +100,37 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 		md.sloResponse = &cp
 	}
 	return md, nil
+}
+
+// usable checks what a login needs of parsed metadata: a signing
+// certificate and a SingleSignOnService with a binding this SP speaks.
+func usable(ed *saml.EntityDescriptor) error {
+	if len(signingCerts(ed)) == 0 {
+		return errors.New("metadata lists no signing certificate")
+	}
+	for _, d := range ed.IDPSSODescriptors {
+		for _, s := range d.SingleSignOnServices {
+			if s.Binding == saml.HTTPRedirectBinding || s.Binding == saml.HTTPPostBinding {
+				return nil
+			}
+		}
+	}
+	return errors.New("metadata lists no HTTP-Redirect or HTTP-POST SingleSignOnService")
+}
+
+// signingCerts returns the base64 certificates the IdP signs with.
+func signingCerts(ed *saml.EntityDescriptor) []string {
+	var out []string
+	for _, d := range ed.IDPSSODescriptors {
+		for _, kd := range d.KeyDescriptors {
+			if kd.Use == "" || kd.Use == "signing" {
+				for _, c := range kd.KeyInfo.X509Data.X509Certificates {
+					out = append(out, c.Data)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func needsResponseLocation(ed *saml.EntityDescriptor) bool {
@@ -173,6 +185,7 @@ func (p *Provider) loadMetadata(ctx context.Context) error {
 }
 
 func (p *Provider) loadLocked(ctx context.Context) error {
+	defer p.loads.Add(1)
 	now := p.cfg.Now()
 	p.lastAttempt = now
 	data, src, err := p.readSource(ctx)
@@ -182,7 +195,7 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 			old := p.md.Swap(md)
 			p.lastErr = nil
 			if old == nil || !bytes.Equal(certFingerprint(old.ed), certFingerprint(md.ed)) {
-				p.log.Info("saml idp metadata loaded", zap.String("idp", p.cfg.Name), zap.String("source", src),
+				p.log.Info("saml idp metadata loaded", zap.String("source", src),
 					zap.String("entity_id", md.ed.EntityID), zap.Time("valid_until", md.validUntil))
 			}
 			return nil
@@ -191,9 +204,9 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 	err = fmt.Errorf("loading IdP metadata from %s: %w", src, err)
 	p.lastErr = err
 	if p.md.Load() != nil {
-		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.String("idp", p.cfg.Name), zap.Error(err))
+		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.Error(err))
 	} else {
-		p.log.Warn("saml idp metadata unavailable", zap.String("idp", p.cfg.Name), zap.Error(err))
+		p.log.Warn("saml idp metadata unavailable", zap.Error(err))
 	}
 	return err
 }
@@ -214,29 +227,42 @@ func certFingerprint(ed *saml.EntityDescriptor) []byte {
 }
 
 func (p *Provider) readSource(ctx context.Context) ([]byte, string, error) {
+	return readMetadata(ctx, p.client, MetadataSource{URL: p.cfg.MetadataURL, File: p.cfg.MetadataFile, XML: p.cfg.MetadataXML})
+}
+
+// MetadataSource says where IdP metadata comes from: inline XML, a file,
+// or a URL, tried in that order.
+type MetadataSource struct {
+	URL  string
+	File string
+	XML  []byte
+}
+
+// readMetadata reads the metadata of src, at most maxMetadataSize bytes,
+// and names where it came from.
+func readMetadata(ctx context.Context, client *http.Client, src MetadataSource) ([]byte, string, error) {
 	switch {
-	case len(p.cfg.MetadataXML) > 0:
-		return p.cfg.MetadataXML, "inline configuration", nil
-	case p.cfg.MetadataFile != "":
-		data, err := readFile(p.cfg.MetadataFile, maxMetadataSize)
-		return data, p.cfg.MetadataFile, err
+	case len(src.XML) > 0:
+		return src.XML, "inline configuration", nil
+	case src.File != "":
+		data, err := readFile(src.File, maxMetadataSize)
+		return data, src.File, err
 	}
-	src := p.cfg.MetadataURL
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return nil, src, err
+		return nil, src.URL, err
 	}
 	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, src, err
+		return nil, src.URL, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, src, fmt.Errorf("HTTP status %s", resp.Status)
+		return nil, src.URL, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	data, err := readCapped(resp.Body, maxMetadataSize)
-	return data, src, err
+	return data, src.URL, err
 }
 
 // metadata returns the current IdP metadata. If there is none yet (URL
@@ -246,12 +272,17 @@ func (p *Provider) metadata(ctx context.Context) (*idpMetadata, error) {
 	if md := p.md.Load(); md != nil {
 		return md, nil
 	}
+	loadsBefore := p.loads.Load()
 	p.fetchMu.Lock()
 	defer p.fetchMu.Unlock()
 	if md := p.md.Load(); md != nil {
 		return md, nil
 	}
-	if !p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
+	// A load that ended while this request waited for it (the one Start
+	// began, say) is this request's answer: trying again at once would
+	// make the person wait twice as long for the same outage.
+	if p.loads.Load() != loadsBefore ||
+		!p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
 		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, p.lastErr))
 	}
 	if err := p.loadLocked(ctx); err != nil {
@@ -282,14 +313,13 @@ func (p *Provider) refreshForUnknownKey(ctx context.Context, seen *idpMetadata) 
 	return p.loadLocked(ctx) == nil && p.md.Load() != seen
 }
 
-// Start begins keeping the IdP metadata fresh in the background: URL
-// metadata is fetched at once (so the first login does not wait), and URL
-// and file metadata are reloaded every MetadataRefresh, when the metadata's
-// validUntil passes, and sooner after failures (with backoff). Inline
-// metadata needs no refresh. Start returns immediately; Close stops it.
-// Calling Start more than once has no further effect. Without Start,
-// metadata is still fetched on first use, but not refreshed.
-func (p *Provider) Start() {
+// startRefresh (run by Start) begins keeping the IdP metadata fresh in the
+// background: URL metadata is fetched at once (so the first login does not
+// wait), and URL and file metadata are reloaded every MetadataRefresh, when
+// the metadata's validUntil passes, and sooner after failures (with
+// backoff). Inline metadata needs no refresh. It returns immediately; Close
+// stops it. Calling it more than once has no further effect.
+func (p *Provider) startRefresh() {
 	p.startOnce.Do(func() {
 		if len(p.cfg.MetadataXML) > 0 {
 			close(p.done)
@@ -300,7 +330,7 @@ func (p *Provider) Start() {
 }
 
 // Close stops the refresher started by Start and waits for it to finish.
-// After Close, Start does nothing.
+// After Close, Start starts no refresher.
 func (p *Provider) Close() error {
 	p.closeOnce.Do(func() { close(p.stop) })
 	p.startOnce.Do(func() { close(p.done) }) // never started: nothing to wait for

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,7 +54,7 @@ func TestMetadataURL(t *testing.T) {
 	})
 	t.Run("refresh on schedule keeps the last good copy", func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MetadataRefresh = 30 * time.Millisecond })
-		h.p.Start()
+		h.p.startRefresh()
 		waitFor(t, "first fetch", func() bool { return h.p.md.Load() != nil })
 		waitFor(t, "refreshes", func() bool { return h.idp.Requests(samltest.PathMetadata) >= 3 })
 		h.idp.SetUnavailable(true)
@@ -79,7 +80,7 @@ func TestMetadataURL(t *testing.T) {
 	t.Run("refresh at validUntil", func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.MetadataRefresh = time.Hour })
 		h.idp.SetMetadataValidity(100 * time.Millisecond)
-		h.p.Start()
+		h.p.startRefresh()
 		waitFor(t, "refresh at validUntil", func() bool { return h.idp.Requests(samltest.PathMetadata) >= 2 })
 	})
 	t.Run("IdP signing key rollover", func(t *testing.T) {
@@ -131,7 +132,6 @@ func TestMetadataSources(t *testing.T) {
 	entityID := srv.EntityID()
 	aggregate := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` +
 		string(good[bytes.Index(good, []byte("<EntityDescriptor")):]) + `</EntitiesDescriptor>`)
-	flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32), "/")
 	cases := []struct {
 		name    string
 		cfg     func(c *Config)
@@ -156,7 +156,6 @@ func TestMetadataSources(t *testing.T) {
 		{name: "http loopback", cfg: func(c *Config) { c.MetadataURL = "http://127.0.0.2:8080/metadata" }},
 		{name: "http localhost", cfg: func(c *Config) { c.MetadataURL = "http://localhost/metadata" }},
 		{name: "http ::1", cfg: func(c *Config) { c.MetadataURL = "http://[::1]:9/metadata" }},
-		{name: "no keys", cfg: func(c *Config) { c.MetadataXML = good; c.SPKeys = nil }, wantErr: "key pair is required"},
 		{name: "three keys", cfg: func(c *Config) { c.MetadataXML = good; k := testKeys(); c.SPKeys = k[:] }, wantErr: "at most two"},
 		{name: "mismatched key pair", cfg: func(c *Config) {
 			c.MetadataXML = good
@@ -170,7 +169,7 @@ func TestMetadataSources(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{Name: "x", SPKeys: []KeyPair{testKeys()[0]}}
 			tc.cfg(&cfg)
-			p, err := New(cfg, flows, newMemReplay())
+			p, err := New(cfg)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -183,9 +182,26 @@ func TestMetadataSources(t *testing.T) {
 			}
 		})
 	}
-	t.Run("nil replay guard", func(t *testing.T) {
-		if _, err := New(Config{Name: "x", MetadataXML: good, SPKeys: []KeyPair{testKeys()[0]}}, flows, nil); err == nil {
+	t.Run("Start without a runtime", func(t *testing.T) {
+		p, err := New(Config{Name: "x", MetadataXML: good, SPKeys: []KeyPair{testKeys()[0]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.Start(context.Background(), idp.Runtime{}); err == nil {
 			t.Fatal("accepted")
+		}
+	})
+	t.Run("no key pair and nowhere to keep one", func(t *testing.T) {
+		p, err := New(Config{Name: "x", MetadataXML: good})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
+		rt := idp.Runtime{Flows: flows, Replay: newMemReplay(), Sessions: sessionEnder{}}
+		if err := p.Start(context.Background(), rt); err == nil || !strings.Contains(err.Error(), "SP key pair") {
+			t.Fatalf("Start = %v", err)
 		}
 	})
 }

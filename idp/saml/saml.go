@@ -9,9 +9,11 @@
 //   - no per-login state in memory: the AuthnRequest ID and the return URL
 //     travel in an encrypted flow cookie (idp.FlowCookies) named after the
 //     RelayState, so the response must come back to the browser that asked;
-//   - every assertion ID, and every IdP LogoutRequest ID, is burnt in the
-//     store's idp.ReplayGuard, so a captured response is refused even after
-//     a restart;
+//   - every assertion ID is handed back with the assertion
+//     (idp.Assertion.SingleUse) for the sign-in transaction to consume, and
+//     every IdP LogoutRequest ID is burnt in the store's idp.ReplayGuard,
+//     so a captured message is refused even after a restart or on another
+//     instance;
 //   - the body is capped before anything parses it, and documents with a
 //     DOCTYPE (and so any entity declaration) are refused before crewjam or
 //     etree see them;
@@ -112,16 +114,29 @@ const (
 	MaxClockSkew           = 3 * time.Minute
 	DefaultMaxResponseSize = 256 << 10
 	DefaultLoginTimeout    = 10 * time.Minute
-	defaultHTTPTimeout     = 30 * time.Second
+	// defaultHTTPTimeout bounds a metadata fetch: a sign-in that finds no
+	// metadata yet waits for one, so it is the longest a person waits
+	// on an IdP that does not answer (as idp/oidc's).
+	defaultHTTPTimeout = 10 * time.Second
 	// maxMetadataSize caps IdP metadata documents. Single-IdP metadata is a
 	// few tens of kilobytes; federation aggregates are not supported.
 	maxMetadataSize = 8 << 20
-	// replayKind is the ReplayGuard namespace of SAML message IDs.
+	// replayKind is the single-use namespace of SAML message IDs.
 	replayKind = "saml_id"
+	// spKeySecretPrefix names the store secret of a generated SP key pair.
+	spKeySecretPrefix = "saml-sp-key/"
 	// signatureMethod signs AuthnRequests (when enabled) and every logout
 	// message: the single logout profile requires logout messages sent with
 	// the HTTP-Redirect and HTTP-POST bindings to be signed.
 	signatureMethod = dsig.RSASHA256SignatureMethod
+)
+
+// The SP endpoints under an IdP's base URL on a site
+// (/.sso/saml/<idp>/<name>): what the IdP registration lists.
+const (
+	ACSEndpoint      = "acs"
+	SLOEndpoint      = "slo"
+	MetadataEndpoint = "metadata" // also the default SP entity ID
 )
 
 // Request bindings for Config.RequestBinding.
@@ -158,9 +173,10 @@ type Config struct {
 	// SPKeys are the SP's signing and decryption key pairs. The first is
 	// current: it signs and is the one IdPs should encrypt to. A second one
 	// is still accepted for decryption and still published in the metadata,
-	// for key rotation. At least one is required: the caller generates one
-	// with GenerateKeyPair and persists it (EncodeKeyPairPEM) when the
-	// operator configured none.
+	// for key rotation. With none, Start loads the pair generated for this
+	// IdP on its first start from the store (idp.Runtime.Secrets), or
+	// generates and keeps one, so the certificate an IdP admin uploaded
+	// stays valid across restarts, reloads and instances.
 	SPKeys []KeyPair
 
 	// SignRequests signs AuthnRequests (with RSA-SHA256). Logout messages
@@ -209,9 +225,8 @@ type Config struct {
 // safe for concurrent use.
 type Provider struct {
 	cfg    Config
-	flows  *idp.FlowCookies
-	replay idp.ReplayGuard
-	keys   []KeyPair
+	rt     idp.Runtime // set by Start
+	keys   []KeyPair   // configured, or loaded by Start
 	client *http.Client
 	log    *zap.Logger
 
@@ -223,6 +238,9 @@ type Provider struct {
 	lastAttempt time.Time
 	lastErr     error
 	lastForced  time.Time
+	// loads counts finished loads, so that a request that waited for one
+	// takes its outcome (see metadata).
+	loads atomic.Uint64
 	// minRetry is the least time between request-triggered loads and the
 	// shortest refresh delay; tests shorten it.
 	minRetry time.Duration
@@ -233,26 +251,23 @@ type Provider struct {
 	done      chan struct{}
 }
 
-// New validates cfg and returns a Provider. Inline and file metadata are
-// loaded here, so a broken file fails the configuration. URL metadata is not
-// fetched here: Start fetches it in the background and keeps it fresh, and
-// the first login fetches it if it is still missing, so Caddy starts while
-// the IdP is down. replay is required: it makes every assertion single-use,
-// across restarts.
-func New(cfg Config, flows *idp.FlowCookies, replay idp.ReplayGuard) (*Provider, error) {
+var _ idp.Provider = (*Provider)(nil)
+
+// New validates cfg and returns a Provider, ready to serve once Start has
+// given it the gateway's runtime. Inline and file metadata are loaded here,
+// so a broken file fails the configuration. URL metadata is not fetched
+// here: Start fetches it in the background and keeps it fresh, and the first
+// login fetches it if it is still missing, so Caddy starts while the IdP is
+// down.
+func New(cfg Config) (*Provider, error) {
 	if err := normalize(&cfg); err != nil {
 		return nil, fmt.Errorf("saml idp %q: %w", cfg.Name, err)
 	}
-	if flows == nil || replay == nil {
-		return nil, fmt.Errorf("saml idp %q: flow cookies and replay guard are required", cfg.Name)
-	}
 	p := &Provider{
 		cfg:      cfg,
-		flows:    flows,
-		replay:   replay,
 		keys:     cfg.SPKeys,
-		log:      cfg.Logger,
-		minRetry: 30 * time.Second,
+		log:      cfg.Logger.With(zap.String("idp", cfg.Name)), // every line names the IdP, once
+		minRetry: 10 * time.Second,                             // as idp/oidc retries a failed discovery
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -286,11 +301,7 @@ func normalize(cfg *Config) error {
 	if cfg.EntityID != "" && strings.TrimSpace(cfg.EntityID) != cfg.EntityID {
 		return errors.New("entity_id must not have surrounding spaces")
 	}
-	switch len(cfg.SPKeys) {
-	case 1, 2:
-	case 0:
-		return errors.New("an SP key pair is required (generate and persist one with GenerateKeyPair)")
-	default:
+	if len(cfg.SPKeys) > 2 {
 		return errors.New("at most two SP key pairs (current and previous) are accepted")
 	}
 	for i, kp := range cfg.SPKeys {
@@ -376,6 +387,53 @@ func safeClient(c *http.Client) *http.Client {
 // Name returns the configured IdP name.
 func (p *Provider) Name() string { return p.cfg.Name }
 
+// Protocol returns idp.ProtocolSAML.
+func (p *Provider) Protocol() string { return idp.ProtocolSAML }
+
+// CallbackEndpoint is the assertion consumer service: base + "acs", POST.
+func (p *Provider) CallbackEndpoint() (string, string) { return ACSEndpoint, http.MethodPost }
+
+// Start takes the gateway's runtime, loads (or generates and keeps) the SP
+// key pair when none is configured, and starts the metadata refresh.
+func (p *Provider) Start(ctx context.Context, rt idp.Runtime) error {
+	if rt.Flows == nil || rt.Replay == nil || rt.Sessions == nil {
+		return fmt.Errorf("saml idp %q: flow cookies, replay guard and session ender are required", p.cfg.Name)
+	}
+	if len(p.keys) == 0 {
+		if rt.Secrets == nil {
+			return fmt.Errorf("saml idp %q: no SP key pair configured and no store to keep a generated one", p.cfg.Name)
+		}
+		kp, err := p.storedKeyPair(ctx, rt.Secrets)
+		if err != nil {
+			return fmt.Errorf("saml idp %q: SP key pair: %w", p.cfg.Name, err)
+		}
+		p.keys = []KeyPair{kp}
+	}
+	p.rt = rt
+	p.startRefresh()
+	return nil
+}
+
+// storedKeyPair returns the key pair kept in the store for this IdP,
+// generating it on the first start.
+func (p *Provider) storedKeyPair(ctx context.Context, secrets idp.Secrets) (KeyPair, error) {
+	data, err := secrets.LoadOrStore(ctx, spKeySecretPrefix+p.cfg.Name, func() ([]byte, error) {
+		kp, err := GenerateKeyPair("caddy-sso SAML SP " + p.cfg.Name)
+		if err != nil {
+			return nil, err
+		}
+		return EncodeKeyPairPEM(kp)
+	})
+	if err != nil {
+		return KeyPair{}, err
+	}
+	kp, err := DecodeKeyPairPEM(data)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("kept in the store: %w", err)
+	}
+	return kp, nil
+}
+
 // endpoints are this SP's URLs on one site.
 type endpoints struct {
 	base, acs, slo, metadata *url.URL
@@ -395,9 +453,9 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 	}
 	e := &endpoints{
 		base:     u,
-		acs:      u.JoinPath("acs"),
-		slo:      u.JoinPath("slo"),
-		metadata: u.JoinPath("metadata"),
+		acs:      u.JoinPath(ACSEndpoint),
+		slo:      u.JoinPath(SLOEndpoint),
+		metadata: u.JoinPath(MetadataEndpoint),
 	}
 	e.entityID = p.cfg.EntityID
 	if e.entityID == "" {
@@ -409,7 +467,8 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 // serviceProvider builds the crewjam ServiceProvider for one request: the
 // site's endpoints, the current IdP metadata, our keys, the hardening
 // switches, a clock fixed at now (so that crewjam's checks and ours agree on
-// the time), and the replay guard bound to the request's context.
+// the time), and the replay guard bound to the request's context (which the
+// ACS replaces with a recorder: see Callback).
 func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.EntityDescriptor, now time.Time) *saml.ServiceProvider {
 	sp := &saml.ServiceProvider{
 		EntityID:                         e.entityID,
@@ -427,7 +486,7 @@ func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.E
 		RequireSignedResponseForCBC:      true,
 		LimitRelayStateLength:            true,
 		RejectSHA1Signatures:             !p.cfg.AllowSHA1,
-		ReplayCache:                      replayCache{ctx: ctx, guard: p.replay, prefix: p.cfg.Name + "/"},
+		ReplayCache:                      replayCache{ctx: ctx, guard: p.rt.Replay, prefix: p.cfg.Name + "/"},
 		Clock:                            dsig.NewFakeClockAt(now),
 	}
 	if p.cfg.NameIDFormat != "" {
@@ -466,6 +525,20 @@ func (c replayCache) Consume(id string, until time.Time) error {
 	if !first {
 		return saml.ErrAssertionReplayed
 	}
+	return nil
+}
+
+// assertionRecorder stands in for the replay cache at the ACS: crewjam
+// offers it the assertion ID once everything else has verified, and it
+// records the ID for the sign-in transaction to consume (together with the
+// user and the session it creates) instead of consuming it on its own.
+type assertionRecorder struct {
+	prefix string
+	got    *idp.SingleUse
+}
+
+func (c *assertionRecorder) Consume(id string, until time.Time) error {
+	c.got = &idp.SingleUse{Kind: replayKind, ID: c.prefix + id, Until: until, Code: CodeReplayed}
 	return nil
 }
 

@@ -54,7 +54,7 @@ func TestSAMLFuzzSeeds(t *testing.T) {
 				switch target {
 				case "FuzzACS":
 					var a *idp.Assertion
-					a, _, err = fuzzCallback(s.p, s.cookies, v[0].(string), v[1].(string))
+					a, _, err = fuzzCallback(s.p, s.replay, s.cookies, v[0].(string), v[1].(string))
 					if err == nil && !signedIdentity(a) {
 						t.Fatalf("accepted %q %v", a.Subject, a.Attributes)
 					}
@@ -123,7 +123,7 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 	}
 	env := fuzzEnvFile{Now: now.Add(time.Second)}
 	replay := newMemReplay()
-	p := newFuzzProvider(t, md, kp, env.Now, replay)
+	p := newFuzzProvider(t, md, kp, env.Now, replay, &fuzzSP{})
 	rec := httptest.NewRecorder()
 	if err := p.Metadata(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"metadata", nil), fuzzBase); err != nil {
 		t.Fatal(err)
@@ -205,11 +205,11 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 		}
 		write("FuzzACS", "ok-login-"+v.name, fields.Get("SAMLResponse"), fields.Get("RelayState"))
 		replay.reset()
-		a, _, err := fuzzCallback(p, rec.Result().Cookies(), fields.Get("SAMLResponse"), fields.Get("RelayState"))
+		a, _, err := fuzzCallback(p, replay, rec.Result().Cookies(), fields.Get("SAMLResponse"), fields.Get("RelayState"))
 		if err != nil {
 			t.Fatalf("login %s: %v", v.name, err)
 		}
-		env.SessionIndexes = append(env.SessionIndexes, a.Logout.SessionIndex)
+		env.SessionIndexes = append(env.SessionIndexes, a.Logout.SessionID)
 		logins[u.Username] = b
 		infos[u.Username] = a.Logout
 	}
@@ -226,9 +226,8 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 
 	// Real SP-initiated Single Logout of ada: the IdP's LogoutResponse.
 	rec = httptest.NewRecorder()
-	err = p.Logout(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"logout", nil), fuzzBase, infos["ada"], "/bye")
-	if err != nil {
-		t.Fatal(err)
+	if sent, err := p.Logout(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"logout", nil), fuzzBase, infos["ada"], "/bye"); !sent || err != nil {
+		t.Fatalf("SP-initiated logout: sent %v, %v", sent, err)
 	}
 	loc, err := url.Parse(rec.Header().Get("Location"))
 	if err != nil {

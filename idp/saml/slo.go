@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/crewjam/saml"
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 )
@@ -51,12 +53,75 @@ func sloEndpoint(sp *saml.ServiceProvider, prefer string) (binding, location str
 
 // Logout starts SP-initiated Single Logout: it sends the browser to the
 // IdP's SingleLogoutService with a signed LogoutRequest for info's NameID
-// and SessionIndex, remembering the request ID and returnTo in a flow cookie
-// so that HandleSLO can check the IdP's LogoutResponse and then redirect to
-// returnTo. The caller ends the local session before calling it. When the
-// IdP has no SLO endpoint, or info has no NameID, it writes nothing and
-// returns ErrNoSLO.
-func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) error {
+// (Subject) and SessionIndex (SessionID), remembering the request ID and
+// returnTo in a flow cookie so that the slo endpoint can check the IdP's
+// LogoutResponse and then redirect to returnTo, and reports true. The caller
+// ends the local session before calling it. When the IdP has no SLO
+// endpoint, or info has no NameID, it writes nothing and reports false.
+func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
+	err := p.logout(w, r, base, info, returnTo)
+	if errors.Is(err, ErrNoSLO) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// LogoutOrigin is the origin of the IdP's SingleLogoutService, from the
+// metadata loaded so far.
+func (p *Provider) LogoutOrigin(context.Context) string {
+	md := p.md.Load()
+	if md == nil {
+		return ""
+	}
+	for _, d := range md.ed.IDPSSODescriptors {
+		for _, ep := range d.SingleLogoutServices {
+			if u, err := url.Parse(ep.Location); err == nil && u.Host != "" {
+				return u.Scheme + "://" + u.Host
+			}
+		}
+	}
+	return ""
+}
+
+// ServeEndpoint serves the SP metadata ("metadata") and the Single Logout
+// endpoint ("slo") of the site at base. A refused logout message is returned
+// as an *idp.LoginError with Logout set, nothing written, for the caller's
+// error page.
+func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error {
+	switch name {
+	case "metadata":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "SAML metadata takes GET", http.StatusMethodNotAllowed)
+			return nil
+		}
+		return p.Metadata(w, r, base)
+	case "slo":
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "SAML single logout takes GET or POST", http.StatusMethodNotAllowed)
+			return nil
+		}
+		err := p.HandleSLO(w, r, base, func(ctx context.Context, nameID, sessionIndex string) error {
+			_, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, nameID, sessionIndex)
+			return err
+		})
+		if errors.Is(err, ErrPartialLogout) {
+			// The IdP has been answered (with a failure status);
+			// nothing more may be written.
+			p.log.Error("single logout: local sessions could not all be ended", zap.Error(err))
+			return nil
+		}
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			le.Logout = true
+		}
+		return err
+	}
+	return idp.ErrNoEndpoint
+}
+
+func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) error {
 	e, err := p.siteEndpoints(base)
 	if err != nil {
 		return err
@@ -67,10 +132,10 @@ func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, i
 	}
 	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
 	binding, location := sloEndpoint(sp, saml.HTTPRedirectBinding)
-	if location == "" || info.NameID == "" {
+	if location == "" || info.Subject == "" {
 		return ErrNoSLO
 	}
-	req, err := sp.MakeLogoutRequest(location, info.NameID, saml.WithSessionIndex(info.SessionIndex), withNameIDFormat(info.NameIDFormat))
+	req, err := sp.MakeLogoutRequest(location, info.Subject, saml.WithSessionIndex(info.SessionID), withNameIDFormat(info.SubjectFormat))
 	if err != nil {
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutRequest: %w", p.cfg.Name, err))
 	}
@@ -144,7 +209,12 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 	case isRequest:
 		return p.handleLogoutRequest(w, r, e, md, endSessions)
 	case isResponse:
-		return p.handleLogoutResponse(w, r, e, md)
+		err := p.handleLogoutResponse(w, r, e, md)
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			le.SessionEnded = true // Logout ended it before sending the request
+		}
+		return err
 	}
 	return idp.Fail(CodeSLOMessageMissing, errors.New("SLO request carries neither SAMLRequest nor SAMLResponse"))
 }

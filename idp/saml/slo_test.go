@@ -58,23 +58,23 @@ func TestSLOSPInitiated(t *testing.T) {
 			ed.IDPSSODescriptors[0].SingleLogoutServices = nil
 		}})
 		rec := httptest.NewRecorder()
-		err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{NameID: "ada"}, "/")
-		if !errors.Is(err, ErrNoSLO) || rec.Code != http.StatusOK || len(rec.Header()) != 0 || rec.Body.Len() != 0 {
-			t.Fatalf("got %v, wrote %d %v", err, rec.Code, rec.Header())
+		done, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/")
+		if done || err != nil || rec.Code != http.StatusOK || len(rec.Header()) != 0 || rec.Body.Len() != 0 {
+			t.Fatalf("got %v %v, wrote %d %v", done, err, rec.Code, rec.Header())
 		}
 	})
 	t.Run("no NameID", func(t *testing.T) {
 		h := newHarness(t)
-		err := h.p.Logout(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{}, "/")
-		if !errors.Is(err, ErrNoSLO) {
-			t.Fatalf("got %v", err)
+		done, err := h.p.Logout(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, idp.LogoutInfo{}, "/")
+		if done || err != nil {
+			t.Fatalf("got %v %v", done, err)
 		}
 	})
 	t.Run("LogoutRequest carries the issued NameID format and SessionIndex", func(t *testing.T) {
 		h := newHarness(t)
 		rec := httptest.NewRecorder()
-		info := idp.LogoutInfo{NameID: "ada@example.com", NameIDFormat: string(saml.EmailAddressNameIDFormat), SessionIndex: "idx-1"}
-		if err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, info, "/"); err != nil {
+		info := idp.LogoutInfo{Subject: "ada@example.com", SubjectFormat: string(saml.EmailAddressNameIDFormat), SessionID: "idx-1"}
+		if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, info, "/"); err != nil {
 			t.Fatal(err)
 		}
 		loc, _ := url.Parse(rec.Header().Get("Location"))
@@ -85,7 +85,7 @@ func TestSLOSPInitiated(t *testing.T) {
 		if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
 			t.Fatal(err)
 		}
-		if lr.NameID == nil || lr.NameID.Value != info.NameID || lr.NameID.Format != info.NameIDFormat ||
+		if lr.NameID == nil || lr.NameID.Value != info.Subject || lr.NameID.Format != info.SubjectFormat ||
 			lr.SessionIndex == nil || lr.SessionIndex.Value != "idx-1" || lr.Destination != h.idp.SLOURL() {
 			t.Fatalf("LogoutRequest = %+v %+v", lr, lr.NameID)
 		}
@@ -109,8 +109,8 @@ func TestSLOIdPInitiated(t *testing.T) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.ended) != 1 || h.ended[0] != [2]string{"ada", res.Assertion.Logout.SessionIndex} {
-		t.Fatalf("endSessions calls = %v, want [ada %s]", h.ended, res.Assertion.Logout.SessionIndex)
+	if len(h.ended) != 1 || h.ended[0] != [2]string{"ada", res.Assertion.Logout.SessionID} {
+		t.Fatalf("endSessions calls = %v, want [ada %s]", h.ended, res.Assertion.Logout.SessionID)
 	}
 }
 
@@ -280,8 +280,8 @@ func TestSLORefuses(t *testing.T) {
 		// Begin a logout to get a flow cookie, then answer a different
 		// request ID, as a replayed LogoutResponse would.
 		rec := httptest.NewRecorder()
-		info := idp.LogoutInfo{NameID: "ada"}
-		if err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, info, "/bye"); err != nil {
+		info := idp.LogoutInfo{Subject: "ada"}
+		if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, info, "/bye"); err != nil {
 			t.Fatal(err)
 		}
 		loc, _ := url.Parse(rec.Header().Get("Location"))

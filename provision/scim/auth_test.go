@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -94,14 +95,17 @@ func TestNewValidatesConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	sessions := session.New(db, session.Config{}, nil, nil)
-	good := scim.Config{IdP: "entra", Token: entraToken, Store: db, Sessions: sessions}
+	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+	good := scim.Config{IdP: "entra", Token: entraToken, Accounts: accounts}
 	bad := map[string]func(*scim.Config){
-		"no IdP":                 func(c *scim.Config) { c.IdP = "" },
-		"no token":               func(c *scim.Config) { c.Token = "" },
-		"short token":            func(c *scim.Config) { c.Token = strings.Repeat("x", scim.MinTokenLength-1) },
-		"no store":               func(c *scim.Config) { c.Store = nil },
-		"no session manager":     func(c *scim.Config) { c.Sessions = nil },
+		"no IdP":             func(c *scim.Config) { c.IdP = "" },
+		"no token":           func(c *scim.Config) { c.Token = "" },
+		"short token":        func(c *scim.Config) { c.Token = strings.Repeat("x", scim.MinTokenLength-1) },
+		"no account service": func(c *scim.Config) { c.Accounts = nil },
+		"no store":           func(c *scim.Config) { c.Accounts = &account.Service{} },
+		"IdP not SCIM-managed": func(c *scim.Config) {
+			c.Accounts = &account.Service{Store: db, SCIMManaged: func(idp string) bool { return idp != "entra" }}
+		},
 		"relative base URL":      func(c *scim.Config) { c.BaseURL = "/scim/v2" },
 		"base URL of the scheme": func(c *scim.Config) { c.BaseURL = "ftp://x/scim/v2" },
 	}
@@ -128,8 +132,9 @@ func TestMuxChoosesTheIdPByToken(t *testing.T) {
 	}
 	defer db.Close()
 	sessions := session.New(db, session.Config{}, nil, nil)
+	accounts := &account.Service{Store: db, Cache: sessions}
 	mk := func(idp, token string) *scim.Handler {
-		h, err := scim.New(scim.Config{IdP: idp, Token: token, Store: db, Sessions: sessions, Logger: zap.NewNop()})
+		h, err := scim.New(scim.Config{IdP: idp, Token: token, Accounts: accounts, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -47,8 +48,8 @@ func benchStore(b *testing.B, n int) (*scim.Handler, store.Store) {
 			b.Fatal(err)
 		}
 	}
-	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken, Store: db,
-		Sessions: session.New(db, session.Config{}, nil, nil)})
+	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken,
+		Accounts: &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}})
 	if err != nil {
 		b.Fatal(err)
 	}

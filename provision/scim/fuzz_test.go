@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -66,7 +67,9 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	tb.Cleanup(func() { _ = db.Close() })
 	now := func() time.Time { return time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC) }
 	sessions := session.New(db, session.Config{}, zap.NewNop(), now)
-	h, err := New(Config{IdP: "entra", Token: fuzzToken, Store: db, Sessions: sessions, Now: now})
+	accounts := &account.Service{Store: db, Cache: sessions, Logger: zap.NewNop(), Now: now,
+		SCIMManaged: func(name string) bool { return name == "entra" }}
+	h, err := New(Config{IdP: "entra", Token: fuzzToken, Accounts: accounts, Now: now})
 	if err != nil {
 		tb.Fatal(err)
 	}

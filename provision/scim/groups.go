@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -35,7 +36,7 @@ func (h *Handler) listGroups(r *http.Request) (any, error) {
 		return nil, err
 	}
 	var resp map[string]any
-	err = h.cfg.Store.View(r.Context(), func(tx store.Tx) error {
+	err = h.store.View(r.Context(), func(tx store.Tx) error {
 		var groups []*store.Group
 		total := 0
 		if q.filter == nil {
@@ -79,7 +80,7 @@ func (h *Handler) listGroups(r *http.Request) (any, error) {
 
 func (h *Handler) getGroup(r *http.Request, id string) (any, error) {
 	var g *store.Group
-	err := h.cfg.Store.View(r.Context(), func(tx store.Tx) error {
+	err := h.store.View(r.Context(), func(tx store.Tx) error {
 		var err error
 		g, err = h.loadGroup(tx, id)
 		return err
@@ -196,9 +197,7 @@ func (h *Handler) saveGroup(tx store.Tx, old, g *store.Group, res *groupWrite) e
 // afterGroupWrite drops the cached sessions of users whose groups changed,
 // so that the next request carries the new groups header, and logs.
 func (h *Handler) afterGroupWrite(res *groupWrite, what string) {
-	for _, id := range res.touched {
-		h.cfg.Sessions.ForgetUser(id)
-	}
+	h.forgetUsers(res.touched)
 	if len(res.skipped) > 0 {
 		h.log.Warn("scim group members skipped: not users of this IdP", zap.String("group_id", res.group.ID),
 			zap.Strings("member_ids", res.skipped))
@@ -216,7 +215,7 @@ func (h *Handler) createGroup(r *http.Request, body map[string]any) (map[string]
 		return nil, "", err
 	}
 	var res groupWrite
-	err = h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err = h.store.Update(r.Context(), func(tx store.Tx) error {
 		res = groupWrite{}
 		g := *in
 		g.Members = slices.Clone(in.Members)
@@ -256,7 +255,7 @@ func (h *Handler) patchGroup(r *http.Request, id string, ops []patchOp) (any, er
 
 func (h *Handler) writeGroup(r *http.Request, id string, change func(*store.Group) (*store.Group, error)) (*groupWrite, error) {
 	var res groupWrite
-	err := h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		res = groupWrite{}
 		old, err := h.loadGroup(tx, id)
 		if err != nil {
@@ -279,7 +278,7 @@ func (h *Handler) writeGroup(r *http.Request, id string, change func(*store.Grou
 func (h *Handler) deleteGroup(r *http.Request, id string) error {
 	now := h.cfg.Now()
 	var members []string
-	err := h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		g, err := h.loadGroup(tx, id)
 		if err != nil {
 			return err
@@ -294,9 +293,17 @@ func (h *Handler) deleteGroup(r *http.Request, id string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range members {
-		h.cfg.Sessions.ForgetUser(m)
-	}
+	h.forgetUsers(members)
 	h.log.Info("scim group deleted", zap.String("group_id", id), zap.Int("members", len(members)))
 	return nil
+}
+
+// forgetUsers drops the cached sessions of users whose groups changed in a
+// transaction that has committed.
+func (h *Handler) forgetUsers(ids []string) {
+	var c account.Change
+	for _, id := range ids {
+		c.ForgetUser(id)
+	}
+	h.acc.Committed(&c)
 }

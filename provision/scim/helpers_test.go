@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -37,6 +38,7 @@ type env struct {
 	t        *testing.T
 	db       *bolt.DB
 	sessions *session.Manager
+	accounts *account.Service
 	logs     *observer.ObservedLogs
 	srv      *httptest.Server
 	token    string
@@ -55,7 +57,9 @@ func newEnv(t *testing.T, idp, token string) *env {
 	e := &env{t: t, db: db, logs: logs, token: token, now: t0, vars: map[string]string{}}
 	clock := func() time.Time { return e.now }
 	e.sessions = session.New(db, session.Config{}, zap.New(core), clock)
-	h, err := scim.New(scim.Config{IdP: idp, Token: token, Store: db, Sessions: e.sessions, Logger: zap.New(core), Now: clock})
+	e.accounts = &account.Service{Store: db, Cache: e.sessions, Logger: zap.New(core), Now: clock,
+		SCIMManaged: func(name string) bool { return name == idp }}
+	h, err := scim.New(scim.Config{IdP: idp, Token: token, Accounts: e.accounts, Logger: zap.New(core), Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,16 @@ package scim_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
-	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -119,7 +121,7 @@ func TestDeactivationEndsSessionsAndLogins(t *testing.T) {
 			revoked = &ev
 		}
 	}
-	if revoked == nil || revoked.Detail["sessions"] != "2" || revoked.Reason != scim.RevokeReasonDeactivated {
+	if revoked == nil || revoked.Detail["sessions"] != "2" || revoked.Reason != account.ReasonDeactivated || revoked.Detail["by"] != account.BySCIM {
 		t.Errorf("revocation audit = %+v", revoked)
 	}
 	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":true}`))
@@ -199,5 +201,76 @@ func TestGroupChangesReachTheSessionAtOnce(t *testing.T) {
 	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"remove","path":"members[value eq \"{{id}}\"]"}`))
 	if g := groups(); len(g) != 0 {
 		t.Errorf("after leave: %v", g)
+	}
+}
+
+// TestActiveTrueApprovesPending: SCIM's active=true lets a user waiting for
+// approval (create_as pending) in, as an administrator's enable does (one
+// rule, package account). A write that does not name active leaves them
+// waiting.
+func TestActiveTrueApprovesPending(t *testing.T) {
+	pending := provision.Rules{JIT: true, SCIMManaged: true, CreatePending: true}
+	for _, c := range []struct{ name, method, body string }{
+		{"PATCH", "PATCH", patchBody(`{"op":"replace","path":"active","value":true}`)},
+		{"Okta PATCH", "PATCH", patchBody(`{"op":"replace","value":{"active":true}}`)},
+		{"PUT", "PUT", `{"userName":"oid-1@example.com","externalId":"oid-1","active":true}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, "entra", entraToken)
+			_, err := e.login(pending, "oid-1", "Ada")
+			denied(t, err, provision.ReasonPending)
+			r := e.must(200, "GET", "/Users?filter="+q(`externalId eq "oid-1"`), "")
+			e.vars["id"] = at(r.body, "Resources", 0, "id").(string)
+
+			// Writes that leave active out change the profile, not the approval.
+			e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
+			e.must(200, "PUT", "/Users/{{id}}", `{"userName":"oid-1@example.com","externalId":"oid-1","name":{"givenName":"Augusta"}}`)
+			if u := e.user("{{id}}"); !u.Pending {
+				t.Fatalf("a write without active approved the user: %+v", u)
+			}
+			_, err = e.login(pending, "oid-1", "Ada")
+			denied(t, err, provision.ReasonPending)
+
+			e.must(200, c.method, "/Users/{{id}}", c.body)
+			if u := e.user("{{id}}"); u.Pending || !u.Active {
+				t.Fatalf("after active=true: %+v", u)
+			}
+			if _, err := e.login(pending, "oid-1", "Ada"); err != nil {
+				t.Errorf("sign-in after SCIM approval: %v", err)
+			}
+			var approved bool
+			for _, ev := range e.audit() {
+				approved = approved || ev.Type == store.EventUserActivated && ev.Reason == account.BySCIM && ev.Detail["approved"] == "true"
+			}
+			if !approved {
+				t.Error("the approval is not audited")
+			}
+		})
+	}
+}
+
+// TestSCIMAuditCarriesNoProfile: whatever SCIM does to a user, no audit
+// event holds their email or name.
+func TestSCIMAuditCarriesNoProfile(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	e.vars["id"] = e.must(201, "POST", "/Users", `{"userName":"ada.l@example.com","externalId":"oid-7","active":true,
+		"name":{"givenName":"Augusta","familyName":"Byron"},"emails":[{"value":"ada.l@example.com","type":"work","primary":true}]}`).body["id"].(string)
+	e.signIn(e.vars["id"])
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"emails[type eq \"work\"].value","value":"countess@example.com"}`))
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":false}`))
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"active","value":true}`))
+	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"eng","members":[{"value":"{{id}}"}]}`).body["id"].(string)
+	e.must(204, "DELETE", "/Users/{{id}}", "")
+	events := e.audit()
+	if len(events) < 6 {
+		t.Fatalf("only %d events", len(events))
+	}
+	for _, ev := range events {
+		b, _ := json.Marshal(ev)
+		for _, v := range []string{"@", "Augusta", "Byron", "countess"} {
+			if strings.Contains(string(b), v) {
+				t.Errorf("event %s holds %q", b, v)
+			}
+		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package scim serves SCIM 2.0 (RFC 7643, RFC 7644) provisioning for one
 // identity provider configuration, over the same store JIT provisioning
-// writes (DESIGN.md section 4): /Users, /Groups, /ServiceProviderConfig,
+// writes (docs/scim.md): /Users, /Groups, /ServiceProviderConfig,
 // /ResourceTypes and /Schemas under a base path, application/scim+json,
 // one bearer token per IdP compared in constant time, errors in SCIM form.
 //
@@ -49,6 +49,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -67,15 +68,6 @@ const (
 	DefaultCount = 100
 )
 
-// Sessions is what the handler needs from the session manager
-// (*session.Manager satisfies it): deactivation ends a user's sessions at
-// once, and any other change drops their cached sessions so that the next
-// request sees the new profile and groups.
-type Sessions interface {
-	RevokeUser(ctx context.Context, userID, reason string) (int, error)
-	ForgetUser(userID string)
-}
-
 // Config configures the SCIM endpoint of one IdP configuration.
 type Config struct {
 	// IdP is the name of the IdP configuration (the `idp <name>` block)
@@ -83,9 +75,13 @@ type Config struct {
 	IdP string
 	// Token is the bearer token the IdP's provisioning client presents;
 	// at least MinTokenLength bytes.
-	Token    string
-	Store    store.Store
-	Sessions Sessions
+	Token string
+	// Accounts is the store the users and groups live in, with the
+	// operations SCIM shares with the admin API (deactivation, activation,
+	// deletion and its tombstones), which also tell the session cache what
+	// changed. Its SCIMManaged must count IdP as managed: a user SCIM
+	// deletes must stay out of JIT (see package account).
+	Accounts *account.Service
 	Logger   *zap.Logger      // nil: no logs
 	Now      func() time.Time // nil: time.Now
 	// BasePath is where the endpoint is mounted, default "/scim/v2";
@@ -104,6 +100,8 @@ type Config struct {
 // concurrent use and holds no per-request state.
 type Handler struct {
 	cfg    Config
+	store  store.Store
+	acc    *account.Service
 	token  [sha256.Size]byte
 	users  *resourceType
 	groups *resourceType
@@ -119,8 +117,11 @@ func New(cfg Config) (*Handler, error) {
 	if len(cfg.Token) < MinTokenLength {
 		return nil, fmt.Errorf("scim: bearer token for IdP %s must be at least %d characters", cfg.IdP, MinTokenLength)
 	}
-	if cfg.Store == nil || cfg.Sessions == nil {
-		return nil, fmt.Errorf("scim: IdP %s: store and session manager are required", cfg.IdP)
+	if cfg.Accounts == nil || cfg.Accounts.Store == nil {
+		return nil, fmt.Errorf("scim: IdP %s: the account service and its store are required", cfg.IdP)
+	}
+	if cfg.Accounts.SCIMManaged != nil && !cfg.Accounts.SCIMManaged(cfg.IdP) {
+		return nil, fmt.Errorf("scim: IdP %s is not marked as managed by SCIM, so its deleted users would come back through JIT", cfg.IdP)
 	}
 	if cfg.BasePath == "" {
 		cfg.BasePath = DefaultBasePath
@@ -147,6 +148,8 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg:   cfg,
+		store: cfg.Accounts.Store,
+		acc:   cfg.Accounts,
 		token: sha256.Sum256([]byte(cfg.Token)),
 		users: &resourceType{Name: "User", Endpoint: "/Users", Core: userSchema(),
 			Extensions: []*schema{enterpriseUserSchema()}},
@@ -294,6 +297,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if errors.Is(err, context.Canceled) {
 		writeError(w, &Error{Status: http.StatusServiceUnavailable, Detail: "request cancelled"})
+		return
+	}
+	// Values the store refuses to index (checkKeys catches them first, with
+	// the attribute's name): the client's to fix, never a 500.
+	if errors.Is(err, store.ErrValueTooLong) || errors.Is(err, store.ErrInvalidValue) {
+		writeError(w, invalidValue("a value is too long or contains control characters (at most %d bytes)", store.MaxKeyBytes))
 		return
 	}
 	h.log.Error("scim request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))

@@ -11,12 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/store"
 )
-
-// RevokeReasonDeactivated is the reason recorded with the session
-// revocations a SCIM deactivation causes.
-const RevokeReasonDeactivated = "scim.deactivated"
 
 func (h *Handler) userOps() ops {
 	return ops{
@@ -46,7 +43,7 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 		return nil, err
 	}
 	var resp map[string]any
-	err = h.cfg.Store.View(r.Context(), func(tx store.Tx) error {
+	err = h.store.View(r.Context(), func(tx store.Tx) error {
 		var docs []map[string]any // rendered users of the page
 		total := 0
 		if q.filter == nil {
@@ -115,7 +112,7 @@ func (h *Handler) userOutTx(tx store.Tx, r *http.Request, u *store.User) (map[st
 
 func (h *Handler) getUser(r *http.Request, id string) (any, error) {
 	var doc map[string]any
-	err := h.cfg.Store.View(r.Context(), func(tx store.Tx) error {
+	err := h.store.View(r.Context(), func(tx store.Tx) error {
 		u, err := h.loadUser(tx, id)
 		if err != nil {
 			return err
@@ -146,18 +143,15 @@ func storeConflict(err error) error {
 }
 
 // userWrite is what one write transaction did, for the work after the
-// commit (sessions, logs) and the response. Transactions may run more
-// than once, so each run starts from a zero userWrite.
+// commit and the response. Transactions may run more than once, so each
+// run starts from a zero userWrite.
 type userWrite struct {
-	user        *store.User
-	refs        []store.GroupRef
-	changed     []string
-	wrote       bool
-	adopted     bool
-	deactivated bool
-	activated   bool
-	revoked     int
-	cleared     bool // a tombstone was removed
+	user    *store.User
+	refs    []store.GroupRef
+	changed []string // profile fields
+	adopted bool     // the first SCIM write to a JIT (or admin) user
+	profile bool     // the profile was written
+	change  account.Change
 }
 
 func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]any, string, error) {
@@ -167,9 +161,12 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		return nil, "", err
 	}
 	now := h.cfg.Now()
-	var res userWrite
-	err = h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
-		res = userWrite{}
+	var (
+		created *store.User
+		cleared bool // a tombstone was removed
+	)
+	err = h.store.Update(r.Context(), func(tx store.Tx) error {
+		created, cleared = nil, false
 		u := *in
 		u.ID, u.IdP, u.Source, u.Created, u.Updated = "", h.cfg.IdP, store.SourceSCIM, now, now
 		// Check the two SCIM keys before writing so that the 409 says
@@ -201,7 +198,7 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 				if err := tx.DeleteTombstone(h.cfg.IdP, u.ExternalID); err != nil {
 					return err
 				}
-				res.cleared = true
+				cleared = true
 				ev.Detail["tombstone_cleared"] = "true"
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -210,56 +207,62 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		if err := tx.Audit(ev); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		res.user, res.wrote = &u, true
+		created = &u
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	h.log.Info("scim user created", zap.String("user_id", res.user.ID), zap.String("external_id", res.user.ExternalID),
-		zap.Bool("active", res.user.Active), zap.Bool("tombstone_cleared", res.cleared))
-	doc, err := h.userOut(r, res.user, nil)
-	return doc, res.user.ID, err
+	h.log.Info("scim user created", zap.String("user_id", created.ID), zap.String("external_id", created.ExternalID),
+		zap.Bool("active", created.Active), zap.Bool("tombstone_cleared", cleared))
+	doc, err := h.userOut(r, created, nil)
+	return doc, created.ID, err
 }
 
 func (h *Handler) replaceUser(r *http.Request, id string, body map[string]any) (any, error) {
 	normalize(h.users, body)
-	return h.writeUser(r, id, func(old *store.User) (*store.User, error) {
-		return h.userFromDoc(body, old, modeReplace)
+	return h.writeUser(r, id, func(old *store.User) (*store.User, bool, error) {
+		u, err := h.userFromDoc(body, old, modeReplace)
+		return u, body["active"] != nil, err
 	})
 }
 
 func (h *Handler) patchUser(r *http.Request, id string, ops []patchOp) (any, error) {
-	return h.writeUser(r, id, func(old *store.User) (*store.User, error) {
+	return h.writeUser(r, id, func(old *store.User) (*store.User, bool, error) {
 		doc, err := h.userDoc(old)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		// Without active in the document, what the operations set is what
+		// the client sent: an operation that does not name active leaves
+		// the user's state (and a pending user's approval) as it is.
+		delete(doc, "active")
 		if err := applyPatch(h.users, doc, ops); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return h.userFromDoc(doc, old, modePatch)
+		u, err := h.userFromDoc(doc, old, modePatch)
+		return u, doc["active"] != nil, err
 	})
 }
 
-// writeUser reads the user, builds the new record with change, and saves
-// it when anything differs, all in one transaction; then it revokes or
-// forgets the user's sessions.
-func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.User) (*store.User, error)) (any, error) {
+// writeUser reads the user, builds the new record with change (which also
+// says whether the request set active), and saves it when anything
+// differs, all in one transaction.
+func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.User) (*store.User, bool, error)) (any, error) {
 	now := h.cfg.Now()
 	var res userWrite
-	err := h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		res = userWrite{}
 		old, err := h.loadUser(tx, id)
 		if err != nil {
 			return err
 		}
-		u, err := change(old)
+		u, activeSent, err := change(old)
 		if err != nil {
 			return err
 		}
 		u.ID, u.IdP = old.ID, old.IdP
-		if err := h.saveUser(tx, old, u, now, &res); err != nil {
+		if err := h.saveUser(tx, old, u, activeSent, now, &res); err != nil {
 			return err
 		}
 		res.refs, err = tx.GroupsOfUser(u.ID)
@@ -268,8 +271,9 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 	if err != nil {
 		return nil, err
 	}
-	if err := h.afterUserWrite(r, &res); err != nil {
-		return nil, err
+	h.acc.Committed(&res.change)
+	if res.profile {
+		h.log.Info("scim user updated", zap.String("user_id", res.user.ID), zap.Strings("fields", res.changed), zap.Bool("adopted", res.adopted))
 	}
 	doc, err := h.userOut(r, res.user, res.refs)
 	if err != nil {
@@ -294,7 +298,6 @@ func diffUser(a, b *store.User) []string {
 		{"email", a.Email == b.Email},
 		{"emails", slices.Equal(a.Emails, b.Emails)},
 		{"attributes", bytes.Equal(a.SCIMAttributes, b.SCIMAttributes)},
-		{"active", a.Active == b.Active},
 	} {
 		if !f.same {
 			out = append(out, f.name)
@@ -303,33 +306,28 @@ func diffUser(a, b *store.User) []string {
 	return out
 }
 
-// saveUser writes u over old and audits what changed. The first SCIM
-// write to a JIT user takes the profile over (Source scim): from then on
-// logins no longer change it. Deactivation deletes the user's sessions
-// in the same transaction, so that no request can get through between the
-// two; afterUserWrite also drops them from the cache.
-func (h *Handler) saveUser(tx store.Tx, old, u *store.User, now time.Time, res *userWrite) error {
+// saveUser writes u's profile over old and audits what changed. The first
+// SCIM write to a JIT user takes the profile over (Source scim): from then
+// on logins no longer change it. When the request set active, the user is
+// then activated or deactivated by the rules every caller shares (package
+// account): deactivation ends the user's sessions in this transaction, and
+// active=true also approves a pending user.
+func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now time.Time, res *userWrite) error {
+	wantActive := u.Active
+	u.Active, u.Pending = old.Active, old.Pending
 	res.changed = diffUser(old, u)
 	res.adopted = old.Source != store.SourceSCIM
-	if len(res.changed) == 0 && !res.adopted {
-		res.user = old
-		return nil
-	}
-	u.Source, u.Updated = store.SourceSCIM, now
-	if err := tx.PutUser(u); err != nil {
-		return storeConflict(err)
-	}
-	res.user, res.wrote = u, true
-	res.deactivated = old.Active && !u.Active
-	res.activated = !old.Active && u.Active
-	event := func(typ string) store.Event {
-		return store.Event{Time: now, Type: typ, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
-			Detail: map[string]string{"source": store.SourceSCIM}}
-	}
-	if fields := slices.DeleteFunc(slices.Clone(res.changed), func(f string) bool { return f == "active" }); len(fields) > 0 || res.adopted {
-		ev := event(store.EventUserUpdated)
-		if len(fields) > 0 {
-			ev.Detail["fields"] = strings.Join(fields, ",")
+	res.user = old
+	if len(res.changed) > 0 || res.adopted {
+		u.Source, u.Updated = store.SourceSCIM, now
+		if err := tx.PutUser(u); err != nil {
+			return storeConflict(err)
+		}
+		res.user, res.profile = u, true
+		ev := store.Event{Time: now, Type: store.EventUserUpdated, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
+			Reason: account.BySCIM, Detail: map[string]string{}}
+		if len(res.changed) > 0 {
+			ev.Detail["fields"] = strings.Join(res.changed, ",")
 		}
 		if res.adopted {
 			ev.Detail["adopted_from"] = cmpOr(old.Source, "unknown")
@@ -337,101 +335,41 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, now time.Time, res *
 		if err := tx.Audit(ev); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
+		// The next request must carry the new profile.
+		res.change.ForgetUser(u.ID)
 	}
-	switch {
-	case res.deactivated:
-		if err := tx.Audit(event(store.EventUserDeactivated)); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		hashes, err := tx.DeleteUserSessions(u.ID)
-		if err != nil {
-			return fmt.Errorf("revoke sessions: %w", err)
-		}
-		if res.revoked = len(hashes); res.revoked > 0 {
-			ev := event(store.EventSessionRevoked)
-			ev.Reason = RevokeReasonDeactivated
-			ev.Detail["sessions"] = fmt.Sprint(res.revoked)
-			if err := tx.Audit(ev); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-		}
-	case res.activated:
-		if err := tx.Audit(event(store.EventUserActivated)); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-	}
-	return nil
-}
-
-// afterUserWrite runs after the commit. An inactive user's sessions are
-// revoked through the session manager every time, not only on the
-// transition: that also empties its cache, catches a session a login
-// created between the commit and now, and makes a retried request (after
-// a failure here) finish the job. A failure is returned so that the
-// client retries; the store already has the user deactivated.
-func (h *Handler) afterUserWrite(r *http.Request, res *userWrite) error {
-	u := res.user
-	if !u.Active {
-		n, err := h.cfg.Sessions.RevokeUser(r.Context(), u.ID, RevokeReasonDeactivated)
-		if err != nil {
-			return fmt.Errorf("revoke sessions of deactivated user %s: %w", u.ID, err)
-		}
-		res.revoked += n
-	} else if res.wrote {
-		h.cfg.Sessions.ForgetUser(u.ID)
-	}
-	if !res.wrote {
+	if !activeSent {
 		return nil
 	}
-	fields := []zap.Field{zap.String("user_id", u.ID), zap.Strings("fields", res.changed), zap.Bool("adopted", res.adopted)}
-	switch {
-	case res.deactivated:
-		h.log.Info("scim user deactivated", append(fields, zap.Int("sessions_revoked", res.revoked))...)
-	case res.activated:
-		h.log.Info("scim user reactivated", fields...)
-	default:
-		h.log.Info("scim user updated", fields...)
+	op := h.acc.DeactivateTx
+	if wantActive {
+		op = h.acc.ActivateTx
+	}
+	a, err := op(tx, &res.change, u.ID, account.BySCIM)
+	if err != nil {
+		return err
+	}
+	if a.Changed {
+		res.user = a.User
 	}
 	return nil
 }
 
+// deleteUser deletes the user as every deletion does (account.Delete):
+// their sessions end and tombstones keep JIT from bringing them back.
 func (h *Handler) deleteUser(r *http.Request, id string) error {
-	now := h.cfg.Now()
-	var tombstones int
-	err := h.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
-		tombstones = 0
-		u, err := h.loadUser(tx, id)
-		if err != nil {
+	var c account.Change
+	err := h.store.Update(r.Context(), func(tx store.Tx) error {
+		c = account.Change{}
+		if _, err := h.loadUser(tx, id); err != nil {
 			return err
 		}
-		// Tombstones on every identity of this IdP the user had, so that
-		// JIT does not bring the leaver back at their next sign-in.
-		subjects := []string{}
-		if u.ExternalID != "" {
-			subjects = append(subjects, u.ExternalID)
-		}
-		for _, l := range u.Links {
-			if l.IdP == h.cfg.IdP && !slices.Contains(subjects, l.Subject) {
-				subjects = append(subjects, l.Subject)
-			}
-		}
-		for _, s := range subjects {
-			if err := tx.PutTombstone(&store.Tombstone{IdP: h.cfg.IdP, Subject: s, UserID: u.ID, Deleted: now}); err != nil {
-				return err
-			}
-		}
-		tombstones = len(subjects)
-		if err := tx.DeleteUser(u.ID); err != nil {
-			return err
-		}
-		return tx.Audit(store.Event{Time: now, Type: store.EventUserDeleted, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
-			Detail: map[string]string{"source": store.SourceSCIM, "tombstones": fmt.Sprint(tombstones)}})
+		_, err := h.acc.DeleteTx(tx, &c, id, account.BySCIM)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	// The store dropped the sessions with the user; the cache must follow.
-	h.cfg.Sessions.ForgetUser(id)
-	h.log.Info("scim user deleted", zap.String("user_id", id), zap.Int("tombstones", tombstones))
+	h.acc.Committed(&c)
 	return nil
 }

@@ -116,61 +116,6 @@ func TestSchemaChecks(t *testing.T) {
 	}
 }
 
-func TestContextCancelledBeforeStart(t *testing.T) {
-	db := openTest(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	ran := false
-	fn := func(store.Tx) error { ran = true; return nil }
-	if err := db.Update(ctx, fn); !errors.Is(err, context.Canceled) {
-		t.Errorf("Update: %v", err)
-	}
-	if err := db.View(ctx, fn); !errors.Is(err, context.Canceled) {
-		t.Errorf("View: %v", err)
-	}
-	if ran {
-		t.Error("fn ran on a cancelled context")
-	}
-}
-
-func TestWritesInViewAreReadOnly(t *testing.T) {
-	db := openTest(t)
-	u := &store.User{Email: "a@x.io"}
-	putUser(t, db, u)
-	update(t, db, func(tx store.Tx) error {
-		return tx.PutSession(&store.Session{Hash: "h", UserID: u.ID, Expires: time.Now().Add(time.Hour)})
-	})
-	before := snapshot(t, db)
-	writes := []struct {
-		name string
-		fn   func(store.Tx) error
-	}{
-		{"PutUser", func(tx store.Tx) error { return tx.PutUser(&store.User{}) }},
-		{"DeleteUser", func(tx store.Tx) error { return tx.DeleteUser(u.ID) }},
-		{"PutSession", func(tx store.Tx) error { return tx.PutSession(&store.Session{Hash: "x", UserID: u.ID}) }},
-		{"DeleteSession", func(tx store.Tx) error { return tx.DeleteSession("h") }},
-		{"DeleteUserSessions", func(tx store.Tx) error { _, err := tx.DeleteUserSessions(u.ID); return err }},
-		{"DeleteExpiredSessions", func(tx store.Tx) error { _, err := tx.DeleteExpiredSessions(time.Now(), 0); return err }},
-		{"Consume", func(tx store.Tx) error { _, err := tx.Consume("k", "i", time.Now().Add(time.Hour)); return err }},
-		{"PruneConsumed", func(tx store.Tx) error { _, err := tx.PruneConsumed(time.Now()); return err }},
-		{"Secret (new)", func(tx store.Tx) error { _, err := tx.Secret("new", 32); return err }},
-		{"Audit", func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventLoginFailed}) }},
-		{"PutGroup", func(tx store.Tx) error { return tx.PutGroup(&store.Group{DisplayName: "g"}) }},
-		{"DeleteGroup", func(tx store.Tx) error { return tx.DeleteGroup("g") }},
-		{"PutTombstone", func(tx store.Tx) error { return tx.PutTombstone(&store.Tombstone{IdP: "okta", Subject: "s"}) }},
-		{"DeleteTombstone", func(tx store.Tx) error { return tx.DeleteTombstone("okta", "s") }},
-	}
-	for _, w := range writes {
-		t.Run(w.name, func(t *testing.T) {
-			err := db.View(t.Context(), w.fn)
-			if !errors.Is(err, store.ErrReadOnly) {
-				t.Errorf("err = %v, want ErrReadOnly", err)
-			}
-		})
-	}
-	sameSnapshot(t, before, snapshot(t, db))
-}
-
 func TestReadOnlyOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sso.db")
 	if _, err := Open(path, Options{ReadOnly: true, LockTimeout: 100 * time.Millisecond}); err == nil {
@@ -196,56 +141,6 @@ func TestReadOnlyOpen(t *testing.T) {
 	if err := ro.Update(t.Context(), func(store.Tx) error { return nil }); !errors.Is(err, store.ErrReadOnly) {
 		t.Errorf("Update on read-only store: %v, want ErrReadOnly", err)
 	}
-}
-
-func TestErrorInUpdateRollsBack(t *testing.T) {
-	db := openTest(t)
-	keep := &store.User{Email: "keep@x.io", Links: []store.Link{{IdP: "okta", Subject: "keep"}}}
-	putUser(t, db, keep)
-	update(t, db, func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventUserCreated}) })
-	before := snapshot(t, db)
-
-	boom := errors.New("boom")
-	err := db.Update(t.Context(), func(tx store.Tx) error {
-		u := &store.User{Email: "gone@x.io", Links: []store.Link{{IdP: "okta", Subject: "gone"}}}
-		if err := tx.PutUser(u); err != nil {
-			return err
-		}
-		keep.FirstName = "changed"
-		if err := tx.PutUser(keep); err != nil {
-			return err
-		}
-		if err := tx.PutSession(&store.Session{Hash: "h", UserID: u.ID}); err != nil {
-			return err
-		}
-		if _, err := tx.Consume("state", "s", time.Now().Add(time.Hour)); err != nil {
-			return err
-		}
-		if _, err := tx.Secret("k", 16); err != nil {
-			return err
-		}
-		if err := tx.Audit(store.Event{Type: store.EventUserCreated, UserID: u.ID}); err != nil {
-			return err
-		}
-		return boom
-	})
-	if err != boom {
-		t.Fatalf("Update err = %v, want the fn's own error unwrapped", err)
-	}
-	sameSnapshot(t, before, snapshot(t, db))
-
-	// The audit sequence number the failed Update drew is given back.
-	update(t, db, func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventUserCreated}) })
-	view(t, db, func(tx store.Tx) error {
-		ev, err := tx.AuditEvents(store.AuditQuery{})
-		if err != nil {
-			return err
-		}
-		if len(ev) != 2 || ev[1].Seq != 2 {
-			t.Errorf("audit after rollback: %+v", ev)
-		}
-		return nil
-	})
 }
 
 func TestConcurrentUpdatesAllLand(t *testing.T) {
@@ -427,124 +322,79 @@ func TestBackupOpensWithEqualContent(t *testing.T) {
 	checkIndexes(t, cp)
 }
 
-func TestConsumeAndPrune(t *testing.T) {
-	db := openTest(t)
-	now := time.Now()
-	steps := []struct {
-		kind, id string
-		until    time.Time
-		want     bool
-	}{
-		{"state", "a", now.Add(time.Hour), true},
-		{"state", "a", now.Add(time.Hour), false},
-		{"saml", "a", now.Add(time.Hour), true},  // kinds are separate namespaces
-		{"sta", "tea", now.Add(time.Hour), true}, // no concatenation clash with ("state","a")
-		{"state", "old", now.Add(-time.Second), true},
-		{"state", "old", now.Add(time.Hour), true}, // expired entry is overwritten
-		{"state", "old", now.Add(time.Hour), false},
-		{"state", "gone", now.Add(-time.Minute), true},
+// Close leaves the free-page list written, so the next Open need not read
+// the whole file to rebuild it. bbolt, opened with its defaults, writes the
+// list itself (a commit) when it finds none.
+func TestCloseWritesFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sso.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, s := range steps {
-		update(t, db, func(tx store.Tx) error {
-			got, err := tx.Consume(s.kind, s.id, s.until)
-			if err != nil {
+	putUser(t, db, &store.User{ID: "u"})
+	update(t, db, func(tx store.Tx) error { return tx.DeleteUser("u") }) // frees pages
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	txid := func(bdb *bolt.DB) (id int) {
+		_ = bdb.View(func(btx *bolt.Tx) error { id = btx.ID(); return nil })
+		return id
+	}
+	ro, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := txid(ro)
+	ro.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	if after := txid(bdb); after != before {
+		t.Errorf("bbolt found no free-page list after Close (it committed %d transactions to write one)", after-before)
+	}
+}
+
+// The backup holds live data only: after most of the store was deleted it
+// is much smaller than the file, which keeps its free pages.
+func TestBackupIsCompact(t *testing.T) {
+	db := openTest(t)
+	update(t, db, func(tx store.Tx) error {
+		for i := range 3000 {
+			u := &store.User{ID: fmt.Sprintf("u%04d", i), Email: fmt.Sprintf("u%d@x.io", i), FirstName: strings.Repeat("x", 200)}
+			if err := tx.PutUser(u); err != nil {
 				return err
 			}
-			if got != s.want {
-				t.Errorf("step %d Consume(%s,%s) = %v, want %v", i, s.kind, s.id, got, s.want)
-			}
-			return nil
-		})
-	}
+		}
+		return nil
+	})
 	update(t, db, func(tx store.Tx) error {
-		n, err := tx.PruneConsumed(now)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			t.Errorf("pruned %d, want 1", n)
-		}
-		if n, _ := tx.PruneConsumed(now.Add(2 * time.Hour)); n != 4 {
-			t.Errorf("pruned %d later, want 4", n)
-		}
-		return nil
-	})
-	// The replay guard the IdPs use works on this backend: one
-	// transaction per ID, first use wins.
-	guard := store.ReplayGuard{Store: db}
-	first, err := guard.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
-	again, err2 := guard.ConsumeOnce(t.Context(), "state", "x", now.Add(time.Hour))
-	if err != nil || err2 != nil || !first || again {
-		t.Errorf("ReplayGuard.ConsumeOnce: %v %v, %v %v", first, err, again, err2)
-	}
-}
-
-func TestSecret(t *testing.T) {
-	db := openTest(t)
-	var a, b []byte
-	update(t, db, func(tx store.Tx) (err error) {
-		a, err = tx.Secret("hmac", 32)
-		return err
-	})
-	view(t, db, func(tx store.Tx) (err error) {
-		b, err = tx.Secret("hmac", 32)
-		return err
-	})
-	if len(a) != 32 || !bytes.Equal(a, b) {
-		t.Errorf("secret not stable: %x vs %x", a, b)
-	}
-	if err := db.View(t.Context(), func(tx store.Tx) error {
-		_, err := tx.Secret("missing", 32)
-		return err
-	}); !errors.Is(err, store.ErrReadOnly) {
-		t.Errorf("creating a secret in View: %v", err)
-	}
-}
-
-// A failing fn inside a bbolt batch makes bbolt roll the batch back and
-// re-run the others: the failures must leave nothing, the rest must land.
-func TestConcurrentUpdatesWithFailures(t *testing.T) {
-	db := openTest(t)
-	const n = 40
-	boom := errors.New("boom")
-	var wg sync.WaitGroup
-	results := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			results[i] = db.Update(context.Background(), func(tx store.Tx) error {
-				u := &store.User{Links: []store.Link{{IdP: "okta", Subject: fmt.Sprint(i)}}}
-				if err := tx.PutUser(u); err != nil {
-					return err
-				}
-				if err := tx.Audit(store.Event{Type: store.EventUserCreated, UserID: u.ID}); err != nil {
-					return err
-				}
-				if i%3 == 0 {
-					return boom
-				}
-				return nil
-			})
-		})
-	}
-	wg.Wait()
-	checkIndexes(t, db)
-	view(t, db, func(tx store.Tx) error {
-		for i, err := range results {
-			_, lookErr := tx.UserByLink("okta", fmt.Sprint(i))
-			switch {
-			case i%3 == 0 && (err != boom || !isNotFound(lookErr)):
-				t.Errorf("%d: failing Update returned %v, lookup %v", i, err, lookErr)
-			case i%3 != 0 && (err != nil || lookErr != nil):
-				t.Errorf("%d: Update %v, lookup %v", i, err, lookErr)
+		for i := range 2900 {
+			if err := tx.DeleteUser(fmt.Sprintf("u%04d", i)); err != nil {
+				return err
 			}
 		}
-		ev, err := tx.AuditEvents(store.AuditQuery{Limit: 1000})
-		if err != nil {
-			return err
-		}
-		if want := n - (n+2)/3; len(ev) != want {
-			t.Errorf("%d audit events, want %d", len(ev), want)
-		}
 		return nil
 	})
+	want := snapshot(t, db)
+	path := filepath.Join(t.TempDir(), "backup.db")
+	n, err := db.BackupTo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(db.Path())
+	if n*4 > fi.Size() {
+		t.Errorf("backup is %d bytes of a %d-byte file with 3%% of its data left", n, fi.Size())
+	}
+	if _, err := db.BackupTo(path); err == nil {
+		t.Error("BackupTo overwrote an existing file")
+	}
+	cp, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	sameSnapshot(t, want, snapshot(t, cp))
+	checkIndexes(t, cp)
 }

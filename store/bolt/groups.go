@@ -14,10 +14,6 @@ import (
 
 // ---- groups ----
 
-// groupNameKey lower-cases the display name: two groups of one IdP whose
-// names differ only in case would be indistinguishable in a groups header.
-func groupNameKey(idp, name string) []byte { return pair(idp, strings.ToLower(name)) }
-
 func (t *tx) getGroup(id string) (*store.Group, error) {
 	v := t.bucket(bucketGroups).Get([]byte(id))
 	if v == nil {
@@ -133,6 +129,17 @@ func (t *tx) PutGroup(g *store.Group) error {
 	}
 	if strings.TrimSpace(g.DisplayName) == "" {
 		return fmt.Errorf("bolt: put group %s: display name is required", g.ID)
+	}
+	for _, c := range []struct{ what, v string }{{"display name", g.DisplayName}, {"externalId", g.ExternalID}} {
+		if store.HasControl(c.v) {
+			return fmt.Errorf("bolt: put group %s: %s has a control character: %w", g.ID, c.what, store.ErrInvalidValue)
+		}
+		if err := store.CheckKey(c.what, c.v); err != nil {
+			return fmt.Errorf("bolt: put group %s: %w", g.ID, err)
+		}
+	}
+	if err := store.CheckKey("idp", g.IdP); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", g.ID, err)
 	}
 	members := cleanMembers(g.Members)
 	users := t.bucket(bucketUsers)
@@ -394,11 +401,21 @@ func (t *tx) PutTombstone(ts *store.Tombstone) error {
 	if rec.Deleted.IsZero() {
 		rec.Deleted = time.Now()
 	}
+	if err := store.CheckKey("tombstone subject", rec.Subject); err != nil {
+		return fmt.Errorf("bolt: put tombstone in %s: %w", rec.IdP, err)
+	}
 	data, err := json.Marshal(&rec)
 	if err != nil {
 		return fmt.Errorf("bolt: encode tombstone: %w", err)
 	}
-	if err := t.bucket(bucketTombstones).Put(pair(rec.IdP, rec.Subject), data); err != nil {
+	b := t.bucket(bucketTombstones)
+	k := pair(rec.IdP, rec.Subject)
+	if b.Get(k) == nil {
+		if err := t.addCount(countTombstones, "", 1); err != nil {
+			return fmt.Errorf("bolt: put tombstone in %s: count: %w", rec.IdP, err)
+		}
+	}
+	if err := b.Put(k, data); err != nil {
 		return fmt.Errorf("bolt: put tombstone in %s: %w", rec.IdP, err)
 	}
 	return nil
@@ -408,8 +425,45 @@ func (t *tx) DeleteTombstone(idp, subject string) error {
 	if err := t.mustWrite("delete tombstone"); err != nil {
 		return err
 	}
-	if err := t.bucket(bucketTombstones).Delete(pair(idp, subject)); err != nil {
+	b := t.bucket(bucketTombstones)
+	k := pair(idp, subject)
+	if b.Get(k) == nil {
+		return nil
+	}
+	if err := b.Delete(k); err != nil {
 		return fmt.Errorf("bolt: delete tombstone in %s: %w", idp, err)
+	}
+	if err := t.addCount(countTombstones, "", -1); err != nil {
+		return fmt.Errorf("bolt: delete tombstone in %s: count: %w", idp, err)
+	}
+	return nil
+}
+
+func (t *tx) ForEachTombstone(fn func(*store.Tombstone) error) error {
+	return t.bucket(bucketTombstones).ForEach(func(k, v []byte) error {
+		ts := new(store.Tombstone)
+		if err := json.Unmarshal(v, ts); err != nil {
+			return fmt.Errorf("bolt: decode tombstone: %w", err)
+		}
+		return fn(ts)
+	})
+}
+
+// ForEachGroup visits groups in ID order after the given ID.
+func (t *tx) ForEachGroup(after string, fn func(*store.Group) error) error {
+	c := t.bucket(bucketGroups).Cursor()
+	k, v := c.Seek([]byte(after))
+	if k != nil && after != "" && string(k) == after {
+		k, v = c.Next()
+	}
+	for ; k != nil; k, v = c.Next() {
+		g := new(store.Group)
+		if err := json.Unmarshal(v, g); err != nil {
+			return fmt.Errorf("bolt: decode group %s: %w", k, err)
+		}
+		if err := fn(g); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package bolt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,7 +18,260 @@ import (
 // the users bucket in memory until its commit.
 const migrateChunk = 5_000
 
-// migrate upgrades a version 1 file to the current schema.
+// migrate upgrades a file of schema version from (or one whose upgrade was
+// interrupted, or that lacks a bucket) to the current schema.
+func (db *DB) migrate(from int) error {
+	if from == 1 {
+		if err := db.migrate1to2(); err != nil {
+			return err
+		}
+	}
+	if from < 1 || from > SchemaVersion {
+		return fmt.Errorf("bolt: migrate %s: no migration from schema version %d", db.path, from)
+	}
+	return db.reindex()
+}
+
+// reindex is the upgrade to schema 3, and the repair of a file that lost
+// an index bucket: it converts schema 2 session records (migrateSession)
+// and rebuilds every index and counter from the records, in transactions
+// of migrateChunk records.
+//
+// Schema 3 folds case-insensitive keys with store.FoldName (Unicode NFC and
+// case folding) instead of strings.ToLower, indexes sessions by expiry,
+// last use, logout subject and session ID, and keeps a session's tokens
+// and last-seen time apart from its record; rebuilding every index from
+// the records is the one way to be sure they all agree.
+//
+// Where two records claim one key (only possible when folding newly
+// equates two names), the first in ID order keeps it and the other goes
+// unindexed; (*DB).Check reports it.
+//
+// The first transaction sets the schema to 3 and marks the upgrade as
+// running ("upgrading" in meta); the last removes the mark. A schema 2
+// build therefore refuses the file from the first transaction on (it
+// cannot read the new session records), and an interrupted upgrade starts
+// over from empty indexes at the next read-write open.
+func (db *DB) reindex() error {
+	wrap := func(err error) error {
+		return fmt.Errorf("bolt: upgrade %s to schema %d: %w", db.path, SchemaVersion, err)
+	}
+	err := db.bdb.Update(func(btx *bolt.Tx) error {
+		meta, err := btx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+		if err := meta.Put(keyUpgrading, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+		for _, name := range primaryBuckets() {
+			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		for _, name := range append(derivedBuckets(), bucketSessionNameIDs) {
+			if btx.Bucket(name) != nil {
+				if err := btx.DeleteBucket(name); err != nil {
+					return fmt.Errorf("reset bucket %s: %w", name, err)
+				}
+			}
+		}
+		for _, name := range derivedBuckets() {
+			if _, err := btx.CreateBucket(name); err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	steps := []struct {
+		bucket []byte
+		fn     func(t *tx, k, v []byte) error
+	}{
+		{bucketUsers, (*tx).reindexUser},
+		{bucketGroups, (*tx).reindexGroup},
+		{bucketSessions, (*tx).reindexSession},
+		{bucketConsumed, (*tx).reindexConsumed},
+		{bucketTombstones, func(t *tx, _, _ []byte) error { return t.addCount(countTombstones, "", 1) }},
+		{bucketAudit, (*tx).reindexAudit},
+	}
+	for _, st := range steps {
+		if err := db.eachChunk(st.bucket, st.fn); err != nil {
+			return wrap(fmt.Errorf("%s: %w", st.bucket, err))
+		}
+	}
+	err = db.bdb.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketMeta).Delete(keyUpgrading) })
+	if err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// eachChunk calls fn for every record of bucket, migrateChunk records per
+// transaction. It reads each chunk before calling fn, since bbolt cursors
+// do not survive writes to their bucket.
+func (db *DB) eachChunk(bucket []byte, fn func(t *tx, k, v []byte) error) error {
+	var after []byte
+	for {
+		var n int
+		err := db.bdb.Update(func(btx *bolt.Tx) error {
+			t := &tx{btx: btx, writable: true}
+			type rec struct{ k, v []byte }
+			var batch []rec
+			c := t.bucket(bucket).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(batch) < migrateChunk; k, v = c.Next() {
+				if v == nil {
+					continue // a nested bucket; none is expected
+				}
+				batch = append(batch, rec{bytes.Clone(k), bytes.Clone(v)})
+			}
+			for _, r := range batch {
+				if err := fn(t, r.k, r.v); err != nil {
+					return fmt.Errorf("record %q: %w", r.k, err)
+				}
+			}
+			n = len(batch)
+			if n > 0 {
+				after = batch[n-1].k
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n < migrateChunk {
+			return nil
+		}
+	}
+}
+
+// putFirst puts key -> id into b unless another record holds key already.
+func putFirst(b *bolt.Bucket, key []byte, id string) error {
+	if len(key) == 0 || b.Get(key) != nil {
+		return nil
+	}
+	return b.Put(key, []byte(id))
+}
+
+func (t *tx) reindexUser(k, v []byte) error {
+	u := new(store.User)
+	if err := json.Unmarshal(v, u); err != nil {
+		return fmt.Errorf("decode user: %w", err)
+	}
+	id := string(k)
+	for _, l := range u.Links {
+		if err := putFirst(t.bucket(bucketLinks), linkKey(l), id); err != nil {
+			return err
+		}
+	}
+	if u.Email != "" {
+		if err := putFirst(t.bucket(bucketEmails), emailKey(u.Email), id); err != nil {
+			return err
+		}
+	}
+	if u.UserName != "" {
+		if err := putFirst(t.bucket(bucketUserNames), userNameKey(u.UserName), id); err != nil {
+			return err
+		}
+	}
+	if u.ExternalID != "" {
+		if err := putFirst(t.bucket(bucketExternalIDs), pair(u.IdP, u.ExternalID), id); err != nil {
+			return err
+		}
+	}
+	if err := t.bucket(bucketIdPUsers).Put(pair(u.IdP, id), []byte{}); err != nil {
+		return err
+	}
+	return t.addCount(countUsers, u.IdP, 1)
+}
+
+func (t *tx) reindexGroup(k, v []byte) error {
+	g := new(store.Group)
+	if err := json.Unmarshal(v, g); err != nil {
+		return fmt.Errorf("decode group: %w", err)
+	}
+	id := string(k)
+	if err := putFirst(t.bucket(bucketGroupNames), groupNameKey(g.IdP, g.DisplayName), id); err != nil {
+		return err
+	}
+	if g.ExternalID != "" {
+		if err := putFirst(t.bucket(bucketGroupExternalIDs), pair(g.IdP, g.ExternalID), id); err != nil {
+			return err
+		}
+	}
+	if err := t.bucket(bucketIdPGroups).Put(pair(g.IdP, id), []byte{}); err != nil {
+		return err
+	}
+	for _, m := range g.Members {
+		if err := t.bucket(bucketUserGroups).Put(pair(m, id), []byte(g.DisplayName)); err != nil {
+			return err
+		}
+	}
+	return t.addCount(countGroups, g.IdP, 1)
+}
+
+// reindexSession converts a schema 2 record (upgradeSession) and indexes it.
+func (t *tx) reindexSession(k, v []byte) error {
+	r, seen, err := t.upgradeSession(k, v)
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	for _, m := range t.sessionIndexes(sessionKeys{}, keysOf(string(k), r, seen)) {
+		if m.new != nil {
+			if err := m.b.Put(m.new, []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	return t.addCount(countSessions, "", 1)
+}
+
+// reindexConsumed converts a schema 2 expiry (plain unix nanoseconds, whose
+// sign bit is clear for any time after 1970) to encTime, whose sign bit is
+// set for those times, and indexes it. A converted value is left alone, so
+// an interrupted upgrade can run again.
+func (t *tx) reindexConsumed(k, v []byte) error {
+	if len(v) != 8 {
+		return t.bucket(bucketConsumed).Delete(k) // unreadable: treat as expired
+	}
+	until := binary.BigEndian.Uint64(v)
+	if until&(1<<63) == 0 {
+		until = encTime(time.Unix(0, int64(until)))
+		if err := t.bucket(bucketConsumed).Put(k, u64(until)); err != nil {
+			return err
+		}
+	}
+	return t.bucket(bucketConsumedUntil).Put(timeKey(until, string(k)), []byte{})
+}
+
+func (t *tx) reindexAudit(k, v []byte) error {
+	var e struct {
+		UserID string `json:"user_id"`
+	}
+	if err := json.Unmarshal(v, &e); err != nil {
+		return fmt.Errorf("decode audit event: %w", err)
+	}
+	if e.UserID != "" && len(k) == 8 {
+		if err := t.bucket(bucketAuditByUser).Put(append(pair(e.UserID, ""), k...), []byte{}); err != nil {
+			return err
+		}
+	}
+	return t.addCount(countAudit, "", 1)
+}
+
+// migrate1to2 upgrades a version 1 file to schema 2.
 //
 // Version 2 adds the SCIM indexes and fills the SCIM fields of existing
 // users, so that Entra's match by externalId and Okta's by userName find
@@ -30,10 +285,7 @@ const migrateChunk = 5_000
 // from empty indexes: a version 1 build that opened the file meanwhile may
 // have rewritten users without their new fields, and only a rebuild is
 // sure to match the records.
-func (db *DB) migrate(from int) error {
-	if from != 1 {
-		return fmt.Errorf("bolt: migrate %s: no migration from schema version %d", db.path, from)
-	}
+func (db *DB) migrate1to2() error {
 	err := db.bdb.Update(func(btx *bolt.Tx) error {
 		for _, name := range v1Buckets() {
 			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
@@ -96,7 +348,7 @@ func (db *DB) migrate(from int) error {
 	}
 
 	err = db.bdb.Update(func(btx *bolt.Tx) error {
-		return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+		return btx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: migrate %s: record schema version: %w", db.path, err)

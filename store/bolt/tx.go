@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,39 +32,6 @@ func (t *tx) mustWrite(op string) error {
 		return fmt.Errorf("bolt: %s: %w", op, store.ErrReadOnly)
 	}
 	return nil
-}
-
-// pair encodes (a, b) as uvarint(len(a)) | a | b: unambiguous for any
-// strings, and pair(a, "") is a prefix of exactly the keys that start with a.
-func pair(a, b string) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b))
-	k = binary.AppendUvarint(k, uint64(len(a)))
-	k = append(k, a...)
-	return append(k, b...)
-}
-
-func linkKey(l store.Link) []byte { return pair(l.IdP, l.Subject) }
-
-// emailKey lower-cases so that lookups ignore case; the stored user keeps
-// the spelling the IdP sent.
-func emailKey(email string) []byte { return []byte(strings.ToLower(email)) }
-
-// userNameKey lower-cases like emailKey: SCIM's userName is not case-exact.
-func userNameKey(name string) []byte { return []byte(strings.ToLower(name)) }
-
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-func auditUserKey(userID string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(pair(userID, ""), seq)
-}
-
-// newID returns a random 128-bit ID in lowercase hex.
-func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("bolt: random user id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
 }
 
 // ---- users ----
@@ -188,10 +153,14 @@ func (t *tx) page(index []byte, scope string, startIndex, count int, fn func(id 
 	return nil
 }
 
-// Record kinds counted per IdP in the counts bucket.
+// Record kinds in the counts bucket: users and groups per IdP, the rest
+// under the empty IdP.
 const (
-	countUsers  = "u"
-	countGroups = "g"
+	countUsers      = "u"
+	countGroups     = "g"
+	countSessions   = "s"
+	countTombstones = "t"
+	countAudit      = "a"
 )
 
 func (t *tx) count(kind, idp string) int {
@@ -260,6 +229,9 @@ func (t *tx) PutUser(u *store.User) error {
 	}
 	links, err := cleanLinks(u.Links)
 	if err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
+	}
+	if err := checkUserValues(u, links); err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
 	}
 	users := t.bucket(bucketUsers)
@@ -381,6 +353,30 @@ func (t *tx) PutUser(u *store.User) error {
 	return nil
 }
 
+// checkUserValues applies the store's rules on values (store.MaxKeyBytes,
+// store.HasControl) before anything is written.
+func checkUserValues(u *store.User, links []store.Link) error {
+	for _, c := range []struct{ what, v string }{
+		{"userName", u.UserName}, {"externalId", u.ExternalID}, {"display name", u.DisplayName},
+	} {
+		if store.HasControl(c.v) {
+			return fmt.Errorf("%s has a control character: %w", c.what, store.ErrInvalidValue)
+		}
+	}
+	keys := []struct{ what, v string }{
+		{"userName", u.UserName}, {"externalId", u.ExternalID}, {"email", u.Email}, {"idp", u.IdP},
+	}
+	for _, l := range links {
+		keys = append(keys, struct{ what, v string }{"link idp", l.IdP}, struct{ what, v string }{"link subject", l.Subject})
+	}
+	for _, c := range keys {
+		if err := store.CheckKey(c.what, c.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cleanLinks drops exact duplicates (which would otherwise make the index
 // diff ambiguous) and rejects half-empty links, which no login can match.
 func cleanLinks(in []store.Link) ([]store.Link, error) {
@@ -479,251 +475,10 @@ func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
 	return nil
 }
 
-// ---- sessions ----
-
-func (t *tx) Session(hash string) (*store.Session, error) {
-	v := t.bucket(bucketSessions).Get([]byte(hash))
-	if v == nil {
-		return nil, fmt.Errorf("bolt: session: %w", store.ErrNotFound)
-	}
-	s := new(store.Session)
-	if err := json.Unmarshal(v, s); err != nil {
-		return nil, fmt.Errorf("bolt: decode session: %w", err)
-	}
-	return s, nil
-}
-
-// PutSession refuses a session for a user that does not exist, so that a
-// login racing a deletion cannot leave a session nothing would revoke.
-func (t *tx) PutSession(s *store.Session) error {
-	if err := t.mustWrite("put session"); err != nil {
-		return err
-	}
-	if s == nil || s.Hash == "" || s.UserID == "" {
-		return errors.New("bolt: put session: hash and user id are required")
-	}
-	if t.bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
-		return fmt.Errorf("bolt: put session: user %s: %w", s.UserID, store.ErrNotFound)
-	}
-	sessions := t.bucket(bucketSessions)
-	bySession := t.bucket(bucketUserSessions)
-	nameIDKey := sessionNameIDKey(s.IdP, s.Logout.NameID, s.Hash)
-	if old := sessions.Get([]byte(s.Hash)); old != nil {
-		var prev sessionRef
-		if err := json.Unmarshal(old, &prev); err == nil {
-			if prev.UserID != s.UserID {
-				if err := bySession.Delete(pair(prev.UserID, s.Hash)); err != nil {
-					return fmt.Errorf("bolt: put session: %w", err)
-				}
-			}
-			if k := sessionNameIDKey(prev.IdP, prev.Logout.NameID, s.Hash); k != nil && !bytes.Equal(k, nameIDKey) {
-				if err := t.bucket(bucketSessionNameIDs).Delete(k); err != nil {
-					return fmt.Errorf("bolt: put session: %w", err)
-				}
-			}
-		}
-	}
-	data, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("bolt: encode session: %w", err)
-	}
-	if err := sessions.Put([]byte(s.Hash), data); err != nil {
-		return fmt.Errorf("bolt: put session: %w", err)
-	}
-	if err := bySession.Put(pair(s.UserID, s.Hash), []byte{}); err != nil {
-		return fmt.Errorf("bolt: put session: index: %w", err)
-	}
-	// Last-seen updates re-put unchanged sessions: skip the index write.
-	if idx := t.bucket(bucketSessionNameIDs); nameIDKey != nil && idx.Get(nameIDKey) == nil {
-		if err := idx.Put(nameIDKey, []byte{}); err != nil {
-			return fmt.Errorf("bolt: put session: index: %w", err)
-		}
-	}
-	return nil
-}
-
-// sessionRef is the part of a stored session its indexes are keyed on.
-type sessionRef struct {
-	UserID string `json:"user_id"`
-	IdP    string `json:"idp"`
-	Logout struct {
-		NameID string `json:"name_id"`
-	} `json:"logout"`
-}
-
-// sessionNameIDKey is a session's key in session_name_ids, or nil when it
-// has no SAML NameID. pair(nameID, "") is a prefix of exactly the keys of
-// that NameID, so pair(idp, pair(nameID, "")) is the prefix to look up.
-func sessionNameIDKey(idp, nameID, hash string) []byte {
-	if nameID == "" {
-		return nil
-	}
-	return pair(idp, string(pair(nameID, hash)))
-}
-
-// sessionNameIDKeyOf decodes a stored session's session_name_ids key.
-func sessionNameIDKeyOf(hash string, raw []byte) ([]byte, error) {
-	var ref sessionRef
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		return nil, fmt.Errorf("decode session: %w", err)
-	}
-	return sessionNameIDKey(ref.IdP, ref.Logout.NameID, hash), nil
-}
-
-// SessionsByNameID reads the index and checks each entry against its
-// session, so that entries an older build left behind (see the package
-// doc) are skipped rather than trusted.
-func (t *tx) SessionsByNameID(idp, nameID string) ([]*store.Session, error) {
-	idx := t.bucket(bucketSessionNameIDs)
-	if idx == nil || nameID == "" {
-		return nil, nil
-	}
-	prefix := sessionNameIDKey(idp, nameID, "")
-	var out []*store.Session
-	c := idx.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		s, err := t.Session(string(k[len(prefix):]))
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bolt: sessions by name id: %w", err)
-		}
-		if s.IdP == idp && s.Logout.NameID == nameID {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-func (t *tx) DeleteSession(hash string) error {
-	if err := t.mustWrite("delete session"); err != nil {
-		return err
-	}
-	s, err := t.Session(hash)
-	if err != nil {
-		return err
-	}
-	if err := t.deleteSession(s.UserID, hash); err != nil {
-		return fmt.Errorf("bolt: delete session: %w", err)
-	}
-	return nil
-}
-
-func (t *tx) deleteSession(userID, hash string) error {
-	sessions := t.bucket(bucketSessions)
-	if idx := t.bucket(bucketSessionNameIDs); idx != nil {
-		if raw := sessions.Get([]byte(hash)); raw != nil {
-			k, err := sessionNameIDKeyOf(hash, raw)
-			if err != nil {
-				return err
-			}
-			if k != nil {
-				if err := idx.Delete(k); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := sessions.Delete([]byte(hash)); err != nil {
-		return err
-	}
-	return t.bucket(bucketUserSessions).Delete(pair(userID, hash))
-}
-
-// UserSessions walks the user's session index; an index entry without
-// its session (never expected) is skipped.
-func (t *tx) UserSessions(userID string) ([]*store.Session, error) {
-	prefix := pair(userID, "")
-	var out []*store.Session
-	c := t.bucket(bucketUserSessions).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		s, err := t.Session(string(k[len(prefix):]))
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bolt: sessions of user %s: %w", userID, err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func (t *tx) DeleteUserSessions(userID string) ([]string, error) {
-	if err := t.mustWrite("delete user sessions"); err != nil {
-		return nil, err
-	}
-	hashes, err := t.deleteUserSessions(userID)
-	if err != nil {
-		return nil, fmt.Errorf("bolt: delete sessions of user %s: %w", userID, err)
-	}
-	return hashes, nil
-}
-
-func (t *tx) deleteUserSessions(userID string) ([]string, error) {
-	prefix := pair(userID, "")
-	var hashes []string
-	c := t.bucket(bucketUserSessions).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		hashes = append(hashes, string(k[len(prefix):]))
-	}
-	for _, h := range hashes {
-		if err := t.deleteSession(userID, h); err != nil {
-			return nil, err
-		}
-	}
-	return hashes, nil
-}
-
-// DeleteExpiredSessions scans all sessions: it runs from a periodic
-// janitor, not on the request path, and an expiry index would cost a write
-// on every last-seen update instead.
-func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration) ([]string, error) {
-	if err := t.mustWrite("delete expired sessions"); err != nil {
-		return nil, err
-	}
-	type victim struct{ user, hash string }
-	var victims []victim
-	var s struct {
-		UserID   string    `json:"user_id"`
-		Created  time.Time `json:"created"`
-		Expires  time.Time `json:"expires"`
-		LastSeen time.Time `json:"last_seen"`
-	}
-	err := t.bucket(bucketSessions).ForEach(func(k, v []byte) error {
-		s.UserID, s.Created, s.Expires, s.LastSeen = "", time.Time{}, time.Time{}, time.Time{}
-		if err := json.Unmarshal(v, &s); err != nil {
-			return fmt.Errorf("decode session: %w", err)
-		}
-		expired := s.Expires.Before(now)
-		if !expired && idle > 0 {
-			seen := s.LastSeen
-			if seen.Before(s.Created) {
-				seen = s.Created
-			}
-			expired = seen.Add(idle).Before(now)
-		}
-		if expired {
-			victims = append(victims, victim{s.UserID, string(k)})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
-	}
-	hashes := make([]string, 0, len(victims))
-	for _, v := range victims {
-		if err := t.deleteSession(v.user, v.hash); err != nil {
-			return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
-		}
-		hashes = append(hashes, v.hash)
-	}
-	return hashes, nil
-}
-
 // ---- single-use IDs ----
 
+// Consume keeps consumed_until (time-ordered) in step with consumed, so
+// that pruning reads only what is due.
 func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 	if err := t.mustWrite("consume"); err != nil {
 		return false, err
@@ -731,39 +486,72 @@ func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 	if kind == "" || id == "" {
 		return false, errors.New("bolt: consume: kind and id are required")
 	}
-	b := t.bucket(bucketConsumed)
-	k := pair(kind, id)
-	if v := b.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > time.Now().UnixNano() {
-		return false, nil
+	if err := store.CheckKey("single-use id", kind+id); err != nil {
+		return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
 	}
-	if err := b.Put(k, u64(uint64(until.UnixNano()))); err != nil {
+	b := t.bucket(bucketConsumed)
+	idx := appendMostly(t.bucket(bucketConsumedUntil))
+	k := pair(kind, id)
+	if v := b.Get(k); len(v) == 8 {
+		old := binary.BigEndian.Uint64(v)
+		if old > encTime(time.Now()) {
+			return false, nil
+		}
+		if err := idx.Delete(timeKey(old, string(k))); err != nil {
+			return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
+		}
+	}
+	at := encTime(until)
+	if err := b.Put(k, u64(at)); err != nil {
+		return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
+	}
+	if err := idx.Put(timeKey(at, string(k)), []byte{}); err != nil {
 		return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
 	}
 	return true, nil
 }
 
-func (t *tx) PruneConsumed(now time.Time) (int, error) {
+func (t *tx) PruneConsumed(now time.Time, limit int) (int, error) {
 	if err := t.mustWrite("prune consumed"); err != nil {
 		return 0, err
 	}
-	b := t.bucket(bucketConsumed)
-	cutoff := now.UnixNano()
-	var dead [][]byte
-	err := b.ForEach(func(k, v []byte) error {
-		if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) <= cutoff {
-			dead = append(dead, bytes.Clone(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("bolt: prune consumed: %w", err)
+	if limit < 1 {
+		return 0, fmt.Errorf("bolt: prune consumed: limit %d, want at least 1", limit)
 	}
-	for _, k := range dead {
-		if err := b.Delete(k); err != nil {
+	cutoff := encTime(now)
+	var due [][]byte
+	c := t.bucket(bucketConsumedUntil).Cursor()
+	for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
+		if len(k) < 8 || binary.BigEndian.Uint64(k) > cutoff {
+			break
+		}
+		due = append(due, bytes.Clone(k))
+	}
+	b := t.bucket(bucketConsumed)
+	n := 0
+	for _, k := range due {
+		if err := t.bucket(bucketConsumedUntil).Delete(k); err != nil {
 			return 0, fmt.Errorf("bolt: prune consumed: %w", err)
 		}
+		// Only an entry whose expiry is still the indexed one goes.
+		if v := b.Get(k[8:]); bytes.Equal(v, k[:8]) {
+			if err := b.Delete(k[8:]); err != nil {
+				return 0, fmt.Errorf("bolt: prune consumed: %w", err)
+			}
+			n++
+		}
 	}
-	return len(dead), nil
+	return n, nil
+}
+
+func (t *tx) ForEachConsumed(fn func(kind, id string, until time.Time) error) error {
+	return t.bucket(bucketConsumed).ForEach(func(k, v []byte) error {
+		kind, id, ok := unpair(k)
+		if !ok || len(v) != 8 {
+			return fmt.Errorf("bolt: malformed single-use id entry %q", k)
+		}
+		return fn(kind, id, decTime(binary.BigEndian.Uint64(v)))
+	})
 }
 
 // ---- secrets ----
@@ -809,6 +597,12 @@ func (t *tx) LoadOrStoreSecret(name string, value []byte) ([]byte, error) {
 	return bytes.Clone(value), nil
 }
 
+func (t *tx) ForEachSecret(fn func(name string, value []byte) error) error {
+	return t.bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+		return fn(string(k), bytes.Clone(v))
+	})
+}
+
 // ---- audit ----
 
 func (t *tx) Audit(e store.Event) error {
@@ -826,22 +620,118 @@ func (t *tx) Audit(e store.Event) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	data, err := json.Marshal(&e)
+	return t.putEvent(&e)
+}
+
+func (t *tx) putEvent(e *store.Event) error {
+	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("bolt: encode audit event: %w", err)
 	}
+	b := t.bucket(bucketAudit)
 	// Keys only grow, so fill leaf pages completely instead of splitting
 	// them in half.
 	b.FillPercent = 1.0
-	if err := b.Put(u64(seq), data); err != nil {
+	if err := b.Put(u64(e.Seq), data); err != nil {
 		return fmt.Errorf("bolt: audit: %w", err)
 	}
 	if e.UserID != "" {
-		if err := t.bucket(bucketAuditByUser).Put(auditUserKey(e.UserID, seq), []byte{}); err != nil {
+		if err := t.bucket(bucketAuditByUser).Put(auditUserKey(e.UserID, e.Seq), []byte{}); err != nil {
 			return fmt.Errorf("bolt: audit: user index: %w", err)
 		}
 	}
+	if err := t.addCount(countAudit, "", 1); err != nil {
+		return fmt.Errorf("bolt: audit: count: %w", err)
+	}
 	return nil
+}
+
+func (t *tx) ImportAuditEvent(e store.Event) error {
+	if err := t.mustWrite("import audit event"); err != nil {
+		return err
+	}
+	b := t.bucket(bucketAudit)
+	last := uint64(0)
+	if k, _ := b.Cursor().Last(); len(k) == 8 {
+		last = binary.BigEndian.Uint64(k)
+	}
+	if e.Seq == 0 || e.Seq <= last {
+		return fmt.Errorf("bolt: import audit event: seq %d is not after the last stored one (%d)", e.Seq, last)
+	}
+	if e.Seq > b.Sequence() {
+		if err := b.SetSequence(e.Seq); err != nil {
+			return fmt.Errorf("bolt: import audit event: %w", err)
+		}
+	}
+	return t.putEvent(&e)
+}
+
+// PruneAudit deletes from the oldest end of the audit bucket and stops at
+// the first event that is recent enough: events are appended in time
+// order, so that one and those after it stay.
+func (t *tx) PruneAudit(before time.Time, limit int) (int, error) {
+	if err := t.mustWrite("prune audit"); err != nil {
+		return 0, err
+	}
+	if limit < 1 {
+		return 0, fmt.Errorf("bolt: prune audit: limit %d, want at least 1", limit)
+	}
+	type victim struct {
+		seq    []byte
+		userID string
+	}
+	var due []victim
+	var e struct {
+		Time   time.Time `json:"time"`
+		UserID string    `json:"user_id"`
+	}
+	c := t.bucket(bucketAudit).Cursor()
+	for k, v := c.First(); k != nil && len(due) < limit; k, v = c.Next() {
+		e.Time, e.UserID = time.Time{}, ""
+		if err := json.Unmarshal(v, &e); err != nil {
+			return 0, fmt.Errorf("bolt: prune audit: decode event %x: %w", k, err)
+		}
+		if !e.Time.Before(before) {
+			break
+		}
+		due = append(due, victim{bytes.Clone(k), e.UserID})
+	}
+	for _, d := range due {
+		if err := t.bucket(bucketAudit).Delete(d.seq); err != nil {
+			return 0, fmt.Errorf("bolt: prune audit: %w", err)
+		}
+		if d.userID != "" {
+			if err := t.bucket(bucketAuditByUser).Delete(append(pair(d.userID, ""), d.seq...)); err != nil {
+				return 0, fmt.Errorf("bolt: prune audit: user index: %w", err)
+			}
+		}
+	}
+	if err := t.addCount(countAudit, "", -len(due)); err != nil {
+		return 0, fmt.Errorf("bolt: prune audit: count: %w", err)
+	}
+	return len(due), nil
+}
+
+// Counts reads the counters every write keeps in step.
+func (t *tx) Counts() (store.Counts, error) {
+	var c store.Counts
+	prefix := func(kind string) int {
+		n := 0
+		p := pair(kind, "")
+		cur := t.bucket(bucketCounts).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			if len(v) == 8 {
+				n += int(binary.BigEndian.Uint64(v))
+			}
+		}
+		return n
+	}
+	c.Users = prefix(countUsers)
+	c.Groups = prefix(countGroups)
+	c.Sessions = t.count(countSessions, "")
+	c.Tombstones = t.count(countTombstones, "")
+	c.AuditEvents = t.count(countAudit, "")
+	return c, nil
 }
 
 // AuditEvents returns matching events in Seq order. Since is inclusive and

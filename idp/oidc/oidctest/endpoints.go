@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"maps"
 	"net/http"
 	"net/url"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -207,25 +210,34 @@ func (s *Server) renderLogin(w http.ResponseWriter, params url.Values, msg strin
 			hidden[k] = v
 		}
 	}
+	s.mu.Lock()
+	hint := s.hint
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action *")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action *")
 	w.WriteHeader(status)
 	s.page.Execute(w, struct { //nolint:errcheck // the client went away
-		Action, Error string
-		Hidden        map[string]string
-	}{s.Issuer + PathAuthorize, msg, hidden})
+		Action, Issuer, Error, Hint string
+		Hidden                      map[string]string
+		CSS                         template.CSS
+	}{s.Issuer + PathAuthorize, s.Issuer, msg, hint, hidden, pagestyle.Template()})
 }
 
+// The login page says which provider it is, so that a person who followed
+// a sign-in redirect knows they are at the IdP, not at the application.
 const loginPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - oidctest</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in - oidctest</title><style>{{.CSS}}</style></head>
 <body>
 <h1>Sign in</h1>
+<p class="note" id="provider">Local OpenID provider (oidctest) at <code>{{.Issuer}}</code></p>
+{{if .Hint}}<p class="hint" id="hint">{{.Hint}}</p>{{end}}
 {{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 {{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<p><label for="username">Username</label> <input id="username" name="username" autocomplete="username" autofocus required></p>
-<p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required></p>
-<p><button id="login" type="submit">Sign in</button></p>
+{{end}}<label for="username">Username</label><input id="username" name="username" autocomplete="username" autofocus required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="login" type="submit">Sign in</button>
 </form>
 </body></html>
 `
@@ -545,7 +557,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head><body><h1 id="signed-out">You are signed out.</h1></body></html>`)
+	fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out - oidctest</title><style>%s</style></head><body><h1 id="signed-out">You are signed out.</h1><p class="note">Local OpenID provider (oidctest)</p></body></html>`, pagestyle.CSS)
 }
 
 func postLogoutAllowed(c Client, target string) bool {

@@ -42,6 +42,8 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
 // Endpoint paths, relative to the server's URL.
@@ -116,7 +118,10 @@ type Server struct {
 	encrypter     xmlenc.Encrypter
 	validFor      time.Duration
 	down          bool
+	downAt        map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
+	stalls        map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
 	requests      map[string]int
+	hint          string
 }
 
 // NewServer returns an IdP at baseURL (http or https, optionally with a
@@ -341,11 +346,90 @@ func (s *Server) Now() time.Time {
 	return s.now()
 }
 
-// SetUnavailable makes every endpoint answer 503, as an IdP outage would.
-func (s *Server) SetUnavailable(down bool) {
+// SetLoginHint sets a line the login page shows above the form, such as
+// the demo's user names.
+func (s *Server) SetLoginHint(hint string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.down = down
+	s.hint = hint
+}
+
+// SetUnavailable makes every endpoint, or only the endpoints named (Path*
+// constants), answer 503, as an IdP outage would. SetUnavailable(false)
+// with no paths ends every outage.
+func (s *Server) SetUnavailable(down bool, paths ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(paths) == 0 {
+		s.down = down
+		if !down {
+			s.downAt = nil
+		}
+		return
+	}
+	if s.downAt == nil {
+		s.downAt = map[string]bool{}
+	}
+	for _, p := range paths {
+		s.downAt[p] = down
+	}
+}
+
+// Stall makes requests to the endpoints named (Path* constants; every
+// endpoint when none is named) wait without an answer, as an overloaded
+// IdP that accepts connections and never responds does, until release is
+// called or the client gives up. Requests already waiting are released
+// too.
+func (s *Server) Stall(paths ...string) (release func()) {
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	ch := make(chan struct{})
+	s.mu.Lock()
+	if s.stalls == nil {
+		s.stalls = map[string]chan struct{}{}
+	}
+	for _, p := range paths {
+		s.stalls[p] = ch
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			for _, p := range paths {
+				if s.stalls[p] == ch {
+					delete(s.stalls, p)
+				}
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// degraded applies SetUnavailable and Stall to a request for path; it
+// reports whether the request was answered (or abandoned) here.
+func (s *Server) degraded(w http.ResponseWriter, r *http.Request, path string) bool {
+	s.mu.Lock()
+	down := s.down || s.downAt[path]
+	stall := s.stalls[path]
+	if stall == nil {
+		stall = s.stalls[""]
+	}
+	s.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	if down {
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return true
+	}
+	return false
 }
 
 // SetLogger sends crewjam's IdP log lines to w (discarded by default).
@@ -409,10 +493,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.requests[path]++
-	down := s.down
 	s.mu.Unlock()
-	if down {
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+	if s.degraded(w, r, path) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -515,26 +597,37 @@ type loginData struct {
 	Action string
 	Hidden map[string]string
 	Error  string
+	URL    string
+	Hint   string
+	CSS    template.CSS
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, hidden map[string]string, msg string) {
+	s.mu.Lock()
+	hint := s.hint
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if msg != "" {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
-	_ = s.page.Execute(w, loginData{Action: s.base + PathLogin, Hidden: hidden, Error: msg})
+	_ = s.page.Execute(w, loginData{Action: s.base + PathLogin, Hidden: hidden, Error: msg, URL: s.URL, Hint: hint, CSS: pagestyle.Template()})
 }
 
+// The login page says which IdP it is, so that a person who followed a
+// sign-in redirect knows they are at the IdP, not at the application.
 const loginPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - samltest</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in - samltest</title><style>{{.CSS}}</style></head>
 <body>
 <h1>Sign in</h1>
+<p class="note" id="provider">Local SAML identity provider (samltest) at <code>{{.URL}}</code></p>
+{{if .Hint}}<p class="hint" id="hint">{{.Hint}}</p>{{end}}
 {{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 {{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<p><label for="username">Username</label> <input id="username" name="username" autocomplete="username" autofocus required></p>
-<p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required></p>
-<p><button id="login" type="submit">Sign in</button></p>
+{{end}}<label for="username">Username</label><input id="username" name="username" autocomplete="username" autofocus required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="login" type="submit">Sign in</button>
 </form>
 </body></html>
 `

@@ -1,0 +1,381 @@
+// Package account is the one implementation of what is done to an account
+// once it exists: deactivating, activating and deleting it, and ending its
+// sessions, whoever asks: an administrator (the admin API, `caddy sso`
+// online or offline), the IdP's SCIM client (provision/scim), or the IdP
+// itself ending a session (SAML Single Logout; OIDC back-channel logout
+// later). Each rule is written here once, so the callers cannot drift
+// apart (docs/operations.md describes them for operators):
+//
+//   - Deactivate sets Active=false and deletes the user's sessions in the
+//     same transaction, so no request gets through between the two.
+//   - Activate sets Active=true and clears Pending. An administrator's
+//     "enable" and SCIM's active=true are the same decision, "this person
+//     may sign in", and a pending user is one waiting for exactly that.
+//   - Delete removes the user, their sessions and group memberships, and
+//     leaves a tombstone for each of their identities at an IdP that SCIM
+//     manages: their externalId and their login subjects there. JIT then
+//     refuses those identities (provision's "deprovisioned") instead of
+//     creating the user anew at the next sign-in, whether SCIM, an
+//     administrator or the offline CLI deleted them. A SCIM create with
+//     that externalId clears the tombstone.
+//   - EndSessions ends every session of a user; EndIdPSessions ends the
+//     sessions an IdP names by subject and, optionally, session ID.
+//
+// Audit events say who acted (ByAdmin, BySCIM) and why sessions ended (the
+// Reason constants), and carry identifiers only, never an email or any
+// other profile value: the audit trail outlives the profile it would copy.
+//
+// Every operation has a Tx form, for a caller that combines several in one
+// transaction (a SCIM PATCH that changes a profile and deactivates), and a
+// convenience form that runs its own Store.Update. Caches learn what ended
+// only after the commit: the Tx forms record into a Change, which the
+// caller hands to Committed once its transaction has committed.
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Who asked for a change: the Reason of user.* events and the "by" detail
+// of session.revoked events.
+const (
+	// ByAdmin is an administrator: the admin API or `caddy sso`, online or
+	// offline.
+	ByAdmin = "admin"
+	// BySCIM is the SCIM client of the user's IdP.
+	BySCIM = "scim"
+)
+
+// Why sessions ended: the Reason of session.revoked and session.logged_out
+// events written here, and of the log lines that go with them.
+const (
+	// ReasonDeactivated: the user was deactivated (the event's "by" detail
+	// says by whom).
+	ReasonDeactivated = "deactivated"
+	// ReasonRevoked: an administrator ended the user's sessions.
+	ReasonRevoked = "revoked"
+	// ReasonIdPLogout: the IdP ended its session and named ours (SAML
+	// Single Logout, OIDC back-channel logout).
+	ReasonIdPLogout = "idp_logout"
+)
+
+// Cache is what the operations tell, once their transaction has committed,
+// so that no cached copy outlives what the store no longer has.
+// *session.Manager satisfies it.
+type Cache interface {
+	// ForgetUser drops every cached session of a user, so that the next
+	// request reads the user and the session afresh.
+	ForgetUser(userID string)
+	// ForgetSession drops one cached session, named by store.Session.Hash.
+	ForgetSession(hash string)
+}
+
+// Service runs the account operations over a store.
+type Service struct {
+	Store store.Store
+	// Cache is told what ended after each commit; nil offline (no running
+	// Caddy, so nothing is cached).
+	Cache Cache
+	// SCIMManaged reports whether SCIM provisions the named IdP (its
+	// tombstones are then honoured at sign-in). Nil means the set is not
+	// known, as in the offline CLI, which reads no config: Delete then
+	// leaves tombstones at every IdP. Sign-in consults tombstones only at
+	// SCIM-managed IdPs, so that matters only for an IdP where SCIM is
+	// switched on later, and a SCIM create clears them there.
+	SCIMManaged func(idp string) bool
+	// Logger receives one line per operation; nil: no logs.
+	Logger *zap.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) scimManaged(idp string) bool {
+	return s.SCIMManaged == nil || s.SCIMManaged(idp)
+}
+
+// NotFoundError says that no user has the ID. It matches store.ErrNotFound
+// and reads well on its own: the admin API and the CLI show it as it is,
+// where the store's own error would name its backend.
+type NotFoundError struct{ ID string }
+
+func (e *NotFoundError) Error() string        { return fmt.Sprintf("user %q not found", e.ID) }
+func (e *NotFoundError) Is(target error) bool { return target == store.ErrNotFound }
+
+// user reads a user in tx.
+func user(tx store.Tx, id string) (*store.User, error) {
+	u, err := tx.User(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &NotFoundError{ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read user %s: %w", id, err)
+	}
+	return u, nil
+}
+
+// Change collects what the Tx-level operations of one transaction did that
+// must happen after the commit: cache entries to drop and lines to log.
+// Store.Update may run a transaction function more than once, so start
+// each run with a zero Change and hand the last one to Committed.
+type Change struct {
+	users    []string
+	sessions []string
+	logs     []logLine
+}
+
+type logLine struct {
+	msg    string
+	fields []zap.Field
+}
+
+// ForgetUser asks for a user's cached sessions to be dropped after the
+// commit (for a change made outside this package, such as a SCIM profile
+// or group update, that the next request must see).
+func (c *Change) ForgetUser(id string) {
+	c.users = append(c.users, id) // twice does no harm; a check would cost a scan per member of a large group
+}
+
+func (c *Change) log(msg string, fields ...zap.Field) {
+	c.logs = append(c.logs, logLine{msg, fields})
+}
+
+// Committed runs once the transaction that filled c has committed: it
+// drops what c names from the cache and logs what was done.
+func (s *Service) Committed(c *Change) {
+	if s.Cache != nil {
+		for _, id := range c.users {
+			s.Cache.ForgetUser(id)
+		}
+		for _, h := range c.sessions {
+			s.Cache.ForgetSession(h)
+		}
+	}
+	if s.Logger != nil {
+		for _, l := range c.logs {
+			s.Logger.Info(l.msg, l.fields...)
+		}
+	}
+}
+
+// update runs op in its own transaction, then Committed.
+func (s *Service) update(ctx context.Context, op func(tx store.Tx, c *Change) error) error {
+	var c Change
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		c = Change{}
+		return op(tx, &c)
+	})
+	if err != nil {
+		return err
+	}
+	s.Committed(&c)
+	return nil
+}
+
+// Result is what an operation on one user did.
+type Result struct {
+	// User is the user as written, or as found when nothing changed; for
+	// Delete, as it was before.
+	User *store.User
+	// Changed reports that the operation wrote anything (an operation that
+	// finds the user as asked writes and audits nothing).
+	Changed bool
+	// Sessions is the number of sessions ended.
+	Sessions int
+	// Tombstones is the number of tombstones Delete left.
+	Tombstones int
+}
+
+// event is an audit event about u: identifiers only, never profile values.
+func (s *Service) event(typ string, u *store.User, reason string) store.Event {
+	return store.Event{Time: s.now(), Type: typ, IdP: u.IdP, UserID: u.ID, Subject: u.ExternalID, Reason: reason}
+}
+
+// endUserSessions deletes every session of u and audits it as a
+// session.revoked event with reason, when there were any.
+func (s *Service) endUserSessions(tx store.Tx, u *store.User, reason, by string) (int, error) {
+	hashes, err := tx.DeleteUserSessions(u.ID)
+	if err != nil {
+		return 0, fmt.Errorf("end sessions of user %s: %w", u.ID, err)
+	}
+	if len(hashes) == 0 {
+		return 0, nil
+	}
+	ev := s.event(store.EventSessionRevoked, u, reason)
+	ev.Detail = map[string]string{"by": by, "sessions": strconv.Itoa(len(hashes))}
+	if err := tx.Audit(ev); err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
+	}
+	return len(hashes), nil
+}
+
+// DeactivateTx deactivates the user and ends their sessions in tx. A user
+// already inactive is left as they are.
+func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
+	u, err := user(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !u.Active {
+		return &Result{User: u}, nil
+	}
+	u.Active, u.Updated = false, s.now()
+	if err := tx.PutUser(u); err != nil {
+		return nil, fmt.Errorf("deactivate user %s: %w", id, err)
+	}
+	if err := tx.Audit(s.event(store.EventUserDeactivated, u, by)); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	n, err := s.endUserSessions(tx, u, ReasonDeactivated, by)
+	if err != nil {
+		return nil, err
+	}
+	c.ForgetUser(id)
+	c.log("user deactivated", zap.String("user_id", id), zap.String("idp", u.IdP), zap.String("by", by), zap.Int("sessions_ended", n))
+	return &Result{User: u, Changed: true, Sessions: n}, nil
+}
+
+// Deactivate is DeactivateTx in a transaction of its own.
+func (s *Service) Deactivate(ctx context.Context, id, by string) (*Result, error) {
+	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.DeactivateTx(tx, c, id, by) })
+}
+
+// ActivateTx lets the user sign in: Active is set and Pending cleared (see
+// the package doc). An active user who is not pending is left as they are.
+func (s *Service) ActivateTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
+	u, err := user(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.Active && !u.Pending {
+		return &Result{User: u}, nil
+	}
+	approved := u.Pending
+	u.Active, u.Pending, u.Updated = true, false, s.now()
+	if err := tx.PutUser(u); err != nil {
+		return nil, fmt.Errorf("activate user %s: %w", id, err)
+	}
+	ev := s.event(store.EventUserActivated, u, by)
+	if approved {
+		ev.Detail = map[string]string{"approved": "true"}
+	}
+	if err := tx.Audit(ev); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	c.ForgetUser(id)
+	c.log("user activated", zap.String("user_id", id), zap.String("idp", u.IdP), zap.String("by", by), zap.Bool("approved", approved))
+	return &Result{User: u, Changed: true}, nil
+}
+
+// Activate is ActivateTx in a transaction of its own.
+func (s *Service) Activate(ctx context.Context, id, by string) (*Result, error) {
+	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.ActivateTx(tx, c, id, by) })
+}
+
+// Tombstones returns the tombstones deleting u leaves (see the package
+// doc): one for their externalId at their IdP and one for each login
+// subject, each only at an IdP SCIM manages.
+func (s *Service) Tombstones(u *store.User, now time.Time) []store.Tombstone {
+	var out []store.Tombstone
+	add := func(idp, subject string) {
+		if idp == "" || subject == "" || !s.scimManaged(idp) {
+			return
+		}
+		t := store.Tombstone{IdP: idp, Subject: subject, UserID: u.ID, Deleted: now}
+		if !slices.ContainsFunc(out, func(o store.Tombstone) bool { return o.IdP == idp && o.Subject == subject }) {
+			out = append(out, t)
+		}
+	}
+	add(u.IdP, u.ExternalID)
+	for _, l := range u.Links {
+		add(l.IdP, l.Subject)
+	}
+	return out
+}
+
+// DeleteTx deletes the user, their sessions and group memberships, and
+// leaves the tombstones Tombstones lists.
+func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
+	u, err := user(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	tombs := s.Tombstones(u, now)
+	for i := range tombs {
+		if err := tx.PutTombstone(&tombs[i]); err != nil {
+			return nil, fmt.Errorf("tombstone for user %s: %w", id, err)
+		}
+	}
+	// Counted for the audit trail; DeleteUser would delete them anyway.
+	hashes, err := tx.DeleteUserSessions(id)
+	if err != nil {
+		return nil, fmt.Errorf("end sessions of user %s: %w", id, err)
+	}
+	if err := tx.DeleteUser(id); err != nil {
+		return nil, fmt.Errorf("delete user %s: %w", id, err)
+	}
+	ev := s.event(store.EventUserDeleted, u, by)
+	ev.Time = now
+	ev.Detail = map[string]string{"tombstones": strconv.Itoa(len(tombs)), "sessions": strconv.Itoa(len(hashes))}
+	if err := tx.Audit(ev); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	c.ForgetUser(id)
+	c.log("user deleted", zap.String("user_id", id), zap.String("idp", u.IdP), zap.String("by", by),
+		zap.Int("sessions_ended", len(hashes)), zap.Int("tombstones", len(tombs)))
+	return &Result{User: u, Changed: true, Sessions: len(hashes), Tombstones: len(tombs)}, nil
+}
+
+// Delete is DeleteTx in a transaction of its own.
+func (s *Service) Delete(ctx context.Context, id, by string) (*Result, error) {
+	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.DeleteTx(tx, c, id, by) })
+}
+
+// EndSessionsTx ends every session of the user, who stays as they are.
+func (s *Service) EndSessionsTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
+	u, err := user(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.endUserSessions(tx, u, ReasonRevoked, by)
+	if err != nil {
+		return nil, err
+	}
+	c.ForgetUser(id)
+	c.log("sessions ended", zap.String("user_id", id), zap.String("reason", ReasonRevoked), zap.String("by", by), zap.Int("sessions_ended", n))
+	return &Result{User: u, Changed: n > 0, Sessions: n}, nil
+}
+
+// EndSessions is EndSessionsTx in a transaction of its own.
+func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, error) {
+	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.EndSessionsTx(tx, c, id, by) })
+}
+
+func (s *Service) userOp(ctx context.Context, op func(tx store.Tx, c *Change) (*Result, error)) (*Result, error) {
+	var res *Result
+	err := s.update(ctx, func(tx store.Tx, c *Change) error {
+		var err error
+		res, err = op(tx, c)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}

@@ -1,0 +1,66 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// EndIdPSessionsTx ends the sessions of idp that the IdP names: those
+// whose Logout.Subject is info.Subject and, when info.SessionID is set,
+// whose Logout.SessionID is that too; or, with no subject (an OIDC logout
+// token may carry only "sid"), those whose Logout.SessionID is
+// info.SessionID. A SAML LogoutRequest names NameID and SessionIndex; an
+// OIDC back-channel logout token names sub and sid. Each ended session is
+// audited as session.logged_out with ReasonIdPLogout. It returns how many
+// ended; none is not an error (the user may have signed out already).
+func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info store.LogoutInfo) (int, error) {
+	var (
+		sessions []*store.Session
+		err      error
+	)
+	switch {
+	case info.Subject != "":
+		sessions, err = tx.SessionsBySubject(idp, info.Subject)
+	case info.SessionID != "":
+		sessions, err = tx.SessionsBySessionID(idp, info.SessionID)
+	default:
+		return 0, errors.New("end IdP sessions: neither a subject nor a session ID")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("end IdP sessions: %w", err)
+	}
+	ended := 0
+	for _, ss := range sessions {
+		if info.SessionID != "" && ss.Logout.SessionID != info.SessionID {
+			continue
+		}
+		if err := tx.DeleteSession(ss.Hash); err != nil {
+			return 0, fmt.Errorf("end IdP sessions: %w", err)
+		}
+		ev := store.Event{Time: s.now(), Type: store.EventSessionLoggedOut, IdP: idp, UserID: ss.UserID, Reason: ReasonIdPLogout}
+		if err := tx.Audit(ev); err != nil {
+			return 0, fmt.Errorf("audit: %w", err)
+		}
+		c.sessions = append(c.sessions, ss.Hash)
+		ended++
+	}
+	c.log("sessions ended by the identity provider", zap.String("idp", idp), zap.String("reason", ReasonIdPLogout),
+		zap.Int("sessions_ended", ended))
+	return ended, nil
+}
+
+// EndIdPSessions is EndIdPSessionsTx in a transaction of its own.
+func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.LogoutInfo) (int, error) {
+	var n int
+	err := s.update(ctx, func(tx store.Tx, c *Change) error {
+		var err error
+		n, err = s.EndIdPSessionsTx(tx, c, idp, info)
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,261 @@
+// Package adminapi is the sso admin API, both sides of it, without Caddy:
+// Handler serves it over an account.Service (caddymodule's admin.api.sso
+// module mounts it on Caddy's admin endpoint), and Client calls it (the
+// `caddy sso` CLI). docs/operations.md lists the endpoints:
+//
+//	GET    /sso/users?query=&after=&limit=
+//	GET    /sso/users/{id}?after=&limit=          (after and limit page the sessions)
+//	POST   /sso/users/{id}/enable
+//	POST   /sso/users/{id}/disable
+//	DELETE /sso/users/{id}
+//	POST   /sso/users/{id}/sessions/revoke
+//	GET    /sso/audit?user=&type=&since=&until=&after=&limit=
+//	GET    /sso/backup
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Prefix is where the admin API lives on Caddy's admin endpoint.
+const Prefix = "/sso/"
+
+// The trailers of a backup: the status line goes out before the copy is
+// done, so a client checks them before trusting the file.
+const (
+	BackupSizeTrailer  = "X-Sso-Backup-Size"
+	BackupErrorTrailer = "X-Sso-Backup-Error"
+)
+
+// Handler serves the admin API.
+type Handler struct {
+	Accounts *account.Service
+	// Backup writes a consistent copy of the store to w; nil when the
+	// store cannot be backed up.
+	Backup func(w io.Writer) (int64, error)
+	Logger *zap.Logger // nil: no logs
+	Now    func() time.Time
+}
+
+// Error is an answer other than 200: the status, and the message the
+// client sees. Err, when set, is the cause, for the log only (a store
+// error names its backend and internals).
+type Error struct {
+	Status  int
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// failure turns an account error into the API's answer.
+func failure(err error) error {
+	var nf *account.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return &Error{Status: http.StatusNotFound, Message: nf.Error(), Err: err}
+	case errors.Is(err, account.ErrBadQuery):
+		return &Error{Status: http.StatusBadRequest, Message: err.Error(), Err: err}
+	case errors.Is(err, context.Canceled):
+		return &Error{Status: http.StatusServiceUnavailable, Message: "request cancelled", Err: err}
+	}
+	return &Error{Status: http.StatusInternalServerError, Message: "internal error: the store failed (Caddy's log has the cause)", Err: err}
+}
+
+func (h *Handler) log() *zap.Logger {
+	if h.Logger == nil {
+		return zap.NewNop()
+	}
+	return h.Logger
+}
+
+// Serve answers one request under Prefix. Errors are *Error, for the
+// caller to render (Caddy's admin endpoint writes {"error": message}).
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, Prefix), "/"), "/")
+	for i, p := range parts {
+		var err error
+		if parts[i], err = url.PathUnescape(p); err != nil {
+			return errorf(http.StatusBadRequest, "bad path: %v", err)
+		}
+	}
+	method := func(allowed string) error {
+		if r.Method != allowed {
+			w.Header().Set("Allow", allowed)
+			return errorf(http.StatusMethodNotAllowed, "method not allowed: %s (use %s)", r.Method, allowed)
+		}
+		return nil
+	}
+	ctx, q := r.Context(), r.URL.Query()
+	isUser := len(parts) >= 2 && parts[0] == "users" && parts[1] != ""
+	switch {
+	case len(parts) == 1 && parts[0] == "users":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		limit, err := PageSize(q.Get("limit"))
+		if err != nil {
+			return err
+		}
+		page, err := h.Accounts.ListUsers(ctx, q.Get("query"), q.Get("after"), limit)
+		return reply(w, page, err)
+
+	case isUser && len(parts) == 2:
+		switch r.Method {
+		case http.MethodGet:
+			limit, err := PageSize(q.Get("limit"))
+			if err != nil {
+				return err
+			}
+			d, err := h.Accounts.User(ctx, parts[1], q.Get("after"), limit)
+			return reply(w, d, err)
+		case http.MethodDelete:
+			_, err := h.Accounts.Delete(ctx, parts[1], account.ByAdmin)
+			return reply(w, map[string]string{"deleted": parts[1]}, err)
+		}
+		w.Header().Set("Allow", "GET, DELETE")
+		return errorf(http.StatusMethodNotAllowed, "method not allowed: %s", r.Method)
+
+	case isUser && len(parts) == 3 && (parts[2] == "enable" || parts[2] == "disable"):
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		op := h.Accounts.Deactivate
+		if parts[2] == "enable" {
+			op = h.Accounts.Activate
+		}
+		res, err := op(ctx, parts[1], account.ByAdmin)
+		if err != nil {
+			return failure(err)
+		}
+		return reply(w, res.User, nil)
+
+	case isUser && len(parts) == 4 && parts[2] == "sessions" && parts[3] == "revoke":
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		res, err := h.Accounts.EndSessions(ctx, parts[1], account.ByAdmin)
+		if err != nil {
+			return failure(err)
+		}
+		return reply(w, map[string]int{"revoked": res.Sessions}, nil)
+
+	case len(parts) == 1 && parts[0] == "audit":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		aq, err := h.auditQuery(q)
+		if err != nil {
+			return err
+		}
+		page, err := h.Accounts.Audit(ctx, aq)
+		return reply(w, page, err)
+
+	case len(parts) == 1 && parts[0] == "backup":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		return h.backup(w)
+	}
+	return errorf(http.StatusNotFound, "resource not found: %s", r.URL.Path)
+}
+
+// reply writes v as JSON, or the error err stands for.
+func reply(w http.ResponseWriter, v any, err error) error {
+	if err != nil {
+		return failure(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (h *Handler) backup(w http.ResponseWriter) error {
+	if h.Backup == nil {
+		return errorf(http.StatusNotImplemented, "the store backend cannot be backed up")
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="sso.db"`)
+	w.Header().Set("Trailer", BackupSizeTrailer+", "+BackupErrorTrailer)
+	w.WriteHeader(http.StatusOK)
+	n, err := h.Backup(w)
+	if err != nil {
+		// Too late for an error status: say so in the trailer and the log.
+		h.log().Error("store backup failed", zap.Int64("bytes", n), zap.Error(err))
+		w.Header().Set(BackupErrorTrailer, "the backup failed (Caddy's log has the cause)")
+		return nil
+	}
+	w.Header().Set(BackupSizeTrailer, strconv.FormatInt(n, 10))
+	h.log().Info("store backed up", zap.Int64("bytes", n))
+	return nil
+}
+
+// PageSize reads a limit= value: empty for the default (0), else a
+// positive number.
+func PageSize(raw string) (int, error) {
+	if raw == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		return 0, errorf(http.StatusBadRequest, "limit must be a positive number, got %q", raw)
+	}
+	return n, nil
+}
+
+// ParseTime reads an RFC 3339 time, or a duration meaning that long
+// before now (24h: a day ago). Empty is the zero time.
+func ParseTime(raw string, now time.Time) (time.Time, error) {
+	if raw == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, raw); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(raw); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 1h", raw)
+}
+
+func (h *Handler) auditQuery(v url.Values) (store.AuditQuery, error) {
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	q := store.AuditQuery{UserID: v.Get("user"), Type: v.Get("type")}
+	var err error
+	if q.Since, err = ParseTime(v.Get("since"), now); err != nil {
+		return q, errorf(http.StatusBadRequest, "since: %v", err)
+	}
+	if q.Until, err = ParseTime(v.Get("until"), now); err != nil {
+		return q, errorf(http.StatusBadRequest, "until: %v", err)
+	}
+	if raw := v.Get("after"); raw != "" {
+		if q.After, err = strconv.ParseUint(raw, 10, 64); err != nil {
+			return q, errorf(http.StatusBadRequest, "after must be an event sequence number, got %q", raw)
+		}
+	}
+	q.Limit, err = PageSize(v.Get("limit"))
+	return q, err
+}

@@ -1,0 +1,271 @@
+package caddymodule_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+)
+
+// The sign-out tests run the site on http://localhost and the IdPs on
+// 127.0.0.1: two sites, as a real deployment has, so that every cookie and
+// header rule a browser applies across sites is in play.
+
+// localhostOIDCWorld is an OIDC world whose site is http://localhost:port.
+func localhostOIDCWorld(t *testing.T) *oidcWorld {
+	t.Helper()
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
+		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
+	return w.start()
+}
+
+// localhostSAMLWorld is a SAML world whose site is http://localhost:port.
+func localhostSAMLWorld(t *testing.T) *samlWorld {
+	t.Helper()
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
+	w.start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	return w
+}
+
+// browserSignIn opens rawURL, signs in at the IdP's form and waits for the
+// upstream's page at rawURL.
+func browserSignIn(t *testing.T, ctx context.Context, rawURL, user, password string) {
+	t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(rawURL),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForPage(t, ctx, rawURL)
+}
+
+// clickSignOut opens the sign-out page and clicks its button, as a person
+// does.
+func clickSignOut(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/.sso/logout"),
+		chromedp.WaitVisible(chromedp.ID("submit")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if title, _ := chromedp.Run(ctx, chromedp.Title()); title != "Sign out" {
+		t.Fatalf("sign-out page title %q", title)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// browserState is where the browser is and what it shows.
+type browserState struct{ loc, body string }
+
+func (s browserState) idpAsksForPassword(idpPrefix string) bool {
+	return strings.HasPrefix(s.loc, idpPrefix) && strings.Contains(s.body, "Password")
+}
+
+// waitFor polls the browser until done says the state is final, and fails
+// the test when it never is; refused pages end the wait at once.
+func waitFor(t *testing.T, ctx context.Context, what string, done func(browserState) bool) browserState {
+	t.Helper()
+	var s browserState
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		s.loc, _ = chromedp.Run(ctx, chromedp.Location())
+		if b, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err == nil {
+			s.body = b
+			if done(s) {
+				return s
+			}
+			if strings.Contains(b, "Sign-out refused") || strings.Contains(b, "Sign-out failed") {
+				t.Fatalf("waiting for %s, the browser shows at %s:\n%s", what, s.loc, b)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("waiting for %s: the browser is at %s showing:\n%s", what, s.loc, s.body)
+	return s
+}
+
+// nextVisitAsksForPassword opens a page of the site and requires the IdP's
+// login form: with an IdP session left, the browser would be signed
+// straight back in and land on the page.
+func nextVisitAsksForPassword(t *testing.T, ctx context.Context, base, idpPrefix string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/next-visit")); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, ctx, "the IdP's login form on the next visit", func(s browserState) bool {
+		return s.idpAsksForPassword(idpPrefix) || strings.HasPrefix(s.loc, base+"/next-visit")
+	})
+	if !s.idpAsksForPassword(idpPrefix) {
+		t.Fatalf("the next visit was signed in without a password (the IdP session survived the sign-out): at %s:\n%s", s.loc, s.body)
+	}
+}
+
+// TestBrowserOIDCSignOut clicks Sign out in Chromium: the POST carries the
+// site's Origin (the page's referrer policy), Chromium follows the redirect
+// to the IdP's end_session_endpoint (the page's CSP form-action allows the
+// IdP's origin), the IdP ends its session and returns the browser to the
+// site, whose sign-in then asks for the password again.
+func TestBrowserOIDCSignOut(t *testing.T) {
+	w := localhostOIDCWorld(t)
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+
+	clickSignOut(t, ctx, w.gw.base)
+	idpLogin := w.idp.Issuer + oidctest.PathAuthorize
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpLogin) })
+	if n := w.idp.Requests(oidctest.PathEndSession); n != 1 {
+		t.Errorf("the IdP's end_session endpoint was reached %d times, want 1", n)
+	}
+	nextVisitAsksForPassword(t, ctx, w.gw.base, idpLogin)
+}
+
+// TestBrowserSAMLSignOut clicks Sign out in Chromium on a SAML site: a
+// signed LogoutRequest goes to the IdP's Single Logout service, the IdP
+// ends its session and answers with a LogoutResponse to the site's SLO
+// endpoint, and the site's sign-in then asks for the password again.
+func TestBrowserSAMLSignOut(t *testing.T) {
+	w := localhostSAMLWorld(t)
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+	if n := w.idp.SessionCount(); n != 1 {
+		t.Fatalf("IdP sessions after sign-in: %d", n)
+	}
+
+	clickSignOut(t, ctx, w.gw.base)
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(w.idp.SSOURL()) })
+	if n := w.idp.SessionCount(); n != 0 {
+		t.Errorf("IdP sessions after sign-out: %d, want 0", n)
+	}
+	if n := w.idp.Requests(samltest.PathSLO); n != 1 {
+		t.Errorf("the IdP's SLO endpoint was reached %d times, want 1", n)
+	}
+	nextVisitAsksForPassword(t, ctx, w.gw.base, w.idp.SSOURL())
+}
+
+// TestBrowserCrossSiteSignOutRefused: a page on another site that submits
+// a sign-out form to the gateway gets "Sign-out refused", and the user stays
+// signed in. Without the check the POST would arrive without the (Lax)
+// session cookie but its answer would still delete it.
+func TestBrowserCrossSiteSignOutRefused(t *testing.T) {
+	w := localhostOIDCWorld(t)
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+
+	evil := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(rw, `<!doctype html><form id="f" method="post" action="%s/.sso/logout"><input type="hidden" name="return_to" value="/"></form>
+<script>document.getElementById('f').submit()</script>`, w.gw.base)
+	}))
+	t.Cleanup(evil.Close)
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the refusal", func(s browserState) bool {
+		if strings.Contains(s.body, "Sign-out refused") {
+			if !strings.Contains(s.body, "cross_site_logout") {
+				t.Errorf("the refusal names no reference code:\n%s", s.body)
+			}
+			return true
+		}
+		return false
+	})
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/still-signed-in")); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := waitForPage(t, ctx, w.gw.base+"/still-signed-in")
+	if !strings.Contains(body, `"X-Forwarded-Email":["ada@example.com"]`) {
+		t.Errorf("signed out by another site's form:\n%s", body)
+	}
+	if n := w.idp.Requests(oidctest.PathEndSession); n != 0 {
+		t.Errorf("the IdP's end_session endpoint was reached %d times", n)
+	}
+}
+
+// TestSignOutPageAndOrigins checks the sign-out page's policy headers and
+// which POSTs the endpoint takes: a sign-out needs the site's own origin
+// (or no browser headers at all, as curl sends); "Origin: null" (what a
+// no-referrer page or a sandboxed frame sends), another site, and a sibling
+// subdomain (Sec-Fetch-Site: same-site) are refused with cross_site_logout.
+func TestSignOutPageAndOrigins(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	idpOrigin := w.idp.Issuer // http://127.0.0.1:port
+
+	anon := newBrowser(t).get(w.gw.base + "/.sso/logout")
+	readBody(t, anon)
+	if csp := anon.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "form-action 'self'") {
+		t.Errorf("signed-out sign-out page CSP %q: want form-action 'self' alone", csp)
+	}
+
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+	pg := b.get(w.gw.base + "/.sso/logout")
+	body := readBody(t, pg)
+	if got := pg.Header.Get("Referrer-Policy"); got != "same-origin" {
+		t.Errorf("Referrer-Policy %q, want same-origin", got)
+	}
+	if strings.Contains(body, "no-referrer") {
+		t.Error("the page still asks for no-referrer, under which Chromium posts Origin: null")
+	}
+	if csp := pg.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "form-action 'self' "+idpOrigin) {
+		t.Errorf("sign-out page CSP %q: want form-action 'self' %s (the IdP's end_session origin)", csp, idpOrigin)
+	}
+
+	post := func(header ...string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, w.gw.base+"/.sso/logout", strings.NewReader("return_to=/bye"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := b.noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, tc := range []struct {
+		name   string
+		header []string
+	}{
+		{"Origin: null", []string{"Origin", "null", "Sec-Fetch-Site", "same-origin"}},
+		{"another site", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}},
+		{"sibling subdomain", []string{"Origin", w.gw.base, "Sec-Fetch-Site", "same-site"}},
+		{"cross-site, fetch metadata only", []string{"Sec-Fetch-Site", "cross-site"}},
+		{"another port", []string{"Origin", fmt.Sprintf("http://127.0.0.1:%d", w.gw.port+1)}},
+	} {
+		resp := post(tc.header...)
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "cross_site_logout") {
+			t.Errorf("%s: %s, want 403 cross_site_logout", tc.name, resp.Status)
+		}
+	}
+	upstreamSaw(t, b.get(w.gw.base+"/still-signed-in"))
+
+	resp := post("Origin", w.gw.base, "Sec-Fetch-Site", "same-origin")
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), idpOrigin+oidctest.PathEndSession) {
+		t.Errorf("same-origin sign-out: %s to %q, want 303 to the IdP's end_session", resp.Status, resp.Header.Get("Location"))
+	}
+}

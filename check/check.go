@@ -1,0 +1,404 @@
+// Package check is `caddy sso check`: for each identity provider of a
+// config it runs the probes of idp/oidc and idp/saml (discovery, JWKS,
+// metadata, certificates: the code sign-in runs), and lists the values the
+// IdP administrator must enter for every site that uses the IdP. It reads
+// Caddy's adapted JSON config, so it knows Caddy; package cli registers it.
+package check
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/mapping"
+)
+
+// Levels of a finding.
+const (
+	OK    = "ok"
+	Info  = "info"
+	Warn  = "warning"
+	Error = "error"
+)
+
+// certWarning is how close to expiry an IdP signing certificate draws a
+// warning.
+const certWarning = 30 * 24 * time.Hour
+
+// Report is the result of `caddy sso check`.
+type Report struct {
+	Config   string      `json:"config"`
+	Problems []Finding   `json:"problems,omitempty"` // configuration-wide
+	IdPs     []*IdPCheck `json:"idps"`
+	Errors   int         `json:"errors"`
+	Warnings int         `json:"warnings"`
+	OK       bool        `json:"ok"`
+}
+
+// IdPCheck is what `caddy sso check` found about one IdP.
+type IdPCheck struct {
+	Name     string    `json:"name"`
+	Protocol string    `json:"protocol"`
+	Preset   string    `json:"preset"`
+	Sites    []string  `json:"sites"`
+	Checks   []Finding `json:"checks"`
+	// Values are what the IdP administrator must enter.
+	Values []Value `json:"values"`
+	// Claims are the attribute/claim names read per attribute, in order.
+	Claims []ClaimNames `json:"claims"`
+}
+
+// Finding is one finding.
+type Finding struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}
+
+// Value is one value for the IdP registration.
+type Value struct {
+	Field string `json:"field"`
+	Site  string `json:"site,omitempty"`
+	Value string `json:"value"`
+}
+
+// ClaimNames lists the names an attribute is read from.
+type ClaimNames struct {
+	Attribute string   `json:"attribute"`
+	Names     []string `json:"names"`
+}
+
+func (c *IdPCheck) add(level, format string, args ...any) {
+	c.Checks = append(c.Checks, Finding{Level: level, Message: fmt.Sprintf(format, args...)})
+}
+
+// site is one site whose routes use the sso handler.
+type site struct {
+	origin string // scheme://host[:port]
+	prefix string // path prefix, /.sso/ by default
+}
+
+// adaptedConfig is the part of an adapted config the check reads.
+type adaptedConfig struct {
+	Apps struct {
+		SSO *struct {
+			IdPs []*caddymodule.IdPConfig `json:"idps"`
+		} `json:"sso"`
+		HTTP *struct {
+			HTTPPort int                `json:"http_port"`
+			Servers  map[string]*server `json:"servers"`
+		} `json:"http"`
+	} `json:"apps"`
+}
+
+type server struct {
+	Listen         []string        `json:"listen"`
+	Routes         []route         `json:"routes"`
+	TLSPolicies    json.RawMessage `json:"tls_connection_policies"`
+	AutomaticHTTPS *struct {
+		Disable bool     `json:"disable"`
+		Skip    []string `json:"skip"`
+	} `json:"automatic_https"`
+}
+
+type route struct {
+	Match  []map[string]json.RawMessage `json:"match"`
+	Handle []json.RawMessage            `json:"handle"`
+}
+
+type handler struct {
+	Handler    string   `json:"handler"`
+	Routes     []route  `json:"routes"` // subroute
+	IdP        string   `json:"idp"`
+	IdPs       []string `json:"idps"`
+	DefaultIdP string   `json:"default_idp"`
+	PathPrefix string   `json:"path_prefix"`
+	BaseURL    string   `json:"base_url"`
+}
+
+// Run checks every IdP of the adapted config cfg.
+func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*Report, error) {
+	var cc adaptedConfig
+	if err := json.Unmarshal(cfg, &cc); err != nil {
+		return nil, fmt.Errorf("reading adapted config: %w", err)
+	}
+	r := &Report{IdPs: []*IdPCheck{}}
+	if cc.Apps.SSO == nil || len(cc.Apps.SSO.IdPs) == 0 {
+		r.Problems = append(r.Problems, Finding{Error, "the config has no sso app with an identity provider"})
+	}
+	var idps []*caddymodule.IdPConfig
+	if cc.Apps.SSO != nil {
+		idps = cc.Apps.SSO.IdPs
+	}
+	sites := collectSites(&cc, idps, r)
+	repl := caddy.NewReplacer()
+	for _, c := range idps {
+		ic := &IdPCheck{Name: c.Name, Protocol: c.Protocol, Preset: c.Preset}
+		if ic.Preset == "" {
+			ic.Preset = mapping.PresetGeneric
+		}
+		for _, s := range sites[c.Name] {
+			ic.Sites = append(ic.Sites, s.origin)
+		}
+		r.IdPs = append(r.IdPs, ic)
+		if err := c.Validate(); err != nil {
+			ic.add(Error, "invalid configuration: %v", err)
+			continue
+		}
+		if len(sites[c.Name]) == 0 {
+			ic.add(Warn, "no site uses this IdP (no sso directive names it): there is nothing to register at the IdP")
+		}
+		switch c.Protocol {
+		case idp.ProtocolOIDC:
+			probeOIDC(ctx, client, c, repl, ic)
+		case idp.ProtocolSAML:
+			probeSAML(ctx, client, c, repl, ic, now)
+		}
+		values(c, repl, sites[c.Name], ic)
+		if m, err := mapping.New(c.Preset, c.Protocol, c.Map); err == nil {
+			for _, attr := range []string{mapping.UniqueUserID, mapping.FirstName, mapping.LastName, mapping.Email, mapping.Groups} {
+				ic.Claims = append(ic.Claims, ClaimNames{Attribute: attr, Names: m.Expected(attr)})
+			}
+		}
+	}
+	count := func(list []Finding) {
+		for _, x := range list {
+			switch x.Level {
+			case Error:
+				r.Errors++
+			case Warn:
+				r.Warnings++
+			}
+		}
+	}
+	count(r.Problems)
+	for _, ic := range r.IdPs {
+		count(ic.Checks)
+	}
+	r.OK = r.Errors == 0
+	return r, nil
+}
+
+// collectSites walks the HTTP servers' routes (and subroutes) for sso
+// handlers and returns, per IdP name, the sites that use it.
+func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) map[string][]site {
+	out := map[string][]site{}
+	h := cc.Apps.HTTP
+	if h == nil {
+		return out
+	}
+	httpPort := h.HTTPPort
+	if httpPort == 0 {
+		httpPort = caddyhttp.DefaultHTTPPort
+	}
+	known := map[string]bool{}
+	for _, c := range idps {
+		known[c.Name] = true
+	}
+	names := make([]string, 0, len(h.Servers))
+	for n := range h.Servers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	seen := map[string]bool{}
+	for _, name := range names {
+		srv := h.Servers[name]
+		port := serverPort(srv.Listen)
+		var walk func(routes []route, hosts []string)
+		walk = func(routes []route, hosts []string) {
+			for _, rt := range routes {
+				hs := hosts
+				var own []string
+				for _, m := range rt.Match {
+					var list []string
+					if raw, ok := m["host"]; ok && json.Unmarshal(raw, &list) == nil {
+						own = append(own, list...)
+					}
+				}
+				if len(own) > 0 {
+					hs = own
+				}
+				for _, raw := range rt.Handle {
+					var hd handler
+					if json.Unmarshal(raw, &hd) != nil {
+						continue
+					}
+					switch hd.Handler {
+					case "subroute":
+						walk(hd.Routes, hs)
+					case "sso":
+						use := hd.IdPs
+						if hd.IdP != "" {
+							use = append([]string{hd.IdP}, use...)
+						}
+						if len(use) == 0 && len(idps) == 1 {
+							use = []string{idps[0].Name}
+						}
+						prefix := hd.PathPrefix
+						if prefix == "" {
+							prefix = caddymodule.DefaultPathPrefix
+						}
+						hostList := hs
+						if len(hostList) == 0 {
+							hostList = []string{""}
+						}
+						for _, n := range use {
+							if !known[n] {
+								r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
+								continue
+							}
+							if hd.BaseURL != "" {
+								hostList = []string{""}
+							}
+							for _, host := range hostList {
+								o := origin(srv, host, port, httpPort)
+								if bo, err := idp.ParseOrigin(hd.BaseURL); err == nil {
+									o = bo.String()
+								} else if host == "" && !seen["nohost/"+name] {
+									seen["nohost/"+name] = true
+									r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
+								}
+								key := n + " " + o + prefix
+								if seen[key] {
+									continue
+								}
+								seen[key] = true
+								out[n] = append(out[n], site{origin: o, prefix: prefix})
+							}
+						}
+					}
+				}
+			}
+		}
+		walk(srv.Routes, nil)
+	}
+	return out
+}
+
+// serverPort is the port of a server's first listener address.
+func serverPort(listen []string) int {
+	for _, l := range listen {
+		na, err := caddy.ParseNetworkAddress(l)
+		if err == nil && !na.IsUnixNetwork() {
+			return int(na.StartPort)
+		}
+	}
+	return 0
+}
+
+// origin is the origin browsers reach host on through srv.
+func origin(srv *server, host string, port, httpPort int) string {
+	scheme := "https"
+	switch {
+	case host == "":
+		host = "<host>"
+		scheme = "http"
+	case port == httpPort:
+		scheme = "http"
+	case srv.AutomaticHTTPS != nil && slices.Contains(srv.AutomaticHTTPS.Skip, host):
+		scheme = "http"
+	case srv.AutomaticHTTPS != nil && srv.AutomaticHTTPS.Disable && len(srv.TLSPolicies) == 0:
+		scheme = "http"
+	}
+	if port != 0 && !(scheme == "https" && port == 443) && !(scheme == "http" && port == 80) {
+		host = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return scheme + "://" + host
+}
+
+// values fills in what the IdP administrator must enter, per site.
+func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *IdPCheck) {
+	for _, s := range sites {
+		base := s.origin + s.prefix + c.Protocol + "/" + c.Name + "/"
+		add := func(field, value string) {
+			ic.Values = append(ic.Values, Value{Field: field, Site: s.origin, Value: value})
+		}
+		switch c.Protocol {
+		case idp.ProtocolOIDC:
+			add("Redirect URI", base+oidc.RedirectEndpoint)
+			add("Post-logout redirect URI", s.origin+"/")
+		case idp.ProtocolSAML:
+			entityID := base + saml.MetadataEndpoint
+			if c.SAML.EntityID != "" {
+				entityID = repl.ReplaceKnown(c.SAML.EntityID, "")
+			}
+			add("SP entity ID (Identifier / Audience URI)", entityID)
+			add("ACS URL (Reply URL / Single sign-on URL)", base+saml.ACSEndpoint)
+			add("Single Logout URL", base+saml.SLOEndpoint)
+			add("SP metadata URL", base+saml.MetadataEndpoint)
+		}
+	}
+}
+
+// symbols mark each line of the report by level.
+var symbols = map[string]string{OK: "✓", Info: "i", Warn: "!", Error: "✗"}
+
+// claimName renders a mapping candidate for people.
+func claimName(protocol, name string) string {
+	switch name {
+	case mapping.Subject:
+		if protocol == idp.ProtocolOIDC {
+			return "sub"
+		}
+		return "NameID (persistent)"
+	case mapping.NameID:
+		return "NameID"
+	}
+	return name
+}
+
+// Print writes the report for people.
+func (r *Report) Print(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "caddy-sso check: %s\n", r.Config)
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "  %s %s\n", symbols[p.Level], p.Message)
+	}
+	for _, ic := range r.IdPs {
+		fmt.Fprintf(&b, "\nIdP %s (%s, preset %s)\n", ic.Name, ic.Protocol, ic.Preset)
+		for _, x := range ic.Checks {
+			fmt.Fprintf(&b, "  %s %s\n", symbols[x.Level], x.Message)
+		}
+		if len(ic.Values) > 0 {
+			b.WriteString("  Enter at the IdP:\n")
+			tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+			for _, v := range ic.Values {
+				fmt.Fprintf(tw, "    %s\t%s\n", v.Field, v.Value)
+			}
+			tw.Flush()
+		}
+		if len(ic.Claims) > 0 {
+			if ic.Protocol == idp.ProtocolSAML {
+				b.WriteString("  Attributes to send (the first one present is used):\n")
+			} else {
+				b.WriteString("  Claims to map (the first one present is used):\n")
+			}
+			tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+			for _, cl := range ic.Claims {
+				names := make([]string, len(cl.Names))
+				for i, n := range cl.Names {
+					names[i] = claimName(ic.Protocol, n)
+				}
+				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, strings.Join(names, ", "))
+			}
+			tw.Flush()
+		}
+	}
+	fmt.Fprintf(&b, "\n%d IdP(s): %d error(s), %d warning(s)\n", len(r.IdPs), r.Errors, r.Warnings)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

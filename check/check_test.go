@@ -1,0 +1,292 @@
+package check_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/caddy-sso/caddy-sso/check"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+)
+
+// cli runs `caddy sso <args>` and returns its output.
+var cli = caddytest.RunCLI
+
+// checkCaddyfile writes a Caddyfile into a temp dir and returns its path.
+func checkCaddyfile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func checkLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestCheckReachableIdPs(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	sp, err := samltest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+
+	path := checkCaddyfile(t, `{
+	sso {
+		idp corp oidc {
+			preset entra
+			issuer `+op.Issuer+`
+			client_id app
+		}
+		idp partner saml {
+			preset okta
+			metadata_url `+sp.MetadataURL()+`
+		}
+	}
+}
+
+app.example.com {
+	sso corp
+	respond "app"
+}
+
+docs.example.com {
+	handle /private/* {
+		sso partner
+	}
+	respond "docs"
+}
+`)
+	out, err := cli(context.Background(), "check", "--config", path)
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out)
+	}
+	t.Log(out)
+	checkLines(t, out,
+		"IdP corp (oidc, preset entra)",
+		"✓ discovery document: "+op.Issuer+"/.well-known/openid-configuration",
+		"✓ issuer matches: "+op.Issuer,
+		"✓ PKCE S256 supported",
+		"i end_session_endpoint present",
+		"✓ JWKS: 1 signing key(s)",
+		"https://app.example.com/.sso/oidc/corp/callback\n",
+		"Post-logout redirect URI  https://app.example.com/\n",
+		"uniqueUserId  uniqueUserId, userUniqueId, oid\n",
+		"IdP partner (saml, preset okta)",
+		"✓ metadata parsed: "+sp.MetadataURL()+" (IdP entity ID "+sp.EntityID()+")",
+		"✓ signing certificate \"samltest IdP\" valid until",
+		"https://docs.example.com/.sso/saml/partner/acs\n",
+		"https://docs.example.com/.sso/saml/partner/metadata\n",
+		"https://docs.example.com/.sso/saml/partner/slo\n",
+		"0 error(s), 0 warning(s)",
+	)
+	if strings.Contains(out, "✗") || strings.Contains(out, "docs.example.com/.sso/oidc") || strings.Contains(out, "app.example.com/.sso/saml") {
+		t.Errorf("unexpected line in:\n%s", out)
+	}
+
+	// --json: the exact values per site.
+	out, err = cli(context.Background(), "check", "--config", path, "--json")
+	if err != nil {
+		t.Fatalf("check --json failed: %v\n%s", err, out)
+	}
+	var r check.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !r.OK || len(r.IdPs) != 2 {
+		t.Fatalf("report: %+v", r)
+	}
+	values := map[string]string{}
+	for _, ic := range r.IdPs {
+		for _, v := range ic.Values {
+			values[ic.Name+"/"+v.Field] = v.Value
+		}
+	}
+	for k, want := range map[string]string{
+		"corp/Redirect URI": "https://app.example.com/.sso/oidc/corp/callback",
+		"partner/SP entity ID (Identifier / Audience URI)": "https://docs.example.com/.sso/saml/partner/metadata",
+		"partner/ACS URL (Reply URL / Single sign-on URL)": "https://docs.example.com/.sso/saml/partner/acs",
+	} {
+		if values[k] != want {
+			t.Errorf("%s = %q, want %q", k, values[k], want)
+		}
+	}
+}
+
+func TestCheckUnreachableIssuer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := checkCaddyfile(t, `{
+	sso {
+		idp corp oidc {
+			issuer http://`+addr+`
+			client_id app
+		}
+	}
+}
+
+app.example.com {
+	sso
+	respond "app"
+}
+`)
+	out, err := cli(context.Background(), "check", "--config", path, "--timeout", "5s")
+	if err == nil {
+		t.Fatalf("check succeeded against an unreachable issuer:\n%s", out)
+	}
+	checkLines(t, out,
+		"✗ discovery document http://"+addr+"/.well-known/openid-configuration unreachable",
+		// The values to enter are printed all the same.
+		"https://app.example.com/.sso/oidc/corp/callback",
+		"1 error(s)",
+	)
+}
+
+func TestCheckSAMLCertExpiringSoon(t *testing.T) {
+	sp, err := samltest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	raw, err := sp.MetadataXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ed saml.EntityDescriptor
+	if err := xml.Unmarshal(raw, &ed); err != nil {
+		t.Fatal(err)
+	}
+	// Replace the signing certificate with one that expires in 10 days.
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "short-lived IdP"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ed.IDPSSODescriptors {
+		kds := ed.IDPSSODescriptors[i].KeyDescriptors
+		for j := range kds {
+			for k := range kds[j].KeyInfo.X509Data.X509Certificates {
+				kds[j].KeyInfo.X509Data.X509Certificates[k].Data = base64.StdEncoding.EncodeToString(der)
+			}
+		}
+	}
+	md, err := xml.MarshalIndent(&ed, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdFile := filepath.Join(t.TempDir(), "idp-metadata.xml")
+	if err := os.WriteFile(mdFile, md, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := checkCaddyfile(t, `{
+	sso {
+		idp partner saml {
+			metadata_file `+mdFile+`
+			entity_id urn:example:sp
+		}
+	}
+}
+
+app.example.com:8443 {
+	sso
+	respond "app"
+}
+`)
+	out, err := cli(context.Background(), "check", "--config", path)
+	if err != nil {
+		t.Fatalf("a warning must not fail the check: %v\n%s", err, out)
+	}
+	checkLines(t, out,
+		"! signing certificate \"short-lived IdP\" expires on "+tmpl.NotAfter.UTC().Format("2006-01-02"),
+		"urn:example:sp\n",
+		"https://app.example.com:8443/.sso/saml/partner/acs\n",
+		"0 error(s), 1 warning(s)",
+	)
+
+	// A DOCTYPE is refused.
+	doctype := filepath.Join(t.TempDir(), "doctype.xml")
+	if err := os.WriteFile(doctype, append([]byte(`<!DOCTYPE x [<!ENTITY a "b">]>`), md...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path = checkCaddyfile(t, strings.Replace(mustRead(t, path), mdFile, doctype, 1))
+	out, err = cli(context.Background(), "check", "--config", path)
+	if err == nil || !strings.Contains(out, "DOCTYPE") {
+		t.Fatalf("DOCTYPE metadata: err %v\n%s", err, out)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestCheckHostlessRoutes: `caddy sso check` reports a route that would
+// refuse to start sign-ins (no host name, no base_url) as an error, and
+// prints the values of a route with base_url at that origin.
+func TestCheckHostlessRoutes(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	caddyfile := func(directive string) string {
+		return checkCaddyfile(t, "{\n\tsso {\n\t\tidp corp oidc {\n\t\t\tissuer "+op.Issuer+"\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\n:8443 {\n"+directive+"\trespond app\n}\n")
+	}
+	out, err := cli(context.Background(), "check", "--config", caddyfile("\tsso corp\n"))
+	if err == nil {
+		t.Errorf("check passed a route that refuses sign-ins:\n%s", out)
+	}
+	checkLines(t, out, "✗", "matches no host and has no base_url")
+
+	out, err = cli(context.Background(), "check", "--config", caddyfile("\tsso corp {\n\t\tbase_url https://app.example.com\n\t}\n"))
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out)
+	}
+	checkLines(t, out, "https://app.example.com/.sso/oidc/corp/callback\n", "0 error(s)")
+}

@@ -1,0 +1,242 @@
+// Package cli is the `caddy sso` command: users, sessions, the audit trail,
+// store backups, and `caddy sso check`. It registers itself with Caddy's
+// command line on import (the root package caddysso imports it, so
+// `xcaddy build --with github.com/caddy-sso/caddy-sso` has it).
+//
+// The commands talk to a running Caddy's admin API (package adminapi) or,
+// with --store, open a stopped instance's store file and run the same
+// account operations themselves (package account), so both ways follow
+// one set of rules. docs/operations.md is the operator's guide.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/backend"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/portable"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "sso",
+		Usage: "users|sessions|audit|backup|restore|check ...",
+		Short: "Manages caddy-sso users, sessions, audit trail and store backups",
+		Long: `
+Manages the users, sessions and audit trail of caddy-sso, backs up or
+restores its store, and checks the identity providers of a config.
+
+By default it talks to a running Caddy's admin endpoint (--address, or the
+admin address of --config, or Caddy's default). With --store it opens a
+stopped instance's store file directly instead; Caddy must not be running
+on that file.
+
+Output is a readable table; --json prints machine-readable JSON.`,
+		CobraFunc: configure,
+	})
+}
+
+// NewCommand returns a fresh `sso` command tree, as `caddy sso` runs it.
+func NewCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "sso"}
+	configure(cmd)
+	return cmd
+}
+
+// offlineLockTimeout is how long offline mode waits for the store's lock
+// before concluding that a running Caddy holds it.
+const offlineLockTimeout = 500 * time.Millisecond
+
+// errStoreInUse is what offline mode says when Caddy holds the store.
+var errStoreInUse = errors.New("the store is in use by a running Caddy; use the admin API (omit --store) or stop Caddy")
+
+func configure(cmd *cobra.Command) {
+	cmd.Args = cobra.NoArgs
+	cmd.SilenceUsage = true
+	pf := cmd.PersistentFlags()
+	pf.String("address", "", "The address of Caddy's admin endpoint, if not the default")
+	pf.StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
+	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
+	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, postgres:DSN, or a file) instead of the admin API")
+	pf.Bool("json", false, "Print JSON instead of tables")
+	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand())
+}
+
+func asJSON(c *cobra.Command) bool {
+	v, _ := c.Flags().GetBool("json")
+	return v
+}
+
+func printJSON(c *cobra.Command, v any) error {
+	enc := json.NewEncoder(c.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// client is what the subcommands need, over the admin API
+// (*adminapi.Client) or a store file (offline).
+type client interface {
+	ListUsers(ctx context.Context, query, after string, limit int) (*account.UsersPage, error)
+	User(ctx context.Context, id, after string, limit int) (*account.UserDetail, error)
+	Deactivate(ctx context.Context, id string) (*store.User, error)
+	Activate(ctx context.Context, id string) (*store.User, error)
+	Delete(ctx context.Context, id string) error
+	EndSessions(ctx context.Context, id string) (int, error)
+	Audit(ctx context.Context, q store.AuditQuery) (*account.AuditPage, error)
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// withClient runs fn against the admin API, or with --store against the
+// store file (read-only when readOnly).
+func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
+	path, _ := c.Flags().GetString("store")
+	if path == "" {
+		address, _ := c.Flags().GetString("address")
+		config, _ := c.Flags().GetString("config")
+		adapter, _ := c.Flags().GetString("adapter")
+		addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+		if err != nil {
+			return fmt.Errorf("finding the admin address: %w", err)
+		}
+		return fn(&adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+			return adminRequest(addr, method, uri)
+		}})
+	}
+	spec, err := backend.Parse(path)
+	if err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	if spec.Backend == backend.Bolt {
+		if _, err := os.Stat(spec.Path); err != nil {
+			return fmt.Errorf("no store at %s: %w", spec.Path, err)
+		}
+	}
+	spec.ReadOnly = readOnly
+	db, err := openOfflineSpec(c.Context(), spec)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// No config is read offline, so which IdPs SCIM manages is not known:
+	// account.Service.SCIMManaged's nil case.
+	return fn(&offline{acc: &account.Service{Store: db}, db: db})
+}
+
+// apiError is how caddycmd.AdminAPIRequest reports an error status.
+var apiError = regexp.MustCompile(`^caddy responded with error: HTTP (\d+): (.*)$`)
+
+// adminRequest calls the admin endpoint, turning its failures into
+// sentences: "cannot reach", or the API's own message and status.
+func adminRequest(addr, method, uri string) (*http.Response, error) {
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	if err == nil {
+		return resp, nil
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "performing request") {
+		return nil, fmt.Errorf("cannot reach Caddy's admin endpoint at %s (is Caddy running? for a stopped instance use --store <file>): %w", addr, err)
+	}
+	if m := apiError.FindStringSubmatch(strings.TrimSpace(msg)); m != nil {
+		status, _ := strconv.Atoi(m[1])
+		var body struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(m[2]), &body) == nil && body.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d %s)", body.Error, status, http.StatusText(status))
+		}
+	}
+	return nil, err
+}
+
+// openOfflineSpec opens a store outside Caddy, failing fast and clearly
+// when a running Caddy holds a bbolt file.
+func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	spec.LockTimeout = offlineLockTimeout
+	st, err := backend.Open(ctx, spec, nil)
+	if errors.Is(err, bolt.ErrLocked) {
+		return nil, fmt.Errorf("%s: %w", spec, errStoreInUse)
+	}
+	return st, err
+}
+
+// offline runs the account operations on a store file, as the admin API
+// does on the running one.
+type offline struct {
+	acc *account.Service
+	db  store.Store
+}
+
+func (o *offline) ListUsers(ctx context.Context, query, after string, limit int) (*account.UsersPage, error) {
+	return o.acc.ListUsers(ctx, query, after, limit)
+}
+
+func (o *offline) User(ctx context.Context, id, after string, limit int) (*account.UserDetail, error) {
+	return o.acc.User(ctx, id, after, limit)
+}
+
+func (o *offline) Deactivate(ctx context.Context, id string) (*store.User, error) {
+	return resultUser(o.acc.Deactivate(ctx, id, account.ByAdmin))
+}
+
+func (o *offline) Activate(ctx context.Context, id string) (*store.User, error) {
+	return resultUser(o.acc.Activate(ctx, id, account.ByAdmin))
+}
+
+func (o *offline) Delete(ctx context.Context, id string) error {
+	_, err := o.acc.Delete(ctx, id, account.ByAdmin)
+	return err
+}
+
+func (o *offline) EndSessions(ctx context.Context, id string) (int, error) {
+	res, err := o.acc.EndSessions(ctx, id, account.ByAdmin)
+	if err != nil {
+		return 0, err
+	}
+	return res.Sessions, nil
+}
+
+func (o *offline) Audit(ctx context.Context, q store.AuditQuery) (*account.AuditPage, error) {
+	return o.acc.Audit(ctx, q)
+}
+
+func (o *offline) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return portable.Backup(ctx, o.db, w)
+}
+
+func resultUser(res *account.Result, err error) (*store.User, error) {
+	if err != nil {
+		return nil, err
+	}
+	return res.User, nil
+}
+
+// dash stands in for an empty cell.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}

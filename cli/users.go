@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+func usersCommand() *cobra.Command {
+	users := &cobra.Command{Use: "users", Short: "Lists, shows, enables, disables and deletes users", Args: cobra.NoArgs}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Lists users, optionally those matching a search",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			query, _ := c.Flags().GetString("query")
+			limit, _ := c.Flags().GetInt("limit")
+			return withClient(c, true, func(cl client) error {
+				var all []*store.User
+				after := ""
+				for {
+					size := account.MaxPageSize
+					if limit > 0 {
+						size = min(size, limit-len(all))
+					}
+					page, err := cl.ListUsers(c.Context(), query, after, size)
+					if err != nil {
+						return err
+					}
+					all = append(all, page.Users...)
+					if page.Next == "" || (limit > 0 && len(all) >= limit) {
+						break
+					}
+					after = page.Next
+				}
+				return printUsers(c, all)
+			})
+		},
+	}
+	list.Flags().StringP("query", "q", "", "Only users whose ID, email, name or user name contains this (ignoring case)")
+	list.Flags().Int("limit", 0, "At most this many users (0: all)")
+
+	show := &cobra.Command{
+		Use:   "show <user-id>",
+		Short: "Shows a user with links, groups and their newest sessions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			limit, _ := c.Flags().GetInt("sessions")
+			return withClient(c, true, func(cl client) error {
+				d, err := cl.User(c.Context(), args[0], "", limit)
+				if err != nil {
+					return err
+				}
+				return printUserDetail(c, d)
+			})
+		},
+	}
+	show.Flags().Int("sessions", account.DefaultSessionsPageSize, "Show at most this many of the user's sessions, newest first")
+
+	setActive := func(name string, active bool, short string) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " <user-id>",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return withClient(c, false, func(cl client) error {
+					op := cl.Deactivate
+					if active {
+						op = cl.Activate
+					}
+					u, err := op(c.Context(), args[0])
+					if err != nil {
+						return err
+					}
+					if asJSON(c) {
+						return printJSON(c, u)
+					}
+					fmt.Fprintf(c.OutOrStdout(), "user %s %sd\n", u.ID, name)
+					return nil
+				})
+			},
+		}
+	}
+	del := &cobra.Command{
+		Use:   "delete <user-id>",
+		Short: "Deletes a user and their sessions",
+		Long: `Deletes a user, their sessions and group memberships. At an identity
+provider that SCIM manages, tombstones keep JIT from creating the user anew
+at their next sign-in (a SCIM create lifts them); elsewhere a later JIT
+sign-in creates a new user. To keep someone out, disable them instead.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withClient(c, false, func(cl client) error {
+				if err := cl.Delete(c.Context(), args[0]); err != nil {
+					return err
+				}
+				if asJSON(c) {
+					return printJSON(c, map[string]string{"deleted": args[0]})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "user %s deleted\n", args[0])
+				return nil
+			})
+		},
+	}
+	users.AddCommand(list, show,
+		setActive("disable", false, "Disables a user and ends their sessions at once"),
+		setActive("enable", true, "Enables (or approves a pending) user"),
+		del)
+	return users
+}
+
+func sessionsCommand() *cobra.Command {
+	sessions := &cobra.Command{Use: "sessions", Short: "Manages sessions", Args: cobra.NoArgs}
+	sessions.AddCommand(&cobra.Command{
+		Use:   "revoke <user-id>",
+		Short: "Ends every session of a user",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withClient(c, false, func(cl client) error {
+				n, err := cl.EndSessions(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON(c) {
+					return printJSON(c, map[string]int{"revoked": n})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "%d session(s) of user %s revoked\n", n, args[0])
+				return nil
+			})
+		},
+	})
+	return sessions
+}
+
+func printUsers(c *cobra.Command, users []*store.User) error {
+	if asJSON(c) {
+		if users == nil {
+			users = []*store.User{}
+		}
+		return printJSON(c, users)
+	}
+	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tIDP\tSOURCE\tSTATUS\tLAST LOGIN")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, dash(u.Email), dash(strings.TrimSpace(u.FirstName+" "+u.LastName)),
+			dash(u.IdP), dash(u.Source), userStatus(u), localTime(u.LastLogin))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.OutOrStdout(), "%d user(s)\n", len(users))
+	return nil
+}
+
+func userStatus(u *store.User) string {
+	switch {
+	case u.Pending:
+		return "pending"
+	case u.Active:
+		return "active"
+	}
+	return "disabled"
+}
+
+func printUserDetail(c *cobra.Command, d *account.UserDetail) error {
+	if asJSON(c) {
+		return printJSON(c, d)
+	}
+	u := d.User
+	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, dash(v)) }
+	row("ID", u.ID)
+	row("Email", u.Email)
+	row("Name", strings.TrimSpace(u.FirstName+" "+u.LastName))
+	row("User name", u.UserName)
+	row("Status", userStatus(u))
+	row("Source", u.Source)
+	row("IdP", u.IdP)
+	row("External ID", u.ExternalID)
+	row("Groups", strings.Join(u.Groups, ", "))
+	row("Created", localTime(u.Created))
+	row("Updated", localTime(u.Updated))
+	row("Last login", localTime(u.LastLogin))
+	for _, l := range u.Links {
+		row("Link", l.IdP+": "+l.Subject)
+	}
+	for _, g := range d.Groups {
+		row("SCIM group", g.DisplayName+" ("+g.ID+")")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	out := c.OutOrStdout()
+	fmt.Fprintf(out, "\n%d session(s)", d.SessionCount)
+	if len(d.Sessions) < d.SessionCount {
+		fmt.Fprintf(out, ", the newest %d shown (--sessions)", len(d.Sessions))
+	}
+	fmt.Fprintln(out)
+	if len(d.Sessions) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IDP\tCREATED\tEXPIRES\tLAST SEEN")
+	for _, s := range d.Sessions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dash(s.IdP), localTime(s.Created), localTime(s.Expires), localTime(s.LastSeen))
+	}
+	return tw.Flush()
+}

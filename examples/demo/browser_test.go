@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/internal/browsertest"
+)
+
+// page is what the browser shows at one moment.
+type page struct {
+	loc, h1, body string
+}
+
+func look(ctx context.Context) page {
+	var p page
+	p.loc, _ = chromedp.Run(ctx, chromedp.Location())
+	p.h1, _ = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"), chromedp.AtLeast(0)))
+	p.body, _ = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"), chromedp.AtLeast(0)))
+	return p
+}
+
+// waitFor polls the browser until ok, and fails the test if that takes
+// more than 20 seconds.
+func waitFor(t *testing.T, ctx context.Context, what string, ok func(page) bool) page {
+	t.Helper()
+	var p page
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if p = look(ctx); ok(p) {
+			return p
+		}
+	}
+	t.Fatalf("waiting for %s: the browser is at %s showing %q:\n%s", what, p.loc, p.h1, p.body)
+	return p
+}
+
+func do(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// pageStyle is what makes a page look like the gateway's own pages.
+const pageStyle = `getComputedStyle(document.body).maxWidth + " " + getComputedStyle(document.body).fontFamily`
+
+// atIdPLogin waits for an IdP's login page and checks what a newcomer reads
+// there: which IdP it is, and the demo users' names.
+func atIdPLogin(t *testing.T, ctx context.Context, idpURL, kind string, users []demoUser) {
+	t.Helper()
+	p := waitFor(t, ctx, kind+" login page", func(p page) bool {
+		return strings.HasPrefix(p.loc, idpURL) && strings.Contains(p.body, "Password")
+	})
+	if p.h1 != "Sign in" {
+		t.Errorf("%s login page heading %q", kind, p.h1)
+	}
+	for _, want := range []string{kind, idpURL} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("%s login page does not say %q:\n%s", kind, want, p.body)
+		}
+	}
+	for _, u := range users {
+		if !strings.Contains(p.body, u.username+" / "+u.username) {
+			t.Errorf("%s login page gives no hint of user %s:\n%s", kind, u.username, p.body)
+		}
+	}
+	if got := eval[string](t, ctx, pageStyle); !strings.HasPrefix(got, "640px") || !strings.Contains(got, "system-ui") {
+		t.Errorf("%s login page is not styled like the gateway's pages: %s", kind, got)
+	}
+}
+
+func signInAs(t *testing.T, ctx context.Context, user string) {
+	t.Helper()
+	do(t, ctx,
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), user),
+		chromedp.Click(chromedp.ID("login")),
+	)
+}
+
+// atApp waits for the demo app's page greeting name, with its JIT line
+// filled in, and checks the headers the app received.
+func atApp(t *testing.T, ctx context.Context, appURL, name, email, idpName string) page {
+	t.Helper()
+	p := waitFor(t, ctx, "the app greeting "+name, func(p page) bool {
+		return strings.HasPrefix(p.loc, appURL) && p.h1 == "Hello, "+name && strings.Contains(p.body, "Just-In-Time")
+	})
+	headers, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("headers")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"X-Forwarded-Email\t" + email, "X-Forwarded-Idp\t" + idpName, "X-Forwarded-User", "X-Forwarded-Groups"} {
+		if !strings.Contains(headers, want) {
+			t.Errorf("the app's header table lacks %q:\n%s", want, headers)
+		}
+	}
+	jit, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("jit")))
+	if !strings.Contains(jit, "was created Just-In-Time at your first sign-in") {
+		t.Errorf("JIT line %q", jit)
+	}
+	return p
+}
+
+// TestDemoInChromium walks through every page of the demo in Chromium, in
+// a 1000 px wide window, as a newcomer following the banner would: both
+// IdPs' login pages, the app page on both sites (with each site's own
+// sign-in), the app's Sign out button on both, carol's explanation page
+// and alice's refusal at the second IdP.
+func TestDemoInChromium(t *testing.T) {
+	d := startDemo(t)
+	ctx := browsertest.New(t, 1000, 800)
+
+	// The OIDC site: the OpenID provider's login page, then the app.
+	do(t, ctx, chromedp.Navigate(d.appURL+"/"))
+	atIdPLogin(t, ctx, d.idp.Issuer, "OpenID provider", oidcUsers)
+	signInAs(t, ctx, "alice")
+	atApp(t, ctx, d.appURL, "Alice", "alice@example.com", "demo")
+	if w := eval[int](t, ctx, "window.innerWidth"); w < 900 || w > 1000 {
+		t.Errorf("window is %d px wide, want about 1000", w)
+	}
+	// Nothing overflows the window: the JIT line and the JSON wrap.
+	if !eval[bool](t, ctx, `document.documentElement.scrollWidth <= window.innerWidth`) {
+		t.Errorf("the app page scrolls sideways in a 1000 px window (%d px wide)", eval[int](t, ctx, "document.documentElement.scrollWidth"))
+	}
+	if !eval[bool](t, ctx, `[...document.querySelectorAll('#jit, #whoami, #headers')].every(e => e.scrollWidth <= e.clientWidth && e.getBoundingClientRect().right <= window.innerWidth)`) {
+		t.Error("the JIT line, the whoami JSON or the header table overflows its box")
+	}
+
+	// The SAML site is another host: its own sign-in, at the SAML IdP.
+	do(t, ctx, chromedp.Navigate(d.samlAppURL+"/"))
+	atIdPLogin(t, ctx, d.samlIdP.URL, "SAML identity provider", samlUsers)
+	signInAs(t, ctx, "bob")
+	atApp(t, ctx, d.samlAppURL, "Bob", "bob@example.com", "demo-saml")
+
+	// Sign out on the SAML site: through the IdP's Single Logout and
+	// back, to the IdP asking for the password again.
+	do(t, ctx, chromedp.Click(chromedp.ID("logout")))
+	atIdPLogin(t, ctx, d.samlIdP.URL, "SAML identity provider", samlUsers)
+
+	// alice's session on the OIDC site is untouched; sign out there too.
+	do(t, ctx, chromedp.Navigate(d.appURL+"/"))
+	atApp(t, ctx, d.appURL, "Alice", "alice@example.com", "demo")
+	do(t, ctx, chromedp.Click(chromedp.ID("logout")))
+	atIdPLogin(t, ctx, d.idp.Issuer, "OpenID provider", oidcUsers)
+
+	// carol: the gateway's page explains the missing email address.
+	signInAs(t, ctx, "carol")
+	p := waitFor(t, ctx, "carol's explanation", func(p page) bool { return p.h1 == "Your account could not be set up" })
+	if !strings.Contains(p.body, "email") || !strings.Contains(p.body, "missing_attributes") {
+		t.Errorf("carol's page:\n%s", p.body)
+	}
+	if got := eval[string](t, ctx, pageStyle); !strings.HasPrefix(got, "640px") {
+		t.Errorf("the gateway's page style: %s", got)
+	}
+
+	// alice at the SAML IdP: the email_conflict rule the banner describes.
+	do(t, ctx, chromedp.Navigate(d.samlAppURL+"/"))
+	atIdPLogin(t, ctx, d.samlIdP.URL, "SAML identity provider", samlUsers)
+	signInAs(t, ctx, "alice")
+	p = waitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.h1 == "Access denied" })
+	if !strings.Contains(p.body, "already belongs to another account") || !strings.Contains(p.body, "email_conflict") {
+		t.Errorf("alice on the SAML site:\n%s", p.body)
+	}
+}

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/caddy-sso/caddy-sso/session"
+)
+
+// AccessRule is one allow or deny line of a protected route: a kind
+// (group, domain, user or idp) and the values it matches.
+type AccessRule struct {
+	// Kind is "group" (a group of the user, compared exactly), "domain"
+	// (the email's domain, case-insensitive), "user" (the user's ID,
+	// exactly, or email, case-insensitive) or "idp" (the IdP the session
+	// was made through, exactly; one of the route's IdPs).
+	Kind   string   `json:"kind"`
+	Values []string `json:"values"`
+}
+
+// accessMatcher is a rule set compiled for the hot path.
+type accessMatcher struct {
+	groups  map[string]bool
+	domains []string        // compared case-insensitively
+	users   map[string]bool // IDs and emails as given
+	emails  []string        // the user values again, compared case-insensitively
+	idps    []string
+	empty   bool
+}
+
+func compileAccess(rules []AccessRule) (accessMatcher, error) {
+	m := accessMatcher{groups: map[string]bool{}, users: map[string]bool{}, empty: len(rules) == 0}
+	for _, r := range rules {
+		if len(r.Values) == 0 {
+			return m, fmt.Errorf("access rule %q names no value", r.Kind)
+		}
+		for _, v := range r.Values {
+			switch r.Kind {
+			case "group":
+				m.groups[v] = true
+			case "domain":
+				m.domains = append(m.domains, strings.TrimPrefix(v, "@"))
+			case "user":
+				m.users[v] = true
+				if strings.Contains(v, "@") {
+					m.emails = append(m.emails, v)
+				}
+			case "idp":
+				m.idps = append(m.idps, v)
+			default:
+				return m, fmt.Errorf("unknown access rule kind %q (expected group, domain, user or idp)", r.Kind)
+			}
+		}
+	}
+	return m, nil
+}
+
+// matches reports whether any rule of the set matches the identity. It
+// allocates nothing: group and user lookups are map probes, the domain is
+// compared case-insensitively without lowering a copy.
+func (m *accessMatcher) matches(id *session.Identity) bool {
+	if m.empty {
+		return false
+	}
+	for _, name := range m.idps {
+		if name == id.IdP {
+			return true
+		}
+	}
+	if len(m.users) > 0 {
+		if m.users[id.UserID] || m.users[id.Email] {
+			return true
+		}
+		for _, u := range m.emails {
+			if strings.EqualFold(u, id.Email) {
+				return true
+			}
+		}
+	}
+	if len(m.domains) > 0 {
+		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 {
+			d := id.Email[at+1:]
+			for _, want := range m.domains {
+				if strings.EqualFold(want, d) {
+					return true
+				}
+			}
+		}
+	}
+	if len(m.groups) > 0 {
+		for _, g := range id.Groups {
+			if m.groups[g] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// AccessPolicy is a route's allow and deny rules. Deny wins; when any
+// allow rule exists, only users an allow rule matches pass.
+type AccessPolicy struct {
+	allow, deny accessMatcher
+	active      bool
+}
+
+func NewAccessPolicy(allow, deny []AccessRule) (AccessPolicy, error) {
+	var p AccessPolicy
+	var err error
+	if p.allow, err = compileAccess(allow); err != nil {
+		return p, fmt.Errorf("allow: %w", err)
+	}
+	if p.deny, err = compileAccess(deny); err != nil {
+		return p, fmt.Errorf("deny: %w", err)
+	}
+	p.active = len(allow) > 0 || len(deny) > 0
+	return p, nil
+}
+
+// permits decides whether the identity may use the route.
+func (p *AccessPolicy) Permits(id *session.Identity) bool {
+	if !p.active {
+		return true
+	}
+	if p.deny.matches(id) {
+		return false
+	}
+	return p.allow.empty || p.allow.matches(id)
+}
+
+// checkIdPs refuses idp rules naming an IdP the route does not admit: such
+// a rule could never match, which is surely not what was meant.
+func (p *AccessPolicy) CheckIdPs(route []string) error {
+	for _, m := range []struct {
+		what string
+		idps []string
+	}{{"allow", p.allow.idps}, {"deny", p.deny.idps}} {
+		for _, name := range m.idps {
+			if !slices.Contains(route, name) {
+				return fmt.Errorf("%s idp %q: not one of this route's IdPs (%s)", m.what, name, strings.Join(route, ", "))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/upstreamjwt"
+)
+
+// DefaultIdentityJWTHeader carries the signed identity to the upstream.
+const DefaultIdentityJWTHeader = "X-Forwarded-Identity-Jwt"
+
+// DefaultIdentityJWTTTL is how long one signed identity token is valid.
+const DefaultIdentityJWTTTL = 5 * time.Minute
+
+// IdentitySigner signs and caches the identity tokens of one route. A
+// token is signed once per session identity and re-signed when less than
+// half its lifetime remains, never per request.
+type IdentitySigner struct {
+	header   string
+	ttl      time.Duration
+	audience string
+	rotation time.Duration
+
+	keysMu sync.Mutex
+	keys   *upstreamjwt.Keyring // opened on first use: the store opens at Start
+
+	cache     sync.Map // *session.Identity -> *signedToken
+	lastSweep atomic.Int64
+}
+
+type signedToken struct {
+	value   []string // one-element header value, shared read-only
+	origin  Origin   // the site it was issued for
+	refresh int64    // unix nanos: re-sign from then on
+	expires int64
+}
+
+// SignerConfig configures an IdentitySigner; zero fields take the
+// defaults above (and upstreamjwt.DefaultRotation).
+type SignerConfig struct {
+	Header   string        // the header that carries the token
+	TTL      time.Duration // a token's lifetime
+	Audience string        // the aud claim; "" means the site origin
+	Rotation time.Duration // how long one signing key signs
+}
+
+// NewIdentitySigner returns a signer for one route.
+func NewIdentitySigner(c SignerConfig) *IdentitySigner {
+	s := &IdentitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: c.TTL, audience: c.Audience,
+		rotation: c.Rotation}
+	if s.header == "" {
+		s.header = DefaultIdentityJWTHeader
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultIdentityJWTTTL
+	}
+	return s
+}
+
+// Header is the canonical name of the header that carries the token.
+func (s *IdentitySigner) Header() string { return s.header }
+
+// Keyring returns the signing keys kept in db, opening them on first use.
+func (s *IdentitySigner) Keyring(ctx context.Context, db store.Store) (*upstreamjwt.Keyring, error) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if s.keys == nil {
+		keys, err := upstreamjwt.Open(ctx, db, s.rotation, nil)
+		if err != nil {
+			return nil, fmt.Errorf("identity_jwt keys: %w", err)
+		}
+		s.keys = keys
+	}
+	return s.keys, nil
+}
+
+// Token returns the signed identity for id on the site o (the iss claim,
+// and aud unless an audience is configured) as a one-element header value.
+func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
+	now := time.Now().UnixNano()
+	if v, ok := s.cache.Load(id); ok {
+		if t := v.(*signedToken); now < t.refresh && t.origin == o {
+			return t.value, nil
+		}
+	}
+	iss := o.Site.String()
+	aud := s.audience
+	if aud == "" {
+		aud = iss
+	}
+	// A token never outlives the session's absolute lifetime.
+	ttl := min(s.ttl, time.Until(id.Expires))
+	if ttl <= 0 {
+		ttl = time.Second
+	}
+	keys, err := s.Keyring(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
+		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
+	}, ttl)
+	if err != nil {
+		return nil, err
+	}
+	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano()}
+	s.cache.Store(id, t)
+	s.sweep(now)
+	return t.value, nil
+}
+
+// sweep drops expired tokens (of sessions that ended or whose identity
+// changed) at most twice per token lifetime, so the cache holds only
+// identities seen lately.
+func (s *IdentitySigner) sweep(now int64) {
+	last := s.lastSweep.Load()
+	if now-last < int64(s.ttl/2) || !s.lastSweep.CompareAndSwap(last, now) {
+		return
+	}
+	s.cache.Range(func(k, v any) bool {
+		if v.(*signedToken).expires <= now {
+			s.cache.Delete(k)
+		}
+		return true
+	})
+}

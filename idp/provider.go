@@ -1,0 +1,93 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Provider is one configured identity provider as the sso handler drives it,
+// whatever its protocol. idp/oidc and idp/saml implement it.
+//
+// Every request method takes base, the absolute URL under which this IdP's
+// endpoints live on the site the request arrived on: origin + path prefix +
+// "<protocol>/<name>/" (see docs/architecture.md, "Endpoints"). One Provider
+// so serves any number of sites, and the handler never needs to know a
+// protocol's endpoint names beyond CallbackEndpoint.
+type Provider interface {
+	// Name is the configured name: it appears in endpoint paths and user links.
+	Name() string
+	// Protocol is ProtocolOIDC or ProtocolSAML.
+	Protocol() string
+	// CallbackEndpoint is the endpoint name under base where the IdP sends
+	// the browser back after sign-in, and the one method it accepts there.
+	CallbackEndpoint() (name, method string)
+
+	// Begin sends the browser to the IdP to sign in; returnTo is a
+	// same-origin path, handed back by Callback.
+	Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error
+	// Callback verifies the IdP's answer at the callback endpoint and returns
+	// who signed in and the returnTo saved by Begin. It consumes nothing: the
+	// single-use IDs the assertion carries (Assertion.SingleUse) are consumed
+	// by the sign-in transaction, together with everything else a sign-in
+	// writes. Every error is a *LoginError.
+	Callback(w http.ResponseWriter, r *http.Request, base string) (*Assertion, string, error)
+	// Logout ends the IdP's session once the local one has ended. It either
+	// answers the request (a redirect, or an auto-posting form, to the IdP,
+	// which later sends the browser to returnTo) and reports true, or writes
+	// nothing and reports false: the IdP offers no logout, or refused to
+	// build one (the error says why).
+	Logout(w http.ResponseWriter, r *http.Request, base string, info LogoutInfo, returnTo string) (bool, error)
+	// LogoutOrigin is the origin (scheme://host) the browser is sent to by
+	// Logout, or "" when the IdP has none known yet: the sign-out page must
+	// allow its form to lead there (CSP form-action).
+	LogoutOrigin(ctx context.Context) string
+	// ServeEndpoint serves the protocol's other endpoints under base (SAML:
+	// metadata, slo). It returns ErrNoEndpoint, having written nothing, for a
+	// name the protocol does not have; a refused message is a *LoginError
+	// (with Logout set for logout messages), also with nothing written.
+	ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error
+
+	// Start gives the provider what it needs from the running gateway and
+	// begins its background work (SAML metadata refresh). Nothing before
+	// Start touches the store, so that validating a configuration has no
+	// side effects. Close ends the background work.
+	Start(ctx context.Context, rt Runtime) error
+	Close() error
+}
+
+// ErrNoEndpoint is ServeEndpoint's answer for an endpoint name the protocol
+// does not have.
+var ErrNoEndpoint = errors.New("no such endpoint")
+
+// Runtime is what a Provider gets from the running gateway at Start: all of
+// it lives in the store, so that every instance sharing a store signs,
+// encrypts and remembers alike (docs/cluster.md).
+type Runtime struct {
+	// Flows binds logins in progress to the browser that began them.
+	Flows *FlowCookies
+	// Replay makes protocol messages that are not sign-ins single-use
+	// (SAML LogoutRequest IDs, OIDC logout tokens).
+	Replay ReplayGuard
+	// Secrets keeps key material the provider generates (a SAML SP key pair).
+	Secrets Secrets
+	// Sessions ends the local sessions an IdP names in a logout message.
+	Sessions SessionEnder
+}
+
+// Secrets keeps named secrets in the store.
+type Secrets interface {
+	// LoadOrStore returns the secret stored under name, or stores the
+	// result of generate (called outside any transaction, since key
+	// generation is slow) and returns it. When two instances race, the
+	// first stored wins and both return it.
+	LoadOrStore(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
+}
+
+// SessionEnder ends local sessions an identity provider names in a logout
+// message: every session of idp whose LogoutInfo.Subject is subject and, when
+// sessionID is not empty, whose LogoutInfo.SessionID is sessionID; or, with an
+// empty subject, every session with that sessionID.
+type SessionEnder interface {
+	EndSessions(ctx context.Context, idp, subject, sessionID string) (int, error)
+}

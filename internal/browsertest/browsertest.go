@@ -1,0 +1,62 @@
+// Package browsertest starts the headless Chromium that the browser tests
+// of caddymodule and of the demo drive, with the same flags for all.
+package browsertest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// New starts a headless Chromium with a fresh profile for one test and
+// returns a context that drives one tab, of the given window size. Without
+// Chromium the test is skipped, except in CI, where its absence is a
+// failure.
+func New(t testing.TB, width, height int) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; .ci/run installs it")
+		}
+		t.Skip("chromium is not installed (apt-get install -y chromium)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.WindowSize(width, height),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		// Chromium sends a cookie without SameSite on a cross-site
+		// top-level POST within two minutes of its creation (the
+		// "Lax-allowing-unsafe" grace). A SAML ACS POST right after the
+		// IdP's login form would pass on that grace alone; this switch
+		// removes it, so the tests pass only if the cookies' attributes
+		// are right. caddymodule's TestBrowserHasNoLaxGrace checks that it
+		// takes effect.
+		chromedp.Flag("enable-features", "SameSiteDefaultChecksMethodRigorously"),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+	})
+	// Start the browser now, so a failure to launch is reported as such.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}

@@ -1,0 +1,134 @@
+package caddytest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Browser is a cookie-keeping HTTP client whose GETs identify as a browser
+// navigation, as curl and real browsers do.
+type Browser struct {
+	T      testing.TB
+	Client *http.Client
+	Jar    *cookiejar.Jar
+}
+
+// NewBrowser returns a browser with an empty cookie jar.
+func NewBrowser(t testing.TB) *Browser {
+	jar, _ := cookiejar.New(nil)
+	return &Browser{T: t, Jar: jar, Client: &http.Client{Jar: jar, Transport: retryGETOnEOF{}}}
+}
+
+// retryGETOnEOF retries a GET or HEAD once when the connection was closed
+// unanswered, as browsers do. That happens to a connection the old server
+// accepts in the instant a reload stops it. caddymodule's
+// TestReloadKeepsSessionsAndServes uses a client without this, so it still
+// counts every such failure.
+type retryGETOnEOF struct{}
+
+func (retryGETOnEOF) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil && errors.Is(err, io.EOF) && (req.Method == http.MethodGet || req.Method == http.MethodHead) && req.Body == nil {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	return resp, err
+}
+
+// NoRedirects returns a copy of the browser's client that stops at redirects.
+func (b *Browser) NoRedirects() *http.Client {
+	c := *b.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// Get navigates to rawURL; header holds extra name, value pairs.
+func (b *Browser) Get(rawURL string, header ...string) *http.Response {
+	b.T.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	return resp
+}
+
+var (
+	hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+	formAction  = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
+)
+
+// SignIn opens rawURL, fills in the test IdP's login form when it shows
+// up, follows every redirect back, and returns the final response.
+func (b *Browser) SignIn(rawURL, username, password string) *http.Response {
+	b.T.Helper()
+	resp := b.Get(rawURL)
+	body := ReadBody(b.T, resp)
+	action := formAction.FindStringSubmatch(body)
+	if action == nil || !strings.Contains(body, `id="username"`) {
+		// Already signed in at the provider, or refused before its form.
+		resp.Body = io.NopCloser(strings.NewReader(body))
+		return resp
+	}
+	form := url.Values{"username": {username}, "password": {password}}
+	for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	resp, err := b.Client.PostForm(html.UnescapeString(action[1]), form)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	return resp
+}
+
+// ReadBody reads and closes a response body.
+func ReadBody(t testing.TB, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// UpstreamSaw decodes the EchoUpstream's answer, failing the test when the
+// response is anything else.
+func UpstreamSaw(t testing.TB, resp *http.Response) Echoed {
+	t.Helper()
+	body := ReadBody(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("expected the upstream's answer, got %s: %s", resp.Status, body)
+	}
+	var e Echoed
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("not the upstream's answer (%v): %s", err, body)
+	}
+	return e
+}
+
+// Refused asserts that an API-style request to rawURL with the browser's
+// cookies does not reach the upstream.
+func (b *Browser) Refused(rawURL string) {
+	b.T.Helper()
+	resp := b.Get(rawURL, "Accept", "application/json")
+	body := ReadBody(b.T, resp)
+	if resp.StatusCode == http.StatusOK || strings.Contains(body, `"headers"`) {
+		b.T.Fatalf("request with the old session reached the upstream: %s %s", resp.Status, body)
+	}
+}

@@ -1,0 +1,211 @@
+// Package signin completes a sign-in. Given an assertion its protocol
+// adapter verified (idp/oidc, idp/saml), SignIn maps it to a profile,
+// consumes its single-use IDs, applies the JIT rules, starts the session,
+// ends the session the browser had before, and writes every audit event,
+// all in one store transaction: a sign-in is one durable commit (shared
+// with concurrent sign-ins by the store's batching), a replay can never
+// yield a second session even on another instance, and a crash leaves
+// either all of it or none (docs/architecture.md, "A sign-in's path").
+//
+// Nothing here knows HTTP or Caddy: the handler turns an Outcome into a
+// response.
+package signin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// IdP is one identity provider's sign-in settings: how its assertions map
+// to a profile, and the JIT rules for the users it signs in.
+type IdP struct {
+	Name   string
+	Mapper *mapping.Mapper
+	Rules  provision.Rules
+}
+
+// Service completes sign-ins against one store and session manager.
+type Service struct {
+	Store    store.Store
+	Sessions *session.Manager
+	Logger   *zap.Logger      // nil: no logs
+	Now      func() time.Time // nil: time.Now
+	// Observe, when set, is told every committed sign-in's outcome (for
+	// metrics).
+	Observe func(idpName string, o *Outcome)
+}
+
+// Outcome is what one sign-in came to. Exactly one of Session, Denial and
+// Replay is set.
+type Outcome struct {
+	// Session is the new session: its Token goes into the cookie.
+	Session *session.NewSession
+	// Denial is a sign-in the JIT rules (or a mapping that found no user
+	// ID) refused; its audit event has been committed.
+	Denial *provision.Denial
+	// Unmapped is set with a Denial when attributes the mapping needs are
+	// missing: it names what arrived and what was expected, for the page
+	// an IdP administrator can act on.
+	Unmapped *mapping.MissingError
+	// Replay is set when one of the assertion's single-use IDs had been
+	// consumed already: the same response or callback came twice.
+	Replay *idp.LoginError
+	// User is the user signed in, or the one a denial concerns (nil when
+	// there is none, as for an unknown subject).
+	User *store.User
+	// Result is what the JIT rules decided (nil for a replay or an
+	// unmapped assertion).
+	Result *provision.Result
+	// EndedPrevious: the session the browser came with was ended.
+	EndedPrevious bool
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) logger() *zap.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return zap.NewNop()
+}
+
+// SignIn completes the sign-in of a, verified by p's protocol adapter.
+// previousToken is the session cookie the browser came with ("" for none):
+// a sign-in always starts a new session and ends that one, so a token
+// planted before sign-in is worthless after it. A denial or a replay is an
+// Outcome, not an error; an error means nothing was written.
+func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousToken string) (*Outcome, error) {
+	prof, err := p.Mapper.Map(a)
+	var unmapped *mapping.MissingError
+	if err != nil && !errors.As(err, &unmapped) {
+		return nil, fmt.Errorf("signin via %s: mapping: %w", p.Name, err)
+	}
+	fresh, err := s.Sessions.Prepare(p.Name, store.LogoutInfo{Subject: a.Logout.Subject,
+		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID})
+	if err != nil {
+		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
+	}
+	if a.Logout.IDToken != "" {
+		// Kept sealed with the session, apart from its record: the IdP
+		// wants it back as id_token_hint at logout.
+		fresh.Tokens = &session.Tokens{IDToken: a.Logout.IDToken}
+	}
+	var previousHash string
+	if previousToken != "" {
+		previousHash = session.Hash(previousToken)
+	}
+	now := s.now()
+
+	var out *Outcome
+	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		// Update may run this more than once: start afresh each time.
+		out = &Outcome{}
+		for _, su := range a.SingleUse {
+			first, err := tx.Consume(su.Kind, su.ID, su.Until)
+			if err != nil {
+				return fmt.Errorf("consuming %s: %w", su.Kind, err)
+			}
+			if !first {
+				out.Replay = &idp.LoginError{Code: su.Code, Bound: true, Err: fmt.Errorf("%s already used", su.Kind)}
+				return tx.Audit(store.Event{Time: now, Type: store.EventLoginFailed, IdP: p.Name, Reason: su.Code})
+			}
+		}
+		if unmapped != nil {
+			// Without a user ID there is no user to look up or create.
+			out.Denial = &provision.Denial{Reason: provision.ReasonMissingSubject, IdP: p.Name, Missing: unmapped.Missing}
+			out.Unmapped = unmapped
+			return tx.Audit(store.Event{Time: now, Type: store.EventLoginDenied, IdP: p.Name,
+				Reason: provision.ReasonMissingSubject, Detail: map[string]string{"received": joinNames(unmapped.Received)}})
+		}
+		res, err := provision.Apply(tx, p.Name, p.Rules, prof, a.EmailVerified, now)
+		if err != nil {
+			return err
+		}
+		out.Result, out.User, out.Denial = res, res.User, res.Denial
+		if res.Denial != nil {
+			return nil
+		}
+		if err := fresh.Write(tx, res.User); err != nil {
+			return err
+		}
+		out.Session = fresh
+		if previousHash != "" && previousHash != fresh.Session.Hash {
+			ended, err := endSession(tx, previousHash, now)
+			if err != nil {
+				return err
+			}
+			out.EndedPrevious = ended
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
+	}
+
+	// Committed: now the cache, the logs and the metrics.
+	if out.Session != nil {
+		s.Sessions.Remember(out.Session)
+	}
+	if out.EndedPrevious {
+		s.Sessions.ForgetSession(previousHash)
+	}
+	s.log(p, a, out)
+	if s.Observe != nil {
+		s.Observe(p.Name, out)
+	}
+	return out, nil
+}
+
+// endSession ends the session the browser signed in with, if it still
+// exists, and audits it as a logout.
+func endSession(tx store.Tx, hash string, now time.Time) (bool, error) {
+	old, err := tx.Session(hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("previous session: %w", err)
+	}
+	if err := tx.DeleteSession(hash); err != nil {
+		return false, fmt.Errorf("ending previous session: %w", err)
+	}
+	return true, tx.Audit(store.Event{Time: now, Type: store.EventSessionLoggedOut, IdP: old.IdP, UserID: old.UserID,
+		Reason: "signed_in_again"})
+}
+
+func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
+	log := s.logger()
+	switch {
+	case out.Replay != nil:
+		log.Warn("sign-in refused", zap.String("idp", p.Name), zap.String("reason", out.Replay.Code), zap.Error(out.Replay))
+	case out.Unmapped != nil:
+		log.Warn("sign-in denied", zap.String("idp", p.Name), zap.String("reason", provision.ReasonMissingSubject),
+			zap.Strings("received", out.Unmapped.Received), zap.String("refused_name_id_format", out.Unmapped.NameIDFormat))
+	case out.Result != nil:
+		out.Result.Log(log)
+	}
+}
+
+func joinNames(names []string) string {
+	const limit = 20 // the audit trail is not the place for a whole claim set
+	if len(names) > limit {
+		names = append(names[:limit:limit], "…")
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,302 @@
+package signin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// countingStore counts the Update calls that committed: each is one
+// durable commit (bbolt batches concurrent ones into fewer fsyncs, never
+// into more).
+type countingStore struct {
+	store.Store
+	commits atomic.Int64
+}
+
+func (c *countingStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	err := c.Store.Update(ctx, fn)
+	if err == nil {
+		c.commits.Add(1)
+	}
+	return err
+}
+
+type env struct {
+	t        *testing.T
+	db       *countingStore
+	sessions *session.Manager
+	svc      *signin.Service
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e := &env{t: t, db: &countingStore{Store: db}}
+	e.sessions = session.New(e.db, session.Config{}, nil, nil)
+	e.svc = &signin.Service{Store: e.db, Sessions: e.sessions}
+	return e
+}
+
+func (e *env) idp(protocol, preset string) *signin.IdP {
+	e.t.Helper()
+	m, err := mapping.New(preset, protocol, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &signin.IdP{Name: protocol + "-idp", Mapper: m, Rules: provision.Rules{JIT: true}}
+}
+
+// oidcAssertion is what idp/oidc returns for one callback: the ID token's
+// claims, the state to consume, the logout data.
+func oidcAssertion(state, family string, overage bool) *idp.Assertion {
+	a := &idp.Assertion{IdP: "oidc-idp", Protocol: idp.ProtocolOIDC, Subject: "sub-ada", EmailVerified: true,
+		Attributes: map[string][]string{"sub": {"sub-ada"}, "given_name": {"Ada"}, "family_name": {family},
+			"email": {"ada@example.com"}, "groups": {"eng"}},
+		Logout:    idp.LogoutInfo{Subject: "sub-ada", SessionID: "sid-" + state, IDToken: "eyJ.id-token." + state},
+		SingleUse: []idp.SingleUse{{Kind: "oidc_state", ID: "oidc-idp/" + state, Until: time.Now().Add(10 * time.Minute), Code: "state_replayed"}},
+	}
+	if overage {
+		delete(a.Attributes, "groups")
+		a.Attributes[mapping.OIDCClaimNames] = []string{`{"groups":"src1"}`}
+	}
+	return a
+}
+
+// samlAssertion is what idp/saml returns for one response (Okta-shaped).
+func samlAssertion(id, family string, overage bool) *idp.Assertion {
+	a := &idp.Assertion{IdP: "saml-idp", Protocol: idp.ProtocolSAML, Subject: "ada@example.com",
+		SubjectFormat: "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+		Attributes: map[string][]string{"uniqueUserId": {"00u-ada"}, "firstName": {"Ada"}, "lastName": {family},
+			"email": {"ada@example.com"}, "groups": {"eng"}},
+		Logout:    idp.LogoutInfo{Subject: "ada@example.com", SessionID: "idx-" + id},
+		SingleUse: []idp.SingleUse{{Kind: "saml_id", ID: "saml-idp/" + id, Until: time.Now().Add(5 * time.Minute), Code: "saml_replayed"}},
+	}
+	if overage {
+		delete(a.Attributes, "groups")
+		a.Attributes[mapping.EntraGroupsLink] = []string{"https://graph.microsoft.com/v1.0/users/x/memberOf"}
+	}
+	return a
+}
+
+func (e *env) auditTypes() []string {
+	e.t.Helper()
+	var types []string
+	err := e.db.View(context.Background(), func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Limit: 1000})
+		for _, ev := range events {
+			types = append(types, ev.Type)
+		}
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return types
+}
+
+func (e *env) sessionExists(hash string) bool {
+	e.t.Helper()
+	err := e.db.View(context.Background(), func(tx store.Tx) error {
+		_, err := tx.Session(hash)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestOneDurableCommitPerSignIn: a JIT sign-in that creates the user, and
+// one that updates them while ending the browser's previous session and
+// recording a groups overage, each commit exactly once, for both
+// protocols, and everything they write is there afterwards.
+func TestOneDurableCommitPerSignIn(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, preset string
+		assertion        func(n, family string, overage bool) *idp.Assertion
+	}{
+		{idp.ProtocolOIDC, "generic", oidcAssertion},
+		{idp.ProtocolSAML, "okta", samlAssertion},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.idp(tc.protocol, tc.preset)
+			ctx := context.Background()
+
+			before := e.db.commits.Load()
+			first, err := e.svc.SignIn(ctx, p, tc.assertion("1", "Lovelace", false), "")
+			if err != nil || first.Session == nil || !first.Result.Created {
+				t.Fatalf("first sign-in: %+v %v", first, err)
+			}
+			if n := e.db.commits.Load() - before; n != 1 {
+				t.Errorf("creating sign-in: %d durable commits, want 1", n)
+			}
+
+			before = e.db.commits.Load()
+			second, err := e.svc.SignIn(ctx, p, tc.assertion("2", "King", true), first.Session.Token)
+			if err != nil || second.Session == nil || !slices.Contains(second.Result.Changed, "last_name") ||
+				!second.Result.GroupsOverage || !second.EndedPrevious {
+				t.Fatalf("second sign-in: %+v %v", second, err)
+			}
+			if n := e.db.commits.Load() - before; n != 1 {
+				t.Errorf("updating sign-in (previous session ended, overage recorded): %d durable commits, want 1", n)
+			}
+
+			want := []string{store.EventUserCreated, store.EventLoginSucceeded,
+				store.EventUserUpdated, store.EventLoginSucceeded, store.EventGroupsOverage, store.EventSessionLoggedOut}
+			if got := e.auditTypes(); !slices.Equal(got, want) {
+				t.Errorf("audit = %v, want %v", got, want)
+			}
+			if e.sessionExists(first.Session.Session.Hash) {
+				t.Error("the previous session survived the new sign-in")
+			}
+			if !e.sessionExists(second.Session.Session.Hash) {
+				t.Error("the new session is not in the store")
+			}
+			if _, err := e.sessions.Resolve(ctx, first.Session.Token); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("previous cookie still resolves: %v", err)
+			}
+			if tc.protocol == idp.ProtocolOIDC {
+				// The ID token was written in the same commit, sealed.
+				tok, err := e.sessions.Tokens(ctx, second.Session.Session.Hash)
+				if err != nil || tok == nil || tok.IDToken != "eyJ.id-token.2" {
+					t.Errorf("sealed ID token = %v, %v", tok, err)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayRefused: the same assertion twice makes one session; the
+// second is refused with the code its single-use ID names, audited.
+func TestReplayRefused(t *testing.T) {
+	e := newEnv(t)
+	p := e.idp(idp.ProtocolSAML, "okta")
+	ctx := context.Background()
+	a := samlAssertion("once", "Lovelace", false)
+	if out, err := e.svc.SignIn(ctx, p, a, ""); err != nil || out.Session == nil {
+		t.Fatalf("first: %+v %v", out, err)
+	}
+	out, err := e.svc.SignIn(ctx, p, a, "")
+	if err != nil || out.Replay == nil || out.Replay.Code != "saml_replayed" || out.Session != nil {
+		t.Fatalf("replay: %+v %v", out, err)
+	}
+	if got := e.auditTypes(); got[len(got)-1] != store.EventLoginFailed {
+		t.Errorf("replay not audited: %v", got)
+	}
+}
+
+// TestConcurrentReplaysOneSession: 50 sign-ins with one assertion at once,
+// sharing commits through the store's batching, end with exactly one
+// session: the single-use ID is consumed in the same transaction that
+// writes the session.
+func TestConcurrentReplaysOneSession(t *testing.T) {
+	for _, a := range []*idp.Assertion{oidcAssertion("s", "Lovelace", false), samlAssertion("id", "Lovelace", false)} {
+		t.Run(a.Protocol, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.idp(a.Protocol, map[string]string{idp.ProtocolOIDC: "generic", idp.ProtocolSAML: "okta"}[a.Protocol])
+			var wg sync.WaitGroup
+			var sessions, replays atomic.Int64
+			for range 50 {
+				wg.Go(func() {
+					out, err := e.svc.SignIn(context.Background(), p, a, "")
+					switch {
+					case err != nil:
+						t.Error(err)
+					case out.Session != nil:
+						sessions.Add(1)
+					case out.Replay != nil:
+						replays.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if sessions.Load() != 1 || replays.Load() != 49 {
+				t.Fatalf("%d sessions and %d refused replays, want 1 and 49", sessions.Load(), replays.Load())
+			}
+			var stored int
+			err := e.db.View(context.Background(), func(tx store.Tx) error {
+				return tx.ForEachSession("", func(*store.Session) error { stored++; return nil })
+			})
+			if err != nil || stored != 1 {
+				t.Fatalf("%d sessions stored (%v), want 1", stored, err)
+			}
+		})
+	}
+}
+
+// TestMissingSubjectDenied: an assertion the mapping finds no user ID in
+// is denied with reason missing_subject (the code the page shows and the
+// audit records), in one commit, and consumes its single-use ID.
+func TestMissingSubjectDenied(t *testing.T) {
+	e := newEnv(t)
+	p := e.idp(idp.ProtocolSAML, "okta")
+	a := samlAssertion("no-subject", "Lovelace", false)
+	delete(a.Attributes, "uniqueUserId")
+	before := e.db.commits.Load()
+	out, err := e.svc.SignIn(context.Background(), p, a, "")
+	if err != nil || out.Denial == nil || out.Denial.Reason != provision.ReasonMissingSubject || out.Unmapped == nil {
+		t.Fatalf("got %+v %v", out, err)
+	}
+	if n := e.db.commits.Load() - before; n != 1 {
+		t.Errorf("%d commits, want 1", n)
+	}
+	if out, _ := e.svc.SignIn(context.Background(), p, a, ""); out == nil || out.Replay == nil {
+		t.Errorf("the denied assertion was not consumed: %+v", out)
+	}
+}
+
+// TestRefusalsBoundedWrites: refusals without a login in progress never
+// write; those of a login in progress are audited up to the budget, and
+// the first event after the window says how many were left out.
+func TestRefusalsBoundedWrites(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	r := &signin.Refusals{Store: e.db, Now: func() time.Time { return now }, AuditPerMinute: 3}
+	ctx := context.Background()
+	before := e.db.commits.Load()
+	for i := range 1000 {
+		r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, fmt.Sprintf("192.0.2.%d", i%250))
+	}
+	if n := e.db.commits.Load() - before; n != 0 {
+		t.Fatalf("1000 refusals without a flow cookie made %d commits, want 0", n)
+	}
+	for range 10 {
+		r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
+	}
+	if n := e.db.commits.Load() - before; n != 3 {
+		t.Fatalf("10 refusals of logins in progress made %d commits, want 3 (the budget)", n)
+	}
+	now = now.Add(time.Minute)
+	r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
+	var last store.Event
+	err := e.db.View(ctx, func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 100})
+		if len(events) > 0 {
+			last = events[len(events)-1]
+		}
+		return err
+	})
+	if err != nil || last.Detail["not_audited_last_minute"] != "7" {
+		t.Fatalf("summary event = %+v, %v", last, err)
+	}
+}

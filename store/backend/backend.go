@@ -1,0 +1,110 @@
+// Package backend opens a store from its description, whichever backend it
+// is: the one place the Caddy app, `caddy sso` and the migration tools name
+// and open stores, so that they agree on the spelling ("bolt:PATH",
+// "postgres:DSN") and on how a secret DSN is shown (never).
+package backend
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
+)
+
+// Backends.
+const (
+	Bolt     = "bolt"
+	Postgres = "postgres"
+)
+
+// Spec describes one store.
+type Spec struct {
+	Backend string // Bolt or Postgres
+	// Path is the bbolt file.
+	Path string
+	// DSN is the PostgreSQL connection string: a secret, which String and
+	// Key never reveal.
+	DSN string
+	// MaxConns and StatementTimeout tune the PostgreSQL pool; zero takes
+	// postgres.Config's defaults.
+	MaxConns         int32
+	StatementTimeout time.Duration
+	// ReadOnly opens a bbolt file with a shared lock (admin tools reading
+	// a stopped instance's store). PostgreSQL ignores it.
+	ReadOnly bool
+	// LockTimeout bounds the wait for a bbolt file's lock; 0 takes bolt's
+	// default.
+	LockTimeout time.Duration
+	// OnWrite, when set, is told how long each write transaction held a
+	// bbolt file's write lock (bolt.Options.OnWrite).
+	OnWrite func(held time.Duration)
+}
+
+// Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", or a
+// plain path, which is a bbolt file.
+func Parse(s string) (Spec, error) {
+	switch {
+	case s == "":
+		return Spec{}, errors.New("no store given (bolt:PATH or postgres:DSN)")
+	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
+		return Spec{Backend: Postgres, DSN: s}, nil
+	case strings.HasPrefix(s, Bolt+":"):
+		return Spec{Backend: Bolt, Path: strings.TrimPrefix(s, Bolt+":")}, nil
+	case strings.HasPrefix(s, Postgres+":"):
+		dsn := strings.TrimPrefix(s, Postgres+":")
+		if dsn == "" {
+			return Spec{}, errors.New("postgres: needs a connection string (postgres:postgres://user@host/db)")
+		}
+		return Spec{Backend: Postgres, DSN: dsn}, nil
+	}
+	return Spec{Backend: Bolt, Path: s}, nil
+}
+
+// String names the store for messages: the bbolt path, or "postgres" with
+// the database's host and name but no credentials.
+func (s Spec) String() string {
+	if s.Backend == Postgres {
+		return "postgres database " + postgres.Describe(s.DSN)
+	}
+	return s.Path
+}
+
+// Key identifies the store for sharing one open handle (a Caddy reload
+// opens the new config's store while the old one still runs): the bbolt
+// file's absolute path, or a hash of the DSN.
+func (s Spec) Key() (string, error) {
+	switch s.Backend {
+	case Bolt:
+		abs, err := filepath.Abs(s.Path)
+		if err != nil {
+			return "", fmt.Errorf("store path %q: %w", s.Path, err)
+		}
+		return Bolt + ":" + abs, nil
+	case Postgres:
+		sum := sha256.Sum256([]byte(s.DSN))
+		return Postgres + ":" + hex.EncodeToString(sum[:12]), nil
+	}
+	return "", fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
+}
+
+// Open opens the store. logger may be nil.
+func Open(ctx context.Context, s Spec, logger *zap.Logger) (store.Store, error) {
+	switch s.Backend {
+	case Bolt:
+		return bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite})
+	case Postgres:
+		return postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
+			StatementTimeout: s.StatementTimeout, Logger: logger})
+	}
+	return nil, fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
+}

@@ -1,0 +1,170 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Channel is the LISTEN/NOTIFY channel instances tell each other on.
+const Channel = "caddy_sso_invalidate"
+
+// ListenerApplicationName is the application_name of Listen's connection
+// (pg_stat_activity shows it).
+const ListenerApplicationName = "caddy-sso listener"
+
+// maxPayload keeps a NOTIFY payload under PostgreSQL's limit (8000 bytes
+// in the default build) with room to spare; Broadcast splits larger
+// invalidations.
+const maxPayload = 7000
+
+// Listen's timing: how often an idle listening connection is checked (a
+// connection that died without a reset would otherwise wait forever), and
+// the bounds of the pause between reconnection attempts.
+const (
+	listenPing     = 5 * time.Second
+	listenPingWait = 3 * time.Second
+	backoffMin     = 100 * time.Millisecond
+	backoffMax     = 5 * time.Second
+)
+
+// notice is one NOTIFY payload.
+type notice struct {
+	Origin   string   `json:"o"`
+	Sessions []string `json:"s,omitempty"`
+	Users    []string `json:"u,omitempty"`
+	All      bool     `json:"a,omitempty"`
+}
+
+// Broadcast sends inv to every listening instance (this one's Listen skips
+// it). Call it after the change has committed: a NOTIFY outside a
+// transaction is delivered at once. Large invalidations go out in several
+// notifications, each under PostgreSQL's payload limit.
+func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
+	for _, payload := range db.payloads(inv) {
+		if _, err := db.pool.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
+			return fmt.Errorf("postgres: broadcast invalidation: %w", db.scrub(err))
+		}
+	}
+	return nil
+}
+
+// payloads splits inv into JSON payloads of at most maxPayload bytes.
+func (db *DB) payloads(inv store.Invalidation) []string {
+	if inv.All {
+		raw, _ := json.Marshal(notice{Origin: db.origin, All: true})
+		return []string{string(raw)}
+	}
+	var out []string
+	cur := notice{Origin: db.origin}
+	size := len(`{"o":"","s":[],"u":[]}`) + len(db.origin)
+	flush := func() {
+		if len(cur.Sessions)+len(cur.Users) > 0 {
+			raw, _ := json.Marshal(cur)
+			out = append(out, string(raw))
+		}
+		cur = notice{Origin: db.origin}
+		size = len(`{"o":"","s":[],"u":[]}`) + len(db.origin)
+	}
+	add := func(list *[]string, v string) {
+		n := len(v) + 8 // quotes, comma, and room for JSON escapes of odd IDs
+		if size+n > maxPayload {
+			flush()
+		}
+		*list = append(*list, v)
+		size += n
+	}
+	for _, h := range inv.Sessions {
+		add(&cur.Sessions, h)
+	}
+	for _, u := range inv.Users {
+		add(&cur.Users, u)
+	}
+	flush()
+	return out
+}
+
+// Listen holds a connection of its own (not from the pool: LISTEN belongs
+// to a session) and calls fn for every invalidation other instances
+// broadcast, until ctx ends. Whenever it (re)subscribes, the first time
+// included, it calls fn(Invalidation{All: true}): notifications sent while
+// it was not listening are lost, so the caller must drop what it cached.
+// Between attempts it waits with a growing, jittered pause, and while it
+// waits the caller's cache TTL bounds staleness.
+func (db *DB) Listen(ctx context.Context, fn func(store.Invalidation)) {
+	pause := backoffMin
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := db.listenOnce(ctx, fn)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > backoffMax {
+			pause = backoffMin // it ran well for a while: start over
+		}
+		db.logger.Warn("invalidation listener disconnected; reconnecting",
+			zap.String("channel", Channel), zap.Duration("retry_in", pause), zap.Error(err))
+		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		pause = min(pause*2, backoffMax)
+	}
+}
+
+// listenOnce connects, subscribes, signals All, and delivers
+// notifications until the connection fails or ctx ends.
+func (db *DB) listenOnce(ctx context.Context, fn func(store.Invalidation)) error {
+	cfg := db.conn.Copy()
+	// Named apart from the pool's connections in pg_stat_activity.
+	cfg.RuntimeParams["application_name"] = ListenerApplicationName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return db.scrub(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return db.scrub(err)
+	}
+	db.logger.Debug("invalidation listener subscribed", zap.String("channel", Channel))
+	fn(store.Invalidation{All: true})
+	for {
+		wctx, cancel := context.WithTimeout(ctx, listenPing)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if wctx.Err() == nil {
+				return db.scrub(err) // the connection failed
+			}
+			// Quiet for a while: make sure the server is still there.
+			pctx, cancel := context.WithTimeout(ctx, listenPingWait)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return db.scrub(err)
+			}
+			continue
+		}
+		var nt notice
+		if err := json.Unmarshal([]byte(n.Payload), &nt); err != nil {
+			db.logger.Warn("ignoring an unreadable invalidation", zap.String("channel", Channel), zap.Error(err))
+			continue
+		}
+		if nt.Origin == db.origin {
+			continue
+		}
+		fn(store.Invalidation{Sessions: nt.Sessions, Users: nt.Users, All: nt.All})
+	}
+}

@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// openTest opens a store on a fresh database and closes it when the test
+// ends.
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	return openDSN(t, pgtest.NewDatabase(t))
+}
+
+// openDSN opens another handle on a database: a second instance.
+func openDSN(t testing.TB, dsn string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), Config{DSN: dsn})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func update(t testing.TB, db store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := db.Update(context.Background(), fn); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func view(t testing.TB, db store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := db.View(context.Background(), fn); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+}
+
+func putUser(t testing.TB, db store.Store, u *store.User) {
+	t.Helper()
+	update(t, db, func(tx store.Tx) error { return tx.PutUser(u) })
+}

@@ -1,0 +1,430 @@
+// Package postgres is the store backend that several Caddy instances share:
+// store.Store and store.Broadcaster on one PostgreSQL database, through a
+// pgx connection pool. See docs/cluster.md for running it.
+//
+// # Transactions: read committed, row locks, key locks, reruns
+//
+// Update runs fn in a READ COMMITTED transaction and makes what the store
+// contract promises hold with several instances writing at once by
+// locking what fn reads in order to write:
+//
+//   - row locks: in an Update, every read of a user, group or session by
+//     ID or key is SELECT … FOR UPDATE, so another transaction that reads
+//     the same record to change it waits for this one's commit and then
+//     reads the new version; neither overwrites the other's change;
+//   - key locks: a read by a unique key (IdP link, folded email, folded
+//     userName, externalId per IdP, group name or externalId per IdP),
+//     and PutUser and PutGroup for every key they will take, first take a
+//     transaction-scoped advisory lock on a hash of that key's value. A
+//     read that finds nothing thus still stops a concurrent transaction
+//     from taking the value until this one ends, and then sees it: of
+//     two instances signing in one new user at once, the second waits for
+//     the first's commit, finds the user by its link, and creates none
+//     (the predicate lock serializable isolation would take, but exact:
+//     one per value, not per index page);
+//   - unique indexes back every key, so that PutUser and PutGroup, which
+//     check every key before writing anything and return ErrEmailTaken
+//     and the like having written nothing, cannot be outrun either;
+//   - reruns: a deadlock (40P01), a serialization failure (40001), and a
+//     unique or foreign-key violation (23505, 23503: a concurrent commit
+//     this transaction could not have locked out, such as a user deleted
+//     under a new session) roll back and run fn again, a few times with
+//     a growing random pause, as the contract allows (package store);
+//   - Consume is an INSERT … ON CONFLICT on the primary key (kind, id):
+//     of two instances consuming one assertion ID or state, one inserts
+//     and the other waits for its commit and then finds the row, so one
+//     accepts and the other refuses;
+//   - LoadOrStoreSecret and Secret insert only when the name is absent;
+//     a concurrent insert makes the second wait and then read the
+//     first's value, so the first writer wins in the whole cluster (key
+//     rotation happens once).
+//
+// Serializable isolation was the first choice, as it needs no reasoning
+// about callers, but PostgreSQL's predicate locks cover whole index
+// pages: concurrent first sign-ins of different users read and insert on
+// the same pages and failed to serialize again and again (twelve reruns
+// exhausted at eight concurrent sign-ins on a fresh database). Views run
+// REPEATABLE READ READ ONLY: one consistent snapshot, no locks.
+//
+// # Audit sequence numbers
+//
+// Audit events are numbered from a sequence in commit order: Audit only
+// queues an event, and just before COMMIT the transaction takes an
+// advisory lock, draws the numbers and inserts the events; the lock is
+// released when the commit is visible. A reader paging with
+// AuditQuery.After (caddy sso audit --follow) thus never sees seq n+1
+// while n is still to come. The price is that auditing commits do not
+// overlap; the JIT benchmark shows what that costs. A transaction that
+// fails after drawing its numbers leaves a gap; numbers are never reused.
+//
+// # Secrets
+//
+// The DSN holds a password. It is never logged, and every error that could
+// quote it (pgx's parse and connect errors) is scrubbed of it first.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Defaults for zero Config fields: the one place they live (the Caddyfile
+// and the CLI fall back to these).
+const (
+	// DefaultMaxConns is the pool size per instance. Every instance holds
+	// up to this many connections (plus one for Listen), so size
+	// max_connections for instances × (DefaultMaxConns + 1).
+	DefaultMaxConns = 10
+	// DefaultStatementTimeout bounds every statement (PostgreSQL's
+	// statement_timeout): a sign-in never waits longer than this on a
+	// lock or a sick server before it fails with a clear error.
+	DefaultStatementTimeout = 5 * time.Second
+)
+
+// maxAttempts bounds the runs of one Update's fn under conflicts;
+// retryPause is the base of the random pause between runs.
+const (
+	maxAttempts = 12
+	retryPause  = 2 * time.Millisecond
+)
+
+// Config says how to reach the database.
+type Config struct {
+	// DSN is a PostgreSQL connection string, URL
+	// (postgres://user:password@host:5432/db?sslmode=verify-full) or
+	// key=value form. It is a secret: never logged, scrubbed from errors.
+	DSN string
+	// MaxConns is the pool size; 0 means DefaultMaxConns.
+	MaxConns int32
+	// StatementTimeout is PostgreSQL's statement_timeout for every
+	// connection; 0 means DefaultStatementTimeout, negative means none.
+	StatementTimeout time.Duration
+	// Logger receives Listen's reconnections; nil logs nothing.
+	Logger *zap.Logger
+}
+
+// WithDefaults returns c with zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.StatementTimeout == 0 {
+		c.StatementTimeout = DefaultStatementTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// DB is a store.Store and store.Broadcaster on one PostgreSQL database.
+type DB struct {
+	pool   *pgxpool.Pool
+	conn   *pgx.ConnConfig // for Listen's dedicated connection
+	logger *zap.Logger
+	// secrets are the strings no error may carry: the DSN and its password.
+	secrets []string
+	// auditLock is the advisory lock key that orders audit commits.
+	auditLock int64
+	// lockSpace sets this deployment's key locks apart from another's in
+	// another schema of the same database (see keyLock).
+	lockSpace string
+	// origin tells this handle's notifications from other instances'.
+	origin string
+	reruns atomic.Uint64
+}
+
+var (
+	_ store.Store       = (*DB)(nil)
+	_ store.Broadcaster = (*DB)(nil)
+)
+
+// Open connects to the database, brings its schema up to date (creating
+// it on an empty database) and returns the store. It fails with
+// ErrNewerSchema when another instance has already migrated the database
+// past what this build knows.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	cfg = cfg.WithDefaults()
+	secrets := secretsOf(cfg.DSN)
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", parseError(cfg.DSN, secrets))
+	}
+	pc.MaxConns = cfg.MaxConns
+	params := pc.ConnConfig.RuntimeParams
+	if params["application_name"] == "" {
+		params["application_name"] = "caddy-sso"
+	}
+	if cfg.StatementTimeout > 0 {
+		params["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open pool: %w", scrub(err, secrets))
+	}
+	db := &DB{
+		pool:    pool,
+		conn:    pc.ConnConfig.Copy(),
+		logger:  cfg.Logger,
+		secrets: secrets,
+		origin:  randomHex(8),
+	}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the pool; Listen loops end with their own contexts.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Reruns returns how many times Update has rerun a transaction after a
+// conflict (see retryable) since Open: a measure of write contention between
+// instances (for metrics and benchmarks).
+func (db *DB) Reruns() uint64 { return db.reruns.Load() }
+
+// View runs fn in a read-only transaction over one consistent snapshot.
+// Writes inside it return store.ErrReadOnly; errors from fn are returned
+// as they are.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err, _ := db.run(ctx, false, fn)
+	return err
+}
+
+// Update runs fn in a read-write transaction and commits when fn returns
+// nil; on a conflict with a concurrent transaction it runs fn again (see
+// the package doc). An error from fn rolls back everything and is returned as
+// it is.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		err, retry := db.run(ctx, true, fn)
+		if !retry {
+			return err
+		}
+		db.reruns.Add(1)
+		if attempt == maxAttempts {
+			return fmt.Errorf("postgres: update: still conflicting with concurrent transactions after %d attempts: %w", attempt, err)
+		}
+		// Random pauses that grow with the attempt spread the reruns of
+		// transactions that conflicted with each other.
+		pause := time.Duration(mrand.Int64N(int64(retryPause) << min(attempt, 6)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+// run is one attempt: begin, fn, flush queued audit events, commit. retry
+// reports a failure that a rerun may not meet (see retryable).
+func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if writable {
+		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
+	}
+	ptx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", db.scrub(err)), false
+	}
+	t := &tx{db: db, ctx: ctx, q: ptx, writable: writable}
+	defer func() {
+		if p := recover(); p != nil {
+			// Give the connection back to the pool clean before the
+			// panic goes on.
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
+	fnErr := fn(t)
+	if fnErr == nil && t.failed == nil && writable {
+		fnErr = t.flushAudit()
+	}
+	if fnErr != nil || t.failed != nil {
+		_ = ptx.Rollback(context.WithoutCancel(ctx))
+		switch {
+		case t.failed != nil && retryable(t.failed):
+			return t.failed, true
+		case fnErr != nil && retryable(fnErr):
+			return fnErr, true
+		case fnErr != nil:
+			return fnErr, false
+		default:
+			// fn went on after one of our statements failed, and the
+			// transaction was aborted there: report that failure.
+			return t.failed, false
+		}
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		if retryable(err) {
+			return err, true
+		}
+		return fmt.Errorf("postgres: commit: %w", db.scrub(err)), false
+	}
+	return nil, false
+}
+
+// retryable reports the failures a rerun of the transaction may avoid:
+// deadlock and serialization failure, and a unique or foreign-key
+// violation, which our writes meet only when a concurrent transaction
+// committed what this one could not lock out (every write locks and checks
+// its keys first).
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "40001", "40P01", "23505", "23503":
+		return true
+	}
+	return false
+}
+
+// keyLock returns the advisory lock that stands for one value of a unique
+// key (an IdP link, a folded email, …): a hash of the deployment, the kind
+// of key and its parts. Transactions that read or take the value lock it
+// first (see the package doc). It returns 0, "no lock", for an empty
+// value, which nothing owns.
+func (db *DB) keyLock(kind string, parts ...string) int64 {
+	if len(parts) == 0 || parts[len(parts)-1] == "" {
+		return 0
+	}
+	h := sha256.New()
+	for _, p := range append([]string{db.lockSpace, kind}, parts...) {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+		h.Write([]byte(p))
+	}
+	k := int64(binary.BigEndian.Uint64(h.Sum(nil)))
+	if k == 0 {
+		k = 1
+	}
+	return k
+}
+
+// ---- secrets in errors ----
+
+// secretsOf returns the strings an error must never carry: the DSN itself
+// and its password, raw and as it may appear escaped.
+func secretsOf(dsn string) []string {
+	out := []string{dsn}
+	var pw string
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		pw, _ = u.User.Password()
+		if q := u.Query().Get("password"); q != "" {
+			out = append(out, q)
+		}
+	} else if i := strings.Index(dsn, "password="); i >= 0 {
+		rest := dsn[i+len("password="):]
+		if strings.HasPrefix(rest, "'") {
+			if j := strings.Index(rest[1:], "'"); j >= 0 {
+				pw = rest[1 : j+1]
+			}
+		} else if j := strings.IndexAny(rest, " \t"); j >= 0 {
+			pw = rest[:j]
+		} else {
+			pw = rest
+		}
+	}
+	if pw != "" {
+		out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("", pw).String()[1:])
+	}
+	return out
+}
+
+// scrubbed is an error whose message had secrets replaced. It unwraps to
+// the original so that errors.Is keeps working (context.Canceled, PgError
+// codes); code that unwraps and prints the original is on its own.
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+func scrub(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range secrets {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "[redacted]")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbed{msg: clean, err: err}
+}
+
+func (db *DB) scrub(err error) error { return scrub(err, db.secrets) }
+
+// parseError explains a DSN that does not parse without quoting it: pgx's
+// own message quotes the string, and its redaction of the password is
+// best effort for malformed input.
+func parseError(dsn string, secrets []string) error {
+	hint := ""
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if _, err := url.Parse(dsn); err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				hint = ": " + scrub(ue.Err, secrets).Error()
+			}
+		}
+	}
+	return fmt.Errorf("the connection string (DSN, not shown: it may hold a password) does not parse%s; "+
+		"it is a postgres://user:password@host:port/database URL or key=value pairs", hint)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// HasPassword reports whether a DSN carries a password.
+func HasPassword(dsn string) bool { return len(secretsOf(dsn)) > 1 }
+
+// Describe names the database a DSN points at for messages and logs, as
+// host:port/database and without user or password; "(connection string
+// not shown)" when it does not parse.
+func Describe(dsn string) string {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(connection string not shown)"
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
+}

@@ -1,0 +1,455 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+)
+
+func TestSchemaVersionMatchesMigrations(t *testing.T) {
+	all, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != SchemaVersion {
+		t.Errorf("SchemaVersion = %d, but there are %d migrations", SchemaVersion, len(all))
+	}
+}
+
+func TestOpenCreatesSchemaOnceAndReopens(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	db := openDSN(t, dsn)
+	u := &store.User{Email: "a@x.io", Links: []store.Link{{IdP: "okta", Subject: "a"}}}
+	putUser(t, db, u)
+	db.Close()
+	db = openDSN(t, dsn)
+	view(t, db, func(tx store.Tx) error {
+		got, err := tx.UserByLink("okta", "a")
+		if err != nil || got.ID != u.ID {
+			t.Errorf("after reopen: %v, %v", got, err)
+		}
+		return nil
+	})
+}
+
+// Instances starting together must not both create the schema: the loser
+// of the advisory lock finds it current.
+func TestMigrationsRacing(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	const n = 4
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	dbs := make([]*DB, n)
+	for i := range n {
+		wg.Go(func() {
+			dbs[i], errs[i] = Open(context.Background(), Config{DSN: dsn})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+			continue
+		}
+		defer dbs[i].Close()
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var rows, version int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*), max(version) FROM sso_schema").Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || version != SchemaVersion {
+		t.Errorf("sso_schema has %d rows, version %d; want 1 row, version %d", rows, version, SchemaVersion)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	db := openDSN(t, dsn)
+	if _, err := db.pool.Exec(t.Context(), "UPDATE sso_schema SET version = $1", SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := Open(context.Background(), Config{DSN: dsn})
+	if !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("Open on a newer schema: %v, want ErrNewerSchema", err)
+	}
+	for _, want := range []string{fmt.Sprintf("schema version %d", SchemaVersion+1), fmt.Sprintf("supports up to %d", SchemaVersion), "upgrade caddy-sso"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// The DSN (and its password) must appear in no error, whatever fails:
+// parsing, connecting, authenticating.
+func TestDSNAbsentFromErrors(t *testing.T) {
+	admin := pgtest.AdminDSN(t)
+	const password = "s3cret-Pa55word"
+	conn, err := pgx.Connect(t.Context(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	// A role with a password, on a server that asks for it over TCP.
+	role := fmt.Sprintf("sso_pw_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(t.Context(), fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", role, password)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	// Over TCP, where the throwaway cluster checks passwords.
+	var port string
+	if err := conn.QueryRow(t.Context(), "SELECT current_setting('port')").Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+	tcp := func(pw, db string) string {
+		return (&url.URL{Scheme: "postgres", User: url.UserPassword(role, pw), Host: "127.0.0.1:" + port, Path: "/" + db,
+			RawQuery: "sslmode=disable"}).String()
+	}
+	tests := []struct{ name, dsn string }{
+		{"unparseable URL", "postgres://" + role + ":" + password + "@127.0.0.1:notaport/db"},
+		{"unparseable key=value", "host=127.0.0.1 password=" + password + " port=notaport"},
+		{"quoted key=value", "host=127.0.0.1 password='" + password + "' sslmode=bogus"},
+		{"nothing listens", "postgres://" + role + ":" + password + "@127.0.0.1:1/db?sslmode=disable&connect_timeout=2"},
+		{"unknown database", tcp(password, "no_such_db")},
+		{"wrong password", tcp(password+"-wrong", "postgres")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			db, err := Open(ctx, Config{DSN: tt.dsn})
+			if err == nil {
+				db.Close()
+				t.Skipf("Open succeeded: this server does not check passwords over TCP")
+			}
+			for _, form := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err.Error())} {
+				if strings.Contains(form, password) || strings.Contains(form, tt.dsn) {
+					t.Errorf("error carries the secret: %s", form)
+				}
+			}
+			t.Logf("error: %v", err)
+		})
+	}
+}
+
+// Two instances consuming one assertion ID at once: exactly one accepts.
+func TestConsumeRaceAcrossInstances(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	until := time.Now().Add(time.Hour)
+	for round := range 20 {
+		id := fmt.Sprint("assertion-", round)
+		var accepted atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			db := a
+			if i%2 == 1 {
+				db = b
+			}
+			wg.Go(func() {
+				fresh, err := store.ReplayGuard{Store: db}.ConsumeOnce(context.Background(), "saml", id, until)
+				if err != nil {
+					t.Error(err)
+				}
+				if fresh {
+					accepted.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := accepted.Load(); n != 1 {
+			t.Fatalf("round %d: %d instances accepted one assertion ID", round, n)
+		}
+	}
+}
+
+// Two instances creating users with one email or one link at once: one
+// wins, the other gets the …Taken error having written nothing.
+func TestPutUserRaceAcrossInstances(t *testing.T) {
+	tests := []struct {
+		name string
+		user func(i int) *store.User
+		want error
+	}{
+		{"same email", func(i int) *store.User {
+			return &store.User{Email: "Same@Example.com", Links: []store.Link{{IdP: "okta", Subject: fmt.Sprint("s", i)}}}
+		}, store.ErrEmailTaken},
+		{"same link", func(i int) *store.User {
+			return &store.User{Email: fmt.Sprintf("u%d@x.io", i), Links: []store.Link{{IdP: "okta", Subject: "same"}}}
+		}, store.ErrLinkTaken},
+		{"same user name", func(i int) *store.User {
+			return &store.User{UserName: "SAME", Links: []store.Link{{IdP: "okta", Subject: fmt.Sprint("s", i)}}}
+		}, store.ErrUserNameTaken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			a, b := openDSN(t, dsn), openDSN(t, dsn)
+			const n = 10
+			results := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				db := a
+				if i%2 == 1 {
+					db = b
+				}
+				wg.Go(func() {
+					results[i] = db.Update(context.Background(), func(tx store.Tx) error {
+						if err := tx.PutUser(tt.user(i)); err != nil {
+							return err
+						}
+						return tx.Audit(store.Event{Type: store.EventUserCreated})
+					})
+				})
+			}
+			wg.Wait()
+			won := 0
+			for i, err := range results {
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, tt.want):
+					t.Errorf("%d: %v, want %v", i, err, tt.want)
+				}
+			}
+			if won != 1 {
+				t.Errorf("%d writers won, want 1", won)
+			}
+			t.Logf("%d transactions reran after conflicts", reruns(a, b))
+			view(t, a, func(tx store.Tx) error {
+				c, err := tx.Counts()
+				if err != nil {
+					return err
+				}
+				if c.Users != 1 || c.AuditEvents != 1 {
+					t.Errorf("counts after the race: %+v, want 1 user and 1 event", c)
+				}
+				return nil
+			})
+			checkConsistent(t, a)
+		})
+	}
+}
+
+// A JIT-like read-then-create, as provision does it: of many concurrent
+// first sign-ins of one subject across two instances, one creates the
+// user and the others find it.
+func TestFirstSignInRaceCreatesOneUser(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	const n = 20
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			err := db.Update(context.Background(), func(tx store.Tx) error {
+				u, err := tx.UserByLink("okta", "new-subject")
+				if errors.Is(err, store.ErrNotFound) {
+					u = &store.User{Email: "new@x.io", Active: true, Links: []store.Link{{IdP: "okta", Subject: "new-subject"}}}
+					if err := tx.PutUser(u); err != nil {
+						return err
+					}
+				} else if err != nil {
+					return err
+				}
+				ids[i] = u.ID
+				return tx.PutSession(&store.Session{Hash: fmt.Sprint("h", i), UserID: u.ID, Expires: time.Now().Add(time.Hour)})
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d transactions reran after conflicts", reruns(a, b))
+	for i := range ids {
+		if ids[i] != ids[0] {
+			t.Fatalf("sign-ins ended with different users: %q", ids)
+		}
+	}
+	view(t, a, func(tx store.Tx) error {
+		c, err := tx.Counts()
+		if c.Users != 1 || c.Sessions != n {
+			t.Errorf("counts %+v (%v), want 1 user, %d sessions", c, err, n)
+		}
+		return err
+	})
+}
+
+// The first writer's secret wins in every instance.
+func TestLoadOrStoreSecretFirstWriterWins(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	const n = 10
+	got := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			err := db.Update(context.Background(), func(tx store.Tx) error {
+				v, err := tx.LoadOrStoreSecret("saml-sp-key", []byte(fmt.Sprint("key-of-writer-", i)))
+				got[i] = v
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range got {
+		if !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("writers saw different secrets: %q", got)
+		}
+	}
+	for _, db := range []*DB{a, b} {
+		view(t, db, func(tx store.Tx) error {
+			v, err := tx.LoadOrStoreSecret("saml-sp-key", nil)
+			if err != nil || !bytes.Equal(v, got[0]) {
+				t.Errorf("stored secret %q (%v), want %q", v, err, got[0])
+			}
+			return nil
+		})
+	}
+}
+
+// checkConsistent recomputes the key columns from the records and compares
+// them with what is stored: the invariant every write must keep.
+func checkConsistent(t testing.TB, db *DB) {
+	t.Helper()
+	view(t, db, func(stx store.Tx) error {
+		return stx.ForEachUser("", func(u *store.User) error {
+			tx := stx.(*tx)
+			var email, name, ext *string
+			var idp string
+			if err := tx.row("SELECT idp, email_key, user_name_key, external_id FROM sso_users WHERE id = $1", []any{u.ID},
+				&idp, &email, &name, &ext); err != nil {
+				return err
+			}
+			eq := func(what string, got *string, want string) {
+				if (got == nil) != (want == "") || got != nil && *got != want {
+					t.Errorf("user %s: %s column %v, want %q", u.ID, what, got, want)
+				}
+			}
+			eq("email_key", email, store.FoldName(u.Email))
+			eq("user_name_key", name, store.FoldName(u.UserName))
+			eq("external_id", ext, u.ExternalID)
+			if idp != u.IdP {
+				t.Errorf("user %s: idp column %q, want %q", u.ID, idp, u.IdP)
+			}
+			var links int
+			if err := tx.row("SELECT count(*) FROM sso_links WHERE user_id = $1", []any{u.ID}, &links); err != nil {
+				return err
+			}
+			if links != len(u.Links) {
+				t.Errorf("user %s: %d link rows, want %d", u.ID, links, len(u.Links))
+			}
+			return nil
+		})
+	})
+}
+
+// reruns reports the reruns of the handles, so a race test can show it
+// raced.
+func reruns(dbs ...*DB) uint64 {
+	var n uint64
+	for _, db := range dbs {
+		n += db.Reruns()
+	}
+	return n
+}
+
+// A panicking fn leaves no transaction open: the pool stays usable.
+func TestPanicInUpdateRollsBack(t *testing.T) {
+	db, err := Open(context.Background(), Config{DSN: pgtest.NewDatabase(t), MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	func() {
+		defer func() { _ = recover() }()
+		_ = db.Update(t.Context(), func(tx store.Tx) error {
+			if err := tx.PutUser(&store.User{Email: "p@x.io"}); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err = db.View(ctx, func(tx store.Tx) error {
+		_, err := tx.UserByEmail("p@x.io")
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the panicking Update's user: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the only connection was not given back: %v", err)
+	}
+}
+
+// Read-modify-write of one user from two instances at once loses nothing:
+// the read locks the row until the writer commits.
+func TestNoLostUpdatesAcrossInstances(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	u := &store.User{Email: "shared@x.io", Links: []store.Link{{IdP: "okta", Subject: "shared"}}}
+	putUser(t, a, u)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			err := db.Update(context.Background(), func(tx store.Tx) error {
+				cur, err := tx.User(u.ID)
+				if err != nil {
+					return err
+				}
+				cur.Groups = append(cur.Groups, fmt.Sprint("g", i))
+				return tx.PutUser(cur)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	view(t, a, func(tx store.Tx) error {
+		got, err := tx.User(u.ID)
+		if err != nil {
+			return err
+		}
+		if len(got.Groups) != n {
+			t.Errorf("%d of %d concurrent changes survived: %v", len(got.Groups), n, got.Groups)
+		}
+		return nil
+	})
+}

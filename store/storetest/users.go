@@ -1,0 +1,413 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+func init() {
+	register(
+		testCase{"UserRoundTrip", testUserRoundTrip},
+		testCase{"UserIndexesFollowChanges", testUserIndexesFollowChanges},
+		testCase{"UserLookupsFoldCase", testUserLookupsFoldCase},
+		testCase{"PutUserRefusalsWriteNothing", testPutUserRefusals},
+		testCase{"DeleteUser", testDeleteUser},
+		testCase{"ForEachUser", testForEachUser},
+		testCase{"ListUsers", testListUsers},
+		testCase{"UserCopies", testUserCopies},
+		testCase{"LinkKeysUnambiguous", testLinkKeys},
+	)
+}
+
+// testLinkKeys: keys made by concatenation would confuse ("ab", "c") with
+// ("a", "bc").
+func testLinkKeys(e *env) {
+	a := e.putUser(&store.User{Links: []store.Link{{IdP: "ab", Subject: "c"}}})
+	b := e.putUser(&store.User{Links: []store.Link{{IdP: "a", Subject: "bc"}}})
+	for _, c := range []struct{ idp, sub, want string }{{"ab", "c", a.ID}, {"a", "bc", b.ID}, {"a", "b", ""}} {
+		if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByLink(c.idp, c.sub) }); got != c.want {
+			e.Errorf("UserByLink(%q, %q) = %q, want %q", c.idp, c.sub, got, c.want)
+		}
+	}
+}
+
+func fullUser() *store.User {
+	return &store.User{
+		Email: "Ada@Example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng"},
+		Active: true, Source: store.SourceSCIM, Links: []store.Link{{IdP: "okta", Subject: "00u1"}, {IdP: "entra", Subject: "oid-1"}},
+		Created: t0, Updated: t0.Add(1e3), LastLogin: t0.Add(2e3),
+		UserName: "ada@example.com", IdP: "okta", ExternalID: "00u1", DisplayName: "Ada L.",
+		Emails:         []store.Email{{Value: "Ada@Example.com", Type: "work", Primary: true}, {Value: "ada@home.example", Type: "home"}},
+		SCIMAttributes: []byte(`{"title":"Countess"}`),
+	}
+}
+
+func testUserRoundTrip(e *env) {
+	u := e.putUser(fullUser())
+	if u.ID == "" {
+		e.Fatal("PutUser did not assign an ID")
+	}
+	e.sameJSON("User", u, e.user(u.ID))
+	// Zero Created and Updated are filled in; Updated defaults to Created.
+	v := e.putUser(&store.User{Email: "b@x.io"})
+	if got := e.user(v.ID); got.Created.IsZero() || got.Updated.IsZero() || v.Created.IsZero() {
+		e.Errorf("zero times not filled: %+v", got)
+	}
+	if got := e.putUser(&store.User{Email: "d@x.io", Created: t0}); !e.user(got.ID).Updated.Equal(t0) {
+		e.Errorf("Updated = %v, want Created when zero", e.user(got.ID).Updated)
+	}
+	// A caller-chosen ID is kept.
+	w := e.putUser(&store.User{ID: "chosen", Email: "c@x.io"})
+	if w.ID != "chosen" || e.user("chosen") == nil {
+		e.Errorf("chosen ID not kept: %q", w.ID)
+	}
+	e.view(func(tx store.Tx) error {
+		if _, err := tx.User("nobody"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("User(missing) = %v, want ErrNotFound", err)
+		}
+		for name, fn := range map[string]func() (*store.User, error){
+			"UserByLink":        func() (*store.User, error) { return tx.UserByLink("okta", "nobody") },
+			"UserByEmail":       func() (*store.User, error) { return tx.UserByEmail("nobody@x.io") },
+			"UserByEmail(\"\")": func() (*store.User, error) { return tx.UserByEmail("") },
+			"UserByUserName":    func() (*store.User, error) { return tx.UserByUserName("") },
+			"UserByExternalID":  func() (*store.User, error) { return tx.UserByExternalID("okta", "") },
+		} {
+			if _, err := fn(); !errors.Is(err, store.ErrNotFound) {
+				e.Errorf("%s = %v, want ErrNotFound", name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// testUserIndexesFollowChanges changes every indexed field in turn and
+// checks that lookups by the new value find the user, by the old value
+// miss, and a bystander's entries never move.
+func testUserIndexesFollowChanges(e *env) {
+	other := e.putUser(&store.User{Email: "other@x.io", UserName: "other", IdP: "okta", ExternalID: "ext-other",
+		Links: []store.Link{{IdP: "okta", Subject: "other"}}})
+	u := e.putUser(&store.User{Email: "a@x.io", UserName: "a", IdP: "okta", ExternalID: "ext-a",
+		Links: []store.Link{{IdP: "okta", Subject: "a"}, {IdP: "entra", Subject: "a"}}})
+	type lookup struct {
+		name string
+		fn   func(store.Tx) (*store.User, error)
+	}
+	byEmail := func(v string) lookup {
+		return lookup{"email " + v, func(tx store.Tx) (*store.User, error) { return tx.UserByEmail(v) }}
+	}
+	byName := func(v string) lookup {
+		return lookup{"userName " + v, func(tx store.Tx) (*store.User, error) { return tx.UserByUserName(v) }}
+	}
+	byExt := func(idp, v string) lookup {
+		return lookup{"externalId " + idp + " " + v, func(tx store.Tx) (*store.User, error) { return tx.UserByExternalID(idp, v) }}
+	}
+	byLink := func(idp, v string) lookup {
+		return lookup{"link " + idp + " " + v, func(tx store.Tx) (*store.User, error) { return tx.UserByLink(idp, v) }}
+	}
+	steps := []struct {
+		change      func(*store.User)
+		found, gone []lookup
+	}{
+		{func(u *store.User) { u.Email = "b@x.io" }, []lookup{byEmail("b@x.io")}, []lookup{byEmail("a@x.io")}},
+		{func(u *store.User) { u.Email = "" }, nil, []lookup{byEmail("b@x.io")}},
+		{func(u *store.User) { u.UserName = "b" }, []lookup{byName("B")}, []lookup{byName("a")}},
+		{func(u *store.User) { u.ExternalID = "ext-b" }, []lookup{byExt("okta", "ext-b")}, []lookup{byExt("okta", "ext-a")}},
+		{func(u *store.User) { u.IdP = "entra" }, []lookup{byExt("entra", "ext-b")}, []lookup{byExt("okta", "ext-b")}},
+		{func(u *store.User) { u.Links = []store.Link{{IdP: "entra", Subject: "a"}, {IdP: "ping", Subject: "p"}} },
+			[]lookup{byLink("entra", "a"), byLink("ping", "p")}, []lookup{byLink("okta", "a")}},
+		{func(u *store.User) { u.Links = nil }, nil, []lookup{byLink("entra", "a"), byLink("ping", "p")}},
+		{func(u *store.User) { u.Email, u.UserName = "A@X.IO", "" }, []lookup{byEmail("a@x.io")}, []lookup{byName("b")}},
+	}
+	for i, s := range steps {
+		s.change(u)
+		e.putUser(u)
+		for _, l := range s.found {
+			if got := e.lookup(l.fn); got != u.ID {
+				e.Errorf("step %d: %s found %q, want %q", i, l.name, got, u.ID)
+			}
+		}
+		for _, l := range s.gone {
+			if got := e.lookup(l.fn); got != "" {
+				e.Errorf("step %d: %s still finds %q", i, l.name, got)
+			}
+		}
+		for _, l := range []lookup{byEmail("other@x.io"), byName("other"), byExt("okta", "ext-other"), byLink("okta", "other")} {
+			if got := e.lookup(l.fn); got != other.ID {
+				e.Errorf("step %d: bystander's %s found %q", i, l.name, got)
+			}
+		}
+	}
+	// A value freed by one user can be taken by another.
+	e.putUser(&store.User{Email: "b@x.io", UserName: "b", IdP: "okta", ExternalID: "ext-a", Links: []store.Link{{IdP: "okta", Subject: "a"}}})
+	// Duplicate links collapse; a link with an empty part is refused.
+	d := e.putUser(&store.User{Links: []store.Link{{IdP: "x", Subject: "1"}, {IdP: "x", Subject: "1"}}})
+	if got := e.user(d.ID); len(got.Links) != 1 {
+		e.Errorf("duplicate links kept: %v", got.Links)
+	}
+	for _, l := range []store.Link{{IdP: "", Subject: "s"}, {IdP: "okta", Subject: ""}} {
+		err := e.st.Update(e.Context(), func(tx store.Tx) error { return tx.PutUser(&store.User{Links: []store.Link{l}}) })
+		if err == nil {
+			e.Errorf("PutUser with link %+v succeeded", l)
+		}
+	}
+}
+
+// testUserLookupsFoldCase: userNames and emails compare by store.FoldName,
+// Unicode case folding after NFC, not by byte or ASCII case.
+func testUserLookupsFoldCase(e *env) {
+	u := e.putUser(&store.User{Email: "Élodie@Example.COM", UserName: "STRASSE", IdP: "okta", ExternalID: "Ext"})
+	for _, q := range []string{"élodie@example.com", "E\u0301lodie@example.com", "ÉLODIE@EXAMPLE.COM"} {
+		if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByEmail(q) }); got != u.ID {
+			e.Errorf("UserByEmail(%q) = %q", q, got)
+		}
+	}
+	for _, q := range []string{"strasse", "straße", "Straße", "STRAẞE"} {
+		if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByUserName(q) }); got != u.ID {
+			e.Errorf("UserByUserName(%q) = %q", q, got)
+		}
+	}
+	// externalId and links are exact.
+	if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByExternalID("okta", "ext") }); got != "" {
+		e.Errorf("externalId matched in another case")
+	}
+	// Names equal under folding collide.
+	err := e.st.Update(e.Context(), func(tx store.Tx) error {
+		return tx.PutUser(&store.User{UserName: "straße"})
+	})
+	if !errors.Is(err, store.ErrUserNameTaken) {
+		e.Errorf("folded userName collision: %v, want ErrUserNameTaken", err)
+	}
+	err = e.st.Update(e.Context(), func(tx store.Tx) error {
+		return tx.PutUser(&store.User{Email: "E\u0301LODIE@example.com"})
+	})
+	if !errors.Is(err, store.ErrEmailTaken) {
+		e.Errorf("folded email collision: %v, want ErrEmailTaken", err)
+	}
+}
+
+func testPutUserRefusals(e *env) {
+	owner := e.putUser(&store.User{Email: "owner@x.io", UserName: "owner", IdP: "okta", ExternalID: "ext-owner",
+		Links: []store.Link{{IdP: "okta", Subject: "owner"}}})
+	second := e.putUser(&store.User{Email: "second@x.io", UserName: "second", IdP: "okta", ExternalID: "ext-second",
+		Links: []store.Link{{IdP: "okta", Subject: "second"}}})
+	_ = owner
+	tests := []struct {
+		name string
+		u    store.User
+		want error
+	}{
+		{"email taken", store.User{Email: "OWNER@x.io"}, store.ErrEmailTaken},
+		{"link taken", store.User{Links: []store.Link{{IdP: "entra", Subject: "new"}, {IdP: "okta", Subject: "owner"}}}, store.ErrLinkTaken},
+		{"userName taken", store.User{UserName: "Owner"}, store.ErrUserNameTaken},
+		{"externalId taken", store.User{IdP: "okta", ExternalID: "ext-owner"}, store.ErrExternalIDTaken},
+		{"userName too long", store.User{UserName: long(store.MaxKeyBytes + 1)}, store.ErrValueTooLong},
+		{"externalId too long", store.User{IdP: "okta", ExternalID: long(store.MaxKeyBytes + 1)}, store.ErrValueTooLong},
+		{"email too long", store.User{Email: long(store.MaxKeyBytes+1-len("@x.io")) + "@x.io"}, store.ErrValueTooLong},
+		{"link subject too long", store.User{Links: []store.Link{{IdP: "okta", Subject: long(store.MaxKeyBytes + 1)}}}, store.ErrValueTooLong},
+		{"userName with NUL", store.User{UserName: "ada\x00"}, store.ErrInvalidValue},
+		{"userName with newline", store.User{UserName: "ada\nadmin"}, store.ErrInvalidValue},
+		{"externalId with DEL", store.User{IdP: "okta", ExternalID: "x\x7f"}, store.ErrInvalidValue},
+		{"display name with CR", store.User{DisplayName: "Ada\r"}, store.ErrInvalidValue},
+	}
+	for _, tt := range tests {
+		for _, existing := range []bool{false, true} {
+			before := e.dump()
+			u := tt.u
+			u.FirstName = "changed"
+			if existing {
+				u.ID = second.ID
+			}
+			err := e.st.Update(e.Context(), func(tx store.Tx) error {
+				err := tx.PutUser(&u)
+				if !errors.Is(err, tt.want) {
+					e.Errorf("%s (existing %v): PutUser = %v, want %v", tt.name, existing, err, tt.want)
+				}
+				return nil // commit: the refused PutUser itself must have written nothing
+			})
+			if err != nil {
+				e.Fatal(err)
+			}
+			if !existing && u.ID != "" {
+				e.Errorf("%s: refused PutUser set ID %q", tt.name, u.ID)
+			}
+			e.sameDump(tt.name, before, e.dump())
+		}
+	}
+	// At the limit is fine, and the same externalId in another IdP too.
+	e.putUser(&store.User{UserName: long(store.MaxKeyBytes), IdP: "entra", ExternalID: "ext-owner",
+		Links: []store.Link{{IdP: "okta", Subject: long(store.MaxKeyBytes)}}})
+	// Tab and non-ASCII letters are not control characters to refuse... but
+	// tab is U+0009: refused like any other C0 character.
+	err := e.st.Update(e.Context(), func(tx store.Tx) error { return tx.PutUser(&store.User{UserName: "a\tb"}) })
+	if !errors.Is(err, store.ErrInvalidValue) {
+		e.Errorf("tab in userName: %v, want ErrInvalidValue", err)
+	}
+	e.putUser(&store.User{UserName: "Zoë Ünal", DisplayName: "Zoë"})
+}
+
+func testDeleteUser(e *env) {
+	u := e.putUser(&store.User{Email: "a@x.io", UserName: "a", IdP: "okta", ExternalID: "ext-a",
+		Links: []store.Link{{IdP: "okta", Subject: "a"}}, Active: true})
+	keep := e.putUser(&store.User{Email: "k@x.io", IdP: "okta", Links: []store.Link{{IdP: "okta", Subject: "k"}}})
+	g := e.putGroup(&store.Group{IdP: "okta", DisplayName: "G", Members: []string{u.ID, keep.ID}})
+	e.putSession(&store.Session{Hash: "h1", UserID: u.ID, IdP: "okta", Created: t0, Expires: t0.Add(1e12), Logout: store.LogoutInfo{Subject: "a"}})
+	e.update(func(tx store.Tx) error { return tx.PutSessionTokens("h1", []byte{1, 2}) })
+	e.update(func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventUserCreated, UserID: u.ID}) })
+	before := e.counts()
+
+	e.update(func(tx store.Tx) error { return tx.DeleteUser(u.ID) })
+	e.view(func(tx store.Tx) error {
+		for name, fn := range map[string]func() (*store.User, error){
+			"User":             func() (*store.User, error) { return tx.User(u.ID) },
+			"UserByLink":       func() (*store.User, error) { return tx.UserByLink("okta", "a") },
+			"UserByEmail":      func() (*store.User, error) { return tx.UserByEmail("a@x.io") },
+			"UserByUserName":   func() (*store.User, error) { return tx.UserByUserName("a") },
+			"UserByExternalID": func() (*store.User, error) { return tx.UserByExternalID("okta", "ext-a") },
+		} {
+			if _, err := fn(); !errors.Is(err, store.ErrNotFound) {
+				e.Errorf("%s after DeleteUser: %v", name, err)
+			}
+		}
+		if _, err := tx.Session("h1"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("session survived its user: %v", err)
+		}
+		if _, err := tx.SessionTokens("h1"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("session tokens survived their user: %v", err)
+		}
+		if ss, _ := tx.SessionsBySubject("okta", "a"); len(ss) != 0 {
+			e.Errorf("subject index kept a deleted user's session")
+		}
+		grp, err := tx.Group(g.ID)
+		if err != nil {
+			return err
+		}
+		if strings.Join(grp.Members, ",") != keep.ID {
+			e.Errorf("group members after DeleteUser: %v", grp.Members)
+		}
+		if refs, _ := tx.GroupsOfUser(u.ID); len(refs) != 0 {
+			e.Errorf("member index kept a deleted user: %v", refs)
+		}
+		if _, n, _ := tx.ListUsers("okta", 1, 10); n != 1 {
+			e.Errorf("ListUsers total after DeleteUser = %d", n)
+		}
+		// Audit events are history: they stay.
+		if ev, _ := tx.AuditEvents(store.AuditQuery{UserID: u.ID}); len(ev) != 1 {
+			e.Errorf("audit events of a deleted user: %d", len(ev))
+		}
+		return nil
+	})
+	after := e.counts()
+	if after.Users != before.Users-1 || after.Sessions != before.Sessions-1 || after.AuditEvents != before.AuditEvents {
+		e.Errorf("Counts %+v -> %+v", before, after)
+	}
+	err := e.st.Update(e.Context(), func(tx store.Tx) error { return tx.DeleteUser(u.ID) })
+	if !errors.Is(err, store.ErrNotFound) {
+		e.Errorf("DeleteUser twice: %v, want ErrNotFound", err)
+	}
+}
+
+func testForEachUser(e *env) {
+	for _, id := range []string{"c", "a", "e", "b", "d"} {
+		e.putUser(&store.User{ID: id})
+	}
+	for _, tt := range []struct{ after, want string }{
+		{"", "abcde"}, {"a", "bcde"}, {"bb", "cde"}, {"e", ""}, {"z", ""},
+	} {
+		var got strings.Builder
+		e.view(func(tx store.Tx) error {
+			return tx.ForEachUser(tt.after, func(u *store.User) error {
+				got.WriteString(u.ID)
+				return nil
+			})
+		})
+		if got.String() != tt.want {
+			e.Errorf("ForEachUser(after %q) = %q, want %q", tt.after, got.String(), tt.want)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := e.st.View(e.Context(), func(tx store.Tx) error {
+		return tx.ForEachUser("", func(*store.User) error { n++; return stop })
+	})
+	if !errors.Is(err, stop) || n != 1 {
+		e.Errorf("ForEachUser stop: err=%v visits=%d", err, n)
+	}
+}
+
+func testListUsers(e *env) {
+	for _, id := range []string{"e", "a", "c", "b", "d"} {
+		e.putUser(&store.User{ID: id, IdP: "okta"})
+	}
+	e.putUser(&store.User{ID: "0", IdP: "entra"})
+	e.putUser(&store.User{ID: "z"})
+	for _, tt := range []struct {
+		idp          string
+		start, count int
+		want         string
+		total        int
+	}{
+		{"okta", 1, 10, "a,b,c,d,e", 5},
+		{"okta", 0, 2, "a,b", 5},
+		{"okta", 2, 2, "b,c", 5},
+		{"okta", 5, 2, "e", 5},
+		{"okta", 6, 2, "", 5},
+		{"okta", 1, 0, "", 5},
+		{"entra", 1, 10, "0", 1},
+		{"", 1, 10, "z", 1},
+		{"none", 1, 10, "", 0},
+	} {
+		e.view(func(tx store.Tx) error {
+			us, total, err := tx.ListUsers(tt.idp, tt.start, tt.count)
+			if err != nil {
+				return err
+			}
+			if got := strings.Join(ids(us), ","); got != tt.want || total != tt.total {
+				e.Errorf("ListUsers(%q, %d, %d) = %q, %d; want %q, %d", tt.idp, tt.start, tt.count, got, total, tt.want, tt.total)
+			}
+			return nil
+		})
+	}
+	// Moving a user to another IdP moves it between the lists.
+	e.putUser(&store.User{ID: "c", IdP: "entra"})
+	e.view(func(tx store.Tx) error {
+		_, okta, _ := tx.ListUsers("okta", 1, 10)
+		entra, n, _ := tx.ListUsers("entra", 1, 10)
+		if okta != 4 || n != 2 || strings.Join(ids(entra), ",") != "0,c" {
+			e.Errorf("after moving c: okta %d, entra %d %v", okta, n, ids(entra))
+		}
+		return nil
+	})
+	if c := e.counts(); c.Users != 7 {
+		e.Errorf("Counts.Users = %d, want 7", c.Users)
+	}
+}
+
+// testUserCopies: what a Tx returns is the caller's to change.
+func testUserCopies(e *env) {
+	u := e.putUser(fullUser())
+	want := jsonOf(e.user(u.ID))
+	e.view(func(tx store.Tx) error {
+		got, err := tx.User(u.ID)
+		if err != nil {
+			return err
+		}
+		got.Groups[0] = "admins"
+		got.Links[0].Subject = "evil"
+		got.Emails[0].Value = "evil@x.io"
+		got.SCIMAttributes[2] = 'X'
+		got.FirstName = "Eve"
+		return nil
+	})
+	// And what the caller passed in stays the caller's too.
+	u.Groups[0] = "admins"
+	if got := jsonOf(e.user(u.ID)); got != want {
+		e.Errorf("a change to a returned or stored copy reached the store:\n got %s\nwant %s", got, want)
+	}
+	if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByLink("okta", "evil") }); got != "" {
+		e.Errorf("link index changed through a copy")
+	}
+	_ = fmt.Sprint
+}
