@@ -142,7 +142,7 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := counting.Reset(); got < 3 {
-		t.Errorf("flush of %d sessions took %d transactions, want batches of at most 1000", n, got)
+		t.Errorf("flush of %d sessions took %d transactions, want batches of at most 256", n, got)
 	}
 	// Idle for an hour: every session is due.
 	clk.advance(time.Hour + time.Minute)
@@ -151,7 +151,7 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)
 	}
 	if got := counting.Reset(); got < 3 {
-		t.Errorf("sweep of %d sessions took %d transactions, want batches of at most 1000", n, got)
+		t.Errorf("sweep of %d sessions took %d transactions, want batches of at most 256", n, got)
 	}
 	if m.Cached() != 0 {
 		t.Errorf("%d swept sessions still cached", m.Cached())

@@ -13,7 +13,7 @@ import (
 // Target bounds that wait. The zero value is ready to use.
 type BatchSizer struct {
 	Target   time.Duration // 0: DefaultBatchTarget
-	Min, Max int           // 0: 8 and 1000
+	Min, Max int           // 0: 8 and 256
 	size     int
 	last     time.Duration
 }
@@ -31,7 +31,9 @@ func (b *BatchSizer) bounds() (time.Duration, int, int) {
 		lo = 8
 	}
 	if hi <= 0 {
-		hi = 1000
+		// A fast disk would otherwise let batches grow until one costs a
+		// lot of CPU, which a busy machine stretches far past Target.
+		hi = 256
 	}
 	return target, lo, max(hi, lo)
 }

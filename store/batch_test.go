@@ -38,7 +38,7 @@ func TestBatchSizer(t *testing.T) {
 		t.Errorf("after many fast batches Next = %d, want Max 100", got)
 	}
 	var zero store.BatchSizer
-	if got := zero.Next(); got < 8 || got > 1000 {
+	if got := zero.Next(); got < 8 || got > 256 {
 		t.Errorf("zero BatchSizer Next = %d", got)
 	}
 }

@@ -38,10 +38,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -133,14 +135,39 @@ type load struct {
 	rng   *mrand.Rand
 	newID int
 
-	mu   sync.Mutex
-	held []time.Duration // write-lock hold times of the current phase
+	mu        sync.Mutex
+	held      []time.Duration // write-lock hold times of the current phase
+	lastWrite time.Time
+}
+
+// watchdog prints every goroutine's stack once when no write transaction
+// has ended for 30 seconds while writes are waiting: to see what holds the
+// write lock when something does.
+func (l *load) watchdog(ctx context.Context, waiting func() bool) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		l.mu.Lock()
+		stalled := !l.lastWrite.IsZero() && time.Since(l.lastWrite) > 30*time.Second
+		l.mu.Unlock()
+		if stalled && waiting() {
+			fmt.Fprintln(os.Stderr, "storeload: no commit for 30 s; goroutines:")
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+			return
+		}
+	}
 }
 
 func (l *load) open(opts bolt.Options) time.Duration {
 	opts.OnWrite = func(d time.Duration) {
 		l.mu.Lock()
 		l.held = append(l.held, d)
+		l.lastWrite = time.Now()
 		l.mu.Unlock()
 	}
 	start := time.Now()
@@ -270,6 +297,10 @@ func (l *load) phase(name string, busy func()) {
 	busyDone := make(chan struct{})
 	l.takeHeld()
 	start := time.Now()
+	var inFlight atomic.Int64
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go l.watchdog(wctx, func() bool { return inFlight.Load() > 0 })
 	if busy != nil {
 		go func() { busy(); close(busyDone) }()
 	} else {
@@ -299,6 +330,8 @@ func (l *load) phase(name string, busy func()) {
 		next = next.Add(time.Duration(l.rng.ExpFloat64() * float64(interval)))
 		time.Sleep(time.Until(next))
 		wg.Go(func() {
+			inFlight.Add(1)
+			defer inFlight.Add(-1)
 			t0 := time.Now()
 			err := signIn(ctx, prov, rules, sessions, u, isNew)
 			d := time.Since(t0)

@@ -129,3 +129,22 @@ func TestCheckCountsAndCancel(t *testing.T) {
 		t.Error("Check ran to the end on a cancelled context")
 	}
 }
+
+// A time-index entry without its session (damage) does not stop sweeps:
+// the sweep that reaches it drops it.
+func TestSweepDropsDanglingEntry(t *testing.T) {
+	db := checkStore(t)
+	if err := db.bdb.Update(func(b *bolt.Tx) error {
+		return b.Bucket(bucketSessionExpiry).Put(timeKey(encTime(time.Unix(1, 0)), "gone"), []byte{})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	update(t, db, func(tx store.Tx) error {
+		got, err := tx.DeleteExpiredSessions(time.Now(), 0, 10)
+		if err != nil || len(got) != 0 {
+			t.Errorf("sweep over a dangling entry = %v, %v", got, err)
+		}
+		return nil
+	})
+	checkOK(t, db)
+}

@@ -390,16 +390,20 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 	if limit < 1 {
 		return nil, fmt.Errorf("bolt: delete expired sessions: limit %d, want at least 1", limit)
 	}
+	type entry struct {
+		index []byte
+		key   []byte
+	}
 	var due []string
-	seen := map[string]bool{}
+	entries := map[string]entry{}
 	collect := func(index []byte, before uint64) {
 		c := t.bucket(index).Cursor()
 		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
 			if len(k) < 8 || binary.BigEndian.Uint64(k) >= before {
 				break
 			}
-			if h := string(k[8:]); !seen[h] {
-				seen[h] = true
+			if h := string(k[8:]); entries[h].key == nil {
+				entries[h] = entry{index, bytes.Clone(k)}
 				due = append(due, h)
 			}
 		}
@@ -408,13 +412,14 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 	if idle > 0 && len(due) < limit {
 		collect(bucketSessionIdle, encTime(now.Add(-idle)))
 	}
-	hashes := due[:0]
+	var hashes []string
 	for _, h := range due {
 		err := t.deleteSession(h)
 		if errors.Is(err, store.ErrNotFound) {
-			// An index entry without its record: drop it so that the
-			// next sweep does not stop at it again.
-			if err := t.dropDanglingTimeKeys(h); err != nil {
+			// An index entry without its record (damage; Check reports
+			// it): drop the entry, so that sweeps do not stop at it.
+			e := entries[h]
+			if err := t.bucket(e.index).Delete(e.key); err != nil {
 				return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
 			}
 			continue
@@ -425,26 +430,6 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 		hashes = append(hashes, h)
 	}
 	return hashes, nil
-}
-
-// dropDanglingTimeKeys removes the expiry and idle entries of a hash that
-// has no record. It scans both indexes, which only damage makes necessary.
-func (t *tx) dropDanglingTimeKeys(hash string) error {
-	for _, index := range [][]byte{bucketSessionExpiry, bucketSessionIdle} {
-		var dead [][]byte
-		c := t.bucket(index).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) >= 8 && string(k[8:]) == hash {
-				dead = append(dead, bytes.Clone(k))
-			}
-		}
-		for _, k := range dead {
-			if err := t.bucket(index).Delete(k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // TouchSessions rewrites each session's 16-byte last-seen value and moves
