@@ -208,7 +208,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			setPlaceholders(r, id)
 			return next.ServeHTTP(w, r)
 		case !errors.Is(err, session.ErrNoSession):
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return h.storeUnavailable(w, isNavigation(r), "This application cannot check your sign-in right now. Try again in a moment.", err)
 		}
 	}
 	if isNavigation(r) {
@@ -496,7 +496,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rt *runn
 	}
 	out, err := rt.signin.SignIn(ctx, &p.signin, a, oldToken)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.storeUnavailable(w, true, "Your sign-in could not be completed: this application cannot save it right now. Try again in a moment.", err)
 	}
 	switch {
 	case out.Replay != nil:
@@ -607,7 +607,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rt *runnin
 	}
 	ended, err := rt.sessions.Revoke(r.Context(), token, store.EventSessionLoggedOut)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.storeUnavailable(w, true, "You are signed out in this browser, but the sign-out could not be recorded everywhere right now. If this is a shared computer, close the browser.", err)
 	}
 	if ended != nil {
 		if p, err := h.app.provider(ended.Session.IdP); err == nil {
