@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -199,6 +200,31 @@ func TestTwoInstances(t *testing.T) {
 			answered.Round(time.Microsecond), ended.Round(time.Microsecond))
 		if ended > time.Second {
 			t.Fatalf("a honoured the deactivated user's session for %v, want under 1s", ended)
+		}
+	})
+
+	t.Run("caddy sso users disable --store postgres reaches the running instances", func(t *testing.T) {
+		// The command opens the database itself (no admin API) while the
+		// instances run, and tells them, as an instance would.
+		c.addOIDCUser("offboarded")
+		br := c.newBrowser(t).via("a")
+		br.signInOIDC(t, "/", "offboarded")
+		id := br.whoami(t)
+		bin, err := caddyBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "sso", "users", "disable", id, "--store", "postgres:"+c.dsn)
+		cmd.Env = append(cmd.Environ(), "HOME="+t.TempDir())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("caddy sso users disable: %v\n%s", err, out)
+		}
+		// Without a word from the command, a would serve its cached copy
+		// for the cache TTL (30 s).
+		ended := pollUntilRefused(t, br, time.Now())
+		t.Logf("caddy sso users disable --store postgres: a refused the session %v after the command ended", ended.Round(time.Millisecond))
+		if ended > time.Second {
+			t.Fatalf("a honoured the disabled user's session for %v after the command, want under 1s", ended)
 		}
 	})
 

@@ -79,6 +79,9 @@ const instanceCaddyfile = `{
 
 :{$SSO_HTTP_PORT} {
 	header X-Served-By {$SSO_INSTANCE}
+	handle /healthz {
+		respond "ok"
+	}
 	handle /scim/v2/* {
 		sso_scim {
 			idp oidc {env.SCIM_TOKEN}
@@ -96,7 +99,8 @@ const instanceCaddyfile = `{
 
 // balancerCaddyfile is the third Caddy: round robin over the instances,
 // passing the Host header through (Caddy's default). A failed connection
-// marks an instance down for a while and the request goes to the next.
+// marks an instance down for a while (passive health check) and the
+// request goes to the next; /healthz is checked every second as well.
 const balancerCaddyfile = `{
 	admin off
 	persist_config off
@@ -115,6 +119,8 @@ http://127.0.0.1:%[2]d {
 		lb_try_duration 5s
 		lb_try_interval 20ms
 		fail_duration 30s
+		health_uri /healthz
+		health_interval 1s
 	}
 }
 `
