@@ -333,8 +333,15 @@ func TestTwoInstances(t *testing.T) {
 					br := c.newBrowser(t)
 					resp, err := br.TrySignIn(c.base+"/", fmt.Sprintf("storm%03d", i), fmt.Sprintf("storm%03d-pw", i))
 					if err == nil {
-						_, _ = io.Copy(io.Discard, resp.Body)
+						raw, _ := io.ReadAll(resp.Body)
 						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							code := ""
+							if m := referenceCode.FindSubmatch(raw); m != nil {
+								code = " " + string(m[1])
+							}
+							err = fmt.Errorf("%s%s at %s", resp.Status, code, resp.Request.URL.Path)
+						}
 					}
 					results[i] = result{cookie: br.sessionCookie(), err: err, after: killed.Load()}
 					if done.Add(1) == killAfter {
@@ -355,6 +362,7 @@ func TestTwoInstances(t *testing.T) {
 			t.Fatal("instance a is still running")
 		}
 		var withCookie, failed, afterKill int
+		failures := map[string]int{}
 		for _, r := range results {
 			if r.cookie != "" {
 				withCookie++
@@ -364,9 +372,12 @@ func TestTwoInstances(t *testing.T) {
 			} else {
 				failed++
 			}
+			if r.err != nil {
+				failures[r.err.Error()]++
+			}
 		}
-		t.Logf("%d logins in %v: %d returned a session cookie (%d after a was killed at login %d), %d failed",
-			logins, time.Since(start).Round(time.Millisecond), withCookie, afterKill, killAfter, failed)
+		t.Logf("%d logins in %v: %d returned a session cookie (%d after a was killed at login %d), %d failed; failures: %v",
+			logins, time.Since(start).Round(time.Millisecond), withCookie, afterKill, killAfter, failed, failures)
 		if afterKill == 0 {
 			t.Fatal("no login succeeded after a was killed: b did not take over")
 		}
@@ -417,5 +428,6 @@ func pollUntilRefused(t *testing.T, br *browser, since time.Time) time.Duration 
 }
 
 var (
+	referenceCode    = regexp.MustCompile(`Reference: <code>([a-z_]+)</code>`)
 	x509Certificates = regexp.MustCompile(`<ds:X509Certificate>[^<]+</ds:X509Certificate>|<X509Certificate[^>]*>[^<]+</X509Certificate>`)
 )

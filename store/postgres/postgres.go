@@ -95,8 +95,10 @@ const (
 	// max_connections for instances × (DefaultMaxConns + 1).
 	DefaultMaxConns = 10
 	// DefaultStatementTimeout bounds every statement (PostgreSQL's
-	// statement_timeout): a sign-in never waits longer than this on a
-	// lock or a sick server before it fails with a clear error.
+	// statement_timeout, and the client's wait for an answer a second
+	// later, see DB.bound): a sign-in never waits longer than this on a
+	// lock, a sick server or one that does not answer at all before it
+	// fails with a clear error.
 	DefaultStatementTimeout = 5 * time.Second
 )
 
