@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Throughput of Caddy with and without the sso handler (DESIGN.md section 8:
-# at least 95% of the throughput without it). One Caddy serves two loopback
+# Throughput of Caddy with and without the sso handler (docs/architecture.md,
+# "Performance budgets"; bench/proxy.sh measures the real path, in front of
+# reverse_proxy). One Caddy serves two loopback
 # sites that answer the same small response: one behind `sso` with a valid
 # session cookie, one without (sent the same cookie). wrk (apt-get install -y wrk) loads each in
 # turn with the same connections and duration, alternating ROUNDS times, and

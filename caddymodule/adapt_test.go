@@ -108,6 +108,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
 		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
 		{"handler bad prefix", "example.com {\n\tsso {\n\t\tpath_prefix /auth\n\t}\n}\n", []string{"Caddyfile:", "path_prefix", "must start and end with /"}},
+		{"handler allow idp not of the route", scimGlobal2 + "app.example.com {\n\tsso okta {\n\t\tallow idp entra\n\t}\n}\n", []string{"Caddyfile:16", `allow idp "entra": not one of this route's IdPs (okta)`}},
+		{"handler bad idp rule kind", "example.com {\n\tsso {\n\t\tallow team eng\n\t}\n}\n", []string{"Caddyfile:", `unknown access rule kind "team" (expected group, domain, user or idp)`}},
+		{"handler base_url with path", "example.com {\n\tsso {\n\t\tbase_url https://example.com/app\n\t}\n}\n", []string{"Caddyfile:", "base_url", "without a path"}},
+		{"handler base_url plain http", "example.com {\n\tsso {\n\t\tbase_url http://example.com\n\t}\n}\n", []string{"Caddyfile:", "base_url", "must be https"}},
+		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
+		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},
 		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.
 		{"scim no idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tbase_path /scim/v2\n\t}\n}\n", []string{"Caddyfile:13", "sso_scim: at least one idp <name> <token> is required"}},
 		{"scim idp without token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp: expected: idp <name> <token>"}},

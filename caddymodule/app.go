@@ -18,7 +18,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -45,19 +47,22 @@ type App struct {
 	StoreConfig *StoreConfig `json:"store,omitempty"`
 	// Session tunes session lifetimes.
 	SessionConfig *SessionConfig `json:"session,omitempty"`
+	// AuditRetention is how long audit events are kept; 0 keeps them all.
+	// Default (unset): store.DefaultAuditRetention, 90 days.
+	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
 
 	logger  *zap.Logger
-	idps    map[string]*identityProvider
-	metrics *ssoMetrics  // nil without a metrics registry
-	store   backend.Spec // resolved at Provision, opened at Start
+	idps    map[string]*gateway.IdP
+	metrics *metrics.Metrics // nil without a metrics registry
+	store   backend.Spec     // resolved at Provision, opened at Start
 	// accounts are the account operations of the admin API and SCIM,
 	// built at Provision over the store and cache Start opens.
 	accounts *account.Service
 
 	// live is what Start made; nil before Start.
-	live    atomic.Pointer[running]
+	live    atomic.Pointer[gateway.Runtime]
 	started chan struct{} // closed when Start ends, whether it succeeded or not
 	// acquired is the pool key of the store handle this App holds, so
 	// that only what was acquired is released.
@@ -65,14 +70,6 @@ type App struct {
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
-}
-
-// running is the part of the app that exists between Start and Stop.
-type running struct {
-	db       store.Store
-	sessions *session.Manager
-	signin   *signin.Service
-	refusals *signin.Refusals
 }
 
 // StoreConfig selects the persistence backend: "bolt" (the embedded
@@ -144,6 +141,10 @@ func (c *StoreConfig) validate() error {
 type SessionConfig struct {
 	Lifetime    caddy.Duration `json:"lifetime,omitempty"`
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// MaxPerUser caps the sessions of one user: a sign-in beyond it ends
+	// the user's oldest. Default session.DefaultMaxPerUser (50); negative:
+	// no cap.
+	MaxPerUser int `json:"max_sessions_per_user,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -183,12 +184,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if c := a.StoreConfig; c != nil && !hasPlaceholder(c.DSN) && postgres.HasPassword(c.DSN) {
 		a.logger.Warn("the store's connection string holds a password and is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SSO_DATABASE_URL}")
 	}
-	a.metrics = newMetrics(ctx.GetMetricsRegistry(), a.cachedSessions)
+	a.metrics = metrics.New(ctx.GetMetricsRegistry())
 
 	a.accounts = &account.Service{Store: liveStore{a}, Cache: liveCache{a}, SCIMManaged: a.scimManaged,
 		Logger: a.logger.Named("account")}
 
-	a.idps = make(map[string]*identityProvider, len(a.IdPs))
+	a.idps = make(map[string]*gateway.IdP, len(a.IdPs))
 	for _, c := range a.IdPs {
 		p, err := c.build(a, repl)
 		if err != nil {
@@ -203,6 +204,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if err := a.StoreConfig.validate(); err != nil {
 		return fmt.Errorf("sso store: %w", err)
+	}
+	if a.AuditRetention != nil && *a.AuditRetention < 0 {
+		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))
 	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
@@ -219,7 +223,8 @@ func (a *App) Validate() error {
 
 // Start opens the store, gives the identity providers the keys kept there,
 // and runs the background work: batched last-seen writes, the sweep of
-// expired sessions, and the providers' own (SAML metadata refresh).
+// expired sessions, the housekeeping of single-use IDs and audit events,
+// and the providers' own (SAML metadata refresh).
 func (a *App) Start() error {
 	defer close(a.started)
 	// The store may outlive this config (a reload shares it), so it is
@@ -237,22 +242,28 @@ func (a *App) Start() error {
 	if err != nil {
 		cancel()
 		for _, p := range a.idps {
-			_ = p.provider.Close()
+			_ = p.Provider.Close()
 		}
 		a.release()
 		return err
 	}
-	a.done.Add(1)
+	a.done.Add(2)
 	go func() {
 		defer a.done.Done()
-		rt.sessions.Run(ctx)
+		rt.Sessions.Run(ctx)
 	}()
+	go func() {
+		defer a.done.Done()
+		k := &housekeeper{db: db, retention: a.auditRetention(), logger: a.logger.Named("housekeeping"), now: time.Now}
+		k.run(ctx, housekeepingInterval)
+	}()
+	a.metrics.SetCacheSize(rt.Sessions.Cached)
 	a.live.Store(rt)
 	return nil
 }
 
 // start builds what runs on db.
-func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
+func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, error) {
 	var key []byte
 	err := db.Update(ctx, func(tx store.Tx) error {
 		var err error
@@ -271,21 +282,22 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 	if a.SessionConfig != nil {
 		cfg.Lifetime = time.Duration(a.SessionConfig.Lifetime)
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
+		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
 	}
-	rt := &running{db: db}
-	rt.sessions = session.New(db, cfg, a.logger.Named("session"), nil)
-	rt.sessions.Derive = placeholderLookup
-	rt.signin = &signin.Service{Store: db, Sessions: rt.sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}
-	rt.refusals = &signin.Refusals{Store: db, Logger: a.logger.Named("signin")}
+	rt := &gateway.Runtime{Store: db}
+	rt.Sessions = session.New(db, cfg, a.logger.Named("session"), nil)
+	rt.Sessions.Derive = placeholderLookup
+	rt.SignIn = &signin.Service{Store: db, Sessions: rt.Sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}
+	rt.Refusals = &signin.Refusals{Store: db, Logger: a.logger.Named("signin")}
 
 	prt := idp.Runtime{
 		Flows:    flows,
 		Replay:   store.ReplayGuard{Store: db},
-		Secrets:  storeSecrets{db},
+		Secrets:  store.Secrets{Store: db},
 		Sessions: idpSessionEnder{a.accounts},
 	}
 	for _, c := range a.IdPs {
-		if err := a.idps[c.Name].provider.Start(ctx, prt); err != nil {
+		if err := a.idps[c.Name].Provider.Start(ctx, prt); err != nil {
 			return nil, fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}
 	}
@@ -297,8 +309,8 @@ func (a *App) start(ctx context.Context, db store.Store) (*running, error) {
 func (a *App) Stop() error {
 	var errs []error
 	for _, p := range a.idps {
-		if err := p.provider.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sso idp %s: %w", p.name, err))
+		if err := p.Provider.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sso idp %s: %w", p.Name, err))
 		}
 	}
 	if a.cancel != nil {
@@ -325,10 +337,18 @@ func (a *App) release() error {
 	return err
 }
 
+// auditRetention is the configured audit retention, or the default.
+func (a *App) auditRetention() time.Duration {
+	if a.AuditRetention == nil {
+		return store.DefaultAuditRetention
+	}
+	return time.Duration(*a.AuditRetention)
+}
+
 // running returns what Start made, waiting for Start when a request comes
 // in first: Caddy starts its apps one by one, so the HTTP servers may be
 // listening a moment before this app is ready.
-func (a *App) running(ctx context.Context) (*running, error) {
+func (a *App) running(ctx context.Context) (*gateway.Runtime, error) {
 	if rt := a.live.Load(); rt != nil {
 		return rt, nil
 	}
@@ -346,39 +366,31 @@ func (a *App) running(ctx context.Context) (*running, error) {
 	return nil, errors.New("sso: the sso app is not running")
 }
 
-// cachedSessions reports the size of the session cache, for the metrics.
-func (a *App) cachedSessions() int {
-	if rt := a.live.Load(); rt != nil {
-		return rt.sessions.Cached()
-	}
-	return 0
-}
-
 // observeSignIn counts a committed sign-in.
 func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
 	protocol := ""
 	if p := a.idps[idpName]; p != nil {
-		protocol = p.protocol
+		protocol = p.Protocol
 	}
 	switch {
 	case o.Session != nil:
-		a.metrics.login(idpName, protocol, "success")
+		a.metrics.Login(idpName, protocol, "success")
 	case o.Replay != nil:
-		a.metrics.login(idpName, protocol, "failed")
+		a.metrics.Login(idpName, protocol, "failed")
 	case o.Denial != nil:
-		a.metrics.login(idpName, protocol, "denied")
+		a.metrics.Login(idpName, protocol, "denied")
 	}
 	if o.Unmapped != nil {
-		a.metrics.provisioned(idpName, "deny", o.Denial.Reason)
+		a.metrics.Provisioned(idpName, "deny", o.Denial.Reason)
 	}
 	if o.Result != nil {
-		o.Result.Observe(func(action, reason string) { a.metrics.provisioned(idpName, action, reason) })
+		o.Result.Observe(func(action, reason string) { a.metrics.Provisioned(idpName, action, reason) })
 	}
 }
 
 // provider returns the named identity provider, or an error that lists
 // the configured ones.
-func (a *App) provider(name string) (*identityProvider, error) {
+func (a *App) provider(name string) (*gateway.IdP, error) {
 	p := a.idps[name]
 	if p == nil {
 		return nil, fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
@@ -423,7 +435,7 @@ var (
 // API, the SCIM handler and tests.
 func (a *App) Store() store.Store {
 	if rt := a.live.Load(); rt != nil {
-		return rt.db
+		return rt.Store
 	}
 	return nil
 }
@@ -431,36 +443,9 @@ func (a *App) Store() store.Store {
 // Sessions returns the app's session manager once started (nil before).
 func (a *App) Sessions() *session.Manager {
 	if rt := a.live.Load(); rt != nil {
-		return rt.sessions
+		return rt.Sessions
 	}
 	return nil
-}
-
-// storeSecrets keeps provider key material in the store.
-type storeSecrets struct{ db store.Store }
-
-func (s storeSecrets) LoadOrStore(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
-	var data []byte
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		var err error
-		data, err = tx.LoadOrStoreSecret(name, nil)
-		return err
-	})
-	if !errors.Is(err, store.ErrNotFound) {
-		return data, err
-	}
-	// Generate outside the transaction (key generation is slow, and
-	// Update may run its function twice); the first stored wins.
-	fresh, err := generate()
-	if err != nil {
-		return nil, err
-	}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		data, err = tx.LoadOrStoreSecret(name, fresh)
-		return err
-	})
-	return data, err
 }
 
 // idpSessionEnder ends the local sessions an IdP's logout message names,
@@ -481,7 +466,7 @@ func (s liveStore) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	return rt.db.View(ctx, fn)
+	return rt.Store.View(ctx, fn)
 }
 
 func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
@@ -489,7 +474,7 @@ func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	return rt.db.Update(ctx, fn)
+	return rt.Store.Update(ctx, fn)
 }
 
 func (liveStore) Close() error { return nil }
@@ -500,13 +485,13 @@ type liveCache struct{ a *App }
 
 func (c liveCache) ForgetUser(userID string) {
 	if rt := c.a.live.Load(); rt != nil {
-		rt.sessions.ForgetUser(userID)
+		rt.Sessions.ForgetUser(userID)
 	}
 }
 
 func (c liveCache) ForgetSession(hash string) {
 	if rt := c.a.live.Load(); rt != nil {
-		rt.sessions.ForgetSession(hash)
+		rt.Sessions.ForgetSession(hash)
 	}
 }
 
@@ -517,5 +502,5 @@ func (a *App) Accounts() *account.Service { return a.accounts }
 // it (account.Service.SCIMManaged).
 func (a *App) scimManaged(name string) bool {
 	p := a.idps[name]
-	return p != nil && p.signin.Rules.SCIMManaged
+	return p != nil && p.SignIn.Rules.SCIMManaged
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -11,8 +12,8 @@ import (
 func startedApp(db store.Store, sessions *session.Manager) *App {
 	a := &App{started: make(chan struct{})}
 	close(a.started)
-	a.live.Store(&running{db: db, sessions: sessions,
-		signin:   &signin.Service{Store: db, Sessions: sessions},
-		refusals: &signin.Refusals{Store: db}})
+	a.live.Store(&gateway.Runtime{Store: db, Sessions: sessions,
+		SignIn:   &signin.Service{Store: db, Sessions: sessions},
+		Refusals: &signin.Refusals{Store: db}})
 	return a
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -59,10 +60,11 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer bdb.Close()
-	plan, err := newHeaderPlan("", nil)
+	plan, err := gateway.NewHeaderPlan("", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
 
 	const users = 1000
 	type side struct {
@@ -82,7 +84,8 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 		// TTL (30 s by default) during the run and be read again.
 		sessions := session.New(be.db, session.Config{CacheTTL: time.Hour}, nil, nil)
 		sessions.Derive = placeholderLookup
-		s := &side{name: be.name, h: &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(be.db, sessions), plan: plan, logger: zap.NewNop()}}
+		s := &side{name: be.name, h: &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(be.db, sessions), logger: zap.NewNop(),
+			route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}}
 		for i := range users {
 			u := &store.User{Email: fmt.Sprintf("user%d@example.com", i), FirstName: "Ada", LastName: fmt.Sprint(i),
 				Groups: []string{"eng", "admins"}, Active: true}
@@ -114,7 +117,7 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 	}
 	for _, s := range sides {
 		for _, tok := range s.tokens {
-			s.cookies = append(s.cookies, []string{"theme=dark; " + sessionCookiePlain + "=" + tok})
+			s.cookies = append(s.cookies, []string{"theme=dark; " + gateway.SessionCookiePlain + "=" + tok})
 		}
 		s.rng = rand.New(rand.NewPCG(1, 9))
 	}

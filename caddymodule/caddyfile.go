@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
@@ -38,7 +39,9 @@ func init() {
 //		session {
 //			lifetime <duration>
 //			idle_timeout <duration>
+//			max_sessions_per_user <n>
 //		}
+//		audit_retention <duration>|0
 //		idp <name> oidc|saml {
 //			…
 //		}
@@ -74,12 +77,38 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					target = &app.SessionConfig.Lifetime
 				case "idle_timeout":
 					target = &app.SessionConfig.IdleTimeout
+				case "max_sessions_per_user":
+					if !d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					n, err := strconv.Atoi(d.Val())
+					if err != nil || n < 1 {
+						return nil, d.Errf("sso session max_sessions_per_user: %q is not a positive number", d.Val())
+					}
+					app.SessionConfig.MaxPerUser = n
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					continue
 				default:
-					return nil, d.Errf("sso session: unknown setting %q (expected lifetime or idle_timeout)", d.Val())
+					return nil, d.Errf("sso session: unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", d.Val())
 				}
 				if err := parseDuration(d, target); err != nil {
 					return nil, err
 				}
+			}
+		case "audit_retention":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur < 0 {
+				return nil, d.Errf("sso audit_retention: %q is not a duration (0 keeps every event)", d.Val())
+			}
+			keep := caddy.Duration(dur)
+			app.AuditRetention = &keep
+			if d.NextArg() {
+				return nil, d.ArgErr()
 			}
 		case "idp":
 			c, err := parseIdP(d)
@@ -93,7 +122,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.IdPs = append(app.IdPs, c)
 		default:
-			return nil, d.Errf("sso: unknown setting %q (expected store, session or idp)", d.Val())
+			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention or idp)", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
@@ -435,9 +464,10 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 //		path_prefix /.sso/
 //		headers default|oauth2_proxy|none
 //		header <field> <Header-Name>|-
-//		allow group|domain|user <value>…
-//		deny group|domain|user <value>…
+//		allow group|domain|user|idp <value>…
+//		deny group|domain|user|idp <value>…
 //		identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
+//		base_url <scheme://host[:port]>
 //	}
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -470,9 +500,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			hd.DefaultIdP = args[0]
 		case "allow", "deny":
 			if len(args) < 2 {
-				return nil, h.Errf("sso %s: expected: %s group|domain|user <value>…", key, key)
+				return nil, h.Errf("sso %s: expected: %s group|domain|user|idp <value>…", key, key)
 			}
-			rule := AccessRule{Kind: args[0], Values: args[1:]}
+			rule := gateway.AccessRule{Kind: args[0], Values: args[1:]}
 			if key == "allow" {
 				hd.Allow = append(hd.Allow, rule)
 			} else {
@@ -512,6 +542,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, h.Err("sso path_prefix: expected one path")
 			}
 			hd.PathPrefix = args[0]
+		case "base_url":
+			if len(args) != 1 {
+				return nil, h.Err("sso base_url: expected one URL, such as https://app.example.com")
+			}
+			hd.BaseURL = args[0]
 		case "headers":
 			if len(args) != 1 {
 				return nil, h.Err("sso headers: expected default, oauth2_proxy or none")
@@ -526,7 +561,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			}
 			hd.Headers[args[0]] = args[1]
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, headers, header, allow, deny or identity_jwt)", key)
+			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, headers, header, allow, deny or identity_jwt)", key)
 		}
 	}
 	if err := hd.Validate(); err != nil {
@@ -539,6 +574,16 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			if name != "" && defined[name] == nil {
 				return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
 					name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
+			}
+		}
+		route := hd.idpNames()
+		if len(route) == 0 && len(defined) == 1 {
+			route = slices.Collect(maps.Keys(defined))
+		}
+		if len(route) > 0 {
+			p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
+			if err := p.CheckIdPs(route); err != nil {
+				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
 			}
 		}
 	}

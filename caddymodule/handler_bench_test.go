@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,7 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -20,9 +24,14 @@ import (
 )
 
 // BenchmarkAuthenticatedRequest measures what the sso handler adds to a
-// request that carries a valid session (DESIGN.md section 8: under 2 µs):
+// request that carries a valid session (docs/architecture.md, "Performance
+// budgets": under 2 µs):
 // inbound header stripping, the session cache, identity headers and
 // placeholders. "bare" is the same request through the next handler alone.
+// The proxied/ variants end in what reverse_proxy then does with the
+// request's headers (proxyHeaders), which grows with what the handler
+// hands on: the identity headers cost there too, and again in the
+// upstream that parses them.
 //
 //	go test -run '^$' -bench AuthenticatedRequest -benchmem ./caddymodule/
 func BenchmarkAuthenticatedRequest(b *testing.B) {
@@ -42,27 +51,43 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	plan, err := newHeaderPlan("", nil)
+	app := startedApp(db, sessions)
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
+	route := func(edit func(*gateway.Route)) *gateway.Route {
+		plan, err := gateway.NewHeaderPlan("", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rt := &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta,
+			Headers: plan, Logger: zap.NewNop()}
+		if edit != nil {
+			edit(rt)
+		}
+		return rt
+	}
+	h := &Handler{PathPrefix: DefaultPathPrefix, app: app, logger: zap.NewNop(), route: route(nil)}
+	// The same handler with access rules, and with the signed identity
+	// token (signed once, then served from the per-identity cache), which
+	// needs the site's origin vouched for: a base_url.
+	ruled := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+		var err error
+		if rt.Access, err = gateway.NewAccessPolicy(
+			[]gateway.AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+			[]gateway.AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
+			b.Fatal(err)
+		}
+	})}
+	signed := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{})
+		rt.Headers.Protect(rt.Signer.Header())
+	})}
+	base, err := gateway.BaseOrigin("http://127.0.0.1")
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &Handler{
-		PathPrefix: DefaultPathPrefix,
-		app:        startedApp(db, sessions),
-		plan:       plan,
-		logger:     zap.NewNop(),
-	}
-	// The same handler with access rules, and with the signed identity
-	// token (signed once, then served from the per-identity cache).
-	ruled := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger}
-	if ruled.access, err = newAccessPolicy(
-		[]AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
-		[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
-		b.Fatal(err)
-	}
-	signed := &Handler{PathPrefix: h.PathPrefix, app: h.app, plan: h.plan, logger: h.logger, IdentityJWT: &IdentityJWT{}}
-	signed.signer = newIdentitySigner(signed.IdentityJWT)
+	signed.base = &base
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	proxied := proxyHeaders()
 
 	// Each iteration restores the request's headers (the handler rewrites
 	// them); both variants pay for that, so their difference is the
@@ -78,7 +103,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		"Accept-Language":           {"en-GB,en;q=0.9"},
 		"Cache-Control":             {"max-age=0"},
 		"Connection":                {"keep-alive"},
-		"Cookie":                    {"theme=dark; " + sessionCookiePlain + "=" + token + "; lang=en"},
+		"Cookie":                    {"theme=dark; " + gateway.SessionCookiePlain + "=" + token + "; lang=en"},
 		"Sec-Ch-Ua":                 {`"Chromium";v="156", "Not)A;Brand";v="24"`},
 		"Sec-Ch-Ua-Mobile":          {"?0"},
 		"Sec-Ch-Ua-Platform":        {`"Linux"`},
@@ -92,15 +117,23 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	}
 	w := httptest.NewRecorder()
 
-	for _, bc := range []struct {
+	type variant struct {
 		name string
 		h    caddyhttp.Handler
-	}{
-		{"bare", next},
-		{"sso", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return h.ServeHTTP(w, r, next) })},
-		{"sso+rules", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return ruled.ServeHTTP(w, r, next) })},
-		{"sso+jwt", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return signed.ServeHTTP(w, r, next) })},
-	} {
+	}
+	var variants []variant
+	for _, n := range []struct {
+		prefix string
+		next   caddyhttp.Handler
+	}{{"", next}, {"proxied/", proxied}} {
+		variants = append(variants,
+			variant{n.prefix + "bare", n.next},
+			variant{n.prefix + "sso", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return h.ServeHTTP(w, r, n.next) })},
+			variant{n.prefix + "sso+rules", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return ruled.ServeHTTP(w, r, n.next) })},
+			variant{n.prefix + "sso+jwt", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return signed.ServeHTTP(w, r, n.next) })},
+		)
+	}
+	for _, bc := range variants {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -114,6 +147,41 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 			}
 		})
 	}
+}
+
+// proxyHeaders is the part of reverse_proxy (Caddy v2.11.9,
+// modules/caddyhttp/reverseproxy/reverseproxy.go) whose cost depends on the
+// request's headers: prepareRequest clones the header map and removes the
+// hop-by-hop headers and adds its own; reverseProxy's "upstream roundtrip"
+// logger encodes every header as JSON on every request, whatever the log
+// level (zap's With encodes at once); the transport writes the request
+// (sorted headers) into the connection's buffered writer.
+func proxyHeaders() caddyhttp.Handler {
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.AddSync(io.Discard), zapcore.ErrorLevel))
+	conn := bufio.NewWriter(io.Discard)
+	hopByHop := []string{"Alt-Svc", "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		out := r.Clone(r.Context())
+		for _, k := range hopByHop {
+			delete(out.Header, k)
+		}
+		out.Header["X-Forwarded-For"] = []string{"127.0.0.1"}
+		out.Header["X-Forwarded-Proto"] = []string{"http"}
+		out.Header["X-Forwarded-Host"] = []string{r.Host}
+		out.Header["Via"] = []string{"1.1 Caddy"}
+		out.URL.Scheme, out.URL.Host = "", ""
+		log := logger.With(zap.String("upstream", "127.0.0.1:8080"), zap.Duration("duration", time.Millisecond),
+			zap.Object("request", caddyhttp.LoggableHTTPRequest{Request: out}))
+		if c := log.Check(zapcore.DebugLevel, "upstream roundtrip"); c != nil {
+			c.Write()
+		}
+		if err := out.Write(conn); err != nil {
+			return err
+		}
+		return conn.Flush()
+	})
 }
 
 // BenchmarkHotPathExtras isolates what access rules and the cached
@@ -141,24 +209,24 @@ func BenchmarkHotPathExtras(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("access", func(b *testing.B) {
-		p, err := newAccessPolicy(
-			[]AccessRule{{Kind: "group", Values: []string{"ops", "admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
-			[]AccessRule{{Kind: "user", Values: []string{"mallory@example.com", "u-123"}}})
+		p, err := gateway.NewAccessPolicy(
+			[]gateway.AccessRule{{Kind: "group", Values: []string{"ops", "admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
+			[]gateway.AccessRule{{Kind: "user", Values: []string{"mallory@example.com", "u-123"}}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if !p.permits(id) {
+			if !p.Permits(id) {
 				b.Fatal("denied")
 			}
 		}
 	})
 	b.Run("jwt_cached", func(b *testing.B) {
-		s := newIdentitySigner(&IdentityJWT{})
-		o := origin{Origin: idp.Origin{Scheme: "https", Host: "app.example.com"}, secure: true}
+		s := gateway.NewIdentitySigner(gateway.SignerConfig{})
+		o := gateway.Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Secure: true, Vouched: true}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := s.token(ctx, db, id, o); err != nil {
+			if _, err := s.Token(ctx, db, id, o); err != nil {
 				b.Fatal(err)
 			}
 		}

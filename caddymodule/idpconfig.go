@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/mapping"
@@ -160,19 +161,11 @@ func (c *IdPConfig) rules() (provision.Rules, error) {
 	return r, r.Validate()
 }
 
-// identityProvider is an IdPConfig made ready to serve.
-type identityProvider struct {
-	name     string
-	protocol string
-	provider idp.Provider
-	signin   signin.IdP
-}
-
 // build makes the IdP ready to serve, without touching the store or the
 // network (the provider's Start does that). repl resolves placeholders;
 // a placeholder that resolves to nothing in a required setting is an
 // error that names it.
-func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, error) {
+func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	mapper, err := mapping.New(c.Preset, c.Protocol, c.Map)
 	if err != nil {
 		return nil, err
@@ -181,8 +174,8 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 	if err != nil {
 		return nil, err
 	}
-	p := &identityProvider{name: c.Name, protocol: c.Protocol,
-		signin: signin.IdP{Name: c.Name, Mapper: mapper, Rules: rules}}
+	p := &gateway.IdP{Name: c.Name, Protocol: c.Protocol,
+		SignIn: signin.IdP{Name: c.Name, Mapper: mapper, Rules: rules}}
 	logger := a.logger.Named(c.Protocol)
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
@@ -199,11 +192,11 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*identityProvider, erro
 		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
 		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
 		cfg.ClockSkew = time.Duration(o.ClockSkew)
-		if p.provider, err = oidc.New(cfg); err != nil {
+		if p.Provider, err = oidc.New(cfg); err != nil {
 			return nil, err
 		}
 	case idp.ProtocolSAML:
-		if p.provider, err = c.SAML.build(c.Name, repl, logger); err != nil {
+		if p.Provider, err = c.SAML.build(c.Name, repl, logger); err != nil {
 			return nil, err
 		}
 		if c.LinkByEmail {

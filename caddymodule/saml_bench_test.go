@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
@@ -42,7 +43,7 @@ import (
 // optionally encrypted), each for its own user. The first pass over the
 // pool creates the users, later passes update them (LastLogin), which is
 // the steady state. "Parallel" runs 16 logins per CPU concurrently, so that
-// the store batches their commits (DESIGN.md section 8); "StoreCommit" and
+// the store batches their commits (docs/architecture.md, "Performance budgets"); "StoreCommit" and
 // "JITAndSession" break the difference down.
 //
 //	go test -run '^$' -bench SAMLACSWithJIT -benchmem ./caddymodule/
@@ -225,14 +226,20 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &identityProvider{name: "bench", protocol: idp.ProtocolSAML, provider: sp,
-		signin: signin.IdP{Name: "bench", Mapper: mapper, Rules: provision.Rules{JIT: true}}}
-	app.idps = map[string]*identityProvider{"bench": p}
-	plan, err := newHeaderPlan("", nil)
+	p := &gateway.IdP{Name: "bench", Protocol: idp.ProtocolSAML, Provider: sp,
+		SignIn: signin.IdP{Name: "bench", Mapper: mapper, Rules: provision.Rules{JIT: true}}}
+	app.idps = map[string]*gateway.IdP{"bench": p}
+	plan, err := gateway.NewHeaderPlan("", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := &samlBench{db: db, h: &Handler{PathPrefix: DefaultPathPrefix, app: app, idp: p, plan: plan, logger: zap.NewNop()}}
+	// The site is reached on 127.0.0.1, which the base URL vouches for.
+	base127, err := gateway.BaseOrigin("http://127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	route := &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{p}, Default: p, Headers: plan, Logger: zap.NewNop()}
+	env := &samlBench{db: db, h: &Handler{PathPrefix: DefaultPathPrefix, app: app, route: route, base: &base127, logger: zap.NewNop()}}
 
 	const base = "http://127.0.0.1/.sso/saml/bench/"
 	var ed crewjam.EntityDescriptor

@@ -15,6 +15,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -77,7 +79,7 @@ type SCIMHandler struct {
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	handler http.Handler
-	metrics *ssoMetrics
+	metrics *metrics.Metrics
 }
 
 // SCIMIdP is one identity provider of a SCIM endpoint.
@@ -233,9 +235,9 @@ func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 		s.handler.ServeHTTP(w, r)
 		return nil
 	}
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &metrics.StatusRecorder{ResponseWriter: w}
 	s.handler.ServeHTTP(rec, r)
-	s.metrics.scimRequest(r, s.BasePath, rec.status)
+	s.metrics.SCIMRequest(r, s.BasePath, rec.Status)
 	return nil
 }
 
@@ -252,12 +254,12 @@ func placeholderOnly(token string) string {
 // SCIM manages it: its sign-ins then refuse identities SCIM deleted
 // (provision.Rules.SCIMManaged), and that must not depend on whether some
 // other block of the config happens to list it.
-func (a *App) scimProvider(name string) (*identityProvider, error) {
+func (a *App) scimProvider(name string) (*gateway.IdP, error) {
 	p, err := a.provider(name)
 	if err != nil {
 		return nil, err
 	}
-	if !p.signin.Rules.SCIMManaged {
+	if !p.SignIn.Rules.SCIMManaged {
 		return nil, fmt.Errorf("identity provider %q is not marked as provisioned by SCIM: add the line `scim` to its idp block", name)
 	}
 	return p, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -68,11 +69,13 @@ func TestStoreAwayAnswers503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := newHeaderPlan("", nil)
+	plan, err := gateway.NewHeaderPlan("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(st, sessions), plan: plan, logger: zap.NewNop()}
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
+	h := &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(st, sessions), logger: zap.NewNop(),
+		route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}
 	upstream := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -80,7 +83,7 @@ func TestStoreAwayAnswers503(t *testing.T) {
 	serve := func(token, accept string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/page", nil)
 		r.Header.Set("Accept", accept)
-		r.Header.Set("Cookie", sessionCookiePlain+"="+token)
+		r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+token)
 		w := httptest.NewRecorder()
 		if err := h.ServeHTTP(w, r, upstream); err != nil {
 			t.Fatalf("ServeHTTP returned %v; want the answer written", err)
@@ -93,9 +96,9 @@ func TestStoreAwayAnswers503(t *testing.T) {
 		t.Errorf("cached session: %d, want 200 from the upstream", w.Code)
 	}
 	w := serve(uncached, "text/html,*/*")
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != storeRetryAfter ||
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
 		!strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") || !strings.Contains(w.Body.String(), "Try again in a moment") ||
-		!strings.Contains(w.Body.String(), codeStoreUnavailable) {
+		!strings.Contains(w.Body.String(), gateway.CodeStoreUnavailable) {
 		t.Errorf("navigation with a session to read: %d, Retry-After %q, %s:\n%s", w.Code, w.Header().Get("Retry-After"), w.Header().Get("Content-Type"), w.Body)
 	}
 	if strings.Contains(w.Body.String(), "connection refused") {
@@ -103,7 +106,7 @@ func TestStoreAwayAnswers503(t *testing.T) {
 	}
 	w = serve(uncached, "application/json")
 	var body map[string]string
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != storeRetryAfter ||
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
 		json.Unmarshal(w.Body.Bytes(), &body) != nil || body["error"] == "" {
 		t.Errorf("API request with a session to read: %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}

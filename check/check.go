@@ -127,6 +127,7 @@ type handler struct {
 	IdPs       []string `json:"idps"`
 	DefaultIdP string   `json:"default_idp"`
 	PathPrefix string   `json:"path_prefix"`
+	BaseURL    string   `json:"base_url"`
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -260,11 +261,16 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 								r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
 								continue
 							}
+							if hd.BaseURL != "" {
+								hostList = []string{""}
+							}
 							for _, host := range hostList {
 								o := origin(srv, host, port, httpPort)
-								if host == "" && !seen["nohost/"+name] {
+								if bo, err := idp.ParseOrigin(hd.BaseURL); err == nil {
+									o = bo.String()
+								} else if host == "" && !seen["nohost/"+name] {
 									seen["nohost/"+name] = true
-									r.Problems = append(r.Problems, Finding{Warn, fmt.Sprintf("server %s: an sso route matches no host; replace <host> below with the name users reach it by", name)})
+									r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
 								}
 								key := n + " " + o + prefix
 								if seen[key] {

@@ -265,3 +265,28 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestCheckHostlessRoutes: `caddy sso check` reports a route that would
+// refuse to start sign-ins (no host name, no base_url) as an error, and
+// prints the values of a route with base_url at that origin.
+func TestCheckHostlessRoutes(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	caddyfile := func(directive string) string {
+		return checkCaddyfile(t, "{\n\tsso {\n\t\tidp corp oidc {\n\t\t\tissuer "+op.Issuer+"\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\n:8443 {\n"+directive+"\trespond app\n}\n")
+	}
+	out, err := cli(context.Background(), "check", "--config", caddyfile("\tsso corp\n"))
+	if err == nil {
+		t.Errorf("check passed a route that refuses sign-ins:\n%s", out)
+	}
+	checkLines(t, out, "✗", "matches no host and has no base_url")
+
+	out, err = cli(context.Background(), "check", "--config", caddyfile("\tsso corp {\n\t\tbase_url https://app.example.com\n\t}\n"))
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out)
+	}
+	checkLines(t, out, "https://app.example.com/.sso/oidc/corp/callback\n", "0 error(s)")
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -133,16 +134,20 @@ func SecureRequest(r *http.Request) bool { return RequestOrigin(r).Secure() }
 
 // IsLoopbackHost reports whether host (with or without a port) names this
 // machine: localhost, 127.0.0.0/8 or ::1.
+// It runs on every request to a plain-http site, so it allocates nothing:
+// no error for a host without a port, no net.IP.
 func IsLoopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.Trim(host, "[]")
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
 }
 
 func (f *FlowCookies) aad(name, flowID string) []byte {

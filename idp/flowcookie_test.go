@@ -222,3 +222,24 @@ func TestFlowCookieConfig(t *testing.T) {
 		t.Error("empty flow ID accepted")
 	}
 }
+
+// TestIsLoopbackHost: only this machine's names count as loopback (they
+// get cookies without Secure); anything else, however spelled, does not.
+func TestIsLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LocalHost:8080": true, "127.0.0.1": true, "127.1.2.3:443": true,
+		"[::1]": true, "[::1]:8443": true, "::1": true, "[::ffff:127.0.0.1]:80": true,
+		"example.com": false, "example.com:80": false, "10.0.0.1": false, "[::2]:80": false,
+		"127.0.0.1.example.com": false, "localhost.example.com": false, "[fe80::1%25eth0]": false,
+		"[::1%eth0]:80": false, "": false, "[]": false, ":80": false,
+	} {
+		if got := idp.IsLoopbackHost(host); got != want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	for _, host := range []string{"127.0.0.1:8080", "127.0.0.1", "localhost"} {
+		if n := testing.AllocsPerRun(100, func() { idp.IsLoopbackHost(host) }); n != 0 {
+			t.Errorf("IsLoopbackHost(%q) allocates %v times per call", host, n)
+		}
+	}
+}

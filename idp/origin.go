@@ -2,7 +2,9 @@ package idp
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Origin is how the browser reached a site: the scheme and host it sees.
@@ -47,4 +49,28 @@ func RequestOrigin(r *http.Request) Origin {
 		o.Scheme = "https"
 	}
 	return o
+}
+
+// ParseOrigin reads a configured origin (a site's base URL, such as
+// https://app.example.com): an absolute URL that idp.CheckURL accepts
+// (https, or plain http on a loopback host), without path, query or
+// fragment. A trailing "/" is allowed.
+func ParseOrigin(raw string) (Origin, error) {
+	u, err := CheckURL(raw)
+	if err != nil {
+		return Origin{}, err
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Opaque != "" {
+		return Origin{}, fmt.Errorf("%q must be scheme://host[:port] only, without a path or query", raw)
+	}
+	host := strings.ToLower(u.Host)
+	// The scheme's default port is left out, as browsers leave it out of
+	// the Origin header and of the URLs they show.
+	if u.Port() == "443" && u.Scheme == "https" || u.Port() == "80" && u.Scheme == "http" {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	return Origin{Scheme: u.Scheme, Host: host}, nil
 }

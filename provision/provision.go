@@ -1,5 +1,5 @@
-// Package provision applies the Just-In-Time provisioning rules (DESIGN.md
-// section 4) to one verified sign-in: it finds the user by the IdP link,
+// Package provision applies the Just-In-Time provisioning rules (the
+// README's "How JIT provisioning decides") to one verified sign-in: it finds the user by the IdP link,
 // creates or updates them, or denies the login with a reason, and writes
 // the audit trail for whichever happened, all in one store transaction.
 //

@@ -1,11 +1,19 @@
-// Package session issues and resolves sign-in sessions (DESIGN.md section 6).
+// Package session issues and resolves sign-in sessions.
 //
 // The browser holds only a random 256-bit token; the store keeps the
 // session under the token's SHA-256, so neither a copy of the store nor a
 // log line can be replayed as a cookie. Resolving a token is the hot path of
 // every authenticated request: it is served from an in-memory cache and
-// never writes to the store. Last-seen times are collected in memory and
-// written in one transaction per Config.TouchInterval.
+// never writes to the store. The cache is bounded (Config.CacheSize); the
+// store stays the source of truth. Last-seen times are collected in memory
+// and written once per Config.TouchInterval, and expired sessions swept, in
+// batches sized to take a few milliseconds each (store.BatchSizer), so
+// neither holds the store's write lock for long.
+//
+// What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
+// key kept in the store and stored apart from the session record. With a
+// store shared by several instances (store.Broadcaster), what one instance
+// revokes the others forget at once.
 package session
 
 import (
@@ -24,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -43,14 +53,6 @@ const (
 	// DefaultCacheSize holds about 100,000 active sessions (some 1.5 KB of
 	// heap each) in memory; the store keeps the rest.
 	DefaultCacheSize = 100_000
-)
-
-// Batch sizes of the store writes the Manager makes in the background. Each
-// batch is its own transaction, so a sign-in waits for at most one batch,
-// never for a whole sweep or flush.
-const (
-	SweepBatch = 1000
-	FlushBatch = 1000
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -134,6 +136,8 @@ type Manager struct {
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
+	zip     compressors                   // for sealing tokens
+
 	// evicted holds the last-seen times of sessions the cache dropped for
 	// room before Flush wrote them (hash -> unix nanos).
 	evicted map[tokenHash]int64
@@ -238,6 +242,7 @@ type NewSession struct {
 	Ended []string
 
 	maxPerUser int
+	zip        *compressors
 	user       *store.User // as read in the transaction that wrote the session
 }
 
@@ -249,7 +254,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession,
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -280,7 +285,7 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 		return err
 	}
 	if !n.Tokens.empty() {
-		if err := putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
 			return err
 		}
 	}
@@ -391,6 +396,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
 		lastSeen = stale.lastSeen.Load()
 	}
+	// A use the cache dropped before Flush wrote it counts too.
+	m.mu.RLock()
+	lastSeen = max(lastSeen, m.evicted[hash])
+	m.mu.RUnlock()
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
@@ -657,9 +666,10 @@ func (m *Manager) apply(inv store.Invalidation) {
 }
 
 // Flush writes the last-seen times that moved by at least TouchInterval
-// (all of them when final is true), FlushBatch sessions per transaction, in
-// the order of their stored last-seen time (which is the order of the
-// store's idle index, so each batch moves neighbouring index entries).
+// (all of them when final is true), in batches a store.BatchSizer keeps to
+// a few milliseconds each, in the order of their stored last-seen time
+// (which is the order of the store's idle index, so each batch moves
+// neighbouring index entries).
 func (m *Manager) Flush(ctx context.Context, final bool) error {
 	type touch struct {
 		e    *entry // nil for an evicted session
@@ -684,15 +694,19 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	slices.SortFunc(touches, func(a, b touch) int {
 		return cmp.Or(cmp.Compare(a.from, b.from), bytes.Compare(a.hash[:], b.hash[:]))
 	})
-	batch := make([]store.SessionTouch, 0, min(len(touches), FlushBatch))
+	var sizer store.BatchSizer
+	var batch []store.SessionTouch
 	for len(touches) > 0 {
-		chunk := touches[:min(len(touches), FlushBatch)]
+		chunk := touches[:min(len(touches), sizer.Next())]
 		touches = touches[len(chunk):]
 		batch = batch[:0]
 		for _, t := range chunk {
 			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
 		}
-		if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) }); err != nil {
+		start := time.Now()
+		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
+		sizer.Took(len(chunk), time.Since(start))
+		if err != nil {
 			// Keep what was not written for the next Flush.
 			m.mu.Lock()
 			for _, t := range append(chunk, touches...) {
@@ -712,23 +726,28 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	return nil
 }
 
-// Sweep deletes expired sessions from the store and the cache, SweepBatch
-// per transaction, and returns how many it deleted.
+// Sweep deletes expired sessions from the store and the cache, in batches a
+// store.BatchSizer keeps to a few milliseconds each, and returns how many
+// it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	var sizer store.BatchSizer
 	for {
 		var hashes []string
+		limit := sizer.Next()
+		start := time.Now()
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			var err error
-			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), SweepBatch)
+			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
 			return err
 		})
+		sizer.Took(limit, time.Since(start))
 		if err != nil {
 			return total, fmt.Errorf("session: sweep: %w", err)
 		}
 		m.forgetSessions(hashes)
 		total += len(hashes)
-		if len(hashes) < SweepBatch {
+		if len(hashes) < limit {
 			return total, nil
 		}
 	}
@@ -786,13 +805,13 @@ type Identity struct {
 // Field names one identity value handed to the upstream.
 type Field int
 
-// The identity fields, in the order of DESIGN.md section 1's placeholders.
+// The identity fields, in the order of the {http.auth.user.*} placeholders.
 const (
 	FieldUserID Field = iota
 	FieldEmail
 	FieldFirstName
 	FieldLastName
-	FieldGroups // comma-joined
+	FieldGroups // comma-joined, each name escaped (JoinGroups)
 	FieldIdP
 	fieldCount
 )
@@ -810,7 +829,7 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	}
 	// One single-element slice per field, built once, so that setting the
 	// upstream headers allocates nothing per request.
-	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, strings.Join(u.Groups, ","), s.IdP} {
+	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, JoinGroups(u.Groups), s.IdP} {
 		id.values[f] = []string{headerSafe(v)}
 		id.boxed[f] = v
 	}
@@ -844,3 +863,35 @@ func headerSafe(v string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// JoinGroups is the groups header value: the names joined with ",", each
+// percent-encoded (RFC 3986) where it could be misread: "%", ",", control
+// characters, and white space at either end (apps trim elements after
+// splitting). An app that splits on "," and percent-decodes each element
+// gets back the exact names, and a group named "guests,admins" or
+// " admins" can never pass for "admins", whether the app decodes or not.
+// Names without those characters (nearly all) appear as they are.
+// docs/security.md, "Groups".
+func JoinGroups(groups []string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		first, n0 := utf8.DecodeRuneInString(g)
+		last, nl := utf8.DecodeLastRuneInString(g)
+		for j := 0; j < len(g); j++ {
+			c := g[j]
+			edge := j < n0 && unicode.IsSpace(first) || j >= len(g)-nl && unicode.IsSpace(last)
+			if edge || c == '%' || c == ',' || c < 0x20 || c == 0x7f {
+				b.WriteByte('%')
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&15])
+				continue
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

@@ -1,13 +1,20 @@
 package session
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -21,8 +28,9 @@ import (
 // key kept in the store, bound to the session) and kept apart from the
 // session record, so the hot path and housekeeping never read them.
 //
-// Tokens never appear in logs: String, GoString and the zap encoding redact
-// them.
+// Tokens never appear in logs: String, GoString, MarshalJSON (which zap.Any
+// uses) and MarshalLogObject (zap.Object) say which tokens exist, not what
+// they are.
 type Tokens struct {
 	IDToken      string
 	AccessToken  string
@@ -38,6 +46,18 @@ func (t Tokens) String() string {
 
 // GoString redacts %#v likewise.
 func (t Tokens) GoString() string { return t.String() }
+
+// MarshalJSON redacts likewise, so that a Tokens inside a logged or
+// encoded value gives nothing away. The store never sees this encoding:
+// tokens are sealed from tokensPlain.
+func (t Tokens) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		IDToken      bool      `json:"id_token"`
+		AccessToken  bool      `json:"access_token"`
+		RefreshToken bool      `json:"refresh_token"`
+		Expiry       time.Time `json:"expiry,omitzero"`
+	}{t.IDToken != "", t.AccessToken != "", t.RefreshToken != "", t.Expiry})
+}
 
 // MarshalLogObject makes zap.Object(tokens) log which tokens exist, not them.
 func (t Tokens) MarshalLogObject(enc zapcore.ObjectEncoder) error {
@@ -64,12 +84,143 @@ const sealedV1 = 1
 // session's record does not open there.
 func tokensAD(hash string) []byte { return append([]byte("caddy-sso session tokens\x00"), hash...) }
 
-// tokensWire is the sealed plaintext. Short names: the ID token dominates.
-type tokensWire struct {
-	ID      string `json:"i,omitempty"`
-	Access  string `json:"a,omitempty"`
-	Refresh string `json:"r,omitempty"`
-	Expiry  int64  `json:"e,omitempty"` // unix seconds
+// The sealed plaintext is compact, because an ID token (over a kilobyte,
+// base64) is most of a session's bytes in the store: tokensPlain writes each
+// token as its raw bytes (a JWS compact token as its three decoded parts,
+// 25% smaller than base64, else the string as it is), the expiry as a
+// varint, and compresses the whole with DEFLATE; an ID token then takes
+// about 60% of its text size. Compressing before sealing leaks nothing
+// useful here: only the store's reader sees a blob's length, and the
+// tokens in one blob come from the IdP alone.
+const (
+	tokenText byte = 0 // the string as it is
+	tokenJWS  byte = 1 // header, payload, signature: base64url-decoded
+)
+
+func appendToken(b []byte, s string) []byte {
+	if parts, ok := jwsParts(s); ok {
+		b = append(b, tokenJWS)
+		for _, p := range parts {
+			b = binary.AppendUvarint(b, uint64(len(p)))
+			b = append(b, p...)
+		}
+		return b
+	}
+	b = append(b, tokenText)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// jwsParts decodes a JWS compact serialization whose parts re-encode to
+// exactly the same text (so that the token comes back byte for byte).
+func jwsParts(s string) ([3][]byte, bool) {
+	var parts [3][]byte
+	seg := strings.Split(s, ".")
+	if len(seg) != 3 {
+		return parts, false
+	}
+	for i, p := range seg {
+		raw, err := base64.RawURLEncoding.DecodeString(p)
+		if err != nil || base64.RawURLEncoding.EncodeToString(raw) != p {
+			return parts, false
+		}
+		parts[i] = raw
+	}
+	return parts, true
+}
+
+func readToken(b []byte) (string, []byte, bool) {
+	if len(b) == 0 {
+		return "", nil, false
+	}
+	kind, b := b[0], b[1:]
+	n := 1
+	if kind == tokenJWS {
+		n = 3
+	} else if kind != tokenText {
+		return "", nil, false
+	}
+	var segs []string
+	for range n {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < l {
+			return "", nil, false
+		}
+		seg := b[w : w+int(l)]
+		b = b[w+int(l):]
+		if kind == tokenJWS {
+			segs = append(segs, base64.RawURLEncoding.EncodeToString(seg))
+		} else {
+			segs = append(segs, string(seg))
+		}
+	}
+	return strings.Join(segs, "."), b, true
+}
+
+// compressors keeps DEFLATE writers between sign-ins: each holds over half
+// a megabyte of tables that would otherwise be allocated per sign-in.
+type compressors struct{ pool sync.Pool }
+
+func (c *compressors) compress(raw []byte) ([]byte, error) {
+	if c == nil { // a NewSession not made by Prepare
+		c = new(compressors)
+	}
+	var z bytes.Buffer
+	w, _ := c.pool.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriter(&z, flate.DefaultCompression); err != nil {
+			return nil, err
+		}
+	} else {
+		w.Reset(&z)
+	}
+	defer c.pool.Put(w)
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return z.Bytes(), nil
+}
+
+func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
+	var raw []byte
+	for _, s := range [...]string{t.IDToken, t.AccessToken, t.RefreshToken} {
+		raw = appendToken(raw, s)
+	}
+	var exp int64
+	if !t.Expiry.IsZero() {
+		exp = t.Expiry.Unix()
+	}
+	raw = binary.AppendVarint(raw, exp)
+	return c.compress(raw)
+}
+
+// maxTokensPlain bounds what a sealed blob may inflate to.
+const maxTokensPlain = 1 << 20
+
+func tokensFromPlain(plain []byte) (*Tokens, error) {
+	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain)), maxTokensPlain))
+	if err != nil {
+		return nil, errBadTokens
+	}
+	t := new(Tokens)
+	for _, dst := range [...]*string{&t.IDToken, &t.AccessToken, &t.RefreshToken} {
+		var ok bool
+		if *dst, raw, ok = readToken(raw); !ok {
+			return nil, errBadTokens
+		}
+	}
+	exp, w := binary.Varint(raw)
+	if w <= 0 || w != len(raw) {
+		return nil, errBadTokens
+	}
+	if exp != 0 {
+		t.Expiry = time.Unix(exp, 0)
+	}
+	return t, nil
 }
 
 func tokensAEAD(key []byte) (cipher.AEAD, error) {
@@ -80,12 +231,8 @@ func tokensAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-func sealTokens(key []byte, hash string, t *Tokens) ([]byte, error) {
-	w := tokensWire{ID: t.IDToken, Access: t.AccessToken, Refresh: t.RefreshToken}
-	if !t.Expiry.IsZero() {
-		w.Expiry = t.Expiry.Unix()
-	}
-	plain, err := json.Marshal(&w)
+func (c *compressors) seal(key []byte, hash string, t *Tokens) ([]byte, error) {
+	plain, err := c.tokensPlain(t)
 	if err != nil {
 		return nil, err
 	}
@@ -126,20 +273,12 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 	if err != nil {
 		return nil, errBadTokens
 	}
-	var w tokensWire
-	if err := json.Unmarshal(plain, &w); err != nil {
-		return nil, errBadTokens
-	}
-	t := &Tokens{IDToken: w.ID, AccessToken: w.Access, RefreshToken: w.Refresh}
-	if w.Expiry != 0 {
-		t.Expiry = time.Unix(w.Expiry, 0)
-	}
-	return t, nil
+	return tokensFromPlain(plain)
 }
 
 // putTokens seals t for the session and stores it in tx (nil or empty
 // tokens delete the blob). It creates the sealing key on first use.
-func putTokens(tx store.Tx, hash string, t *Tokens) error {
+func (c *compressors) putTokens(tx store.Tx, hash string, t *Tokens) error {
 	if t.empty() {
 		return tx.PutSessionTokens(hash, nil)
 	}
@@ -147,7 +286,7 @@ func putTokens(tx store.Tx, hash string, t *Tokens) error {
 	if err != nil {
 		return err
 	}
-	blob, err := sealTokens(key, hash, t)
+	blob, err := c.seal(key, hash, t)
 	if err != nil {
 		return fmt.Errorf("session: seal tokens: %w", err)
 	}
@@ -195,7 +334,7 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 // refresh), or deletes them when t is nil; ErrNoSession when the session
 // has ended.
 func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
-	err := m.store.Update(ctx, func(tx store.Tx) error { return putTokens(tx, hash, t) })
+	err := m.store.Update(ctx, func(tx store.Tx) error { return m.zip.putTokens(tx, hash, t) })
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNoSession
 	}

@@ -485,3 +485,33 @@ func (g ReplayGuard) ConsumeOnce(ctx context.Context, kind, id string, until tim
 	})
 	return fresh, err
 }
+
+// Secrets adapts a Store to the idp.Secrets interface: key material a
+// protocol provider generates (a SAML SP key pair) is kept in the store, so
+// that every instance sharing it uses the same.
+type Secrets struct{ Store Store }
+
+// LoadOrStore returns the named secret, or stores what generate makes.
+func (s Secrets) LoadOrStore(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	var data []byte
+	err := s.Store.View(ctx, func(tx Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, nil)
+		return err
+	})
+	if !errors.Is(err, ErrNotFound) {
+		return data, err
+	}
+	// Generate outside the transaction (key generation is slow, and
+	// Update may run its function twice); the first stored wins.
+	fresh, err := generate()
+	if err != nil {
+		return nil, err
+	}
+	err = s.Store.Update(ctx, func(tx Tx) error {
+		var err error
+		data, err = tx.LoadOrStoreSecret(name, fresh)
+		return err
+	})
+	return data, err
+}

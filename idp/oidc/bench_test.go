@@ -12,7 +12,7 @@ import (
 // BenchmarkVerifyIDToken compares the ID token verification Callback runs
 // (signature, every claim check, claims flattened for the Assertion) with
 // go-oidc's IDTokenVerifier.Verify, which checks less, on the same token
-// with warm key caches (DESIGN.md section 8: at most 25% more).
+// with warm key caches (docs/architecture.md, "Performance budgets": at most 25% more).
 func BenchmarkVerifyIDToken(b *testing.B) {
 	srv, err := oidctest.Start("127.0.0.1:0")
 	if err != nil {

@@ -44,8 +44,10 @@ const (
 
 // instanceCaddyfile is the one Caddyfile every instance runs. What differs
 // between instances (ports, data directory, name) comes from the
-// environment, as it would on two hosts; the public origin is the
-// balancer's, whose Host header reaches the instances unchanged.
+// environment, as it would on two hosts. The site is named by its host,
+// as a public site is: the public origin is then the balancer's, whose
+// Host header (127.0.0.1:<balancer port>) reaches the instances unchanged
+// and passes the site's host matcher.
 const instanceCaddyfile = `{
 	admin 127.0.0.1:{$SSO_ADMIN_PORT}
 	persist_config off
@@ -77,7 +79,7 @@ const instanceCaddyfile = `{
 	}
 }
 
-:{$SSO_HTTP_PORT} {
+http://127.0.0.1:{$SSO_HTTP_PORT} {
 	header X-Served-By {$SSO_INSTANCE}
 	handle /healthz {
 		respond "ok"

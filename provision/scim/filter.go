@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // This file parses and evaluates the filter language of RFC 7644 3.4.2.2
@@ -553,7 +555,9 @@ func compareValue(op string, have, want any, caseExact bool) bool {
 			return false
 		}
 		if !caseExact {
-			h, w = strings.ToLower(h), strings.ToLower(w)
+			// As the store's indexes compare (store.FoldName: NFC and
+			// case folding), so that a filter finds what the index does.
+			h, w = store.FoldName(h), store.FoldName(w)
 		}
 		switch op {
 		case "eq":

@@ -154,6 +154,25 @@ func invalidValue(format string, args ...any) *Error {
 	return errorf(http.StatusBadRequest, "invalidValue", format, args...)
 }
 
+// keyAttr is an attribute whose value the store indexes.
+type keyAttr struct{ name, value string }
+
+// checkKeys refuses, with 400 invalidValue, values the store would refuse
+// to index: longer than store.MaxKeyBytes, or with a control character
+// (a NUL, a newline). Checked here so that the client learns which
+// attribute and why; the store refuses them as well (see fail).
+func checkKeys(attrs ...keyAttr) error {
+	for _, a := range attrs {
+		if err := store.CheckKey(a.name, a.value); err != nil {
+			return invalidValue("%s is %d bytes long; at most %d are allowed", a.name, len(a.value), store.MaxKeyBytes)
+		}
+		if store.HasControl(a.value) {
+			return invalidValue("%s must not contain control characters", a.name)
+		}
+	}
+	return nil
+}
+
 // stringAttr reads an optional string attribute.
 func stringAttr(d map[string]any, name string) (string, error) {
 	v, ok := d[name]
@@ -201,6 +220,9 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 	if u.DisplayName, err = stringAttr(d, "displayName"); err != nil {
 		return nil, err
 	}
+	if err := checkKeys(keyAttr{"userName", u.UserName}, keyAttr{"externalId", u.ExternalID}, keyAttr{"displayName", u.DisplayName}); err != nil {
+		return nil, err
+	}
 
 	u.FirstName, u.LastName = "", ""
 	if raw, ok := d["name"]; ok && raw != nil {
@@ -236,6 +258,9 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 	// omits it means neither to deactivate nor to reactivate.
 
 	if u.Emails, u.Email, err = emailsFrom(d["emails"]); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(keyAttr{"emails.value", u.Email}); err != nil {
 		return nil, err
 	}
 
@@ -341,6 +366,9 @@ func (h *Handler) groupFromDoc(d map[string]any, old *store.Group) (*store.Group
 		return nil, invalidValue("displayName is required")
 	}
 	if g.ExternalID, err = stringAttr(d, "externalId"); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(keyAttr{"displayName", g.DisplayName}, keyAttr{"externalId", g.ExternalID}); err != nil {
 		return nil, err
 	}
 	g.Members = nil

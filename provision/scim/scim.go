@@ -299,6 +299,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, &Error{Status: http.StatusServiceUnavailable, Detail: "request cancelled"})
 		return
 	}
+	// Values the store refuses to index (checkKeys catches them first, with
+	// the attribute's name): the client's to fix, never a 500.
+	if errors.Is(err, store.ErrValueTooLong) || errors.Is(err, store.ErrInvalidValue) {
+		writeError(w, invalidValue("a value is too long or contains control characters (at most %d bytes)", store.MaxKeyBytes))
+		return
+	}
 	h.log.Error("scim request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	writeError(w, &Error{Status: http.StatusInternalServerError, Detail: "internal error"})
 }

@@ -65,7 +65,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -77,11 +77,8 @@ import (
 // SchemaVersion is the layout version this build reads and writes.
 const SchemaVersion = 3
 
-// Defaults for zero Options fields.
-const (
-	DefaultLockTimeout   = 5 * time.Second
-	DefaultMaxBatchDelay = 2 * time.Millisecond
-)
+// DefaultLockTimeout is the wait for the file lock when Options.LockTimeout is zero.
+const DefaultLockTimeout = 5 * time.Second
 
 // Errors Open returns, to be tested with errors.Is.
 var (
@@ -185,10 +182,20 @@ type Options struct {
 	// inspect a store while nothing writes to it. Update then fails with
 	// store.ErrReadOnly.
 	ReadOnly bool
-	// MaxBatchDelay is how long a concurrent Update waits for others to
-	// share its commit; 0 means DefaultMaxBatchDelay. Longer delays mean
-	// fewer fsyncs under a login storm and more latency per login.
-	MaxBatchDelay time.Duration
+	// OnWrite, when set, is told how long each write transaction held the
+	// write lock: from the start of its first Update fn to the end of its
+	// commit (or rollback). For metrics and bench/storeload.
+	OnWrite func(held time.Duration)
+	// SyncFreelist writes bbolt's list of free pages at every commit (its
+	// default) instead of rebuilding the list when the file is opened;
+	// see Open for why the default is the other way round. For
+	// comparisons (bench/storeload) only.
+	SyncFreelist bool
+	// NoSync skips the fsync of each commit, for bulk loads (a restore, the
+	// bench/genstore generator) that call Sync at the end. A crash during
+	// such a load can lose or damage the file; never set it for a store
+	// that serves.
+	NoSync bool
 }
 
 // DB is a store.Store on one bbolt file.
@@ -196,10 +203,8 @@ type DB struct {
 	bdb      *bolt.DB
 	path     string
 	readOnly bool
-	// inflight counts Update calls in progress. A lone Update commits at
-	// once; only when others are in flight does it join a bbolt batch,
-	// which would otherwise add MaxBatchDelay to every write.
-	inflight atomic.Int64
+	onWrite  func(time.Duration)
+	commit   committer // see commit.go
 }
 
 var _ store.Store = (*DB)(nil)
@@ -217,26 +222,27 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("bolt: create directory for store %s: %w", path, err)
 		}
 	}
+	if err := preflight(path); err != nil {
+		return nil, err
+	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
-		// The hashmap freelist stays fast on large, fragmented files,
-		// which a store with a million users and churning sessions is.
-		FreelistType: bolt.FreelistMapType,
+		// FREELIST: see freelistDecision.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: !opts.SyncFreelist,
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, &lockedError{path: path, wait: timeout}
 		}
-		return nil, fmt.Errorf("bolt: open store %s: %w", path, err)
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
+			return nil, fmt.Errorf("bolt: store %s is damaged: %v; %s: %w", path, err, restoreHint, ErrDamaged)
+		}
+		return nil, openError(path, err)
 	}
-	delay := opts.MaxBatchDelay
-	if delay <= 0 {
-		delay = DefaultMaxBatchDelay
-	}
-	bdb.MaxBatchDelay = delay
-
-	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly}
+	bdb.NoSync = opts.NoSync
+	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite}
 	if err := db.init(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -340,18 +346,18 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 			return nil
 		})
 		if foreign {
-			return schemaState{}, fmt.Errorf("bolt: open %s: %w", path, ErrNotStore)
+			return schemaState{}, fmt.Errorf("bolt: open %s: a bbolt database of another program, not a caddy-sso store; check the store path, or %s: %w", path, restoreHint, ErrNotStore)
 		}
 		return schemaState{}, nil
 	}
 	raw := meta.Get(keySchema)
 	v, err := strconv.Atoi(string(raw))
 	if err != nil || v < 1 {
-		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %q unreadable: %w", path, raw, ErrNotStore)
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %q unreadable; %s: %w", path, raw, restoreHint, ErrNotStore)
 	}
 	if v > SchemaVersion {
-		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso: %w",
-			path, v, SchemaVersion, ErrNewerSchema)
+		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso, or %s made by this version: %w",
+			path, v, SchemaVersion, restoreHint, ErrNewerSchema)
 	}
 	st := schemaState{version: v, upgrading: meta.Get(keyUpgrading) != nil}
 	if v == SchemaVersion {
@@ -365,15 +371,48 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 	return st, nil
 }
 
+// commitError names the file and, for the causes an operator can act on,
+// says what to do.
+func (db *DB) commitError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("bolt: commit to %s: the disk is full; nothing of this change was written, and writes fail until space is freed: %w", db.path, err)
+	}
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) {
+		return fmt.Errorf("bolt: commit to %s: the file can no longer be written (%v); nothing of this change was written: %w", db.path, err, err)
+	}
+	return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
+}
+
+// Sync flushes the file to disk: the end of a bulk load with Options.NoSync.
+func (db *DB) Sync() error {
+	if err := db.bdb.Sync(); err != nil {
+		return fmt.Errorf("bolt: sync %s: %w", db.path, err)
+	}
+	return nil
+}
+
 // Path returns the file the store lives in.
 func (db *DB) Path() string { return db.path }
 
-// Close releases the file and its lock.
+// Close writes the free-page list (see freelistDecision), then releases
+// the file and its lock. Updates must have ended.
 func (db *DB) Close() error {
-	if err := db.bdb.Close(); err != nil {
-		return fmt.Errorf("bolt: close %s: %w", db.path, err)
+	var err error
+	if !db.readOnly && db.bdb.NoFreelistSync {
+		// Inside a write transaction, so no other commit reads the flag
+		// while it changes; this commit then writes the list.
+		err = db.bdb.Update(func(*bolt.Tx) error {
+			db.bdb.NoFreelistSync = false
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("bolt: close %s: write the free-page list (the next start rebuilds it): %w", db.path, err)
+		}
 	}
-	return nil
+	if cerr := db.bdb.Close(); cerr != nil {
+		return fmt.Errorf("bolt: close %s: %w", db.path, cerr)
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction; writes inside it return
@@ -388,49 +427,81 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 	})
 }
 
-// Update runs fn in a read-write transaction and commits when fn returns
-// nil. When other Updates are in flight it joins a bbolt batch, so a burst
-// of logins shares a few fsyncs instead of paying one each; fn may then run
-// more than once (see the store package doc). An error from fn rolls back
-// everything fn did and is returned as it is.
-func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if db.readOnly {
-		return fmt.Errorf("bolt: update %s: opened read-only: %w", db.path, store.ErrReadOnly)
-	}
-	// fnErr is the result of the last run of fn; anything else that
-	// Update returns came from bbolt itself and gets context.
-	var fnErr error
-	run := func(btx *bolt.Tx) error {
-		fnErr = fn(&tx{btx: btx, writable: true})
-		return fnErr
-	}
-	var err error
-	if db.inflight.Add(1) == 1 {
-		err = db.bdb.Update(run)
-	} else {
-		err = db.bdb.Batch(run)
-	}
-	db.inflight.Add(-1)
-	if err != nil && err != fnErr {
-		return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
-	}
-	return err
-}
-
-// Backup writes a consistent copy of the whole file to w while the store
-// keeps serving; the copy opens with Open like the original.
+// Backup writes a compact copy of the store to w and returns its size:
+// only live data, in full pages (bbolt's Compact), read in one transaction
+// so that it is consistent while the store keeps serving. The copy opens
+// with Open like the original. It is built in a temporary file beside the
+// store (so that directory needs free space for about the live data), then
+// streamed to w; BackupTo writes it straight to a file.
+//
+// The read transaction lasts the whole copy. Meanwhile a commit that must
+// grow the file's mapping waits for it; bbolt grows the mapping in large
+// steps, so this is rare.
 func (db *DB) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := db.bdb.View(func(btx *bolt.Tx) error {
-		var err error
-		n, err = btx.WriteTo(w)
-		return err
-	})
+	tmp, err := os.CreateTemp(filepath.Dir(db.path), filepath.Base(db.path)+".backup-*")
 	if err != nil {
-		return n, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+		return 0, fmt.Errorf("bolt: backup %s: temporary file: %w", db.path, err)
+	}
+	name := tmp.Name()
+	_ = tmp.Close()
+	defer os.Remove(name)
+	if _, err := db.compactTo(name); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+	}
+	defer f.Close()
+	n, err := io.Copy(w, f)
+	if err != nil {
+		return n, fmt.Errorf("bolt: backup %s: write: %w", db.path, err)
 	}
 	return n, nil
+}
+
+// BackupTo writes a compact copy of the store (see Backup) to a new file
+// at path, which must not exist, and returns its size.
+func (db *DB) BackupTo(path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("bolt: backup %s: %w", db.path, err)
+	}
+	_ = f.Close()
+	n, err := db.compactTo(path)
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return n, err
+}
+
+// compactTo copies the live data into the (empty) file at path.
+func (db *DB) compactTo(path string) (int64, error) {
+	wrap := func(err error) error { return fmt.Errorf("bolt: backup %s to %s: %w", db.path, path, err) }
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	// Commit every 64 MiB, so memory stays bounded on a large store.
+	if err := bolt.Compact(dst, db.bdb, 64<<20); err != nil {
+		_ = dst.Close()
+		return 0, wrap(err)
+	}
+	if err := dst.Sync(); err != nil {
+		_ = dst.Close()
+		return 0, wrap(err)
+	}
+	if err := dst.Close(); err != nil {
+		return 0, wrap(err)
+	}
+	// bbolt grows a file ahead of its data (16 MiB at a time); a backup
+	// need not carry that slack.
+	size, err := dataSize(path)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		return 0, wrap(err)
+	}
+	return size, nil
 }

@@ -321,3 +321,80 @@ func TestBackupOpensWithEqualContent(t *testing.T) {
 	sameSnapshot(t, want, snapshot(t, cp))
 	checkIndexes(t, cp)
 }
+
+// Close leaves the free-page list written, so the next Open need not read
+// the whole file to rebuild it. bbolt, opened with its defaults, writes the
+// list itself (a commit) when it finds none.
+func TestCloseWritesFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sso.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putUser(t, db, &store.User{ID: "u"})
+	update(t, db, func(tx store.Tx) error { return tx.DeleteUser("u") }) // frees pages
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	txid := func(bdb *bolt.DB) (id int) {
+		_ = bdb.View(func(btx *bolt.Tx) error { id = btx.ID(); return nil })
+		return id
+	}
+	ro, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := txid(ro)
+	ro.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	if after := txid(bdb); after != before {
+		t.Errorf("bbolt found no free-page list after Close (it committed %d transactions to write one)", after-before)
+	}
+}
+
+// The backup holds live data only: after most of the store was deleted it
+// is much smaller than the file, which keeps its free pages.
+func TestBackupIsCompact(t *testing.T) {
+	db := openTest(t)
+	update(t, db, func(tx store.Tx) error {
+		for i := range 3000 {
+			u := &store.User{ID: fmt.Sprintf("u%04d", i), Email: fmt.Sprintf("u%d@x.io", i), FirstName: strings.Repeat("x", 200)}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, db, func(tx store.Tx) error {
+		for i := range 2900 {
+			if err := tx.DeleteUser(fmt.Sprintf("u%04d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	want := snapshot(t, db)
+	path := filepath.Join(t.TempDir(), "backup.db")
+	n, err := db.BackupTo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(db.Path())
+	if n*4 > fi.Size() {
+		t.Errorf("backup is %d bytes of a %d-byte file with 3%% of its data left", n, fi.Size())
+	}
+	if _, err := db.BackupTo(path); err == nil {
+		t.Error("BackupTo overwrote an existing file")
+	}
+	cp, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	sameSnapshot(t, want, snapshot(t, cp))
+	checkIndexes(t, cp)
+}

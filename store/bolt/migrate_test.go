@@ -134,7 +134,8 @@ func TestMigrateV1(t *testing.T) {
 	})
 	db.Close()
 
-	// Reopening a migrated file commits nothing.
+	// Reopening a migrated file commits nothing (Close commits once, to
+	// write the free-page list).
 	db, err = Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,8 +147,8 @@ func TestMigrateV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := commitID(t, db); after != before {
-		t.Errorf("reopen committed %d transactions", after-before)
+	if after := commitID(t, db); after != before+1 {
+		t.Errorf("close and reopen committed %d transactions, want 1", after-before)
 	}
 	var version string
 	_ = db.bdb.View(func(btx *bolt.Tx) error {

@@ -219,8 +219,8 @@ type indexMove struct {
 func (t *tx) sessionIndexes(old, new sessionKeys) []indexMove {
 	return []indexMove{
 		{bucketUserSessions, t.bucket(bucketUserSessions), old.user, new.user},
-		{bucketSessionExpiry, t.bucket(bucketSessionExpiry), old.expiry, new.expiry},
-		{bucketSessionIdle, t.bucket(bucketSessionIdle), old.idle, new.idle},
+		{bucketSessionExpiry, appendMostly(t.bucket(bucketSessionExpiry)), old.expiry, new.expiry},
+		{bucketSessionIdle, appendMostly(t.bucket(bucketSessionIdle)), old.idle, new.idle},
 		{bucketSessionSubjects, t.bucket(bucketSessionSubjects), old.subject, new.subject},
 		{bucketSessionSIDs, t.bucket(bucketSessionSIDs), old.sid, new.sid},
 	}
@@ -454,7 +454,7 @@ func (t *tx) TouchSessions(touches []store.SessionTouch) error {
 		return err
 	}
 	seenB := t.bucket(bucketSessionSeen)
-	idleB := t.bucket(bucketSessionIdle)
+	idleB := appendMostly(t.bucket(bucketSessionIdle))
 	for _, tc := range touches {
 		v := seenB.Get([]byte(tc.Hash))
 		old, created, ok := decodeSeen(v)

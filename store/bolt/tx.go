@@ -490,7 +490,7 @@ func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 		return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
 	}
 	b := t.bucket(bucketConsumed)
-	idx := t.bucket(bucketConsumedUntil)
+	idx := appendMostly(t.bucket(bucketConsumedUntil))
 	k := pair(kind, id)
 	if v := b.Get(k); len(v) == 8 {
 		old := binary.BigEndian.Uint64(v)

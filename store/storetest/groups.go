@@ -31,7 +31,8 @@ func testGroups(e *env) {
 	a := e.putUser(&store.User{ID: "ua", Groups: []string{"login-group"}})
 	b := e.putUser(&store.User{ID: "ub"})
 	c := e.putUser(&store.User{ID: "uc"})
-	g := e.putGroup(&store.Group{IdP: "entra", DisplayName: "Ops", ExternalID: "ext-ops", Members: []string{b.ID, a.ID, a.ID, ""}})
+	g := e.putGroup(&store.Group{IdP: "entra", DisplayName: "Ops", ExternalID: "ext-ops", Members: []string{b.ID, a.ID, a.ID, ""},
+		Created: t0, Updated: t0})
 	if g.ID == "" || !slices.Equal(g.Members, []string{"ua", "ub"}) {
 		e.Fatalf("PutGroup: ID %q, Members %v (want sorted, unique)", g.ID, g.Members)
 	}

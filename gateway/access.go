@@ -1,18 +1,20 @@
-package caddymodule
+package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // AccessRule is one allow or deny line of a protected route: a kind
-// (group, domain or user) and the values it matches.
+// (group, domain, user or idp) and the values it matches.
 type AccessRule struct {
 	// Kind is "group" (a group of the user, compared exactly), "domain"
-	// (the email's domain, case-insensitive) or "user" (the user's ID,
-	// exactly, or email, case-insensitive).
+	// (the email's domain, case-insensitive), "user" (the user's ID,
+	// exactly, or email, case-insensitive) or "idp" (the IdP the session
+	// was made through, exactly; one of the route's IdPs).
 	Kind   string   `json:"kind"`
 	Values []string `json:"values"`
 }
@@ -23,6 +25,7 @@ type accessMatcher struct {
 	domains []string        // compared case-insensitively
 	users   map[string]bool // IDs and emails as given
 	emails  []string        // the user values again, compared case-insensitively
+	idps    []string
 	empty   bool
 }
 
@@ -43,8 +46,10 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 				if strings.Contains(v, "@") {
 					m.emails = append(m.emails, v)
 				}
+			case "idp":
+				m.idps = append(m.idps, v)
 			default:
-				return m, fmt.Errorf("unknown access rule kind %q (expected group, domain or user)", r.Kind)
+				return m, fmt.Errorf("unknown access rule kind %q (expected group, domain, user or idp)", r.Kind)
 			}
 		}
 	}
@@ -57,6 +62,11 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 func (m *accessMatcher) matches(id *session.Identity) bool {
 	if m.empty {
 		return false
+	}
+	for _, name := range m.idps {
+		if name == id.IdP {
+			return true
+		}
 	}
 	if len(m.users) > 0 {
 		if m.users[id.UserID] || m.users[id.Email] {
@@ -88,15 +98,15 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 	return false
 }
 
-// accessPolicy is a route's allow and deny rules. Deny wins; when any
+// AccessPolicy is a route's allow and deny rules. Deny wins; when any
 // allow rule exists, only users an allow rule matches pass.
-type accessPolicy struct {
+type AccessPolicy struct {
 	allow, deny accessMatcher
 	active      bool
 }
 
-func newAccessPolicy(allow, deny []AccessRule) (accessPolicy, error) {
-	var p accessPolicy
+func NewAccessPolicy(allow, deny []AccessRule) (AccessPolicy, error) {
+	var p AccessPolicy
 	var err error
 	if p.allow, err = compileAccess(allow); err != nil {
 		return p, fmt.Errorf("allow: %w", err)
@@ -109,7 +119,7 @@ func newAccessPolicy(allow, deny []AccessRule) (accessPolicy, error) {
 }
 
 // permits decides whether the identity may use the route.
-func (p *accessPolicy) permits(id *session.Identity) bool {
+func (p *AccessPolicy) Permits(id *session.Identity) bool {
 	if !p.active {
 		return true
 	}
@@ -117,4 +127,20 @@ func (p *accessPolicy) permits(id *session.Identity) bool {
 		return false
 	}
 	return p.allow.empty || p.allow.matches(id)
+}
+
+// checkIdPs refuses idp rules naming an IdP the route does not admit: such
+// a rule could never match, which is surely not what was meant.
+func (p *AccessPolicy) CheckIdPs(route []string) error {
+	for _, m := range []struct {
+		what string
+		idps []string
+	}{{"allow", p.allow.idps}, {"deny", p.deny.idps}} {
+		for _, name := range m.idps {
+			if !slices.Contains(route, name) {
+				return fmt.Errorf("%s idp %q: not one of this route's IdPs (%s)", m.what, name, strings.Join(route, ", "))
+			}
+		}
+	}
+	return nil
 }

@@ -1,10 +1,16 @@
-package caddymodule
+// Package metrics holds the gateway's Prometheus metrics, registered in the
+// registry Caddy gives its apps (served by Caddy's metrics handler and the
+// admin endpoint's /metrics). Label values are IdP names, protocol names
+// and fixed result and reason codes: never a user, token or attribute
+// value.
+package metrics
 
 import (
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,12 +18,9 @@ import (
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
-// ssoMetrics are the gateway's Prometheus metrics, registered in Caddy's
-// registry (served by Caddy's metrics handler and admin /metrics). All
-// methods are no-ops on a nil receiver. Label values are IdP names,
-// protocol names, fixed result and reason codes: never a user, token or
-// attribute value.
-type ssoMetrics struct {
+// Metrics are the gateway's collectors. All methods are no-ops on a nil
+// receiver (no registry).
+type Metrics struct {
 	logins *prometheus.CounterVec // idp, protocol, result
 	jit    *prometheus.CounterVec // idp, action (create, update, deny), reason
 	scim   *prometheus.CounterVec // method, resource, status
@@ -26,18 +29,37 @@ type ssoMetrics struct {
 	// costs about 0.1 µs of its 2 µs budget, and Caddy's own
 	// caddy_http_request_duration_seconds already covers whole routes.
 	endpoints *prometheus.HistogramVec // endpoint
+	sessions  *cacheGauge
+}
+
+// cacheGauge reports the size of the running app's session cache. The
+// collector outlives a config reload (the registry keeps the first one
+// registered), so the app that starts tells it where to read
+// (SetCacheSize) instead of being captured in it.
+type cacheGauge struct {
+	desc *prometheus.Desc
+	size atomic.Pointer[func() int]
+}
+
+func (g *cacheGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *cacheGauge) Collect(ch chan<- prometheus.Metric) {
+	n := 0
+	if f := g.size.Load(); f != nil {
+		n = (*f)()
+	}
+	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n))
 }
 
 const metricsNamespace = "caddy_sso"
 
-// newMetrics registers the collectors in reg; a collector another config
-// load already registered there is reused. sessions reports the number of
-// sessions in the in-memory cache.
-func newMetrics(reg *prometheus.Registry, sessions func() int) *ssoMetrics {
+// New registers the collectors in reg; a collector another config load
+// already registered there is reused. A nil reg gives nil Metrics.
+func New(reg *prometheus.Registry) *Metrics {
 	if reg == nil {
 		return nil
 	}
-	m := &ssoMetrics{
+	m := &Metrics{
 		logins: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "logins_total",
 			Help: "Sign-ins completed at a callback, by IdP, protocol and result (success, failed, denied).",
@@ -56,12 +78,8 @@ func newMetrics(reg *prometheus.Registry, sessions func() int) *ssoMetrics {
 		Help:    "Time the sso handler spends serving its own endpoints (sign-in start, callbacks, logout, metadata…), by endpoint.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"endpoint"}))
-	if sessions != nil {
-		register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: metricsNamespace, Name: "active_sessions",
-			Help: "Sessions held in the in-memory session cache.",
-		}, func() float64 { return float64(sessions()) }))
-	}
+	m.sessions = register(reg, &cacheGauge{desc: prometheus.NewDesc(metricsNamespace+"_active_sessions",
+		"Sessions held in the in-memory session cache.", nil, nil)})
 	return m
 }
 
@@ -77,7 +95,8 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	return c
 }
 
-func (m *ssoMetrics) login(idpName, protocol, result string) {
+// Login counts one sign-in at a callback.
+func (m *Metrics) Login(idpName, protocol, result string) {
 	if m == nil {
 		return
 	}
@@ -92,9 +111,9 @@ var endpointNames = map[string]bool{
 	"callback": true, "acs": true, "metadata": true, "slo": true,
 }
 
-// endpoint records how long serving one sso endpoint took; rest is the
+// Endpoint records how long serving one sso endpoint took; rest is the
 // path after the prefix ("login", "saml/entra/acs"…).
-func (m *ssoMetrics) endpoint(rest string, took time.Duration) {
+func (m *Metrics) Endpoint(rest string, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -105,15 +124,24 @@ func (m *ssoMetrics) endpoint(rest string, took time.Duration) {
 	m.endpoints.WithLabelValues(name).Observe(took.Seconds())
 }
 
-// provisioned counts one JIT outcome.
-func (m *ssoMetrics) provisioned(idpName, action, reason string) {
+// SetCacheSize makes size the source of the active-sessions gauge.
+func (m *Metrics) SetCacheSize(size func() int) {
+	if m == nil {
+		return
+	}
+	m.sessions.size.Store(&size)
+}
+
+// Provisioned counts one JIT outcome.
+func (m *Metrics) Provisioned(idpName, action, reason string) {
 	if m == nil {
 		return
 	}
 	m.jit.WithLabelValues(idpName, action, reason).Inc()
 }
 
-func (m *ssoMetrics) scimRequest(r *http.Request, basePath string, status int) {
+// SCIMRequest counts one SCIM request by method, resource and status.
+func (m *Metrics) SCIMRequest(r *http.Request, basePath string, status int) {
 	if m == nil {
 		return
 	}
@@ -130,24 +158,24 @@ func (m *ssoMetrics) scimRequest(r *http.Request, basePath string, status int) {
 	m.scim.WithLabelValues(r.Method, resource, strconv.Itoa(status)).Inc()
 }
 
-// statusRecorder remembers the status code a handler wrote.
-type statusRecorder struct {
+// StatusRecorder remembers the status code a handler wrote.
+type StatusRecorder struct {
 	http.ResponseWriter
-	status int
+	Status int
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+func (s *StatusRecorder) WriteHeader(code int) {
+	if s.Status == 0 {
+		s.Status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+func (s *StatusRecorder) Write(b []byte) (int, error) {
+	if s.Status == 0 {
+		s.Status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -8,38 +8,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
-// defaultIdentityJWTHeader carries the signed identity to the upstream.
-const defaultIdentityJWTHeader = "X-Forwarded-Identity-Jwt"
+// DefaultIdentityJWTHeader carries the signed identity to the upstream.
+const DefaultIdentityJWTHeader = "X-Forwarded-Identity-Jwt"
 
-// defaultIdentityJWTTTL is how long one signed identity token is valid.
-const defaultIdentityJWTTTL = 5 * time.Minute
+// DefaultIdentityJWTTTL is how long one signed identity token is valid.
+const DefaultIdentityJWTTTL = 5 * time.Minute
 
-// IdentityJWT asks the handler to send the upstream a short-lived ES256
-// JWT of the identity, verifiable with the keys at <path_prefix>jwks.json.
-type IdentityJWT struct {
-	// Header carries the token. Default: X-Forwarded-Identity-Jwt.
-	Header string `json:"header,omitempty"`
-	// TTL is the token lifetime. Default: 5m.
-	TTL caddy.Duration `json:"ttl,omitempty"`
-	// Audience is the aud claim. Default: the site origin
-	// (scheme://host), which is also the iss claim.
-	Audience string `json:"audience,omitempty"`
-	// KeyRotation is how long one signing key signs. Default: 7 days;
-	// the previous and next keys are published alongside.
-	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
-}
-
-// identitySigner signs and caches the identity tokens of one route. A
+// IdentitySigner signs and caches the identity tokens of one route. A
 // token is signed once per session identity and re-signed when less than
 // half its lifetime remains, never per request.
-type identitySigner struct {
+type IdentitySigner struct {
 	header   string
 	ttl      time.Duration
 	audience string
@@ -54,25 +37,38 @@ type identitySigner struct {
 
 type signedToken struct {
 	value   []string // one-element header value, shared read-only
-	origin  origin   // the site it was issued for
+	origin  Origin   // the site it was issued for
 	refresh int64    // unix nanos: re-sign from then on
 	expires int64
 }
 
-func newIdentitySigner(c *IdentityJWT) *identitySigner {
-	s := &identitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: time.Duration(c.TTL), audience: c.Audience,
-		rotation: time.Duration(c.KeyRotation)}
+// SignerConfig configures an IdentitySigner; zero fields take the
+// defaults above (and upstreamjwt.DefaultRotation).
+type SignerConfig struct {
+	Header   string        // the header that carries the token
+	TTL      time.Duration // a token's lifetime
+	Audience string        // the aud claim; "" means the site origin
+	Rotation time.Duration // how long one signing key signs
+}
+
+// NewIdentitySigner returns a signer for one route.
+func NewIdentitySigner(c SignerConfig) *IdentitySigner {
+	s := &IdentitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: c.TTL, audience: c.Audience,
+		rotation: c.Rotation}
 	if s.header == "" {
-		s.header = defaultIdentityJWTHeader
+		s.header = DefaultIdentityJWTHeader
 	}
 	if s.ttl <= 0 {
-		s.ttl = defaultIdentityJWTTTL
+		s.ttl = DefaultIdentityJWTTTL
 	}
 	return s
 }
 
-// keyring returns the signing keys kept in db, opening them on first use.
-func (s *identitySigner) keyring(ctx context.Context, db store.Store) (*upstreamjwt.Keyring, error) {
+// Header is the canonical name of the header that carries the token.
+func (s *IdentitySigner) Header() string { return s.header }
+
+// Keyring returns the signing keys kept in db, opening them on first use.
+func (s *IdentitySigner) Keyring(ctx context.Context, db store.Store) (*upstreamjwt.Keyring, error) {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
 	if s.keys == nil {
@@ -85,16 +81,16 @@ func (s *identitySigner) keyring(ctx context.Context, db store.Store) (*upstream
 	return s.keys, nil
 }
 
-// token returns the signed identity for id on the site o (the iss claim,
-// and aud unless an audience is configured).
-func (s *identitySigner) token(ctx context.Context, db store.Store, id *session.Identity, o origin) ([]string, error) {
+// Token returns the signed identity for id on the site o (the iss claim,
+// and aud unless an audience is configured) as a one-element header value.
+func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
 	now := time.Now().UnixNano()
 	if v, ok := s.cache.Load(id); ok {
 		if t := v.(*signedToken); now < t.refresh && t.origin == o {
 			return t.value, nil
 		}
 	}
-	iss := o.String()
+	iss := o.Site.String()
 	aud := s.audience
 	if aud == "" {
 		aud = iss
@@ -104,7 +100,7 @@ func (s *identitySigner) token(ctx context.Context, db store.Store, id *session.
 	if ttl <= 0 {
 		ttl = time.Second
 	}
-	keys, err := s.keyring(ctx, db)
+	keys, err := s.Keyring(ctx, db)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +119,7 @@ func (s *identitySigner) token(ctx context.Context, db store.Store, id *session.
 // sweep drops expired tokens (of sessions that ended or whose identity
 // changed) at most twice per token lifetime, so the cache holds only
 // identities seen lately.
-func (s *identitySigner) sweep(now int64) {
+func (s *IdentitySigner) sweep(now int64) {
 	last := s.lastSweep.Load()
 	if now-last < int64(s.ttl/2) || !s.lastSweep.CompareAndSwap(last, now) {
 		return

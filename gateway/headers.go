@@ -1,0 +1,296 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddy-sso/caddy-sso/session"
+)
+
+// identityField is one value the sso handler can hand to the upstream.
+type identityField struct {
+	name  string // as written in the Caddyfile's header directive
+	field session.Field
+}
+
+var identityFields = []identityField{
+	{"user", session.FieldUserID},
+	{"email", session.FieldEmail},
+	{"preferred_username", session.FieldEmail},
+	{"groups", session.FieldGroups},
+	{"first_name", session.FieldFirstName},
+	{"last_name", session.FieldLastName},
+	{"idp", session.FieldIdP},
+}
+
+// headerSets are the named sets of identity headers. "default" is
+// oauth2-proxy's set plus names; "oauth2_proxy" is exactly what oauth2-proxy
+// sends, for apps written against it.
+var headerSets = map[string]map[string]string{
+	"default": {
+		"user":               "X-Forwarded-User",
+		"email":              "X-Forwarded-Email",
+		"preferred_username": "X-Forwarded-Preferred-Username",
+		"groups":             "X-Forwarded-Groups",
+		"first_name":         "X-Forwarded-First-Name",
+		"last_name":          "X-Forwarded-Last-Name",
+		"idp":                "X-Forwarded-Idp",
+	},
+	"oauth2_proxy": {
+		"user":               "X-Forwarded-User",
+		"email":              "X-Forwarded-Email",
+		"preferred_username": "X-Forwarded-Preferred-Username",
+		"groups":             "X-Forwarded-Groups",
+	},
+	"none": {},
+}
+
+// alwaysStripped are identity headers that some app might trust even when
+// this route does not set them, because the gateway it was written for (or
+// migrated from) sets them: every set above; oauth2-proxy's
+// X-Forwarded-Access-Token and X-Auth-Request-*; Authelia's (and
+// tinyauth's) Remote-*; authentik's X-Authentik-*; Grafana's auth proxy
+// X-Webauth-*; and the generic Remote-User spellings. A client must never
+// be able to send them. docs/security.md lists them for operators.
+var alwaysStripped = []string{
+	// caddy-sso and oauth2-proxy
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
+	"X-Forwarded-Groups", "X-Forwarded-First-Name", "X-Forwarded-Last-Name",
+	"X-Forwarded-Idp", "X-Forwarded-Access-Token", DefaultIdentityJWTHeader,
+	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username",
+	"X-Auth-Request-Groups", "X-Auth-Request-Access-Token",
+	// Authelia, tinyauth; CGI's REMOTE_USER
+	"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-Remote-User",
+	// authentik's proxy provider
+	"X-Authentik-Username", "X-Authentik-Groups", "X-Authentik-Entitlements", "X-Authentik-Email",
+	"X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt",
+	// Grafana's auth proxy (header_name and its usual headers setting)
+	"X-Webauth-User", "X-Webauth-Email", "X-Webauth-Name", "X-Webauth-Role", "X-Webauth-Groups",
+	// other proxies
+	"X-Authenticated-User",
+}
+
+// outHeader is one identity header the handler sets.
+type outHeader struct {
+	key   string // canonical header key
+	field session.Field
+}
+
+// HeaderPlan is computed once at provision: which headers to set, and the
+// normalized names of every header to strip from the inbound request.
+type HeaderPlan struct {
+	set   []outHeader
+	strip *protectedNames
+}
+
+// protectedNames are the identity header names no client may send. Besides
+// the folded names it keeps their first letters and greatest length, so
+// that most inbound headers (Accept, Cookie, Sec-*, User-Agent…) are passed
+// over without folding or a map look-up.
+type protectedNames struct {
+	folded map[string]bool // lowercase, '_' folded to '-'
+	first  [256]bool       // first byte of a protected name, either case
+	maxLen int
+}
+
+// Protect adds a header name no client may send (an identity token's
+// header, say) to those the plan strips.
+func (p *HeaderPlan) Protect(name string) { p.strip.add(name) }
+
+func (n *protectedNames) add(name string) {
+	f := foldHeaderName(name)
+	if f == "" {
+		return
+	}
+	n.folded[f] = true
+	n.first[f[0]] = true
+	n.first[strings.ToUpper(f[:1])[0]] = true
+	n.maxLen = max(n.maxLen, len(f))
+}
+
+func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) {
+	if set == "" {
+		set = "default"
+	}
+	base, ok := headerSets[set]
+	if !ok {
+		return HeaderPlan{}, fmt.Errorf("unknown header set %q (expected default, oauth2_proxy or none)", set)
+	}
+	names := make(map[string]string, len(base))
+	for k, v := range base {
+		names[k] = v
+	}
+	for field, name := range overrides {
+		if !slices.ContainsFunc(identityFields, func(f identityField) bool { return f.name == field }) {
+			return HeaderPlan{}, fmt.Errorf("unknown identity field %q", field)
+		}
+		if name == "" || name == "-" {
+			delete(names, field)
+			continue
+		}
+		names[field] = name
+	}
+	plan := HeaderPlan{strip: &protectedNames{folded: make(map[string]bool)}}
+	for _, h := range alwaysStripped {
+		plan.strip.add(h)
+	}
+	for _, f := range identityFields {
+		name, ok := names[f.name]
+		if !ok {
+			continue
+		}
+		plan.set = append(plan.set, outHeader{key: http.CanonicalHeaderKey(name), field: f.field})
+		plan.strip.add(name)
+	}
+	return plan, nil
+}
+
+// foldHeaderName lowercases a header name and treats '_' as '-', the way
+// many upstream stacks (CGI, some proxies) merge the two spellings.
+func foldHeaderName(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// stripInbound deletes every inbound header whose folded name is one the
+// plan protects.
+func (p *HeaderPlan) StripInbound(h http.Header) {
+	for key := range h {
+		if p.strip.has(key) {
+			delete(h, key)
+		}
+	}
+}
+
+// has reports whether name, folded, is protected. It runs for every
+// inbound header, so it folds into a stack buffer instead of allocating,
+// and passes over most names (Accept, Cookie, Sec-*, User-Agent…) on their
+// first byte or length alone.
+func (n *protectedNames) has(name string) bool {
+	var buf [64]byte
+	if len(name) == 0 || len(name) > n.maxLen || len(name) > len(buf) || !n.first[name[0]] {
+		return false
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b[i] = c
+	}
+	return n.folded[string(b)]
+}
+
+// setIdentity sets the identity headers from id. The value slices are
+// shared, read-only, and built once per session.
+func (p *HeaderPlan) SetIdentity(h http.Header, id *session.Identity) {
+	for _, o := range p.set {
+		h[o.key] = id.Value(o.field)
+	}
+}
+
+// stripCookies removes the cookies isOurs names from the Cookie header sent
+// upstream, so the upstream never sees a session token. It runs on every
+// proxied request, so it changes only what it must: a line without our
+// cookies is kept as it is, a line with ours only at its start or end is
+// cut down to the part between (no allocation), and only a line with ours
+// between two of the app's cookies is rebuilt. Lines are replaced in the
+// request's own value slice, which the server allocated for this request.
+func stripCookies(h http.Header, isOurs func(name string) bool) {
+	lines, ok := h["Cookie"]
+	if !ok {
+		return
+	}
+	kept := lines[:0]
+	for _, line := range lines {
+		if v, changed := withoutCookies(line, isOurs); v != "" || !changed {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+// withoutCookies returns one Cookie line without the cookies isOurs names,
+// and whether there were any.
+func withoutCookies(line string, isOurs func(name string) bool) (string, bool) {
+	from, to := -1, -1 // the span of line from the first to the last kept cookie
+	removed, pending, gap := false, false, false
+	for i := 0; i <= len(line); {
+		start, stop, next := cookiePart(line, i)
+		i = next
+		switch {
+		case start == stop:
+		case isOurs(cookieName(line[start:stop])):
+			removed = true
+			pending = from >= 0
+		default:
+			gap = gap || pending
+			pending = false
+			if from < 0 {
+				from = start
+			}
+			to = stop
+		}
+	}
+	switch {
+	case !removed:
+		return line, false
+	case from < 0:
+		return "", true
+	case !gap:
+		return line[from:to], true
+	}
+	var b strings.Builder
+	b.Grow(to - from)
+	for i := from; i <= to; {
+		start, stop, next := cookiePart(line[:to], i)
+		i = next
+		if start == stop || isOurs(cookieName(line[start:stop])) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(line[start:stop])
+	}
+	return b.String(), true
+}
+
+// cookiePart finds the cookie of line that starts at from: its bounds
+// without surrounding white space, and where the next one starts.
+func cookiePart(line string, from int) (start, stop, next int) {
+	end := strings.IndexByte(line[from:], ';')
+	if end < 0 {
+		end = len(line)
+	} else {
+		end += from
+	}
+	start, stop = from, end
+	for start < stop && isSpace(line[start]) {
+		start++
+	}
+	for stop > start && isSpace(line[stop-1]) {
+		stop--
+	}
+	return start, stop, end + 1
+}
+
+// cookieName is the name of one name=value pair, trimmed as upstream
+// cookie parsers trim it.
+func cookieName(pair string) string {
+	name, _, _ := strings.Cut(pair, "=")
+	return strings.TrimSpace(name)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}

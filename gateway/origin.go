@@ -1,0 +1,35 @@
+package gateway
+
+import "github.com/caddy-sso/caddy-sso/idp"
+
+// Origin is how the browser reached a protected site, as the Caddy handler
+// judged it (it alone knows Caddy's trusted proxies and the route's host
+// matchers): the site, whether cookies get the Secure attribute, and
+// whether URLs may be built on it.
+type Origin struct {
+	Site   idp.Origin
+	Secure bool
+	// Vouched: the host is the configured base_url, or one that a host
+	// matcher of this route accepted. Only then is anything that leaves
+	// the gateway built on it: the OIDC redirect URI, the SAML ACS and
+	// entity ID, the identity token's iss and aud (docs/security.md,
+	// "Host-derived URLs"). A bare Host header is the client's to choose.
+	Vouched bool
+}
+
+// BaseOrigin is the origin a base_url setting fixes.
+func BaseOrigin(raw string) (Origin, error) {
+	o, err := idp.ParseOrigin(raw)
+	if err != nil {
+		return Origin{}, err
+	}
+	return Origin{Site: o, Secure: o.Secure(), Vouched: true}, nil
+}
+
+// SessionCookie is the name of the session cookie on this origin.
+func (o Origin) SessionCookie() string {
+	if o.Secure {
+		return SessionCookieSecure
+	}
+	return SessionCookiePlain
+}

@@ -1,0 +1,541 @@
+// Package gateway is what the sso handler does with a request, without
+// Caddy: the identity headers a protected route hands the upstream (and
+// the ones no client may send), its access rules and signed identity, and
+// the sign-in endpoints under its path prefix (login, the IdPs' callbacks
+// and other endpoints, logout, whoami, the JWKS) with the pages a person
+// sees. The Caddy handler (caddymodule) decides a request's origin, finds
+// its session cookies and calls in here (docs/architecture.md, "A
+// request's path").
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// IdP is one identity provider a route signs users in with.
+type IdP struct {
+	Name     string
+	Protocol string
+	Provider idp.Provider
+	SignIn   signin.IdP
+}
+
+// Runtime is what the running sso app gives its routes: it exists from
+// the app's Start.
+type Runtime struct {
+	Store    store.Store
+	Sessions *session.Manager
+	SignIn   *signin.Service
+	Refusals *signin.Refusals
+}
+
+// Metrics is told the outcome of every callback, for the login counter.
+type Metrics interface {
+	Login(idp, protocol, result string)
+}
+
+// Route is one protected route: the sso directive made ready.
+type Route struct {
+	// PathPrefix is where the endpoints live ("/.sso/").
+	PathPrefix string
+	// IdPs are the route's identity providers: the only ones it admits.
+	// Default is the one navigations sign in with; with Chooser, a
+	// navigation gets a page to choose one of IdPs instead.
+	IdPs    []*IdP
+	Default *IdP
+	Chooser bool
+	Access  AccessPolicy
+	Headers HeaderPlan
+	Signer  *IdentitySigner // nil: no identity token
+	Logger  *zap.Logger
+	Metrics Metrics // nil: none
+	// ClientIP names the client a refused callback is attributed to in
+	// the logs; nil means the connection's peer.
+	ClientIP func(*http.Request) string
+
+	unvouchedLog sync.Once
+}
+
+// Error is an HTTP error the caller answers in its own way (Caddy's error
+// handling): Status, and Err for the log.
+type Error struct {
+	Status int
+	Err    error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %v", e.Status, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+func httpError(status int, err error) error { return &Error{Status: status, Err: err} }
+
+// provider returns the route's IdP of that name, or nil.
+func (rt *Route) provider(name string) *IdP {
+	for _, p := range rt.IdPs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Admits reports whether the route accepts sessions from the named IdP.
+// A route admits only the IdPs it names: a session made through another
+// is no session here (docs/security.md, "One host, several IdPs").
+func (rt *Route) Admits(idpName string) bool { return rt.provider(idpName) != nil }
+
+// Session returns the identity and token of the first of tokens that
+// names a valid session, or session.ErrNoSession. With admitted, only
+// sessions of the route's IdPs count.
+func (rt *Route) Session(ctx context.Context, run *Runtime, tokens []string, admitted bool) (*session.Identity, string, error) {
+	for _, t := range tokens {
+		id, err := run.Sessions.Resolve(ctx, t)
+		switch {
+		case err == nil:
+			if !admitted || rt.Admits(id.IdP) {
+				return id, t, nil
+			}
+		case !errors.Is(err, session.ErrNoSession):
+			return nil, "", err
+		}
+	}
+	return nil, "", session.ErrNoSession
+}
+
+// StartSignIn answers a navigation without a session: the route's chooser
+// page, or a sign-in at its IdP that comes back to the page asked for.
+func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, o Origin) error {
+	if rt.Chooser {
+		return rt.chooser(w, r.URL.RequestURI())
+	}
+	return rt.beginLogin(w, r, o, rt.Default, r.URL.RequestURI())
+}
+
+// Unvouched refuses what would build a URL on a host nothing vouches for:
+// the site has no host matcher and the route no base_url. The log says
+// what to configure, once at ERROR.
+func (rt *Route) Unvouched(w http.ResponseWriter, r *http.Request, o Origin) error {
+	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
+	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", r.URL.Path)}
+	logged := false
+	rt.unvouchedLog.Do(func() {
+		rt.Logger.Error(msg, fields...)
+		logged = true
+	})
+	if !logged {
+		rt.Logger.Debug(msg, fields...)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return page{Status: http.StatusInternalServerError, Title: "Sign-in is not configured for this address",
+		Message: "This site does not know its own address, so it cannot send you to sign in. Ask your administrator to set the site's host name or base_url.",
+		Code:    codeBaseURLRequired}.write(w)
+}
+
+// codeBaseURLRequired is the reference code of Unvouched's page.
+const codeBaseURLRequired = "base_url_required"
+
+// Forbidden refuses a signed-in user the route's access rules exclude.
+// The page names no rule, group or IdP.
+func (rt *Route) Forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity) error {
+	rt.Logger.Debug("access denied by the route's rules", zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
+	if !IsNavigation(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
+	}
+	return page{Status: http.StatusForbidden, Title: "Access denied",
+		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it."}.write(w)
+}
+
+// Unauthorized answers a request without a session that is not a
+// navigation: 401 with the login URL, never a redirect (a script cannot
+// follow one to an IdP) and never new login state.
+func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request) error {
+	login := rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(r.URL.RequestURI()))
+	hd := w.Header()
+	hd.Set("WWW-Authenticate", `SSO realm="`+rt.Default.Name+`", login="`+login+`"`)
+	hd.Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required", "login": login})
+}
+
+// IsNavigation tells a browser loading a page (which may be redirected to
+// sign in) from a script or API client (which must get a 401 it can act on:
+// a redirect to an IdP is useless to it and would mint login state for
+// nothing), as docs/architecture.md's request path says.
+func IsNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "text/html") || strings.Contains(accept, "*/*")
+}
+
+// chooser lets the person pick one of the route's IdPs.
+func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
+	returnTo = url.QueryEscape(idp.LocalPath(returnTo))
+	pg := page{Status: http.StatusOK, Title: "Sign in", Message: "Choose how to sign in."}
+	for _, p := range rt.IdPs {
+		pg.Links = append(pg.Links, pageLink{Href: rt.PathPrefix + "login?idp=" + url.QueryEscape(p.Name) + "&return_to=" + returnTo, Text: p.Name})
+	}
+	return pg.write(w)
+}
+
+// ServeEndpoint serves the endpoints under PathPrefix. r must carry o
+// (idp.WithOrigin). Errors the caller answers are *Error.
+func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
+	switch {
+	case rest == "login":
+		return rt.serveLogin(w, r, o)
+	case rest == "logout":
+		return rt.serveLogout(w, r, run, o, tokens)
+	case rest == "whoami":
+		return rt.serveWhoami(w, r, run, tokens)
+	case rest == "jwks.json" && rt.Signer != nil:
+		return rt.serveJWKS(w, r, run)
+	}
+	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
+	// protocol's other endpoints (SAML metadata and slo). Only the route's
+	// own IdPs have endpoints here.
+	protocol, tail, _ := strings.Cut(rest, "/")
+	name, endpoint, _ := strings.Cut(tail, "/")
+	p := rt.provider(name)
+	if p == nil || p.Protocol != protocol || endpoint == "" {
+		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	}
+	if !o.Vouched {
+		return rt.Unvouched(w, r, o)
+	}
+	base := rt.endpointBase(o, p)
+	if callback, method := p.Provider.CallbackEndpoint(); endpoint == callback {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			return httpError(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, method))
+		}
+		// The session the browser comes with, of whichever IdP, ends
+		// with the sign-in: its cookie is about to be replaced.
+		_, oldToken, err := rt.Session(r.Context(), run, tokens, false)
+		if err != nil && !errors.Is(err, session.ErrNoSession) {
+			return rt.StoreUnavailable(w, true, msgSignInUnavailable, err)
+		}
+		if oldToken == "" && len(tokens) > 0 {
+			oldToken = tokens[0] // perhaps expired, still stored
+		}
+		return rt.serveCallback(w, r, run, o, p, base, oldToken)
+	}
+	err := p.Provider.ServeEndpoint(w, r, base, endpoint)
+	var le *idp.LoginError
+	switch {
+	case errors.Is(err, idp.ErrNoEndpoint):
+		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
+	case errors.As(err, &le) && le.Logout:
+		rt.Logger.Warn("logout message refused", zap.String("idp", p.Name), zap.String("reason", le.Code), zap.Error(err))
+		pg := page{Status: http.StatusBadRequest, Title: "Sign-out incomplete", Code: le.Code,
+			Message: "The sign-out message from the identity provider could not be accepted, so you may still be signed in to this application. Sign out here, or close the browser. If this keeps happening, give your administrator the reference below."}
+		if le.SessionEnded {
+			pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
+		}
+		return pg.write(w)
+	}
+	return err
+}
+
+// endpointBase is the absolute URL of p's endpoints on this site, which
+// every idp.Provider method takes (docs/architecture.md, "Endpoints").
+func (rt *Route) endpointBase(o Origin, p *IdP) string {
+	return o.Site.URL(rt.PathPrefix + p.Protocol + "/" + p.Name + "/")
+}
+
+// serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
+func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, o Origin) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return httpError(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
+	}
+	p := rt.Default
+	name := r.URL.Query().Get("idp")
+	if name == "" && rt.Chooser {
+		return rt.chooser(w, r.URL.Query().Get("return_to"))
+	}
+	if name != "" {
+		if p = rt.provider(name); p == nil {
+			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
+				Message: "This site has no sign-in method by that name."}.write(w)
+		}
+	}
+	return rt.beginLogin(w, r, o, p, r.URL.Query().Get("return_to"))
+}
+
+func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, o Origin, p *IdP, returnTo string) error {
+	if !o.Vouched {
+		return rt.Unvouched(w, r, o)
+	}
+	returnTo = idp.LocalPath(returnTo)
+	if err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo); err != nil {
+		rt.Logger.Error("starting sign-in", zap.String("idp", p.Name), zap.Error(err))
+		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
+			Message: "The identity provider could not be reached. Try again in a moment.", Code: idp.ErrorCode(err, "idp_unavailable")}.write(w)
+	}
+	return nil
+}
+
+// serveCallback completes a sign-in: the provider verifies, signin maps,
+// provisions and starts the session in one transaction, and this turns the
+// outcome into a page or a redirect.
+func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, oldToken string) error {
+	ctx := r.Context()
+	a, returnTo, err := p.Provider.Callback(w, r, base)
+	if err != nil {
+		var le *idp.LoginError
+		if !errors.As(err, &le) {
+			le = &idp.LoginError{Code: "login_failed", Err: err}
+		}
+		run.Refusals.Record(ctx, p.Name, le, rt.clientIP(r))
+		if rt.Metrics != nil {
+			rt.Metrics.Login(p.Name, p.Protocol, "failed")
+		}
+		return signInFailedPage(le.Code).write(w)
+	}
+	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, oldToken)
+	if err != nil {
+		return rt.StoreUnavailable(w, true, msgSignInUnavailable, err)
+	}
+	switch {
+	case out.Replay != nil:
+		return signInFailedPage(out.Replay.Code).write(w)
+	case out.Denial != nil:
+		return denialPage(w, p, a, out)
+	}
+	setSessionCookie(w, o, out.Session.Token)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther)
+	return nil
+}
+
+func (rt *Route) clientIP(r *http.Request) string {
+	if rt.ClientIP != nil {
+		if ip := rt.ClientIP(r); ip != "" {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func signInFailedPage(code string) page {
+	return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
+		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
+		Code:    code}
+}
+
+// missingAttributesPage lists what the IdP must send and what it sent
+// (names only; an attribute that arrived empty is marked so), for the IdP
+// administrator. code is the denial's reason: missing_subject or
+// missing_attributes.
+func missingAttributesPage(p *IdP, a *idp.Assertion, code string, missing []string) page {
+	pg := page{Status: http.StatusForbidden, Title: "Your account could not be set up",
+		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping.",
+		Code:    code}
+	for _, name := range a.AttributeNames() {
+		pg.Received = append(pg.Received, pageAttribute{Name: name, Empty: a.First(name) == ""})
+	}
+	for _, m := range missing {
+		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.SignIn.Mapper.Expected(m)})
+	}
+	return pg
+}
+
+func denialPage(w http.ResponseWriter, p *IdP, a *idp.Assertion, out *signin.Outcome) error {
+	d := out.Denial
+	switch d.Reason {
+	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
+		pg := missingAttributesPage(p, a, d.Reason, d.Missing)
+		if out.Unmapped != nil && out.Unmapped.NameIDFormat != "" {
+			// The admin sees a NameID in their SAML tracer: say why it
+			// was not used.
+			pg.Message += " The SAML NameID it sent has the format " + out.Unmapped.NameIDFormat +
+				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
+		}
+		return pg.write(w)
+	}
+	// provision words the reason for the person signing in; the page adds
+	// only a title.
+	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason, Message: d.Message()}
+	if d.Reason == provision.ReasonPending {
+		pg.Title = "Waiting for approval"
+	}
+	return pg.write(w)
+}
+
+// idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
+// reads only the ID token; SAML the NameID and SessionIndex).
+func idpLogout(e *session.Ended) idp.LogoutInfo {
+	l := e.Session.Logout
+	return idp.LogoutInfo{Subject: l.Subject, SubjectFormat: l.SubjectFormat, SessionID: l.SessionID, IDToken: e.IDToken()}
+}
+
+// serveLogout: GET shows a confirmation button, POST signs out. Signing out
+// by POST only, from this origin, keeps other sites from logging users out.
+func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+	returnTo := idp.LocalPath(r.FormValue("return_to"))
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		pg := page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
+			Action: rt.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}
+		// The POST continues at the IdP of the browser's session (one this
+		// route names: another IdP's session is ended here only).
+		if id, _, err := rt.Session(r.Context(), run, tokens, true); err == nil {
+			if p := rt.provider(id.IdP); p != nil {
+				if o := p.Provider.LogoutOrigin(r.Context()); o != "" {
+					pg.FormTargets = []string{o}
+				}
+			}
+		}
+		return pg.write(w)
+	case http.MethodPost:
+	default:
+		return httpError(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))
+	}
+	if !sameOrigin(r, o) {
+		return page{Status: http.StatusForbidden, Title: "Sign-out refused",
+			Message: "The sign-out request did not come from this site.", Code: "cross_site_logout"}.write(w)
+	}
+	clearSessionCookie(w, o)
+	w.Header().Set("Cache-Control", "no-store")
+	// Every valid session among the cookies ends, whatever its IdP: the
+	// cookie is cleared either way. Only those are written to the store.
+	var ended *session.Ended
+	for _, t := range tokens {
+		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
+			if !errors.Is(err, session.ErrNoSession) {
+				return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+			}
+			continue
+		}
+		e, err := run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
+		if err != nil {
+			return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+		}
+		if ended == nil {
+			ended = e
+		}
+	}
+	// The IdP's own logout only for the route's IdPs, whose endpoints
+	// (where the IdP sends the browser back) are served here.
+	if ended != nil && o.Vouched {
+		if p := rt.provider(ended.Session.IdP); p != nil {
+			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
+			if err != nil {
+				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
+			}
+			if done {
+				return nil
+			}
+		}
+	}
+	return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
+}
+
+// sameOrigin refuses requests that a browser marks as coming from another
+// site. Non-browser clients send neither header and are let through: CSRF
+// needs a victim's browser.
+func sameOrigin(r *http.Request, o Origin) bool {
+	if origin := r.Header.Get("Origin"); origin != "" && origin != o.Site.String() {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return false
+}
+
+// whoami is the JSON view of the signed-in user, for front-end code and for
+// people checking what the gateway knows about them.
+type whoami struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	FirstName string    `json:"first_name"`
+	LastName  string    `json:"last_name"`
+	Groups    []string  `json:"groups"`
+	IdP       string    `json:"idp"`
+	Source    string    `json:"source"` // jit, scim or admin: how the user came to exist
+	Created   time.Time `json:"created"`
+	LastLogin time.Time `json:"last_login,omitzero"`
+	Expires   time.Time `json:"session_expires"`
+}
+
+func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	id, _, err := rt.Session(r.Context(), run, tokens, true)
+	if errors.Is(err, session.ErrNoSession) {
+		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
+	}
+	if err != nil {
+		return httpError(http.StatusInternalServerError, err)
+	}
+	var u *store.User
+	err = run.Store.View(r.Context(), func(tx store.Tx) error {
+		var err error
+		u, err = tx.User(id.UserID)
+		return err
+	})
+	if err != nil {
+		return httpError(http.StatusInternalServerError, fmt.Errorf("sso whoami: %w", err))
+	}
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return writeJSON(w, http.StatusOK, whoami{ID: u.ID, Email: u.Email, FirstName: u.FirstName,
+		LastName: u.LastName, Groups: groups, IdP: id.IdP, Source: u.Source, Created: u.Created.UTC(),
+		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC()})
+}
+
+// serveJWKS publishes the keys that verify the identity tokens.
+func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime) error {
+	keys, err := rt.Signer.Keyring(r.Context(), run.Store)
+	if err != nil {
+		return httpError(http.StatusInternalServerError, err)
+	}
+	b, err := keys.JWKS(r.Context())
+	if err != nil {
+		return httpError(http.StatusInternalServerError, err)
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, err = w.Write(b)
+	return err
+}
+
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) error { return writeJSON(w, status, v) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,55 @@
+package store
+
+import "time"
+
+// BatchSizer sizes the batches of background work (session sweeps,
+// last-seen flushes, Housekeep) so that each transaction takes about Target:
+// what a batch of a given size costs depends on the disk and on how the
+// store's pages lie, so the size follows the measured time instead of
+// being a constant. A sign-in that arrives during a batch waits for it, so
+// Target bounds that wait. The zero value is ready to use.
+type BatchSizer struct {
+	Target   time.Duration // 0: DefaultBatchTarget
+	Min, Max int           // 0: 8 and 1000
+	size     int
+}
+
+// DefaultBatchTarget is the time one background transaction aims at: well
+// below the 50 ms the write lock may be held (docs/operations.md).
+const DefaultBatchTarget = 15 * time.Millisecond
+
+func (b *BatchSizer) bounds() (time.Duration, int, int) {
+	target, lo, hi := b.Target, b.Min, b.Max
+	if target <= 0 {
+		target = DefaultBatchTarget
+	}
+	if lo <= 0 {
+		lo = 8
+	}
+	if hi <= 0 {
+		hi = 1000
+	}
+	return target, lo, max(hi, lo)
+}
+
+// Next returns the size of the next batch.
+func (b *BatchSizer) Next() int {
+	_, lo, hi := b.bounds()
+	if b.size == 0 {
+		b.size = lo * 4
+	}
+	return min(max(b.size, lo), hi)
+}
+
+// Took records how long a batch of the given size took, from the call of
+// Update to its return, and adjusts the next size: halved when it took over
+// Target, grown by a quarter when it took under half of it.
+func (b *BatchSizer) Took(size int, d time.Duration) {
+	target, lo, hi := b.bounds()
+	switch {
+	case d > target:
+		b.size = max(size/2, lo)
+	case d < target/2 && size >= b.Next():
+		b.size = min(size+max(size/4, 1), hi)
+	}
+}

@@ -1,0 +1,131 @@
+package bolt
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// checkOK fails the test unless Check finds the store consistent.
+func checkOK(t testing.TB, db *DB) {
+	t.Helper()
+	r, err := db.Check(context.Background())
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if !r.OK() {
+		t.Errorf("Check found problems in a consistent store:\n%s", strings.Join(r.Problems, "\n"))
+	}
+}
+
+// checkStore is a small store with one of everything.
+func checkStore(t *testing.T) *DB {
+	db := openTest(t)
+	u := &store.User{ID: "u1", Email: "a@x.io", UserName: "ada", IdP: "entra", ExternalID: "e1",
+		Links: []store.Link{{IdP: "entra", Subject: "s1"}}}
+	putUser(t, db, u)
+	putUser(t, db, &store.User{ID: "u2", Email: "b@x.io", IdP: "entra"})
+	update(t, db, func(tx store.Tx) error {
+		if err := tx.PutGroup(&store.Group{ID: "g1", IdP: "entra", DisplayName: "Ops", ExternalID: "ge", Members: []string{"u1"}}); err != nil {
+			return err
+		}
+		now := time.Now()
+		if err := tx.PutSession(&store.Session{Hash: "h1", UserID: "u1", IdP: "entra", Created: now, Expires: now.Add(time.Hour),
+			LastSeen: now, Logout: store.LogoutInfo{Subject: "s1", SessionID: "sid1"}}); err != nil {
+			return err
+		}
+		if err := tx.PutSessionTokens("h1", []byte("t")); err != nil {
+			return err
+		}
+		if _, err := tx.Consume("state", "x", now.Add(time.Hour)); err != nil {
+			return err
+		}
+		if err := tx.PutTombstone(&store.Tombstone{IdP: "entra", Subject: "gone"}); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Type: store.EventUserCreated, UserID: "u1"})
+	})
+	return db
+}
+
+func TestCheckFindsDamage(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(*bolt.Tx) error
+		want   string // in one of the problems
+	}{
+		{"link entry gone", func(b *bolt.Tx) error { return b.Bucket(bucketLinks).Delete(pair("entra", "s1")) }, "links: no link entry"},
+		{"email entry points elsewhere", func(b *bolt.Tx) error { return b.Bucket(bucketEmails).Put(emailKey("a@x.io"), []byte("u2")) }, "emails: entry"},
+		{"entry for a missing user", func(b *bolt.Tx) error { return b.Bucket(bucketUserNames).Put([]byte("ghost"), []byte("nobody")) }, "which does not exist"},
+		{"externalId entry for a value the user lacks", func(b *bolt.Tx) error {
+			return b.Bucket(bucketExternalIDs).Put(pair("entra", "other"), []byte("u1"))
+		}, "who does not have that value"},
+		{"user counter off", func(b *bolt.Tx) error { return b.Bucket(bucketCounts).Put(pair(countUsers, "entra"), u64(5)) }, "counts: users"},
+		{"session counter off", func(b *bolt.Tx) error { return b.Bucket(bucketCounts).Delete(pair(countSessions, "")) }, "counts: sessions"},
+		{"group name entry gone", func(b *bolt.Tx) error { return b.Bucket(bucketGroupNames).Delete(groupNameKey("entra", "Ops")) }, "group_names: no name entry"},
+		{"membership without member", func(b *bolt.Tx) error { return b.Bucket(bucketUserGroups).Put(pair("u2", "g1"), []byte("Ops")) }, "is not a member"},
+		{"session expiry entry gone", func(b *bolt.Tx) error {
+			k := b.Bucket(bucketSessionExpiry).Cursor()
+			key, _ := k.First()
+			return b.Bucket(bucketSessionExpiry).Delete(key)
+		}, "session_expiry: no entry"},
+		{"subject entry for a missing session", func(b *bolt.Tx) error {
+			return b.Bucket(bucketSessionSubjects).Put(pair("entra", string(pair("s1", "h9"))), []byte{})
+		}, "session_subjects: entry"},
+		{"tokens of a missing session", func(b *bolt.Tx) error { return b.Bucket(bucketSessionTokens).Put([]byte("h9"), []byte("t")) }, "session_tokens: entry for session"},
+		{"user record gone", func(b *bolt.Tx) error { return b.Bucket(bucketUsers).Delete([]byte("u2")) }, "idp_users"},
+		{"single-use ID without its expiry entry", func(b *bolt.Tx) error {
+			return b.Bucket(bucketConsumed).Put(pair("state", "y"), u64(encTime(time.Now())))
+		}, "consumed_until: no expiry entry"},
+		{"audit index entry for another user", func(b *bolt.Tx) error {
+			return b.Bucket(bucketAuditByUser).Put(append(pair("u2", ""), u64(1)...), []byte{})
+		}, "audit_by_user: entry"},
+		{"record does not decode", func(b *bolt.Tx) error { return b.Bucket(bucketSessions).Put([]byte("h2"), []byte("junk")) }, "does not decode"},
+		{"missing bucket", func(b *bolt.Tx) error { return b.DeleteBucket(bucketSessionIdle) }, "bucket session_idle is missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := checkStore(t)
+			checkOK(t, db)
+			if err := db.bdb.Update(tt.damage); err != nil {
+				t.Fatal(err)
+			}
+			r, err := db.Check(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), tt.want) {
+				t.Errorf("Check after damage: %q, want a problem with %q", r.Problems, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckCountsAndCancel(t *testing.T) {
+	db := checkStore(t)
+	r, err := db.Check(context.Background())
+	if err != nil || !r.OK() {
+		t.Fatalf("Check = %+v, %v", r, err)
+	}
+	if want := (store.Counts{Users: 2, Groups: 1, Sessions: 1, Tombstones: 1, AuditEvents: 1}); r.Records != want || r.Schema != SchemaVersion {
+		t.Errorf("Records = %+v, schema %d", r.Records, r.Schema)
+	}
+	update(t, db, func(tx store.Tx) error {
+		for i := range 20_000 {
+			if _, err := tx.Consume("state", string(rune('a'+i%26))+strings.Repeat("x", i%100)+string(rune(i)), time.Now().Add(time.Hour)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := db.Check(ctx); err == nil {
+		t.Error("Check ran to the end on a cancelled context")
+	}
+}

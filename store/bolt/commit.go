@@ -1,0 +1,169 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// Update's group commit. Every commit costs an fsync or two, which under a
+// burst of sign-ins is most of a sign-in's time; so concurrent Updates
+// share commits. There is no timer: the first caller to find no commit in
+// progress leads, runs every Update queued by then in one transaction and
+// commits it, and hands the lead to the first caller that queued meanwhile.
+// A lone Update therefore commits at once, and under load each commit
+// takes everything that arrived during the previous one (bbolt's own Batch
+// waits a fixed delay instead, which a lone sign-in pays in full).
+//
+// As with bbolt's Batch, fn may run more than once: when one fn of a batch
+// fails, the batch is rolled back, the others run again without it, and the
+// failed one then runs alone, so that its error is its own.
+
+// maxBatch bounds the Updates one commit takes, so that a commit (and the
+// write lock) is not held for long by a pile-up.
+const maxBatch = 256
+
+// call is one Update waiting for a commit.
+type call struct {
+	ctx  context.Context
+	fn   func(store.Tx) error
+	done chan result // buffered: at most one result is pending
+}
+
+// result answers a call: its error, or the order to lead the next batch.
+type result struct {
+	err  error
+	lead bool
+}
+
+// committer queues Updates for the leader.
+type committer struct {
+	mu      sync.Mutex
+	pending []*call
+	leading bool
+}
+
+// Update runs fn in a read-write transaction and commits when fn returns
+// nil, sharing the commit with concurrent Updates (see above); fn may then
+// run more than once (see the store package doc). An error from fn rolls
+// back everything fn did and is returned as it is; a failed commit is
+// returned wrapped, naming the file.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if db.readOnly {
+		return fmt.Errorf("bolt: update %s: opened read-only: %w", db.path, store.ErrReadOnly)
+	}
+	c := &call{ctx: ctx, fn: fn, done: make(chan result, 1)}
+	db.commit.mu.Lock()
+	db.commit.pending = append(db.commit.pending, c)
+	lead := !db.commit.leading
+	db.commit.leading = true
+	db.commit.mu.Unlock()
+	if !lead {
+		if r := <-c.done; !r.lead {
+			return r.err
+		}
+	}
+	db.lead()
+	return (<-c.done).err // c was first in the batch lead ran
+}
+
+// lead commits the pending calls (up to maxBatch) and passes the lead on.
+func (db *DB) lead() {
+	db.commit.mu.Lock()
+	n := min(len(db.commit.pending), maxBatch)
+	batch := db.commit.pending[:n:n]
+	db.commit.pending = db.commit.pending[n:]
+	db.commit.mu.Unlock()
+
+	db.commitBatch(batch)
+
+	db.commit.mu.Lock()
+	defer db.commit.mu.Unlock()
+	if len(db.commit.pending) == 0 {
+		db.commit.leading = false
+		db.commit.pending = nil
+		return
+	}
+	db.commit.pending[0].done <- result{lead: true}
+}
+
+// commitBatch runs the calls in one transaction. A call whose fn fails is
+// taken out, the rest run again, and it runs alone afterwards.
+func (db *DB) commitBatch(batch []*call) {
+	var failed []*call
+	for len(batch) > 0 {
+		bad, err := db.runTx(batch)
+		if bad < 0 {
+			for _, c := range batch {
+				c.done <- result{err: err}
+			}
+			break
+		}
+		failed = append(failed, batch[bad])
+		batch = append(batch[:bad:bad], batch[bad+1:]...)
+	}
+	for _, c := range failed {
+		_, err := db.runTx([]*call{c})
+		c.done <- result{err: err}
+	}
+}
+
+// runTx runs calls in one read-write transaction. When one fn fails it
+// rolls back and returns its index, and the fn's own error when it was the
+// only call. Otherwise it commits and returns -1 and the commit's error.
+// Calls whose context ended before their turn get the context's error and
+// write nothing.
+func (db *DB) runTx(calls []*call) (int, error) {
+	btx, err := db.bdb.Begin(true)
+	if err != nil {
+		return -1, fmt.Errorf("bolt: begin write to %s: %w", db.path, err)
+	}
+	start := time.Now()
+	for i, c := range calls {
+		if err := c.ctx.Err(); err != nil {
+			_ = btx.Rollback()
+			if len(calls) == 1 {
+				return 0, err
+			}
+			return i, err
+		}
+		if err := safeCall(c.fn, &tx{btx: btx, writable: true}); err != nil {
+			_ = btx.Rollback()
+			db.observe(time.Since(start))
+			if len(calls) == 1 {
+				return 0, err
+			}
+			return i, err
+		}
+	}
+	err = btx.Commit()
+	db.observe(time.Since(start))
+	if err != nil {
+		return -1, db.commitError(err)
+	}
+	return -1, nil
+}
+
+// safeCall turns a panic in fn into an error: the panicking goroutine may
+// be leading other callers' commit, and an HTTP server that recovers the
+// panic would otherwise leave the write lock held forever.
+func safeCall(fn func(store.Tx) error, t *tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bolt: panic in update: %v", p)
+		}
+	}()
+	return fn(t)
+}
+
+func (db *DB) observe(held time.Duration) {
+	if db.onWrite != nil {
+		db.onWrite(held)
+	}
+}

@@ -1,0 +1,166 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// queued reports how many Updates wait for the leader.
+func (db *DB) queued() int {
+	db.commit.mu.Lock()
+	defer db.commit.mu.Unlock()
+	return len(db.commit.pending)
+}
+
+// waitLeading waits until a commit is running and has taken its batch.
+func waitLeading(t *testing.T, db *DB) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.commit.mu.Lock()
+		leading := db.commit.leading && len(db.commit.pending) == 0
+		db.commit.mu.Unlock()
+		if leading {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no commit started")
+		}
+	}
+}
+
+// waitQueued waits until n Updates are queued behind the running commit.
+func waitQueued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); db.queued() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Updates queued, want %d", db.queued(), n)
+		}
+	}
+}
+
+// TestGroupCommit: Updates that arrive while a commit runs share the next
+// one, and a failing fn among them neither fails nor joins the others.
+func TestGroupCommit(t *testing.T) {
+	db := openTest(t)
+	before := commitID(t, db)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = db.Update(context.Background(), func(store.Tx) error { <-release; return nil })
+	})
+	waitLeading(t, db)
+	const n = 20
+	boom := errors.New("boom")
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = db.Update(context.Background(), func(tx store.Tx) error {
+				if err := tx.PutUser(&store.User{ID: fmt.Sprint("u", i)}); err != nil {
+					return err
+				}
+				if i == 7 {
+					return boom
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, db, n)
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if (i == 7) != errors.Is(err, boom) {
+			t.Errorf("Update %d: %v", i, err)
+		}
+	}
+	// The blocking one, the batch of 20 (rolled back once for the failing
+	// fn, which then ran alone and rolled back too): two commits.
+	if got := commitID(t, db) - before; got != 2 {
+		t.Errorf("%d commits, want 2", got)
+	}
+	view(t, db, func(tx store.Tx) error {
+		c, _ := tx.Counts()
+		if c.Users != n-1 {
+			t.Errorf("%d users, want %d", c.Users, n-1)
+		}
+		return nil
+	})
+}
+
+// A panic in fn becomes that Update's error; the write lock is released
+// and the Updates batched with it commit.
+func TestPanicInUpdate(t *testing.T) {
+	db := openTest(t)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = db.Update(context.Background(), func(store.Tx) error { <-release; return nil })
+	})
+	waitLeading(t, db)
+	var panicErr, okErr error
+	wg.Go(func() {
+		panicErr = db.Update(context.Background(), func(store.Tx) error { panic("fn bug") })
+	})
+	wg.Go(func() {
+		okErr = db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(&store.User{ID: "ok"}) })
+	})
+	waitQueued(t, db, 2)
+	close(release)
+	wg.Wait()
+	if panicErr == nil || !strings.Contains(panicErr.Error(), "fn bug") || okErr != nil {
+		t.Errorf("panicking Update: %v; its neighbour: %v", panicErr, okErr)
+	}
+	update(t, db, func(tx store.Tx) error { _, err := tx.User("ok"); return err })
+}
+
+// An Update whose context ends while it waits in the queue writes nothing.
+func TestCancelledWhileQueued(t *testing.T) {
+	db := openTest(t)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = db.Update(context.Background(), func(store.Tx) error { <-release; return nil })
+	})
+	waitLeading(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	var err error
+	ran := false
+	wg.Go(func() {
+		err = db.Update(ctx, func(tx store.Tx) error { ran = true; return tx.PutUser(&store.User{ID: "late"}) })
+	})
+	waitQueued(t, db, 1)
+	cancel()
+	close(release)
+	wg.Wait()
+	if !errors.Is(err, context.Canceled) || ran {
+		t.Errorf("cancelled Update: %v, ran %v", err, ran)
+	}
+}
+
+// OnWrite sees every write transaction and how long it held the lock.
+func TestOnWrite(t *testing.T) {
+	var mu sync.Mutex
+	var held []time.Duration
+	db, err := Open(t.TempDir()+"/sso.db", Options{OnWrite: func(d time.Duration) {
+		mu.Lock()
+		held = append(held, d)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	update(t, db, func(store.Tx) error { time.Sleep(20 * time.Millisecond); return nil })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(held) != 1 || held[0] < 20*time.Millisecond {
+		t.Errorf("OnWrite saw %v", held)
+	}
+}

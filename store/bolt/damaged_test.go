@@ -1,0 +1,116 @@
+package bolt
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// TestDamagedFileIsRefused: Open refuses a damaged file with an error that
+// names the file and the way out, leaves the file as it was, and neither
+// crashes (bbolt itself would fault reading past a truncated file's end)
+// nor starts a new store in its place.
+func TestDamagedFileIsRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		want   error
+		says   string
+	}{
+		{"truncated to half", func(t *testing.T, path string) { truncate(t, path, 0.5) }, ErrDamaged, "truncated"},
+		{"truncated to one page", func(t *testing.T, path string) { must(t, os.Truncate(path, 4096)) }, ErrDamaged, "truncated"},
+		{"empty", func(t *testing.T, path string) { must(t, os.Truncate(path, 0)) }, ErrDamaged, "empty"},
+		{"not a bbolt file", func(t *testing.T, path string) {
+			must(t, os.WriteFile(path, bytes.Repeat([]byte("not a database\n"), 2000), 0o600))
+		}, ErrDamaged, "not a bbolt database"},
+		{"both headers garbled", func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			must(t, err)
+			defer f.Close()
+			for _, off := range []int64{16 + 20, 4096 + 16 + 20} {
+				_, err := f.WriteAt([]byte{0xff, 0xee, 0xdd}, off)
+				must(t, err)
+			}
+		}, ErrDamaged, "garbled"},
+		{"future schema", func(t *testing.T, path string) {
+			withBolt(t, path, func(btx *bolt.Tx) error {
+				return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))
+			})
+		}, ErrNewerSchema, "upgrade caddy-sso"},
+		{"another program's bbolt file", func(t *testing.T, path string) {
+			must(t, os.Remove(path))
+			withBolt(t, path, func(btx *bolt.Tx) error { _, err := btx.CreateBucket([]byte("etcd")); return err })
+		}, ErrNotStore, "not a caddy-sso store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sso.db")
+			db, err := Open(path, Options{})
+			must(t, err)
+			putUser(t, db, &store.User{ID: "u", Email: "a@x.io"})
+			update(t, db, func(tx store.Tx) error {
+				for i := range 2000 {
+					if err := tx.Audit(store.Event{Type: store.EventLoginFailed, Reason: strings.Repeat("x", 100)}); err != nil {
+						return err
+					}
+					_ = i
+				}
+				return nil
+			})
+			must(t, db.Close())
+			tt.damage(t, path)
+			before, err := os.ReadFile(path)
+			must(t, err)
+			for _, ro := range []bool{false, true} {
+				db, err := Open(path, Options{ReadOnly: ro})
+				if err == nil {
+					db.Close()
+					t.Fatalf("read-only %v: Open of a damaged file succeeded", ro)
+				}
+				if !errors.Is(err, tt.want) {
+					t.Errorf("read-only %v: Open = %v, want %v", ro, err, tt.want)
+				}
+				for _, s := range []string{path, tt.says, "caddy sso restore"} {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not say %q", err, s)
+					}
+				}
+			}
+			after, err := os.ReadFile(path)
+			must(t, err)
+			if !bytes.Equal(before, after) {
+				t.Error("Open changed the damaged file")
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncate(t *testing.T, path string, frac float64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	must(t, err)
+	must(t, os.Truncate(path, int64(float64(fi.Size())*frac)))
+}
+
+func withBolt(t *testing.T, path string, fn func(*bolt.Tx) error) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	must(t, err)
+	defer bdb.Close()
+	must(t, bdb.Update(fn))
+}

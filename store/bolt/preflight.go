@@ -1,0 +1,149 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// ErrDamaged: the file is not a whole bbolt database (truncated, a foreign
+// or garbled header). Open refuses it rather than let bbolt read past its
+// end, which kills the process, or start a new store in its place.
+var ErrDamaged = errors.New("store file is damaged")
+
+// restoreHint ends every message about a store that cannot be used as it is.
+const restoreHint = "restore a backup with `caddy sso restore`"
+
+// bbolt's file header: two meta pages, each a 16-byte page header then
+// magic, version, pageSize, flags (4 bytes each), root bucket (16),
+// freelist page, high-water page ID, transaction ID (8 each), and an
+// FNV-64a checksum of the 56 bytes before it. Written in the machine's
+// byte order, which is little-endian on every platform Caddy ships for.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	pageHeaderSize = 16
+	metaSumOffset  = 56
+)
+
+type boltMeta struct {
+	pageSize     uint32
+	highWater    uint64 // pages in use: the file must reach highWater*pageSize
+	txid         uint64
+	magic, valid bool
+}
+
+func readMeta(b []byte) boltMeta {
+	if len(b) < pageHeaderSize+metaSumOffset+8 {
+		return boltMeta{}
+	}
+	m := b[pageHeaderSize:]
+	le := binary.LittleEndian
+	h := fnv.New64a()
+	_, _ = h.Write(m[:metaSumOffset])
+	return boltMeta{
+		pageSize:  le.Uint32(m[8:]),
+		highWater: le.Uint64(m[40:]),
+		txid:      le.Uint64(m[48:]),
+		magic:     le.Uint32(m[0:]) == boltMagic,
+		valid: le.Uint32(m[0:]) == boltMagic && le.Uint32(m[4:]) == boltVersion &&
+			le.Uint64(m[metaSumOffset:]) == h.Sum64(),
+	}
+}
+
+// dataSize is where the data of a sound bbolt file ends.
+func dataSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	head := make([]byte, 2*64<<10)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, err
+	}
+	m := newestMeta(head[:n])
+	if !m.valid {
+		return 0, errors.New("no valid bbolt header")
+	}
+	return int64(m.highWater) * int64(m.pageSize), nil
+}
+
+// newestMeta reads both copies of the header and returns the valid one of
+// the later transaction (or, when neither is valid, the first).
+func newestMeta(head []byte) boltMeta {
+	first := readMeta(head)
+	var second boltMeta
+	for _, ps := range []uint32{first.pageSize, 4096} {
+		if ps >= 1024 && ps <= 64<<10 && int(2*ps) <= len(head) {
+			if second = readMeta(head[ps:]); second.valid {
+				break
+			}
+		}
+	}
+	if !first.valid && second.valid || second.valid && second.txid > first.txid {
+		return second
+	}
+	first.magic = first.magic || second.magic
+	return first
+}
+
+// preflight checks an existing store file before bbolt maps it: it must
+// have a valid header whose data fits in the file. A missing file is fine
+// (Open creates it).
+func preflight(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return openError(path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return openError(path, err)
+	}
+	damaged := func(format string, args ...any) error {
+		return fmt.Errorf("bolt: store %s is damaged: %s; %s, or move the file away to start an empty store: %w",
+			path, fmt.Sprintf(format, args...), restoreHint, ErrDamaged)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return damaged("the file is empty (a store always has a header)")
+	}
+	head := make([]byte, 2*64<<10) // two meta pages of the largest page size
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return openError(path, err)
+	}
+	m := newestMeta(head[:n])
+	switch {
+	case !m.valid && !m.magic:
+		return damaged("it is not a bbolt database (no bbolt header)")
+	case !m.valid:
+		return damaged("both copies of its bbolt header are garbled")
+	case uint64(size) < m.highWater*uint64(m.pageSize):
+		return damaged("it is %d bytes, but its data reaches byte %d: it was truncated", size, m.highWater*uint64(m.pageSize))
+	}
+	return nil
+}
+
+// openError words a failure to open the file by its cause.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("bolt: open store %s: it is on a read-only file system; Caddy needs to write its store (or open it read-only for inspection): %w", path, err)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("bolt: open store %s: permission denied; the user Caddy runs as needs read and write access to the file and its directory: %w", path, err)
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("bolt: open store %s: the disk is full: %w", path, err)
+	}
+	return fmt.Errorf("bolt: open store %s: %w", path, err)
+}

@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
+)
+
+func TestHousekeep(t *testing.T) {
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	err = db.Update(ctx, func(tx store.Tx) error {
+		for i := range 25 {
+			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-time.Minute)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Consume("state", "live", now.Add(time.Minute)); err != nil {
+			return err
+		}
+		for i := range 23 { // one a day: 23 days up to yesterday
+			if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, Time: now.Add(-time.Duration(23-i) * 24 * time.Hour)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := storetest.NewCounting(db)
+	stats, err := store.Housekeep(ctx, counting, now, store.HousekeepOptions{AuditRetention: 10 * 24 * time.Hour, Batch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 25 IDs in 3 transactions (10, 10, 5); events older than 10 days:
+	// 13 of them, in 2 (10, 3).
+	want := store.HousekeepStats{Consumed: 25, AuditEvents: 13, Transactions: 5}
+	if stats != want || counting.Commits() != 5 {
+		t.Errorf("Housekeep = %+v in %d commits, want %+v", stats, counting.Commits(), want)
+	}
+	_ = db.View(ctx, func(tx store.Tx) error {
+		c, _ := tx.Counts()
+		if c.AuditEvents != 10 {
+			t.Errorf("%d audit events left, want 10", c.AuditEvents)
+		}
+		return nil
+	})
+	// Zero retention keeps every event.
+	stats, err = store.Housekeep(ctx, db, now.Add(365*24*time.Hour), store.HousekeepOptions{})
+	if err != nil || stats.AuditEvents != 0 || stats.Consumed != 1 {
+		t.Errorf("Housekeep without retention = %+v, %v", stats, err)
+	}
+	// A cancelled context stops it.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := store.Housekeep(cctx, db, now, store.HousekeepOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Housekeep on a cancelled context: %v", err)
+	}
+}
