@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -28,6 +29,9 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (s
 	if err != nil {
 		return nil, "", err
 	}
+	if spec.OnWrite == nil {
+		spec.OnWrite = slowWrites(spec, logger)
+	}
 	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, err := backend.Open(ctx, spec, logger)
 		if err != nil {
@@ -46,4 +50,19 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (s
 func releaseStore(key string) error {
 	_, err := storePool.Delete(key)
 	return err
+}
+
+// slowWriteThreshold is the write-lock hold a store write is logged at:
+// every sign-in and SCIM write queued behind it waits that long.
+const slowWriteThreshold = 100 * time.Millisecond
+
+// slowWrites logs each write transaction that held the store's write lock
+// for slowWriteThreshold or longer (docs/operations.md, "Limits and
+// behaviour under failure").
+func slowWrites(spec backend.Spec, logger *zap.Logger) func(held time.Duration) {
+	return func(held time.Duration) {
+		if held >= slowWriteThreshold {
+			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec), zap.Duration("held", held))
+		}
+	}
 }

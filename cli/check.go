@@ -1,30 +1,48 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/check"
+	"github.com/caddy-sso/caddy-sso/store/backend"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 func checkCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Checks each IdP of a config and prints the values to enter at the IdP",
+		Short: "Checks each IdP of a config, or with --store the integrity of a store file",
 		Long: `Adapts the config (--config, --adapter, as caddy validate), then for each
 identity provider fetches the OIDC discovery document and JWKS, or loads and
 parses the SAML metadata (warning on signing certificates that expire within
 30 days), and prints the values the IdP administrator must enter: redirect
 URI or ACS URL, entity ID, metadata URL and the claims to map, per site that
-uses the IdP. Exits non-zero when anything is an error.`,
+uses the IdP. Exits non-zero when anything is an error.
+
+With --store FILE it checks a store file instead: it opens it read-only and
+verifies that every index entry points at a record holding the value it is
+keyed on, that every record has its index entries, and that the counters
+match the records. It changes nothing. It exits non-zero, listing what is
+wrong, when the file is damaged or inconsistent. Caddy must not be running
+on the file; check a backup (caddy sso backup) of a running instance.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			config, _ := c.Flags().GetString("config")
+			if path, _ := c.Flags().GetString("store"); path != "" {
+				if config != "" {
+					return errors.New("give --config (check the IdPs of a config) or --store (check a store file), not both")
+				}
+				return checkStore(c, path)
+			}
 			adapter, _ := c.Flags().GetString("adapter")
 			timeout, _ := c.Flags().GetDuration("timeout")
 			cfg, file, _, err := caddycmd.LoadConfig(config, adapter)
@@ -55,4 +73,85 @@ uses the IdP. Exits non-zero when anything is an error.`,
 	}
 	cmd.Flags().Duration("timeout", 10*time.Second, "Timeout of each request to an IdP")
 	return cmd
+}
+
+// storeCheck is what `caddy sso check --store` reports (--json).
+type storeCheck struct {
+	Store    string   `json:"store"`
+	Schema   int      `json:"schema"`
+	Users    int      `json:"users"`
+	Groups   int      `json:"groups"`
+	Sessions int      `json:"sessions"`
+	Events   int      `json:"audit_events"`
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+	// More counts problems beyond those listed.
+	More int `json:"more_problems,omitempty"`
+}
+
+// checkStore runs the store's integrity check (bolt.DB.Check) on a file
+// no Caddy holds, read-only. A file that does not open (damaged, a newer
+// schema, locked) is an error naming the file and what to do, as Open
+// words it.
+func checkStore(c *cobra.Command, path string) error {
+	r, err := checkGuarded(c.Context(), path)
+	if err != nil {
+		return err
+	}
+	sc := storeCheck{Store: path, Schema: r.Schema, Users: r.Records.Users, Groups: r.Records.Groups,
+		Sessions: r.Records.Sessions, Events: r.Records.AuditEvents, OK: r.OK(), Problems: r.Problems, More: r.More}
+	if asJSON(c) {
+		err = printJSON(c, sc)
+	} else {
+		err = sc.print(c.OutOrStdout())
+	}
+	if err != nil {
+		return err
+	}
+	if !sc.OK {
+		return fmt.Errorf("store %s is inconsistent: %d problem(s); restore a backup with `caddy sso restore`", path, len(sc.Problems)+sc.More)
+	}
+	return nil
+}
+
+// checkGuarded opens the file read-only and runs its check, turning a
+// fault on a garbled page into an error: bbolt trusts the page pointers
+// it follows, and a damaged file can make it find a page of the wrong
+// type or read past its mapping, which would otherwise crash the command
+// instead of reporting the damage.
+func checkGuarded(ctx context.Context, path string) (r *bolt.CheckReport, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("store %s is damaged: reading it failed (%v); restore a backup with `caddy sso restore`", path, p)
+		}
+	}()
+	st, err := openOfflineSpec(ctx, backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.(*bolt.DB).Check(ctx)
+}
+
+func (sc storeCheck) print(w io.Writer) error {
+	var err error
+	p := func(format string, args ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, args...)
+		}
+	}
+	p("Store %s (schema %d): %d user(s), %d group(s), %d session(s), %d audit event(s)\n",
+		sc.Store, sc.Schema, sc.Users, sc.Groups, sc.Sessions, sc.Events)
+	if sc.OK {
+		p("✓ every index entry points at its record, every record has its index entries, the counters match\n")
+		return err
+	}
+	for _, pr := range sc.Problems {
+		p("✗ %s\n", pr)
+	}
+	if sc.More > 0 {
+		p("✗ … and %d more\n", sc.More)
+	}
+	return err
 }

@@ -237,7 +237,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		// with the sign-in: its cookie is about to be replaced.
 		_, oldToken, err := rt.Session(r.Context(), run, tokens, false)
 		if err != nil && !errors.Is(err, session.ErrNoSession) {
-			return rt.StoreUnavailable(w, true, msgSignInUnavailable, err)
+			return rt.signInNotSaved(w, p, err)
 		}
 		if oldToken == "" && len(tokens) > 0 {
 			oldToken = tokens[0] // perhaps expired, still stored
@@ -318,7 +318,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, oldToken)
 	if err != nil {
-		return rt.StoreUnavailable(w, true, msgSignInUnavailable, err)
+		return rt.signInNotSaved(w, p, err)
 	}
 	switch {
 	case out.Replay != nil:
@@ -343,6 +343,19 @@ func (rt *Route) clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// signInNotSaved answers a sign-in the IdP vouched for but the store could
+// not record (a full disk, a read-only or failing file system, a database
+// that is away): nothing of it was kept, so the person may simply try
+// again later. The log line carries the store's error, which names the
+// store and the cause.
+func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
+	rt.Logger.Error("sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
+	w.Header().Set("Retry-After", StoreRetryAfter)
+	return page{Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable",
+		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below.",
+		Code:    CodeStoreUnavailable}.write(w)
 }
 
 func signInFailedPage(code string) page {

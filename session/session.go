@@ -665,18 +665,20 @@ func (m *Manager) apply(inv store.Invalidation) {
 	}
 }
 
+// touch is a last-seen time to write.
+type touch struct {
+	e    *entry // nil for an evicted session
+	hash tokenHash
+	from int64 // stored last-seen
+	at   int64
+}
+
 // Flush writes the last-seen times that moved by at least TouchInterval
 // (all of them when final is true), in batches a store.BatchSizer keeps to
 // a few milliseconds each, in the order of their stored last-seen time
 // (which is the order of the store's idle index, so each batch moves
 // neighbouring index entries).
 func (m *Manager) Flush(ctx context.Context, final bool) error {
-	type touch struct {
-		e    *entry // nil for an evicted session
-		hash tokenHash
-		from int64 // stored last-seen
-		at   int64
-	}
 	var touches []touch
 	m.mu.Lock()
 	for hash, e := range m.entries {
@@ -707,14 +709,7 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
 		sizer.Took(len(chunk), time.Since(start))
 		if err != nil {
-			// Keep what was not written for the next Flush.
-			m.mu.Lock()
-			for _, t := range append(chunk, touches...) {
-				if t.e == nil {
-					m.evicted[t.hash] = max(m.evicted[t.hash], t.at)
-				}
-			}
-			m.mu.Unlock()
+			m.keepEvicted(append(chunk, touches...))
 			return fmt.Errorf("session: flush last seen: %w", err)
 		}
 		for _, t := range chunk {
@@ -722,8 +717,26 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 				t.e.stored.Store(max(t.e.stored.Load(), t.at))
 			}
 		}
+		if len(touches) > 0 && !final {
+			if err := sizer.Rest(ctx); err != nil {
+				m.keepEvicted(touches)
+				return fmt.Errorf("session: flush last seen: %w", err)
+			}
+		}
 	}
 	return nil
+}
+
+// keepEvicted holds on to the last-seen times of dropped sessions that a
+// Flush did not get to write.
+func (m *Manager) keepEvicted(touches []touch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range touches {
+		if t.e == nil {
+			m.evicted[t.hash] = max(m.evicted[t.hash], t.at)
+		}
+	}
 }
 
 // Sweep deletes expired sessions from the store and the cache, in batches a
@@ -749,6 +762,9 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		total += len(hashes)
 		if len(hashes) < limit {
 			return total, nil
+		}
+		if err := sizer.Rest(ctx); err != nil {
+			return total, fmt.Errorf("session: sweep: %w", err)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // BatchSizer sizes the batches of background work (session sweeps,
 // last-seen flushes, Housekeep) so that each transaction takes about Target:
@@ -12,6 +15,7 @@ type BatchSizer struct {
 	Target   time.Duration // 0: DefaultBatchTarget
 	Min, Max int           // 0: 8 and 1000
 	size     int
+	last     time.Duration
 }
 
 // DefaultBatchTarget is the time one background transaction aims at: well
@@ -45,11 +49,26 @@ func (b *BatchSizer) Next() int {
 // Update to its return, and adjusts the next size: halved when it took over
 // Target, grown by a quarter when it took under half of it.
 func (b *BatchSizer) Took(size int, d time.Duration) {
+	b.last = d
 	target, lo, hi := b.bounds()
 	switch {
 	case d > target:
 		b.size = max(size/2, lo)
 	case d < target/2 && size >= b.Next():
 		b.size = min(size+max(size/4, 1), hi)
+	}
+}
+
+// Rest waits as long as the last batch took (at most a second), or until
+// ctx ends: background work then has the disk at most half the time, and
+// sign-ins commit between its batches instead of behind them.
+func (b *BatchSizer) Rest(ctx context.Context) error {
+	t := time.NewTimer(min(b.last, time.Second))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

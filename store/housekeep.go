@@ -64,6 +64,9 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			if n < limit {
 				return nil
 			}
+			if err := sizer.Rest(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	err := loop("single-use IDs", func(tx Tx, limit int) (int, error) { return tx.PruneConsumed(now, limit) }, &stats.Consumed)

@@ -185,6 +185,7 @@ func (p *Provider) loadMetadata(ctx context.Context) error {
 }
 
 func (p *Provider) loadLocked(ctx context.Context) error {
+	defer p.loads.Add(1)
 	now := p.cfg.Now()
 	p.lastAttempt = now
 	data, src, err := p.readSource(ctx)
@@ -271,12 +272,17 @@ func (p *Provider) metadata(ctx context.Context) (*idpMetadata, error) {
 	if md := p.md.Load(); md != nil {
 		return md, nil
 	}
+	loadsBefore := p.loads.Load()
 	p.fetchMu.Lock()
 	defer p.fetchMu.Unlock()
 	if md := p.md.Load(); md != nil {
 		return md, nil
 	}
-	if !p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
+	// A load that ended while this request waited for it (the one Start
+	// began, say) is this request's answer: trying again at once would
+	// make the person wait twice as long for the same outage.
+	if p.loads.Load() != loadsBefore ||
+		!p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
 		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, p.lastErr))
 	}
 	if err := p.loadLocked(ctx); err != nil {

@@ -114,7 +114,10 @@ const (
 	MaxClockSkew           = 3 * time.Minute
 	DefaultMaxResponseSize = 256 << 10
 	DefaultLoginTimeout    = 10 * time.Minute
-	defaultHTTPTimeout     = 30 * time.Second
+	// defaultHTTPTimeout bounds a metadata fetch: a sign-in that finds no
+	// metadata yet waits for one, so it is the longest a person waits
+	// on an IdP that does not answer (as idp/oidc's).
+	defaultHTTPTimeout = 10 * time.Second
 	// maxMetadataSize caps IdP metadata documents. Single-IdP metadata is a
 	// few tens of kilobytes; federation aggregates are not supported.
 	maxMetadataSize = 8 << 20
@@ -235,6 +238,9 @@ type Provider struct {
 	lastAttempt time.Time
 	lastErr     error
 	lastForced  time.Time
+	// loads counts finished loads, so that a request that waited for one
+	// takes its outcome (see metadata).
+	loads atomic.Uint64
 	// minRetry is the least time between request-triggered loads and the
 	// shortest refresh delay; tests shorten it.
 	minRetry time.Duration
@@ -261,7 +267,7 @@ func New(cfg Config) (*Provider, error) {
 		cfg:      cfg,
 		keys:     cfg.SPKeys,
 		log:      cfg.Logger.With(zap.String("idp", cfg.Name)), // every line names the IdP, once
-		minRetry: 30 * time.Second,
+		minRetry: 10 * time.Second,                             // as idp/oidc retries a failed discovery
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}

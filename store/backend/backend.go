@@ -45,6 +45,9 @@ type Spec struct {
 	// LockTimeout bounds the wait for a bbolt file's lock; 0 takes bolt's
 	// default.
 	LockTimeout time.Duration
+	// OnWrite, when set, is told how long each write transaction held a
+	// bbolt file's write lock (bolt.Options.OnWrite).
+	OnWrite func(held time.Duration)
 }
 
 // Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", or a
@@ -98,7 +101,7 @@ func (s Spec) Key() (string, error) {
 func Open(ctx context.Context, s Spec, logger *zap.Logger) (store.Store, error) {
 	switch s.Backend {
 	case Bolt:
-		return bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout})
+		return bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite})
 	case Postgres:
 		return postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
 			StatementTimeout: s.StatementTimeout, Logger: logger})

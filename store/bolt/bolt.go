@@ -228,7 +228,22 @@ func Open(path string, opts Options) (*DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
-		// FREELIST: see freelistDecision.
+		// bbolt's default writes the whole list of free pages at every
+		// commit (8 bytes a page, and the hashmap list sorts it first),
+		// so commits slow down as sweeps leave pages free. Keeping the
+		// list in memory only (NoFreelistSync, as etcd runs bbolt) makes
+		// a commit's cost independent of them; Close writes the list so
+		// that the next start reads it instead of reading every page to
+		// rebuild it. Measured with bench/storeload on a 1M-user,
+		// 4.4 GiB store with 505,000 free pages (2 GiB), one sign-in at a
+		// time: list written at each commit p50 55-76 ms, p99 195-376 ms;
+		// in memory p50 3.9-6.0 ms, p99 27-56 ms; start-up (Open and the
+		// first write) 150-290 ms either way. With 16,000 free pages the
+		// two are within noise (p50 4-8 ms). The price: after a crash no
+		// list was written, and the first write rebuilds it by reading
+		// the file: 50-116 s from a cold page cache, 5-8 s warm, at
+		// 4.4 GiB; reads are served meanwhile, writes wait. The hashmap
+		// list keeps allocation cheap however fragmented the file is.
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: !opts.SyncFreelist,
 	})
@@ -394,7 +409,7 @@ func (db *DB) Sync() error {
 // Path returns the file the store lives in.
 func (db *DB) Path() string { return db.path }
 
-// Close writes the free-page list (see freelistDecision), then releases
+// Close writes the free-page list (see Open), then releases
 // the file and its lock. Updates must have ended.
 func (db *DB) Close() error {
 	var err error

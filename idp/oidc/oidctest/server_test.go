@@ -315,3 +315,45 @@ func TestUnavailableAndConcurrency(t *testing.T) {
 		t.Errorf("%d requests counted, want 9", n)
 	}
 }
+
+// TestPartialOutageAndStall: one endpoint down leaves the others up; a
+// stalled endpoint answers only after release, and a client that gives up
+// is let go.
+func TestPartialOutageAndStall(t *testing.T) {
+	s := start(t)
+	status := func(c *http.Client, path string) int {
+		resp, err := c.Get(s.Issuer + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	s.SetUnavailable(true, oidctest.PathJWKS)
+	if got, disc := status(http.DefaultClient, oidctest.PathJWKS), status(http.DefaultClient, oidctest.PathDiscovery); got != http.StatusServiceUnavailable || disc != http.StatusOK {
+		t.Fatalf("JWKS down: jwks %d, discovery %d", got, disc)
+	}
+	s.SetUnavailable(false)
+	if got := status(http.DefaultClient, oidctest.PathJWKS); got != http.StatusOK {
+		t.Fatalf("JWKS after the outage: %d", got)
+	}
+
+	release := s.Stall(oidctest.PathJWKS)
+	if got := status(&http.Client{Timeout: 200 * time.Millisecond}, oidctest.PathJWKS); got != 0 {
+		t.Fatalf("stalled JWKS answered %d", got)
+	}
+	if got := status(http.DefaultClient, oidctest.PathDiscovery); got != http.StatusOK {
+		t.Fatalf("discovery during a JWKS stall: %d", got)
+	}
+	answered := make(chan int)
+	go func() { answered <- status(http.DefaultClient, oidctest.PathJWKS) }()
+	select {
+	case got := <-answered:
+		t.Fatalf("stalled JWKS answered %d before release", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	if got := <-answered; got != http.StatusOK {
+		t.Fatalf("JWKS after release: %d", got)
+	}
+}

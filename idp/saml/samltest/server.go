@@ -118,6 +118,8 @@ type Server struct {
 	encrypter     xmlenc.Encrypter
 	validFor      time.Duration
 	down          bool
+	downAt        map[string]bool          // endpoints answering 503 (SetUnavailable with paths)
+	stalls        map[string]chan struct{} // endpoint ("" for all) -> closed on release (Stall)
 	requests      map[string]int
 	hint          string
 }
@@ -352,11 +354,82 @@ func (s *Server) SetLoginHint(hint string) {
 	s.hint = hint
 }
 
-// SetUnavailable makes every endpoint answer 503, as an IdP outage would.
-func (s *Server) SetUnavailable(down bool) {
+// SetUnavailable makes every endpoint, or only the endpoints named (Path*
+// constants), answer 503, as an IdP outage would. SetUnavailable(false)
+// with no paths ends every outage.
+func (s *Server) SetUnavailable(down bool, paths ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.down = down
+	if len(paths) == 0 {
+		s.down = down
+		if !down {
+			s.downAt = nil
+		}
+		return
+	}
+	if s.downAt == nil {
+		s.downAt = map[string]bool{}
+	}
+	for _, p := range paths {
+		s.downAt[p] = down
+	}
+}
+
+// Stall makes requests to the endpoints named (Path* constants; every
+// endpoint when none is named) wait without an answer, as an overloaded
+// IdP that accepts connections and never responds does, until release is
+// called or the client gives up. Requests already waiting are released
+// too.
+func (s *Server) Stall(paths ...string) (release func()) {
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	ch := make(chan struct{})
+	s.mu.Lock()
+	if s.stalls == nil {
+		s.stalls = map[string]chan struct{}{}
+	}
+	for _, p := range paths {
+		s.stalls[p] = ch
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			for _, p := range paths {
+				if s.stalls[p] == ch {
+					delete(s.stalls, p)
+				}
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// degraded applies SetUnavailable and Stall to a request for path; it
+// reports whether the request was answered (or abandoned) here.
+func (s *Server) degraded(w http.ResponseWriter, r *http.Request, path string) bool {
+	s.mu.Lock()
+	down := s.down || s.downAt[path]
+	stall := s.stalls[path]
+	if stall == nil {
+		stall = s.stalls[""]
+	}
+	s.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	if down {
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return true
+	}
+	return false
 }
 
 // SetLogger sends crewjam's IdP log lines to w (discarded by default).
@@ -420,10 +493,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.requests[path]++
-	down := s.down
 	s.mu.Unlock()
-	if down {
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+	if s.degraded(w, r, path) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -1,0 +1,142 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+)
+
+// TestCLICheckStore: `caddy sso check --store` passes a store a real Caddy
+// wrote, refuses one a running Caddy holds, and on damaged copies exits
+// non-zero naming what is wrong, without changing the file.
+func TestCLICheckStore(t *testing.T) {
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	caddytest.UpstreamSaw(t, caddytest.NewBrowser(t).SignIn(w.GW.Base+"/", "ada", "ada-pw"))
+	ada := caddytest.UserBySubject(t, "sub-ada")
+	caddytest.AddUsers(t, 3, "other.example")
+	good := w.GW.StorePath()
+	if out, err := cli(context.Background(), "check", "--store", good); err == nil || !strings.Contains(err.Error(), "in use by a running Caddy") {
+		t.Errorf("check of a running store: %v\n%s", err, out)
+	}
+	w.GW.Stop()
+
+	out := mustCLI(t, "check", "--store", good)
+	for _, want := range []string{good, "4 user(s)", "1 session(s)", "✓"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check of a sound store lacks %q:\n%s", want, out)
+		}
+	}
+	var report struct {
+		OK    bool
+		Users int
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "check", "--store", good, "--json")), &report); err != nil || !report.OK || report.Users != 4 {
+		t.Errorf("check --json = %+v (%v)", report, err)
+	}
+
+	if _, err := cli(context.Background(), "check", "--store", good, "--config", "Caddyfile"); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("check with --store and --config: %v", err)
+	}
+
+	// edit copies the sound store and changes it with raw bbolt writes,
+	// as a bug or a bad restore could.
+	edit := func(t *testing.T, fn func(tx *bbolt.Tx) error) string {
+		t.Helper()
+		path := copyFile(t, good)
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct {
+		name string
+		file func(t *testing.T) string
+		want []string
+	}{
+		{"record deleted under its indexes", func(t *testing.T) string {
+			return edit(t, func(tx *bbolt.Tx) error { return tx.Bucket([]byte("users")).Delete([]byte(ada.ID)) })
+		}, []string{"points at user \"" + ada.ID + "\", which does not exist", "belongs to user " + ada.ID + ", who does not exist"}},
+		{"index entry without its record", func(t *testing.T) string {
+			return edit(t, func(tx *bbolt.Tx) error {
+				return tx.Bucket([]byte("emails")).Put([]byte("ghost@example.com"), []byte("no-such-user"))
+			})
+		}, []string{`emails: entry "ghost@example.com" points at user "no-such-user", which does not exist`}},
+		{"index entry removed", func(t *testing.T) string {
+			return edit(t, func(tx *bbolt.Tx) error { return tx.Bucket([]byte("emails")).Delete([]byte("ada@example.com")) })
+		}, []string{`no email entry "ada@example.com" for ` + ada.ID}},
+		{"truncated", func(t *testing.T) string {
+			path := copyFile(t, good)
+			info, _ := os.Stat(path)
+			if err := os.Truncate(path, info.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, []string{"is damaged", "truncated", "caddy sso restore"}},
+		{"pages overwritten", func(t *testing.T) string {
+			path := copyFile(t, good)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every page after the two meta pages: the header stays valid,
+			// so only reading the data finds the damage.
+			for i := 2 * 4096; i < len(data); i++ {
+				data[i] = byte(i*7 + 3)
+			}
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, []string{"is damaged", "caddy sso restore"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tt.file(t)
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cli(context.Background(), "check", "--store", path)
+			if err == nil {
+				t.Fatalf("check passed a damaged store:\n%s", out)
+			}
+			all := out + err.Error()
+			for _, want := range append(tt.want, path) {
+				if !strings.Contains(all, want) {
+					t.Errorf("check output lacks %q:\n%s", want, all)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("check changed the file")
+			}
+		})
+	}
+}
+
+func copyFile(t *testing.T, src string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

@@ -1,0 +1,111 @@
+package stresstest_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/stresstest"
+)
+
+// caddyBinary builds cmd/caddy once per test binary.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := builtCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// binDir holds the binary; TestMain makes it and removes it.
+var binDir string
+
+var builtCaddy = sync.OnceValues(func() (string, error) { return stresstest.Build(binDir) })
+
+// newWorld starts the IdPs and the upstream; configure (may be nil)
+// adjusts the World before Caddy starts. Caddy, the IdPs and the upstream
+// stop when the test ends, and Caddy's output is logged if it failed.
+func newWorld(t *testing.T, configure func(*stresstest.World)) *stresstest.World {
+	t.Helper()
+	w, err := stresstest.NewWorld(caddyBinary(t), t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("closing: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("caddy output (last 6000 bytes):\n%s", tail(w.Caddy.Output(), 6000))
+		}
+	})
+	if configure != nil {
+		configure(w)
+	}
+	return w
+}
+
+// startWorld is newWorld with Caddy started and its SAML SP registered.
+func startWorld(t *testing.T, configure func(*stresstest.World)) *stresstest.World {
+	t.Helper()
+	w := newWorld(t, configure)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RegisterSP(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// checkStore runs `caddy sso check --store` on the World's store (Caddy
+// must be stopped) and fails the test on any finding.
+func checkStore(t *testing.T, w *stresstest.World) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := w.Caddy.Command(ctx, "sso", "check", "--store", w.Store)
+	if err != nil || !strings.Contains(out, "✓") {
+		t.Fatalf("caddy sso check --store %s: %v\n%s", w.Store, err, out)
+	}
+	return out
+}
+
+// envInt reads a positive integer setting from the environment, for the
+// longer runs of bench/ scripts.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// TestMain makes the directory for the Caddy binary the tests build, and
+// removes it at the end.
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "caddy-sso-stress-"); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
