@@ -257,7 +257,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		setPlaceholders(r, id)
 		return next.ServeHTTP(w, r)
 	case !errors.Is(err, session.ErrNoSession):
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.route.SessionUnavailable(w, r, err)
 	}
 	if gateway.IsNavigation(r) {
 		return caddyError(h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), o))

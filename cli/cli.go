@@ -27,6 +27,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/backend"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -134,8 +135,12 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	}
 	defer db.Close()
 	// No config is read offline, so which IdPs SCIM manages is not known:
-	// account.Service.SCIMManaged's nil case.
-	return fn(&offline{acc: &account.Service{Store: db}, db: db})
+	// account.Service.SCIMManaged's nil case. A PostgreSQL store may be in
+	// use by running instances: a session Manager over it tells them what
+	// ended (store.Broadcaster), so that they drop their cached sessions
+	// at once instead of after the cache TTL. Over bbolt it tells no one.
+	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+	return fn(&offline{acc: acc, db: db})
 }
 
 // apiError is how caddycmd.AdminAPIRequest reports an error status.

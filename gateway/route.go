@@ -241,7 +241,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		// with the sign-in: its cookie is about to be replaced.
 		_, oldToken, err := rt.Session(r.Context(), run, tokens, false)
 		if err != nil && !errors.Is(err, session.ErrNoSession) {
-			return httpError(http.StatusInternalServerError, err)
+			return rt.signInNotSaved(w, p, err)
 		}
 		if oldToken == "" && len(tokens) > 0 {
 			oldToken = tokens[0] // perhaps expired, still stored
@@ -356,10 +356,10 @@ func (rt *Route) clientIP(r *http.Request) string {
 // store and the cause.
 func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
 	rt.Logger.Error("sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
-	w.Header().Set("Retry-After", "60")
+	w.Header().Set("Retry-After", StoreRetryAfter)
 	return page{Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable",
 		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below.",
-		Code:    "store_unavailable"}.write(w)
+		Code:    CodeStoreUnavailable}.write(w)
 }
 
 func signInFailedPage(code string) page {
@@ -447,11 +447,14 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	var ended *session.Ended
 	for _, t := range tokens {
 		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
+			if !errors.Is(err, session.ErrNoSession) {
+				return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+			}
 			continue
 		}
 		e, err := run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
 		if err != nil {
-			return httpError(http.StatusInternalServerError, err)
+			return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
 		}
 		if ended == nil {
 			ended = e

@@ -1,10 +1,17 @@
-// Command pgstart measures how long a caddy-sso instance takes to open a
-// PostgreSQL store of a million users (postgres.Open: connect, check the
-// schema under its advisory lock) and to serve its first sign-in lookup,
-// against an empty store in the same run, in alternating rounds.
+// Command pgstart measures how long a caddy-sso instance takes to start on
+// a PostgreSQL store of a million users, against an empty store in the
+// same run, in alternating rounds:
 //
-//	go run ./bench/pgstart                 # 1,000,000 users, 7 rounds
-//	go run ./bench/pgstart -users 100000 -rounds 5
+//   - open: postgres.Open (connect, check the schema under its advisory
+//     lock), then the first sign-in lookup (a user by IdP link);
+//
+//   - caddy: a real Caddy process (cmd/caddy, built first) on that
+//     database, from exec until it serves a signed-in user's request (the
+//     sso app started, the session read from the database on first
+//     sight) through the sso handler.
+//
+//     go run ./bench/pgstart                 # 1,000,000 users, 7 rounds
+//     go run ./bench/pgstart -users 100000 -rounds 5
 //
 // It starts a throwaway PostgreSQL cluster (store/postgres/pgtest: initdb
 // in a temporary directory, as the postgres OS user when run as root),
@@ -19,12 +26,16 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
+	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
@@ -56,6 +67,16 @@ func run(users, rounds int) error {
 		return err
 	}
 	defer admin.Close(ctx)
+	bin, err := caddyproc.Build(ctx)
+	if err != nil {
+		return err
+	}
+	logf("built %s", bin)
+	work, err := os.MkdirTemp("", "sso-pgstart-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 	dsns := map[string]string{}
 	for _, name := range []string{"empty", "big"} {
 		if _, err := admin.Exec(ctx, "CREATE DATABASE sso_"+name); err != nil {
@@ -71,9 +92,20 @@ func run(users, rounds int) error {
 	if err := load(ctx, dsns["big"], users); err != nil {
 		return err
 	}
+	tokens := map[string]string{}
+	for _, name := range []string{"empty", "big"} {
+		n := 0
+		if name == "big" {
+			n = users
+		}
+		if tokens[name], err = signedIn(ctx, dsns[name], n); err != nil {
+			return err
+		}
+	}
 
 	times := map[string][]time.Duration{}
 	firsts := map[string][]time.Duration{}
+	serves := map[string][]time.Duration{}
 	for r := range rounds {
 		for _, name := range []string{"empty", "big"} {
 			n := 0
@@ -84,9 +116,15 @@ func run(users, rounds int) error {
 			if err != nil {
 				return err
 			}
+			serve, err := startCaddy(ctx, bin, filepath.Join(work, fmt.Sprintf("%s-%d", name, r)), dsns[name], tokens[name])
+			if err != nil {
+				return err
+			}
 			times[name] = append(times[name], open)
 			firsts[name] = append(firsts[name], first)
-			logf("round %d: %-5s open %v, first lookup by link %v", r+1, name, open.Round(time.Microsecond), first.Round(time.Microsecond))
+			serves[name] = append(serves[name], serve)
+			logf("round %d: %-5s open %v, first lookup by link %v; caddy serves a signed-in user after %v", r+1, name,
+				open.Round(time.Microsecond), first.Round(time.Microsecond), serve.Round(time.Millisecond))
 		}
 	}
 	for _, name := range []string{"empty", "big"} {
@@ -98,8 +136,88 @@ func run(users, rounds int) error {
 			name, n, median(times[name]).Round(time.Microsecond), slices.Min(times[name]).Round(time.Microsecond),
 			slices.Max(times[name]).Round(time.Microsecond), median(firsts[name]).Round(time.Microsecond))
 	}
-	fmt.Printf("ratio big/empty (open medians): %.2f\n", float64(median(times["big"]))/float64(median(times["empty"])))
+	for _, name := range []string{"empty", "big"} {
+		fmt.Printf("%-5s store: caddy serves a signed-in user after median %v (min %v, max %v)\n", name,
+			median(serves[name]).Round(time.Millisecond), slices.Min(serves[name]).Round(time.Millisecond), slices.Max(serves[name]).Round(time.Millisecond))
+	}
+	fmt.Printf("ratio big/empty (open medians): %.2f; (caddy medians): %.2f\n", float64(median(times["big"]))/float64(median(times["empty"])),
+		float64(median(serves["big"]))/float64(median(serves["empty"])))
 	return nil
+}
+
+// signedIn starts a session for a user of the store at dsn (the middle one
+// of a loaded store, or a new one in the empty store) and returns its
+// cookie token.
+func signedIn(ctx context.Context, dsn string, users int) (string, error) {
+	db, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var u *store.User
+	err = db.Update(ctx, func(tx store.Tx) error {
+		if users > 0 {
+			var err error
+			u, err = tx.UserByLink("okta", subject(users/2))
+			return err
+		}
+		u = &store.User{Email: "only@example.com", Active: true, Source: store.SourceJIT,
+			Links: []store.Link{{IdP: "okta", Subject: "only"}}}
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		return "", err
+	}
+	token, _, err := session.New(db, session.Config{}, nil, nil).Create(ctx, u, "okta", store.LogoutInfo{})
+	return token, err
+}
+
+// caddyfile is the instance's configuration: the sso handler with an OIDC
+// IdP that is never contacted (every request carries a session).
+const caddyfile = `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	storage file_system {$DATA}/caddy
+	log {
+		level ERROR
+	}
+	sso {
+		store postgres {env.SSO_DATABASE_URL}
+		idp okta oidc {
+			issuer http://127.0.0.1:1
+			client_id bench
+		}
+	}
+}
+
+http://127.0.0.1:{$PORT} {
+	sso okta
+	respond "hello {http.request.header.X-Forwarded-Email}"
+}
+`
+
+// startCaddy runs Caddy on dsn and returns the time from exec until it
+// answers a request with the session token through the sso handler.
+func startCaddy(ctx context.Context, bin, dir, dsn, token string) (time.Duration, error) {
+	port, err := caddyproc.FreePort()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	p, err := caddyproc.Start(bin, "bench", dir, caddyfile, "DATA="+dir, fmt.Sprintf("PORT=%d", port), "SSO_DATABASE_URL="+dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Stop(10 * time.Second)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.WaitServing(wctx, fmt.Sprintf("http://127.0.0.1:%d/", port), http.StatusOK,
+		"Cookie", "sso_session="+token, "Accept", "application/json"); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 // openOnce opens the store as an instance starting does, looks one user up

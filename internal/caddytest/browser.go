@@ -53,19 +53,25 @@ func (b *Browser) NoRedirects() *http.Client {
 // Get navigates to rawURL; header holds extra name, value pairs.
 func (b *Browser) Get(rawURL string, header ...string) *http.Response {
 	b.T.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+	resp, err := b.TryGet(rawURL, header...)
 	if err != nil {
 		b.T.Fatal(err)
+	}
+	return resp
+}
+
+// TryGet is Get returning its failure instead of ending the test: for
+// browsers run in goroutines other than the test's.
+func (b *Browser) TryGet(rawURL string, header ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := b.Client.Do(req)
-	if err != nil {
-		b.T.Fatal(err)
-	}
-	return resp
+	return b.Client.Do(req)
 }
 
 var (
@@ -77,23 +83,36 @@ var (
 // up, follows every redirect back, and returns the final response.
 func (b *Browser) SignIn(rawURL, username, password string) *http.Response {
 	b.T.Helper()
-	resp := b.Get(rawURL)
-	body := ReadBody(b.T, resp)
+	resp, err := b.TrySignIn(rawURL, username, password)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	return resp
+}
+
+// TrySignIn is SignIn returning its failure instead of ending the test.
+func (b *Browser) TrySignIn(rawURL, username, password string) (*http.Response, error) {
+	resp, err := b.TryGet(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	body := string(raw)
 	action := formAction.FindStringSubmatch(body)
 	if action == nil || !strings.Contains(body, `id="username"`) {
 		// Already signed in at the provider, or refused before its form.
 		resp.Body = io.NopCloser(strings.NewReader(body))
-		return resp
+		return resp, nil
 	}
 	form := url.Values{"username": {username}, "password": {password}}
 	for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
 		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 	}
-	resp, err := b.Client.PostForm(html.UnescapeString(action[1]), form)
-	if err != nil {
-		b.T.Fatal(err)
-	}
-	return resp
+	return b.Client.PostForm(html.UnescapeString(action[1]), form)
 }
 
 // ReadBody reads and closes a response body.

@@ -48,9 +48,11 @@ type notice struct {
 // transaction is delivered at once. Large invalidations go out in several
 // notifications, each under PostgreSQL's payload limit.
 func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
+	bctx, cancel := db.bound(ctx)
+	defer cancel()
 	for _, payload := range db.payloads(inv) {
-		if _, err := db.pool.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
-			return fmt.Errorf("postgres: broadcast invalidation: %w", db.scrub(err))
+		if _, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
+			return fmt.Errorf("postgres: broadcast invalidation: %w", db.unanswered(ctx, err))
 		}
 	}
 	return nil

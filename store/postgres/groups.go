@@ -41,7 +41,9 @@ func (t *tx) groupWhere(what string, key int64, cond string, args ...any) (*stor
 	if t.failed != nil {
 		return nil, t.failed
 	}
-	g, err := scanGroup(t.q.QueryRow(t.ctx, groupSelect+cond+t.lockFor("g"), args...))
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	g, err := scanGroup(t.q.QueryRow(ctx, groupSelect+cond+t.lockFor("g"), args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(what)
 	}

@@ -95,10 +95,17 @@ const (
 	// max_connections for instances × (DefaultMaxConns + 1).
 	DefaultMaxConns = 10
 	// DefaultStatementTimeout bounds every statement (PostgreSQL's
-	// statement_timeout): a sign-in never waits longer than this on a
-	// lock or a sick server before it fails with a clear error.
+	// statement_timeout, and the client's wait for an answer a second
+	// later, see DB.bound): a sign-in never waits longer than this on a
+	// lock, a sick server or one that does not answer at all before it
+	// fails with a clear error.
 	DefaultStatementTimeout = 5 * time.Second
 )
+
+// answerGrace is how much longer than the statement timeout the client
+// waits for an answer (see DB.bound): enough for the server's own
+// cancellation, which says why, to arrive first.
+const answerGrace = time.Second
 
 // maxAttempts bounds the runs of one Update's fn under conflicts;
 // retryPause is the base of the random pause between runs.
@@ -116,7 +123,9 @@ type Config struct {
 	// MaxConns is the pool size; 0 means DefaultMaxConns.
 	MaxConns int32
 	// StatementTimeout is PostgreSQL's statement_timeout for every
-	// connection; 0 means DefaultStatementTimeout, negative means none.
+	// connection, and (plus a second) how long the client waits for any
+	// answer: connecting, or one statement (see DB.bound). 0 means
+	// DefaultStatementTimeout, negative means no bound at all.
 	StatementTimeout time.Duration
 	// Logger receives Listen's reconnections; nil logs nothing.
 	Logger *zap.Logger
@@ -150,7 +159,10 @@ type DB struct {
 	lockSpace string
 	// origin tells this handle's notifications from other instances'.
 	origin string
-	reruns atomic.Uint64
+	// answerWithin bounds the wait for the server on the client's side
+	// (see bound); 0: no bound.
+	answerWithin time.Duration
+	reruns       atomic.Uint64
 }
 
 var (
@@ -174,19 +186,25 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if params["application_name"] == "" {
 		params["application_name"] = "caddy-sso"
 	}
+	var answerWithin time.Duration
 	if cfg.StatementTimeout > 0 {
 		params["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
+		answerWithin = cfg.StatementTimeout + answerGrace
+		if pc.ConnConfig.ConnectTimeout == 0 { // connect_timeout in the DSN wins
+			pc.ConnConfig.ConnectTimeout = answerWithin
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", scrub(err, secrets))
 	}
 	db := &DB{
-		pool:    pool,
-		conn:    pc.ConnConfig.Copy(),
-		logger:  cfg.Logger,
-		secrets: secrets,
-		origin:  randomHex(8),
+		pool:         pool,
+		conn:         pc.ConnConfig.Copy(),
+		logger:       cfg.Logger,
+		secrets:      secrets,
+		origin:       randomHex(8),
+		answerWithin: answerWithin,
 	}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
@@ -199,6 +217,20 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func (db *DB) Close() error {
 	db.pool.Close()
 	return nil
+}
+
+// bound returns ctx limited to the time the client waits for one answer
+// from the server. statement_timeout is the server's own: it cannot fire
+// when the server does not run at all (a hung host) or its answers do not
+// arrive (a partitioned network), and without this bound a request would
+// wait for the kernel to give up on the connection, many minutes later.
+// With it, the statement fails a moment after the server would have
+// cancelled it, and pgx closes the connection, which the pool replaces.
+func (db *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if db.answerWithin <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, db.answerWithin)
 }
 
 // Reruns returns how many times Update has rerun a transaction after a
@@ -252,16 +284,23 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 	if writable {
 		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 	}
-	ptx, err := db.pool.BeginTx(ctx, opts)
+	bctx, cancel := db.bound(ctx)
+	ptx, err := db.pool.BeginTx(bctx, opts)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", db.scrub(err)), false
+		return fmt.Errorf("postgres: begin: %w", db.unanswered(ctx, err)), false
+	}
+	rollback := func() {
+		rctx, cancel := db.bound(context.WithoutCancel(ctx))
+		defer cancel()
+		_ = ptx.Rollback(rctx)
 	}
 	t := &tx{db: db, ctx: ctx, q: ptx, writable: writable}
 	defer func() {
 		if p := recover(); p != nil {
 			// Give the connection back to the pool clean before the
 			// panic goes on.
-			_ = ptx.Rollback(context.WithoutCancel(ctx))
+			rollback()
 			panic(p)
 		}
 	}()
@@ -270,7 +309,7 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		fnErr = t.flushAudit()
 	}
 	if fnErr != nil || t.failed != nil {
-		_ = ptx.Rollback(context.WithoutCancel(ctx))
+		rollback()
 		switch {
 		case t.failed != nil && retryable(t.failed):
 			return t.failed, true
@@ -284,13 +323,25 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 			return t.failed, false
 		}
 	}
-	if err := ptx.Commit(ctx); err != nil {
+	cctx, cancel := db.bound(ctx)
+	err = ptx.Commit(cctx)
+	cancel()
+	if err != nil {
 		if retryable(err) {
 			return err, true
 		}
-		return fmt.Errorf("postgres: commit: %w", db.scrub(err)), false
+		return fmt.Errorf("postgres: commit: %w", db.unanswered(ctx, err)), false
 	}
 	return nil, false
+}
+
+// unanswered scrubs err and, when it is bound's deadline rather than the
+// caller's, says so: the server did not answer in time.
+func (db *DB) unanswered(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("no answer from the database within %v: %w", db.answerWithin, db.scrub(err))
+	}
+	return db.scrub(err)
 }
 
 // retryable reports the failures a rerun of the transaction may avoid:

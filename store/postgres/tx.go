@@ -68,14 +68,16 @@ func (t *tx) fail(err error) error {
 	if t.failed == nil {
 		t.failed = err
 	}
-	return t.db.scrub(err)
+	return t.db.unanswered(t.ctx, err)
 }
 
 func (t *tx) exec(sql string, args ...any) (int64, error) {
 	if t.failed != nil {
 		return 0, t.failed
 	}
-	tag, err := t.q.Exec(t.ctx, sql, args...)
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	tag, err := t.q.Exec(ctx, sql, args...)
 	if err != nil {
 		return 0, t.fail(err)
 	}
@@ -87,7 +89,9 @@ func (t *tx) row(sql string, args []any, dest ...any) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	return t.fail(t.q.QueryRow(t.ctx, sql, args...).Scan(dest...))
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	return t.fail(t.q.QueryRow(ctx, sql, args...).Scan(dest...))
 }
 
 // rows runs a query and calls scan for each row, with the row's values
@@ -96,7 +100,9 @@ func (t *tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	rs, err := t.q.Query(t.ctx, sql, args...)
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	rs, err := t.q.Query(ctx, sql, args...)
 	if err != nil {
 		return t.fail(err)
 	}
@@ -156,7 +162,9 @@ func (t *tx) batch(b *pgx.Batch) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	return t.fail(t.q.SendBatch(t.ctx, b).Close())
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	return t.fail(t.q.SendBatch(ctx, b).Close())
 }
 
 // ---- values ----
@@ -552,7 +560,9 @@ func (t *tx) Session(hash string) (*store.Session, error) {
 	if t.failed != nil {
 		return nil, t.failed
 	}
-	s, err := scanSession(t.q.QueryRow(t.ctx, "SELECT "+sessionColumns+" FROM sso_sessions WHERE hash = $1"+t.lockFor("sso_sessions"), hash))
+	ctx, cancel := t.db.bound(t.ctx)
+	defer cancel()
+	s, err := scanSession(t.q.QueryRow(ctx, "SELECT "+sessionColumns+" FROM sso_sessions WHERE hash = $1"+t.lockFor("sso_sessions"), hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("session")
 	}

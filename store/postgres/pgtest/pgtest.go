@@ -64,6 +64,8 @@ type Cluster struct {
 
 	bin    string // directory of initdb, pg_ctl, postgres
 	asUser *user.User
+	// serverOptions are pg_ctl's -o: the settings Resume starts with again.
+	serverOptions string
 }
 
 // EnvBinaries names the directory of initdb and pg_ctl to use instead of
@@ -186,10 +188,10 @@ func StartCluster(ctx context.Context, opt ClusterOptions) (*Cluster, error) {
 		fmt.Fprintf(&o, " -c %s", s)
 	}
 	logf("pgtest: starting PostgreSQL (%s) on 127.0.0.1:%d", filepath.Base(filepath.Dir(bin)), port)
-	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", o.String(), "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+	c.serverOptions = o.String()
+	if err := c.Resume(ctx); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
+		return nil, err
 	}
 	c.AdminDSN = (&url.URL{
 		Scheme:   "postgres",
@@ -222,6 +224,72 @@ func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte,
 	err = cmd.Run()
 	b, _ := os.ReadFile(out.Name())
 	return b, err
+}
+
+// Halt stops the server at once, as a crash or a lost database host would
+// (pg_ctl stop -m immediate: connections are dropped, new ones refused),
+// and keeps its data for Resume.
+func (c *Cluster) Halt(ctx context.Context) error {
+	if out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Resume starts the server (again, after Halt) on the same port and data,
+// and waits until it accepts connections.
+func (c *Cluster) Resume(ctx context.Context) error {
+	data := filepath.Join(c.Dir, "data")
+	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "-o", c.serverOptions, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.Dir, "server.log"))
+		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
+	}
+	return nil
+}
+
+// Freeze stops (SIGSTOP) the server and every one of its processes: the
+// kernel still accepts connections on its port, but nothing answers, as
+// with a hung host or a network that drops packets. Thaw lets it go on.
+func (c *Cluster) Freeze() error { return c.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (c *Cluster) Thaw() error { return c.signalAll(syscall.SIGCONT) }
+
+// signalAll sends sig to the postmaster and its children.
+func (c *Cluster) signalAll(sig syscall.Signal) error {
+	raw, err := os.ReadFile(filepath.Join(c.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("pgtest: the server is not running: %w", err)
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	pids := []int{pm}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b)[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(st)))
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pgtest: signal %d: %w", pid, err)
+		}
+	}
+	return nil
 }
 
 // Stop shuts the cluster down at once and removes its directory.

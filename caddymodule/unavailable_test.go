@@ -1,0 +1,118 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// awayStore is a store whose database has gone away: every transaction
+// fails, as the PostgreSQL backend's do while the server is down.
+type awayStore struct {
+	store.Store
+	away bool
+}
+
+var errAway = errors.New("postgres: begin: failed to connect: connection refused")
+
+func (s *awayStore) View(ctx context.Context, fn func(store.Tx) error) error {
+	if s.away {
+		return errAway
+	}
+	return s.Store.View(ctx, fn)
+}
+
+func (s *awayStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.away {
+		return errAway
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestStoreAwayAnswers503 (docs/cluster.md, "Failover"): while the store
+// cannot be reached, a session this instance has cached still reaches the
+// upstream, and one it must read gets 503 with Retry-After, a plain page
+// for a navigation and JSON for a script, never the error itself. The
+// clustertest package shows the same against a stopped PostgreSQL.
+func TestStoreAwayAnswers503(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	st := &awayStore{Store: db}
+	u := &store.User{Email: "ada@example.com", Active: true}
+	if err := st.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		t.Fatal(err)
+	}
+	sessions := session.New(st, session.Config{}, nil, nil)
+	cached, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another instance's session: in the store, not in this one's cache.
+	uncached, _, err := session.New(db, session.Config{}, nil, nil).Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := gateway.NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
+	h := &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(st, sessions), logger: zap.NewNop(),
+		route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}
+	upstream := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	serve := func(token, accept string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/page", nil)
+		r.Header.Set("Accept", accept)
+		r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+token)
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, upstream); err != nil {
+			t.Fatalf("ServeHTTP returned %v; want the answer written", err)
+		}
+		return w
+	}
+	st.away = true
+
+	if w := serve(cached, "text/html"); w.Code != http.StatusOK {
+		t.Errorf("cached session: %d, want 200 from the upstream", w.Code)
+	}
+	w := serve(uncached, "text/html,*/*")
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
+		!strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") || !strings.Contains(w.Body.String(), "Try again in a moment") ||
+		!strings.Contains(w.Body.String(), gateway.CodeStoreUnavailable) {
+		t.Errorf("navigation with a session to read: %d, Retry-After %q, %s:\n%s", w.Code, w.Header().Get("Retry-After"), w.Header().Get("Content-Type"), w.Body)
+	}
+	if strings.Contains(w.Body.String(), "connection refused") {
+		t.Error("the page shows the store's error")
+	}
+	w = serve(uncached, "application/json")
+	var body map[string]string
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
+		json.Unmarshal(w.Body.Bytes(), &body) != nil || body["error"] == "" {
+		t.Errorf("API request with a session to read: %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+
+	st.away = false
+	if w := serve(uncached, "application/json"); w.Code != http.StatusOK {
+		t.Errorf("after the store came back: %d, want 200", w.Code)
+	}
+}

@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+)
+
+// While the store cannot be used (a database that is away, see
+// docs/cluster.md "Failover"; a full disk, docs/operations.md), requests
+// that need it get 503 with Retry-After, which tells people, scripts and
+// load balancers alike that trying again later is the right thing to do.
+// Sessions an instance has cached never get here: they keep working. A
+// sign-in that cannot be saved has its own page (Route.signInNotSaved).
+const (
+	// StoreRetryAfter is the Retry-After of those answers, in seconds:
+	// about what a managed database's failover takes.
+	StoreRetryAfter = "60"
+	// CodeStoreUnavailable is the reference code of their pages.
+	CodeStoreUnavailable = "store_unavailable"
+)
+
+// StoreUnavailable answers a request that the store failed: a session
+// that could not be read, a sign-out that could not be recorded. It
+// writes a plain page saying message when asPage (a navigation, a
+// sign-out), else JSON. The error is logged, never shown.
+func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message string, err error) error {
+	rt.Logger.Error("the store failed; answering 503", zap.Error(err))
+	w.Header().Set("Retry-After", StoreRetryAfter)
+	if !asPage {
+		w.Header().Set("Cache-Control", "no-store")
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily unavailable; try again shortly"})
+	}
+	return page{Status: http.StatusServiceUnavailable, Title: "Temporarily unavailable", Message: message,
+		Code: CodeStoreUnavailable}.write(w)
+}
+
+// The pages' messages.
+const (
+	msgSessionUnavailable = "This application cannot check your sign-in right now. Try again in a moment."
+	msgSignOutUnrecorded  = "You are signed out in this browser, but the sign-out could not be recorded everywhere right now. If this is a shared computer, close the browser."
+)
+
+// SessionUnavailable is StoreUnavailable for a request whose session
+// could not be read: a page for a navigation, JSON for anything else.
+func (rt *Route) SessionUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	return rt.StoreUnavailable(w, IsNavigation(r), msgSessionUnavailable, err)
+}
