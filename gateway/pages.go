@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -294,6 +293,3 @@ func originOf(raw string) string {
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
-
-// isPageName reports whether name is one of PageNames.
-func isPageName(name string) bool { return slices.Contains(PageNames, name) }

@@ -48,7 +48,7 @@ func LogProblems(logger *zap.Logger, idpName string, fs []Finding) {
 	problems := 0
 	for _, f := range fs {
 		if f.Problem() {
-			logger.Warn(f.Message, zap.String("idp", idpName), zap.String("level", f.Level))
+			logger.Warn(f.Message, zap.String("idp", idpName), zap.String("finding", f.Level))
 			problems++
 		}
 	}
