@@ -234,3 +234,10 @@ func stripCookies(h http.Header, isOurs func(name string) bool) {
 	}
 	h["Cookie"] = kept
 }
+
+// ProtectedHeaders are the identity header names no client may send
+// whatever a route sets (docs/security.md lists them): what a proxy in
+// front of the verify endpoint must take from its answer or remove
+// (examples/nginx/sso-protect.conf, examples/traefik/dynamic.yml, whose
+// tests compare them with this list).
+func ProtectedHeaders() []string { return slices.Clone(alwaysStripped) }
