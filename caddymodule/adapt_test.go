@@ -112,6 +112,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"handler bad idp rule kind", "example.com {\n\tsso {\n\t\tallow team eng\n\t}\n}\n", []string{"Caddyfile:", `unknown access rule kind "team" (expected group, domain, user or idp)`}},
 		{"handler base_url with path", "example.com {\n\tsso {\n\t\tbase_url https://example.com/app\n\t}\n}\n", []string{"Caddyfile:", "base_url", "without a path"}},
 		{"handler base_url plain http", "example.com {\n\tsso {\n\t\tbase_url http://example.com\n\t}\n}\n", []string{"Caddyfile:", "base_url", "must be https"}},
+		{"handler unknown mode", "example.com {\n\tsso {\n\t\tmode verify\n\t}\n}\n", []string{"Caddyfile:", `unknown mode "verify"`, "auth_request or forward_auth"}},
+		{"handler mode without value", "example.com {\n\tsso {\n\t\tmode\n\t}\n}\n", []string{"Caddyfile:3", "sso mode: expected protect, auth_request or forward_auth"}},
+		{"pages_dir without value", "{\n\tsso {\n\t\tpages_dir\n\t}\n}\n", []string{"Caddyfile:3"}},
 		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
 		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},
 		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.

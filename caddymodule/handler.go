@@ -249,13 +249,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // shown as it is otherwise (docs/pages.md).
 func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
 	if pe, ok := gateway.AsPageError(err); ok {
-		if !errorRoutesTake(r, pe.Status) {
-			return pe.Write(w)
-		}
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			for k, v := range pe.Placeholders() {
 				repl.Set("http.auth.sso."+k, v)
 			}
+		}
+		if !errorRoutesTake(r, pe.Status) {
+			return pe.Write(w)
 		}
 		return caddyhttp.Error(pe.Status, pe)
 	}
@@ -267,10 +267,9 @@ func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
 }
 
 // errorRoutesTake reports whether the server's error routes have one for
-// an error of that status on r: Caddy would otherwise answer it with an
-// empty body. A route counts when its matchers (a site's host, say) and,
-// through subroutes, those of a route inside (handle_errors 4xx) accept
-// the request with the error's placeholders set.
+// an error of that status on r (Caddy would otherwise send an empty body):
+// its matchers and, through subroutes, an inner route's (handle_errors
+// 4xx) accept r with the error's placeholders and the page's set.
 func errorRoutesTake(r *http.Request, status int) bool {
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	return srv != nil && srv.Errors != nil && routesTake(srv.Errors.Routes, srv.Errors.WithError(r, caddyhttp.Error(status, nil)))

@@ -23,20 +23,25 @@ func refusedCallback(t *testing.T, b *browser, base string) (int, string, http.H
 // the page's status, and a site without one, keep the default page.
 func TestPagesThroughHandleErrors(t *testing.T) {
 	w := newOIDCWorld(t, "")
-	narrow, plain := freePort(t), freePort(t)
+	narrow, plain, byPage := freePort(t), freePort(t), freePort(t)
 	site := func(port int, errors string) string {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test\n\trespond app\n%s}\n", port, errors)
 	}
 	w.gw.start(w.gw.caddyfile(caddyIdP(w), site(w.gw.port, `	handle_errors {
 		respond "page={http.auth.sso.page} reason={http.auth.sso.reason} status={http.auth.sso.status} idp={http.auth.sso.idp} err={err.status_code} msg={err.message}" {err.status_code}
 	}
-`)+site(narrow, "\thandle_errors 404 {\n\t\trespond \"not found\" 404\n\t}\n")+site(plain, "")))
+`)+site(narrow, "\thandle_errors 404 {\n\t\trespond \"not found\" 404\n\t}\n")+site(plain, "")+
+		site(byPage, "\thandle_errors {\n\t\t@sso expression `{http.auth.sso.page} == \"signin_failed\"`\n\t\thandle @sso {\n\t\t\trespond \"ours: {http.auth.sso.reason}\" 400\n\t\t}\n\t}\n")))
 	b := newBrowser(t)
 
 	status, body, _ := refusedCallback(t, b, w.gw.base)
 	want := "page=signin_failed reason=flow_missing status=400 idp=test err=400 msg=sso: Sign-in failed (reference flow_missing)"
 	if status != http.StatusBadRequest || body != want {
 		t.Errorf("handle_errors: %d %q, want 400 %q", status, body, want)
+	}
+	// An error route that matches on the page takes it.
+	if status, body, _ := refusedCallback(t, b, fmt.Sprintf("http://127.0.0.1:%d", byPage)); status != 400 || body != "ours: flow_missing" {
+		t.Errorf("handle_errors matching the page: %d %q", status, body)
 	}
 	for _, port := range []int{narrow, plain} {
 		status, body, hd := refusedCallback(t, b, fmt.Sprintf("http://127.0.0.1:%d", port))
