@@ -61,9 +61,9 @@ type Route struct {
 	IdPs    []*IdP
 	Default *IdP
 	Chooser bool
-	// Mode is ModeProtect (or empty), or a verify mode: the route then
-	// answers forward-auth subrequests (Verify) instead of protecting a
-	// handler.
+	// Mode is ModeProtect (the zero value), or a verify mode: the route
+	// then answers forward-auth subrequests (Verify) instead of
+	// protecting a handler.
 	Mode    string
 	Access  AccessPolicy
 	Headers HeaderPlan

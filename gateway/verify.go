@@ -15,9 +15,10 @@ import (
 
 // Modes of a route: what it does with a request outside its endpoints.
 const (
-	// ModeProtect (the default) protects the handlers after it: a request
-	// with a session goes on with identity headers.
-	ModeProtect = "protect"
+	// ModeProtect (the default, the zero value; "protect" in a
+	// configuration) protects the handlers after it: a request with a
+	// session goes on with identity headers.
+	ModeProtect = ""
 	// ModeAuthRequest answers forward-auth subrequests for nginx's
 	// auth_request: 200 and identity headers, or 401 with the login URL in
 	// Location (nginx turns it into the redirect: error_page 401 =302).
@@ -29,15 +30,16 @@ const (
 	ModeForwardAuth = "forward_auth"
 )
 
-// ParseMode checks a configured mode; empty is ModeProtect.
+// ParseMode checks a configured mode: "protect" (or empty), or one of
+// the verify modes.
 func ParseMode(mode string) (string, error) {
 	switch mode {
-	case "", ModeProtect:
+	case "", "protect":
 		return ModeProtect, nil
 	case ModeAuthRequest, ModeForwardAuth:
 		return mode, nil
 	}
-	return "", fmt.Errorf("unknown mode %q (expected %s, %s or %s)", mode, ModeProtect, ModeAuthRequest, ModeForwardAuth)
+	return "", fmt.Errorf("unknown mode %q (expected protect, %s or %s)", mode, ModeAuthRequest, ModeForwardAuth)
 }
 
 // forwardedHeaders are where proxies describe the original request of a
