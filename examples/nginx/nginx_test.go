@@ -184,6 +184,9 @@ func TestNginxExample(t *testing.T) {
 	app := caddytest.NewEchoUpstream(t)
 	g := caddytest.NewGateway(t)
 	port := caddytest.FreePort(t)
+	for port == g.Port || port == g.AdminPort { // FreePort may repeat itself
+		port = caddytest.FreePort(t)
+	}
 	site := fmt.Sprintf("https://127.0.0.1:%d", port)
 	op.RegisterClient(oidctest.Client{ID: "nginx-app", Secret: "nginx-secret", RedirectURIs: []string{site + "/.sso/oidc/corp/callback"}})
 	op.AddUser("ada", "ada-pw", map[string]any{"sub": "sub-ada", "given_name": "Ada", "family_name": "Lovelace",
