@@ -120,6 +120,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"handler same header for both tokens", "example.com {\n\tsso {\n\t\tpass_access_token X-T\n\t\tpass_id_token x-t\n\t}\n}\n", []string{"Caddyfile:", "two header names"}},
 		{"handler tokens from saml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t}\n\t}\n}\n\nexample.com {\n\tsso a {\n\t\tpass_access_token\n\t}\n}\n", []string{"Caddyfile:10", `IdP "a" is saml`, "only OpenID Connect"}},
 		{"offline_access in saml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\toffline_access\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "offline_access is an oidc setting"}},
+		{"handler unknown mode", "example.com {\n\tsso {\n\t\tmode verify\n\t}\n}\n", []string{"Caddyfile:", `unknown mode "verify"`, "auth_request or forward_auth"}},
+		{"handler mode without value", "example.com {\n\tsso {\n\t\tmode\n\t}\n}\n", []string{"Caddyfile:3", "sso mode: expected protect, auth_request or forward_auth"}},
+		{"pages_dir without value", "{\n\tsso {\n\t\tpages_dir\n\t}\n}\n", []string{"Caddyfile:3"}},
 		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
 		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},
 		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,8 +53,12 @@ type App struct {
 	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 	// IdPs are the identity providers, by name.
 	IdPs []*IdPConfig `json:"idps,omitempty"`
+	// PagesDir holds the operator's page templates; the pages it has no
+	// template for keep the default (docs/pages.md).
+	PagesDir string `json:"pages_dir,omitempty"`
 
 	logger  *zap.Logger
+	pages   *gateway.Pages // nil: the defaults
 	idps    map[string]*gateway.IdP
 	metrics *metrics.Metrics // nil without a metrics registry
 	store   backend.Spec     // resolved at Provision, opened at Start
@@ -185,6 +190,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("the store's connection string holds a password and is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SSO_DATABASE_URL}")
 	}
 	a.metrics = metrics.New(ctx.GetMetricsRegistry())
+	if a.PagesDir != "" {
+		if a.pages, err = gateway.LoadPages(repl.ReplaceKnown(a.PagesDir, ""), a.logger.Named("pages")); err != nil {
+			return fmt.Errorf("sso: %w", err)
+		}
+	}
 
 	a.accounts = &account.Service{Store: liveStore{a}, Cache: liveCache{a}, SCIMManaged: a.scimManaged,
 		Logger: a.logger.Named("account")}
@@ -224,7 +234,9 @@ func (a *App) Validate() error {
 // Start opens the store, gives the identity providers the keys kept there,
 // and runs the background work: batched last-seen writes, the sweep of
 // expired sessions, the housekeeping of single-use IDs and audit events,
-// and the providers' own (SAML metadata refresh).
+// and the providers' own (SAML metadata refresh); and checks each IdP in
+// the background, so that a misconfiguration is logged at once, not at the
+// first sign-in, without Start waiting for the network.
 func (a *App) Start() error {
 	defer close(a.started)
 	// The store may outlive this config (a reload shares it), so it is
@@ -247,15 +259,19 @@ func (a *App) Start() error {
 		a.release()
 		return err
 	}
-	a.done.Add(2)
+	a.done.Add(3)
+	go func() {
+		defer a.done.Done()
+		a.probeIdPs(ctx)
+	}()
 	go func() {
 		defer a.done.Done()
 		rt.Sessions.Run(ctx)
 	}()
 	go func() {
 		defer a.done.Done()
-		k := &housekeeper{db: db, retention: a.auditRetention(), logger: a.logger.Named("housekeeping"), now: time.Now}
-		k.run(ctx, housekeepingInterval)
+		k := &gateway.Housekeeper{DB: db, Retention: a.auditRetention(), Logger: a.logger.Named("housekeeping"), Now: time.Now}
+		k.Run(ctx, gateway.HousekeepingInterval)
 	}()
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
 	a.live.Store(rt)
@@ -405,17 +421,14 @@ func (a *App) provider(name string) (*gateway.IdP, error) {
 
 // idpList names the configured IdPs, for error messages.
 func (a *App) idpList() string {
-	if len(a.IdPs) == 0 {
+	names := make([]string, len(a.IdPs))
+	for i, c := range a.IdPs {
+		names[i] = c.Name
+	}
+	if len(names) == 0 {
 		return "none"
 	}
-	names := ""
-	for i, c := range a.IdPs {
-		if i > 0 {
-			names += ", "
-		}
-		names += c.Name
-	}
-	return names
+	return strings.Join(names, ", ")
 }
 
 // defaultIdP returns the only configured IdP's name, for handlers that name none.

@@ -42,6 +42,7 @@ func init() {
 //			max_sessions_per_user <n>
 //		}
 //		audit_retention <duration>|0
+//		pages_dir <directory>
 //		idp <name> oidc|saml {
 //			…
 //		}
@@ -78,17 +79,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				case "idle_timeout":
 					target = &app.SessionConfig.IdleTimeout
 				case "max_sessions_per_user":
-					if !d.NextArg() {
-						return nil, d.ArgErr()
+					v, err := singleArg(d)
+					if err != nil {
+						return nil, err
 					}
-					n, err := strconv.Atoi(d.Val())
+					n, err := strconv.Atoi(v)
 					if err != nil || n < 1 {
-						return nil, d.Errf("sso session max_sessions_per_user: %q is not a positive number", d.Val())
+						return nil, d.Errf("sso session max_sessions_per_user: %q is not a positive number", v)
 					}
 					app.SessionConfig.MaxPerUser = n
-					if d.NextArg() {
-						return nil, d.ArgErr()
-					}
 					continue
 				default:
 					return nil, d.Errf("sso session: unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", d.Val())
@@ -98,17 +97,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 			}
 		case "audit_retention":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
 			}
-			dur, err := caddy.ParseDuration(d.Val())
+			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur < 0 {
-				return nil, d.Errf("sso audit_retention: %q is not a duration (0 keeps every event)", d.Val())
+				return nil, d.Errf("sso audit_retention: %q is not a duration (0 keeps every event)", v)
 			}
 			keep := caddy.Duration(dur)
 			app.AuditRetention = &keep
-			if d.NextArg() {
-				return nil, d.ArgErr()
+		case "pages_dir":
+			var err error
+			if app.PagesDir, err = singleArg(d); err != nil {
+				return nil, err
 			}
 		case "idp":
 			c, err := parseIdP(d)
@@ -122,7 +124,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.IdPs = append(app.IdPs, c)
 		default:
-			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention or idp)", d.Val())
+			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention, pages_dir or idp)", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
@@ -173,18 +175,28 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 
 func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
 	name := d.Val()
-	if !d.NextArg() {
-		return d.ArgErr()
+	v, err := singleArg(d)
+	if err != nil {
+		return err
 	}
-	dur, err := caddy.ParseDuration(d.Val())
+	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
-		return d.Errf("sso %s: %q is not a positive duration", name, d.Val())
+		return d.Errf("sso %s: %q is not a positive duration", name, v)
 	}
 	*target = caddy.Duration(dur)
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	return nil
+}
+
+// singleArg returns the one argument of the line.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
 }
 
 // parseIdP parses one "idp <name> <protocol> { … }" block. Shared lines:
@@ -472,6 +484,7 @@ func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string
 //		deny group|domain|user|idp <value>…
 //		identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
 //		base_url <scheme://host[:port]>
+//		mode protect|auth_request|forward_auth
 //		pass_access_token [<Header-Name>]
 //		pass_id_token [<Header-Name>]
 //		set_authorization_header
@@ -555,6 +568,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, h.Err("sso base_url: expected one URL, such as https://app.example.com")
 			}
 			hd.BaseURL = args[0]
+		case "mode":
+			if len(args) != 1 {
+				return nil, h.Err("sso mode: expected protect, auth_request or forward_auth")
+			}
+			hd.Mode = args[0]
 		case "headers":
 			if len(args) != 1 {
 				return nil, h.Err("sso headers: expected default, oauth2_proxy or none")
@@ -596,7 +614,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			}
 			hd.TokenRefreshMargin = caddy.Duration(dur)
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", key)
+			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, mode, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", key)
 		}
 	}
 	if err := hd.Validate(); err != nil {

@@ -28,7 +28,9 @@ const DefaultPathPrefix = "/.sso/"
 // Handler protects the routes after it: requests with a valid session go on
 // with identity headers set, others are sent to sign in (navigations) or
 // refused with 401 (everything else). It also serves the sign-in endpoints
-// under PathPrefix.
+// under PathPrefix. In a verify mode it protects nothing itself: it answers
+// the forward-auth subrequests of a proxy in front of the app
+// (docs/forward-auth.md).
 type Handler struct {
 	// IdP names the identity provider users sign in with. Optional when
 	// exactly one is configured.
@@ -72,6 +74,9 @@ type Handler struct {
 	PassIDToken            string         `json:"pass_id_token,omitempty"`
 	SetAuthorizationHeader bool           `json:"set_authorization_header,omitempty"`
 	TokenRefreshMargin     caddy.Duration `json:"token_refresh_margin,omitempty"`
+	// Mode is "protect" (default), "auth_request" (nginx) or
+	// "forward_auth" (Traefik, Caddy's forward_auth): gateway.Mode*.
+	Mode string `json:"mode,omitempty"`
 
 	app          *App
 	route        *gateway.Route
@@ -123,7 +128,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		names = []string{name}
 	}
-	rt := &gateway.Route{PathPrefix: h.PathPrefix, Logger: h.logger, Metrics: h.app.metrics, ClientIP: clientIP}
+	rt := &gateway.Route{PathPrefix: h.PathPrefix, Pages: h.app.pages, Logger: h.logger, Metrics: h.app.metrics, ClientIP: clientIP}
 	for _, name := range names {
 		p, err := h.app.provider(name)
 		if err != nil {
@@ -140,6 +145,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		rt.Default = p
 	}
 	rt.Chooser = len(rt.IdPs) > 1 && h.DefaultIdP == ""
+	rt.Mode, _ = gateway.ParseMode(h.Mode) // checked by Validate
 	if rt.Access, err = gateway.NewAccessPolicy(h.Allow, h.Deny); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
@@ -204,6 +210,9 @@ func (h *Handler) Validate() error {
 	if err := h.tokenConfig().Validate(); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
+	if _, err := gateway.ParseMode(h.Mode); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
 	return nil
 }
 
@@ -230,48 +239,82 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		start := time.Now()
 		err := h.route.ServeEndpoint(w, idp.WithOrigin(r, o.Site), run, o, tokens)
 		h.app.metrics.Endpoint(r.URL.Path[len(h.PathPrefix):], time.Since(start))
-		return caddyError(err)
+		return caddyError(w, r, err)
+	}
+	if h.route.Mode != gateway.ModeProtect {
+		return caddyError(w, r, h.route.Verify(w, r, run, o, tokens, trustedProxy(r)))
 	}
 	gateway.StripOwnCookies(r.Header)
 	id, _, err := h.route.Session(r.Context(), run, tokens, true)
 	if err == nil {
-		err = h.route.SetTokens(r, run, id)
+		err = h.route.SetTokens(r.Context(), r.Header, run, id)
 	}
 	switch {
 	case err == nil:
 		if !h.route.Access.Permits(id) {
-			return h.route.Forbidden(w, r, id)
+			return caddyError(w, r, h.route.Forbidden(w, r, id))
 		}
-		h.route.Headers.SetIdentity(r.Header, id)
-		if s := h.route.Signer; s != nil {
-			if !o.Vouched {
-				return h.route.Unvouched(w, r, o)
-			}
-			tok, err := s.Token(r.Context(), run.Store, id, o)
-			if err != nil {
-				return caddyhttp.Error(http.StatusInternalServerError, err)
-			}
-			r.Header[s.Header()] = tok
+		if err := h.route.Identify(r.Context(), run, id, o, r, r.Header); err != nil {
+			return caddyError(w, r, err)
 		}
 		h.route.Headers.GuardHopByHop(r)
 		setPlaceholders(r, id)
 		return next.ServeHTTP(w, r)
+	case errors.As(err, new(*gateway.Error)):
+		return caddyError(w, r, err) // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):
 		return h.route.SessionUnavailable(w, r, err)
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), o))
+		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), o))
 	}
 	return h.route.Unauthorized(w, r)
 }
 
-// caddyError hands a gateway error to Caddy's error handling.
-func caddyError(err error) error {
+// caddyError hands a gateway error to Caddy. A page goes to the server's
+// error routes (handle_errors) with the {http.auth.sso.*} placeholders
+// when one of them would handle its status on this request, and is
+// shown as it is otherwise (docs/pages.md).
+func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
+	if pe, ok := gateway.AsPageError(err); ok {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			for k, v := range pe.Placeholders() {
+				repl.Set("http.auth.sso."+k, v)
+			}
+		}
+		if !errorRoutesTake(r, pe.Status) {
+			return pe.Write(w)
+		}
+		return caddyhttp.Error(pe.Status, pe)
+	}
 	var ge *gateway.Error
 	if errors.As(err, &ge) {
 		return caddyhttp.Error(ge.Status, ge.Err)
 	}
 	return err
+}
+
+// errorRoutesTake reports whether the server's error routes have one for
+// an error of that status on r (Caddy would otherwise send an empty body):
+// its matchers and, through subroutes, an inner route's (handle_errors
+// 4xx) accept r with the error's placeholders and the page's set.
+func errorRoutesTake(r *http.Request, status int) bool {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return srv != nil && srv.Errors != nil && routesTake(srv.Errors.Routes, srv.Errors.WithError(r, caddyhttp.Error(status, nil)))
+}
+
+func routesTake(routes caddyhttp.RouteList, r *http.Request) bool {
+	for _, rt := range routes {
+		if ok, err := rt.MatcherSets.AnyMatchWithError(r); !ok || err != nil {
+			continue
+		}
+		for _, h := range rt.Handlers {
+			if sub, ok := h.(*caddyhttp.Subroute); !ok || routesTake(sub.Routes, r) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // clientIP is Caddy's client IP (which honours trusted proxies), for the
@@ -298,27 +341,7 @@ func setPlaceholders(r *http.Request, id *session.Identity) {
 // placeholderLookup answers the {http.auth.user.*} placeholders of one
 // identity.
 func placeholderLookup(id *session.Identity) any {
-	return caddy.ReplacerFunc(func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, "http.auth.user.")
-		if !ok {
-			return nil, false
-		}
-		switch name {
-		case "id":
-			return id.Boxed(session.FieldUserID), true
-		case "email":
-			return id.Boxed(session.FieldEmail), true
-		case "first_name":
-			return id.Boxed(session.FieldFirstName), true
-		case "last_name":
-			return id.Boxed(session.FieldLastName), true
-		case "groups":
-			return id.Boxed(session.FieldGroups), true
-		case "idp":
-			return id.Boxed(session.FieldIdP), true
-		}
-		return nil, false
-	})
+	return caddy.ReplacerFunc(gateway.UserPlaceholders(id))
 }
 
 var (

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -12,7 +14,9 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -232,3 +236,24 @@ func required(repl *caddy.Replacer, setting, raw string) (string, error) {
 }
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
+
+// Probe checks the IdP as sign-in will meet it (idpcheck): `caddy sso
+// check` reports the findings, and the app logs the problems at start.
+func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.Replacer, now time.Time) []idpcheck.Finding {
+	if s := c.SAML; s != nil {
+		src := saml.MetadataSource{URL: repl.ReplaceKnown(s.MetadataURL, ""), File: repl.ReplaceKnown(s.MetadataFile, ""), XML: []byte(s.Metadata)}
+		return idpcheck.SAML(ctx, client, src, repl.ReplaceKnown(s.IdPEntityID, ""), now)
+	}
+	return idpcheck.OIDC(ctx, client, repl.ReplaceKnown(c.OIDC.Issuer, ""), c.OIDC.Algorithms)
+}
+
+// probeIdPs logs, for each IdP, what sign-in will refuse, with the fix
+// (docs/troubleshooting.md, "idp_misconfigured"); a Stop ends it.
+func (a *App) probeIdPs(ctx context.Context) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range a.IdPs {
+		if fs := c.Probe(ctx, client, caddy.NewReplacer(), time.Now()); ctx.Err() == nil {
+			idpcheck.LogProblems(a.logger, c.Name, fs)
+		}
+	}
+}

@@ -9,33 +9,19 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/idp"
 )
 
-// origin is the site's configured base_url; without one, it takes the
-// scheme from the connection and the host from the Host header, or both
-// from X-Forwarded-Proto and -Host only when Caddy's trusted_proxies vouch
-// for the peer.
-// It is the one place the gateway decides this: everything below reads it
-// from the request context (idp.WithOrigin).
+// origin is the site's configured base_url; without one, the origin the
+// request names (gateway.RequestOrigin: X-Forwarded-Proto and -Host only
+// when Caddy's trusted_proxies vouch for the peer), vouched for when this
+// route's host matchers accept its host. It is the one place the gateway
+// decides this: everything below reads it from the request context
+// (idp.WithOrigin).
 func (h *Handler) origin(r *http.Request) gateway.Origin {
 	if h.base != nil {
 		return *h.base
 	}
-	o := gateway.Origin{Site: idp.Origin{Scheme: "http", Host: r.Host}}
-	if r.TLS != nil {
-		o.Site.Scheme = "https"
-	}
-	forwarded := false
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-			o.Site.Scheme = p
-		}
-		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && fh != r.Host {
-			o.Site.Host, forwarded = fh, true
-		}
-	}
-	o.Secure = o.Site.Secure()
+	o, forwarded := gateway.RequestOrigin(r, trustedProxy(r))
 	o.Vouched = h.hosts.vouch(r, h, o.Site.Host, forwarded)
 	if o.Site.Scheme == "http" && o.Secure {
 		h.insecureWarn.Do(func() {
@@ -44,6 +30,12 @@ func (h *Handler) origin(r *http.Request) gateway.Origin {
 		})
 	}
 	return o
+}
+
+// trustedProxy reports whether Caddy's trusted_proxies vouch for the peer.
+func trustedProxy(r *http.Request) bool {
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return trusted
 }
 
 // routeHosts is what Caddy's routing guarantees about the Host of the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
@@ -30,15 +31,11 @@ import (
 
 // Levels of a finding.
 const (
-	OK    = "ok"
-	Info  = "info"
-	Warn  = "warning"
-	Error = "error"
+	OK    = idpcheck.OK
+	Info  = idpcheck.Info
+	Warn  = idpcheck.Warn
+	Error = idpcheck.Error
 )
-
-// certWarning is how close to expiry an IdP signing certificate draws a
-// warning.
-const certWarning = 30 * 24 * time.Hour
 
 // Report is the result of `caddy sso check`.
 type Report struct {
@@ -64,10 +61,7 @@ type IdPCheck struct {
 }
 
 // Finding is one finding.
-type Finding struct {
-	Level   string `json:"level"`
-	Message string `json:"message"`
-}
+type Finding = idpcheck.Finding
 
 // Value is one value for the IdP registration.
 type Value struct {
@@ -138,7 +132,7 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 	}
 	r := &Report{IdPs: []*IdPCheck{}}
 	if cc.Apps.SSO == nil || len(cc.Apps.SSO.IdPs) == 0 {
-		r.Problems = append(r.Problems, Finding{Error, "the config has no sso app with an identity provider"})
+		r.Problems = append(r.Problems, Finding{Level: Error, Message: "the config has no sso app with an identity provider"})
 	}
 	var idps []*caddymodule.IdPConfig
 	if cc.Apps.SSO != nil {
@@ -162,12 +156,7 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 		if len(sites[c.Name]) == 0 {
 			ic.add(Warn, "no site uses this IdP (no sso directive names it): there is nothing to register at the IdP")
 		}
-		switch c.Protocol {
-		case idp.ProtocolOIDC:
-			probeOIDC(ctx, client, c, repl, ic)
-		case idp.ProtocolSAML:
-			probeSAML(ctx, client, c, repl, ic, now)
-		}
+		probe(ctx, client, c, repl, ic, now)
 		values(c, repl, sites[c.Name], ic)
 		if m, err := mapping.New(c.Preset, c.Protocol, c.Map); err == nil {
 			for _, attr := range []string{mapping.UniqueUserID, mapping.FirstName, mapping.LastName, mapping.Email, mapping.Groups} {
@@ -258,7 +247,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 						}
 						for _, n := range use {
 							if !known[n] {
-								r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
+								r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
 								continue
 							}
 							if hd.BaseURL != "" {
@@ -270,7 +259,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 									o = bo.String()
 								} else if host == "" && !seen["nohost/"+name] {
 									seen["nohost/"+name] = true
-									r.Problems = append(r.Problems, Finding{Error, fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
+									r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
 								}
 								key := n + " " + o + prefix
 								if seen[key] {

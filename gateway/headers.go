@@ -73,6 +73,13 @@ var alwaysStripped = []string{
 	"X-Authenticated-User",
 }
 
+// ProtectedHeaders are the identity header names no client may send
+// whatever a route sets (docs/security.md lists them): what a proxy in
+// front of the verify endpoint must take from its answer or remove
+// (examples/nginx/sso-protect.conf, examples/traefik/dynamic.yml, whose
+// tests compare them with this list).
+func ProtectedHeaders() []string { return slices.Clone(alwaysStripped) }
+
 // outHeader is one identity header the handler sets.
 type outHeader struct {
 	key   string // canonical header key

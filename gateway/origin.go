@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/caddy-sso/caddy-sso/idp"
+import (
+	"net/http"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
 
 // Origin is how the browser reached a protected site, as the Caddy handler
 // judged it (it alone knows Caddy's trusted proxies and the route's host
@@ -32,4 +36,26 @@ func (o Origin) SessionCookie() string {
 		return SessionCookieSecure
 	}
 	return SessionCookiePlain
+}
+
+// RequestOrigin is the origin r names: the scheme of the connection and
+// the Host header, or, when trusted (the peer is one of Caddy's trusted
+// proxies), X-Forwarded-Proto and X-Forwarded-Host. forwarded reports a
+// host taken from X-Forwarded-Host. Vouched is left for the caller, which
+// knows the route's host matchers.
+func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
+	o.Site = idp.Origin{Scheme: "http", Host: r.Host}
+	if r.TLS != nil {
+		o.Site.Scheme = "https"
+	}
+	if trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+			o.Site.Scheme = p
+		}
+		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && fh != r.Host {
+			o.Site.Host, forwarded = fh, true
+		}
+	}
+	o.Secure = o.Site.Secure()
+	return o, forwarded
 }

@@ -1,29 +1,70 @@
 package gateway
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/internal/pagestyle"
 )
 
-// page is a plain page shown to a person: a title, a sentence, and
-// optionally the attribute names that help an IdP admin fix a mapping.
-// It never shows attribute values, tokens, or internal errors.
-type page struct {
-	Status   int
-	Title    string
-	Message  string
-	Code     string          // stable reason, quoted to support staff
-	Received []pageAttribute // attribute names that arrived
-	Expected []pageExpectation
-	Action   string // form action for a button, if any
+// The pages a person can see, by name. An operator's pages directory
+// overrides one with a template file of its name plus ".html"
+// (docs/pages.md lists what each page is given).
+const (
+	PageSignInFailed      = "signin_failed"      // 400: the IdP's answer was refused
+	PageDenied            = "denied"             // 403: the JIT rules refused the user (also "waiting for approval")
+	PageForbidden         = "forbidden"          // 403: the route's allow/deny rules exclude the user
+	PageMissingAttributes = "missing_attributes" // 403: the IdP did not send what an account needs
+	PageChooser           = "chooser"            // 200: pick one of the route's IdPs
+	PageUnknownIdP        = "unknown_idp"        // 404: login?idp= names no IdP of the route
+	PageLogout            = "logout"             // 200: the sign-out confirmation
+	PageSignedOut         = "signed_out"         // 200
+	PageLogoutRefused     = "logout_refused"     // 403: a cross-site sign-out POST
+	PageLogoutIncomplete  = "logout_incomplete"  // 400: the IdP's logout message was refused
+	PageUnavailable       = "unavailable"        // 502: the IdP could not be reached
+	PageMisconfigured     = "misconfigured"      // 500: the IdP's settings and the gateway's disagree
+	PageBaseURLRequired   = "base_url_required"  // 500: the site does not know its own address
+	PageStoreUnavailable  = "store_unavailable"  // 503: the store could not be used; try again later
+)
+
+// PageNames lists every page, in the order docs/pages.md describes them.
+var PageNames = []string{PageSignInFailed, PageDenied, PageForbidden, PageMissingAttributes, PageChooser,
+	PageUnknownIdP, PageLogout, PageSignedOut, PageLogoutRefused, PageLogoutIncomplete, PageUnavailable,
+	PageMisconfigured, PageBaseURLRequired, PageStoreUnavailable}
+
+// pageFallback is the file of an operator's pages directory that serves
+// every page without a file of its own.
+const pageFallback = "page.html"
+
+// Page is what a page's template is given (docs/pages.md). It never holds
+// attribute values, tokens, or internal errors.
+type Page struct {
+	Name    string // one of PageNames
+	Status  int
+	Title   string
+	Message string
+	Code    string // stable reason, quoted to support staff; empty on pages that report nothing
+	IdP     string // the identity provider concerned, when there is one
+	// Received and Expected, on missing_attributes: the attribute names
+	// that arrived, and what the IdP must send.
+	Received []PageAttribute
+	Expected []PageExpectation
+	// Links are choices: the sign-in methods of the chooser.
+	Links []PageLink
+	// Action, Button and ReturnTo make the sign-out confirmation's form.
+	Action   string
 	Button   string
 	ReturnTo string
-	Links    []pageLink // choices, such as the sign-in methods of a site
 	// FormTargets are origins, besides this site's, that the form's
 	// submission may be redirected to: the sign-out page's POST continues
 	// at the IdP's logout endpoint, and browsers check the CSP form-action
@@ -32,25 +73,28 @@ type page struct {
 }
 
 // CSS is the stylesheet every page of the project shares.
-func (page) CSS() template.CSS { return pagestyle.Template() }
+func (Page) CSS() template.CSS { return pagestyle.Template() }
 
-type pageLink struct {
+// PageLink is one choice on a page.
+type PageLink struct {
 	Href, Text string
 }
 
-// pageAttribute is an attribute that arrived: its name, and whether all
+// PageAttribute is an attribute that arrived: its name, and whether all
 // its values were empty (an IdP mapping that sends nothing for a user).
-type pageAttribute struct {
+type PageAttribute struct {
 	Name  string
 	Empty bool
 }
 
-type pageExpectation struct {
+// PageExpectation is an attribute an account needs, and the names the
+// IdP may send it under.
+type PageExpectation struct {
 	Attribute string
 	Names     []string
 }
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+var defaultTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{{.Title}}</title>
 <style>{{.CSS}}</style></head>
@@ -64,13 +108,92 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 </body></html>
 `))
 
-// write sends the page. Its Referrer-Policy is same-origin: other sites
+// Pages renders the pages: the operator's templates where there are some,
+// the embedded default for the rest. The zero value (and nil) renders the
+// defaults only.
+type Pages struct {
+	byName map[string]*template.Template
+	logger *zap.Logger
+}
+
+// LoadPages reads the operator's templates from dir: every *.html file is
+// parsed into one html/template set (so that files can share {{define}}
+// blocks), and the page named n is rendered by the template "n.html", else
+// "page.html", else the default. Each override is tried on sample data
+// now, so that a template naming a field that does not exist fails the
+// configuration instead of a sign-in.
+func LoadPages(dir string, logger *zap.Logger) (*Pages, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.html"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("pages_dir: %w", err)
+		}
+		return nil, fmt.Errorf("pages_dir %s: no .html templates in it (expected files such as %s.html or %s; docs/pages.md)", dir, PageSignInFailed, pageFallback)
+	}
+	set, err := template.New("").ParseFiles(files...)
+	if err != nil {
+		return nil, fmt.Errorf("pages_dir: %w", err)
+	}
+	p := &Pages{byName: make(map[string]*template.Template), logger: logger}
+	for _, name := range PageNames {
+		t := set.Lookup(name + ".html")
+		if t == nil {
+			t = set.Lookup(pageFallback)
+		}
+		if t == nil {
+			continue
+		}
+		if err := t.Execute(new(bytes.Buffer), SamplePage(name)); err != nil {
+			return nil, fmt.Errorf("pages_dir: page %s: %w", name, err)
+		}
+		p.byName[name] = t
+	}
+	return p, nil
+}
+
+// Overrides lists the pages an operator's template renders.
+func (p *Pages) Overrides() []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range PageNames {
+		if p.byName[n] != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Write sends the page. Its Referrer-Policy is same-origin: other sites
 // get no referrer, while the page's own form POST carries the site's origin
 // in its Origin header. Under no-referrer browsers send "Origin: null",
-// which the sign-out endpoint must refuse (see sameOrigin).
-func (p page) write(w http.ResponseWriter) error {
+// which the sign-out endpoint must refuse (see sameOrigin). An operator's
+// template that fails while rendering is logged, and the default page is
+// sent instead: a person always gets a page.
+func (p *Pages) Write(w http.ResponseWriter, pg Page) error {
+	var body bytes.Buffer
+	t := defaultTemplate
+	if p != nil && p.byName[pg.Name] != nil {
+		t = p.byName[pg.Name]
+	}
+	if err := t.Execute(&body, pg); err != nil {
+		if t == defaultTemplate {
+			return fmt.Errorf("sso page %s: %w", pg.Name, err)
+		}
+		if p.logger != nil {
+			p.logger.Error("rendering the operator's page template failed; sending the default page", zap.String("page", pg.Name), zap.Error(err))
+		}
+		body.Reset()
+		if err := defaultTemplate.Execute(&body, pg); err != nil {
+			return fmt.Errorf("sso page %s: %w", pg.Name, err)
+		}
+	}
 	formAction := "'self'"
-	for _, o := range p.FormTargets {
+	for _, o := range pg.FormTargets {
 		if o = originOf(o); o != "" {
 			formAction += " " + o
 		}
@@ -80,9 +203,82 @@ func (p page) write(w http.ResponseWriter) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'; form-action "+formAction)
-	w.WriteHeader(p.Status)
-	return pageTemplate.Execute(w, p)
+	// Same-origin images, stylesheets and fonts are for the operator's
+	// templates (a logo); nothing else loads, and nothing runs.
+	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action "+formAction)
+	w.WriteHeader(pg.Status)
+	_, err := w.Write(body.Bytes())
+	return err
+}
+
+// PageError is a page that reports a refusal or a failure. The caller
+// either shows it (Write) or hands it to its own error handling (Caddy's
+// handle_errors), which the page's Name, Code and Status then describe.
+type PageError struct {
+	Page
+	pages *Pages
+}
+
+// Error is safe to show: an operator's error page may print it.
+func (e *PageError) Error() string {
+	if e.Code == "" {
+		return "sso: " + e.Title
+	}
+	return "sso: " + e.Title + " (reference " + e.Code + ")"
+}
+
+// Write shows the page.
+func (e *PageError) Write(w http.ResponseWriter) error { return e.pages.Write(w, e.Page) }
+
+// fail returns pg as an error for the caller to show or hand on.
+func (rt *Route) fail(pg Page) error { return &PageError{Page: pg, pages: rt.Pages} }
+
+// AsPageError finds a *PageError in err's chain.
+func AsPageError(err error) (*PageError, bool) {
+	var pe *PageError
+	ok := errors.As(err, &pe)
+	return pe, ok
+}
+
+// SamplePage is the page of that name as a person would see it, with
+// made-up data: what LoadPages tries each template on, and what the tests
+// and the screenshots in docs/pages.md show.
+func SamplePage(name string) Page {
+	switch name {
+	case PageSignInFailed:
+		return signInFailedPage("sample", "id_token_nonce")
+	case PageDenied:
+		return Page{Name: PageDenied, Status: http.StatusForbidden, Title: "Access denied", IdP: "sample", Code: "jit_disabled",
+			Message: "Your account has not been set up for this application. Ask your administrator for access."}
+	case PageForbidden:
+		return forbiddenPage()
+	case PageMissingAttributes:
+		pg := missingAttributesPageOf("sample", "missing_attributes")
+		pg.Received = []PageAttribute{{Name: "sub"}, {Name: "name"}, {Name: "email", Empty: true}}
+		pg.Expected = []PageExpectation{{Attribute: "email", Names: []string{"email", "upn"}}}
+		return pg
+	case PageChooser:
+		return chooserPage("/.sso/", []string{"entra", "okta"}, "/")
+	case PageUnknownIdP:
+		return unknownIdPPage()
+	case PageLogout:
+		return logoutPage("/.sso/", "/")
+	case PageSignedOut:
+		return signedOutPage()
+	case PageLogoutRefused:
+		return logoutRefusedPage()
+	case PageLogoutIncomplete:
+		return logoutIncompletePage("sample", "saml_signature_invalid", false)
+	case PageUnavailable:
+		return unavailablePage("sample", "idp_unavailable")
+	case PageMisconfigured:
+		return misconfiguredPage("sample")
+	case PageBaseURLRequired:
+		return baseURLRequiredPage()
+	case PageStoreUnavailable:
+		return signInNotSavedPage("sample")
+	}
+	return Page{Name: name, Status: http.StatusInternalServerError, Title: name}
 }
 
 // cspHost is what a host may be in a CSP source expression: no spaces,

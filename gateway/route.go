@@ -64,17 +64,23 @@ type Route struct {
 	IdPs    []*IdP
 	Default *IdP
 	Chooser bool
+	// Mode is ModeProtect (the zero value), or a verify mode: the route
+	// then answers forward-auth subrequests (Verify) instead of
+	// protecting a handler.
+	Mode    string
 	Access  AccessPolicy
 	Headers HeaderPlan
 	Signer  *IdentitySigner // nil: no identity token
+	// Pages renders the pages a person sees; nil: the defaults.
+	Pages   *Pages
 	Logger  *zap.Logger
 	Metrics Metrics // nil: none
 	// ClientIP names the client a refused callback is attributed to in
 	// the logs; nil means the connection's peer.
 	ClientIP func(*http.Request) string
 
-	tokens       *upstreamTokens // nil unless the route passes tokens (PassTokens)
-	unvouchedLog sync.Once
+	tokens                   *upstreamTokens // nil unless the route passes tokens (PassTokens)
+	unvouchedLog, untrustedLog sync.Once
 }
 
 // Error is an HTTP error the caller answers in its own way (Caddy's error
@@ -131,10 +137,31 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, o Origin) e
 	return rt.beginLogin(w, r, o, rt.Default, r.URL.RequestURI())
 }
 
+// Identify sets on h what the upstream learns of the session id: the
+// identity headers and the signed identity token. It is the one place
+// that decides this for the sso handler (h is the request's header) and
+// for the verify endpoint (h is its answer's, for the proxy to copy), so
+// that both hand on the same. Upstream tokens, when a route passes them,
+// belong here too.
+func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
+	rt.Headers.SetIdentity(h, id)
+	if s := rt.Signer; s != nil {
+		if !o.Vouched {
+			return rt.Unvouched(r, o)
+		}
+		tok, err := s.Token(ctx, run.Store, id, o)
+		if err != nil {
+			return httpError(http.StatusInternalServerError, err)
+		}
+		h[s.Header()] = tok
+	}
+	return nil
+}
+
 // Unvouched refuses what would build a URL on a host nothing vouches for:
 // the site has no host matcher and the route no base_url. The log says
 // what to configure, once at ERROR.
-func (rt *Route) Unvouched(w http.ResponseWriter, r *http.Request, o Origin) error {
+func (rt *Route) Unvouched(r *http.Request, o Origin) error {
 	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
 	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", r.URL.Path)}
 	logged := false
@@ -145,32 +172,32 @@ func (rt *Route) Unvouched(w http.ResponseWriter, r *http.Request, o Origin) err
 	if !logged {
 		rt.Logger.Debug(msg, fields...)
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	return page{Status: http.StatusInternalServerError, Title: "Sign-in is not configured for this address",
-		Message: "This site does not know its own address, so it cannot send you to sign in. Ask your administrator to set the site's host name or base_url.",
-		Code:    codeBaseURLRequired}.write(w)
+	return rt.fail(baseURLRequiredPage())
 }
 
-// codeBaseURLRequired is the reference code of Unvouched's page.
-const codeBaseURLRequired = "base_url_required"
-
-// Forbidden refuses a signed-in user the route's access rules exclude.
-// The page names no rule, group or IdP.
+// Forbidden refuses a signed-in user the route's access rules exclude:
+// a page for a navigation, JSON for anything else.
 func (rt *Route) Forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity) error {
+	return rt.forbidden(w, r, id, IsNavigation(r))
+}
+
+func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity, navigation bool) error {
 	rt.Logger.Debug("access denied by the route's rules", zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
-	if !IsNavigation(r) {
+	if !navigation {
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
 	}
-	return page{Status: http.StatusForbidden, Title: "Access denied",
-		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it."}.write(w)
+	return rt.fail(forbiddenPage())
 }
 
 // Unauthorized answers a request without a session that is not a
 // navigation: 401 with the login URL, never a redirect (a script cannot
 // follow one to an IdP) and never new login state.
 func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request) error {
-	login := rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(r.URL.RequestURI()))
+	return rt.unauthorized(w, rt.PathPrefix+"login?return_to="+url.QueryEscape(idp.LocalPath(r.URL.RequestURI())))
+}
+
+func (rt *Route) unauthorized(w http.ResponseWriter, login string) error {
 	hd := w.Header()
 	hd.Set("WWW-Authenticate", `SSO realm="`+rt.Default.Name+`", login="`+login+`"`)
 	hd.Set("Cache-Control", "no-store")
@@ -181,28 +208,31 @@ func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request) error {
 // sign in) from a script or API client (which must get a 401 it can act on:
 // a redirect to an IdP is useless to it and would mint login state for
 // nothing), as docs/architecture.md's request path says.
-func IsNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+func IsNavigation(r *http.Request) bool { return isNavigation(r.Method, r.Header) }
+
+// isNavigation judges a request of that method and headers (the verify
+// endpoint judges the original request, whose method the proxy reports).
+func isNavigation(method string, h http.Header) bool {
+	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
-	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+	if m := h.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
 		return false
 	}
-	if r.Header.Get("X-Requested-With") != "" {
+	if h.Get("X-Requested-With") != "" {
 		return false
 	}
-	accept := r.Header.Get("Accept")
+	accept := h.Get("Accept")
 	return strings.Contains(accept, "text/html") || strings.Contains(accept, "*/*")
 }
 
 // chooser lets the person pick one of the route's IdPs.
 func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
-	returnTo = url.QueryEscape(idp.LocalPath(returnTo))
-	pg := page{Status: http.StatusOK, Title: "Sign in", Message: "Choose how to sign in."}
-	for _, p := range rt.IdPs {
-		pg.Links = append(pg.Links, pageLink{Href: rt.PathPrefix + "login?idp=" + url.QueryEscape(p.Name) + "&return_to=" + returnTo, Text: p.Name})
+	names := make([]string, len(rt.IdPs))
+	for i, p := range rt.IdPs {
+		names[i] = p.Name
 	}
-	return pg.write(w)
+	return rt.Pages.Write(w, chooserPage(rt.PathPrefix, names, returnTo))
 }
 
 // ServeEndpoint serves the endpoints under PathPrefix. r must carry o
@@ -229,7 +259,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	}
 	if !o.Vouched {
-		return rt.Unvouched(w, r, o)
+		return rt.Unvouched(r, o)
 	}
 	base := rt.endpointBase(o, p)
 	if callback, method := p.Provider.CallbackEndpoint(); endpoint == callback {
@@ -255,12 +285,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	case errors.As(err, &le) && le.Logout:
 		rt.Logger.Warn("logout message refused", zap.String("idp", p.Name), zap.String("reason", le.Code), zap.Error(err))
-		pg := page{Status: http.StatusBadRequest, Title: "Sign-out incomplete", Code: le.Code,
-			Message: "The sign-out message from the identity provider could not be accepted, so you may still be signed in to this application. Sign out here, or close the browser. If this keeps happening, give your administrator the reference below."}
-		if le.SessionEnded {
-			pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
-		}
-		return pg.write(w)
+		return rt.fail(logoutIncompletePage(p.Name, le.Code, le.SessionEnded))
 	}
 	return err
 }
@@ -283,8 +308,7 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, o Origin) er
 	}
 	if name != "" {
 		if p = rt.provider(name); p == nil {
-			return page{Status: http.StatusNotFound, Title: "Unknown sign-in method",
-				Message: "This site has no sign-in method by that name."}.write(w)
+			return rt.fail(unknownIdPPage())
 		}
 	}
 	return rt.beginLogin(w, r, o, p, r.URL.Query().Get("return_to"))
@@ -292,13 +316,18 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, o Origin) er
 
 func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, o Origin, p *IdP, returnTo string) error {
 	if !o.Vouched {
-		return rt.Unvouched(w, r, o)
+		return rt.Unvouched(r, o)
 	}
 	returnTo = idp.LocalPath(returnTo)
 	if err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo); err != nil {
-		rt.Logger.Error("starting sign-in", zap.String("idp", p.Name), zap.Error(err))
-		return page{Status: http.StatusBadGateway, Title: "Sign-in is unavailable",
-			Message: "The identity provider could not be reached. Try again in a moment.", Code: idp.ErrorCode(err, "idp_unavailable")}.write(w)
+		code := idp.ErrorCode(err, "idp_unavailable")
+		if code == idp.CodeMisconfigured {
+			rt.Logger.Error("starting sign-in: the identity provider's settings contradict the configuration; an administrator must correct them (the warning logged at start says how)",
+				zap.String("idp", p.Name), zap.String("reason", code), zap.Error(err))
+			return rt.fail(misconfiguredPage(p.Name))
+		}
+		rt.Logger.Error("starting sign-in", zap.String("idp", p.Name), zap.String("reason", code), zap.Error(err))
+		return rt.fail(unavailablePage(p.Name, code))
 	}
 	return nil
 }
@@ -318,7 +347,10 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if rt.Metrics != nil {
 			rt.Metrics.Login(p.Name, p.Protocol, "failed")
 		}
-		return signInFailedPage(le.Code).write(w)
+		if le.Code == idp.CodeMisconfigured {
+			return rt.fail(misconfiguredPage(p.Name))
+		}
+		return rt.fail(signInFailedPage(p.Name, le.Code))
 	}
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, oldToken)
 	if err != nil {
@@ -326,9 +358,9 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	switch {
 	case out.Replay != nil:
-		return signInFailedPage(out.Replay.Code).write(w)
+		return rt.fail(signInFailedPage(p.Name, out.Replay.Code))
 	case out.Denial != nil:
-		return denialPage(w, p, a, out)
+		return rt.fail(denialPage(p, a, out))
 	}
 	setSessionCookie(w, o, out.Session.Token)
 	w.Header().Set("Cache-Control", "no-store")
@@ -357,35 +389,25 @@ func (rt *Route) clientIP(r *http.Request) string {
 func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
 	rt.Logger.Error("sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
 	w.Header().Set("Retry-After", StoreRetryAfter)
-	return page{Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable",
-		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below.",
-		Code:    CodeStoreUnavailable}.write(w)
-}
-
-func signInFailedPage(code string) page {
-	return page{Status: http.StatusBadRequest, Title: "Sign-in failed",
-		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
-		Code:    code}
+	return rt.fail(signInNotSavedPage(p.Name))
 }
 
 // missingAttributesPage lists what the IdP must send and what it sent
 // (names only; an attribute that arrived empty is marked so), for the IdP
 // administrator. code is the denial's reason: missing_subject or
 // missing_attributes.
-func missingAttributesPage(p *IdP, a *idp.Assertion, code string, missing []string) page {
-	pg := page{Status: http.StatusForbidden, Title: "Your account could not be set up",
-		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping.",
-		Code:    code}
+func missingAttributesPage(p *IdP, a *idp.Assertion, code string, missing []string) Page {
+	pg := missingAttributesPageOf(p.Name, code)
 	for _, name := range a.AttributeNames() {
-		pg.Received = append(pg.Received, pageAttribute{Name: name, Empty: a.First(name) == ""})
+		pg.Received = append(pg.Received, PageAttribute{Name: name, Empty: a.First(name) == ""})
 	}
 	for _, m := range missing {
-		pg.Expected = append(pg.Expected, pageExpectation{Attribute: m, Names: p.SignIn.Mapper.Expected(m)})
+		pg.Expected = append(pg.Expected, PageExpectation{Attribute: m, Names: p.SignIn.Mapper.Expected(m)})
 	}
 	return pg
 }
 
-func denialPage(w http.ResponseWriter, p *IdP, a *idp.Assertion, out *signin.Outcome) error {
+func denialPage(p *IdP, a *idp.Assertion, out *signin.Outcome) Page {
 	d := out.Denial
 	switch d.Reason {
 	case provision.ReasonMissingAttributes, provision.ReasonMissingSubject:
@@ -396,15 +418,11 @@ func denialPage(w http.ResponseWriter, p *IdP, a *idp.Assertion, out *signin.Out
 			pg.Message += " The SAML NameID it sent has the format " + out.Unmapped.NameIDFormat +
 				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
 		}
-		return pg.write(w)
+		return pg
 	}
 	// provision words the reason for the person signing in; the page adds
 	// only a title.
-	pg := page{Status: http.StatusForbidden, Title: "Access denied", Code: d.Reason, Message: d.Message()}
-	if d.Reason == provision.ReasonPending {
-		pg.Title = "Waiting for approval"
-	}
-	return pg.write(w)
+	return deniedPage(p.Name, d.Reason, d.Message(), d.Reason == provision.ReasonPending)
 }
 
 // idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
@@ -420,8 +438,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		pg := page{Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
-			Action: rt.PathPrefix + "logout", Button: "Sign out", ReturnTo: returnTo}
+		pg := logoutPage(rt.PathPrefix, returnTo)
 		// The POST continues at the IdP of the browser's session (one this
 		// route names: another IdP's session is ended here only).
 		if id, _, err := rt.Session(r.Context(), run, tokens, true); err == nil {
@@ -431,14 +448,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 				}
 			}
 		}
-		return pg.write(w)
+		return rt.Pages.Write(w, pg)
 	case http.MethodPost:
 	default:
 		return httpError(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))
 	}
 	if !sameOrigin(r, o) {
-		return page{Status: http.StatusForbidden, Title: "Sign-out refused",
-			Message: "The sign-out request did not come from this site.", Code: "cross_site_logout"}.write(w)
+		return rt.fail(logoutRefusedPage())
 	}
 	clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
@@ -473,7 +489,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			}
 		}
 	}
-	return page{Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}.write(w)
+	return rt.Pages.Write(w, signedOutPage())
 }
 
 // sameOrigin refuses requests that a browser marks as coming from another

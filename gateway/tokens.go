@@ -151,12 +151,12 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // (signed in before the route passed tokens, or expired without a refresh
 // token), so that a new sign-in brings fresh tokens. A route that passes
 // no tokens, or a session its access rules refuse, gets nothing.
-func (rt *Route) SetTokens(r *http.Request, run *Runtime, id *session.Identity) error {
+func (rt *Route) SetTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
 	t := rt.tokens
 	if t == nil || !rt.Access.Permits(id) {
 		return nil
 	}
-	tok, err := run.Sessions.UpstreamTokens(r.Context(), id, t.margin, t.refresh[id.IdP])
+	tok, err := run.Sessions.UpstreamTokens(ctx, id, t.margin, t.refresh[id.IdP])
 	switch {
 	case err == nil:
 	case errors.Is(err, session.ErrNoUpstreamToken):
@@ -168,7 +168,6 @@ func (rt *Route) SetTokens(r *http.Request, run *Runtime, id *session.Identity) 
 		// The access token has expired and the IdP could not renew it.
 		return httpError(http.StatusBadGateway, err)
 	}
-	hd := r.Header
 	if t.access != "" {
 		hd[t.access] = tok.Access
 	}

@@ -31,8 +31,7 @@ func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message st
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily unavailable; try again shortly"})
 	}
-	return page{Status: http.StatusServiceUnavailable, Title: "Temporarily unavailable", Message: message,
-		Code: CodeStoreUnavailable}.write(w)
+	return rt.Pages.Write(w, storeUnavailablePage(message))
 }
 
 // The pages' messages.

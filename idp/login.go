@@ -14,6 +14,13 @@ type ReplayGuard interface {
 	ConsumeOnce(ctx context.Context, kind, id string, until time.Time) (bool, error)
 }
 
+// CodeMisconfigured is the reference code of a sign-in that cannot work
+// until an administrator acts: the IdP's discovery document or metadata
+// contradicts the configuration (an issuer that differs by a trailing "/",
+// no PKCE S256, expired SAML metadata). Unlike an IdP that cannot be
+// reached, trying again does not help. Both protocols use it.
+const CodeMisconfigured = "idp_misconfigured"
+
 // LoginError is a sign-in (or, with Logout set, a logout message) that the
 // protocol adapter refused. Code is a short, stable reason
 // ("state_replayed", "saml_signature_invalid", …) used for the audit trail,

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -148,15 +149,23 @@ func run(n, conc int, timeout time.Duration) error {
 	if err := sp.RegisterServiceProvider(md); err != nil {
 		return err
 	}
-	// The gateway fetches the SAML IdP's metadata in the background at
-	// start; count only what comes after.
+	// The gateway fetches the SAML IdP's metadata, and checks both IdPs,
+	// in the background at start; count only what comes after, once the
+	// IdPs have had no request for a while.
 	for deadline := time.Now().Add(10 * time.Second); sp.Requests(samltest.PathMetadata) == 0; {
 		if time.Now().After(deadline) {
 			return errors.New("the gateway did not fetch the SAML IdP's metadata")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond)
+	for last := idpRequests(op, sp); ; {
+		time.Sleep(300 * time.Millisecond)
+		now := idpRequests(op, sp)
+		if maps.Equal(now, last) {
+			break
+		}
+		last = now
+	}
 	db, err := runningStore()
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
 )
 
 const (
@@ -119,10 +121,29 @@ func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
 		md.checkPKCE,
 	} {
 		if err := check(); err != nil {
-			return nil, fmt.Errorf("discovery: %w", err)
+			return nil, &misconfiguredError{fmt.Errorf("discovery: %w", err)}
 		}
 	}
 	return md, nil
+}
+
+// misconfiguredError is a discovery document that contradicts the
+// configuration (another issuer, no PKCE S256, a missing or plain-http
+// endpoint): fetching it again does not help until an administrator acts.
+type misconfiguredError struct{ err error }
+
+func (e *misconfiguredError) Error() string { return e.err.Error() }
+func (e *misconfiguredError) Unwrap() error { return e.err }
+
+// discoveryFailed is the sign-in error of a discovery that failed:
+// idp.CodeMisconfigured for a document sign-in refuses, CodeIdPUnavailable
+// for one it could not fetch or read.
+func discoveryFailed(err error) error {
+	var m *misconfiguredError
+	if errors.As(err, &m) {
+		return idp.Fail(idp.CodeMisconfigured, err)
+	}
+	return idp.Fail(CodeIdPUnavailable, err)
 }
 
 // wellKnown is where an issuer's discovery document lives.

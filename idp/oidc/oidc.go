@@ -41,7 +41,7 @@ import (
 // Codes of the *idp.LoginError values this package returns. They are stable:
 // metrics, audit events and error pages key on them.
 const (
-	CodeIdPUnavailable   = "idp_unavailable"     // discovery failed (and no earlier copy)
+	CodeIdPUnavailable   = "idp_unavailable"     // discovery could not be fetched or read (and no earlier copy); a document that contradicts the configuration is idp.CodeMisconfigured
 	CodeFlowSave         = "flow_save_failed"    // Begin could not set the flow cookie
 	CodeStateMissing     = "state_missing"       // callback without state
 	CodeFlowMissing      = "flow_missing"        // no flow cookie: another browser, or cookies blocked
@@ -306,7 +306,7 @@ func (p *Provider) Close() error { return nil }
 // unreachable.
 func (p *Provider) Discover(ctx context.Context) error {
 	if _, err := p.disc.get(ctx); err != nil {
-		return idp.Fail(CodeIdPUnavailable, err)
+		return discoveryFailed(err)
 	}
 	return nil
 }
@@ -342,7 +342,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	redirectURL := base + RedirectEndpoint
 	md, err := p.disc.get(r.Context())
 	if err != nil {
-		return idp.Fail(CodeIdPUnavailable, err)
+		return discoveryFailed(err)
 	}
 	state := rand.Text()
 	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), ReturnTo: returnTo, RedirectURL: redirectURL}
@@ -407,7 +407,7 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectURL string) (*idp.Assertion, error) {
 	md, err := p.disc.get(ctx)
 	if err != nil {
-		return nil, idp.Fail(CodeIdPUnavailable, err)
+		return nil, discoveryFailed(err)
 	}
 	// RFC 9207 applies to error responses too: check iss before trusting
 	// anything else in the response (mix-up attacks).
@@ -477,7 +477,7 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 func (p *Provider) LogoutURL(ctx context.Context, info idp.LogoutInfo, postLogoutRedirect string) (string, error) {
 	md, err := p.disc.get(ctx)
 	if err != nil {
-		return "", idp.Fail(CodeIdPUnavailable, err)
+		return "", discoveryFailed(err)
 	}
 	if md.EndSessionEndpoint == "" {
 		return "", nil

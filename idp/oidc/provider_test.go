@@ -165,12 +165,16 @@ func TestBeginFailsWhileIdPDown(t *testing.T) {
 	}
 }
 
+// TestDiscoveryRejects: a discovery document that contradicts the
+// configuration fails sign-in as misconfigured (an administrator must
+// act), unlike an IdP that cannot be reached (TestDiscoveryUnavailable).
 func TestDiscoveryRejects(t *testing.T) {
 	tests := []struct {
 		name string
 		edit func(map[string]any)
 	}{
 		{"issuer of another provider", func(d map[string]any) { d["issuer"] = "https://evil.example" }},
+		{"issuer with a trailing slash", func(d map[string]any) { d["issuer"] = d["issuer"].(string) + "/" }},
 		{"no PKCE S256", func(d map[string]any) { d["code_challenge_methods_supported"] = []string{"plain"} }},
 		{"plain http token endpoint off loopback", func(d map[string]any) { d["token_endpoint"] = "http://idp.example/token" }},
 		{"no jwks_uri", func(d map[string]any) { delete(d, "jwks_uri") }},
@@ -179,8 +183,8 @@ func TestDiscoveryRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.idp.SetHooks(oidctest.Hooks{Discovery: tc.edit})
-			if err := e.p.Discover(context.Background()); codeOf(err) != oidc.CodeIdPUnavailable {
-				t.Fatalf("Discover = %v, want %s", err, oidc.CodeIdPUnavailable)
+			if err := e.p.Discover(context.Background()); codeOf(err) != idp.CodeMisconfigured {
+				t.Fatalf("Discover = %v, want %s", err, idp.CodeMisconfigured)
 			}
 		})
 	}

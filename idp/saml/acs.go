@@ -57,7 +57,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	if err != nil {
 		return err
 	}
-	md, err := p.metadata(r.Context())
+	md, err := p.signInMetadata(r.Context())
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 	// Metadata before the flow cookie: a transient IdP outage must not
 	// use up the login.
 	ctx := r.Context()
-	md, err := p.metadata(ctx)
+	md, err := p.signInMetadata(ctx)
 	if err != nil {
 		return nil, "", err
 	}

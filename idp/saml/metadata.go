@@ -200,6 +200,7 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 			}
 			return nil
 		}
+		err = &badMetadataError{err}
 	}
 	err = fmt.Errorf("loading IdP metadata from %s: %w", src, err)
 	p.lastErr = err
@@ -283,12 +284,50 @@ func (p *Provider) metadata(ctx context.Context) (*idpMetadata, error) {
 	// make the person wait twice as long for the same outage.
 	if p.loads.Load() != loadsBefore ||
 		!p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
-		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, p.lastErr))
+		return nil, p.metadataFailed(p.lastErr)
 	}
 	if err := p.loadLocked(ctx); err != nil {
-		return nil, idp.Fail(CodeMetadataUnavailable, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
+		return nil, p.metadataFailed(err)
 	}
 	return p.md.Load(), nil
+}
+
+// badMetadataError is metadata that was read but that sign-in refuses
+// (it does not parse, names another entity, lists no signing
+// certificate): reading it again does not help until an administrator
+// acts.
+type badMetadataError struct{ err error }
+
+func (e *badMetadataError) Error() string { return e.err.Error() }
+func (e *badMetadataError) Unwrap() error { return e.err }
+
+// metadataFailed is the error of a sign-in without metadata:
+// idp.CodeMisconfigured when what was read is refused,
+// CodeMetadataUnavailable when nothing could be read.
+func (p *Provider) metadataFailed(err error) error {
+	err = fmt.Errorf("saml idp %q: %w", p.cfg.Name, err)
+	var bad *badMetadataError
+	if errors.As(err, &bad) {
+		return idp.Fail(idp.CodeMisconfigured, err)
+	}
+	return idp.Fail(CodeMetadataUnavailable, err)
+}
+
+// signInMetadata is the metadata a sign-in trusts: the current copy,
+// unless its validUntil has passed. Metadata past its validUntil is no
+// longer valid (SAML metadata §2.2.1), and the IdP's keys in it no longer
+// vouched for; the refresh has already tried a newer copy, so it takes an
+// administrator: idp.CodeMisconfigured.
+func (p *Provider) signInMetadata(ctx context.Context) (*idpMetadata, error) {
+	md, err := p.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !md.validUntil.IsZero() && !p.cfg.Now().Before(md.validUntil) {
+		return nil, idp.Fail(idp.CodeMisconfigured, fmt.Errorf("saml idp %q: the IdP metadata expired at %s (validUntil): replace it with the IdP's current metadata",
+			p.cfg.Name, md.validUntil.UTC().Format(time.RFC3339)))
+	}
+	return md, nil
 }
 
 // refreshForUnknownKey reloads URL or file metadata after a response was

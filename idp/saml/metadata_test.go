@@ -223,3 +223,40 @@ func TestMetadataRedirectDowngrade(t *testing.T) {
 		t.Errorf("loopback redirect refused: %v", err)
 	}
 }
+
+// TestMetadataMisconfigured: metadata that was read but cannot be trusted
+// (expired, or not metadata at all) fails a sign-in with
+// idp.CodeMisconfigured, which asks an administrator to act; an IdP that
+// cannot be reached stays CodeMetadataUnavailable (TestMetadataURL).
+func TestMetadataMisconfigured(t *testing.T) {
+	begin := func(h *harness) error {
+		return h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+	}
+	t.Run("expired", func(t *testing.T) {
+		h := newHarness(t)
+		h.idp.SetMetadataValidity(-time.Minute)
+		if err := begin(h); codeOf(err) != idp.CodeMisconfigured || !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("Begin with expired metadata: %v", err)
+		}
+		// An assertion signed with the expired metadata's key is refused
+		// too.
+		h.idp.SetMetadataValidity(time.Hour)
+		h.p.md.Store(nil)
+		h.p.lastAttempt = time.Time{}
+		pend := h.begin(t)
+		h.p.md.Load().validUntil = time.Now().Add(-time.Second)
+		if _, _, err := h.callback(t, pend, h.forge(t, h.spec(pend), pend.relayState, nil)); codeOf(err) != idp.CodeMisconfigured {
+			t.Fatalf("ACS with expired metadata: %v", err)
+		}
+	})
+	t.Run("not metadata", func(t *testing.T) {
+		page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("<html><body>Sign in to the portal</body></html>"))
+		}))
+		t.Cleanup(page.Close)
+		h := newHarness(t, func(c *Config) { c.MetadataURL = page.URL })
+		if err := begin(h); codeOf(err) != idp.CodeMisconfigured {
+			t.Fatalf("Begin with a page for metadata: %v", err)
+		}
+	})
+}

@@ -12,9 +12,10 @@ import (
 )
 
 // suites are the tests that read test data (the open-redirect payload list
-// and anything else under a testdata folder), as `go test` arguments.
+// and anything else under a testdata folder, the nginx and Traefik examples'
+// configuration files), as `go test` arguments.
 var suites = [][]string{
-	{"./internal/redirecttest", "./idp", "./idp/saml"},
+	{"./internal/redirecttest", "./idp", "./idp/saml", "./examples/nginx", "./examples/traefik"},
 	{"-run", "^(TestOpenRedirectPayloads|TestSAMLIdPInitiated)$", "./caddymodule"},
 }
 

@@ -1,0 +1,141 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+)
+
+// logLine is one line of Caddy's JSON log.
+type logLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+	IdP   string `json:"idp"`
+}
+
+// waitForLog waits until Caddy has logged a line whose message contains
+// snippet, and returns it.
+func waitForLog(t *testing.T, g *gateway, snippet string) logLine {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, raw := range strings.Split(g.logs(), "\n") {
+			var l logLine
+			if json.Unmarshal([]byte(raw), &l) == nil && strings.Contains(l.Msg, snippet) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Caddy never logged %q:\n%s", snippet, g.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantMisconfiguredPage: a sign-in at base fails with the page that sends
+// the person to an administrator, reference idp_misconfigured.
+func wantMisconfiguredPage(t *testing.T, base string) {
+	t.Helper()
+	resp := newBrowser(t).get(base + "/app")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "<h1>Sign-in is not set up correctly</h1>") ||
+		!strings.Contains(body, "<code>idp_misconfigured</code>") || !strings.Contains(body, "administrator") ||
+		strings.Contains(body, "Try again") || strings.Contains(body, "could not be reached") {
+		t.Errorf("sign-in with a misconfigured IdP: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestMisconfiguredIdPs: an IdP whose discovery document or metadata
+// contradicts the configuration is named at start, in a WARN line with
+// the fix, and sign-ins fail with idp_misconfigured, not "could not be
+// reached".
+func TestMisconfiguredIdPs(t *testing.T) {
+	t.Run("issuer with a trailing slash too many", func(t *testing.T) {
+		w := newOIDCWorld(t, "")
+		w.gw.start(w.gw.caddyfile(strings.Replace(caddyIdP(w), w.idp.Issuer, w.idp.Issuer+"/", 1), w.sites))
+		l := waitForLog(t, w.gw, "issuer mismatch")
+		if l.Level != "warn" || l.IdP != "test" || !strings.Contains(l.Msg, "set issuer "+w.idp.Issuer+" in the idp block") {
+			t.Errorf("log line %+v does not say the fix", l)
+		}
+		wantMisconfiguredPage(t, w.gw.base)
+	})
+	t.Run("no PKCE S256", func(t *testing.T) {
+		w := newOIDCWorld(t, "")
+		w.idp.SetHooks(oidctest.Hooks{Discovery: func(d map[string]any) { d["code_challenge_methods_supported"] = []string{"plain"} }})
+		w.start()
+		l := waitForLog(t, w.gw, "PKCE S256 not supported")
+		if l.Level != "warn" || !strings.Contains(l.Msg, "enable PKCE with S256 for this application at the IdP") {
+			t.Errorf("log line %+v does not say the fix", l)
+		}
+		wantMisconfiguredPage(t, w.gw.base)
+	})
+	t.Run("expired SAML metadata", func(t *testing.T) {
+		w := newSAMLWorld(t, "")
+		w.idp.SetMetadataValidity(-time.Hour)
+		w.gw.start(w.caddyfile())
+		l := waitForLog(t, w.gw, "metadata expired at")
+		if l.Level != "warn" || !strings.Contains(l.Msg, "have its administrator renew it") {
+			t.Errorf("log line %+v does not say the fix", l)
+		}
+		wantMisconfiguredPage(t, w.gw.base)
+	})
+	t.Run("a sound IdP", func(t *testing.T) {
+		w := newOIDCWorld(t, "").start()
+		waitForLog(t, w.gw, "identity provider checked")
+		for _, raw := range strings.Split(w.gw.logs(), "\n") {
+			if strings.Contains(raw, `"level":"warn"`) && strings.Contains(raw, `"logger":"sso`) {
+				t.Errorf("a warning about a sound IdP: %s", raw)
+			}
+		}
+	})
+}
+
+// TestStartDoesNotWaitForIdPs: the check at start runs in the
+// background. With an IdP that never answers, Caddy starts and serves,
+// and stops without waiting for the IdP either.
+func TestStartDoesNotWaitForIdPs(t *testing.T) {
+	release := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); hanging.Close() })
+	g := newGateway(t)
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		g.start(g.caddyfile(fmt.Sprintf("\t\tidp slow oidc {\n\t\t\tissuer %s\n\t\t\tclient_id app\n\t\t}\n", hanging.URL),
+			fmt.Sprintf("%s {\n\tsso slow\n\trespond app\n}\n", g.base)))
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Caddy's start waits for the IdP")
+	}
+	resp, err := http.Get(g.base + "/.sso/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami while the IdP hangs: %s", resp.Status)
+	}
+	if strings.Contains(g.logs(), "identity provider checked") {
+		t.Fatal("the check finished although the IdP never answered")
+	}
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); g.stop() }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Caddy's stop waits for the IdP check")
+	}
+}

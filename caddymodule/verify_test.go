@@ -1,0 +1,205 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+)
+
+// verifyConfig is the Caddyfile of tests with forward-auth sites: the
+// harness's global options, servers blocks that trust 127.0.0.1 as a
+// proxy on the listed ports (the test client stands in for nginx there),
+// the OIDC world's IdP, then sites.
+func (w *oidcWorld) verifyConfig(trustedPorts []int, sites string) string {
+	servers := ""
+	for _, p := range trustedPorts {
+		servers += fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n", p)
+	}
+	o := caddytest.OIDC{IdP: w.idp, IdPBlock: w.idpBlock}
+	return "{\n" + w.gw.globalOptions() + servers + "\tsso {\n\t\tstore bolt " + w.gw.StorePath() + "\n" +
+		o.IdPConfig() + "\t}\n}\n\n" + sites
+}
+
+// otherPorts returns n free loopback ports, distinct from one another
+// and from taken (ports a test picked before): freePort alone may hand
+// out the same port twice.
+func otherPorts(t *testing.T, n int, taken ...int) []int {
+	t.Helper()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	var out []int
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(taken, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// subrequest asks the verify endpoint at rawURL about a navigation to uri,
+// as a proxy does: the browser's cookies and headers, and X-Forwarded-*.
+func subrequest(t *testing.T, b *browser, rawURL, uri string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,*/*;q=0.8")
+	req.Header.Set("X-Forwarded-Method", "GET")
+	req.Header.Set("X-Forwarded-Uri", uri)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.noRedirects().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	return resp
+}
+
+// TestVerifyEndpoint: the sso directive in a verify mode answers a
+// proxy's subrequests (docs/forward-auth.md): 401 with the login URL (or,
+// in forward_auth mode, a redirect for a navigation) without a session;
+// 200 with the identity headers, and the browser's cookies without the
+// gateway's, with one; 403 when the route's rules exclude the user. The
+// original URI is believed only from a trusted proxy.
+func TestVerifyEndpoint(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	ports := otherPorts(t, 2, w.gw.port, w.gw.adminPort)
+	untrusted, fwd := ports[0], ports[1]
+	site := func(port int, lines string) string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test {\n%s\t}\n}\n", port, lines)
+	}
+	w.gw.start(w.verifyConfig([]int{w.gw.port, fwd},
+		site(w.gw.port, "\t\tmode auth_request\n")+
+			site(untrusted, "\t\tmode auth_request\n")+
+			site(fwd, "\t\tmode forward_auth\n\t\tdeny group admins\n")))
+	b := newBrowser(t)
+	trustedURL := w.gw.base + "/verify"
+	untrustedURL := fmt.Sprintf("http://127.0.0.1:%d/verify", untrusted)
+	fwdURL := fmt.Sprintf("http://127.0.0.1:%d/verify", fwd)
+
+	// No session: 401 and where to sign in, coming back to the original URI.
+	resp := subrequest(t, b, trustedURL, "/reports?year=2026", "X-Forwarded-User", "mallory")
+	wantLogin := w.gw.base + "/.sso/login?return_to=" + url.QueryEscape("/reports?year=2026")
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != wantLogin {
+		t.Fatalf("no session: %s, Location %q, want 401 and %q", resp.Status, resp.Header.Get("Location"), wantLogin)
+	}
+	if resp.Header.Get("X-Forwarded-User") != "" || resp.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("a refusal carries identity or cookies: %v", resp.Header)
+	}
+	// From a peer that is not a trusted proxy, X-Forwarded-Uri is ignored.
+	resp = subrequest(t, b, untrustedURL, "/reports?year=2026")
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusUnauthorized || !strings.HasSuffix(loc, "return_to=%2F") {
+		t.Fatalf("untrusted proxy: %s, Location %q, want return_to=%%2F", resp.Status, loc)
+	}
+	if !strings.Contains(w.gw.logs(), "does not come from a trusted proxy") {
+		t.Error("no warning about the untrusted proxy's X-Forwarded-Uri")
+	}
+	// forward_auth: a navigation is sent to sign in, a script gets 401.
+	resp = subrequest(t, b, fwdURL, "/app")
+	if resp.StatusCode != http.StatusFound || !strings.HasSuffix(resp.Header.Get("Location"), "/.sso/login?return_to=%2Fapp") {
+		t.Fatalf("forward_auth navigation: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	resp = subrequest(t, b, fwdURL, "/api", "Accept", "application/json")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("forward_auth API request: %s, want 401", resp.Status)
+	}
+
+	// Signing in at the login URL (which the proxy routes to the gateway).
+	if resp := b.signIn(wantLogin, "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+	u := userBySubject(t, "sub-ada")
+	resp = subrequest(t, b, trustedURL, "/reports", "X-Forwarded-User", "mallory", "Cookie", "theme=dark")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with a session: %s", resp.Status)
+	}
+	for h, want := range map[string]string{
+		"X-Forwarded-User":   u.ID,
+		"X-Forwarded-Email":  "ada@example.com",
+		"X-Forwarded-Groups": "admins,eng",
+		"Cache-Control":      "no-store",
+	} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("verify answer %s = %q, want %q", h, got, want)
+		}
+	}
+	// The app gets the browser's cookies without the gateway's (the
+	// IdP's own session cookie is there because the test IdP shares the
+	// host).
+	if c := resp.Header.Get("Cookie"); !strings.HasPrefix(c, "theme=dark") || strings.Contains(c, "sso_session") {
+		t.Errorf("verify answer Cookie = %q, want the browser's without the session cookie", c)
+	}
+	// The route's access rules apply: ada is in admins.
+	resp = subrequest(t, b, fwdURL, "/app")
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Forwarded-User") != "" {
+		t.Fatalf("denied user: %s %v", resp.Status, resp.Header)
+	}
+}
+
+// TestForwardAuthThroughCaddy puts the gateway behind Caddy's own
+// forward_auth, as another Caddy in front of an app would use it
+// (docs/forward-auth.md): a real sign-in through the front, the identity
+// reaching the app, and spoofed identity headers and the session cookie
+// not reaching it.
+func TestForwardAuthThroughCaddy(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	gwPort := otherPorts(t, 1, w.gw.port, w.gw.adminPort)[0]
+	front := w.gw.base
+	copied := "X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups X-Forwarded-Preferred-Username X-Forwarded-First-Name X-Forwarded-Last-Name X-Forwarded-Idp Remote-User Cookie"
+	w.gw.start(w.verifyConfig([]int{gwPort}, fmt.Sprintf(`%s {
+	bind 127.0.0.1
+	handle /.sso/* {
+		reverse_proxy 127.0.0.1:%d
+	}
+	handle {
+		forward_auth 127.0.0.1:%d {
+			uri /verify
+			copy_headers %s
+		}
+		reverse_proxy %s
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	sso test {
+		mode forward_auth
+	}
+}
+`, front, gwPort, gwPort, copied, w.upstream.hostPort(), gwPort)))
+	b := newBrowser(t)
+	saw := upstreamSaw(t, b.signIn(front+"/dashboard?tab=2", "ada", "ada-pw"))
+	if saw.Path != "/dashboard?tab=2" {
+		t.Errorf("upstream got %q, want the page first asked for", saw.Path)
+	}
+	u := userBySubject(t, "sub-ada")
+	saw = upstreamSaw(t, b.get(front+"/again", "X-Forwarded-User", "mallory", "Remote-User", "mallory",
+		"X-Forwarded-Groups", "root", "Cookie", "theme=dark"))
+	if saw.header("X-Forwarded-User") != u.ID || saw.header("X-Forwarded-Groups") != "admins,eng" {
+		t.Errorf("upstream identity: user %q groups %q", saw.header("X-Forwarded-User"), saw.header("X-Forwarded-Groups"))
+	}
+	if got := saw.header("Remote-User"); got != "" {
+		t.Errorf("a spoofed Remote-User reached the upstream: %q", got)
+	}
+	if c := saw.header("Cookie"); !strings.HasPrefix(c, "theme=dark") || strings.Contains(c, "sso_session") {
+		t.Errorf("upstream Cookie = %q, want the browser's without the gateway's", c)
+	}
+}

@@ -1,0 +1,294 @@
+// Package nginx_test runs this directory's example as shipped: a real
+// nginx (Debian's package) with app.conf and its two snippets, in front of
+// an app, with the Caddy of the Caddyfile answering its auth_request
+// subrequests, and a real OpenID Connect sign-in through it.
+package nginx_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+)
+
+// nginxBinary finds Debian's nginx (in /usr/sbin, often not on a user's
+// PATH). Without it the test is skipped, except in CI, where .ci/run
+// installs it.
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("nginx is not installed; .ci/run installs it")
+	}
+	t.Skip("nginx is not installed (apt-get install -y nginx)")
+	return ""
+}
+
+// shipped reads a file of this directory and applies the replacements,
+// each of which must match: a test that no longer finds what it replaces
+// fails instead of testing something else.
+func shipped(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(s, replace[i]) {
+			t.Fatalf("%s no longer contains %q", name, replace[i])
+		}
+		s = strings.ReplaceAll(s, replace[i], replace[i+1])
+	}
+	return s
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// a pool that trusts it.
+func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	write(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
+
+// startNginx runs nginx with the shipped app.conf and snippets in a
+// prefix of its own (master process off, so it neither daemonizes nor
+// switches user), until the test ends.
+func startNginx(t *testing.T, bin string, port, gwPort, appPort int) *x509.CertPool {
+	t.Helper()
+	dir := t.TempDir()
+	pool := selfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	write(t, filepath.Join(dir, "snippets", "sso-endpoints.conf"), shipped(t, "sso-endpoints.conf"))
+	write(t, filepath.Join(dir, "snippets", "sso-protect.conf"), shipped(t, "sso-protect.conf"))
+	write(t, filepath.Join(dir, "app.conf"), shipped(t, "app.conf",
+		"server 127.0.0.1:9091;", fmt.Sprintf("server 127.0.0.1:%d;", gwPort),
+		"server 127.0.0.1:8080;", fmt.Sprintf("server 127.0.0.1:%d;", appPort),
+		"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", port),
+		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
+		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")))
+	write(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events {
+	worker_connections 64;
+}
+http {
+	access_log %[1]s/access.log;
+	client_body_temp_path %[1]s/tmp/body;
+	proxy_temp_path %[1]s/tmp/proxy;
+	fastcgi_temp_path %[1]s/tmp/fastcgi;
+	uwsgi_temp_path %[1]s/tmp/uwsgi;
+	scgi_temp_path %[1]s/tmp/scgi;
+	include app.conf;
+}
+`, dir))
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", dir + "/", "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")}
+	if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx error.log:\n%s", log)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return pool
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not start listening: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNginxExample: a sign-in through nginx comes back to the page asked
+// for; the app receives the gateway's identity headers and none of those a
+// client sends, and no session cookie; signing out through nginx ends the
+// session.
+func TestNginxExample(t *testing.T) {
+	bin := nginxBinary(t)
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	app := caddytest.NewEchoUpstream(t)
+	g := caddytest.NewGateway(t)
+	port := caddytest.FreePort(t)
+	for port == g.Port || port == g.AdminPort { // FreePort may repeat itself
+		port = caddytest.FreePort(t)
+	}
+	site := fmt.Sprintf("https://127.0.0.1:%d", port)
+	op.RegisterClient(oidctest.Client{ID: "nginx-app", Secret: "nginx-secret", RedirectURIs: []string{site + "/.sso/oidc/corp/callback"}})
+	op.AddUser("ada", "ada-pw", map[string]any{"sub": "sub-ada", "given_name": "Ada", "family_name": "Lovelace",
+		"email": "ada@example.com", "email_verified": true, "groups": []string{"eng"}})
+	t.Setenv("OIDC_ISSUER", op.Issuer)
+	t.Setenv("OIDC_CLIENT_ID", "nginx-app")
+	t.Setenv("OIDC_CLIENT_SECRET", "nginx-secret")
+
+	// The shipped Caddyfile, on the test's ports and store.
+	g.Start(shipped(t, "Caddyfile",
+		"\n{\n", "\n{\n"+g.GlobalOptions(),
+		"\tsso {\n", "\tsso {\n\t\tstore bolt "+g.StorePath()+"\n",
+		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
+		"base_url https://app.example.com", "base_url "+site))
+	pool := startNginx(t, bin, port, g.Port, mustPort(t, app.URL))
+
+	b := caddytest.NewBrowser(t)
+	b.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	saw := caddytest.UpstreamSaw(t, b.SignIn(site+"/reports?year=2026", "ada", "ada-pw"))
+	if saw.Path != "/reports?year=2026" {
+		t.Errorf("the app got %q, want the page first asked for", saw.Path)
+	}
+	user := saw.Header("X-Forwarded-User")
+	if user == "" || saw.Header("X-Forwarded-Email") != "ada@example.com" || saw.Header("X-Forwarded-Groups") != "eng" ||
+		saw.Header("X-Forwarded-First-Name") != "Ada" || saw.Header("X-Forwarded-Idp") != "corp" {
+		t.Errorf("the app got the identity headers %v", saw.Headers)
+	}
+
+	// Spoofed identity headers, in any spelling, do not reach the app;
+	// nor does the session cookie; the app's own cookies do.
+	saw = caddytest.UpstreamSaw(t, b.Get(site+"/again",
+		"X-Forwarded-User", "mallory", "x-forwarded-groups", "admins", "Remote-User", "mallory",
+		"X-Auth-Request-Email", "mallory@example.com", "X_Forwarded_User", "mallory", "Cookie", "theme=dark"))
+	if saw.Header("X-Forwarded-User") != user || saw.Header("X-Forwarded-Groups") != "eng" {
+		t.Errorf("spoofed identity: user %q groups %q", saw.Header("X-Forwarded-User"), saw.Header("X-Forwarded-Groups"))
+	}
+	for name := range saw.Headers {
+		if n := strings.ToLower(name); n == "remote-user" || n == "x-auth-request-email" || strings.Contains(n, "_") {
+			t.Errorf("the app received the spoofed %s: %v", name, saw.Headers[name])
+		}
+	}
+	if c := saw.Header("Cookie"); !strings.HasPrefix(c, "theme=dark") || strings.Contains(c, "sso_session") {
+		t.Errorf("the app's Cookie header = %q, want the browser's without the gateway's", c)
+	}
+
+	// Sign out through nginx: the form posts with the site's origin.
+	req, _ := http.NewRequest(http.MethodPost, site+"/.sso/logout", strings.NewReader(url.Values{"return_to": {"/"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", site)
+	resp, err := b.NoRedirects().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddytest.ReadBody(t, resp)
+	resp, err = b.NoRedirects().Get(site + "/reports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddytest.ReadBody(t, resp)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != site+"/.sso/login?return_to=%2Freports" {
+		t.Errorf("after signing out: %s, Location %q, want a redirect to sign in", resp.Status, loc)
+	}
+}
+
+func mustPort(t *testing.T, rawURL string) int {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	if _, err := fmt.Sscan(u.Port(), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNginxSnippetCoversEveryIdentityHeader: sso-protect.conf takes every
+// header no client may send from the gateway's answer (or removes it), so
+// that the gateway's list and the example cannot drift apart.
+func TestNginxSnippetCoversEveryIdentityHeader(t *testing.T) {
+	conf := shipped(t, "sso-protect.conf")
+	set := regexp.MustCompile(`(?m)^proxy_set_header ([A-Za-z-]+) \$sso_([a-z_]+);$`)
+	from := regexp.MustCompile(`(?m)^auth_request_set \$sso_([a-z_]+) \$upstream_http_([a-z_]+);$`)
+	source := map[string]string{}
+	for _, m := range from.FindAllStringSubmatch(conf, -1) {
+		source[m[1]] = m[2]
+	}
+	covered := map[string]bool{}
+	for _, m := range set.FindAllStringSubmatch(conf, -1) {
+		want := strings.ReplaceAll(strings.ToLower(m[1]), "-", "_")
+		if source[m[2]] != want {
+			t.Errorf("%s is set from $sso_%s, which is not the gateway's %s", m[1], m[2], m[1])
+		}
+		covered[strings.ToLower(m[1])] = true
+	}
+	for _, h := range append(gateway.ProtectedHeaders(), "Cookie") {
+		if !covered[strings.ToLower(h)] {
+			t.Errorf("sso-protect.conf does not take %s from the gateway's answer", h)
+		}
+	}
+	if !slices.Contains(strings.Fields(conf), "auth_request") {
+		t.Error("sso-protect.conf lacks auth_request")
+	}
+}

@@ -1,0 +1,193 @@
+package gateway_test
+
+import (
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/gateway"
+)
+
+func render(t *testing.T, p *gateway.Pages, pg gateway.Page) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := p.Write(rec, pg); err != nil {
+		t.Fatalf("page %s: %v", pg.Name, err)
+	}
+	return rec
+}
+
+// TestDefaultPages renders every page with the embedded template: its
+// status, its heading, its reference code, and the headers that keep it
+// from being framed, cached or loading anything foreign.
+func TestDefaultPages(t *testing.T) {
+	for _, name := range gateway.PageNames {
+		t.Run(name, func(t *testing.T) {
+			pg := gateway.SamplePage(name)
+			if pg.Name != name || pg.Title == "" || pg.Message == "" || pg.Status == 0 {
+				t.Fatalf("sample page %s is incomplete: %+v", name, pg)
+			}
+			rec := render(t, nil, pg)
+			body := rec.Body.String()
+			if rec.Code != pg.Status {
+				t.Errorf("status %d, want %d", rec.Code, pg.Status)
+			}
+			if !strings.Contains(body, "<h1>"+html.EscapeString(pg.Title)+"</h1>") {
+				t.Errorf("no heading %q:\n%s", pg.Title, body)
+			}
+			if pg.Code != "" && !strings.Contains(body, "Reference: <code>"+pg.Code+"</code>") {
+				t.Errorf("no reference %q:\n%s", pg.Code, body)
+			}
+			csp := rec.Header().Get("Content-Security-Policy")
+			for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("CSP %q lacks %s", csp, want)
+				}
+			}
+			if rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("headers: %v", rec.Header())
+			}
+		})
+	}
+}
+
+// TestSamplePagesMatchTheirStatus: each page's status is what
+// docs/pages.md promises, and the error pages carry a reference code.
+func TestSamplePagesMatchTheirStatus(t *testing.T) {
+	want := map[string]int{
+		gateway.PageSignInFailed: 400, gateway.PageDenied: 403, gateway.PageForbidden: 403,
+		gateway.PageMissingAttributes: 403, gateway.PageChooser: 200, gateway.PageUnknownIdP: 404,
+		gateway.PageLogout: 200, gateway.PageSignedOut: 200, gateway.PageLogoutRefused: 403,
+		gateway.PageLogoutIncomplete: 400, gateway.PageUnavailable: 502, gateway.PageMisconfigured: 500,
+		gateway.PageBaseURLRequired: 500,
+	}
+	if len(want) != len(gateway.PageNames) {
+		t.Fatalf("%d pages, the test knows %d", len(gateway.PageNames), len(want))
+	}
+	for _, name := range gateway.PageNames {
+		pg := gateway.SamplePage(name)
+		if pg.Status != want[name] {
+			t.Errorf("%s: status %d, want %d", name, pg.Status, want[name])
+		}
+		if pg.Status >= 400 && name != gateway.PageForbidden && name != gateway.PageUnknownIdP && pg.Code == "" {
+			t.Errorf("%s: an error page without a reference code", name)
+		}
+	}
+	if m := gateway.SamplePage(gateway.PageMisconfigured); strings.Contains(m.Message, "Try again") || !strings.Contains(m.Message, "administrator") {
+		t.Errorf("the misconfigured page must send the person to an administrator, not to try again: %q", m.Message)
+	}
+}
+
+func writePages(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestOverriddenPages: a page with a template of its own uses it, the
+// others page.html, and templates share {{define}} blocks; values are
+// escaped as in the default.
+func TestOverriddenPages(t *testing.T) {
+	dir := writePages(t, map[string]string{
+		"layout.html":        `{{define "top"}}<header>ACME</header>{{end}}`,
+		"signin_failed.html": `{{template "top"}}<h1>Anmeldung fehlgeschlagen</h1><p>Referenz: {{.Code}} ({{.IdP}})</p>`,
+		"page.html":          `{{template "top"}}<h1>{{.Title}}</h1><p>{{.Message}}</p><i>{{.Name}} {{.Status}}</i>{{range .Links}}<a href="{{.Href}}">{{.Text}}</a>{{end}}`,
+	})
+	p, err := gateway.LoadPages(dir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Overrides(); !slices.Equal(got, gateway.PageNames) {
+		t.Errorf("overrides %v, want every page (page.html)", got)
+	}
+	rec := render(t, p, gateway.SamplePage(gateway.PageSignInFailed))
+	if body := rec.Body.String(); rec.Code != 400 || body != `<header>ACME</header><h1>Anmeldung fehlgeschlagen</h1><p>Referenz: id_token_nonce (sample)</p>` {
+		t.Errorf("signin_failed: %d %q", rec.Code, body)
+	}
+	for _, name := range []string{gateway.PageDenied, gateway.PageChooser, gateway.PageMisconfigured} {
+		pg := gateway.SamplePage(name)
+		body := render(t, p, pg).Body.String()
+		if !strings.HasPrefix(body, "<header>ACME</header><h1>"+html.EscapeString(pg.Title)+"</h1>") || !strings.Contains(body, "<i>"+name+" "+strconv.Itoa(pg.Status)+"</i>") {
+			t.Errorf("%s through page.html: %q", name, body)
+		}
+	}
+	pg := gateway.SamplePage(gateway.PageDenied)
+	pg.Message = `<script>alert(1)</script>`
+	if body := render(t, p, pg).Body.String(); strings.Contains(body, "<script>") {
+		t.Errorf("an override did not escape the message: %q", body)
+	}
+}
+
+// TestOnePageOverridden: the pages without a template keep the default.
+func TestOnePageOverridden(t *testing.T) {
+	p, err := gateway.LoadPages(writePages(t, map[string]string{"denied.html": `<h1>Kein Zugang</h1>{{.Code}}`}), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Overrides(); !slices.Equal(got, []string{gateway.PageDenied}) {
+		t.Errorf("overrides %v", got)
+	}
+	if body := render(t, p, gateway.SamplePage(gateway.PageDenied)).Body.String(); body != "<h1>Kein Zugang</h1>jit_disabled" {
+		t.Errorf("denied: %q", body)
+	}
+	if body := render(t, p, gateway.SamplePage(gateway.PageSignedOut)).Body.String(); !strings.Contains(body, "<h1>Signed out</h1>") || !strings.Contains(body, "<style>") {
+		t.Errorf("signed_out should be the default: %q", body)
+	}
+}
+
+// TestBadPageTemplates fail the configuration, naming the problem.
+func TestBadPageTemplates(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"syntax", map[string]string{"denied.html": `{{if}}`}, "denied.html"},
+		{"unknown field", map[string]string{"chooser.html": `{{.Colour}}`}, "page chooser"},
+		{"no templates", map[string]string{"logo.svg": `<svg/>`}, "no .html templates"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := gateway.LoadPages(writePages(t, tc.files), zap.NewNop())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("LoadPages = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := gateway.LoadPages(filepath.Join(t.TempDir(), "missing"), zap.NewNop()); err == nil {
+		t.Error("a missing directory was accepted")
+	}
+}
+
+// TestFailingOverrideFallsBack: a template that fails on some data (here,
+// a chooser without links) is logged and the default page sent, so a
+// person always gets a page.
+func TestFailingOverrideFallsBack(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	p, err := gateway.LoadPages(writePages(t, map[string]string{"chooser.html": `<h1>{{(index .Links 0).Text}}</h1>`}), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := gateway.SamplePage(gateway.PageChooser)
+	pg.Links = nil
+	rec := render(t, p, pg)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<h1>Sign in</h1>") {
+		t.Errorf("fallback: %d %q", rec.Code, rec.Body.String())
+	}
+	if logs.FilterMessageSnippet("operator's page template failed").Len() != 1 {
+		t.Errorf("the failure was not logged: %v", logs.All())
+	}
+}

@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// The default wording of every page, in one place. An operator's template
+// may use it (Title, Message) or write its own from Name and Code.
+
+func signInFailedPage(idpName, code string) Page {
+	return Page{Name: PageSignInFailed, Status: http.StatusBadRequest, Title: "Sign-in failed", IdP: idpName, Code: code,
+		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below."}
+}
+
+func deniedPage(idpName, code, message string, pending bool) Page {
+	pg := Page{Name: PageDenied, Status: http.StatusForbidden, Title: "Access denied", IdP: idpName, Code: code, Message: message}
+	if pending {
+		pg.Title = "Waiting for approval"
+	}
+	return pg
+}
+
+// forbiddenPage names no rule, group or IdP.
+func forbiddenPage() Page {
+	return Page{Name: PageForbidden, Status: http.StatusForbidden, Title: "Access denied",
+		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it."}
+}
+
+func missingAttributesPageOf(idpName, code string) Page {
+	return Page{Name: PageMissingAttributes, Status: http.StatusForbidden, Title: "Your account could not be set up", IdP: idpName, Code: code,
+		Message: "The identity provider did not send everything this application needs to create your account. Your administrator can fix this in the identity provider's attribute (claim) mapping."}
+}
+
+func chooserPage(prefix string, idps []string, returnTo string) Page {
+	pg := Page{Name: PageChooser, Status: http.StatusOK, Title: "Sign in", Message: "Choose how to sign in."}
+	returnTo = url.QueryEscape(idp.LocalPath(returnTo))
+	for _, name := range idps {
+		pg.Links = append(pg.Links, PageLink{Href: prefix + "login?idp=" + url.QueryEscape(name) + "&return_to=" + returnTo, Text: name})
+	}
+	return pg
+}
+
+func unknownIdPPage() Page {
+	return Page{Name: PageUnknownIdP, Status: http.StatusNotFound, Title: "Unknown sign-in method",
+		Message: "This site has no sign-in method by that name."}
+}
+
+func logoutPage(prefix, returnTo string) Page {
+	return Page{Name: PageLogout, Status: http.StatusOK, Title: "Sign out", Message: "Sign out of this application?",
+		Action: prefix + "logout", Button: "Sign out", ReturnTo: returnTo}
+}
+
+func signedOutPage() Page {
+	return Page{Name: PageSignedOut, Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}
+}
+
+func logoutRefusedPage() Page {
+	return Page{Name: PageLogoutRefused, Status: http.StatusForbidden, Title: "Sign-out refused", Code: "cross_site_logout",
+		Message: "The sign-out request did not come from this site."}
+}
+
+// logoutIncompletePage: the IdP's logout message was refused. sessionEnded
+// says the local session had ended before (the refused message was the
+// IdP's answer to a sign-out begun here).
+func logoutIncompletePage(idpName, code string, sessionEnded bool) Page {
+	pg := Page{Name: PageLogoutIncomplete, Status: http.StatusBadRequest, Title: "Sign-out incomplete", IdP: idpName, Code: code,
+		Message: "The sign-out message from the identity provider could not be accepted, so you may still be signed in to this application. Sign out here, or close the browser. If this keeps happening, give your administrator the reference below."}
+	if sessionEnded {
+		pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
+	}
+	return pg
+}
+
+func unavailablePage(idpName, code string) Page {
+	return Page{Name: PageUnavailable, Status: http.StatusBadGateway, Title: "Sign-in is unavailable", IdP: idpName, Code: code,
+		Message: "The identity provider could not be reached. Try again in a moment."}
+}
+
+// misconfiguredPage does not ask the person to try again: nothing they do
+// helps until an administrator corrects the settings (the log says which).
+func misconfiguredPage(idpName string) Page {
+	return Page{Name: PageMisconfigured, Status: http.StatusInternalServerError, Title: "Sign-in is not set up correctly", IdP: idpName,
+		Code:    idp.CodeMisconfigured,
+		Message: "The identity provider's settings and this site's do not match, so nobody can sign in here until an administrator corrects them. Trying again will not help: give your administrator the reference below."}
+}
+
+func baseURLRequiredPage() Page {
+	return Page{Name: PageBaseURLRequired, Status: http.StatusInternalServerError, Title: "Sign-in is not configured for this address",
+		Message: "This site does not know its own address, so it cannot send you to sign in. Ask your administrator to set the site's host name or base_url.",
+		Code:    codeBaseURLRequired}
+}
+
+// codeBaseURLRequired is the reference code of Unvouched's page.
+const codeBaseURLRequired = "base_url_required"
+
+// signInNotSavedPage: the IdP vouched for the person, but the store could
+// not record the sign-in (Route.signInNotSaved).
+func signInNotSavedPage(idpName string) Page {
+	return Page{Name: PageStoreUnavailable, Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable", IdP: idpName, Code: CodeStoreUnavailable,
+		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below."}
+}
+
+// storeUnavailablePage: a session or a sign-out the store failed
+// (Route.StoreUnavailable).
+func storeUnavailablePage(message string) Page {
+	return Page{Name: PageStoreUnavailable, Status: http.StatusServiceUnavailable, Title: "Temporarily unavailable", Code: CodeStoreUnavailable, Message: message}
+}
