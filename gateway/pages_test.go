@@ -68,7 +68,7 @@ func TestSamplePagesMatchTheirStatus(t *testing.T) {
 		gateway.PageMissingAttributes: 403, gateway.PageChooser: 200, gateway.PageUnknownIdP: 404,
 		gateway.PageLogout: 200, gateway.PageSignedOut: 200, gateway.PageLogoutRefused: 403,
 		gateway.PageLogoutIncomplete: 400, gateway.PageUnavailable: 502, gateway.PageMisconfigured: 500,
-		gateway.PageBaseURLRequired: 500,
+		gateway.PageBaseURLRequired: 500, gateway.PageStoreUnavailable: 503,
 	}
 	if len(want) != len(gateway.PageNames) {
 		t.Fatalf("%d pages, the test knows %d", len(gateway.PageNames), len(want))

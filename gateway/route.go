@@ -79,7 +79,7 @@ type Route struct {
 	// the logs; nil means the connection's peer.
 	ClientIP func(*http.Request) string
 
-	tokens                   *upstreamTokens // nil unless the route passes tokens (PassTokens)
+	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
 }
 
