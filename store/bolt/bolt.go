@@ -64,6 +64,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -225,7 +226,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := preflight(path); err != nil {
 		return nil, err
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	bdb, err := openFile(path, &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
 		// bbolt's default writes the whole list of free pages at every
@@ -251,6 +252,9 @@ func Open(path string, opts Options) (*DB, error) {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, &lockedError{path: path, wait: timeout}
 		}
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
 		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
 			return nil, fmt.Errorf("bolt: store %s is damaged: %v; %s: %w", path, err, restoreHint, ErrDamaged)
 		}
@@ -258,11 +262,46 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	bdb.NoSync = opts.NoSync
 	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite}
-	if err := db.init(); err != nil {
+	if err := db.initChecked(); err != nil {
 		_ = bdb.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// openFile is bolt.Open for a file that passed preflight but may still be
+// damaged past its meta pages. bbolt trusts the pages it reads: a garbled
+// free-page list or branch page makes it panic ("invalid freelist page")
+// or read outside its mapping (a fault). Both become ErrDamaged here, so
+// Caddy refuses to start with the file's name and the restore hint
+// instead of crashing (docs/operations.md, "Limits and behaviour under
+// failure"). preflight catches the usual garbage first: after a panic
+// here the file's mapping, and with it the file's lock, stay until the
+// process exits.
+func openFile(path string, o *bolt.Options) (bdb *bolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = damagedBy(path, p)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return bolt.Open(path, 0o600, o)
+}
+
+// initChecked is init with the same protection: init reads the buckets.
+func (db *DB) initChecked() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = damagedBy(db.path, p)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return db.init()
+}
+
+// damagedBy is the error for a panic of bbolt reading a damaged file.
+func damagedBy(path string, panicked any) error {
+	return fmt.Errorf("bolt: store %s is damaged: %v; %s: %w", path, panicked, restoreHint, ErrDamaged)
 }
 
 // lockedError names the path and the wait so that an operator sees at once

@@ -40,6 +40,16 @@ func TestDamagedFileIsRefused(t *testing.T) {
 				must(t, err)
 			}
 		}, ErrDamaged, "garbled"},
+		{"data pages garbled", func(t *testing.T, path string) {
+			// Past both meta pages: preflight passes, and bbolt reads
+			// garbage as its free-page list and its buckets.
+			b, err := os.ReadFile(path)
+			must(t, err)
+			for i := 2 * 4096; i < len(b); i++ {
+				b[i] = byte(i*7 + 3)
+			}
+			must(t, os.WriteFile(path, b, 0o600))
+		}, ErrDamaged, "damaged"},
 		{"future schema", func(t *testing.T, path string) {
 			withBolt(t, path, func(btx *bolt.Tx) error {
 				return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))

@@ -29,10 +29,20 @@ const (
 	boltVersion    = 2
 	pageHeaderSize = 16
 	metaSumOffset  = 56
+
+	// A page header's flags (after the page ID) say what the page holds.
+	branchPage   = 0x01
+	leafPage     = 0x02
+	freelistPage = 0x10
+	// noFreelist: the list was not written (NoFreelistSync); bbolt
+	// rebuilds it from the pages.
+	noFreelist = ^uint64(0)
 )
 
 type boltMeta struct {
 	pageSize     uint32
+	root         uint64 // the page of the root bucket: a branch or a leaf
+	freelist     uint64 // the page of the free-page list, or noFreelist
 	highWater    uint64 // pages in use: the file must reach highWater*pageSize
 	txid         uint64
 	magic, valid bool
@@ -48,6 +58,8 @@ func readMeta(b []byte) boltMeta {
 	_, _ = h.Write(m[:metaSumOffset])
 	return boltMeta{
 		pageSize:  le.Uint32(m[8:]),
+		root:      le.Uint64(m[16:]),
+		freelist:  le.Uint64(m[32:]),
 		highWater: le.Uint64(m[40:]),
 		txid:      le.Uint64(m[48:]),
 		magic:     le.Uint32(m[0:]) == boltMagic,
@@ -132,7 +144,31 @@ func preflight(path string) error {
 	case uint64(size) < m.highWater*uint64(m.pageSize):
 		return damaged("it is %d bytes, but its data reaches byte %d: it was truncated", size, m.highWater*uint64(m.pageSize))
 	}
+	// bbolt trusts the pages the header points at, and panics on garbage
+	// there (Open's recover is the last resort, and cannot release the
+	// lock of the mapping it leaves behind).
+	if flags, err := pageFlags(f, m, m.root); err != nil || flags != branchPage && flags != leafPage {
+		return damaged("its root page %d is garbled", m.root)
+	}
+	if m.freelist != noFreelist {
+		if flags, err := pageFlags(f, m, m.freelist); err != nil || flags != freelistPage {
+			return damaged("its free-page list (page %d) is garbled", m.freelist)
+		}
+	}
 	return nil
+}
+
+// pageFlags reads the flags of a page the header names, which must lie
+// inside the data.
+func pageFlags(f *os.File, m boltMeta, id uint64) (uint16, error) {
+	if id < 2 || id >= m.highWater {
+		return 0, fmt.Errorf("page %d outside the data", id)
+	}
+	var h [pageHeaderSize]byte
+	if _, err := f.ReadAt(h[:], int64(id)*int64(m.pageSize)); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(h[8:]), nil
 }
 
 // openError words a failure to open the file by its cause.
