@@ -565,33 +565,6 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, 
 	return &Ended{Session: ended, Tokens: tokens}, nil
 }
 
-// RevokeUser ends every session of a user at once: the next request with
-// any of their cookies is treated as signed out.
-func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
-	m.forgetUser(userID)
-	var n int
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		hashes, err := tx.DeleteUserSessions(userID)
-		if err != nil {
-			return err
-		}
-		n = len(hashes)
-		if n == 0 {
-			return nil
-		}
-		return tx.Audit(store.Event{Type: store.EventSessionRevoked, UserID: userID, Reason: reason,
-			Detail: map[string]string{"sessions": fmt.Sprint(n)}})
-	})
-	if err != nil {
-		return 0, fmt.Errorf("session: revoke user: %w", err)
-	}
-	// Again after the commit: a request may have re-read a session from
-	// the store between the first forget and the commit.
-	m.ForgetUser(userID)
-	m.logger.Info("sessions revoked", zap.String("user_id", userID), zap.String("reason", reason), zap.Int("sessions", n))
-	return n, nil
-}
-
 // ForgetSession drops one cached session, named by its store key
 // (store.Session.Hash), after the caller deleted it from the store, and
 // tells other instances sharing the store to drop it too.
