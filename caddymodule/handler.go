@@ -228,7 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	run := h.app.live.Load()
 	if run == nil {
 		var err error
-		if run, err = h.app.running(r.Context()); err != nil {
+		if run, err = h.app.live.Running(r.Context()); err != nil {
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
 	}
