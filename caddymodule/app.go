@@ -366,20 +366,7 @@ func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
 	if p := a.idps[idpName]; p != nil {
 		protocol = p.Protocol
 	}
-	switch {
-	case o.Session != nil:
-		a.metrics.Login(idpName, protocol, "success")
-	case o.Replay != nil:
-		a.metrics.Login(idpName, protocol, "failed")
-	case o.Denial != nil:
-		a.metrics.Login(idpName, protocol, "denied")
-	}
-	if o.Unmapped != nil {
-		a.metrics.Provisioned(idpName, "deny", o.Denial.Reason)
-	}
-	if o.Result != nil {
-		o.Result.Observe(func(action, reason string) { a.metrics.Provisioned(idpName, action, reason) })
-	}
+	a.metrics.SignIn(idpName, protocol, o)
 }
 
 // provider returns the named identity provider, or an error that lists

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -122,7 +121,7 @@ func (c *SAMLConfig) validate() error {
 func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
 	var keys []saml.KeyPair
 	for _, sc := range c.SPCerts {
-		kp, err := loadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
+		kp, err := saml.LoadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
 		if err != nil {
 			return nil, err
 		}
@@ -154,24 +153,4 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		return nil, err
 	}
 	return saml.New(cfg)
-}
-
-// loadKeyPair reads an SP certificate and key from PEM files.
-func loadKeyPair(certFile, keyFile string) (saml.KeyPair, error) {
-	var data []byte
-	for _, f := range []string{certFile, keyFile} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return saml.KeyPair{}, fmt.Errorf("sp_cert: %w", err)
-		}
-		data = append(append(data, b...), '\n')
-		if certFile == keyFile {
-			break
-		}
-	}
-	kp, err := saml.DecodeKeyPairPEM(data)
-	if err != nil {
-		return saml.KeyPair{}, fmt.Errorf("sp_cert %s %s: %w", certFile, keyFile, err)
-	}
-	return kp, nil
 }

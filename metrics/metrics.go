@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-sso/caddy-sso/provision/scim"
+	"github.com/caddy-sso/caddy-sso/signin"
 )
 
 // Metrics are the gateway's collectors. All methods are no-ops on a nil
@@ -130,6 +131,28 @@ func (m *Metrics) SetCacheSize(size func() int) {
 		return
 	}
 	m.sessions.size.Store(&size)
+}
+
+// SignIn counts a committed sign-in (signin.Service.Observe): the login's
+// result, and what the JIT rules did.
+func (m *Metrics) SignIn(idpName, protocol string, o *signin.Outcome) {
+	if m == nil {
+		return
+	}
+	switch {
+	case o.Session != nil:
+		m.Login(idpName, protocol, "success")
+	case o.Replay != nil:
+		m.Login(idpName, protocol, "failed")
+	case o.Denial != nil:
+		m.Login(idpName, protocol, "denied")
+	}
+	if o.Unmapped != nil {
+		m.Provisioned(idpName, "deny", o.Denial.Reason)
+	}
+	if o.Result != nil {
+		o.Result.Observe(func(action, reason string) { m.Provisioned(idpName, action, reason) })
+	}
 }
 
 // Provisioned counts one JIT outcome.
