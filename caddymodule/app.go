@@ -115,29 +115,14 @@ func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
 		StatementTimeout: time.Duration(c.StatementTimeout)}, nil
 }
 
+// validate checks the settings before placeholders are resolved, with the
+// backend's rules (backend.Spec.Check).
 func (c *StoreConfig) validate() error {
 	if c == nil {
 		return nil
 	}
-	switch c.Backend {
-	case "", backend.Bolt:
-		if c.DSN != "" || c.PoolSize != 0 || c.StatementTimeout != 0 {
-			return errors.New("dsn, pool_size and statement_timeout are postgres settings")
-		}
-	case backend.Postgres:
-		if c.DSN == "" {
-			return errors.New("postgres needs a connection string (DSN), e.g. {env.SSO_DATABASE_URL}")
-		}
-		if c.Path != "" {
-			return errors.New("path is a bolt setting")
-		}
-		if c.PoolSize < 0 || c.StatementTimeout < 0 {
-			return errors.New("pool_size and statement_timeout must not be negative")
-		}
-	default:
-		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", c.Backend, backend.Bolt, backend.Postgres)
-	}
-	return nil
+	return backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
+		StatementTimeout: time.Duration(c.StatementTimeout)}.Check()
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.
