@@ -259,16 +259,7 @@ func (a *App) Start() error {
 
 // start builds what runs on db.
 func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, error) {
-	var key []byte
-	err := db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		key, err = tx.Secret("flow-cookie-key", 32)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sso: flow cookie key: %w", err)
-	}
-	flows, err := idp.NewFlowCookies(key)
+	flows, err := gateway.FlowCookies(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("sso: %w", err)
 	}

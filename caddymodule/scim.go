@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -77,8 +76,7 @@ type SCIMHandler struct {
 	// MaxBodySize caps request bodies, in bytes. Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	handler http.Handler
-	metrics *metrics.Metrics
+	handler http.Handler // with its metrics
 }
 
 // SCIMIdP is one identity provider of a SCIM endpoint.
@@ -115,7 +113,6 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso_scim: loading the sso app: %w", err)
 	}
 	app := appIface.(*App)
-	s.metrics = app.metrics
 
 	repl := caddy.NewReplacer()
 	e := s.endpoint()
@@ -143,9 +140,11 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		e.IdPs[i].Token = token
 		names[i] = c.Name
 	}
-	if s.handler, err = e.Handler(app.Accounts(), logger); err != nil {
+	h, err := e.Handler(app.Accounts(), logger)
+	if err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
+	s.handler = app.metrics.SCIM(h, s.BasePath)
 	basePath := s.BasePath
 	if basePath == "" {
 		basePath = scim.DefaultBasePath
@@ -187,13 +186,7 @@ func (s *SCIMHandler) endpoint() scim.Endpoint {
 
 // ServeHTTP answers the request; it never calls next.
 func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if s.metrics == nil {
-		s.handler.ServeHTTP(w, r)
-		return nil
-	}
-	rec := &metrics.StatusRecorder{ResponseWriter: w}
-	s.handler.ServeHTTP(rec, r)
-	s.metrics.SCIMRequest(r, s.BasePath, rec.Status)
+	s.handler.ServeHTTP(w, r)
 	return nil
 }
 

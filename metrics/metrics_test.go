@@ -1,6 +1,9 @@
 package metrics_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,4 +82,43 @@ func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestSCIM counts the requests of a SCIM handler by method, resource (a
+// fixed set, "other" for the rest) and the status it wrote; without
+// metrics the handler is served as it is.
+func TestSCIM(t *testing.T) {
+	status := map[string]int{"/scim/v2/Users": http.StatusCreated, "/scim/v2/Groups/g1": http.StatusNotFound}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code, ok := status[r.URL.Path]; ok {
+			w.WriteHeader(code)
+			return
+		}
+		_, _ = w.Write([]byte("{}")) // an implicit 200
+	})
+	reg := prometheus.NewRegistry()
+	counted := metrics.New(reg).SCIM(h, "")
+	for _, req := range []struct{ method, path string }{
+		{http.MethodPost, "/scim/v2/Users"},
+		{http.MethodGet, "/scim/v2/Groups/g1"},
+		{http.MethodGet, "/scim/v2/Schemas"},
+		{http.MethodGet, "/scim/v2/secret-token-in-path"},
+	} {
+		counted.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(req.method, req.path, nil))
+	}
+	got := counters(t, reg)
+	for key, want := range map[string]float64{
+		"caddy_sso_scim_requests_total/201/POST/Users":  1,
+		"caddy_sso_scim_requests_total/404/GET/Groups":  1,
+		"caddy_sso_scim_requests_total/200/GET/Schemas": 1,
+		"caddy_sso_scim_requests_total/200/GET/other":   1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", key, got[key], want, got)
+		}
+	}
+	var none *metrics.Metrics
+	if plain := none.SCIM(h, ""); reflect.ValueOf(plain).Pointer() != reflect.ValueOf(h).Pointer() {
+		t.Error("without metrics, SCIM wrapped the handler")
+	}
 }
