@@ -435,8 +435,8 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 		if len(args) != 2 {
 			return errf("expected: sp_cert <certificate file> <key file>")
 		}
-		if len(c.SPCerts) == maxSPCerts {
-			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", maxSPCerts)
+		if len(c.SPCerts) == saml.MaxSPKeys {
+			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
 		}
 		c.SPCerts = append(c.SPCerts, SPCertConfig{Cert: args[0], Key: args[1]})
 	case "sign_requests":
@@ -457,8 +457,8 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 			return err
 		}
 		n, perr := humanize.ParseBytes(v)
-		if perr != nil || n < minSAMLResponseSize || n > maxSAMLResponseSize {
-			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, minSAMLResponseSize>>10, maxSAMLResponseSize>>20)
+		if perr != nil || n < saml.MinResponseSizeCap || n > saml.MaxResponseSizeCap {
+			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
 		}
 		c.MaxResponseSize = int64(n)
 	}

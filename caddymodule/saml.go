@@ -66,13 +66,6 @@ type SPCertConfig struct {
 	Key  string `json:"key"`
 }
 
-// Limits of SAMLConfig values.
-const (
-	maxSAMLResponseSize = 16 << 20
-	minSAMLResponseSize = 16 << 10
-	maxSPCerts          = 2
-)
-
 var requestBindings = []string{saml.BindingRedirect, saml.BindingPost}
 
 func (c *SAMLConfig) validate() error {
@@ -95,8 +88,8 @@ func (c *SAMLConfig) validate() error {
 			return err
 		}
 	}
-	if len(c.SPCerts) > maxSPCerts {
-		return fmt.Errorf("at most %d sp_cert lines (current and previous)", maxSPCerts)
+	if len(c.SPCerts) > saml.MaxSPKeys {
+		return fmt.Errorf("at most %d sp_cert lines (current and previous)", saml.MaxSPKeys)
 	}
 	for _, sc := range c.SPCerts {
 		if sc.Cert == "" || sc.Key == "" {
@@ -109,8 +102,8 @@ func (c *SAMLConfig) validate() error {
 	if c.MetadataRefresh < 0 {
 		return errors.New("metadata_refresh must not be negative")
 	}
-	if c.MaxResponseSize != 0 && (c.MaxResponseSize < minSAMLResponseSize || c.MaxResponseSize > maxSAMLResponseSize) {
-		return fmt.Errorf("max_response_size must be between %d KiB and %d MiB", minSAMLResponseSize>>10, maxSAMLResponseSize>>20)
+	if c.MaxResponseSize != 0 && (c.MaxResponseSize < saml.MinResponseSizeCap || c.MaxResponseSize > saml.MaxResponseSizeCap) {
+		return fmt.Errorf("max_response_size must be between %d KiB and %d MiB", saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
 	}
 	return nil
 }
