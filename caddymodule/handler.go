@@ -163,9 +163,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	if j := h.IdentityJWT; j != nil {
-		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
+		rt.SignIdentity(gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
 			Audience: j.Audience, Rotation: time.Duration(j.KeyRotation)})
-		rt.Headers.Protect(rt.Signer.Header())
 	}
 	if err := rt.PassTokens(h.tokenConfig()); err != nil {
 		return fmt.Errorf("sso handler: %w", err)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,27 @@ func TestFlowCookiesKeptInTheStore(t *testing.T) {
 				t.Errorf("opened = %v (%q, %v), want %v", opened, got, err, tt.opens)
 			}
 		})
+	}
+}
+
+// TestSignIdentityProtectsItsHeader: a route that signs the identity
+// strips a client's own copy of the token's header, in any spelling,
+// whatever header the token is configured to travel in.
+func TestSignIdentityProtectsItsHeader(t *testing.T) {
+	for _, header := range []string{"", "X-Identity"} {
+		plan, err := gateway.NewHeaderPlan("none", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := &gateway.Route{Headers: plan}
+		rt.SignIdentity(gateway.SignerConfig{Header: header})
+		name := rt.Signer.Header()
+		in := http.Header{}
+		in[name] = []string{"forged"}
+		in[strings.ToLower(name)] = []string{"forged"}
+		rt.Headers.StripInbound(in)
+		if len(in) != 0 {
+			t.Errorf("header %q: inbound copies left: %v", name, in)
+		}
 	}
 }
