@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,7 +40,7 @@ func init() {
 // while the same configuration runs (the running Caddy holds the store's
 // lock). Start opens the store, loads the keys kept there and starts the
 // background work; requests that arrive before it has finished wait for it
-// (see App.running).
+// (gateway.Live).
 type App struct {
 	// Store selects where users and sessions live. Default: a bbolt file
 	// at <Caddy data dir>/sso/sso.db.
@@ -66,9 +65,8 @@ type App struct {
 	// built at Provision over the store and cache Start opens.
 	accounts *account.Service
 
-	// live is what Start made; nil before Start.
-	live    atomic.Pointer[gateway.Runtime]
-	started chan struct{} // closed when Start ends, whether it succeeded or not
+	// live is what Start made, made at Provision.
+	live *gateway.Live
 	// acquired is the pool key of the store handle this App holds, so
 	// that only what was acquired is released.
 	acquired string
@@ -117,29 +115,14 @@ func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
 		StatementTimeout: time.Duration(c.StatementTimeout)}, nil
 }
 
+// validate checks the settings before placeholders are resolved, with the
+// backend's rules (backend.Spec.Check).
 func (c *StoreConfig) validate() error {
 	if c == nil {
 		return nil
 	}
-	switch c.Backend {
-	case "", backend.Bolt:
-		if c.DSN != "" || c.PoolSize != 0 || c.StatementTimeout != 0 {
-			return errors.New("dsn, pool_size and statement_timeout are postgres settings")
-		}
-	case backend.Postgres:
-		if c.DSN == "" {
-			return errors.New("postgres needs a connection string (DSN), e.g. {env.SSO_DATABASE_URL}")
-		}
-		if c.Path != "" {
-			return errors.New("path is a bolt setting")
-		}
-		if c.PoolSize < 0 || c.StatementTimeout < 0 {
-			return errors.New("pool_size and statement_timeout must not be negative")
-		}
-	default:
-		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", c.Backend, backend.Bolt, backend.Postgres)
-	}
-	return nil
+	return backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
+		StatementTimeout: time.Duration(c.StatementTimeout)}.Check()
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.
@@ -165,19 +148,15 @@ func DefaultStorePath() string {
 	return filepath.Join(caddy.AppDataDir(), "sso", "sso.db")
 }
 
-// startWait bounds how long a request waits for the app to start;
-// storeOpenTimeout how long Start waits for the store (a database that
-// does not answer fails the start instead of hanging it).
-const (
-	startWait        = 10 * time.Second
-	storeOpenTimeout = 30 * time.Second
-)
+// storeOpenTimeout bounds how long Start waits for the store (a database
+// that does not answer fails the start instead of hanging it).
+const storeOpenTimeout = 30 * time.Second
 
 // Provision checks the configuration and builds the identity providers,
 // without touching the store or the network.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.started = make(chan struct{})
+	a.live = gateway.NewLive()
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -196,7 +175,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	a.accounts = &account.Service{Store: liveStore{a}, Cache: liveCache{a}, SCIMManaged: a.scimManaged,
+	a.accounts = &account.Service{Store: a.live, Cache: a.live, SCIMManaged: a.scimManaged,
 		Logger: a.logger.Named("account")}
 
 	a.idps = make(map[string]*gateway.IdP, len(a.IdPs))
@@ -238,7 +217,7 @@ func (a *App) Validate() error {
 // the background, so that a misconfiguration is logged at once, not at the
 // first sign-in, without Start waiting for the network.
 func (a *App) Start() error {
-	defer close(a.started)
+	defer a.live.Started()
 	// The store may outlive this config (a reload shares it), so it is
 	// opened with a context of its own, bounded in time.
 	openCtx, cancelOpen := context.WithTimeout(context.Background(), storeOpenTimeout)
@@ -274,22 +253,13 @@ func (a *App) Start() error {
 		k.Run(ctx, gateway.HousekeepingInterval)
 	}()
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
-	a.live.Store(rt)
+	a.live.Set(rt)
 	return nil
 }
 
 // start builds what runs on db.
 func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, error) {
-	var key []byte
-	err := db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		key, err = tx.Secret("flow-cookie-key", 32)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sso: flow cookie key: %w", err)
-	}
-	flows, err := idp.NewFlowCookies(key)
+	flows, err := gateway.FlowCookies(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("sso: %w", err)
 	}
@@ -366,47 +336,13 @@ func (a *App) auditRetention() time.Duration {
 	return time.Duration(*a.AuditRetention)
 }
 
-// running returns what Start made, waiting for Start when a request comes
-// in first: Caddy starts its apps one by one, so the HTTP servers may be
-// listening a moment before this app is ready.
-func (a *App) running(ctx context.Context) (*gateway.Runtime, error) {
-	if rt := a.live.Load(); rt != nil {
-		return rt, nil
-	}
-	t := time.NewTimer(startWait)
-	defer t.Stop()
-	select {
-	case <-a.started:
-	case <-t.C:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if rt := a.live.Load(); rt != nil {
-		return rt, nil
-	}
-	return nil, errors.New("sso: the sso app is not running")
-}
-
 // observeSignIn counts a committed sign-in.
 func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
 	protocol := ""
 	if p := a.idps[idpName]; p != nil {
 		protocol = p.Protocol
 	}
-	switch {
-	case o.Session != nil:
-		a.metrics.Login(idpName, protocol, "success")
-	case o.Replay != nil:
-		a.metrics.Login(idpName, protocol, "failed")
-	case o.Denial != nil:
-		a.metrics.Login(idpName, protocol, "denied")
-	}
-	if o.Unmapped != nil {
-		a.metrics.Provisioned(idpName, "deny", o.Denial.Reason)
-	}
-	if o.Result != nil {
-		o.Result.Observe(func(action, reason string) { a.metrics.Provisioned(idpName, action, reason) })
-	}
+	a.metrics.SignIn(idpName, protocol, o)
 }
 
 // provider returns the named identity provider, or an error that lists
@@ -472,45 +408,6 @@ type idpSessionEnder struct{ accounts *account.Service }
 
 func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sessionID string) (int, error) {
 	return e.accounts.EndIdPSessions(ctx, idpName, store.LogoutInfo{Subject: subject, SessionID: sessionID})
-}
-
-// liveStore is the app's store for those built at Provision, before the
-// store is open: each call waits for Start (App.running). The app owns the
-// store, so Close does nothing.
-type liveStore struct{ a *App }
-
-func (s liveStore) View(ctx context.Context, fn func(store.Tx) error) error {
-	rt, err := s.a.running(ctx)
-	if err != nil {
-		return err
-	}
-	return rt.Store.View(ctx, fn)
-}
-
-func (s liveStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	rt, err := s.a.running(ctx)
-	if err != nil {
-		return err
-	}
-	return rt.Store.Update(ctx, fn)
-}
-
-func (liveStore) Close() error { return nil }
-
-// liveCache is the app's session cache for those built at Provision: what
-// they forget is forgotten once the app runs (before, nothing is cached).
-type liveCache struct{ a *App }
-
-func (c liveCache) ForgetUser(userID string) {
-	if rt := c.a.live.Load(); rt != nil {
-		rt.Sessions.ForgetUser(userID)
-	}
-}
-
-func (c liveCache) ForgetSession(hash string) {
-	if rt := c.a.live.Load(); rt != nil {
-		rt.Sessions.ForgetSession(hash)
-	}
 }
 
 // Accounts returns the app's account operations.

@@ -10,9 +10,9 @@ import (
 // startedApp is an App as Start leaves it, on db and sessions, for tests
 // of the handler without a Caddy config.
 func startedApp(db store.Store, sessions *session.Manager) *App {
-	a := &App{started: make(chan struct{})}
-	close(a.started)
-	a.live.Store(&gateway.Runtime{Store: db, Sessions: sessions,
+	a := &App{live: gateway.NewLive()}
+	a.live.Started()
+	a.live.Set(&gateway.Runtime{Store: db, Sessions: sessions,
 		SignIn:   &signin.Service{Store: db, Sessions: sessions},
 		Refusals: &signin.Refusals{Store: db}})
 	return a

@@ -435,8 +435,8 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 		if len(args) != 2 {
 			return errf("expected: sp_cert <certificate file> <key file>")
 		}
-		if len(c.SPCerts) == maxSPCerts {
-			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", maxSPCerts)
+		if len(c.SPCerts) == saml.MaxSPKeys {
+			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
 		}
 		c.SPCerts = append(c.SPCerts, SPCertConfig{Cert: args[0], Key: args[1]})
 	case "sign_requests":
@@ -457,8 +457,8 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 			return err
 		}
 		n, perr := humanize.ParseBytes(v)
-		if perr != nil || n < minSAMLResponseSize || n > maxSAMLResponseSize {
-			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, minSAMLResponseSize>>10, maxSAMLResponseSize>>20)
+		if perr != nil || n < saml.MinResponseSizeCap || n > saml.MaxResponseSizeCap {
+			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
 		}
 		c.MaxResponseSize = int64(n)
 	}
@@ -505,20 +505,33 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	if args := h.RemainingArgs(); len(args) > 0 {
 		setIdPs(args)
 	}
+	// The settings that take one value, with what that value is.
+	single := map[string]struct {
+		target *string
+		want   string
+	}{
+		"default_idp": {&hd.DefaultIdP, "one IdP name"},
+		"path_prefix": {&hd.PathPrefix, "one path"},
+		"base_url":    {&hd.BaseURL, "one URL, such as https://app.example.com"},
+		"mode":        {&hd.Mode, "protect, auth_request or forward_auth"},
+		"headers":     {&hd.HeaderSet, "default, oauth2_proxy or none"},
+	}
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
+		if one, ok := single[key]; ok {
+			if len(args) != 1 {
+				return nil, h.Errf("sso %s: expected %s", key, one.want)
+			}
+			*one.target = args[0]
+			continue
+		}
 		switch key {
 		case "idp":
 			if len(args) == 0 {
 				return nil, h.Err("sso idp: expected one or more IdP names")
 			}
 			setIdPs(args)
-		case "default_idp":
-			if len(args) != 1 {
-				return nil, h.Err("sso default_idp: expected one IdP name")
-			}
-			hd.DefaultIdP = args[0]
 		case "allow", "deny":
 			if len(args) < 2 {
 				return nil, h.Errf("sso %s: expected: %s group|domain|user|idp <value>…", key, key)
@@ -558,26 +571,6 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				}
 			}
 			hd.IdentityJWT = j
-		case "path_prefix":
-			if len(args) != 1 {
-				return nil, h.Err("sso path_prefix: expected one path")
-			}
-			hd.PathPrefix = args[0]
-		case "base_url":
-			if len(args) != 1 {
-				return nil, h.Err("sso base_url: expected one URL, such as https://app.example.com")
-			}
-			hd.BaseURL = args[0]
-		case "mode":
-			if len(args) != 1 {
-				return nil, h.Err("sso mode: expected protect, auth_request or forward_auth")
-			}
-			hd.Mode = args[0]
-		case "headers":
-			if len(args) != 1 {
-				return nil, h.Err("sso headers: expected default, oauth2_proxy or none")
-			}
-			hd.HeaderSet = args[0]
 		case "header":
 			if len(args) != 2 {
 				return nil, h.Err("sso header: expected: header <field> <Header-Name>|-")

@@ -163,9 +163,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	if j := h.IdentityJWT; j != nil {
-		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
+		rt.SignIdentity(gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
 			Audience: j.Audience, Rotation: time.Duration(j.KeyRotation)})
-		rt.Headers.Protect(rt.Signer.Header())
 	}
 	if err := rt.PassTokens(h.tokenConfig()); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
@@ -228,7 +227,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	run := h.app.live.Load()
 	if run == nil {
 		var err error
-		if run, err = h.app.running(r.Context()); err != nil {
+		if run, err = h.app.live.Running(r.Context()); err != nil {
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
 	}

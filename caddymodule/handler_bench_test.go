@@ -83,8 +83,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		}
 	})}
 	signed := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
-		rt.Signer = gateway.NewIdentitySigner(gateway.SignerConfig{})
-		rt.Headers.Protect(rt.Signer.Header())
+		rt.SignIdentity(gateway.SignerConfig{})
 	})}
 	// The same handler passing the session's tokens (pass_access_token and
 	// set_authorization_header), fresh in memory.

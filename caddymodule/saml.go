@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,13 +66,6 @@ type SPCertConfig struct {
 	Key  string `json:"key"`
 }
 
-// Limits of SAMLConfig values.
-const (
-	maxSAMLResponseSize = 16 << 20
-	minSAMLResponseSize = 16 << 10
-	maxSPCerts          = 2
-)
-
 var requestBindings = []string{saml.BindingRedirect, saml.BindingPost}
 
 func (c *SAMLConfig) validate() error {
@@ -96,8 +88,8 @@ func (c *SAMLConfig) validate() error {
 			return err
 		}
 	}
-	if len(c.SPCerts) > maxSPCerts {
-		return fmt.Errorf("at most %d sp_cert lines (current and previous)", maxSPCerts)
+	if len(c.SPCerts) > saml.MaxSPKeys {
+		return fmt.Errorf("at most %d sp_cert lines (current and previous)", saml.MaxSPKeys)
 	}
 	for _, sc := range c.SPCerts {
 		if sc.Cert == "" || sc.Key == "" {
@@ -110,8 +102,8 @@ func (c *SAMLConfig) validate() error {
 	if c.MetadataRefresh < 0 {
 		return errors.New("metadata_refresh must not be negative")
 	}
-	if c.MaxResponseSize != 0 && (c.MaxResponseSize < minSAMLResponseSize || c.MaxResponseSize > maxSAMLResponseSize) {
-		return fmt.Errorf("max_response_size must be between %d KiB and %d MiB", minSAMLResponseSize>>10, maxSAMLResponseSize>>20)
+	if c.MaxResponseSize != 0 && (c.MaxResponseSize < saml.MinResponseSizeCap || c.MaxResponseSize > saml.MaxResponseSizeCap) {
+		return fmt.Errorf("max_response_size must be between %d KiB and %d MiB", saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
 	}
 	return nil
 }
@@ -122,7 +114,7 @@ func (c *SAMLConfig) validate() error {
 func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
 	var keys []saml.KeyPair
 	for _, sc := range c.SPCerts {
-		kp, err := loadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
+		kp, err := saml.LoadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
 		if err != nil {
 			return nil, err
 		}
@@ -154,24 +146,4 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		return nil, err
 	}
 	return saml.New(cfg)
-}
-
-// loadKeyPair reads an SP certificate and key from PEM files.
-func loadKeyPair(certFile, keyFile string) (saml.KeyPair, error) {
-	var data []byte
-	for _, f := range []string{certFile, keyFile} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return saml.KeyPair{}, fmt.Errorf("sp_cert: %w", err)
-		}
-		data = append(append(data, b...), '\n')
-		if certFile == keyFile {
-			break
-		}
-	}
-	kp, err := saml.DecodeKeyPairPEM(data)
-	if err != nil {
-		return saml.KeyPair{}, fmt.Errorf("sp_cert %s %s: %w", certFile, keyFile, err)
-	}
-	return kp, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -16,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -78,8 +76,7 @@ type SCIMHandler struct {
 	// MaxBodySize caps request bodies, in bytes. Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	handler http.Handler
-	metrics *metrics.Metrics
+	handler http.Handler // with its metrics
 }
 
 // SCIMIdP is one identity provider of a SCIM endpoint.
@@ -116,11 +113,11 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso_scim: loading the sso app: %w", err)
 	}
 	app := appIface.(*App)
-	s.metrics = app.metrics
 
 	repl := caddy.NewReplacer()
-	handlers := make([]*scim.Handler, 0, len(s.IdPs))
-	for _, c := range s.IdPs {
+	e := s.endpoint()
+	names := make([]string, len(s.IdPs))
+	for i, c := range s.IdPs {
 		if _, err := app.scimProvider(c.Name); err != nil {
 			return fmt.Errorf("sso_scim: idp %s: %w in the global sso option", c.Name, err)
 		}
@@ -140,33 +137,14 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 			logger.Warn("the SCIM bearer token is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SCIM_TOKEN}",
 				zap.String("idp", c.Name))
 		}
-		h, err := scim.New(scim.Config{
-			IdP:          c.Name,
-			Token:        token,
-			Accounts:     app.Accounts(),
-			Logger:       logger,
-			BasePath:     s.BasePath,
-			BaseURL:      s.BaseURL,
-			MaxBodyBytes: s.MaxBodySize,
-		})
-		if err != nil {
-			return fmt.Errorf("sso_scim: %w", err)
-		}
-		handlers = append(handlers, h)
-	}
-	if len(handlers) == 1 {
-		s.handler = handlers[0]
-	} else {
-		mux, err := scim.NewMux(handlers...)
-		if err != nil {
-			return fmt.Errorf("sso_scim: %w", err)
-		}
-		s.handler = mux
-	}
-	names := make([]string, len(s.IdPs))
-	for i, c := range s.IdPs {
+		e.IdPs[i].Token = token
 		names[i] = c.Name
 	}
+	h, err := e.Handler(app.Accounts(), logger)
+	if err != nil {
+		return fmt.Errorf("sso_scim: %w", err)
+	}
+	s.handler = app.metrics.SCIM(h, s.BasePath)
 	basePath := s.BasePath
 	if basePath == "" {
 		basePath = scim.DefaultBasePath
@@ -187,57 +165,28 @@ func (s *SCIMHandler) Validate() error {
 var errNoSCIMIdP = errors.New("sso_scim: at least one idp <name> <token> is required")
 
 // validateSettings is Validate without the requirement of an IdP, so that
-// the Caddyfile parser can check each line as it reads it.
+// the Caddyfile parser can check each line as it reads it. The rules are
+// provision/scim's (Endpoint.CheckSettings); a token with a placeholder is
+// checked once Provision has resolved it.
 func (s *SCIMHandler) validateSettings() error {
-	literal := make(map[string]string)
-	for i, c := range s.IdPs {
-		if c.Name == "" {
-			return errors.New("sso_scim: an idp has no name")
-		}
-		for _, o := range s.IdPs[:i] {
-			if o.Name == c.Name {
-				return fmt.Errorf("sso_scim: idp %s is listed twice", c.Name)
-			}
-		}
-		if c.Token == "" {
-			return fmt.Errorf("sso_scim: idp %s has no token", c.Name)
-		}
-		if hasPlaceholder(c.Token) {
-			continue
-		}
-		if len(c.Token) < scim.MinTokenLength {
-			return fmt.Errorf("sso_scim: idp %s: the bearer token must be at least %d characters (generate one with: openssl rand -base64 32)",
-				c.Name, scim.MinTokenLength)
-		}
-		if other, ok := literal[c.Token]; ok {
-			return fmt.Errorf("sso_scim: idps %s and %s share a bearer token; each needs its own", other, c.Name)
-		}
-		literal[c.Token] = c.Name
-	}
-	if s.BasePath != "" && !strings.HasPrefix(s.BasePath, "/") {
-		return fmt.Errorf("sso_scim: base_path %q must start with /", s.BasePath)
-	}
-	if s.BaseURL != "" {
-		u, err := url.Parse(s.BaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("sso_scim: base_url %q is not an absolute http(s) URL", s.BaseURL)
-		}
-	}
-	if s.MaxBodySize < 0 {
-		return fmt.Errorf("sso_scim: max_body_size must be positive")
+	if err := s.endpoint().CheckSettings(hasPlaceholder); err != nil {
+		return fmt.Errorf("sso_scim: %w", err)
 	}
 	return nil
 }
 
+// endpoint is the handler's configuration as provision/scim takes it.
+func (s *SCIMHandler) endpoint() scim.Endpoint {
+	e := scim.Endpoint{BasePath: s.BasePath, BaseURL: s.BaseURL, MaxBodyBytes: s.MaxBodySize}
+	for _, c := range s.IdPs {
+		e.IdPs = append(e.IdPs, scim.EndpointIdP(c))
+	}
+	return e
+}
+
 // ServeHTTP answers the request; it never calls next.
 func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if s.metrics == nil {
-		s.handler.ServeHTTP(w, r)
-		return nil
-	}
-	rec := &metrics.StatusRecorder{ResponseWriter: w}
-	s.handler.ServeHTTP(rec, r)
-	s.metrics.SCIMRequest(r, s.BasePath, rec.Status)
+	s.handler.ServeHTTP(w, r)
 	return nil
 }
 

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -30,7 +29,7 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (s
 		return nil, "", err
 	}
 	if spec.OnWrite == nil {
-		spec.OnWrite = slowWrites(spec, logger)
+		spec.OnWrite = backend.SlowWrites(spec, logger)
 	}
 	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, err := backend.Open(ctx, spec, logger)
@@ -50,19 +49,4 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (s
 func releaseStore(key string) error {
 	_, err := storePool.Delete(key)
 	return err
-}
-
-// slowWriteThreshold is the write-lock hold a store write is logged at:
-// every sign-in and SCIM write queued behind it waits that long.
-const slowWriteThreshold = 100 * time.Millisecond
-
-// slowWrites logs each write transaction that held the store's write lock
-// for slowWriteThreshold or longer (docs/operations.md, "Limits and
-// behaviour under failure").
-func slowWrites(spec backend.Spec, logger *zap.Logger) func(held time.Duration) {
-	return func(held time.Duration) {
-		if held >= slowWriteThreshold {
-			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec), zap.Duration("held", held))
-		}
-	}
 }

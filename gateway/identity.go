@@ -64,6 +64,14 @@ func NewIdentitySigner(c SignerConfig) *IdentitySigner {
 	return s
 }
 
+// SignIdentity makes the route send the upstream a signed identity token,
+// and protects its header from inbound copies, so that a client cannot
+// send one of its own. Call it after Headers is set.
+func (rt *Route) SignIdentity(c SignerConfig) {
+	rt.Signer = NewIdentitySigner(c)
+	rt.Headers.Protect(rt.Signer.Header())
+}
+
 // Header is the canonical name of the header that carries the token.
 func (s *IdentitySigner) Header() string { return s.header }
 

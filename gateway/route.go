@@ -49,6 +49,22 @@ type Runtime struct {
 	Refusals *signin.Refusals
 }
 
+// FlowCookies returns the flow cookies of every IdP, keyed by a secret kept
+// in db, so that a sign-in begun before a restart, or on another instance
+// of the store, completes.
+func FlowCookies(ctx context.Context, db store.Store) (*idp.FlowCookies, error) {
+	var key []byte
+	err := db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		key, err = tx.Secret("flow-cookie-key", 32)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flow cookie key: %w", err)
+	}
+	return idp.NewFlowCookies(key)
+}
+
 // Metrics is told the outcome of every callback, for the login counter.
 type Metrics interface {
 	Login(idp, protocol, result string)

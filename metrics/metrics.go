@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-sso/caddy-sso/provision/scim"
+	"github.com/caddy-sso/caddy-sso/signin"
 )
 
 // Metrics are the gateway's collectors. All methods are no-ops on a nil
@@ -132,6 +133,28 @@ func (m *Metrics) SetCacheSize(size func() int) {
 	m.sessions.size.Store(&size)
 }
 
+// SignIn counts a committed sign-in (signin.Service.Observe): the login's
+// result, and what the JIT rules did.
+func (m *Metrics) SignIn(idpName, protocol string, o *signin.Outcome) {
+	if m == nil {
+		return
+	}
+	switch {
+	case o.Session != nil:
+		m.Login(idpName, protocol, "success")
+	case o.Replay != nil:
+		m.Login(idpName, protocol, "failed")
+	case o.Denial != nil:
+		m.Login(idpName, protocol, "denied")
+	}
+	if o.Unmapped != nil {
+		m.Provisioned(idpName, "deny", o.Denial.Reason)
+	}
+	if o.Result != nil {
+		o.Result.Observe(func(action, reason string) { m.Provisioned(idpName, action, reason) })
+	}
+}
+
 // Provisioned counts one JIT outcome.
 func (m *Metrics) Provisioned(idpName, action, reason string) {
 	if m == nil {
@@ -140,11 +163,22 @@ func (m *Metrics) Provisioned(idpName, action, reason string) {
 	m.jit.WithLabelValues(idpName, action, reason).Inc()
 }
 
-// SCIMRequest counts one SCIM request by method, resource and status.
-func (m *Metrics) SCIMRequest(r *http.Request, basePath string, status int) {
+// SCIM returns h counting each request it serves by method, resource and
+// status; basePath is where SCIM is served (default scim.DefaultBasePath).
+// Without metrics (nil m) it returns h.
+func (m *Metrics) SCIM(h http.Handler, basePath string) http.Handler {
 	if m == nil {
-		return
+		return h
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		m.scimRequest(r, basePath, rec.status)
+	})
+}
+
+// scimRequest counts one SCIM request by method, resource and status.
+func (m *Metrics) scimRequest(r *http.Request, basePath string, status int) {
 	if basePath == "" {
 		basePath = scim.DefaultBasePath
 	}
@@ -158,24 +192,24 @@ func (m *Metrics) SCIMRequest(r *http.Request, basePath string, status int) {
 	m.scim.WithLabelValues(r.Method, resource, strconv.Itoa(status)).Inc()
 }
 
-// StatusRecorder remembers the status code a handler wrote.
-type StatusRecorder struct {
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
 	http.ResponseWriter
-	Status int
+	status int
 }
 
-func (s *StatusRecorder) WriteHeader(code int) {
-	if s.Status == 0 {
-		s.Status = code
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *StatusRecorder) Write(b []byte) (int, error) {
-	if s.Status == 0 {
-		s.Status = http.StatusOK
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"time"
 )
 
@@ -146,6 +147,28 @@ func DecodeKeyPairPEM(data []byte) (KeyPair, error) {
 	}
 	if err := kp.validate(); err != nil {
 		return KeyPair{}, fmt.Errorf("saml: key pair PEM: %w", err)
+	}
+	return kp, nil
+}
+
+// LoadKeyPair reads an SP key pair from PEM files: a certificate file and
+// a key file, or one file holding both (certFile == keyFile). The errors
+// name the sp_cert setting the files come from.
+func LoadKeyPair(certFile, keyFile string) (KeyPair, error) {
+	var data []byte
+	for _, f := range []string{certFile, keyFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return KeyPair{}, fmt.Errorf("sp_cert: %w", err)
+		}
+		data = append(append(data, b...), '\n')
+		if certFile == keyFile {
+			break
+		}
+	}
+	kp, err := DecodeKeyPairPEM(data)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("sp_cert %s %s: %w", certFile, keyFile, err)
 	}
 	return kp, nil
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -65,6 +67,61 @@ func TestKeyPairPEM(t *testing.T) {
 			}
 			if err != nil && bytes.Contains([]byte(err.Error()), []byte("BEGIN")) {
 				t.Fatal("error text carries key material")
+			}
+		})
+	}
+}
+
+// TestLoadKeyPair reads key pairs as sp_cert names them: two files, or one
+// holding both; a missing or unreadable file is an error naming sp_cert.
+func TestLoadKeyPair(t *testing.T) {
+	kp := testKeys()[0]
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	both, err := EncodeKeyPairPEM(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(kp.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	combined := write("sp.pem", both)
+	certFile := write("sp.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kp.Certificate.Raw}))
+	keyFile := write("sp.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	garbage := write("garbage.pem", []byte("not PEM"))
+
+	tests := []struct {
+		name, cert, key string
+		want            string // "" loads kp
+	}{
+		{"two files", certFile, keyFile, ""},
+		{"key file first", keyFile, certFile, ""},
+		{"one file", combined, combined, ""},
+		{"certificate only", certFile, certFile, "sp_cert " + certFile + " " + certFile + ": "},
+		{"missing file", certFile, filepath.Join(dir, "missing.key"), "sp_cert: open "},
+		{"not PEM", garbage, keyFile, "sp_cert " + garbage + " " + keyFile + ": "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := LoadKeyPair(tt.cert, tt.key)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !got.Key.Equal(kp.Key) || !got.Certificate.Equal(kp.Certificate) {
+					t.Error("loaded another key pair")
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error %v, want one starting %q", err, tt.want)
 			}
 		})
 	}

@@ -163,6 +163,10 @@ func TestMetadataSources(t *testing.T) {
 		}, wantErr: "does not match"},
 		{name: "bad binding", cfg: func(c *Config) { c.MetadataXML = good; c.RequestBinding = "artifact" }, wantErr: "binding"},
 		{name: "skew too large", cfg: func(c *Config) { c.MetadataXML = good; c.ClockSkew = 5 * time.Minute }, wantErr: "exceeds"},
+		{name: "response size cap too small", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MinResponseSizeCap - 1 }, wantErr: "between 16 KiB and 16 MiB"},
+		{name: "response size cap too large", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MaxResponseSizeCap + 1 }, wantErr: "between 16 KiB and 16 MiB"},
+		{name: "smallest response size cap", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MinResponseSizeCap }},
+		{name: "largest response size cap", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MaxResponseSizeCap }},
 		{name: "no name", cfg: func(c *Config) { c.MetadataXML = good; c.Name = "" }, wantErr: "name is required"},
 	}
 	for _, tc := range cases {

@@ -113,7 +113,15 @@ const (
 	// here could not take effect.
 	MaxClockSkew           = 3 * time.Minute
 	DefaultMaxResponseSize = 256 << 10
-	DefaultLoginTimeout    = 10 * time.Minute
+	// MinResponseSizeCap and MaxResponseSizeCap bound MaxResponseSize: a
+	// signed response with its certificate and a long group list needs
+	// tens of KiB, and no IdP sends megabytes.
+	MinResponseSizeCap = 16 << 10
+	MaxResponseSizeCap = 16 << 20
+	// MaxSPKeys is how many SP key pairs are accepted: the current one,
+	// then the previous one during a rotation.
+	MaxSPKeys           = 2
+	DefaultLoginTimeout = 10 * time.Minute
 	// defaultHTTPTimeout bounds a metadata fetch: a sign-in that finds no
 	// metadata yet waits for one, so it is the longest a person waits
 	// on an IdP that does not answer (as idp/oidc's).
@@ -301,7 +309,7 @@ func normalize(cfg *Config) error {
 	if cfg.EntityID != "" && strings.TrimSpace(cfg.EntityID) != cfg.EntityID {
 		return errors.New("entity_id must not have surrounding spaces")
 	}
-	if len(cfg.SPKeys) > 2 {
+	if len(cfg.SPKeys) > MaxSPKeys {
 		return errors.New("at most two SP key pairs (current and previous) are accepted")
 	}
 	for i, kp := range cfg.SPKeys {
@@ -325,6 +333,9 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.MaxResponseSize < 0 {
 		return errors.New("max response size must not be negative")
+	}
+	if cfg.MaxResponseSize != 0 && (cfg.MaxResponseSize < MinResponseSizeCap || cfg.MaxResponseSize > MaxResponseSizeCap) {
+		return fmt.Errorf("max response size must be between %d KiB and %d MiB", MinResponseSizeCap>>10, MaxResponseSizeCap>>20)
 	}
 	if cfg.MetadataRefresh == 0 {
 		cfg.MetadataRefresh = DefaultMetadataRefresh

@@ -130,9 +130,8 @@ func New(cfg Config) (*Handler, error) {
 	// the prefix before the handler sees the path) means the root.
 	cfg.BasePath = strings.TrimRight("/"+strings.Trim(cfg.BasePath, "/"), "/")
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("scim: IdP %s: base URL %q is not an absolute http(s) URL", cfg.IdP, cfg.BaseURL)
+		if err := checkBaseURL(cfg.BaseURL); err != nil {
+			return nil, fmt.Errorf("scim: IdP %s: base URL %w", cfg.IdP, err)
 		}
 		cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	}

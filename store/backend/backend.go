@@ -70,6 +70,33 @@ func Parse(s string) (Spec, error) {
 	return Spec{Backend: Bolt, Path: s}, nil
 }
 
+// Check reports settings that do not fit the backend, as a config writes
+// them (before placeholders are resolved): a bbolt file takes no
+// PostgreSQL settings, PostgreSQL needs a DSN and takes no path, and no
+// limit is negative. An empty Backend is Bolt. The errors use the config's
+// names for the settings.
+func (s Spec) Check() error {
+	switch s.Backend {
+	case "", Bolt:
+		if s.DSN != "" || s.MaxConns != 0 || s.StatementTimeout != 0 {
+			return errors.New("dsn, pool_size and statement_timeout are postgres settings")
+		}
+	case Postgres:
+		if s.DSN == "" {
+			return errors.New("postgres needs a connection string (DSN), e.g. {env.SSO_DATABASE_URL}")
+		}
+		if s.Path != "" {
+			return errors.New("path is a bolt setting")
+		}
+		if s.MaxConns < 0 || s.StatementTimeout < 0 {
+			return errors.New("pool_size and statement_timeout must not be negative")
+		}
+	default:
+		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", s.Backend, Bolt, Postgres)
+	}
+	return nil
+}
+
 // String names the store for messages: the bbolt path, or "postgres" with
 // the database's host and name but no credentials.
 func (s Spec) String() string {
@@ -95,6 +122,21 @@ func (s Spec) Key() (string, error) {
 		return Postgres + ":" + hex.EncodeToString(sum[:12]), nil
 	}
 	return "", fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
+}
+
+// SlowWriteThreshold is the write-lock hold a store write is logged at:
+// every sign-in and SCIM write queued behind it waits that long.
+const SlowWriteThreshold = 100 * time.Millisecond
+
+// SlowWrites returns an OnWrite that logs each write transaction that held
+// the store's write lock for SlowWriteThreshold or longer
+// (docs/operations.md, "Limits and behaviour under failure").
+func SlowWrites(spec Spec, logger *zap.Logger) func(held time.Duration) {
+	return func(held time.Duration) {
+		if held >= SlowWriteThreshold {
+			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec), zap.Duration("held", held))
+		}
+	}
 }
 
 // Open opens the store. logger may be nil.

@@ -3,6 +3,11 @@ package backend
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestParse(t *testing.T) {
@@ -43,6 +48,65 @@ func TestSpecNeverShowsTheDSN(t *testing.T) {
 		}
 		if strings.HasPrefix(dsn, "postgres://") && s.String() != "postgres database db.internal:5433/ssodb" {
 			t.Errorf("String() = %q", s.String())
+		}
+	}
+}
+
+// TestCheck: each backend takes only its own settings, PostgreSQL needs a
+// DSN, and no limit is negative.
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		spec Spec
+		want string // "" accepts
+	}{
+		{"default", Spec{}, ""},
+		{"bolt path", Spec{Backend: Bolt, Path: "/var/lib/sso.db"}, ""},
+		{"postgres", Spec{Backend: Postgres, DSN: "{env.SSO_DATABASE_URL}", MaxConns: 20, StatementTimeout: time.Second}, ""},
+		{"bolt with dsn", Spec{DSN: "postgres://db/sso"}, "dsn, pool_size and statement_timeout are postgres settings"},
+		{"bolt with pool size", Spec{Backend: Bolt, MaxConns: 5}, "are postgres settings"},
+		{"bolt with statement timeout", Spec{Backend: Bolt, StatementTimeout: time.Second}, "are postgres settings"},
+		{"postgres without dsn", Spec{Backend: Postgres}, "postgres needs a connection string (DSN)"},
+		{"postgres with path", Spec{Backend: Postgres, DSN: "postgres://db/sso", Path: "/x"}, "path is a bolt setting"},
+		{"negative pool size", Spec{Backend: Postgres, DSN: "postgres://db/sso", MaxConns: -1}, "must not be negative"},
+		{"negative statement timeout", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: -time.Second}, "must not be negative"},
+		{"unknown backend", Spec{Backend: "sqlite"}, `unknown backend "sqlite" (expected one of: bolt, postgres)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.spec.Check()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSlowWrites logs the writes that held the lock SlowWriteThreshold or
+// longer, naming the store without its DSN's secrets.
+func TestSlowWrites(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	onWrite := SlowWrites(Spec{Backend: Postgres, DSN: "postgres://sso:hunter2@db.internal/ssodb"}, zap.New(core))
+	for _, held := range []time.Duration{time.Millisecond, SlowWriteThreshold - 1, SlowWriteThreshold, time.Second} {
+		onWrite(held)
+	}
+	entries := logs.All()
+	if len(entries) != 2 {
+		t.Fatalf("logged %d writes, want the 2 at or over %v", len(entries), SlowWriteThreshold)
+	}
+	for _, e := range entries {
+		fields := e.ContextMap()
+		if e.Level != zapcore.WarnLevel || fields["held"].(time.Duration) < SlowWriteThreshold {
+			t.Errorf("logged %v %v", e.Level, fields)
+		}
+		if store := fields["store"].(string); strings.Contains(store, "hunter2") || !strings.Contains(store, "db.internal") {
+			t.Errorf("store named %q", store)
 		}
 	}
 }

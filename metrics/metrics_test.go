@@ -1,0 +1,124 @@
+package metrics_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/metrics"
+	"github.com/caddy-sso/caddy-sso/provision"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
+)
+
+// TestSignIn: each kind of committed sign-in moves the login counter with
+// its result, and an unmapped assertion also counts as a JIT denial.
+func TestSignIn(t *testing.T) {
+	denial := &provision.Denial{Reason: provision.ReasonMissingAttributes}
+	tests := []struct {
+		name    string
+		outcome signin.Outcome
+		result  string // logins_total's result label; "" counts no login
+		jitDeny bool   // jit_total{action="deny"} counted
+	}{
+		{"session", signin.Outcome{Session: &session.NewSession{}}, "success", false},
+		{"replay", signin.Outcome{Replay: &idp.LoginError{}}, "failed", false},
+		{"denied", signin.Outcome{Denial: denial}, "denied", false},
+		{"unmapped", signin.Outcome{Denial: denial, Unmapped: &mapping.MissingError{}}, "denied", true},
+		{"nothing", signin.Outcome{}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			metrics.New(reg).SignIn("entra", "oidc", &tt.outcome)
+			got := counters(t, reg)
+			for _, result := range []string{"success", "failed", "denied"} {
+				want := 0.0
+				if result == tt.result {
+					want = 1
+				}
+				if n := got["caddy_sso_logins_total/entra/oidc/"+result]; n != want {
+					t.Errorf("logins_total{result=%q} = %v, want %v", result, n, want)
+				}
+			}
+			want := 0.0
+			if tt.jitDeny {
+				want = 1
+			}
+			if n := got["caddy_sso_jit_total/deny/entra/"+provision.ReasonMissingAttributes]; n != want {
+				t.Errorf("jit_total{action=deny} = %v, want %v", n, want)
+			}
+		})
+	}
+	// Without a registry there are no metrics, and counting does nothing.
+	var none *metrics.Metrics
+	none.SignIn("entra", "oidc", &signin.Outcome{Session: &session.NewSession{}})
+}
+
+// counters gathers reg's counters by name and label values (labels in
+// name order), joined by /.
+func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetCounter() == nil {
+				continue
+			}
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			out[key] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// TestSCIM counts the requests of a SCIM handler by method, resource (a
+// fixed set, "other" for the rest) and the status it wrote; without
+// metrics the handler is served as it is.
+func TestSCIM(t *testing.T) {
+	status := map[string]int{"/scim/v2/Users": http.StatusCreated, "/scim/v2/Groups/g1": http.StatusNotFound}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code, ok := status[r.URL.Path]; ok {
+			w.WriteHeader(code)
+			return
+		}
+		_, _ = w.Write([]byte("{}")) // an implicit 200
+	})
+	reg := prometheus.NewRegistry()
+	counted := metrics.New(reg).SCIM(h, "")
+	for _, req := range []struct{ method, path string }{
+		{http.MethodPost, "/scim/v2/Users"},
+		{http.MethodGet, "/scim/v2/Groups/g1"},
+		{http.MethodGet, "/scim/v2/Schemas"},
+		{http.MethodGet, "/scim/v2/secret-token-in-path"},
+	} {
+		counted.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(req.method, req.path, nil))
+	}
+	got := counters(t, reg)
+	for key, want := range map[string]float64{
+		"caddy_sso_scim_requests_total/201/POST/Users":  1,
+		"caddy_sso_scim_requests_total/404/GET/Groups":  1,
+		"caddy_sso_scim_requests_total/200/GET/Schemas": 1,
+		"caddy_sso_scim_requests_total/200/GET/other":   1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", key, got[key], want, got)
+		}
+	}
+	var none *metrics.Metrics
+	if plain := none.SCIM(h, ""); reflect.ValueOf(plain).Pointer() != reflect.ValueOf(h).Pointer() {
+		t.Error("without metrics, SCIM wrapped the handler")
+	}
+}

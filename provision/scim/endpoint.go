@@ -1,0 +1,112 @@
+package scim
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/account"
+)
+
+// EndpointIdP is one identity provider a SCIM endpoint provisions, with
+// the bearer token its provisioning client presents.
+type EndpointIdP struct {
+	Name  string
+	Token string
+}
+
+// Endpoint is one SCIM site as a config describes it: the IdPs it
+// provisions, each chosen by its own token, and the settings they share
+// (the Config fields of the same names). caddymodule's sso_scim handler is
+// one.
+type Endpoint struct {
+	IdPs         []EndpointIdP
+	BasePath     string
+	BaseURL      string
+	MaxBodyBytes int64
+}
+
+// CheckSettings checks the endpoint as the config writes it, before its
+// tokens are resolved: each IdP named once and given a token, each literal
+// token (one that deferred does not report as resolved later, such as a
+// placeholder) at least MinTokenLength long and not shared with another
+// IdP, and the base path, base URL and body size. It does not require an
+// IdP, so that a config parser can run it after each line. The errors name
+// the config's settings (base_path, base_url, max_body_size) and never a
+// token.
+func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
+	literal := make(map[string]string)
+	for i, c := range e.IdPs {
+		if c.Name == "" {
+			return errors.New("an idp has no name")
+		}
+		for _, o := range e.IdPs[:i] {
+			if o.Name == c.Name {
+				return fmt.Errorf("idp %s is listed twice", c.Name)
+			}
+		}
+		if c.Token == "" {
+			return fmt.Errorf("idp %s has no token", c.Name)
+		}
+		if deferred(c.Token) {
+			continue
+		}
+		if len(c.Token) < MinTokenLength {
+			return fmt.Errorf("idp %s: the bearer token must be at least %d characters (generate one with: openssl rand -base64 32)",
+				c.Name, MinTokenLength)
+		}
+		if other, ok := literal[c.Token]; ok {
+			return fmt.Errorf("idps %s and %s share a bearer token; each needs its own", other, c.Name)
+		}
+		literal[c.Token] = c.Name
+	}
+	if e.BasePath != "" && !strings.HasPrefix(e.BasePath, "/") {
+		return fmt.Errorf("base_path %q must start with /", e.BasePath)
+	}
+	if e.BaseURL != "" {
+		if err := checkBaseURL(e.BaseURL); err != nil {
+			return fmt.Errorf("base_url %w", err)
+		}
+	}
+	if e.MaxBodyBytes < 0 {
+		return errors.New("max_body_size must be positive")
+	}
+	return nil
+}
+
+// checkBaseURL is the rule for a base URL (Config.BaseURL): the links
+// built on it must be absolute.
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	return nil
+}
+
+// Handler builds the handler of each IdP over accounts, with the tokens
+// as they are (resolved): that handler itself when there is one IdP, a Mux
+// choosing by token when there are several.
+func (e Endpoint) Handler(accounts *account.Service, logger *zap.Logger) (http.Handler, error) {
+	handlers := make([]*Handler, 0, len(e.IdPs))
+	for _, c := range e.IdPs {
+		h, err := New(Config{IdP: c.Name, Token: c.Token, Accounts: accounts, Logger: logger,
+			BasePath: e.BasePath, BaseURL: e.BaseURL, MaxBodyBytes: e.MaxBodyBytes})
+		if err != nil {
+			return nil, err
+		}
+		handlers = append(handlers, h)
+	}
+	if len(handlers) == 1 {
+		return handlers[0], nil
+	}
+	mux, err := NewMux(handlers...)
+	if err != nil {
+		return nil, err
+	}
+	return mux, nil
+}
