@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -120,6 +121,9 @@ func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
 func (c *StoreConfig) validate() error {
 	if c == nil {
 		return nil
+	}
+	if c.PoolSize > math.MaxInt32 {
+		return fmt.Errorf("pool_size %d is more connections than PostgreSQL allows", c.PoolSize)
 	}
 	return backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
 		StatementTimeout: time.Duration(c.StatementTimeout)}.Check()
