@@ -164,6 +164,8 @@ type StatusRecorder struct {
 	Status int
 }
 
+// WriteHeader records the first status code, the one the client receives,
+// and passes it on.
 func (s *StatusRecorder) WriteHeader(code int) {
 	if s.Status == 0 {
 		s.Status = code
