@@ -168,7 +168,7 @@ func (g *Gateway) Stop() {
 		if err != nil {
 			return
 		}
-		c.Close()
+		_ = c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.T.Fatal("caddy still listening after Stop")
@@ -181,7 +181,7 @@ func (g *Gateway) WaitReady() {
 	for time.Now().Before(deadline) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.Port))
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
