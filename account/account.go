@@ -114,7 +114,10 @@ func (s *Service) scimManaged(idp string) bool {
 // where the store's own error would name its backend.
 type NotFoundError struct{ ID string }
 
-func (e *NotFoundError) Error() string        { return fmt.Sprintf("user %q not found", e.ID) }
+func (e *NotFoundError) Error() string { return fmt.Sprintf("user %q not found", e.ID) }
+
+// Is makes errors.Is(err, store.ErrNotFound) hold, so callers that test for
+// the store's error need not know this one.
 func (e *NotFoundError) Is(target error) bool { return target == store.ErrNotFound }
 
 // user reads a user in tx.

@@ -108,15 +108,6 @@ func (e *env) signedOut(tok string) bool {
 }
 
 // put writes a user as an administrator or SCIM would have.
-func (e *env) put(u *store.User) *store.User {
-	e.t.Helper()
-	err := e.db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) })
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return u
-}
-
 var jit = provision.Rules{JIT: true}
 
 func TestDeactivateEndsSessionsAtOnce(t *testing.T) {

@@ -239,8 +239,7 @@ func (a *App) Start() error {
 		for _, p := range a.idps {
 			_ = p.Provider.Close()
 		}
-		a.release()
-		return err
+		return errors.Join(err, a.release())
 	}
 	a.done.Add(3)
 	go func() {

@@ -47,7 +47,6 @@ func (g *gateway) globalOptions() string                  { return g.GlobalOptio
 func (g *gateway) logs() string                           { return g.Logs() }
 func (g *gateway) caddyfile(ssoBody, sites string) string { return g.Caddyfile(ssoBody, sites) }
 func (g *gateway) start(caddyfile string)                 { g.t.Helper(); g.Start(caddyfile) }
-func (g *gateway) waitReady()                             { g.t.Helper(); g.WaitReady() }
 func (g *gateway) reload(caddyfile string)                { g.t.Helper(); g.Reload(caddyfile) }
 func (g *gateway) stop()                                  { g.t.Helper(); g.Stop() }
 
@@ -101,11 +100,6 @@ func readBody(t testing.TB, resp *http.Response) string {
 func upstreamSaw(t *testing.T, resp *http.Response) echoed {
 	t.Helper()
 	return echoed(caddytest.UpstreamSaw(t, resp))
-}
-
-func readStore(t *testing.T, path string, fn func(tx store.Tx) error) {
-	t.Helper()
-	caddytest.ReadStore(t, path, fn)
 }
 
 func runningStore(t *testing.T) store.Store {

@@ -18,7 +18,7 @@ var storePool = caddy.NewUsagePool()
 
 type pooledStore struct{ store.Store }
 
-func (p pooledStore) Destruct() error { return p.Store.Close() }
+func (p pooledStore) Destruct() error { return p.Close() }
 
 // acquireStore opens (or shares) the store spec names, and returns the key
 // to give it back with: every successful call must be paired with

@@ -373,7 +373,7 @@ func (r *Report) Print(w io.Writer) error {
 			for _, v := range ic.Values {
 				fmt.Fprintf(tw, "    %s\t%s\n", v.Field, v.Value)
 			}
-			tw.Flush()
+			_ = tw.Flush()
 		}
 		if len(ic.Claims) > 0 {
 			if ic.Protocol == idp.ProtocolSAML {
@@ -389,7 +389,7 @@ func (r *Report) Print(w io.Writer) error {
 				}
 				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, strings.Join(names, ", "))
 			}
-			tw.Flush()
+			_ = tw.Flush()
 		}
 	}
 	fmt.Fprintf(&b, "\n%d IdP(s): %d error(s), %d warning(s)\n", len(r.IdPs), r.Errors, r.Warnings)

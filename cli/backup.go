@@ -252,7 +252,7 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, prog
 	}
 	if dir, err := os.Open(filepath.Dir(dst.Path)); err == nil {
 		_ = dir.Sync()
-		dir.Close()
+		_ = dir.Close()
 	}
 	return counts, nil
 }
@@ -276,7 +276,7 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 		return nil, err
 	}
 	_, err = portable.Verify(f)
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a usable store backup: %w", path, err)
 	}

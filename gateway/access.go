@@ -105,6 +105,8 @@ type AccessPolicy struct {
 	active      bool
 }
 
+// NewAccessPolicy compiles a route's allow and deny rules once, at
+// provision, so that a bad rule fails the config and Permits only matches.
 func NewAccessPolicy(allow, deny []AccessRule) (AccessPolicy, error) {
 	var p AccessPolicy
 	var err error
@@ -118,7 +120,7 @@ func NewAccessPolicy(allow, deny []AccessRule) (AccessPolicy, error) {
 	return p, nil
 }
 
-// permits decides whether the identity may use the route.
+// Permits decides whether the identity may use the route.
 func (p *AccessPolicy) Permits(id *session.Identity) bool {
 	if !p.active {
 		return true
@@ -129,7 +131,7 @@ func (p *AccessPolicy) Permits(id *session.Identity) bool {
 	return p.allow.empty || p.allow.matches(id)
 }
 
-// checkIdPs refuses idp rules naming an IdP the route does not admit: such
+// CheckIdPs refuses idp rules naming an IdP the route does not admit: such
 // a rule could never match, which is surely not what was meant.
 func (p *AccessPolicy) CheckIdPs(route []string) error {
 	for _, m := range []struct {

@@ -118,6 +118,11 @@ func (n *protectedNames) add(name string) {
 	n.maxLen = max(n.maxLen, len(f))
 }
 
+// NewHeaderPlan builds the plan for a header set (default, oauth2_proxy or
+// none; "" means default) with overrides mapping an identity field to
+// another header name, or to "" or "-" to send that field in none. Every
+// header the plan sets is also stripped from inbound requests, under any
+// spelling, along with the ones always stripped.
 func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) {
 	if set == "" {
 		set = "default"
@@ -161,7 +166,7 @@ func foldHeaderName(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
-// stripInbound deletes every inbound header whose folded name is one the
+// StripInbound deletes every inbound header whose folded name is one the
 // plan protects.
 func (p *HeaderPlan) StripInbound(h http.Header) {
 	for key := range h {
@@ -194,7 +199,7 @@ func (n *protectedNames) has(name string) bool {
 	return n.folded[string(b)]
 }
 
-// setIdentity sets the identity headers from id. The value slices are
+// SetIdentity sets the identity headers from id. The value slices are
 // shared, read-only, and built once per session.
 func (p *HeaderPlan) SetIdentity(h http.Header, id *session.Identity) {
 	for _, o := range p.set {

@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// guardHopByHop keeps a client from removing or adding identity headers
-// through HTTP's hop-by-hop machinery, after setIdentity set them
+// GuardHopByHop keeps a client from removing or adding identity headers
+// through HTTP's hop-by-hop machinery, after SetIdentity set them
 // (docs/security.md, "What the upstream receives"):
 //
 //   - Connection: a proxy deletes the headers a Connection header names

@@ -380,7 +380,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	setSessionCookie(w, o, out.Session.Token)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther)
+	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: LocalPath keeps only a path on this site
 	return nil
 }
 

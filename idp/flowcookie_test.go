@@ -58,9 +58,9 @@ func save(t *testing.T, f *testFlows, flowID string, v any, sameSite http.SameSi
 	return cs[0]
 }
 
-// take runs Take with the given cookies and returns its error, the decoded
-// state and the Set-Cookie headers it wrote.
-func take(f *testFlows, flowID string, cookies ...*http.Cookie) (flowState, error, []*http.Cookie) {
+// take runs Take with the given cookies and returns the decoded state, the
+// Set-Cookie headers it wrote and its error.
+func take(f *testFlows, flowID string, cookies ...*http.Cookie) (flowState, []*http.Cookie, error) {
 	req := f.req()
 	for _, c := range cookies {
 		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
@@ -68,7 +68,7 @@ func take(f *testFlows, flowID string, cookies ...*http.Cookie) (flowState, erro
 	rec := httptest.NewRecorder()
 	var got flowState
 	err := f.Take(rec, req, flowID, &got)
-	return got, err, rec.Result().Cookies()
+	return got, rec.Result().Cookies(), err
 }
 
 // TestFlowCookieRoundTripAndAttributes: on https a flow cookie is
@@ -104,7 +104,7 @@ func TestFlowCookieRoundTripAndAttributes(t *testing.T) {
 			if err != nil || bytes.Contains(raw, []byte(want.Nonce)) || bytes.Contains(raw, []byte(want.ReturnTo)) {
 				t.Errorf("cookie value is not encrypted: %q", c.Value)
 			}
-			got, err, set := take(f, "flow-1", c)
+			got, set, err := take(f, "flow-1", c)
 			if err != nil || got != want {
 				t.Fatalf("Take = %+v, %v; want %+v", got, err, want)
 			}
@@ -157,7 +157,7 @@ func TestFlowCookieRejects(t *testing.T) {
 			f := newFlows(t, testKey, false, &now)
 			cs := tc.cookies(t, f)
 			now = now.Add(tc.advance)
-			_, err, set := take(f, "flow-1", cs...)
+			_, set, err := take(f, "flow-1", cs...)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Take error = %v, want %v", err, tc.want)
 			}
@@ -186,7 +186,7 @@ func TestFlowCookieSeveralTabsAndDuplicates(t *testing.T) {
 		{"tab-b", []*http.Cookie{a, tossed, b}, "b"},
 		{"tab-a", []*http.Cookie{a, b}, "a"},
 	} {
-		got, err, _ := take(f, tc.id, tc.cookies...)
+		got, _, err := take(f, tc.id, tc.cookies...)
 		if err != nil || got.Nonce != tc.want {
 			t.Errorf("Take(%s) = %+v, %v", tc.id, got, err)
 		}

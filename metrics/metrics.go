@@ -198,6 +198,8 @@ type statusRecorder struct {
 	status int
 }
 
+// WriteHeader records the first status code, the one the client receives,
+// and passes it on.
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code

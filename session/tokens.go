@@ -202,7 +202,7 @@ func (c *compressors) seal(key []byte, hash string, t *Tokens) ([]byte, error) {
 	if _, err := rand.Read(out[1:]); err != nil {
 		return nil, err
 	}
-	return aead.Seal(out, out[1:], plain, tokensAD(hash)), nil
+	return aead.Seal(out, out[1:], plain, tokensAD(hash)), nil //nolint:gosec // G407: the nonce out[1:] is filled by crypto/rand above
 }
 
 var errBadTokens = errors.New("session: sealed tokens do not open (wrong key, another session's, or damaged)")

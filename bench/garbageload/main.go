@@ -215,7 +215,7 @@ func run(n, conc int, timeout time.Duration) error {
 					}
 				} else {
 					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
+					_ = resp.Body.Close()
 					statuses[fmt.Sprintf("%s %d", kind, resp.StatusCode)]++
 				}
 				mu.Unlock()
@@ -430,7 +430,7 @@ func waitListening(port int) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
+			_ = c.Close()
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)

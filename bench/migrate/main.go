@@ -77,7 +77,7 @@ func run(users int) error {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE sso"); err != nil {
 		return err
 	}
-	admin.Close(ctx)
+	_ = admin.Close(ctx)
 	dsn := pgtest.WithDatabase(cluster.AdminDSN, "sso")
 
 	boltPath := filepath.Join(work, "sso.db")
@@ -265,7 +265,7 @@ func signIn(page, username, password string) (string, error) {
 		return "", err
 	}
 	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	action := formAction.FindStringSubmatch(string(raw))
 	if action == nil {
 		return "", errors.New("no login form at the OpenID provider")

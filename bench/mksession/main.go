@@ -143,7 +143,7 @@ func signIn(protected, idpListen, clientID, clientSecret string, groups []string
 	if err != nil {
 		return "", fmt.Errorf("opening %s: %w", protected, err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	authorize, err := resp.Location()
 	if err != nil || !strings.HasPrefix(authorize.String(), op.Issuer+oidctest.PathAuthorize) {
 		return "", fmt.Errorf("opening %s: expected a redirect to %s, got %s", protected, op.Issuer, resp.Status)
@@ -159,7 +159,7 @@ func signIn(protected, idpListen, clientID, clientSecret string, groups []string
 		return "", fmt.Errorf("signing in: %w", err)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("signing in: %s ended at %s: %s", resp.Request.URL, resp.Status, body)
 	}

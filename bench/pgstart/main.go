@@ -87,7 +87,7 @@ func run(users, rounds int) error {
 		if err != nil {
 			return err
 		}
-		db.Close()
+		_ = db.Close()
 	}
 	if err := load(ctx, dsns["big"], users); err != nil {
 		return err

@@ -193,7 +193,7 @@ func goLoad(url, cookie string, conns int, d time.Duration) func() (wrkResult, e
 					continue
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
 					non2xx.Add(1)
 				}

@@ -56,7 +56,7 @@ type port struct {
 func (c config) ports() []port {
 	_, admin, _ := net.SplitHostPort(c.admin)
 	var adminPort int
-	fmt.Sscan(admin, &adminPort)
+	_, _ = fmt.Sscan(admin, &adminPort) // a port that is not a number stays 0, which any free port passes
 	return []port{
 		{c.oidcPort, "-port", "the app over OpenID Connect"},
 		{c.samlPort, "-saml-port", "the app over SAML"},
@@ -85,7 +85,7 @@ func (c config) checkPorts() error {
 		if err != nil {
 			return err
 		}
-		ln.Close()
+		_ = ln.Close()
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func start(cfg config) (*demo, error) {
 		err = d.startCaddy()
 	}
 	if err != nil {
-		d.close()
+		_ = d.close() // the start error is the one to report
 		return nil, err
 	}
 	return d, nil

@@ -197,12 +197,12 @@ type loginResult struct {
 // base, /logout starts SP-initiated SLO for the last login.
 func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 	prefix := "/.sso/saml/test/"
-	switch {
-	case r.URL.Path == "/login":
+	switch r.URL.Path {
+	case "/login":
 		if err := h.p.Begin(w, r, h.base, r.URL.Query().Get("return_to")); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		}
-	case r.URL.Path == "/logout":
+	case "/logout":
 		h.mu.Lock()
 		info := h.lastInfo
 		h.mu.Unlock()
@@ -214,11 +214,11 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 		if !done {
 			http.Redirect(w, r, "/signed-out-locally", http.StatusSeeOther)
 		}
-	case r.URL.Path == prefix+"metadata":
+	case prefix + "metadata":
 		if err := h.p.Metadata(w, r, h.base); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
-	case r.URL.Path == prefix+"acs":
+	case prefix + "acs":
 		a, returnTo, err := h.p.Callback(w, r, h.base)
 		a, returnTo, err = h.accept(r.Context(), a, returnTo, err)
 		res := loginResult{Assertion: a, ReturnTo: returnTo}
@@ -235,7 +235,7 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 			h.mu.Unlock()
 		}
 		_ = json.NewEncoder(w).Encode(res)
-	case r.URL.Path == prefix+"slo":
+	case prefix + "slo":
 		err := h.p.HandleSLO(w, r, h.base, h.endSessions)
 		if err != nil && !errors.Is(err, ErrPartialLogout) {
 			http.Error(w, err.Error(), http.StatusBadRequest)

@@ -234,7 +234,7 @@ func (p *Provider) refuseSLODeclarations(r *http.Request, field string) error {
 	if redirect {
 		fr := flate.NewReader(bytes.NewReader(data))
 		data, err = readCapped(fr, p.cfg.MaxResponseSize)
-		fr.Close()
+		_ = fr.Close()
 		if err != nil {
 			return idp.Fail(CodeMalformed, fmt.Errorf("inflating %s: %w", field, err))
 		}
@@ -298,7 +298,7 @@ func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e
 		if err != nil {
 			return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutResponse: %w", p.cfg.Name, errors.Join(err, endErr)))
 		}
-		http.Redirect(w, r, u.String(), http.StatusFound)
+		http.Redirect(w, r, u.String(), http.StatusFound) //nolint:gosec // G710: u is the IdP's SLO ResponseLocation from its metadata
 	case saml.HTTPPostBinding:
 		lr, err := resp.MakeLogoutResponseWithStatus(resp.GetSLOBindingLocation(saml.HTTPPostBinding), req.ID, status)
 		if err != nil {

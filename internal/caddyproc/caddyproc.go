@@ -83,13 +83,13 @@ func Start(bin, name, dir, caddyfile string, env ...string) (*Process, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return nil, fmt.Errorf("start caddy %s: %w", name, err)
 	}
 	p := &Process{Name: name, Dir: dir, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
-		out.Close()
+		_ = out.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -125,7 +125,7 @@ func (p *Process) WaitServing(ctx context.Context, url string, want int, header 
 		}
 		resp, err := client.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if want == 0 || resp.StatusCode == want {
 				return nil
 			}
@@ -134,7 +134,7 @@ func (p *Process) WaitServing(ctx context.Context, url string, want int, header 
 		case <-p.done:
 			return fmt.Errorf("caddy %s exited (%v) before serving %s:\n%s", p.Name, p.err, url, p.Output())
 		case <-ctx.Done():
-			last := "no answer"
+			var last string // the last answer's status, or why there was none
 			if err != nil {
 				last = err.Error()
 			} else {

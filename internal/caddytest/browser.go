@@ -97,7 +97,7 @@ func (b *Browser) TrySignIn(rawURL, username, password string) (*http.Response, 
 		return nil, err
 	}
 	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return nil, err
 	}

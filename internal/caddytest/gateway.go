@@ -168,7 +168,7 @@ func (g *Gateway) Stop() {
 		if err != nil {
 			return
 		}
-		c.Close()
+		_ = c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.T.Fatal("caddy still listening after Stop")
@@ -181,7 +181,7 @@ func (g *Gateway) WaitReady() {
 	for time.Now().Before(deadline) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.Port))
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -274,19 +274,6 @@ func RunningStore(t testing.TB) store.Store {
 func View(t testing.TB, fn func(tx store.Tx) error) {
 	t.Helper()
 	if err := RunningStore(t).View(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// ReadStore reads a store file that no Caddy holds (stop Caddy first).
-func ReadStore(t testing.TB, path string, fn func(tx store.Tx) error) {
-	t.Helper()
-	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.View(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -39,7 +39,7 @@ func NewOIDC(t testing.TB, idpBlock string) *OIDC {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { op.Close() })
+	t.Cleanup(func() { _ = op.Close() })
 	w := &OIDC{T: t, IdP: op, Upstream: NewEchoUpstream(t), GW: NewGateway(t), IdPBlock: idpBlock}
 	op.RegisterClient(oidctest.Client{ID: ClientID, Secret: ClientSecret,
 		RedirectURIs: []string{w.GW.Base + "/.sso/oidc/test/callback"}})

@@ -79,7 +79,7 @@ func (b *Browser) TrySAMLResponseForm(rawURL, username, password string) (Form, 
 			return Form{}, err
 		}
 		raw, rerr := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if rerr != nil {
 			return Form{}, rerr
 		}

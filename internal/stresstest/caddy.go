@@ -129,14 +129,14 @@ func (c *Caddy) Launch(caddyfile string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.Credential}
 	}
 	if err := cmd.Start(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	exited := make(chan struct{})
 	c.cmd, c.exited, c.err = cmd, exited, nil
 	go func() {
 		err := cmd.Wait()
-		out.Close()
+		_ = out.Close()
 		c.mu.Lock()
 		c.err = err
 		c.mu.Unlock()
@@ -160,7 +160,7 @@ func (c *Caddy) WaitListening(timeout time.Duration) error {
 	addr := fmt.Sprintf("127.0.0.1:%d", c.Port)
 	for {
 		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
+			_ = conn.Close()
 			return nil
 		}
 		select {

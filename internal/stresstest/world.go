@@ -87,7 +87,7 @@ func NewWorld(bin, dir, storePath string) (*World, error) {
 	w.OIDC.RegisterClient(oidctest.Client{ID: ClientID, Secret: ClientSecret,
 		RedirectURIs: []string{w.Base + "/.sso/oidc/" + OIDCName + "/callback"}})
 	if w.SAML, err = samltest.Start("127.0.0.1:0"); err != nil {
-		w.OIDC.Close()
+		_ = w.OIDC.Close()
 		return nil, err
 	}
 	w.Upstream = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {

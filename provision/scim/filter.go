@@ -81,13 +81,13 @@ func lex(s string) ([]token, error) {
 	var out []token
 	for i := 0; i < len(s); {
 		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		switch c {
+		case ' ', '\t', '\n', '\r':
 			i++
-		case c == '(' || c == ')' || c == '[' || c == ']':
+		case '(', ')', '[', ']':
 			out = append(out, token{kind: c, text: string(c), pos: i})
 			i++
-		case c == '"':
+		case '"':
 			j := i + 1
 			for ; j < len(s) && s[j] != '"'; j++ {
 				if s[j] == '\\' {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 )
 
-// ErrDamaged: the file is not a whole bbolt database (truncated, a foreign
+// ErrDamaged means the file is not a whole bbolt database (truncated, a foreign
 // or garbled header). Open refuses it rather than let bbolt read past its
 // end, which kills the process, or start a new store in its place.
 var ErrDamaged = errors.New("store file is damaged")

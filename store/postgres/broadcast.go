@@ -113,7 +113,7 @@ func (db *DB) Listen(ctx context.Context, fn func(store.Invalidation)) {
 		}
 		db.logger.Warn("invalidation listener disconnected; reconnecting",
 			zap.String("channel", Channel), zap.Duration("retry_in", pause), zap.Error(err))
-		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause)))
+		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause))) //nolint:gosec // G404: jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return

@@ -268,7 +268,7 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 		}
 		// Random pauses that grow with the attempt spread the reruns of
 		// transactions that conflicted with each other.
-		pause := time.Duration(mrand.Int64N(int64(retryPause) << min(attempt, 6)))
+		pause := time.Duration(mrand.Int64N(int64(retryPause) << min(attempt, 6))) //nolint:gosec // G404: jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -28,7 +28,7 @@ var migrationFiles embed.FS
 // of its last migration; a test keeps the two equal).
 const SchemaVersion = 1
 
-// ErrNewerSchema: the database was migrated by a newer caddy-sso. This
+// ErrNewerSchema means the database was migrated by a newer caddy-sso. This
 // build does not know what that version changed and refuses to write.
 var ErrNewerSchema = errors.New("database schema is newer than this build supports")
 

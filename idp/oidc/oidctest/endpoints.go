@@ -618,7 +618,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 				q.Set("state", st)
 				u.RawQuery = q.Encode()
 			}
-			http.Redirect(w, r, u.String(), http.StatusFound)
+			http.Redirect(w, r, u.String(), http.StatusFound) //nolint:gosec // G710: target is one of the client's registered post-logout URIs
 			return
 		}
 	}
@@ -649,7 +649,7 @@ func postLogoutAllowed(c Client, target string) bool {
 // hintAudience verifies an id_token_hint against every key this server has
 // used and returns its audience. Expiry does not matter for a hint.
 func (s *Server) hintAudience(hint string) (string, error) {
-	jws, err := jose.ParseSigned(hint, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
+	jws, err := jose.ParseSignedCompact(hint, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
 	if err != nil {
 		return "", err
 	}

@@ -89,7 +89,7 @@ func (s *Server) logoutClients(ctx context.Context, sess *opSession) []string {
 			continue
 		}
 		if resp, err := s.SendBackChannelLogout(ctx, c.BackChannelLogoutURI, tok); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 		}
 	}
 	var frames []string

@@ -167,7 +167,7 @@ func Start(addr string) (*Server, error) {
 	}
 	s, err := NewServer(base)
 	if err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, err
 	}
 	s.served.Serve(ln, s)

@@ -239,7 +239,7 @@ func (c *config) do(res *results, method, path, body string, want int) map[strin
 		return nil
 	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	took := time.Since(start)
 	if resp.StatusCode != want {
 		res.add(took, fmt.Sprintf("%s %s: status %d, want %d: %.200s", method, path, resp.StatusCode, want, raw))
