@@ -23,7 +23,7 @@ func refusedCallback(t *testing.T, b *browser, base string) (int, string, http.H
 // the page's status, and a site without one, keep the default page.
 func TestPagesThroughHandleErrors(t *testing.T) {
 	w := newOIDCWorld(t, "")
-	ports := otherPorts(t, 3, w.gw.port, w.gw.adminPort)
+	ports := otherPorts(t, 3)
 	narrow, plain, byPage := ports[0], ports[1], ports[2]
 	site := func(port int, errors string) string {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test\n\trespond app\n%s}\n", port, errors)

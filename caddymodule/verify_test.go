@@ -2,10 +2,8 @@ package caddymodule_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 
@@ -26,27 +24,13 @@ func (w *oidcWorld) verifyConfig(trustedPorts []int, sites string) string {
 		o.IdPConfig() + "\t}\n}\n\n" + sites
 }
 
-// otherPorts returns n free loopback ports, distinct from one another
-// and from taken (ports a test picked before): freePort alone may hand
-// out the same port twice.
-func otherPorts(t *testing.T, n int, taken ...int) []int {
+// otherPorts returns n more reserved loopback ports, distinct from one
+// another and from every port handed out before (internal/testport).
+func otherPorts(t *testing.T, n int) []int {
 	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l)
-		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(taken, p) {
-			out = append(out, p)
-		}
+	out := make([]int, n)
+	for i := range out {
+		out[i] = freePort(t)
 	}
 	return out
 }
@@ -81,7 +65,7 @@ func subrequest(t *testing.T, b *browser, rawURL, uri string, header ...string) 
 // original URI is believed only from a trusted proxy.
 func TestVerifyEndpoint(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n")
-	ports := otherPorts(t, 2, w.gw.port, w.gw.adminPort)
+	ports := otherPorts(t, 2)
 	untrusted, fwd := ports[0], ports[1]
 	site := func(port int, lines string) string {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test {\n%s\t}\n}\n", port, lines)
@@ -161,7 +145,7 @@ func TestVerifyEndpoint(t *testing.T) {
 // not reaching it.
 func TestForwardAuthThroughCaddy(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n")
-	gwPort := otherPorts(t, 1, w.gw.port, w.gw.adminPort)[0]
+	gwPort := otherPorts(t, 1)[0]
 	front := w.gw.base
 	copied := "X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups X-Forwarded-Preferred-Username X-Forwarded-First-Name X-Forwarded-Last-Name X-Forwarded-Idp Remote-User Cookie"
 	w.gw.start(w.verifyConfig([]int{gwPort}, fmt.Sprintf(`%s {

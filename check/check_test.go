@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // cli runs `caddy sso <args>` and returns its output.
@@ -147,12 +149,8 @@ docs.example.com {
 }
 
 func TestCheckUnreachableIssuer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// A reserved port nothing listens on.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testport.For(t)))
 	path := checkCaddyfile(t, `{
 	sso {
 		idp corp oidc {

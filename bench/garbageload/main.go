@@ -52,6 +52,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -92,7 +93,7 @@ func run(n, conc int, timeout time.Duration) error {
 	}
 	defer sp.Close()
 
-	port, err := freePort()
+	port, err := caddyproc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -416,15 +417,6 @@ func idpRequests(op *oidctest.Server, sp *samltest.Server) map[string]int {
 }
 
 func size(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 func waitListening(port int) error {
 	deadline := time.Now().Add(10 * time.Second)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // dirState lists a directory's files with their sizes and modification
@@ -37,12 +39,7 @@ func dirState(t *testing.T, dir string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testport.For(t)
 }
 
 // TestValidateWhileRunning: `caddy validate` of the configuration a

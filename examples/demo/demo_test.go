@@ -14,16 +14,12 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/internal/htmlform"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testport.For(t)
 }
 
 // testConfig is the demo's configuration on ports the test picks.

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // Build builds cmd/caddy of the module that holds the working directory
@@ -175,12 +176,9 @@ func (p *Process) Stop(timeout time.Duration) {
 	})
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort reserves a loopback port for the life of the process
+// (internal/testport says why not port 0).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port, _, err := testport.Pick()
+	return port, err
 }

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // Build builds the Caddy of cmd/caddy (the standard modules and
@@ -55,14 +57,11 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort reserves a loopback port for the life of the process
+// (internal/testport says why not port 0).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port, _, err := testport.Pick()
+	return port, err
 }
 
 // Caddy is one Caddy process run from a Caddyfile. Its output (Caddy's

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -43,6 +42,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -328,13 +328,11 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// freePort reserves a loopback port for the life of the process
+// (internal/testport says why not port 0).
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port, _, err := testport.Pick()
+	return port, err
 }
 
 // ---- per test binary ----
