@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/stresstest"
 )
 
@@ -158,7 +159,7 @@ func run(c config) error {
 	defer os.RemoveAll(dir)
 	if c.bin == "" {
 		fmt.Println("building ./cmd/caddy ...")
-		if c.bin, err = stresstest.Build(dir); err != nil {
+		if c.bin, err = caddyproc.Build(context.Background()); err != nil {
 			return err
 		}
 	}

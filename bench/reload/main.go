@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/stresstest"
 )
 
@@ -68,7 +69,7 @@ func run(bin string, reloads int, every time.Duration, conns int, global, site, 
 	defer os.RemoveAll(dir)
 	if bin == "" {
 		fmt.Println("building ./cmd/caddy ...")
-		if bin, err = stresstest.Build(dir); err != nil {
+		if bin, err = caddyproc.Build(context.Background()); err != nil {
 			return err
 		}
 	}

@@ -20,49 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
-
-// Build builds the Caddy of cmd/caddy (the standard modules and
-// caddy-sso) into dir and returns the binary's path.
-func Build(dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// moduleRoot is the directory of this module's go.mod.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the caddy-sso module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// FreePort reserves a loopback port for the life of the process
-// (internal/testport says why not port 0).
-func FreePort() (int, error) {
-	port, _, err := testport.Pick()
-	return port, err
-}
 
 // Caddy is one Caddy process run from a Caddyfile. Its output (Caddy's
 // logs, JSON lines on stderr) goes to Dir/caddy.out, appended across

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/stresstest"
 )
 
@@ -22,10 +23,7 @@ func caddyBinary(t *testing.T) string {
 	return bin
 }
 
-// binDir holds the binary; TestMain makes it and removes it.
-var binDir string
-
-var builtCaddy = sync.OnceValues(func() (string, error) { return stresstest.Build(binDir) })
+var builtCaddy = sync.OnceValues(func() (string, error) { return caddyproc.Build(context.Background()) })
 
 // newWorld starts the IdPs and the upstream; configure (may be nil)
 // adjusts the World before Caddy starts. Caddy, the IdPs and the upstream
@@ -96,16 +94,4 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-// TestMain makes the directory for the Caddy binary the tests build, and
-// removes it at the end.
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "caddy-sso-stress-"); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(binDir)
-	os.Exit(code)
 }

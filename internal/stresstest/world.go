@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 )
 
 // The identity providers of a World, as named in its Caddyfile.
@@ -63,11 +64,11 @@ type World struct {
 // files go to dir, the store to dir/sso.db unless storePath is given.
 // Start runs Caddy.
 func NewWorld(bin, dir, storePath string) (*World, error) {
-	port, err := FreePort()
+	port, err := caddyproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := FreePort()
+	admin, err := caddyproc.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func Pick() (port int, release func(), err error) {
 		return 0, nil, fmt.Errorf("testport: %w", err)
 	}
 	for range 500 {
-		port := low + rand.IntN(high-low+1)
+		port := low + rand.IntN(high-low+1) //nolint:gosec // spreads tests over the range; not a secret
 		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return 0, nil, fmt.Errorf("testport: %w", err)
