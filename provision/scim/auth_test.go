@@ -89,13 +89,21 @@ func TestBearerTokenIsRequired(t *testing.T) {
 	}
 }
 
-func TestNewValidatesConfig(t *testing.T) {
+// newAccounts is an account service over a fresh store, closed when the
+// test ends.
+func newAccounts(t *testing.T) *account.Service {
+	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+	t.Cleanup(func() { _ = db.Close() })
+	return &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	accounts := newAccounts(t)
+	db := accounts.Store
 	good := scim.Config{IdP: "entra", Token: entraToken, Accounts: accounts}
 	bad := map[string]func(*scim.Config){
 		"no IdP":             func(c *scim.Config) { c.IdP = "" },

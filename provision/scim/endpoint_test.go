@@ -3,16 +3,12 @@ package scim_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
-	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // braced stands for a config's placeholders: tokens resolved later.
@@ -71,12 +67,7 @@ func TestEndpointCheckSettings(t *testing.T) {
 // IdP's; with two, each token reaches its own IdP and no other token
 // passes.
 func TestEndpointHandler(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+	accounts := newAccounts(t)
 	entra := scim.EndpointIdP{Name: "entra", Token: entraToken}
 	okta := scim.EndpointIdP{Name: "okta", Token: oktaToken}
 
