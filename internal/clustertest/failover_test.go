@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
@@ -59,6 +60,7 @@ func TestDatabaseAway(t *testing.T) {
 	c := startCluster(t, dsn, clusterOptions{statementTimeout: statementTimeout.String()})
 	// Generous for a loaded machine, and far below a hang.
 	const bound = statementTimeout + 3*time.Second
+	waitListening(t, pg.AdminDSN, 2)
 
 	for _, outage := range []struct {
 		name     string
@@ -170,6 +172,38 @@ func TestDatabaseAway(t *testing.T) {
 			t.Logf("database away for %v; b served the session %v after it came back",
 				upAt.Sub(downAt).Round(time.Millisecond), time.Since(upAt).Round(time.Millisecond))
 			caddytest.UpstreamSaw(t, c.newBrowser(t).SignIn(c.base+"/", "newbie"+outage.name, "newbie"+outage.name+"-pw"))
+			// Both instances listen for invalidations again before the
+			// next outage: an instance clears its cache when its listener
+			// resubscribes, which would otherwise empty the cache the
+			// next outage relies on.
+			waitListening(t, pg.AdminDSN, 2)
 		})
+	}
+}
+
+// waitListening waits until n invalidation listeners (one per instance)
+// have subscribed on the sso database.
+func waitListening(t *testing.T, adminDSN string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var listening int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = 'sso' AND application_name = $1 AND query LIKE 'LISTEN %'`, postgres.ListenerApplicationName).Scan(&listening)
+		if err == nil && listening >= n {
+			// Subscribing is followed at once by the cache clear.
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d invalidation listeners subscribed after 30 s (%v)", listening, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
