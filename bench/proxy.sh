@@ -8,6 +8,13 @@
 #	sso      sso + reverse_proxy
 #	sso-jwt  sso with an access rule (allow group) and identity_jwt + reverse_proxy
 #
+# and, with SITES including them, two controls that say where a difference
+# comes from:
+#
+#	bare-headers  reverse_proxy with the seven identity headers set by
+#	              request_header: what any app that gets identity headers pays
+#	sso-none      sso with headers none + reverse_proxy: the gateway alone
+#
 # and, beside it, the peers of PEERS when they build (each skipped with one
 # line otherwise), built once into CACHE, outside the repository:
 #
@@ -37,6 +44,7 @@
 # change at all.
 #
 #	bench/proxy.sh                          # 7 rounds of 10s per site, 10 connections
+#	SITES="bare bare-headers sso sso-none" PEERS= bench/proxy.sh   # where the cost goes
 #	ROUNDS=9 DURATION=15s PEERS= bench/proxy.sh
 #	PROFILE=/tmp/prof bench/proxy.sh        # also CPU and allocation profiles of bare and sso
 set -euo pipefail
@@ -60,7 +68,8 @@ REQUEST=${REQUEST:-browser}
 
 upstream_port=$BASE_PORT admin_port=$((BASE_PORT + 1)) idp_port=$((BASE_PORT + 9))
 declare -A port=([bare]=$((BASE_PORT + 2)) [sso]=$((BASE_PORT + 3)) [sso-jwt]=$((BASE_PORT + 4))
-	[oauth2-proxy]=$((BASE_PORT + 5)) [caddy-security]=$((BASE_PORT + 6)))
+	[oauth2-proxy]=$((BASE_PORT + 5)) [caddy-security]=$((BASE_PORT + 6))
+	[bare-headers]=$((BASE_PORT + 7)) [sso-none]=$((BASE_PORT + 8)))
 
 case $REQUEST in
 browser | minimal) ;;
@@ -185,6 +194,24 @@ http://127.0.0.1:${port[sso-jwt]} {
 	}
 	reverse_proxy 127.0.0.1:$upstream_port
 }
+
+http://127.0.0.1:${port[bare-headers]} {
+	request_header X-Forwarded-User 5f0c3b9e2a7d41c68e1b0a9d7c3e2f14
+	request_header X-Forwarded-Email bench@example.com
+	request_header X-Forwarded-Preferred-Username bench@example.com
+	request_header X-Forwarded-Groups bench
+	request_header X-Forwarded-First-Name Bench
+	request_header X-Forwarded-Last-Name User
+	request_header X-Forwarded-Idp bench
+	reverse_proxy 127.0.0.1:$upstream_port
+}
+
+http://127.0.0.1:${port[sso-none]} {
+	sso bench {
+		headers none
+	}
+	reverse_proxy 127.0.0.1:$upstream_port
+}
 CADDY
 
 # wait_up <url> waits for a server to answer.
@@ -203,13 +230,15 @@ GOMAXPROCS=1 "${pin_server[@]}" "$work/caddy" run --config "$work/Caddyfile" --a
 caddy_pid=$!
 pids+=("$caddy_pid")
 wait_up "http://127.0.0.1:${port[bare]}/" || { echo "Caddy did not start"; cat "$work/caddy.log"; exit 1; }
-declare -A server_pid=([bare]=$caddy_pid [sso]=$caddy_pid [sso-jwt]=$caddy_pid)
+declare -A server_pid=([bare]=$caddy_pid [sso]=$caddy_pid [sso-jwt]=$caddy_pid [bare-headers]=$caddy_pid [sso-none]=$caddy_pid)
 declare -A cookies # site -> its session cookies, name=value; ...
 
 echo "signing in through the sso site at the in-process OpenID provider"
 token=$("$work/mksession" -signin "http://127.0.0.1:${port[sso]}/" -idp-listen "127.0.0.1:$idp_port") ||
 	{ cat "$work/caddy.log"; exit 1; }
-cookies[bare]="sso_session=$token" cookies[sso]="sso_session=$token" cookies[sso-jwt]="sso_session=$token"
+for site in bare sso sso-jwt bare-headers sso-none; do
+	cookies[$site]="sso_session=$token"
+done
 
 if [ -n "${peer_bin[oauth2-proxy]:-}" ]; then
 	# Its defaults, less logging, with the same IdP, client and upstream.
@@ -259,13 +288,16 @@ for site in "${sites[@]}"; do
 	request "$site"
 	got=$(curl -fsS "${req[@]}" "http://127.0.0.1:${port[$site]}/") || { echo "$site: request failed"; exit 1; }
 	case $site in
-	bare) [ "$got" = "hello " ] || { echo "bare: upstream answered '$got'"; exit 1; } ;;
+	bare | sso-none) [ "$got" = "hello " ] || { echo "$site: upstream answered '$got'"; exit 1; } ;;
 	*) [ "$got" != "hello " ] || { echo "$site: the upstream got no identity"; exit 1; } ;;
 	esac
 done
-# sso-jwt's rule lets this user in; a stranger is refused (so the rule runs).
-[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "http://127.0.0.1:${port[sso-jwt]}/")" = 401 ] ||
-	{ echo "sso-jwt: an anonymous request was not refused"; exit 1; }
+# sso-jwt's rule lets this user in; a stranger is refused (so the rule
+# runs); sso-none checks the session too, though it passes no identity.
+for site in sso-jwt sso-none; do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "http://127.0.0.1:${port[$site]}/")" = 401 ] ||
+		{ echo "$site: an anonymous request was not refused"; exit 1; }
+done
 
 # cpu_ticks prints a process's utime+stime in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
