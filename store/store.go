@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,6 +66,29 @@ func FoldName(s string) string {
 	}
 	// ASCII: NFC is the identity and folding is lower-casing.
 	return strings.ToLower(s)
+}
+
+// NormalMembers is the form every backend stores a group's member IDs in:
+// sorted, without duplicates or empty IDs, nil when none remain.
+func NormalMembers(ids []string) []string {
+	return normalList(ids, func(s string) bool { return s == "" })
+}
+
+// NormalGroupNames is the form of a user's group names in the store, the
+// same provision gives a sign-in's groups: sorted, without duplicates or
+// blank names, nil when none remain.
+func NormalGroupNames(names []string) []string {
+	return normalList(names, func(s string) bool { return strings.TrimSpace(s) == "" })
+}
+
+func normalList(in []string, blank func(string) bool) []string {
+	out := slices.DeleteFunc(slices.Clone(in), blank)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // HasControl reports whether s contains a control character (U+0000 to

@@ -96,30 +96,6 @@ func (t *tx) scimNames(userID string) map[string]bool {
 	return names
 }
 
-// cleanMembers sorts and deduplicates so that the stored list diffs
-// cheaply, and drops empty IDs.
-func cleanMembers(in []string) []string {
-	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return s == "" })
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// normNames sorts and deduplicates group names and drops blank ones, the
-// same normal form provision gives a login's groups.
-func normNames(in []string) []string {
-	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return strings.TrimSpace(s) == "" })
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
 func (t *tx) PutGroup(g *store.Group) error {
 	if err := t.mustWrite("put group"); err != nil {
 		return err
@@ -141,7 +117,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 	if err := store.CheckKey("idp", g.IdP); err != nil {
 		return fmt.Errorf("bolt: put group %s: %w", g.ID, err)
 	}
-	members := cleanMembers(g.Members)
+	members := store.NormalMembers(g.Members)
 	users := t.bucket(bucketUsers)
 	for _, m := range members {
 		if users.Get([]byte(m)) == nil {
@@ -288,7 +264,7 @@ func (t *tx) refreshGroups(userID string, was, now map[string]bool, when time.Ti
 	for g := range now {
 		groups = append(groups, g)
 	}
-	groups = normNames(groups)
+	groups = store.NormalGroupNames(groups)
 	if slices.Equal(groups, u.Groups) {
 		return nil
 	}

@@ -145,30 +145,6 @@ func (t *tx) GroupsOfUser(userID string) ([]store.GroupRef, error) {
 	return out, nil
 }
 
-// cleanMembers sorts and deduplicates so that the stored list diffs
-// cheaply, and drops empty IDs.
-func cleanMembers(in []string) []string {
-	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return s == "" })
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// normNames sorts and deduplicates group names and drops blank ones, the
-// normal form provision gives a login's groups.
-func normNames(in []string) []string {
-	out := slices.DeleteFunc(slices.Clone(in), func(s string) bool { return strings.TrimSpace(s) == "" })
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
 func (t *tx) PutGroup(g *store.Group) error {
 	if err := t.mustWrite("put group"); err != nil {
 		return err
@@ -193,7 +169,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 			return fail(err)
 		}
 	}
-	members := cleanMembers(g.Members)
+	members := store.NormalMembers(g.Members)
 	for _, m := range members {
 		if !storable(m) {
 			return fail(fmt.Errorf("member %q: %w", m, store.ErrNotFound))
@@ -338,7 +314,7 @@ func (t *tx) syncMembers(before, after []string, renamed bool, when time.Time, c
 		for g := range n {
 			groups = append(groups, g)
 		}
-		groups = normNames(groups)
+		groups = store.NormalGroupNames(groups)
 		if slices.Equal(groups, u.Groups) {
 			return nil
 		}
