@@ -13,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
@@ -42,15 +41,11 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 		pgtest.Unavailable(b, err)
 	}
 	defer func() { _ = pg.Stop() }()
-	conn, err := pgx.Connect(ctx, pg.AdminDSN)
+	dsn, err := pg.CreateDatabase(ctx, "sso")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE sso"); err != nil {
-		b.Fatal(err)
-	}
-	conn.Close(ctx)
-	pdb, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.WithDatabase(pg.AdminDSN, "sso")})
+	pdb, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -70,15 +70,10 @@ func run(users int) error {
 			logf("stop: %v", err)
 		}
 	}()
-	admin, err := pgx.Connect(ctx, cluster.AdminDSN)
+	dsn, err := cluster.CreateDatabase(ctx, "sso")
 	if err != nil {
 		return err
 	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE sso"); err != nil {
-		return err
-	}
-	_ = admin.Close(ctx)
-	dsn := pgtest.WithDatabase(cluster.AdminDSN, "sso")
 
 	boltPath := filepath.Join(work, "sso.db")
 	existing, err := fillBolt(ctx, boltPath, users)

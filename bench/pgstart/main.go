@@ -62,11 +62,6 @@ func run(users, rounds int) error {
 			logf("stop: %v", err)
 		}
 	}()
-	admin, err := pgx.Connect(ctx, cluster.AdminDSN)
-	if err != nil {
-		return err
-	}
-	defer admin.Close(ctx)
 	bin, err := caddyproc.Build(ctx)
 	if err != nil {
 		return err
@@ -79,10 +74,9 @@ func run(users, rounds int) error {
 	defer os.RemoveAll(work)
 	dsns := map[string]string{}
 	for _, name := range []string{"empty", "big"} {
-		if _, err := admin.Exec(ctx, "CREATE DATABASE sso_"+name); err != nil {
+		if dsns[name], err = cluster.CreateDatabase(ctx, "sso_"+name); err != nil {
 			return err
 		}
-		dsns[name] = pgtest.WithDatabase(cluster.AdminDSN, "sso_"+name)
 		db, err := postgres.Open(ctx, postgres.Config{DSN: dsns[name]})
 		if err != nil {
 			return err

@@ -35,15 +35,11 @@ func privateCluster(t *testing.T) (*pgtest.Cluster, string) {
 			t.Errorf("stopping the private cluster: %v", err)
 		}
 	})
-	conn, err := pgx.Connect(ctx, pg.AdminDSN)
+	dsn, err := pg.CreateDatabase(ctx, "sso")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE sso"); err != nil {
-		t.Fatal(err)
-	}
-	return pg, pgtest.WithDatabase(pg.AdminDSN, "sso")
+	return pg, dsn
 }
 
 // TestDatabaseAway stops the database under two running instances, once

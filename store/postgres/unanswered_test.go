@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -28,16 +26,12 @@ func TestServerThatDoesNotAnswer(t *testing.T) {
 		_ = pg.Thaw()
 		_ = pg.Stop()
 	})
-	conn, err := pgx.Connect(ctx, pg.AdminDSN)
+	dsn, err := pg.CreateDatabase(ctx, "sso")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE sso"); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
 	const timeout = 300 * time.Millisecond
-	db, err := Open(ctx, Config{DSN: pgtest.WithDatabase(pg.AdminDSN, "sso"), StatementTimeout: timeout, MaxConns: 2})
+	db, err := Open(ctx, Config{DSN: dsn, StatementTimeout: timeout, MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

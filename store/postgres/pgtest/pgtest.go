@@ -444,6 +444,20 @@ func NewDatabase(t testing.TB) string {
 	return WithDatabase(admin, name)
 }
 
+// CreateDatabase creates an empty database on the cluster and returns its
+// connection string.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.AdminDSN)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return WithDatabase(c.AdminDSN, name), nil
+}
+
 // WithDatabase returns dsn with its database replaced by name. dsn is a
 // URL (postgres://...) or a key=value string.
 func WithDatabase(dsn, name string) string {
