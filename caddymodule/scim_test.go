@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/internal/jsonwalk"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -145,26 +146,8 @@ func replaySCIM(t *testing.T, c *scimClient, steps []scimStep) {
 	}
 }
 
-// at walks decoded JSON: at(body, "emails", 0, "value").
-func at(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		}
-	}
-	return v
-}
+// at is jsonwalk.At.
+func at(v any, path ...any) any { return jsonwalk.At(v, path...) }
 
 // totalResults checks a list response's shape and returns its total.
 func totalResults(t *testing.T, r scimResp) int {

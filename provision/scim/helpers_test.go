@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/jsonwalk"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -162,27 +163,8 @@ func scimError(t *testing.T, r resp, status int, scimType string) {
 	}
 }
 
-// at walks a decoded JSON value: at(body, "name", "givenName"),
-// at(body, "emails", 0, "value").
-func at(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		}
-	}
-	return v
-}
+// at is jsonwalk.At.
+func at(v any, path ...any) any { return jsonwalk.At(v, path...) }
 
 // total reads totalResults and checks the list response's shape.
 func total(t *testing.T, r resp) int {
