@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/browsertest"
 )
 
 // The sign-out tests run the site on http://localhost and the IdPs on
@@ -47,10 +48,7 @@ func browserSignIn(t *testing.T, ctx context.Context, rawURL, user, password str
 	t.Helper()
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(rawURL),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), user),
-		chromedp.SendKeys(chromedp.ID("password"), password),
-		chromedp.Click(chromedp.ID("login")),
+		browsertest.SignInAtTestIdP(user, password),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -30,10 +30,7 @@ func TestBrowserOIDCLogin(t *testing.T) {
 
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(w.gw.base+"/dashboard"),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "ada"),
-		chromedp.SendKeys(chromedp.ID("password"), "ada-pw"),
-		chromedp.Click(chromedp.ID("login")),
+		browsertest.SignInAtTestIdP("ada", "ada-pw"),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -65,10 +62,7 @@ func TestBrowserSAMLLogin(t *testing.T) {
 
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(w.gw.base+"/dashboard"),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "ada"),
-		chromedp.SendKeys(chromedp.ID("password"), "ada-pw"),
-		chromedp.Click(chromedp.ID("login")),
+		browsertest.SignInAtTestIdP("ada", "ada-pw"),
 	)
 	if err != nil {
 		t.Fatal(err)

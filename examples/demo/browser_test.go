@@ -84,11 +84,7 @@ func atIdPLogin(t *testing.T, ctx context.Context, idpURL, kind string, users []
 
 func signInAs(t *testing.T, ctx context.Context, user string) {
 	t.Helper()
-	do(t, ctx,
-		chromedp.SendKeys(chromedp.ID("username"), user),
-		chromedp.SendKeys(chromedp.ID("password"), user),
-		chromedp.Click(chromedp.ID("login")),
-	)
+	do(t, ctx, browsertest.SignInAtTestIdP(user, user))
 }
 
 // atApp waits for the demo app's page greeting name, with its JIT line

@@ -60,3 +60,15 @@ func New(t testing.TB, width, height int) context.Context {
 	}
 	return ctx
 }
+
+// SignInAtTestIdP fills in and submits the login form of the test IdPs
+// (idp/oidc/oidctest and idp/saml/samltest share its element IDs), as a
+// person does.
+func SignInAtTestIdP(user, password string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login")),
+	)
+}
