@@ -2,7 +2,9 @@ package bolt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,6 +52,20 @@ func TestDamagedFileIsRefused(t *testing.T) {
 			}
 			must(t, os.WriteFile(path, b, 0o600))
 		}, ErrDamaged, "damaged"},
+		{"header names a page size of 0", func(t *testing.T, path string) {
+			// Checksums recomputed, so only the page size check catches
+			// it (and Open would divide by it).
+			b, err := os.ReadFile(path)
+			must(t, err)
+			for _, off := range []int{0, 4096} {
+				meta := b[off+pageHeaderSize:]
+				binary.LittleEndian.PutUint32(meta[8:], 0)
+				h := fnv.New64a()
+				_, _ = h.Write(meta[:metaSumOffset])
+				binary.LittleEndian.PutUint64(meta[metaSumOffset:], h.Sum64())
+			}
+			must(t, os.WriteFile(path, b, 0o600))
+		}, ErrDamaged, "page size of 0"},
 		{"future schema", func(t *testing.T, path string) {
 			withBolt(t, path, func(btx *bolt.Tx) error {
 				return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))

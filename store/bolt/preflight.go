@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"math/big"
 	"os"
 	"syscall"
 )
@@ -141,8 +142,12 @@ func preflight(path string) error {
 		return damaged("it is not a bbolt database (no bbolt header)")
 	case !m.valid:
 		return damaged("both copies of its bbolt header are garbled")
-	case uint64(size) < m.highWater*uint64(m.pageSize):
-		return damaged("it is %d bytes, but its data reaches byte %d: it was truncated", size, m.highWater*uint64(m.pageSize))
+	case m.pageSize < 512 || m.pageSize > 64<<10:
+		// A checksum is not a signature: the header may still lie.
+		return damaged("its bbolt header names a page size of %d bytes", m.pageSize)
+	case m.highWater > uint64(size)/uint64(m.pageSize): // no product: it may overflow
+		return damaged("it is %d bytes, but its data reaches byte %d: it was truncated", size, new(big.Int).Mul(
+			new(big.Int).SetUint64(m.highWater), big.NewInt(int64(m.pageSize))))
 	}
 	// bbolt trusts the pages the header points at, and panics on garbage
 	// there (Open's recover is the last resort, and cannot release the
