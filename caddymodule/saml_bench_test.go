@@ -112,11 +112,15 @@ func BenchmarkSAMLACSWithJIT(b *testing.B) {
 				}
 			})
 			b.Run("JITAndSession", func(b *testing.B) {
-				prof := mapping.Profile{UniqueUserID: "00u000001", FirstName: "Ada", LastName: "Lovelace", Email: "ada1@example.com"}
 				sessions := env.h.app.Sessions()
 				provisioner := &provision.Provisioner{Store: env.db}
 				b.ReportAllocs()
-				for b.Loop() {
+				for i := 0; b.Loop(); i++ {
+					// As many people as the pool has, each signing in
+					// again on later passes, as in ACSWithJIT.
+					u := i % len(env.pool)
+					prof := mapping.Profile{UniqueUserID: fmt.Sprintf("00u%06d", u), FirstName: "Ada", LastName: "Lovelace",
+						Email: fmt.Sprintf("ada%d@example.com", u)}
 					// Rules and session in one commit.
 					fresh, err := sessions.Prepare("bench", store.LogoutInfo{Subject: "x"})
 					if err != nil {
@@ -277,8 +281,8 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		if err := xml.Unmarshal(reqXML, &ar); err != nil {
 			b.Fatal(err)
 		}
-		person := samltest.Person{ID: fmt.Sprintf("00u%06d", i%64), FirstName: "Ada", LastName: "Lovelace",
-			Email: fmt.Sprintf("ada%d@example.com", i%64), Groups: []string{"eng"}}
+		person := samltest.Person{ID: fmt.Sprintf("00u%06d", i), FirstName: "Ada", LastName: "Lovelace",
+			Email: fmt.Sprintf("ada%d@example.com", i), Groups: []string{"eng"}}
 		spec := samltest.ResponseSpec{ACS: base + "acs", Audience: base + "metadata", InResponseTo: ar.ID,
 			User: samltest.Okta("ada", "pw", person), SignAssertion: true, SignResponse: true}
 		if encrypt {
