@@ -12,8 +12,6 @@ import (
 // The harness is the shared one (internal/caddytest); these are its names
 // in this package's tests.
 
-func freePort(t testing.TB) int { return caddytest.FreePort(t) }
-
 // echoUpstream is the protected app, answering with what it received.
 type echoUpstream struct{ *caddytest.EchoUpstream }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/jsonwalk"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -618,7 +619,7 @@ func newSCIMWorld(t *testing.T) *scimWorld {
 	t.Helper()
 	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
 	w := &scimWorld{oidcWorld: newOIDCWorld(t, "\t\t\tjit\n\t\t\tscim\n"), app: newCountingUpstream(t)}
-	w.scimBase = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	w.scimBase = fmt.Sprintf("http://127.0.0.1:%d", testport.For(t))
 	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n\n%s {\n\tsso_scim {\n\t\tidp test {env.CADDY_SSO_TEST_SCIM_TEST}\n\t}\n}\n",
 		w.gw.base, strings.TrimPrefix(w.app.URL, "http://"), w.scimBase)
 	w.scim = newSCIMClient(t, w.scimBase, scimTokenTest)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // verifyConfig is the Caddyfile of tests with forward-auth sites: the
@@ -30,7 +31,7 @@ func otherPorts(t *testing.T, n int) []int {
 	t.Helper()
 	out := make([]int, n)
 	for i := range out {
-		out[i] = freePort(t)
+		out[i] = testport.For(t)
 	}
 	return out
 }

@@ -37,11 +37,6 @@ func dirState(t *testing.T, dir string) string {
 	return b.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	return testport.For(t)
-}
-
 // TestValidateWhileRunning: `caddy validate` of the configuration a
 // running Caddy serves succeeds at once and leaves the store directory as
 // it was (the running Caddy holds the store's lock; validation must not
@@ -52,7 +47,7 @@ func TestValidateWhileRunning(t *testing.T) {
 	env := caddyEnv(t)
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")
-	port, admin := freePort(t), freePort(t)
+	port, admin := testport.For(t), testport.For(t)
 	cfg := filepath.Join(dir, "Caddyfile")
 	writeFile(t, cfg, fmt.Sprintf(`{
 	admin 127.0.0.1:%d

@@ -17,15 +17,10 @@ import (
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	return testport.For(t)
-}
-
 // testConfig is the demo's configuration on ports the test picks.
 func testConfig(t *testing.T) config {
-	return config{oidcPort: freePort(t), samlPort: freePort(t), oidcIdPPort: freePort(t), samlIdPPort: freePort(t),
-		upstreamPort: freePort(t), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dataDir: t.TempDir()}
+	return config{oidcPort: testport.For(t), samlPort: testport.For(t), oidcIdPPort: testport.For(t), samlIdPPort: testport.For(t),
+		upstreamPort: testport.For(t), admin: fmt.Sprintf("127.0.0.1:%d", testport.For(t)), dataDir: t.TempDir()}
 }
 
 // startDemo runs the demo until the test ends. Tests that start a demo

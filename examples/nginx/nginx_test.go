@@ -29,6 +29,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // nginxBinary finds Debian's nginx (in /usr/sbin, often not on a user's
@@ -183,10 +184,7 @@ func TestNginxExample(t *testing.T) {
 	t.Cleanup(func() { op.Close() })
 	app := caddytest.NewEchoUpstream(t)
 	g := caddytest.NewGateway(t)
-	port := caddytest.FreePort(t)
-	for port == g.Port || port == g.AdminPort { // FreePort may repeat itself
-		port = caddytest.FreePort(t)
-	}
+	port := testport.For(t)
 	site := fmt.Sprintf("https://127.0.0.1:%d", port)
 	op.RegisterClient(oidctest.Client{ID: "nginx-app", Secret: "nginx-secret", RedirectURIs: []string{site + "/.sso/oidc/corp/callback"}})
 	op.AddUser("ada", "ada-pw", map[string]any{"sub": "sub-ada", "given_name": "Ada", "family_name": "Lovelace",

@@ -34,12 +34,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	return testport.For(t)
-}
-
 // EchoUpstream is the protected app: it answers every request with the
 // request's path and headers as JSON (Echoed), so tests see exactly what
 // the gateway forwarded.
@@ -90,7 +84,7 @@ type Gateway struct {
 // NewGateway picks the ports and the directory; Start runs Caddy.
 func NewGateway(t testing.TB) *Gateway {
 	t.Helper()
-	g := &Gateway{T: t, Port: FreePort(t), AdminPort: FreePort(t), Dir: t.TempDir()}
+	g := &Gateway{T: t, Port: testport.For(t), AdminPort: testport.For(t), Dir: t.TempDir()}
 	g.Base = fmt.Sprintf("http://127.0.0.1:%d", g.Port)
 	return g
 }

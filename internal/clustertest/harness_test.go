@@ -21,6 +21,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
@@ -183,7 +184,7 @@ func startCluster(t *testing.T, dsn string, opt clusterOptions) *cluster {
 	}
 	t.Cleanup(func() { c.saml.Close() })
 
-	lbPort := caddytest.FreePort(t)
+	lbPort := testport.For(t)
 	c.lbAddr = fmt.Sprintf("127.0.0.1:%d", lbPort)
 	c.base = "http://" + c.lbAddr
 	c.oidc.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
@@ -194,7 +195,7 @@ func startCluster(t *testing.T, dsn string, opt clusterOptions) *cluster {
 	defer cancel()
 	var upstreams []string
 	for _, name := range opt.names {
-		port, admin := caddytest.FreePort(t), caddytest.FreePort(t)
+		port, admin := testport.For(t), testport.For(t)
 		dir := filepath.Join(t.TempDir(), name)
 		p, err := caddyproc.Start(bin, name, dir, caddyfile,
 			"SSO_INSTANCE="+name, fmt.Sprintf("SSO_HTTP_PORT=%d", port), fmt.Sprintf("SSO_ADMIN_PORT=%d", admin),

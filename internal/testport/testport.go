@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 )
 
 // The range ports come from: above the well-known and registered services
@@ -88,15 +89,8 @@ func releasePort(port int) {
 	}
 }
 
-// TB is the part of testing.TB that For uses.
-type TB interface {
-	Helper()
-	Fatal(args ...any)
-	Cleanup(func())
-}
-
 // For is Pick for a test: the port is released when the test ends.
-func For(t TB) int {
+func For(t testing.TB) int {
 	t.Helper()
 	port, release, err := Pick()
 	if err != nil {

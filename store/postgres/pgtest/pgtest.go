@@ -166,7 +166,7 @@ func StartCluster(ctx context.Context, opt ClusterOptions) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	port, err := freePort()
+	port, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -326,13 +326,6 @@ func removeStale(bin string, logf func(string, ...any)) {
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// freePort reserves a loopback port for the life of the process
-// (internal/testport says why not port 0).
-func freePort() (int, error) {
-	port, _, err := testport.Pick()
-	return port, err
 }
 
 // ---- per test binary ----
