@@ -245,14 +245,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	gateway.StripOwnCookies(r.Header)
 	id, _, err := h.route.Session(r.Context(), run, tokens, true)
+	if err == nil && !h.route.Access.Permits(id) {
+		return caddyError(w, r, h.route.Forbidden(w, r, id))
+	}
 	if err == nil {
 		err = h.route.SetTokens(r.Context(), r.Header, run, id)
 	}
 	switch {
 	case err == nil:
-		if !h.route.Access.Permits(id) {
-			return caddyError(w, r, h.route.Forbidden(w, r, id))
-		}
 		if err := h.route.Identify(r.Context(), run, id, o, r, r.Header); err != nil {
 			return caddyError(w, r, err)
 		}

@@ -188,3 +188,36 @@ http://127.0.0.1:%d {
 		t.Errorf("upstream Cookie = %q, want the browser's without the gateway's", c)
 	}
 }
+
+// TestVerifyPassesTokensOnlyToPermitted: a verify route that passes tokens
+// puts the access token in its 200 answer, for the proxy to hand the app,
+// and never in the answer refusing a session its access rules deny (the
+// proxy may copy a refusal's headers too).
+func TestVerifyPassesTokensOnlyToPermitted(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	denying := otherPorts(t, 1)[0]
+	site := func(port int, lines string) string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test {\n%s\t}\n}\n", port, lines)
+	}
+	w.gw.start(w.verifyConfig([]int{w.gw.port, denying},
+		site(w.gw.port, "\t\tmode auth_request\n\t\tpass_access_token\n")+
+			site(denying, "\t\tmode auth_request\n\t\tpass_access_token\n\t\tdeny group admins\n")))
+	b := newBrowser(t)
+	login := w.gw.base + "/.sso/login?return_to=%2F"
+	if resp := b.signIn(login, "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+
+	resp := subrequest(t, b, w.gw.base+"/verify", "/reports")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Forwarded-Access-Token") == "" {
+		t.Fatalf("permitted session: %s, access token %q; want 200 with the token", resp.Status, resp.Header.Get("X-Forwarded-Access-Token"))
+	}
+	// ada is in admins, whom the second route denies.
+	resp = subrequest(t, b, fmt.Sprintf("http://127.0.0.1:%d/verify", denying), "/reports")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied session: %s, want 403", resp.Status)
+	}
+	if got := resp.Header.Get("X-Forwarded-Access-Token"); got != "" {
+		t.Errorf("the refusal of a denied session carries its access token %q", got)
+	}
+}

@@ -150,10 +150,11 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // (the session has ended), or the session holds no valid access token
 // (signed in before the route passed tokens, or expired without a refresh
 // token), so that a new sign-in brings fresh tokens. A route that passes
-// no tokens, or a session its access rules refuse, gets nothing.
+// no tokens sets nothing. The caller has checked the route's access rules:
+// a session they refuse must never get here.
 func (rt *Route) SetTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
 	t := rt.tokens
-	if t == nil || !rt.Access.Permits(id) {
+	if t == nil {
 		return nil
 	}
 	tok, err := run.Sessions.UpstreamTokens(ctx, id, t.margin, t.refresh[id.IdP])

@@ -112,14 +112,14 @@ func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
 	id, _, err := rt.Session(r.Context(), run, tokens, true)
+	if err == nil && !rt.Access.Permits(id) {
+		return rt.forbidden(w, r, id, navigation)
+	}
 	if err == nil {
 		err = rt.SetTokens(r.Context(), hd, run, id)
 	}
 	switch {
 	case err == nil:
-		if !rt.Access.Permits(id) {
-			return rt.forbidden(w, r, id, navigation)
-		}
 		if err := rt.Identify(r.Context(), run, id, o, r, hd); err != nil {
 			return err
 		}
