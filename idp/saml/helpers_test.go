@@ -418,7 +418,18 @@ func (h *harness) spec(pend pending) samltest.ResponseSpec {
 // the form the browser would post.
 func (h *harness) forge(t testing.TB, spec samltest.ResponseSpec, relayState string, tamper func(*etree.Element)) url.Values {
 	t.Helper()
-	el, err := h.idp.Forge(spec)
+	form := url.Values{"SAMLResponse": {forgeEncoded(t, h.idp, spec, tamper)}}
+	if relayState != "" {
+		form.Set("RelayState", relayState)
+	}
+	return form
+}
+
+// forgeEncoded is the SAMLResponse form value of a response srv forges
+// for spec, after tamper (if any) edited its XML.
+func forgeEncoded(t testing.TB, srv *samltest.Server, spec samltest.ResponseSpec, tamper func(*etree.Element)) string {
+	t.Helper()
+	el, err := srv.Forge(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,11 +440,7 @@ func (h *harness) forge(t testing.TB, spec samltest.ResponseSpec, relayState str
 	if err != nil {
 		t.Fatal(err)
 	}
-	form := url.Values{"SAMLResponse": {v}}
-	if relayState != "" {
-		form.Set("RelayState", relayState)
-	}
-	return form
+	return v
 }
 
 func codeOf(err error) string {

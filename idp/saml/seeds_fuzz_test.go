@@ -313,17 +313,7 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 	env.SessionIndexes = append(env.SessionIndexes, "idx-forged-acs")
 	forge := func(name string, s samltest.ResponseSpec, relayState string, tamper func(*etree.Element), editXML func(string) string) {
 		t.Helper()
-		el, err := srv.Forge(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tamper != nil {
-			tamper(el)
-		}
-		v, err := samltest.Encode(el)
-		if err != nil {
-			t.Fatal(err)
-		}
+		v := forgeEncoded(t, srv, s, tamper)
 		if editXML != nil {
 			raw, _ := base64.StdEncoding.DecodeString(v)
 			v = base64.StdEncoding.EncodeToString([]byte(editXML(string(raw))))
