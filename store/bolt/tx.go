@@ -183,6 +183,19 @@ func dropStaleKey(b *bolt.Bucket, oldKey, newKey []byte, id string) error {
 	return b.Delete(oldKey)
 }
 
+// putChanged puts k = v unless b holds exactly that already. A bbolt Put
+// dirties the leaf it lands in and every branch above it, which the commit
+// then writes out even when nothing changed; a returning user's sign-in
+// rewrites the user record, and its unchanged index entries would
+// otherwise cost a dozen page writes (docs/architecture.md, "Performance
+// budgets").
+func putChanged(b *bolt.Bucket, k, v []byte) error {
+	if old := b.Get(k); old != nil && bytes.Equal(old, v) {
+		return nil
+	}
+	return b.Put(k, v)
+}
+
 // indexIdP keeps a record's per-IdP index entry and the per-IdP count in
 // step when the record is new (oldIdP nil) or moves to another IdP.
 func (t *tx) indexIdP(bucket []byte, kind string, oldIdP *string, newIdP, id string) error {
@@ -327,22 +340,22 @@ func (t *tx) PutUser(u *store.User) error {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 	if len(newName) > 0 {
-		if err := namesB.Put(newName, []byte(id)); err != nil {
+		if err := putChanged(namesB, newName, []byte(id)); err != nil {
 			return fmt.Errorf("bolt: put user %s: user name: %w", id, err)
 		}
 	}
 	if newExt != nil {
-		if err := extB.Put(newExt, []byte(id)); err != nil {
+		if err := putChanged(extB, newExt, []byte(id)); err != nil {
 			return fmt.Errorf("bolt: put user %s: external id: %w", id, err)
 		}
 	}
 	for _, l := range links {
-		if err := linkB.Put(linkKey(l), []byte(id)); err != nil {
+		if err := putChanged(linkB, linkKey(l), []byte(id)); err != nil {
 			return fmt.Errorf("bolt: put user %s: link: %w", id, err)
 		}
 	}
 	if len(newEmail) > 0 {
-		if err := emailB.Put(newEmail, []byte(id)); err != nil {
+		if err := putChanged(emailB, newEmail, []byte(id)); err != nil {
 			return fmt.Errorf("bolt: put user %s: email: %w", id, err)
 		}
 	}
