@@ -47,6 +47,17 @@
 #	SITES="bare bare-headers sso sso-none" PEERS= bench/proxy.sh   # where the cost goes
 #	ROUNDS=9 DURATION=15s PEERS= bench/proxy.sh
 #	PROFILE=/tmp/prof bench/proxy.sh        # also CPU and allocation profiles of bare and sso
+#	PROXY_LOG=exclude bench/proxy.sh        # Caddy's default log excludes reverse_proxy's logger
+#
+# PROXY_LOG=exclude shows where most of what seven headers cost goes: on
+# every request, reverse_proxy builds a logger With the whole request,
+# headers included, and zap encodes those fields at once, whatever the log
+# level (caddyhttp/reverseproxy/reverseproxy.go, "upstream roundtrip"), so
+# each header costs a lower-casing, an allocation and JSON escaping even
+# with level ERROR. Excluding the logger from the default log gives it no
+# core at all, and With then costs nothing; an operator can do the same
+# (log { exclude http.handlers.reverse_proxy }) at the price of
+# reverse_proxy's own log lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +68,7 @@ SITES=${SITES:-bare sso sso-jwt}
 PEERS=${PEERS-oauth2-proxy caddy-security}
 BASE_PORT=${BASE_PORT:-18500}
 PROFILE=${PROFILE:-}
+PROXY_LOG=${PROXY_LOG:-default}
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/caddy-sso-bench}
 OAUTH2_PROXY_VERSION=${OAUTH2_PROXY_VERSION:-v7.15.6}
 CADDY_SECURITY_VERSION=${CADDY_SECURITY_VERSION:-latest}
@@ -71,6 +83,14 @@ declare -A port=([bare]=$((BASE_PORT + 2)) [sso]=$((BASE_PORT + 3)) [sso-jwt]=$(
 	[oauth2-proxy]=$((BASE_PORT + 5)) [caddy-security]=$((BASE_PORT + 6))
 	[bare-headers]=$((BASE_PORT + 7)) [sso-none]=$((BASE_PORT + 8)))
 
+case $PROXY_LOG in
+default) proxy_log= ;;
+exclude) proxy_log="exclude http.handlers.reverse_proxy" ;;
+*)
+	echo "PROXY_LOG must be default or exclude"
+	exit 1
+	;;
+esac
 case $REQUEST in
 browser | minimal) ;;
 *)
@@ -166,6 +186,7 @@ cat >"$work/Caddyfile" <<CADDY
 	storage file_system $work/storage
 	log {
 		level ERROR
+		$proxy_log
 	}
 	sso {
 		store bolt $work/sso.db
@@ -366,7 +387,7 @@ done
 field() { cut -d' ' -f"$3" <<<"${results[$1,$2]}"; }
 m() { if [ $# -gt 0 ]; then printf '%s\n' "$@" | median; else echo 0; fi; }
 echo
-echo "medians over $ROUNDS rounds of ${DURATION} (c$CONNECTIONS, $REQUEST request); ratios and differences are per round against bare"
+echo "medians over $ROUNDS rounds of ${DURATION} (c$CONNECTIONS, $REQUEST request, reverse_proxy log $PROXY_LOG); ratios and differences are per round against bare"
 printf '%-14s %8s %10s %8s %8s %14s %10s %12s %11s %8s\n' site req/s throughput p50 p99 "gateway µs/req" "vs bare" "upstream µs" "allocs/req" "B/req"
 for site in "${sites[@]}"; do
 	rps=() thr=() p50=() p99=() cu=() dcu=() uu=() ma=() mb=()
