@@ -35,26 +35,11 @@ func (t *tx) Group(id string) (*store.Group, error) {
 }
 
 func (t *tx) GroupByName(idp, displayName string) (*store.Group, error) {
-	return t.groupBy(bucketGroupNames, groupNameKey(idp, displayName), displayName == "", "name")
+	return byIndex(t, bucketGroupNames, groupNameKey(idp, displayName), displayName == "", t.getGroup, "group by name", "")
 }
 
 func (t *tx) GroupByExternalID(idp, externalID string) (*store.Group, error) {
-	return t.groupBy(bucketGroupExternalIDs, pair(idp, externalID), externalID == "", "external id")
-}
-
-func (t *tx) groupBy(index, key []byte, empty bool, what string) (*store.Group, error) {
-	if empty {
-		return nil, fmt.Errorf("bolt: group by %s: %w", what, store.ErrNotFound)
-	}
-	id := t.bucket(index).Get(key)
-	if id == nil {
-		return nil, fmt.Errorf("bolt: group by %s: %w", what, store.ErrNotFound)
-	}
-	g, err := t.getGroup(string(id))
-	if err != nil {
-		return nil, fmt.Errorf("bolt: group by %s: %w", what, err)
-	}
-	return g, nil
+	return byIndex(t, bucketGroupExternalIDs, pair(idp, externalID), externalID == "", t.getGroup, "group by external id", "")
 }
 
 func (t *tx) ListGroups(idp string, startIndex, count int) ([]*store.Group, int, error) {

@@ -57,60 +57,43 @@ func (t *tx) User(id string) (*store.User, error) {
 }
 
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
-	id := t.bucket(bucketLinks).Get(pair(idp, subject))
-	if id == nil {
-		return nil, fmt.Errorf("bolt: user by link %s: %w", idp, store.ErrNotFound)
-	}
-	u, err := t.getUser(string(id))
-	if err != nil {
-		return nil, fmt.Errorf("bolt: user by link %s: %w", idp, err)
-	}
-	return u, nil
+	return byIndex(t, bucketLinks, pair(idp, subject), false, t.getUser, "user by link", idp)
 }
 
 func (t *tx) UserByEmail(email string) (*store.User, error) {
-	if email == "" {
-		return nil, fmt.Errorf("bolt: user by email: %w", store.ErrNotFound)
-	}
-	id := t.bucket(bucketEmails).Get(emailKey(email))
-	if id == nil {
-		return nil, fmt.Errorf("bolt: user by email: %w", store.ErrNotFound)
-	}
-	u, err := t.getUser(string(id))
-	if err != nil {
-		return nil, fmt.Errorf("bolt: user by email: %w", err)
-	}
-	return u, nil
+	return byIndex(t, bucketEmails, emailKey(email), email == "", t.getUser, "user by email", "")
 }
 
 func (t *tx) UserByUserName(userName string) (*store.User, error) {
-	if userName == "" {
-		return nil, fmt.Errorf("bolt: user by user name: %w", store.ErrNotFound)
-	}
-	id := t.bucket(bucketUserNames).Get(userNameKey(userName))
-	if id == nil {
-		return nil, fmt.Errorf("bolt: user by user name: %w", store.ErrNotFound)
-	}
-	u, err := t.getUser(string(id))
-	if err != nil {
-		return nil, fmt.Errorf("bolt: user by user name: %w", err)
-	}
-	return u, nil
+	return byIndex(t, bucketUserNames, userNameKey(userName), userName == "", t.getUser, "user by user name", "")
 }
 
 func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
-	if externalID == "" {
-		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, store.ErrNotFound)
+	return byIndex(t, bucketExternalIDs, pair(idp, externalID), externalID == "", t.getUser, "user by external id in", idp)
+}
+
+// byIndex reads the record whose ID an index holds under key. No record is
+// indexed under an empty value, so empty is not found without a lookup.
+// The error names the lookup (what, and the IdP when there is one).
+func byIndex[T any](t *tx, index, key []byte, empty bool, get func(id string) (*T, error), what, idp string) (*T, error) {
+	fail := func(err error) (*T, error) {
+		if idp != "" {
+			return nil, fmt.Errorf("bolt: %s %s: %w", what, idp, err)
+		}
+		return nil, fmt.Errorf("bolt: %s: %w", what, err)
 	}
-	id := t.bucket(bucketExternalIDs).Get(pair(idp, externalID))
+	if empty {
+		return fail(store.ErrNotFound)
+	}
+	id := t.bucket(index).Get(key)
 	if id == nil {
-		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, store.ErrNotFound)
+		return fail(store.ErrNotFound)
 	}
-	u, err := t.getUser(string(id))
+	v, err := get(string(id))
 	if err != nil {
-		return nil, fmt.Errorf("bolt: user by external id in %s: %w", idp, err)
+		return fail(err)
 	}
-	return u, nil
+	return v, nil
 }
 
 // ListUsers walks the idp_users index: skipping to startIndex costs a
