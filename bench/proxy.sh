@@ -46,7 +46,7 @@
 #	bench/proxy.sh                          # 7 rounds of 10s per site, 10 connections
 #	SITES="bare bare-headers sso sso-none" PEERS= bench/proxy.sh   # where the cost goes
 #	ROUNDS=9 DURATION=15s PEERS= bench/proxy.sh
-#	PROFILE=/tmp/prof bench/proxy.sh        # also CPU and allocation profiles of bare and sso
+#	PROFILE=/tmp/prof bench/proxy.sh        # also CPU and allocation profiles of each Caddy site
 #	PROXY_LOG=exclude bench/proxy.sh        # Caddy's default log excludes reverse_proxy's logger
 #
 # PROXY_LOG=exclude shows where most of what seven headers cost goes: on
@@ -414,7 +414,8 @@ if [ -n "$PROFILE" ]; then
 	# Profiles under the same load: 10 s of CPU, and the allocations made
 	# during the run (the difference of two heap profiles).
 	mkdir -p "$PROFILE"
-	for site in bare sso; do
+	for site in $SITES; do
+		[ "${server_pid[$site]}" = "$caddy_pid" ] || continue # the peers are not Caddy
 		echo "profiling $site into $PROFILE"
 		request "$site"
 		curl -fsS -o "$PROFILE/$site.allocs0.pb.gz" "http://127.0.0.1:$admin_port/debug/pprof/allocs"
