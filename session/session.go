@@ -681,7 +681,7 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
 		}
 		start := time.Now()
-		err := m.store.Update(ctx, func(tx store.Tx) error { return tx.TouchSessions(batch) })
+		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error { return tx.TouchSessions(batch) })
 		sizer.Took(len(chunk), time.Since(start))
 		if err != nil {
 			m.keepEvicted(append(chunk, touches...))
@@ -724,7 +724,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		var hashes []string
 		limit := sizer.Next()
 		start := time.Now()
-		err := m.store.Update(ctx, func(tx store.Tx) error {
+		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
 			var err error
 			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
 			return err

@@ -50,7 +50,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			}
 			var n int
 			start := time.Now()
-			err := st.Update(ctx, func(tx Tx) error {
+			err := st.Update(Background(ctx), func(tx Tx) error {
 				var err error
 				n, err = prune(tx, limit)
 				return err

@@ -461,6 +461,8 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction; concurrent calls may share
 	// one commit (and fn may then run more than once, see the package doc).
+	// Background work passes a ctx marked by Background, so that it yields
+	// to sign-ins.
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error
 }

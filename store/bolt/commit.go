@@ -13,10 +13,17 @@ import (
 // burst of sign-ins is most of a sign-in's time; so concurrent Updates
 // share commits. There is no timer: the first caller to find no commit in
 // progress leads, runs every Update queued by then in one transaction and
-// commits it, and hands the lead to the first caller that queued meanwhile.
-// A lone Update therefore commits at once, and under load each commit
-// takes everything that arrived during the previous one (bbolt's own Batch
-// waits a fixed delay instead, which a lone sign-in pays in full).
+// commits it, and hands the lead to the next caller in line. A lone Update
+// therefore commits at once, and under load each commit takes everything
+// that arrived during the previous one (bbolt's own Batch waits a fixed
+// delay instead, which a lone sign-in pays in full).
+//
+// Background work (store.Background: session sweeps, last-seen flushes,
+// housekeeping) waits in a line of its own. Its Updates run one per
+// transaction, and only when no other Update waits, so a sign-in that
+// arrives during a background batch waits for that batch alone and then
+// goes first, however much background work is queued; batches are kept
+// short by store.BatchSizer.
 //
 // As with bbolt's Batch, fn may run more than once: when one fn of a batch
 // fails, the batch is rolled back, the others run again without it, and the
@@ -39,11 +46,13 @@ type result struct {
 	lead bool
 }
 
-// committer queues Updates for the leader.
+// committer queues Updates for the leader: foreground calls in pending,
+// background calls in background.
 type committer struct {
-	mu      sync.Mutex
-	pending []*call
-	leading bool
+	mu         sync.Mutex
+	pending    []*call
+	background []*call
+	leading    bool
 }
 
 // Update runs fn in a read-write transaction and commits when fn returns
@@ -60,37 +69,57 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	c := &call{ctx: ctx, fn: fn, done: make(chan result, 1)}
 	db.commit.mu.Lock()
-	db.commit.pending = append(db.commit.pending, c)
+	if store.IsBackground(ctx) {
+		db.commit.background = append(db.commit.background, c)
+	} else {
+		db.commit.pending = append(db.commit.pending, c)
+	}
 	lead := !db.commit.leading
 	db.commit.leading = true
 	db.commit.mu.Unlock()
-	if !lead {
-		if r := <-c.done; !r.lead {
+	for {
+		if lead {
+			db.lead()
+		}
+		// Either c's result, or the lead: c may be handed it while other
+		// calls go first, and then leads their batch before its own.
+		r := <-c.done
+		if !r.lead {
 			return r.err
 		}
+		lead = true
 	}
-	db.lead()
-	return (<-c.done).err // c was first in the batch lead ran
 }
 
-// lead commits the pending calls (up to maxBatch) and passes the lead on.
+// lead commits the next batch (up to maxBatch foreground calls, or else
+// one background call) and passes the lead on.
 func (db *DB) lead() {
 	db.commit.mu.Lock()
-	n := min(len(db.commit.pending), maxBatch)
-	batch := db.commit.pending[:n:n]
-	db.commit.pending = db.commit.pending[n:]
+	var batch []*call
+	if n := min(len(db.commit.pending), maxBatch); n > 0 {
+		batch = db.commit.pending[:n:n]
+		db.commit.pending = db.commit.pending[n:]
+	} else if len(db.commit.background) > 0 {
+		batch = db.commit.background[:1:1]
+		db.commit.background = db.commit.background[1:]
+	}
 	db.commit.mu.Unlock()
 
-	db.commitBatch(batch)
+	if len(batch) > 0 {
+		db.commitBatch(batch)
+	}
 
 	db.commit.mu.Lock()
 	defer db.commit.mu.Unlock()
-	if len(db.commit.pending) == 0 {
+	switch {
+	case len(db.commit.pending) > 0:
+		db.commit.pending[0].done <- result{lead: true}
+	case len(db.commit.background) > 0:
+		db.commit.background[0].done <- result{lead: true}
+	default:
 		db.commit.leading = false
-		db.commit.pending = nil
-		return
+		db.commit.pending, db.commit.background = nil, nil
 	}
-	db.commit.pending[0].done <- result{lead: true}
 }
 
 // commitBatch runs the calls in one transaction. A call whose fn fails is

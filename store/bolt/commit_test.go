@@ -16,7 +16,7 @@ import (
 func (db *DB) queued() int {
 	db.commit.mu.Lock()
 	defer db.commit.mu.Unlock()
-	return len(db.commit.pending)
+	return len(db.commit.pending) + len(db.commit.background)
 }
 
 // waitLeading waits until a commit is running and has taken its batch.
@@ -24,7 +24,7 @@ func waitLeading(t *testing.T, db *DB) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		db.commit.mu.Lock()
-		leading := db.commit.leading && len(db.commit.pending) == 0
+		leading := db.commit.leading && len(db.commit.pending)+len(db.commit.background) == 0
 		db.commit.mu.Unlock()
 		if leading {
 			return
@@ -92,6 +92,72 @@ func TestGroupCommit(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestBackgroundYields: background Updates (store.Background) wait while
+// others go first, and run one per transaction, so a sign-in queued behind
+// any amount of background work waits for one background batch at most.
+// It holds whichever kind of Update leads the commit that they queue
+// behind.
+func TestBackgroundYields(t *testing.T) {
+	for _, blocker := range []string{"foreground", "background"} {
+		t.Run(blocker+" leading", func(t *testing.T) {
+			db := openTest(t)
+			before := commitID(t, db)
+			ctxOf := func(kind string) context.Context {
+				if kind == "background" {
+					return store.Background(context.Background())
+				}
+				return context.Background()
+			}
+			var mu sync.Mutex
+			var order []string
+			record := func(tx store.Tx, name string) error {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return tx.PutUser(&store.User{ID: name})
+			}
+			release := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				_ = db.Update(ctxOf(blocker), func(store.Tx) error { <-release; return nil })
+			})
+			waitLeading(t, db)
+			const nBackground, nForeground = 3, 2
+			errs := make(chan error, nBackground+nForeground)
+			for i := range nBackground {
+				wg.Go(func() {
+					errs <- db.Update(ctxOf("background"), func(tx store.Tx) error { return record(tx, fmt.Sprint("bg", i)) })
+				})
+			}
+			waitQueued(t, db, nBackground)
+			for i := range nForeground {
+				wg.Go(func() {
+					errs <- db.Update(ctxOf("foreground"), func(tx store.Tx) error { return record(tx, fmt.Sprint("fg", i)) })
+				})
+			}
+			waitQueued(t, db, nBackground+nForeground)
+			close(release)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, name := range order {
+				if (i < nForeground) != strings.HasPrefix(name, "fg") {
+					t.Fatalf("ran in the order %v: the foreground Updates must go first", order)
+				}
+			}
+			// The blocker, one batch of the foreground Updates, then each
+			// background Update alone.
+			if got, want := commitID(t, db)-before, 1+1+nBackground; got != want {
+				t.Errorf("%d commits, want %d", got, want)
+			}
+		})
+	}
 }
 
 // A panic in fn becomes that Update's error; the write lock is released
