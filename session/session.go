@@ -650,7 +650,7 @@ type touch struct {
 
 // Flush writes the last-seen times that moved by at least TouchInterval
 // (all of them when final is true), in batches a store.BatchSizer keeps to
-// a few milliseconds each, in the order of their stored last-seen time
+// a few milliseconds each (store.FinalBatchTarget when final), in the order of their stored last-seen time
 // (which is the order of the store's idle index, so each batch moves
 // neighbouring index entries).
 func (m *Manager) Flush(ctx context.Context, final bool) error {
@@ -672,6 +672,9 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 		return cmp.Or(cmp.Compare(a.from, b.from), bytes.Compare(a.hash[:], b.hash[:]))
 	})
 	var sizer store.BatchSizer
+	if final {
+		sizer.Target = store.FinalBatchTarget
+	}
 	var batch []store.SessionTouch
 	for len(touches) > 0 {
 		chunk := touches[:min(len(touches), sizer.Next())]

@@ -26,6 +26,13 @@ type BatchSizer struct {
 // at the minimum size.
 const DefaultBatchTarget = 2 * time.Millisecond
 
+// FinalBatchTarget is the target of work done while the gateway stops (the
+// last flush of last-seen times): only the stop waits for it, so on a slow
+// disk its batches may grow well past DefaultBatchTarget's, which would
+// otherwise cost a commit per few sessions, and still stay far below the
+// 50 ms a write may hold the lock.
+const FinalBatchTarget = 20 * time.Millisecond
+
 func (b *BatchSizer) bounds() (time.Duration, int, int) {
 	target, lo, hi := b.Target, b.Min, b.Max
 	if target <= 0 {
