@@ -23,7 +23,9 @@ import (
 // transaction, and only when no other Update waits, so a sign-in that
 // arrives during a background batch waits for that batch alone and then
 // goes first, however much background work is queued; batches are kept
-// short by store.BatchSizer.
+// short by store.BatchSizer. Under sign-ins that never leave their line
+// empty, background work waits until they do: sign-ins are what a person
+// waits for, and sweeps and flushes only catch up later.
 //
 // As with bbolt's Batch, fn may run more than once: when one fn of a batch
 // fails, the batch is rolled back, the others run again without it, and the
