@@ -650,9 +650,10 @@ type touch struct {
 
 // Flush writes the last-seen times that moved by at least TouchInterval
 // (all of them when final is true), in batches a store.BatchSizer keeps to
-// a few milliseconds each (store.FinalBatchTarget when final), in the order of their stored last-seen time
-// (which is the order of the store's idle index, so each batch moves
-// neighbouring index entries).
+// a few milliseconds each (store.FinalBatchTarget when final), in the
+// order of their stored last-seen time (which is the order of the store's
+// idle index, so each batch moves neighbouring index entries). Its
+// Updates are store.Background work: sign-ins go first.
 func (m *Manager) Flush(ctx context.Context, final bool) error {
 	var touches []touch
 	m.mu.Lock()
@@ -718,8 +719,8 @@ func (m *Manager) keepEvicted(touches []touch) {
 }
 
 // Sweep deletes expired sessions from the store and the cache, in batches a
-// store.BatchSizer keeps to a few milliseconds each, and returns how many
-// it deleted.
+// store.BatchSizer keeps to a few milliseconds each, as store.Background
+// work, and returns how many it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	var sizer store.BatchSizer
