@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -457,8 +458,11 @@ func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, .
 			return err
 		}
 		n, perr := humanize.ParseBytes(v)
-		if perr != nil || n < saml.MinResponseSizeCap || n > saml.MaxResponseSizeCap {
-			return errf("max_response_size %q must be a size between %d KiB and %d MiB", v, saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
+		if perr != nil || n == 0 || n > math.MaxInt64 {
+			return errf("max_response_size %q must be a size, such as 1MiB", v)
+		}
+		if err := saml.CheckMaxResponseSize(int64(n)); err != nil {
+			return errf("max_response_size %q %v", v, err)
 		}
 		c.MaxResponseSize = int64(n)
 	}

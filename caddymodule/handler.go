@@ -244,14 +244,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyError(w, r, h.route.Verify(w, r, run, o, tokens, trustedProxy(r)))
 	}
 	gateway.StripOwnCookies(r.Header)
-	id, _, err := h.route.Session(r.Context(), run, tokens, true)
-	if err == nil && !h.route.Access.Permits(id) {
-		return caddyError(w, r, h.route.Forbidden(w, r, id))
-	}
-	if err == nil {
-		err = h.route.SetTokens(r.Context(), r.Header, run, id)
-	}
+	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, r.Header)
 	switch {
+	case forbidden:
+		return caddyError(w, r, h.route.Forbidden(w, r, id))
 	case err == nil:
 		if err := h.route.Identify(r.Context(), run, id, o, r, r.Header); err != nil {
 			return caddyError(w, r, err)

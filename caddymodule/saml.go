@@ -102,8 +102,8 @@ func (c *SAMLConfig) validate() error {
 	if c.MetadataRefresh < 0 {
 		return errors.New("metadata_refresh must not be negative")
 	}
-	if c.MaxResponseSize != 0 && (c.MaxResponseSize < saml.MinResponseSizeCap || c.MaxResponseSize > saml.MaxResponseSizeCap) {
-		return fmt.Errorf("max_response_size must be between %d KiB and %d MiB", saml.MinResponseSizeCap>>10, saml.MaxResponseSizeCap>>20)
+	if err := saml.CheckMaxResponseSize(c.MaxResponseSize); err != nil {
+		return fmt.Errorf("max_response_size %w", err)
 	}
 	return nil
 }

@@ -157,8 +157,8 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, o Origin) e
 // identity headers and the signed identity token. It is the one place
 // that decides this for the sso handler (h is the request's header) and
 // for the verify endpoint (h is its answer's, for the proxy to copy), so
-// that both hand on the same. Upstream tokens, when a route passes them,
-// belong here too.
+// that both hand on the same. The upstream tokens of a route that passes
+// them are set before it, by Authorize, once the access rules allow.
 func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
 	rt.Headers.SetIdentity(h, id)
 	if s := rt.Signer; s != nil {

@@ -142,7 +142,29 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 	return nil
 }
 
-// SetTokens sets the token headers of a route that passes tokens, for a
+// Authorize resolves the session a request comes with on this route and
+// readies what the upstream learns of it, in the one order both the sso
+// handler and the verify endpoint need: the route's access rules first,
+// then the token headers on hd, so that a session the rules refuse never
+// carries a token (the proxy may copy a refusal's headers too). forbidden
+// reports such a session (id is then set); otherwise err is nil,
+// session.ErrNoSession when the request counts as signed out, an *Error
+// when the IdP could not renew the access token, or the store's error.
+func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, hd http.Header) (id *session.Identity, forbidden bool, err error) {
+	id, _, err = rt.Session(ctx, run, tokens, true)
+	switch {
+	case err != nil:
+		return nil, false, err
+	case !rt.Access.Permits(id):
+		return id, true, nil
+	}
+	if err := rt.setTokens(ctx, hd, run, id); err != nil {
+		return nil, false, err
+	}
+	return id, false, nil
+}
+
+// setTokens sets the token headers of a route that passes tokens, for a
 // session the route admits, refreshing the tokens when they are about to
 // expire (session.Manager.UpstreamTokens: single-flight per session, from
 // memory on every other request). It returns session.ErrNoSession when the
@@ -150,9 +172,8 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // (the session has ended), or the session holds no valid access token
 // (signed in before the route passed tokens, or expired without a refresh
 // token), so that a new sign-in brings fresh tokens. A route that passes
-// no tokens sets nothing. The caller has checked the route's access rules:
-// a session they refuse must never get here.
-func (rt *Route) SetTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
+// no tokens sets nothing.
+func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
 	t := rt.tokens
 	if t == nil {
 		return nil

@@ -111,14 +111,10 @@ func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	navigation := isNavigation(orig.method, r.Header)
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
-	id, _, err := rt.Session(r.Context(), run, tokens, true)
-	if err == nil && !rt.Access.Permits(id) {
-		return rt.forbidden(w, r, id, navigation)
-	}
-	if err == nil {
-		err = rt.SetTokens(r.Context(), hd, run, id)
-	}
+	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, hd)
 	switch {
+	case forbidden:
+		return rt.forbidden(w, r, id, navigation)
 	case err == nil:
 		if err := rt.Identify(r.Context(), run, id, o, r, hd); err != nil {
 			return err

@@ -548,21 +548,9 @@ func (in *login) conflict(tx store.Tx, out *outcome, ownerID string) error {
 // unknown (not sent, or an overage pointer) and must not replace stored ones.
 func (in *login) groupsFrom() (groups []string, ok bool) {
 	if !in.prof.HasGroups || in.prof.GroupsOverage {
-		return normGroups(in.rules.DefaultGroups), false
+		return store.NormalGroupNames(in.rules.DefaultGroups), false
 	}
-	return normGroups(append(slices.Clone(in.prof.Groups), in.rules.DefaultGroups...)), true
-}
-
-// normGroups sorts and deduplicates, so that the same set from an IdP in
-// another order is not an update, and drops empty names.
-func normGroups(g []string) []string {
-	out := slices.DeleteFunc(slices.Clone(g), func(s string) bool { return strings.TrimSpace(s) == "" })
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), in.rules.DefaultGroups...)), true
 }
 
 func (in *login) create(tx store.Tx, out *outcome) error {
@@ -709,7 +697,7 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			if err != nil {
 				return err
 			}
-			if groups = normGroups(append(groups, scim...)); !sameSet(groups, u.Groups) {
+			if groups = store.NormalGroupNames(append(groups, scim...)); !sameSet(groups, u.Groups) {
 				u.Groups = groups
 				out.changed = append(out.changed, "groups")
 			}
@@ -742,7 +730,7 @@ func (in *login) succeed(tx store.Tx, u *store.User) error {
 }
 
 func sameSet(sorted, other []string) bool {
-	return slices.Equal(sorted, normGroups(other))
+	return slices.Equal(sorted, store.NormalGroupNames(other))
 }
 
 func logOutcome(log *zap.Logger, in *login, out *outcome) {

@@ -52,7 +52,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
-	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -93,7 +93,7 @@ func run(n, conc int, timeout time.Duration) error {
 	}
 	defer sp.Close()
 
-	port, err := caddyproc.FreePort()
+	port, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -210,7 +211,7 @@ func signInAfterMigration(ctx context.Context, bin, work, dsn string, u *store.U
 		return "", err
 	}
 	defer op.Close()
-	port, err := caddyproc.FreePort()
+	port, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		return "", err
 	}

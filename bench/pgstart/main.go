@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
@@ -195,7 +196,7 @@ http://127.0.0.1:{$PORT} {
 // startCaddy runs Caddy on dsn and returns the time from exec until it
 // answers a request with the session token through the sso handler.
 func startCaddy(ctx context.Context, bin, dir, dsn, token string) (time.Duration, error) {
-	port, err := caddyproc.FreePort()
+	port, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		return 0, err
 	}

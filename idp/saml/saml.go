@@ -288,6 +288,16 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
+// CheckMaxResponseSize is the rule for Config.MaxResponseSize: zero (the
+// default) or between MinResponseSizeCap and MaxResponseSizeCap. The
+// error completes a sentence that names the setting.
+func CheckMaxResponseSize(n int64) error {
+	if n != 0 && (n < MinResponseSizeCap || n > MaxResponseSizeCap) {
+		return fmt.Errorf("must be between %d KiB and %d MiB", MinResponseSizeCap>>10, MaxResponseSizeCap>>20)
+	}
+	return nil
+}
+
 func normalize(cfg *Config) error {
 	if cfg.Name == "" {
 		return errors.New("name is required")
@@ -334,8 +344,8 @@ func normalize(cfg *Config) error {
 	if cfg.MaxResponseSize < 0 {
 		return errors.New("max response size must not be negative")
 	}
-	if cfg.MaxResponseSize != 0 && (cfg.MaxResponseSize < MinResponseSizeCap || cfg.MaxResponseSize > MaxResponseSizeCap) {
-		return fmt.Errorf("max response size must be between %d KiB and %d MiB", MinResponseSizeCap>>10, MaxResponseSizeCap>>20)
+	if err := CheckMaxResponseSize(cfg.MaxResponseSize); err != nil {
+		return fmt.Errorf("max response size %w", err)
 	}
 	if cfg.MetadataRefresh == 0 {
 		cfg.MetadataRefresh = DefaultMetadataRefresh

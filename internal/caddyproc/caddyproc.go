@@ -18,8 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // Build builds cmd/caddy of the module that holds the working directory
@@ -174,11 +172,4 @@ func (p *Process) Stop(timeout time.Duration) {
 			<-p.done
 		}
 	})
-}
-
-// FreePort reserves a loopback port for the life of the process
-// (internal/testport says why not port 0).
-func FreePort() (int, error) {
-	port, _, err := testport.Pick()
-	return port, err
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
-	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // The identity providers of a World, as named in its Caddyfile.
@@ -64,11 +64,11 @@ type World struct {
 // files go to dir, the store to dir/sso.db unless storePath is given.
 // Start runs Caddy.
 func NewWorld(bin, dir, storePath string) (*World, error) {
-	port, err := caddyproc.FreePort()
+	port, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		return nil, err
 	}
-	admin, err := caddyproc.FreePort()
+	admin, _, err := testport.Pick() // held until the process exits
 	if err != nil {
 		return nil, err
 	}
