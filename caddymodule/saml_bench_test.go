@@ -121,7 +121,7 @@ func BenchmarkSAMLACSWithJIT(b *testing.B) {
 						Email: fmt.Sprintf("ada%d@example.com", u)}
 				}
 				signIn := func(prof mapping.Profile) {
-					fresh, err := sessions.Prepare("bench", store.LogoutInfo{Subject: "x"})
+					fresh, err := sessions.Prepare("bench", store.LogoutInfo{Subject: "x"}, nil)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -218,7 +218,7 @@ func Hash(token string) string { return hashOf(token).String() }
 // Create starts a session for u and returns the token for the cookie. The
 // caller discards any session the browser had before (no fixation).
 func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, logout store.LogoutInfo) (string, *store.Session, error) {
-	n, err := m.Prepare(idpName, logout)
+	n, err := m.Prepare(idpName, logout, nil)
 	if err != nil {
 		return "", nil, err
 	}
@@ -231,32 +231,37 @@ func (m *Manager) Create(ctx context.Context, u *store.User, idpName string, log
 }
 
 // NewSession is a session being created inside someone else's transaction
-// (a sign-in's JIT changes), so that both commit together: Prepare it, set
-// Tokens, Write it in the transaction, Remember it once that has committed.
+// (a sign-in's JIT changes), so that both commit together: Prepare it,
+// Write it in the transaction, Remember it once that has committed.
 type NewSession struct {
 	Token   string
 	Session *store.Session
-	// Tokens, when set before Write, are sealed and stored with the
-	// session in the same transaction.
-	Tokens *Tokens
 	// Ended lists the sessions Write ended to keep the user within
 	// Config.MaxPerUser (store hashes); Remember drops them from the cache.
 	Ended []string
 
 	maxPerUser int
-	zip        *compressors
-	user       *store.User // as read in the transaction that wrote the session
+	// tokens is what the IdP issued, compressed by Prepare (nil for none):
+	// Write only seals it, so the transaction, which holds the store's
+	// write lock and may run more than once, does not spend time on DEFLATE.
+	tokens []byte
+	user   *store.User // as read in the transaction that wrote the session
 }
 
-// Prepare draws a token and fills in a session record for idpName.
-func (m *Manager) Prepare(idpName string, logout store.LogoutInfo) (*NewSession, error) {
+// Prepare draws a token and fills in a session record for idpName. tokens,
+// when not nil, are sealed and stored with the session by Write.
+func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Tokens) (*NewSession, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, fmt.Errorf("session: token: %w", err)
 	}
+	plain, err := m.zip.compressTokens(tokens)
+	if err != nil {
+		return nil, err
+	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, zip: &m.zip, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, tokens: plain, Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -286,8 +291,8 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 	if err := tx.PutSession(n.Session); err != nil {
 		return err
 	}
-	if !noTokens(n.Tokens) {
-		if err := n.zip.putTokens(tx, n.Session.Hash, n.Tokens); err != nil {
+	if n.tokens != nil {
+		if err := putSealed(tx, n.Session.Hash, n.tokens); err != nil {
 			return err
 		}
 	}

@@ -119,9 +119,6 @@ func readToken(b []byte) (string, []byte, bool) {
 type compressors struct{ pool sync.Pool }
 
 func (c *compressors) compress(raw []byte) ([]byte, error) {
-	if c == nil { // a NewSession not made by Prepare
-		c = new(compressors)
-	}
 	var z bytes.Buffer
 	w, _ := c.pool.Get().(*flate.Writer)
 	if w == nil {
@@ -188,11 +185,8 @@ func tokensAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-func (c *compressors) seal(key []byte, hash string, t *Tokens) ([]byte, error) {
-	plain, err := c.tokensPlain(t)
-	if err != nil {
-		return nil, err
-	}
+// seal encrypts plain (from tokensPlain) for the session stored under hash.
+func seal(key []byte, hash string, plain []byte) ([]byte, error) {
 	aead, err := tokensAEAD(key)
 	if err != nil {
 		return nil, err
@@ -233,17 +227,30 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 	return tokensFromPlain(plain)
 }
 
-// putTokens seals t for the session and stores it in tx (nil or empty
-// tokens delete the blob). It creates the sealing key on first use.
-func (c *compressors) putTokens(tx store.Tx, hash string, t *Tokens) error {
+// compressTokens is tokensPlain for t, or nil when t holds no token: what
+// putSealed takes. It runs before the transaction that stores it.
+func (c *compressors) compressTokens(t *Tokens) ([]byte, error) {
 	if noTokens(t) {
+		return nil, nil
+	}
+	plain, err := c.tokensPlain(t)
+	if err != nil {
+		return nil, fmt.Errorf("session: compress tokens: %w", err)
+	}
+	return plain, nil
+}
+
+// putSealed seals plain (from compressTokens) for the session and stores
+// it in tx; nil deletes the blob. It creates the sealing key on first use.
+func putSealed(tx store.Tx, hash string, plain []byte) error {
+	if plain == nil {
 		return tx.PutSessionTokens(hash, nil)
 	}
 	key, err := tx.Secret(TokensKeySecret, 32)
 	if err != nil {
 		return err
 	}
-	blob, err := c.seal(key, hash, t)
+	blob, err := seal(key, hash, plain)
 	if err != nil {
 		return fmt.Errorf("session: seal tokens: %w", err)
 	}
@@ -291,7 +298,11 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 // refresh), or deletes them when t is nil; ErrNoSession when the session
 // has ended.
 func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
-	err := m.store.Update(ctx, func(tx store.Tx) error { return m.zip.putTokens(tx, hash, t) })
+	plain, err := m.zip.compressTokens(t)
+	if err != nil {
+		return err
+	}
+	err = m.store.Update(ctx, func(tx store.Tx) error { return putSealed(tx, hash, plain) })
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNoSession
 	}

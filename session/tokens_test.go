@@ -24,11 +24,10 @@ const idToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZGEiLCJub25jZSI6InNlY3JldCJ9.c
 // transaction that writes the user's changes.
 func signIn(t testing.TB, m *session.Manager, db store.Store, u *store.User, tok *session.Tokens) *session.NewSession {
 	t.Helper()
-	n, err := m.Prepare("okta", store.LogoutInfo{Subject: "ada"})
+	n, err := m.Prepare("okta", store.LogoutInfo{Subject: "ada"}, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Tokens = tok
 	if err := db.Update(context.Background(), func(tx store.Tx) error { return n.Write(tx, u) }); err != nil {
 		t.Fatal(err)
 	}

@@ -213,8 +213,12 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, used *Tokens,
 // stored ones are kept and returned, so that every instance goes on with
 // the same refresh token. ErrNoSession when the session has ended.
 func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tokens) (*Tokens, error) {
+	plain, err := m.zip.compressTokens(renewed)
+	if err != nil {
+		return nil, err
+	}
 	var kept *Tokens
-	err := m.store.Update(ctx, func(tx store.Tx) error {
+	err = m.store.Update(ctx, func(tx store.Tx) error {
 		kept = renewed
 		st, err := readSealed(tx, hash)
 		if err != nil {
@@ -228,7 +232,7 @@ func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tok
 			kept = cur
 			return nil
 		}
-		return m.zip.putTokens(tx, hash, renewed)
+		return putSealed(tx, hash, plain)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession

@@ -118,13 +118,12 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	if err != nil && !errors.As(err, &unmapped) {
 		return nil, fmt.Errorf("signin via %s: mapping: %w", p.Name, err)
 	}
+	// The tokens are kept sealed with the session, apart from its record.
 	fresh, err := s.Sessions.Prepare(p.Name, store.LogoutInfo{Subject: a.Logout.Subject,
-		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID})
+		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID}, p.kept(a.Tokens))
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}
-	// Kept sealed with the session, apart from its record.
-	fresh.Tokens = p.kept(a.Tokens)
 	var previousHash string
 	if previousToken != "" {
 		previousHash = session.Hash(previousToken)

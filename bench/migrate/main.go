@@ -145,7 +145,7 @@ func fillBolt(ctx context.Context, path string, users int) (*store.User, error) 
 					return err
 				}
 				if i%2 == 0 {
-					n, err := sessions.Prepare("okta", store.LogoutInfo{Subject: sub})
+					n, err := sessions.Prepare("okta", store.LogoutInfo{Subject: sub}, nil)
 					if err != nil {
 						return err
 					}

@@ -69,6 +69,7 @@ var (
 	backupTo = flag.String("backup", "", "where to write the compact backup (default: beside the store, deleted after)")
 	fragment = flag.Float64("fragment", 0, "before comparing the free-page lists, delete this fraction of the generated sessions (bulk, unsynced) to leave many free pages")
 	only     = flag.String("only", "", "run only these phases, comma-separated: lookups, signins, housekeeping, freelist, backup")
+	profile  = flag.String("cpuprofile", "", "write a CPU profile of the sign-in phases to this file")
 )
 
 // runs reports whether a phase is to run.
@@ -294,6 +295,10 @@ func (l *load) phase(name string, busy func()) {
 		wg            sync.WaitGroup
 		failures      int
 	)
+	if *profile != "" {
+		stop := startProfile(name)
+		defer stop()
+	}
 	busyDone := make(chan struct{})
 	l.takeHeld()
 	start := time.Now()
@@ -358,6 +363,27 @@ done:
 		name, len(existing)+len(neu), time.Since(start).Round(time.Millisecond), failures, dist(existing), dist(neu), dist(held), len(held))
 }
 
+// startProfile profiles the phase into *profile, with the phase's name
+// added before the extension, and returns what stops it.
+func startProfile(phase string) func() {
+	ext := filepath.Ext(*profile)
+	name := strings.TrimSuffix(*profile, ext) + "-" + strings.ReplaceAll(phase, " ", "-") + ext
+	f, err := os.Create(name)
+	if err != nil {
+		log.Fatalf("storeload: cpu profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatalf("storeload: cpu profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Printf("storeload: cpu profile: %v", err)
+		}
+		fmt.Printf("  cpu profile: %s\n", name)
+	}
+}
+
 // signIn does what the sign-in handler does for user i (an existing user
 // of the generated store, or, when isNew, a fresh subject) in one Update.
 func signIn(ctx context.Context, prov *provision.Provisioner, rules provision.Rules, sessions *session.Manager, i int, isNew bool) error {
@@ -367,11 +393,11 @@ func signIn(ctx context.Context, prov *provision.Provisioner, rules provision.Ru
 	}
 	prof := mapping.Profile{UniqueUserID: subject, FirstName: "First", LastName: fmt.Sprint("Last", i), Email: email,
 		Groups: []string{"staff", fmt.Sprint("team-", i%50)}, HasGroups: true}
-	fresh, err := sessions.Prepare(fixture.IdP, store.LogoutInfo{Subject: subject})
+	fresh, err := sessions.Prepare(fixture.IdP, store.LogoutInfo{Subject: subject},
+		&session.Tokens{IDToken: fixture.IDToken(subject, email, time.Now(), i%50)})
 	if err != nil {
 		return err
 	}
-	fresh.Tokens = &session.Tokens{IDToken: fixture.IDToken(subject, email, time.Now(), i%50)}
 	state := randHex(16)
 	grant := func(tx store.Tx, u *store.User) error {
 		if fresh, err := tx.Consume("oidc-state", state, time.Now().Add(10*time.Minute)); err != nil || !fresh {

@@ -66,7 +66,7 @@ func BenchmarkSignIn(b *testing.B) {
 					i := seq.Add(1)
 					prof := mapping.Profile{UniqueUserID: fmt.Sprintf("sub-%s-%d", be.name, i), FirstName: "New", LastName: fmt.Sprint("User", i),
 						Email: fmt.Sprintf("user%d@example.com", i), Groups: []string{"staff"}, HasGroups: true}
-					n, err := sessions.Prepare("okta", store.LogoutInfo{Subject: prof.UniqueUserID})
+					n, err := sessions.Prepare("okta", store.LogoutInfo{Subject: prof.UniqueUserID}, nil)
 					if err != nil {
 						b.Error(err)
 						return
@@ -99,7 +99,7 @@ func signedIn(b *testing.B, st store.Store, m *session.Manager, users int) []str
 				if err := tx.PutUser(u); err != nil {
 					return err
 				}
-				n, err := m.Prepare("okta", store.LogoutInfo{})
+				n, err := m.Prepare("okta", store.LogoutInfo{}, nil)
 				if err != nil {
 					return err
 				}
