@@ -32,6 +32,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
@@ -173,35 +174,6 @@ func fillBolt(ctx context.Context, path string, users int) (*store.User, error) 
 	return middle, nil
 }
 
-// caddyfile runs the sso handler on PostgreSQL; the page answers with the
-// user ID the handler resolved.
-const caddyfile = `{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	storage file_system {$DATA}/caddy
-	log {
-		level ERROR
-	}
-	sso {
-		store postgres {env.SSO_DATABASE_URL}
-		idp okta oidc {
-			preset okta
-			issuer {$ISSUER}
-			client_id bench
-			client_secret bench-secret
-			jit
-		}
-	}
-}
-
-http://127.0.0.1:{$PORT} {
-	sso okta
-	respond "user={http.request.header.X-Forwarded-User}"
-}
-`
-
 // signInAfterMigration starts Caddy on dsn and signs in as u (by its
 // IdP subject) at a local OpenID provider; it returns the user ID Caddy
 // gave the page.
@@ -220,7 +192,7 @@ func signInAfterMigration(ctx context.Context, bin, work, dsn string, u *store.U
 	op.AddUser("existing", "existing-pw", map[string]any{"sub": u.Links[0].Subject, "given_name": u.FirstName,
 		"family_name": u.LastName, "email": u.Email, "email_verified": true})
 	dir := filepath.Join(work, "caddy")
-	p, err := caddyproc.Start(bin, "migrated", dir, caddyfile, "DATA="+dir, fmt.Sprintf("PORT=%d", port),
+	p, err := caddyproc.Start(bin, "migrated", dir, fixture.PostgresCaddyfile, "DATA="+dir, fmt.Sprintf("PORT=%d", port),
 		"ISSUER="+op.Issuer, "SSO_DATABASE_URL="+dsn)
 	if err != nil {
 		return "", err

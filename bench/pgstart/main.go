@@ -34,6 +34,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/caddy-sso/caddy-sso/bench/internal/fixture"
 	"github.com/caddy-sso/caddy-sso/internal/caddyproc"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -167,32 +168,6 @@ func signedIn(ctx context.Context, dsn string, users int) (string, error) {
 	return token, err
 }
 
-// caddyfile is the instance's configuration: the sso handler with an OIDC
-// IdP that is never contacted (every request carries a session).
-const caddyfile = `{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	storage file_system {$DATA}/caddy
-	log {
-		level ERROR
-	}
-	sso {
-		store postgres {env.SSO_DATABASE_URL}
-		idp okta oidc {
-			issuer http://127.0.0.1:1
-			client_id bench
-		}
-	}
-}
-
-http://127.0.0.1:{$PORT} {
-	sso okta
-	respond "hello {http.request.header.X-Forwarded-Email}"
-}
-`
-
 // startCaddy runs Caddy on dsn and returns the time from exec until it
 // answers a request with the session token through the sso handler.
 func startCaddy(ctx context.Context, bin, dir, dsn, token string) (time.Duration, error) {
@@ -201,7 +176,10 @@ func startCaddy(ctx context.Context, bin, dir, dsn, token string) (time.Duration
 		return 0, err
 	}
 	start := time.Now()
-	p, err := caddyproc.Start(bin, "bench", dir, caddyfile, "DATA="+dir, fmt.Sprintf("PORT=%d", port), "SSO_DATABASE_URL="+dsn)
+	// The IdP is never contacted (every request carries a session), so its
+	// issuer is a port nothing listens on: discovery is lazy.
+	p, err := caddyproc.Start(bin, "bench", dir, fixture.PostgresCaddyfile, "DATA="+dir, fmt.Sprintf("PORT=%d", port),
+		"ISSUER=http://127.0.0.1:1", "SSO_DATABASE_URL="+dsn)
 	if err != nil {
 		return 0, err
 	}
