@@ -123,18 +123,9 @@ func (t *tx) PutGroup(g *store.Group) error {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 
-	namesB := t.bucket(bucketGroupNames)
-	newName := groupNameKey(g.IdP, g.DisplayName)
-	if owner := namesB.Get(newName); owner != nil && string(owner) != id {
-		return fmt.Errorf("bolt: put group %s: %w", id, store.ErrGroupNameTaken)
-	}
-	extB := t.bucket(bucketGroupExternalIDs)
-	var newExt []byte
-	if g.ExternalID != "" {
-		newExt = pair(g.IdP, g.ExternalID)
-		if owner := extB.Get(newExt); owner != nil && string(owner) != id {
-			return fmt.Errorf("bolt: put group %s: external id in %s: %w", id, g.IdP, store.ErrExternalIDTaken)
-		}
+	keys := groupKeys(t, old, g)
+	if err := claimKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 
 	rec := *g
@@ -153,32 +144,16 @@ func (t *tx) PutGroup(g *store.Group) error {
 	}
 
 	// From here on only bbolt failures can stop us.
-	var oldMembers []string
-	if old != nil {
-		oldMembers = old.Members
-		if err := dropStaleKey(namesB, groupNameKey(old.IdP, old.DisplayName), newName, id); err != nil {
-			return fmt.Errorf("bolt: put group %s: drop old name: %w", id, err)
-		}
-		if old.ExternalID != "" {
-			if err := dropStaleKey(extB, pair(old.IdP, old.ExternalID), newExt, id); err != nil {
-				return fmt.Errorf("bolt: put group %s: drop old external id: %w", id, err)
-			}
-		}
+	if err := moveKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 	var oldIdP *string
+	var oldMembers []string
 	if old != nil {
-		oldIdP = &old.IdP
+		oldIdP, oldMembers = &old.IdP, old.Members
 	}
 	if err := t.indexIdP(bucketIdPGroups, countGroups, oldIdP, rec.IdP, id); err != nil {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)
-	}
-	if err := namesB.Put(newName, []byte(id)); err != nil {
-		return fmt.Errorf("bolt: put group %s: name: %w", id, err)
-	}
-	if newExt != nil {
-		if err := extB.Put(newExt, []byte(id)); err != nil {
-			return fmt.Errorf("bolt: put group %s: external id: %w", id, err)
-		}
 	}
 	if err := groups.Put([]byte(id), data); err != nil {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)
@@ -189,6 +164,25 @@ func (t *tx) PutGroup(g *store.Group) error {
 	}
 	g.ID, g.Members, g.Created, g.Updated = rec.ID, rec.Members, rec.Created, rec.Updated
 	return nil
+}
+
+// groupKeys lists the unique keys of a group going from old (nil when
+// new) to g: its name and externalId within its IdP.
+func groupKeys(t *tx, old, g *store.Group) []uniqueKey {
+	var oldName, oldExt, newExt []byte
+	if old != nil {
+		oldName = groupNameKey(old.IdP, old.DisplayName)
+		if old.ExternalID != "" {
+			oldExt = pair(old.IdP, old.ExternalID)
+		}
+	}
+	if g.ExternalID != "" {
+		newExt = pair(g.IdP, g.ExternalID)
+	}
+	return []uniqueKey{
+		{"name", t.bucket(bucketGroupNames), oldName, groupNameKey(g.IdP, g.DisplayName), store.ErrGroupNameTaken},
+		{"externalId in " + g.IdP, t.bucket(bucketGroupExternalIDs), oldExt, newExt, store.ErrExternalIDTaken},
+	}
 }
 
 // syncMembers brings the member index and the members' Groups in line

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -154,8 +155,6 @@ func (t *tx) count(kind, idp string) int {
 	return int(binary.BigEndian.Uint64(v))
 }
 
-// addCount moves the (kind, idp) counter; it never goes below zero, and
-// reaching zero deletes the key so that IdPs that are gone leave nothing.
 // dropStaleKey deletes oldKey from an index when the record id no longer
 // uses it (newKey differs) and the index still points at id: a key another
 // record has taken since is left alone.
@@ -177,6 +176,50 @@ func putChanged(b *bolt.Bucket, k, v []byte) error {
 		return nil
 	}
 	return b.Put(k, v)
+}
+
+// uniqueKey is a record's entry in an index that maps a value to the one
+// record holding it (a user's email, userName, externalId or IdP link, a
+// group's name or externalId): its key before the put (nil when it had
+// none) and after it (nil when it has none). A put claims every new key
+// before it writes anything, then moves them, so a conflict leaves the
+// store as it was.
+type uniqueKey struct {
+	what     string // for errors
+	b        *bolt.Bucket
+	old, new []byte
+	taken    error // returned when another record holds new
+}
+
+// claimKeys checks that no record but id holds a key id is to take.
+func claimKeys(id string, keys []uniqueKey) error {
+	for _, k := range keys {
+		if len(k.new) == 0 {
+			continue
+		}
+		if owner := k.b.Get(k.new); owner != nil && string(owner) != id {
+			return fmt.Errorf("%s: %w", k.what, k.taken)
+		}
+	}
+	return nil
+}
+
+// moveKeys drops the keys id no longer uses and puts the ones it takes.
+func moveKeys(id string, keys []uniqueKey) error {
+	for _, k := range keys {
+		if err := dropStaleKey(k.b, k.old, k.new, id); err != nil {
+			return fmt.Errorf("drop old %s: %w", k.what, err)
+		}
+	}
+	for _, k := range keys {
+		if len(k.new) == 0 {
+			continue
+		}
+		if err := putChanged(k.b, k.new, []byte(id)); err != nil {
+			return fmt.Errorf("%s: %w", k.what, err)
+		}
+	}
+	return nil
 }
 
 // indexIdP keeps a record's per-IdP index entry and the per-IdP count in
@@ -203,6 +246,8 @@ func (t *tx) indexIdP(bucket []byte, kind string, oldIdP *string, newIdP, id str
 	return nil
 }
 
+// addCount moves the (kind, idp) counter; it never goes below zero, and
+// reaching zero deletes the key so that IdPs that are gone leave nothing.
 func (t *tx) addCount(kind, idp string, delta int) error {
 	n := max(t.count(kind, idp)+delta, 0)
 	b := t.bucket(bucketCounts)
@@ -231,9 +276,6 @@ func (t *tx) PutUser(u *store.User) error {
 		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
 	}
 	users := t.bucket(bucketUsers)
-	linkB := t.bucket(bucketLinks)
-	emailB := t.bucket(bucketEmails)
-
 	id := u.ID
 	var old *store.User
 	if id == "" {
@@ -246,31 +288,9 @@ func (t *tx) PutUser(u *store.User) error {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 
-	for _, l := range links {
-		if owner := linkB.Get(linkKey(l)); owner != nil && string(owner) != id {
-			return fmt.Errorf("bolt: put user %s: link to %s: %w", id, l.IdP, store.ErrLinkTaken)
-		}
-	}
-	newEmail := emailKey(u.Email)
-	if len(newEmail) > 0 {
-		if owner := emailB.Get(newEmail); owner != nil && string(owner) != id {
-			return fmt.Errorf("bolt: put user %s: %w", id, store.ErrEmailTaken)
-		}
-	}
-	namesB := t.bucket(bucketUserNames)
-	newName := userNameKey(u.UserName)
-	if len(newName) > 0 {
-		if owner := namesB.Get(newName); owner != nil && string(owner) != id {
-			return fmt.Errorf("bolt: put user %s: %w", id, store.ErrUserNameTaken)
-		}
-	}
-	extB := t.bucket(bucketExternalIDs)
-	var newExt []byte
-	if u.ExternalID != "" {
-		newExt = pair(u.IdP, u.ExternalID)
-		if owner := extB.Get(newExt); owner != nil && string(owner) != id {
-			return fmt.Errorf("bolt: put user %s: external id in %s: %w", id, u.IdP, store.ErrExternalIDTaken)
-		}
+	keys := userKeys(t, old, u, links)
+	if err := claimKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 
 	rec := *u
@@ -290,30 +310,8 @@ func (t *tx) PutUser(u *store.User) error {
 
 	// From here on only bbolt failures can stop us, and those abort the
 	// whole transaction anyway.
-	if old != nil {
-		keep := make(map[string]bool, len(links))
-		for _, l := range links {
-			keep[string(linkKey(l))] = true
-		}
-		for _, l := range old.Links {
-			k := linkKey(l)
-			if !keep[string(k)] && bytes.Equal(linkB.Get(k), []byte(id)) {
-				if err := linkB.Delete(k); err != nil {
-					return fmt.Errorf("bolt: put user %s: unlink: %w", id, err)
-				}
-			}
-		}
-		if err := dropStaleKey(emailB, emailKey(old.Email), newEmail, id); err != nil {
-			return fmt.Errorf("bolt: put user %s: drop old email: %w", id, err)
-		}
-		if err := dropStaleKey(namesB, userNameKey(old.UserName), newName, id); err != nil {
-			return fmt.Errorf("bolt: put user %s: drop old user name: %w", id, err)
-		}
-		if old.ExternalID != "" {
-			if err := dropStaleKey(extB, pair(old.IdP, old.ExternalID), newExt, id); err != nil {
-				return fmt.Errorf("bolt: put user %s: drop old external id: %w", id, err)
-			}
-		}
+	if err := moveKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 	var oldIdP *string
 	if old != nil {
@@ -322,31 +320,43 @@ func (t *tx) PutUser(u *store.User) error {
 	if err := t.indexIdP(bucketIdPUsers, countUsers, oldIdP, rec.IdP, id); err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
-	if len(newName) > 0 {
-		if err := putChanged(namesB, newName, []byte(id)); err != nil {
-			return fmt.Errorf("bolt: put user %s: user name: %w", id, err)
-		}
-	}
-	if newExt != nil {
-		if err := putChanged(extB, newExt, []byte(id)); err != nil {
-			return fmt.Errorf("bolt: put user %s: external id: %w", id, err)
-		}
-	}
-	for _, l := range links {
-		if err := putChanged(linkB, linkKey(l), []byte(id)); err != nil {
-			return fmt.Errorf("bolt: put user %s: link: %w", id, err)
-		}
-	}
-	if len(newEmail) > 0 {
-		if err := putChanged(emailB, newEmail, []byte(id)); err != nil {
-			return fmt.Errorf("bolt: put user %s: email: %w", id, err)
-		}
-	}
 	if err := users.Put([]byte(id), data); err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 	u.ID, u.Created, u.Updated = rec.ID, rec.Created, rec.Updated
 	return nil
+}
+
+// userKeys lists the unique keys of a user going from old (nil when new)
+// to u with links: its IdP links, email, userName and externalId.
+func userKeys(t *tx, old, u *store.User, links []store.Link) []uniqueKey {
+	linkB := t.bucket(bucketLinks)
+	var keys []uniqueKey
+	for _, l := range links {
+		keys = append(keys, uniqueKey{"link to " + l.IdP, linkB, nil, linkKey(l), store.ErrLinkTaken})
+	}
+	var was store.User
+	if old != nil {
+		was = *old
+		for _, l := range old.Links {
+			k := linkKey(l)
+			if !slices.ContainsFunc(links, func(n store.Link) bool { return bytes.Equal(linkKey(n), k) }) {
+				keys = append(keys, uniqueKey{"link to " + l.IdP, linkB, k, nil, store.ErrLinkTaken})
+			}
+		}
+	}
+	var oldExt, newExt []byte
+	if was.ExternalID != "" {
+		oldExt = pair(was.IdP, was.ExternalID)
+	}
+	if u.ExternalID != "" {
+		newExt = pair(u.IdP, u.ExternalID)
+	}
+	return append(keys,
+		uniqueKey{"email", t.bucket(bucketEmails), emailKey(was.Email), emailKey(u.Email), store.ErrEmailTaken},
+		uniqueKey{"userName", t.bucket(bucketUserNames), userNameKey(was.UserName), userNameKey(u.UserName), store.ErrUserNameTaken},
+		uniqueKey{"externalId in " + u.IdP, t.bucket(bucketExternalIDs), oldExt, newExt, store.ErrExternalIDTaken},
+	)
 }
 
 // checkUserValues applies the store's rules on values (store.MaxKeyBytes,
