@@ -190,24 +190,7 @@ func groupKeys(t *tx, old, g *store.Group) []uniqueKey {
 // On a rename every member is touched; otherwise only those who joined or
 // left.
 func (t *tx) syncMembers(groupID, name string, before, after []string, renamed bool, when time.Time) error {
-	var touched []string
-	i, j := 0, 0
-	for i < len(before) || j < len(after) {
-		switch {
-		case j == len(after) || i < len(before) && before[i] < after[j]:
-			touched = append(touched, before[i]) // left
-			i++
-		case i == len(before) || after[j] < before[i]:
-			touched = append(touched, after[j]) // joined
-			j++
-		default:
-			if renamed {
-				touched = append(touched, after[j])
-			}
-			i++
-			j++
-		}
-	}
+	touched := store.MembersTouched(before, after, renamed)
 	ug := t.bucket(bucketUserGroups)
 	for _, uid := range touched {
 		was := t.scimNames(uid)
@@ -227,10 +210,7 @@ func (t *tx) syncMembers(groupID, name string, before, after []string, renamed b
 }
 
 // refreshGroups rewrites a user's Groups after their SCIM group names went
-// from was to now: names they no longer have through SCIM are dropped, new
-// ones added, everything else (login groups, defaults) kept. A name that
-// both a login and a SCIM group granted goes with the SCIM group until the
-// next login grants it again.
+// from was to now (store.User.RegroupSCIM).
 func (t *tx) refreshGroups(userID string, was, now map[string]bool, when time.Time) error {
 	u, err := t.getUser(userID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -239,17 +219,8 @@ func (t *tx) refreshGroups(userID string, was, now map[string]bool, when time.Ti
 	if err != nil {
 		return err
 	}
-	groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return was[g] && !now[g] })
-	for g := range now {
-		groups = append(groups, g)
-	}
-	groups = store.NormalGroupNames(groups)
-	if slices.Equal(groups, u.Groups) {
+	if !u.RegroupSCIM(was, now, when) {
 		return nil
-	}
-	u.Groups = groups
-	if when.After(u.Updated) {
-		u.Updated = when
 	}
 	data, err := json.Marshal(u)
 	if err != nil {

@@ -261,29 +261,9 @@ func (t *tx) PutGroup(g *store.Group) error {
 
 // syncMembers runs change, which moves a group's member list from before
 // to after (both sorted) or renames it, and rewrites the Groups of every
-// user it touched: those who joined or left, and on a rename every
-// member. Names they no longer have through a SCIM group are dropped, new
-// ones added, everything else (login groups, defaults) kept, as the bolt
-// backend does.
+// user it touched (store.MembersTouched, store.User.RegroupSCIM).
 func (t *tx) syncMembers(before, after []string, renamed bool, when time.Time, change func() error) error {
-	var touched []string
-	i, j := 0, 0
-	for i < len(before) || j < len(after) {
-		switch {
-		case j == len(after) || i < len(before) && before[i] < after[j]:
-			touched = append(touched, before[i]) // left
-			i++
-		case i == len(before) || after[j] < before[i]:
-			touched = append(touched, after[j]) // joined
-			j++
-		default:
-			if renamed {
-				touched = append(touched, after[j])
-			}
-			i++
-			j++
-		}
-	}
+	touched := store.MembersTouched(before, after, renamed)
 	if len(touched) == 0 {
 		return change()
 	}
@@ -309,18 +289,8 @@ func (t *tx) syncMembers(before, after []string, renamed bool, when time.Time, c
 		if err != nil {
 			return err
 		}
-		w, n := was[id], now[id]
-		groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return w[g] && !n[g] })
-		for g := range n {
-			groups = append(groups, g)
-		}
-		groups = store.NormalGroupNames(groups)
-		if slices.Equal(groups, u.Groups) {
+		if !u.RegroupSCIM(was[id], now[id], when) {
 			return nil
-		}
-		u.Groups = groups
-		if when.After(u.Updated) {
-			u.Updated = when
 		}
 		data, err := json.Marshal(u)
 		if err != nil {
