@@ -81,6 +81,28 @@ func NormalGroupNames(names []string) []string {
 	return normalList(names, func(s string) bool { return strings.TrimSpace(s) == "" })
 }
 
+// NormalLinks is the form of a user's IdP links in the store: in their
+// order, without exact duplicates (which would make an index update
+// ambiguous). A link with an empty IdP or subject is an error: no sign-in
+// can match it.
+func NormalLinks(in []Link) ([]Link, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]Link, 0, len(in))
+	seen := make(map[Link]bool, len(in))
+	for _, l := range in {
+		if l.IdP == "" || l.Subject == "" {
+			return nil, errors.New("link with empty idp or subject")
+		}
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
 func normalList(in []string, blank func(string) bool) []string {
 	out := slices.DeleteFunc(slices.Clone(in), blank)
 	slices.Sort(out)

@@ -268,7 +268,7 @@ func (t *tx) PutUser(u *store.User) error {
 	if u == nil {
 		return errors.New("bolt: put user: nil user")
 	}
-	links, err := cleanLinks(u.Links)
+	links, err := store.NormalLinks(u.Links)
 	if err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
 	}
@@ -381,26 +381,6 @@ func checkUserValues(u *store.User, links []store.Link) error {
 		}
 	}
 	return nil
-}
-
-// cleanLinks drops exact duplicates (which would otherwise make the index
-// diff ambiguous) and rejects half-empty links, which no login can match.
-func cleanLinks(in []store.Link) ([]store.Link, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]store.Link, 0, len(in))
-	seen := make(map[store.Link]bool, len(in))
-	for _, l := range in {
-		if l.IdP == "" || l.Subject == "" {
-			return nil, errors.New("link with empty idp or subject")
-		}
-		if !seen[l] {
-			seen[l] = true
-			out = append(out, l)
-		}
-	}
-	return out, nil
 }
 
 // DeleteUser removes the user, its index entries and its sessions. Audit

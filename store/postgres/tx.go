@@ -353,7 +353,7 @@ func (t *tx) PutUser(u *store.User) error {
 	}
 	id := u.ID
 	fail := func(err error) error { return fmt.Errorf("postgres: put user %s: %w", id, err) }
-	links, err := cleanLinks(u.Links)
+	links, err := store.NormalLinks(u.Links)
 	if err != nil {
 		return fail(err)
 	}
@@ -452,26 +452,6 @@ func (t *tx) PutUser(u *store.User) error {
 	}
 	u.ID, u.Created, u.Updated = rec.ID, rec.Created, rec.Updated
 	return nil
-}
-
-// cleanLinks drops exact duplicates and rejects half-empty links, which no
-// login can match (as the bolt backend does).
-func cleanLinks(in []store.Link) ([]store.Link, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]store.Link, 0, len(in))
-	seen := make(map[store.Link]bool, len(in))
-	for _, l := range in {
-		if l.IdP == "" || l.Subject == "" {
-			return nil, errors.New("link with empty idp or subject")
-		}
-		if !seen[l] {
-			seen[l] = true
-			out = append(out, l)
-		}
-	}
-	return out, nil
 }
 
 // DeleteUser removes the user; the foreign keys take its links, sessions
