@@ -26,9 +26,9 @@ func scanGroup(r pgx.Row) (*store.Group, error) {
 	if err := r.Scan(&raw, &members); err != nil {
 		return nil, err
 	}
-	g := new(store.Group)
-	if err := json.Unmarshal(raw, g); err != nil {
-		return nil, fmt.Errorf("decode group: %w", err)
+	g, err := decodeJSON[store.Group]("group")(raw)
+	if err != nil {
+		return nil, err
 	}
 	g.Members = members
 	return g, nil
@@ -365,12 +365,14 @@ func (t *tx) Tombstone(idp, subject string) (*store.Tombstone, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	ts := new(store.Tombstone)
-	if err := json.Unmarshal(raw, ts); err != nil {
-		return nil, fmt.Errorf("postgres: decode %s: %w", what, err)
+	ts, err := decodeTombstone(raw)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
 	return ts, nil
 }
+
+var decodeTombstone = decodeJSON[store.Tombstone]("tombstone")
 
 func (t *tx) PutTombstone(ts *store.Tombstone) error {
 	if err := t.mustWrite("put tombstone"); err != nil {
@@ -416,20 +418,9 @@ func (t *tx) DeleteTombstone(idp, subject string) error {
 func (t *tx) ForEachTombstone(fn func(*store.Tombstone) error) error {
 	var lastIdP, lastSubject string
 	for {
-		var page []*store.Tombstone
-		err := t.rows("SELECT data FROM sso_tombstones WHERE (idp, subject) > ($1, $2) ORDER BY idp, subject LIMIT $3",
-			[]any{lastIdP, lastSubject, pageSize}, func(r pgx.Rows) error {
-				var raw []byte
-				if err := r.Scan(&raw); err != nil {
-					return err
-				}
-				ts := new(store.Tombstone)
-				if err := json.Unmarshal(raw, ts); err != nil {
-					return fmt.Errorf("decode tombstone: %w", err)
-				}
-				page = append(page, ts)
-				return nil
-			})
+		page, err := records(t, decodeTombstone,
+			"SELECT data FROM sso_tombstones WHERE (idp, subject) > ($1, $2) ORDER BY idp, subject LIMIT $3",
+			lastIdP, lastSubject, pageSize)
 		if err != nil {
 			return fmt.Errorf("postgres: for each tombstone: %w", err)
 		}

@@ -239,15 +239,39 @@ func newID() (string, error) {
 // whole before fn runs, so that fn may use the transaction.
 const pageSize = 500
 
+// records runs a query whose rows are one JSON record each and decodes
+// them with decode.
+func records[T any](t *tx, decode func([]byte) (T, error), sql string, args ...any) ([]T, error) {
+	var out []T
+	err := t.rows(sql, args, func(r pgx.Rows) error {
+		var raw []byte
+		if err := r.Scan(&raw); err != nil {
+			return err
+		}
+		v, err := decode(raw)
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// decodeJSON decodes one record of type T; what names it in errors.
+func decodeJSON[T any](what string) func([]byte) (*T, error) {
+	return func(raw []byte) (*T, error) {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", what, err)
+		}
+		return v, nil
+	}
+}
+
 // ---- users ----
 
-func decodeUser(raw []byte) (*store.User, error) {
-	u := new(store.User)
-	if err := json.Unmarshal(raw, u); err != nil {
-		return nil, fmt.Errorf("decode user: %w", err)
-	}
-	return u, nil
-}
+var decodeUser = decodeJSON[store.User]("user")
 
 // userWhere reads the one user a condition selects, after locking key
 // (see keyLock) in a read-write transaction.
@@ -320,20 +344,8 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 	if count <= 0 {
 		return nil, total, nil
 	}
-	var out []*store.User
-	err := t.rows("SELECT data FROM sso_users WHERE idp = $1 ORDER BY id OFFSET $2 LIMIT $3",
-		[]any{idp, max(startIndex, 1) - 1, count}, func(r pgx.Rows) error {
-			var raw []byte
-			if err := r.Scan(&raw); err != nil {
-				return err
-			}
-			u, err := decodeUser(raw)
-			if err != nil {
-				return err
-			}
-			out = append(out, u)
-			return nil
-		})
+	out, err := records(t, decodeUser, "SELECT data FROM sso_users WHERE idp = $1 ORDER BY id OFFSET $2 LIMIT $3",
+		idp, max(startIndex, 1)-1, count)
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: list users of %s: %w", idp, err)
 	}
@@ -475,19 +487,7 @@ func (t *tx) DeleteUser(id string) error {
 
 func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
 	for {
-		var page []*store.User
-		err := t.rows("SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", []any{after, pageSize}, func(r pgx.Rows) error {
-			var raw []byte
-			if err := r.Scan(&raw); err != nil {
-				return err
-			}
-			u, err := decodeUser(raw)
-			if err != nil {
-				return err
-			}
-			page = append(page, u)
-			return nil
-		})
+		page, err := records(t, decodeUser, "SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", after, pageSize)
 		if err != nil {
 			return fmt.Errorf("postgres: for each user: %w", err)
 		}
