@@ -91,9 +91,10 @@ type backgroundKey struct{}
 // Background marks ctx for background work: an Update with it may wait
 // while other Updates go first. A store that shares commits (store/bolt)
 // runs such Updates one per transaction and only when no other Update is
-// waiting, so a sign-in waits for one background batch at most, however
-// much background work is queued. Stores that do not share commits ignore
-// it.
+// waiting (or when one has waited long: sign-ins that never stop must not
+// stop sweeps and flushes), so a sign-in waits for one background batch
+// at most, however much background work is queued. Stores that do not
+// share commits ignore it.
 func Background(ctx context.Context) context.Context {
 	return context.WithValue(ctx, backgroundKey{}, true)
 }

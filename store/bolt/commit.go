@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -24,8 +25,11 @@ import (
 // arrives during a background batch waits for that batch alone and then
 // goes first, however much background work is queued; batches are kept
 // short by store.BatchSizer. Under sign-ins that never leave their line
-// empty, background work waits until they do: sign-ins are what a person
-// waits for, and sweeps and flushes only catch up later.
+// empty, a background Update runs once it has waited backgroundMaxWait:
+// sign-ins are what a person waits for, but a storm of them (or a machine
+// too slow for the load) must slow sweeps and flushes down, not stop
+// them, or expired sessions would never go and last-seen times would
+// pile up in memory.
 //
 // As with bbolt's Batch, fn may run more than once: when one fn of a batch
 // fails, the batch is rolled back, the others run again without it, and the
@@ -35,11 +39,18 @@ import (
 // write lock) is not held for long by a pile-up.
 const maxBatch = 256
 
+// backgroundMaxWait is how long a background Update waits behind other
+// Updates before it goes first: under sustained sign-ins, background work
+// then still gets one batch in about every backgroundMaxWait, which costs
+// the sign-ins of that moment one short batch.
+const backgroundMaxWait = 100 * time.Millisecond
+
 // call is one Update waiting for a commit.
 type call struct {
-	ctx  context.Context
-	fn   func(store.Tx) error
-	done chan result // buffered: at most one result is pending
+	ctx    context.Context
+	fn     func(store.Tx) error
+	done   chan result // buffered: at most one result is pending
+	queued time.Time   // for background calls: when Update queued it
 }
 
 // result answers a call: its error, or the order to lead the next batch.
@@ -55,6 +66,8 @@ type committer struct {
 	pending    []*call
 	background []*call
 	leading    bool
+	// maxWait, when not zero, replaces backgroundMaxWait (for tests).
+	maxWait time.Duration
 }
 
 // Update runs fn in a read-write transaction and commits when fn returns
@@ -72,6 +85,7 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	c := &call{ctx: ctx, fn: fn, done: make(chan result, 1)}
 	db.commit.mu.Lock()
 	if store.IsBackground(ctx) {
+		c.queued = time.Now()
 		db.commit.background = append(db.commit.background, c)
 	} else {
 		db.commit.pending = append(db.commit.pending, c)
@@ -94,16 +108,20 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 // lead commits the next batch (up to maxBatch foreground calls, or else
-// one background call) and passes the lead on.
+// one background call, which goes first once it has waited
+// backgroundMaxWait) and passes the lead on.
 func (db *DB) lead() {
 	db.commit.mu.Lock()
 	var batch []*call
-	if n := min(len(db.commit.pending), maxBatch); n > 0 {
+	n := min(len(db.commit.pending), maxBatch)
+	bg := db.commit.background
+	maxWait := cmp.Or(db.commit.maxWait, backgroundMaxWait)
+	if len(bg) > 0 && (n == 0 || time.Since(bg[0].queued) >= maxWait) {
+		batch = bg[:1:1]
+		db.commit.background = bg[1:]
+	} else if n > 0 {
 		batch = db.commit.pending[:n:n]
 		db.commit.pending = db.commit.pending[n:]
-	} else if len(db.commit.background) > 0 {
-		batch = db.commit.background[:1:1]
-		db.commit.background = db.commit.background[1:]
 	}
 	db.commit.mu.Unlock()
 

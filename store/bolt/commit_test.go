@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +104,7 @@ func TestBackgroundYields(t *testing.T) {
 	for _, blocker := range []string{"foreground", "background"} {
 		t.Run(blocker+" leading", func(t *testing.T) {
 			db := openTest(t)
+			db.commit.maxWait = time.Hour // however slow the machine, nothing waits that long here
 			before := commitID(t, db)
 			ctxOf := func(kind string) context.Context {
 				if kind == "background" {
@@ -157,6 +159,48 @@ func TestBackgroundYields(t *testing.T) {
 				t.Errorf("%d commits, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestBackgroundNotStarved: a background Update that has waited
+// backgroundMaxWait goes before the foreground Updates queued with it, so
+// sign-ins that never leave their line empty slow background work down
+// but cannot stop it.
+func TestBackgroundNotStarved(t *testing.T) {
+	db := openTest(t)
+	db.commit.maxWait = 20 * time.Millisecond
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) func(store.Tx) error {
+		return func(tx store.Tx) error {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return tx.PutUser(&store.User{ID: name})
+		}
+	}
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = db.Update(context.Background(), func(store.Tx) error { <-release; return nil })
+	})
+	waitLeading(t, db)
+	errs := make(chan error, 2)
+	wg.Go(func() { errs <- db.Update(store.Background(context.Background()), record("bg")) })
+	waitQueued(t, db, 1)
+	time.Sleep(2 * db.commit.maxWait)
+	wg.Go(func() { errs <- db.Update(context.Background(), record("fg")) })
+	waitQueued(t, db, 2)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(order, []string{"bg", "fg"}) {
+		t.Errorf("ran in the order %v: a background Update that waited past its bound must go first", order)
 	}
 }
 
