@@ -324,8 +324,8 @@ func (l *load) phase(name string, busy func()) {
 			}
 		default:
 		}
-		if time.Since(start) > time.Hour {
-			log.Fatal("storeload: the background work has not ended in an hour")
+		if limit := map[bool]time.Duration{false: time.Hour, true: 5 * time.Minute}[*short]; time.Since(start) > limit {
+			log.Fatalf("storeload: the background work has not ended in %s", limit)
 		}
 		isNew := i%2 == 1
 		var u int
