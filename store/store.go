@@ -103,6 +103,17 @@ func NormalLinks(in []Link) ([]Link, error) {
 	return out, nil
 }
 
+// FillTimes gives a record being put its times when the caller left them
+// zero: Created becomes now, and Updated becomes Created.
+func FillTimes(created, updated *time.Time, now time.Time) {
+	if created.IsZero() {
+		*created = now
+	}
+	if updated.IsZero() {
+		*updated = *created
+	}
+}
+
 func normalList(in []string, blank func(string) bool) []string {
 	out := slices.DeleteFunc(slices.Clone(in), blank)
 	slices.Sort(out)

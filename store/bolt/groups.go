@@ -131,13 +131,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 	rec := *g
 	rec.ID = id
 	rec.Members = members
-	now := time.Now()
-	if rec.Created.IsZero() {
-		rec.Created = now
-	}
-	if rec.Updated.IsZero() {
-		rec.Updated = rec.Created
-	}
+	store.FillTimes(&rec.Created, &rec.Updated, time.Now())
 	data, err := json.Marshal(&rec)
 	if err != nil {
 		return fmt.Errorf("bolt: encode group %s: %w", id, err)

@@ -296,13 +296,7 @@ func (t *tx) PutUser(u *store.User) error {
 	rec := *u
 	rec.ID = id
 	rec.Links = links
-	now := time.Now()
-	if rec.Created.IsZero() {
-		rec.Created = now
-	}
-	if rec.Updated.IsZero() {
-		rec.Updated = rec.Created
-	}
+	store.FillTimes(&rec.Created, &rec.Updated, time.Now())
 	data, err := json.Marshal(&rec)
 	if err != nil {
 		return fmt.Errorf("bolt: encode user %s: %w", id, err)

@@ -225,13 +225,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 	rec := *g
 	rec.ID = id
 	rec.Members = nil // kept in sso_group_members only
-	now := time.Now()
-	if rec.Created.IsZero() {
-		rec.Created = now
-	}
-	if rec.Updated.IsZero() {
-		rec.Updated = rec.Created
-	}
+	store.FillTimes(&rec.Created, &rec.Updated, time.Now())
 	data, err := json.Marshal(&rec)
 	if err != nil {
 		return fail(fmt.Errorf("encode: %w", err))
