@@ -108,21 +108,16 @@ func (t *tx) ListGroups(idp string, startIndex, count int) ([]*store.Group, int,
 }
 
 func (t *tx) ForEachGroup(after string, fn func(*store.Group) error) error {
-	for {
+	return forEachPage(func(last *store.Group) ([]*store.Group, error) {
+		if last != nil {
+			after = last.ID
+		}
 		page, err := t.groupsWhere("WHERE g.id > $1 ORDER BY g.id LIMIT $2", after, pageSize)
 		if err != nil {
-			return fmt.Errorf("postgres: for each group: %w", err)
+			return nil, fmt.Errorf("postgres: for each group: %w", err)
 		}
-		for _, g := range page {
-			if err := fn(g); err != nil {
-				return err
-			}
-		}
-		if len(page) < pageSize {
-			return nil
-		}
-		after = page[len(page)-1].ID
-	}
+		return page, nil
+	}, fn)
 }
 
 func (t *tx) GroupsOfUser(userID string) ([]store.GroupRef, error) {
@@ -410,22 +405,17 @@ func (t *tx) DeleteTombstone(idp, subject string) error {
 }
 
 func (t *tx) ForEachTombstone(fn func(*store.Tombstone) error) error {
-	var lastIdP, lastSubject string
-	for {
+	return forEachPage(func(last *store.Tombstone) ([]*store.Tombstone, error) {
+		var idp, subject string
+		if last != nil {
+			idp, subject = last.IdP, last.Subject
+		}
 		page, err := records(t, decodeTombstone,
 			"SELECT data FROM sso_tombstones WHERE (idp, subject) > ($1, $2) ORDER BY idp, subject LIMIT $3",
-			lastIdP, lastSubject, pageSize)
+			idp, subject, pageSize)
 		if err != nil {
-			return fmt.Errorf("postgres: for each tombstone: %w", err)
+			return nil, fmt.Errorf("postgres: for each tombstone: %w", err)
 		}
-		for _, ts := range page {
-			if err := fn(ts); err != nil {
-				return err
-			}
-		}
-		if len(page) < pageSize {
-			return nil
-		}
-		lastIdP, lastSubject = page[len(page)-1].IdP, page[len(page)-1].Subject
-	}
+		return page, nil
+	}, fn)
 }

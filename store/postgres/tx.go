@@ -239,6 +239,28 @@ func newID() (string, error) {
 // whole before fn runs, so that fn may use the transaction.
 const pageSize = 500
 
+// forEachPage calls fn for every record of a keyset-paged query: read
+// returns the page after last (nil for the first page), and a page shorter
+// than pageSize is the last.
+func forEachPage[T any](read func(last *T) ([]*T, error), fn func(*T) error) error {
+	var last *T
+	for {
+		page, err := read(last)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last = page[len(page)-1]
+	}
+}
+
 // records runs a query whose rows are one JSON record each and decodes
 // them with decode.
 func records[T any](t *tx, decode func([]byte) (T, error), sql string, args ...any) ([]T, error) {
@@ -480,21 +502,16 @@ func (t *tx) DeleteUser(id string) error {
 }
 
 func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
-	for {
+	return forEachPage(func(last *store.User) ([]*store.User, error) {
+		if last != nil {
+			after = last.ID
+		}
 		page, err := records(t, decodeUser, "SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", after, pageSize)
 		if err != nil {
-			return fmt.Errorf("postgres: for each user: %w", err)
+			return nil, fmt.Errorf("postgres: for each user: %w", err)
 		}
-		for _, u := range page {
-			if err := fn(u); err != nil {
-				return err
-			}
-		}
-		if len(page) < pageSize {
-			return nil
-		}
-		after = page[len(page)-1].ID
-	}
+		return page, nil
+	}, fn)
 }
 
 // ---- sessions ----
@@ -772,21 +789,16 @@ func (t *tx) TouchSessions(touches []store.SessionTouch) error {
 }
 
 func (t *tx) ForEachSession(after string, fn func(*store.Session) error) error {
-	for {
+	return forEachPage(func(last *store.Session) ([]*store.Session, error) {
+		if last != nil {
+			after = last.Hash
+		}
 		page, err := t.sessionsWhere("WHERE hash > $1", "LIMIT $2", after, pageSize)
 		if err != nil {
-			return fmt.Errorf("postgres: for each session: %w", err)
+			return nil, fmt.Errorf("postgres: for each session: %w", err)
 		}
-		for _, s := range page {
-			if err := fn(s); err != nil {
-				return err
-			}
-		}
-		if len(page) < pageSize {
-			return nil
-		}
-		after = page[len(page)-1].Hash
-	}
+		return page, nil
+	}, fn)
 }
 
 // ---- single-use IDs ----
@@ -841,12 +853,15 @@ func (t *tx) ForEachConsumed(fn func(kind, id string, until time.Time) error) er
 		kind, id string
 		until    int64
 	}
-	var lastKind, lastID string
-	for {
-		var page []entry
+	return forEachPage(func(last *entry) ([]*entry, error) {
+		var kind, id string
+		if last != nil {
+			kind, id = last.kind, last.id
+		}
+		var page []*entry
 		err := t.rows("SELECT kind, id, until_ns FROM sso_consumed WHERE (kind, id) > ($1, $2) ORDER BY kind, id LIMIT $3",
-			[]any{lastKind, lastID, pageSize}, func(r pgx.Rows) error {
-				var e entry
+			[]any{kind, id, pageSize}, func(r pgx.Rows) error {
+				e := new(entry)
 				if err := r.Scan(&e.kind, &e.id, &e.until); err != nil {
 					return err
 				}
@@ -854,18 +869,10 @@ func (t *tx) ForEachConsumed(fn func(kind, id string, until time.Time) error) er
 				return nil
 			})
 		if err != nil {
-			return fmt.Errorf("postgres: for each single-use id: %w", err)
+			return nil, fmt.Errorf("postgres: for each single-use id: %w", err)
 		}
-		for _, e := range page {
-			if err := fn(e.kind, e.id, fromNanos(e.until)); err != nil {
-				return err
-			}
-		}
-		if len(page) < pageSize {
-			return nil
-		}
-		lastKind, lastID = page[len(page)-1].kind, page[len(page)-1].id
-	}
+		return page, nil
+	}, func(e *entry) error { return fn(e.kind, e.id, fromNanos(e.until)) })
 }
 
 // ---- secrets ----
