@@ -308,43 +308,9 @@ func (db *DB) migrate1to2() error {
 		return fmt.Errorf("bolt: migrate %s to schema 2: %w", db.path, err)
 	}
 
-	var after []byte
-	for {
-		var n int
-		err := db.bdb.Update(func(btx *bolt.Tx) error {
-			t := &tx{btx: btx, writable: true}
-			type rec struct{ id, raw []byte }
-			var batch []rec
-			c := t.bucket(bucketUsers).Cursor()
-			k, v := c.First()
-			if after != nil {
-				k, v = c.Seek(after)
-				if bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			// Collect first: bbolt cursors do not survive writes to
-			// their bucket.
-			for ; k != nil && len(batch) < migrateChunk; k, v = c.Next() {
-				batch = append(batch, rec{bytes.Clone(k), bytes.Clone(v)})
-			}
-			for _, r := range batch {
-				if err := t.migrateUser(r.id, r.raw); err != nil {
-					return err
-				}
-			}
-			n = len(batch)
-			if n > 0 {
-				after = batch[n-1].id
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("bolt: migrate %s to schema 2: %w", db.path, err)
-		}
-		if n < migrateChunk {
-			break
-		}
+	err = db.eachChunk(bucketUsers, func(t *tx, id, raw []byte) error { return t.migrateUser(id, raw) })
+	if err != nil {
+		return fmt.Errorf("bolt: migrate %s to schema 2: %w", db.path, err)
 	}
 
 	err = db.bdb.Update(func(btx *bolt.Tx) error {
