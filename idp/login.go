@@ -6,6 +6,24 @@ import (
 	"time"
 )
 
+// Defaults both protocols take for the zero values of their configs.
+const (
+	// DefaultClockSkew is the tolerance for clock differences with the IdP.
+	// One minute is ample for NTP-synchronised servers and keeps a captured
+	// assertion's or token's usable window short.
+	DefaultClockSkew = time.Minute
+	// DefaultLoginTimeout is how long a person may spend at the IdP: the
+	// flow cookie, and the replay entry of what the sign-in began with,
+	// live this long.
+	DefaultLoginTimeout = 10 * time.Minute
+	// DefaultHTTPTimeout bounds a request to the IdP (discovery, keys,
+	// metadata, the token exchange) when the caller's client sets none: a
+	// sign-in that finds no discovery document or metadata yet waits for
+	// one, so it is the longest a person waits on an IdP that does not
+	// answer.
+	DefaultHTTPTimeout = 10 * time.Second
+)
+
 // ReplayGuard remembers single-use IDs (OIDC states, SAML assertion and
 // request IDs) until they expire, across restarts. The store implements it.
 type ReplayGuard interface {

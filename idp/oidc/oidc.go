@@ -78,10 +78,7 @@ var (
 )
 
 const (
-	defaultClockSkew    = time.Minute
-	defaultLoginTimeout = 10 * time.Minute
-	defaultJWKSRefresh  = 30 * time.Second
-	defaultHTTPTimeout  = 10 * time.Second
+	defaultJWKSRefresh = 30 * time.Second
 	// replayKind is the single-use namespace of OIDC states.
 	replayKind = "oidc_state"
 	// scopeOfflineAccess asks for a refresh token (OpenID Connect Core 11).
@@ -125,10 +122,11 @@ type Config struct {
 	// otherwise let every Entra tenant in).
 	TenantID string
 	// ClockSkew tolerates clock differences with the IdP for exp, iat and
-	// nbf; default 1 minute.
+	// nbf; default idp.DefaultClockSkew (1 minute).
 	ClockSkew time.Duration
 	// LoginTimeout is how long a user may spend at the IdP; the flow cookie
-	// and the state's replay entry live this long. Default 10 minutes.
+	// and the state's replay entry live this long. Default
+	// idp.DefaultLoginTimeout (10 minutes).
 	LoginTimeout time.Duration
 	// AuthParams are extra authorization request parameters (prompt,
 	// login_hint, domain_hint, acr_values…). Protocol parameters set by
@@ -184,7 +182,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	client := cfg.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: defaultHTTPTimeout}
+		client = &http.Client{Timeout: idp.DefaultHTTPTimeout}
 	}
 	algs := make([]jose.SignatureAlgorithm, len(cfg.Algorithms))
 	for i, a := range cfg.Algorithms {
@@ -247,10 +245,10 @@ func normalize(cfg *Config) error {
 		}
 	}
 	if cfg.ClockSkew == 0 {
-		cfg.ClockSkew = defaultClockSkew
+		cfg.ClockSkew = idp.DefaultClockSkew
 	}
 	if cfg.LoginTimeout == 0 {
-		cfg.LoginTimeout = defaultLoginTimeout
+		cfg.LoginTimeout = idp.DefaultLoginTimeout
 	}
 	if cfg.JWKSRefreshInterval == 0 {
 		cfg.JWKSRefreshInterval = defaultJWKSRefresh

@@ -103,10 +103,6 @@ var ErrPartialLogout = errors.New("saml: local sessions could not all be ended")
 // Defaults for the zero values of Config.
 const (
 	DefaultMetadataRefresh = 24 * time.Hour
-	// DefaultClockSkew is the tolerance for clock differences with the IdP.
-	// One minute is ample for NTP-synchronised servers and keeps a captured
-	// assertion's usable window short. It may be raised up to MaxClockSkew.
-	DefaultClockSkew = time.Minute
 	// MaxClockSkew is the largest ClockSkew accepted: crewjam/saml applies
 	// its own fixed tolerance of saml.MaxClockSkew (3 minutes), a
 	// package-level variable this package never modifies, so a larger value
@@ -120,12 +116,7 @@ const (
 	MaxResponseSizeCap = 16 << 20
 	// MaxSPKeys is how many SP key pairs are accepted: the current one,
 	// then the previous one during a rotation.
-	MaxSPKeys           = 2
-	DefaultLoginTimeout = 10 * time.Minute
-	// defaultHTTPTimeout bounds a metadata fetch: a sign-in that finds no
-	// metadata yet waits for one, so it is the longest a person waits
-	// on an IdP that does not answer (as idp/oidc's).
-	defaultHTTPTimeout = 10 * time.Second
+	MaxSPKeys = 2
 	// maxMetadataSize caps IdP metadata documents. Single-IdP metadata is a
 	// few tens of kilobytes; federation aggregates are not supported.
 	maxMetadataSize = 8 << 20
@@ -208,7 +199,7 @@ type Config struct {
 	// Default false: SHA-1 is refused.
 	AllowSHA1 bool
 	// ClockSkew tolerates clock differences with the IdP for NotBefore,
-	// NotOnOrAfter and IssueInstant; default DefaultClockSkew (1 minute),
+	// NotOnOrAfter and IssueInstant; default idp.DefaultClockSkew (1 minute),
 	// at most MaxClockSkew. crewjam/saml additionally refuses responses
 	// issued more than 90 seconds ago (saml.MaxIssueDelay).
 	ClockSkew time.Duration
@@ -351,7 +342,7 @@ func normalize(cfg *Config) error {
 		cfg.MetadataRefresh = DefaultMetadataRefresh
 	}
 	if cfg.ClockSkew == 0 {
-		cfg.ClockSkew = DefaultClockSkew
+		cfg.ClockSkew = idp.DefaultClockSkew
 	}
 	if cfg.ClockSkew > MaxClockSkew {
 		return fmt.Errorf("clock skew %v exceeds the maximum of %v", cfg.ClockSkew, MaxClockSkew)
@@ -360,7 +351,7 @@ func normalize(cfg *Config) error {
 		cfg.MaxResponseSize = DefaultMaxResponseSize
 	}
 	if cfg.LoginTimeout == 0 {
-		cfg.LoginTimeout = DefaultLoginTimeout
+		cfg.LoginTimeout = idp.DefaultLoginTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -387,7 +378,7 @@ func safeClient(c *http.Client) *http.Client {
 	if c != nil {
 		client = *c
 	} else {
-		client.Timeout = defaultHTTPTimeout
+		client.Timeout = idp.DefaultHTTPTimeout
 	}
 	inner := client.CheckRedirect
 	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
