@@ -95,59 +95,81 @@ func TestGroupCommit(t *testing.T) {
 	})
 }
 
+// blockedQueue holds the write lock with one Update while a test queues
+// others behind it, then releases it and reports the order they ran in.
+type blockedQueue struct {
+	t       *testing.T
+	db      *DB
+	release chan struct{}
+	wg      sync.WaitGroup
+	errs    chan error
+	mu      sync.Mutex
+	order   []string
+}
+
+// blockCommits starts an Update with ctx that holds the write lock until
+// run, and waits until it does.
+func blockCommits(t *testing.T, db *DB, ctx context.Context) *blockedQueue {
+	q := &blockedQueue{t: t, db: db, release: make(chan struct{}), errs: make(chan error, 16)}
+	q.wg.Go(func() { _ = db.Update(ctx, func(store.Tx) error { <-q.release; return nil }) })
+	waitLeading(t, db)
+	return q
+}
+
+// queue starts an Update with ctx that records name when it runs, and
+// waits until it is queued.
+func (q *blockedQueue) queue(ctx context.Context, name string) {
+	n := q.db.queued()
+	q.wg.Go(func() {
+		q.errs <- q.db.Update(ctx, func(tx store.Tx) error {
+			q.mu.Lock()
+			q.order = append(q.order, name)
+			q.mu.Unlock()
+			return tx.PutUser(&store.User{ID: name})
+		})
+	})
+	waitQueued(q.t, q.db, n+1)
+}
+
+// run releases the lock, waits for every queued Update and returns the
+// order they ran in.
+func (q *blockedQueue) run() []string {
+	q.t.Helper()
+	close(q.release)
+	q.wg.Wait()
+	close(q.errs)
+	for err := range q.errs {
+		if err != nil {
+			q.t.Fatal(err)
+		}
+	}
+	return q.order
+}
+
 // TestBackgroundYields: background Updates (store.Background) wait while
 // others go first, and run one per transaction, so a sign-in queued behind
 // any amount of background work waits for one background batch at most.
 // It holds whichever kind of Update leads the commit that they queue
 // behind.
 func TestBackgroundYields(t *testing.T) {
-	for _, blocker := range []string{"foreground", "background"} {
-		t.Run(blocker+" leading", func(t *testing.T) {
+	bg := store.Background(context.Background())
+	for _, blocker := range []struct {
+		name string
+		ctx  context.Context
+	}{{"foreground leading", context.Background()}, {"background leading", bg}} {
+		t.Run(blocker.name, func(t *testing.T) {
 			db := openTest(t)
 			db.commit.maxWait = time.Hour // however slow the machine, nothing waits that long here
 			before := commitID(t, db)
-			ctxOf := func(kind string) context.Context {
-				if kind == "background" {
-					return store.Background(context.Background())
-				}
-				return context.Background()
-			}
-			var mu sync.Mutex
-			var order []string
-			record := func(tx store.Tx, name string) error {
-				mu.Lock()
-				order = append(order, name)
-				mu.Unlock()
-				return tx.PutUser(&store.User{ID: name})
-			}
-			release := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				_ = db.Update(ctxOf(blocker), func(store.Tx) error { <-release; return nil })
-			})
-			waitLeading(t, db)
+			q := blockCommits(t, db, blocker.ctx)
 			const nBackground, nForeground = 3, 2
-			errs := make(chan error, nBackground+nForeground)
 			for i := range nBackground {
-				wg.Go(func() {
-					errs <- db.Update(ctxOf("background"), func(tx store.Tx) error { return record(tx, fmt.Sprint("bg", i)) })
-				})
+				q.queue(bg, fmt.Sprint("bg", i))
 			}
-			waitQueued(t, db, nBackground)
 			for i := range nForeground {
-				wg.Go(func() {
-					errs <- db.Update(ctxOf("foreground"), func(tx store.Tx) error { return record(tx, fmt.Sprint("fg", i)) })
-				})
+				q.queue(context.Background(), fmt.Sprint("fg", i))
 			}
-			waitQueued(t, db, nBackground+nForeground)
-			close(release)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			order := q.run()
 			for i, name := range order {
 				if (i < nForeground) != strings.HasPrefix(name, "fg") {
 					t.Fatalf("ran in the order %v: the foreground Updates must go first", order)
@@ -169,37 +191,11 @@ func TestBackgroundYields(t *testing.T) {
 func TestBackgroundNotStarved(t *testing.T) {
 	db := openTest(t)
 	db.commit.maxWait = 20 * time.Millisecond
-	var mu sync.Mutex
-	var order []string
-	record := func(name string) func(store.Tx) error {
-		return func(tx store.Tx) error {
-			mu.Lock()
-			order = append(order, name)
-			mu.Unlock()
-			return tx.PutUser(&store.User{ID: name})
-		}
-	}
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		_ = db.Update(context.Background(), func(store.Tx) error { <-release; return nil })
-	})
-	waitLeading(t, db)
-	errs := make(chan error, 2)
-	wg.Go(func() { errs <- db.Update(store.Background(context.Background()), record("bg")) })
-	waitQueued(t, db, 1)
+	q := blockCommits(t, db, context.Background())
+	q.queue(store.Background(context.Background()), "bg")
 	time.Sleep(2 * db.commit.maxWait)
-	wg.Go(func() { errs <- db.Update(context.Background(), record("fg")) })
-	waitQueued(t, db, 2)
-	close(release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !slices.Equal(order, []string{"bg", "fg"}) {
+	q.queue(context.Background(), "fg")
+	if order := q.run(); !slices.Equal(order, []string{"bg", "fg"}) {
 		t.Errorf("ran in the order %v: a background Update that waited past its bound must go first", order)
 	}
 }
