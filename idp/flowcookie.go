@@ -119,13 +119,12 @@ func (f *FlowCookies) CookieName(r *http.Request, flowID string) string {
 // handler can strip them from requests forwarded upstream. It also knows
 // the __Secure- names of earlier versions, which are stripped but never
 // read.
+// It runs for every cookie of every request, so the three names are
+// constants rather than built per call.
 func IsFlowCookie(name string) bool {
-	for _, p := range []string{"", hostPrefix, legacyPrefix} {
-		if strings.HasPrefix(name, p+cookieBase) {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(name, cookieBase) ||
+		strings.HasPrefix(name, hostPrefix+cookieBase) ||
+		strings.HasPrefix(name, legacyPrefix+cookieBase)
 }
 
 // SecureRequest reports whether cookies set in answer to r must be Secure
