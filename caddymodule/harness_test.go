@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"net/http"
 	"net/http/cookiejar"
+	"strings"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
@@ -113,4 +114,42 @@ func view(t *testing.T, fn func(tx store.Tx) error) {
 func userBySubject(t *testing.T, subject string) *store.User {
 	t.Helper()
 	return caddytest.UserBySubject(t, subject)
+}
+
+// checkFirstSignIn checks what Ada's first sign-in through the IdP named
+// "test", with jit, leaves, whichever protocol carried it: the upstream
+// served the page she asked for (/reports?year=2026) with her seven
+// identity headers and none of the gateway's cookies, and the store holds
+// her, created from the IdP's attributes, with one user.created event. It
+// returns her user.
+func checkFirstSignIn(t *testing.T, saw echoed, subject string) *store.User {
+	t.Helper()
+	if saw.Path != "/reports?year=2026" {
+		t.Errorf("upstream got path %q, want the page the user asked for", saw.Path)
+	}
+	u := userBySubject(t, subject)
+	if u.FirstName != "Ada" || u.LastName != "Lovelace" || u.Email != "ada@example.com" || u.Source != store.SourceJIT || !u.Active {
+		t.Errorf("JIT-created user = %+v", u)
+	}
+	want := map[string]string{
+		"X-Forwarded-User":               u.ID,
+		"X-Forwarded-Email":              "ada@example.com",
+		"X-Forwarded-Preferred-Username": "ada@example.com",
+		"X-Forwarded-First-Name":         "Ada",
+		"X-Forwarded-Last-Name":          "Lovelace",
+		"X-Forwarded-Groups":             "admins,eng",
+		"X-Forwarded-Idp":                "test",
+	}
+	for h, v := range want {
+		if got := saw.header(h); got != v {
+			t.Errorf("upstream header %s = %q, want %q", h, got, v)
+		}
+	}
+	if c := saw.header("Cookie"); strings.Contains(c, "sso") {
+		t.Errorf("upstream received the gateway's cookies: %q", c)
+	}
+	if got := auditReasons(t, store.EventUserCreated); len(got) != 1 {
+		t.Errorf("user.created events = %d, want 1", len(got))
+	}
+	return u
 }
