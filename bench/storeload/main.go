@@ -70,6 +70,7 @@ var (
 	fragment = flag.Float64("fragment", 0, "before comparing the free-page lists, delete this fraction of the generated sessions (bulk, unsynced) to leave many free pages")
 	only     = flag.String("only", "", "run only these phases, comma-separated: lookups, signins, housekeeping, freelist, backup")
 	profile  = flag.String("cpuprofile", "", "write a CPU profile of the sign-in phases to this file")
+	memProf  = flag.String("memprofile", "", "write a heap profile (what is live, and what was allocated since the start) at the end of each sign-in phase to this file")
 )
 
 // runs reports whether a phase is to run.
@@ -302,6 +303,9 @@ func (l *load) phase(name string, busy func()) {
 		stop := startProfile(name)
 		defer stop()
 	}
+	if *memProf != "" {
+		defer writeHeapProfile(name)
+	}
 	busyDone := make(chan struct{})
 	l.takeHeld()
 	start := time.Now()
@@ -385,6 +389,25 @@ func startProfile(phase string) func() {
 		}
 		fmt.Printf("  cpu profile: %s\n", name)
 	}
+}
+
+// writeHeapProfile writes the heap profile into *memProf, with the phase's
+// name added before the extension.
+func writeHeapProfile(phase string) {
+	ext := filepath.Ext(*memProf)
+	name := strings.TrimSuffix(*memProf, ext) + "-" + strings.ReplaceAll(phase, " ", "-") + ext
+	f, err := os.Create(name)
+	if err != nil {
+		log.Fatalf("storeload: heap profile: %v", err)
+	}
+	runtime.GC() // what is live now, not at the last collection
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		log.Fatalf("storeload: heap profile: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		log.Printf("storeload: heap profile: %v", err)
+	}
+	fmt.Printf("  heap profile: %s\n", name)
 }
 
 // signIn does what the sign-in handler does for user i (an existing user
