@@ -70,6 +70,7 @@ var (
 	fragment = flag.Float64("fragment", 0, "before comparing the free-page lists, delete this fraction of the generated sessions (bulk, unsynced) to leave many free pages")
 	only     = flag.String("only", "", "run only these phases, comma-separated: lookups, signins, housekeeping, freelist, backup")
 	profile  = flag.String("cpuprofile", "", "write a CPU profile of the sign-in phases to this file")
+	inTurn   = flag.Bool("in-turn", false, "run the flush and then the sweep, as the gateway schedules them, instead of both at once")
 	memProf  = flag.String("memprofile", "", "write a heap profile (what is live, and what was allocated since the start) at the end of each sign-in phase to this file")
 )
 
@@ -439,7 +440,8 @@ func signIn(ctx context.Context, prov *provision.Provisioner, rules provision.Ru
 }
 
 // housekeeping measures sign-ins while the sweep and the last-seen flush
-// of *touch sessions run. The flush's sessions are resolved first (at the
+// of *touch sessions run: both at once (the worst case), or with -in-turn
+// one after the other, as the gateway runs them. The flush's sessions are resolved first (at the
 // instant genstore made current, so none is due yet), then the clock moves
 // six minutes on: sessions idle since 54 minutes before that instant
 // (about a tenth) are due, and the touched ones have moved by at least the
@@ -470,18 +472,25 @@ func (l *load) housekeeping() {
 	clock = clock.Add(6 * time.Minute)
 	clockMu.Unlock()
 
+	sweep := func() {
+		t0 := time.Now()
+		n, err := m.Sweep(ctx)
+		fmt.Printf("  sweep: %d sessions in %s (%v)\n", n, time.Since(t0).Round(time.Millisecond), err)
+	}
+	flush := func() {
+		t0 := time.Now()
+		err := m.Flush(ctx, false)
+		fmt.Printf("  flush: %d sessions in %s (%v)\n", len(picked), time.Since(t0).Round(time.Millisecond), err)
+	}
+	if *inTurn {
+		// As session.Manager.Run schedules them: the flush, then the sweep.
+		l.phase("flush then sweep running", func() { flush(); sweep() })
+		return
+	}
 	l.phase("sweep and flush running", func() {
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			t0 := time.Now()
-			n, err := m.Sweep(ctx)
-			fmt.Printf("  sweep: %d sessions in %s (%v)\n", n, time.Since(t0).Round(time.Millisecond), err)
-		})
-		wg.Go(func() {
-			t0 := time.Now()
-			err := m.Flush(ctx, false)
-			fmt.Printf("  flush: %d sessions in %s (%v)\n", len(picked), time.Since(t0).Round(time.Millisecond), err)
-		})
+		wg.Go(sweep)
+		wg.Go(flush)
 		wg.Wait()
 	})
 }
