@@ -148,17 +148,8 @@ func (c *checker) users(counts map[string]uint64) error {
 		if u.ID != id {
 			c.r.problem("users: record under %q has ID %q", k, u.ID)
 		}
-		for _, l := range u.Links {
-			c.expect(bucketLinks, linkKey(l), id, "link")
-		}
-		if u.Email != "" {
-			c.expect(bucketEmails, emailKey(u.Email), id, "email")
-		}
-		if u.UserName != "" {
-			c.expect(bucketUserNames, userNameKey(u.UserName), id, "userName")
-		}
-		if u.ExternalID != "" {
-			c.expect(bucketExternalIDs, pair(u.IdP, u.ExternalID), id, "externalId")
+		for _, k := range userKeys(u) {
+			c.expect(k.bucket, k.key, id, k.what)
 		}
 		c.expect(bucketIdPUsers, pair(u.IdP, id), "", "IdP")
 		counts[string(pair(countUsers, u.IdP))]++
@@ -181,21 +172,8 @@ func (c *checker) users(counts map[string]uint64) error {
 			return nil
 		})
 	}
-	checks := []struct {
-		index []byte
-		has   func(*store.User, []byte) bool
-	}{
-		{bucketLinks, func(u *store.User, k []byte) bool {
-			return slices.ContainsFunc(u.Links, func(l store.Link) bool { return bytes.Equal(linkKey(l), k) })
-		}},
-		{bucketEmails, func(u *store.User, k []byte) bool { return u.Email != "" && bytes.Equal(emailKey(u.Email), k) }},
-		{bucketUserNames, func(u *store.User, k []byte) bool { return u.UserName != "" && bytes.Equal(userNameKey(u.UserName), k) }},
-		{bucketExternalIDs, func(u *store.User, k []byte) bool {
-			return u.ExternalID != "" && bytes.Equal(pair(u.IdP, u.ExternalID), k)
-		}},
-	}
-	for _, ch := range checks {
-		if err := userHas(ch.index, ch.has); err != nil {
+	for _, index := range [][]byte{bucketLinks, bucketEmails, bucketUserNames, bucketExternalIDs} {
+		if err := userHas(index, func(u *store.User, k []byte) bool { return hasKey(userKeys(u), index, k) }); err != nil {
 			return err
 		}
 	}
@@ -220,9 +198,8 @@ func (c *checker) groups(counts map[string]uint64) error {
 		if g.ID != id {
 			c.r.problem("groups: record under %q has ID %q", k, g.ID)
 		}
-		c.expect(bucketGroupNames, groupNameKey(g.IdP, g.DisplayName), id, "name")
-		if g.ExternalID != "" {
-			c.expect(bucketGroupExternalIDs, pair(g.IdP, g.ExternalID), id, "externalId")
+		for _, k := range groupKeys(g) {
+			c.expect(k.bucket, k.key, id, k.what)
 		}
 		c.expect(bucketIdPGroups, pair(g.IdP, id), "", "IdP")
 		for _, m := range g.Members {
@@ -246,15 +223,10 @@ func (c *checker) groups(counts map[string]uint64) error {
 			return nil
 		})
 	}
-	if err := groupHas(bucketGroupNames, func(g *store.Group, k []byte) bool {
-		return bytes.Equal(groupNameKey(g.IdP, g.DisplayName), k)
-	}); err != nil {
-		return err
-	}
-	if err := groupHas(bucketGroupExternalIDs, func(g *store.Group, k []byte) bool {
-		return g.ExternalID != "" && bytes.Equal(pair(g.IdP, g.ExternalID), k)
-	}); err != nil {
-		return err
+	for _, index := range [][]byte{bucketGroupNames, bucketGroupExternalIDs} {
+		if err := groupHas(index, func(g *store.Group, k []byte) bool { return hasKey(groupKeys(g), index, k) }); err != nil {
+			return err
+		}
 	}
 	if err := c.each(bucketIdPGroups, func(k, _ []byte) error {
 		idp, id, ok := unpair(k)

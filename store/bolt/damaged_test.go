@@ -140,3 +140,44 @@ func withBolt(t *testing.T, path string, fn func(*bolt.Tx) error) {
 	defer bdb.Close()
 	must(t, bdb.Update(fn))
 }
+
+// TestIndexEntryOfAnotherRecordSurvives: a record whose stored value no
+// longer owns its index entry (an older build's collision, a repaired
+// store) must not take the entry from the record that does own it when
+// it changes or goes.
+func TestIndexEntryOfAnotherRecordSurvives(t *testing.T) {
+	db := openTest(t)
+	putUser(t, db, &store.User{ID: "owner", Email: "ada@example.com", Active: true})
+	putUser(t, db, &store.User{ID: "stale", Email: "other@example.com", Active: true})
+	// Give "stale" the owner's email in its record only, as a store
+	// written before the email index was unique could hold.
+	must(t, db.bdb.Update(func(btx *bolt.Tx) error {
+		b := btx.Bucket(bucketUsers)
+		v := bytes.Replace(b.Get([]byte("stale")), []byte("other@example.com"), []byte("ada@example.com"), 1)
+		return b.Put([]byte("stale"), v)
+	}))
+	emailOwner := func() string {
+		var id string
+		view(t, db, func(tx store.Tx) error {
+			u, err := tx.UserByEmail("ada@example.com")
+			if err == nil {
+				id = u.ID
+			}
+			return err
+		})
+		return id
+	}
+	putUser(t, db, &store.User{ID: "stale", Email: "new@example.com", Active: true})
+	if got := emailOwner(); got != "owner" {
+		t.Fatalf("after the stale record changed its email, the index names %q, want owner", got)
+	}
+	must(t, db.bdb.Update(func(btx *bolt.Tx) error {
+		b := btx.Bucket(bucketUsers)
+		v := bytes.Replace(b.Get([]byte("stale")), []byte("new@example.com"), []byte("ada@example.com"), 1)
+		return b.Put([]byte("stale"), v)
+	}))
+	update(t, db, func(tx store.Tx) error { return tx.DeleteUser("stale") })
+	if got := emailOwner(); got != "owner" {
+		t.Errorf("after the stale record was deleted, the index names %q, want owner", got)
+	}
+}

@@ -123,14 +123,17 @@ func (t *tx) PutGroup(g *store.Group) error {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 
-	keys := groupKeys(t, old, g)
-	if err := claimKeys(id, keys); err != nil {
-		return fmt.Errorf("bolt: put group %s: %w", id, err)
-	}
-
 	rec := *g
 	rec.ID = id
 	rec.Members = members
+	keys := groupKeys(&rec)
+	if err := t.claimKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put group %s: %w", id, err)
+	}
+	var oldKeys []indexKey
+	if old != nil {
+		oldKeys = groupKeys(old)
+	}
 	store.FillTimes(&rec.Created, &rec.Updated, time.Now())
 	data, err := json.Marshal(&rec)
 	if err != nil {
@@ -138,7 +141,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 	}
 
 	// From here on only bbolt failures can stop us.
-	if err := moveKeys(id, keys); err != nil {
+	if err := t.moveKeys(id, oldKeys, keys); err != nil {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)
 	}
 	var oldIdP *string
@@ -160,23 +163,13 @@ func (t *tx) PutGroup(g *store.Group) error {
 	return nil
 }
 
-// groupKeys lists the unique keys of a group going from old (nil when
-// new) to g: its name and externalId within its IdP.
-func groupKeys(t *tx, old, g *store.Group) []uniqueKey {
-	var oldName, oldExt, newExt []byte
-	if old != nil {
-		oldName = groupNameKey(old.IdP, old.DisplayName)
-		if old.ExternalID != "" {
-			oldExt = pair(old.IdP, old.ExternalID)
-		}
-	}
+// groupKeys lists g's entries in the unique indexes (see indexKey).
+func groupKeys(g *store.Group) []indexKey {
+	keys := []indexKey{{"name", bucketGroupNames, groupNameKey(g.IdP, g.DisplayName), store.ErrGroupNameTaken}}
 	if g.ExternalID != "" {
-		newExt = pair(g.IdP, g.ExternalID)
+		keys = append(keys, indexKey{"externalId", bucketGroupExternalIDs, pair(g.IdP, g.ExternalID), store.ErrExternalIDTaken})
 	}
-	return []uniqueKey{
-		{"name", t.bucket(bucketGroupNames), oldName, groupNameKey(g.IdP, g.DisplayName), store.ErrGroupNameTaken},
-		{"externalId in " + g.IdP, t.bucket(bucketGroupExternalIDs), oldExt, newExt, store.ErrExternalIDTaken},
-	}
+	return keys
 }
 
 // syncMembers brings the member index and the members' Groups in line
@@ -238,19 +231,8 @@ func (t *tx) DeleteGroup(id string) error {
 	if err := t.syncMembers(id, g.DisplayName, g.Members, nil, false, time.Now()); err != nil {
 		return fmt.Errorf("bolt: delete group %s: %w", id, err)
 	}
-	namesB := t.bucket(bucketGroupNames)
-	if k := groupNameKey(g.IdP, g.DisplayName); bytes.Equal(namesB.Get(k), []byte(id)) {
-		if err := namesB.Delete(k); err != nil {
-			return fmt.Errorf("bolt: delete group %s: name: %w", id, err)
-		}
-	}
-	extB := t.bucket(bucketGroupExternalIDs)
-	if g.ExternalID != "" {
-		if k := pair(g.IdP, g.ExternalID); bytes.Equal(extB.Get(k), []byte(id)) {
-			if err := extB.Delete(k); err != nil {
-				return fmt.Errorf("bolt: delete group %s: external id: %w", id, err)
-			}
-		}
+	if err := t.moveKeys(id, groupKeys(g), nil); err != nil {
+		return fmt.Errorf("bolt: delete group %s: %w", id, err)
 	}
 	if err := t.bucket(bucketIdPGroups).Delete(pair(g.IdP, id)); err != nil {
 		return fmt.Errorf("bolt: delete group %s: idp index: %w", id, err)

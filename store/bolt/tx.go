@@ -155,16 +155,6 @@ func (t *tx) count(kind, idp string) int {
 	return int(binary.BigEndian.Uint64(v))
 }
 
-// dropStaleKey deletes oldKey from an index when the record id no longer
-// uses it (newKey differs) and the index still points at id: a key another
-// record has taken since is left alone.
-func dropStaleKey(b *bolt.Bucket, oldKey, newKey []byte, id string) error {
-	if len(oldKey) == 0 || bytes.Equal(oldKey, newKey) || !bytes.Equal(b.Get(oldKey), []byte(id)) {
-		return nil
-	}
-	return b.Delete(oldKey)
-}
-
 // putChanged puts k = v unless b holds exactly that already. A bbolt Put
 // dirties the leaf it lands in and every branch above it, which the commit
 // then writes out even when nothing changed; a returning user's sign-in
@@ -178,44 +168,52 @@ func putChanged(b *bolt.Bucket, k, v []byte) error {
 	return b.Put(k, v)
 }
 
-// uniqueKey is a record's entry in an index that maps a value to the one
-// record holding it (a user's email, userName, externalId or IdP link, a
-// group's name or externalId): its key before the put (nil when it had
-// none) and after it (nil when it has none). A put claims every new key
-// before it writes anything, then moves them, so a conflict leaves the
-// store as it was.
-type uniqueKey struct {
-	what     string // for errors
-	b        *bolt.Bucket
-	old, new []byte
-	taken    error // returned when another record holds new
+// indexKey is a record's entry in an index that maps a value to the one
+// record holding it: a user's IdP links, email, userName and externalId
+// (userKeys), a group's name and externalId (groupKeys). Those lists are
+// the one statement of what a record's entries are: puts claim and move
+// them, deletes drop them, and Check expects them.
+type indexKey struct {
+	what   string // in errors and Check's reports
+	bucket []byte
+	key    []byte
+	taken  error // when another record holds key
 }
 
-// claimKeys checks that no record but id holds a key id is to take.
-func claimKeys(id string, keys []uniqueKey) error {
+// hasKey reports whether keys hold key in bucket.
+func hasKey(keys []indexKey, bucket, key []byte) bool {
+	return slices.ContainsFunc(keys, func(k indexKey) bool { return bytes.Equal(k.bucket, bucket) && bytes.Equal(k.key, key) })
+}
+
+// claimKeys checks that no record but id holds one of keys. A put claims
+// every key before it writes anything, so a conflict leaves the store as
+// it was.
+func (t *tx) claimKeys(id string, keys []indexKey) error {
 	for _, k := range keys {
-		if len(k.new) == 0 {
-			continue
-		}
-		if owner := k.b.Get(k.new); owner != nil && string(owner) != id {
+		if owner := t.bucket(k.bucket).Get(k.key); owner != nil && string(owner) != id {
 			return fmt.Errorf("%s: %w", k.what, k.taken)
 		}
 	}
 	return nil
 }
 
-// moveKeys drops the keys id no longer uses and puts the ones it takes.
-func moveKeys(id string, keys []uniqueKey) error {
-	for _, k := range keys {
-		if err := dropStaleKey(k.b, k.old, k.new, id); err != nil {
-			return fmt.Errorf("drop old %s: %w", k.what, err)
-		}
-	}
-	for _, k := range keys {
-		if len(k.new) == 0 {
+// moveKeys moves record id's index entries from old to new (either may be
+// nil): an entry of old that new lacks is dropped when it still names id
+// (one another record has taken since is left alone), and new's are put.
+func (t *tx) moveKeys(id string, old, new []indexKey) error {
+	for _, k := range old {
+		if hasKey(new, k.bucket, k.key) {
 			continue
 		}
-		if err := putChanged(k.b, k.new, []byte(id)); err != nil {
+		b := t.bucket(k.bucket)
+		if bytes.Equal(b.Get(k.key), []byte(id)) {
+			if err := b.Delete(k.key); err != nil {
+				return fmt.Errorf("drop old %s: %w", k.what, err)
+			}
+		}
+	}
+	for _, k := range new {
+		if err := putChanged(t.bucket(k.bucket), k.key, []byte(id)); err != nil {
 			return fmt.Errorf("%s: %w", k.what, err)
 		}
 	}
@@ -288,14 +286,17 @@ func (t *tx) PutUser(u *store.User) error {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 
-	keys := userKeys(t, old, u, links)
-	if err := claimKeys(id, keys); err != nil {
-		return fmt.Errorf("bolt: put user %s: %w", id, err)
-	}
-
 	rec := *u
 	rec.ID = id
 	rec.Links = links
+	keys := userKeys(&rec)
+	if err := t.claimKeys(id, keys); err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", id, err)
+	}
+	var oldKeys []indexKey
+	if old != nil {
+		oldKeys = userKeys(old)
+	}
 	store.FillTimes(&rec.Created, &rec.Updated, time.Now())
 	data, err := json.Marshal(&rec)
 	if err != nil {
@@ -304,7 +305,7 @@ func (t *tx) PutUser(u *store.User) error {
 
 	// From here on only bbolt failures can stop us, and those abort the
 	// whole transaction anyway.
-	if err := moveKeys(id, keys); err != nil {
+	if err := t.moveKeys(id, oldKeys, keys); err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
 	}
 	var oldIdP *string
@@ -321,36 +322,22 @@ func (t *tx) PutUser(u *store.User) error {
 	return nil
 }
 
-// userKeys lists the unique keys of a user going from old (nil when new)
-// to u with links: its IdP links, email, userName and externalId.
-func userKeys(t *tx, old, u *store.User, links []store.Link) []uniqueKey {
-	linkB := t.bucket(bucketLinks)
-	var keys []uniqueKey
-	for _, l := range links {
-		keys = append(keys, uniqueKey{"link to " + l.IdP, linkB, nil, linkKey(l), store.ErrLinkTaken})
+// userKeys lists u's entries in the unique indexes (see indexKey).
+func userKeys(u *store.User) []indexKey {
+	keys := make([]indexKey, 0, len(u.Links)+3)
+	for _, l := range u.Links {
+		keys = append(keys, indexKey{"link", bucketLinks, linkKey(l), store.ErrLinkTaken})
 	}
-	var was store.User
-	if old != nil {
-		was = *old
-		for _, l := range old.Links {
-			k := linkKey(l)
-			if !slices.ContainsFunc(links, func(n store.Link) bool { return bytes.Equal(linkKey(n), k) }) {
-				keys = append(keys, uniqueKey{"link to " + l.IdP, linkB, k, nil, store.ErrLinkTaken})
-			}
-		}
+	if u.Email != "" {
+		keys = append(keys, indexKey{"email", bucketEmails, emailKey(u.Email), store.ErrEmailTaken})
 	}
-	var oldExt, newExt []byte
-	if was.ExternalID != "" {
-		oldExt = pair(was.IdP, was.ExternalID)
+	if u.UserName != "" {
+		keys = append(keys, indexKey{"userName", bucketUserNames, userNameKey(u.UserName), store.ErrUserNameTaken})
 	}
 	if u.ExternalID != "" {
-		newExt = pair(u.IdP, u.ExternalID)
+		keys = append(keys, indexKey{"externalId", bucketExternalIDs, pair(u.IdP, u.ExternalID), store.ErrExternalIDTaken})
 	}
-	return append(keys,
-		uniqueKey{"email", t.bucket(bucketEmails), emailKey(was.Email), emailKey(u.Email), store.ErrEmailTaken},
-		uniqueKey{"userName", t.bucket(bucketUserNames), userNameKey(was.UserName), userNameKey(u.UserName), store.ErrUserNameTaken},
-		uniqueKey{"externalId in " + u.IdP, t.bucket(bucketExternalIDs), oldExt, newExt, store.ErrExternalIDTaken},
-	)
+	return keys
 }
 
 // checkUserValues applies the store's rules on values (store.MaxKeyBytes,
@@ -387,34 +374,8 @@ func (t *tx) DeleteUser(id string) error {
 	if err != nil {
 		return fmt.Errorf("bolt: delete user %s: %w", id, err)
 	}
-	linkB := t.bucket(bucketLinks)
-	for _, l := range u.Links {
-		k := linkKey(l)
-		if bytes.Equal(linkB.Get(k), []byte(id)) {
-			if err := linkB.Delete(k); err != nil {
-				return fmt.Errorf("bolt: delete user %s: unlink: %w", id, err)
-			}
-		}
-	}
-	emailB := t.bucket(bucketEmails)
-	if k := emailKey(u.Email); len(k) > 0 && bytes.Equal(emailB.Get(k), []byte(id)) {
-		if err := emailB.Delete(k); err != nil {
-			return fmt.Errorf("bolt: delete user %s: email: %w", id, err)
-		}
-	}
-	namesB := t.bucket(bucketUserNames)
-	if k := userNameKey(u.UserName); len(k) > 0 && bytes.Equal(namesB.Get(k), []byte(id)) {
-		if err := namesB.Delete(k); err != nil {
-			return fmt.Errorf("bolt: delete user %s: user name: %w", id, err)
-		}
-	}
-	extB := t.bucket(bucketExternalIDs)
-	if u.ExternalID != "" {
-		if k := pair(u.IdP, u.ExternalID); bytes.Equal(extB.Get(k), []byte(id)) {
-			if err := extB.Delete(k); err != nil {
-				return fmt.Errorf("bolt: delete user %s: external id: %w", id, err)
-			}
-		}
+	if err := t.moveKeys(id, userKeys(u), nil); err != nil {
+		return fmt.Errorf("bolt: delete user %s: %w", id, err)
 	}
 	if err := t.bucket(bucketIdPUsers).Delete(pair(u.IdP, id)); err != nil {
 		return fmt.Errorf("bolt: delete user %s: idp index: %w", id, err)
