@@ -255,7 +255,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Token
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, fmt.Errorf("session: token: %w", err)
 	}
-	plain, err := m.zip.compressTokens(tokens)
+	plain, err := m.zip.tokensPlain(tokens)
 	if err != nil {
 		return nil, err
 	}

@@ -139,7 +139,13 @@ func (c *compressors) compress(raw []byte) ([]byte, error) {
 	return z.Bytes(), nil
 }
 
+// tokensPlain is the plaintext sealed for t (see above), or nil when t
+// holds no token: what putSealed takes. It runs before the transaction
+// that stores it, which then only seals.
 func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
+	if noTokens(t) {
+		return nil, nil
+	}
 	var raw []byte
 	for _, s := range [...]string{t.IDToken, t.AccessToken, t.RefreshToken} {
 		raw = appendToken(raw, s)
@@ -149,7 +155,11 @@ func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
 		exp = t.Expiry.Unix()
 	}
 	raw = binary.AppendVarint(raw, exp)
-	return c.compress(raw)
+	plain, err := c.compress(raw)
+	if err != nil {
+		return nil, fmt.Errorf("session: compress tokens: %w", err)
+	}
+	return plain, nil
 }
 
 // maxTokensPlain bounds what a sealed blob may inflate to.
@@ -227,20 +237,7 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 	return tokensFromPlain(plain)
 }
 
-// compressTokens is tokensPlain for t, or nil when t holds no token: what
-// putSealed takes. It runs before the transaction that stores it.
-func (c *compressors) compressTokens(t *Tokens) ([]byte, error) {
-	if noTokens(t) {
-		return nil, nil
-	}
-	plain, err := c.tokensPlain(t)
-	if err != nil {
-		return nil, fmt.Errorf("session: compress tokens: %w", err)
-	}
-	return plain, nil
-}
-
-// putSealed seals plain (from compressTokens) for the session and stores
+// putSealed seals plain (from tokensPlain) for the session and stores
 // it in tx; nil deletes the blob. It creates the sealing key on first use.
 func putSealed(tx store.Tx, hash string, plain []byte) error {
 	if plain == nil {
@@ -298,7 +295,7 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 // refresh), or deletes them when t is nil; ErrNoSession when the session
 // has ended.
 func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
-	plain, err := m.zip.compressTokens(t)
+	plain, err := m.zip.tokensPlain(t)
 	if err != nil {
 		return err
 	}

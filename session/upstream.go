@@ -213,7 +213,7 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, used *Tokens,
 // stored ones are kept and returned, so that every instance goes on with
 // the same refresh token. ErrNoSession when the session has ended.
 func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tokens) (*Tokens, error) {
-	plain, err := m.zip.compressTokens(renewed)
+	plain, err := m.zip.tokensPlain(renewed)
 	if err != nil {
 		return nil, err
 	}
