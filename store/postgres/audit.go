@@ -176,21 +176,18 @@ func (t *tx) AuditEvents(q store.AuditQuery) ([]store.Event, error) {
 	}
 	args = append(args, limit)
 	sql := "SELECT seq, data FROM sso_audit WHERE " + where.String() + " ORDER BY seq LIMIT $" + strconv.Itoa(len(args))
-	var out []store.Event
-	err := t.rows(sql, args, func(r pgx.Rows) error {
+	out, err := collect(t, func(r pgx.Row) (e store.Event, err error) {
 		var seq int64
 		var raw []byte
 		if err := r.Scan(&seq, &raw); err != nil {
-			return err
+			return e, err
 		}
-		var e store.Event
 		if err := json.Unmarshal(raw, &e); err != nil {
-			return fmt.Errorf("decode audit event %d: %w", seq, err)
+			return e, fmt.Errorf("decode audit event %d: %w", seq, err)
 		}
 		e.Seq = uint64(seq)
-		out = append(out, e)
-		return nil
-	})
+		return e, nil
+	}, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: audit events: %w", err)
 	}

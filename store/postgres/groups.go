@@ -54,16 +54,7 @@ func (t *tx) groupWhere(what string, key int64, cond string, args ...any) (*stor
 }
 
 func (t *tx) groupsWhere(cond string, args ...any) ([]*store.Group, error) {
-	var out []*store.Group
-	err := t.rows(groupSelect+cond, args, func(r pgx.Rows) error {
-		g, err := scanGroup(r)
-		if err != nil {
-			return err
-		}
-		out = append(out, g)
-		return nil
-	})
-	return out, err
+	return collect(t, scanGroup, groupSelect+cond, args...)
 }
 
 func (t *tx) Group(id string) (*store.Group, error) {
@@ -124,16 +115,12 @@ func (t *tx) GroupsOfUser(userID string) ([]store.GroupRef, error) {
 	if !storable(userID) {
 		return nil, nil
 	}
-	var out []store.GroupRef
-	err := t.rows(`SELECT g.id, g.display_name FROM sso_group_members m JOIN sso_groups g ON g.id = m.group_id
-		WHERE m.user_id = $1 ORDER BY g.id`, []any{userID}, func(r pgx.Rows) error {
+	out, err := collect(t, func(r pgx.Row) (store.GroupRef, error) {
 		var ref store.GroupRef
-		if err := r.Scan(&ref.ID, &ref.DisplayName); err != nil {
-			return err
-		}
-		out = append(out, ref)
-		return nil
-	})
+		err := r.Scan(&ref.ID, &ref.DisplayName)
+		return ref, err
+	}, `SELECT g.id, g.display_name FROM sso_group_members m JOIN sso_groups g ON g.id = m.group_id
+		WHERE m.user_id = $1 ORDER BY g.id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: groups of user %s: %w", userID, err)
 	}
@@ -410,7 +397,7 @@ func (t *tx) ForEachTombstone(fn func(*store.Tombstone) error) error {
 		if last != nil {
 			idp, subject = last.IdP, last.Subject
 		}
-		page, err := records(t, decodeTombstone,
+		page, err := collect(t, scanJSON(decodeTombstone),
 			"SELECT data FROM sso_tombstones WHERE (idp, subject) > ($1, $2) ORDER BY idp, subject LIMIT $3",
 			idp, subject, pageSize)
 		if err != nil {

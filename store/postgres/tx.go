@@ -261,16 +261,11 @@ func forEachPage[T any](read func(last *T) ([]*T, error), fn func(*T) error) err
 	}
 }
 
-// records runs a query whose rows are one JSON record each and decodes
-// them with decode.
-func records[T any](t *tx, decode func([]byte) (T, error), sql string, args ...any) ([]T, error) {
+// collect runs a query and returns what scan makes of each row.
+func collect[T any](t *tx, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
 	var out []T
 	err := t.rows(sql, args, func(r pgx.Rows) error {
-		var raw []byte
-		if err := r.Scan(&raw); err != nil {
-			return err
-		}
-		v, err := decode(raw)
+		v, err := scan(r)
 		if err != nil {
 			return err
 		}
@@ -278,6 +273,18 @@ func records[T any](t *tx, decode func([]byte) (T, error), sql string, args ...a
 		return nil
 	})
 	return out, err
+}
+
+// scanJSON scans a row of one JSON column and decodes it with decode.
+func scanJSON[T any](decode func([]byte) (T, error)) func(pgx.Row) (T, error) {
+	return func(r pgx.Row) (T, error) {
+		var raw []byte
+		if err := r.Scan(&raw); err != nil {
+			var zero T
+			return zero, err
+		}
+		return decode(raw)
+	}
 }
 
 // decodeJSON decodes one record of type T; what names it in errors.
@@ -366,7 +373,7 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 	if count <= 0 {
 		return nil, total, nil
 	}
-	out, err := records(t, decodeUser, "SELECT data FROM sso_users WHERE idp = $1 ORDER BY id OFFSET $2 LIMIT $3",
+	out, err := collect(t, scanJSON(decodeUser), "SELECT data FROM sso_users WHERE idp = $1 ORDER BY id OFFSET $2 LIMIT $3",
 		idp, max(startIndex, 1)-1, count)
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: list users of %s: %w", idp, err)
@@ -506,7 +513,7 @@ func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
 		if last != nil {
 			after = last.ID
 		}
-		page, err := records(t, decodeUser, "SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", after, pageSize)
+		page, err := collect(t, scanJSON(decodeUser), "SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", after, pageSize)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: for each user: %w", err)
 		}
@@ -532,16 +539,7 @@ func scanSession(r pgx.Row) (*store.Session, error) {
 // sessionsWhere reads the sessions a condition selects, in hash order,
 // then applies limit ("" or "LIMIT $n").
 func (t *tx) sessionsWhere(cond, limit string, args ...any) ([]*store.Session, error) {
-	var out []*store.Session
-	err := t.rows("SELECT "+sessionColumns+" FROM sso_sessions "+cond+" ORDER BY hash "+limit, args, func(r pgx.Rows) error {
-		s, err := scanSession(r)
-		if err != nil {
-			return err
-		}
-		out = append(out, s)
-		return nil
-	})
-	return out, err
+	return collect(t, scanSession, "SELECT "+sessionColumns+" FROM sso_sessions "+cond+" ORDER BY hash "+limit, args...)
 }
 
 func (t *tx) Session(hash string) (*store.Session, error) {
@@ -858,16 +856,11 @@ func (t *tx) ForEachConsumed(fn func(kind, id string, until time.Time) error) er
 		if last != nil {
 			kind, id = last.kind, last.id
 		}
-		var page []*entry
-		err := t.rows("SELECT kind, id, until_ns FROM sso_consumed WHERE (kind, id) > ($1, $2) ORDER BY kind, id LIMIT $3",
-			[]any{kind, id, pageSize}, func(r pgx.Rows) error {
-				e := new(entry)
-				if err := r.Scan(&e.kind, &e.id, &e.until); err != nil {
-					return err
-				}
-				page = append(page, e)
-				return nil
-			})
+		page, err := collect(t, func(r pgx.Row) (*entry, error) {
+			e := new(entry)
+			err := r.Scan(&e.kind, &e.id, &e.until)
+			return e, err
+		}, "SELECT kind, id, until_ns FROM sso_consumed WHERE (kind, id) > ($1, $2) ORDER BY kind, id LIMIT $3", kind, id, pageSize)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: for each single-use id: %w", err)
 		}
