@@ -319,6 +319,10 @@ func (l *load) phase(name string, busy func()) {
 	} else {
 		close(busyDone)
 	}
+	limit := time.Hour // how long the background work may take
+	if *short {
+		limit = 5 * time.Minute
+	}
 	interval := time.Duration(float64(time.Second) / *rate)
 	next := time.Now()
 	for i := 0; ; i++ {
@@ -329,7 +333,7 @@ func (l *load) phase(name string, busy func()) {
 			}
 		default:
 		}
-		if limit := map[bool]time.Duration{false: time.Hour, true: 5 * time.Minute}[*short]; time.Since(start) > limit {
+		if time.Since(start) > limit {
 			log.Fatalf("storeload: the background work has not ended in %s", limit)
 		}
 		isNew := i%2 == 1
@@ -371,11 +375,16 @@ done:
 		name, len(existing)+len(neu), time.Since(start).Round(time.Millisecond), failures, dist(existing), dist(neu), dist(held), len(held))
 }
 
-// startProfile profiles the phase into *profile, with the phase's name
-// added before the extension, and returns what stops it.
+// phaseFile is path with the phase's name added before the extension.
+func phaseFile(path, phase string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + strings.ReplaceAll(phase, " ", "-") + ext
+}
+
+// startProfile profiles the phase into phaseFile(*profile, phase), and
+// returns what stops it.
 func startProfile(phase string) func() {
-	ext := filepath.Ext(*profile)
-	name := strings.TrimSuffix(*profile, ext) + "-" + strings.ReplaceAll(phase, " ", "-") + ext
+	name := phaseFile(*profile, phase)
 	f, err := os.Create(name)
 	if err != nil {
 		log.Fatalf("storeload: cpu profile: %v", err)
@@ -392,11 +401,9 @@ func startProfile(phase string) func() {
 	}
 }
 
-// writeHeapProfile writes the heap profile into *memProf, with the phase's
-// name added before the extension.
+// writeHeapProfile writes the heap profile into phaseFile(*memProf, phase).
 func writeHeapProfile(phase string) {
-	ext := filepath.Ext(*memProf)
-	name := strings.TrimSuffix(*memProf, ext) + "-" + strings.ReplaceAll(phase, " ", "-") + ext
+	name := phaseFile(*memProf, phase)
 	f, err := os.Create(name)
 	if err != nil {
 		log.Fatalf("storeload: heap profile: %v", err)
