@@ -158,6 +158,77 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 	}
 }
 
+// contendedStore's transactions always report another Update waiting
+// (store.Contended), as store/bolt's do to a background batch while a
+// sign-in queues behind it.
+type contendedStore struct{ store.Store }
+
+type contendedTx struct{ store.Tx }
+
+func (contendedTx) Contended() bool { return true }
+
+func (c contendedStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return c.Store.Update(ctx, func(tx store.Tx) error { return fn(contendedTx{tx}) })
+}
+
+// TestFlushAndSweepYield: while sign-ins wait, the last-seen flush and
+// the sweep commit after every item, so a sign-in waits for one item
+// rather than a batch, and still write and delete everything.
+func TestFlushAndSweepYield(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	counting := storetest.NewCounting(db)
+	clk := newClock()
+	m := session.New(contendedStore{counting}, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	const n = 30
+	start := clk.now()
+	err := db.Update(ctx, func(tx store.Tx) error {
+		for i := range n {
+			s := &store.Session{Hash: session.Hash(fmt.Sprint("t", i)), UserID: u.ID, IdP: "okta",
+				Created: start, Expires: start.Add(8 * time.Hour), LastSeen: start}
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(2 * time.Minute)
+	for i := range n {
+		if _, err := m.Resolve(ctx, fmt.Sprint("t", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counting.Reset()
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := counting.Reset(); got != n {
+		t.Errorf("contended flush of %d sessions took %d transactions, want one per session", n, got)
+	}
+	_ = db.View(ctx, func(tx store.Tx) error {
+		for i := range n {
+			s, err := tx.Session(session.Hash(fmt.Sprint("t", i)))
+			if err != nil || !s.LastSeen.Equal(clk.now()) {
+				t.Errorf("session %d after the flush: %+v, %v; want last seen %v", i, s, err, clk.now())
+			}
+		}
+		return nil
+	})
+	clk.advance(time.Hour + time.Minute)
+	deleted, err := m.Sweep(ctx)
+	if err != nil || deleted != n {
+		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)
+	}
+	// One per session, and the one that found nothing left.
+	if got := counting.Reset(); got != n+1 {
+		t.Errorf("contended sweep of %d sessions took %d transactions, want %d", n, got, n+1)
+	}
+}
+
 // broadcastStore is a store shared by "instances" that tells each of them
 // what the others broadcast, as a PostgreSQL LISTEN/NOTIFY backend does.
 type broadcastStore struct {

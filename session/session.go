@@ -7,7 +7,8 @@
 // never writes to the store. The cache is bounded (Config.CacheSize); the
 // store stays the source of truth. Last-seen times are collected in memory
 // and written once per Config.TouchInterval, and expired sessions swept, in
-// batches sized to take a few milliseconds each (store.BatchSizer), so
+// batches sized to take a few milliseconds each (store.BatchSizer) that
+// end after the session at hand when a sign-in waits (store.RunItems), so
 // neither holds the store's write lock for long.
 //
 // What the IdP issued at sign-in (Tokens) is sealed with AES-256-GCM under a
@@ -658,7 +659,8 @@ type touch struct {
 // a few milliseconds each (store.FinalBatchTarget when final), in the
 // order of their stored last-seen time (which is the order of the store's
 // idle index, so each batch moves neighbouring index entries). Its
-// Updates are store.Background work: sign-ins go first.
+// Updates are store.Background work: sign-ins go first, and one that
+// arrives during a batch ends it after the session at hand.
 func (m *Manager) Flush(ctx context.Context, final bool) error {
 	var touches []touch
 	m.mu.Lock()
@@ -683,19 +685,27 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 	}
 	var batch []store.SessionTouch
 	for len(touches) > 0 {
-		chunk := touches[:min(len(touches), sizer.Next())]
-		touches = touches[len(chunk):]
+		limit := min(len(touches), sizer.Next())
 		batch = batch[:0]
-		for _, t := range chunk {
+		for _, t := range touches[:limit] {
 			batch = append(batch, store.SessionTouch{Hash: t.hash.String(), At: time.Unix(0, t.at)})
 		}
+		var done int
 		start := time.Now()
-		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error { return tx.TouchSessions(batch) })
-		sizer.Took(len(chunk), time.Since(start))
+		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
+			var err error
+			done, _, err = store.RunItems(tx, len(batch), func(i int) (bool, error) {
+				return true, tx.TouchSessions(batch[i : i+1])
+			})
+			return err
+		})
+		sizer.Took(limit, time.Since(start))
 		if err != nil {
-			m.keepEvicted(append(chunk, touches...))
+			m.keepEvicted(touches)
 			return fmt.Errorf("session: flush last seen: %w", err)
 		}
+		chunk := touches[:done]
+		touches = touches[done:]
 		for _, t := range chunk {
 			if t.e != nil {
 				t.e.stored.Store(max(t.e.stored.Load(), t.at))
@@ -725,17 +735,27 @@ func (m *Manager) keepEvicted(touches []touch) {
 
 // Sweep deletes expired sessions from the store and the cache, in batches a
 // store.BatchSizer keeps to a few milliseconds each, as store.Background
-// work, and returns how many it deleted.
+// work (a sign-in that arrives ends the batch after the session at hand),
+// and returns how many it deleted.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	var sizer store.BatchSizer
 	for {
-		var hashes []string
+		var (
+			hashes  []string
+			drained bool
+		)
 		limit := sizer.Next()
 		start := time.Now()
 		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
+			hashes = hashes[:0]
+			now, idle := m.now(), m.cfg.idle()
 			var err error
-			hashes, err = tx.DeleteExpiredSessions(m.now(), m.cfg.idle(), limit)
+			_, drained, err = store.RunItems(tx, limit, func(int) (bool, error) {
+				gone, err := tx.DeleteExpiredSessions(now, idle, 1)
+				hashes = append(hashes, gone...)
+				return len(gone) > 0, err
+			})
 			return err
 		})
 		sizer.Took(limit, time.Since(start))
@@ -744,7 +764,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		}
 		m.forgetSessions(hashes)
 		total += len(hashes)
-		if len(hashes) < limit {
+		if drained {
 			return total, nil
 		}
 		if err := sizer.Rest(ctx); err != nil {

@@ -9,8 +9,9 @@ import (
 // last-seen flushes, Housekeep) so that each transaction takes about Target:
 // what a batch of a given size costs depends on the disk and on how the
 // store's pages lie, so the size follows the measured time instead of
-// being a constant. A sign-in that arrives during a batch waits for it, so
-// Target bounds that wait. The zero value is ready to use.
+// being a constant. A sign-in that arrives during a batch waits for it
+// (for the item at hand only, when the store reports Contended: see
+// RunItems), so Target bounds that wait. The zero value is ready to use.
 type BatchSizer struct {
 	Target   time.Duration // 0: DefaultBatchTarget
 	Min, Max int           // 0: 8 and 256
@@ -19,8 +20,8 @@ type BatchSizer struct {
 }
 
 // DefaultBatchTarget is the time one background transaction aims at. A
-// sign-in that arrives during one waits for it (and no more: see
-// Background), so it is kept to a small part of the 5 ms a sign-in may
+// sign-in that arrives during one waits for it at most (see Background and
+// RunItems), so it is kept to a small part of the 5 ms a sign-in may
 // take at p99 on a store of a million users (docs/architecture.md,
 // "Performance budgets"); on a disk whose commits cost more, batches stay
 // at the minimum size.
@@ -86,6 +87,39 @@ func (b *BatchSizer) Rest(ctx context.Context) error {
 	}
 }
 
+// Contended reports whether another Update waits for the write lock tx
+// holds. Only a store that shares commits (store/bolt) reports it, and only
+// to a background Update that went because no other Update was waiting:
+// one that went first after waiting long (see Background) keeps its turn.
+func Contended(tx Tx) bool {
+	c, ok := tx.(interface{ Contended() bool })
+	return ok && c.Contended()
+}
+
+// RunItems is how background work fills one transaction: it calls item for
+// i = 0, 1, … below n until item reports there was nothing to do, or until,
+// once at least one item is done, another Update waits (Contended). It
+// returns the items done and whether item ran out of work. A sign-in that
+// arrives during a batch then waits for one item and the commit, not for
+// the whole batch; with no sign-in waiting the batch runs to n, as
+// BatchSizer sized it. item must be a single step: it may be stopped after
+// any call.
+func RunItems(tx Tx, n int, item func(i int) (bool, error)) (done int, drained bool, err error) {
+	for i := range n {
+		if i > 0 && Contended(tx) {
+			return i, false, nil
+		}
+		did, err := item(i)
+		if err != nil {
+			return i, false, err
+		}
+		if !did {
+			return i, true, nil
+		}
+	}
+	return n, false, nil
+}
+
 type backgroundKey struct{}
 
 // Background marks ctx for background work: an Update with it may wait
@@ -93,7 +127,8 @@ type backgroundKey struct{}
 // runs such Updates one per transaction and only when no other Update is
 // waiting (or when one has waited long: sign-ins that never stop must not
 // stop sweeps and flushes), so a sign-in waits for one background batch
-// at most, however much background work is queued. Stores that do not
+// at most, however much background work is queued, and for one item of it
+// when the batch fills its transaction with RunItems. Stores that do not
 // share commits ignore it.
 func Background(ctx context.Context) context.Context {
 	return context.WithValue(ctx, backgroundKey{}, true)

@@ -48,11 +48,17 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			if limit <= 0 {
 				limit = sizer.Next()
 			}
-			var n int
+			var (
+				n       int
+				drained bool
+			)
 			start := time.Now()
 			err := st.Update(Background(ctx), func(tx Tx) error {
 				var err error
-				n, err = prune(tx, limit)
+				n, drained, err = RunItems(tx, limit, func(int) (bool, error) {
+					pruned, err := prune(tx, 1)
+					return pruned > 0, err
+				})
 				return err
 			})
 			sizer.Took(limit, time.Since(start))
@@ -61,7 +67,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			}
 			stats.Transactions++
 			*total += n
-			if n < limit {
+			if drained {
 				return nil
 			}
 			if err := sizer.Rest(ctx); err != nil {

@@ -21,10 +21,13 @@ import (
 //
 // Background work (store.Background: session sweeps, last-seen flushes,
 // housekeeping) waits in a line of its own. Its Updates run one per
-// transaction, and only when no other Update waits, so a sign-in that
-// arrives during a background batch waits for that batch alone and then
-// goes first, however much background work is queued; batches are kept
-// short by store.BatchSizer. Under sign-ins that never leave their line
+// transaction, and only when no other Update waits, so a sign-in waits
+// for at most the background batch in progress and then goes first,
+// however much background work is queued. Nor does it wait for the whole
+// batch: the batch's transaction reports Contended as soon as the sign-in
+// queues, and store.RunItems then ends the batch after the item at hand
+// (one session deleted, one last-seen time written), so the sign-in waits
+// for one item and a commit. Under sign-ins that never leave their line
 // empty, a background Update runs once it has waited backgroundMaxWait:
 // sign-ins are what a person waits for, but a storm of them (or a machine
 // too slow for the load) must slow sweeps and flushes down, not stop
@@ -51,6 +54,9 @@ type call struct {
 	fn     func(store.Tx) error
 	done   chan result // buffered: at most one result is pending
 	queued time.Time   // for background calls: when Update queued it
+	// yields: a background call that went because no other call waited;
+	// its transaction reports Contended when one queues.
+	yields bool
 }
 
 // result answers a call: its error, or the order to lead the next batch.
@@ -119,6 +125,7 @@ func (db *DB) lead() {
 	if len(bg) > 0 && (n == 0 || time.Since(bg[0].queued) >= maxWait) {
 		batch = bg[:1:1]
 		db.commit.background = bg[1:]
+		batch[0].yields = n == 0
 	} else if n > 0 {
 		batch = db.commit.pending[:n:n]
 		db.commit.pending = db.commit.pending[n:]
@@ -182,7 +189,11 @@ func (db *DB) runTx(calls []*call) (int, error) {
 			}
 			return i, err
 		}
-		if err := safeCall(c.fn, &tx{btx: btx, writable: true}); err != nil {
+		t := &tx{btx: btx, writable: true}
+		if c.yields {
+			t.contended = db.foregroundWaiting
+		}
+		if err := safeCall(c.fn, t); err != nil {
 			_ = btx.Rollback()
 			db.observe(time.Since(start))
 			if len(calls) == 1 {
@@ -215,4 +226,12 @@ func (db *DB) observe(held time.Duration) {
 	if db.onWrite != nil {
 		db.onWrite(held)
 	}
+}
+
+// foregroundWaiting reports whether a call other than background work is
+// queued: a yielding background batch then ends early.
+func (db *DB) foregroundWaiting() bool {
+	db.commit.mu.Lock()
+	defer db.commit.mu.Unlock()
+	return len(db.commit.pending) > 0
 }

@@ -270,3 +270,68 @@ func TestOnWrite(t *testing.T) {
 		t.Errorf("OnWrite saw %v", held)
 	}
 }
+
+// TestContended: a background batch learns when an Update queues behind
+// it (store.Contended), so that it can end early; a foreground batch
+// does not (sign-ins are never cut short), nor does a background batch
+// that went first after waiting backgroundMaxWait, which would otherwise
+// do one item per wait under sustained sign-ins.
+func TestContended(t *testing.T) {
+	bg := store.Background(context.Background())
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"background batch", bg, true},
+		{"foreground batch", context.Background(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openTest(t)
+			started, release := make(chan bool), make(chan struct{})
+			var after bool
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				err := db.Update(tt.ctx, func(tx store.Tx) error {
+					started <- store.Contended(tx)
+					<-release
+					after = store.Contended(tx)
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+			if <-started {
+				t.Error("contended with no other Update queued")
+			}
+			wg.Go(func() {
+				if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(&store.User{ID: "u"}) }); err != nil {
+					t.Error(err)
+				}
+			})
+			waitQueued(t, db, 1)
+			close(release)
+			wg.Wait()
+			if after != tt.want {
+				t.Errorf("with an Update queued: Contended = %v, want %v", after, tt.want)
+			}
+		})
+	}
+	t.Run("background batch that waited its bound", func(t *testing.T) {
+		db := openTest(t)
+		db.commit.maxWait = 20 * time.Millisecond
+		q := blockCommits(t, db, context.Background())
+		contended := make(chan bool, 1)
+		q.wg.Go(func() {
+			q.errs <- db.Update(bg, func(tx store.Tx) error { contended <- store.Contended(tx); return nil })
+		})
+		waitQueued(t, db, 1)
+		time.Sleep(2 * db.commit.maxWait)
+		q.queue(context.Background(), "fg")
+		q.run()
+		if <-contended {
+			t.Error("a background batch that went first after its wait was told to yield")
+		}
+	})
+}

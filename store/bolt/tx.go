@@ -20,9 +20,16 @@ import (
 type tx struct {
 	btx      *bolt.Tx
 	writable bool
+	// contended, for a background batch that may yield (commit.go),
+	// reports a sign-in waiting for it.
+	contended func() bool
 }
 
 var _ store.Tx = (*tx)(nil)
+
+// Contended reports whether another Update waits while this transaction,
+// a background batch, holds the write lock (store.Contended).
+func (t *tx) Contended() bool { return t.contended != nil && t.contended() }
 
 func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(name) }
 
