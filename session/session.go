@@ -694,8 +694,8 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 		start := time.Now()
 		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
 			var err error
-			done, _, err = store.RunItems(tx, len(batch), func(i int) (bool, error) {
-				return true, tx.TouchSessions(batch[i : i+1])
+			done, _, err = store.RunItems(tx, len(batch), func(from, k int) (int, error) {
+				return k, tx.TouchSessions(batch[from : from+k])
 			})
 			return err
 		})
@@ -751,10 +751,10 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 			hashes = hashes[:0]
 			now, idle := m.now(), m.cfg.idle()
 			var err error
-			_, drained, err = store.RunItems(tx, limit, func(int) (bool, error) {
-				gone, err := tx.DeleteExpiredSessions(now, idle, 1)
+			_, drained, err = store.RunItems(tx, limit, func(_, k int) (int, error) {
+				gone, err := tx.DeleteExpiredSessions(now, idle, k)
 				hashes = append(hashes, gone...)
-				return len(gone) > 0, err
+				return len(gone), err
 			})
 			return err
 		})

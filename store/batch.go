@@ -87,37 +87,48 @@ func (b *BatchSizer) Rest(ctx context.Context) error {
 	}
 }
 
+// contender is a transaction that can tell it is in a sign-in's way: a
+// background batch of a store that shares commits (store/bolt).
+type contender interface{ Contended() bool }
+
 // Contended reports whether another Update waits for the write lock tx
 // holds. Only a store that shares commits (store/bolt) reports it, and only
 // to a background Update that went because no other Update was waiting:
 // one that went first after waiting long (see Background) keeps its turn.
 func Contended(tx Tx) bool {
-	c, ok := tx.(interface{ Contended() bool })
+	c, ok := tx.(contender)
 	return ok && c.Contended()
 }
 
-// RunItems is how background work fills one transaction: it calls item for
-// i = 0, 1, … below n until item reports there was nothing to do, or until,
-// once at least one item is done, another Update waits (Contended). It
-// returns the items done and whether item ran out of work. A sign-in that
-// arrives during a batch then waits for one item and the commit, not for
-// the whole batch; with no sign-in waiting the batch runs to n, as
-// BatchSizer sized it. item must be a single step: it may be stopped after
-// any call.
-func RunItems(tx Tx, n int, item func(i int) (bool, error)) (done int, drained bool, err error) {
-	for i := range n {
-		if i > 0 && Contended(tx) {
-			return i, false, nil
+// RunItems is how background work fills one transaction with up to n
+// items. work(from, k) does up to k items starting at item from and
+// returns how many it did: fewer than k means it ran out of work. In a
+// transaction that can be Contended, RunItems hands out one item at a
+// time and stops, once one is done, as soon as another Update waits, so a
+// sign-in that arrives during a batch waits for one item and the commit,
+// not for the whole batch; elsewhere it hands out all n at once (on
+// PostgreSQL, one statement instead of n). It returns the items done and
+// whether work ran out.
+func RunItems(tx Tx, n int, work func(from, k int) (int, error)) (done int, drained bool, err error) {
+	step := n
+	if _, ok := tx.(contender); ok {
+		step = 1
+	}
+	for done < n {
+		if done > 0 && Contended(tx) {
+			return done, false, nil
 		}
-		did, err := item(i)
+		k := min(step, n-done)
+		did, err := work(done, k)
+		done += did
 		if err != nil {
-			return i, false, err
+			return done, false, err
 		}
-		if !did {
-			return i, true, nil
+		if did < k {
+			return done, true, nil
 		}
 	}
-	return n, false, nil
+	return done, false, nil
 }
 
 type backgroundKey struct{}

@@ -44,8 +44,8 @@ func TestBatchSizer(t *testing.T) {
 	}
 }
 
-// contendedTx is a transaction that reports Contended once a given number
-// of items have run.
+// contendedTx is a transaction that can be contended, and is once a
+// given number of items have run.
 type contendedTx struct {
 	store.Tx
 	ran   *int
@@ -54,47 +54,60 @@ type contendedTx struct {
 
 func (c contendedTx) Contended() bool { return c.after >= 0 && *c.ran >= c.after }
 
+// plainTx is a transaction of a store that does not share commits.
+type plainTx struct{ store.Tx }
+
 func TestRunItems(t *testing.T) {
-	errItem := errors.New("item failed")
+	errWork := errors.New("work failed")
 	tests := []struct {
 		name           string
+		plain          bool // a transaction without Contended
 		n              int
-		work           int // items that find something to do
+		work           int // items there are to do
 		contendedAfter int // -1: never
 		failAt         int // -1: never
 		done           int
 		drained        bool
 		err            error
+		calls          int
 	}{
-		{"whole batch", 5, 10, -1, -1, 5, false, nil},
-		{"runs out of work", 5, 3, -1, -1, 3, true, nil},
-		{"no work", 5, 0, -1, -1, 0, true, nil},
-		{"a waiting Update ends the batch", 5, 10, 2, -1, 2, false, nil},
-		{"at least one item however contended", 5, 10, 0, -1, 1, false, nil},
-		{"an error stops it", 5, 10, -1, 1, 1, false, errItem},
+		{"whole batch, item by item", false, 5, 10, -1, -1, 5, false, nil, 5},
+		{"runs out of work", false, 5, 3, -1, -1, 3, true, nil, 4},
+		{"no work", false, 5, 0, -1, -1, 0, true, nil, 1},
+		{"a waiting Update ends the batch", false, 5, 10, 2, -1, 2, false, nil, 2},
+		{"at least one item however contended", false, 5, 10, 0, -1, 1, false, nil, 1},
+		{"an error stops it", false, 5, 10, -1, 1, 1, false, errWork, 2},
+		{"a store that cannot be contended: one call", true, 5, 10, -1, -1, 5, false, nil, 1},
+		{"one call that runs out", true, 5, 3, -1, -1, 3, true, nil, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ran := 0
-			tx := contendedTx{ran: &ran, after: tt.contendedAfter}
-			done, drained, err := store.RunItems(tx, tt.n, func(i int) (bool, error) {
-				if i != ran {
-					t.Fatalf("item %d called after %d items", i, ran)
+			ran, calls := 0, 0
+			var tx store.Tx = contendedTx{ran: &ran, after: tt.contendedAfter}
+			if tt.plain {
+				tx = plainTx{}
+			}
+			done, drained, err := store.RunItems(tx, tt.n, func(from, k int) (int, error) {
+				calls++
+				if from != ran {
+					t.Fatalf("work from item %d after %d items", from, ran)
 				}
-				if i == tt.failAt {
-					return false, errItem
+				if from <= tt.failAt && tt.failAt < from+k {
+					ran = tt.failAt
+					return tt.failAt - from, errWork
 				}
-				if i >= tt.work {
-					return false, nil
-				}
-				ran++
-				return true, nil
+				did := max(0, min(k, tt.work-from))
+				ran += did
+				return did, nil
 			})
 			if done != tt.done || drained != tt.drained || !errors.Is(err, tt.err) {
 				t.Errorf("RunItems = %d, %v, %v; want %d, %v, %v", done, drained, err, tt.done, tt.drained, tt.err)
 			}
 			if done != ran {
 				t.Errorf("reported %d items done, %d ran", done, ran)
+			}
+			if calls != tt.calls {
+				t.Errorf("work called %d times, want %d", calls, tt.calls)
 			}
 		})
 	}

@@ -55,10 +55,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			start := time.Now()
 			err := st.Update(Background(ctx), func(tx Tx) error {
 				var err error
-				n, drained, err = RunItems(tx, limit, func(int) (bool, error) {
-					pruned, err := prune(tx, 1)
-					return pruned > 0, err
-				})
+				n, drained, err = RunItems(tx, limit, func(_, k int) (int, error) { return prune(tx, k) })
 				return err
 			})
 			sizer.Took(limit, time.Since(start))
