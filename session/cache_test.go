@@ -109,15 +109,13 @@ func TestCacheIsBounded(t *testing.T) {
 
 // TestFlushAndSweepInBatches: a flush or sweep larger than one batch is
 // several transactions, and all of it lands.
-func TestFlushAndSweepInBatches(t *testing.T) {
+// touchSessions writes n sessions of one user to db directly, tokens "t0"
+// to "t<n-1>", lasting eight hours, and two minutes later resolves each
+// through m, so that a Flush has n last-seen times to write.
+func touchSessions(t *testing.T, db store.Store, m *session.Manager, clk *clock, n int) {
+	t.Helper()
 	ctx := context.Background()
-	db := openStore(t)
-	counting := storetest.NewCounting(db)
-	clk := newClock()
-	m := session.New(counting, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
-	const n = 2505
-	// Sessions written directly, more than the largest batch.
 	err := db.Update(ctx, func(tx store.Tx) error {
 		for i := range n {
 			s := &store.Session{Hash: session.Hash(fmt.Sprint("t", i)), UserID: u.ID, IdP: "okta",
@@ -137,6 +135,16 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestFlushAndSweepInBatches(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	counting := storetest.NewCounting(db)
+	clk := newClock()
+	m := session.New(counting, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
+	const n = 2505 // more than the largest batch
+	touchSessions(t, db, m, clk, n)
 	counting.Reset()
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
@@ -180,28 +188,8 @@ func TestFlushAndSweepYield(t *testing.T) {
 	counting := storetest.NewCounting(db)
 	clk := newClock()
 	m := session.New(contendedStore{counting}, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
-	u := addUser(t, db, activeUser())
 	const n = 30
-	start := clk.now()
-	err := db.Update(ctx, func(tx store.Tx) error {
-		for i := range n {
-			s := &store.Session{Hash: session.Hash(fmt.Sprint("t", i)), UserID: u.ID, IdP: "okta",
-				Created: start, Expires: start.Add(8 * time.Hour), LastSeen: start}
-			if err := tx.PutSession(s); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk.advance(2 * time.Minute)
-	for i := range n {
-		if _, err := m.Resolve(ctx, fmt.Sprint("t", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	touchSessions(t, db, m, clk, n)
 	counting.Reset()
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
