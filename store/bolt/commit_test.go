@@ -335,3 +335,51 @@ func TestContended(t *testing.T) {
 		}
 	})
 }
+
+// TestSignInCutsBackgroundBatchShort: a sign-in that queues while a
+// background batch fills its transaction with store.RunItems waits for
+// the item at hand, not for the rest of the batch, and the items done
+// before it are committed.
+func TestSignInCutsBackgroundBatchShort(t *testing.T) {
+	db := openTest(t)
+	const batch, signInAt = 1000, 5
+	var (
+		wg                sync.WaitGroup
+		done, doneAtFront int
+	)
+	err := db.Update(store.Background(context.Background()), func(tx store.Tx) error {
+		var err error
+		done, _, err = store.RunItems(tx, batch, func(from, k int) (int, error) {
+			if from == signInAt {
+				wg.Go(func() {
+					err := db.Update(context.Background(), func(tx store.Tx) error {
+						c, err := tx.Counts()
+						doneAtFront = c.Users
+						return err
+					})
+					if err != nil {
+						t.Error(err)
+					}
+				})
+				waitQueued(t, db, 1)
+			}
+			for i := range k {
+				if err := tx.PutUser(&store.User{ID: fmt.Sprint("u", from+i)}); err != nil {
+					return i, err
+				}
+			}
+			return k, nil
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if done != signInAt+1 {
+		t.Errorf("the background batch did %d of %d items; want it to end after the one during which the sign-in queued (%d)", done, batch, signInAt+1)
+	}
+	if doneAtFront != done {
+		t.Errorf("the sign-in saw %d committed items, want %d", doneAtFront, done)
+	}
+}
