@@ -226,7 +226,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := preflight(path); err != nil {
 		return nil, err
 	}
-	bdb, err := openFile(path, &bolt.Options{
+	bopts := &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: opts.ReadOnly,
 		// bbolt's default writes the whole list of free pages at every
@@ -247,7 +247,14 @@ func Open(path string, opts Options) (*DB, error) {
 		// list keeps allocation cheap however fragmented the file is.
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: !opts.SyncFreelist,
-	})
+	}
+	var bdb *bolt.DB
+	var err error
+	if opts.ReadOnly {
+		bdb, err = openFile(path, bopts)
+	} else {
+		bdb, err = openReserving(bopts, fileSize(path), func(o *bolt.Options) (*bolt.DB, error) { return openFile(path, o) })
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, &lockedError{path: path, wait: timeout}
@@ -532,7 +539,10 @@ func (db *DB) BackupTo(path string) (int64, error) {
 // compactTo copies the live data into the (empty) file at path.
 func (db *DB) compactTo(path string) (int64, error) {
 	wrap := func(err error) error { return fmt.Errorf("bolt: backup %s to %s: %w", db.path, path, err) }
-	dst, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	// Mapped as large as the copy will be, so that it is not mapped again
+	// and again as it grows.
+	dst, err := openReserving(&bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType}, fileSize(db.path),
+		func(o *bolt.Options) (*bolt.DB, error) { return bolt.Open(path, 0o600, o) })
 	if err != nil {
 		return 0, wrap(err)
 	}
