@@ -48,11 +48,8 @@ func mappedBytes(t *testing.T, path string) int64 {
 // the page tables: see reservedMapping); a read-only one maps only the
 // file.
 func TestStoreGrowsWithoutRemapping(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openTest(t)
+	path := db.Path()
 	if got := mappedBytes(t, path); got < minReservedMapping {
 		t.Errorf("a new store maps %d bytes, want at least %d", got, minReservedMapping)
 	}
