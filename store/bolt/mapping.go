@@ -23,7 +23,7 @@ const minReservedMapping = 8 << 30
 // resident) and the next transactions fault their pages back in; reads and
 // writes wait meanwhile. Left to itself it doubles the mapping up to 1 GiB
 // and then grows it 1 GiB at a time, so a growing store paid that every
-// GiB: a write held the lock 117 ms on a 2.9 GiB store on tmpfs
+// GiB: a write held the lock 91-117 ms on a 2.9 GiB store on tmpfs
 // (docs/operations.md, "Address space"). Address space is not memory (the
 // resident pages are the ones touched, as before), so on a 64-bit system
 // the store reserves room to double, as etcd reserves 10 GiB. Not on a
