@@ -694,7 +694,7 @@ func (m *Manager) Flush(ctx context.Context, final bool) error {
 		start := time.Now()
 		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
 			var err error
-			done, _, err = store.RunItems(tx, len(batch), func(from, k int) (int, error) {
+			done, _, err = store.RunItems(tx, len(batch), sizer.Budget(), func(from, k int) (int, error) {
 				return k, tx.TouchSessions(batch[from : from+k])
 			})
 			return err
@@ -751,7 +751,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 			hashes = hashes[:0]
 			now, idle := m.now(), m.cfg.idle()
 			var err error
-			_, drained, err = store.RunItems(tx, limit, func(_, k int) (int, error) {
+			_, drained, err = store.RunItems(tx, limit, sizer.Budget(), func(_, k int) (int, error) {
 				gone, err := tx.DeleteExpiredSessions(now, idle, k)
 				hashes = append(hashes, gone...)
 				return len(gone), err

@@ -50,6 +50,13 @@ func (b *BatchSizer) bounds() (time.Duration, int, int) {
 	return target, lo, max(hi, lo)
 }
 
+// Budget is the time a batch's transaction may run (Target, or its
+// default), for RunItems.
+func (b *BatchSizer) Budget() time.Duration {
+	target, _, _ := b.bounds()
+	return target
+}
+
 // Next returns the size of the next batch.
 func (b *BatchSizer) Next() int {
 	_, lo, hi := b.bounds()
@@ -106,16 +113,20 @@ func Contended(tx Tx) bool {
 // transaction that can be Contended, RunItems hands out one item at a
 // time and stops, once one is done, as soon as another Update waits, so a
 // sign-in that arrives during a batch waits for one item and the commit,
-// not for the whole batch; elsewhere it hands out all n at once (on
-// PostgreSQL, one statement instead of n). It returns the items done and
-// whether work ran out.
-func RunItems(tx Tx, n int, work func(from, k int) (int, error)) (done int, drained bool, err error) {
+// not for the whole batch; and as soon as the batch has run for budget
+// (when not zero), since an item whose pages must come from a cold disk
+// can take milliseconds, and the count a BatchSizer chose would then hold
+// the write lock many times its target. Elsewhere it hands out all n at
+// once (on PostgreSQL, one statement instead of n). It returns the items
+// done and whether work ran out.
+func RunItems(tx Tx, n int, budget time.Duration, work func(from, k int) (int, error)) (done int, drained bool, err error) {
 	step := n
 	if _, ok := tx.(contender); ok {
 		step = 1
 	}
+	start := time.Now()
 	for done < n {
-		if done > 0 && Contended(tx) {
+		if done > 0 && (Contended(tx) || budget > 0 && time.Since(start) >= budget) {
 			return done, false, nil
 		}
 		k := min(step, n-done)

@@ -70,15 +70,20 @@ func TestRunItems(t *testing.T) {
 		drained        bool
 		err            error
 		calls          int
+		budget         time.Duration
 	}{
-		{"whole batch, item by item", false, 5, 10, -1, -1, 5, false, nil, 5},
-		{"runs out of work", false, 5, 3, -1, -1, 3, true, nil, 4},
-		{"no work", false, 5, 0, -1, -1, 0, true, nil, 1},
-		{"a waiting Update ends the batch", false, 5, 10, 2, -1, 2, false, nil, 2},
-		{"at least one item however contended", false, 5, 10, 0, -1, 1, false, nil, 1},
-		{"an error stops it", false, 5, 10, -1, 1, 1, false, errWork, 2},
-		{"a store that cannot be contended: one call", true, 5, 10, -1, -1, 5, false, nil, 1},
-		{"one call that runs out", true, 5, 3, -1, -1, 3, true, nil, 1},
+		{"whole batch, item by item", false, 5, 10, -1, -1, 5, false, nil, 5, 0},
+		{"runs out of work", false, 5, 3, -1, -1, 3, true, nil, 4, 0},
+		{"no work", false, 5, 0, -1, -1, 0, true, nil, 1, 0},
+		{"a waiting Update ends the batch", false, 5, 10, 2, -1, 2, false, nil, 2, 0},
+		{"at least one item however contended", false, 5, 10, 0, -1, 1, false, nil, 1, 0},
+		{"an error stops it", false, 5, 10, -1, 1, 1, false, errWork, 2, 0},
+		{"a store that cannot be contended: one call", true, 5, 10, -1, -1, 5, false, nil, 1, 0},
+		{"one call that runs out", true, 5, 3, -1, -1, 3, true, nil, 1, 0},
+		// Any item takes longer than a nanosecond.
+		{"a batch past its budget ends", false, 5, 10, -1, -1, 1, false, nil, 1, time.Nanosecond},
+		{"a budget does not split one call", true, 5, 10, -1, -1, 5, false, nil, 1, time.Nanosecond},
+		{"a generous budget lets the batch run", false, 5, 10, -1, -1, 5, false, nil, 5, time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +92,7 @@ func TestRunItems(t *testing.T) {
 			if tt.plain {
 				tx = plainTx{}
 			}
-			done, drained, err := store.RunItems(tx, tt.n, func(from, k int) (int, error) {
+			done, drained, err := store.RunItems(tx, tt.n, tt.budget, func(from, k int) (int, error) {
 				calls++
 				if from != ran {
 					t.Fatalf("work from item %d after %d items", from, ran)
@@ -95,6 +100,9 @@ func TestRunItems(t *testing.T) {
 				if from <= tt.failAt && tt.failAt < from+k {
 					ran = tt.failAt
 					return tt.failAt - from, errWork
+				}
+				if tt.budget == time.Nanosecond {
+					time.Sleep(time.Microsecond) // past the budget on any clock
 				}
 				did := max(0, min(k, tt.work-from))
 				ran += did

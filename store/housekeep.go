@@ -44,9 +44,9 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			limit := opt.Batch
+			limit, budget := opt.Batch, time.Duration(0)
 			if limit <= 0 {
-				limit = sizer.Next()
+				limit, budget = sizer.Next(), sizer.Budget()
 			}
 			var (
 				n       int
@@ -55,7 +55,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			start := time.Now()
 			err := st.Update(Background(ctx), func(tx Tx) error {
 				var err error
-				n, drained, err = RunItems(tx, limit, func(_, k int) (int, error) { return prune(tx, k) })
+				n, drained, err = RunItems(tx, limit, budget, func(_, k int) (int, error) { return prune(tx, k) })
 				return err
 			})
 			sizer.Took(limit, time.Since(start))

@@ -349,7 +349,7 @@ func TestSignInCutsBackgroundBatchShort(t *testing.T) {
 	)
 	err := db.Update(store.Background(context.Background()), func(tx store.Tx) error {
 		var err error
-		done, _, err = store.RunItems(tx, batch, func(from, k int) (int, error) {
+		done, _, err = store.RunItems(tx, batch, 0, func(from, k int) (int, error) {
 			if from == signInAt {
 				wg.Go(func() {
 					err := db.Update(context.Background(), func(tx store.Tx) error {
