@@ -120,13 +120,14 @@ func Contended(tx Tx) bool {
 // once (on PostgreSQL, one statement instead of n). It returns the items
 // done and whether work ran out.
 func RunItems(tx Tx, n int, budget time.Duration, work func(from, k int) (int, error)) (done int, drained bool, err error) {
+	c, yields := tx.(contender)
 	step := n
-	if _, ok := tx.(contender); ok {
+	if yields {
 		step = 1
 	}
 	start := time.Now()
 	for done < n {
-		if done > 0 && (Contended(tx) || budget > 0 && time.Since(start) >= budget) {
+		if done > 0 && (yields && c.Contended() || budget > 0 && time.Since(start) >= budget) {
 			return done, false, nil
 		}
 		k := min(step, n-done)

@@ -114,10 +114,8 @@ func (t *tx) PutGroup(g *store.Group) error {
 	var old *store.Group
 	var err error
 	if id == "" {
-		for id == "" || groups.Get([]byte(id)) != nil {
-			if id, err = newID(); err != nil {
-				return err
-			}
+		if id, err = newID(groups); err != nil {
+			return err
 		}
 	} else if old, err = t.getGroup(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("bolt: put group %s: %w", id, err)

@@ -96,11 +96,16 @@ func timeKey(t uint64, rest string) []byte {
 	return append(k, rest...)
 }
 
-// newID returns a random 128-bit ID in lowercase hex.
-func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("bolt: random id: %w", err)
+// newID returns a random 128-bit ID in lowercase hex that is not yet a
+// key of b (the users or the groups).
+func newID(b *bolt.Bucket) (string, error) {
+	for {
+		var r [16]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return "", fmt.Errorf("bolt: random id: %w", err)
+		}
+		if id := hex.EncodeToString(r[:]); b.Get([]byte(id)) == nil {
+			return id, nil
+		}
 	}
-	return hex.EncodeToString(b[:]), nil
 }

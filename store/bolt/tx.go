@@ -284,10 +284,8 @@ func (t *tx) PutUser(u *store.User) error {
 	id := u.ID
 	var old *store.User
 	if id == "" {
-		for id == "" || users.Get([]byte(id)) != nil {
-			if id, err = newID(); err != nil {
-				return err
-			}
+		if id, err = newID(users); err != nil {
+			return err
 		}
 	} else if old, err = t.getUser(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("bolt: put user %s: %w", id, err)
