@@ -457,34 +457,62 @@ func (l *load) summary(took time.Duration) {
 }
 
 // longestWriteHold reads Caddy's slow-write log lines (caddymodule logs
-// each store write that held the write lock 100 ms or more).
+// each store write that held the write lock 100 ms or more, with where the
+// time went) and reports the longest.
 func longestWriteHold(output string) string {
-	var longest time.Duration
+	var longest slowWrite
 	n := 0
 	for _, line := range strings.Split(output, "\n") {
 		if !strings.Contains(line, "held the write lock long") {
 			continue
 		}
-		var entry struct {
-			Held json.RawMessage `json:"held"`
-		}
-		if json.Unmarshal([]byte(line), &entry) != nil {
+		var w slowWrite
+		if json.Unmarshal([]byte(line), &w) != nil {
 			continue
 		}
 		n++
-		var d time.Duration
-		var secs float64
-		var str string
-		switch {
-		case json.Unmarshal(entry.Held, &secs) == nil:
-			d = time.Duration(secs * float64(time.Second))
-		case json.Unmarshal(entry.Held, &str) == nil:
-			d, _ = time.ParseDuration(str)
+		if w.Held.d() > longest.Held.d() {
+			longest = w
 		}
-		longest = max(longest, d)
 	}
 	if n == 0 {
 		return "longest write-lock hold: every write held it less than 100 ms (no slow-write line in Caddy's log)"
 	}
-	return fmt.Sprintf("longest write-lock hold: %v (%d writes held it 100 ms or more)", longest.Round(time.Millisecond), n)
+	kind := "foreground"
+	if longest.Background {
+		kind = "background"
+	}
+	return fmt.Sprintf("longest write-lock hold: %v (%d writes held it 100 ms or more); of it work %v, build %v, disk %v (%d pages), %d calls, %s",
+		longest.Held.d().Round(time.Millisecond), n, longest.Work.d().Round(time.Millisecond), longest.Build.d().Round(time.Millisecond),
+		longest.Disk.d().Round(time.Millisecond), longest.Pages, longest.Calls, kind)
+}
+
+// slowWrite is one slow-write log line (backend.SlowWrites).
+type slowWrite struct {
+	Held, Work, Build, Disk logDuration
+	Pages                   int64
+	Calls                   int
+	Background              bool
+}
+
+// logDuration is a duration as Caddy's log encodes it: seconds as a
+// number by default, or a string with a duration_format.
+type logDuration json.RawMessage
+
+func (l *logDuration) UnmarshalJSON(b []byte) error {
+	*l = append((*l)[:0], b...)
+	return nil
+}
+
+func (l logDuration) d() time.Duration {
+	var secs float64
+	var str string
+	switch {
+	case json.Unmarshal(l, &secs) == nil:
+		return time.Duration(secs * float64(time.Second))
+	case json.Unmarshal(l, &str) == nil:
+		d, _ := time.ParseDuration(str)
+		return d
+	}
+	return 0
 }

@@ -143,6 +143,8 @@ type load struct {
 
 	mu        sync.Mutex
 	held      []time.Duration // write-lock hold times of the current phase
+	longest   bolt.WriteHold  // the current phase's longest hold
+	total     bolt.WriteHold  // the current phase's holds summed
 	lastWrite time.Time
 }
 
@@ -170,9 +172,16 @@ func (l *load) watchdog(ctx context.Context, waiting func() bool) {
 }
 
 func (l *load) open(opts bolt.Options) time.Duration {
-	opts.OnWrite = func(d time.Duration) {
+	opts.OnWrite = func(w bolt.WriteHold) {
 		l.mu.Lock()
-		l.held = append(l.held, d)
+		l.held = append(l.held, w.Held)
+		if w.Held > l.longest.Held {
+			l.longest = w
+		}
+		l.total.Work += w.Work
+		l.total.Build += w.Build
+		l.total.Disk += w.Disk
+		l.total.Pages += w.Pages
 		l.lastWrite = time.Now()
 		l.mu.Unlock()
 	}
@@ -279,12 +288,21 @@ func (l *load) sessionsCurrentAt() time.Time {
 
 var errStop = fmt.Errorf("stop")
 
-func (l *load) takeHeld() []time.Duration {
+// takeHeld returns the current phase's hold times, and its longest hold
+// broken down, and starts the next phase.
+func (l *load) takeHeld() ([]time.Duration, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := l.held
-	l.held = nil
-	return h
+	h, w, sum := l.held, l.longest, l.total
+	l.held, l.longest, l.total = nil, bolt.WriteHold{}, bolt.WriteHold{}
+	kind := "sign-ins"
+	if w.Background {
+		kind = "background"
+	}
+	n := time.Duration(max(1, len(h)))
+	return h, fmt.Sprintf("longest %s: work %s, build %s, disk %s (%d pages), %d calls, %s\n  mean per transaction: work %s, build %s, disk %s, %.1f pages",
+		ms(w.Held), ms(w.Work), ms(w.Build), ms(w.Disk), w.Pages, w.Calls, kind,
+		ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n))
 }
 
 // phase runs *signins sign-ins paced at *rate (alternating existing and
@@ -370,9 +388,9 @@ func (l *load) phase(name string, busy func()) {
 	}
 done:
 	wg.Wait()
-	held := l.takeHeld()
-	fmt.Printf("%s: %d sign-ins in %s (%d failed)\n  sign-in, existing user: %s\n  sign-in, new user:      %s\n  write lock held:        %s over %d transactions\n",
-		name, len(existing)+len(neu), time.Since(start).Round(time.Millisecond), failures, dist(existing), dist(neu), dist(held), len(held))
+	held, longest := l.takeHeld()
+	fmt.Printf("%s: %d sign-ins in %s (%d failed)\n  sign-in, existing user: %s\n  sign-in, new user:      %s\n  write lock held:        %s over %d transactions\n  %s\n",
+		name, len(existing)+len(neu), time.Since(start).Round(time.Millisecond), failures, dist(existing), dist(neu), dist(held), len(held), longest)
 }
 
 // phaseFile is path with the phase's name added before the extension.
@@ -544,10 +562,10 @@ func (l *load) freelists() {
 				}
 				lat = append(lat, time.Since(t0))
 			}
-			held := l.takeHeld()
+			held, longest := l.takeHeld()
 			l.close()
-			fmt.Printf("round %d, free-page list %s: start-up cold %s, warm %s; %d free pages\n  one sign-in at a time %s\n  lock held %s\n",
-				r, mode, ms(cold), ms(warm), freePages(), dist(lat), dist(held))
+			fmt.Printf("round %d, free-page list %s: start-up cold %s, warm %s; %d free pages\n  one sign-in at a time %s\n  lock held %s\n  %s\n",
+				r, mode, ms(cold), ms(warm), freePages(), dist(lat), dist(held), longest)
 		}
 	}
 	l.open(bolt.Options{})

@@ -46,8 +46,8 @@ type Spec struct {
 	// default.
 	LockTimeout time.Duration
 	// OnWrite, when set, is told how long each write transaction held a
-	// bbolt file's write lock (bolt.Options.OnWrite).
-	OnWrite func(held time.Duration)
+	// bbolt file's write lock, and what for (bolt.Options.OnWrite).
+	OnWrite func(bolt.WriteHold)
 }
 
 // Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", or a
@@ -129,12 +129,17 @@ func (s Spec) Key() (string, error) {
 const SlowWriteThreshold = 100 * time.Millisecond
 
 // SlowWrites returns an OnWrite that logs each write transaction that held
-// the store's write lock for SlowWriteThreshold or longer
-// (docs/operations.md, "Limits and behaviour under failure").
-func SlowWrites(spec Spec, logger *zap.Logger) func(held time.Duration) {
-	return func(held time.Duration) {
-		if held >= SlowWriteThreshold {
-			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec), zap.Duration("held", held))
+// the store's write lock for SlowWriteThreshold or longer, with where the
+// time went: a slow disk shows as "disk", too much work in one
+// transaction as "work" (docs/operations.md, "Limits and behaviour under
+// failure").
+func SlowWrites(spec Spec, logger *zap.Logger) func(bolt.WriteHold) {
+	return func(w bolt.WriteHold) {
+		if w.Held >= SlowWriteThreshold {
+			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec),
+				zap.Duration("held", w.Held), zap.Duration("work", w.Work), zap.Duration("build", w.Build),
+				zap.Duration("disk", w.Disk), zap.Int64("pages", w.Pages), zap.Int("calls", w.Calls),
+				zap.Bool("background", w.Background))
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 func TestParse(t *testing.T) {
@@ -89,12 +91,13 @@ func TestCheck(t *testing.T) {
 }
 
 // TestSlowWrites logs the writes that held the lock SlowWriteThreshold or
-// longer, naming the store without its DSN's secrets.
+// longer, with where the time went, naming the store without its DSN's
+// secrets.
 func TestSlowWrites(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	onWrite := SlowWrites(Spec{Backend: Postgres, DSN: "postgres://sso:hunter2@db.internal/ssodb"}, zap.New(core))
 	for _, held := range []time.Duration{time.Millisecond, SlowWriteThreshold - 1, SlowWriteThreshold, time.Second} {
-		onWrite(held)
+		onWrite(bolt.WriteHold{Held: held, Work: held / 10, Disk: held / 2, Pages: 34, Calls: 3, Background: true})
 	}
 	entries := logs.All()
 	if len(entries) != 2 {
@@ -102,7 +105,9 @@ func TestSlowWrites(t *testing.T) {
 	}
 	for _, e := range entries {
 		fields := e.ContextMap()
-		if e.Level != zapcore.WarnLevel || fields["held"].(time.Duration) < SlowWriteThreshold {
+		held := fields["held"].(time.Duration)
+		if e.Level != zapcore.WarnLevel || held < SlowWriteThreshold || fields["work"] != held/10 ||
+			fields["disk"] != held/2 || fields["pages"] != int64(34) || fields["calls"] != int64(3) || fields["background"] != true {
 			t.Errorf("logged %v %v", e.Level, fields)
 		}
 		if store := fields["store"].(string); strings.Contains(store, "hunter2") || !strings.Contains(store, "db.internal") {

@@ -184,9 +184,9 @@ type Options struct {
 	// store.ErrReadOnly.
 	ReadOnly bool
 	// OnWrite, when set, is told how long each write transaction held the
-	// write lock: from the start of its first Update fn to the end of its
-	// commit (or rollback). For metrics and bench/storeload.
-	OnWrite func(held time.Duration)
+	// write lock and what for (WriteHold). For the slow-write log and
+	// bench/storeload.
+	OnWrite func(WriteHold)
 	// SyncFreelist writes bbolt's list of free pages at every commit (its
 	// default) instead of rebuilding the list when the file is opened;
 	// see Open for why the default is the other way round. For
@@ -204,7 +204,7 @@ type DB struct {
 	bdb      *bolt.DB
 	path     string
 	readOnly bool
-	onWrite  func(time.Duration)
+	onWrite  func(WriteHold)
 	commit   committer // see commit.go
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -194,16 +196,18 @@ func (db *DB) runTx(calls []*call) (int, error) {
 			t.contended = db.foregroundWaiting
 		}
 		if err := safeCall(c.fn, t); err != nil {
+			worked := time.Now()
 			_ = btx.Rollback()
-			db.observe(time.Since(start))
+			db.observe(btx, calls[:i+1], start, worked)
 			if len(calls) == 1 {
 				return 0, err
 			}
 			return i, err
 		}
 	}
+	worked := time.Now()
 	err = btx.Commit()
-	db.observe(time.Since(start))
+	db.observe(btx, calls, start, worked)
 	if err != nil {
 		return -1, db.commitError(err)
 	}
@@ -222,10 +226,48 @@ func safeCall(fn func(store.Tx) error, t *tx) (err error) {
 	return fn(t)
 }
 
-func (db *DB) observe(held time.Duration) {
-	if db.onWrite != nil {
-		db.onWrite(held)
+// WriteHold is what one write transaction did while it held the write
+// lock. A long hold has one of two causes with different remedies: long
+// work in the transaction (a batch too large, cold pages read from disk),
+// or a slow disk under the commit's syncs; Work and Disk tell them apart
+// (docs/operations.md, "Limits and behaviour under failure").
+type WriteHold struct {
+	// Held runs from the start of the first Update fn to the end of the
+	// commit or rollback.
+	Held time.Duration
+	// Work is the time in the Update fns, pages read from disk included.
+	Work time.Duration
+	// Build is bbolt's rebalancing of the changed nodes and their
+	// spilling into pages, at commit.
+	Build time.Duration
+	// Disk is the writing of the pages and of the meta page, with the
+	// fdatasync after each.
+	Disk time.Duration
+	// Pages counts the pages written, a page with its overflow as one.
+	Pages int64
+	// Calls counts the Update calls that ran in the transaction.
+	Calls int
+	// Background is set for a batch of background work (store.Background):
+	// a sweep, a last-seen flush, housekeeping.
+	Background bool
+}
+
+// observe reports a transaction to OnWrite; worked is when its last fn
+// returned.
+func (db *DB) observe(btx *bolt.Tx, calls []*call, start, worked time.Time) {
+	if db.onWrite == nil {
+		return
 	}
+	stats := btx.Stats()
+	db.onWrite(WriteHold{
+		Held:       time.Since(start),
+		Work:       worked.Sub(start),
+		Build:      stats.GetRebalanceTime() + stats.GetSpillTime(),
+		Disk:       stats.GetWriteTime(),
+		Pages:      stats.GetWrite(),
+		Calls:      len(calls),
+		Background: store.IsBackground(calls[0].ctx),
+	})
 }
 
 // foregroundWaiting reports whether a call other than background work is

@@ -250,24 +250,53 @@ func TestCancelledWhileQueued(t *testing.T) {
 	}
 }
 
-// OnWrite sees every write transaction and how long it held the lock.
+// OnWrite sees every write transaction, how long it held the lock and
+// where the time went: the fns' work apart from the commit's disk writes.
 func TestOnWrite(t *testing.T) {
 	var mu sync.Mutex
-	var held []time.Duration
-	db, err := Open(t.TempDir()+"/sso.db", Options{OnWrite: func(d time.Duration) {
+	var holds []WriteHold
+	db, err := Open(t.TempDir()+"/sso.db", Options{OnWrite: func(w WriteHold) {
 		mu.Lock()
-		held = append(held, d)
+		holds = append(holds, w)
 		mu.Unlock()
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	update(t, db, func(store.Tx) error { time.Sleep(20 * time.Millisecond); return nil })
-	mu.Lock()
-	defer mu.Unlock()
-	if len(held) != 1 || held[0] < 20*time.Millisecond {
-		t.Errorf("OnWrite saw %v", held)
+	take := func() []WriteHold {
+		mu.Lock()
+		defer mu.Unlock()
+		h := holds
+		holds = nil
+		return h
+	}
+	const work = 20 * time.Millisecond
+	update(t, db, func(tx store.Tx) error {
+		time.Sleep(work)
+		_, err := tx.Consume("test", "one", time.Now().Add(time.Hour))
+		return err
+	})
+	got := take()
+	if len(got) != 1 {
+		t.Fatalf("OnWrite saw %d writes, want 1", len(got))
+	}
+	w := got[0]
+	if w.Work < work || w.Held < w.Work+w.Disk || w.Disk <= 0 || w.Pages < 1 || w.Calls != 1 || w.Background {
+		t.Errorf("a foreground write that worked %v: %+v", work, w)
+	}
+
+	// A failed fn (run again alone, as commitBatch does) writes nothing
+	// and says so; background work is marked.
+	_ = db.Update(context.Background(), func(store.Tx) error { return errors.New("no") })
+	for _, w := range take() {
+		if w.Pages != 0 || w.Disk != 0 || w.Background {
+			t.Errorf("a failed write: %+v", w)
+		}
+	}
+	_ = db.Update(store.Background(context.Background()), func(store.Tx) error { return nil })
+	if got := take(); len(got) != 1 || !got[0].Background {
+		t.Errorf("a background write: %+v", got)
 	}
 }
 
