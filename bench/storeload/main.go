@@ -218,7 +218,9 @@ func evict() {
 }
 
 // fsyncFloor prints what an fdatasync of one page costs on this device
-// now: the floor under every commit's latency.
+// now, the floor under every commit's latency, and what a commit's many
+// pages add when they are scattered, as a fragmented store's are, or in
+// one run (docs/operations.md, "Where a write's time goes on a disk").
 func fsyncFloor(dir string) {
 	f, err := os.CreateTemp(dir, "fsync-*")
 	if err != nil {
@@ -226,15 +228,48 @@ func fsyncFloor(dir string) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	page := make([]byte, 4096)
+	const pageSize = 4096
+	page := make([]byte, pageSize)
 	var d []time.Duration
 	for i := range 200 {
 		start := time.Now()
-		_, _ = f.WriteAt(page, int64(i%16)*4096)
+		_, _ = f.WriteAt(page, int64(i%16)*pageSize)
 		_ = syscall.Fdatasync(int(f.Fd()))
 		d = append(d, time.Since(start))
 	}
 	fmt.Printf("fsync floor (4 KiB write + fdatasync, 200 times): %s\n", dist(d))
+
+	// Pages already written once, as a store's are: a first write to a
+	// hole would also allocate blocks.
+	const span, pages = 256 << 20, 64
+	chunk := make([]byte, 1<<20)
+	for off := int64(0); off < span; off += int64(len(chunk)) {
+		if _, err := f.WriteAt(chunk, off); err != nil {
+			log.Fatal(err)
+		}
+	}
+	_ = syscall.Fdatasync(int(f.Fd()))
+	commit := func(first func() int64, next func(int64) int64) time.Duration {
+		start := time.Now()
+		for i, id := 0, first(); i < pages; i, id = i+1, next(id) {
+			_, _ = f.WriteAt(page, id*pageSize)
+		}
+		_ = syscall.Fdatasync(int(f.Fd()))
+		_, _ = f.WriteAt(page, 0) // the meta page, as bbolt writes it after
+		_ = syscall.Fdatasync(int(f.Fd()))
+		return time.Since(start)
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	const stride = span / pageSize / pages
+	var scattered, run []time.Duration
+	for range 50 {
+		scattered = append(scattered, commit(func() int64 { return 1 + rng.Int64N(stride) },
+			func(id int64) int64 { return id + 1 + rng.Int64N(stride) }))
+		run = append(run, commit(func() int64 { return 1 + rng.Int64N(span/pageSize-pages-1) },
+			func(id int64) int64 { return id + 1 }))
+	}
+	fmt.Printf("a commit of %d pages + 2 fdatasyncs, the pages scattered over %d MiB: %s\n  the same in one run of pages: %s\n",
+		pages, span>>20, dist(scattered), dist(run))
 }
 
 func (l *load) lookupsCold() {
