@@ -167,7 +167,7 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 }
 
 // contendedStore's transactions always report another Update waiting
-// (store.Contended), as store/bolt's do to a background batch while a
+// (Contended, read by store.RunItems), as store/bolt's do to a background batch while a
 // sign-in queues behind it.
 type contendedStore struct{ store.Store }
 

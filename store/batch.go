@@ -10,7 +10,7 @@ import (
 // what a batch of a given size costs depends on the disk and on how the
 // store's pages lie, so the size follows the measured time instead of
 // being a constant. A sign-in that arrives during a batch waits for it
-// (for the item at hand only, when the store reports Contended: see
+// (for the item at hand only, when the store reports it waiting: see
 // RunItems), so Target bounds that wait. The zero value is ready to use.
 type BatchSizer struct {
 	Target   time.Duration // 0: DefaultBatchTarget
@@ -94,18 +94,13 @@ func (b *BatchSizer) Rest(ctx context.Context) error {
 	}
 }
 
-// contender is a transaction that can tell it is in a sign-in's way: a
-// background batch of a store that shares commits (store/bolt).
+// contender is a transaction that can tell it is in a sign-in's way:
+// Contended reports whether another Update waits for the write lock it
+// holds. Only a store that shares commits (store/bolt) has it, and reports
+// true only to a background Update that went because no other Update was
+// waiting: one that went first after waiting long (see Background) keeps
+// its turn.
 type contender interface{ Contended() bool }
-
-// Contended reports whether another Update waits for the write lock tx
-// holds. Only a store that shares commits (store/bolt) reports it, and only
-// to a background Update that went because no other Update was waiting:
-// one that went first after waiting long (see Background) keeps its turn.
-func Contended(tx Tx) bool {
-	c, ok := tx.(contender)
-	return ok && c.Contended()
-}
 
 // RunItems is how background work fills one transaction with up to n
 // items. work(from, k) does up to k items starting at item from and

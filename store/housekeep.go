@@ -58,7 +58,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 				n, drained, err = RunItems(tx, limit, budget, func(_, k int) (int, error) { return prune(tx, k) })
 				return err
 			})
-			sizer.Took(limit, time.Since(start))
+			sizer.Took(n, time.Since(start))
 			if err != nil {
 				return fmt.Errorf("housekeeping: %s: %w", what, err)
 			}

@@ -497,22 +497,21 @@ type slowWrite struct {
 
 // logDuration is a duration as Caddy's log encodes it: seconds as a
 // number by default, or a string with a duration_format.
-type logDuration json.RawMessage
+type logDuration time.Duration
 
 func (l *logDuration) UnmarshalJSON(b []byte) error {
-	*l = append((*l)[:0], b...)
-	return nil
+	var secs float64
+	if json.Unmarshal(b, &secs) == nil {
+		*l = logDuration(secs * float64(time.Second))
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(str)
+	*l = logDuration(d)
+	return err
 }
 
-func (l logDuration) d() time.Duration {
-	var secs float64
-	var str string
-	switch {
-	case json.Unmarshal(l, &secs) == nil:
-		return time.Duration(secs * float64(time.Second))
-	case json.Unmarshal(l, &str) == nil:
-		d, _ := time.ParseDuration(str)
-		return d
-	}
-	return 0
-}
+func (l logDuration) d() time.Duration { return time.Duration(l) }

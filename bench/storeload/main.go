@@ -97,7 +97,7 @@ func run() error {
 		*lookups, *touch, *signins, *rounds, *rate = 2_000, 2_000, 200, 1, 50
 	}
 	fmt.Printf("storeload: %s, %s, GOMAXPROCS %d\n", *path, size(*path), runtime.GOMAXPROCS(0))
-	fsyncFloor(filepath.Dir(*path))
+	diskCosts(filepath.Dir(*path))
 
 	l := &load{rng: mrand.New(mrand.NewPCG(7, 8))}
 	l.open(bolt.Options{})
@@ -217,11 +217,11 @@ func evict() {
 	}
 }
 
-// fsyncFloor prints what an fdatasync of one page costs on this device
+// diskCosts prints what an fdatasync of one page costs on this device
 // now, the floor under every commit's latency, and what a commit's many
 // pages add when they are scattered, as a fragmented store's are, or in
 // one run (docs/operations.md, "Where a write's time goes on a disk").
-func fsyncFloor(dir string) {
+func diskCosts(dir string) {
 	f, err := os.CreateTemp(dir, "fsync-*")
 	if err != nil {
 		log.Fatal(err)

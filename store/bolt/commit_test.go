@@ -301,11 +301,12 @@ func TestOnWrite(t *testing.T) {
 }
 
 // TestContended: a background batch learns when an Update queues behind
-// it (store.Contended), so that it can end early; a foreground batch
+// it (tx.Contended, which store.RunItems reads), so that it can end early; a foreground batch
 // does not (sign-ins are never cut short), nor does a background batch
 // that went first after waiting backgroundMaxWait, which would otherwise
 // do one item per wait under sustained sign-ins.
 func TestContended(t *testing.T) {
+	contended := func(st store.Tx) bool { return st.(*tx).Contended() }
 	bg := store.Background(context.Background())
 	for _, tt := range []struct {
 		name string
@@ -322,9 +323,9 @@ func TestContended(t *testing.T) {
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				err := db.Update(tt.ctx, func(tx store.Tx) error {
-					started <- store.Contended(tx)
+					started <- contended(tx)
 					<-release
-					after = store.Contended(tx)
+					after = contended(tx)
 					return nil
 				})
 				if err != nil {
@@ -351,15 +352,15 @@ func TestContended(t *testing.T) {
 		db := openTest(t)
 		db.commit.maxWait = 20 * time.Millisecond
 		q := blockCommits(t, db, context.Background())
-		contended := make(chan bool, 1)
+		told := make(chan bool, 1)
 		q.wg.Go(func() {
-			q.errs <- db.Update(bg, func(tx store.Tx) error { contended <- store.Contended(tx); return nil })
+			q.errs <- db.Update(bg, func(tx store.Tx) error { told <- contended(tx); return nil })
 		})
 		waitQueued(t, db, 1)
 		time.Sleep(2 * db.commit.maxWait)
 		q.queue(context.Background(), "fg")
 		q.run()
-		if <-contended {
+		if <-told {
 			t.Error("a background batch that went first after its wait was told to yield")
 		}
 	})

@@ -28,7 +28,7 @@ type tx struct {
 var _ store.Tx = (*tx)(nil)
 
 // Contended reports whether another Update waits while this transaction,
-// a background batch, holds the write lock (store.Contended).
+// a background batch, holds the write lock (read by store.RunItems).
 func (t *tx) Contended() bool { return t.contended != nil && t.contended() }
 
 func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(name) }
