@@ -4,7 +4,9 @@
 // Every logical change (one login, one SCIM request, one revocation) is one
 // call to Store.Update, so a failure leaves nothing half-written. Update may
 // coalesce concurrent calls into one commit and may then run fn more than
-// once: fn must depend only on what it reads through the Tx it is given.
+// once, and store/bolt may first run it in a rehearsal whose writes write
+// nothing: fn must depend only on what it reads through the Tx it is
+// given, and not block or act outside it.
 package store
 
 import (

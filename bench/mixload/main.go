@@ -482,15 +482,15 @@ func longestWriteHold(output string) string {
 	if longest.Background {
 		kind = "background"
 	}
-	return fmt.Sprintf("longest write-lock hold: %v (%d writes held it 100 ms or more); of it work %v, build %v, disk %v (%d pages), %d calls, %s",
+	return fmt.Sprintf("longest write-lock hold: %v (%d writes held it 100 ms or more); of it work %v, build %v, disk %v (%d pages), %d pages read from disk, %d calls, %s",
 		longest.Held.d().Round(time.Millisecond), n, longest.Work.d().Round(time.Millisecond), longest.Build.d().Round(time.Millisecond),
-		longest.Disk.d().Round(time.Millisecond), longest.Pages, longest.Calls, kind)
+		longest.Disk.d().Round(time.Millisecond), longest.Pages, longest.Faults, longest.Calls, kind)
 }
 
 // slowWrite is one slow-write log line (backend.SlowWrites).
 type slowWrite struct {
 	Held, Work, Build, Disk logDuration
-	Pages                   int64
+	Pages, Faults           int64
 	Calls                   int
 	Background              bool
 }

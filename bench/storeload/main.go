@@ -72,6 +72,8 @@ var (
 	profile  = flag.String("cpuprofile", "", "write a CPU profile of the sign-in phases to this file")
 	inTurn   = flag.Bool("in-turn", false, "run the flush and then the sweep, as the gateway schedules them, instead of both at once")
 	memProf  = flag.String("memprofile", "", "write a heap profile (what is live, and what was allocated since the start) at the end of each sign-in phase to this file")
+	cold     = flag.Bool("cold", false, "drop the store file from the page cache before opening it, so that pages come from the disk as after a reboot")
+	rehearse = flag.Bool("rehearse", true, "let writes read their pages in a read transaction before they take the write lock (store/bolt's rehearsal); false measures without")
 )
 
 // runs reports whether a phase is to run.
@@ -100,7 +102,10 @@ func run() error {
 	diskCosts(filepath.Dir(*path))
 
 	l := &load{rng: mrand.New(mrand.NewPCG(7, 8))}
-	l.open(bolt.Options{})
+	if *cold {
+		evict()
+	}
+	l.open(bolt.Options{NoRehearsal: !*rehearse})
 	defer func() { _ = l.db.Close() }()
 	if runs("lookups") {
 		l.lookupsCold()
@@ -144,6 +149,8 @@ type load struct {
 	mu        sync.Mutex
 	held      []time.Duration // write-lock hold times of the current phase
 	longest   bolt.WriteHold  // the current phase's longest hold
+	mostWork  bolt.WriteHold  // the current phase's hold with the most Work
+	bg        holdSum         // the current phase's background holds
 	total     bolt.WriteHold  // the current phase's holds summed
 	lastWrite time.Time
 }
@@ -178,10 +185,17 @@ func (l *load) open(opts bolt.Options) time.Duration {
 		if w.Held > l.longest.Held {
 			l.longest = w
 		}
+		if w.Work > l.mostWork.Work {
+			l.mostWork = w
+		}
+		if w.Background {
+			l.bg.add(w)
+		}
 		l.total.Work += w.Work
 		l.total.Build += w.Build
 		l.total.Disk += w.Disk
 		l.total.Pages += w.Pages
+		l.total.Faults += w.Faults
 		l.lastWrite = time.Now()
 		l.mu.Unlock()
 	}
@@ -328,16 +342,37 @@ var errStop = fmt.Errorf("stop")
 func (l *load) takeHeld() ([]time.Duration, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h, w, sum := l.held, l.longest, l.total
-	l.held, l.longest, l.total = nil, bolt.WriteHold{}, bolt.WriteHold{}
+	h, w, mw, sum, bg := l.held, l.longest, l.mostWork, l.total, l.bg
+	l.held, l.longest, l.mostWork, l.total, l.bg = nil, bolt.WriteHold{}, bolt.WriteHold{}, bolt.WriteHold{}, holdSum{}
+	n := time.Duration(max(1, len(h)))
+	out := fmt.Sprintf("longest %s\n  most work in one: %s\n  mean per transaction: work %s, build %s, disk %s, %.1f pages; %d pages read from disk under the lock in all",
+		holdString(w), holdString(mw), ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n), sum.Faults)
+	if len(bg.works) > 0 {
+		out += fmt.Sprintf("\n  work of a background batch: mean %s, %s",
+			ms(bg.work/time.Duration(len(bg.works))), dist(bg.works))
+	}
+	return h, out
+}
+
+// holdSum adds up the background holds of a phase.
+type holdSum struct {
+	work  time.Duration
+	works []time.Duration
+}
+
+func (s *holdSum) add(w bolt.WriteHold) {
+	s.work += w.Work
+	s.works = append(s.works, w.Work)
+}
+
+// holdString breaks a write-lock hold down as the slow-write log does.
+func holdString(w bolt.WriteHold) string {
 	kind := "sign-ins"
 	if w.Background {
 		kind = "background"
 	}
-	n := time.Duration(max(1, len(h)))
-	return h, fmt.Sprintf("longest %s: work %s, build %s, disk %s (%d pages), %d calls, %s\n  mean per transaction: work %s, build %s, disk %s, %.1f pages",
-		ms(w.Held), ms(w.Work), ms(w.Build), ms(w.Disk), w.Pages, w.Calls, kind,
-		ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n))
+	return fmt.Sprintf("%s: work %s (%d pages read from disk), build %s, disk %s (%d pages), %d calls, %s",
+		ms(w.Held), ms(w.Work), w.Faults, ms(w.Build), ms(w.Disk), w.Pages, w.Calls, kind)
 }
 
 // phase runs *signins sign-ins paced at *rate (alternating existing and

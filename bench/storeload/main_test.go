@@ -28,7 +28,9 @@ func TestShortRun(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	*path, *short = p, true
+	// Cold, and without rehearsals: the flags' paths (the rehearsal
+	// itself is tested in store/bolt).
+	*path, *short, *cold, *rehearse = p, true, true, false
 	if err := run(); err != nil {
 		t.Fatal(err)
 	}

@@ -131,15 +131,15 @@ const SlowWriteThreshold = 100 * time.Millisecond
 // SlowWrites returns an OnWrite that logs each write transaction that held
 // the store's write lock for SlowWriteThreshold or longer, with where the
 // time went: a slow disk shows as "disk", too much work in one
-// transaction as "work" (docs/operations.md, "Limits and behaviour under
-// failure").
+// transaction as "work", and pages read from disk during it as "faults"
+// (docs/operations.md, "Limits and behaviour under failure").
 func SlowWrites(spec Spec, logger *zap.Logger) func(bolt.WriteHold) {
 	return func(w bolt.WriteHold) {
 		if w.Held >= SlowWriteThreshold {
 			logger.Warn("a store write held the write lock long", zap.Stringer("store", spec),
 				zap.Duration("held", w.Held), zap.Duration("work", w.Work), zap.Duration("build", w.Build),
-				zap.Duration("disk", w.Disk), zap.Int64("pages", w.Pages), zap.Int("calls", w.Calls),
-				zap.Bool("background", w.Background))
+				zap.Duration("disk", w.Disk), zap.Int64("pages", w.Pages), zap.Int64("faults", w.Faults),
+				zap.Int("calls", w.Calls), zap.Bool("background", w.Background))
 		}
 	}
 }

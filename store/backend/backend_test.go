@@ -97,7 +97,7 @@ func TestSlowWrites(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	onWrite := SlowWrites(Spec{Backend: Postgres, DSN: "postgres://sso:hunter2@db.internal/ssodb"}, zap.New(core))
 	for _, held := range []time.Duration{time.Millisecond, SlowWriteThreshold - 1, SlowWriteThreshold, time.Second} {
-		onWrite(bolt.WriteHold{Held: held, Work: held / 10, Disk: held / 2, Pages: 34, Calls: 3, Background: true})
+		onWrite(bolt.WriteHold{Held: held, Work: held / 10, Disk: held / 2, Pages: 34, Faults: 5, Calls: 3, Background: true})
 	}
 	entries := logs.All()
 	if len(entries) != 2 {
@@ -107,7 +107,8 @@ func TestSlowWrites(t *testing.T) {
 		fields := e.ContextMap()
 		held := fields["held"].(time.Duration)
 		if e.Level != zapcore.WarnLevel || held < SlowWriteThreshold || fields["work"] != held/10 ||
-			fields["disk"] != held/2 || fields["pages"] != int64(34) || fields["calls"] != int64(3) || fields["background"] != true {
+			fields["disk"] != held/2 || fields["pages"] != int64(34) || fields["faults"] != int64(5) || fields["calls"] != int64(3) ||
+			fields["background"] != true {
 			t.Errorf("logged %v %v", e.Level, fields)
 		}
 		if store := fields["store"].(string); strings.Contains(store, "hunter2") || !strings.Contains(store, "db.internal") {

@@ -66,6 +66,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -197,6 +198,10 @@ type Options struct {
 	// such a load can lose or damage the file; never set it for a store
 	// that serves.
 	NoSync bool
+	// NoRehearsal turns off the rehearsal of Updates in a read
+	// transaction before they take the write lock (rehearse.go), to
+	// measure what it saves (bench/storeload -rehearse=false).
+	NoRehearsal bool
 }
 
 // DB is a store.Store on one bbolt file.
@@ -206,6 +211,10 @@ type DB struct {
 	readOnly bool
 	onWrite  func(WriteHold)
 	commit   committer // see commit.go
+	// noRehearsal and coldUntil (UnixNano) decide which Updates are
+	// rehearsed (rehearse.go).
+	noRehearsal bool
+	coldUntil   atomic.Int64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -268,7 +277,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	bdb.NoSync = opts.NoSync
-	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite}
+	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite, noRehearsal: opts.NoRehearsal}
 	if err := db.initChecked(); err != nil {
 		_ = bdb.Close()
 		return nil, err

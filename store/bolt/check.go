@@ -80,7 +80,7 @@ func (c *checker) tick() error {
 // error.
 func (c *checker) each(name []byte, fn func(k, v []byte) error) error {
 	b := c.t.bucket(name)
-	if b == nil {
+	if b.Bucket == nil {
 		return nil // reported by run
 	}
 	return b.ForEach(func(k, v []byte) error {
@@ -104,7 +104,7 @@ func (c *checker) expect(index, key []byte, want, what string) {
 
 func (c *checker) run() error {
 	meta := c.t.bucket(bucketMeta)
-	if meta == nil {
+	if meta.Bucket == nil {
 		c.r.problem("no meta bucket: not a caddy-sso store")
 		return nil
 	}
@@ -117,7 +117,7 @@ func (c *checker) run() error {
 	}
 	missing := false
 	for _, name := range dataBuckets() {
-		if c.t.bucket(name) == nil {
+		if c.t.bucket(name).Bucket == nil {
 			c.r.problem("bucket %s is missing", name)
 			missing = true
 		}

@@ -90,6 +90,9 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if db.readOnly {
 		return fmt.Errorf("bolt: update %s: opened read-only: %w", db.path, store.ErrReadOnly)
 	}
+	if db.rehearses(ctx) {
+		db.rehearse(ctx, fn)
+	}
 	c := &call{ctx: ctx, fn: fn, done: make(chan result, 1)}
 	db.commit.mu.Lock()
 	if store.IsBackground(ctx) {
@@ -182,7 +185,8 @@ func (db *DB) runTx(calls []*call) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("bolt: begin write to %s: %w", db.path, err)
 	}
-	start := time.Now()
+	start, faults := time.Now(), countFaults()
+	defer faults.stop()
 	for i, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			_ = btx.Rollback()
@@ -198,7 +202,7 @@ func (db *DB) runTx(calls []*call) (int, error) {
 		if err := safeCall(c.fn, t); err != nil {
 			worked := time.Now()
 			_ = btx.Rollback()
-			db.observe(btx, calls[:i+1], start, worked)
+			db.observe(btx, calls[:i+1], start, worked, faults.stop())
 			if len(calls) == 1 {
 				return 0, err
 			}
@@ -207,7 +211,7 @@ func (db *DB) runTx(calls []*call) (int, error) {
 	}
 	worked := time.Now()
 	err = btx.Commit()
-	db.observe(btx, calls, start, worked)
+	db.observe(btx, calls, start, worked, faults.stop())
 	if err != nil {
 		return -1, db.commitError(err)
 	}
@@ -217,7 +221,7 @@ func (db *DB) runTx(calls []*call) (int, error) {
 // safeCall turns a panic in fn into an error: the panicking goroutine may
 // be leading other callers' commit, and an HTTP server that recovers the
 // panic would otherwise leave the write lock held forever.
-func safeCall(fn func(store.Tx) error, t *tx) (err error) {
+func safeCall(fn func(store.Tx) error, t store.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("bolt: panic in update: %v", p)
@@ -245,6 +249,10 @@ type WriteHold struct {
 	Disk time.Duration
 	// Pages counts the pages written, a page with its overflow as one.
 	Pages int64
+	// Faults counts the pages the transaction read from disk (major page
+	// faults of its thread): cold pages its rehearsal did not reach
+	// (rehearse.go). Counted on Linux only.
+	Faults int64
 	// Calls counts the Update calls that ran in the transaction.
 	Calls int
 	// Background is set for a batch of background work (store.Background):
@@ -252,9 +260,11 @@ type WriteHold struct {
 	Background bool
 }
 
-// observe reports a transaction to OnWrite; worked is when its last fn
-// returned.
-func (db *DB) observe(btx *bolt.Tx, calls []*call, start, worked time.Time) {
+// observe reports a transaction to OnWrite, and a cold store to the
+// rehearsal (rehearse.go); worked is when its last fn returned, and
+// faults counts the pages the transaction read from disk.
+func (db *DB) observe(btx *bolt.Tx, calls []*call, start, worked time.Time, faults int64) {
+	db.noteFaults(calls[0].ctx, faults)
 	if db.onWrite == nil {
 		return
 	}
@@ -267,6 +277,7 @@ func (db *DB) observe(btx *bolt.Tx, calls []*call, start, worked time.Time) {
 		Pages:      stats.GetWrite(),
 		Calls:      len(calls),
 		Background: store.IsBackground(calls[0].ctx),
+		Faults:     faults,
 	})
 }
 

@@ -27,6 +27,13 @@ func openTest(t testing.TB) *DB {
 	return db
 }
 
+// rehearsing reports whether fn was given tx in a rehearsal
+// (rehearse.go), for test fns that block or record what ran.
+func rehearsing(tx store.Tx) bool {
+	_, ok := tx.(rehearsal)
+	return ok
+}
+
 func update(t testing.TB, db *DB, fn func(store.Tx) error) {
 	t.Helper()
 	if err := db.Update(context.Background(), fn); err != nil {

@@ -8,8 +8,6 @@ import (
 	"math"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -84,7 +82,7 @@ func decTime(v uint64) time.Time {
 // (time-ordered indexes: new entries carry the latest times). bbolt splits
 // a full page in half by default, which leaves such an index half empty;
 // splitting near the top keeps its pages nearly full.
-func appendMostly(b *bolt.Bucket) *bolt.Bucket {
+func appendMostly(b bucket) bucket {
 	b.FillPercent = 0.9
 	return b
 }
@@ -98,7 +96,7 @@ func timeKey(t uint64, rest string) []byte {
 
 // newID returns a random 128-bit ID in lowercase hex that is not yet a
 // key of b (the users or the groups).
-func newID(b *bolt.Bucket) (string, error) {
+func newID(b bucket) (string, error) {
 	for {
 		var r [16]byte
 		if _, err := rand.Read(r[:]); err != nil {

@@ -158,7 +158,7 @@ func (db *DB) eachChunk(bucket []byte, fn func(t *tx, k, v []byte) error) error 
 }
 
 // putFirst puts key -> id into b unless another record holds key already.
-func putFirst(b *bolt.Bucket, key []byte, id string) error {
+func putFirst(b bucket, key []byte, id string) error {
 	if len(key) == 0 || b.Get(key) != nil {
 		return nil
 	}

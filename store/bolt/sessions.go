@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -212,7 +210,7 @@ func (t *tx) writeSession(hash string, r *sessionRec, seen uint64) error {
 
 type indexMove struct {
 	name     []byte
-	b        *bolt.Bucket
+	b        bucket
 	old, new []byte
 }
 
@@ -387,39 +385,20 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 	if err := t.mustWrite("delete expired sessions"); err != nil {
 		return nil, err
 	}
-	if limit < 1 {
-		return nil, fmt.Errorf("bolt: delete expired sessions: limit %d, want at least 1", limit)
+	due, err := t.dueSessions(now, idle, limit)
+	if err != nil {
+		return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
 	}
-	type entry struct {
-		index []byte
-		key   []byte
-	}
-	var due []string
-	entries := map[string]entry{}
-	collect := func(index []byte, before uint64) {
-		c := t.bucket(index).Cursor()
-		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
-			if len(k) < 8 || binary.BigEndian.Uint64(k) >= before {
-				break
-			}
-			if h := string(k[8:]); entries[h].key == nil {
-				entries[h] = entry{index, bytes.Clone(k)}
-				due = append(due, h)
-			}
-		}
-	}
-	collect(bucketSessionExpiry, encTime(now))
-	if idle > 0 && len(due) < limit {
-		collect(bucketSessionIdle, encTime(now.Add(-idle)))
+	if t.rehearsal {
+		t.readOn(due)
 	}
 	var hashes []string
-	for _, h := range due {
-		err := t.deleteSession(h)
+	for _, d := range due {
+		err := t.deleteSession(d.hash)
 		if errors.Is(err, store.ErrNotFound) {
 			// An index entry without its record (damage; Check reports
 			// it): drop the entry, so that sweeps do not stop at it.
-			e := entries[h]
-			if err := t.bucket(e.index).Delete(e.key); err != nil {
+			if err := t.bucket(d.index).Delete(d.key); err != nil {
 				return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
 			}
 			continue
@@ -427,9 +406,61 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 		if err != nil {
 			return nil, fmt.Errorf("bolt: delete expired sessions: %w", err)
 		}
-		hashes = append(hashes, h)
+		hashes = append(hashes, d.hash)
 	}
 	return hashes, nil
+}
+
+// readOn, in a rehearsal, reads the index page after the last entry due:
+// the delete empties index pages from the oldest end and merges the last,
+// nearly empty, with the page after it. A page's worth of keys is read
+// (a 4 KiB page holds at most 56 of these 72-byte keys).
+func (t *tx) readOn(due []dueSession) {
+	last := map[string][]byte{}
+	for _, d := range due {
+		last[string(d.index)] = d.key
+	}
+	for index, key := range last {
+		c := t.bucket([]byte(index)).Cursor()
+		k, _ := c.Seek(key)
+		for i := 0; k != nil && i < 64; i++ {
+			k, _ = c.Next()
+		}
+	}
+}
+
+// dueSession is a session DeleteExpiredSessions removes, and the index
+// entry that named it.
+type dueSession struct {
+	hash       string
+	index, key []byte
+}
+
+// dueSessions reads up to limit sessions due at now from the oldest ends
+// of the expiry index, then the idle index.
+func (t *tx) dueSessions(now time.Time, idle time.Duration, limit int) ([]dueSession, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("limit %d, want at least 1", limit)
+	}
+	var due []dueSession
+	listed := map[string]bool{}
+	collect := func(index []byte, before uint64) {
+		c := t.bucket(index).Cursor()
+		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
+			if len(k) < 8 || binary.BigEndian.Uint64(k) >= before {
+				break
+			}
+			if h := string(k[8:]); !listed[h] {
+				listed[h] = true
+				due = append(due, dueSession{h, index, bytes.Clone(k)})
+			}
+		}
+	}
+	collect(bucketSessionExpiry, encTime(now))
+	if idle > 0 && len(due) < limit {
+		collect(bucketSessionIdle, encTime(now.Add(-idle)))
+	}
+	return due, nil
 }
 
 // TouchSessions rewrites each session's 16-byte last-seen value and moves

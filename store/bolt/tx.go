@@ -20,6 +20,9 @@ import (
 type tx struct {
 	btx      *bolt.Tx
 	writable bool
+	// rehearsal: a read transaction running an Update's fn ahead of it,
+	// whose writes only read where they would write (rehearse.go).
+	rehearsal bool
 	// contended, for a background batch that may yield (commit.go),
 	// reports a sign-in waiting for it.
 	contended func() bool
@@ -31,12 +34,44 @@ var _ store.Tx = (*tx)(nil)
 // a background batch, holds the write lock (read by store.RunItems).
 func (t *tx) Contended() bool { return t.contended != nil && t.contended() }
 
-func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(name) }
+func (t *tx) bucket(name []byte) bucket { return bucket{t.btx.Bucket(name), t.rehearsal} }
+
+// bucket is a bbolt bucket as a transaction sees it: in a rehearsal its
+// writes only walk to the page they would change, which is what reads
+// that page from disk.
+type bucket struct {
+	*bolt.Bucket
+	rehearsal bool
+}
+
+func (b bucket) Put(k, v []byte) error {
+	if b.rehearsal {
+		b.Get(k)
+		return nil
+	}
+	return b.Bucket.Put(k, v)
+}
+
+func (b bucket) Delete(k []byte) error {
+	if b.rehearsal {
+		b.Get(k)
+		return nil
+	}
+	return b.Bucket.Delete(k)
+}
+
+func (b bucket) NextSequence() (uint64, error) {
+	if b.rehearsal {
+		return b.Sequence() + 1, nil
+	}
+	return b.Bucket.NextSequence()
+}
 
 // mustWrite guards every write: bbolt would panic or fail obscurely on a
-// write in a read-only transaction; the contract asks for ErrReadOnly.
+// write in a read-only transaction; the contract asks for ErrReadOnly. A
+// rehearsal goes on: its bucket writes only read.
 func (t *tx) mustWrite(op string) error {
-	if !t.writable {
+	if !t.writable && !t.rehearsal {
 		return fmt.Errorf("bolt: %s: %w", op, store.ErrReadOnly)
 	}
 	return nil
@@ -168,7 +203,7 @@ func (t *tx) count(kind, idp string) int {
 // rewrites the user record, and its unchanged index entries would
 // otherwise cost a dozen page writes (docs/architecture.md, "Performance
 // budgets").
-func putChanged(b *bolt.Bucket, k, v []byte) error {
+func putChanged(b bucket, k, v []byte) error {
 	if old := b.Get(k); old != nil && bytes.Equal(old, v) {
 		return nil
 	}
