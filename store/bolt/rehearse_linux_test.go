@@ -28,7 +28,7 @@ func TestRehearsal(t *testing.T) {
 	const sessions = 4000
 	touches := make([]store.SessionTouch, 0, 200)
 	for i := 0; i < sessions; i += sessions / cap(touches) {
-		touches = append(touches, store.SessionTouch{Hash: warmHash(i), At: now.Add(time.Minute)})
+		touches = append(touches, store.SessionTouch{Hash: sessionHash(i), At: now.Add(time.Minute)})
 	}
 	bg := store.Background(context.Background())
 	cases := []struct {
@@ -58,12 +58,12 @@ func TestRehearsal(t *testing.T) {
 			// A returning user's new session, and the one the browser
 			// came with ended.
 			for i := 0; i < 100; i++ {
-				s := &store.Session{Hash: warmHash(sessions + i), UserID: fmt.Sprintf("user-%d", i*7), IdP: "okta",
+				s := &store.Session{Hash: sessionHash(sessions + i), UserID: fmt.Sprintf("user-%d", i*7), IdP: "okta",
 					Created: now, Expires: now.Add(8 * time.Hour), LastSeen: now}
 				if err := tx.PutSession(s); err != nil {
 					return err
 				}
-				if err := tx.DeleteSession(warmHash(2 + i*37)); err != nil {
+				if err := tx.DeleteSession(sessionHash(2 + i*37)); err != nil {
 					return err
 				}
 				if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, UserID: s.UserID}); err != nil {
@@ -76,7 +76,7 @@ func TestRehearsal(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			src := filepath.Join(t.TempDir(), "sso.db")
-			makeWarmStore(t, src, now, sessions)
+			makeSessionStore(t, src, now, sessions)
 			for _, rehearsed := range []bool{false, true} {
 				path := filepath.Join(t.TempDir(), "sso.db")
 				copyFile(t, src, path)
@@ -84,7 +84,7 @@ func TestRehearsal(t *testing.T) {
 				db := openCold(t, path, Options{NoRehearsal: !rehearsed, OnWrite: func(w WriteHold) { holds = append(holds, w) }})
 				if !store.IsBackground(c.ctx) {
 					// The first write reads from disk: the store is cold.
-					update(t, db, func(tx store.Tx) error { return tx.DeleteSession(warmHash(1)) })
+					update(t, db, func(tx store.Tx) error { return tx.DeleteSession(sessionHash(1)) })
 					if holds[0].Faults == 0 {
 						t.Fatal("the first write on a cold store read nothing from disk")
 					}
@@ -107,16 +107,16 @@ func TestRehearsal(t *testing.T) {
 	}
 }
 
-// warmHash is session i's hash: spread over the key space, as SHA-256
+// sessionHash is session i's hash: spread over the key space, as SHA-256
 // hashes are.
-func warmHash(i int) string {
+func sessionHash(i int) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "token-%d", i))
 	return hex.EncodeToString(h[:])
 }
 
-// makeWarmStore writes n sessions of n/4 users: every tenth idle for over
+// makeSessionStore writes n sessions of n/4 users: every tenth idle for over
 // an hour at now, the rest seen a minute before.
-func makeWarmStore(t *testing.T, path string, now time.Time, n int) {
+func makeSessionStore(t *testing.T, path string, now time.Time, n int) {
 	t.Helper()
 	db, err := Open(path, Options{})
 	must(t, err)
@@ -132,7 +132,7 @@ func makeWarmStore(t *testing.T, path string, now time.Time, n int) {
 			if i%10 == 0 {
 				seen = now.Add(-2 * time.Hour)
 			}
-			s := &store.Session{Hash: warmHash(i), UserID: fmt.Sprintf("user-%d", i%(n/4)), IdP: "okta",
+			s := &store.Session{Hash: sessionHash(i), UserID: fmt.Sprintf("user-%d", i%(n/4)), IdP: "okta",
 				Created: now.Add(-3 * time.Hour), Expires: now.Add(5 * time.Hour), LastSeen: seen,
 				Logout: store.LogoutInfo{Subject: fmt.Sprintf("subject-%d", i%(n/4)), SessionID: fmt.Sprintf("sid-%d", i)}}
 			if err := tx.PutSession(s); err != nil {
