@@ -151,6 +151,7 @@ type load struct {
 	longest   bolt.WriteHold  // the current phase's longest hold
 	mostWork  bolt.WriteHold  // the current phase's hold with the most Work
 	bg        holdSum         // the current phase's background holds
+	fgFaults  []int64         // pages each foreground hold read from disk
 	total     bolt.WriteHold  // the current phase's holds summed
 	lastWrite time.Time
 }
@@ -190,6 +191,8 @@ func (l *load) open(opts bolt.Options) time.Duration {
 		}
 		if w.Background {
 			l.bg.add(w)
+		} else {
+			l.fgFaults = append(l.fgFaults, w.Faults)
 		}
 		l.total.Work += w.Work
 		l.total.Build += w.Build
@@ -342,11 +345,17 @@ var errStop = fmt.Errorf("stop")
 func (l *load) takeHeld() ([]time.Duration, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h, w, mw, sum, bg := l.held, l.longest, l.mostWork, l.total, l.bg
-	l.held, l.longest, l.mostWork, l.total, l.bg = nil, bolt.WriteHold{}, bolt.WriteHold{}, bolt.WriteHold{}, holdSum{}
+	h, w, mw, sum, bg, ff := l.held, l.longest, l.mostWork, l.total, l.bg, l.fgFaults
+	l.held, l.longest, l.mostWork, l.total, l.bg, l.fgFaults = nil, bolt.WriteHold{}, bolt.WriteHold{}, bolt.WriteHold{}, holdSum{}, nil
 	n := time.Duration(max(1, len(h)))
 	out := fmt.Sprintf("longest %s\n  most work in one: %s\n  mean per transaction: work %s, build %s, disk %s, %.1f pages; %d pages read from disk under the lock in all",
 		holdString(w), holdString(mw), ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n), sum.Faults)
+	if len(ff) > 0 {
+		slices.Sort(ff)
+		q := func(p float64) int64 { return ff[min(len(ff)-1, int(p*float64(len(ff))))] }
+		out += fmt.Sprintf("\n  pages a foreground transaction read from disk: p50 %d  p90 %d  p99 %d  max %d  (n=%d)",
+			q(0.5), q(0.9), q(0.99), ff[len(ff)-1], len(ff))
+	}
 	if len(bg.works) > 0 {
 		out += fmt.Sprintf("\n  work of a background batch: mean %s, %s",
 			ms(bg.work/time.Duration(len(bg.works))), dist(bg.works))
