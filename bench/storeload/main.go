@@ -27,6 +27,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -147,12 +148,7 @@ type load struct {
 	newID int
 
 	mu        sync.Mutex
-	held      []time.Duration // write-lock hold times of the current phase
-	longest   bolt.WriteHold  // the current phase's longest hold
-	mostWork  bolt.WriteHold  // the current phase's hold with the most Work
-	bg        holdSum         // the current phase's background holds
-	fgFaults  []int64         // pages each foreground hold read from disk
-	total     bolt.WriteHold  // the current phase's holds summed
+	holds     []bolt.WriteHold // the write transactions of the current phase
 	lastWrite time.Time
 }
 
@@ -182,23 +178,7 @@ func (l *load) watchdog(ctx context.Context, waiting func() bool) {
 func (l *load) open(opts bolt.Options) time.Duration {
 	opts.OnWrite = func(w bolt.WriteHold) {
 		l.mu.Lock()
-		l.held = append(l.held, w.Held)
-		if w.Held > l.longest.Held {
-			l.longest = w
-		}
-		if w.Work > l.mostWork.Work {
-			l.mostWork = w
-		}
-		if w.Background {
-			l.bg.add(w)
-		} else {
-			l.fgFaults = append(l.fgFaults, w.Faults)
-		}
-		l.total.Work += w.Work
-		l.total.Build += w.Build
-		l.total.Disk += w.Disk
-		l.total.Pages += w.Pages
-		l.total.Faults += w.Faults
+		l.holds = append(l.holds, w)
 		l.lastWrite = time.Now()
 		l.mu.Unlock()
 	}
@@ -340,38 +320,54 @@ func (l *load) sessionsCurrentAt() time.Time {
 
 var errStop = fmt.Errorf("stop")
 
-// takeHeld returns the current phase's hold times, and its longest hold
-// broken down, and starts the next phase.
+// takeHeld returns the current phase's hold times, and its holds broken
+// down, and starts the next phase.
 func (l *load) takeHeld() ([]time.Duration, string) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	h, w, mw, sum, bg, ff := l.held, l.longest, l.mostWork, l.total, l.bg, l.fgFaults
-	l.held, l.longest, l.mostWork, l.total, l.bg, l.fgFaults = nil, bolt.WriteHold{}, bolt.WriteHold{}, bolt.WriteHold{}, holdSum{}, nil
-	n := time.Duration(max(1, len(h)))
+	holds := l.holds
+	l.holds = nil
+	l.mu.Unlock()
+	var (
+		held, bgWork      []time.Duration
+		fgFaults          []int64
+		longest, mostWork bolt.WriteHold
+		sum               bolt.WriteHold
+	)
+	for _, w := range holds {
+		held = append(held, w.Held)
+		if w.Held > longest.Held {
+			longest = w
+		}
+		if w.Work > mostWork.Work {
+			mostWork = w
+		}
+		if w.Background {
+			bgWork = append(bgWork, w.Work)
+		} else {
+			fgFaults = append(fgFaults, w.Faults)
+		}
+		sum.Work += w.Work
+		sum.Build += w.Build
+		sum.Disk += w.Disk
+		sum.Pages += w.Pages
+		sum.Faults += w.Faults
+	}
+	n := time.Duration(max(1, len(holds)))
 	out := fmt.Sprintf("longest %s\n  most work in one: %s\n  mean per transaction: work %s, build %s, disk %s, %.1f pages; %d pages read from disk under the lock in all",
-		holdString(w), holdString(mw), ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n), sum.Faults)
-	if len(ff) > 0 {
-		slices.Sort(ff)
-		q := func(p float64) int64 { return ff[min(len(ff)-1, int(p*float64(len(ff))))] }
+		holdString(longest), holdString(mostWork), ms(sum.Work/n), ms(sum.Build/n), ms(sum.Disk/n), float64(sum.Pages)/float64(n), sum.Faults)
+	if len(fgFaults) > 0 {
+		q := quantiles(fgFaults)
 		out += fmt.Sprintf("\n  pages a foreground transaction read from disk: p50 %d  p90 %d  p99 %d  max %d  (n=%d)",
-			q(0.5), q(0.9), q(0.99), ff[len(ff)-1], len(ff))
+			q(0.5), q(0.9), q(0.99), q(1), len(fgFaults))
 	}
-	if len(bg.works) > 0 {
-		out += fmt.Sprintf("\n  work of a background batch: mean %s, %s",
-			ms(bg.work/time.Duration(len(bg.works))), dist(bg.works))
+	if len(bgWork) > 0 {
+		var total time.Duration
+		for _, d := range bgWork {
+			total += d
+		}
+		out += fmt.Sprintf("\n  work of a background batch: mean %s, %s", ms(total/time.Duration(len(bgWork))), dist(bgWork))
 	}
-	return h, out
-}
-
-// holdSum adds up the background holds of a phase.
-type holdSum struct {
-	work  time.Duration
-	works []time.Duration
-}
-
-func (s *holdSum) add(w bolt.WriteHold) {
-	s.work += w.Work
-	s.works = append(s.works, w.Work)
+	return held, out
 }
 
 // holdString breaks a write-lock hold down as the slow-write log does.
@@ -772,10 +768,16 @@ func dist(d []time.Duration) string {
 	if len(d) == 0 {
 		return "none"
 	}
-	d = slices.Clone(d)
-	slices.Sort(d)
-	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
-	return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(q(0.5)), ms(q(0.99)), ms(d[len(d)-1]), len(d))
+	q := quantiles(d)
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(q(0.5)), ms(q(0.99)), ms(q(1)), len(d))
+}
+
+// quantiles sorts a copy of v (not empty) and returns its quantile
+// function: q(0.5) the median, q(1) the largest.
+func quantiles[T cmp.Ordered](v []T) func(p float64) T {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return func(p float64) T { return v[min(len(v)-1, int(p*float64(len(v))))] }
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }

@@ -13,9 +13,9 @@ import (
 // and that a rehearsal writes nothing. Background work is always
 // rehearsed; a foreground Update only while the store is cold (a
 // foreground write read from disk within coldWindow); never with
-// NoRehearsal. A fn whose
-// later steps fail in the rehearsal because its earlier writes were not
-// made (a new user's first session) still commits in full.
+// NoRehearsal. A fn whose later steps fail in the rehearsal because its
+// earlier writes were not made (a new user's first session) still commits
+// in full, and a single-use ID is used up by the real run only.
 func TestRehearsalPolicy(t *testing.T) {
 	bg := store.Background(context.Background())
 	fg := context.Background()
@@ -41,8 +41,13 @@ func TestRehearsalPolicy(t *testing.T) {
 				db.noteFaults(context.Background(), 1)
 			}
 			runs := 0
+			var first bool
 			err = db.Update(c.ctx, func(tx store.Tx) error {
 				runs++
+				var err error
+				if first, err = tx.Consume("state", "s1", time.Now().Add(time.Hour)); err != nil {
+					return err
+				}
 				u := &store.User{Email: "new@example.com", Active: true}
 				if err := tx.PutUser(u); err != nil {
 					return err
@@ -55,6 +60,21 @@ func TestRehearsalPolicy(t *testing.T) {
 			must(t, err)
 			if runs != c.wantN {
 				t.Errorf("fn ran %d times, want %d", runs, c.wantN)
+			}
+			// The single-use rule holds through a rehearsal: it does not
+			// use the ID up (the real run still finds it unused), and the
+			// real run does (a replay is refused).
+			if !first {
+				t.Error("the sign-in's own state was refused as already used: the rehearsal consumed it")
+			}
+			err = db.Update(c.ctx, func(tx store.Tx) error {
+				var err error
+				first, err = tx.Consume("state", "s1", time.Now().Add(time.Hour))
+				return err
+			})
+			must(t, err)
+			if first {
+				t.Error("a replayed state was accepted")
 			}
 			view(t, db, func(tx store.Tx) error {
 				n, err := tx.Counts()
