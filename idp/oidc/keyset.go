@@ -23,8 +23,8 @@ var errRefreshLimited = errors.New("unknown signing key and the JWKS was fetched
 
 // keySet implements go-oidc's oidc.KeySet over the IdP's jwks_uri. It
 // differs from oidc.RemoteKeySet in one way that matters: fetches triggered
-// by unknown key IDs are rate-limited to one per minRefresh, because the kid
-// is chosen by whoever made the token.
+// by a token no cached key verifies are rate-limited to one per minRefresh,
+// because the token is chosen by whoever made it.
 type keySet struct {
 	client     *http.Client
 	now        func() time.Time
@@ -98,11 +98,14 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 		}
 		return payload, nil
 	}
-	if h.KeyID != "" && hasKeyID(keys, h.KeyID) {
-		// A known key that does not verify: a new fetch would not help.
+	// An unknown kid, or a known one that does not verify: some IdPs
+	// replace the key behind a fixed kid ("default", "1") when they
+	// rotate, so both fetch again, within the same rate limit.
+	known := h.KeyID != "" && hasKeyID(keys, h.KeyID)
+	keys, err = k.refresh(ctx, gen)
+	if errors.Is(err, errRefreshLimited) && known {
 		return nil, errors.New("signature does not verify")
 	}
-	keys, err = k.refresh(ctx, gen)
 	if err != nil {
 		return nil, err
 	}

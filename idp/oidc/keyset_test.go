@@ -192,3 +192,40 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 }
+
+// An IdP that rotates its key but keeps the kid: the first token under the
+// new key fetches the JWKS again (once per minRefresh), and is accepted.
+func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
+	kA, jA := rsaKey(t, "default", "")
+	kB, jB := rsaKey(t, "default", "")
+	srv := newJWKSServer(t, jA)
+	var now atomic.Pointer[time.Time]
+	t0 := time.Unix(1_700_000_000, 0)
+	now.Store(&t0)
+	ks := newTestKeySet(srv.URL, &now)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err != nil {
+		t.Fatal(err)
+	}
+	srv.set(jB)
+	rotated := signJWT(t, kB, "default", jose.RS256)
+	// Within minRefresh of the first fetch: no new fetch, refused.
+	if _, err := ks.VerifySignature(ctx, rotated); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("VerifySignature within minRefresh = %v, want \"signature does not verify\"", err)
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d JWKS fetches within minRefresh, want 1", n)
+	}
+	t1 := t0.Add(time.Minute)
+	now.Store(&t1)
+	if _, err := ks.VerifySignature(ctx, rotated); err != nil {
+		t.Fatalf("token under the rotated key with the same kid: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2", n)
+	}
+	// The old key is gone from the set: its tokens no longer verify.
+	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err == nil {
+		t.Error("a token under the replaced key is still accepted")
+	}
+}
