@@ -267,6 +267,11 @@ func (p *parser) comparison(depth int) (expr, error) {
 			if !validName(path.sub) {
 				return nil, invalidFilter("bad sub-attribute %q", n.text)
 			}
+			if def := p.rt.lookup(path.urn, path.attr); def != nil {
+				if s := def.sub(path.sub); s != nil {
+					path.sub = s.Name // the schema's spelling, as splitPath gives
+				}
+			}
 		}
 		if n := p.peek(); n.kind != 'w' || !(isCompareOp(n.text) || strings.EqualFold(n.text, "pr")) {
 			if path.sub != "" {

@@ -56,6 +56,11 @@ func TestUserFilters(t *testing.T) {
 		{`emails eq "alice@x.io"`, "alice@x.io"},
 		{`emails[value eq "carol@x.io"]`, "carol"},
 		{`emails[type eq "work" and value eq "carol@x.io"]`, "carol"},
+		// Attribute names are case-insensitive (RFC 7643 2.1) inside and
+		// after a value filter too.
+		{`Emails[Type eq "work"].Value eq "carol@x.io"`, "carol"},
+		{`emails[VALUE eq "carol@x.io"]`, "carol"},
+		{`EMAILS.VALUE eq "carol@x.io"`, "carol"},
 		{`id eq "{{alice}}"`, "alice@x.io"},
 		{`userName eq "carol" and name.givenName eq "Carol"`, "carol"},
 		{`userName eq "carol" and not (name.givenName eq "Carol")`, ""},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -110,7 +111,7 @@ func valueEquality(attr string, f expr) (string, string, bool) {
 	switch f := f.(type) {
 	case *cmpExpr:
 		v, isString := f.value.(string)
-		if f.op == "eq" && isString && f.path.attr == "value" && f.path.sub == "" && f.path.filter == nil {
+		if f.op == "eq" && isString && strings.EqualFold(f.path.attr, "value") && f.path.urn == "" && f.path.sub == "" && f.path.filter == nil {
 			return attr + ".value", v, true
 		}
 	case *logicExpr:
