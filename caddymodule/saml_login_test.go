@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -435,22 +436,7 @@ func samlPayloads(t *testing.T) []string {
 // again after Caddy stopped and started on the same store.
 func TestSAMLReplayRefusedAcrossRestart(t *testing.T) {
 	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
-	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-	b := newBrowser(t)
-	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
-	gwURL, _ := url.Parse(w.gw.base)
-	captured := b.jar.Cookies(gwURL)
-	if len(captured) == 0 {
-		t.Fatal("no flow cookie to capture")
-	}
-	b.samlPost(b.client, action, fields).saw(t)
-
-	replay := func() samlPage {
-		jar, _ := cookiejar.New(nil)
-		jar.SetCookies(gwURL, captured)
-		attacker := &browser{t: t, jar: jar, client: &http.Client{Jar: jar}}
-		return attacker.samlPost(attacker.client, action, fields)
-	}
+	replay := capturedSignIn(t, w)
 	for _, when := range []string{"at once", "after restart"} {
 		if when == "after restart" {
 			w.restart()
@@ -462,6 +448,47 @@ func TestSAMLReplayRefusedAcrossRestart(t *testing.T) {
 	}
 	if got := auditReasons(t, store.EventLoginFailed); !slices.Equal(got, []string{saml.CodeReplayed, saml.CodeReplayed}) {
 		t.Errorf("replays audited as %v", got)
+	}
+}
+
+// TestSAMLReplaysAuditedWithinBudget: whoever holds a captured response
+// and its flow cookie can post it again and again while the assertion is
+// valid. Every post is refused, but the audit trail takes at most
+// signin.DefaultAuditPerMinute of them a minute, as for every other
+// refused sign-in (docs/security.md, "Unauthenticated traffic").
+func TestSAMLReplaysAuditedWithinBudget(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
+	replay := capturedSignIn(t, w)
+	const posts = signin.DefaultAuditPerMinute + 5
+	for i := range posts {
+		if p := replay(); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, saml.CodeReplayed) {
+			t.Fatalf("replay %d: got %d: %s", i+1, p.Status, samlShort(p.Body))
+		}
+	}
+	if got := auditReasons(t, store.EventLoginFailed); len(got) != signin.DefaultAuditPerMinute {
+		t.Errorf("%d replays audited %d times (%v), want %d", posts, len(got), got, signin.DefaultAuditPerMinute)
+	}
+}
+
+// capturedSignIn signs ada in through the ACS, keeping what her browser
+// posted and its flow cookie, and returns a replay of that post from
+// another browser.
+func capturedSignIn(t *testing.T, w *samlWorld) (replay func() samlPage) {
+	t.Helper()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	b := newBrowser(t)
+	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
+	gwURL, _ := url.Parse(w.gw.base)
+	captured := b.jar.Cookies(gwURL)
+	if len(captured) == 0 {
+		t.Fatal("no flow cookie to capture")
+	}
+	b.samlPost(b.client, action, fields).saw(t)
+	return func() samlPage {
+		jar, _ := cookiejar.New(nil)
+		jar.SetCookies(gwURL, captured)
+		attacker := &browser{t: t, jar: jar, client: &http.Client{Jar: jar}}
+		return attacker.samlPost(attacker.client, action, fields)
 	}
 }
 

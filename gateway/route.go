@@ -374,6 +374,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	switch {
 	case out.Replay != nil:
+		run.Refusals.Record(ctx, p.Name, out.Replay, rt.clientIP(r))
 		return rt.fail(signInFailedPage(p.Name, out.Replay.Code))
 	case out.Denial != nil:
 		return rt.fail(denialPage(p, a, out))

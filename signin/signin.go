@@ -111,7 +111,9 @@ func (s *Service) logger() *zap.Logger {
 // previousToken is the session cookie the browser came with ("" for none):
 // a sign-in always starts a new session and ends that one, so a token
 // planted before sign-in is worthless after it. A denial or a replay is an
-// Outcome, not an error; an error means nothing was written.
+// Outcome, not an error; an error means nothing was written. A replay
+// writes nothing: the caller records it with Refusals.Record, as it does
+// the refusals of the protocol adapter.
 func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousToken string) (*Outcome, error) {
 	prof, err := p.Mapper.Map(a)
 	var unmapped *mapping.MissingError
@@ -140,8 +142,11 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 				return fmt.Errorf("consuming %s: %w", su.Kind, err)
 			}
 			if !first {
+				// Written nowhere here: whoever replays can repeat it,
+				// so the caller records it with its Refusals, whose
+				// audit and log have a budget.
 				out.Replay = &idp.LoginError{Code: su.Code, Bound: true, Err: fmt.Errorf("%s already used", su.Kind)}
-				return tx.Audit(store.Event{Time: now, Type: store.EventLoginFailed, IdP: p.Name, Reason: su.Code})
+				return nil
 			}
 		}
 		if unmapped != nil {
@@ -211,7 +216,7 @@ func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
 	log := s.logger()
 	switch {
 	case out.Replay != nil:
-		log.Warn("sign-in refused", zap.String("idp", p.Name), zap.String("reason", out.Replay.Code), zap.Error(out.Replay))
+		// Refusals logs it, within its budget.
 	case out.Unmapped != nil:
 		log.Warn("sign-in denied", zap.String("idp", p.Name), zap.String("reason", provision.ReasonMissingSubject),
 			zap.Strings("received", out.Unmapped.Received), zap.String("refused_name_id_format", out.Unmapped.NameIDFormat))
