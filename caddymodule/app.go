@@ -273,7 +273,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
 		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
 	}
-	rt := &gateway.Runtime{Store: db}
+	rt := &gateway.Runtime{Store: db, Flows: flows}
 	rt.Sessions = session.New(db, cfg, a.logger.Named("session"), nil)
 	rt.Sessions.Derive = placeholderLookup
 	rt.SignIn = &signin.Service{Store: db, Sessions: rt.Sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}

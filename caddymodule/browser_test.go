@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/browsertest"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // newChromium starts a headless Chromium for one test (a 1280x800
@@ -101,4 +103,47 @@ func waitForPage(t *testing.T, ctx context.Context, want string) (string, string
 	}
 	t.Fatalf("browser did not reach %s; it is at %s showing:\n%s", want, loc, body)
 	return "", ""
+}
+
+// TestBrowserSAMLSignInAgainEndsPreviousSession signs in over SAML twice
+// in one Chromium, the site (localhost) and the IdP (127.0.0.1) on
+// different sites. The second sign-in's ACS POST comes from the IdP's site
+// without the session cookie (SameSite=Lax), yet it must end the first
+// session, as a sign-in whose callback sees the cookie does: the sign-in
+// carried it there in a flow cookie.
+func TestBrowserSAMLSignInAgainEndsPreviousSession(t *testing.T) {
+	w := localhostSAMLWorld(t)
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+	first := storedSessions(t)
+	if len(first) != 1 {
+		t.Fatalf("%d sessions after the first sign-in, want 1", len(first))
+	}
+
+	// The IdP still has Ada's session: it answers at once.
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/.sso/login?return_to=/again")); err != nil {
+		t.Fatal(err)
+	}
+	waitForPage(t, ctx, w.gw.base+"/again")
+	second := storedSessions(t)
+	if len(second) != 1 || second[0] == first[0] {
+		t.Fatalf("sessions after signing in again: %d (the first one kept: %v), want only a new one",
+			len(second), slices.Contains(second, first[0]))
+	}
+	if got := auditReasons(t, store.EventSessionLoggedOut); !slices.Equal(got, []string{"signed_in_again"}) {
+		t.Errorf("logged-out events %v, want one signed_in_again", got)
+	}
+}
+
+// storedSessions lists the hashes of the sessions in the store.
+func storedSessions(t *testing.T) []string {
+	t.Helper()
+	var hashes []string
+	view(t, func(tx store.Tx) error {
+		return tx.ForEachSession("", func(s *store.Session) error {
+			hashes = append(hashes, s.Hash)
+			return nil
+		})
+	})
+	return hashes
 }

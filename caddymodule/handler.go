@@ -261,7 +261,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.route.SessionUnavailable(w, r, err)
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), o))
+		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), run, o, tokens))
 	}
 	return h.route.Unauthorized(w, r)
 }

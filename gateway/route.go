@@ -47,6 +47,9 @@ type Runtime struct {
 	Sessions *session.Manager
 	SignIn   *signin.Service
 	Refusals *signin.Refusals
+	// Flows carries, to a callback the IdP's site POSTs (the SAML ACS),
+	// the session the browser began the sign-in with (previousSessionFlow).
+	Flows *idp.FlowCookies
 }
 
 // FlowCookies returns the flow cookies of every IdP, keyed by a secret kept
@@ -144,13 +147,15 @@ func (rt *Route) Session(ctx context.Context, run *Runtime, tokens []string, adm
 	return nil, "", session.ErrNoSession
 }
 
-// StartSignIn answers a navigation without a session: the route's chooser
-// page, or a sign-in at its IdP that comes back to the page asked for.
-func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, o Origin) error {
+// StartSignIn answers a navigation without a session of this route: the
+// route's chooser page, or a sign-in at its IdP that comes back to the
+// page asked for. tokens are the browser's session cookies, whose session
+// (another route's, or expired) the sign-in will end.
+func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
 	if rt.Chooser {
 		return rt.chooser(w, r.URL.RequestURI())
 	}
-	return rt.beginLogin(w, r, o, rt.Default, r.URL.RequestURI())
+	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens)
 }
 
 // Identify sets on h what the upstream learns of the session id: the
@@ -257,7 +262,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
 	switch {
 	case rest == "login":
-		return rt.serveLogin(w, r, o)
+		return rt.serveLogin(w, r, run, o, tokens)
 	case rest == "logout":
 		return rt.serveLogout(w, r, run, o, tokens)
 	case rest == "whoami":
@@ -285,14 +290,19 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		}
 		// The session the browser comes with, of whichever IdP, ends
 		// with the sign-in: its cookie is about to be replaced.
-		_, oldToken, err := rt.Session(r.Context(), run, tokens, false)
-		if err != nil && !errors.Is(err, session.ErrNoSession) {
+		previous, err := rt.previousSession(r.Context(), run, tokens)
+		if err != nil {
 			return rt.signInNotSaved(w, p, err)
 		}
-		if oldToken == "" && len(tokens) > 0 {
-			oldToken = tokens[0] // perhaps expired, still stored
+		if method == http.MethodPost {
+			// The session cookie (SameSite=Lax) does not come along on
+			// a POST from the IdP's site: beginLogin sent it ahead.
+			var carried string
+			if run.Flows.Take(w, r, previousSessionFlow, &carried) == nil && previous == "" {
+				previous = carried
+			}
 		}
-		return rt.serveCallback(w, r, run, o, p, base, oldToken)
+		return rt.serveCallback(w, r, run, o, p, base, previous)
 	}
 	err := p.Provider.ServeEndpoint(w, r, base, endpoint)
 	var le *idp.LoginError
@@ -313,7 +323,7 @@ func (rt *Route) endpointBase(o Origin, p *IdP) string {
 }
 
 // serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
-func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, o Origin) error {
+func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return httpError(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
 	}
@@ -327,14 +337,49 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, o Origin) er
 			return rt.fail(unknownIdPPage())
 		}
 	}
-	return rt.beginLogin(w, r, o, p, r.URL.Query().Get("return_to"))
+	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens)
 }
 
-func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, o Origin, p *IdP, returnTo string) error {
+// previousSessionFlow names the flow cookie that carries the hash of the
+// browser's session to a callback the IdP's site POSTs (the SAML ACS), so
+// that the sign-in ends it there as it does on a callback the browser
+// reaches with its session cookie (docs/security.md, "One host, several
+// IdPs"). It lives as long as a sign-in may take by default; one that
+// takes longer leaves that session to its own timeouts.
+const previousSessionFlow = "previous-session"
+
+// previousSession returns the hash of the session the browser's cookies
+// name: the first valid one, else the first cookie's (perhaps expired,
+// still stored); "" for none.
+func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []string) (string, error) {
+	_, token, err := rt.Session(ctx, run, tokens, false)
+	if err != nil && !errors.Is(err, session.ErrNoSession) {
+		return "", err
+	}
+	if token == "" && len(tokens) > 0 {
+		token = tokens[0]
+	}
+	if token == "" {
+		return "", nil
+	}
+	return session.Hash(token), nil
+}
+
+func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
 	returnTo = idp.LocalPath(returnTo)
+	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && len(tokens) > 0 {
+		// Before Begin, which writes the redirect. If finding the
+		// session fails, the sign-in only leaves it to its timeouts.
+		if previous, err := rt.previousSession(r.Context(), run, tokens); err == nil && previous != "" {
+			if err := run.Flows.Save(w, r, previousSessionFlow, previous, idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
+				rt.Logger.Warn("starting sign-in: the current session cannot be carried to the callback, so the sign-in will not end it",
+					zap.String("idp", p.Name), zap.Error(err))
+			}
+		}
+	}
 	if err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo); err != nil {
 		code := idp.ErrorCode(err, "idp_unavailable")
 		if code == idp.CodeMisconfigured {
@@ -351,7 +396,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, o Origin, p 
 // serveCallback completes a sign-in: the provider verifies, signin maps,
 // provisions and starts the session in one transaction, and this turns the
 // outcome into a page or a redirect.
-func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, oldToken string) error {
+func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, previous string) error {
 	ctx := r.Context()
 	a, returnTo, err := p.Provider.Callback(w, r, base)
 	if err != nil {
@@ -368,7 +413,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		}
 		return rt.fail(signInFailedPage(p.Name, le.Code))
 	}
-	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, oldToken)
+	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, previous)
 	if err != nil {
 		return rt.signInNotSaved(w, p, err)
 	}

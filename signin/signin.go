@@ -108,13 +108,13 @@ func (s *Service) logger() *zap.Logger {
 }
 
 // SignIn completes the sign-in of a, verified by p's protocol adapter.
-// previousToken is the session cookie the browser came with ("" for none):
-// a sign-in always starts a new session and ends that one, so a token
-// planted before sign-in is worthless after it. A denial or a replay is an
+// previousHash is the hash (session.Hash) of the session the browser came
+// with ("" for none): a sign-in always starts a new session and ends that
+// one, so a token planted before sign-in is worthless after it. A denial or a replay is an
 // Outcome, not an error; an error means nothing was written. A replay
 // writes nothing: the caller records it with Refusals.Record, as it does
 // the refusals of the protocol adapter.
-func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousToken string) (*Outcome, error) {
+func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousHash string) (*Outcome, error) {
 	prof, err := p.Mapper.Map(a)
 	var unmapped *mapping.MissingError
 	if err != nil && !errors.As(err, &unmapped) {
@@ -125,10 +125,6 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID}, p.kept(a.Tokens))
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
-	}
-	var previousHash string
-	if previousToken != "" {
-		previousHash = session.Hash(previousToken)
 	}
 	now := s.now()
 

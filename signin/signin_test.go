@@ -154,7 +154,7 @@ func TestOneDurableCommitPerSignIn(t *testing.T) {
 			}
 
 			before = e.db.commits.Load()
-			second, err := e.svc.SignIn(ctx, p, tc.assertion("2", "King", true), first.Session.Token)
+			second, err := e.svc.SignIn(ctx, p, tc.assertion("2", "King", true), session.Hash(first.Session.Token))
 			if err != nil || second.Session == nil || !slices.Contains(second.Result.Changed, "last_name") ||
 				!second.Result.GroupsOverage || !second.EndedPrevious {
 				t.Fatalf("second sign-in: %+v %v", second, err)
