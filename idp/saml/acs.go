@@ -1,10 +1,13 @@
 package saml
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -103,7 +106,9 @@ func otherBinding(b string) string {
 
 // Callback is the assertion consumer service (HTTP-POST binding) of the site
 // at base. It caps and reads the body, refuses DTDs, finds the login this
-// browser began (or, if allowed, accepts an IdP-initiated response), lets
+// browser began (or, if allowed, accepts an IdP-initiated response: one
+// without InResponseTo, since a response with one answers a login that
+// must have its flow cookie), lets
 // crewjam verify signature, issuer, status, destination, recipient,
 // audience, times and InResponseTo and decrypt, applies the configured clock
 // skew, and returns the assertion, whose SingleUse names the assertion ID for
@@ -167,6 +172,14 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 	if isFlow {
 		flowErr = p.takeFlow(w, r, p.loginFlowID(relayState), &fl)
 	}
+	// A response that names an AuthnRequest answers an SP-initiated login
+	// whatever AllowIdPInitiated says: without its flow cookie (the person
+	// took longer than LoginTimeout at the IdP, or cookies are blocked) it
+	// is refused as a lost flow, not tried as IdP-initiated, where it could
+	// only fail as saml_in_response_to. The claim is unverified and only
+	// chooses the refusal: an InResponseTo this scan misses (inside an
+	// encrypted assertion, say) is still refused by crewjam.
+	solicited := !(isFlow && flowErr == nil) && claimsInResponseTo(xmlData)
 	switch {
 	case isFlow && flowErr == nil:
 		if fl.ACS != e.acs.String() {
@@ -174,13 +187,15 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 		}
 		requestIDs = []string{fl.RequestID}
 		returnTo = idp.LocalPath(fl.ReturnTo)
-	case p.cfg.AllowIdPInitiated:
+	case p.cfg.AllowIdPInitiated && !solicited:
 		// crewjam then accepts only an empty InResponseTo, so a response
 		// to another browser's request cannot pass as unsolicited.
 		idpInitiated = true
 		returnTo = idp.LocalPath(relayState)
 	case isFlow:
 		return nil, "", flowError(flowErr)
+	case solicited:
+		return nil, "", idp.Fail(CodeUnsolicited, errors.New("response answers an AuthnRequest (InResponseTo) but carries no RelayState of a login begun here"))
 	default:
 		return nil, "", idp.Fail(CodeUnsolicited, errors.New("response without a login begun here, and IdP-initiated login is off"))
 	}
@@ -194,6 +209,38 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 		return nil, "", err
 	}
 	return out, returnTo, nil
+}
+
+// claimsInResponseTo reports whether the (unverified) response says it
+// answers an AuthnRequest: an InResponseTo on the root Response, or on a
+// SubjectConfirmationData of a plaintext assertion. Callback uses it only
+// to choose between refusing a response as a lost SP-initiated login and
+// trying it as IdP-initiated; it must never make a response acceptable.
+// A document that does not parse claims nothing: crewjam refuses it.
+func claimsInResponseTo(data []byte) bool {
+	d := xml.NewDecoder(bytes.NewReader(data)) //nolint:gosec // G709: reads raw tokens of a document refuseDeclarations has passed; builds nothing
+	// As in refuseDeclarations: the declared encoding is not trusted, and
+	// the attribute names looked for are ASCII.
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	root := true
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return false
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if root && se.Name.Local == "Response" || se.Name.Local == "SubjectConfirmationData" {
+			for _, a := range se.Attr {
+				if a.Name.Space == "" && a.Name.Local == "InResponseTo" && a.Value != "" {
+					return true
+				}
+			}
+		}
+		root = false
+	}
 }
 
 // verify is Callback once it knows which login the response answers.

@@ -3,6 +3,7 @@ package saml
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -504,6 +505,85 @@ func TestACSReplay(t *testing.T) {
 			t.Fatalf("replay: %v", err)
 		}
 	})
+}
+
+// TestACSLostFlowWithIdPInitiated: a response that answers an AuthnRequest
+// (it carries an InResponseTo) is SP-initiated whatever AllowIdPInitiated
+// says. When its flow cookie is gone or expired (the person took too long at
+// the IdP) it is refused as a lost flow, unbound like every refusal without
+// the cookie, exactly as with the option off, and never tried as
+// IdP-initiated. Only a response without InResponseTo takes that path, and
+// crewjam still refuses one whose InResponseTo the pre-check cannot see.
+func TestACSLostFlowWithIdPInitiated(t *testing.T) {
+	responseWithout := func(s *samltest.ResponseSpec) {
+		s.Response = func(r *saml.Response) { r.InResponseTo = "" }
+	}
+	cases := []struct {
+		name string
+		// noCookie posts without the flow cookie; late posts it after
+		// LoginTimeout.
+		noCookie, late bool
+		spec           func(s *samltest.ResponseSpec)
+		// relayState replaces the pending login's.
+		relayState string
+		// wantOff and wantOn are the codes with the option off and on;
+		// "" is accepted.
+		wantOff, wantOn string
+	}{
+		{name: "cookie missing", noCookie: true, wantOff: CodeFlowMissing, wantOn: CodeFlowMissing},
+		{name: "cookie expired", late: true, wantOff: CodeFlowExpired, wantOn: CodeFlowExpired},
+		{name: "cookie missing, InResponseTo on the assertion only", noCookie: true, spec: responseWithout,
+			wantOff: CodeFlowMissing, wantOn: CodeFlowMissing},
+		{name: "RelayState not ours", relayState: "/reports", wantOff: CodeUnsolicited, wantOn: CodeUnsolicited},
+		// The pre-check cannot read an encrypted assertion: the response
+		// is tried as IdP-initiated, and crewjam refuses its InResponseTo.
+		{name: "cookie missing, InResponseTo in the encrypted assertion only", noCookie: true,
+			spec: func(s *samltest.ResponseSpec) {
+				responseWithout(s)
+				s.EncryptTo = testKeys()[0].Certificate
+			}, wantOff: CodeFlowMissing, wantOn: CodeInResponseTo},
+		{name: "cookie missing, no InResponseTo", noCookie: true, spec: func(s *samltest.ResponseSpec) { s.InResponseTo = "" },
+			wantOff: CodeFlowMissing, wantOn: ""},
+	}
+	for _, allow := range []bool{false, true} {
+		h := newHarness(t, func(c *Config) { c.AllowIdPInitiated = allow })
+		for _, tc := range cases {
+			want := map[bool]string{false: tc.wantOff, true: tc.wantOn}[allow]
+			t.Run(fmt.Sprintf("%s/idp_initiated=%v", tc.name, allow), func(t *testing.T) {
+				pend := h.begin(t)
+				spec := h.spec(pend)
+				if tc.spec != nil {
+					tc.spec(&spec)
+				}
+				relayState := pend.relayState
+				if tc.relayState != "" {
+					relayState = tc.relayState
+				}
+				form := h.forge(t, spec, relayState, nil)
+				if tc.noCookie {
+					pend.cookies = nil
+				}
+				if tc.late {
+					h.flows.Now = func() time.Time { return time.Now().Add(idp.DefaultLoginTimeout + time.Minute) }
+					defer func() { h.flows.Now = nil }()
+				}
+				a, _, err := h.callback(t, pend, form)
+				if got := codeOf(err); got != want {
+					t.Fatalf("code = %q, want %q (err: %v)", got, want, err)
+				}
+				if want == "" {
+					if a == nil || a.Subject != "ada" {
+						t.Fatalf("accepted assertion = %+v", a)
+					}
+					return
+				}
+				var le *idp.LoginError
+				if !errors.As(err, &le) || le.Bound || a != nil {
+					t.Fatalf("refusal without this browser's flow: Bound = %v, assertion %v (err %v)", le != nil && le.Bound, a, err)
+				}
+			})
+		}
+	}
 }
 
 // TestIdPInitiatedRelayState: with IdP-initiated login on, the RelayState

@@ -33,6 +33,11 @@ type idpMetadata struct {
 // DTDs are refused before anything parses the document, as are metadata
 // without an entityID or an IDPSSODescriptor. The Provider (and `caddy sso
 // check`) build on it.
+//
+// The returned ValidUntil is the effective one: the earliest validUntil of
+// every element that vouches for the IdP's keys and endpoints, from each
+// enclosing EntitiesDescriptor down to the IDPSSODescriptors (see
+// effectiveValidUntil), so that whoever reads it alone gets it right.
 func ParseMetadata(data []byte, entityID string) (*saml.EntityDescriptor, error) {
 	if err := refuseDeclarations(data); err != nil {
 		return nil, err
@@ -54,7 +59,7 @@ func ParseMetadata(data []byte, entityID string) (*saml.EntityDescriptor, error)
 			return nil, fmt.Errorf("parsing metadata: %w", err)
 		}
 		var found []*saml.EntityDescriptor
-		collectIdPs(&all, entityID, &found)
+		collectIdPs(&all, entityID, time.Time{}, &found)
 		if len(found) != 1 {
 			return nil, fmt.Errorf("metadata describes %d matching identity providers; set the IdP entity ID to choose one", len(found))
 		}
@@ -71,7 +76,33 @@ func ParseMetadata(data []byte, entityID string) (*saml.EntityDescriptor, error)
 	if len(ed.IDPSSODescriptors) == 0 {
 		return nil, errors.New("metadata has no IDPSSODescriptor")
 	}
+	ed.ValidUntil = effectiveValidUntil(ed)
 	return ed, nil
+}
+
+// effectiveValidUntil is the earliest of ed's validUntil (which
+// collectIdPs has already bounded by every enclosing EntitiesDescriptor's)
+// and each IDPSSODescriptor's: an element is valid only while everything
+// that contains it is (saml-metadata §2.3.2, §2.4.1), and the keys sign-in
+// trusts sit in the IDPSSODescriptors. Zero means none is set.
+func effectiveValidUntil(ed *saml.EntityDescriptor) time.Time {
+	vu := ed.ValidUntil
+	for _, d := range ed.IDPSSODescriptors {
+		vu = earliest(vu, d.ValidUntil)
+	}
+	return vu
+}
+
+// earliest is the earlier of a and *b, where a zero a and a nil or zero b
+// mean "no validUntil".
+func earliest(a time.Time, b *time.Time) time.Time {
+	if b == nil || b.IsZero() {
+		return a
+	}
+	if a.IsZero() || b.Before(a) {
+		return *b
+	}
+	return a
 }
 
 // parseIdPMetadata is ParseMetadata plus what a login needs: a signing
@@ -84,6 +115,7 @@ func parseIdPMetadata(data []byte, entityID string, now time.Time) (*idpMetadata
 	if err := usable(ed); err != nil {
 		return nil, err
 	}
+	// ParseMetadata made ed.ValidUntil the effective validUntil.
 	md := &idpMetadata{ed: ed, loaded: now, validUntil: ed.ValidUntil, sloResponse: ed}
 	if needsResponseLocation(ed) {
 		cp := *ed
@@ -144,21 +176,24 @@ func needsResponseLocation(ed *saml.EntityDescriptor) bool {
 	return false
 }
 
-func collectIdPs(all *saml.EntitiesDescriptor, entityID string, found *[]*saml.EntityDescriptor) {
+// collectIdPs appends to found a copy of every IdP entity in all and its
+// nested EntitiesDescriptors (those named entityID, when set). bound is
+// the earliest validUntil of the EntitiesDescriptors enclosing all (zero
+// for none): an aggregate's validity bounds everything in it, at any depth
+// (saml-metadata §4.3.1), so each copy's ValidUntil is the earliest of its
+// own and every enclosing one's.
+func collectIdPs(all *saml.EntitiesDescriptor, entityID string, bound time.Time, found *[]*saml.EntityDescriptor) {
+	bound = earliest(bound, all.ValidUntil)
 	for i := range all.EntityDescriptors {
 		e := &all.EntityDescriptors[i]
 		if len(e.IDPSSODescriptors) > 0 && (entityID == "" || e.EntityID == entityID) {
 			cp := *e
-			// The aggregate's validity bounds the entity's
-			// (saml-metadata §4.3.1).
-			if all.ValidUntil != nil && !all.ValidUntil.IsZero() && (cp.ValidUntil.IsZero() || all.ValidUntil.Before(cp.ValidUntil)) {
-				cp.ValidUntil = *all.ValidUntil
-			}
+			cp.ValidUntil = earliest(bound, &cp.ValidUntil)
 			*found = append(*found, &cp)
 		}
 	}
 	for i := range all.EntitiesDescriptors {
-		collectIdPs(&all.EntitiesDescriptors[i], entityID, found)
+		collectIdPs(&all.EntitiesDescriptors[i], entityID, bound, found)
 	}
 }
 
@@ -317,7 +352,9 @@ func (p *Provider) metadataFailed(err error) error {
 // unless its validUntil has passed. Metadata past its validUntil is no
 // longer valid (SAML metadata §2.2.1), and the IdP's keys in it no longer
 // vouched for; the refresh has already tried a newer copy, so it takes an
-// administrator: idp.CodeMisconfigured.
+// administrator: idp.CodeMisconfigured. Every message verified with the
+// IdP's keys goes through it, the SLO endpoint's included: a LogoutRequest
+// ends sessions, so keys that may no longer sign a login may not end one.
 func (p *Provider) signInMetadata(ctx context.Context) (*idpMetadata, error) {
 	md, err := p.metadata(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -268,4 +269,84 @@ func TestMetadataMisconfigured(t *testing.T) {
 			t.Fatalf("Begin with a page for metadata: %v", err)
 		}
 	})
+}
+
+// TestMetadataValidUntil: the metadata's effective validUntil is the
+// earliest of every element that vouches for the IdP: each enclosing
+// EntitiesDescriptor however deeply nested, the EntityDescriptor and its
+// IDPSSODescriptor. Past it, sign-in (and the SLO endpoint, which verifies
+// with the same keys) refuses the metadata as expired, and `caddy sso check`
+// (Probe) reports the same date.
+func TestMetadataValidUntil(t *testing.T) {
+	srv, err := samltest.NewServer("https://idp.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetMetadataValidity(48 * time.Hour)
+	good, err := srv.MetadataXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	past, soon, later := now.Add(-time.Hour), now.Add(time.Hour), now.Add(2*time.Hour)
+	attr := func(vu time.Time) string {
+		if vu.IsZero() {
+			return ""
+		}
+		return ` validUntil="` + vu.UTC().Format(time.RFC3339) + `"`
+	}
+	validUntilAttr := regexp.MustCompile(` validUntil="[^"]*"`)
+	// entity is the IdP's EntityDescriptor with validUntil vu (none when
+	// zero) and its IDPSSODescriptor's set to role (none when zero).
+	entity := func(vu, role time.Time) string {
+		s := validUntilAttr.ReplaceAllString(string(good), "")
+		s = strings.Replace(s, "<EntityDescriptor ", "<EntityDescriptor"+attr(vu)+" ", 1)
+		return strings.Replace(s, "<IDPSSODescriptor ", "<IDPSSODescriptor"+attr(role)+" ", 1)
+	}
+	entities := func(vu time.Time, inner string) string {
+		return `<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata"` + attr(vu) + `>` + inner + `</EntitiesDescriptor>`
+	}
+	var none time.Time
+	cases := []struct {
+		name string
+		doc  string
+		want time.Time // zero: none
+	}{
+		{name: "none", doc: entity(none, none), want: none},
+		{name: "EntityDescriptor", doc: entity(later, none), want: later},
+		{name: "IDPSSODescriptor earlier", doc: entity(later, soon), want: soon},
+		{name: "IDPSSODescriptor past", doc: entity(later, past), want: past},
+		{name: "IDPSSODescriptor only", doc: entity(none, past), want: past},
+		{name: "aggregate past", doc: entities(past, entity(later, none)), want: past},
+		{name: "nested: outer past", doc: entities(past, entities(none, entity(later, none))), want: past},
+		{name: "nested: outer earlier than inner", doc: entities(soon, entities(later, entity(later, none))), want: soon},
+		{name: "nested: inner past", doc: entities(later, entities(past, entity(none, none))), want: past},
+		{name: "nested: three levels, outermost past", doc: entities(past, entities(soon, entities(later, entity(later, later)))), want: past},
+		{name: "nested: IDPSSODescriptor past", doc: entities(later, entities(soon, entity(later, past))), want: past},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			md, err := parseIdPMetadata([]byte(tc.doc), "", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !md.validUntil.Equal(tc.want) {
+				t.Fatalf("validUntil = %v, want %v", md.validUntil, tc.want)
+			}
+			r, err := Probe(context.Background(), nil, MetadataSource{XML: []byte(tc.doc)}, "")
+			if err != nil || !r.ValidUntil.Equal(tc.want) {
+				t.Fatalf("Probe: validUntil %v, want %v (%v)", r.ValidUntil, tc.want, err)
+			}
+			p, err := New(Config{Name: "x", MetadataXML: []byte(tc.doc), SPKeys: []KeyPair{testKeys()[0]}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			_, err = p.signInMetadata(context.Background())
+			expired := !tc.want.IsZero() && tc.want.Before(time.Now())
+			if expired != (codeOf(err) == idp.CodeMisconfigured) || !expired && err != nil {
+				t.Fatalf("expired = %v, signInMetadata: %v", expired, err)
+			}
+		})
+	}
 }

@@ -63,7 +63,7 @@ const (
 	CodeResponseMissing     = "saml_response_missing"     // no (or several) SAMLResponse fields
 	CodeMalformed           = "saml_malformed"            // bad base64, form or XML
 	CodeDoctype             = "saml_doctype"              // DOCTYPE / entity declarations
-	CodeUnsolicited         = "saml_unsolicited"          // IdP-initiated response while that is off
+	CodeUnsolicited         = "saml_unsolicited"          // IdP-initiated while that is off, or InResponseTo without our RelayState
 	CodeFlowMissing         = "saml_flow_missing"         // no flow cookie: another browser, or cookies blocked
 	CodeFlowExpired         = "saml_flow_expired"         // the user took longer than LoginTimeout
 	CodeFlowInvalid         = "saml_flow_invalid"         // flow cookie tampered with or swapped
@@ -193,7 +193,9 @@ type Config struct {
 	// AllowIdPInitiated accepts unsolicited responses (no InResponseTo).
 	// Default false. When on, their RelayState is used only as a same-origin
 	// path (anything else becomes "/"), and the replay guard, which is
-	// always used, is what makes each assertion single-use.
+	// always used, is what makes each assertion single-use. A response with
+	// an InResponseTo answers a login begun here either way: without that
+	// login's flow cookie it is refused as when this is off.
 	AllowIdPInitiated bool
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests from the IdP.
 	// Default false: SHA-1 is refused.

@@ -200,23 +200,32 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 			return err
 		}
 	}
-	ctx := r.Context()
-	md, err := p.metadata(ctx)
-	if err != nil {
-		return err
-	}
+	// Both messages are verified with the IdP's keys, so they are trusted
+	// only as long as a sign-in would trust them: a LogoutRequest signed
+	// with a key from expired metadata must not end sessions.
+	md, err := p.signInMetadata(r.Context())
 	switch {
+	case err != nil && isResponse:
+		return sessionEnded(err)
+	case err != nil:
+		return err
 	case isRequest:
 		return p.handleLogoutRequest(w, r, e, md, endSessions)
 	case isResponse:
-		err := p.handleLogoutResponse(w, r, e, md)
-		var le *idp.LoginError
-		if errors.As(err, &le) {
-			le.SessionEnded = true // Logout ended it before sending the request
-		}
-		return err
+		return sessionEnded(p.handleLogoutResponse(w, r, e, md))
 	}
 	return idp.Fail(CodeSLOMessageMissing, errors.New("SLO request carries neither SAMLRequest nor SAMLResponse"))
+}
+
+// sessionEnded marks a refused LogoutResponse: Logout ended the local
+// session before sending its request, so the error page must not suggest
+// the person is still signed in.
+func sessionEnded(err error) error {
+	var le *idp.LoginError
+	if errors.As(err, &le) {
+		le.SessionEnded = true
+	}
+	return err
 }
 
 // refuseSLODeclarations decodes the SLO message (inflating it, for the

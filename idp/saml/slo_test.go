@@ -310,6 +310,95 @@ func TestSLORefuses(t *testing.T) {
 	})
 }
 
+// TestSLOExpiredMetadata: the SLO endpoint trusts the IdP's keys only as
+// long as sign-in does. Once the metadata is past its validUntil, a
+// LogoutRequest signed with its key is refused and ends no session, and a
+// LogoutResponse is refused too (marked SessionEnded: Logout already ended
+// the local session).
+func TestSLOExpiredMetadata(t *testing.T) {
+	h := newHarness(t)
+	h.idp.SetMetadataValidity(-time.Minute)
+	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
+	postForm := func(form url.Values, cookies []*http.Cookie) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		return r
+	}
+	cases := []struct {
+		name string
+		req  func(t *testing.T) *http.Request
+		// response: the message answers a Logout of this browser.
+		response bool
+	}{
+		{name: "LogoutRequest, redirect", req: func(t *testing.T) *http.Request {
+			u, err := h.idp.LogoutRequestRedirectURL(spec, "rs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			uu, _ := url.Parse(u)
+			return httptest.NewRequest(http.MethodGet, h.slo()+"?"+uu.RawQuery, nil)
+		}},
+		{name: "LogoutRequest, post", req: func(t *testing.T) *http.Request {
+			form, err := h.idp.LogoutRequestForm(spec, "rs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return postForm(form, nil)
+		}},
+		{name: "LogoutResponse", response: true, req: func(t *testing.T) *http.Request {
+			// Logout itself only sends the browser to the IdP.
+			rec := httptest.NewRecorder()
+			if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
+				t.Fatal(err)
+			}
+			loc, _ := url.Parse(rec.Header().Get("Location"))
+			var lr saml.LogoutRequest
+			if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
+				t.Fatal(err)
+			}
+			resp := &saml.LogoutResponse{
+				ID: "id-resp", InResponseTo: lr.ID, Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
+				Issuer: &saml.Issuer{Value: h.idp.EntityID()},
+				Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
+			}
+			signed, err := h.idp.SignElement(resp.Element())
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := samltest.Encode(signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return postForm(url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}, rec.Result().Cookies())
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h.mu.Lock()
+			h.ended = nil
+			h.mu.Unlock()
+			rec := httptest.NewRecorder()
+			err := h.p.HandleSLO(rec, tc.req(t), h.base, h.endSessions)
+			var le *idp.LoginError
+			if !errors.As(err, &le) || le.Code != idp.CodeMisconfigured || !strings.Contains(err.Error(), "expired") {
+				t.Fatalf("got %v, want %s (expired metadata)", err, idp.CodeMisconfigured)
+			}
+			if le.SessionEnded != tc.response {
+				t.Errorf("SessionEnded = %v, want %v", le.SessionEnded, tc.response)
+			}
+			h.mu.Lock()
+			ended := h.ended
+			h.mu.Unlock()
+			if len(ended) != 0 || rec.Body.Len() != 0 || rec.Header().Get("Location") != "" {
+				t.Fatalf("refused, yet sessions ended (%v) or a response was written (%d %v)", ended, rec.Code, rec.Header())
+			}
+		})
+	}
+}
+
 func (h *harness) endSessions(_ context.Context, nameID, sessionIndex string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
