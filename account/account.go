@@ -176,8 +176,10 @@ func (s *Service) Committed(c *Change) {
 	}
 }
 
-// update runs op in its own transaction, then Committed.
-func (s *Service) update(ctx context.Context, op func(tx store.Tx, c *Change) error) error {
+// Update runs op in one store transaction, for a caller that combines
+// account operations (their Tx forms) with writes of its own, and hands
+// the Change to Committed once the transaction has committed.
+func (s *Service) Update(ctx context.Context, op func(tx store.Tx, c *Change) error) error {
 	var c Change
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		c = Change{}
@@ -372,7 +374,7 @@ func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, erro
 
 func (s *Service) userOp(ctx context.Context, op func(tx store.Tx, c *Change) (*Result, error)) (*Result, error) {
 	var res *Result
-	err := s.update(ctx, func(tx store.Tx, c *Change) error {
+	err := s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
 		res, err = op(tx, c)
 		return err

@@ -57,7 +57,7 @@ func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info stor
 // EndIdPSessions is EndIdPSessionsTx in a transaction of its own.
 func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.LogoutInfo) (int, error) {
 	var n int
-	err := s.update(ctx, func(tx store.Tx, c *Change) error {
+	err := s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
 		n, err = s.EndIdPSessionsTx(tx, c, idp, info)
 		return err

@@ -70,7 +70,7 @@ type Runtime struct {
 	// Flows binds logins in progress to the browser that began them.
 	Flows *FlowCookies
 	// Replay makes protocol messages that are not sign-ins single-use
-	// (SAML LogoutRequest IDs, OIDC logout tokens).
+	// (SAML LogoutRequest IDs; OIDC logout tokens go through Sessions).
 	Replay ReplayGuard
 	// Secrets keeps key material the provider generates (a SAML SP key pair).
 	Secrets Secrets
@@ -91,6 +91,11 @@ type Secrets interface {
 // message: every session of idp whose LogoutInfo.Subject is subject and, when
 // sessionID is not empty, whose LogoutInfo.SessionID is sessionID; or, with an
 // empty subject, every session with that sessionID.
+//
+// once, when not nil, makes the message single-use in the same transaction
+// (an OIDC logout token's jti): a message seen before ends nothing and is a
+// *LoginError with once.Code and Logout set, and a message whose sessions
+// could not be ended is not used up, so the IdP's retry still ends them.
 type SessionEnder interface {
-	EndSessions(ctx context.Context, idp, subject, sessionID string) (int, error)
+	EndSessions(ctx context.Context, idp, subject, sessionID string, once *SingleUse) (int, error)
 }

@@ -95,15 +95,27 @@ type env struct {
 	ended  endedSessions
 }
 
-// endedSessions records what the logout endpoints ask to end.
+// endedSessions records what the logout endpoints ask to end. Like the
+// store's, it uses a message's single-use ID up only when the sessions
+// end: with fail set, the call fails and uses nothing up.
 type endedSessions struct {
-	mu    sync.Mutex
-	calls []string // "idp|subject|sid"
+	mu     sync.Mutex
+	calls  []string // "idp|subject|sid"
+	replay *memReplay
+	fail   error
 }
 
-func (s *endedSessions) EndSessions(_ context.Context, idpName, subject, sessionID string) (int, error) {
+func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject, sessionID string, once *idp.SingleUse) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fail != nil {
+		return 0, s.fail
+	}
+	if once != nil {
+		if first, _ := s.replay.ConsumeOnce(ctx, once.Kind, once.ID, once.Until); !first {
+			return 0, idp.FailLogout(once.Code, errors.New("used before"))
+		}
+	}
 	s.calls = append(s.calls, idpName+"|"+subject+"|"+sessionID)
 	return 1, nil
 }
@@ -140,6 +152,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 	if e.p, err = oidc.New(e.cfg); err != nil {
 		t.Fatal(err)
 	}
+	e.ended.replay = &e.replay
 	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows, Replay: &e.replay, Sessions: &e.ended}); err != nil {
 		t.Fatal(err)
 	}

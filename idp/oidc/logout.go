@@ -87,9 +87,11 @@ func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, _, name
 	return idp.ErrNoEndpoint
 }
 
-// serveBackChannelLogout verifies the logout token, makes its jti
-// single-use, and ends exactly the sessions it names, on every instance
-// (idp.Runtime.Sessions ends them in the store, which all instances share).
+// serveBackChannelLogout verifies the logout token, and ends exactly the
+// sessions it names, on every instance (idp.Runtime.Sessions ends them in
+// the store, which all instances share), using its jti up in the same
+// transaction: a replay ends nothing, and a logout whose sessions could
+// not be ended can be sent again.
 func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
@@ -99,24 +101,29 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	ctx := r.Context()
 	lt, err := p.readLogoutToken(ctx, w, r)
-	if err == nil {
-		err = p.consumeLogoutToken(ctx, lt)
-	}
 	if err != nil {
 		var le *idp.LoginError
-		if errors.As(err, &le) && le.Code != CodeReplayCheck && le.Code != CodeIdPUnavailable {
+		if errors.As(err, &le) && le.Code != CodeIdPUnavailable {
 			p.refused(le)
 			writeLogoutError(w, http.StatusBadRequest, "invalid_request", le.Code)
 			return
 		}
-		// The store or the IdP's discovery failed: not the token's
-		// fault. The IdP may try again; its jti was not consumed.
+		// The IdP's discovery failed: not the token's fault, and the
+		// IdP may try again.
 		p.cfg.Logger.Error("back-channel logout: the logout token could not be checked", zap.String("idp", p.cfg.Name), zap.Error(err))
-		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeReplayCheck))
+		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeIdPUnavailable))
 		return
 	}
-	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, lt.sessionID)
+	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, lt.sessionID, p.logoutTokenOnce(lt))
 	if err != nil {
+		var le *idp.LoginError
+		if errors.As(err, &le) {
+			p.refused(le)
+			writeLogoutError(w, http.StatusBadRequest, "invalid_request", le.Code)
+			return
+		}
+		// The store failed: the jti was not used up, so the IdP's retry
+		// ends the sessions.
 		p.cfg.Logger.Error("back-channel logout: ending the sessions failed", zap.String("idp", p.cfg.Name),
 			zap.String("reason", CodeLogoutFailed), zap.Error(err))
 		writeLogoutError(w, http.StatusInternalServerError, "server_error", CodeLogoutFailed)
@@ -239,19 +246,12 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	return &logoutToken{subject: sub, sessionID: sid, jti: jti, issuedAt: iat}, nil
 }
 
-// consumeLogoutToken makes the token's jti single-use, across restarts and
+// logoutTokenOnce makes the token's jti single-use, across restarts and
 // instances (the store's single-use register). It is remembered as long as
 // the token could be accepted: until iat plus the clock skew, and a margin.
-func (p *Provider) consumeLogoutToken(ctx context.Context, lt *logoutToken) error {
-	until := lt.issuedAt.Add(2 * p.cfg.ClockSkew)
-	first, err := p.rt.Replay.ConsumeOnce(ctx, logoutReplayKind, p.cfg.Name+"/"+lt.jti, until)
-	if err != nil {
-		return idp.FailLogout(CodeReplayCheck, err)
-	}
-	if !first {
-		return idp.FailLogout(CodeLogoutTokenReplayed, fmt.Errorf("jti %.64q used before", lt.jti))
-	}
-	return nil
+func (p *Provider) logoutTokenOnce(lt *logoutToken) *idp.SingleUse {
+	return &idp.SingleUse{Kind: logoutReplayKind, ID: p.cfg.Name + "/" + lt.jti,
+		Until: lt.issuedAt.Add(2 * p.cfg.ClockSkew), Code: CodeLogoutTokenReplayed}
 }
 
 // serveFrontChannelLogout ends the sessions of the sid the IdP names. The
@@ -273,7 +273,7 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 	if len(sid) != 1 || sid[0] == "" || len(sid[0]) > maxLogoutID {
 		return idp.FailLogout(CodeFrontChannelSID, errors.New("front-channel logout without one sid"))
 	}
-	n, err := p.rt.Sessions.EndSessions(r.Context(), p.cfg.Name, "", sid[0])
+	n, err := p.rt.Sessions.EndSessions(r.Context(), p.cfg.Name, "", sid[0], nil)
 	if err != nil {
 		return idp.FailLogout(CodeLogoutFailed, err)
 	}

@@ -79,6 +79,32 @@ func TestBackChannelLogout(t *testing.T) {
 	}
 }
 
+// TestBackChannelLogoutRetriedAfterFailure: when the sessions cannot be
+// ended (the store fails), the IdP gets 500 and the token is not used up,
+// so its retry ends them; a third delivery is a replay.
+func TestBackChannelLogoutRetriedAfterFailure(t *testing.T) {
+	e := newEnv(t)
+	tok := e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-1"))
+	e.ended.mu.Lock()
+	e.ended.fail = errors.New("store unavailable")
+	e.ended.mu.Unlock()
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {tok}}); status != http.StatusInternalServerError || code != oidc.CodeLogoutFailed {
+		t.Fatalf("store failing: %d %s, want 500 %s", status, code, oidc.CodeLogoutFailed)
+	}
+	e.ended.mu.Lock()
+	e.ended.fail = nil
+	e.ended.mu.Unlock()
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {tok}}); status != http.StatusOK {
+		t.Fatalf("the IdP's retry: %d %s, want 200", status, code)
+	}
+	if got := e.ended.list(); !slices.Equal(got, []string{"test|alice-sub|sid-1"}) {
+		t.Errorf("ended %v, want alice's session sid-1 once", got)
+	}
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {tok}}); status != http.StatusBadRequest || code != oidc.CodeLogoutTokenReplayed {
+		t.Errorf("third delivery: %d %s, want 400 %s", status, code, oidc.CodeLogoutTokenReplayed)
+	}
+}
+
 // TestBackChannelLogoutRefusals: every check of Back-Channel Logout 1.0
 // (2.6), broken once. Each is refused with 400 and its code, and ends
 // nothing; its jti is not consumed, so the check, not a replay, refused it.

@@ -41,19 +41,18 @@ import (
 // Codes of the *idp.LoginError values this package returns. They are stable:
 // metrics, audit events and error pages key on them.
 const (
-	CodeIdPUnavailable   = "idp_unavailable"     // discovery could not be fetched or read (and no earlier copy); a document that contradicts the configuration is idp.CodeMisconfigured
-	CodeFlowSave         = "flow_save_failed"    // Begin could not set the flow cookie
-	CodeStateMissing     = "state_missing"       // callback without state
-	CodeFlowMissing      = "flow_missing"        // no flow cookie: another browser, or cookies blocked
-	CodeFlowExpired      = "flow_expired"        // the user took longer than LoginTimeout
-	CodeFlowInvalid      = "flow_invalid"        // flow cookie tampered with or swapped
-	CodeStateReplayed    = "state_replayed"      // this state was already used
-	CodeReplayCheck      = "replay_check_failed" // the ReplayGuard failed
-	CodeIssuerMismatch   = "iss_mismatch"        // RFC 9207 iss differs from the issuer
-	CodeIssuerMissing    = "iss_missing"         // RFC 9207 iss absent though advertised
-	CodeIdPError         = "idp_error"           // the IdP answered error=...
-	CodeCodeMissing      = "code_missing"        // neither code nor error
-	CodeRedirectMismatch = "redirect_mismatch"   // callback URL differs from Begin's
+	CodeIdPUnavailable   = "idp_unavailable"   // discovery could not be fetched or read (and no earlier copy); a document that contradicts the configuration is idp.CodeMisconfigured
+	CodeFlowSave         = "flow_save_failed"  // Begin could not set the flow cookie
+	CodeStateMissing     = "state_missing"     // callback without state
+	CodeFlowMissing      = "flow_missing"      // no flow cookie: another browser, or cookies blocked
+	CodeFlowExpired      = "flow_expired"      // the user took longer than LoginTimeout
+	CodeFlowInvalid      = "flow_invalid"      // flow cookie tampered with or swapped
+	CodeStateReplayed    = "state_replayed"    // this state was already used
+	CodeIssuerMismatch   = "iss_mismatch"      // RFC 9207 iss differs from the issuer
+	CodeIssuerMissing    = "iss_missing"       // RFC 9207 iss absent though advertised
+	CodeIdPError         = "idp_error"         // the IdP answered error=...
+	CodeCodeMissing      = "code_missing"      // neither code nor error
+	CodeRedirectMismatch = "redirect_mismatch" // callback URL differs from Begin's
 	CodeTokenExchange    = "token_exchange_failed"
 	CodeIDTokenMissing   = "id_token_missing"
 	CodeIDTokenSignature = "id_token_signature" // malformed, alg not allowed, or bad signature

@@ -159,7 +159,7 @@ func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, 
 }
 
 // EndSessions records the sessions a LogoutRequest ends.
-func (s *fuzzSP) EndSessions(_ context.Context, _, subject, sessionID string) (int, error) {
+func (s *fuzzSP) EndSessions(_ context.Context, _, subject, sessionID string, _ *idp.SingleUse) (int, error) {
 	s.ended = append(s.ended, [2]string{subject, sessionID})
 	return 1, nil
 }

@@ -142,7 +142,7 @@ func (h *harness) newProvider() *Provider {
 // sessionEnder records the sessions a LogoutRequest ends.
 type sessionEnder struct{ h *harness }
 
-func (e sessionEnder) EndSessions(ctx context.Context, _ string, subject, sessionID string) (int, error) {
+func (e sessionEnder) EndSessions(ctx context.Context, _ string, subject, sessionID string, _ *idp.SingleUse) (int, error) {
 	return 0, e.h.endSessions(ctx, subject, sessionID)
 }
 

@@ -103,7 +103,7 @@ func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, n
 			return nil
 		}
 		err := p.HandleSLO(w, r, base, func(ctx context.Context, nameID, sessionIndex string) error {
-			_, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, nameID, sessionIndex)
+			_, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, nameID, sessionIndex, nil)
 			return err
 		})
 		if errors.Is(err, ErrPartialLogout) {
