@@ -107,14 +107,21 @@ type protectedNames struct {
 // header, say) to those the plan strips.
 func (p *HeaderPlan) Protect(name string) { p.strip.add(name) }
 
+// add protects name, of any length. Its first-byte entries are every byte
+// that folds to the folded name's first byte ('_' as well as '-', either
+// case of a letter), and maxLen may exceed has's stack buffer: has must
+// pass over no spelling that folds to a protected name.
 func (n *protectedNames) add(name string) {
 	f := foldHeaderName(name)
 	if f == "" {
 		return
 	}
 	n.folded[f] = true
-	n.first[f[0]] = true
-	n.first[strings.ToUpper(f[:1])[0]] = true
+	for c := range len(n.first) {
+		if foldHeaderByte(byte(c)) == f[0] {
+			n.first[c] = true
+		}
+	}
 	n.maxLen = max(n.maxLen, len(f))
 }
 
@@ -161,9 +168,35 @@ func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) 
 }
 
 // foldHeaderName lowercases a header name and treats '_' as '-', the way
-// many upstream stacks (CGI, some proxies) merge the two spellings.
+// many upstream stacks (CGI, some proxies) merge the two spellings. It
+// folds with foldHeaderByte, as has does, so that a configured name and an
+// inbound one are folded by the same rule (and keep their length).
 func foldHeaderName(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	b := make([]byte, len(name))
+	foldHeaderBytes(b, name)
+	return string(b)
+}
+
+// foldHeaderByte is the folding rule, one byte at a time: ASCII letters
+// lowercase, '_' to '-'. Header names are ASCII tokens, so it is byte-wise
+// rather than Unicode-aware; a Unicode rule would also change lengths,
+// which maxLen relies on not happening.
+func foldHeaderByte(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// foldHeaderBytes writes name, folded, into dst, which is len(name) long.
+func foldHeaderBytes(dst []byte, name string) {
+	dst = dst[:len(name)]
+	for i := 0; i < len(name); i++ {
+		dst[i] = foldHeaderByte(name[i])
+	}
 }
 
 // StripInbound deletes every inbound header whose folded name is one the
@@ -177,25 +210,26 @@ func (p *HeaderPlan) StripInbound(h http.Header) {
 }
 
 // has reports whether name, folded, is protected. It runs for every
-// inbound header, so it folds into a stack buffer instead of allocating,
-// and passes over most names (Accept, Cookie, Sec-*, User-Agent…) on their
-// first byte or length alone.
+// inbound header and Connection token, so it passes over most names
+// (Accept, Cookie, Sec-*, User-Agent…) on their first byte or length
+// alone, and folds the rest into a stack buffer that fits every usual
+// header name. A longer name, which only a configured header (header,
+// identity_jwt header, pass_*_token) can make worth folding, is folded on
+// the heap rather than passed over: a name has skipped would reach the
+// upstream in a client's spelling, or let a Connection token remove the
+// gateway's own header.
 func (n *protectedNames) has(name string) bool {
-	var buf [64]byte
-	if len(name) == 0 || len(name) > n.maxLen || len(name) > len(buf) || !n.first[name[0]] {
+	if len(name) == 0 || len(name) > n.maxLen || !n.first[name[0]] {
 		return false
 	}
-	b := buf[:len(name)]
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
-		}
-		b[i] = c
+	var buf [64]byte
+	var b []byte
+	if len(name) <= len(buf) {
+		b = buf[:len(name)]
+	} else {
+		b = make([]byte, len(name))
 	}
+	foldHeaderBytes(b, name)
 	return n.folded[string(b)]
 }
 

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +68,167 @@ func TestStripOwnCookiesAllocations(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("%q: %v allocations, want 0", line, allocs)
+		}
+	}
+}
+
+// longHeaderName returns a header name of exactly n bytes (n >= 2) that
+// ends in a letter, for names around and past the 64-byte buffer has
+// folds short names into.
+func longHeaderName(n int) string {
+	s := "X-Example-Corp-Application-Authenticated"
+	for len(s) < n {
+		s += "-Principal"
+	}
+	s = s[:n]
+	if s[n-1] == '-' {
+		s = s[:n-1] + "z"
+	}
+	return s
+}
+
+// clientSpellings are the ways a client may spell a protected name that
+// the folding rule (ASCII case, '_' for '-') must all catch.
+func clientSpellings(name string) []string {
+	mixed := []byte(strings.ToLower(name))
+	for i := range mixed {
+		switch {
+		case i%2 == 0 && mixed[i] >= 'a' && mixed[i] <= 'z':
+			mixed[i] -= 'a' - 'A'
+		case i%3 == 0 && mixed[i] == '-':
+			mixed[i] = '_'
+		}
+	}
+	underscored := strings.ReplaceAll(name, "-", "_")
+	return []string{
+		name,
+		strings.ToLower(name),
+		strings.ToUpper(name),
+		underscored,
+		strings.ToLower(underscored),
+		string(mixed),
+	}
+}
+
+// protectedNameCases are configured header names of every length that
+// matters to has: short ones, exactly the 64 bytes of its stack buffer,
+// one past it, the reviewer's 66-byte name and a very long one.
+var protectedNameCases = []struct {
+	name   string
+	header string
+}{
+	{"short", "X-App-User"},
+	{"leading dash", "-App-User"},
+	{"63 bytes", longHeaderName(63)},
+	{"64 bytes", longHeaderName(64)},
+	{"65 bytes", longHeaderName(65)},
+	{"66 bytes", "X-Example-Corp-Application-Authenticated-Principal-User-Identifier"},
+	{"300 bytes", longHeaderName(300)},
+}
+
+// protectedPlans configures header the two ways a route can: as an
+// identity header (the header directive) and as a token's header
+// (identity_jwt header, pass_*_token), which go through Protect.
+func protectedPlans(t *testing.T, header string) map[string]*HeaderPlan {
+	t.Helper()
+	set, err := NewHeaderPlan("none", map[string]string{"user": header})
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected, err := NewHeaderPlan("none", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected.Protect(header)
+	return map[string]*HeaderPlan{"header": &set, "protect": &protected}
+}
+
+// TestStripInboundAnyLength: a client's copy of a configured header, in any
+// letter case and with '_' for '-', is stripped whatever the name's
+// length (docs/security.md); names that only look alike pass.
+func TestStripInboundAnyLength(t *testing.T) {
+	for _, tt := range protectedNameCases {
+		if n, ok := strings.CutSuffix(tt.name, " bytes"); ok && n != strconv.Itoa(len(tt.header)) {
+			t.Fatalf("case %q: header is %d bytes", tt.name, len(tt.header))
+		}
+		for how, plan := range protectedPlans(t, tt.header) {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				h := http.Header{"Accept": {"*/*"}}
+				for _, s := range clientSpellings(tt.header) {
+					h[s] = []string{"admin"}
+				}
+				lookalikes := []string{tt.header + "s", tt.header[:len(tt.header)-1], "Y" + tt.header[1:]}
+				for _, s := range lookalikes {
+					h[s] = []string{"kept"}
+				}
+				plan.StripInbound(h)
+				for _, s := range clientSpellings(tt.header) {
+					if _, ok := h[s]; ok {
+						t.Errorf("client's %q survived StripInbound", s)
+					}
+				}
+				for _, s := range append(lookalikes, "Accept") {
+					if _, ok := h[s]; !ok {
+						t.Errorf("%q was stripped, but is not protected", s)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestGuardHopByHopAnyLength: a Connection token or a trailer naming a
+// configured header, in any spelling, is removed whatever the name's
+// length, so a proxy cannot delete the header the gateway set; other
+// tokens and trailers stay.
+func TestGuardHopByHopAnyLength(t *testing.T) {
+	for _, tt := range protectedNameCases {
+		for how, plan := range protectedPlans(t, tt.header) {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				for _, s := range clientSpellings(tt.header) {
+					r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app", nil)
+					r.Header["Connection"] = []string{"keep-alive, " + s, "Upgrade"}
+					r.Trailer = http.Header{s: {"admin"}, "Content-Digest": {"sha-256=:x:"}}
+					plan.GuardHopByHop(r)
+					if got := r.Header["Connection"]; !slices.Equal(got, []string{"keep-alive, Upgrade"}) {
+						t.Errorf("Connection token %q: Connection = %q, want [keep-alive, Upgrade]", s, got)
+					}
+					if _, ok := r.Trailer[s]; ok {
+						t.Errorf("trailer %q survived", s)
+					}
+					if _, ok := r.Trailer["Content-Digest"]; !ok {
+						t.Error("unprotected trailer Content-Digest was deleted")
+					}
+
+					r.Header["Connection"] = []string{s}
+					plan.GuardHopByHop(r)
+					if got, ok := r.Header["Connection"]; ok {
+						t.Errorf("Connection: %s: Connection = %q, want none", s, got)
+					}
+				}
+				r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app", nil)
+				lookalike := tt.header + "s"
+				r.Header["Connection"] = []string{"keep-alive, " + lookalike}
+				plan.GuardHopByHop(r)
+				if got := r.Header["Connection"]; !slices.Equal(got, []string{"keep-alive, " + lookalike}) {
+					t.Errorf("unprotected token %q: Connection = %q", lookalike, got)
+				}
+			})
+		}
+	}
+}
+
+// TestProtectedNamesAllocations: looking up a name that fits has's stack
+// buffer (every usual header name) does not allocate, protected or not.
+func TestProtectedNamesAllocations(t *testing.T) {
+	plan, err := NewHeaderPlan("", map[string]string{"email": longHeaderName(100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"x_forwarded_user", "X-Forwarded-For", "Accept", longHeaderName(64)} {
+		allocs := testing.AllocsPerRun(100, func() { plan.strip.has(name) })
+		if allocs != 0 {
+			t.Errorf("has(%q): %v allocations, want 0", name, allocs)
 		}
 	}
 }
