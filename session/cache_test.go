@@ -152,8 +152,9 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 	if got := counting.Reset(); got < 3 {
 		t.Errorf("flush of %d sessions took %d transactions, want batches of at most 256", n, got)
 	}
-	// Idle for an hour: every session is due.
-	clk.advance(time.Hour + time.Minute)
+	// Idle for an hour, and past the two touch intervals the sweep allows
+	// for a stored last-seen time to lag: every session is due.
+	clk.advance(time.Hour + 3*time.Minute)
 	deleted, err := m.Sweep(ctx)
 	if err != nil || deleted != n {
 		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)
@@ -206,7 +207,7 @@ func TestFlushAndSweepYield(t *testing.T) {
 		}
 		return nil
 	})
-	clk.advance(time.Hour + time.Minute)
+	clk.advance(time.Hour + 3*time.Minute) // idle, past the sweep's allowance for lag
 	deleted, err := m.Sweep(ctx)
 	if err != nil || deleted != n {
 		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)

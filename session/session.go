@@ -27,6 +27,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,7 +75,9 @@ type Config struct {
 	Lifetime    time.Duration // absolute lifetime from sign-in
 	IdleTimeout time.Duration // ends a session unused this long; negative disables
 	// TouchInterval is the granularity of the stored last-seen time: it is
-	// written at most once per interval per session, in one batch.
+	// written at most once per interval per session, in one batch. It is
+	// also how often Run flushes; the sweep allows for the lag this gives
+	// the stored time (Config.lastSeenLag).
 	TouchInterval time.Duration
 	// CacheTTL bounds how long a cached session is trusted before it is
 	// re-read from the store. Revocations made through this Manager take
@@ -122,6 +125,30 @@ func (c Config) idle() time.Duration {
 	return c.IdleTimeout
 }
 
+// flushEvery is how often Run writes last-seen times.
+func (c Config) flushEvery() time.Duration { return c.TouchInterval }
+
+// lastSeenLag bounds how far a stored last-seen time trails the one an
+// instance holds in memory, which is what its requests judge idleness by:
+// a use is written once it is TouchInterval past the stored time, by the
+// next flush, at most flushEvery later. Every instance sharing the store
+// flushes its own uses so, so the bound holds for all of them (give or
+// take the time a flush itself takes).
+func (c Config) lastSeenLag() time.Duration { return c.TouchInterval + c.flushEvery() }
+
+// sweepIdle is the idle time by stored last-seen after which the sweep
+// deletes a session, 0 when idle timeouts are disabled. The sweep only
+// collects garbage (requests enforce the exact idle timeout from memory),
+// so it waits out the lag rather than delete a session that a request
+// could still accept.
+func (c Config) sweepIdle() time.Duration {
+	idle := c.idle()
+	if idle == 0 {
+		return 0
+	}
+	return idle + c.lastSeenLag()
+}
+
 // Manager issues, resolves and revokes sessions.
 type Manager struct {
 	store  store.Store
@@ -141,9 +168,47 @@ type Manager struct {
 	zip     compressors                   // for sealing tokens
 	flight  singleflight.Group            // token refreshes, one per session (UpstreamTokens)
 
-	// evicted holds the last-seen times of sessions the cache dropped for
-	// room before Flush wrote them (hash -> unix nanos).
+	// evicted holds the last-seen times of sessions the cache dropped
+	// (for room, or to re-read them) before Flush wrote them (hash -> unix
+	// nanos).
 	evicted map[tokenHash]int64
+
+	// A load (or sign-in) reads the store and caches what it read later;
+	// a revocation committed and forgotten in between must not leave
+	// that read in the cache. So every forget takes the next number of
+	// forgets and records it where a later cache insert can see it: in
+	// the stripe of the session's hash, of the user's ID, or, for the
+	// whole cache, in forgotAll. An insert is refused when any of these
+	// is above the count taken before the store was read (forgottenSince).
+	// Striping keeps this fixed in size and off the hot path (a cache hit
+	// reads none of it); two sessions or users sharing a stripe cost at
+	// most a store read that would not otherwise have happened.
+	forgets        atomic.Uint64
+	forgotSessions [forgetStripes]uint64 // under mu
+	forgotUsers    [forgetStripes]uint64 // under mu
+	forgotAll      uint64                // under mu
+	userSeed       maphash.Seed          // for user IDs' stripes
+}
+
+// forgetStripes is the number of stripes of forgotSessions and of
+// forgotUsers (a power of two). A sweep forgets a few hundred sessions per
+// batch; with this many stripes a load running meanwhile is kept out of the
+// cache only rarely (32 KiB per Manager).
+const forgetStripes = 4096
+
+func sessionStripe(h tokenHash) int { return (int(h[0])<<8 | int(h[1])) & (forgetStripes - 1) }
+
+func (m *Manager) userStripe(userID string) int {
+	return int(maphash.String(m.userSeed, userID) & (forgetStripes - 1))
+}
+
+// forgottenSinceLocked reports whether a forget of hash, of userID's
+// sessions or of the whole cache came after the forgets count was since:
+// what was read from the store after since may then predate a revocation.
+// m.mu is held.
+func (m *Manager) forgottenSinceLocked(since uint64, hash tokenHash, userID string) bool {
+	return m.forgotAll > since || m.forgotSessions[sessionStripe(hash)] > since ||
+		m.forgotUsers[m.userStripe(userID)] > since
 }
 
 // entry is one cached session. Identity is immutable; the times are atomic
@@ -171,14 +236,15 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 	}
 	bc, _ := st.(store.Broadcaster)
 	return &Manager{
-		store:   st,
-		bc:      bc,
-		cfg:     cfg.WithDefaults(),
-		now:     now,
-		logger:  logger,
-		entries: make(map[tokenHash]*entry),
-		byUser:  make(map[string]map[tokenHash]bool),
-		evicted: make(map[tokenHash]int64),
+		store:    st,
+		bc:       bc,
+		cfg:      cfg.WithDefaults(),
+		now:      now,
+		logger:   logger,
+		entries:  make(map[tokenHash]*entry),
+		byUser:   make(map[string]map[tokenHash]bool),
+		evicted:  make(map[tokenHash]int64),
+		userSeed: maphash.MakeSeed(),
 	}
 }
 
@@ -247,6 +313,9 @@ type NewSession struct {
 	// write lock and may run more than once, does not spend time on DEFLATE.
 	tokens []byte
 	user   *store.User // as read in the transaction that wrote the session
+	// since is the Manager's forgets count before Write read the user:
+	// Remember does not cache a session whose user was forgotten after.
+	since uint64
 }
 
 // Prepare draws a token and fills in a session record for idpName. tokens,
@@ -262,7 +331,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Token
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, tokens: plain, Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, tokens: plain, since: m.forgets.Load(), Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -333,8 +402,10 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 
 // Remember caches a session whose Write has committed, so the first request
 // with its cookie is served from memory, and forgets the sessions Write ended.
+// A session whose user was forgotten (deactivated, say) after Prepare is not
+// cached: its first request reads the store.
 func (m *Manager) Remember(n *NewSession) {
-	m.cache(hashOf(n.Token), n.Session, n.user)
+	m.cache(hashOf(n.Token), n.Session, n.user, n.since)
 	if len(n.Ended) > 0 {
 		m.ForgetSessions(n.Ended)
 	}
@@ -384,6 +455,9 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 		s *store.Session
 		u *store.User
 	)
+	// Taken before the read: a forget counted after it may be of a
+	// revocation that the read did not see.
+	since := m.forgets.Load()
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		var err error
 		if s, err = tx.Session(hash.String()); err != nil {
@@ -417,14 +491,32 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 		m.end(ctx, hash, "user inactive")
 		return nil, ErrNoSession
 	}
-	e := m.cache(hash, s, u)
+	e, ok := m.cache(hash, s, u, since)
+	if !ok {
+		// The session or its user was forgotten while this read ran,
+		// maybe for a revocation the read did not see. This request
+		// raced with it and is served what was read (re-reading would
+		// cost another read to answer the same race), but the cache
+		// does not keep it: the next request reads the store, and sees
+		// the revocation. The use still counts for idle, as a dropped
+		// session's does.
+		if at := now.UnixNano(); at > stored {
+			m.mu.Lock()
+			m.evicted[hash] = max(m.evicted[hash], at)
+			m.mu.Unlock()
+		}
+		return e.id, nil
+	}
 	e.stored.Store(stored)
 	e.lastSeen.Store(now.UnixNano())
 	return e.id, nil
 }
 
-func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry {
-	e := &entry{
+// cache keeps a session read from the store when the forgets count was
+// since, unless a forget of it or its user has come after (then ok is
+// false and e, not cached, only carries the identity).
+func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User, since uint64) (e *entry, ok bool) {
+	e = &entry{
 		id:      m.newIdentity(s, u),
 		expires: s.Expires.UnixNano(),
 		loaded:  m.now().UnixNano(),
@@ -433,6 +525,10 @@ func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry 
 	e.stored.Store(s.LastSeen.UnixNano())
 	e.used.Store(true)
 	m.mu.Lock()
+	if m.forgottenSinceLocked(since, hash, u.ID) {
+		m.mu.Unlock()
+		return e, false
+	}
 	if old := m.entries[hash]; old != nil && old.lastSeen.Load() > e.lastSeen.Load() {
 		e.lastSeen.Store(old.lastSeen.Load())
 	}
@@ -447,7 +543,7 @@ func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User) *entry 
 		m.evictLocked()
 	}
 	m.mu.Unlock()
-	return e
+	return e, true
 }
 
 // evictLocked drops about a tenth of the cache, so that its cost is spread
@@ -485,10 +581,12 @@ func (m *Manager) dropLocked(hash tokenHash, e *entry) {
 	}
 }
 
-// forget drops a cached session without touching the store.
+// forget drops a cached session without touching the store, and keeps a
+// load that read the store before from caching it.
 func (m *Manager) forget(hash tokenHash) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgotSessions[sessionStripe(hash)] = m.forgets.Add(1)
 	if e := m.entries[hash]; e != nil {
 		m.dropLocked(hash, e)
 	}
@@ -598,10 +696,20 @@ func (m *Manager) ForgetUser(userID string) {
 	m.broadcast(context.Background(), store.Invalidation{Users: []string{userID}})
 }
 
+// forgetUser drops a user's cached sessions, and keeps a load that read the
+// store before from caching any of them. Their last-seen times not yet
+// written go to evicted for the next Flush: the sessions may live on (a
+// profile or group change), and a session deleted meanwhile is skipped.
 func (m *Manager) forgetUser(userID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgotUsers[m.userStripe(userID)] = m.forgets.Add(1)
 	for hash := range m.byUser[userID] {
+		if e := m.entries[hash]; e != nil {
+			if seen := e.lastSeen.Load(); seen > e.stored.Load() {
+				m.evicted[hash] = max(m.evicted[hash], seen)
+			}
+		}
 		delete(m.entries, hash)
 	}
 	delete(m.byUser, userID)
@@ -612,6 +720,7 @@ func (m *Manager) forgetUser(userID string) {
 func (m *Manager) forgetAll() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgotAll = m.forgets.Add(1)
 	for hash, e := range m.entries {
 		if seen := e.lastSeen.Load(); seen > e.stored.Load() {
 			m.evicted[hash] = seen
@@ -736,9 +845,17 @@ func (m *Manager) keepEvicted(touches []touch) {
 // Sweep deletes expired sessions from the store and the cache, in batches a
 // store.BatchSizer keeps to a few milliseconds each, as store.Background
 // work (a sign-in that arrives ends the batch after the session at hand),
-// and returns how many it deleted.
+// and returns how many it deleted. A session counts as idle only once its
+// stored last-seen time is older than the idle timeout plus the time that
+// value may lag its last use (Config.sweepIdle): requests enforce the exact
+// timeout, and the sweep never deletes a session one could still accept.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	// One cutoff for the whole sweep: no flush runs while it does (Run
+	// does one, then the other), so a cutoff taken later in a long
+	// sweep would judge sessions by stored times older than the lag
+	// allows for. Sessions due meanwhile go at the next sweep.
+	now, idle := m.now(), m.cfg.sweepIdle()
 	var sizer store.BatchSizer
 	for {
 		var (
@@ -750,7 +867,6 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		start := time.Now()
 		err := m.store.Update(store.Background(ctx), func(tx store.Tx) error {
 			hashes = hashes[:0]
-			now, idle := m.now(), m.cfg.idle()
 			var err error
 			done, drained, err = store.RunItems(tx, limit, sizer.Budget(), func(_, k int) (int, error) {
 				gone, err := tx.DeleteExpiredSessions(now, idle, k)
@@ -783,7 +899,7 @@ func (m *Manager) Run(ctx context.Context) {
 	if m.bc != nil {
 		go m.bc.Listen(ctx, m.apply)
 	}
-	tick := time.NewTicker(m.cfg.TouchInterval)
+	tick := time.NewTicker(m.cfg.flushEvery())
 	defer tick.Stop()
 	sweepEvery := 10
 	for i := 1; ; i++ {
