@@ -34,6 +34,9 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken st
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)
 	}
 	payload, err := p.keys.verify(ctx, jws)
+	if errors.Is(err, errKeysUnavailable) {
+		return nil, "", idp.Fail(CodeIdPUnavailable, err)
+	}
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)
 	}

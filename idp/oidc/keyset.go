@@ -21,6 +21,12 @@ const keysMaxAge = 24 * time.Hour
 
 var errRefreshLimited = errors.New("unknown signing key and the JWKS was fetched too recently to fetch again")
 
+// errKeysUnavailable marks a verification that failed because the IdP's
+// JWKS could not be fetched, not because of the token: the caller answers
+// idp_unavailable (a back-channel logout 500, which the IdP retries)
+// rather than refusing the token as forged.
+var errKeysUnavailable = errors.New("the IdP's signing keys (JWKS) could not be fetched")
+
 // keySet implements go-oidc's oidc.KeySet over the IdP's jwks_uri. It
 // differs from oidc.RemoteKeySet in one way that matters: fetches triggered
 // by a token no cached key verifies are rate-limited to one per minRefresh,
@@ -38,6 +44,7 @@ type keySet struct {
 	url     string
 	keys    []jose.JSONWebKey
 	fetched time.Time // last fetch attempt, successful or not
+	failed  error     // why the last fetch attempt failed; nil after a success
 	gen     uint64    // incremented by every successful fetch
 }
 
@@ -149,24 +156,31 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 		return keys, nil
 	}
 	if !k.fetched.IsZero() && now.Sub(k.fetched) < k.minRefresh {
+		failed := k.failed
 		k.mu.Unlock()
+		if failed != nil {
+			// Still within the limit after a failed fetch: the keys
+			// are as unavailable as they were then.
+			return nil, fmt.Errorf("%w: %v", errKeysUnavailable, failed)
+		}
 		return nil, errRefreshLimited
 	}
 	url := k.url
 	if url == "" {
 		k.mu.Unlock()
-		return nil, errors.New("jwks_uri unknown: discovery has not succeeded")
+		return nil, fmt.Errorf("%w: jwks_uri unknown: discovery has not succeeded", errKeysUnavailable)
 	}
 	k.fetched = now
 	k.mu.Unlock()
 
 	keys, err := fetchJWKS(context.WithoutCancel(ctx), k.client, url)
-	if err != nil {
-		return nil, err
-	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failed = err
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errKeysUnavailable, err)
+	}
 	k.keys, k.gen = keys, k.gen+1
-	k.mu.Unlock()
 	return keys, nil
 }
 

@@ -3,6 +3,7 @@ package oidc
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
@@ -227,5 +228,32 @@ func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
 	// The old key is gone from the set: its tokens no longer verify.
 	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err == nil {
 		t.Error("a token under the replaced key is still accepted")
+	}
+}
+
+// A JWKS that cannot be fetched is the IdP's outage, not a forged token:
+// the error says so (errKeysUnavailable), also while the rate limit keeps
+// the next fetch back, and the first fetch after the outage succeeds.
+func TestKeySetUnavailableJWKS(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	srv := newJWKSServer(t, j1)
+	var now atomic.Pointer[time.Time]
+	t0 := time.Unix(1_700_000_000, 0)
+	now.Store(&t0)
+	ks := newTestKeySet(srv.URL, &now)
+	ctx := context.Background()
+	tok := signJWT(t, k1, "k1", jose.RS256)
+	srv.Close() // the IdP is down
+	for _, when := range []string{"first fetch", "within minRefresh"} {
+		if _, err := ks.VerifySignature(ctx, tok); !errors.Is(err, errKeysUnavailable) {
+			t.Fatalf("%s: VerifySignature = %v, want errKeysUnavailable", when, err)
+		}
+	}
+	up := newJWKSServer(t, j1)
+	ks.setURL(up.URL)
+	t1 := t0.Add(time.Minute)
+	now.Store(&t1)
+	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+		t.Fatalf("after the outage: %v", err)
 	}
 }

@@ -193,6 +193,9 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 		}
 	}
 	payload, err := p.keys.verify(ctx, jws)
+	if errors.Is(err, errKeysUnavailable) {
+		return nil, fail(CodeIdPUnavailable, err)
+	}
 	if err != nil {
 		return nil, fail(CodeLogoutTokenInvalid, err)
 	}

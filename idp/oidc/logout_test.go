@@ -105,6 +105,34 @@ func TestBackChannelLogoutRetriedAfterFailure(t *testing.T) {
 	}
 }
 
+// TestBackChannelLogoutJWKSUnavailable: a logout token signed with a key
+// the gateway must fetch, while the IdP's JWKS is down, is answered 500
+// idp_unavailable (the IdP retries), not refused as forged; once the JWKS
+// is back, the retry ends the session.
+func TestBackChannelLogoutJWKSUnavailable(t *testing.T) {
+	e := newEnv(t, func(c *oidc.Config) { c.JWKSRefreshInterval = time.Second })
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-0"))}}); status != http.StatusOK {
+		t.Fatalf("first logout: %d %s", status, code)
+	}
+	if err := e.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	e.idp.SetUnavailable(true, oidctest.PathJWKS)
+	e.clock.Add(2 * time.Second)
+	tok := e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-1"))
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {tok}}); status != http.StatusInternalServerError || code != oidc.CodeIdPUnavailable {
+		t.Fatalf("JWKS down: %d %s, want 500 %s", status, code, oidc.CodeIdPUnavailable)
+	}
+	e.idp.SetUnavailable(false, oidctest.PathJWKS)
+	e.clock.Add(2 * time.Second)
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {tok}}); status != http.StatusOK {
+		t.Fatalf("the IdP's retry: %d %s, want 200", status, code)
+	}
+	if got := e.ended.list(); !slices.Equal(got, []string{"test|alice-sub|sid-0", "test|alice-sub|sid-1"}) {
+		t.Errorf("ended %v", got)
+	}
+}
+
 // TestBackChannelLogoutRefusals: every check of Back-Channel Logout 1.0
 // (2.6), broken once. Each is refused with 400 and its code, and ends
 // nothing; its jti is not consumed, so the check, not a replay, refused it.
