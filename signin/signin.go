@@ -110,10 +110,10 @@ func (s *Service) logger() *zap.Logger {
 // SignIn completes the sign-in of a, verified by p's protocol adapter.
 // previousHash is the hash (session.Hash) of the session the browser came
 // with ("" for none): a sign-in always starts a new session and ends that
-// one, so a token planted before sign-in is worthless after it. A denial or a replay is an
-// Outcome, not an error; an error means nothing was written. A replay
-// writes nothing: the caller records it with Refusals.Record, as it does
-// the refusals of the protocol adapter.
+// one, so a token planted before sign-in is worthless after it. A denial
+// or a replay is an Outcome, not an error; an error means nothing was
+// written. A replay writes nothing: the caller records it with
+// Refusals.Record, as it does the refusals of the protocol adapter.
 func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousHash string) (*Outcome, error) {
 	prof, err := p.Mapper.Map(a)
 	var unmapped *mapping.MissingError
