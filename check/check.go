@@ -341,15 +341,16 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 // symbols mark each line of the report by level.
 var symbols = map[string]string{OK: "✓", Info: "i", Warn: "!", Error: "✗"}
 
-// claimName renders a mapping candidate for people.
-func claimName(protocol, name string) string {
-	switch name {
-	case mapping.Subject:
-		if protocol == idp.ProtocolOIDC {
-			return "sub"
-		}
+// claimName renders a mapping candidate of attr for people. For SAML both
+// special names mean the NameID, which only in its persistent format can
+// be the user ID (mapping.NameID).
+func claimName(protocol, attr, name string) string {
+	switch {
+	case name == mapping.Subject && protocol == idp.ProtocolOIDC:
+		return "sub"
+	case (name == mapping.Subject || name == mapping.NameID) && attr == mapping.UniqueUserID:
 		return "NameID (persistent)"
-	case mapping.NameID:
+	case name == mapping.Subject || name == mapping.NameID:
 		return "NameID"
 	}
 	return name
@@ -385,7 +386,7 @@ func (r *Report) Print(w io.Writer) error {
 			for _, cl := range ic.Claims {
 				names := make([]string, len(cl.Names))
 				for i, n := range cl.Names {
-					names[i] = claimName(ic.Protocol, n)
+					names[i] = claimName(ic.Protocol, cl.Attribute, n)
 				}
 				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, strings.Join(names, ", "))
 			}
