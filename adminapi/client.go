@@ -136,3 +136,10 @@ func (c *Client) Backup(_ context.Context, w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// Check is GET /sso/check: the integrity check of the running instance's
+// store.
+func (c *Client) Check(_ context.Context) (*StoreCheck, error) {
+	var sc StoreCheck
+	return &sc, c.call(http.MethodGet, Prefix+"check", &sc)
+}

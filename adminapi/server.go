@@ -11,6 +11,7 @@
 //	POST   /sso/users/{id}/sessions/revoke
 //	GET    /sso/audit?user=&type=&since=&until=&after=&limit=
 //	GET    /sso/backup
+//	GET    /sso/check
 package adminapi
 
 import (
@@ -47,6 +48,9 @@ type Handler struct {
 	// Backup writes a consistent copy of the store to w; nil when the
 	// store cannot be backed up.
 	Backup func(w io.Writer) (int64, error)
+	// Check runs the store's integrity check; nil when the backend has
+	// none (only bbolt keeps its own indexes).
+	Check  func(ctx context.Context) (*StoreCheck, error)
 	Logger *zap.Logger // nil: no logs
 	Now    func() time.Time
 }
@@ -175,6 +179,16 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return h.backup(w)
+
+	case len(parts) == 1 && parts[0] == "check":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		if h.Check == nil {
+			return errorf(http.StatusNotImplemented, "the store backend has no integrity check (only bbolt stores keep their own indexes)")
+		}
+		sc, err := h.Check(ctx)
+		return reply(w, sc, err)
 	}
 	return errorf(http.StatusNotFound, "resource not found: %s", r.URL.Path)
 }
@@ -258,4 +272,27 @@ func (h *Handler) auditQuery(v url.Values) (store.AuditQuery, error) {
 	}
 	q.Limit, err = PageSize(v.Get("limit"))
 	return q, err
+}
+
+// StoreCheck is what the store's integrity check found (GET /sso/check,
+// and `caddy sso check --store` on a file).
+type StoreCheck struct {
+	Store    string   `json:"store"`
+	Schema   int      `json:"schema"`
+	Users    int      `json:"users"`
+	Groups   int      `json:"groups"`
+	Sessions int      `json:"sessions"`
+	Events   int      `json:"audit_events"`
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+	// More counts problems beyond those listed.
+	More int `json:"more_problems,omitempty"`
+}
+
+// NewStoreCheck is the report of a check of the store at path: the records
+// it read, and the problems it found (the first ones, and how many more).
+func NewStoreCheck(path string, schema int, records store.Counts, problems []string, more int) *StoreCheck {
+	return &StoreCheck{Store: path, Schema: schema, Users: records.Users, Groups: records.Groups,
+		Sessions: records.Sessions, Events: records.AuditEvents, OK: len(problems) == 0 && more == 0,
+		Problems: problems, More: more}
 }

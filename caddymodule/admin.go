@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
@@ -51,6 +53,15 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	st := app.Store()
 	h := adminapi.Handler{Accounts: app.Accounts(), Logger: a.log,
 		Backup: func(w io.Writer) (int64, error) { return portable.Backup(r.Context(), st, w) }}
+	if db, ok := st.(*bolt.DB); ok {
+		h.Check = func(ctx context.Context) (*adminapi.StoreCheck, error) {
+			r, err := db.Check(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return adminapi.NewStoreCheck(r.Path, r.Schema, r.Records, r.Problems, r.More), nil
+		}
+	}
 	err = h.Serve(w, r)
 	if e := (*adminapi.Error)(nil); errors.As(err, &e) {
 		// Caddy logs Err (the cause) and answers {"error": Message}.

@@ -12,6 +12,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/check"
 	"github.com/caddy-sso/caddy-sso/store/backend"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -28,18 +29,21 @@ parses the SAML metadata (warning on signing certificates that expire within
 URI or ACS URL, entity ID, metadata URL and the claims to map, per site that
 uses the IdP. Exits non-zero when anything is an error.
 
-With --store FILE it checks a store file instead: it opens it read-only and
-verifies that every index entry points at a record holding the value it is
-keyed on, that every record has its index entries, and that the counters
-match the records. It changes nothing. It exits non-zero, listing what is
-wrong, when the file is damaged or inconsistent. Caddy must not be running
-on the file; check a backup (caddy sso backup) of a running instance.`,
+With --store FILE it checks a bbolt store file instead: it opens it
+read-only and verifies that every index entry points at a record holding the
+value it is keyed on, that every record has its index entries, and that the
+counters match the records. It changes nothing. It exits non-zero, listing
+what is wrong, when the file is damaged or inconsistent. For the store of a
+running Caddy, which holds the file, use --running: the same check runs in
+that Caddy, in one read transaction, through its admin endpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			config, _ := c.Flags().GetString("config")
-			if path, _ := c.Flags().GetString("store"); path != "" {
-				if config != "" {
-					return errors.New("give --config (check the IdPs of a config) or --store (check a store file), not both")
+			path, _ := c.Flags().GetString("store")
+			running, _ := c.Flags().GetBool("running")
+			if path != "" || running {
+				if config != "" || path != "" && running {
+					return errors.New("give one of --config (check the IdPs of a config), --store (check a store file) and --running (check the running Caddy's store)")
 				}
 				return checkStore(c, path)
 			}
@@ -72,44 +76,53 @@ on the file; check a backup (caddy sso backup) of a running instance.`,
 		},
 	}
 	cmd.Flags().Duration("timeout", 10*time.Second, "Timeout of each request to an IdP")
+	cmd.Flags().Bool("running", false, "Check the store of the running Caddy, through its admin endpoint")
 	return cmd
 }
 
-// storeCheck is what `caddy sso check --store` reports (--json).
-type storeCheck struct {
-	Store    string   `json:"store"`
-	Schema   int      `json:"schema"`
-	Users    int      `json:"users"`
-	Groups   int      `json:"groups"`
-	Sessions int      `json:"sessions"`
-	Events   int      `json:"audit_events"`
-	OK       bool     `json:"ok"`
-	Problems []string `json:"problems,omitempty"`
-	// More counts problems beyond those listed.
-	More int `json:"more_problems,omitempty"`
-}
-
-// checkStore runs the store's integrity check (bolt.DB.Check) on a file
-// no Caddy holds, read-only. A file that does not open (damaged, a newer
-// schema, locked) is an error naming the file and what to do, as Open
-// words it.
-func checkStore(c *cobra.Command, path string) error {
-	r, err := checkGuarded(c.Context(), path)
-	if err != nil {
-		return err
+// checkStore runs the store's integrity check (bolt.DB.Check): on the
+// file spec names, which no Caddy may hold, read-only; or, with no spec,
+// in the running Caddy through the admin API. A file that does not open
+// (damaged, a newer schema, locked) is an error naming the file and what
+// to do, as Open words it.
+func checkStore(c *cobra.Command, spec string) error {
+	var sc *adminapi.StoreCheck
+	if spec == "" {
+		api, err := adminClient(c)
+		if err != nil {
+			return err
+		}
+		if sc, err = api.Check(c.Context()); err != nil {
+			return err
+		}
+	} else {
+		s, err := backend.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("--store: %w", err)
+		}
+		if s.Backend != backend.Bolt {
+			return fmt.Errorf("--store %s: only bbolt stores have an integrity check (PostgreSQL keeps its own indexes)", spec)
+		}
+		r, err := checkGuarded(c.Context(), s.Path)
+		if errors.Is(err, errStoreInUse) {
+			return fmt.Errorf("%w; to check the store of a running Caddy, use --running", err)
+		}
+		if err != nil {
+			return err
+		}
+		sc = adminapi.NewStoreCheck(s.Path, r.Schema, r.Records, r.Problems, r.More)
 	}
-	sc := storeCheck{Store: path, Schema: r.Schema, Users: r.Records.Users, Groups: r.Records.Groups,
-		Sessions: r.Records.Sessions, Events: r.Records.AuditEvents, OK: r.OK(), Problems: r.Problems, More: r.More}
+	var err error
 	if asJSON(c) {
 		err = printJSON(c, sc)
 	} else {
-		err = sc.print(c.OutOrStdout())
+		err = printStoreCheck(c.OutOrStdout(), sc)
 	}
 	if err != nil {
 		return err
 	}
 	if !sc.OK {
-		return fmt.Errorf("store %s is inconsistent: %d problem(s); restore a backup with `caddy sso restore`", path, len(sc.Problems)+sc.More)
+		return fmt.Errorf("store %s is inconsistent: %d problem(s); restore a backup with `caddy sso restore`", sc.Store, len(sc.Problems)+sc.More)
 	}
 	return nil
 }
@@ -134,7 +147,7 @@ func checkGuarded(ctx context.Context, path string) (r *bolt.CheckReport, err er
 	return st.(*bolt.DB).Check(ctx)
 }
 
-func (sc storeCheck) print(w io.Writer) error {
+func printStoreCheck(w io.Writer, sc *adminapi.StoreCheck) error {
 	var err error
 	p := func(format string, args ...any) {
 		if err == nil {

@@ -23,16 +23,33 @@ func TestCLICheckStore(t *testing.T) {
 	ada := caddytest.UserBySubject(t, "sub-ada")
 	caddytest.AddUsers(t, 3, "other.example")
 	good := w.GW.StorePath()
-	if out, err := cli(context.Background(), "check", "--store", good); err == nil || !strings.Contains(err.Error(), "in use by a running Caddy") {
-		t.Errorf("check of a running store: %v\n%s", err, out)
+	if out, err := cli(context.Background(), "check", "--store", good); err == nil ||
+		!strings.Contains(err.Error(), "in use by a running Caddy") || !strings.Contains(err.Error(), "--running") {
+		t.Errorf("check of a running store's file: %v\n%s", err, out)
 	}
-	w.GW.Stop()
-
-	out := mustCLI(t, "check", "--store", good)
+	// The running Caddy checks its own store, in a read transaction.
+	out := mustCLI(t, "check", "--running", w.GW.AddressFlag())
 	for _, want := range []string{good, "4 user(s)", "1 session(s)", "✓"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("check of a sound store lacks %q:\n%s", want, out)
+			t.Errorf("check --running lacks %q:\n%s", want, out)
 		}
+	}
+	w.GW.Stop()
+	if _, err := cli(context.Background(), "check", "--running", w.GW.AddressFlag()); err == nil ||
+		!strings.Contains(err.Error(), "cannot reach") && !strings.Contains(err.Error(), "not running") {
+		t.Errorf("check --running with the sso app stopped: %v", err)
+	}
+
+	for _, spec := range []string{good, "bolt:" + good} {
+		out = mustCLI(t, "check", "--store", spec)
+		for _, want := range []string{good, "4 user(s)", "1 session(s)", "✓"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("check --store %s lacks %q:\n%s", spec, want, out)
+			}
+		}
+	}
+	if _, err := cli(context.Background(), "check", "--store", "postgres:postgres://127.0.0.1:1/sso"); err == nil || !strings.Contains(err.Error(), "only bbolt stores") {
+		t.Errorf("check --store postgres: %v", err)
 	}
 	var report struct {
 		OK    bool
@@ -42,8 +59,10 @@ func TestCLICheckStore(t *testing.T) {
 		t.Errorf("check --json = %+v (%v)", report, err)
 	}
 
-	if _, err := cli(context.Background(), "check", "--store", good, "--config", "Caddyfile"); err == nil || !strings.Contains(err.Error(), "not both") {
-		t.Errorf("check with --store and --config: %v", err)
+	for _, args := range [][]string{{"--store", good, "--config", "Caddyfile"}, {"--store", good, "--running"}} {
+		if _, err := cli(context.Background(), append([]string{"check"}, args...)...); err == nil || !strings.Contains(err.Error(), "give one of") {
+			t.Errorf("check %v: %v", args, err)
+		}
 	}
 
 	// edit copies the sound store and changes it with raw bbolt writes,

@@ -108,16 +108,11 @@ type client interface {
 func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	path, _ := c.Flags().GetString("store")
 	if path == "" {
-		address, _ := c.Flags().GetString("address")
-		config, _ := c.Flags().GetString("config")
-		adapter, _ := c.Flags().GetString("adapter")
-		addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+		api, err := adminClient(c)
 		if err != nil {
-			return fmt.Errorf("finding the admin address: %w", err)
+			return err
 		}
-		return fn(&adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-			return adminRequest(addr, method, uri)
-		}})
+		return fn(api)
 	}
 	spec, err := backend.Parse(path)
 	if err != nil {
@@ -141,6 +136,21 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	// at once instead of after the cache TTL. Over bbolt it tells no one.
 	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 	return fn(&offline{acc: acc, db: db})
+}
+
+// adminClient calls the admin API of the Caddy that --address, or
+// --config, names (the default address otherwise).
+func adminClient(c *cobra.Command) (*adminapi.Client, error) {
+	address, _ := c.Flags().GetString("address")
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	if err != nil {
+		return nil, fmt.Errorf("finding the admin address: %w", err)
+	}
+	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+		return adminRequest(addr, method, uri)
+	}}, nil
 }
 
 // apiError is how caddycmd.AdminAPIRequest reports an error status.
