@@ -431,6 +431,15 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 	}
 	st := schemaState{version: v, upgrading: meta.Get(keyUpgrading) != nil}
 	if v == SchemaVersion {
+		// The upgrade's first transaction creates every bucket that holds
+		// records, with the version: one missing is damage that no
+		// rebuild from the records can repair (it would recreate it
+		// empty: users gone, keys new, audit numbers reused).
+		for _, name := range primaryBuckets() {
+			if btx.Bucket(name) == nil {
+				return schemaState{}, fmt.Errorf("bolt: store %s is damaged: it lacks bucket %s, which holds records; %s: %w", path, name, restoreHint, ErrDamaged)
+			}
+		}
 		for _, name := range dataBuckets() {
 			if btx.Bucket(name) == nil {
 				st.missing = name

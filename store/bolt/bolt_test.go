@@ -83,9 +83,18 @@ func TestSchemaChecks(t *testing.T) {
 		{"missing data bucket is recreated", func(btx *bolt.Tx) error {
 			return btx.DeleteBucket(bucketAuditByUser)
 		}, nil},
-		{"missing version 2 bucket is recreated", func(btx *bolt.Tx) error {
-			return btx.DeleteBucket(bucketTombstones)
+		{"missing version 2 index bucket is recreated", func(btx *bolt.Tx) error {
+			return btx.DeleteBucket(bucketUserNames)
 		}, nil},
+	}
+	// A bucket that holds records cannot be rebuilt: recreating it empty
+	// would lose its records (users, audit numbers, tombstones) silently.
+	for _, name := range primaryBuckets() {
+		tests = append(tests, struct {
+			name  string
+			setup func(*bolt.Tx) error
+			want  error
+		}{"missing record bucket " + string(name) + " is damage", func(btx *bolt.Tx) error { return btx.DeleteBucket(name) }, ErrDamaged})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +118,8 @@ func TestSchemaChecks(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("reopen err = %v, want %v", err, tt.want)
 			}
-			if errors.Is(tt.want, ErrNewerSchema) && !strings.Contains(err.Error(), "upgrade caddy-sso") {
+			if errors.Is(tt.want, ErrNewerSchema) && !strings.Contains(err.Error(), "upgrade caddy-sso") ||
+				errors.Is(tt.want, ErrDamaged) && !strings.Contains(err.Error(), "caddy sso restore") {
 				t.Errorf("error %q does not tell the operator what to do", err)
 			}
 		})
