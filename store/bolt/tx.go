@@ -467,8 +467,13 @@ func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 	if kind == "" || id == "" {
 		return false, errors.New("bolt: consume: kind and id are required")
 	}
-	if err := store.CheckKey("single-use id", kind+id); err != nil {
+	// The limit is the ID's (the contract), and the kind's apart: the
+	// key joins both, and bbolt takes keys far longer than either.
+	if err := store.CheckKey("single-use id", id); err != nil {
 		return false, fmt.Errorf("bolt: consume %s: %w", kind, err)
+	}
+	if err := store.CheckKey("single-use kind", kind); err != nil {
+		return false, fmt.Errorf("bolt: consume: %w", err)
 	}
 	b := t.bucket(bucketConsumed)
 	idx := appendMostly(t.bucket(bucketConsumedUntil))

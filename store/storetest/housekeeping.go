@@ -86,6 +86,19 @@ func testConsume(e *env) {
 			e.Errorf("Consume of a long ID: %v, want ErrValueTooLong", err)
 		}
 	}
+	// The limit is the ID's, whatever the kind: an ID of MaxKeyBytes is
+	// taken, and used once.
+	for i, want := range []bool{true, false} {
+		var first bool
+		err := e.st.Update(e.Context(), func(tx store.Tx) error {
+			var err error
+			first, err = tx.Consume("oidc_state", long(store.MaxKeyBytes), now.Add(time.Hour))
+			return err
+		})
+		if err != nil || first != want {
+			e.Errorf("Consume %d of an ID of MaxKeyBytes = %v, %v; want %v", i+1, first, err, want)
+		}
+	}
 	// The replay guard the IdPs use: one transaction per ID, first use wins.
 	guard := store.ReplayGuard{Store: e.st}
 	first, err := guard.ConsumeOnce(e.Context(), "state", "x", now.Add(time.Hour))
