@@ -339,14 +339,40 @@ func (t *tx) DeleteTombstone(idp, subject string) error {
 	return nil
 }
 
+// ForEachTombstone visits tombstones in (IdP, subject) order. Keys are
+// pair(idp, subject), which sorts by the IdP's length first; so it lists
+// the IdPs (skipping from one to the next with Seek) and then walks each
+// IdP's keys in the IdPs' order.
 func (t *tx) ForEachTombstone(fn func(*store.Tombstone) error) error {
-	return t.bucket(bucketTombstones).ForEach(func(k, v []byte) error {
-		ts := new(store.Tombstone)
-		if err := json.Unmarshal(v, ts); err != nil {
-			return fmt.Errorf("bolt: decode tombstone: %w", err)
+	c := t.bucket(bucketTombstones).Cursor()
+	var idps []string
+	for k, _ := c.First(); k != nil; {
+		idp, _, ok := unpair(k)
+		if !ok {
+			return fmt.Errorf("bolt: tombstone key %q is not an (IdP, subject) pair", k)
 		}
-		return fn(ts)
-	})
+		idps = append(idps, idp)
+		next := pair(idp, "")
+		// The first key past every key of idp: its prefix, plus one.
+		k, _ = c.Seek(append(next, 0xff))
+		for k != nil && bytes.HasPrefix(k, next) {
+			k, _ = c.Next()
+		}
+	}
+	slices.Sort(idps)
+	for _, idp := range idps {
+		prefix := pair(idp, "")
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			ts := new(store.Tombstone)
+			if err := json.Unmarshal(v, ts); err != nil {
+				return fmt.Errorf("bolt: decode tombstone: %w", err)
+			}
+			if err := fn(ts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ForEachGroup visits groups in ID order after the given ID.

@@ -220,13 +220,26 @@ func testTombstones(e *env) {
 				e.Errorf("Tombstone%v: %v", q, err)
 			}
 		}
-		var n int
-		_ = tx.ForEachTombstone(func(*store.Tombstone) error { n++; return nil })
-		if n != 2 {
-			e.Errorf("ForEachTombstone visited %d", n)
+		return nil
+	})
+	// (IdP, subject) order, whatever the lengths of the names.
+	for _, t := range [][2]string{{"b", "s1"}, {"aa", "s2"}, {"aa", "s1"}, {"entra-long-name", "a"}} {
+		e.update(func(tx store.Tx) error {
+			return tx.PutTombstone(&store.Tombstone{IdP: t[0], Subject: t[1], UserID: "u-" + t[0] + t[1], Deleted: t0})
+		})
+	}
+	e.view(func(tx store.Tx) error {
+		var got []string
+		err := tx.ForEachTombstone(func(ts *store.Tombstone) error { got = append(got, ts.IdP+"/"+ts.Subject); return nil })
+		want := []string{"aa/s1", "aa/s2", "b/s1", "entra/oid-1", "entra/oid-2", "entra-long-name/a"}
+		if err != nil || !slices.Equal(got, want) {
+			e.Errorf("ForEachTombstone visited %v (%v), want %v", got, err, want)
 		}
 		return nil
 	})
+	for _, t := range [][2]string{{"b", "s1"}, {"aa", "s2"}, {"aa", "s1"}, {"entra-long-name", "a"}} {
+		e.update(func(tx store.Tx) error { return tx.DeleteTombstone(t[0], t[1]) })
+	}
 	if c := e.counts(); c.Tombstones != 2 {
 		e.Errorf("Counts.Tombstones = %d, want 2", c.Tombstones)
 	}
