@@ -69,7 +69,7 @@ func adapt(t *testing.T, caddyfile string) string {
 }
 
 // scimGlobal and scimGlobal2 define the IdPs the sso_scim rows of
-// TestCaddyfileErrors name (scimGlobal is 9 lines, scimGlobal2 13).
+// TestCaddyfileErrors name (scimGlobal is 9 lines, scimGlobal2 14).
 const (
 	scimGlobal  = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\tscim\n\t\t}\n\t}\n}\n"
 	scimGlobal2 = "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\tscim\n\t\t}\n\t\tidp okta oidc {\n\t\t\tissuer https://okta.example.com\n\t\t\tclient_id y\n\t\t\tscim\n\t\t}\n\t}\n}\n"
@@ -91,7 +91,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad update", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tupdate sometimes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `unknown update "sometimes"`, "force, import"}},
 		{"bad optional", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\toptional uniqueUserId\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "optional attribute"}},
 		{"jit takes no value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tjit yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "jit takes no value"}},
-		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:", `"a" is defined twice`}},
+		// The second idp line, not the closing brace of its block.
+		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{`"a" is defined twice, at Caddyfile:7 (first at Caddyfile:3)`}},
 		{"saml without metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tjit\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp a", "metadata_url, metadata_file or metadata"}},
 		{"saml two metadata sources", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tmetadata_file /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "metadata_file", "already given"}},
 		{"saml plain http metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url http://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", "must be https"}},
@@ -125,6 +126,63 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"pages_dir without value", "{\n\tsso {\n\t\tpages_dir\n\t}\n}\n", []string{"Caddyfile:3"}},
 		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
 		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},
+		// Header names (gateway.CheckUpstreamHeaders): one rule for
+		// identity, token and identity JWT headers, reported at the line
+		// of the setting at fault (the later of two).
+		{"handler identity header Cookie", "example.com {\n\tsso {\n\t\theader user Cookie\n\t}\n}\n", []string{"Caddyfile:3", "header user Cookie: Cookie is reserved", "name a header of your own"}},
+		{"handler identity header reserved in another spelling", "example.com {\n\tsso {\n\t\tpath_prefix /auth/\n\t\theader groups transfer_encoding\n\t}\n}\n", []string{"Caddyfile:4", "transfer_encoding is reserved"}},
+		{"handler identity header Proxy-*", "example.com {\n\tsso {\n\t\theader user Proxy-User\n\t}\n}\n", []string{"Caddyfile:3", "Proxy-User is reserved"}},
+		{"handler identity JWT header Cookie", "example.com {\n\tsso {\n\t\tidentity_jwt header Cookie\n\t}\n}\n", []string{"Caddyfile:3", "identity_jwt header Cookie: Cookie is reserved"}},
+		{"handler token header overwrites identity header", "example.com {\n\tsso {\n\t\tpass_access_token X-Forwarded-User\n\t}\n}\n", []string{"Caddyfile:3", "headers default (user: X-Forwarded-User) and pass_access_token X-Forwarded-User name one header", "two header names"}},
+		{"handler identity JWT header Authorization", "example.com {\n\tsso {\n\t\tset_authorization_header\n\t\tidentity_jwt header Authorization\n\t}\n}\n", []string{"Caddyfile:4", "identity_jwt header Authorization: Authorization is set only by set_authorization_header"}},
+		{"handler identity header Authorization", "example.com {\n\tsso {\n\t\theader user authorization\n\t}\n}\n", []string{"Caddyfile:3", "header user authorization: Authorization is set only by set_authorization_header"}},
+		{"handler header name with a space", "example.com {\n\tsso {\n\t\theader user \"X Bad\"\n\t}\n}\n", []string{"Caddyfile:3", `header user: "X Bad" is not a header name`, "letters, digits and"}},
+		{"handler token header name with parentheses", "example.com {\n\tsso {\n\t\tpass_access_token \"X(A)\"\n\t}\n}\n", []string{"Caddyfile:3", `pass_access_token: "X(A)" is not a header name`}},
+		{"handler two fields one header", "example.com {\n\tsso {\n\t\theader email X-Forwarded-User\n\t}\n}\n", []string{"Caddyfile:3", "headers default (user: X-Forwarded-User) and header email X-Forwarded-User name one header"}},
+		{"handler token and identity header clash at the later line", "example.com {\n\tsso {\n\t\tpass_id_token X-Id\n\t\tpath_prefix /auth/\n\t\theader user x_id\n\t}\n}\n", []string{"Caddyfile:5", "header user x_id and pass_id_token X-Id name one header"}},
+		{"handler identity JWT and identity header clash", "example.com {\n\tsso {\n\t\tidentity_jwt header X-Identity\n\t\theader idp x-identity\n\t}\n}\n", []string{"Caddyfile:4", "header idp x-identity and identity_jwt header X-Identity name one header"}},
+		{"handler identity JWT and token header clash", "example.com {\n\tsso {\n\t\tpass_access_token\n\t\tidentity_jwt header X-Forwarded-Access-Token\n\t}\n}\n", []string{"Caddyfile:4", "pass_access_token X-Forwarded-Access-Token and identity_jwt header X-Forwarded-Access-Token name one header"}},
+		// identity_jwt: a token must not outlive its key's publication.
+		{"handler key_rotation shorter than ttl", "example.com {\n\tsso {\n\t\tidentity_jwt ttl 1h key_rotation 1m\n\t}\n}\n", []string{"Caddyfile:3", "identity_jwt key_rotation 1m0s is shorter than ttl 1h0m0s", "at least ttl"}},
+		{"handler key_rotation shorter than the default ttl", "example.com {\n\tsso {\n\t\tidentity_jwt key_rotation 1m\n\t}\n}\n", []string{"Caddyfile:3", "key_rotation 1m0s is shorter than ttl 5m0s"}},
+		// path_prefix: a path of its own, reachable.
+		{"handler prefix /", "example.com {\n\tsso {\n\t\tpath_prefix /\n\t}\n}\n", []string{"Caddyfile:3", `path_prefix "/"`, "not / alone"}},
+		{"handler prefix with a query", "example.com {\n\tsso {\n\t\tpath_prefix /x?y/\n\t}\n}\n", []string{"Caddyfile:3", `path_prefix "/x?y/"`, "no ?, #, %"}},
+		{"handler prefix with a percent", "example.com {\n\tsso {\n\t\tpath_prefix /a%20b/\n\t}\n}\n", []string{"Caddyfile:3", `path_prefix "/a%20b/"`}},
+		{"handler prefix with a dot segment", "example.com {\n\tsso {\n\t\tpath_prefix /a/../\n\t}\n}\n", []string{"Caddyfile:3", `path_prefix "/a/../"`, "not . or .."}},
+		{"handler prefix with an empty segment", "example.com {\n\tsso {\n\t\tpath_prefix /a//\n\t}\n}\n", []string{"Caddyfile:3", `path_prefix "/a//"`}},
+		// What Provision would refuse without a line.
+		{"handler names no idp of two", scimGlobal2 + "app.example.com {\n\tsso\n}\n", []string{"Caddyfile:16", "2 identity providers are configured (entra, okta): name one"}},
+		{"handler without global sso", "example.com {\n\tsso foo\n}\n", []string{"Caddyfile:2", "no identity provider is configured"}},
+		{"handler without global sso, no idp named", "example.com {\n\tsso\n}\n", []string{"Caddyfile:2", "no identity provider is configured"}},
+		{"handler with a global sso of no idp", "{\n\tsso {\n\t\taudit_retention 1d\n\t}\n}\n\nexample.com {\n\tsso\n}\n", []string{"Caddyfile:8", "no identity provider is configured"}},
+		{"oidc scopes without openid", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tscopes profile email\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp a", `scopes must include "openid"`}},
+		{"oidc algorithm none", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\talgorithms RS256 none\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", `signature algorithm "none" is not supported`, "RS256, RS384"}},
+		{"oidc HS256 with a short secret", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tclient_secret short\n\t\t\talgorithms HS256\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "HS256 needs a client secret of at least 32 bytes"}},
+		{"oidc issuer with a query", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com/?tenant=x\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "an issuer has no query"}},
+		{"oidc issuer with a fragment", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com/#x\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "without fragment"}},
+		{"store pool_size beyond int32", "{\n\tsso {\n\t\tstore postgres {env.SSO_DATABASE_URL} {\n\t\t\tstatement_timeout 2s\n\t\t\tpool_size 3000000000\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "pool_size 3000000000 is more connections than PostgreSQL allows"}},
+		{"store malformed literal dsn", "{\n\tsso {\n\t\tstore postgres postgres://u:hunter2@db:notaport/sso\n\t}\n}\n", []string{"Caddyfile:3", "sso store postgres: the connection string (not shown", "does not parse"}},
+		// IdP names are URL path segments.
+		{"idp named .", "{\n\tsso {\n\t\tidp . oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", `name "." must be usable as a URL path segment`, "not . or .."}},
+		{"idp named ..", "{\n\tsso {\n\t\tidp .. saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", `name ".." must be usable as a URL path segment`}},
+		// A single-valued line given twice is refused, not replaced.
+		{"idp allowed_domains twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tallowed_domains a.com\n\t\t\tallowed_domains b.com\n\t\t}\n\t}\n}\n", []string{"sso idp a: allowed_domains given twice, at Caddyfile:7 (first at Caddyfile:6)"}},
+		{"idp default_groups twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tdefault_groups staff\n\t\t\tdefault_groups eng\n\t\t}\n\t}\n}\n", []string{"default_groups given twice, at Caddyfile:7 (first at Caddyfile:6)"}},
+		{"idp issuer twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tissuer https://b.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"issuer given twice, at Caddyfile:5 (first at Caddyfile:4)"}},
+		{"idp optional twice", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\toptional email\n\t\t\toptional lastName\n\t\t}\n\t}\n}\n", []string{"optional given twice, at Caddyfile:6 (first at Caddyfile:5)"}},
+		{"idp scopes twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tscopes openid\n\t\t\tscopes openid email\n\t\t}\n\t}\n}\n", []string{"scopes given twice, at Caddyfile:7"}},
+		{"idp algorithms twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\talgorithms RS256\n\t\t\talgorithms ES256\n\t\t}\n\t}\n}\n", []string{"algorithms given twice, at Caddyfile:7"}},
+		{"idp map of one attribute twice", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tmap email mail\n\t\t\tmap firstName given_name\n\t\t\tmap email upn\n\t\t}\n\t}\n}\n", []string{"map email given twice, at Caddyfile:8 (first at Caddyfile:6)"}},
+		{"global store twice", "{\n\tsso {\n\t\tstore bolt /a.db\n\t\tstore bolt /b.db\n\t}\n}\n", []string{"sso store given twice, at Caddyfile:4 (first at Caddyfile:3)"}},
+		{"session lifetime twice", "{\n\tsso {\n\t\tsession {\n\t\t\tlifetime 8h\n\t\t}\n\t\tsession {\n\t\t\tlifetime 1h\n\t\t}\n\t}\n}\n", []string{"sso session lifetime given twice, at Caddyfile:7 (first at Caddyfile:4)"}},
+		{"store pool_size twice", "{\n\tsso {\n\t\tstore postgres {env.DB} {\n\t\t\tpool_size 5\n\t\t\tpool_size 6\n\t\t}\n\t}\n}\n", []string{"sso store postgres pool_size given twice, at Caddyfile:5"}},
+		{"handler idp twice", scimGlobal2 + "app.example.com {\n\tsso {\n\t\tidp okta\n\t\tidp entra\n\t}\n}\n", []string{"sso idp given twice, at Caddyfile:18 (first at Caddyfile:17)"}},
+		{"handler idp in the block after the directive's", scimGlobal2 + "app.example.com {\n\tsso okta {\n\t\tidp entra\n\t}\n}\n", []string{"sso idp given twice, at Caddyfile:17 (first at Caddyfile:16)"}},
+		{"handler header of one field twice", "example.com {\n\tsso {\n\t\theader user X-A\n\t\theader user X-B\n\t}\n}\n", []string{"sso header user given twice, at Caddyfile:4 (first at Caddyfile:3)"}},
+		{"handler path_prefix twice", "example.com {\n\tsso {\n\t\tpath_prefix /a/\n\t\tpath_prefix /b/\n\t}\n}\n", []string{"sso path_prefix given twice, at Caddyfile:4"}},
+		{"handler pass_access_token twice", "example.com {\n\tsso {\n\t\tpass_access_token X-A\n\t\tpass_access_token X-B\n\t}\n}\n", []string{"sso pass_access_token given twice, at Caddyfile:4"}},
+		{"scim base_path twice", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_path /a\n\t\tbase_path /b\n\t}\n}\n", []string{"sso_scim base_path given twice, at Caddyfile:14 (first at Caddyfile:13)"}},
 		// sso_scim: after scimGlobal (9 lines) the site starts on line 10.
 		{"scim no idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tbase_path /scim/v2\n\t}\n}\n", []string{"Caddyfile:13", "sso_scim: at least one idp <name> <token> is required"}},
 		{"scim idp without token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp: expected: idp <name> <token>"}},

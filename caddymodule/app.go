@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
@@ -125,18 +126,44 @@ func (c *StoreConfig) validate() error {
 	if c.PoolSize > math.MaxInt32 {
 		return fmt.Errorf("pool_size %d is more connections than PostgreSQL allows", c.PoolSize)
 	}
-	return backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
-		StatementTimeout: time.Duration(c.StatementTimeout)}.Check()
+	if err := (backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
+		StatementTimeout: time.Duration(c.StatementTimeout)}).Check(); err != nil {
+		return err
+	}
+	// A literal connection string must parse as store/postgres's Open
+	// parses it (one with a placeholder is parsed once resolved, at
+	// Start). The error never shows it: it may hold a password.
+	if c.Backend == backend.Postgres && !hasPlaceholder(c.DSN) {
+		if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
+			return errors.New("the connection string (not shown: it may hold a password) does not parse; it is a postgres://user:password@host:port/database URL or key=value pairs, best a placeholder such as {env.SSO_DATABASE_URL}")
+		}
+	}
+	return nil
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.
 type SessionConfig struct {
-	Lifetime    caddy.Duration `json:"lifetime,omitempty"`
+	// Lifetime is a session's absolute lifetime. Default
+	// session.DefaultLifetime (8h); it cannot be negative.
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+	// IdleTimeout ends a session unused this long. Default
+	// session.DefaultIdleTimeout (1h); negative: no idle timeout (JSON
+	// only; the Caddyfile takes positive durations).
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 	// MaxPerUser caps the sessions of one user: a sign-in beyond it ends
 	// the user's oldest. Default session.DefaultMaxPerUser (50); negative:
-	// no cap.
+	// no cap (JSON only; the Caddyfile takes positive numbers).
 	MaxPerUser int `json:"max_sessions_per_user,omitempty"`
+}
+
+// validate holds the JSON settings to what the Caddyfile accepts, with
+// the documented negative values (no idle timeout, no cap) besides.
+func (c *SessionConfig) validate() error {
+	if c != nil && c.Lifetime < 0 {
+		return fmt.Errorf("lifetime %v is negative: it must be a positive duration (0 or unset: the default, %v)",
+			time.Duration(c.Lifetime), session.DefaultLifetime)
+	}
+	return nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -197,6 +224,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if err := a.StoreConfig.validate(); err != nil {
 		return fmt.Errorf("sso store: %w", err)
+	}
+	if err := a.SessionConfig.validate(); err != nil {
+		return fmt.Errorf("sso session: %w", err)
 	}
 	if a.AuditRetention != nil && *a.AuditRetention < 0 {
 		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -57,7 +58,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	given := make(onceEach)
+	idpAt := make(map[string]lineOf)
 	for d.NextBlock(0) {
+		if key := d.Val(); key != "idp" && key != "session" {
+			if err := given.once(d, "sso ", key); err != nil {
+				return nil, err
+			}
+		}
 		switch d.Val() {
 		case "store":
 			c, err := parseStore(d)
@@ -73,6 +81,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.SessionConfig = new(SessionConfig)
 			}
 			for d.NextBlock(1) {
+				if err := given.once(d, "sso session ", d.Val()); err != nil {
+					return nil, err
+				}
 				var target *caddy.Duration
 				switch d.Val() {
 				case "lifetime":
@@ -114,15 +125,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 		case "idp":
+			// The idp line, not the block's closing brace, is where a
+			// second definition is reported.
+			at := lineOf{d.File(), d.Line()}
 			c, err := parseIdP(d)
 			if err != nil {
 				return nil, err
 			}
-			for _, other := range app.IdPs {
-				if other.Name == c.Name {
-					return nil, d.Errf("sso idp: %q is defined twice", c.Name)
-				}
+			if first, ok := idpAt[c.Name]; ok {
+				return nil, fmt.Errorf("sso idp: %q is defined twice, at %s (first at %s)", c.Name, at, first)
 			}
+			idpAt[c.Name] = at
 			app.IdPs = append(app.IdPs, c)
 		default:
 			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention, pages_dir or idp)", d.Val())
@@ -144,6 +157,14 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 		return nil, d.Err("sso store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
 	}
 	c := &StoreConfig{Backend: args[0]}
+	// The settings are checked as they are read, by the rules App.Validate
+	// applies to JSON configs too, so that an error has its line.
+	check := func() error {
+		if err := c.validate(); err != nil {
+			return d.Errf("sso store %s: %v", c.Backend, err)
+		}
+		return nil
+	}
 	if c.Backend == backend.Bolt {
 		c.Path = args[1]
 		if d.NextBlock(1) {
@@ -152,7 +173,14 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 		return c, nil
 	}
 	c.DSN = args[1]
+	if err := check(); err != nil {
+		return nil, err
+	}
+	given := make(onceEach)
 	for d.NextBlock(1) {
+		if err := given.once(d, "sso store postgres ", d.Val()); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "pool_size":
 			if !d.NextArg() {
@@ -170,8 +198,35 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 		default:
 			return nil, d.Errf("sso store postgres: unknown setting %q (expected pool_size or statement_timeout)", d.Val())
 		}
+		if err := check(); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// lineOf is where a setting is written, for errors.
+type lineOf struct {
+	file string
+	line int
+}
+
+func (l lineOf) String() string { return fmt.Sprintf("%s:%d", l.file, l.line) }
+
+// onceEach records where each single-valued setting of a block was given,
+// so that a second line, which would silently replace the first, is
+// refused instead.
+type onceEach map[string]lineOf
+
+// once records key at the dispenser's line; given before, it is an error
+// naming both lines. prefix starts the message ("sso idp a: ").
+func (o onceEach) once(d *caddyfile.Dispenser, prefix, key string) error {
+	here := lineOf{d.File(), d.Line()}
+	if first, ok := o[key]; ok {
+		return fmt.Errorf("%s%s given twice, at %s (first at %s)", prefix, key, here, first)
+	}
+	o[key] = here
+	return nil
 }
 
 func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
@@ -273,8 +328,16 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 		return nil
 	}
 
+	given := make(onceEach)
 	for d.NextBlock(1) {
 		var err error
+		// Every setting takes one line, except sp_cert (a key pair, then
+		// the previous one) and map (one line per attribute).
+		if key := d.Val(); key != "sp_cert" && key != "map" {
+			if err := given.once(d, "sso idp "+c.Name+": ", key); err != nil {
+				return nil, err
+			}
+		}
 		switch key := d.Val(); key {
 		case "preset":
 			if c.Preset, err = one(); err == nil && !slices.Contains(mapping.Presets(), c.Preset) {
@@ -285,7 +348,7 @@ func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
 			if v, err = many(); err == nil {
 				if len(v) < 2 {
 					err = errf("expected: map <attribute> <name>…")
-				} else {
+				} else if err = given.once(d, "sso idp "+c.Name+": ", "map "+v[0]); err == nil {
 					if c.Map == nil {
 						c.Map = make(map[string][]string)
 					}
@@ -506,8 +569,10 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			hd.IdPs = names
 		}
 	}
+	given := make(onceEach)
 	if args := h.RemainingArgs(); len(args) > 0 {
 		setIdPs(args)
+		given["idp"] = lineOf{file, line}
 	}
 	// The settings that take one value, with what that value is.
 	single := map[string]struct {
@@ -523,11 +588,27 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
+		// Every setting takes one line, except allow and deny (which
+		// add rules) and header (one line per identity field).
+		once := key
+		if key == "header" && len(args) > 0 {
+			once = "header " + args[0]
+		}
+		if key != "allow" && key != "deny" {
+			if err := given.once(h.Dispenser, "sso ", once); err != nil {
+				return nil, err
+			}
+		}
 		if one, ok := single[key]; ok {
 			if len(args) != 1 {
 				return nil, h.Errf("sso %s: expected %s", key, one.want)
 			}
 			*one.target = args[0]
+			if key == "path_prefix" {
+				if err := gateway.CheckPathPrefix(args[0]); err != nil {
+					return nil, h.Errf("sso %v", err)
+				}
+			}
 			continue
 		}
 		switch key {
@@ -547,9 +628,6 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				hd.Deny = append(hd.Deny, rule)
 			}
 		case "identity_jwt":
-			if hd.IdentityJWT != nil {
-				return nil, h.Err("sso identity_jwt: given twice")
-			}
 			j := new(IdentityJWT)
 			if len(args)%2 != 0 {
 				return nil, h.Err("sso identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
@@ -575,6 +653,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				}
 			}
 			hd.IdentityJWT = j
+			if err := hd.signerConfig().Validate(); err != nil {
+				return nil, h.Errf("sso %v", err)
+			}
 		case "header":
 			if len(args) != 2 {
 				return nil, h.Err("sso header: expected: header <field> <Header-Name>|-")
@@ -615,31 +696,51 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		}
 	}
 	if err := hd.Validate(); err != nil {
-		return nil, fmt.Errorf("%w, at %s:%d", err, file, line)
+		// A header is reported at the line of the setting that names
+		// it (the later of two that name one header).
+		at := lineOf{file, line}
+		var he *gateway.HeaderError
+		if errors.As(err, &he) {
+			for _, u := range he.At {
+				if l, ok := given[u.Key()]; ok && l.line > at.line {
+					at = l
+				}
+			}
+		}
+		return nil, fmt.Errorf("%w, at %s", err, at)
 	}
 	// Name unknown IdPs here, where the line is known, rather than at
 	// Provision, where it is not.
-	if defined, ok := globalIdPs(h); ok {
-		for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
-			if name != "" && defined[name] == nil {
-				return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
-					name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
-			}
+	app, ok := globalApp(h)
+	if !ok || len(app.IdPs) == 0 {
+		return nil, fmt.Errorf("sso: no identity provider is configured: define one in the global sso option (sso { idp <name> oidc|saml { … } }), at %s:%d", file, line)
+	}
+	defined := make(map[string]*IdPConfig, len(app.IdPs))
+	for _, c := range app.IdPs {
+		defined[c.Name] = c
+	}
+	for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
+		if name != "" && defined[name] == nil {
+			return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
+				name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
 		}
-		route := hd.idpNames()
-		if len(route) == 0 && len(defined) == 1 {
-			route = slices.Collect(maps.Keys(defined))
+	}
+	route := hd.idpNames()
+	if len(route) == 0 {
+		// The rule Provision applies: without a name, the only IdP.
+		name, err := app.defaultIdP()
+		if err != nil {
+			return nil, fmt.Errorf("sso: %w (sso <idp>…, or idp <name>… in the block), at %s:%d", err, file, line)
 		}
-		if len(route) > 0 {
-			p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
-			if err := p.CheckIdPs(route); err != nil {
-				return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
-			}
-		}
-		for _, name := range route {
-			if c := defined[name]; c != nil && c.Protocol != idp.ProtocolOIDC && hd.tokenConfig().Passes() {
-				return nil, fmt.Errorf("sso: IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream, at %s:%d", name, c.Protocol, file, line)
-			}
+		route = []string{name}
+	}
+	p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
+	if err := p.CheckIdPs(route); err != nil {
+		return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
+	}
+	for _, name := range route {
+		if c := defined[name]; c != nil && c.Protocol != idp.ProtocolOIDC && hd.tokenConfig().Passes() {
+			return nil, fmt.Errorf("sso: IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream, at %s:%d", name, c.Protocol, file, line)
 		}
 	}
 	return hd, nil
@@ -649,12 +750,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 // whether there is such an option, so that directives can check the IdPs
 // they name at a line of the Caddyfile (global options are parsed first).
 func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
-	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	app, ok := globalApp(h)
 	if !ok {
-		return nil, false
-	}
-	var app App
-	if err := json.Unmarshal(opt.Value, &app); err != nil {
 		return nil, false
 	}
 	out := make(map[string]*IdPConfig, len(app.IdPs))
@@ -662,4 +759,18 @@ func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
 		out[c.Name] = c
 	}
 	return out, true
+}
+
+// globalApp returns the sso app the global sso option configures, and
+// whether there is such an option.
+func globalApp(h httpcaddyfile.Helper) (*App, bool) {
+	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	if !ok {
+		return nil, false
+	}
+	app := new(App)
+	if err := json.Unmarshal(opt.Value, app); err != nil {
+		return nil, false
+	}
+	return app, true
 }

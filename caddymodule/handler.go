@@ -162,9 +162,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if rt.Headers, err = gateway.NewHeaderPlan(h.HeaderSet, h.Headers); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
-	if j := h.IdentityJWT; j != nil {
-		rt.SignIdentity(gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
-			Audience: j.Audience, Rotation: time.Duration(j.KeyRotation)})
+	if sc := h.signerConfig(); sc != nil {
+		rt.SignIdentity(*sc)
 	}
 	if err := rt.PassTokens(h.tokenConfig()); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
@@ -186,11 +185,14 @@ func (h *Handler) idpNames() []string {
 
 // Validate checks the handler's own settings.
 func (h *Handler) Validate() error {
-	if h.PathPrefix != "" && (!strings.HasPrefix(h.PathPrefix, "/") || !strings.HasSuffix(h.PathPrefix, "/")) {
-		return fmt.Errorf("sso handler: path_prefix %q must start and end with /", h.PathPrefix)
+	if h.PathPrefix != "" {
+		if err := gateway.CheckPathPrefix(h.PathPrefix); err != nil {
+			return fmt.Errorf("sso handler: %w", err)
+		}
 	}
-	if _, err := gateway.NewHeaderPlan(h.HeaderSet, h.Headers); err != nil {
-		return err
+	plan, err := gateway.NewHeaderPlan(h.HeaderSet, h.Headers)
+	if err != nil {
+		return fmt.Errorf("sso handler: %w", err)
 	}
 	if h.DefaultIdP != "" && !slices.Contains(h.idpNames(), h.DefaultIdP) {
 		return fmt.Errorf("sso handler: default_idp %q is not one of this route's IdPs", h.DefaultIdP)
@@ -198,8 +200,10 @@ func (h *Handler) Validate() error {
 	if _, err := gateway.NewAccessPolicy(h.Allow, h.Deny); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
-	if j := h.IdentityJWT; j != nil && (j.TTL < 0 || j.KeyRotation < 0) {
-		return errors.New("sso handler: identity_jwt durations must be positive")
+	if sc := h.signerConfig(); sc != nil {
+		if err := sc.Validate(); err != nil {
+			return fmt.Errorf("sso handler: %w", err)
+		}
 	}
 	if h.BaseURL != "" {
 		if _, err := gateway.BaseOrigin(h.BaseURL); err != nil {
@@ -209,10 +213,24 @@ func (h *Handler) Validate() error {
 	if err := h.tokenConfig().Validate(); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
+	if err := gateway.CheckRouteHeaders(plan, h.tokenConfig(), h.signerConfig()); err != nil {
+		return fmt.Errorf("sso handler: %w", err)
+	}
 	if _, err := gateway.ParseMode(h.Mode); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	return nil
+}
+
+// signerConfig is the route's identity token settings; nil without
+// identity_jwt.
+func (h *Handler) signerConfig() *gateway.SignerConfig {
+	j := h.IdentityJWT
+	if j == nil {
+		return nil
+	}
+	return &gateway.SignerConfig{Header: j.Header, TTL: time.Duration(j.TTL),
+		Audience: j.Audience, Rotation: time.Duration(j.KeyRotation)}
 }
 
 // tokenConfig is the route's token settings.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -98,11 +99,19 @@ func (c *IdPConfig) Validate() error { return c.validate() }
 // Caddyfile parser runs it at the end of each idp block, and Provision
 // runs it for JSON configs, so both are held to the same rules.
 func (c *IdPConfig) validate() error {
-	if c.Name == "" || strings.ContainsAny(c.Name, "/?#% ") {
-		return fmt.Errorf("name %q must be non-empty and usable in a URL path", c.Name)
+	if err := checkIdPName(c.Name); err != nil {
+		return err
 	}
 	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
 		return err
+	}
+	// A block of the other protocol would be ignored: say so rather
+	// than run without the settings the operator wrote.
+	if c.Protocol == idp.ProtocolOIDC && c.SAML != nil {
+		return errors.New(`an oidc IdP takes no "saml" settings (use protocol saml, or drop them)`)
+	}
+	if c.Protocol == idp.ProtocolSAML && c.OIDC != nil {
+		return errors.New(`a saml IdP takes no "oidc" settings (use protocol oidc, or drop them)`)
 	}
 	if c.CreateAs != "" {
 		if err := oneOf("create_as", c.CreateAs, createModes); err != nil {
@@ -127,16 +136,29 @@ func (c *IdPConfig) validate() error {
 		if len(missing) > 0 {
 			return fmt.Errorf("an oidc block needs %s", strings.Join(missing, " and "))
 		}
-		if !hasPlaceholder(c.OIDC.Issuer) {
-			if _, err := idp.CheckURL(c.OIDC.Issuer); err != nil {
-				return fmt.Errorf("issuer: %w", err)
-			}
+		// idp/oidc's rules (what oidc.New would refuse at Provision),
+		// with placeholders left for Provision.
+		if err := c.OIDC.config(c.Name).Check(hasPlaceholder); err != nil {
+			return err
 		}
 	case idp.ProtocolSAML:
 		if c.SAML == nil {
 			return errors.New("a saml block needs one of metadata_url, metadata_file or metadata")
 		}
 		return c.SAML.validate()
+	}
+	return nil
+}
+
+// checkIdPName is the rule for an IdP's name, which is a segment of the
+// IdP's endpoint paths (/.sso/oidc/<name>/callback): non-empty, not . or
+// .. (which a URL path resolves away), and without /, \, ?, #, %, white
+// space or control characters.
+func checkIdPName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsFunc(name, func(r rune) bool {
+		return strings.ContainsRune("/?#%\\", r) || unicode.IsSpace(r) || unicode.IsControl(r)
+	}) {
+		return fmt.Errorf("name %q must be usable as a URL path segment: non-empty, not . or .., without /, \\, ?, #, %%, spaces or control characters (such as okta, entra-prod, corp_saml)", name)
 	}
 	return nil
 }
@@ -189,21 +211,16 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
-		var cfg oidc.Config
+		cfg := o.config(c.Name)
 		if cfg.Issuer, err = required(repl, "issuer", o.Issuer); err != nil {
 			return nil, err
 		}
 		if cfg.ClientID, err = required(repl, "client_id", o.ClientID); err != nil {
 			return nil, err
 		}
-		cfg.Name = c.Name
 		cfg.ClientSecret = repl.ReplaceKnown(o.ClientSecret, "")
 		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
-		cfg.Scopes, cfg.Algorithms = o.Scopes, o.Algorithms
-		cfg.ClockSkew = time.Duration(o.ClockSkew)
-		// offline_access in scopes says the same as the setting.
-		p.OfflineAccess = o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")
-		cfg.OfflineAccess = p.OfflineAccess
+		p.OfflineAccess = cfg.OfflineAccess
 		cfg.Logger = logger
 		if p.Provider, err = oidc.New(cfg); err != nil {
 			return nil, err
@@ -220,6 +237,16 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)
 	}
 	return p, nil
+}
+
+// config is the relying party's configuration as written, placeholders
+// unresolved: what IdPConfig.validate holds to oidc.Config.Check, and
+// build resolves.
+func (o *OIDCConfig) config(name string) oidc.Config {
+	return oidc.Config{Name: name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+		TenantID: o.TenantID, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
+		// offline_access in scopes says the same as the setting.
+		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")}
 }
 
 // required resolves a required setting's placeholders; empty afterwards

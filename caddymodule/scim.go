@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -172,8 +173,16 @@ func (s *SCIMHandler) validateSettings() error {
 	if err := s.endpoint().CheckSettings(hasPlaceholder); err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
+	if s.MaxBodySize > maxSCIMBodySize {
+		return fmt.Errorf("sso_scim: max_body_size %d bytes is more than %s: it must be a size between 1 byte and 1 GiB (default 1 MiB)",
+			s.MaxBodySize, humanize.IBytes(maxSCIMBodySize))
+	}
 	return nil
 }
+
+// maxSCIMBodySize is the largest max_body_size: SCIM bodies are read
+// whole into memory, and no SCIM request of one resource comes near it.
+const maxSCIMBodySize = 1 << 30
 
 // endpoint is the handler's configuration as provision/scim takes it.
 func (s *SCIMHandler) endpoint() scim.Endpoint {
@@ -231,9 +240,16 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 		return nil, h.Err("sso_scim: expected: sso_scim { idp <name> <token> … }")
 	}
 	defined, haveGlobal := globalIdPs(h)
+	given := make(onceEach)
 	for h.NextBlock(0) {
 		key := h.Val()
 		args := h.RemainingArgs()
+		if key != "idp" {
+			if first, ok := given[key]; ok {
+				return nil, fmt.Errorf("sso_scim %s given twice, at %s:%d (first at %s)", key, h.File(), h.Line(), first)
+			}
+			given[key] = lineOf{h.File(), h.Line()}
+		}
 		switch key {
 		case "idp":
 			if len(args) != 2 {
@@ -265,10 +281,11 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 				return nil, h.Err("sso_scim max_body_size: expected one size")
 			}
 			n, err := humanize.ParseBytes(args[0])
-			if err != nil || n == 0 || n > 1<<30 {
+			if err != nil || n == 0 || n > math.MaxInt64 {
 				return nil, h.Errf("sso_scim max_body_size: %q is not a size between 1 byte and 1 GiB", args[0])
 			}
-			s.MaxBodySize = int64(n)
+			s.MaxBodySize = int64(n) // at most 1 GiB: validateSettings, below
+
 		default:
 			return nil, h.Errf("sso_scim: unknown setting %q (expected idp, base_path, base_url or max_body_size)", key)
 		}

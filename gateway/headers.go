@@ -89,8 +89,189 @@ type outHeader struct {
 // HeaderPlan is computed once at provision: which headers to set, and the
 // normalized names of every header to strip from the inbound request.
 type HeaderPlan struct {
-	set   []outHeader
-	strip *protectedNames
+	set      []outHeader
+	upstream []UpstreamHeader // set, as the config names them
+	strip    *protectedNames
+}
+
+// Upstream lists the identity headers the plan sets, each with the setting
+// that names it, for CheckUpstreamHeaders.
+func (p HeaderPlan) Upstream() []UpstreamHeader { return slices.Clone(p.upstream) }
+
+// Settings that name the headers a route sets for its upstream, as
+// UpstreamHeader.Setting spells them.
+const (
+	SettingHeader      = "header"                   // header <field> <Name>; Field says which
+	SettingHeaderSet   = "headers"                  // headers default|oauth2_proxy; Field says which
+	SettingAccessToken = "pass_access_token"        // pass_access_token [<Name>]
+	SettingIDToken     = "pass_id_token"            // pass_id_token [<Name>]
+	SettingBearer      = "set_authorization_header" // Authorization
+	SettingIdentityJWT = "identity_jwt"             // identity_jwt header <Name>
+)
+
+// bearerHeader carries the access token with set_authorization_header,
+// and is no other setting's.
+const bearerHeader = "Authorization"
+
+// UpstreamHeader is one header a route sets for its upstream, with the
+// setting that names it: an identity header (SettingHeader for a renamed
+// field, SettingHeaderSet for one of the set's own names), a token header,
+// Authorization for the bearer token, or the identity JWT's header.
+type UpstreamHeader struct {
+	Setting string // one of the Setting* constants
+	Field   string // the identity field, for SettingHeader and SettingHeaderSet
+	Set     string // the header set, for SettingHeaderSet
+	Name    string // the header name, as configured
+}
+
+// String names the header as the Caddyfile sets it.
+func (u UpstreamHeader) String() string {
+	switch u.Setting {
+	case SettingHeader:
+		return fmt.Sprintf("header %s %s", u.Field, u.Name)
+	case SettingHeaderSet:
+		return fmt.Sprintf("headers %s (%s: %s)", u.Set, u.Field, u.Name)
+	case SettingIdentityJWT:
+		return "identity_jwt header " + u.Name
+	case SettingBearer:
+		return SettingBearer + " (" + bearerHeader + ")"
+	}
+	return u.Setting + " " + u.Name
+}
+
+// Key is the setting as a config parser keys its lines: "header <field>",
+// "headers", "identity_jwt" or the token setting.
+func (u UpstreamHeader) Key() string {
+	switch u.Setting {
+	case SettingHeader:
+		return SettingHeader + " " + u.Field
+	}
+	return u.Setting
+}
+
+// HeaderError is a header a route cannot set for its upstream: At holds
+// the settings at fault, one for a name the rule refuses, two (in the
+// order CheckUpstreamHeaders got them) for two settings that name the
+// same header. A config parser can point at their lines.
+type HeaderError struct {
+	At  []UpstreamHeader
+	msg string
+}
+
+func (e *HeaderError) Error() string { return e.msg }
+
+// reservedHeaders are the names a route may not set for its upstream,
+// folded as foldHeaderName folds: HTTP's own headers (message framing,
+// hop-by-hop, Host; the names the Fetch standard forbids browsers to set),
+// the cookies (Cookie carries the session, which the route reads before
+// it strips its own names), Authorization (the bearer token's, set only by
+// set_authorization_header), and the headers proxies and the gateway read
+// from the request (client address, scheme and host for sign-in URLs, the
+// original request of a forward-auth subrequest, Origin and the fetch
+// metadata of the sign-out checks, Accept of navigations). A route strips
+// every header it sets from inbound requests and then overwrites it: under
+// one of these names it would break the request, the session or a check.
+var reservedHeaders = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, n := range []string{
+		// HTTP itself
+		"Connection", "Content-Length", "Content-Type", "Content-Encoding", "Expect", "Host", "Keep-Alive",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Via", "Date",
+		// what browsers alone may set (Fetch, "forbidden request-header name")
+		"Accept-Charset", "Accept-Encoding", "Access-Control-Request-Headers", "Access-Control-Request-Method",
+		"Cookie2", "Dnt", "Origin", "Referer",
+		// the session and the bearer token
+		"Cookie", "Set-Cookie", bearerHeader,
+		// what proxies and the gateway read
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		"X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-Uri", "X-Original-Url",
+		"X-Real-Ip", "X-Requested-With", "Accept",
+	} {
+		m[foldHeaderName(n)] = true
+	}
+	return m
+}()
+
+// reservedHeaderPrefixes are reserved as whole families: Proxy-* (Proxy-
+// Authorization, Proxy-Connection…) and Sec-* (fetch metadata and client
+// hints, which only browsers set).
+var reservedHeaderPrefixes = []string{"proxy-", "sec-"}
+
+// validHeaderName reports whether name is an HTTP field name (RFC 9110
+// 5.1: a token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeaderName is the rule for one header name a route sets: an HTTP
+// field name, not a reserved one. Authorization is the bearer token's
+// alone.
+func checkHeaderName(u UpstreamHeader) error {
+	if !validHeaderName(u.Name) {
+		return &HeaderError{At: []UpstreamHeader{u}, msg: fmt.Sprintf("%s: %q is not a header name (a header name is one or more ASCII letters, digits and !#$%%&'*+-.^_`|~: no spaces, colons, parentheses or other characters)",
+			u.Key(), u.Name)}
+	}
+	f := foldHeaderName(u.Name)
+	if u.Setting == SettingBearer && f == foldHeaderName(bearerHeader) {
+		return nil
+	}
+	if f == foldHeaderName(bearerHeader) {
+		return &HeaderError{At: []UpstreamHeader{u}, msg: fmt.Sprintf("%s: Authorization is set only by set_authorization_header, which passes the access token with the Bearer scheme; name another header", u)}
+	}
+	reserved := reservedHeaders[f]
+	for _, p := range reservedHeaderPrefixes {
+		reserved = reserved || strings.HasPrefix(f, p)
+	}
+	if reserved {
+		return &HeaderError{At: []UpstreamHeader{u}, msg: fmt.Sprintf("%s: %s is reserved, as HTTP, browsers, proxies or the gateway use it and the route would strip it from requests and overwrite it (reserved: Cookie, Set-Cookie, Host, Connection, Content-Length, Content-Type, Transfer-Encoding, TE, Trailer, Upgrade, Keep-Alive, Origin, Referer, Forwarded, X-Forwarded-For/-Host/-Proto/-Method/-Uri, X-Original-*, Proxy-*, Sec-* and the like); name a header of your own, such as X-App-User",
+			u, u.Name)}
+	}
+	return nil
+}
+
+// CheckUpstreamHeaders is the one rule for the names of the headers a
+// route sets for its upstream (identity headers, token headers, the
+// identity JWT's): each is an HTTP field name and not a reserved one, and
+// no two name the same header, compared as inbound headers are stripped
+// (any letter case, '_' for '-'): the later would overwrite the earlier,
+// and stripping one would strip the other. The error is a *HeaderError.
+func CheckUpstreamHeaders(hs ...UpstreamHeader) error {
+	seen := make(map[string]int, len(hs))
+	for i, u := range hs {
+		if err := checkHeaderName(u); err != nil {
+			return err
+		}
+		f := foldHeaderName(u.Name)
+		if j, ok := seen[f]; ok {
+			return &HeaderError{At: []UpstreamHeader{hs[j], u}, msg: fmt.Sprintf("%s and %s name one header: they need two header names, as each header carries one value (names are compared in any letter case and with _ for -)",
+				hs[j], u)}
+		}
+		seen[f] = i
+	}
+	return nil
+}
+
+// CheckRouteHeaders checks every header a route sets for its upstream
+// together: the identity headers of plan, the token headers of tokens and,
+// when signer is not nil, the identity JWT's header (CheckUpstreamHeaders).
+func CheckRouteHeaders(plan HeaderPlan, tokens TokenConfig, signer *SignerConfig) error {
+	hs := append(plan.Upstream(), tokens.Headers()...)
+	if signer != nil {
+		hs = append(hs, signer.upstream())
+	}
+	return CheckUpstreamHeaders(hs...)
 }
 
 // protectedNames are the identity header names no client may send. Besides
@@ -161,8 +342,16 @@ func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) 
 		if !ok {
 			continue
 		}
+		u := UpstreamHeader{Setting: SettingHeaderSet, Field: f.name, Set: set, Name: name}
+		if _, renamed := overrides[f.name]; renamed {
+			u = UpstreamHeader{Setting: SettingHeader, Field: f.name, Name: name}
+		}
+		plan.upstream = append(plan.upstream, u)
 		plan.set = append(plan.set, outHeader{key: http.CanonicalHeaderKey(name), field: f.field})
 		plan.strip.add(name)
+	}
+	if err := CheckUpstreamHeaders(plan.upstream...); err != nil {
+		return HeaderPlan{}, err
 	}
 	return plan, nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -230,5 +231,138 @@ func TestProtectedNamesAllocations(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("has(%q): %v allocations, want 0", name, allocs)
 		}
+	}
+}
+
+// TestCheckUpstreamHeaders holds the names of the headers a route sets
+// for its upstream to the one rule: an HTTP field name, not a reserved
+// one (in any letter case, with _ for -), Authorization only as
+// set_authorization_header's, and no two settings naming one header.
+// NewHeaderPlan and TokenConfig.Validate apply it to their own headers,
+// CheckRouteHeaders to all of a route's together.
+func TestCheckUpstreamHeaders(t *testing.T) {
+	user := func(name string) UpstreamHeader {
+		return UpstreamHeader{Setting: SettingHeader, Field: "user", Name: name}
+	}
+	access := func(name string) UpstreamHeader { return UpstreamHeader{Setting: SettingAccessToken, Name: name} }
+	bearer := UpstreamHeader{Setting: SettingBearer, Name: "Authorization"}
+	tests := []struct {
+		name    string
+		headers []UpstreamHeader
+		want    string // "" accepts
+		at      int    // settings at fault
+	}{
+		{"usual names", []UpstreamHeader{user("X-App-User"), access("X-App-Token"), bearer}, "", 0},
+		{"token characters", []UpstreamHeader{user("X_App.User~1!#$%&'*+^`|")}, "", 0},
+		{"leading dash", []UpstreamHeader{user("-App-User")}, "", 0},
+		{"long name", []UpstreamHeader{user(longHeaderName(300))}, "", 0},
+		{"empty", []UpstreamHeader{access("")}, `pass_access_token: "" is not a header name`, 1},
+		{"space", []UpstreamHeader{user("X Bad")}, `header user: "X Bad" is not a header name`, 1},
+		{"parentheses", []UpstreamHeader{access("X(A)")}, `"X(A)" is not a header name`, 1},
+		{"colon", []UpstreamHeader{user("X-A:b")}, "is not a header name", 1},
+		{"non-ASCII", []UpstreamHeader{user("X-Üser")}, "is not a header name", 1},
+		{"control character", []UpstreamHeader{user("X-A\r\nX-B")}, "is not a header name", 1},
+		{"Cookie", []UpstreamHeader{user("Cookie")}, "header user Cookie: Cookie is reserved", 1},
+		{"Cookie in capitals", []UpstreamHeader{access("COOKIE")}, "COOKIE is reserved", 1},
+		{"Set-Cookie", []UpstreamHeader{user("set_cookie")}, "set_cookie is reserved", 1},
+		{"Host", []UpstreamHeader{user("Host")}, "is reserved", 1},
+		{"Connection", []UpstreamHeader{user("Connection")}, "is reserved", 1},
+		{"Content-Length", []UpstreamHeader{user("content-length")}, "is reserved", 1},
+		{"Transfer-Encoding", []UpstreamHeader{user("Transfer_Encoding")}, "is reserved", 1},
+		{"Te", []UpstreamHeader{user("TE")}, "is reserved", 1},
+		{"Trailer", []UpstreamHeader{user("Trailer")}, "is reserved", 1},
+		{"Upgrade", []UpstreamHeader{user("Upgrade")}, "is reserved", 1},
+		{"Keep-Alive", []UpstreamHeader{user("Keep-Alive")}, "is reserved", 1},
+		{"Proxy-Authorization", []UpstreamHeader{user("Proxy-Authorization")}, "is reserved", 1},
+		{"Proxy-Connection", []UpstreamHeader{user("proxy_connection")}, "is reserved", 1},
+		{"X-Forwarded-Host", []UpstreamHeader{user("X-Forwarded-Host")}, "is reserved", 1},
+		{"Origin", []UpstreamHeader{user("Origin")}, "is reserved", 1},
+		{"Sec-Fetch-Site", []UpstreamHeader{user("Sec-Fetch-Site")}, "is reserved", 1},
+		{"Authorization for a token header", []UpstreamHeader{access("authorization")}, "Authorization is set only by set_authorization_header", 1},
+		{"Authorization for the identity JWT", []UpstreamHeader{{Setting: SettingIdentityJWT, Name: "Authorization"}}, "identity_jwt header Authorization: Authorization is set only by set_authorization_header", 1},
+		{"two fields, one header", []UpstreamHeader{user("X-A"), {Setting: SettingHeader, Field: "email", Name: "x_a"}},
+			"header user X-A and header email x_a name one header: they need two header names", 2},
+		{"token and identity header", []UpstreamHeader{{Setting: SettingHeaderSet, Set: "default", Field: "user", Name: "X-Forwarded-User"}, access("X-Forwarded-User")},
+			"headers default (user: X-Forwarded-User) and pass_access_token X-Forwarded-User name one header", 2},
+		{"identity JWT and token header", []UpstreamHeader{access("X-T"), {Setting: SettingIdentityJWT, Name: "x-t"}},
+			"pass_access_token X-T and identity_jwt header x-t name one header", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckUpstreamHeaders(tt.headers...)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var he *HeaderError
+			if !errors.As(err, &he) {
+				t.Fatalf("error %v is not a *HeaderError", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q lacks %q", err, tt.want)
+			}
+			if len(he.At) != tt.at {
+				t.Errorf("error names %d settings, want %d: %v", len(he.At), tt.at, he.At)
+			}
+		})
+	}
+}
+
+// TestRouteHeadersAllChecked: the rule reaches every header of a route,
+// through the functions that take them: NewHeaderPlan (identity headers),
+// TokenConfig.Validate (token headers), SignerConfig.Validate (the
+// identity JWT's) and CheckRouteHeaders (all of them together).
+func TestRouteHeadersAllChecked(t *testing.T) {
+	if _, err := NewHeaderPlan("", map[string]string{"user": "Cookie"}); err == nil {
+		t.Error("NewHeaderPlan: header user Cookie accepted")
+	}
+	if _, err := NewHeaderPlan("", map[string]string{"email": "x_forwarded_user"}); err == nil || !strings.Contains(err.Error(), "name one header") {
+		t.Errorf("NewHeaderPlan: email in the user header: %v", err)
+	}
+	if _, err := NewHeaderPlan("", map[string]string{"email": "X-Forwarded-User", "user": "X-App-User"}); err != nil {
+		t.Errorf("NewHeaderPlan: fields trading names: %v", err)
+	}
+	if err := (TokenConfig{AccessHeader: "X-T", IDHeader: "x_t"}).Validate(); err == nil || !strings.Contains(err.Error(), "two header names") {
+		t.Errorf("TokenConfig: one header for both tokens: %v", err)
+	}
+	if err := (TokenConfig{IDHeader: "Host"}).Validate(); err == nil {
+		t.Error("TokenConfig: pass_id_token Host accepted")
+	}
+	if err := (TokenConfig{AccessHeader: "Authorization"}).Validate(); err == nil || !strings.Contains(err.Error(), "set_authorization_header") {
+		t.Errorf("TokenConfig: pass_access_token Authorization: %v", err)
+	}
+	if err := (TokenConfig{Bearer: true}).Validate(); err != nil {
+		t.Errorf("TokenConfig: set_authorization_header: %v", err)
+	}
+	if err := (SignerConfig{Header: "Set-Cookie"}).Validate(); err == nil {
+		t.Error("SignerConfig: identity_jwt header Set-Cookie accepted")
+	}
+	plan, err := NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		tokens TokenConfig
+		signer *SignerConfig
+		want   string
+	}{
+		{"defaults", TokenConfig{AccessHeader: DefaultAccessTokenHeader, IDHeader: DefaultIDTokenHeader, Bearer: true}, &SignerConfig{}, ""},
+		{"token in an identity header", TokenConfig{AccessHeader: "X-Forwarded-Email"}, nil, "headers default (email: X-Forwarded-Email) and pass_access_token X-Forwarded-Email"},
+		{"identity JWT in an identity header", TokenConfig{}, &SignerConfig{Header: "x-forwarded-idp"}, "headers default (idp: X-Forwarded-Idp) and identity_jwt header x-forwarded-idp"},
+		{"identity JWT in the default token header", TokenConfig{AccessHeader: DefaultAccessTokenHeader}, &SignerConfig{Header: "X-Forwarded-Access-Token"}, "name one header"},
+		{"identity JWT in Authorization", TokenConfig{Bearer: true}, &SignerConfig{Header: "Authorization"}, "Authorization is set only by set_authorization_header"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckRouteHeaders(plan, tt.tokens, tt.signer)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -51,13 +52,51 @@ type SignerConfig struct {
 	Rotation time.Duration // how long one signing key signs
 }
 
+// header is the header that carries the token, the default for "".
+func (c SignerConfig) header() string {
+	if c.Header == "" {
+		return DefaultIdentityJWTHeader
+	}
+	return c.Header
+}
+
+// upstream is the token's header as CheckUpstreamHeaders takes it.
+func (c SignerConfig) upstream() UpstreamHeader {
+	return UpstreamHeader{Setting: SettingIdentityJWT, Name: c.header()}
+}
+
+// Validate checks the settings on their own: the header's name, by the
+// rule of every header a route sets (CheckUpstreamHeaders;
+// CheckRouteHeaders holds it to the route's other headers), durations not
+// negative, and a key that signs at least as long as a token lives: the
+// JWKS publishes the previous, current and next keys only, so a token
+// that outlived one rotation period past its key's would name a key no
+// longer published, and fail to verify while unexpired.
+func (c SignerConfig) Validate() error {
+	if err := CheckUpstreamHeaders(c.upstream()); err != nil {
+		return err
+	}
+	if c.TTL < 0 || c.Rotation < 0 {
+		return errors.New("identity_jwt ttl and key_rotation must be positive")
+	}
+	ttl, rotation := c.TTL, c.Rotation
+	if ttl == 0 {
+		ttl = DefaultIdentityJWTTTL
+	}
+	if rotation == 0 {
+		rotation = upstreamjwt.DefaultRotation
+	}
+	if rotation < ttl {
+		return fmt.Errorf("identity_jwt key_rotation %v is shorter than ttl %v: a token must not outlive its signing key's publication (the JWKS publishes the previous, current and next keys only), so key_rotation must be at least ttl (defaults: ttl %v, key_rotation %v)",
+			rotation, ttl, DefaultIdentityJWTTTL, upstreamjwt.DefaultRotation)
+	}
+	return nil
+}
+
 // NewIdentitySigner returns a signer for one route.
 func NewIdentitySigner(c SignerConfig) *IdentitySigner {
-	s := &IdentitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: c.TTL, audience: c.Audience,
+	s := &IdentitySigner{header: http.CanonicalHeaderKey(c.header()), ttl: c.TTL, audience: c.Audience,
 		rotation: c.Rotation}
-	if s.header == "" {
-		s.header = DefaultIdentityJWTHeader
-	}
 	if s.ttl <= 0 {
 		s.ttl = DefaultIdentityJWTTTL
 	}

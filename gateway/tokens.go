@@ -41,7 +41,26 @@ type TokenConfig struct {
 // Passes reports whether the route hands any token upstream.
 func (c TokenConfig) Passes() bool { return c.AccessHeader != "" || c.IDHeader != "" || c.Bearer }
 
-// Validate checks the settings on their own.
+// Headers lists the headers the route sets for its upstream's tokens,
+// each with the setting that names it (CheckUpstreamHeaders).
+func (c TokenConfig) Headers() []UpstreamHeader {
+	var hs []UpstreamHeader
+	if c.AccessHeader != "" {
+		hs = append(hs, UpstreamHeader{Setting: SettingAccessToken, Name: c.AccessHeader})
+	}
+	if c.IDHeader != "" {
+		hs = append(hs, UpstreamHeader{Setting: SettingIDToken, Name: c.IDHeader})
+	}
+	if c.Bearer {
+		hs = append(hs, UpstreamHeader{Setting: SettingBearer, Name: bearerHeader})
+	}
+	return hs
+}
+
+// Validate checks the settings on their own: the margin, and the token
+// headers' names by the rule every header a route sets follows
+// (CheckUpstreamHeaders; CheckRouteHeaders holds them to the route's
+// other headers).
 func (c TokenConfig) Validate() error {
 	if c.RefreshMargin < 0 {
 		return errors.New("token_refresh_margin must be positive")
@@ -49,24 +68,7 @@ func (c TokenConfig) Validate() error {
 	if c.RefreshMargin != 0 && !c.Passes() {
 		return errors.New("token_refresh_margin needs pass_access_token, pass_id_token or set_authorization_header")
 	}
-	for _, name := range []string{c.AccessHeader, c.IDHeader} {
-		if name == "" {
-			continue
-		}
-		if strings.ContainsAny(name, " \t:\r\n") {
-			return fmt.Errorf("%q is not a header name", name)
-		}
-		switch http.CanonicalHeaderKey(name) {
-		case "Authorization":
-			return errors.New("pass the access token in Authorization with set_authorization_header, which adds the Bearer scheme")
-		case "Cookie", "Host", "Connection":
-			return fmt.Errorf("the tokens cannot be passed in %s", name)
-		}
-	}
-	if c.AccessHeader != "" && strings.EqualFold(c.AccessHeader, c.IDHeader) {
-		return errors.New("pass_access_token and pass_id_token need two header names")
-	}
-	return nil
+	return CheckUpstreamHeaders(c.Headers()...)
 }
 
 // tokenRefresher is what a route that passes tokens needs of its IdPs'

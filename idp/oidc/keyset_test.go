@@ -3,9 +3,9 @@ package oidc
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"

@@ -200,21 +200,61 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-func normalize(cfg *Config) error {
-	if cfg.Name == "" {
+// Check holds c, as a configuration writes it, to the rules New applies:
+// a name, an https issuer without query or fragment, a client ID, openid
+// among the scopes, known signature algorithms (never "none"), a client
+// secret long enough for the HMAC ones, no protocol parameter among
+// AuthParams, no negative duration. It changes nothing and touches no
+// network. deferred reports a value that is resolved later (a config
+// placeholder, say): the issuer and the client secret are then checked by
+// New, once resolved; nil defers nothing.
+func (c Config) Check(deferred func(string) bool) error {
+	if deferred == nil {
+		deferred = func(string) bool { return false }
+	}
+	if c.Name == "" {
 		return errors.New("name is required")
 	}
-	if err := checkURL(cfg.Issuer, false); err != nil {
-		return fmt.Errorf("issuer: %w", err)
+	if !deferred(c.Issuer) {
+		if err := checkURL(c.Issuer, false); err != nil {
+			return fmt.Errorf("issuer: %w", err)
+		}
 	}
-	if cfg.ClientID == "" {
+	if c.ClientID == "" {
 		return errors.New("client_id is required")
+	}
+	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
+		return fmt.Errorf(`scopes must include "openid" (scopes %s)`, strings.Join(c.Scopes, " "))
+	}
+	for _, a := range c.Algorithms {
+		if !slices.Contains(knownAlgs, a) {
+			return fmt.Errorf("signature algorithm %q is not supported (expected some of: %s)", a, strings.Join(knownAlgs, ", "))
+		}
+		// RFC 7518 3.2: an HMAC key must be at least as long as the hash.
+		if bits, _ := strconv.Atoi(strings.TrimPrefix(a, "HS")); strings.HasPrefix(a, "HS") && !deferred(c.ClientSecret) && len(c.ClientSecret)*8 < bits {
+			return fmt.Errorf("signature algorithm %s needs a client secret of at least %d bytes", a, bits/8)
+		}
+	}
+	for k := range c.AuthParams {
+		if slices.Contains(reservedParams, k) {
+			return fmt.Errorf("auth parameter %q is set by the protocol and cannot be configured", k)
+		}
+	}
+	for _, d := range []time.Duration{c.ClockSkew, c.LoginTimeout, c.JWKSRefreshInterval} {
+		if d < 0 {
+			return errors.New("durations must not be negative")
+		}
+	}
+	return nil
+}
+
+// normalize checks cfg (Check) and fills in the defaults.
+func normalize(cfg *Config) error {
+	if err := cfg.Check(nil); err != nil {
+		return err
 	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = defaultScopes
-	}
-	if !slices.Contains(cfg.Scopes, "openid") {
-		return errors.New(`scopes must include "openid"`)
 	}
 	if cfg.OfflineAccess && !slices.Contains(cfg.Scopes, scopeOfflineAccess) {
 		cfg.Scopes = append(slices.Clip(cfg.Scopes), scopeOfflineAccess)
@@ -222,27 +262,8 @@ func normalize(cfg *Config) error {
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = defaultAlgorithms
 	}
-	for _, a := range cfg.Algorithms {
-		if !slices.Contains(knownAlgs, a) {
-			return fmt.Errorf("signature algorithm %q is not supported", a)
-		}
-		// RFC 7518 3.2: an HMAC key must be at least as long as the hash.
-		if bits, _ := strconv.Atoi(strings.TrimPrefix(a, "HS")); strings.HasPrefix(a, "HS") && len(cfg.ClientSecret)*8 < bits {
-			return fmt.Errorf("signature algorithm %s needs a client secret of at least %d bytes", a, bits/8)
-		}
-	}
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.Algorithms = slices.Clone(cfg.Algorithms)
-	for k := range cfg.AuthParams {
-		if slices.Contains(reservedParams, k) {
-			return fmt.Errorf("auth parameter %q is set by the protocol and cannot be configured", k)
-		}
-	}
-	for _, d := range []*time.Duration{&cfg.ClockSkew, &cfg.LoginTimeout, &cfg.JWKSRefreshInterval} {
-		if *d < 0 {
-			return errors.New("durations must not be negative")
-		}
-	}
 	if cfg.ClockSkew == 0 {
 		cfg.ClockSkew = idp.DefaultClockSkew
 	}
@@ -271,7 +292,7 @@ func checkURL(raw string, endpoint bool) error {
 	if err != nil {
 		return err
 	}
-	if u.RawQuery != "" && !endpoint {
+	if (u.RawQuery != "" || u.ForceQuery) && !endpoint {
 		return fmt.Errorf("%q: an issuer has no query", raw)
 	}
 	return nil

@@ -1,0 +1,105 @@
+package caddymodule_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sso/caddy-sso/caddymodule"
+)
+
+// TestJSONValidation holds JSON configs, which no Caddyfile parser has
+// checked, to the rules the Caddyfile enforces: each module's Validate
+// (which Caddy runs at load, and `caddy validate` with it) refuses what
+// the Caddyfile refuses, with the same message, and accepts the edges
+// and the documented special values.
+func TestJSONValidation(t *testing.T) {
+	const oidcIdP = `{"name":"a","protocol":"oidc","oidc":{"issuer":"https://a.example.com","client_id":"x"%s}}`
+	idp := func(extra string) string { return `{"idps":[` + strings.Replace(oidcIdP, "%s", extra, 1) + `]}` }
+	tests := []struct {
+		name, module, json string
+		want               []string // nil: accepted
+	}{
+		// sso_scim: the body cap of the Caddyfile parser.
+		{"scim body above 1 GiB", "scim", `{"idps":[{"name":"entra","token":"{env.T}"}],"max_body_size":1073741825}`, []string{"max_body_size 1073741825 bytes is more than 1.0 GiB"}},
+		{"scim body of 1 GiB", "scim", `{"idps":[{"name":"entra","token":"{env.T}"}],"max_body_size":1073741824}`, nil},
+
+		// session: a negative lifetime would silently become the default;
+		// the documented negative values (no idle timeout, no cap) stay.
+		{"negative session lifetime", "app", `{"session":{"lifetime":"-1h"}}`, []string{"sso session: lifetime -1h0m0s is negative", "positive duration"}},
+		{"session without idle timeout or cap", "app", `{"session":{"lifetime":"8h","idle_timeout":-1,"max_sessions_per_user":-1}}`, nil},
+
+		// idp: the settings of one protocol only.
+		{"oidc idp with saml settings", "app", `{"idps":[{"name":"a","protocol":"oidc","oidc":{"issuer":"https://a.example.com","client_id":"x"},"saml":{"metadata_url":"https://idp.example.com/md"}}]}`, []string{"sso idp a", `an oidc IdP takes no "saml" settings`}},
+		{"saml idp with oidc settings", "app", `{"idps":[{"name":"a","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md"},"oidc":{"issuer":"https://a.example.com","client_id":"x"}}]}`, []string{"sso idp a", `a saml IdP takes no "oidc" settings`}},
+		{"idp named .", "app", `{"idps":[{"name":".","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md"}}]}`, []string{`name "." must be usable as a URL path segment`}},
+		{"idp named ..", "app", `{"idps":[{"name":"..","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md"}}]}`, []string{`name ".." must be usable as a URL path segment`}},
+		{"idp named with dots", "app", `{"idps":[{"name":"corp.okta","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md"}}]}`, nil},
+		// idp/oidc's rules, before Provision.
+		{"oidc scopes without openid", "app", idp(`,"scopes":["profile"]`), []string{`scopes must include "openid"`}},
+		{"oidc algorithm none", "app", idp(`,"algorithms":["none"]`), []string{`signature algorithm "none" is not supported`}},
+		{"oidc HS256 with a short secret", "app", idp(`,"algorithms":["HS256"],"client_secret":"short"`), []string{"HS256 needs a client secret of at least 32 bytes"}},
+		{"oidc HS256 with a secret placeholder", "app", idp(`,"algorithms":["HS256"],"client_secret":"{env.SECRET}"`), nil},
+		{"oidc issuer with a query", "app", `{"idps":[{"name":"a","protocol":"oidc","oidc":{"issuer":"https://a.example.com/?x=1","client_id":"x"}}]}`, []string{"an issuer has no query"}},
+		{"oidc negative clock skew", "app", idp(`,"clock_skew":"-1s"`), []string{"durations must not be negative"}},
+		// store.
+		{"postgres pool beyond int32", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","pool_size":3000000000}}`, []string{"pool_size 3000000000"}},
+		{"postgres malformed literal dsn", "app", `{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@db:notaport/sso"}}`, []string{"sso store: the connection string (not shown", "does not parse"}},
+		{"postgres literal dsn", "app", `{"store":{"backend":"postgres","dsn":"postgres://caddy@db.internal:5432/sso?sslmode=disable"}}`, nil},
+		{"postgres dsn placeholder", "app", `{"store":{"backend":"postgres","dsn":"{env.SSO_DATABASE_URL}"}}`, nil},
+
+		// sso handler: header names.
+		{"identity header Cookie", "handler", `{"headers":{"user":"Cookie"}}`, []string{"header user Cookie: Cookie is reserved"}},
+		{"identity JWT header Cookie", "handler", `{"identity_jwt":{"header":"cookie"}}`, []string{"identity_jwt header cookie: cookie is reserved"}},
+		{"token header overwrites identity header", "handler", `{"pass_access_token":"X-Forwarded-User"}`, []string{"and pass_access_token X-Forwarded-User name one header"}},
+		{"identity JWT header Authorization", "handler", `{"set_authorization_header":true,"identity_jwt":{"header":"Authorization"}}`, []string{"Authorization is set only by set_authorization_header"}},
+		{"identity header with a space", "handler", `{"headers":{"user":"X Bad"}}`, []string{`"X Bad" is not a header name`}},
+		{"token header with parentheses", "handler", `{"pass_id_token":"X(A)"}`, []string{`"X(A)" is not a header name`}},
+		{"two fields one header", "handler", `{"header_set":"none","headers":{"email":"X-Mail","preferred_username":"x_mail"}}`, []string{"header email X-Mail and header preferred_username x_mail name one header"}},
+		{"fields trading names", "handler", `{"headers":{"email":"X-Forwarded-User","user":"X-Forwarded-Email"}}`, nil},
+		// identity_jwt: key rotation at least the token lifetime.
+		{"key_rotation shorter than ttl", "handler", `{"identity_jwt":{"ttl":"1h","key_rotation":"1m"}}`, []string{"key_rotation 1m0s is shorter than ttl 1h0m0s"}},
+		{"identity_jwt defaults", "handler", `{"identity_jwt":{}}`, nil},
+		{"key_rotation equal to ttl", "handler", `{"identity_jwt":{"ttl":"1h","key_rotation":"1h"}}`, nil},
+		// path_prefix.
+		{"path_prefix /", "handler", `{"path_prefix":"/"}`, []string{`path_prefix "/"`, "not / alone"}},
+		{"path_prefix with a query", "handler", `{"path_prefix":"/x?y/"}`, []string{`path_prefix "/x?y/"`}},
+		{"path_prefix with a control character", "handler", `{"path_prefix":"/a\tb/"}`, []string{"path_prefix", "control characters"}},
+		{"path_prefix nested", "handler", `{"path_prefix":"/admin/.sso/"}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mod caddy.Validator
+			switch tt.module {
+			case "app":
+				mod = new(caddymodule.App)
+			case "handler":
+				mod = new(caddymodule.Handler)
+			case "scim":
+				mod = new(caddymodule.SCIMHandler)
+			}
+			if err := caddy.StrictUnmarshalJSON([]byte(tt.json), mod); err != nil {
+				t.Fatalf("does not load: %v", err)
+			}
+			err := mod.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error reveals the password: %v", err)
+			}
+		})
+	}
+}
