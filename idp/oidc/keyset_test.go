@@ -75,6 +75,15 @@ func signJWT(t *testing.T, k *rsa.PrivateKey, kid string, alg jose.SignatureAlgo
 	return raw
 }
 
+// startKeySet is a keySet on the JWKS at url whose clock reads now, set
+// to t0 (a test moves it with now.Store).
+func startKeySet(url string) (ks *keySet, now *atomic.Pointer[time.Time], t0 time.Time) {
+	now = new(atomic.Pointer[time.Time])
+	t0 = time.Unix(1_700_000_000, 0)
+	now.Store(&t0)
+	return newTestKeySet(url, now), now, t0
+}
+
 func newTestKeySet(url string, now *atomic.Pointer[time.Time]) *keySet {
 	return &keySet{
 		client:     http.DefaultClient,
@@ -89,10 +98,7 @@ func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
 	k1, j1 := rsaKey(t, "k1", "")
 	k2, j2 := rsaKey(t, "k2", "")
 	srv := newJWKSServer(t, j1)
-	var now atomic.Pointer[time.Time]
-	t0 := time.Unix(1_700_000_000, 0)
-	now.Store(&t0)
-	ks := newTestKeySet(srv.URL, &now)
+	ks, now, t0 := startKeySet(srv.URL)
 	ctx := context.Background()
 	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
 		t.Fatal(err)
@@ -128,7 +134,6 @@ func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
 
 func TestKeySetRejects(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Unix(1_700_000_000, 0)
 	tests := []struct {
 		name  string
 		keys  func(t *testing.T) (*rsa.PrivateKey, []jose.JSONWebKey)
@@ -158,9 +163,7 @@ func TestKeySetRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k, keys := tc.keys(t)
 			srv := newJWKSServer(t, keys...)
-			var now atomic.Pointer[time.Time]
-			now.Store(&t0)
-			ks := newTestKeySet(srv.URL, &now)
+			ks, _, _ := startKeySet(srv.URL)
 			_, err := ks.VerifySignature(ctx, signJWT(t, k, tc.kid, tc.alg))
 			if err == nil || !strings.Contains(err.Error(), tc.match) {
 				t.Fatalf("VerifySignature = %v, want error containing %q", err, tc.match)
@@ -173,10 +176,7 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 	k1, j1 := rsaKey(t, "k1", "")
 	_, j2 := rsaKey(t, "k2", "")
 	srv := newJWKSServer(t, j1)
-	var now atomic.Pointer[time.Time]
-	t0 := time.Unix(1_700_000_000, 0)
-	now.Store(&t0)
-	ks := newTestKeySet(srv.URL, &now)
+	ks, now, t0 := startKeySet(srv.URL)
 	ctx := context.Background()
 	tok := signJWT(t, k1, "k1", jose.RS256)
 	if _, err := ks.VerifySignature(ctx, tok); err != nil {
@@ -200,10 +200,7 @@ func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
 	kA, jA := rsaKey(t, "default", "")
 	kB, jB := rsaKey(t, "default", "")
 	srv := newJWKSServer(t, jA)
-	var now atomic.Pointer[time.Time]
-	t0 := time.Unix(1_700_000_000, 0)
-	now.Store(&t0)
-	ks := newTestKeySet(srv.URL, &now)
+	ks, now, t0 := startKeySet(srv.URL)
 	ctx := context.Background()
 	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err != nil {
 		t.Fatal(err)
@@ -237,10 +234,7 @@ func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
 func TestKeySetUnavailableJWKS(t *testing.T) {
 	k1, j1 := rsaKey(t, "k1", "")
 	srv := newJWKSServer(t, j1)
-	var now atomic.Pointer[time.Time]
-	t0 := time.Unix(1_700_000_000, 0)
-	now.Store(&t0)
-	ks := newTestKeySet(srv.URL, &now)
+	ks, now, t0 := startKeySet(srv.URL)
 	ctx := context.Background()
 	tok := signJWT(t, k1, "k1", jose.RS256)
 	srv.Close() // the IdP is down

@@ -285,19 +285,7 @@ func TestSLORefuses(t *testing.T) {
 			t.Fatal(err)
 		}
 		loc, _ := url.Parse(rec.Header().Get("Location"))
-		resp := &saml.LogoutResponse{
-			ID: "id-resp", InResponseTo: "id-someone-else", Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
-			Issuer: &saml.Issuer{Value: h.idp.EntityID()},
-			Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
-		}
-		signed, err := h.idp.SignElement(resp.Element())
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := samltest.Encode(signed)
-		if err != nil {
-			t.Fatal(err)
-		}
+		v := h.signedLogoutResponse(t, "id-someone-else")
 		form := url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}
 		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -359,19 +347,7 @@ func TestSLOExpiredMetadata(t *testing.T) {
 			if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
 				t.Fatal(err)
 			}
-			resp := &saml.LogoutResponse{
-				ID: "id-resp", InResponseTo: lr.ID, Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
-				Issuer: &saml.Issuer{Value: h.idp.EntityID()},
-				Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
-			}
-			signed, err := h.idp.SignElement(resp.Element())
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := samltest.Encode(signed)
-			if err != nil {
-				t.Fatal(err)
-			}
+			v := h.signedLogoutResponse(t, lr.ID)
 			return postForm(url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}, rec.Result().Cookies())
 		}},
 	}
@@ -426,4 +402,24 @@ func deflateB64(t testing.TB, s string) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// signedLogoutResponse is the IdP's signed, encoded LogoutResponse (a
+// success) to the request inResponseTo.
+func (h *harness) signedLogoutResponse(t *testing.T, inResponseTo string) string {
+	t.Helper()
+	resp := &saml.LogoutResponse{
+		ID: "id-resp", InResponseTo: inResponseTo, Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
+		Issuer: &saml.Issuer{Value: h.idp.EntityID()},
+		Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
+	}
+	signed, err := h.idp.SignElement(resp.Element())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := samltest.Encode(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
