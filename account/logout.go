@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -19,26 +20,12 @@ import (
 // audited as session.logged_out with ReasonIdPLogout. It returns how many
 // ended; none is not an error (the user may have signed out already).
 func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info store.LogoutInfo) (int, error) {
-	var (
-		sessions []*store.Session
-		err      error
-	)
-	switch {
-	case info.Subject != "":
-		sessions, err = tx.SessionsBySubject(idp, info.Subject)
-	case info.SessionID != "":
-		sessions, err = tx.SessionsBySessionID(idp, info.SessionID)
-	default:
-		return 0, errors.New("end IdP sessions: neither a subject nor a session ID")
-	}
+	sessions, err := idpSessions(tx, idp, info)
 	if err != nil {
-		return 0, fmt.Errorf("end IdP sessions: %w", err)
+		return 0, err
 	}
 	ended := 0
 	for _, ss := range sessions {
-		if info.SessionID != "" && ss.Logout.SessionID != info.SessionID {
-			continue
-		}
 		if err := tx.DeleteSession(ss.Hash); err != nil {
 			return 0, fmt.Errorf("end IdP sessions: %w", err)
 		}
@@ -49,15 +36,51 @@ func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info stor
 		c.sessions = append(c.sessions, ss.Hash)
 		ended++
 	}
-	c.log("sessions ended by the identity provider", zap.String("idp", idp), zap.String("reason", ReasonIdPLogout),
-		zap.Int("sessions_ended", ended))
+	if ended > 0 {
+		c.log("sessions ended by the identity provider", zap.String("idp", idp), zap.String("reason", ReasonIdPLogout),
+			zap.Int("sessions_ended", ended))
+	}
 	return ended, nil
 }
 
-// EndIdPSessions is EndIdPSessionsTx in a transaction of its own.
+// idpSessions returns the sessions of idp that info names.
+func idpSessions(tx store.Tx, idp string, info store.LogoutInfo) ([]*store.Session, error) {
+	var (
+		sessions []*store.Session
+		err      error
+	)
+	switch {
+	case info.Subject != "":
+		sessions, err = tx.SessionsBySubject(idp, info.Subject)
+	case info.SessionID != "":
+		sessions, err = tx.SessionsBySessionID(idp, info.SessionID)
+	default:
+		return nil, errors.New("end IdP sessions: neither a subject nor a session ID")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end IdP sessions: %w", err)
+	}
+	if info.SessionID != "" {
+		sessions = slices.DeleteFunc(sessions, func(ss *store.Session) bool { return ss.Logout.SessionID != info.SessionID })
+	}
+	return sessions, nil
+}
+
+// EndIdPSessions is EndIdPSessionsTx in a transaction of its own. Anyone
+// can name a session (a front-channel logout is a GET with a sid), so
+// one that names none costs a read, not a durable commit.
 func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.LogoutInfo) (int, error) {
+	var found bool
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		sessions, err := idpSessions(tx, idp, info)
+		found = len(sessions) > 0
+		return err
+	})
+	if err != nil || !found {
+		return 0, err
+	}
 	var n int
-	err := s.Update(ctx, func(tx store.Tx, c *Change) error {
+	err = s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
 		n, err = s.EndIdPSessionsTx(tx, c, idp, info)
 		return err

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -74,5 +75,28 @@ func TestIdPSessionEnderUsesMessageOnce(t *testing.T) {
 	// sessions simply end.
 	if n, err := ender.EndSessions(ctx, "okta", "sub-ada", "", nil); err != nil || n != 1 || signedIn(third) {
 		t.Errorf("without a single-use ID: ended %d (%v), want 1", n, err)
+	}
+}
+
+// TestIdPSessionEnderUnknownSessionWritesNothing: anyone can name a session
+// in a front-channel logout (a GET with a sid); one that names none costs
+// a read, not a durable commit.
+func TestIdPSessionEnderUnknownSessionWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	var commits int
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { commits++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ender := idpSessionEnder{&account.Service{Store: db}}
+	before := commits
+	for i := range 5 {
+		if n, err := ender.EndSessions(ctx, "okta", "", fmt.Sprintf("made-up-sid-%d", i), nil); err != nil || n != 0 {
+			t.Fatalf("EndSessions of an unknown sid = %d, %v", n, err)
+		}
+	}
+	if commits != before {
+		t.Errorf("%d commits for sids that name no session, want 0", commits-before)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -97,6 +98,10 @@ type Route struct {
 	// ClientIP names the client a refused callback is attributed to in
 	// the logs; nil means the connection's peer.
 	ClientIP func(*http.Request) string
+	// logoutRefusals keeps refused logout messages (front-channel, SAML
+	// SLO), which anyone can send, to one WARN line per IdP and reason a
+	// minute.
+	logoutRefusals logbudget.Budget
 
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
@@ -310,7 +315,8 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 	case errors.Is(err, idp.ErrNoEndpoint):
 		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	case errors.As(err, &le) && le.Logout:
-		rt.Logger.Warn("logout message refused", zap.String("idp", p.Name), zap.String("reason", le.Code), zap.Error(err))
+		rt.logoutRefusals.Warn(rt.Logger, p.Name+"/"+le.Code, time.Now(), "logout message refused",
+			zap.String("idp", p.Name), zap.String("reason", le.Code), zap.Error(err))
 		return rt.fail(logoutIncompletePage(p.Name, le.Code, le.SessionEnded))
 	}
 	return err

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -270,7 +269,12 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 	}
 	q := r.URL.Query()
 	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
-		return idp.FailLogout(CodeFrontChannelIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
+		first := ""
+		if len(iss) > 0 {
+			first = iss[0]
+		}
+		// The request's text, capped: anyone can send it.
+		return idp.FailLogout(CodeFrontChannelIssuer, fmt.Errorf("iss %.100q (%d values), want %q", first, len(iss), p.cfg.Issuer))
 	}
 	sid := q["sid"]
 	if len(sid) != 1 || sid[0] == "" || len(sid[0]) > maxLogoutID {
@@ -294,30 +298,6 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 // refused logs a refused back-channel logout: the first of each reason per
 // minute at WARN, the rest at DEBUG, since anyone can POST there.
 func (p *Provider) refused(le *idp.LoginError) {
-	fields := []zap.Field{zap.String("idp", p.cfg.Name), zap.String("reason", le.Code), zap.Error(le)}
-	if p.refusals.take(le.Code, p.cfg.Now()) {
-		p.cfg.Logger.Warn("back-channel logout refused", fields...)
-		return
-	}
-	p.cfg.Logger.Debug("back-channel logout refused", fields...)
-}
-
-// logBudget lets one log line per key through per minute. Its keys are
-// the package's fixed codes, so it stays small.
-type logBudget struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (b *logBudget) take(key string, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if t, ok := b.last[key]; ok && now.Sub(t) < time.Minute {
-		return false
-	}
-	if b.last == nil {
-		b.last = make(map[string]time.Time)
-	}
-	b.last[key] = now
-	return true
+	p.refusals.Warn(p.cfg.Logger, le.Code, p.cfg.Now(), "back-channel logout refused",
+		zap.String("idp", p.cfg.Name), zap.String("reason", le.Code), zap.Error(le))
 }

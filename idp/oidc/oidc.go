@@ -36,6 +36,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 )
 
 // Codes of the *idp.LoginError values this package returns. They are stable:
@@ -157,7 +158,7 @@ type Provider struct {
 	client   *http.Client
 	keys     *keySet
 	disc     *discovery
-	refusals logBudget // back-channel logout refusals
+	refusals logbudget.Budget // back-channel logout refusals
 }
 
 var _ idp.Provider = (*Provider)(nil)

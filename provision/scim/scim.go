@@ -50,6 +50,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -107,6 +108,9 @@ type Handler struct {
 	groups *resourceType
 	log    *zap.Logger // with the IdP's name
 	root   *zap.Logger // without it, for NewMux's refusals
+	// refusals keeps requests without the token, which anyone can send,
+	// to one WARN line a minute (NewMux's use the first handler's).
+	refusals logbudget.Budget
 }
 
 // New validates cfg and returns the handler.
@@ -186,12 +190,12 @@ func bearerDigest(r *http.Request) ([sha256.Size]byte, bool) {
 }
 
 func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, presented bool) {
-	unauthorized(h.log, w, r, presented)
+	unauthorized(h.log, &h.refusals, w, r, presented)
 }
 
-func unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool) {
+func unauthorized(log *zap.Logger, refusals *logbudget.Budget, w http.ResponseWriter, r *http.Request, presented bool) {
 	// The token itself is never logged, not even in part.
-	log.Warn("scim request refused: missing or wrong bearer token",
+	refusals.Warn(log, "unauthorized", time.Now(), "scim request refused: missing or wrong bearer token",
 		zap.Bool("token_presented", presented), zap.String("remote", r.RemoteAddr),
 		zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM"`)
@@ -232,7 +236,7 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if match == nil {
-		unauthorized(m.handlers[0].root, w, r, ok)
+		unauthorized(m.handlers[0].root, &m.handlers[0].refusals, w, r, ok)
 		return
 	}
 	match.serve(w, r)
