@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
@@ -219,5 +221,86 @@ func TestVerifyPassesTokensOnlyToPermitted(t *testing.T) {
 	}
 	if got := resp.Header.Get("X-Forwarded-Access-Token"); got != "" {
 		t.Errorf("the refusal of a denied session carries its access token %q", got)
+	}
+}
+
+// TestVerifyErrorCarriesNoTokens: an answer that fails after the access
+// check (here the proxy names a host the route does not vouch for) carries
+// neither the tokens nor the identity: forward_auth and Traefik hand such
+// an answer, headers and all, to the browser.
+func TestVerifyErrorCarriesNoTokens(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.gw.start(w.verifyConfig([]int{w.gw.port}, fmt.Sprintf(
+		"http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsso test {\n\t\tmode forward_auth\n\t\tpass_access_token\n\t\tpass_id_token\n\t\tidentity_jwt\n\t}\n}\n", w.gw.port)))
+	b := newBrowser(t)
+	if resp := b.signIn(w.gw.base+"/.sso/login?return_to=%2F", "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+	if resp := subrequest(t, b, w.gw.base+"/verify", "/reports"); resp.StatusCode != http.StatusOK || resp.Header.Get("X-Forwarded-Access-Token") == "" {
+		t.Fatalf("permitted session: %s, want 200 with the token", resp.Status)
+	}
+	resp := subrequest(t, b, w.gw.base+"/verify", "/reports", "X-Forwarded-Host", "localhost")
+	if resp.StatusCode == http.StatusOK {
+		t.Fatalf("an unvouched host was answered %s", resp.Status)
+	}
+	for _, h := range []string{"X-Forwarded-Access-Token", "X-Forwarded-Id-Token", "X-Forwarded-Identity-Jwt", "X-Forwarded-User", "X-Forwarded-Email"} {
+		if got := resp.Header.Get(h); got != "" {
+			t.Errorf("the %s answer for an unvouched host carries %s: %.40q", resp.Status, h, got)
+		}
+	}
+}
+
+// TestVerifyAccessLogFilter: in a verify mode the tokens are headers of
+// the answer, which a site's access log records at INFO; the filter
+// docs/security.md gives ("Access logs in a verify mode") keeps them out.
+func TestVerifyAccessLogFilter(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	logPath := t.TempDir() + "/access.log"
+	w.gw.start(w.verifyConfig([]int{w.gw.port}, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	log {
+		output file %s
+		format filter {
+			wrap json
+			fields {
+				resp_headers>X-Forwarded-Access-Token delete
+				resp_headers>X-Forwarded-Id-Token delete
+				resp_headers>X-Forwarded-Identity-Jwt delete
+			}
+		}
+	}
+	sso test {
+		mode auth_request
+		pass_access_token
+		pass_id_token
+		identity_jwt
+	}
+}
+`, w.gw.port, logPath)))
+	b := newBrowser(t)
+	if resp := b.signIn(w.gw.base+"/.sso/login?return_to=%2F", "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+	resp := subrequest(t, b, w.gw.base+"/verify", "/reports")
+	var secrets []string
+	for _, h := range []string{"X-Forwarded-Access-Token", "X-Forwarded-Id-Token", "X-Forwarded-Identity-Jwt"} {
+		v := resp.Header.Get(h)
+		if v == "" {
+			t.Fatalf("the verify answer (%s) lacks %s", resp.Status, h)
+		}
+		secrets = append(secrets, v)
+	}
+	var log string
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(log, "/verify") && time.Now().Before(deadline) {
+		data, _ := os.ReadFile(logPath)
+		log = string(data)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log, "/verify") {
+		t.Fatalf("no access log line for the subrequest:\n%s", log)
+	}
+	if found := findTokens(log, secrets); len(found) > 0 {
+		t.Errorf("tokens in the filtered access log: %v", found)
 	}
 }

@@ -141,6 +141,11 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 		rt.Logger.Warn("DEBUG logging is on: tokens passed upstream in "+strings.Join(logged, ", ")+" appear in reverse_proxy's DEBUG log lines (\"upstream roundtrip\"), which redact Authorization alone; filter those headers out of the log (docs/security.md, \"Tokens for the upstream\") or log above DEBUG",
 			zap.Strings("idps", names))
 	}
+	if len(logged) > 0 && rt.Mode != ModeProtect {
+		// In a verify mode the tokens travel in the answer to the proxy,
+		// and a site's access log records an answer's headers at INFO.
+		rt.Logger.Warn("in "+rt.Mode+" mode the tokens ("+strings.Join(logged, ", ")+") are headers of the answer to the proxy, which the site's access log (the log directive), if any, records in full: filter resp_headers>"+logged[0]+" and the others out of it (docs/security.md, \"Tokens for the upstream\")")
+	}
 	return nil
 }
 
