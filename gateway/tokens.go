@@ -144,7 +144,7 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 	if len(logged) > 0 && rt.Mode != ModeProtect {
 		// In a verify mode the tokens travel in the answer to the proxy,
 		// and a site's access log records an answer's headers at INFO.
-		rt.Logger.Warn("in "+rt.Mode+" mode the tokens ("+strings.Join(logged, ", ")+") are headers of the answer to the proxy, which the site's access log (the log directive), if any, records in full: filter resp_headers>"+logged[0]+" and the others out of it (docs/security.md, \"Tokens for the upstream\")")
+		rt.Logger.Warn("in " + rt.Mode + " mode the tokens (" + strings.Join(logged, ", ") + ") are headers of the answer to the proxy, which the site's access log (the log directive), if any, records in full: filter resp_headers>" + logged[0] + " and the others out of it (docs/security.md, \"Tokens for the upstream\")")
 	}
 	return nil
 }
