@@ -444,3 +444,16 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("placeholders gave %q, want %q", got, want)
 	}
 }
+
+// TestLoginReturnToTooLongForTheFlow: a return path that fits the 2 KiB
+// cap but not the flow cookie once its JSON escapes it (2,040 '&', six
+// bytes each) still signs in, returning to / instead of failing with a
+// 502 and an ERROR line per request.
+func TestLoginReturnToTooLongForTheFlow(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	long := "/x?" + strings.Repeat("&", 2040)
+	saw := upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/.sso/login?return_to="+url.QueryEscape(long), "ada", "ada-pw"))
+	if saw.Path != "/" || saw.header("X-Forwarded-Email") != "ada@example.com" {
+		t.Errorf("signed in at %q as %q, want / as ada", saw.Path, saw.header("X-Forwarded-Email"))
+	}
+}

@@ -386,7 +386,14 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 			}
 		}
 	}
-	if err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo); err != nil {
+	err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo)
+	if errors.Is(err, idp.ErrFlowTooLarge) && returnTo != "/" {
+		// A return path too long for the flow cookie (one full of
+		// characters its JSON escapes) is not worth a failed sign-in,
+		// nor an ERROR line per request: the sign-in returns to /.
+		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), "/")
+	}
+	if err != nil {
 		code := idp.ErrorCode(err, "idp_unavailable")
 		if code == idp.CodeMisconfigured {
 			rt.Logger.Error("starting sign-in: the identity provider's settings contradict the configuration; an administrator must correct them (the warning logged at start says how)",
@@ -483,7 +490,7 @@ func denialPage(p *IdP, a *idp.Assertion, out *signin.Outcome) Page {
 		if out.Unmapped != nil && out.Unmapped.NameIDFormat != "" {
 			// The admin sees a NameID in their SAML tracer: say why it
 			// was not used.
-			pg.Message += " The SAML NameID it sent has the format " + out.Unmapped.NameIDFormat +
+			pg.Message += " The SAML NameID it sent has the format " + nameIDFormatShown(out.Unmapped.NameIDFormat) +
 				", which is not persistent and so cannot identify a user: send a uniqueUserId attribute (or a persistent NameID)."
 		}
 		return pg
@@ -666,4 +673,15 @@ func CheckPathPrefix(p string) error {
 		return fmt.Errorf("path_prefix %q must start and end with / and be a path of its own, such as /.sso/ or /auth/sso/: not / alone (the whole site would answer with the sso endpoints), its segments non-empty, not . or .., and made of letters, digits and -._~!$&'()*+,;=:@ only (no ?, #, %%, spaces or control characters)", p)
 	}
 	return nil
+}
+
+// nameIDFormatShown is a NameID Format as a page may say it. The value
+// comes from the IdP's assertion and reaches {http.auth.sso.message},
+// which an operator's error page may render with Caddy's templates
+// (text/template, unescaped): anything but a plain URI is not repeated.
+func nameIDFormatShown(f string) string {
+	if len(f) == 0 || len(f) > 200 || strings.Trim(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-/#") != "" {
+		return "(not a plain URI, so not repeated here)"
+	}
+	return f
 }

@@ -1,0 +1,19 @@
+package gateway
+
+import "testing"
+
+// TestNameIDFormatShown: a format the IdP sent reaches the page only as a
+// plain URI; markup or oversized text is never repeated.
+func TestNameIDFormatShown(t *testing.T) {
+	const refused = "(not a plain URI, so not repeated here)"
+	for _, tc := range []struct{ in, want string }{
+		{"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress", "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"},
+		{"urn:x\"><script>alert(1)</script>", refused},
+		{"urn:a b", refused},
+		{string(make([]byte, 201)), refused},
+	} {
+		if got := nameIDFormatShown(tc.in); got != tc.want {
+			t.Errorf("nameIDFormatShown(%.40q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
