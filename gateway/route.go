@@ -28,6 +28,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
 // IdP is one identity provider a route signs users in with.
@@ -634,9 +635,20 @@ func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime)
 		return httpError(http.StatusInternalServerError, err)
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", jwksMaxAge(rt.Signer.rotation)))
 	_, err = w.Write(b)
 	return err
+}
+
+// jwksMaxAge is how long, in seconds, a verifier may cache the key set:
+// five minutes, or half a rotation when rotations are shorter. The set
+// holds the previous, current and next keys, so a copy verifies every
+// token signed within one rotation after it was fetched.
+func jwksMaxAge(rotation time.Duration) int {
+	if rotation <= 0 {
+		rotation = upstreamjwt.DefaultRotation
+	}
+	return int(max(min(5*time.Minute, rotation/2), time.Second) / time.Second)
 }
 
 // WriteJSON answers with v as JSON.

@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestNameIDFormatShown: a format the IdP sent reaches the page only as a
 // plain URI; markup or oversized text is never repeated.
@@ -14,6 +17,18 @@ func TestNameIDFormatShown(t *testing.T) {
 	} {
 		if got := nameIDFormatShown(tc.in); got != tc.want {
 			t.Errorf("nameIDFormatShown(%.40q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestJWKSMaxAge: a cached key set must outlive no rotation.
+func TestJWKSMaxAge(t *testing.T) {
+	for _, tc := range []struct {
+		rotation time.Duration
+		want     int
+	}{{0, 300}, {168 * time.Hour, 300}, {10 * time.Minute, 300}, {time.Minute, 30}, {time.Second, 1}} {
+		if got := jwksMaxAge(tc.rotation); got != tc.want {
+			t.Errorf("jwksMaxAge(%v) = %d, want %d", tc.rotation, got, tc.want)
 		}
 	}
 }
