@@ -715,10 +715,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	if !ok || len(app.IdPs) == 0 {
 		return nil, fmt.Errorf("sso: no identity provider is configured: define one in the global sso option (sso { idp <name> oidc|saml { … } }), at %s:%d", file, line)
 	}
-	defined := make(map[string]*IdPConfig, len(app.IdPs))
-	for _, c := range app.IdPs {
-		defined[c.Name] = c
-	}
+	defined := app.idpsByName()
 	for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
 		if name != "" && defined[name] == nil {
 			return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
@@ -754,11 +751,16 @@ func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := make(map[string]*IdPConfig, len(app.IdPs))
-	for _, c := range app.IdPs {
+	return app.idpsByName(), true
+}
+
+// idpsByName returns the app's idp blocks by name.
+func (a *App) idpsByName() map[string]*IdPConfig {
+	out := make(map[string]*IdPConfig, len(a.IdPs))
+	for _, c := range a.IdPs {
 		out[c.Name] = c
 	}
-	return out, true
+	return out
 }
 
 // globalApp returns the sso app the global sso option configures, and

@@ -245,10 +245,9 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 		key := h.Val()
 		args := h.RemainingArgs()
 		if key != "idp" {
-			if first, ok := given[key]; ok {
-				return nil, fmt.Errorf("sso_scim %s given twice, at %s:%d (first at %s)", key, h.File(), h.Line(), first)
+			if err := given.once(h.Dispenser, "sso_scim ", key); err != nil {
+				return nil, err
 			}
-			given[key] = lineOf{h.File(), h.Line()}
 		}
 		switch key {
 		case "idp":

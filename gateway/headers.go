@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -197,29 +199,11 @@ var reservedHeaders = func() map[string]bool {
 // hints, which only browsers set).
 var reservedHeaderPrefixes = []string{"proxy-", "sec-"}
 
-// validHeaderName reports whether name is an HTTP field name (RFC 9110
-// 5.1: a token).
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // checkHeaderName is the rule for one header name a route sets: an HTTP
 // field name, not a reserved one. Authorization is the bearer token's
 // alone.
 func checkHeaderName(u UpstreamHeader) error {
-	if !validHeaderName(u.Name) {
+	if !httpguts.ValidHeaderFieldName(u.Name) { // RFC 9110 5.1: a token
 		return &HeaderError{At: []UpstreamHeader{u}, msg: fmt.Sprintf("%s: %q is not a header name (a header name is one or more ASCII letters, digits and !#$%%&'*+-.^_`|~: no spaces, colons, parentheses or other characters)",
 			u.Key(), u.Name)}
 	}

@@ -52,17 +52,24 @@ type SignerConfig struct {
 	Rotation time.Duration // how long one signing key signs
 }
 
-// header is the header that carries the token, the default for "".
-func (c SignerConfig) header() string {
+// withDefaults fills in the defaults above for what is unset: the one
+// place they are applied, for the signer, Validate and the JWKS's max-age.
+func (c SignerConfig) withDefaults() SignerConfig {
 	if c.Header == "" {
-		return DefaultIdentityJWTHeader
+		c.Header = DefaultIdentityJWTHeader
 	}
-	return c.Header
+	if c.TTL <= 0 {
+		c.TTL = DefaultIdentityJWTTTL
+	}
+	if c.Rotation <= 0 {
+		c.Rotation = upstreamjwt.DefaultRotation
+	}
+	return c
 }
 
 // upstream is the token's header as CheckUpstreamHeaders takes it.
 func (c SignerConfig) upstream() UpstreamHeader {
-	return UpstreamHeader{Setting: SettingIdentityJWT, Name: c.header()}
+	return UpstreamHeader{Setting: SettingIdentityJWT, Name: c.withDefaults().Header}
 }
 
 // Validate checks the settings on their own: the header's name, by the
@@ -79,14 +86,8 @@ func (c SignerConfig) Validate() error {
 	if c.TTL < 0 || c.Rotation < 0 {
 		return errors.New("identity_jwt ttl and key_rotation must be positive")
 	}
-	ttl, rotation := c.TTL, c.Rotation
-	if ttl == 0 {
-		ttl = DefaultIdentityJWTTTL
-	}
-	if rotation == 0 {
-		rotation = upstreamjwt.DefaultRotation
-	}
-	if rotation < ttl {
+	d := c.withDefaults()
+	if ttl, rotation := d.TTL, d.Rotation; rotation < ttl {
 		return fmt.Errorf("identity_jwt key_rotation %v is shorter than ttl %v: a token must not outlive its signing key's publication (the JWKS publishes the previous, current and next keys only), so key_rotation must be at least ttl (defaults: ttl %v, key_rotation %v)",
 			rotation, ttl, DefaultIdentityJWTTTL, upstreamjwt.DefaultRotation)
 	}
@@ -95,12 +96,9 @@ func (c SignerConfig) Validate() error {
 
 // NewIdentitySigner returns a signer for one route.
 func NewIdentitySigner(c SignerConfig) *IdentitySigner {
-	s := &IdentitySigner{header: http.CanonicalHeaderKey(c.header()), ttl: c.TTL, audience: c.Audience,
+	c = c.withDefaults()
+	return &IdentitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: c.TTL, audience: c.Audience,
 		rotation: c.Rotation}
-	if s.ttl <= 0 {
-		s.ttl = DefaultIdentityJWTTTL
-	}
-	return s
 }
 
 // SignIdentity makes the route send the upstream a signed identity token,

@@ -28,7 +28,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
 // IdP is one identity provider a route signs users in with.
@@ -640,14 +639,12 @@ func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime)
 	return err
 }
 
-// jwksMaxAge is how long, in seconds, a verifier may cache the key set:
-// five minutes, or half a rotation when rotations are shorter. The set
-// holds the previous, current and next keys, so a copy verifies every
-// token signed within one rotation after it was fetched.
+// jwksMaxAge is how long, in seconds, a verifier may cache the key set of
+// a signer whose keys rotate every rotation: five minutes, or half a
+// rotation when rotations are shorter. The set holds the previous, current
+// and next keys, so a copy verifies every token signed within one rotation
+// after it was fetched.
 func jwksMaxAge(rotation time.Duration) int {
-	if rotation <= 0 {
-		rotation = upstreamjwt.DefaultRotation
-	}
 	return int(max(min(5*time.Minute, rotation/2), time.Second) / time.Second)
 }
 

@@ -21,12 +21,13 @@ func TestNameIDFormatShown(t *testing.T) {
 	}
 }
 
-// TestJWKSMaxAge: a cached key set must outlive no rotation.
+// TestJWKSMaxAge: a cached key set must outlive no rotation; the default
+// rotation (a signer with nothing set) gives five minutes.
 func TestJWKSMaxAge(t *testing.T) {
 	for _, tc := range []struct {
 		rotation time.Duration
 		want     int
-	}{{0, 300}, {168 * time.Hour, 300}, {10 * time.Minute, 300}, {time.Minute, 30}, {time.Second, 1}} {
+	}{{NewIdentitySigner(SignerConfig{}).rotation, 300}, {168 * time.Hour, 300}, {10 * time.Minute, 300}, {time.Minute, 30}, {time.Second, 1}} {
 		if got := jwksMaxAge(tc.rotation); got != tc.want {
 			t.Errorf("jwksMaxAge(%v) = %d, want %d", tc.rotation, got, tc.want)
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -112,21 +111,20 @@ func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	navigation := isNavigation(orig.method, r.Header)
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
-	// The tokens and identity headers are gathered apart and join the
-	// answer only once it is a 200: a refusal or an error page after
-	// Authorize (an unvouched host, a keyring store error) must carry
-	// none, since forward_auth and Traefik hand such an answer, headers
-	// and all, to the browser.
-	answer := make(http.Header)
-	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, answer)
+	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, hd)
 	switch {
 	case forbidden:
 		return rt.forbidden(w, r, id, navigation)
 	case err == nil:
-		if err := rt.Identify(r.Context(), run, id, o, r, answer); err != nil {
+		if err := rt.Identify(r.Context(), run, id, o, r, hd); err != nil {
+			// An error page after Authorize (an unvouched host, a
+			// keyring store error) must carry none of the tokens and
+			// identity headers already set, since forward_auth and
+			// Traefik hand such an answer, headers and all, to the
+			// browser: they are the names the plan protects.
+			rt.Headers.StripInbound(hd)
 			return err
 		}
-		maps.Copy(hd, answer)
 		cookies := http.Header{"Cookie": r.Header["Cookie"]}
 		StripOwnCookies(cookies)
 		if c := cookies["Cookie"]; len(c) > 0 {
