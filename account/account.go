@@ -19,7 +19,9 @@
 //     administrator or the offline CLI deleted them. A SCIM create with
 //     that externalId clears the tombstone.
 //   - EndSessions ends every session of a user; EndIdPSessions ends the
-//     sessions an IdP names by subject and, optionally, session ID.
+//     sessions an IdP names by subject and, optionally, session ID, and
+//     IdPLogout hands it to the identity providers (idp.SessionEnder),
+//     using a logout message up in the transaction that ends its sessions.
 //
 // Audit events say who acted (ByAdmin, BySCIM) and why sessions ended (the
 // Reason constants), and carry identifiers only, never an email or any

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -83,6 +84,39 @@ func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.Log
 	err = s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
 		n, err = s.EndIdPSessionsTx(tx, c, idp, info)
+		return err
+	})
+	return n, err
+}
+
+// IdPLogout is the Service as identity providers reach it with their
+// logout messages (idp.SessionEnder): SAML Single Logout and OIDC back- and
+// front-channel logout end sessions with the rules every other entry
+// point uses.
+type IdPLogout struct{ Accounts *Service }
+
+var _ idp.SessionEnder = IdPLogout{}
+
+// EndSessions ends the sessions of idpName the message names
+// (EndIdPSessions). With once, the message is used up in the transaction
+// that ends them: a message seen before ends nothing, and one whose
+// sessions could not be ended stays unused for the IdP's retry.
+func (l IdPLogout) EndSessions(ctx context.Context, idpName, subject, sessionID string, once *idp.SingleUse) (int, error) {
+	info := store.LogoutInfo{Subject: subject, SessionID: sessionID}
+	if once == nil {
+		return l.Accounts.EndIdPSessions(ctx, idpName, info)
+	}
+	var n int
+	err := l.Accounts.Update(ctx, func(tx store.Tx, c *Change) error {
+		first, err := tx.Consume(once.Kind, once.ID, once.Until)
+		if err != nil {
+			return fmt.Errorf("consuming %s: %w", once.Kind, err)
+		}
+		if !first {
+			n = 0
+			return idp.FailLogout(once.Code, fmt.Errorf("%s %.64q used before", once.Kind, once.ID))
+		}
+		n, err = l.Accounts.EndIdPSessionsTx(tx, c, idpName, info)
 		return err
 	})
 	return n, err

@@ -313,7 +313,7 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 		Flows:    flows,
 		Replay:   store.ReplayGuard{Store: db},
 		Secrets:  store.Secrets{Store: db},
-		Sessions: idpSessionEnder{a.accounts},
+		Sessions: account.IdPLogout{Accounts: a.accounts},
 	}
 	for _, c := range a.IdPs {
 		p := a.idps[c.Name]
@@ -433,31 +433,6 @@ func (a *App) Sessions() *session.Manager {
 		return rt.Sessions
 	}
 	return nil
-}
-
-// idpSessionEnder ends the local sessions an IdP's logout message names,
-// with the account operations every other entry point uses.
-type idpSessionEnder struct{ accounts *account.Service }
-
-func (e idpSessionEnder) EndSessions(ctx context.Context, idpName, subject, sessionID string, once *idp.SingleUse) (int, error) {
-	info := store.LogoutInfo{Subject: subject, SessionID: sessionID}
-	if once == nil {
-		return e.accounts.EndIdPSessions(ctx, idpName, info)
-	}
-	var n int
-	err := e.accounts.Update(ctx, func(tx store.Tx, c *account.Change) error {
-		first, err := tx.Consume(once.Kind, once.ID, once.Until)
-		if err != nil {
-			return fmt.Errorf("consuming %s: %w", once.Kind, err)
-		}
-		if !first {
-			n = 0
-			return idp.FailLogout(once.Code, fmt.Errorf("%s %.64q used before", once.Kind, once.ID))
-		}
-		n, err = e.accounts.EndIdPSessionsTx(tx, c, idpName, info)
-		return err
-	})
-	return n, err
 }
 
 // Accounts returns the app's account operations.

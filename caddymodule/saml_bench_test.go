@@ -315,7 +315,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	err = sp.Start(context.Background(), idp.Runtime{Flows: flows, Replay: store.ReplayGuard{Store: db},
-		Sessions: idpSessionEnder{&account.Service{Store: db, Cache: app.Sessions()}}})
+		Sessions: account.IdPLogout{Accounts: &account.Service{Store: db, Cache: app.Sessions()}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package account_test
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
-// TestIdPSessionEnderUsesMessageOnce: a logout message's single-use ID is
+// TestIdPLogoutUsesMessageOnce: a logout message's single-use ID is
 // used up in the transaction that ends its sessions, on a real store. A
 // message whose sessions could not be ended stays unused, so the IdP's
 // retry ends them; once used, the message ends nothing more, not even the
 // sessions signed in since.
-func TestIdPSessionEnderUsesMessageOnce(t *testing.T) {
+func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 	ctx := context.Background()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
 	if err != nil {
@@ -47,7 +47,7 @@ func TestIdPSessionEnderUsesMessageOnce(t *testing.T) {
 		return err == nil
 	}
 	first, second := signIn(), signIn()
-	ender := idpSessionEnder{&account.Service{Store: db, Cache: sessions}}
+	ender := account.IdPLogout{Accounts: &account.Service{Store: db, Cache: sessions}}
 	once := &idp.SingleUse{Kind: "oidc_logout", ID: "okta/jti-1", Until: time.Now().Add(10 * time.Minute), Code: "logout_token_replayed"}
 
 	// Ending fails (a message naming neither subject nor session): the
@@ -78,10 +78,10 @@ func TestIdPSessionEnderUsesMessageOnce(t *testing.T) {
 	}
 }
 
-// TestIdPSessionEnderUnknownSessionWritesNothing: anyone can name a session
+// TestIdPLogoutUnknownSessionWritesNothing: anyone can name a session
 // in a front-channel logout (a GET with a sid); one that names none costs
 // a read, not a durable commit.
-func TestIdPSessionEnderUnknownSessionWritesNothing(t *testing.T) {
+func TestIdPLogoutUnknownSessionWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	var commits int
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { commits++ }})
@@ -89,7 +89,7 @@ func TestIdPSessionEnderUnknownSessionWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ender := idpSessionEnder{&account.Service{Store: db}}
+	ender := account.IdPLogout{Accounts: &account.Service{Store: db}}
 	before := commits
 	for i := range 5 {
 		if n, err := ender.EndSessions(ctx, "okta", "", fmt.Sprintf("made-up-sid-%d", i), nil); err != nil || n != 0 {
