@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dustin/go-humanize"
 
@@ -21,7 +20,6 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/store/backend"
 )
@@ -61,74 +59,38 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	given := make(onceEach)
 	idpAt := make(map[string]lineOf)
 	for d.NextBlock(0) {
-		if key := d.Val(); key != "idp" && key != "session" {
-			if err := given.once(d, "sso ", key); err != nil {
+		s := next(d, "sso")
+		if s.key != "idp" && s.key != "session" {
+			if err := given.once(d, "sso ", s.key); err != nil {
 				return nil, err
 			}
 		}
-		switch d.Val() {
+		var err error
+		switch s.key {
 		case "store":
-			c, err := parseStore(d)
-			if err != nil {
-				return nil, err
-			}
-			app.StoreConfig = c
+			app.StoreConfig, err = parseStore(s)
 		case "session":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
 			if app.SessionConfig == nil {
 				app.SessionConfig = new(SessionConfig)
 			}
-			for d.NextBlock(1) {
-				if err := given.once(d, "sso session ", d.Val()); err != nil {
-					return nil, err
-				}
-				var target *caddy.Duration
-				switch d.Val() {
-				case "lifetime":
-					target = &app.SessionConfig.Lifetime
-				case "idle_timeout":
-					target = &app.SessionConfig.IdleTimeout
-				case "max_sessions_per_user":
-					v, err := singleArg(d)
-					if err != nil {
-						return nil, err
-					}
-					n, err := strconv.Atoi(v)
-					if err != nil || n < 1 {
-						return nil, d.Errf("sso session max_sessions_per_user: %q is not a positive number", v)
-					}
-					app.SessionConfig.MaxPerUser = n
-					continue
-				default:
-					return nil, d.Errf("sso session: unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", d.Val())
-				}
-				if err := parseDuration(d, target); err != nil {
-					return nil, err
-				}
-			}
+			err = parseSession(s, app.SessionConfig, given)
 		case "audit_retention":
-			v, err := singleArg(d)
-			if err != nil {
-				return nil, err
+			var v string
+			if v, err = s.one(); err == nil {
+				dur, perr := caddy.ParseDuration(v)
+				if perr != nil || dur < 0 {
+					return nil, s.errf("audit_retention %q is not a duration (0 keeps every event)", v)
+				}
+				keep := caddy.Duration(dur)
+				app.AuditRetention = &keep
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur < 0 {
-				return nil, d.Errf("sso audit_retention: %q is not a duration (0 keeps every event)", v)
-			}
-			keep := caddy.Duration(dur)
-			app.AuditRetention = &keep
 		case "pages_dir":
-			var err error
-			if app.PagesDir, err = singleArg(d); err != nil {
-				return nil, err
-			}
+			app.PagesDir, err = s.one()
 		case "idp":
 			// The idp line, not the block's closing brace, is where a
 			// second definition is reported.
 			at := lineOf{d.File(), d.Line()}
-			c, err := parseIdP(d)
+			c, err := parseIdP(s)
 			if err != nil {
 				return nil, err
 			}
@@ -138,10 +100,47 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			idpAt[c.Name] = at
 			app.IdPs = append(app.IdPs, c)
 		default:
-			return nil, d.Errf("sso: unknown setting %q (expected store, session, audit_retention, pages_dir or idp)", d.Val())
+			err = s.errf("unknown setting %q (expected store, session, audit_retention, pages_dir or idp)", s.key)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return httpcaddyfile.App{Name: "sso", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseSession parses
+//
+//	session {
+//		lifetime <duration>
+//		idle_timeout <duration>
+//		max_sessions_per_user <n>
+//	}
+func parseSession(s setting, c *SessionConfig, given onceEach) error {
+	if len(s.args) > 0 {
+		return s.errf("session takes a block, not values")
+	}
+	for s.d.NextBlock(1) {
+		s := next(s.d, "sso session")
+		if err := given.once(s.d, "sso session ", s.key); err != nil {
+			return err
+		}
+		var err error
+		switch s.key {
+		case "lifetime":
+			c.Lifetime, err = s.duration()
+		case "idle_timeout":
+			c.IdleTimeout, err = s.duration()
+		case "max_sessions_per_user":
+			c.MaxPerUser, err = s.count()
+		default:
+			err = s.errf("unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", s.key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseStore parses
@@ -151,55 +150,46 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		pool_size <n>
 //		statement_timeout <duration>
 //	}
-func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
-	args := d.RemainingArgs()
-	if len(args) != 2 || (args[0] != backend.Bolt && args[0] != backend.Postgres) {
-		return nil, d.Err("sso store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
+//
+// The settings are checked as they are read, by the rules App.Validate
+// applies to JSON configs too, so that an error has its line.
+func parseStore(s setting) (*StoreConfig, error) {
+	if len(s.args) != 2 || (s.args[0] != backend.Bolt && s.args[0] != backend.Postgres) {
+		return nil, s.errf("store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
 	}
-	c := &StoreConfig{Backend: args[0]}
-	// The settings are checked as they are read, by the rules App.Validate
-	// applies to JSON configs too, so that an error has its line.
-	check := func() error {
-		if err := c.validate(); err != nil {
-			return d.Errf("sso store %s: %v", c.Backend, err)
-		}
-		return nil
-	}
+	c := &StoreConfig{Backend: s.args[0]}
+	block := "sso store " + c.Backend
 	if c.Backend == backend.Bolt {
-		c.Path = args[1]
-		if d.NextBlock(1) {
-			return nil, d.Err("sso store bolt: takes no block")
+		c.Path = s.args[1]
+		if s.d.NextBlock(1) {
+			return nil, s.d.Errf("%s: takes no block", block)
 		}
 		return c, nil
 	}
-	c.DSN = args[1]
-	if err := check(); err != nil {
-		return nil, err
+	c.DSN = s.args[1]
+	if err := c.validate(); err != nil {
+		return nil, s.d.Errf("%s: %v", block, err)
 	}
 	given := make(onceEach)
-	for d.NextBlock(1) {
-		if err := given.once(d, "sso store postgres ", d.Val()); err != nil {
+	for s.d.NextBlock(1) {
+		s := next(s.d, block)
+		if err := given.once(s.d, block+" ", s.key); err != nil {
 			return nil, err
 		}
-		switch d.Val() {
+		var err error
+		switch s.key {
 		case "pool_size":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 || d.NextArg() {
-				return nil, d.Errf("sso store postgres pool_size: %q is not a positive number", d.Val())
-			}
-			c.PoolSize = n
+			c.PoolSize, err = s.count()
 		case "statement_timeout":
-			if err := parseDuration(d, &c.StatementTimeout); err != nil {
-				return nil, err
-			}
+			c.StatementTimeout, err = s.duration()
 		default:
-			return nil, d.Errf("sso store postgres: unknown setting %q (expected pool_size or statement_timeout)", d.Val())
+			err = s.errf("unknown setting %q (expected pool_size or statement_timeout)", s.key)
 		}
-		if err := check(); err != nil {
+		if err != nil {
 			return nil, err
+		}
+		if err := c.validate(); err != nil {
+			return nil, s.errf("%v", err)
 		}
 	}
 	return c, nil
@@ -229,33 +219,153 @@ func (o onceEach) once(d *caddyfile.Dispenser, prefix, key string) error {
 	return nil
 }
 
-func parseDuration(d *caddyfile.Dispenser, target *caddy.Duration) error {
-	name := d.Val()
-	v, err := singleArg(d)
+// setting is one line of a block: its key and arguments, and the block's
+// name, which starts every error ("sso idp a: …"); the dispenser adds the
+// line.
+type setting struct {
+	d     *caddyfile.Dispenser
+	block string
+	key   string
+	args  []string
+}
+
+// next reads the dispenser's current line of the block.
+func next(d *caddyfile.Dispenser, block string) setting {
+	return setting{d: d, block: block, key: d.Val(), args: d.RemainingArgs()}
+}
+
+func (s setting) errf(format string, a ...any) error {
+	return s.d.Errf("%s: %s", s.block, fmt.Sprintf(format, a...))
+}
+
+// one returns the line's only value.
+func (s setting) one() (string, error) {
+	switch len(s.args) {
+	case 0:
+		return "", s.errf("%s needs a value", s.key)
+	case 1:
+		return s.args[0], nil
+	}
+	return "", s.errf("%s takes one value", s.key)
+}
+
+// many returns the line's values, at least one.
+func (s setting) many() ([]string, error) {
+	if len(s.args) == 0 {
+		return nil, s.errf("%s needs at least one value", s.key)
+	}
+	return s.args, nil
+}
+
+// flag is a line that takes no value.
+func (s setting) flag() (bool, error) {
+	if len(s.args) > 0 {
+		return false, s.errf("%s takes no value", s.key)
+	}
+	return true, nil
+}
+
+// choice returns the line's only value, one of allowed.
+func (s setting) choice(allowed []string) (string, error) {
+	v, err := s.one()
+	if err == nil {
+		if err = oneOf(s.key, v, allowed); err != nil {
+			return "", s.errf("%v", err)
+		}
+	}
+	return v, err
+}
+
+// duration returns the line's only value, a positive duration.
+func (s setting) duration() (caddy.Duration, error) {
+	v, err := s.one()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
-		return d.Errf("sso %s: %q is not a positive duration", name, v)
+		return 0, s.errf("%s %q is not a positive duration", s.key, v)
 	}
-	*target = caddy.Duration(dur)
-	return nil
+	return caddy.Duration(dur), nil
 }
 
-// singleArg returns the one argument of the line.
-func singleArg(d *caddyfile.Dispenser) (string, error) {
-	if !d.NextArg() {
-		return "", d.ArgErr()
+// count returns the line's only value, a positive number.
+func (s setting) count() (int, error) {
+	v, err := s.one()
+	if err != nil {
+		return 0, err
 	}
-	v := d.Val()
-	if d.NextArg() {
-		return "", d.ArgErr()
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, s.errf("%s %q is not a positive number", s.key, v)
 	}
-	return v, nil
+	return n, nil
 }
 
-// parseIdP parses one "idp <name> <protocol> { … }" block. Shared lines:
+// idpLine parses one line of an idp block into c.
+type idpLine func(s setting, c *IdPConfig) error
+
+// parseIdP parses one "idp <name> oidc|saml { … }" block: the lines of
+// sharedIdPLines, and those of oidcLines or samlLines. Each line is checked
+// as it is read (SAML lines by SAMLConfig.check, the rule JSON configs
+// get), so that an error has its line; what the block as a whole lacks is
+// reported at its first line.
+func parseIdP(s setting) (*IdPConfig, error) {
+	d := s.d
+	file, line := d.File(), d.Line()
+	if len(s.args) != 2 {
+		return nil, d.Err("sso idp: expected: idp <name> oidc|saml { … }")
+	}
+	c := &IdPConfig{Name: s.args[0], Protocol: s.args[1]}
+	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
+		return nil, d.Errf("sso idp %s: %v", c.Name, err)
+	}
+	own, other, otherName := oidcLines(), samlLines(), "a saml setting"
+	if c.Protocol == idp.ProtocolSAML {
+		own, other, otherName = other, own, "an oidc setting"
+		c.SAML = new(SAMLConfig)
+	} else {
+		c.OIDC = new(OIDCConfig)
+	}
+	maps.Copy(own, sharedIdPLines())
+	block := "sso idp " + c.Name
+	given := make(onceEach)
+	for d.NextBlock(1) {
+		s := next(d, block)
+		parse := own[s.key]
+		switch {
+		case parse == nil && other[s.key] != nil:
+			return nil, s.errf("%s is %s", s.key, otherName)
+		case parse == nil:
+			return nil, s.errf("unknown setting %q (expected one of: %s)", s.key, strings.Join(slices.Sorted(maps.Keys(own)), ", "))
+		}
+		// Every setting takes one line, except sp_cert (a key pair, then
+		// the previous one) and map (one line per attribute).
+		once := s.key
+		if s.key == "map" && len(s.args) > 0 {
+			once = "map " + s.args[0]
+		}
+		if s.key != "sp_cert" {
+			if err := given.once(d, block+": ", once); err != nil {
+				return nil, err
+			}
+		}
+		if err := parse(s, c); err != nil {
+			return nil, err
+		}
+		if c.SAML != nil {
+			if err := c.SAML.check(false); err != nil {
+				return nil, s.errf("%v", err)
+			}
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("sso idp %s: %w, at %s:%d", c.Name, err, file, line)
+	}
+	return c, nil
+}
+
+// sharedIdPLines are the lines of every idp block:
 //
 //	preset entra|okta|pingone|generic
 //	map <attribute> <name>…
@@ -266,191 +376,71 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 //	default_groups <group>…
 //	create_as active|pending
 //	link_by_email
+//	scim
 //	clock_skew <duration>
-//
-// oidc adds issuer, client_id, client_secret, scopes, algorithms,
-// tenant_id and offline_access; saml adds the lines parseSAMLSetting documents.
-func parseIdP(d *caddyfile.Dispenser) (*IdPConfig, error) {
-	file, line := d.File(), d.Line()
-	args := d.RemainingArgs()
-	if len(args) != 2 {
-		return nil, d.Err("sso idp: expected: idp <name> oidc|saml { … }")
-	}
-	c := &IdPConfig{Name: args[0], Protocol: args[1]}
-	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
-		return nil, d.Errf("sso idp %s: %v", c.Name, err)
-	}
-	switch c.Protocol {
-	case idp.ProtocolOIDC:
-		c.OIDC = new(OIDCConfig)
-	case idp.ProtocolSAML:
-		c.SAML = new(SAMLConfig)
-	}
-	errf := func(format string, a ...any) error {
-		return d.Errf("sso idp %s: "+format, append([]any{c.Name}, a...)...)
-	}
-	one := func() (string, error) {
-		key := d.Val()
-		if !d.NextArg() {
-			return "", errf("%s needs a value", key)
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", errf("%s takes one value", key)
-		}
-		return v, nil
-	}
-	many := func() ([]string, error) {
-		key := d.Val()
-		v := d.RemainingArgs()
-		if len(v) == 0 {
-			return nil, errf("%s needs at least one value", key)
-		}
-		return v, nil
-	}
-	flag := func() (bool, error) {
-		key := d.Val()
-		if d.NextArg() {
-			return false, errf("%s takes no value", key)
-		}
-		return true, nil
-	}
-	oidcOnly := func() error {
-		if c.OIDC == nil {
-			return errf("%s is an oidc setting", d.Val())
-		}
-		return nil
-	}
-	samlOnly := func() error {
-		if c.SAML == nil {
-			return errf("%s is a saml setting", d.Val())
-		}
-		return nil
-	}
-
-	given := make(onceEach)
-	for d.NextBlock(1) {
-		var err error
-		// Every setting takes one line, except sp_cert (a key pair, then
-		// the previous one) and map (one line per attribute).
-		if key := d.Val(); key != "sp_cert" && key != "map" {
-			if err := given.once(d, "sso idp "+c.Name+": ", key); err != nil {
-				return nil, err
+func sharedIdPLines() map[string]idpLine {
+	return map[string]idpLine{
+		"preset": func(s setting, c *IdPConfig) (err error) { c.Preset, err = s.choice(mapping.Presets()); return err },
+		"map": func(s setting, c *IdPConfig) error {
+			if len(s.args) < 2 {
+				return s.errf("expected: map <attribute> <name>…")
 			}
-		}
-		switch key := d.Val(); key {
-		case "preset":
-			if c.Preset, err = one(); err == nil && !slices.Contains(mapping.Presets(), c.Preset) {
-				err = errf("unknown preset %q (expected one of: %s)", c.Preset, strings.Join(mapping.Presets(), ", "))
+			if c.Map == nil {
+				c.Map = make(map[string][]string)
 			}
-		case "map":
-			var v []string
-			if v, err = many(); err == nil {
-				if len(v) < 2 {
-					err = errf("expected: map <attribute> <name>…")
-				} else if err = given.once(d, "sso idp "+c.Name+": ", "map "+v[0]); err == nil {
-					if c.Map == nil {
-						c.Map = make(map[string][]string)
-					}
-					c.Map[v[0]] = v[1:]
-				}
-			}
-		case "jit":
-			c.JIT, err = flag()
-		case "link_by_email":
-			c.LinkByEmail, err = flag()
-		case "scim":
-			c.SCIM, err = flag()
-		case "update":
-			if c.Update, err = one(); err == nil {
-				err = wrapOneOf(errf, "update", c.Update, updateModes)
-			}
-		case "create_as":
-			if c.CreateAs, err = one(); err == nil {
-				err = wrapOneOf(errf, "create_as", c.CreateAs, createModes)
-			}
-		case "optional":
-			if c.Optional, err = many(); err == nil {
+			c.Map[s.args[0]] = s.args[1:]
+			return nil
+		},
+		"jit":           func(s setting, c *IdPConfig) (err error) { c.JIT, err = s.flag(); return err },
+		"link_by_email": func(s setting, c *IdPConfig) (err error) { c.LinkByEmail, err = s.flag(); return err },
+		"scim":          func(s setting, c *IdPConfig) (err error) { c.SCIM, err = s.flag(); return err },
+		"update":        func(s setting, c *IdPConfig) (err error) { c.Update, err = s.choice(updateModes); return err },
+		"create_as":     func(s setting, c *IdPConfig) (err error) { c.CreateAs, err = s.choice(createModes); return err },
+		"optional": func(s setting, c *IdPConfig) (err error) {
+			if c.Optional, err = s.many(); err == nil {
 				for _, o := range c.Optional {
-					if err = wrapOneOf(errf, "optional attribute", o, optionalAttrs); err != nil {
-						break
+					if err := oneOf("optional attribute", o, optionalAttrs); err != nil {
+						return s.errf("%v", err)
 					}
 				}
 			}
-		case "allowed_domains":
-			c.AllowedDomains, err = many()
-		case "default_groups":
-			c.DefaultGroups, err = many()
-		case "issuer":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.Issuer, err = one()
-			}
-		case "client_id":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.ClientID, err = one()
-			}
-		case "client_secret":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.ClientSecret, err = one()
-			}
-		case "scopes":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.Scopes, err = many()
-			}
-		case "algorithms":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.Algorithms, err = many()
-			}
-		case "tenant_id":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.TenantID, err = one()
-			}
-		case "offline_access":
-			if err = oidcOnly(); err == nil {
-				c.OIDC.OfflineAccess, err = flag()
-			}
-		case "clock_skew":
+			return err
+		},
+		"allowed_domains": func(s setting, c *IdPConfig) (err error) { c.AllowedDomains, err = s.many(); return err },
+		"default_groups":  func(s setting, c *IdPConfig) (err error) { c.DefaultGroups, err = s.many(); return err },
+		"clock_skew": func(s setting, c *IdPConfig) (err error) {
 			if c.SAML != nil {
-				err = parseDuration(d, &c.SAML.ClockSkew)
-				if err == nil && time.Duration(c.SAML.ClockSkew) > saml.MaxClockSkew {
-					err = errf("clock_skew %v exceeds the maximum of %v", time.Duration(c.SAML.ClockSkew), saml.MaxClockSkew)
-				}
+				c.SAML.ClockSkew, err = s.duration()
 			} else {
-				err = parseDuration(d, &c.OIDC.ClockSkew)
+				c.OIDC.ClockSkew, err = s.duration()
 			}
-		case "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
-			"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size":
-			if err = samlOnly(); err == nil {
-				err = parseSAMLSetting(d, c.SAML, errf, one, flag)
-			}
-		default:
-			err = errf("unknown setting %q (expected one of: %s)", key, strings.Join(idpSettings(c.Protocol), ", "))
-		}
-		if err != nil {
-			return nil, err
-		}
+			return err
+		},
 	}
-	// What the block as a whole lacks is reported at its first line, not
-	// at the closing brace.
-	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("sso idp %s: %w, at %s:%d", c.Name, err, file, line)
-	}
-	return c, nil
 }
 
-// idpSettings lists the settings of an idp block of the protocol, for
-// error messages.
-func idpSettings(protocol string) []string {
-	shared := []string{"preset", "map", "jit", "update", "optional", "allowed_domains", "default_groups",
-		"create_as", "link_by_email", "scim", "clock_skew"}
-	if protocol == idp.ProtocolOIDC {
-		return append(shared, "issuer", "client_id", "client_secret", "scopes", "algorithms", "tenant_id", "offline_access")
+// oidcLines are the OpenID Connect lines of an idp block:
+//
+//	issuer <url>
+//	client_id <id>
+//	client_secret <secret>
+//	scopes <scope>…
+//	algorithms <alg>…
+//	tenant_id <id>
+//	offline_access
+func oidcLines() map[string]idpLine {
+	return map[string]idpLine{
+		"issuer":         func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
+		"client_id":      func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientID, err = s.one(); return err },
+		"client_secret":  func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientSecret, err = s.one(); return err },
+		"scopes":         func(s setting, c *IdPConfig) (err error) { c.OIDC.Scopes, err = s.many(); return err },
+		"algorithms":     func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
+		"tenant_id":      func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },
+		"offline_access": func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
 	}
-	return append(shared, "metadata_url", "metadata_file", "metadata", "idp_entity_id", "entity_id", "sp_cert",
-		"sign_requests", "request_binding", "idp_initiated", "allow_sha1", "metadata_refresh", "max_response_size")
 }
 
-// parseSAMLSetting parses one SAML line of an idp block:
+// samlLines are the SAML lines of an idp block:
 //
 //	metadata_url <url> | metadata_file <path> | metadata <xml>
 //	idp_entity_id <entity ID>
@@ -462,81 +452,38 @@ func idpSettings(protocol string) []string {
 //	allow_sha1
 //	metadata_refresh <duration>
 //	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
-func parseSAMLSetting(d *caddyfile.Dispenser, c *SAMLConfig, errf func(string, ...any) error,
-	one func() (string, error), flag func() (bool, error)) error {
-	var err error
-	switch key := d.Val(); key {
-	case "metadata_url", "metadata_file", "metadata":
-		var v string
-		if v, err = one(); err != nil {
-			return err
-		}
-		if c.MetadataURL != "" || c.MetadataFile != "" || c.Metadata != "" {
-			return errf("%s: the IdP metadata is already given (use one of metadata_url, metadata_file, metadata)", key)
-		}
-		switch key {
-		case "metadata_url":
-			c.MetadataURL = v
-			if !hasPlaceholder(v) {
-				if _, err := idp.CheckURL(v); err != nil {
-					return errf("metadata_url: %v", err)
-				}
+func samlLines() map[string]idpLine {
+	return map[string]idpLine{
+		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.one(); return err },
+		"metadata_file":    func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataFile, err = s.one(); return err },
+		"metadata":         func(s setting, c *IdPConfig) (err error) { c.SAML.Metadata, err = s.one(); return err },
+		"idp_entity_id":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPEntityID, err = s.one(); return err },
+		"entity_id":        func(s setting, c *IdPConfig) (err error) { c.SAML.EntityID, err = s.one(); return err },
+		"sign_requests":    func(s setting, c *IdPConfig) (err error) { c.SAML.SignRequests, err = s.flag(); return err },
+		"idp_initiated":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPInitiated, err = s.flag(); return err },
+		"allow_sha1":       func(s setting, c *IdPConfig) (err error) { c.SAML.AllowSHA1, err = s.flag(); return err },
+		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.one(); return err },
+		"metadata_refresh": func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataRefresh, err = s.duration(); return err },
+		"sp_cert": func(s setting, c *IdPConfig) error {
+			if len(s.args) != 2 {
+				return s.errf("expected: sp_cert <certificate file> <key file>")
 			}
-		case "metadata_file":
-			c.MetadataFile = v
-		default:
-			if !strings.Contains(v, "<") {
-				return errf("metadata takes the IdP metadata XML itself (for a file, use metadata_file)")
+			c.SAML.SPCerts = append(c.SAML.SPCerts, SPCertConfig{Cert: s.args[0], Key: s.args[1]})
+			return nil
+		},
+		"max_response_size": func(s setting, c *IdPConfig) error {
+			v, err := s.one()
+			if err != nil {
+				return err
 			}
-			c.Metadata = v
-		}
-	case "idp_entity_id":
-		c.IdPEntityID, err = one()
-	case "entity_id":
-		c.EntityID, err = one()
-	case "sp_cert":
-		args := d.RemainingArgs()
-		if len(args) != 2 {
-			return errf("expected: sp_cert <certificate file> <key file>")
-		}
-		if len(c.SPCerts) == saml.MaxSPKeys {
-			return errf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
-		}
-		c.SPCerts = append(c.SPCerts, SPCertConfig{Cert: args[0], Key: args[1]})
-	case "sign_requests":
-		c.SignRequests, err = flag()
-	case "idp_initiated":
-		c.IdPInitiated, err = flag()
-	case "allow_sha1":
-		c.AllowSHA1, err = flag()
-	case "request_binding":
-		if c.RequestBinding, err = one(); err == nil {
-			err = wrapOneOf(errf, "request_binding", c.RequestBinding, requestBindings)
-		}
-	case "metadata_refresh":
-		err = parseDuration(d, &c.MetadataRefresh)
-	case "max_response_size":
-		var v string
-		if v, err = one(); err != nil {
-			return err
-		}
-		n, perr := humanize.ParseBytes(v)
-		if perr != nil || n == 0 || n > math.MaxInt64 {
-			return errf("max_response_size %q must be a size, such as 1MiB", v)
-		}
-		if err := saml.CheckMaxResponseSize(int64(n)); err != nil {
-			return errf("max_response_size %q %v", v, err)
-		}
-		c.MaxResponseSize = int64(n)
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > math.MaxInt64 {
+				return s.errf("max_response_size %q must be a size, such as 1MiB", v)
+			}
+			c.SAML.MaxResponseSize = int64(n)
+			return nil
+		},
 	}
-	return err
-}
-
-func wrapOneOf(errf func(string, ...any) error, what, v string, allowed []string) error {
-	if err := oneOf(what, v, allowed); err != nil {
-		return errf("%v", err)
-	}
-	return nil
 }
 
 // parseHandlerDirective parses
@@ -574,125 +521,85 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		setIdPs(args)
 		given["idp"] = lineOf{file, line}
 	}
-	// The settings that take one value, with what that value is.
-	single := map[string]struct {
-		target *string
-		want   string
-	}{
-		"default_idp": {&hd.DefaultIdP, "one IdP name"},
-		"path_prefix": {&hd.PathPrefix, "one path"},
-		"base_url":    {&hd.BaseURL, "one URL, such as https://app.example.com"},
-		"mode":        {&hd.Mode, "protect, auth_request or forward_auth"},
-		"headers":     {&hd.HeaderSet, "default, oauth2_proxy or none"},
-	}
 	for h.NextBlock(0) {
-		key := h.Val()
-		args := h.RemainingArgs()
+		s := next(h.Dispenser, "sso")
 		// Every setting takes one line, except allow and deny (which
 		// add rules) and header (one line per identity field).
-		once := key
-		if key == "header" && len(args) > 0 {
-			once = "header " + args[0]
+		once := s.key
+		if s.key == "header" && len(s.args) > 0 {
+			once = "header " + s.args[0]
 		}
-		if key != "allow" && key != "deny" {
+		if s.key != "allow" && s.key != "deny" {
 			if err := given.once(h.Dispenser, "sso ", once); err != nil {
 				return nil, err
 			}
 		}
-		if one, ok := single[key]; ok {
-			if len(args) != 1 {
-				return nil, h.Errf("sso %s: expected %s", key, one.want)
+		var err error
+		switch s.key {
+		case "idp":
+			var names []string
+			if names, err = s.many(); err == nil {
+				setIdPs(names)
 			}
-			*one.target = args[0]
-			if key == "path_prefix" {
-				if err := gateway.CheckPathPrefix(args[0]); err != nil {
-					return nil, h.Errf("sso %v", err)
+		case "default_idp":
+			hd.DefaultIdP, err = s.one()
+		case "base_url":
+			hd.BaseURL, err = s.one()
+		case "mode":
+			hd.Mode, err = s.one()
+		case "headers":
+			hd.HeaderSet, err = s.one()
+		case "path_prefix":
+			if hd.PathPrefix, err = s.one(); err == nil {
+				if err = gateway.CheckPathPrefix(hd.PathPrefix); err != nil {
+					err = s.errf("%v", err)
 				}
 			}
-			continue
-		}
-		switch key {
-		case "idp":
-			if len(args) == 0 {
-				return nil, h.Err("sso idp: expected one or more IdP names")
-			}
-			setIdPs(args)
 		case "allow", "deny":
-			if len(args) < 2 {
-				return nil, h.Errf("sso %s: expected: %s group|domain|user|idp <value>…", key, key)
+			if len(s.args) < 2 {
+				return nil, s.errf("expected: %s group|domain|user|idp <value>…", s.key)
 			}
-			rule := gateway.AccessRule{Kind: args[0], Values: args[1:]}
-			if key == "allow" {
+			rule := gateway.AccessRule{Kind: s.args[0], Values: s.args[1:]}
+			if s.key == "allow" {
 				hd.Allow = append(hd.Allow, rule)
 			} else {
 				hd.Deny = append(hd.Deny, rule)
 			}
 		case "identity_jwt":
-			j := new(IdentityJWT)
-			if len(args)%2 != 0 {
-				return nil, h.Err("sso identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
-			}
-			for i := 0; i < len(args); i += 2 {
-				switch v := args[i+1]; args[i] {
-				case "header":
-					j.Header = v
-				case "audience":
-					j.Audience = v
-				case "ttl", "key_rotation":
-					dur, err := caddy.ParseDuration(v)
-					if err != nil || dur <= 0 {
-						return nil, h.Errf("sso identity_jwt %s: %q is not a positive duration", args[i], v)
-					}
-					if args[i] == "ttl" {
-						j.TTL = caddy.Duration(dur)
-					} else {
-						j.KeyRotation = caddy.Duration(dur)
-					}
-				default:
-					return nil, h.Errf("sso identity_jwt: unknown setting %q (expected header, ttl, audience or key_rotation)", args[i])
+			if hd.IdentityJWT, err = parseIdentityJWT(s); err == nil {
+				if err = hd.signerConfig().Validate(); err != nil {
+					err = s.errf("%v", err)
 				}
 			}
-			hd.IdentityJWT = j
-			if err := hd.signerConfig().Validate(); err != nil {
-				return nil, h.Errf("sso %v", err)
-			}
 		case "header":
-			if len(args) != 2 {
-				return nil, h.Err("sso header: expected: header <field> <Header-Name>|-")
+			if len(s.args) != 2 {
+				return nil, s.errf("expected: header <field> <Header-Name>|-")
 			}
 			if hd.Headers == nil {
 				hd.Headers = make(map[string]string)
 			}
-			hd.Headers[args[0]] = args[1]
+			hd.Headers[s.args[0]] = s.args[1]
 		case "pass_access_token", "pass_id_token":
-			if len(args) > 1 {
-				return nil, h.Errf("sso %s: expected at most one header name", key)
+			if len(s.args) > 1 {
+				return nil, s.errf("%s: expected at most one header name", s.key)
 			}
-			name := gateway.DefaultAccessTokenHeader
-			if key == "pass_id_token" {
-				name = gateway.DefaultIDTokenHeader
+			name, target := gateway.DefaultAccessTokenHeader, &hd.PassAccessToken
+			if s.key == "pass_id_token" {
+				name, target = gateway.DefaultIDTokenHeader, &hd.PassIDToken
 			}
-			if len(args) == 1 {
-				name = args[0]
+			if len(s.args) == 1 {
+				name = s.args[0]
 			}
-			if key == "pass_access_token" {
-				hd.PassAccessToken = name
-			} else {
-				hd.PassIDToken = name
-			}
+			*target = name
 		case "set_authorization_header":
-			if len(args) != 0 {
-				return nil, h.Err("sso set_authorization_header: takes no value")
-			}
-			hd.SetAuthorizationHeader = true
+			hd.SetAuthorizationHeader, err = s.flag()
 		case "token_refresh_margin":
-			dur, err := caddy.ParseDuration(strings.Join(args, " "))
-			if len(args) != 1 || err != nil || dur <= 0 {
-				return nil, h.Errf("sso token_refresh_margin: %q is not a positive duration", strings.Join(args, " "))
-			}
-			hd.TokenRefreshMargin = caddy.Duration(dur)
+			hd.TokenRefreshMargin, err = s.duration()
 		default:
-			return nil, h.Errf("sso: unknown setting %q (expected idp, default_idp, path_prefix, base_url, mode, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", key)
+			err = s.errf("unknown setting %q (expected idp, default_idp, path_prefix, base_url, mode, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", s.key)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	if err := hd.Validate(); err != nil {
@@ -709,49 +616,46 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		}
 		return nil, fmt.Errorf("%w, at %s", err, at)
 	}
-	// Name unknown IdPs here, where the line is known, rather than at
-	// Provision, where it is not.
-	app, ok := globalApp(h)
-	if !ok || len(app.IdPs) == 0 {
-		return nil, fmt.Errorf("sso: no identity provider is configured: define one in the global sso option (sso { idp <name> oidc|saml { … } }), at %s:%d", file, line)
+	// Check the route against the global option's IdPs here, where the
+	// line is known, rather than at Provision, where it is not.
+	app, _ := globalApp(h)
+	if app == nil {
+		app = new(App)
 	}
-	defined := app.idpsByName()
-	for _, name := range append(hd.idpNames(), hd.DefaultIdP) {
-		if name != "" && defined[name] == nil {
-			return nil, fmt.Errorf("sso: no identity provider named %q in the global sso option (defined: %s), at %s:%d",
-				name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "), file, line)
-		}
-	}
-	route := hd.idpNames()
-	if len(route) == 0 {
-		// The rule Provision applies: without a name, the only IdP.
-		name, err := app.defaultIdP()
-		if err != nil {
-			return nil, fmt.Errorf("sso: %w (sso <idp>…, or idp <name>… in the block), at %s:%d", err, file, line)
-		}
-		route = []string{name}
-	}
-	p, _ := gateway.NewAccessPolicy(hd.Allow, hd.Deny) // checked by Validate
-	if err := p.CheckIdPs(route); err != nil {
+	if _, err := app.routeIdPs(hd); err != nil {
 		return nil, fmt.Errorf("sso: %w, at %s:%d", err, file, line)
-	}
-	for _, name := range route {
-		if c := defined[name]; c != nil && c.Protocol != idp.ProtocolOIDC && hd.tokenConfig().Passes() {
-			return nil, fmt.Errorf("sso: IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream, at %s:%d", name, c.Protocol, file, line)
-		}
 	}
 	return hd, nil
 }
 
-// globalIdPs returns the idp blocks of the global sso option by name, and
-// whether there is such an option, so that directives can check the IdPs
-// they name at a line of the Caddyfile (global options are parsed first).
-func globalIdPs(h httpcaddyfile.Helper) (map[string]*IdPConfig, bool) {
-	app, ok := globalApp(h)
-	if !ok {
-		return nil, false
+// parseIdentityJWT parses
+//
+//	identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]
+func parseIdentityJWT(s setting) (*IdentityJWT, error) {
+	j := new(IdentityJWT)
+	if len(s.args)%2 != 0 {
+		return nil, s.errf("identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
 	}
-	return app.idpsByName(), true
+	for i := 0; i < len(s.args); i += 2 {
+		pair := setting{d: s.d, block: s.block + " identity_jwt", key: s.args[i], args: s.args[i+1 : i+2]}
+		var err error
+		switch pair.key {
+		case "header":
+			j.Header = pair.args[0]
+		case "audience":
+			j.Audience = pair.args[0]
+		case "ttl":
+			j.TTL, err = pair.duration()
+		case "key_rotation":
+			j.KeyRotation, err = pair.duration()
+		default:
+			err = pair.errf("unknown setting %q (expected header, ttl, audience or key_rotation)", pair.key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
 }
 
 // idpsByName returns the app's idp blocks by name.

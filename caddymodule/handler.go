@@ -120,38 +120,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso: loading the sso app: %w", err)
 	}
 	h.app = appIface.(*App)
-	names := h.idpNames()
-	if len(names) == 0 {
-		name, err := h.app.defaultIdP()
-		if err != nil {
-			return fmt.Errorf("sso handler: %w", err)
-		}
-		names = []string{name}
+	names, err := h.app.routeIdPs(h)
+	if err != nil {
+		return fmt.Errorf("sso handler: %w", err)
 	}
 	rt := &gateway.Route{PathPrefix: h.PathPrefix, Pages: h.app.pages, Logger: h.logger, Metrics: h.app.metrics, ClientIP: clientIP}
 	for _, name := range names {
-		p, err := h.app.provider(name)
-		if err != nil {
-			return fmt.Errorf("sso handler: %w", err)
-		}
-		rt.IdPs = append(rt.IdPs, p)
+		rt.IdPs = append(rt.IdPs, h.app.idps[name])
 	}
 	rt.Default = rt.IdPs[0]
 	if h.DefaultIdP != "" {
-		p, err := h.app.provider(h.DefaultIdP)
-		if err != nil {
-			return fmt.Errorf("sso handler: default_idp: %w", err)
-		}
-		rt.Default = p
+		rt.Default = h.app.idps[h.DefaultIdP]
 	}
 	rt.Chooser = len(rt.IdPs) > 1 && h.DefaultIdP == ""
-	rt.Mode, _ = gateway.ParseMode(h.Mode) // checked by Validate
-	if rt.Access, err = gateway.NewAccessPolicy(h.Allow, h.Deny); err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
-	if err := rt.Access.CheckIdPs(names); err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
+	rt.Mode, _ = gateway.ParseMode(h.Mode)                  // checked by Validate
+	rt.Access, _ = gateway.NewAccessPolicy(h.Allow, h.Deny) // checked by routeIdPs
 	if h.BaseURL != "" {
 		base, err := gateway.BaseOrigin(h.BaseURL)
 		if err != nil {
@@ -170,6 +153,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.route = rt
 	return nil
+}
+
+// routeIdPs returns the names of the route's IdPs (those h names, or the
+// app's only one), holding h to the app's idp blocks: every IdP it names is
+// defined, its access rules name only IdPs of the route, and only OpenID
+// Connect IdPs pass tokens upstream. The Caddyfile parser runs it where
+// the directive's line is known, and Provision for JSON configs.
+func (a *App) routeIdPs(h *Handler) ([]string, error) {
+	if len(a.IdPs) == 0 {
+		return nil, errors.New("no identity provider is configured: define one in the global sso option (sso { idp <name> oidc|saml { … } })")
+	}
+	names := h.idpNames()
+	if len(names) == 0 {
+		name, err := a.defaultIdP()
+		if err != nil {
+			return nil, fmt.Errorf("%w (sso <idp>…, or idp <name>… in the block)", err)
+		}
+		names = []string{name}
+	}
+	defined := a.idpsByName()
+	for _, name := range append(h.idpNames(), h.DefaultIdP) {
+		if name != "" && defined[name] == nil {
+			return nil, fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
+		}
+	}
+	policy, err := gateway.NewAccessPolicy(h.Allow, h.Deny)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.CheckIdPs(names); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if c := defined[name]; c.Protocol != idp.ProtocolOIDC && h.tokenConfig().Passes() {
+			return nil, fmt.Errorf("IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream", name, c.Protocol)
+		}
+	}
+	return names, nil
 }
 
 // idpNames lists the route's IdPs in order, without repeats.

@@ -145,7 +145,7 @@ func (c *IdPConfig) validate() error {
 		if c.SAML == nil {
 			return errors.New("a saml block needs one of metadata_url, metadata_file or metadata")
 		}
-		return c.SAML.validate()
+		return c.SAML.check(true)
 	}
 	return nil
 }

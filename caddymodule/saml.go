@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -68,20 +69,29 @@ type SPCertConfig struct {
 
 var requestBindings = []string{saml.BindingRedirect, saml.BindingPost}
 
-func (c *SAMLConfig) validate() error {
+// check holds the settings to the rules of idp/saml; complete, it also
+// requires a metadata source, which the Caddyfile parser, checking each
+// line as it reads it, asks for only at the end of the block.
+func (c *SAMLConfig) check(complete bool) error {
 	n := 0
 	for _, set := range []bool{c.MetadataURL != "", c.MetadataFile != "", c.Metadata != ""} {
 		if set {
 			n++
 		}
 	}
-	if n != 1 {
-		return errors.New("saml needs exactly one of metadata_url, metadata_file or metadata")
+	switch {
+	case n > 1:
+		return errors.New("the IdP metadata is already given: use one of metadata_url, metadata_file or metadata")
+	case n == 0 && complete:
+		return errors.New("saml needs one of metadata_url, metadata_file or metadata")
 	}
 	if c.MetadataURL != "" && !hasPlaceholder(c.MetadataURL) {
 		if _, err := idp.CheckURL(c.MetadataURL); err != nil {
 			return fmt.Errorf("metadata_url: %w", err)
 		}
+	}
+	if c.Metadata != "" && !strings.Contains(c.Metadata, "<") {
+		return errors.New("metadata takes the IdP metadata XML itself (for a file, use metadata_file)")
 	}
 	if c.RequestBinding != "" {
 		if err := oneOf("request_binding", c.RequestBinding, requestBindings); err != nil {
@@ -89,7 +99,7 @@ func (c *SAMLConfig) validate() error {
 		}
 	}
 	if len(c.SPCerts) > saml.MaxSPKeys {
-		return fmt.Errorf("at most %d sp_cert lines (current and previous)", saml.MaxSPKeys)
+		return fmt.Errorf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
 	}
 	for _, sc := range c.SPCerts {
 		if sc.Cert == "" || sc.Key == "" {
@@ -97,13 +107,13 @@ func (c *SAMLConfig) validate() error {
 		}
 	}
 	if c.ClockSkew < 0 || time.Duration(c.ClockSkew) > saml.MaxClockSkew {
-		return fmt.Errorf("clock_skew must be between 0 and %v", saml.MaxClockSkew)
+		return fmt.Errorf("clock_skew %v must be between 0 and the maximum of %v", time.Duration(c.ClockSkew), saml.MaxClockSkew)
 	}
 	if c.MetadataRefresh < 0 {
 		return errors.New("metadata_refresh must not be negative")
 	}
 	if err := saml.CheckMaxResponseSize(c.MaxResponseSize); err != nil {
-		return fmt.Errorf("max_response_size %w", err)
+		return fmt.Errorf("max_response_size %d bytes %w", c.MaxResponseSize, err)
 	}
 	return nil
 }

@@ -3,10 +3,8 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,7 +13,6 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
-	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -119,8 +116,8 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 	e := s.endpoint()
 	names := make([]string, len(s.IdPs))
 	for i, c := range s.IdPs {
-		if _, err := app.scimProvider(c.Name); err != nil {
-			return fmt.Errorf("sso_scim: idp %s: %w in the global sso option", c.Name, err)
+		if err := app.scimIdP(c.Name); err != nil {
+			return fmt.Errorf("sso_scim: idp %s: %w", c.Name, err)
 		}
 		token := repl.ReplaceKnown(c.Token, "")
 		if len(token) < scim.MinTokenLength {
@@ -173,16 +170,8 @@ func (s *SCIMHandler) validateSettings() error {
 	if err := s.endpoint().CheckSettings(hasPlaceholder); err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
-	if s.MaxBodySize > maxSCIMBodySize {
-		return fmt.Errorf("sso_scim: max_body_size %d bytes is more than %s: it must be a size between 1 byte and 1 GiB (default 1 MiB)",
-			s.MaxBodySize, humanize.IBytes(maxSCIMBodySize))
-	}
 	return nil
 }
-
-// maxSCIMBodySize is the largest max_body_size: SCIM bodies are read
-// whole into memory, and no SCIM request of one resource comes near it.
-const maxSCIMBodySize = 1 << 30
 
 // endpoint is the handler's configuration as provision/scim takes it.
 func (s *SCIMHandler) endpoint() scim.Endpoint {
@@ -208,19 +197,18 @@ func placeholderOnly(token string) string {
 	return "(written in the config)"
 }
 
-// scimProvider returns the named IdP, which must say in its own block that
-// SCIM manages it: its sign-ins then refuse identities SCIM deleted
+// scimIdP checks that the named IdP's block says SCIM manages it: its
+// sign-ins then refuse identities SCIM deleted
 // (provision.Rules.SCIMManaged), and that must not depend on whether some
 // other block of the config happens to list it.
-func (a *App) scimProvider(name string) (*gateway.IdP, error) {
-	p, err := a.provider(name)
-	if err != nil {
-		return nil, err
+func (a *App) scimIdP(name string) error {
+	switch c := a.idpsByName()[name]; {
+	case c == nil:
+		return fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
+	case !c.SCIM:
+		return fmt.Errorf("identity provider %q is not marked as provisioned by SCIM: add the line `scim` to its idp block", name)
 	}
-	if !p.SignIn.Rules.SCIMManaged {
-		return nil, fmt.Errorf("identity provider %q is not marked as provisioned by SCIM: add the line `scim` to its idp block", name)
-	}
-	return p, nil
+	return nil
 }
 
 // parseSCIMDirective parses
@@ -234,68 +222,61 @@ func (a *App) scimProvider(name string) (*gateway.IdP, error) {
 //
 // Each named IdP must be defined in the global sso option.
 func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	s := new(SCIMHandler)
+	sh := new(SCIMHandler)
 	h.Next() // "sso_scim"
 	if h.NextArg() {
 		return nil, h.Err("sso_scim: expected: sso_scim { idp <name> <token> … }")
 	}
-	defined, haveGlobal := globalIdPs(h)
+	app, _ := globalApp(h)
 	given := make(onceEach)
 	for h.NextBlock(0) {
-		key := h.Val()
-		args := h.RemainingArgs()
-		if key != "idp" {
-			if err := given.once(h.Dispenser, "sso_scim ", key); err != nil {
+		s := next(h.Dispenser, "sso_scim")
+		if s.key != "idp" {
+			if err := given.once(h.Dispenser, "sso_scim ", s.key); err != nil {
 				return nil, err
 			}
 		}
-		switch key {
+		var err error
+		switch s.key {
 		case "idp":
-			if len(args) != 2 {
-				return nil, h.Err("sso_scim idp: expected: idp <name> <token>, the token a placeholder such as {env.SCIM_TOKEN}")
+			if len(s.args) != 2 {
+				return nil, s.errf("expected: idp <name> <token>, the token a placeholder such as {env.SCIM_TOKEN}")
 			}
-			c := SCIMIdP{Name: args[0], Token: args[1]}
-			switch {
-			case !haveGlobal:
+			c := SCIMIdP{Name: s.args[0], Token: s.args[1]}
+			if app == nil {
 				return nil, h.Errf("sso_scim idp %s: there is no global sso option to define this identity provider in", c.Name)
-			case defined[c.Name] == nil:
-				return nil, h.Errf("sso_scim idp %s: no identity provider by that name in the global sso option (defined: %s)",
-					c.Name, strings.Join(slices.Sorted(maps.Keys(defined)), ", "))
-			case !defined[c.Name].SCIM:
-				return nil, h.Errf("sso_scim idp %s: the identity provider's block in the global sso option must say that SCIM provisions it: add the line `scim` to it", c.Name)
 			}
-			s.IdPs = append(s.IdPs, c)
+			if err := app.scimIdP(c.Name); err != nil {
+				return nil, h.Errf("sso_scim idp %s: %v", c.Name, err)
+			}
+			sh.IdPs = append(sh.IdPs, c)
 		case "base_path":
-			if len(args) != 1 {
-				return nil, h.Err("sso_scim base_path: expected one path")
-			}
-			s.BasePath = args[0]
+			sh.BasePath, err = s.one()
 		case "base_url":
-			if len(args) != 1 {
-				return nil, h.Err("sso_scim base_url: expected one URL")
-			}
-			s.BaseURL = args[0]
+			sh.BaseURL, err = s.one()
 		case "max_body_size":
-			if len(args) != 1 {
-				return nil, h.Err("sso_scim max_body_size: expected one size")
+			var v string
+			if v, err = s.one(); err == nil {
+				n, perr := humanize.ParseBytes(v)
+				if perr != nil || n == 0 || n > math.MaxInt64 {
+					return nil, s.errf("max_body_size %q is not a size between 1 byte and 1 GiB", v)
+				}
+				sh.MaxBodySize = int64(n) // at most 1 GiB: validateSettings, below
 			}
-			n, err := humanize.ParseBytes(args[0])
-			if err != nil || n == 0 || n > math.MaxInt64 {
-				return nil, h.Errf("sso_scim max_body_size: %q is not a size between 1 byte and 1 GiB", args[0])
-			}
-			s.MaxBodySize = int64(n) // at most 1 GiB: validateSettings, below
-
 		default:
-			return nil, h.Errf("sso_scim: unknown setting %q (expected idp, base_path, base_url or max_body_size)", key)
+			err = s.errf("unknown setting %q (expected idp, base_path, base_url or max_body_size)", s.key)
 		}
-		if err := s.validateSettings(); err != nil {
+		if err != nil {
+			return nil, err
+		}
+		if err := sh.validateSettings(); err != nil {
 			return nil, h.Errf("%v", err)
 		}
 	}
-	if len(s.IdPs) == 0 {
+	if len(sh.IdPs) == 0 {
 		return nil, h.Errf("%v", errNoSCIMIdP)
 	}
-	return s, nil
+	return sh, nil
 }
 
 var (

@@ -22,7 +22,7 @@ func TestJSONValidation(t *testing.T) {
 		want               []string // nil: accepted
 	}{
 		// sso_scim: the body cap of the Caddyfile parser.
-		{"scim body above 1 GiB", "scim", `{"idps":[{"name":"entra","token":"{env.T}"}],"max_body_size":1073741825}`, []string{"max_body_size 1073741825 bytes is more than 1.0 GiB"}},
+		{"scim body above 1 GiB", "scim", `{"idps":[{"name":"entra","token":"{env.T}"}],"max_body_size":1073741825}`, []string{"max_body_size 1073741825 bytes must be between 1 byte and 1 GiB"}},
 		{"scim body of 1 GiB", "scim", `{"idps":[{"name":"entra","token":"{env.T}"}],"max_body_size":1073741824}`, nil},
 
 		// session: a negative lifetime would silently become the default;

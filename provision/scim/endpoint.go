@@ -72,8 +72,8 @@ func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 			return fmt.Errorf("base_url %w", err)
 		}
 	}
-	if e.MaxBodyBytes < 0 {
-		return errors.New("max_body_size must be positive")
+	if e.MaxBodyBytes < 0 || e.MaxBodyBytes > MaxBodyBytesLimit {
+		return fmt.Errorf("max_body_size %d bytes must be between 1 byte and 1 GiB (default 1 MiB)", e.MaxBodyBytes)
 	}
 	return nil
 }

@@ -39,7 +39,9 @@ func TestEndpointCheckSettings(t *testing.T) {
 		{"relative base path", scim.Endpoint{BasePath: "scim/v2"}, `base_path "scim/v2" must start with /`},
 		{"base URL without scheme", scim.Endpoint{BaseURL: "scim.example.com/scim"}, `base_url "scim.example.com/scim" is not an absolute http(s) URL`},
 		{"base URL of another scheme", scim.Endpoint{BaseURL: "ftp://x/scim"}, "not an absolute http(s) URL"},
-		{"negative body size", scim.Endpoint{MaxBodyBytes: -1}, "max_body_size must be positive"},
+		{"negative body size", scim.Endpoint{MaxBodyBytes: -1}, "max_body_size -1 bytes must be between 1 byte and 1 GiB"},
+		{"body size above 1 GiB", scim.Endpoint{MaxBodyBytes: 1<<30 + 1}, "max_body_size 1073741825 bytes must be between 1 byte and 1 GiB"},
+		{"body size of 1 GiB", scim.Endpoint{MaxBodyBytes: 1 << 30}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

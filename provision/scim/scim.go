@@ -58,6 +58,9 @@ import (
 const (
 	DefaultBasePath     = "/scim/v2"
 	DefaultMaxBodyBytes = 1 << 20
+	// MaxBodyBytesLimit is the largest MaxBodyBytes: SCIM bodies are read
+	// whole into memory, and no SCIM request of one resource comes near it.
+	MaxBodyBytesLimit = 1 << 30
 	// MinTokenLength is the shortest bearer token New accepts. Entra and
 	// Okta store whatever the admin pastes; a short token is guessable,
 	// and the token is all that stands between the internet and

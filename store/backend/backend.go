@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/store"
@@ -74,8 +75,10 @@ func Parse(s string) (Spec, error) {
 // them (before placeholders are resolved): a bbolt file takes no
 // PostgreSQL settings, PostgreSQL needs a DSN and takes no path, and no
 // limit is negative. An empty Backend is Bolt. The errors use the config's
-// names for the settings.
-func (s Spec) Check() error {
+// names for the settings. A DSN deferred reports true for (one with a
+// placeholder, resolved later) is not parsed yet; any other must parse as
+// Open parses it, and the error never shows it: it may hold a password.
+func (s Spec) Check(deferred func(string) bool) error {
 	switch s.Backend {
 	case "", Bolt:
 		if s.DSN != "" || s.MaxConns != 0 || s.StatementTimeout != 0 {
@@ -90,6 +93,11 @@ func (s Spec) Check() error {
 		}
 		if s.MaxConns < 0 || s.StatementTimeout < 0 {
 			return errors.New("pool_size and statement_timeout must not be negative")
+		}
+		if deferred == nil || !deferred(s.DSN) {
+			if _, err := pgxpool.ParseConfig(s.DSN); err != nil {
+				return errors.New("the connection string (not shown: it may hold a password) does not parse; it is a postgres://user:password@host:port/database URL or key=value pairs, best a placeholder such as {env.SSO_DATABASE_URL}")
+			}
 		}
 	default:
 		return fmt.Errorf("unknown backend %q (expected one of: %s, %s)", s.Backend, Bolt, Postgres)

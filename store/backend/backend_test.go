@@ -65,6 +65,8 @@ func TestCheck(t *testing.T) {
 		{"default", Spec{}, ""},
 		{"bolt path", Spec{Backend: Bolt, Path: "/var/lib/sso.db"}, ""},
 		{"postgres", Spec{Backend: Postgres, DSN: "{env.SSO_DATABASE_URL}", MaxConns: 20, StatementTimeout: time.Second}, ""},
+		{"postgres literal dsn", Spec{Backend: Postgres, DSN: "postgres://caddy@db.internal:5432/sso?sslmode=disable"}, ""},
+		{"postgres malformed dsn", Spec{Backend: Postgres, DSN: "postgres://u:hunter2@db:notaport/sso"}, "the connection string (not shown"},
 		{"bolt with dsn", Spec{DSN: "postgres://db/sso"}, "dsn, pool_size and statement_timeout are postgres settings"},
 		{"bolt with pool size", Spec{Backend: Bolt, MaxConns: 5}, "are postgres settings"},
 		{"bolt with statement timeout", Spec{Backend: Bolt, StatementTimeout: time.Second}, "are postgres settings"},
@@ -76,7 +78,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.spec.Check()
+			err := tt.spec.Check(func(dsn string) bool { return strings.Contains(dsn, "{") })
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -85,6 +87,9 @@ func TestCheck(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows the DSN's password", err)
 			}
 		})
 	}
