@@ -52,10 +52,10 @@ func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 
 	// Ending fails (a message naming neither subject nor session): the
 	// transaction rolls back, and the ID with it.
-	if _, err := ender.EndSessions(ctx, "okta", "", "", once); err == nil {
+	if _, err := ender.EndSessions(ctx, "okta", "", nil, once); err == nil {
 		t.Fatal("a message naming no session was accepted")
 	}
-	if n, err := ender.EndSessions(ctx, "okta", "sub-ada", "", once); err != nil || n != 2 {
+	if n, err := ender.EndSessions(ctx, "okta", "sub-ada", nil, once); err != nil || n != 2 {
 		t.Fatalf("the retry ended %d sessions (%v), want 2", n, err)
 	}
 	if signedIn(first) || signedIn(second) {
@@ -63,7 +63,7 @@ func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 	}
 
 	third := signIn()
-	n, err := ender.EndSessions(ctx, "okta", "sub-ada", "", once)
+	n, err := ender.EndSessions(ctx, "okta", "sub-ada", nil, once)
 	var le *idp.LoginError
 	if !errors.As(err, &le) || le.Code != once.Code || !le.Logout || n != 0 {
 		t.Fatalf("the replayed message: %d sessions, %v; want a refusal with %s", n, err, once.Code)
@@ -73,7 +73,7 @@ func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 	}
 	// Without a single-use ID (front-channel logout, SAML SLO), the
 	// sessions simply end.
-	if n, err := ender.EndSessions(ctx, "okta", "sub-ada", "", nil); err != nil || n != 1 || signedIn(third) {
+	if n, err := ender.EndSessions(ctx, "okta", "sub-ada", nil, nil); err != nil || n != 1 || signedIn(third) {
 		t.Errorf("without a single-use ID: ended %d (%v), want 1", n, err)
 	}
 }
@@ -92,11 +92,105 @@ func TestIdPLogoutUnknownSessionWritesNothing(t *testing.T) {
 	ender := account.IdPLogout{Accounts: &account.Service{Store: db}}
 	before := commits
 	for i := range 5 {
-		if n, err := ender.EndSessions(ctx, "okta", "", fmt.Sprintf("made-up-sid-%d", i), nil); err != nil || n != 0 {
+		if n, err := ender.EndSessions(ctx, "okta", "", []string{fmt.Sprintf("made-up-sid-%d", i)}, nil); err != nil || n != 0 {
 			t.Fatalf("EndSessions of an unknown sid = %d, %v", n, err)
 		}
 	}
 	if commits != before {
 		t.Errorf("%d commits for sids that name no session, want 0", commits-before)
+	}
+}
+
+// TestIdPLogoutSeveralSessionIDs: a message naming several session IDs (a
+// SAML LogoutRequest with several SessionIndex values) ends all of them,
+// and only them, in the one transaction that uses the message up; sent
+// again it ends nothing. Without a subject, each session ID names its
+// sessions; an empty session ID narrows nothing.
+func TestIdPLogoutSeveralSessionIDs(t *testing.T) {
+	ctx := context.Background()
+	var commits int
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { commits++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sessions := session.New(db, session.Config{}, nil, nil)
+	u := &store.User{Email: "ada@example.com", Active: true}
+	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(idpName, subject, sid string) string {
+		token, _, err := sessions.Create(ctx, u, idpName, store.LogoutInfo{Subject: subject, SessionID: sid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	signedIn := func(token string) bool {
+		_, err := sessions.Resolve(ctx, token)
+		if err != nil && !errors.Is(err, session.ErrNoSession) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	a1, a2, a3 := signIn("okta", "sub-ada", "idx-1"), signIn("okta", "sub-ada", "idx-2"), signIn("okta", "sub-ada", "idx-3")
+	bob := signIn("okta", "sub-bob", "idx-1")    // same session ID, another subject
+	entra := signIn("entra", "sub-ada", "idx-2") // same subject and session ID, another IdP
+	acc := &account.Service{Store: db, Cache: sessions}
+	ender := account.IdPLogout{Accounts: acc}
+	once := &idp.SingleUse{Kind: "saml_id", ID: "okta/LogoutRequest:id-1", Until: time.Now().Add(10 * time.Minute), Code: "saml_replayed"}
+
+	before := commits
+	n, err := ender.EndSessions(ctx, "okta", "sub-ada", []string{"idx-2", "idx-1", "idx-2", "idx-unknown"}, once)
+	if err != nil || n != 2 {
+		t.Fatalf("ended %d sessions (%v), want 2", n, err)
+	}
+	if commits-before != 1 {
+		t.Errorf("%d commits, want 1", commits-before)
+	}
+	if signedIn(a1) || signedIn(a2) {
+		t.Error("a named session survived")
+	}
+	if !signedIn(a3) || !signedIn(bob) || !signedIn(entra) {
+		t.Error("a session the message did not name ended")
+	}
+	var events []store.Event
+	if err := db.View(ctx, func(tx store.Tx) error {
+		events, err = tx.AuditEvents(store.AuditQuery{Type: store.EventSessionLoggedOut, Limit: 10})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 2 || events[0].Reason != account.ReasonIdPLogout {
+		t.Errorf("logout events = %+v, want 2 with reason %s", events, account.ReasonIdPLogout)
+	}
+
+	a1 = signIn("okta", "sub-ada", "idx-1")
+	n, err = ender.EndSessions(ctx, "okta", "sub-ada", []string{"idx-1", "idx-2"}, once)
+	var le *idp.LoginError
+	if !errors.As(err, &le) || le.Code != once.Code || n != 0 || !signedIn(a1) {
+		t.Fatalf("the message again: %d sessions, %v; want a refusal with %s and nothing ended", n, err, once.Code)
+	}
+
+	// Without a subject: each session ID, of any subject of this IdP.
+	if n, err := ender.EndSessions(ctx, "okta", "", []string{"idx-1", "idx-3"}, nil); err != nil || n != 3 ||
+		signedIn(a1) || signedIn(a3) || signedIn(bob) || !signedIn(entra) {
+		t.Fatalf("by session IDs alone: ended %d (%v), want 3", n, err)
+	}
+	// An empty session ID narrows nothing: every session of the subject.
+	e1, e2 := entra, signIn("entra", "sub-ada", "idx-5")
+	if n, err := ender.EndSessions(ctx, "entra", "sub-ada", []string{"idx-9", ""}, nil); err != nil || n != 2 || signedIn(e1) || signedIn(e2) {
+		t.Fatalf("with an empty session ID: ended %d (%v), want 2", n, err)
+	}
+	// Session IDs that name nothing cost a read, not a commit.
+	before = commits
+	if n, err := ender.EndSessions(ctx, "okta", "", []string{"made-up-1", "made-up-2"}, nil); err != nil || n != 0 {
+		t.Fatalf("unknown session IDs: %d, %v", n, err)
+	}
+	if commits != before {
+		t.Errorf("%d commits for session IDs that name no session, want 0", commits-before)
+	}
+	if _, err := ender.EndSessions(ctx, "okta", "", []string{""}, nil); err == nil {
+		t.Error("a message naming neither a subject nor a session ID was accepted")
 	}
 }

@@ -21,7 +21,14 @@ import (
 // audited as session.logged_out with ReasonIdPLogout. It returns how many
 // ended; none is not an error (the user may have signed out already).
 func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info store.LogoutInfo) (int, error) {
-	sessions, err := idpSessions(tx, idp, info)
+	return s.endIdPSessionsTx(tx, c, idp, info.Subject, sessionIDList(info.SessionID))
+}
+
+// endIdPSessionsTx is EndIdPSessionsTx for a message that may name several
+// session IDs (a SAML LogoutRequest with several SessionIndex values): it
+// ends every session of idp that idpSessions finds for them.
+func (s *Service) endIdPSessionsTx(tx store.Tx, c *Change, idp, subject string, sessionIDs []string) (int, error) {
+	sessions, err := idpSessions(tx, idp, subject, sessionIDs)
 	if err != nil {
 		return 0, err
 	}
@@ -44,25 +51,49 @@ func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info stor
 	return ended, nil
 }
 
-// idpSessions returns the sessions of idp that info names.
-func idpSessions(tx store.Tx, idp string, info store.LogoutInfo) ([]*store.Session, error) {
-	var (
-		sessions []*store.Session
-		err      error
-	)
-	switch {
-	case info.Subject != "":
-		sessions, err = tx.SessionsBySubject(idp, info.Subject)
-	case info.SessionID != "":
-		sessions, err = tx.SessionsBySessionID(idp, info.SessionID)
-	default:
+// sessionIDList is a single session ID as the list idpSessions takes.
+func sessionIDList(sessionID string) []string {
+	if sessionID == "" {
+		return nil
+	}
+	return []string{sessionID}
+}
+
+// idpSessions returns the sessions of idp that a logout message names,
+// each once: with a subject, the subject's sessions, narrowed to those
+// whose session ID is one of sessionIDs unless sessionIDs is empty or
+// holds "" (which narrows nothing, as it always has); without one, the
+// sessions with one of sessionIDs.
+func idpSessions(tx store.Tx, idp, subject string, sessionIDs []string) ([]*store.Session, error) {
+	ids := slices.Compact(slices.Sorted(slices.Values(sessionIDs)))
+	if subject != "" {
+		sessions, err := tx.SessionsBySubject(idp, subject)
+		if err != nil {
+			return nil, fmt.Errorf("end IdP sessions: %w", err)
+		}
+		if len(ids) == 0 || ids[0] == "" { // sorted: "" comes first
+			return sessions, nil
+		}
+		return slices.DeleteFunc(sessions, func(ss *store.Session) bool {
+			_, found := slices.BinarySearch(ids, ss.Logout.SessionID)
+			return !found
+		}), nil
+	}
+	if len(ids) > 0 && ids[0] == "" {
+		ids = ids[1:]
+	}
+	if len(ids) == 0 {
 		return nil, errors.New("end IdP sessions: neither a subject nor a session ID")
 	}
-	if err != nil {
-		return nil, fmt.Errorf("end IdP sessions: %w", err)
-	}
-	if info.SessionID != "" {
-		sessions = slices.DeleteFunc(sessions, func(ss *store.Session) bool { return ss.Logout.SessionID != info.SessionID })
+	var sessions []*store.Session
+	for _, id := range ids {
+		found, err := tx.SessionsBySessionID(idp, id)
+		if err != nil {
+			return nil, fmt.Errorf("end IdP sessions: %w", err)
+		}
+		// The index may hold sessions of another session ID (as the
+		// subject's holds every session): keep only this one's.
+		sessions = append(sessions, slices.DeleteFunc(found, func(ss *store.Session) bool { return ss.Logout.SessionID != id })...)
 	}
 	return sessions, nil
 }
@@ -71,9 +102,15 @@ func idpSessions(tx store.Tx, idp string, info store.LogoutInfo) ([]*store.Sessi
 // can name a session (a front-channel logout is a GET with a sid), so
 // one that names none costs a read, not a durable commit.
 func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.LogoutInfo) (int, error) {
+	return s.endIdPSessions(ctx, idp, info.Subject, sessionIDList(info.SessionID))
+}
+
+// endIdPSessions is EndIdPSessions for several session IDs, all ended in
+// one transaction; a message that names no existing session costs a read.
+func (s *Service) endIdPSessions(ctx context.Context, idp, subject string, sessionIDs []string) (int, error) {
 	var found bool
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		sessions, err := idpSessions(tx, idp, info)
+		sessions, err := idpSessions(tx, idp, subject, sessionIDs)
 		found = len(sessions) > 0
 		return err
 	})
@@ -83,7 +120,7 @@ func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.Log
 	var n int
 	err = s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
-		n, err = s.EndIdPSessionsTx(tx, c, idp, info)
+		n, err = s.endIdPSessionsTx(tx, c, idp, subject, sessionIDs)
 		return err
 	})
 	return n, err
@@ -97,27 +134,30 @@ type IdPLogout struct{ Accounts *Service }
 
 var _ idp.SessionEnder = IdPLogout{}
 
-// EndSessions ends the sessions of idpName the message names
-// (EndIdPSessions). With once, the message is used up in the transaction
-// that ends them: a message seen before ends nothing, and one whose
-// sessions could not be ended stays unused for the IdP's retry.
-func (l IdPLogout) EndSessions(ctx context.Context, idpName, subject, sessionID string, once *idp.SingleUse) (int, error) {
-	info := store.LogoutInfo{Subject: subject, SessionID: sessionID}
+// EndSessions ends the sessions of idpName the message names, for every
+// session ID it names, in one transaction (EndIdPSessions). With once, the
+// message is used up in that transaction: a message seen before ends
+// nothing, and one whose sessions could not be ended stays unused for the
+// IdP's retry.
+func (l IdPLogout) EndSessions(ctx context.Context, idpName, subject string, sessionIDs []string, once *idp.SingleUse) (int, error) {
 	if once == nil {
-		return l.Accounts.EndIdPSessions(ctx, idpName, info)
+		return l.Accounts.endIdPSessions(ctx, idpName, subject, sessionIDs)
 	}
 	var n int
 	err := l.Accounts.Update(ctx, func(tx store.Tx, c *Change) error {
+		n = 0
 		first, err := tx.Consume(once.Kind, once.ID, once.Until)
 		if err != nil {
 			return fmt.Errorf("consuming %s: %w", once.Kind, err)
 		}
 		if !first {
-			n = 0
 			return idp.FailLogout(once.Code, fmt.Errorf("%s %.64q used before", once.Kind, once.ID))
 		}
-		n, err = l.Accounts.EndIdPSessionsTx(tx, c, idpName, info)
+		n, err = l.Accounts.endIdPSessionsTx(tx, c, idpName, subject, sessionIDs)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -69,8 +69,13 @@ var ErrNoEndpoint = errors.New("no such endpoint")
 type Runtime struct {
 	// Flows binds logins in progress to the browser that began them.
 	Flows *FlowCookies
-	// Replay makes protocol messages that are not sign-ins single-use
-	// (SAML LogoutRequest IDs; OIDC logout tokens go through Sessions).
+	// Replay consumes single-use IDs in a transaction of their own. No
+	// provider here uses it any more, nor requires it: the IDs of sign-ins
+	// travel in Assertion.SingleUse to the sign-in transaction, and those of
+	// logout messages (SAML LogoutRequest IDs, OIDC logout token jti) to
+	// Sessions, whose transaction ends the sessions they name; an ID used
+	// up apart from the work it guards would refuse the IdP's retry when
+	// that work failed.
 	Replay ReplayGuard
 	// Secrets keeps key material the provider generates (a SAML SP key pair).
 	Secrets Secrets
@@ -88,14 +93,18 @@ type Secrets interface {
 }
 
 // SessionEnder ends local sessions an identity provider names in a logout
-// message: every session of idp whose LogoutInfo.Subject is subject and, when
-// sessionID is not empty, whose LogoutInfo.SessionID is sessionID; or, with an
-// empty subject, every session with that sessionID.
+// message: every session of idp whose LogoutInfo.Subject is subject and,
+// when sessionIDs names any, whose LogoutInfo.SessionID is one of them (a
+// SAML LogoutRequest may carry several SessionIndex values; an empty one
+// narrows nothing, as if none were given); or, with an empty subject, every
+// session whose SessionID is one of sessionIDs. All of them end in one
+// transaction, and it returns how many did.
 //
-// once, when not nil, makes the message single-use in the same transaction
-// (an OIDC logout token's jti): a message seen before ends nothing and is a
-// *LoginError with once.Code and Logout set, and a message whose sessions
-// could not be ended is not used up, so the IdP's retry still ends them.
+// once, when not nil, makes the message single-use in that same
+// transaction (an OIDC logout token's jti, a SAML LogoutRequest ID): a
+// message seen before ends nothing and is a *LoginError with once.Code and
+// Logout set, and a message whose sessions could not be ended is not used
+// up, so the IdP's retry still ends them.
 type SessionEnder interface {
-	EndSessions(ctx context.Context, idp, subject, sessionID string, once *SingleUse) (int, error)
+	EndSessions(ctx context.Context, idp, subject string, sessionIDs []string, once *SingleUse) (int, error)
 }

@@ -105,7 +105,7 @@ type endedSessions struct {
 	fail   error
 }
 
-func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject, sessionID string, once *idp.SingleUse) (int, error) {
+func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject string, sessionIDs []string, once *idp.SingleUse) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -116,7 +116,7 @@ func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject, sessi
 			return 0, idp.FailLogout(once.Code, errors.New("used before"))
 		}
 	}
-	s.calls = append(s.calls, idpName+"|"+subject+"|"+sessionID)
+	s.calls = append(s.calls, idpName+"|"+subject+"|"+strings.Join(sessionIDs, ","))
 	return 1, nil
 }
 

@@ -73,7 +73,7 @@ const (
 //
 // Every other name is idp.ErrNoEndpoint.
 func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, _, name string) error {
-	if p.rt.Sessions == nil || p.rt.Replay == nil {
+	if p.rt.Sessions == nil {
 		return idp.ErrNoEndpoint // started without the means to end sessions
 	}
 	switch name {
@@ -113,7 +113,7 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeIdPUnavailable))
 		return
 	}
-	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, lt.sessionID, p.logoutTokenOnce(lt))
+	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, sessionIDs(lt.sessionID), p.logoutTokenOnce(lt))
 	if err != nil {
 		var le *idp.LoginError
 		if errors.As(err, &le) {
@@ -248,6 +248,15 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	return &logoutToken{subject: sub, sessionID: sid, jti: jti, issuedAt: iat}, nil
 }
 
+// sessionIDs is a logout token's sid as idp.SessionEnder takes it: none
+// when the token names only sub (every session of sub ends).
+func sessionIDs(sid string) []string {
+	if sid == "" {
+		return nil
+	}
+	return []string{sid}
+}
+
 // logoutTokenOnce makes the token's jti single-use, across restarts and
 // instances (the store's single-use register). It is remembered as long as
 // the token could be accepted: until iat plus the clock skew, and a margin.
@@ -280,7 +289,7 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 	if len(sid) != 1 || sid[0] == "" || len(sid[0]) > maxLogoutID {
 		return idp.FailLogout(CodeFrontChannelSID, errors.New("front-channel logout without one sid"))
 	}
-	n, err := p.rt.Sessions.EndSessions(r.Context(), p.cfg.Name, "", sid[0], nil)
+	n, err := p.rt.Sessions.EndSessions(r.Context(), p.cfg.Name, "", sid, nil)
 	if err != nil {
 		return idp.FailLogout(CodeLogoutFailed, err)
 	}

@@ -64,7 +64,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	if err != nil {
 		return err
 	}
-	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
 	binding := saml.HTTPRedirectBinding
 	if p.cfg.RequestBinding == BindingPost {
 		binding = saml.HTTPPostBinding
@@ -246,13 +246,13 @@ func claimsInResponseTo(data []byte) bool {
 // verify is Callback once it knows which login the response answers.
 func (p *Provider) verify(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool) (*idp.Assertion, error) {
 	now := p.cfg.Now()
-	rec := &assertionRecorder{prefix: p.cfg.Name + "/"}
-	a, err := p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now, rec)
+	rec := &singleUseRecorder{prefix: p.cfg.Name + "/"}
+	a, err := p.parse(e, md, xmlData, requestIDs, idpInitiated, now, rec)
 	if err != nil && errors.Is(err, saml.ErrUntrustedCertificate) && p.refreshForUnknownKey(ctx, md) {
 		// The IdP may have rolled its signing key over: try once more
 		// with the metadata just fetched.
 		md = p.md.Load()
-		a, err = p.parse(ctx, e, md, xmlData, requestIDs, idpInitiated, now, rec)
+		a, err = p.parse(e, md, xmlData, requestIDs, idpInitiated, now, rec)
 	}
 	if err != nil {
 		return nil, classify(err)
@@ -284,8 +284,8 @@ func (p *Provider) readForm(w http.ResponseWriter, r *http.Request) (url.Values,
 	return r.PostForm, nil
 }
 
-func (p *Provider) parse(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool, now time.Time, rec *assertionRecorder) (*saml.Assertion, error) {
-	sp := p.serviceProvider(ctx, e, md.ed, now)
+func (p *Provider) parse(e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool, now time.Time, rec *singleUseRecorder) (*saml.Assertion, error) {
+	sp := p.serviceProvider(e, md.ed, now)
 	sp.AllowIDPInitiated = idpInitiated
 	sp.ReplayCache = rec
 	// The ACS URL, not r.URL: behind a proxy the request URL lacks the

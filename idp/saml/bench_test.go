@@ -63,7 +63,7 @@ func BenchmarkACS(b *testing.B) {
 			}
 
 			b.Run("ParseResponse", func(b *testing.B) {
-				sp := h.p.serviceProvider(context.Background(), e, md.ed, frozen)
+				sp := h.p.serviceProvider(e, md.ed, frozen)
 				sp.ReplayCache = nil
 				b.ReportAllocs()
 				b.ResetTimer()

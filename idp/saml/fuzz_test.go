@@ -158,10 +158,26 @@ func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, 
 	return p
 }
 
-// EndSessions records the sessions a LogoutRequest ends.
-func (s *fuzzSP) EndSessions(_ context.Context, _, subject, sessionID string, _ *idp.SingleUse) (int, error) {
-	s.ended = append(s.ended, [2]string{subject, sessionID})
-	return 1, nil
+// EndSessions records the sessions a LogoutRequest ends and, as the
+// store's session ender does in the same transaction, uses once up: a
+// request seen before ends nothing.
+func (s *fuzzSP) EndSessions(ctx context.Context, _, subject string, sessionIDs []string, once *idp.SingleUse) (int, error) {
+	if once != nil && s.replay != nil {
+		first, err := s.replay.ConsumeOnce(ctx, once.Kind, once.ID, once.Until)
+		if err != nil {
+			return 0, err
+		}
+		if !first {
+			return 0, idp.FailLogout(once.Code, errors.New("used before"))
+		}
+	}
+	if len(sessionIDs) == 0 {
+		s.ended = append(s.ended, [2]string{subject, ""})
+	}
+	for _, id := range sessionIDs {
+		s.ended = append(s.ended, [2]string{subject, id})
+	}
+	return max(1, len(sessionIDs)), nil
 }
 
 // fuzzCallback is the fuzz targets' only call of the ACS: one POST of the

@@ -86,8 +86,8 @@ type harness struct {
 	base   string
 
 	mu    sync.Mutex
-	ended [][2]string // endSessions calls: NameID, SessionIndex
-	// endErr makes endSessions fail.
+	ended [][2]string // what endSessions ended: NameID, SessionIndex ("" for all)
+	// endErr makes endSessions fail, using nothing up.
 	endErr error
 	// lastInfo is the LogoutInfo of the last login at the site.
 	lastInfo idp.LogoutInfo
@@ -142,8 +142,8 @@ func (h *harness) newProvider() *Provider {
 // sessionEnder records the sessions a LogoutRequest ends.
 type sessionEnder struct{ h *harness }
 
-func (e sessionEnder) EndSessions(ctx context.Context, _ string, subject, sessionID string, _ *idp.SingleUse) (int, error) {
-	return 0, e.h.endSessions(ctx, subject, sessionID)
+func (e sessionEnder) EndSessions(ctx context.Context, _ string, subject string, sessionIDs []string, once *idp.SingleUse) (int, error) {
+	return 0, e.h.endSessions(ctx, subject, sessionIDs, once)
 }
 
 // accept consumes an accepted assertion's single-use IDs, as the sign-in

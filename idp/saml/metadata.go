@@ -480,7 +480,7 @@ func (p *Provider) Metadata(w http.ResponseWriter, r *http.Request, base string)
 	}
 	// The SP metadata does not depend on the IdP's; crewjam only needs a
 	// non-nil copy.
-	sp := p.serviceProvider(r.Context(), e, &saml.EntityDescriptor{}, p.cfg.Now())
+	sp := p.serviceProvider(e, &saml.EntityDescriptor{}, p.cfg.Now())
 	ed := sp.Metadata()
 	sso := &ed.SPSSODescriptors[0]
 	for _, kp := range p.keys[1:] {

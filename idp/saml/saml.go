@@ -11,9 +11,11 @@
 //     RelayState, so the response must come back to the browser that asked;
 //   - every assertion ID is handed back with the assertion
 //     (idp.Assertion.SingleUse) for the sign-in transaction to consume, and
-//     every IdP LogoutRequest ID is burnt in the store's idp.ReplayGuard,
+//     every IdP LogoutRequest ID is handed to idp.Runtime.Sessions, whose
+//     transaction consumes it as it ends the sessions the request names;
 //     so a captured message is refused even after a restart or on another
-//     instance;
+//     instance, and a message whose work failed is not used up (the IdP
+//     may send it again);
 //   - the body is capped before anything parses it, and documents with a
 //     DOCTYPE (and so any entity declaration) are refused before crewjam or
 //     etree see them;
@@ -79,7 +81,7 @@ const (
 	CodeExpired             = "saml_expired"              // NotOnOrAfter passed, or IssueInstant stale
 	CodeInResponseTo        = "saml_in_response_to"       // InResponseTo is not this browser's request
 	CodeReplayed            = "saml_replayed"             // assertion or LogoutRequest ID already used
-	CodeReplayCheck         = "saml_replay_check_failed"  // the ReplayGuard failed
+	CodeReplayCheck         = "saml_replay_check_failed"  // a message ID could not be recorded for single use
 	CodeDecryption          = "saml_decryption_failed"    // encrypted assertion not decryptable with our keys
 	CodeUnsupported         = "saml_unsupported"          // unknown conditions, wrong version, unsupported feature
 	CodeIncomplete          = "saml_incomplete"           // a required element is missing
@@ -408,10 +410,12 @@ func (p *Provider) Protocol() string { return idp.ProtocolSAML }
 func (p *Provider) CallbackEndpoint() (string, string) { return ACSEndpoint, http.MethodPost }
 
 // Start takes the gateway's runtime, loads (or generates and keeps) the SP
-// key pair when none is configured, and starts the metadata refresh.
+// key pair when none is configured, and starts the metadata refresh. It
+// needs rt's Flows and Sessions, not Replay: the IDs that make messages
+// single-use are consumed by the sign-in transaction and by Sessions.
 func (p *Provider) Start(ctx context.Context, rt idp.Runtime) error {
-	if rt.Flows == nil || rt.Replay == nil || rt.Sessions == nil {
-		return fmt.Errorf("saml idp %q: flow cookies, replay guard and session ender are required", p.cfg.Name)
+	if rt.Flows == nil || rt.Sessions == nil {
+		return fmt.Errorf("saml idp %q: flow cookies and session ender are required", p.cfg.Name)
 	}
 	if len(p.keys) == 0 {
 		if rt.Secrets == nil {
@@ -480,10 +484,11 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 
 // serviceProvider builds the crewjam ServiceProvider for one request: the
 // site's endpoints, the current IdP metadata, our keys, the hardening
-// switches, a clock fixed at now (so that crewjam's checks and ours agree on
-// the time), and the replay guard bound to the request's context (which the
-// ACS replaces with a recorder: see Callback).
-func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.EntityDescriptor, now time.Time) *saml.ServiceProvider {
+// switches, and a clock fixed at now (so that crewjam's checks and ours
+// agree on the time). Its ReplayCache refuses every ID: the ACS and the SLO
+// endpoint, which verify the messages crewjam offers IDs of, replace it
+// with a singleUseRecorder.
+func (p *Provider) serviceProvider(e *endpoints, md *saml.EntityDescriptor, now time.Time) *saml.ServiceProvider {
 	sp := &saml.ServiceProvider{
 		EntityID:                         e.entityID,
 		Key:                              p.keys[0].Key,
@@ -500,7 +505,7 @@ func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.E
 		RequireSignedResponseForCBC:      true,
 		LimitRelayStateLength:            true,
 		RejectSHA1Signatures:             !p.cfg.AllowSHA1,
-		ReplayCache:                      replayCache{ctx: ctx, guard: p.rt.Replay, prefix: p.cfg.Name + "/"},
+		ReplayCache:                      unrecorded{},
 		Clock:                            dsig.NewFakeClockAt(now),
 	}
 	if p.cfg.NameIDFormat != "" {
@@ -515,46 +520,33 @@ func (p *Provider) serviceProvider(ctx context.Context, e *endpoints, md *saml.E
 	return sp
 }
 
-// replayCache adapts idp.ReplayGuard to crewjam's AssertionReplayCache, so
-// that crewjam consumes the assertion ID (and LogoutRequest IDs, which it
-// prefixes with "LogoutRequest:") once everything else about the message
-// has been verified.
-type replayCache struct {
-	ctx    context.Context
-	guard  idp.ReplayGuard
-	prefix string
-}
-
-// errReplayGuard marks a failure of the guard itself, as opposed to a replay.
-type errReplayGuard struct{ err error }
-
-func (e *errReplayGuard) Error() string { return "replay guard: " + e.err.Error() }
-func (e *errReplayGuard) Unwrap() error { return e.err }
-
-func (c replayCache) Consume(id string, until time.Time) error {
-	first, err := c.guard.ConsumeOnce(c.ctx, replayKind, c.prefix+id, until)
-	if err != nil {
-		return &errReplayGuard{err}
-	}
-	if !first {
-		return saml.ErrAssertionReplayed
-	}
-	return nil
-}
-
-// assertionRecorder stands in for the replay cache at the ACS: crewjam
-// offers it the assertion ID once everything else has verified, and it
-// records the ID for the sign-in transaction to consume (together with the
-// user and the session it creates) instead of consuming it on its own.
-type assertionRecorder struct {
+// singleUseRecorder stands in for crewjam's replay cache where a message
+// is verified: crewjam offers it the message's ID (an assertion's as is, a
+// LogoutRequest's prefixed with "LogoutRequest:") once everything else has
+// verified, and it records the ID for the transaction that acts on the
+// message to consume (the sign-in, or the one that ends the sessions a
+// LogoutRequest names), instead of consuming it on its own: a message
+// whose work failed is not used up, and the IdP's retry is not refused.
+type singleUseRecorder struct {
 	prefix string
 	got    *idp.SingleUse
 }
 
-func (c *assertionRecorder) Consume(id string, until time.Time) error {
+func (c *singleUseRecorder) Consume(id string, until time.Time) error {
 	c.got = &idp.SingleUse{Kind: replayKind, ID: c.prefix + id, Until: until, Code: CodeReplayed}
 	return nil
 }
+
+// unrecorded is the ReplayCache of a ServiceProvider not built to verify a
+// message: none of the crewjam calls made with it offers an ID. Should one
+// ever do, it fails (CodeReplayCheck), rather than let the message through
+// with nothing to make it single-use.
+type unrecorded struct{}
+
+// errUnrecorded is unrecorded's refusal.
+var errUnrecorded = errors.New("no single-use record for this message")
+
+func (unrecorded) Consume(string, time.Time) error { return errUnrecorded }
 
 // classify turns an error from crewjam into a *idp.LoginError. The
 // InvalidResponseError wrapper is dropped: it carries the whole message
@@ -564,11 +556,10 @@ func classify(err error) error {
 	if errors.As(err, &ire) && ire.PrivateErr != nil {
 		err = ire.PrivateErr
 	}
-	var guardErr *errReplayGuard
 	var status saml.ErrBadStatus
 	code := CodeInvalid
 	switch {
-	case errors.As(err, &guardErr):
+	case errors.Is(err, errUnrecorded):
 		code = CodeReplayCheck
 	case errors.Is(err, saml.ErrAssertionReplayed):
 		code = CodeReplayed

@@ -102,8 +102,8 @@ func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, n
 			http.Error(w, "SAML single logout takes GET or POST", http.StatusMethodNotAllowed)
 			return nil
 		}
-		err := p.HandleSLO(w, r, base, func(ctx context.Context, nameID, sessionIndex string) error {
-			_, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, nameID, sessionIndex, nil)
+		err := p.HandleSLO(w, r, base, func(ctx context.Context, nameID string, sessionIndexes []string, once *idp.SingleUse) error {
+			_, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, nameID, sessionIndexes, once)
 			return err
 		})
 		if errors.Is(err, ErrPartialLogout) {
@@ -130,7 +130,7 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, i
 	if err != nil {
 		return err
 	}
-	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
 	binding, location := sloEndpoint(sp, saml.HTTPRedirectBinding)
 	if location == "" || info.Subject == "" {
 		return ErrNoSLO
@@ -161,18 +161,23 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, i
 // (HTTP-Redirect and HTTP-POST bindings). It handles two messages:
 //
 //   - an IdP-initiated LogoutRequest: it must be signed by the IdP, addressed
-//     here, fresh and not replayed. endSessions is called for its NameID and
-//     each SessionIndex (once with "" when it names none, meaning every
-//     session of that NameID), and the IdP gets a signed LogoutResponse.
-//     If endSessions fails, the IdP is told so (status Responder) and the
-//     returned error wraps ErrPartialLogout; the response is then already
-//     written.
+//     here and fresh. endSessions is called once, with its NameID, every
+//     SessionIndex it carries (none: every session of that NameID), and
+//     once, its ID, which endSessions must use up in the transaction that
+//     ends the sessions, as idp.SessionEnder does: a request seen before
+//     ends nothing and is refused with a *idp.LoginError of once.Code
+//     (CodeReplayed), returned as it is with nothing written, and a
+//     request whose sessions could not be ended stays unused, so the IdP's
+//     retry ends them. The IdP gets a signed LogoutResponse. If
+//     endSessions fails otherwise, the IdP is told so (status Responder)
+//     and the returned error wraps ErrPartialLogout; the response is then
+//     already written.
 //   - the IdP's LogoutResponse to a Logout of this browser: it must be
 //     signed and answer the request Logout sent; the browser is then
 //     redirected to the returnTo given to Logout.
 //
 // Any other error is an *idp.LoginError and nothing has been written.
-func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string, endSessions func(ctx context.Context, nameID, sessionIndex string) error) error {
+func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string, endSessions EndSessionsFunc) error {
 	e, err := p.siteEndpoints(base)
 	if err != nil {
 		return err
@@ -217,6 +222,11 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 	return idp.Fail(CodeSLOMessageMissing, errors.New("SLO request carries neither SAMLRequest nor SAMLResponse"))
 }
 
+// EndSessionsFunc ends the local sessions a LogoutRequest names (see
+// HandleSLO): those of nameID and, when sessionIndexes is not empty, one of
+// sessionIndexes, in one transaction that also uses once up.
+type EndSessionsFunc func(ctx context.Context, nameID string, sessionIndexes []string, once *idp.SingleUse) error
+
 // sessionEnded marks a refused LogoutResponse: Logout ended the local
 // session before sending its request, so the error page must not suggest
 // the person is still signed in.
@@ -257,17 +267,26 @@ func (p *Provider) refuseSLODeclarations(r *http.Request, field string) error {
 	return nil
 }
 
-func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e *endpoints, md *idpMetadata,
-	endSessions func(ctx context.Context, nameID, sessionIndex string) error) error {
+func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e *endpoints, md *idpMetadata, endSessions EndSessionsFunc) error {
 	ctx := r.Context()
 	now := p.cfg.Now()
-	sp := p.serviceProvider(ctx, e, md.ed, now)
+	sp := p.serviceProvider(e, md.ed, now)
 	// crewjam requires the signature (query string or enveloped), checks
-	// Destination, IssueInstant, NotOnOrAfter and Issuer, and burns the
-	// request ID in the replay guard.
+	// Destination, IssueInstant, NotOnOrAfter and Issuer, and then offers
+	// the request ID (as "LogoutRequest:" + ID) to the recorder, for the
+	// transaction that ends the sessions to use up: were it used up here,
+	// a request whose sessions could not be ended would be refused as a
+	// replay when the IdP sent it again, and those sessions would live on.
+	rec := &singleUseRecorder{prefix: p.cfg.Name + "/"}
+	sp.ReplayCache = rec
 	req, err := sp.ValidateLogoutRequest(r)
 	if err != nil {
 		return classify(err)
+	}
+	if rec.got == nil {
+		// crewjam offers every accepted request's ID; without one
+		// nothing would make this request single-use.
+		return idp.Fail(CodeIncomplete, errors.New("LogoutRequest ID was not recorded"))
 	}
 	if req.NameID == nil || req.NameID.Value == "" {
 		return idp.Fail(CodeIncomplete, errors.New("LogoutRequest has no NameID"))
@@ -277,15 +296,16 @@ func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e
 		relayState = r.URL.Query().Get("RelayState")
 	}
 
-	var endErr error
-	indexes := req.AllSessionIndexes()
-	if len(indexes) == 0 {
-		endErr = endSessions(ctx, req.NameID.Value, "")
+	var indexes []string
+	for _, si := range req.AllSessionIndexes() {
+		indexes = append(indexes, si.Value)
 	}
-	for _, si := range indexes {
-		if err := endSessions(ctx, req.NameID.Value, si.Value); err != nil && endErr == nil {
-			endErr = err
-		}
+	endErr := endSessions(ctx, req.NameID.Value, indexes, rec.got)
+	var replayed *idp.LoginError
+	if errors.As(endErr, &replayed) && replayed.Code == rec.got.Code {
+		// Seen before: it ended nothing, and is refused like any other
+		// LogoutRequest that does not verify, with nothing written.
+		return endErr
 	}
 	status := saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}}
 	if endErr != nil {
@@ -294,7 +314,7 @@ func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e
 
 	// Answer to the ResponseLocation, with the binding the request came
 	// with when the IdP offers it.
-	resp := p.serviceProvider(ctx, e, md.sloResponse, now)
+	resp := p.serviceProvider(e, md.sloResponse, now)
 	prefer := saml.HTTPRedirectBinding
 	if r.Method == http.MethodPost {
 		prefer = saml.HTTPPostBinding
@@ -343,7 +363,7 @@ func (p *Provider) handleLogoutResponse(w http.ResponseWriter, r *http.Request, 
 	if fl.SLO != e.slo.String() {
 		return idp.Fail(CodeACSMismatch, fmt.Errorf("LogoutResponse posted to %q, logout began for %q", e.slo, fl.SLO))
 	}
-	sp := p.serviceProvider(r.Context(), e, md.ed, p.cfg.Now())
+	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
 	if _, err := sp.ParseLogoutResponse(r, []string{fl.RequestID}); err != nil {
 		return classify(err)
 	}

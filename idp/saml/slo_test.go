@@ -221,7 +221,7 @@ func TestSLORefuses(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := httptest.NewRecorder()
-		err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, string) error {
+		err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
 			return errors.New("store down")
 		})
 		if !errors.Is(err, ErrPartialLogout) || codeOf(err) != CodeLogoutFailed {
@@ -375,11 +375,32 @@ func TestSLOExpiredMetadata(t *testing.T) {
 	}
 }
 
-func (h *harness) endSessions(_ context.Context, nameID, sessionIndex string) error {
+// endSessions is the harness's HandleSLO callback. Like the store's
+// session ender (account.IdPLogout), it uses once up only when the
+// sessions end: with endErr set it fails and uses nothing up, and a
+// request seen before ends nothing and is refused with once.Code.
+func (h *harness) endSessions(ctx context.Context, nameID string, sessionIndexes []string, once *idp.SingleUse) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.ended = append(h.ended, [2]string{nameID, sessionIndex})
-	return h.endErr
+	if h.endErr != nil {
+		return h.endErr
+	}
+	if once != nil {
+		first, err := h.replay.ConsumeOnce(ctx, once.Kind, once.ID, once.Until)
+		if err != nil {
+			return err
+		}
+		if !first {
+			return idp.FailLogout(once.Code, errors.New("used before"))
+		}
+	}
+	if len(sessionIndexes) == 0 {
+		h.ended = append(h.ended, [2]string{nameID, ""})
+	}
+	for _, si := range sessionIndexes {
+		h.ended = append(h.ended, [2]string{nameID, si})
+	}
+	return nil
 }
 
 func reencodeField(t testing.TB, form url.Values, field string, edit func(string) string) {
@@ -422,4 +443,21 @@ func (h *harness) signedLogoutResponse(t *testing.T, inResponseTo string) string
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestUnrecordedIDRefused: a ServiceProvider built for anything but the
+// ACS and the SLO endpoint (which record the IDs crewjam offers, for the
+// transaction that acts on the message) refuses any ID offered to it, so
+// that no message could pass with nothing to make it single-use.
+func TestUnrecordedIDRefused(t *testing.T) {
+	h := newHarness(t)
+	e, err := h.p.siteEndpoints(h.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := h.p.serviceProvider(e, &saml.EntityDescriptor{}, time.Now())
+	err = sp.ReplayCache.Consume("LogoutRequest:id-1", time.Now().Add(time.Minute))
+	if err == nil || codeOf(classify(err)) != CodeReplayCheck {
+		t.Fatalf("Consume = %v, want a refusal classified %s", err, CodeReplayCheck)
+	}
 }
