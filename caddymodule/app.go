@@ -299,7 +299,6 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 
 	prt := idp.Runtime{
 		Flows:    flows,
-		Replay:   store.ReplayGuard{Store: db},
 		Secrets:  store.Secrets{Store: db},
 		Sessions: account.IdPLogout{Accounts: a.accounts},
 	}

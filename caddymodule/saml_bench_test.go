@@ -38,7 +38,7 @@ import (
 )
 
 // BenchmarkSAMLACSWithJIT compares the whole ACS path of the sso handler
-// (routing, the SAML verification with the store's replay guard, mapping,
+// (routing, the SAML verification, mapping, the assertion ID used up and
 // JIT provisioning in a bbolt transaction, session creation, cookie and
 // redirect) with crewjam's ServiceProvider.ParseResponse alone, on the same
 // pre-generated SP-initiated responses (Okta-shaped, signed on both levels,
@@ -314,7 +314,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	err = sp.Start(context.Background(), idp.Runtime{Flows: flows, Replay: store.ReplayGuard{Store: db},
+	err = sp.Start(context.Background(), idp.Runtime{Flows: flows,
 		Sessions: account.IdPLogout{Accounts: &account.Service{Store: db, Cache: app.Sessions()}}})
 	if err != nil {
 		b.Fatal(err)

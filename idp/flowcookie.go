@@ -217,7 +217,8 @@ func (f *FlowCookies) seal(name, flowID string, payload []byte, exp time.Time) (
 // no such cookie, ErrFlowExpired when it is older than its ttl (the browser
 // should have dropped it; a copy was replayed or the clock moved), and
 // ErrFlowInvalid when it does not decrypt (tampered, renamed, or another key).
-// Single use across copies of the cookie is the caller's job (ReplayGuard).
+// Single use across copies of the cookie is the caller's job: the IDs it
+// carries go in Assertion.SingleUse, which the sign-in transaction consumes.
 func (f *FlowCookies) Take(w http.ResponseWriter, r *http.Request, flowID string, v any) error {
 	name := f.CookieName(r, flowID)
 	cookies := r.CookiesNamed(name)

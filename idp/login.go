@@ -1,7 +1,6 @@
 package idp
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -23,14 +22,6 @@ const (
 	// answer.
 	DefaultHTTPTimeout = 10 * time.Second
 )
-
-// ReplayGuard remembers single-use IDs (OIDC states, SAML assertion and
-// request IDs) until they expire, across restarts. The store implements it.
-type ReplayGuard interface {
-	// ConsumeOnce reports true the first time an (kind, id) pair is seen
-	// before until, and false on every later call.
-	ConsumeOnce(ctx context.Context, kind, id string, until time.Time) (bool, error)
-}
 
 // CodeMisconfigured is the reference code of a sign-in that cannot work
 // until an administrator acts: the IdP's discovery document or metadata

@@ -69,14 +69,6 @@ var ErrNoEndpoint = errors.New("no such endpoint")
 type Runtime struct {
 	// Flows binds logins in progress to the browser that began them.
 	Flows *FlowCookies
-	// Replay consumes single-use IDs in a transaction of their own. No
-	// provider here uses it any more, nor requires it: the IDs of sign-ins
-	// travel in Assertion.SingleUse to the sign-in transaction, and those of
-	// logout messages (SAML LogoutRequest IDs, OIDC logout token jti) to
-	// Sessions, whose transaction ends the sessions they name; an ID used
-	// up apart from the work it guards would refuse the IdP's retry when
-	// that work failed.
-	Replay ReplayGuard
 	// Secrets keeps key material the provider generates (a SAML SP key pair).
 	Secrets Secrets
 	// Sessions ends the local sessions an IdP names in a logout message.

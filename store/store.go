@@ -532,21 +532,6 @@ func PlainIDTokenBlob(idToken string) []byte {
 	return append([]byte{0}, idToken...)
 }
 
-// ReplayGuard adapts a Store to the idp.ReplayGuard interface: every single-use
-// ID is consumed in its own transaction, so it survives restarts.
-type ReplayGuard struct{ Store Store }
-
-// ConsumeOnce reports whether (kind, id) is seen for the first time.
-func (g ReplayGuard) ConsumeOnce(ctx context.Context, kind, id string, until time.Time) (bool, error) {
-	var fresh bool
-	err := g.Store.Update(ctx, func(tx Tx) error {
-		var err error
-		fresh, err = tx.Consume(kind, id, until)
-		return err
-	})
-	return fresh, err
-}
-
 // Secrets adapts a Store to the idp.Secrets interface: key material a
 // protocol provider generates (a SAML SP key pair) is kept in the store, so
 // that every instance sharing it uses the same.

@@ -26,9 +26,11 @@ const (
 	password     = "correct horse"
 )
 
-// memReplay is the in-memory single-use register the store would provide;
-// the test relying party consumes an assertion's SingleUse IDs with it, as
-// the sign-in transaction does.
+// memReplay is the in-memory register of used single-use IDs that the
+// store provides (store.Tx.Consume); the test relying party consumes an
+// assertion's SingleUse IDs with it, as the sign-in transaction does, and
+// endedSessions a logout token's jti, as the transaction ending the
+// sessions does.
 type memReplay struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -153,7 +155,7 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 		t.Fatal(err)
 	}
 	e.ended.replay = &e.replay
-	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows, Replay: &e.replay, Sessions: &e.ended}); err != nil {
+	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows, Sessions: &e.ended}); err != nil {
 		t.Fatal(err)
 	}
 	return e

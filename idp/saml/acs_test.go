@@ -476,8 +476,9 @@ func TestACSBinding(t *testing.T) {
 	})
 }
 
-// TestACSReplay: an assertion is accepted once, also by a new Provider
-// sharing the (persistent) replay store, as after a restart.
+// TestACSReplay: an assertion is accepted once, also by a new Provider (as
+// after a restart) whose sign-ins consume their single-use IDs in the same
+// persistent register (the store, here the harness's memReplay).
 func TestACSReplay(t *testing.T) {
 	h := newHarness(t)
 	pend := h.begin(t)
@@ -594,7 +595,8 @@ func TestIdPInitiatedRelayState(t *testing.T) {
 	payloads := redirecttest.Payloads()
 	h := newHarness(t, func(c *Config) { c.AllowIdPInitiated = true })
 	// RelayState is not signed, so one response serves every payload; the
-	// replay guard is reset between posts, as if each were a fresh login.
+	// harness's register of used IDs is reset between posts, as if each
+	// were a fresh login.
 	form := h.forge(t, h.spec(pending{}), "", nil)
 	site, _ := url.Parse("https://app.example.com/some/page")
 	for i, payload := range payloads {

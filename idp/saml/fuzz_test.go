@@ -105,7 +105,7 @@ func loadFuzzSP(tb testing.TB) *fuzzSP {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.p = newFuzzProvider(tb, read("idp-metadata.xml"), kp, s.env.Now, s.replay, s)
+	s.p = newFuzzProvider(tb, read("idp-metadata.xml"), kp, s.env.Now, s)
 	for _, d := range s.p.md.Load().ed.IDPSSODescriptors {
 		for _, e := range d.SingleLogoutServices {
 			s.idpSLO = append(s.idpSLO, e.Location)
@@ -137,7 +137,7 @@ func loadFuzzSP(tb testing.TB) *fuzzSP {
 // newFuzzProvider returns a started Provider for the fuzz environment. The
 // runtime is set directly, as the package's harness does: Start would also
 // begin the metadata refresh, which inline metadata does not need.
-func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, replay idp.ReplayGuard, sessions idp.SessionEnder) *Provider {
+func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, sessions idp.SessionEnder) *Provider {
 	tb.Helper()
 	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("f"), 32))
 	if err != nil {
@@ -154,7 +154,7 @@ func newFuzzProvider(tb testing.TB, metadata []byte, kp KeyPair, now time.Time, 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.rt = idp.Runtime{Flows: flows, Replay: replay, Sessions: sessions}
+	p.rt = idp.Runtime{Flows: flows, Sessions: sessions}
 	return p
 }
 
@@ -185,7 +185,7 @@ func (s *fuzzSP) EndSessions(ctx context.Context, _, subject string, sessionIDs 
 // then what the sign-in transaction does with an accepted assertion before
 // anything else: consume its single-use IDs in replay (a replay is refused
 // with the code the ID names).
-func fuzzCallback(p *Provider, replay idp.ReplayGuard, cookies []*http.Cookie, samlResponse, relayState string) (*idp.Assertion, string, error) {
+func fuzzCallback(p *Provider, replay *memReplay, cookies []*http.Cookie, samlResponse, relayState string) (*idp.Assertion, string, error) {
 	form := url.Values{"SAMLResponse": {samlResponse}}
 	if relayState != "" {
 		form.Set("RelayState", relayState)
@@ -394,7 +394,7 @@ func FuzzMetadata(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p.rt = idp.Runtime{Flows: mustFlows(t), Replay: newMemReplay(), Sessions: &fuzzSP{}}
+		p.rt = idp.Runtime{Flows: mustFlows(t), Sessions: &fuzzSP{}}
 		rec := httptest.NewRecorder()
 		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"login", nil), fuzzBase, "/"); err != nil {
 			checkLoginError(t, err)

@@ -27,11 +27,12 @@ import (
 	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
-// memReplay is an in-memory idp.ReplayGuard for these tests only; the Caddy
-// module uses the store's, which persists across restarts. Sharing one
-// memReplay between two Providers stands in for that persistence. The
-// harness also consumes each accepted assertion's SingleUse IDs with it, as
-// the sign-in transaction does.
+// memReplay is an in-memory register of used single-use IDs for these tests
+// only, standing in for the store's (store.Tx.Consume), which persists
+// across restarts. The harness consumes each accepted assertion's SingleUse
+// IDs with it, as the sign-in transaction does, and its session ender a
+// LogoutRequest's ID, as the transaction that ends the sessions does; it
+// outlives the Provider, so a new Provider (a restart) sees what was used.
 type memReplay struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -134,7 +135,7 @@ func (h *harness) newProvider() *Provider {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p.rt = idp.Runtime{Flows: h.flows, Replay: h.replay, Sessions: sessionEnder{h}}
+	p.rt = idp.Runtime{Flows: h.flows, Sessions: sessionEnder{h}}
 	p.minRetry = 10 * time.Millisecond
 	return p
 }

@@ -209,7 +209,7 @@ func TestMetadataSources(t *testing.T) {
 		}
 		defer p.Close()
 		flows, _ := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
-		rt := idp.Runtime{Flows: flows, Replay: newMemReplay(), Sessions: sessionEnder{}}
+		rt := idp.Runtime{Flows: flows, Sessions: sessionEnder{}}
 		if err := p.Start(context.Background(), rt); err == nil || !strings.Contains(err.Error(), "SP key pair") {
 			t.Fatalf("Start = %v", err)
 		}

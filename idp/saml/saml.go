@@ -194,10 +194,11 @@ type Config struct {
 
 	// AllowIdPInitiated accepts unsolicited responses (no InResponseTo).
 	// Default false. When on, their RelayState is used only as a same-origin
-	// path (anything else becomes "/"), and the replay guard, which is
-	// always used, is what makes each assertion single-use. A response with
-	// an InResponseTo answers a login begun here either way: without that
-	// login's flow cookie it is refused as when this is off.
+	// path (anything else becomes "/"), and the sign-in transaction, which
+	// always consumes the assertion ID (Assertion.SingleUse), is what makes
+	// each assertion single-use. A response with an InResponseTo answers a
+	// login begun here either way: without that login's flow cookie it is
+	// refused as when this is off.
 	AllowIdPInitiated bool
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests from the IdP.
 	// Default false: SHA-1 is refused.
@@ -411,8 +412,9 @@ func (p *Provider) CallbackEndpoint() (string, string) { return ACSEndpoint, htt
 
 // Start takes the gateway's runtime, loads (or generates and keeps) the SP
 // key pair when none is configured, and starts the metadata refresh. It
-// needs rt's Flows and Sessions, not Replay: the IDs that make messages
-// single-use are consumed by the sign-in transaction and by Sessions.
+// needs rt's Flows and Sessions: the IDs that make messages single-use are
+// consumed by the sign-in transaction (Assertion.SingleUse) and by
+// Sessions, in the transaction that ends the sessions.
 func (p *Provider) Start(ctx context.Context, rt idp.Runtime) error {
 	if rt.Flows == nil || rt.Sessions == nil {
 		return fmt.Errorf("saml idp %q: flow cookies and session ender are required", p.cfg.Name)

@@ -123,7 +123,7 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 	}
 	env := fuzzEnvFile{Now: now.Add(time.Second)}
 	replay := newMemReplay()
-	p := newFuzzProvider(t, md, kp, env.Now, replay, &fuzzSP{})
+	p := newFuzzProvider(t, md, kp, env.Now, &fuzzSP{})
 	rec := httptest.NewRecorder()
 	if err := p.Metadata(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"metadata", nil), fuzzBase); err != nil {
 		t.Fatal(err)

@@ -164,7 +164,12 @@ func TestConsumeRaceAcrossInstances(t *testing.T) {
 				db = b
 			}
 			wg.Go(func() {
-				fresh, err := store.ReplayGuard{Store: db}.ConsumeOnce(context.Background(), "saml", id, until)
+				var fresh bool
+				err := db.Update(context.Background(), func(tx store.Tx) error {
+					var err error
+					fresh, err = tx.Consume("saml", id, until)
+					return err
+				})
 				if err != nil {
 					t.Error(err)
 				}

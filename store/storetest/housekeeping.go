@@ -99,12 +99,21 @@ func testConsume(e *env) {
 			e.Errorf("Consume %d of an ID of MaxKeyBytes = %v, %v; want %v", i+1, first, err, want)
 		}
 	}
-	// The replay guard the IdPs use: one transaction per ID, first use wins.
-	guard := store.ReplayGuard{Store: e.st}
-	first, err := guard.ConsumeOnce(e.Context(), "state", "x", now.Add(time.Hour))
-	again, err2 := guard.ConsumeOnce(e.Context(), "state", "x", now.Add(time.Hour))
+	// One transaction per ID, first use wins: a second transaction that
+	// consumes the same ID is told it was used.
+	consume := func() (bool, error) {
+		var fresh bool
+		err := e.st.Update(e.Context(), func(tx store.Tx) error {
+			var err error
+			fresh, err = tx.Consume("state", "x", now.Add(time.Hour))
+			return err
+		})
+		return fresh, err
+	}
+	first, err := consume()
+	again, err2 := consume()
 	if err != nil || err2 != nil || !first || again {
-		e.Errorf("ReplayGuard.ConsumeOnce: %v %v, %v %v", first, err, again, err2)
+		e.Errorf("Consume in two transactions: %v %v, %v %v", first, err, again, err2)
 	}
 }
 
