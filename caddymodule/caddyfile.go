@@ -618,7 +618,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	}
 	// Check the route against the global option's IdPs here, where the
 	// line is known, rather than at Provision, where it is not.
-	app, _ := globalApp(h)
+	app := globalApp(h)
 	if app == nil {
 		app = new(App)
 	}
@@ -667,16 +667,12 @@ func (a *App) idpsByName() map[string]*IdPConfig {
 	return out
 }
 
-// globalApp returns the sso app the global sso option configures, and
-// whether there is such an option.
-func globalApp(h httpcaddyfile.Helper) (*App, bool) {
-	opt, ok := h.Option("sso").(httpcaddyfile.App)
-	if !ok {
-		return nil, false
-	}
+// globalApp returns the sso app the global sso option configures (global
+// options are parsed before directives), or nil without one.
+func globalApp(h httpcaddyfile.Helper) *App {
 	app := new(App)
-	if err := json.Unmarshal(opt.Value, app); err != nil {
-		return nil, false
+	if opt, ok := h.Option("sso").(httpcaddyfile.App); !ok || json.Unmarshal(opt.Value, app) != nil {
+		return nil
 	}
-	return app, true
+	return app
 }

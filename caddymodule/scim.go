@@ -227,7 +227,7 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 	if h.NextArg() {
 		return nil, h.Err("sso_scim: expected: sso_scim { idp <name> <token> … }")
 	}
-	app, _ := globalApp(h)
+	app := globalApp(h)
 	given := make(onceEach)
 	for h.NextBlock(0) {
 		s := next(h.Dispenser, "sso_scim")

@@ -304,3 +304,36 @@ func TestVerifyAccessLogFilter(t *testing.T) {
 		t.Errorf("tokens in the filtered access log: %v", found)
 	}
 }
+
+// TestProtectErrorRouteGetsNoTokens: in protect mode, an error after the
+// tokens were set on the request (an identity JWT for a host nothing
+// vouches for) hands the request to the site's handle_errors without them:
+// an error route is not the upstream the tokens are for.
+func TestProtectErrorRouteGetsNoTokens(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.gw.start(w.verifyConfig([]int{w.gw.port}, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle_errors {
+		respond "access={http.request.header.X-Forwarded-Access-Token} user={http.request.header.X-Forwarded-User} auth={http.request.header.Authorization}" 500
+	}
+	sso test {
+		pass_access_token
+		set_authorization_header
+		identity_jwt
+	}
+	respond "upstream"
+}
+`, w.gw.port)))
+	b := newBrowser(t)
+	if resp := b.signIn(w.gw.base+"/", "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+	resp := b.get(w.gw.base+"/reports", "X-Forwarded-Host", "localhost")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.HasPrefix(body, "access=") {
+		t.Fatalf("an unvouched host: %s %q, want the error route's answer", resp.Status, body)
+	}
+	if want := "access= user= auth="; body != want {
+		t.Errorf("the error route got %q, want %q: the tokens and identity set for the upstream", body, want)
+	}
+}
