@@ -52,6 +52,10 @@ type keyset struct {
 	jwks   []byte
 }
 
+// ClockAllowance is how far behind ours a verifier's clock may be: a
+// token's iat and nbf are that much before it was signed.
+const ClockAllowance = 30 * time.Second
+
 // Keyring holds the signing keys of one rotation schedule.
 type Keyring struct {
 	db       store.Store
@@ -182,12 +186,15 @@ func (k *Keyring) Sign(ctx context.Context, issuer, audience, subject string, c 
 	}
 	now := k.now()
 	exp := now.Add(ttl)
+	// iat and nbf are backdated alike: a verifier whose clock is behind
+	// ours refuses a token "issued in the future" (PyJWT does, without
+	// leeway) as surely as one not yet valid.
 	reg := jwt.Claims{
 		Issuer:    issuer,
 		Audience:  jwt.Audience{audience},
 		Subject:   subject,
-		IssuedAt:  jwt.NewNumericDate(now),
-		NotBefore: jwt.NewNumericDate(now.Add(-30 * time.Second)),
+		IssuedAt:  jwt.NewNumericDate(now.Add(-ClockAllowance)),
+		NotBefore: jwt.NewNumericDate(now.Add(-ClockAllowance)),
 		Expiry:    jwt.NewNumericDate(exp),
 	}
 	if c.Groups == nil {

@@ -74,3 +74,37 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("new token signed with %q, want %q", p.Headers[0].KeyID, ids1[1])
 	}
 }
+
+// TestClockBehind: a verifier whose clock is up to ClockAllowance behind
+// ours accepts a fresh token without leeway: neither issued in the future
+// (iat) nor not yet valid (nbf).
+func TestClockBehind(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := k.Sign(ctx, "https://app.example.com", "https://app.example.com", "u1", Claims{}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c jwt.Claims
+	if err := parsed.UnsafeClaimsWithoutVerification(&c); err != nil {
+		t.Fatal(err)
+	}
+	for _, behind := range []time.Duration{time.Second, 10 * time.Second, ClockAllowance} {
+		if err := c.ValidateWithLeeway(jwt.Expected{Time: now.Add(-behind)}, 0); err != nil {
+			t.Errorf("a verifier %v behind, without leeway: %v", behind, err)
+		}
+	}
+}
