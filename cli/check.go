@@ -39,13 +39,13 @@ that Caddy, in one read transaction, through its admin endpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			config, _ := c.Flags().GetString("config")
-			path, _ := c.Flags().GetString("store")
+			store, _ := c.Flags().GetString("store")
 			running, _ := c.Flags().GetBool("running")
-			if path != "" || running {
-				if config != "" || path != "" && running {
+			if store != "" || running {
+				if config != "" || store != "" && running {
 					return errors.New("give one of --config (check the IdPs of a config), --store (check a store file) and --running (check the running Caddy's store)")
 				}
-				return checkStore(c, path)
+				return checkStore(c, store)
 			}
 			adapter, _ := c.Flags().GetString("adapter")
 			timeout, _ := c.Flags().GetDuration("timeout")
@@ -81,13 +81,14 @@ that Caddy, in one read transaction, through its admin endpoint.`,
 }
 
 // checkStore runs the store's integrity check (bolt.DB.Check): on the
-// file spec names, which no Caddy may hold, read-only; or, with no spec,
-// in the running Caddy through the admin API. A file that does not open
-// (damaged, a newer schema, locked) is an error naming the file and what
-// to do, as Open words it.
-func checkStore(c *cobra.Command, spec string) error {
+// file the --store value raw names, which no Caddy may hold, read-only;
+// or, with no raw, in the running Caddy through the admin API. A file that
+// does not open (damaged, a newer schema, locked) is an error naming the
+// file and what to do, as Open words it. Messages never show raw itself,
+// which may be a DSN holding a password, but the parsed spec.
+func checkStore(c *cobra.Command, raw string) error {
 	var sc *adminapi.StoreCheck
-	if spec == "" {
+	if raw == "" {
 		api, err := adminClient(c)
 		if err != nil {
 			return err
@@ -96,12 +97,12 @@ func checkStore(c *cobra.Command, spec string) error {
 			return err
 		}
 	} else {
-		s, err := backend.Parse(spec)
+		s, err := backend.Parse(raw)
 		if err != nil {
 			return fmt.Errorf("--store: %w", err)
 		}
 		if s.Backend != backend.Bolt {
-			return fmt.Errorf("--store %s: only bbolt stores have an integrity check (PostgreSQL keeps its own indexes)", spec)
+			return fmt.Errorf("--store %s: only bbolt stores have an integrity check (PostgreSQL keeps its own indexes)", s)
 		}
 		r, err := checkGuarded(c.Context(), s.Path)
 		if errors.Is(err, errStoreInUse) {

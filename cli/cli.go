@@ -104,23 +104,25 @@ type client interface {
 }
 
 // withClient runs fn against the admin API, or with --store against the
-// store file (read-only when readOnly).
+// store file (read-only when readOnly). Messages name the store by
+// backend.Spec.String, never by the flag's value: it may be a DSN holding
+// a password.
 func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
-	path, _ := c.Flags().GetString("store")
-	if path == "" {
+	raw, _ := c.Flags().GetString("store")
+	if raw == "" {
 		api, err := adminClient(c)
 		if err != nil {
 			return err
 		}
 		return fn(api)
 	}
-	spec, err := backend.Parse(path)
+	spec, err := backend.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}
 	if spec.Backend == backend.Bolt {
 		if _, err := os.Stat(spec.Path); err != nil {
-			return fmt.Errorf("no store at %s: %w", spec.Path, err)
+			return fmt.Errorf("no store at %s: %w", spec, err)
 		}
 	}
 	spec.ReadOnly = readOnly

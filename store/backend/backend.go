@@ -51,8 +51,15 @@ type Spec struct {
 	OnWrite func(bolt.WriteHold)
 }
 
-// Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", or a
-// plain path, which is a bbolt file.
+// Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", a
+// postgres:// URL, a libpq key=value connection string ("host=db
+// dbname=sso user=caddy"), or a plain path, which is a bbolt file.
+//
+// A key=value string is never taken for a path: one made of key=value
+// pairs only, at least one of whose keys libpq knows, is a DSN; one that
+// merely starts (or has a word starting) with such a key and "=" (a typo,
+// a stray word) is refused, saying to write postgres:DSN, or bolt:PATH for
+// a file so named. The errors never quote s: it may hold a password.
 func Parse(s string) (Spec, error) {
 	switch {
 	case s == "":
@@ -68,7 +75,138 @@ func Parse(s string) (Spec, error) {
 		}
 		return Spec{Backend: Postgres, DSN: dsn}, nil
 	}
+	switch keyValueDSN(s) {
+	case isDSN:
+		return Spec{Backend: Postgres, DSN: s}, nil
+	case looksLikeDSN:
+		return Spec{}, errors.New("this looks like a PostgreSQL connection string (not shown: it may hold a password) " +
+			"but is not one: write it as postgres:DSN, key=value pairs such as postgres:\"host=db dbname=sso user=caddy\" " +
+			"(quote values holding spaces as key='a b'); for a bbolt file so named, write bolt:PATH")
+	}
 	return Spec{Backend: Bolt, Path: s}, nil
+}
+
+// How keyValueDSN reads a string.
+const (
+	notDSN = iota
+	isDSN
+	looksLikeDSN
+)
+
+// libpqKeys are the connection parameters libpq (and pgx) take in a
+// key=value connection string.
+var libpqKeys = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
+	"passfile": true, "require_auth": true, "channel_binding": true, "connect_timeout": true,
+	"client_encoding": true, "options": true, "application_name": true, "fallback_application_name": true,
+	"keepalives": true, "keepalives_idle": true, "keepalives_interval": true, "keepalives_count": true,
+	"tcp_user_timeout": true, "replication": true, "gssencmode": true, "sslmode": true, "requiressl": true,
+	"sslnegotiation": true, "sslcompression": true, "sslcert": true, "sslkey": true, "sslpassword": true,
+	"sslcertmode": true, "sslrootcert": true, "sslcrl": true, "sslcrldir": true, "sslsni": true,
+	"sslkeylogfile": true, "requirepeer": true, "ssl_min_protocol_version": true, "ssl_max_protocol_version": true,
+	"min_protocol_version": true, "max_protocol_version": true, "krbsrvname": true, "gsslib": true,
+	"gssdelegation": true, "service": true, "servicefile": true, "target_session_attrs": true,
+	"load_balance_hosts": true,
+	// pgx and pgxpool
+	"statement_cache_capacity": true, "description_cache_capacity": true, "default_query_exec_mode": true,
+	"pool_max_conns": true, "pool_min_conns": true, "pool_min_idle_conns": true, "pool_max_conn_lifetime": true,
+	"pool_max_conn_lifetime_jitter": true, "pool_max_conn_idle_time": true, "pool_health_check_period": true,
+}
+
+// keyValueDSN tells a libpq key=value connection string from a path. It
+// reads s as libpq does (pairs separated by white space, white space
+// allowed around "=", values optionally in single quotes, backslash
+// escapes): isDSN when s is nothing but such pairs, each key a word, and
+// one of them a key libpq knows; otherwise looksLikeDSN when a word of s
+// begins with a key libpq knows followed by "=" (a DSN with a mistake
+// in it, or in capitals; a path has one only after a '/' or inside a
+// word), else notDSN.
+func keyValueDSN(s string) int {
+	if pairsOnly(s) {
+		return isDSN
+	}
+	for i := 0; i < len(s); i++ {
+		if i > 0 && !isSpace(s[i-1]) {
+			continue
+		}
+		j := i
+		for j < len(s) && isKeyByte(s[j]) {
+			j++
+		}
+		if j == i || !libpqKeys[strings.ToLower(s[i:j])] {
+			continue
+		}
+		for j < len(s) && isSpace(s[j]) {
+			j++
+		}
+		if j < len(s) && s[j] == '=' {
+			return looksLikeDSN
+		}
+	}
+	return notDSN
+}
+
+// pairsOnly reports whether s is one or more key=value pairs, keys being
+// words, at least one a key libpq knows as written (lower case).
+func pairsOnly(s string) bool {
+	known := false
+	i, n := 0, 0
+	skip := func() {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+	}
+	for skip(); i < len(s); skip() {
+		k := i
+		for i < len(s) && isKeyByte(s[i]) {
+			i++
+		}
+		if i == k {
+			return false
+		}
+		key := s[k:i]
+		skip()
+		if i == len(s) || s[i] != '=' {
+			return false
+		}
+		i++
+		skip()
+		if i < len(s) && s[i] == '\'' {
+			for i++; ; i++ {
+				if i >= len(s) {
+					return false // unterminated quote
+				}
+				if s[i] == '\\' {
+					i++
+					continue
+				}
+				if s[i] == '\'' {
+					i++
+					break
+				}
+			}
+			if i < len(s) && !isSpace(s[i]) {
+				return false
+			}
+		} else {
+			for ; i < len(s) && !isSpace(s[i]); i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+		}
+		n++
+		known = known || libpqKeys[key] // libpq's keys are lower case
+	}
+	return n > 0 && known
+}
+
+func isSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v'
+}
+
+func isKeyByte(b byte) bool {
+	return b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
 }
 
 // Check reports settings that do not fit the backend, as a config writes

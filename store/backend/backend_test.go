@@ -33,6 +33,56 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseKeyValueDSN: a libpq key=value connection string given without
+// "postgres:" is PostgreSQL, or refused when it is mistyped, but never a
+// bbolt path (which would show it in "no store at" messages and create a
+// file named after it); a path with "=" in a file name stays a path.
+func TestParseKeyValueDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"host=/var/run/postgresql dbname=sso user=caddy_sso password=hunter2",
+		"host=127.0.0.1 port=1 dbname=x user=u password=hunter2",
+		"host=127.0.0.1 port=1 dbname=x user=u",
+		"dbname=sso",
+		"  host = db.internal\tdbname='my sso' password='hunt\\'er2 x' sslmode=verify-full ",
+		"service=sso search_path=sso",
+		"host=db dbname=sso pool_max_conns=10 password=",
+	} {
+		s, err := Parse(dsn)
+		if err != nil || s.Backend != Postgres || s.DSN != dsn || s.Path != "" {
+			t.Errorf("Parse(%q) = %+v, %v; want postgres", dsn, s, err)
+		}
+	}
+	for _, path := range []string{"sso.db", "/var/lib/caddy/sso=1.db", "./host=db",
+		"a=b", "backup=2024-01-01.db", "my store.db", "data/dbname=sso.db"} {
+		s, err := Parse(path)
+		if err != nil || s.Backend != Bolt || s.Path != path {
+			t.Errorf("Parse(%q) = %+v, %v; want a bbolt path", path, s, err)
+		}
+	}
+	// Mistyped DSNs: refused, saying how to write one, never quoting it.
+	for _, bad := range []string{
+		"host=db dbname=sso user=u password=hunter2 oops",
+		"dbname=sso user=caddy password='hunter2",
+		"HOST=db DBNAME=sso PASSWORD=hunter2",
+		"/srv/my store host=db password=hunter2",
+		"/srv/host=db dbname=x", // a DSN with a stray word, or a path with spaces: ask
+		"password=hunter2 =x",
+	} {
+		s, err := Parse(bad)
+		if err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", bad, s)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "postgres:DSN") || !strings.Contains(msg, "bolt:PATH") {
+			t.Errorf("Parse(%q): %v", bad, err)
+		}
+	}
+	// The explicit prefixes still say which it is.
+	if s, err := Parse("bolt:/srv/my store host=db"); err != nil || s.Backend != Bolt || s.Path != "/srv/my store host=db" {
+		t.Errorf("bolt: prefix: %+v, %v", s, err)
+	}
+}
+
 // The DSN is a secret: what names a store in messages and pool keys never
 // holds its password (or any of it).
 func TestSpecNeverShowsTheDSN(t *testing.T) {
