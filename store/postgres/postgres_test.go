@@ -458,3 +458,58 @@ func TestNoLostUpdatesAcrossInstances(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSessionTokensSwapAcrossInstances: a read of a session's tokens in an
+// Update locks them like any record read to be written back, so a
+// compare-and-swap of the tokens (session/upstream.go's "first stored
+// wins" after a refresh) holds across instances: of concurrent swaps from
+// one version, exactly one wins and the others see its result.
+func TestSessionTokensSwapAcrossInstances(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	u := &store.User{}
+	putUser(t, a, u)
+	update(t, a, func(tx store.Tx) error {
+		if err := tx.PutSession(&store.Session{Hash: "h", UserID: u.ID}); err != nil {
+			return err
+		}
+		return tx.PutSessionTokens("h", []byte("v0"))
+	})
+	const n = 10
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins int
+	)
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			var won bool // in the attempt that committed
+			err := db.Update(context.Background(), func(tx store.Tx) error {
+				won = false
+				cur, err := tx.SessionTokens("h")
+				if err != nil || string(cur) != "v0" {
+					return err // another swap won: keep its tokens
+				}
+				time.Sleep(20 * time.Millisecond) // the refresh's round trip
+				won = true
+				return tx.PutSessionTokens("h", fmt.Appendf(nil, "v1-%d", i))
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			if won {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d of %d swaps from one version committed, want 1", wins, n)
+	}
+}

@@ -619,12 +619,31 @@ func (t *tx) SessionTokens(hash string) ([]byte, error) {
 		return nil, notFound("session tokens")
 	}
 	var sealed []byte
-	err := t.row("SELECT k.sealed FROM sso_sessions s LEFT JOIN sso_session_tokens k ON k.hash = s.hash WHERE s.hash = $1",
-		[]any{hash}, &sealed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("session tokens")
+	query := "SELECT k.sealed FROM sso_sessions s LEFT JOIN sso_session_tokens k ON k.hash = s.hash WHERE s.hash = $1"
+	if t.writable {
+		// A refresh swaps the tokens only if they are still those it
+		// read (session/upstream.go), so the read locks them like any
+		// record read to be written back: the session's row first, and
+		// the tokens in a statement of their own, whose snapshot, taken
+		// after the lock, holds the last committed swap (a join would
+		// re-read only the locked row after the wait, not the tokens).
+		var one int
+		err := t.row("SELECT 1 FROM sso_sessions WHERE hash = $1"+t.lockFor("sso_sessions"), []any{hash}, &one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, notFound("session tokens")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("postgres: session tokens: %w", err)
+		}
+		query = "SELECT sealed FROM sso_session_tokens WHERE hash = $1"
 	}
-	if err != nil {
+	err := t.row(query, []any{hash}, &sealed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && t.writable:
+		return nil, nil // the session has no tokens
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, notFound("session tokens")
+	case err != nil:
 		return nil, fmt.Errorf("postgres: session tokens: %w", err)
 	}
 	if len(sealed) == 0 {
