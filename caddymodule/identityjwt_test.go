@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
 type identityClaims struct {
@@ -68,7 +70,7 @@ func TestIdentityJWT(t *testing.T) {
 		t.Fatalf("verifying with the JWKS: %v", err)
 	}
 	if reg.Subject == "" || id.Email != "ada@example.com" || id.GivenName != "Ada" || id.Family != "Lovelace" ||
-		id.IdP != "test" || len(id.Groups) != 2 || reg.Expiry.Time().Sub(reg.IssuedAt.Time()) != 2*time.Second {
+		id.IdP != "test" || len(id.Groups) != 2 || reg.Expiry.Time().Sub(reg.IssuedAt.Time()) != 2*time.Second+upstreamjwt.ClockAllowance {
 		t.Fatalf("claims: %+v %+v", reg, id)
 	}
 	e := upstreamSaw(t, b.get(w.gw.base+"/app"))
