@@ -172,6 +172,10 @@ type Manager struct {
 	// (for room, or to re-read them) before Flush wrote them (hash -> unix
 	// nanos).
 	evicted map[tokenHash]int64
+	// unsaved holds the tokens the IdP renewed for a session when storing
+	// them failed, until a later refresh flight stores them (upstream.go):
+	// the IdP may have retired the stored refresh token. Under mu.
+	unsaved map[tokenHash]*unsavedTokens
 
 	// A load (or sign-in) reads the store and caches what it read later;
 	// a revocation committed and forgotten in between must not leave
@@ -244,6 +248,7 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 		entries:  make(map[tokenHash]*entry),
 		byUser:   make(map[string]map[tokenHash]bool),
 		evicted:  make(map[tokenHash]int64),
+		unsaved:  make(map[tokenHash]*unsavedTokens),
 		userSeed: maphash.MakeSeed(),
 	}
 }
@@ -582,7 +587,8 @@ func (m *Manager) dropLocked(hash tokenHash, e *entry) {
 }
 
 // forget drops a cached session without touching the store, and keeps a
-// load that read the store before from caching it.
+// load that read the store before from caching it. Every caller forgets a
+// session that has ended (or is ending), so its unsaved tokens go too.
 func (m *Manager) forget(hash tokenHash) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -591,6 +597,7 @@ func (m *Manager) forget(hash tokenHash) {
 		m.dropLocked(hash, e)
 	}
 	delete(m.evicted, hash)
+	delete(m.unsaved, hash)
 }
 
 // end removes an expired or orphaned session from cache and store.

@@ -31,7 +31,10 @@ const refreshRetry = 10 * time.Second
 // RefreshFunc asks the identity provider for fresh tokens in exchange for
 // t.RefreshToken (idp/oidc's Provider.Refresh). The tokens it returns are
 // complete: a refresh that returns no new ID token or refresh token keeps
-// t's. An error wrapping idp.ErrGrantRevoked ends the session.
+// t's. An error wrapping idp.ErrGrantRevoked ends the session. Tokens
+// returned with any other error are the session's all the same (the IdP
+// issued them, and may have retired t's refresh token: a refreshed ID
+// token refused for a passing reason), and the error is logged.
 type RefreshFunc func(ctx context.Context, t *Tokens) (*Tokens, error)
 
 // UpstreamTokens are a session's tokens as a route hands them to the
@@ -47,7 +50,8 @@ type UpstreamTokens struct {
 // identity (Identity.upstream) so that requests neither open the sealed
 // blob nor touch the store. It goes with the identity: bounded like the
 // session cache, and read from the store again (the source of truth, which
-// another instance may have refreshed) when the identity is.
+// another instance may have refreshed) when the identity is, unless the
+// store did not take the last renewed tokens (Manager.unsaved).
 type upstream struct {
 	values     UpstreamTokens
 	tokens     *Tokens
@@ -60,6 +64,23 @@ type upstream struct {
 	// failed, when set, is the answer until notBefore: the access token
 	// expired and the IdP could not renew it.
 	failed error
+	// unsaved, when set, says that storing these tokens failed
+	// (Manager.unsaved holds them too, within its bound): the first
+	// request from saveAt (unix nanos) on tries again.
+	unsaved *unsavedTokens
+	saveAt  int64
+}
+
+// unsavedTokens are a session's tokens that the IdP renewed but the store
+// did not take (Manager.unsaved). They are the session's: the stored
+// refresh token may be retired at the IdP, and refreshing with it again
+// would end the session, or, at an IdP with reuse detection, the grant.
+type unsavedTokens struct {
+	tokens *Tokens
+	// base is what the store holds, from which they were renewed: storing
+	// them again is the same swap (swapTokens) that failed.
+	base    *Tokens
+	expires int64 // unix nanos: the session's end, after which they go
 }
 
 func newUpstream(t *Tokens) *upstream {
@@ -87,11 +108,14 @@ func (u *upstream) cached(now int64, margin time.Duration) (*upstream, bool, err
 }
 
 // fresh reports whether the tokens can be passed on at now without a
-// refresh: the expiry is unknown; or more than margin away; or the access
-// token is valid and either nothing can renew it or notBefore holds the
-// refresh off.
+// refresh, or another attempt to store them (not before saveAt): the
+// expiry is unknown; or more than margin away; or the access token is
+// valid and either nothing can renew it or notBefore holds the refresh
+// off.
 func (u *upstream) fresh(now int64, margin time.Duration) bool {
 	switch {
+	case u.saveAt != 0 && now >= u.saveAt:
+		return false // time to store them again
 	case u.expiry == 0:
 		return true
 	case now >= u.expiry:
@@ -109,7 +133,11 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // Refreshes are single-flight per session: concurrent requests wait for
 // one refresh and share its result. Before refreshing, the stored tokens
 // are read again, since another instance sharing the store may have
-// refreshed them already. When the IdP refuses the refresh for good
+// refreshed them already. Tokens the IdP renewed are never dropped for a
+// failed store write: they serve the requests, and the first one
+// refreshRetry later stores them again (and the next refresh uses them,
+// not the refresh token the IdP may have retired). When the IdP refuses
+// the refresh for good
 // (idp.ErrGrantRevoked), the session ends (audited session.revoked,
 // ReasonGrantRevoked) and ErrNoSession is returned. ErrNoUpstreamToken
 // means there is no valid access token to pass; any other error, that the
@@ -132,7 +160,7 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 	return &v.(*upstream).values, nil
 }
 
-// renew is UpstreamTokens' single flight: the stored tokens, refreshed
+// renew is UpstreamTokens' single flight: the session's tokens, refreshed
 // when they must be.
 func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*upstream, error) {
 	now := m.now()
@@ -140,14 +168,19 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 	if u, ok, err := id.upstream.Load().cached(now.UnixNano(), margin); ok {
 		return u, err
 	}
-	stored, err := m.Tokens(ctx, id.SessionHash)
+	h, ok := parseHash(id.SessionHash)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	held, base, pending, err := m.held(ctx, id, h)
 	if err != nil {
 		return nil, err
 	}
-	if stored == nil || stored.AccessToken == "" {
+	if held == nil || held.AccessToken == "" {
 		return nil, ErrNoUpstreamToken
 	}
-	u := newUpstream(stored)
+	u := newUpstream(held)
+	u.setUnsaved(pending, now.UnixNano())
 	if u.fresh(now.UnixNano(), margin) {
 		id.upstream.Store(u)
 		return u, nil
@@ -155,15 +188,40 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 	if !u.refreshing {
 		return nil, ErrNoUpstreamToken // expired, and nothing renews it
 	}
-	renewed, err := refresh(ctx, stored)
-	if err != nil {
-		return m.refreshFailed(ctx, id, stored, err)
+	renewed, err := refresh(ctx, held)
+	if renewed == nil || errors.Is(err, idp.ErrGrantRevoked) {
+		if err == nil {
+			err = errors.New("the identity provider returned no tokens")
+		}
+		return m.refreshFailed(ctx, id, h, base, held, pending, err)
 	}
-	kept, err := m.swapTokens(ctx, id.SessionHash, stored, renewed)
 	if err != nil {
+		// The IdP renewed the tokens, and refused part of the answer (a
+		// new ID token that does not verify): the renewed tokens are
+		// kept, with the ID token the session had.
+		m.logger.Warn("refreshing a session's tokens: part of the identity provider's answer was refused; its new access and refresh tokens are kept",
+			zap.String("idp", id.IdP), zap.Error(err))
+	}
+	kept, err := m.swapTokens(ctx, id.SessionHash, base, renewed)
+	pending = nil
+	switch {
+	case err == nil:
+		m.dropUnsaved(h)
+	case errors.Is(err, ErrNoSession):
+		m.dropUnsaved(h)
 		return nil, err
+	default:
+		// The IdP may have retired the stored refresh token already:
+		// the renewed tokens serve this request and the next ones,
+		// which store them again, rather than be lost.
+		m.logger.Warn("storing a session's renewed tokens failed; they are kept in memory and stored again with a later request",
+			zap.String("idp", id.IdP), zap.Error(err))
+		pending = &unsavedTokens{tokens: renewed, base: base, expires: id.Expires.UnixNano()}
+		m.keepUnsaved(h, id.IdP, pending)
+		kept = renewed
 	}
 	u = newUpstream(kept)
+	u.setUnsaved(pending, m.now().UnixNano())
 	if now := m.now(); kept == renewed && !kept.Expiry.IsZero() && kept.Expiry.Sub(now) <= margin {
 		// The IdP's tokens live no longer than the margin: refresh at
 		// half their life instead of on every request.
@@ -175,14 +233,88 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 	return u, nil
 }
 
-// refreshFailed decides what a failed refresh leaves the request with.
-func (m *Manager) refreshFailed(ctx context.Context, id *Identity, used *Tokens, cause error) (*upstream, error) {
+// setUnsaved marks u's tokens as p's, which the store did not take (nil:
+// stored): the first request from refreshRetry after now on stores them.
+func (u *upstream) setUnsaved(p *unsavedTokens, now int64) {
+	if p != nil {
+		u.unsaved, u.saveAt = p, now+int64(refreshRetry)
+	}
+}
+
+// held returns the session's tokens, and base, what the store holds for
+// it: the same, unless the IdP renewed the tokens and storing them failed
+// (Manager.unsaved, or the identity's cached tokens beyond its bound).
+// Such tokens are stored first; when that fails again, they are returned
+// as they are, with the base they would replace, and as pending.
+func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash) (held, base *Tokens, pending *unsavedTokens, err error) {
+	m.mu.RLock()
+	p := m.unsaved[h]
+	m.mu.RUnlock()
+	if u := id.upstream.Load(); p == nil && u != nil {
+		p = u.unsaved
+	}
+	if p == nil {
+		stored, err := m.Tokens(ctx, id.SessionHash)
+		return stored, stored, nil, err
+	}
+	// First stored wins, as for any refresh: when another instance has
+	// stored tokens since, they are kept and these dropped.
+	kept, err := m.swapTokens(ctx, id.SessionHash, p.base, p.tokens)
+	switch {
+	case err == nil:
+		m.dropUnsaved(h)
+		return kept, kept, nil, nil
+	case errors.Is(err, ErrNoSession):
+		m.dropUnsaved(h)
+		return nil, nil, nil, err
+	}
+	m.logger.Warn("storing a session's renewed tokens failed again; they are kept in memory", zap.String("idp", id.IdP), zap.Error(err))
+	m.keepUnsaved(h, id.IdP, p)
+	return p.tokens, p.base, p, nil
+}
+
+// keepUnsaved holds p, the renewed tokens of the session h that the store
+// did not take, until held stores them or the session ends. They are
+// bounded like the session cache: sessions past their end go first, and
+// beyond the cache's size they are held only with the cached identity
+// (upstream.unsaved), which a reload drops.
+func (m *Manager) keepUnsaved(h tokenHash, idpName string, p *unsavedTokens) {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.unsaved[h]; !ok && len(m.unsaved) >= m.cfg.CacheSize {
+		for k, q := range m.unsaved {
+			if q.expires <= now {
+				delete(m.unsaved, k)
+			}
+		}
+		if len(m.unsaved) >= m.cfg.CacheSize {
+			m.logger.Error("too many sessions' renewed tokens wait to be stored; these are held only while their session stays cached", zap.String("idp", idpName))
+			return
+		}
+	}
+	m.unsaved[h] = p
+}
+
+// dropUnsaved forgets the unsaved tokens of the session h: they have been
+// stored, or given way to tokens another instance stored.
+func (m *Manager) dropUnsaved(h tokenHash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.unsaved, h)
+}
+
+// refreshFailed decides what a failed refresh leaves the request with:
+// used are the tokens the refresh was asked with, base what the store
+// held for the session (used, unless storing used failed: pending).
+func (m *Manager) refreshFailed(ctx context.Context, id *Identity, h tokenHash, base, used *Tokens, pending *unsavedTokens, cause error) (*upstream, error) {
 	now := m.now().UnixNano()
 	// Another instance may have refreshed, and rotated the refresh token
 	// this one used, since the store was read: its tokens are the
 	// session's now.
-	if again, err := m.Tokens(ctx, id.SessionHash); err == nil && again != nil && again.RefreshToken != used.RefreshToken {
+	if again, err := m.Tokens(ctx, id.SessionHash); err == nil && again != nil && again.RefreshToken != base.RefreshToken {
 		if u := newUpstream(again); u.expiry == 0 || now < u.expiry {
+			m.dropUnsaved(h)
 			id.upstream.Store(u)
 			return u, nil
 		}
@@ -199,12 +331,14 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, used *Tokens,
 	if u := newUpstream(used); now < u.expiry {
 		// Still valid: pass it on, and try again later.
 		u.notBefore = now + int64(refreshRetry)
+		u.setUnsaved(pending, now)
 		id.upstream.Store(u)
 		return u, nil
 	}
-	// Expired: requests fail until the next attempt is due.
+	// Expired: requests fail until the next attempt is due (which also
+	// stores unsaved tokens, Manager.unsaved keeping them meanwhile).
 	err := fmt.Errorf("session: refreshing tokens: %w", cause)
-	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry)})
+	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry), unsaved: pending})
 	return nil, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -334,5 +335,204 @@ func BenchmarkUpstreamTokensCached(b *testing.B) {
 		if _, err := m.UpstreamTokens(ctx, id, time.Minute, refresh); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// rotatingIdP is a token endpoint with strict refresh-token rotation (Okta,
+// Auth0, PingOne): each refresh retires the refresh token it was given,
+// and one retired is refused with invalid_grant. used lists the refresh
+// tokens it was asked with, in order.
+type rotatingIdP struct {
+	clk     *clock
+	mu      sync.Mutex
+	current string
+	n       int
+	used    []string
+}
+
+func newRotatingIdP(clk *clock) *rotatingIdP { return &rotatingIdP{clk: clk, current: "rt-1", n: 1} }
+
+func (r *rotatingIdP) refresh(_ context.Context, t *session.Tokens) (*session.Tokens, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.used = append(r.used, t.RefreshToken)
+	if t.RefreshToken != r.current {
+		return nil, fmt.Errorf("token endpoint: invalid_grant (refresh token rotated out): %w", idp.ErrGrantRevoked)
+	}
+	r.n++
+	r.current = fmt.Sprintf("rt-%d", r.n)
+	return &session.Tokens{IDToken: t.IDToken, AccessToken: fmt.Sprintf("at-%d", r.n),
+		RefreshToken: r.current, Expiry: r.clk.now().Add(time.Minute)}, nil
+}
+
+func (r *rotatingIdP) usedTokens() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.used)
+}
+
+// flakyStore fails the next failing writes (Update) before running them,
+// as a store that lost its connection or its disk does.
+type flakyStore struct {
+	store.Store
+	failing atomic.Int32
+}
+
+var errStoreDown = errors.New("store: connection lost")
+
+func (s *flakyStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.failing.Add(-1) >= 0 {
+		return errStoreDown
+	}
+	s.failing.Store(0)
+	return s.Store.Update(ctx, fn)
+}
+
+// rotatingWorld is a session (at-1, rt-1, expiring in 60 s) on a manager
+// over a store whose writes can be made to fail, with a rotating IdP.
+type rotatingWorld struct {
+	*tokenWorld
+	flaky *flakyStore
+	rot   *rotatingIdP
+}
+
+func newRotatingWorld(t *testing.T) *rotatingWorld {
+	t.Helper()
+	w := &tokenWorld{ctx: context.Background(), db: openStore(t), clk: newClock()}
+	flaky := &flakyStore{Store: w.db}
+	w.m = session.New(flaky, session.Config{}, nil, w.clk.now)
+	tok := &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: w.clk.now().Add(time.Minute)}
+	n := signIn(t, w.m, w.db, addUser(t, w.db, activeUser()), tok)
+	w.token, w.hash = n.Token, n.Session.Hash
+	return &rotatingWorld{tokenWorld: w, flaky: flaky, rot: newRotatingIdP(w.clk)}
+}
+
+func (w *rotatingWorld) access(t *testing.T, margin time.Duration) (string, error) {
+	t.Helper()
+	id, err := w.m.Resolve(w.ctx, w.token)
+	if err != nil {
+		return "", err
+	}
+	u, err := w.m.UpstreamTokens(w.ctx, id, margin, w.rot.refresh)
+	if err != nil {
+		return "", err
+	}
+	return u.Access[0], nil
+}
+
+// TestUpstreamTokensStoreWriteFailsAfterRotation: the IdP renews the tokens
+// and retires rt-1, and storing the renewed ones fails once. The request
+// is served the renewed access token (not a 502), the next requests too,
+// without another refresh; a later request stores them, and the next
+// refresh uses rt-2, the refresh token the IdP now accepts, so the session
+// lives on.
+func TestUpstreamTokensStoreWriteFailsAfterRotation(t *testing.T) {
+	w := newRotatingWorld(t)
+	const margin = 10 * time.Second
+	w.clk.advance(55 * time.Second)
+	w.flaky.failing.Store(1)
+	if at, err := w.access(t, margin); at != "at-2" || err != nil {
+		t.Errorf("refreshed, store write failed: %q, %v, want the renewed at-2", at, err)
+	}
+	if s := w.stored(t); s.RefreshToken != "rt-1" {
+		t.Fatalf("stored %q: the write did not fail", s.RefreshToken)
+	}
+	if at, err := w.access(t, margin); at != "at-2" || err != nil {
+		t.Errorf("next request: %q, %v, want at-2 from memory", at, err)
+	}
+	// Past the retry pause and the session cache's TTL (the identity
+	// and its cached tokens are read again): the renewed tokens are
+	// still the session's, and this request stores them.
+	w.clk.advance(31 * time.Second)
+	if at, err := w.access(t, margin); at != "at-2" || err != nil {
+		t.Fatalf("after the cache TTL: %q, %v, want at-2", at, err)
+	}
+	if s := w.stored(t); s.AccessToken != "at-2" || s.RefreshToken != "rt-2" || s.IDToken != idToken {
+		t.Errorf("stored after the retry: %q/%q, want at-2/rt-2 and the ID token", s.AccessToken, s.RefreshToken)
+	}
+	// at-2 comes within the margin: refreshed with rt-2.
+	w.clk.advance(20 * time.Second)
+	if at, err := w.access(t, margin); at != "at-3" || err != nil {
+		t.Fatalf("next refresh: %q, %v, want at-3", at, err)
+	}
+	if used := w.rot.usedTokens(); !slices.Equal(used, []string{"rt-1", "rt-2"}) {
+		t.Errorf("refresh tokens used %q, want [rt-1 rt-2]", used)
+	}
+	if s := w.stored(t); s.RefreshToken != "rt-3" {
+		t.Errorf("stored %q, want rt-3", s.RefreshToken)
+	}
+}
+
+// TestUpstreamTokensStoreDownThroughRefreshes: the store takes no write
+// for two refreshes in a row; the second refresh uses the refresh token
+// the first one brought, and once the store is back the latest tokens are
+// stored over the ones it held all along.
+func TestUpstreamTokensStoreDownThroughRefreshes(t *testing.T) {
+	w := newRotatingWorld(t)
+	const margin = 10 * time.Second
+	w.flaky.failing.Store(1 << 20)
+	w.clk.advance(55 * time.Second)
+	if at, err := w.access(t, margin); at != "at-2" || err != nil {
+		t.Fatalf("first refresh: %q, %v", at, err)
+	}
+	// Retries fail, and at-2 comes within the margin, past the cache TTL.
+	for range 5 {
+		w.clk.advance(11 * time.Second)
+		if _, err := w.access(t, margin); err != nil {
+			t.Fatalf("store down: %v", err)
+		}
+	}
+	if at, err := w.access(t, margin); at != "at-3" || err != nil {
+		t.Fatalf("second refresh: %q, %v, want at-3", at, err)
+	}
+	if used := w.rot.usedTokens(); !slices.Equal(used, []string{"rt-1", "rt-2"}) {
+		t.Errorf("refresh tokens used %q, want [rt-1 rt-2]", used)
+	}
+	if s := w.stored(t); s.RefreshToken != "rt-1" {
+		t.Fatalf("stored %q while the store was down", s.RefreshToken)
+	}
+	w.flaky.failing.Store(0)
+	w.clk.advance(11 * time.Second)
+	if at, err := w.access(t, margin); at != "at-3" || err != nil {
+		t.Fatalf("store back: %q, %v, want at-3", at, err)
+	}
+	if s := w.stored(t); s.AccessToken != "at-3" || s.RefreshToken != "rt-3" {
+		t.Errorf("stored %q/%q once the store was back, want at-3/rt-3", s.AccessToken, s.RefreshToken)
+	}
+}
+
+// TestUpstreamTokensKeptWhenIDTokenRefused: the IdP renews the tokens, and
+// the refresh function refuses its new ID token for a passing reason
+// (returning the new tokens, with the session's ID token, and the error).
+// The renewed tokens are stored and passed on; the next refresh uses the
+// rotated refresh token.
+func TestUpstreamTokensKeptWhenIDTokenRefused(t *testing.T) {
+	w := newRotatingWorld(t)
+	const margin = 10 * time.Second
+	refuse := func(ctx context.Context, t *session.Tokens) (*session.Tokens, error) {
+		got, err := w.rot.refresh(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		return got, errors.New("refreshed ID token: at_hash does not match the access token")
+	}
+	w.clk.advance(55 * time.Second)
+	id, err := w.m.Resolve(w.ctx, w.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := w.m.UpstreamTokens(w.ctx, id, margin, refuse)
+	if err != nil || u.Access[0] != "at-2" || u.ID[0] != idToken {
+		t.Fatalf("ID token refused: %v, %v, want at-2 and the session's ID token", u, err)
+	}
+	if s := w.stored(t); s.AccessToken != "at-2" || s.RefreshToken != "rt-2" || s.IDToken != idToken {
+		t.Errorf("stored %q/%q, want at-2/rt-2 and the session's ID token", s.AccessToken, s.RefreshToken)
+	}
+	w.clk.advance(55 * time.Second)
+	if at, err := w.access(t, margin); at != "at-3" || err != nil {
+		t.Fatalf("next refresh: %q, %v, want at-3", at, err)
+	}
+	if used := w.rot.usedTokens(); !slices.Equal(used, []string{"rt-1", "rt-2"}) {
+		t.Errorf("refresh tokens used %q, want [rt-1 rt-2]", used)
 	}
 }

@@ -38,6 +38,18 @@ func (p *Provider) expiry(tok *oauth2.Token) time.Time {
 // is about another subject or for another client, wraps
 // idp.ErrGrantRevoked: the session must end. Any other error is passing
 // (the IdP unreachable) and names no token.
+//
+// A new ID token refused for a passing reason (its signature does not
+// verify, say while the IdP's new signing key cannot be fetched yet; it is
+// expired or issued in the future by the clocks' skew; its at_hash does not
+// match) does not undo the refresh: the token endpoint has issued the new
+// access token and, with rotation, a new refresh token and retired t's,
+// so losing them would lose the grant. Refresh then returns both: the new
+// tokens with t's ID token in place of the refused one, and the error
+// saying why it was refused. The caller keeps the tokens and reports the
+// error. The access token is as trustworthy as any refreshed one: the
+// token endpoint gave it to this client's credentials over TLS, and an ID
+// token is not what vouches for it.
 func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, error) {
 	if t == nil || t.RefreshToken == "" {
 		return nil, fmt.Errorf("oidc idp %q: refresh: no refresh token", p.cfg.Name)
@@ -67,8 +79,14 @@ func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, err
 		out.RefreshToken = t.RefreshToken // not rotated
 	}
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if err := p.verifyRefreshedIDToken(ctx, raw, t.IDToken, tok.AccessToken); err != nil {
+		err := p.verifyRefreshedIDToken(ctx, raw, t.IDToken, tok.AccessToken)
+		switch {
+		case errors.Is(err, idp.ErrGrantRevoked):
 			return nil, fmt.Errorf("oidc idp %q: refreshed ID token: %w", p.cfg.Name, err)
+		case err != nil:
+			// out keeps t's ID token: the refused one is neither passed
+			// on nor the reference of the next refresh's checks.
+			return out, fmt.Errorf("oidc idp %q: refreshed ID token refused (the new access and refresh tokens are kept, with the session's ID token): %w", p.cfg.Name, err)
 		}
 		out.IDToken = raw
 	}
@@ -79,7 +97,8 @@ func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, err
 // session's original one (OpenID Connect Core 12.2). The original was
 // verified at sign-in and has been kept sealed since, so its claims are
 // read without verifying it again. A claim that names another subject or
-// client wraps idp.ErrGrantRevoked.
+// client wraps idp.ErrGrantRevoked; those are checked before anything that
+// may fail for a passing reason but the signature.
 func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, accessToken string) error {
 	jws, err := p.keys.parse(raw)
 	if err != nil {
@@ -97,16 +116,11 @@ func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, ac
 	if err != nil {
 		return fmt.Errorf("the session's ID token: %w", err)
 	}
-	now, skew := p.cfg.Now(), p.cfg.ClockSkew
-	exp, ok := numericDate(claims["exp"])
-	if !ok || !now.Before(exp.Add(skew)) {
-		return errors.New("expired, or exp missing")
-	}
-	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
-		return errors.New("iat missing or in the future")
-	}
 	// The grant belongs to one subject and one client: a token that says
-	// otherwise ends the session rather than changing who it is.
+	// otherwise ends the session rather than changing who it is. These
+	// come before the checks that fail for passing reasons (times,
+	// at_hash), after which Refresh keeps the new access token: a signed
+	// token about someone else ends the session even if it is expired too.
 	same := func(name string) error {
 		if scalarsEqual(claims[name], orig[name]) {
 			return nil
@@ -141,6 +155,14 @@ func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, ac
 		if tid, _ := claims["tid"].(string); !strings.EqualFold(tid, p.cfg.TenantID) {
 			return fmt.Errorf("tid %q, want %q: %w", tid, p.cfg.TenantID, idp.ErrGrantRevoked)
 		}
+	}
+	now, skew := p.cfg.Now(), p.cfg.ClockSkew
+	exp, ok := numericDate(claims["exp"])
+	if !ok || !now.Before(exp.Add(skew)) {
+		return errors.New("expired, or exp missing")
+	}
+	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
+		return errors.New("iat missing or in the future")
 	}
 	if atHash, present := claims["at_hash"]; present {
 		s, _ := atHash.(string)

@@ -124,7 +124,10 @@ func TestRefreshIdPDown(t *testing.T) {
 // TestRefreshedIDTokenChecks: each rule OpenID Connect Core 12.2 sets for
 // an ID token from a refresh, broken once by the IdP. A token about
 // another subject or for another client ends the grant; one that merely
-// fails to verify is refused without ending it.
+// fails to verify is refused without ending it, and without losing what
+// the token endpoint issued with it: the new access token and the rotated
+// refresh token come back with the session's ID token, and the next
+// refresh with them succeeds.
 func TestRefreshedIDTokenChecks(t *testing.T) {
 	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -147,6 +150,14 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 		{"other auth_time", func(tok *oidctest.Token) { tok.Claims["auth_time"] = 12345 }, true},
 		{"other nonce", func(tok *oidctest.Token) { tok.Claims["nonce"] = "another-login" }, true},
 		{"other tenant", func(tok *oidctest.Token) { tok.Claims["tid"] = "tenant-2" }, true},
+		{"other subject, and expired", func(tok *oidctest.Token) {
+			tok.Claims["sub"] = "mallory-sub"
+			tok.Claims["exp"] = time.Now().Add(-time.Hour).Unix()
+		}, true},
+		{"other subject, and at_hash of another access token", func(tok *oidctest.Token) {
+			tok.Claims["sub"] = "mallory-sub"
+			tok.Claims["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA"
+		}, true},
 		{"expired", func(tok *oidctest.Token) { tok.Claims["exp"] = time.Now().Add(-time.Hour).Unix() }, false},
 		{"issued in the future", func(tok *oidctest.Token) { tok.Claims["iat"] = time.Now().Add(time.Hour).Unix() }, false},
 		{"unsigned", func(tok *oidctest.Token) { tok.Alg = "none" }, false},
@@ -156,13 +167,20 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, tok := refreshEnv(t)
 			e.idp.SetHooks(oidctest.Hooks{IDToken: tc.hook})
-			_, err := e.p.Refresh(context.Background(), tok)
+			got, err := e.p.Refresh(context.Background(), tok)
 			if err == nil {
 				t.Fatal("accepted")
 			}
 			if errors.Is(err, idp.ErrGrantRevoked) != tc.revoked {
 				t.Errorf("ends the grant = %v, want %v (%v)", !tc.revoked, tc.revoked, err)
 			}
+			if tc.revoked {
+				if got != nil {
+					t.Errorf("a refresh that ends the grant returned tokens: %v", got)
+				}
+				return
+			}
+			checkKeptAfterRefusedIDToken(t, e, tok, got)
 		})
 	}
 	// And the same IdP without a hook is accepted (the checks are not
@@ -171,4 +189,58 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 	if _, err := e.p.Refresh(context.Background(), tok); err != nil {
 		t.Errorf("a correct refreshed ID token was refused: %v", err)
 	}
+}
+
+// checkKeptAfterRefusedIDToken: got, what Refresh returned from tok with
+// a refused ID token, holds the IdP's new access token and rotated refresh
+// token and tok's ID token; the IdP now refuses tok's refresh token and
+// takes got's.
+func checkKeptAfterRefusedIDToken(t *testing.T, e *env, tok, got *idp.Tokens) {
+	t.Helper()
+	if got == nil {
+		t.Fatal("the tokens the IdP issued were dropped with the refused ID token")
+	}
+	if got.IDToken != tok.IDToken {
+		t.Error("the refused ID token replaced the session's")
+	}
+	if got.RefreshToken == "" || got.RefreshToken == tok.RefreshToken {
+		t.Error("the rotated refresh token was not returned")
+	}
+	if got.AccessToken == tok.AccessToken || !userinfoAccepts(t, e, got.AccessToken) {
+		t.Error("the new access token was not returned")
+	}
+	if d := got.Expiry.Sub(e.clock.Now()); d != time.Minute {
+		t.Errorf("new expiry in %v, want 60 s", d)
+	}
+	e.idp.SetHooks(oidctest.Hooks{})
+	if _, err := e.p.Refresh(context.Background(), tok); !errors.Is(err, idp.ErrGrantRevoked) {
+		t.Fatalf("the IdP did not rotate the refresh token out: %v", err)
+	}
+	again, err := e.p.Refresh(context.Background(), got)
+	if err != nil {
+		t.Fatalf("the next refresh, with the tokens kept: %v", err)
+	}
+	if again.IDToken == tok.IDToken || again.RefreshToken == got.RefreshToken {
+		t.Error("the next refresh did not bring a new ID token and refresh token")
+	}
+}
+
+// TestRefreshKeepsRotatedTokensWhenIDTokenRefused: an IdP that rotates
+// refresh tokens (Okta, Auth0, PingOne) answers a refresh with new tokens
+// and an ID token whose at_hash does not match the access token. The
+// refresh is reported (a passing error), but the rotated refresh token
+// and the new access token are returned with the session's ID token, so
+// that the next refresh uses the refresh token the IdP now accepts.
+func TestRefreshKeepsRotatedTokensWhenIDTokenRefused(t *testing.T) {
+	e, tok := refreshEnv(t)
+	e.clock.Add(61 * time.Second)
+	e.idp.SetHooks(oidctest.Hooks{IDToken: func(tok *oidctest.Token) { tok.Claims["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA" }})
+	got, err := e.p.Refresh(context.Background(), tok)
+	if err == nil || errors.Is(err, idp.ErrGrantRevoked) {
+		t.Fatalf("refused ID token: %v, want a passing error", err)
+	}
+	if got != nil && (strings.Contains(err.Error(), got.RefreshToken) || strings.Contains(err.Error(), got.AccessToken)) {
+		t.Errorf("the error names a token: %v", err)
+	}
+	checkKeptAfterRefusedIDToken(t, e, tok, got)
 }
