@@ -58,9 +58,16 @@ data directory). Caddy must not be using the store.
 
 A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one. A PostgreSQL
-target must be empty unless --force is given. The file is read in full and
-checked before anything is written. A bbolt file (what older versions wrote as
-a backup) is accepted too.`,
+target must be empty unless --force is given, which replaces everything it
+holds: its users, groups, sessions, tombstones, single-use IDs and audit trail
+are deleted and the backup written, so that afterwards it holds exactly the
+backup. This happens in batches, not in one transaction: if it fails part-way,
+run the same command again; it starts over from an empty database. The store
+cannot replace a key, so a database holding keys (secrets) that the backup
+does not have, or has with other values, is refused before anything changes.
+The file is read in full and checked before anything is written, and the
+target is read back at the end. A bbolt file (what older versions wrote as a
+backup) is accepted too.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			raw, _ := c.Flags().GetString("store")
@@ -72,9 +79,15 @@ a backup) is accepted too.`,
 				return err
 			}
 			force, _ := c.Flags().GetBool("force")
-			counts, err := restore(c.Context(), args[0], dst, force, progressTo(c))
+			// Said once the backup has checked out, before the target changes.
+			starting := func() {
+				if force {
+					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", dst, args[0])
+				}
+			}
+			counts, err := restore(c.Context(), args[0], dst, force, starting, progressTo(c))
 			if err != nil {
-				return err
+				return fmt.Errorf("restoring %s into %s: %w", args[0], dst, hint(err))
 			}
 			if asJSON(c) {
 				return printJSON(c, map[string]any{"store": dst.String(), "counts": counts})
@@ -83,7 +96,7 @@ a backup) is accepted too.`,
 			return nil
 		},
 	}
-	cmd.Flags().Bool("force", false, "Import into a PostgreSQL store that already holds records")
+	cmd.Flags().Bool("force", false, "Replace everything a PostgreSQL store holds with the backup")
 	return cmd
 }
 
@@ -95,7 +108,10 @@ func migrateCommand() *cobra.Command {
 sessions with their sealed tokens, single-use IDs, keys and the audit trail
 (its sequence numbers kept). Stores are written bolt:PATH or postgres:DSN.
 Neither may be in use by a running Caddy. The target must be empty unless
---force is given. Counts are compared afterwards; a mismatch is an error.
+--force is given, which replaces everything it holds, as restore --force
+does (a bbolt target is built beside the old file and renamed into place).
+The target is read back afterwards: it must hold as many records of each kind
+as were copied, and the source's keys; a difference is an error.
 
   caddy sso migrate --from bolt:/var/lib/caddy/sso.db --to postgres:"$SSO_DATABASE_URL"`,
 		Args: cobra.NoArgs,
@@ -112,36 +128,55 @@ Neither may be in use by a running Caddy. The target must be empty unless
 			}
 			force, _ := c.Flags().GetBool("force")
 			ctx := c.Context()
+			if from.Backend == backend.Bolt && to.Backend == backend.Bolt && samePath(from.Path, to.Path) {
+				return errors.New("--from and --to are the same store")
+			}
 			from.ReadOnly = true
 			src, err := openOfflineSpec(ctx, from)
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			if to.Backend == backend.Bolt {
-				if err := os.MkdirAll(filepath.Dir(to.Path), 0o700); err != nil {
+			opt := portable.ImportOptions{Force: force, Progress: progressTo(c)}
+			var rep portable.Report
+			switch {
+			case to.Backend == backend.Bolt && force:
+				// Build a new file and swap it in, as restore does.
+				opt.Force = false
+				err = replaceBoltFile(ctx, to.Path, ".migrate", func(dst store.Store) error {
+					var err error
+					rep, err = portable.Migrate(ctx, src, dst, opt)
+					return err
+				})
+			default:
+				if to.Backend == backend.Bolt {
+					if err := os.MkdirAll(filepath.Dir(to.Path), 0o700); err != nil {
+						return err
+					}
+				}
+				if force {
+					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from)
+				}
+				var dst store.Store
+				if dst, err = openOfflineSpec(ctx, to); err != nil {
 					return err
 				}
+				defer dst.Close()
+				rep, err = portable.Migrate(ctx, src, dst, opt)
 			}
-			dst, err := openOfflineSpec(ctx, to)
 			if err != nil {
-				return err
-			}
-			defer dst.Close()
-			rep, err := portable.Migrate(ctx, src, dst, portable.ImportOptions{Force: force, Progress: progressTo(c)})
-			if err != nil {
-				return fmt.Errorf("migrating %s to %s: %w", from, to, err)
+				return fmt.Errorf("migrating %s to %s: %w", from, to, hint(err))
 			}
 			if asJSON(c) {
 				return printJSON(c, rep)
 			}
-			fmt.Fprintf(c.OutOrStdout(), "copied %s from %s to %s; counts match\n", describe(rep.Copied), from, to)
+			fmt.Fprintf(c.OutOrStdout(), "copied %s from %s to %s; counts match, and the keys are the source's\n", describe(rep.Copied), from, to)
 			return nil
 		},
 	}
 	cmd.Flags().String("from", "", "The store to copy (bolt:PATH or postgres:DSN)")
 	cmd.Flags().String("to", "", "The store to fill (bolt:PATH or postgres:DSN)")
-	cmd.Flags().Bool("force", false, "Copy into a store that already holds records")
+	cmd.Flags().Bool("force", false, "Replace everything the target store holds with the source")
 	return cmd
 }
 
@@ -156,6 +191,32 @@ func progressTo(c *cobra.Command) portable.Progress {
 func describe(c portable.Counts) string {
 	return fmt.Sprintf("%d users, %d groups, %d sessions, %d tombstones, %d audit events, %d keys",
 		c.Users, c.Groups, c.Sessions, c.Tombstones, c.AuditEvents, c.Secrets)
+}
+
+// hint adds to a restore's or migration's error what to do next.
+func hint(err error) error {
+	switch {
+	case errors.Is(err, portable.ErrPartial):
+		return fmt.Errorf("%w\n(the target is incomplete: do not start Caddy on it; run the same command again with --force, "+
+			"which empties it and starts over)", err)
+	case errors.Is(err, portable.ErrNotEmpty):
+		return fmt.Errorf("%w\n(--force replaces everything in it with the source)", err)
+	case errors.Is(err, portable.ErrSecretConflict):
+		return fmt.Errorf("%w\n(in PostgreSQL, secrets are the rows of the table sso_secrets)", err)
+	}
+	return err
+}
+
+// samePath reports whether two paths name the same file.
+func samePath(a, b string) bool {
+	if ia, err := os.Stat(a); err == nil {
+		if ib, err := os.Stat(b); err == nil {
+			return os.SameFile(ia, ib)
+		}
+	}
+	aa, errA := filepath.Abs(a)
+	ab, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && aa == ab
 }
 
 // writeBackup writes the backup to a temporary file beside path, reads it
@@ -208,8 +269,9 @@ func isBoltFile(path string) bool {
 	return bytes.Contains(head[:n], boltMagic)
 }
 
-// restore imports the backup at src into dst.
-func restore(ctx context.Context, src string, dst backend.Spec, force bool, progress portable.Progress) (portable.Counts, error) {
+// restore imports the backup at src into dst; it calls starting before it
+// writes to a PostgreSQL target.
+func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress) (portable.Counts, error) {
 	load, err := backupSource(ctx, src)
 	if err != nil {
 		return portable.Counts{}, err
@@ -220,41 +282,56 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, prog
 			return portable.Counts{}, err
 		}
 		defer st.Close()
+		starting()
 		return load(st, force, progress)
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
-	if err := refuseIfLocked(dst.Path); err != nil {
-		return portable.Counts{}, err
+	var counts portable.Counts
+	err = replaceBoltFile(ctx, dst.Path, ".restore", func(st store.Store) error {
+		var err error
+		counts, err = load(st, false, progress)
+		return err
+	})
+	return counts, err
+}
+
+// replaceBoltFile builds a new bbolt store beside path (named after it,
+// with suffix) with fill, and renames it into place: the store at path is
+// either the old one or the complete new one. It refuses while a running
+// Caddy holds path, checked before and again right before the swap.
+func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st store.Store) error) error {
+	if err := refuseIfLocked(path); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst.Path), 0o700); err != nil {
-		return portable.Counts{}, err
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
-	tmpPath := filepath.Join(filepath.Dir(dst.Path), "."+filepath.Base(dst.Path)+".restore")
-	_ = os.Remove(tmpPath) // left by an interrupted restore
+	tmpPath := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+suffix)
+	_ = os.Remove(tmpPath) // left by an interrupted run
 	defer os.Remove(tmpPath)
 	st, err := backend.Open(ctx, backend.Spec{Backend: backend.Bolt, Path: tmpPath}, nil)
 	if err != nil {
-		return portable.Counts{}, err
+		return err
 	}
-	counts, err := load(st, false, progress)
+	err = fill(st)
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return counts, err
+		return err
 	}
 	// Check again right before the swap: Caddy may have started meanwhile.
-	if err := refuseIfLocked(dst.Path); err != nil {
-		return counts, err
+	if err := refuseIfLocked(path); err != nil {
+		return err
 	}
-	if err := os.Rename(tmpPath, dst.Path); err != nil {
-		return counts, err
+	if err := os.Rename(tmpPath, path); err != nil {
+		return err
 	}
-	if dir, err := os.Open(filepath.Dir(dst.Path)); err == nil {
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = dir.Sync()
 		_ = dir.Close()
 	}
-	return counts, nil
+	return nil
 }
 
 // backupSource checks the backup at path and returns what loads it into a
@@ -297,7 +374,7 @@ func refuseIfLocked(path string) error {
 	}
 	st, err := openOfflineSpec(context.Background(), backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true})
 	if errors.Is(err, errStoreInUse) {
-		return fmt.Errorf("refusing to restore over %s: %w", path, err)
+		return fmt.Errorf("refusing to replace %s: %w", path, err)
 	}
 	if err != nil {
 		// A damaged store is no reason to refuse its replacement.

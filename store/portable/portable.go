@@ -49,17 +49,25 @@ const (
 
 // Errors Import and Migrate return, to be tested with errors.Is.
 var (
-	// ErrNotEmpty: the target store already holds records or secrets, and
-	// Force was not given.
+	// ErrNotEmpty: the target store already holds records, single-use IDs
+	// or secrets, and Force was not given.
 	ErrNotEmpty = errors.New("target store is not empty")
-	// ErrSecretConflict: the target holds a secret of the same name with
-	// another value, and Force was not given.
-	ErrSecretConflict = errors.New("target store holds a different secret of the same name")
+	// ErrSecretConflict: the target holds a secret that the source does
+	// not have, or has with another value. The store cannot replace or
+	// delete a secret, so even with Force the target would not end up
+	// holding the source's keys: Import and Migrate refuse before they
+	// change anything.
+	ErrSecretConflict = errors.New("target store holds secrets that differ from the source's")
 	// ErrCorrupt: the backup is not one this build reads, or is truncated.
 	ErrCorrupt = errors.New("backup is unreadable or incomplete")
-	// ErrCountMismatch: after a copy, the target does not hold as many
-	// records as were copied.
-	ErrCountMismatch = errors.New("record counts differ after the copy")
+	// ErrCountMismatch: after a copy, the target does not hold exactly
+	// what was copied: as many records of each kind, and the same secrets
+	// (names and values).
+	ErrCountMismatch = errors.New("the target differs from the source after the copy")
+	// ErrPartial: Import or Migrate failed after it had changed the
+	// target, which now holds part of the source. Running it again with
+	// Force starts over from an empty target.
+	ErrPartial = errors.New("the target holds part of the source")
 )
 
 // Counts is how many records of each kind a backup or a copy holds.
@@ -72,9 +80,6 @@ type Counts struct {
 	SessionTokens int `json:"session_tokens"` // sessions that have sealed tokens
 	Consumed      int `json:"consumed"`       // single-use IDs
 	AuditEvents   int `json:"audit_events"`
-	// SecretsKept counts secrets Import or Migrate (with Force) left as the
-	// target had them because they differed from the source's.
-	SecretsKept int `json:"secrets_kept,omitempty"`
 }
 
 // storeCounts is the part of c that store.Tx.Counts reports.

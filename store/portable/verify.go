@@ -17,6 +17,12 @@ import (
 // and returns the counts. `caddy sso backup` runs it on the file it wrote
 // before putting it in place, and `restore` before touching the target.
 func Verify(r io.Reader) (Counts, error) {
+	return verify(r, nil)
+}
+
+// verify is Verify, handing each secret to secret when it is not nil. A
+// secret named twice makes the backup corrupt.
+func verify(r io.Reader, secret func(name string, value []byte)) (Counts, error) {
 	gz, err := gzip.NewReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return Counts{}, fmt.Errorf("portable: not a gzip'd backup: %v: %w", err, ErrCorrupt)
@@ -25,6 +31,7 @@ func Verify(r io.Reader) (Counts, error) {
 	dec.DisallowUnknownFields()
 	var c Counts
 	var head, end bool
+	names := map[string]bool{}
 	for n := 1; ; n++ {
 		var l line
 		err := dec.Decode(&l)
@@ -58,6 +65,13 @@ func Verify(r io.Reader) (Counts, error) {
 		}
 		switch {
 		case l.Secret != nil:
+			if names[l.Secret.Name] {
+				return c, fmt.Errorf("portable: line %d: secret %s a second time: %w", n, l.Secret.Name, ErrCorrupt)
+			}
+			names[l.Secret.Name] = true
+			if secret != nil {
+				secret(l.Secret.Name, l.Secret.Value)
+			}
 			c.Secrets++
 		case l.User != nil:
 			c.Users++

@@ -1,0 +1,296 @@
+package cli_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/portable"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+)
+
+// TestMain stops the throwaway PostgreSQL cluster (pgtest) when the tests end.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// openPG returns a fresh, empty PostgreSQL database's DSN and the store on it.
+func openPG(t *testing.T) (string, *postgres.DB) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	db, err := postgres.Open(context.Background(), postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return dsn, db
+}
+
+// fillJIT writes n users as JIT sign-ins make them (link, email, userName,
+// externalId: prefix and a number), every other one with a session and
+// sealed tokens, an audit event each, and the keys a running instance
+// makes; keys holds their values.
+func fillJIT(t *testing.T, st store.Store, prefix string, n int, keys map[string]string) {
+	t.Helper()
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	err := st.Update(context.Background(), func(tx store.Tx) error {
+		for name, value := range keys {
+			if _, err := tx.LoadOrStoreSecret(name, []byte(value)); err != nil {
+				return err
+			}
+		}
+		for i := range n {
+			sub := fmt.Sprintf("%s%04d", prefix, i)
+			u := &store.User{Email: sub + "@example.com", Active: true, Source: store.SourceJIT, IdP: "test",
+				UserName: sub + "@example.com", ExternalID: sub, Links: []store.Link{{IdP: "test", Subject: sub}},
+				Created: t0, Updated: t0}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+			if i%2 == 0 {
+				s := &store.Session{Hash: fmt.Sprintf("%064x", i), UserID: u.ID, IdP: "test", Created: t0,
+					Expires: t0.Add(time.Hour), LastSeen: t0, Logout: store.LogoutInfo{Subject: sub}}
+				if err := tx.PutSession(s); err != nil {
+					return err
+				}
+				if err := tx.PutSessionTokens(s.Hash, []byte("sealed with session-tokens-key")); err != nil {
+					return err
+				}
+			}
+			if err := tx.Audit(store.Event{Time: t0, Type: store.EventUserCreated, IdP: "test", UserID: u.ID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// contents is everything st holds, in the backup format without its
+// header: two stores holding the same records give the same contents.
+func contents(t *testing.T, st store.Store) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := portable.Export(context.Background(), st, &buf, portable.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(raw), "\n")
+	return rest
+}
+
+func secretsOf(t *testing.T, st store.Store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachSecret(func(name string, value []byte) error { out[name] = string(value); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var sourceKeys = map[string]string{
+	"session-tokens-key": "the source's session key, 32 bytes",
+	"saml-sp-key/corp":   "the source's SP key and certificate",
+	"flow-cookie-key":    "the source's flow cookie key......",
+}
+
+// TestCLIRestoreForcePostgres: `restore --force` of a backup into the
+// database it came from, after a user of the backup was deleted and the
+// same person signed in again by JIT (a new user ID with the same IdP
+// link). It used to commit the first batches of 500 records and then stop
+// on the link, every time it ran, leaving a mix of backup and current
+// data. Now the database holds exactly the backup afterwards: the deleted
+// user is back, the re-created one gone.
+func TestCLIRestoreForcePostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn, db := openPG(t)
+	fillJIT(t, db, "sub-", 600, sourceKeys)
+	pgStore := "--store=postgres:" + dsn
+	file := filepath.Join(t.TempDir(), "sso.jsonl.gz")
+	mustCLI(t, "backup", file, pgStore)
+	want := contents(t, db)
+
+	// Since the backup: the user last in ID order (in the last batch of a
+	// restore) was deleted, and signed in again by JIT.
+	gone := lastUserOf(t, db)
+	var newID string
+	err := db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteUser(gone.ID); err != nil {
+			return err
+		}
+		again := *gone
+		again.ID = ""
+		if err := tx.PutUser(&again); err != nil {
+			return err
+		}
+		newID = again.ID
+		return tx.Audit(store.Event{Type: store.EventUserCreated, IdP: "test", UserID: newID})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := cli(ctx, "restore", file, pgStore); err == nil || !strings.Contains(err.Error(), "--force replaces everything") {
+		t.Errorf("restore into a database that holds records, without --force: %v", err)
+	}
+	out := mustCLI(t, "restore", "--force", file, pgStore)
+	for _, w := range []string{"replacing everything in postgres database", "removed users: 600", "removed audit events: 601", "restored from"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("restore --force said, without %q:\n%s", w, out)
+		}
+	}
+	if got := contents(t, db); got != want {
+		t.Errorf("after restore --force the database is not the backup:\n%s", firstLineDiff(want, got))
+	}
+	err = db.View(ctx, func(tx store.Tx) error {
+		back, err := tx.UserByLink("test", gone.Links[0].Subject)
+		if err != nil || back.ID != gone.ID {
+			t.Errorf("the link leads to %v (%v), want the backup's user %s", back, err, gone.ID)
+		}
+		if _, err := tx.User(newID); err == nil {
+			t.Errorf("the user JIT re-created after the backup is still there")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCLIMigrateForceKeys: `migrate --force` into a database that already
+// holds keys of its own used to keep them and still say "counts match":
+// the IdP's registered SP certificate and the copied sessions' sealed
+// tokens then no longer matched. The store cannot replace a key, so the
+// copy is refused, naming the keys, and changes nothing; once they are
+// deleted (as the message says), it copies the source's keys. A bbolt
+// target is rebuilt, keys and all.
+func TestCLIMigrateForceKeys(t *testing.T) {
+	ctx := context.Background()
+	srcPath := filepath.Join(t.TempDir(), "sso.db")
+	src, err := bolt.Open(srcPath, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillJIT(t, src, "sub-", 40, sourceKeys)
+	want := contents(t, src)
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	from := "--from=bolt:" + srcPath
+
+	// A database that an instance started on: it made its own keys.
+	dsn, db := openPG(t)
+	fillJIT(t, db, "other-", 0, map[string]string{
+		"session-tokens-key": "the target's own session key.....",
+		"saml-sp-key/corp":   "the target's own SP key",
+	})
+	before := contents(t, db)
+	out, err := cli(ctx, "migrate", from, "--to=postgres:"+dsn, "--force")
+	if err == nil || strings.Contains(out, "counts match") {
+		t.Fatalf("migrate --force over the target's own keys succeeded:\n%s\nkeys afterwards: %v", out, secretsOf(t, db))
+	}
+	for _, w := range []string{"saml-sp-key/corp (another value)", "session-tokens-key (another value)", "nothing was changed", "sso_secrets"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the refusal lacks %q: %v", w, err)
+		}
+	}
+	if got := contents(t, db); got != before {
+		t.Errorf("the refused migrate changed the target:\n%s", firstLineDiff(before, got))
+	}
+
+	// The operator deletes the target's keys, as the message says, and
+	// runs it again.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "DELETE FROM sso_secrets")
+	_ = conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := mustCLI(t, "migrate", from, "--to=postgres:"+dsn, "--force"); !strings.Contains(out, "counts match") {
+		t.Errorf("migrate --force said:\n%s", out)
+	}
+	if got := contents(t, db); got != want {
+		t.Errorf("after migrate --force the database is not the source:\n%s", firstLineDiff(want, got))
+	}
+
+	// bbolt: a new file replaces the target, whatever keys it held.
+	dstPath := filepath.Join(t.TempDir(), "target.db")
+	dst, err := bolt.Open(dstPath, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillJIT(t, dst, "other-", 3, map[string]string{"session-tokens-key": "the bolt target's own key........"})
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(ctx, "migrate", from, "--to=bolt:"+dstPath); !errors.Is(err, portable.ErrNotEmpty) {
+		t.Errorf("migrate into a bolt store that holds records, without --force: %v\n%s", err, out)
+	}
+	mustCLI(t, "migrate", from, "--to=bolt:"+dstPath, "--force")
+	dst, err = bolt.Open(dstPath, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if got := contents(t, dst); got != want {
+		t.Errorf("after migrate --force the bolt target is not the source:\n%s", firstLineDiff(want, got))
+	}
+	if _, err := cli(ctx, "migrate", from, "--to=bolt:"+srcPath, "--force"); err == nil {
+		t.Error("migrate --force of a bolt file onto itself succeeded")
+	}
+}
+
+func lastUserOf(t *testing.T, st store.Store) *store.User {
+	t.Helper()
+	var last *store.User
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachUser("", func(u *store.User) error { last = u; return nil })
+	})
+	if err != nil || last == nil {
+		t.Fatalf("last user: %v %v", last, err)
+	}
+	return last
+}
+
+// firstLineDiff shows the first line where two contents differ.
+func firstLineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\nwant %s\n got %s", i+2, a, b)
+		}
+	}
+	return "(no difference)"
+}

@@ -1,0 +1,250 @@
+package portable
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// lastUser returns the user last in ID order: the last one a backup
+// holds, in the last batch an import writes.
+func lastUser(t testing.TB, st store.Store) *store.User {
+	t.Helper()
+	var last *store.User
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachUser("", func(u *store.User) error { last = u; return nil })
+	})
+	if err != nil || last == nil {
+		t.Fatalf("last user: %v, %v", last, err)
+	}
+	return last
+}
+
+// rejoin deletes u and signs the same person in again as JIT would: a new
+// user with u's link, email, userName and externalId, with a session and
+// an audit event; and adds a record of every other kind. It returns the
+// new user's ID.
+func rejoin(t testing.TB, st store.Store, u *store.User) string {
+	t.Helper()
+	now := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	var id string
+	err := st.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.DeleteUser(u.ID); err != nil {
+			return err
+		}
+		again := *u
+		again.ID, again.Created, again.Updated = "", now, now
+		if err := tx.PutUser(&again); err != nil {
+			return err
+		}
+		id = again.ID
+		if err := tx.PutSession(&store.Session{Hash: fmt.Sprintf("%064x", 1<<40), UserID: id, IdP: "okta",
+			Created: now, Expires: now.Add(time.Hour), LastSeen: now}); err != nil {
+			return err
+		}
+		if err := tx.PutGroup(&store.Group{IdP: "okta", DisplayName: "Since", Members: []string{id}, Created: now, Updated: now}); err != nil {
+			return err
+		}
+		if err := tx.PutTombstone(&store.Tombstone{IdP: "okta", Subject: "since", UserID: "x", Deleted: now}); err != nil {
+			return err
+		}
+		if _, err := tx.Consume("oidc", "state-since", now.Add(time.Hour)); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Time: now, Type: store.EventUserCreated, IdP: "okta", UserID: id})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestImportForceReplaces restores a backup with Force into the database
+// it was taken from, after a user in the backup's last batch was deleted
+// and the same person signed in again by JIT (a new user ID holding the
+// same link). The import used to commit the first batches and then fail
+// on the link (ErrLinkTaken), every time it ran, leaving a mix; now the
+// target ends up holding exactly the backup.
+func TestImportForceReplaces(t *testing.T) {
+	ctx := context.Background()
+	db := openPostgres(t)
+	fill(t, db, 300)
+	want, wc := dump(t, db)
+	backup := export(t, db)
+	gone := lastUser(t, db)
+	newID := rejoin(t, db, gone)
+
+	var progress []string
+	got, err := Import(ctx, db, bytes.NewReader(backup), ImportOptions{Force: true, BatchSize: 64,
+		Progress: func(kind string, n int) { progress = append(progress, fmt.Sprint(kind, ": ", n)) }})
+	if err != nil {
+		t.Fatalf("forced import: %v", err)
+	}
+	if got != wc {
+		t.Errorf("import counts %+v, want %+v", got, wc)
+	}
+	if d, _ := dump(t, db); d != want {
+		t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
+	}
+	err = db.View(ctx, func(tx store.Tx) error {
+		back, err := tx.UserByLink(gone.Links[0].IdP, gone.Links[0].Subject)
+		if err != nil || back.ID != gone.ID {
+			t.Errorf("the link leads to %+v (%v), want the backup's user %s", back, err, gone.ID)
+		}
+		if _, err := tx.User(newID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the user JIT re-created: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"removed users: 300", "removed groups: 4", "removed single-use IDs: 6", "removed audit events: 301"} {
+		if !strings.Contains(strings.Join(progress, "\n"), p) {
+			t.Errorf("progress lacks %q: %q", p, progress)
+		}
+	}
+}
+
+// failingUpdates fails its store's Update number failAt (counting from 1),
+// as a lost connection would.
+type failingUpdates struct {
+	store.Store
+	n      *atomic.Int32
+	failAt int32
+}
+
+func (s failingUpdates) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.n.Add(1) == s.failAt {
+		return errors.New("connection lost")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestImportForceRerunsAfterFailure: a forced import that fails part-way,
+// while emptying the target and while writing the backup, says that the
+// target holds part of it (ErrPartial); the same import run again
+// finishes with exactly the backup.
+func TestImportForceRerunsAfterFailure(t *testing.T) {
+	ctx := context.Background()
+	db := openPostgres(t)
+	fill(t, db, 300)
+	want, _ := dump(t, db)
+	backup := export(t, db)
+	rejoin(t, db, lastUser(t, db))
+
+	for _, failAt := range []int32{2, 12} { // while removing users; while writing
+		_, err := Import(ctx, failingUpdates{db, new(atomic.Int32), failAt}, bytes.NewReader(backup), ImportOptions{Force: true, BatchSize: 64})
+		if !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "connection lost") {
+			t.Fatalf("import failing at update %d: %v, want ErrPartial", failAt, err)
+		}
+	}
+	if d, _ := dump(t, db); d == want {
+		t.Fatal("the failed imports wrote everything")
+	}
+	if _, err := Import(ctx, db, bytes.NewReader(backup), ImportOptions{Force: true, BatchSize: 64}); err != nil {
+		t.Fatalf("the rerun: %v", err)
+	}
+	if d, _ := dump(t, db); d != want {
+		t.Errorf("after the rerun the target differs from the backup:\n%s", firstDiff(want, d))
+	}
+}
+
+// TestMigrateForceSecrets: a forced copy into a target that holds keys of
+// its own used to succeed ("counts match") keeping the target's keys, so
+// that the IdP's registered SP certificate and the copied sessions' sealed
+// tokens no longer matched. The store cannot replace a key: the copy is
+// refused, changing nothing. Over a target whose keys are the source's it
+// replaces everything else.
+func TestMigrateForceSecrets(t *testing.T) {
+	ctx := context.Background()
+	src := openBolt(t)
+	fill(t, src, 120)
+	want, _ := dump(t, src)
+
+	t.Run("target with its own keys", func(t *testing.T) {
+		dst := openPostgres(t)
+		err := dst.Update(ctx, func(tx store.Tx) error {
+			if _, err := tx.LoadOrStoreSecret("saml-sp-okta", []byte("the target's own SP key")); err != nil {
+				return err
+			}
+			_, err := tx.Secret("session-tokens-key", 32)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := dump(t, dst)
+		rep, err := Migrate(ctx, src, dst, ImportOptions{Force: true})
+		if !errors.Is(err, ErrSecretConflict) || errors.Is(err, ErrPartial) {
+			t.Fatalf("forced copy over the target's own keys: %v (copied %+v); want ErrSecretConflict, not a copy that keeps them", err, rep.Copied)
+		}
+		for _, name := range []string{"saml-sp-okta (another value)", "session-tokens-key (not in the source)"} {
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("the refusal does not name %q: %v", name, err)
+			}
+		}
+		if after, _ := dump(t, dst); after != before {
+			t.Errorf("the refused copy changed the target:\n%s", firstDiff(before, after))
+		}
+	})
+	t.Run("target with the source's keys", func(t *testing.T) {
+		dst := openPostgres(t)
+		if _, err := Migrate(ctx, src, dst, ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rejoin(t, dst, lastUser(t, dst))
+		rep, err := Migrate(ctx, src, dst, ImportOptions{Force: true, BatchSize: 50})
+		if err != nil {
+			t.Fatalf("forced copy: %v", err)
+		}
+		if rep.Source != rep.Target {
+			t.Errorf("source %+v, target %+v", rep.Source, rep.Target)
+		}
+		if d, _ := dump(t, dst); d != want {
+			t.Errorf("the target differs from the source:\n%s", firstDiff(want, d))
+		}
+	})
+}
+
+// keptSecret is a store whose reads show another value for one secret,
+// as a target that kept its own key would.
+type keptSecret struct{ store.Store }
+
+func (s keptSecret) View(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.View(ctx, func(tx store.Tx) error { return fn(keptSecretTx{tx}) })
+}
+
+type keptSecretTx struct{ store.Tx }
+
+func (tx keptSecretTx) ForEachSecret(fn func(string, []byte) error) error {
+	return tx.Tx.ForEachSecret(func(name string, value []byte) error {
+		if name == "flow-key" {
+			value = []byte("the target's own")
+		}
+		return fn(name, value)
+	})
+}
+
+// TestImportChecksSecretValues: the check after an import and a copy
+// compares the secrets' values, not only how many there are.
+func TestImportChecksSecretValues(t *testing.T) {
+	ctx := context.Background()
+	src := openBolt(t)
+	fill(t, src, 10)
+	_, err := Import(ctx, keptSecret{openBolt(t)}, bytes.NewReader(export(t, src)), ImportOptions{})
+	if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "flow-key") {
+		t.Errorf("import: %v, want ErrCountMismatch for flow-key", err)
+	}
+	_, err = Migrate(ctx, src, keptSecret{openBolt(t)}, ImportOptions{})
+	if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "flow-key") {
+		t.Errorf("migrate: %v, want ErrCountMismatch for flow-key", err)
+	}
+}
