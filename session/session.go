@@ -487,6 +487,13 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	m.mu.RLock()
 	lastSeen = max(lastSeen, m.evicted[hash])
 	m.mu.RUnlock()
+	// Known from the store alone, the last use may be later than the
+	// stored time by as much as it lags (another instance's use, or this
+	// one's before a restart, not yet flushed): idleness allows for that,
+	// as the sweep does, so that no session in use is ended.
+	if lastSeen == stored {
+		lastSeen += int64(m.cfg.lastSeenLag())
+	}
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
 		m.end(ctx, hash, "expired")

@@ -86,6 +86,39 @@ func TestCreateAndResolve(t *testing.T) {
 	}
 }
 
+// TestIdleAcrossInstances: instances sharing a store write a session's
+// uses in batches, so the stored last use may trail one another instance
+// served by up to TouchInterval and a flush period. An instance that knows
+// the session only from the store allows for that: a session in use on
+// one instance is not ended as idle by the next.
+func TestIdleAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	cfg := session.Config{IdleTimeout: 2 * time.Minute, TouchInterval: time.Minute}
+	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)
+	token, _, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Duration{40 * time.Second, 40 * time.Second, 30 * time.Second} { // +40s, +80s, +110s on a
+		clk.advance(at)
+		if _, err := a.Resolve(ctx, token); err != nil {
+			t.Fatalf("on a: %v", err)
+		}
+	}
+	clk.advance(15 * time.Second) // +125s: 15 s after its last use, on b
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Fatalf("on b, 15 s after its last use on a: %v", err)
+	}
+	// Unused past the idle timeout and the lag, it ends everywhere.
+	c := session.New(db, cfg, nil, clk.now)
+	clk.advance(4*time.Minute + time.Second)
+	if _, err := c.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("unused for over 4 minutes: %v, want ErrNoSession", err)
+	}
+}
+
 func TestExpiry(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -97,7 +130,10 @@ func TestExpiry(t *testing.T) {
 		{"absolute lifetime", session.Config{Lifetime: time.Hour, IdleTimeout: -1}, []time.Duration{30 * time.Minute, 31 * time.Minute}, false},
 		{"absolute lifetime from store", session.Config{Lifetime: time.Hour, IdleTimeout: -1}, []time.Duration{30 * time.Minute, 31 * time.Minute}, true},
 		{"idle timeout", session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute, 11 * time.Minute}, false},
-		{"idle timeout from store", session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute, 11 * time.Minute}, true},
+		// From the store, idleness allows for the time a stored last
+		// use may trail the real one (TouchInterval and a flush period):
+		// 10m + 2m (TestIdleAcrossInstances).
+		{"idle timeout from store", session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute, 12*time.Minute + time.Second}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
