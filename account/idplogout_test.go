@@ -15,6 +15,48 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
+// logoutEnv is one user's sessions on a real bbolt store, for the tests of
+// IdPLogout: commits counts the store's durable commits.
+type logoutEnv struct {
+	t        *testing.T
+	db       *bolt.DB
+	sessions *session.Manager
+	user     *store.User
+	commits  int
+}
+
+func newLogoutEnv(t *testing.T) *logoutEnv {
+	e := &logoutEnv{t: t, user: &store.User{Email: "ada@example.com", Active: true}}
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { e.commits++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e.db, e.sessions = db, session.New(db, session.Config{}, nil, nil)
+	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(e.user) }); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// signIn makes a session of the user at idpName, with what the IdP's
+// logout names it by.
+func (e *logoutEnv) signIn(idpName, subject, sid string) string {
+	token, _, err := e.sessions.Create(context.Background(), e.user, idpName, store.LogoutInfo{Subject: subject, SessionID: sid})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return token
+}
+
+func (e *logoutEnv) signedIn(token string) bool {
+	_, err := e.sessions.Resolve(context.Background(), token)
+	if err != nil && !errors.Is(err, session.ErrNoSession) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
 // TestIdPLogoutUsesMessageOnce: a logout message's single-use ID is
 // used up in the transaction that ends its sessions, on a real store. A
 // message whose sessions could not be ended stays unused, so the IdP's
@@ -22,30 +64,10 @@ import (
 // sessions signed in since.
 func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sessions := session.New(db, session.Config{}, nil, nil)
-	u := &store.User{Email: "ada@example.com", Active: true}
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
-		t.Fatal(err)
-	}
-	signIn := func() string {
-		token, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{Subject: "sub-ada"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
-	signedIn := func(token string) bool {
-		_, err := sessions.Resolve(ctx, token)
-		if err != nil && !errors.Is(err, session.ErrNoSession) {
-			t.Fatal(err)
-		}
-		return err == nil
-	}
+	e := newLogoutEnv(t)
+	db, sessions := e.db, e.sessions
+	signIn := func() string { return e.signIn("okta", "sub-ada", "") }
+	signedIn := e.signedIn
 	first, second := signIn(), signIn()
 	ender := account.IdPLogout{Accounts: &account.Service{Store: db, Cache: sessions}}
 	once := &idp.SingleUse{Kind: "oidc_logout", ID: "okta/jti-1", Until: time.Now().Add(10 * time.Minute), Code: "logout_token_replayed"}
@@ -83,21 +105,17 @@ func TestIdPLogoutUsesMessageOnce(t *testing.T) {
 // a read, not a durable commit.
 func TestIdPLogoutUnknownSessionWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	var commits int
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { commits++ }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	e := newLogoutEnv(t)
+	db := e.db
 	ender := account.IdPLogout{Accounts: &account.Service{Store: db}}
-	before := commits
+	before := e.commits
 	for i := range 5 {
 		if n, err := ender.EndSessions(ctx, "okta", "", []string{fmt.Sprintf("made-up-sid-%d", i)}, nil); err != nil || n != 0 {
 			t.Fatalf("EndSessions of an unknown sid = %d, %v", n, err)
 		}
 	}
-	if commits != before {
-		t.Errorf("%d commits for sids that name no session, want 0", commits-before)
+	if e.commits != before {
+		t.Errorf("%d commits for sids that name no session, want 0", e.commits-before)
 	}
 }
 
@@ -108,31 +126,8 @@ func TestIdPLogoutUnknownSessionWritesNothing(t *testing.T) {
 // sessions; an empty session ID narrows nothing.
 func TestIdPLogoutSeveralSessionIDs(t *testing.T) {
 	ctx := context.Background()
-	var commits int
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(bolt.WriteHold) { commits++ }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sessions := session.New(db, session.Config{}, nil, nil)
-	u := &store.User{Email: "ada@example.com", Active: true}
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
-		t.Fatal(err)
-	}
-	signIn := func(idpName, subject, sid string) string {
-		token, _, err := sessions.Create(ctx, u, idpName, store.LogoutInfo{Subject: subject, SessionID: sid})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
-	signedIn := func(token string) bool {
-		_, err := sessions.Resolve(ctx, token)
-		if err != nil && !errors.Is(err, session.ErrNoSession) {
-			t.Fatal(err)
-		}
-		return err == nil
-	}
+	e := newLogoutEnv(t)
+	db, sessions, signIn, signedIn := e.db, e.sessions, e.signIn, e.signedIn
 	a1, a2, a3 := signIn("okta", "sub-ada", "idx-1"), signIn("okta", "sub-ada", "idx-2"), signIn("okta", "sub-ada", "idx-3")
 	bob := signIn("okta", "sub-bob", "idx-1")    // same session ID, another subject
 	entra := signIn("entra", "sub-ada", "idx-2") // same subject and session ID, another IdP
@@ -140,13 +135,13 @@ func TestIdPLogoutSeveralSessionIDs(t *testing.T) {
 	ender := account.IdPLogout{Accounts: acc}
 	once := &idp.SingleUse{Kind: "saml_id", ID: "okta/LogoutRequest:id-1", Until: time.Now().Add(10 * time.Minute), Code: "saml_replayed"}
 
-	before := commits
+	before := e.commits
 	n, err := ender.EndSessions(ctx, "okta", "sub-ada", []string{"idx-2", "idx-1", "idx-2", "idx-unknown"}, once)
 	if err != nil || n != 2 {
 		t.Fatalf("ended %d sessions (%v), want 2", n, err)
 	}
-	if commits-before != 1 {
-		t.Errorf("%d commits, want 1", commits-before)
+	if e.commits-before != 1 {
+		t.Errorf("%d e.commits, want 1", e.commits-before)
 	}
 	if signedIn(a1) || signedIn(a2) {
 		t.Error("a named session survived")
@@ -183,12 +178,12 @@ func TestIdPLogoutSeveralSessionIDs(t *testing.T) {
 		t.Fatalf("with an empty session ID: ended %d (%v), want 2", n, err)
 	}
 	// Session IDs that name nothing cost a read, not a commit.
-	before = commits
+	before = e.commits
 	if n, err := ender.EndSessions(ctx, "okta", "", []string{"made-up-1", "made-up-2"}, nil); err != nil || n != 0 {
 		t.Fatalf("unknown session IDs: %d, %v", n, err)
 	}
-	if commits != before {
-		t.Errorf("%d commits for session IDs that name no session, want 0", commits-before)
+	if e.commits != before {
+		t.Errorf("%d e.commits for session IDs that name no session, want 0", e.commits-before)
 	}
 	if _, err := ender.EndSessions(ctx, "okta", "", []string{""}, nil); err == nil {
 		t.Error("a message naming neither a subject nor a session ID was accepted")
