@@ -140,7 +140,7 @@ func (t *tx) ImportAuditEvent(e store.Event) error {
 
 // AuditEvents returns matching events in Seq order: Since inclusive, Until
 // exclusive. The statement names only the filters in use, so each shape
-// gets a plan that uses its index (by user, or the primary key).
+// gets a plan that uses its index (by user, by type, or the primary key).
 func (t *tx) AuditEvents(q store.AuditQuery) ([]store.Event, error) {
 	if err := t.flushAuditEarly(); err != nil {
 		return nil, err

@@ -157,9 +157,11 @@ func (t *tx) PutGroup(g *store.Group) error {
 			return fail(fmt.Errorf("member %q: %w", m, store.ErrNotFound))
 		}
 	}
-	if len(members) > 0 {
-		var found []string
-		err := t.rows("SELECT id FROM sso_users WHERE id = ANY($1) ORDER BY id", []any{members}, func(r pgx.Rows) error {
+	// In sorted chunks, so the first missing member found is the first
+	// of all.
+	for chunk := range slices.Chunk(members, memberChunk) {
+		found := make([]string, 0, len(chunk))
+		err := t.rows("SELECT id FROM sso_users WHERE id = ANY($1) ORDER BY id", []any{chunk}, func(r pgx.Rows) error {
 			var id string
 			if err := r.Scan(&id); err != nil {
 				return err
@@ -170,7 +172,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 		if err != nil {
 			return fail(err)
 		}
-		for _, m := range members {
+		for _, m := range chunk {
 			if _, ok := slices.BinarySearch(found, m); !ok {
 				return fail(fmt.Errorf("member %s: %w", m, store.ErrNotFound))
 			}
@@ -178,13 +180,13 @@ func (t *tx) PutGroup(g *store.Group) error {
 	}
 
 	id := g.ID
-	var old *store.Group
+	var old *lockedGroup
 	var err error
 	if id == "" {
 		if id, err = newID(); err != nil {
 			return err
 		}
-	} else if old, err = t.Group(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+	} else if old, err = t.lockGroup(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
 	if err := t.lockKeys([]int64{t.db.keyLock("group name", g.IdP, nameKey), t.db.keyLock("group external id", g.IdP, g.ExternalID)}); err != nil {
@@ -213,20 +215,32 @@ func (t *tx) PutGroup(g *store.Group) error {
 		return fail(fmt.Errorf("encode: %w", err))
 	}
 	var before []string
+	var oldName string
 	if old != nil {
-		before = old.Members
+		before, oldName = old.members, old.displayName
 	}
-	renamed := old != nil && old.DisplayName != rec.DisplayName
-	err = t.syncMembers(before, members, renamed, rec.Updated, func() error {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO sso_groups (id, idp, display_name, name_key, external_id, data) VALUES ($1, $2, $3, $4, $5, $6)
+	err = t.syncMembers(id, oldName, rec.DisplayName, before, members, rec.Updated, func() error {
+		_, err := t.exec(`INSERT INTO sso_groups (id, idp, display_name, name_key, external_id, data) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (id) DO UPDATE SET idp = EXCLUDED.idp, display_name = EXCLUDED.display_name,
 				name_key = EXCLUDED.name_key, external_id = EXCLUDED.external_id, data = EXCLUDED.data`,
 			id, rec.IdP, rec.DisplayName, nameKey, nullIfEmpty(rec.ExternalID), string(data))
-		b.Queue("DELETE FROM sso_group_members WHERE group_id = $1 AND NOT (user_id = ANY(coalesce($2::text[], '{}')))", id, members)
-		b.Queue(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m
-			ON CONFLICT DO NOTHING`, id, members)
-		return t.batch(b)
+		if err != nil {
+			return err
+		}
+		if err := t.deleteMembers(id, store.MembersTouched(before, members, false), members); err != nil {
+			return err
+		}
+		// Every member, not only those who joined: one a concurrent
+		// DeleteUser took meanwhile fails the foreign key, and the rerun
+		// reports it missing, as when one statement wrote them all.
+		for chunk := range slices.Chunk(members, memberChunk) {
+			_, err := t.exec(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m
+				ON CONFLICT DO NOTHING`, id, chunk)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fail(err)
@@ -235,88 +249,167 @@ func (t *tx) PutGroup(g *store.Group) error {
 	return nil
 }
 
-// syncMembers runs change, which moves a group's member list from before
-// to after (both sorted) or renames it, and rewrites the Groups of every
-// user it touched (store.MembersTouched, store.User.RegroupSCIM).
-func (t *tx) syncMembers(before, after []string, renamed bool, when time.Time, change func() error) error {
-	touched := store.MembersTouched(before, after, renamed)
-	if len(touched) == 0 {
-		return change()
+// memberChunk is how many users one statement reads, locks or writes for
+// a change to a group's members: a SCIM group of 100,000 members takes a
+// hundred statements, each well within the statement timeout, where one
+// statement for all of them timed out (and each rerun held the locks on
+// every member's row until it did).
+const memberChunk = 1000
+
+// lockedGroup is what PutGroup and DeleteGroup read of the group they
+// change.
+type lockedGroup struct {
+	displayName string
+	members     []string // sorted
+}
+
+// lockGroup locks the group's row and then reads its members in a
+// statement of its own, whose snapshot, taken after the lock, holds the
+// last committed member list (a subquery of the locking statement would
+// see the list as of before a wait for a concurrent change's commit, and
+// the member rows are written from the difference).
+func (t *tx) lockGroup(id string) (*lockedGroup, error) {
+	g := new(lockedGroup)
+	err := t.row("SELECT display_name FROM sso_groups WHERE id = $1 FOR UPDATE", []any{id}, &g.displayName)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("group " + id)
 	}
-	was, err := t.scimNames(touched)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	err = t.rows("SELECT user_id FROM sso_group_members WHERE group_id = $1 ORDER BY user_id", []any{id}, func(r pgx.Rows) error {
+		var m string
+		if err := r.Scan(&m); err != nil {
+			return err
+		}
+		g.members = append(g.members, m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// deleteMembers deletes the member rows of users, but keeps those of
+// keep (both sorted), in chunks.
+func (t *tx) deleteMembers(groupID string, users, keep []string) error {
+	gone := slices.DeleteFunc(slices.Clone(users), func(u string) bool {
+		_, ok := slices.BinarySearch(keep, u)
+		return ok
+	})
+	for chunk := range slices.Chunk(gone, memberChunk) {
+		if _, err := t.exec("DELETE FROM sso_group_members WHERE group_id = $1 AND user_id = ANY($2)", groupID, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncMembers runs change, which moves group groupID's member list from
+// before to after (both sorted) and its name from oldName to newName (""
+// for a group that did not exist, or no longer does), and rewrites the
+// Groups of every user it touched (store.MembersTouched,
+// store.User.RegroupSCIM). It locks, reads and writes the users
+// memberChunk at a time, in ID order (the order every transaction locks
+// users in, so two such changes cannot deadlock).
+func (t *tx) syncMembers(groupID, oldName, newName string, before, after []string, when time.Time, change func() error) error {
+	touched := store.MembersTouched(before, after, oldName != "" && newName != "" && oldName != newName)
 	if err := change(); err != nil {
 		return err
 	}
-	now, err := t.scimNames(touched)
-	if err != nil {
-		return err
+	for chunk := range slices.Chunk(touched, memberChunk) {
+		if err := t.regroup(chunk, groupID, oldName, newName, before, after, when); err != nil {
+			return err
+		}
 	}
-	var ids, datas []string
-	err = t.rows("SELECT id, data FROM sso_users WHERE id = ANY($1) ORDER BY id FOR UPDATE", []any{touched}, func(r pgx.Rows) error {
+	return nil
+}
+
+// regroup locks the users ids and rewrites the Groups of those whose SCIM
+// group names changed (see syncMembers). A user's names were those of
+// their other groups and oldName if they were in before; they are those
+// of their other groups and newName if they are in after.
+//
+// The users are read in a statement after the one that locks them, so
+// that its snapshot holds what a concurrent change to them (another
+// group's) committed while this one waited for the locks. The other
+// groups' names are one index lookup per user, so that the cost does not
+// depend on the plan the server chose for a member table that was empty
+// when the transaction began.
+func (t *tx) regroup(ids []string, groupID, oldName, newName string, before, after []string, when time.Time) error {
+	if _, err := t.exec("SELECT 1 FROM sso_users WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids); err != nil {
+		return fmt.Errorf("lock members: %w", err)
+	}
+	in := func(list []string, id string) bool { _, ok := slices.BinarySearch(list, id); return ok }
+	var changed, datas []string
+	err := t.rows(`SELECT u.id, u.data, ARRAY(SELECT g.display_name FROM sso_group_members m JOIN sso_groups g ON g.id = m.group_id
+			WHERE m.user_id = u.id AND m.group_id <> $2)
+		FROM sso_users u WHERE u.id = ANY($1)`, []any{ids, groupID}, func(r pgx.Rows) error {
 		var id string
 		var raw []byte
-		if err := r.Scan(&id, &raw); err != nil {
+		var others []string
+		if err := r.Scan(&id, &raw, &others); err != nil {
 			return err
 		}
 		u, err := decodeUser(raw)
 		if err != nil {
 			return err
 		}
-		if !u.RegroupSCIM(was[id], now[id], when) {
+		was, now := make(map[string]bool, len(others)+1), make(map[string]bool, len(others)+1)
+		for _, name := range others {
+			was[name], now[name] = true, true
+		}
+		if in(before, id) {
+			was[oldName] = true
+		}
+		if in(after, id) {
+			now[newName] = true
+		}
+		if !u.RegroupSCIM(was, now, when) {
 			return nil
 		}
 		data, err := json.Marshal(u)
 		if err != nil {
 			return fmt.Errorf("encode user %s: %w", id, err)
 		}
-		ids, datas = append(ids, id), append(datas, string(data))
+		changed, datas = append(changed, id), append(datas, string(data))
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("member groups: %w", err)
 	}
-	if len(ids) == 0 {
+	if len(changed) == 0 {
 		return nil
 	}
-	// Only Groups and Updated changed, and no key column covers them.
-	_, err = t.exec(`UPDATE sso_users u SET data = n.data FROM unnest($1::text[], $2::json[]) AS n(id, data) WHERE u.id = n.id`, ids, datas)
+	// Only Groups and Updated changed, and no key column covers them. The
+	// condition on u.id alone makes the server find the users by the
+	// primary key, whatever it thinks of the array's size.
+	_, err = t.exec(`UPDATE sso_users u SET data = n.data FROM unnest($1::text[], $2::json[]) AS n(id, data)
+		WHERE u.id = n.id AND u.id = ANY($1)`, changed, datas)
 	if err != nil {
 		return fmt.Errorf("update member groups: %w", err)
 	}
 	return nil
 }
 
-// scimNames returns, per user, the display names of the groups the user is
-// a member of.
-func (t *tx) scimNames(userIDs []string) (map[string]map[string]bool, error) {
-	out := make(map[string]map[string]bool, len(userIDs))
-	err := t.rows(`SELECT m.user_id, g.display_name FROM sso_group_members m JOIN sso_groups g ON g.id = m.group_id
-		WHERE m.user_id = ANY($1)`, []any{userIDs}, func(r pgx.Rows) error {
-		var uid, name string
-		if err := r.Scan(&uid, &name); err != nil {
-			return err
-		}
-		if out[uid] == nil {
-			out[uid] = map[string]bool{}
-		}
-		out[uid][name] = true
-		return nil
-	})
-	return out, err
-}
-
 func (t *tx) DeleteGroup(id string) error {
 	if err := t.mustWrite("delete group"); err != nil {
 		return err
 	}
-	g, err := t.Group(id)
+	if !storable(id) {
+		return fmt.Errorf("postgres: delete group %s: %w", id, notFound("group "+id))
+	}
+	g, err := t.lockGroup(id)
 	if err != nil {
 		return fmt.Errorf("postgres: delete group %s: %w", id, err)
 	}
-	err = t.syncMembers(g.Members, nil, false, time.Now(), func() error {
+	err = t.syncMembers(id, g.displayName, "", g.members, nil, time.Now(), func() error {
+		// The member rows first, in chunks, rather than all at once by
+		// the foreign key's cascade.
+		if err := t.deleteMembers(id, g.members, nil); err != nil {
+			return err
+		}
 		_, err := t.exec("DELETE FROM sso_groups WHERE id = $1", id)
 		return err
 	})

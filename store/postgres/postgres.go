@@ -76,6 +76,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,8 +124,9 @@ type Config struct {
 	// MaxConns is the pool size; 0 means DefaultMaxConns.
 	MaxConns int32
 	// StatementTimeout is PostgreSQL's statement_timeout for every
-	// connection, and (plus a second) how long the client waits for any
-	// answer: connecting, or one statement (see DB.bound). 0 means
+	// connection (SET once connected, not a start-up parameter), and
+	// (plus a second) how long the client waits for any answer:
+	// connecting, or one statement (see DB.bound). 0 means
 	// DefaultStatementTimeout, negative means no bound at all.
 	StatementTimeout time.Duration
 	// Logger receives Listen's reconnections; nil logs nothing.
@@ -188,11 +190,18 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	var answerWithin time.Duration
 	if cfg.StatementTimeout > 0 {
-		params["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
 		answerWithin = cfg.StatementTimeout + answerGrace
 		if pc.ConnConfig.ConnectTimeout == 0 { // connect_timeout in the DSN wins
 			pc.ConnConfig.ConnectTimeout = answerWithin
 		}
+		// Set once connected, not sent as a start-up parameter: PgBouncer
+		// (session mode, docs/cluster.md) refuses start-up parameters it
+		// does not know, and with ignore_startup_parameters it drops them,
+		// and the server's timeout with them. Set in pgconn's AfterConnect,
+		// so that Listen's connection, a copy of this configuration, gets
+		// it too.
+		delete(params, "statement_timeout") // the configured one wins, as it did
+		pc.ConnConfig.AfterConnect = setStatementTimeout(cfg.StatementTimeout, answerWithin)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -213,6 +222,21 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
+// setStatementTimeout returns the AfterConnect that sets statement_timeout
+// on a new connection, waiting for the server at most answerWithin (the
+// connect timeout does not cover AfterConnect).
+func setStatementTimeout(timeout, answerWithin time.Duration) pgconn.AfterConnectFunc {
+	set := "SET statement_timeout = " + strconv.FormatInt(timeout.Milliseconds(), 10)
+	return func(ctx context.Context, c *pgconn.PgConn) error {
+		ctx, cancel := context.WithTimeout(ctx, answerWithin)
+		defer cancel()
+		if _, err := c.Exec(ctx, set).ReadAll(); err != nil {
+			return fmt.Errorf("set statement_timeout: %w", err)
+		}
+		return nil
+	}
+}
+
 // Close closes the pool; Listen loops end with their own contexts.
 func (db *DB) Close() error {
 	db.pool.Close()
@@ -231,6 +255,76 @@ func (db *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, db.answerWithin)
+}
+
+// boundWaits is bound for a statement whose rows the client works on as
+// they arrive (tx.rows): its clock counts only the time the client waits
+// for the server (sending the statement, and reading each row and the
+// end), and stands still between pause and resume, while the client
+// decodes or re-encodes a row. Thousands of rows thus cannot make a
+// server that answers look like one that does not. The context ends with
+// context.DeadlineExceeded when the waits add up to answerWithin (so that
+// unanswered says so), or with ctx; release frees it. The clock starts
+// running.
+func (db *DB) boundWaits(ctx context.Context) (bctx context.Context, pause, resume, release func()) {
+	if db.answerWithin <= 0 {
+		return ctx, func() {}, func() {}, func() {}
+	}
+	c := &waitCtx{Context: ctx, done: make(chan struct{}), left: db.answerWithin}
+	stopParent := context.AfterFunc(ctx, func() { c.end(ctx.Err()) })
+	c.resume()
+	return c, c.pause, c.resume, func() {
+		stopParent()
+		c.pause()
+		c.end(context.Canceled)
+	}
+}
+
+// waitCtx is boundWaits' context: a deadline whose clock can stop.
+type waitCtx struct {
+	context.Context // the parent, for Value and Deadline
+	done            chan struct{}
+	mu              sync.Mutex
+	err             error
+	left            time.Duration // of the budget, as of since
+	since           time.Time
+	timer           *time.Timer // nil while the clock stands still
+}
+
+func (c *waitCtx) Done() <-chan struct{} { return c.done }
+
+func (c *waitCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *waitCtx) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+		close(c.done)
+	}
+}
+
+func (c *waitCtx) pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+		c.left -= time.Since(c.since)
+	}
+}
+
+func (c *waitCtx) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer == nil && c.err == nil {
+		c.since = time.Now()
+		c.timer = time.AfterFunc(max(c.left, 0), func() { c.end(context.DeadlineExceeded) })
+	}
 }
 
 // Reruns returns how many times Update has rerun a transaction after a

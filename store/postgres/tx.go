@@ -96,19 +96,24 @@ func (t *tx) row(sql string, args []any, dest ...any) error {
 
 // rows runs a query and calls scan for each row, with the row's values
 // already read (so scan may not run statements; collect and act after).
+// The time bound counts only the waits for the server (see boundWaits),
+// not the time scan takes.
 func (t *tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	ctx, cancel := t.db.bound(t.ctx)
-	defer cancel()
+	ctx, pause, resume, release := t.db.boundWaits(t.ctx)
+	defer release()
 	rs, err := t.q.Query(ctx, sql, args...)
 	if err != nil {
 		return t.fail(err)
 	}
-	defer rs.Close()
+	defer rs.Close() // reads what is left of the answer: the clock runs
 	for rs.Next() {
-		if err := scan(rs); err != nil {
+		pause()
+		err := scan(rs)
+		resume()
+		if err != nil {
 			return err
 		}
 	}

@@ -85,4 +85,35 @@ func TestServerThatDoesNotAnswer(t *testing.T) {
 	start := time.Now()
 	view(t, db, func(tx store.Tx) error { _, err := tx.User(u.ID); return err })
 	t.Logf("thawed: read in %v", time.Since(start).Round(time.Millisecond))
+
+	// A statement whose rows are worked on as they come (tx.rows, whose
+	// bound counts only the waits) is bound as well: frozen within a
+	// transaction, before the statement.
+	start = time.Now()
+	done := make(chan error, 1)
+	go func() {
+		done <- db.View(ctx, func(tx store.Tx) error {
+			if err := pg.Freeze(); err != nil {
+				return err
+			}
+			return tx.ForEachUser("", func(*store.User) error { return nil })
+		})
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		_ = pg.Thaw()
+		t.Fatal("a for-each still waits for the frozen server after 10s")
+	}
+	took := time.Since(start)
+	t.Logf("for-each on a frozen server: %v after %v", err, took.Round(time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "no answer from the database within") {
+		t.Errorf("for-each on a frozen server: %v; want it to say the database did not answer", err)
+	}
+	if took > 2*(timeout+answerGrace) {
+		t.Errorf("for-each took %v on a frozen server, want about %v", took, timeout+answerGrace)
+	}
+	if err := pg.Thaw(); err != nil {
+		t.Fatal(err)
+	}
 }
