@@ -60,12 +60,11 @@ A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one. A PostgreSQL
 target must be empty unless --force is given, which replaces everything it
 holds: its users, groups, sessions, tombstones, single-use IDs and audit trail
-are deleted and the backup written, so that afterwards it holds exactly the
-backup. This happens in batches, not in one transaction: if it fails part-way,
-run the same command again; it starts over from an empty database. The store
-cannot replace a key, so a database holding keys (secrets) that the backup
-does not have, or has with other values, is refused before anything changes.
-The file is read in full and checked before anything is written, and the
+are deleted, and so are its keys (secrets) that the backup does not have or has
+with other values, and the backup written, so that afterwards it holds exactly
+the backup, keys included. This happens in batches, not in one transaction: if
+it fails part-way, run the same command again; it starts over from an empty
+database. The file is read in full and checked before anything is written, and the
 target is read back at the end. A bbolt file (what older versions wrote as a
 backup) is accepted too.`,
 		Args: cobra.ExactArgs(1),
@@ -202,7 +201,7 @@ func hint(err error) error {
 	case errors.Is(err, portable.ErrNotEmpty):
 		return fmt.Errorf("%w\n(--force replaces everything in it with the source)", err)
 	case errors.Is(err, portable.ErrSecretConflict):
-		return fmt.Errorf("%w\n(in PostgreSQL, secrets are the rows of the table sso_secrets)", err)
+		return fmt.Errorf("%w\n(is an instance running on the target? stop it and run the same command again with --force)", err)
 	}
 	return err
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
@@ -146,6 +144,17 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 			return err
 		}
 		newID = again.ID
+		// And keys changed: a rotation added one the backup lacks, and
+		// one was replaced.
+		if _, err := tx.LoadOrStoreSecret("upstream-jwt-es256/60/123", []byte("a key made since the backup")); err != nil {
+			return err
+		}
+		if err := tx.DeleteSecret("session-tokens-key"); err != nil {
+			return err
+		}
+		if _, err := tx.LoadOrStoreSecret("session-tokens-key", []byte("a new session key since the backup")); err != nil {
+			return err
+		}
 		return tx.Audit(store.Event{Type: store.EventUserCreated, IdP: "test", UserID: newID})
 	})
 	if err != nil {
@@ -156,7 +165,7 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 		t.Errorf("restore into a database that holds records, without --force: %v", err)
 	}
 	out := mustCLI(t, "restore", "--force", file, pgStore)
-	for _, w := range []string{"replacing everything in postgres database", "removed users: 600", "removed audit events: 601", "restored from"} {
+	for _, w := range []string{"replacing everything in postgres database", "removed users: 600", "removed audit events: 601", "removed secrets: 2", "restored from"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("restore --force said, without %q:\n%s", w, out)
 		}
@@ -180,12 +189,13 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 }
 
 // TestCLIMigrateForceKeys: `migrate --force` into a database that already
-// holds keys of its own used to keep them and still say "counts match":
-// the IdP's registered SP certificate and the copied sessions' sealed
-// tokens then no longer matched. The store cannot replace a key, so the
-// copy is refused, naming the keys, and changes nothing; once they are
-// deleted (as the message says), it copies the source's keys. A bbolt
-// target is rebuilt, keys and all.
+// holds keys of its own once kept them and still said "counts match": the
+// IdP's registered SP certificate and the copied sessions' sealed tokens
+// then no longer matched. Then it was refused, as the store could not
+// delete a key. Now the target's keys give way to the source's: those the
+// source lacks or holds with another value are deleted, and the database
+// ends up holding exactly the source. A bbolt target is rebuilt, keys and
+// all.
 func TestCLIMigrateForceKeys(t *testing.T) {
 	ctx := context.Background()
 	srcPath := filepath.Join(t.TempDir(), "sso.db")
@@ -203,39 +213,20 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 	// A database that an instance started on: it made its own keys.
 	dsn, db := openPG(t)
 	fillJIT(t, db, "other-", 0, map[string]string{
-		"session-tokens-key": "the target's own session key.....",
-		"saml-sp-key/corp":   "the target's own SP key",
+		"session-tokens-key":        "the target's own session key.....",
+		"saml-sp-key/corp":          "the target's own SP key",
+		"flow-cookie-key":           sourceKeys["flow-cookie-key"], // the same: kept
+		"upstream-jwt-es256/60/999": "a key the source does not have",
 	})
-	before := contents(t, db)
 	out, err := cli(ctx, "migrate", from, "--to=postgres:"+dsn, "--force")
-	if err == nil || strings.Contains(out, "counts match") {
-		t.Fatalf("migrate --force over the target's own keys succeeded:\n%s\nkeys afterwards: %v", out, secretsOf(t, db))
+	if err != nil || !strings.Contains(out, "counts match") {
+		t.Fatalf("migrate --force over the target's own keys: %v\n%s\nkeys afterwards: %v", err, out, secretsOf(t, db))
 	}
-	for _, w := range []string{"saml-sp-key/corp (another value)", "session-tokens-key (another value)", "nothing was changed", "sso_secrets"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("the refusal lacks %q: %v", w, err)
-		}
-	}
-	if got := contents(t, db); got != before {
-		t.Errorf("the refused migrate changed the target:\n%s", firstLineDiff(before, got))
-	}
-
-	// The operator deletes the target's keys, as the message says, and
-	// runs it again.
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, "DELETE FROM sso_secrets")
-	_ = conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out := mustCLI(t, "migrate", from, "--to=postgres:"+dsn, "--force"); !strings.Contains(out, "counts match") {
-		t.Errorf("migrate --force said:\n%s", out)
+	if !strings.Contains(out, "removed secrets: 3") {
+		t.Errorf("migrate --force did not report the three keys removed:\n%s", out)
 	}
 	if got := contents(t, db); got != want {
-		t.Errorf("after migrate --force the database is not the source:\n%s", firstLineDiff(want, got))
+		t.Errorf("after migrate --force the database is not the source (kept its own keys?):\n%s\nkeys: %v", firstLineDiff(want, got), secretsOf(t, db))
 	}
 
 	// bbolt: a new file replaces the target, whatever keys it held.

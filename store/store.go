@@ -452,6 +452,12 @@ type Tx interface {
 	// ForEachSecret visits every secret in name order (for backup and
 	// migration). value is a copy.
 	ForEachSecret(fn func(name string, value []byte) error) error
+	// DeleteSecret removes the named secret; ErrNotFound when there is
+	// none (like DeleteUser, DeleteGroup and DeleteSession: callers that
+	// race another instance deleting it treat that as done). A later
+	// Secret or LoadOrStoreSecret creates it afresh. It is for retiring
+	// rotated keys and for restore replacing the target's secrets.
+	DeleteSecret(name string) error
 
 	// Audit appends an event; Seq and, when zero, Time are filled in.
 	Audit(e Event) error

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,11 +84,47 @@ func Open(ctx context.Context, db store.Store, rotation time.Duration, now func(
 }
 
 func (k *Keyring) secretName(period int64) string {
-	return "upstream-jwt-es256/" + strconv.FormatInt(int64(k.rotation/time.Second), 10) + "/" + strconv.FormatInt(period, 10)
+	return k.secretPrefix() + strconv.FormatInt(period, 10)
+}
+
+// secretPrefix is what the names of this rotation's keys start with; keys
+// of other rotation values (other routes sharing the store) differ in it.
+func (k *Keyring) secretPrefix() string {
+	return "upstream-jwt-es256/" + strconv.FormatInt(int64(k.rotation/time.Second), 10) + "/"
+}
+
+// retire deletes this rotation's keys of periods before before: no token
+// they signed is still valid (a token lives at most a rotation period, as
+// ttl <= key_rotation), and none is published, so the private keys only
+// grew the store and every backup. Keys of other rotation values are
+// left alone. A key another instance deleted meanwhile is no error.
+func (k *Keyring) retire(tx store.Tx, before int64) error {
+	prefix := k.secretPrefix()
+	var old []string
+	err := tx.ForEachSecret(func(name string, _ []byte) error {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			return nil
+		}
+		if p, err := strconv.ParseInt(rest, 10, 64); err == nil && p < before {
+			old = append(old, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range old {
+		if err := tx.DeleteSecret(name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // current returns the key set for now, loading the next period's when the
-// rotation time has passed.
+// rotation time has passed, and deleting this rotation's keys older than
+// the previous period's in the same transaction.
 func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 	period := k.now().UnixNano() / int64(k.rotation)
 	k.mu.Lock()
@@ -126,7 +163,8 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 			}
 			ders = append(ders, der)
 		}
-		return nil
+		// The previous period's key is still published; older ones go.
+		return k.retire(tx, period-1)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("upstream jwt keys: %w", err)

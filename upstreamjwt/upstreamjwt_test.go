@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
@@ -106,5 +109,114 @@ func TestClockBehind(t *testing.T) {
 		if err := c.ValidateWithLeeway(jwt.Expected{Time: now.Add(-behind)}, 0); err != nil {
 			t.Errorf("a verifier %v behind, without leeway: %v", behind, err)
 		}
+	}
+}
+
+// secretNames lists the store's secrets that start with prefix.
+func secretNames(t *testing.T, db store.Store, prefix string) []string {
+	t.Helper()
+	var names []string
+	err := db.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachSecret(func(name string, _ []byte) error {
+			if strings.HasPrefix(name, prefix) {
+				names = append(names, name)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestOldKeysDeleted: as the periods go by, the store keeps only the
+// previous, current and next keys of a rotation: older private keys are
+// deleted (they would pile up in the store and every backup), while the
+// keys of another rotation value sharing the store stay, and a token
+// signed with the now previous key still verifies.
+func TestOldKeysDeleted(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	clock := func() time.Time { return now }
+	const hour = time.Hour
+
+	other, err := Open(ctx, db, 24*hour, clock) // another route's rotation
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKeys := secretNames(t, db, "upstream-jwt-es256/86400/")
+	if len(otherKeys) != 2 {
+		t.Fatalf("other rotation's keys: %v", otherKeys)
+	}
+	// A key of a period long gone, left by an instance that ran then.
+	stale := "upstream-jwt-es256/3600/" + strconv.FormatInt(start.Unix()/3600-100, 10)
+	if err := db.Update(ctx, func(tx store.Tx) error { _, err := tx.LoadOrStoreSecret(stale, []byte("x")); return err }); err != nil {
+		t.Fatal(err)
+	}
+
+	k, err := Open(ctx, db, hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := func(offset int64) string {
+		return "upstream-jwt-es256/3600/" + strconv.FormatInt(now.Unix()/3600+offset, 10)
+	}
+	if got, want := secretNames(t, db, "upstream-jwt-es256/3600/"), []string{name(0), name(1)}; !slices.Equal(got, want) {
+		t.Fatalf("at start: %v, want %v (the stale key deleted)", got, want)
+	}
+	var tok string
+	for i := range 6 {
+		tok, _, err = k.Sign(ctx, "i", "a", "u1", Claims{}, hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(hour)
+		ids, err := k.KeyIDs(ctx)
+		if err != nil || len(ids) != 3 {
+			t.Fatalf("period %d: key IDs %v, %v", i, ids, err)
+		}
+		want := []string{name(-1), name(0), name(1)}
+		if got := secretNames(t, db, "upstream-jwt-es256/3600/"); !slices.Equal(got, want) {
+			t.Fatalf("period %d: stored %v, want previous, current and next %v", i, got, want)
+		}
+		// A token signed in the previous period verifies with the JWKS.
+		raw, err := k.JWKS(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(raw, &set); err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c jwt.Claims
+		if err := parsed.Claims(&set, &c); err != nil || c.Subject != "u1" {
+			t.Fatalf("period %d: token of the previous period: %v", i, err)
+		}
+	}
+	// Skipping periods (an instance down for a while) deletes all older keys.
+	now = now.Add(10 * hour)
+	if _, err := k.KeyIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := secretNames(t, db, "upstream-jwt-es256/3600/"), []string{name(0), name(1)}; !slices.Equal(got, want) {
+		t.Fatalf("after a gap: %v, want the current and next %v", got, want)
+	}
+	if got := secretNames(t, db, "upstream-jwt-es256/86400/"); !slices.Equal(got, otherKeys) {
+		t.Fatalf("other rotation's keys: %v, want untouched %v", got, otherKeys)
+	}
+	if _, err := other.KeyIDs(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

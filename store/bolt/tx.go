@@ -589,6 +589,20 @@ func (t *tx) ForEachSecret(fn func(name string, value []byte) error) error {
 	})
 }
 
+func (t *tx) DeleteSecret(name string) error {
+	if err := t.mustWrite("delete secret " + name); err != nil {
+		return err
+	}
+	b := t.bucket(bucketSecrets)
+	if name == "" || b.Get([]byte(name)) == nil {
+		return fmt.Errorf("bolt: delete secret %s: %w", name, store.ErrNotFound)
+	}
+	if err := b.Delete([]byte(name)); err != nil {
+		return fmt.Errorf("bolt: delete secret %s: %w", name, err)
+	}
+	return nil
+}
+
 // ---- audit ----
 
 func (t *tx) Audit(e store.Event) error {

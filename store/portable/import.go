@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/store"
@@ -26,15 +25,12 @@ type ImportOptions struct {
 	// Force writes into a target that already holds records, and replaces
 	// them: afterwards the target holds exactly the source. It first
 	// deletes every user (with their sessions), group, tombstone,
-	// single-use ID and audit event the target holds, in batches, and then
-	// writes the source's records.
-	//
-	// The store can neither replace nor delete a secret, so a target that
-	// holds a secret the source lacks, or holds with another value, is
-	// refused (ErrSecretConflict) before anything changes: it would keep
-	// its own keys (an SP key the IdP does not know, a session key that
-	// does not open the sessions' tokens). Secrets equal to the source's
-	// stay as they are.
+	// single-use ID and audit event the target holds, and every secret
+	// the source lacks or holds with another value, in batches, and then
+	// writes the source's records and secrets. The target thus gives up
+	// its own keys for the source's (the SP key the IdP knows, the key
+	// that opens the sessions' sealed tokens); secrets equal to the
+	// source's stay as they are.
 	//
 	// The replacement is not one transaction: a whole store in one would
 	// exhaust PostgreSQL's lock table (every user written takes key
@@ -136,15 +132,25 @@ type importer struct {
 	// changed: the target has been written to (a failure now leaves part
 	// of the source in it).
 	changed bool
+	// source holds the source's secrets, read before the target is
+	// emptied (Force only): prepare deletes the target's secrets that
+	// differ from them.
+	source map[string][]byte
 }
 
-// newImporter checks the target: empty, or with opt.Force, holding no
-// secret other than the source's (source, which Force requires).
+// newImporter checks the target: empty, unless opt.Force, which needs the
+// source's secrets (source) to replace the target's.
 func newImporter(ctx context.Context, st store.Store, opt ImportOptions, source map[string][]byte) (*importer, error) {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = DefaultBatchSize
 	}
-	im := &importer{ctx: ctx, st: st, opt: opt, reported: map[string]int{}, want: map[string][]byte{}}
+	if opt.Force && source == nil {
+		return nil, errors.New("forced without the source's secrets")
+	}
+	im := &importer{ctx: ctx, st: st, opt: opt, reported: map[string]int{}, want: map[string][]byte{}, source: source}
+	if opt.Force {
+		return im, nil
+	}
 	var n store.Counts
 	var have map[string][]byte
 	var consumed int
@@ -162,44 +168,12 @@ func newImporter(ctx context.Context, st store.Store, opt ImportOptions, source 
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
-	if !opt.Force {
-		if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
-			return nil, fmt.Errorf("target: it holds %d users, %d groups, %d sessions, %d tombstones, %d audit events, %d single-use IDs and %d secrets "+
-				"(import into an empty store, or force it to replace all of them): %w",
-				n.Users, n.Groups, n.Sessions, n.Tombstones, n.AuditEvents, consumed, len(have), ErrNotEmpty)
-		}
-		return im, nil
-	}
-	if err := checkSecrets(have, source); err != nil {
-		return nil, fmt.Errorf("target: %w", err)
+	if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
+		return nil, fmt.Errorf("target: it holds %d users, %d groups, %d sessions, %d tombstones, %d audit events, %d single-use IDs and %d secrets "+
+			"(import into an empty store, or force it to replace all of them): %w",
+			n.Users, n.Groups, n.Sessions, n.Tombstones, n.AuditEvents, consumed, len(have), ErrNotEmpty)
 	}
 	return im, nil
-}
-
-// checkSecrets refuses a target whose secrets (have) the source's (want)
-// cannot replace: the store has no way to replace or delete a secret.
-func checkSecrets(have, want map[string][]byte) error {
-	var bad []string
-	for _, name := range slices.Sorted(maps.Keys(have)) {
-		v, ok := want[name]
-		switch {
-		case !ok:
-			bad = append(bad, name+" (not in the source)")
-		case !bytes.Equal(v, have[name]):
-			bad = append(bad, name+" (another value)")
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	n := len(bad)
-	if n > 10 {
-		bad = append(bad[:10], fmt.Sprintf("and %d more", n-10))
-	}
-	return fmt.Errorf("it holds %d secret(s) that the source does not have or has with another value, and the store can "+
-		"neither replace nor delete a secret, so the target would keep its own keys: %s; "+
-		"delete them from the target (or use an empty one) and run it again; nothing was changed: %w",
-		n, strings.Join(bad, ", "), ErrSecretConflict)
 }
 
 // failed is an error of the operation op; once the target has changed, it
@@ -291,6 +265,27 @@ func (im *importer) prepare() error {
 		}},
 		{"single-use IDs", func(tx store.Tx) (int, error) { return tx.PruneConsumed(farFuture, b) }},
 		{"audit events", func(tx store.Tx) (int, error) { return tx.PruneAudit(farFuture, b) }},
+		{"secrets", func(tx store.Tx) (int, error) { // those the source lacks or holds with another value
+			var names []string
+			err := tx.ForEachSecret(func(name string, value []byte) error {
+				if v, ok := im.source[name]; !ok || !bytes.Equal(v, value) {
+					names = append(names, name)
+				}
+				if len(names) >= b {
+					return errStop
+				}
+				return nil
+			})
+			if errors.Is(err, errStop) {
+				err = nil
+			}
+			for _, name := range names {
+				if err == nil {
+					err = tx.DeleteSecret(name)
+				}
+			}
+			return len(names), err
+		}},
 	}
 	for _, s := range steps {
 		total := 0
@@ -488,7 +483,8 @@ func (im *importer) write(tx store.Tx, l *line, d *Counts) error {
 			return fmt.Errorf("secret %s: %w", s.Name, err)
 		}
 		if !bytes.Equal(got, s.Value) {
-			// checkSecrets let the target's secrets through: another
+			// prepare deleted the target's secrets that differ from the
+			// source's, and without Force the target was empty: another
 			// process is writing to it.
 			return fmt.Errorf("secret %s: the target holds another value: %w", s.Name, ErrSecretConflict)
 		}
@@ -560,9 +556,10 @@ func Migrate(ctx context.Context, from, to store.Store, opt ImportOptions) (Repo
 	}
 	var secrets map[string][]byte
 	if opt.Force {
-		// To check, before the target changes, that its secrets can become
-		// the source's. The copy reads them again in its own View, and the
-		// check at the end compares the target with that.
+		// To know which of the target's secrets to delete (those the
+		// source lacks or holds with another value). The copy reads them
+		// again in its own View, and the check at the end compares the
+		// target with that.
 		err := from.View(ctx, func(tx store.Tx) error {
 			secrets = map[string][]byte{}
 			return tx.ForEachSecret(func(name string, value []byte) error { secrets[name] = value; return nil })

@@ -52,11 +52,10 @@ var (
 	// ErrNotEmpty: the target store already holds records, single-use IDs
 	// or secrets, and Force was not given.
 	ErrNotEmpty = errors.New("target store is not empty")
-	// ErrSecretConflict: the target holds a secret that the source does
-	// not have, or has with another value. The store cannot replace or
-	// delete a secret, so even with Force the target would not end up
-	// holding the source's keys: Import and Migrate refuse before they
-	// change anything.
+	// ErrSecretConflict: writing a secret of the source found the target
+	// holding it with another value, although the target was empty or
+	// (Force) had its differing secrets deleted: another process is
+	// writing to the target.
 	ErrSecretConflict = errors.New("target store holds secrets that differ from the source's")
 	// ErrCorrupt: the backup is not one this build reads, or is truncated.
 	ErrCorrupt = errors.New("backup is unreadable or incomplete")

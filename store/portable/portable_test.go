@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,14 +221,24 @@ func TestImportRefusals(t *testing.T) {
 		if !errors.Is(err, ErrNotEmpty) {
 			t.Fatalf("import into a store with a secret: %v, want ErrNotEmpty", err)
 		}
-		// Forced, the target would keep a key the backup does not have:
-		// refused, as the store cannot delete it.
-		_, err = Import(context.Background(), dst, bytes.NewReader(backup), ImportOptions{Force: true})
-		if !errors.Is(err, ErrSecretConflict) || !strings.Contains(err.Error(), "cookie (not in the source)") {
-			t.Fatalf("forced import into a store with its own key: %v, want ErrSecretConflict", err)
+		// Forced, the key the backup does not have is deleted: the target
+		// holds exactly the backup.
+		var removed []string
+		_, err = Import(context.Background(), dst, bytes.NewReader(backup), ImportOptions{Force: true,
+			Progress: func(kind string, n int) { removed = append(removed, fmt.Sprint(kind, ": ", n)) }})
+		if err != nil {
+			t.Fatalf("forced import into a store with its own key: %v", err)
+		}
+		if want, _ := dump(t, src); !strings.Contains(want, `"secret"`) {
+			t.Fatal("the source holds no secret")
+		} else if d, _ := dump(t, dst); d != want {
+			t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
+		}
+		if !slices.Contains(removed, "removed secrets: 1") {
+			t.Errorf("progress %v, want removed secrets: 1", removed)
 		}
 	})
-	t.Run("secret conflict", func(t *testing.T) {
+	t.Run("secret replaced", func(t *testing.T) {
 		dst := openPostgres(t)
 		if err := dst.Update(context.Background(), func(tx store.Tx) error {
 			_, err := tx.LoadOrStoreSecret("flow-key", []byte("another value"))
@@ -235,12 +246,15 @@ func TestImportRefusals(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// Forced, the target's value gives way to the backup's.
 		_, err := Import(context.Background(), dst, bytes.NewReader(backup), ImportOptions{Force: true})
-		if !errors.Is(err, ErrSecretConflict) || errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "flow-key (another value)") {
-			t.Fatalf("forced import over a different secret: %v, want ErrSecretConflict naming flow-key", err)
+		if err != nil {
+			t.Fatalf("forced import over a different secret: %v", err)
 		}
-		if d, _ := dump(t, dst); strings.Count(d, "\n") != 2 { // the secret and the end line
-			t.Errorf("the refused import changed the target:\n%s", d)
+		if want, _ := dump(t, src); !strings.Contains(want, `"flow-key"`) {
+			t.Fatal("the source holds no flow-key")
+		} else if d, _ := dump(t, dst); d != want {
+			t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
 		}
 	})
 	for _, tt := range []struct {

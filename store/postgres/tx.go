@@ -980,6 +980,25 @@ func (t *tx) ForEachSecret(fn func(name string, value []byte) error) error {
 	return nil
 }
 
+func (t *tx) DeleteSecret(name string) error {
+	if err := t.mustWrite("delete secret " + name); err != nil {
+		return err
+	}
+	if !storable(name) {
+		return notFound("delete secret " + name)
+	}
+	// A concurrent transaction deleting it too makes this one wait for its
+	// commit and then delete nothing: ErrNotFound, which callers take as done.
+	n, err := t.exec("DELETE FROM sso_secrets WHERE name = $1", name)
+	if err != nil {
+		return fmt.Errorf("postgres: delete secret %s: %w", name, err)
+	}
+	if n == 0 {
+		return notFound("delete secret " + name)
+	}
+	return nil
+}
+
 // ---- counts ----
 
 // Counts counts the rows of each table. PostgreSQL keeps no exact row

@@ -16,6 +16,7 @@ func init() {
 		testCase{"ConsumeAndPrune", testConsume},
 		testCase{"PruneConsumedIsBounded", testPruneConsumedBounded},
 		testCase{"Secrets", testSecrets},
+		testCase{"DeleteSecret", testDeleteSecret},
 		testCase{"AuditQueries", testAuditQueries},
 		testCase{"PruneAudit", testPruneAudit},
 		testCase{"ImportAuditEvent", testImportAuditEvent},
@@ -208,6 +209,74 @@ func testSecrets(e *env) {
 		}
 		if got, _ := tx.LoadOrStoreSecret("sp-key", nil); string(got) != "first" {
 			e.Errorf("secret changed through ForEachSecret's value: %q", got)
+		}
+		return nil
+	})
+}
+
+func testDeleteSecret(e *env) {
+	e.update(func(tx store.Tx) error {
+		for _, n := range []string{"a", "b", "c"} {
+			if _, err := tx.LoadOrStoreSecret(n, []byte("old "+n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.update(func(tx store.Tx) error {
+		if err := tx.DeleteSecret("b"); err != nil {
+			e.Errorf("DeleteSecret: %v", err)
+		}
+		// Gone inside the transaction that deleted it.
+		if _, err := tx.LoadOrStoreSecret("b", nil); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("lookup after DeleteSecret in its transaction: %v, want ErrNotFound", err)
+		}
+		if err := tx.DeleteSecret("b"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("second DeleteSecret: %v, want ErrNotFound", err)
+		}
+		if err := tx.DeleteSecret("never"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("DeleteSecret of a missing secret: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	e.view(func(tx store.Tx) error {
+		var names []string
+		err := tx.ForEachSecret(func(name string, value []byte) error {
+			names = append(names, name)
+			return nil
+		})
+		if err != nil || !slices.Equal(names, []string{"a", "c"}) {
+			e.Errorf("ForEachSecret after DeleteSecret = %v, %v; want [a c]", names, err)
+		}
+		if _, err := tx.LoadOrStoreSecret("b", nil); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("lookup of a deleted secret: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	e.update(func(tx store.Tx) error {
+		got, err := tx.LoadOrStoreSecret("b", []byte("new b"))
+		if err != nil || string(got) != "new b" {
+			e.Errorf("LoadOrStoreSecret after DeleteSecret = %q, %v; want the new value stored", got, err)
+		}
+		// Delete and store again in one transaction.
+		if err := tx.DeleteSecret("c"); err != nil {
+			return err
+		}
+		got, err = tx.LoadOrStoreSecret("c", []byte("new c"))
+		if err != nil || string(got) != "new c" {
+			e.Errorf("LoadOrStoreSecret after DeleteSecret in one transaction = %q, %v", got, err)
+		}
+		return nil
+	})
+	e.view(func(tx store.Tx) error {
+		got := map[string]string{}
+		err := tx.ForEachSecret(func(name string, value []byte) error {
+			got[name] = string(value)
+			return nil
+		})
+		want := map[string]string{"a": "old a", "b": "new b", "c": "new c"}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			e.Errorf("secrets = %v, %v; want %v", got, err, want)
 		}
 		return nil
 	})

@@ -30,6 +30,7 @@ func testReadOnly(e *env) {
 	e.putSession(sess("h", u.ID))
 	e.putGroup(&store.Group{ID: "g", IdP: "okta", DisplayName: "G"})
 	e.update(func(tx store.Tx) error { _, err := tx.Consume("k", "old", t0); return err })
+	e.update(func(tx store.Tx) error { _, err := tx.LoadOrStoreSecret("old", []byte("v")); return err })
 	before := e.dump()
 	writes := []struct {
 		name string
@@ -53,6 +54,7 @@ func testReadOnly(e *env) {
 		{"PruneConsumed", func(tx store.Tx) error { _, err := tx.PruneConsumed(time.Now(), 10); return err }},
 		{"Secret (new)", func(tx store.Tx) error { _, err := tx.Secret("new", 32); return err }},
 		{"LoadOrStoreSecret (new)", func(tx store.Tx) error { _, err := tx.LoadOrStoreSecret("new", []byte("v")); return err }},
+		{"DeleteSecret", func(tx store.Tx) error { return tx.DeleteSecret("old") }},
 		{"Audit", func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventLoginFailed}) }},
 		{"PruneAudit", func(tx store.Tx) error { _, err := tx.PruneAudit(time.Now(), 10); return err }},
 		{"ImportAuditEvent", func(tx store.Tx) error { return tx.ImportAuditEvent(store.Event{Seq: 99, Type: "x"}) }},
@@ -69,6 +71,7 @@ func testRollback(e *env) {
 	keep := e.putUser(&store.User{Email: "keep@x.io", Links: []store.Link{{IdP: "okta", Subject: "keep"}}})
 	e.putSession(sess("h0", keep.ID))
 	e.update(func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventUserCreated, Time: t0}) })
+	e.update(func(tx store.Tx) error { _, err := tx.LoadOrStoreSecret("kept", []byte("v")); return err })
 	before := e.dump()
 	boom := errors.New("boom")
 	err := e.st.Update(e.Context(), func(tx store.Tx) error {
@@ -99,6 +102,9 @@ func testRollback(e *env) {
 			return err
 		}
 		if _, err := tx.Secret("k", 16); err != nil {
+			return err
+		}
+		if err := tx.DeleteSecret("kept"); err != nil {
 			return err
 		}
 		if err := tx.Audit(store.Event{Type: store.EventUserCreated, UserID: u.ID}); err != nil {
