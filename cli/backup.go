@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
@@ -34,7 +35,9 @@ renamed into place.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return withClient(c, true, func(cl client) error {
-				n, counts, err := writeBackup(c.Context(), cl, args[0])
+				n, counts, err := writeBackup(c.Context(), cl, args[0], func(n int64) {
+					fmt.Fprintf(c.ErrOrStderr(), "  written: %s\n", humanize.IBytes(uint64(n)))
+				})
 				if err != nil {
 					return err
 				}
@@ -218,9 +221,32 @@ func samePath(a, b string) bool {
 	return errA == nil && errB == nil && aa == ab
 }
 
+// backupProgressEvery is how often, in bytes written, a backup reports
+// its progress: a large store takes minutes.
+const backupProgressEvery = 4 << 20
+
+// progressWriter passes writes on to w and calls report with the bytes
+// written so far each time another every bytes have gone through.
+type progressWriter struct {
+	w      io.Writer
+	every  int64
+	n      int64
+	report func(written int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	before := p.n
+	p.n += int64(n)
+	if p.report != nil && p.n/p.every > before/p.every {
+		p.report(p.n)
+	}
+	return n, err
+}
+
 // writeBackup writes the backup to a temporary file beside path, reads it
 // back in full, and renames it into place.
-func writeBackup(ctx context.Context, cl client, path string) (int64, portable.Counts, error) {
+func writeBackup(ctx context.Context, cl client, path string, progress func(written int64)) (int64, portable.Counts, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return 0, portable.Counts{}, err
@@ -229,7 +255,7 @@ func writeBackup(ctx context.Context, cl client, path string) (int64, portable.C
 	if err := tmp.Chmod(0o600); err != nil {
 		return 0, portable.Counts{}, err
 	}
-	n, err := cl.Backup(ctx, tmp)
+	n, err := cl.Backup(ctx, &progressWriter{w: tmp, every: backupProgressEvery, report: progress})
 	if err == nil {
 		err = tmp.Sync()
 	}
