@@ -17,6 +17,27 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
+// verifyWithJWKS verifies tok with the keyring's published key set, and
+// returns its claims and the kid it was signed with.
+func verifyWithJWKS(t *testing.T, k *Keyring, tok string) (jwt.Claims, string, error) {
+	t.Helper()
+	raw, err := k.JWKS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c jwt.Claims
+	err = parsed.Claims(&set, &c)
+	return c, parsed.Headers[0].KeyID, err
+}
+
 // TestRotation: keys persist across restarts, rotate every period, and a
 // token signed before a rotation still verifies with the JWKS after it.
 func TestRotation(t *testing.T) {
@@ -53,23 +74,11 @@ func TestRotation(t *testing.T) {
 	if len(ids1) != 3 || ids1[0] != ids0[0] || ids1[1] != ids0[1] {
 		t.Fatalf("after rotation: %v (before %v)", ids1, ids0)
 	}
-	raw, err := k.JWKS(ctx)
-	if err != nil {
-		t.Fatal(err)
+	c, kid, err := verifyWithJWKS(t, k, tok)
+	if kid != ids0[0] {
+		t.Fatalf("signed with %q, want the then-current %q", kid, ids0[0])
 	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if parsed.Headers[0].KeyID != ids0[0] {
-		t.Fatalf("signed with %q, want the then-current %q", parsed.Headers[0].KeyID, ids0[0])
-	}
-	var c jwt.Claims
-	if err := parsed.Claims(&set, &c); err != nil || c.Subject != "u1" {
+	if err != nil || c.Subject != "u1" {
 		t.Fatalf("old token with new JWKS: %v %+v", err, c)
 	}
 	tok2, _, _ := k.Sign(ctx, "i", "a", "u1", Claims{}, time.Minute)
@@ -188,20 +197,7 @@ func TestOldKeysDeleted(t *testing.T) {
 			t.Fatalf("period %d: stored %v, want previous, current and next %v", i, got, want)
 		}
 		// A token signed in the previous period verifies with the JWKS.
-		raw, err := k.JWKS(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(raw, &set); err != nil {
-			t.Fatal(err)
-		}
-		parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c jwt.Claims
-		if err := parsed.Claims(&set, &c); err != nil || c.Subject != "u1" {
+		if c, _, err := verifyWithJWKS(t, k, tok); err != nil || c.Subject != "u1" {
 			t.Fatalf("period %d: token of the previous period: %v", i, err)
 		}
 	}
