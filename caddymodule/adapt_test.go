@@ -97,6 +97,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"saml two metadata sources", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tmetadata_file /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "metadata_file", "already given"}},
 		{"saml plain http metadata", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url http://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a", "must be https"}},
 		{"saml inline metadata not xml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata /etc/md.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "metadata_file"}},
+		// An empty value is not "unset": it is refused at its line.
+		{"saml empty metadata_url", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url \"\"\n\t\t\tmetadata_file /x.xml\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a: metadata_url needs a value"}},
+		{"saml empty metadata_file", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tmetadata_file \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "metadata_file needs a value"}},
+		{"saml empty binding", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_file /x.xml\n\t\t\trequest_binding \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "request_binding needs a value"}},
 		{"saml bad binding", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\trequest_binding artifact\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", `unknown request_binding "artifact"`, "redirect, post"}},
 		{"saml sp_cert one file", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tsp_cert /etc/sp.pem\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sp_cert <certificate file> <key file>"}},
 		{"saml three sp_certs", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tsp_cert a.crt a.key\n\t\t\tsp_cert b.crt b.key\n\t\t\tsp_cert c.crt c.key\n\t\t}\n\t}\n}\n", []string{"Caddyfile:6", "sp_cert may appear at most 2 times"}},

@@ -249,6 +249,15 @@ func (s setting) one() (string, error) {
 	return "", s.errf("%s takes one value", s.key)
 }
 
+// given is one for the settings where "" would read as unset and pass
+// every check.
+func (s setting) given() (string, error) {
+	if v, err := s.one(); err != nil || v != "" {
+		return v, err
+	}
+	return "", s.errf("%s needs a value", s.key)
+}
+
 // many returns the line's values, at least one.
 func (s setting) many() ([]string, error) {
 	if len(s.args) == 0 {
@@ -268,10 +277,8 @@ func (s setting) flag() (bool, error) {
 // choice returns the line's only value, one of allowed.
 func (s setting) choice(allowed []string) (string, error) {
 	v, err := s.one()
-	if err == nil {
-		if err = oneOf(s.key, v, allowed); err != nil {
-			return "", s.errf("%v", err)
-		}
+	if err == nil && !slices.Contains(allowed, v) {
+		return "", s.errf("%v", oneOf(s.key, v, allowed))
 	}
 	return v, err
 }
@@ -292,14 +299,11 @@ func (s setting) duration() (caddy.Duration, error) {
 // count returns the line's only value, a positive number.
 func (s setting) count() (int, error) {
 	v, err := s.one()
-	if err != nil {
-		return 0, err
+	n, nerr := strconv.Atoi(v)
+	if err == nil && (nerr != nil || n < 1) {
+		err = s.errf("%s %q is not a positive number", s.key, v)
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, s.errf("%s %q is not a positive number", s.key, v)
-	}
-	return n, nil
+	return n, err
 }
 
 // idpLine parses one line of an idp block into c.
@@ -454,15 +458,15 @@ func oidcLines() map[string]idpLine {
 //	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
 func samlLines() map[string]idpLine {
 	return map[string]idpLine{
-		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.one(); return err },
-		"metadata_file":    func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataFile, err = s.one(); return err },
-		"metadata":         func(s setting, c *IdPConfig) (err error) { c.SAML.Metadata, err = s.one(); return err },
+		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.given(); return err },
+		"metadata_file":    func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataFile, err = s.given(); return err },
+		"metadata":         func(s setting, c *IdPConfig) (err error) { c.SAML.Metadata, err = s.given(); return err },
 		"idp_entity_id":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPEntityID, err = s.one(); return err },
 		"entity_id":        func(s setting, c *IdPConfig) (err error) { c.SAML.EntityID, err = s.one(); return err },
 		"sign_requests":    func(s setting, c *IdPConfig) (err error) { c.SAML.SignRequests, err = s.flag(); return err },
 		"idp_initiated":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPInitiated, err = s.flag(); return err },
 		"allow_sha1":       func(s setting, c *IdPConfig) (err error) { c.SAML.AllowSHA1, err = s.flag(); return err },
-		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.one(); return err },
+		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.given(); return err },
 		"metadata_refresh": func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataRefresh, err = s.duration(); return err },
 		"sp_cert": func(s setting, c *IdPConfig) error {
 			if len(s.args) != 2 {
