@@ -172,7 +172,10 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 	if !ok {
 		return nil, ErrNoSession
 	}
-	held, base, pending, err := m.held(ctx, id, h)
+	// A session ended while this flight runs takes its tokens with it:
+	// keepUnsaved refuses to hold them past a forget after since.
+	since := m.forgets.Load()
+	held, base, pending, err := m.held(ctx, id, h, since)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +220,9 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 		m.logger.Warn("storing a session's renewed tokens failed; they are kept in memory and stored again with a later request",
 			zap.String("idp", id.IdP), zap.Error(err))
 		pending = &unsavedTokens{tokens: renewed, base: base, expires: id.Expires.UnixNano()}
-		m.keepUnsaved(h, id.IdP, pending)
+		if !m.keepUnsaved(h, id, since, pending) {
+			return nil, ErrNoSession
+		}
 		kept = renewed
 	}
 	u = newUpstream(kept)
@@ -246,7 +251,7 @@ func (u *upstream) setUnsaved(p *unsavedTokens, now int64) {
 // (Manager.unsaved, or the identity's cached tokens beyond its bound).
 // Such tokens are stored first; when that fails again, they are returned
 // as they are, with the base they would replace, and as pending.
-func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash) (held, base *Tokens, pending *unsavedTokens, err error) {
+func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash, since uint64) (held, base *Tokens, pending *unsavedTokens, err error) {
 	m.mu.RLock()
 	p := m.unsaved[h]
 	m.mu.RUnlock()
@@ -265,11 +270,13 @@ func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash) (held, ba
 		m.dropUnsaved(h)
 		return kept, kept, nil, nil
 	case errors.Is(err, ErrNoSession):
-		m.dropUnsaved(h)
+		m.forget(h) // and its unsaved tokens with it
 		return nil, nil, nil, err
 	}
 	m.logger.Warn("storing a session's renewed tokens failed again; they are kept in memory", zap.String("idp", id.IdP), zap.Error(err))
-	m.keepUnsaved(h, id.IdP, p)
+	if !m.keepUnsaved(h, id, since, p) {
+		return nil, nil, nil, ErrNoSession
+	}
 	return p.tokens, p.base, p, nil
 }
 
@@ -277,11 +284,18 @@ func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash) (held, ba
 // did not take, until held stores them or the session ends. They are
 // bounded like the session cache: sessions past their end go first, and
 // beyond the cache's size they are held only with the cached identity
-// (upstream.unsaved), which a reload drops.
-func (m *Manager) keepUnsaved(h tokenHash, idpName string, p *unsavedTokens) {
+// (upstream.unsaved), which a reload drops. It reports false, holding
+// nothing, when the session or its user was forgotten after since (a
+// logout or revocation while the refresh ran): the tokens must then serve
+// nothing more.
+func (m *Manager) keepUnsaved(h tokenHash, id *Identity, since uint64, p *unsavedTokens) bool {
 	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.forgottenSinceLocked(since, h, id.UserID) {
+		delete(m.unsaved, h)
+		return false
+	}
 	if _, ok := m.unsaved[h]; !ok && len(m.unsaved) >= m.cfg.CacheSize {
 		for k, q := range m.unsaved {
 			if q.expires <= now {
@@ -289,11 +303,12 @@ func (m *Manager) keepUnsaved(h tokenHash, idpName string, p *unsavedTokens) {
 			}
 		}
 		if len(m.unsaved) >= m.cfg.CacheSize {
-			m.logger.Error("too many sessions' renewed tokens wait to be stored; these are held only while their session stays cached", zap.String("idp", idpName))
-			return
+			m.logger.Error("too many sessions' renewed tokens wait to be stored; these are held only while their session stays cached", zap.String("idp", id.IdP))
+			return true
 		}
 	}
 	m.unsaved[h] = p
+	return true
 }
 
 // dropUnsaved forgets the unsaved tokens of the session h: they have been
@@ -362,7 +377,9 @@ func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tok
 		if err != nil {
 			return err
 		}
-		if cur != nil && cur.RefreshToken != old.RefreshToken {
+		// Every refresh changes the access token, and a rotating IdP the
+		// refresh token: either differing means another flight stored.
+		if cur != nil && (cur.RefreshToken != old.RefreshToken || cur.AccessToken != old.AccessToken) {
 			kept = cur
 			return nil
 		}

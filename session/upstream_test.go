@@ -536,3 +536,73 @@ func TestUpstreamTokensKeptWhenIDTokenRefused(t *testing.T) {
 		t.Errorf("refresh tokens used %q, want [rt-1 rt-2]", used)
 	}
 }
+
+// TestUpstreamTokensLogoutDuringRefresh: a session that ends while its
+// tokens are being renewed (a logout while the IdP answers), and whose
+// renewed tokens the store then does not take, serves them to nobody: the
+// request and the next one on the same identity get ErrNoSession, not the
+// renewed access token.
+func TestUpstreamTokensLogoutDuringRefresh(t *testing.T) {
+	w := newRotatingWorld(t)
+	w.clk.advance(55 * time.Second)
+	id, err := w.m.Resolve(w.ctx, w.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(ctx context.Context, tk *session.Tokens) (*session.Tokens, error) {
+		got, err := w.rot.refresh(ctx, tk)
+		if _, err := w.m.Revoke(ctx, w.token, store.EventSessionLoggedOut); err != nil {
+			t.Fatal(err)
+		}
+		w.flaky.failing.Store(1)
+		return got, err
+	}
+	for i := range 2 {
+		if u, err := w.m.UpstreamTokens(w.ctx, id, 10*time.Second, refresh); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("request %d after the logout: %v, %v; want ErrNoSession", i+1, u, err)
+		}
+	}
+}
+
+// TestUpstreamTokensHeldDoNotOverwriteNewer: with an IdP that does not
+// rotate refresh tokens, tokens held in memory after a failed store write
+// give way to newer ones another instance stored since (first stored
+// wins), rather than overwrite them when stored again.
+func TestUpstreamTokensHeldDoNotOverwriteNewer(t *testing.T) {
+	w := newRotatingWorld(t)
+	var n atomic.Int32
+	n.Store(1)
+	sameRefresh := func(_ context.Context, tk *session.Tokens) (*session.Tokens, error) {
+		return &session.Tokens{IDToken: tk.IDToken, AccessToken: fmt.Sprintf("at-%d", n.Add(1)),
+			RefreshToken: tk.RefreshToken, Expiry: w.clk.now().Add(time.Minute)}, nil
+	}
+	const margin = 10 * time.Second
+	w.clk.advance(55 * time.Second)
+	access := func(m *session.Manager) string {
+		t.Helper()
+		id, err := m.Resolve(w.ctx, w.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := m.UpstreamTokens(w.ctx, id, margin, sameRefresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Access[0]
+	}
+	w.flaky.failing.Store(1)
+	if at := access(w.m); at != "at-2" {
+		t.Fatalf("this instance, its write failed: %q, want at-2", at)
+	}
+	other := session.New(w.db, session.Config{}, nil, w.clk.now)
+	if at := access(other); at != "at-3" {
+		t.Fatalf("another instance: %q, want at-3", at)
+	}
+	w.clk.advance(11 * time.Second) // past the retry of the held tokens
+	if at := access(w.m); at != "at-3" {
+		t.Errorf("this instance after its retry: %q, want the newer at-3", at)
+	}
+	if s := w.stored(t); s.AccessToken != "at-3" {
+		t.Errorf("stored %q: the held at-2 overwrote the newer at-3", s.AccessToken)
+	}
+}

@@ -100,27 +100,62 @@ func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, err
 // client wraps idp.ErrGrantRevoked; those are checked before anything that
 // may fail for a passing reason but the signature.
 func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, accessToken string) error {
-	jws, err := p.keys.parse(raw)
+	orig, err := unverifiedClaims(original)
 	if err != nil {
-		return err
+		return fmt.Errorf("the session's ID token: %w", err)
 	}
-	payload, err := p.keys.verify(ctx, jws)
+	jws, err := p.keys.parse(raw)
+	var payload []byte
+	if err == nil {
+		payload, err = p.keys.verify(ctx, jws)
+	}
 	if err != nil {
+		// Unverified, the token's claims still decide whether the
+		// answer is about someone else, which ends the session (the
+		// cautious outcome, whatever the signature) rather than keep its
+		// access token; claims that do not even read end it too.
+		claims, cerr := unverifiedClaims(raw)
+		if cerr == nil {
+			cerr = p.sameGrant(claims, orig)
+		}
+		if cerr != nil {
+			return fmt.Errorf("%v, and its claims: %w", err, errors.Join(cerr, idp.ErrGrantRevoked))
+		}
 		return err
 	}
 	claims, err := decodeClaims(payload)
 	if err != nil {
 		return err
 	}
-	orig, err := unverifiedClaims(original)
-	if err != nil {
-		return fmt.Errorf("the session's ID token: %w", err)
+	if err := p.sameGrant(claims, orig); err != nil {
+		return err
 	}
-	// The grant belongs to one subject and one client: a token that says
-	// otherwise ends the session rather than changing who it is. These
-	// come before the checks that fail for passing reasons (times,
-	// at_hash), after which Refresh keeps the new access token: a signed
-	// token about someone else ends the session even if it is expired too.
+	now, skew := p.cfg.Now(), p.cfg.ClockSkew
+	exp, ok := numericDate(claims["exp"])
+	if !ok || !now.Before(exp.Add(skew)) {
+		return errors.New("expired, or exp missing")
+	}
+	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
+		return errors.New("iat missing or in the future")
+	}
+	if atHash, present := claims["at_hash"]; present {
+		s, _ := atHash.(string)
+		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameGrant checks that a refreshed ID token's claims name the subject
+// and client of the session's original ones (orig). The grant belongs to
+// one subject and one client: a token that says otherwise ends the
+// session (an error wrapping idp.ErrGrantRevoked) rather than changing who
+// it is. verifyRefreshedIDToken runs it before the checks that fail for
+// passing reasons (times, at_hash), after which Refresh keeps the new
+// access token: a token about someone else ends the session even if it is
+// expired, or unverifiable, too.
+func (p *Provider) sameGrant(claims, orig map[string]any) error {
 	same := func(name string) error {
 		if scalarsEqual(claims[name], orig[name]) {
 			return nil
@@ -154,20 +189,6 @@ func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, ac
 	if p.cfg.TenantID != "" {
 		if tid, _ := claims["tid"].(string); !strings.EqualFold(tid, p.cfg.TenantID) {
 			return fmt.Errorf("tid %q, want %q: %w", tid, p.cfg.TenantID, idp.ErrGrantRevoked)
-		}
-	}
-	now, skew := p.cfg.Now(), p.cfg.ClockSkew
-	exp, ok := numericDate(claims["exp"])
-	if !ok || !now.Before(exp.Add(skew)) {
-		return errors.New("expired, or exp missing")
-	}
-	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
-		return errors.New("iat missing or in the future")
-	}
-	if atHash, present := claims["at_hash"]; present {
-		s, _ := atHash.(string)
-		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
-			return err
 		}
 	}
 	return nil

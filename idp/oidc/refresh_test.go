@@ -161,6 +161,9 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 		{"expired", func(tok *oidctest.Token) { tok.Claims["exp"] = time.Now().Add(-time.Hour).Unix() }, false},
 		{"issued in the future", func(tok *oidctest.Token) { tok.Claims["iat"] = time.Now().Add(time.Hour).Unix() }, false},
 		{"unsigned", func(tok *oidctest.Token) { tok.Alg = "none" }, false},
+		// Unverifiable, a token about someone else still ends the grant.
+		{"unsigned, other subject", func(tok *oidctest.Token) { tok.Alg = "none"; tok.Claims["sub"] = "mallory-sub" }, true},
+		{"signed by an unknown key, other audience", func(tok *oidctest.Token) { tok.Key = otherKey; tok.Claims["aud"] = "other-client" }, true},
 		{"signed by an unknown key", func(tok *oidctest.Token) { tok.Key = otherKey }, false},
 		{"at_hash of another access token", func(tok *oidctest.Token) { tok.Claims["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA" }, false},
 	} {
