@@ -54,9 +54,11 @@ type ImportOptions struct {
 // holds exactly the backup: as many records of each kind, and the same
 // secrets), and returns the counts it wrote.
 //
-// With Force, the whole backup is read and checked before the target is
-// touched, and then read again to import it: r is read twice (seeking back
-// when it is an io.Seeker; held in memory otherwise). Without Force,
+// With Force, the whole backup is read and checked, and then imported
+// into a scratch bbolt store (rehearse), before the target is touched; a
+// backup no store takes thus fails with the target as it was. Then it is
+// read again to import it: r is read three times (seeking back when it is
+// an io.Seeker; held in memory otherwise). Without Force,
 // records are written in batches of separate transactions into the empty
 // target, so a failure leaves part of the backup in st (ErrPartial): run it
 // again with Force.
@@ -79,7 +81,21 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 		if _, err := verify(rs, func(name string, value []byte) { secrets[name] = value }); err != nil {
 			return Counts{}, fmt.Errorf("portable: import: %w", err)
 		}
-		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+		seekStart := func() error {
+			_, err := rs.Seek(start, io.SeekStart)
+			return err
+		}
+		if err := seekStart(); err != nil {
+			return Counts{}, fmt.Errorf("portable: import: %w", err)
+		}
+		err = rehearse(ctx, func(scratch store.Store) error {
+			_, err := Import(ctx, scratch, rs, ImportOptions{BatchSize: opt.BatchSize})
+			return err
+		})
+		if err == nil {
+			err = seekStart()
+		}
+		if err != nil {
 			return Counts{}, fmt.Errorf("portable: import: %w", err)
 		}
 		r = rs
@@ -548,14 +564,30 @@ type Report struct {
 // of from, and then reads the target back (see Import): it must hold
 // exactly what was copied, else ErrCountMismatch. It refuses a non-empty
 // target unless opt.Force (ErrNotEmpty), which replaces what the target
-// holds (see ImportOptions.Force). Stop the instances that use either
-// store first: writes made during the copy are not in it.
+// holds (see ImportOptions.Force): then from is first copied into a
+// scratch bbolt store (rehearse), so that a source no store takes fails
+// with the target as it was, and a target that is the source under
+// another name (two connection strings for one database) is refused
+// (ErrSameStore). Stop the instances that use either store first: writes
+// made during the copy are not in it.
 func Migrate(ctx context.Context, from, to store.Store, opt ImportOptions) (Report, error) {
 	if from == to {
 		return Report{}, errors.New("portable: migrate: source and target are the same store")
 	}
 	var secrets map[string][]byte
 	if opt.Force {
+		switch same, err := sameStore(ctx, from, to); {
+		case err != nil:
+			return Report{}, fmt.Errorf("portable: migrate: telling the stores apart: %w", err)
+		case same:
+			return Report{}, fmt.Errorf("portable: migrate: %w", ErrSameStore)
+		}
+		if err := rehearse(ctx, func(scratch store.Store) error {
+			_, err := Migrate(ctx, from, scratch, ImportOptions{BatchSize: opt.BatchSize})
+			return err
+		}); err != nil {
+			return Report{}, fmt.Errorf("portable: migrate: %w", err)
+		}
 		// To know which of the target's secrets to delete (those the
 		// source lacks or holds with another value). The copy reads them
 		// again in its own View, and the check at the end compares the

@@ -2,6 +2,7 @@ package portable
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 // lastUser returns the user last in ID order: the last one a backup
@@ -248,5 +251,88 @@ func TestImportChecksSecretValues(t *testing.T) {
 	_, err = Migrate(ctx, src, keptSecret{openBolt(t)}, ImportOptions{})
 	if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "flow-key") {
 		t.Errorf("migrate: %v, want ErrCountMismatch for flow-key", err)
+	}
+}
+
+// storeCounts is what st holds.
+func storeCounts(t testing.TB, st store.Store) store.Counts {
+	t.Helper()
+	var c store.Counts
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		c, err = tx.Counts()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// secretCount is how many secrets st holds.
+func secretCount(t testing.TB, st store.Store) int {
+	t.Helper()
+	n := 0
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachSecret(func(string, []byte) error { n++; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMigrateForceSameDatabase: two connections to one PostgreSQL
+// database are one store; replacing the target would empty the source
+// before it was read, so Migrate refuses and nothing is removed.
+func TestMigrateForceSameDatabase(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	var a, b *postgres.DB
+	for _, db := range []**postgres.DB{&a, &b} {
+		var err error
+		if *db, err = postgres.Open(ctx, postgres.Config{DSN: dsn}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { (*db).Close() })
+	}
+	fill(t, a, 20)
+	before := storeCounts(t, a)
+	if _, err := Migrate(ctx, a, b, ImportOptions{Force: true}); !errors.Is(err, ErrSameStore) {
+		t.Fatalf("Migrate into the same database: %v, want ErrSameStore", err)
+	}
+	if after := storeCounts(t, a); after.Users != before.Users || after.Sessions != before.Sessions || after.AuditEvents != before.AuditEvents {
+		t.Errorf("the database went from %+v to %+v", before, after)
+	}
+}
+
+// TestImportForceBadBackupLeavesTarget: a backup that reads well but holds
+// what no store takes (an empty secret) fails before Force empties the
+// target: its users and keys are still there.
+func TestImportForceBadBackupLeavesTarget(t *testing.T) {
+	ctx := context.Background()
+	db := openPostgres(t)
+	fill(t, db, 20)
+	users, keys := storeCounts(t, db).Users, secretCount(t, db)
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	if _, err := gz.Write([]byte(`{"header":{"format":"caddy-sso-backup","version":1}}
+{"secret":{"name":"zz","value":""}}
+{"end":{"secrets":1,"users":0,"groups":0,"tombstones":0,"sessions":0,"session_tokens":0,"consumed":0,"audit_events":0}}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("the backup should read well: %v", err)
+	}
+	_, err := Import(ctx, db, bytes.NewReader(buf.Bytes()), ImportOptions{Force: true})
+	if err == nil || errors.Is(err, ErrPartial) {
+		t.Fatalf("forced import of a backup no store takes: %v, want a refusal before the target changed", err)
+	}
+	if u, k := storeCounts(t, db).Users, secretCount(t, db); u != users || k != keys {
+		t.Errorf("the target went from %d users and %d keys to %d and %d", users, keys, u, k)
 	}
 }
