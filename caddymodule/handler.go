@@ -289,10 +289,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyError(w, r, h.route.Forbidden(w, r, id))
 	case err == nil:
 		if err := h.route.Identify(r.Context(), run, id, o, r, r.Header); err != nil {
-			// The site's error routes get the request: not the tokens
-			// and identity Authorize set for the upstream.
-			h.route.Headers.StripInbound(r.Header)
-			return caddyError(w, r, err)
+			return caddyError(w, r, err) // r.Header stripped of the tokens (Identify)
 		}
 		h.route.Headers.GuardHopByHop(r)
 		setPlaceholders(r, id)

@@ -171,16 +171,31 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtim
 // them are set before it, by Authorize, once the access rules allow.
 func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
 	rt.Headers.SetIdentity(h, id)
-	if s := rt.Signer; s != nil {
-		if !o.Vouched {
-			return rt.Unvouched(r, o)
-		}
-		tok, err := s.Token(ctx, run.Store, id, o)
-		if err != nil {
-			return httpError(http.StatusInternalServerError, err)
-		}
-		h[s.Header()] = tok
+	if rt.Signer == nil {
+		return nil
 	}
+	err := rt.signIdentity(ctx, run, id, o, r, h)
+	if err != nil {
+		// The error's answer (a proxy hands a verify answer to the
+		// browser, headers and all) and the site's error routes carry
+		// none of the tokens and identity headers Authorize and
+		// SetIdentity put in h: the names the plan protects.
+		rt.Headers.StripInbound(h)
+	}
+	return err
+}
+
+// signIdentity sets the route's signed identity token on h, on an origin
+// something vouches for.
+func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
+	if !o.Vouched {
+		return rt.Unvouched(r, o)
+	}
+	tok, err := rt.Signer.Token(ctx, run.Store, id, o)
+	if err != nil {
+		return httpError(http.StatusInternalServerError, err)
+	}
+	h[rt.Signer.Header()] = tok
 	return nil
 }
 

@@ -117,13 +117,7 @@ func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 		return rt.forbidden(w, r, id, navigation)
 	case err == nil:
 		if err := rt.Identify(r.Context(), run, id, o, r, hd); err != nil {
-			// An error page after Authorize (an unvouched host, a
-			// keyring store error) must carry none of the tokens and
-			// identity headers already set, since forward_auth and
-			// Traefik hand such an answer, headers and all, to the
-			// browser: they are the names the plan protects.
-			rt.Headers.StripInbound(hd)
-			return err
+			return err // with hd stripped of the tokens (Identify)
 		}
 		cookies := http.Header{"Cookie": r.Header["Cookie"]}
 		StripOwnCookies(cookies)
