@@ -497,18 +497,24 @@ func (t *tx) PutUser(u *store.User) error {
 // DeleteUser removes the user; the foreign keys take its links, sessions
 // (and their tokens) and group memberships with it. Audit events stay.
 func (t *tx) DeleteUser(id string) error {
-	if err := t.mustWrite("delete user"); err != nil {
+	return t.deleteRow("delete user", " "+id, "DELETE FROM sso_users WHERE id = $1", id)
+}
+
+// deleteRow runs one delete by key (op names it in errors, with what
+// after it): a write, ErrNotFound when no row had the key.
+func (t *tx) deleteRow(op, what, sql, key string) error {
+	if err := t.mustWrite(op + what); err != nil {
 		return err
 	}
-	if !storable(id) {
-		return notFound("delete user " + id)
+	if !storable(key) {
+		return notFound(op + what)
 	}
-	n, err := t.exec("DELETE FROM sso_users WHERE id = $1", id)
+	n, err := t.exec(sql, key)
 	if err != nil {
-		return fmt.Errorf("postgres: delete user %s: %w", id, err)
+		return fmt.Errorf("postgres: %s%s: %w", op, what, err)
 	}
 	if n == 0 {
-		return notFound("delete user " + id)
+		return notFound(op + what)
 	}
 	return nil
 }
@@ -603,20 +609,7 @@ func (t *tx) PutSession(s *store.Session) error {
 }
 
 func (t *tx) DeleteSession(hash string) error {
-	if err := t.mustWrite("delete session"); err != nil {
-		return err
-	}
-	if !storable(hash) {
-		return notFound("delete session")
-	}
-	n, err := t.exec("DELETE FROM sso_sessions WHERE hash = $1", hash)
-	if err != nil {
-		return fmt.Errorf("postgres: delete session: %w", err)
-	}
-	if n == 0 {
-		return notFound("delete session")
-	}
-	return nil
+	return t.deleteRow("delete session", "", "DELETE FROM sso_sessions WHERE hash = $1", hash)
 }
 
 func (t *tx) SessionTokens(hash string) ([]byte, error) {
@@ -981,22 +974,9 @@ func (t *tx) ForEachSecret(fn func(name string, value []byte) error) error {
 }
 
 func (t *tx) DeleteSecret(name string) error {
-	if err := t.mustWrite("delete secret " + name); err != nil {
-		return err
-	}
-	if !storable(name) {
-		return notFound("delete secret " + name)
-	}
 	// A concurrent transaction deleting it too makes this one wait for its
-	// commit and then delete nothing: ErrNotFound, which callers take as done.
-	n, err := t.exec("DELETE FROM sso_secrets WHERE name = $1", name)
-	if err != nil {
-		return fmt.Errorf("postgres: delete secret %s: %w", name, err)
-	}
-	if n == 0 {
-		return notFound("delete secret " + name)
-	}
-	return nil
+	// commit and then delete nothing: ErrNotFound.
+	return t.deleteRow("delete secret", " "+name, "DELETE FROM sso_secrets WHERE name = $1", name)
 }
 
 // ---- counts ----
