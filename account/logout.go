@@ -12,21 +12,14 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// EndIdPSessionsTx ends the sessions of idp that the IdP names: those
-// whose Logout.Subject is info.Subject and, when info.SessionID is set,
-// whose Logout.SessionID is that too; or, with no subject (an OIDC logout
-// token may carry only "sid"), those whose Logout.SessionID is
-// info.SessionID. A SAML LogoutRequest names NameID and SessionIndex; an
-// OIDC back-channel logout token names sub and sid. Each ended session is
-// audited as session.logged_out with ReasonIdPLogout. It returns how many
-// ended; none is not an error (the user may have signed out already).
-func (s *Service) EndIdPSessionsTx(tx store.Tx, c *Change, idp string, info store.LogoutInfo) (int, error) {
-	return s.endIdPSessionsTx(tx, c, idp, info.Subject, sessionIDList(info.SessionID))
-}
-
-// endIdPSessionsTx is EndIdPSessionsTx for a message that may name several
-// session IDs (a SAML LogoutRequest with several SessionIndex values): it
-// ends every session of idp that idpSessions finds for them.
+// endIdPSessionsTx ends the sessions of idp that an IdP's logout message
+// names (idpSessions): those of subject, narrowed to sessionIDs when it
+// names any; or, with no subject (an OIDC logout token may carry only
+// "sid"), those of sessionIDs. A SAML LogoutRequest names NameID and
+// SessionIndexes; an OIDC back-channel logout token names sub and sid.
+// Each ended session is audited as session.logged_out with
+// ReasonIdPLogout. It returns how many ended; none is not an error (the
+// user may have signed out already).
 func (s *Service) endIdPSessionsTx(tx store.Tx, c *Change, idp, subject string, sessionIDs []string) (int, error) {
 	sessions, err := idpSessions(tx, idp, subject, sessionIDs)
 	if err != nil {
@@ -49,14 +42,6 @@ func (s *Service) endIdPSessionsTx(tx store.Tx, c *Change, idp, subject string, 
 			zap.Int("sessions_ended", ended))
 	}
 	return ended, nil
-}
-
-// sessionIDList is a single session ID as the list idpSessions takes.
-func sessionIDList(sessionID string) []string {
-	if sessionID == "" {
-		return nil
-	}
-	return []string{sessionID}
 }
 
 // idpSessions returns the sessions of idp that a logout message names,
@@ -98,15 +83,16 @@ func idpSessions(tx store.Tx, idp, subject string, sessionIDs []string) ([]*stor
 	return sessions, nil
 }
 
-// EndIdPSessions is EndIdPSessionsTx in a transaction of its own. Anyone
-// can name a session (a front-channel logout is a GET with a sid), so
-// one that names none costs a read, not a durable commit.
+// EndIdPSessions ends the sessions of idp that info names (its subject,
+// narrowed to its session ID when set), in a transaction of its own: the
+// one-ID form of endIdPSessions.
 func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.LogoutInfo) (int, error) {
-	return s.endIdPSessions(ctx, idp, info.Subject, sessionIDList(info.SessionID))
+	return s.endIdPSessions(ctx, idp, info.Subject, []string{info.SessionID})
 }
 
-// endIdPSessions is EndIdPSessions for several session IDs, all ended in
-// one transaction; a message that names no existing session costs a read.
+// endIdPSessions is endIdPSessionsTx in a transaction of its own. Anyone
+// can name a session (a front-channel logout is a GET with a sid), so a
+// message that names no existing session costs a read, not a commit.
 func (s *Service) endIdPSessions(ctx context.Context, idp, subject string, sessionIDs []string) (int, error) {
 	var found bool
 	err := s.Store.View(ctx, func(tx store.Tx) error {

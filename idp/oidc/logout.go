@@ -113,7 +113,7 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeIdPUnavailable))
 		return
 	}
-	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, sessionIDs(lt.sessionID), p.logoutTokenOnce(lt))
+	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, []string{lt.sessionID}, p.logoutTokenOnce(lt))
 	if err != nil {
 		var le *idp.LoginError
 		if errors.As(err, &le) {
@@ -246,15 +246,6 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 		return nil, fail(CodeLogoutTokenJTI, errors.New("jti missing or too long"))
 	}
 	return &logoutToken{subject: sub, sessionID: sid, jti: jti, issuedAt: iat}, nil
-}
-
-// sessionIDs is a logout token's sid as idp.SessionEnder takes it: none
-// when the token names only sub (every session of sub ends).
-func sessionIDs(sid string) []string {
-	if sid == "" {
-		return nil
-	}
-	return []string{sid}
 }
 
 // logoutTokenOnce makes the token's jti single-use, across restarts and
