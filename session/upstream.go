@@ -205,13 +205,11 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 		m.logger.Warn("refreshing a session's tokens: part of the identity provider's answer was refused; its new access and refresh tokens are kept",
 			zap.String("idp", id.IdP), zap.Error(err))
 	}
-	kept, err := m.swapTokens(ctx, id.SessionHash, base, renewed)
+	kept, err := m.swapTokens(ctx, h, id.SessionHash, base, renewed)
 	pending = nil
 	switch {
 	case err == nil:
-		m.dropUnsaved(h)
 	case errors.Is(err, ErrNoSession):
-		m.dropUnsaved(h)
 		return nil, err
 	default:
 		// The IdP may have retired the stored refresh token already:
@@ -226,8 +224,9 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 		kept = renewed
 	}
 	u = newUpstream(kept)
-	u.setUnsaved(pending, m.now().UnixNano())
-	if now := m.now(); kept == renewed && !kept.Expiry.IsZero() && kept.Expiry.Sub(now) <= margin {
+	now = m.now()
+	u.setUnsaved(pending, now.UnixNano())
+	if kept == renewed && !kept.Expiry.IsZero() && kept.Expiry.Sub(now) <= margin {
 		// The IdP's tokens live no longer than the margin: refresh at
 		// half their life instead of on every request.
 		u.notBefore = now.Add(kept.Expiry.Sub(now) / 2).UnixNano()
@@ -264,13 +263,11 @@ func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash, since uin
 	}
 	// First stored wins, as for any refresh: when another instance has
 	// stored tokens since, they are kept and these dropped.
-	kept, err := m.swapTokens(ctx, id.SessionHash, p.base, p.tokens)
+	kept, err := m.swapTokens(ctx, h, id.SessionHash, p.base, p.tokens)
 	switch {
 	case err == nil:
-		m.dropUnsaved(h)
 		return kept, kept, nil, nil
 	case errors.Is(err, ErrNoSession):
-		m.forget(h) // and its unsaved tokens with it
 		return nil, nil, nil, err
 	}
 	m.logger.Warn("storing a session's renewed tokens failed again; they are kept in memory", zap.String("idp", id.IdP), zap.Error(err))
@@ -360,8 +357,10 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, h tokenHash, 
 // swapTokens stores renewed in place of old, unless the session's stored
 // tokens are no longer old (another instance refreshed first): then the
 // stored ones are kept and returned, so that every instance goes on with
-// the same refresh token. ErrNoSession when the session has ended.
-func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tokens) (*Tokens, error) {
+// the same refresh token. ErrNoSession when the session has ended. Either
+// way the tokens the session h held in memory for want of a store write
+// (Manager.unsaved) are done with: stored, given way, or ended with it.
+func (m *Manager) swapTokens(ctx context.Context, h tokenHash, hash string, old, renewed *Tokens) (*Tokens, error) {
 	plain, err := m.zip.tokensPlain(renewed)
 	if err != nil {
 		return nil, err
@@ -386,11 +385,13 @@ func (m *Manager) swapTokens(ctx context.Context, hash string, old, renewed *Tok
 		return putSealed(tx, hash, plain)
 	})
 	if errors.Is(err, store.ErrNotFound) {
+		m.forget(h) // and its unsaved tokens with it
 		return nil, ErrNoSession
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session: storing refreshed tokens: %w", err)
 	}
+	m.dropUnsaved(h)
 	return kept, nil
 }
 
