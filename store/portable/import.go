@@ -100,11 +100,11 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 		}
 		r = rs
 	}
-	im, err := newImporter(ctx, st, opt, secrets)
+	im, err := newImporter(ctx, st, opt)
 	if err != nil {
 		return Counts{}, fmt.Errorf("portable: import: %w", err)
 	}
-	if err := im.prepare(); err != nil {
+	if err := im.prepare(secrets); err != nil {
 		return Counts{}, im.failed("import", err)
 	}
 	gz, err := gzip.NewReader(bufio.NewReaderSize(r, 64<<10))
@@ -148,48 +148,53 @@ type importer struct {
 	// changed: the target has been written to (a failure now leaves part
 	// of the source in it).
 	changed bool
-	// source holds the source's secrets, read before the target is
-	// emptied (Force only): prepare deletes the target's secrets that
-	// differ from them.
-	source map[string][]byte
 }
 
-// newImporter checks the target: empty, unless opt.Force, which needs the
-// source's secrets (source) to replace the target's.
-func newImporter(ctx context.Context, st store.Store, opt ImportOptions, source map[string][]byte) (*importer, error) {
+// newImporter checks the target: empty, unless opt.Force.
+func newImporter(ctx context.Context, st store.Store, opt ImportOptions) (*importer, error) {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = DefaultBatchSize
 	}
-	if opt.Force && source == nil {
-		return nil, errors.New("forced without the source's secrets")
-	}
-	im := &importer{ctx: ctx, st: st, opt: opt, reported: map[string]int{}, want: map[string][]byte{}, source: source}
+	im := &importer{ctx: ctx, st: st, opt: opt, reported: map[string]int{}, want: map[string][]byte{}}
 	if opt.Force {
 		return im, nil
 	}
-	var n store.Counts
-	var have map[string][]byte
-	var consumed int
-	err := st.View(ctx, func(tx store.Tx) error {
-		var err error
-		if n, err = tx.Counts(); err != nil {
-			return err
-		}
-		have, consumed = map[string][]byte{}, 0
-		if err := tx.ForEachSecret(func(name string, value []byte) error { have[name] = value; return nil }); err != nil {
-			return err
-		}
-		return tx.ForEachConsumed(func(string, string, time.Time) error { consumed++; return nil })
-	})
+	n, consumed, have, err := targetState(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
-		return nil, fmt.Errorf("target: it holds %d users, %d groups, %d sessions, %d tombstones, %d audit events, %d single-use IDs and %d secrets "+
-			"(import into an empty store, or force it to replace all of them): %w",
-			n.Users, n.Groups, n.Sessions, n.Tombstones, n.AuditEvents, consumed, len(have), ErrNotEmpty)
+		return nil, fmt.Errorf("target: it holds %s (import into an empty store, or force it to replace all of them): %w",
+			holding(n, consumed, have), ErrNotEmpty)
 	}
 	return im, nil
+}
+
+// targetState reads what st holds: its counts, how many single-use IDs,
+// and its secrets.
+func targetState(ctx context.Context, st store.Store) (n store.Counts, consumed int, secrets map[string][]byte, err error) {
+	err = st.View(ctx, func(tx store.Tx) error {
+		var err error
+		if n, err = tx.Counts(); err != nil {
+			return err
+		}
+		consumed, secrets = 0, map[string][]byte{} // fn may run more than once
+		if err := tx.ForEachConsumed(func(string, string, time.Time) error { consumed++; return nil }); err != nil {
+			return err
+		}
+		return tx.ForEachSecret(func(name string, value []byte) error { secrets[name] = value; return nil })
+	})
+	return n, consumed, secrets, err
+}
+
+// holding lists what a target holds, with its secrets unless they are nil.
+func holding(n store.Counts, consumed int, secrets map[string][]byte) string {
+	s := fmt.Sprintf("%d users, %d groups, %d sessions, %d tombstones, %d audit events",
+		n.Users, n.Groups, n.Sessions, n.Tombstones, n.AuditEvents)
+	if secrets == nil {
+		return s + fmt.Sprintf(" and %d single-use IDs", consumed)
+	}
+	return s + fmt.Sprintf(", %d single-use IDs and %d secrets", consumed, len(secrets))
 }
 
 // failed is an error of the operation op; once the target has changed, it
@@ -204,9 +209,6 @@ func (im *importer) failed(op string, err error) error {
 // farFuture is later than any time a record holds: pruning single-use IDs
 // and audit events before it removes them all.
 var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
-
-// errStop ends a ForEach early.
-var errStop = errors.New("stop")
 
 // take returns the first n items forEach visits.
 func take[T any](n int, forEach func(fn func(T) error) error) ([]T, error) {
@@ -224,11 +226,25 @@ func take[T any](n int, forEach func(fn func(T) error) error) ([]T, error) {
 	return out, nil
 }
 
+// deleteFirst deletes, with del, the first n items forEach visits, and
+// returns how many it took.
+func deleteFirst[T any](n int, forEach func(fn func(T) error) error, del func(T) error) (int, error) {
+	items, err := take(n, forEach)
+	for _, v := range items {
+		if err == nil {
+			err = del(v)
+		}
+	}
+	return len(items), err
+}
+
 // prepare empties the target (Force only), kind by kind, in batches of
 // separate transactions, through the store's own deletes so that every
-// index and counter follows. Each batch removes what is left, so a rerun
-// after a failure goes on from wherever the last one stopped.
-func (im *importer) prepare() error {
+// index and counter follows. It keeps the target's secrets that source
+// (the source's secrets) holds with the same value. Each batch removes
+// what is left, so a rerun after a failure goes on from wherever the last
+// one stopped.
+func (im *importer) prepare(source map[string][]byte) error {
 	if !im.opt.Force {
 		return nil
 	}
@@ -237,70 +253,35 @@ func (im *importer) prepare() error {
 		kind   string
 		remove func(tx store.Tx) (int, error) // removes up to b, returns how many
 	}{
-		{"users", func(tx store.Tx) (int, error) {
-			ids, err := take(b, func(fn func(string) error) error {
+		{"users", func(tx store.Tx) (int, error) { // and their sessions
+			return deleteFirst(b, func(fn func(string) error) error {
 				return tx.ForEachUser("", func(u *store.User) error { return fn(u.ID) })
-			})
-			for _, id := range ids {
-				if err == nil {
-					err = tx.DeleteUser(id) // and their sessions
-				}
-			}
-			return len(ids), err
+			}, tx.DeleteUser)
 		}},
 		{"groups", func(tx store.Tx) (int, error) {
-			ids, err := take(b, func(fn func(string) error) error {
+			return deleteFirst(b, func(fn func(string) error) error {
 				return tx.ForEachGroup("", func(g *store.Group) error { return fn(g.ID) })
-			})
-			for _, id := range ids {
-				if err == nil {
-					err = tx.DeleteGroup(id)
-				}
-			}
-			return len(ids), err
+			}, tx.DeleteGroup)
 		}},
 		{"sessions", func(tx store.Tx) (int, error) { // none left after the users, unless damaged
-			hashes, err := take(b, func(fn func(string) error) error {
+			return deleteFirst(b, func(fn func(string) error) error {
 				return tx.ForEachSession("", func(s *store.Session) error { return fn(s.Hash) })
-			})
-			for _, h := range hashes {
-				if err == nil {
-					err = tx.DeleteSession(h)
-				}
-			}
-			return len(hashes), err
+			}, tx.DeleteSession)
 		}},
 		{"tombstones", func(tx store.Tx) (int, error) {
-			ts, err := take(b, func(fn func(*store.Tombstone) error) error { return tx.ForEachTombstone(fn) })
-			for _, t := range ts {
-				if err == nil {
-					err = tx.DeleteTombstone(t.IdP, t.Subject)
-				}
-			}
-			return len(ts), err
+			return deleteFirst(b, tx.ForEachTombstone, func(t *store.Tombstone) error { return tx.DeleteTombstone(t.IdP, t.Subject) })
 		}},
 		{"single-use IDs", func(tx store.Tx) (int, error) { return tx.PruneConsumed(farFuture, b) }},
 		{"audit events", func(tx store.Tx) (int, error) { return tx.PruneAudit(farFuture, b) }},
 		{"secrets", func(tx store.Tx) (int, error) { // those the source lacks or holds with another value
-			var names []string
-			err := tx.ForEachSecret(func(name string, value []byte) error {
-				if v, ok := im.source[name]; !ok || !bytes.Equal(v, value) {
-					names = append(names, name)
-				}
-				if len(names) >= b {
-					return errStop
-				}
-				return nil
-			})
-			if errors.Is(err, errStop) {
-				err = nil
-			}
-			for _, name := range names {
-				if err == nil {
-					err = tx.DeleteSecret(name)
-				}
-			}
-			return len(names), err
+			return deleteFirst(b, func(fn func(string) error) error {
+				return tx.ForEachSecret(func(name string, value []byte) error {
+					if v, ok := source[name]; ok && bytes.Equal(v, value) {
+						return nil
+					}
+					return fn(name)
+				})
+			}, tx.DeleteSecret)
 		}},
 	}
 	for _, s := range steps {
@@ -329,22 +310,12 @@ func (im *importer) prepare() error {
 			p("removed "+s.kind, total)
 		}
 	}
-	var n store.Counts
-	var consumed int
-	err := im.st.View(im.ctx, func(tx store.Tx) error {
-		var err error
-		if n, err = tx.Counts(); err != nil {
-			return err
-		}
-		consumed = 0
-		return tx.ForEachConsumed(func(string, string, time.Time) error { consumed++; return nil })
-	})
+	n, consumed, _, err := targetState(im.ctx, im.st)
 	if err != nil {
 		return fmt.Errorf("empty the target: %w", err)
 	}
 	if (n != store.Counts{} || consumed > 0) {
-		return fmt.Errorf("empty the target: it still holds %d users, %d groups, %d sessions, %d tombstones, %d audit events and %d single-use IDs",
-			n.Users, n.Groups, n.Sessions, n.Tombstones, n.AuditEvents, consumed)
+		return fmt.Errorf("empty the target: it still holds %s", holding(n, consumed, nil))
 	}
 	return nil
 }
@@ -397,20 +368,7 @@ func (im *importer) finish() (store.Counts, error) {
 	if !im.sawEnd {
 		return store.Counts{}, fmt.Errorf("no end line after %d lines (truncated?): %w", im.lines, ErrCorrupt)
 	}
-	var n store.Counts
-	var consumed int
-	var have map[string][]byte
-	err := im.st.View(im.ctx, func(tx store.Tx) error {
-		var err error
-		if n, err = tx.Counts(); err != nil {
-			return err
-		}
-		have, consumed = map[string][]byte{}, 0
-		if err := tx.ForEachConsumed(func(string, string, time.Time) error { consumed++; return nil }); err != nil {
-			return err
-		}
-		return tx.ForEachSecret(func(name string, value []byte) error { have[name] = value; return nil })
-	})
+	n, consumed, have, err := targetState(im.ctx, im.st)
 	if err != nil {
 		return n, fmt.Errorf("read the target back: %w", err)
 	}
@@ -434,11 +392,6 @@ func (im *importer) finish() (store.Counts, error) {
 			return n, fmt.Errorf("secret %s is not in the target: %w", name, ErrCountMismatch)
 		case !bytes.Equal(v, im.want[name]):
 			return n, fmt.Errorf("the target's secret %s is not the source's: %w", name, ErrCountMismatch)
-		}
-	}
-	for name := range have {
-		if _, ok := im.want[name]; !ok {
-			return n, fmt.Errorf("the target holds secret %s, which the source does not: %w", name, ErrCountMismatch)
 		}
 	}
 	return n, nil
@@ -600,11 +553,11 @@ func Migrate(ctx context.Context, from, to store.Store, opt ImportOptions) (Repo
 			return Report{}, fmt.Errorf("portable: migrate: read the source's secrets: %w", err)
 		}
 	}
-	im, err := newImporter(ctx, to, opt, secrets)
+	im, err := newImporter(ctx, to, opt)
 	if err != nil {
 		return Report{}, fmt.Errorf("portable: migrate: %w", err)
 	}
-	if err := im.prepare(); err != nil {
+	if err := im.prepare(secrets); err != nil {
 		return Report{}, im.failed("migrate", err)
 	}
 	read, err := walk(ctx, from, nil, im.add)

@@ -69,6 +69,9 @@ var (
 	ErrPartial = errors.New("the target holds part of the source")
 )
 
+// errStop ends a ForEach early.
+var errStop = errors.New("stop")
+
 // Counts is how many records of each kind a backup or a copy holds.
 type Counts struct {
 	Secrets       int `json:"secrets"`

@@ -55,17 +55,16 @@ func sameStore(ctx context.Context, from, to store.Store) (bool, error) {
 		return false, err
 	}
 	var seen bool
-	errFound := errors.New("found")
 	err = from.View(ctx, func(tx store.Tx) error {
 		return tx.ForEachConsumed(func(kind, id string, _ time.Time) error {
 			if kind == probeKind && id == probe {
 				seen = true
-				return errFound
+				return errStop
 			}
 			return nil
 		})
 	})
-	if err != nil && !errors.Is(err, errFound) {
+	if err != nil && !errors.Is(err, errStop) {
 		return false, err
 	}
 	return seen, nil
