@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/portable"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 // TestMain stops the throwaway PostgreSQL cluster (pgtest) when the tests end.
@@ -171,7 +172,7 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 		}
 	}
 	if got := contents(t, db); got != want {
-		t.Errorf("after restore --force the database is not the backup:\n%s", firstLineDiff(want, got))
+		t.Errorf("after restore --force the database is not the backup:\n%s", storetest.FirstLineDiff(want, got, 2))
 	}
 	err = db.View(ctx, func(tx store.Tx) error {
 		back, err := tx.UserByLink("test", gone.Links[0].Subject)
@@ -226,7 +227,7 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 		t.Errorf("migrate --force did not report the three keys removed:\n%s", out)
 	}
 	if got := contents(t, db); got != want {
-		t.Errorf("after migrate --force the database is not the source (kept its own keys?):\n%s\nkeys: %v", firstLineDiff(want, got), secretsOf(t, db))
+		t.Errorf("after migrate --force the database is not the source (kept its own keys?):\n%s\nkeys: %v", storetest.FirstLineDiff(want, got, 2), secretsOf(t, db))
 	}
 
 	// bbolt: a new file replaces the target, whatever keys it held.
@@ -249,7 +250,7 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 	}
 	defer dst.Close()
 	if got := contents(t, dst); got != want {
-		t.Errorf("after migrate --force the bolt target is not the source:\n%s", firstLineDiff(want, got))
+		t.Errorf("after migrate --force the bolt target is not the source:\n%s", storetest.FirstLineDiff(want, got, 2))
 	}
 	if _, err := cli(ctx, "migrate", from, "--to=bolt:"+srcPath, "--force"); err == nil {
 		t.Error("migrate --force of a bolt file onto itself succeeded")
@@ -266,22 +267,4 @@ func lastUserOf(t *testing.T, st store.Store) *store.User {
 		t.Fatalf("last user: %v %v", last, err)
 	}
 	return last
-}
-
-// firstLineDiff shows the first line where two contents differ.
-func firstLineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := range max(len(w), len(g)) {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d:\nwant %s\n got %s", i+2, a, b)
-		}
-	}
-	return "(no difference)"
 }

@@ -174,7 +174,7 @@ func (h *Handler) IdP() string { return h.cfg.IdP }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum, ok := bearerDigest(r)
 	if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
-		h.unauthorized(w, r, ok)
+		h.unauthorized(h.log, w, r, ok)
 		return
 	}
 	h.serve(w, r)
@@ -192,13 +192,11 @@ func bearerDigest(r *http.Request) ([sha256.Size]byte, bool) {
 	return sha256.Sum256([]byte(tok)), true
 }
 
-func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, presented bool) {
-	unauthorized(h.log, &h.refusals, w, r, presented)
-}
-
-func unauthorized(log *zap.Logger, refusals *logbudget.Budget, w http.ResponseWriter, r *http.Request, presented bool) {
+// unauthorized refuses r, logging it to log within h's budget (a Mux
+// logs without an IdP's name: the request matched none).
+func (h *Handler) unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool) {
 	// The token itself is never logged, not even in part.
-	refusals.Warn(log, "unauthorized", time.Now(), "scim request refused: missing or wrong bearer token",
+	h.refusals.Warn(log, "unauthorized", h.cfg.Now(), "scim request refused: missing or wrong bearer token",
 		zap.Bool("token_presented", presented), zap.String("remote", r.RemoteAddr),
 		zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM"`)
@@ -239,7 +237,7 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if match == nil {
-		unauthorized(m.handlers[0].root, &m.handlers[0].refusals, w, r, ok)
+		m.handlers[0].unauthorized(m.handlers[0].root, w, r, ok)
 		return
 	}
 	match.serve(w, r)

@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -171,7 +172,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Errorf("import counts %+v, want %+v", got, wc)
 	}
 	if d, _ := dump(t, dst); d != want {
-		t.Errorf("the imported store differs from the source:\n%s", firstDiff(want, d))
+		t.Errorf("the imported store differs from the source:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 }
 
@@ -187,7 +188,7 @@ func TestMigrateCopiesEverything(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 	if d, _ := dump(t, dst); d != want {
-		t.Errorf("the copy differs:\n%s", firstDiff(want, d))
+		t.Errorf("the copy differs:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 	// Audit numbering goes on after the copied events.
 	err = dst.Update(context.Background(), func(tx store.Tx) error { return tx.Audit(store.Event{Type: "after"}) })
@@ -232,7 +233,7 @@ func TestImportRefusals(t *testing.T) {
 		if want, _ := dump(t, src); !strings.Contains(want, `"secret"`) {
 			t.Fatal("the source holds no secret")
 		} else if d, _ := dump(t, dst); d != want {
-			t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
+			t.Errorf("the target differs from the backup:\n%s", storetest.FirstLineDiff(want, d, 2))
 		}
 		if !slices.Contains(removed, "removed secrets: 1") {
 			t.Errorf("progress %v, want removed secrets: 1", removed)
@@ -254,7 +255,7 @@ func TestImportRefusals(t *testing.T) {
 		if want, _ := dump(t, src); !strings.Contains(want, `"flow-key"`) {
 			t.Fatal("the source holds no flow-key")
 		} else if d, _ := dump(t, dst); d != want {
-			t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
+			t.Errorf("the target differs from the backup:\n%s", storetest.FirstLineDiff(want, d, 2))
 		}
 	})
 	for _, tt := range []struct {
@@ -288,7 +289,7 @@ func TestImportRefusals(t *testing.T) {
 		}
 		want, _ := dump(t, src)
 		if d, _ := dump(t, dst); d != want {
-			t.Errorf("after the rerun the store differs:\n%s", firstDiff(want, d))
+			t.Errorf("after the rerun the store differs:\n%s", storetest.FirstLineDiff(want, d, 2))
 		}
 	})
 }
@@ -319,24 +320,6 @@ func gz(t testing.TB, raw []byte) []byte {
 	return buf.Bytes()
 }
 
-// firstDiff shows the first line where two dumps differ.
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := range max(len(w), len(g)) {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d:\nwant %s\n got %s", i+2, a, b)
-		}
-	}
-	return "(no difference)"
-}
-
 func openBolt(t testing.TB) *bolt.DB {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
@@ -359,7 +342,7 @@ func TestBoltPostgresBoltRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d, _ := dump(t, pg); d != want {
-		t.Fatalf("PostgreSQL differs from the bolt source:\n%s", firstDiff(want, d))
+		t.Fatalf("PostgreSQL differs from the bolt source:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 	last := openBolt(t)
 	rep, err := Migrate(context.Background(), pg, last, ImportOptions{})
@@ -370,7 +353,7 @@ func TestBoltPostgresBoltRoundTrip(t *testing.T) {
 		t.Errorf("copied %+v, want %+v", rep.Copied, wc)
 	}
 	if d, _ := dump(t, last); d != want {
-		t.Errorf("bolt after the round trip differs:\n%s", firstDiff(want, d))
+		t.Errorf("bolt after the round trip differs:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 // lastUser returns the user last in ID order: the last one a backup
@@ -94,7 +95,7 @@ func TestImportForceReplaces(t *testing.T) {
 		t.Errorf("import counts %+v, want %+v", got, wc)
 	}
 	if d, _ := dump(t, db); d != want {
-		t.Errorf("the target differs from the backup:\n%s", firstDiff(want, d))
+		t.Errorf("the target differs from the backup:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 	err = db.View(ctx, func(tx store.Tx) error {
 		back, err := tx.UserByLink(gone.Links[0].IdP, gone.Links[0].Subject)
@@ -156,7 +157,7 @@ func TestImportForceRerunsAfterFailure(t *testing.T) {
 		t.Fatalf("the rerun: %v", err)
 	}
 	if d, _ := dump(t, db); d != want {
-		t.Errorf("after the rerun the target differs from the backup:\n%s", firstDiff(want, d))
+		t.Errorf("after the rerun the target differs from the backup:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
 }
 
@@ -197,7 +198,7 @@ func TestMigrateForceSecrets(t *testing.T) {
 			t.Errorf("source %+v, target %+v", rep.Source, rep.Target)
 		}
 		if d, _ := dump(t, dst); d != want {
-			t.Errorf("the target differs from the source (kept its own keys?):\n%s", firstDiff(want, d))
+			t.Errorf("the target differs from the source (kept its own keys?):\n%s", storetest.FirstLineDiff(want, d, 2))
 		}
 	})
 	t.Run("target with the source's keys", func(t *testing.T) {
@@ -214,7 +215,7 @@ func TestMigrateForceSecrets(t *testing.T) {
 			t.Errorf("source %+v, target %+v", rep.Source, rep.Target)
 		}
 		if d, _ := dump(t, dst); d != want {
-			t.Errorf("the target differs from the source:\n%s", firstDiff(want, d))
+			t.Errorf("the target differs from the source:\n%s", storetest.FirstLineDiff(want, d, 2))
 		}
 	})
 }

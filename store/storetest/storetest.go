@@ -340,3 +340,23 @@ func (c *Counting) Commits() int64 { return c.commits.Load() }
 
 // Reset sets the count back to zero and returns what it was.
 func (c *Counting) Reset() int64 { return c.commits.Swap(0) }
+
+// FirstLineDiff says where two multi-line texts, such as two stores'
+// exports, first differ, numbering lines from first (2 for an export
+// without its header line).
+func FirstLineDiff(want, got string, first int) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\nwant %s\n got %s", i+first, a, b)
+		}
+	}
+	return "(no difference)"
+}
