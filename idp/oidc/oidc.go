@@ -141,6 +141,9 @@ type Config struct {
 	// it), so that the tokens routes pass upstream can be renewed.
 	OfflineAccess bool
 	// HTTPClient talks to the IdP; nil means a client with a 10 s timeout.
+	// New uses copies of it whose redirects must go to https (or loopback
+	// http) URLs, and none on the token endpoint (idp.SafeRedirects,
+	// idp.NoRedirects); its own CheckRedirect still applies to the rest.
 	HTTPClient *http.Client
 	// Logger receives what the logout endpoints refuse or do (their
 	// requests come from the IdP, not from a person who could see a page);
@@ -153,12 +156,17 @@ type Config struct {
 // Provider is the relying party for one OpenID provider. It is safe for
 // concurrent use.
 type Provider struct {
-	cfg      Config
-	rt       idp.Runtime // set by Start
-	client   *http.Client
-	keys     *keySet
-	disc     *discovery
-	refusals logbudget.Budget // back-channel logout refusals
+	cfg    Config
+	rt     idp.Runtime  // set by Start
+	client *http.Client // follows redirects only as idp.SafeRedirects allows
+	// tokenClient calls the token endpoint (code exchange and refresh),
+	// which RFC 6749 gives no redirects: it follows none, so the code and
+	// the client secret are sent to the token_endpoint discovery named,
+	// and nowhere else.
+	tokenClient *http.Client
+	keys        *keySet
+	disc        *discovery
+	refusals    logbudget.Budget // back-channel logout refusals
 }
 
 var _ idp.Provider = (*Provider)(nil)
@@ -180,10 +188,11 @@ func New(cfg Config) (*Provider, error) {
 	if err := normalize(&cfg); err != nil {
 		return nil, fmt.Errorf("oidc idp %q: %w", cfg.Name, err)
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: idp.DefaultHTTPTimeout}
-	}
+	// Discovery, JWKS and userinfo URLs are held to checkURL; the client
+	// holds the redirects they answer with to the same rule, or an https
+	// jwks_uri redirected to plain http would let whoever answers that leg
+	// supply the signing keys.
+	client := idp.SafeRedirects(cfg.HTTPClient)
 	algs := make([]jose.SignatureAlgorithm, len(cfg.Algorithms))
 	for i, a := range cfg.Algorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
@@ -193,9 +202,10 @@ func New(cfg Config) (*Provider, error) {
 		ks.secret = []byte(cfg.ClientSecret)
 	}
 	p := &Provider{
-		cfg:    cfg,
-		client: client,
-		keys:   ks,
+		cfg:         cfg,
+		client:      client,
+		tokenClient: idp.NoRedirects(cfg.HTTPClient),
+		keys:        ks,
 	}
 	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL}
 	return p, nil
@@ -448,7 +458,7 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		return nil, idp.Fail(CodeRedirectMismatch, fmt.Errorf("callback at %q, login began for %q", redirectURL, fl.RedirectURL))
 	}
 
-	tok, err := p.oauth2Config(md, redirectURL).Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.client),
+	tok, err := p.oauth2Config(md, redirectURL).Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.tokenClient),
 		code, oauth2.VerifierOption(fl.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/idp"
 )
 
 // ProbeResult is what Probe found at an OpenID provider: what sign-in will
@@ -39,6 +41,9 @@ func Probe(ctx context.Context, client *http.Client, issuer string) (*ProbeResul
 	if err := checkURL(issuer, false); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
+	// As New does: the redirects the IdP answers with are held to the
+	// rule its URLs are.
+	client = idp.SafeRedirects(client)
 	r := &ProbeResult{DiscoveryURL: wellKnown(issuer)}
 	md, err := fetchMetadata(ctx, client, issuer)
 	if err != nil {

@@ -58,7 +58,7 @@ func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, err
 	if err != nil {
 		return nil, fmt.Errorf("oidc idp %q: refresh: %w", p.cfg.Name, err)
 	}
-	src := p.oauth2Config(md, "").TokenSource(context.WithValue(ctx, oauth2.HTTPClient, p.client),
+	src := p.oauth2Config(md, "").TokenSource(context.WithValue(ctx, oauth2.HTTPClient, p.tokenClient),
 		&oauth2.Token{RefreshToken: t.RefreshToken})
 	tok, err := src.Token()
 	if err != nil {

@@ -221,7 +221,7 @@ func TestMetadataSources(t *testing.T) {
 func TestMetadataRedirectDowngrade(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer target.Close()
-	c := safeClient(nil)
+	c := idp.SafeRedirects(nil)
 	for _, loc := range []string{"http://example.com/metadata", "ftp://example.com/"} {
 		req, _ := http.NewRequest(http.MethodGet, loc, nil)
 		if err := c.CheckRedirect(req, nil); err == nil {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
 )
 
 // ProbeResult is what Probe found in an IdP's metadata.
@@ -45,7 +47,7 @@ func Probe(ctx context.Context, client *http.Client, src MetadataSource, entityI
 			return r, err
 		}
 	}
-	data, where, err := readMetadata(ctx, safeClient(client), src)
+	data, where, err := readMetadata(ctx, idp.SafeRedirects(client), src)
 	r.Source = where
 	if err != nil {
 		return r, err

@@ -215,8 +215,9 @@ type Config struct {
 	// lives this long. Default 10 minutes.
 	LoginTimeout time.Duration
 
-	// HTTPClient fetches URL metadata; nil means a client with a 30 s
-	// timeout. Redirects are followed only to https (or loopback http).
+	// HTTPClient fetches URL metadata; nil means a client with a 10 s
+	// timeout (idp.DefaultHTTPTimeout). Redirects are followed only to
+	// https (or loopback http) URLs: see idp.SafeRedirects.
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -275,7 +276,7 @@ func New(cfg Config) (*Provider, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	p.client = safeClient(cfg.HTTPClient)
+	p.client = idp.SafeRedirects(cfg.HTTPClient)
 	if cfg.MetadataURL == "" {
 		if err := p.loadMetadata(context.Background()); err != nil {
 			return nil, fmt.Errorf("saml idp %q: %w", cfg.Name, err)
@@ -373,32 +374,6 @@ func normalize(cfg *Config) error {
 func checkMetadataURL(raw string) error {
 	_, err := idp.CheckURL(raw)
 	return err
-}
-
-// safeClient returns a copy of c (or a default client) that follows
-// redirects only to URLs checkMetadataURL accepts, so an https metadata URL
-// cannot be downgraded by a redirect.
-func safeClient(c *http.Client) *http.Client {
-	var client http.Client
-	if c != nil {
-		client = *c
-	} else {
-		client.Timeout = idp.DefaultHTTPTimeout
-	}
-	inner := client.CheckRedirect
-	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if err := checkMetadataURL(req.URL.String()); err != nil {
-			return fmt.Errorf("refusing redirect: %w", err)
-		}
-		if inner != nil {
-			return inner(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	return &client
 }
 
 // Name returns the configured IdP name.

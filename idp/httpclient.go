@@ -1,0 +1,65 @@
+package idp
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// maxRedirects is Go's own limit (net/http's default redirect policy),
+// kept when SafeRedirects replaces that policy.
+const maxRedirects = 10
+
+// SafeRedirects returns a copy of c (nil: a client with DefaultHTTPTimeout)
+// that follows a redirect only to a URL CheckURL accepts. Both protocols
+// check their configured and discovered URLs with CheckURL, but net/http
+// follows redirects wherever they point: an https JWKS, metadata or token
+// endpoint answering 302 (or 307) with a plain-http Location would let
+// whoever answers that leg supply the signing keys, or read the client
+// secret and the code the request carries again. So every client that
+// talks to an IdP goes through here.
+//
+// c's own CheckRedirect, if any, still runs after the URL passes; without
+// one, Go's limit of 10 redirects is kept. c itself is not changed.
+func SafeRedirects(c *http.Client) *http.Client {
+	client := clientCopy(c)
+	inner := client.CheckRedirect
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if _, err := CheckURL(req.URL.String()); err != nil {
+			return fmt.Errorf("refusing redirect: %w", err)
+		}
+		if inner != nil {
+			return inner(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return client
+}
+
+// ErrRedirectRefused is returned (wrapped in a *url.Error) by a client
+// from NoRedirects when the server answers with a redirect.
+var ErrRedirectRefused = errors.New("refusing redirect: this endpoint has none")
+
+// NoRedirects returns a copy of c (nil: a client with DefaultHTTPTimeout)
+// that follows no redirect at all, for endpoints whose protocol gives them
+// none: an OAuth 2.0 token endpoint (RFC 6749 3.2) is POSTed the client's
+// credentials and the code, which a 307 or 308 would have it send again,
+// to wherever the Location says.
+func NoRedirects(c *http.Client) *http.Client {
+	client := clientCopy(c)
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return ErrRedirectRefused }
+	return client
+}
+
+// clientCopy returns a copy of c to change, or a client with
+// DefaultHTTPTimeout when c is nil.
+func clientCopy(c *http.Client) *http.Client {
+	if c == nil {
+		return &http.Client{Timeout: DefaultHTTPTimeout}
+	}
+	client := *c
+	return &client
+}
