@@ -43,6 +43,16 @@ type Assertion struct {
 	// token, the access token with its expiry, a refresh token); nil for
 	// SAML. The sign-in keeps what the configuration needs (signin.IdP).
 	Tokens *Tokens
+	// SessionNotOnOrAfter is when the IdP says the session it vouches for
+	// ends: the earliest SAML AuthnStatement SessionNotOnOrAfter, which
+	// SAML Core 2.7.2 makes an upper bound on any session derived from the
+	// assertion. The sign-in ends its session by then even when the
+	// configured lifetime is longer, so that an IdP's shorter session
+	// policy (ADFS, Shibboleth, Keycloak send it) holds here too. It
+	// includes the IdP's clock skew, as the assertion's other times. Zero
+	// when the IdP set no bound; OIDC has no such claim (an ID token's
+	// "exp" bounds the token, not the session), so it is always zero there.
+	SessionNotOnOrAfter time.Time
 	// SingleUse are the protocol IDs that make this assertion single-use
 	// (the OIDC state, the SAML assertion ID). The sign-in consumes them in
 	// the transaction that creates the session, so a replay can never

@@ -126,6 +126,13 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}
+	// The IdP's bound on the session (SAML SessionNotOnOrAfter) caps the
+	// configured lifetime: a session the IdP has ended must not go on here
+	// for the rest of the lifetime. The cached copy Remember makes and
+	// the stored record both take it from here.
+	if end := a.SessionNotOnOrAfter; !end.IsZero() && end.Before(fresh.Session.Expires) {
+		fresh.Session.Expires = end
+	}
 	now := s.now()
 
 	var out *Outcome

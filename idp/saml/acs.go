@@ -297,6 +297,8 @@ func (p *Provider) parse(e *endpoints, md *idpMetadata, xmlData []byte, requestI
 // fixed three minutes, to everything crewjam checked with its own: the
 // assertion IssueInstant, the Conditions window, and the bearer
 // SubjectConfirmationData window of a confirmation crewjam would accept.
+// It also checks, with the same skew, the one time crewjam ignores: the
+// AuthnStatement SessionNotOnOrAfter.
 func (p *Provider) checkTimes(a *saml.Assertion, e *endpoints, requestIDs []string, idpInitiated bool, now time.Time) error {
 	skew := p.cfg.ClockSkew
 	if a.IssueInstant.After(now.Add(skew)) {
@@ -309,6 +311,12 @@ func (p *Provider) checkTimes(a *saml.Assertion, e *endpoints, requestIDs []stri
 		if !c.NotOnOrAfter.IsZero() && !now.Before(c.NotOnOrAfter.Add(skew)) {
 			return idp.Fail(CodeExpired, fmt.Errorf("assertion Conditions NotOnOrAfter %s has passed (skew %v)", c.NotOnOrAfter.UTC().Format(time.RFC3339), skew))
 		}
+	}
+	// SessionNotOnOrAfter bounds the session the assertion may start
+	// (SAML Core 2.7.2): once it has passed, the IdP no longer vouches for
+	// the session, however fresh the assertion. crewjam does not check it.
+	if end, ok := sessionNotOnOrAfter(a); ok && !now.Before(end.Add(skew)) {
+		return idp.Fail(CodeExpired, fmt.Errorf("AuthnStatement SessionNotOnOrAfter %s has passed (skew %v)", end.UTC().Format(time.RFC3339), skew))
 	}
 	if a.Subject == nil {
 		return idp.Fail(CodeIncomplete, errors.New("assertion has no Subject"))
@@ -371,5 +379,26 @@ func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
 	}
 	out.Logout.Subject = out.Subject
 	out.Logout.SubjectFormat = out.SubjectFormat
+	// checkTimes has refused a bound that has passed beyond the skew; the
+	// sign-in ends the session by the bound read with that skew, as every
+	// other time of the assertion is, so that a session accepted within
+	// it does not start already ended (and send the browser straight
+	// back to the IdP, which would answer with the same bound).
+	if end, ok := sessionNotOnOrAfter(a); ok {
+		out.SessionNotOnOrAfter = end.Add(p.cfg.ClockSkew)
+	}
 	return out
+}
+
+// sessionNotOnOrAfter returns the earliest SessionNotOnOrAfter of a's
+// AuthnStatements, and false when none sets one. Each statement bounds the
+// session on its own, so the earliest is the bound that holds.
+func sessionNotOnOrAfter(a *saml.Assertion) (time.Time, bool) {
+	var end time.Time
+	for _, st := range a.AuthnStatements {
+		if t := st.SessionNotOnOrAfter; t != nil && !t.IsZero() && (end.IsZero() || t.Before(end)) {
+			end = *t
+		}
+	}
+	return end, !end.IsZero()
 }
