@@ -173,19 +173,27 @@ func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
 
 func TestNonNavigationGets401(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	// Another site's page that frames the app, or loads the login
+	// endpoint as an image, dozens of times over, must not start a
+	// sign-in either: each would leave a flow cookie in the browser.
+	framed := []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "iframe"}
+	image := []string{"Accept", "image/avif,image/webp,*/*", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "image"}
 	tests := []struct {
-		name, method string
-		header       []string
+		name, method, path string
+		header             []string
 	}{
-		{"json api", "GET", []string{"Accept", "application/json"}},
-		{"fetch", "GET", []string{"Accept", "*/*", "Sec-Fetch-Mode", "cors"}},
-		{"xhr", "GET", []string{"Accept", "text/html", "X-Requested-With", "XMLHttpRequest"}},
-		{"post form", "POST", []string{"Accept", "text/html"}},
-		{"no accept", "GET", nil},
+		{"json api", "GET", "/api/data", []string{"Accept", "application/json"}},
+		{"fetch", "GET", "/api/data", []string{"Accept", "*/*", "Sec-Fetch-Mode", "cors"}},
+		{"xhr", "GET", "/api/data", []string{"Accept", "text/html", "X-Requested-With", "XMLHttpRequest"}},
+		{"post form", "POST", "/api/data", []string{"Accept", "text/html"}},
+		{"no accept", "GET", "/api/data", nil},
+		{"cross-site frame", "GET", "/api/data", framed},
+		{"cross-site frame of the login endpoint", "GET", "/.sso/login?return_to=/x", framed},
+		{"login endpoint as an image", "GET", "/.sso/login?return_to=/" + strings.Repeat("a", 2000), image},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, w.gw.base+"/api/data", nil)
+			req, _ := http.NewRequest(tt.method, w.gw.base+tt.path, nil)
 			for i := 0; i+1 < len(tt.header); i += 2 {
 				req.Header.Set(tt.header[i], tt.header[i+1])
 			}
@@ -205,17 +213,24 @@ func TestNonNavigationGets401(t *testing.T) {
 			}
 		})
 	}
-	// curl's default Accept (*/*) and a browser navigation are redirected.
-	resp := newBrowser(t).noRedirects()
-	req, _ := http.NewRequest("GET", w.gw.base+"/", nil)
-	req.Header.Set("Accept", "*/*")
-	r, err := resp.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readBody(t, r)
-	if r.StatusCode != http.StatusFound || !strings.HasPrefix(r.Header.Get("Location"), w.idp.Issuer) {
-		t.Errorf("curl-like request: %s to %q, want a redirect to the IdP", r.Status, r.Header.Get("Location"))
+	// curl's default Accept (*/*), a browser navigation, and one that
+	// follows a link from another site are redirected.
+	for _, header := range [][]string{
+		{"Accept", "*/*"},
+		{"Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "document"},
+	} {
+		req, _ := http.NewRequest("GET", w.gw.base+"/", nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		r, err := newBrowser(t).noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, r)
+		if r.StatusCode != http.StatusFound || !strings.HasPrefix(r.Header.Get("Location"), w.idp.Issuer) {
+			t.Errorf("%v: %s to %q, want a redirect to the IdP", header, r.Status, r.Header.Get("Location"))
+		}
 	}
 }
 

@@ -257,7 +257,7 @@ func isNavigation(method string, h http.Header) bool {
 	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
-	if m := h.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+	if !topLevel(h) {
 		return false
 	}
 	if h.Get("X-Requested-With") != "" {
@@ -265,6 +265,25 @@ func isNavigation(method string, h http.Header) bool {
 	}
 	accept := h.Get("Accept")
 	return strings.Contains(accept, "text/html") || strings.Contains(accept, "*/*")
+}
+
+// topLevel reports whether a browser's fetch metadata (absent from other
+// clients) allows a sign-in to start from the request: a navigation, and
+// not of a frame in another site's page. A sign-in can finish in neither
+// (IdPs refuse to be framed, and a cross-site frame would not get the
+// session cookie back), and each start leaves a flow cookie: an image or
+// a frame a page repeats by the dozen could fill the browser's cookie
+// header for this site until every request to it is refused.
+func topLevel(h http.Header) bool {
+	if m := h.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if h.Get("Sec-Fetch-Site") == "cross-site" {
+		if d := h.Get("Sec-Fetch-Dest"); d != "" && d != "document" {
+			return false
+		}
+	}
+	return true
 }
 
 // chooser lets the person pick one of the route's IdPs.
@@ -389,6 +408,9 @@ func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []str
 func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
+	}
+	if !topLevel(r.Header) {
+		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(idp.LocalPath(returnTo)))
 	}
 	returnTo = idp.LocalPath(returnTo)
 	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && len(tokens) > 0 {

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +35,13 @@ const (
 	// and attributes) at about 4096 bytes and silently drop larger ones,
 	// which would turn into a confusing "flow missing" at the callback.
 	maxFlowCookie = 3800
+	// maxFlowBytes and maxFlows bound the flow cookies a browser holds
+	// for a site (see makeRoom). 8 KiB keeps the Cookie header well under
+	// a server's limit (Caddy's default is 16 KiB, nginx's 8 KiB a line),
+	// whatever else the site sets, and still holds two flows of the
+	// largest size beside a few ordinary ones.
+	maxFlowBytes = 8 << 10
+	maxFlows     = 8
 	// flowKeyInfo separates the flow-cookie key from any other key derived
 	// from the same secret.
 	flowKeyInfo = "caddy-sso flow cookie v1"
@@ -183,6 +192,7 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 	if len(name)+len(value) > maxFlowCookie {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFlowTooLarge, len(name)+len(value), maxFlowCookie)
 	}
+	f.makeRoom(w, r, name, len(name)+len(value))
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    value,
@@ -193,6 +203,46 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 		SameSite: sameSite,
 	})
 	return nil
+}
+
+// makeRoom expires, largest first, the flow cookies r carries (other than
+// name, about to be set with size bytes) beyond maxFlows or maxFlowBytes.
+// Each sign-in has a cookie of its own that lives until its callback or
+// its timeout, so sign-ins abandoned, or started in a loop by another
+// site's page, would otherwise pile up until the browser's requests to
+// this site are refused for their header's size, before the gateway
+// could clear anything. Which flows the cookies belong to cannot be read
+// (the names are hashes and the flow ID is in the cookie's additional
+// data), so the largest go first: ordinary sign-ins' cookies are small,
+// and a flow that loses its cookie only has to start again.
+func (f *FlowCookies) makeRoom(w http.ResponseWriter, r *http.Request, name string, size int) {
+	type held struct {
+		name string
+		size int
+	}
+	var flows []held
+	total := size
+	for _, c := range r.Cookies() {
+		if IsFlowCookie(c.Name) && c.Name != name {
+			flows = append(flows, held{c.Name, len(c.Name) + len(c.Value)})
+			total += len(c.Name) + len(c.Value)
+		}
+	}
+	if total <= maxFlowBytes && len(flows) < maxFlows {
+		return
+	}
+	slices.SortStableFunc(flows, func(a, b held) int { return cmp.Compare(b.size, a.size) })
+	cleared := map[string]bool{}
+	for i, c := range flows {
+		if total <= maxFlowBytes && len(flows)-i < maxFlows {
+			return
+		}
+		total -= c.size
+		if !cleared[c.name] {
+			cleared[c.name] = true
+			f.clear(w, c.name)
+		}
+	}
 }
 
 // seal encrypts payload for the cookie name and flowID, valid until exp.

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +193,75 @@ func TestFlowCookieSeveralTabsAndDuplicates(t *testing.T) {
 		if err != nil || got.Nonce != tc.want {
 			t.Errorf("Take(%s) = %+v, %v", tc.id, got, err)
 		}
+	}
+}
+
+// TestFlowCookiesBounded: sign-ins started and never finished (or started
+// in a loop by another site's page) leave a cookie each; the browser's
+// Cookie header for the site must not grow until servers refuse it
+// (431), so Save expires the largest flow cookies beyond 8 KiB or 8
+// flows, and leaves a few ordinary ones alone.
+func TestFlowCookiesBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f := newFlows(t, testKey, true, &now)
+	long := "/" + strings.Repeat("a", 2000)
+	// held plays the browser: it keeps what Save sets and drops what
+	// Save expires.
+	held := map[string]*http.Cookie{}
+	begin := func(flowID, returnTo string) {
+		t.Helper()
+		req := f.req()
+		for _, c := range held {
+			req.AddCookie(c)
+		}
+		rec := httptest.NewRecorder()
+		if err := f.Save(rec, req, flowID, flowState{ReturnTo: returnTo}, 10*time.Minute, http.SameSiteNoneMode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range rec.Result().Cookies() {
+			if c.MaxAge < 0 {
+				delete(held, c.Name)
+			} else {
+				held[c.Name] = c
+			}
+		}
+	}
+	headerSize := func() int {
+		n := 0
+		for _, c := range held {
+			n += len(c.Name) + len(c.Value) + 2
+		}
+		return n
+	}
+
+	begin("small-1", "/inbox")
+	begin("small-2", "/reports?q=1")
+	small := map[string]bool{}
+	for name := range held {
+		small[name] = true
+	}
+	for i := range 50 {
+		begin(fmt.Sprintf("planted-%d", i), long)
+		if n := headerSize(); n > 9<<10 {
+			t.Fatalf("after %d large sign-ins the flow cookies take %d bytes of the Cookie header", i+1, n)
+		}
+	}
+	for name := range small {
+		if held[name] == nil {
+			t.Errorf("an ordinary sign-in's small cookie was expired to make room for large ones")
+		}
+	}
+
+	for i := range 20 {
+		begin(fmt.Sprintf("tab-%d", i), "/")
+	}
+	if len(held) > 8 {
+		t.Errorf("the browser holds %d flow cookies, want at most 8", len(held))
+	}
+	// The newest sign-in still finishes.
+	got, _, err := take(f, "tab-19", slices.Collect(maps.Values(held))...)
+	if err != nil || got.ReturnTo != "/" {
+		t.Errorf("the newest sign-in: %+v, %v", got, err)
 	}
 }
 
