@@ -209,7 +209,7 @@ func (h *Handler) backup(w http.ResponseWriter) error {
 		return errorf(http.StatusNotImplemented, "the store backend cannot be backed up")
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="sso.db"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="sso.jsonl.gz"`) // the portable format, not a store file
 	w.Header().Set("Trailer", BackupSizeTrailer+", "+BackupErrorTrailer)
 	w.WriteHeader(http.StatusOK)
 	n, err := h.Backup(w)

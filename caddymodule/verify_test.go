@@ -165,13 +165,16 @@ func TestForwardAuthThroughCaddy(t *testing.T) {
 	}
 }
 
-http://127.0.0.1:%d {
+# No host in the address: forward_auth passes the browser's Host, and
+# Caddy would let a Host no site names through with an empty 200.
+http://:%d {
 	bind 127.0.0.1
 	sso test {
 		mode forward_auth
+		base_url %s
 	}
 }
-`, front, gwPort, gwPort, copied, w.upstream.hostPort(), gwPort)))
+`, front, gwPort, gwPort, copied, w.upstream.hostPort(), gwPort, front)))
 	b := newBrowser(t)
 	saw := upstreamSaw(t, b.signIn(front+"/dashboard?tab=2", "ada", "ada-pw"))
 	if saw.Path != "/dashboard?tab=2" {

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
@@ -122,6 +123,7 @@ type handler struct {
 	DefaultIdP string   `json:"default_idp"`
 	PathPrefix string   `json:"path_prefix"`
 	BaseURL    string   `json:"base_url"`
+	Mode       string   `json:"mode"`
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -230,6 +232,10 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 					case "subroute":
 						walk(hd.Routes, hs)
 					case "sso":
+						if hd.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
+							seen["verify/"+name] = true
+							r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, hd.Mode, strings.Join(hs, ", "))})
+						}
 						use := hd.IdPs
 						if hd.IdP != "" {
 							use = append([]string{hd.IdP}, use...)
@@ -276,6 +282,24 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 		walk(srv.Routes, nil)
 	}
 	return out
+}
+
+// anyHost reports whether one of a server's routes is reached whatever the
+// request's Host: one without a match, or with a matcher set that has no
+// host matcher. Without such a route Caddy answers an unknown Host itself,
+// with an empty 200.
+func anyHost(routes []route) bool {
+	for _, rt := range routes {
+		if len(rt.Match) == 0 {
+			return true
+		}
+		for _, m := range rt.Match {
+			if _, ok := m["host"]; !ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serverPort is the port of a server's first listener address.

@@ -293,3 +293,30 @@ func TestCheckHostlessRoutes(t *testing.T) {
 	}
 	checkLines(t, out, "https://app.example.com/.sso/oidc/corp/callback\n", "0 error(s)")
 }
+
+// TestCheckVerifyHostsFailOpen: a forward-auth gateway whose site names
+// its hosts lets a request for any other Host through, since Caddy
+// answers it with an empty 200 that nginx's auth_request takes as "signed
+// in"; check refuses such a config unless a site without a host refuses
+// the rest.
+func TestCheckVerifyHostsFailOpen(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	global := "{\n\tsso {\n\t\tidp corp oidc {\n\t\t\tissuer " + op.Issuer + "\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\n"
+	gateway := "http://app.localhost:9091, http://wiki.localhost:9091 {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n"
+	const warning = "answers only for app.localhost, wiki.localhost"
+
+	out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway))
+	if err == nil {
+		t.Errorf("check passed a verify endpoint that lets unknown hosts through:\n%s", out)
+	}
+	checkLines(t, out, "✗", warning)
+
+	out, err = cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway+"\nhttp://:9091 {\n\trespond 403\n}\n"))
+	if err != nil || strings.Contains(out, warning) {
+		t.Errorf("with a catch-all site that refuses: %v\n%s", err, out)
+	}
+}

@@ -78,7 +78,7 @@ const (
 	CodeDestination         = "saml_destination_mismatch" // Destination or Recipient is not this endpoint
 	CodeAudience            = "saml_audience_mismatch"    // missing or foreign AudienceRestriction
 	CodeNotYetValid         = "saml_not_yet_valid"        // NotBefore / IssueInstant in the future
-	CodeExpired             = "saml_expired"              // NotOnOrAfter passed, or IssueInstant stale
+	CodeExpired             = "saml_expired"              // NotOnOrAfter or SessionNotOnOrAfter passed, or IssueInstant stale
 	CodeInResponseTo        = "saml_in_response_to"       // InResponseTo is not this browser's request
 	CodeReplayed            = "saml_replayed"             // assertion or LogoutRequest ID already used
 	CodeReplayCheck         = "saml_replay_check_failed"  // a message ID could not be recorded for single use
