@@ -132,3 +132,140 @@ func BenchmarkPatchDeactivate(b *testing.B) {
 		i++
 	}
 }
+
+// benchUserIDs lists the IDs of the users benchStore made.
+func benchUserIDs(b *testing.B, db store.Store) []string {
+	b.Helper()
+	var ids []string
+	err := db.View(context.Background(), func(tx store.Tx) error {
+		return tx.ForEachUser("", func(u *store.User) error {
+			ids = append(ids, u.ID)
+			return nil
+		})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+func memberList(ids []string) string {
+	var sb strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"value":%q}`, id)
+	}
+	return sb.String()
+}
+
+// benchPatch sends one PATCH and fails on any status but want.
+func benchPatch(b *testing.B, h http.Handler, path, body string, want int) {
+	b.Helper()
+	req := httptest.NewRequest("PATCH", "/scim/v2"+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+entraToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != want {
+		b.Fatalf("PATCH %s: %d, want %d: %.300s", path, rec.Code, want, rec.Body)
+	}
+}
+
+var benchGroups int
+
+// putBenchGroup stores a group of the IdP with the members, as a sync
+// that has run for a while leaves it.
+func putBenchGroup(b *testing.B, db store.Store, members []string) string {
+	b.Helper()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	benchGroups++
+	g := &store.Group{DisplayName: fmt.Sprint("big", benchGroups), IdP: "entra", Members: store.NormalMembers(members), Created: t0, Updated: t0}
+	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutGroup(g) }); err != nil {
+		b.Fatal(err)
+	}
+	return g.ID
+}
+
+// BenchmarkGroupMembers is the work one group PATCH does inside the
+// store's write transaction, during which sign-ins wait: Entra's initial
+// sync of a large group in one Add (and the legacy Remove with a value
+// list), and Okta's removals, one members[value eq "…"] operation per
+// member, from a large group.
+func BenchmarkGroupMembers(b *testing.B) {
+	const big, n = 50_000, 20_000
+	_, db := benchStore(b, big+1000)
+	ids := benchUserIDs(b, db)
+	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken, MaxBodyBytes: 64 << 20,
+		Accounts: &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ops := func(op, members string) string {
+		return `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"` + op +
+			`","path":"members","value":[` + members + `]}]}`
+	}
+	b.Run(fmt.Sprint("add-", n), func(b *testing.B) {
+		body := ops("Add", memberList(ids[:n]))
+		for b.Loop() {
+			b.StopTimer()
+			g := putBenchGroup(b, db, nil)
+			b.StartTimer()
+			benchPatch(b, h, "/Groups/"+g, body, http.StatusNoContent)
+		}
+	})
+	b.Run(fmt.Sprint("legacy-remove-", n), func(b *testing.B) {
+		body := ops("Remove", memberList(ids[:n]))
+		for b.Loop() {
+			b.StopTimer()
+			g := putBenchGroup(b, db, ids[:n])
+			b.StartTimer()
+			benchPatch(b, h, "/Groups/"+g, body, http.StatusNoContent)
+		}
+	})
+	b.Run(fmt.Sprint("filter-remove-1000-of-", big), func(b *testing.B) {
+		var sb strings.Builder
+		for i, id := range ids[:1000] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"op":"remove","path":"members[value eq \"%s\"]"}`, id)
+		}
+		body := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` + sb.String() + `]}`
+		for b.Loop() {
+			b.StopTimer()
+			g := putBenchGroup(b, db, ids[:big])
+			b.StartTimer()
+			benchPatch(b, h, "/Groups/"+g, body, http.StatusNoContent)
+		}
+	})
+}
+
+// BenchmarkPatchManyKeys is a path-less value with many attributes the
+// schema does not know, sent to one user.
+func BenchmarkPatchManyKeys(b *testing.B) {
+	h, db := benchStore(b, 1)
+	id := benchUserIDs(b, db)[0]
+	for _, n := range []int{5_000, 40_000} {
+		var sb strings.Builder
+		for i := range n {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `"k%d":"v"`, i)
+		}
+		body := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","value":{` + sb.String() + `}}]}`
+		b.Run(fmt.Sprint(n, "keys"), func(b *testing.B) {
+			for b.Loop() {
+				req := httptest.NewRequest("PATCH", "/scim/v2/Users/"+id, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+entraToken)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code >= 500 {
+					b.Fatalf("%d %.300s", rec.Code, rec.Body)
+				}
+				b.ReportMetric(float64(rec.Code), "status")
+			}
+		})
+	}
+}

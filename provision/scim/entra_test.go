@@ -178,7 +178,17 @@ func TestEntraSequence(t *testing.T) {
 			"Operations": [{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
 				"value": "2819c223-7f76-453a-919d-413861904646"}]}`,
 			check: func(t *testing.T, e *env, r resp) {
-				if at(r.body, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "manager") != "2819c223-7f76-453a-919d-413861904646" {
+				// RFC 7643 4.3: manager is complex; the bare ID Entra sends
+				// is its value, which is where clients read it.
+				if at(r.body, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "manager", "value") != "2819c223-7f76-453a-919d-413861904646" {
+					t.Errorf("got %s", r.raw)
+				}
+			}},
+		{name: "the manager reads back as a complex value", method: "GET",
+			path: "/Users/{{user}}?attributes=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", status: 200,
+			check: func(t *testing.T, e *env, r resp) {
+				m, ok := at(r.body, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "manager").(map[string]any)
+				if !ok || len(m) != 1 || m["value"] != "2819c223-7f76-453a-919d-413861904646" {
 					t.Errorf("got %s", r.raw)
 				}
 			}},
@@ -312,4 +322,34 @@ func TestEntraSequence(t *testing.T) {
 			t.Errorf("no %s audit event (have %v)", want, types)
 		}
 	}
+}
+
+// Entra mixes value-filter paths with plain and dotted ones among the keys
+// of one path-less value when several mapped attributes change at once.
+func TestEntraPathlessValueWithFilterKey(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	replay(t, e, []step{
+		{name: "create user", method: "POST", path: "/Users", body: baseUser, status: 201,
+			save: map[string][]any{"user": {"id"}}},
+		{name: "path-less Replace with a filtered key", method: "PATCH", path: "/Users/{{user}}", status: 200, body: `{
+			"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+			"Operations": [{"op": "replace", "value": {
+				"displayName": "Ada L",
+				"emails[type eq \"work\"].value": "ada.new@example.com",
+				"name.givenName": "Augusta"}}]}`},
+		{name: "all three changes read back", method: "GET", path: "/Users/{{user}}", status: 200,
+			check: func(t *testing.T, e *env, r resp) {
+				if r.body["displayName"] != "Ada L" || at(r.body, "name", "givenName") != "Augusta" ||
+					at(r.body, "name", "familyName") != "Lovelace" {
+					t.Errorf("got %s", r.raw)
+				}
+				if em, _ := r.body["emails"].([]any); len(em) != 1 || at(em, 0, "value") != "ada.new@example.com" ||
+					at(em, 0, "type") != "work" || at(em, 0, "primary") != true {
+					t.Errorf("emails = %v", r.body["emails"])
+				}
+				if u := e.user("{{user}}"); u.Email != "ada.new@example.com" {
+					t.Errorf("the gateway signs in %q", u.Email)
+				}
+			}},
+	})
 }

@@ -1,11 +1,14 @@
 package scim
 
 import (
+	"encoding/json"
 	"maps"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // patchOp is one PATCH operation; op is lower-cased ("Replace" from Entra
@@ -17,8 +20,31 @@ type patchOp struct {
 	hasValue bool
 }
 
-// maxPatchOps bounds the work one request can ask for.
+// maxPatchOps bounds the work one request can ask for: operations, and
+// the attributes their object values name (see weight).
 const maxPatchOps = 1000
+
+// weight is what an operation's value counts toward maxPatchOps. Each key
+// of an object is an attribute change of its own (a path-less value is a
+// list of paths, a whole extension a list of its attributes), and so is
+// each key of an object under it, so that an extension object counts as
+// one attribute plus its own. Objects in lists do not count: a list of
+// members is one change, whose cost is linear in its length. Counting
+// stops once past limit.
+func weight(v any, limit int) int {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, x := range m {
+		if n > limit {
+			break
+		}
+		n += 1 + weight(x, limit-n)
+	}
+	return n
+}
 
 // parsePatch reads a PatchOp body. The schemas member is not required:
 // the endpoint and method already say what the body is.
@@ -31,6 +57,7 @@ func parsePatch(body map[string]any) ([]patchOp, error) {
 		return nil, errorf(http.StatusBadRequest, "tooMany", "PATCH has more than %d operations", maxPatchOps)
 	}
 	out := make([]patchOp, 0, len(raw))
+	budget := maxPatchOps
 	for i, r := range raw {
 		m, ok := r.(map[string]any)
 		if !ok {
@@ -52,6 +79,10 @@ func parsePatch(body map[string]any) ([]patchOp, error) {
 		}
 		vk := keyOf(m, "value")
 		op.value, op.hasValue = m[vk]
+		if budget -= max(1, weight(op.value, budget)); budget < 0 {
+			return nil, errorf(http.StatusBadRequest, "tooMany",
+				"PATCH changes more than %d attributes: each operation, and each attribute named in an object value, counts", maxPatchOps)
+		}
 		out = append(out, op)
 	}
 	return out, nil
@@ -60,13 +91,103 @@ func parsePatch(body map[string]any) ([]patchOp, error) {
 // applyPatch applies the operations to a resource document in order; the
 // caller converts the result back to a record, which validates it.
 func applyPatch(rt *resourceType, doc map[string]any, ops []patchOp) error {
-	for _, op := range ops {
-		if err := applyOp(rt, doc, op); err != nil {
+	for i := 0; i < len(ops); {
+		if n := removeByValues(rt, doc, ops[i:]); n > 0 {
+			i += n
+			continue
+		}
+		if err := applyOp(rt, doc, ops[i]); err != nil {
 			return err
 		}
+		i++
 	}
 	normalize(rt, doc)
 	return nil
+}
+
+// valueRemoval is a remove operation of the shape Okta sends, one per
+// member leaving a group: attr[value eq "…"].
+type valueRemoval struct {
+	urn, attr string
+	key       string // the filter's spelling of "value"
+	want      string
+	filter    expr
+}
+
+func asValueRemoval(rt *resourceType, op patchOp) (valueRemoval, bool) {
+	if op.op != "remove" {
+		return valueRemoval{}, false
+	}
+	p, err := parsePatchPath(rt, op.path)
+	if err != nil || p.filter == nil || p.sub != "" || rt.lookup(p.urn, p.attr).readOnly() {
+		return valueRemoval{}, false
+	}
+	c, ok := p.filter.(*cmpExpr)
+	if !ok || c.op != "eq" || c.path.urn != "" || c.path.filter != nil || c.path.sub != "" ||
+		!strings.EqualFold(c.path.attr, "value") {
+		return valueRemoval{}, false
+	}
+	want, ok := c.value.(string)
+	if !ok || want == "" {
+		return valueRemoval{}, false
+	}
+	return valueRemoval{urn: p.urn, attr: p.attr, key: c.path.attr, want: want, filter: p.filter}, true
+}
+
+// removeByValues applies a run of value removals from the same attribute
+// at the head of ops in one pass over its values, and returns how many
+// operations it applied (0 when ops does not start with one). Applied one
+// by one, 1,000 removals from a group of 50,000 members compare 50
+// million values inside the write transaction; the result is the same,
+// as whether a value goes does not depend on the others.
+func removeByValues(rt *resourceType, doc map[string]any, ops []patchOp) int {
+	first, ok := asValueRemoval(rt, ops[0])
+	if !ok {
+		return 0
+	}
+	def := rt.lookup(first.urn, first.attr)
+	// How compareAt compares a string value with the filter's.
+	leaf := def.sub(first.key)
+	if leaf != nil && leaf.Type == "complex" {
+		leaf = leaf.sub("value")
+	}
+	caseExact := leaf != nil && leaf.CaseExact
+	fold := func(s string) string {
+		if caseExact {
+			return s
+		}
+		return store.FoldName(s)
+	}
+	want := map[string]bool{}
+	var filters []expr
+	n := 0
+	for ; n < len(ops); n++ {
+		r, ok := asValueRemoval(rt, ops[n])
+		if !ok || r.urn != first.urn || r.attr != first.attr || r.key != first.key {
+			break
+		}
+		want[fold(r.want)] = true
+		filters = append(filters, r.filter)
+	}
+	c := container(doc, first.urn, false)
+	if c == nil {
+		return n // removing from an extension the resource does not have
+	}
+	key := keyOf(c, first.attr)
+	inner := scope{rt: rt, base: def}
+	list := slices.DeleteFunc(asList(c[key]), func(el any) bool {
+		m, ok := el.(map[string]any)
+		if !ok {
+			return false
+		}
+		if s, ok := get(m, first.key).(string); ok {
+			return s != "" && want[fold(s)]
+		}
+		return slices.ContainsFunc(filters, func(f expr) bool { return matches(inner, f, m) })
+	})
+	c[key] = list
+	dropEmpty(c, key)
+	return n
 }
 
 func applyOp(rt *resourceType, doc map[string]any, op patchOp) error {
@@ -79,15 +200,16 @@ func applyOp(rt *resourceType, doc map[string]any, op patchOp) error {
 			return errorf(http.StatusBadRequest, "invalidValue", "%s without a path needs an object value", op.op)
 		}
 		// Each key is a path of its own: "active", "name.givenName",
-		// "urn:…:enterprise:2.0:User:department", or a schema URN whose
-		// value holds that extension's attributes.
+		// "urn:…:enterprise:2.0:User:department", Entra's
+		// `emails[type eq "work"].value`, or a schema URN whose value
+		// holds that extension's attributes.
 		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			v := obj[k]
 			if sub, ok := v.(map[string]any); ok && isExtensionKey(rt, k) {
 				for _, sk := range slices.Sorted(maps.Keys(sub)) {
-					p, err := splitPath(rt, canonicalURN(rt, k)+":"+sk)
+					p, err := parsePatchPath(rt, canonicalURN(rt, k)+":"+sk)
 					if err != nil {
-						return invalidPath("bad attribute %q in %s", sk, k)
+						return invalidPath("bad attribute %q in %s: %s", sk, k, err.(*Error).Detail)
 					}
 					if err := applyAt(rt, doc, op.op, p, sub[sk], true); err != nil {
 						return err
@@ -95,9 +217,9 @@ func applyOp(rt *resourceType, doc map[string]any, op patchOp) error {
 				}
 				continue
 			}
-			p, err := splitPath(rt, k)
+			p, err := parsePatchPath(rt, k)
 			if err != nil {
-				return invalidPath("bad attribute %q in a path-less value", k)
+				return invalidPath("bad attribute %q in a path-less value: %s", k, err.(*Error).Detail)
 			}
 			if err := applyAt(rt, doc, op.op, p, v, true); err != nil {
 				return err
@@ -375,9 +497,55 @@ func sameValue(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+// stringValue is the "value" of a multi-valued attribute's element when
+// it is a string. Two such elements are the same value exactly when the
+// strings are equal, and never the same as an element without one (see
+// sameValue), which lets a group of 50,000 members be indexed by member
+// ID rather than compared pair by pair inside the write transaction.
+func stringValue(el any) (string, bool) {
+	m, ok := el.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	s, ok := get(m, "value").(string)
+	return s, ok
+}
+
+// valueSet answers sameValue(x, el) for any el of a list, in constant
+// time for the elements with a string value.
+type valueSet struct {
+	keyed map[string]bool
+	other []any // compared with sameValue; few in practice
+}
+
+func newValueSet(list []any) *valueSet {
+	s := &valueSet{keyed: make(map[string]bool, len(list))}
+	for _, el := range list {
+		s.add(el)
+	}
+	return s
+}
+
+func (s *valueSet) add(el any) {
+	if k, ok := stringValue(el); ok {
+		s.keyed[k] = true
+	} else {
+		s.other = append(s.other, el)
+	}
+}
+
+func (s *valueSet) has(el any) bool {
+	if k, ok := stringValue(el); ok {
+		return s.keyed[k]
+	}
+	return slices.ContainsFunc(s.other, func(o any) bool { return sameValue(o, el) })
+}
+
 func appendUnique(list, add []any) []any {
+	seen := newValueSet(list)
 	for _, v := range add {
-		if !slices.ContainsFunc(list, func(e any) bool { return sameValue(e, v) }) {
+		if !seen.has(v) {
+			seen.add(v)
 			list = append(list, v)
 		}
 	}
@@ -385,9 +553,8 @@ func appendUnique(list, add []any) []any {
 }
 
 func removeListed(list, drop []any) []any {
-	return slices.DeleteFunc(list, func(e any) bool {
-		return slices.ContainsFunc(drop, func(d any) bool { return sameValue(e, d) })
-	})
+	gone := newValueSet(drop)
+	return slices.DeleteFunc(list, gone.has)
 }
 
 // dropEmpty deletes an attribute left without a value.
@@ -462,8 +629,16 @@ func normalizeValue(def *attr, v any) any {
 			}
 			return list
 		}
-		if m, ok := v.(map[string]any); ok {
-			normalizeAttrs(def.sub, m)
+		switch x := v.(type) {
+		case map[string]any:
+			normalizeAttrs(def.sub, x)
+		case string, bool, json.Number, float64:
+			// Entra sets the enterprise manager to the manager's bare ID;
+			// /Schemas says manager is complex, so clients read
+			// manager.value (RFC 7643 4.3).
+			if vd := def.sub("value"); vd != nil {
+				return map[string]any{vd.Name: normalizeValue(vd, x)}
+			}
 		}
 	}
 	return v

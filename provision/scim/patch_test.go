@@ -1,8 +1,14 @@
 package scim_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 const baseUser = `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -130,6 +136,16 @@ func TestUserPatchErrors(t *testing.T) {
 		{"userName cannot be removed", patchBody(`{"op":"remove","path":"userName"}`), 400, "invalidValue"},
 		{"no target for a complex filter", patchBody(`{"op":"replace","path":"emails[type eq \"home\" or type eq \"other\"].value","value":"x"}`), 400, "noTarget"},
 		{"not JSON", `{"Operations":`, 400, "invalidSyntax"},
+		{"a path-less value of more attributes than a request may change",
+			patchBody(`{"op":"add","value":` + manyKeys("k", 1001) + `}`), 400, "tooMany"},
+		{"operations share the budget",
+			patchBody(`{"op":"add","value":` + manyKeys("a", 600) + `},{"op":"add","value":` + manyKeys("b", 600) + `}`), 400, "tooMany"},
+		{"an extension object counts with its attributes",
+			patchBody(`{"op":"add","value":{"urn:example:custom:2.0:User":` + manyKeys("k", 1000) + `}}`), 400, "tooMany"},
+		{"a whole-extension path counts its attributes",
+			patchBody(`{"op":"add","path":"urn:example:custom:2.0:User","value":` + manyKeys("k", 1001) + `}`), 400, "tooMany"},
+		{"more unknown attributes than a user keeps",
+			patchBody(`{"op":"add","value":` + manyKeys("k", 101) + `}`), 400, "invalidValue"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,5 +230,180 @@ func TestGroupPatchMembers(t *testing.T) {
 	}
 	if n := e.logs.FilterMessage("scim group members skipped: not users of this IdP").Len(); n != 1 {
 		t.Errorf("%d skip warnings", n)
+	}
+}
+
+// manyKeys is an object of n string attributes named prefix0, prefix1, ….
+func manyKeys(prefix string, n int) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"%s%d":"v"`, prefix, i)
+	}
+	return b.String() + "}"
+}
+
+func TestUnknownAttributesAreBounded(t *testing.T) {
+	const custom = "urn:example:custom:2.0:User"
+	e := newEnv(t, "entra", entraToken)
+	e.vars["id"] = e.must(201, "POST", "/Users", baseUser).body["id"].(string)
+
+	// 98 attributes, and a custom extension that counts as one plus its
+	// one attribute: 100, the most a user keeps.
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","value":`+manyKeys("k", 98)+`},
+		{"op":"add","path":"`+custom+`:team","value":"Blue"}`))
+	r := e.must(200, "GET", "/Users/{{id}}", "")
+	if r.body["k0"] != "v" || r.body["k97"] != "v" || at(r.body, custom, "team") != "Blue" {
+		t.Errorf("got %s", r.raw)
+	}
+	for _, ops := range []string{
+		`{"op":"add","path":"k98","value":"v"}`,
+		`{"op":"add","path":"` + custom + `:colour","value":"red"}`,
+		`{"op":"add","path":"name.nickname","value":"Ada"}`, // not a sub-attribute of name
+		`{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:badge","value":"7"}`,
+	} {
+		r := e.do("PATCH", "/Users/{{id}}", patchBody(ops))
+		scimError(t, r, http.StatusBadRequest, "invalidValue")
+		if d, _ := r.body["detail"].(string); !strings.Contains(d, "at most 100") {
+			t.Errorf("%s: detail %q", ops, d)
+		}
+	}
+	// Changing a kept attribute, or anything else, still works.
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"replace","value":{"k0":"w","active":false}}`))
+
+	// POST and PUT are held to the same bound.
+	scimError(t, e.do("POST", "/Users", `{"userName":"many@example.com","k":`+manyKeys("k", 100)+`}`), 400, "invalidValue")
+	scimError(t, e.do("PUT", "/Users/{{id}}", `{"userName":"ada@example.com",`+manyKeys("k", 101)[1:]), 400, "invalidValue")
+	e.must(200, "PUT", "/Users/{{id}}", `{"userName":"ada@example.com",`+manyKeys("k", 100)[1:])
+
+	// A user stored with more than the bound (before there was one) can
+	// still be changed, as long as a change does not add to them.
+	u := e.user("{{id}}")
+	var attrs map[string]any
+	if err := json.Unmarshal(u.SCIMAttributes, &attrs); err != nil {
+		t.Fatal(err)
+	}
+	attrs["big"] = map[string]any{"a": 1, "b": 2}
+	u.SCIMAttributes, _ = json.Marshal(attrs)
+	if err := e.db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"replace","path":"active","value":false}`))
+	scimError(t, e.do("PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"big.c","value":3}`)), 400, "invalidValue")
+}
+
+// Entra adds a large group's members in one operation and removes them
+// with a value list; Okta removes each with its own filtered path. Member
+// IDs index the comparison (see appendUnique), which must still find the
+// same duplicates.
+func TestGroupPatchManyMembers(t *testing.T) {
+	const n = 3000
+	e := newEnv(t, "okta", oktaToken)
+	ids := make([]string, 0, n)
+	err := e.db.Update(context.Background(), func(tx store.Tx) error {
+		for i := range n {
+			u := &store.User{UserName: fmt.Sprintf("u%d@example.com", i), IdP: "okta", Source: store.SourceSCIM,
+				Active: true, Created: t0, Updated: t0}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+			ids = append(ids, u.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(ids []string) string {
+		var b strings.Builder
+		for i, id := range ids {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"value":%q}`, id)
+		}
+		return b.String()
+	}
+	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"big","members":[`+list(ids[:1000])+`]}`).body["id"].(string)
+	members := func() map[string]bool {
+		r := e.must(200, "GET", "/Groups/{{g}}", "")
+		out := map[string]bool{}
+		for _, m := range r.body["members"].([]any) {
+			id := m.(map[string]any)["value"].(string)
+			if out[id] {
+				t.Errorf("member %s listed twice", id)
+			}
+			out[id] = true
+		}
+		return out
+	}
+	want := func(what string, in func(i int) bool) {
+		t.Helper()
+		got := members()
+		for i, id := range ids {
+			if got[id] != in(i) {
+				t.Fatalf("%s: member %d is in the group: %t, want %t", what, i, got[id], in(i))
+			}
+		}
+		if len(got) > n {
+			t.Fatalf("%s: %d members", what, len(got))
+		}
+	}
+
+	// Members already in, and the same member twice with another display.
+	add := list(ids[500:]) + fmt.Sprintf(`,{"value":%q,"display":"again"},{"value":%q}`, ids[0], ids[n-1])
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"Add","path":"members","value":[`+add+`]}`))
+	want("add", func(int) bool { return true })
+
+	var even []string
+	for i := 0; i < 2000; i += 2 {
+		even = append(even, ids[i])
+	}
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"Remove","path":"members","value":[`+list(even)+`,{"value":"ghost"}]}`))
+	want("legacy remove", func(i int) bool { return i >= 2000 || i%2 == 1 })
+
+	// Okta's removals, interrupted by an add, with one ID in the wrong
+	// case: member IDs are case-exact, so that member stays. 1,000
+	// operations in all, the most a request may hold.
+	var ops []string
+	for i := 2001; i < n; i++ {
+		id := ids[i]
+		if i == 2100 {
+			id = strings.ToUpper(id)
+		}
+		ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"members[value eq \"%s\"]"}`, id))
+		if i == 2500 {
+			ops = append(ops, fmt.Sprintf(`{"op":"add","path":"members","value":[{"value":%q}]}`, ids[0]))
+		}
+	}
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(strings.Join(ops, ",")))
+	want("remove by filter", func(i int) bool { return i == 0 || i == 2000 || i == 2100 || i < 2000 && i%2 == 1 })
+}
+
+// sameValue's rule, kept by the index: values of a multi-valued attribute
+// are the same when their "value"s are, else when they are equal as a
+// whole.
+func TestMultiValuedDuplicates(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	e.vars["id"] = e.must(201, "POST", "/Users", `{"userName":"ada","active":true,
+		"roles":[{"value":"a","display":"A"},{"display":"no value"}]}`).body["id"].(string)
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"roles","value":[
+		{"value":"a","display":"other"}, {"display":"no value"}, {"display":"no value","type":"t"},
+		{"value":"b"}, {"value":"b","display":"twice"}, {"value":7}, {"value":7}, {"value":"7"}]}`))
+	r := e.must(200, "GET", "/Users/{{id}}?attributes=roles", "")
+	got, _ := json.Marshal(r.body["roles"])
+	const want = `[{"display":"A","value":"a"},{"display":"no value"},{"display":"no value","type":"t"},{"value":"b"},{"value":7},{"value":"7"}]`
+	if string(got) != want {
+		t.Errorf("roles after add:\n%s\nwant\n%s", got, want)
+	}
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"remove","path":"roles","value":[
+		{"value":"a"}, {"display":"no value"}, {"value":7}, {"value":"c"}]}`))
+	r = e.must(200, "GET", "/Users/{{id}}?attributes=roles", "")
+	got, _ = json.Marshal(r.body["roles"])
+	if string(got) != `[{"display":"no value","type":"t"},{"value":"b"},{"value":"7"}]` {
+		t.Errorf("roles after remove: %s", got)
 	}
 }

@@ -264,6 +264,9 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 		return nil, err
 	}
 
+	if err := h.checkUnknown(extras, old); err != nil {
+		return nil, err
+	}
 	u.SCIMAttributes = nil
 	if len(extras) > 0 {
 		raw, err := json.Marshal(extras)
@@ -273,6 +276,76 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 		u.SCIMAttributes = raw
 	}
 	return &u, nil
+}
+
+// maxUnknownAttrs bounds the attributes a user keeps that the schema does
+// not know: they are stored as sent and returned in every response, so
+// without a bound a client could grow a user without end, a PATCH at a
+// time. Directories send a handful of custom attributes.
+const maxUnknownAttrs = 100
+
+// checkUnknown refuses a user with more than maxUnknownAttrs attributes
+// the schema does not know, unless it has no more than old had: a user
+// stored before the bound must stay writable (deactivation above all).
+func (h *Handler) checkUnknown(extras map[string]any, old *store.User) error {
+	n := unknownAttrs(h.users, extras)
+	if n <= maxUnknownAttrs {
+		return nil
+	}
+	if old != nil {
+		if d, err := decodeObject(old.SCIMAttributes); err == nil && n <= unknownAttrs(h.users, d) {
+			return nil
+		}
+	}
+	return invalidValue("the user would have %d attributes that are not in its schemas; at most %d are kept", n, maxUnknownAttrs)
+}
+
+// unknownAttrs counts, in a user's stored attributes, the ones no schema
+// defines, each with the attributes under it. An extension the resource
+// type does not know counts as one attribute plus its own.
+func unknownAttrs(rt *resourceType, d map[string]any) int {
+	n := 0
+	core := map[string]any{}
+	for k, v := range d {
+		if ext := rt.extension(k); ext != nil {
+			n += unknownIn(ext.attr, v)
+		} else {
+			core[k] = v
+		}
+	}
+	return n + unknownIn(func(name string) *attr { return rt.lookup("", name) }, core)
+}
+
+// unknownIn counts the attributes of object v that lookup does not know,
+// looking into the known single-valued complex ones (name, manager).
+func unknownIn(lookup func(string) *attr, v any) int {
+	m, _ := v.(map[string]any)
+	n := 0
+	for k, x := range m {
+		switch def := lookup(k); {
+		case def == nil:
+			n += 1 + attrsUnder(x)
+		case def.Type == "complex" && !def.Multi:
+			n += unknownIn(def.sub, x)
+		}
+	}
+	return n
+}
+
+// attrsUnder counts the attribute names in v, at any depth.
+func attrsUnder(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			n += 1 + attrsUnder(x)
+		}
+	case []any:
+		for _, x := range v {
+			n += attrsUnder(x)
+		}
+	}
+	return n
 }
 
 // emailsFrom reads the emails attribute and picks the address the gateway
