@@ -317,17 +317,7 @@ func TestGroupPatchManyMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := func(ids []string) string {
-		var b strings.Builder
-		for i, id := range ids {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"value":%q}`, id)
-		}
-		return b.String()
-	}
-	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"big","members":[`+list(ids[:1000])+`]}`).body["id"].(string)
+	e.vars["g"] = e.must(201, "POST", "/Groups", `{"displayName":"big","members":[`+memberList(ids[:1000])+`]}`).body["id"].(string)
 	members := func() map[string]bool {
 		r := e.must(200, "GET", "/Groups/{{g}}", "")
 		out := map[string]bool{}
@@ -354,7 +344,7 @@ func TestGroupPatchManyMembers(t *testing.T) {
 	}
 
 	// Members already in, and the same member twice with another display.
-	add := list(ids[500:]) + fmt.Sprintf(`,{"value":%q,"display":"again"},{"value":%q}`, ids[0], ids[n-1])
+	add := memberList(ids[500:]) + fmt.Sprintf(`,{"value":%q,"display":"again"},{"value":%q}`, ids[0], ids[n-1])
 	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"Add","path":"members","value":[`+add+`]}`))
 	want("add", func(int) bool { return true })
 
@@ -362,7 +352,7 @@ func TestGroupPatchManyMembers(t *testing.T) {
 	for i := 0; i < 2000; i += 2 {
 		even = append(even, ids[i])
 	}
-	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"Remove","path":"members","value":[`+list(even)+`,{"value":"ghost"}]}`))
+	e.must(204, "PATCH", "/Groups/{{g}}", patchBody(`{"op":"Remove","path":"members","value":[`+memberList(even)+`,{"value":"ghost"}]}`))
 	want("legacy remove", func(i int) bool { return i >= 2000 || i%2 == 1 })
 
 	// Okta's removals, interrupted by an add, with one ID in the wrong
