@@ -340,3 +340,52 @@ func TestProtectErrorRouteGetsNoTokens(t *testing.T) {
 		t.Errorf("the error route got %q, want %q: the tokens and identity set for the upstream", body, want)
 	}
 }
+
+// TestErrorRoutesKeepTheirStatusAndNoCookies: the site's error routes may
+// proxy (handle_errors { reverse_proxy … }). An endpoint's error reaches
+// them without the gateway's cookies, as the protect path's requests do;
+// and a verify answer never reaches them, since an error route's own
+// status (a proxied 200) would turn a refusal into "allowed".
+func TestErrorRoutesKeepTheirStatusAndNoCookies(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	verifyPort := otherPorts(t, 1)[0]
+	w.gw.start(w.verifyConfig([]int{w.gw.port, verifyPort}, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle_errors {
+		respond "cookie=[{http.request.header.Cookie}]" 200
+	}
+	sso test
+	respond "upstream"
+}
+
+http://:%d {
+	bind 127.0.0.1
+	handle_errors {
+		respond "from the error route" 200
+	}
+	sso test {
+		mode auth_request
+		base_url %s
+		deny group admins
+	}
+}
+`, w.gw.port, verifyPort, w.gw.base)))
+	b := newBrowser(t)
+	if resp := b.signIn(w.gw.base+"/", "ada", "ada-pw"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in ended with %s", resp.Status)
+	}
+	resp := b.get(w.gw.base+"/.sso/no-such-endpoint", "Cookie", "theme=dark")
+	body := readBody(t, resp)
+	if !strings.HasPrefix(body, "cookie=") {
+		t.Fatalf("an unknown endpoint: %s %q, want the error route's answer", resp.Status, body)
+	}
+	if strings.Contains(body, "sso_session") || !strings.Contains(body, "theme=dark") {
+		t.Errorf("the error route saw %q: want the browser's other cookies and not the session cookie", body)
+	}
+
+	// ada is in admins: the rule refuses her, whatever the error routes do.
+	resp = subrequest(t, b, fmt.Sprintf("http://127.0.0.1:%d/verify", verifyPort), "/reports")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a session the rules refuse: %s, want 403 from the gateway", resp.Status)
+	}
+}

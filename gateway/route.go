@@ -296,8 +296,20 @@ func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
 }
 
 // ServeEndpoint serves the endpoints under PathPrefix. r must carry o
-// (idp.WithOrigin). Errors the caller answers are *Error.
+// (idp.WithOrigin). Errors the caller answers are *Error. When it fails,
+// r's header has lost the gateway's cookies (StripOwnCookies): the caller
+// hands the error to the server's error routes with r, where a
+// reverse_proxy would otherwise pass the session token on
+// (docs/security.md: the gateway's cookies never reach an upstream).
 func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+	err := rt.serveEndpoint(w, r, run, o, tokens)
+	if err != nil {
+		StripOwnCookies(r.Header)
+	}
+	return err
+}
+
+func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
 	switch {
 	case rest == "login":

@@ -100,7 +100,30 @@ func firstHeader(h http.Header, names ...string) string {
 //
 // trusted says the peer is one of Caddy's trusted proxies: only then are
 // the original method and URI (X-Forwarded-Uri…) believed.
+//
+// Verify answers its errors itself and returns nil: the answer's status is
+// the proxy's decision, which the server's error routes must not get to
+// change (a reverse_proxy in handle_errors answers with its upstream's
+// status, and a 200 there would let a request the rules refuse through).
 func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, trusted bool) error {
+	err := rt.verify(w, r, run, o, tokens, trusted)
+	if err == nil {
+		return nil
+	}
+	if pe, ok := AsPageError(err); ok {
+		return pe.Write(w)
+	}
+	status := http.StatusInternalServerError
+	var ge *Error
+	if errors.As(err, &ge) {
+		status = ge.Status
+	}
+	rt.Logger.Error("answering a forward-auth request", zap.Int("status", status), zap.Error(err))
+	w.WriteHeader(status)
+	return nil
+}
+
+func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, trusted bool) error {
 	if !trusted && firstHeader(r.Header, forwardedHeaders...) != "" {
 		rt.untrustedLog.Do(func() {
 			rt.Logger.Warn("forward-auth request describes its original request (X-Forwarded-Uri or X-Original-URI) but does not come from a trusted proxy: ignored, so sign-ins return to /; list the proxy in Caddy's trusted_proxies",
