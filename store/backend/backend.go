@@ -10,9 +10,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
@@ -253,21 +256,72 @@ func (s Spec) String() string {
 }
 
 // Key identifies the store for sharing one open handle (a Caddy reload
-// opens the new config's store while the old one still runs): the bbolt
-// file's absolute path, or a hash of the DSN.
+// opens the new config's store while the old one still runs, and a key
+// already open shares its handle): for bbolt, the file, for PostgreSQL,
+// the pool as Open would set it up.
+//
+// A bbolt key is the file's absolute path with symbolic links resolved:
+// bbolt allows one open per file, so a reload naming the running file
+// another way (through a symlinked directory, or a link to the file) must
+// find the handle already open, or it waits for its own lock and fails.
+// The options (ReadOnly, LockTimeout, OnWrite) are not in it for the same
+// reason: a second handle on the file cannot be opened.
+//
+// A PostgreSQL key is a hash of the DSN (a secret: the key is never
+// meant to be shown, but should it be, it does not reveal it) with every
+// setting postgres.Open applies, defaults filled in: a reload that
+// changes pool_size or statement_timeout opens a new pool with them
+// (the old one closes when the old config is cleaned up), instead of
+// sharing the running pool and its old settings until a restart.
 func (s Spec) Key() (string, error) {
 	switch s.Backend {
 	case Bolt:
-		abs, err := filepath.Abs(s.Path)
+		path, err := resolvedPath(s.Path)
 		if err != nil {
 			return "", fmt.Errorf("store path %q: %w", s.Path, err)
 		}
-		return Bolt + ":" + abs, nil
+		return Bolt + ":" + path, nil
 	case Postgres:
 		sum := sha256.Sum256([]byte(s.DSN))
-		return Postgres + ":" + hex.EncodeToString(sum[:12]), nil
+		c := postgres.Config{MaxConns: s.MaxConns, StatementTimeout: s.StatementTimeout}.WithDefaults()
+		return fmt.Sprintf("%s:%s:pool_size=%d:statement_timeout=%s", Postgres,
+			hex.EncodeToString(sum[:12]), c.MaxConns, c.StatementTimeout), nil
 	}
 	return "", fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
+}
+
+// resolvedPath returns p made absolute with its symbolic links resolved,
+// as the system resolves them when opening p: the file's own path if it
+// exists, else its nearest existing ancestor's with the rest (to be
+// created by bolt.Open, so holding no links) joined on. ".." is resolved
+// after the link before it, as the system does, not lexically. When no
+// part resolves (or one cannot be read), it is filepath.Abs(p): Open will
+// report the real error.
+func resolvedPath(p string) (string, error) {
+	abs := p
+	if !filepath.IsAbs(abs) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		abs = wd + string(filepath.Separator) + abs // not Join: it would clean ".." lexically
+	}
+	head, tail := abs, ""
+	for {
+		resolved, err := filepath.EvalSymlinks(head)
+		if err == nil {
+			return filepath.Join(resolved, tail), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		i := strings.LastIndexFunc(head, func(r rune) bool { return r < utf8.RuneSelf && os.IsPathSeparator(uint8(r)) })
+		if i <= len(filepath.VolumeName(head)) {
+			break
+		}
+		head, tail = head[:i], filepath.Join(head[i+1:], tail)
+	}
+	return filepath.Abs(p)
 }
 
 // SlowWriteThreshold is the write-lock hold a store write is logged at:
