@@ -358,3 +358,35 @@ func TestEvictedUseCountsForIdle(t *testing.T) {
 		t.Errorf("session used 20 minutes ago, dropped from the cache, ended as idle: %v", err)
 	}
 }
+
+// TestShortenedLifetimeAndClockSetBack: a lifetime shortened since a
+// session began (a reload's new config) ends it too; and a clock set back
+// after an entry was cached does not keep that entry from the store's
+// answer (here: the session deleted by another process) past CacheTTL.
+func TestShortenedLifetimeAndClockSetBack(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	u := addUser(t, db, activeUser())
+	n := signIn(t, session.New(db, session.Config{}, nil, clk.now), db, u, nil) // 8 h
+	clk.advance(10 * time.Minute)
+	shorter := session.New(db, session.Config{Lifetime: 5 * time.Minute, IdleTimeout: -1}, nil, clk.now)
+	if _, err := shorter.Resolve(ctx, n.Token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("a session 10 minutes old under a 5-minute lifetime: Resolve = %v, want ErrNoSession", err)
+	}
+
+	m := session.New(db, session.Config{IdleTimeout: -1}, nil, clk.now)
+	n = signIn(t, m, db, u, nil)
+	if _, err := m.Resolve(ctx, n.Token); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(n.Session.Hash) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(-time.Hour)
+	clk.advance(session.DefaultCacheTTL)
+	if _, err := m.Resolve(ctx, n.Token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("after the clock went back an hour, a session deleted elsewhere: Resolve = %v, want ErrNoSession", err)
+	}
+}

@@ -428,7 +428,10 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 	m.mu.RLock()
 	e := m.entries[hash]
 	m.mu.RUnlock()
-	if e != nil && now-e.loaded < int64(m.cfg.CacheTTL) {
+	// An entry loaded "in the future" (the clock was set back) is as
+	// stale as an old one: its age could otherwise stay under the TTL
+	// for as long as the clock went back.
+	if e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL) {
 		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
 			m.end(ctx, hash, "expired")
 			return nil, ErrNoSession
@@ -477,6 +480,12 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session: resolve: %w", err)
+	}
+	// A lifetime shortened since the sign-in (an operator's answer to an
+	// incident, and a reload) holds for the sessions it finds too; the
+	// stored end only ever comes earlier (an IdP's bound on the session).
+	if end := s.Created.Add(m.cfg.Lifetime); end.Before(s.Expires) {
+		s.Expires = end
 	}
 	stored := s.LastSeen.UnixNano()
 	lastSeen := stored
