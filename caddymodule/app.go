@@ -316,7 +316,8 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 }
 
 // Stop ends the background work after a final last-seen flush, and gives
-// back the store.
+// back the store once the requests in flight on this config's servers are
+// done with it (gateway.Live.Retire): on a reload, after Stop returns.
 func (a *App) Stop() error {
 	var errs []error
 	for _, p := range a.idps {
@@ -328,9 +329,10 @@ func (a *App) Stop() error {
 		a.cancel()
 		a.done.Wait()
 	}
-	// live stays: requests still in flight on this config's servers
-	// finish on it (the store handle is shared with the next config).
-	errs = append(errs, a.release())
+	key := a.acquired
+	a.acquired = ""                                // not Cleanup's to release
+	reload := caddy.ActiveContext().Context != nil // the new config runs (caddy.Stop clears it)
+	errs = append(errs, a.live.Retire(gateway.DrainWait, reload, func() error { return releaseStore(key) }, a.logger))
 	return errors.Join(errs...)
 }
 

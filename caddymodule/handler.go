@@ -263,12 +263,11 @@ func (h *Handler) tokenConfig() gateway.TokenConfig {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.route.Headers.StripInbound(r.Header)
-	run := h.app.live.Load()
-	if run == nil {
-		var err error
-		if run, err = h.app.live.Running(r.Context()); err != nil {
-			return caddyhttp.Error(http.StatusServiceUnavailable, err)
-		}
+	inflight := h.app.live.Enter() // until the upstream: the app's store outlives it (App.Stop)
+	defer inflight.Exit()
+	run, err := h.app.live.Running(r.Context())
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
@@ -293,6 +292,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		h.route.Headers.GuardHopByHop(r)
 		setPlaceholders(r, id)
+		inflight.Exit()
 		return next.ServeHTTP(w, r)
 	case errors.As(err, new(*gateway.Error)):
 		return caddyError(w, r, err) // the IdP could not renew the access token

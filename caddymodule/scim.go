@@ -142,7 +142,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
-	s.handler = app.metrics.SCIM(h, s.BasePath)
+	s.handler = app.live.Track(app.metrics.SCIM(h, s.BasePath)) // counted in flight: App.Stop
 	basePath := s.BasePath
 	if basePath == "" {
 		basePath = scim.DefaultBasePath

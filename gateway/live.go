@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -16,6 +19,12 @@ const StartWait = 10 * time.Second
 // did not end within StartWait.
 var ErrNotRunning = errors.New("sso: the sso app is not running")
 
+// DrainWait bounds how long Live.Retire waits for the requests in flight
+// before it gives back the store: a stuck request must not hang Caddy's
+// stop, and a sign-in or a SCIM request that needs longer than this has
+// stopped being one the client waits for.
+const DrainWait = 10 * time.Second
+
 // Live is the Runtime of an app that is configured before it runs: the
 // sso app builds its routes and account operations at Provision, before
 // Start opens the store, and they reach the store and the session cache
@@ -25,13 +34,93 @@ var ErrNotRunning = errors.New("sso: the sso app is not running")
 // Live is also the store.Store (View, Update) and the account.Cache
 // (ForgetUser, ForgetSession) of what is built at Provision. Make one
 // with NewLive.
+//
+// Live counts the requests in flight on the app (Enter, and each View
+// and Update), so that the app gives back its store only once they have
+// finished with it (Retire): a reload or Caddy's stop stops the app while
+// its HTTP servers still finish their requests.
 type Live struct {
-	rt      atomic.Pointer[Runtime]
-	started chan struct{} // closed when Start ends, whether it succeeded or not
+	rt       atomic.Pointer[Runtime]
+	started  chan struct{} // closed when Start ends, whether it succeeded or not
+	inflight atomic.Int64
+	retiring atomic.Bool
+	idle     chan struct{} // one slot: inflight fell to 0 while retiring
 }
 
 // NewLive returns the Live of an app that has not started.
-func NewLive() *Live { return &Live{started: make(chan struct{})} }
+func NewLive() *Live { return &Live{started: make(chan struct{}), idle: make(chan struct{}, 1)} }
+
+// InFlight is a request counted by Live.Enter.
+type InFlight struct{ l *Live }
+
+// Enter counts a request in flight until Exit; each is an atomic add.
+func (l *Live) Enter() InFlight {
+	l.inflight.Add(1)
+	return InFlight{l}
+}
+
+// Exit ends the request's count; it may be called again (a deferred call
+// after an early one), and then does nothing.
+func (f *InFlight) Exit() {
+	if f.l != nil {
+		f.l.exit()
+		f.l = nil
+	}
+}
+
+// Track counts each request h serves as in flight (Enter), for handlers
+// that use the store to the end of the request (SCIM).
+func (l *Live) Track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := l.Enter()
+		defer f.Exit()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *Live) exit() {
+	if l.inflight.Add(-1) == 0 && l.retiring.Load() {
+		select {
+		case l.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Retire calls release (which gives back the store) once no request is in
+// flight, or after wait, logging how many are still running. With
+// background it returns at once and waits in a goroutine, logging the
+// release's error: a reload's new config runs already, and its admin
+// request need not wait for the old one's requests.
+func (l *Live) Retire(wait time.Duration, background bool, release func() error, logger *zap.Logger) error {
+	if !background {
+		l.drain(wait, logger)
+		return release()
+	}
+	go func() {
+		l.drain(wait, logger)
+		if err := release(); err != nil {
+			logger.Error("giving back the store", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+// drain waits until no request is in flight, at most wait.
+func (l *Live) drain(wait time.Duration, logger *zap.Logger) {
+	l.retiring.Store(true)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for l.inflight.Load() > 0 {
+		select {
+		case <-l.idle:
+		case <-t.C:
+			logger.Warn("requests still in flight on a stopped config; giving back the store they use",
+				zap.Int64("requests", l.inflight.Load()), zap.Duration("waited", wait))
+			return
+		}
+	}
+}
 
 // Set makes rt what the app runs on; Start calls it once it succeeded.
 func (l *Live) Set(rt *Runtime) { l.rt.Store(rt) }
@@ -65,6 +154,8 @@ func (l *Live) Running(ctx context.Context) (*Runtime, error) {
 
 // View runs fn on the running app's store, waiting for Start (Running).
 func (l *Live) View(ctx context.Context, fn func(store.Tx) error) error {
+	f := l.Enter()
+	defer f.Exit()
 	rt, err := l.Running(ctx)
 	if err != nil {
 		return err
@@ -74,6 +165,8 @@ func (l *Live) View(ctx context.Context, fn func(store.Tx) error) error {
 
 // Update runs fn on the running app's store, waiting for Start (Running).
 func (l *Live) Update(ctx context.Context, fn func(store.Tx) error) error {
+	f := l.Enter()
+	defer f.Exit()
 	rt, err := l.Running(ctx)
 	if err != nil {
 		return err

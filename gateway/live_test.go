@@ -3,9 +3,13 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -65,4 +69,118 @@ func TestLive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLiveRetire: Retire gives back the store once the requests in flight
+// have ended (Enter, and View and Update while they run), at once when
+// none is, after the bound when one never ends, and in the background
+// when asked to.
+func TestLiveRetire(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	newLive := func() *gateway.Live {
+		l := gateway.NewLive()
+		l.Set(&gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)})
+		l.Started()
+		return l
+	}
+	released := func() (func() error, chan struct{}) {
+		ch := make(chan struct{})
+		return func() error { close(ch); return nil }, ch
+	}
+	isClosed := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	logger := zap.NewNop()
+
+	t.Run("nothing in flight", func(t *testing.T) {
+		l := newLive()
+		f := l.Enter()
+		f.Exit()
+		f.Exit() // a second Exit does nothing
+		release, ch := released()
+		start := time.Now()
+		if err := l.Retire(time.Minute, false, release, logger); err != nil || !isClosed(ch) {
+			t.Fatalf("Retire: %v, released %v", err, isClosed(ch))
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Retire waited %v with nothing in flight", d)
+		}
+	})
+	t.Run("waits for the requests", func(t *testing.T) {
+		l := newLive()
+		a, b := l.Enter(), l.Enter()
+		inTx := make(chan struct{})
+		txDone := make(chan error)
+		go func() {
+			txDone <- l.Update(context.Background(), func(store.Tx) error {
+				close(inTx)
+				time.Sleep(100 * time.Millisecond)
+				return nil
+			})
+		}()
+		<-inTx
+		release, ch := released()
+		if err := l.Retire(time.Minute, true, release, logger); err != nil {
+			t.Fatal(err)
+		}
+		a.Exit()
+		time.Sleep(20 * time.Millisecond)
+		if isClosed(ch) {
+			t.Fatal("released with requests in flight")
+		}
+		b.Exit()
+		if err := <-txDone; err != nil {
+			t.Fatalf("the transaction in flight failed: %v", err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not released once the requests ended")
+		}
+	})
+	t.Run("tracked handler", func(t *testing.T) {
+		l := newLive()
+		inHandler, finish := make(chan struct{}), make(chan struct{})
+		h := l.Track(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			close(inHandler)
+			<-finish
+		}))
+		go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/scim/v2/Users", nil))
+		<-inHandler
+		release, ch := released()
+		if err := l.Retire(time.Minute, true, release, logger); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if isClosed(ch) {
+			t.Fatal("released with a tracked request in flight")
+		}
+		close(finish)
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not released once the tracked request ended")
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		l := newLive()
+		l.Enter() // never exits
+		release, ch := released()
+		start := time.Now()
+		if err := l.Retire(50*time.Millisecond, false, release, logger); err != nil || !isClosed(ch) {
+			t.Fatalf("Retire: %v, released %v", err, isClosed(ch))
+		}
+		if d := time.Since(start); d < 50*time.Millisecond || d > 5*time.Second {
+			t.Errorf("Retire took %v, want the 50ms bound", d)
+		}
+	})
 }
