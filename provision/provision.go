@@ -10,8 +10,9 @@
 //     uniqueUserId, so a user SCIM created before their first login signs
 //     in as that user rather than a duplicate.
 //   - JIT gives the users it creates ExternalID = subject (and UserName =
-//     email when free), so Entra's and Okta's matching find and adopt them
-//     instead of creating duplicates.
+//     email when free, moved along when a login changes the email), so
+//     Entra's and Okta's matching find and adopt them instead of creating
+//     duplicates.
 //   - Once SCIM owns a user (Source scim), a login only records itself:
 //     the profile is SCIM's.
 //   - A deactivated user stays denied; JIT never reactivates.
@@ -31,8 +32,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -84,8 +88,10 @@ type Rules struct {
 	// because a user without them is useless to the upstream app.
 	Optional []string
 	// AllowedDomains, when set, admits only emails in exactly these domains
-	// (case-insensitive, no subdomains). Checked on every login, not only
-	// on creation, so narrowing the list takes effect at once.
+	// (case-insensitive, no subdomains: each is listed on its own; an
+	// internationalized domain matches in Unicode or xn-- spelling).
+	// Checked on every login, not only on creation, so narrowing the list
+	// takes effect at once.
 	AllowedDomains []string
 	// DefaultGroups are granted on creation, and kept on force updates so
 	// that syncing the IdP's groups does not strip them again.
@@ -115,10 +121,15 @@ func (r Rules) Validate() error {
 				o, mapping.FirstName, mapping.LastName, mapping.Email)
 		}
 	}
-	for _, d := range r.AllowedDomains {
-		d = normDomain(d)
-		if d == "" || strings.ContainsAny(d, "@ \t") {
-			return fmt.Errorf("provision: allowed domain %q is not a domain name", d)
+	for _, entry := range r.AllowedDomains {
+		// Matching is exact, so a pattern ("*.example.com"), a URL or an
+		// address would pass here and then refuse everyone: say so now.
+		// One leading "@" is allowed and dropped, as "@example.com" is
+		// how the domain is often written.
+		d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
+		if d == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
+			return fmt.Errorf("provision: allowed domain %q (allowed_domains) is not a domain name: write each domain exactly as it "+
+				"follows the @ (no wildcard, URL, port or address), and list each subdomain on its own", entry)
 		}
 	}
 	if r.Update != UpdateForce && r.Update != UpdateImport {
@@ -144,8 +155,23 @@ func (r Rules) missing(prof mapping.Profile) []string {
 	return out
 }
 
+// canonDomain is the form domains are compared in: lower-cased and NFC,
+// then IDNA ToASCII (UTS #46 lookup mapping), so that "Bücher.example", a
+// decomposed "bu\u0308cher.example" and "xn--bcher-kva.example" are one
+// domain. ToASCII's "ß" stays distinct from "ss": those are two domains.
+// A name ToASCII refuses (an underscore, say) is compared in the
+// lower-cased NFC form, as it was before IDNA: both sides go through
+// this function, so whatever matched under plain lower-casing still does.
+func canonDomain(d string) string {
+	d = norm.NFC.String(strings.ToLower(d))
+	if a, err := idna.Lookup.ToASCII(d); err == nil && a != "" {
+		return strings.ToLower(a)
+	}
+	return d
+}
+
 func normDomain(d string) string {
-	return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+	return canonDomain(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 }
 
 // domainAllowed applies the email domain gate. With a gate set, a login
@@ -158,7 +184,7 @@ func (r Rules) domainAllowed(email string) bool {
 	if at < 0 || at == len(email)-1 {
 		return false
 	}
-	domain := strings.ToLower(email[at+1:])
+	domain := canonDomain(email[at+1:])
 	for _, d := range r.AllowedDomains {
 		if normDomain(d) == domain {
 			return true
@@ -177,6 +203,10 @@ const (
 	ReasonMissingAttributes = "missing_attributes"
 	ReasonEmailConflict     = "email_conflict"
 	ReasonDomainNotAllowed  = "domain_not_allowed"
+	// ReasonInvalidAttribute: the IdP sent a uniqueUserId or email the
+	// store cannot index (longer than store.MaxKeyBytes, or with a
+	// control character). Denial.Attribute names it.
+	ReasonInvalidAttribute = "invalid_attribute"
 	// ReasonDeprovisioned: SCIM deleted this identity and SCIM is enabled
 	// for the IdP, so JIT may not create it again.
 	ReasonDeprovisioned = "deprovisioned"
@@ -188,7 +218,10 @@ const (
 type Denial struct {
 	Reason  string   // one of the Reason constants
 	Missing []string // attribute names, for ReasonMissingAttributes
-	IdP     string
+	// Attribute names the attribute (never its value), for
+	// ReasonInvalidAttribute.
+	Attribute string
+	IdP       string
 	// UserID is the user the login resolved to (deactivated, pending,
 	// domain), empty when there is none. For an email conflict it stays
 	// empty: the owner of the email is not this person.
@@ -199,6 +232,9 @@ func (d *Denial) Error() string {
 	s := "login denied: " + d.Reason
 	if len(d.Missing) > 0 {
 		s += " (missing " + strings.Join(d.Missing, ", ") + ")"
+	}
+	if d.Attribute != "" {
+		s += " (" + d.Attribute + ")"
 	}
 	return s
 }
@@ -225,6 +261,9 @@ func (d *Denial) Message() string {
 		return "Your email domain is not allowed to sign in to this application."
 	case ReasonDeprovisioned:
 		return "Your account has been removed from this application. Ask your administrator for access."
+	case ReasonInvalidAttribute:
+		return "The identity provider sent a " + d.Attribute + " this application cannot store (too long, or with control characters). " +
+			"Ask your identity provider administrator to check what it sends as " + d.Attribute + "."
 	}
 	return "Sign-in was denied."
 }
@@ -269,6 +308,8 @@ type outcome struct {
 	// conflictOwner is the user holding the email an unknown subject (or,
 	// on update, a known user's new email) asked for.
 	conflictOwner string
+	// notLinked says why link_by_email did not link a conflict's owner.
+	notLinked string
 	// emailKept: a force update skipped the email because another user
 	// holds it.
 	emailKept     bool
@@ -431,6 +472,20 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	if prof.UniqueUserID == "" {
 		return in.deny(tx, out, ReasonMissingSubject, "", nil)
 	}
+	// The values JIT indexes (the subject as link and externalId, the
+	// email as email and userName) must be ones the store can key on:
+	// refuse the sign-in here, audited, rather than fail at PutUser with
+	// an internal error and no trace.
+	if attr, problem := invalidAttribute(prof); attr != "" {
+		if attr == mapping.UniqueUserID {
+			// Neither the audit event nor the log carries a value
+			// that could be 1 KiB or hold terminal escapes.
+			in.prof.UniqueUserID = ""
+		}
+		err := in.denyWith(tx, out, ReasonInvalidAttribute, "", nil, map[string]string{"attribute": attr, "problem": problem})
+		out.denial.Attribute = attr
+		return err
+	}
 	u, err := tx.UserByLink(in.idp, prof.UniqueUserID)
 	if errors.Is(err, store.ErrNotFound) {
 		u = nil
@@ -473,8 +528,8 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 			return err
 		}
 		if owner != nil {
-			if !rules.LinkByEmail || !in.verified {
-				return in.conflict(tx, out, owner.ID)
+			if why := in.linkRefusal(owner); why != "" {
+				return in.conflict(tx, out, owner.ID, why)
 			}
 			// The owner must still pass the same gates as a known user
 			// before the link is written; checks below do that.
@@ -509,6 +564,47 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	return in.update(tx, out, u)
 }
 
+// invalidAttribute returns the first attribute of prof the store could not
+// index, and what is wrong with it; "" when all are fine. Only names leave
+// it, never values.
+func invalidAttribute(prof mapping.Profile) (attr, problem string) {
+	for _, a := range []struct{ name, value string }{
+		{mapping.UniqueUserID, prof.UniqueUserID},
+		{mapping.Email, prof.Email},
+	} {
+		switch {
+		case len(a.value) > store.MaxKeyBytes:
+			return a.name, "too_long"
+		case store.HasControl(a.value):
+			return a.name, "control_character"
+		}
+	}
+	return "", ""
+}
+
+// linkRefusal says why link_by_email may not link this sign-in to owner,
+// the user holding its email, or "" when it may.
+func (in *login) linkRefusal(owner *store.User) string {
+	switch {
+	case !in.rules.LinkByEmail:
+		return "link_by_email off"
+	case !in.verified:
+		return "email not verified"
+	case !strings.EqualFold(owner.Email, in.prof.Email):
+		// The store found the owner by full Unicode case folding, under
+		// which "straße.de" and "strasse.de" are one key though they are
+		// different domains, with different mailboxes. Only simple case
+		// differences, which name the same mailbox, may link.
+		return "email equal only under case folding"
+	case slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp }):
+		// The owner already signs in with another ID at this IdP: a
+		// second ID there is another person, typically one who was given
+		// the address after the owner (a re-issued mailbox).
+		return "owner linked to another subject at this idp"
+	}
+	return ""
+}
+
 // emailOwner returns the user holding email, or nil.
 func emailOwner(tx store.Tx, email string) (*store.User, error) {
 	if email == "" {
@@ -527,15 +623,12 @@ func emailOwner(tx store.Tx, email string) (*store.User, error) {
 // conflict denies an unknown subject whose email another user owns. The
 // audit event names the owner, so that the owner's history shows the
 // attempt.
-func (in *login) conflict(tx store.Tx, out *outcome, ownerID string) error {
+// why is linkRefusal's answer.
+func (in *login) conflict(tx store.Tx, out *outcome, ownerID, why string) error {
 	out.denial = &Denial{Reason: ReasonEmailConflict, IdP: in.idp}
-	out.conflictOwner = ownerID
+	out.conflictOwner, out.notLinked = ownerID, why
 	ev := in.event(store.EventJITConflict, ownerID)
 	ev.Reason = ReasonEmailConflict
-	why := "link_by_email off"
-	if in.rules.LinkByEmail {
-		why = "email not verified"
-	}
 	ev.Detail = map[string]string{"not_linked": why}
 	if err := tx.Audit(ev); err != nil {
 		return fmt.Errorf("audit conflict: %w", err)
@@ -573,7 +666,7 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 		IdP:        in.idp,
 		ExternalID: prof.UniqueUserID,
 	}
-	name, err := freeUserName(tx, prof.Email)
+	name, err := freeUserName(tx, prof.Email, "")
 	if err != nil {
 		return err
 	}
@@ -603,21 +696,46 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 	return in.succeed(tx, u)
 }
 
-// freeUserName returns email when no user holds it as their userName,
-// else "": a JIT user then has no userName, which SCIM matching by
-// externalId does not need.
-func freeUserName(tx store.Tx, email string) (string, error) {
+// freeUserName returns email when no user other than self (an ID, or "")
+// holds it as their userName, else "": a JIT user then has no userName,
+// which SCIM matching by externalId does not need.
+func freeUserName(tx store.Tx, email, self string) (string, error) {
 	if email == "" {
 		return "", nil
 	}
-	_, err := tx.UserByUserName(email)
+	holder, err := tx.UserByUserName(email)
 	if errors.Is(err, store.ErrNotFound) {
 		return email, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("look up user name: %w", err)
 	}
+	if self != "" && holder.ID == self {
+		return email, nil
+	}
 	return "", nil
+}
+
+// followEmail keeps the userName JIT derived from the email in step when a
+// force update changes the email from old to u.Email: SCIM clients look
+// users up by userName, and a stale one would find this user under an
+// address that may since have been given to someone else. Only a JIT
+// user's userName that is still the old email follows; one SCIM or an
+// admin set is theirs. It moves to the new email when that is free as a
+// userName, and is cleared otherwise (externalId still matches).
+func (in *login) followEmail(tx store.Tx, out *outcome, u *store.User, old string) error {
+	if u.Source != store.SourceJIT || u.UserName == "" || u.UserName != old {
+		return nil
+	}
+	name, err := freeUserName(tx, u.Email, u.ID)
+	if err != nil {
+		return err
+	}
+	if name != u.UserName {
+		u.UserName = name
+		out.changed = append(out.changed, "user_name")
+	}
+	return nil
 }
 
 // scimGroupNames returns the display names of the user's SCIM groups.
@@ -686,8 +804,12 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 					return fmt.Errorf("audit conflict: %w", err)
 				}
 			} else {
+				old := u.Email
 				u.Email = prof.Email
 				out.changed = append(out.changed, "email")
+				if err := in.followEmail(tx, out, u, old); err != nil {
+					return err
+				}
 			}
 		}
 		if groups, ok := in.groupsFrom(); ok {
@@ -759,7 +881,8 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 		if d.Reason == ReasonEmailConflict {
 			log.Warn("sso login denied: email belongs to another user",
 				with(zap.String("reason", d.Reason), zap.String("owner_id", out.conflictOwner),
-					zap.Bool("link_by_email", in.rules.LinkByEmail), zap.Bool("email_verified", in.verified))...)
+					zap.Bool("link_by_email", in.rules.LinkByEmail), zap.Bool("email_verified", in.verified),
+					zap.String("not_linked", out.notLinked))...)
 			return
 		}
 		fields := with(zap.String("reason", d.Reason))
@@ -768,6 +891,9 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 		}
 		if len(d.Missing) > 0 {
 			fields = append(fields, zap.Strings("missing", d.Missing))
+		}
+		if d.Attribute != "" {
+			fields = append(fields, zap.String("attribute", d.Attribute))
 		}
 		log.Warn("sso login denied", fields...)
 		return

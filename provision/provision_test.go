@@ -1,9 +1,11 @@
 package provision_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -198,23 +200,44 @@ func TestEmailConflict(t *testing.T) {
 		linkByEmail bool
 		verified    bool
 		email       string
+		// owner is the stored email ("" = owner@example.com), ownerIdP
+		// the IdP of the owner's link ("" = entra).
+		owner, ownerIdP string
+		notLinked       string // the jit.conflict event's detail
 	}{
-		{"link_by_email off, verified", false, true, "owner@example.com"},
-		{"link_by_email off, unverified", false, false, "owner@example.com"},
-		{"link_by_email on, unverified", true, false, "owner@example.com"},
-		{"email differs in case", false, true, "Owner@Example.COM"},
+		{"link_by_email off, verified", false, true, "owner@example.com", "", "", "link_by_email off"},
+		{"link_by_email off, unverified", false, false, "owner@example.com", "", "", "link_by_email off"},
+		{"link_by_email on, unverified", true, false, "owner@example.com", "", "", "email not verified"},
+		{"email differs in case", false, true, "Owner@Example.COM", "", "", "link_by_email off"},
+		// The store's email index folds ß to ss, but straße.de and
+		// strasse.de are different domains: never the same mailbox.
+		{"link_by_email on, ß folded to ss", true, true, "admin@straße.de", "admin@strasse.de", "",
+			"email equal only under case folding"},
+		{"link_by_email on, ss folded from ß", true, true, "ADMIN@STRASSE.DE", "admin@straße.de", "",
+			"email equal only under case folding"},
+		{"link_by_email off, ß folded to ss", false, true, "admin@straße.de", "admin@strasse.de", "", "link_by_email off"},
+		// The owner signs in at okta with another ID: the intruder is
+		// another person at the same IdP (a re-issued address).
+		{"link_by_email on, owner linked at the same idp", true, true, "owner@example.com", "", "okta",
+			"owner linked to another subject at this idp"},
+		{"link_by_email on, same idp, email differs in case", true, true, "OWNER@example.com", "", "okta",
+			"owner linked to another subject at this idp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
+			ownerEmail, ownerIdP := cmp.Or(tt.owner, "owner@example.com"), cmp.Or(tt.ownerIdP, "entra")
 			owner := e.seed(&store.User{
-				Email: "owner@example.com", FirstName: "O", LastName: "W", Active: true,
-				Links: []store.Link{{IdP: "entra", Subject: "owner"}},
+				Email: ownerEmail, FirstName: "O", LastName: "W", Active: true,
+				Links: []store.Link{{IdP: ownerIdP, Subject: "owner"}},
 			})
 			prof := full("intruder")
 			prof.Email = tt.email
 			rules := provision.Rules{JIT: true, LinkByEmail: tt.linkByEmail}
 			d, ev := e.expectDenied("okta", rules, prof, tt.verified, provision.ReasonEmailConflict, store.EventJITConflict)
+			if ev.Detail["not_linked"] != tt.notLinked {
+				t.Errorf("not_linked = %q, want %q", ev.Detail["not_linked"], tt.notLinked)
+			}
 			if ev.UserID != owner.ID {
 				t.Errorf("conflict event names user %q, want the owner %q", ev.UserID, owner.ID)
 			}
@@ -225,7 +248,7 @@ func TestEmailConflict(t *testing.T) {
 				t.Errorf("intruder was linked: %v", err)
 			}
 			log := e.lastLog("sso login denied: email belongs to another user")
-			if log.ContextMap()["owner_id"] != owner.ID {
+			if log.ContextMap()["owner_id"] != owner.ID || log.ContextMap()["not_linked"] != tt.notLinked {
 				t.Errorf("log fields %v", log.ContextMap())
 			}
 		})
@@ -268,6 +291,36 @@ func TestLinkByEmail(t *testing.T) {
 		again := e.mustLogin("okta", link, mapping.Profile{UniqueUserID: "okta-sub"})
 		if again.ID != owner.ID {
 			t.Errorf("second login got %s", again.ID)
+		}
+	})
+	t.Run("non-ASCII email differing only in case links", func(t *testing.T) {
+		e := newEnv(t)
+		rec := ownerRec()
+		rec.Email = "ädmin@bücher.example"
+		owner := e.seed(rec)
+		prof := full("okta-sub")
+		prof.Email = "ÄDMIN@BÜCHER.example"
+		if u := e.mustLogin("okta", link, prof); u.ID != owner.ID {
+			t.Errorf("signed in as %s, want the owner %s", u.ID, owner.ID)
+		}
+	})
+	t.Run("second subject at the same idp is not linked", func(t *testing.T) {
+		e := newEnv(t)
+		old := e.mustLogin("okta", link, full("old-sub"))
+		prof := full("new-sub")
+		prof.Email, prof.FirstName = old.Email, "Mallory"
+		// expectDenied also checks that the old user, name included, is
+		// untouched.
+		e.expectDenied("okta", link, prof, true, provision.ReasonEmailConflict, store.EventJITConflict)
+		if _, err := e.byLink("okta", "new-sub"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("new subject was linked: %v", err)
+		}
+		if u := e.mustLogin("okta", link, full("old-sub")); u.ID != old.ID {
+			t.Errorf("old subject now signs in as %s, want %s", u.ID, old.ID)
+		}
+		// Another IdP may still link to the user by verified email.
+		if u := e.mustLogin("entra", link, full("old-sub")); u.ID != old.ID {
+			t.Errorf("entra sign-in got %s, want the linked %s", u.ID, old.ID)
 		}
 	})
 	gates := []struct {
@@ -346,6 +399,49 @@ func TestAllowedDomains(t *testing.T) {
 		leaving.Email = "s@elsewhere.test"
 		e.expectDenied("okta", narrowed, leaving, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
 	})
+}
+
+// TestAllowedDomainSpellings: an internationalized domain matches in any
+// spelling of it (Unicode in either case, NFC or NFD, or the xn-- form),
+// on either side; distinct domains stay distinct.
+func TestAllowedDomainSpellings(t *testing.T) {
+	tests := []struct {
+		allowed, email string
+		ok             bool
+	}{
+		{"bücher.example", "a@xn--bcher-kva.example", true},
+		{"bücher.example", "a@XN--BCHER-KVA.EXAMPLE", true},
+		{"bücher.example", "a@BÜCHER.example", true},
+		{"bücher.example", "a@bu\u0308cher.example", true}, // NFD
+		{"bu\u0308cher.example", "a@bücher.example", true},
+		{"xn--bcher-kva.example", "a@bücher.example", true},
+		{"@Bücher.Example", "a@bücher.example", true},
+		{"bücher.example", "a@bucher.example", false},
+		{"bücher.example", "a@sub.bücher.example", false},
+		{"strasse.de", "a@straße.de", false},
+		{"straße.de", "a@strasse.de", false},
+		{"straße.de", "a@xn--strae-oqa.de", true},
+		// Not a valid IDNA name: compared lower-cased, as before.
+		{"under_score.example", "a@Under_Score.example", true},
+		{"under_score.example", "a@underscore.example", false},
+		{"bücher_x.example", "a@BU\u0308CHER_X.example", true}, // NFD, not IDNA
+	}
+	for _, tt := range tests {
+		t.Run(tt.allowed+" "+tt.email, func(t *testing.T) {
+			rules := provision.Rules{JIT: true, AllowedDomains: []string{tt.allowed}}
+			if err := rules.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t)
+			prof := full("s")
+			prof.Email = tt.email
+			if tt.ok {
+				e.mustLogin("okta", rules, prof)
+				return
+			}
+			e.expectDenied("okta", rules, prof, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+		})
+	}
 }
 
 func TestDeactivatedNeverReactivated(t *testing.T) {
@@ -430,7 +526,7 @@ func TestUpdateModes(t *testing.T) {
 	}{
 		{"force, everything changed", provision.UpdateForce, with(func(p *mapping.Profile) {
 			p.FirstName, p.LastName, p.Email, p.Groups = "Augusta", "King", "ak@example.com", []string{"c"}
-		}), want{"Augusta", "King", "ak@example.com", []string{"c"}, "first_name,last_name,email,groups"}},
+		}), want{"Augusta", "King", "ak@example.com", []string{"c"}, "first_name,last_name,email,user_name,groups"}},
 		{"force, nothing changed (groups reordered)", provision.UpdateForce, with(func(p *mapping.Profile) {
 			p.Groups = []string{"b", "a", "a"}
 		}), want{"Ada", "Lovelace", "s@example.com", []string{"a", "b"}, ""}},
@@ -445,7 +541,7 @@ func TestUpdateModes(t *testing.T) {
 		}), want{"Ada", "Lovelace", "s@example.com", nil, "groups"}},
 		{"force, email case change", provision.UpdateForce, with(func(p *mapping.Profile) {
 			p.Email = "S@Example.com"
-		}), want{"Ada", "Lovelace", "S@Example.com", []string{"a", "b"}, "email"}},
+		}), want{"Ada", "Lovelace", "S@Example.com", []string{"a", "b"}, "email,user_name"}},
 		{"import, everything changed", provision.UpdateImport, with(func(p *mapping.Profile) {
 			p.FirstName, p.LastName, p.Email, p.Groups = "Augusta", "King", "ak@example.com", []string{"c"}
 		}), want{"Ada", "Lovelace", "s@example.com", []string{"a", "b"}, ""}},
@@ -512,6 +608,80 @@ func TestUpdateModes(t *testing.T) {
 		}
 		if e.logs.FilterMessage("sso user email not updated: address belongs to another user").Len() != 1 {
 			t.Error("no conflict log line")
+		}
+	})
+}
+
+// TestUserNameFollowsEmail: the userName JIT gave a user (their email)
+// follows a force update of the email, so that a SCIM lookup by the old
+// address, once it is re-issued, does not find the previous holder.
+func TestUserNameFollowsEmail(t *testing.T) {
+	byUserName := func(e *env, name string) string {
+		var u *store.User
+		err := e.db.View(context.Background(), func(tx store.Tx) (err error) { u, err = tx.UserByUserName(name); return err })
+		if errors.Is(err, store.ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.ID
+	}
+	alice := full("alice-sub")
+	alice.Email = "alice@example.com"
+	t.Run("moves to the new email, and the old one goes to its new holder", func(t *testing.T) {
+		e := newEnv(t)
+		a := e.mustLogin("okta", jit, alice)
+		moved := alice
+		moved.Email = "alice.old@example.com"
+		n := len(e.audit())
+		e.mustLogin("okta", jit, moved)
+		if got := e.user(a.ID); got.UserName != "alice.old@example.com" {
+			t.Errorf("userName = %q, want the new email", got.UserName)
+		}
+		if ev := e.audit()[n]; ev.Type != store.EventUserUpdated || ev.Detail["fields"] != "email,user_name" {
+			t.Errorf("audit %+v, want user.updated fields email,user_name", ev)
+		}
+		bob := full("bob-sub")
+		bob.Email = "alice@example.com" // the address, re-issued
+		b := e.mustLogin("okta", jit, bob)
+		if got := byUserName(e, "alice@example.com"); got != b.ID {
+			t.Errorf("userName alice@example.com finds %q, want Bob %s (Alice is %s)", got, b.ID, a.ID)
+		}
+	})
+	t.Run("cleared when another user holds the new email as userName", func(t *testing.T) {
+		e := newEnv(t)
+		a := e.mustLogin("okta", jit, alice)
+		other := e.seed(&store.User{UserName: "alice.old@example.com", Email: "other@example.com", Active: true, Source: store.SourceSCIM})
+		moved := alice
+		moved.Email = "alice.old@example.com"
+		e.mustLogin("okta", jit, moved)
+		if got := e.user(a.ID); got.UserName != "" || got.Email != "alice.old@example.com" {
+			t.Errorf("userName %q, email %q; want the userName cleared, the email updated", got.UserName, got.Email)
+		}
+		if got := byUserName(e, "alice.old@example.com"); got != other.ID {
+			t.Errorf("userName finds %q, want its holder %s", got, other.ID)
+		}
+		if got := byUserName(e, "alice@example.com"); got != "" {
+			t.Errorf("the old address still finds %s", got)
+		}
+	})
+	t.Run("a userName set by SCIM or an admin stays", func(t *testing.T) {
+		for _, rec := range []store.User{
+			{Source: store.SourceJIT, UserName: "alice"},               // renamed by an admin
+			{Source: store.SourceSCIM, UserName: "alice@example.com"},  // SCIM owns the profile
+			{Source: store.SourceAdmin, UserName: "alice@example.com"}, // made by an admin
+		} {
+			e := newEnv(t)
+			rec.Email, rec.Active = "alice@example.com", true
+			rec.Links = []store.Link{{IdP: "okta", Subject: "alice-sub"}}
+			u := e.seed(&rec)
+			moved := alice
+			moved.Email = "alice.new@example.com"
+			e.mustLogin("okta", jit, moved)
+			if got := e.user(u.ID); got.UserName != rec.UserName {
+				t.Errorf("source %q: userName %q, want %q kept", rec.Source, got.UserName, rec.UserName)
+			}
 		}
 	})
 }
@@ -665,6 +835,20 @@ func TestRulesValidateAndModes(t *testing.T) {
 			t.Errorf("Validate(%+v) = nil", r)
 		}
 	}
+	// An entry matching would never match (a pattern, a URL, an address)
+	// is refused with the way to write it.
+	for _, d := range []string{"*.example.com", "*", "https://example.com", "example.com/", "example.com:443",
+		"a@b.c", "@@example.com", "exa mple.com", "example.com\tcorp.example", " "} {
+		err := provision.Rules{AllowedDomains: []string{"example.com", d}}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "not a domain name") || !strings.Contains(err.Error(), "each subdomain on its own") {
+			t.Errorf("Validate(allowed_domains %q) = %v, want a refusal saying to list subdomains", d, err)
+		}
+	}
+	for _, d := range []string{"example.com", "@Corp.EXAMPLE", " example.com ", "bücher.example", "xn--bcher-kva.example", "under_score.example"} {
+		if err := (provision.Rules{AllowedDomains: []string{d}}).Validate(); err != nil {
+			t.Errorf("Validate(allowed_domains %q) = %v", d, err)
+		}
+	}
 	for _, s := range []string{"force", "import"} {
 		m, err := provision.ParseUpdateMode(s)
 		if err != nil || m.String() != s {
@@ -710,5 +894,78 @@ func TestLoginAndGrant(t *testing.T) {
 	u, err := p.LoginAndGrant(ctx, "okta", provision.Rules{JIT: true}, prof, false, func(_ store.Tx, u *store.User) error { granted = u.ID; return nil })
 	if err != nil || granted == "" || granted != u.ID {
 		t.Fatalf("allowed sign-in: user %v, granted %q, err %v", u, granted, err)
+	}
+}
+
+// TestInvalidAttributeDenied: a subject or email the store cannot index
+// (too long, or with a control character) is a denial naming the
+// attribute, audited, with nothing written; not an internal error at
+// PutUser.
+func TestInvalidAttributeDenied(t *testing.T) {
+	long := strings.Repeat("a", store.MaxKeyBytes+1)
+	tests := []struct {
+		name          string
+		known         bool // the subject signed in before, with a valid profile
+		sub, email    string
+		attr, problem string // attr "": accepted
+	}{
+		{"subject too long", false, long, "x@example.com", mapping.UniqueUserID, "too_long"},
+		{"subject with escape", false, "sub\x1b[31m", "x@example.com", mapping.UniqueUserID, "control_character"},
+		{"subject with NUL", false, "sub\x00", "x@example.com", mapping.UniqueUserID, "control_character"},
+		{"email too long", false, "s", long[:store.MaxKeyBytes-len("@example.com")+1] + "@example.com", mapping.Email, "too_long"},
+		{"email with newline", false, "s", "x\n@example.com", mapping.Email, "control_character"},
+		{"known user, new email with DEL", true, "s", "x\x7f@example.com", mapping.Email, "control_character"},
+		{"known user, new email too long", true, "s", long + "@example.com", mapping.Email, "too_long"},
+		{"subject and email at the limit", false, long[:store.MaxKeyBytes], long[:store.MaxKeyBytes-len("@example.com")] + "@example.com", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tt.known {
+				e.mustLogin("okta", jit, full(tt.sub))
+			}
+			prof := full(tt.sub)
+			prof.Email = tt.email
+			if tt.attr == "" {
+				e.mustLogin("okta", jit, prof)
+				return
+			}
+			usersBefore, auditBefore := e.users(), len(e.audit())
+			u, err := e.login("okta", jit, prof, true)
+			var d *provision.Denial
+			if !errors.As(err, &d) || u != nil {
+				t.Fatalf("login returned %v, %v; want a denial", u, err)
+			}
+			if d.Reason != provision.ReasonInvalidAttribute || d.Attribute != tt.attr {
+				t.Errorf("denial %q (%q), want %q (%q)", d.Reason, d.Attribute, provision.ReasonInvalidAttribute, tt.attr)
+			}
+			if msg := d.Message(); !strings.Contains(msg, tt.attr) || strings.Contains(msg, "example.com") || strings.Contains(msg, "sub") {
+				t.Errorf("message %q does not name %s, or shows a value", msg, tt.attr)
+			}
+			if !maps.Equal(e.users(), usersBefore) {
+				t.Error("denied login wrote a user")
+			}
+			ev := e.audit()[auditBefore:]
+			if len(ev) != 1 {
+				t.Fatalf("audit = %v, want one login.denied", types(ev))
+			}
+			want := map[string]string{"attribute": tt.attr, "problem": tt.problem}
+			if ev[0].Type != store.EventLoginDenied || ev[0].Reason != provision.ReasonInvalidAttribute || !maps.Equal(ev[0].Detail, want) {
+				t.Errorf("audit event %+v, want login.denied %s %v", ev[0], provision.ReasonInvalidAttribute, want)
+			}
+			// The subject is kept when it is not the problem; an invalid
+			// one is not copied into the audit trail or the log.
+			wantSub := tt.sub
+			if tt.attr == mapping.UniqueUserID {
+				wantSub = ""
+			}
+			if ev[0].Subject != wantSub {
+				t.Errorf("audit subject %q, want %q", ev[0].Subject, wantSub)
+			}
+			log := e.lastLog("sso login denied").ContextMap()
+			if log["attribute"] != tt.attr || log["subject"] != wantSub || log["reason"] != provision.ReasonInvalidAttribute {
+				t.Errorf("log fields %v", log)
+			}
+		})
 	}
 }
