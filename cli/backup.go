@@ -56,8 +56,9 @@ func restoreCommand() *cobra.Command {
 		Use:   "restore <file>",
 		Short: "Restores a backup into a stopped instance's store (offline only)",
 		Long: `Restores a backup made by 'caddy sso backup' into the store given by --store
-(bolt:PATH, postgres:DSN, or a file path; default: the bbolt file in Caddy's
-data directory). Caddy must not be using the store.
+(bolt:PATH, 'postgres:{env.SSO_DATABASE_URL}', postgres:DSN, or a file path;
+default: the bbolt file in Caddy's data directory). Caddy must not be using
+the store.
 
 A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one. A PostgreSQL
@@ -76,7 +77,7 @@ backup) is accepted too.`,
 			if raw == "" {
 				raw = caddymodule.DefaultStorePath()
 			}
-			dst, err := backend.Parse(raw)
+			dst, err := parseStore(c.ErrOrStderr(), "--store", raw)
 			if err != nil {
 				return err
 			}
@@ -108,25 +109,28 @@ func migrateCommand() *cobra.Command {
 		Short: "Copies a whole store to another backend (offline)",
 		Long: `Copies everything in one store to another: users, groups, tombstones,
 sessions with their sealed tokens, single-use IDs, keys and the audit trail
-(its sequence numbers kept). Stores are written bolt:PATH or postgres:DSN.
+(its sequence numbers kept). Stores are written bolt:PATH or postgres:DSN; a
+DSN is best a placeholder resolved from this command's environment, as in the
+Caddyfile, so that its password is not in the command line, where other local
+users can read it (or leave the password out, for PGPASSWORD or ~/.pgpass).
 Neither may be in use by a running Caddy. The target must be empty unless
 --force is given, which replaces everything it holds, as restore --force
 does (a bbolt target is built beside the old file and renamed into place).
 The target is read back afterwards: it must hold as many records of each kind
 as were copied, and the source's keys; a difference is an error.
 
-  caddy sso migrate --from bolt:/var/lib/caddy/sso.db --to postgres:"$SSO_DATABASE_URL"`,
+  caddy sso migrate --from bolt:/var/lib/caddy/sso.db --to 'postgres:{env.SSO_DATABASE_URL}'`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			fromRaw, _ := c.Flags().GetString("from")
 			toRaw, _ := c.Flags().GetString("to")
-			from, err := backend.Parse(fromRaw)
+			from, err := parseStore(c.ErrOrStderr(), "--from", fromRaw)
 			if err != nil {
-				return fmt.Errorf("--from: %w", err)
+				return err
 			}
-			to, err := backend.Parse(toRaw)
+			to, err := parseStore(c.ErrOrStderr(), "--to", toRaw)
 			if err != nil {
-				return fmt.Errorf("--to: %w", err)
+				return err
 			}
 			force, _ := c.Flags().GetBool("force")
 			ctx := c.Context()
@@ -176,8 +180,8 @@ as were copied, and the source's keys; a difference is an error.
 			return nil
 		},
 	}
-	cmd.Flags().String("from", "", "The store to copy (bolt:PATH or postgres:DSN)")
-	cmd.Flags().String("to", "", "The store to fill (bolt:PATH or postgres:DSN)")
+	cmd.Flags().String("from", "", "The store to copy (bolt:PATH, 'postgres:{env.VAR}' or postgres:DSN)")
+	cmd.Flags().String("to", "", "The store to fill (bolt:PATH, 'postgres:{env.VAR}' or postgres:DSN)")
 	cmd.Flags().Bool("force", false, "Replace everything the target store holds with the source")
 	return cmd
 }

@@ -97,9 +97,9 @@ func checkStore(c *cobra.Command, raw string) error {
 			return err
 		}
 	} else {
-		s, err := backend.Parse(raw)
+		s, err := parseStore(c.ErrOrStderr(), "--store", raw)
 		if err != nil {
-			return fmt.Errorf("--store: %w", err)
+			return err
 		}
 		if s.Backend != backend.Bolt {
 			return fmt.Errorf("--store %s: only bbolt stores have an integrity check (PostgreSQL keeps its own indexes)", s)

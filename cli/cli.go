@@ -46,7 +46,14 @@ restores its store, and checks the identity providers of a config.
 By default it talks to a running Caddy's admin endpoint (--address, or the
 admin address of --config, or Caddy's default). With --store it opens a
 stopped instance's store file directly instead; Caddy must not be running
-on that file.
+on that file. A PostgreSQL store is best given as a placeholder, which this
+command resolves from its own environment, so that the connection string
+(and its password) is not in the command line for other local users to see:
+
+  --store 'postgres:{env.SSO_DATABASE_URL}'
+
+(quoted so the shell leaves it), or without a password in it, which then
+comes from PGPASSWORD or ~/.pgpass.
 
 Output is a readable table; --json prints machine-readable JSON.`,
 		CobraFunc: configure,
@@ -74,7 +81,7 @@ func configure(cmd *cobra.Command) {
 	pf.String("address", "", "The address of Caddy's admin endpoint, if not the default")
 	pf.StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
 	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
-	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, postgres:DSN, or a file) instead of the admin API")
+	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, 'postgres:{env.VAR}', postgres:DSN, or a file) instead of the admin API")
 	pf.Bool("json", false, "Print JSON instead of tables")
 	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand())
 }
@@ -116,9 +123,9 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 		}
 		return fn(api)
 	}
-	spec, err := backend.Parse(raw)
+	spec, err := parseStore(c.ErrOrStderr(), "--store", raw)
 	if err != nil {
-		return fmt.Errorf("--store: %w", err)
+		return err
 	}
 	if spec.Backend == backend.Bolt {
 		if _, err := os.Stat(spec.Path); err != nil {
