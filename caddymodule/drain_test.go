@@ -124,8 +124,8 @@ func TestInFlightSCIMOutlivesItsConfig(t *testing.T) {
 	body := caddyEntraCreateUser
 	fmt.Fprintf(c, "POST /scim/v2/Users HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/scim+json\r\nContent-Length: %d\r\n\r\n", addr, scimTokenTest, len(body))
 	time.Sleep(300 * time.Millisecond) // for the old config's handler to start reading the body
-	old := w.gw.Gateway.StorePath()
-	moved := strings.Replace(w.caddyfile(), old, w.gw.Gateway.Dir+"/moved.db", 1)
+	old := w.gw.StorePath()
+	moved := strings.Replace(w.caddyfile(), old, w.gw.Dir+"/moved.db", 1)
 	if status, msg := w.gw.tryReload(moved); status != http.StatusOK {
 		t.Fatalf("reload: %d %s", status, msg)
 	}
