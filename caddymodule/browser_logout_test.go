@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/browsertest"
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 // The sign-out tests run the site on http://localhost and the IdPs on
@@ -21,14 +23,43 @@ import (
 // header rule a browser applies across sites is in play.
 
 // localhostOIDCWorld is an OIDC world whose site is http://localhost:port.
+// The site has an access log (log), which records every answer's headers:
+// the sign-out tests check that no token lands there.
 func localhostOIDCWorld(t *testing.T) *oidcWorld {
 	t.Helper()
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
 	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
 		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
-	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
+	w.sites = fmt.Sprintf("%s {\n\tlog\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
 	return w.start()
+}
+
+// idpLogoutForm checks the answer to a sign-out POST on an OIDC site whose
+// session has an ID token: a page (not a redirect) whose form POSTs
+// id_token_hint to the IdP's end_session_endpoint, and no header that holds
+// the token (Caddy's access log records them all). It returns the form.
+func idpLogoutForm(t *testing.T, resp *http.Response, body, endSession string) url.Values {
+	t.Helper()
+	action, fields, ok := htmlform.First(resp.Request.URL, body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || !ok ||
+		!strings.Contains(body, `method="post"`) || action != endSession || fields.Get("id_token_hint") == "" {
+		t.Fatalf("sign-out: %s to %q, want 200 with a form posting id_token_hint to %s:\n%.600s",
+			resp.Status, resp.Header.Get("Location"), endSession, body)
+	}
+	hint := fields.Get("id_token_hint")
+	for name, vs := range resp.Header {
+		for _, v := range vs {
+			if len(findTokens(v, []string{hint})) > 0 {
+				t.Errorf("the ID token is in the sign-out answer's %s header", name)
+			}
+		}
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("sign-out page: Cache-Control %q, Referrer-Policy %q; want no-store, no-referrer",
+			resp.Header.Get("Cache-Control"), resp.Header.Get("Referrer-Policy"))
+	}
+	return fields
 }
 
 // localhostSAMLWorld is a SAML world whose site is http://localhost:port.
@@ -122,10 +153,12 @@ func nextVisitAsksForPassword(t *testing.T, ctx context.Context, base, idpPrefix
 }
 
 // TestBrowserOIDCSignOut clicks Sign out in Chromium: the POST carries the
-// site's Origin (the page's referrer policy), Chromium follows the redirect
-// to the IdP's end_session_endpoint (the page's CSP form-action allows the
-// IdP's origin), the IdP ends its session and returns the browser to the
-// site, whose sign-in then asks for the password again.
+// site's Origin (the page's referrer policy); the answer is a page whose
+// script POSTs id_token_hint to the IdP's end_session_endpoint (under the
+// page's CSP nonce); the IdP ends its session and returns the browser to
+// the site, whose sign-in then asks for the password again. The ID token
+// went in a form body, so the site's access log, which records every
+// answer's headers (a redirect's Location), holds none of it.
 func TestBrowserOIDCSignOut(t *testing.T) {
 	w := localhostOIDCWorld(t)
 	ctx := newChromium(t)
@@ -134,10 +167,23 @@ func TestBrowserOIDCSignOut(t *testing.T) {
 	clickSignOut(t, ctx, w.gw.base)
 	idpLogin := w.idp.Issuer + oidctest.PathAuthorize
 	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpLogin) })
-	if n := w.idp.Requests(oidctest.PathEndSession); n != 1 {
-		t.Errorf("the IdP's end_session endpoint was reached %d times, want 1", n)
+	reqs := w.idp.EndSessionRequests()
+	if len(reqs) != 1 {
+		t.Fatalf("the IdP's end_session endpoint was reached %d times, want 1", len(reqs))
+	}
+	hint := reqs[0].Params.Get("id_token_hint")
+	if reqs[0].Method != http.MethodPost || hint == "" || reqs[0].Params.Get("post_logout_redirect_uri") != w.gw.base+"/" {
+		t.Errorf("end_session got %s %v, want a POST with id_token_hint", reqs[0].Method, reqs[0].Params)
 	}
 	nextVisitAsksForPassword(t, ctx, w.gw.base, idpLogin)
+
+	log := w.gw.logs()
+	if !strings.Contains(log, `"uri":"/.sso/logout"`) {
+		t.Fatalf("the access log has no entry for the sign-out:\n%.2000s", log)
+	}
+	for _, line := range findTokens(log, []string{hint}) {
+		t.Errorf("the ID token is in the log: %.600s", line)
+	}
 }
 
 // TestBrowserSAMLSignOut clicks Sign out in Chromium on a SAML site: a
@@ -262,8 +308,5 @@ func TestSignOutPageAndOrigins(t *testing.T) {
 	upstreamSaw(t, b.get(w.gw.base+"/still-signed-in"))
 
 	resp := post("Origin", w.gw.base, "Sec-Fetch-Site", "same-origin")
-	readBody(t, resp)
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), idpOrigin+oidctest.PathEndSession) {
-		t.Errorf("same-origin sign-out: %s to %q, want 303 to the IdP's end_session", resp.Status, resp.Header.Get("Location"))
-	}
+	idpLogoutForm(t, resp, readBody(t, resp), idpOrigin+oidctest.PathEndSession)
 }

@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -500,46 +501,70 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	}, nil
 }
 
-// LogoutURL returns the IdP's RP-initiated logout URL (OpenID Connect
-// RP-Initiated Logout 1.0) carrying id_token_hint, post_logout_redirect_uri
-// and client_id, or "" when the IdP has no end_session_endpoint.
-func (p *Provider) LogoutURL(ctx context.Context, info idp.LogoutInfo, postLogoutRedirect string) (string, error) {
+// LogoutRequest returns the IdP's end_session_endpoint and the parameters
+// of an RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0, 2):
+// client_id, id_token_hint when the session kept an ID token, and
+// post_logout_redirect_uri; or "" when the IdP has no end_session_endpoint.
+// The endpoint keeps any query of its own; the parameters are sent apart
+// from it (see Logout).
+func (p *Provider) LogoutRequest(ctx context.Context, info idp.LogoutInfo, postLogoutRedirect string) (string, url.Values, error) {
 	md, err := p.disc.get(ctx)
 	if err != nil {
-		return "", discoveryFailed(err)
+		return "", nil, discoveryFailed(err)
 	}
 	if md.EndSessionEndpoint == "" {
-		return "", nil
+		return "", nil, nil
 	}
-	u, err := url.Parse(md.EndSessionEndpoint)
-	if err != nil {
-		return "", fmt.Errorf("oidc idp %q: end_session_endpoint: %w", p.cfg.Name, err)
+	if _, err := url.Parse(md.EndSessionEndpoint); err != nil {
+		return "", nil, fmt.Errorf("oidc idp %q: end_session_endpoint: %w", p.cfg.Name, err)
 	}
-	q := u.Query()
-	q.Set("client_id", p.cfg.ClientID)
+	v := url.Values{"client_id": {p.cfg.ClientID}}
 	if info.IDToken != "" {
-		q.Set("id_token_hint", info.IDToken)
+		v.Set("id_token_hint", info.IDToken)
 	}
 	if postLogoutRedirect != "" {
-		q.Set("post_logout_redirect_uri", postLogoutRedirect)
+		v.Set("post_logout_redirect_uri", postLogoutRedirect)
 	}
-	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return md.EndSessionEndpoint, v, nil
 }
 
-// Logout redirects to the IdP's end_session_endpoint, which returns the
-// browser to returnTo on this site (registered there as a post-logout
+// Logout sends the browser to the IdP's end_session_endpoint, which
+// returns it to returnTo on this site (registered there as a post-logout
 // redirect URI).
+//
+// With an ID token to hint, the request is an auto-submitting POST form
+// (the OP must accept POST, RP-Initiated Logout 1.0, 2): the hint is a
+// signed, unexpired ID token (email, names, groups, sid), and in a
+// redirect's query it would land in the access log (which records the
+// Location header), the browser's history and Referer headers. Without
+// one the query holds only client_id and the post-logout URI, nothing
+// secret, and a redirect stays: a top-level GET carries the IdP's
+// SameSite=Lax session cookie, which a cross-site POST does not, and the
+// IdP then has nothing else to find its session by.
 func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return false, err
 	}
-	to, err := p.LogoutURL(r.Context(), info, u.Scheme+"://"+u.Host+returnTo)
-	if err != nil || to == "" {
+	endpoint, params, err := p.LogoutRequest(r.Context(), info, u.Scheme+"://"+u.Host+returnTo)
+	if err != nil || endpoint == "" {
 		return false, err
 	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
+	if params.Has("id_token_hint") {
+		fields := make([]idp.FormField, 0, len(params))
+		for _, k := range slices.Sorted(maps.Keys(params)) {
+			fields = append(fields, idp.FormField{Name: k, Value: params.Get(k)})
+		}
+		idp.WritePostForm(w, idp.PostForm(endpoint, fields...))
+		return true, nil
+	}
+	to, _ := url.Parse(endpoint) // parsed by LogoutRequest
+	q := to.Query()
+	for k := range params {
+		q.Set(k, params.Get(k))
+	}
+	to.RawQuery = q.Encode()
+	http.Redirect(w, r, to.String(), http.StatusSeeOther)
 	return true, nil
 }
 

@@ -199,50 +199,6 @@ func TestTokenExchangeFailure(t *testing.T) {
 	}
 }
 
-func TestLogoutURL(t *testing.T) {
-	e := newEnv(t)
-	b := newBrowser()
-	res := e.login(b)
-	wantCode(t, res, "")
-	ctx := context.Background()
-
-	tests := []struct {
-		name, post string
-		wantRedir  bool
-	}{
-		{"registered origin", e.rp.URL + "/signed-out", true},
-		{"foreign origin is not followed", "https://evil.example/", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			raw, err := e.p.LogoutURL(ctx, res.Assertion.Logout, tc.post)
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, _ := url.Parse(raw)
-			q := u.Query()
-			if !strings.HasPrefix(raw, e.idp.Issuer+oidctest.PathEndSession) || q.Get("client_id") != clientID ||
-				q.Get("id_token_hint") != res.Assertion.Logout.IDToken || q.Get("post_logout_redirect_uri") != tc.post {
-				t.Fatalf("LogoutURL = %s", raw)
-			}
-			resp, err := b.Get(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if got := resp.StatusCode == http.StatusFound && resp.Header.Get("Location") == tc.post; got != tc.wantRedir {
-				t.Errorf("end_session: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
-			}
-		})
-	}
-
-	noEnd := newEnv(t)
-	noEnd.idp.SetHooks(oidctest.Hooks{Discovery: func(d map[string]any) { delete(d, "end_session_endpoint") }})
-	if raw, err := noEnd.p.LogoutURL(ctx, idp.LogoutInfo{IDToken: "x"}, "https://rp.example/"); raw != "" || err != nil {
-		t.Errorf("LogoutURL without end_session_endpoint = %q, %v", raw, err)
-	}
-}
-
 func TestNewValidates(t *testing.T) {
 	base := oidc.Config{Name: "x", Issuer: "https://idp.example", ClientID: "c", ClientSecret: "s"}
 	tests := []struct {

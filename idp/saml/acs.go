@@ -86,7 +86,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if binding == saml.HTTPPostBinding {
-		writePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
+		idp.WritePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
 		return nil
 	}
 	u, err := req.Redirect(relayState, sp)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -146,7 +145,7 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, i
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if binding == saml.HTTPPostBinding {
-		writePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
+		idp.WritePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
 		return nil
 	}
 	u, err := sp.RedirectLogoutRequestURL(req, relayState)
@@ -333,7 +332,7 @@ func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e
 		if err != nil {
 			return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutResponse: %w", p.cfg.Name, errors.Join(err, endErr)))
 		}
-		writePostForm(w, func(nonce string) []byte { return lr.PostWithNonce(relayState, nonce) })
+		idp.WritePostForm(w, func(nonce string) []byte { return lr.PostWithNonce(relayState, nonce) })
 	default:
 		// A LogoutRequest from an IdP without an SLO endpoint to answer:
 		// the sessions are ended, there is nobody to tell.
@@ -370,22 +369,4 @@ func (p *Provider) handleLogoutResponse(w http.ResponseWriter, r *http.Request, 
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(fl.ReturnTo), http.StatusSeeOther)
 	return nil
-}
-
-// writePostForm writes an HTML page around the auto-submitting form crewjam
-// renders (form returns it for a CSP nonce), under a Content-Security-Policy
-// that runs only that script: the page carries a signed SAML message and
-// nothing else may run on it.
-func writePostForm(w http.ResponseWriter, form func(nonce string) []byte) {
-	nonce := rand.Text()
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	var page []byte
-	page = append(page, `<!doctype html><html><head><meta charset="utf-8"><title>Continue</title></head><body><noscript><p>JavaScript is off: press Submit to continue.</p></noscript>`...)
-	page = append(page, form(nonce)...)
-	page = append(page, `</body></html>`...)
-	_, _ = w.Write(page)
 }

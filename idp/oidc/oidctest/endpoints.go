@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -581,39 +582,78 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // endSession ends the provider's session and, when post_logout_redirect_uri
 // is allowed for the client (named by client_id or by the id_token_hint's
-// audience), sends the browser there.
+// audience), sends the browser there. It takes GET with the parameters in
+// the query and POST with them form-encoded in the body (RP-Initiated
+// Logout 1.0, 2: an OP must support both), making the same checks.
+//
+// The session is the browser's cookie's or, without one, the one the
+// hint's sid names: a cross-site POST (the relying party's auto-submitting
+// form) does not carry the SameSite=Lax cookie, and the hint names the
+// session the relying party means (RP-Initiated Logout 1.0, 2).
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad request", http.StatusBadRequest)
+	var params url.Values
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		var err error
+		if params, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+	case http.MethodPost:
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+			http.Error(w, "end_session takes a form-encoded body", http.StatusUnsupportedMediaType)
+			return
+		}
+		// Only the body: a POST's parameters are not in its URL.
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		params = r.PostForm
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	clientID := r.Form.Get("client_id")
-	if hint := r.Form.Get("id_token_hint"); hint != "" {
-		aud, err := s.hintAudience(hint)
+	s.mu.Lock()
+	s.endSessions = append(s.endSessions, EndSessionRequest{Method: r.Method, Params: params})
+	s.mu.Unlock()
+	clientID := params.Get("client_id")
+	var hintSID string
+	if hint := params.Get("id_token_hint"); hint != "" {
+		aud, sid, err := s.hintAudience(hint)
 		if err != nil || (clientID != "" && clientID != aud) {
 			http.Error(w, "invalid id_token_hint", http.StatusBadRequest)
 			return
 		}
-		clientID = aud
+		clientID, hintSID = aud, sid
 	}
 	var ended *opSession
+	s.mu.Lock()
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.mu.Lock()
 		ended = s.sessions[c.Value]
 		delete(s.sessions, c.Value)
-		s.mu.Unlock()
 	}
+	if ended == nil && hintSID != "" {
+		for k, sess := range s.sessions {
+			if sess.sid == hintSID {
+				ended = sess
+				delete(s.sessions, k)
+			}
+		}
+	}
+	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: s.base + "/", MaxAge: -1, HttpOnly: true})
 	frames := s.logoutClients(r.Context(), ended)
 
-	target := r.Form.Get("post_logout_redirect_uri")
+	target := params.Get("post_logout_redirect_uri")
 	s.mu.Lock()
 	c, ok := s.clients[clientID]
 	s.mu.Unlock()
 	if target != "" && ok && postLogoutAllowed(c, target) {
 		u, err := url.Parse(target)
 		if err == nil {
-			if st := r.Form.Get("state"); st != "" {
+			if st := params.Get("state"); st != "" {
 				q := u.Query()
 				q.Set("state", st)
 				u.RawQuery = q.Encode()
@@ -647,11 +687,12 @@ func postLogoutAllowed(c Client, target string) bool {
 }
 
 // hintAudience verifies an id_token_hint against every key this server has
-// used and returns its audience. Expiry does not matter for a hint.
-func (s *Server) hintAudience(hint string) (string, error) {
+// used and returns its audience and sid ("" when it has none). Expiry does
+// not matter for a hint.
+func (s *Server) hintAudience(hint string) (aud, sid string, err error) {
 	jws, err := jose.ParseSignedCompact(hint, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	s.mu.Lock()
 	keys := append([]signingKey{s.key}, s.retired...)
@@ -664,19 +705,20 @@ func (s *Server) hintAudience(hint string) (string, error) {
 		var c struct {
 			Iss string          `json:"iss"`
 			Aud json.RawMessage `json:"aud"`
+			SID string          `json:"sid"`
 		}
 		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != s.Issuer {
-			return "", errors.New("not issued here")
+			return "", "", errors.New("not issued here")
 		}
 		var one string
 		if json.Unmarshal(c.Aud, &one) == nil {
-			return one, nil
+			return one, c.SID, nil
 		}
 		var many []string
 		if json.Unmarshal(c.Aud, &many) == nil && len(many) > 0 {
-			return many[0], nil
+			return many[0], c.SID, nil
 		}
-		return "", errors.New("no audience")
+		return "", "", errors.New("no audience")
 	}
-	return "", errors.New("signature not ours")
+	return "", "", errors.New("signature not ours")
 }

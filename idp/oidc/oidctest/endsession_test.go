@@ -78,3 +78,95 @@ func TestEndSessionEndsTheSession(t *testing.T) {
 		t.Errorf("the provider session's cookie (%d kept) still signs in after end_session: %d %s", len(kept), resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// TestEndSessionGETAndPOST: end_session takes its parameters in a GET's
+// query or a POST's form-encoded body (RP-Initiated Logout 1.0, 2) and
+// checks them the same way. Without the session cookie (a cross-site POST
+// does not carry the SameSite=Lax cookie) the hint's sid names the session
+// to end.
+func TestEndSessionGETAndPOST(t *testing.T) {
+	const bye = "https://rp.example/bye"
+	send := func(t *testing.T, method, u string, v url.Values) *http.Response {
+		t.Helper()
+		var req *http.Request
+		if method == http.MethodPost {
+			req, _ = http.NewRequest(method, u, strings.NewReader(v.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			req, _ = http.NewRequest(method, u+"?"+v.Encode(), nil)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			s := start(t)
+			endSession := s.Issuer + oidctest.PathEndSession
+			hint := exchange(t, s, tokenForm(code(t, s)), true).ID
+			if hint == "" || s.SessionID("bob") == "" {
+				t.Fatal("no ID token or no provider session")
+			}
+			for _, tc := range []struct {
+				name string
+				v    url.Values
+			}{
+				{"a hint that is not a token", url.Values{"id_token_hint": {"x.y.z"}, "post_logout_redirect_uri": {bye}}},
+				{"a hint for another client", url.Values{"id_token_hint": {hint}, "client_id": {"other"}, "post_logout_redirect_uri": {bye}}},
+			} {
+				if resp := send(t, method, endSession, tc.v); resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("%s: %d, want 400", tc.name, resp.StatusCode)
+				}
+			}
+			if s.SessionID("bob") == "" {
+				t.Fatal("a refused end_session ended the session")
+			}
+			if resp := send(t, method, endSession, url.Values{"client_id": {"app"}, "post_logout_redirect_uri": {"https://evil.example/"}}); resp.StatusCode != http.StatusOK {
+				t.Errorf("a foreign post-logout URI: %d to %q, want 200", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			resp := send(t, method, endSession, url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {bye}, "state": {"s1"}})
+			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != bye+"?state=s1" {
+				t.Errorf("logout with the hint: %d to %q, want 302 to %s?state=s1", resp.StatusCode, resp.Header.Get("Location"), bye)
+			}
+			if s.SessionID("bob") != "" {
+				t.Error("the session the hint names survived")
+			}
+			reqs := s.EndSessionRequests()
+			if last := reqs[len(reqs)-1]; len(reqs) != 4 || last.Method != method || last.Params.Get("id_token_hint") != hint {
+				t.Errorf("EndSessionRequests: %d, last %s %v", len(reqs), last.Method, last.Params)
+			}
+		})
+	}
+
+	s := start(t)
+	endSession := s.Issuer + oidctest.PathEndSession
+	// A POST's parameters are in its body only.
+	req, _ := http.NewRequest(http.MethodPost, endSession+"?"+url.Values{"client_id": {"app"}, "post_logout_redirect_uri": {bye}}.Encode(), strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("POST with the parameters in the URL: %v %v, want 200 without a redirect", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, tc := range []struct {
+		method, contentType string
+		want                int
+	}{
+		{http.MethodPost, "application/json", http.StatusUnsupportedMediaType},
+		{http.MethodPut, "application/x-www-form-urlencoded", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(tc.method, endSession, strings.NewReader("client_id=app"))
+		req.Header.Set("Content-Type", tc.contentType)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.contentType, resp.StatusCode, tc.want)
+		}
+	}
+}

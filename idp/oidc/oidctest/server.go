@@ -175,6 +175,14 @@ type Server struct {
 	seq           int // provider sessions created
 	sendIss       bool
 	hint          string
+	endSessions   []EndSessionRequest // what end_session received
+}
+
+// EndSessionRequest is one request end_session received: its method and
+// the parameters it read (the query of a GET, the body of a POST).
+type EndSessionRequest struct {
+	Method string
+	Params url.Values
 }
 
 // NewServer returns a provider for issuer (http or https URL, optionally with
@@ -375,6 +383,14 @@ func (s *Server) RefreshTokens() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.issued)
+}
+
+// EndSessionRequests returns the requests end_session received, oldest
+// first, refused ones too: what the relying party sent, and how.
+func (s *Server) EndSessionRequests() []EndSessionRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.endSessions)
 }
 
 // SessionID returns the sid of the user's newest provider session (the
