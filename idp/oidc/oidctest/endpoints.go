@@ -135,20 +135,8 @@ func uriAllowed(uri string, registered []string, prefix bool) bool {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	var params url.Values
-	switch r.Method {
-	case http.MethodGet:
-		params = r.URL.Query()
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		params = r.PostForm
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	params, ok := requestParams(w, r)
+	if !ok {
 		return
 	}
 	ar, aerr := s.parseAuthRequest(params)
@@ -591,28 +579,8 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 // form) does not carry the SameSite=Lax cookie, and the hint names the
 // session the relying party means (RP-Initiated Logout 1.0, 2).
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	var params url.Values
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		var err error
-		if params, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-	case http.MethodPost:
-		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
-			http.Error(w, "end_session takes a form-encoded body", http.StatusUnsupportedMediaType)
-			return
-		}
-		// Only the body: a POST's parameters are not in its URL.
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		params = r.PostForm
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	params, ok := requestParams(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -721,4 +689,35 @@ func (s *Server) hintAudience(hint string) (aud, sid string, err error) {
 		return "", "", errors.New("no audience")
 	}
 	return "", "", errors.New("signature not ours")
+}
+
+// requestParams reads an endpoint's parameters as the specifications have
+// them arrive: in the query of a GET (or HEAD), in the form-encoded body of
+// a POST, and only there (a POST's URL carries none). It answers the
+// request itself, and reports false, when they cannot be read.
+func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		params, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			http.Error(w, "bad query", http.StatusBadRequest)
+			return nil, false
+		}
+		return params, true
+	case http.MethodPost:
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+			http.Error(w, "the body must be form-encoded", http.StatusUnsupportedMediaType)
+			return nil, false
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return nil, false
+		}
+		return r.PostForm, true
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
 }
