@@ -5,6 +5,8 @@
 package nginx_test
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -106,21 +109,21 @@ func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
 	return pool
 }
 
-// startNginx runs nginx with the shipped app.conf and snippets in a
-// prefix of its own (master process off, so it neither daemonizes nor
-// switches user), until the test ends.
-func startNginx(t *testing.T, bin string, port, gwPort, appPort int) *x509.CertPool {
+// startNginx runs nginx with the shipped app.conf (with the replacements
+// of appConf) and snippets in a prefix of its own (master process off, so
+// it neither daemonizes nor switches user), until the test ends.
+func startNginx(t *testing.T, bin string, port, gwPort, appPort int, appConf ...string) *x509.CertPool {
 	t.Helper()
 	dir := t.TempDir()
 	pool := selfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	write(t, filepath.Join(dir, "snippets", "sso-endpoints.conf"), shipped(t, "sso-endpoints.conf"))
 	write(t, filepath.Join(dir, "snippets", "sso-protect.conf"), shipped(t, "sso-protect.conf"))
-	write(t, filepath.Join(dir, "app.conf"), shipped(t, "app.conf",
+	write(t, filepath.Join(dir, "app.conf"), shipped(t, "app.conf", append([]string{
 		"server 127.0.0.1:9091;", fmt.Sprintf("server 127.0.0.1:%d;", gwPort),
 		"server 127.0.0.1:8080;", fmt.Sprintf("server 127.0.0.1:%d;", appPort),
 		"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", port),
 		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
-		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")))
+		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")}, appConf...)...))
 	write(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
@@ -171,11 +174,11 @@ http {
 	}
 }
 
-// TestNginxExample: a sign-in through nginx comes back to the page asked
-// for; the app receives the gateway's identity headers and none of those a
-// client sends, and no session cookie; signing out through nginx ends the
-// session.
-func TestNginxExample(t *testing.T) {
+// startExample runs the IdP, the app, the shipped Caddyfile (with the
+// replacements of caddyfile) and nginx (app.conf with those of appConf),
+// and returns the site's URL and a browser that trusts it.
+func startExample(t *testing.T, caddyfile, appConf []string) (string, *caddytest.Browser) {
+	t.Helper()
 	bin := nginxBinary(t)
 	op, err := oidctest.Start("127.0.0.1:0")
 	if err != nil {
@@ -194,15 +197,28 @@ func TestNginxExample(t *testing.T) {
 	t.Setenv("OIDC_CLIENT_SECRET", "nginx-secret")
 
 	// The shipped Caddyfile, on the test's ports and store.
-	g.Start(shipped(t, "Caddyfile",
-		"\n{\n", "\n{\n"+g.GlobalOptions(),
-		"\tsso {\n", "\tsso {\n\t\tstore bolt "+g.StorePath()+"\n",
+	g.Start(shipped(t, "Caddyfile", append([]string{
+		"\n{\n", "\n{\n" + g.GlobalOptions(),
+		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
 		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
-		"base_url https://app.example.com", "base_url "+site))
-	pool := startNginx(t, bin, port, g.Port, mustPort(t, app.URL))
+		"base_url https://app.example.com", "base_url " + site}, caddyfile...)...))
+	pool := startNginx(t, bin, port, g.Port, mustPort(t, app.URL), appConf...)
 
 	b := caddytest.NewBrowser(t)
 	b.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	return site, b
+}
+
+// TestNginxExample: a sign-in through nginx comes back to the page asked
+// for; the app receives the gateway's identity headers and none of those a
+// client sends, and no session cookie, but its own Authorization; signing
+// out through nginx ends the session.
+func TestNginxExample(t *testing.T) {
+	site, b := startExample(t, nil, []string{
+		// A location with the Authorization lines of sso-protect.conf
+		// on a route without set_authorization_header.
+		"\tlocation / {\n", "\tlocation /bearer-lines/ {\n" + protectLines + authorizationLines(t) + "\t\tproxy_pass http://app;\n\t}\n\n\tlocation / {\n",
+	})
 	saw := caddytest.UpstreamSaw(t, b.SignIn(site+"/reports?year=2026", "ada", "ada-pw"))
 	if saw.Path != "/reports?year=2026" {
 		t.Errorf("the app got %q, want the page first asked for", saw.Path)
@@ -230,6 +246,40 @@ func TestNginxExample(t *testing.T) {
 		t.Errorf("the app's Cookie header = %q, want the browser's without the gateway's", c)
 	}
 
+	// The app's own Authorization passes the shipped snippet; the lines
+	// for set_authorization_header would remove it on a route without
+	// the setting (an empty proxy_set_header value drops the header),
+	// which is why they are not in the snippet.
+	if a := caddytest.UpstreamSaw(t, b.Get(site+"/again", "Authorization", "Basic YXBwOnB3")).Header("Authorization"); a != "Basic YXBwOnB3" {
+		t.Errorf("the app's own Authorization arrived as %q", a)
+	}
+	if a := caddytest.UpstreamSaw(t, b.Get(site+"/bearer-lines/", "Authorization", "Basic YXBwOnB3")).Header("Authorization"); a != "" {
+		t.Errorf("with the Authorization lines on a route without set_authorization_header the app got %q, want none", a)
+	}
+
+	// An app cookie of 6 KB: the verify answer echoes it in Cookie and
+	// outgrows nginx's default 4k header buffer (a 500 then).
+	big := "blob=" + strings.Repeat("x", 6000)
+	if resp := b.Get(site+"/big", "Cookie", big); resp.StatusCode != http.StatusOK {
+		t.Errorf("with a large app cookie: %s, want the app's answer", resp.Status)
+		caddytest.ReadBody(t, resp)
+	} else if saw := caddytest.UpstreamSaw(t, resp); !strings.HasPrefix(saw.Header("Cookie"), big) || saw.Header("X-Forwarded-User") != user {
+		t.Errorf("with a large app cookie the app got Cookie of %d bytes, user %q", len(saw.Header("Cookie")), saw.Header("X-Forwarded-User"))
+	}
+
+	// HTTP/1.0 without Host, with the session: the gateway and the app
+	// get the server_name as Host ($host), not an empty one.
+	u, _ := url.Parse(site)
+	var session []string
+	for _, c := range b.Jar.Cookies(u) {
+		session = append(session, c.Name+"="+c.Value)
+	}
+	if resp := http10WithoutHost(t, u.Host, pool(b), "/old-client", strings.Join(session, "; ")); resp.StatusCode != http.StatusOK {
+		t.Errorf("HTTP/1.0 without Host: %s, want the app's answer", resp.Status)
+	} else if saw := caddytest.UpstreamSaw(t, resp); saw.Header("X-Forwarded-User") != user {
+		t.Errorf("HTTP/1.0 without Host: the app got user %q", saw.Header("X-Forwarded-User"))
+	}
+
 	// Sign out through nginx: the form posts with the site's origin.
 	req, _ := http.NewRequest(http.MethodPost, site+"/.sso/logout", strings.NewReader(url.Values{"return_to": {"/"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -247,6 +297,89 @@ func TestNginxExample(t *testing.T) {
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != site+"/.sso/login?return_to=%2Freports" {
 		t.Errorf("after signing out: %s, Location %q, want a redirect to sign in", resp.Status, loc)
 	}
+
+	// A long query (1.9 KB; the gateway keeps return paths up to 2 KB)
+	// without a session: the 401 carries the login URL, where the query
+	// doubles escaped, twice (Location, WWW-Authenticate), over 4k; the
+	// browser must still be sent to sign in, and reach the app (at /:
+	// a return path this long does not fit the gateway's flow cookie).
+	page := "/search?" + strings.Repeat("a=b&", 470)
+	resp, err = b.NoRedirects().Get(site + page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddytest.ReadBody(t, resp)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != site+"/.sso/login?return_to="+url.QueryEscape(page) {
+		t.Fatalf("a long query without a session: %s, Location of %d bytes, want a redirect to sign in", resp.Status, len(loc))
+	}
+	if saw := caddytest.UpstreamSaw(t, b.SignIn(site+page, "ada", "ada-pw")); saw.Header("X-Forwarded-User") != user {
+		t.Errorf("signed in from a long query, the app got user %q", saw.Header("X-Forwarded-User"))
+	}
+}
+
+// TestNginxAuthorizationHeader: on a route with set_authorization_header
+// (and pass_access_token) behind a location with sso-protect.conf's
+// Authorization lines, the app receives the gateway's Bearer, not the
+// client's.
+func TestNginxAuthorizationHeader(t *testing.T) {
+	site, b := startExample(t, []string{
+		"\t\tmode auth_request\n", "\t\tmode auth_request\n\t\tset_authorization_header\n\t\tpass_access_token\n",
+	}, []string{
+		protectLines, protectLines + authorizationLines(t),
+	})
+	saw := caddytest.UpstreamSaw(t, b.SignIn(site+"/", "ada", "ada-pw"))
+	token := saw.Header("X-Forwarded-Access-Token")
+	if token == "" || saw.Header("Authorization") != "Bearer "+token {
+		t.Fatalf("after sign-in the app got Authorization %q, access token %q", saw.Header("Authorization"), token)
+	}
+	saw = caddytest.UpstreamSaw(t, b.Get(site+"/api", "Authorization", "Bearer forged"))
+	if saw.Header("Authorization") != "Bearer "+token {
+		t.Errorf("with a forged Authorization the app got %q", saw.Header("Authorization"))
+	}
+}
+
+// protectLines is app.conf's include of sso-protect.conf.
+const protectLines = "\t\tinclude snippets/sso-protect.conf;\n"
+
+// authorizationLines are the commented lines of sso-protect.conf for a
+// route with set_authorization_header, uncommented.
+func authorizationLines(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^#\t(auth_request_set \$sso_authorization \$upstream_http_authorization;)\n#\t(proxy_set_header Authorization \$sso_authorization;)$`).
+		FindStringSubmatch(shipped(t, "sso-protect.conf"))
+	if m == nil {
+		t.Fatal("sso-protect.conf no longer has the commented Authorization lines")
+	}
+	return "\t\t" + m[1] + "\n\t\t" + m[2] + "\n"
+}
+
+// pool is the certificate pool b trusts.
+func pool(b *caddytest.Browser) *x509.CertPool {
+	return b.Client.Transport.(*http.Transport).TLSClientConfig.RootCAs
+}
+
+// http10WithoutHost sends an HTTP/1.0 GET without a Host header, as old
+// clients do, and returns the response, its body read.
+func http10WithoutHost(t *testing.T, addr string, roots *x509.CertPool, path, cookie string) *http.Response {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nCookie: %s\r\n\r\n", path, cookie); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp
 }
 
 func mustPort(t *testing.T, rawURL string) int {
