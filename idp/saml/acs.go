@@ -247,15 +247,13 @@ func claimsInResponseTo(data []byte) bool {
 func (p *Provider) verify(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool) (*idp.Assertion, error) {
 	now := p.cfg.Now()
 	rec := &singleUseRecorder{prefix: p.cfg.Name + "/"}
-	a, err := p.parse(e, md, xmlData, requestIDs, idpInitiated, now, rec)
-	if err != nil && errors.Is(err, saml.ErrUntrustedCertificate) && p.refreshForUnknownKey(ctx, md) {
-		// The IdP may have rolled its signing key over: try once more
-		// with the metadata just fetched.
-		md = p.md.Load()
+	var a *saml.Assertion
+	_, err := p.verifyWithRollover(ctx, md, func(md *idpMetadata) (err error) {
 		a, err = p.parse(e, md, xmlData, requestIDs, idpInitiated, now, rec)
-	}
+		return err
+	})
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
 	if err := p.checkTimes(a, e, requestIDs, idpInitiated, now); err != nil {
 		return nil, err

@@ -210,8 +210,9 @@ func rootName(data []byte) (xml.Name, error) {
 	}
 }
 
-// loadMetadata reads the configured source and, if it parses, publishes it.
-// A failure leaves the previous copy in place. Callers hold no lock; loads
+// loadMetadata reads the configured source and, if it parses and its
+// validUntil has not passed, publishes it. A failure leaves the previous
+// copy in place. Callers hold no lock; loads
 // are serialised here.
 func (p *Provider) loadMetadata(ctx context.Context) error {
 	p.fetchMu.Lock()
@@ -226,7 +227,15 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 	data, src, err := p.readSource(ctx)
 	if err == nil {
 		var md *idpMetadata
-		if md, err = parseIdPMetadata(data, p.cfg.IdPEntityID, now); err == nil {
+		md, err = parseIdPMetadata(data, p.cfg.IdPEntityID, now)
+		if err == nil && md.expired(now) {
+			// Metadata already past its validUntil vouches for no key
+			// (saml-metadata §2.2.1): a copy that sign-in would refuse
+			// must not replace one it still trusts, nor let the
+			// unknown-key retry accept a key found only in it.
+			err = &expiredMetadataError{md.validUntil}
+		}
+		if err == nil {
 			old := p.md.Swap(md)
 			p.lastErr = nil
 			if old == nil || !bytes.Equal(certFingerprint(old.ed), certFingerprint(md.ed)) {
@@ -353,21 +362,77 @@ func (p *Provider) metadataFailed(err error) error {
 // longer valid (SAML metadata §2.2.1), and the IdP's keys in it no longer
 // vouched for; the refresh has already tried a newer copy, so it takes an
 // administrator: idp.CodeMisconfigured. Every message verified with the
-// IdP's keys goes through it, the SLO endpoint's included: a LogoutRequest
-// ends sessions, so keys that may no longer sign a login may not end one.
+// IdP's keys goes through it (or, after a reload for a new key,
+// trusted), the SLO endpoint's included: a LogoutRequest ends sessions, so
+// keys that may no longer sign a login may not end one.
 func (p *Provider) signInMetadata(ctx context.Context) (*idpMetadata, error) {
 	md, err := p.metadata(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !md.validUntil.IsZero() && !p.cfg.Now().Before(md.validUntil) {
-		return nil, idp.Fail(idp.CodeMisconfigured, fmt.Errorf("saml idp %q: the IdP metadata expired at %s (validUntil): replace it with the IdP's current metadata",
-			p.cfg.Name, md.validUntil.UTC().Format(time.RFC3339)))
+	return p.trusted(md)
+}
+
+// trusted returns md if sign-in may trust it now, else signInMetadata's
+// error for metadata past its validUntil.
+func (p *Provider) trusted(md *idpMetadata) (*idpMetadata, error) {
+	if md.expired(p.cfg.Now()) {
+		return nil, idp.Fail(idp.CodeMisconfigured, fmt.Errorf("saml idp %q: %w", p.cfg.Name, &expiredMetadataError{md.validUntil}))
 	}
 	return md, nil
 }
 
-// refreshForUnknownKey reloads URL or file metadata after a response was
+// expired reports whether md's validUntil has passed at now.
+func (md *idpMetadata) expired(now time.Time) bool {
+	return !md.validUntil.IsZero() && !now.Before(md.validUntil)
+}
+
+// expiredMetadataError is metadata past its validUntil: sign-in refuses
+// it, and a load refuses to publish it (see loadLocked).
+type expiredMetadataError struct{ validUntil time.Time }
+
+func (e *expiredMetadataError) Error() string {
+	return fmt.Sprintf("the IdP metadata expired at %s (validUntil): replace it with the IdP's current metadata",
+		e.validUntil.UTC().Format(time.RFC3339))
+}
+
+// verifyWithRollover runs verify, which checks a message from the IdP
+// against the keys of md, sign-in's metadata. If it fails in a way an IdP
+// signing-key rollover explains (keyMayHaveRolled), it reloads the
+// metadata (refreshForUnknownKey, so at most once per minRetry) and, if a
+// new copy sign-in trusts was published, runs verify once more with it.
+// It returns the metadata of the last try, and on failure an
+// *idp.LoginError (classify's). The ACS and both SLO messages, on either
+// binding, go through it.
+func (p *Provider) verifyWithRollover(ctx context.Context, md *idpMetadata, verify func(*idpMetadata) error) (*idpMetadata, error) {
+	err := verify(md)
+	if err != nil && keyMayHaveRolled(err) && p.refreshForUnknownKey(ctx, md) {
+		// The IdP may have rolled its signing key over: try once more
+		// with the metadata just fetched, if sign-in may trust it.
+		if md, err = p.trusted(p.md.Load()); err != nil {
+			return nil, err
+		}
+		err = verify(md)
+	}
+	if err != nil {
+		return md, classify(err)
+	}
+	return md, nil
+}
+
+// keyMayHaveRolled reports whether err, from crewjam verifying a message
+// from the IdP, is a signature failure that a signing key missing from the
+// cached metadata would explain: a certificate the metadata does not list
+// (XML signatures carrying one), or a signature none of the listed keys
+// verifies (the HTTP-Redirect binding, which carries no certificate, and
+// XML signatures without one). A forged or tampered message fails the
+// same way, which costs at most one reload per minRetry.
+func keyMayHaveRolled(err error) bool {
+	var le *idp.LoginError
+	return errors.As(classify(err), &le) && (le.Code == CodeUntrustedKey || le.Code == CodeSignature)
+}
+
+// refreshForUnknownKey reloads URL or file metadata after a message was
 // signed by a key the current copy does not list, which is what an IdP
 // signing-key rollover looks like. It reports whether a new copy was
 // published. Forced reloads happen at most once per minRetry, so forged

@@ -278,7 +278,13 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p.client = idp.SafeRedirects(cfg.HTTPClient)
 	if cfg.MetadataURL == "" {
-		if err := p.loadMetadata(context.Background()); err != nil {
+		// Metadata past its validUntil is not loaded, but is no
+		// configuration error: it was valid when configured, and failing
+		// here would keep Caddy (every site) from starting once it
+		// expires. Sign-in refuses it with idp.CodeMisconfigured and
+		// says why, and a file is reloaded on refresh.
+		var expired *expiredMetadataError
+		if err := p.loadMetadata(context.Background()); err != nil && !errors.As(err, &expired) {
 			return nil, fmt.Errorf("saml idp %q: %w", cfg.Name, err)
 		}
 	}
@@ -484,6 +490,15 @@ func (p *Provider) serviceProvider(e *endpoints, md *saml.EntityDescriptor, now 
 		RejectSHA1Signatures:             !p.cfg.AllowSHA1,
 		ReplayCache:                      unrecorded{},
 		Clock:                            dsig.NewFakeClockAt(now),
+		// The IdP's keys are trusted because its metadata lists them,
+		// not because of their certificates' validity dates: the SAML
+		// V2.0 Metadata Interoperability Profile treats a certificate in
+		// metadata as a container for the key (as Shibboleth and
+		// mod_auth_mellon do), and IdPs do keep signing with a listed
+		// certificate past its NotAfter. The metadata's own validUntil
+		// bounds that trust (signInMetadata); `caddy sso check` warns of
+		// certificates about to expire.
+		IgnoreCertificateExpiry: true,
 	}
 	if p.cfg.NameIDFormat != "" {
 		sp.AuthnNameIDFormat = saml.NameIDFormat(p.cfg.NameIDFormat)

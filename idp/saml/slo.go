@@ -269,18 +269,25 @@ func (p *Provider) refuseSLODeclarations(r *http.Request, field string) error {
 func (p *Provider) handleLogoutRequest(w http.ResponseWriter, r *http.Request, e *endpoints, md *idpMetadata, endSessions EndSessionsFunc) error {
 	ctx := r.Context()
 	now := p.cfg.Now()
-	sp := p.serviceProvider(e, md.ed, now)
 	// crewjam requires the signature (query string or enveloped), checks
 	// Destination, IssueInstant, NotOnOrAfter and Issuer, and then offers
 	// the request ID (as "LogoutRequest:" + ID) to the recorder, for the
 	// transaction that ends the sessions to use up: were it used up here,
 	// a request whose sessions could not be ended would be refused as a
 	// replay when the IdP sent it again, and those sessions would live on.
+	// A request signed with a key the cached metadata lacks reloads it,
+	// as a sign-in does: after an IdP key rollover the first message
+	// signed with the new key may well be a LogoutRequest.
 	rec := &singleUseRecorder{prefix: p.cfg.Name + "/"}
-	sp.ReplayCache = rec
-	req, err := sp.ValidateLogoutRequest(r)
+	var req *saml.LogoutRequest
+	md, err := p.verifyWithRollover(ctx, md, func(md *idpMetadata) (err error) {
+		sp := p.serviceProvider(e, md.ed, now)
+		sp.ReplayCache = rec
+		req, err = sp.ValidateLogoutRequest(r)
+		return err
+	})
 	if err != nil {
-		return classify(err)
+		return err
 	}
 	if rec.got == nil {
 		// crewjam offers every accepted request's ID; without one
@@ -362,9 +369,12 @@ func (p *Provider) handleLogoutResponse(w http.ResponseWriter, r *http.Request, 
 	if fl.SLO != e.slo.String() {
 		return idp.Fail(CodeACSMismatch, fmt.Errorf("LogoutResponse posted to %q, logout began for %q", e.slo, fl.SLO))
 	}
-	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
-	if _, err := sp.ParseLogoutResponse(r, []string{fl.RequestID}); err != nil {
-		return classify(err)
+	// Reloaded for an unknown key as a LogoutRequest is.
+	if _, err := p.verifyWithRollover(r.Context(), md, func(md *idpMetadata) error {
+		_, err := p.serviceProvider(e, md.ed, p.cfg.Now()).ParseLogoutResponse(r, []string{fl.RequestID})
+		return err
+	}); err != nil {
+		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(fl.ReturnTo), http.StatusSeeOther)
