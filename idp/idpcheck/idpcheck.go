@@ -163,7 +163,10 @@ func (fs *findings) cert(c saml.Certificate, now time.Time) {
 	left := c.NotAfter.Sub(now)
 	switch {
 	case left <= 0:
-		fs.add(Error, "signing certificate %q expired on %s", c.Name, expiry)
+		// Sign-in still takes it (metadata keys are bare keys, as
+		// Shibboleth and mod_auth_mellon hold them), but an IdP
+		// signing with an expired certificate is overdue for its roll.
+		fs.add(Warn, "signing certificate %q expired on %s: sign-ins still verify with its key while the metadata lists it, but have the IdP roll it", c.Name, expiry)
 	case left < CertWarning:
 		fs.add(Warn, "signing certificate %q expires on %s (in %d days): have the IdP publish its next certificate", c.Name, expiry, int(left.Hours()/24))
 	default:
