@@ -102,13 +102,13 @@ func (c *StoreConfig) spec(repl *caddy.Replacer) (backend.Spec, error) {
 		path := DefaultStorePath()
 		if c != nil && c.Path != "" {
 			var err error
-			if path, err = required(repl, "store bolt", c.Path); err != nil {
+			if path, err = resolve(repl, "store bolt", c.Path, true); err != nil {
 				return backend.Spec{}, err
 			}
 		}
 		return backend.Spec{Backend: backend.Bolt, Path: path}, nil
 	}
-	dsn, err := required(repl, "store postgres", c.DSN)
+	dsn, err := resolve(repl, "store postgres", c.DSN, true)
 	if err != nil {
 		return backend.Spec{}, err
 	}
@@ -145,14 +145,17 @@ type SessionConfig struct {
 }
 
 // validate holds the JSON settings to what the Caddyfile accepts, with
-// the documented negative values (no idle timeout, no cap) besides.
+// the documented negative values (no idle timeout, no cap) besides. Under
+// a second is a JSON number read as nanoseconds ("lifetime": 28800).
 func (c *SessionConfig) validate() error {
-	if c != nil && c.Lifetime < 0 {
-		return fmt.Errorf("lifetime %v is negative: it must be a positive duration (0 or unset: the default, %v)",
-			time.Duration(c.Lifetime), session.DefaultLifetime)
+	if c != nil && (c.Lifetime < 0 || subSecond(c.Lifetime) || subSecond(c.IdleTimeout)) {
+		return fmt.Errorf("lifetime %v and idle_timeout %v must be durations of at least 1s, with a unit (0 or unset: the default, %v; idle_timeout -1: none)",
+			time.Duration(c.Lifetime), time.Duration(c.IdleTimeout), session.DefaultLifetime)
 	}
 	return nil
 }
+
+func subSecond(d caddy.Duration) bool { return d > 0 && time.Duration(d) < time.Second }
 
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
@@ -216,8 +219,8 @@ func (a *App) Validate() error {
 	if err := a.SessionConfig.validate(); err != nil {
 		return fmt.Errorf("sso session: %w", err)
 	}
-	if a.AuditRetention != nil && *a.AuditRetention < 0 {
-		return fmt.Errorf("sso audit_retention: %v is negative (0 keeps every event)", time.Duration(*a.AuditRetention))
+	if a.AuditRetention != nil && (*a.AuditRetention < 0 || subSecond(*a.AuditRetention)) {
+		return fmt.Errorf("sso audit_retention: %v must be a duration of at least 1s, with a unit (0 keeps every event)", time.Duration(*a.AuditRetention))
 	}
 	seen := make(map[string]bool)
 	for _, c := range a.IdPs {
@@ -259,20 +262,12 @@ func (a *App) Start() error {
 		}
 		return errors.Join(err, a.release())
 	}
-	a.done.Add(3)
-	go func() {
-		defer a.done.Done()
-		a.probeIdPs(ctx)
-	}()
-	go func() {
-		defer a.done.Done()
-		rt.Sessions.Run(ctx)
-	}()
-	go func() {
-		defer a.done.Done()
+	a.done.Go(func() { a.probeIdPs(ctx) })
+	a.done.Go(func() { rt.Sessions.Run(ctx) })
+	a.done.Go(func() {
 		k := &gateway.Housekeeper{DB: db, Retention: a.auditRetention(), Logger: a.logger.Named("housekeeping"), Now: time.Now}
 		k.Run(ctx, gateway.HousekeepingInterval)
-	}()
+	})
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
 	a.live.Set(rt)
 	return nil

@@ -212,14 +212,18 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
 		cfg := o.config(c.Name)
-		if cfg.Issuer, err = required(repl, "issuer", o.Issuer); err != nil {
+		if cfg.Issuer, err = resolve(repl, "issuer", o.Issuer, true); err != nil {
 			return nil, err
 		}
-		if cfg.ClientID, err = required(repl, "client_id", o.ClientID); err != nil {
+		if cfg.ClientID, err = resolve(repl, "client_id", o.ClientID, true); err != nil {
 			return nil, err
 		}
-		cfg.ClientSecret = repl.ReplaceKnown(o.ClientSecret, "")
-		cfg.TenantID = repl.ReplaceKnown(o.TenantID, "")
+		if cfg.ClientSecret, err = resolve(repl, "client_secret", o.ClientSecret, false); err == nil {
+			cfg.TenantID, err = resolve(repl, "tenant_id", o.TenantID, false)
+		}
+		if err != nil {
+			return nil, err
+		}
 		p.OfflineAccess = cfg.OfflineAccess
 		cfg.Logger = logger
 		if p.Provider, err = oidc.New(cfg); err != nil {
@@ -249,17 +253,17 @@ func (o *OIDCConfig) config(name string) oidc.Config {
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")}
 }
 
-// required resolves a required setting's placeholders; empty afterwards
-// means an unset variable, which the error names.
-func required(repl *caddy.Replacer, setting, raw string) (string, error) {
-	v := repl.ReplaceKnown(raw, "")
-	if v == "" {
-		if hasPlaceholder(raw) {
-			return "", fmt.Errorf("%s %s is empty: is the variable set in Caddy's environment?", setting, raw)
-		}
-		return "", fmt.Errorf("%s is required", setting)
+// resolve resolves a setting's placeholders. Written but empty afterwards
+// is an unset variable, which the error names, for optional settings too
+// (an unset tenant_id would admit every tenant); need: unwritten is one.
+func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, error) {
+	switch v := repl.ReplaceKnown(raw, ""); {
+	case v != "" || raw == "" && !need:
+		return v, nil
+	case hasPlaceholder(raw):
+		return "", fmt.Errorf("%s %s is empty: is the variable set in Caddy's environment?", setting, raw)
 	}
-	return v, nil
+	return "", fmt.Errorf("%s is required", setting)
 }
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }

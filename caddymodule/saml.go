@@ -148,9 +148,9 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 	var err error
 	switch {
 	case c.MetadataURL != "":
-		cfg.MetadataURL, err = required(repl, "metadata_url", c.MetadataURL)
+		cfg.MetadataURL, err = resolve(repl, "metadata_url", c.MetadataURL, true)
 	case c.MetadataFile != "":
-		cfg.MetadataFile, err = required(repl, "metadata_file", c.MetadataFile)
+		cfg.MetadataFile, err = resolve(repl, "metadata_file", c.MetadataFile, true)
 	}
 	if err != nil {
 		return nil, err

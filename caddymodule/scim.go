@@ -121,9 +121,8 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		}
 		token := repl.ReplaceKnown(c.Token, "")
 		if len(token) < scim.MinTokenLength {
-			// Say where the token came from, never what it is.
-			// (Validate already refused a short literal token, which is
-			// never repeated in an error.)
+			// Say where the token came from, never what it is (Validate
+			// refused a short literal one).
 			problem := "is shorter than"
 			if token == "" {
 				problem = "is empty (is it set?); it must have at least"

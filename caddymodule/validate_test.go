@@ -27,7 +27,11 @@ func TestJSONValidation(t *testing.T) {
 
 		// session: a negative lifetime would silently become the default;
 		// the documented negative values (no idle timeout, no cap) stay.
-		{"negative session lifetime", "app", `{"session":{"lifetime":"-1h"}}`, []string{"sso session: lifetime -1h0m0s is negative", "positive duration"}},
+		{"negative session lifetime", "app", `{"session":{"lifetime":"-1h"}}`, []string{"sso session: lifetime -1h0m0s", "at least 1s"}},
+		// a JSON number is nanoseconds: 28800 is not eight hours.
+		{"session lifetime as a number", "app", `{"session":{"lifetime":28800}}`, []string{"lifetime 28.8µs", "with a unit"}},
+		{"idle timeout as a number", "app", `{"session":{"idle_timeout":3600}}`, []string{"idle_timeout 3.6µs", "with a unit"}},
+		{"audit retention as a number", "app", `{"audit_retention":90}`, []string{"sso audit_retention: 90ns", "with a unit"}},
 		{"session without idle timeout or cap", "app", `{"session":{"lifetime":"8h","idle_timeout":-1,"max_sessions_per_user":-1}}`, nil},
 
 		// idp: the settings of one protocol only.
@@ -43,6 +47,8 @@ func TestJSONValidation(t *testing.T) {
 		{"oidc HS256 with a secret placeholder", "app", idp(`,"algorithms":["HS256"],"client_secret":"{env.SECRET}"`), nil},
 		{"oidc issuer with a query", "app", `{"idps":[{"name":"a","protocol":"oidc","oidc":{"issuer":"https://a.example.com/?x=1","client_id":"x"}}]}`, []string{"an issuer has no query"}},
 		{"oidc negative clock skew", "app", idp(`,"clock_skew":"-1s"`), []string{"durations must not be negative"}},
+		{"oidc clock skew of an hour", "app", idp(`,"clock_skew":"1h"`), []string{"clock_skew 1h0m0s must be at most 5m0s"}},
+		{"oidc clock skew of 5 minutes", "app", idp(`,"clock_skew":"5m"`), nil},
 		// store.
 		{"postgres pool beyond int32", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","pool_size":3000000000}}`, []string{"pool_size 3000000000"}},
 		{"postgres malformed literal dsn", "app", `{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@db:notaport/sso"}}`, []string{"sso store: the connection string (not shown", "does not parse"}},
@@ -62,6 +68,12 @@ func TestJSONValidation(t *testing.T) {
 		{"key_rotation shorter than ttl", "handler", `{"identity_jwt":{"ttl":"1h","key_rotation":"1m"}}`, []string{"key_rotation 1m0s is shorter than ttl 1h0m0s"}},
 		{"identity_jwt defaults", "handler", `{"identity_jwt":{}}`, nil},
 		{"key_rotation equal to ttl", "handler", `{"identity_jwt":{"ttl":"1h","key_rotation":"1h"}}`, nil},
+		// JWT times are seconds, and keys are named by the rotation in seconds.
+		{"identity_jwt in nanoseconds", "handler", `{"identity_jwt":{"ttl":10,"key_rotation":10}}`, []string{"must be whole seconds, at least 1s"}},
+		{"key_rotation of 1.5s", "handler", `{"identity_jwt":{"ttl":"1s","key_rotation":"1500ms"}}`, []string{"must be whole seconds"}},
+		// access rules: literal values only.
+		{"allow user empty", "handler", `{"allow":[{"kind":"user","values":[""]}]}`, []string{`access rule user ""`, "neither empty nor placeholders"}},
+		{"allow group placeholder", "handler", `{"allow":[{"kind":"group","values":["{env.ADMINS}"]}]}`, []string{`access rule group "{env.ADMINS}"`}},
 		// path_prefix.
 		{"path_prefix /", "handler", `{"path_prefix":"/"}`, []string{`path_prefix "/"`, "not / alone"}},
 		{"path_prefix with a query", "handler", `{"path_prefix":"/x?y/"}`, []string{`path_prefix "/x?y/"`}},

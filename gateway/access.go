@@ -36,6 +36,12 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 			return m, fmt.Errorf("access rule %q names no value", r.Kind)
 		}
 		for _, v := range r.Values {
+			// An empty value would match everyone without that attribute
+			// (`user ""`: every user without an email), and a placeholder
+			// is never resolved here, so it would match no one.
+			if strings.TrimSpace(v) == "" || strings.Contains(v, "{") {
+				return m, fmt.Errorf("access rule %s %q: values are literal names, neither empty nor placeholders", r.Kind, v)
+			}
 			switch r.Kind {
 			case "group":
 				m.groups[v] = true

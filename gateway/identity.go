@@ -87,6 +87,11 @@ func (c SignerConfig) Validate() error {
 		return errors.New("identity_jwt ttl and key_rotation must be positive")
 	}
 	d := c.withDefaults()
+	if d.TTL < time.Second || d.TTL%time.Second != 0 || d.Rotation%time.Second != 0 {
+		// JWT times are whole seconds, and the signing keys are named by
+		// their rotation in seconds: 1s and 1.5s routes would share keys.
+		return fmt.Errorf("identity_jwt ttl %v and key_rotation %v must be whole seconds, at least 1s", d.TTL, d.Rotation)
+	}
 	if ttl, rotation := d.TTL, d.Rotation; rotation < ttl {
 		return fmt.Errorf("identity_jwt key_rotation %v is shorter than ttl %v: a token must not outlive its signing key's publication (the JWKS publishes the previous, current and next keys only), so key_rotation must be at least ttl (defaults: ttl %v, key_rotation %v)",
 			rotation, ttl, DefaultIdentityJWTTTL, upstreamjwt.DefaultRotation)

@@ -158,6 +158,19 @@ func TestValidateErrors(t *testing.T) {
 	}
 }
 `, []string{"sso idp okta", "client_id {env.CADDY_SSO_TEST_UNSET_CLIENT_ID} is empty", "variable"}},
+		// An optional setting written with a placeholder must be set too:
+		// an unset tenant_id would let every Entra tenant sign in.
+		{"unset optional placeholder", "Caddyfile", `{
+	sso {
+		store bolt ` + dir + `/sso.db
+		idp entra oidc {
+			issuer https://login.microsoftonline.com/common/v2.0
+			client_id abc
+			tenant_id {env.CADDY_SSO_TEST_UNSET_TENANT}
+		}
+	}
+}
+`, []string{"sso idp entra", "tenant_id {env.CADDY_SSO_TEST_UNSET_TENANT} is empty", "variable"}},
 		{"bad allowed domain in JSON", "caddy.json", `{"apps": {"sso": {"store": {"path": "` + dir + `/sso.db"},
 	"idps": [{"name": "okta", "protocol": "oidc", "allowed_domains": ["@ bad domain"],
 		"oidc": {"issuer": "https://example.okta.com", "client_id": "abc"}}]}}}`,

@@ -101,6 +101,11 @@ var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 var reservedParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
 	"code_challenge", "code_challenge_method", "response_mode", "request", "request_uri", "max_age"}
 
+// MaxClockSkew bounds ClockSkew: the tolerance is how long past its exp an
+// ID token or logout token is still accepted, and clocks kept by NTP differ
+// by far less than this.
+const MaxClockSkew = 5 * time.Minute
+
 // Config describes one OpenID provider and this client's registration there.
 type Config struct {
 	// Name is the IdP's configured name; it becomes Assertion.IdP and keeps
@@ -123,7 +128,7 @@ type Config struct {
 	// otherwise let every Entra tenant in).
 	TenantID string
 	// ClockSkew tolerates clock differences with the IdP for exp, iat and
-	// nbf; default idp.DefaultClockSkew (1 minute).
+	// nbf; default idp.DefaultClockSkew (1 minute), at most MaxClockSkew.
 	ClockSkew time.Duration
 	// LoginTimeout is how long a user may spend at the IdP; the flow cookie
 	// and the state's replay entry live this long. Default
@@ -256,6 +261,9 @@ func (c Config) Check(deferred func(string) bool) error {
 		if d < 0 {
 			return errors.New("durations must not be negative")
 		}
+	}
+	if c.ClockSkew > MaxClockSkew {
+		return fmt.Errorf("clock_skew %v must be at most %v: an ID token or logout token is accepted for that long past its exp", c.ClockSkew, MaxClockSkew)
 	}
 	return nil
 }
