@@ -64,10 +64,11 @@ func logoutRefusedPage() Page {
 
 // logoutIncompletePage: the IdP's logout message was refused. sessionEnded
 // says the local session had ended before (the refused message was the
-// IdP's answer to a sign-out begun here).
+// IdP's answer to a sign-out begun here). The page has no form or link, so
+// the text must not offer one: it says what the person can still do.
 func logoutIncompletePage(idpName, code string, sessionEnded bool) Page {
 	pg := Page{Name: PageLogoutIncomplete, Status: http.StatusBadRequest, Title: "Sign-out incomplete", IdP: idpName, Code: code,
-		Message: "The sign-out message from the identity provider could not be accepted, so you may still be signed in to this application. Sign out here, or close the browser. If this keeps happening, give your administrator the reference below."}
+		Message: "The identity provider sent a sign-out message that could not be accepted, so it did not sign you out: you may still be signed in to this application. To sign out, use the application's own sign-out, or close the browser. If this keeps happening, give your administrator the reference below."}
 	if sessionEnded {
 		pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
 	}

@@ -121,6 +121,7 @@ type Server struct {
 	encrypter     xmlenc.Encrypter
 	validFor      time.Duration
 	hint          string
+	sloBindings   []string // metadata's SingleLogoutService bindings, in order
 }
 
 // NewServer returns an IdP at baseURL (http or https, optionally with a
@@ -154,6 +155,7 @@ func NewServer(baseURL string) (*Server, error) {
 		signAssertion: true,
 		encrypt:       true,
 		validFor:      48 * time.Hour,
+		sloBindings:   []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
 	}, nil
 }
 
@@ -311,6 +313,19 @@ func (s *Server) SetEncryption(on bool, enc xmlenc.Encrypter) {
 	s.encrypt, s.encrypter = on, enc
 }
 
+// SetLogoutBindings sets the bindings the metadata lists for the
+// SingleLogoutService, in order of preference; the default is HTTP-Redirect,
+// then HTTP-POST. An SP picks from this list, so offering
+// saml.HTTPPostBinding alone is how a test gets an SP's HTTP-POST
+// LogoutRequest page. The SLO endpoint accepts both bindings whatever is
+// listed, as crewjam's ServeSLO does. Given none, the metadata lists
+// crewjam's default, HTTP-Redirect alone.
+func (s *Server) SetLogoutBindings(bindings ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sloBindings = slices.Clone(bindings)
+}
+
 // SetMetadataValidity sets how long served metadata says it is valid
 // (validUntil and cacheDuration); default 48 hours.
 func (s *Server) SetMetadataValidity(d time.Duration) {
@@ -371,7 +386,7 @@ func (s *Server) identityProvider() *saml.IdentityProvider {
 		MetadataURL:             *base.JoinPath(PathMetadata),
 		SSOURL:                  *base.JoinPath(PathSSO),
 		LogoutURL:               *base.JoinPath(PathSLO),
-		LogoutBindings:          []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
+		LogoutBindings:          slices.Clone(s.sloBindings),
 		ServiceProviderProvider: s,
 		SessionProvider:         s,
 		AssertionMaker:          s,
