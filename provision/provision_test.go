@@ -370,14 +370,7 @@ func TestAllowedDomains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("new user "+tt.email, func(t *testing.T) {
-			e := newEnv(t)
-			prof := full("s")
-			prof.Email = tt.email
-			if tt.ok {
-				e.mustLogin("okta", rules, prof)
-				return
-			}
-			e.expectDenied("okta", rules, prof, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+			domainGate(t, rules, tt.email, tt.ok)
 		})
 	}
 
@@ -399,6 +392,20 @@ func TestAllowedDomains(t *testing.T) {
 		leaving.Email = "s@elsewhere.test"
 		e.expectDenied("okta", narrowed, leaving, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
 	})
+}
+
+// domainGate signs a new user in with email under rules, which must let
+// them in (ok) or refuse them as domain_not_allowed.
+func domainGate(t *testing.T, rules provision.Rules, email string, ok bool) {
+	t.Helper()
+	e := newEnv(t)
+	prof := full("s")
+	prof.Email = email
+	if ok {
+		e.mustLogin("okta", rules, prof)
+		return
+	}
+	e.expectDenied("okta", rules, prof, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
 }
 
 // TestAllowedDomainSpellings: an internationalized domain matches in any
@@ -432,14 +439,7 @@ func TestAllowedDomainSpellings(t *testing.T) {
 			if err := rules.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			e := newEnv(t)
-			prof := full("s")
-			prof.Email = tt.email
-			if tt.ok {
-				e.mustLogin("okta", rules, prof)
-				return
-			}
-			e.expectDenied("okta", rules, prof, true, provision.ReasonDomainNotAllowed, store.EventLoginDenied)
+			domainGate(t, rules, tt.email, tt.ok)
 		})
 	}
 }

@@ -343,17 +343,9 @@ func TestSLOExpiredMetadata(t *testing.T) {
 		}},
 		{name: "LogoutResponse", response: true, req: func(t *testing.T) *http.Request {
 			// Logout itself only sends the browser to the IdP.
-			rec := httptest.NewRecorder()
-			if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
-				t.Fatal(err)
-			}
-			loc, _ := url.Parse(rec.Header().Get("Location"))
-			var lr saml.LogoutRequest
-			if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
-				t.Fatal(err)
-			}
-			v := h.signedLogoutResponse(t, lr.ID)
-			return postForm(url.Values{"SAMLResponse": {v}, "RelayState": {loc.Query().Get("RelayState")}}, rec.Result().Cookies())
+			id, relayState, cookies := h.beginLogout(t)
+			v := h.signedLogoutResponse(t, id)
+			return postForm(url.Values{"SAMLResponse": {v}, "RelayState": {relayState}}, cookies)
 		}},
 	}
 	for _, tc := range cases {
