@@ -279,7 +279,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyError(w, r, err)
 	}
 	if h.route.Mode != gateway.ModeProtect {
-		return caddyError(w, r, h.route.Verify(w, r, run, o, tokens, trustedProxy(r)))
+		return h.route.Verify(w, r, run, o, tokens, trustedProxy(r)) // answers its errors itself
 	}
 	gateway.StripOwnCookies(r.Header)
 	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, r.Header)

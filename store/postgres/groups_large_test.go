@@ -99,22 +99,9 @@ func TestLargeGroup(t *testing.T) {
 		}
 		t.Logf("%s with %d members: %v", what, n, time.Since(start).Round(time.Millisecond))
 	}
-	groupsOf := func(id string) []string {
-		t.Helper()
-		var out []string
-		view(t, db, func(tx store.Tx) error {
-			u, err := tx.User(id)
-			if err != nil {
-				return err
-			}
-			out = u.Groups
-			return nil
-		})
-		return out
-	}
 	want := func(what string, id string, groups ...string) {
 		t.Helper()
-		if got := groupsOf(id); !slices.Equal(got, groups) {
+		if got := userGroups(t, db, id); !slices.Equal(got, groups) {
 			t.Errorf("%s: user %s has groups %v, want %v", what, id, got, groups)
 		}
 	}

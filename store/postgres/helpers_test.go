@@ -46,3 +46,18 @@ func putUser(t testing.TB, db store.Store, u *store.User) {
 	t.Helper()
 	update(t, db, func(tx store.Tx) error { return tx.PutUser(u) })
 }
+
+// userGroups returns the groups the store holds for the user id.
+func userGroups(t testing.TB, db store.Store, id string) []string {
+	t.Helper()
+	var out []string
+	view(t, db, func(tx store.Tx) error {
+		u, err := tx.User(id)
+		if err != nil {
+			return err
+		}
+		out = u.Groups
+		return nil
+	})
+	return out
+}

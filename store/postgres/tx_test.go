@@ -162,24 +162,12 @@ func TestGroupMembership(t *testing.T) {
 	putUser(t, db, bob)
 	g := &store.Group{IdP: "okta", DisplayName: "eng", Members: []string{bob.ID, ann.ID, ann.ID}}
 	update(t, db, func(tx store.Tx) error { return tx.PutGroup(g) })
-	groupsOf := func(id string) []string {
-		var out []string
-		view(t, db, func(tx store.Tx) error {
-			u, err := tx.User(id)
-			if err != nil {
-				return err
-			}
-			out = u.Groups
-			return nil
-		})
-		return out
-	}
 	wantMembers := []string{ann.ID, bob.ID}
 	slices.Sort(wantMembers)
 	if !slices.Equal(g.Members, wantMembers) {
 		t.Errorf("members set on g = %v, want %v", g.Members, wantMembers)
 	}
-	if got := groupsOf(ann.ID); !slices.Equal(got, []string{"eng", "login-group"}) {
+	if got := userGroups(t, db, ann.ID); !slices.Equal(got, []string{"eng", "login-group"}) {
 		t.Errorf("ann's groups = %v", got)
 	}
 	// Rename, and bob leaves.
@@ -191,10 +179,10 @@ func TestGroupMembership(t *testing.T) {
 		cur.DisplayName, cur.Members = "engineering", []string{ann.ID}
 		return tx.PutGroup(cur)
 	})
-	if got := groupsOf(ann.ID); !slices.Equal(got, []string{"engineering", "login-group"}) {
+	if got := userGroups(t, db, ann.ID); !slices.Equal(got, []string{"engineering", "login-group"}) {
 		t.Errorf("ann's groups after rename = %v", got)
 	}
-	if got := groupsOf(bob.ID); len(got) != 0 {
+	if got := userGroups(t, db, bob.ID); len(got) != 0 {
 		t.Errorf("bob's groups after leaving = %v", got)
 	}
 	view(t, db, func(tx store.Tx) error {
@@ -227,7 +215,7 @@ func TestGroupMembership(t *testing.T) {
 		}
 		return tx.DeleteGroup(g.ID)
 	})
-	if got := groupsOf(ann.ID); !slices.Equal(got, []string{"login-group"}) {
+	if got := userGroups(t, db, ann.ID); !slices.Equal(got, []string{"login-group"}) {
 		t.Errorf("ann's groups after group deletion = %v", got)
 	}
 }
