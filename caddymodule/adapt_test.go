@@ -127,6 +127,22 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"offline_access in saml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\toffline_access\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "offline_access is an oidc setting"}},
 		{"handler unknown mode", "example.com {\n\tsso {\n\t\tmode verify\n\t}\n}\n", []string{"Caddyfile:", `unknown mode "verify"`, "auth_request or forward_auth"}},
 		{"handler mode without value", "example.com {\n\tsso {\n\t\tmode\n\t}\n}\n", []string{"Caddyfile:3", "sso: mode needs a value"}},
+		// A written "" is no value: it would read as unset and turn the
+		// setting off (an empty tenant_id admits every tenant).
+		{"empty tenant_id", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\ttenant_id \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:6", "sso idp a: tenant_id needs a value"}},
+		{"empty client_secret", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t\tclient_secret \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:6", "client_secret needs a value"}},
+		{"empty default group", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tdefault_groups staff \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "default_groups needs at least one value, and no empty one"}},
+		{"empty idp_entity_id", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_file /x.xml\n\t\t\tidp_entity_id \"\"\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", "idp_entity_id needs a value"}},
+		{"empty pages_dir", "{\n\tsso {\n\t\tpages_dir \"\"\n\t}\n}\n", []string{"Caddyfile:3", "pages_dir needs a value"}},
+		{"handler empty base_url", "example.com {\n\tsso {\n\t\tbase_url \"\"\n\t}\n}\n", []string{"Caddyfile:3", "sso: base_url needs a value"}},
+		{"handler empty default_idp", "example.com {\n\tsso {\n\t\tdefault_idp \"\"\n\t}\n}\n", []string{"Caddyfile:3", "sso: default_idp needs a value"}},
+		{"handler empty header name", "example.com {\n\tsso {\n\t\theader email \"\"\n\t}\n}\n", []string{"Caddyfile:3", "header <field> <Header-Name>|-"}},
+		{"handler empty token header", "example.com {\n\tsso {\n\t\tpass_access_token \"\"\n\t}\n}\n", []string{"Caddyfile:3", "at most one header name"}},
+		{"handler empty jwt audience", "example.com {\n\tsso {\n\t\tidentity_jwt audience \"\"\n\t}\n}\n", []string{"Caddyfile:3", "sso identity_jwt: audience needs a value"}},
+		{"handler jwt key twice", "example.com {\n\tsso {\n\t\tidentity_jwt ttl 1m ttl 2m\n\t}\n}\n", []string{"Caddyfile:3", "sso identity_jwt: ttl given twice"}},
+		// A block after a setting that takes none.
+		{"handler block after value", "example.com {\n\tsso {\n\t\tmode protect {\n\t\t\theaders none\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso: unexpected block: the setting on this line takes no block"}},
+		{"idp block after value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tclient_id x {\n\t\t\t\tjit\n\t\t\t}\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "sso idp a: unexpected block"}},
 		{"pages_dir without value", "{\n\tsso {\n\t\tpages_dir\n\t}\n}\n", []string{"Caddyfile:3"}},
 		{"negative audit retention", "{\n\tsso {\n\t\taudit_retention -1h\n\t}\n}\n", []string{"Caddyfile:3", "audit_retention", "0 keeps every event"}},
 		{"zero sessions per user", "{\n\tsso {\n\t\tsession {\n\t\t\tmax_sessions_per_user 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "max_sessions_per_user", "not a positive number"}},

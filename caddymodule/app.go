@@ -188,11 +188,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso store: %w", err)
 	}
 	if c := a.StoreConfig; c != nil && !hasPlaceholder(c.DSN) && postgres.HasPassword(c.DSN) {
-		a.logger.Warn("the store's connection string holds a password and is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SSO_DATABASE_URL}")
+		warnWritten(a.logger, "the store's connection string holds a password and", "{env.SSO_DATABASE_URL}")
 	}
 	a.metrics = metrics.New(ctx.GetMetricsRegistry())
 	if a.PagesDir != "" {
-		if a.pages, err = gateway.LoadPages(repl.ReplaceKnown(a.PagesDir, ""), a.logger.Named("pages")); err != nil {
+		dir, err := resolve(repl, "pages_dir", a.PagesDir, false)
+		if err != nil {
+			return fmt.Errorf("sso: %w", err)
+		}
+		if a.pages, err = gateway.LoadPages(dir, a.logger.Named("pages")); err != nil {
 			return fmt.Errorf("sso: %w", err)
 		}
 	}

@@ -100,7 +100,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			idpAt[c.Name] = at
 			app.IdPs = append(app.IdPs, c)
 		default:
-			err = s.errf("unknown setting %q (expected store, session, audit_retention, pages_dir or idp)", s.key)
+			err = s.unknown("store, session, audit_retention, pages_dir or idp")
 		}
 		if err != nil {
 			return nil, err
@@ -134,7 +134,7 @@ func parseSession(s setting, c *SessionConfig, given onceEach) error {
 		case "max_sessions_per_user":
 			c.MaxPerUser, err = s.count()
 		default:
-			err = s.errf("unknown setting %q (expected lifetime, idle_timeout or max_sessions_per_user)", s.key)
+			err = s.unknown("lifetime, idle_timeout or max_sessions_per_user")
 		}
 		if err != nil {
 			return err
@@ -183,7 +183,7 @@ func parseStore(s setting) (*StoreConfig, error) {
 		case "statement_timeout":
 			c.StatementTimeout, err = s.duration()
 		default:
-			err = s.errf("unknown setting %q (expected pool_size or statement_timeout)", s.key)
+			err = s.unknown("pool_size or statement_timeout")
 		}
 		if err != nil {
 			return nil, err
@@ -238,32 +238,47 @@ func (s setting) errf(format string, a ...any) error {
 	return s.d.Errf("%s: %s", s.block, fmt.Sprintf(format, a...))
 }
 
-// one returns the line's only value.
+// one returns the line's only value. "" is none: written, it would read
+// as unset and turn the setting off (an empty tenant_id admits every
+// tenant).
 func (s setting) one() (string, error) {
-	switch len(s.args) {
-	case 0:
+	switch {
+	case len(s.args) == 0 || s.args[0] == "":
 		return "", s.errf("%s needs a value", s.key)
-	case 1:
+	case len(s.args) == 1:
 		return s.args[0], nil
 	}
 	return "", s.errf("%s takes one value", s.key)
 }
 
-// given is one for the settings where "" would read as unset and pass
-// every check.
-func (s setting) given() (string, error) {
-	if v, err := s.one(); err != nil || v != "" {
-		return v, err
-	}
-	return "", s.errf("%s needs a value", s.key)
-}
-
-// many returns the line's values, at least one.
+// many returns the line's values, at least one, none "".
 func (s setting) many() ([]string, error) {
-	if len(s.args) == 0 {
-		return nil, s.errf("%s needs at least one value", s.key)
+	if len(s.args) == 0 || slices.Contains(s.args, "") {
+		return nil, s.errf("%s needs at least one value, and no empty one", s.key)
 	}
 	return s.args, nil
+}
+
+// size returns the line's only value, a size in bytes (1048576, 1MiB…).
+func (s setting) size() (int64, error) {
+	v, err := s.one()
+	if err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return 0, s.errf("%s %q is not a size, such as 1MiB", s.key, v)
+	}
+	return int64(n), nil
+}
+
+// unknown is the error for a line whose key the block does not know. A
+// key "{" is a block opened by a setting that takes none.
+func (s setting) unknown(expected string) error {
+	if s.key == "{" {
+		return s.errf("unexpected block: the setting on this line takes no block")
+	}
+	return s.errf("unknown setting %q (expected %s)", s.key, expected)
 }
 
 // flag is a line that takes no value.
@@ -341,7 +356,7 @@ func parseIdP(s setting) (*IdPConfig, error) {
 		case parse == nil && other[s.key] != nil:
 			return nil, s.errf("%s is %s", s.key, otherName)
 		case parse == nil:
-			return nil, s.errf("unknown setting %q (expected one of: %s)", s.key, strings.Join(slices.Sorted(maps.Keys(own)), ", "))
+			return nil, s.unknown("one of: " + strings.Join(slices.Sorted(maps.Keys(own)), ", "))
 		}
 		// Every setting takes one line, except sp_cert (a key pair, then
 		// the previous one) and map (one line per attribute).
@@ -458,15 +473,15 @@ func oidcLines() map[string]idpLine {
 //	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
 func samlLines() map[string]idpLine {
 	return map[string]idpLine{
-		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.given(); return err },
-		"metadata_file":    func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataFile, err = s.given(); return err },
-		"metadata":         func(s setting, c *IdPConfig) (err error) { c.SAML.Metadata, err = s.given(); return err },
+		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.one(); return err },
+		"metadata_file":    func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataFile, err = s.one(); return err },
+		"metadata":         func(s setting, c *IdPConfig) (err error) { c.SAML.Metadata, err = s.one(); return err },
 		"idp_entity_id":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPEntityID, err = s.one(); return err },
 		"entity_id":        func(s setting, c *IdPConfig) (err error) { c.SAML.EntityID, err = s.one(); return err },
 		"sign_requests":    func(s setting, c *IdPConfig) (err error) { c.SAML.SignRequests, err = s.flag(); return err },
 		"idp_initiated":    func(s setting, c *IdPConfig) (err error) { c.SAML.IdPInitiated, err = s.flag(); return err },
 		"allow_sha1":       func(s setting, c *IdPConfig) (err error) { c.SAML.AllowSHA1, err = s.flag(); return err },
-		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.given(); return err },
+		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.one(); return err },
 		"metadata_refresh": func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataRefresh, err = s.duration(); return err },
 		"sp_cert": func(s setting, c *IdPConfig) error {
 			if len(s.args) != 2 {
@@ -475,18 +490,7 @@ func samlLines() map[string]idpLine {
 			c.SAML.SPCerts = append(c.SAML.SPCerts, SPCertConfig{Cert: s.args[0], Key: s.args[1]})
 			return nil
 		},
-		"max_response_size": func(s setting, c *IdPConfig) error {
-			v, err := s.one()
-			if err != nil {
-				return err
-			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > math.MaxInt64 {
-				return s.errf("max_response_size %q must be a size, such as 1MiB", v)
-			}
-			c.SAML.MaxResponseSize = int64(n)
-			return nil
-		},
+		"max_response_size": func(s setting, c *IdPConfig) (err error) { c.SAML.MaxResponseSize, err = s.size(); return err },
 	}
 }
 
@@ -576,7 +580,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				}
 			}
 		case "header":
-			if len(s.args) != 2 {
+			if len(s.args) != 2 || s.args[1] == "" {
 				return nil, s.errf("expected: header <field> <Header-Name>|-")
 			}
 			if hd.Headers == nil {
@@ -584,7 +588,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			}
 			hd.Headers[s.args[0]] = s.args[1]
 		case "pass_access_token", "pass_id_token":
-			if len(s.args) > 1 {
+			if len(s.args) > 1 || slices.Contains(s.args, "") {
 				return nil, s.errf("%s: expected at most one header name", s.key)
 			}
 			name, target := gateway.DefaultAccessTokenHeader, &hd.PassAccessToken
@@ -600,7 +604,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		case "token_refresh_margin":
 			hd.TokenRefreshMargin, err = s.duration()
 		default:
-			err = s.errf("unknown setting %q (expected idp, default_idp, path_prefix, base_url, mode, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin)", s.key)
+			err = s.unknown("idp, default_idp, path_prefix, base_url, mode, headers, header, allow, deny, identity_jwt, pass_access_token, pass_id_token, set_authorization_header or token_refresh_margin")
 		}
 		if err != nil {
 			return nil, err
@@ -640,14 +644,19 @@ func parseIdentityJWT(s setting) (*IdentityJWT, error) {
 	if len(s.args)%2 != 0 {
 		return nil, s.errf("identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
 	}
+	seen := make(map[string]bool)
 	for i := 0; i < len(s.args); i += 2 {
 		pair := setting{d: s.d, block: s.block + " identity_jwt", key: s.args[i], args: s.args[i+1 : i+2]}
+		if seen[pair.key] {
+			return nil, pair.errf("%s given twice", pair.key)
+		}
+		seen[pair.key] = true
 		var err error
 		switch pair.key {
 		case "header":
-			j.Header = pair.args[0]
+			j.Header, err = pair.one()
 		case "audience":
-			j.Audience = pair.args[0]
+			j.Audience, err = pair.one()
 		case "ttl":
 			j.TTL, err = pair.duration()
 		case "key_rotation":

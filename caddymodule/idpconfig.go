@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -99,7 +99,7 @@ func (c *IdPConfig) Validate() error { return c.validate() }
 // Caddyfile parser runs it at the end of each idp block, and Provision
 // runs it for JSON configs, so both are held to the same rules.
 func (c *IdPConfig) validate() error {
-	if err := checkIdPName(c.Name); err != nil {
+	if err := idp.CheckName(c.Name); err != nil {
 		return err
 	}
 	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
@@ -126,39 +126,14 @@ func (c *IdPConfig) validate() error {
 	}
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
-		var missing []string
-		if c.OIDC == nil || c.OIDC.Issuer == "" {
-			missing = append(missing, "issuer")
-		}
-		if c.OIDC == nil || c.OIDC.ClientID == "" {
-			missing = append(missing, "client_id")
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("an oidc block needs %s", strings.Join(missing, " and "))
-		}
 		// idp/oidc's rules (what oidc.New would refuse at Provision),
 		// with placeholders left for Provision.
-		if err := c.OIDC.config(c.Name).Check(hasPlaceholder); err != nil {
-			return err
-		}
+		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c.Name).Check(hasPlaceholder)
 	case idp.ProtocolSAML:
 		if c.SAML == nil {
 			return errors.New("a saml block needs one of metadata_url, metadata_file or metadata")
 		}
 		return c.SAML.check(true)
-	}
-	return nil
-}
-
-// checkIdPName is the rule for an IdP's name, which is a segment of the
-// IdP's endpoint paths (/.sso/oidc/<name>/callback): non-empty, not . or
-// .. (which a URL path resolves away), and without /, \, ?, #, %, white
-// space or control characters.
-func checkIdPName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsFunc(name, func(r rune) bool {
-		return strings.ContainsRune("/?#%\\", r) || unicode.IsSpace(r) || unicode.IsControl(r)
-	}) {
-		return fmt.Errorf("name %q must be usable as a URL path segment: non-empty, not . or .., without /, \\, ?, #, %%, spaces or control characters (such as okta, entra-prod, corp_saml)", name)
 	}
 	return nil
 }
@@ -224,6 +199,9 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		if err != nil {
 			return nil, err
 		}
+		if o.ClientSecret != "" && !hasPlaceholder(o.ClientSecret) {
+			warnWritten(logger, "the client secret", "{env.OIDC_CLIENT_SECRET}", zap.String("idp", c.Name))
+		}
 		p.OfflineAccess = cfg.OfflineAccess
 		cfg.Logger = logger
 		if p.Provider, err = oidc.New(cfg); err != nil {
@@ -267,6 +245,11 @@ func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, erro
 }
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
+
+// warnWritten warns that a secret is written into the config itself.
+func warnWritten(logger *zap.Logger, secret, placeholder string, fields ...zap.Field) {
+	logger.Warn(secret+" is written into the config, where the admin API and autosaved configs show it; use a placeholder such as "+placeholder, fields...)
+}
 
 // Probe checks the IdP as sign-in will meet it (idpcheck): `caddy sso
 // check` reports the findings, and the app logs the problems at start.

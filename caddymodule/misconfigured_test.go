@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 )
 
 // logLine is one line of Caddy's JSON log.
@@ -89,7 +90,9 @@ func TestMisconfiguredIdPs(t *testing.T) {
 		w := newOIDCWorld(t, "").start()
 		waitForLog(t, w.gw, "identity provider checked")
 		for _, raw := range strings.Split(w.gw.logs(), "\n") {
-			if strings.Contains(raw, `"level":"warn"`) && strings.Contains(raw, `"logger":"sso`) {
+			// The harness writes its client secret into the config, which
+			// TestWrittenSecretWarns covers; that warning is not the IdP's.
+			if strings.Contains(raw, `"level":"warn"`) && strings.Contains(raw, `"logger":"sso`) && !strings.Contains(raw, "written into the config") {
 				t.Errorf("a warning about a sound IdP: %s", raw)
 			}
 		}
@@ -137,5 +140,29 @@ func TestStartDoesNotWaitForIdPs(t *testing.T) {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Caddy's stop waits for the IdP check")
+	}
+}
+
+// TestWrittenSecretWarns: a client secret written into the config, where
+// the admin API and autosaved configs show it, is warned about, naming the
+// IdP and never the secret; one written as a placeholder is not.
+func TestWrittenSecretWarns(t *testing.T) {
+	const warning = "the client secret is written into the config"
+	w := newOIDCWorld(t, "").start()
+	l := waitForLog(t, w.gw, warning)
+	if l.Level != "warn" || l.IdP != "test" || !strings.Contains(l.Msg, "use a placeholder such as {env.") {
+		t.Errorf("log line %+v", l)
+	}
+	if strings.Contains(w.gw.logs(), caddytest.ClientSecret) {
+		t.Error("the log holds the client secret")
+	}
+
+	t.Setenv("CADDY_SSO_TEST_CLIENT_SECRET", caddytest.ClientSecret)
+	w = newOIDCWorld(t, "\t\t\tjit\n")
+	w.gw.start(strings.Replace(w.caddyfile(), "client_secret "+caddytest.ClientSecret, "client_secret {env.CADDY_SSO_TEST_CLIENT_SECRET}", 1))
+	waitForLog(t, w.gw, "identity provider checked")
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")) // the placeholder's secret signs in
+	if strings.Contains(w.gw.logs(), warning) {
+		t.Error("a warning about a secret given as a placeholder")
 	}
 }

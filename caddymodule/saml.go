@@ -130,11 +130,19 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		}
 		keys = append(keys, kp)
 	}
+	entityID, err := resolve(repl, "entity_id", c.EntityID, false)
+	if err != nil {
+		return nil, err
+	}
+	idpEntityID, err := resolve(repl, "idp_entity_id", c.IdPEntityID, false)
+	if err != nil {
+		return nil, err
+	}
 	cfg := saml.Config{
 		Name:              name,
-		EntityID:          repl.ReplaceKnown(c.EntityID, ""),
+		EntityID:          entityID,
 		MetadataXML:       []byte(c.Metadata),
-		IdPEntityID:       repl.ReplaceKnown(c.IdPEntityID, ""),
+		IdPEntityID:       idpEntityID,
 		MetadataRefresh:   time.Duration(c.MetadataRefresh),
 		SPKeys:            keys,
 		SignRequests:      c.SignRequests,
@@ -145,7 +153,6 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		MaxResponseSize:   c.MaxResponseSize,
 		Logger:            logger,
 	}
-	var err error
 	switch {
 	case c.MetadataURL != "":
 		cfg.MetadataURL, err = resolve(repl, "metadata_url", c.MetadataURL, true)

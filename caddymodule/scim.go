@@ -3,14 +3,12 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/provision/scim"
@@ -131,8 +129,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 				c.Name, placeholderOnly(c.Token), problem, scim.MinTokenLength)
 		}
 		if !hasPlaceholder(c.Token) {
-			logger.Warn("the SCIM bearer token is written into the config, where the admin API and autosaved configs show it; use a placeholder such as {env.SCIM_TOKEN}",
-				zap.String("idp", c.Name))
+			warnWritten(logger, "the SCIM bearer token", "{env.SCIM_TOKEN}", zap.String("idp", c.Name))
 		}
 		e.IdPs[i].Token = token
 		names[i] = c.Name
@@ -254,16 +251,9 @@ func parseSCIMDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 		case "base_url":
 			sh.BaseURL, err = s.one()
 		case "max_body_size":
-			var v string
-			if v, err = s.one(); err == nil {
-				n, perr := humanize.ParseBytes(v)
-				if perr != nil || n == 0 || n > math.MaxInt64 {
-					return nil, s.errf("max_body_size %q is not a size between 1 byte and 1 GiB", v)
-				}
-				sh.MaxBodySize = int64(n) // at most 1 GiB: validateSettings, below
-			}
+			sh.MaxBodySize, err = s.size() // at most 1 GiB: validateSettings, below
 		default:
-			err = s.errf("unknown setting %q (expected idp, base_path, base_url or max_body_size)", s.key)
+			err = s.unknown("idp, base_path, base_url or max_body_size")
 		}
 		if err != nil {
 			return nil, err

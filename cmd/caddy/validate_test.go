@@ -171,6 +171,30 @@ func TestValidateErrors(t *testing.T) {
 	}
 }
 `, []string{"sso idp entra", "tenant_id {env.CADDY_SSO_TEST_UNSET_TENANT} is empty", "variable"}},
+		// SAML entity IDs and pages_dir too: an unset entity_id became the
+		// default ID, which the IdP does not know; an unset pages_dir
+		// dropped the operator's pages.
+		{"unset entity_id placeholder", "Caddyfile", `{
+	sso {
+		store bolt ` + dir + `/sso.db
+		idp corp saml {
+			metadata <EntityDescriptor/>
+			entity_id {env.CADDY_SSO_TEST_UNSET_SP_ID}
+		}
+	}
+}
+`, []string{"sso idp corp", "entity_id {env.CADDY_SSO_TEST_UNSET_SP_ID} is empty", "variable"}},
+		{"unset pages_dir placeholder", "Caddyfile", `{
+	sso {
+		store bolt ` + dir + `/sso.db
+		pages_dir {env.CADDY_SSO_TEST_UNSET_PAGES}
+		idp okta oidc {
+			issuer https://example.okta.com
+			client_id abc
+		}
+	}
+}
+`, []string{"pages_dir {env.CADDY_SSO_TEST_UNSET_PAGES} is empty", "variable"}},
 		{"bad allowed domain in JSON", "caddy.json", `{"apps": {"sso": {"store": {"path": "` + dir + `/sso.db"},
 	"idps": [{"name": "okta", "protocol": "oidc", "allowed_domains": ["@ bad domain"],
 		"oidc": {"issuer": "https://example.okta.com", "client_id": "abc"}}]}}}`,

@@ -232,13 +232,20 @@ func (c Config) Check(deferred func(string) bool) error {
 	if c.Name == "" {
 		return errors.New("name is required")
 	}
+	var missing []string
+	if c.Issuer == "" {
+		missing = append(missing, "issuer")
+	}
+	if c.ClientID == "" {
+		missing = append(missing, "client_id")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("an oidc IdP needs %s", strings.Join(missing, " and "))
+	}
 	if !deferred(c.Issuer) {
 		if err := checkURL(c.Issuer, false); err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
-	}
-	if c.ClientID == "" {
-		return errors.New("client_id is required")
 	}
 	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
 		return fmt.Errorf(`scopes must include "openid" (scopes %s)`, strings.Join(c.Scopes, " "))
