@@ -249,3 +249,29 @@ func TestHostDerivedURLs(t *testing.T) {
 		}
 	})
 }
+
+// TestTemplatesDoNotRunRequestText: a site whose templates run over the
+// gateway's pages (templates before handle, in Caddy's order, or in one
+// route) cannot be made to execute template actions an anonymous request
+// put into a return URL the sign-out page repeats.
+func TestTemplatesDoNotRunRequestText(t *testing.T) {
+	t.Setenv("CADDY_SSO_TEST_TEMPLATE_SECRET", "s3cr3t-from-env")
+	for name, site := range map[string]string{
+		"site":  "\ttemplates\n\thandle {\n\t\tsso test\n\t\treverse_proxy %s\n\t}\n",
+		"route": "\troute {\n\t\ttemplates\n\t\tsso test\n\t\treverse_proxy %s\n\t}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newOIDCWorld(t, "\t\t\tjit\n")
+			w.sites = fmt.Sprintf("%s {\n"+site+"}\n", w.gw.base, w.upstream.hostPort())
+			w.start()
+			resp := newBrowser(t).get(w.gw.base + "/.sso/logout?return_to=" + url.QueryEscape("/x{{env `CADDY_SSO_TEST_TEMPLATE_SECRET`}}y"))
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="return_to" value="/x%7B%7Benv`) {
+				t.Fatalf("sign-out page %s:\n%s", resp.Status, body)
+			}
+			if strings.Contains(body, "s3cr3t-from-env") {
+				t.Errorf("the page ran the request's template action: %s", body)
+			}
+		})
+	}
+}

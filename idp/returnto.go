@@ -1,6 +1,9 @@
 package idp
 
-import "net/url"
+import (
+	"net/url"
+	"strings"
+)
 
 // LocalPath returns raw when it is a path on this site, and "/" for
 // anything else. It is applied to every return URL: after sign-in and logout,
@@ -11,9 +14,17 @@ import "net/url"
 // search for known-bad forms: one leading '/', no second '/' or '\' after it
 // in any spelling (as sent, or percent-decoded up to three times), no backslash
 // or control character anywhere, no raw non-ASCII, and no scheme, host or user once parsed.
+//
+// Braces come back percent-encoded, which reads the same to the app: a
+// site that runs Caddy's templates over the gateway's pages (templates
+// before handle, in Caddy's order) would otherwise execute "{{…}}" from a
+// return URL the sign-out page repeats.
 func LocalPath(raw string) string {
 	if !isLocalPath(raw) {
 		return "/"
+	}
+	if strings.ContainsAny(raw, "{}") {
+		raw = strings.ReplaceAll(strings.ReplaceAll(raw, "{", "%7B"), "}", "%7D")
 	}
 	return raw
 }
