@@ -178,6 +178,7 @@ func TestNonNavigationGets401(t *testing.T) {
 	// sign-in either: each would leave a flow cookie in the browser.
 	framed := []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "iframe"}
 	image := []string{"Accept", "image/avif,image/webp,*/*", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "image"}
+	websocket := []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
 	tests := []struct {
 		name, method, path string
 		header             []string
@@ -190,6 +191,10 @@ func TestNonNavigationGets401(t *testing.T) {
 		{"cross-site frame", "GET", "/api/data", framed},
 		{"cross-site frame of the login endpoint", "GET", "/.sso/login?return_to=/x", framed},
 		{"login endpoint as an image", "GET", "/.sso/login?return_to=/" + strings.Repeat("a", 2000), image},
+		// A WebSocket from a client without fetch metadata (browsers over
+		// plain http, curl), whatever its Accept.
+		{"websocket", "GET", "/socket", append([]string{"Accept", "*/*"}, websocket...)},
+		{"websocket accepting html", "GET", "/socket", append([]string{"Accept", "text/html"}, websocket...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -254,7 +254,9 @@ func IsNavigation(r *http.Request) bool { return isNavigation(r.Method, r.Header
 // isNavigation judges a request of that method and headers (the verify
 // endpoint judges the original request, whose method the proxy reports).
 func isNavigation(method string, h http.Header) bool {
-	if method != http.MethodGet && method != http.MethodHead {
+	// An upgrade (a WebSocket) is a script's, also from a client that
+	// sends no fetch metadata (browsers over plain http, curl).
+	if method != http.MethodGet && method != http.MethodHead || h.Get("Upgrade") != "" {
 		return false
 	}
 	if !topLevel(h) {
