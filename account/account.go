@@ -74,11 +74,13 @@ const (
 // so that no cached copy outlives what the store no longer has.
 // *session.Manager satisfies it.
 type Cache interface {
-	// ForgetUser drops every cached session of a user, so that the next
-	// request reads the user and the session afresh.
-	ForgetUser(userID string)
-	// ForgetSession drops one cached session, named by store.Session.Hash.
-	ForgetSession(hash string)
+	// ForgetUsers drops every cached session of the users, so that the
+	// next request reads the user and the session afresh. Other instances
+	// hear of all of them at once (a SCIM change to a large group forgets
+	// every member).
+	ForgetUsers(userIDs []string)
+	// ForgetSessions drops cached sessions, named by store.Session.Hash.
+	ForgetSessions(hashes []string)
 }
 
 // Service runs the account operations over a store.
@@ -156,6 +158,11 @@ func (c *Change) ForgetUser(id string) {
 	c.users = append(c.users, id) // twice does no harm; a check would cost a scan per member of a large group
 }
 
+// ForgetUsers is ForgetUser for several users.
+func (c *Change) ForgetUsers(ids []string) {
+	c.users = append(c.users, ids...)
+}
+
 func (c *Change) log(msg string, fields ...zap.Field) {
 	c.logs = append(c.logs, logLine{msg, fields})
 }
@@ -164,11 +171,11 @@ func (c *Change) log(msg string, fields ...zap.Field) {
 // drops what c names from the cache and logs what was done.
 func (s *Service) Committed(c *Change) {
 	if s.Cache != nil {
-		for _, id := range c.users {
-			s.Cache.ForgetUser(id)
+		if len(c.users) > 0 {
+			s.Cache.ForgetUsers(c.users)
 		}
-		for _, h := range c.sessions {
-			s.Cache.ForgetSession(h)
+		if len(c.sessions) > 0 {
+			s.Cache.ForgetSessions(c.sessions)
 		}
 	}
 	if s.Logger != nil {

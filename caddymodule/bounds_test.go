@@ -86,7 +86,7 @@ func TestHousekeepingBoundsTheStore(t *testing.T) {
 		err = db.Update(context.Background(), func(tx store.Tx) error {
 			// More expired IDs than one batch holds.
 			for i := range 2500 {
-				if _, err := tx.Consume("oidc-state", fmt.Sprintf("expired-%d", i), now.Add(-time.Minute)); err != nil {
+				if _, err := tx.Consume("oidc-state", fmt.Sprintf("expired-%d", i), now.Add(-store.ConsumedPruneMargin-time.Minute)); err != nil {
 					return err
 				}
 			}

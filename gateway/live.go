@@ -177,18 +177,18 @@ func (l *Live) Update(ctx context.Context, fn func(store.Tx) error) error {
 // Close does nothing: the app owns the store and closes it.
 func (*Live) Close() error { return nil }
 
-// ForgetUser drops the user's cached sessions once the app runs (before,
-// nothing is cached).
-func (l *Live) ForgetUser(userID string) {
+// ForgetUsers drops the users' cached sessions once the app runs (before,
+// nothing is cached): account.Cache.
+func (l *Live) ForgetUsers(userIDs []string) {
 	if rt := l.rt.Load(); rt != nil {
-		rt.Sessions.ForgetUser(userID)
+		rt.Sessions.ForgetUsers(userIDs)
 	}
 }
 
-// ForgetSession drops one cached session once the app runs.
-func (l *Live) ForgetSession(hash string) {
+// ForgetSessions drops cached sessions once the app runs.
+func (l *Live) ForgetSessions(hashes []string) {
 	if rt := l.rt.Load(); rt != nil {
-		rt.Sessions.ForgetSession(hash)
+		rt.Sessions.ForgetSessions(hashes)
 	}
 }
 

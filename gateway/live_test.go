@@ -51,8 +51,8 @@ func TestLive(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := gateway.NewLive()
 			// Before Start, forgetting does nothing and must not fail.
-			l.ForgetUser("u1")
-			l.ForgetSession("h1")
+			l.ForgetUsers([]string{"u1"})
+			l.ForgetSessions([]string{"h1"})
 			tt.start(l)
 			got, err := l.Running(tt.ctx)
 			if !errors.Is(err, tt.want) {

@@ -11,6 +11,17 @@ import (
 // The Caddy app's audit_retention setting defaults to it.
 const DefaultAuditRetention = 90 * 24 * time.Hour
 
+// ConsumedPruneMargin is how long past its until Housekeep keeps a
+// single-use ID. The until is an absolute time, but Housekeep compares it
+// with the clock of whichever instance runs it: one whose clock runs ahead
+// would otherwise delete IDs that are still live for the others, and an
+// instance with a correct clock would then take a replayed SAML response
+// for a first use. Pruning only bounds the store's growth, so keeping IDs
+// an hour longer costs nothing; an instance whose clock is off by more
+// than this breaks more than replay protection (docs/cluster.md, "Keep
+// the instances' clocks in sync").
+const ConsumedPruneMargin = time.Hour
+
 // HousekeepOptions tune Housekeep.
 type HousekeepOptions struct {
 	// AuditRetention deletes audit events older than this; zero keeps
@@ -30,7 +41,8 @@ type HousekeepStats struct {
 }
 
 // Housekeep deletes what the store keeps only for a while: single-use IDs
-// (OIDC states, SAML assertion IDs) whose replay window has passed, and
+// (OIDC states, SAML assertion IDs) whose replay window has passed by
+// ConsumedPruneMargin, and
 // audit events older than the retention. It works in small transactions,
 // each its own Update (see HousekeepOptions.Batch), so the write lock is
 // never held for long and sign-ins interleave; it stops early, with ctx's
@@ -72,7 +84,8 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 			}
 		}
 	}
-	err := loop("single-use IDs", func(tx Tx, limit int) (int, error) { return tx.PruneConsumed(now, limit) }, &stats.Consumed)
+	consumedCutoff := now.Add(-ConsumedPruneMargin)
+	err := loop("single-use IDs", func(tx Tx, limit int) (int, error) { return tx.PruneConsumed(consumedCutoff, limit) }, &stats.Consumed)
 	if err != nil {
 		return stats, err
 	}

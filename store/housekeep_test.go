@@ -23,11 +23,16 @@ func TestHousekeep(t *testing.T) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	err = db.Update(ctx, func(tx store.Tx) error {
 		for i := range 25 {
-			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-time.Minute)); err != nil {
+			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-store.ConsumedPruneMargin-time.Minute)); err != nil {
 				return err
 			}
 		}
 		if _, err := tx.Consume("state", "live", now.Add(time.Minute)); err != nil {
+			return err
+		}
+		// Expired by this clock, but not by the margin: kept (see
+		// ConsumedPruneMargin).
+		if _, err := tx.Consume("state", "recent", now.Add(-time.Minute)); err != nil {
 			return err
 		}
 		for i := range 23 { // one a day: 23 days up to yesterday
@@ -60,7 +65,7 @@ func TestHousekeep(t *testing.T) {
 	})
 	// Zero retention keeps every event.
 	stats, err = store.Housekeep(ctx, db, now.Add(365*24*time.Hour), store.HousekeepOptions{})
-	if err != nil || stats.AuditEvents != 0 || stats.Consumed != 1 {
+	if err != nil || stats.AuditEvents != 0 || stats.Consumed != 2 {
 		t.Errorf("Housekeep without retention = %+v, %v", stats, err)
 	}
 	// A cancelled context stops it.

@@ -302,8 +302,6 @@ func (h *Handler) deleteGroup(r *http.Request, id string) error {
 // transaction that has committed.
 func (h *Handler) forgetUsers(ids []string) {
 	var c account.Change
-	for _, id := range ids {
-		c.ForgetUser(id)
-	}
+	c.ForgetUsers(ids)
 	h.acc.Committed(&c)
 }

@@ -312,7 +312,9 @@ func (t *tx) deleteMembers(groupID string, users, keep []string) error {
 // Groups of every user it touched (store.MembersTouched,
 // store.User.RegroupSCIM). It locks, reads and writes the users
 // memberChunk at a time, in ID order (the order every transaction locks
-// users in, so two such changes cannot deadlock).
+// users in), with a lock that the foreign key's locks of the other's
+// member inserts do not hold up (see regroup), so two such changes cannot
+// deadlock.
 func (t *tx) syncMembers(groupID, oldName, newName string, before, after []string, when time.Time, change func() error) error {
 	touched := store.MembersTouched(before, after, oldName != "" && newName != "" && oldName != newName)
 	if err := change(); err != nil {
@@ -338,7 +340,11 @@ func (t *tx) syncMembers(groupID, oldName, newName string, before, after []strin
 // depend on the plan the server chose for a member table that was empty
 // when the transaction began.
 func (t *tx) regroup(ids []string, groupID, oldName, newName string, before, after []string, when time.Time) error {
-	if _, err := t.exec("SELECT 1 FROM sso_users WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids); err != nil {
+	// FOR NO KEY UPDATE, as lockFor: FOR UPDATE would also wait for the
+	// FOR KEY SHARE locks that another group change's member inserts
+	// (the foreign key) hold on these users until it commits, while that
+	// change waits here for ours: a deadlock.
+	if _, err := t.exec("SELECT 1 FROM sso_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", ids); err != nil {
 		return fmt.Errorf("lock members: %w", err)
 	}
 	in := func(list []string, id string) bool { _, ok := slices.BinarySearch(list, id); return ok }

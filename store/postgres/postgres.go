@@ -9,17 +9,20 @@
 // locking what fn reads in order to write:
 //
 //   - row locks: in an Update, every read of a user, group or session by
-//     ID or key is SELECT … FOR UPDATE, so another transaction that reads
+//     ID or key is SELECT … FOR NO KEY UPDATE (an insert of a row that
+//     points to it by a foreign key does not wait), so another transaction that reads
 //     the same record to change it waits for this one's commit and then
 //     reads the new version; neither overwrites the other's change;
 //   - key locks: a read by a unique key (IdP link, folded email, folded
 //     userName, externalId per IdP, group name or externalId per IdP),
-//     and PutUser and PutGroup for every key they will take, first take a
-//     transaction-scoped advisory lock on a hash of that key's value. A
-//     read that finds nothing thus still stops a concurrent transaction
-//     from taking the value until this one ends, and then sees it: of
-//     two instances signing in one new user at once, the second waits for
-//     the first's commit, finds the user by its link, and creates none
+//     and PutUser and PutGroup for every key they will take (PutUser but
+//     those the user's row, which this transaction holds, has already),
+//     first take a transaction-scoped advisory lock on a hash of that
+//     key's value. A read that finds nothing thus still stops a
+//     concurrent transaction from taking the value until this one ends,
+//     and then sees it: of two instances signing in one new user at
+//     once, the second waits for the first's commit, finds the user by
+//     its link, and creates none
 //     (the predicate lock serializable isolation would take, but exact:
 //     one per value, not per index page);
 //   - unique indexes back every key, so that PutUser and PutGroup, which

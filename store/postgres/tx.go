@@ -32,6 +32,10 @@ type tx struct {
 	// audit holds the events Audit queued, inserted by flushAudit just
 	// before the commit.
 	audit []store.Event
+	// heldKeys is, for each user whose row this transaction has locked
+	// (userWhere, PutUser), the key locks of the keys the row holds: the
+	// row lock covers them (see PutUser).
+	heldKeys map[string][]int64
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -52,11 +56,18 @@ func (t *tx) mustWrite(op string) error {
 // lock makes any other transaction that means to do the same wait for
 // this one's commit, so neither overwrites the other (see the package
 // doc). Reads in a View lock nothing.
+//
+// The lock is FOR NO KEY UPDATE, which is all a write that keeps the
+// row's key needs, and which does not conflict with the FOR KEY SHARE
+// lock a foreign key takes on the row it points to. FOR UPDATE would: a
+// sign-in would then wait for every transaction that merely inserted a
+// row pointing to the user, such as a SCIM group change adding them as a
+// member, for as long as that whole transaction runs (docs/cluster.md).
 func (t *tx) lockFor(table string) string {
 	if !t.writable {
 		return ""
 	}
-	return " FOR UPDATE OF " + table
+	return " FOR NO KEY UPDATE OF " + table
 }
 
 // fail records the first statement failure (see tx.failed) and returns err
@@ -322,7 +333,29 @@ func (t *tx) userWhere(what string, key int64, cond string, args ...any) (*store
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
+	if t.writable {
+		t.holdKeys(u.ID, u.IdP, u.Email, u.UserName, u.ExternalID, u.Links)
+	}
 	return u, nil
+}
+
+// userKeys returns the key locks (see keyLock) of a user's keys.
+func (t *tx) userKeys(idp, email, userName, externalID string, links []store.Link) []int64 {
+	keys := []int64{t.db.keyLock("user name", store.FoldName(userName)), t.db.keyLock("email", store.FoldName(email)),
+		t.db.keyLock("user external id", idp, externalID)}
+	for _, l := range links {
+		keys = append(keys, t.db.keyLock("link", l.IdP, l.Subject))
+	}
+	return keys
+}
+
+// holdKeys records the keys of a user whose row this transaction holds
+// locked, as stored (see heldKeys).
+func (t *tx) holdKeys(id, idp, email, userName, externalID string, links []store.Link) {
+	if t.heldKeys == nil {
+		t.heldKeys = make(map[string][]int64)
+	}
+	t.heldKeys[id] = t.userKeys(idp, email, userName, externalID, links)
 }
 
 func notFound(what string) error { return fmt.Errorf("postgres: %s: %w", what, store.ErrNotFound) }
@@ -433,11 +466,17 @@ func (t *tx) PutUser(u *store.User) error {
 	}
 
 	// Lock every key this user will hold, so that the check below sees
-	// any transaction that took one of them committed (see keyLock).
-	keys := []int64{t.db.keyLock("user name", nameKey), t.db.keyLock("email", emailKey), t.db.keyLock("user external id", u.IdP, u.ExternalID)}
-	for _, l := range links {
-		keys = append(keys, t.db.keyLock("link", l.IdP, l.Subject))
-	}
+	// any transaction that took one of them committed (see keyLock). A key
+	// the user's row already holds, read and locked in this transaction,
+	// needs no lock: no one else can take it, or move it off the row,
+	// before this commits. Locking it anyway would deadlock with a
+	// sign-in, which locks the key (its link) before the row, when this
+	// holds the row first (a SCIM deactivation reads the user, then writes
+	// it back).
+	held := t.heldKeys[id]
+	keys := slices.DeleteFunc(t.userKeys(u.IdP, u.Email, u.UserName, u.ExternalID, links), func(k int64) bool {
+		return slices.Contains(held, k)
+	})
 	if err := t.lockKeys(keys); err != nil {
 		return fail(err)
 	}
@@ -475,9 +514,17 @@ func (t *tx) PutUser(u *store.User) error {
 		return fail(fmt.Errorf("encode: %w", err))
 	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO sso_users (id, idp, email_key, user_name_key, external_id, data) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (id) DO UPDATE SET idp = EXCLUDED.idp, email_key = EXCLUDED.email_key,
-			user_name_key = EXCLUDED.user_name_key, external_id = EXCLUDED.external_id, data = EXCLUDED.data`,
+	// An UPDATE, and an INSERT only if it found no row, rather than
+	// INSERT … ON CONFLICT DO UPDATE: that one locks the row FOR UPDATE
+	// because its SET names the unique columns, even when their values
+	// stay, and so waits for every transaction holding a foreign key's
+	// lock on the user (a SCIM group change adding them, see lockFor). A
+	// plain UPDATE takes that stronger lock only when a key's value
+	// changes.
+	b.Queue(`WITH up AS (UPDATE sso_users SET idp = $2, email_key = $3, user_name_key = $4, external_id = $5, data = $6
+			WHERE id = $1 RETURNING 1)
+		INSERT INTO sso_users (id, idp, email_key, user_name_key, external_id, data)
+			SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM up)`,
 		id, rec.IdP, nullIfEmpty(emailKey), nullIfEmpty(nameKey), nullIfEmpty(rec.ExternalID), string(data))
 	b.Queue(`DELETE FROM sso_links l WHERE l.user_id = $1 AND NOT EXISTS
 		(SELECT 1 FROM unnest($2::text[], $3::text[]) AS n(idp, subject) WHERE n.idp = l.idp AND n.subject = l.subject)`,
@@ -490,6 +537,7 @@ func (t *tx) PutUser(u *store.User) error {
 	if err := t.batch(b); err != nil {
 		return fail(err)
 	}
+	t.holdKeys(id, rec.IdP, rec.Email, rec.UserName, rec.ExternalID, links)
 	u.ID, u.Created, u.Updated = rec.ID, rec.Created, rec.Updated
 	return nil
 }
@@ -497,6 +545,7 @@ func (t *tx) PutUser(u *store.User) error {
 // DeleteUser removes the user; the foreign keys take its links, sessions
 // (and their tokens) and group memberships with it. Audit events stay.
 func (t *tx) DeleteUser(id string) error {
+	delete(t.heldKeys, id)
 	return t.deleteRow("delete user", " "+id, "DELETE FROM sso_users WHERE id = $1", id)
 }
 
@@ -821,6 +870,16 @@ func (t *tx) ForEachSession(after string, fn func(*store.Session) error) error {
 // Consume inserts (kind, id), or takes over an expired entry, in one
 // statement on the primary key: of two transactions consuming one ID, in
 // any instances, exactly one commits a row that says so.
+//
+// The takeover compares the stored until with this instance's clock, yet
+// needs no margin against clock skew, unlike pruning (see
+// store.ConsumedPruneMargin): every until is the moment from which the
+// consuming instance itself refuses the message, by the same clock (a
+// SAML assertion's acceptable-until, an OIDC logout token's iat plus twice
+// the skew, an OIDC state's login timeout, which its flow cookie's expiry
+// enforces). An instance whose clock runs ahead far enough to take over a
+// live entry has thus already refused the replay as expired, and writes
+// nothing. docs/cluster.md says what clock skew does.
 func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 	if err := t.mustWrite("consume"); err != nil {
 		return false, err
