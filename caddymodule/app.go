@@ -6,6 +6,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -193,10 +194,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.metrics = metrics.New(ctx.GetMetricsRegistry())
 	if a.PagesDir != "" {
 		dir, err := resolve(repl, "pages_dir", a.PagesDir, false)
-		if err != nil {
-			return fmt.Errorf("sso: %w", err)
+		if err == nil {
+			a.pages, err = gateway.LoadPages(dir, a.logger.Named("pages"))
 		}
-		if a.pages, err = gateway.LoadPages(dir, a.logger.Named("pages")); err != nil {
+		if err != nil {
 			return fmt.Errorf("sso: %w", err)
 		}
 	}
@@ -368,14 +369,11 @@ func (a *App) observeSignIn(idpName string, o *signin.Outcome) {
 
 // idpList names the configured IdPs, for error messages.
 func (a *App) idpList() string {
-	names := make([]string, len(a.IdPs))
-	for i, c := range a.IdPs {
-		names[i] = c.Name
+	var names []string
+	for _, c := range a.IdPs {
+		names = append(names, c.Name)
 	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
+	return cmp.Or(strings.Join(names, ", "), "none")
 }
 
 // defaultIdP returns the only configured IdP's name, for handlers that name none.

@@ -516,17 +516,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	hd := new(Handler)
 	h.Next() // "sso"
 	file, line := h.File(), h.Line()
-	setIdPs := func(names []string) {
-		hd.IdP, hd.IdPs = "", nil
-		if len(names) == 1 {
-			hd.IdP = names[0]
-		} else {
-			hd.IdPs = names
-		}
-	}
 	given := make(onceEach)
-	if args := h.RemainingArgs(); len(args) > 0 {
-		setIdPs(args)
+	idps := h.RemainingArgs()
+	if len(idps) > 0 {
 		given["idp"] = lineOf{file, line}
 	}
 	for h.NextBlock(0) {
@@ -545,10 +537,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		var err error
 		switch s.key {
 		case "idp":
-			var names []string
-			if names, err = s.many(); err == nil {
-				setIdPs(names)
-			}
+			idps, err = s.many()
 		case "default_idp":
 			hd.DefaultIdP, err = s.one()
 		case "base_url":
@@ -609,6 +598,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		if err != nil {
 			return nil, err
 		}
+	}
+	if len(idps) == 1 {
+		hd.IdP = idps[0]
+	} else {
+		hd.IdPs = idps
 	}
 	if err := hd.Validate(); err != nil {
 		// A header is reported at the line of the setting that names

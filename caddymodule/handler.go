@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -204,40 +205,29 @@ func (h *Handler) idpNames() []string {
 	return names
 }
 
-// Validate checks the handler's own settings.
+// Validate checks the handler's own settings, by the rules of package
+// gateway.
 func (h *Handler) Validate() error {
-	if h.PathPrefix != "" {
-		if err := gateway.CheckPathPrefix(h.PathPrefix); err != nil {
-			return fmt.Errorf("sso handler: %w", err)
-		}
-	}
 	plan, err := gateway.NewHeaderPlan(h.HeaderSet, h.Headers)
+	_, accessErr := gateway.NewAccessPolicy(h.Allow, h.Deny)
+	_, modeErr := gateway.ParseMode(h.Mode)
+	err = cmp.Or(err, accessErr, modeErr, h.tokenConfig().Validate())
+	if err == nil && h.PathPrefix != "" {
+		err = gateway.CheckPathPrefix(h.PathPrefix)
+	}
+	if sc := h.signerConfig(); err == nil && sc != nil {
+		err = sc.Validate()
+	}
+	if _, berr := gateway.BaseOrigin(h.BaseURL); err == nil && h.BaseURL != "" && berr != nil {
+		err = fmt.Errorf("base_url: %w", berr)
+	}
+	if err == nil && h.DefaultIdP != "" && !slices.Contains(h.idpNames(), h.DefaultIdP) {
+		err = fmt.Errorf("default_idp %q is not one of this route's IdPs", h.DefaultIdP)
+	}
+	if err == nil {
+		err = gateway.CheckRouteHeaders(plan, h.tokenConfig(), h.signerConfig())
+	}
 	if err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
-	if h.DefaultIdP != "" && !slices.Contains(h.idpNames(), h.DefaultIdP) {
-		return fmt.Errorf("sso handler: default_idp %q is not one of this route's IdPs", h.DefaultIdP)
-	}
-	if _, err := gateway.NewAccessPolicy(h.Allow, h.Deny); err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
-	if sc := h.signerConfig(); sc != nil {
-		if err := sc.Validate(); err != nil {
-			return fmt.Errorf("sso handler: %w", err)
-		}
-	}
-	if h.BaseURL != "" {
-		if _, err := gateway.BaseOrigin(h.BaseURL); err != nil {
-			return fmt.Errorf("sso handler: base_url: %w", err)
-		}
-	}
-	if err := h.tokenConfig().Validate(); err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
-	if err := gateway.CheckRouteHeaders(plan, h.tokenConfig(), h.signerConfig()); err != nil {
-		return fmt.Errorf("sso handler: %w", err)
-	}
-	if _, err := gateway.ParseMode(h.Mode); err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	return nil
@@ -272,10 +262,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
 	tokens := gateway.CookieValues(r.Header, o.SessionCookie(), &buf)
-	if strings.HasPrefix(r.URL.Path, h.PathPrefix) {
+	sent := asSent(r)
+	if ep := sent; strings.HasPrefix(ep.URL.Path, h.PathPrefix) || strings.HasPrefix(r.URL.Path, h.PathPrefix) {
+		if !strings.HasPrefix(ep.URL.Path, h.PathPrefix) {
+			ep = r // an operator's rewrite to an endpoint
+		}
 		start := time.Now()
-		err := h.route.ServeEndpoint(w, idp.WithOrigin(r, o.Site), run, o, tokens)
-		h.app.metrics.Endpoint(r.URL.Path[len(h.PathPrefix):], time.Since(start))
+		err := h.route.ServeEndpoint(w, idp.WithOrigin(ep, o.Site), run, o, tokens)
+		h.app.metrics.Endpoint(ep.URL.Path[len(h.PathPrefix):], time.Since(start))
 		return caddyError(w, r, err)
 	}
 	if h.route.Mode != gateway.ModeProtect {
@@ -283,6 +277,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	gateway.StripOwnCookies(r.Header)
 	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, r.Header)
+	if outer, ok := caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity); ok && len(tokens) == 0 {
+		id, forbidden, err = h.route.Admit(r.Context(), run, outer, r.Header) // an sso before this one took the cookie
+	}
 	switch {
 	case forbidden:
 		return caddyError(w, r, h.route.Forbidden(w, r, id))
@@ -292,6 +289,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		h.route.Headers.GuardHopByHop(r)
 		setPlaceholders(r, id)
+		caddyhttp.SetVar(r.Context(), signedInVar, id)
 		inflight.Exit()
 		return next.ServeHTTP(w, r)
 	case errors.As(err, new(*gateway.Error)):
@@ -300,9 +298,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.route.SessionUnavailable(w, r, err)
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(r, o.Site), run, o, tokens))
+		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(sent, o.Site), run, o, tokens))
 	}
-	return h.route.Unauthorized(w, r)
+	return h.route.Unauthorized(w, sent)
+}
+
+// signedInVar holds the session an sso handler admitted, for an sso
+// handler after it on the same request (a stricter route inside a
+// protected site), which finds the cookie gone.
+const signedInVar = "sso.signed_in"
+
+// asSent is r with the URL the client sent, for what the handler answers
+// itself: a rewrite before sso (try_files, uri strip_prefix, handle_path;
+// Caddy runs them first) must neither hide its endpoints nor change where
+// a sign-in comes back to.
+func asSent(r *http.Request) *http.Request {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil || *orig.URL == *r.URL {
+		return r
+	}
+	sent := r.WithContext(r.Context())
+	sent.URL = orig.URL
+	return sent
 }
 
 // caddyError hands a gateway error to Caddy. A page goes to the server's

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -131,11 +132,8 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		keys = append(keys, kp)
 	}
 	entityID, err := resolve(repl, "entity_id", c.EntityID, false)
-	if err != nil {
-		return nil, err
-	}
-	idpEntityID, err := resolve(repl, "idp_entity_id", c.IdPEntityID, false)
-	if err != nil {
+	idpEntityID, idpErr := resolve(repl, "idp_entity_id", c.IdPEntityID, false)
+	if err = cmp.Or(err, idpErr); err != nil {
 		return nil, err
 	}
 	cfg := saml.Config{

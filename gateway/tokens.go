@@ -158,10 +158,19 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // session.ErrNoSession when the request counts as signed out, an *Error
 // when the IdP could not renew the access token, or the store's error.
 func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, hd http.Header) (id *session.Identity, forbidden bool, err error) {
-	id, _, err = rt.Session(ctx, run, tokens, true)
-	switch {
-	case err != nil:
+	if id, _, err = rt.Session(ctx, run, tokens, true); err != nil {
 		return nil, false, err
+	}
+	return rt.Admit(ctx, run, id, hd)
+}
+
+// Admit is Authorize for a session already resolved: the one an sso
+// handler before this route's admitted on the same request (its rules,
+// then this route's, as nested routes read).
+func (rt *Route) Admit(ctx context.Context, run *Runtime, id *session.Identity, hd http.Header) (*session.Identity, bool, error) {
+	switch {
+	case !rt.Admits(id.IdP):
+		return nil, false, session.ErrNoSession
 	case !rt.Access.Permits(id):
 		return id, true, nil
 	}
