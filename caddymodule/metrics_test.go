@@ -98,4 +98,19 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics contain %q", secret)
 		}
 	}
+
+	// A reload gives the new config a registry of its own (Caddy's, as
+	// for its caddy_http_* counters): the counters start again from
+	// zero, and the gauge reads the new config's session cache.
+	w.gw.reload(strings.Replace(w.caddyfile(), "sso test\n", "sso test {\n\t\theaders default\n\t}\n", 1)) // a changed config: Caddy skips an unchanged one
+	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
+	m = w.gw.scrapeMetrics()
+	for _, want := range []string{
+		`caddy_sso_logins_total{idp="test",protocol="oidc",result="success"} 1`,
+		`caddy_sso_active_sessions 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("after a reload, metrics lack %s:\n%s", want, m)
+		}
+	}
 }

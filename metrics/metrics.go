@@ -3,6 +3,11 @@
 // admin endpoint's /metrics). Label values are IdP names, protocol names
 // and fixed result and reason codes: never a user, token or attribute
 // value.
+//
+// Caddy gives each loaded config a registry of its own, so the counters
+// start again from zero at a config reload, as Caddy's own
+// caddy_http_* counters do; Prometheus's rate() and increase() read a
+// reset as one.
 package metrics
 
 import (
@@ -33,10 +38,9 @@ type Metrics struct {
 	sessions  *cacheGauge
 }
 
-// cacheGauge reports the size of the running app's session cache. The
-// collector outlives a config reload (the registry keeps the first one
-// registered), so the app that starts tells it where to read
-// (SetCacheSize) instead of being captured in it.
+// cacheGauge reports the size of the running app's session cache, which
+// exists only once the app has started: the app registers the gauge at
+// Provision and tells it where to read at Start (SetCacheSize).
 type cacheGauge struct {
 	desc *prometheus.Desc
 	size atomic.Pointer[func() int]
@@ -54,8 +58,8 @@ func (g *cacheGauge) Collect(ch chan<- prometheus.Metric) {
 
 const metricsNamespace = "caddy_sso"
 
-// New registers the collectors in reg; a collector another config load
-// already registered there is reused. A nil reg gives nil Metrics.
+// New registers the collectors in reg, reusing one of the same name
+// already registered there. A nil reg gives nil Metrics.
 func New(reg *prometheus.Registry) *Metrics {
 	if reg == nil {
 		return nil
@@ -110,6 +114,7 @@ func (m *Metrics) Login(idpName, protocol, result string) {
 var endpointNames = map[string]bool{
 	"login": true, "logout": true, "whoami": true, "jwks.json": true,
 	"callback": true, "acs": true, "metadata": true, "slo": true,
+	"backchannel-logout": true, "frontchannel-logout": true,
 }
 
 // Endpoint records how long serving one sso endpoint took; rest is the

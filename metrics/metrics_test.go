@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -128,5 +129,33 @@ func TestSCIM(t *testing.T) {
 	var none *metrics.Metrics
 	if plain := none.SCIM(h, ""); reflect.ValueOf(plain).Pointer() != reflect.ValueOf(h).Pointer() {
 		t.Error("without metrics, SCIM wrapped the handler")
+	}
+}
+
+// TestEndpointNames: each endpoint of the gateway is timed under its own
+// name, the OpenID Connect logout channels included; any other path under
+// the prefix (a client picks it) counts as "other".
+func TestEndpointNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	for _, rest := range []string{"login", "oidc/entra/callback", "oidc/entra/backchannel-logout",
+		"oidc/entra/frontchannel-logout", "saml/corp/acs", "saml/corp/slo", "oidc/entra/x", "nothing-here"} {
+		m.Endpoint(rest, time.Millisecond)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]uint64)
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			if h := s.GetHistogram(); h != nil {
+				got[s.GetLabel()[0].GetValue()] = h.GetSampleCount()
+			}
+		}
+	}
+	want := map[string]uint64{"login": 1, "callback": 1, "backchannel-logout": 1, "frontchannel-logout": 1, "acs": 1, "slo": 1, "other": 2}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("endpoint_duration_seconds counts %v, want %v", got, want)
 	}
 }
