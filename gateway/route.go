@@ -102,6 +102,17 @@ type Route struct {
 	// SLO), which anyone can send, to one WARN line per IdP and reason a
 	// minute.
 	logoutRefusals logbudget.Budget
+	// startFailures keeps a sign-in that cannot start (an IdP away or
+	// misconfigured), which every anonymous navigation repeats, to one
+	// ERROR line per IdP and reason a minute; storeFailures likewise the
+	// 503s of a store that is away, one per minute.
+	startFailures, storeFailures logbudget.Budget
+	// denials keeps the 403s of the access rules, which a signed-in user
+	// (or a script with their cookie) may repeat at will, to one INFO line
+	// per user and IdP a minute; crossSiteLogouts the sign-outs another
+	// site's page posts, which anyone's page can, to one WARN line a
+	// minute.
+	denials, crossSiteLogouts logbudget.Budget
 
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
@@ -223,7 +234,10 @@ func (rt *Route) Forbidden(w http.ResponseWriter, r *http.Request, id *session.I
 }
 
 func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity, navigation bool) error {
-	rt.Logger.Debug("access denied by the route's rules", zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
+	// INFO, not DEBUG: an operator asked why someone gets "Access denied"
+	// searches the log for "denied" (docs/troubleshooting.md).
+	rt.denials.Info(rt.Logger, id.IdP+"/"+id.UserID, time.Now(), "access denied by the route's rules",
+		zap.String("idp", id.IdP), zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
 	if !navigation {
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
@@ -446,12 +460,15 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	}
 	if err != nil {
 		code := idp.ErrorCode(err, "idp_unavailable")
+		// Every navigation of an anonymous visitor gets here while the
+		// IdP is away: one ERROR line per IdP and reason a minute.
+		key := p.Name + "/" + code
 		if code == idp.CodeMisconfigured {
-			rt.Logger.Error("starting sign-in: the identity provider's settings contradict the configuration; an administrator must correct them (the warning logged at start says how)",
+			rt.startFailures.Error(rt.Logger, key, time.Now(), "starting sign-in: the identity provider's settings contradict the configuration; an administrator must correct them (the warning logged at start says how)",
 				zap.String("idp", p.Name), zap.String("reason", code), zap.Error(err))
 			return rt.fail(misconfiguredPage(p.Name))
 		}
-		rt.Logger.Error("starting sign-in", zap.String("idp", p.Name), zap.String("reason", code), zap.Error(err))
+		rt.startFailures.Error(rt.Logger, key, time.Now(), "starting sign-in", zap.String("idp", p.Name), zap.String("reason", code), zap.Error(err))
 		return rt.fail(unavailablePage(p.Name, code))
 	}
 	return nil
@@ -580,6 +597,12 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		return httpError(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))
 	}
 	if !sameOrigin(r, o) {
+		// The page shows this reference; the log says which site. Any
+		// site's page can post here, so within a budget, and the
+		// Origin header's text cut short.
+		rt.crossSiteLogouts.Warn(rt.Logger, "cross_site_logout", time.Now(), "sign-out refused",
+			zap.String("reason", "cross_site_logout"), zap.String("origin", shortened(r.Header.Get("Origin"), 100)),
+			zap.String("sec_fetch_site", shortened(r.Header.Get("Sec-Fetch-Site"), 30)))
 		return rt.fail(logoutRefusedPage())
 	}
 	clearSessionCookie(w, o)
@@ -597,6 +620,11 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		e, err := run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
 		if err != nil {
 			return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+		}
+		if e != nil {
+			// The session.logged_out event is audited; audit events are
+			// log lines too (docs/security.md).
+			rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
 		}
 		if ended == nil {
 			ended = e
@@ -616,6 +644,15 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 	}
 	return rt.Pages.Write(w, signedOutPage())
+}
+
+// shortened is a client's header cut to n bytes for a log line: anyone
+// can send one of any length.
+func shortened(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // sameOrigin refuses requests that a browser marks as coming from another

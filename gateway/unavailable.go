@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -25,7 +26,9 @@ const (
 // writes a plain page saying message when asPage (a navigation, a
 // sign-out), else JSON. The error is logged, never shown.
 func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message string, err error) error {
-	rt.Logger.Error("the store failed; answering 503", zap.Error(err))
+	// Every request of every visitor may get here while the store is
+	// away: one ERROR line a minute, the rest at DEBUG.
+	rt.storeFailures.Error(rt.Logger, "store", time.Now(), "the store failed; answering 503", zap.Error(err))
 	w.Header().Set("Retry-After", StoreRetryAfter)
 	if !asPage {
 		w.Header().Set("Cache-Control", "no-store")

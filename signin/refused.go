@@ -48,6 +48,10 @@ type Refusals struct {
 	mu    sync.Mutex
 	audit map[[2]string]*budget // (idp, code)
 	logs  map[[3]string]*budget // (idp, code, source)
+	// The refusals logged at DEBUG only of log budgets forgotten to make
+	// room, and how many sources they came from: the next WARN line says
+	// so, as a budget's own next line would have.
+	unlogged, unloggedSources int
 }
 
 // budget counts one key's events in the current window.
@@ -106,6 +110,11 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		r.logs[logKey] = lb
 	}
 	logOK, logDropped := lb.take(now, 1)
+	unlogged, unloggedSources := 0, 0
+	if logOK && r.unlogged > 0 {
+		unlogged, unloggedSources = r.unlogged, r.unloggedSources
+		r.unlogged, r.unloggedSources = 0, 0
+	}
 	r.mu.Unlock()
 
 	log := zap.NewNop()
@@ -116,6 +125,10 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		zap.Bool("login_in_progress", le.Bound), zap.Error(le)}
 	if logDropped > 0 {
 		fields = append(fields, zap.Int("repeated_last_minute", logDropped))
+	}
+	if unlogged > 0 {
+		// "N refusals from M other sources were logged at DEBUG only."
+		fields = append(fields, zap.Int("others_not_logged", unlogged), zap.Int("others_not_logged_sources", unloggedSources))
 	}
 	if logOK {
 		log.Warn("sign-in refused", fields...)
@@ -134,11 +147,16 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 	}
 }
 
-// forgetOldLogKeys drops log budgets whose window has ended. Called with
-// r.mu held.
+// forgetOldLogKeys drops log budgets whose window has ended, keeping
+// count of the refusals they logged at DEBUG only, which their next WARN
+// line would have reported. Called with r.mu held.
 func (r *Refusals) forgetOldLogKeys(now time.Time) {
 	for k, b := range r.logs {
 		if now.Sub(b.start) >= refusalWindow {
+			if b.n > 1 {
+				r.unlogged += b.n - 1
+				r.unloggedSources++
+			}
 			delete(r.logs, k)
 		}
 	}

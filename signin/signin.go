@@ -225,6 +225,16 @@ func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
 			zap.Strings("received", out.Unmapped.Received), zap.String("refused_name_id_format", out.Unmapped.NameIDFormat))
 	case out.Result != nil:
 		out.Result.Log(log)
+		if out.Session != nil {
+			// The login.succeeded event is audited; audit events are log
+			// lines too (docs/security.md), which may be kept longer. The
+			// user ID, never the email: logs travel further than the store.
+			// ended_over_limit: the session.revoked events of
+			// max_sessions_per_user, audited in the same transaction.
+			log.Info("signed in", zap.String("idp", p.Name), zap.String("user_id", out.User.ID),
+				zap.Bool("created", out.Result.Created), zap.Bool("updated", len(out.Result.Changed) > 0 && !out.Result.Created),
+				zap.Bool("ended_previous_session", out.EndedPrevious), zap.Int("ended_over_limit", len(out.Session.Ended)))
+		}
 	}
 }
 

@@ -458,13 +458,19 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	// anything else in the response (mix-up attacks).
 	if iss, present := q["iss"]; present {
 		if len(iss) != 1 || iss[0] != p.cfg.Issuer {
-			return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, want %q", iss, p.cfg.Issuer))
+			first := ""
+			if len(iss) > 0 {
+				first = iss[0]
+			}
+			// The request's text, capped: anyone can send it, and the
+			// refusal is logged.
+			return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %.200q (%d values), want %q", first, len(iss), p.cfg.Issuer))
 		}
 	} else if md.IssParameterSupported {
 		return nil, idp.Fail(CodeIssuerMissing, errors.New("authorization response lacks iss, which the IdP advertises"))
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, idp.Fail(CodeIdPError, fmt.Errorf("identity provider returned error %q: %.200q", e, q.Get("error_description")))
+		return nil, idp.Fail(CodeIdPError, fmt.Errorf("identity provider returned error %.200q: %.200q", e, q.Get("error_description")))
 	}
 	code := q.Get("code")
 	if code == "" {

@@ -1,46 +1,131 @@
 // Package logbudget keeps log lines that unauthenticated clients can
 // repeat at will from flooding the log: the first line per key each minute
-// goes out at WARN, the rest at DEBUG (docs/security.md, "Unauthenticated
-// traffic"). Keys are fixed codes and configured names, so a Budget stays
-// small; the zero value is ready to use.
+// goes out at its level (WARN, or ERROR for a failure the operator must
+// see), the rest at DEBUG, and the next line at that level says how many
+// went to DEBUG in between (docs/security.md, "Unauthenticated traffic").
+// Keys are fixed codes, configured names or user IDs; a Budget holds at
+// most MaxKeys of them, and the DEBUG counts of keys it forgets to make
+// room are summed onto its next line, never lost. The zero value is ready
+// to use.
 package logbudget
 
 import (
+	"slices"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
-// Window is how long a key's WARN line holds back the next one.
+// Window is how long a key's line at its level holds back the next one.
 const Window = time.Minute
 
-// Budget remembers when each key last went out at WARN.
+// MaxKeys bounds a Budget's memory when the keys are many (one per user):
+// past it, keys whose window has ended are forgotten, and a new key beyond
+// it while all are fresh logs at DEBUG, counted like the rest.
+const MaxKeys = 4096
+
+// Budget remembers when each key last went out at its level.
 type Budget struct {
 	mu   sync.Mutex
-	last map[string]time.Time
+	keys map[string]*entry
+	// The DEBUG lines of forgotten keys (and of keys that found no room),
+	// and how many keys they were: reported by the next line that goes
+	// out at its level.
+	foldedLines, foldedKeys int
 }
 
-// Take reports whether a line for key may go out at WARN at now, and if so
-// counts it.
+type entry struct {
+	at       time.Time // when the key last went out at its level
+	repeated int       // lines sent to DEBUG since
+}
+
+// Take reports whether a line for key may go out at its level at now, and
+// if so counts it.
 func (b *Budget) Take(key string, now time.Time) bool {
+	ok, _ := b.take(key, now)
+	return ok
+}
+
+// take is Take, with the fields that line carries: how many lines of key
+// went to DEBUG since its last one, and those of forgotten keys.
+func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if t, ok := b.last[key]; ok && now.Sub(t) < Window {
-		return false
+	if e, ok := b.keys[key]; ok {
+		if now.Sub(e.at) < Window {
+			e.repeated++
+			return false, nil
+		}
+		var fields []zap.Field
+		if e.repeated > 0 {
+			fields = append(fields, zap.Int("repeated_last_minute", e.repeated))
+		}
+		e.at, e.repeated = now, 0
+		return true, b.folded(fields)
 	}
-	if b.last == nil {
-		b.last = make(map[string]time.Time)
+	if b.keys == nil {
+		b.keys = make(map[string]*entry)
 	}
-	b.last[key] = now
-	return true
+	if len(b.keys) >= MaxKeys {
+		b.forget(now)
+		if len(b.keys) >= MaxKeys {
+			b.foldedLines++
+			b.foldedKeys++
+			return false, nil
+		}
+	}
+	b.keys[key] = &entry{at: now}
+	return true, b.folded(nil)
+}
+
+// forget drops the keys whose window has ended, keeping count of their
+// lines sent to DEBUG. Called with b.mu held.
+func (b *Budget) forget(now time.Time) {
+	for k, e := range b.keys {
+		if now.Sub(e.at) >= Window {
+			if e.repeated > 0 {
+				b.foldedLines += e.repeated
+				b.foldedKeys++
+			}
+			delete(b.keys, k)
+		}
+	}
+}
+
+// folded adds to fields the counts of forgotten keys, once. Called with
+// b.mu held.
+func (b *Budget) folded(fields []zap.Field) []zap.Field {
+	if b.foldedLines == 0 {
+		return fields
+	}
+	fields = append(fields, zap.Int("other_keys_not_logged", b.foldedKeys), zap.Int("other_lines_not_logged", b.foldedLines))
+	b.foldedLines, b.foldedKeys = 0, 0
+	return fields
+}
+
+// Log logs msg at lvl when key's budget allows, at DEBUG otherwise.
+func (b *Budget) Log(log *zap.Logger, lvl zapcore.Level, key string, now time.Time, msg string, fields ...zap.Field) {
+	ok, extra := b.take(key, now)
+	if !ok {
+		log.Debug(msg, fields...)
+		return
+	}
+	log.Log(lvl, msg, slices.Concat(fields, extra)...)
 }
 
 // Warn logs msg at WARN when key's budget allows, at DEBUG otherwise.
 func (b *Budget) Warn(log *zap.Logger, key string, now time.Time, msg string, fields ...zap.Field) {
-	if b.Take(key, now) {
-		log.Warn(msg, fields...)
-		return
-	}
-	log.Debug(msg, fields...)
+	b.Log(log, zapcore.WarnLevel, key, now, msg, fields...)
+}
+
+// Error logs msg at ERROR when key's budget allows, at DEBUG otherwise.
+func (b *Budget) Error(log *zap.Logger, key string, now time.Time, msg string, fields ...zap.Field) {
+	b.Log(log, zapcore.ErrorLevel, key, now, msg, fields...)
+}
+
+// Info logs msg at INFO when key's budget allows, at DEBUG otherwise.
+func (b *Budget) Info(log *zap.Logger, key string, now time.Time, msg string, fields ...zap.Field) {
+	b.Log(log, zapcore.InfoLevel, key, now, msg, fields...)
 }

@@ -1,6 +1,7 @@
 package logbudget_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,5 +34,52 @@ func TestBudget(t *testing.T) {
 		if levels[i] != want[i] {
 			t.Fatalf("levels %v, want %v", levels, want)
 		}
+	}
+}
+
+// TestBudgetRepeatCount: the next line at the key's level says how many
+// went to DEBUG since the last, at the level asked for.
+func TestBudgetRepeatCount(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	var b logbudget.Budget
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 5 {
+		b.Error(log, "idp/idp_unavailable", t0.Add(time.Duration(i)*time.Second), "starting sign-in")
+	}
+	b.Error(log, "idp/idp_unavailable", t0.Add(logbudget.Window), "starting sign-in")
+	all := logs.All()
+	if all[0].Level != zapcore.ErrorLevel || all[5].Level != zapcore.ErrorLevel || all[1].Level != zapcore.DebugLevel {
+		t.Fatalf("levels %v %v %v", all[0].Level, all[1].Level, all[5].Level)
+	}
+	if got := all[5].ContextMap()["repeated_last_minute"]; got != int64(4) {
+		t.Errorf("repeated_last_minute %v, want 4", got)
+	}
+	if _, ok := all[0].ContextMap()["repeated_last_minute"]; ok {
+		t.Errorf("the first line has a repeat count")
+	}
+}
+
+// TestBudgetForgottenKeysCounted: when more keys than MaxKeys come, those
+// forgotten to make room are not lost: the next line says how many of
+// their lines went to DEBUG, and from how many keys.
+func TestBudgetForgottenKeysCounted(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	var b logbudget.Budget
+	t0 := time.Unix(1_700_000_000, 0)
+	for range 5 {
+		b.Warn(log, "user-a", t0, "denied") // 1 WARN, 4 DEBUG
+	}
+	for i := range logbudget.MaxKeys + 10 {
+		b.Warn(log, fmt.Sprint("user-", i), t0.Add(time.Second), "denied")
+	}
+	b.Warn(log, "user-new", t0.Add(logbudget.Window+time.Second), "denied")
+	all := logs.All()
+	last := all[len(all)-1].ContextMap()
+	// user-a's 4, and the 11 keys that found no room beside user-a and
+	// the MaxKeys-1 others (one line each).
+	if last["other_lines_not_logged"] != int64(15) || last["other_keys_not_logged"] != int64(12) {
+		t.Errorf("last line %v, want other_lines_not_logged 15 from other_keys_not_logged 12", last)
 	}
 }

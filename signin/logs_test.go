@@ -1,0 +1,74 @@
+package signin_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/signin"
+)
+
+// TestSignInLogged: a sign-in is audited (login.succeeded) and, since
+// audit events are log lines too (docs/security.md), logged at INFO with
+// the IdP and the user ID, whether the user was created or known, and
+// never with the email.
+func TestSignInLogged(t *testing.T) {
+	e := newEnv(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	e.svc.Logger = zap.New(core)
+	p := e.idp("oidc", "")
+	for i, wantCreated := range []bool{true, false} {
+		out, err := e.svc.SignIn(context.Background(), p, oidcAssertion(fmt.Sprint("state-", i), "Lovelace", false), "")
+		if err != nil || out.Session == nil {
+			t.Fatalf("sign-in %d: %v %+v", i, err, out)
+		}
+		lines := logs.FilterMessage("signed in").All()[i:]
+		if len(lines) != 1 {
+			t.Fatalf("sign-in %d: %d 'signed in' lines, want 1 (all: %v)", i, len(lines), logs.All())
+		}
+		f := lines[0].ContextMap()
+		if lines[0].Level != zapcore.InfoLevel || f["idp"] != "oidc-idp" || f["user_id"] != out.User.ID || f["created"] != wantCreated {
+			t.Errorf("sign-in %d: %s %v", i, lines[0].Level, f)
+		}
+	}
+	for _, l := range logs.All() {
+		if strings.Contains(fmt.Sprint(l.ContextMap()), "ada@example.com") && l.Message == "signed in" {
+			t.Errorf("the sign-in line holds the email: %v", l.ContextMap())
+		}
+	}
+}
+
+// TestForgottenRefusalsCounted: when refusals from very many sources fill
+// the log budget's map, a source's budget forgotten to make room takes
+// its count of refusals logged at DEBUG only with it; the next WARN line
+// says how many there were, and from how many sources.
+func TestForgottenRefusalsCounted(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	e := newEnv(t)
+	now := time.Now()
+	r := &signin.Refusals{Store: e.db, Logger: zap.New(core), Now: func() time.Time { return now }}
+	ctx := context.Background()
+	le := &idp.LoginError{Code: "flow_missing"}
+	for range 5 {
+		r.Record(ctx, "okta", le, "198.51.100.7") // 1 WARN, 4 DEBUG
+	}
+	now = now.Add(time.Second)
+	for i := range 1023 { // fills the map (1,024 sources)
+		r.Record(ctx, "okta", le, fmt.Sprintf("2001:db8::%x", i))
+	}
+	now = now.Add(time.Minute)
+	r.Record(ctx, "okta", le, "2001:db8:ffff::1") // a new source: old budgets forgotten
+	all := logs.All()
+	last := all[len(all)-1]
+	f := last.ContextMap()
+	if last.Level != zapcore.WarnLevel || f["others_not_logged"] != int64(4) || f["others_not_logged_sources"] != int64(1) {
+		t.Errorf("%s %v: want the 4 refusals of 198.51.100.7 logged at DEBUG only counted", last.Level, f)
+	}
+}
