@@ -281,9 +281,9 @@ func writeBackup(ctx context.Context, cl client, path string, progress func(writ
 	return n, counts, os.Rename(tmp.Name(), path)
 }
 
-// boltMagic is where a bbolt file keeps its magic number (the meta page's
-// header), to accept a bbolt file as a backup.
-var boltMagic = []byte{0xed, 0xda, 0x0c, 0xed}
+// boltMagic is the magic number a bbolt file keeps in its meta page's
+// header (little-endian 0xED0CDAED), to accept a bbolt file as a backup.
+const boltMagic = "\xed\xda\x0c\xed"
 
 // isBoltFile reports whether path is a bbolt file rather than a portable
 // backup (gzip).
@@ -295,7 +295,7 @@ func isBoltFile(path string) bool {
 	defer f.Close()
 	head := make([]byte, 32)
 	n, _ := io.ReadFull(f, head)
-	return bytes.Contains(head[:n], boltMagic)
+	return bytes.Contains(head[:n], []byte(boltMagic))
 }
 
 // restore imports the backup at src into dst; it calls starting before it
