@@ -186,14 +186,7 @@ func TestLargeGroup(t *testing.T) {
 // other groups are read after the member's row is locked, so a change that
 // committed during the wait is not undone.)
 func TestConcurrentGroupChangesKeepMembersGroups(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	a, b := openDSN(t, dsn), openDSN(t, dsn)
-	var ids []string
-	for i := range 20 {
-		u := &store.User{Email: "m" + strconv.Itoa(i) + "@x.io"}
-		putUser(t, a, u)
-		ids = append(ids, u.ID)
-	}
+	a, b, ids := twoInstancesWithUsers(t, 20)
 	ga := &store.Group{IdP: "okta", DisplayName: "a0", Members: ids}
 	gb := &store.Group{IdP: "okta", DisplayName: "b", Members: ids}
 	update(t, a, func(tx store.Tx) error { return tx.PutGroup(ga) })

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/store"
@@ -60,4 +61,18 @@ func userGroups(t testing.TB, db store.Store, id string) []string {
 		return nil
 	})
 	return out
+}
+
+// twoInstancesWithUsers opens two instances on one new database that holds
+// n users, whose IDs it returns.
+func twoInstancesWithUsers(t testing.TB, n int) (a, b *DB, ids []string) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	a, b = openDSN(t, dsn), openDSN(t, dsn)
+	for i := range n {
+		u := &store.User{Email: "m" + strconv.Itoa(i) + "@x.io"}
+		putUser(t, a, u)
+		ids = append(ids, u.ID)
+	}
+	return a, b, ids
 }

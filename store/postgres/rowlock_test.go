@@ -132,14 +132,7 @@ func TestMemberSignInDuringLargeGroupChange(t *testing.T) {
 // the two deadlocked, and PostgreSQL broke it after a second by failing
 // one, which Update reran.
 func TestConcurrentGroupAddsOfTheSameUsers(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	a, b := openDSN(t, dsn), openDSN(t, dsn)
-	var ids []string
-	for i := range 20 {
-		u := &store.User{Email: "m" + strconv.Itoa(i) + "@x.io"}
-		putUser(t, a, u)
-		ids = append(ids, u.ID)
-	}
+	a, b, ids := twoInstancesWithUsers(t, 20)
 	const rounds = 5
 	var names []string
 	for round := range rounds {
