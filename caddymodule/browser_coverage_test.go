@@ -170,12 +170,7 @@ func TestBrowserCoverageOIDCSignOutWithoutScript(t *testing.T) {
 // whose form (crewjam/saml's) carries the request to the IdP.
 func samlPostWorld(t *testing.T) *samlWorld {
 	t.Helper()
-	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\trequest_binding post\n\t\t\tsign_requests\n\t\t\tjit\n")
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
-	w.start()
-	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-	return w
+	return localhostSAMLWorld(t, "\t\t\trequest_binding post\n\t\t\tsign_requests\n", nil)
 }
 
 // TestBrowserCoverageSAMLPostBinding signs in over SAML with the POST

@@ -62,10 +62,15 @@ func idpLogoutForm(t *testing.T, resp *http.Response, body, endSession string) u
 	return fields
 }
 
-// localhostSAMLWorld is a SAML world whose site is http://localhost:port.
-func localhostSAMLWorld(t *testing.T) *samlWorld {
+// localhostSAMLWorld is a SAML world whose site is http://localhost:port,
+// its idp block (preset okta, jit) with idpLines added. idp, when given,
+// sets the IdP up before the gateway starts and reads its metadata.
+func localhostSAMLWorld(t *testing.T, idpLines string, idp func(*samltest.Server)) *samlWorld {
 	t.Helper()
-	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n"+idpLines)
+	if idp != nil {
+		idp(w.idp)
+	}
 	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
 	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
 	w.start()
@@ -191,7 +196,7 @@ func TestBrowserOIDCSignOut(t *testing.T) {
 // ends its session and answers with a LogoutResponse to the site's SLO
 // endpoint, and the site's sign-in then asks for the password again.
 func TestBrowserSAMLSignOut(t *testing.T) {
-	w := localhostSAMLWorld(t)
+	w := localhostSAMLWorld(t, "", nil)
 	ctx := newChromium(t)
 	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
 	if n := w.idp.SessionCount(); n != 1 {

@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,17 +27,10 @@ import (
 
 // postSLOWorld is localhostSAMLWorld with an IdP whose metadata offers only
 // the HTTP-POST binding for Single Logout, so that the gateway's sign-out
-// answers with its auto-submitting LogoutRequest page. The binding is set
-// before the gateway starts and reads the metadata.
+// answers with its auto-submitting LogoutRequest page.
 func postSLOWorld(t *testing.T) *samlWorld {
 	t.Helper()
-	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
-	w.idp.SetLogoutBindings(saml.HTTPPostBinding)
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
-	w.start()
-	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-	return w
+	return localhostSAMLWorld(t, "", func(idp *samltest.Server) { idp.SetLogoutBindings(saml.HTTPPostBinding) })
 }
 
 // navigation is one request for a document (a page or a frame), each hop

@@ -112,7 +112,7 @@ func waitForPage(t *testing.T, ctx context.Context, want string) (string, string
 // session, as a sign-in whose callback sees the cookie does: the sign-in
 // carried it there in a flow cookie.
 func TestBrowserSAMLSignInAgainEndsPreviousSession(t *testing.T) {
-	w := localhostSAMLWorld(t)
+	w := localhostSAMLWorld(t, "", nil)
 	ctx := newChromium(t)
 	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
 	first := storedSessions(t)
