@@ -247,6 +247,26 @@ func TestHostDerivedURLs(t *testing.T) {
 		if got := redirectURI(t, resp); got != "https://127.0.0.1/.sso/oidc/test/callback" {
 			t.Errorf("redirect_uri %q behind the trusted proxy", got)
 		}
+		// A proxy that forwards the default port ($host:$server_port in
+		// nginx): the URLs are the ones browsers write, without it.
+		resp, _ = nav(t, w.gw.base+"/page", "", "X-Forwarded-Host", "127.0.0.1:443", "X-Forwarded-Proto", "https")
+		if got := redirectURI(t, resp); got != "https://127.0.0.1/.sso/oidc/test/callback" {
+			t.Errorf("redirect_uri %q behind a proxy forwarding :443", got)
+		}
+		// and the site's own sign-out form (Origin: https://127.0.0.1) is
+		// not refused as cross-site.
+		req, _ := http.NewRequest(http.MethodPost, w.gw.base+"/.sso/logout", strings.NewReader("return_to=%2F"))
+		for k, v := range map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://127.0.0.1",
+			"Sec-Fetch-Site": "same-origin", "X-Forwarded-Host": "127.0.0.1:443", "X-Forwarded-Proto": "https"} {
+			req.Header.Set(k, v)
+		}
+		resp, err := newBrowser(t).noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readBody(t, resp); strings.Contains(body, "cross_site_logout") {
+			t.Errorf("the site's own sign-out refused behind a proxy forwarding :443: %s %.200s", resp.Status, body)
+		}
 	})
 }
 

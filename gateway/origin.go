@@ -40,7 +40,8 @@ func (o Origin) SessionCookie() string {
 
 // RequestOrigin is the origin r names: the scheme of the connection and
 // the Host header, or, when trusted (the peer is one of Caddy's trusted
-// proxies), X-Forwarded-Proto and X-Forwarded-Host. forwarded reports a
+// proxies), X-Forwarded-Proto and X-Forwarded-Host; the host as browsers
+// write it (idp.CanonicalHost). forwarded reports a
 // host taken from X-Forwarded-Host. Vouched is left for the caller, which
 // knows the route's host matchers.
 func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
@@ -56,6 +57,7 @@ func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
 			o.Site.Host, forwarded = fh, true
 		}
 	}
+	o.Site.Host = idp.CanonicalHost(o.Site.Scheme, o.Site.Host)
 	o.Secure = o.Site.Secure()
 	return o, forwarded
 }

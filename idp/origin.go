@@ -63,14 +63,21 @@ func ParseOrigin(raw string) (Origin, error) {
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Opaque != "" {
 		return Origin{}, fmt.Errorf("%q must be scheme://host[:port] only, without a path or query", raw)
 	}
-	host := strings.ToLower(u.Host)
-	// The scheme's default port is left out, as browsers leave it out of
-	// the Origin header and of the URLs they show.
-	if u.Port() == "443" && u.Scheme == "https" || u.Port() == "80" && u.Scheme == "http" {
-		host = strings.ToLower(u.Hostname())
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
-		}
+	return Origin{Scheme: u.Scheme, Host: CanonicalHost(u.Scheme, u.Host)}, nil
+}
+
+// CanonicalHost is host[:port] as browsers write it in the Origin header
+// and in the URLs they show: in lower case, without the scheme's default
+// port. A proxy that forwards "app.example.com:443" would otherwise make
+// redirect URIs no IdP has registered, and refuse the site's own
+// sign-out form as cross-site.
+func CanonicalHost(scheme, host string) string {
+	host = strings.ToLower(host)
+	switch scheme {
+	case "https":
+		return strings.TrimSuffix(host, ":443")
+	case "http":
+		return strings.TrimSuffix(host, ":80")
 	}
-	return Origin{Scheme: u.Scheme, Host: host}, nil
+	return host
 }
