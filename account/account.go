@@ -125,8 +125,16 @@ func (e *NotFoundError) Error() string { return fmt.Sprintf("user %q not found",
 func (e *NotFoundError) Is(target error) bool { return target == store.ErrNotFound }
 
 // user reads a user in tx.
-func user(tx store.Tx, id string) (*store.User, error) {
-	u, err := tx.User(id)
+func user(tx store.Tx, id string) (*store.User, error) { return readUser(tx.User, id) }
+
+// userForDelete is user for a transaction that goes on to delete the user:
+// it reads with the lock the delete needs (see store.Tx.UserForDelete).
+func userForDelete(tx store.Tx, id string) (*store.User, error) {
+	return readUser(tx.UserForDelete, id)
+}
+
+func readUser(read func(string) (*store.User, error), id string) (*store.User, error) {
+	u, err := read(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &NotFoundError{ID: id}
 	}
@@ -325,7 +333,7 @@ func (s *Service) Tombstones(u *store.User, now time.Time) []store.Tombstone {
 // DeleteTx deletes the user, their sessions and group memberships, and
 // leaves the tombstones Tombstones lists.
 func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
-	u, err := user(tx, id)
+	u, err := userForDelete(tx, id)
 	if err != nil {
 		return nil, err
 	}

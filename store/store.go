@@ -334,6 +334,15 @@ type Tx interface {
 	// DeleteUser also deletes the user's sessions and group memberships.
 	// It writes no tombstone: that is the caller's decision.
 	DeleteUser(id string) error
+	// UserForDelete is User, for a transaction that goes on to delete the
+	// user: read it with this from the first read on. In PostgreSQL it
+	// locks the row as the delete will (FOR UPDATE, where User takes the
+	// weaker FOR NO KEY UPDATE), so that no transaction can point a new
+	// row at the user meanwhile and the delete never has to upgrade its
+	// lock: an upgrade waits for a concurrent group change's foreign-key
+	// lock on the user while that change waits for the first lock, a
+	// deadlock. In a View it is User.
+	UserForDelete(id string) (*User, error)
 	// ForEachUser visits users in ID order, starting after the given ID.
 	ForEachUser(after string, fn func(*User) error) error
 

@@ -27,7 +27,14 @@ func (h *Handler) inScope(u *store.User) bool { return u.IdP == h.cfg.IdP }
 // loadUser reads a user of this IdP; any other is "not found", so that
 // one IdP's token cannot read or change another's users.
 func (h *Handler) loadUser(tx store.Tx, id string) (*store.User, error) {
-	u, err := tx.User(id)
+	return h.loadUserWith(tx.User, id)
+}
+
+// loadUserWith is loadUser reading with read: tx.UserForDelete for a
+// DELETE, which must lock the user as the delete will from the first read
+// (see store.Tx.UserForDelete).
+func (h *Handler) loadUserWith(read func(string) (*store.User, error), id string) (*store.User, error) {
+	u, err := read(id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !h.inScope(u) {
 		return nil, notFound("User", id)
 	}
@@ -361,7 +368,7 @@ func (h *Handler) deleteUser(r *http.Request, id string) error {
 	var c account.Change
 	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		c = account.Change{}
-		if _, err := h.loadUser(tx, id); err != nil {
+		if _, err := h.loadUserWith(tx.UserForDelete, id); err != nil {
 			return err
 		}
 		_, err := h.acc.DeleteTx(tx, &c, id, account.BySCIM)

@@ -99,6 +99,10 @@ func (t *tx) User(id string) (*store.User, error) {
 	return u, nil
 }
 
+// UserForDelete is User: bolt has one writer at a time, so there is no
+// lock to take.
+func (t *tx) UserForDelete(id string) (*store.User, error) { return t.User(id) }
+
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
 	return byIndex(t, bucketLinks, pair(idp, subject), false, t.getUser, "user by link", idp)
 }

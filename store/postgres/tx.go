@@ -33,7 +33,7 @@ type tx struct {
 	// before the commit.
 	audit []store.Event
 	// heldKeys is, for each user whose row this transaction has locked
-	// (userWhere, PutUser), the key locks of the keys the row holds: the
+	// (userLocked, PutUser), the key locks of the keys the row holds: the
 	// row lock covers them (see PutUser).
 	heldKeys map[string][]int64
 }
@@ -319,10 +319,17 @@ func decodeJSON[T any](what string) func([]byte) (*T, error) {
 var decodeUser = decodeJSON[store.User]("user")
 
 // userWhere reads the one user a condition selects, after locking key
-// (see keyLock) in a read-write transaction.
+// (see keyLock) in a read-write transaction, and locks the row (lockFor).
 func (t *tx) userWhere(what string, key int64, cond string, args ...any) (*store.User, error) {
+	return t.userLocked(what, key, t.lockFor("u"), cond, args...)
+}
+
+// userLocked is userWhere with the row-lock clause lock, which must be
+// empty in a View. Either lock covers the keys the row holds (heldKeys):
+// no one else can take them, or move them off the row, before this commits.
+func (t *tx) userLocked(what string, key int64, lock, cond string, args ...any) (*store.User, error) {
 	var raw []byte
-	err := t.lockedRow(key, "SELECT u.data FROM sso_users u "+cond+t.lockFor("u"), args, &raw)
+	err := t.lockedRow(key, "SELECT u.data FROM sso_users u "+cond+lock, args, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: %s: %w", what, store.ErrNotFound)
 	}
@@ -366,6 +373,29 @@ func (t *tx) User(id string) (*store.User, error) {
 		return nil, notFound(what)
 	}
 	return t.userWhere(what, 0, "WHERE u.id = $1", id)
+}
+
+// UserForDelete is User, locking the row FOR UPDATE, the lock DeleteUser's
+// DELETE takes, rather than FOR NO KEY UPDATE (lockFor). A transaction that
+// read the user with the weaker lock would have to upgrade it at the
+// delete, and the upgrade waits for the FOR KEY SHARE lock of any
+// transaction that has pointed a row at the user meanwhile (a SCIM group
+// change inserting them as a member, which NO KEY UPDATE lets through):
+// when that one then waits for the first lock (regroup), neither can go
+// on, and PostgreSQL breaks the deadlock after deadlock_timeout by failing
+// one. FOR UPDATE from the start instead waits for such a transaction to
+// commit, and keeps any new one from pointing at the user until the delete
+// commits.
+func (t *tx) UserForDelete(id string) (*store.User, error) {
+	what := "user " + id
+	if !storable(id) {
+		return nil, notFound(what)
+	}
+	lock := ""
+	if t.writable {
+		lock = " FOR UPDATE OF u"
+	}
+	return t.userLocked(what, 0, lock, "WHERE u.id = $1", id)
 }
 
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {

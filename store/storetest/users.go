@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -18,6 +19,7 @@ func init() {
 		testCase{"ForEachUser", testForEachUser},
 		testCase{"ListUsers", testListUsers},
 		testCase{"UserCopies", testUserCopies},
+		testCase{"UserForDelete", testUserForDelete},
 		testCase{"LinkKeysUnambiguous", testLinkKeys},
 	)
 }
@@ -410,4 +412,97 @@ func testUserCopies(e *env) {
 		e.Errorf("link index changed through a copy")
 	}
 	_ = fmt.Sprint
+}
+
+// testUserForDelete: UserForDelete reads as User does (the same record, a
+// copy, ErrNotFound for a missing user), in a View too, where it writes
+// nothing; in an Update what follows it may write the user back or delete
+// them; and of two transactions deleting the same user at once, one does
+// and the other finds no user.
+func testUserForDelete(e *env) {
+	u := e.putUser(fullUser())
+	want := jsonOf(e.user(u.ID))
+	before := e.dump()
+	e.view(func(tx store.Tx) error {
+		got, err := tx.UserForDelete(u.ID)
+		if err != nil {
+			return err
+		}
+		e.sameJSON("UserForDelete in a View", e.user(u.ID), got)
+		got.Groups[0] = "admins"
+		got.Links[0].Subject = "evil"
+		got.FirstName = "Eve"
+		if _, err := tx.UserForDelete("nobody"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("UserForDelete(missing) in a View = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	e.sameDump("UserForDelete in a View", before, e.dump())
+	e.update(func(tx store.Tx) error {
+		got, err := tx.UserForDelete(u.ID)
+		if err != nil {
+			return err
+		}
+		if jsonOf(got) != want {
+			e.Errorf("UserForDelete in an Update:\n got %s\nwant %s", jsonOf(got), want)
+		}
+		got.Groups[0] = "admins"
+		got.SCIMAttributes[2] = 'X'
+		if _, err := tx.UserForDelete("nobody"); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("UserForDelete(missing) = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if got := jsonOf(e.user(u.ID)); got != want {
+		e.Errorf("a change to UserForDelete's copy reached the store:\n got %s\nwant %s", got, want)
+	}
+
+	// Read for a delete, then written back after all, keys kept and changed.
+	e.update(func(tx store.Tx) error {
+		got, err := tx.UserForDelete(u.ID)
+		if err != nil {
+			return err
+		}
+		got.FirstName = "Augusta"
+		got.Email = "augusta@example.com"
+		return tx.PutUser(got)
+	})
+	if got := e.user(u.ID); got == nil || got.FirstName != "Augusta" {
+		e.Fatalf("write back after UserForDelete: %+v", got)
+	}
+	if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByEmail("augusta@example.com") }); got != u.ID {
+		e.Errorf("UserByEmail after the write back = %q, want %q", got, u.ID)
+	}
+
+	// Two deletions of one user at once: one deletes, the other finds none.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = e.st.Update(e.Context(), func(tx store.Tx) error {
+				if _, err := tx.UserForDelete(u.ID); err != nil {
+					return err
+				}
+				return tx.DeleteUser(u.ID)
+			})
+		})
+	}
+	wg.Wait()
+	deleted, missing := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			deleted++
+		case errors.Is(err, store.ErrNotFound):
+			missing++
+		default:
+			e.Errorf("concurrent delete: %v", err)
+		}
+	}
+	if deleted != 1 || missing != 1 {
+		e.Errorf("two concurrent deletes: %d deleted, %d found no user (%v); want one each", deleted, missing, errs)
+	}
+	if got := e.user(u.ID); got != nil {
+		e.Errorf("user still there after the deletes: %+v", got)
+	}
 }

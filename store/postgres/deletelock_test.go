@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
+)
+
+// waitForRegroup waits until a group change running on db has inserted its
+// member rows (each locking its user FOR KEY SHARE, the foreign key) and
+// is rewriting the members' records (regroup's statements). It fails the
+// test if the change ends first.
+func waitForRegroup(t *testing.T, db *DB, done chan error) {
+	t.Helper()
+	for {
+		var busy bool
+		err := db.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()
+				AND (query LIKE '%FROM sso_users WHERE id = ANY($1) ORDER BY id FOR%' OR query LIKE '%FROM sso_users u WHERE u.id = ANY($1)%'))`).Scan(&busy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if busy {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the group change ended (%v) before the test saw it rewrite members", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// TestDeleteMemberDuringGroupChange: instance A creates a SCIM group of
+// many members, one long transaction; instance B deletes one of them
+// (account.Delete, as the admin API and SCIM do) after A has inserted the
+// member rows and while it rewrites the members' records, the user among
+// the last it reaches. The deletion used to read the user FOR NO KEY
+// UPDATE, which A's foreign-key lock lets through, and then needed FOR
+// UPDATE for the DELETE, which waits for that lock, while A's regroup
+// waited for the read's lock: a deadlock, which PostgreSQL broke after a
+// second by failing the group change. Read FOR UPDATE from the start
+// (UserForDelete), the deletion waits for the group change instead: no
+// deadlock, both succeed, and the user is gone, out of the group too.
+func TestDeleteMemberDuringGroupChange(t *testing.T) {
+	const n = 20_000
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	ids := seedUsers(t, a, "okta", n)
+	victim := ids[n-1] // the last regroup locks (in ID order)
+	acc := &account.Service{Store: b, Cache: session.New(b, session.Config{}, nil, nil)}
+	before := deadlocks(t, a)
+
+	g := &store.Group{IdP: "okta", DisplayName: "everyone", Members: ids}
+	groupDone := make(chan error, 1)
+	go func() { groupDone <- a.Update(context.Background(), func(tx store.Tx) error { return tx.PutGroup(g) }) }()
+	waitForRegroup(t, a, groupDone)
+
+	start := time.Now()
+	_, err := acc.Delete(context.Background(), victim, account.BySCIM)
+	took := time.Since(start)
+	gErr := <-groupDone
+	after := deadlocks(t, a)
+	t.Logf("delete: %v after %v; group change: %v; deadlocks %d -> %d", err, took, gErr, before, after)
+	if after > before {
+		t.Errorf("%d deadlock(s) between the deletion and the group change", after-before)
+	}
+	if err != nil {
+		t.Errorf("delete during the group change: %v", err)
+	}
+	// The deletion waits for the group change, which so finds its member;
+	// a change that came after the deletion would be refused (member not
+	// found), never half done.
+	if gErr != nil && !errors.Is(gErr, store.ErrNotFound) {
+		t.Errorf("group change: %v", gErr)
+	}
+	view(t, a, func(tx store.Tx) error {
+		if _, err := tx.User(victim); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the deleted user: %v, want ErrNotFound", err)
+		}
+		if gErr != nil {
+			return nil
+		}
+		got, err := tx.Group(g.ID)
+		if err != nil {
+			return err
+		}
+		if len(got.Members) != n-1 || slices.Contains(got.Members, victim) {
+			t.Errorf("group has %d members (the deleted one among them: %v), want %d without", len(got.Members), slices.Contains(got.Members, victim), n-1)
+		}
+		return nil
+	})
+}
