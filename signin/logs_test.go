@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/signin"
 )
 
@@ -60,7 +61,7 @@ func TestForgottenRefusalsCounted(t *testing.T) {
 		r.Record(ctx, "okta", le, "198.51.100.7") // 1 WARN, 4 DEBUG
 	}
 	now = now.Add(time.Second)
-	for i := range 1023 { // fills the map (1,024 sources)
+	for i := range logbudget.MaxKeys - 1 { // fills the budget
 		r.Record(ctx, "okta", le, fmt.Sprintf("2001:db8::%x", i))
 	}
 	now = now.Add(time.Minute)
@@ -68,7 +69,7 @@ func TestForgottenRefusalsCounted(t *testing.T) {
 	all := logs.All()
 	last := all[len(all)-1]
 	f := last.ContextMap()
-	if last.Level != zapcore.WarnLevel || f["others_not_logged"] != int64(4) || f["others_not_logged_sources"] != int64(1) {
+	if last.Level != zapcore.WarnLevel || f["other_lines_not_logged"] != int64(4) || f["other_keys_not_logged"] != int64(1) {
 		t.Errorf("%s %v: want the 4 refusals of 198.51.100.7 logged at DEBUG only counted", last.Level, f)
 	}
 }

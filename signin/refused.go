@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -17,11 +18,9 @@ const (
 	// DefaultAuditPerMinute bounds the login.failed events written per IdP
 	// and reason each minute.
 	DefaultAuditPerMinute = 10
-	// refusalWindow is the period of the audit and log budgets.
-	refusalWindow = time.Minute
-	// maxLogKeys bounds the log budget's memory when refusals come from
-	// very many sources: past it, sources are counted together.
-	maxLogKeys = 1024
+	// refusalWindow is the period of the audit budget, the log budget's
+	// (logbudget.Window).
+	refusalWindow = logbudget.Window
 )
 
 // Refusals records callbacks the protocol adapter refused, without letting
@@ -35,7 +34,8 @@ const (
 //     (login.failed), at most AuditPerMinute per IdP and reason, and the
 //     next event after a full minute says how many were left out;
 //   - the log gets the first refusal per IdP, reason and source each
-//     minute at WARN, the rest at DEBUG, and a count when the minute ends.
+//     minute at WARN, the rest at DEBUG, counted on the next WARN line
+//     (internal/logbudget).
 //
 // Metrics count every refusal (the caller's job).
 type Refusals struct {
@@ -47,11 +47,7 @@ type Refusals struct {
 
 	mu    sync.Mutex
 	audit map[[2]string]*budget // (idp, code)
-	logs  map[[3]string]*budget // (idp, code, source)
-	// The refusals logged at DEBUG only of log budgets forgotten to make
-	// room, and how many sources they came from: the next WARN line says
-	// so, as a budget's own next line would have.
-	unlogged, unloggedSources int
+	logs  logbudget.Budget      // idp, code, source
 }
 
 // budget counts one key's events in the current window.
@@ -85,7 +81,6 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 	r.mu.Lock()
 	if r.audit == nil {
 		r.audit = make(map[[2]string]*budget)
-		r.logs = make(map[[3]string]*budget)
 	}
 	var auditOK bool
 	var auditDropped int
@@ -97,44 +92,15 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		}
 		auditOK, auditDropped = b.take(now, limit)
 	}
-	logKey := [3]string{idpName, le.Code, source}
-	if len(r.logs) >= maxLogKeys && r.logs[logKey] == nil {
-		r.forgetOldLogKeys(now)
-		if len(r.logs) >= maxLogKeys {
-			logKey[2] = "(many sources)"
-		}
-	}
-	lb := r.logs[logKey]
-	if lb == nil {
-		lb = &budget{start: now}
-		r.logs[logKey] = lb
-	}
-	logOK, logDropped := lb.take(now, 1)
-	unlogged, unloggedSources := 0, 0
-	if logOK && r.unlogged > 0 {
-		unlogged, unloggedSources = r.unlogged, r.unloggedSources
-		r.unlogged, r.unloggedSources = 0, 0
-	}
 	r.mu.Unlock()
 
 	log := zap.NewNop()
 	if r.Logger != nil {
 		log = r.Logger
 	}
-	fields := []zap.Field{zap.String("idp", idpName), zap.String("reason", le.Code), zap.String("source", logKey[2]),
-		zap.Bool("login_in_progress", le.Bound), zap.Error(le)}
-	if logDropped > 0 {
-		fields = append(fields, zap.Int("repeated_last_minute", logDropped))
-	}
-	if unlogged > 0 {
-		// "N refusals from M other sources were logged at DEBUG only."
-		fields = append(fields, zap.Int("others_not_logged", unlogged), zap.Int("others_not_logged_sources", unloggedSources))
-	}
-	if logOK {
-		log.Warn("sign-in refused", fields...)
-	} else {
-		log.Debug("sign-in refused", fields...)
-	}
+	r.logs.Warn(log, idpName+"\x00"+le.Code+"\x00"+source, now, "sign-in refused",
+		zap.String("idp", idpName), zap.String("reason", le.Code), zap.String("source", source),
+		zap.Bool("login_in_progress", le.Bound), zap.Error(le))
 	if !auditOK {
 		return
 	}
@@ -144,20 +110,5 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 	}
 	if err := r.Store.Update(ctx, func(tx store.Tx) error { return tx.Audit(ev) }); err != nil {
 		log.Error("writing audit event", zap.String("type", ev.Type), zap.Error(err))
-	}
-}
-
-// forgetOldLogKeys drops log budgets whose window has ended, keeping
-// count of the refusals they logged at DEBUG only, which their next WARN
-// line would have reported. Called with r.mu held.
-func (r *Refusals) forgetOldLogKeys(now time.Time) {
-	for k, b := range r.logs {
-		if now.Sub(b.start) >= refusalWindow {
-			if b.n > 1 {
-				r.unlogged += b.n - 1
-				r.unloggedSources++
-			}
-			delete(r.logs, k)
-		}
 	}
 }
