@@ -300,7 +300,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if gateway.IsNavigation(r) {
 		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(sent, o.Site), run, o, tokens))
 	}
-	return h.route.Unauthorized(w, sent)
+	return caddyError(w, r, h.route.Unauthorized(w, sent, o))
 }
 
 // signedInVar holds the session an sso handler admitted, for an sso

@@ -475,3 +475,37 @@ func TestLoginReturnToTooLongForTheFlow(t *testing.T) {
 		t.Errorf("signed in at %q as %q, want / as ada", saw.Path, saw.header("X-Forwarded-Email"))
 	}
 }
+
+// TestFormSubmittedWithoutSession: a form a browser submits without a
+// session gets the 401 as the sign_in_again page, whose link returns to
+// the form's page when the Referer is this site's, else to the URL posted
+// to; a script's POST keeps the JSON.
+func TestFormSubmittedWithoutSession(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+	post := func(header ...string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, w.gw.base+"/save", strings.NewReader("note=hi"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := newBrowser(t).noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, readBody(t, resp)
+	}
+	form := []string{"Accept", "text/html,application/xhtml+xml", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"}
+	for referer, back := range map[string]string{
+		w.gw.base + "/form?x=1":          "%2fform%3fx%3d1",
+		"https://elsewhere.example/page": "%2fsave",
+	} {
+		resp, body := post(append(form, "Referer", referer)...)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" ||
+			!strings.Contains(body, "<h1>Sign in again</h1>") || !strings.Contains(strings.ToLower(body), `href="/.sso/login?return_to=`+back+`"`) {
+			t.Errorf("form from %s: %s %v\n%s", referer, resp.Status, resp.Header, body)
+		}
+	}
+	if resp, body := post("Accept", "*/*", "Sec-Fetch-Mode", "cors"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"login"`) {
+		t.Errorf("a script's POST: %s %s", resp.Status, body)
+	}
+}

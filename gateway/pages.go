@@ -26,6 +26,7 @@ const (
 	PageForbidden         = "forbidden"          // 403: the route's allow/deny rules exclude the user
 	PageMissingAttributes = "missing_attributes" // 403: the IdP did not send what an account needs
 	PageChooser           = "chooser"            // 200: pick one of the route's IdPs
+	PageSignInAgain       = "sign_in_again"      // 401: a form submitted after the session ended
 	PageUnknownIdP        = "unknown_idp"        // 404: login?idp= names no IdP of the route
 	PageLogout            = "logout"             // 200: the sign-out confirmation
 	PageSignedOut         = "signed_out"         // 200
@@ -38,7 +39,7 @@ const (
 )
 
 // PageNames lists every page, in the order docs/pages.md describes them.
-var PageNames = []string{PageSignInFailed, PageDenied, PageForbidden, PageMissingAttributes, PageChooser,
+var PageNames = []string{PageSignInFailed, PageDenied, PageForbidden, PageMissingAttributes, PageChooser, PageSignInAgain,
 	PageUnknownIdP, PageLogout, PageSignedOut, PageLogoutRefused, PageLogoutIncomplete, PageUnavailable,
 	PageMisconfigured, PageBaseURLRequired, PageStoreUnavailable}
 
@@ -259,6 +260,8 @@ func SamplePage(name string) Page {
 		return pg
 	case PageChooser:
 		return chooserPage("/.sso/", []string{"entra", "okta"}, "/")
+	case PageSignInAgain:
+		return signInAgainPage("/.sso/login?return_to=%2Fform")
 	case PageUnknownIdP:
 		return unknownIdPPage()
 	case PageLogout:

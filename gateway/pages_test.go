@@ -65,7 +65,7 @@ func TestDefaultPages(t *testing.T) {
 func TestSamplePagesMatchTheirStatus(t *testing.T) {
 	want := map[string]int{
 		gateway.PageSignInFailed: 400, gateway.PageDenied: 403, gateway.PageForbidden: 403,
-		gateway.PageMissingAttributes: 403, gateway.PageChooser: 200, gateway.PageUnknownIdP: 404,
+		gateway.PageMissingAttributes: 403, gateway.PageChooser: 200, gateway.PageSignInAgain: 401, gateway.PageUnknownIdP: 404,
 		gateway.PageLogout: 200, gateway.PageSignedOut: 200, gateway.PageLogoutRefused: 403,
 		gateway.PageLogoutIncomplete: 400, gateway.PageUnavailable: 502, gateway.PageMisconfigured: 500,
 		gateway.PageBaseURLRequired: 500, gateway.PageStoreUnavailable: 503,
@@ -78,7 +78,7 @@ func TestSamplePagesMatchTheirStatus(t *testing.T) {
 		if pg.Status != want[name] {
 			t.Errorf("%s: status %d, want %d", name, pg.Status, want[name])
 		}
-		if pg.Status >= 400 && name != gateway.PageForbidden && name != gateway.PageUnknownIdP && pg.Code == "" {
+		if pg.Status >= 400 && name != gateway.PageForbidden && name != gateway.PageUnknownIdP && name != gateway.PageSignInAgain && pg.Code == "" {
 			t.Errorf("%s: an error page without a reference code", name)
 		}
 	}

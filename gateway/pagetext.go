@@ -53,6 +53,14 @@ func logoutPage(prefix, returnTo string) Page {
 		Action: prefix + "logout", Button: "Sign out", ReturnTo: returnTo}
 }
 
+// signInAgainPage: a form was submitted after the session had ended;
+// nothing of it reached the application.
+func signInAgainPage(login string) Page {
+	return Page{Name: PageSignInAgain, Status: http.StatusUnauthorized, Title: "Sign in again",
+		Message: "Your session has ended, so what you submitted was not sent. Sign in, then submit it again.",
+		Links:   []PageLink{{Href: login, Text: "Sign in"}}}
+}
+
 func signedOutPage() Page {
 	return Page{Name: PageSignedOut, Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}
 }

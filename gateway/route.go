@@ -247,15 +247,38 @@ func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.I
 
 // Unauthorized answers a request without a session that is not a
 // navigation: 401 with the login URL, never a redirect (a script cannot
-// follow one to an IdP) and never new login state.
-func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request) error {
-	return rt.unauthorized(w, rt.PathPrefix+"login?return_to="+url.QueryEscape(idp.LocalPath(r.URL.RequestURI())))
+// follow one to an IdP) and never new login state. A form a person
+// submitted after their session ended gets that 401 as a page saying so,
+// with a link that signs in and comes back to the form's page (the
+// Referer on this site, else the URL posted to): what was submitted
+// cannot be carried through a sign-in.
+func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request, o Origin) error {
+	back := r.URL.RequestURI()
+	if !submittedForm(r) {
+		return rt.unauthorized(w, rt.PathPrefix+"login?return_to="+url.QueryEscape(idp.LocalPath(back)))
+	}
+	if ref, err := url.Parse(r.Header.Get("Referer")); err == nil && ref.Scheme+"://"+idp.CanonicalHost(ref.Scheme, ref.Host) == o.Site.String() {
+		back = ref.RequestURI()
+	}
+	login := rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(back))
+	rt.setUnauthorized(w.Header(), login)
+	return rt.fail(signInAgainPage(login))
+}
+
+// submittedForm tells a form a person submitted (a top-level navigation
+// by another method than GET, asking for HTML) from a script's request.
+func submittedForm(r *http.Request) bool {
+	return r.Method != http.MethodGet && r.Method != http.MethodHead &&
+		strings.Contains(r.Header.Get("Accept"), "text/html") && isNavigation(http.MethodGet, r.Header)
+}
+
+func (rt *Route) setUnauthorized(hd http.Header, login string) {
+	hd.Set("WWW-Authenticate", `SSO realm="`+rt.Default.Name+`", login="`+login+`"`)
+	hd.Set("Cache-Control", "no-store")
 }
 
 func (rt *Route) unauthorized(w http.ResponseWriter, login string) error {
-	hd := w.Header()
-	hd.Set("WWW-Authenticate", `SSO realm="`+rt.Default.Name+`", login="`+login+`"`)
-	hd.Set("Cache-Control", "no-store")
+	rt.setUnauthorized(w.Header(), login)
 	return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required", "login": login})
 }
 
