@@ -274,6 +274,9 @@ func (a *App) Start() error {
 		k.Run(ctx, gateway.HousekeepingInterval)
 	})
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
+	for name, p := range a.idps {
+		a.metrics.WatchSAML(name, p.Provider)
+	}
 	a.live.Set(rt)
 	return nil
 }

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scrapeMetrics reads Caddy's Prometheus metrics from the admin endpoint.
@@ -111,6 +114,46 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("after a reload, metrics lack %s:\n%s", want, m)
+		}
+	}
+}
+
+// TestSAMLMetadataMetrics: a SAML IdP's metadata health is in the metrics,
+// as Unix times an alert can compare with time(): when the copy in use was
+// loaded, when it expires, when its signing certificate does.
+func TestSAMLMetadataMetrics(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tjit\n")
+	w.idp.SetMetadataValidity(48 * time.Hour)
+	w.gw.start(w.caddyfile())
+	// The metadata loads at Start, in the background of the first request.
+	resp := newBrowser(t).get(w.gw.base+"/", "Accept", "application/json")
+	readBody(t, resp)
+	var m string
+	got := func(name string) (time.Time, bool) {
+		re := regexp.MustCompile(`(?m)^caddy_sso_` + name + `\{idp="test"\} (\S+)$`)
+		match := re.FindStringSubmatch(m)
+		if match == nil {
+			return time.Time{}, false
+		}
+		f, err := strconv.ParseFloat(match[1], 64)
+		return time.Unix(int64(f), 0), err == nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m = w.gw.scrapeMetrics()
+		if _, ok := got("saml_metadata_loaded_timestamp_seconds"); ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	now := time.Now()
+	for name, want := range map[string][2]time.Time{
+		"saml_metadata_loaded_timestamp_seconds":        {now.Add(-time.Minute), now.Add(time.Second)},
+		"saml_metadata_valid_until_timestamp_seconds":   {now.Add(47 * time.Hour), now.Add(49 * time.Hour)},
+		"saml_idp_certificate_expiry_timestamp_seconds": {now, now.Add(100 * 365 * 24 * time.Hour)},
+	} {
+		if at, ok := got(name); !ok || at.Before(want[0]) || at.After(want[1]) {
+			t.Errorf("caddy_sso_%s{idp=\"test\"} = %v (present %v), want between %v and %v", name, at, ok, want[0], want[1])
 		}
 	}
 }

@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/signin"
 )
@@ -36,6 +38,7 @@ type Metrics struct {
 	// caddy_http_request_duration_seconds already covers whole routes.
 	endpoints *prometheus.HistogramVec // endpoint
 	sessions  *cacheGauge
+	saml      *samlGauges
 }
 
 // cacheGauge reports the size of the running app's session cache, which
@@ -54,6 +57,37 @@ func (g *cacheGauge) Collect(ch chan<- prometheus.Metric) {
 		n = (*f)()
 	}
 	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n))
+}
+
+// samlGauges report the metadata health of the SAML IdPs (WatchSAML), read
+// at each scrape: Unix times, one series per IdP, none for a time unknown.
+type samlGauges struct {
+	loaded, validUntil, certExpiry *prometheus.Desc
+
+	mu        sync.Mutex
+	providers map[string]samlProvider
+}
+
+// samlProvider is what the gauges read of an IdP (*saml.Provider).
+type samlProvider interface{ MetadataHealth() saml.MetadataHealth }
+
+func (g *samlGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.loaded
+	ch <- g.validUntil
+	ch <- g.certExpiry
+}
+
+func (g *samlGauges) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, p := range g.providers {
+		h := p.MetadataHealth()
+		for desc, t := range map[*prometheus.Desc]time.Time{g.loaded: h.Loaded, g.validUntil: h.ValidUntil, g.certExpiry: h.CertificateExpiry} {
+			if !t.IsZero() {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(t.Unix()), name)
+			}
+		}
+	}
 }
 
 const metricsNamespace = "caddy_sso"
@@ -85,6 +119,15 @@ func New(reg *prometheus.Registry) *Metrics {
 	}, []string{"endpoint"}))
 	m.sessions = register(reg, &cacheGauge{desc: prometheus.NewDesc(metricsNamespace+"_active_sessions",
 		"Sessions held in the in-memory session cache.", nil, nil)})
+	idpLabel := []string{"idp"}
+	m.saml = register(reg, &samlGauges{
+		loaded: prometheus.NewDesc(metricsNamespace+"_saml_metadata_loaded_timestamp_seconds",
+			"When the SAML IdP's metadata in use was loaded (each successful refresh loads it again): an old time means refreshes fail.", idpLabel, nil),
+		validUntil: prometheus.NewDesc(metricsNamespace+"_saml_metadata_valid_until_timestamp_seconds",
+			"When the SAML IdP's metadata in use expires (validUntil); sign-in refuses expired metadata.", idpLabel, nil),
+		certExpiry: prometheus.NewDesc(metricsNamespace+"_saml_idp_certificate_expiry_timestamp_seconds",
+			"When the first of the SAML IdP's signing certificates in its metadata expires.", idpLabel, nil),
+	})
 	return m
 }
 
@@ -128,6 +171,21 @@ func (m *Metrics) Endpoint(rest string, took time.Duration) {
 		name = "other"
 	}
 	m.endpoints.WithLabelValues(name).Observe(took.Seconds())
+}
+
+// WatchSAML makes p, the provider of the IdP named name, a source of the
+// SAML metadata gauges; a provider of another protocol is skipped.
+func (m *Metrics) WatchSAML(name string, p any) {
+	sp, ok := p.(samlProvider)
+	if m == nil || !ok {
+		return
+	}
+	m.saml.mu.Lock()
+	defer m.saml.mu.Unlock()
+	if m.saml.providers == nil {
+		m.saml.providers = make(map[string]samlProvider)
+	}
+	m.saml.providers[name] = sp
 }
 
 // SetCacheSize makes size the source of the active-sessions gauge.

@@ -1,0 +1,30 @@
+package saml
+
+import "time"
+
+// MetadataHealth is what an operator alerts on before the IdP's metadata
+// stops sign-in: when the copy in use was loaded (every refresh that
+// succeeds loads it again, so an old time means refreshes fail), when it
+// expires (its validUntil: sign-in refuses expired metadata), and when the
+// first of its signing certificates expires (the IdP's rotation is due;
+// sign-in keeps its key, as the Metadata Interoperability Profile says).
+// A zero time is unknown: nothing loaded, no validUntil, no certificate
+// that parses.
+type MetadataHealth struct {
+	Loaded, ValidUntil, CertificateExpiry time.Time
+}
+
+// MetadataHealth reports on the metadata in use.
+func (p *Provider) MetadataHealth() MetadataHealth {
+	md := p.md.Load()
+	if md == nil {
+		return MetadataHealth{}
+	}
+	h := MetadataHealth{Loaded: md.loaded, ValidUntil: md.validUntil}
+	for _, b64 := range signingCerts(md.ed) {
+		if c := parseCertificate(b64); c.Err == nil && (h.CertificateExpiry.IsZero() || c.NotAfter.Before(h.CertificateExpiry)) {
+			h.CertificateExpiry = c.NotAfter
+		}
+	}
+	return h
+}
