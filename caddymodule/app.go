@@ -188,8 +188,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.store, err = a.StoreConfig.spec(repl); err != nil {
 		return fmt.Errorf("sso store: %w", err)
 	}
-	if c := a.StoreConfig; c != nil && !hasPlaceholder(c.DSN) && postgres.HasPassword(c.DSN) {
-		warnWritten(a.logger, "the store's connection string holds a password and", "{env.SSO_DATABASE_URL}")
+	if c := a.StoreConfig; c != nil && postgres.HasPassword(c.DSN) {
+		warnWritten(a.logger, c.DSN, "the store's connection string holds a password and", "{env.SSO_DATABASE_URL}")
 	}
 	a.metrics = metrics.New(ctx.GetMetricsRegistry())
 	if a.PagesDir != "" {
@@ -274,9 +274,6 @@ func (a *App) Start() error {
 		k.Run(ctx, gateway.HousekeepingInterval)
 	})
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
-	for name, p := range a.idps {
-		a.metrics.WatchSAML(name, p.Provider)
-	}
 	a.live.Set(rt)
 	return nil
 }

@@ -638,13 +638,12 @@ func parseIdentityJWT(s setting) (*IdentityJWT, error) {
 	if len(s.args)%2 != 0 {
 		return nil, s.errf("identity_jwt: expected: identity_jwt [header <Header-Name>] [ttl <duration>] [audience <aud>] [key_rotation <duration>]")
 	}
-	seen := make(map[string]bool)
+	given := make(onceEach)
 	for i := 0; i < len(s.args); i += 2 {
 		pair := setting{d: s.d, block: s.block + " identity_jwt", key: s.args[i], args: s.args[i+1 : i+2]}
-		if seen[pair.key] {
-			return nil, pair.errf("%s given twice", pair.key)
+		if err := given.once(s.d, pair.block+": ", pair.key); err != nil {
+			return nil, err
 		}
-		seen[pair.key] = true
 		var err error
 		switch pair.key {
 		case "header":

@@ -98,3 +98,24 @@ func TestNestedSSO(t *testing.T) {
 		t.Errorf("a non-admin at /admin/x: %s %s", resp.Status, body)
 	}
 }
+
+// TestNestedSSOHoldsItsIdPs: the session an outer sso admitted passes an
+// inner one only if it is of one of the inner route's IdPs (one host,
+// several IdPs, docs/security.md): alpha's session is no session on a beta
+// route inside alpha's site.
+func TestNestedSSOHoldsItsIdPs(t *testing.T) {
+	g := newGateway(t)
+	alpha := startOP(t, "ada@alpha.example", g.base+"/.sso/oidc/alpha/callback")
+	beta := startOP(t, "ada@beta.example", g.base+"/admin/.sso/oidc/beta/callback")
+	up := newEchoUpstream(t).hostPort()
+	g.start(g.caddyfile(oidcIdPBlock("alpha", alpha)+oidcIdPBlock("beta", beta), fmt.Sprintf(
+		"%[1]s {\n\tsso alpha\n\thandle /admin/* {\n\t\tsso beta {\n\t\t\tpath_prefix /admin/.sso/\n\t\t}\n\t\treverse_proxy %[2]s\n\t}\n\thandle {\n\t\treverse_proxy %[2]s\n\t}\n}\n",
+		g.base, up)))
+	b := newBrowser(t)
+	if saw := upstreamSaw(t, b.signIn(g.base+"/", "ada", "ada-pw")); saw.header("X-Forwarded-Idp") != "alpha" {
+		t.Fatalf("signed in through %q, want alpha", saw.header("X-Forwarded-Idp"))
+	}
+	if resp, body := b.noFollow(g.base+"/admin/api", true); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("alpha's session on beta's inner route: %s %s", resp.Status, body)
+	}
+}

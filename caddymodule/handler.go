@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -262,24 +263,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
 	tokens := gateway.CookieValues(r.Header, o.SessionCookie(), &buf)
-	sent := asSent(r)
-	if ep := sent; strings.HasPrefix(ep.URL.Path, h.PathPrefix) || strings.HasPrefix(r.URL.Path, h.PathPrefix) {
-		if !strings.HasPrefix(ep.URL.Path, h.PathPrefix) {
-			ep = r // an operator's rewrite to an endpoint
+	sent := sentURL(r)
+	if strings.HasPrefix(sent.Path, h.PathPrefix) || strings.HasPrefix(r.URL.Path, h.PathPrefix) {
+		if !strings.HasPrefix(sent.Path, h.PathPrefix) {
+			sent = r.URL // an operator's rewrite to an endpoint
 		}
 		start := time.Now()
-		err := h.route.ServeEndpoint(w, idp.WithOrigin(ep, o.Site), run, o, tokens)
-		h.app.metrics.Endpoint(ep.URL.Path[len(h.PathPrefix):], time.Since(start))
+		err := h.route.ServeEndpoint(w, answering(r, o, sent), run, o, tokens)
+		h.app.metrics.Endpoint(sent.Path[len(h.PathPrefix):], time.Since(start))
 		return caddyError(w, r, err)
 	}
 	if h.route.Mode != gateway.ModeProtect {
 		return h.route.Verify(w, r, run, o, tokens, trustedProxy(r)) // answers its errors itself
 	}
 	gateway.StripOwnCookies(r.Header)
-	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, r.Header)
-	if outer, ok := caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity); ok && len(tokens) == 0 {
-		id, forbidden, err = h.route.Admit(r.Context(), run, outer, r.Header) // an sso before this one took the cookie
+	var outer *session.Identity
+	if len(tokens) == 0 {
+		outer, _ = caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity) // an sso before this one took the cookie
 	}
+	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, outer, r.Header)
 	switch {
 	case forbidden:
 		return caddyError(w, r, h.route.Forbidden(w, r, id))
@@ -298,28 +300,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.route.SessionUnavailable(w, r, err)
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(w, r, h.route.StartSignIn(w, idp.WithOrigin(sent, o.Site), run, o, tokens))
+		return caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens))
 	}
-	return caddyError(w, r, h.route.Unauthorized(w, sent, o))
+	return caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sent), o))
 }
 
-// signedInVar holds the session an sso handler admitted, for an sso
-// handler after it on the same request (a stricter route inside a
-// protected site), which finds the cookie gone.
+// signedInVar holds the session an sso handler admitted, for a stricter
+// sso handler after it on the same request, which finds the cookie gone.
 const signedInVar = "sso.signed_in"
 
-// asSent is r with the URL the client sent, for what the handler answers
-// itself: a rewrite before sso (try_files, uri strip_prefix, handle_path;
-// Caddy runs them first) must neither hide its endpoints nor change where
-// a sign-in comes back to.
-func asSent(r *http.Request) *http.Request {
-	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
-	if !ok || orig.URL == nil || *orig.URL == *r.URL {
-		return r
+// sentURL is the URL the client sent: a rewrite Caddy runs before sso (try_files,
+// uri strip_prefix, handle_path) must not hide the endpoints or the return URL.
+func sentURL(r *http.Request) *url.URL {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL
 	}
-	sent := r.WithContext(r.Context())
-	sent.URL = orig.URL
-	return sent
+	return r.URL
+}
+
+// answering is r, with the site's origin (idp.WithOrigin) and u as its URL,
+// as the handler's own answers read it: a copy upstream requests never pay.
+func answering(r *http.Request, o gateway.Origin, u *url.URL) *http.Request {
+	a := idp.WithOrigin(r, o.Site)
+	a.URL = u
+	return a
 }
 
 // caddyError hands a gateway error to Caddy. A page goes to the server's

@@ -199,9 +199,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		if err != nil {
 			return nil, err
 		}
-		if o.ClientSecret != "" && !hasPlaceholder(o.ClientSecret) {
-			warnWritten(logger, "the client secret", "{env.OIDC_CLIENT_SECRET}", zap.String("idp", c.Name))
-		}
+		warnWritten(logger, o.ClientSecret, "the client secret", "{env.OIDC_CLIENT_SECRET}", zap.String("idp", c.Name))
 		p.OfflineAccess = cfg.OfflineAccess
 		cfg.Logger = logger
 		if p.Provider, err = oidc.New(cfg); err != nil {
@@ -211,6 +209,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		if p.Provider, err = c.SAML.build(c.Name, repl, logger); err != nil {
 			return nil, err
 		}
+		a.metrics.WatchSAML(c.Name, p.Provider)
 		if c.LinkByEmail {
 			logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
 				zap.String("idp", c.Name))
@@ -246,9 +245,12 @@ func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, erro
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
 
-// warnWritten warns that a secret is written into the config itself.
-func warnWritten(logger *zap.Logger, secret, placeholder string, fields ...zap.Field) {
-	logger.Warn(secret+" is written into the config, where the admin API and autosaved configs show it; use a placeholder such as "+placeholder, fields...)
+// warnWritten warns when raw, a secret's setting, writes the secret into
+// the config itself rather than a placeholder.
+func warnWritten(logger *zap.Logger, raw, secret, placeholder string, fields ...zap.Field) {
+	if raw != "" && !hasPlaceholder(raw) {
+		logger.Warn(secret+" is written into the config, where the admin API and autosaved configs show it; use a placeholder such as "+placeholder, fields...)
+	}
 }
 
 // Probe checks the IdP as sign-in will meet it (idpcheck): `caddy sso

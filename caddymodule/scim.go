@@ -128,9 +128,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("sso_scim: idp %s: the bearer token %s %s %d characters (generate one with: openssl rand -base64 32)",
 				c.Name, placeholderOnly(c.Token), problem, scim.MinTokenLength)
 		}
-		if !hasPlaceholder(c.Token) {
-			warnWritten(logger, "the SCIM bearer token", "{env.SCIM_TOKEN}", zap.String("idp", c.Name))
-		}
+		warnWritten(logger, c.Token, "the SCIM bearer token", "{env.SCIM_TOKEN}", zap.String("idp", c.Name))
 		e.IdPs[i].Token = token
 		names[i] = c.Name
 	}

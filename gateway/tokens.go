@@ -153,24 +153,26 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // readies what the upstream learns of it, in the one order both the sso
 // handler and the verify endpoint need: the route's access rules first,
 // then the token headers on hd, so that a session the rules refuse never
-// carries a token (the proxy may copy a refusal's headers too). forbidden
-// reports such a session (id is then set); otherwise err is nil,
-// session.ErrNoSession when the request counts as signed out, an *Error
-// when the IdP could not renew the access token, or the store's error.
-func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, hd http.Header) (id *session.Identity, forbidden bool, err error) {
-	if id, _, err = rt.Session(ctx, run, tokens, true); err != nil {
-		return nil, false, err
-	}
-	return rt.Admit(ctx, run, id, hd)
-}
-
-// Admit is Authorize for a session already resolved: the one an sso
-// handler before this route's admitted on the same request (its rules,
-// then this route's, as nested routes read).
-func (rt *Route) Admit(ctx context.Context, run *Runtime, id *session.Identity, hd http.Header) (*session.Identity, bool, error) {
+// carries a token (the proxy may copy a refusal's headers too). outer,
+// when not nil, is the session an sso handler before this route's admitted
+// on the same request and took the cookie of (a stricter route inside a
+// protected site): it stands for tokens, held to this route's IdPs, rules
+// and tokens as nested routes read. forbidden reports a session the rules
+// refuse (id is then set); otherwise err is nil, session.ErrNoSession when
+// the request counts as signed out, an *Error when the IdP could not renew
+// the access token, or the store's error.
+func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, outer *session.Identity, hd http.Header) (id *session.Identity, forbidden bool, err error) {
 	switch {
-	case !rt.Admits(id.IdP):
-		return nil, false, session.ErrNoSession
+	case outer == nil:
+		id, _, err = rt.Session(ctx, run, tokens, true)
+	case rt.Admits(outer.IdP):
+		id = outer
+	default:
+		err = session.ErrNoSession
+	}
+	switch {
+	case err != nil:
+		return nil, false, err
 	case !rt.Access.Permits(id):
 		return id, true, nil
 	}

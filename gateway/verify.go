@@ -134,7 +134,7 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	navigation := isNavigation(orig.method, r.Header)
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
-	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, hd)
+	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, nil, hd)
 	switch {
 	case forbidden:
 		return rt.forbidden(w, r, id, navigation)

@@ -367,12 +367,15 @@ func (t *tx) holdKeys(id, idp, email, userName, externalID string, links []store
 
 func notFound(what string) error { return fmt.Errorf("postgres: %s: %w", what, store.ErrNotFound) }
 
-func (t *tx) User(id string) (*store.User, error) {
+func (t *tx) User(id string) (*store.User, error) { return t.userByID(id, t.lockFor("u")) }
+
+// userByID reads the user id, locking its row with lock (see userLocked).
+func (t *tx) userByID(id, lock string) (*store.User, error) {
 	what := "user " + id
 	if !storable(id) {
 		return nil, notFound(what)
 	}
-	return t.userWhere(what, 0, "WHERE u.id = $1", id)
+	return t.userLocked(what, 0, lock, "WHERE u.id = $1", id)
 }
 
 // UserForDelete is User, locking the row FOR UPDATE, the lock DeleteUser's
@@ -387,15 +390,11 @@ func (t *tx) User(id string) (*store.User, error) {
 // commit, and keeps any new one from pointing at the user until the delete
 // commits.
 func (t *tx) UserForDelete(id string) (*store.User, error) {
-	what := "user " + id
-	if !storable(id) {
-		return nil, notFound(what)
-	}
 	lock := ""
 	if t.writable {
 		lock = " FOR UPDATE OF u"
 	}
-	return t.userLocked(what, 0, lock, "WHERE u.id = $1", id)
+	return t.userByID(id, lock)
 }
 
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
