@@ -131,6 +131,22 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 		}
 	})
 
+	// A callback whose login is gone (the back button after signing in)
+	// goes on to / only with a session of that callback's IdP.
+	repeatedCallback := func(t *testing.T, wantOn bool) {
+		t.Helper()
+		resp, body := b.noFollow(g.base+"/.sso/oidc/alpha/callback?code=x&state=y", false)
+		if on := resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/"; on != wantOn ||
+			!on && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "flow_missing")) {
+			t.Errorf("repeated callback of alpha: %s to %q (want on to /: %v): %s", resp.Status, resp.Header.Get("Location"), wantOn, body)
+		}
+		// Its other answer needs a refused ACS POST's flow cookie.
+		if resp, body := b.noFollow(g.base+"/.sso/signin-failed", false); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/.sso/signin-failed with no refused sign-in: %s: %s", resp.Status, body)
+		}
+	}
+	t.Run("a repeated callback with the IdP's session", func(t *testing.T) { repeatedCallback(t, true) })
+
 	t.Run("signing in through the second IdP", func(t *testing.T) {
 		if saw := upstreamSaw(t, b.signIn(g.base+"/admin/users", "ada", "ada-pw")); saw.header("X-Forwarded-Idp") != "beta" {
 			t.Fatalf("signed in through %q, want beta", saw.header("X-Forwarded-Idp"))
@@ -141,6 +157,7 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 		if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, alpha.Issuer) {
 			t.Errorf("alpha's route after beta's sign-in: %s to %q: %s", resp.Status, loc, body)
 		}
+		repeatedCallback(t, false)
 		// /both admits beta's session, and its rule refuses it.
 		if resp, body := b.noFollow(g.base+"/both/page", false); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("/both with beta's session: %s: %s", resp.Status, body)

@@ -359,6 +359,8 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return rt.serveWhoami(w, r, run, tokens)
 	case rest == "jwks.json" && rt.Signer != nil:
 		return rt.serveJWKS(w, r, run)
+	case rest == repeatedSignInEndpoint:
+		return rt.serveRepeatedSignIn(w, r, run, tokens)
 	}
 	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
 	// protocol's other endpoints (SAML metadata and slo). Only the route's
@@ -392,7 +394,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 				previous = carried
 			}
 		}
-		return rt.serveCallback(w, r, run, o, p, base, previous)
+		return rt.serveCallback(w, r, run, o, p, base, previous, tokens)
 	}
 	err := p.Provider.ServeEndpoint(w, r, base, endpoint)
 	var le *idp.LoginError
@@ -500,7 +502,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 // serveCallback completes a sign-in: the provider verifies, signin maps,
 // provisions and starts the session in one transaction, and this turns the
 // outcome into a page or a redirect.
-func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, previous string) error {
+func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, previous string, tokens []string) error {
 	ctx := r.Context()
 	a, returnTo, err := p.Provider.Callback(w, r, base)
 	if err != nil {
@@ -515,6 +517,9 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if le.Code == idp.CodeMisconfigured {
 			return rt.fail(misconfiguredPage(p.Name))
 		}
+		if errors.Is(err, idp.ErrFlowMissing) || errors.Is(err, idp.ErrFlowExpired) {
+			return rt.repeatedSignIn(w, r, run, p, le.Code, tokens)
+		}
 		return rt.fail(signInFailedPage(p.Name, le.Code))
 	}
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, previous)
@@ -524,7 +529,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	switch {
 	case out.Replay != nil:
 		run.Refusals.Record(ctx, p.Name, out.Replay, rt.clientIP(r))
-		return rt.fail(signInFailedPage(p.Name, out.Replay.Code))
+		return rt.repeatedSignIn(w, r, run, p, out.Replay.Code, tokens)
 	case out.Denial != nil:
 		return rt.fail(denialPage(p, a, out))
 	}
@@ -532,6 +537,61 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: LocalPath keeps only a path on this site
 	return nil
+}
+
+// A callback whose login is gone (the first callback cleared its flow
+// cookie, or consumed its state or assertion ID) is what the back button
+// brings after a sign-in: the IdP's page comes back from the history and,
+// the IdP's session still alive, sends the browser on to the callback
+// again. So do a reload and a bookmark of the IdP's page. A browser already
+// signed in with that IdP is sent on to "/" rather than shown a failure:
+// the sign-in it repeats has happened (mod_auth_openidc does the same).
+//
+// A callback the IdP's site POSTs (the SAML ACS) comes without the
+// SameSite=Lax session cookie, so that answer waits for the GET it is
+// redirected to, repeatedSignInEndpoint, which a top-level navigation
+// reaches with the cookie. The reason travels in a flow cookie, not the
+// URL, so a link cannot make that page show text of its choosing.
+const (
+	repeatedSignInEndpoint = "signin-failed"
+	repeatedSignInFlow     = "signin-failed"
+)
+
+type repeatedSignInReason struct{ IdP, Code string }
+
+func (rt *Route) repeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string) error {
+	if len(tokens) == 0 && r.Method == http.MethodPost &&
+		run.Flows.Save(w, r, repeatedSignInFlow, repeatedSignInReason{p.Name, code}, time.Minute, http.SameSiteLaxMode) == nil {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, rt.PathPrefix+repeatedSignInEndpoint, http.StatusSeeOther)
+		return nil
+	}
+	return rt.signedInAlready(w, r, run, p, code, tokens)
+}
+
+// serveRepeatedSignIn is repeatedSignIn after the redirect, with the
+// browser's session cookie.
+func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string) error {
+	var reason repeatedSignInReason
+	if run.Flows.Take(w, r, repeatedSignInFlow, &reason) != nil {
+		return httpError(http.StatusNotFound, errors.New("sso: no refused sign-in to show"))
+	}
+	p := rt.provider(reason.IdP)
+	if p == nil {
+		return httpError(http.StatusNotFound, fmt.Errorf("sso: no IdP %q here", reason.IdP))
+	}
+	return rt.signedInAlready(w, r, run, p, reason.Code, tokens)
+}
+
+// signedInAlready sends a browser with a valid session of p on to "/", and
+// shows any other the sign-in-failed page with code.
+func (rt *Route) signedInAlready(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string) error {
+	if id, _, err := rt.Session(r.Context(), run, tokens, false); err == nil && id.IdP == p.Name {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
+	return rt.fail(signInFailedPage(p.Name, code))
 }
 
 func (rt *Route) clientIP(r *http.Request) string {

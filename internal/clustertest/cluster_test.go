@@ -252,7 +252,8 @@ func TestTwoInstances(t *testing.T) {
 		}
 		attacker := c.newBrowser(t).via("b")
 		attacker.Jar.SetCookies(u, captured)
-		resp, err = attacker.TryPostNoRedirects(form)
+		// A refused ACS POST is sent on to signin-failed, which shows it.
+		resp, err = attacker.TryPost(form)
 		if err != nil {
 			t.Fatal(err)
 		}
