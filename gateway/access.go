@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -12,7 +14,7 @@ import (
 // (group, domain, user or idp) and the values it matches.
 type AccessRule struct {
 	// Kind is "group" (a group of the user, compared exactly), "domain"
-	// (the email's domain, case-insensitive), "user" (the user's ID,
+	// (the email's domain, in provision.CanonDomain's form), "user" (the user's ID,
 	// exactly, or email, case-insensitive) or "idp" (the IdP the session
 	// was made through, exactly; one of the route's IdPs).
 	Kind   string   `json:"kind"`
@@ -22,7 +24,7 @@ type AccessRule struct {
 // accessMatcher is a rule set compiled for the hot path.
 type accessMatcher struct {
 	groups  map[string]bool
-	domains []string        // compared case-insensitively
+	domains []string        // in provision.CanonDomain's form, compared case-insensitively
 	users   map[string]bool // IDs and emails as given
 	emails  []string        // the user values again, compared case-insensitively
 	idps    []string
@@ -46,7 +48,7 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 			case "group":
 				m.groups[v] = true
 			case "domain":
-				m.domains = append(m.domains, strings.TrimPrefix(v, "@"))
+				m.domains = append(m.domains, provision.CanonDomain(strings.TrimPrefix(v, "@")))
 			case "user":
 				m.users[v] = true
 				if strings.Contains(v, "@") {
@@ -87,6 +89,12 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 	if len(m.domains) > 0 {
 		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 {
 			d := id.Email[at+1:]
+			if !plainDomain(d) {
+				// Rare (an IDN, a root dot): the one form provision
+				// compares allowed_domains in, so that no spelling of a
+				// denied domain escapes the rule.
+				d = provision.CanonDomain(d)
+			}
 			for _, want := range m.domains {
 				if strings.EqualFold(want, d) {
 					return true
@@ -102,6 +110,18 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 		}
 	}
 	return false
+}
+
+// plainDomain reports whether d is already in provision.CanonDomain's form
+// but for letter case, which matches compares without: ASCII without a
+// trailing dot. Nearly every domain is, and needs no allocation.
+func plainDomain(d string) bool {
+	for i := 0; i < len(d); i++ {
+		if d[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return !strings.HasSuffix(d, ".")
 }
 
 // AccessPolicy is a route's allow and deny rules. Deny wins; when any

@@ -155,15 +155,19 @@ func (r Rules) missing(prof mapping.Profile) []string {
 	return out
 }
 
-// canonDomain is the form domains are compared in: lower-cased and NFC,
-// then IDNA ToASCII (UTS #46 lookup mapping), so that "Bücher.example", a
-// decomposed "bu\u0308cher.example" and "xn--bcher-kva.example" are one
-// domain. ToASCII's "ß" stays distinct from "ss": those are two domains.
-// A name ToASCII refuses (an underscore, say) is compared in the
-// lower-cased NFC form, as it was before IDNA: both sides go through
-// this function, so whatever matched under plain lower-casing still does.
-func canonDomain(d string) string {
-	d = norm.NFC.String(strings.ToLower(d))
+// CanonDomain is the form email domains are compared in, by
+// allowed_domains here and by the routes' domain rules (gateway): one
+// rule, so a spelling that passes one cannot escape the other. It is
+// lower-cased and NFC, then IDNA ToASCII (UTS #46 lookup mapping), so that
+// "Bücher.example", a decomposed "bu\u0308cher.example" and
+// "xn--bcher-kva.example" are one domain, as is "example.com." (the
+// root's dot) with "example.com". ToASCII's "ß" stays distinct from "ss":
+// those are two domains. A name ToASCII refuses (an underscore, say) is
+// compared in the lower-cased NFC form, as it was before IDNA: both sides
+// go through this function, so whatever matched under plain lower-casing
+// still does.
+func CanonDomain(d string) string {
+	d = norm.NFC.String(strings.ToLower(strings.TrimSuffix(d, ".")))
 	if a, err := idna.Lookup.ToASCII(d); err == nil && a != "" {
 		return strings.ToLower(a)
 	}
@@ -171,7 +175,7 @@ func canonDomain(d string) string {
 }
 
 func normDomain(d string) string {
-	return canonDomain(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+	return CanonDomain(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 }
 
 // domainAllowed applies the email domain gate. With a gate set, a login
@@ -184,7 +188,7 @@ func (r Rules) domainAllowed(email string) bool {
 	if at < 0 || at == len(email)-1 {
 		return false
 	}
-	domain := canonDomain(email[at+1:])
+	domain := CanonDomain(email[at+1:])
 	for _, d := range r.AllowedDomains {
 		if normDomain(d) == domain {
 			return true

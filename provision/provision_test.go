@@ -428,6 +428,10 @@ func TestAllowedDomainSpellings(t *testing.T) {
 		{"strasse.de", "a@straße.de", false},
 		{"straße.de", "a@strasse.de", false},
 		{"straße.de", "a@xn--strae-oqa.de", true},
+		// The root's dot names the same domain.
+		{"example.com", "a@example.com.", true},
+		{"example.com.", "a@Example.com", true},
+		{"example.com", "a@example.com..", false},
 		// Not a valid IDNA name: compared lower-cased, as before.
 		{"under_score.example", "a@Under_Score.example", true},
 		{"under_score.example", "a@underscore.example", false},

@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/session"
+)
+
+// TestDomainRulesMatchEverySpelling: a domain rule compares the email's
+// domain in the form allowed_domains does (provision.CanonDomain), so no
+// spelling of a denied domain (upper case, punycode, decomposed, the
+// root's dot) escapes a deny rule, and every spelling of an allowed one
+// passes.
+func TestDomainRulesMatchEverySpelling(t *testing.T) {
+	for _, rule := range []string{"bücher.example", "@Bücher.Example", "xn--bcher-kva.example", "bücher.example."} {
+		deny, err := NewAccessPolicy(nil, []AccessRule{{Kind: "domain", Values: []string{rule}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allow, err := NewAccessPolicy([]AccessRule{{Kind: "domain", Values: []string{rule}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, email := range []string{
+			"zoe@bücher.example",
+			"zoe@BÜCHER.example",
+			"zoe@XN--BCHER-KVA.example",
+			"zoe@bu\u0308cher.example", // decomposed ü
+			"zoe@bücher.example.",
+			"zoe@xn--bcher-kva.example.",
+		} {
+			id := &session.Identity{UserID: "u1", Email: email}
+			if deny.Permits(id) {
+				t.Errorf("deny domain %q let %q through", rule, email)
+			}
+			if !allow.Permits(id) {
+				t.Errorf("allow domain %q refused %q", rule, email)
+			}
+		}
+		for _, email := range []string{"zoe@bucher.example", "zoe@sub.bücher.example", "zoe@bücher.example.org", "bücher.example", ""} {
+			id := &session.Identity{UserID: "u1", Email: email}
+			if !deny.Permits(id) || allow.Permits(id) {
+				t.Errorf("domain %q matched %q", rule, email)
+			}
+		}
+	}
+}
+
+// TestDomainRuleAllocatesNothing: the plain ASCII domain of nearly every
+// request is compared without a canonical copy.
+func TestDomainRuleAllocatesNothing(t *testing.T) {
+	p, err := NewAccessPolicy([]AccessRule{{Kind: "domain", Values: []string{"example.com"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &session.Identity{UserID: "u1", Email: "ada@Example.COM"}
+	if n := testing.AllocsPerRun(100, func() {
+		if !p.Permits(id) {
+			t.Fatal("refused")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per request", n)
+	}
+}
