@@ -14,9 +14,10 @@ import (
 // (group, domain, user or idp) and the values it matches.
 type AccessRule struct {
 	// Kind is "group" (a group of the user, compared exactly), "domain"
-	// (the email's domain, in provision.CanonDomain's form), "user" (the user's ID,
-	// exactly, or email, case-insensitive) or "idp" (the IdP the session
-	// was made through, exactly; one of the route's IdPs).
+	// (the email's domain, in provision.CanonDomain's form), "user" (the
+	// user's ID, exactly, or email, in provision.CanonEmail's form) or
+	// "idp" (the IdP the session was made through, exactly; one of the
+	// route's IdPs).
 	Kind   string   `json:"kind"`
 	Values []string `json:"values"`
 }
@@ -26,7 +27,7 @@ type accessMatcher struct {
 	groups  map[string]bool
 	domains []string        // in provision.CanonDomain's form, compared case-insensitively
 	users   map[string]bool // IDs and emails as given
-	emails  []string        // the user values again, compared case-insensitively
+	emails  []string        // the user values with an @ again, in provision.CanonEmail's form
 	idps    []string
 	empty   bool
 }
@@ -52,7 +53,7 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 			case "user":
 				m.users[v] = true
 				if strings.Contains(v, "@") {
-					m.emails = append(m.emails, v)
+					m.emails = append(m.emails, provision.CanonEmail(v))
 				}
 			case "idp":
 				m.idps = append(m.idps, v)
@@ -80,26 +81,13 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 		if m.users[id.UserID] || m.users[id.Email] {
 			return true
 		}
-		for _, u := range m.emails {
-			if strings.EqualFold(u, id.Email) {
-				return true
-			}
+		if canonMatch(m.emails, id.Email, provision.CanonEmail) {
+			return true
 		}
 	}
 	if len(m.domains) > 0 {
-		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 {
-			d := id.Email[at+1:]
-			if !plainDomain(d) {
-				// Rare (an IDN, a root dot): the one form provision
-				// compares allowed_domains in, so that no spelling of a
-				// denied domain escapes the rule.
-				d = provision.CanonDomain(d)
-			}
-			for _, want := range m.domains {
-				if strings.EqualFold(want, d) {
-					return true
-				}
-			}
+		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 && canonMatch(m.domains, id.Email[at+1:], provision.CanonDomain) {
+			return true
 		}
 	}
 	if len(m.groups) > 0 {
@@ -112,16 +100,40 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 	return false
 }
 
-// plainDomain reports whether d is already in provision.CanonDomain's form
-// but for letter case, which matches compares without: ASCII without a
-// trailing dot. Nearly every domain is, and needs no allocation.
-func plainDomain(d string) bool {
-	for i := 0; i < len(d); i++ {
-		if d[i] >= utf8.RuneSelf {
+// canonMatch reports whether v, in canon's form, is one of wants (which
+// are). Nearly every v is ASCII without a trailing dot, already in that
+// form but for letter case, and is compared without a copy; any other (an
+// IDN, a decomposed letter, the root's dot) is made canonical, so that no
+// spelling of a denied domain or mailbox escapes its rule. Never
+// strings.EqualFold: its case folding makes "ſam" (long s) "sam".
+func canonMatch(wants []string, v string, canon func(string) string) bool {
+	plain := !strings.HasSuffix(v, ".")
+	for i := 0; i < len(v) && plain; i++ {
+		plain = v[i] < utf8.RuneSelf
+	}
+	if !plain {
+		return slices.Contains(wants, canon(v))
+	}
+	for _, w := range wants {
+		if len(w) == len(v) && lowerASCIIEqual(w, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerASCIIEqual reports whether lower-cased v is lower; v is ASCII.
+func lowerASCIIEqual(lower, v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
 			return false
 		}
 	}
-	return !strings.HasSuffix(d, ".")
+	return true
 }
 
 // AccessPolicy is a route's allow and deny rules. Deny wins; when any

@@ -46,10 +46,10 @@ func TestDomainRulesMatchEverySpelling(t *testing.T) {
 	}
 }
 
-// TestDomainRuleAllocatesNothing: the plain ASCII domain of nearly every
+// TestEmailRulesAllocateNothing: the plain ASCII email of nearly every
 // request is compared without a canonical copy.
-func TestDomainRuleAllocatesNothing(t *testing.T) {
-	p, err := NewAccessPolicy([]AccessRule{{Kind: "domain", Values: []string{"example.com"}}}, nil)
+func TestEmailRulesAllocateNothing(t *testing.T) {
+	p, err := NewAccessPolicy(nil, []AccessRule{{Kind: "user", Values: []string{"bob@example.com"}}, {Kind: "domain", Values: []string{"example.org"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,5 +60,45 @@ func TestDomainRuleAllocatesNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per request", n)
+	}
+}
+
+// TestUserRulesMatchSpellingsOfOneMailbox: an email in a user rule matches
+// the spellings of that mailbox (case, NFC or NFD, an IDN domain in either
+// form) and nothing that only case folding makes equal: "ſam" (long s) is
+// not "sam".
+func TestUserRulesMatchSpellingsOfOneMailbox(t *testing.T) {
+	for _, tc := range []struct {
+		rule  string
+		same  []string
+		other []string
+	}{
+		{"sam@example.com",
+			[]string{"sam@example.com", "SAM@Example.COM", "sam@example.com."},
+			[]string{"\u017fam@example.com", "sam@example.org", "sam"}},
+		{"zoë@bücher.example",
+			[]string{"ZOË@BÜCHER.example", "zoe\u0308@xn--bcher-kva.example", "Zoë@bücher.example."},
+			[]string{"zoe@bücher.example", "zoë@bucher.example"}},
+	} {
+		deny, err := NewAccessPolicy(nil, []AccessRule{{Kind: "user", Values: []string{tc.rule}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allow, err := NewAccessPolicy([]AccessRule{{Kind: "user", Values: []string{tc.rule}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, email := range tc.same {
+			id := &session.Identity{UserID: "u1", Email: email}
+			if deny.Permits(id) || !allow.Permits(id) {
+				t.Errorf("user %q did not match %q", tc.rule, email)
+			}
+		}
+		for _, email := range tc.other {
+			id := &session.Identity{UserID: "u1", Email: email}
+			if !deny.Permits(id) || allow.Permits(id) {
+				t.Errorf("user %q matched %q", tc.rule, email)
+			}
+		}
 	}
 }

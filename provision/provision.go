@@ -594,11 +594,11 @@ func (in *login) linkRefusal(owner *store.User) string {
 		return "link_by_email off"
 	case !in.verified:
 		return "email not verified"
-	case !strings.EqualFold(owner.Email, in.prof.Email):
+	case CanonEmail(owner.Email) != CanonEmail(in.prof.Email):
 		// The store found the owner by full Unicode case folding, under
 		// which "straße.de" and "strasse.de" are one key though they are
-		// different domains, with different mailboxes. Only simple case
-		// differences, which name the same mailbox, may link.
+		// different domains, with different mailboxes, and "ſam" (long
+		// s) is "sam". Only spellings of the same mailbox may link.
 		return "email equal only under case folding"
 	case slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp }):
 		// The owner already signs in with another ID at this IdP: a
@@ -607,6 +607,20 @@ func (in *login) linkRefusal(owner *store.User) string {
 		return "owner linked to another subject at this idp"
 	}
 	return ""
+}
+
+// CanonEmail is the form in which two emails are spellings of one mailbox
+// when equal: the local part in NFC and lower-cased rune by rune (which,
+// unlike case folding, keeps "ſam" from "sam"), the domain in CanonDomain's
+// form ("bücher.example" is "xn--bcher-kva.example", "straße.de" is not
+// "strasse.de"). link_by_email links only such spellings, and the routes'
+// user rules (gateway) compare emails in it.
+func CanonEmail(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return strings.ToLower(norm.NFC.String(email))
+	}
+	return strings.ToLower(norm.NFC.String(email[:at])) + "@" + CanonDomain(email[at+1:])
 }
 
 // emailOwner returns the user holding email, or nil.
