@@ -146,7 +146,7 @@ func (t *auditTable) print(events []store.Event) error {
 		}
 	}
 	for i, e := range events {
-		rows[i] = []string{strconv.FormatUint(e.Seq, 10), e.Time.Local().Format(time.RFC3339), e.Type,
+		rows[i] = []string{strconv.FormatUint(e.Seq, 10), e.Time.Local().Format(time.RFC3339), termSafe(e.Type),
 			dash(e.IdP), dash(e.UserID), dash(e.Subject), dash(e.Reason), dash(detail(e.Detail))}
 		for j, w := range t.widths {
 			if n := utf8.RuneCountInString(rows[i][j]); n > w {
@@ -174,11 +174,13 @@ func (t *auditTable) row(b *strings.Builder, cells []string) {
 	b.WriteByte('\n')
 }
 
-// detail renders an event's details as sorted key=value pairs.
+// detail renders an event's details as sorted key=value pairs. Values
+// may come from an IdP (claim names, say), so one holding a space or "="
+// is quoted rather than read as more pairs.
 func detail(d map[string]string) string {
 	parts := make([]string, 0, len(d))
 	for _, k := range slices.Sorted(maps.Keys(d)) {
-		parts = append(parts, k+"="+d[k])
+		parts = append(parts, termSafe(k)+"="+quoteIf(d[k], " ="))
 	}
 	return strings.Join(parts, " ")
 }

@@ -162,7 +162,7 @@ func printStoreCheck(w io.Writer, sc *adminapi.StoreCheck) error {
 		return err
 	}
 	for _, pr := range sc.Problems {
-		p("✗ %s\n", pr)
+		p("✗ %s\n", termSafe(pr)) // problems quote stored keys and values
 	}
 	if sc.More > 0 {
 		p("✗ … and %d more\n", sc.More)

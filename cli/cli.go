@@ -182,7 +182,8 @@ func adminRequest(addr, method, uri string) (*http.Response, error) {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal([]byte(m[2]), &body) == nil && body.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d %s)", body.Error, status, http.StatusText(status))
+			// The message may quote stored values back.
+			return nil, fmt.Errorf("%s (HTTP %d %s)", termSafe(body.Error), status, http.StatusText(status))
 		}
 	}
 	return nil, err
@@ -250,12 +251,13 @@ func resultUser(res *account.Result, err error) (*store.User, error) {
 	return res.User, nil
 }
 
-// dash stands in for an empty cell.
+// dash stands in for an empty cell and makes a full one termSafe: every
+// table cell goes through it, and cells hold store and IdP data.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return termSafe(s)
 }
 
 func localTime(t time.Time) string {

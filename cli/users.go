@@ -80,7 +80,7 @@ func usersCommand() *cobra.Command {
 					if asJSON(c) {
 						return printJSON(c, u)
 					}
-					fmt.Fprintf(c.OutOrStdout(), "user %s %sd\n", u.ID, name)
+					fmt.Fprintf(c.OutOrStdout(), "user %s %sd\n", termSafe(u.ID), name)
 					return nil
 				})
 			},
@@ -147,7 +147,7 @@ func printUsers(c *cobra.Command, users []*store.User) error {
 	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tIDP\tSOURCE\tSTATUS\tLAST LOGIN")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, dash(u.Email), dash(strings.TrimSpace(u.FirstName+" "+u.LastName)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(u.ID), dash(u.Email), dash(strings.TrimSpace(u.FirstName+" "+u.LastName)),
 			dash(u.IdP), dash(u.Source), userStatus(u), localTime(u.LastLogin))
 	}
 	if err := tw.Flush(); err != nil {
@@ -155,6 +155,16 @@ func printUsers(c *cobra.Command, users []*store.User) error {
 	}
 	fmt.Fprintf(c.OutOrStdout(), "%d user(s)\n", len(users))
 	return nil
+}
+
+// groupList lists group names, which IdPs and SCIM clients choose freely,
+// so that each reads as one: "a, b" and "c" are two groups, not three.
+func groupList(names []string) string {
+	items := make([]string, len(names))
+	for i, n := range names {
+		items[i] = quoteIf(n, ",")
+	}
+	return strings.Join(items, ", ")
 }
 
 func userStatus(u *store.User) string {
@@ -182,7 +192,7 @@ func printUserDetail(c *cobra.Command, d *account.UserDetail) error {
 	row("Source", u.Source)
 	row("IdP", u.IdP)
 	row("External ID", u.ExternalID)
-	row("Groups", strings.Join(u.Groups, ", "))
+	row("Groups", groupList(u.Groups))
 	row("Created", localTime(u.Created))
 	row("Updated", localTime(u.Updated))
 	row("Last login", localTime(u.LastLogin))
