@@ -113,7 +113,8 @@ func (m *Mapper) Expected(attribute string) []string {
 // candidate with a non-blank value wins; values are trimmed of surrounding
 // white space and otherwise kept as the IdP sent them (email is not
 // lowercased: comparisons elsewhere are case-insensitive, and the stored
-// value should be what the IdP holds).
+// value should be what the IdP holds). Group names are the exception: they
+// are kept byte for byte, untrimmed (see cleanGroups).
 //
 // The only error is a *MissingError when no uniqueUserId can be found: without
 // it there is nobody to sign in. Its Missing lists uniqueUserId first, then
@@ -213,8 +214,13 @@ func (m *Mapper) groups(a *idp.Assertion) ([]string, bool) {
 // dedupMapThreshold is the list length from which a set beats a linear scan.
 const dedupMapThreshold = 32
 
-// cleanGroups trims values, drops blanks and duplicates, and keeps the IdP's
-// order. It returns nil when nothing is left.
+// cleanGroups drops blank values (empty or all white space) and exact
+// duplicates, and keeps the IdP's order. It returns nil when nothing is left.
+//
+// Names are not trimmed: " admins" or "admins\u00a0" is another group than
+// "admins" in the IdP, and trimming would let its members pass `allow group
+// admins`. Access rules, SCIM and the groups header (session.JoinGroups)
+// all compare and carry the exact name; docs/security.md, "Groups".
 func cleanGroups(vals []string) []string {
 	var out []string
 	var seen map[string]struct{}
@@ -223,8 +229,7 @@ func cleanGroups(vals []string) []string {
 	}
 outer:
 	for _, v := range vals {
-		v = strings.TrimSpace(v)
-		if v == "" {
+		if strings.TrimSpace(v) == "" {
 			continue
 		}
 		if seen != nil {

@@ -289,8 +289,9 @@ func TestMapValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Group names are kept exact: " a " is not "a" (TestCleanGroupsExact).
 	want := Profile{UniqueUserID: "00u1", FirstName: "Alice", Email: "Alice@Example.COM",
-		Groups: []string{"b", "a", "c"}, HasGroups: true}
+		Groups: []string{"b", " a ", "c", "a"}, HasGroups: true}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Map = %#v, want %#v", got, want)
 	}
@@ -314,6 +315,38 @@ func TestCleanGroupsLarge(t *testing.T) {
 	}
 	if got := cleanGroups([]string{"", " "}); got != nil {
 		t.Errorf("cleanGroups(blank) = %#v, want nil", got)
+	}
+}
+
+// TestCleanGroupsExact: a group name with white space (or an invisible
+// format character) at either end is another group than the bare name, so
+// it is kept byte for byte rather than trimmed into it; only blank names go.
+// Both the scan and the set path are covered.
+func TestCleanGroupsExact(t *testing.T) {
+	padding := make([]string, dedupMapThreshold)
+	for i := range padding {
+		padding[i] = fmt.Sprintf("pad-%02d", i)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"leading space", []string{" admins"}, []string{" admins"}},
+		{"trailing nbsp", []string{"admins\u00a0"}, []string{"admins\u00a0"}},
+		{"tab and newline", []string{"\tadmins\n"}, []string{"\tadmins\n"}},
+		{"zero width space", []string{"\u200badmins"}, []string{"\u200badmins"}},
+		{"padded next to bare", []string{" admins", "admins", "admins ", "admins"}, []string{" admins", "admins", "admins "}},
+		{"blanks dropped", []string{"", " ", "\u00a0\t", "eng"}, []string{"eng"}},
+		{"only blanks", []string{"", "\u3000"}, nil},
+		{"set path", append(append([]string{" admins", "admins"}, padding...), " admins", "admins"),
+			append([]string{" admins", "admins"}, padding...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cleanGroups(tc.in); !slices.Equal(got, tc.want) {
+				t.Errorf("cleanGroups(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
 

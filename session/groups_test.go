@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/caddy-sso/caddy-sso/session"
 )
@@ -24,6 +25,15 @@ func TestJoinGroups(t *testing.T) {
 		{[]string{"100%"}, "100%25"},
 		{[]string{" admins", "admins ", "\u00a0admins"}, "%20admins,admins%20,%C2%A0admins"},
 		{[]string{"a\nb", "tab\tin"}, "a%0Ab,tab%09in"},
+		// Invisible format characters (Cf) at an edge: JavaScript's trim
+		// strips U+FEFF, old .NET U+200B, old trims U+180E.
+		{[]string{"\ufeffadmins", "admins\ufeff"}, "%EF%BB%BFadmins,admins%EF%BB%BF"},
+		{[]string{"\u200badmins", "admins\u200d"}, "%E2%80%8Badmins,admins%E2%80%8D"},
+		{[]string{"\u180eadmins", "\u2060admins"}, "%E1%A0%8Eadmins,%E2%81%A0admins"},
+		{[]string{"\u202eadmins", "admins\u2066"}, "%E2%80%AEadmins,admins%E2%81%A6"},
+		{[]string{"\u2028admins"}, "%E2%80%A8admins"},
+		// Only the edges: inside a name they cannot be trimmed away.
+		{[]string{"ad\u200bmins", "Zoe\u0308"}, "ad\u200bmins,Zoe\u0308"},
 		{[]string{""}, ""},
 	} {
 		got := session.JoinGroups(tc.groups)
@@ -40,7 +50,7 @@ func TestJoinGroups(t *testing.T) {
 				t.Fatalf("%q: %v", el, err)
 			}
 			back = append(back, v)
-			if trimmed := strings.TrimSpace(el); trimmed == "admins" && !slices.Contains(tc.groups, "admins") {
+			if trimmed := strings.TrimFunc(el, anyTrim); trimmed == "admins" && !slices.Contains(tc.groups, "admins") {
 				t.Errorf("%q reads as admins to an app that splits and trims", got)
 			}
 		}
@@ -48,4 +58,11 @@ func TestJoinGroups(t *testing.T) {
 			t.Errorf("decoded %q, want %q", back, tc.groups)
 		}
 	}
+}
+
+// anyTrim is the union of what common trims strip: Go's and Python's white
+// space, JavaScript's U+FEFF, old .NET's U+200B, and, to be safe, every
+// other invisible format character and U+180E.
+func anyTrim(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || r == '\u180e'
 }

@@ -1006,8 +1006,12 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	}
 	// One single-element slice per field, built once, so that setting the
 	// upstream headers allocates nothing per request.
+	// The placeholders get the very value the identity header carries: a
+	// placeholder in header_up with a raw control character from the IdP
+	// would make every request of that user fail (502).
 	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, JoinGroups(u.Groups), s.IdP} {
-		id.values[f] = []string{headerSafe(v)}
+		v = headerSafe(v)
+		id.values[f] = []string{v}
 		id.boxed[f] = v
 	}
 	if m.Derive != nil {
@@ -1021,7 +1025,8 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 func (id *Identity) Value(f Field) []string { return id.values[f] }
 
 // Boxed returns a field's value as an interface, converted once per
-// session rather than per request (placeholder replacers take any).
+// session rather than per request (placeholder replacers take any). It is
+// the header-safe value Value holds, not the raw one.
 func (id *Identity) Boxed(f Field) any { return id.boxed[f] }
 
 // headerSafe drops control characters: values come from the IdP, and a
@@ -1043,8 +1048,9 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // JoinGroups is the groups header value: the names joined with ",", each
 // percent-encoded (RFC 3986) where it could be misread: "%", ",", control
-// characters, and white space at either end (apps trim elements after
-// splitting). An app that splits on "," and percent-decodes each element
+// characters, and white space or an invisible format character at either
+// end (apps trim elements after splitting; see trimmable). An app that
+// splits on "," and percent-decodes each element
 // gets back the exact names, and a group named "guests,admins" or
 // " admins" can never pass for "admins", whether the app decodes or not.
 // Names without those characters (nearly all) appear as they are.
@@ -1060,7 +1066,7 @@ func JoinGroups(groups []string) string {
 		last, nl := utf8.DecodeLastRuneInString(g)
 		for j := 0; j < len(g); j++ {
 			c := g[j]
-			edge := j < n0 && unicode.IsSpace(first) || j >= len(g)-nl && unicode.IsSpace(last)
+			edge := j < n0 && trimmable(first) || j >= len(g)-nl && trimmable(last)
 			if edge || c == '%' || c == ',' || c < 0x20 || c == 0x7f {
 				b.WriteByte('%')
 				b.WriteByte(hex[c>>4])
@@ -1071,4 +1077,15 @@ func JoinGroups(groups []string) string {
 		}
 	}
 	return b.String()
+}
+
+// trimmable reports whether some app's trim could strip r from the end of
+// a group name: white space (Go, Python), and the invisible format
+// characters (Unicode category Cf) that other trims strip or that render as
+// nothing: U+FEFF (JavaScript's String.prototype.trim), U+200B (.NET before
+// 4.0), U+200B..U+200F, U+2060, bidi controls. U+180E was a space before
+// Unicode 6.3 (older trims still strip it) and is Cf since; it is named on
+// its own so that the rule does not rest on the table's Unicode version.
+func trimmable(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || r == '\u180e'
 }

@@ -173,8 +173,20 @@ func checkKeys(attrs ...keyAttr) error {
 	return nil
 }
 
-// stringAttr reads an optional string attribute.
+// stringAttr reads an optional string attribute, trimmed of surrounding
+// white space: for user names, emails, IDs and personal names, a space at
+// either end is a typo in the directory, not a different value.
 func stringAttr(d map[string]any, name string) (string, error) {
+	s, err := exactStringAttr(d, name)
+	return strings.TrimSpace(s), err
+}
+
+// exactStringAttr reads an optional string attribute as sent. A group's
+// displayName is read this way: it is what access rules and the groups
+// header compare, and " admins" is another group than "admins" (trimming it
+// would both hand its members the real group's access and answer the real
+// group's creation with 409). docs/security.md, "Groups".
+func exactStringAttr(d map[string]any, name string) (string, error) {
 	v, ok := d[name]
 	if !ok || v == nil {
 		return "", nil
@@ -183,7 +195,7 @@ func stringAttr(d map[string]any, name string) (string, error) {
 	if !ok {
 		return "", invalidValue("%s must be a string", name)
 	}
-	return strings.TrimSpace(s), nil
+	return s, nil
 }
 
 // userFromDoc turns a normalized document into the record to store,
@@ -432,10 +444,10 @@ func (h *Handler) groupFromDoc(d map[string]any, old *store.Group) (*store.Group
 		g = *old
 	}
 	var err error
-	if g.DisplayName, err = stringAttr(d, "displayName"); err != nil {
+	if g.DisplayName, err = exactStringAttr(d, "displayName"); err != nil {
 		return nil, err
 	}
-	if g.DisplayName == "" {
+	if strings.TrimSpace(g.DisplayName) == "" {
 		return nil, invalidValue("displayName is required")
 	}
 	if g.ExternalID, err = stringAttr(d, "externalId"); err != nil {
