@@ -40,9 +40,7 @@ func TestBrowserBackAfterSignIn(t *testing.T) {
 			// Without the session, the same back button shows the failure.
 			ctx = newChromium(t)
 			browserSignIn(t, ctx, base+"/second", "ada", "ada-pw")
-			if _, err := chromedp.Call(ctx, network.DeleteCookies, network.DeleteCookiesParams{Name: "sso_session", URL: base + "/"}); err != nil {
-				t.Fatal(err)
-			}
+			deleteSessionCookie(t, ctx, base)
 			if err := chromedp.Do(ctx, chromedp.NavigateBack()); err != nil {
 				t.Fatal(err)
 			}
@@ -51,6 +49,15 @@ func TestBrowserBackAfterSignIn(t *testing.T) {
 				t.Errorf("back without a session: want reference %s:\n%s", tc.reference, text)
 			}
 		})
+	}
+}
+
+// deleteSessionCookie drops the gateway's session cookie from the
+// browser, as a session lost to its cookie's end or to cleared cookies.
+func deleteSessionCookie(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, network.DeleteCookies, network.DeleteCookiesParams{Name: "sso_session", URL: base + "/"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -67,4 +74,28 @@ func waitForText(t *testing.T, ctx context.Context, want string) string {
 	}
 	t.Fatalf("the page never showed %q; it shows:\n%s", want, body)
 	return ""
+}
+
+// TestBrowserSignInAgainLink: the sign-in-failed page links to a new
+// sign-in at the same IdP, which a person clicks after a sign-in whose
+// login was gone (here: the back button after the session was lost).
+func TestBrowserSignInAgainLink(t *testing.T) {
+	w := localhostOIDCWorld(t)
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+	deleteSessionCookie(t, ctx, w.gw.base)
+	if err := chromedp.Do(ctx, chromedp.NavigateBack()); err != nil {
+		t.Fatal(err)
+	}
+	if text := waitForText(t, ctx, "Sign-in failed"); !strings.Contains(text, "Sign in again") {
+		t.Fatalf("no Sign in again link on the page:\n%s", text)
+	}
+	// The IdP's session is alive: the new sign-in comes straight back.
+	err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("li a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := waitForPage(t, ctx, w.gw.base+"/"); !strings.Contains(body, `"X-Forwarded-Email":["ada@example.com"]`) {
+		t.Errorf("after Sign in again: / not signed in:\n%s", body)
+	}
 }

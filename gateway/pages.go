@@ -247,7 +247,7 @@ func AsPageError(err error) (*PageError, bool) {
 func SamplePage(name string) Page {
 	switch name {
 	case PageSignInFailed:
-		return signInFailedPage("sample", "id_token_nonce")
+		return signInFailedPage("/.sso/", "sample", "id_token_nonce")
 	case PageDenied:
 		return Page{Name: PageDenied, Status: http.StatusForbidden, Title: "Access denied", IdP: "sample", Code: "jit_disabled",
 			Message: "Your account has not been set up for this application. Ask your administrator for access."}

@@ -10,9 +10,13 @@ import (
 // The default wording of every page, in one place. An operator's template
 // may use it (Title, Message) or write its own from Name and Code.
 
-func signInFailedPage(idpName, code string) Page {
+// signInFailedPage links to a new sign-in at the same IdP: most failures
+// a person meets are a sign-in that took too long, or an IdP page from a
+// bookmark or the history, which one more try gets past.
+func signInFailedPage(prefix, idpName, code string) Page {
 	return Page{Name: PageSignInFailed, Status: http.StatusBadRequest, Title: "Sign-in failed", IdP: idpName, Code: code,
-		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below."}
+		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
+		Links:   []PageLink{{Href: prefix + "login?idp=" + url.QueryEscape(idpName), Text: "Sign in again"}}}
 }
 
 func deniedPage(idpName, code, message string, pending bool) Page {

@@ -114,6 +114,7 @@ type Route struct {
 	// minute.
 	denials, crossSiteLogouts logbudget.Budget
 
+	recentLogouts              recentLogouts
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
 }
@@ -520,7 +521,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if errors.Is(err, idp.ErrFlowMissing) || errors.Is(err, idp.ErrFlowExpired) {
 			return rt.repeatedSignIn(w, r, run, p, le.Code, tokens)
 		}
-		return rt.fail(signInFailedPage(p.Name, le.Code))
+		return rt.fail(signInFailedPage(rt.PathPrefix, p.Name, le.Code))
 	}
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, previous)
 	if err != nil {
@@ -591,7 +592,7 @@ func (rt *Route) signedInAlready(w http.ResponseWriter, r *http.Request, run *Ru
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return nil
 	}
-	return rt.fail(signInFailedPage(p.Name, code))
+	return rt.fail(signInFailedPage(rt.PathPrefix, p.Name, code))
 }
 
 func (rt *Route) clientIP(r *http.Request) string {
@@ -665,13 +666,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		pg := logoutPage(rt.PathPrefix, returnTo)
-		// The POST continues at the IdP of the browser's session (one this
-		// route names: another IdP's session is ended here only).
-		if id, _, err := rt.Session(r.Context(), run, tokens, true); err == nil {
-			if p := rt.provider(id.IdP); p != nil {
-				if o := p.Provider.LogoutOrigin(r.Context()); o != "" {
-					pg.FormTargets = []string{o}
-				}
+		// The POST continues at the IdP of the browser's session then,
+		// which may not be the session of now: the page may have been
+		// opened before signing in, in another tab. So any of the
+		// route's IdPs (another IdP's session is ended here only).
+		for _, p := range rt.IdPs {
+			if o := p.Provider.LogoutOrigin(r.Context()); o != "" {
+				pg.FormTargets = append(pg.FormTargets, o)
 			}
 		}
 		return rt.Pages.Write(w, pg)
@@ -690,13 +691,22 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	}
 	clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
+	// The browser's copies of the app's pages go too: its back button
+	// would otherwise show them from the back/forward cache, and a
+	// heuristically cached page would come back without asking, on a
+	// computer the next person uses (docs/security.md, "Sign-out").
+	w.Header().Set("Clear-Site-Data", `"cache"`)
 	// Every valid session among the cookies ends, whatever its IdP: the
 	// cookie is cleared either way. Only those are written to the store.
 	var ended *session.Ended
+	now := time.Now()
 	for _, t := range tokens {
 		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
 			if !errors.Is(err, session.ErrNoSession) {
 				return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+			}
+			if e := rt.recentLogouts.recall(t, now); e != nil && ended == nil {
+				ended = e // the button clicked twice: this answer is the one shown
 			}
 			continue
 		}
@@ -708,6 +718,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			// The session.logged_out event is audited; audit events are
 			// log lines too (docs/security.md).
 			rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
+			rt.recentLogouts.remember(t, e, now)
 		}
 		if ended == nil {
 			ended = e

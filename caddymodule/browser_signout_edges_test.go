@@ -1,0 +1,203 @@
+package caddymodule_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+)
+
+// TestBrowserBackAfterSignOut signs out with the button, then presses the
+// back button to the app's page, over OIDC and over SAML. The page must
+// not come back from the browser's back/forward cache (a shared computer's
+// next user would read it): the sign-out answer clears the site's caches
+// (Clear-Site-Data), so the browser asks again and is sent to sign in.
+func TestBrowserBackAfterSignOut(t *testing.T) {
+	for _, tc := range []struct {
+		protocol string
+		start    func(t *testing.T) (base, idpPrefix string)
+	}{
+		{"oidc", func(t *testing.T) (string, string) { w := localhostOIDCWorld(t); return w.gw.base, w.idp.Issuer }},
+		{"saml", func(t *testing.T) (string, string) {
+			w := localhostSAMLWorld(t, "", nil)
+			return w.gw.base, w.idp.SSOURL()
+		}},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			base, idpPrefix := tc.start(t)
+			ctx := newChromium(t)
+			browserSignIn(t, ctx, base+"/dashboard", "ada", "ada-pw")
+			// Another page, so that /dashboard is not the entry right
+			// before the sign-out page.
+			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/other")); err != nil {
+				t.Fatal(err)
+			}
+			waitForPage(t, ctx, base+"/other")
+			clickSignOut(t, ctx, base)
+			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })
+
+			backTo(t, ctx, base+"/dashboard")
+			s := waitFor(t, ctx, "a page after going back", func(s browserState) bool { return s.body != "" && s.loc != base+"/dashboard" })
+			if strings.Contains(s.body, "ada@example.com") || !s.idpAsksForPassword(idpPrefix) {
+				t.Errorf("back to the app's page after signing out: at %s, want the IdP's login form:\n%s", s.loc, s.body)
+			}
+		})
+	}
+}
+
+// backTo goes back to the latest entry of the tab's history at want, as
+// the back button does; a page restored from the back/forward cache fires
+// no load event, so it does not wait for one.
+func backTo(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	h, err := chromedp.Run(ctx, chromedp.NavigationEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := h.CurrentIndex - 1; i >= 0; i-- {
+		if h.Entries[i].URL == want {
+			id := h.Entries[i].ID
+			err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, page.NavigateToHistoryEntry, page.NavigateToHistoryEntryParams{EntryID: id})
+				return err
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			return
+		}
+	}
+	t.Fatalf("no entry %s in the tab's history", want)
+}
+
+// TestBrowserCachedPageAfterSignOut: the app answers a page as a file
+// server does, with Last-Modified and no Cache-Control, which a browser
+// may keep and show again without asking. After signing out, typing the
+// page's address must lead to the sign-in, not to the copy: the gateway
+// marks signed-in answers without a Cache-Control of their own "private,
+// no-cache". One with its own keeps it.
+func TestBrowserCachedPageAfterSignOut(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
+		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w.sites = fmt.Sprintf(`%s {
+	sso test
+	handle /doc.html {
+		header Content-Type "text/html; charset=utf-8"
+		header Last-Modified "Mon, 01 Jan 2024 00:00:00 GMT"
+		respond "<!doctype html><title>Doc</title><p id=secret>salary report for ada</p>"
+	}
+	handle /logo.png {
+		header Cache-Control "public, max-age=3600"
+		respond "png"
+	}
+	handle {
+		reverse_proxy %s
+	}
+}
+`, w.gw.base, w.upstream.hostPort())
+	w.start()
+
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+	for path, want := range map[string]string{
+		"/doc.html":  ssogateway.PrivateCacheControl,
+		"/logo.png":  "public, max-age=3600",
+		"/dashboard": ssogateway.PrivateCacheControl, // reverse_proxy
+	} {
+		resp := b.get(w.gw.base + path)
+		readBody(t, resp)
+		if got := resp.Header.Values("Cache-Control"); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: Cache-Control %q, want only %q", path, got, want)
+		}
+	}
+
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/doc.html"), chromedp.WaitVisible(chromedp.ID("secret"))); err != nil {
+		t.Fatal(err)
+	}
+	clickSignOut(t, ctx, w.gw.base)
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(w.idp.Issuer) })
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/doc.html")); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitFor(t, ctx, "a page", func(s browserState) bool { return s.body != "" }); strings.Contains(s.body, "salary report") {
+		t.Errorf("after signing out, the page came from the browser's cache: at %s:\n%s", s.loc, s.body)
+	}
+}
+
+// TestBrowserStaleSignOutPage: a sign-out page opened before signing in
+// (in another tab) still signs out at the IdP when its button is clicked
+// later: its form may lead to any of the route's IdPs (CSP form-action),
+// not only to the IdP of the session it was opened with.
+func TestBrowserStaleSignOutPage(t *testing.T) {
+	w := localhostSAMLWorld(t, "", nil)
+	tabA := newChromium(t)
+	if err := chromedp.Do(tabA, chromedp.Navigate(w.gw.base+"/.sso/logout"), chromedp.WaitVisible(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+	tabB, cancel := chromedp.NewContext(tabA)
+	defer cancel()
+	browserSignIn(t, tabB, w.gw.base+"/dashboard", "ada", "ada-pw")
+
+	if err := chromedp.Do(tabA, chromedp.Click(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, tabA, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(w.idp.SSOURL()) })
+	if n, slo := w.idp.SessionCount(), w.idp.Requests(samltest.PathSLO); n != 0 || slo != 1 {
+		t.Errorf("after signing out: %d IdP sessions and %d SLO requests, want 0 and 1", n, slo)
+	}
+	nextVisitAsksForPassword(t, tabA, w.gw.base, w.idp.SSOURL())
+}
+
+// TestBrowserDoubleClickSignOut double-clicks Sign out on a slow network
+// (300 ms each way), over OIDC and SAML: the browser drops the first
+// answer (on to the IdP's logout) for the second, whose POST found the
+// session already ended. That answer must go on to the IdP's logout as
+// well, or the IdP's session lives on and the next visit signs in without
+// a password.
+func TestBrowserDoubleClickSignOut(t *testing.T) {
+	for _, tc := range []struct {
+		protocol string
+		start    func(t *testing.T) (base, idpPrefix string)
+	}{
+		{"oidc", func(t *testing.T) (string, string) { w := localhostOIDCWorld(t); return w.gw.base, w.idp.Issuer }},
+		{"saml", func(t *testing.T) (string, string) {
+			w := localhostSAMLWorld(t, "", nil)
+			return w.gw.base, w.idp.SSOURL()
+		}},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			base, idpPrefix := tc.start(t)
+			ctx := newChromium(t)
+			browserSignIn(t, ctx, base+"/dashboard", "ada", "ada-pw")
+			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/.sso/logout"), chromedp.WaitVisible(chromedp.ID("submit"))); err != nil {
+				t.Fatal(err)
+			}
+			_, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+				MatchedNetworkConditions: []*network.Conditions{{Latency: 300, DownloadThroughput: -1, UploadThroughput: -1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const doubleClick = `(() => { const b = document.getElementById("submit"); b.click(); setTimeout(() => b.click(), 150); return 1 })()`
+			if _, err := chromedp.Run(ctx, chromedp.EvaluateAsDevTools[int](doubleClick)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })
+			nextVisitAsksForPassword(t, ctx, base, idpPrefix)
+		})
+	}
+}
