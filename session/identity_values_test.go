@@ -2,8 +2,12 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -55,5 +59,45 @@ func TestIdentityValuesHeaderSafe(t *testing.T) {
 	// The identity itself keeps the exact names (for the identity token).
 	if id.FirstName != u.FirstName {
 		t.Errorf("Identity.FirstName %q, want the stored %q", id.FirstName, u.FirstName)
+	}
+}
+
+// TestLargeIdentityHeadersWarn: a session whose identity header values
+// outgrow what common app servers take (a user in hundreds of groups) is
+// named in a WARN line when an instance loads it, with its size and group
+// count and never a group name; an ordinary session logs nothing.
+func TestLargeIdentityHeadersWarn(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	core, logs := observer.New(zap.WarnLevel)
+	m := session.New(db, session.Config{}, zap.New(core), newClock().now)
+	var many []string
+	for i := range 200 {
+		many = append(many, fmt.Sprintf("department-%03d-with-a-long-directory-name", i))
+	}
+	for i, tc := range []struct {
+		groups []string
+		warn   bool
+	}{{[]string{"eng"}, false}, {many, true}} {
+		u := addUser(t, db, &store.User{Email: fmt.Sprintf("zoe%d@example.com", i), Groups: tc.groups, Active: true, Source: store.SourceJIT})
+		before := logs.Len()
+		token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Resolve(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+		got := logs.TakeAll()[before:]
+		if (len(got) == 1) != tc.warn || len(got) > 1 {
+			t.Fatalf("%d groups: %d WARN lines, want warned=%v", len(tc.groups), len(got), tc.warn)
+		}
+		if tc.warn {
+			f := got[0].ContextMap()
+			if f["user_id"] != u.ID || f["groups"] != int64(200) || f["bytes"].(int64) <= session.LargeIdentityHeaders ||
+				strings.Contains(fmt.Sprint(f), "department") {
+				t.Errorf("fields %v", f)
+			}
+		}
 	}
 }

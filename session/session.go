@@ -993,6 +993,12 @@ const (
 	fieldCount
 )
 
+// LargeIdentityHeaders is the size of a session's identity header values
+// past which newIdentity warns: nginx refuses a request header line over
+// 8 KiB by default (large_client_header_buffers), Node.js all headers over
+// 16 KiB, and the groups of a user in hundreds of groups get there.
+const LargeIdentityHeaders = 8 << 10
+
 func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	id := &Identity{
 		UserID:      u.ID,
@@ -1009,10 +1015,19 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	// The placeholders get the very value the identity header carries: a
 	// placeholder in header_up with a raw control character from the IdP
 	// would make every request of that user fail (502).
+	size := 0
 	for f, v := range [fieldCount]string{u.ID, u.Email, u.FirstName, u.LastName, JoinGroups(u.Groups), s.IdP} {
 		v = headerSafe(v)
 		id.values[f] = []string{v}
 		id.boxed[f] = v
+		size += len(v)
+	}
+	if size > LargeIdentityHeaders {
+		// The app's server, not the gateway, refuses such requests, with
+		// a 400 or 431 that names no cause: say it here, once per session
+		// an instance loads.
+		m.logger.Warn("identity headers too large for many upstream servers; narrow the groups the IdP sends (docs/troubleshooting.md)",
+			zap.String("user_id", u.ID), zap.String("idp", s.IdP), zap.Int("bytes", size), zap.Int("groups", len(u.Groups)))
 	}
 	if m.Derive != nil {
 		id.Derived = m.Derive(id)
