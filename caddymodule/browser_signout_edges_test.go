@@ -3,6 +3,8 @@ package caddymodule_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,21 +17,37 @@ import (
 	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/browsertest"
 )
 
 // TestBrowserBackAfterSignOut signs out with the button, then presses the
-// back button to the app's page, over OIDC and over SAML. The page must
-// not come back from the browser's back/forward cache (a shared computer's
-// next user would read it): the sign-out answer clears the site's caches
-// (Clear-Site-Data), so the browser asks again and is sent to sign in.
+// back button to one of the app's pages, over OIDC and over SAML. The page
+// must not come back from the browser's back/forward cache (a shared
+// computer's next user would read it): the gateway marks the app's pages
+// no-store, which Chromium restores only while the cookies are unchanged,
+// so the browser asks again and is sent to sign in.
 func TestBrowserBackAfterSignOut(t *testing.T) {
+	const sites = "%s {\n\tsso test\n\thandle /page.html {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n" +
+		"\t\trespond \"<!doctype html><title>Page</title><p id=who>{http.auth.user.email}</p>\"\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n}\n"
 	for _, tc := range []struct {
 		protocol string
 		start    func(t *testing.T) (base, idpPrefix string)
 	}{
-		{"oidc", func(t *testing.T) (string, string) { w := localhostOIDCWorld(t); return w.gw.base, w.idp.Issuer }},
+		{"oidc", func(t *testing.T) (string, string) {
+			w := newOIDCWorld(t, "\t\t\tjit\n")
+			w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+			w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
+				RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+			w.sites = fmt.Sprintf(sites, w.gw.base, w.upstream.hostPort())
+			w.start()
+			return w.gw.base, w.idp.Issuer
+		}},
 		{"saml", func(t *testing.T) (string, string) {
-			w := localhostSAMLWorld(t, "", nil)
+			w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+			w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+			w.sites = fmt.Sprintf(sites, w.gw.base, w.upstream.hostPort())
+			w.start()
+			w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
 			return w.gw.base, w.idp.SSOURL()
 		}},
 	} {
@@ -37,7 +55,11 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 			base, idpPrefix := tc.start(t)
 			ctx := newChromium(t)
 			browserSignIn(t, ctx, base+"/dashboard", "ada", "ada-pw")
-			// Another page, so that /dashboard is not the entry right
+			err := chromedp.Do(ctx, chromedp.Navigate(base+"/page.html"), chromedp.WaitVisible(chromedp.ID("who")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Another page, so that the page is not the entry right
 			// before the sign-out page.
 			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/other")); err != nil {
 				t.Fatal(err)
@@ -46,8 +68,8 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 			clickSignOut(t, ctx, base)
 			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })
 
-			backTo(t, ctx, base+"/dashboard")
-			s := waitFor(t, ctx, "a page after going back", func(s browserState) bool { return s.body != "" && s.loc != base+"/dashboard" })
+			backTo(t, ctx, base+"/page.html")
+			s := waitFor(t, ctx, "a page after going back", func(s browserState) bool { return s.body != "" && s.loc != base+"/page.html" })
 			if strings.Contains(s.body, "ada@example.com") || !s.idpAsksForPassword(idpPrefix) {
 				t.Errorf("back to the app's page after signing out: at %s, want the IdP's login form:\n%s", s.loc, s.body)
 			}
@@ -85,8 +107,8 @@ func backTo(t *testing.T, ctx context.Context, want string) {
 // server does, with Last-Modified and no Cache-Control, which a browser
 // may keep and show again without asking. After signing out, typing the
 // page's address must lead to the sign-in, not to the copy: the gateway
-// marks signed-in answers without a Cache-Control of their own "private,
-// no-cache". One with its own keeps it.
+// marks signed-in pages without a Cache-Control of their own "no-store",
+// and other answers "private, no-cache". One with its own keeps it.
 func TestBrowserCachedPageAfterSignOut(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
@@ -113,9 +135,9 @@ func TestBrowserCachedPageAfterSignOut(t *testing.T) {
 	b := newBrowser(t)
 	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
 	for path, want := range map[string]string{
-		"/doc.html":  ssogateway.PrivateCacheControl,
+		"/doc.html":  ssogateway.PageCacheControl,
 		"/logo.png":  "public, max-age=3600",
-		"/dashboard": ssogateway.PrivateCacheControl, // reverse_proxy
+		"/dashboard": ssogateway.PrivateCacheControl, // reverse_proxy, JSON
 	} {
 		resp := b.get(w.gw.base + path)
 		readBody(t, resp)
@@ -200,4 +222,61 @@ func TestBrowserDoubleClickSignOut(t *testing.T) {
 			nextVisitAsksForPassword(t, ctx, base, idpPrefix)
 		})
 	}
+}
+
+// TestBrowserPagesLeadOn clicks the way on that the dead-end pages now
+// offer: "Signed out" signs in again and comes back, "Unknown sign-in
+// method" leads to the sign-in, and "Sign-out refused" (another site's form)
+// says the person is still signed in and leads to this site's sign-out page,
+// whose button signs out.
+func TestBrowserPagesLeadOn(t *testing.T) {
+	w := localhostOIDCWorld(t)
+	ctx := newChromium(t)
+	clickLink := func(text string) {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("li a")))
+		if err != nil || got != text {
+			t.Fatalf("the page's link reads %q (%v), want %q", got, err, text)
+		}
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("li a"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Signed out already: the button answers "Signed out", whose link
+	// signs in and comes back to return_to.
+	err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/.sso/logout?return_to=/after"), chromedp.WaitVisible(chromedp.ID("submit")),
+		chromedp.Click(chromedp.ID("submit")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, ctx, "You are signed out.")
+	clickLink("Sign in again")
+	if err := chromedp.Do(ctx, browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+		t.Fatal(err)
+	}
+	waitForPage(t, ctx, w.gw.base+"/after")
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/.sso/login?idp=nope")); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, ctx, "Unknown sign-in method")
+	clickLink("Sign in")
+	waitForPage(t, ctx, w.gw.base+"/") // the IdP's session answers at once
+
+	evil := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(rw, `<!doctype html><form id="f" method="post" action="%s/.sso/logout"></form><script>document.getElementById('f').submit()</script>`, w.gw.base)
+	}))
+	t.Cleanup(evil.Close)
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL)); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, ctx, "you are still signed in")
+	clickLink("Sign out")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("submit")), chromedp.Click(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(w.idp.Issuer) })
+	nextVisitAsksForPassword(t, ctx, w.gw.base, w.idp.Issuer)
 }

@@ -56,6 +56,11 @@ type Page struct {
 	Message string
 	Code    string // stable reason, quoted to support staff; empty on pages that report nothing
 	IdP     string // the identity provider concerned, when there is one
+	// SignedOut says the person is signed out in this browser although
+	// the page reports a failure: logout_incomplete after the session had
+	// ended, store_unavailable after a sign-out that could not be
+	// recorded. A translated template must not tell them otherwise.
+	SignedOut bool
 	// Received and Expected, on missing_attributes: the attribute names
 	// that arrived, and what the IdP must send.
 	Received []PageAttribute
@@ -99,14 +104,14 @@ var defaultTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{{.Title}}</title>
 <style>{{.CSS}}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+<body><main><h1>{{.Title}}</h1><p>{{.Message}}</p>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
 <h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.Name}}</code>{{if .Empty}} (sent empty){{end}}</li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
 {{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}">{{.Text}}</a></li>{{end}}</ul>{{end}}
 {{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
 {{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}
-</body></html>
+</main></body></html>
 `))
 
 // Pages renders the pages: the operator's templates where there are some,
@@ -263,13 +268,13 @@ func SamplePage(name string) Page {
 	case PageSignInAgain:
 		return signInAgainPage("/.sso/login?return_to=%2Fform")
 	case PageUnknownIdP:
-		return unknownIdPPage()
+		return unknownIdPPage("/.sso/")
 	case PageLogout:
 		return logoutPage("/.sso/", "/")
 	case PageSignedOut:
-		return signedOutPage()
+		return signedOutPage("/.sso/", "/")
 	case PageLogoutRefused:
-		return logoutRefusedPage()
+		return logoutRefusedPage("/.sso/")
 	case PageLogoutIncomplete:
 		return logoutIncompletePage("sample", "saml_signature_invalid", false)
 	case PageUnavailable:

@@ -47,9 +47,10 @@ func chooserPage(prefix string, idps []string, returnTo string) Page {
 	return pg
 }
 
-func unknownIdPPage() Page {
+func unknownIdPPage(prefix string) Page {
 	return Page{Name: PageUnknownIdP, Status: http.StatusNotFound, Title: "Unknown sign-in method",
-		Message: "This site has no sign-in method by that name."}
+		Message: "This site has no sign-in method by that name.",
+		Links:   []PageLink{{Href: prefix + "login", Text: "Sign in"}}}
 }
 
 func logoutPage(prefix, returnTo string) Page {
@@ -65,13 +66,20 @@ func signInAgainPage(login string) Page {
 		Links:   []PageLink{{Href: login, Text: "Sign in"}}}
 }
 
-func signedOutPage() Page {
-	return Page{Name: PageSignedOut, Status: http.StatusOK, Title: "Signed out", Message: "You are signed out."}
+// signedOutPage offers to sign in again, coming back where the sign-out
+// was to return to.
+func signedOutPage(prefix, returnTo string) Page {
+	return Page{Name: PageSignedOut, Status: http.StatusOK, Title: "Signed out", Message: "You are signed out.",
+		Links: []PageLink{{Href: prefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(returnTo)), Text: "Sign in again"}}}
 }
 
-func logoutRefusedPage() Page {
+// logoutRefusedPage says what matters on a shared computer, that the
+// person is still signed in, and leads to the sign-out page of this site,
+// whose button does sign out.
+func logoutRefusedPage(prefix string) Page {
 	return Page{Name: PageLogoutRefused, Status: http.StatusForbidden, Title: "Sign-out refused", Code: "cross_site_logout",
-		Message: "The sign-out request did not come from this site."}
+		Message: "The sign-out request did not come from this site, so you are still signed in. To sign out, use this site's sign-out page.",
+		Links:   []PageLink{{Href: prefix + "logout", Text: "Sign out"}}}
 }
 
 // logoutIncompletePage: the IdP's logout message was refused. sessionEnded
@@ -82,6 +90,7 @@ func logoutIncompletePage(idpName, code string, sessionEnded bool) Page {
 	pg := Page{Name: PageLogoutIncomplete, Status: http.StatusBadRequest, Title: "Sign-out incomplete", IdP: idpName, Code: code,
 		Message: "The identity provider sent a sign-out message that could not be accepted, so it did not sign you out: you may still be signed in to this application. To sign out, use the application's own sign-out, or close the browser. If this keeps happening, give your administrator the reference below."}
 	if sessionEnded {
+		pg.SignedOut = true
 		pg.Message = "You are signed out of this application. The identity provider's answer could not be verified, so you may still be signed in there: close the browser to end that session too. If this keeps happening, give your administrator the reference below."
 	}
 	return pg
@@ -119,5 +128,6 @@ func signInNotSavedPage(idpName string) Page {
 // storeUnavailablePage: a session or a sign-out the store failed
 // (Route.StoreUnavailable).
 func storeUnavailablePage(message string) Page {
-	return Page{Name: PageStoreUnavailable, Status: http.StatusServiceUnavailable, Title: "Temporarily unavailable", Code: CodeStoreUnavailable, Message: message}
+	return Page{Name: PageStoreUnavailable, Status: http.StatusServiceUnavailable, Title: "Temporarily unavailable", Code: CodeStoreUnavailable, Message: message,
+		SignedOut: message == msgSignOutUnrecorded}
 }

@@ -36,14 +36,16 @@ func UserPlaceholders(id *session.Identity) func(key string) (any, bool) {
 
 // Placeholders are what an error page hands Caddy's error routes, as
 // {http.auth.sso.<name>} (docs/pages.md): the page's name, its reference
-// code (reason), status, title, message and IdP.
+// code (reason), status, title, message, IdP and whether the person is
+// signed out in this browser.
 func (e *PageError) Placeholders() map[string]any {
 	return map[string]any{
-		"page":    e.Name,
-		"reason":  e.Code,
-		"status":  e.Status,
-		"title":   e.Title,
-		"message": e.Message,
-		"idp":     e.IdP,
+		"page":       e.Name,
+		"reason":     e.Code,
+		"status":     e.Status,
+		"title":      e.Title,
+		"message":    e.Message,
+		"idp":        e.IdP,
+		"signed_out": e.SignedOut,
 	}
 }

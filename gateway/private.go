@@ -5,28 +5,41 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 )
 
-// PrivateCacheControl is what an answer to a signed-in request gets when
-// the app sets no Cache-Control of its own. Without it a browser may keep
-// such an answer and show it again without asking, after the session has
-// ended (a page with only Last-Modified is cached heuristically, for a
-// tenth of its age), and a shared cache in front of the site may hand one
-// person's page to the next. "private" keeps it out of shared caches,
-// "no-cache" makes the browser ask again, through the gateway, before
-// each reuse (a 304 when nothing changed). mod_auth_mellon sends a
-// Cache-Control on protected answers by default too. An app that sets
-// its own, or a `header Cache-Control …` before sso, keeps it
-// (docs/security.md, "Browser caches").
-const PrivateCacheControl = "private, no-cache"
+// What an answer to a signed-in request gets when the app sets no
+// Cache-Control of its own. Without one a browser may keep such an answer
+// and show it again without asking after the session has ended (a page
+// with only Last-Modified is cached heuristically, for a tenth of its
+// age), its back button may show the last page from the back/forward
+// cache, and a shared cache in front of the site may hand one person's
+// page to the next (docs/security.md, "Browser caches"). mod_auth_mellon
+// sends a Cache-Control on protected answers by default too. An app that
+// sets its own, or a `header Cache-Control …` before sso, keeps it.
+const (
+	// PrivateCacheControl is for everything but pages: no shared cache
+	// keeps it, and the browser asks again, through the gateway, before
+	// each reuse (a 304 when nothing changed), so scripts, styles and
+	// images of the app stay cheap.
+	PrivateCacheControl = "private, no-cache"
+	// PageCacheControl is for HTML (and an answer of no type yet, which
+	// the server may sniff as HTML): not kept at all, which also keeps the
+	// page out of the back/forward cache once the session cookie is gone
+	// (Chromium restores a no-store page only while the cookies are
+	// unchanged), so the back button after signing out asks the gateway.
+	// Clear-Site-Data on sign-out would do that too, but can hold the
+	// sign-out up for seconds in Chromium with a large cache.
+	PageCacheControl = "no-store"
+)
 
 // Upstream is the rest of the route after sso (caddyhttp.Handler).
 type Upstream interface {
 	ServeHTTP(http.ResponseWriter, *http.Request) error
 }
 
-// ServePrivate serves r by next, adding PrivateCacheControl to the
-// answer when it has no Cache-Control. The writer is not pooled: a
+// ServePrivate serves r by next, adding PageCacheControl or
+// PrivateCacheControl to the answer when it has no Cache-Control. The writer is not pooled: a
 // handler that kept it past its return (a timer's flush, say) must never
 // write into another request's answer.
 func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
@@ -48,10 +61,21 @@ func (w *privateWriter) WriteHeader(status int) {
 		if h := w.Header(); len(h["Cache-Control"]) == 0 {
 			// A slice of its own: a `header` directive's replace edits
 			// values in place.
-			h["Cache-Control"] = []string{PrivateCacheControl}
+			h["Cache-Control"] = []string{cacheControlFor(h.Get("Content-Type"))}
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)
+}
+
+// cacheControlFor is PageCacheControl for a page, PrivateCacheControl
+// for anything else.
+func cacheControlFor(contentType string) string {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mediaType)) {
+	case "", "text/html", "application/xhtml+xml":
+		return PageCacheControl
+	}
+	return PrivateCacheControl
 }
 
 func (w *privateWriter) Write(b []byte) (int, error) {
@@ -75,11 +99,16 @@ func (w *privateWriter) ReadFrom(r io.Reader) (int64, error) {
 // again.
 type writerOnly struct{ io.Writer }
 
-func (w *privateWriter) Flush() {
+func (w *privateWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is what http.ResponseController.Flush calls: its error (a
+// client gone) must reach the handler that flushes (Caddy's HTTP/2
+// WebSocket copier stops on it).
+func (w *privateWriter) FlushError() error {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *privateWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

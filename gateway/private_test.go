@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,19 +14,27 @@ type upstreamFunc func(http.ResponseWriter, *http.Request) error
 func (f upstreamFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
 
 // TestServePrivate: an answer to a signed-in request without a
-// Cache-Control of its own gets PrivateCacheControl, however the app
-// starts its answer; one with its own keeps it; the writer hands on what
-// Caddy's handlers look for (Unwrap, Flush).
+// Cache-Control of its own gets PageCacheControl when it is a page (or has
+// no type yet) and PrivateCacheControl otherwise, however the app starts
+// its answer; one with its own keeps it; the writer hands on what Caddy's
+// handlers look for (Unwrap, Flush).
 func TestServePrivate(t *testing.T) {
+	typed := func(ct string, then func(http.ResponseWriter)) func(http.ResponseWriter) {
+		return func(w http.ResponseWriter) { w.Header().Set("Content-Type", ct); then(w) }
+	}
+	write := func(w http.ResponseWriter) { _, _ = w.Write([]byte("x")) }
 	for _, tc := range []struct {
 		name  string
 		serve func(w http.ResponseWriter)
 		want  []string
 	}{
-		{"Write", func(w http.ResponseWriter) { _, _ = w.Write([]byte("x")) }, []string{PrivateCacheControl}},
-		{"WriteHeader", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNotModified) }, []string{PrivateCacheControl}},
-		{"ReadFrom", func(w http.ResponseWriter) { _, _ = io.Copy(w, strings.NewReader("x")) }, []string{PrivateCacheControl}},
-		{"Flush", func(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }, []string{PrivateCacheControl}},
+		{"a page, Write", typed("text/html; charset=utf-8", write), []string{PageCacheControl}},
+		{"XHTML", typed("application/xhtml+xml", write), []string{PageCacheControl}},
+		{"no type yet", write, []string{PageCacheControl}},
+		{"a script", typed("text/javascript", write), []string{PrivateCacheControl}},
+		{"JSON, WriteHeader", typed("application/json", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNotModified) }), []string{PrivateCacheControl}},
+		{"an image, ReadFrom", typed("image/png", func(w http.ResponseWriter) { _, _ = io.Copy(w, strings.NewReader("x")) }), []string{PrivateCacheControl}},
+		{"a stream, Flush", typed("text/event-stream", func(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }), []string{PrivateCacheControl}},
 		{"the app's own", func(w http.ResponseWriter) {
 			w.Header().Set("Cache-Control", "public, max-age=60")
 			w.WriteHeader(http.StatusOK)
@@ -49,3 +58,25 @@ func TestServePrivate(t *testing.T) {
 		})
 	}
 }
+
+// TestServePrivateFlushError: a failed flush (the client gone) reaches the
+// handler that flushes through http.ResponseController.
+func TestServePrivateFlushError(t *testing.T) {
+	gone := errors.New("client gone")
+	var got error
+	_ = ServePrivate(failingFlusher{httptest.NewRecorder(), gone}, httptest.NewRequest(http.MethodGet, "/", nil),
+		upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			got = http.NewResponseController(w).Flush()
+			return nil
+		}))
+	if !errors.Is(got, gone) {
+		t.Errorf("Flush through ServePrivate returned %v, want %v", got, gone)
+	}
+}
+
+type failingFlusher struct {
+	*httptest.ResponseRecorder
+	err error
+}
+
+func (f failingFlusher) FlushError() error { return f.err }

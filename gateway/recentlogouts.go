@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -21,8 +22,15 @@ type recentLogouts struct {
 	ended map[string]recentLogout
 }
 
+// endedSignIn is what the IdP's logout needs of an ended session, and no
+// more (not its access or refresh token).
+type endedSignIn struct {
+	idp    string
+	logout idp.LogoutInfo
+}
+
 type recentLogout struct {
-	ended *session.Ended
+	ended *endedSignIn
 	at    time.Time
 }
 
@@ -31,33 +39,32 @@ const (
 	// network's round trip), short enough that a cookie copied before
 	// the sign-out gains next to nothing.
 	recentLogoutWindow = 10 * time.Second
-	// maxRecentLogouts bounds the map: past it, an entry only replaces
-	// expired ones, so a burst of sign-outs costs a bounded amount.
+	// maxRecentLogouts bounds the map: a burst of sign-outs beyond it
+	// within the window is not remembered.
 	maxRecentLogouts = 1024
 )
 
-func (l *recentLogouts) remember(token string, e *session.Ended, now time.Time) {
+// remember drops the entries past the window first, so that none (an ID
+// token among them) is kept long after.
+func (l *recentLogouts) remember(token string, e *endedSignIn, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for k, v := range l.ended {
+		if now.Sub(v.at) > recentLogoutWindow {
+			delete(l.ended, k)
+		}
+	}
 	if l.ended == nil {
 		l.ended = map[string]recentLogout{}
 	}
-	if len(l.ended) >= maxRecentLogouts {
-		for k, v := range l.ended {
-			if now.Sub(v.at) > recentLogoutWindow {
-				delete(l.ended, k)
-			}
-		}
-		if len(l.ended) >= maxRecentLogouts {
-			return
-		}
+	if len(l.ended) < maxRecentLogouts {
+		l.ended[session.Hash(token)] = recentLogout{e, now}
 	}
-	l.ended[session.Hash(token)] = recentLogout{e, now}
 }
 
 // recall returns the session that token named if a sign-out ended it
 // within the window, else nil.
-func (l *recentLogouts) recall(token string, now time.Time) *session.Ended {
+func (l *recentLogouts) recall(token string, now time.Time) *endedSignIn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r, ok := l.ended[session.Hash(token)]; ok && now.Sub(r.at) <= recentLogoutWindow {

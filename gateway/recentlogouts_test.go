@@ -9,12 +9,12 @@ import (
 )
 
 // TestRecentLogouts: a sign-out is recalled by its cookie within the
-// window and not after, and a burst of sign-outs beyond the bound makes
-// room only by dropping expired entries.
+// window and not after; every new one drops the expired (none is held long
+// after), and a burst beyond the bound is not remembered.
 func TestRecentLogouts(t *testing.T) {
 	var l recentLogouts
 	t0 := time.Unix(1_800_000_000, 0)
-	e := &session.Ended{}
+	e := &endedSignIn{idp: "okta"}
 	l.remember("tok", e, t0)
 	if l.recall("tok", t0.Add(recentLogoutWindow)) != e {
 		t.Error("not recalled within the window")
@@ -40,5 +40,9 @@ func TestRecentLogouts(t *testing.T) {
 	l.remember("later", e, later)
 	if l.recall("later", later) != e || len(l.ended) != 1 {
 		t.Errorf("expired entries not dropped for a new one: %d entries", len(l.ended))
+	}
+	l.remember("next", e, later.Add(recentLogoutWindow+time.Second))
+	if _, kept := l.ended[session.Hash("later")]; kept {
+		t.Error("an expired entry outlived the next sign-out")
 	}
 }

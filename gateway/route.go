@@ -428,7 +428,7 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	}
 	if name != "" {
 		if p = rt.provider(name); p == nil {
-			return rt.fail(unknownIdPPage())
+			return rt.fail(unknownIdPPage(rt.PathPrefix))
 		}
 	}
 	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens)
@@ -687,26 +687,21 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		rt.crossSiteLogouts.Warn(rt.Logger, "cross_site_logout", time.Now(), "sign-out refused",
 			zap.String("reason", "cross_site_logout"), zap.String("origin", shortened(r.Header.Get("Origin"), 100)),
 			zap.String("sec_fetch_site", shortened(r.Header.Get("Sec-Fetch-Site"), 30)))
-		return rt.fail(logoutRefusedPage())
+		return rt.fail(logoutRefusedPage(rt.PathPrefix))
 	}
 	clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
-	// The browser's copies of the app's pages go too: its back button
-	// would otherwise show them from the back/forward cache, and a
-	// heuristically cached page would come back without asking, on a
-	// computer the next person uses (docs/security.md, "Sign-out").
-	w.Header().Set("Clear-Site-Data", `"cache"`)
 	// Every valid session among the cookies ends, whatever its IdP: the
 	// cookie is cleared either way. Only those are written to the store.
-	var ended *session.Ended
+	var ended, recalled *endedSignIn
 	now := time.Now()
 	for _, t := range tokens {
 		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
 			if !errors.Is(err, session.ErrNoSession) {
 				return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
 			}
-			if e := rt.recentLogouts.recall(t, now); e != nil && ended == nil {
-				ended = e // the button clicked twice: this answer is the one shown
+			if recalled == nil {
+				recalled = rt.recentLogouts.recall(t, now) // the button clicked twice?
 			}
 			continue
 		}
@@ -714,21 +709,27 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		if err != nil {
 			return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
 		}
-		if e != nil {
-			// The session.logged_out event is audited; audit events are
-			// log lines too (docs/security.md).
-			rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
-			rt.recentLogouts.remember(t, e, now)
+		if e == nil {
+			continue
 		}
+		// The session.logged_out event is audited; audit events are log
+		// lines too (docs/security.md).
+		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
+		s := &endedSignIn{idp: e.Session.IdP, logout: idpLogout(e)}
+		rt.recentLogouts.remember(t, s, now)
 		if ended == nil {
-			ended = e
+			ended = s
 		}
+	}
+	if ended == nil {
+		// A second click's POST: its answer is the one the browser shows.
+		ended = recalled
 	}
 	// The IdP's own logout only for the route's IdPs, whose endpoints
 	// (where the IdP sends the browser back) are served here.
 	if ended != nil && o.Vouched {
-		if p := rt.provider(ended.Session.IdP); p != nil {
-			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
+		if p := rt.provider(ended.idp); p != nil {
+			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), ended.logout, returnTo)
 			if err != nil {
 				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
 			}
@@ -737,7 +738,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			}
 		}
 	}
-	return rt.Pages.Write(w, signedOutPage())
+	return rt.Pages.Write(w, signedOutPage(rt.PathPrefix, returnTo))
 }
 
 // shortened is a client's header cut to n bytes for a log line: anyone

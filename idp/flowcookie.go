@@ -57,12 +57,6 @@ const (
 	// legacyPrefix named flow cookies on https sites before __Host-. Such
 	// cookies are never read, only stripped from what the upstream sees.
 	legacyPrefix = "__Secure-"
-	// expiredKept is how long a browser keeps a flow cookie past its
-	// sealed expiry, which alone decides whether it is still good: a
-	// person who comes back from the IdP late (a sign-in left open) is
-	// told flow_expired, sign in again, rather than flow_missing, which
-	// points at cookies being blocked.
-	expiredKept = time.Hour
 	// cookiePath is Path=/, which __Host- requires.
 	cookiePath = "/"
 )
@@ -203,7 +197,7 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 		Name:     name,
 		Value:    value,
 		Path:     cookiePath,
-		MaxAge:   int((ttl + expiredKept + time.Second - 1) / time.Second),
+		MaxAge:   int((ttl + time.Second - 1) / time.Second),
 		HttpOnly: true,
 		Secure:   SecureRequest(r) || sameSite == http.SameSiteNoneMode,
 		SameSite: sameSite,

@@ -97,7 +97,7 @@ func TestFlowCookieRoundTripAndAttributes(t *testing.T) {
 			f := newFlows(t, testKey, tc.secure, &now)
 			want := flowState{Nonce: "nonce-secret-1", ReturnTo: "/app?x=1"}
 			c := save(t, f, "flow-1", want, tc.sameSite)
-			if !c.HttpOnly || c.Secure != tc.wantSecure || c.Path != "/" || c.Domain != "" || c.MaxAge != 600+3600 || c.SameSite != tc.sameSite {
+			if !c.HttpOnly || c.Secure != tc.wantSecure || c.Path != "/" || c.Domain != "" || c.MaxAge != 600 || c.SameSite != tc.sameSite {
 				t.Errorf("cookie attributes = %+v", c)
 			}
 			if !strings.HasPrefix(c.Name, tc.wantPrefix) || !idp.IsFlowCookie(c.Name) || c.Name != f.CookieName(f.req(), "flow-1") {
