@@ -33,3 +33,30 @@ func TestJWKSMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedOutPages: the failure pages that mean "you are signed out in
+// this browser" say so to a template (.SignedOut) and to Caddy's error
+// routes ({http.auth.sso.signed_out}), so that a translation cannot tell a
+// person at a shared computer the opposite; the others do not.
+func TestSignedOutPages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pg   Page
+		want bool
+	}{
+		{"logout_incomplete after the session ended", logoutIncompletePage("okta", "saml_signature_invalid", true), true},
+		{"logout_incomplete, session alive", logoutIncompletePage("okta", "saml_signature_invalid", false), false},
+		{"store_unavailable at sign-out", storeUnavailablePage(msgSignOutUnrecorded), true},
+		{"store_unavailable at a session check", storeUnavailablePage(msgSessionUnavailable), false},
+		{"store_unavailable at sign-in", signInNotSavedPage("okta"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.pg.SignedOut != tc.want {
+				t.Errorf(".SignedOut = %v, want %v", tc.pg.SignedOut, tc.want)
+			}
+			if got := (&PageError{Page: tc.pg}).Placeholders()["signed_out"]; got != tc.want {
+				t.Errorf("{http.auth.sso.signed_out} = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
