@@ -3,9 +3,7 @@ package caddymodule_test
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -85,14 +83,7 @@ func TestPlaceholdersHeaderSafe(t *testing.T) {
 	if hdr := saw.header("X-Forwarded-Groups"); groups != hdr {
 		t.Errorf("X-Groups (placeholder) = %q, but X-Forwarded-Groups = %q", groups, hdr)
 	}
-	var decoded []string
-	for _, el := range strings.Split(groups, ",") {
-		v, err := url.PathUnescape(el)
-		if err != nil {
-			t.Fatalf("element %q of %q: %v", el, groups, err)
-		}
-		decoded = append(decoded, v)
-	}
+	decoded := decodeGroups(t, groups)
 	if want := []string{"eng\nops", " admins"}; !sameSet(decoded, want) {
 		t.Errorf("X-Groups %q decodes to %q, want %q", groups, decoded, want)
 	}

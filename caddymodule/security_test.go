@@ -49,15 +49,7 @@ func TestGroupsHeaderUnambiguous(t *testing.T) {
 			t.Errorf("X-Forwarded-Groups %q reads as a member of admins", got)
 		}
 	}
-	var decoded []string
-	for _, el := range strings.Split(got, ",") {
-		v, err := url.PathUnescape(el)
-		if err != nil {
-			t.Fatalf("element %q of %q: %v", el, got, err)
-		}
-		decoded = append(decoded, v)
-	}
-	if !sameSet(decoded, want) {
+	if decoded := decodeGroups(t, got); !sameSet(decoded, want) {
 		t.Errorf("X-Forwarded-Groups %q decodes to %q, want %q", got, decoded, want)
 	}
 	if p := saw.header("X-Placeholder-Groups"); p != got {
@@ -294,4 +286,19 @@ func TestTemplatesDoNotRunRequestText(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeGroups splits a groups header and percent-decodes each element,
+// as docs/security.md ("Groups") tells apps to.
+func decodeGroups(t *testing.T, header string) []string {
+	t.Helper()
+	var decoded []string
+	for _, el := range strings.Split(header, ",") {
+		v, err := url.PathUnescape(el)
+		if err != nil {
+			t.Fatalf("element %q of %q: %v", el, header, err)
+		}
+		decoded = append(decoded, v)
+	}
+	return decoded
 }
