@@ -21,6 +21,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 	"github.com/caddy-sso/caddy-sso/internal/redirecttest"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -758,4 +759,39 @@ func TestSAMLLogoutWithoutIdPSLO(t *testing.T) {
 	if n := w.idp.SessionCount(); n != 1 {
 		t.Errorf("IdP sessions: %d, want the IdP's own left alone", n)
 	}
+}
+
+// TestSAMLGeneratedKeyToSPCert: `caddy sso saml-key` writes out the key
+// pair the gateway generated, and configured with sp_cert it is the same
+// pair to the IdP: the metadata publishes the same certificate and the IdP,
+// which registered the generated one, still signs the user in, with no
+// change at the IdP. The file is the owner's only, and never overwritten.
+func TestSAMLGeneratedKeyToSPCert(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	generated := parseSPMetadata(t, w.spMetadata()).certs("signing")
+	w.gw.stop()
+
+	file := filepath.Join(t.TempDir(), "sp.pem")
+	ctx := context.Background()
+	storeFlag := "--store=" + w.gw.StorePath()
+	if _, err := caddytest.RunCLI(ctx, "saml-key", "nope", "--out", file, storeFlag); err == nil || !strings.Contains(err.Error(), `no generated SP key for IdP "nope"`) {
+		t.Errorf("saml-key of an IdP without a key: %v", err)
+	}
+	if out, err := caddytest.RunCLI(ctx, "saml-key", "test", "--out", file, storeFlag); err != nil || !strings.Contains(out, "sp_cert "+file+" "+file) {
+		t.Fatalf("saml-key: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the key file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	if _, err := caddytest.RunCLI(ctx, "saml-key", "test", "--out", file, storeFlag); err == nil || !errors.Is(err, os.ErrExist) {
+		t.Errorf("saml-key over an existing file: %v", err)
+	}
+
+	w.idpBlock += fmt.Sprintf("\t\t\tsp_cert %s %s\n", file, file)
+	w.gw.start(w.caddyfile()) // the IdP keeps its registration of the generated key
+	if got := parseSPMetadata(t, w.spMetadata()).certs("signing"); !slices.Equal(got, generated) {
+		t.Fatalf("with sp_cert of the written pair the metadata publishes another certificate")
+	}
+	newBrowser(t).samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
 }

@@ -37,7 +37,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sso",
-		Usage: "users|sessions|audit|backup|restore|check ...",
+		Usage: "users|sessions|audit|backup|restore|migrate|check|saml-key ...",
 		Short: "Manages caddy-sso users, sessions, audit trail and store backups",
 		Long: `
 Manages the users, sessions and audit trail of caddy-sso, backs up or
@@ -83,7 +83,7 @@ func configure(cmd *cobra.Command) {
 	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
 	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, 'postgres:{env.VAR}', postgres:DSN, or a file) instead of the admin API")
 	pf.Bool("json", false, "Print JSON instead of tables")
-	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand())
+	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand(), samlKeyCommand())
 }
 
 func asJSON(c *cobra.Command) bool {

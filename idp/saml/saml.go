@@ -415,10 +415,14 @@ func (p *Provider) Start(ctx context.Context, rt idp.Runtime) error {
 	return nil
 }
 
+// SPKeySecretName is the store secret that holds the SP key pair generated
+// for the named IdP (`caddy sso saml-key` writes it out).
+func SPKeySecretName(idpName string) string { return spKeySecretPrefix + idpName }
+
 // storedKeyPair returns the key pair kept in the store for this IdP,
 // generating it on the first start.
 func (p *Provider) storedKeyPair(ctx context.Context, secrets idp.Secrets) (KeyPair, error) {
-	data, err := secrets.LoadOrStore(ctx, spKeySecretPrefix+p.cfg.Name, func() ([]byte, error) {
+	data, err := secrets.LoadOrStore(ctx, SPKeySecretName(p.cfg.Name), func() ([]byte, error) {
 		kp, err := GenerateKeyPair("caddy-sso SAML SP " + p.cfg.Name)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// samlKeyCommand writes out the SAML SP key pair the gateway generated for
+// an IdP, so that the same pair can be configured with sp_cert. Moving from
+// the generated key to a configured one is then no change at all for the
+// IdP, rather than a cutover it must follow at once, and later rotations
+// take the overlapping route of two sp_cert lines (docs/operations.md).
+//
+// It reads the store only (the admin API does not hand out private keys),
+// so a bbolt store must be a stopped instance's, or a copy restored from a
+// backup.
+func samlKeyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "saml-key <idp> --out <file> --store <store>",
+		Short: "Writes the SAML SP key pair generated for an IdP to a file, for sp_cert",
+		Long: `Writes the SAML SP key pair the gateway generated for the IdP (on its first
+start without sp_cert) to a new file, mode 0600: the private key and the
+certificate, in PEM. Configure it as the same pair with
+  sp_cert <file> <file>
+and the IdP sees no change. It reads --store directly.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			out, _ := c.Flags().GetString("out")
+			raw, _ := c.Flags().GetString("store")
+			switch {
+			case out == "":
+				return errors.New("--out names the file to write the key pair to")
+			case raw == "":
+				return errors.New("saml-key reads the store itself: give --store (the admin API does not hand out private keys)")
+			}
+			spec, err := parseStore(c.ErrOrStderr(), "--store", raw)
+			if err != nil {
+				return err
+			}
+			spec.ReadOnly = true
+			db, err := openOfflineSpec(c.Context(), spec)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			name := saml.SPKeySecretName(args[0])
+			var pemData []byte
+			err = db.View(c.Context(), func(tx store.Tx) error {
+				return tx.ForEachSecret(func(n string, v []byte) error {
+					if n == name {
+						pemData = append([]byte(nil), v...)
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if pemData == nil {
+				return fmt.Errorf("the store holds no generated SP key for IdP %q (one is generated on a SAML IdP's first start without sp_cert)", termSafe(args[0]))
+			}
+			if _, err := saml.DecodeKeyPairPEM(pemData); err != nil {
+				return fmt.Errorf("the SP key of IdP %q in the store: %w", termSafe(args[0]), err)
+			}
+			// O_EXCL: never over another file, which may be a key in use.
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(pemData)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				_ = os.Remove(out) // no half-written key file
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n", termSafe(args[0]), out, out, out)
+			return nil
+		},
+	}
+	cmd.Flags().String("out", "", "The file to write the key pair to (created, mode 0600; never overwritten)")
+	return cmd
+}
