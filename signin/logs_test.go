@@ -73,3 +73,29 @@ func TestForgottenRefusalsCounted(t *testing.T) {
 		t.Errorf("%s %v: want the 4 refusals of 198.51.100.7 logged at DEBUG only counted", last.Level, f)
 	}
 }
+
+// TestPaddedGroupsWarned: a sign-in with a group name that has white space
+// at an end (a typo at the IdP, which before names were kept exact passed
+// for the name without it) is named in a WARN line, once per IdP a
+// minute; a sign-in without one logs no such line.
+func TestPaddedGroupsWarned(t *testing.T) {
+	e := newEnv(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.svc.Logger = zap.New(core)
+	p := e.idp("oidc", "")
+	const msg = "group names with white space at an end are groups of their own: allow group and deny group compare them exactly"
+	for i, groups := range [][]string{{"eng"}, {"eng", "admins "}, {"admins "}} {
+		a := oidcAssertion(fmt.Sprint("state-", i), "Lovelace", false)
+		a.Attributes["groups"] = groups
+		if out, err := e.svc.SignIn(context.Background(), p, a, ""); err != nil || out.Session == nil {
+			t.Fatalf("sign-in %d: %v %+v", i, err, out)
+		}
+		if n, want := logs.FilterMessage(msg).Len(), min(i, 1); n != want {
+			t.Fatalf("after sign-in %d with %q: %d warnings, want %d", i, groups, n, want)
+		}
+	}
+	f := logs.FilterMessage(msg).All()[0].ContextMap()
+	if f["idp"] != "oidc-idp" || fmt.Sprint(f["groups"]) != `["admins "]` {
+		t.Errorf("warning fields %v", f)
+	}
+}

@@ -15,12 +15,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -66,6 +68,11 @@ type Service struct {
 	// Observe, when set, is told every committed sign-in's outcome (for
 	// metrics).
 	Observe func(idpName string, o *Outcome)
+
+	// paddedGroups keeps the warning about group names with white space
+	// at an end to one line per IdP a minute: every sign-in of such a
+	// user would repeat it.
+	paddedGroups logbudget.Budget
 }
 
 // Outcome is what one sign-in came to. Exactly one of Session, Denial and
@@ -235,6 +242,28 @@ func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
 				zap.Bool("created", out.Result.Created), zap.Bool("updated", len(out.Result.Changed) > 0 && !out.Result.Created),
 				zap.Bool("ended_previous_session", out.EndedPrevious), zap.Int("ended_over_limit", len(out.Session.Ended)))
 		}
+		s.warnPaddedGroups(p.Name, out.User)
+	}
+}
+
+// warnPaddedGroups tells the operator about group names with white space
+// at an end. They are groups of their own, compared and passed exactly
+// (docs/security.md, "Groups"): an IdP's "admins " passes no `allow group
+// admins`, which, before names were kept exact, it did. Most such names are
+// a typo at the IdP.
+func (s *Service) warnPaddedGroups(idpName string, u *store.User) {
+	if u == nil {
+		return
+	}
+	var padded []string
+	for _, g := range u.Groups {
+		if strings.TrimSpace(g) != g && len(padded) < 3 {
+			padded = append(padded, strconv.Quote(g))
+		}
+	}
+	if len(padded) > 0 {
+		s.paddedGroups.Warn(s.logger(), idpName, s.now(), "group names with white space at an end are groups of their own: allow group and deny group compare them exactly",
+			zap.String("idp", idpName), zap.String("user_id", u.ID), zap.Strings("groups", padded))
 	}
 }
 
