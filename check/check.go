@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/mapping"
 )
 
@@ -380,23 +381,25 @@ func claimName(protocol, attr, name string) string {
 	return name
 }
 
-// Print writes the report for people.
+// Print writes the report for people. Its messages quote what the IdPs'
+// discovery documents and metadata hold, escaped (termtext.Line): a
+// hostile or broken IdP must not steer the operator's terminal.
 func (r *Report) Print(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "caddy-sso check: %s\n", r.Config)
+	fmt.Fprintf(&b, "caddy-sso check: %s\n", termtext.Line(r.Config))
 	for _, p := range r.Problems {
-		fmt.Fprintf(&b, "  %s %s\n", symbols[p.Level], p.Message)
+		fmt.Fprintf(&b, "  %s %s\n", symbols[p.Level], termtext.Line(p.Message))
 	}
 	for _, ic := range r.IdPs {
-		fmt.Fprintf(&b, "\nIdP %s (%s, preset %s)\n", ic.Name, ic.Protocol, ic.Preset)
+		fmt.Fprintf(&b, "\nIdP %s (%s, preset %s)\n", termtext.Line(ic.Name), ic.Protocol, ic.Preset)
 		for _, x := range ic.Checks {
-			fmt.Fprintf(&b, "  %s %s\n", symbols[x.Level], x.Message)
+			fmt.Fprintf(&b, "  %s %s\n", symbols[x.Level], termtext.Line(x.Message))
 		}
 		if len(ic.Values) > 0 {
 			b.WriteString("  Enter at the IdP:\n")
 			tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 			for _, v := range ic.Values {
-				fmt.Fprintf(tw, "    %s\t%s\n", v.Field, v.Value)
+				fmt.Fprintf(tw, "    %s\t%s\n", v.Field, termtext.Line(v.Value))
 			}
 			_ = tw.Flush()
 		}
@@ -410,7 +413,7 @@ func (r *Report) Print(w io.Writer) error {
 			for _, cl := range ic.Claims {
 				names := make([]string, len(cl.Names))
 				for i, n := range cl.Names {
-					names[i] = claimName(ic.Protocol, cl.Attribute, n)
+					names[i] = termtext.Line(claimName(ic.Protocol, cl.Attribute, n))
 				}
 				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, strings.Join(names, ", "))
 			}

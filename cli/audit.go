@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -146,7 +147,7 @@ func (t *auditTable) print(events []store.Event) error {
 		}
 	}
 	for i, e := range events {
-		rows[i] = []string{strconv.FormatUint(e.Seq, 10), e.Time.Local().Format(time.RFC3339), termSafe(e.Type),
+		rows[i] = []string{strconv.FormatUint(e.Seq, 10), e.Time.Local().Format(time.RFC3339), termtext.Line(e.Type),
 			dash(e.IdP), dash(e.UserID), dash(e.Subject), dash(e.Reason), dash(detail(e.Detail))}
 		for j, w := range t.widths {
 			if n := utf8.RuneCountInString(rows[i][j]); n > w {
@@ -180,7 +181,7 @@ func (t *auditTable) row(b *strings.Builder, cells []string) {
 func detail(d map[string]string) string {
 	parts := make([]string, 0, len(d))
 	for _, k := range slices.Sorted(maps.Keys(d)) {
-		parts = append(parts, termSafe(k)+"="+quoteIf(d[k], " ="))
+		parts = append(parts, termtext.Line(k)+"="+quoteIf(d[k], " ="))
 	}
 	return strings.Join(parts, " ")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/check"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/store/backend"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -162,7 +163,7 @@ func printStoreCheck(w io.Writer, sc *adminapi.StoreCheck) error {
 		return err
 	}
 	for _, pr := range sc.Problems {
-		p("✗ %s\n", termSafe(pr)) // problems quote stored keys and values
+		p("✗ %s\n", termtext.Line(pr)) // problems quote stored keys and values
 	}
 	if sc.More > 0 {
 		p("✗ … and %d more\n", sc.More)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/backend"
@@ -183,7 +184,7 @@ func adminRequest(addr, method, uri string) (*http.Response, error) {
 		}
 		if json.Unmarshal([]byte(m[2]), &body) == nil && body.Error != "" {
 			// The message may quote stored values back.
-			return nil, fmt.Errorf("%s (HTTP %d %s)", termSafe(body.Error), status, http.StatusText(status))
+			return nil, fmt.Errorf("%s (HTTP %d %s)", termtext.Line(body.Error), status, http.StatusText(status))
 		}
 	}
 	return nil, err
@@ -257,7 +258,7 @@ func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return termSafe(s)
+	return termtext.Line(s)
 }
 
 func localTime(t time.Time) string {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -63,10 +64,10 @@ and the IdP sees no change. It reads --store directly.`,
 				return err
 			}
 			if pemData == nil {
-				return fmt.Errorf("the store holds no generated SP key for IdP %q (one is generated on a SAML IdP's first start without sp_cert)", termSafe(args[0]))
+				return fmt.Errorf("the store holds no generated SP key for IdP %q (one is generated on a SAML IdP's first start without sp_cert)", termtext.Line(args[0]))
 			}
 			if _, err := saml.DecodeKeyPairPEM(pemData); err != nil {
-				return fmt.Errorf("the SP key of IdP %q in the store: %w", termSafe(args[0]), err)
+				return fmt.Errorf("the SP key of IdP %q in the store: %w", termtext.Line(args[0]), err)
 			}
 			// O_EXCL: never over another file, which may be a key in use.
 			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -81,7 +82,7 @@ and the IdP sees no change. It reads --store directly.`,
 				_ = os.Remove(out) // no half-written key file
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n", termSafe(args[0]), out, out, out)
+			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n", termtext.Line(args[0]), out, out, out)
 			return nil
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -80,7 +81,7 @@ func usersCommand() *cobra.Command {
 					if asJSON(c) {
 						return printJSON(c, u)
 					}
-					fmt.Fprintf(c.OutOrStdout(), "user %s %sd\n", termSafe(u.ID), name)
+					fmt.Fprintf(c.OutOrStdout(), "user %s %sd\n", termtext.Line(u.ID), name)
 					return nil
 				})
 			},
@@ -147,7 +148,7 @@ func printUsers(c *cobra.Command, users []*store.User) error {
 	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tIDP\tSOURCE\tSTATUS\tLAST LOGIN")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(u.ID), dash(u.Email), dash(strings.TrimSpace(u.FirstName+" "+u.LastName)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(u.ID), dash(u.Email), dash(strings.TrimSpace(u.FirstName+" "+u.LastName)),
 			dash(u.IdP), dash(u.Source), userStatus(u), localTime(u.LastLogin))
 	}
 	if err := tw.Flush(); err != nil {
