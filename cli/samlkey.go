@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,7 +84,12 @@ and the IdP sees no change. It reads --store directly.`,
 				_ = os.Remove(out) // no half-written key file
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n", termtext.Line(args[0]), out, out, out)
+			arg := out
+			if strings.ContainsAny(arg, " \t\"{}#") {
+				arg = strconv.Quote(arg) // one Caddyfile token
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n",
+				termtext.Line(args[0]), termtext.Line(out), termtext.Line(arg), termtext.Line(arg))
 			return nil
 		},
 	}

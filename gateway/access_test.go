@@ -76,6 +76,10 @@ func TestUserRulesMatchSpellingsOfOneMailbox(t *testing.T) {
 		{"sam@example.com",
 			[]string{"sam@example.com", "SAM@Example.COM", "sam@example.com."},
 			[]string{"\u017fam@example.com", "sam@example.org", "sam"}},
+		// Σ has two lower cases: σ, and ς at a word's end.
+		{"νίκος@example.gr",
+			[]string{"ΝΊΚΟΣ@example.gr", "νίκοσ@example.gr"},
+			[]string{"νίκο@example.gr"}},
 		{"zoë@bücher.example",
 			[]string{"ZOË@BÜCHER.example", "zoe\u0308@xn--bcher-kva.example", "Zoë@bücher.example."},
 			[]string{"zoe@bücher.example", "zoë@bucher.example"}},

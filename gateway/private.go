@@ -23,8 +23,9 @@ const (
 	// each reuse (a 304 when nothing changed), so scripts, styles and
 	// images of the app stay cheap.
 	PrivateCacheControl = "private, no-cache"
-	// PageCacheControl is for HTML (and an answer of no type yet, which
-	// the server may sniff as HTML): not kept at all, which also keeps the
+	// PageCacheControl is for what the browser opens as a page (a
+	// navigation, a frame), HTML, and an answer of no type yet, which
+	// the server may sniff as HTML: not kept at all, which also keeps the
 	// page out of the back/forward cache once the session cookie is gone
 	// (Chromium restores a no-store page only while the cookies are
 	// unchanged), so the back button after signing out asks the gateway.
@@ -43,7 +44,18 @@ type Upstream interface {
 // handler that kept it past its return (a timer's flush, say) must never
 // write into another request's answer.
 func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
-	return next.ServeHTTP(&privateWriter{ResponseWriter: w}, r)
+	return next.ServeHTTP(&privateWriter{ResponseWriter: w, page: openedAsPage(r.Header)}, r)
+}
+
+// openedAsPage reports whether the browser shows the answer as a page of
+// its own (a navigation, a frame), whatever its type: a PDF or a JSON
+// answer opened so comes back with the back button as a page does.
+func openedAsPage(h http.Header) bool {
+	switch h.Get("Sec-Fetch-Dest") {
+	case "document", "iframe", "frame", "embed", "object":
+		return true
+	}
+	return h.Get("Sec-Fetch-Mode") == "navigate"
 }
 
 // privateWriter adds the header at the answer's final status line. It
@@ -52,24 +64,32 @@ func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
 // those that assert them directly.
 type privateWriter struct {
 	http.ResponseWriter
+	page  bool // openedAsPage
 	wrote bool
 }
 
 func (w *privateWriter) WriteHeader(status int) {
-	if !w.wrote && status >= 200 {
+	// Not on a 304: its headers replace the stored copy's (RFC 9111,
+	// 4.3.4), which has its own already, and the 304 of a script or style
+	// carries no Content-Type (net/http drops it), so it would read as a
+	// page and its no-store would evict the copy it revalidates.
+	if !w.wrote && status >= 200 && status != http.StatusNotModified {
 		w.wrote = true
 		if h := w.Header(); len(h["Cache-Control"]) == 0 {
 			// A slice of its own: a `header` directive's replace edits
 			// values in place.
-			h["Cache-Control"] = []string{cacheControlFor(h.Get("Content-Type"))}
+			h["Cache-Control"] = []string{cacheControlFor(w.page, h.Get("Content-Type"))}
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-// cacheControlFor is PageCacheControl for a page, PrivateCacheControl
-// for anything else.
-func cacheControlFor(contentType string) string {
+// cacheControlFor is PageCacheControl for a page (opened as one, or typed
+// as one), PrivateCacheControl for anything else.
+func cacheControlFor(page bool, contentType string) string {
+	if page {
+		return PageCacheControl
+	}
 	mediaType, _, _ := strings.Cut(contentType, ";")
 	switch strings.ToLower(strings.TrimSpace(mediaType)) {
 	case "", "text/html", "application/xhtml+xml":

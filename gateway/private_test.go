@@ -14,9 +14,10 @@ type upstreamFunc func(http.ResponseWriter, *http.Request) error
 func (f upstreamFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
 
 // TestServePrivate: an answer to a signed-in request without a
-// Cache-Control of its own gets PageCacheControl when it is a page (or has
-// no type yet) and PrivateCacheControl otherwise, however the app starts
-// its answer; one with its own keeps it; the writer hands on what Caddy's
+// Cache-Control of its own gets PageCacheControl when it is a page (typed
+// as one, of no type yet, or opened as one whatever its type) and
+// PrivateCacheControl otherwise, however the app starts its answer; a 304
+// and an answer with its own get none; the writer hands on what Caddy's
 // handlers look for (Unwrap, Flush).
 func TestServePrivate(t *testing.T) {
 	typed := func(ct string, then func(http.ResponseWriter)) func(http.ResponseWriter) {
@@ -24,25 +25,35 @@ func TestServePrivate(t *testing.T) {
 	}
 	write := func(w http.ResponseWriter) { _, _ = w.Write([]byte("x")) }
 	for _, tc := range []struct {
-		name  string
-		serve func(w http.ResponseWriter)
-		want  []string
+		name   string
+		serve  func(w http.ResponseWriter)
+		want   []string
+		opened bool // Sec-Fetch-Dest: document
 	}{
-		{"a page, Write", typed("text/html; charset=utf-8", write), []string{PageCacheControl}},
-		{"XHTML", typed("application/xhtml+xml", write), []string{PageCacheControl}},
-		{"no type yet", write, []string{PageCacheControl}},
-		{"a script", typed("text/javascript", write), []string{PrivateCacheControl}},
-		{"JSON, WriteHeader", typed("application/json", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNotModified) }), []string{PrivateCacheControl}},
-		{"an image, ReadFrom", typed("image/png", func(w http.ResponseWriter) { _, _ = io.Copy(w, strings.NewReader("x")) }), []string{PrivateCacheControl}},
-		{"a stream, Flush", typed("text/event-stream", func(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }), []string{PrivateCacheControl}},
+		{"a page, Write", typed("text/html; charset=utf-8", write), []string{PageCacheControl}, false},
+		{"XHTML", typed("application/xhtml+xml", write), []string{PageCacheControl}, false},
+		{"no type yet", write, []string{PageCacheControl}, false},
+		{"a script", typed("text/javascript", write), []string{PrivateCacheControl}, false},
+		{"JSON, WriteHeader", typed("application/json", func(w http.ResponseWriter) { w.WriteHeader(http.StatusCreated) }), []string{PrivateCacheControl}, false},
+		// A 304's headers replace the stored copy's: it keeps its own.
+		{"a 304 (no type)", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNotModified) }, nil, false},
+		{"an image, ReadFrom", typed("image/png", func(w http.ResponseWriter) { _, _ = io.Copy(w, strings.NewReader("x")) }), []string{PrivateCacheControl}, false},
+		{"a stream, Flush", typed("text/event-stream", func(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }), []string{PrivateCacheControl}, false},
+		{"a PDF opened as a page", typed("application/pdf", write), []string{PageCacheControl}, true},
+		{"JSON opened as a page", typed("application/json", write), []string{PageCacheControl}, true},
 		{"the app's own", func(w http.ResponseWriter) {
 			w.Header().Set("Cache-Control", "public, max-age=60")
 			w.WriteHeader(http.StatusOK)
-		}, []string{"public, max-age=60"}},
+		}, []string{"public, max-age=60"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			err := ServePrivate(rec, httptest.NewRequest(http.MethodGet, "/", nil), upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tc.opened {
+				req.Header.Set("Sec-Fetch-Dest", "document")
+				req.Header.Set("Sec-Fetch-Mode", "navigate")
+			}
+			err := ServePrivate(rec, req, upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
 				if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); !ok || u.Unwrap() != rec {
 					t.Error("the writer does not unwrap to Caddy's")
 				}

@@ -618,9 +618,16 @@ func (in *login) linkRefusal(owner *store.User) string {
 func CanonEmail(email string) string {
 	at := strings.LastIndexByte(email, '@')
 	if at < 0 {
-		return strings.ToLower(norm.NFC.String(email))
+		return lowerLocal(email)
 	}
-	return strings.ToLower(norm.NFC.String(email[:at])) + "@" + CanonDomain(email[at+1:])
+	return lowerLocal(email[:at]) + "@" + CanonDomain(email[at+1:])
+}
+
+// lowerLocal is a local part in NFC and lower case, with the Greek final
+// sigma as the one lower case "Σ" has: "ΝΊΚΟΣ" lower-cased letter by
+// letter ends in "σ", where the word is written "νίκος".
+func lowerLocal(s string) string {
+	return strings.ReplaceAll(strings.ToLower(norm.NFC.String(s)), "ς", "σ")
 }
 
 // emailOwner returns the user holding email, or nil.
