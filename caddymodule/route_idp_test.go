@@ -158,6 +158,12 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 			t.Errorf("alpha's route after beta's sign-in: %s to %q: %s", resp.Status, loc, body)
 		}
 		repeatedCallback(t, false)
+		// On beta's route, under /admin/, it goes on to the route's
+		// home, not the site's.
+		if resp, body := b.noFollow(g.base+"/admin/.sso/oidc/beta/callback?code=x&state=y", false); resp.StatusCode != http.StatusSeeOther ||
+			resp.Header.Get("Location") != "/admin/" {
+			t.Errorf("repeated callback of beta: %s to %q, want on to /admin/: %s", resp.Status, resp.Header.Get("Location"), body)
+		}
 		// /both admits beta's session, and its rule refuses it.
 		if resp, body := b.noFollow(g.base+"/both/page", false); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("/both with beta's session: %s: %s", resp.Status, body)

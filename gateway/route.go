@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -410,6 +411,17 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 	return err
 }
 
+// home is the folder the route's endpoints live in: "/" for the default
+// /.sso/, "/app/" for a route under /app/* with path_prefix /app/.sso/
+// (which such a route needs), so a browser sent there stays on the route.
+func (rt *Route) home() string {
+	dir := path.Dir(strings.TrimSuffix(rt.PathPrefix, "/"))
+	if !strings.HasSuffix(dir, "/") {
+		dir += "/"
+	}
+	return dir
+}
+
 // endpointBase is the absolute URL of p's endpoints on this site, which
 // every idp.Provider method takes (docs/architecture.md, "Endpoints").
 func (rt *Route) endpointBase(o Origin, p *IdP) string {
@@ -584,12 +596,12 @@ func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run
 	return rt.signedInAlready(w, r, run, p, reason.Code, tokens)
 }
 
-// signedInAlready sends a browser with a valid session of p on to "/", and
-// shows any other the sign-in-failed page with code.
+// signedInAlready sends a browser with a valid session of p on to the
+// route's home, and shows any other the sign-in-failed page with code.
 func (rt *Route) signedInAlready(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string) error {
 	if id, _, err := rt.Session(r.Context(), run, tokens, false); err == nil && id.IdP == p.Name {
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		http.Redirect(w, r, rt.home(), http.StatusSeeOther)
 		return nil
 	}
 	return rt.fail(signInFailedPage(rt.PathPrefix, p.Name, code))
