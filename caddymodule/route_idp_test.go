@@ -140,8 +140,10 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 			!on && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "flow_missing")) {
 			t.Errorf("repeated callback of alpha: %s to %q (want on to /: %v): %s", resp.Status, resp.Header.Get("Location"), wantOn, body)
 		}
-		// Its other answer needs a refused ACS POST's flow cookie.
-		if resp, body := b.noFollow(g.base+"/.sso/signin-failed", false); resp.StatusCode != http.StatusNotFound {
+		// Its other answer needs a refused ACS POST's flow cookie: the
+		// URL names nothing it shows, so a link cannot put words on it.
+		if resp, body := b.noFollow(g.base+"/.sso/signin-failed?idp=alpha&code=call_0800_helpdesk&reason=call_0800_helpdesk", false); resp.StatusCode != http.StatusNotFound ||
+			strings.Contains(body, "call_0800_helpdesk") {
 			t.Errorf("/.sso/signin-failed with no refused sign-in: %s: %s", resp.Status, body)
 		}
 	}

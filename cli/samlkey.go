@@ -52,21 +52,16 @@ and the IdP sees no change. It reads --store directly.`,
 				return err
 			}
 			defer db.Close()
-			name := saml.SPKeySecretName(args[0])
 			var pemData []byte
-			err = db.View(c.Context(), func(tx store.Tx) error {
-				return tx.ForEachSecret(func(n string, v []byte) error {
-					if n == name {
-						pemData = append([]byte(nil), v...)
-					}
-					return nil
-				})
+			err = db.View(c.Context(), func(tx store.Tx) (err error) {
+				pemData, err = tx.LoadOrStoreSecret(saml.SPKeySecretName(args[0]), nil) // nil: only look
+				return err
 			})
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("the store holds no generated SP key for IdP %q (one is generated on a SAML IdP's first start without sp_cert)", termtext.Line(args[0]))
+			}
 			if err != nil {
 				return err
-			}
-			if pemData == nil {
-				return fmt.Errorf("the store holds no generated SP key for IdP %q (one is generated on a SAML IdP's first start without sp_cert)", termtext.Line(args[0]))
 			}
 			if _, err := saml.DecodeKeyPairPEM(pemData); err != nil {
 				return fmt.Errorf("the SP key of IdP %q in the store: %w", termtext.Line(args[0]), err)

@@ -246,13 +246,16 @@ func AsPageError(err error) (*PageError, bool) {
 	return pe, ok
 }
 
+// samplePrefix is the path prefix of the sample pages' links: the default.
+const samplePrefix = "/.sso/"
+
 // SamplePage is the page of that name as a person would see it, with
 // made-up data: what LoadPages tries each template on, and what the tests
 // and the screenshots in docs/pages.md show.
 func SamplePage(name string) Page {
 	switch name {
 	case PageSignInFailed:
-		return signInFailedPage("/.sso/", "sample", "id_token_nonce")
+		return signInFailedPage(samplePrefix, "sample", "id_token_nonce")
 	case PageDenied:
 		return Page{Name: PageDenied, Status: http.StatusForbidden, Title: "Access denied", IdP: "sample", Code: "jit_disabled",
 			Message: "Your account has not been set up for this application. Ask your administrator for access."}
@@ -264,17 +267,17 @@ func SamplePage(name string) Page {
 		pg.Expected = []PageExpectation{{Attribute: "email", Names: []string{"email", "upn"}}}
 		return pg
 	case PageChooser:
-		return chooserPage("/.sso/", []string{"entra", "okta"}, "/")
+		return chooserPage(samplePrefix, []string{"entra", "okta"}, "/")
 	case PageSignInAgain:
 		return signInAgainPage("/.sso/login?return_to=%2Fform")
 	case PageUnknownIdP:
-		return unknownIdPPage("/.sso/")
+		return unknownIdPPage(samplePrefix)
 	case PageLogout:
-		return logoutPage("/.sso/", "/")
+		return logoutPage(samplePrefix, "/")
 	case PageSignedOut:
-		return signedOutPage("/.sso/", "/")
+		return signedOutPage(samplePrefix, "/")
 	case PageLogoutRefused:
-		return logoutRefusedPage("/.sso/")
+		return logoutRefusedPage(samplePrefix)
 	case PageLogoutIncomplete:
 		return logoutIncompletePage("sample", "saml_signature_invalid", false)
 	case PageUnavailable:

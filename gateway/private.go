@@ -40,11 +40,11 @@ type Upstream interface {
 }
 
 // ServePrivate serves r by next, adding PageCacheControl or
-// PrivateCacheControl to the answer when it has no Cache-Control. The writer is not pooled: a
-// handler that kept it past its return (a timer's flush, say) must never
-// write into another request's answer.
+// PrivateCacheControl to the answer when it has no Cache-Control. The
+// writer is not pooled: a handler that kept it past its return (a timer's
+// flush, say) must never write into another request's answer.
 func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
-	return next.ServeHTTP(&privateWriter{ResponseWriter: w, page: openedAsPage(r.Header)}, r)
+	return next.ServeHTTP(&privateWriter{ResponseWriter: w, req: r.Header}, r)
 }
 
 // openedAsPage reports whether the browser shows the answer as a page of
@@ -64,7 +64,7 @@ func openedAsPage(h http.Header) bool {
 // those that assert them directly.
 type privateWriter struct {
 	http.ResponseWriter
-	page  bool // openedAsPage
+	req   http.Header // the request's, read only when the app sets no Cache-Control
 	wrote bool
 }
 
@@ -78,7 +78,7 @@ func (w *privateWriter) WriteHeader(status int) {
 		if h := w.Header(); len(h["Cache-Control"]) == 0 {
 			// A slice of its own: a `header` directive's replace edits
 			// values in place.
-			h["Cache-Control"] = []string{cacheControlFor(w.page, h.Get("Content-Type"))}
+			h["Cache-Control"] = []string{cacheControlFor(openedAsPage(w.req), h.Get("Content-Type"))}
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)

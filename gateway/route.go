@@ -557,8 +557,9 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 // brings after a sign-in: the IdP's page comes back from the history and,
 // the IdP's session still alive, sends the browser on to the callback
 // again. So do a reload and a bookmark of the IdP's page. A browser already
-// signed in with that IdP is sent on to "/" rather than shown a failure:
-// the sign-in it repeats has happened (mod_auth_openidc does the same).
+// signed in with that IdP is sent on to the route's home rather than shown
+// a failure: the sign-in it repeats has happened (mod_auth_openidc does
+// the same).
 //
 // A callback the IdP's site POSTs (the SAML ACS) comes without the
 // SameSite=Lax session cookie, so that answer waits for the GET it is
