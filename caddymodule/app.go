@@ -291,9 +291,9 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 		cfg.IdleTimeout = time.Duration(a.SessionConfig.IdleTimeout)
 		cfg.MaxPerUser = a.SessionConfig.MaxPerUser
 	}
-	rt := &gateway.Runtime{Store: db, Flows: flows}
-	rt.Sessions = session.New(db, cfg, a.logger.Named("session"), nil)
+	rt := &gateway.Runtime{Store: db, Flows: flows, Sessions: session.New(db, cfg, a.logger.Named("session"), nil)}
 	rt.Sessions.Derive = placeholderLookup
+	rt.Streams = gateway.NewStreams(rt.Sessions)
 	rt.SignIn = &signin.Service{Store: db, Sessions: rt.Sessions, Logger: a.logger.Named("provision"), Observe: a.observeSignIn}
 	rt.Refusals = &signin.Refusals{Store: db, Logger: a.logger.Named("signin")}
 

@@ -293,7 +293,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		setPlaceholders(r, id)
 		caddyhttp.SetVar(r.Context(), signedInVar, id)
 		inflight.Exit()
-		return gateway.ServePrivate(w, r, next)
+		return h.route.ServeSignedIn(w, r, next, run, id)
 	case errors.As(err, new(*gateway.Error)):
 		return caddyError(w, r, err) // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):

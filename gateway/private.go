@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // What an answer to a signed-in request gets when the app sets no
@@ -45,6 +47,16 @@ type Upstream interface {
 // flush, say) must never write into another request's answer.
 func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
 	return next.ServeHTTP(&privateWriter{ResponseWriter: w, req: r.Header}, r)
+}
+
+// ServeSignedIn serves r, of the session id that rt admitted, by next:
+// through ServePrivate, and, for a stream (IsStream), through run's
+// Streams, which end it with its session.
+func (rt *Route) ServeSignedIn(w http.ResponseWriter, r *http.Request, next Upstream, run *Runtime, id *session.Identity) error {
+	if run.Streams != nil && IsStream(r) {
+		return run.Streams.Serve(w, r, next, rt, id)
+	}
+	return ServePrivate(w, r, next)
 }
 
 // openedAsPage reports whether the browser shows the answer as a page of

@@ -52,6 +52,8 @@ type Runtime struct {
 	// Flows carries, to a callback the IdP's site POSTs (the SAML ACS),
 	// the session the browser began the sign-in with (previousSessionFlow).
 	Flows *idp.FlowCookies
+	// Streams ends the streams of sessions that end; nil leaves them be.
+	Streams *Streams
 }
 
 // FlowCookies returns the flow cookies of every IdP, keyed by a secret kept

@@ -162,6 +162,12 @@ type Manager struct {
 	// would otherwise repeat on every request.
 	Derive func(*Identity) any
 
+	// Forgotten, when set (before first use), is told what the Manager
+	// forgets because it ended or changed, here or on another instance's
+	// word (one session, one user's, or all): what holds on to a session
+	// beyond one request (gateway.Streams) checks it again with Check.
+	Forgotten func(store.Invalidation)
+
 	mu      sync.RWMutex
 	entries map[tokenHash]*entry          // by token hash
 	byUser  map[string]map[tokenHash]bool // user ID -> token hashes in entries
@@ -422,9 +428,27 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 	if token == "" {
 		return nil, ErrNoSession
 	}
-	hash := hashOf(token)
-	now := m.now().UnixNano()
+	return m.lookup(ctx, hashOf(token), true)
+}
 
+// Check is Resolve by a session's store key (Identity.SessionHash), for
+// what outlives a request (a WebSocket, an event stream: gateway.Streams):
+// it tells whether the session is still valid, with its identity as it now
+// stands. It is not a use of the session: a stream that a tab left in the
+// background holds open must not keep the session from its idle timeout.
+func (m *Manager) Check(ctx context.Context, hash string) (*Identity, error) {
+	h, ok := parseHash(hash)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	return m.lookup(ctx, h, false)
+}
+
+// lookup resolves a session from the cache, or from the store when the
+// cached copy is missing or older than CacheTTL; use records the request
+// as a use of the session.
+func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identity, error) {
+	now := m.now().UnixNano()
 	m.mu.RLock()
 	e := m.entries[hash]
 	m.mu.RUnlock()
@@ -435,6 +459,9 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
 			m.end(ctx, hash, "expired")
 			return nil, ErrNoSession
+		}
+		if !use {
+			return e.id, nil
 		}
 		// Record the visit with a coarse resolution: a store per second
 		// keeps the cache line quiet under load, far below the idle
@@ -447,7 +474,7 @@ func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) 
 		}
 		return e.id, nil
 	}
-	return m.load(ctx, hash, e)
+	return m.load(ctx, hash, e, use)
 }
 
 func (m *Manager) idleExpired(lastSeen, now int64) bool {
@@ -457,8 +484,8 @@ func (m *Manager) idleExpired(lastSeen, now int64) bool {
 
 // load reads a session and its user from the store and caches them. stale
 // is the cache entry being refreshed, if any, whose in-memory last-seen time
-// is newer than the stored one.
-func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Identity, error) {
+// is newer than the stored one; use records the read as a use (lookup).
+func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bool) (*Identity, error) {
 	var (
 		s *store.Session
 		u *store.User
@@ -500,11 +527,12 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 	// stored time by as much as it lags (another instance's use, or this
 	// one's before a restart, not yet flushed): idleness allows for that,
 	// as the sweep does, so that no session in use is ended.
+	idleFrom := lastSeen
 	if lastSeen == stored {
-		lastSeen += int64(m.cfg.lastSeenLag())
+		idleFrom += int64(m.cfg.lastSeenLag())
 	}
 	now := m.now()
-	if !now.Before(s.Expires) || m.idleExpired(lastSeen, now.UnixNano()) {
+	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
 		return nil, ErrNoSession
 	}
@@ -521,7 +549,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 		// does not keep it: the next request reads the store, and sees
 		// the revocation. The use still counts for idle, as a dropped
 		// session's does.
-		if at := now.UnixNano(); at > stored {
+		if at := now.UnixNano(); use && at > stored {
 			m.mu.Lock()
 			m.evicted[hash] = max(m.evicted[hash], at)
 			m.mu.Unlock()
@@ -529,7 +557,10 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry) (*Iden
 		return e.id, nil
 	}
 	e.stored.Store(stored)
-	e.lastSeen.Store(now.UnixNano())
+	if use {
+		lastSeen = now.UnixNano()
+	}
+	e.lastSeen.Store(max(e.lastSeen.Load(), lastSeen))
 	return e.id, nil
 }
 
@@ -607,13 +638,23 @@ func (m *Manager) dropLocked(hash tokenHash, e *entry) {
 // session that has ended (or is ending), so its unsaved tokens go too.
 func (m *Manager) forget(hash tokenHash) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.forgotSessions[sessionStripe(hash)] = m.forgets.Add(1)
 	if e := m.entries[hash]; e != nil {
 		m.dropLocked(hash, e)
 	}
 	delete(m.evicted, hash)
 	delete(m.unsaved, hash)
+	m.mu.Unlock()
+	if m.Forgotten != nil {
+		m.forgotten(store.Invalidation{Sessions: []string{hash.String()}})
+	}
+}
+
+// forgotten tells Forgotten, if set, what was forgotten; m.mu is not held.
+func (m *Manager) forgotten(inv store.Invalidation) {
+	if m.Forgotten != nil {
+		m.Forgotten(inv)
+	}
 }
 
 // end removes an expired or orphaned session from cache and store.
@@ -736,6 +777,7 @@ func (m *Manager) ForgetUsers(userIDs []string) {
 // profile or group change), and a session deleted meanwhile is skipped.
 func (m *Manager) forgetUser(userID string) {
 	m.mu.Lock()
+	defer m.forgotten(store.Invalidation{Users: []string{userID}})
 	defer m.mu.Unlock()
 	m.forgotUsers[m.userStripe(userID)] = m.forgets.Add(1)
 	for hash := range m.byUser[userID] {
@@ -753,6 +795,7 @@ func (m *Manager) forgetUser(userID string) {
 // missed); sessions are read from the store again as they are used.
 func (m *Manager) forgetAll() {
 	m.mu.Lock()
+	defer m.forgotten(store.Invalidation{All: true})
 	defer m.mu.Unlock()
 	m.forgotAll = m.forgets.Add(1)
 	for hash, e := range m.entries {
@@ -1104,3 +1147,7 @@ func JoinGroups(groups []string) string {
 func trimmable(r rune) bool {
 	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || r == '\u180e'
 }
+
+// CacheTTL is how long a cached session is trusted before it is read from
+// the store again (Config.CacheTTL).
+func (m *Manager) CacheTTL() time.Duration { return m.cfg.CacheTTL }

@@ -36,7 +36,8 @@ import (
 
 // EchoUpstream is the protected app: it answers every request with the
 // request's path and headers as JSON (Echoed), so tests see exactly what
-// the gateway forwarded.
+// the gateway forwarded, but for two streams (WebSocketPath and
+// EventStreamPath).
 type EchoUpstream struct {
 	*httptest.Server
 }
@@ -61,6 +62,9 @@ func (e Echoed) Header(name string) string {
 func NewEchoUpstream(t testing.TB) *EchoUpstream {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if serveStream(w, r) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Echoed{Path: r.URL.RequestURI(), Headers: r.Header})
 	}))

@@ -184,6 +184,9 @@ func TestTwoInstances(t *testing.T) {
 		if status, _, _ := br.api("/"); status != http.StatusOK {
 			t.Fatalf("a before deactivation: %d", status)
 		}
+		// And a WebSocket open on a, which only a's word from b ends.
+		ws := br.OpenStream(c.base, a.addr, caddytest.WebSocketPath)
+		ws.Live(t, "WebSocket on a")
 		req, _ := http.NewRequest(http.MethodPatch, b.URL("/scim/v2/Users/"+id), strings.NewReader(
 			`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}`))
 		req.Header.Set("Authorization", "Bearer "+scimToken)
@@ -205,6 +208,7 @@ func TestTwoInstances(t *testing.T) {
 		if ended > time.Second {
 			t.Fatalf("a honoured the deactivated user's session for %v, want under 1s", ended)
 		}
+		ws.EndsWithin(t, "the WebSocket on a", time.Second)
 	})
 
 	t.Run("caddy sso users disable --store postgres reaches the running instances", func(t *testing.T) {

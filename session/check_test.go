@@ -1,0 +1,88 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// TestCheckIsNotAUse: Check, which what outlives a request (a WebSocket
+// held open by a background tab) calls, tells whether the session is
+// valid without counting as a use of it: the session still ends at its
+// idle timeout, and Check then reports it ended. Whether the session was
+// cached or read from the store makes no difference.
+func TestCheckIsNotAUse(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		ctx := context.Background()
+		db := openStore(t)
+		clk := newClock()
+		cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: time.Hour}
+		if !cached {
+			cfg.CacheTTL = time.Second // every Check reads the store
+		}
+		m := session.New(db, cfg, nil, clk.now)
+		token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Resolve(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 { // +12 min: past the idle timeout and the stored time's lag
+			clk.advance(3 * time.Minute)
+			if err := m.Flush(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			id, err := m.Check(ctx, s.Hash)
+			if clk.now().Sub(s.Created) < 10*time.Minute && (err != nil || id.UserID != s.UserID) {
+				t.Fatalf("cached=%v: Check %v after sign-in: %v, %v", cached, clk.now().Sub(s.Created), id, err)
+			}
+		}
+		clk.advance(2 * time.Minute) // +14 min: past the lag allowed for another instance's use too
+		if _, err := m.Check(ctx, s.Hash); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("cached=%v: Check of a session unused for 14 minutes: %v, want ErrNoSession", cached, err)
+		}
+		if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("cached=%v: Resolve after Checks only: %v, want ErrNoSession (idle)", cached, err)
+		}
+	}
+}
+
+// TestForgottenTold: Forgotten hears of a user the Manager forgets (a
+// change committed elsewhere) and of a session it ends.
+func TestForgottenTold(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	var told []store.Invalidation
+	m.Forgotten = func(inv store.Invalidation) { told = append(told, inv) }
+	u := addUser(t, db, activeUser())
+	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ForgetUser(u.ID)
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); err != nil {
+		t.Fatal(err)
+	}
+	var users, sessions int
+	for _, inv := range told {
+		for _, id := range inv.Users {
+			if id == u.ID {
+				users++
+			}
+		}
+		for _, h := range inv.Sessions {
+			if h == s.Hash {
+				sessions++
+			}
+		}
+	}
+	if users != 1 || sessions == 0 {
+		t.Errorf("told %+v: user %d times, session %d times; want the user once and the session", told, users, sessions)
+	}
+}
