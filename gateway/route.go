@@ -77,6 +77,11 @@ type Metrics interface {
 	Login(idp, protocol, result string)
 }
 
+// LoginNotSaved is the login counter's result for a sign-in the IdP
+// vouched for that the store could not save (a full disk, a database
+// away): the person saw "Sign-in is unavailable".
+const LoginNotSaved = "not_saved"
+
 // Route is one protected route: the sso directive made ready.
 type Route struct {
 	// PathPrefix is where the endpoints live ("/.sso/").
@@ -108,7 +113,8 @@ type Route struct {
 	// startFailures keeps a sign-in that cannot start (an IdP away or
 	// misconfigured), which every anonymous navigation repeats, to one
 	// ERROR line per IdP and reason a minute; storeFailures likewise the
-	// 503s of a store that is away, one per minute.
+	// 503s of a store that is away, one per minute, and the sign-ins it
+	// could not save, one per IdP a minute.
 	startFailures, storeFailures logbudget.Budget
 	// denials keeps the 403s of the access rules, which a signed-in user
 	// (or a script with their cookie) may repeat at will, to one INFO line
@@ -629,7 +635,13 @@ func (rt *Route) clientIP(r *http.Request) string {
 // again later. The log line carries the store's error, which names the
 // store and the cause.
 func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
-	rt.Logger.Error("sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
+	// Counted, so that an alert on failed sign-ins fires during a store
+	// outage too; logged within the store failures' budget, as every
+	// sign-in of the outage gets here.
+	if rt.Metrics != nil {
+		rt.Metrics.Login(p.Name, p.Protocol, LoginNotSaved)
+	}
+	rt.storeFailures.Error(rt.Logger, "signin/"+p.Name, time.Now(), "sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
 	w.Header().Set("Retry-After", StoreRetryAfter)
 	return rt.fail(signInNotSavedPage(p.Name))
 }

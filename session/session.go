@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,9 @@ type Manager struct {
 	// them failed, until a later refresh flight stores them (upstream.go):
 	// the IdP may have retired the stored refresh token. Under mu.
 	unsaved map[tokenHash]*unsavedTokens
+	// unrecorded holds the sign-outs the store could not record
+	// (Revoke), refused here until Flush records them. Under mu.
+	unrecorded map[tokenHash]unrecordedRevocation
 
 	// A load (or sign-in) reads the store and caches what it read later;
 	// a revocation committed and forgotten in between must not leave
@@ -246,16 +250,18 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 	}
 	bc, _ := st.(store.Broadcaster)
 	return &Manager{
-		store:    st,
-		bc:       bc,
-		cfg:      cfg.WithDefaults(),
-		now:      now,
-		logger:   logger,
-		entries:  make(map[tokenHash]*entry),
-		byUser:   make(map[string]map[tokenHash]bool),
-		evicted:  make(map[tokenHash]int64),
-		unsaved:  make(map[tokenHash]*unsavedTokens),
-		userSeed: maphash.MakeSeed(),
+		store:   st,
+		bc:      bc,
+		cfg:     cfg.WithDefaults(),
+		now:     now,
+		logger:  logger,
+		entries: make(map[tokenHash]*entry),
+		byUser:  make(map[string]map[tokenHash]bool),
+		evicted: make(map[tokenHash]int64),
+		unsaved: make(map[tokenHash]*unsavedTokens),
+
+		unrecorded: make(map[tokenHash]unrecordedRevocation),
+		userSeed:   maphash.MakeSeed(),
 	}
 }
 
@@ -486,6 +492,9 @@ func (m *Manager) idleExpired(lastSeen, now int64) bool {
 // is the cache entry being refreshed, if any, whose in-memory last-seen time
 // is newer than the stored one; use records the read as a use (lookup).
 func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bool) (*Identity, error) {
+	if m.revoked(hash) {
+		return nil, ErrNoSession
+	}
 	var (
 		s *store.Session
 		u *store.User
@@ -691,9 +700,35 @@ func (e *Ended) IDToken() string {
 // Revoke ends the session of token (logout) and records why in the audit
 // trail. An unknown token is not an error: the browser is signed out either
 // way, and Revoke returns nil.
+//
+// When the store cannot record it (a full disk, a database away), the
+// browser's cookie is cleared all the same, but a copy of the cookie must
+// not go on working: this Manager refuses the session from then on, and
+// Flush ends it in the store once the store takes writes again.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, error) {
 	hash := hashOf(token)
 	m.forget(hash)
+	ended, sealed, err := m.revoke(ctx, hash, eventType)
+	if err != nil {
+		m.revokeLater(hash, eventType)
+		return nil, fmt.Errorf("session: revoke: %w", err)
+	}
+	if ended == nil {
+		return nil, nil
+	}
+	tokens, err := openTokens(sealed.key, ended.Hash, sealed.blob)
+	if err != nil {
+		// Logout goes on without id_token_hint; the IdP may then ask
+		// the user to confirm.
+		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", ended.IdP), zap.Error(err))
+	}
+	return &Ended{Session: ended, Tokens: tokens}, nil
+}
+
+// revoke deletes the session stored under hash, with an audit event of
+// eventType, and tells the cache here and on other instances. It returns
+// the ended session (nil if there was none) and its sealed tokens.
+func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string) (*store.Session, sealedTokens, error) {
 	var (
 		ended  *store.Session
 		sealed sealedTokens
@@ -716,21 +751,65 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, 
 		ended = s
 		return tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("session: revoke: %w", err)
-	}
-	if ended == nil {
-		return nil, nil
+	if err != nil || ended == nil {
+		return nil, sealed, err
 	}
 	m.forget(hash) // again: a request may have re-read it before the commit
 	m.broadcast(ctx, store.Invalidation{Sessions: []string{ended.Hash}})
-	tokens, err := openTokens(sealed.key, ended.Hash, sealed.blob)
-	if err != nil {
-		// Logout goes on without id_token_hint; the IdP may then ask
-		// the user to confirm.
-		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", ended.IdP), zap.Error(err))
+	return ended, sealed, nil
+}
+
+// maxUnrecordedRevocations bounds the sign-outs kept in memory while the
+// store cannot record them: far more than sign out in an outage of
+// minutes; past it, a copy of the cookie works again until the store is
+// back (the browser's own cookie is cleared either way).
+const maxUnrecordedRevocations = 10_000
+
+// unrecordedRevocation is a sign-out the store could not record yet.
+type unrecordedRevocation struct {
+	eventType string
+	at        int64 // unix nanos
+}
+
+// revokeLater keeps a sign-out the store could not record, for Flush.
+func (m *Manager) revokeLater(hash tokenHash, eventType string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.unrecorded) >= maxUnrecordedRevocations {
+		m.logger.Error("too many sign-outs the store could not record; the oldest sessions' cookies may work again on this instance until the store is back",
+			zap.Int("kept", len(m.unrecorded)))
+		return
 	}
-	return &Ended{Session: ended, Tokens: tokens}, nil
+	m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: m.now().UnixNano()}
+}
+
+// revoked reports whether hash is a sign-out waiting to be recorded.
+func (m *Manager) revoked(hash tokenHash) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.unrecorded[hash]
+	return ok
+}
+
+// recordRevocations writes the sign-outs the store could not record when
+// they happened. A session past the lifetime has expired anyway: the sweep
+// removes it.
+func (m *Manager) recordRevocations(ctx context.Context) error {
+	m.mu.RLock()
+	pending := maps.Clone(m.unrecorded)
+	m.mu.RUnlock()
+	horizon := m.now().Add(-m.cfg.Lifetime).UnixNano()
+	for hash, r := range pending {
+		if r.at > horizon {
+			if _, _, err := m.revoke(ctx, hash, r.eventType); err != nil {
+				return fmt.Errorf("session: record a sign-out: %w", err)
+			}
+		}
+		m.mu.Lock()
+		delete(m.unrecorded, hash)
+		m.mu.Unlock()
+	}
+	return nil
 }
 
 // ForgetSession drops one cached session, named by its store key
@@ -840,14 +919,20 @@ type touch struct {
 	at   int64
 }
 
-// Flush writes the last-seen times that moved by at least TouchInterval
-// (all of them when final is true), in batches a store.BatchSizer keeps to
-// a few milliseconds each (store.FinalBatchTarget when final), in the
-// order of their stored last-seen time (which is the order of the store's
-// idle index, so each batch moves neighbouring index entries). Its
-// Updates are store.Background work: sign-ins go first, and one that
-// arrives during a batch ends it after the session at hand.
+// Flush records the sign-outs the store could not record when they
+// happened (Revoke), and writes the last-seen times that moved by at least
+// TouchInterval (all of them when final is true), in batches a
+// store.BatchSizer keeps to a few milliseconds each
+// (store.FinalBatchTarget when final), in the order of their stored
+// last-seen time (which is the order of the store's idle index, so each
+// batch moves neighbouring index entries). Its Updates are
+// store.Background work: sign-ins go first, and one that arrives during a
+// batch ends it after the session at hand.
 func (m *Manager) Flush(ctx context.Context, final bool) error {
+	return errors.Join(m.recordRevocations(ctx), m.flushTouches(ctx, final))
+}
+
+func (m *Manager) flushTouches(ctx context.Context, final bool) error {
 	var touches []touch
 	m.mu.Lock()
 	for hash, e := range m.entries {

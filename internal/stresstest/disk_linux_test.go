@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -152,6 +153,29 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("existing session of %s on a full disk: %v", s.email, err)
 		}
 	}
+	// The failed sign-ins are counted, so that an alert on them fires.
+	if got := metric(t, w, `result="not_saved"`); got != fmt.Sprint(failures) {
+		t.Errorf("caddy_sso_logins_total{result=\"not_saved\"} = %q, want %d", got, failures)
+	}
+	// A sign-out the store cannot record: the page says so, and the
+	// session is refused here at once all the same; a copy of the cookie
+	// must not go on working while the disk is full.
+	signedOut := existing[0]
+	existing = existing[1:]
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.Base+"/.sso/logout", nil)
+	req.Header.Set("Cookie", signedOut.cookie)
+	req.Header.Set("Origin", w.Base)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("sign-out on a full disk: %s, want 503 (it could not be recorded)", resp.Status)
+	}
+	if _, err := stresstest.WithSession(ctx, http.DefaultClient, w.Base+"/signed-out", signedOut.cookie); err == nil {
+		t.Errorf("the session of %s, signed out on a full disk, still works", signedOut.email)
+	}
 
 	// Space returns.
 	if err := os.Remove(filler); err != nil {
@@ -177,6 +201,32 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("session of %s after a restart: %v", s.email, err)
 		}
 	}
+	// The sign-out was recorded once space returned (at the latest by
+	// the final flush at the stop), so the restart did not bring it back.
+	if _, err := stresstest.WithSession(ctx, http.DefaultClient, w.Base+"/restarted", signedOut.cookie); err == nil {
+		t.Errorf("the session of %s, signed out on a full disk, works again after a restart", signedOut.email)
+	}
+}
+
+// metric returns the value of the caddy_sso_logins_total series whose
+// labels hold match, from the admin endpoint's /metrics ("" if none).
+func metric(t *testing.T, w *stresstest.World, match string) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", w.AdminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "caddy_sso_logins_total{") && strings.Contains(line, match) {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
 }
 
 // TestReadOnlyStore: a store on a read-only file system stops Caddy at

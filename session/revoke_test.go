@@ -1,0 +1,89 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// writesFail is a store whose writes fail while full is set, as on a full
+// disk (reads go on).
+type writesFail struct {
+	store.Store
+	full *atomic.Bool
+}
+
+func (s writesFail) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.full.Load() {
+		return syscall.ENOSPC
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestSignOutTheStoreCannotRecord: a sign-out the store cannot record is
+// reported, and the session is refused on this instance at once all the
+// same (a copy of the cookie must not go on working while the disk is
+// full); once the store takes writes again, the next Flush deletes the
+// session, with its audit event, and a restart does not bring it back.
+func TestSignOutTheStoreCannotRecord(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	full := new(atomic.Bool)
+	st := writesFail{db, full}
+	m := session.New(st, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	full.Store(true)
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Revoke on a full disk: %v, want the store's error", err)
+	}
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("the signed-out session on a full disk: %v, want ErrNoSession", err)
+	}
+	if _, err := m.Check(ctx, s.Hash); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("Check of the signed-out session: %v, want ErrNoSession", err)
+	}
+	if _, err := m.Resolve(ctx, other); err != nil {
+		t.Errorf("the user's other session: %v", err)
+	}
+	if err := m.Flush(ctx, false); err == nil {
+		t.Error("Flush on a full disk reported no error")
+	}
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("after a failed Flush: %v, want ErrNoSession", err)
+	}
+
+	full.Store(false)
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	restarted := session.New(db, session.Config{}, nil, nil)
+	if _, err := restarted.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("after the store came back and a restart: %v, want ErrNoSession", err)
+	}
+	if _, err := restarted.Resolve(ctx, other); err != nil {
+		t.Errorf("the other session after a restart: %v", err)
+	}
+	var events int
+	err = db.View(ctx, func(tx store.Tx) error {
+		evs, err := tx.AuditEvents(store.AuditQuery{UserID: u.ID, Type: store.EventSessionLoggedOut, Limit: 10})
+		events = len(evs)
+		return err
+	})
+	if err != nil || events != 1 {
+		t.Errorf("session.logged_out events: %d (%v), want 1", events, err)
+	}
+}
