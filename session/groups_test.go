@@ -66,3 +66,21 @@ func TestJoinGroups(t *testing.T) {
 func anyTrim(r rune) bool {
 	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || r == '\u180e'
 }
+
+// TestPaddedGroupName: a name is padded when an app's trim could take
+// something off an end, the very characters JoinGroups encodes there.
+func TestPaddedGroupName(t *testing.T) {
+	for _, g := range []string{" admins", "admins ", "admins\u00a0", "\u200badmins", "admins\ufeff", "\u202eadmins", "admins\u180e"} {
+		if !session.PaddedGroupName(g) {
+			t.Errorf("%q: not padded", g)
+		}
+		if enc := session.JoinGroups([]string{g}); !strings.Contains(enc, "%") {
+			t.Errorf("%q: padded, but JoinGroups leaves it as %q", g, enc)
+		}
+	}
+	for _, g := range []string{"admins", "ad min", "ad\u200bmins", "é", ""} {
+		if session.PaddedGroupName(g) {
+			t.Errorf("%q: padded", g)
+		}
+	}
+}

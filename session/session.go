@@ -1222,6 +1222,17 @@ func JoinGroups(groups []string) string {
 	return b.String()
 }
 
+// PaddedGroupName reports whether some app's trim could take something off
+// either end of g (trimmable): JoinGroups encodes those characters, and a
+// sign-in with such a name is warned about, as most are a typo at the IdP
+// that no longer passes for the name without it (docs/security.md,
+// "Groups").
+func PaddedGroupName(g string) bool {
+	first, _ := utf8.DecodeRuneInString(g)
+	last, _ := utf8.DecodeLastRuneInString(g)
+	return g != "" && (trimmable(first) || trimmable(last))
+}
+
 // trimmable reports whether some app's trim could strip r from the end of
 // a group name: white space (Go, Python), and the invisible format
 // characters (Unicode category Cf) that other trims strip or that render as

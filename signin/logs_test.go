@@ -83,7 +83,7 @@ func TestPaddedGroupsWarned(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
 	e.svc.Logger = zap.New(core)
 	p := e.idp("oidc", "")
-	const msg = "group names with white space at an end are groups of their own: allow group and deny group compare them exactly"
+	const msg = "group names with white space or an invisible character at an end are groups of their own: allow group and deny group compare them exactly"
 	for i, groups := range [][]string{{"eng"}, {"eng", "admins "}, {"admins "}} {
 		a := oidcAssertion(fmt.Sprint("state-", i), "Lovelace", false)
 		a.Attributes["groups"] = groups
@@ -97,5 +97,22 @@ func TestPaddedGroupsWarned(t *testing.T) {
 	f := logs.FilterMessage(msg).All()[0].ContextMap()
 	if f["idp"] != "oidc-idp" || fmt.Sprint(f["groups"]) != `["admins "]` {
 		t.Errorf("warning fields %v", f)
+	}
+}
+
+// TestInvisiblyPaddedGroupsWarned: a name padded with an invisible
+// character (a zero-width space, which apps' trims strip and no one sees)
+// is warned about too: the rule is the one the groups header encodes by.
+func TestInvisiblyPaddedGroupsWarned(t *testing.T) {
+	e := newEnv(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.svc.Logger = zap.New(core)
+	a := oidcAssertion("state-zw", "Lovelace", false)
+	a.Attributes["groups"] = []string{"\u200badmins"}
+	if out, err := e.svc.SignIn(context.Background(), e.idp("oidc", ""), a, ""); err != nil || out.Session == nil {
+		t.Fatalf("sign-in: %v %+v", err, out)
+	}
+	if n := logs.FilterMessageSnippet("invisible character at an end").Len(); n != 1 {
+		t.Errorf("%d warnings for a name starting with U+200B, want 1", n)
 	}
 }

@@ -247,7 +247,7 @@ func (s *Service) log(p *IdP, a *idp.Assertion, out *Outcome) {
 }
 
 // warnPaddedGroups tells the operator about group names with white space
-// at an end. They are groups of their own, compared and passed exactly
+// or an invisible character at an end (session.PaddedGroupName). They are groups of their own, compared and passed exactly
 // (docs/security.md, "Groups"): an IdP's "admins " passes no `allow group
 // admins`, which, before names were kept exact, it did. Most such names are
 // a typo at the IdP.
@@ -257,12 +257,12 @@ func (s *Service) warnPaddedGroups(idpName string, u *store.User) {
 	}
 	var padded []string
 	for _, g := range u.Groups {
-		if strings.TrimSpace(g) != g && len(padded) < 3 {
+		if session.PaddedGroupName(g) && len(padded) < 3 {
 			padded = append(padded, strconv.Quote(g))
 		}
 	}
 	if len(padded) > 0 {
-		s.paddedGroups.Warn(s.logger(), idpName, s.now(), "group names with white space at an end are groups of their own: allow group and deny group compare them exactly",
+		s.paddedGroups.Warn(s.logger(), idpName, s.now(), "group names with white space or an invisible character at an end are groups of their own: allow group and deny group compare them exactly",
 			zap.String("idp", idpName), zap.String("user_id", u.ID), zap.Strings("groups", padded))
 	}
 }
