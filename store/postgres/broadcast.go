@@ -51,7 +51,15 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 	bctx, cancel := db.bound(ctx)
 	defer cancel()
 	for _, payload := range db.payloads(inv) {
-		if _, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
+		// Right after a commit in a burst the pool may have no idle
+		// connection and the server may refuse a new one: wait for one
+		// (see waitRefused).
+		err := db.waitRefused(ctx, bctx, func() error {
+			_, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload)
+			return err
+		})
+		db.connFreed()
+		if err != nil {
 			return fmt.Errorf("postgres: broadcast invalidation: %w", db.unanswered(ctx, err))
 		}
 	}

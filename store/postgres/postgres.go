@@ -168,6 +168,9 @@ type DB struct {
 	// (see bound); 0: no bound.
 	answerWithin time.Duration
 	reruns       atomic.Uint64
+	// refusal lets callers wait for a pooled connection when the server
+	// refuses a new one (see waitRefused).
+	refusal refusal
 }
 
 var (
@@ -382,11 +385,20 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 	}
 	bctx, cancel := db.bound(ctx)
-	ptx, err := db.pool.BeginTx(bctx, opts)
+	var ptx pgx.Tx
+	// A burst beyond the connections the server lets this instance open
+	// waits for one of the pool's, within the bound (docs/cluster.md, Sizing).
+	err = db.waitRefused(ctx, bctx, func() (err error) {
+		ptx, err = db.pool.BeginTx(bctx, opts)
+		return err
+	})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", db.unanswered(ctx, err)), false
 	}
+	// Commit and rollback give the connection back to the pool: wake
+	// those waiting for one.
+	defer db.connFreed()
 	rollback := func() {
 		rctx, cancel := db.bound(context.WithoutCancel(ctx))
 		defer cancel()
