@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -42,12 +43,29 @@ const (
 	BackupErrorTrailer = "X-Sso-Backup-Error"
 )
 
+// DefaultBackupStall is how long GET /sso/backup waits on a client that
+// reads nothing before it gives the backup up. The backup is one store
+// read transaction from start to end, and Caddy's admin server sets no
+// write timeout: a client that stops reading (a suspended curl, the CLI
+// writing to a hung NFS mount) would hold that transaction for good, and
+// with it the bbolt store's Close, so that Caddy's stop never ends
+// (systemd then kills it, and the last-seen times kept in memory are
+// lost), while pages freed meanwhile cannot be reused and the file grows
+// (docs/operations.md, "Backup"). The deadline is renewed at every write,
+// so it bounds a stall, not the backup: a large store's backup takes
+// minutes. A minute is long past any pause of a client that still reads,
+// and below systemd's default stop timeout (90 s).
+const DefaultBackupStall = time.Minute
+
 // Handler serves the admin API.
 type Handler struct {
 	Accounts *account.Service
 	// Backup writes a consistent copy of the store to w; nil when the
 	// store cannot be backed up.
 	Backup func(w io.Writer) (int64, error)
+	// BackupStall bounds how long a backup waits on a client that reads
+	// nothing; 0 means DefaultBackupStall.
+	BackupStall time.Duration
 	// Check runs the store's integrity check; nil when the backend has
 	// none (only bbolt keeps its own indexes).
 	Check  func(ctx context.Context) (*StoreCheck, error)
@@ -212,16 +230,57 @@ func (h *Handler) backup(w http.ResponseWriter) error {
 	w.Header().Set("Content-Disposition", `attachment; filename="sso.jsonl.gz"`) // the portable format, not a store file
 	w.Header().Set("Trailer", BackupSizeTrailer+", "+BackupErrorTrailer)
 	w.WriteHeader(http.StatusOK)
-	n, err := h.Backup(w)
+	n, err := h.Backup(h.stallGuard(w))
 	if err != nil {
 		// Too late for an error status: say so in the trailer and the log.
-		h.log().Error("store backup failed", zap.Int64("bytes", n), zap.Error(err))
+		// After a stall the connection is dead: the client gets a stream
+		// cut short (no last chunk, no size trailer), which Client.Backup
+		// and so the CLI refuse.
+		msg := "store backup failed"
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			msg = "store backup abandoned: the client read nothing for " + h.backupStall().String()
+		}
+		h.log().Error(msg, zap.Int64("bytes", n), zap.Error(err))
 		w.Header().Set(BackupErrorTrailer, "the backup failed (Caddy's log has the cause)")
 		return nil
 	}
 	w.Header().Set(BackupSizeTrailer, strconv.FormatInt(n, 10))
 	h.log().Info("store backed up", zap.Int64("bytes", n))
 	return nil
+}
+
+func (h *Handler) backupStall() time.Duration {
+	if h.BackupStall > 0 {
+		return h.BackupStall
+	}
+	return DefaultBackupStall
+}
+
+// stallGuard returns w with its write deadline renewed before every write
+// (see DefaultBackupStall); net/http clears the deadline once the response
+// is done. A ResponseWriter that cannot set one gets the backup without it.
+func (h *Handler) stallGuard(w http.ResponseWriter) io.Writer {
+	rc := http.NewResponseController(w)
+	stall := h.backupStall()
+	if err := rc.SetWriteDeadline(time.Now().Add(stall)); err != nil {
+		h.log().Warn("store backup without a stall timeout: the connection cannot set a write deadline", zap.Error(err))
+		return w
+	}
+	return &stallWriter{w: w, rc: rc, stall: stall}
+}
+
+// stallWriter renews the connection's write deadline before each write.
+type stallWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.stall)); err != nil {
+		return 0, fmt.Errorf("renewing the backup's write deadline: %w", err)
+	}
+	return s.w.Write(p)
 }
 
 // PageSize reads a limit= value: empty for the default (0), else a

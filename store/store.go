@@ -531,6 +531,24 @@ type Broadcaster interface {
 	Listen(ctx context.Context, fn func(Invalidation))
 }
 
+// FileStore is implemented by a store kept in one local file (store/bolt).
+// The store holds its file open, so it does not notice when the file is
+// removed or replaced under it: it writes on to the old file, and what it
+// writes is lost when it stops (docs/operations.md, "Where the store
+// lives"). gateway.Housekeeper asks these to say so in the log.
+type FileStore interface {
+	// CreatedNew reports whether opening the store created a new, empty
+	// store. It tells the first caller only: a config reload shares the
+	// open store and must not say so again.
+	CreatedNew() bool
+	// CheckFile returns nil while the store's path names the file the
+	// store has open, and otherwise an error that names the path and says
+	// what to do.
+	CheckFile() error
+	// Path is the path the store was opened at.
+	Path() string
+}
+
 // Invalidation names cached state another instance must drop.
 type Invalidation struct {
 	Sessions []string // session hashes

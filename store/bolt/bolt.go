@@ -215,6 +215,10 @@ type DB struct {
 	// rehearsed (rehearse.go).
 	noRehearsal bool
 	coldUntil   atomic.Int64
+	// file is the open file's identity and createdNew whether Open laid
+	// it out new (file.go).
+	file       os.FileInfo
+	createdNew atomic.Bool
 }
 
 var _ store.Store = (*DB)(nil)
@@ -281,6 +285,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := db.initChecked(); err != nil {
 		_ = bdb.Close()
 		return nil, err
+	}
+	if db.file, err = os.Stat(path); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("bolt: store %s: %w", path, err)
 	}
 	return db, nil
 }
@@ -393,6 +401,7 @@ func (db *DB) create() error {
 	if err != nil {
 		return fmt.Errorf("bolt: init store %s: %w", db.path, err)
 	}
+	db.createdNew.Store(true)
 	return nil
 }
 
