@@ -22,9 +22,13 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 	}
 	laptopWS := laptop.OpenStream(w.gw.base, "", caddytest.WebSocketPath)
 	laptopEvents := laptop.OpenStream(w.gw.base, "", caddytest.EventStreamPath)
+	// An event stream a script fetches, without asking for one: known
+	// by the answer's type.
+	laptopFetched := laptop.FetchEventStream(w.gw.base, "")
 	phoneWS := phone.OpenStream(w.gw.base, "", caddytest.WebSocketPath)
 	laptopWS.Live(t, "laptop's WebSocket")
 	laptopEvents.Live(t, "laptop's event stream")
+	laptopFetched.Live(t, "laptop's fetched event stream")
 	phoneWS.Live(t, "phone's WebSocket")
 
 	// Signing out on the laptop ends the laptop's streams only.
@@ -37,6 +41,7 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 	readBody(t, resp)
 	laptopWS.EndsWithin(t, "laptop's WebSocket after signing out", 5*time.Second)
 	laptopEvents.EndsWithin(t, "laptop's event stream after signing out", 5*time.Second)
+	laptopFetched.EndsWithin(t, "laptop's fetched event stream after signing out", 5*time.Second)
 	phoneWS.Live(t, "phone's WebSocket after the laptop signed out")
 
 	// Disabling the user ends every stream of hers.
@@ -44,8 +49,8 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 	w.gw.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, nil)
 	phoneWS.EndsWithin(t, "phone's WebSocket after the user was disabled", 5*time.Second)
 
-	if n := strings.Count(w.gw.logs(), "ended a stream: its session has ended"); n != 3 {
-		t.Errorf("logged %d ended streams, want 3", n)
+	if n := strings.Count(w.gw.logs(), "ended a stream: its session has ended"); n != 4 {
+		t.Errorf("logged %d ended streams, want 4", n)
 	}
 	// A new stream of the ended session is refused at the door.
 	resp = phone.get(w.gw.base+caddytest.EventStreamPath, "Accept", "text/event-stream", "Sec-Fetch-Mode", "cors")

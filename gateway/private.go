@@ -6,6 +6,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/session"
 )
@@ -53,10 +56,18 @@ func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
 // through ServePrivate, and, for a stream (IsStream), through run's
 // Streams, which end it with its session.
 func (rt *Route) ServeSignedIn(w http.ResponseWriter, r *http.Request, next Upstream, run *Runtime, id *session.Identity) error {
-	if run.Streams != nil && IsStream(r) {
+	if run.Streams == nil {
+		return ServePrivate(w, r, next)
+	}
+	if IsStream(r) {
 		return run.Streams.Serve(w, r, next, rt, id)
 	}
-	return ServePrivate(w, r, next)
+	// An event stream asked for without saying so (fetch, curl: most
+	// servers send one whatever Accept says) is known by its answer.
+	pw := &privateWriter{ResponseWriter: w, req: r.Header}
+	pw.answer.streams, pw.answer.route, pw.answer.id = run.Streams, rt, id
+	defer pw.returned()
+	return next.ServeHTTP(pw, r)
 }
 
 // openedAsPage reports whether the browser shows the answer as a page of
@@ -78,6 +89,24 @@ type privateWriter struct {
 	http.ResponseWriter
 	req   http.Header // the request's, read only when the app sets no Cache-Control
 	wrote bool
+	// answer, once its streams is set, tracks the answer as a stream if
+	// it turns out to be an event stream (Route.ServeSignedIn).
+	answer watchedAnswer
+}
+
+// watchedAnswer is what a privateWriter needs to track its answer as a
+// stream: ending it cuts the answer (privateWriter.cut).
+type watchedAnswer struct {
+	streams *Streams
+	route   *Route
+	id      *session.Identity
+	stream  *stream // once tracked; the handler's goroutine only
+
+	ended atomic.Bool // cut: what the app writes from now on fails
+	// mu orders cut, from a check's goroutine, before the handler's
+	// return: a writer's deadline may not be set after it.
+	mu       sync.Mutex
+	returned bool
 }
 
 func (w *privateWriter) WriteHeader(status int) {
@@ -92,8 +121,41 @@ func (w *privateWriter) WriteHeader(status int) {
 			// values in place.
 			h["Cache-Control"] = []string{cacheControlFor(openedAsPage(w.req), h.Get("Content-Type"))}
 		}
+		if w.answer.streams != nil && isEventStream(w.Header()) {
+			w.answer.stream = w.answer.streams.track(w.answer.route, w.answer.id, w.cut)
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
+}
+
+// isEventStream reports whether h is the header of an event stream.
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return len(ct) >= len("text/event-stream") && strings.EqualFold(ct[:len("text/event-stream")], "text/event-stream")
+}
+
+// cut ends a tracked answer whose session has ended: what the app writes
+// from now on fails (reverse_proxy then stops copying and closes the
+// upstream's answer), and a write under way or to come fails at once on
+// the connection's write deadline (HTTP/2 resets the stream).
+func (w *privateWriter) cut(error) {
+	w.answer.mu.Lock()
+	defer w.answer.mu.Unlock()
+	if w.answer.returned {
+		return
+	}
+	w.answer.ended.Store(true)
+	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now())
+}
+
+// returned stops tracking the answer once the handler has returned.
+func (w *privateWriter) returned() {
+	w.answer.mu.Lock()
+	w.answer.returned = true
+	w.answer.mu.Unlock()
+	if w.answer.stream != nil {
+		w.answer.streams.remove(w.answer.stream)
+	}
 }
 
 // cacheControlFor is PageCacheControl for a page (opened as one, or typed
@@ -114,12 +176,18 @@ func (w *privateWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.answer.ended.Load() {
+		return 0, ErrStreamEnded
+	}
 	return w.ResponseWriter.Write(b)
 }
 
 func (w *privateWriter) ReadFrom(r io.Reader) (int64, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.answer.ended.Load() {
+		return 0, ErrStreamEnded
 	}
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
@@ -139,6 +207,9 @@ func (w *privateWriter) Flush() { _ = w.FlushError() }
 func (w *privateWriter) FlushError() error {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.answer.ended.Load() {
+		return ErrStreamEnded
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }

@@ -545,6 +545,11 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, previous)
 	if err != nil {
+		// Counted, so that an alert on failed sign-ins fires during a
+		// store outage too.
+		if rt.Metrics != nil {
+			rt.Metrics.Login(p.Name, p.Protocol, LoginNotSaved)
+		}
 		return rt.signInNotSaved(w, p, err)
 	}
 	switch {
@@ -635,12 +640,8 @@ func (rt *Route) clientIP(r *http.Request) string {
 // again later. The log line carries the store's error, which names the
 // store and the cause.
 func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
-	// Counted, so that an alert on failed sign-ins fires during a store
-	// outage too; logged within the store failures' budget, as every
-	// sign-in of the outage gets here.
-	if rt.Metrics != nil {
-		rt.Metrics.Login(p.Name, p.Protocol, LoginNotSaved)
-	}
+	// Logged within the store failures' budget: every sign-in of an
+	// outage gets here.
 	rt.storeFailures.Error(rt.Logger, "signin/"+p.Name, time.Now(), "sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
 	w.Header().Set("Retry-After", StoreRetryAfter)
 	return rt.fail(signInNotSavedPage(p.Name))
@@ -725,7 +726,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	for _, t := range tokens {
 		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
 			if !errors.Is(err, session.ErrNoSession) {
-				return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+				return rt.signOutUnrecorded(w, run, tokens, err)
 			}
 			if recalled == nil {
 				recalled = rt.recentLogouts.recall(t, now) // the button clicked twice?
@@ -734,7 +735,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 		e, err := run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
 		if err != nil {
-			return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
+			return rt.signOutUnrecorded(w, run, tokens, err)
 		}
 		if e == nil {
 			continue
@@ -766,6 +767,17 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 	}
 	return rt.Pages.Write(w, signedOutPage(rt.PathPrefix, returnTo))
+}
+
+// signOutUnrecorded answers a sign-out the store could not record: the
+// cookie is cleared already, and the sessions of tokens are refused here
+// until the store records their end (session.Manager.RevokeLater), so that
+// a copy of the cookie does not go on working meanwhile.
+func (rt *Route) signOutUnrecorded(w http.ResponseWriter, run *Runtime, tokens []string, err error) error {
+	for _, t := range tokens {
+		run.Sessions.RevokeLater(t, store.EventSessionLoggedOut)
+	}
+	return rt.StoreUnavailable(w, true, msgSignOutUnrecorded, err)
 }
 
 // shortened is a client's header cut to n bytes for a log line: anyone

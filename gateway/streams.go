@@ -79,7 +79,7 @@ type stream struct {
 	owner  *Streams
 	route  *Route
 	id     *session.Identity // as admitted: its session and user
-	cancel context.CancelCauseFunc
+	cancel func(cause error) // ends it: cancels its request's context, or cuts its answer
 	// A check runs in one goroutine at a time; a request for another while
 	// it runs sets pending, and the goroutine checks again.
 	pending, running atomic.Bool
@@ -95,13 +95,19 @@ type stream struct {
 func (s *Streams) Serve(w http.ResponseWriter, r *http.Request, next Upstream, rt *Route, id *session.Identity) error {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	defer s.remove(s.track(rt, id, cancel))
+	return ServePrivate(w, r.WithContext(ctx), next)
+}
+
+// track starts tracking a stream of the session id that rt admitted;
+// cancel ends it. The caller removes it once the request is done.
+func (s *Streams) track(rt *Route, id *session.Identity, cancel func(error)) *stream {
 	st := &stream{owner: s, route: rt, id: id, cancel: cancel}
 	st.mu.Lock()
 	st.timer = time.AfterFunc(s.nextCheck(id), st.poke)
 	st.mu.Unlock()
 	s.add(st)
-	defer s.remove(st)
-	return ServePrivate(w, r.WithContext(ctx), next)
+	return st
 }
 
 // nextCheck is the time to the next periodic check of a stream of id: the

@@ -198,3 +198,39 @@ func TestIsStream(t *testing.T) {
 		}
 	}
 }
+
+// TestEventStreamKnownByItsAnswer: an event stream asked for without
+// saying so (fetch, curl) is tracked once its answer says what it is, and
+// when its session ends the app's next write fails, so that the proxy
+// stops; an ordinary answer is not tracked.
+func TestEventStreamKnownByItsAnswer(t *testing.T) {
+	w := newStreamWorld(t, time.Hour)
+	wrote := make(chan error, 1)
+	started := make(chan struct{})
+	r := httptest.NewRequest(http.MethodGet, "/events", nil)
+	r.Header.Set("Accept", "*/*")
+	go func() {
+		_ = w.rt.ServeSignedIn(httptest.NewRecorder(), r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
+			rw.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			close(started)
+			for {
+				if _, err := rw.Write([]byte("data: tick\n\n")); err != nil {
+					wrote <- err
+					return nil
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}), w.run, w.id)
+	}()
+	<-started
+	w.setUser(t, func(u *store.User) { u.Active = false })
+	w.run.Sessions.ForgetUser(w.user.ID)
+	select {
+	case err := <-wrote:
+		if !errors.Is(err, gateway.ErrStreamEnded) {
+			t.Errorf("the app's write failed with %v, want ErrStreamEnded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app could still write 5s after the session ended")
+	}
+}

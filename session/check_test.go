@@ -86,3 +86,34 @@ func TestForgottenTold(t *testing.T) {
 		t.Errorf("told %+v: user %d times, session %d times; want the user once and the session", told, users, sessions)
 	}
 }
+
+// TestCheckKeepsAnotherInstancesUse: a session used on instance A, not
+// yet flushed, and checked on instance B (a stream there) is judged on B
+// as Resolve judges it, allowing for A's unflushed use: B's next request
+// 45 s after the use is admitted. Checks that cached the stored time as
+// the last use ended it there, two minutes early.
+func TestCheckKeepsAnotherInstancesUse(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: 30 * time.Second}
+	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)
+	token, s, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(9*time.Minute + 30*time.Second)
+	if _, err := a.Resolve(ctx, token); err != nil { // used on A, not flushed
+		t.Fatal(err)
+	}
+	clk.advance(40 * time.Second) // 10m10s after the stored time
+	for range 2 {                 // two streams of the session on B
+		if _, err := b.Check(ctx, s.Hash); err != nil {
+			t.Fatalf("Check on B 40s after a use on A: %v", err)
+		}
+	}
+	clk.advance(5 * time.Second)
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Errorf("a request on B 45s after a use on A: %v", err)
+	}
+}

@@ -87,3 +87,44 @@ func TestSignOutTheStoreCannotRecord(t *testing.T) {
 		t.Errorf("session.logged_out events: %d (%v), want 1", events, err)
 	}
 }
+
+// readDuringFailedWrite is a store whose writes fail, after running
+// during: a request with a copy of the cookie that comes while the
+// sign-out's write is under way.
+type readDuringFailedWrite struct {
+	store.Store
+	during func()
+}
+
+func (s readDuringFailedWrite) Update(context.Context, func(store.Tx) error) error {
+	if s.during != nil {
+		s.during()
+	}
+	return syscall.ENOSPC
+}
+
+// TestSignOutUnrecordedAfterARaceRead: a request that reads (and caches)
+// the session while the sign-out's failing write runs does not keep it
+// working: the session is refused once Revoke returns.
+func TestSignOutUnrecordedAfterARaceRead(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	st := &readDuringFailedWrite{Store: db}
+	m := session.New(st, session.Config{}, nil, nil)
+	token, _, err := (session.New(db, session.Config{}, nil, nil)).Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.during = func() {
+		if _, err := m.Resolve(ctx, token); err != nil {
+			t.Errorf("the request during the sign-out: %v", err)
+		}
+	}
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Revoke: %v", err)
+	}
+	st.during = nil
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("a copy of the cookie after the unrecorded sign-out: %v, want ErrNoSession", err)
+	}
+}

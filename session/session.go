@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -186,6 +187,9 @@ type Manager struct {
 	// unrecorded holds the sign-outs the store could not record
 	// (Revoke), refused here until Flush records them. Under mu.
 	unrecorded map[tokenHash]unrecordedRevocation
+	// unrecordedFull keeps the error that unrecorded is full to a line a
+	// minute.
+	unrecordedFull logbudget.Budget
 
 	// A load (or sign-in) reads the store and caches what it read later;
 	// a revocation committed and forgotten in between must not leave
@@ -549,6 +553,15 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 		m.end(ctx, hash, "user inactive")
 		return nil, ErrNoSession
 	}
+	if !use {
+		// What a Check reads is not cached: the entry's last-seen time
+		// would be the stored one, which the cache's idle check takes
+		// for the last use here, without the allowance for other
+		// instances' uses made above, and so would end a session in
+		// use early. Nor are the header values prepared: a Check only
+		// decides.
+		return plainIdentity(s, u), nil
+	}
 	e, ok := m.cache(hash, s, u, since)
 	if !ok {
 		// The session or its user was forgotten while this read ran,
@@ -558,7 +571,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 		// does not keep it: the next request reads the store, and sees
 		// the revocation. The use still counts for idle, as a dropped
 		// session's does.
-		if at := now.UnixNano(); use && at > stored {
+		if at := now.UnixNano(); at > stored {
 			m.mu.Lock()
 			m.evicted[hash] = max(m.evicted[hash], at)
 			m.mu.Unlock()
@@ -566,10 +579,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 		return e.id, nil
 	}
 	e.stored.Store(stored)
-	if use {
-		lastSeen = now.UnixNano()
-	}
-	e.lastSeen.Store(max(e.lastSeen.Load(), lastSeen))
+	e.lastSeen.Store(now.UnixNano())
 	return e.id, nil
 }
 
@@ -734,22 +744,9 @@ func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string) 
 		sealed sealedTokens
 	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
-		ended = nil
-		s, err := tx.Session(hash.String())
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if sealed, err = readSealed(tx, s.Hash); err != nil {
-			return err
-		}
-		if err := tx.DeleteSession(s.Hash); err != nil {
-			return err
-		}
-		ended = s
-		return tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
+		var err error
+		ended, sealed, err = revokeTx(tx, hash, eventType, true)
+		return err
 	})
 	if err != nil || ended == nil {
 		return nil, sealed, err
@@ -757,6 +754,29 @@ func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string) 
 	m.forget(hash) // again: a request may have re-read it before the commit
 	m.broadcast(ctx, store.Invalidation{Sessions: []string{ended.Hash}})
 	return ended, sealed, nil
+}
+
+// revokeTx deletes the session stored under hash in tx, with an audit
+// event of eventType, and returns it (nil if there was none) and, with
+// sealed, its sealed tokens.
+func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool) (*store.Session, sealedTokens, error) {
+	var st sealedTokens
+	s, err := tx.Session(hash.String())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, st, nil
+	}
+	if err != nil {
+		return nil, st, err
+	}
+	if sealed {
+		if st, err = readSealed(tx, s.Hash); err != nil {
+			return nil, st, err
+		}
+	}
+	if err := tx.DeleteSession(s.Hash); err != nil {
+		return nil, st, err
+	}
+	return s, st, tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
 }
 
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
@@ -771,16 +791,31 @@ type unrecordedRevocation struct {
 	at        int64 // unix nanos
 }
 
-// revokeLater keeps a sign-out the store could not record, for Flush.
+// RevokeLater is Revoke for a sign-out whose session could not even be
+// read (the store away): the token's session is refused here from now on,
+// and Flush ends it in the store once it can (if it exists).
+func (m *Manager) RevokeLater(token, eventType string) {
+	if token != "" {
+		m.revokeLater(hashOf(token), eventType)
+	}
+}
+
+// revokeLater keeps a sign-out the store could not record, for Flush, and
+// forgets the session again: a request or a stream's check may have cached
+// it while the failed write ran.
 func (m *Manager) revokeLater(hash tokenHash, eventType string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.unrecorded) >= maxUnrecordedRevocations {
-		m.logger.Error("too many sign-outs the store could not record; the oldest sessions' cookies may work again on this instance until the store is back",
-			zap.Int("kept", len(m.unrecorded)))
-		return
+	full := len(m.unrecorded) >= maxUnrecordedRevocations
+	if !full {
+		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: m.now().UnixNano()}
 	}
-	m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: m.now().UnixNano()}
+	n := len(m.unrecorded)
+	m.mu.Unlock()
+	if full {
+		m.unrecordedFull.Error(m.logger, "unrecorded", m.now(), "too many sign-outs the store could not record: this one is not kept, and a copy of its cookie works on this instance again",
+			zap.Int("kept", n))
+	}
+	m.forget(hash)
 }
 
 // revoked reports whether hash is a sign-out waiting to be recorded.
@@ -791,24 +826,64 @@ func (m *Manager) revoked(hash tokenHash) bool {
 	return ok
 }
 
+// recordBatch is the most sign-outs recordRevocations records in one
+// transaction: after a long outage there may be thousands, and sign-ins
+// queue behind each commit.
+const recordBatch = 256
+
 // recordRevocations writes the sign-outs the store could not record when
-// they happened. A session past the lifetime has expired anyway: the sweep
-// removes it.
+// they happened, in batches, and tells the other instances. A session past
+// the lifetime has expired anyway: the sweep removes it.
 func (m *Manager) recordRevocations(ctx context.Context) error {
 	m.mu.RLock()
+	if len(m.unrecorded) == 0 {
+		m.mu.RUnlock()
+		return nil
+	}
 	pending := maps.Clone(m.unrecorded)
 	m.mu.RUnlock()
 	horizon := m.now().Add(-m.cfg.Lifetime).UnixNano()
+	var batch []tokenHash
 	for hash, r := range pending {
 		if r.at > horizon {
-			if _, _, err := m.revoke(ctx, hash, r.eventType); err != nil {
-				return fmt.Errorf("session: record a sign-out: %w", err)
+			batch = append(batch, hash)
+		}
+	}
+	for chunk := range slices.Chunk(batch, recordBatch) {
+		var ended []string
+		err := m.store.Update(ctx, func(tx store.Tx) error {
+			ended = ended[:0]
+			for _, hash := range chunk {
+				s, _, err := revokeTx(tx, hash, pending[hash].eventType, false)
+				if err != nil {
+					return err
+				}
+				if s != nil {
+					ended = append(ended, s.Hash)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("session: record sign-outs: %w", err)
 		}
 		m.mu.Lock()
-		delete(m.unrecorded, hash)
+		for _, hash := range chunk {
+			delete(m.unrecorded, hash)
+		}
 		m.mu.Unlock()
+		if len(ended) > 0 {
+			m.broadcast(ctx, store.Invalidation{Sessions: ended})
+		}
 	}
+	// Those past the lifetime, once the store takes writes again.
+	m.mu.Lock()
+	for hash, r := range pending {
+		if r.at <= horizon {
+			delete(m.unrecorded, hash)
+		}
+	}
+	m.mu.Unlock()
 	return nil
 }
 
@@ -1127,8 +1202,10 @@ const (
 // 16 KiB, and the groups of a user in hundreds of groups get there.
 const LargeIdentityHeaders = 8 << 10
 
-func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
-	id := &Identity{
+// plainIdentity is the identity of session s of user u, without the values
+// prepared for the upstream (newIdentity).
+func plainIdentity(s *store.Session, u *store.User) *Identity {
+	return &Identity{
 		UserID:      u.ID,
 		Email:       u.Email,
 		FirstName:   u.FirstName,
@@ -1138,6 +1215,10 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 		SessionHash: s.Hash,
 		Expires:     s.Expires,
 	}
+}
+
+func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
+	id := plainIdentity(s, u)
 	// One single-element slice per field, built once, so that setting the
 	// upstream headers allocates nothing per request.
 	// The placeholders get the very value the identity header carries: a

@@ -68,6 +68,27 @@ type Stream struct {
 // or to base's host when addr is "". It fails the test unless the app's
 // answer starts.
 func (b *Browser) OpenStream(base, addr, path string) *Stream {
+	b.T.Helper()
+	if path == WebSocketPath {
+		return b.openStream(base, addr, path,
+			"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-Fetch-Mode: websocket\r\n",
+			http.StatusSwitchingProtocols)
+	}
+	return b.openStream(base, addr, path, "Accept: text/event-stream\r\nSec-Fetch-Mode: cors\r\n", http.StatusOK)
+}
+
+// FetchEventStream opens the EventStreamPath as a script's fetch() does,
+// which does not say it wants an event stream (Accept: */*); otherwise as
+// OpenStream.
+func (b *Browser) FetchEventStream(base, addr string) *Stream {
+	b.T.Helper()
+	return b.openStream(base, addr, EventStreamPath, "Accept: */*\r\nSec-Fetch-Mode: cors\r\n", http.StatusOK)
+}
+
+// openStream sends a GET of path with the browser's cookies and the
+// header lines, and reads the answer in the background once its status is
+// want.
+func (b *Browser) openStream(base, addr, path, header string, want int) *Stream {
 	t := b.T
 	t.Helper()
 	u, err := url.Parse(base)
@@ -86,14 +107,7 @@ func (b *Browser) OpenStream(base, addr, path string) *Stream {
 	for _, c := range b.Jar.Cookies(u) {
 		cookies = append(cookies, c.Name+"="+c.Value)
 	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nCookie: " + strings.Join(cookies, "; ") + "\r\n"
-	want := http.StatusOK
-	if path == WebSocketPath {
-		req += "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-Fetch-Mode: websocket\r\n\r\n"
-		want = http.StatusSwitchingProtocols
-	} else {
-		req += "Accept: text/event-stream\r\nSec-Fetch-Mode: cors\r\n\r\n"
-	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nCookie: " + strings.Join(cookies, "; ") + "\r\n" + header + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +121,7 @@ func (b *Browser) OpenStream(base, addr, path string) *Stream {
 	}
 	s := &Stream{conn: conn, lines: make(chan string, 1000), ended: make(chan struct{})}
 	var body io.Reader = br // a WebSocket's frames follow the 101 as they are
-	if path != WebSocketPath {
+	if want != http.StatusSwitchingProtocols {
 		body = resp.Body
 	}
 	go func() {

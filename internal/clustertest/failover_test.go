@@ -75,6 +75,12 @@ func TestDatabaseAway(t *testing.T) {
 			onB := c.newBrowser(t).via("b")
 			u, _ := url.Parse(c.base)
 			onB.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: onA.sessionCookie()}})
+			// Another user, who signs out on b during the outage.
+			leaver := "leaver" + outage.name
+			c.addOIDCUser(leaver)
+			lv := c.newBrowser(t).via("a")
+			lv.signInOIDC(t, "/", leaver)
+			leaverCookie := lv.sessionCookie()
 
 			if err := outage.down(); err != nil {
 				t.Fatal(err)
@@ -140,7 +146,7 @@ func TestDatabaseAway(t *testing.T) {
 			// Signing out on b clears the cookie, and says that the
 			// sign-out could not be recorded.
 			leaving := c.newBrowser(t).via("b")
-			leaving.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: onA.sessionCookie()}})
+			leaving.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: leaverCookie}})
 			resp, err = leaving.NoRedirects().PostForm(c.base+"/.sso/logout", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -167,6 +173,13 @@ func TestDatabaseAway(t *testing.T) {
 			}
 			t.Logf("database away for %v; b served the session %v after it came back",
 				upAt.Sub(downAt).Round(time.Millisecond), time.Since(upAt).Round(time.Millisecond))
+			// The sign-out b could not record: b refuses that session
+			// all the same (a copy of the cookie), until it records it.
+			copied := c.newBrowser(t).via("b")
+			copied.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: leaverCookie}})
+			if status, _, _ := copied.api("/signed-out"); status != http.StatusUnauthorized {
+				t.Errorf("the session signed out on b while the database was away, on b after: %d, want 401", status)
+			}
 			caddytest.UpstreamSaw(t, c.newBrowser(t).SignIn(c.base+"/", "newbie"+outage.name, "newbie"+outage.name+"-pw"))
 			// Both instances listen for invalidations again before the
 			// next outage: an instance clears its cache when its listener
