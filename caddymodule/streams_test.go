@@ -39,15 +39,17 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	readBody(t, resp)
-	laptopWS.EndsWithin(t, "laptop's WebSocket after signing out", 5*time.Second)
-	laptopEvents.EndsWithin(t, "laptop's event stream after signing out", 5*time.Second)
-	laptopFetched.EndsWithin(t, "laptop's fetched event stream after signing out", 5*time.Second)
+	t.Logf("after the sign-out's answer, the laptop's WebSocket ended in %v, its event stream in %v, its fetched one in %v",
+		laptopWS.EndsWithin(t, "laptop's WebSocket after signing out", 5*time.Second),
+		laptopEvents.EndsWithin(t, "laptop's event stream after signing out", 5*time.Second),
+		laptopFetched.EndsWithin(t, "laptop's fetched event stream after signing out", 5*time.Second))
 	phoneWS.Live(t, "phone's WebSocket after the laptop signed out")
 
 	// Disabling the user ends every stream of hers.
 	ada := userBySubject(t, "sub-ada")
 	w.gw.adminJSON(http.MethodPost, "/sso/users/"+ada.ID+"/disable", http.StatusOK, nil)
-	phoneWS.EndsWithin(t, "phone's WebSocket after the user was disabled", 5*time.Second)
+	t.Logf("after the disable's answer, the phone's WebSocket ended in %v",
+		phoneWS.EndsWithin(t, "phone's WebSocket after the user was disabled", 5*time.Second))
 
 	if n := strings.Count(w.gw.logs(), "ended a stream: its session has ended"); n != 4 {
 		t.Errorf("logged %d ended streams, want 4", n)
@@ -75,5 +77,33 @@ func TestStreamEndsAtSessionLifetime(t *testing.T) {
 	ws.EndsWithin(t, "WebSocket", 6*time.Second)
 	if d := time.Since(signedIn); d > 4*time.Second {
 		t.Errorf("ended %v after the sign-in, want at the session's end (3s)", d)
+	}
+}
+
+// TestWebSocketInputIsAUse: what the browser sends on a WebSocket (keys
+// typed into a web terminal) keeps its session from the idle timeout, as
+// requests do; once it sends nothing, the session idles out as ever.
+func TestWebSocketInputIsAUse(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	o := caddytest.OIDC{IdP: w.idp, GW: w.gw.Gateway, IdPBlock: w.idpBlock}
+	w.gw.start(w.gw.caddyfile(o.IdPConfig()+"\t\tsession {\n\t\t\tidle_timeout 2s\n\t\t}\n", w.sites))
+
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/", "ada", "ada-pw"))
+	ws := b.OpenStream(w.gw.base, "", caddytest.WebSocketPath)
+	for range 10 { // 4 s of typing, twice the idle timeout, and no request
+		ws.Live(t, "WebSocket while typing")
+		time.Sleep(400 * time.Millisecond)
+	}
+	resp := b.get(w.gw.base+"/after-typing", "Accept", "application/json")
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a request after 4s of typing on the WebSocket: %s, want 200 (the input was a use)", resp.Status)
+	}
+	time.Sleep(2500 * time.Millisecond) // nothing sent: idle
+	resp = b.get(w.gw.base+"/after-idle", "Accept", "application/json")
+	readBody(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a request after 2.5s without input: %s, want 401 (idle)", resp.Status)
 	}
 }

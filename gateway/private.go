@@ -92,6 +92,9 @@ type privateWriter struct {
 	// answer, once its streams is set, tracks the answer as a stream if
 	// it turns out to be an event stream (Route.ServeSignedIn).
 	answer watchedAnswer
+	// input, for a stream the request announced (Streams.Serve), records
+	// what the browser sends on the connection a WebSocket takes over.
+	input *streamInput
 }
 
 // watchedAnswer is what a privateWriter needs to track its answer as a
@@ -215,7 +218,11 @@ func (w *privateWriter) FlushError() error {
 }
 
 func (w *privateWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.input != nil {
+		conn = &inputConn{Conn: conn, in: w.input}
+	}
+	return conn, brw, err
 }
 
 func (w *privateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -96,7 +98,71 @@ func (s *Streams) Serve(w http.ResponseWriter, r *http.Request, next Upstream, r
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	defer s.remove(s.track(rt, id, cancel))
-	return ServePrivate(w, r.WithContext(ctx), next)
+	r = r.WithContext(ctx)
+	// What the browser sends on the stream (keys typed into a web
+	// terminal) is a use of the session, as a request is: a WebSocket in
+	// use must not end at the idle timeout. What the app sends is not: a
+	// background tab's stream must.
+	in := &streamInput{sessions: s.sessions, hash: id.SessionHash}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &inputBody{ReadCloser: r.Body, in: in} // a WebSocket over HTTP/2 or HTTP/3
+	}
+	return next.ServeHTTP(&privateWriter{ResponseWriter: w, req: r.Header, input: in}, r)
+}
+
+// streamInput records the browser's input on a stream as a use of its
+// session, at most once a second.
+type streamInput struct {
+	sessions *session.Manager
+	hash     string
+	last     atomic.Int64 // unix nanos of the last use recorded
+}
+
+func (in *streamInput) saw(n int) {
+	if n <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	if now-in.last.Load() < int64(time.Second) {
+		return
+	}
+	in.last.Store(now)
+	in.sessions.Touch(in.hash)
+}
+
+// inputConn is a hijacked connection (a WebSocket over HTTP/1.1) whose
+// reads are the browser's input.
+type inputConn struct {
+	net.Conn
+	in *streamInput
+}
+
+func (c *inputConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.saw(n)
+	return n, err
+}
+
+// CloseWrite passes on the half-close reverse_proxy propagates a
+// WebSocket's end of input with, which the wrapper would hide.
+func (c *inputConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// inputBody is a request body that is the browser's input (a WebSocket
+// over HTTP/2 or HTTP/3).
+type inputBody struct {
+	io.ReadCloser
+	in *streamInput
+}
+
+func (b *inputBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.in.saw(n)
+	return n, err
 }
 
 // track starts tracking a stream of the session id that rt admitted;

@@ -117,3 +117,33 @@ func TestCheckKeepsAnotherInstancesUse(t *testing.T) {
 		t.Errorf("a request on B 45s after a use on A: %v", err)
 	}
 }
+
+// TestTouch: a use that came by another way than a request (input on a
+// WebSocket) keeps the session from its idle timeout, but does not bring
+// back one already idle past it.
+func TestTouch(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{IdleTimeout: 10 * time.Minute, CacheTTL: time.Hour}, nil, clk.now)
+	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // 27 minutes of input, no request
+		clk.advance(9 * time.Minute)
+		m.Touch(s.Hash)
+	}
+	clk.advance(9 * time.Minute)
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatalf("9 minutes after the last input: %v", err)
+	}
+	clk.advance(11 * time.Minute)
+	m.Touch(s.Hash) // input after the session idled out
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("input 11 minutes after the last use brought the session back: %v", err)
+	}
+}

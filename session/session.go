@@ -454,6 +454,30 @@ func (m *Manager) Check(ctx context.Context, hash string) (*Identity, error) {
 	return m.lookup(ctx, h, false)
 }
 
+// Touch records a use of the session stored under hash
+// (Identity.SessionHash) that came by another way than a request: what the
+// browser sends on a WebSocket (gateway.Streams). A session not in the
+// cache is left as it is: its stream's request cached it, and what drops
+// it from the cache (a sign-out, a change of its user) is checked by the
+// stream.
+func (m *Manager) Touch(hash string) {
+	h, ok := parseHash(hash)
+	if !ok {
+		return
+	}
+	m.mu.RLock()
+	e := m.entries[h]
+	m.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	// Not a session already idle past its timeout: that one has ended,
+	// and its stream's next check says so.
+	if now := m.now().UnixNano(); now > e.lastSeen.Load() && !m.idleExpired(e.lastSeen.Load(), now) {
+		e.lastSeen.Store(now)
+	}
+}
+
 // lookup resolves a session from the cache, or from the store when the
 // cached copy is missing or older than CacheTTL; use records the request
 // as a use of the session.
