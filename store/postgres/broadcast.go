@@ -58,10 +58,14 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 			_, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload)
 			return err
 		})
-		db.connFreed()
 		if err != nil {
+			// No connection was taken that waitRefused has not
+			// accounted for: a wake-up here would send a waiter to the
+			// pool in vain.
 			return fmt.Errorf("postgres: broadcast invalidation: %w", db.unanswered(ctx, err))
 		}
+		// Exec has given the connection back: wake a waiter.
+		db.connFreed()
 	}
 	return nil
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -230,5 +233,397 @@ func checkRefused(t *testing.T, err error) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "53300" {
 		t.Errorf("got %v, want the server's refusal (SQLSTATE 53300)", err)
+	}
+}
+
+// Two callers that run transactions back to back (as a sign-in runs
+// several in a row) keep the role's two connections busy. A third
+// caller, refused a connection of its own, must get one of theirs in
+// about the time of a transaction, as it would on a full pool: a caller
+// whose transaction just ended must not take back the connection it gave
+// to the waiter it woke.
+func TestRefusedWaiterNotStarvedByChainedTransactions(t *testing.T) {
+	dsn, _ := limitedRole(t, 2)
+	db, err := Open(t.Context(), Config{DSN: dsn, MaxConns: 10, StatementTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	var wg sync.WaitGroup
+	var chained atomic.Int64
+	busy := make(chan struct{}, 2)
+	for range 2 {
+		wg.Go(func() {
+			first := true
+			for ctx.Err() == nil {
+				_ = db.Update(ctx, func(tx store.Tx) error {
+					if first {
+						first = false
+						busy <- struct{}{}
+					}
+					time.Sleep(20 * time.Millisecond)
+					return nil
+				})
+				chained.Add(1)
+			}
+		})
+	}
+	<-busy
+	<-busy
+	// Ten updates in a row, each refused a connection of its own: each
+	// must get in within about two of the others' transactions. Whether
+	// the line is lost here depends on the scheduler (a waiter sometimes
+	// gets in on its own retry); TestRefusedReleaserDoesNotJumpTheLine
+	// takes the scheduler out.
+	var slowest time.Duration
+	for i := range 10 {
+		start := time.Now()
+		err := db.Update(t.Context(), func(tx store.Tx) error { return nil })
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if err != nil {
+			stop()
+			wg.Wait()
+			t.Fatalf("update %d failed after %v while the others ran %d transactions: %v", i, took, chained.Load(), err)
+		}
+	}
+	n := chained.Load()
+	stop()
+	wg.Wait()
+	t.Logf("the slowest of ten updates took %v, while the others ran %d transactions", slowest.Round(time.Millisecond), n)
+	// A few rounds of 20 ms transactions, with room for -race and a
+	// loaded machine; starved, an update waits out its whole bound (2 s)
+	// and fails above.
+	if slowest > time.Second {
+		t.Errorf("an update waited %v for a connection while the others ran %d transactions", slowest, n)
+	}
+}
+
+// refusedWith returns the error pgx gives when a server refuses a
+// connection with SQLSTATE code, as PostgreSQL does with 53300 at
+// max_connections and 57P03 while it starts, stops or recovers.
+func refusedWith(t *testing.T, code, msg string) error {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		be := pgproto3.NewBackend(c, c)
+		for {
+			m, err := be.ReceiveStartupMessage()
+			if err != nil {
+				return
+			}
+			if _, ok := m.(*pgproto3.StartupMessage); ok {
+				break
+			}
+			_, _ = c.Write([]byte("N")) // no TLS, no GSS encryption
+		}
+		be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: code, Message: msg})
+		_ = be.Flush()
+	}()
+	_, err = pgx.Connect(t.Context(), "postgres://sso@"+ln.Addr().String()+"/sso?sslmode=disable&connect_timeout=5")
+	if !refusedConnection(err) {
+		t.Fatalf("the refusing server's error is not a refusal: %v", err)
+	}
+	return err
+}
+
+// heldPool opens a store whose pool holds one connection, taken for the
+// test: callers that the server refuses have a connection to wait for,
+// and none is idle. The pause before a caller in line tries the pool
+// itself is an hour, so that only connFreed moves the line.
+func heldPool(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), Config{DSN: pgtest.NewDatabase(t), MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	c, err := db.pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Release)
+	db.refusal.pauseMin, db.refusal.pauseMax = time.Hour, time.Hour
+	return db
+}
+
+// refusedCaller runs waitRefused with an op that the server always
+// refuses, until ctx ends, and reports each try of op on the returned
+// channel: a try after the first is a wake-up.
+func refusedCaller(ctx context.Context, db *DB, refused error) (tries <-chan struct{}, done <-chan error) {
+	tr := make(chan struct{}, 100)
+	d := make(chan error, 1)
+	go func() {
+		d <- db.waitRefused(ctx, ctx, func() error {
+			tr <- struct{}{}
+			return refused
+		})
+	}()
+	return tr, d
+}
+
+// queued waits until n callers wait in db's queue.
+func queued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.refusal.mu.Lock()
+		got := len(db.refusal.queue)
+		db.refusal.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers queued, want %d", got, n)
+		}
+	}
+}
+
+// tried waits for a try of op; false after a second without one.
+func tried(tries <-chan struct{}) bool {
+	select {
+	case <-tries:
+		return true
+	case <-time.After(time.Second):
+		return false
+	}
+}
+
+// endedCtx is a context whose Err reports an end its Done channel does
+// not: a waiter that selects its wake-up then finds its bound ended, as
+// when both happen at once.
+type endedCtx struct {
+	context.Context
+	ended atomic.Bool
+}
+
+func (c *endedCtx) Err() error {
+	if c.ended.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// A caller woken for a connection that it then does not take passes the
+// wake-up on to the next in line, and so does one whose op took a
+// connection and failed (pgxpool destroys a connection whose BEGIN
+// failed): else the next waits out its pause while a connection is free.
+func TestRefusedWakeUpPassedOn(t *testing.T) {
+	db := heldPool(t)
+	refused := refusedWith(t, "53300", "sorry, too many clients already")
+	failed := errors.New("no answer")
+
+	t.Run("woken, op fails otherwise", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var calls atomic.Int32
+		done1 := make(chan error, 1)
+		go func() {
+			done1 <- db.waitRefused(ctx, ctx, func() error {
+				if calls.Add(1) == 1 {
+					return refused
+				}
+				return failed
+			})
+		}()
+		queued(t, db, 1)
+		// Arriving while one waits, it gets in line without trying.
+		tries2, done2 := refusedCaller(ctx, db, refused)
+		queued(t, db, 2)
+		db.connFreed()
+		if err := <-done1; !errors.Is(err, failed) {
+			t.Errorf("the woken caller: %v, want its op's error", err)
+		}
+		if !tried(tries2) {
+			t.Error("the next in line was not woken")
+		}
+		cancel()
+		<-done2
+	})
+
+	t.Run("woken as its bound ends", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		bctx := &endedCtx{Context: ctx}
+		done1 := make(chan error, 1)
+		go func() {
+			done1 <- db.waitRefused(ctx, bctx, func() error { return refused })
+		}()
+		queued(t, db, 1)
+		// Arriving while one waits, it gets in line without trying.
+		tries2, done2 := refusedCaller(ctx, db, refused)
+		queued(t, db, 2)
+		bctx.ended.Store(true)
+		db.connFreed()
+		if err := <-done1; err == nil || !strings.Contains(err.Error(), "free within") {
+			t.Errorf("the woken caller: %v, want its bound's error", err)
+		}
+		if !tried(tries2) {
+			t.Error("the next in line was not woken")
+		}
+		cancel()
+		<-done2
+	})
+
+	t.Run("op took a connection and failed", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		inOp, fail := make(chan struct{}), make(chan struct{})
+		done1 := make(chan error, 1)
+		go func() {
+			done1 <- db.waitRefused(ctx, ctx, func() error {
+				close(inOp)
+				<-fail
+				return failed
+			})
+		}()
+		<-inOp
+		tries2, done2 := refusedCaller(ctx, db, refused)
+		<-tries2
+		queued(t, db, 1)
+		close(fail)
+		if err := <-done1; !errors.Is(err, failed) {
+			t.Errorf("the failing caller: %v, want its op's error", err)
+		}
+		if !tried(tries2) {
+			t.Error("the caller in line was not woken")
+		}
+		cancel()
+		<-done2
+	})
+}
+
+// A Broadcast that gets no connection wakes no one: a waiter woken in
+// vain would try the server again and, refused, keep its turn, but the
+// wake-up meant for a real release is gone with it.
+func TestRefusedBroadcastFailingWakesNoOne(t *testing.T) {
+	db := heldPool(t)
+	refused := refusedWith(t, "53300", "sorry, too many clients already")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	tries, done := refusedCaller(ctx, db, refused)
+	<-tries
+	queued(t, db, 1)
+	bctx, bcancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer bcancel()
+	if err := db.Broadcast(bctx, store.Invalidation{All: true}); err == nil {
+		t.Fatal("Broadcast got a connection none was free for")
+	}
+	if tried(tries) {
+		t.Error("the failed Broadcast woke the caller in line")
+	}
+	cancel()
+	<-done
+}
+
+// A caller that arrives while others wait gets in line; if no release
+// comes (the pool holds an idle connection that no connFreed announced),
+// its first pause, not its bound, is what it waits.
+func TestRefusedNewcomerNotStuckBesideIdleConnection(t *testing.T) {
+	db, err := Open(t.Context(), Config{DSN: pgtest.NewDatabase(t), MaxConns: 1, StatementTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	refused := refusedWith(t, "53300", "sorry, too many clients already")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// A caller that stays in line: the server refuses it whatever the pool holds.
+	tries, done := refusedCaller(ctx, db, refused)
+	<-tries
+	queued(t, db, 1)
+	start := time.Now()
+	err = db.Update(t.Context(), func(tx store.Tx) error { return nil })
+	took := time.Since(start)
+	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most := refusedPause * 3 / 2; took > most+200*time.Millisecond {
+		t.Errorf("the newcomer took %v beside an idle connection, want at most its first pause (%v)", took, most)
+	}
+	cancel()
+	<-done
+}
+
+// A server that is starting up, shutting down or in recovery (a
+// failover) refuses connections with 57P03: the warning and the error say
+// so, and do not send the operator to max_connections.
+func TestRefusedWordedBySQLSTATE(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	db := heldPool(t)
+	db.logger = zap.New(core)
+	db.answerWithin = 100 * time.Millisecond
+	for _, c := range []struct{ code, msg, want, not string }{
+		{"57P03", "the database system is starting up", "starting up", "max_connections"},
+		{"53300", "sorry, too many clients already", "max_connections", "starting up"},
+	} {
+		refused := refusedWith(t, c.code, c.msg)
+		db.refusal.warned.Store(0)
+		logs.TakeAll()
+		bctx, cancel := context.WithTimeout(t.Context(), db.answerWithin)
+		err := db.waitRefused(t.Context(), bctx, func() error { return refused })
+		cancel()
+		t.Logf("%s: %v", c.code, err)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), c.not) {
+			t.Errorf("%s: error %v, want it to say %q and not %q", c.code, err, c.want, c.not)
+		}
+		warned := logs.All()
+		if len(warned) != 1 || !strings.Contains(warned[0].Message, c.want) || strings.Contains(warned[0].Message, c.not) {
+			t.Errorf("%s: warnings %v, want one saying %q and not %q", c.code, warned, c.want, c.not)
+		}
+	}
+}
+
+// The line is kept: a caller that gives a connection back (connFreed)
+// and goes straight on to its next transaction does not take back the
+// connection before the waiter it woke gets there. Here a slot stands for
+// the pool's one connection, and the server refuses everything else.
+func TestRefusedReleaserDoesNotJumpTheLine(t *testing.T) {
+	db := heldPool(t)
+	refused := refusedWith(t, "53300", "sorry, too many clients already")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var free atomic.Bool
+	take := func() error {
+		if free.CompareAndSwap(true, false) {
+			return nil
+		}
+		return refused
+	}
+	waiter := make(chan error, 1)
+	go func() { waiter <- db.waitRefused(ctx, ctx, take) }()
+	queued(t, db, 1)
+	releaser := make(chan error, 1)
+	go func() {
+		free.Store(true)
+		db.connFreed()
+		releaser <- db.waitRefused(ctx, ctx, take)
+	}()
+	select {
+	case err := <-waiter:
+		if err != nil {
+			t.Fatalf("the waiter: %v", err)
+		}
+	case err := <-releaser:
+		t.Fatalf("the releaser took the connection back before the waiter it woke (%v)", err)
+	case <-time.After(time.Second):
+		t.Fatal("the waiter got no connection")
+	}
+	// The waiter gives it back: the releaser, now in line, gets it.
+	free.Store(true)
+	db.connFreed()
+	if err := <-releaser; err != nil {
+		t.Errorf("the releaser: %v", err)
 	}
 }
