@@ -7,16 +7,10 @@ package nginx_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,6 +26,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
@@ -53,78 +48,22 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-// shipped reads a file of this directory and applies the replacements,
-// each of which must match: a test that no longer finds what it replaces
-// fails instead of testing something else.
-func shipped(t *testing.T, name string, replace ...string) string {
-	t.Helper()
-	raw, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	for i := 0; i+1 < len(replace); i += 2 {
-		if !strings.Contains(s, replace[i]) {
-			t.Fatalf("%s no longer contains %q", name, replace[i])
-		}
-		s = strings.ReplaceAll(s, replace[i], replace[i+1])
-	}
-	return s
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
-// a pool that trusts it.
-func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	write(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
-
 // startNginx runs nginx with the shipped app.conf (with the replacements
 // of appConf) and snippets in a prefix of its own (master process off, so
 // it neither daemonizes nor switches user), until the test ends.
 func startNginx(t *testing.T, bin string, port, gwPort, appPort int, appConf ...string) *x509.CertPool {
 	t.Helper()
 	dir := t.TempDir()
-	pool := selfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	write(t, filepath.Join(dir, "snippets", "sso-endpoints.conf"), shipped(t, "sso-endpoints.conf"))
-	write(t, filepath.Join(dir, "snippets", "sso-protect.conf"), shipped(t, "sso-protect.conf"))
-	write(t, filepath.Join(dir, "app.conf"), shipped(t, "app.conf", append([]string{
+	pool := exampletest.SelfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "127.0.0.1")
+	exampletest.Write(t, filepath.Join(dir, "snippets", "sso-endpoints.conf"), exampletest.Shipped(t, "sso-endpoints.conf"))
+	exampletest.Write(t, filepath.Join(dir, "snippets", "sso-protect.conf"), exampletest.Shipped(t, "sso-protect.conf"))
+	exampletest.Write(t, filepath.Join(dir, "app.conf"), exampletest.Shipped(t, "app.conf", append([]string{
 		"server 127.0.0.1:9091;", fmt.Sprintf("server 127.0.0.1:%d;", gwPort),
 		"server 127.0.0.1:8080;", fmt.Sprintf("server 127.0.0.1:%d;", appPort),
 		"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", port),
 		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
 		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")}, appConf...)...))
-	write(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`daemon off;
+	exampletest.Write(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
@@ -197,7 +136,7 @@ func startExample(t *testing.T, caddyfile, appConf []string) (string, *caddytest
 	t.Setenv("OIDC_CLIENT_SECRET", "nginx-secret")
 
 	// The shipped Caddyfile, on the test's ports and store.
-	g.Start(shipped(t, "Caddyfile", append([]string{
+	g.Start(exampletest.Shipped(t, "Caddyfile", append([]string{
 		"\n{\n", "\n{\n" + g.GlobalOptions(),
 		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
 		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
@@ -346,7 +285,7 @@ const protectLines = "\t\tinclude snippets/sso-protect.conf;\n"
 func authorizationLines(t *testing.T) string {
 	t.Helper()
 	m := regexp.MustCompile(`(?m)^#\t(auth_request_set \$sso_authorization \$upstream_http_authorization;)\n#\t(proxy_set_header Authorization \$sso_authorization;)$`).
-		FindStringSubmatch(shipped(t, "sso-protect.conf"))
+		FindStringSubmatch(exampletest.Shipped(t, "sso-protect.conf"))
 	if m == nil {
 		t.Fatal("sso-protect.conf no longer has the commented Authorization lines")
 	}
@@ -399,7 +338,7 @@ func mustPort(t *testing.T, rawURL string) int {
 // header no client may send from the gateway's answer (or removes it), so
 // that the gateway's list and the example cannot drift apart.
 func TestNginxSnippetCoversEveryIdentityHeader(t *testing.T) {
-	conf := shipped(t, "sso-protect.conf")
+	conf := exampletest.Shipped(t, "sso-protect.conf")
 	set := regexp.MustCompile(`(?m)^proxy_set_header ([A-Za-z-]+) \$sso_([a-z_]+);$`)
 	from := regexp.MustCompile(`(?m)^auth_request_set \$sso_([a-z_]+) \$upstream_http_([a-z_]+);$`)
 	source := map[string]string{}

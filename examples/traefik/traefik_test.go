@@ -7,15 +7,9 @@ package traefik_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,68 +24,13 @@ import (
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
-
-// shipped reads a file of this directory and applies the replacements,
-// each of which must match: a test that no longer finds what it replaces
-// fails instead of testing something else.
-func shipped(t *testing.T, name string, replace ...string) string {
-	t.Helper()
-	raw, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	for i := 0; i+1 < len(replace); i += 2 {
-		if !strings.Contains(s, replace[i]) {
-			t.Fatalf("%s no longer contains %q", name, replace[i])
-		}
-		s = strings.ReplaceAll(s, replace[i], replace[i+1])
-	}
-	return s
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // appHost is the app's host name in the shipped files. The browser
 // resolves it to 127.0.0.1, so that Traefik's Host rules stay as shipped.
 const appHost = "app.example.com"
-
-// selfSigned writes a certificate for appHost and its key, and returns a
-// pool that trusts it.
-func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: appHost},
-		DNSNames: []string{appHost}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	write(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
 
 // startTraefik runs Traefik with the shipped traefik.yml and dynamic.yml,
 // on the test's ports and certificate, until the test ends, and waits
@@ -99,15 +38,15 @@ func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
 func startTraefik(t *testing.T, bin string, port, gwPort, appPort int, dynamic ...string) *x509.CertPool {
 	t.Helper()
 	dir := t.TempDir()
-	pool := selfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	write(t, filepath.Join(dir, "dynamic.yml"), shipped(t, "dynamic.yml", append([]string{
+	pool := exampletest.SelfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), appHost)
+	exampletest.Write(t, filepath.Join(dir, "dynamic.yml"), exampletest.Shipped(t, "dynamic.yml", append([]string{
 		"127.0.0.1:9091", fmt.Sprintf("127.0.0.1:%d", gwPort),
 		"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", appPort),
 		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
 		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")}, dynamic...)...))
 	// The test's own addition: no update check or usage report from a
 	// test, and Traefik's log for a failure.
-	write(t, filepath.Join(dir, "traefik.yml"), shipped(t, "traefik.yml",
+	exampletest.Write(t, filepath.Join(dir, "traefik.yml"), exampletest.Shipped(t, "traefik.yml",
 		`address: ":443"`, fmt.Sprintf(`address: "127.0.0.1:%d"`, port),
 		"/etc/traefik/dynamic.yml", filepath.Join(dir, "dynamic.yml"))+
 		"\nglobal:\n  checkNewVersion: false\n  sendAnonymousUsage: false\nlog:\n  level: INFO\n")
@@ -193,7 +132,7 @@ func startExample(t *testing.T, caddyfile, dynamic []string) (string, *caddytest
 	t.Setenv("OIDC_CLIENT_SECRET", "traefik-secret")
 
 	// The shipped Caddyfile, on the test's ports and store.
-	g.Start(shipped(t, "Caddyfile", append([]string{
+	g.Start(exampletest.Shipped(t, "Caddyfile", append([]string{
 		"\n{\n", "\n{\n" + g.GlobalOptions(),
 		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
 		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
