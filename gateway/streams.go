@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -56,6 +57,7 @@ type Streams struct {
 	sessions *session.Manager
 	every    time.Duration
 	checking chan struct{} // a slot per check running (streamChecksAtOnce)
+	failures logbudget.Budget
 
 	mu        sync.Mutex
 	bySession map[string]map[*stream]struct{} // by store key of the session
@@ -127,7 +129,13 @@ func (in *streamInput) saw(n int) {
 		return
 	}
 	in.last.Store(now)
-	in.sessions.Touch(in.hash)
+	// Off the copy's path: a session no longer cached is read from the
+	// store.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), streamCheckTimeout)
+		defer cancel()
+		in.sessions.Touch(ctx, in.hash)
+	}()
 }
 
 // inputConn is a hijacked connection (a WebSocket over HTTP/1.1) whose
@@ -278,7 +286,9 @@ func (st *stream) check() {
 	case errors.Is(err, session.ErrNoSession):
 		why = "its session has ended"
 	case err != nil:
-		st.route.Logger.Warn("checking a stream's session", zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID), zap.Error(err))
+		// Every stream's check fails while the store is away: one line
+		// a minute.
+		st.owner.failures.Warn(st.route.Logger, "check", time.Now(), "checking a stream's session", zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID), zap.Error(err))
 	case !st.route.Admits(id.IdP) || !st.route.Access.Permits(id):
 		why = "the route's rules no longer admit its session"
 	}

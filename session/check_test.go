@@ -135,15 +135,45 @@ func TestTouch(t *testing.T) {
 	}
 	for range 3 { // 27 minutes of input, no request
 		clk.advance(9 * time.Minute)
-		m.Touch(s.Hash)
+		m.Touch(ctx, s.Hash)
 	}
 	clk.advance(9 * time.Minute)
 	if _, err := m.Resolve(ctx, token); err != nil {
 		t.Fatalf("9 minutes after the last input: %v", err)
 	}
 	clk.advance(11 * time.Minute)
-	m.Touch(s.Hash) // input after the session idled out
+	m.Touch(ctx, s.Hash) // input after the session idled out
 	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("input 11 minutes after the last use brought the session back: %v", err)
+	}
+}
+
+// TestTouchAfterTheCacheDroppedIt: input on a WebSocket keeps its session
+// from the idle timeout even after the cache dropped the session (its
+// user changed, say), which the stream's own checks do not bring back.
+func TestTouchAfterTheCacheDroppedIt(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: 30 * time.Second}
+	m := session.New(db, cfg, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	m.ForgetUser(u.ID) // a profile change: the cache drops the session
+	for range 24 {     // 12 minutes of input, checks, flushes, no request
+		clk.advance(30 * time.Second)
+		m.Touch(ctx, s.Hash)
+		if _, err := m.Check(ctx, s.Hash); err != nil {
+			t.Fatalf("Check after %v of input: %v", clk.now().Sub(s.Created), err)
+		}
+		if err := m.Flush(ctx, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -456,11 +456,11 @@ func (m *Manager) Check(ctx context.Context, hash string) (*Identity, error) {
 
 // Touch records a use of the session stored under hash
 // (Identity.SessionHash) that came by another way than a request: what the
-// browser sends on a WebSocket (gateway.Streams). A session not in the
-// cache is left as it is: its stream's request cached it, and what drops
-// it from the cache (a sign-out, a change of its user) is checked by the
-// stream.
-func (m *Manager) Touch(hash string) {
+// browser sends on a WebSocket (gateway.Streams). A session the cache no
+// longer holds (its user changed, the cache was emptied or made room) is
+// read again as a request's would be, from the store, which may take a
+// store read: callers on a hot path call it in a goroutine of its own.
+func (m *Manager) Touch(ctx context.Context, hash string) {
 	h, ok := parseHash(hash)
 	if !ok {
 		return
@@ -469,6 +469,7 @@ func (m *Manager) Touch(hash string) {
 	e := m.entries[h]
 	m.mu.RUnlock()
 	if e == nil {
+		_, _ = m.lookup(ctx, h, true)
 		return
 	}
 	// Not a session already idle past its timeout: that one has ended,
