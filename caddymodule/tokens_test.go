@@ -238,11 +238,14 @@ func leakRun(t *testing.T, g *tokenGateway, b *browser) []string {
 	g.IdP.RevokeGrants("ada")
 	time.Sleep(1200 * time.Millisecond)
 	readBody(t, b.get(g.GW.Base+"/api", "Accept", "application/json"))
-	secrets := append([]string{a.Access, fresh.Access, a.IDToken, fresh.IDToken}, g.IdP.RefreshTokens()...)
-	if len(secrets) != 6 {
-		t.Fatalf("expected two refresh tokens, got %d", len(secrets)-4)
+	// Two refresh tokens at least: the sign-in's and the refresh's. On a
+	// loaded machine the sign-in's first request may itself come after
+	// the margin and refresh once more; every one issued is searched.
+	refresh := g.IdP.RefreshTokens()
+	if len(refresh) < 2 {
+		t.Fatalf("expected two refresh tokens at least, got %d", len(refresh))
 	}
-	return secrets
+	return append([]string{a.Access, fresh.Access, a.IDToken, fresh.IDToken}, refresh...)
 }
 
 // findTokens reports every place in text where one of secrets (or an ID
