@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,10 +105,6 @@ type watchedAnswer struct {
 	stream  *stream // once tracked; the handler's goroutine only
 
 	ended atomic.Bool // cut: what the app writes from now on fails
-	// mu orders cut, from a check's goroutine, before the handler's
-	// return: a writer's deadline may not be set after it.
-	mu       sync.Mutex
-	returned bool
 }
 
 func (w *privateWriter) WriteHeader(status int) {
@@ -119,43 +114,38 @@ func (w *privateWriter) WriteHeader(status int) {
 	// page and its no-store would evict the copy it revalidates.
 	if !w.wrote && status >= 200 && status != http.StatusNotModified {
 		w.wrote = true
-		if h := w.Header(); len(h["Cache-Control"]) == 0 {
+		h := w.Header()
+		contentType := h.Get("Content-Type")
+		if len(h["Cache-Control"]) == 0 {
 			// A slice of its own: a `header` directive's replace edits
 			// values in place.
-			h["Cache-Control"] = []string{cacheControlFor(openedAsPage(w.req), h.Get("Content-Type"))}
+			h["Cache-Control"] = []string{cacheControlFor(openedAsPage(w.req), contentType)}
 		}
-		if w.answer.streams != nil && isEventStream(w.Header()) {
+		if w.answer.streams != nil && isEventStream(contentType) {
 			w.answer.stream = w.answer.streams.track(w.answer.route, w.answer.id, w.cut)
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-// isEventStream reports whether h is the header of an event stream.
-func isEventStream(h http.Header) bool {
-	ct := h.Get("Content-Type")
+// isEventStream reports whether contentType is an event stream's.
+func isEventStream(ct string) bool {
 	return len(ct) >= len("text/event-stream") && strings.EqualFold(ct[:len("text/event-stream")], "text/event-stream")
 }
 
 // cut ends a tracked answer whose session has ended: what the app writes
 // from now on fails (reverse_proxy then stops copying and closes the
 // upstream's answer), and a write under way or to come fails at once on
-// the connection's write deadline (HTTP/2 resets the stream).
+// the connection's write deadline (HTTP/2 resets the stream). It runs
+// under the stream's lock (stream.end), never after returned.
 func (w *privateWriter) cut(error) {
-	w.answer.mu.Lock()
-	defer w.answer.mu.Unlock()
-	if w.answer.returned {
-		return
-	}
 	w.answer.ended.Store(true)
 	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now())
 }
 
-// returned stops tracking the answer once the handler has returned.
+// returned stops tracking the answer once the handler has returned. An
+// answer that was never tracked (nearly all) costs nothing here.
 func (w *privateWriter) returned() {
-	w.answer.mu.Lock()
-	w.answer.returned = true
-	w.answer.mu.Unlock()
 	if w.answer.stream != nil {
 		w.answer.streams.remove(w.answer.stream)
 	}

@@ -289,14 +289,13 @@ func (st *stream) check() {
 		// Every stream's check fails while the store is away: one line
 		// a minute.
 		st.owner.failures.Warn(st.route.Logger, "check", time.Now(), "checking a stream's session", zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID), zap.Error(err))
-	case !st.route.Admits(id.IdP) || !st.route.Access.Permits(id):
+	case !st.route.Access.Permits(id):
+		// The session's IdP never changes, nor do the route's IdPs: only
+		// the rules' verdict on the user can.
 		why = "the route's rules no longer admit its session"
 	}
 	if why != "" {
-		if st.finish() {
-			st.route.Logger.Info("ended a stream: "+why, zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID))
-			st.cancel(ErrStreamEnded)
-		}
+		st.end(why)
 		return
 	}
 	next := st.owner.every
@@ -310,11 +309,30 @@ func (st *stream) check() {
 	st.mu.Unlock()
 }
 
-// finish marks st done, with no more checks, and reports whether it was
-// the first to.
-func (st *stream) finish() bool {
+// end ends the stream for why, unless its request has returned or it has
+// ended already. Under st.mu, as finish: once the request's own finish
+// (Streams.remove) has returned, no check can end the answer any more,
+// whose writer may then not be used. The line is logged before the end,
+// so that whoever sees the stream end finds it in the log.
+func (st *stream) end(why string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if !st.finishLocked() {
+		return
+	}
+	st.route.Logger.Info("ended a stream: "+why, zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID))
+	st.cancel(ErrStreamEnded)
+}
+
+// finish marks st done, with no more checks.
+func (st *stream) finish() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.finishLocked()
+}
+
+// finishLocked marks st done and reports whether it was the first to.
+func (st *stream) finishLocked() bool {
 	if st.done {
 		return false
 	}

@@ -460,22 +460,12 @@ func (m *Manager) Check(ctx context.Context, hash string) (*Identity, error) {
 // longer holds (its user changed, the cache was emptied or made room) is
 // read again as a request's would be, from the store, which may take a
 // store read: callers on a hot path call it in a goroutine of its own.
+//
+// It is a use exactly as a request's Resolve is (lookup): a session
+// already idle past its timeout ends rather than coming back.
 func (m *Manager) Touch(ctx context.Context, hash string) {
-	h, ok := parseHash(hash)
-	if !ok {
-		return
-	}
-	m.mu.RLock()
-	e := m.entries[h]
-	m.mu.RUnlock()
-	if e == nil {
+	if h, ok := parseHash(hash); ok {
 		_, _ = m.lookup(ctx, h, true)
-		return
-	}
-	// Not a session already idle past its timeout: that one has ended,
-	// and its stream's next check says so.
-	if now := m.now().UnixNano(); now > e.lastSeen.Load() && !m.idleExpired(e.lastSeen.Load(), now) {
-		e.lastSeen.Store(now)
 	}
 }
 

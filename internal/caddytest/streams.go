@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -140,10 +141,7 @@ func (b *Browser) openStream(base, addr, path, header string, want int) *Stream 
 // Live fails the test unless the stream still carries the app's data
 // within 5 s: the echo of a line sent (WebSocket), a new tick (event
 // stream).
-func (s *Stream) Live(t interface {
-	Helper()
-	Fatalf(string, ...any)
-}, what string) {
+func (s *Stream) Live(t testing.TB, what string) {
 	t.Helper()
 	for len(s.lines) > 0 {
 		<-s.lines
@@ -160,10 +158,7 @@ func (s *Stream) Live(t interface {
 
 // EndsWithin fails the test unless the stream ends within d, and returns
 // how long it took.
-func (s *Stream) EndsWithin(t interface {
-	Helper()
-	Fatalf(string, ...any)
-}, what string, d time.Duration) time.Duration {
+func (s *Stream) EndsWithin(t testing.TB, what string, d time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	select {
