@@ -68,7 +68,8 @@ are deleted, and so are its keys (secrets) that the backup does not have or has
 with other values, and the backup written, so that afterwards it holds exactly
 the backup, keys included. This happens in batches, not in one transaction: if
 it fails part-way, run the same command again; it starts over from an empty
-database. The file is read in full and checked before anything is written, and the
+database. Until a restore finishes, the target is marked, and Caddy and the
+other commands refuse it. The file is read in full and checked before anything is written, and the
 target is read back at the end. A bbolt file (what older versions wrote as a
 backup) is accepted too.`,
 		Args: cobra.ExactArgs(1),
@@ -164,6 +165,7 @@ as were copied, and the source's keys; a difference is an error.
 					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from)
 				}
 				var dst store.Store
+				to.Importing = true // a rerun finishes what an interrupted one began
 				if dst, err = openOfflineSpec(ctx, to); err != nil {
 					return err
 				}
@@ -203,8 +205,8 @@ func describe(c portable.Counts) string {
 func hint(err error) error {
 	switch {
 	case errors.Is(err, portable.ErrPartial):
-		return fmt.Errorf("%w\n(the target is incomplete: do not start Caddy on it; run the same command again with --force, "+
-			"which empties it and starts over)", err)
+		return fmt.Errorf("%w\n(the target is incomplete, and marked so: Caddy and the other commands refuse it until the same command, "+
+			"run again with --force, has emptied it and started over)", err)
 	case errors.Is(err, portable.ErrNotEmpty):
 		return fmt.Errorf("%w\n(--force replaces everything in it with the source)", err)
 	case errors.Is(err, portable.ErrSecretConflict):
@@ -306,6 +308,7 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 		return portable.Counts{}, err
 	}
 	if dst.Backend != backend.Bolt {
+		dst.Importing = true // a rerun finishes what an interrupted one began
 		st, err := openOfflineSpec(ctx, dst)
 		if err != nil {
 			return portable.Counts{}, err

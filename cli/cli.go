@@ -198,6 +198,9 @@ func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, fmt.Errorf("%s: %w", spec, errStoreInUse)
 	}
+	if errors.Is(err, store.ErrUnfinishedImport) {
+		return nil, fmt.Errorf("%s: %w", spec, err)
+	}
 	return st, err
 }
 

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,4 +269,82 @@ func lastUserOf(t *testing.T, st store.Store) *store.User {
 		t.Fatalf("last user: %v %v", last, err)
 	}
 	return last
+}
+
+// failingFrom is a store whose Update number failAt and every one after
+// it fail, as when the database goes away in the middle of a restore.
+type failingFrom struct {
+	store.Store
+	n      *atomic.Int32
+	failAt int32
+}
+
+func (s failingFrom) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.n.Add(1) >= s.failAt {
+		return errors.New("connection lost")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestCLIRestoreInterruptedPostgres: a restore into PostgreSQL is written
+// in batches, so one that stops part-way leaves part of the backup in the
+// database. That used to look like a store: Caddy started on it, and
+// `caddy sso` listed and backed it up. Now the database is marked until
+// the restore has read it back: every command but restore and migrate
+// refuses it, naming what to run, and so does Caddy (the same
+// backend.Open; TestDamagedStoreRefusesToStart starts one); `restore
+// --force` run again completes it.
+func TestCLIRestoreInterruptedPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn, db := openPG(t)
+	fillJIT(t, db, "sub-", 600, sourceKeys)
+	pgStore := "--store=postgres:" + dsn
+	file := filepath.Join(t.TempDir(), "sso.jsonl.gz")
+	mustCLI(t, "backup", file, pgStore)
+	want := contents(t, db)
+
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Updates: 1-11 emptying the database, kind by kind until a batch
+	// finds none left (users 3, audit events 3, the five other kinds 1
+	// each), the first one marking it; 12 the backup's first 500 records
+	// (its 3 keys and 497 users); the connection is lost at 13.
+	_, err = portable.Import(ctx, failingFrom{db, new(atomic.Int32), 13}, f, portable.ImportOptions{Force: true, BatchSize: 500})
+	if !errors.Is(err, portable.ErrPartial) {
+		t.Fatalf("the interrupted restore: %v, want ErrPartial", err)
+	}
+	var left store.Counts
+	if err := db.View(ctx, func(tx store.Tx) (err error) { left, err = tx.Counts(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if left.Users == 0 || left.Users >= 600 {
+		t.Fatalf("the interrupted restore left %d users, want part of the backup's 600", left.Users)
+	}
+
+	for _, args := range [][]string{
+		{"users", "list", pgStore},
+		{"audit", pgStore},
+		{"backup", filepath.Join(t.TempDir(), "partial.jsonl.gz"), pgStore},
+		{"migrate", "--from=postgres:" + dsn, "--to=bolt:" + filepath.Join(t.TempDir(), "copy.db")},
+	} {
+		out, err := cli(ctx, args...)
+		if err == nil || !strings.Contains(err.Error(), "postgres database") ||
+			!strings.Contains(err.Error(), "did not finish (import started ") || !strings.Contains(err.Error(), "caddy sso restore --force") {
+			t.Errorf("caddy sso %s on the part-restored database: %v\n%s", args[0], err, out)
+		}
+	}
+	if _, err := cli(ctx, "restore", file, pgStore); err == nil || !strings.Contains(err.Error(), "did not finish") ||
+		!strings.Contains(err.Error(), "--force replaces everything") {
+		t.Errorf("restore without --force into the part-restored database: %v", err)
+	}
+	mustCLI(t, "restore", "--force", file, pgStore)
+	if got := contents(t, db); got != want {
+		t.Errorf("after restore --force the database is not the backup:\n%s", storetest.FirstLineDiff(want, got, 2))
+	}
+	if out := mustCLI(t, "users", "list", pgStore); !strings.Contains(out, "sub-0599@example.com") {
+		t.Errorf("users list after the restore lacks the last user:\n%s", out)
+	}
 }

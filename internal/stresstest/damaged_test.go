@@ -13,10 +13,14 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
-// TestDamagedStoreRefusesToStart: Caddy on a damaged store file exits at
-// start with a message that names the file and points to `caddy sso
+// TestDamagedStoreRefusesToStart: Caddy on a damaged store file, or on
+// one that holds part of a restore or migration that did not finish, exits
+// at start with a message that names the file and points to `caddy sso
 // restore`; it never panics, never starts a new empty store in its place,
 // and leaves the file as it was for the operator to inspect.
 func TestDamagedStoreRefusesToStart(t *testing.T) {
@@ -39,6 +43,9 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 		name   string
 		damage func(t *testing.T) []byte
 		want   string
+		// opens: bbolt opens the file (and writes its own start-up
+		// records), and the store refuses what it holds.
+		opens bool
 	}{
 		{"truncated", func(t *testing.T) []byte {
 			// bbolt grows its file ahead of its data: cut inside the data,
@@ -51,25 +58,33 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 				t.Fatalf("store data ends at page %d", highWater)
 			}
 			return good[:(highWater-1)*pageSize]
-		}, "truncated"},
-		{"empty", func(*testing.T) []byte { return nil }, "empty"},
+		}, "truncated", false},
+		{"empty", func(*testing.T) []byte { return nil }, "empty", false},
 		{"wrong magic", func(*testing.T) []byte {
 			b := slices.Clone(good)
 			for _, meta := range []int{0, pageSize} { // both meta pages
 				copy(b[meta+16:], []byte{0xde, 0xad, 0xbe, 0xef})
 			}
 			return b
-		}, "not a bbolt database"},
+		}, "not a bbolt database", false},
 		{"future schema version", func(t *testing.T) []byte {
 			return editCopy(t, good, func(tx *bbolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte("99")) })
-		}, "schema version 99"},
+		}, "schema version 99", false},
 		{"garbled pages", func(*testing.T) []byte {
 			b := slices.Clone(good)
 			for i := 2 * pageSize; i < len(b); i++ {
 				b[i] = byte(i*7 + 3)
 			}
 			return b
-		}, "damaged"},
+		}, "damaged", false},
+		{"unfinished restore", func(t *testing.T) []byte {
+			// What `caddy sso migrate` into this file leaves when it stops
+			// part-way (a restore into PostgreSQL, likewise).
+			return editStore(t, good, func(tx store.Tx) error {
+				_, err := tx.LoadOrStoreSecret(store.UnfinishedImport, []byte("migration started 2026-12-03T06:40:00Z"))
+				return err
+			})
+		}, "did not finish (migration started 2026-12-03T06:40:00Z)", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +99,7 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 					t.Errorf("Caddy's refusal lacks %q:\n%s", want, tail(out, 3000))
 				}
 			}
-			if after, _ := os.ReadFile(w.Store); !bytes.Equal(after, damaged) {
+			if after, _ := os.ReadFile(w.Store); !tt.opens && !bytes.Equal(after, damaged) {
 				t.Error("Caddy changed the damaged file")
 			}
 			if after := listDir(t, filepath.Dir(w.Store)); !slices.Equal(after, dirBefore) {
@@ -92,6 +107,30 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// editStore returns good changed by fn, through the store's own API.
+func editStore(t *testing.T, good []byte, fn func(store.Tx) error) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "edit.db")
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // editCopy returns good changed by fn, written with bbolt itself as a bug

@@ -52,6 +52,10 @@ type Spec struct {
 	// OnWrite, when set, is told how long each write transaction held a
 	// bbolt file's write lock, and what for (bolt.Options.OnWrite).
 	OnWrite func(bolt.WriteHold)
+	// Importing opens the target of a restore or migration, which may
+	// hold part of an earlier one that did not finish; every other open
+	// refuses such a store (store.ErrUnfinishedImport).
+	Importing bool
 }
 
 // Parse reads the command-line spelling: "bolt:PATH", "postgres:DSN", a
@@ -344,14 +348,29 @@ func SlowWrites(spec Spec, logger *zap.Logger) func(bolt.WriteHold) {
 	}
 }
 
-// Open opens the store. logger may be nil.
+// Open opens the store. logger may be nil. Unless s.Importing, it refuses
+// a store that holds part of a restore or migration that did not finish.
 func Open(ctx context.Context, s Spec, logger *zap.Logger) (store.Store, error) {
+	var st store.Store
+	var err error
 	switch s.Backend {
 	case Bolt:
-		return bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite})
+		st, err = bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite})
 	case Postgres:
-		return postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
+		st, err = postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
 			StatementTimeout: s.StatementTimeout, Logger: logger})
+	default:
+		return nil, fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
 	}
-	return nil, fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
+	if err != nil {
+		return nil, err
+	}
+	if s.Importing {
+		return st, nil
+	}
+	if err := store.CheckFinished(ctx, st); err != nil {
+		_ = st.Close()
+		return nil, err // the caller names the store, as for other errors of Open
+	}
+	return st, nil
 }

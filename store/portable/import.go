@@ -35,7 +35,8 @@ type ImportOptions struct {
 	// The replacement is not one transaction: a whole store in one would
 	// exhaust PostgreSQL's lock table (every user written takes key
 	// locks). A failure part-way therefore leaves the target holding part
-	// of the source (ErrPartial); running the same import again with Force
+	// of the source (ErrPartial), marked so that no one opens it
+	// (store.UnfinishedImport); running the same import again with Force
 	// starts over from an empty target and finishes.
 	Force bool
 	// Progress hears how many records of each kind have been removed from
@@ -100,7 +101,7 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 		}
 		r = rs
 	}
-	im, err := newImporter(ctx, st, opt)
+	im, err := newImporter(ctx, st, "import", opt)
 	if err != nil {
 		return Counts{}, fmt.Errorf("portable: import: %w", err)
 	}
@@ -136,6 +137,7 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 type importer struct {
 	ctx     context.Context
 	st      store.Store
+	op      string // "import" or "migration", for the store.UnfinishedImport mark
 	opt     ImportOptions
 	pending []*line
 	c       Counts
@@ -146,22 +148,25 @@ type importer struct {
 	sawHead, sawEnd bool
 	reported        map[string]int
 	// changed: the target has been written to (a failure now leaves part
-	// of the source in it).
+	// of the source in it), and marked unfinished (update).
 	changed bool
 }
 
 // newImporter checks the target: empty, unless opt.Force.
-func newImporter(ctx context.Context, st store.Store, opt ImportOptions) (*importer, error) {
+func newImporter(ctx context.Context, st store.Store, op string, opt ImportOptions) (*importer, error) {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = DefaultBatchSize
 	}
-	im := &importer{ctx: ctx, st: st, opt: opt, reported: map[string]int{}, want: map[string][]byte{}}
+	im := &importer{ctx: ctx, st: st, op: op, opt: opt, reported: map[string]int{}, want: map[string][]byte{}}
 	if opt.Force {
 		return im, nil
 	}
 	n, consumed, have, err := targetState(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
+	}
+	if mark, ok := have[store.UnfinishedImport]; ok {
+		return nil, fmt.Errorf("target: it holds part of an earlier %s that did not finish (%s); run it again with Force: %w", op, mark, ErrNotEmpty)
 	}
 	if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
 		return nil, fmt.Errorf("target: it holds %s (import into an empty store, or force it to replace all of them): %w",
@@ -195,6 +200,30 @@ func holding(n store.Counts, consumed int, secrets map[string][]byte) string {
 		return s + fmt.Sprintf(" and %d single-use IDs", consumed)
 	}
 	return s + fmt.Sprintf(", %d single-use IDs and %d secrets", consumed, len(secrets))
+}
+
+// update runs fn in a write transaction of the target. The first one also
+// marks the target unfinished (store.UnfinishedImport), so that from the
+// first change until finish has read it back, neither Caddy nor the
+// offline tools open it; a rerun marks it afresh.
+func (im *importer) update(fn func(tx store.Tx) error) error {
+	mark := !im.changed
+	started := []byte(im.op + " started " + time.Now().UTC().Format(time.RFC3339))
+	err := im.st.Update(im.ctx, func(tx store.Tx) error {
+		if mark {
+			if err := tx.DeleteSecret(store.UnfinishedImport); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("mark the target unfinished: %w", err)
+			}
+			if _, err := tx.LoadOrStoreSecret(store.UnfinishedImport, started); err != nil {
+				return fmt.Errorf("mark the target unfinished: %w", err)
+			}
+		}
+		return fn(tx)
+	})
+	if err == nil {
+		im.changed = true
+	}
+	return err
 }
 
 // failed is an error of the operation op; once the target has changed, it
@@ -276,7 +305,7 @@ func (im *importer) prepare(source map[string][]byte) error {
 		{"secrets", func(tx store.Tx) (int, error) { // those the source lacks or holds with another value
 			return deleteFirst(b, func(fn func(string) error) error {
 				return tx.ForEachSecret(func(name string, value []byte) error {
-					if v, ok := source[name]; ok && bytes.Equal(v, value) {
+					if v, ok := source[name]; name == store.UnfinishedImport || ok && bytes.Equal(v, value) {
 						return nil
 					}
 					return fn(name)
@@ -288,7 +317,7 @@ func (im *importer) prepare(source map[string][]byte) error {
 		total := 0
 		for {
 			var n int
-			err := im.st.Update(im.ctx, func(tx store.Tx) error {
+			err := im.update(func(tx store.Tx) error {
 				var err error
 				n, err = s.remove(tx)
 				return err
@@ -299,7 +328,6 @@ func (im *importer) prepare(source map[string][]byte) error {
 			if n == 0 {
 				break
 			}
-			im.changed = true
 			before := total
 			total += n
 			if p := im.opt.Progress; p != nil && total/progressEvery > before/progressEvery {
@@ -372,6 +400,7 @@ func (im *importer) finish() (store.Counts, error) {
 	if err != nil {
 		return n, fmt.Errorf("read the target back: %w", err)
 	}
+	delete(have, store.UnfinishedImport)
 	for _, p := range []struct {
 		kind         string
 		have, copied int
@@ -394,6 +423,16 @@ func (im *importer) finish() (store.Counts, error) {
 			return n, fmt.Errorf("the target's secret %s is not the source's: %w", name, ErrCountMismatch)
 		}
 	}
+	// The target is the source now: the last write lets it be opened.
+	err = im.st.Update(im.ctx, func(tx store.Tx) error {
+		if err := tx.DeleteSecret(store.UnfinishedImport); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("mark the target finished: %w", err)
+	}
 	return n, nil
 }
 
@@ -405,7 +444,7 @@ func (im *importer) flush() error {
 	batch := im.pending
 	im.pending = nil
 	var d Counts
-	err := im.st.Update(im.ctx, func(tx store.Tx) error {
+	err := im.update(func(tx store.Tx) error {
 		d = Counts{} // fn may run more than once
 		for _, l := range batch {
 			if err := im.write(tx, l, &d); err != nil {
@@ -417,7 +456,6 @@ func (im *importer) flush() error {
 	if err != nil {
 		return err
 	}
-	im.changed = true
 	c := &im.c
 	c.Secrets += d.Secrets
 	c.Users += d.Users
@@ -553,7 +591,7 @@ func Migrate(ctx context.Context, from, to store.Store, opt ImportOptions) (Repo
 			return Report{}, fmt.Errorf("portable: migrate: read the source's secrets: %w", err)
 		}
 	}
-	im, err := newImporter(ctx, to, opt)
+	im, err := newImporter(ctx, to, "migration", opt)
 	if err != nil {
 		return Report{}, fmt.Errorf("portable: migrate: %w", err)
 	}

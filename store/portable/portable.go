@@ -157,6 +157,9 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 			return err
 		}
 		err = tx.ForEachSecret(func(name string, value []byte) error {
+			if name == store.UnfinishedImport {
+				return nil // not the store's: a restore's (store.UnfinishedImport)
+			}
 			c.Secrets++
 			return emit(&line{Secret: &secretRecord{Name: name, Value: value}})
 		})

@@ -149,6 +149,10 @@ func TestImportForceRerunsAfterFailure(t *testing.T) {
 		if !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "connection lost") {
 			t.Fatalf("import failing at update %d: %v, want ErrPartial", failAt, err)
 		}
+		// What is left must not be taken for a store.
+		if err := store.CheckFinished(ctx, db); !errors.Is(err, store.ErrUnfinishedImport) || !strings.Contains(err.Error(), "import started") {
+			t.Errorf("after an import failing at update %d, the target is taken for finished: %v", failAt, err)
+		}
 	}
 	if d, _ := dump(t, db); d == want {
 		t.Fatal("the failed imports wrote everything")
@@ -159,6 +163,108 @@ func TestImportForceRerunsAfterFailure(t *testing.T) {
 	if d, _ := dump(t, db); d != want {
 		t.Errorf("after the rerun the target differs from the backup:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
+	if err := store.CheckFinished(ctx, db); err != nil {
+		t.Errorf("after the rerun: %v", err)
+	}
+}
+
+// TestUnfinishedImportIsMarked: an import or migration into an empty
+// target that fails part-way leaves that target marked, so that Caddy and
+// the offline tools refuse it (store.CheckFinished); one without Force
+// then refuses it, saying why, and one with Force finishes and lifts the
+// mark. An export of a marked store (an admin's backup taken meanwhile)
+// leaves the mark out. The mark is there from the first write to the
+// last: an import that fails reading the target back keeps it.
+func TestUnfinishedImportIsMarked(t *testing.T) {
+	ctx := context.Background()
+	src := openBolt(t)
+	fill(t, src, 300)
+	want, _ := dump(t, src)
+	backup := export(t, src)
+
+	for _, tt := range []struct {
+		name string
+		run  func(to store.Store, force bool) error
+	}{
+		{"import", func(to store.Store, force bool) error {
+			_, err := Import(ctx, to, bytes.NewReader(backup), ImportOptions{Force: force, BatchSize: 64})
+			return err
+		}},
+		{"migration", func(to store.Store, force bool) error {
+			_, err := Migrate(ctx, src, to, ImportOptions{Force: force, BatchSize: 64})
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openBolt(t)
+			if err := tt.run(failingUpdates{db, new(atomic.Int32), 3}, false); !errors.Is(err, ErrPartial) {
+				t.Fatalf("failing at the third update: %v, want ErrPartial", err)
+			}
+			if err := store.CheckFinished(ctx, db); !errors.Is(err, store.ErrUnfinishedImport) || !strings.Contains(err.Error(), tt.name+" started") {
+				t.Fatalf("the part-written target is taken for finished: %v", err)
+			}
+			var exported bytes.Buffer
+			if _, err := Export(ctx, db, &exported, ExportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.CheckFinished(ctx, importInto(t, exported.Bytes())); err != nil {
+				t.Errorf("an export of the marked store carries the mark: %v", err)
+			}
+
+			err := tt.run(db, false)
+			if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "did not finish") {
+				t.Errorf("again without Force: %v, want ErrNotEmpty saying an earlier one did not finish", err)
+			}
+			if err := tt.run(db, true); err != nil {
+				t.Fatalf("again with Force: %v", err)
+			}
+			if err := store.CheckFinished(ctx, db); err != nil {
+				t.Errorf("after the forced rerun: %v", err)
+			}
+			if d, _ := dump(t, db); d != want {
+				t.Errorf("after the forced rerun the target differs from the source:\n%s", storetest.FirstLineDiff(want, d, 2))
+			}
+		})
+	}
+
+	// A target that does not read back as the backup stays marked.
+	db := openBolt(t)
+	_, err := Import(ctx, secretDropper{db}, bytes.NewReader(backup), ImportOptions{BatchSize: 64})
+	if !errors.Is(err, ErrCountMismatch) {
+		t.Fatalf("an import whose target loses a key: %v, want ErrCountMismatch", err)
+	}
+	if err := store.CheckFinished(ctx, db); !errors.Is(err, store.ErrUnfinishedImport) {
+		t.Errorf("a target that failed its read-back is taken for finished: %v", err)
+	}
+}
+
+// secretDropper is a store whose View shows no secret but the
+// unfinished-import mark, as a target that lost the backup's keys would.
+type secretDropper struct{ store.Store }
+
+func (s secretDropper) View(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.View(ctx, func(tx store.Tx) error { return fn(noSecrets{tx}) })
+}
+
+type noSecrets struct{ store.Tx }
+
+func (tx noSecrets) ForEachSecret(fn func(name string, value []byte) error) error {
+	return tx.Tx.ForEachSecret(func(name string, value []byte) error {
+		if name != store.UnfinishedImport {
+			return nil
+		}
+		return fn(name, value)
+	})
+}
+
+// importInto imports backup into a new bbolt store and returns it.
+func importInto(t *testing.T, backup []byte) store.Store {
+	t.Helper()
+	db := openBolt(t)
+	if _, err := Import(context.Background(), db, bytes.NewReader(backup), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // TestMigrateForceSecrets: a forced copy into a target that holds keys of
