@@ -137,11 +137,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
 	s.handler = app.live.Track(app.metrics.SCIM(h, s.BasePath)) // counted in flight: App.Stop
-	basePath := s.BasePath
-	if basePath == "" {
-		basePath = scim.DefaultBasePath
-	}
-	logger.Info("SCIM provisioning enabled", zap.Strings("idps", names), zap.String("base_path", basePath))
+	logger.Info("SCIM provisioning enabled", zap.Strings("idps", names), zap.String("base_path", scim.NormalBasePath(s.BasePath)))
 	return nil
 }
 

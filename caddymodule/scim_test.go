@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/jsonwalk"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
@@ -583,6 +584,35 @@ func TestSCIMSequencesThroughCaddy(t *testing.T) {
 	}
 	if !strings.Contains(logs, "SCIM provisioning enabled") || !strings.Contains(logs, "scim request refused") {
 		t.Errorf("expected provisioning and refusal log lines:\n%s", logs)
+	}
+	// The start-up line says where SCIM is served, default included.
+	if !strings.Contains(logs, `"base_path":"/scim/v2"`) {
+		t.Errorf("the start-up log does not show the effective base path:\n%s", logs)
+	}
+}
+
+// TestSCIMBasePathRefusedWithItsLine: a base_path no decoded, cleaned
+// request path can match (a space, a query, a dot segment, an escaped
+// slash) is refused at `caddy validate`, with its Caddyfile line, and in a
+// JSON config by Validate; "/" alone (under handle_path) is accepted.
+func TestSCIMBasePathRefusedWithItsLine(t *testing.T) {
+	site := func(bp string) string {
+		return scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_path " + bp + "\n\t}\n}\n"
+	}
+	for _, bp := range []string{`"/scim v2"`, "/scim/v2?x=1", "/scim/../v2", "/scim%2Fv2", "/scim//v2"} {
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(bp)), map[string]any{"filename": "Caddyfile"})
+		if err == nil || !strings.Contains(err.Error(), "Caddyfile:13") || !strings.Contains(err.Error(), "base_path") {
+			t.Errorf("base_path %s: %v, want a refusal at Caddyfile:13 naming base_path", bp, err)
+		}
+		h := caddymodule.SCIMHandler{IdPs: []caddymodule.SCIMIdP{{Name: "entra", Token: "{env.T}"}}, BasePath: strings.Trim(bp, `"`)}
+		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "base_path") {
+			t.Errorf("JSON base_path %s: Validate said %v", bp, err)
+		}
+	}
+	for _, bp := range []string{"/", "/scim/v2/", "/v2"} {
+		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(bp)), map[string]any{"filename": "Caddyfile"}); err != nil {
+			t.Errorf("base_path %s refused: %v", bp, err)
+		}
 	}
 }
 

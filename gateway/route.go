@@ -25,6 +25,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
+	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -879,28 +880,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// pathPrefixChars are the characters a path_prefix may hold between its
-// slashes: RFC 3986's pchar without percent-encoding, which request paths
-// arrive decoded from (a prefix with %, ?, # or a space could never match
-// one).
-const pathPrefixChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@"
-
 // CheckPathPrefix is the rule for path_prefix: a path of its own under
 // the site, which the sso endpoints take over, starting and ending with
 // /, not / alone (every request of the site would go to the endpoints, a
 // 404 for all but them), made of path characters, without empty, . or ..
 // segments (browsers resolve those away, so no request would match).
 func CheckPathPrefix(p string) error {
-	bad := len(p) < 3 || p[0] != '/' || p[len(p)-1] != '/'
-	if !bad {
-		for _, seg := range strings.Split(p[1:len(p)-1], "/") {
-			if seg == "" || seg == "." || seg == ".." || strings.Trim(seg, pathPrefixChars) != "" {
-				bad = true
-				break
-			}
-		}
-	}
-	if bad {
+	// The segment rule is urlpath's, shared with sso_scim's base_path.
+	if len(p) < 3 || p[0] != '/' || p[len(p)-1] != '/' || !urlpath.Segments(p[1:len(p)-1]) {
 		return fmt.Errorf("path_prefix %q must start and end with / and be a path of its own, such as /.sso/ or /auth/sso/: not / alone (the whole site would answer with the sso endpoints), its segments non-empty, not . or .., and made of letters, digits and -._~!$&'()*+,;=:@ only (no ?, #, %%, spaces or control characters)", p)
 	}
 	return nil

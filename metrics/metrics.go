@@ -227,12 +227,13 @@ func (m *Metrics) Provisioned(idpName, action, reason string) {
 }
 
 // SCIM returns h counting each request it serves by method, resource and
-// status; basePath is where SCIM is served (default scim.DefaultBasePath).
-// Without metrics (nil m) it returns h.
+// status; basePath is where SCIM is served, as configured (its default is
+// scim.NormalBasePath's). Without metrics (nil m) it returns h.
 func (m *Metrics) SCIM(h http.Handler, basePath string) http.Handler {
 	if m == nil {
 		return h
 	}
+	basePath = strings.TrimSuffix(scim.NormalBasePath(basePath), "/")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
@@ -243,10 +244,7 @@ func (m *Metrics) SCIM(h http.Handler, basePath string) http.Handler {
 // scimRequest counts one SCIM request by method, resource and status,
 // each from a fixed set.
 func (m *Metrics) scimRequest(r *http.Request, basePath string, status int) {
-	if basePath == "" {
-		basePath = scim.DefaultBasePath
-	}
-	rest := strings.TrimPrefix(r.URL.Path, strings.TrimSuffix(basePath, "/"))
+	rest := strings.TrimPrefix(r.URL.Path, basePath)
 	resource, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
 	switch resource {
 	case "Users", "Groups", "ServiceProviderConfig", "ResourceTypes", "Schemas", "Bulk", ".search":

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 )
 
 // EndpointIdP is one identity provider a SCIM endpoint provisions, with
@@ -55,6 +56,9 @@ func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 		if deferred(c.Token) {
 			continue
 		}
+		if strings.TrimSpace(c.Token) != c.Token {
+			return fmt.Errorf("idp %s: the bearer token starts or ends with white space; remove it (no request can present it)", c.Name)
+		}
 		if len(c.Token) < MinTokenLength {
 			return fmt.Errorf("idp %s: the bearer token must be at least %d characters (generate one with: openssl rand -base64 32)",
 				c.Name, MinTokenLength)
@@ -64,8 +68,8 @@ func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 		}
 		literal[c.Token] = c.Name
 	}
-	if e.BasePath != "" && !strings.HasPrefix(e.BasePath, "/") {
-		return fmt.Errorf("base_path %q must start with /", e.BasePath)
+	if err := CheckBasePath(e.BasePath); err != nil {
+		return err
 	}
 	if e.BaseURL != "" {
 		if err := checkBaseURL(e.BaseURL); err != nil {
@@ -73,9 +77,53 @@ func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 		}
 	}
 	if e.MaxBodyBytes < 0 || e.MaxBodyBytes > MaxBodyBytesLimit {
-		return fmt.Errorf("max_body_size %d bytes must be between 1 byte and 1 GiB (default 1 MiB)", e.MaxBodyBytes)
+		return fmt.Errorf("max_body_size %d bytes must be between 1 byte and %s (default %s)",
+			e.MaxBodyBytes, sizeText(MaxBodyBytesLimit), sizeText(DefaultMaxBodyBytes))
 	}
 	return nil
+}
+
+// CheckBasePath is the rule for a base path (Config.BasePath): empty (the
+// default), "/" alone (under handle_path, which strips the prefix before
+// the handler sees the path), or a path starting with / whose segments
+// follow the rule of the sso handler's path_prefix (urlpath.Segments), a
+// trailing / allowed. Request paths arrive decoded and cleaned, so a base
+// path with a space, ?, %, an empty, . or .. segment would match none.
+func CheckBasePath(p string) error {
+	if p == "" || p == "/" {
+		return nil
+	}
+	if !strings.HasPrefix(p, "/") || !urlpath.Segments(strings.TrimSuffix(p[1:], "/")) {
+		return fmt.Errorf("base_path %q must start with / and be a path such as /scim/v2 (or / alone, under handle_path): "+
+			"its segments non-empty, not . or .., and made of letters, digits and -._~!$&'()*+,;=:@ only (no ?, #, %%, spaces or control characters)", p)
+	}
+	return nil
+}
+
+// NormalBasePath is the base path a handler serves for p, a path
+// CheckBasePath accepts: DefaultBasePath for "", "/" for the root, else p
+// without a trailing /. It is the one place that applies the default, for
+// the handler, its metrics and its log alike.
+func NormalBasePath(p string) string {
+	switch p {
+	case "":
+		return DefaultBasePath
+	case "/":
+		return p
+	}
+	return strings.TrimSuffix(p, "/")
+}
+
+// sizeText writes a byte count as the config would: in GiB or MiB when it
+// is a whole number of them.
+func sizeText(n int64) string {
+	switch {
+	case n > 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // checkBaseURL is the rule for a base URL (Config.BaseURL): the links

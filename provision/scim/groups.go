@@ -92,6 +92,9 @@ func (h *Handler) getGroup(r *http.Request, id string) (any, error) {
 	return project(h.groups, h.groupOut(r, g), q.Get("attributes"), q.Get("excludedAttributes")), nil
 }
 
+// maxLoggedMembers bounds the member IDs one log line names.
+const maxLoggedMembers = 20
+
 // groupWrite is what one group transaction did.
 type groupWrite struct {
 	group    *store.Group
@@ -199,8 +202,13 @@ func (h *Handler) saveGroup(tx store.Tx, old, g *store.Group, res *groupWrite) e
 func (h *Handler) afterGroupWrite(res *groupWrite, what string) {
 	h.forgetUsers(res.touched)
 	if len(res.skipped) > 0 {
+		// The directory was answered 204 (refusing would have blocked the
+		// other members' changes), so this line is where the admin learns
+		// which IDs it sent: the first maxLoggedMembers of them, and how
+		// many there were, so that a PUT of 50,000 unknown members stays
+		// one line of bounded size.
 		h.log.Warn("scim group members skipped: not users of this IdP", zap.String("group_id", res.group.ID),
-			zap.Strings("member_ids", res.skipped))
+			zap.Int("skipped", len(res.skipped)), zap.Strings("member_ids", res.skipped[:min(len(res.skipped), maxLoggedMembers)]))
 	}
 	if res.changed {
 		h.log.Info(what, zap.String("group_id", res.group.ID), zap.Int("members_added", res.added),

@@ -51,8 +51,12 @@ func TestJITUserIsAdoptedBySCIM(t *testing.T) {
 	if n := total(t, e.must(200, "GET", "/Users?filter="+q(`userName eq "OID-1@example.com"`), "")); n != 1 {
 		t.Fatalf("userName match: %d", n)
 	}
-	// Creating it instead would be a duplicate.
-	scimError(t, e.do("POST", "/Users", `{"userName":"other","externalId":"oid-1","active":true}`), 409, "uniqueness")
+	// A create with the JIT user's userName but another externalId is
+	// another person: refused, the JIT user left alone.
+	scimError(t, e.do("POST", "/Users", `{"userName":"oid-1@example.com","externalId":"oid-2","active":true}`), 409, "uniqueness")
+	if got := e.user("{{id}}"); got.Source != store.SourceJIT {
+		t.Fatalf("the JIT user was written by a refused create: %+v", got)
+	}
 
 	// The first SCIM write takes the profile over.
 	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
@@ -79,6 +83,77 @@ func TestJITUserIsAdoptedBySCIM(t *testing.T) {
 	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
 	if after := e.user("{{id}}"); !after.Updated.Equal(before.Updated) {
 		t.Error("a PATCH that changes nothing rewrote the user")
+	}
+	// SCIM owns the user now: a create with its externalId is a
+	// duplicate, not another adoption.
+	scimError(t, e.do("POST", "/Users", `{"userName":"other","externalId":"oid-1","active":true}`), 409, "uniqueness")
+	if got := e.user("{{id}}"); got.UserName != "oid-1@example.com" {
+		t.Errorf("a refused create changed the SCIM user: %+v", got)
+	}
+}
+
+// TestCreateAdoptsJITUserByExternalID is Okta taking over a JIT user whose
+// Okta username is not the email: its userName match finds nobody, so it
+// POSTs with externalId = its user ID, the JIT user's subject. The create
+// is the first SCIM write to that user (as a PATCH or PUT would be), not
+// a 409 the directory can never get past.
+func TestCreateAdoptsJITUserByExternalID(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "00uabc", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := total(t, e.must(200, "GET", "/Users?filter="+q(`userName eq "ada"`), "")); n != 0 {
+		t.Fatalf("userName match found %d", n)
+	}
+	r := e.must(201, "POST", "/Users", `{"userName":"ada","externalId":"00uabc","active":true,
+		"name":{"givenName":"Augusta","familyName":"King"},"emails":[{"value":"00uabc@example.com","type":"work","primary":true}]}`)
+	if r.body["id"] != u.ID || !strings.HasSuffix(r.header.Get("Location"), "/Users/"+u.ID) || r.body["userName"] != "ada" {
+		t.Fatalf("create did not answer with the adopted user %s: %s (Location %s)", u.ID, r.raw, r.header.Get("Location"))
+	}
+	got := e.user(u.ID)
+	if got.Source != store.SourceSCIM || got.UserName != "ada" || got.FirstName != "Augusta" || got.Email != "00uabc@example.com" {
+		t.Fatalf("after the adopting create: %+v", got)
+	}
+	if n := total(t, e.must(200, "GET", "/Users", "")); n != 1 {
+		t.Errorf("%d users after the adopting create, want the one", n)
+	}
+	var adopted bool
+	for _, ev := range e.audit() {
+		if ev.Type == store.EventUserUpdated && ev.UserID == u.ID && ev.Detail["adopted_from"] == store.SourceJIT {
+			adopted = true
+		}
+		if ev.Type == store.EventUserCreated && ev.Detail["source"] == store.SourceSCIM {
+			t.Errorf("the adoption was audited as a new user: %+v", ev)
+		}
+	}
+	if !adopted {
+		t.Error("no audit event records the adoption")
+	}
+	// The next sign-in is the same user, its profile SCIM's.
+	again, err := e.login(scimAndJIT, "00uabc", "FromTheToken")
+	if err != nil || again.ID != u.ID || again.FirstName != "Augusta" {
+		t.Fatalf("login after adoption: %+v, %v", again, err)
+	}
+	// A resend of the create is now a duplicate of a SCIM user.
+	scimError(t, e.do("POST", "/Users", `{"userName":"ada2","externalId":"00uabc","active":true}`), 409, "uniqueness")
+}
+
+// TestCreateAdoptionKeepsStateUnlessSent: adopting by create applies
+// active only when the create sends it, as a PUT does, so that a
+// deactivated JIT user is not reactivated by a create that does not say so.
+func TestCreateAdoptionKeepsStateUnlessSent(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	u, err := e.login(scimAndJIT, "00uxyz", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.accounts.Deactivate(context.Background(), u.ID, account.ByAdmin); err != nil {
+		t.Fatal(err)
+	}
+	e.must(201, "POST", "/Users", `{"userName":"ada","externalId":"00uxyz"}`)
+	if got := e.user(u.ID); got.Active || got.Source != store.SourceSCIM {
+		t.Fatalf("adopted without active: %+v", got)
 	}
 }
 

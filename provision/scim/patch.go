@@ -151,13 +151,7 @@ func removeByValues(rt *resourceType, doc map[string]any, ops []patchOp) int {
 	if leaf != nil && leaf.Type == "complex" {
 		leaf = leaf.sub("value")
 	}
-	caseExact := leaf != nil && leaf.CaseExact
-	fold := func(s string) string {
-		if caseExact {
-			return s
-		}
-		return store.FoldName(s)
-	}
+	fold := foldFor(leaf != nil && leaf.CaseExact)
 	want := map[string]bool{}
 	var filters []expr
 	n := 0
@@ -324,7 +318,7 @@ func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any
 		case "add":
 			switch {
 			case multi:
-				c[key] = appendUnique(asList(cur), asList(value))
+				c[key] = appendUnique(asList(cur), asList(value), valueFold(def))
 			case isMap(cur) && isMap(value):
 				merge(cur.(map[string]any), value.(map[string]any))
 			default:
@@ -343,7 +337,7 @@ func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any
 		case "remove":
 			if multi && value != nil {
 				// Entra's legacy member removal: only the listed values go.
-				c[key] = removeListed(asList(cur), asList(value))
+				c[key] = removeListed(asList(cur), asList(value), valueFold(def))
 			} else {
 				delete(c, key)
 			}
@@ -497,11 +491,31 @@ func sameValue(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+// foldFor is how string values compare: as they are when caseExact,
+// else as the store compares names and emails (store.FoldName), so that
+// what a PATCH treats as one value is what the store's indexes do.
+func foldFor(caseExact bool) func(string) string {
+	if caseExact {
+		return func(s string) string { return s }
+	}
+	return store.FoldName
+}
+
+// valueFold is foldFor for the "value" sub-attribute of def's elements:
+// emails.value compares without regard to case (RFC 7643 caseExact
+// false), members.value (an ID) exactly; an attribute no schema defines,
+// exactly.
+func valueFold(def *attr) func(string) string {
+	v := def.sub("value")
+	return foldFor(v == nil || v.CaseExact)
+}
+
 // stringValue is the "value" of a multi-valued attribute's element when
 // it is a string. Two such elements are the same value exactly when the
-// strings are equal, and never the same as an element without one (see
-// sameValue), which lets a group of 50,000 members be indexed by member
-// ID rather than compared pair by pair inside the write transaction.
+// strings are equal (after the attribute's fold, see valueFold), and
+// never the same as an element without one (see sameValue), which lets a
+// group of 50,000 members be indexed by member ID rather than compared
+// pair by pair inside the write transaction.
 func stringValue(el any) (string, bool) {
 	m, ok := el.(map[string]any)
 	if !ok {
@@ -514,12 +528,13 @@ func stringValue(el any) (string, bool) {
 // valueSet answers sameValue(x, el) for any el of a list, in constant
 // time for the elements with a string value.
 type valueSet struct {
+	fold  func(string) string // of the string values (valueFold)
 	keyed map[string]bool
 	other []any // compared with sameValue; few in practice
 }
 
-func newValueSet(list []any) *valueSet {
-	s := &valueSet{keyed: make(map[string]bool, len(list))}
+func newValueSet(list []any, fold func(string) string) *valueSet {
+	s := &valueSet{fold: fold, keyed: make(map[string]bool, len(list))}
 	for _, el := range list {
 		s.add(el)
 	}
@@ -528,7 +543,7 @@ func newValueSet(list []any) *valueSet {
 
 func (s *valueSet) add(el any) {
 	if k, ok := stringValue(el); ok {
-		s.keyed[k] = true
+		s.keyed[s.fold(k)] = true
 	} else {
 		s.other = append(s.other, el)
 	}
@@ -536,13 +551,16 @@ func (s *valueSet) add(el any) {
 
 func (s *valueSet) has(el any) bool {
 	if k, ok := stringValue(el); ok {
-		return s.keyed[k]
+		return s.keyed[s.fold(k)]
 	}
 	return slices.ContainsFunc(s.other, func(o any) bool { return sameValue(o, el) })
 }
 
-func appendUnique(list, add []any) []any {
-	seen := newValueSet(list)
+// appendUnique appends the elements of add whose value list does not hold
+// yet, compared with fold: an address already there in other case stays
+// as it is, once.
+func appendUnique(list, add []any, fold func(string) string) []any {
+	seen := newValueSet(list, fold)
 	for _, v := range add {
 		if !seen.has(v) {
 			seen.add(v)
@@ -552,8 +570,8 @@ func appendUnique(list, add []any) []any {
 	return list
 }
 
-func removeListed(list, drop []any) []any {
-	gone := newValueSet(drop)
+func removeListed(list, drop []any, fold func(string) string) []any {
+	gone := newValueSet(drop, fold)
 	return slices.DeleteFunc(list, gone.has)
 }
 

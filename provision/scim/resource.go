@@ -127,7 +127,12 @@ func (h *Handler) userOut(r *http.Request, u *store.User, refs []store.GroupRef)
 	}
 	schemas := []any{URNUser}
 	for _, k := range slices.Sorted(maps.Keys(d)) {
-		if strings.HasPrefix(strings.ToLower(k), "urn:") && isMap(d[k]) {
+		if m, ok := d[k].(map[string]any); ok && isURN(k) {
+			if len(m) == 0 {
+				// Stored before userFromDoc dropped empty extensions.
+				delete(d, k)
+				continue
+			}
 			schemas = append(schemas, k)
 		}
 	}
@@ -142,6 +147,9 @@ func (h *Handler) userOut(r *http.Request, u *store.User, refs []store.GroupRef)
 	d["meta"] = metaFor("User", u.Created, u.Updated, h.location(r, "User", u.ID))
 	return d, nil
 }
+
+// isURN reports whether a resource's key is an extension's URN.
+func isURN(k string) bool { return len(k) > 4 && strings.EqualFold(k[:4], "urn:") }
 
 func cmpOr(a, b string) string {
 	if a != "" {
@@ -214,6 +222,12 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 		case "id", "meta", "schemas", "groups", "password",
 			"userName", "externalId", "displayName", "name", "active", "emails":
 		default:
+			if m, ok := v.(map[string]any); ok && len(m) == 0 && isURN(k) {
+				// An extension whose last attribute a PATCH removed (or
+				// that was sent empty) is not kept: the user no longer
+				// has it, in storage or in schemas.
+				continue
+			}
 			extras[k] = v
 		}
 	}

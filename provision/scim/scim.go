@@ -20,8 +20,10 @@
 // Scope: a handler sees the users and groups whose IdP is its own (the
 // users its SCIM client created, and the users JIT created through that
 // IdP, which carry externalId = subject so that the IdP's matching adopts
-// them). userName and email are unique across the store, so a userName
-// held by another IdP's user is a 409 here too.
+// them). userName and email are unique across the store, so a value
+// held by another IdP's user is a 409 here too, whose detail says that
+// another identity provider holds it (the log says which). A create whose
+// externalId a JIT or admin user of this IdP holds adopts that user.
 //
 // Filters are answered from indexes only: userName, externalId, id and
 // emails.value with eq (and for groups displayName, externalId, id and
@@ -88,9 +90,10 @@ type Config struct {
 	Accounts *account.Service
 	Logger   *zap.Logger      // nil: no logs
 	Now      func() time.Time // nil: time.Now
-	// BasePath is where the endpoint is mounted, default "/scim/v2";
-	// requests outside it get a SCIM 404. Use "/" when the route strips
-	// the prefix (handle_path) and set BaseURL for the links.
+	// BasePath is where the endpoint is mounted, default DefaultBasePath
+	// (see CheckBasePath, NormalBasePath); requests outside it get a SCIM
+	// 404. Use "/" when the route strips the prefix (handle_path) and set
+	// BaseURL for the links.
 	BasePath string
 	// BaseURL, when set, is the absolute URL of BasePath used in Location
 	// headers and meta.location (for a site behind a proxy that rewrites
@@ -130,12 +133,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Accounts.SCIMManaged != nil && !cfg.Accounts.SCIMManaged(cfg.IdP) {
 		return nil, fmt.Errorf("scim: IdP %s is not marked as managed by SCIM, so its deleted users would come back through JIT", cfg.IdP)
 	}
-	if cfg.BasePath == "" {
-		cfg.BasePath = DefaultBasePath
+	if strings.TrimSpace(cfg.Token) != cfg.Token {
+		// The presented token is trimmed (bearerDigest) and an HTTP header
+		// cannot end in white space, so no request could ever match this
+		// one: a CR left by a CRLF env file, or a quoted trailing space.
+		return nil, fmt.Errorf("scim: IdP %s: the bearer token starts or ends with white space (a CR from a file with CRLF line ends?); remove it", cfg.IdP)
 	}
-	// "/scim/v2/" and "scim/v2" mean "/scim/v2"; "/" (a route that strips
-	// the prefix before the handler sees the path) means the root.
-	cfg.BasePath = strings.TrimRight("/"+strings.Trim(cfg.BasePath, "/"), "/")
+	if err := CheckBasePath(cfg.BasePath); err != nil {
+		return nil, fmt.Errorf("scim: IdP %s: %w", cfg.IdP, err)
+	}
+	// Without a trailing /, so that the root is "" and links are the base
+	// URL plus "/Users/…".
+	cfg.BasePath = strings.TrimSuffix(NormalBasePath(cfg.BasePath), "/")
 	if cfg.BaseURL != "" {
 		if err := checkBaseURL(cfg.BaseURL); err != nil {
 			return nil, fmt.Errorf("scim: IdP %s: base URL %w", cfg.IdP, err)
@@ -444,7 +453,9 @@ func (h *Handler) readBody(r *http.Request) (map[string]any, error) {
 		return nil, fmt.Errorf("read request body: %w", err)
 	}
 	if int64(len(body)) > h.cfg.MaxBodyBytes {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "tooLarge", "request body exceeds %d bytes", h.cfg.MaxBodyBytes)
+		// No scimType: RFC 7644 Table 9 has none for a body too large, and
+		// the status says it all.
+		return nil, errorf(http.StatusRequestEntityTooLarge, "", "request body exceeds %d bytes", h.cfg.MaxBodyBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

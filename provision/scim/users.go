@@ -149,6 +149,82 @@ func storeConflict(err error) error {
 	return err
 }
 
+// heldElsewhere is a write refused because a user of another IdP holds
+// the userName or email: the store keeps both unique across IdPs, while
+// this handler's filters see only its own IdP's users, so the directory's
+// matching finds nobody and it would POST, and get 409, on every cycle.
+// The 409 tells the directory no more than "another identity provider";
+// the admin learns which one, and which user, from the log (report).
+type heldElsewhere struct {
+	attr      string // "userName", "email"
+	holderIdP string
+	holderID  string
+}
+
+func (e *heldElsewhere) Error() string {
+	return fmt.Sprintf("%s held by user %s of identity provider %s", e.attr, e.holderID, e.holderIdP)
+}
+
+// scimError is the 409 the directory gets.
+func (e *heldElsewhere) scimError() *Error {
+	return errorf(http.StatusConflict, "uniqueness",
+		"%s is held by a user of another identity provider; an administrator of the gateway must resolve it", e.attr)
+}
+
+// putUser is tx.PutUser with the store's uniqueness errors as SCIM's 409,
+// telling a value held by another IdP's user (*heldElsewhere) from one
+// held by this IdP's. PutUser writes nothing when it refuses, so the
+// holder is read in the same transaction, and only then.
+func (h *Handler) putUser(tx store.Tx, u *store.User) error {
+	err := tx.PutUser(u)
+	var (
+		holder *store.User
+		attr   string
+		rerr   error
+	)
+	switch {
+	case errors.Is(err, store.ErrUserNameTaken):
+		attr = "userName"
+		holder, rerr = tx.UserByUserName(u.UserName)
+	case errors.Is(err, store.ErrEmailTaken):
+		attr = "email"
+		holder, rerr = tx.UserByEmail(u.Email)
+	default:
+		return storeConflict(err)
+	}
+	if rerr != nil {
+		if errors.Is(rerr, store.ErrNotFound) {
+			return storeConflict(err)
+		}
+		return fmt.Errorf("read the holder of the %s: %w", attr, rerr)
+	}
+	return h.heldBy(holder, attr, storeConflict(err))
+}
+
+// heldBy is the refusal of a value holder holds: a *heldElsewhere when
+// holder belongs to another IdP, else same.
+func (h *Handler) heldBy(holder *store.User, attr string, same error) error {
+	if h.inScope(holder) {
+		return same
+	}
+	return &heldElsewhere{attr: attr, holderIdP: holder.IdP, holderID: holder.ID}
+}
+
+// report logs a write refused by heldElsewhere, for the admin (WARN: no
+// retry of the directory's can resolve it) with request (what the
+// directory wrote), and returns the 409; any other error is returned as it
+// is. The value itself is not logged: the holder's ID finds it (caddy sso
+// users show).
+func (h *Handler) report(err error, request zap.Field) error {
+	var he *heldElsewhere
+	if !errors.As(err, &he) {
+		return err
+	}
+	h.log.Warn("scim write refused: a user of another identity provider holds the value",
+		zap.String("attribute", he.attr), zap.String("holder_idp", he.holderIdP), zap.String("holder_user_id", he.holderID), request)
+	return he.scimError()
+}
+
 // userWrite is what one write transaction did, for the work after the
 // commit and the response. Transactions may run more than once, so each
 // run starts from a zero userWrite.
@@ -161,6 +237,13 @@ type userWrite struct {
 	change  account.Change
 }
 
+// createUser creates the user, or adopts the user of this IdP that holds
+// the externalId when SCIM has never written it (JIT or an admin created
+// it): Okta matches by userName, so a JIT user whose userName (the email)
+// is not the Okta username is found only through its externalId (the
+// sign-in subject), and the create is then the directory's first write to
+// it, as a PUT would be. A SCIM user holding the externalId is a 409: the
+// directory created it and must match it.
 func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]any, string, error) {
 	normalize(h.users, body)
 	in, err := h.userFromDoc(body, nil, modeCreate)
@@ -171,27 +254,41 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 	var (
 		created *store.User
 		cleared bool // a tombstone was removed
+		res     userWrite
 	)
 	err = h.store.Update(r.Context(), func(tx store.Tx) error {
-		created, cleared = nil, false
+		created, cleared, res = nil, false, userWrite{}
 		u := *in
 		u.ID, u.IdP, u.Source, u.Created, u.Updated = "", h.cfg.IdP, store.SourceSCIM, now, now
-		// Check the two SCIM keys before writing so that the 409 says
-		// which one clashed even when both do.
-		if _, err := tx.UserByUserName(u.UserName); err == nil {
-			return errorf(http.StatusConflict, "uniqueness", "userName %q is already taken", u.UserName)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+		var adoptee *store.User
+		externalIDTaken := false
 		if u.ExternalID != "" {
-			if _, err := tx.UserByExternalID(h.cfg.IdP, u.ExternalID); err == nil {
-				return errorf(http.StatusConflict, "uniqueness", "externalId %q is already taken", u.ExternalID)
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
+			holder, err := tx.UserByExternalID(h.cfg.IdP, u.ExternalID)
+			switch {
+			case err == nil && holder.Source != store.SourceSCIM:
+				adoptee = holder
+			case err == nil:
+				externalIDTaken = true
+			case !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("read user by externalId: %w", err)
 			}
 		}
-		if err := tx.PutUser(&u); err != nil {
-			return storeConflict(err)
+		// A userName clash is reported before an externalId one, so that
+		// the 409 says which clashed even when both do. The adoptee may
+		// hold the userName (the same person); anyone else is another.
+		if holder, err := tx.UserByUserName(u.UserName); err == nil && (adoptee == nil || holder.ID != adoptee.ID) {
+			return h.heldBy(holder, "userName", errorf(http.StatusConflict, "uniqueness", "userName %q is already taken", u.UserName))
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("read user by userName: %w", err)
+		}
+		if externalIDTaken {
+			return errorf(http.StatusConflict, "uniqueness", "externalId %q is already taken", u.ExternalID)
+		}
+		if adoptee != nil {
+			return h.adoptByCreate(tx, adoptee, body, now, &res)
+		}
+		if err := h.putUser(tx, &u); err != nil {
+			return err
 		}
 		ev := store.Event{Time: now, Type: store.EventUserCreated, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
 			Detail: map[string]string{"source": store.SourceSCIM}}
@@ -218,12 +315,49 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		return nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", h.report(err, zap.String("external_id", in.ExternalID))
+	}
+	q := r.URL.Query()
+	if created == nil {
+		// Adopted: answered as the create it stands for (201 with the
+		// user's id), the user as it now is.
+		h.acc.Committed(&res.change)
+		h.log.Info("scim user adopted by create", zap.String("user_id", res.user.ID), zap.String("external_id", res.user.ExternalID),
+			zap.Strings("fields", res.changed))
+		doc, err := h.userOut(r, res.user, res.refs)
+		if err != nil {
+			return nil, "", err
+		}
+		return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), res.user.ID, nil
 	}
 	h.log.Info("scim user created", zap.String("user_id", created.ID), zap.String("external_id", created.ExternalID),
 		zap.Bool("active", created.Active), zap.Bool("tombstone_cleared", cleared))
 	doc, err := h.userOut(r, created, nil)
-	return doc, created.ID, err
+	if err != nil {
+		return nil, "", err
+	}
+	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), created.ID, nil
+}
+
+// adoptByCreate applies a create's document to old, a user of this IdP
+// SCIM has not written, as a PUT would: the first SCIM write, which makes
+// the user SCIM's (saveUser audits adopted_from). active is applied only
+// when the document sends it, so that adopting a deactivated user does
+// not quietly reactivate them.
+func (h *Handler) adoptByCreate(tx store.Tx, old *store.User, body map[string]any, now time.Time, res *userWrite) error {
+	u, err := h.userFromDoc(body, old, modeReplace)
+	if err != nil {
+		return err
+	}
+	u.ID, u.IdP = old.ID, old.IdP
+	if err := h.saveUser(tx, old, u, body["active"] != nil, now, res); err != nil {
+		return err
+	}
+	res.refs, err = tx.GroupsOfUser(u.ID)
+	if err != nil {
+		return fmt.Errorf("groups of user %s: %w", u.ID, err)
+	}
+	return nil
 }
 
 func (h *Handler) replaceUser(r *http.Request, id string, body map[string]any) (any, error) {
@@ -276,7 +410,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, h.report(err, zap.String("user_id", id))
 	}
 	h.acc.Committed(&res.change)
 	if res.profile {
@@ -327,8 +461,8 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now
 	res.user = old
 	if len(res.changed) > 0 || res.adopted {
 		u.Source, u.Updated = store.SourceSCIM, now
-		if err := tx.PutUser(u); err != nil {
-			return storeConflict(err)
+		if err := h.putUser(tx, u); err != nil {
+			return err
 		}
 		res.user, res.profile = u, true
 		ev := store.Event{Time: now, Type: store.EventUserUpdated, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
