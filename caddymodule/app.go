@@ -146,17 +146,12 @@ type SessionConfig struct {
 }
 
 // validate holds the JSON settings to what the Caddyfile accepts, with
-// the documented negative values (no idle timeout, no cap) besides. Under
-// a second is a JSON number read as nanoseconds ("lifetime": 28800).
+// the documented negative values (no idle timeout, no cap) besides; an
+// error names the one setting at fault.
 func (c *SessionConfig) validate() error {
-	if c != nil && (c.Lifetime < 0 || subSecond(c.Lifetime) || subSecond(c.IdleTimeout)) {
-		return fmt.Errorf("lifetime %v and idle_timeout %v must be durations of at least 1s, with a unit (0 or unset: the default, %v; idle_timeout -1: none)",
-			time.Duration(c.Lifetime), time.Duration(c.IdleTimeout), session.DefaultLifetime)
-	}
-	return nil
+	c = cmp.Or(c, new(SessionConfig))
+	return cmp.Or(idp.CheckDuration("lifetime", time.Duration(c.Lifetime)), idp.CheckDuration("idle_timeout", max(time.Duration(c.IdleTimeout), 0)))
 }
-
-func subSecond(d caddy.Duration) bool { return d > 0 && time.Duration(d) < time.Second }
 
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
@@ -224,11 +219,14 @@ func (a *App) Validate() error {
 	if err := a.SessionConfig.validate(); err != nil {
 		return fmt.Errorf("sso session: %w", err)
 	}
-	if a.AuditRetention != nil && (*a.AuditRetention < 0 || subSecond(*a.AuditRetention)) {
-		return fmt.Errorf("sso audit_retention: %v must be a duration of at least 1s, with a unit (0 keeps every event)", time.Duration(*a.AuditRetention))
+	if err := idp.CheckDuration("audit_retention", a.auditRetention()); err != nil {
+		return fmt.Errorf("sso %w", err)
 	}
 	seen := make(map[string]bool)
-	for _, c := range a.IdPs {
+	for i, c := range a.IdPs {
+		if c == nil { // JSON's null: an entry, but no IdP to check
+			return fmt.Errorf("sso idps[%d]: null, not an identity provider", i)
+		}
 		if err := c.validate(); err != nil {
 			return fmt.Errorf("sso idp %s: %w", c.Name, err)
 		}

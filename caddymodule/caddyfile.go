@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,19 +71,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		case "store":
 			app.StoreConfig, err = parseStore(s)
 		case "session":
-			if app.SessionConfig == nil {
-				app.SessionConfig = new(SessionConfig)
-			}
+			app.SessionConfig = cmp.Or(app.SessionConfig, new(SessionConfig))
 			err = parseSession(s, app.SessionConfig, given)
 		case "audit_retention":
-			var v string
-			if v, err = s.one(); err == nil {
-				dur, perr := caddy.ParseDuration(v)
-				if perr != nil || dur < 0 {
-					return nil, s.errf("audit_retention %q is not a duration (0 keeps every event)", v)
-				}
-				keep := caddy.Duration(dur)
-				app.AuditRetention = &keep
+			app.AuditRetention = new(caddy.Duration)
+			if d, perr := caddy.ParseDuration(strings.Join(s.args, " ")); perr != nil || d < 0 {
+				err = s.errf("audit_retention %q is not a duration (0 keeps every event)", strings.Join(s.args, " "))
+			} else if d > 0 {
+				*app.AuditRetention, err = s.duration()
 			}
 		case "pages_dir":
 			app.PagesDir, err = s.one()
@@ -117,10 +113,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		max_sessions_per_user <n>
 //	}
 func parseSession(s setting, c *SessionConfig, given onceEach) error {
-	if len(s.args) > 0 {
-		return s.errf("session takes a block, not values")
+	// A bare or empty session line would set nothing.
+	if len(s.args) > 0 || !s.d.NextBlock(1) {
+		return s.errf("session takes a block: session { lifetime <duration>; idle_timeout <duration>; max_sessions_per_user <n> }")
 	}
-	for s.d.NextBlock(1) {
+	for more := true; more; more = s.d.NextBlock(1) {
 		s := next(s.d, "sso session")
 		if err := given.once(s.d, "sso session ", s.key); err != nil {
 			return err
@@ -185,11 +182,8 @@ func parseStore(s setting) (*StoreConfig, error) {
 		default:
 			err = s.unknown("pool_size or statement_timeout")
 		}
-		if err != nil {
+		if err := cmp.Or(err, s.check(c.validate())); err != nil {
 			return nil, err
-		}
-		if err := c.validate(); err != nil {
-			return nil, s.errf("%v", err)
 		}
 	}
 	return c, nil
@@ -291,14 +285,10 @@ func (s setting) flag() (bool, error) {
 
 // choice returns the line's only value, one of allowed.
 func (s setting) choice(allowed []string) (string, error) {
-	v, err := s.one()
-	if err == nil && !slices.Contains(allowed, v) {
-		return "", s.errf("%v", oneOf(s.key, v, allowed))
-	}
-	return v, err
+	return s.checked(func(v string) error { return oneOf(s.key, v, allowed) })
 }
 
-// duration returns the line's only value, a positive duration.
+// duration returns the line's only value, a duration idp.CheckDuration takes, above 0.
 func (s setting) duration() (caddy.Duration, error) {
 	v, err := s.one()
 	if err != nil {
@@ -308,8 +298,29 @@ func (s setting) duration() (caddy.Duration, error) {
 	if err != nil || dur <= 0 {
 		return 0, s.errf("%s %q is not a positive duration", s.key, v)
 	}
-	return caddy.Duration(dur), nil
+	return caddy.Duration(dur), s.check(idp.CheckDuration(s.key, dur))
 }
+
+// check gives err, a setting's rule broken, the setting's line, and its
+// name when err does not say it.
+func (s setting) check(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case !strings.Contains(err.Error(), s.key):
+		return s.errf("%s: %v", s.key, err)
+	}
+	return s.errf("%v", err)
+}
+
+// checked returns the line's only value, held to rule.
+func (s setting) checked(rule func(string) error) (string, error) {
+	v, err := s.one()
+	return v, cmp.Or(err, s.check(rule(v)))
+}
+
+// errOf is the error of a call whose result only a rule's verdict matters of.
+func errOf[T any](_ T, err error) error { return err }
 
 // count returns the line's only value, a positive number.
 func (s setting) count() (int, error) {
@@ -369,19 +380,25 @@ func parseIdP(s setting) (*IdPConfig, error) {
 				return nil, err
 			}
 		}
-		if err := parse(s, c); err != nil {
+		if err := cmp.Or(parse(s, c), s.check(c.checkLine())); err != nil {
 			return nil, err
-		}
-		if c.SAML != nil {
-			if err := c.SAML.check(false); err != nil {
-				return nil, s.errf("%v", err)
-			}
 		}
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("sso idp %s: %w, at %s:%d", c.Name, err, file, line)
 	}
 	return c, nil
+}
+
+// checkLine holds an idp block read so far to the rule of each setting
+// given (what it lacks waits for its end), so that an error has the line
+// that made it; an OIDC secret still unset (for HMAC) is a later line's.
+func (c *IdPConfig) checkLine() error {
+	err := cmp.Or(errOf(c.rules()), errOf(mapping.New(c.Preset, c.Protocol, c.Map)))
+	if c.SAML != nil {
+		return cmp.Or(err, c.SAML.check(false))
+	}
+	return cmp.Or(err, c.OIDC.config(c.Name).CheckSettings(func(v string) bool { return v == "" || hasPlaceholder(v) }))
 }
 
 // sharedIdPLines are the lines of every idp block:
@@ -396,7 +413,6 @@ func parseIdP(s setting) (*IdPConfig, error) {
 //	create_as active|pending
 //	link_by_email
 //	scim
-//	clock_skew <duration>
 func sharedIdPLines() map[string]idpLine {
 	return map[string]idpLine{
 		"preset": func(s setting, c *IdPConfig) (err error) { c.Preset, err = s.choice(mapping.Presets()); return err },
@@ -427,14 +443,6 @@ func sharedIdPLines() map[string]idpLine {
 		},
 		"allowed_domains": func(s setting, c *IdPConfig) (err error) { c.AllowedDomains, err = s.many(); return err },
 		"default_groups":  func(s setting, c *IdPConfig) (err error) { c.DefaultGroups, err = s.many(); return err },
-		"clock_skew": func(s setting, c *IdPConfig) (err error) {
-			if c.SAML != nil {
-				c.SAML.ClockSkew, err = s.duration()
-			} else {
-				c.OIDC.ClockSkew, err = s.duration()
-			}
-			return err
-		},
 	}
 }
 
@@ -447,6 +455,7 @@ func sharedIdPLines() map[string]idpLine {
 //	algorithms <alg>…
 //	tenant_id <id>
 //	offline_access
+//	clock_skew <duration>
 func oidcLines() map[string]idpLine {
 	return map[string]idpLine{
 		"issuer":         func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
@@ -456,6 +465,7 @@ func oidcLines() map[string]idpLine {
 		"algorithms":     func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
 		"tenant_id":      func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },
 		"offline_access": func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
+		"clock_skew":     func(s setting, c *IdPConfig) (err error) { c.OIDC.ClockSkew, err = s.duration(); return err },
 	}
 }
 
@@ -471,6 +481,7 @@ func oidcLines() map[string]idpLine {
 //	allow_sha1
 //	metadata_refresh <duration>
 //	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
+//	clock_skew <duration>
 func samlLines() map[string]idpLine {
 	return map[string]idpLine{
 		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.one(); return err },
@@ -483,6 +494,7 @@ func samlLines() map[string]idpLine {
 		"allow_sha1":       func(s setting, c *IdPConfig) (err error) { c.SAML.AllowSHA1, err = s.flag(); return err },
 		"request_binding":  func(s setting, c *IdPConfig) (err error) { c.SAML.RequestBinding, err = s.one(); return err },
 		"metadata_refresh": func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataRefresh, err = s.duration(); return err },
+		"clock_skew":       func(s setting, c *IdPConfig) (err error) { c.SAML.ClockSkew, err = s.duration(); return err },
 		"sp_cert": func(s setting, c *IdPConfig) error {
 			if len(s.args) != 2 {
 				return s.errf("expected: sp_cert <certificate file> <key file>")
@@ -541,32 +553,26 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		case "default_idp":
 			hd.DefaultIdP, err = s.one()
 		case "base_url":
-			hd.BaseURL, err = s.one()
+			hd.BaseURL, err = s.checked(func(v string) error { return errOf(gateway.BaseOrigin(v)) })
 		case "mode":
-			hd.Mode, err = s.one()
+			hd.Mode, err = s.checked(func(v string) error { return errOf(gateway.ParseMode(v)) })
 		case "headers":
 			hd.HeaderSet, err = s.one()
 		case "path_prefix":
-			if hd.PathPrefix, err = s.one(); err == nil {
-				if err = gateway.CheckPathPrefix(hd.PathPrefix); err != nil {
-					err = s.errf("%v", err)
-				}
-			}
+			hd.PathPrefix, err = s.checked(gateway.CheckPathPrefix)
 		case "allow", "deny":
 			if len(s.args) < 2 {
 				return nil, s.errf("expected: %s group|domain|user|idp <value>…", s.key)
 			}
-			rule := gateway.AccessRule{Kind: s.args[0], Values: s.args[1:]}
-			if s.key == "allow" {
-				hd.Allow = append(hd.Allow, rule)
-			} else {
-				hd.Deny = append(hd.Deny, rule)
+			rule, list := gateway.AccessRule{Kind: s.args[0], Values: s.args[1:]}, &hd.Allow
+			if s.key == "deny" {
+				list = &hd.Deny
 			}
+			*list = append(*list, rule)
+			err = s.check(rule.Check())
 		case "identity_jwt":
 			if hd.IdentityJWT, err = parseIdentityJWT(s); err == nil {
-				if err = hd.signerConfig().Validate(); err != nil {
-					err = s.errf("%v", err)
-				}
+				err = s.check(hd.signerConfig().Validate())
 			}
 		case "header":
 			if len(s.args) != 2 || s.args[1] == "" {

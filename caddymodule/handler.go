@@ -25,7 +25,7 @@ func init() {
 }
 
 // DefaultPathPrefix is where the sso endpoints live on a protected site.
-const DefaultPathPrefix = "/.sso/"
+const DefaultPathPrefix = gateway.DefaultPathPrefix
 
 // Handler protects the routes after it: requests with a valid session go on
 // with identity headers set, others are sent to sign in (navigations) or

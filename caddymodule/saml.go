@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,12 +75,7 @@ var requestBindings = []string{saml.BindingRedirect, saml.BindingPost}
 // requires a metadata source, which the Caddyfile parser, checking each
 // line as it reads it, asks for only at the end of the block.
 func (c *SAMLConfig) check(complete bool) error {
-	n := 0
-	for _, set := range []bool{c.MetadataURL != "", c.MetadataFile != "", c.Metadata != ""} {
-		if set {
-			n++
-		}
-	}
+	n := len(slices.DeleteFunc([]string{c.MetadataURL, c.MetadataFile, c.Metadata}, func(v string) bool { return v == "" }))
 	switch {
 	case n > 1:
 		return errors.New("the IdP metadata is already given: use one of metadata_url, metadata_file or metadata")
@@ -94,10 +90,8 @@ func (c *SAMLConfig) check(complete bool) error {
 	if c.Metadata != "" && !strings.Contains(c.Metadata, "<") {
 		return errors.New("metadata takes the IdP metadata XML itself (for a file, use metadata_file)")
 	}
-	if c.RequestBinding != "" {
-		if err := oneOf("request_binding", c.RequestBinding, requestBindings); err != nil {
-			return err
-		}
+	if err := oneOf("request_binding", cmp.Or(c.RequestBinding, saml.BindingRedirect), requestBindings); err != nil {
+		return err
 	}
 	if len(c.SPCerts) > saml.MaxSPKeys {
 		return fmt.Errorf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
@@ -107,11 +101,12 @@ func (c *SAMLConfig) check(complete bool) error {
 			return errors.New("sp_cert needs a certificate file and a key file")
 		}
 	}
-	if c.ClockSkew < 0 || time.Duration(c.ClockSkew) > saml.MaxClockSkew {
-		return fmt.Errorf("clock_skew %v must be between 0 and the maximum of %v", time.Duration(c.ClockSkew), saml.MaxClockSkew)
+	if err := cmp.Or(idp.CheckDuration("clock_skew", time.Duration(c.ClockSkew)),
+		idp.CheckDuration("metadata_refresh", time.Duration(c.MetadataRefresh)), saml.CheckEntityID(c.EntityID)); err != nil {
+		return err
 	}
-	if c.MetadataRefresh < 0 {
-		return errors.New("metadata_refresh must not be negative")
+	if time.Duration(c.ClockSkew) > saml.MaxClockSkew {
+		return fmt.Errorf("clock_skew %v must be at most %v", time.Duration(c.ClockSkew), saml.MaxClockSkew)
 	}
 	if err := saml.CheckMaxResponseSize(c.MaxResponseSize); err != nil {
 		return fmt.Errorf("max_response_size %d bytes %w", c.MaxResponseSize, err)

@@ -7,7 +7,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
+	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
 )
+
+// TestDefaultPathPrefixIsGateways: the sso directive's default path
+// prefix is gateway's, the one the sample pages (docs/pages.md) link with.
+func TestDefaultPathPrefixIsGateways(t *testing.T) {
+	if caddymodule.DefaultPathPrefix != ssogateway.DefaultPathPrefix {
+		t.Errorf("caddymodule.DefaultPathPrefix %q, gateway.DefaultPathPrefix %q", caddymodule.DefaultPathPrefix, ssogateway.DefaultPathPrefix)
+	}
+}
 
 // TestJSONValidation holds JSON configs, which no Caddyfile parser has
 // checked, to the rules the Caddyfile enforces: each module's Validate
@@ -27,11 +36,11 @@ func TestJSONValidation(t *testing.T) {
 
 		// session: a negative lifetime would silently become the default;
 		// the documented negative values (no idle timeout, no cap) stay.
-		{"negative session lifetime", "app", `{"session":{"lifetime":"-1h"}}`, []string{"sso session: lifetime -1h0m0s", "at least 1s"}},
+		{"negative session lifetime", "app", `{"session":{"lifetime":"-1h"}}`, []string{"sso session: lifetime -1h0m0s must not be negative"}},
 		// a JSON number is nanoseconds: 28800 is not eight hours.
 		{"session lifetime as a number", "app", `{"session":{"lifetime":28800}}`, []string{"lifetime 28.8µs", "with a unit"}},
 		{"idle timeout as a number", "app", `{"session":{"idle_timeout":3600}}`, []string{"idle_timeout 3.6µs", "with a unit"}},
-		{"audit retention as a number", "app", `{"audit_retention":90}`, []string{"sso audit_retention: 90ns", "with a unit"}},
+		{"audit retention as a number", "app", `{"audit_retention":90}`, []string{"sso audit_retention 90ns must be at least 1s", "with a unit"}},
 		{"session without idle timeout or cap", "app", `{"session":{"lifetime":"8h","idle_timeout":-1,"max_sessions_per_user":-1}}`, nil},
 
 		// idp: the settings of one protocol only.
@@ -79,6 +88,30 @@ func TestJSONValidation(t *testing.T) {
 		{"path_prefix with a query", "handler", `{"path_prefix":"/x?y/"}`, []string{`path_prefix "/x?y/"`}},
 		{"path_prefix with a control character", "handler", `{"path_prefix":"/a\tb/"}`, []string{"path_prefix", "control characters"}},
 		{"path_prefix nested", "handler", `{"path_prefix":"/admin/.sso/"}`, nil},
+		// Review of 2026-12: every duration is at least 1s with a unit (a
+		// bare JSON number is nanoseconds); statement_timeout is one
+		// PostgreSQL applies (under 1ms it would be its 0, no timeout; above
+		// INT_MAX ms it refuses every connection).
+		{"statement_timeout as a number", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","statement_timeout":5}}`, []string{"sso store: statement_timeout 5ns", "with a unit"}},
+		{"statement_timeout under 1ms", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","statement_timeout":"500us"}}`, []string{"statement_timeout 500µs must be between 1s and"}},
+		{"statement_timeout of 30 days", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","statement_timeout":"720h"}}`, []string{"statement_timeout 720h0m0s", "PostgreSQL's maximum"}},
+		{"statement_timeout at PostgreSQL's maximum", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","statement_timeout":"596h31m23.647s"}}`, nil},
+		{"oidc clock_skew as a number", "app", idp(`,"clock_skew":60`), []string{"sso idp a: clock_skew 60ns must be at least 1s", "with a unit"}},
+		{"saml clock_skew as a number", "app", `{"idps":[{"name":"a","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md","clock_skew":60}}]}`, []string{"sso idp a: clock_skew 60ns must be at least 1s"}},
+		{"saml metadata_refresh as a number", "app", `{"idps":[{"name":"a","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md","metadata_refresh":86400}}]}`, []string{"sso idp a: metadata_refresh 86.4µs must be at least 1s"}},
+		{"token_refresh_margin as a number", "handler", `{"pass_access_token":"X-Forwarded-Access-Token","token_refresh_margin":60}`, []string{"token_refresh_margin 60ns must be at least 1s"}},
+		{"token_refresh_margin negative", "handler", `{"pass_access_token":"X-Forwarded-Access-Token","token_refresh_margin":"-1m"}`, []string{"token_refresh_margin -1m0s must not be negative"}},
+		// The message names only the setting at fault.
+		{"idle_timeout alone sub-second", "app", `{"session":{"idle_timeout":"500ms"}}`, []string{"sso session: idle_timeout 500ms"}},
+		{"null idp", "app", `{"idps":[{"name":"a","protocol":"oidc","oidc":{"issuer":"https://a.example.com","client_id":"x"}},null]}`, []string{"sso idps[1]: null"}},
+		{"saml entity_id with spaces", "app", `{"idps":[{"name":"a","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md","entity_id":" https://sp.example.com "}}]}`, []string{"sso idp a", "must not have surrounding spaces"}},
+		// allowed_domains' rule holds the routes' domain rules too.
+		{"deny domain wildcard", "handler", `{"deny":[{"kind":"domain","values":["*.evil.example"]}]}`, []string{`deny: access rule domain "*.evil.example" is not a domain name`}},
+		{"allow domain URL", "handler", `{"allow":[{"kind":"domain","values":["https://corp.example"]}]}`, []string{`allow: access rule domain "https://corp.example" is not a domain name`}},
+		{"allow domain with @", "handler", `{"allow":[{"kind":"domain","values":["@corp.example"]}]}`, nil},
+		{"base_url port 0", "handler", `{"base_url":"https://app.example.com:0"}`, []string{"base_url", "the port must be 1-65535"}},
+		{"base_url port 65536", "handler", `{"base_url":"https://app.example.com:65536"}`, []string{"the port must be 1-65535"}},
+		{"base_url port 8443", "handler", `{"base_url":"https://app.example.com:8443"}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,13 @@ type AccessRule struct {
 	Values []string `json:"values"`
 }
 
+// Check holds the rule on its own to what NewAccessPolicy requires, for a
+// parser that reports a mistake at the rule's line.
+func (r AccessRule) Check() error {
+	_, err := compileAccess([]AccessRule{r})
+	return err
+}
+
 // accessMatcher is a rule set compiled for the hot path.
 type accessMatcher struct {
 	groups  map[string]bool
@@ -49,7 +56,12 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 			case "group":
 				m.groups[v] = true
 			case "domain":
-				m.domains = append(m.domains, provision.CanonDomain(strings.TrimPrefix(v, "@")))
+				// allowed_domains' rule: a wildcard or URL would match
+				// no one, and a deny rule so written would deny nobody.
+				if err := provision.CheckDomain(v); err != nil {
+					return m, fmt.Errorf("access rule domain %w", err)
+				}
+				m.domains = append(m.domains, provision.CanonDomain(strings.TrimPrefix(strings.TrimSpace(v), "@")))
 			case "user":
 				m.users[v] = true
 				if strings.Contains(v, "@") {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/session"
@@ -43,6 +44,34 @@ func TestDomainRulesMatchEverySpelling(t *testing.T) {
 				t.Errorf("domain %q matched %q", rule, email)
 			}
 		}
+	}
+}
+
+// TestDomainRulesRefuseWhatMatchesNoOne: a domain rule is held to
+// allowed_domains' rule (provision.CheckDomain): a wildcard, a URL, a port
+// or an address matches no email's domain, so `deny domain *.evil.example`
+// would deny nobody. A leading "@" is how a domain is often written, and
+// stays allowed.
+func TestDomainRulesRefuseWhatMatchesNoOne(t *testing.T) {
+	for _, v := range []string{"*.evil.example", "https://evil.example", "evil.example:443", "mallory@evil.example", "evil .example", "@"} {
+		for _, kind := range []string{"allow", "deny"} {
+			rules := []AccessRule{{Kind: "domain", Values: []string{"corp.example", v}}}
+			var err error
+			if kind == "allow" {
+				_, err = NewAccessPolicy(rules, nil)
+			} else {
+				_, err = NewAccessPolicy(nil, rules)
+			}
+			if err == nil || !strings.Contains(err.Error(), kind+": access rule domain") || !strings.Contains(err.Error(), "is not a domain name") {
+				t.Errorf("%s domain %q: %v, want it refused as not a domain name", kind, v, err)
+			}
+			if err := rules[0].Check(); err == nil {
+				t.Errorf("AccessRule.Check accepted domain %q", v)
+			}
+		}
+	}
+	if _, err := NewAccessPolicy(nil, []AccessRule{{Kind: "domain", Values: []string{"@corp.example", " corp.example "}}}); err != nil {
+		t.Errorf("domain with a leading @ or spaces refused: %v", err)
 	}
 }
 

@@ -246,8 +246,14 @@ func AsPageError(err error) (*PageError, bool) {
 	return pe, ok
 }
 
+// DefaultPathPrefix is where a route's endpoints live when it names no
+// path_prefix: the sso directive's default (caddymodule), and the prefix
+// of the sample pages' links, so the samples show the links a default
+// route has.
+const DefaultPathPrefix = "/.sso/"
+
 // samplePrefix is the path prefix of the sample pages' links: the default.
-const samplePrefix = "/.sso/"
+const samplePrefix = DefaultPathPrefix
 
 // SamplePage is the page of that name as a person would see it, with
 // made-up data: what LoadPages tries each template on, and what the tests

@@ -62,8 +62,8 @@ func (c TokenConfig) Headers() []UpstreamHeader {
 // (CheckUpstreamHeaders; CheckRouteHeaders holds them to the route's
 // other headers).
 func (c TokenConfig) Validate() error {
-	if c.RefreshMargin < 0 {
-		return errors.New("token_refresh_margin must be positive")
+	if err := idp.CheckDuration("token_refresh_margin", c.RefreshMargin); err != nil {
+		return err
 	}
 	if c.RefreshMargin != 0 && !c.Passes() {
 		return errors.New("token_refresh_margin needs pass_access_token, pass_id_token or set_authorization_header")

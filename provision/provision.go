@@ -122,14 +122,8 @@ func (r Rules) Validate() error {
 		}
 	}
 	for _, entry := range r.AllowedDomains {
-		// Matching is exact, so a pattern ("*.example.com"), a URL or an
-		// address would pass here and then refuse everyone: say so now.
-		// One leading "@" is allowed and dropped, as "@example.com" is
-		// how the domain is often written.
-		d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
-		if d == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
-			return fmt.Errorf("provision: allowed domain %q (allowed_domains) is not a domain name: write each domain exactly as it "+
-				"follows the @ (no wildcard, URL, port or address), and list each subdomain on its own", entry)
+		if err := CheckDomain(entry); err != nil {
+			return fmt.Errorf("provision: allowed domain (allowed_domains) %w", err)
 		}
 	}
 	if r.Update != UpdateForce && r.Update != UpdateImport {
@@ -172,6 +166,23 @@ func CanonDomain(d string) string {
 		return strings.ToLower(a)
 	}
 	return d
+}
+
+// CheckDomain is the rule for an email domain a configuration lists, in
+// allowed_domains here and in the routes' allow and deny domain rules
+// (gateway): matching is exact, so a pattern ("*.example.com"), a URL or
+// an address would be accepted and then match no one (an allow-list that
+// refuses everyone, a deny rule that denies nobody): it is refused now.
+// One leading "@" is allowed, as "@example.com" is how the domain is often
+// written; it is dropped before matching. Surrounding spaces are allowed
+// and dropped: a JSON list may have them.
+func CheckDomain(entry string) error {
+	d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
+	if d == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
+		return fmt.Errorf("%q is not a domain name: write each domain exactly as it "+
+			"follows the @ (no wildcard, URL, port or address), and list each subdomain on its own", entry)
+	}
+	return nil
 }
 
 func normDomain(d string) string {

@@ -242,7 +242,17 @@ func (c Config) Check(deferred func(string) bool) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("an oidc IdP needs %s", strings.Join(missing, " and "))
 	}
-	if !deferred(c.Issuer) {
+	return c.CheckSettings(deferred)
+}
+
+// CheckSettings is Check without what the configuration as a whole must
+// have (a name, an issuer, a client ID): each setting given, held to its
+// rule, so that a parser can check a block line by line and report a
+// mistake at the line that makes it. An unset issuer is not checked;
+// deferred reporting "" defers the client secret's length too (not given
+// yet), deferred must not be nil.
+func (c Config) CheckSettings(deferred func(string) bool) error {
+	if c.Issuer != "" && !deferred(c.Issuer) {
 		if err := checkURL(c.Issuer, false); err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
@@ -268,6 +278,9 @@ func (c Config) Check(deferred func(string) bool) error {
 		if d < 0 {
 			return errors.New("durations must not be negative")
 		}
+	}
+	if err := idp.CheckDuration("clock_skew", c.ClockSkew); err != nil {
+		return err
 	}
 	if c.ClockSkew > MaxClockSkew {
 		return fmt.Errorf("clock_skew %v must be at most %v: an ID token or logout token is accepted for that long past its exp", c.ClockSkew, MaxClockSkew)

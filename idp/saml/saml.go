@@ -301,6 +301,17 @@ func CheckMaxResponseSize(n int64) error {
 	return nil
 }
 
+// CheckEntityID is the rule for the SP's entity ID as configured (""
+// takes the default): the IdP compares it byte for byte with the one it
+// registered, so a space around it, which no one sees in a config, would
+// refuse every sign-in with an audience mismatch.
+func CheckEntityID(id string) error {
+	if strings.TrimSpace(id) != id {
+		return fmt.Errorf("entity_id %q must not have surrounding spaces", id)
+	}
+	return nil
+}
+
 func normalize(cfg *Config) error {
 	if cfg.Name == "" {
 		return errors.New("name is required")
@@ -319,8 +330,8 @@ func normalize(cfg *Config) error {
 			return fmt.Errorf("metadata_url: %w", err)
 		}
 	}
-	if cfg.EntityID != "" && strings.TrimSpace(cfg.EntityID) != cfg.EntityID {
-		return errors.New("entity_id must not have surrounding spaces")
+	if err := CheckEntityID(cfg.EntityID); err != nil {
+		return err
 	}
 	if len(cfg.SPKeys) > MaxSPKeys {
 		return errors.New("at most two SP key pairs (current and previous) are accepted")

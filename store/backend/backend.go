@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,10 +217,20 @@ func isKeyByte(b byte) bool {
 	return b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
 }
 
+// MaxStatementTimeout is the longest statement_timeout PostgreSQL takes
+// (INT_MAX milliseconds, about 24.8 days): it refuses a longer one on
+// every connection, so the store would not open at Start. The shortest
+// is a second, the least any duration setting takes: PostgreSQL counts
+// whole milliseconds, and one under a millisecond would be its 0, no
+// timeout at all, and under a second is in JSON a forgotten unit
+// ("statement_timeout": 5 is 5ns).
+const MaxStatementTimeout = math.MaxInt32 * time.Millisecond
+
 // Check reports settings that do not fit the backend, as a config writes
 // them (before placeholders are resolved): a bbolt file takes no
-// PostgreSQL settings, PostgreSQL needs a DSN and takes no path, and no
-// limit is negative. An empty Backend is Bolt. The errors use the config's
+// PostgreSQL settings, PostgreSQL needs a DSN and takes no path, no
+// limit is negative, and statement_timeout is one PostgreSQL applies
+// (MaxStatementTimeout). An empty Backend is Bolt. The errors use the config's
 // names for the settings. A DSN deferred reports true for (one with a
 // placeholder, resolved later) is not parsed yet; any other must parse as
 // Open parses it, and the error never shows it: it may hold a password.
@@ -238,6 +249,10 @@ func (s Spec) Check(deferred func(string) bool) error {
 		}
 		if s.MaxConns < 0 || s.StatementTimeout < 0 {
 			return errors.New("pool_size and statement_timeout must not be negative")
+		}
+		if t := s.StatementTimeout; t != 0 && (t < time.Second || t > MaxStatementTimeout) {
+			return fmt.Errorf("statement_timeout %v must be between 1s and %v (PostgreSQL's maximum, about 24 days); in JSON, write it with a unit, such as \"5s\": a bare number is nanoseconds",
+				t, MaxStatementTimeout)
 		}
 		if deferred == nil || !deferred(s.DSN) {
 			if _, err := pgxpool.ParseConfig(s.DSN); err != nil {

@@ -105,7 +105,8 @@ func TestSpecNeverShowsTheDSN(t *testing.T) {
 }
 
 // TestCheck: each backend takes only its own settings, PostgreSQL needs a
-// DSN, and no limit is negative.
+// DSN, no limit is negative, and statement_timeout is one PostgreSQL
+// applies.
 func TestCheck(t *testing.T) {
 	tests := []struct {
 		name string
@@ -125,6 +126,13 @@ func TestCheck(t *testing.T) {
 		{"negative pool size", Spec{Backend: Postgres, DSN: "postgres://db/sso", MaxConns: -1}, "must not be negative"},
 		{"negative statement timeout", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: -time.Second}, "must not be negative"},
 		{"unknown backend", Spec{Backend: "sqlite"}, `unknown backend "sqlite" (expected one of: bolt, postgres)`},
+		// PostgreSQL counts whole milliseconds: under 1ms would be its 0, no
+		// timeout; under 1s is JSON's bare number (nanoseconds).
+		{"statement timeout under 1ms", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: 500 * time.Microsecond}, "statement_timeout 500µs must be between 1s and"},
+		{"statement timeout as a JSON number", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: 5}, "a bare number is nanoseconds"},
+		// Above INT_MAX ms PostgreSQL refuses every connection at start.
+		{"statement timeout above PostgreSQL's maximum", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: 30 * 24 * time.Hour}, "PostgreSQL's maximum"},
+		{"statement timeout at PostgreSQL's maximum", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: MaxStatementTimeout}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
