@@ -2,12 +2,15 @@ package caddymodule_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // TestBrowserBackAfterSignIn presses the back button after signing in,
@@ -15,7 +18,9 @@ import (
 // its session alive, sends the browser to the callback again, with a login
 // the first callback finished. A browser signed in with that IdP goes on to
 // "/", signed in, rather than to a failure page. One whose session is gone
-// sees the failure, with the reference the audit trail has.
+// sees the failure, with the reference the audit trail has: the refused
+// callback carried no flow cookie of this browser (the first callback took
+// it), so its login.failed event says so (signin.UnboundFlow).
 func TestBrowserBackAfterSignIn(t *testing.T) {
 	for _, tc := range []struct {
 		protocol, reference string
@@ -47,6 +52,9 @@ func TestBrowserBackAfterSignIn(t *testing.T) {
 			text := waitForText(t, ctx, "Sign-in failed")
 			if !strings.Contains(text, "Reference: "+tc.reference) {
 				t.Errorf("back without a session: want reference %s:\n%s", tc.reference, text)
+			}
+			if got := auditReasons(t, store.EventLoginFailed); !slices.Contains(got, tc.reference) {
+				t.Errorf("back without a session: the page shows reference %s, the audit trail has %q", tc.reference, got)
 			}
 		})
 	}

@@ -297,7 +297,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case errors.As(err, new(*gateway.Error)):
 		return caddyError(w, r, err) // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):
-		return h.route.SessionUnavailable(w, r, err)
+		return caddyError(w, r, h.route.SessionUnavailable(w, r, err))
 	}
 	if gateway.IsNavigation(r) {
 		return caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 )
 
@@ -140,10 +141,12 @@ func TestRouteAdmitsOnlyItsIdPs(t *testing.T) {
 			!on && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "flow_missing")) {
 			t.Errorf("repeated callback of alpha: %s to %q (want on to /: %v): %s", resp.Status, resp.Header.Get("Location"), wantOn, body)
 		}
-		// Its other answer needs a refused ACS POST's flow cookie: the
-		// URL names nothing it shows, so a link cannot put words on it.
-		if resp, body := b.noFollow(g.base+"/.sso/signin-failed?idp=alpha&code=call_0800_helpdesk&reason=call_0800_helpdesk", false); resp.StatusCode != http.StatusNotFound ||
-			strings.Contains(body, "call_0800_helpdesk") {
+		// Its other answer's reason comes in a refused ACS POST's flow
+		// cookie: without one (a reload) it is the page with a fixed
+		// reference. The URL names nothing it shows, so a link cannot
+		// put words on it.
+		if resp, body := b.noFollow(g.base+"/.sso/signin-failed?idp=alpha&code=call_0800_helpdesk&reason=call_0800_helpdesk", false); resp.StatusCode != http.StatusBadRequest ||
+			!strings.Contains(body, ssogateway.CodeSignInFailedReloaded) || strings.Contains(body, "call_0800_helpdesk") {
 			t.Errorf("/.sso/signin-failed with no refused sign-in: %s: %s", resp.Status, body)
 		}
 	}

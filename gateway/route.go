@@ -387,7 +387,12 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	base := rt.endpointBase(o, p)
 	if callback, method := p.Provider.CallbackEndpoint(); endpoint == callback {
-		if r.Method != method {
+		// A person reaches a callback the IdP POSTs (the SAML ACS) by a
+		// GET too: the back button, a bookmark, a link copied from the
+		// address bar. The provider refuses it with its own code, and
+		// they see the sign-in-failed page with its link to sign in
+		// rather than a bare 405; a script still gets the 405.
+		if r.Method != method && (r.Method != http.MethodGet || !IsNavigation(r)) {
 			w.Header().Set("Allow", method)
 			return httpError(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", endpoint, method))
 		}
@@ -397,7 +402,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		if err != nil {
 			return rt.signInNotSaved(w, p, err)
 		}
-		if method == http.MethodPost {
+		if r.Method == http.MethodPost {
 			// The session cookie (SameSite=Lax) does not come along on
 			// a POST from the IdP's site: beginLogin sent it ahead.
 			var carried string
@@ -506,7 +511,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), "/")
 	}
 	if err != nil {
-		code := idp.ErrorCode(err, "idp_unavailable")
+		code := idp.ErrorCode(err, codeIdPUnavailable)
 		// Every navigation of an anonymous visitor gets here while the
 		// IdP is away: one ERROR line per IdP and reason a minute.
 		key := p.Name + "/" + code
@@ -539,6 +544,14 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if le.Code == idp.CodeMisconfigured {
 			return rt.fail(misconfiguredPage(p.Name))
 		}
+		if idpUnreachable(le.Code) {
+			// The answer may be good: the IdP's keys or metadata could
+			// not be fetched to check it. The page says trying again
+			// may help, with the status (502) an operator's
+			// handle_errors for an IdP that is away takes, as at the
+			// start of a sign-in.
+			return rt.fail(unavailablePage(p.Name, le.Code))
+		}
 		if errors.Is(err, idp.ErrFlowMissing) || errors.Is(err, idp.ErrFlowExpired) {
 			return rt.repeatedSignIn(w, r, run, p, le.Code, tokens)
 		}
@@ -564,6 +577,20 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: LocalPath keeps only a path on this site
 	return nil
+}
+
+// The reference codes of an IdP that could not be reached, from the
+// protocols' packages (idp/oidc CodeIdPUnavailable, idp/saml
+// CodeMetadataUnavailable), which the gateway does not import: at the
+// start of a sign-in and at its callback alike they get the unavailable
+// page, not the one saying the sign-in was refused.
+const (
+	codeIdPUnavailable      = "idp_unavailable"
+	codeMetadataUnavailable = "saml_metadata_unavailable"
+)
+
+func idpUnreachable(code string) bool {
+	return code == codeIdPUnavailable || code == codeMetadataUnavailable
 }
 
 // A callback whose login is gone (the first callback cleared its flow
@@ -597,16 +624,28 @@ func (rt *Route) repeatedSignIn(w http.ResponseWriter, r *http.Request, run *Run
 	return rt.signedInAlready(w, r, run, p, code, tokens)
 }
 
+// CodeSignInFailedReloaded is the reference of the sign-in-failed page
+// shown again without its reason: the page reloaded, or reached by the
+// back or forward button, after its first view took the flow cookie that
+// carried the reason (serveRepeatedSignIn).
+const CodeSignInFailedReloaded = "signin_failed_reloaded"
+
 // serveRepeatedSignIn is repeatedSignIn after the redirect, with the
-// browser's session cookie.
+// browser's session cookie. A reload of its page finds the flow cookie
+// taken by the first view: it shows the same page, with a fixed reference
+// (the first view's is in the log and the audit trail) and a sign-in at
+// the route's IdP, which the reason no longer names. Nothing of the URL is
+// shown, so a link cannot put words on the page.
 func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string) error {
 	var reason repeatedSignInReason
-	if run.Flows.Take(w, r, repeatedSignInFlow, &reason) != nil {
-		return httpError(http.StatusNotFound, errors.New("sso: no refused sign-in to show"))
+	var p *IdP
+	if run.Flows.Take(w, r, repeatedSignInFlow, &reason) == nil {
+		p = rt.provider(reason.IdP)
 	}
-	p := rt.provider(reason.IdP)
 	if p == nil {
-		return httpError(http.StatusNotFound, fmt.Errorf("sso: no IdP %q here", reason.IdP))
+		pg := signInFailedPage(rt.PathPrefix, "", CodeSignInFailedReloaded)
+		pg.Links[0].Href = rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.home())
+		return rt.fail(pg)
 	}
 	return rt.signedInAlready(w, r, run, p, reason.Code, tokens)
 }

@@ -22,9 +22,12 @@ const (
 )
 
 // StoreUnavailable answers a request that the store failed: a session
-// that could not be read, a sign-out that could not be recorded. It
-// writes a plain page saying message when asPage (a navigation, a
-// sign-out), else JSON. The error is logged, never shown.
+// that could not be read, a sign-out that could not be recorded. When
+// asPage (a navigation, a sign-out) it returns the page saying message, a
+// *PageError the caller shows or hands to the server's error routes, as
+// every other page (docs/pages.md, "handle_errors"), with Retry-After set
+// on w already: the error routes answer on the same writer. Otherwise it
+// writes JSON. The error is logged, never shown.
 func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message string, err error) error {
 	// Every request of every visitor may get here while the store is
 	// away: one ERROR line a minute, the rest at DEBUG.
@@ -34,7 +37,7 @@ func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message st
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily unavailable; try again shortly"})
 	}
-	return rt.Pages.Write(w, storeUnavailablePage(message))
+	return rt.fail(storeUnavailablePage(message))
 }
 
 // The pages' messages.

@@ -46,10 +46,11 @@ type LoginError struct {
 	// begun here, so only the IdP's session may survive.
 	SessionEnded bool
 	// Bound reports that the request carried this browser's valid flow
-	// cookie, so a sign-in really was in progress: only such failures are
-	// worth a durable audit event. Anything else (no cookie, a forged one,
-	// an unsolicited post) is what unauthenticated traffic can send without
-	// limit, and must not write to the store (docs/security.md).
+	// cookie, so a sign-in really was in progress. Anything else (no
+	// cookie, a forged one, an unsolicited post) is what unauthenticated
+	// traffic can send without limit, so its audit events have a budget of
+	// their own per instance, and say so (signin.Refusals,
+	// docs/security.md).
 	Bound bool
 }
 

@@ -277,10 +277,30 @@ func (d *Denial) Message() string {
 	case ReasonDeprovisioned:
 		return "Your account has been removed from this application. Ask your administrator for access."
 	case ReasonInvalidAttribute:
-		return "The identity provider sent a " + d.Attribute + " this application cannot store (too long, or with control characters). " +
+		return "The identity provider sent " + attributeWords(d.Attribute) + " this application cannot store (too long, or with control characters). " +
 			"Ask your identity provider administrator to check what it sends as " + d.Attribute + "."
 	}
 	return "Sign-in was denied."
+}
+
+// attributeWords names a profile attribute for the person reading the
+// denied page, with its article: the attribute's own name ("uniqueUserId")
+// means something only to the IdP administrator, whom the message names it
+// to after.
+func attributeWords(attr string) string {
+	switch attr {
+	case mapping.UniqueUserID:
+		return "a user ID"
+	case mapping.Email:
+		return "an email address"
+	case mapping.FirstName:
+		return "a first name"
+	case mapping.LastName:
+		return "a last name"
+	case mapping.Groups:
+		return "a group"
+	}
+	return "a value"
 }
 
 // Provisioner applies Rules against a store.

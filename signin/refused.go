@@ -18,6 +18,10 @@ const (
 	// DefaultAuditPerMinute bounds the login.failed events written per IdP
 	// and reason each minute.
 	DefaultAuditPerMinute = 10
+	// DefaultUnboundAuditPerMinute bounds the login.failed events written
+	// each minute for refusals bound to no login of the browser, all IdPs
+	// and reasons together.
+	DefaultUnboundAuditPerMinute = 10
 	// refusalWindow is the period of the audit budget, the log budget's
 	// (logbudget.Window).
 	refusalWindow = logbudget.Window
@@ -27,12 +31,17 @@ const (
 // unauthenticated traffic grow the store or flood the log
 // (docs/security.md, "Unauthenticated traffic"):
 //
-//   - a refusal without this browser's valid flow cookie (idp.LoginError
-//     .Bound false: no cookie, a forged one, an unsolicited post) writes
-//     nothing durable; anyone can send those without limit;
 //   - a refusal of a login the browser did begin is audited
 //     (login.failed), at most AuditPerMinute per IdP and reason, and the
 //     next event after a full minute says how many were left out;
+//   - a refusal without this browser's valid flow cookie (idp.LoginError
+//     .Bound false: the back button after a sign-in, no cookie, a forged
+//     one, an unsolicited post) is audited too, since the person saw its
+//     reference on a page, but anyone can send those without limit: at
+//     most UnboundAuditPerMinute of them per instance, whatever the IdP
+//     and reason, in a budget of their own (so that they cannot crowd out
+//     the refusals of real logins), each event marked as bound to no
+//     login of this browser;
 //   - the log gets the first refusal per IdP, reason and source each
 //     minute at WARN, the rest at DEBUG, counted on the next WARN line
 //     (internal/logbudget).
@@ -44,10 +53,13 @@ type Refusals struct {
 	Now    func() time.Time // nil: time.Now
 	// AuditPerMinute: 0 means DefaultAuditPerMinute.
 	AuditPerMinute int
+	// UnboundAuditPerMinute: 0 means DefaultUnboundAuditPerMinute.
+	UnboundAuditPerMinute int
 
-	mu    sync.Mutex
-	audit map[[2]string]*budget // (idp, code)
-	logs  logbudget.Budget      // idp, code, source
+	mu      sync.Mutex
+	audit   map[[2]string]*budget // (idp, code), of bound refusals
+	unbound budget                // every unbound refusal
+	logs    logbudget.Budget      // idp, code, source
 }
 
 // budget counts one key's events in the current window.
@@ -67,16 +79,23 @@ func (b *budget) take(now time.Time, limit int) (ok bool, dropped int) {
 	return b.n <= limit, dropped
 }
 
+// UnboundFlow is the "flow" detail of a login.failed event whose callback
+// was bound to no login this browser began (idp.LoginError.Bound false).
+const UnboundFlow = "not_of_this_browser"
+
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
 // Record notes one refused callback of idpName from source (the client
 // address). It never fails: a store error is logged.
 func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginError, source string) {
 	now := time.Now()
 	if r.Now != nil {
 		now = r.Now()
-	}
-	limit := r.AuditPerMinute
-	if limit <= 0 {
-		limit = DefaultAuditPerMinute
 	}
 	r.mu.Lock()
 	if r.audit == nil {
@@ -90,7 +109,9 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 			b = &budget{start: now}
 			r.audit[[2]string{idpName, le.Code}] = b
 		}
-		auditOK, auditDropped = b.take(now, limit)
+		auditOK, auditDropped = b.take(now, orDefault(r.AuditPerMinute, DefaultAuditPerMinute))
+	} else {
+		auditOK, auditDropped = r.unbound.take(now, orDefault(r.UnboundAuditPerMinute, DefaultUnboundAuditPerMinute))
 	}
 	r.mu.Unlock()
 
@@ -105,8 +126,16 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		return
 	}
 	ev := store.Event{Time: now, Type: store.EventLoginFailed, IdP: idpName, Reason: le.Code}
+	if auditDropped > 0 || !le.Bound {
+		ev.Detail = make(map[string]string, 2)
+	}
 	if auditDropped > 0 {
-		ev.Detail = map[string]string{"not_audited_last_minute": strconv.Itoa(auditDropped)}
+		ev.Detail["not_audited_last_minute"] = strconv.Itoa(auditDropped)
+	}
+	if !le.Bound {
+		// Whoever sent it need not have begun a login here: an
+		// administrator reading the trail must not take it for one.
+		ev.Detail["flow"] = UnboundFlow
 	}
 	if err := r.Store.Update(ctx, func(tx store.Tx) error { return tx.Audit(ev) }); err != nil {
 		log.Error("writing audit event", zap.String("type", ev.Type), zap.Error(err))

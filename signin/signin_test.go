@@ -313,26 +313,28 @@ func TestMissingSubjectDenied(t *testing.T) {
 	}
 }
 
-// TestRefusalsBoundedWrites: refusals without a login in progress never
-// write; those of a login in progress are audited up to the budget, and
-// the first event after the window says how many were left out.
+// TestRefusalsBoundedWrites: refusals without a login in progress, which
+// anyone can send, write no more than their own budget, whatever their
+// IdP, reason and source; those of a login in progress are audited up to
+// theirs, which the others cannot use up, and the first event after the
+// window says how many were left out.
 func TestRefusalsBoundedWrites(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now()
-	r := &signin.Refusals{Store: e.db, Now: func() time.Time { return now }, AuditPerMinute: 3}
+	r := &signin.Refusals{Store: e.db, Now: func() time.Time { return now }, AuditPerMinute: 3, UnboundAuditPerMinute: 2}
 	ctx := context.Background()
 	before := e.db.commits.Load()
 	for i := range 1000 {
-		r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, fmt.Sprintf("192.0.2.%d", i%250))
+		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, fmt.Sprintf("192.0.2.%d", i%250))
 	}
-	if n := e.db.commits.Load() - before; n != 0 {
-		t.Fatalf("1000 refusals without a flow cookie made %d commits, want 0", n)
+	if n := e.db.commits.Load() - before; n != 2 {
+		t.Fatalf("1000 refusals without a flow cookie made %d commits, want 2 (their budget)", n)
 	}
 	for range 10 {
 		r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
 	}
-	if n := e.db.commits.Load() - before; n != 3 {
-		t.Fatalf("10 refusals of logins in progress made %d commits, want 3 (the budget)", n)
+	if n := e.db.commits.Load() - before; n != 2+3 {
+		t.Fatalf("10 refusals of logins in progress made %d commits, want 3 (the budget)", n-2)
 	}
 	now = now.Add(time.Minute)
 	r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
