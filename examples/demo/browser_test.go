@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +170,62 @@ func TestDemoInChromium(t *testing.T) {
 	p = waitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.h1 == "Access denied" })
 	if !strings.Contains(p.body, "already belongs to another account") || !strings.Contains(p.body, "email_conflict") {
 		t.Errorf("alice on the SAML site:\n%s", p.body)
+	}
+}
+
+// TestDemoWrongPasswordAndWhoamiInChromium: on each site of the demo a
+// newcomer first mistypes the password at the IdP's login form, which
+// stays put and says so (its #error line), then signs in with the right
+// one, and follows the app page's /.sso/whoami link to the JSON the
+// gateway keeps about them.
+func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
+	d := startDemo(t)
+	for _, site := range []struct {
+		appURL, idpURL, kind, wrongText string
+		users                           []demoUser
+		user, name, email, idp          string
+	}{
+		{d.appURL, d.idp.Issuer, "OpenID provider", "Wrong username or password.", oidcUsers, "alice", "Alice", "alice@example.com", "demo"},
+		{d.samlAppURL, d.samlIdP.URL, "SAML identity provider", "Invalid username or password.", samlUsers, "bob", "Bob", "bob@example.com", "demo-saml"},
+	} {
+		t.Run(site.idp, func(t *testing.T) {
+			ctx := browsertest.New(t, 1000, 800)
+			do(t, ctx, chromedp.Navigate(site.appURL+"/"))
+			atIdPLogin(t, ctx, site.idpURL, site.kind, site.users)
+			if n := eval[int](t, ctx, `document.querySelectorAll("#error").length`); n != 0 {
+				t.Errorf("the login form shows an error before any attempt")
+			}
+
+			do(t, ctx, browsertest.SignInAtTestIdP(site.user, site.user+"-wrong"))
+			p := waitFor(t, ctx, "the login form's error", func(p page) bool {
+				return strings.HasPrefix(p.loc, site.idpURL) && p.h1 != "" && strings.Contains(p.body, site.wrongText)
+			})
+			if got, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error"))); strings.TrimSpace(got) != site.wrongText {
+				t.Errorf("#error says %q, want %q", got, site.wrongText)
+			}
+			if p.h1 != "Sign in" || !strings.Contains(p.body, "Password") || strings.Contains(p.body, "Hello") {
+				t.Errorf("after a wrong password the browser shows %q at %s:\n%s", p.h1, p.loc, p.body)
+			}
+			// The form is there to try again, and the right password
+			// goes through.
+			do(t, ctx, browsertest.SignInAtTestIdP(site.user, site.user))
+			atApp(t, ctx, site.appURL, site.name, site.email, site.idp)
+
+			do(t, ctx, chromedp.Click(chromedp.CSS(`a[href="/.sso/whoami"]`)))
+			p = waitFor(t, ctx, "the whoami JSON", func(p page) bool {
+				return p.loc == site.appURL+"/.sso/whoami" && strings.Contains(p.body, "{")
+			})
+			raw := eval[string](t, ctx, `document.querySelector("pre") ? document.querySelector("pre").innerText : document.body.innerText`)
+			var who struct {
+				ID, Email, IdP, Source string
+				FirstName              string `json:"first_name"`
+			}
+			if err := json.Unmarshal([]byte(raw), &who); err != nil {
+				t.Fatalf("the whoami link shows no JSON (%v):\n%s", err, p.body)
+			}
+			if who.Email != site.email || who.IdP != site.idp || who.Source != "jit" || who.FirstName != site.name || who.ID == "" {
+				t.Errorf("whoami shows %+v, want %s via %s, created by jit", who, site.email, site.idp)
+			}
+		})
 	}
 }
