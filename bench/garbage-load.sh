@@ -6,7 +6,8 @@
 # all on loopback. Prints progress, then the store growth, the audit
 # events and single-use IDs added, and the requests the IdPs got; exits
 # non-zero unless the store grew by less than 1 MiB, nothing was written
-# and no request reached an IdP. Bounded by TIMEOUT.
+# but audit events within their budget (10 a minute per instance) and no
+# request reached an IdP. Bounded by TIMEOUT.
 #
 #	bench/garbage-load.sh                      # 10,000 requests, 8 connections
 #	N=50000 CONNECTIONS=16 TIMEOUT=5m bench/garbage-load.sh

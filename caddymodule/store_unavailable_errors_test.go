@@ -5,17 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestStoreUnavailableReachesHandleErrors: store_unavailable (503) is a
@@ -25,30 +20,8 @@ import (
 // the {http.auth.sso.*} placeholders, Retry-After already on the answer,
 // instead of being written past the operator's error routes.
 func TestStoreUnavailableReachesHandleErrors(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	st := &awayStore{Store: db}
-	u := &store.User{Email: "ada@example.com", Active: true}
-	if err := st.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
-		t.Fatal(err)
-	}
-	sessions := session.New(st, session.Config{}, nil, nil)
-	// Another instance's session: in the store, not in this one's cache.
-	uncached, _, err := session.New(db, session.Config{}, nil, nil).Create(ctx, u, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := gateway.NewHeaderPlan("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
-	h := &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(st, sessions), logger: zap.NewNop(),
-		route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}
+	g := newStoreGoingAway(t)
+	h, st, uncached := g.h, g.st, g.uncached
 	// The site's handle_errors: one route, no matcher, so it takes every
 	// status.
 	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{

@@ -42,31 +42,32 @@ func (s *awayStore) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return s.Store.Update(ctx, fn)
 }
 
-// TestStoreAwayAnswers503 (docs/cluster.md, "Failover"): while the store
-// cannot be reached, a session this instance has cached still reaches the
-// upstream, and one it must read gets 503 with Retry-After, a plain page
-// for a navigation and JSON for a script, never the error itself. The
-// clustertest package shows the same against a stopped PostgreSQL.
-func TestStoreAwayAnswers503(t *testing.T) {
+// storeGoingAway is an sso handler of one OIDC IdP over a store that
+// fails once st.away is set. It holds one user, and a session of that user
+// made by another instance (uncached: in the store, not in this one's
+// cache).
+type storeGoingAway struct {
+	h        *Handler
+	st       *awayStore
+	sessions *session.Manager
+	user     *store.User
+	uncached string
+}
+
+func newStoreGoingAway(t *testing.T) *storeGoingAway {
+	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	ctx := context.Background()
-	st := &awayStore{Store: db}
-	u := &store.User{Email: "ada@example.com", Active: true}
-	if err := st.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+	g := &storeGoingAway{st: &awayStore{Store: db}, user: &store.User{Email: "ada@example.com", Active: true}}
+	if err := g.st.Update(ctx, func(tx store.Tx) error { return tx.PutUser(g.user) }); err != nil {
 		t.Fatal(err)
 	}
-	sessions := session.New(st, session.Config{}, nil, nil)
-	cached, _, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Another instance's session: in the store, not in this one's cache.
-	uncached, _, err := session.New(db, session.Config{}, nil, nil).Create(ctx, u, "okta", store.LogoutInfo{})
-	if err != nil {
+	g.sessions = session.New(g.st, session.Config{}, nil, nil)
+	if g.uncached, _, err = session.New(db, session.Config{}, nil, nil).Create(ctx, g.user, "okta", store.LogoutInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	plan, err := gateway.NewHeaderPlan("", nil)
@@ -74,8 +75,23 @@ func TestStoreAwayAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
-	h := &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(st, sessions), logger: zap.NewNop(),
+	g.h = &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(g.st, g.sessions), logger: zap.NewNop(),
 		route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}
+	return g
+}
+
+// TestStoreAwayAnswers503 (docs/cluster.md, "Failover"): while the store
+// cannot be reached, a session this instance has cached still reaches the
+// upstream, and one it must read gets 503 with Retry-After, a plain page
+// for a navigation and JSON for a script, never the error itself. The
+// clustertest package shows the same against a stopped PostgreSQL.
+func TestStoreAwayAnswers503(t *testing.T) {
+	g := newStoreGoingAway(t)
+	h, st, uncached := g.h, g.st, g.uncached
+	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	upstream := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil

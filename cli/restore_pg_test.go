@@ -117,6 +117,19 @@ var sourceKeys = map[string]string{
 	"flow-cookie-key":    "the source's flow cookie key......",
 }
 
+// backedUpPG returns a fresh PostgreSQL database filled with 600 JIT users
+// (fillJIT), the --store flag naming it, and the backup file of it that
+// `caddy sso backup` wrote.
+func backedUpPG(t *testing.T) (dsn string, db *postgres.DB, pgStore, file string) {
+	t.Helper()
+	dsn, db = openPG(t)
+	fillJIT(t, db, "sub-", 600, sourceKeys)
+	pgStore = "--store=postgres:" + dsn
+	file = filepath.Join(t.TempDir(), "sso.jsonl.gz")
+	mustCLI(t, "backup", file, pgStore)
+	return dsn, db, pgStore, file
+}
+
 // TestCLIRestoreForcePostgres: `restore --force` of a backup into the
 // database it came from, after a user of the backup was deleted and the
 // same person signed in again by JIT (a new user ID with the same IdP
@@ -126,11 +139,7 @@ var sourceKeys = map[string]string{
 // user is back, the re-created one gone.
 func TestCLIRestoreForcePostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn, db := openPG(t)
-	fillJIT(t, db, "sub-", 600, sourceKeys)
-	pgStore := "--store=postgres:" + dsn
-	file := filepath.Join(t.TempDir(), "sso.jsonl.gz")
-	mustCLI(t, "backup", file, pgStore)
+	_, db, pgStore, file := backedUpPG(t)
 	want := contents(t, db)
 
 	// Since the backup: the user last in ID order (in the last batch of a
@@ -296,11 +305,7 @@ func (s failingFrom) Update(ctx context.Context, fn func(store.Tx) error) error 
 // --force` run again completes it.
 func TestCLIRestoreInterruptedPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn, db := openPG(t)
-	fillJIT(t, db, "sub-", 600, sourceKeys)
-	pgStore := "--store=postgres:" + dsn
-	file := filepath.Join(t.TempDir(), "sso.jsonl.gz")
-	mustCLI(t, "backup", file, pgStore)
+	dsn, db, pgStore, file := backedUpPG(t)
 	want := contents(t, db)
 
 	f, err := os.Open(file)

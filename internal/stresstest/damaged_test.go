@@ -111,44 +111,43 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 
 // editStore returns good changed by fn, through the store's own API.
 func editStore(t *testing.T, good []byte, fn func(store.Tx) error) []byte {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "edit.db")
-	if err := os.WriteFile(path, good, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return editFile(t, good, func(path string) error {
+		db, err := bolt.Open(path, bolt.Options{})
+		if err != nil {
+			return err
+		}
+		if err := db.Update(context.Background(), fn); err != nil {
+			_ = db.Close()
+			return err
+		}
+		return db.Close()
+	})
 }
 
 // editCopy returns good changed by fn, written with bbolt itself as a bug
 // or a newer version could.
 func editCopy(t *testing.T, good []byte, fn func(*bbolt.Tx) error) []byte {
+	return editFile(t, good, func(path string) error {
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			return err
+		}
+		if err := db.Update(fn); err != nil {
+			_ = db.Close()
+			return err
+		}
+		return db.Close()
+	})
+}
+
+// editFile returns good as edit leaves it, edited in a file of its own.
+func editFile(t *testing.T, good []byte, edit func(path string) error) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "edit.db")
 	if err := os.WriteFile(path, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(fn); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
+	if err := edit(path); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
