@@ -328,8 +328,10 @@ func TestBrowserPagesIdPInitiatedSignIn(t *testing.T) {
 // TestBrowserPagesForbidden: bob signs in on a route that allows only
 // group eng, which he is not in. He is signed in (the IdP vouched for him)
 // but gets the forbidden page, 403, which names no rule, group or IdP, has
-// no reference and no link, and keeps answering the same for every page of
-// the route.
+// no reference, and keeps answering the same for every page of the route.
+// Its one link, "Sign out", is his way to another account: it leads to the
+// sign-out confirmation, whose button ends his session here and at the
+// IdP, so that the next visit asks for a password.
 func TestBrowserPagesForbidden(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	w.idp.AddUser("bob", "bob-pw", map[string]any{
@@ -349,11 +351,15 @@ func TestBrowserPagesForbidden(t *testing.T) {
 		t.Errorf("the forbidden page is at %s, want the page bob asked for", p.Loc)
 	}
 	statuses.requireStatus(t, p.Loc, http.StatusForbidden)
-	if !strings.Contains(p.Body, "You are signed in, but your account may not use this page.") {
-		t.Errorf("the forbidden page does not say why:\n%s", p.Body)
+	if !strings.Contains(p.Body, "You are signed in, but your account may not use this page.") ||
+		!strings.Contains(p.Body, "sign out to use another account") {
+		t.Errorf("the forbidden page does not say why, or what to do:\n%s", p.Body)
 	}
-	if p.Code != "" || strings.Contains(p.Body, "Reference") || len(p.Links) != 0 {
-		t.Errorf("the forbidden page shows reference %q and links %+v, want neither:\n%s", p.Code, p.Links, p.Body)
+	if p.Code != "" || strings.Contains(p.Body, "Reference") {
+		t.Errorf("the forbidden page shows reference %q, want none:\n%s", p.Code, p.Body)
+	}
+	if len(p.Links) != 1 || p.Links[0].Text != "Sign out" || p.Links[0].Href != w.gw.base+"/.sso/logout" {
+		t.Errorf("the forbidden page's links: %+v, want one, Sign out, to the sign-out page", p.Links)
 	}
 	requireNoInternalText(t, p, "eng", "sales", "group", "test", "bob")
 	if n := len(storedSessions(t)); n != 1 {
@@ -371,6 +377,23 @@ func TestBrowserPagesForbidden(t *testing.T) {
 	if n := w.idp.Requests(oidctest.PathToken); n != 1 {
 		t.Errorf("the IdP's token endpoint was reached %d times, want once (one sign-in)", n)
 	}
+
+	// Sign out, to use another account.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("li a"))); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitForTitle(t, ctx, "Sign out"); p.Loc != w.gw.base+"/.sso/logout" {
+		t.Errorf("the Sign out link led to %s", p.Loc)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+	idpLogin := w.idp.Issuer + oidctest.PathAuthorize
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpLogin) })
+	if n := len(storedSessions(t)); n != 0 {
+		t.Errorf("gateway sessions after signing out: %d, want none", n)
+	}
+	nextVisitAsksForPassword(t, ctx, w.gw.base, idpLogin)
 }
 
 // TestBrowserPagesDenied signs in, in Chromium, as a user whom the JIT

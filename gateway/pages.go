@@ -266,7 +266,7 @@ func SamplePage(name string) Page {
 		return Page{Name: PageDenied, Status: http.StatusForbidden, Title: "Access denied", IdP: "sample", Code: "jit_disabled",
 			Message: "Your account has not been set up for this application. Ask your administrator for access."}
 	case PageForbidden:
-		return forbiddenPage()
+		return forbiddenPage(samplePrefix)
 	case PageMissingAttributes:
 		pg := missingAttributesPageOf("sample", "missing_attributes")
 		pg.Received = []PageAttribute{{Name: "sub"}, {Name: "name"}, {Name: "email", Empty: true}}

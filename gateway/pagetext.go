@@ -27,10 +27,13 @@ func deniedPage(idpName, code, message string, pending bool) Page {
 	return pg
 }
 
-// forbiddenPage names no rule, group or IdP.
-func forbiddenPage() Page {
+// forbiddenPage names no rule, group or IdP. Its link signs out (through
+// the confirmation page): signed in with the wrong account of the IdP, a
+// person has no other way to sign in with another.
+func forbiddenPage(prefix string) Page {
 	return Page{Name: PageForbidden, Status: http.StatusForbidden, Title: "Access denied",
-		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it."}
+		Message: "You are signed in, but your account may not use this page. Ask your administrator for access if you need it, or sign out to use another account.",
+		Links:   []PageLink{{Href: prefix + "logout", Text: "Sign out"}}}
 }
 
 func missingAttributesPageOf(idpName, code string) Page {

@@ -253,7 +253,7 @@ func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.I
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
 	}
-	return rt.fail(forbiddenPage())
+	return rt.fail(forbiddenPage(rt.PathPrefix))
 }
 
 // Unauthorized answers a request without a session that is not a
