@@ -7,7 +7,10 @@
 // apart (docs/operations.md describes them for operators):
 //
 //   - Deactivate sets Active=false and deletes the user's sessions in the
-//     same transaction, so no request gets through between the two.
+//     same transaction, so no request gets through between the two. It
+//     leaves Pending as it is: a pending user disabled (a request
+//     refused) stays one never approved, shown as disabled, and a later
+//     Activate approves them, audited so (detail approved=true).
 //   - Activate sets Active=true and clears Pending. An administrator's
 //     "enable" and SCIM's active=true are the same decision, "this person
 //     may sign in", and a pending user is one waiting for exactly that.
@@ -26,6 +29,11 @@
 // Audit events say who acted (ByAdmin, BySCIM) and why sessions ended (the
 // Reason constants), and carry identifiers only, never an email or any
 // other profile value: the audit trail outlives the profile it would copy.
+// One model for every operation: it writes its own event (user.deactivated,
+// user.deleted, ...), and every operation that ends sessions also writes
+// one session.revoked event, its Reason the operation (deactivated,
+// deleted, revoked) and its detail the number ended, so that `audit --type
+// session.revoked` finds every session an administrator or SCIM ended.
 //
 // Every operation has a Tx form, for a caller that combines several in one
 // transaction (a SCIM PATCH that changes a profile and deactivates), and a
@@ -65,10 +73,20 @@ const (
 	ReasonDeactivated = "deactivated"
 	// ReasonRevoked: an administrator ended the user's sessions.
 	ReasonRevoked = "revoked"
+	// ReasonDeleted: the user was deleted (the event's "by" detail says
+	// by whom).
+	ReasonDeleted = "deleted"
 	// ReasonIdPLogout: the IdP ended its session and named ours (SAML
 	// Single Logout, OIDC back-channel logout).
 	ReasonIdPLogout = "idp_logout"
 )
+
+// EventStoreBackedUp records that a backup of the whole store was handed
+// out. A backup holds every key the store keeps (the SAML SP private keys,
+// the session-token and flow-cookie keys), so who took one, and when, is
+// part of the audit trail. The store package names the events the gateway
+// writes; this one is written only here.
+const EventStoreBackedUp = "store.backed_up"
 
 // Cache is what the operations tell, once their transaction has committed,
 // so that no cached copy outlives what the store no longer has.
@@ -231,19 +249,34 @@ func (s *Service) event(typ string, u *store.User, reason string) store.Event {
 // endUserSessions deletes every session of u and audits it as a
 // session.revoked event with reason, when there were any.
 func (s *Service) endUserSessions(tx store.Tx, u *store.User, reason, by string) (int, error) {
+	n, err := deleteUserSessions(tx, u)
+	if err != nil {
+		return 0, err
+	}
+	return n, s.auditRevoked(tx, u, reason, by, n)
+}
+
+// deleteUserSessions deletes every session of u and counts them.
+func deleteUserSessions(tx store.Tx, u *store.User) (int, error) {
 	hashes, err := tx.DeleteUserSessions(u.ID)
 	if err != nil {
 		return 0, fmt.Errorf("end sessions of user %s: %w", u.ID, err)
 	}
-	if len(hashes) == 0 {
-		return 0, nil
+	return len(hashes), nil
+}
+
+// auditRevoked writes the session.revoked event of n sessions of u ended
+// for reason, none when n is 0.
+func (s *Service) auditRevoked(tx store.Tx, u *store.User, reason, by string, n int) error {
+	if n == 0 {
+		return nil
 	}
 	ev := s.event(store.EventSessionRevoked, u, reason)
-	ev.Detail = map[string]string{"by": by, "sessions": strconv.Itoa(len(hashes))}
+	ev.Detail = map[string]string{"by": by, "sessions": strconv.Itoa(n)}
 	if err := tx.Audit(ev); err != nil {
-		return 0, fmt.Errorf("audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
-	return len(hashes), nil
+	return nil
 }
 
 // DeactivateTx deactivates the user and ends their sessions in tx. A user
@@ -254,17 +287,25 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 		return nil, err
 	}
 	if !u.Active {
-		return &Result{User: u}, nil
+		return &Result{User: withoutSCIMPassword(u)}, nil
 	}
+	u = withoutSCIMPassword(u) // dropped from the store by this write
 	u.Active, u.Updated = false, s.now()
 	if err := tx.PutUser(u); err != nil {
 		return nil, fmt.Errorf("deactivate user %s: %w", id, err)
 	}
-	if err := tx.Audit(s.event(store.EventUserDeactivated, u, by)); err != nil {
+	// The user's event first, then the sessions it ended, as in the trail
+	// before the user's event carried the count.
+	n, err := deleteUserSessions(tx, u)
+	if err != nil {
+		return nil, err
+	}
+	ev := s.event(store.EventUserDeactivated, u, by)
+	ev.Detail = map[string]string{"sessions": strconv.Itoa(n)}
+	if err := tx.Audit(ev); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	n, err := s.endUserSessions(tx, u, ReasonDeactivated, by)
-	if err != nil {
+	if err := s.auditRevoked(tx, u, ReasonDeactivated, by, n); err != nil {
 		return nil, err
 	}
 	c.ForgetUser(id)
@@ -285,8 +326,9 @@ func (s *Service) ActivateTx(tx store.Tx, c *Change, id, by string) (*Result, er
 		return nil, err
 	}
 	if u.Active && !u.Pending {
-		return &Result{User: u}, nil
+		return &Result{User: withoutSCIMPassword(u)}, nil
 	}
+	u = withoutSCIMPassword(u) // dropped from the store by this write
 	approved := u.Pending
 	u.Active, u.Pending, u.Updated = true, false, s.now()
 	if err := tx.PutUser(u); err != nil {
@@ -344,24 +386,36 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 			return nil, fmt.Errorf("tombstone for user %s: %w", id, err)
 		}
 	}
-	// Counted for the audit trail; DeleteUser would delete them anyway.
-	hashes, err := tx.DeleteUserSessions(id)
+	// Ended here rather than by DeleteUser, so that they are audited as
+	// every other ending of sessions is (see the package doc).
+	n, err := deleteUserSessions(tx, u)
 	if err != nil {
-		return nil, fmt.Errorf("end sessions of user %s: %w", id, err)
+		return nil, err
 	}
 	if err := tx.DeleteUser(id); err != nil {
 		return nil, fmt.Errorf("delete user %s: %w", id, err)
 	}
 	ev := s.event(store.EventUserDeleted, u, by)
 	ev.Time = now
-	ev.Detail = map[string]string{"tombstones": strconv.Itoa(len(tombs)), "sessions": strconv.Itoa(len(hashes))}
+	ev.Detail = map[string]string{"tombstones": strconv.Itoa(len(tombs)), "sessions": strconv.Itoa(n)}
+	if s.SCIMManaged == nil {
+		// Offline, which IdPs SCIM manages is not known, so tombstones were
+		// left at every IdP of the user (Tombstones): the same delete
+		// online leaves none at an IdP SCIM does not manage. Said in the
+		// trail, so that a count that differs from an online delete's is
+		// explained where it is read.
+		ev.Detail["scim_managed"] = "unknown"
+	}
 	if err := tx.Audit(ev); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	if err := s.auditRevoked(tx, u, ReasonDeleted, by, n); err != nil {
+		return nil, err
+	}
 	c.ForgetUser(id)
 	c.log("user deleted", zap.String("user_id", id), zap.String("idp", u.IdP), zap.String("by", by),
-		zap.Int("sessions_ended", len(hashes)), zap.Int("tombstones", len(tombs)))
-	return &Result{User: u, Changed: true, Sessions: len(hashes), Tombstones: len(tombs)}, nil
+		zap.Int("sessions_ended", n), zap.Int("tombstones", len(tombs)))
+	return &Result{User: u, Changed: true, Sessions: n, Tombstones: len(tombs)}, nil
 }
 
 // Delete is DeleteTx in a transaction of its own.
@@ -387,6 +441,27 @@ func (s *Service) EndSessionsTx(tx store.Tx, c *Change, id, by string) (*Result,
 // EndSessions is EndSessionsTx in a transaction of its own.
 func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, error) {
 	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.EndSessionsTx(tx, c, id, by) })
+}
+
+// AuditBackup records, before a backup is handed out, that it is: one
+// store.backed_up event with who asked (by, the event's Reason) and how
+// (via, e.g. "admin_api"), and, when known, from where (remote, the
+// client's address), never what the backup holds. It runs before the
+// backup so that one cut short or never finished is recorded as well, and
+// a backup whose event cannot be written is not handed out.
+func (s *Service) AuditBackup(ctx context.Context, by, via, remote string) error {
+	ev := store.Event{Time: s.now(), Type: EventStoreBackedUp, Reason: by, Detail: map[string]string{"via": via}}
+	if remote != "" {
+		ev.Detail["remote"] = remote
+	}
+	err := s.Store.Update(ctx, func(tx store.Tx) error { return tx.Audit(ev) })
+	if err != nil {
+		return fmt.Errorf("audit the backup: %w", err)
+	}
+	if s.Logger != nil {
+		s.Logger.Info("store backup handed out", zap.String("by", by), zap.String("via", via), zap.String("remote", remote))
+	}
+	return nil
 }
 
 func (s *Service) userOp(ctx context.Context, op func(tx store.Tx, c *Change) (*Result, error)) (*Result, error) {

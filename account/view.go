@@ -67,6 +67,7 @@ var EventTypes = []string{
 	store.EventSessionRevoked, store.EventSessionLoggedOut,
 	store.EventGroupCreated, store.EventGroupUpdated, store.EventGroupDeleted,
 	store.EventGroupsOverage,
+	EventStoreBackedUp,
 }
 
 // CheckEventType refuses a type no event has, naming the ones there are:
@@ -123,7 +124,7 @@ func (s *Service) ListUsers(ctx context.Context, query, after string, limit int)
 				page.Next = page.Users[limit-1].ID
 				return errPageFull
 			}
-			page.Users = append(page.Users, u)
+			page.Users = append(page.Users, withoutSCIMPassword(u))
 			return nil
 		})
 		if errors.Is(err, errPageFull) {
@@ -157,6 +158,7 @@ func (s *Service) User(ctx context.Context, id, after string, limit int) (*UserD
 		if d.User, err = user(tx, id); err != nil {
 			return err
 		}
+		d.User = withoutSCIMPassword(d.User)
 		if d.Groups, err = tx.GroupsOfUser(id); err != nil {
 			return err
 		}

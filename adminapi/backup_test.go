@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -60,7 +61,7 @@ func backupServer(t *testing.T, db *bolt.DB, logger *zap.Logger) (*httptest.Serv
 	t.Helper()
 	done := make(chan error, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := adminapi.Handler{Logger: logger, BackupStall: backupStall,
+		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Logger: logger, BackupStall: backupStall,
 			Backup: func(w io.Writer) (int64, error) { return portable.Backup(r.Context(), db, w) }}
 		done <- h.Serve(w, r)
 	}))

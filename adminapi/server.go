@@ -12,6 +12,8 @@
 //	GET    /sso/audit?user=&type=&since=&until=&after=&limit=
 //	GET    /sso/backup
 //	GET    /sso/check
+//
+// A query parameter an endpoint does not take is a 400 naming it.
 package adminapi
 
 import (
@@ -20,9 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +117,10 @@ func (h *Handler) log() *zap.Logger {
 // Serve answers one request under Prefix. Errors are *Error, for the
 // caller to render (Caddy's admin endpoint writes {"error": message}).
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
-	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, Prefix), "/"), "/")
+	// Split the path as sent, then unescape each part once: r.URL.Path is
+	// already unescaped, and unescaping it again would turn an ID such as
+	// "100%41" into another one, and an escaped "/" into a separator.
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.EscapedPath(), Prefix), "/"), "/")
 	for i, p := range parts {
 		var err error
 		if parts[i], err = url.PathUnescape(p); err != nil {
@@ -134,6 +141,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		if err := method(http.MethodGet); err != nil {
 			return err
 		}
+		if err := params(q, "query", "after", "limit"); err != nil {
+			return err
+		}
 		limit, err := PageSize(q.Get("limit"))
 		if err != nil {
 			return err
@@ -144,6 +154,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 	case isUser && len(parts) == 2:
 		switch r.Method {
 		case http.MethodGet:
+			if err := params(q, "after", "limit"); err != nil {
+				return err
+			}
 			limit, err := PageSize(q.Get("limit"))
 			if err != nil {
 				return err
@@ -151,6 +164,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 			d, err := h.Accounts.User(ctx, parts[1], q.Get("after"), limit)
 			return reply(w, d, err)
 		case http.MethodDelete:
+			if err := params(q); err != nil {
+				return err
+			}
 			_, err := h.Accounts.Delete(ctx, parts[1], account.ByAdmin)
 			return reply(w, map[string]string{"deleted": parts[1]}, err)
 		}
@@ -159,6 +175,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 
 	case isUser && len(parts) == 3 && (parts[2] == "enable" || parts[2] == "disable"):
 		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		if err := params(q); err != nil {
 			return err
 		}
 		op := h.Accounts.Deactivate
@@ -175,6 +194,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		if err := method(http.MethodPost); err != nil {
 			return err
 		}
+		if err := params(q); err != nil {
+			return err
+		}
 		res, err := h.Accounts.EndSessions(ctx, parts[1], account.ByAdmin)
 		if err != nil {
 			return failure(err)
@@ -183,6 +205,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 
 	case len(parts) == 1 && parts[0] == "audit":
 		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		if err := params(q, "user", "type", "since", "until", "after", "limit"); err != nil {
 			return err
 		}
 		aq, err := h.auditQuery(q)
@@ -196,10 +221,16 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		if err := method(http.MethodGet); err != nil {
 			return err
 		}
-		return h.backup(w)
+		if err := params(q); err != nil {
+			return err
+		}
+		return h.backup(w, r)
 
 	case len(parts) == 1 && parts[0] == "check":
 		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		if err := params(q); err != nil {
 			return err
 		}
 		if h.Check == nil {
@@ -209,6 +240,22 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		return reply(w, sc, err)
 	}
 	return errorf(http.StatusNotFound, "resource not found: %s", r.URL.Path)
+}
+
+// params refuses a query parameter the endpoint does not take: a
+// misspelt filter (?q= for ?query=, ?user_id= for ?user=) would otherwise
+// be ignored, and the answer look like the filtered one.
+func params(q url.Values, known ...string) error {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if slices.Contains(known, k) {
+			continue
+		}
+		if len(known) == 0 {
+			return errorf(http.StatusBadRequest, "unknown query parameter %q: this endpoint takes none", k)
+		}
+		return errorf(http.StatusBadRequest, "unknown query parameter %q (this endpoint takes: %s)", k, strings.Join(known, ", "))
+	}
+	return nil
 }
 
 // reply writes v as JSON, or the error err stands for.
@@ -222,9 +269,18 @@ func reply(w http.ResponseWriter, v any, err error) error {
 	return enc.Encode(v)
 }
 
-func (h *Handler) backup(w http.ResponseWriter) error {
+// backup streams a backup of the store: every key it holds included (the
+// SAML SP private keys, the session-token and flow-cookie keys), so the
+// admin endpoint is as sensitive as those keys. Each one handed out is
+// audited first (account.Service.AuditBackup). A store that takes no
+// write (a full disk) still gives its backup, when one is needed most:
+// the log then records it, at ERROR.
+func (h *Handler) backup(w http.ResponseWriter, r *http.Request) error {
 	if h.Backup == nil {
 		return errorf(http.StatusNotImplemented, "the store backend cannot be backed up")
+	}
+	if err := h.Accounts.AuditBackup(r.Context(), account.ByAdmin, "admin_api", r.RemoteAddr); err != nil {
+		h.log().Error("store backup handed out without its audit event", zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="sso.jsonl.gz"`) // the portable format, not a store file
@@ -283,17 +339,42 @@ func (s *stallWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// PageSize reads a limit= value: empty for the default (0), else a
-// positive number.
+// PageSize reads a limit= value: empty for the default (0), else a whole
+// number of at least 1 (CheckCount). Pages hold at most
+// account.MaxPageSize, so a larger limit asks for that many, as does one
+// too large to parse: both mean "as many as you give".
 func PageSize(raw string) (int, error) {
 	if raw == "" {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 {
-		return 0, errorf(http.StatusBadRequest, "limit must be a positive number, got %q", raw)
+	switch {
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(raw, "-"):
+		return account.MaxPageSize, nil
+	case err != nil:
+		err = countError("limit", strconv.Quote(raw))
+	default:
+		err = CheckCount("limit", n)
 	}
-	return n, nil
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "%v (a page holds 1 to %d; a larger limit gets %d)", err, account.MaxPageSize, account.MaxPageSize)
+	}
+	return min(n, account.MaxPageSize), nil
+}
+
+// CheckCount is the one rule for a count a client asks for, the API's
+// limit= and the CLI's --limit and --sessions alike: at least 1. Zero or a
+// negative count is refused rather than read as "the default" or "all",
+// which a script that computed it would not have meant.
+func CheckCount(name string, n int) error {
+	if n < 1 {
+		return countError(name, strconv.Itoa(n))
+	}
+	return nil
+}
+
+func countError(name, got string) error {
+	return fmt.Errorf("%s must be a whole number of at least 1, got %s", name, got)
 }
 
 // ParseTime reads an RFC 3339 time, or a duration meaning that long

@@ -32,6 +32,12 @@ func auditCommand() *cobra.Command {
 		Long: `Prints the audit trail, oldest first, optionally filtered, and with
 --follow keeps printing new events until interrupted.
 
+With --json it prints JSON Lines: one event, a JSON object, per line, as
+they come (also with --follow), so no events print no line. (users list
+--json, which has an end, prints one JSON array.) A failure prints one line
+{"error": ..., "status": ...} as well (status: the admin API's, when it
+answered).
+
 Event types (--type):
   ` + strings.Join(account.EventTypes, "\n  "),
 		Args: cobra.NoArgs,
@@ -43,7 +49,7 @@ Event types (--type):
 	af.String("since", "", "Only events at or after this RFC 3339 time, or this long ago (e.g. 24h)")
 	af.String("until", "", "Only events before this RFC 3339 time, or this long ago")
 	af.Uint64("after", 0, "Only events after this sequence number")
-	af.Int("limit", 0, "At most this many events (0: all; ignored with --follow)")
+	af.Int("limit", 0, "At most this many events, at least 1 (default: all; ignored with --follow)")
 	af.BoolP("follow", "f", false, "Keep printing new events (polls every second) until interrupted")
 	return audit
 }
@@ -55,7 +61,10 @@ func runAudit(c *cobra.Command, _ []string) error {
 	sinceRaw, _ := f.GetString("since")
 	untilRaw, _ := f.GetString("until")
 	after, _ := f.GetUint64("after")
-	limit, _ := f.GetInt("limit")
+	limit, err := countFlag(c, "limit")
+	if err != nil {
+		return err
+	}
 	follow, _ := f.GetBool("follow")
 	if err := account.CheckEventType(typ); err != nil {
 		return fmt.Errorf("--type: %w", err)

@@ -29,9 +29,11 @@ func backupCommand() *cobra.Command {
 		Long: `Writes a consistent snapshot of the store (users, groups, sessions, keys,
 single-use IDs, audit trail) to a file, from the running Caddy or, with
 --store, from a stopped instance's store. The format is the same for both
-backends. The file holds keys and session hashes: keep it as private as the
-store. It is written beside its final name, read back in full, and then
-renamed into place.`,
+backends. The file holds every key of the store (the SAML SP private keys,
+the session-token and flow-cookie keys) and session hashes: keep it as
+private as the store. Through the running Caddy, each backup is audited
+(store.backed_up). It is written beside its final name, read back in full,
+and then renamed into place.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return withClient(c, true, func(cl client) error {

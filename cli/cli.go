@@ -56,7 +56,10 @@ command resolves from its own environment, so that the connection string
 (quoted so the shell leaves it), or without a password in it, which then
 comes from PGPASSWORD or ~/.pgpass.
 
-Output is a readable table; --json prints machine-readable JSON.`,
+Output is a readable table; --json prints machine-readable JSON, and on a
+failure one line {"error": "...", "status": N} on stdout (status: the admin
+API's HTTP status, when it answered), besides the message on stderr and the
+non-zero exit.`,
 		CobraFunc: configure,
 	})
 }
@@ -83,8 +86,68 @@ func configure(cmd *cobra.Command) {
 	pf.StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
 	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
 	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, 'postgres:{env.VAR}', postgres:DSN, or a file) instead of the admin API")
-	pf.Bool("json", false, "Print JSON instead of tables")
+	pf.Bool("json", false, `Print JSON instead of tables (and {"error": ..., "status": ...} on a failure)`)
 	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand(), samlKeyCommand())
+	jsonErrors(cmd)
+}
+
+// jsonErrors makes every command of the tree, with --json, print its error
+// as JSON on stdout too: a script that reads stdout then learns why there
+// is no result instead of reading nothing. Both the arguments' check and
+// the run are covered; the error still goes to stderr and the exit code.
+func jsonErrors(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		jsonErrors(sub)
+	}
+	report := func(c *cobra.Command, err error) error {
+		if err != nil && asJSON(c) {
+			printJSONError(c, err)
+		}
+		return err
+	}
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error { return report(c, args(c, a)) }
+	}
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, a []string) error { return report(c, run(c, a)) }
+	}
+}
+
+// jsonError is what --json prints for a failure.
+type jsonError struct {
+	Error string `json:"error"`
+	// Status is the admin API's HTTP status, when it answered.
+	Status int `json:"status,omitempty"`
+}
+
+// printJSONError prints err as one line of JSON, so that it also ends a
+// stream of JSON Lines (audit --json) readably.
+func printJSONError(c *cobra.Command, err error) {
+	je := jsonError{Error: err.Error()}
+	if ae := (*apiStatusError)(nil); errors.As(err, &ae) {
+		je.Status = ae.status
+	}
+	b, mErr := json.Marshal(je)
+	if mErr != nil {
+		return // a struct of a string and an int always marshals
+	}
+	fmt.Fprintf(c.OutOrStdout(), "%s\n", b)
+}
+
+// countFlag reads a count flag (--limit, --sessions): its default when not
+// given, else at least 1, by the admin API's rule (adminapi.CheckCount).
+func countFlag(c *cobra.Command, name string) (int, error) {
+	n, err := c.Flags().GetInt(name)
+	if err != nil {
+		return 0, fmt.Errorf("--%s: %w", name, err)
+	}
+	if !c.Flags().Changed(name) {
+		return n, nil
+	}
+	if err := adminapi.CheckCount("--"+name, n); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 func asJSON(c *cobra.Command) bool {
@@ -145,7 +208,7 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	// ended (store.Broadcaster), so that they drop their cached sessions
 	// at once instead of after the cache TTL. Over bbolt it tells no one.
 	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
-	return fn(&offline{acc: acc, db: db})
+	return fn(&offline{acc: acc, db: db, warn: c.ErrOrStderr()})
 }
 
 // adminClient calls the admin API of the Caddy that --address, or
@@ -166,6 +229,17 @@ func adminClient(c *cobra.Command) (*adminapi.Client, error) {
 // apiError is how caddycmd.AdminAPIRequest reports an error status.
 var apiError = regexp.MustCompile(`^caddy responded with error: HTTP (\d+): (.*)$`)
 
+// apiStatusError is the admin API's answer to a request it refused: its
+// message (sanitised for a terminal) and HTTP status.
+type apiStatusError struct {
+	status int
+	msg    string
+}
+
+func (e *apiStatusError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d %s)", e.msg, e.status, http.StatusText(e.status))
+}
+
 // adminRequest calls the admin endpoint, turning its failures into
 // sentences: "cannot reach", or the API's own message and status.
 func adminRequest(addr, method, uri string) (*http.Response, error) {
@@ -184,7 +258,7 @@ func adminRequest(addr, method, uri string) (*http.Response, error) {
 		}
 		if json.Unmarshal([]byte(m[2]), &body) == nil && body.Error != "" {
 			// The message may quote stored values back.
-			return nil, fmt.Errorf("%s (HTTP %d %s)", termtext.Line(body.Error), status, http.StatusText(status))
+			return nil, &apiStatusError{status: status, msg: termtext.Line(body.Error)}
 		}
 	}
 	return nil, err
@@ -207,8 +281,9 @@ func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error
 // offline runs the account operations on a store file, as the admin API
 // does on the running one.
 type offline struct {
-	acc *account.Service
-	db  store.Store
+	acc  *account.Service
+	db   store.Store
+	warn io.Writer // stderr, for what does not stop the command
 }
 
 func (o *offline) ListUsers(ctx context.Context, query, after string, limit int) (*account.UsersPage, error) {
@@ -244,7 +319,17 @@ func (o *offline) Audit(ctx context.Context, q store.AuditQuery) (*account.Audit
 	return o.acc.Audit(ctx, q)
 }
 
+// Backup audits the backup, as the admin API does, where the store takes
+// writes: a PostgreSQL store, which running instances may share. A bbolt
+// file is opened read-only for a backup (it must not change what it
+// copies: a backup taken before an upgrade), and whoever can open it holds
+// its keys already, as a plain copy of the file would. An audit that
+// fails otherwise (a standby that takes no writes) is reported and the
+// backup goes on: a store in trouble is when one is needed.
 func (o *offline) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := o.acc.AuditBackup(ctx, account.ByAdmin, "offline", ""); err != nil && !errors.Is(err, store.ErrReadOnly) {
+		fmt.Fprintf(o.warn, "warning: the backup is not in the audit trail: %v\n", err)
+	}
 	return portable.Backup(ctx, o.db, w)
 }
 

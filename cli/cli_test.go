@@ -246,9 +246,10 @@ func TestCLIBackupRestore(t *testing.T) {
 	mustCLI(t, "users", "enable", ada.ID, addr)
 
 	wantUsers := mustCLI(t, "users", "list", "--json", addr)
-	wantAudit := mustCLI(t, "audit", "--json", addr)
 	file := t.TempDir() + "/backup.db"
 	mustCLI(t, "backup", file, addr)
+	// After the backup: it holds the trail with its own store.backed_up.
+	wantAudit := mustCLI(t, "audit", "--json", addr)
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,10 @@ import (
 // IdP, rather than a cutover it must follow at once, and later rotations
 // take the overlapping route of two sp_cert lines (docs/operations.md).
 //
-// It reads the store only (the admin API does not hand out private keys),
-// so a bbolt store must be a stopped instance's, or a copy restored from a
-// backup.
+// It reads the store only, so a bbolt store must be a stopped instance's,
+// or a copy restored from a backup. The admin API has no endpoint for one
+// key pair, but its backup (GET /sso/backup) holds every key of the store:
+// the admin endpoint is as sensitive as the keys.
 func samlKeyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "saml-key <idp> --out <file> --store <store>",
@@ -40,7 +41,7 @@ and the IdP sees no change. It reads --store directly.`,
 			case out == "":
 				return errors.New("--out names the file to write the key pair to")
 			case raw == "":
-				return errors.New("saml-key reads the store itself: give --store (the admin API does not hand out private keys)")
+				return errors.New("saml-key reads the store itself: give --store (a stopped instance's store, or one restored from a backup; the admin API has no endpoint for a single key)")
 			}
 			spec, err := parseStore(c.ErrOrStderr(), "--store", raw)
 			if err != nil {

@@ -20,7 +20,10 @@ func usersCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			query, _ := c.Flags().GetString("query")
-			limit, _ := c.Flags().GetInt("limit")
+			limit, err := countFlag(c, "limit")
+			if err != nil {
+				return err
+			}
 			return withClient(c, true, func(cl client) error {
 				var all []*store.User
 				after := ""
@@ -44,14 +47,17 @@ func usersCommand() *cobra.Command {
 		},
 	}
 	list.Flags().StringP("query", "q", "", "Only users whose ID, email, name or user name contains this (ignoring case)")
-	list.Flags().Int("limit", 0, "At most this many users (0: all)")
+	list.Flags().Int("limit", 0, "At most this many users, at least 1 (default: all)")
 
 	show := &cobra.Command{
 		Use:   "show <user-id>",
 		Short: "Shows a user with links, groups and their newest sessions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			limit, _ := c.Flags().GetInt("sessions")
+			limit, err := countFlag(c, "sessions")
+			if err != nil {
+				return err
+			}
 			return withClient(c, true, func(cl client) error {
 				d, err := cl.User(c.Context(), args[0], "", limit)
 				if err != nil {
@@ -61,12 +67,13 @@ func usersCommand() *cobra.Command {
 			})
 		},
 	}
-	show.Flags().Int("sessions", account.DefaultSessionsPageSize, "Show at most this many of the user's sessions, newest first")
+	show.Flags().Int("sessions", account.DefaultSessionsPageSize, fmt.Sprintf("Show at most this many of the user's sessions, newest first (1 to %d)", account.MaxPageSize))
 
-	setActive := func(name string, active bool, short string) *cobra.Command {
+	setActive := func(name string, active bool, short, long string) *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " <user-id>",
 			Short: short,
+			Long:  long,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return withClient(c, false, func(cl client) error {
@@ -93,7 +100,14 @@ func usersCommand() *cobra.Command {
 		Long: `Deletes a user, their sessions and group memberships. At an identity
 provider that SCIM manages, tombstones keep JIT from creating the user anew
 at their next sign-in (a SCIM create lifts them); elsewhere a later JIT
-sign-in creates a new user. To keep someone out, disable them instead.`,
+sign-in creates a new user. To keep someone out, disable them instead.
+
+With --store no config is read, so which identity providers SCIM manages is
+not known: the delete then leaves tombstones at every identity provider of
+the user, where the same delete through the running Caddy leaves none at one
+SCIM does not manage. There, a later sign-in is refused ("deprovisioned")
+only if SCIM is switched on for that provider; the user.deleted audit event
+says so (scim_managed=unknown).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return withClient(c, false, func(cl client) error {
@@ -109,8 +123,11 @@ sign-in creates a new user. To keep someone out, disable them instead.`,
 		},
 	}
 	users.AddCommand(list, show,
-		setActive("disable", false, "Disables a user and ends their sessions at once"),
-		setActive("enable", true, "Enables (or approves a pending) user"),
+		setActive("disable", false, "Disables a user and ends their sessions at once",
+			`Disables a user and ends their sessions at once. Disabling a pending
+user refuses their request: they are shown as disabled, and stay not
+approved, so that a later enable approves them (audited as such).`),
+		setActive("enable", true, "Enables (or approves a pending) user", ""),
 		del)
 	return users
 }
@@ -168,14 +185,18 @@ func groupList(names []string) string {
 	return strings.Join(items, ", ")
 }
 
+// userStatus says whether the user may sign in: disabled first, since a
+// pending user who was then disabled (their request refused) is disabled,
+// not waiting (account.Service.DeactivateTx keeps Pending: an enable then
+// approves them).
 func userStatus(u *store.User) string {
 	switch {
+	case !u.Active:
+		return "disabled"
 	case u.Pending:
 		return "pending"
-	case u.Active:
-		return "active"
 	}
-	return "disabled"
+	return "active"
 }
 
 func printUserDetail(c *cobra.Command, d *account.UserDetail) error {

@@ -66,6 +66,11 @@ func (h *Handler) userDoc(u *store.User) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", u.ID, err)
 	}
+	// A user stored before userFromDoc folded the core URN may hold a
+	// password under it: it is never returned, and the next write, which
+	// starts from this document (PATCH) or replaces it, drops it.
+	foldCoreURN(h.users, d)
+	dropWriteOnly(h.users, d)
 	d["id"] = u.ID
 	if u.UserName != "" {
 		d["userName"] = u.UserName
@@ -209,17 +214,22 @@ func exactStringAttr(d map[string]any, name string) (string, error) {
 // userFromDoc turns a normalized document into the record to store,
 // starting from old (nil on create). Typed fields are replaced from the
 // document; attributes without a field of their own go to SCIMAttributes;
-// id, meta, schemas, groups (read-only) and password (never stored: the
-// gateway signs users in through their IdP) are dropped.
+// id, meta, schemas and groups (read-only) are dropped, and so is every
+// attribute the schema says is never returned (password: never stored,
+// the gateway signs users in through their IdP), however it was spelled.
+// d is changed: attributes sent under the core schema's URN move to the
+// top level, where the caller reads them too (active).
 func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*store.User, error) {
 	var u store.User
 	if old != nil {
 		u = *old
 	}
+	foldCoreURN(h.users, d)
+	dropWriteOnly(h.users, d)
 	extras := map[string]any{}
 	for k, v := range d {
 		switch k {
-		case "id", "meta", "schemas", "groups", "password",
+		case "id", "meta", "schemas", "groups",
 			"userName", "externalId", "displayName", "name", "active", "emails":
 		default:
 			if m, ok := v.(map[string]any); ok && len(m) == 0 && isURN(k) {
@@ -302,6 +312,85 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 		u.SCIMAttributes = raw
 	}
 	return &u, nil
+}
+
+// foldCoreURN moves what a document holds under its core schema's URN to
+// the top level, where the schema's attributes are: a fully qualified name
+// is the same attribute (RFC 7644 3.10), so
+// "urn:ietf:params:scim:schemas:core:2.0:User:password" is password, and a
+// "urn:ietf:params:scim:schemas:core:2.0:User" object holds core
+// attributes. Kept as they came, they were stored as an unknown extension,
+// a password with them, and shown by the admin API, the CLI and backups.
+// The top-level spelling wins over a qualified one. A core URN whose value
+// is not an object names no attribute and is dropped.
+func foldCoreURN(rt *resourceType, d map[string]any) {
+	core := rt.Core.ID
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		var moved map[string]any
+		switch {
+		case strings.EqualFold(k, core):
+			moved, _ = d[k].(map[string]any)
+		case len(k) > len(core)+1 && strings.EqualFold(k[:len(core)], core) && k[len(core)] == ':':
+			moved = map[string]any{k[len(core)+1:]: d[k]}
+		default:
+			continue
+		}
+		delete(d, k)
+		for _, name := range slices.Sorted(maps.Keys(moved)) {
+			if keyOfFold(d, name) == "" {
+				d[name] = moved[name]
+			}
+		}
+	}
+	normalizeAttrs(func(name string) *attr { return rt.lookup("", name) }, d)
+}
+
+// keyOfFold returns the key of m that is name ignoring case, or "".
+func keyOfFold(m map[string]any, name string) string {
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return ""
+}
+
+// dropWriteOnly removes, at any depth of the core schema and of each
+// extension, every attribute the schema says is never returned or only
+// written (RFC 7643 7: returned "never", mutability "writeOnly"): what a
+// client sends of them is not kept, so no answer, admin view or backup
+// can hold it.
+func dropWriteOnly(rt *resourceType, d map[string]any) {
+	dropWriteOnlyAttrs(func(name string) *attr { return rt.lookup("", name) }, d)
+	for k, v := range d {
+		if ext := rt.extension(k); ext != nil {
+			if m, ok := v.(map[string]any); ok {
+				dropWriteOnlyAttrs(ext.attr, m)
+			}
+		}
+	}
+}
+
+func dropWriteOnlyAttrs(lookup func(string) *attr, m map[string]any) {
+	for k, v := range m {
+		def := lookup(k)
+		switch {
+		case def == nil:
+		case def.Mutability == "writeOnly" || def.Returned == "never":
+			delete(m, k)
+		case def.Type == "complex":
+			switch x := v.(type) {
+			case map[string]any:
+				dropWriteOnlyAttrs(def.sub, x)
+			case []any:
+				for _, el := range x {
+					if sub, ok := el.(map[string]any); ok {
+						dropWriteOnlyAttrs(def.sub, sub)
+					}
+				}
+			}
+		}
+	}
 }
 
 // maxUnknownAttrs bounds the attributes a user keeps that the schema does

@@ -597,12 +597,42 @@ func (t *tx) deleteRow(op, what, sql, key string) error {
 	return nil
 }
 
-func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
-	return forEachPage(func(last *store.User) ([]*store.User, error) {
-		if last != nil {
-			after = last.ID
+// storableAfter turns a keyset cursor into one PostgreSQL can hold, for a
+// key column of storable values in byte order (COLLATE "C"): it answers
+// what bbolt's byte comparison answers, where passing the cursor as it is
+// fails the query (an admin API ?after=%ff was a 500). The cursor is cut
+// at its first byte text cannot hold: a NUL sorts below every byte a key
+// can have there, so the keys after the cursor are those after the part
+// before it (skipPrefix false); a byte that starts no valid UTF-8 sorts
+// above the ASCII ones, so the keys after it are, exact for keys ASCII
+// there (the IDs and hashes stores make are hex), those after the part
+// before it that do not start with it (skipPrefix true).
+func storableAfter(after string) (cursor string, skipPrefix bool) {
+	if storable(after) {
+		return after, false
+	}
+	for i, r := range after {
+		switch {
+		case r == 0:
+			return after[:i], false
+		case r == utf8.RuneError && !strings.HasPrefix(after[i:], "\uFFFD"):
+			return after[:i], true
 		}
-		page, err := collect(t, scanJSON(decodeUser), "SELECT data FROM sso_users WHERE id > $1 ORDER BY id LIMIT $2", after, pageSize)
+	}
+	return after, false // not reached: an unstorable string has one of the two
+}
+
+func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
+	after, skip := storableAfter(after)
+	return forEachPage(func(last *store.User) ([]*store.User, error) {
+		cond := "id > $1"
+		if last != nil {
+			after, skip = last.ID, false
+		}
+		if skip {
+			cond += " AND NOT starts_with(id, $1)"
+		}
+		page, err := collect(t, scanJSON(decodeUser), "SELECT data FROM sso_users WHERE "+cond+" ORDER BY id LIMIT $2", after, pageSize)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: for each user: %w", err)
 		}
@@ -882,11 +912,16 @@ func (t *tx) TouchSessions(touches []store.SessionTouch) error {
 }
 
 func (t *tx) ForEachSession(after string, fn func(*store.Session) error) error {
+	after, skip := storableAfter(after)
 	return forEachPage(func(last *store.Session) ([]*store.Session, error) {
+		cond := "WHERE hash > $1"
 		if last != nil {
-			after = last.Hash
+			after, skip = last.Hash, false
 		}
-		page, err := t.sessionsWhere("WHERE hash > $1", "LIMIT $2", after, pageSize)
+		if skip {
+			cond += " AND NOT starts_with(hash, $1)"
+		}
+		page, err := t.sessionsWhere(cond, "LIMIT $2", after, pageSize)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: for each session: %w", err)
 		}

@@ -17,6 +17,7 @@ func init() {
 		testCase{"PutUserRefusalsWriteNothing", testPutUserRefusals},
 		testCase{"DeleteUser", testDeleteUser},
 		testCase{"ForEachUser", testForEachUser},
+		testCase{"ForEachAfterAnyBytes", testForEachAfterAnyBytes},
 		testCase{"ListUsers", testListUsers},
 		testCase{"UserCopies", testUserCopies},
 		testCase{"UserForDelete", testUserForDelete},
@@ -336,6 +337,41 @@ func testForEachUser(e *env) {
 	})
 	if !errors.Is(err, stop) || n != 1 {
 		e.Errorf("ForEachUser stop: err=%v visits=%d", err, n)
+	}
+}
+
+// testForEachAfterAnyBytes: a ForEach cursor is compared with the keys
+// byte by byte, whatever bytes it holds: one no key can be (not UTF-8, a
+// NUL: the admin API's ?after= takes any bytes) is a place in that order
+// like any other, not an error (PostgreSQL's text refused it: a 500).
+func testForEachAfterAnyBytes(e *env) {
+	u := e.putUser(&store.User{ID: "b"})
+	for _, id := range []string{"a", "ba", "c"} {
+		e.putUser(&store.User{ID: id})
+	}
+	for _, h := range []string{"a", "b", "ba", "c"} {
+		e.putSession(sess(h, u.ID))
+	}
+	for _, tt := range []struct{ after, want string }{
+		{"\x00", "a b ba c"}, {"b\x00", "ba c"}, {"b\x00z", "ba c"},
+		{"\xff", ""}, {"b\xff", "c"}, {"b\x80", "c"}, {"\xc3(", ""}, {"a\xe2\x82", "b ba c"},
+	} {
+		var users, sessions []string
+		e.view(func(tx store.Tx) error {
+			if err := tx.ForEachUser(tt.after, func(u *store.User) error { users = append(users, u.ID); return nil }); err != nil {
+				e.Errorf("ForEachUser(after %q): %v", tt.after, err)
+			}
+			if err := tx.ForEachSession(tt.after, func(s *store.Session) error { sessions = append(sessions, s.Hash); return nil }); err != nil {
+				e.Errorf("ForEachSession(after %q): %v", tt.after, err)
+			}
+			return nil
+		})
+		if got := strings.Join(users, " "); got != tt.want {
+			e.Errorf("ForEachUser(after %q) = %q, want %q", tt.after, got, tt.want)
+		}
+		if got := strings.Join(sessions, " "); got != tt.want {
+			e.Errorf("ForEachSession(after %q) = %q, want %q", tt.after, got, tt.want)
+		}
 	}
 }
 
