@@ -229,7 +229,7 @@ func checkHeaderName(u UpstreamHeader) error {
 // route sets for its upstream (identity headers, token headers, the
 // identity JWT's): each is an HTTP field name and not a reserved one, and
 // no two name the same header, compared as inbound headers are stripped
-// (any letter case, '_' for '-'): the later would overwrite the earlier,
+// (any letter case, '_' and '.' for '-'): the later would overwrite the earlier,
 // and stripping one would strip the other. The error is a *HeaderError.
 func CheckUpstreamHeaders(hs ...UpstreamHeader) error {
 	seen := make(map[string]int, len(hs))
@@ -239,7 +239,7 @@ func CheckUpstreamHeaders(hs ...UpstreamHeader) error {
 		}
 		f := foldHeaderName(u.Name)
 		if j, ok := seen[f]; ok {
-			return &HeaderError{At: []UpstreamHeader{hs[j], u}, msg: fmt.Sprintf("%s and %s name one header: they need two header names, as each header carries one value (names are compared in any letter case and with _ for -)",
+			return &HeaderError{At: []UpstreamHeader{hs[j], u}, msg: fmt.Sprintf("%s and %s name one header: they need two header names, as each header carries one value (names are compared in any letter case and with _ or . for -)",
 				hs[j], u)}
 		}
 		seen[f] = i
@@ -263,7 +263,7 @@ func CheckRouteHeaders(plan HeaderPlan, tokens TokenConfig, signer *SignerConfig
 // that most inbound headers (Accept, Cookie, Sec-*, User-Agent…) are passed
 // over without folding or a map look-up.
 type protectedNames struct {
-	folded map[string]bool // lowercase, '_' folded to '-'
+	folded map[string]bool // lowercase, '_' and '.' folded to '-'
 	first  [256]bool       // first byte of a protected name, either case
 	maxLen int
 }
@@ -273,8 +273,8 @@ type protectedNames struct {
 func (p *HeaderPlan) Protect(name string) { p.strip.add(name) }
 
 // add protects name, of any length. Its first-byte entries are every byte
-// that folds to the folded name's first byte ('_' as well as '-', either
-// case of a letter), and maxLen may exceed has's stack buffer: has must
+// that folds to the folded name's first byte ('_' and '.' as well as '-',
+// either case of a letter), and maxLen may exceed has's stack buffer: has must
 // pass over no spelling that folds to a protected name.
 func (n *protectedNames) add(name string) {
 	f := foldHeaderName(name)
@@ -340,10 +340,13 @@ func NewHeaderPlan(set string, overrides map[string]string) (HeaderPlan, error) 
 	return plan, nil
 }
 
-// foldHeaderName lowercases a header name and treats '_' as '-', the way
-// many upstream stacks (CGI, some proxies) merge the two spellings. It
-// folds with foldHeaderByte, as has does, so that a configured name and an
-// inbound one are folded by the same rule (and keep their length).
+// foldHeaderName lowercases a header name and treats '_' and '.' as '-',
+// the way upstream stacks merge those spellings: CGI and FastCGI (and so
+// PHP's $_SERVER, which also turns '.' into '_': X.Forwarded.User arrives
+// as HTTP_X_FORWARDED_USER, the gateway's own header's key) and some
+// proxies. It folds with foldHeaderByte, as has does, so that a configured
+// name and an inbound one are folded by the same rule (and keep their
+// length).
 func foldHeaderName(name string) string {
 	b := make([]byte, len(name))
 	foldHeaderBytes(b, name)
@@ -351,14 +354,14 @@ func foldHeaderName(name string) string {
 }
 
 // foldHeaderByte is the folding rule, one byte at a time: ASCII letters
-// lowercase, '_' to '-'. Header names are ASCII tokens, so it is byte-wise
+// lowercase, '_' and '.' to '-'. Header names are ASCII tokens, so it is byte-wise
 // rather than Unicode-aware; a Unicode rule would also change lengths,
 // which maxLen relies on not happening.
 func foldHeaderByte(c byte) byte {
 	switch {
 	case c >= 'A' && c <= 'Z':
 		return c + ('a' - 'A')
-	case c == '_':
+	case c == '_' || c == '.':
 		return '-'
 	}
 	return c

@@ -89,7 +89,8 @@ func longHeaderName(n int) string {
 }
 
 // clientSpellings are the ways a client may spell a protected name that
-// the folding rule (ASCII case, '_' for '-') must all catch.
+// the folding rule (ASCII case, '_' or '.' for '-') must all catch: CGI
+// and FastCGI merge '_' with '-', and PHP's $_SERVER merges '.' too.
 func clientSpellings(name string) []string {
 	mixed := []byte(strings.ToLower(name))
 	for i := range mixed {
@@ -98,15 +99,20 @@ func clientSpellings(name string) []string {
 			mixed[i] -= 'a' - 'A'
 		case i%3 == 0 && mixed[i] == '-':
 			mixed[i] = '_'
+		case i%3 == 1 && mixed[i] == '-':
+			mixed[i] = '.'
 		}
 	}
 	underscored := strings.ReplaceAll(name, "-", "_")
+	dotted := strings.ReplaceAll(name, "-", ".")
 	return []string{
 		name,
 		strings.ToLower(name),
 		strings.ToUpper(name),
 		underscored,
 		strings.ToLower(underscored),
+		dotted,
+		strings.ToUpper(dotted),
 		string(mixed),
 	}
 }
@@ -145,7 +151,7 @@ func protectedPlans(t *testing.T, header string) map[string]*HeaderPlan {
 }
 
 // TestStripInboundAnyLength: a client's copy of a configured header, in any
-// letter case and with '_' for '-', is stripped whatever the name's
+// letter case and with '_' or '.' for '-', is stripped whatever the name's
 // length (docs/security.md); names that only look alike pass.
 func TestStripInboundAnyLength(t *testing.T) {
 	for _, tt := range protectedNameCases {
@@ -175,6 +181,48 @@ func TestStripInboundAnyLength(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestProtectedHeadersDotSpelling: every always-stripped name spelled with
+// '.' for '-' is stripped from the headers, removed from Connection and
+// deleted from the trailers, as PHP's $_SERVER would read
+// X.Forwarded.User as the gateway's X-Forwarded-User (FastCGI passes
+// HTTP_X.FORWARDED.USER, PHP turns '.' into '_'); and a route cannot set
+// two headers that differ only so.
+func TestProtectedHeadersDotSpelling(t *testing.T) {
+	plan, err := NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keys as written, not canonicalized: StripInbound must fold any
+	// spelling it is handed.
+	unprotected := strings.ReplaceAll("X-Forwarded-For", "-", ".")
+	for _, name := range ProtectedHeaders() {
+		dotted := strings.ReplaceAll(name, "-", ".")
+		h := http.Header{dotted: {"admin"}, unprotected: {"kept"}}
+		plan.StripInbound(h)
+		if _, ok := h[dotted]; ok {
+			t.Errorf("%s survived StripInbound", dotted)
+		}
+		if _, ok := h[unprotected]; !ok {
+			t.Errorf("%s, not protected, was stripped", unprotected)
+		}
+		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/app", nil)
+		r.Header["Connection"] = []string{"keep-alive, " + strings.ToLower(dotted)}
+		r.Trailer = http.Header{dotted: {"admin"}}
+		plan.GuardHopByHop(r)
+		if got := r.Header["Connection"]; !slices.Equal(got, []string{"keep-alive"}) {
+			t.Errorf("Connection token %s: Connection = %q, want [keep-alive]", strings.ToLower(dotted), got)
+		}
+		if _, ok := r.Trailer[dotted]; ok {
+			t.Errorf("trailer %s survived", dotted)
+		}
+	}
+	err = CheckUpstreamHeaders(UpstreamHeader{Setting: SettingHeader, Field: "user", Name: "X-App-User"},
+		UpstreamHeader{Setting: SettingHeader, Field: "email", Name: "X.App.User"})
+	if err == nil || !strings.Contains(err.Error(), "name one header") {
+		t.Errorf("X-App-User and X.App.User: %v, want them to name one header", err)
 	}
 }
 
@@ -236,7 +284,7 @@ func TestProtectedNamesAllocations(t *testing.T) {
 
 // TestCheckUpstreamHeaders holds the names of the headers a route sets
 // for its upstream to the one rule: an HTTP field name, not a reserved
-// one (in any letter case, with _ for -), Authorization only as
+// one (in any letter case, with _ or . for -), Authorization only as
 // set_authorization_header's, and no two settings naming one header.
 // NewHeaderPlan and TokenConfig.Validate apply it to their own headers,
 // CheckRouteHeaders to all of a route's together.

@@ -23,6 +23,10 @@ func TestJoinGroups(t *testing.T) {
 		{[]string{"Domain Users", "Ünïcode"}, "Domain Users,Ünïcode"},
 		{[]string{"guests,admins"}, "guests%2Cadmins"},
 		{[]string{"100%"}, "100%25"},
+		// Quotes and backslashes anywhere: HTTP-list parsers unquote
+		// and unescape (TestJoinGroupsHTTPListParsers).
+		{[]string{`"admins"`, "eng"}, "%22admins%22,eng"},
+		{[]string{`ad"min`, `a\b`, `\"admins\"`}, "ad%22min,a%5Cb,%5C%22admins%5C%22"},
 		{[]string{" admins", "admins ", "\u00a0admins"}, "%20admins,admins%20,%C2%A0admins"},
 		{[]string{"a\nb", "tab\tin"}, "a%0Ab,tab%09in"},
 		// Invisible format characters (Cf) at an edge: JavaScript's trim
@@ -58,6 +62,79 @@ func TestJoinGroups(t *testing.T) {
 			t.Errorf("decoded %q, want %q", back, tc.groups)
 		}
 	}
+}
+
+// TestJoinGroupsHTTPListParsers: apps that read X-Forwarded-Groups as an
+// HTTP list (RFC 9110 5.6.1 with quoted strings, as Werkzeug's and
+// requests' parse_list_header do) get the very elements a plain split on
+// "," gets, so a group named `"admins"` never reads as admins; splitting
+// and percent-decoding still gives the exact names.
+func TestJoinGroupsHTTPListParsers(t *testing.T) {
+	for _, groups := range [][]string{
+		{`"admins"`, "eng"},
+		{`"admins"`},
+		{`x"`, `"admins`},
+		{`"adm`, `ins"`},
+		{`\"admins\"`, `"ad\min"`},
+		{`say "hi", admins`},
+	} {
+		v := session.JoinGroups(groups)
+		plain := strings.Split(v, ",")
+		if got := parseListHeader(v); !slices.Equal(got, plain) {
+			t.Errorf("JoinGroups(%q) = %q: an HTTP-list parser reads %q, a split %q", groups, v, got, plain)
+		}
+		var back []string
+		for _, el := range plain {
+			d, err := url.PathUnescape(el)
+			if err != nil {
+				t.Fatalf("%q: %v", el, err)
+			}
+			back = append(back, d)
+		}
+		if !slices.Equal(back, groups) {
+			t.Errorf("JoinGroups(%q) = %q decodes to %q", groups, v, back)
+		}
+	}
+}
+
+// parseListHeader is Werkzeug's parse_list_header (werkzeug.http, 3.x) on
+// Python's urllib.request.parse_http_list: split on commas outside quoted
+// strings, where a backslash escapes the next character; strip each
+// element; then an element in quotes is unquoted and unescaped.
+func parseListHeader(v string) []string {
+	var parts []string
+	var part strings.Builder
+	escape, quote := false, false
+	for _, c := range v {
+		switch {
+		case escape:
+			escape = false
+		case quote && c == '\\':
+			escape = true
+			continue
+		case quote && c == '"':
+			quote = false
+		case !quote && c == ',':
+			parts = append(parts, part.String())
+			part.Reset()
+			continue
+		case !quote && c == '"':
+			quote = true
+		}
+		part.WriteRune(c)
+	}
+	if part.Len() > 0 {
+		parts = append(parts, part.String())
+	}
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			p = strings.NewReplacer(`\\`, `\`, `\"`, `"`).Replace(p[1 : len(p)-1])
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // anyTrim is the union of what common trims strip: Go's and Python's white

@@ -1287,12 +1287,17 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // JoinGroups is the groups header value: the names joined with ",", each
 // percent-encoded (RFC 3986) where it could be misread: "%", ",", control
-// characters, and white space or an invisible format character at either
-// end (apps trim elements after splitting; see trimmable). An app that
-// splits on "," and percent-decodes each element
-// gets back the exact names, and a group named "guests,admins" or
-// " admins" can never pass for "admins", whether the app decodes or not.
-// Names without those characters (nearly all) appear as they are.
+// characters, `"` and `\` anywhere, and white space or an invisible format
+// character at either end (apps trim elements after splitting; see
+// trimmable). The quote and the backslash are encoded because some apps
+// read the header as an HTTP list (RFC 9110 quoted strings, as Werkzeug's
+// and requests' parse_list_header do), which unquotes an element and
+// unescapes what a backslash precedes: `"admins"` would read as admins.
+// An app that splits on "," and percent-decodes each element gets back
+// the exact names, and no group ("guests,admins", " admins", `"admins"`)
+// can pass for "admins", whether the app decodes, trims or unquotes.
+// Names without those characters (nearly all) appear as they are. The
+// identity JWT carries the names as they are, in JSON, not this value.
 // docs/security.md, "Groups".
 func JoinGroups(groups []string) string {
 	const hex = "0123456789ABCDEF"
@@ -1306,7 +1311,7 @@ func JoinGroups(groups []string) string {
 		for j := 0; j < len(g); j++ {
 			c := g[j]
 			edge := j < n0 && trimmable(first) || j >= len(g)-nl && trimmable(last)
-			if edge || c == '%' || c == ',' || c < 0x20 || c == 0x7f {
+			if edge || c == '%' || c == ',' || c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
 				b.WriteByte('%')
 				b.WriteByte(hex[c>>4])
 				b.WriteByte(hex[c&15])

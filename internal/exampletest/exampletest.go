@@ -1,7 +1,8 @@
 // Package exampletest runs the examples' shipped configuration files (the
-// nginx and Traefik examples) as they are: read with the few replacements
-// a test needs (ports, addresses, certificate paths), each of which must
-// still match, and served with a self-signed certificate.
+// nginx and Traefik examples) and the configurations the docs give (a
+// fenced block of a Markdown page) as they are: read with the few
+// replacements a test needs (ports, addresses, certificate paths), each of
+// which must still match, and served with a self-signed certificate.
 package exampletest
 
 import (
@@ -30,7 +31,13 @@ func Shipped(t testing.TB, name string, replace ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(raw)
+	return replaced(t, name, string(raw), replace)
+}
+
+// replaced applies the replacements to s, read from name, failing the
+// test when one no longer matches.
+func replaced(t testing.TB, name, s string, replace []string) string {
+	t.Helper()
 	for i := 0; i+1 < len(replace); i += 2 {
 		if !strings.Contains(s, replace[i]) {
 			t.Fatalf("%s no longer contains %q", name, replace[i])
@@ -38,6 +45,33 @@ func Shipped(t testing.TB, name string, replace ...string) string {
 		s = strings.ReplaceAll(s, replace[i], replace[i+1])
 	}
 	return s
+}
+
+// DocBlock reads the first fenced code block of language lang (```lang)
+// after the heading line heading (as written, "## Caddy's forward_auth")
+// of the Markdown page name, and applies the replacements as Shipped
+// does: a test runs the configuration the docs give operators, not a copy
+// of it that could drift. A page without that heading or block fails the
+// test.
+func DocBlock(t testing.TB, name, heading, lang string, replace ...string) string {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("%s has no heading %q", name, heading)
+	}
+	_, rest, ok = strings.Cut(rest, "\n```"+lang+"\n")
+	if !ok {
+		t.Fatalf("%s has no ```%s block after %q", name, lang, heading)
+	}
+	block, _, ok := strings.Cut(rest, "\n```\n")
+	if !ok {
+		t.Fatalf("%s: the ```%s block after %q does not end", name, lang, heading)
+	}
+	return replaced(t, name, block+"\n", replace)
 }
 
 // Write writes content to path, making its directory.
