@@ -864,8 +864,13 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 	if errors.Is(err, session.ErrNoSession) {
 		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
 	}
+	// Anyone may ask with any cookie value while the store is away: the
+	// answer is the protected paths' (503 store_unavailable JSON with
+	// Retry-After, the error logged within the store-failure budget), not
+	// a 500 carrying the store's error for the server to log at ERROR
+	// each time and for handle_errors to show as {err.message}.
 	if err != nil {
-		return httpError(http.StatusInternalServerError, err)
+		return rt.StoreUnavailable(w, false, msgSessionUnavailable, err)
 	}
 	var u *store.User
 	err = run.Store.View(r.Context(), func(tx store.Tx) error {
@@ -873,8 +878,12 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 		u, err = tx.User(id.UserID)
 		return err
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted since the session was read: its sessions are ending.
+		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
+	}
 	if err != nil {
-		return httpError(http.StatusInternalServerError, fmt.Errorf("sso whoami: %w", err))
+		return rt.StoreUnavailable(w, false, msgSessionUnavailable, fmt.Errorf("sso whoami: %w", err))
 	}
 	groups := u.Groups
 	if groups == nil {

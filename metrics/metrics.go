@@ -114,8 +114,10 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	m.endpoints = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace, Name: "endpoint_duration_seconds",
-		Help:    "Time the sso handler spends serving its own endpoints (sign-in start, callbacks, logout, metadata…), by endpoint.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		Help: "Time the sso handler spends serving its own endpoints (sign-in start, callbacks, logout, metadata…), by endpoint.",
+		// Up to 10 s: a callback waits on the IdP (code exchange, JWKS)
+		// up to idp.DefaultHTTPTimeout (10 s), which +Inf alone would hide.
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"endpoint"}))
 	m.sessions = register(reg, &cacheGauge{desc: prometheus.NewDesc(metricsNamespace+"_active_sessions",
 		"Sessions held in the in-memory session cache.", nil, nil)})

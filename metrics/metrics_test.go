@@ -159,3 +159,34 @@ func TestEndpointNames(t *testing.T) {
 		t.Errorf("endpoint_duration_seconds counts %v, want %v", got, want)
 	}
 }
+
+// TestEndpointBucketsReachIdPTimeout: a callback that waits on the IdP
+// for 4 s or 9.9 s (idp.DefaultHTTPTimeout is 10 s) lands in a bucket of
+// its own, not in +Inf with everything slower than 2.5 s.
+func TestEndpointBucketsReachIdPTimeout(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.Endpoint("oidc/okta/callback", 4*time.Second)
+	m.Endpoint("oidc/okta/callback", 9900*time.Millisecond)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[float64]uint64{2.5: 0, 5: 1, idp.DefaultHTTPTimeout.Seconds(): 2}
+	for _, mf := range mfs {
+		if mf.GetName() != "caddy_sso_endpoint_duration_seconds" {
+			continue
+		}
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			if n, ok := want[b.GetUpperBound()]; ok {
+				if b.GetCumulativeCount() != n {
+					t.Errorf("le=%v holds %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), n)
+				}
+				delete(want, b.GetUpperBound())
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no bucket le=%v", want)
+	}
+}

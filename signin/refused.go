@@ -18,9 +18,17 @@ const (
 	// DefaultAuditPerMinute bounds the login.failed events written per IdP
 	// and reason each minute.
 	DefaultAuditPerMinute = 10
+	// DefaultBoundAuditPerMinute bounds the login.failed events written
+	// each minute for refusals of logins the browser did begin, all IdPs
+	// and reasons together. Anyone can begin a login (one GET of the login
+	// URL gives a real flow cookie) and post made-up callbacks with
+	// copies of it, each refused for a reason of its choice: without this
+	// cap, DefaultAuditPerMinute times every reason of every IdP a minute.
+	DefaultBoundAuditPerMinute = 30
 	// DefaultUnboundAuditPerMinute bounds the login.failed events written
 	// each minute for refusals bound to no login of the browser, all IdPs
-	// and reasons together.
+	// and reasons together. With DefaultBoundAuditPerMinute, an instance
+	// writes at most 40 refusal events a minute, whoever sends them.
 	DefaultUnboundAuditPerMinute = 10
 	// refusalWindow is the period of the audit budget, the log budget's
 	// (logbudget.Window).
@@ -33,7 +41,15 @@ const (
 //
 //   - a refusal of a login the browser did begin is audited
 //     (login.failed), at most AuditPerMinute per IdP and reason, and the
-//     next event after a full minute says how many were left out;
+//     next event of that IdP and reason written after a full minute says
+//     how many were left out (not_audited_last_minute);
+//   - those are also capped together, at BoundAuditPerMinute per instance
+//     whatever the IdP and reason, since whoever begins a login can send
+//     them; the next bound event written after a full minute says how
+//     many of any IdP and reason this cap left out
+//     (not_audited_instance_cap). The unbound ones below are not counted
+//     in it: their budget is separate both ways, so that neither garbage
+//     nor made-up callbacks with a real flow cookie crowd out the other;
 //   - a refusal without this browser's valid flow cookie (idp.LoginError
 //     .Bound false: the back button after a sign-in, no cookie, a forged
 //     one, an unsolicited post) is audited too, since the person saw its
@@ -53,11 +69,14 @@ type Refusals struct {
 	Now    func() time.Time // nil: time.Now
 	// AuditPerMinute: 0 means DefaultAuditPerMinute.
 	AuditPerMinute int
+	// BoundAuditPerMinute: 0 means DefaultBoundAuditPerMinute.
+	BoundAuditPerMinute int
 	// UnboundAuditPerMinute: 0 means DefaultUnboundAuditPerMinute.
 	UnboundAuditPerMinute int
 
 	mu      sync.Mutex
 	audit   map[[2]string]*budget // (idp, code), of bound refusals
+	bound   budget                // every bound refusal within its (idp, code) budget
 	unbound budget                // every unbound refusal
 	logs    logbudget.Budget      // idp, code, source
 }
@@ -66,17 +85,28 @@ type Refusals struct {
 type budget struct {
 	start time.Time
 	n     int // events in the window
+	// left out beyond the limit in windows that have ended, not yet
+	// reported: kept until an event is written, so that a count is not
+	// lost when the next event is itself left out by the instance cap.
+	left int
 }
 
-// take counts an event at now and reports whether it is within limit, and
-// how many events the window that just ended held beyond the limit.
-func (b *budget) take(now time.Time, limit int) (ok bool, dropped int) {
+// take counts an event at now and reports whether it is within limit.
+func (b *budget) take(now time.Time, limit int) bool {
 	if now.Sub(b.start) >= refusalWindow {
-		dropped = max(b.n-limit, 0)
+		b.left += max(b.n-limit, 0)
 		b.start, b.n = now, 0
 	}
 	b.n++
-	return b.n <= limit, dropped
+	return b.n <= limit
+}
+
+// report returns the count of events left out, once: for the event about
+// to be written.
+func (b *budget) report() int {
+	n := b.left
+	b.left = 0
+	return n
 }
 
 // UnboundFlow is the "flow" detail of a login.failed event whose callback
@@ -102,16 +132,26 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		r.audit = make(map[[2]string]*budget)
 	}
 	var auditOK bool
-	var auditDropped int
+	var auditDropped, capDropped int
 	if le.Bound {
 		b := r.audit[[2]string{idpName, le.Code}]
 		if b == nil {
 			b = &budget{start: now}
 			r.audit[[2]string{idpName, le.Code}] = b
 		}
-		auditOK, auditDropped = b.take(now, orDefault(r.AuditPerMinute, DefaultAuditPerMinute))
+		// The instance cap counts only what the IdP's and reason's budget
+		// lets through, so each refusal left out is counted once, by the
+		// budget that left it out.
+		auditOK = b.take(now, orDefault(r.AuditPerMinute, DefaultAuditPerMinute)) &&
+			r.bound.take(now, orDefault(r.BoundAuditPerMinute, DefaultBoundAuditPerMinute))
+		if auditOK {
+			auditDropped, capDropped = b.report(), r.bound.report()
+		}
 	} else {
-		auditOK, auditDropped = r.unbound.take(now, orDefault(r.UnboundAuditPerMinute, DefaultUnboundAuditPerMinute))
+		auditOK = r.unbound.take(now, orDefault(r.UnboundAuditPerMinute, DefaultUnboundAuditPerMinute))
+		if auditOK {
+			auditDropped = r.unbound.report()
+		}
 	}
 	r.mu.Unlock()
 
@@ -126,11 +166,14 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 		return
 	}
 	ev := store.Event{Time: now, Type: store.EventLoginFailed, IdP: idpName, Reason: le.Code}
-	if auditDropped > 0 || !le.Bound {
+	if auditDropped > 0 || capDropped > 0 || !le.Bound {
 		ev.Detail = make(map[string]string, 2)
 	}
 	if auditDropped > 0 {
 		ev.Detail["not_audited_last_minute"] = strconv.Itoa(auditDropped)
+	}
+	if capDropped > 0 {
+		ev.Detail["not_audited_instance_cap"] = strconv.Itoa(capDropped)
 	}
 	if !le.Bound {
 		// Whoever sent it need not have begun a login here: an

@@ -350,3 +350,60 @@ func TestRefusalsBoundedWrites(t *testing.T) {
 		t.Fatalf("summary event = %+v, %v", last, err)
 	}
 }
+
+// TestBoundRefusalsInstanceCap: whoever begins a login (one GET gives a
+// real flow cookie) can post made-up callbacks refused for any reason at
+// any IdP, each "bound"; their events are capped together per instance,
+// beyond each IdP's and reason's own budget, and the refusals bound to no
+// login keep their separate budget, so that the instance writes at most
+// DefaultBoundAuditPerMinute + DefaultUnboundAuditPerMinute (the 40 of
+// docs/security.md) a minute. The next bound event after a full minute
+// counts what the cap left out, and its own IdP's and reason's left out.
+func TestBoundRefusalsInstanceCap(t *testing.T) {
+	if total := signin.DefaultBoundAuditPerMinute + signin.DefaultUnboundAuditPerMinute; total != 40 {
+		t.Fatalf("an instance writes up to %d refusal events a minute; docs/security.md says 40", total)
+	}
+	e := newEnv(t)
+	now := time.Now()
+	r := &signin.Refusals{Store: e.db, Now: func() time.Time { return now }}
+	ctx := context.Background()
+	before := e.db.commits.Load()
+	for i := range 7 * 13 * 20 {
+		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13), Bound: true}, "192.0.2.1")
+	}
+	if n := e.db.commits.Load() - before; n != signin.DefaultBoundAuditPerMinute {
+		t.Fatalf("1820 bound refusals (7 IdPs, 13 reasons) made %d commits in a minute, want %d (the instance cap)", n, signin.DefaultBoundAuditPerMinute)
+	}
+	for i := range 1000 {
+		r.Record(ctx, "idp-0", &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, "192.0.2.2")
+	}
+	if n := e.db.commits.Load() - before; n != signin.DefaultBoundAuditPerMinute+signin.DefaultUnboundAuditPerMinute {
+		t.Fatalf("with the bound cap used up, unbound refusals made %d commits, want their own %d", n-signin.DefaultBoundAuditPerMinute, signin.DefaultUnboundAuditPerMinute)
+	}
+
+	now = now.Add(time.Minute)
+	r.Record(ctx, "idp-6", &idp.LoginError{Code: "code_12", Bound: true}, "192.0.2.1")
+	var last store.Event
+	err := e.db.View(ctx, func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
+		if len(events) > 0 {
+			last = events[len(events)-1]
+		}
+		return err
+	})
+	// Each of the 91 IdP-and-reason budgets let 10 through (910), of
+	// which the cap wrote 30; idp-6/code_12 left out 10 of its 20.
+	if err != nil || last.Detail["not_audited_instance_cap"] != "880" || last.Detail["not_audited_last_minute"] != "10" {
+		t.Fatalf("first bound event of the next minute: %+v, %v; want 880 left out by the cap, 10 by its own budget", last.Detail, err)
+	}
+	now = now.Add(time.Second)
+	r.Record(ctx, "idp-0", &idp.LoginError{Code: "code_0", Bound: true}, "192.0.2.1")
+	err = e.db.View(ctx, func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
+		last = events[len(events)-1]
+		return err
+	})
+	if err != nil || last.Detail["not_audited_instance_cap"] != "" || last.Detail["not_audited_last_minute"] != "10" {
+		t.Errorf("the next bound event: %+v, %v; want the cap's count reported once, and its own budget's 10", last.Detail, err)
+	}
+}

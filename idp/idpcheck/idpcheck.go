@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/internal/termtext"
 )
 
 // Levels of a finding.
@@ -44,11 +45,18 @@ func (f Finding) Problem() bool { return f.Level == Error || f.Level == Warn }
 
 // LogProblems logs each problem among fs at WARN, the way the sso app
 // reports its IdPs at start, or at INFO that there is none.
+//
+// A finding's message quotes the IdP's own text (its discovery document,
+// metadata, errors), and zap's console encoder, which Caddy uses on a
+// terminal, writes a line's message raw where it escapes fields: so the
+// message goes through termtext.Line, and an ESC sequence or a newline the
+// IdP sent shows as \x1b or \n instead of retitling the terminal or
+// forging a log line. The wording stays what troubleshooting.md quotes.
 func LogProblems(logger *zap.Logger, idpName string, fs []Finding) {
 	problems := 0
 	for _, f := range fs {
 		if f.Problem() {
-			logger.Warn(f.Message, zap.String("idp", idpName), zap.String("finding", f.Level))
+			logger.Warn(termtext.Line(f.Message), zap.String("idp", idpName), zap.String("finding", f.Level))
 			problems++
 		}
 	}

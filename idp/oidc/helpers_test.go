@@ -99,12 +99,14 @@ type env struct {
 
 // endedSessions records what the logout endpoints ask to end. Like the
 // store's, it uses a message's single-use ID up only when the sessions
-// end: with fail set, the call fails and uses nothing up.
+// end: with fail set, the call fails and uses nothing up. Each call ends
+// one session, or none with none set (a sid no session has).
 type endedSessions struct {
 	mu     sync.Mutex
 	calls  []string // "idp|subject|sid"
 	replay *memReplay
 	fail   error
+	none   bool
 }
 
 func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject string, sessionIDs []string, once *idp.SingleUse) (int, error) {
@@ -119,6 +121,9 @@ func (s *endedSessions) EndSessions(ctx context.Context, idpName, subject string
 		}
 	}
 	s.calls = append(s.calls, idpName+"|"+subject+"|"+strings.Join(sessionIDs, ","))
+	if s.none {
+		return 0, nil
+	}
 	return 1, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 )
@@ -108,9 +109,14 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 			return
 		}
 		// The IdP's discovery failed: not the token's fault, and the
-		// IdP may try again.
-		p.cfg.Logger.Error("back-channel logout: the logout token could not be checked", zap.String("idp", p.cfg.Name), zap.Error(err))
-		writeLogoutError(w, http.StatusInternalServerError, "server_error", idp.ErrorCode(err, CodeIdPUnavailable))
+		// IdP may try again. Anyone can POST a made-up token here, each
+		// of which meets the outage unchecked: one ERROR line a minute
+		// per IdP and reason, the rest at DEBUG, as sign-in's own
+		// outage lines (docs/security.md, "Unauthenticated traffic").
+		reason := idp.ErrorCode(err, CodeIdPUnavailable)
+		p.refusals.Error(p.cfg.Logger, "unchecked/"+p.cfg.Name+"/"+reason, p.cfg.Now(), "back-channel logout: the logout token could not be checked",
+			zap.String("idp", p.cfg.Name), zap.String("reason", reason), zap.Error(err))
+		writeLogoutError(w, http.StatusInternalServerError, "server_error", reason)
 		return
 	}
 	n, err := p.rt.Sessions.EndSessions(ctx, p.cfg.Name, lt.subject, []string{lt.sessionID}, p.logoutTokenOnce(lt))
@@ -284,7 +290,13 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return idp.FailLogout(CodeLogoutFailed, err)
 	}
-	p.cfg.Logger.Info("front-channel logout", zap.String("idp", p.cfg.Name), zap.Int("sessions_ended", n))
+	// Anyone can GET this with a made-up sid, which ends nothing: only a
+	// logout that ended a session is news at INFO.
+	lvl := zapcore.DebugLevel
+	if n > 0 {
+		lvl = zapcore.InfoLevel
+	}
+	p.cfg.Logger.Log(lvl, "front-channel logout", zap.String("idp", p.cfg.Name), zap.Int("sessions_ended", n))
 	// Framed by the IdP's page: no X-Frame-Options, no frame-ancestors.
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")

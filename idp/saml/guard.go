@@ -38,7 +38,11 @@ func refuseDeclarations(data []byte) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading XML: %w", err)
+			// The syntax error quotes the token it choked on (an entity
+			// name, say) whole, and anyone may post such a document to
+			// the ACS or SLO endpoint without a flow cookie; the refusal
+			// goes to a WARN line, so it is capped like crewjam's errors.
+			return &cappedError{fmt.Errorf("reading XML: %w", err)}
 		}
 		if _, ok := tok.(xml.Directive); ok {
 			return errDoctype

@@ -31,9 +31,14 @@ type Budget struct {
 	mu   sync.Mutex
 	keys map[string]*entry
 	// The DEBUG lines of forgotten keys (and of keys that found no room),
-	// and how many keys they were: reported by the next line that goes
-	// out at its level.
-	foldedLines, foldedKeys int
+	// and which keys they were: reported by the next line that goes out
+	// at its level. A source that finds no room line after line is one
+	// key, not one per line, so the keys are a set, bounded like keys;
+	// past MaxKeys of them, foldedOverflow counts lines of keys not in it
+	// (each as one more key: an upper bound, never an undercount).
+	foldedLines    int
+	foldedKeys     map[string]struct{}
+	foldedOverflow int
 }
 
 type entry struct {
@@ -72,7 +77,7 @@ func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 		b.forget(now)
 		if len(b.keys) >= MaxKeys {
 			b.foldedLines++
-			b.foldedKeys++
+			b.foldKey(key)
 			return false, nil
 		}
 	}
@@ -87,21 +92,38 @@ func (b *Budget) forget(now time.Time) {
 		if now.Sub(e.at) >= Window {
 			if e.repeated > 0 {
 				b.foldedLines += e.repeated
-				b.foldedKeys++
+				b.foldKey(k)
 			}
 			delete(b.keys, k)
 		}
 	}
 }
 
-// folded adds to fields the counts of forgotten keys, once. Called with
-// b.mu held.
+// foldKey notes key among those whose DEBUG lines are folded into the
+// next line. Called with b.mu held.
+func (b *Budget) foldKey(key string) {
+	if _, ok := b.foldedKeys[key]; ok {
+		return
+	}
+	if len(b.foldedKeys) >= MaxKeys {
+		b.foldedOverflow++
+		return
+	}
+	if b.foldedKeys == nil {
+		b.foldedKeys = make(map[string]struct{})
+	}
+	b.foldedKeys[key] = struct{}{}
+}
+
+// folded adds to fields the counts of forgotten keys, once: how many
+// distinct keys (other_keys_not_logged) and how many of their lines
+// (other_lines_not_logged) went to DEBUG only. Called with b.mu held.
 func (b *Budget) folded(fields []zap.Field) []zap.Field {
 	if b.foldedLines == 0 {
 		return fields
 	}
-	fields = append(fields, zap.Int("other_keys_not_logged", b.foldedKeys), zap.Int("other_lines_not_logged", b.foldedLines))
-	b.foldedLines, b.foldedKeys = 0, 0
+	fields = append(fields, zap.Int("other_keys_not_logged", len(b.foldedKeys)+b.foldedOverflow), zap.Int("other_lines_not_logged", b.foldedLines))
+	b.foldedLines, b.foldedKeys, b.foldedOverflow = 0, nil, 0
 	return fields
 }
 

@@ -83,3 +83,25 @@ func TestBudgetForgottenKeysCounted(t *testing.T) {
 		t.Errorf("last line %v, want other_lines_not_logged 15 from other_keys_not_logged 12", last)
 	}
 }
+
+// TestBudgetFoldedKeysCountsDistinctKeys: a key that finds no room line
+// after line (one source repeating itself while the budget is full) is one
+// key in other_keys_not_logged, not one per line.
+func TestBudgetFoldedKeysCountsDistinctKeys(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	var b logbudget.Budget
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range logbudget.MaxKeys {
+		b.Warn(log, fmt.Sprint("source-", i), t0, "refused")
+	}
+	for range 5 {
+		b.Warn(log, "one-more-source", t0.Add(time.Second), "refused")
+	}
+	b.Warn(log, "source-0", t0.Add(2*logbudget.Window), "refused")
+	all := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	last := all[len(all)-1].ContextMap()
+	if last["other_keys_not_logged"] != int64(1) || last["other_lines_not_logged"] != int64(5) {
+		t.Errorf("last WARN %v: want 5 lines from 1 key", last)
+	}
+}

@@ -204,10 +204,15 @@ func bearerDigest(r *http.Request) ([sha256.Size]byte, bool) {
 // unauthorized refuses r, logging it to log within h's budget (a Mux
 // logs without an IdP's name: the request matched none).
 func (h *Handler) unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool) {
-	// The token itself is never logged, not even in part.
+	// The token itself is never logged, not even in part. Method and path
+	// are whatever an unauthenticated client sent (Go's server takes a
+	// path of up to the 1 MB header limit), so they are capped, as the
+	// OIDC refusals cap the IdP's text (%.200q): enough to recognize
+	// the request, not a line as large as the client likes. (%.Ns cuts
+	// at N runes; the log encoder escapes what a terminal would obey.)
 	h.refusals.Warn(log, "unauthorized", h.cfg.Now(), "scim request refused: missing or wrong bearer token",
 		zap.Bool("token_presented", presented), zap.String("remote", r.RemoteAddr),
-		zap.String("method", r.Method), zap.String("path", r.URL.Path))
+		zap.String("method", fmt.Sprintf("%.20s", r.Method)), zap.String("path", fmt.Sprintf("%.200s", r.URL.Path)))
 	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM"`)
 	writeError(w, &Error{Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"})
 }

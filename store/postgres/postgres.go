@@ -186,8 +186,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	cfg = cfg.WithDefaults()
 	secrets := secretsOf(cfg.DSN)
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", parseError(cfg.DSN, secrets))
+	if err != nil || !userInfoSound(cfg.DSN) {
+		// A URL whose password was read in part as host, port or database
+		// parses, but cannot reach the database meant, and pgx's connect
+		// error would quote the misread parts: it is refused as what it
+		// is, a password that needs percent-encoding.
+		return nil, fmt.Errorf("postgres: %w", parseError(cfg.DSN))
 	}
 	pc.MaxConns = cfg.MaxConns
 	params := pc.ConnConfig.RuntimeParams
@@ -552,21 +556,25 @@ func scrub(err error, secrets []string) error {
 
 func (db *DB) scrub(err error) error { return scrub(err, db.secrets) }
 
-// parseError explains a DSN that does not parse without quoting it: pgx's
-// own message quotes the string, and its redaction of the password is
-// best effort for malformed input.
-func parseError(dsn string, secrets []string) error {
+// parseError explains a DSN that does not parse without quoting it or any
+// parser's text about it: pgx's message quotes the string, and url.Parse's
+// quotes the part it choked on, which for a password with an unencoded
+// "/" is the user name and the password's first part ("invalid port
+// \":Xq7Kp\" after host"). Redacting what secretsOf found cannot help: a
+// DSN that does not parse has no password it can find. So the message
+// names only the usual cause.
+func parseError(dsn string) error {
 	hint := ""
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		if _, err := url.Parse(dsn); err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				hint = ": " + scrub(ue.Err, secrets).Error()
-			}
-		}
+	if isURL(dsn) {
+		hint = " (in a URL, percent-encode the characters / @ : % ? # of the user name and password, or use key=value pairs)"
 	}
 	return fmt.Errorf("the connection string (DSN, not shown: it may hold a password) does not parse%s; "+
 		"it is a postgres://user:password@host:port/database URL or key=value pairs", hint)
+}
+
+// isURL reports whether dsn is in URL form, as pgconn decides it.
+func isURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 func randomHex(n int) string {
@@ -580,11 +588,40 @@ func HasPassword(dsn string) bool { return len(secretsOf(dsn)) > 1 }
 
 // Describe names the database a DSN points at for messages and logs, as
 // host:port/database and without user or password; "(connection string
-// not shown)" when it does not parse.
+// not shown)" when it does not parse, or when part of its password may
+// have been read as host, port or database (userInfoSound).
 func Describe(dsn string) string {
+	const notShown = "(connection string not shown)"
+	if !userInfoSound(dsn) {
+		return notShown
+	}
 	c, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return "(connection string not shown)"
+		return notShown
 	}
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
+}
+
+// userInfoSound reports whether a URL DSN's user info, if any, is read as
+// user info, and nothing of it as host, port or database; key=value DSNs
+// quote their values and are sound. pgconn, like libpq, ends the user info
+// at the first "@" before any "/": a password with an unencoded "/" (as
+// base64 passwords have) ends the host part early, so that in
+// postgres://sso:1234/s3cr3t@db/sso the user name is the host, 1234 the
+// port and "s3cr3t@db/sso" the database, which parses without complaint;
+// one with an unencoded "@" leaves its tail in the host. So a URL is sound
+// with no "@", or exactly one before its path.
+func userInfoSound(dsn string) bool {
+	rest, ok := strings.CutPrefix(dsn, "postgres://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(dsn, "postgresql://"); !ok {
+			return true
+		}
+	}
+	at := strings.IndexByte(rest, '@')
+	if at < 0 {
+		return true
+	}
+	slash := strings.IndexByte(rest, '/')
+	return strings.Count(rest, "@") == 1 && (slash < 0 || at < slash)
 }

@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// TestWhoamiStoreAway: while the store is away, /.sso/whoami answers as
+// the protected paths do, 503 store_unavailable JSON with Retry-After and
+// no store error, whether the session cannot be read (anyone's made-up
+// cookie) or the user of a cached session cannot; and the log gets one
+// ERROR line a minute for all of them, not one per request.
+func TestWhoamiStoreAway(t *testing.T) {
+	g := newStoreGoingAway(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	g.h.route.Logger = zap.New(core)
+	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	g.st.away = true
+	for i, token := range []string{"made-up-by-anyone", g.uncached, cached, "made-up-again"} {
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
+		r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+token)
+		w := httptest.NewRecorder()
+		if err := g.h.ServeHTTP(w, r, next); err != nil {
+			t.Fatalf("request %d: ServeHTTP returned %v; want the 503 written", i, err)
+		}
+		var body map[string]string
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
+			json.Unmarshal(w.Body.Bytes(), &body) != nil || body["error"] == "" || strings.Contains(w.Body.String(), "connection refused") {
+			t.Errorf("request %d: %d, Retry-After %q: %s", i, w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
+		t.Errorf("%d ERROR lines for 4 requests while the store is away, want 1", n)
+	}
+	g.st.away = false
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
+	r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+cached)
+	w := httptest.NewRecorder()
+	if err := g.h.ServeHTTP(w, r, next); err != nil || w.Code != http.StatusOK {
+		t.Errorf("after the store came back: %d %v", w.Code, err)
+	}
+}
