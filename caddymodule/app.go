@@ -67,6 +67,7 @@ type App struct {
 	// built at Provision over the store and cache Start opens.
 	accounts *account.Service
 
+	headers gateway.HeaderUnion // the names its sso routes protect (Handler.Provision)
 	// live is what Start made, made at Provision.
 	live *gateway.Live
 	// acquired is the pool key of the store handle this App holds, so

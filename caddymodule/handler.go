@@ -154,7 +154,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso handler: %w", err)
 	}
 	h.route = rt
-	return nil
+	return h.app.headers.Add(&rt.Headers) // every sso route strips every route's names
 }
 
 // routeIdPs returns the names of the route's IdPs (those h names, or the

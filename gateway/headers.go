@@ -93,7 +93,8 @@ type outHeader struct {
 type HeaderPlan struct {
 	set      []outHeader
 	upstream []UpstreamHeader // set, as the config names them
-	strip    *protectedNames
+	strip    *protectedNames  // read through names
+	union    *HeaderUnion     // the config's other routes, once added (HeaderUnion.Add)
 }
 
 // Upstream lists the identity headers the plan sets, each with the setting
@@ -269,7 +270,7 @@ type protectedNames struct {
 }
 
 // Protect adds a header name no client may send (an identity token's
-// header, say) to those the plan strips.
+// header, say) to those the plan strips. Call it before HeaderUnion.Add.
 func (p *HeaderPlan) Protect(name string) { p.strip.add(name) }
 
 // add protects name, of any length. Its first-byte entries are every byte
@@ -375,11 +376,22 @@ func foldHeaderBytes(dst []byte, name string) {
 	}
 }
 
+// names is the set the plan strips: its own names and, once added to a
+// HeaderUnion, those of every route of its config (frozen at the first
+// request).
+func (p *HeaderPlan) names() *protectedNames {
+	if p.union != nil {
+		p.union.freeze()
+	}
+	return p.strip
+}
+
 // StripInbound deletes every inbound header whose folded name is one the
-// plan protects.
+// plan protects (with a HeaderUnion, one any route of the config protects).
 func (p *HeaderPlan) StripInbound(h http.Header) {
+	strip := p.names()
 	for key := range h {
-		if p.strip.has(key) {
+		if strip.has(key) {
 			delete(h, key)
 		}
 	}

@@ -35,12 +35,13 @@ func (p *HeaderPlan) GuardHopByHop(r *http.Request) {
 // guardConnection removes protected names from the Connection header's
 // tokens. It allocates only when there is one to remove.
 func (p *HeaderPlan) guardConnection(h http.Header, lines []string) {
+	strip := p.names()
 	found := false
 	for _, line := range lines {
 		for rest := line; rest != "" && !found; {
 			var tok string
 			tok, rest, _ = strings.Cut(rest, ",")
-			found = p.strip.has(strings.TrimSpace(tok))
+			found = strip.has(strings.TrimSpace(tok))
 		}
 	}
 	if !found {
@@ -51,7 +52,7 @@ func (p *HeaderPlan) guardConnection(h http.Header, lines []string) {
 		for rest := line; rest != ""; {
 			var tok string
 			tok, rest, _ = strings.Cut(rest, ",")
-			if tok = strings.TrimSpace(tok); tok != "" && !p.strip.has(tok) {
+			if tok = strings.TrimSpace(tok); tok != "" && !strip.has(tok) {
 				kept = append(kept, tok)
 			}
 		}
@@ -77,8 +78,9 @@ func (p *HeaderPlan) guardTrailers(r *http.Request) {
 }
 
 func (p *HeaderPlan) deleteTrailers(t http.Header) {
+	strip := p.names()
 	for k := range t {
-		if p.strip.has(k) || strings.EqualFold(k, "Cookie") {
+		if strip.has(k) || strings.EqualFold(k, "Cookie") {
 			delete(t, k)
 		}
 	}
