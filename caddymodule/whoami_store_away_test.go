@@ -56,3 +56,40 @@ func TestWhoamiStoreAway(t *testing.T) {
 		t.Errorf("after the store came back: %d %v", w.Code, err)
 	}
 }
+
+// TestJWKSStoreAway: the identity token's key set, which anyone may fetch,
+// answers 503 with Retry-After while the store that keeps the keys is
+// away, within the same one-ERROR-a-minute budget, where it was a 500
+// that Caddy logged for every request; and the keys once it is back.
+func TestJWKSStoreAway(t *testing.T) {
+	g := newStoreGoingAway(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	g.h.route.Logger = zap.New(core)
+	g.h.route.SignIdentity(gateway.SignerConfig{})
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	get := func() *httptest.ResponseRecorder {
+		t.Helper()
+		w := httptest.NewRecorder()
+		if err := g.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"jwks.json", nil), next); err != nil {
+			t.Fatalf("ServeHTTP returned %v; want the answer written", err)
+		}
+		return w
+	}
+	g.st.away = true
+	for i := range 3 {
+		if w := get(); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
+			strings.Contains(w.Body.String(), "connection refused") {
+			t.Errorf("request %d while the store is away: %d, Retry-After %q: %s", i, w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
+		t.Errorf("%d ERROR lines for 3 requests while the store is away, want 1", n)
+	}
+	g.st.away = false
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if w := get(); w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &set) != nil || len(set.Keys) == 0 {
+		t.Errorf("after the store came back: %d %s", w.Code, w.Body)
+	}
+}

@@ -896,13 +896,16 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 
 // serveJWKS publishes the keys that verify the identity tokens.
 func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime) error {
+	// The keys come from the store. Anyone may ask for them, so a store
+	// that is away gets the 503 of every other read, budgeted in the log,
+	// not a 500 whose error Caddy logs per request.
 	keys, err := rt.Signer.Keyring(r.Context(), run.Store)
 	if err != nil {
-		return httpError(http.StatusInternalServerError, err)
+		return rt.StoreUnavailable(w, false, "", err)
 	}
 	b, err := keys.JWKS(r.Context())
 	if err != nil {
-		return httpError(http.StatusInternalServerError, err)
+		return rt.StoreUnavailable(w, false, "", err)
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", jwksMaxAge(rt.Signer.rotation)))
