@@ -338,17 +338,23 @@ func TestRefusalsBoundedWrites(t *testing.T) {
 	}
 	now = now.Add(time.Minute)
 	r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
+	last, err := lastLoginFailed(ctx, e.db)
+	if err != nil || last.Detail["not_audited_last_minute"] != "7" {
+		t.Fatalf("summary event = %+v, %v", last, err)
+	}
+}
+
+// lastLoginFailed is the latest login.failed event in db.
+func lastLoginFailed(ctx context.Context, db store.Store) (store.Event, error) {
 	var last store.Event
-	err := e.db.View(ctx, func(tx store.Tx) error {
-		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 100})
+	err := db.View(ctx, func(tx store.Tx) error {
+		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
 		if len(events) > 0 {
 			last = events[len(events)-1]
 		}
 		return err
 	})
-	if err != nil || last.Detail["not_audited_last_minute"] != "7" {
-		t.Fatalf("summary event = %+v, %v", last, err)
-	}
+	return last, err
 }
 
 // TestBoundRefusalsInstanceCap: whoever begins a login (one GET gives a
@@ -383,14 +389,7 @@ func TestBoundRefusalsInstanceCap(t *testing.T) {
 
 	now = now.Add(time.Minute)
 	r.Record(ctx, "idp-6", &idp.LoginError{Code: "code_12", Bound: true}, "192.0.2.1")
-	var last store.Event
-	err := e.db.View(ctx, func(tx store.Tx) error {
-		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
-		if len(events) > 0 {
-			last = events[len(events)-1]
-		}
-		return err
-	})
+	last, err := lastLoginFailed(ctx, e.db)
 	// Each of the 91 IdP-and-reason budgets let 10 through (910), of
 	// which the cap wrote 30; idp-6/code_12 left out 10 of its 20.
 	if err != nil || last.Detail["not_audited_instance_cap"] != "880" || last.Detail["not_audited_last_minute"] != "10" {
