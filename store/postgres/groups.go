@@ -99,11 +99,16 @@ func (t *tx) ListGroups(idp string, startIndex, count int) ([]*store.Group, int,
 }
 
 func (t *tx) ForEachGroup(after string, fn func(*store.Group) error) error {
+	after, skip := storableAfter(after)
 	return forEachPage(func(last *store.Group) ([]*store.Group, error) {
+		cond := "WHERE g.id > $1"
 		if last != nil {
-			after = last.ID
+			after, skip = last.ID, false
 		}
-		page, err := t.groupsWhere("WHERE g.id > $1 ORDER BY g.id LIMIT $2", after, pageSize)
+		if skip {
+			cond += " AND NOT starts_with(g.id, $1)"
+		}
+		page, err := t.groupsWhere(cond+" ORDER BY g.id LIMIT $2", after, pageSize)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: for each group: %w", err)
 		}

@@ -351,13 +351,17 @@ func testForEachAfterAnyBytes(e *env) {
 	}
 	for _, h := range []string{"a", "b", "ba", "c"} {
 		e.putSession(sess(h, u.ID))
+		e.putGroup(&store.Group{ID: h, IdP: "okta", DisplayName: "group " + h})
 	}
 	for _, tt := range []struct{ after, want string }{
 		{"\x00", "a b ba c"}, {"b\x00", "ba c"}, {"b\x00z", "ba c"},
 		{"\xff", ""}, {"b\xff", "c"}, {"b\x80", "c"}, {"\xc3(", ""}, {"a\xe2\x82", "b ba c"},
 	} {
-		var users, sessions []string
+		var users, sessions, groups []string
 		e.view(func(tx store.Tx) error {
+			if err := tx.ForEachGroup(tt.after, func(g *store.Group) error { groups = append(groups, g.ID); return nil }); err != nil {
+				e.Errorf("ForEachGroup(after %q): %v", tt.after, err)
+			}
 			if err := tx.ForEachUser(tt.after, func(u *store.User) error { users = append(users, u.ID); return nil }); err != nil {
 				e.Errorf("ForEachUser(after %q): %v", tt.after, err)
 			}
@@ -371,6 +375,9 @@ func testForEachAfterAnyBytes(e *env) {
 		}
 		if got := strings.Join(sessions, " "); got != tt.want {
 			e.Errorf("ForEachSession(after %q) = %q, want %q", tt.after, got, tt.want)
+		}
+		if got := strings.Join(groups, " "); got != tt.want {
+			e.Errorf("ForEachGroup(after %q) = %q, want %q", tt.after, got, tt.want)
 		}
 	}
 }
