@@ -236,7 +236,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"scim unknown idp", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp okta {env.SCIM_TOKEN_OKTA}\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp okta", `no identity provider named "okta" in the global sso option (defined: entra)`}},
 		{"scim idp not marked", "{\n\tsso {\n\t\tidp entra oidc {\n\t\t\tissuer https://login.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n\nscim.example.com {\n\tsso_scim {\n\t\tidp entra {env.SCIM_TOKEN_ENTRA}\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim idp entra", "add the line `scim`"}},
 		{"scim without global sso", "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.SCIM_TOKEN_ENTRA}\n\t}\n}\n", []string{"Caddyfile:3", "sso_scim idp entra", "no global sso option"}},
-		{"scim idp twice", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.A}\n\t\tidp entra {env.B}\n\t}\n}\n", []string{"Caddyfile:13", "idp entra is listed twice"}},
+		{"scim idp three times", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.A}\n\t\tidp entra {env.B}\n\t\tidp entra {env.C}\n\t}\n}\n", []string{"Caddyfile:14", "idp entra is listed more than twice"}},
 		{"scim short literal token", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra hunter2\n\t}\n}\n", []string{"Caddyfile:12", "sso_scim: idp entra", "at least 16 characters"}},
 		{"scim shared literal token", scimGlobal2 + "scim.example.com {\n\tsso_scim {\n\t\tidp entra 0123456789abcdefXYZ\n\t\tidp okta 0123456789abcdefXYZ\n\t}\n}\n", []string{"Caddyfile:", "share a bearer token"}},
 		{"scim argument", scimGlobal + "scim.example.com {\n\tsso_scim entra {\n\t}\n}\n", []string{"Caddyfile:11", "sso_scim: expected: sso_scim { idp <name> <token>"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -32,7 +33,8 @@ type Endpoint struct {
 }
 
 // CheckSettings checks the endpoint as the config writes it, before its
-// tokens are resolved: each IdP named once and given a token, each literal
+// tokens are resolved: each IdP named once (or twice, with two tokens,
+// to rotate one) and given a token, each literal
 // token (one that deferred does not report as resolved later, such as a
 // placeholder) at least MinTokenLength long and not shared with another
 // IdP, and the base path, base URL and body size. It does not require an
@@ -41,14 +43,14 @@ type Endpoint struct {
 // token.
 func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 	literal := make(map[string]string)
-	for i, c := range e.IdPs {
+	listed := make(map[string]int)
+	for _, c := range e.IdPs {
 		if c.Name == "" {
 			return errors.New("an idp has no name")
 		}
-		for _, o := range e.IdPs[:i] {
-			if o.Name == c.Name {
-				return fmt.Errorf("idp %s is listed twice", c.Name)
-			}
+		// Twice, with two tokens, while its token is rotated (Config.NextToken).
+		if listed[c.Name]++; listed[c.Name] > 2 {
+			return fmt.Errorf("idp %s is listed more than twice (twice gives it two tokens, to rotate one)", c.Name)
 		}
 		if c.Token == "" {
 			return fmt.Errorf("idp %s has no token", c.Name)
@@ -64,6 +66,9 @@ func (e Endpoint) CheckSettings(deferred func(token string) bool) error {
 				c.Name, MinTokenLength)
 		}
 		if other, ok := literal[c.Token]; ok {
+			if other == c.Name {
+				return fmt.Errorf("idp %s is given the same bearer token twice", c.Name)
+			}
 			return fmt.Errorf("idps %s and %s share a bearer token; each needs its own", other, c.Name)
 		}
 		literal[c.Token] = c.Name
@@ -138,11 +143,20 @@ func checkBaseURL(raw string) error {
 
 // Handler builds the handler of each IdP over accounts, with the tokens
 // as they are (resolved): that handler itself when there is one IdP, a Mux
-// choosing by token when there are several.
+// choosing by token when there are several. An IdP listed twice takes the
+// second token as its NextToken.
 func (e Endpoint) Handler(accounts *account.Service, logger *zap.Logger) (http.Handler, error) {
-	handlers := make([]*Handler, 0, len(e.IdPs))
+	var configs []Config
 	for _, c := range e.IdPs {
-		h, err := New(Config{IdP: c.Name, Token: c.Token, Accounts: accounts, Logger: logger,
+		if i := slices.IndexFunc(configs, func(cfg Config) bool { return cfg.IdP == c.Name }); i >= 0 {
+			configs[i].NextToken = c.Token
+			continue
+		}
+		configs = append(configs, Config{IdP: c.Name, Token: c.Token})
+	}
+	handlers := make([]*Handler, 0, len(configs))
+	for _, c := range configs {
+		h, err := New(Config{IdP: c.IdP, Token: c.Token, NextToken: c.NextToken, Accounts: accounts, Logger: logger,
 			BasePath: e.BasePath, BaseURL: e.BaseURL, MaxBodyBytes: e.MaxBodyBytes})
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package scim_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -32,7 +33,9 @@ func TestEndpointCheckSettings(t *testing.T) {
 		{"placeholder token not checked", scim.Endpoint{IdPs: []scim.EndpointIdP{{Name: "entra", Token: "{env.T}"}}}, ""},
 		{"placeholders shared", scim.Endpoint{IdPs: []scim.EndpointIdP{{Name: "entra", Token: "{env.T}"}, {Name: "okta", Token: "{env.T}"}}}, ""},
 		{"no name", scim.Endpoint{IdPs: []scim.EndpointIdP{{Token: entraToken}}}, "an idp has no name"},
-		{"listed twice", scim.Endpoint{IdPs: []scim.EndpointIdP{entra, {Name: "entra", Token: oktaToken}}}, "idp entra is listed twice"},
+		{"listed twice, two tokens to rotate one", scim.Endpoint{IdPs: []scim.EndpointIdP{entra, {Name: "entra", Token: oktaToken}}}, ""},
+		{"listed three times", scim.Endpoint{IdPs: []scim.EndpointIdP{entra, {Name: "entra", Token: oktaToken}, {Name: "entra", Token: oktaToken + "3"}}}, "idp entra is listed more than twice"},
+		{"listed twice with one token", scim.Endpoint{IdPs: []scim.EndpointIdP{entra, entra}}, "idp entra is given the same bearer token twice"},
 		{"no token", scim.Endpoint{IdPs: []scim.EndpointIdP{{Name: "entra"}}}, "idp entra has no token"},
 		{"short token", scim.Endpoint{IdPs: []scim.EndpointIdP{{Name: "entra", Token: "hunter2"}}}, "idp entra: the bearer token must be at least 16 characters"},
 		{"shared token", scim.Endpoint{IdPs: []scim.EndpointIdP{entra, {Name: "okta", Token: entraToken}}}, "idps entra and okta share a bearer token; each needs its own"},
@@ -100,5 +103,48 @@ func TestEndpointHandler(t *testing.T) {
 	}
 	if _, err := (scim.Endpoint{IdPs: []scim.EndpointIdP{{Name: "entra", Token: "short"}}}).Handler(accounts, nil); err == nil {
 		t.Error("a short resolved token: built a handler")
+	}
+}
+
+// TestTokenRotation: an IdP listed twice in an endpoint takes both tokens,
+// so that its token can be rotated without a gap: set the new one beside
+// the old, move the IdP to it, remove the old. Each is compared in
+// constant time; any other token, or the other IdP's for this one, is a
+// 401; one IdP's two tokens may not be the same.
+func TestTokenRotation(t *testing.T) {
+	const next = "entra-next-token-abcdefghijkl"
+	for _, tt := range []struct {
+		name string
+		idps []scim.EndpointIdP
+	}{
+		{"one idp, two tokens", []scim.EndpointIdP{{Name: "entra", Token: entraToken}, {Name: "entra", Token: next}}},
+		{"beside another idp", []scim.EndpointIdP{{Name: "entra", Token: entraToken}, {Name: "okta", Token: oktaToken}, {Name: "entra", Token: next}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, "entra", entraToken)
+			e.accounts.SCIMManaged = func(string) bool { return true }
+			h, err := scim.Endpoint{IdPs: tt.idps}.Handler(e.accounts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for token, want := range map[string]int{entraToken: 200, next: 200, "entra-wrong-token-0123456789": 401, "": 401} {
+				r := httptest.NewRequest(http.MethodGet, "/scim/v2/Users?filter="+url.QueryEscape(`userName eq "nobody"`), nil)
+				if token != "" {
+					r.Header.Set("Authorization", "Bearer "+token)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != want {
+					t.Errorf("token %.12q…: %d, want %d: %s", token, w.Code, want, w.Body)
+				}
+			}
+		})
+	}
+	e := newEnv(t, "entra", entraToken)
+	if _, err := scim.New(scim.Config{IdP: "entra", Token: entraToken, NextToken: entraToken, Accounts: e.accounts}); err == nil {
+		t.Error("New took one token as both of an IdP's")
+	}
+	if _, err := scim.New(scim.Config{IdP: "entra", Token: entraToken, NextToken: "short", Accounts: e.accounts}); err == nil {
+		t.Error("New took a short next token")
 	}
 }

@@ -2,7 +2,8 @@
 // identity provider configuration, over the same store JIT provisioning
 // writes (docs/scim.md): /Users, /Groups, /ServiceProviderConfig,
 // /ResourceTypes and /Schemas under a base path, application/scim+json,
-// one bearer token per IdP compared in constant time, errors in SCIM form.
+// a bearer token per IdP (two while it is rotated) compared in constant
+// time, errors in SCIM form.
 //
 // It is a plain http.Handler with no Caddy import; caddymodule wraps it as
 // http.handlers.sso_scim. New builds the handler of one IdP; NewMux serves
@@ -46,6 +47,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +84,11 @@ type Config struct {
 	// Token is the bearer token the IdP's provisioning client presents;
 	// at least MinTokenLength bytes.
 	Token string
+	// NextToken, when set, is accepted as well: the token an IdP is being
+	// moved to, so that a rotation has no gap in which the IdP gets 401s
+	// (Entra quarantines a provisioning job that keeps failing). The same
+	// rules as Token's.
+	NextToken string
 	// Accounts is the store the users and groups live in, with the
 	// operations SCIM shares with the admin API (deactivation, activation,
 	// deletion and its tombstones), which also tell the session cache what
@@ -109,7 +116,7 @@ type Handler struct {
 	cfg    Config
 	store  store.Store
 	acc    *account.Service
-	token  [sha256.Size]byte
+	tokens [][sha256.Size]byte // Token's and NextToken's digests
 	users  *resourceType
 	groups *resourceType
 	log    *zap.Logger // with the IdP's name
@@ -124,20 +131,30 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.IdP == "" {
 		return nil, errors.New("scim: IdP name is required")
 	}
-	if len(cfg.Token) < MinTokenLength {
-		return nil, fmt.Errorf("scim: bearer token for IdP %s must be at least %d characters", cfg.IdP, MinTokenLength)
+	tokens := []string{cfg.Token}
+	if cfg.NextToken != "" {
+		if cfg.NextToken == cfg.Token {
+			return nil, fmt.Errorf("scim: IdP %s: its two bearer tokens are the same", cfg.IdP)
+		}
+		tokens = append(tokens, cfg.NextToken)
+	}
+	for _, tok := range tokens {
+		if len(tok) < MinTokenLength {
+			return nil, fmt.Errorf("scim: bearer token for IdP %s must be at least %d characters", cfg.IdP, MinTokenLength)
+		}
+		if strings.TrimSpace(tok) != tok {
+			// The presented token is trimmed (bearerDigest) and an HTTP
+			// header cannot end in white space, so no request could ever
+			// match this one: a CR left by a CRLF env file, or a quoted
+			// trailing space.
+			return nil, fmt.Errorf("scim: IdP %s: the bearer token starts or ends with white space (a CR from a file with CRLF line ends?); remove it", cfg.IdP)
+		}
 	}
 	if cfg.Accounts == nil || cfg.Accounts.Store == nil {
 		return nil, fmt.Errorf("scim: IdP %s: the account service and its store are required", cfg.IdP)
 	}
 	if cfg.Accounts.SCIMManaged != nil && !cfg.Accounts.SCIMManaged(cfg.IdP) {
 		return nil, fmt.Errorf("scim: IdP %s is not marked as managed by SCIM, so its deleted users would come back through JIT", cfg.IdP)
-	}
-	if strings.TrimSpace(cfg.Token) != cfg.Token {
-		// The presented token is trimmed (bearerDigest) and an HTTP header
-		// cannot end in white space, so no request could ever match this
-		// one: a CR left by a CRLF env file, or a quoted trailing space.
-		return nil, fmt.Errorf("scim: IdP %s: the bearer token starts or ends with white space (a CR from a file with CRLF line ends?); remove it", cfg.IdP)
 	}
 	if err := CheckBasePath(cfg.BasePath); err != nil {
 		return nil, fmt.Errorf("scim: IdP %s: %w", cfg.IdP, err)
@@ -165,15 +182,27 @@ func New(cfg Config) (*Handler, error) {
 		cfg:   cfg,
 		store: cfg.Accounts.Store,
 		acc:   cfg.Accounts,
-		token: sha256.Sum256([]byte(cfg.Token)),
 		users: &resourceType{Name: "User", Endpoint: "/Users", Core: userSchema(),
 			Extensions: []*schema{enterpriseUserSchema()}},
 		groups: &resourceType{Name: "Group", Endpoint: "/Groups", Core: groupSchema()},
 		log:    log.With(zap.String("idp", cfg.IdP)),
 		root:   log,
 	}
-	h.cfg.Token = "" // only the digest is kept
+	for _, tok := range tokens {
+		h.tokens = append(h.tokens, sha256.Sum256([]byte(tok)))
+	}
+	h.cfg.Token, h.cfg.NextToken = "", "" // only the digests are kept
 	return h, nil
+}
+
+// accepts reports whether sum is the digest of one of h's tokens,
+// comparing with each in constant time, without stopping at a match.
+func (h *Handler) accepts(sum *[sha256.Size]byte) bool {
+	match := 0
+	for i := range h.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], h.tokens[i][:])
+	}
+	return match == 1
 }
 
 // IdP returns the name of the IdP configuration the handler serves.
@@ -182,7 +211,7 @@ func (h *Handler) IdP() string { return h.cfg.IdP }
 // ServeHTTP authenticates the request, then serves it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum, ok := bearerDigest(r)
-	if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+	if !h.accepts(&sum) || !ok {
 		h.unauthorized(h.log, w, r, ok)
 		return
 	}
@@ -232,8 +261,10 @@ func NewMux(handlers ...*Handler) (*Mux, error) {
 			if a.cfg.IdP == b.cfg.IdP {
 				return nil, fmt.Errorf("scim: IdP %s configured twice", a.cfg.IdP)
 			}
-			if a.token == b.token {
-				return nil, fmt.Errorf("scim: IdPs %s and %s share a bearer token; each needs its own", b.cfg.IdP, a.cfg.IdP)
+			for _, ta := range a.tokens {
+				if slices.Contains(b.tokens, ta) {
+					return nil, fmt.Errorf("scim: IdPs %s and %s share a bearer token; each needs its own", b.cfg.IdP, a.cfg.IdP)
+				}
 			}
 		}
 	}
@@ -246,7 +277,7 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum, ok := bearerDigest(r)
 	var match *Handler
 	for _, h := range m.handlers {
-		if subtle.ConstantTimeCompare(sum[:], h.token[:]) == 1 && ok {
+		if h.accepts(&sum) && ok {
 			match = h
 		}
 	}
