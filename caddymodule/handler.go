@@ -300,7 +300,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyError(w, r, h.route.SessionUnavailable(w, r, err))
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens))
+		return caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens, outer))
 	}
 	return caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sent), o))
 }

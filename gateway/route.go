@@ -177,12 +177,18 @@ func (rt *Route) Session(ctx context.Context, run *Runtime, tokens []string, adm
 // StartSignIn answers a navigation without a session of this route: the
 // route's chooser page, or a sign-in at its IdP that comes back to the
 // page asked for. tokens are the browser's session cookies, whose session
-// (another route's, or expired) the sign-in will end.
-func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+// (another route's, or expired) the sign-in will end; outer, when an sso
+// before this one admitted the request and took those cookies, is that
+// session, which the sign-in ends instead.
+func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	if rt.Chooser {
 		return rt.chooser(w, r.URL.RequestURI())
 	}
-	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens)
+	var outerHash string
+	if outer != nil && len(tokens) == 0 {
+		outerHash = outer.SessionHash
+	}
+	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens, outerHash)
 }
 
 // Identify sets on h what the upstream learns of the session id: the
@@ -457,7 +463,7 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 			return rt.fail(unknownIdPPage(rt.PathPrefix))
 		}
 	}
-	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens)
+	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens, "")
 }
 
 // previousSessionFlow names the flow cookie that carries the hash of the
@@ -485,7 +491,9 @@ func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []str
 	return session.Hash(token), nil
 }
 
-func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string) error {
+// beginLogin starts a sign-in at p. The session it will end is that of
+// tokens, or, without them, the one whose hash is previousHash.
+func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string, previousHash string) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
@@ -493,10 +501,14 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(idp.LocalPath(returnTo)))
 	}
 	returnTo = idp.LocalPath(returnTo)
-	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && len(tokens) > 0 {
+	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || previousHash != "") {
 		// Before Begin, which writes the redirect. If finding the
 		// session fails, the sign-in only leaves it to its timeouts.
-		if previous, err := rt.previousSession(r.Context(), run, tokens); err == nil && previous != "" {
+		previous, err := previousHash, error(nil)
+		if len(tokens) > 0 {
+			previous, err = rt.previousSession(r.Context(), run, tokens)
+		}
+		if err == nil && previous != "" {
 			if err := run.Flows.Save(w, r, previousSessionFlow, previous, idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
 				rt.Logger.Warn("starting sign-in: the current session cannot be carried to the callback, so the sign-in will not end it",
 					zap.String("idp", p.Name), zap.Error(err))
