@@ -108,6 +108,9 @@ func TestUpstreamReceivesFreshTokenAfterExpiry(t *testing.T) {
 	if a.Access == "" || !a.Valid || a.Sub != "sub-ada" || a.Authorization != "Bearer "+a.Access || strings.Count(a.IDToken, ".") != 2 {
 		t.Fatalf("after sign-in the upstream saw %+v, want a valid access token, as Bearer too, and the ID token", a)
 	}
+	// On a loaded machine the sign-in's own request may come after the 1 s
+	// margin and refresh already; count from here.
+	refreshed := g.IdP.Refreshes()
 	g.IdP.SetClock(func() time.Time { return time.Now().Add(57 * time.Second) })
 	time.Sleep(3500 * time.Millisecond)
 	if g.upstreamAccepts(a.Access) {
@@ -120,8 +123,8 @@ func TestUpstreamReceivesFreshTokenAfterExpiry(t *testing.T) {
 	if fresh.IDToken == a.IDToken || strings.Count(fresh.IDToken, ".") != 2 {
 		t.Error("the upstream did not get the refreshed ID token")
 	}
-	if n := g.IdP.Refreshes(); n != 1 {
-		t.Errorf("%d refreshes, want 1", n)
+	if n := g.IdP.Refreshes() - refreshed; n != 1 {
+		t.Errorf("%d refreshes after the sign-in, want 1", n)
 	}
 }
 
