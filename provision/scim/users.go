@@ -285,7 +285,11 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 			return errorf(http.StatusConflict, "uniqueness", "externalId %q is already taken", u.ExternalID)
 		}
 		if adoptee != nil {
-			return h.adoptByCreate(tx, adoptee, body, now, &res)
+			// As a PUT would: the first SCIM write, which makes the user
+			// SCIM's (saveUser audits adopted_from); active only when
+			// sent, so that adopting a deactivated user does not quietly
+			// reactivate them.
+			return h.rewrite(tx, adoptee, h.replacing(body), now, &res)
 		}
 		if err := h.putUser(tx, &u); err != nil {
 			return err
@@ -339,33 +343,18 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), created.ID, nil
 }
 
-// adoptByCreate applies a create's document to old, a user of this IdP
-// SCIM has not written, as a PUT would: the first SCIM write, which makes
-// the user SCIM's (saveUser audits adopted_from). active is applied only
-// when the document sends it, so that adopting a deactivated user does
-// not quietly reactivate them.
-func (h *Handler) adoptByCreate(tx store.Tx, old *store.User, body map[string]any, now time.Time, res *userWrite) error {
-	u, err := h.userFromDoc(body, old, modeReplace)
-	if err != nil {
-		return err
+// replacing is the change of a PUT, or of a create that adopts a user:
+// the document replaces the user, active only when it sends it.
+func (h *Handler) replacing(body map[string]any) func(old *store.User) (*store.User, bool, error) {
+	return func(old *store.User) (*store.User, bool, error) {
+		u, err := h.userFromDoc(body, old, modeReplace)
+		return u, body["active"] != nil, err
 	}
-	u.ID, u.IdP = old.ID, old.IdP
-	if err := h.saveUser(tx, old, u, body["active"] != nil, now, res); err != nil {
-		return err
-	}
-	res.refs, err = tx.GroupsOfUser(u.ID)
-	if err != nil {
-		return fmt.Errorf("groups of user %s: %w", u.ID, err)
-	}
-	return nil
 }
 
 func (h *Handler) replaceUser(r *http.Request, id string, body map[string]any) (any, error) {
 	normalize(h.users, body)
-	return h.writeUser(r, id, func(old *store.User) (*store.User, bool, error) {
-		u, err := h.userFromDoc(body, old, modeReplace)
-		return u, body["active"] != nil, err
-	})
+	return h.writeUser(r, id, h.replacing(body))
 }
 
 func (h *Handler) patchUser(r *http.Request, id string, ops []patchOp) (any, error) {
@@ -386,6 +375,22 @@ func (h *Handler) patchUser(r *http.Request, id string, ops []patchOp) (any, err
 	})
 }
 
+// rewrite builds old's new record with change (which also says whether
+// the request set active) and saves it in tx when anything differs, with
+// the user's groups for the answer.
+func (h *Handler) rewrite(tx store.Tx, old *store.User, change func(old *store.User) (*store.User, bool, error), now time.Time, res *userWrite) error {
+	u, activeSent, err := change(old)
+	if err != nil {
+		return err
+	}
+	u.ID, u.IdP = old.ID, old.IdP
+	if err := h.saveUser(tx, old, u, activeSent, now, res); err != nil {
+		return err
+	}
+	res.refs, err = tx.GroupsOfUser(u.ID)
+	return err
+}
+
 // writeUser reads the user, builds the new record with change (which also
 // says whether the request set active), and saves it when anything
 // differs, all in one transaction.
@@ -398,16 +403,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 		if err != nil {
 			return err
 		}
-		u, activeSent, err := change(old)
-		if err != nil {
-			return err
-		}
-		u.ID, u.IdP = old.ID, old.IdP
-		if err := h.saveUser(tx, old, u, activeSent, now, &res); err != nil {
-			return err
-		}
-		res.refs, err = tx.GroupsOfUser(u.ID)
-		return err
+		return h.rewrite(tx, old, change, now, &res)
 	})
 	if err != nil {
 		return nil, h.report(err, zap.String("user_id", id))
