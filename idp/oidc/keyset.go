@@ -43,7 +43,8 @@ type keySet struct {
 	mu      sync.Mutex // guards the fields below
 	url     string
 	keys    []jose.JSONWebKey
-	fetched time.Time // last fetch attempt, successful or not
+	fetched time.Time // last fetch attempt, successful or not: the rate limit
+	gotKeys time.Time // last successful fetch: the keys' age (keysMaxAge)
 	failed  error     // why the last fetch attempt failed; nil after a success
 	gen     uint64    // incremented by every successful fetch
 }
@@ -58,7 +59,7 @@ func (k *keySet) setURL(u string) {
 func (k *keySet) snapshot() ([]jose.JSONWebKey, uint64, time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.keys, k.gen, k.fetched
+	return k.keys, k.gen, k.gotKeys
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
@@ -98,9 +99,12 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 		return jws.Verify(k.secret)
 	}
 
-	keys, gen, fetched := k.snapshot()
+	keys, gen, got := k.snapshot()
 	if payload, ok := verifyWith(jws, keys, h.KeyID, h.Algorithm); ok {
-		if !fetched.IsZero() && k.now().Sub(fetched) > keysMaxAge {
+		// Aged from the last fetch that succeeded: a failed one (an IdP
+		// blip at that moment) must not trust a key withdrawn meanwhile
+		// for another keysMaxAge; refresh's rate limit spaces the retries.
+		if !got.IsZero() && k.now().Sub(got) > keysMaxAge {
 			k.refresh(ctx, gen) //nolint:errcheck // best effort: the cached keys still verified
 		}
 		return payload, nil
@@ -180,7 +184,7 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errKeysUnavailable, err)
 	}
-	k.keys, k.gen = keys, k.gen+1
+	k.keys, k.gen, k.gotKeys = keys, k.gen+1, now
 	return keys, nil
 }
 

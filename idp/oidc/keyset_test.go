@@ -194,6 +194,39 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 	}
 }
 
+// A max-age refresh that fails (the JWKS away at that moment) does not
+// reset the keys' age: the next verification after the rate limit fetches
+// again, so a withdrawn key is not trusted for another keysMaxAge.
+func TestKeySetRetriesAFailedMaxAgeRefresh(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	_, j2 := rsaKey(t, "k2", "")
+	srv := newJWKSServer(t, j1)
+	ks, now, t0 := startKeySet(srv.URL)
+	ctx := context.Background()
+	tok := signJWT(t, k1, "k1", jose.RS256)
+	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	ks.setURL(down.URL)
+	aged := t0.Add(keysMaxAge + time.Minute)
+	now.Store(&aged)
+	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+		t.Fatalf("the cached key while its refresh fails: %v, want it accepted", err)
+	}
+	srv.set(j2) // back, with k1 withdrawn
+	ks.setURL(srv.URL)
+	back := aged.Add(ks.minRefresh + time.Second)
+	now.Store(&back)
+	ks.VerifySignature(ctx, tok) // cached; the retry fetches
+	if _, err := ks.VerifySignature(ctx, tok); err == nil {
+		t.Fatalf("withdrawn key accepted %v after the last successful fetch (%d fetches): the failed refresh reset its age", back.Sub(t0), srv.fetches.Load())
+	}
+}
+
 // An IdP that rotates its key but keeps the kid: the first token under the
 // new key fetches the JWKS again (once per minRefresh), and is accepted.
 func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
