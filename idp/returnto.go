@@ -12,8 +12,12 @@ import (
 // Browsers repair URLs generously (they drop tabs and newlines, read '\' as
 // '/', decode some escapes), so the rule is an allow-list rather than a
 // search for known-bad forms: one leading '/', no second '/' or '\' after it
-// in any spelling (as sent, or percent-decoded up to three times), no backslash
-// or control character anywhere, no raw non-ASCII, and no scheme, host or user once parsed.
+// in any spelling (as sent, or percent-decoded up to three times), no
+// backslash in the path, no control character anywhere, no raw non-ASCII,
+// and no scheme, host or user once parsed. The query and fragment only
+// need the bytes a header can carry: they cannot change the host of a path
+// that starts with one '/', and an app's own values hold '%' and '\'
+// (q=100%25, path=C:%5Cdata).
 //
 // Braces come back percent-encoded, which reads the same to the app: a
 // site that runs Caddy's templates over the gateway's pages (templates
@@ -40,10 +44,21 @@ func isLocalPath(raw string) bool {
 			return false
 		}
 	}
+	path, rest := raw, ""
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		path, rest = raw[:i], raw[i:]
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
 	// Check the path as sent and as each of up to three rounds of
-	// percent-decoding leaves it; more layers than that is refused outright.
-	s, stable := raw, false
-	for range 4 {
+	// percent-decoding leaves it; more layers than that is refused
+	// outright. A '%' a round leaves that starts no escape is the path's
+	// own (/100%25 is "/100%"): decoding ends there.
+	s, stable := path, false
+	for round := range 4 {
 		if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
 			return false
 		}
@@ -53,10 +68,10 @@ func isLocalPath(raw string) bool {
 			}
 		}
 		d, err := url.PathUnescape(s)
-		if err != nil {
+		if err != nil && round == 0 {
 			return false
 		}
-		if d == s {
+		if err != nil || d == s {
 			stable = true
 			break
 		}

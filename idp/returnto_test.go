@@ -35,7 +35,10 @@ func TestLocalPath(t *testing.T) {
 	if got, want := idp.LocalPath("/x{{env}}?q={a}"), "/x%7B%7Benv%7D%7D?q=%7Ba%7D"; got != want {
 		t.Errorf("braces: got %q, want %q", got, want)
 	}
-	for _, ok := range []string{"/", "/reports?year=2026", "/a/b#frag", "/%E2%9C%93", "/search?q=a%2Fb"} {
+	// An app's own '%' and '\\' stay: decoding ends at a '%' that starts
+	// no escape, and the query cannot move the path to another host.
+	for _, ok := range []string{"/", "/reports?year=2026", "/a/b#frag", "/%E2%9C%93", "/search?q=a%2Fb",
+		"/search?q=100%25", "/search?q=50%25+off", "/files?path=C%3A%5Cdata", "/files?path=C:\\data", "/sale/100%25"} {
 		if got := idp.LocalPath(ok); got != ok {
 			t.Errorf("local path %q rewritten to %q", ok, got)
 		}
