@@ -91,7 +91,7 @@ func Housekeep(ctx context.Context, st Store, now time.Time, opt HousekeepOption
 	}
 	if opt.AuditRetention > 0 {
 		before := now.Add(-opt.AuditRetention)
-		err = loop("audit events", func(tx Tx, limit int) (int, error) { return tx.PruneAudit(before, limit) }, &stats.AuditEvents)
+		err = loop("audit events", func(tx Tx, limit int) (int, error) { return tx.PruneAudit(before, now, limit) }, &stats.AuditEvents)
 	}
 	return stats, err
 }

@@ -474,8 +474,11 @@ type Tx interface {
 	// PruneAudit deletes up to limit of the oldest events (in Seq order)
 	// whose Time is before `before`, and their index entries, and returns
 	// how many. It stops at the first event not before `before`, so its
-	// cost is proportional to what it deletes. limit < 1 is an error.
-	PruneAudit(before time.Time, limit int) (int, error)
+	// cost is proportional to what it deletes, but passes over events
+	// stamped after now: written while the host's clock ran ahead (before
+	// NTP stepped it back), they would hold back every later event's
+	// retention until their own time came. limit < 1 is an error.
+	PruneAudit(before, now time.Time, limit int) (int, error)
 	// ImportAuditEvent appends an event keeping its Seq and Time (restore
 	// and backend migration only). Seq must be greater than every stored
 	// one, else an error; later Audit calls number after it.

@@ -672,8 +672,9 @@ func (t *tx) ImportAuditEvent(e store.Event) error {
 
 // PruneAudit deletes from the oldest end of the audit bucket and stops at
 // the first event that is recent enough: events are appended in time
-// order, so that one and those after it stay.
-func (t *tx) PruneAudit(before time.Time, limit int) (int, error) {
+// order, so that one and those after it stay. An event stamped after now
+// is out of that order (a clock stepped back since) and is passed over.
+func (t *tx) PruneAudit(before, now time.Time, limit int) (int, error) {
 	if err := t.mustWrite("prune audit"); err != nil {
 		return 0, err
 	}
@@ -694,6 +695,9 @@ func (t *tx) PruneAudit(before time.Time, limit int) (int, error) {
 		e.Time, e.UserID = time.Time{}, ""
 		if err := json.Unmarshal(v, &e); err != nil {
 			return 0, fmt.Errorf("bolt: prune audit: decode event %x: %w", k, err)
+		}
+		if e.Time.After(now) {
+			continue
 		}
 		if !e.Time.Before(before) {
 			break

@@ -301,7 +301,7 @@ func (im *importer) prepare(source map[string][]byte) error {
 			return deleteFirst(b, tx.ForEachTombstone, func(t *store.Tombstone) error { return tx.DeleteTombstone(t.IdP, t.Subject) })
 		}},
 		{"single-use IDs", func(tx store.Tx) (int, error) { return tx.PruneConsumed(farFuture, b) }},
-		{"audit events", func(tx store.Tx) (int, error) { return tx.PruneAudit(farFuture, b) }},
+		{"audit events", func(tx store.Tx) (int, error) { return tx.PruneAudit(farFuture, farFuture, b) }},
 		{"secrets", func(tx store.Tx) (int, error) { // those the source lacks or holds with another value
 			return deleteFirst(b, func(fn func(string) error) error {
 				return tx.ForEachSecret(func(name string, value []byte) error {

@@ -195,8 +195,9 @@ func (t *tx) AuditEvents(q store.AuditQuery) ([]store.Event, error) {
 }
 
 // PruneAudit deletes the oldest events, in Seq order, up to the first one
-// not before `before`, at most limit of them.
-func (t *tx) PruneAudit(before time.Time, limit int) (int, error) {
+// not before `before`, at most limit of them, passing over those stamped
+// after now (store.Tx).
+func (t *tx) PruneAudit(before, now time.Time, limit int) (int, error) {
 	if err := t.mustWrite("prune audit"); err != nil {
 		return 0, err
 	}
@@ -206,10 +207,10 @@ func (t *tx) PruneAudit(before time.Time, limit int) (int, error) {
 	if err := t.flushAudit(); err != nil {
 		return 0, err
 	}
-	n, err := t.exec(`WITH head AS (SELECT seq, time_ns FROM sso_audit ORDER BY seq LIMIT $2),
+	n, err := t.exec(`WITH head AS (SELECT seq, time_ns FROM sso_audit WHERE time_ns <= $3 ORDER BY seq LIMIT $2),
 			stop AS (SELECT min(seq) AS seq FROM head WHERE time_ns >= $1)
 		DELETE FROM sso_audit WHERE seq IN
-			(SELECT seq FROM head WHERE seq < coalesce((SELECT seq FROM stop), 9223372036854775807))`, nanos(before), limit)
+			(SELECT seq FROM head WHERE seq < coalesce((SELECT seq FROM stop), 9223372036854775807))`, nanos(before), limit, nanos(now))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune audit: %w", err)
 	}

@@ -398,11 +398,11 @@ func TestAuditNumbering(t *testing.T) {
 	})
 	// Prune stops at the first event that is not old enough.
 	update(t, db, func(tx store.Tx) error {
-		n, err := tx.PruneAudit(old.Add(time.Hour), 10)
+		n, err := tx.PruneAudit(old.Add(time.Hour), time.Now(), 10)
 		if err != nil || n != 0 {
 			t.Errorf("pruned %d (%v): seq 1 is new and comes first", n, err)
 		}
-		n, err = tx.PruneAudit(time.Now().Add(time.Hour), 2)
+		n, err = tx.PruneAudit(time.Now().Add(time.Hour), time.Now().Add(time.Hour), 2)
 		if err != nil || n != 2 {
 			t.Errorf("pruned %d (%v), want 2", n, err)
 		}

@@ -19,6 +19,7 @@ func init() {
 		testCase{"DeleteSecret", testDeleteSecret},
 		testCase{"AuditQueries", testAuditQueries},
 		testCase{"PruneAudit", testPruneAudit},
+		testCase{"PruneAuditPassesOverAClockThatRanAhead", testPruneAuditClockAhead},
 		testCase{"ImportAuditEvent", testImportAuditEvent},
 	)
 }
@@ -304,6 +305,46 @@ func auditEvents(e *env) {
 	})
 }
 
+// testPruneAuditClockAhead: a host that booted with its clock a year
+// ahead wrote one event before NTP stepped it back. Retention still prunes
+// the events written after it, and prunes it once its own time is due.
+func testPruneAuditClockAhead(e *env) {
+	ahead := t0.Add(365 * 24 * time.Hour)
+	e.update(func(tx store.Tx) error {
+		if err := tx.Audit(store.Event{Type: store.EventUserCreated, UserID: "u1", Time: ahead}); err != nil {
+			return err
+		}
+		for i := range 3 {
+			if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, UserID: "u1", Time: t0.Add(time.Duration(i) * time.Hour)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	now := t0.Add(100 * 24 * time.Hour)
+	e.update(func(tx store.Tx) error {
+		n, err := tx.PruneAudit(now.Add(-90*24*time.Hour), now, 10)
+		if err != nil || n != 3 {
+			e.Errorf("PruneAudit past an event stamped a year ahead = %d, %v; want the 3 due after it", n, err)
+		}
+		return nil
+	})
+	e.view(func(tx store.Tx) error {
+		u1, _ := tx.AuditEvents(store.AuditQuery{UserID: "u1"})
+		if !slices.Equal(seqs(u1), []uint64{1}) {
+			e.Errorf("after pruning, u1's events %v, want the one stamped ahead", seqs(u1))
+		}
+		return nil
+	})
+	later := ahead.Add(91 * 24 * time.Hour)
+	e.update(func(tx store.Tx) error {
+		if n, err := tx.PruneAudit(later.Add(-90*24*time.Hour), later, 10); err != nil || n != 1 {
+			e.Errorf("PruneAudit once the event stamped ahead is due = %d, %v; want 1", n, err)
+		}
+		return nil
+	})
+}
+
 func seqs(ev []store.Event) []uint64 {
 	var out []uint64
 	for _, e := range ev {
@@ -388,19 +429,19 @@ func testAuditQueries(e *env) {
 func testPruneAudit(e *env) {
 	auditEvents(e) // seq i+1 at t0 + i hours
 	e.update(func(tx store.Tx) error {
-		n, err := tx.PruneAudit(t0.Add(150*time.Minute), 2) // events 1-3 are older; limit 2
+		n, err := tx.PruneAudit(t0.Add(150*time.Minute), t0.Add(24*time.Hour), 2) // events 1-3 are older; limit 2
 		if err != nil || n != 2 {
 			e.Errorf("PruneAudit(limit 2) = %d, %v", n, err)
 		}
-		n, err = tx.PruneAudit(t0.Add(150*time.Minute), 10)
+		n, err = tx.PruneAudit(t0.Add(150*time.Minute), t0.Add(24*time.Hour), 10)
 		if err != nil || n != 1 {
 			e.Errorf("PruneAudit again = %d, %v; want 1", n, err)
 		}
-		n, err = tx.PruneAudit(t0.Add(150*time.Minute), 10)
+		n, err = tx.PruneAudit(t0.Add(150*time.Minute), t0.Add(24*time.Hour), 10)
 		if err != nil || n != 0 {
 			e.Errorf("PruneAudit with nothing due = %d, %v", n, err)
 		}
-		if _, err := tx.PruneAudit(t0, 0); err == nil {
+		if _, err := tx.PruneAudit(t0, t0, 0); err == nil {
 			e.Error("PruneAudit with limit 0 succeeded")
 		}
 		return nil

@@ -56,7 +56,7 @@ func testReadOnly(e *env) {
 		{"LoadOrStoreSecret (new)", func(tx store.Tx) error { _, err := tx.LoadOrStoreSecret("new", []byte("v")); return err }},
 		{"DeleteSecret", func(tx store.Tx) error { return tx.DeleteSecret("old") }},
 		{"Audit", func(tx store.Tx) error { return tx.Audit(store.Event{Type: store.EventLoginFailed}) }},
-		{"PruneAudit", func(tx store.Tx) error { _, err := tx.PruneAudit(time.Now(), 10); return err }},
+		{"PruneAudit", func(tx store.Tx) error { _, err := tx.PruneAudit(time.Now(), time.Now(), 10); return err }},
 		{"ImportAuditEvent", func(tx store.Tx) error { return tx.ImportAuditEvent(store.Event{Seq: 99, Type: "x"}) }},
 	}
 	for _, w := range writes {
