@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 )
@@ -44,6 +46,11 @@ func (o Origin) SessionCookie() string {
 // write it (idp.CanonicalHost). forwarded reports a
 // host taken from X-Forwarded-Host. Vouched is left for the caller, which
 // knows the route's host matchers.
+//
+// A forwarded value that is not one host[:port] (see forwardedHost) gives
+// an empty host, which no host matcher accepts: Caddy's wildcard matcher
+// compares dot-separated labels only, so "[2001:db8::66]/x.example.test"
+// passes *.example.test, and URLs built on it name another host.
 func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
 	o.Site = idp.Origin{Scheme: "http", Host: r.Host}
 	if r.TLS != nil {
@@ -54,10 +61,45 @@ func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
 			o.Site.Scheme = p
 		}
 		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && fh != r.Host {
-			o.Site.Host, forwarded = fh, true
+			o.Site.Host, forwarded = forwardedHost(fh), true
 		}
 	}
 	o.Site.Host = idp.CanonicalHost(o.Site.Scheme, o.Site.Host)
 	o.Secure = o.Site.Secure()
 	return o, forwarded
+}
+
+// forwardedHost is v when it is one host[:port] as a Host header carries
+// it: a name of letters, digits, '-', '_' and '.', or a bracketed IPv6
+// address, and a port of digits. A list of one value repeated
+// ("a.example, a.example", from proxies that append) is that value; any
+// other value gives "".
+func forwardedHost(v string) string {
+	first, rest, list := strings.Cut(v, ",")
+	first = strings.TrimSpace(first)
+	for list {
+		var next string
+		next, rest, list = strings.Cut(rest, ",")
+		if strings.TrimSpace(next) != first {
+			return ""
+		}
+	}
+	host := first
+	if i := strings.LastIndexByte(first, ':'); i >= 0 && !strings.Contains(first[i:], "]") {
+		port := first[i+1:]
+		if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return ""
+		}
+		host = first[:i]
+	}
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		if ip, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() {
+			return ""
+		}
+		return first
+	}
+	if host == "" || strings.Trim(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
+		return ""
+	}
+	return first
 }
