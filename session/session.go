@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -58,6 +59,13 @@ const (
 	// DefaultCacheSize holds about 100,000 active sessions (some 1.5 KB of
 	// heap each) in memory; the store keeps the rest.
 	DefaultCacheSize = 100_000
+	// DefaultRefreshRaceWindow: the other instance's refresh reached the
+	// IdP before this one was refused, so its answer comes within the IdP
+	// client's timeout (idp.DefaultHTTPTimeout, which the token endpoint's
+	// client has unless an embedder gives idp/oidc its own), and its store
+	// write follows: 2 s for that write, a store taking longer being in
+	// trouble of its own.
+	DefaultRefreshRaceWindow = idp.DefaultHTTPTimeout + 2*time.Second
 )
 
 // ReasonSessionLimit is the audit reason of sessions ended because their
@@ -94,6 +102,13 @@ type Config struct {
 	// ends the user's oldest sessions (by creation). Zero means
 	// DefaultMaxPerUser; negative means no cap.
 	MaxPerUser int
+	// RefreshRaceWindow is how long a token refresh the IdP refused as
+	// revoked waits for another instance's refresh of the same session
+	// to land in the store before it ends the session (see
+	// refreshFailed); zero means DefaultRefreshRaceWindow. Only a store
+	// shared by instances (a store.Broadcaster) has such instances: over
+	// any other the refusal ends the session at once.
+	RefreshRaceWindow time.Duration
 }
 
 // WithDefaults returns c with zero fields set to the defaults.
@@ -115,6 +130,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxPerUser == 0 {
 		c.MaxPerUser = DefaultMaxPerUser
+	}
+	if c.RefreshRaceWindow <= 0 {
+		c.RefreshRaceWindow = DefaultRefreshRaceWindow
 	}
 	return c
 }

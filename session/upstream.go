@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,24 @@ const ReasonGrantRevoked = "grant_revoked"
 // reason (the IdP unreachable): the tokens in hand serve while they are
 // valid, so that an IdP outage does not become a refresh per request.
 const refreshRetry = 10 * time.Second
+
+// A refresh the IdP refuses with invalid_grant may have lost a race rather
+// than met a revoked grant: the refresh single flight is per instance, and
+// another instance sharing the store may have refreshed the same session
+// with the same refresh token a moment earlier, which an IdP that rotates
+// refresh tokens (Okta, Auth0, PingOne, Keycloak) retired on the spot,
+// while its answer is still on the wire or its store write not yet
+// committed. So before ending the session, refreshFailed re-reads the
+// stored tokens, first at once, then after refreshLandFirstPoll, doubling
+// up to refreshLandMaxPoll, for Config.RefreshRaceWindow in all: a refresh
+// token other than the one this refresh used is that instance's, and the
+// session lives on with its tokens. A grant revoked for good thus ends its
+// session that much later; requests of the session meanwhile are passed
+// its access token while it is valid, rather than wait (awaitRotation).
+const (
+	refreshLandFirstPoll = 50 * time.Millisecond
+	refreshLandMaxPoll   = time.Second
+)
 
 // RefreshFunc asks the identity provider for fresh tokens in exchange for
 // t.RefreshToken (idp/oidc's Provider.Refresh). The tokens it returns are
@@ -137,11 +156,15 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // failed store write: they serve the requests, and the first one
 // refreshRetry later stores them again (and the next refresh uses them,
 // not the refresh token the IdP may have retired). When the IdP refuses
-// the refresh for good
-// (idp.ErrGrantRevoked), the session ends (audited session.revoked,
-// ReasonGrantRevoked) and ErrNoSession is returned. ErrNoUpstreamToken
-// means there is no valid access token to pass; any other error, that the
-// IdP could not renew an expired token.
+// the refresh for good (idp.ErrGrantRevoked), the session ends (audited
+// session.revoked, ReasonGrantRevoked) and ErrNoSession is returned,
+// unless another instance's refresh lands in the store within
+// Config.RefreshRaceWindow (the refusal was a race lost to it, the grant is
+// alive): its tokens are then the session's. Meanwhile the session's
+// other requests are passed its access token while it is valid; a ctx
+// that ends first ends the wait with its error, the session kept.
+// ErrNoUpstreamToken means there is no valid access token to pass; any
+// other error, that the IdP could not renew an expired token.
 func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*UpstreamTokens, error) {
 	if u, ok, err := id.upstream.Load().cached(m.now().UnixNano(), margin); ok {
 		if err != nil {
@@ -151,8 +174,11 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 	}
 	// The refresh outlives a request that gives up: its result serves
 	// every request waiting for it; the IdP client's timeout bounds it.
+	// Only the wait for another instance's refresh (refreshFailed) ends
+	// with the request that leads the flight: that wait is this
+	// request's own, and a verdict it does not reach is no verdict.
 	v, err, _ := m.flight.Do(id.SessionHash, func() (any, error) {
-		return m.renew(context.WithoutCancel(ctx), id, margin, refresh)
+		return m.renew(context.WithoutCancel(ctx), ctx, id, margin, refresh)
 	})
 	if err != nil {
 		return nil, err
@@ -161,8 +187,9 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 }
 
 // renew is UpstreamTokens' single flight: the session's tokens, refreshed
-// when they must be.
-func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*upstream, error) {
+// when they must be. req is the leading request's context, which cuts
+// short the wait for another instance's refresh (refreshFailed).
+func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*upstream, error) {
 	now := m.now()
 	// A flight that ended just before this one began may have renewed them.
 	if u, ok, err := id.upstream.Load().cached(now.UnixNano(), margin); ok {
@@ -196,7 +223,7 @@ func (m *Manager) renew(ctx context.Context, id *Identity, margin time.Duration,
 		if err == nil {
 			err = errors.New("the identity provider returned no tokens")
 		}
-		return m.refreshFailed(ctx, id, h, base, held, pending, err)
+		return m.refreshFailed(ctx, req, id, h, base, held, pending, err)
 	}
 	if err != nil {
 		// The IdP renewed the tokens, and refused part of the answer (a
@@ -318,25 +345,46 @@ func (m *Manager) dropUnsaved(h tokenHash) {
 
 // refreshFailed decides what a failed refresh leaves the request with:
 // used are the tokens the refresh was asked with, base what the store
-// held for the session (used, unless storing used failed: pending).
-func (m *Manager) refreshFailed(ctx context.Context, id *Identity, h tokenHash, base, used *Tokens, pending *unsavedTokens, cause error) (*upstream, error) {
+// held for the session (used, unless storing used failed: pending). A
+// refusal for good (idp.ErrGrantRevoked) first waits for another
+// instance's refresh to land (Config.RefreshRaceWindow), for as long as req
+// lasts.
+func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenHash, base, used *Tokens, pending *unsavedTokens, cause error) (*upstream, error) {
 	now := m.now().UnixNano()
+	revoked := errors.Is(cause, idp.ErrGrantRevoked)
 	// Another instance may have refreshed, and rotated the refresh token
 	// this one used, since the store was read: its tokens are the
-	// session's now.
-	if again, err := m.Tokens(ctx, id.SessionHash); err == nil && again != nil && again.RefreshToken != base.RefreshToken {
+	// session's now. Refused for good, this one may even have raced it
+	// at the IdP, its tokens not stored yet: they are waited for.
+	again, err := m.Tokens(ctx, id.SessionHash)
+	cut := false
+	if window := m.refreshRaceWindow(); revoked && window > 0 && !errors.Is(err, ErrNoSession) && !rotated(again, base) {
+		again, cut, err = m.awaitRotation(ctx, req, id, base, used, pending, now, window)
+	}
+	switch {
+	case errors.Is(err, ErrNoSession):
+		m.forget(h) // ended elsewhere: here too, and its unsaved tokens with it
+		id.upstream.Store(ended)
+		return nil, err
+	case cut:
+		// The request gave up before the verdict: the session is not
+		// ended on a guess. The next request after the tokens held
+		// meanwhile (if any) asks again.
+		return nil, fmt.Errorf("session: refreshing tokens: the identity provider refused the refresh token, and the request ended while waiting for another instance's refresh (%v): %w", cause, req.Err())
+	case err == nil && rotated(again, base):
 		if u := newUpstream(again); u.expiry == 0 || now < u.expiry {
 			m.dropUnsaved(h)
 			id.upstream.Store(u)
 			return u, nil
 		}
 	}
-	if errors.Is(cause, idp.ErrGrantRevoked) {
+	if revoked {
 		m.logger.Info("session ended: the identity provider refused to refresh its tokens",
 			zap.String("idp", id.IdP), zap.String("user_id", id.UserID), zap.Error(cause))
 		if err := m.End(ctx, id.SessionHash, store.EventSessionRevoked, ReasonGrantRevoked); err != nil {
 			return nil, err
 		}
+		id.upstream.Store(ended)
 		return nil, ErrNoSession
 	}
 	m.logger.Warn("refreshing a session's tokens failed", zap.String("idp", id.IdP), zap.Error(cause))
@@ -349,9 +397,74 @@ func (m *Manager) refreshFailed(ctx context.Context, id *Identity, h tokenHash, 
 	}
 	// Expired: requests fail until the next attempt is due (which also
 	// stores unsaved tokens, Manager.unsaved keeping them meanwhile).
-	err := fmt.Errorf("session: refreshing tokens: %w", cause)
+	err = fmt.Errorf("session: refreshing tokens: %w", cause)
 	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry), unsaved: pending})
 	return nil, err
+}
+
+// refreshRaceWindow is how long a refresh refused as revoked waits for
+// another instance's: none without other instances.
+func (m *Manager) refreshRaceWindow() time.Duration {
+	if m.bc == nil {
+		return 0
+	}
+	return m.cfg.RefreshRaceWindow
+}
+
+// ended is the cached answer of an identity whose session ended while its
+// tokens were being refreshed: requests still holding it pass nothing.
+var ended = &upstream{failed: ErrNoSession, notBefore: math.MaxInt64}
+
+// rotated reports whether the stored tokens t are another refresh's than
+// base (what the store held when this one began): every IdP that rotates
+// refresh tokens changes it, which is what a refusal could be lost to.
+func rotated(t, base *Tokens) bool {
+	return t != nil && t.RefreshToken != base.RefreshToken
+}
+
+// awaitRotation re-reads the session's stored tokens, with a pause
+// doubling from refreshLandFirstPoll to refreshLandMaxPoll, until another
+// instance's refresh has stored its own (rotated), Config.RefreshRaceWindow has
+// passed, or req ends (cut). It returns the tokens last read; ErrNoSession
+// when the session ended meanwhile. It runs in the session's refresh flight:
+// while it waits, the access token used, if still valid at now, answers
+// this identity's other requests (until the window's end at the latest)
+// instead of the flight.
+func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, base, used *Tokens, pending *unsavedTokens, now int64, window time.Duration) (last *Tokens, cut bool, err error) {
+	if u := newUpstream(used); now < u.expiry {
+		u.notBefore = now + int64(window)
+		u.setUnsaved(pending, now)
+		id.upstream.Store(u)
+	}
+	deadline := time.Now().Add(window) // the other instance's time: a real clock
+	for pause := refreshLandFirstPoll; ; pause = min(2*pause, refreshLandMaxPoll) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return last, false, nil
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-req.Done():
+			t.Stop()
+			return last, true, nil
+		case <-t.C:
+		}
+		again, err := m.Tokens(ctx, id.SessionHash)
+		switch {
+		case errors.Is(err, ErrNoSession):
+			return nil, false, err
+		case err != nil:
+			// A passing store error: read again at the next pause
+			// (and End, should the window pass, reports a store that
+			// stays down).
+			m.logger.Warn("reading a session's tokens again after the identity provider refused to refresh them failed", zap.String("idp", id.IdP), zap.Error(err))
+			continue
+		}
+		last = again
+		if rotated(again, base) {
+			return again, false, nil
+		}
+	}
 }
 
 // swapTokens stores renewed in place of old, unless the session's stored
