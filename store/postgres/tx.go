@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -805,7 +806,11 @@ func (t *tx) DeleteUserSessions(userID string) ([]string, error) {
 	if !storable(userID) {
 		return nil, nil
 	}
-	hashes, err := t.deleteReturning("DELETE FROM sso_sessions WHERE user_id = $1 RETURNING hash", userID)
+	// The rows are locked in hash order first, as TouchSessions locks
+	// them: a sign-out of every session of a user during a flush of their
+	// last-seen times then waits for it instead of deadlocking.
+	hashes, err := t.deleteReturning(`WITH victims AS (SELECT hash FROM sso_sessions WHERE user_id = $1 ORDER BY hash FOR UPDATE)
+		DELETE FROM sso_sessions s USING victims WHERE s.hash = victims.hash RETURNING s.hash`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: delete sessions of user %s: %w", userID, err)
 	}
@@ -871,8 +876,14 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 				UNION
 				(SELECT hash FROM sso_sessions WHERE greatest(created_ns, last_seen_ns) < $2
 					ORDER BY greatest(created_ns, last_seen_ns) LIMIT $3)
-			) v LIMIT $3)
-		DELETE FROM sso_sessions s USING victims WHERE s.hash = victims.hash RETURNING s.hash`, n, idleBefore, limit)
+			) v LIMIT $3),
+		-- Locked in hash order, as TouchSessions and DeleteUserSessions lock
+		-- them, and checked again once locked: a session that a flush
+		-- moved forward meanwhile stays.
+		locked AS (SELECT hash FROM sso_sessions
+			WHERE hash IN (SELECT hash FROM victims) AND (expires_ns < $1 OR greatest(created_ns, last_seen_ns) < $2)
+			ORDER BY hash FOR UPDATE)
+		DELETE FROM sso_sessions s USING locked WHERE s.hash = locked.hash RETURNING s.hash`, n, idleBefore, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: delete expired sessions: %w", err)
 	}
@@ -881,6 +892,17 @@ func (t *tx) DeleteExpiredSessions(now time.Time, idle time.Duration, limit int)
 
 // TouchSessions moves last_seen_ns forward in one statement; the row is
 // small (tokens live apart), so the update rewrites little.
+//
+// Every instance flushes the last-seen times of the sessions it has
+// cached, with a round-robin balancer much the same ones, and instances
+// started together flush together: the rows are locked in one order,
+// their hashes', so that two flushes (or a flush and a deletion of
+// sessions, which locks in the same order) wait for each other rather
+// than deadlock. The subquery locks them, sorted, before the UPDATE
+// writes them; a plain UPDATE … FROM unnest(…) would lock them in
+// whatever order its plan visits them. A row another transaction moved
+// forward in the meantime is checked again when its lock is granted, and
+// left alone.
 func (t *tx) TouchSessions(touches []store.SessionTouch) error {
 	if err := t.mustWrite("touch sessions"); err != nil {
 		return err
@@ -897,13 +919,14 @@ func (t *tx) TouchSessions(touches []store.SessionTouch) error {
 	if len(latest) == 0 {
 		return nil
 	}
-	hashes := make([]string, 0, len(latest))
-	ats := make([]int64, 0, len(latest))
-	for h, at := range latest {
-		hashes = append(hashes, h)
-		ats = append(ats, at)
+	hashes := slices.Sorted(maps.Keys(latest))
+	ats := make([]int64, len(hashes))
+	for i, h := range hashes {
+		ats[i] = latest[h]
 	}
-	_, err := t.exec(`UPDATE sso_sessions s SET last_seen_ns = n.at FROM unnest($1::text[], $2::bigint[]) AS n(hash, at)
+	_, err := t.exec(`UPDATE sso_sessions s SET last_seen_ns = n.at
+		FROM (SELECT l.hash, u.at FROM sso_sessions l JOIN unnest($1::text[], $2::bigint[]) AS u(hash, at) ON l.hash = u.hash
+			WHERE l.last_seen_ns < u.at ORDER BY l.hash FOR NO KEY UPDATE OF l) AS n
 		WHERE s.hash = n.hash AND s.last_seen_ns < n.at`, hashes, ats)
 	if err != nil {
 		return fmt.Errorf("postgres: touch sessions: %w", err)
@@ -977,8 +1000,11 @@ func (t *tx) PruneConsumed(now time.Time, limit int) (int, error) {
 	if limit < 1 {
 		return 0, fmt.Errorf("postgres: prune consumed: limit %d, want at least 1", limit)
 	}
+	// Every instance prunes: the rows are locked in one order (ties of
+	// until_ns broken by the key), so that two prunes wait for each other
+	// rather than deadlock.
 	n, err := t.exec(`DELETE FROM sso_consumed c USING
-		(SELECT kind, id FROM sso_consumed WHERE until_ns <= $1 ORDER BY until_ns LIMIT $2) v
+		(SELECT kind, id FROM sso_consumed WHERE until_ns <= $1 ORDER BY until_ns, kind, id LIMIT $2 FOR UPDATE) v
 		WHERE c.kind = v.kind AND c.id = v.id`, nanos(now), limit)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune consumed: %w", err)
