@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -14,23 +16,35 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 )
 
-// followInterval is how often `audit --follow` asks for new events.
-const followInterval = time.Second
+// followRetries is how many times `audit --follow`'s pause between
+// attempts to read a trail it cannot read may double: from --interval to
+// followRetries times it, a few seconds by default.
+const followRetries = 5
 
 func auditCommand() *cobra.Command {
 	audit := &cobra.Command{
 		Use:   "audit",
 		Short: "Prints the audit trail, optionally following it",
 		Long: `Prints the audit trail, oldest first, optionally filtered, and with
---follow keeps printing new events until interrupted.
+--follow keeps printing new events until interrupted. While following, a
+failure to read the trail (the database or Caddy restarting, a failover)
+prints one warning on stderr and is retried, with growing pauses of up to
+a few seconds, until the trail can be read again, which prints another
+line; the events go on from where they stopped, none skipped or repeated.
+Failures that retrying cannot mend (a refused authorisation, a store that
+is not a caddy-sso store, a bad flag) end it, as does any failure of the
+first read.
 
 With --json it prints JSON Lines: one event, a JSON object, per line, as
 they come (also with --follow), so no events print no line. (users list
@@ -50,7 +64,8 @@ Event types (--type):
 	af.String("until", "", "Only events before this RFC 3339 time, or this long ago")
 	af.Uint64("after", 0, "Only events after this sequence number")
 	af.Int("limit", 0, "At most this many events, at least 1 (default: all; ignored with --follow)")
-	af.BoolP("follow", "f", false, "Keep printing new events (polls every second) until interrupted")
+	af.BoolP("follow", "f", false, "Keep printing new events until interrupted")
+	af.Duration("interval", time.Second, "With --follow: how often to ask for new events (while the trail cannot be read, the pause doubles up to 5 times this)")
 	return audit
 }
 
@@ -66,6 +81,10 @@ func runAudit(c *cobra.Command, _ []string) error {
 		return err
 	}
 	follow, _ := f.GetBool("follow")
+	interval, _ := f.GetDuration("interval")
+	if interval <= 0 {
+		return fmt.Errorf("--interval %v: want a positive duration such as 1s", interval)
+	}
 	if err := account.CheckEventType(typ); err != nil {
 		return fmt.Errorf("--type: %w", err)
 	}
@@ -92,6 +111,8 @@ func runAudit(c *cobra.Command, _ []string) error {
 		out := c.OutOrStdout()
 		table := &auditTable{w: out}
 		printed := 0
+		read := false // whether a read has succeeded
+		retry := followRetry{w: c.ErrOrStderr(), interval: interval}
 		for {
 			size := account.MaxPageSize
 			if limit > 0 {
@@ -102,8 +123,20 @@ func runAudit(c *cobra.Command, _ []string) error {
 				if follow && ctx.Err() != nil {
 					return nil
 				}
-				return err
+				if !follow || !read || lasting(err) {
+					return err
+				}
+				// Asked again with the same after: nothing is skipped
+				// or printed twice.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(retry.failed(err)):
+				}
+				continue
 			}
+			read = true
+			retry.resumed(after)
 			if asJSON(c) {
 				for _, e := range page.Events {
 					// One event per line, so that a follower can stream them.
@@ -124,10 +157,76 @@ func runAudit(c *cobra.Command, _ []string) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(followInterval):
+			case <-time.After(interval):
 			}
 		}
 	})
+}
+
+// followRetry reports, on stderr, the failures of `audit --follow` to read
+// the trail once each time they start and end, not once per attempt, and
+// spaces the attempts.
+type followRetry struct {
+	w        io.Writer
+	interval time.Duration // --interval
+	failures int           // attempts failed in a row
+	since    time.Time     // of the first of them
+	pause    time.Duration // before the next attempt
+}
+
+// failed notes a failed attempt and returns how long to wait before the
+// next one.
+func (r *followRetry) failed(err error) time.Duration {
+	if r.failures == 0 {
+		r.since, r.pause = time.Now(), r.interval
+		fmt.Fprintf(r.w, "warning: cannot read the audit trail; retrying until it can be read (Ctrl-C ends): %s\n", termtext.Line(err.Error()))
+	} else {
+		r.pause = min(2*r.pause, followRetries*r.interval)
+	}
+	r.failures++
+	return r.pause
+}
+
+// resumed notes a successful read, after which follows the event after.
+func (r *followRetry) resumed(after uint64) {
+	if r.failures == 0 {
+		return
+	}
+	fmt.Fprintf(r.w, "the audit trail can be read again (after %d failed attempts in %v); following on after event %d\n",
+		r.failures, time.Since(r.since).Round(time.Second), after)
+	r.failures = 0
+}
+
+// lasting reports the failures to read the trail that trying again cannot
+// mend, which end `audit --follow` rather than being retried: the admin
+// API's refusal of the request itself (4xx: a bad query, authorisation
+// refused, no such endpoint; but not 408 or 429), a query or a store
+// this build cannot read, and, from PostgreSQL, refused authentication or
+// authorisation, a database that does not exist, or tables that do not
+// (a database that is not, or no longer, a caddy-sso store) or may not be
+// read. The rest (Caddy or the database unreachable or restarting, the
+// store failing behind the admin API, a 5xx, a timeout) may pass.
+func lasting(err error) bool {
+	if ae := (*apiStatusError)(nil); errors.As(err, &ae) {
+		switch ae.status {
+		case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+			return false
+		}
+		return ae.status >= 400 && ae.status < 500
+	}
+	for _, e := range []error{account.ErrBadQuery, store.ErrInvalidValue, store.ErrValueTooLong, store.ErrUnfinishedImport,
+		bolt.ErrNotStore, bolt.ErrNewerSchema, bolt.ErrOldSchema, bolt.ErrDamaged, postgres.ErrNewerSchema} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
+		// Class 28: invalid authorization (password, pg_hba.conf); 3D000:
+		// no such database; class 42: no such table or column, no
+		// privilege on it.
+		return strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000" || strings.HasPrefix(pe.Code, "42")
+	}
+	return false
 }
 
 // auditHeader names the columns of the audit table.
