@@ -7,6 +7,7 @@
 package upstreamjwt
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -17,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +44,7 @@ type Claims struct {
 
 type key struct {
 	kid    string
-	priv   *ecdsa.PrivateKey
+	jwk    jose.JSONWebKey // the public key, as published
 	signer jose.Signer
 }
 
@@ -50,12 +52,38 @@ type keyset struct {
 	period int64 // the current key's rotation period
 	keys   []*key
 	cur    *key
-	jwks   []byte
+	// next is the next period's key, read from the store and published:
+	// at the rotation it signs before the store is asked again (at), so
+	// that a store that is away then fails no token. nil in a set made
+	// that way, which has no next key to publish yet.
+	next *key
+	// complete: the set was read from the store for its period (stale
+	// otherwise: made from the previous period's, see at).
+	complete bool
+	// elsewhere are other rotation values' keys that may have signed a
+	// token still valid (Keyring.retire): published, never signing.
+	elsewhere []*key
+	jwks      []byte
 }
 
 // ClockAllowance is how far behind ours a verifier's clock may be: a
 // token's iat and nbf are that much before it was signed.
 const ClockAllowance = 30 * time.Second
+
+// RetryInterval is how long after a failed read of the keys in the
+// background (a rotation, the keys in memory signing meanwhile) the store
+// is left alone, so that a store that is away gets one such attempt per
+// interval, not one per token.
+const RetryInterval = 5 * time.Second
+
+// refreshTimeout bounds a read of the keys made in the background.
+const refreshTimeout = 30 * time.Second
+
+// ErrUnavailable is in the chain of the error of Sign, JWKS and KeyIDs
+// when no key of the current period is in memory and the store, which
+// would give it, failed: the caller answers as to any store outage (503,
+// retry later), not as to a fault of its own.
+var ErrUnavailable = errors.New("the store failed, and no signing key of the current period is in memory")
 
 // Keyring holds the signing keys of one rotation schedule.
 type Keyring struct {
@@ -63,20 +91,38 @@ type Keyring struct {
 	rotation time.Duration
 	now      func() time.Time
 
-	mu  sync.Mutex
-	set *keyset
+	// mu guards what follows; it is never held across a store call, so
+	// that a slow or failing store does not hold up the signing.
+	mu      sync.Mutex
+	set     *keyset
+	loading *flight   // the read of the store in flight; nil when none is
+	retryAt time.Time // after a failed read in the background: when to try again
 }
 
-// Open loads (or creates) the keys of the current rotation period. now may
-// be nil (time.Now); rotation <= 0 takes DefaultRotation.
-func Open(ctx context.Context, db store.Store, rotation time.Duration, now func() time.Time) (*Keyring, error) {
+// flight is a read of the store in flight; the callers with no key in
+// memory wait for it, and share its failure rather than each trying.
+type flight struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// New returns the keyring of a rotation schedule over db, without reading
+// the store: its first use does (Open does at once). now may be nil
+// (time.Now); rotation <= 0 takes DefaultRotation.
+func New(db store.Store, rotation time.Duration, now func() time.Time) *Keyring {
 	if rotation <= 0 {
 		rotation = DefaultRotation
 	}
 	if now == nil {
 		now = time.Now
 	}
-	k := &Keyring{db: db, rotation: rotation, now: now}
+	return &Keyring{db: db, rotation: rotation, now: now}
+}
+
+// Open loads (or creates) the keys of the current rotation period. now may
+// be nil (time.Now); rotation <= 0 takes DefaultRotation.
+func Open(ctx context.Context, db store.Store, rotation time.Duration, now func() time.Time) (*Keyring, error) {
+	k := New(db, rotation, now)
 	if _, err := k.current(ctx); err != nil {
 		return nil, err
 	}
@@ -87,51 +133,167 @@ func (k *Keyring) secretName(period int64) string {
 	return k.secretPrefix() + strconv.FormatInt(period, 10)
 }
 
+// secretRoot is what the names of every rotation's keys start with.
+const secretRoot = "upstream-jwt-es256/"
+
 // secretPrefix is what the names of this rotation's keys start with; keys
 // of other rotation values (other routes sharing the store) differ in it.
 func (k *Keyring) secretPrefix() string {
-	return "upstream-jwt-es256/" + strconv.FormatInt(int64(k.rotation/time.Second), 10) + "/"
+	return secretRoot + strconv.FormatInt(int64(k.rotation/time.Second), 10) + "/"
 }
 
-// retire deletes this rotation's keys of periods before before: no token
-// they signed is still valid (a token lives at most a rotation period, as
-// ttl <= key_rotation), and none is published, so the private keys only
-// grew the store and every backup. Keys of other rotation values are
-// left alone. A key another instance deleted meanwhile is no error.
-func (k *Keyring) retire(tx store.Tx, before int64) error {
-	prefix := k.secretPrefix()
+// retire deletes the keys no token still valid at now can name, of every
+// rotation value: those of periods before the previous one, by their own
+// rotation. A token lives at most a rotation period (ttl <= key_rotation),
+// so none these keys signed is still valid, and none is published: the
+// private keys only grew the store and every backup. For this rotation
+// that is the keys before the previous period; for another (a route that
+// shares the store, or a key_rotation changed since), the same rule by its
+// own period: the keys of a value still in use elsewhere that its
+// instances publish (previous, current and next) stay, and those of a
+// value no longer in use go a period after its last one ended. A key
+// another instance deleted meanwhile is no error.
+//
+// It returns the keys of other rotation values that may have signed a
+// token still valid (their previous and current periods'), which this
+// keyring publishes too: after a reload that changes key_rotation, the
+// tokens signed a moment before still verify.
+func (k *Keyring) retire(tx store.Tx, now time.Time) (elsewhere [][]byte, err error) {
+	own := int64(k.rotation / time.Second)
 	var old []string
-	err := tx.ForEachSecret(func(name string, _ []byte) error {
-		rest, ok := strings.CutPrefix(name, prefix)
+	err = tx.ForEachSecret(func(name string, value []byte) error {
+		rest, ok := strings.CutPrefix(name, secretRoot)
 		if !ok {
 			return nil
 		}
-		if p, err := strconv.ParseInt(rest, 10, 64); err == nil && p < before {
+		secs, period, ok := strings.Cut(rest, "/")
+		if !ok {
+			return nil
+		}
+		s, err1 := strconv.ParseInt(secs, 10, 64)
+		p, err2 := strconv.ParseInt(period, 10, 64)
+		if err1 != nil || err2 != nil || s <= 0 {
+			return nil
+		}
+		switch cur := now.Unix() / s; {
+		case p < cur-1:
 			old = append(old, name)
+		case s != own && p <= cur:
+			elsewhere = append(elsewhere, bytes.Clone(value))
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, name := range old {
 		if err := tx.DeleteSecret(name); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+			return nil, err
 		}
+	}
+	return elsewhere, nil
+}
+
+// current returns the key set for now. At a rotation it signs with the
+// key that was the next one, read from the store and published since, and
+// reads the new set (the new next key, the deletion of old ones) in the
+// background: no request waits for the store then, and none fails while
+// it is away. Only when no key of the period is in memory (the first use,
+// or a store away for a whole period) does the caller wait for the store,
+// and get ErrUnavailable when it fails.
+func (k *Keyring) current(ctx context.Context) (*keyset, error) {
+	now := k.now()
+	period := now.UnixNano() / int64(k.rotation)
+	for {
+		k.mu.Lock()
+		if set := k.set.at(period); set != nil {
+			k.set = set
+			if !set.complete && k.loading == nil && !now.Before(k.retryAt) {
+				f := &flight{done: make(chan struct{})}
+				k.loading = f
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+					defer cancel()
+					k.load(ctx, now, period, f, true)
+				}()
+			}
+			k.mu.Unlock()
+			return set, nil
+		}
+		f := k.loading
+		if f == nil {
+			f = &flight{done: make(chan struct{})}
+			k.loading = f
+			k.mu.Unlock()
+			k.load(ctx, now, period, f, false)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if f.err != nil {
+				return nil, f.err
+			}
+			continue
+		}
+		k.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, f.err
+		}
+	}
+}
+
+// at returns the key set for period: s itself, or, at the rotation, one
+// made of s's current and next keys, the next one signing; nil when s has
+// no key for period.
+func (s *keyset) at(period int64) *keyset {
+	switch {
+	case s == nil:
+		return nil
+	case s.period == period:
+		return s
+	case s.period+1 == period && s.next != nil:
+		set := &keyset{period: period, keys: []*key{s.cur, s.next}, cur: s.next, elsewhere: s.elsewhere}
+		var err error
+		if set.jwks, err = publish(append(slices.Clip(set.keys), set.elsewhere...)); err != nil {
+			return nil
+		}
+		return set
 	}
 	return nil
 }
 
-// current returns the key set for now, loading the next period's when the
-// rotation time has passed, and deleting this rotation's keys older than
-// the previous period's in the same transaction.
-func (k *Keyring) current(ctx context.Context) (*keyset, error) {
-	period := k.now().UnixNano() / int64(k.rotation)
+// load reads the key set of period from the store and makes it the
+// keyring's, or hands the failure to the callers waiting for f (not that
+// of a caller that gave up: they try again), and after one in the
+// background leaves the store alone for RetryInterval.
+func (k *Keyring) load(ctx context.Context, now time.Time, period int64, f *flight, background bool) {
+	set, err := k.read(ctx, now, period)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.set != nil && k.set.period == period {
-		return k.set, nil
+	k.loading = nil
+	switch {
+	case err == nil:
+		k.retryAt = time.Time{}
+		if k.set == nil || set.period >= k.set.period {
+			k.set = set
+		}
+	case background:
+		k.retryAt = now.Add(RetryInterval)
+		f.err = err
+	case ctx.Err() == nil:
+		f.err = err
 	}
+	close(f.done)
+}
+
+// read reads (or creates) the keys of the previous, current and next
+// periods in one transaction, deleting the keys no valid token can name
+// (retire).
+func (k *Keyring) read(ctx context.Context, now time.Time, period int64) (*keyset, error) {
 	// Generate outside the transaction (Update may run fn more than once);
 	// LoadOrStoreSecret keeps whatever another instance stored first.
 	fresh := make(map[int64][]byte, 2)
@@ -146,7 +308,7 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 		}
 		fresh[p] = der
 	}
-	var ders [][]byte
+	var ders, elsewhere [][]byte
 	err := k.db.Update(ctx, func(tx store.Tx) error {
 		ders = ders[:0]
 		prev, err := tx.LoadOrStoreSecret(k.secretName(period-1), nil)
@@ -164,45 +326,70 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 			ders = append(ders, der)
 		}
 		// The previous period's key is still published; older ones go.
-		return k.retire(tx, period-1)
+		elsewhere, err = k.retire(tx, now)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("upstream jwt keys: %w", err)
+		return nil, fmt.Errorf("upstream jwt keys: %w: %w", ErrUnavailable, err)
 	}
-	set := &keyset{period: period}
-	var pub jose.JSONWebKeySet
+	set := &keyset{period: period, complete: true}
 	for i, der := range ders {
-		parsed, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("upstream jwt keys: %w", err)
-		}
-		priv, ok := parsed.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("upstream jwt keys: stored key is not ECDSA")
-		}
-		jwk := jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
-		tp, err := jwk.Thumbprint(crypto.SHA256)
+		kk, err := parseKey(der)
 		if err != nil {
 			return nil, err
 		}
-		jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp[:12])
-		kk := &key{kid: jwk.KeyID, priv: priv}
 		set.keys = append(set.keys, kk)
-		pub.Keys = append(pub.Keys, jwk)
-		if i == len(ders)-2 { // the current period's key
+		switch i {
+		case len(ders) - 2:
 			set.cur = kk
-			kk.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: jwk.KeyID}},
-				(&jose.SignerOptions{}).WithType("JWT"))
-			if err != nil {
-				return nil, err
-			}
+		case len(ders) - 1:
+			set.next = kk
 		}
 	}
-	if set.jwks, err = json.Marshal(pub); err != nil {
+	for _, der := range elsewhere {
+		kk, err := parseKey(der)
+		if err != nil {
+			return nil, err
+		}
+		set.elsewhere = append(set.elsewhere, kk)
+	}
+	if set.jwks, err = publish(append(slices.Clip(set.keys), set.elsewhere...)); err != nil {
 		return nil, err
 	}
-	k.set = set
 	return set, nil
+}
+
+// parseKey makes a key of a stored private key, ready to sign.
+func parseKey(der []byte) (*key, error) {
+	parsed, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("upstream jwt keys: %w", err)
+	}
+	priv, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("upstream jwt keys: stored key is not ECDSA")
+	}
+	jwk := jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp[:12])
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: jwk.KeyID}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, err
+	}
+	return &key{kid: jwk.KeyID, jwk: jwk, signer: signer}, nil
+}
+
+// publish is the JWKS of keys.
+func publish(keys []*key) ([]byte, error) {
+	var pub jose.JSONWebKeySet
+	for _, kk := range keys {
+		pub.Keys = append(pub.Keys, kk.jwk)
+	}
+	return json.Marshal(pub)
 }
 
 // JWKS returns the public keys (previous, current and next) as a JSON Web

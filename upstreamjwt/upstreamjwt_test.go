@@ -70,6 +70,7 @@ func TestRotation(t *testing.T) {
 	}
 
 	now = now.Add(day) // rotate
+	settle(t, k)
 	ids1, _ := k.KeyIDs(ctx)
 	if len(ids1) != 3 || ids1[0] != ids0[0] || ids1[1] != ids0[1] {
 		t.Fatalf("after rotation: %v (before %v)", ids1, ids0)
@@ -188,6 +189,7 @@ func TestOldKeysDeleted(t *testing.T) {
 			t.Fatal(err)
 		}
 		now = now.Add(hour)
+		settle(t, k)
 		ids, err := k.KeyIDs(ctx)
 		if err != nil || len(ids) != 3 {
 			t.Fatalf("period %d: key IDs %v, %v", i, ids, err)
@@ -214,5 +216,48 @@ func TestOldKeysDeleted(t *testing.T) {
 	}
 	if _, err := other.KeyIDs(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeyRotationChangeKeepsTokensInFlight: a reload that changes
+// key_rotation gives the route a keyring of another schedule; a token the
+// old one signed a moment before verifies with the new one's JWKS for as
+// long as it can be valid, and its key is published no longer after.
+func TestKeyRotationChangeKeepsTokensInFlight(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	const week, day = 7 * 24 * time.Hour, 24 * time.Hour
+	weekly, err := Open(ctx, db, week, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := weekly.Sign(ctx, "https://app.example", "https://app.example", "u1", Claims{}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daily, err := Open(ctx, db, day, clock) // the reload
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, kid, err := verifyWithJWKS(t, daily, tok); err != nil {
+		t.Fatalf("a token signed before key_rotation changed (kid %s), with the JWKS after: %v", kid, err)
+	}
+	// The weekly keys' periods and one more have passed: no token they
+	// signed is valid, and they are neither published nor kept.
+	for range 22 {
+		now = now.Add(day)
+		settle(t, daily)
+	}
+	if _, _, err := verifyWithJWKS(t, daily, tok); err == nil {
+		t.Error("the old schedule's key is still published three of its periods later")
+	}
+	if names := secretNames(t, db, "upstream-jwt-es256/604800/"); len(names) != 0 {
+		t.Errorf("the old schedule's keys still stored: %v", names)
 	}
 }
