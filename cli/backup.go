@@ -282,7 +282,23 @@ func writeBackup(ctx context.Context, cl client, path string, progress func(writ
 	if err != nil {
 		return n, counts, err
 	}
-	return n, counts, os.Rename(tmp.Name(), path)
+	return n, counts, renameDurably(tmp.Name(), path)
+}
+
+// renameDurably renames from to to and syncs their directory: the rename
+// is written in the directory, which the file's own fsync does not cover,
+// so without it a power cut after "backup written" could leave no file
+// of that name, or the one it replaced. A file system that cannot sync a
+// directory is left to its own guarantees.
+func renameDurably(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(to)); err == nil {
+		_ = dir.Sync()
+		_ = dir.Close()
+	}
+	return nil
 }
 
 // boltMagic is the magic number a bbolt file keeps in its meta page's
@@ -358,14 +374,7 @@ func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st stor
 	if err := refuseIfLocked(path); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpPath, path); err != nil {
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = dir.Sync()
-		_ = dir.Close()
-	}
-	return nil
+	return renameDurably(tmpPath, path)
 }
 
 // backupSource checks the backup at path and returns what loads it into a
