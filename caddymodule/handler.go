@@ -263,13 +263,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
 	tokens := gateway.CookieValues(r.Header, o.SessionCookie(), &buf)
+	var outer *session.Identity
+	if len(tokens) == 0 {
+		outer, _ = caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity) // an sso before this one took the cookie
+	}
 	sent := sentURL(r)
 	if strings.HasPrefix(sent.Path, h.PathPrefix) || strings.HasPrefix(r.URL.Path, h.PathPrefix) {
 		if !strings.HasPrefix(sent.Path, h.PathPrefix) {
 			sent = r.URL // an operator's rewrite to an endpoint
 		}
 		start := time.Now()
-		err := h.route.ServeEndpoint(w, answering(r, o, sent), run, o, tokens)
+		err := h.route.ServeEndpoint(w, answering(r, o, sent), run, o, tokens, outer)
 		h.app.metrics.Endpoint(sent.Path[len(h.PathPrefix):], time.Since(start))
 		return caddyError(w, r, err)
 	}
@@ -277,16 +281,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.route.Verify(w, r, run, o, tokens, trustedProxy(r)) // answers its errors itself
 	}
 	gateway.StripOwnCookies(r.Header)
-	var outer *session.Identity
-	if len(tokens) == 0 {
-		outer, _ = caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity) // an sso before this one took the cookie
-	}
 	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, outer, r.Header)
 	switch {
 	case forbidden:
 		return caddyError(w, r, h.route.Forbidden(w, r, id))
 	case err == nil:
-		if err := h.route.Identify(r.Context(), run, id, o, r, r.Header); err != nil {
+		if err := h.route.Identify(r.Context(), run, id, o, w, r, r.Header); err != nil {
 			return caddyError(w, r, err) // r.Header stripped of the tokens (Identify)
 		}
 		h.route.Headers.GuardHopByHop(r)

@@ -30,7 +30,7 @@ type IdentitySigner struct {
 	rotation time.Duration
 
 	keysMu sync.Mutex
-	keys   *upstreamjwt.Keyring // opened on first use: the store opens at Start
+	keys   *upstreamjwt.Keyring // made on first use: the store opens at Start
 
 	cache     sync.Map // *session.Identity -> *signedToken
 	lastSweep atomic.Int64
@@ -117,18 +117,15 @@ func (rt *Route) SignIdentity(c SignerConfig) {
 // Header is the canonical name of the header that carries the token.
 func (s *IdentitySigner) Header() string { return s.header }
 
-// Keyring returns the signing keys kept in db, opening them on first use.
-func (s *IdentitySigner) Keyring(ctx context.Context, db store.Store) (*upstreamjwt.Keyring, error) {
+// Keyring returns the signing keys kept in db. It reads no store itself:
+// the keyring does, at its first use.
+func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
 	if s.keys == nil {
-		keys, err := upstreamjwt.Open(ctx, db, s.rotation, nil)
-		if err != nil {
-			return nil, fmt.Errorf("identity_jwt keys: %w", err)
-		}
-		s.keys = keys
+		s.keys = upstreamjwt.New(db, s.rotation, nil)
 	}
-	return s.keys, nil
+	return s.keys
 }
 
 // Token returns the signed identity for id on the site o (the iss claim,
@@ -150,11 +147,7 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if ttl <= 0 {
 		ttl = time.Second
 	}
-	keys, err := s.Keyring(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
+	tok, exp, err := s.Keyring(db).Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
 	}, ttl)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // recentLogouts remembers for a few seconds the sessions the sign-out
@@ -44,9 +43,10 @@ const (
 	maxRecentLogouts = 1024
 )
 
-// remember drops the entries past the window first, so that none (an ID
+// remember keeps e under hash, the session's (session.Hash of its
+// cookie). It drops the entries past the window first, so that none (an ID
 // token among them) is kept long after.
-func (l *recentLogouts) remember(token string, e *endedSignIn, now time.Time) {
+func (l *recentLogouts) remember(hash string, e *endedSignIn, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, v := range l.ended {
@@ -58,16 +58,16 @@ func (l *recentLogouts) remember(token string, e *endedSignIn, now time.Time) {
 		l.ended = map[string]recentLogout{}
 	}
 	if len(l.ended) < maxRecentLogouts {
-		l.ended[session.Hash(token)] = recentLogout{e, now}
+		l.ended[hash] = recentLogout{e, now}
 	}
 }
 
-// recall returns the session that token named if a sign-out ended it
+// recall returns the session stored under hash if a sign-out ended it
 // within the window, else nil.
-func (l *recentLogouts) recall(token string, now time.Time) *endedSignIn {
+func (l *recentLogouts) recall(hash string, now time.Time) *endedSignIn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if r, ok := l.ended[session.Hash(token)]; ok && now.Sub(r.at) <= recentLogoutWindow {
+	if r, ok := l.ended[hash]; ok && now.Sub(r.at) <= recentLogoutWindow {
 		return r.ended
 	}
 	return nil

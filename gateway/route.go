@@ -30,6 +30,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/upstreamjwt"
 )
 
 // IdP is one identity provider a route signs users in with.
@@ -174,6 +175,35 @@ func (rt *Route) Session(ctx context.Context, run *Runtime, tokens []string, adm
 	return nil, "", session.ErrNoSession
 }
 
+// ownSession is outer, nil when the request carries session cookies. The
+// session a request comes with, as the endpoints and the sign-in read it,
+// is its session cookies (tokens), or, when an sso before this route's
+// admitted the request and took them (a stricter sso inside a protected
+// site), outer, the session that sso admitted. They travel as two
+// parameters, not one struct: the caller's tokens live in a buffer on its
+// stack, which a struct that also carries outer to a result (current)
+// would move to the heap, on every request.
+func ownSession(tokens []string, outer *session.Identity) *session.Identity {
+	if len(tokens) > 0 {
+		return nil
+	}
+	return outer
+}
+
+// current returns the request's session (with admitted, only one of the
+// route's IdPs), or session.ErrNoSession: outer as it was admitted on this
+// request, or the first valid session of the tokens (Session).
+func (rt *Route) current(ctx context.Context, run *Runtime, tokens []string, outer *session.Identity, admitted bool) (*session.Identity, error) {
+	switch {
+	case outer == nil:
+		id, _, err := rt.Session(ctx, run, tokens, admitted)
+		return id, err
+	case admitted && !rt.Admits(outer.IdP):
+		return nil, session.ErrNoSession
+	}
+	return outer, nil
+}
+
 // StartSignIn answers a navigation without a session of this route: the
 // route's chooser page, or a sign-in at its IdP that comes back to the
 // page asked for. tokens are the browser's session cookies, whose session
@@ -184,11 +214,7 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtim
 	if rt.Chooser {
 		return rt.chooser(w, r.URL.RequestURI())
 	}
-	var outerHash string
-	if outer != nil && len(tokens) == 0 {
-		outerHash = outer.SessionHash
-	}
-	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens, outerHash)
+	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens, ownSession(tokens, outer))
 }
 
 // Identify sets on h what the upstream learns of the session id: the
@@ -197,12 +223,12 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtim
 // for the verify endpoint (h is its answer's, for the proxy to copy), so
 // that both hand on the same. The upstream tokens of a route that passes
 // them are set before it, by Authorize, once the access rules allow.
-func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
+func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header) error {
 	rt.Headers.SetIdentity(h, id)
 	if rt.Signer == nil {
 		return nil
 	}
-	err := rt.signIdentity(ctx, run, id, o, r, h)
+	err := rt.signIdentity(ctx, run, id, o, w, r, h)
 	if err != nil {
 		// The error's answer (a proxy hands a verify answer to the
 		// browser, headers and all) and the site's error routes carry
@@ -214,12 +240,16 @@ func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identit
 }
 
 // signIdentity sets the route's signed identity token on h, on an origin
-// something vouches for.
-func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Identity, o Origin, r *http.Request, h http.Header) error {
+// something vouches for. Without a signing key in memory and with the
+// store away, the request is answered as any other the store fails (503).
+func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
 	tok, err := rt.Signer.Token(ctx, run.Store, id, o)
+	if errors.Is(err, upstreamjwt.ErrUnavailable) {
+		return rt.SessionUnavailable(w, r, err)
+	}
 	if err != nil {
 		return httpError(http.StatusInternalServerError, err)
 	}
@@ -352,32 +382,36 @@ func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
 }
 
 // ServeEndpoint serves the endpoints under PathPrefix. r must carry o
-// (idp.WithOrigin). Errors the caller answers are *Error. When it fails,
+// (idp.WithOrigin). tokens are the browser's session cookies; outer, when
+// an sso before this one admitted the request and took them, is the
+// session it admitted, which the endpoints that act on the browser's
+// session (login, the callbacks, logout, whoami) act on instead, as
+// Authorize does. Errors the caller answers are *Error. When it fails,
 // r's header has lost the gateway's cookies (StripOwnCookies): the caller
 // hands the error to the server's error routes with r, where a
 // reverse_proxy would otherwise pass the session token on
 // (docs/security.md: the gateway's cookies never reach an upstream).
-func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
-	err := rt.serveEndpoint(w, r, run, o, tokens)
+func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
+	err := rt.serveEndpoint(w, r, run, o, tokens, ownSession(tokens, outer))
 	if err != nil {
 		StripOwnCookies(r.Header)
 	}
 	return err
 }
 
-func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
 	switch {
 	case rest == "login":
-		return rt.serveLogin(w, r, run, o, tokens)
+		return rt.serveLogin(w, r, run, o, tokens, outer)
 	case rest == "logout":
-		return rt.serveLogout(w, r, run, o, tokens)
+		return rt.serveLogout(w, r, run, o, tokens, outer)
 	case rest == "whoami":
-		return rt.serveWhoami(w, r, run, tokens)
+		return rt.serveWhoami(w, r, run, tokens, outer)
 	case rest == "jwks.json" && rt.Signer != nil:
 		return rt.serveJWKS(w, r, run)
 	case rest == repeatedSignInEndpoint:
-		return rt.serveRepeatedSignIn(w, r, run, tokens)
+		return rt.serveRepeatedSignIn(w, r, run, tokens, outer)
 	}
 	// <protocol>/<idp>/<endpoint>: the IdP's callback, or one of its
 	// protocol's other endpoints (SAML metadata and slo). Only the route's
@@ -404,7 +438,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		}
 		// The session the browser comes with, of whichever IdP, ends
 		// with the sign-in: its cookie is about to be replaced.
-		previous, err := rt.previousSession(r.Context(), run, tokens)
+		previous, err := rt.previousSession(r.Context(), run, tokens, outer)
 		if err != nil {
 			return rt.signInNotSaved(w, p, err)
 		}
@@ -416,7 +450,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 				previous = carried
 			}
 		}
-		return rt.serveCallback(w, r, run, o, p, base, previous, tokens)
+		return rt.serveCallback(w, r, run, o, p, base, previous, tokens, outer)
 	}
 	err := p.Provider.ServeEndpoint(w, r, base, endpoint)
 	var le *idp.LoginError
@@ -449,7 +483,7 @@ func (rt *Route) endpointBase(o Origin, p *IdP) string {
 }
 
 // serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
-func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return httpError(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
 	}
@@ -463,7 +497,7 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 			return rt.fail(unknownIdPPage(rt.PathPrefix))
 		}
 	}
-	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens, "")
+	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens, outer)
 }
 
 // previousSessionFlow names the flow cookie that carries the hash of the
@@ -474,10 +508,13 @@ func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 // takes longer leaves that session to its own timeouts.
 const previousSessionFlow = "previous-session"
 
-// previousSession returns the hash of the session the browser's cookies
-// name: the first valid one, else the first cookie's (perhaps expired,
-// still stored); "" for none.
-func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []string) (string, error) {
+// previousSession returns the hash of the session the browser comes with:
+// the outer session, or of the cookies the first valid one, else the first
+// cookie's (perhaps expired, still stored); "" for none.
+func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []string, outer *session.Identity) (string, error) {
+	if outer != nil {
+		return outer.SessionHash, nil
+	}
 	_, token, err := rt.Session(ctx, run, tokens, false)
 	if err != nil && !errors.Is(err, session.ErrNoSession) {
 		return "", err
@@ -491,9 +528,9 @@ func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []str
 	return session.Hash(token), nil
 }
 
-// beginLogin starts a sign-in at p. The session it will end is that of
-// tokens, or, without them, the one whose hash is previousHash.
-func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string, previousHash string) error {
+// beginLogin starts a sign-in at p, which will end the session the
+// request comes with (previousSession).
+func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string, outer *session.Identity) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
@@ -501,14 +538,10 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(idp.LocalPath(returnTo)))
 	}
 	returnTo = idp.LocalPath(returnTo)
-	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || previousHash != "") {
+	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the
 		// session fails, the sign-in only leaves it to its timeouts.
-		previous, err := previousHash, error(nil)
-		if len(tokens) > 0 {
-			previous, err = rt.previousSession(r.Context(), run, tokens)
-		}
-		if err == nil && previous != "" {
+		if previous, err := rt.previousSession(r.Context(), run, tokens, outer); err == nil && previous != "" {
 			if err := run.Flows.Save(w, r, previousSessionFlow, previous, idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
 				rt.Logger.Warn("starting sign-in: the current session cannot be carried to the callback, so the sign-in will not end it",
 					zap.String("idp", p.Name), zap.Error(err))
@@ -541,7 +574,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 // serveCallback completes a sign-in: the provider verifies, signin maps,
 // provisions and starts the session in one transaction, and this turns the
 // outcome into a page or a redirect.
-func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, previous string, tokens []string) error {
+func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, base, previous string, tokens []string, outer *session.Identity) error {
 	ctx := r.Context()
 	a, returnTo, err := p.Provider.Callback(w, r, base)
 	if err != nil {
@@ -565,7 +598,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 			return rt.fail(unavailablePage(p.Name, le.Code))
 		}
 		if errors.Is(err, idp.ErrFlowMissing) || errors.Is(err, idp.ErrFlowExpired) {
-			return rt.repeatedSignIn(w, r, run, p, le.Code, tokens)
+			return rt.repeatedSignIn(w, r, run, p, le.Code, tokens, outer)
 		}
 		return rt.fail(signInFailedPage(rt.PathPrefix, p.Name, le.Code))
 	}
@@ -581,7 +614,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	switch {
 	case out.Replay != nil:
 		run.Refusals.Record(ctx, p.Name, out.Replay, rt.clientIP(r))
-		return rt.repeatedSignIn(w, r, run, p, out.Replay.Code, tokens)
+		return rt.repeatedSignIn(w, r, run, p, out.Replay.Code, tokens, outer)
 	case out.Denial != nil:
 		return rt.fail(denialPage(p, a, out))
 	}
@@ -626,14 +659,14 @@ const (
 
 type repeatedSignInReason struct{ IdP, Code string }
 
-func (rt *Route) repeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string) error {
-	if len(tokens) == 0 && r.Method == http.MethodPost &&
+func (rt *Route) repeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string, outer *session.Identity) error {
+	if len(tokens) == 0 && outer == nil && r.Method == http.MethodPost &&
 		run.Flows.Save(w, r, repeatedSignInFlow, repeatedSignInReason{p.Name, code}, time.Minute, http.SameSiteLaxMode) == nil {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, rt.PathPrefix+repeatedSignInEndpoint, http.StatusSeeOther)
 		return nil
 	}
-	return rt.signedInAlready(w, r, run, p, code, tokens)
+	return rt.signedInAlready(w, r, run, p, code, tokens, outer)
 }
 
 // CodeSignInFailedReloaded is the reference of the sign-in-failed page
@@ -648,7 +681,7 @@ const CodeSignInFailedReloaded = "signin_failed_reloaded"
 // (the first view's is in the log and the audit trail) and a sign-in at
 // the route's IdP, which the reason no longer names. Nothing of the URL is
 // shown, so a link cannot put words on the page.
-func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string) error {
+func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string, outer *session.Identity) error {
 	var reason repeatedSignInReason
 	var p *IdP
 	if run.Flows.Take(w, r, repeatedSignInFlow, &reason) == nil {
@@ -659,13 +692,13 @@ func (rt *Route) serveRepeatedSignIn(w http.ResponseWriter, r *http.Request, run
 		pg.Links[0].Href = rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.home())
 		return rt.fail(pg)
 	}
-	return rt.signedInAlready(w, r, run, p, reason.Code, tokens)
+	return rt.signedInAlready(w, r, run, p, reason.Code, tokens, outer)
 }
 
 // signedInAlready sends a browser with a valid session of p on to the
 // route's home, and shows any other the sign-in-failed page with code.
-func (rt *Route) signedInAlready(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string) error {
-	if id, _, err := rt.Session(r.Context(), run, tokens, false); err == nil && id.IdP == p.Name {
+func (rt *Route) signedInAlready(w http.ResponseWriter, r *http.Request, run *Runtime, p *IdP, code string, tokens []string, outer *session.Identity) error {
+	if id, err := rt.current(r.Context(), run, tokens, outer, false); err == nil && id.IdP == p.Name {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, rt.home(), http.StatusSeeOther)
 		return nil
@@ -741,7 +774,7 @@ func idpLogout(e *session.Ended) idp.LogoutInfo {
 
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out
 // by POST only, from this origin, keeps other sites from logging users out.
-func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string) error {
+func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -773,33 +806,45 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	w.Header().Set("Cache-Control", "no-store")
 	// Every valid session among the cookies ends, whatever its IdP: the
 	// cookie is cleared either way. Only those are written to the store.
+	// Without cookies, the outer session ends (by its hash: an sso before
+	// this one took the cookie), whatever its IdP too.
 	var ended, recalled *endedSignIn
 	now := time.Now()
-	for _, t := range tokens {
-		if _, err := run.Sessions.Resolve(r.Context(), t); err != nil {
-			if !errors.Is(err, session.ErrNoSession) {
-				return rt.signOutUnrecorded(w, run, tokens, err)
-			}
-			if recalled == nil {
-				recalled = rt.recentLogouts.recall(t, now) // the button clicked twice?
-			}
-			continue
-		}
-		e, err := run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
-		if err != nil {
-			return rt.signOutUnrecorded(w, run, tokens, err)
-		}
+	signedOut := func(e *session.Ended, hash string) {
 		if e == nil {
-			continue
+			if recalled == nil {
+				recalled = rt.recentLogouts.recall(hash, now) // the button clicked twice?
+			}
+			return
 		}
 		// The session.logged_out event is audited; audit events are log
 		// lines too (docs/security.md).
 		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
 		s := &endedSignIn{idp: e.Session.IdP, logout: idpLogout(e)}
-		rt.recentLogouts.remember(t, s, now)
+		rt.recentLogouts.remember(hash, s, now)
 		if ended == nil {
 			ended = s
 		}
+	}
+	for _, t := range tokens {
+		var e *session.Ended
+		_, err := run.Sessions.Resolve(r.Context(), t)
+		if err == nil {
+			e, err = run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
+		}
+		if err != nil && !errors.Is(err, session.ErrNoSession) {
+			return rt.signOutUnrecorded(w, run, tokens, err)
+		}
+		signedOut(e, session.Hash(t))
+	}
+	if outer != nil {
+		// A store that cannot record it: RevokeHash refuses the session
+		// here from now on, as Revoke does.
+		e, err := run.Sessions.RevokeHash(r.Context(), outer.SessionHash, store.EventSessionLoggedOut)
+		if err != nil {
+			return rt.signOutUnrecorded(w, run, nil, err)
+		}
+		signedOut(e, outer.SessionHash)
 	}
 	if ended == nil {
 		// A second click's POST: its answer is the one the browser shows.
@@ -870,9 +915,9 @@ type whoami struct {
 	Expires   time.Time `json:"session_expires"`
 }
 
-func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string) error {
+func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string, outer *session.Identity) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, _, err := rt.Session(r.Context(), run, tokens, true)
+	id, err := rt.current(r.Context(), run, tokens, outer, true)
 	if errors.Is(err, session.ErrNoSession) {
 		return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
 	}
@@ -911,11 +956,7 @@ func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime)
 	// The keys come from the store. Anyone may ask for them, so a store
 	// that is away gets the 503 of every other read, budgeted in the log,
 	// not a 500 whose error Caddy logs per request.
-	keys, err := rt.Signer.Keyring(r.Context(), run.Store)
-	if err != nil {
-		return rt.StoreUnavailable(w, false, "", err)
-	}
-	b, err := keys.JWKS(r.Context())
+	b, err := rt.Signer.Keyring(run.Store).JWKS(r.Context())
 	if err != nil {
 		return rt.StoreUnavailable(w, false, "", err)
 	}

@@ -139,7 +139,7 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	case forbidden:
 		return rt.forbidden(w, r, id, navigation)
 	case err == nil:
-		if err := rt.Identify(r.Context(), run, id, o, r, hd); err != nil {
+		if err := rt.Identify(r.Context(), run, id, o, w, r, hd); err != nil {
 			return err // with hd stripped of the tokens (Identify)
 		}
 		cookies := http.Header{"Cookie": r.Header["Cookie"]}

@@ -749,7 +749,22 @@ func (e *Ended) IDToken() string {
 // not go on working: this Manager refuses the session from then on, and
 // Flush ends it in the store once the store takes writes again.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, error) {
-	hash := hashOf(token)
+	return m.revokeHash(ctx, hashOf(token), eventType)
+}
+
+// RevokeHash is Revoke by the session's store key (Identity.SessionHash):
+// for a session whose cookie the request no longer carries (an sso before
+// the one serving the sign-out admitted it and took the cookie). A hash
+// that names no session is not an error either.
+func (m *Manager) RevokeHash(ctx context.Context, hash, eventType string) (*Ended, error) {
+	h, ok := parseHash(hash)
+	if !ok {
+		return nil, nil
+	}
+	return m.revokeHash(ctx, h, eventType)
+}
+
+func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType string) (*Ended, error) {
 	m.forget(hash)
 	ended, sealed, err := m.revoke(ctx, hash, eventType)
 	if err != nil {
