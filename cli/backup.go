@@ -178,7 +178,7 @@ as were copied, and the source's keys; a difference is an error.
 				return fmt.Errorf("migrating %s to %s: %w", from, to, hint(err))
 			}
 			if asJSON(c) {
-				return printJSON(c, rep)
+				return printJSON(c, migrateResult{Copied: rep.Copied, Source: countsOf(rep.Source), Target: countsOf(rep.Target)})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "copied %s from %s to %s; counts match, and the keys are the source's\n", describe(rep.Copied), from, to)
 			return nil
@@ -188,6 +188,28 @@ as were copied, and the source's keys; a difference is an error.
 	cmd.Flags().String("to", "", "The store to fill (bolt:PATH, 'postgres:{env.VAR}' or postgres:DSN)")
 	cmd.Flags().Bool("force", false, "Replace everything the target store holds with the source")
 	return cmd
+}
+
+// migrateResult is what `migrate --json` prints: portable.Report in the
+// snake_case names of every other command's JSON.
+type migrateResult struct {
+	Copied portable.Counts `json:"copied"`
+	Source recordCounts    `json:"source"`
+	Target recordCounts    `json:"target"`
+}
+
+// recordCounts is store.Counts as JSON. store.Counts keeps its Go names:
+// backups hold it so (portable's header), and older backups must read.
+type recordCounts struct {
+	Users       int `json:"users"`
+	Groups      int `json:"groups"`
+	Sessions    int `json:"sessions"`
+	Tombstones  int `json:"tombstones"`
+	AuditEvents int `json:"audit_events"`
+}
+
+func countsOf(c store.Counts) recordCounts {
+	return recordCounts{Users: c.Users, Groups: c.Groups, Sessions: c.Sessions, Tombstones: c.Tombstones, AuditEvents: c.AuditEvents}
 }
 
 // progressTo reports a long copy's progress on c's error stream, so that

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	ssocli "github.com/caddy-sso/caddy-sso/cli"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -230,5 +231,64 @@ func TestCLIOfflineBackupAudited(t *testing.T) {
 	path, _, _ := stoppedStore(t)
 	if _, errOut, err := run("backup", filepath.Join(t.TempDir(), "b.jsonl.gz"), "--store="+path); err != nil || strings.Contains(errOut, "warning") {
 		t.Errorf("offline bbolt backup: %v\n%s", err, errOut)
+	}
+}
+
+// TestCLIJSONMigrateAndSAMLKey: migrate and saml-key print JSON with
+// --json, in the snake_case names every other command uses (migrate
+// printed portable.Report's Go names, saml-key its text).
+func TestCLIJSONMigrateAndSAMLKey(t *testing.T) {
+	path, _, _ := stoppedStore(t)
+	kp, err := saml.GenerateKeyPair("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemData, err := saml.EncodeKeyPairPEM(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(context.Background(), func(tx store.Tx) error {
+		_, err := tx.LoadOrStoreSecret(saml.SPKeySecretName("test"), pemData)
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stdout, _, err := run("migrate", "--from=bolt:"+path, "--to=bolt:"+filepath.Join(t.TempDir(), "copy.db"), "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]map[string]int
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("migrate --json: %v\n%s", err, stdout)
+	}
+	if rep["copied"]["users"] != 2 || rep["source"]["users"] != 2 || rep["target"]["sessions"] != 2 || len(rep) != 3 {
+		t.Errorf("migrate --json = %s, want copied, source and target in snake_case", stdout)
+	}
+	if _, ok := rep["target"]["audit_events"]; !ok {
+		t.Errorf("migrate --json target without audit_events: %s", stdout)
+	}
+
+	file := filepath.Join(t.TempDir(), "sp.pem")
+	stdout, _, err = run("saml-key", "test", "--out", file, "--store", path, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key struct{ IdP, File string }
+	if err := json.Unmarshal([]byte(stdout), &key); err != nil || key.IdP != "test" || key.File != file {
+		t.Fatalf("saml-key --json = %s (%v), want idp and file", stdout, err)
+	}
+	var keyJSON map[string]string
+	_ = json.Unmarshal([]byte(stdout), &keyJSON)
+	if keyJSON["sp_cert"] != "sp_cert "+file+" "+file {
+		t.Errorf("saml-key --json sp_cert = %q", keyJSON["sp_cert"])
 	}
 }

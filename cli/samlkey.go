@@ -84,6 +84,13 @@ and the IdP sees no change. It reads --store directly.`,
 			if strings.ContainsAny(arg, " \t\"{}#") {
 				arg = strconv.Quote(arg) // one Caddyfile token
 			}
+			if asJSON(c) {
+				return printJSON(c, struct {
+					IdP    string `json:"idp"`
+					File   string `json:"file"`
+					SPCert string `json:"sp_cert"` // the Caddyfile line that uses it
+				}{args[0], out, "sp_cert " + arg + " " + arg})
+			}
 			fmt.Fprintf(c.OutOrStdout(), "wrote the SP key pair of IdP %s to %s; configure it with:\n  sp_cert %s %s\n",
 				termtext.Line(args[0]), termtext.Line(out), termtext.Line(arg), termtext.Line(arg))
 			return nil

@@ -166,7 +166,7 @@ func newImporter(ctx context.Context, st store.Store, op string, opt ImportOptio
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	if mark, ok := have[store.UnfinishedImport]; ok {
-		return nil, fmt.Errorf("target: it holds part of an earlier %s that did not finish (%s); run it again with Force: %w", op, mark, ErrNotEmpty)
+		return nil, fmt.Errorf("target: it holds part of an earlier %s that did not finish (%s); run it again, forced to replace what it holds: %w", op, mark, ErrNotEmpty)
 	}
 	if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
 		return nil, fmt.Errorf("target: it holds %s (import into an empty store, or force it to replace all of them): %w",
@@ -230,7 +230,7 @@ func (im *importer) update(fn func(tx store.Tx) error) error {
 // says that the target holds part of the source (ErrPartial).
 func (im *importer) failed(op string, err error) error {
 	if im.changed {
-		return fmt.Errorf("portable: %s: %w; %w: run it again with Force, which empties the target first", op, err, ErrPartial)
+		return fmt.Errorf("portable: %s: %w; %w: run it again, forced, which empties the target first", op, err, ErrPartial)
 	}
 	return fmt.Errorf("portable: %s: %w", op, err)
 }
