@@ -569,14 +569,12 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	m.mu.RLock()
 	lastSeen = max(lastSeen, m.evicted[hash])
 	m.mu.RUnlock()
-	// Known from the store alone, the last use may be later than the
-	// stored time by as much as it lags (another instance's use, or this
-	// one's before a restart, not yet flushed): idleness allows for that,
-	// as the sweep does, so that no session in use is ended.
-	idleFrom := lastSeen
-	if lastSeen == stored {
-		idleFrom += int64(m.cfg.lastSeenLag())
-	}
+	// The last use may be later than the stored time by as much as it
+	// lags (another instance's use, or this one's before a restart, not
+	// yet flushed): idleness allows for that, as the sweep does, so that
+	// no session in use is ended. A use this instance remembers does not
+	// take the allowance away: another's may be later still.
+	idleFrom := max(lastSeen, stored+int64(m.cfg.lastSeenLag()))
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
@@ -1184,6 +1182,16 @@ func (m *Manager) Run(ctx context.Context) {
 	if m.bc != nil {
 		go m.bc.Listen(ctx, m.apply)
 	}
+	sweep := func() {
+		if _, err := m.Sweep(ctx); err != nil && ctx.Err() == nil {
+			m.logger.Error("session sweep", zap.Error(err))
+		}
+	}
+	// Once at the start, then every sweepEvery flushes: a config reloaded
+	// more often than that (an automated setup reloading on every change)
+	// starts a new Run each time, which would otherwise never reach it,
+	// and sessions nobody uses again would stay in the store.
+	sweep()
 	tick := time.NewTicker(m.cfg.flushEvery())
 	defer tick.Stop()
 	sweepEvery := 10
@@ -1199,9 +1207,7 @@ func (m *Manager) Run(ctx context.Context) {
 				m.logger.Error("last-seen flush", zap.Error(err))
 			}
 			if i%sweepEvery == 0 {
-				if _, err := m.Sweep(ctx); err != nil {
-					m.logger.Error("session sweep", zap.Error(err))
-				}
+				sweep()
 			}
 		}
 	}
