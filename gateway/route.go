@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -401,6 +402,10 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 
 func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
+	if allow := rt.ownEndpointMethods(rest); allow != "" && !slices.Contains(strings.Split(allow, ", "), r.Method) {
+		w.Header().Set("Allow", allow)
+		return httpError(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", rest, allow))
+	}
 	switch {
 	case rest == "login":
 		return rt.serveLogin(w, r, run, o, tokens, outer)
@@ -482,11 +487,21 @@ func (rt *Route) endpointBase(o Origin, p *IdP) string {
 	return o.Site.URL(rt.PathPrefix + p.Protocol + "/" + p.Name + "/")
 }
 
+// ownEndpointMethods is the Allow of the gateway's own endpoint rest, ""
+// for any other path (an IdP's endpoints check their methods themselves):
+// a request by another method gets 405 with it (RFC 9110 15.5.6).
+func (rt *Route) ownEndpointMethods(rest string) string {
+	switch {
+	case rest == "logout":
+		return "GET, HEAD, POST" // GET shows the button that POSTs
+	case rest == "login", rest == "whoami", rest == repeatedSignInEndpoint, rest == "jwks.json" && rt.Signer != nil:
+		return "GET, HEAD"
+	}
+	return ""
+}
+
 // serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
 func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return httpError(http.StatusMethodNotAllowed, errors.New("sso: login takes GET"))
-	}
 	p := rt.Default
 	name := r.URL.Query().Get("idp")
 	if name == "" && rt.Chooser {
@@ -789,9 +804,6 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			}
 		}
 		return rt.Pages.Write(w, pg)
-	case http.MethodPost:
-	default:
-		return httpError(http.StatusMethodNotAllowed, errors.New("sso: logout takes POST"))
 	}
 	if !sameOrigin(r, o) {
 		// The page shows this reference; the log says which site. Any
