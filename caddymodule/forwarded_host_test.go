@@ -50,6 +50,13 @@ func TestForwardedHostMustBeAHost(t *testing.T) {
 				t.Errorf("X-Forwarded-Host %q: %s, redirect_uri %q; want the refusal to build URLs (500, base_url_required)", xfh, resp.Status, got)
 			}
 		}
+		// The log says it was the proxy's value, not a missing host
+		// matcher, and names it.
+		logs := w.gw.logs()
+		if !strings.Contains(logs, "on a trusted proxy's X-Forwarded-Host") || !strings.Contains(logs, `"x_forwarded_host":"[2001:db8::66]/x.example.test"`) ||
+			strings.Contains(logs, "the site has no host matcher") {
+			t.Errorf("the refusal's log does not name the forwarded host:\n%s", logs)
+		}
 	})
 	t.Run("saml metadata", func(t *testing.T) {
 		w := newSAMLWorld(t, "\t\t\tjit\n")

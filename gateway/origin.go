@@ -21,6 +21,10 @@ type Origin struct {
 	// entity ID, the identity token's iss and aud (docs/security.md,
 	// "Host-derived URLs"). A bare Host header is the client's to choose.
 	Vouched bool
+	// Forwarded is the trusted proxy's X-Forwarded-Host the host was
+	// taken from, as sent ("" when it came from Host): what the log
+	// names when nothing vouches for it.
+	Forwarded string
 }
 
 // BaseOrigin is the origin a base_url setting fixes.
@@ -61,7 +65,7 @@ func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
 			o.Site.Scheme = p
 		}
 		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && fh != r.Host {
-			o.Site.Host, forwarded = forwardedHost(fh), true
+			o.Site.Host, o.Forwarded, forwarded = forwardedHost(fh), fh, true
 		}
 	}
 	o.Site.Host = idp.CanonicalHost(o.Site.Scheme, o.Site.Host)

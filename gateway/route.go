@@ -264,6 +264,12 @@ func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Ide
 func (rt *Route) Unvouched(r *http.Request, o Origin) error {
 	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
 	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", r.URL.Path)}
+	if o.Forwarded != "" {
+		// The site may well have a host matcher: the proxy's value did
+		// not pass it, or is not one host[:port] (a list of several).
+		msg = "refusing to build sign-in URLs or identity tokens on a trusted proxy's X-Forwarded-Host: it is not one host[:port] that the site's host matcher accepts; have the proxy forward the host name browsers use, or set base_url"
+		fields = append(fields, zap.String("x_forwarded_host", shortened(o.Forwarded, 200)))
+	}
 	logged := false
 	rt.unvouchedLog.Do(func() {
 		rt.Logger.Error(msg, fields...)
