@@ -211,11 +211,12 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 			if !set.complete && k.loading == nil && !now.Before(k.retryAt) {
 				f := &flight{done: make(chan struct{})}
 				k.loading = f
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+				// The read outlives the request that started it.
+				go func(ctx context.Context) {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
 					defer cancel()
 					k.load(ctx, now, period, f, true)
-				}()
+				}(ctx)
 			}
 			k.mu.Unlock()
 			return set, nil
