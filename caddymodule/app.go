@@ -255,17 +255,16 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("sso store %s: %w", a.store, err)
 	}
-	a.acquired = key
 	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
 	rt, err := a.start(ctx, db)
 	if err != nil {
 		cancel()
 		for _, p := range a.idps {
 			_ = p.Provider.Close()
 		}
-		return errors.Join(err, a.release())
+		return errors.Join(err, releaseStore(key))
 	}
+	a.acquired, a.cancel = key, cancel
 	a.done.Go(func() { a.probeIdPs(ctx) })
 	a.done.Go(func() { rt.Sessions.Run(ctx) })
 	a.done.Go(func() {
@@ -314,39 +313,42 @@ func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, erro
 	return rt, nil
 }
 
-// Stop ends the background work after a final last-seen flush, and gives
-// back the store once the requests in flight on this config's servers are
-// done with it (gateway.Live.Retire): on a reload, after Stop returns.
+// Stop retires this config on a reload (retire), in the background: the
+// new config runs already. On Caddy's stop it leaves that to Cleanup, which
+// Caddy calls once every app has stopped: the http app may stop after this
+// one, and its servers answer requests until then.
 func (a *App) Stop() error {
+	if caddy.ActiveContext().Context == nil { // Caddy's stop (caddy.Stop clears it), or a first start that failed
+		return nil
+	}
+	return a.retire(true)
+}
+
+// Cleanup retires what Stop left running: on Caddy's stop, or when another
+// app failed to start. A config whose Start never ran holds nothing and
+// must not release the running config's handle.
+func (a *App) Cleanup() error { return a.retire(false) }
+
+// retire stops the IdPs' background work and, once the requests in flight
+// on this config's servers are done with the store (gateway.Live.Retire),
+// the rest of it (the sessions' final last-seen flush last) and gives back
+// the store.
+func (a *App) retire(background bool) error {
 	var errs []error
 	for _, p := range a.idps {
 		if err := p.Provider.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sso idp %s: %w", p.Name, err))
 		}
 	}
-	if a.cancel != nil {
-		a.cancel()
-		a.done.Wait()
+	if key, cancel := a.acquired, a.cancel; key != "" {
+		a.acquired = "" // retired once
+		errs = append(errs, a.live.Retire(gateway.DrainWait, background, func() error {
+			cancel()
+			a.done.Wait()
+			return releaseStore(key)
+		}, a.logger))
 	}
-	key := a.acquired
-	a.acquired = ""                                // not Cleanup's to release
-	reload := caddy.ActiveContext().Context != nil // the new config runs (caddy.Stop clears it)
-	errs = append(errs, a.live.Retire(gateway.DrainWait, reload, func() error { return releaseStore(key) }, a.logger))
 	return errors.Join(errs...)
-}
-
-// Cleanup releases the store handle if Start took it and Stop did not run
-// (another app failed to start). A config whose Start never ran holds
-// nothing and must not release the running config's handle.
-func (a *App) Cleanup() error { return a.release() }
-
-func (a *App) release() error {
-	if a.acquired == "" {
-		return nil
-	}
-	err := releaseStore(a.acquired)
-	a.acquired = ""
-	return err
 }
 
 // auditRetention is the configured audit retention, or the default.

@@ -254,7 +254,7 @@ func (h *Handler) tokenConfig() gateway.TokenConfig {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.route.Headers.StripInbound(r.Header)
-	inflight := h.app.live.Enter() // until the upstream: the app's store outlives it (App.Stop)
+	inflight := h.app.live.Enter() // until the upstream: the app's store outlives it (App.retire)
 	defer inflight.Exit()
 	run, err := h.app.live.Running(r.Context())
 	if err != nil {

@@ -136,7 +136,7 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
-	s.handler = app.live.Track(app.metrics.SCIM(h, s.BasePath)) // counted in flight: App.Stop
+	s.handler = app.live.Track(app.metrics.SCIM(h, s.BasePath)) // counted in flight: App.retire
 	logger.Info("SCIM provisioning enabled", zap.Strings("idps", names), zap.String("base_path", scim.NormalBasePath(s.BasePath)))
 	return nil
 }

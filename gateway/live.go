@@ -37,8 +37,10 @@ const DrainWait = 10 * time.Second
 //
 // Live counts the requests in flight on the app (Enter, and each View
 // and Update), so that the app gives back its store only once they have
-// finished with it (Retire): a reload or Caddy's stop stops the app while
-// its HTTP servers still finish their requests.
+// finished with it (Retire): a reload stops the app while its old HTTP
+// servers still finish their requests, and Caddy's stop may stop it before
+// the http app (apps stop in map order), whose servers answer requests
+// until their own stop; the sso app retires at its Cleanup then.
 type Live struct {
 	rt       atomic.Pointer[Runtime]
 	started  chan struct{} // closed when Start ends, whether it succeeded or not
@@ -87,8 +89,9 @@ func (l *Live) exit() {
 	}
 }
 
-// Retire calls release (which gives back the store) once no request is in
-// flight, or after wait, logging how many are still running. With
+// Retire calls release (which ends the app's background work, flushing
+// last-seen times, and gives back the store) once no request is in flight,
+// or after wait, logging how many are still running. With
 // background it returns at once and waits in a goroutine, logging the
 // release's error: a reload's new config runs already, and its admin
 // request need not wait for the old one's requests.
