@@ -69,8 +69,8 @@ holds: its users, groups, sessions, tombstones, single-use IDs and audit trail
 are deleted, and so are its keys (secrets) that the backup does not have or has
 with other values, and the backup written, so that afterwards it holds exactly
 the backup, keys included. This happens in batches, not in one transaction: if
-it fails part-way, run the same command again; it starts over from an empty
-database. Until a restore finishes, the target is marked, and Caddy and the
+it fails part-way, run the same command again with --force; it starts over
+from an empty database. Until a restore finishes, the target is marked, and Caddy and the
 other commands refuse it. The file is read in full and checked before anything is written, and the
 target is read back at the end. A bbolt file (what older versions wrote as a
 backup) is accepted too.`,
