@@ -482,6 +482,7 @@ func oidcLines() map[string]idpLine {
 //	metadata_refresh <duration>
 //	max_response_size <size>            (bytes, or 512KiB, 1MiB, …)
 //	clock_skew <duration>
+//	authn_context <class ref URI>…      (required: one must match exactly)
 func samlLines() map[string]idpLine {
 	return map[string]idpLine{
 		"metadata_url":     func(s setting, c *IdPConfig) (err error) { c.SAML.MetadataURL, err = s.one(); return err },
@@ -503,6 +504,7 @@ func samlLines() map[string]idpLine {
 			return nil
 		},
 		"max_response_size": func(s setting, c *IdPConfig) (err error) { c.SAML.MaxResponseSize, err = s.size(); return err },
+		"authn_context":     func(s setting, c *IdPConfig) (err error) { c.SAML.AuthnContext, err = s.many(); return err },
 	}
 }
 

@@ -19,10 +19,9 @@ import (
 // one IdP metadata source is required. String fields other than Metadata
 // accept Caddy placeholders such as {env.ENTRA_METADATA_URL}.
 type SAMLConfig struct {
-	// MetadataURL is where the IdP publishes its metadata (https; plain
-	// http only for loopback hosts). It is fetched in the background,
-	// refreshed every MetadataRefresh and at its validUntil, and the last
-	// good copy is kept when a refresh fails.
+	// MetadataURL is where the IdP publishes its metadata (https; http only
+	// for loopback hosts), fetched in the background, refreshed every
+	// MetadataRefresh and at its validUntil; a failed refresh keeps the last good copy.
 	MetadataURL string `json:"metadata_url,omitempty"`
 	// MetadataFile is a file holding the IdP metadata, reloaded like a URL.
 	MetadataFile string `json:"metadata_file,omitempty"`
@@ -51,19 +50,18 @@ type SAMLConfig struct {
 	IdPInitiated bool `json:"idp_initiated,omitempty"`
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool `json:"allow_sha1,omitempty"`
-	// ClockSkew tolerates clock differences with the IdP; default 1m, at
-	// most 3m.
+	// ClockSkew tolerates clock differences with the IdP; default 1m, max 3m.
 	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
-	// MetadataRefresh is how often URL and file metadata are reloaded;
-	// default 24h.
+	// MetadataRefresh is how often URL and file metadata reload; default 24h.
 	MetadataRefresh caddy.Duration `json:"metadata_refresh,omitempty"`
-	// MaxResponseSize caps the ACS and SLO request bodies in bytes before
-	// anything parses them; default 256 KiB.
+	// MaxResponseSize caps ACS and SLO bodies before parsing; default 256 KiB.
 	MaxResponseSize int64 `json:"max_response_size,omitempty"`
+	// AuthnContext are the AuthnContextClassRefs to request and require, an
+	// MFA one say; an assertion with none of them is refused (saml.Config).
+	AuthnContext []string `json:"authn_context,omitempty"`
 }
 
-// SPCertConfig is one SP key pair: PEM certificate and private key files
-// (they may also be one file holding both).
+// SPCertConfig is one SP key pair: PEM certificate and key files (or one file).
 type SPCertConfig struct {
 	Cert string `json:"cert"`
 	Key  string `json:"key"`
@@ -102,7 +100,7 @@ func (c *SAMLConfig) check(complete bool) error {
 		}
 	}
 	if err := cmp.Or(idp.CheckDuration("clock_skew", time.Duration(c.ClockSkew)),
-		idp.CheckDuration("metadata_refresh", time.Duration(c.MetadataRefresh)), saml.CheckEntityID(c.EntityID)); err != nil {
+		idp.CheckDuration("metadata_refresh", time.Duration(c.MetadataRefresh)), saml.CheckEntityID(c.EntityID), saml.CheckAuthnContext(c.AuthnContext)); err != nil {
 		return err
 	}
 	if time.Duration(c.ClockSkew) > saml.MaxClockSkew {
@@ -114,9 +112,8 @@ func (c *SAMLConfig) check(complete bool) error {
 	return nil
 }
 
-// build makes the SAML service provider from the configuration alone: SP
-// key pairs from files, or, when none is configured, the one the provider
-// keeps in the store (loaded by its Start).
+// build makes the SAML service provider from the configuration alone: SP key
+// pairs from files, or, with none, the one its Start loads from the store.
 func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
 	var keys []saml.KeyPair
 	for _, sc := range c.SPCerts {
@@ -144,6 +141,7 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		AllowSHA1:         c.AllowSHA1,
 		ClockSkew:         time.Duration(c.ClockSkew),
 		MaxResponseSize:   c.MaxResponseSize,
+		AuthnContext:      c.AuthnContext,
 		Logger:            logger,
 	}
 	switch {

@@ -243,8 +243,43 @@ func claimsInResponseTo(data []byte) bool {
 	}
 }
 
+// assertionCount counts the Assertion and EncryptedAssertion children of
+// the (unverified) document's root element, by local name in any
+// namespace. A document that does not parse counts what came before the
+// error: crewjam refuses it.
+func assertionCount(data []byte) int {
+	d := xml.NewDecoder(bytes.NewReader(data)) //nolint:gosec // G709: reads tokens of a document refuseDeclarations has passed; builds nothing
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	n, depth := 0, 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return n
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 1 && (t.Name.Local == "Assertion" || t.Name.Local == "EncryptedAssertion") {
+				n++
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+	}
+}
+
 // verify is Callback once it knows which login the response answers.
+//
+// A Response carrying more than one assertion is refused first, signed or
+// not: crewjam refuses it only when the Response is unsigned, and
+// otherwise returns the first assertion that verifies, so a signed
+// Response holding assertions for two people would sign in whichever
+// comes first. Single sign-on IdPs send one, and mod_auth_mellon refuses
+// such a Response too.
 func (p *Provider) verify(ctx context.Context, e *endpoints, md *idpMetadata, xmlData []byte, requestIDs []string, idpInitiated bool) (*idp.Assertion, error) {
+	if n := assertionCount(xmlData); n > 1 {
+		return nil, idp.Fail(CodeMultipleAssertions, fmt.Errorf("response holds %d assertions, want one", n))
+	}
 	now := p.cfg.Now()
 	rec := &singleUseRecorder{prefix: p.cfg.Name + "/"}
 	var a *saml.Assertion

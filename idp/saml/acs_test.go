@@ -147,10 +147,10 @@ func TestACSRefuses(t *testing.T) {
 		{name: "XSW: unsigned assertion inserted before the signed one", spec: assertionOnly, tamper: func(t testing.TB, resp *etree.Element) {
 			a := assertionEl(t, resp)
 			resp.InsertChildAt(a.Index(), evilCopy(t, a, "id-evil"))
-		}, want: CodeMalformed},
+		}, want: CodeMultipleAssertions},
 		{name: "XSW: unsigned assertion inserted after the signed one", spec: assertionOnly, tamper: func(t testing.TB, resp *etree.Element) {
 			resp.AddChild(evilCopy(t, assertionEl(t, resp), "id-evil"))
-		}, want: CodeMalformed},
+		}, want: CodeMultipleAssertions},
 		{name: "XSW: signed assertion moved inside the unsigned one", spec: assertionOnly, tamper: func(t testing.TB, resp *etree.Element) {
 			a := assertionEl(t, resp)
 			evil := evilCopy(t, a, "id-evil")
@@ -200,7 +200,7 @@ func TestACSRefuses(t *testing.T) {
 			// A second, validly signed assertion (for another user) from
 			// the same IdP: only "exactly one" stops it.
 			resp.AddChild(assertionEl(t, resp).Copy())
-		}, want: CodeMalformed},
+		}, want: CodeMultipleAssertions},
 
 		// Issuer, status, addressing.
 		{name: "wrong assertion Issuer", spec: func(h *harness, s *samltest.ResponseSpec) {

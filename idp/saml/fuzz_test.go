@@ -238,7 +238,7 @@ var loginCodes = []string{
 	CodeResponseTooLarge, CodeResponseMissing, CodeMalformed, CodeDoctype, CodeUnsolicited, CodeFlowMissing,
 	CodeFlowExpired, CodeFlowInvalid, CodeACSMismatch, CodeSignature, CodeUntrustedKey, CodeSignatureAlgorithm,
 	CodeIssuer, CodeStatus, CodeDestination, CodeAudience, CodeNotYetValid, CodeExpired, CodeInResponseTo,
-	CodeReplayed, CodeReplayCheck, CodeDecryption, CodeUnsupported, CodeIncomplete, CodeInvalid,
+	CodeMultipleAssertions, CodeAuthnContext, CodeReplayed, CodeReplayCheck, CodeDecryption, CodeUnsupported, CodeIncomplete, CodeInvalid,
 	CodeSLOMessageMissing, CodeLogoutFailed,
 }
 

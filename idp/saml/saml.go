@@ -23,6 +23,8 @@
 //     RequireSignedResponseForCBC, LimitRelayStateLength, and
 //     RejectSHA1Signatures unless Config.AllowSHA1;
 //   - a stricter, configurable clock skew on top of crewjam's fixed one;
+//   - a Response with more than one assertion is refused, signed or not;
+//   - optionally, a required authentication context (Config.AuthnContext);
 //   - IdP-initiated login is off by default, and when on its RelayState is
 //     only ever used as a same-origin path;
 //   - every failure is an *idp.LoginError with a stable Code.
@@ -34,6 +36,7 @@
 package saml
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -41,10 +44,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -80,6 +85,8 @@ const (
 	CodeNotYetValid         = "saml_not_yet_valid"        // NotBefore / IssueInstant in the future
 	CodeExpired             = "saml_expired"              // NotOnOrAfter or SessionNotOnOrAfter passed, or IssueInstant stale
 	CodeInResponseTo        = "saml_in_response_to"       // InResponseTo is not this browser's request
+	CodeMultipleAssertions  = "saml_multiple_assertions"  // more than one Assertion or EncryptedAssertion in the Response
+	CodeAuthnContext        = "saml_authn_context"        // no AuthnContextClassRef is one of Config.AuthnContext
 	CodeReplayed            = "saml_replayed"             // assertion or LogoutRequest ID already used
 	CodeReplayCheck         = "saml_replay_check_failed"  // a message ID could not be recorded for single use
 	CodeDecryption          = "saml_decryption_failed"    // encrypted assertion not decryptable with our keys
@@ -191,6 +198,13 @@ type Config struct {
 	// it is configured to send; IdPs such as Entra refuse a request for a
 	// format they are not configured for.
 	NameIDFormat string
+	// AuthnContext are the authentication context classes
+	// (AuthnContextClassRef URIs) to require, such as a multi-factor one:
+	// the AuthnRequest asks for them (RequestedAuthnContext, Comparison
+	// exact), and an assertion, an IdP-initiated one too, is accepted only
+	// if an AuthnStatement's AuthnContextClassRef is one of them
+	// (CodeAuthnContext). Default none: any class is accepted.
+	AuthnContext []string
 
 	// AllowIdPInitiated accepts unsolicited responses (no InResponseTo).
 	// Default false. When on, their RelayState is used only as a same-origin
@@ -312,6 +326,18 @@ func CheckEntityID(id string) error {
 	return nil
 }
 
+// CheckAuthnContext is the rule for Config.AuthnContext: each class is a
+// URI, compared byte for byte with the assertion's, so it may be neither
+// empty nor hold a space.
+func CheckAuthnContext(classes []string) error {
+	for _, c := range classes {
+		if c == "" || strings.ContainsFunc(c, unicode.IsSpace) {
+			return fmt.Errorf("authn_context %q must be a class reference URI, without spaces", c)
+		}
+	}
+	return nil
+}
+
 func normalize(cfg *Config) error {
 	if cfg.Name == "" {
 		return errors.New("name is required")
@@ -330,9 +356,10 @@ func normalize(cfg *Config) error {
 			return fmt.Errorf("metadata_url: %w", err)
 		}
 	}
-	if err := CheckEntityID(cfg.EntityID); err != nil {
+	if err := cmp.Or(CheckEntityID(cfg.EntityID), CheckAuthnContext(cfg.AuthnContext)); err != nil {
 		return err
 	}
+	cfg.AuthnContext = slices.Clone(cfg.AuthnContext)
 	if len(cfg.SPKeys) > MaxSPKeys {
 		return errors.New("at most two SP key pairs (current and previous) are accepted")
 	}
@@ -521,6 +548,11 @@ func (p *Provider) serviceProvider(e *endpoints, md *saml.EntityDescriptor, now 
 	if p.cfg.SignRequests {
 		sp.SignatureMethod = signatureMethod
 	}
+	if len(p.cfg.AuthnContext) > 0 {
+		// crewjam checks every assertion, IdP-initiated ones too.
+		sp.RequestedAuthnContext = &saml.RequestedAuthnContext{Comparison: "exact", AuthnContextClassRefs: p.cfg.AuthnContext}
+		sp.ValidateAuthnContextClassRef = true
+	}
 	for _, kp := range p.keys[1:] {
 		sp.DecryptionKeys = append(sp.DecryptionKeys, kp.Key)
 	}
@@ -592,6 +624,8 @@ func classify(err error) error {
 		code = CodeExpired
 	case errors.Is(err, saml.ErrRequestIDMismatch):
 		code = CodeInResponseTo
+	case errors.Is(err, saml.ErrAuthnContextMismatch):
+		code = CodeAuthnContext
 	case errors.Is(err, saml.ErrUnsupported):
 		code = CodeUnsupported
 	case errors.Is(err, saml.ErrMissingElement):
