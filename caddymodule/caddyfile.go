@@ -456,16 +456,20 @@ func sharedIdPLines() map[string]idpLine {
 //	tenant_id <id>
 //	offline_access
 //	clock_skew <duration>
+//	allow_unverified_email
+//	require_acr <acr>…                  (sent as acr_values; the ID token's acr must be one)
 func oidcLines() map[string]idpLine {
 	return map[string]idpLine{
-		"issuer":         func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
-		"client_id":      func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientID, err = s.one(); return err },
-		"client_secret":  func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientSecret, err = s.one(); return err },
-		"scopes":         func(s setting, c *IdPConfig) (err error) { c.OIDC.Scopes, err = s.many(); return err },
-		"algorithms":     func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
-		"tenant_id":      func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },
-		"offline_access": func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
-		"clock_skew":     func(s setting, c *IdPConfig) (err error) { c.OIDC.ClockSkew, err = s.duration(); return err },
+		"issuer":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
+		"client_id":              func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientID, err = s.one(); return err },
+		"client_secret":          func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientSecret, err = s.one(); return err },
+		"scopes":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Scopes, err = s.many(); return err },
+		"algorithms":             func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
+		"tenant_id":              func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },
+		"offline_access":         func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
+		"clock_skew":             func(s setting, c *IdPConfig) (err error) { c.OIDC.ClockSkew, err = s.duration(); return err },
+		"require_acr":            func(s setting, c *IdPConfig) (err error) { c.OIDC.RequireACR, err = s.many(); return err },
+		"allow_unverified_email": func(s setting, c *IdPConfig) (err error) { c.OIDC.AllowUnverifiedEmail, err = s.flag(); return err },
 	}
 }
 

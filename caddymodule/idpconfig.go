@@ -54,10 +54,9 @@ type IdPConfig struct {
 	// LinkByEmail links an unknown subject to the existing user with the
 	// same verified email instead of refusing it.
 	LinkByEmail bool `json:"link_by_email,omitempty"`
-	// SCIM says SCIM provisions this IdP's users (an sso_scim handler
-	// lists it): a user SCIM (or an admin) deleted is then refused at
-	// sign-in instead of being created again by JIT. It is explicit so
-	// that JIT behaviour never depends on a block elsewhere in the config.
+	// SCIM says SCIM provisions this IdP's users (an sso_scim handler lists
+	// it): a user SCIM or an admin deleted is refused at sign-in, not created
+	// again by JIT. Explicit, so JIT never depends on a block elsewhere.
 	SCIM bool `json:"scim,omitempty"`
 
 	// OIDC holds the OpenID Connect settings when Protocol is "oidc".
@@ -76,11 +75,12 @@ type OIDCConfig struct {
 	Algorithms   []string       `json:"algorithms,omitempty"`
 	TenantID     string         `json:"tenant_id,omitempty"`
 	ClockSkew    caddy.Duration `json:"clock_skew,omitempty"`
-	// OfflineAccess asks for the offline_access scope and keeps the
-	// refresh token the IdP then issues, so that routes passing tokens
-	// upstream can renew them. Without a route that passes tokens it
-	// keeps nothing (README, "Tokens for the upstream").
-	OfflineAccess bool `json:"offline_access,omitempty"`
+	// OfflineAccess asks for offline_access and keeps the refresh token, so
+	// that routes passing tokens upstream can renew them; without such a
+	// route it keeps nothing (README, "Tokens for the upstream").
+	OfflineAccess        bool     `json:"offline_access,omitempty"`
+	AllowUnverifiedEmail bool     `json:"allow_unverified_email,omitempty"` // oidc.Config.AllowUnverifiedEmail
+	RequireACR           []string `json:"require_acr,omitempty"`            // oidc.Config.RequireACR
 }
 
 // Values accepted by IdPConfig fields.
@@ -95,9 +95,8 @@ var (
 // check` runs it on each IdP of a config).
 func (c *IdPConfig) Validate() error { return c.validate() }
 
-// validate checks what can be checked without placeholders replaced; the
-// Caddyfile parser runs it at the end of each idp block, and Provision
-// runs it for JSON configs, so both are held to the same rules.
+// validate checks what needs no placeholder replaced, at the end of each
+// Caddyfile idp block and at Provision for JSON: both meet the same rules.
 func (c *IdPConfig) validate() error {
 	if err := idp.CheckName(c.Name); err != nil {
 		return err
@@ -105,8 +104,7 @@ func (c *IdPConfig) validate() error {
 	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
 		return err
 	}
-	// A block of the other protocol would be ignored: say so rather
-	// than run without the settings the operator wrote.
+	// A block of the other protocol would be ignored: say so instead.
 	if c.Protocol == idp.ProtocolOIDC && c.SAML != nil {
 		return errors.New(`an oidc IdP takes no "saml" settings (use protocol saml, or drop them)`)
 	}
@@ -126,8 +124,7 @@ func (c *IdPConfig) validate() error {
 	}
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
-		// idp/oidc's rules (what oidc.New would refuse at Provision),
-		// with placeholders left for Provision.
+		// What oidc.New would refuse at Provision, placeholders left for it.
 		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c.Name).Check(hasPlaceholder)
 	case idp.ProtocolSAML:
 		if c.SAML == nil {
@@ -167,10 +164,9 @@ func (c *IdPConfig) rules() (provision.Rules, error) {
 	return r, r.Validate()
 }
 
-// build makes the IdP ready to serve, without touching the store or the
-// network (the provider's Start does that). repl resolves placeholders;
-// a placeholder that resolves to nothing in a required setting is an
-// error that names it.
+// build makes the IdP ready to serve without touching the store or the
+// network (the provider's Start does). repl resolves placeholders; one
+// that resolves to nothing in a required setting is an error naming it.
 func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	mapper, err := mapping.New(c.Preset, c.Protocol, c.Map)
 	if err != nil {
@@ -221,13 +217,12 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 }
 
 // config is the relying party's configuration as written, placeholders
-// unresolved: what IdPConfig.validate holds to oidc.Config.Check, and
-// build resolves.
+// unresolved: validate holds it to oidc.Config.Check, build resolves it.
 func (o *OIDCConfig) config(name string) oidc.Config {
 	return oidc.Config{Name: name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		TenantID: o.TenantID, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
-		// offline_access in scopes says the same as the setting.
-		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")}
+		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail,
+		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }
 
 // resolve resolves a setting's placeholders. Written but empty afterwards

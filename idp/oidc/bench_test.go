@@ -37,13 +37,13 @@ func BenchmarkVerifyIDToken(b *testing.B) {
 	if err := p.Discover(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := p.verifyIDToken(ctx, raw, "nonce-1", ""); err != nil {
+	if _, _, err := p.verifyIDToken(ctx, raw, "nonce-1", "", ""); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("caddy-sso", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			claims, _, err := p.verifyIDToken(ctx, raw, "nonce-1", "")
+			claims, _, err := p.verifyIDToken(ctx, raw, "nonce-1", "", "")
 			if err != nil {
 				b.Fatal(err)
 			}

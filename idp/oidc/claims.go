@@ -28,7 +28,7 @@ var profileClaims = []string{"given_name", "family_name", "email"}
 // verifyIDToken verifies raw and returns its claims and subject: the
 // signature (algorithm allow-list, JWKS or client-secret key), then every
 // claim check.
-func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken string) (map[string]any, string, error) {
+func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken, code string) (map[string]any, string, error) {
 	jws, err := p.keys.parse(raw)
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)
@@ -51,8 +51,15 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken st
 	// at_hash is optional in the code flow; when present it must match, so
 	// an access token from another login cannot be paired with this token.
 	if atHash, present := claims["at_hash"]; present && accessToken != "" {
-		s, _ := atHash.(string)
-		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
+		if err := checkHalfHash(jws.Signatures[0].Header.Algorithm, "at_hash", atHash, accessToken); err != nil {
+			return nil, "", idp.Fail(CodeIDTokenAtHash, err)
+		}
+	}
+	// c_hash binds the code the same way (OpenID Connect Core 3.3.2.11):
+	// optional in the code flow, checked when present, as mod_auth_openidc
+	// does.
+	if cHash, present := claims["c_hash"]; present {
+		if err := checkHalfHash(jws.Signatures[0].Header.Algorithm, "c_hash", cHash, code); err != nil {
 			return nil, "", idp.Fail(CodeIDTokenAtHash, err)
 		}
 	}
@@ -90,6 +97,9 @@ func (p *Provider) checkClaims(claims map[string]any, nonce string) (string, err
 	}
 	if iat.After(now.Add(skew)) {
 		return "", idp.Fail(CodeIDTokenIssuedAt, fmt.Errorf("issued in the future at %v (now %v, skew %v)", iat, now, skew))
+	}
+	if now.Sub(iat) > maxIDTokenAge+skew {
+		return "", idp.Fail(CodeIDTokenIssuedAt, fmt.Errorf("issued at %v, more than %v before now (%v, skew %v)", iat, maxIDTokenAge, now, skew))
 	}
 	if v, present := claims["nbf"]; present {
 		nbf, ok := numericDate(v)
@@ -134,26 +144,27 @@ func audience(v any) ([]string, bool) {
 	return nil, false
 }
 
-// checkAtHash compares at_hash with the left half of the access token's
-// hash under the ID token's algorithm (OpenID Connect Core 3.1.3.6; EdDSA
-// uses SHA-512, as go-oidc does).
-func checkAtHash(alg, atHash, accessToken string) error {
+// checkHalfHash compares claim (at_hash or c_hash, named by name) with the
+// left half of value's hash under the ID token's algorithm (OpenID Connect
+// Core 3.1.3.6, 3.3.2.11; EdDSA uses SHA-512, as go-oidc does). A claim
+// that is not a string matches nothing.
+func checkHalfHash(alg, name string, claim any, value string) error {
 	var sum []byte
 	switch {
 	case alg == "EdDSA" || strings.HasSuffix(alg, "512"):
-		s := sha512.Sum512([]byte(accessToken))
+		s := sha512.Sum512([]byte(value))
 		sum = s[:32]
 	case strings.HasSuffix(alg, "384"):
-		s := sha512.Sum384([]byte(accessToken))
+		s := sha512.Sum384([]byte(value))
 		sum = s[:24]
 	case strings.HasSuffix(alg, "256"):
-		s := sha256.Sum256([]byte(accessToken))
+		s := sha256.Sum256([]byte(value))
 		sum = s[:16]
 	default:
-		return fmt.Errorf("no at_hash hash for alg %q", alg)
+		return fmt.Errorf("no %s hash for alg %q", name, alg)
 	}
-	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum)), []byte(atHash)) != 1 {
-		return errors.New("at_hash does not match the access token")
+	if s, _ := claim.(string); subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum)), []byte(s)) != 1 {
+		return fmt.Errorf("%s does not match", name)
 	}
 	return nil
 }
@@ -275,6 +286,18 @@ func scalar(v any) string {
 		}
 		return string(b)
 	}
+}
+
+// isFalse reports an email_verified that says false, as a boolean or as
+// the string some IdPs send; absent, null or anything else is not.
+func isFalse(v any) bool {
+	switch v := v.(type) {
+	case bool:
+		return !v
+	case string:
+		return strings.EqualFold(v, "false")
+	}
+	return false
 }
 
 // isTrue reads email_verified, which some IdPs send as the string "true".

@@ -62,14 +62,16 @@ const (
 	CodeIDTokenAudience  = "id_token_audience"
 	CodeIDTokenAZP       = "id_token_azp"
 	CodeIDTokenExpired   = "id_token_expired"
-	CodeIDTokenIssuedAt  = "id_token_iat" // missing or in the future
+	CodeIDTokenIssuedAt  = "id_token_iat" // missing, in the future, or older than maxIDTokenAge
 	CodeIDTokenNotBefore = "id_token_nbf"
 	CodeIDTokenNonce     = "id_token_nonce"
 	CodeIDTokenSubject   = "id_token_subject"
-	CodeIDTokenAtHash    = "id_token_at_hash"
+	CodeIDTokenAtHash    = "id_token_at_hash" // at_hash does not match the access token, or c_hash the code
 	CodeTenantMismatch   = "tenant_mismatch"
 	CodeUserinfo         = "userinfo_failed"
 	CodeUserinfoSubject  = "userinfo_subject"
+	CodeEmailUnverified  = "email_unverified"  // email_verified false, without AllowUnverifiedEmail
+	CodeACRNotSatisfied  = "acr_not_satisfied" // acr is not one of RequireACR
 )
 
 // Defaults for the zero values of Config.
@@ -106,6 +108,14 @@ var reservedParams = []string{"response_type", "client_id", "redirect_uri", "sco
 // by far less than this.
 const MaxClockSkew = 5 * time.Minute
 
+// maxIDTokenAge, with the clock skew, bounds how long before the callback
+// a sign-in's ID token may have been issued (mod_auth_openidc's
+// OIDCIDTokenIatSlack is 600 s too): the token endpoint issues it at the
+// code exchange, moments earlier, so an older iat is an IdP clock far
+// behind or a token kept from some earlier exchange. Refreshed ID tokens
+// are not held to it (verifyRefreshedIDToken).
+const maxIDTokenAge = 10 * time.Minute
+
 // Config describes one OpenID provider and this client's registration there.
 type Config struct {
 	// Name is the IdP's configured name; it becomes Assertion.IdP and keeps
@@ -135,9 +145,26 @@ type Config struct {
 	// idp.DefaultLoginTimeout (10 minutes).
 	LoginTimeout time.Duration
 	// AuthParams are extra authorization request parameters (prompt,
-	// login_hint, domain_hint, acr_values…). Protocol parameters set by
-	// this package cannot be replaced.
+	// login_hint, domain_hint…). Protocol parameters set by this package
+	// cannot be replaced. They are requests: nothing checks that the IdP
+	// honoured them, and the browser, which carries them, can drop them.
+	// acr_values here is such a request; RequireACR enforces one.
 	AuthParams map[string]string
+	// RequireACR, when set, is sent as acr_values, and a sign-in whose ID
+	// token's acr is not one of its values is refused
+	// (CodeACRNotSatisfied): the browser can strip acr_values from the
+	// authorization request, and IdPs may treat them as voluntary. It
+	// excludes acr_values in AuthParams.
+	RequireACR []string
+	// AllowUnverifiedEmail signs in a person whose ID token (or userinfo)
+	// says email_verified false, as an unverified email
+	// (idp.Assertion.EmailVerified false, which is never linked by).
+	// Without it such a sign-in is refused (CodeEmailUnverified), as
+	// oauth2-proxy does: where people choose their own address
+	// (self-registration), an unverified one would pass email domain and
+	// address rules. An absent email_verified (Entra sends none) is not
+	// refused.
+	AllowUnverifiedEmail bool
 	// JWKSRefreshInterval is the least time between two JWKS fetches, which
 	// an unknown key ID triggers; default 30 seconds. It stops a flood of
 	// forged tokens from turning into a flood of requests to the IdP.
@@ -273,6 +300,13 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 		if slices.Contains(reservedParams, k) {
 			return fmt.Errorf("auth parameter %q is set by the protocol and cannot be configured", k)
 		}
+	}
+	if _, set := c.AuthParams["acr_values"]; set && len(c.RequireACR) > 0 {
+		return errors.New("auth parameter acr_values is set by require_acr")
+	}
+	// An empty value would admit a token without acr.
+	if slices.Contains(c.RequireACR, "") {
+		return errors.New("require_acr values must not be empty")
 	}
 	for _, d := range []time.Duration{c.ClockSkew, c.LoginTimeout, c.JWKSRefreshInterval} {
 		if d < 0 {
@@ -411,6 +445,9 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	for k, v := range p.cfg.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
+	if len(p.cfg.RequireACR) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.cfg.RequireACR, " ")))
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth2Config(md, redirectURL).AuthCodeURL(state, opts...), http.StatusFound)
 	return nil
@@ -507,9 +544,14 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if rawID == "" {
 		return nil, idp.Fail(CodeIDTokenMissing, errors.New("token response has no id_token"))
 	}
-	claims, sub, err := p.verifyIDToken(ctx, rawID, fl.Nonce, tok.AccessToken)
+	claims, sub, err := p.verifyIDToken(ctx, rawID, fl.Nonce, tok.AccessToken, code)
 	if err != nil {
 		return nil, err
+	}
+	// The ID token's acr, not userinfo's: it is what the IdP signed for
+	// this sign-in.
+	if acr, _ := claims["acr"].(string); len(p.cfg.RequireACR) > 0 && !slices.Contains(p.cfg.RequireACR, acr) {
+		return nil, idp.Fail(CodeACRNotSatisfied, fmt.Errorf("acr %.200q is not one of %q", acr, p.cfg.RequireACR))
 	}
 	if needsUserinfo(claims) && md.UserinfoEndpoint != "" {
 		ui, err := p.userinfo(ctx, md.UserinfoEndpoint, tok.AccessToken)
@@ -520,6 +562,12 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 			return nil, idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
 		}
 		mergeClaims(claims, ui)
+	}
+	// After the merge: email_verified counts from userinfo when the ID
+	// token has none.
+	if v, present := claims["email_verified"]; present && isFalse(v) && !p.cfg.AllowUnverifiedEmail {
+		email, _ := claims["email"].(string)
+		return nil, idp.Fail(CodeEmailUnverified, fmt.Errorf("the IdP has not verified the email %.200q (email_verified false)", email))
 	}
 	// The session remembers sid, which back- and front-channel logout
 	// name it by.

@@ -135,12 +135,15 @@ func (p *Provider) verifyRefreshedIDToken(ctx context.Context, raw, original, ac
 	if !ok || !now.Before(exp.Add(skew)) {
 		return errors.New("expired, or exp missing")
 	}
+	// No age bound on iat (maxIDTokenAge), and no email_verified rule
+	// (AllowUnverifiedEmail): a refreshed token changes neither who the
+	// session is nor its email, both the sign-in's, and refusing it would
+	// only pass the session's older ID token on in its place.
 	if iat, ok := numericDate(claims["iat"]); !ok || iat.After(now.Add(skew)) {
 		return errors.New("iat missing or in the future")
 	}
 	if atHash, present := claims["at_hash"]; present {
-		s, _ := atHash.(string)
-		if err := checkAtHash(jws.Signatures[0].Header.Algorithm, s, accessToken); err != nil {
+		if err := checkHalfHash(jws.Signatures[0].Header.Algorithm, "at_hash", atHash, accessToken); err != nil {
 			return err
 		}
 	}
