@@ -34,6 +34,9 @@
 // one session.revoked event, its Reason the operation (deactivated,
 // deleted, revoked) and its detail the number ended, so that `audit --type
 // session.revoked` finds every session an administrator or SCIM ended.
+// Sessions that had ended already (past their lifetime, idle; see
+// SessionJudge) are deleted with the others but neither counted nor
+// audited: ending them ended nothing.
 //
 // Every operation has a Tx form, for a caller that combines several in one
 // transaction (a SCIM PATCH that changes a profile and deactivates), and a
@@ -101,6 +104,19 @@ type Cache interface {
 	ForgetSessions(hashes []string)
 }
 
+// SessionJudge, when the Cache has it, says when a stored session ends and
+// whether it has ended, by the running gateway's session config (lifetime,
+// idle timeout): gateway.Live has it, by way of session.Manager.Ends. A
+// session the store holds may have ended (past its lifetime, idle) and
+// wait for the sweep: nobody can use it, so the admin API does not list
+// or count it, and ending it is not counted or audited. A
+// *session.Manager alone does not have it, on purpose: the offline CLI
+// makes one with no config (to tell running instances what ended), whose
+// lifetime and idle timeout are the defaults, not the operator's.
+type SessionJudge interface {
+	SessionEnds(s *store.Session) (end time.Time, ended bool)
+}
+
 // Service runs the account operations over a store.
 type Service struct {
 	Store store.Store
@@ -125,6 +141,18 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// sessionEnd says when a stored session ends and whether it has
+// (SessionJudge). Without a judge (offline: no config is read, so neither
+// the lifetime nor the idle timeout is known) only the stored Expires is
+// held against now: a session shortened by a later lifetime, or idle, is
+// then shown and counted until the sweep deletes it.
+func (s *Service) sessionEnd(ss *store.Session) (end time.Time, ended bool) {
+	if j, ok := s.Cache.(SessionJudge); ok {
+		return j.SessionEnds(ss)
+	}
+	return ss.Expires, !s.now().Before(ss.Expires)
 }
 
 func (s *Service) scimManaged(idp string) bool {
@@ -247,22 +275,46 @@ func (s *Service) event(typ string, u *store.User, reason string) store.Event {
 }
 
 // endUserSessions deletes every session of u and audits it as a
-// session.revoked event with reason, when there were any.
+// session.revoked event with reason, when any of them had not ended.
 func (s *Service) endUserSessions(tx store.Tx, u *store.User, reason, by string) (int, error) {
-	n, err := deleteUserSessions(tx, u)
+	n, err := s.deleteUserSessions(tx, u)
 	if err != nil {
 		return 0, err
 	}
 	return n, s.auditRevoked(tx, u, reason, by, n)
 }
 
-// deleteUserSessions deletes every session of u and counts them.
-func deleteUserSessions(tx store.Tx, u *store.User) (int, error) {
+// deleteUserSessions deletes every session of u and counts those that had
+// not ended (sessionEnd): one past its lifetime or idle, nobody could use,
+// and ending it ends nothing. It is deleted all the same, for the sweep.
+func (s *Service) deleteUserSessions(tx store.Tx, u *store.User) (int, error) {
+	sessions, err := tx.UserSessions(u.ID)
+	if err != nil {
+		return 0, fmt.Errorf("end sessions of user %s: %w", u.ID, err)
+	}
+	var ended map[string]bool
+	for _, ss := range sessions {
+		if _, done := s.sessionEnd(ss); done {
+			if ended == nil {
+				ended = make(map[string]bool)
+			}
+			ended[ss.Hash] = true
+		}
+	}
 	hashes, err := tx.DeleteUserSessions(u.ID)
 	if err != nil {
 		return 0, fmt.Errorf("end sessions of user %s: %w", u.ID, err)
 	}
-	return len(hashes), nil
+	// Counted by what was deleted, less what had ended: a session signed
+	// in since the read (a store that does not lock the user's sessions
+	// for it) counts as the live session it is.
+	n := 0
+	for _, h := range hashes {
+		if !ended[h] {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // auditRevoked writes the session.revoked event of n sessions of u ended
@@ -296,7 +348,7 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 	}
 	// The user's event first, then the sessions it ended, as in the trail
 	// before the user's event carried the count.
-	n, err := deleteUserSessions(tx, u)
+	n, err := s.deleteUserSessions(tx, u)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +440,7 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 	}
 	// Ended here rather than by DeleteUser, so that they are audited as
 	// every other ending of sessions is (see the package doc).
-	n, err := deleteUserSessions(tx, u)
+	n, err := s.deleteUserSessions(tx, u)
 	if err != nil {
 		return nil, err
 	}

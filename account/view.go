@@ -34,7 +34,10 @@ type UsersPage struct {
 }
 
 // UserDetail is one user with what an operator needs to see about them.
-// Sessions are one page, newest first; SessionCount counts them all.
+// Sessions are one page of those that have not ended, newest first;
+// SessionCount counts them all. A session past its lifetime or idle
+// timeout, which the store keeps until the sweep, is neither (see
+// SessionJudge).
 type UserDetail struct {
 	User         *store.User      `json:"user"`
 	Groups       []store.GroupRef `json:"groups,omitempty"`
@@ -45,6 +48,8 @@ type UserDetail struct {
 }
 
 // SessionInfo describes a session without its hash or logout data.
+// Expires is when it ends at the latest: the stored end, or sooner when
+// the lifetime has been shortened since the sign-in (SessionJudge).
 type SessionInfo struct {
 	IdP      string    `json:"idp"`
 	Created  time.Time `json:"created"`
@@ -166,18 +171,31 @@ func (s *Service) User(ctx context.Context, id, after string, limit int) (*UserD
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(sessions, func(a, b *store.Session) int {
+		// Only sessions that have not ended (sessionEnd): one past its
+		// lifetime or idle is refused at its next request, and the store
+		// keeps it only until the sweep. Expires is when the session
+		// ends now, which a reload that shortened the lifetime brings
+		// forward.
+		live := sessions[:0]
+		ends := make(map[*store.Session]time.Time, len(sessions))
+		for _, ss := range sessions {
+			if end, ended := s.sessionEnd(ss); !ended {
+				live = append(live, ss)
+				ends[ss] = end
+			}
+		}
+		slices.SortFunc(live, func(a, b *store.Session) int {
 			return cmp.Or(b.Created.Compare(a.Created), strings.Compare(a.Hash, b.Hash))
 		})
-		d.SessionCount = len(sessions)
-		page := sessions[min(skip, len(sessions)):]
+		d.SessionCount = len(live)
+		page := live[min(skip, len(live)):]
 		if len(page) > limit {
 			page = page[:limit]
 			d.NextSessions = strconv.Itoa(skip + limit)
 		}
 		d.Sessions = make([]SessionInfo, 0, len(page))
-		for _, s := range page {
-			d.Sessions = append(d.Sessions, SessionInfo{IdP: s.IdP, Created: s.Created, Expires: s.Expires, LastSeen: s.LastSeen})
+		for _, ss := range page {
+			d.Sessions = append(d.Sessions, SessionInfo{IdP: ss.IdP, Created: ss.Created, Expires: ends[ss], LastSeen: ss.LastSeen})
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +22,9 @@ const DefaultIdentityJWTHeader = "X-Forwarded-Identity-Jwt"
 const DefaultIdentityJWTTTL = 5 * time.Minute
 
 // IdentitySigner signs and caches the identity tokens of one route. A
-// token is signed once per session identity and re-signed when less than
-// half its lifetime remains, never per request.
+// token is signed once per session and re-signed when less than half its
+// lifetime remains, or at once when what it says changes (the user's
+// groups, say, or the site it is for), never per request.
 type IdentitySigner struct {
 	header   string
 	ttl      time.Duration
@@ -32,7 +34,10 @@ type IdentitySigner struct {
 	keysMu sync.Mutex
 	keys   *upstreamjwt.Keyring // made on first use: the store opens at Start
 
-	cache     sync.Map // *session.Identity -> *signedToken
+	// By session (Identity.SessionHash), not by *session.Identity: the
+	// session cache builds a new Identity at each re-read of the store
+	// (every CacheTTL), and a token per Identity was re-signed as often.
+	cache     sync.Map // string -> *signedToken
 	lastSweep atomic.Int64
 }
 
@@ -41,6 +46,18 @@ type signedToken struct {
 	origin  Origin   // the site it was issued for
 	refresh int64    // unix nanos: re-sign from then on
 	expires int64
+	// id is the identity it was signed for, or a later one found to say
+	// the same (sameClaims): a hit on the same Identity compares nothing.
+	id *session.Identity
+}
+
+// sameClaims reports whether a token signed for a says what one for b
+// would: the same user, profile, groups and IdP, and a session that ends
+// at the same time (a token never outlives it). A session's re-read from
+// the store gives a new Identity that usually says the same.
+func sameClaims(a, b *session.Identity) bool {
+	return a.UserID == b.UserID && a.Email == b.Email && a.FirstName == b.FirstName && a.LastName == b.LastName &&
+		a.IdP == b.IdP && a.Expires.Equal(b.Expires) && slices.Equal(a.Groups, b.Groups)
 }
 
 // SignerConfig configures an IdentitySigner; zero fields take the
@@ -132,9 +149,19 @@ func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
 // and aud unless an audience is configured) as a one-element header value.
 func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
 	now := time.Now().UnixNano()
-	if v, ok := s.cache.Load(id); ok {
+	if v, ok := s.cache.Load(id.SessionHash); ok {
 		if t := v.(*signedToken); now < t.refresh && t.origin == o {
-			return t.value, nil
+			if t.id == id {
+				return t.value, nil
+			}
+			if sameClaims(t.id, id) {
+				// Kept under the new Identity, so that its next
+				// requests compare nothing (and the old one is freed).
+				n := *t
+				n.id = id
+				s.cache.CompareAndSwap(id.SessionHash, t, &n)
+				return t.value, nil
+			}
 		}
 	}
 	iss := o.Site.String()
@@ -153,15 +180,16 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if err != nil {
 		return nil, err
 	}
-	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano()}
-	s.cache.Store(id, t)
+	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id}
+	s.cache.Store(id.SessionHash, t)
 	s.sweep(now)
 	return t.value, nil
 }
 
-// sweep drops expired tokens (of sessions that ended or whose identity
-// changed) at most twice per token lifetime, so the cache holds only
-// identities seen lately.
+// sweep drops expired tokens at most twice per token lifetime, so the
+// cache holds only sessions seen lately: one that ended (or went unused)
+// goes at most a token lifetime and a half after its last token was
+// signed.
 func (s *IdentitySigner) sweep(now int64) {
 	last := s.lastSweep.Load()
 	if now-last < int64(s.ttl/2) || !s.lastSweep.CompareAndSwap(last, now) {

@@ -196,3 +196,14 @@ func (l *Live) ForgetSessions(hashes []string) {
 }
 
 var _ store.Store = (*Live)(nil)
+
+// SessionEnds says when a stored session ends and whether it has, by the
+// running app's session config (session.Manager.Ends): account.SessionJudge,
+// for the admin API's view of a user's sessions. Before the app runs only
+// the stored end is known.
+func (l *Live) SessionEnds(s *store.Session) (end time.Time, ended bool) {
+	if rt := l.rt.Load(); rt != nil {
+		return rt.Sessions.Ends(s)
+	}
+	return s.Expires, !time.Now().Before(s.Expires)
+}

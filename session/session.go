@@ -554,12 +554,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	if err != nil {
 		return nil, fmt.Errorf("session: resolve: %w", err)
 	}
-	// A lifetime shortened since the sign-in (an operator's answer to an
-	// incident, and a reload) holds for the sessions it finds too; the
-	// stored end only ever comes earlier (an IdP's bound on the session).
-	if end := s.Created.Add(m.cfg.Lifetime); end.Before(s.Expires) {
-		s.Expires = end
-	}
+	s.Expires = m.lifetimeEnd(s) // a lifetime shortened since (a reload) holds too
 	stored := s.LastSeen.UnixNano()
 	lastSeen := stored
 	if stale != nil && stale.lastSeen.Load() > lastSeen {
@@ -569,12 +564,9 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	m.mu.RLock()
 	lastSeen = max(lastSeen, m.evicted[hash])
 	m.mu.RUnlock()
-	// The last use may be later than the stored time by as much as it
-	// lags (another instance's use, or this one's before a restart, not
-	// yet flushed): idleness allows for that, as the sweep does, so that
-	// no session in use is ended. A use this instance remembers does not
-	// take the allowance away: another's may be later still.
-	idleFrom := max(lastSeen, stored+int64(m.cfg.lastSeenLag()))
+	// Idleness allows for the stored time's lag behind the last use,
+	// here or on another instance, so that no session in use is ended.
+	idleFrom := m.idleFrom(stored, lastSeen)
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
 		m.end(ctx, hash, "expired")
