@@ -104,7 +104,7 @@ type Cache interface {
 	ForgetSessions(hashes []string)
 }
 
-// SessionJudge, when the Cache has it, says when a stored session ends and
+// SessionJudge says, when the Cache has it, when a stored session ends and
 // whether it has ended, by the running gateway's session config (lifetime,
 // idle timeout): gateway.Live has it, by way of session.Manager.Ends. A
 // session the store holds may have ended (past its lifetime, idle) and
