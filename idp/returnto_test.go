@@ -37,6 +37,14 @@ func TestLocalPath(t *testing.T) {
 	}
 	// An app's own '%' and '\\' stay: decoding ends at a '%' that starts
 	// no escape, and the query cannot move the path to another host.
+	// A backslash in the path is refused anywhere in it, not only after
+	// the first '/': browsers and some servers read it as '/', so
+	// "/a\..\..\x" may climb out of the path asked for.
+	for _, bad := range []string{"/a\\..\\..\\x", "/a/b\\c", "/a%5C..%5Cx?q=1"} {
+		if got := idp.LocalPath(bad); got != "/" {
+			t.Errorf("%q with a backslash in its path kept as %q", bad, got)
+		}
+	}
 	for _, ok := range []string{"/", "/reports?year=2026", "/a/b#frag", "/%E2%9C%93", "/search?q=a%2Fb",
 		"/search?q=100%25", "/search?q=50%25+off", "/files?path=C%3A%5Cdata", "/files?path=C:\\data", "/sale/100%25"} {
 		if got := idp.LocalPath(ok); got != ok {
