@@ -120,6 +120,11 @@ func TestAssertionCount(t *testing.T) {
 		`<Response><Assertion/><x:EncryptedAssertion xmlns:x="urn:x"/></Response>`: 2,
 		`<Response><Extensions><Assertion/><Assertion/></Extensions></Response>`:   0,
 		`<Response><Assertion/><Assertion>`:                                        2,
+		// The byte scan's cases: end tags, look-alike names, attributes.
+		`<Response><s:Assertion ID="a"></s:Assertion><s:AssertionIDRef/></Response>`:                    1,
+		`<Response>` + "<Assertion\n/><EncryptedAssertion\tx='1'>" + `</EncryptedAssertion></Response>`: 2,
+		`<Response><!-- <Assertion> --><Assertion/></Response>`:                                         1,
+		`<Response><Issuer>a</Issuer></Response>`:                                                       0,
 	} {
 		if got := assertionCount([]byte(doc)); got != want {
 			t.Errorf("assertionCount(%s) = %d, want %d", doc, got, want)
