@@ -2,6 +2,7 @@ package saml
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -87,5 +88,29 @@ func BenchmarkACS(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkAssertionCount is the count of a response's assertions that
+// the ACS makes before crewjam parses it, on a signed response of one
+// assertion (the byte scan of the common case; compare with
+// BenchmarkACS/signed/ParseResponse):
+//
+//	go test -run '^$' -bench 'AssertionCount|ACS/signed/ParseResponse' -benchmem ./idp/saml/
+func BenchmarkAssertionCount(b *testing.B) {
+	frozen := time.Now()
+	h := newHarness(b, func(c *Config) { c.Now = func() time.Time { return frozen } })
+	h.idp.SetClock(func() time.Time { return frozen })
+	h.flows.Now = func() time.Time { return frozen }
+	pend := h.begin(b)
+	data, err := base64.StdEncoding.DecodeString(h.forge(b, h.spec(pend), pend.relayState, nil).Get("SAMLResponse"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if assertionCount(data) != 1 {
+			b.Fatal("want one assertion")
+		}
 	}
 }
