@@ -331,6 +331,9 @@ func answering(r *http.Request, o gateway.Origin, u *url.URL) *http.Request {
 // when one of them would handle its status on this request, and is
 // shown as it is otherwise (docs/pages.md).
 func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, gateway.ErrAnswered) {
+		return nil
+	}
 	if pe, ok := gateway.AsPageError(err); ok {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			for k, v := range pe.Placeholders() {

@@ -182,3 +182,36 @@ func TestIdentityJWTStoreAwayNoKey(t *testing.T) {
 		t.Errorf("no keys published: %v", kids(set))
 	}
 }
+
+// TestIdentityJWTStoreAwayEndsTheRequest: the 503 a script gets (JSON,
+// written by the handler) while no signing key is in memory and the store
+// is away ends the request; it went on to the upstream, without its
+// identity token, and a POST's effects happened while the client was told
+// 503.
+func TestIdentityJWTStoreAwayEndsTheRequest(t *testing.T) {
+	g := newStoreGoingAway(t)
+	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := identityJWTHandler(t, g, gateway.SignerConfig{})
+	g.st.away = true
+	for _, c := range []struct{ method, accept string }{{"GET", "text/html"}, {"GET", "application/json"}, {"POST", "text/html"}} {
+		reached := false
+		upstream := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+			reached = true
+			return nil
+		})
+		r := httptest.NewRequest(c.method, "https://app.example.com/api/transfer", nil)
+		r.Header.Set("Accept", c.accept)
+		r.Header.Set("Cookie", gateway.SessionCookieSecure+"="+cached)
+		w := httptest.NewRecorder()
+		err := h.ServeHTTP(w, r, upstream)
+		if reached {
+			t.Errorf("%s Accept %s: answered %d (%v) and also passed the request on to the upstream", c.method, c.accept, w.Code, err)
+		}
+		if code := w.Code; err == nil && code != http.StatusServiceUnavailable {
+			t.Errorf("%s Accept %s: %d, want 503", c.method, c.accept, code)
+		}
+	}
+}

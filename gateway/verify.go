@@ -107,7 +107,7 @@ func firstHeader(h http.Header, names ...string) string {
 // status, and a 200 there would let a request the rules refuse through).
 func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, trusted bool) error {
 	err := rt.verify(w, r, run, o, tokens, trusted)
-	if err == nil {
+	if err == nil || errors.Is(err, ErrAnswered) {
 		return nil
 	}
 	if pe, ok := AsPageError(err); ok {
