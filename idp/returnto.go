@@ -55,10 +55,12 @@ func isLocalPath(raw string) bool {
 	}
 	// Check the path as sent and as each of up to three rounds of
 	// percent-decoding leaves it; more layers than that is refused
-	// outright. A '%' a round leaves that starts no escape is the path's
-	// own (/100%25 is "/100%"): decoding ends there.
+	// outright. A '%' that starts no escape is the path's own (/100%25
+	// decodes to "/100%"): a round decodes the escapes around it and
+	// leaves it, so that one stray '%' cannot end the checking before a
+	// deeper layer ("/%252F%252Fevil%25") is seen.
 	s, stable := path, false
-	for round := range 4 {
+	for range 4 {
 		if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
 			return false
 		}
@@ -67,11 +69,8 @@ func isLocalPath(raw string) bool {
 				return false
 			}
 		}
-		d, err := url.PathUnescape(s)
-		if err != nil && round == 0 {
-			return false
-		}
-		if err != nil || d == s {
+		d := unescapeLenient(s)
+		if d == s {
 			stable = true
 			break
 		}
@@ -85,4 +84,40 @@ func isLocalPath(raw string) bool {
 		return false
 	}
 	return true
+}
+
+// unescapeLenient decodes every %XX escape of s and keeps any other '%'.
+func unescapeLenient(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for ; i >= 0; i = strings.IndexByte(s, '%') {
+		b.WriteString(s[:i])
+		if i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			s = s[i+3:]
+		} else {
+			b.WriteByte('%')
+			s = s[i+1:]
+		}
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }

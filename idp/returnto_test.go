@@ -40,7 +40,9 @@ func TestLocalPath(t *testing.T) {
 	// A backslash in the path is refused anywhere in it, not only after
 	// the first '/': browsers and some servers read it as '/', so
 	// "/a\..\..\x" may climb out of the path asked for.
-	for _, bad := range []string{"/a\\..\\..\\x", "/a/b\\c", "/a%5C..%5Cx?q=1"} {
+	// A stray '%' does not end the decoding before a deeper layer.
+	for _, bad := range []string{"/a\\..\\..\\x", "/a/b\\c", "/a%5C..%5Cx?q=1",
+		"/%252F%252Fevil.example%25", "/%255Cevil.example%25", "/%25252F%25252Fevil.example%2525", "/%2F%2Fevil.example%zz"} {
 		if got := idp.LocalPath(bad); got != "/" {
 			t.Errorf("%q with a backslash in its path kept as %q", bad, got)
 		}
