@@ -150,7 +150,7 @@ func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
 func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
 	now := time.Now().UnixNano()
 	if v, ok := s.cache.Load(id.SessionHash); ok {
-		if t := v.(*signedToken); now < t.refresh && t.origin == o {
+		if t := v.(*signedToken); now < t.refresh && t.origin.Site == o.Site { // the site is what iss and aud name
 			if t.id == id {
 				return t.value, nil
 			}

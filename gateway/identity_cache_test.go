@@ -213,3 +213,19 @@ func TestLiveJudgesSessions(t *testing.T) {
 		t.Error("running: a session past the app's lifetime is not ended")
 	}
 }
+
+// TestIdentityTokenNotReSignedForAnotherForwardedSpelling: the cache keeps
+// a token for the site it names (iss, aud); the same site reached through
+// another spelling of X-Forwarded-Host (an appending proxy's list), or
+// none, is the same site and gets the same token.
+func TestIdentityTokenNotReSignedForAnotherForwardedSpelling(t *testing.T) {
+	e := newSignerEnv(t)
+	id := e.resolve()
+	a := e.sign(id)
+	e.o.Forwarded = "app.example.com, app.example.com"
+	b := e.sign(id)
+	e.o.Forwarded = ""
+	if c := e.sign(id); a != b || b != c {
+		t.Error("the same session on the same site got a new token for another spelling of X-Forwarded-Host")
+	}
+}

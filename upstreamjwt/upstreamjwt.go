@@ -393,8 +393,10 @@ func publish(keys []*key) ([]byte, error) {
 	return json.Marshal(pub)
 }
 
-// JWKS returns the public keys (previous, current and next) as a JSON Web
-// Key Set.
+// JWKS returns the public keys as a JSON Web Key Set: the previous,
+// current and next period's (no next one yet right after a rotation, until
+// the new set is read), and those of other rotation values that may have
+// signed a token still valid (retire).
 func (k *Keyring) JWKS(ctx context.Context) ([]byte, error) {
 	set, err := k.current(ctx)
 	if err != nil {
