@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -66,11 +65,7 @@ func (s *awayStore) View(ctx context.Context, fn func(store.Tx) error) error {
 
 func openAway(t *testing.T) (*awayStore, *bolt.DB) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openStore(t)
 	return &awayStore{Store: db}, db
 }
 
@@ -271,11 +266,7 @@ func TestInstancesShareTheKey(t *testing.T) {
 // can be valid (a period after their last period ended), not never; those
 // of a value another route still uses stay while published.
 func TestAbandonedRotationKeysDeleted(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }

@@ -92,11 +92,7 @@ func TestRotation(t *testing.T) {
 // ours accepts a fresh token without leeway: neither issued in the future
 // (iat) nor not yet valid (nbf).
 func TestClockBehind(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })
@@ -147,11 +143,7 @@ func secretNames(t *testing.T, db store.Store, prefix string) []string {
 // keys of another rotation value sharing the store stay, and a token
 // signed with the now previous key still verifies.
 func TestOldKeysDeleted(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := context.Background()
 	start := time.Unix(1_800_000_000, 0)
 	now := start
@@ -224,11 +216,7 @@ func TestOldKeysDeleted(t *testing.T) {
 // old one signed a moment before verifies with the new one's JWKS for as
 // long as it can be valid, and its key is published no longer after.
 func TestKeyRotationChangeKeepsTokensInFlight(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
@@ -260,4 +248,15 @@ func TestKeyRotationChangeKeepsTokensInFlight(t *testing.T) {
 	if names := secretNames(t, db, "upstream-jwt-es256/604800/"); len(names) != 0 {
 		t.Errorf("the old schedule's keys still stored: %v", names)
 	}
+}
+
+// openStore opens a bbolt store in t's directory, closed when t ends.
+func openStore(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }
