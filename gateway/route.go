@@ -240,11 +240,6 @@ func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identit
 	return err
 }
 
-// ErrAnswered is the error of a step that has written the answer itself
-// (a script's JSON 503): the request ends there, and its handler returns
-// nil to Caddy.
-var ErrAnswered = errors.New("sso: answered")
-
 // signIdentity sets the route's signed identity token on h, on an origin
 // something vouches for. Without a signing key in memory and with the
 // store away, the request is answered as any other the store fails (503).
@@ -254,10 +249,7 @@ func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Ide
 	}
 	tok, err := rt.Signer.Token(ctx, run.Store, id, o)
 	if errors.Is(err, upstreamjwt.ErrUnavailable) {
-		if page := rt.SessionUnavailable(w, r, err); page != nil {
-			return page
-		}
-		return ErrAnswered // the JSON 503 is written: the request must not reach the upstream
+		return rt.SessionUnavailable(w, r, err)
 	}
 	if err != nil {
 		return httpError(http.StatusInternalServerError, err)

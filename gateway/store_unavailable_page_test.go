@@ -33,7 +33,7 @@ func TestSessionUnavailableIsAPageError(t *testing.T) {
 	r = httptest.NewRequest(http.MethodGet, "/api", nil)
 	r.Header.Set("Accept", "application/json")
 	w = httptest.NewRecorder()
-	if err := rt.SessionUnavailable(w, r, errors.New("database is away")); err != nil || w.Code != http.StatusServiceUnavailable {
+	if err := rt.SessionUnavailable(w, r, errors.New("database is away")); !errors.Is(err, gateway.ErrAnswered) || w.Code != http.StatusServiceUnavailable {
 		t.Errorf("a script: %v, %d; want its JSON 503 written", err, w.Code)
 	}
 }

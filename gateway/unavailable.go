@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -21,13 +22,19 @@ const (
 	CodeStoreUnavailable = "store_unavailable"
 )
 
+// ErrAnswered is the error of a step that has written the answer itself
+// (a script's JSON 503): the request ends there, as with any other error,
+// and the handler returns nil to Caddy.
+var ErrAnswered = errors.New("sso: answered")
+
 // StoreUnavailable answers a request that the store failed: a session
 // that could not be read, a sign-out that could not be recorded. When
 // asPage (a navigation, a sign-out) it returns the page saying message, a
 // *PageError the caller shows or hands to the server's error routes, as
 // every other page (docs/pages.md, "handle_errors"), with Retry-After set
 // on w already: the error routes answer on the same writer. Otherwise it
-// writes JSON. The error is logged, never shown.
+// writes JSON and returns ErrAnswered: never nil, so that no caller goes
+// on to the upstream after it. The error is logged, never shown.
 func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message string, err error) error {
 	// Every request of every visitor may get here while the store is
 	// away: one ERROR line a minute, the rest at DEBUG.
@@ -35,7 +42,10 @@ func (rt *Route) StoreUnavailable(w http.ResponseWriter, asPage bool, message st
 	w.Header().Set("Retry-After", StoreRetryAfter)
 	if !asPage {
 		w.Header().Set("Cache-Control", "no-store")
-		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily unavailable; try again shortly"})
+		if err := writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily unavailable; try again shortly"}); err != nil {
+			return err
+		}
+		return ErrAnswered
 	}
 	return rt.fail(storeUnavailablePage(message))
 }
