@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // identityJWTHandler is an sso handler with identity_jwt c over g's app
@@ -99,10 +97,7 @@ func kids(set jose.JSONWebKeySet) []string {
 // memory yet: it answers 503, as to any store outage, until it is back.
 func TestIdentityJWTStoreAway(t *testing.T) {
 	g := newStoreGoingAway(t)
-	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := g.cachedSession(t)
 	const rotation = 2 * time.Second
 	cfg := gateway.SignerConfig{TTL: time.Second, Rotation: rotation}
 	h := identityJWTHandler(t, g, cfg)
@@ -160,10 +155,7 @@ func TestIdentityJWTStoreAway(t *testing.T) {
 // neither the store's error nor a token reaches anyone.
 func TestIdentityJWTStoreAwayNoKey(t *testing.T) {
 	g := newStoreGoingAway(t)
-	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := g.cachedSession(t)
 	h := identityJWTHandler(t, g, gateway.SignerConfig{})
 	g.st.away = true
 	for _, accept := range []string{"text/html", "application/json"} {
@@ -190,10 +182,7 @@ func TestIdentityJWTStoreAwayNoKey(t *testing.T) {
 // 503.
 func TestIdentityJWTStoreAwayEndsTheRequest(t *testing.T) {
 	g := newStoreGoingAway(t)
-	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := g.cachedSession(t)
 	h := identityJWTHandler(t, g, gateway.SignerConfig{})
 	g.st.away = true
 	for _, c := range []struct{ method, accept string }{{"GET", "text/html"}, {"GET", "application/json"}, {"POST", "text/html"}} {

@@ -88,10 +88,7 @@ func newStoreGoingAway(t *testing.T) *storeGoingAway {
 func TestStoreAwayAnswers503(t *testing.T) {
 	g := newStoreGoingAway(t)
 	h, st, uncached := g.h, g.st, g.uncached
-	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := g.cachedSession(t)
 	upstream := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -131,4 +128,15 @@ func TestStoreAwayAnswers503(t *testing.T) {
 	if w := serve(uncached, "application/json"); w.Code != http.StatusOK {
 		t.Errorf("after the store came back: %d, want 200", w.Code)
 	}
+}
+
+// cachedSession signs g's user in and returns the session's token; the
+// handlers of g serve it from their cache once they have seen it.
+func (g *storeGoingAway) cachedSession(t *testing.T) string {
+	t.Helper()
+	token, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
 }

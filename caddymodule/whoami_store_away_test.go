@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // TestWhoamiStoreAway: while the store is away, /.sso/whoami answers as
@@ -26,10 +24,7 @@ func TestWhoamiStoreAway(t *testing.T) {
 	g := newStoreGoingAway(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	g.h.route.Logger = zap.New(core)
-	cached, _, err := g.sessions.Create(context.Background(), g.user, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := g.cachedSession(t)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 	g.st.away = true
 	for i, token := range []string{"made-up-by-anyone", g.uncached, cached, "made-up-again"} {

@@ -92,15 +92,8 @@ func TestCreateAndResolve(t *testing.T) {
 // the session only from the store allows for that: a session in use on
 // one instance is not ended as idle by the next.
 func TestIdleAcrossInstances(t *testing.T) {
-	ctx := context.Background()
-	db := openStore(t)
-	clk := newClock()
-	cfg := session.Config{IdleTimeout: 2 * time.Minute, TouchInterval: time.Minute}
-	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)
-	token, _, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, clk, a, another, token := instances(t)
+	b := another()
 	for _, at := range []time.Duration{40 * time.Second, 40 * time.Second, 30 * time.Second} { // +40s, +80s, +110s on a
 		clk.advance(at)
 		if _, err := a.Resolve(ctx, token); err != nil {
@@ -112,7 +105,7 @@ func TestIdleAcrossInstances(t *testing.T) {
 		t.Fatalf("on b, 15 s after its last use on a: %v", err)
 	}
 	// Unused past the idle timeout and the lag, it ends everywhere.
-	c := session.New(db, cfg, nil, clk.now)
+	c := another()
 	clk.advance(4*time.Minute + time.Second)
 	if _, err := c.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("unused for over 4 minutes: %v, want ErrNoSession", err)
@@ -347,4 +340,50 @@ func TestCreateRefusesInactiveUser(t *testing.T) {
 	if _, _, err := m.Create(ctx, &approved, "okta", store.LogoutInfo{}); !errors.Is(err, session.ErrUserInactive) {
 		t.Fatalf("Create for a deactivated user: %v", err)
 	}
+}
+
+// TestIdleAllowsForAnotherInstanceWithAStaleEntry: instance b served the
+// session a second after the sign-in and keeps that use in its cache
+// entry, gone stale; instance a serves it 49 s later, a use not yet a
+// TouchInterval past the stored time, so not written. When b reads the
+// session again, its own remembered use is newer than the stored time;
+// idleness must still allow for the lag of other instances' uses, as it
+// does when b knows only the store: a session last used 75 s ago, under
+// a 2 minute idle timeout, is not ended.
+func TestIdleAllowsForAnotherInstanceWithAStaleEntry(t *testing.T) {
+	ctx, clk, a, another, token := instances(t)
+	b := another()
+	clk.advance(time.Second)
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(49 * time.Second)
+	if _, err := a.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*session.Manager{a, b} { // as Run does every minute
+		if err := m.Flush(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.advance(75 * time.Second)
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Fatalf("on b, 75 s after its last use on a (idle timeout 2m): %v", err)
+	}
+}
+
+// instances is a session signed in on instance a, and another that makes
+// more instances sharing its store: a 2 minute idle timeout and a
+// TouchInterval of a minute.
+func instances(t *testing.T) (ctx context.Context, clk *clock, a *session.Manager, another func() *session.Manager, token string) {
+	t.Helper()
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	cfg := session.Config{IdleTimeout: 2 * time.Minute, TouchInterval: time.Minute}
+	another = func() *session.Manager { return session.New(db, cfg, nil, clk.now) }
+	a = another()
+	token, _, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, clk, a, another, token
 }

@@ -172,16 +172,24 @@ func TestKeySetRejects(t *testing.T) {
 	}
 }
 
-func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
+// withdrawnKeyWorld is a key set that has verified tok, signed by key k1
+// of its JWKS; j2 is the key the IdP will publish instead.
+func withdrawnKeyWorld(t *testing.T) (ctx context.Context, ks *keySet, srv *jwksServer, now *atomic.Pointer[time.Time], t0 time.Time, tok string, j2 jose.JSONWebKey) {
+	t.Helper()
 	k1, j1 := rsaKey(t, "k1", "")
-	_, j2 := rsaKey(t, "k2", "")
-	srv := newJWKSServer(t, j1)
-	ks, now, t0 := startKeySet(srv.URL)
-	ctx := context.Background()
-	tok := signJWT(t, k1, "k1", jose.RS256)
+	_, j2 = rsaKey(t, "k2", "")
+	srv = newJWKSServer(t, j1)
+	ks, now, t0 = startKeySet(srv.URL)
+	ctx = context.Background()
+	tok = signJWT(t, k1, "k1", jose.RS256)
 	if _, err := ks.VerifySignature(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, ks, srv, now, t0, tok, j2
+}
+
+func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
+	ctx, ks, srv, now, t0, tok, j2 := withdrawnKeyWorld(t)
 	srv.set(j2) // k1 withdrawn, e.g. compromised
 	later := t0.Add(keysMaxAge + time.Minute)
 	now.Store(&later)
@@ -198,15 +206,7 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 // reset the keys' age: the next verification after the rate limit fetches
 // again, so a withdrawn key is not trusted for another keysMaxAge.
 func TestKeySetRetriesAFailedMaxAgeRefresh(t *testing.T) {
-	k1, j1 := rsaKey(t, "k1", "")
-	_, j2 := rsaKey(t, "k2", "")
-	srv := newJWKSServer(t, j1)
-	ks, now, t0 := startKeySet(srv.URL)
-	ctx := context.Background()
-	tok := signJWT(t, k1, "k1", jose.RS256)
-	if _, err := ks.VerifySignature(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
+	ctx, ks, srv, now, t0, tok, j2 := withdrawnKeyWorld(t)
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
