@@ -381,6 +381,21 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	}
 }
 
+// begin begins a transaction on a pooled connection. After a restart or a
+// failover of the server, each idle connection of the pool is closed at
+// the server's end, and its first write fails before anything is sent
+// (pgconn.SafeToRetry); pgx then drops it. Another is asked for, up to the
+// pool's size and one new connection: otherwise every such connection
+// failed a request with 503 once the database was back.
+func (db *DB) begin(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	for tries := db.pool.Config().MaxConns; ; tries-- {
+		tx, err := db.pool.BeginTx(ctx, opts)
+		if err == nil || tries <= 0 || !pgconn.SafeToRetry(err) || ctx.Err() != nil {
+			return tx, err
+		}
+	}
+}
+
 // run is one attempt: begin, fn, flush queued audit events, commit. retry
 // reports a failure that a rerun may not meet (see retryable).
 func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
@@ -393,7 +408,7 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 	// A burst beyond the connections the server lets this instance open
 	// waits for one of the pool's, within the bound (docs/cluster.md, Sizing).
 	err = db.waitRefused(ctx, bctx, func() (err error) {
-		ptx, err = db.pool.BeginTx(bctx, opts)
+		ptx, err = db.begin(bctx, opts)
 		return err
 	})
 	cancel()
