@@ -117,7 +117,7 @@ func TestIdentityJWTStoreAway(t *testing.T) {
 		t.Skip("this run was too slow for a 2s rotation (the machine is loaded)")
 	}
 
-	g.st.away = true
+	g.st.away.Store(true)
 	untilNext()
 	w, tok1 := serveIdentity(t, h, cached, "text/html")
 	if w.Code != http.StatusOK || tok1 == "" {
@@ -139,7 +139,7 @@ func TestIdentityJWTStoreAway(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || tok2 != "" || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("first request after a config load, store away: %d (Retry-After %q), token %q; want 503\n%s", w.Code, w.Header().Get("Retry-After"), tok2, w.Body)
 	}
-	g.st.away = false
+	g.st.away.Store(false)
 	w, tok2 = serveIdentity(t, reloaded, cached, "application/json")
 	if kid2, err := verifyKid(t, fetchJWKS(t, reloaded), tok2); w.Code != http.StatusOK || err != nil || kid2 != kid1 {
 		t.Errorf("after the config load, store back: %d, kid %s, want %s; verified: %v", w.Code, kid2, kid1, err)
@@ -157,7 +157,7 @@ func TestIdentityJWTStoreAwayNoKey(t *testing.T) {
 	g := newStoreGoingAway(t)
 	cached := g.cachedSession(t)
 	h := identityJWTHandler(t, g, gateway.SignerConfig{})
-	g.st.away = true
+	g.st.away.Store(true)
 	for _, accept := range []string{"text/html", "application/json"} {
 		w, tok := serveIdentity(t, h, cached, accept)
 		page := accept == "text/html"
@@ -166,7 +166,7 @@ func TestIdentityJWTStoreAwayNoKey(t *testing.T) {
 			t.Errorf("Accept %s, no key in memory, store away: %d, token %q:\n%s", accept, w.Code, tok, w.Body)
 		}
 	}
-	g.st.away = false
+	g.st.away.Store(false)
 	if w, tok := serveIdentity(t, h, cached, "text/html"); w.Code != http.StatusOK || tok == "" {
 		t.Errorf("store back: %d, token %q", w.Code, tok)
 	}
@@ -184,7 +184,7 @@ func TestIdentityJWTStoreAwayEndsTheRequest(t *testing.T) {
 	g := newStoreGoingAway(t)
 	cached := g.cachedSession(t)
 	h := identityJWTHandler(t, g, gateway.SignerConfig{})
-	g.st.away = true
+	g.st.away.Store(true)
 	for _, c := range []struct{ method, accept string }{{"GET", "text/html"}, {"GET", "application/json"}, {"POST", "text/html"}} {
 		reached := false
 		upstream := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {

@@ -30,7 +30,7 @@ func TestStoreUnavailableReachesHandleErrors(t *testing.T) {
 		t.Error("the request reached the upstream")
 		return nil
 	})
-	st.away = true
+	st.away.Store(true)
 
 	for _, tc := range []struct {
 		what, method, path string

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -23,20 +24,22 @@ import (
 // fails, as the PostgreSQL backend's do while the server is down.
 type awayStore struct {
 	store.Store
-	away bool
+	// away is read by the store's callers in goroutines of their own (the
+	// identity_jwt keys' background read) while a test sets it.
+	away atomic.Bool
 }
 
 var errAway = errors.New("postgres: begin: failed to connect: connection refused")
 
 func (s *awayStore) View(ctx context.Context, fn func(store.Tx) error) error {
-	if s.away {
+	if s.away.Load() {
 		return errAway
 	}
 	return s.Store.View(ctx, fn)
 }
 
 func (s *awayStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	if s.away {
+	if s.away.Load() {
 		return errAway
 	}
 	return s.Store.Update(ctx, fn)
@@ -103,7 +106,7 @@ func TestStoreAwayAnswers503(t *testing.T) {
 		}
 		return w
 	}
-	st.away = true
+	st.away.Store(true)
 
 	if w := serve(cached, "text/html"); w.Code != http.StatusOK {
 		t.Errorf("cached session: %d, want 200 from the upstream", w.Code)
@@ -124,7 +127,7 @@ func TestStoreAwayAnswers503(t *testing.T) {
 		t.Errorf("API request with a session to read: %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
 
-	st.away = false
+	st.away.Store(false)
 	if w := serve(uncached, "application/json"); w.Code != http.StatusOK {
 		t.Errorf("after the store came back: %d, want 200", w.Code)
 	}

@@ -26,7 +26,7 @@ func TestWhoamiStoreAway(t *testing.T) {
 	g.h.route.Logger = zap.New(core)
 	cached := g.cachedSession(t)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
-	g.st.away = true
+	g.st.away.Store(true)
 	for i, token := range []string{"made-up-by-anyone", g.uncached, cached, "made-up-again"} {
 		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
 		r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+token)
@@ -43,7 +43,7 @@ func TestWhoamiStoreAway(t *testing.T) {
 	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d ERROR lines for 4 requests while the store is away, want 1", n)
 	}
-	g.st.away = false
+	g.st.away.Store(false)
 	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
 	r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+cached)
 	w := httptest.NewRecorder()
@@ -70,7 +70,7 @@ func TestJWKSStoreAway(t *testing.T) {
 		}
 		return w
 	}
-	g.st.away = true
+	g.st.away.Store(true)
 	for i := range 3 {
 		if w := get(); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != gateway.StoreRetryAfter ||
 			strings.Contains(w.Body.String(), "connection refused") {
@@ -80,7 +80,7 @@ func TestJWKSStoreAway(t *testing.T) {
 	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d ERROR lines for 3 requests while the store is away, want 1", n)
 	}
-	g.st.away = false
+	g.st.away.Store(false)
 	var set struct {
 		Keys []map[string]any `json:"keys"`
 	}
