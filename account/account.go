@@ -342,7 +342,7 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 		return &Result{User: withoutSCIMPassword(u)}, nil
 	}
 	u = withoutSCIMPassword(u) // dropped from the store by this write
-	u.Active, u.Updated = false, s.now()
+	u.Active, u.Updated = false, store.NextStamp(u.Updated, s.now())
 	if err := tx.PutUser(u); err != nil {
 		return nil, fmt.Errorf("deactivate user %s: %w", id, err)
 	}
@@ -382,7 +382,7 @@ func (s *Service) ActivateTx(tx store.Tx, c *Change, id, by string) (*Result, er
 	}
 	u = withoutSCIMPassword(u) // dropped from the store by this write
 	approved := u.Pending
-	u.Active, u.Pending, u.Updated = true, false, s.now()
+	u.Active, u.Pending, u.Updated = true, false, store.NextStamp(u.Updated, s.now())
 	if err := tx.PutUser(u); err != nil {
 		return nil, fmt.Errorf("activate user %s: %w", id, err)
 	}

@@ -883,7 +883,7 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 		out.groupsOverage = prof.GroupsOverage
 	}
 	if len(out.changed) > 0 || out.linked {
-		u.Updated = in.now
+		u.Updated = store.NextStamp(u.Updated, in.now)
 	}
 	u.LastLogin = in.now
 	if err := tx.PutUser(u); err != nil {

@@ -39,7 +39,7 @@ func MembersTouched(before, after []string, renamed bool) []string {
 // group are dropped, new ones added, and everything else (login groups,
 // defaults) kept. A name that both a login and a SCIM group granted goes
 // with the SCIM group until the next login grants it again. Updated moves
-// to when, if later. It reports whether Groups changed, and so whether u
+// to when (NextStamp). It reports whether Groups changed, and so whether u
 // is to be written.
 func (u *User) RegroupSCIM(was, now map[string]bool, when time.Time) bool {
 	groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return was[g] && !now[g] })
@@ -51,8 +51,6 @@ func (u *User) RegroupSCIM(was, now map[string]bool, when time.Time) bool {
 		return false
 	}
 	u.Groups = groups
-	if when.After(u.Updated) {
-		u.Updated = when
-	}
+	u.Updated = NextStamp(u.Updated, when)
 	return true
 }

@@ -105,6 +105,18 @@ func NormalLinks(in []Link) ([]Link, error) {
 	return out, nil
 }
 
+// NextStamp is the Updated of a record written at now whose last write
+// was stamped prev: now, or just after prev when now is not later (a
+// clock read before a wait for the record's lock, another instance's clock
+// ahead). SCIM's meta.version is Updated, so it changes with every write
+// that changes the record, and meta.lastModified never goes back.
+func NextStamp(prev, now time.Time) time.Time {
+	if now.After(prev) {
+		return now
+	}
+	return prev.Add(time.Nanosecond)
+}
+
 // FillTimes gives a record being put its times when the caller left them
 // zero: Created becomes now, and Updated becomes Created.
 func FillTimes(created, updated *time.Time, now time.Time) {

@@ -161,6 +161,9 @@ func (h *Handler) saveGroup(tx store.Tx, old, g *store.Group, res *groupWrite) e
 		}
 	}
 	g.IdP, g.Updated = h.cfg.IdP, now
+	if old != nil {
+		g.Updated = store.NextStamp(old.Updated, now)
+	}
 	if err := tx.PutGroup(g); err != nil {
 		return storeConflict(err)
 	}

@@ -456,7 +456,7 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now
 	res.adopted = old.Source != store.SourceSCIM
 	res.user = old
 	if len(res.changed) > 0 || res.adopted {
-		u.Source, u.Updated = store.SourceSCIM, now
+		u.Source, u.Updated = store.SourceSCIM, store.NextStamp(old.Updated, now)
 		if err := h.putUser(tx, u); err != nil {
 			return err
 		}
