@@ -105,6 +105,10 @@ func runAudit(c *cobra.Command, _ []string) error {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(ctx, os.Interrupt)
 		defer stop()
+		// A request to the admin endpoint ends with the command's context
+		// (adminClient): Ctrl-C then ends a poll Caddy leaves unanswered
+		// at once, not after --timeout.
+		c.SetContext(ctx)
 		limit = 0
 	}
 	return withClient(c, true, func(cl client) error {

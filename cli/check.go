@@ -76,7 +76,7 @@ that Caddy, in one read transaction, through its admin endpoint.`,
 			return nil
 		},
 	}
-	cmd.Flags().Duration("timeout", 10*time.Second, "Timeout of each request to an IdP")
+	cmd.Flags().Duration("timeout", 10*time.Second, "Timeout of each request to an IdP; with --running, how long to wait for the admin endpoint (30s when not given)")
 	cmd.Flags().Bool("running", false, "Check the store of the running Caddy, through its admin endpoint")
 	return cmd
 }

@@ -15,11 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -45,7 +41,9 @@ Manages the users, sessions and audit trail of caddy-sso, backs up or
 restores its store, and checks the identity providers of a config.
 
 By default it talks to a running Caddy's admin endpoint (--address, or the
-admin address of --config, or Caddy's default). With --store it opens a
+admin address of --config, or Caddy's default); a request the endpoint
+leaves unanswered, or stops answering, for --timeout (30s) fails. With
+--store it opens a
 stopped instance's store file directly instead; Caddy must not be running
 on that file. A PostgreSQL store is best given as a placeholder, which this
 command resolves from its own environment, so that the connection string
@@ -87,6 +85,7 @@ func configure(cmd *cobra.Command) {
 	pf.StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")
 	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, 'postgres:{env.VAR}', postgres:DSN, or a file) instead of the admin API")
 	pf.Bool("json", false, `Print JSON instead of tables (and {"error": ..., "status": ...} on a failure)`)
+	pf.Duration("timeout", defaultAdminTimeout, "How long to wait for Caddy's admin endpoint to answer, and, while its answer streams, for more of it")
 	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand(), samlKeyCommand())
 	jsonErrors(cmd)
 }
@@ -209,59 +208,6 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	// at once instead of after the cache TTL. Over bbolt it tells no one.
 	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 	return fn(&offline{acc: acc, db: db, warn: c.ErrOrStderr()})
-}
-
-// adminClient calls the admin API of the Caddy that --address, or
-// --config, names (the default address otherwise).
-func adminClient(c *cobra.Command) (*adminapi.Client, error) {
-	address, _ := c.Flags().GetString("address")
-	config, _ := c.Flags().GetString("config")
-	adapter, _ := c.Flags().GetString("adapter")
-	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
-	if err != nil {
-		return nil, fmt.Errorf("finding the admin address: %w", err)
-	}
-	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		return adminRequest(addr, method, uri)
-	}}, nil
-}
-
-// apiError is how caddycmd.AdminAPIRequest reports an error status.
-var apiError = regexp.MustCompile(`^caddy responded with error: HTTP (\d+): (.*)$`)
-
-// apiStatusError is the admin API's answer to a request it refused: its
-// message (sanitised for a terminal) and HTTP status.
-type apiStatusError struct {
-	status int
-	msg    string
-}
-
-func (e *apiStatusError) Error() string {
-	return fmt.Sprintf("%s (HTTP %d %s)", e.msg, e.status, http.StatusText(e.status))
-}
-
-// adminRequest calls the admin endpoint, turning its failures into
-// sentences: "cannot reach", or the API's own message and status.
-func adminRequest(addr, method, uri string) (*http.Response, error) {
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
-	if err == nil {
-		return resp, nil
-	}
-	msg := err.Error()
-	if strings.HasPrefix(msg, "performing request") {
-		return nil, fmt.Errorf("cannot reach Caddy's admin endpoint at %s (is Caddy running? for a stopped instance use --store <file>): %w", addr, err)
-	}
-	if m := apiError.FindStringSubmatch(strings.TrimSpace(msg)); m != nil {
-		status, _ := strconv.Atoi(m[1])
-		var body struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal([]byte(m[2]), &body) == nil && body.Error != "" {
-			// The message may quote stored values back.
-			return nil, &apiStatusError{status: status, msg: termtext.Line(body.Error)}
-		}
-	}
-	return nil, err
 }
 
 // openOfflineSpec opens a store outside Caddy, failing fast and clearly
