@@ -91,6 +91,11 @@ const (
 // writes; this one is written only here.
 const EventStoreBackedUp = "store.backed_up"
 
+// EventStoreKeysRotated records a rotation of the store's keys (package
+// keys): its detail names the step (rotate, finish), the keys and how it
+// was asked for, never a key's value.
+const EventStoreKeysRotated = "store.keys_rotated"
+
 // Cache is what the operations tell, once their transaction has committed,
 // so that no cached copy outlives what the store no longer has.
 // *session.Manager satisfies it.

@@ -72,7 +72,7 @@ var EventTypes = []string{
 	store.EventSessionRevoked, store.EventSessionLoggedOut,
 	store.EventGroupCreated, store.EventGroupUpdated, store.EventGroupDeleted,
 	store.EventGroupsOverage,
-	EventStoreBackedUp,
+	EventStoreBackedUp, EventStoreKeysRotated,
 }
 
 // CheckEventType refuses a type no event has, naming the ones there are:

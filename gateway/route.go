@@ -61,18 +61,30 @@ type Runtime struct {
 
 // FlowCookies returns the flow cookies of every IdP, keyed by a secret kept
 // in db, so that a sign-in begun before a restart, or on another instance
-// of the store, completes.
+// of the store, completes; and by the key before a rotation too, while the
+// store keeps it, so that one begun before `caddy sso keys rotate` (or on
+// an instance not reloaded since) completes after it (docs/operations.md,
+// "Rotating the store's keys").
 func FlowCookies(ctx context.Context, db store.Store) (*idp.FlowCookies, error) {
-	var key []byte
+	var key, previous []byte
 	err := db.Update(ctx, func(tx store.Tx) error {
 		var err error
-		key, err = tx.Secret("flow-cookie-key", 32)
+		if key, err = tx.Secret(idp.FlowCookieKeySecret, 32); err != nil {
+			return err
+		}
+		previous, err = tx.LoadOrStoreSecret(idp.FlowCookieKeySecret+idp.PreviousKeySuffix, nil) // nil: only look
+		if errors.Is(err, store.ErrNotFound) {
+			previous, err = nil, nil
+		}
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("flow cookie key: %w", err)
 	}
-	return idp.NewFlowCookies(key)
+	if previous == nil {
+		return idp.NewFlowCookies(key)
+	}
+	return idp.NewFlowCookies(key, previous)
 }
 
 // Metrics is told the outcome of every callback, for the login counter.

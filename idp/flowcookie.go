@@ -75,17 +75,50 @@ const (
 // A FlowCookies is safe for concurrent use once configured.
 type FlowCookies struct {
 	aead cipher.AEAD
+	// older open what the keys before a rotation sealed, never seal
+	// (NewFlowCookies).
+	older []cipher.AEAD
 
 	// Now is the clock for expiry checks; nil means time.Now. Set it
 	// before first use (tests set a fake clock).
 	Now func() time.Time
 }
 
+// FlowCookieKeySecret names the store secret the flow cookies are keyed
+// by; after a rotation, the key before it is kept under this name plus
+// PreviousKeySuffix until the next rotation or the rotation's finish
+// (docs/operations.md, "Rotating the store's keys").
+const FlowCookieKeySecret = "flow-cookie-key"
+
+// PreviousKeySuffix names the key a rotation replaced, beside the current
+// one, of a key that keeps its predecessor for a while.
+const PreviousKeySuffix = "/previous"
+
 // NewFlowCookies returns FlowCookies keyed by key, a secret of at least 32
 // bytes. The AES key is derived from it with HKDF, so the same secret may
 // safely key other things too. The cookies' names and attributes are
 // decided per request (see CookieName and Save).
-func NewFlowCookies(key []byte) (*FlowCookies, error) {
+//
+// previous are the keys before a rotation: they open the cookies they
+// sealed, never seal one, so that a sign-in begun before a rotation (or on
+// an instance that has not reloaded since) completes after it.
+func NewFlowCookies(key []byte, previous ...[]byte) (*FlowCookies, error) {
+	aead, err := flowAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	f := &FlowCookies{aead: aead}
+	for _, k := range previous {
+		old, err := flowAEAD(k)
+		if err != nil {
+			return nil, fmt.Errorf("the previous key: %w", err)
+		}
+		f.older = append(f.older, old)
+	}
+	return f, nil
+}
+
+func flowAEAD(key []byte) (cipher.AEAD, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("flow cookies: key must be at least 32 bytes, got %d", len(key))
 	}
@@ -97,11 +130,7 @@ func NewFlowCookies(key []byte) (*FlowCookies, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow cookies: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("flow cookies: %w", err)
-	}
-	return &FlowCookies{aead: aead}, nil
+	return cipher.NewGCM(block)
 }
 
 func (f *FlowCookies) now() time.Time {
@@ -303,6 +332,12 @@ func (f *FlowCookies) open(name, flowID, value string) ([]byte, error) {
 	}
 	ns := f.aead.NonceSize()
 	plain, err := f.aead.Open(nil, raw[:ns], raw[ns:], f.aad(name, flowID))
+	for _, old := range f.older {
+		if err == nil {
+			break
+		}
+		plain, err = old.Open(nil, raw[:ns], raw[ns:], f.aad(name, flowID))
+	}
 	if err != nil || len(plain) < 8 {
 		return nil, ErrFlowInvalid
 	}

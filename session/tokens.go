@@ -34,6 +34,15 @@ func noTokens(t *Tokens) bool {
 // TokensKeySecret names the store secret that seals every session's tokens.
 const TokensKeySecret = "session-tokens-key"
 
+// TokensKeyPrevious names the key a rotation replaced (RotateTokensKey):
+// it opens the blobs it sealed, never seals, until Reseal has sealed each
+// of them again under the current key and deletes it.
+const TokensKeyPrevious = TokensKeySecret + "/previous"
+
+// tokenKeys are the keys that may open a blob: the current one, and the
+// one before a rotation while the store keeps it. Either may be nil.
+type tokenKeys struct{ cur, prev []byte }
+
 // sealedV1 is the first byte of a sealed blob; store.PlainIDTokenBlob's is 0.
 const sealedV1 = 1
 
@@ -211,15 +220,31 @@ func seal(key []byte, hash string, plain []byte) ([]byte, error) {
 
 var errBadTokens = errors.New("session: sealed tokens do not open (wrong key, another session's, or damaged)")
 
-// openTokens reads a blob from SessionTokens. key may be nil for a plain
-// ID token blob, which needs none.
-func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
+// openTokens reads a blob from SessionTokens, with the current key, else
+// the previous one. keys may be empty for a plain ID token blob, which
+// needs none.
+func openTokens(keys tokenKeys, hash string, blob []byte) (*Tokens, error) {
 	switch {
 	case len(blob) == 0:
 		return nil, nil
 	case blob[0] == 0: // store.PlainIDTokenBlob
 		return &Tokens{IDToken: string(blob[1:])}, nil
-	case blob[0] != sealedV1 || key == nil:
+	case blob[0] != sealedV1:
+		return nil, errBadTokens
+	}
+	plain, err := openSealed(keys.cur, hash, blob)
+	if errors.Is(err, errBadTokens) && keys.prev != nil {
+		plain, err = openSealed(keys.prev, hash, blob)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tokensFromPlain(plain)
+}
+
+// openSealed opens a sealed (sealedV1) blob with key, nil or not.
+func openSealed(key []byte, hash string, blob []byte) ([]byte, error) {
+	if key == nil {
 		return nil, errBadTokens
 	}
 	aead, err := tokensAEAD(key)
@@ -234,7 +259,7 @@ func openTokens(key []byte, hash string, blob []byte) (*Tokens, error) {
 	if err != nil {
 		return nil, errBadTokens
 	}
-	return tokensFromPlain(plain)
+	return plain, nil
 }
 
 // putSealed seals plain (from tokensPlain) for the session and stores
@@ -254,10 +279,11 @@ func putSealed(tx store.Tx, hash string, plain []byte) error {
 	return tx.PutSessionTokens(hash, blob)
 }
 
-// sealedTokens is a session's blob and the key to open it, read in a
+// sealedTokens is a session's blob and the keys to open it, read in a
 // transaction and opened after it.
 type sealedTokens struct {
-	blob, key []byte
+	blob []byte
+	key  tokenKeys
 }
 
 func readSealed(tx store.Tx, hash string) (sealedTokens, error) {
@@ -265,11 +291,27 @@ func readSealed(tx store.Tx, hash string) (sealedTokens, error) {
 	if err != nil || len(blob) == 0 || blob[0] == 0 {
 		return sealedTokens{blob: blob}, err
 	}
-	key, err := tx.LoadOrStoreSecret(TokensKeySecret, nil)
-	if errors.Is(err, store.ErrNotFound) {
-		return sealedTokens{blob: blob}, nil // openTokens reports it
+	keys, err := readTokenKeys(tx)
+	return sealedTokens{blob: blob, key: keys}, err
+}
+
+// readTokenKeys reads the keys that may open a blob; a missing one is nil
+// (openTokens then reports the blob as not opening).
+func readTokenKeys(tx store.Tx) (tokenKeys, error) {
+	var keys tokenKeys
+	for _, k := range []struct {
+		name string
+		dst  *[]byte
+	}{{TokensKeySecret, &keys.cur}, {TokensKeyPrevious, &keys.prev}} {
+		v, err := tx.LoadOrStoreSecret(k.name, nil) // nil: only look
+		switch {
+		case err == nil:
+			*k.dst = v
+		case !errors.Is(err, store.ErrNotFound):
+			return keys, err
+		}
 	}
-	return sealedTokens{blob: blob, key: key}, err
+	return keys, nil
 }
 
 // Tokens returns the tokens of the session stored under hash

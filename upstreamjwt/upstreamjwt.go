@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type Claims struct {
 
 type key struct {
 	kid    string
+	der    []byte          // the private key as stored: a recheck compares it
 	jwk    jose.JSONWebKey // the public key, as published
 	signer jose.Signer
 }
@@ -76,6 +78,15 @@ const ClockAllowance = 30 * time.Second
 // interval, not one per token.
 const RetryInterval = 5 * time.Second
 
+// RecheckInterval is how often the keyring checks, in the background,
+// that the store still holds the key it signs with: `caddy sso keys
+// rotate` replaces every key at once (Rotate), and a running instance then
+// signs with, and publishes, only the new ones within this interval,
+// without a reload (docs/operations.md, "Rotating the store's keys"). The
+// check is a read transaction of one secret; the keys are read again only
+// when it differs.
+const RecheckInterval = time.Minute
+
 // refreshTimeout bounds a read of the keys made in the background.
 const refreshTimeout = 30 * time.Second
 
@@ -97,6 +108,9 @@ type Keyring struct {
 	set     *keyset
 	loading *flight   // the read of the store in flight; nil when none is
 	retryAt time.Time // after a failed read in the background: when to try again
+	// checked is when the set in memory was last found to be the
+	// store's (read, or rechecked): see RecheckInterval.
+	checked time.Time
 }
 
 // flight is a read of the store in flight; the callers with no key in
@@ -208,7 +222,8 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 		k.mu.Lock()
 		if set := k.set.at(period); set != nil {
 			k.set = set
-			if !set.complete && k.loading == nil && !now.Before(k.retryAt) {
+			stale := !set.complete || now.Sub(k.checked) >= RecheckInterval
+			if stale && k.loading == nil && !now.Before(k.retryAt) {
 				f := &flight{done: make(chan struct{})}
 				k.loading = f
 				// The read outlives the request that started it.
@@ -272,14 +287,24 @@ func (s *keyset) at(period int64) *keyset {
 // of a caller that gave up: they try again), and after one in the
 // background leaves the store alone for RetryInterval.
 func (k *Keyring) load(ctx context.Context, now time.Time, period int64, f *flight, background bool) {
-	set, err := k.read(ctx, now, period)
+	k.mu.Lock()
+	held := k.set
+	k.mu.Unlock()
+	var (
+		set *keyset
+		err error
+	)
+	if held == nil || !held.complete || held.period != period || k.changed(ctx, held) {
+		set, err = k.read(ctx, now, period)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.loading = nil
 	switch {
 	case err == nil:
 		k.retryAt = time.Time{}
-		if k.set == nil || set.period >= k.set.period {
+		k.checked = now
+		if set != nil && (k.set == nil || set.period >= k.set.period) {
 			k.set = set
 		}
 	case background:
@@ -291,6 +316,22 @@ func (k *Keyring) load(ctx context.Context, now time.Time, period int64, f *flig
 	close(f.done)
 }
 
+// changed reports whether the store no longer holds the current and next
+// keys of set as they are (Rotate replaced them), or could not say.
+func (k *Keyring) changed(ctx context.Context, set *keyset) bool {
+	if set.next == nil {
+		return true
+	}
+	same := false
+	_ = k.db.View(ctx, func(tx store.Tx) error {
+		cur, err1 := tx.LoadOrStoreSecret(k.secretName(set.period), nil) // nil: only look
+		next, err2 := tx.LoadOrStoreSecret(k.secretName(set.period+1), nil)
+		same = err1 == nil && err2 == nil && bytes.Equal(cur, set.cur.der) && bytes.Equal(next, set.next.der)
+		return nil
+	})
+	return !same
+}
+
 // read reads (or creates) the keys of the previous, current and next
 // periods in one transaction, deleting the keys no valid token can name
 // (retire).
@@ -299,11 +340,7 @@ func (k *Keyring) read(ctx context.Context, now time.Time, period int64) (*keyse
 	// LoadOrStoreSecret keeps whatever another instance stored first.
 	fresh := make(map[int64][]byte, 2)
 	for _, p := range []int64{period, period + 1} {
-		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		der, err := newKeyDER()
 		if err != nil {
 			return nil, err
 		}
@@ -360,6 +397,82 @@ func (k *Keyring) read(ctx context.Context, now time.Time, period int64) (*keyse
 	return set, nil
 }
 
+// newKeyDER makes a signing key, as stored.
+func newKeyDER() ([]byte, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return x509.MarshalPKCS8PrivateKey(priv)
+}
+
+// Rotated is what Rotate did.
+type Rotated struct {
+	// Retired counts the keys deleted: none is published any more.
+	Retired int `json:"retired"`
+	// Made counts the fresh keys stored: the current and next period's of
+	// each rotation value in use.
+	Made int `json:"made"`
+}
+
+// Rotate retires every signing key in tx at once, of every rotation value
+// (deleted, so no longer published in any JWKS: a token a leaked key
+// signs stops verifying at an upstream that fetches the JWKS again on a
+// key ID it does not know), and stores fresh keys for the current and
+// next period of each rotation value in use (one with a key of its
+// current or next period by its own rotation, as a running keyring keeps
+// them). Running keyrings pick them up within RecheckInterval
+// (docs/operations.md, "Rotating the store's keys").
+//
+// Its keys are made in tx: a P-256 key takes microseconds, and tx may run
+// more than once (store.Store.Update), each run making its own.
+func Rotate(tx store.Tx, now time.Time) (Rotated, error) {
+	var (
+		res   Rotated
+		names []string
+		inUse = map[int64]bool{}
+	)
+	err := tx.ForEachSecret(func(name string, _ []byte) error {
+		rest, ok := strings.CutPrefix(name, secretRoot)
+		if !ok {
+			return nil
+		}
+		names = append(names, name)
+		secs, period, _ := strings.Cut(rest, "/")
+		s, err1 := strconv.ParseInt(secs, 10, 64)
+		p, err2 := strconv.ParseInt(period, 10, 64)
+		if err1 == nil && err2 == nil && s > 0 {
+			if cur := now.Unix() / s; p == cur || p == cur+1 {
+				inUse[s] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	for _, name := range names {
+		if err := tx.DeleteSecret(name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return res, err
+		}
+		res.Retired++
+	}
+	for _, s := range slices.Sorted(maps.Keys(inUse)) {
+		k := &Keyring{rotation: time.Duration(s) * time.Second}
+		for _, p := range []int64{now.Unix() / s, now.Unix()/s + 1} {
+			der, err := newKeyDER()
+			if err != nil {
+				return res, err
+			}
+			if _, err := tx.LoadOrStoreSecret(k.secretName(p), der); err != nil {
+				return res, err
+			}
+			res.Made++
+		}
+	}
+	return res, nil
+}
+
 // parseKey makes a key of a stored private key, ready to sign.
 func parseKey(der []byte) (*key, error) {
 	parsed, err := x509.ParsePKCS8PrivateKey(der)
@@ -381,7 +494,7 @@ func parseKey(der []byte) (*key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &key{kid: jwk.KeyID, jwk: jwk, signer: signer}, nil
+	return &key{kid: jwk.KeyID, der: der, jwk: jwk, signer: signer}, nil
 }
 
 // publish is the JWKS of keys.

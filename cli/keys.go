@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/keys"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/upstreamjwt"
+)
+
+// keysCommand rotates the keys the store keeps (package keys), through
+// the admin API or, with --store, on a stopped instance's store (a
+// PostgreSQL store while instances run on it). docs/operations.md,
+// "Rotating the store's keys", is the procedure.
+func keysCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Rotates the keys kept in the store"}
+	rotate := &cobra.Command{
+		Use:   "rotate [--only flow|tokens|upstream-jwt]",
+		Short: "Replaces the store's keys: flow cookies, session tokens, identity JWT",
+		Long: `Replaces the keys kept in the store, in one transaction, audited
+(store.keys_rotated), for after a backup (which holds them) leaked:
+
+  flow          flow-cookie-key: a fresh key seals the sign-in flow cookies
+                from each instance's next reload; the old one still opens
+                them until 'caddy sso keys finish'
+  tokens        session-tokens-key: a fresh key; every session's sealed IdP
+                tokens are sealed again under it, then the old key is deleted
+                (interrupted, the same command again finishes it)
+  upstream-jwt  the identity JWT's signing keys: all retired at once (no
+                longer in /.sso/jwks.json), fresh ones made; running
+                instances take them within a minute
+
+--only rotates some of them (repeat it, or give a comma list). The SAML SP
+keys roll with sp_cert instead. Then reload every instance, and once the
+flow cookies' lifetime (10 minutes) has passed, run 'caddy sso keys finish'.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			raw, _ := c.Flags().GetStringSlice("only")
+			only, err := keys.ParseKinds(raw)
+			if err != nil {
+				return fmt.Errorf("--only: %w", err)
+			}
+			if !c.Flags().Changed("only") {
+				only = nil
+			}
+			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
+				if api != nil {
+					return api.RotateKeys(ctx, only)
+				}
+				opt.Only = only
+				return keys.Rotate(ctx, db, opt)
+			})
+		},
+	}
+	rotate.Flags().StringSlice("only", nil, "Rotate only these keys: flow, tokens, upstream-jwt (repeat, or a comma list)")
+	finish := &cobra.Command{
+		Use:   "finish",
+		Short: "Ends a rotation: deletes the flow cookies' previous key",
+		Long: `Deletes the flow cookies' key a rotation replaced (a sign-in whose flow
+cookie only it opens fails from then on), audited, and finishes a re-seal of
+the sessions' tokens left unfinished. Run it once every instance has been
+reloaded since the rotation and the flow cookies' lifetime (10 minutes) has
+passed.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
+				if api != nil {
+					return api.FinishKeys(ctx)
+				}
+				return keys.Finish(ctx, db, opt)
+			})
+		},
+	}
+	cmd.AddCommand(rotate, finish)
+	return cmd
+}
+
+// runKeys runs op through the admin API, or with --store on the store,
+// and prints its report.
+func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.Options, store.Store) (*keys.Report, error)) error {
+	var (
+		rep *keys.Report
+		err error
+	)
+	if raw, _ := c.Flags().GetString("store"); raw == "" {
+		api, aerr := adminClient(c)
+		if aerr != nil {
+			return aerr
+		}
+		fmt.Fprintln(c.ErrOrStderr(), "the running Caddy rotates the keys; its log shows the re-seal's progress")
+		rep, err = op(c.Context(), api, keys.Options{}, nil)
+	} else {
+		spec, perr := parseStore(c.ErrOrStderr(), "--store", raw)
+		if perr != nil {
+			return perr
+		}
+		db, oerr := openOfflineSpec(c.Context(), spec)
+		if oerr != nil {
+			return oerr
+		}
+		defer db.Close()
+		opt := keys.Options{By: account.ByAdmin, Via: "offline",
+			Reseal: session.ResealOptions{Progress: resealProgress(c.ErrOrStderr())}}
+		rep, err = op(c.Context(), nil, opt, db)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON(c) {
+		return printJSON(c, rep)
+	}
+	printKeysReport(c.OutOrStdout(), rep)
+	return nil
+}
+
+// resealProgress reports the re-seal on w every few seconds: a store of a
+// million sessions takes minutes.
+func resealProgress(w io.Writer) func(session.ResealProgress) {
+	var last time.Time
+	return func(p session.ResealProgress) {
+		if time.Since(last) < 2*time.Second && p.Scanned < p.Sessions {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "  re-sealing session tokens: pass %d, %d of %d sessions read, %d sealed again\n",
+			p.Pass, p.Scanned, p.Sessions, p.Resealed)
+	}
+}
+
+func printKeysReport(w io.Writer, rep *keys.Report) {
+	if rep.ResealResumed {
+		fmt.Fprintln(w, "finished the re-seal of an earlier rotation of session-tokens-key, which was interrupted")
+	}
+	if len(rep.Rotated) > 0 {
+		names := make([]string, len(rep.Rotated))
+		for i, k := range rep.Rotated {
+			names[i] = string(k)
+		}
+		fmt.Fprintf(w, "rotated: %s\n", strings.Join(names, ", "))
+	} else if rep.ResealResumed {
+		fmt.Fprintln(w, "nothing was rotated anew; run the command again to rotate")
+	}
+	if t := rep.Tokens; t != nil {
+		fmt.Fprintf(w, "session tokens: %d session(s) sealed again under the new key", t.Resealed)
+		if t.PreviousDeleted {
+			fmt.Fprint(w, "; the previous key is deleted")
+		}
+		fmt.Fprintln(w)
+		if t.Unopenable > 0 {
+			fmt.Fprintf(w, "  %d session(s) hold tokens neither key opens (damaged, or sealed under a key the store lost): left as they were\n", t.Unopenable)
+		}
+	}
+	if u := rep.UpstreamJWT; u != nil {
+		fmt.Fprintf(w, "upstream-jwt: %d key(s) retired (no longer published), %d made; running instances sign with and publish only the new ones within %v\n",
+			u.Retired, u.Made, upstreamjwt.RecheckInterval)
+	}
+	if rep.FlowPreviousDeleted {
+		fmt.Fprintln(w, "flow-cookie-key: the previous key is deleted")
+	} else if len(rep.Rotated) == 0 && !rep.ResealResumed {
+		fmt.Fprintln(w, "nothing to finish: the store holds no previous flow-cookie-key")
+	}
+	if rep.FlowPreviousKept {
+		fmt.Fprintf(w, `flow-cookie-key: the previous key still opens sign-ins begun before the rotation
+next:
+  1. reload every instance (caddy reload --force), so that each seals with the new flow key
+  2. once every instance has reloaded and %v have passed (after %s), run: caddy sso keys finish
+`, idp.DefaultLoginTimeout, rep.FinishAfter.Local().Format("2006-01-02 15:04:05"))
+	}
+}

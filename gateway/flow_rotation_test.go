@@ -1,0 +1,84 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/keys"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// TestFlowCookiesAcrossRotation (docs/operations.md, "Rotating the store's
+// keys"): a sign-in begun before `caddy sso keys rotate` completes after
+// it, on an instance that read its keys afterwards (a reload), and one
+// begun there completes on an instance not reloaded yet only after that
+// reloads; once the rotation is finished, only cookies of the new key open.
+func TestFlowCookiesAcrossRotation(t *testing.T) {
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	flows := func() *idp.FlowCookies {
+		f, err := gateway.FlowCookies(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	begin := func(f *idp.FlowCookies, flowID string) []*http.Cookie {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login", nil)
+		if err := f.Save(w, r, flowID, "state-"+flowID, time.Minute, http.SameSiteLaxMode); err != nil {
+			t.Fatal(err)
+		}
+		return w.Result().Cookies()
+	}
+	complete := func(f *idp.FlowCookies, flowID string, cookies []*http.Cookie) error {
+		cb := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/x/callback", nil)
+		for _, c := range cookies {
+			cb.AddCookie(c)
+		}
+		var got string
+		err := f.Take(httptest.NewRecorder(), cb, flowID, &got)
+		if err == nil && got != "state-"+flowID {
+			t.Fatalf("flow %s opened as %q", flowID, got)
+		}
+		return err
+	}
+
+	before := flows()
+	old := begin(before, "begun-before")
+	if _, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Flow}}); err != nil {
+		t.Fatal(err)
+	}
+	after := flows() // a reload after the rotation
+	if err := complete(after, "begun-before", old); err != nil {
+		t.Errorf("a sign-in begun before the rotation, completed after it: %v", err)
+	}
+	fresh := begin(after, "begun-after")
+	if err := complete(before, "begun-after", fresh); err == nil {
+		t.Error("an instance that read its key before the rotation opened a cookie of the new key")
+	}
+	if err := complete(after, "begun-after", fresh); err != nil {
+		t.Errorf("a sign-in begun after the rotation: %v", err)
+	}
+
+	if _, err := keys.Finish(ctx, db, keys.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	finished := flows()
+	if err := complete(finished, "begun-before", old); err == nil {
+		t.Error("after finish, a cookie of the previous key still opens")
+	}
+	if err := complete(finished, "begun-after", fresh); err != nil {
+		t.Errorf("after finish, a cookie of the new key: %v", err)
+	}
+}
