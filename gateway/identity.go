@@ -31,8 +31,8 @@ type IdentitySigner struct {
 	audience string
 	rotation time.Duration
 
-	keysMu sync.Mutex
-	keys   *upstreamjwt.Keyring // made on first use: the store opens at Start
+	keysMu sync.Mutex                          // makes keys once
+	keys   atomic.Pointer[upstreamjwt.Keyring] // made on first use: the store opens at Start
 
 	// By session (Identity.SessionHash), not by *session.Identity: the
 	// session cache builds a new Identity at each re-read of the store
@@ -49,6 +49,9 @@ type signedToken struct {
 	// id is the identity it was signed for, or a later one found to say
 	// the same (sameClaims): a hit on the same Identity compares nothing.
 	id *session.Identity
+	// keys is the keyring's Replaced count before it was signed: after
+	// `caddy sso keys rotate` retired its key, it is signed again.
+	keys int64
 }
 
 // sameClaims reports whether a token signed for a says what one for b
@@ -137,20 +140,26 @@ func (s *IdentitySigner) Header() string { return s.header }
 // Keyring returns the signing keys kept in db. It reads no store itself:
 // the keyring does, at its first use.
 func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
+	if k := s.keys.Load(); k != nil {
+		return k
+	}
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
-	if s.keys == nil {
-		s.keys = upstreamjwt.New(db, s.rotation, nil)
+	if s.keys.Load() == nil {
+		s.keys.Store(upstreamjwt.New(db, s.rotation, nil))
 	}
-	return s.keys
+	return s.keys.Load()
 }
 
 // Token returns the signed identity for id on the site o (the iss claim,
 // and aud unless an audience is configured) as a one-element header value.
 func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
 	now := time.Now().UnixNano()
+	keys := s.Keyring(db)
+	replaced := keys.Replaced()
 	if v, ok := s.cache.Load(id.SessionHash); ok {
-		if t := v.(*signedToken); now < t.refresh && t.origin.Site == o.Site { // the site is what iss and aud name
+		// The site is what iss and aud name.
+		if t := v.(*signedToken); now < t.refresh && t.origin.Site == o.Site && t.keys == replaced {
 			if t.id == id {
 				return t.value, nil
 			}
@@ -174,13 +183,13 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if ttl <= 0 {
 		ttl = time.Second
 	}
-	tok, exp, err := s.Keyring(db).Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
+	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
 	}, ttl)
 	if err != nil {
 		return nil, err
 	}
-	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id}
+	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id, keys: replaced}
 	s.cache.Store(id.SessionHash, t)
 	s.sweep(now)
 	return t.value, nil

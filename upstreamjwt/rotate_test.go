@@ -42,8 +42,14 @@ func TestRotateRetiresEveryKey(t *testing.T) {
 		t.Errorf("Rotate: %+v; want 4 retired (2 of each value) and 4 made", rot)
 	}
 
+	if n := k.Replaced(); n != 0 {
+		t.Errorf("Replaced = %d before the keyring saw the rotation", n)
+	}
 	now = now.Add(RecheckInterval)
 	settle(t, k)
+	if n := k.Replaced(); n != 1 {
+		t.Errorf("Replaced = %d after the keyring took the rotated keys, want 1: a cached token its old key signed would be sent on", n)
+	}
 	newKids := publishedKids(t, k)
 	for _, kid := range oldKids {
 		if slices.Contains(newKids, kid) {
@@ -70,5 +76,14 @@ func TestRotateRetiresEveryKey(t *testing.T) {
 	settle(t, k)
 	if kids := publishedKids(t, k); !slices.Equal(kids, newKids) {
 		t.Errorf("a recheck with nothing rotated changed the keys: %v, was %v", kids, newKids)
+	}
+	// Nor does the period's own rotation count: the key that signed stays
+	// published a period longer.
+	now = now.Add(day)
+	settle(t, k)
+	now = now.Add(RecheckInterval)
+	settle(t, k)
+	if n := k.Replaced(); n != 1 {
+		t.Errorf("Replaced = %d after a rotation period passed, want still 1", n)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -111,6 +112,23 @@ type Keyring struct {
 	// checked is when the set in memory was last found to be the
 	// store's (read, or rechecked): see RecheckInterval.
 	checked time.Time
+
+	// replaced counts the reads that found the key the keyring signed
+	// with no longer published (Rotate retired it): see Replaced.
+	replaced atomic.Int64
+}
+
+// Replaced counts the times the keyring found the key it had signed with
+// retired from the store (Rotate): a caller that keeps signed tokens
+// compares it with its value at signing, and signs again when it moved,
+// since a token a retired key signed no longer verifies at an upstream
+// that fetched the JWKS since. An atomic read, for every request.
+func (k *Keyring) Replaced() int64 { return k.replaced.Load() }
+
+// publishes reports whether the set publishes the key kid.
+func (s *keyset) publishes(kid string) bool {
+	has := func(k *key) bool { return k.kid == kid }
+	return slices.ContainsFunc(s.keys, has) || slices.ContainsFunc(s.elsewhere, has)
 }
 
 // flight is a read of the store in flight; the callers with no key in
@@ -305,6 +323,9 @@ func (k *Keyring) load(ctx context.Context, now time.Time, period int64, f *flig
 		k.retryAt = time.Time{}
 		k.checked = now
 		if set != nil && (k.set == nil || set.period >= k.set.period) {
+			if held != nil && held.cur != nil && !set.publishes(held.cur.kid) {
+				k.replaced.Add(1)
+			}
 			k.set = set
 		}
 	case background:
