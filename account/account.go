@@ -20,7 +20,10 @@
 //     refuses those identities (provision's "deprovisioned") instead of
 //     creating the user anew at the next sign-in, whether SCIM, an
 //     administrator or the offline CLI deleted them. A SCIM create with
-//     that externalId clears the tombstone.
+//     that externalId clears the tombstone. Deleted by SCIM, the user's
+//     login subjects at other IdPs get tombstones too, which sign-in at
+//     any IdP heeds while the one at the SCIM-managed IdP stands
+//     (followingTombstones).
 //   - EndSessions ends every session of a user; EndIdPSessions ends the
 //     sessions an IdP names by subject and, optionally, session ID, and
 //     IdPLogout hands it to the identity providers (idp.SessionEnder),
@@ -429,8 +432,37 @@ func (s *Service) Tombstones(u *store.User, now time.Time) []store.Tombstone {
 	return out
 }
 
+// followingTombstones returns, for a deletion by SCIM, a tombstone for
+// each of u's login subjects that tombs (Tombstones' answer) leaves out:
+// those at IdPs SCIM does not manage. The directory removed the person, so
+// no IdP may bring them back (a second, social IdP that vouches for the
+// corporate address would create them anew with it); sign-in heeds these
+// at any IdP. Each names tombs[0], the tombstone at the SCIM-managed IdP,
+// as its Home, and is heeded only while that one stands: a SCIM create
+// there lifts them with it, so they last as long as it does. A deletion
+// that leaves no tombstone at a SCIM-managed IdP leaves none of these
+// either (nothing there keeps the person out, nor could lift them). An
+// administrator's delete leaves none: at an IdP without SCIM, JIT creates
+// the user anew after it (docs/scim.md), and disabling keeps them out.
+func followingTombstones(u *store.User, tombs []store.Tombstone, now time.Time) []store.Tombstone {
+	if len(tombs) == 0 {
+		return nil
+	}
+	home := store.Link{IdP: tombs[0].IdP, Subject: tombs[0].Subject}
+	var out []store.Tombstone
+	for _, l := range u.Links {
+		same := func(o store.Tombstone) bool { return o.IdP == l.IdP && o.Subject == l.Subject }
+		if l.IdP == "" || l.Subject == "" || slices.ContainsFunc(tombs, same) || slices.ContainsFunc(out, same) {
+			continue
+		}
+		out = append(out, store.Tombstone{IdP: l.IdP, Subject: l.Subject, UserID: u.ID, Deleted: now, Home: &home})
+	}
+	return out
+}
+
 // DeleteTx deletes the user, their sessions and group memberships, and
-// leaves the tombstones Tombstones lists.
+// leaves the tombstones Tombstones lists, and, deleted by SCIM, those
+// followingTombstones adds.
 func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, error) {
 	u, err := userForDelete(tx, id)
 	if err != nil {
@@ -438,6 +470,9 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 	}
 	now := s.now()
 	tombs := s.Tombstones(u, now)
+	if by == BySCIM {
+		tombs = append(tombs, followingTombstones(u, tombs, now)...)
+	}
 	for i := range tombs {
 		if err := tx.PutTombstone(&tombs[i]); err != nil {
 			return nil, fmt.Errorf("tombstone for user %s: %w", id, err)

@@ -17,7 +17,9 @@
 //     the profile is SCIM's.
 //   - A deactivated user stays denied; JIT never reactivates.
 //   - While SCIM is enabled for an IdP (Rules.SCIMManaged), a subject SCIM
-//     deleted (a tombstone) is denied rather than re-created.
+//     deleted (a tombstone) is denied rather than re-created; a person SCIM
+//     deleted is denied at every other IdP they signed in through too,
+//     while the tombstone at the SCIM-managed IdP stands (login.tombstone).
 //   - SCIM group memberships survive a login's groups update: the user's
 //     Groups are the IdP's groups, the defaults and the SCIM groups.
 //
@@ -107,7 +109,9 @@ type Rules struct {
 	// subject SCIM deleted is denied instead of being re-created by JIT:
 	// a leaver removed in the directory must not come back by signing in
 	// (their IdP session may outlive the deletion). Off, tombstones are
-	// ignored, so turning SCIM off hands the users back to JIT.
+	// ignored, so turning SCIM off hands the users back to JIT, except
+	// those a SCIM deletion at another IdP left for a person who also
+	// signed in here (login.tombstone).
 	SCIMManaged bool
 }
 
@@ -271,7 +275,9 @@ func (d *Denial) Message() string {
 		return "The identity provider did not send these required attributes: " + strings.Join(d.Missing, ", ") +
 			". Ask your identity provider administrator to map them."
 	case ReasonEmailConflict:
-		return "Your email address already belongs to another account. Ask your administrator to link your accounts."
+		// No administrator operation links accounts: the administrator
+		// resolves it in the data (docs/scim.md, Conflicts).
+		return "Your email address already belongs to another account. Ask your administrator, who can resolve it."
 	case ReasonDomainNotAllowed:
 		return "Your email domain is not allowed to sign in to this application."
 	case ReasonDeprovisioned:
@@ -347,8 +353,11 @@ type outcome struct {
 	notLinked string
 	// emailKept: a force update skipped the email because another user
 	// holds it.
-	emailKept     bool
-	groupsOverage bool
+	emailKept bool
+	// emailReleasedBy is the user a force update took the email from
+	// (releaseEmail).
+	emailReleasedBy string
+	groupsOverage   bool
 }
 
 // login is the input of one sign-in, gathered so the steps below need not
@@ -543,14 +552,16 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	}
 
 	if u == nil {
-		if rules.SCIMManaged {
-			ts, err := tx.Tombstone(in.idp, prof.UniqueUserID)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("look up tombstone: %w", err)
+		ts, err := in.tombstone(tx)
+		if err != nil {
+			return err
+		}
+		if ts != nil {
+			detail := map[string]string{"deleted_user": ts.UserID}
+			if ts.Home != nil {
+				detail["home_idp"] = ts.Home.IdP
 			}
-			if ts != nil {
-				return in.denyWith(tx, out, ReasonDeprovisioned, "", nil, map[string]string{"deleted_user": ts.UserID})
-			}
+			return in.denyWith(tx, out, ReasonDeprovisioned, "", nil, detail)
 		}
 		if !rules.JIT {
 			return in.deny(tx, out, ReasonJITDisabled, "", nil)
@@ -599,6 +610,37 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	return in.update(tx, out, u)
 }
 
+// tombstone returns the tombstone that refuses this sign-in as
+// deprovisioned, or nil. One a SCIM deletion left at an IdP SCIM does not
+// manage (store.Tombstone.Home) is heeded at any IdP while its home
+// tombstone stands: the directory removed the person, and a second IdP
+// vouching for their address must not bring them back (docs/scim.md,
+// Deprovisioning). Any other is heeded only while SCIM manages this IdP
+// (Rules.SCIMManaged): an administrator's delete keeps JIT out only there,
+// and turning SCIM off hands the users back to JIT.
+func (in *login) tombstone(tx store.Tx) (*store.Tombstone, error) {
+	ts, err := tx.Tombstone(in.idp, in.prof.UniqueUserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up tombstone: %w", err)
+	}
+	if ts.Home == nil {
+		if !in.rules.SCIMManaged {
+			return nil, nil
+		}
+		return ts, nil
+	}
+	switch _, err := tx.Tombstone(ts.Home.IdP, ts.Home.Subject); {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil // lifted with its home (a SCIM create there)
+	case err != nil:
+		return nil, fmt.Errorf("look up tombstone: %w", err)
+	}
+	return ts, nil
+}
+
 // invalidAttribute returns the first attribute of prof the store could not
 // index, and what is wrong with it; "" when all are fine. Only names leave
 // it, never values.
@@ -631,10 +673,14 @@ func (in *login) linkRefusal(owner *store.User) string {
 		// different domains, with different mailboxes, and "ſam" (long
 		// s) is "sam". Only spellings of the same mailbox may link.
 		return "email equal only under case folding"
-	case slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp }):
+	case slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp }),
+		owner.IdP == in.idp && owner.ExternalID != "" && owner.ExternalID != in.prof.UniqueUserID:
 		// The owner already signs in with another ID at this IdP: a
 		// second ID there is another person, typically one who was given
-		// the address after the owner (a re-issued mailbox).
+		// the address after the owner (a re-issued mailbox). A user SCIM
+		// provisioned who has not signed in yet has no link, but their
+		// externalId is their ID at this IdP (README, SCIM: "SCIM's
+		// externalId is the IdP's uniqueUserId"), and says the same.
 		return "owner linked to another subject at this idp"
 	}
 	return ""
@@ -661,19 +707,53 @@ func lowerLocal(s string) string {
 	return strings.ReplaceAll(strings.ToLower(norm.NFC.String(s)), "ς", "σ")
 }
 
-// emailOwner returns the user holding email, or nil.
+// emailOwner returns the user holding email, under any of its spellings
+// (emailSpellings), or nil.
 func emailOwner(tx store.Tx, email string) (*store.User, error) {
 	if email == "" {
 		return nil, nil
 	}
-	u, err := tx.UserByEmail(email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+	for _, spelling := range emailSpellings(email) {
+		u, err := tx.UserByEmail(spelling)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up email owner: %w", err)
+		}
+		return u, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("look up email owner: %w", err)
+	return nil, nil
+}
+
+// emailSpellings returns email, then the other spellings of its mailbox
+// that CanonEmail makes one but the store's email index (store.FoldName)
+// keeps apart: the domain in its xn-- and Unicode forms, each with and
+// without the root's trailing dot. Looking the owner up under each keeps
+// one mailbox from becoming two users ("ada@bücher.example" from one IdP,
+// "ada@xn--bcher-kva.example" from another), without changing the index's
+// key, which existing stores are built on. Case and composition need no
+// spelling of their own: FoldName folds them.
+func emailSpellings(email string) []string {
+	out := []string{email}
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return out
 	}
-	return u, nil
+	local, domain := email[:at], strings.TrimSuffix(email[at+1:], ".")
+	ascii := CanonDomain(domain)
+	domains := []string{domain, ascii}
+	if u, err := idna.Lookup.ToUnicode(ascii); err == nil {
+		domains = append(domains, u)
+	}
+	for _, d := range domains {
+		for _, s := range []string{local + "@" + d, local + "@" + d + "."} {
+			if !slices.ContainsFunc(out, func(o string) bool { return store.FoldName(o) == store.FoldName(s) }) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // conflict denies an unknown subject whose email another user owns. The
@@ -794,6 +874,68 @@ func (in *login) followEmail(tx store.Tx, out *outcome, u *store.User, old strin
 	return nil
 }
 
+// mayTakeEmail says whether a force update may take the address this
+// IdP gives the signing-in user from holder, the user holding it. Only
+// when this IdP alone speaks for holder (every link of theirs is here, or
+// they are this IdP's SCIM user with no link elsewhere), it vouched for
+// the address (in.verified), and the two are one mailbox (CanonEmail):
+// the IdP then says the address is no longer holder's (it swapped two
+// people's addresses, or re-issued one), and keeping it there would leave
+// the signing-in user with a stale one on every sign-in, which no admin
+// operation can change. A holder another IdP speaks for keeps it: this
+// IdP cannot say what the other gives them.
+func (in *login) mayTakeEmail(holder *store.User) bool {
+	if !in.verified || CanonEmail(holder.Email) != CanonEmail(in.prof.Email) {
+		return false
+	}
+	if holder.IdP != "" && holder.IdP != in.idp ||
+		slices.ContainsFunc(holder.Links, func(l store.Link) bool { return l.IdP != in.idp }) {
+		return false
+	}
+	return len(holder.Links) > 0 || holder.Source == store.SourceSCIM && holder.IdP == in.idp
+}
+
+// releaseEmail clears holder's email, which a force update is about to
+// give user to (mayTakeEmail), in the same transaction: holder gets their
+// new address at their own next sign-in (or SCIM write). The userName JIT
+// derived from it goes too (see followEmail), and so does the address in
+// SCIM's list, so that a SCIM write does not bring it back. Audited on
+// holder as user.updated with reason email_released and who took it,
+// never the address.
+func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User, to string) error {
+	old := holder.Email
+	fields := []string{"email"}
+	holder.Email = ""
+	if n := len(holder.Emails); n > 0 {
+		holder.Emails = slices.DeleteFunc(slices.Clone(holder.Emails), func(e store.Email) bool {
+			return store.FoldName(e.Value) == store.FoldName(old)
+		})
+		if len(holder.Emails) != n {
+			fields = append(fields, "emails")
+		}
+	}
+	if holder.Source == store.SourceJIT && holder.UserName != "" && holder.UserName == old {
+		holder.UserName = ""
+		fields = append(fields, "user_name")
+	}
+	holder.Updated = store.NextStamp(holder.Updated, in.now)
+	if err := tx.PutUser(holder); err != nil {
+		return fmt.Errorf("release email: %w", err)
+	}
+	ev := in.event(store.EventUserUpdated, holder.ID)
+	ev.Subject = holder.ExternalID
+	if i := slices.IndexFunc(holder.Links, func(l store.Link) bool { return l.IdP == in.idp }); i >= 0 {
+		ev.Subject = holder.Links[i].Subject
+	}
+	ev.Reason = "email_released"
+	ev.Detail = map[string]string{"fields": strings.Join(fields, ","), "released_to": to}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit email release: %w", err)
+	}
+	out.emailReleasedBy = holder.ID
+	return nil
+}
+
 // scimGroupNames returns the display names of the user's SCIM groups.
 func scimGroupNames(tx store.Tx, userID string) ([]string, error) {
 	refs, err := tx.GroupsOfUser(userID)
@@ -846,6 +988,12 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			owner, err := emailOwner(tx, prof.Email)
 			if err != nil {
 				return err
+			}
+			if owner != nil && owner.ID != u.ID && in.mayTakeEmail(owner) {
+				if err := in.releaseEmail(tx, out, owner, u.ID); err != nil {
+					return err
+				}
+				owner = nil
 			}
 			if owner != nil && owner.ID != u.ID {
 				// Keep the stored email rather than lock the user out
@@ -928,6 +1076,10 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 	}
 	if len(out.changed) > 0 {
 		log.Info("sso user updated", with(zap.String("user_id", out.user.ID), zap.Strings("fields", out.changed))...)
+	}
+	if out.emailReleasedBy != "" {
+		log.Info("sso user email taken from another user: the IdP gives the address to this user now",
+			with(zap.String("user_id", out.user.ID), zap.String("released_by", out.emailReleasedBy))...)
 	}
 	if out.emailKept {
 		log.Warn("sso user email not updated: address belongs to another user",

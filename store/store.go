@@ -248,6 +248,14 @@ type Tombstone struct {
 	Subject string    `json:"subject"`
 	UserID  string    `json:"user_id"` // the deleted user, for the audit trail
 	Deleted time.Time `json:"deleted"`
+	// Home is set on a tombstone a SCIM deletion left at an IdP SCIM does
+	// not manage (one the person also signed in through): the deleted
+	// user's tombstone at the SCIM-managed IdP. Sign-in at any IdP heeds
+	// such a tombstone while its home one stands, so it lasts as long and
+	// is lifted with it (docs/scim.md, Deprovisioning). Absent (nil) on
+	// every other tombstone, and on those stored before it existed, which
+	// a JSON record without the field reads back as.
+	Home *Link `json:"home,omitempty"`
 }
 
 // Link ties a user to one identity provider's uniqueUserId. It is the key

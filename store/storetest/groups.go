@@ -203,7 +203,7 @@ func testListGroups(e *env) {
 }
 
 func testTombstones(e *env) {
-	ts := &store.Tombstone{IdP: "entra", Subject: "oid-1", UserID: "u1", Deleted: t0}
+	ts := &store.Tombstone{IdP: "entra", Subject: "oid-1", UserID: "u1", Deleted: t0, Home: &store.Link{IdP: "okta", Subject: "00u1"}}
 	e.update(func(tx store.Tx) error { return tx.PutTombstone(ts) })
 	e.update(func(tx store.Tx) error { return tx.PutTombstone(ts) }) // again: still one
 	e.update(func(tx store.Tx) error {
