@@ -1,6 +1,8 @@
 package caddymodule_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/base64"
 	"encoding/xml"
@@ -646,6 +648,10 @@ func (w *samlWorld) whoamiStatus(b *browser) int {
 func TestSAMLSingleLogoutSPInitiated(t *testing.T) {
 	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
 	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	// Qualified, as crewjam's own IdP, Shibboleth and AD FS issue it.
+	w.idp.SetHooks(samltest.Hooks{Assertion: func(a *crewjam.Assertion) {
+		a.Subject.NameID.NameQualifier, a.Subject.NameID.SPNameQualifier = w.idp.EntityID(), w.spBase()+"metadata"
+	}})
 	b := newBrowser(t)
 	b.samlSignIn(w.gw.base+"/", "ada", "ada-pw").saw(t)
 	if w.whoamiStatus(b) != http.StatusOK || w.idp.SessionCount() != 1 {
@@ -658,6 +664,24 @@ func TestSAMLSingleLogoutSPInitiated(t *testing.T) {
 	loc, _ := url.Parse(res.Header.Get("Location"))
 	if res.Status != http.StatusFound || loc == nil || !strings.HasPrefix(loc.String(), w.idp.SLOURL()) || loc.Query().Get("SAMLRequest") == "" {
 		t.Fatalf("logout answered %d to %q, want a redirect to the IdP's SLO", res.Status, res.Header.Get("Location"))
+	}
+	// The LogoutRequest names the NameID as the IdP issued it, qualifiers
+	// and all (SAML profiles 4.4.4.1): an IdP that compares them finds no
+	// session otherwise.
+	raw, err := base64.StdEncoding.DecodeString(loc.Query().Get("SAMLRequest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqXML, err := io.ReadAll(flate.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr crewjam.LogoutRequest
+	if err := xml.Unmarshal(reqXML, &lr); err != nil {
+		t.Fatal(err)
+	}
+	if n := lr.NameID; n == nil || n.Value != "ada" || n.NameQualifier != w.idp.EntityID() || n.SPNameQualifier != w.spBase()+"metadata" {
+		t.Errorf("the LogoutRequest's NameID lost what the IdP issued: %+v", n)
 	}
 	if w.whoamiStatus(b) != http.StatusUnauthorized {
 		t.Error("local session still valid while at the IdP")

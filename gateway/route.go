@@ -798,11 +798,12 @@ func denialPage(p *IdP, a *idp.Assertion, out *signin.Outcome) Page {
 	return deniedPage(p.Name, d.Reason, d.Message(), d.Reason == provision.ReasonPending)
 }
 
-// idpLogout is what the IdP's logout needs of a session Revoke ended (OIDC
-// reads only the ID token; SAML the NameID and SessionIndex).
+// idpLogout is what the IdP's logout needs of a session SignOut ended (OIDC
+// reads only the ID token; SAML the NameID as issued and SessionIndex).
 func idpLogout(e *session.Ended) idp.LogoutInfo {
 	l := e.Session.Logout
-	return idp.LogoutInfo{Subject: l.Subject, SubjectFormat: l.SubjectFormat, SessionID: l.SessionID, IDToken: e.IDToken()}
+	return idp.LogoutInfo{Subject: l.Subject, SubjectFormat: l.SubjectFormat, NameQualifier: l.NameQualifier,
+		SPNameQualifier: l.SPNameQualifier, SessionID: l.SessionID, IDToken: e.IDToken()}
 }
 
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out

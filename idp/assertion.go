@@ -69,16 +69,23 @@ type SingleUse struct {
 	Code string
 }
 
-// LogoutInfo carries the protocol data of single logout. Subject,
-// SubjectFormat and SessionID are kept with the local session (as
-// store.LogoutInfo, which has the same fields, so that one converts to the
-// other) because an IdP names sessions by them in its logout messages; the
-// ID token is kept sealed with the session's tokens.
+// LogoutInfo carries the protocol data of single logout. All but the ID
+// token are kept with the local session (as store.LogoutInfo, which has
+// the same fields, so that one converts to the other): an IdP names
+// sessions by Subject and SessionID in its logout messages, and a SAML
+// LogoutRequest names the NameID as it was issued, qualifiers and all
+// (SAML profiles 4.4.4.1); the ID token is kept sealed with the session's
+// tokens.
 type LogoutInfo struct {
 	Subject       string // SAML NameID; OIDC "sub"
 	SubjectFormat string // SAML NameID Format; empty for OIDC
-	SessionID     string // SAML SessionIndex; OIDC "sid"
-	IDToken       string // OIDC id_token_hint (an Assertion carries it in Tokens); never stored in the session record
+	// The SAML NameID's NameQualifier and SPNameQualifier, when the IdP
+	// issued them; empty for OIDC, and for sessions stored before they
+	// were kept.
+	NameQualifier   string
+	SPNameQualifier string
+	SessionID       string // SAML SessionIndex; OIDC "sid"
+	IDToken         string // OIDC id_token_hint (an Assertion carries it in Tokens); never stored in the session record
 }
 
 // AttributeNames returns the names of the attributes that arrived, for error

@@ -129,7 +129,8 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	}
 	// The tokens are kept sealed with the session, apart from its record.
 	fresh, err := s.Sessions.Prepare(p.Name, store.LogoutInfo{Subject: a.Logout.Subject,
-		SubjectFormat: a.Logout.SubjectFormat, SessionID: a.Logout.SessionID}, p.kept(a.Tokens))
+		SubjectFormat: a.Logout.SubjectFormat, NameQualifier: a.Logout.NameQualifier,
+		SPNameQualifier: a.Logout.SPNameQualifier, SessionID: a.Logout.SessionID}, p.kept(a.Tokens))
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}

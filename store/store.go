@@ -272,7 +272,12 @@ type Link struct {
 type LogoutInfo struct {
 	Subject       string `json:"subject,omitempty"`        // SAML NameID; OIDC "sub"
 	SubjectFormat string `json:"subject_format,omitempty"` // SAML NameID Format ("" for OIDC)
-	SessionID     string `json:"session_id,omitempty"`     // SAML SessionIndex; OIDC "sid"
+	// The SAML NameID's qualifiers as issued, for the LogoutRequest ("" for
+	// OIDC, and in sessions stored before they were kept). The backends
+	// keep them with SubjectFormat, in its field (StoredSubjectFormat).
+	NameQualifier   string `json:"name_qualifier,omitempty"`
+	SPNameQualifier string `json:"sp_name_qualifier,omitempty"`
+	SessionID       string `json:"session_id,omitempty"` // SAML SessionIndex; OIDC "sid"
 }
 
 // Session is the server-side half of a sign-in. The browser holds only a

@@ -418,6 +418,9 @@ func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
 	if a.Subject != nil && a.Subject.NameID != nil {
 		out.Subject = a.Subject.NameID.Value
 		out.SubjectFormat = a.Subject.NameID.Format
+		// Kept for the LogoutRequest, which names the NameID as issued.
+		out.Logout.NameQualifier = a.Subject.NameID.NameQualifier
+		out.Logout.SPNameQualifier = a.Subject.NameID.SPNameQualifier
 	}
 	for _, st := range a.AttributeStatements {
 		for _, attr := range st.Attributes {

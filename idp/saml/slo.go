@@ -24,18 +24,20 @@ type logoutFlow struct {
 	SLO       string `json:"s"`
 }
 
-// withNameIDFormat sets the NameID Format of a LogoutRequest to the one the
-// IdP issued (crewjam would send the SP's configured format), and drops the
-// qualifiers crewjam fills in, which the issued NameID may not have had:
-// IdPs match sessions on the NameID as they issued it.
-func withNameIDFormat(format string) saml.LogoutRequestOption {
+// withIssuedNameID makes the NameID of a LogoutRequest the one the IdP
+// issued: its Format (crewjam would send the SP's configured format) and
+// its NameQualifier and SPNameQualifier, in place of the ones crewjam fills
+// in: IdPs match sessions on the NameID as they issued it (SAML profiles
+// 4.4.4.1). A session stored before the qualifiers were kept has none, and
+// its request names none.
+func withIssuedNameID(info idp.LogoutInfo) saml.LogoutRequestOption {
 	return func(req *saml.LogoutRequest) {
 		if req.NameID == nil {
 			return
 		}
-		req.NameID.Format = format
-		req.NameID.NameQualifier = ""
-		req.NameID.SPNameQualifier = ""
+		req.NameID.Format = info.SubjectFormat
+		req.NameID.NameQualifier = info.NameQualifier
+		req.NameID.SPNameQualifier = info.SPNameQualifier
 	}
 }
 
@@ -134,7 +136,7 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, i
 	if location == "" || info.Subject == "" {
 		return ErrNoSLO
 	}
-	req, err := sp.MakeLogoutRequest(location, info.Subject, saml.WithSessionIndex(info.SessionID), withNameIDFormat(info.SubjectFormat))
+	req, err := sp.MakeLogoutRequest(location, info.Subject, saml.WithSessionIndex(info.SessionID), withIssuedNameID(info))
 	if err != nil {
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making LogoutRequest: %w", p.cfg.Name, err))
 	}

@@ -68,17 +68,21 @@ func decodeSessionRec(v []byte) (*sessionRec, error) {
 func recOf(s *store.Session) *sessionRec {
 	return &sessionRec{
 		UserID: s.UserID, IdP: s.IdP,
-		Subject: s.Logout.Subject, SubjectFormat: s.Logout.SubjectFormat, SessionID: s.Logout.SessionID,
+		Subject: s.Logout.Subject, SubjectFormat: s.Logout.StoredSubjectFormat(), SessionID: s.Logout.SessionID,
 		Created: encTime(s.Created), Expires: encTime(s.Expires),
 	}
 }
 
 func (r *sessionRec) session(hash string, seen uint64) *store.Session {
-	return &store.Session{
+	s := &store.Session{
 		Hash: hash, UserID: r.UserID, IdP: r.IdP,
 		Created: decTime(r.Created), Expires: decTime(r.Expires), LastSeen: decTime(seen),
-		Logout: store.LogoutInfo{Subject: r.Subject, SubjectFormat: r.SubjectFormat, SessionID: r.SessionID},
+		Logout: store.LogoutInfo{Subject: r.Subject, SessionID: r.SessionID},
 	}
+	// The SAML NameID's qualifiers share the format's field
+	// (store.LogoutInfo.StoredSubjectFormat): no new record format.
+	s.Logout.SetStoredSubjectFormat(r.SubjectFormat)
+	return s
 }
 
 // seenValue is a session_seen value: LastSeen, then Created, so that the

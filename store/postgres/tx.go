@@ -648,11 +648,15 @@ const sessionColumns = "hash, user_id, idp, created_ns, expires_ns, last_seen_ns
 func scanSession(r pgx.Row) (*store.Session, error) {
 	s := new(store.Session)
 	var created, expires, seen int64
+	var format string
 	if err := r.Scan(&s.Hash, &s.UserID, &s.IdP, &created, &expires, &seen,
-		&s.Logout.Subject, &s.Logout.SubjectFormat, &s.Logout.SessionID); err != nil {
+		&s.Logout.Subject, &format, &s.Logout.SessionID); err != nil {
 		return nil, err
 	}
 	s.Created, s.Expires, s.LastSeen = fromNanos(created), fromNanos(expires), fromNanos(seen)
+	// The SAML NameID's qualifiers share subject_format
+	// (store.LogoutInfo.StoredSubjectFormat): no migration.
+	s.Logout.SetStoredSubjectFormat(format)
 	return s, nil
 }
 
@@ -691,9 +695,10 @@ func (t *tx) PutSession(s *store.Session) error {
 	if s == nil || s.Hash == "" || s.UserID == "" {
 		return errors.New("postgres: put session: hash and user id are required")
 	}
+	format := s.Logout.StoredSubjectFormat()
 	for _, c := range []struct{ what, v string }{
 		{"session hash", s.Hash}, {"user id", s.UserID}, {"idp", s.IdP},
-		{"logout subject", s.Logout.Subject}, {"logout subject format", s.Logout.SubjectFormat}, {"logout session id", s.Logout.SessionID},
+		{"logout subject", s.Logout.Subject}, {"logout subject format", format}, {"logout session id", s.Logout.SessionID},
 	} {
 		if err := checkKey(c.what, c.v); err != nil {
 			return fmt.Errorf("postgres: put session: %w", err)
@@ -707,7 +712,7 @@ func (t *tx) PutSession(s *store.Session) error {
 			subject = EXCLUDED.subject, subject_format = EXCLUDED.subject_format, session_id = EXCLUDED.session_id
 		RETURNING true`,
 		[]any{s.Hash, s.UserID, s.IdP, nanos(s.Created), nanos(s.Expires), nanos(s.LastSeen),
-			s.Logout.Subject, s.Logout.SubjectFormat, s.Logout.SessionID}, &ok)
+			s.Logout.Subject, format, s.Logout.SessionID}, &ok)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: put session: user %s: %w", s.UserID, store.ErrNotFound)
 	}

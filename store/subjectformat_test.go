@@ -1,0 +1,39 @@
+package store
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestStoredSubjectFormat: a LogoutInfo's format and NameID qualifiers come
+// back from the one stored value as they were; without qualifiers the
+// stored value is the format itself, as every release has stored it, and
+// a value an earlier release stored reads as a format without qualifiers.
+func TestStoredSubjectFormat(t *testing.T) {
+	const persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+	for _, in := range []LogoutInfo{
+		{},
+		{SubjectFormat: persistent},
+		{SubjectFormat: persistent, NameQualifier: "https://idp.example.com/idp/shibboleth", SPNameQualifier: "https://app.example.com/.sso/saml/okta/metadata"},
+		{NameQualifier: "only the IdP's & a = sign, ?%"},
+		{SubjectFormat: packedFormatPrefix + "format=x"}, // a format that looks packed
+	} {
+		stored := in.StoredSubjectFormat()
+		if in.NameQualifier == "" && in.SPNameQualifier == "" && !strings.HasPrefix(in.SubjectFormat, packedFormatPrefix) && stored != in.SubjectFormat {
+			t.Errorf("%+v stored as %q, want the format as it is", in, stored)
+		}
+		if HasControl(stored) || len(stored) > MaxKeyBytes {
+			t.Errorf("%+v stored as %q", in, stored)
+		}
+		var out LogoutInfo
+		out.SetStoredSubjectFormat(stored)
+		if out != in {
+			t.Errorf("%+v stored as %q reads back as %+v", in, stored, out)
+		}
+	}
+	// Qualifiers that would not fit are left out, not the session refused.
+	long := LogoutInfo{SubjectFormat: persistent, NameQualifier: strings.Repeat("q", MaxKeyBytes)}
+	if got := long.StoredSubjectFormat(); got != persistent {
+		t.Errorf("qualifiers beyond MaxKeyBytes stored as %.80q…, want the format alone", got)
+	}
+}
