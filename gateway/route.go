@@ -835,11 +835,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	}
 	clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
-	// Every valid session among the cookies ends, whatever its IdP: the
-	// cookie is cleared either way. Only those are written to the store.
+	// Every stored session among the cookies ends, whatever its IdP: the
+	// cookie is cleared either way. One that had ended already (idle, past
+	// its lifetime) still leads to its IdP's logout, which is all its
+	// cookie gets: the IdP's session outlives ours (docs/security.md).
 	// Without cookies, the outer session ends (by its hash: an sso before
 	// this one took the cookie), whatever its IdP too.
-	var ended, recalled *endedSignIn
+	var ended, recalled, endedBefore *endedSignIn
 	now := time.Now()
 	signedOut := func(e *session.Ended, hash string) {
 		if e == nil {
@@ -848,22 +850,25 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			}
 			return
 		}
+		s := &endedSignIn{idp: e.Session.IdP, logout: idpLogout(e)}
+		rt.recentLogouts.remember(hash, s, now)
+		if e.Before {
+			// Not audited (it had ended): no log line of a sign-out.
+			if endedBefore == nil {
+				endedBefore = s
+			}
+			return
+		}
 		// The session.logged_out event is audited; audit events are log
 		// lines too (docs/security.md).
 		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
-		s := &endedSignIn{idp: e.Session.IdP, logout: idpLogout(e)}
-		rt.recentLogouts.remember(hash, s, now)
 		if ended == nil {
 			ended = s
 		}
 	}
 	for _, t := range tokens {
-		var e *session.Ended
-		_, err := run.Sessions.Resolve(r.Context(), t)
-		if err == nil {
-			e, err = run.Sessions.Revoke(r.Context(), t, store.EventSessionLoggedOut)
-		}
-		if err != nil && !errors.Is(err, session.ErrNoSession) {
+		e, err := run.Sessions.SignOut(r.Context(), t)
+		if err != nil {
 			return rt.signOutUnrecorded(w, run, tokens, err)
 		}
 		signedOut(e, session.Hash(t))
@@ -877,9 +882,12 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 		signedOut(e, outer.SessionHash)
 	}
-	if ended == nil {
-		// A second click's POST: its answer is the one the browser shows.
-		ended = recalled
+	// A live session's IdP first; else a second click's POST (its answer
+	// is the one the browser shows); else an ended session's IdP.
+	for _, s := range []*endedSignIn{recalled, endedBefore} {
+		if ended == nil {
+			ended = s
+		}
 	}
 	// The IdP's own logout only for the route's IdPs, whose endpoints
 	// (where the IdP sends the browser back) are served here.

@@ -720,6 +720,11 @@ type Ended struct {
 	// Tokens are the session's tokens, nil when it had none (or they could
 	// not be opened, which is logged).
 	Tokens *Tokens
+	// Before says that the session had ended before SignOut deleted it
+	// (past its lifetime or idle, or its user may no longer sign in): no
+	// request could use it, so its deletion was not audited, as an
+	// expired session's never is; the IdP's session may still be alive.
+	Before bool
 }
 
 // IDToken returns the ID token for the IdP's logout (id_token_hint), or "".
@@ -754,9 +759,57 @@ func (m *Manager) RevokeHash(ctx context.Context, hash, eventType string) (*Ende
 	return m.revokeHash(ctx, h, eventType)
 }
 
+// SignOut is Revoke for the browser's own sign-out (the gateway's POST
+// /.sso/logout): it ends the stored session of token whether or not it has
+// ended already, and returns what the IdP's logout needs either way, so
+// that a sign-out clicked after the idle timeout or the lifetime still
+// ends the IdP's session (docs/security.md: a sign-out must not leave the
+// IdP's session alive). A session that had ended (Ended.Before, judged as
+// Ends judges it, and by its user) is deleted without an audit event, as
+// an expired session always is. Nothing else is given for such a cookie,
+// and no session is extended. A session signed out here while the store
+// was away (RevokeLater) is signed out already: nil, as for one deleted.
+//
+// It reads nothing of the cache but what Ends reads, and is not on a
+// request's path: Resolve is unchanged.
+func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
+	hash := hashOf(token)
+	if token == "" || m.revoked(hash) {
+		return nil, nil
+	}
+	// Not forgotten before the write, unlike Revoke: the cache's
+	// last-seen time is what Ends judges idleness by (a use not yet
+	// flushed). revoke forgets it once the write has committed, and
+	// revokeLater when it failed.
+	return m.revokeOpen(ctx, hash, store.EventSessionLoggedOut, m.endedBefore)
+}
+
+// endedBefore reports whether a stored session had ended before its
+// sign-out: past its lifetime or idle (Ends), or its user gone, inactive
+// or pending, as load would find it.
+func (m *Manager) endedBefore(tx store.Tx, s *store.Session) (bool, error) {
+	if _, ended := m.Ends(s); ended {
+		return true, nil
+	}
+	u, err := tx.User(s.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !u.Active || u.Pending, nil
+}
+
 func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType string) (*Ended, error) {
 	m.forget(hash)
-	ended, sealed, err := m.revoke(ctx, hash, eventType)
+	return m.revokeOpen(ctx, hash, eventType, nil)
+}
+
+// revokeOpen is revokeHash after the forget: it ends the session and opens
+// its tokens. before, when set, judges whether it had ended already (revokeTx).
+func (m *Manager) revokeOpen(ctx context.Context, hash tokenHash, eventType string, before endedJudge) (*Ended, error) {
+	ended, sealed, err := m.revoke(ctx, hash, eventType, before)
 	if err != nil {
 		m.revokeLater(hash, eventType)
 		return nil, fmt.Errorf("session: revoke: %w", err)
@@ -770,20 +823,32 @@ func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType stri
 		// the user to confirm.
 		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", ended.IdP), zap.Error(err))
 	}
-	return &Ended{Session: ended, Tokens: tokens}, nil
+	return &Ended{Session: ended.Session, Tokens: tokens, Before: ended.before}, nil
+}
+
+// endedJudge reports whether a stored session had ended before it was
+// revoked (SignOut), in the transaction that revokes it.
+type endedJudge func(store.Tx, *store.Session) (bool, error)
+
+// revokedSession is a session revokeTx deleted; before: it had ended
+// already (its endedJudge said so), and no audit event was written.
+type revokedSession struct {
+	*store.Session
+	before bool
 }
 
 // revoke deletes the session stored under hash, with an audit event of
-// eventType, and tells the cache here and on other instances. It returns
-// the ended session (nil if there was none) and its sealed tokens.
-func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string) (*store.Session, sealedTokens, error) {
+// eventType (none for one that before says had ended), and tells the
+// cache here and on other instances. It returns the ended session (nil if
+// there was none) and its sealed tokens.
+func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string, before endedJudge) (*revokedSession, sealedTokens, error) {
 	var (
-		ended  *store.Session
+		ended  *revokedSession
 		sealed sealedTokens
 	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
-		ended, sealed, err = revokeTx(tx, hash, eventType, true)
+		ended, sealed, err = revokeTx(tx, hash, eventType, true, before)
 		return err
 	})
 	if err != nil || ended == nil {
@@ -795,9 +860,10 @@ func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string) 
 }
 
 // revokeTx deletes the session stored under hash in tx, with an audit
-// event of eventType, and returns it (nil if there was none) and, with
-// sealed, its sealed tokens.
-func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool) (*store.Session, sealedTokens, error) {
+// event of eventType unless before (when set) says it had ended already,
+// and returns it (nil if there was none) and, with sealed, its sealed
+// tokens.
+func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before endedJudge) (*revokedSession, sealedTokens, error) {
 	var st sealedTokens
 	s, err := tx.Session(hash.String())
 	if errors.Is(err, store.ErrNotFound) {
@@ -805,6 +871,12 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool) (*stor
 	}
 	if err != nil {
 		return nil, st, err
+	}
+	r := &revokedSession{Session: s}
+	if before != nil {
+		if r.before, err = before(tx, s); err != nil {
+			return nil, st, err
+		}
 	}
 	if sealed {
 		if st, err = readSealed(tx, s.Hash); err != nil {
@@ -814,7 +886,10 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool) (*stor
 	if err := tx.DeleteSession(s.Hash); err != nil {
 		return nil, st, err
 	}
-	return s, st, tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
+	if r.before {
+		return r, st, nil
+	}
+	return r, st, tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
 }
 
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
@@ -892,7 +967,7 @@ func (m *Manager) recordRevocations(ctx context.Context) error {
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			ended = ended[:0]
 			for _, hash := range chunk {
-				s, _, err := revokeTx(tx, hash, pending[hash].eventType, false)
+				s, _, err := revokeTx(tx, hash, pending[hash].eventType, false, nil)
 				if err != nil {
 					return err
 				}

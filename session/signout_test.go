@@ -1,0 +1,87 @@
+package session_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// loggedOutEvents counts the session.logged_out events in db.
+func loggedOutEvents(t *testing.T, db store.Store) int {
+	t.Helper()
+	var n int
+	if err := db.View(context.Background(), func(tx store.Tx) error {
+		evs, err := tx.AuditEvents(store.AuditQuery{Type: store.EventSessionLoggedOut, Limit: 100})
+		n = len(evs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSignOutOfEndedSessionKeepsIdPLogout: a sign-out of a session that
+// has ended (idle past the timeout, past its lifetime) but is still stored
+// returns what the IdP's logout needs all the same (the NameID, the ID
+// token), so that the IdP's session ends too; the session is deleted, and
+// not audited as logged out: it had ended. A live session's sign-out is
+// audited. A session already revoked, or signed out while the store was
+// away, gives nothing.
+func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		after  time.Duration
+		before bool
+	}{
+		{"live", 10 * time.Minute, false},
+		{"idle", 2 * time.Hour, true}, // idle_timeout 1h by default
+		{"past its lifetime", session.DefaultLifetime, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openStore(t)
+			c := newClock()
+			m := session.New(db, session.Config{}, nil, c.now)
+			u := addUser(t, db, activeUser())
+			n := signIn(t, m, db, u, &session.Tokens{IDToken: idToken})
+			if _, err := m.Resolve(ctx, n.Token); err != nil {
+				t.Fatal(err)
+			}
+			c.advance(tt.after)
+			if tt.after < time.Hour {
+				if _, err := m.Resolve(ctx, n.Token); err != nil { // in use, and cached
+					t.Fatal(err)
+				}
+			}
+			e, err := m.SignOut(ctx, n.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e == nil || e.Session.Logout.Subject != "ada" || e.IDToken() != idToken || e.Before != tt.before {
+				t.Fatalf("SignOut = %+v, want the session's logout subject, its ID token, Before %v", e, tt.before)
+			}
+			if want := map[bool]int{true: 0, false: 1}[tt.before]; loggedOutEvents(t, db) != want {
+				t.Errorf("%d session.logged_out events, want %d", loggedOutEvents(t, db), want)
+			}
+			if _, err := m.Resolve(ctx, n.Token); err == nil {
+				t.Error("the session resolves after its sign-out")
+			}
+			if e, err := m.SignOut(ctx, n.Token); e != nil || err != nil {
+				t.Errorf("a second SignOut = %+v, %v; want nothing (deleted)", e, err)
+			}
+		})
+	}
+
+	t.Run("signed out while the store was away", func(t *testing.T) {
+		db := openStore(t)
+		m := session.New(db, session.Config{}, nil, nil)
+		n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
+		m.RevokeLater(n.Token, store.EventSessionLoggedOut)
+		if e, err := m.SignOut(ctx, n.Token); e != nil || err != nil {
+			t.Errorf("SignOut of a session signed out already = %+v, %v; want nothing", e, err)
+		}
+	})
+}
