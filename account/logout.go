@@ -19,7 +19,11 @@ import (
 // SessionIndexes; an OIDC back-channel logout token names sub and sid.
 // Each ended session is audited as session.logged_out with
 // ReasonIdPLogout. It returns how many ended; none is not an error (the
-// user may have signed out already).
+// user may have signed out already). A named session that had ended
+// already (sessionEnd: past its lifetime or idle, refused at its next
+// request and waiting for the sweep) is deleted all the same, but the
+// message ended nothing there: it is neither audited nor counted, as
+// everywhere else in account.
 func (s *Service) endIdPSessionsTx(tx store.Tx, c *Change, idp, subject string, sessionIDs []string) (int, error) {
 	sessions, err := idpSessions(tx, idp, subject, sessionIDs)
 	if err != nil {
@@ -30,11 +34,14 @@ func (s *Service) endIdPSessionsTx(tx store.Tx, c *Change, idp, subject string, 
 		if err := tx.DeleteSession(ss.Hash); err != nil {
 			return 0, fmt.Errorf("end IdP sessions: %w", err)
 		}
+		c.sessions = append(c.sessions, ss.Hash)
+		if !s.live(ss) {
+			continue
+		}
 		ev := store.Event{Time: s.now(), Type: store.EventSessionLoggedOut, IdP: idp, UserID: ss.UserID, Reason: ReasonIdPLogout}
 		if err := tx.Audit(ev); err != nil {
 			return 0, fmt.Errorf("audit: %w", err)
 		}
-		c.sessions = append(c.sessions, ss.Hash)
 		ended++
 	}
 	if ended > 0 {
@@ -90,14 +97,21 @@ func (s *Service) EndIdPSessions(ctx context.Context, idp string, info store.Log
 	return s.endIdPSessions(ctx, idp, info.Subject, []string{info.SessionID})
 }
 
+// live reports whether a stored session has not ended (sessionEnd).
+func (s *Service) live(ss *store.Session) bool {
+	_, ended := s.sessionEnd(ss)
+	return !ended
+}
+
 // endIdPSessions is endIdPSessionsTx in a transaction of its own. Anyone
 // can name a session (a front-channel logout is a GET with a sid), so a
-// message that names no existing session costs a read, not a commit.
+// message that names no live session costs a read, not a commit: one
+// whose sessions have all ended already is left to the sweep.
 func (s *Service) endIdPSessions(ctx context.Context, idp, subject string, sessionIDs []string) (int, error) {
 	var found bool
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		sessions, err := idpSessions(tx, idp, subject, sessionIDs)
-		found = len(sessions) > 0
+		found = slices.ContainsFunc(sessions, s.live)
 		return err
 	})
 	if err != nil || !found {
