@@ -211,8 +211,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		// so that Listen's connection, a copy of this configuration, gets
 		// it too.
 		delete(params, "statement_timeout") // the configured one wins, as it did
-		pc.ConnConfig.AfterConnect = setStatementTimeout(cfg.StatementTimeout, answerWithin)
 	}
+	overridden := new(atomic.Bool)
+	pc.ConnConfig.AfterConnect = afterConnect(cfg.StatementTimeout, answerWithin, func() {
+		if overridden.CompareAndSwap(false, true) {
+			cfg.Logger.Warn("the database has synchronous_commit off: the store sets it on for its own connections, so that a sign-in or SCIM write it answered survives a crash of the database server",
+				zap.String("database", Describe(cfg.DSN)))
+		}
+	})
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", scrub(err, secrets))
@@ -232,16 +238,35 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// setStatementTimeout returns the AfterConnect that sets statement_timeout
-// on a new connection, waiting for the server at most answerWithin (the
-// connect timeout does not cover AfterConnect).
-func setStatementTimeout(timeout, answerWithin time.Duration) pgconn.AfterConnectFunc {
-	set := "SET statement_timeout = " + strconv.FormatInt(timeout.Milliseconds(), 10)
+// afterConnect returns the AfterConnect of a new connection: it sets
+// statement_timeout (timeout > 0), and synchronous_commit on where the
+// server, database or role has it off, calling overridden then. With it
+// off a commit returns before its WAL is on disk, and a crash of the
+// database server loses writes the store answered as done (a sign-in's
+// session, a SCIM deactivation). Stronger settings (remote_write,
+// remote_apply) and local are left as they are. It waits for the server
+// at most answerWithin when that is set (the connect timeout does not
+// cover AfterConnect).
+func afterConnect(timeout, answerWithin time.Duration, overridden func()) pgconn.AfterConnectFunc {
+	query := "SELECT current_setting('synchronous_commit')"
+	if timeout > 0 {
+		query = "SET statement_timeout = " + strconv.FormatInt(timeout.Milliseconds(), 10) + "; " + query
+	}
 	return func(ctx context.Context, c *pgconn.PgConn) error {
-		ctx, cancel := context.WithTimeout(ctx, answerWithin)
-		defer cancel()
-		if _, err := c.Exec(ctx, set).ReadAll(); err != nil {
-			return fmt.Errorf("set statement_timeout: %w", err)
+		if answerWithin > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, answerWithin)
+			defer cancel()
+		}
+		results, err := c.Exec(ctx, query).ReadAll()
+		if err != nil {
+			return fmt.Errorf("set statement_timeout, read synchronous_commit: %w", err)
+		}
+		if last := results[len(results)-1]; len(last.Rows) == 1 && string(last.Rows[0][0]) == "off" {
+			if _, err := c.Exec(ctx, "SET synchronous_commit = on").ReadAll(); err != nil {
+				return fmt.Errorf("set synchronous_commit: %w", err)
+			}
+			overridden()
 		}
 		return nil
 	}
