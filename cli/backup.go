@@ -158,11 +158,8 @@ as were copied, and the source's keys; a difference is an error.
 					return err
 				})
 			default:
-				if to.Backend == backend.Bolt {
-					if err := os.MkdirAll(filepath.Dir(to.Path), 0o700); err != nil {
-						return err
-					}
-				}
+				// A new bbolt file's directories are bolt.Open's to
+				// create: it syncs the names it creates.
 				if force {
 					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from)
 				}
@@ -307,20 +304,26 @@ func writeBackup(ctx context.Context, cl client, path string, progress func(writ
 	return n, counts, renameDurably(tmp.Name(), path)
 }
 
-// renameDurably renames from to to and syncs their directory: the rename
-// is written in the directory, which the file's own fsync does not cover,
-// so without it a power cut after "backup written" could leave no file
-// of that name, or the one it replaced. A file system that cannot sync a
-// directory is left to its own guarantees.
+// renameDurably renames from to to and syncs their directory (syncDirOf).
 func renameDurably(from, to string) error {
 	if err := os.Rename(from, to); err != nil { //nolint:gosec // G703: the operator's own file, and its temporary sibling
 		return err
 	}
-	if dir, err := os.Open(filepath.Dir(to)); err == nil { //nolint:gosec // G703: the directory of that file
+	syncDirOf(to)
+	return nil
+}
+
+// syncDirOf syncs the directory that holds path, once a file was created
+// or renamed there: the name is written in the directory, which the
+// file's own fsync does not cover, so without it a power cut after
+// "backup written" or "wrote the SP key pair" could leave no file of that
+// name, or the one it replaced. A file system that cannot sync a
+// directory is left to its own guarantees.
+func syncDirOf(path string) {
+	if dir, err := os.Open(filepath.Dir(path)); err == nil { //nolint:gosec // G703: the directory of the operator's own file
 		_ = dir.Sync()
 		_ = dir.Close()
 	}
-	return nil
 }
 
 // boltMagic is the magic number a bbolt file keeps in its meta page's
@@ -375,9 +378,7 @@ func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st stor
 	if err := refuseIfLocked(path); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
+	// bolt.Open creates the directories, and syncs the names it creates.
 	tmpPath := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+suffix)
 	_ = os.Remove(tmpPath) // left by an interrupted run
 	defer os.Remove(tmpPath)

@@ -73,6 +73,11 @@ and the IdP sees no change. It reads --store directly.`,
 				return err
 			}
 			_, err = f.Write(pemData)
+			if err == nil {
+				// On disk before "wrote": the operator may configure it
+				// at once, and discard the store it came from.
+				err = f.Sync()
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -80,6 +85,7 @@ and the IdP sees no change. It reads --store directly.`,
 				_ = os.Remove(out) // no half-written key file
 				return err
 			}
+			syncDirOf(out)
 			arg := out
 			if strings.ContainsAny(arg, " \t\"{}#") {
 				arg = strconv.Quote(arg) // one Caddyfile token

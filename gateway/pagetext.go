@@ -128,6 +128,19 @@ func signInNotSavedPage(idpName string) Page {
 		Message: "Your sign-in could not be saved. Nothing was changed. Try again in a few minutes; if it keeps failing, give your administrator the reference below."}
 }
 
+// CodeStoreOutcomeUnknown is the reference code of a sign-in whose commit
+// the store sent but could not confirm (store.ErrOutcomeUnknown).
+const CodeStoreOutcomeUnknown = "store_outcome_unknown"
+
+// signInUnconfirmedPage: the store could not say whether the sign-in was
+// saved (Route.signInNotSaved). Either way this browser got no session, so
+// trying again is right; "Nothing was changed" would be false if the
+// commit took (the user, the session and the audit event exist).
+func signInUnconfirmedPage(idpName string) Page {
+	return Page{Name: PageStoreUnavailable, Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable", IdP: idpName, Code: CodeStoreOutcomeUnknown,
+		Message: "Your sign-in may or may not have been saved, and this browser is not signed in. Try again; if it keeps failing, give your administrator the reference below."}
+}
+
 // storeUnavailablePage: a session or a sign-out the store failed
 // (Route.StoreUnavailable).
 func storeUnavailablePage(message string) Page {

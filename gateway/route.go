@@ -755,13 +755,20 @@ func (rt *Route) clientIP(r *http.Request) string {
 // signInNotSaved answers a sign-in the IdP vouched for but the store could
 // not record (a full disk, a read-only or failing file system, a database
 // that is away): nothing of it was kept, so the person may simply try
-// again later. The log line carries the store's error, which names the
-// store and the cause.
+// again later. When the store sent the commit but could not confirm it
+// (store.ErrOutcomeUnknown: a connection lost during COMMIT, a failed
+// sync) it may have been kept, and the page and log say so. The log line
+// carries the store's error, which names the store and the cause.
 func (rt *Route) signInNotSaved(w http.ResponseWriter, p *IdP, err error) error {
+	w.Header().Set("Retry-After", StoreRetryAfter)
 	// Logged within the store failures' budget: every sign-in of an
 	// outage gets here.
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		rt.storeFailures.Error(rt.Logger, "signin-unconfirmed/"+p.Name, time.Now(), "sign-in may or may not have been saved: the store did not confirm it; the browser got no session",
+			zap.String("idp", p.Name), zap.Error(err))
+		return rt.fail(signInUnconfirmedPage(p.Name))
+	}
 	rt.storeFailures.Error(rt.Logger, "signin/"+p.Name, time.Now(), "sign-in could not be saved; nothing of it was kept", zap.String("idp", p.Name), zap.Error(err))
-	w.Header().Set("Retry-After", StoreRetryAfter)
 	return rt.fail(signInNotSavedPage(p.Name))
 }
 

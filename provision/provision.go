@@ -373,7 +373,8 @@ type login struct {
 // Login applies the rules to one verified sign-in inside one store Update
 // and returns the user to sign in, or a *Denial. The denial's audit event
 // (and, for a pending user, the creation) is committed before Login
-// returns it. Any other error means nothing was written.
+// returns it. Any other error means nothing was written, except one
+// wrapping store.ErrOutcomeUnknown: the commit may have taken.
 func (p *Provisioner) Login(ctx context.Context, idpName string, rules Rules, prof mapping.Profile, emailVerified bool) (*store.User, error) {
 	return p.LoginAndGrant(ctx, idpName, rules, prof, emailVerified, nil)
 }

@@ -44,6 +44,13 @@ var (
 	// ErrInvalidValue: a value the store refuses to keep, such as a
 	// userName with a control character (see PutUser). Nothing was written.
 	ErrInvalidValue = errors.New("invalid value")
+	// ErrOutcomeUnknown: Update sent the commit, but whether it took is not
+	// known (the connection to the database was lost before its answer, or
+	// the disk failed the sync after bbolt wrote its header): the change
+	// may be there for the next reader, or not. Wrapped with the cause; a
+	// caller must say "may or may not have been saved", never "nothing
+	// was changed".
+	ErrOutcomeUnknown = errors.New("the commit's outcome is unknown: the change may or may not have been saved")
 )
 
 // MaxKeyBytes is the longest value, in bytes, the store indexes: userName,

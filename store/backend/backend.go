@@ -370,7 +370,8 @@ func Open(ctx context.Context, s Spec, logger *zap.Logger) (store.Store, error) 
 	var err error
 	switch s.Backend {
 	case Bolt:
-		st, err = bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite})
+		st, err = bolt.Open(s.Path, bolt.Options{ReadOnly: s.ReadOnly, LockTimeout: s.LockTimeout, OnWrite: s.OnWrite,
+			Logger: logger})
 	case Postgres:
 		st, err = postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
 			StatementTimeout: s.StatementTimeout, Logger: logger})

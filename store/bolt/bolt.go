@@ -66,12 +66,14 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -94,6 +96,9 @@ var (
 	// ErrOldSchema: the file needs a one-time migration, which a read-only
 	// open cannot do.
 	ErrOldSchema = errors.New("store schema is older than this build and needs a read-write open to upgrade")
+	// ErrSyncFailed: a commit's fsync failed, and the store refuses every
+	// write until it is opened again (DB.failClosed).
+	ErrSyncFailed = errors.New("the disk failed a sync of the store")
 )
 
 var (
@@ -202,6 +207,9 @@ type Options struct {
 	// transaction before they take the write lock (rehearse.go), to
 	// measure what it saves (bench/storeload -rehearse=false).
 	NoRehearsal bool
+	// Logger receives the ERROR of a disk that failed a sync (failClosed);
+	// nil logs nothing (the failing writes' errors still say it).
+	Logger *zap.Logger
 }
 
 // DB is a store.Store on one bbolt file.
@@ -219,19 +227,29 @@ type DB struct {
 	// it out new (file.go).
 	file       os.FileInfo
 	createdNew atomic.Bool
+	// failed is set once a commit's sync failed: writes are refused with
+	// its error until the store is opened again (failClosed).
+	failed atomic.Pointer[failure]
+	logger *zap.Logger
 }
+
+// failure is the error every write gets after a failed sync.
+type failure struct{ err error }
 
 var _ store.Store = (*DB)(nil)
 
 // Open opens or creates the store at path, creating the parent directory
 // (0700) and the file (0600) so that session hashes and secrets are
-// readable by the Caddy user only.
+// readable by the Caddy user only. A store it creates is durable, name
+// included, when it returns (syncNames).
 func Open(path string, opts Options) (*DB, error) {
 	timeout := opts.LockTimeout
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
+	var named []string // directories that get a new name: the file's, and those holding one created
 	if !opts.ReadOnly {
+		named = newNames(path)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("bolt: create directory for store %s: %w", path, err)
 		}
@@ -281,7 +299,10 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	bdb.NoSync = opts.NoSync
-	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite, noRehearsal: opts.NoRehearsal}
+	db := &DB{bdb: bdb, path: path, readOnly: opts.ReadOnly, onWrite: opts.OnWrite, noRehearsal: opts.NoRehearsal, logger: opts.Logger}
+	if db.logger == nil {
+		db.logger = zap.NewNop()
+	}
 	if err := db.initChecked(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -290,7 +311,50 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("bolt: store %s: %w", path, err)
 	}
+	if err := syncNames(named); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("bolt: store %s: sync the directory of its new file: %w", path, err)
+	}
 	return db, nil
+}
+
+// newNames returns the directories that will get a new entry when Open
+// creates path (nil when the file exists): the file's own, and the parent
+// of each directory MkdirAll will create. bbolt fsyncs the file it creates,
+// but its name lives in the directory, and so does each new directory's:
+// without syncing them, a power cut after the first answered write can
+// leave no store at path, and the next start an empty one (new keys, every
+// session ended).
+func newNames(path string) []string {
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	names := []string{dir}
+	for {
+		parent := filepath.Dir(dir)
+		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) || parent == dir {
+			return names
+		}
+		names, dir = append(names, parent), parent
+	}
+}
+
+// syncNames fsyncs each directory. A file system that cannot sync a
+// directory (EINVAL) is left to its own guarantees.
+func syncNames(dirs []string) error {
+	for _, dir := range dirs {
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		_ = d.Close()
+		if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
+	}
+	return nil
 }
 
 // openFile is bolt.Open for a file that passed preflight but may still be
@@ -460,8 +524,27 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 }
 
 // commitError names the file and, for the causes an operator can act on,
-// says what to do.
-func (db *DB) commitError(err error) error {
+// says what to do. id is the failed transaction's.
+//
+// A commit writes the changed pages, fdatasyncs, writes the header (meta
+// page) and fdatasyncs again. When the last sync fails, the header is
+// written already: bbolt's mapping shows the change to every later read,
+// though the disk did not confirm it, so its outcome is unknown
+// (store.ErrOutcomeUnknown), never "nothing was written". After any failed
+// sync the store fails closed (failClosed).
+func (db *DB) commitError(id int, err error) error {
+	visible := false
+	_ = db.bdb.View(func(btx *bolt.Tx) error { visible = btx.ID() >= id; return nil })
+	if visible || syncFailed(err) {
+		db.failClosed(err)
+	}
+	switch {
+	case visible:
+		return fmt.Errorf("bolt: commit to %s: the disk failed to confirm it (%v), but the change is in the file for later reads; writes are refused until Caddy restarts: %w: %w",
+			db.path, err, store.ErrOutcomeUnknown, err)
+	case syncFailed(err):
+		return fmt.Errorf("bolt: commit to %s: the disk failed a sync (%v); nothing of this change was written, and writes are refused until Caddy restarts: %w", db.path, err, err)
+	}
 	if errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("bolt: commit to %s: the disk is full; nothing of this change was written, and writes fail until space is freed: %w", db.path, err)
 	}
@@ -469,6 +552,43 @@ func (db *DB) commitError(err error) error {
 		return fmt.Errorf("bolt: commit to %s: the file can no longer be written (%v); nothing of this change was written: %w", db.path, err, err)
 	}
 	return fmt.Errorf("bolt: commit to %s: %w", db.path, err)
+}
+
+// syncFailed reports an error of an fsync or fdatasync: bbolt returns
+// Linux's fdatasync error bare, os.File.Sync's as a PathError "sync", and
+// the sync of a file it grew as text only.
+func syncFailed(err error) bool {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Op == "sync"
+	}
+	var errno syscall.Errno
+	return errors.As(err, &errno) || strings.HasPrefix(err.Error(), "file sync error")
+}
+
+// failClosed makes every later write fail, and logs an ERROR the first
+// time. After a failed fsync Linux may have dropped the dirty pages it could
+// not write, and the page cache then holds what the disk does not:
+// PostgreSQL panics on such a failure for that reason (docs/operations.md,
+// "Limits and behaviour under failure"). Reads go on (cached sessions keep
+// working); writes get the store-unavailable answers of a full disk (503
+// pages, SCIM 5xx). Only opening the file again reads what is on disk: a
+// config reload keeps the store open, so a restart.
+func (db *DB) failClosed(cause error) {
+	const fix = "check the disk and the kernel log (dmesg), free or replace it, then restart Caddy (a reload keeps the store open); run `caddy sso check --store` on the stopped store"
+	f := &failure{err: fmt.Errorf("bolt: store %s: writes refused since the disk failed a sync (%v); %s: %w", db.path, cause, fix, ErrSyncFailed)}
+	if db.failed.CompareAndSwap(nil, f) {
+		db.logger.Error("the disk failed a sync of the store: its writes are refused until Caddy restarts",
+			zap.String("store", db.path), zap.Error(cause), zap.String("fix", fix))
+	}
+}
+
+// refused returns the error of a store that failed closed, or nil.
+func (db *DB) refused() error {
+	if f := db.failed.Load(); f != nil {
+		return f.err
+	}
+	return nil
 }
 
 // Sync flushes the file to disk: the end of a bulk load with Options.NoSync.
@@ -486,7 +606,9 @@ func (db *DB) Path() string { return db.path }
 // the file and its lock. Updates must have ended.
 func (db *DB) Close() error {
 	var err error
-	if !db.readOnly && db.bdb.NoFreelistSync {
+	// A store that failed closed writes nothing more: the next start
+	// rebuilds the list.
+	if !db.readOnly && db.bdb.NoFreelistSync && db.refused() == nil {
 		// Inside a write transaction, so no other commit reads the flag
 		// while it changes; this commit then writes the list.
 		err = db.bdb.Update(func(*bolt.Tx) error {

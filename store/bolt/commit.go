@@ -90,6 +90,9 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if db.readOnly {
 		return fmt.Errorf("bolt: update %s: opened read-only: %w", db.path, store.ErrReadOnly)
 	}
+	if err := db.refused(); err != nil {
+		return err
+	}
 	if db.rehearses(ctx) {
 		db.rehearse(ctx, fn)
 	}
@@ -181,6 +184,9 @@ func (db *DB) commitBatch(batch []*call) {
 // Calls whose context ended before their turn get the context's error and
 // write nothing.
 func (db *DB) runTx(calls []*call) (int, error) {
+	if err := db.refused(); err != nil { // queued before the store failed closed
+		return -1, err
+	}
 	btx, err := db.bdb.Begin(true)
 	if err != nil {
 		return -1, fmt.Errorf("bolt: begin write to %s: %w", db.path, err)
@@ -210,10 +216,11 @@ func (db *DB) runTx(calls []*call) (int, error) {
 		}
 	}
 	worked := time.Now()
+	id := btx.ID() // the header's transaction ID, once written
 	err = btx.Commit()
 	db.observe(btx, calls, start, worked, faults.stop())
 	if err != nil {
-		return -1, db.commitError(err)
+		return -1, db.commitError(id, err)
 	}
 	return -1, nil
 }

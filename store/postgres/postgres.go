@@ -483,9 +483,32 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		if retryable(err) {
 			return err, true
 		}
+		if commitUnknown(err) {
+			return fmt.Errorf("postgres: commit: %w: %w", store.ErrOutcomeUnknown, db.unanswered(ctx, err)), false
+		}
 		return fmt.Errorf("postgres: commit: %w", db.unanswered(ctx, err)), false
 	}
 	return nil, false
+}
+
+// commitUnknown reports a COMMIT that failed without an answer from the
+// server, once it may have been sent: the connection was lost, or the
+// answer did not come in time. The server may have committed (it does once
+// it has the message, whatever becomes of the client), so the outcome is
+// unknown. An error the server sent (a PgError, a commit it answered with
+// ROLLBACK) is an answer, and an error pgconn raised before it sent
+// anything (SafeToRetry: the context had ended) means nothing was
+// committed; but pgconn reports a connection lost after the COMMIT went
+// out as "conn closed" (ErrConnClosed), which it marks SafeToRetry too.
+func commitUnknown(err error) bool {
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe), errors.Is(err, pgx.ErrTxCommitRollback), errors.Is(err, pgx.ErrTxClosed):
+		return false
+	case errors.Is(err, pgconn.ErrConnClosed):
+		return true
+	}
+	return !pgconn.SafeToRetry(err)
 }
 
 // unanswered scrubs err and, when it is bound's deadline rather than the
