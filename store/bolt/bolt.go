@@ -250,7 +250,7 @@ func Open(path string, opts Options) (*DB, error) {
 	var named []string // directories that get a new name: the file's, and those holding one created
 	if !opts.ReadOnly {
 		named = newNames(path)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil { //nolint:gosec // G703: the store path the operator configured
 			return nil, fmt.Errorf("bolt: create directory for store %s: %w", path, err)
 		}
 	}
@@ -307,7 +307,7 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, err
 	}
-	if db.file, err = os.Stat(path); err != nil {
+	if db.file, err = os.Stat(path); err != nil { //nolint:gosec // G703: the store path the operator configured
 		_ = bdb.Close()
 		return nil, fmt.Errorf("bolt: store %s: %w", path, err)
 	}
@@ -326,14 +326,14 @@ func Open(path string, opts Options) (*DB, error) {
 // leave no store at path, and the next start an empty one (new keys, every
 // session ended).
 func newNames(path string) []string {
-	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) { //nolint:gosec // G703: the store path the operator configured
 		return nil
 	}
 	dir := filepath.Dir(path)
 	names := []string{dir}
 	for {
 		parent := filepath.Dir(dir)
-		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) || parent == dir {
+		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) || parent == dir { //nolint:gosec // G703: the store path the operator configured
 			return names
 		}
 		names, dir = append(names, parent), parent
