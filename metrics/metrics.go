@@ -101,7 +101,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	m := &Metrics{
 		logins: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "logins_total",
-			Help: "Sign-ins completed at a callback, by IdP, protocol and result (success, failed, denied, not_saved: the store could not save it).",
+			Help: "Sign-ins completed at a callback, by IdP, protocol and result (success, failed, denied, not_saved: the store could not save it, or could not confirm it had).",
 		}, []string{"idp", "protocol", "result"})),
 		jit: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "jit_total",
