@@ -777,6 +777,25 @@ func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
 	if token == "" || m.revoked(hash) {
 		return nil, nil
 	}
+	// Anyone may POST a sign-out with made-up cookies: one that names no
+	// stored session costs a read, not a commit (as an IdP's logout
+	// message naming none does, account.endIdPSessions).
+	var stored bool
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Session(hash.String())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		stored = err == nil
+		return err
+	})
+	if err != nil {
+		m.revokeLater(hash, store.EventSessionLoggedOut)
+		return nil, fmt.Errorf("session: sign out: %w", err)
+	}
+	if !stored {
+		return nil, nil
+	}
 	// Not forgotten before the write, unlike Revoke: the cache's
 	// last-seen time is what Ends judges idleness by (a use not yet
 	// flushed). revoke forgets it once the write has committed, and

@@ -2,6 +2,8 @@ package session_test
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,4 +86,34 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 			t.Errorf("SignOut of a session signed out already = %+v, %v; want nothing", e, err)
 		}
 	})
+}
+
+// updateCounter is a store that counts its write transactions.
+type updateCounter struct {
+	store.Store
+	updates atomic.Int64
+}
+
+func (s *updateCounter) Update(ctx context.Context, fn func(store.Tx) error) error {
+	s.updates.Add(1)
+	return s.Store.Update(ctx, fn)
+}
+
+// TestSignOutOfUnknownTokenTakesNoWrite: anyone may POST a sign-out, with
+// up to MaxSessionCookies made-up cookies; one that names no stored
+// session costs a read, not a write transaction (the store's write lock, a
+// bbolt commit and its syncs), which sign-ins would queue behind.
+func TestSignOutOfUnknownTokenTakesNoWrite(t *testing.T) {
+	ctx := context.Background()
+	db := &updateCounter{Store: openStore(t)}
+	m := session.New(db, session.Config{}, nil, nil)
+	for i := range 4 {
+		e, err := m.SignOut(ctx, strings.Repeat("x", 40)+string(rune('a'+i)))
+		if e != nil || err != nil {
+			t.Fatalf("SignOut = %+v, %v", e, err)
+		}
+	}
+	if n := db.updates.Load(); n != 0 {
+		t.Errorf("4 sign-outs of tokens naming no session took %d write transactions; want 0", n)
+	}
 }
