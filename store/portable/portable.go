@@ -6,7 +6,7 @@
 //
 // A backup is gzip'd JSON Lines. The first line is a header,
 //
-//	{"header":{"format":"caddy-sso-backup","version":1,"created":"…","counts":{"Users":…}}}
+//	{"header":{"format":"caddy-sso-backup","version":2,"created":"…","counts":{"Users":…}}}
 //
 // then one line per record, kind by kind in the order a restore needs them
 // (secrets, users, groups, tombstones, sessions with their sealed tokens,
@@ -41,10 +41,13 @@ import (
 )
 
 // Format and Version name what Export writes; Import reads versions up to
-// Version.
+// Version. Version 2 records may carry fields version 1 readers refuse as
+// unknown (a tombstone's home, a session's NameID qualifiers): the number
+// makes an earlier build say that the backup is newer than it reads,
+// instead of calling it unreadable or incomplete.
 const (
 	Format  = "caddy-sso-backup"
-	Version = 1
+	Version = 2
 )
 
 // Errors Import and Migrate return, to be tested with errors.Is.

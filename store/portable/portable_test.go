@@ -267,7 +267,7 @@ func TestImportRefusals(t *testing.T) {
 		{"not gzip", raw},
 		{"no header", gz(t, raw[strings.Index(string(raw), "\n")+1:])},
 		{"other format", gz(t, []byte(strings.Replace(string(raw), Format, "something-else", 1)))},
-		{"newer version", gz(t, []byte(strings.Replace(string(raw), `"version":1`, `"version":2`, 1)))},
+		{"newer version", gz(t, []byte(strings.Replace(string(raw), `"version":2`, `"version":3`, 1)))},
 		{"unknown record", gz(t, []byte(strings.Replace(string(raw), `{"user":`, `{"usr":`, 1)))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
