@@ -163,7 +163,9 @@ type Config struct {
 	// oauth2-proxy does: where people choose their own address
 	// (self-registration), an unverified one would pass email domain and
 	// address rules. An absent email_verified (Entra sends none) is not
-	// refused.
+	// refused, nor a false one with no email claim (Keycloak sends it for
+	// a user without an address): there is no address to distrust, and
+	// the mapping and `optional email` decide about a missing one.
 	AllowUnverifiedEmail bool
 	// JWKSRefreshInterval is the least time between two JWKS fetches, which
 	// an unknown key ID triggers; default 30 seconds. It stops a flood of
@@ -564,10 +566,12 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		mergeClaims(claims, ui)
 	}
 	// After the merge: email_verified counts from userinfo when the ID
-	// token has none.
+	// token has none. It speaks of the email claim alone (signin's
+	// emailVerified), so without one there is nothing it refuses.
 	if v, present := claims["email_verified"]; present && isFalse(v) && !p.cfg.AllowUnverifiedEmail {
-		email, _ := claims["email"].(string)
-		return nil, idp.Fail(CodeEmailUnverified, fmt.Errorf("the IdP has not verified the email %.200q (email_verified false)", email))
+		if email := emailClaim(claims); email != "" {
+			return nil, idp.Fail(CodeEmailUnverified, fmt.Errorf("the IdP has not verified the email %.200q (email_verified false)", email))
+		}
 	}
 	// The session remembers sid, which back- and front-channel logout
 	// name it by.
@@ -581,6 +585,19 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid},
 		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
 	}, nil
+}
+
+// emailClaim is the email claim's first non-blank value (as mapping reads
+// it, whatever its JSON type), or "".
+func emailClaim(claims map[string]any) string {
+	if v := claims["email"]; v != nil {
+		for _, e := range flattenValue(v) {
+			if strings.TrimSpace(e) != "" {
+				return e
+			}
+		}
+	}
+	return ""
 }
 
 // LogoutRequest returns the IdP's end_session_endpoint and the parameters
