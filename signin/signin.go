@@ -167,7 +167,7 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 			return tx.Audit(store.Event{Time: now, Type: store.EventLoginDenied, IdP: p.Name,
 				Reason: provision.ReasonMissingSubject, Detail: map[string]string{"received": joinNames(unmapped.Received)}})
 		}
-		res, err := provision.Apply(tx, p.Name, p.Rules, prof, a.EmailVerified, now)
+		res, err := provision.Apply(tx, p.Name, p.Rules, prof, emailVerified(a, prof.Email), now)
 		if err != nil {
 			return err
 		}
@@ -204,6 +204,35 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 		s.Observe(p.Name, out)
 	}
 	return out, nil
+}
+
+// verifiedClaim is the one attribute an assertion's EmailVerified vouches
+// for: OIDC's email_verified speaks of the standard "email" claim (OpenID
+// Connect Core 5.1) and of no other, whatever claim `map email` reads.
+const verifiedClaim = "email"
+
+// emailVerified is the one verdict on whether the mapped email is verified,
+// which every JIT rule that trusts an address reads (link_by_email, a force
+// update taking an address from another user: docs/security.md): only when
+// the IdP vouched and the mapped email is the address it vouched for. A
+// mapped namespaced claim, a preferred_username (the entra preset's OIDC
+// fallback) or any claim a user may edit is unverified, even when
+// email_verified is true for the user's own address: else setting that
+// claim to someone else's address would link to their account.
+// Canonically equal (provision.CanonEmail, the same mailbox test the
+// linking itself applies), not byte-equal: two spellings of one mailbox
+// are one address verified.
+func emailVerified(a *idp.Assertion, email string) bool {
+	if !a.EmailVerified || email == "" {
+		return false
+	}
+	// The value mapping reads from the claim: its first non-blank one.
+	for _, v := range a.Attributes[verifiedClaim] {
+		if v = strings.TrimSpace(v); v != "" {
+			return provision.CanonEmail(v) == provision.CanonEmail(email)
+		}
+	}
+	return false
 }
 
 // endSession ends the session the browser signed in with, if it still
