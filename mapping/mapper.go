@@ -15,6 +15,9 @@ type Mapper struct {
 	preset   string
 	protocol string
 	cand     candidates
+	// absentGroupsNone is the preset's (see preset): it holds with `map
+	// groups` too, since the product omits the claim however it is named.
+	absentGroupsNone bool
 }
 
 // New builds a mapper for one IdP.
@@ -49,7 +52,7 @@ func New(preset, protocol string, overrides map[string][]string) (*Mapper, error
 		return nil, fmt.Errorf("mapping: unknown protocol %q (valid: %s, %s)", protocol, idp.ProtocolOIDC, idp.ProtocolSAML)
 	}
 
-	m := &Mapper{preset: preset, protocol: protocol}
+	m := &Mapper{preset: preset, protocol: protocol, absentGroupsNone: p.absentGroupsNone}
 	// Copy every list, so that neither overrides nor a caller holding
 	// Expected's result can reach the shared preset table.
 	for i := range base {
@@ -141,6 +144,8 @@ func (m *Mapper) Map(a *idp.Assertion) (Profile, error) {
 	}
 	p.Groups, p.HasGroups = m.groups(a)
 	p.GroupsOverage = m.overage(a)
+	// An IdP that omits the attribute for a user in no group said "none".
+	p.HasGroups = p.HasGroups || m.absentGroupsNone && !p.GroupsOverage
 	if p.UniqueUserID == "" {
 		return Profile{}, m.Missing(a, p.Missing()...)
 	}
@@ -186,7 +191,8 @@ func (m *Mapper) special(a *idp.Assertion, name string, i int) string {
 
 // groups returns the first candidate's groups that has any, and whether any
 // candidate was present at all (an IdP that sends an empty groups list says
-// "no groups", one that sends nothing says nothing).
+// "no groups", one that sends nothing says nothing, unless its preset says
+// otherwise: Map, absentGroupsNone).
 func (m *Mapper) groups(a *idp.Assertion) ([]string, bool) {
 	present := false
 	for _, name := range m.cand[idxGroups] {

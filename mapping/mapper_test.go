@@ -176,7 +176,9 @@ func TestMapPresets(t *testing.T) {
 			attrs: map[string][]string{
 				"userUniqueId": {oktaID}, "firstName": {"Alice"}, "lastName": {"Martin"}, "email": {"alice@example.com"},
 			},
-			want: Profile{UniqueUserID: oktaID, FirstName: "Alice", LastName: "Martin", Email: "alice@example.com"},
+			// Okta omits the group attribute statement that matches
+			// nothing: no groups (TestAbsentGroupsPerPreset).
+			want: Profile{UniqueUserID: oktaID, FirstName: "Alice", LastName: "Martin", Email: "alice@example.com", HasGroups: true},
 		},
 		{
 			name: "okta oidc standard claims", preset: "okta", protocol: idp.ProtocolOIDC, subject: oktaID,

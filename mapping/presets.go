@@ -89,6 +89,15 @@ type candidates [numAttributes][]string
 // preset is one IdP product's defaults, per protocol.
 type preset struct {
 	saml, oidc candidates
+	// absentGroupsNone: the product leaves the groups attribute out when
+	// the user is in no group it would send (Okta's group attribute
+	// statement and groups claim filter; Entra's groups claim, whose
+	// overage is a marker of its own), so, without an overage marker, an
+	// absent one means no groups: a user removed from their last group
+	// must lose it at the next sign-in. Elsewhere absence says nothing
+	// (the IdP may not be set up to send groups at all) and the stored
+	// groups stay. docs/architecture.md: IdP differences are data here.
+	absentGroupsNone bool
 }
 
 // Preset names.
@@ -142,6 +151,7 @@ var presets = map[string]preset{
 			idxEmail:  {Email, "preferred_username"},
 			idxGroups: {Groups},
 		},
+		absentGroupsNone: true,
 	},
 	PresetOkta: {
 		saml: candidates{
@@ -151,7 +161,8 @@ var presets = map[string]preset{
 			idxEmail:        {Email},
 			idxGroups:       {Groups},
 		},
-		oidc: standardOIDC(),
+		oidc:             standardOIDC(),
+		absentGroupsNone: true,
 	},
 	PresetPingOne: {
 		saml: candidates{

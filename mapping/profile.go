@@ -11,7 +11,8 @@ type Profile struct {
 	LastName     string
 	Email        string
 	// Groups holds the group names or IDs the IdP sent. HasGroups tells an
-	// IdP that sent none apart from one that sent an empty list.
+	// IdP that sent none apart from one that sent an empty list, or whose
+	// preset says an absent list is an empty one (entra, okta).
 	Groups    []string
 	HasGroups bool
 	// GroupsOverage reports that the IdP sent a pointer to the groups
