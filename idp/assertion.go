@@ -33,8 +33,9 @@ type Assertion struct {
 	// string. OIDC claims are flattened: arrays become several values,
 	// numbers and booleans their JSON text, objects their JSON text.
 	Attributes map[string][]string
-	// EmailVerified reports whether the IdP vouched for the email address
-	// (OIDC "email_verified"; SAML IdPs that are configured as verifying).
+	// EmailVerified reports whether the IdP vouched for the "email"
+	// attribute (OIDC "email_verified"), and for no other: a mapped email
+	// read elsewhere is unverified (signin's emailVerified).
 	EmailVerified bool
 	// Logout is how the IdP names this session in its own logout
 	// messages (and, with the ID token, what it needs to end its own).
