@@ -73,6 +73,7 @@ var EventTypes = []string{
 	store.EventGroupCreated, store.EventGroupUpdated, store.EventGroupDeleted,
 	store.EventGroupsOverage,
 	EventStoreBackedUp, EventStoreKeysRotated,
+	EventTombstoneLifted,
 }
 
 // CheckEventType refuses a type no event has, naming the ones there are:

@@ -117,6 +117,27 @@ func (c *Client) Audit(_ context.Context, q store.AuditQuery) (*account.AuditPag
 		"until", until, "after", after, "limit", itoa(q.Limit)), page)
 }
 
+// Tombstones is GET /sso/tombstones.
+func (c *Client) Tombstones(_ context.Context, q account.TombstoneQuery) (*account.TombstonesPage, error) {
+	page := new(account.TombstonesPage)
+	return page, c.call(http.MethodGet, Prefix+"tombstones"+query("user", q.UserID, "idp", q.IdP, "after", q.After,
+		"limit", itoa(q.Limit)), page)
+}
+
+// Lift is DELETE /sso/tombstones?user=: it lifts every tombstone of the
+// deleted user.
+func (c *Client) Lift(_ context.Context, deletedUserID string) (*account.LiftResult, error) {
+	res := new(account.LiftResult)
+	return res, c.call(http.MethodDelete, Prefix+"tombstones"+query("user", deletedUserID), res)
+}
+
+// LiftTombstone is DELETE /sso/tombstones?idp=&subject=: it lifts one
+// tombstone (and those that follow it).
+func (c *Client) LiftTombstone(_ context.Context, idp, subject string) (*account.LiftResult, error) {
+	res := new(account.LiftResult)
+	return res, c.call(http.MethodDelete, Prefix+"tombstones"+query("idp", idp, "subject", subject), res)
+}
+
 // Backup is GET /sso/backup: it copies the backup to w and checks the
 // trailers that say whether it is complete.
 func (c *Client) Backup(_ context.Context, w io.Writer) (int64, error) {

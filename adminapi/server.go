@@ -10,6 +10,8 @@
 //	DELETE /sso/users/{id}
 //	POST   /sso/users/{id}/sessions/revoke
 //	GET    /sso/audit?user=&type=&since=&until=&after=&limit=
+//	GET    /sso/tombstones?user=&idp=&after=&limit=  (user: the deleted user's ID)
+//	DELETE /sso/tombstones?user=                 (or ?idp=&subject=: one tombstone)
 //	GET    /sso/backup
 //	GET    /sso/check
 //	POST   /sso/keys/rotate?only=                (only: flow, tokens, upstream-jwt; repeated or a comma list)
@@ -220,6 +222,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		page, err := h.Accounts.Audit(ctx, aq)
 		return reply(w, page, err)
+
+	case len(parts) == 1 && parts[0] == "tombstones":
+		return h.tombstones(w, r)
 
 	case len(parts) == 1 && parts[0] == "backup":
 		if err := method(http.MethodGet); err != nil {

@@ -34,7 +34,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sso",
-		Usage: "users|sessions|audit|backup|restore|migrate|check|saml-key|keys ...",
+		Usage: "users|sessions|tombstones|audit|backup|restore|migrate|check|saml-key|keys ...",
 		Short: "Manages caddy-sso users, sessions, audit trail and store backups",
 		Long: `
 Manages the users, sessions and audit trail of caddy-sso, backs up or
@@ -86,7 +86,7 @@ func configure(cmd *cobra.Command) {
 	pf.String("store", "", "Use this store of a stopped Caddy (bolt:PATH, 'postgres:{env.VAR}', postgres:DSN, or a file) instead of the admin API")
 	pf.Bool("json", false, `Print JSON instead of tables (and {"error": ..., "status": ...} on a failure)`)
 	pf.Duration("timeout", defaultAdminTimeout, "How long to wait for Caddy's admin endpoint to answer, and, while its answer streams, for more of it")
-	cmd.AddCommand(usersCommand(), sessionsCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand(), samlKeyCommand(), keysCommand())
+	cmd.AddCommand(usersCommand(), sessionsCommand(), tombstonesCommand(), auditCommand(), backupCommand(), restoreCommand(), migrateCommand(), checkCommand(), samlKeyCommand(), keysCommand())
 	jsonErrors(cmd)
 }
 
