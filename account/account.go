@@ -20,7 +20,8 @@
 //     refuses those identities (provision's "deprovisioned") instead of
 //     creating the user anew at the next sign-in, whether SCIM, an
 //     administrator or the offline CLI deleted them. A SCIM create with
-//     that externalId clears the tombstone. Deleted by SCIM, the user's
+//     that externalId clears the tombstone, and so does an administrator's
+//     lift (LiftTx, `caddy sso tombstones lift`). Deleted by SCIM, the user's
 //     login subjects at other IdPs get tombstones too, which sign-in at
 //     any IdP heeds while the one at the SCIM-managed IdP stands
 //     (followingTombstones).

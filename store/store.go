@@ -249,7 +249,8 @@ type GroupRef struct {
 // where subject is the deleted user's externalId or one of their login
 // subjects at that IdP. While SCIM is enabled for the IdP, JIT does not
 // re-create a user for a tombstoned subject; a later SCIM create with
-// that externalId removes the tombstone.
+// that externalId removes the tombstone, as does an administrator's lift
+// (account.LiftTx).
 type Tombstone struct {
 	IdP     string    `json:"idp"`
 	Subject string    `json:"subject"`
