@@ -62,29 +62,14 @@ type Runtime struct {
 // FlowCookies returns the flow cookies of every IdP, keyed by a secret kept
 // in db, so that a sign-in begun before a restart, or on another instance
 // of the store, completes; and by the key before a rotation too, while the
-// store keeps it, so that one begun before `caddy sso keys rotate` (or on
-// an instance not reloaded since) completes after it (docs/operations.md,
+// store keeps it, so that one begun before `caddy sso keys rotate`
+// completes after it. Until ctx ends (the app's, which ends when its
+// config retires) they follow the store's keys, read again every
+// idp.FlowKeyRecheckInterval (FlowKeys), so that a rotation and its finish
+// reach a running instance without a reload (docs/operations.md,
 // "Rotating the store's keys").
 func FlowCookies(ctx context.Context, db store.Store) (*idp.FlowCookies, error) {
-	var key, previous []byte
-	err := db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		if key, err = tx.Secret(idp.FlowCookieKeySecret, 32); err != nil {
-			return err
-		}
-		previous, err = tx.LoadOrStoreSecret(idp.FlowCookieKeySecret+idp.PreviousKeySuffix, nil) // nil: only look
-		if errors.Is(err, store.ErrNotFound) {
-			previous, err = nil, nil
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("flow cookie key: %w", err)
-	}
-	if previous == nil {
-		return idp.NewFlowCookies(key)
-	}
-	return idp.NewFlowCookies(key, previous)
+	return FlowKeys{DB: db}.Cookies(ctx)
 }
 
 // Metrics is told the outcome of every callback, for the login counter.

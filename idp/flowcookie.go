@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,16 +73,23 @@ const (
 // are authenticated as additional data, so a cookie cannot be renamed to
 // stand in for another flow.
 //
-// A FlowCookies is safe for concurrent use once configured.
+// A FlowCookies is safe for concurrent use once configured, SetKeys too.
 type FlowCookies struct {
-	aead cipher.AEAD
-	// older open what the keys before a rotation sealed, never seal
-	// (NewFlowCookies).
-	older []cipher.AEAD
+	// keys are swapped whole by SetKeys while requests seal and open
+	// with them: a request reads them once per cookie.
+	keys atomic.Pointer[flowKeys]
 
 	// Now is the clock for expiry checks; nil means time.Now. Set it
 	// before first use (tests set a fake clock).
 	Now func() time.Time
+}
+
+// flowKeys are the keys of a FlowCookies at one time.
+type flowKeys struct {
+	aead cipher.AEAD
+	// older open what the keys before a rotation sealed, never seal
+	// (NewFlowCookies).
+	older []cipher.AEAD
 }
 
 // FlowCookieKeySecret names the store secret the flow cookies are keyed
@@ -94,6 +102,15 @@ const FlowCookieKeySecret = "flow-cookie-key"
 // one, of a key that keeps its predecessor for a while.
 const PreviousKeySuffix = "/previous"
 
+// FlowKeyRecheckInterval is how often a running instance reads the flow
+// cookies' keys from the store again, and takes them (SetKeys) when they
+// changed (gateway.FlowKeys): within it after `caddy sso keys rotate`,
+// every instance seals with the new key and opens the cookies it sealed,
+// and after `caddy sso keys finish`, none opens a cookie only the
+// previous key opens, without a reload (docs/operations.md, "Rotating the
+// store's keys"). The read is a read transaction of two secrets.
+const FlowKeyRecheckInterval = time.Minute
+
 // NewFlowCookies returns FlowCookies keyed by key, a secret of at least 32
 // bytes. The AES key is derived from it with HKDF, so the same secret may
 // safely key other things too. The cookies' names and attributes are
@@ -101,21 +118,33 @@ const PreviousKeySuffix = "/previous"
 //
 // previous are the keys before a rotation: they open the cookies they
 // sealed, never seal one, so that a sign-in begun before a rotation (or on
-// an instance that has not reloaded since) completes after it.
+// an instance that has not taken the new key yet) completes after it.
 func NewFlowCookies(key []byte, previous ...[]byte) (*FlowCookies, error) {
-	aead, err := flowAEAD(key)
-	if err != nil {
+	f := &FlowCookies{}
+	if err := f.SetKeys(key, previous...); err != nil {
 		return nil, err
 	}
-	f := &FlowCookies{aead: aead}
-	for _, k := range previous {
-		old, err := flowAEAD(k)
-		if err != nil {
-			return nil, fmt.Errorf("the previous key: %w", err)
-		}
-		f.older = append(f.older, old)
-	}
 	return f, nil
+}
+
+// SetKeys replaces the keys, as NewFlowCookies takes them, while the
+// cookies are in use: from its return every cookie is sealed with key, and
+// only key and previous open one. On error the keys are unchanged.
+func (f *FlowCookies) SetKeys(key []byte, previous ...[]byte) error {
+	aead, err := flowAEAD(key)
+	if err != nil {
+		return err
+	}
+	k := &flowKeys{aead: aead}
+	for _, p := range previous {
+		old, err := flowAEAD(p)
+		if err != nil {
+			return fmt.Errorf("the previous key: %w", err)
+		}
+		k.older = append(k.older, old)
+	}
+	f.keys.Store(k)
+	return nil
 }
 
 func flowAEAD(key []byte) (cipher.AEAD, error) {
@@ -283,11 +312,12 @@ func (f *FlowCookies) seal(name, flowID string, payload []byte, exp time.Time) (
 	binary.BigEndian.PutUint64(plain, uint64(exp.Unix()))
 	plain = append(plain, payload...)
 
-	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(plain)+f.aead.Overhead())
+	aead := f.keys.Load().aead
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("flow cookies: %w", err)
 	}
-	sealed := f.aead.Seal(nonce, nonce, plain, f.aad(name, flowID))
+	sealed := aead.Seal(nonce, nonce, plain, f.aad(name, flowID))
 	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
@@ -326,13 +356,14 @@ func (f *FlowCookies) Take(w http.ResponseWriter, r *http.Request, flowID string
 }
 
 func (f *FlowCookies) open(name, flowID, value string) ([]byte, error) {
+	keys := f.keys.Load()
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < f.aead.NonceSize()+f.aead.Overhead()+8 {
+	if err != nil || len(raw) < keys.aead.NonceSize()+keys.aead.Overhead()+8 {
 		return nil, ErrFlowInvalid
 	}
-	ns := f.aead.NonceSize()
-	plain, err := f.aead.Open(nil, raw[:ns], raw[ns:], f.aad(name, flowID))
-	for _, old := range f.older {
+	ns := keys.aead.NonceSize()
+	plain, err := keys.aead.Open(nil, raw[:ns], raw[ns:], f.aad(name, flowID))
+	for _, old := range keys.older {
 		if err == nil {
 			break
 		}

@@ -84,7 +84,9 @@ type Report struct {
 	UpstreamJWT *upstreamjwt.Rotated `json:"upstream_jwt,omitempty"`
 	// FlowPreviousKept: the flow cookies' key before this rotation still
 	// opens the cookies it sealed, until Finish (or the next rotation),
-	// to run once every instance has reloaded and FinishAfter has passed.
+	// to run once FinishAfter has passed: every running instance seals
+	// with the new key within idp.FlowKeyRecheckInterval, and a cookie
+	// sealed before lives idp.DefaultLoginTimeout.
 	FlowPreviousKept bool      `json:"flow_previous_kept,omitempty"`
 	FinishAfter      time.Time `json:"finish_after,omitzero"`
 	// FlowPreviousDeleted: Finish deleted it.
@@ -125,14 +127,17 @@ var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens is unf
 // Rotate replaces the keys of opt.Only (every kind when empty) in one
 // store transaction, with its audit event (store.keys_rotated, step
 // rotate), then seals every session's tokens again under the new tokens
-// key and deletes the one before. Each key is replaced so that nothing in
+// key and deletes the one before. The transaction takes session.LockKeys
+// first, so that rotations and finishes at once take turns, each reading
+// the keys the one before wrote. Each key is replaced so that nothing in
 // use fails meanwhile:
 //
 //   - flow: the current key becomes flow-cookie-key/previous (the one kept
 //     from an earlier rotation goes), which still opens cookies, and a
-//     fresh one seals from each instance's next start or reload: a sign-in
-//     begun before the rotation completes after it. Finish deletes the
-//     previous key, once no cookie it sealed is alive.
+//     fresh one seals, on every running instance within
+//     idp.FlowKeyRecheckInterval (gateway.FlowKeys), without a reload: a
+//     sign-in begun before the rotation completes after it. Finish
+//     deletes the previous key, once no cookie it sealed is alive.
 //   - tokens: session.RotateTokensKey, then session.Reseal.
 //   - upstream-jwt: upstreamjwt.Rotate: every key retired at once (a token a
 //     leaked key signed stops verifying), fresh current and next keys.
@@ -149,6 +154,9 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	now := opt.now()
 	err := db.Update(ctx, func(tx store.Tx) error {
 		*rep = Report{Rotated: []Kind{}}
+		if err := session.LockKeys(tx); err != nil {
+			return err
+		}
 		if slices.Contains(kinds, Tokens) {
 			pending, err := session.ResealPending(tx)
 			if err != nil {
@@ -167,7 +175,9 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 					return fmt.Errorf("flow-cookie-key: %w", err)
 				}
 				if rep.FlowPreviousKept = kept; kept {
-					rep.FinishAfter = now.Add(idp.DefaultLoginTimeout)
+					// An instance may seal with the previous key until it
+					// next reads the keys; its cookies live the login timeout.
+					rep.FinishAfter = now.Add(idp.FlowKeyRecheckInterval + idp.DefaultLoginTimeout)
 				}
 			case Tokens:
 				if _, err := session.RotateTokensKey(tx); err != nil {
@@ -231,15 +241,19 @@ func reseal(ctx context.Context, db store.Store, opt Options, rep *Report) error
 }
 
 // Finish ends a rotation: it deletes the flow cookies' previous key (a
-// cookie only it opens fails from then on, so run it once every instance
-// has reloaded and the flow cookies' lifetime, idp.DefaultLoginTimeout,
-// has passed since the rotation), audited (store.keys_rotated, step
-// finish), and finishes a re-seal of the sessions' tokens left unfinished.
+// cookie only it opens fails from then on, and every running instance
+// stops opening them within idp.FlowKeyRecheckInterval; so run it once
+// Report.FinishAfter has passed), audited (store.keys_rotated, step
+// finish), under session.LockKeys, and finishes a re-seal of the
+// sessions' tokens left unfinished.
 func Finish(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	rep := &Report{}
 	var pending bool
 	err := db.Update(ctx, func(tx store.Tx) error {
 		rep.FlowPreviousDeleted = false
+		if err := session.LockKeys(tx); err != nil {
+			return err
+		}
 		err := tx.DeleteSecret(idp.FlowCookieKeySecret + idp.PreviousKeySuffix)
 		switch {
 		case err == nil:

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,56 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/store"
 )
+
+// KeysLockSecret names the row of the secrets table that LockKeys writes.
+// It holds no key, only keysLockValue, and it stays in the table once a
+// rotation wrote it: a backup carries it, and a restore writes it back,
+// which does no harm (docs/operations.md, "Rotating the store's keys").
+const KeysLockSecret = "key-rotation-lock"
+
+// keysLockValue is the value of KeysLockSecret: the same in every store
+// and every release, so that a restore never finds it differing.
+const keysLockValue = "no key: caddy sso keys rotate and finish take turns on this row"
+
+// lockKeysAttempts bounds LockKeys' rounds: each round that fails means
+// that another transaction took the row and committed meanwhile.
+const lockKeysAttempts = 16
+
+// LockKeys makes tx, a write transaction, the only one that moves the
+// store's keys (the flow cookies', the sessions' tokens', the identity
+// JWT's: keys.Rotate and keys.Finish, and Reseal's deletion of the
+// previous tokens key) until it ends; call it before tx reads any of
+// them. Another such transaction waits in LockKeys for tx to commit or
+// roll back, and then reads what tx wrote. Without it, two rotations at
+// once on PostgreSQL (read committed) could each move the key it read:
+// the second one's key, gone by then, as the previous key, and the first
+// one's deleted, which had sealed every session's tokens.
+//
+// It deletes KeysLockSecret and writes it again: a delete waits for any
+// other transaction that deleted the row to end, and then, the row being
+// gone, deletes nothing (store.ErrNotFound), so the round starts again on
+// the row that one wrote; while the row is absent (the first rotation of
+// a store), the insert waits for another's insert instead. bbolt has one
+// writer anyway.
+func LockKeys(tx store.Tx) error {
+	for range lockKeysAttempts {
+		if _, err := tx.LoadOrStoreSecret(KeysLockSecret, []byte(keysLockValue)); err != nil {
+			return fmt.Errorf("session: lock the keys: %w", err)
+		}
+		err := tx.DeleteSecret(KeysLockSecret)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // another transaction held it, and has committed
+		}
+		if err == nil {
+			_, err = tx.LoadOrStoreSecret(KeysLockSecret, []byte(keysLockValue))
+		}
+		if err != nil {
+			return fmt.Errorf("session: lock the keys: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("session: lock the keys: %d other rotations took turns first; try again", lockKeysAttempts)
+}
 
 // RotateTokensKey replaces the key that seals the sessions' tokens, in tx:
 // the current key becomes TokensKeyPrevious and a fresh random one the
@@ -20,7 +71,8 @@ import (
 // It reports false, changing nothing, when a previous key is still there:
 // the re-seal of an earlier rotation is unfinished, and moving the current
 // key over it would leave the blobs only it opens unopenable. Reseal
-// finishes it. A store that never sealed a blob gets its first key.
+// finishes it. A store that never sealed a blob gets its first key. The
+// caller has taken LockKeys in tx.
 func RotateTokensKey(tx store.Tx) (bool, error) {
 	if _, err := tx.LoadOrStoreSecret(TokensKeyPrevious, nil); err == nil {
 		return false, nil
@@ -101,6 +153,11 @@ type ResealStats struct {
 // RotateTokensKey, so a pass that found none is the last. Interrupted (ctx
 // ended, the store failed), it leaves the previous key, and running it
 // again finishes; with no previous key it does nothing.
+//
+// The previous key is deleted only if it is still the one the pass began
+// with (under LockKeys): when another run finished first and a rotation
+// followed, the key now previous sealed blobs that this pass took for
+// current, and another pass seals them again.
 func Reseal(ctx context.Context, db store.Store, opt ResealOptions) (ResealStats, error) {
 	var stats ResealStats
 	batch := opt.Batch
@@ -136,15 +193,29 @@ func Reseal(ctx context.Context, db store.Store, opt ResealOptions) (ResealStats
 			continue
 		}
 		stats.Unopenable = unopenable
+		var rotated bool
 		err = db.Update(ctx, func(tx store.Tx) error {
-			err := tx.DeleteSecret(TokensKeyPrevious)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil // another run finished first
+			rotated = false
+			if err := LockKeys(tx); err != nil {
+				return err
 			}
-			return err
+			prev, err := tx.LoadOrStoreSecret(TokensKeyPrevious, nil) // nil: only look
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil // another run finished first
+			case err != nil:
+				return err
+			case !bytes.Equal(prev, keys.prev):
+				rotated = true
+				return nil
+			}
+			return tx.DeleteSecret(TokensKeyPrevious)
 		})
 		if err != nil {
 			return stats, fmt.Errorf("session: reseal: delete the previous key: %w", err)
+		}
+		if rotated {
+			continue
 		}
 		stats.PreviousDeleted = true
 		return stats, nil
