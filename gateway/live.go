@@ -95,7 +95,17 @@ func (l *Live) exit() {
 // background it returns at once and waits in a goroutine, logging the
 // release's error: a reload's new config runs already, and its admin
 // request need not wait for the old one's requests.
+//
+// First it ends the streams the app admitted (Streams.Close): they are
+// not requests in flight, which a drain waits for, and the old config's
+// rules must not keep admitting them after a reload (docs/security.md,
+// "Streams").
 func (l *Live) Retire(wait time.Duration, background bool, release func() error, logger *zap.Logger) error {
+	if rt := l.rt.Load(); rt != nil && rt.Streams != nil {
+		if n := rt.Streams.Close(); n > 0 {
+			logger.Info("ended the streams of a retired config, for their clients to reconnect", zap.Int("streams", n))
+		}
+	}
 	if !background {
 		l.drain(wait, logger)
 		return release()

@@ -19,7 +19,8 @@ import (
 )
 
 // ErrStreamEnded is the cause of a stream's context when its session has
-// ended, or the route's rules no longer admit it.
+// ended, the route's rules no longer admit it, or the config that
+// admitted it has retired (Streams.Close).
 var ErrStreamEnded = errors.New("sso: the stream's session has ended")
 
 // streamCheckTimeout bounds one check of a stream's session: a store that
@@ -50,7 +51,8 @@ func IsStream(r *http.Request) bool {
 // soon as the session Manager forgets its session or user, here or on
 // another instance's word (session.Manager.Forgotten), and at least once
 // per session cache TTL (changes the Manager is not told of: the offline
-// CLI, a broadcast missed). Ending a stream cancels its request's context:
+// CLI, a broadcast missed); and ends them all when its config retires
+// (Close). Ending a stream cancels its request's context:
 // reverse_proxy then closes both of a WebSocket's connections, and stops
 // copying an event stream.
 type Streams struct {
@@ -62,6 +64,9 @@ type Streams struct {
 	mu        sync.Mutex
 	bySession map[string]map[*stream]struct{} // by store key of the session
 	byUser    map[string]map[*stream]struct{}
+	// closed: the config these streams were admitted by has retired
+	// (Close); a stream it admits from now on ends at once.
+	closed bool
 }
 
 // NewStreams returns the Streams of the sessions of m, and tells m to
@@ -180,7 +185,9 @@ func (s *Streams) track(rt *Route, id *session.Identity, cancel func(error)) *st
 	st.mu.Lock()
 	st.timer = time.AfterFunc(s.nextCheck(id), st.poke)
 	st.mu.Unlock()
-	s.add(st)
+	if !s.add(st) {
+		st.end("the config that admitted it has retired")
+	}
 	return st
 }
 
@@ -190,11 +197,45 @@ func (s *Streams) nextCheck(id *session.Identity) time.Duration {
 	return max(min(s.every, time.Until(id.Expires)), 0)
 }
 
-func (s *Streams) add(st *stream) {
+// add indexes st, unless s is closed: it reports whether it did.
+func (s *Streams) add(st *stream) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	addTo(s.bySession, st.id.SessionHash, st)
 	addTo(s.byUser, st.id.UserID, st)
+	return true
+}
+
+// Close ends every stream s tracks, and any it is given later, and
+// reports how many it ended: the config that admitted them retires
+// (Live.Retire). Its rules and its session Manager are no longer the
+// running config's: a reload that tightens the rules (allow group eng,
+// then allow group sales) must not leave a stream checked against the
+// old ones for as long as Caddy keeps the old server, which is without
+// bound by default (docs/security.md, "Streams"). The client reconnects
+// and meets the running config's verdict, as reverse_proxy has a
+// WebSocket do at a reload. No line per stream: a reload may end
+// thousands; the caller logs the count.
+func (s *Streams) Close() int {
+	s.mu.Lock()
+	s.closed = true
+	var all []*stream
+	for _, set := range s.bySession {
+		for st := range set {
+			all = append(all, st)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, st := range all {
+		if st.stop() {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Streams) remove(st *stream) {
@@ -322,6 +363,18 @@ func (st *stream) end(why string) {
 	}
 	st.route.Logger.Info("ended a stream: "+why, zap.String("idp", st.id.IdP), zap.String("user_id", st.id.UserID))
 	st.cancel(ErrStreamEnded)
+}
+
+// stop ends the stream without a line of its own (Streams.Close), and
+// reports whether it was still open.
+func (st *stream) stop() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.finishLocked() {
+		return false
+	}
+	st.cancel(ErrStreamEnded)
+	return true
 }
 
 // finish marks st done, with no more checks.
