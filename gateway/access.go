@@ -63,10 +63,17 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 				}
 				m.domains = append(m.domains, provision.CanonDomain(strings.TrimPrefix(strings.TrimSpace(v), "@")))
 			case "user":
-				m.users[v] = true
+				// A value with an @ is an email, held to its rule: a
+				// wildcard, a bare domain or a padded address would
+				// match no mailbox, and a deny rule so written would
+				// deny nobody.
 				if strings.Contains(v, "@") {
+					if err := provision.CheckEmail(v); err != nil {
+						return m, fmt.Errorf("access rule user %w", err)
+					}
 					m.emails = append(m.emails, provision.CanonEmail(v))
 				}
+				m.users[v] = true
 			case "idp":
 				m.idps = append(m.idps, v)
 			default:

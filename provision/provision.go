@@ -180,11 +180,51 @@ func CanonDomain(d string) string {
 // One leading "@" is allowed, as "@example.com" is how the domain is often
 // written; it is dropped before matching. Surrounding spaces are allowed
 // and dropped: a JSON list may have them.
+//
+// A comma or semicolon is refused with its own words: a list written
+// "a.example, b.example" would otherwise be the domain "a.example,",
+// which no email has (an allow-list that refuses a.example's users, a
+// deny rule that denies nobody there). Values are separated by spaces.
 func CheckDomain(entry string) error {
 	d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
+	if strings.ContainsAny(d, listSeparators) {
+		return fmt.Errorf("%q is not a domain name: %s", entry, separateWithSpaces)
+	}
 	if d == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
 		return fmt.Errorf("%q is not a domain name: write each domain exactly as it "+
 			"follows the @ (no wildcard, URL, port or address), and list each subdomain on its own", entry)
+	}
+	return nil
+}
+
+// listSeparators are what a list written in another syntax separates
+// its values with; no domain or email a configuration lists has one.
+const listSeparators = ",;"
+
+// separateWithSpaces is the fix for a value with a listSeparators.
+const separateWithSpaces = "separate values with spaces, not commas"
+
+// CheckEmail is the rule for an email address a configuration lists, in
+// the routes' allow and deny user rules (gateway): a mailbox is matched
+// exactly (in CanonEmail's form), so a pattern ("*@evil.example"), a bare
+// domain ("@evil.example"), white space at an end or a comma list would
+// be accepted and then match no one (a deny rule that denies nobody): it
+// is refused now, as CheckDomain refuses such domains. entry has an "@".
+func CheckEmail(entry string) error {
+	at := strings.LastIndexByte(entry, '@')
+	local, domain := entry[:max(at, 0)], entry[at+1:]
+	switch {
+	case strings.TrimSpace(entry) != entry:
+		return fmt.Errorf("%q is not an email address: it has white space at an end", entry)
+	case strings.ContainsAny(entry, listSeparators):
+		return fmt.Errorf("%q is not an email address: %s", entry, separateWithSpaces)
+	case local == "":
+		return fmt.Errorf("%q is not an email address (no mailbox before the @): for every address of a domain, write a domain rule (domain %s)", entry, domain)
+	case strings.Contains(local, "*"):
+		return fmt.Errorf("%q is not an email address: a wildcard matches no one; for every address of a domain, write a domain rule (domain %s)", entry, domain)
+	}
+	if CheckDomain(domain) != nil {
+		return fmt.Errorf("%q is not an email address: %q is not a domain name (no wildcard, URL or port after the @)", entry, domain)
 	}
 	return nil
 }
