@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,6 +199,15 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	}
 	if out.EndedPrevious {
 		s.Sessions.ForgetSession(previousHash)
+	}
+	// A sign-in that changed the user's groups or email: the user's other
+	// sessions (other devices, other instances) carry what the access
+	// rules match, and their streams were admitted on it. Forget them, as
+	// a SCIM change does (docs/security.md, "Streams"), here and on other
+	// instances, which checks their streams again. The new session's
+	// cache entry goes too: its first request reads it from the store.
+	if r := out.Result; r != nil && slices.ContainsFunc(r.Changed, func(f string) bool { return f == "groups" || f == "email" }) {
+		s.Sessions.ForgetUser(out.User.ID)
 	}
 	s.log(p, a, out)
 	if s.Observe != nil {
