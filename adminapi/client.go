@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/account"
-	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -164,26 +163,4 @@ func (c *Client) Backup(_ context.Context, w io.Writer) (int64, error) {
 func (c *Client) Check(_ context.Context) (*StoreCheck, error) {
 	var sc StoreCheck
 	return &sc, c.call(http.MethodGet, Prefix+"check", &sc)
-}
-
-// RotateKeys is POST /sso/keys/rotate: the running instance rotates the
-// keys of only (every kind when empty), and re-seals the sessions' tokens
-// before it answers.
-func (c *Client) RotateKeys(_ context.Context, only []keys.Kind) (*keys.Report, error) {
-	v := url.Values{}
-	for _, k := range only {
-		v.Add("only", string(k))
-	}
-	uri := Prefix + "keys/rotate"
-	if len(v) > 0 {
-		uri += "?" + v.Encode()
-	}
-	rep := new(keys.Report)
-	return rep, c.call(http.MethodPost, uri, rep)
-}
-
-// FinishKeys is POST /sso/keys/finish.
-func (c *Client) FinishKeys(_ context.Context) (*keys.Report, error) {
-	rep := new(keys.Report)
-	return rep, c.call(http.MethodPost, Prefix+"keys/finish", rep)
 }

@@ -3,15 +3,20 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/keys"
+	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -25,20 +30,8 @@ func TestKeysEndpoints(t *testing.T) {
 	if err := db.Update(ctx, func(tx store.Tx) error { _, err := tx.Secret(idp.FlowCookieKeySecret, 32); return err }); err != nil {
 		t.Fatal(err)
 	}
-	cl := &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		req, err := http.NewRequest(method, srv.URL+uri, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode >= 400 {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		}
-		return resp, err
-	}}
-	rep, err := cl.RotateKeys(ctx, []keys.Kind{keys.Flow, keys.UpstreamJWT})
+	cl := testClient(srv)
+	rep, err := cl.RotateKeys(ctx, []keys.Kind{keys.Flow, keys.UpstreamJWT}, adminapi.KeysWatch{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +47,15 @@ func TestKeysEndpoints(t *testing.T) {
 	if status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+"keys/finish?only=flow"); status != http.StatusBadRequest {
 		t.Errorf("finish with only=: %d %s", status, body)
 	}
+	// A client that reads only the last line of the stream gets the report.
 	status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+"keys/rotate")
-	var all keys.Report
-	if status != http.StatusOK || json.Unmarshal([]byte(body), &all) != nil || len(all.Rotated) != 3 || all.Tokens == nil {
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	var last adminapi.KeysLine
+	if status != http.StatusOK || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || last.Report == nil ||
+		len(last.Report.Rotated) != 3 || last.Report.Tokens == nil {
 		t.Fatalf("rotate of every key: %d %s", status, body)
 	}
-	fin, err := cl.FinishKeys(ctx)
+	fin, err := cl.FinishKeys(ctx, adminapi.KeysWatch{})
 	if err != nil || !fin.FlowPreviousDeleted {
 		t.Fatalf("finish: %+v %v", fin, err)
 	}
@@ -78,5 +74,205 @@ func TestKeysEndpoints(t *testing.T) {
 	}
 	if got := strings.Join(steps, " "); got != "rotate:flow,upstream-jwt rotate:flow,tokens,upstream-jwt finish:flow" {
 		t.Errorf("audited steps %q", got)
+	}
+}
+
+// testClient calls srv as the CLI calls Caddy: an error for a status of 400
+// or more.
+func testClient(srv *httptest.Server) *adminapi.Client {
+	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+		req, err := http.NewRequest(method, srv.URL+uri, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && resp.StatusCode >= 400 {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		}
+		return resp, err
+	}}
+}
+
+// keysServer serves the admin API over db with a re-seal slowed by
+// reseal, and reports on the returned channel each time the handler
+// returns.
+func keysServer(t *testing.T, db store.Store, reseal session.ResealOptions) (*httptest.Server, <-chan error) {
+	t.Helper()
+	done := make(chan error, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Reseal: reseal}
+		err := h.Serve(w, r)
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		}
+		done <- err
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	return srv, done
+}
+
+// sealedSessions signs n users in (a session each, its tokens sealed) and
+// makes the flow cookies' key, as Caddy's start does.
+func sealedSessions(t *testing.T, db store.Store, n int) {
+	t.Helper()
+	m := session.New(db, session.Config{}, nil, nil)
+	err := db.Update(context.Background(), func(tx store.Tx) error {
+		if _, err := tx.Secret(idp.FlowCookieKeySecret, 32); err != nil {
+			return err
+		}
+		for i := range n {
+			u := &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
+			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: fmt.Sprint("id-token-", i)})
+			if err != nil {
+				return err
+			}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+			if err := ns.Write(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func resealPending(t *testing.T, db store.Store) bool {
+	t.Helper()
+	var pending bool
+	if err := db.View(context.Background(), func(tx store.Tx) (err error) {
+		pending, err = session.ResealPending(tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return pending
+}
+
+// TestKeysStreamProgress: the keys endpoints answer as soon as the
+// rotation's transaction has committed (the re-seal still to do), then
+// stream the re-seal's progress as JSON Lines, and end with the report;
+// Client.RotateKeys hands the lines to its watch.
+func TestKeysStreamProgress(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+
+	resp, err := http.Post(srv.URL+adminapi.Prefix+"keys/rotate", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/jsonl" {
+		t.Fatalf("%s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	dec := json.NewDecoder(resp.Body)
+	var first adminapi.KeysLine
+	if err := dec.Decode(&first); err != nil || first.Committed == nil || len(first.Committed.Rotated) != 3 {
+		t.Fatalf("first line %+v, %v; want the committed rotation", first, err)
+	}
+	if !resealPending(t, db) {
+		t.Fatal("the first line came only after the re-seal ended")
+	}
+	var (
+		progress int
+		last     adminapi.KeysLine
+		prev     adminapi.KeysProgress
+	)
+	for {
+		var line adminapi.KeysLine
+		if err := dec.Decode(&line); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if p := line.Progress; p != nil {
+			progress++
+			if *p == prev { // a pass ending on a full batch reports its end twice
+				t.Errorf("progress %+v twice", *p)
+			}
+			prev = *p
+		}
+		last = line
+	}
+	if progress < 3 {
+		t.Errorf("%d progress lines; want one per pass at least, and more in between", progress)
+	}
+	if last.Report == nil || last.Report.Tokens == nil || last.Report.Tokens.Resealed != 30 || !last.Report.Tokens.PreviousDeleted {
+		t.Fatalf("last line %+v; want the report", last)
+	}
+
+	// Through the client, with a watch.
+	var committed, watched int
+	rep, err := testClient(srv).RotateKeys(context.Background(), []keys.Kind{keys.Tokens}, adminapi.KeysWatch{
+		Committed: func(keys.Report) { committed++ },
+		Progress: func(p session.ResealProgress) {
+			if committed == 1 && p.Pass > 0 {
+				watched++
+			}
+		}})
+	if err != nil || rep.Tokens == nil || rep.Tokens.Resealed != 30 || committed != 1 || watched < 2 {
+		t.Fatalf("RotateKeys: %+v, %v; committed %d, progress %d", rep, err, committed, watched)
+	}
+}
+
+// TestKeysClientGone: a client that leaves once the rotation committed
+// leaves the keys rotated and the re-seal unfinished (the previous tokens
+// key kept, so every token opens); the same request again finishes it,
+// rotating nothing anew.
+func TestKeysClientGone(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	srv, done := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+
+	resp, err := http.Post(srv.URL+adminapi.Prefix+"keys/rotate", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first adminapi.KeysLine
+	if err := json.NewDecoder(resp.Body).Decode(&first); err != nil || first.Committed == nil {
+		t.Fatalf("first line %+v, %v", first, err)
+	}
+	resp.Body.Close() // closes the connection: the transport keeps none with a body unread
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the re-seal went on after the client left")
+	}
+	if !resealPending(t, db) {
+		t.Fatal("the re-seal finished although its client left")
+	}
+	var events []store.Event
+	_ = db.View(context.Background(), func(tx store.Tx) (err error) {
+		events, err = tx.AuditEvents(store.AuditQuery{Type: account.EventStoreKeysRotated})
+		return err
+	})
+	if len(events) != 1 || events[0].Detail["keys"] != "flow,tokens,upstream-jwt" {
+		t.Fatalf("audit events %+v; want the rotation's", events)
+	}
+
+	rep, err := testClient(srv).RotateKeys(context.Background(), nil, adminapi.KeysWatch{})
+	if err != nil || !rep.ResealResumed || len(rep.Rotated) != 0 || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
+		t.Fatalf("again: %+v, %v; want the re-seal finished, nothing rotated anew", rep, err)
+	}
+}
+
+// TestKeysStreamError: a re-seal that fails once the stream has begun (the
+// store closed under it) ends the stream with an error line, which
+// Client.RotateKeys returns, saying the keys were rotated.
+func TestKeysStreamError(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+	_, err := testClient(srv).RotateKeys(context.Background(), nil, adminapi.KeysWatch{
+		Committed: func(keys.Report) { _ = db.Close() }})
+	if err == nil || !strings.Contains(err.Error(), "the keys were rotated, but "+keys.ErrResealUnfinished.Error()) {
+		t.Fatalf("RotateKeys: %v", err)
 	}
 }

@@ -15,7 +15,7 @@
 //	GET    /sso/backup
 //	GET    /sso/check
 //	POST   /sso/keys/rotate?only=                (only: flow, tokens, upstream-jwt; repeated or a comma list)
-//	POST   /sso/keys/finish
+//	POST   /sso/keys/finish                      (both stream JSON Lines: KeysLine)
 //
 // A query parameter an endpoint does not take is a 400 naming it.
 package adminapi
@@ -38,7 +38,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
-	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -81,6 +80,9 @@ type Handler struct {
 	Check  func(ctx context.Context) (*StoreCheck, error)
 	Logger *zap.Logger // nil: no logs
 	Now    func() time.Time
+	// Reseal tunes the re-seal of the keys endpoints (its Batch and Rest;
+	// the handler sets Progress): zero is the defaults.
+	Reseal session.ResealOptions
 }
 
 // Error is an answer other than 200: the status, and the message the
@@ -255,49 +257,6 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 		return h.rotateKeys(w, r, parts[1] == "finish")
 	}
 	return errorf(http.StatusNotFound, "resource not found: %s", r.URL.Path)
-}
-
-// rotateKeys rotates the store's keys (package keys), or finishes a
-// rotation, and answers with its keys.Report. The re-seal of the sessions'
-// tokens runs within the request: a client that goes away stops it, and
-// the same request again finishes it (keys.ErrResealUnfinished).
-func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool) error {
-	q := r.URL.Query()
-	known := []string{"only"}
-	if finish {
-		known = nil
-	}
-	if err := params(q, known...); err != nil {
-		return err
-	}
-	only, err := keys.ParseKinds(q["only"])
-	if err != nil {
-		return &Error{Status: http.StatusBadRequest, Message: err.Error()}
-	}
-	last := time.Now()
-	opt := keys.Options{Only: only, By: account.ByAdmin, Via: "admin_api", Remote: r.RemoteAddr, Now: h.Now,
-		Reseal: session.ResealOptions{Progress: func(p session.ResealProgress) {
-			if time.Since(last) >= 10*time.Second {
-				last = time.Now()
-				h.log().Info("re-sealing the sessions' tokens", zap.Int("pass", p.Pass), zap.Int("read", p.Scanned),
-					zap.Int("sessions", p.Sessions), zap.Int("resealed", p.Resealed))
-			}
-		}}}
-	op := keys.Rotate
-	if finish {
-		op = keys.Finish
-	}
-	rep, err := op(r.Context(), h.Accounts.Store, opt)
-	if err != nil {
-		h.log().Error("store key rotation failed", zap.Bool("finish", finish), zap.Error(err))
-		msg := "internal error: the store failed (Caddy's log has the cause)"
-		if errors.Is(err, keys.ErrResealUnfinished) {
-			msg = "the keys were rotated, but " + keys.ErrResealUnfinished.Error() + " (Caddy's log has the cause)"
-		}
-		return &Error{Status: http.StatusInternalServerError, Message: msg, Err: err}
-	}
-	h.log().Info("store keys rotated", zap.Bool("finish", finish), zap.Any("report", rep))
-	return reply(w, rep, nil)
 }
 
 // params refuses a query parameter the endpoint does not take: a

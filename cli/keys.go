@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ flow cookies' lifetime (10 minutes) has passed, run 'caddy sso keys finish'.`,
 			}
 			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
 				if api != nil {
-					return api.RotateKeys(ctx, only)
+					return api.RotateKeys(ctx, only, keysWatch(opt))
 				}
 				opt.Only = only
 				return keys.Rotate(ctx, db, opt)
@@ -75,7 +76,7 @@ passed.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
 				if api != nil {
-					return api.FinishKeys(ctx)
+					return api.FinishKeys(ctx, keysWatch(opt))
 				}
 				return keys.Finish(ctx, db, opt)
 			})
@@ -86,19 +87,22 @@ passed.`,
 }
 
 // runKeys runs op through the admin API, or with --store on the store,
-// and prints its report.
+// and prints its report; on stderr, the same way on both paths, that the
+// keys are rotated once their transaction committed (an interrupted
+// re-seal leaves them so), then the re-seal's progress.
 func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.Options, store.Store) (*keys.Report, error)) error {
 	var (
 		rep *keys.Report
 		err error
 	)
+	opt := keys.Options{By: account.ByAdmin, Via: "offline", Committed: keysCommitted(c.ErrOrStderr()),
+		Reseal: session.ResealOptions{Progress: resealProgress(c.ErrOrStderr())}}
 	if raw, _ := c.Flags().GetString("store"); raw == "" {
 		api, aerr := adminClient(c)
 		if aerr != nil {
 			return aerr
 		}
-		fmt.Fprintln(c.ErrOrStderr(), "the running Caddy rotates the keys; its log shows the re-seal's progress")
-		rep, err = op(c.Context(), api, keys.Options{}, nil)
+		rep, err = op(c.Context(), api, opt, nil)
 	} else {
 		spec, perr := parseStore(c.ErrOrStderr(), "--store", raw)
 		if perr != nil {
@@ -109,8 +113,6 @@ func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.O
 			return oerr
 		}
 		defer db.Close()
-		opt := keys.Options{By: account.ByAdmin, Via: "offline",
-			Reseal: session.ResealOptions{Progress: resealProgress(c.ErrOrStderr())}}
 		rep, err = op(c.Context(), nil, opt, db)
 	}
 	if err != nil {
@@ -123,15 +125,49 @@ func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.O
 	return nil
 }
 
+// keysWatch follows the admin API's stream as opt follows the offline run.
+func keysWatch(opt keys.Options) adminapi.KeysWatch {
+	return adminapi.KeysWatch{Committed: opt.Committed, Progress: opt.Reseal.Progress}
+}
+
+// keysCommitted says on w, when a re-seal follows, that the transaction
+// committed: a run stopped during the re-seal leaves the keys rotated, and
+// the same command again finishes it (docs/operations.md, "Rotating the
+// store's keys").
+func keysCommitted(w io.Writer) func(keys.Report) {
+	return func(rep keys.Report) {
+		if !slices.Contains(rep.Rotated, keys.Tokens) && !rep.ResealResumed {
+			return // the report follows at once
+		}
+		if len(rep.Rotated) > 0 {
+			fmt.Fprintf(w, "rotated in the store: %s; now re-sealing the sessions' tokens under the new key\n", kindNames(rep.Rotated))
+		} else {
+			fmt.Fprintln(w, "finishing the re-seal of the sessions' tokens that an earlier rotation left unfinished")
+		}
+		fmt.Fprintln(w, "  (if this stops, the keys stay rotated and every session's tokens still open: run the same command again to finish)")
+	}
+}
+
+func kindNames(kinds []keys.Kind) string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
 // resealProgress reports the re-seal on w every few seconds: a store of a
 // million sessions takes minutes.
 func resealProgress(w io.Writer) func(session.ResealProgress) {
-	var last time.Time
+	var (
+		last    time.Time
+		printed session.ResealProgress // a pass that ends on a full batch reports its end twice
+	)
 	return func(p session.ResealProgress) {
-		if time.Since(last) < 2*time.Second && p.Scanned < p.Sessions {
+		if p == printed || time.Since(last) < 2*time.Second && p.Scanned < p.Sessions {
 			return
 		}
-		last = time.Now()
+		last, printed = time.Now(), p
 		fmt.Fprintf(w, "  re-sealing session tokens: pass %d, %d of %d sessions read, %d sealed again\n",
 			p.Pass, p.Scanned, p.Sessions, p.Resealed)
 	}
@@ -142,11 +178,7 @@ func printKeysReport(w io.Writer, rep *keys.Report) {
 		fmt.Fprintln(w, "finished the re-seal of an earlier rotation of session-tokens-key, which was interrupted")
 	}
 	if len(rep.Rotated) > 0 {
-		names := make([]string, len(rep.Rotated))
-		for i, k := range rep.Rotated {
-			names[i] = string(k)
-		}
-		fmt.Fprintf(w, "rotated: %s\n", strings.Join(names, ", "))
+		fmt.Fprintf(w, "rotated: %s\n", kindNames(rep.Rotated))
 	} else if rep.ResealResumed {
 		fmt.Fprintln(w, "nothing was rotated anew; run the command again to rotate")
 	}

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	ssocli "github.com/caddy-sso/caddy-sso/cli"
 	"github.com/caddy-sso/caddy-sso/idp"
@@ -102,11 +106,20 @@ func TestKeysRotateThroughCaddy(t *testing.T) {
 	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
 	b := caddytest.NewBrowser(t)
 	caddytest.UpstreamSaw(t, b.SignIn(w.GW.Base+"/", "ada", "ada-pw"))
-	out := mustCLI(t, "keys", "rotate", w.GW.AddressFlag())
+	out, errOut, err := runSplit("keys", "rotate", w.GW.AddressFlag())
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, errOut)
+	}
 	for _, want := range []string{"rotated: flow, tokens, upstream-jwt", "1 session(s) sealed again", "the previous key is deleted",
 		"caddy reload --force", "caddy sso keys finish"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("keys rotate lacks %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"rotated in the store: flow, tokens, upstream-jwt", "run the same command again to finish",
+		"re-sealing session tokens: pass 1, 1 of 1 sessions read, 1 sealed again", "pass 2"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("keys rotate's stderr lacks %q:\n%s", want, errOut)
 		}
 	}
 	resp := b.Get(w.GW.Base + "/private")
@@ -119,5 +132,133 @@ func TestKeysRotateThroughCaddy(t *testing.T) {
 	}
 	if out := mustCLI(t, "audit", "--type", "store.keys_rotated", w.GW.AddressFlag()); strings.Count(out, "store.keys_rotated") != 2 {
 		t.Errorf("audit of the rotation:\n%s", out)
+	}
+}
+
+// TestKeysRotateSlowReseal: through a running Caddy, a re-seal that takes
+// far longer than --timeout (thousands of sessions, on a store whose write
+// lock something else holds most of the time) succeeds: the answer begins
+// once the rotation committed and its progress keeps coming, which the
+// command prints on stderr, the report last. The command used to wait for
+// the whole re-seal and fail with "sent no answer within 1s".
+func TestKeysRotateSlowReseal(t *testing.T) {
+	w := caddytest.NewOIDC(t, "").Start()
+	db := caddytest.RunningStore(t)
+	const n = 10 * session.DefaultResealBatch
+	m := session.New(db, session.Config{}, nil, nil)
+	if err := db.Update(context.Background(), func(tx store.Tx) error {
+		var u *store.User
+		for i := range n {
+			if i%32 == 0 { // within the sessions a user may have
+				u = &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
+				if err := tx.PutUser(u); err != nil {
+					return err
+				}
+			}
+			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: "id-token"})
+			if err != nil {
+				return err
+			}
+			if err := ns.Write(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A busy store: each of the re-seal's write transactions waits for
+	// one of these.
+	busy, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for busy.Err() == nil {
+			_ = db.Update(context.Background(), func(store.Tx) error { time.Sleep(250 * time.Millisecond); return nil })
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	var out, errOut, all bytes.Buffer
+	cmd := ssocli.NewCommand()
+	cmd.SetOut(io.MultiWriter(&out, &all))
+	cmd.SetErr(io.MultiWriter(&errOut, &all))
+	cmd.SetArgs([]string{"keys", "rotate", w.GW.AddressFlag(), "--timeout=1s", "--json"})
+	start := time.Now()
+	err := cmd.ExecuteContext(context.Background())
+	took := time.Since(start)
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("after %v: %v\n%s", took, err, all.String())
+	}
+	if took < 2*time.Second {
+		t.Fatalf("the rotation took %v, not much longer than --timeout: this test proves nothing", took)
+	}
+	var rep keys.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Tokens == nil || rep.Tokens.Resealed != n || !rep.Tokens.PreviousDeleted {
+		t.Fatalf("report %+v, %v:\n%s", rep.Tokens, err, out.String())
+	}
+	if got := strings.Count(errOut.String(), "re-sealing session tokens: pass 1,"); got < 2 {
+		t.Errorf("%d progress lines of pass 1 in %v:\n%s", got, took, errOut.String())
+	}
+	// The pass ends on a full batch, so the re-seal reports its end twice.
+	if got := strings.Count(errOut.String(), fmt.Sprintf("pass 1, %d of %d", n, n)); got != 1 {
+		t.Errorf("the end of pass 1 printed %d times:\n%s", got, errOut.String())
+	}
+	if !strings.HasPrefix(errOut.String(), "rotated in the store: flow, tokens, upstream-jwt") {
+		t.Errorf("stderr does not begin saying the keys are rotated:\n%s", errOut.String())
+	}
+	if !strings.HasSuffix(all.String(), out.String()) {
+		t.Errorf("the report is not last:\n%s", all.String())
+	}
+	t.Logf("%v:\n%s", took, errOut.String())
+}
+
+// TestKeysRotateOfflineProgressOnce: offline, a pass that ends on a full
+// batch (the re-seal then reports its end twice) prints its end once; and
+// stderr says first that the keys are rotated, as through Caddy.
+func TestKeysRotateOfflineProgressOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sso.db")
+	db, err := bolt.Open(path, bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = session.DefaultResealBatch
+	m := session.New(db, session.Config{}, nil, nil)
+	if err := db.Update(context.Background(), func(tx store.Tx) error {
+		var u *store.User
+		for i := range n {
+			if i%32 == 0 { // within the sessions a user may have
+				u = &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
+				if err := tx.PutUser(u); err != nil {
+					return err
+				}
+			}
+			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: "id-token"})
+			if err != nil {
+				return err
+			}
+			if err := ns.Write(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runSplit("keys", "rotate", "--only", "tokens", "--store", path)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, errOut)
+	}
+	if !strings.HasPrefix(errOut, "rotated in the store: tokens;") {
+		t.Errorf("stderr does not begin saying the keys are rotated:\n%s", errOut)
+	}
+	for pass := 1; pass <= 2; pass++ {
+		if got := strings.Count(errOut, fmt.Sprintf("pass %d, %d of %d", pass, n, n)); got != 1 {
+			t.Errorf("the end of pass %d printed %d times:\n%s", pass, got, errOut)
+		}
 	}
 }

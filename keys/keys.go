@@ -67,6 +67,12 @@ type Options struct {
 	Now             func() time.Time // nil: time.Now
 	// Reseal tunes the re-seal of the sessions' tokens.
 	Reseal session.ResealOptions
+	// Committed, when set, is told the report so far once the store
+	// transaction of Rotate (or Finish) has committed, before the re-seal:
+	// from then on the keys are rotated whatever becomes of the re-seal,
+	// which the admin API streams its progress after (docs/operations.md,
+	// "Rotating the store's keys").
+	Committed func(Report)
 }
 
 // Report is what a rotation, or its finish, did.
@@ -104,6 +110,12 @@ func (o Options) now() time.Time {
 		return o.Now()
 	}
 	return time.Now()
+}
+
+func (o Options) committed(rep *Report) {
+	if o.Committed != nil {
+		o.Committed(*rep)
+	}
 }
 
 func (o Options) audit(tx store.Tx, step string, kinds []Kind) error {
@@ -197,6 +209,7 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rotating the keys: %w", err)
 	}
+	opt.committed(rep)
 	if slices.Contains(kinds, Tokens) {
 		if err := reseal(ctx, db, opt, rep); err != nil {
 			return rep, err
@@ -269,8 +282,9 @@ func Finish(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finishing the rotation: %w", err)
 	}
+	rep.ResealResumed = pending
+	opt.committed(rep)
 	if pending {
-		rep.ResealResumed = true
 		if err := reseal(ctx, db, opt, rep); err != nil {
 			return rep, err
 		}
