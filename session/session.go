@@ -500,7 +500,7 @@ func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identi
 	// for as long as the clock went back.
 	if e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL) {
 		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
-			m.end(ctx, hash, "expired")
+			m.end(ctx, hash, whyExpired)
 			return nil, ErrNoSession
 		}
 		if !use {
@@ -569,7 +569,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	idleFrom := m.idleFrom(stored, lastSeen)
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
-		m.end(ctx, hash, "expired")
+		m.end(ctx, hash, whyExpired)
 		return nil, ErrNoSession
 	}
 	if !u.Active || u.Pending {
@@ -702,17 +702,63 @@ func (m *Manager) forgotten(inv store.Invalidation) {
 // end removes an expired or orphaned session from cache and store.
 func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
 	m.forget(hash)
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		err := tx.DeleteSession(hash.String())
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
-	})
+	var err error
+	if why == whyExpired {
+		err = m.endExpired(ctx, hash)
+	} else {
+		err = m.store.Update(ctx, func(tx store.Tx) error {
+			err := tx.DeleteSession(hash.String())
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+	}
 	if err != nil {
 		m.logger.Warn("removing ended session", zap.String("reason", why), zap.Error(err))
 	}
 }
+
+// endExpired is the session's idle timeout or lifetime found by a request:
+// it stays stored, with its end moved to now, until the sweep deletes it
+// (DeleteExpiredSessions), so that a sign-out clicked after the timeout
+// still finds what the IdP's logout needs (SignOut): the sign-out page's
+// own favicon fetch, or the app's requests, come first. From then on every
+// instance reads it as past its end, whatever the last-seen allowance. One
+// already stored as past its end needs no write, so an expired cookie's
+// later requests cost a read, as a deleted session's would.
+func (m *Manager) endExpired(ctx context.Context, hash tokenHash) error {
+	now := m.now()
+	var live bool
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		s, err := tx.Session(hash.String())
+		if err == nil {
+			live = now.Before(s.Expires)
+		}
+		return err
+	})
+	if !live || err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+		return err
+	}
+	return m.store.Update(ctx, func(tx store.Tx) error {
+		s, err := tx.Session(hash.String())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || !now.Before(s.Expires) {
+			return err
+		}
+		s.Expires = now
+		return tx.PutSession(s)
+	})
+}
+
+// whyExpired is end's reason for a session past its idle timeout or
+// lifetime.
+const whyExpired = "expired"
 
 // Ended is a session that Revoke ended, with what the IdP's logout needs.
 type Ended struct {

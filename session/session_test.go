@@ -155,10 +155,27 @@ func TestExpiry(t *testing.T) {
 					t.Fatalf("step %d: %v", i, err)
 				}
 			}
-			// An ended session is gone from the store, too.
+			// An ended session stays stored, past its end, until the
+			// sweep: a sign-out clicked after it still finds what the
+			// IdP's logout needs (TestSignOutOfEndedSessionKeepsIdPLogout),
+			// and no instance reads it as live meanwhile.
+			var stored *store.Session
+			err = db.View(ctx, func(tx store.Tx) (err error) { stored, err = tx.Session(session.Hash(token)); return err })
+			if err != nil {
+				t.Fatalf("ended session gone from the store before the sweep: %v", err)
+			}
+			if clk.now().Before(stored.Expires) {
+				t.Errorf("ended session stored with its end %v still ahead of %v", stored.Expires, clk.now())
+			}
+			if _, err := session.New(db, tt.cfg, nil, clk.now).Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("another instance resolves the ended session: %v", err)
+			}
+			if n, err := m.Sweep(ctx); err != nil || n != 1 {
+				t.Errorf("Sweep = %d, %v; want the ended session removed", n, err)
+			}
 			err = db.View(ctx, func(tx store.Tx) error { _, err := tx.Session(session.Hash(token)); return err })
 			if !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("ended session still stored: %v", err)
+				t.Errorf("ended session still stored after the sweep: %v", err)
 			}
 		})
 	}
