@@ -32,8 +32,8 @@ func keysCommand() *cobra.Command {
 (store.keys_rotated), for after a backup (which holds them) leaked:
 
   flow          flow-cookie-key: a fresh key seals the sign-in flow cookies
-                from each instance's next reload; the old one still opens
-                them until 'caddy sso keys finish'
+                on every running instance within a minute (no reload); the
+                old one still opens them until 'caddy sso keys finish'
   tokens        session-tokens-key: a fresh key; every session's sealed IdP
                 tokens are sealed again under it, then the old key is deleted
                 (interrupted, the same command again finishes it)
@@ -42,8 +42,9 @@ func keysCommand() *cobra.Command {
                 instances take them within a minute
 
 --only rotates some of them (repeat it, or give a comma list). The SAML SP
-keys roll with sp_cert instead. Then reload every instance, and once the
-flow cookies' lifetime (10 minutes) has passed, run 'caddy sso keys finish'.`,
+keys roll with sp_cert instead. Rotations run at once take turns. Eleven
+minutes later (a minute for every instance to take the new flow key, and
+the flow cookies' 10-minute lifetime), run 'caddy sso keys finish'.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			raw, _ := c.Flags().GetStringSlice("only")
@@ -69,9 +70,9 @@ flow cookies' lifetime (10 minutes) has passed, run 'caddy sso keys finish'.`,
 		Short: "Ends a rotation: deletes the flow cookies' previous key",
 		Long: `Deletes the flow cookies' key a rotation replaced (a sign-in whose flow
 cookie only it opens fails from then on), audited, and finishes a re-seal of
-the sessions' tokens left unfinished. Run it once every instance has been
-reloaded since the rotation and the flow cookies' lifetime (10 minutes) has
-passed.`,
+the sessions' tokens left unfinished. Run it 11 minutes after the rotation
+(the time rotate printed): within a minute every running instance stops
+opening cookies of the previous key.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
@@ -180,7 +181,8 @@ func printKeysReport(w io.Writer, rep *keys.Report) {
 	if len(rep.Rotated) > 0 {
 		fmt.Fprintf(w, "rotated: %s\n", kindNames(rep.Rotated))
 	} else if rep.ResealResumed {
-		fmt.Fprintln(w, "nothing was rotated anew; run the command again to rotate")
+		fmt.Fprintln(w, `the interrupted run had rotated its keys already: this one only finished its re-seal (run the command again only to rotate once more)
+if that run rotated the flow key, run 'caddy sso keys finish' 11 minutes after it`)
 	}
 	if t := rep.Tokens; t != nil {
 		fmt.Fprintf(w, "session tokens: %d session(s) sealed again under the new key", t.Resealed)
@@ -203,9 +205,8 @@ func printKeysReport(w io.Writer, rep *keys.Report) {
 	}
 	if rep.FlowPreviousKept {
 		fmt.Fprintf(w, `flow-cookie-key: the previous key still opens sign-ins begun before the rotation
-next:
-  1. reload every instance (caddy reload --force), so that each seals with the new flow key
-  2. once every instance has reloaded and %v have passed (after %s), run: caddy sso keys finish
-`, idp.DefaultLoginTimeout, rep.FinishAfter.Local().Format("2006-01-02 15:04:05"))
+next: every running instance seals with the new flow key within %v (no reload);
+  after %s, run: caddy sso keys finish
+`, idp.FlowKeyRecheckInterval, rep.FinishAfter.Local().Format("2006-01-02 15:04:05"))
 	}
 }
