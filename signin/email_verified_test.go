@@ -112,8 +112,8 @@ func TestForceUpdateTakesOnlyVerifiedEmail(t *testing.T) {
 				return map[string][]string{"email": {email}, custom: {mapped}}
 			}
 			boss := signInOK(t, e, social, verifiedOIDC("social", "sub-boss", "s1", claims("boss@example.com", "boss@example.com")))
-			mallory := signInOK(t, e, social, verifiedOIDC("social", "sub-m", "s2", claims("mallory@evil.example", "mallory@evil.example")))
-			mallory = signInOK(t, e, social, verifiedOIDC("social", "sub-m", "s3", claims(tc.email, "boss@example.com")))
+			signInOK(t, e, social, verifiedOIDC("social", "sub-m", "s2", claims("mallory@evil.example", "mallory@evil.example")))
+			mallory := signInOK(t, e, social, verifiedOIDC("social", "sub-m", "s3", claims(tc.email, "boss@example.com")))
 
 			var holder *store.User
 			err = e.db.View(context.Background(), func(tx store.Tx) (err error) {
