@@ -347,6 +347,10 @@ type NewSession struct {
 	Ended []string
 
 	maxPerUser int
+	// ends is the Manager's Ends: capSessions counts only the sessions it
+	// finds live, and deletes the others (listed in swept, for Remember).
+	ends  func(*store.Session) (time.Time, bool)
+	swept []string
 	// tokens is what the IdP issued, compressed by Prepare (nil for none):
 	// Write only seals it, so the transaction, which holds the store's
 	// write lock and may run more than once, does not spend time on DEFLATE.
@@ -370,7 +374,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Token
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.now()
-	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, tokens: plain, since: m.forgets.Load(), Session: &store.Session{
+	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, ends: m.Ends, tokens: plain, since: m.forgets.Load(), Session: &store.Session{
 		Hash:     Hash(token),
 		IdP:      idpName,
 		Created:  now,
@@ -387,7 +391,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Token
 // (ErrUserInactive). It may run more than once when the store retries a
 // batched transaction, and starts from scratch each time.
 func (n *NewSession) Write(tx store.Tx, u *store.User) error {
-	n.Ended = n.Ended[:0]
+	n.Ended, n.swept = n.Ended[:0], n.swept[:0]
 	cur, err := tx.User(u.ID)
 	if err != nil {
 		return err
@@ -410,7 +414,12 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 
 // capSessions ends the user's oldest sessions beyond the cap. The user's
 // session index is short (at most the cap plus one), so reading it costs
-// little on the sign-in path.
+// little on the sign-in path. Only live sessions count: one that has ended
+// already (idle or past its lifetime, as Ends judges it) stays stored until
+// the sweep (Manager.end, docs/architecture.md), and counted it would make
+// a live session go in its place. Once over the cap, those are deleted
+// first, without an audit event (as the sweep deletes them), and no
+// session_limit event counts them.
 func (n *NewSession) capSessions(tx store.Tx) error {
 	if n.maxPerUser <= 0 {
 		return nil
@@ -418,6 +427,20 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 	all, err := tx.UserSessions(n.Session.UserID)
 	if err != nil || len(all) <= n.maxPerUser {
 		return err
+	}
+	live := all[:0]
+	for _, s := range all {
+		if _, ended := n.ends(s); !ended || s.Hash == n.Session.Hash {
+			live = append(live, s)
+			continue
+		}
+		if err := tx.DeleteSession(s.Hash); err != nil {
+			return err
+		}
+		n.swept = append(n.swept, s.Hash)
+	}
+	if all = live; len(all) <= n.maxPerUser {
+		return nil
 	}
 	slices.SortFunc(all, func(a, b *store.Session) int {
 		// The new session is never the one to go, whatever the clocks say.
@@ -440,13 +463,14 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 }
 
 // Remember caches a session whose Write has committed, so the first request
-// with its cookie is served from memory, and forgets the sessions Write ended.
+// with its cookie is served from memory, and forgets the sessions Write ended
+// or deleted as ended already.
 // A session whose user was forgotten (deactivated, say) after Prepare is not
 // cached: its first request reads the store.
 func (m *Manager) Remember(n *NewSession) {
 	m.cache(hashOf(n.Token), n.Session, n.user, n.since)
-	if len(n.Ended) > 0 {
-		m.ForgetSessions(n.Ended)
+	if gone := slices.Concat(n.Ended, n.swept); len(gone) > 0 {
+		m.ForgetSessions(gone)
 	}
 }
 
@@ -500,7 +524,7 @@ func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identi
 	// for as long as the clock went back.
 	if e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL) {
 		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
-			m.end(ctx, hash, whyExpired)
+			m.end(ctx, hash, whyExpired, time.Time{})
 			return nil, ErrNoSession
 		}
 		if !use {
@@ -554,6 +578,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	if err != nil {
 		return nil, fmt.Errorf("session: resolve: %w", err)
 	}
+	storedEnd := s.Expires       // for end: no second read of what this one read
 	s.Expires = m.lifetimeEnd(s) // a lifetime shortened since (a reload) holds too
 	stored := s.LastSeen.UnixNano()
 	lastSeen := stored
@@ -569,11 +594,11 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	idleFrom := m.idleFrom(stored, lastSeen)
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
-		m.end(ctx, hash, whyExpired)
+		m.end(ctx, hash, whyExpired, storedEnd)
 		return nil, ErrNoSession
 	}
 	if !u.Active || u.Pending {
-		m.end(ctx, hash, "user inactive")
+		m.end(ctx, hash, "user inactive", storedEnd)
 		return nil, ErrNoSession
 	}
 	if !use {
@@ -699,12 +724,15 @@ func (m *Manager) forgotten(inv store.Invalidation) {
 	}
 }
 
-// end removes an expired or orphaned session from cache and store.
-func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
+// end removes an expired or orphaned session from the cache, and from the
+// store (an expired one: endExpired). storedEnd is the session's end as the
+// caller read it from the store (load), zero when it read none (a cached
+// entry found ended).
+func (m *Manager) end(ctx context.Context, hash tokenHash, why string, storedEnd time.Time) {
 	m.forget(hash)
 	var err error
 	if why == whyExpired {
-		err = m.endExpired(ctx, hash)
+		err = m.endExpired(ctx, hash, storedEnd)
 	} else {
 		err = m.store.Update(ctx, func(tx store.Tx) error {
 			err := tx.DeleteSession(hash.String())
@@ -724,24 +752,30 @@ func (m *Manager) end(ctx context.Context, hash tokenHash, why string) {
 // (DeleteExpiredSessions), so that a sign-out clicked after the timeout
 // still finds what the IdP's logout needs (SignOut): the sign-out page's
 // own favicon fetch, or the app's requests, come first. From then on every
-// instance reads it as past its end, whatever the last-seen allowance. One
-// already stored as past its end needs no write, so an expired cookie's
-// later requests cost a read, as a deleted session's would.
-func (m *Manager) endExpired(ctx context.Context, hash tokenHash) error {
+// instance reads it as past its end, whatever the last-seen allowance.
+// storedEnd is its stored end as the caller read it (zero: not read, and
+// then read here). One already stored as past its end needs no write, nor
+// another read: an expired cookie's later requests cost one read (load's),
+// as a deleted session's would. The write re-reads it in its transaction.
+func (m *Manager) endExpired(ctx context.Context, hash tokenHash, storedEnd time.Time) error {
 	now := m.now()
-	var live bool
-	err := m.store.View(ctx, func(tx store.Tx) error {
-		s, err := tx.Session(hash.String())
-		if err == nil {
-			live = now.Before(s.Expires)
-		}
-		return err
-	})
-	if !live || err != nil {
+	if storedEnd.IsZero() {
+		err := m.store.View(ctx, func(tx store.Tx) error {
+			s, err := tx.Session(hash.String())
+			if err == nil {
+				storedEnd = s.Expires
+			}
+			return err
+		})
 		if errors.Is(err, store.ErrNotFound) {
-			err = nil
+			return nil
 		}
-		return err
+		if err != nil {
+			return err
+		}
+	}
+	if !now.Before(storedEnd) {
+		return nil
 	}
 	return m.store.Update(ctx, func(tx store.Tx) error {
 		s, err := tx.Session(hash.String())
