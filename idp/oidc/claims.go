@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 )
@@ -235,13 +236,43 @@ func (p *Provider) userinfo(ctx context.Context, endpoint, accessToken string) (
 
 // mergeClaims fills claims the ID token lacks (or has empty) from userinfo.
 // It never overrides one: the ID token's iss, aud, tid, oid are what was
-// verified.
+// verified. Userinfo's email_verified speaks of userinfo's email
+// (docs/security.md: email_verified vouches only for the email claim), so
+// it is taken only when that is the email kept: the ID token has none, or
+// the same address (sameEmail); otherwise it is left out, as absent.
 func mergeClaims(claims, userinfo map[string]any) {
+	vouches := !filled(claims["email"]) || sameEmail(emailClaim(claims), emailClaim(userinfo))
 	for k, v := range userinfo {
-		if cur, ok := claims[k]; !ok || cur == nil || cur == "" {
+		if k == "email_verified" && !vouches {
+			continue
+		}
+		if !filled(claims[k]) {
 			claims[k] = v
 		}
 	}
+}
+
+// filled reports a claim that mergeClaims keeps: present, not null, not "".
+func filled(v any) bool { return v != nil && v != "" }
+
+// sameEmail reports whether a and b are one address for email_verified's
+// sake: equal once trimmed, or ASCII and equal but for case. Deliberately
+// narrower than the JIT rules' spellings of a mailbox (idp/oidc does not
+// import provision, docs/architecture.md), and than strings.EqualFold,
+// which takes "ſam" for "sam": an address that differs only by Unicode
+// case or normalization counts as unverified, the safe side.
+func sameEmail(a, b string) bool {
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	return a == b || isASCII(a) && isASCII(b) && strings.EqualFold(a, b)
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // flatten turns claims into idp.Assertion attributes: strings as they are,

@@ -566,8 +566,9 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		mergeClaims(claims, ui)
 	}
 	// After the merge: email_verified counts from userinfo when the ID
-	// token has none. It speaks of the email claim alone (signin's
-	// emailVerified), so without one there is nothing it refuses.
+	// token has none and userinfo's email is the one kept (mergeClaims).
+	// It speaks of the email claim alone (signin's emailVerified), so
+	// without one there is nothing it refuses.
 	if v, present := claims["email_verified"]; present && isFalse(v) && !p.cfg.AllowUnverifiedEmail {
 		if email := emailClaim(claims); email != "" {
 			return nil, idp.Fail(CodeEmailUnverified, fmt.Errorf("the IdP has not verified the email %.200q (email_verified false)", email))
