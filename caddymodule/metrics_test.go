@@ -49,12 +49,16 @@ func TestMetrics(t *testing.T) {
 `, w.gw.base, w.upstream.hostPort())
 	w.start()
 
-	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")) // create
+	first := newBrowser(t)
+	upstreamSaw(t, first.signIn(w.gw.base+"/", "ada", "ada-pw")) // create
 	w.idp.AddUser("ada", "ada-pw", map[string]any{
 		"sub": "sub-ada", "given_name": "Ada", "family_name": "King",
 		"email": "ada@example.com", "email_verified": true, "groups": []string{"eng"},
 	})
 	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw")) // update
+	// The update changed ada's groups, which drops her other cached
+	// session; its next request reads it again, and it is held again.
+	upstreamSaw(t, first.get(w.gw.base+"/"))
 	if resp := newBrowser(t).signIn(w.gw.base+"/", "eve", "eve-pw"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("eve: %s", resp.Status)
 	}
