@@ -22,14 +22,14 @@ import (
 
 // TestKeysEndpoints: POST /sso/keys/rotate rotates the keys only= names
 // (every kind without it) and answers with the report, audited as asked
-// through the admin API; POST /sso/keys/finish deletes the flow cookies'
-// previous key. Other methods and unknown kinds are refused.
+// through the admin API; a second rotation of the tokens key before the
+// finish is a 409 that says what to do; POST /sso/keys/finish deletes the
+// flow cookies' and the tokens' previous keys. Other methods and unknown
+// kinds are refused.
 func TestKeysEndpoints(t *testing.T) {
 	srv, db := apiServer(t)
 	ctx := context.Background()
-	if err := db.Update(ctx, func(tx store.Tx) error { _, err := tx.Secret(idp.FlowCookieKeySecret, 32); return err }); err != nil {
-		t.Fatal(err)
-	}
+	sealedSessions(t, db, 1) // the flow key, and a tokens key to rotate
 	cl := testClient(srv)
 	rep, err := cl.RotateKeys(ctx, []keys.Kind{keys.Flow, keys.UpstreamJWT}, adminapi.KeysWatch{})
 	if err != nil {
@@ -52,12 +52,19 @@ func TestKeysEndpoints(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(body), "\n")
 	var last adminapi.KeysLine
 	if status != http.StatusOK || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || last.Report == nil ||
-		len(last.Report.Rotated) != 3 || last.Report.Tokens == nil {
+		len(last.Report.Rotated) != 3 || last.Report.Tokens == nil || !last.Report.TokensPreviousKept {
 		t.Fatalf("rotate of every key: %d %s", status, body)
 	}
+	if status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+"keys/rotate?only=tokens"); status != http.StatusConflict ||
+		!strings.Contains(body, "finish it first (caddy sso keys finish)") {
+		t.Errorf("a second rotation of the tokens key before the finish: %d %s", status, body)
+	}
 	fin, err := cl.FinishKeys(ctx, adminapi.KeysWatch{})
-	if err != nil || !fin.FlowPreviousDeleted {
+	if err != nil || !fin.FlowPreviousDeleted || !fin.TokensPreviousFound || fin.Tokens == nil || !fin.Tokens.PreviousDeleted {
 		t.Fatalf("finish: %+v %v", fin, err)
+	}
+	if resealPending(t, db) {
+		t.Error("the previous tokens key is still there after the finish")
 	}
 
 	var events []store.Event
@@ -72,7 +79,7 @@ func TestKeysEndpoints(t *testing.T) {
 		}
 		steps = append(steps, e.Detail["step"]+":"+e.Detail["keys"])
 	}
-	if got := strings.Join(steps, " "); got != "rotate:flow,upstream-jwt rotate:flow,tokens,upstream-jwt finish:flow" {
+	if got := strings.Join(steps, " "); got != "rotate:flow,upstream-jwt rotate:flow,tokens,upstream-jwt finish:flow,tokens" {
 		t.Errorf("audited steps %q", got)
 	}
 }
@@ -104,8 +111,12 @@ func keysServer(t *testing.T, db store.Store, reseal session.ResealOptions) (*ht
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Reseal: reseal}
 		err := h.Serve(w, r)
-		if err != nil {
+		if ae := (*adminapi.Error)(nil); errors.As(err, &ae) {
+			w.WriteHeader(ae.Status)
+		} else if err != nil {
 			w.WriteHeader(http.StatusInternalServerError)
+		}
+		if err != nil {
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		}
 		done <- err
@@ -201,11 +212,14 @@ func TestKeysStreamProgress(t *testing.T) {
 		}
 		last = line
 	}
-	if progress < 3 {
-		t.Errorf("%d progress lines; want one per pass at least, and more in between", progress)
+	if progress < 2 {
+		t.Errorf("%d progress lines; want the end of the pass, and more in between", progress)
 	}
-	if last.Report == nil || last.Report.Tokens == nil || last.Report.Tokens.Resealed != 30 || !last.Report.Tokens.PreviousDeleted {
+	if last.Report == nil || last.Report.Tokens == nil || last.Report.Tokens.Resealed != 30 || !last.Report.TokensPreviousKept {
 		t.Fatalf("last line %+v; want the report", last)
+	}
+	if _, err := testClient(srv).FinishKeys(context.Background(), adminapi.KeysWatch{}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Through the client, with a watch.
@@ -224,8 +238,8 @@ func TestKeysStreamProgress(t *testing.T) {
 
 // TestKeysClientGone: a client that leaves once the rotation committed
 // leaves the keys rotated and the re-seal unfinished (the previous tokens
-// key kept, so every token opens); the same request again finishes it,
-// rotating nothing anew.
+// key kept, so every token opens); the same request again is refused
+// (409: finish first), rotating nothing anew, and the finish finishes it.
 func TestKeysClientGone(t *testing.T) {
 	_, db := apiServer(t)
 	sealedSessions(t, db, 30)
@@ -258,8 +272,15 @@ func TestKeysClientGone(t *testing.T) {
 	}
 
 	rep, err := testClient(srv).RotateKeys(context.Background(), nil, adminapi.KeysWatch{})
-	if err != nil || !rep.ResealResumed || len(rep.Rotated) != 0 || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
-		t.Fatalf("again: %+v, %v; want the re-seal finished, nothing rotated anew", rep, err)
+	if ae := (*adminapi.Error)(nil); !errors.As(err, &ae) || ae.Status != http.StatusConflict || rep != nil {
+		t.Fatalf("again: %+v, %v; want a 409, nothing rotated anew", rep, err)
+	}
+	rep, err = testClient(srv).FinishKeys(context.Background(), adminapi.KeysWatch{})
+	if err != nil || !rep.TokensPreviousFound || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
+		t.Fatalf("finish: %+v, %v; want the re-seal finished", rep, err)
+	}
+	if resealPending(t, db) {
+		t.Error("the previous tokens key is still there after the finish")
 	}
 }
 

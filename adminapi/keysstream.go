@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +42,8 @@ type KeysLine struct {
 	// Report, the last line when all went well.
 	Report *keys.Report `json:"report,omitempty"`
 	// Error, the last line when the re-seal stopped part-way: the previous
-	// tokens key stays, and the same request again finishes it.
+	// tokens key stays, opening every blob not sealed again yet, and
+	// /sso/keys/finish (again, if it was the finish) finishes it.
 	Error string `json:"error,omitempty"`
 }
 
@@ -60,8 +60,9 @@ type KeysProgress struct {
 // The re-seal runs within the request: a client that goes away, or stops
 // reading for the backup's stall timeout (DefaultBackupStall: a write the
 // client does not take holds the re-seal), stops it, leaving the previous
-// tokens key, and the same request again finishes it
-// (keys.ErrResealUnfinished).
+// tokens key, and the finish finishes it (keys.ErrResealUnfinished). A
+// rotation of the tokens key before the finish of the one before is a 409
+// (keys.ErrFinishFirst), nothing rotated.
 func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool) error {
 	q := r.URL.Query()
 	known := []string{"only"}
@@ -102,6 +103,12 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 		msg := "internal error: the store failed (Caddy's log has the cause)"
 		if errors.Is(err, keys.ErrResealUnfinished) {
 			msg = "the keys were rotated, but " + keys.ErrResealUnfinished.Error() + " (Caddy's log has the cause)"
+			if finish {
+				msg = "the finish stopped: " + keys.ErrResealUnfinished.Error() + " (Caddy's log has the cause)"
+			}
+		}
+		if errors.Is(err, keys.ErrFinishFirst) {
+			return &Error{Status: http.StatusConflict, Message: keys.ErrFinishFirst.Error() + "; nothing was rotated", Err: err}
 		}
 		if !s.started { // the transaction failed: nothing changed
 			return &Error{Status: http.StatusInternalServerError, Message: msg, Err: err}
@@ -227,9 +234,14 @@ func (c *Client) keys(uri string, watch KeysWatch) (*keys.Report, error) {
 				err = errors.New("the answer ended before its report")
 			}
 			switch {
-			case committed != nil && (slices.Contains(committed.Rotated, keys.Tokens) || committed.ResealResumed):
+			case committed != nil && committed.TokensPreviousKept:
 				return nil, fmt.Errorf("%s, but the answer stopped before the re-seal of the sessions' tokens ended: %w; "+
-					"the previous tokens key still opens every session's tokens: run the same command again to finish it",
+					"the previous tokens key, kept until the finish, still opens every session's tokens: "+
+					"'caddy sso keys finish' after %s seals the rest and deletes it",
+					committedWhat(committed), err, committed.FinishAfter.Local().Format(time.DateTime))
+			case committed != nil && committed.TokensPreviousFound:
+				return nil, fmt.Errorf("%s, but the answer stopped before the re-seal of the sessions' tokens ended: %w; "+
+					"the previous tokens key still opens every session's tokens: run the same command again to finish",
 					committedWhat(committed), err)
 			case committed != nil:
 				return nil, fmt.Errorf("%s, but the answer stopped before its report: %w", committedWhat(committed), err)
@@ -265,8 +277,8 @@ func committedWhat(rep *keys.Report) string {
 		return "the keys are rotated (" + strings.Join(names, ", ") + ")"
 	case rep.FlowPreviousDeleted:
 		return "the previous flow-cookie-key is deleted"
-	case rep.ResealResumed:
-		return "an earlier rotation replaced the keys"
+	case rep.TokensPreviousFound:
+		return "the finish began"
 	}
 	return "the change is committed"
 }

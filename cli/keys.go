@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -35,8 +34,10 @@ func keysCommand() *cobra.Command {
                 on every running instance within a minute (no reload); the
                 old one still opens them until 'caddy sso keys finish'
   tokens        session-tokens-key: a fresh key; every session's sealed IdP
-                tokens are sealed again under it, then the old key is deleted
-                (interrupted, the same command again finishes it)
+                tokens are sealed again under it; the old key stays until
+                'caddy sso keys finish' (a sign-in may have sealed under it
+                as the rotation committed), which seals those again and
+                deletes it. Rotating tokens again before is refused
   upstream-jwt  the identity JWT's signing keys: all retired at once (no
                 longer in /.sso/jwks.json), fresh ones made; running
                 instances take them within a minute
@@ -44,7 +45,9 @@ func keysCommand() *cobra.Command {
 --only rotates some of them (repeat it, or give a comma list). The SAML SP
 keys roll with sp_cert instead. Rotations run at once take turns. Eleven
 minutes later (a minute for every instance to take the new flow key, and
-the flow cookies' 10-minute lifetime), run 'caddy sso keys finish'.`,
+the flow cookies' 10-minute lifetime), run 'caddy sso keys finish'; a
+re-seal that stopped part-way leaves every token opening, and the finish
+seals the rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			raw, _ := c.Flags().GetStringSlice("only")
@@ -67,12 +70,14 @@ the flow cookies' 10-minute lifetime), run 'caddy sso keys finish'.`,
 	rotate.Flags().StringSlice("only", nil, "Rotate only these keys: flow, tokens, upstream-jwt (repeat, or a comma list)")
 	finish := &cobra.Command{
 		Use:   "finish",
-		Short: "Ends a rotation: deletes the flow cookies' previous key",
+		Short: "Ends a rotation: deletes the previous flow and session-tokens keys",
 		Long: `Deletes the flow cookies' key a rotation replaced (a sign-in whose flow
-cookie only it opens fails from then on), audited, and finishes a re-seal of
-the sessions' tokens left unfinished. Run it 11 minutes after the rotation
-(the time rotate printed): within a minute every running instance stops
-opening cookies of the previous key.`,
+cookie only it opens fails from then on), audited; then seals again under
+the new session-tokens key what only the previous one opens (a sign-in
+that sealed as the rotation committed, or a re-seal that stopped
+part-way), and deletes it. Run it 11 minutes after the rotation (the time
+rotate printed): within a minute every running instance stops opening
+cookies of the previous key. Interrupted, run it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
@@ -132,20 +137,20 @@ func keysWatch(opt keys.Options) adminapi.KeysWatch {
 }
 
 // keysCommitted says on w, when a re-seal follows, that the transaction
-// committed: a run stopped during the re-seal leaves the keys rotated, and
-// the same command again finishes it (docs/operations.md, "Rotating the
-// store's keys").
+// committed: a run stopped during the re-seal leaves the keys rotated and
+// the previous tokens key in the store, and the finish seals the rest
+// (docs/operations.md, "Rotating the store's keys").
 func keysCommitted(w io.Writer) func(keys.Report) {
 	return func(rep keys.Report) {
-		if !slices.Contains(rep.Rotated, keys.Tokens) && !rep.ResealResumed {
-			return // the report follows at once
-		}
-		if len(rep.Rotated) > 0 {
+		switch {
+		case rep.TokensPreviousKept:
 			fmt.Fprintf(w, "rotated in the store: %s; now re-sealing the sessions' tokens under the new key\n", kindNames(rep.Rotated))
-		} else {
-			fmt.Fprintln(w, "finishing the re-seal of the sessions' tokens that an earlier rotation left unfinished")
+			fmt.Fprintf(w, "  (if this stops, the keys stay rotated and every session's tokens still open: 'caddy sso keys finish' after %s seals the rest)\n",
+				rep.FinishAfter.Local().Format(time.DateTime))
+		case rep.TokensPreviousFound:
+			fmt.Fprintln(w, "re-sealing what only the previous session-tokens-key opens, then deleting it")
+			fmt.Fprintln(w, "  (if this stops, every session's tokens still open: run the same command again to finish)")
 		}
-		fmt.Fprintln(w, "  (if this stops, the keys stay rotated and every session's tokens still open: run the same command again to finish)")
 	}
 }
 
@@ -175,19 +180,18 @@ func resealProgress(w io.Writer) func(session.ResealProgress) {
 }
 
 func printKeysReport(w io.Writer, rep *keys.Report) {
-	if rep.ResealResumed {
-		fmt.Fprintln(w, "finished the re-seal of an earlier rotation of session-tokens-key, which was interrupted")
-	}
 	if len(rep.Rotated) > 0 {
 		fmt.Fprintf(w, "rotated: %s\n", kindNames(rep.Rotated))
-	} else if rep.ResealResumed {
-		fmt.Fprintln(w, `the interrupted run had rotated its keys already: this one only finished its re-seal (run the command again only to rotate once more)
-if that run rotated the flow key, run 'caddy sso keys finish' 11 minutes after it`)
 	}
 	if t := rep.Tokens; t != nil {
 		fmt.Fprintf(w, "session tokens: %d session(s) sealed again under the new key", t.Resealed)
-		if t.PreviousDeleted {
+		switch {
+		case t.PreviousDeleted:
 			fmt.Fprint(w, "; the previous key is deleted")
+		case t.PreviousReplaced:
+			fmt.Fprint(w, "; a rotation since replaced the previous key: it is kept until that rotation's finish")
+		case rep.TokensPreviousKept:
+			fmt.Fprint(w, "; the previous key is kept until finish (a sign-in may have sealed under it as the rotation committed)")
 		}
 		fmt.Fprintln(w)
 		if t.Unopenable > 0 {
@@ -200,13 +204,14 @@ if that run rotated the flow key, run 'caddy sso keys finish' 11 minutes after i
 	}
 	if rep.FlowPreviousDeleted {
 		fmt.Fprintln(w, "flow-cookie-key: the previous key is deleted")
-	} else if len(rep.Rotated) == 0 && !rep.ResealResumed {
-		fmt.Fprintln(w, "nothing to finish: the store holds no previous flow-cookie-key")
+	} else if len(rep.Rotated) == 0 && !rep.TokensPreviousFound {
+		fmt.Fprintln(w, "nothing to finish: the store holds no previous flow-cookie-key or session-tokens-key")
 	}
 	if rep.FlowPreviousKept {
-		fmt.Fprintf(w, `flow-cookie-key: the previous key still opens sign-ins begun before the rotation
-next: every running instance seals with the new flow key within %v (no reload);
-  after %s, run: caddy sso keys finish
-`, idp.FlowKeyRecheckInterval, rep.FinishAfter.Local().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(w, "flow-cookie-key: the previous key still opens sign-ins begun before the rotation; "+
+			"every running instance seals with the new one within %v (no reload)\n", idp.FlowKeyRecheckInterval)
+	}
+	if !rep.FinishAfter.IsZero() {
+		fmt.Fprintf(w, "next: after %s, run: caddy sso keys finish\n", rep.FinishAfter.Local().Format(time.DateTime))
 	}
 }

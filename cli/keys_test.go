@@ -35,8 +35,10 @@ func runSplit(args ...string) (string, string, error) {
 
 // TestKeysRotateOffline: with --store, on a stopped instance's bbolt file,
 // `keys rotate` rotates every key, re-seals the sessions' tokens with its
-// progress on stderr (stdout: the JSON report), and `keys finish` ends it;
-// on a file a running Caddy holds it says to use the admin API.
+// progress on stderr (stdout: the JSON report), keeping the previous
+// tokens key, and `keys finish` ends it, deleting the previous flow and
+// tokens keys; on a file a running Caddy holds it says to use the admin
+// API.
 func TestKeysRotateOffline(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sso.db")
 	db, err := bolt.Open(path, bolt.Options{})
@@ -77,7 +79,8 @@ func TestKeysRotateOffline(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
-	if len(rep.Rotated) != 3 || rep.Tokens == nil || rep.Tokens.Resealed != 1 || !rep.Tokens.PreviousDeleted || rep.UpstreamJWT == nil {
+	if len(rep.Rotated) != 3 || rep.Tokens == nil || rep.Tokens.Resealed != 1 || rep.Tokens.PreviousDeleted || !rep.TokensPreviousKept ||
+		rep.UpstreamJWT == nil {
 		t.Fatalf("report %s", out)
 	}
 	if !strings.Contains(errOut, "re-sealing session tokens: pass 1") {
@@ -85,7 +88,8 @@ func TestKeysRotateOffline(t *testing.T) {
 	}
 
 	out, _, err = runSplit("keys", "finish", "--store", path)
-	if err != nil || !strings.Contains(out, "the previous key is deleted") {
+	if err != nil || !strings.Contains(out, "flow-cookie-key: the previous key is deleted") ||
+		!strings.Contains(out, "session tokens: 0 session(s) sealed again under the new key; the previous key is deleted") {
 		t.Fatalf("finish: %v\n%s", err, out)
 	}
 	db, err = bolt.Open(path, bolt.Options{})
@@ -101,7 +105,9 @@ func TestKeysRotateOffline(t *testing.T) {
 
 // TestKeysRotateThroughCaddy: without --store the running Caddy rotates
 // the keys (POST /sso/keys/rotate); a signed-in browser stays signed in,
-// its session's tokens sealed again, and the output says what to do next.
+// its session's tokens sealed again, and the output says what to do next
+// and that the previous tokens key is kept until the finish; a second
+// rotation before the finish is refused, saying what to do.
 func TestKeysRotateThroughCaddy(t *testing.T) {
 	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
 	b := caddytest.NewBrowser(t)
@@ -110,26 +116,39 @@ func TestKeysRotateThroughCaddy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, out, errOut)
 	}
-	for _, want := range []string{"rotated: flow, tokens, upstream-jwt", "1 session(s) sealed again", "the previous key is deleted",
-		"within 1m0s (no reload)", "caddy sso keys finish"} {
+	for _, want := range []string{"rotated: flow, tokens, upstream-jwt", "1 session(s) sealed again", "the previous key is kept until finish",
+		"within 1m0s (no reload)", "next: after", "run: caddy sso keys finish"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("keys rotate lacks %q:\n%s", want, out)
 		}
 	}
-	for _, want := range []string{"rotated in the store: flow, tokens, upstream-jwt", "run the same command again to finish",
-		"re-sealing session tokens: pass 1, 1 of 1 sessions read, 1 sealed again", "pass 2"} {
+	for _, want := range []string{"rotated in the store: flow, tokens, upstream-jwt", "'caddy sso keys finish' after",
+		"re-sealing session tokens: pass 1, 1 of 1 sessions read, 1 sealed again"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("keys rotate's stderr lacks %q:\n%s", want, errOut)
 		}
+	}
+	if strings.Contains(out, "the previous key is deleted") {
+		t.Errorf("keys rotate deleted a previous key:\n%s", out)
+	}
+	if out, errOut, err := runSplit("keys", "rotate", w.GW.AddressFlag()); err == nil ||
+		!strings.Contains(err.Error(), "finish it first (caddy sso keys finish), or use --only to leave tokens out") {
+		t.Errorf("a second rotation before the finish: %v\n%s%s", err, out, errOut)
 	}
 	resp := b.Get(w.GW.Base + "/private")
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("signed in before the rotation, after it: %s", resp.Status)
 	}
 	resp.Body.Close()
-	if out := mustCLI(t, "keys", "finish", w.GW.AddressFlag()); !strings.Contains(out, "flow-cookie-key: the previous key is deleted") {
+	if out := mustCLI(t, "keys", "finish", w.GW.AddressFlag()); !strings.Contains(out, "flow-cookie-key: the previous key is deleted") ||
+		!strings.Contains(out, "session tokens: 0 session(s) sealed again under the new key; the previous key is deleted") {
 		t.Errorf("keys finish said:\n%s", out)
 	}
+	resp = b.Get(w.GW.Base + "/private")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("signed in before the rotation, after its finish: %s", resp.Status)
+	}
+	resp.Body.Close()
 	if out := mustCLI(t, "audit", "--type", "store.keys_rotated", w.GW.AddressFlag()); strings.Count(out, "store.keys_rotated") != 2 {
 		t.Errorf("audit of the rotation:\n%s", out)
 	}
@@ -198,7 +217,7 @@ func TestKeysRotateSlowReseal(t *testing.T) {
 		t.Fatalf("the rotation took %v, not much longer than --timeout: this test proves nothing", took)
 	}
 	var rep keys.Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Tokens == nil || rep.Tokens.Resealed != n || !rep.Tokens.PreviousDeleted {
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Tokens == nil || rep.Tokens.Resealed != n || !rep.TokensPreviousKept {
 		t.Fatalf("report %+v, %v:\n%s", rep.Tokens, err, out.String())
 	}
 	if got := strings.Count(errOut.String(), "re-sealing session tokens: pass 1,"); got < 2 {
@@ -218,8 +237,9 @@ func TestKeysRotateSlowReseal(t *testing.T) {
 }
 
 // TestKeysRotateOfflineProgressOnce: offline, a pass that ends on a full
-// batch (the re-seal then reports its end twice) prints its end once; and
-// stderr says first that the keys are rotated, as through Caddy.
+// batch (the re-seal then reports its end twice) prints its end once, the
+// rotation's and the finish's; and stderr says first that the keys are
+// rotated, as through Caddy.
 func TestKeysRotateOfflineProgressOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sso.db")
 	db, err := bolt.Open(path, bolt.Options{NoSync: true})
@@ -259,9 +279,17 @@ func TestKeysRotateOfflineProgressOnce(t *testing.T) {
 	if !strings.HasPrefix(errOut, "rotated in the store: tokens;") {
 		t.Errorf("stderr does not begin saying the keys are rotated:\n%s", errOut)
 	}
-	for pass := 1; pass <= 2; pass++ {
-		if got := strings.Count(errOut, fmt.Sprintf("pass %d, %d of %d", pass, n, n)); got != 1 {
-			t.Errorf("the end of pass %d printed %d times:\n%s", pass, got, errOut)
-		}
+	if got := strings.Count(errOut, fmt.Sprintf("pass 1, %d of %d", n, n)); got != 1 {
+		t.Errorf("the end of the rotation's pass printed %d times:\n%s", got, errOut)
+	}
+	out, errOut, err = runSplit("keys", "finish", "--store", path)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, errOut)
+	}
+	if !strings.HasPrefix(errOut, "re-sealing what only the previous session-tokens-key opens") {
+		t.Errorf("the finish's stderr does not begin saying what it does:\n%s", errOut)
+	}
+	if got := strings.Count(errOut, fmt.Sprintf("pass 1, %d of %d sessions read, 0 sealed again", n, n)); got != 1 {
+		t.Errorf("the end of the finish's pass printed %d times:\n%s", got, errOut)
 	}
 }

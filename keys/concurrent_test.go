@@ -3,6 +3,7 @@ package keys_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
+	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 // pausingStore pauses its first write transaction that looks up the
@@ -104,7 +107,9 @@ func readFlowKeys(t *testing.T, db store.Store) (cur, prev []byte) {
 // previous name and deleted the second's, so no key opened any session's
 // tokens; and a leaked flow key came back as the previous one. Each now
 // waits for the other's commit (session.LockKeys) and reads what it
-// wrote. bbolt has one writer: the test holds there too.
+// wrote: for the tokens key, a rotation not finished yet, which it
+// refuses to rotate again (keys.ErrFinishFirst). bbolt has one writer: the
+// test holds there too.
 func TestConcurrentRotationsTakeTurns(t *testing.T) {
 	backends(t, func(t *testing.T, db store.Store) {
 		ctx := context.Background()
@@ -113,12 +118,25 @@ func TestConcurrentRotationsTakeTurns(t *testing.T) {
 			want := signIns(t, db, m, 3)
 			ps := newPausingStore(db, session.TokensKeySecret)
 			only := keys.Options{Only: []keys.Kind{keys.Tokens}}
+			var second error
 			whilePaused(t, ps,
 				func() error { _, err := keys.Rotate(ctx, ps, only); return err },
-				func() error { _, err := keys.Rotate(ctx, db, only); return err })
+				func() error {
+					if _, second = keys.Rotate(ctx, db, only); errors.Is(second, keys.ErrFinishFirst) {
+						return nil
+					}
+					return second
+				})
+			if !errors.Is(second, keys.ErrFinishFirst) {
+				t.Errorf("the second rotation, before the first's finish: %v; want ErrFinishFirst", second)
+			}
+			checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
+			if _, err := keys.Finish(ctx, db, keys.Options{}); err != nil {
+				t.Fatal(err)
+			}
 			checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
 			if _, prev := blobs(t, db); prev {
-				t.Error("the previous tokens key is still there")
+				t.Error("the previous tokens key is still there after the finish")
 			}
 		})
 		t.Run("flow", func(t *testing.T) {
@@ -157,21 +175,30 @@ func TestConcurrentRotationsTakeTurns(t *testing.T) {
 	})
 }
 
-// TestResealKeepsAKeyRotatedMeanwhile: a re-seal's final pass found
-// nothing to seal again; meanwhile another run (a second `keys finish`)
-// finished first and deleted the previous key, and a rotation made the
-// key that had sealed every blob the previous one. The first run then
-// deleted that key, which no pass of its own had looked for, and no
-// session's tokens opened. It deletes the previous key only if it is the
-// one its pass began with, and otherwise seals again.
+// TestResealKeepsAKeyRotatedMeanwhile: a finish's re-seal's final pass
+// found nothing to seal again; meanwhile another run (a second `keys
+// finish`) finished first and deleted the previous key, and a rotation
+// made the key that had sealed every blob the previous one. The first run
+// then deleted that key, which no pass of its own had looked for, and no
+// session's tokens opened; deleting it at once after that rotation would
+// also lose a blob a sign-in sealed under it as the rotation committed
+// (TestSignInAcrossRotationKeepsTokens). It deletes the previous key only
+// if it is the one its pass began with, and otherwise keeps it for that
+// rotation's finish.
 func TestResealKeepsAKeyRotatedMeanwhile(t *testing.T) {
 	backends(t, func(t *testing.T, db store.Store) {
 		ctx := context.Background()
 		m := session.New(db, session.Config{}, nil, nil)
 		want := signIns(t, db, m, 2)
-		var once sync.Once
+		if _, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Tokens}}); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			once    sync.Once
+			rotated []byte // the key the rotation meanwhile made previous
+		)
 		progress := func(p session.ResealProgress) {
-			if p.Pass < 2 || p.Scanned < p.Sessions {
+			if p.Scanned < p.Sessions {
 				return
 			}
 			once.Do(func() {
@@ -185,7 +212,11 @@ func TestResealKeepsAKeyRotatedMeanwhile(t *testing.T) {
 					if err := session.LockKeys(tx); err != nil {
 						return err
 					}
-					_, err := session.RotateTokensKey(tx)
+					if _, err := session.RotateTokensKey(tx); err != nil {
+						return err
+					}
+					var err error
+					rotated, err = tx.LoadOrStoreSecret(session.TokensKeyPrevious, nil)
 					return err
 				})
 				if err != nil {
@@ -193,13 +224,25 @@ func TestResealKeepsAKeyRotatedMeanwhile(t *testing.T) {
 				}
 			})
 		}
-		rep, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Tokens},
-			Reseal: session.ResealOptions{Batch: 1, Progress: progress}})
+		rep, err := keys.Finish(ctx, db, keys.Options{Reseal: session.ResealOptions{Batch: 1, Progress: progress}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Tokens.Passes < 3 || !rep.Tokens.PreviousDeleted {
-			t.Errorf("re-seal %+v: want another pass after the rotation meanwhile, then the previous key deleted", rep.Tokens)
+		if rep.Tokens.PreviousDeleted || !rep.Tokens.PreviousReplaced {
+			t.Errorf("re-seal %+v: want the previous key, replaced meanwhile, kept", rep.Tokens)
+		}
+		var prev []byte
+		_ = db.View(ctx, func(tx store.Tx) (err error) {
+			prev, err = tx.LoadOrStoreSecret(session.TokensKeyPrevious, nil)
+			return err
+		})
+		if rotated == nil || !bytes.Equal(prev, rotated) {
+			t.Error("the finish deleted the previous key of the rotation meanwhile")
+		}
+		checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
+		// That rotation's own finish seals again and deletes it.
+		if rep, err = keys.Finish(ctx, db, keys.Options{}); err != nil || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed != 2 {
+			t.Fatalf("the next finish: %+v, %v", rep, err)
 		}
 		checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
 	})
@@ -265,4 +308,86 @@ func TestThreeRotationsTakeTurns(t *testing.T) {
 			}
 		}
 	})
+}
+
+// pausingSignIn pauses a sign-in's transaction right after it wrote its
+// sealed tokens, before its commit.
+type pausingSignIn struct {
+	store.Tx
+	paused, resume chan struct{}
+}
+
+func (t *pausingSignIn) PutSessionTokens(hash string, blob []byte) error {
+	err := t.Tx.PutSessionTokens(hash, blob)
+	close(t.paused)
+	<-t.resume
+	return err
+}
+
+// TestSignInAcrossRotationKeepsTokens: on PostgreSQL (read committed), a
+// sign-in that read the tokens key just before `keys rotate` committed
+// writes its blob, sealed under that key, uncommitted: the re-seal cannot
+// see it, and deleted the key once it found nothing under it; the sign-in
+// then committed tokens no key opened (no id_token_hint at logout, the
+// refresh token lost). The rotation now keeps the previous key, and the
+// finish, long after such a sign-in committed, seals its blob again before
+// deleting it. bbolt has one writer: the sign-in would hold the rotation
+// back, so the race cannot happen there.
+func TestSignInAcrossRotationKeepsTokens(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	m := session.New(db, session.Config{}, nil, nil)
+	want := signIns(t, db, m, 1) // the store has its first tokens key
+
+	u := &store.User{Email: "late@example.com", Active: true, Source: store.SourceJIT}
+	tok := &session.Tokens{IDToken: "id-token-late", RefreshToken: "rt-late"}
+	ns, err := m.Prepare("okta", store.LogoutInfo{Subject: "late"}, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[ns.Session.Hash] = tok
+	ptx := &pausingSignIn{paused: make(chan struct{}), resume: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- db.Update(ctx, func(tx store.Tx) error {
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+			if first { // a retry, if any, does not pause
+				first = false
+				ptx.Tx = tx
+				return ns.Write(ptx, u)
+			}
+			return ns.Write(tx, u)
+		})
+	}()
+	<-ptx.paused
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rep, err := keys.Rotate(rctx, db, keys.Options{Only: []keys.Kind{keys.Tokens}})
+	close(ptx.resume)
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("sign-in: %v", err)
+	}
+	if !rep.TokensPreviousKept || rep.Tokens.PreviousDeleted || rep.Tokens.Resealed != 1 {
+		t.Errorf("rotation %+v, tokens %+v; want the one committed session sealed again, the previous key kept", rep, rep.Tokens)
+	}
+	checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
+
+	fin, err := keys.Finish(ctx, db, keys.Options{})
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	if fin.Tokens == nil || fin.Tokens.Resealed != 1 || !fin.Tokens.PreviousDeleted {
+		t.Errorf("finish %+v; want the late sign-in's blob sealed again, then the previous key deleted", fin.Tokens)
+	}
+	checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
 }

@@ -77,24 +77,34 @@ type Options struct {
 
 // Report is what a rotation, or its finish, did.
 type Report struct {
-	// Rotated are the keys replaced by this run (none when it only
-	// finished an earlier rotation's re-seal).
+	// Rotated are the keys replaced by this run (none for Finish).
 	Rotated []Kind `json:"rotated"`
-	// ResealResumed: the re-seal of an earlier rotation of the tokens key
-	// was unfinished (interrupted); this run finished it and rotated
-	// nothing anew. Run the command again to rotate.
-	ResealResumed bool `json:"reseal_resumed,omitempty"`
-	// Tokens is what the re-seal did, when it ran.
+	// Tokens is what the re-seal did, when it ran: Rotate's one pass,
+	// which keeps the previous key, or Finish's, which deletes it
+	// (Tokens.PreviousDeleted).
 	Tokens *session.ResealStats `json:"tokens,omitempty"`
+	// TokensPreviousKept: the tokens key before this rotation stays in the
+	// store, opening what it sealed, until Finish: a sign-in or a refresh
+	// that read it just before the rotation committed may commit a blob
+	// sealed under it after the re-seal (docs/operations.md, "Rotating the
+	// store's keys"). A rotation of the tokens key before that Finish is
+	// refused (ErrFinishFirst).
+	TokensPreviousKept bool `json:"tokens_previous_kept,omitempty"`
+	// TokensPreviousFound: Finish found the previous tokens key: it seals
+	// again what only that key opens, then deletes it (Tokens says how
+	// that went).
+	TokensPreviousFound bool `json:"tokens_previous_found,omitempty"`
 	// UpstreamJWT is what the rotation of the identity JWT's keys did.
 	UpstreamJWT *upstreamjwt.Rotated `json:"upstream_jwt,omitempty"`
 	// FlowPreviousKept: the flow cookies' key before this rotation still
-	// opens the cookies it sealed, until Finish (or the next rotation),
-	// to run once FinishAfter has passed: every running instance seals
-	// with the new key within idp.FlowKeyRecheckInterval, and a cookie
-	// sealed before lives idp.DefaultLoginTimeout.
-	FlowPreviousKept bool      `json:"flow_previous_kept,omitempty"`
-	FinishAfter      time.Time `json:"finish_after,omitzero"`
+	// opens the cookies it sealed, until Finish (or the next rotation).
+	FlowPreviousKept bool `json:"flow_previous_kept,omitempty"`
+	// FinishAfter, when a previous key is kept, is when to run Finish:
+	// every running instance seals with the new flow key within
+	// idp.FlowKeyRecheckInterval, a cookie sealed before lives
+	// idp.DefaultLoginTimeout, and a transaction that read the tokens key
+	// before the rotation has long committed by then.
+	FinishAfter time.Time `json:"finish_after,omitzero"`
 	// FlowPreviousDeleted: Finish deleted it.
 	FlowPreviousDeleted bool `json:"flow_previous_deleted,omitempty"`
 }
@@ -133,15 +143,23 @@ func (o Options) audit(tx store.Tx, step string, kinds []Kind) error {
 
 // ErrResealUnfinished is in the chain of Rotate's and Finish's error when
 // the re-seal of the sessions' tokens stopped part-way: the keys were
-// rotated, and running the same command again finishes it.
-var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens is unfinished; run the command again to finish it")
+// rotated, the previous tokens key stays and opens what is not sealed
+// again yet, and Finish (run again, if it was Finish) finishes it.
+var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens stopped part-way; every session's tokens still open " +
+	"(the previous tokens key stays), and 'caddy sso keys finish', at the time the rotation gave, finishes it")
+
+// ErrFinishFirst is in the chain of Rotate's error when the tokens key is
+// to be rotated while the rotation before is unfinished: its previous key,
+// still needed, would be lost. Nothing is rotated.
+var ErrFinishFirst = errors.New("the previous rotation of session-tokens-key is unfinished: " +
+	"finish it first (caddy sso keys finish), or use --only to leave tokens out")
 
 // Rotate replaces the keys of opt.Only (every kind when empty) in one
 // store transaction, with its audit event (store.keys_rotated, step
 // rotate), then seals every session's tokens again under the new tokens
-// key and deletes the one before. The transaction takes session.LockKeys
-// first, so that rotations and finishes at once take turns, each reading
-// the keys the one before wrote. Each key is replaced so that nothing in
+// key, keeping the one before until Finish. The transaction takes
+// session.LockKeys first, so that rotations and finishes at once take
+// turns, each reading the keys the one before wrote. Each key is replaced so that nothing in
 // use fails meanwhile:
 //
 //   - flow: the current key becomes flow-cookie-key/previous (the one kept
@@ -150,13 +168,16 @@ var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens is unf
 //     idp.FlowKeyRecheckInterval (gateway.FlowKeys), without a reload: a
 //     sign-in begun before the rotation completes after it. Finish
 //     deletes the previous key, once no cookie it sealed is alive.
-//   - tokens: session.RotateTokensKey, then session.Reseal.
+//   - tokens: session.RotateTokensKey, then session.Reseal's one pass,
+//     keeping the previous key (KeepPrevious): a sign-in that read it
+//     before the commit may seal under it after the pass. Finish re-seals
+//     again and deletes it.
 //   - upstream-jwt: upstreamjwt.Rotate: every key retired at once (a token a
 //     leaked key signed stops verifying), fresh current and next keys.
 //
-// When the tokens are to be rotated while an earlier rotation's re-seal is
-// unfinished, it only finishes that (Report.ResealResumed): that rotation
-// replaced its keys already, in its one transaction.
+// The tokens key is not rotated again before Finish (ErrFinishFirst,
+// nothing rotated): its previous key, which may open blobs sealed across
+// the rotation, would be lost.
 func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	kinds := opt.Only
 	if len(kinds) == 0 {
@@ -175,8 +196,7 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 				return err
 			}
 			if pending {
-				rep.ResealResumed = true
-				return nil
+				return ErrFinishFirst
 			}
 		}
 		for _, k := range kinds {
@@ -186,15 +206,16 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 				if err != nil {
 					return fmt.Errorf("flow-cookie-key: %w", err)
 				}
-				if rep.FlowPreviousKept = kept; kept {
-					// An instance may seal with the previous key until it
-					// next reads the keys; its cookies live the login timeout.
-					rep.FinishAfter = now.Add(idp.FlowKeyRecheckInterval + idp.DefaultLoginTimeout)
-				}
+				rep.FlowPreviousKept = kept
 			case Tokens:
 				if _, err := session.RotateTokensKey(tx); err != nil {
 					return fmt.Errorf("session-tokens-key: %w", err)
 				}
+				kept, err := session.ResealPending(tx) // none on a store's first key
+				if err != nil {
+					return fmt.Errorf("session-tokens-key: %w", err)
+				}
+				rep.TokensPreviousKept = kept
 			case UpstreamJWT:
 				r, err := upstreamjwt.Rotate(tx, now)
 				if err != nil {
@@ -202,6 +223,11 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 				}
 				rep.UpstreamJWT = &r
 			}
+		}
+		if rep.FlowPreviousKept || rep.TokensPreviousKept {
+			// An instance may seal with the previous flow key until it
+			// next reads the keys; its cookies live the login timeout.
+			rep.FinishAfter = now.Add(idp.FlowKeyRecheckInterval + idp.DefaultLoginTimeout)
 		}
 		rep.Rotated = slices.Clone(kinds)
 		return opt.audit(tx, StepRotate, kinds)
@@ -211,6 +237,7 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	}
 	opt.committed(rep)
 	if slices.Contains(kinds, Tokens) {
+		opt.Reseal.KeepPrevious = true
 		if err := reseal(ctx, db, opt, rep); err != nil {
 			return rep, err
 		}
@@ -253,17 +280,19 @@ func reseal(ctx context.Context, db store.Store, opt Options, rep *Report) error
 	return nil
 }
 
-// Finish ends a rotation: it deletes the flow cookies' previous key (a
-// cookie only it opens fails from then on, and every running instance
-// stops opening them within idp.FlowKeyRecheckInterval; so run it once
-// Report.FinishAfter has passed), audited (store.keys_rotated, step
-// finish), under session.LockKeys, and finishes a re-seal of the
-// sessions' tokens left unfinished.
+// Finish ends a rotation, once Report.FinishAfter has passed: it deletes
+// the flow cookies' previous key (a cookie only it opens fails from then
+// on, and every running instance stops opening them within
+// idp.FlowKeyRecheckInterval), audited (store.keys_rotated, step finish),
+// under session.LockKeys; then, when the store holds a previous tokens
+// key, it seals again every blob only that key opens (those a sign-in
+// sealed across the rotation, long committed by then, and any an
+// interrupted re-seal left) and deletes the key (session.Reseal, which
+// deletes it only if it is still the key its pass began with).
 func Finish(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	rep := &Report{}
-	var pending bool
 	err := db.Update(ctx, func(tx store.Tx) error {
-		rep.FlowPreviousDeleted = false
+		*rep = Report{}
 		if err := session.LockKeys(tx); err != nil {
 			return err
 		}
@@ -274,17 +303,21 @@ func Finish(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
-		if pending, err = session.ResealPending(tx); err != nil {
+		if rep.TokensPreviousFound, err = session.ResealPending(tx); err != nil {
 			return err
 		}
-		return opt.audit(tx, StepFinish, []Kind{Flow})
+		kinds := []Kind{Flow}
+		if rep.TokensPreviousFound {
+			kinds = append(kinds, Tokens)
+		}
+		return opt.audit(tx, StepFinish, kinds)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("finishing the rotation: %w", err)
 	}
-	rep.ResealResumed = pending
 	opt.committed(rep)
-	if pending {
+	if rep.TokensPreviousFound {
+		opt.Reseal.KeepPrevious = false
 		if err := reseal(ctx, db, opt, rep); err != nil {
 			return rep, err
 		}

@@ -107,9 +107,10 @@ func checkTokens(t *testing.T, m *session.Manager, want map[string]*session.Toke
 }
 
 // TestRotateTokens: a session's tokens sealed before the rotation open
-// after it, each blob is sealed again (under the new key: the previous one
-// is gone, and it still opens), and the rotation is audited without a
-// key's value.
+// after it, each blob is sealed again under the new key, the previous key
+// is kept until the finish (a sign-in may seal under it as the rotation
+// commits: TestSignInAcrossRotationKeepsTokens), which deletes it, each
+// blob still opening; both are audited without a key's value.
 func TestRotateTokens(t *testing.T) {
 	backends(t, func(t *testing.T, db store.Store) {
 		ctx := context.Background()
@@ -127,16 +128,34 @@ func TestRotateTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Tokens == nil || rep.Tokens.Resealed != 5 || !rep.Tokens.PreviousDeleted || rep.ResealResumed {
-			t.Fatalf("report %+v, tokens %+v; want 5 sealed again and the previous key deleted", rep, rep.Tokens)
+		if rep.Tokens == nil || rep.Tokens.Resealed != 5 || rep.Tokens.PreviousDeleted || !rep.TokensPreviousKept || rep.FinishAfter.IsZero() {
+			t.Fatalf("report %+v, tokens %+v; want 5 sealed again and the previous key kept until finish", rep, rep.Tokens)
 		}
 		after, prev := blobs(t, db)
-		if prev {
-			t.Error("the previous tokens key is still in the store")
+		if !prev {
+			t.Error("the previous tokens key is gone before the finish")
 		}
 		for h, b := range before {
 			if bytes.Equal(b, after[h]) {
 				t.Errorf("the blob of %.8s was not sealed again", h)
+			}
+		}
+		checkTokens(t, m, want)
+
+		fin, err := keys.Finish(ctx, db, keys.Options{By: account.ByAdmin, Via: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fin.TokensPreviousFound || fin.Tokens == nil || fin.Tokens.Resealed != 0 || !fin.Tokens.PreviousDeleted {
+			t.Fatalf("finish %+v, tokens %+v; want nothing left to seal again and the previous key deleted", fin, fin.Tokens)
+		}
+		if again, prev := blobs(t, db); prev {
+			t.Error("the previous tokens key is still in the store after the finish")
+		} else {
+			for h, b := range after {
+				if !bytes.Equal(b, again[h]) {
+					t.Errorf("the finish sealed the blob of %.8s again, which the new key opened", h)
+				}
 			}
 		}
 		checkTokens(t, m, want)
@@ -154,20 +173,30 @@ func TestRotateTokens(t *testing.T) {
 			events, err = tx.AuditEvents(store.AuditQuery{Type: account.EventStoreKeysRotated})
 			return err
 		})
-		if len(events) != 1 || events[0].Detail["keys"] != "tokens" || events[0].Detail["step"] != keys.StepRotate || events[0].Reason != account.ByAdmin {
-			t.Fatalf("audit events %+v", events)
-		}
-		for k, v := range events[0].Detail {
-			if strings.Contains(v, string(oldKey)) || strings.Contains(v, string(newKey)) || len(v) > 40 {
-				t.Errorf("audit detail %s=%q may hold a key", k, v)
+		var steps []string
+		for _, e := range events {
+			steps = append(steps, e.Detail["step"]+":"+e.Detail["keys"])
+			if e.Reason != account.ByAdmin {
+				t.Errorf("audit event %+v", e)
 			}
+			for k, v := range e.Detail {
+				if strings.Contains(v, string(oldKey)) || strings.Contains(v, string(newKey)) || len(v) > 40 {
+					t.Errorf("audit detail %s=%q may hold a key", k, v)
+				}
+			}
+		}
+		if got := strings.Join(steps, " "); got != keys.StepRotate+":tokens "+keys.StepFinish+":flow,tokens" {
+			t.Fatalf("audited steps %q", got)
 		}
 	})
 }
 
 // TestResealInterrupted: a re-seal stopped after its first batch leaves
-// the previous key, every session's tokens still open, and the same
-// rotation run again finishes it without rotating anew.
+// the previous key, every session's tokens still open. A rotation of the
+// tokens key before the finish is refused (ErrFinishFirst), rotating
+// nothing (it would lose the previous key, still needed), while one that
+// leaves the tokens out goes on; the finish seals the rest again and
+// deletes the previous key.
 func TestResealInterrupted(t *testing.T) {
 	backends(t, func(t *testing.T, db store.Store) {
 		m := session.New(db, session.Config{}, nil, nil)
@@ -185,30 +214,37 @@ func TestResealInterrupted(t *testing.T) {
 		}
 		checkTokens(t, m, want) // some under the new key, some under the previous
 
-		var flowBefore []byte
-		_ = db.View(context.Background(), func(tx store.Tx) (err error) {
-			flowBefore, err = tx.LoadOrStoreSecret(idp.FlowCookieKeySecret, nil)
-			return err
-		})
+		flowBefore, _ := readFlowKeys(t, db)
+		before, _ := blobs(t, db)
 		opt.Reseal.Progress = nil
 		rep, err = keys.Rotate(context.Background(), db, opt)
+		if !errors.Is(err, keys.ErrFinishFirst) || rep != nil {
+			t.Fatalf("a second rotation before the finish: %+v, %v; want ErrFinishFirst", rep, err)
+		}
+		if flowAfter, _ := readFlowKeys(t, db); !bytes.Equal(flowBefore, flowAfter) {
+			t.Error("the refused rotation rotated the flow key")
+		}
+		if after, prev := blobs(t, db); !prev || fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("the refused rotation changed the tokens (previous key kept %v)", prev)
+		}
+		rep, err = keys.Rotate(context.Background(), db, keys.Options{Only: []keys.Kind{keys.Flow, keys.UpstreamJWT}})
+		if err != nil || len(rep.Rotated) != 2 || rep.Tokens != nil {
+			t.Fatalf("a rotation leaving the tokens out, before the finish: %+v, %v", rep, err)
+		}
+
+		rep, err = keys.Finish(context.Background(), db, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rep.ResealResumed || len(rep.Rotated) != 0 || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
-			t.Fatalf("second run: %+v tokens %+v; want the re-seal finished and nothing rotated anew", rep, rep.Tokens)
+		if !rep.TokensPreviousFound || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
+			t.Fatalf("finish: %+v tokens %+v; want the re-seal finished and the previous key deleted", rep, rep.Tokens)
 		}
 		if _, prev := blobs(t, db); prev {
 			t.Error("the previous key is still there")
 		}
 		checkTokens(t, m, want)
-		var flowAfter []byte
-		_ = db.View(context.Background(), func(tx store.Tx) (err error) {
-			flowAfter, err = tx.LoadOrStoreSecret(idp.FlowCookieKeySecret, nil)
-			return err
-		})
-		if !bytes.Equal(flowBefore, flowAfter) {
-			t.Error("the second run rotated the flow key again")
+		if _, err := keys.Rotate(context.Background(), db, opt); err != nil {
+			t.Errorf("a rotation after the finish: %v", err)
 		}
 	})
 }

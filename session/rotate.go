@@ -27,8 +27,8 @@ const lockKeysAttempts = 16
 // LockKeys makes tx, a write transaction, the only one that moves the
 // store's keys (the flow cookies', the sessions' tokens', the identity
 // JWT's: keys.Rotate and keys.Finish, and Reseal's deletion of the
-// previous tokens key) until it ends; call it before tx reads any of
-// them. Another such transaction waits in LockKeys for tx to commit or
+// previous tokens key at the finish) until it ends; call it before tx
+// reads any of them. Another such transaction waits in LockKeys for tx to commit or
 // roll back, and then reads what tx wrote. Without it, two rotations at
 // once on PostgreSQL (read committed) could each move the key it read:
 // the second one's key, gone by then, as the previous key, and the first
@@ -65,14 +65,17 @@ func LockKeys(tx store.Tx) error {
 // current key, so that every blob sealed from then on (a sign-in, a
 // refresh: putSealed reads the key in its own transaction) is sealed under
 // the new key, while those sealed before still open (openTokens tries both).
-// Reseal then seals them again and deletes the previous key
-// (docs/operations.md, "Rotating the store's keys").
+// Only a transaction that read the key before tx committed, and commits
+// after, still seals under the previous key: so the rotation re-seals with
+// ResealOptions.KeepPrevious, and its finish, minutes later, re-seals again
+// and deletes the previous key (docs/operations.md, "Rotating the store's
+// keys").
 //
 // It reports false, changing nothing, when a previous key is still there:
-// the re-seal of an earlier rotation is unfinished, and moving the current
-// key over it would leave the blobs only it opens unopenable. Reseal
-// finishes it. A store that never sealed a blob gets its first key. The
-// caller has taken LockKeys in tx.
+// the rotation before is unfinished, and moving the current key over it
+// would leave the blobs only it opens unopenable (keys.Rotate refuses
+// before, keys.ErrFinishFirst). A store that never sealed a blob gets its
+// first key. The caller has taken LockKeys in tx.
 func RotateTokensKey(tx store.Tx) (bool, error) {
 	if _, err := tx.LoadOrStoreSecret(TokensKeyPrevious, nil); err == nil {
 		return false, nil
@@ -97,8 +100,9 @@ func RotateTokensKey(tx store.Tx) (bool, error) {
 	return err == nil, err
 }
 
-// ResealPending reports whether a rotation's re-seal is unfinished: the
-// previous key is still in the store.
+// ResealPending reports whether a rotation of the tokens key is unfinished:
+// the previous key is still in the store, until the finish's Reseal
+// deletes it.
 func ResealPending(tx store.Tx) (bool, error) {
 	_, err := tx.LoadOrStoreSecret(TokensKeyPrevious, nil)
 	if errors.Is(err, store.ErrNotFound) {
@@ -117,6 +121,13 @@ type ResealOptions struct {
 	// Rest is the pause between two batches that sealed blobs again, so
 	// that sign-ins commit between them; 0 means none.
 	Rest time.Duration
+	// KeepPrevious: one pass, and the previous key stays (keys.Rotate).
+	// Right after a rotation, a sign-in or a refresh that read the key
+	// before the rotation committed may still commit a blob sealed under
+	// it, which no pass can see before: deleting the key then would leave
+	// that blob opening for no one. The finish (keys.Finish), long after
+	// such a transaction ended, re-seals again and deletes the key.
+	KeepPrevious bool
 }
 
 // DefaultResealBatch is the sessions per transaction of Reseal: a few
@@ -142,22 +153,30 @@ type ResealStats struct {
 	Unopenable int `json:"unopenable"`
 	Passes     int `json:"passes"`
 	// PreviousDeleted: the final pass found no blob that only the previous
-	// key opens, and the key is gone.
+	// key opens, and the key is gone. Never with KeepPrevious.
 	PreviousDeleted bool `json:"previous_deleted"`
+	// PreviousReplaced: the previous key was deleted by another run and a
+	// new rotation replaced it while this one ran; it is kept for that
+	// rotation's own finish (not deleted: PreviousDeleted is false).
+	PreviousReplaced bool `json:"previous_replaced,omitempty"`
 }
 
 // Reseal seals again, under the current key, every session's token blob
 // that only the previous key opens, in batches (each its own transaction,
 // a scan then a write of those it found), and deletes the previous key
-// once a final pass finds none: nothing seals under it any more after
-// RotateTokensKey, so a pass that found none is the last. Interrupted (ctx
-// ended, the store failed), it leaves the previous key, and running it
-// again finishes; with no previous key it does nothing.
+// once a final pass finds none: nothing seals under it any more once the
+// transactions that read it before RotateTokensKey committed have ended,
+// so a pass that found none is the last; with opt.KeepPrevious (right
+// after the rotation, when such a transaction may still commit) it makes
+// one pass and keeps the key. Interrupted (ctx ended, the store failed),
+// it leaves the previous key, and running it again finishes; with no
+// previous key it does nothing.
 //
 // The previous key is deleted only if it is still the one the pass began
 // with (under LockKeys): when another run finished first and a rotation
-// followed, the key now previous sealed blobs that this pass took for
-// current, and another pass seals them again.
+// followed, the key now previous is that rotation's, which a transaction
+// that straddled it may still seal under, so it stays for that rotation's
+// finish (PreviousReplaced).
 func Reseal(ctx context.Context, db store.Store, opt ResealOptions) (ResealStats, error) {
 	var stats ResealStats
 	batch := opt.Batch
@@ -189,6 +208,10 @@ func Reseal(ctx context.Context, db store.Store, opt ResealOptions) (ResealStats
 		if err != nil {
 			return stats, err
 		}
+		if opt.KeepPrevious {
+			stats.Unopenable = unopenable
+			return stats, nil
+		}
 		if found > 0 {
 			continue
 		}
@@ -215,7 +238,8 @@ func Reseal(ctx context.Context, db store.Store, opt ResealOptions) (ResealStats
 			return stats, fmt.Errorf("session: reseal: delete the previous key: %w", err)
 		}
 		if rotated {
-			continue
+			stats.PreviousReplaced = true
+			return stats, nil
 		}
 		stats.PreviousDeleted = true
 		return stats, nil
