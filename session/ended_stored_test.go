@@ -178,3 +178,47 @@ func revokedOverLimit(t *testing.T, db store.Store) []string {
 	}
 	return out
 }
+
+// TestCapDeletesOnlyTheEndedSessionsItNeeds: max 3; a user has two ended
+// (idle) sessions and one live one. A fourth sign-in is one over what the
+// store may hold for the user, so the oldest ended session goes, and only
+// it: the other stays stored until the sweep, so that its sign-out still
+// reaches the IdP's logout (docs/security.md).
+func TestCapDeletesOnlyTheEndedSessionsItNeeds(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	cfg := session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, MaxPerUser: 3}
+	m := session.New(db, cfg, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	a := signIn(t, m, db, u, &session.Tokens{IDToken: idToken})
+	clk.advance(time.Second)
+	b := signIn(t, m, db, u, &session.Tokens{IDToken: idToken})
+	clk.advance(time.Second)
+	live := signIn(t, m, db, u, nil)
+	for range 3 {
+		clk.advance(5 * time.Minute)
+		if _, err := m.Resolve(ctx, live.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*session.NewSession{a, b} {
+		if _, err := m.Resolve(ctx, n.Token); !errors.Is(err, session.ErrNoSession) {
+			t.Fatalf("idle session: %v", err)
+		}
+	}
+	signIn(t, m, db, u, nil) // one over: 4 stored, cap 3
+	kept := 0
+	for _, n := range []*session.NewSession{a, b} {
+		if err := db.View(ctx, func(tx store.Tx) error { _, err := tx.Session(n.Session.Hash); return err }); err == nil {
+			kept++
+		}
+	}
+	if kept != 1 {
+		t.Errorf("ended sessions still stored after a sign-in one over the cap: %d, want 1 (only the oldest deleted)", kept)
+	}
+	ended, err := m.SignOut(ctx, b.Token)
+	if err != nil || ended == nil {
+		t.Errorf("sign-out with the newer ended session's cookie: %+v, %v; want what the IdP's logout needs", ended, err)
+	}
+}

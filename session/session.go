@@ -414,12 +414,12 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 
 // capSessions ends the user's oldest sessions beyond the cap. The user's
 // session index is short (at most the cap plus one), so reading it costs
-// little on the sign-in path. Only live sessions count: one that has ended
-// already (idle or past its lifetime, as Ends judges it) stays stored until
-// the sweep (Manager.end, docs/architecture.md), and counted it would make
-// a live session go in its place. Once over the cap, those are deleted
-// first, without an audit event (as the sweep deletes them), and no
-// session_limit event counts them.
+// little on the sign-in path. Sessions that have ended already (idle or
+// past their lifetime, as Ends judges it, kept stored until the sweep for
+// a sign-out's IdP logout: Manager.end) go first, oldest first, and only
+// as many as the cap needs, without an audit event (as the sweep deletes
+// them); a live session goes only when the live ones alone are over the
+// cap, audited as session_limit with their number.
 func (n *NewSession) capSessions(tx store.Tx) error {
 	if n.maxPerUser <= 0 {
 		return nil
@@ -428,19 +428,9 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 	if err != nil || len(all) <= n.maxPerUser {
 		return err
 	}
-	live := all[:0]
+	ended := make(map[string]bool, len(all))
 	for _, s := range all {
-		if _, ended := n.ends(s); !ended || s.Hash == n.Session.Hash {
-			live = append(live, s)
-			continue
-		}
-		if err := tx.DeleteSession(s.Hash); err != nil {
-			return err
-		}
-		n.swept = append(n.swept, s.Hash)
-	}
-	if all = live; len(all) <= n.maxPerUser {
-		return nil
+		_, ended[s.Hash] = n.ends(s)
 	}
 	slices.SortFunc(all, func(a, b *store.Session) int {
 		// The new session is never the one to go, whatever the clocks say.
@@ -449,6 +439,11 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 			return 1
 		case b.Hash == n.Session.Hash:
 			return -1
+		case ended[a.Hash] != ended[b.Hash]:
+			if ended[a.Hash] {
+				return -1
+			}
+			return 1
 		}
 		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.Hash, b.Hash))
 	})
@@ -456,7 +451,14 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 		if err := tx.DeleteSession(s.Hash); err != nil {
 			return err
 		}
-		n.Ended = append(n.Ended, s.Hash)
+		if ended[s.Hash] {
+			n.swept = append(n.swept, s.Hash)
+		} else {
+			n.Ended = append(n.Ended, s.Hash)
+		}
+	}
+	if len(n.Ended) == 0 {
+		return nil
 	}
 	return tx.Audit(store.Event{Type: store.EventSessionRevoked, IdP: n.Session.IdP, UserID: n.Session.UserID,
 		Reason: ReasonSessionLimit, Detail: map[string]string{"sessions": strconv.Itoa(len(n.Ended))}})
