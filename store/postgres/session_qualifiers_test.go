@@ -8,11 +8,12 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
-// TestSessionKeepsNameIDQualifiers: a session's SAML NameID qualifiers
-// come back from every read of it, kept in the subject_format column (no
-// migration: instances of the previous release go on with the same
-// schema); a session without them stores its format as before.
-func TestSessionKeepsNameIDQualifiers(t *testing.T) {
+// TestSessionQualifiersKeepSchema: a session's SAML NameID qualifiers are
+// kept in the subject_format column (no migration: instances of the
+// previous release go on with the same schema), and a session without them
+// stores its format as before. That every read returns them is the
+// conformance suite's SessionNameIDQualifiers.
+func TestSessionQualifiersKeepSchema(t *testing.T) {
 	db := openTest(t)
 	u := &store.User{Email: "ada@example.com", Active: true}
 	putUser(t, db, u)
@@ -21,42 +22,21 @@ func TestSessionKeepsNameIDQualifiers(t *testing.T) {
 	with := store.LogoutInfo{Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-1",
 		NameQualifier: "https://idp.example.com/idp/shibboleth", SPNameQualifier: "https://app.example.com/.sso/saml/shib/metadata"}
 	without := store.LogoutInfo{Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-2"}
-	want := map[string]store.LogoutInfo{"h1": with, "h2": without}
 	update(t, db, func(tx store.Tx) error {
-		for hash, l := range want {
+		for hash, l := range map[string]store.LogoutInfo{"h1": with, "h2": without} {
 			if err := tx.PutSession(&store.Session{Hash: hash, UserID: u.ID, IdP: "shib", Created: t0, Expires: t0.Add(time.Hour), LastSeen: t0, Logout: l}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	view(t, db, func(tx store.Tx) error {
-		s, err := tx.Session("h1")
-		if err != nil {
-			return err
+	for hash, want := range map[string]string{"h1": with.StoredSubjectFormat(), "h2": persistent} {
+		var format string
+		if err := db.pool.QueryRow(context.Background(), "SELECT subject_format FROM sso_sessions WHERE hash = $1", hash).Scan(&format); err != nil {
+			t.Fatal(err)
 		}
-		if s.Logout != with {
-			t.Errorf("Session: logout %+v, want %+v", s.Logout, with)
+		if format != want {
+			t.Errorf("session %s stores subject_format %q, want %q", hash, format, want)
 		}
-		by, err := tx.SessionsBySubject("shib", "opaque-ada")
-		if err != nil {
-			return err
-		}
-		if len(by) != 2 {
-			t.Fatalf("SessionsBySubject: %d sessions, want 2", len(by))
-		}
-		for _, s := range by {
-			if s.Logout != want[s.Hash] {
-				t.Errorf("SessionsBySubject: %s logout %+v, want %+v", s.Hash, s.Logout, want[s.Hash])
-			}
-		}
-		return nil
-	})
-	var format string
-	if err := db.pool.QueryRow(context.Background(), "SELECT subject_format FROM sso_sessions WHERE hash = 'h2'").Scan(&format); err != nil {
-		t.Fatal(err)
-	}
-	if format != persistent {
-		t.Errorf("a session without qualifiers stores subject_format %q, want %q as before", format, persistent)
 	}
 }

@@ -16,6 +16,7 @@ func init() {
 		testCase{"SessionRefusalsWriteNothing", testSessionRefusals},
 		testCase{"SessionTokens", testSessionTokens},
 		testCase{"SessionsBySubjectAndSessionID", testSessionsBySubject},
+		testCase{"SessionNameIDQualifiers", testSessionQualifiers},
 		testCase{"TouchSessions", testTouchSessions},
 		testCase{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		testCase{"DeleteExpiredSessionsIsBounded", testDeleteExpiredBounded},
@@ -220,6 +221,42 @@ func testSessionTokens(e *env) {
 	e.view(func(tx store.Tx) error {
 		if tok, err := tx.SessionTokens("h2"); tok != nil || err != nil {
 			e.Errorf("tokens outlived their session: %q, %v", tok, err)
+		}
+		return nil
+	})
+}
+
+// testSessionQualifiers: a session's SAML NameID qualifiers come back from
+// every read of it (Session, SessionsBySubject), beside a session without
+// them (the SP-initiated LogoutRequest names the NameID as it was issued).
+func testSessionQualifiers(e *env) {
+	u := e.putUser(&store.User{ID: "ada"})
+	const persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+	want := map[string]store.LogoutInfo{
+		"q1": {Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-1",
+			NameQualifier: "https://idp.example.com/idp/shibboleth", SPNameQualifier: "https://app.example.com/.sso/saml/shib/metadata"},
+		"q2": {Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-2"},
+	}
+	for hash, l := range want {
+		s := sess(hash, u.ID)
+		s.IdP, s.Logout = "shib", l
+		e.putSession(s)
+	}
+	if got := e.session("q1"); got == nil || got.Logout != want["q1"] {
+		e.Errorf("Session: %+v, want logout %+v", got, want["q1"])
+	}
+	e.view(func(tx store.Tx) error {
+		by, err := tx.SessionsBySubject("shib", "opaque-ada")
+		if err != nil {
+			return err
+		}
+		if len(by) != len(want) {
+			e.Errorf("SessionsBySubject: %d sessions, want %d", len(by), len(want))
+		}
+		for _, s := range by {
+			if s.Logout != want[s.Hash] {
+				e.Errorf("SessionsBySubject: %s logout %+v, want %+v", s.Hash, s.Logout, want[s.Hash])
+			}
 		}
 		return nil
 	})
