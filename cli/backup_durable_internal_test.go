@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/stracetest"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
 )
@@ -47,9 +48,7 @@ func TestBackupWriterProcess(t *testing.T) {
 // after it (as a restore's file is). A process kill cannot show this, so
 // the test reads the system calls of a backup under strace.
 func TestBackupRenameIsDurable(t *testing.T) {
-	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil {
-		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
-	}
+	stracetest.Require(t)
 	dir := t.TempDir()
 	outDir := filepath.Join(dir, "out")
 	if err := os.Mkdir(outDir, 0o700); err != nil {
@@ -70,7 +69,7 @@ func TestBackupRenameIsDurable(t *testing.T) {
 	synced := regexp.MustCompile(`f(?:data)?sync\((\d+)\)`)
 	dirFDs := map[string]bool{}
 	renamed, dirSynced := false, false
-	for _, line := range strings.Split(string(raw), "\n") {
+	for _, line := range stracetest.Lines(string(raw)) {
 		if m := opened.FindStringSubmatch(line); m != nil && filepath.Clean(m[1]) == outDir {
 			dirFDs[m[2]] = true
 		}

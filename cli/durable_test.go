@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/internal/stracetest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -37,9 +38,7 @@ type commandTrace []string
 // which files and directories were fsynced before the command said done.
 func traceCommand(t *testing.T, args ...string) commandTrace {
 	t.Helper()
-	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil {
-		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
-	}
+	stracetest.Require(t)
 	trace := filepath.Join(t.TempDir(), "trace")
 	cmd := exec.Command("strace", "-f", "-qq", "-e", "trace=openat,fsync,fdatasync,write,close", "-e", "signal=none",
 		"-s", "40", "-o", trace, os.Args[0], "-test.run=^TestDurableCommandProcess$", "-test.count=1")
@@ -51,34 +50,7 @@ func traceCommand(t *testing.T, args ...string) commandTrace {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return joinResumed(string(raw))
-}
-
-// joinResumed returns strace -f's lines with each call another thread
-// interrupted ("PID call(args <unfinished ...>", later "PID <... call
-// resumed>rest") joined back into one line, where the call began: on a
-// busy machine an fsync or openat is split so, and a test that reads
-// whole lines would miss it.
-func joinResumed(raw string) []string {
-	var out []string
-	pending := map[string]int{} // PID -> its unfinished call's line in out
-	for _, line := range strings.Split(raw, "\n") {
-		pid, rest, _ := strings.Cut(line, " ")
-		rest = strings.TrimLeft(rest, " ")
-		if head, ok := strings.CutSuffix(rest, " <unfinished ...>"); ok {
-			pending[pid] = len(out)
-			out = append(out, pid+" "+head)
-			continue
-		}
-		if i, ok := pending[pid]; ok && strings.HasPrefix(rest, "<... ") {
-			_, tail, _ := strings.Cut(rest, " resumed>")
-			out[i] += tail
-			delete(pending, pid)
-			continue
-		}
-		out = append(out, line)
-	}
-	return out
+	return stracetest.Lines(string(raw))
 }
 
 var (
@@ -176,20 +148,5 @@ func TestMigrateToNewBoltFileIsDurable(t *testing.T) {
 		if !tr.syncedBeforeDone(t, dir) {
 			t.Errorf("migrate created %s and said copied without fsyncing %s: a power cut can lose the new store's name", dst, dir)
 		}
-	}
-}
-
-// TestJoinResumed: a call split by another thread's is read as one line,
-// in the place where it began.
-func TestJoinResumed(t *testing.T) {
-	raw := "11 openat(AT_FDCWD, \"/d\", O_RDONLY <unfinished ...>\n" +
-		"12    write(1, \"x\", 1) = 1\n" +
-		"11 <... openat resumed>) = 7\n" +
-		"11 fsync(7 <unfinished ...>\n" +
-		"12 <... futex resumed>) = 0\n" +
-		"11 <... fsync resumed>) = 0"
-	want := []string{`11 openat(AT_FDCWD, "/d", O_RDONLY) = 7`, `12    write(1, "x", 1) = 1`, "11 fsync(7) = 0", "12 <... futex resumed>) = 0"}
-	if got := joinResumed(raw); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("joinResumed:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

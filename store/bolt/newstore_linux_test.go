@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/stracetest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -40,9 +41,7 @@ func TestNewStoreChild(t *testing.T) {
 // the next start an empty one with new keys. A process kill cannot show
 // this; the test reads the system calls under strace.
 func TestNewStoreNameIsDurable(t *testing.T) {
-	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil {
-		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
-	}
+	stracetest.Require(t)
 	top := t.TempDir()
 	path := filepath.Join(top, "data", "caddy", "sso.db")
 	trace := filepath.Join(t.TempDir(), "trace")
@@ -60,7 +59,7 @@ func TestNewStoreNameIsDurable(t *testing.T) {
 	fdPath := map[string]string{}
 	done := false
 	syncedPaths := map[string]bool{}
-	for _, line := range joinResumed(string(raw)) {
+	for _, line := range stracetest.Lines(string(raw)) {
 		if strings.Contains(line, `write(1, "NEWSTORE-ANSWERED`) {
 			done = true
 			break
@@ -83,31 +82,4 @@ func TestNewStoreNameIsDurable(t *testing.T) {
 			t.Errorf("%s was not fsynced before the first write was answered (a power cut can lose the new store's name)", p)
 		}
 	}
-}
-
-// joinResumed returns strace -f's lines with each call another thread
-// interrupted ("PID call(args <unfinished ...>", later "PID <... call
-// resumed>rest") joined back into one line, where the call began: on a
-// busy machine an fsync or openat is split so (cli's durability tests
-// read their traces the same way).
-func joinResumed(raw string) []string {
-	var out []string
-	pending := map[string]int{} // PID -> its unfinished call's line in out
-	for _, line := range strings.Split(raw, "\n") {
-		pid, rest, _ := strings.Cut(line, " ")
-		rest = strings.TrimLeft(rest, " ")
-		if head, ok := strings.CutSuffix(rest, " <unfinished ...>"); ok {
-			pending[pid] = len(out)
-			out = append(out, pid+" "+head)
-			continue
-		}
-		if i, ok := pending[pid]; ok && strings.HasPrefix(rest, "<... ") {
-			_, tail, _ := strings.Cut(rest, " resumed>")
-			out[i] += tail
-			delete(pending, pid)
-			continue
-		}
-		out = append(out, line)
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/stracetest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -71,9 +72,7 @@ func TestSyncFailChild(t *testing.T) {
 // Either way the store then refuses every write (ErrSyncFailed) until it is
 // opened again, with one ERROR logged; opened again, it checks sound.
 func TestSyncFailure(t *testing.T) {
-	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil {
-		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
-	}
+	stracetest.Require(t)
 	for _, tc := range []struct {
 		name    string
 		sync    int // which fdatasync of the process fails (the commit's first two)
