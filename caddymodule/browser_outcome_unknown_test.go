@@ -1,14 +1,10 @@
 package caddymodule_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -19,79 +15,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
-
-// signInCommitCutter is a TCP proxy in front of a PostgreSQL server that
-// lets the server run the COMMIT of the first transaction that writes a
-// session (a sign-in) and drops the client's connection before the
-// answer comes back: a connection lost during COMMIT, whose outcome the
-// gateway cannot know (store.ErrOutcomeUnknown; docs/operations.md). It
-// cuts once.
-type signInCommitCutter struct {
-	addr string // where the gateway connects
-	cut  atomic.Bool
-}
-
-// newSignInCommitCutter forwards to the unix socket of the cluster, so
-// the server sees a local connection (trusted in pgtest's clusters).
-func newSignInCommitCutter(t *testing.T, c *pgtest.Cluster) *signInCommitCutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	cc := &signInCommitCutter{addr: ln.Addr().String()}
-	socket := fmt.Sprintf("%s/.s.PGSQL.%d", c.Dir, c.Port)
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("unix", socket)
-			if err != nil {
-				_ = client.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(client, server); _ = client.Close() }()
-			go cc.forward(client, server)
-		}
-	}()
-	return cc
-}
-
-// forward copies the client's messages to the server; once this
-// connection has sent a session's INSERT, its next COMMIT (pgx sends it
-// as a simple query) reaches the server and the client is cut off.
-func (cc *signInCommitCutter) forward(client, server net.Conn) {
-	defer server.Close()
-	commit := []byte("Q\x00\x00\x00\x0bcommit\x00")
-	insert := []byte("INSERT INTO sso_sessions")
-	sawSession := false
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 {
-			sawSession = sawSession || bytes.Contains(buf[:n], insert)
-			if _, werr := server.Write(buf[:n]); werr != nil {
-				return
-			}
-			if sawSession && bytes.Contains(buf[:n], commit) && cc.cut.CompareAndSwap(false, true) {
-				_ = client.Close() // the answer never arrives
-				// Keep the server's end open while it commits, as a
-				// network that failed on the way back would.
-				_, _ = io.Copy(io.Discard, server)
-				return
-			}
-			if bytes.Contains(buf[:n], commit) {
-				sawSession = false
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 // TestBrowserPagesSignInOutcomeUnknown: the connection to PostgreSQL is
 // lost while the sign-in's COMMIT is on its way, and the server commits
@@ -112,8 +35,12 @@ func TestBrowserPagesSignInOutcomeUnknown(t *testing.T) {
 	if _, err := cluster.CreateDatabase(ctx, "sso"); err != nil {
 		t.Fatal(err)
 	}
-	cut := newSignInCommitCutter(t, cluster)
-	dsn := fmt.Sprintf("postgres://postgres@%s/sso?sslmode=disable", cut.addr)
+	// Trusted over the cluster's unix socket; the proxy cuts the COMMIT of
+	// the first transaction that writes a session (a sign-in).
+	cut := pgtest.NewCommitCutter(t, fmt.Sprintf("host=%s port=%d user=postgres dbname=sso sslmode=disable", cluster.Dir, cluster.Port),
+		[]byte("INSERT INTO sso_sessions"))
+	cut.Arm()
+	dsn := cut.DSN
 
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	o := caddytest.OIDC{IdP: w.idp, GW: w.gw.Gateway, IdPBlock: w.idpBlock}
@@ -125,7 +52,7 @@ func TestBrowserPagesSignInOutcomeUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := waitForTitle(t, browser, "Sign-in is unavailable")
-	if !cut.cut.Load() {
+	if cut.Cuts() != 1 {
 		t.Fatal("the page came without the COMMIT being cut: this test proves nothing")
 	}
 	if !strings.HasPrefix(p.Loc, w.gw.base+"/.sso/oidc/test/callback?") {
@@ -150,7 +77,7 @@ func TestBrowserPagesSignInOutcomeUnknown(t *testing.T) {
 	if len(p.Links) != 0 || controls != 0 {
 		t.Errorf("the page has links %+v and %d controls, want none", p.Links, controls)
 	}
-	requireNoInternalText(t, p, "postgres", "commit", "conn", "sso_", cut.addr)
+	requireNoInternalText(t, p, "postgres", "commit", "conn", "sso_", cut.Addr)
 	// The server committed: Ada's user and the session exist, though this
 	// browser has no cookie of it.
 	ada := userBySubject(t, "sub-ada")
