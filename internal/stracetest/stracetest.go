@@ -15,7 +15,7 @@ import (
 // Require skips t unless strace can trace here.
 func Require(t testing.TB) {
 	t.Helper()
-	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil {
+	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil { //nolint:gosec // G204: fixed arguments
 		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
 	}
 }
