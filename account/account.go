@@ -376,7 +376,7 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 
 // Deactivate is DeactivateTx in a transaction of its own.
 func (s *Service) Deactivate(ctx context.Context, id, by string) (*Result, error) {
-	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.DeactivateTx(tx, c, id, by) })
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*Result, error) { return s.DeactivateTx(tx, c, id, by) })
 }
 
 // ActivateTx lets the user sign in: Active is set and Pending cleared (see
@@ -409,7 +409,7 @@ func (s *Service) ActivateTx(tx store.Tx, c *Change, id, by string) (*Result, er
 
 // Activate is ActivateTx in a transaction of its own.
 func (s *Service) Activate(ctx context.Context, id, by string) (*Result, error) {
-	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.ActivateTx(tx, c, id, by) })
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*Result, error) { return s.ActivateTx(tx, c, id, by) })
 }
 
 // Tombstones returns the tombstones deleting u leaves (see the package
@@ -513,7 +513,7 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 
 // Delete is DeleteTx in a transaction of its own.
 func (s *Service) Delete(ctx context.Context, id, by string) (*Result, error) {
-	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.DeleteTx(tx, c, id, by) })
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*Result, error) { return s.DeleteTx(tx, c, id, by) })
 }
 
 // EndSessionsTx ends every session of the user, who stays as they are.
@@ -533,7 +533,7 @@ func (s *Service) EndSessionsTx(tx store.Tx, c *Change, id, by string) (*Result,
 
 // EndSessions is EndSessionsTx in a transaction of its own.
 func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, error) {
-	return s.userOp(ctx, func(tx store.Tx, c *Change) (*Result, error) { return s.EndSessionsTx(tx, c, id, by) })
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*Result, error) { return s.EndSessionsTx(tx, c, id, by) })
 }
 
 // AuditBackup records, before a backup is handed out, that it is: one
@@ -557,8 +557,10 @@ func (s *Service) AuditBackup(ctx context.Context, by, via, remote string) error
 	return nil
 }
 
-func (s *Service) userOp(ctx context.Context, op func(tx store.Tx, c *Change) (*Result, error)) (*Result, error) {
-	var res *Result
+// inTx runs op, an operation's Tx form, in a transaction of its own
+// (Service.Update) and returns its result, or nil with the error.
+func inTx[R any](ctx context.Context, s *Service, op func(tx store.Tx, c *Change) (*R, error)) (*R, error) {
+	var res *R
 	err := s.Update(ctx, func(tx store.Tx, c *Change) error {
 		var err error
 		res, err = op(tx, c)

@@ -172,7 +172,7 @@ func (s *Service) LiftTx(tx store.Tx, c *Change, deletedUserID, by string) (*Lif
 
 // Lift is LiftTx in a transaction of its own.
 func (s *Service) Lift(ctx context.Context, deletedUserID, by string) (*LiftResult, error) {
-	return s.liftOp(ctx, func(tx store.Tx, c *Change) (*LiftResult, error) { return s.LiftTx(tx, c, deletedUserID, by) })
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*LiftResult, error) { return s.LiftTx(tx, c, deletedUserID, by) })
 }
 
 // LiftTombstoneTx removes the tombstone of (idp, subject) and those that
@@ -189,7 +189,7 @@ func (s *Service) LiftTombstoneTx(tx store.Tx, c *Change, idp, subject, by strin
 
 // LiftTombstone is LiftTombstoneTx in a transaction of its own.
 func (s *Service) LiftTombstone(ctx context.Context, idp, subject, by string) (*LiftResult, error) {
-	return s.liftOp(ctx, func(tx store.Tx, c *Change) (*LiftResult, error) {
+	return inTx(ctx, s, func(tx store.Tx, c *Change) (*LiftResult, error) {
 		return s.LiftTombstoneTx(tx, c, idp, subject, by)
 	})
 }
@@ -247,17 +247,4 @@ func (s *Service) lift(tx store.Tx, c *Change, by string, match func(*store.Tomb
 	// The subjects are in the audit trail; the log says whose, and how many.
 	c.log("tombstones lifted", zap.Strings("deleted_users", users), zap.String("by", by), zap.Int("tombstones", len(lifted)))
 	return &LiftResult{Lifted: lifted}, nil
-}
-
-func (s *Service) liftOp(ctx context.Context, op func(tx store.Tx, c *Change) (*LiftResult, error)) (*LiftResult, error) {
-	var res *LiftResult
-	err := s.Update(ctx, func(tx store.Tx, c *Change) error {
-		var err error
-		res, err = op(tx, c)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
 }
