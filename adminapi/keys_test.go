@@ -84,24 +84,6 @@ func TestKeysEndpoints(t *testing.T) {
 	}
 }
 
-// testClient calls srv as the CLI calls Caddy: an error for a status of 400
-// or more.
-func testClient(srv *httptest.Server) *adminapi.Client {
-	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		req, err := http.NewRequest(method, srv.URL+uri, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode >= 400 {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		}
-		return resp, err
-	}}
-}
-
 // keysServer serves the admin API over db with a re-seal slowed by
 // reseal, and reports on the returned channel each time the handler
 // returns.

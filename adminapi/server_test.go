@@ -87,19 +87,7 @@ func TestPathUnescapedOnce(t *testing.T) {
 		putUser(t, db, &store.User{ID: id, Email: strings.NewReplacer("%", "p", "/", "s", " ", "_").Replace(id) + "@example.com", Active: true})
 	}
 	putUser(t, db, &store.User{ID: "xA", Email: "xa@example.com", Active: true})
-	cl := &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		req, err := http.NewRequest(method, srv.URL+uri, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode >= 400 {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		}
-		return resp, err
-	}}
+	cl := testClient(srv)
 	for _, id := range []string{"x%41", "100%", "a/b", "a b"} {
 		d, err := cl.User(context.Background(), id, "", 0)
 		if err != nil || d.User == nil || d.User.ID != id {
@@ -241,4 +229,22 @@ func TestBackupServedWhenAuditFails(t *testing.T) {
 	if n := logs.FilterMessage("store backup handed out without its audit event").FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d ERROR lines for the unaudited backup:\n%v", n, logs.All())
 	}
+}
+
+// testClient calls srv as the CLI calls Caddy: an error for a status of 400
+// or more.
+func testClient(srv *httptest.Server) *adminapi.Client {
+	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+		req, err := http.NewRequest(method, srv.URL+uri, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && resp.StatusCode >= 400 {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		}
+		return resp, err
+	}}
 }

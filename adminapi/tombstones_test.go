@@ -3,9 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +12,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/store"
 )
-
-// tombstoneAPIClient is the CLI's client of srv: a status of 400 or more
-// is an *adminapi.Error, as caddycmd's request function makes it.
-func tombstoneAPIClient(srv *httptest.Server) *adminapi.Client {
-	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		req, err := http.NewRequest(method, srv.URL+uri, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode >= 400 {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return nil, &adminapi.Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		}
-		return resp, err
-	}}
-}
 
 // TestTombstonesEndpoints: GET /sso/tombstones lists them (filtered,
 // paged), DELETE lifts a deleted user's (home and following) or one
@@ -58,7 +38,7 @@ func TestTombstonesEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := tombstoneAPIClient(srv)
+	cl := testClient(srv)
 
 	page, err := cl.Tombstones(ctx, account.TombstoneQuery{Limit: 2})
 	if err != nil || len(page.Tombstones) != 2 || page.Next == "" {

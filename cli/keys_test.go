@@ -167,28 +167,7 @@ func TestKeysRotateSlowReseal(t *testing.T) {
 	// (0 to 250 ms, 125 on average): about 5 s, under 2 s only by a chance
 	// far below one in a million, whatever the machine.
 	const n = 40 * session.DefaultResealBatch
-	m := session.New(db, session.Config{}, nil, nil)
-	if err := db.Update(context.Background(), func(tx store.Tx) error {
-		var u *store.User
-		for i := range n {
-			if i%32 == 0 { // within the sessions a user may have
-				u = &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
-				if err := tx.PutUser(u); err != nil {
-					return err
-				}
-			}
-			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: "id-token"})
-			if err != nil {
-				return err
-			}
-			if err := ns.Write(tx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	putSealedSessions(t, db, n)
 
 	// A busy store: each of the re-seal's write transactions waits for
 	// one of these.
@@ -247,28 +226,7 @@ func TestKeysRotateOfflineProgressOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = session.DefaultResealBatch
-	m := session.New(db, session.Config{}, nil, nil)
-	if err := db.Update(context.Background(), func(tx store.Tx) error {
-		var u *store.User
-		for i := range n {
-			if i%32 == 0 { // within the sessions a user may have
-				u = &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
-				if err := tx.PutUser(u); err != nil {
-					return err
-				}
-			}
-			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: "id-token"})
-			if err != nil {
-				return err
-			}
-			if err := ns.Write(tx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	putSealedSessions(t, db, n)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +249,33 @@ func TestKeysRotateOfflineProgressOnce(t *testing.T) {
 	}
 	if got := strings.Count(errOut, fmt.Sprintf("pass 1, %d of %d sessions read, 0 sealed again", n, n)); got != 1 {
 		t.Errorf("the end of the finish's pass printed %d times:\n%s", got, errOut)
+	}
+}
+
+// putSealedSessions stores n sessions with sealed tokens, 32 to a user
+// (within the sessions a user may have), for a re-seal to work through.
+func putSealedSessions(t *testing.T, db store.Store, n int) {
+	t.Helper()
+	m := session.New(db, session.Config{}, nil, nil)
+	if err := db.Update(context.Background(), func(tx store.Tx) error {
+		var u *store.User
+		for i := range n {
+			if i%32 == 0 {
+				u = &store.User{Email: fmt.Sprintf("u%d@example.com", i), Active: true, Source: store.SourceJIT}
+				if err := tx.PutUser(u); err != nil {
+					return err
+				}
+			}
+			ns, err := m.Prepare("okta", store.LogoutInfo{Subject: fmt.Sprint(i)}, &session.Tokens{IDToken: "id-token"})
+			if err != nil {
+				return err
+			}
+			if err := ns.Write(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -32,38 +32,18 @@ func TestFlowCookiesAcrossRotation(t *testing.T) {
 		}
 		return f
 	}
-	begin := func(f *idp.FlowCookies, flowID string) []*http.Cookie {
-		w := httptest.NewRecorder()
-		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login", nil)
-		if err := f.Save(w, r, flowID, "state-"+flowID, time.Minute, http.SameSiteLaxMode); err != nil {
-			t.Fatal(err)
-		}
-		return w.Result().Cookies()
-	}
-	complete := func(f *idp.FlowCookies, flowID string, cookies []*http.Cookie) error {
-		cb := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/x/callback", nil)
-		for _, c := range cookies {
-			cb.AddCookie(c)
-		}
-		var got string
-		err := f.Take(httptest.NewRecorder(), cb, flowID, &got)
-		if err == nil && got != "state-"+flowID {
-			t.Fatalf("flow %s opened as %q", flowID, got)
-		}
-		return err
-	}
 
 	before := flows()
-	old := begin(before, "begun-before")
+	old := beginFlow(t, before, "begun-before")
 	if _, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Flow}}); err != nil {
 		t.Fatal(err)
 	}
 	after := flows() // a reload after the rotation
-	if err := complete(after, "begun-before", old); err != nil {
+	if err := completeFlow(t, after, "begun-before", old); err != nil {
 		t.Errorf("a sign-in begun before the rotation, completed after it: %v", err)
 	}
-	fresh := begin(after, "begun-after")
-	if err := complete(after, "begun-after", fresh); err != nil {
+	fresh := beginFlow(t, after, "begun-after")
+	if err := completeFlow(t, after, "begun-after", fresh); err != nil {
 		t.Errorf("a sign-in begun after the rotation: %v", err)
 	}
 
@@ -71,10 +51,37 @@ func TestFlowCookiesAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	finished := flows()
-	if err := complete(finished, "begun-before", old); err == nil {
+	if err := completeFlow(t, finished, "begun-before", old); err == nil {
 		t.Error("after finish, a cookie of the previous key still opens")
 	}
-	if err := complete(finished, "begun-after", fresh); err != nil {
+	if err := completeFlow(t, finished, "begun-after", fresh); err != nil {
 		t.Errorf("after finish, a cookie of the new key: %v", err)
 	}
+}
+
+// beginFlow starts a sign-in's flow on f and returns its cookies.
+func beginFlow(t *testing.T, f *idp.FlowCookies, flowID string) []*http.Cookie {
+	t.Helper()
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login", nil)
+	if err := f.Save(w, r, flowID, "state-"+flowID, time.Minute, http.SameSiteLaxMode); err != nil {
+		t.Fatal(err)
+	}
+	return w.Result().Cookies()
+}
+
+// completeFlow takes the flow back at the callback, with the cookies
+// beginFlow gave: the error of a cookie f does not open.
+func completeFlow(t *testing.T, f *idp.FlowCookies, flowID string, cookies []*http.Cookie) error {
+	t.Helper()
+	cb := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/x/callback", nil)
+	for _, c := range cookies {
+		cb.AddCookie(c)
+	}
+	var got string
+	err := f.Take(httptest.NewRecorder(), cb, flowID, &got)
+	if err == nil && got != "state-"+flowID {
+		t.Fatalf("flow %s opened as %q", flowID, got)
+	}
+	return err
 }

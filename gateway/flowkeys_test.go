@@ -2,8 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -37,26 +35,6 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	begin := func(f *idp.FlowCookies, flowID string) []*http.Cookie {
-		w := httptest.NewRecorder()
-		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login", nil)
-		if err := f.Save(w, r, flowID, "state-"+flowID, time.Minute, http.SameSiteLaxMode); err != nil {
-			t.Fatal(err)
-		}
-		return w.Result().Cookies()
-	}
-	complete := func(f *idp.FlowCookies, flowID string, cookies []*http.Cookie) error {
-		cb := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/x/callback", nil)
-		for _, c := range cookies {
-			cb.AddCookie(c)
-		}
-		var got string
-		err := f.Take(httptest.NewRecorder(), cb, flowID, &got)
-		if err == nil && got != "state-"+flowID {
-			t.Fatalf("flow %s opened as %q", flowID, got)
-		}
-		return err
-	}
 	// sealsWithCurrent: a cookie running seals now opens with the store's
 	// current key alone.
 	sealsWithCurrent := func() bool {
@@ -72,7 +50,7 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return complete(only, "probe", begin(running, "probe")) == nil
+		return completeFlow(t, only, "probe", beginFlow(t, running, "probe")) == nil
 	}
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
@@ -83,7 +61,7 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 		}
 	}
 
-	leaked := begin(running, "leaked") // sealed with the key a backup leaked
+	leaked := beginFlow(t, running, "leaked") // sealed with the key a backup leaked
 	if _, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Flow}}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +70,10 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := complete(running, "fresh", begin(reloaded, "fresh")); err != nil {
+	if err := completeFlow(t, running, "fresh", beginFlow(t, reloaded, "fresh")); err != nil {
 		t.Errorf("the running instance, a sign-in begun on one started after the rotation: %v", err)
 	}
-	if err := complete(running, "leaked", leaked); err != nil {
+	if err := completeFlow(t, running, "leaked", leaked); err != nil {
 		t.Errorf("before the finish, a sign-in begun before the rotation: %v", err)
 	}
 
@@ -103,7 +81,7 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually("after the finish, the running instance refuses a cookie of the leaked key", func() bool {
-		return complete(running, "leaked", leaked) != nil
+		return completeFlow(t, running, "leaked", leaked) != nil
 	})
 	if !sealsWithCurrent() {
 		t.Error("after the finish, the running instance does not seal with the current key")
