@@ -278,7 +278,7 @@ func (a *App) Start() error {
 
 // start builds what runs on db.
 func (a *App) start(ctx context.Context, db store.Store) (*gateway.Runtime, error) {
-	flows, err := gateway.FlowCookies(ctx, db)
+	flows, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sso: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 // startedApp is an App as Start leaves it, on db and sessions, for tests
 // of the handler without a Caddy config.
 func startedApp(db store.Store, sessions *session.Manager) *App {
-	flows, err := gateway.FlowCookies(context.Background(), db)
+	flows, err := gateway.FlowKeys{DB: db}.Cookies(context.Background())
 	if err != nil {
 		panic(err)
 	}

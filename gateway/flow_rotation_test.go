@@ -26,7 +26,7 @@ func TestFlowCookiesAcrossRotation(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	flows := func() *idp.FlowCookies {
-		f, err := gateway.FlowCookies(ctx, db)
+		f, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,10 +16,11 @@ import (
 const flowKeysReadTimeout = 30 * time.Second
 
 // FlowKeys keys the flow cookies of every IdP with the secrets kept in the
-// store, and keeps them the store's while the instance runs: `caddy sso
-// keys rotate` and `keys finish` reach every running instance within a
-// recheck, without a reload (docs/operations.md, "Rotating the store's
-// keys").
+// store, so that a sign-in begun before a restart, or on another instance
+// of the store, completes; and keeps them the store's while the instance
+// runs: `caddy sso keys rotate` and `keys finish` reach every running
+// instance within a recheck, without a reload (docs/operations.md,
+// "Rotating the store's keys").
 type FlowKeys struct {
 	DB store.Store
 	// Every is how often the keys are read again; 0 means

@@ -66,7 +66,7 @@ func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually("after the rotation, the running instance seals with the new key", sealsWithCurrent)
-	reloaded, err := gateway.FlowCookies(ctx, db) // an instance started after the rotation
+	reloaded, err := gateway.FlowKeys{DB: db}.Cookies(ctx) // an instance started after the rotation
 	if err != nil {
 		t.Fatal(err)
 	}

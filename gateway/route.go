@@ -59,19 +59,6 @@ type Runtime struct {
 	Streams *Streams
 }
 
-// FlowCookies returns the flow cookies of every IdP, keyed by a secret kept
-// in db, so that a sign-in begun before a restart, or on another instance
-// of the store, completes; and by the key before a rotation too, while the
-// store keeps it, so that one begun before `caddy sso keys rotate`
-// completes after it. Until ctx ends (the app's, which ends when its
-// config retires) they follow the store's keys, read again every
-// idp.FlowKeyRecheckInterval (FlowKeys), so that a rotation and its finish
-// reach a running instance without a reload (docs/operations.md,
-// "Rotating the store's keys").
-func FlowCookies(ctx context.Context, db store.Store) (*idp.FlowCookies, error) {
-	return FlowKeys{DB: db}.Cookies(ctx)
-}
-
 // Metrics is told the outcome of every callback, for the login counter.
 type Metrics interface {
 	Login(idp, protocol, result string)

@@ -27,7 +27,7 @@ func TestFlowCookiesKeptInTheStore(t *testing.T) {
 		return db
 	}
 	db, other := open("sso.db"), open("other.db")
-	begin, err := gateway.FlowCookies(ctx, db)
+	begin, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestFlowCookiesKeptInTheStore(t *testing.T) {
 		{"another store", other, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			end, err := gateway.FlowCookies(ctx, tt.db)
+			end, err := gateway.FlowKeys{DB: tt.db}.Cookies(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
