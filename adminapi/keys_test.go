@@ -23,8 +23,9 @@ import (
 // TestKeysEndpoints: POST /sso/keys/rotate rotates the keys only= names
 // (every kind without it) and answers with the report, audited as asked
 // through the admin API; a second rotation of the tokens key before the
-// finish is a 409 that says what to do; POST /sso/keys/finish deletes the
-// flow cookies' and the tokens' previous keys. Other methods and unknown
+// finish is a 409 that says what to do; POST /sso/keys/finish before the
+// time the rotation gave is a 409 too, and with now=true deletes the flow
+// cookies' and the tokens' previous keys. Other methods and unknown
 // kinds are refused.
 func TestKeysEndpoints(t *testing.T) {
 	srv, db := apiServer(t)
@@ -59,7 +60,19 @@ func TestKeysEndpoints(t *testing.T) {
 		!strings.Contains(body, "finish it first (caddy sso keys finish)") {
 		t.Errorf("a second rotation of the tokens key before the finish: %d %s", status, body)
 	}
-	fin, err := cl.FinishKeys(ctx, adminapi.KeysWatch{})
+	// Before the time the rotation gave, the finish is refused, and says
+	// when to run it; now=true finishes at once.
+	if status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+"keys/finish"); status != http.StatusConflict ||
+		!strings.Contains(body, "too early") || !strings.Contains(body, "nothing was deleted") {
+		t.Errorf("a finish at once: %d %s", status, body)
+	}
+	if !resealPending(t, db) {
+		t.Fatal("the refused finish deleted the previous tokens key")
+	}
+	if status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+"keys/finish?now=soon"); status != http.StatusBadRequest {
+		t.Errorf("now=soon: %d %s", status, body)
+	}
+	fin, err := cl.FinishKeys(ctx, true, adminapi.KeysWatch{})
 	if err != nil || !fin.FlowPreviousDeleted || !fin.TokensPreviousFound || fin.Tokens == nil || !fin.Tokens.PreviousDeleted {
 		t.Fatalf("finish: %+v %v", fin, err)
 	}
@@ -200,7 +213,7 @@ func TestKeysStreamProgress(t *testing.T) {
 	if last.Report == nil || last.Report.Tokens == nil || last.Report.Tokens.Resealed != 30 || !last.Report.TokensPreviousKept {
 		t.Fatalf("last line %+v; want the report", last)
 	}
-	if _, err := testClient(srv).FinishKeys(context.Background(), adminapi.KeysWatch{}); err != nil {
+	if _, err := testClient(srv).FinishKeys(context.Background(), true, adminapi.KeysWatch{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -257,7 +270,7 @@ func TestKeysClientGone(t *testing.T) {
 	if ae := (*adminapi.Error)(nil); !errors.As(err, &ae) || ae.Status != http.StatusConflict || rep != nil {
 		t.Fatalf("again: %+v, %v; want a 409, nothing rotated anew", rep, err)
 	}
-	rep, err = testClient(srv).FinishKeys(context.Background(), adminapi.KeysWatch{})
+	rep, err = testClient(srv).FinishKeys(context.Background(), true, adminapi.KeysWatch{})
 	if err != nil || !rep.TokensPreviousFound || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed == 0 {
 		t.Fatalf("finish: %+v, %v; want the re-seal finished", rep, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 	q := r.URL.Query()
 	known := []string{"only"}
 	if finish {
-		known = nil
+		known = []string{"now"}
 	}
 	if err := params(q, known...); err != nil {
 		return err
@@ -76,11 +77,17 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Message: err.Error()}
 	}
+	early := false
+	if v := q.Get("now"); v != "" {
+		if early, err = strconv.ParseBool(v); err != nil {
+			return &Error{Status: http.StatusBadRequest, Message: "now: want true or false, got " + strconv.Quote(v)}
+		}
+	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	s := &keysStream{h: h, w: w, rc: http.NewResponseController(w), cancel: cancel}
 	lastLog := time.Now()
-	opt := keys.Options{Only: only, By: account.ByAdmin, Via: "admin_api", Remote: r.RemoteAddr, Now: h.Now,
+	opt := keys.Options{Only: only, Early: early, By: account.ByAdmin, Via: "admin_api", Remote: r.RemoteAddr, Now: h.Now,
 		Committed: s.start,
 		Reseal: session.ResealOptions{Batch: h.Reseal.Batch, Rest: h.Reseal.Rest, Progress: func(p session.ResealProgress) {
 			if time.Since(lastLog) >= 10*time.Second {
@@ -106,6 +113,9 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 			if finish {
 				msg = "the finish stopped: " + keys.ErrResealUnfinished.Error() + " (Caddy's log has the cause)"
 			}
+		}
+		if errors.Is(err, keys.ErrTooEarly) {
+			return &Error{Status: http.StatusConflict, Message: err.Error() + "; nothing was deleted", Err: err}
 		}
 		if errors.Is(err, keys.ErrFinishFirst) {
 			return &Error{Status: http.StatusConflict, Message: keys.ErrFinishFirst.Error() + "; nothing was rotated", Err: err}
@@ -211,9 +221,14 @@ func (c *Client) RotateKeys(_ context.Context, only []keys.Kind, watch KeysWatch
 	return c.keys(uri, watch)
 }
 
-// FinishKeys is POST /sso/keys/finish.
-func (c *Client) FinishKeys(_ context.Context, watch KeysWatch) (*keys.Report, error) {
-	return c.keys(Prefix+"keys/finish", watch)
+// FinishKeys is POST /sso/keys/finish; early finishes before the time
+// the rotation gave (keys.Options.Early).
+func (c *Client) FinishKeys(_ context.Context, early bool, watch KeysWatch) (*keys.Report, error) {
+	uri := Prefix + "keys/finish"
+	if early {
+		uri += "?now=true"
+	}
+	return c.keys(uri, watch)
 }
 
 // keys reads a keys endpoint's stream (KeysLine) to its last line. An

@@ -76,18 +76,22 @@ cookie only it opens fails from then on), audited; then seals again under
 the new session-tokens key what only the previous one opens (a sign-in
 that sealed as the rotation committed, or a re-seal that stopped
 part-way), and deletes it. Run it 11 minutes after the rotation (the time
-rotate printed): within a minute every running instance stops opening
-cookies of the previous key. Interrupted, run it again.`,
+rotate printed; before it, it is refused unless --now): within a minute
+every running instance stops opening cookies of the previous key.
+Interrupted, run it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			early, _ := c.Flags().GetBool("now")
 			return runKeys(c, func(ctx context.Context, api *adminapi.Client, opt keys.Options, db store.Store) (*keys.Report, error) {
 				if api != nil {
-					return api.FinishKeys(ctx, keysWatch(opt))
+					return api.FinishKeys(ctx, early, keysWatch(opt))
 				}
+				opt.Early = early
 				return keys.Finish(ctx, db, opt)
 			})
 		},
 	}
+	finish.Flags().Bool("now", false, "Finish before the time rotate gave (after a leaked backup): sign-ins begun before the rotation fail")
 	cmd.AddCommand(rotate, finish)
 	return cmd
 }

@@ -87,7 +87,7 @@ func TestKeysRotateOffline(t *testing.T) {
 		t.Errorf("no progress on stderr: %q", errOut)
 	}
 
-	out, _, err = runSplit("keys", "finish", "--store", path)
+	out, _, err = runSplit("keys", "finish", "--now", "--store", path)
 	if err != nil || !strings.Contains(out, "flow-cookie-key: the previous key is deleted") ||
 		!strings.Contains(out, "session tokens: 0 session(s) sealed again under the new key; the previous key is deleted") {
 		t.Fatalf("finish: %v\n%s", err, out)
@@ -107,7 +107,8 @@ func TestKeysRotateOffline(t *testing.T) {
 // the keys (POST /sso/keys/rotate); a signed-in browser stays signed in,
 // its session's tokens sealed again, and the output says what to do next
 // and that the previous tokens key is kept until the finish; a second
-// rotation before the finish is refused, saying what to do.
+// rotation before the finish is refused, saying what to do, and so is a
+// finish before the time the rotation gave, unless --now.
 func TestKeysRotateThroughCaddy(t *testing.T) {
 	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
 	b := caddytest.NewBrowser(t)
@@ -140,7 +141,11 @@ func TestKeysRotateThroughCaddy(t *testing.T) {
 		t.Errorf("signed in before the rotation, after it: %s", resp.Status)
 	}
 	resp.Body.Close()
-	if out := mustCLI(t, "keys", "finish", w.GW.AddressFlag()); !strings.Contains(out, "flow-cookie-key: the previous key is deleted") ||
+	if out, errOut, err := runSplit("keys", "finish", w.GW.AddressFlag()); err == nil || !strings.Contains(err.Error(), "too early") ||
+		!strings.Contains(err.Error(), "--now") {
+		t.Errorf("a finish at once: %v\n%s%s", err, out, errOut)
+	}
+	if out := mustCLI(t, "keys", "finish", "--now", w.GW.AddressFlag()); !strings.Contains(out, "flow-cookie-key: the previous key is deleted") ||
 		!strings.Contains(out, "session tokens: 0 session(s) sealed again under the new key; the previous key is deleted") {
 		t.Errorf("keys finish said:\n%s", out)
 	}
@@ -240,7 +245,7 @@ func TestKeysRotateOfflineProgressOnce(t *testing.T) {
 	if got := strings.Count(errOut, fmt.Sprintf("pass 1, %d of %d", n, n)); got != 1 {
 		t.Errorf("the end of the rotation's pass printed %d times:\n%s", got, errOut)
 	}
-	out, errOut, err = runSplit("keys", "finish", "--store", path)
+	out, errOut, err = runSplit("keys", "finish", "--now", "--store", path)
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, out, errOut)
 	}

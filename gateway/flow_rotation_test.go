@@ -47,7 +47,7 @@ func TestFlowCookiesAcrossRotation(t *testing.T) {
 		t.Errorf("a sign-in begun after the rotation: %v", err)
 	}
 
-	if _, err := keys.Finish(ctx, db, keys.Options{}); err != nil {
+	if _, err := keys.Finish(ctx, db, keys.Options{Early: true}); err != nil {
 		t.Fatal(err)
 	}
 	finished := flows()

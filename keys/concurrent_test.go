@@ -131,7 +131,7 @@ func TestConcurrentRotationsTakeTurns(t *testing.T) {
 				t.Errorf("the second rotation, before the first's finish: %v; want ErrFinishFirst", second)
 			}
 			checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
-			if _, err := keys.Finish(ctx, db, keys.Options{}); err != nil {
+			if _, err := keys.Finish(ctx, db, keys.Options{Early: true}); err != nil {
 				t.Fatal(err)
 			}
 			checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
@@ -166,7 +166,7 @@ func TestConcurrentRotationsTakeTurns(t *testing.T) {
 					_, err := keys.Rotate(ctx, ps, keys.Options{Only: []keys.Kind{keys.Flow}})
 					return err
 				},
-				func() error { _, err := keys.Finish(ctx, db, keys.Options{}); return err })
+				func() error { _, err := keys.Finish(ctx, db, keys.Options{Early: true}); return err })
 			// The finish came second: it deleted what the rotation kept.
 			if cur, prev := readFlowKeys(t, db); prev != nil || bytes.Equal(cur, before) {
 				t.Errorf("after a rotation, then a finish: previous key kept %v, current key the old one %v", prev != nil, bytes.Equal(cur, before))
@@ -224,7 +224,7 @@ func TestResealKeepsAKeyRotatedMeanwhile(t *testing.T) {
 				}
 			})
 		}
-		rep, err := keys.Finish(ctx, db, keys.Options{Reseal: session.ResealOptions{Batch: 1, Progress: progress}})
+		rep, err := keys.Finish(ctx, db, keys.Options{Early: true, Reseal: session.ResealOptions{Batch: 1, Progress: progress}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func TestResealKeepsAKeyRotatedMeanwhile(t *testing.T) {
 		}
 		checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
 		// That rotation's own finish seals again and deletes it.
-		if rep, err = keys.Finish(ctx, db, keys.Options{}); err != nil || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed != 2 {
+		if rep, err = keys.Finish(ctx, db, keys.Options{Early: true}); err != nil || rep.Tokens == nil || !rep.Tokens.PreviousDeleted || rep.Tokens.Resealed != 2 {
 			t.Fatalf("the next finish: %+v, %v", rep, err)
 		}
 		checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
@@ -382,7 +382,7 @@ func TestSignInAcrossRotationKeepsTokens(t *testing.T) {
 	}
 	checkTokens(t, session.New(db, session.Config{}, nil, nil), want)
 
-	fin, err := keys.Finish(ctx, db, keys.Options{})
+	fin, err := keys.Finish(ctx, db, keys.Options{Early: true})
 	if err != nil {
 		t.Fatalf("finish: %v", err)
 	}

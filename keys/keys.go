@@ -65,6 +65,11 @@ type Options struct {
 	// (account.ByAdmin), how ("admin_api", "offline") and from where.
 	By, Via, Remote string
 	Now             func() time.Time // nil: time.Now
+	// Early lets Finish run before the time the rotation gave
+	// (Report.FinishAfter): after a leaked backup, to stop the previous
+	// flow key opening cookies at once, at the cost of the sign-ins begun
+	// before the rotation.
+	Early bool
 	// Reseal tunes the re-seal of the sessions' tokens.
 	Reseal session.ResealOptions
 	// Committed, when set, is told the report so far once the store
@@ -148,6 +153,19 @@ func (o Options) audit(tx store.Tx, step string, kinds []Kind) error {
 var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens stopped part-way; every session's tokens still open " +
 	"(the previous tokens key stays), and 'caddy sso keys finish', at the time the rotation gave, finishes it")
 
+// ErrTooEarly is in the chain of Finish's error when it runs before the
+// time the rotation gave (Report.FinishAfter), without Options.Early:
+// sign-ins begun before the rotation would fail, and an instance that has
+// not yet read the new flow key would still seal under the one deleted.
+// Nothing is deleted.
+var ErrTooEarly = errors.New("too early")
+
+// finishAfterSecret is the row of the secrets table that holds, as RFC
+// 3339 text, the time the last rotation that kept a previous key gave for
+// its finish; Finish deletes it. It holds no key. A store rotated by an
+// earlier release has none, and its finish runs at once.
+const finishAfterSecret = "key-rotation-finish-after"
+
 // ErrFinishFirst is in the chain of Rotate's error when the tokens key is
 // to be rotated while the rotation before is unfinished: its previous key,
 // still needed, would be lost. Nothing is rotated.
@@ -228,6 +246,12 @@ func Rotate(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 			// An instance may seal with the previous flow key until it
 			// next reads the keys; its cookies live the login timeout.
 			rep.FinishAfter = now.Add(idp.FlowKeyRecheckInterval + idp.DefaultLoginTimeout)
+			if err := tx.DeleteSecret(finishAfterSecret); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if _, err := tx.LoadOrStoreSecret(finishAfterSecret, []byte(rep.FinishAfter.UTC().Format(time.RFC3339))); err != nil {
+				return err
+			}
 		}
 		rep.Rotated = slices.Clone(kinds)
 		return opt.audit(tx, StepRotate, kinds)
@@ -271,6 +295,28 @@ func rotateFlow(tx store.Tx) (bool, error) {
 	return err == nil, err
 }
 
+// finishDue refuses a finish before the time the rotation gave, unless
+// opt.Early, and deletes that time (the rotation it was for ends here).
+func finishDue(tx store.Tx, opt Options) error {
+	raw, err := tx.LoadOrStoreSecret(finishAfterSecret, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	after, err := time.Parse(time.RFC3339, string(raw))
+	if err != nil {
+		return fmt.Errorf("%s: %w", finishAfterSecret, err)
+	}
+	if now := opt.now(); now.Before(after) && !opt.Early {
+		return fmt.Errorf("%w: the rotation gave %s (in %s), when no sign-in begun before it is still in progress; "+
+			"finish now only to stop the previous keys at once, failing those sign-ins (--now, or now=true through the admin API)",
+			ErrTooEarly, after.Local().Format(time.DateTime), after.Sub(now).Round(time.Second))
+	}
+	return tx.DeleteSecret(finishAfterSecret)
+}
+
 func reseal(ctx context.Context, db store.Store, opt Options, rep *Report) error {
 	stats, err := session.Reseal(ctx, db, opt.Reseal)
 	rep.Tokens = &stats
@@ -280,7 +326,8 @@ func reseal(ctx context.Context, db store.Store, opt Options, rep *Report) error
 	return nil
 }
 
-// Finish ends a rotation, once Report.FinishAfter has passed: it deletes
+// Finish ends a rotation, once Report.FinishAfter has passed (before it,
+// only with Options.Early; otherwise ErrTooEarly): it deletes
 // the flow cookies' previous key (a cookie only it opens fails from then
 // on, and every running instance stops opening them within
 // idp.FlowKeyRecheckInterval), audited (store.keys_rotated, step finish),
@@ -294,6 +341,9 @@ func Finish(ctx context.Context, db store.Store, opt Options) (*Report, error) {
 	err := db.Update(ctx, func(tx store.Tx) error {
 		*rep = Report{}
 		if err := session.LockKeys(tx); err != nil {
+			return err
+		}
+		if err := finishDue(tx, opt); err != nil {
 			return err
 		}
 		err := tx.DeleteSecret(idp.FlowCookieKeySecret + idp.PreviousKeySuffix)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
@@ -142,7 +143,7 @@ func TestRotateTokens(t *testing.T) {
 		}
 		checkTokens(t, m, want)
 
-		fin, err := keys.Finish(ctx, db, keys.Options{By: account.ByAdmin, Via: "test"})
+		fin, err := keys.Finish(ctx, db, keys.Options{Early: true, By: account.ByAdmin, Via: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +233,7 @@ func TestResealInterrupted(t *testing.T) {
 			t.Fatalf("a rotation leaving the tokens out, before the finish: %+v, %v", rep, err)
 		}
 
+		opt.Early = true
 		rep, err = keys.Finish(context.Background(), db, opt)
 		if err != nil {
 			t.Fatal(err)
@@ -250,7 +252,8 @@ func TestResealInterrupted(t *testing.T) {
 }
 
 // TestRotateFlowAndFinish: the flow key's predecessor is kept until
-// Finish, and the next rotation replaces it.
+// Finish, and the next rotation replaces it; Finish before the time the
+// rotation gave is refused unless Early.
 func TestRotateFlowAndFinish(t *testing.T) {
 	backends(t, func(t *testing.T, db store.Store) {
 		ctx := context.Background()
@@ -274,18 +277,44 @@ func TestRotateFlowAndFinish(t *testing.T) {
 		if !bytes.Equal(p1, k0) || bytes.Equal(k1, k0) || len(k1) != 32 {
 			t.Fatal("after a rotation the previous flow key is not the one before, or the current one is not new")
 		}
-		if _, err := keys.Rotate(ctx, db, only); err != nil {
+		rotatedAt := time.Now().Truncate(time.Second) // the finish time is kept to the second
+		at := func(t time.Time) func() time.Time { return func() time.Time { return t } }
+		second, err := keys.Rotate(ctx, db, keys.Options{Only: only.Only, Now: at(rotatedAt)})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if k2, p2 := read(); !bytes.Equal(p2, k1) || bytes.Equal(k2, k1) {
 			t.Fatal("the next rotation did not replace the previous flow key")
 		}
-		rep, err := keys.Finish(ctx, db, keys.Options{})
+		if want := rotatedAt.Add(idp.FlowKeyRecheckInterval + idp.DefaultLoginTimeout); !second.FinishAfter.Equal(want) {
+			t.Fatalf("finish after %v, want %v", second.FinishAfter, want)
+		}
+		// Before that time the finish is refused, deleting nothing: a
+		// sign-in begun before the rotation may still be in progress.
+		early, err := keys.Finish(ctx, db, keys.Options{Now: at(second.FinishAfter.Add(-time.Minute))})
+		if !errors.Is(err, keys.ErrTooEarly) || early != nil || !strings.Contains(err.Error(), "(in 1m0s)") {
+			t.Fatalf("finish a minute early: %+v, %v; want ErrTooEarly", early, err)
+		}
+		if _, p := read(); p == nil {
+			t.Fatal("the refused finish deleted the previous flow key")
+		}
+		rep, err := keys.Finish(ctx, db, keys.Options{Now: at(second.FinishAfter)})
 		if err != nil || !rep.FlowPreviousDeleted {
-			t.Fatalf("finish: %+v %v", rep, err)
+			t.Fatalf("finish on time: %+v %v", rep, err)
 		}
 		if _, p := read(); p != nil {
 			t.Fatal("the previous flow key is still there after finish")
+		}
+		// A rotation the finish ended sets no time for the next finish.
+		if _, err := keys.Finish(ctx, db, keys.Options{Now: at(rotatedAt)}); err != nil {
+			t.Fatalf("a finish with nothing left to finish: %v", err)
+		}
+		// --now finishes before the time.
+		if _, err := keys.Rotate(ctx, db, keys.Options{Only: only.Only, Now: at(rotatedAt)}); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := keys.Finish(ctx, db, keys.Options{Early: true, Now: at(rotatedAt)}); err != nil || !rep.FlowPreviousDeleted {
+			t.Fatalf("an early finish: %+v %v", rep, err)
 		}
 	})
 }
