@@ -236,7 +236,7 @@ func (s *fuzzSP) slo(rawQuery, body string) (*httptest.ResponseRecorder, error) 
 var loginCodes = []string{
 	CodeMetadataUnavailable, CodeBadBase, CodeRequestFailed, CodeFlowSave, CodeMethodNotAllowed,
 	CodeResponseTooLarge, CodeResponseMissing, CodeMalformed, CodeDoctype, CodeUnsolicited, CodeFlowMissing,
-	CodeFlowExpired, CodeFlowInvalid, CodeACSMismatch, CodeSignature, CodeUntrustedKey, CodeSignatureAlgorithm,
+	CodeFlowExpired, CodeFlowInvalid, CodeACSMismatch, CodeSignature, CodeUntrustedKey, CodeSignatureAlgorithm, CodeEncryptionAlgorithm,
 	CodeIssuer, CodeStatus, CodeDestination, CodeAudience, CodeNotYetValid, CodeExpired, CodeInResponseTo,
 	CodeMultipleAssertions, CodeAuthnContext, CodeReplayed, CodeReplayCheck, CodeDecryption, CodeUnsupported, CodeIncomplete, CodeInvalid,
 	CodeSLOMessageMissing, CodeLogoutFailed,

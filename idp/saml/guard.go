@@ -50,14 +50,21 @@ func refuseDeclarations(data []byte) error {
 	}
 }
 
-// readCapped reads r to the end, failing once more than limit bytes arrive.
+// readCapped reads r to the end, failing with a *tooLargeError once more
+// than limit bytes arrive.
 func readCapped(r io.Reader, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
+		return nil, &tooLargeError{limit}
 	}
 	return data, nil
 }
+
+// tooLargeError is a document over readCapped's limit: unlike a read that
+// failed, reading it again gives the same.
+type tooLargeError struct{ limit int64 }
+
+func (e *tooLargeError) Error() string { return fmt.Sprintf("larger than %d bytes", e.limit) }

@@ -284,8 +284,20 @@ type MetadataSource struct {
 }
 
 // readMetadata reads the metadata of src, at most maxMetadataSize bytes,
-// and names where it came from.
+// and names where it came from. A larger document is a *badMetadataError:
+// it is what a federation aggregate looks like, and fetching it again
+// will not shrink it, so sign-in says idp_misconfigured rather than ask
+// people to try again (docs/architecture.md: misconfigured vs unreachable).
 func readMetadata(ctx context.Context, client *http.Client, src MetadataSource) ([]byte, string, error) {
+	data, where, err := readMetadataSource(ctx, client, src)
+	if tl := (*tooLargeError)(nil); errors.As(err, &tl) {
+		err = &badMetadataError{fmt.Errorf("the metadata is larger than %d MiB, the most this SP reads (a federation's "+
+			"aggregate of every member?): use the IdP's own metadata, or the federation's per-entity (MDQ) URL for it", tl.limit>>20)}
+	}
+	return data, where, err
+}
+
+func readMetadataSource(ctx context.Context, client *http.Client, src MetadataSource) ([]byte, string, error) {
 	switch {
 	case len(src.XML) > 0:
 		return src.XML, "inline configuration", nil
@@ -338,8 +350,8 @@ func (p *Provider) metadata(ctx context.Context) (*idpMetadata, error) {
 
 // badMetadataError is metadata that was read but that sign-in refuses
 // (it does not parse, names another entity, lists no signing
-// certificate): reading it again does not help until an administrator
-// acts.
+// certificate, is over maxMetadataSize): reading it again does not help
+// until an administrator acts.
 type badMetadataError struct{ err error }
 
 func (e *badMetadataError) Error() string { return e.err.Error() }

@@ -36,6 +36,7 @@
 package saml
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -52,6 +53,7 @@ import (
 	"unicode"
 
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 	"go.uber.org/zap"
 
@@ -78,6 +80,7 @@ const (
 	CodeSignature           = "saml_signature_invalid"    // missing, bad, wrapped or misplaced signature
 	CodeUntrustedKey        = "saml_signature_untrusted"  // signed by a key the IdP metadata does not list
 	CodeSignatureAlgorithm  = "saml_signature_algorithm"  // SHA-1 (or another refused algorithm)
+	CodeEncryptionAlgorithm = "saml_encryption_algorithm" // encrypted with a refused algorithm (rsa-1_5, tripledes-cbc)
 	CodeIssuer              = "saml_issuer_mismatch"      // Issuer is not the IdP's entity ID
 	CodeStatus              = "saml_status"               // the IdP answered a non-Success status
 	CodeDestination         = "saml_destination_mismatch" // Destination or Recipient is not this endpoint
@@ -235,7 +238,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives metadata refresh events; nil means no logging. Nothing
+	// Logger receives metadata refresh events and the generation of an SP
+	// key pair (Start); nil means no logging. Nothing
 	// logged contains assertion content, tokens or keys.
 	Logger *zap.Logger
 }
@@ -460,12 +464,14 @@ func SPKeySecretName(idpName string) string { return spKeySecretPrefix + idpName
 // storedKeyPair returns the key pair kept in the store for this IdP,
 // generating it on the first start.
 func (p *Provider) storedKeyPair(ctx context.Context, secrets idp.Secrets) (KeyPair, error) {
+	var generated []byte
 	data, err := secrets.LoadOrStore(ctx, SPKeySecretName(p.cfg.Name), func() ([]byte, error) {
 		kp, err := GenerateKeyPair("caddy-sso SAML SP " + p.cfg.Name)
 		if err != nil {
 			return nil, err
 		}
-		return EncodeKeyPairPEM(kp)
+		generated, err = EncodeKeyPairPEM(kp)
+		return generated, err
 	})
 	if err != nil {
 		return KeyPair{}, err
@@ -473,6 +479,23 @@ func (p *Provider) storedKeyPair(ctx context.Context, secrets idp.Secrets) (KeyP
 	kp, err := DecodeKeyPairPEM(data)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("kept in the store: %w", err)
+	}
+	// Said only when the pair in use is the one just made (another
+	// instance may have stored its own first): on a first start that is
+	// expected, but on a store restored from a backup older than this IdP
+	// the IdP still holds the lost certificate, and signed requests and
+	// encrypted assertions then fail with nothing else to say why
+	// (docs/operations.md, "SAML keys and metadata").
+	if generated != nil && bytes.Equal(data, generated) {
+		// The sites (and so the metadata URLs) are known only per request:
+		// the line gives the path under the default path_prefix.
+		fields := []zap.Field{zap.String("secret", SPKeySecretName(p.cfg.Name)),
+			zap.String("sp_metadata", "https://<site>/.sso/saml/"+p.cfg.Name+"/"+MetadataEndpoint)}
+		if p.cfg.EntityID != "" {
+			fields = append(fields, zap.String("entity_id", p.cfg.EntityID))
+		}
+		p.log.Info("generated a new SAML SP key pair and kept it in the store: an IdP that holds another SP certificate "+
+			"must be given this SP's metadata again (sp_metadata, under the route's path_prefix if it sets one)", fields...)
 	}
 	return kp, nil
 }
@@ -541,6 +564,13 @@ func (p *Provider) serviceProvider(e *endpoints, md *saml.EntityDescriptor, now 
 		// bounds that trust (signInMetadata); `caddy sso check` warns of
 		// certificates about to expire.
 		IgnoreCertificateExpiry: true,
+		// The SP metadata carries no validUntil (only cacheDuration,
+		// crewjam's DefaultCacheDuration, a day): with one, a copy an
+		// IdP imported as a file (Shibboleth, SimpleSAMLphp) would stop
+		// being trusted two days after its download, though nothing in
+		// it changed, and every fetch would differ. It changes only when
+		// the SP keys do (docs/operations.md, "SAML keys and metadata").
+		MetadataOmitValidUntil: true,
 	}
 	if p.cfg.NameIDFormat != "" {
 		sp.AuthnNameIDFormat = saml.NameIDFormat(p.cfg.NameIDFormat)
@@ -596,6 +626,7 @@ func classify(err error) error {
 		err = ire.PrivateErr
 	}
 	var status saml.ErrBadStatus
+	var alg xmlenc.ErrAlgorithmNotImplemented
 	code := CodeInvalid
 	switch {
 	case errors.Is(err, errUnrecorded):
@@ -608,6 +639,11 @@ func classify(err error) error {
 		code = CodeSignatureAlgorithm
 	case errors.Is(err, saml.ErrInvalidSignature):
 		code = CodeSignature
+	case errors.As(err, &alg):
+		// Checked before ErrDecryptionFailed, which crewjam attaches too:
+		// the IdP's encryption setting is wrong, not the SP certificate
+		// it holds (docs/troubleshooting.md lists both codes).
+		return idp.Fail(CodeEncryptionAlgorithm, &encryptionAlgorithmError{alg: string(alg), err: &cappedError{err}})
 	case errors.Is(err, saml.ErrDecryptionFailed):
 		code = CodeDecryption
 	case errors.Is(err, saml.ErrIssuerMismatch):
@@ -640,6 +676,25 @@ func classify(err error) error {
 	}
 	return idp.Fail(code, &cappedError{err})
 }
+
+// encryptionAlgorithmError is an encrypted element (an assertion, a
+// NameID, an attribute) that names an algorithm crewjam refuses: RSA
+// PKCS#1 v1.5 key transport (rsa-1_5, open to padding-oracle attacks),
+// Triple DES, or a digest or mask function it does not know. Its text
+// names the algorithm and what is accepted, which is what the IdP's
+// administrator must change; the algorithm comes from the message, so it
+// is quoted and cut short.
+type encryptionAlgorithmError struct {
+	alg string
+	err error
+}
+
+func (e *encryptionAlgorithmError) Error() string {
+	return fmt.Sprintf("the IdP encrypted with %.100q, which is refused: configure it to encrypt with AES-128, "+
+		"AES-192 or AES-256 (GCM or CBC) and RSA-OAEP key transport (rsa-oaep-mgf1p, or xmlenc11 rsa-oaep)", e.alg)
+}
+
+func (e *encryptionAlgorithmError) Unwrap() error { return e.err }
 
 // cappedError keeps crewjam's error in the chain (for errors.Is) but caps
 // its text: some of crewjam's parse errors quote the XML tokens they choked
