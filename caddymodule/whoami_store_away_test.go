@@ -17,9 +17,10 @@ import (
 
 // TestWhoamiStoreAway: while the store is away, /.sso/whoami answers as
 // the protected paths do, 503 store_unavailable JSON with Retry-After and
-// no store error, whether the session cannot be read (anyone's made-up
-// cookie) or the user of a cached session cannot; and the log gets one
-// ERROR line a minute for all of them, not one per request.
+// no store error, whether the session cannot be read (a made-up cookie of
+// a token's shape) or the user of a cached session cannot; and the log
+// gets one ERROR line a minute for all of them, not one per request. A
+// cookie of any other shape names no session: 401, store or not.
 func TestWhoamiStoreAway(t *testing.T) {
 	g := newStoreGoingAway(t)
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -27,7 +28,7 @@ func TestWhoamiStoreAway(t *testing.T) {
 	cached := g.cachedSession(t)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 	g.st.away.Store(true)
-	for i, token := range []string{"made-up-by-anyone", g.uncached, cached, "made-up-again"} {
+	for i, token := range []string{strings.Repeat("madeUpByAnyone", 4)[:43], g.uncached, cached, strings.Repeat("madeUpAgain", 4)[:43]} {
 		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
 		r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+token)
 		w := httptest.NewRecorder()
@@ -43,10 +44,16 @@ func TestWhoamiStoreAway(t *testing.T) {
 	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d ERROR lines for 4 requests while the store is away, want 1", n)
 	}
-	g.st.away.Store(false)
 	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
-	r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+cached)
+	r.Header.Set("Cookie", gateway.SessionCookiePlain+"=made-up-by-anyone")
 	w := httptest.NewRecorder()
+	if err := g.h.ServeHTTP(w, r, next); err != nil || w.Code != http.StatusUnauthorized {
+		t.Errorf("a cookie of no token's shape while the store is away: %d %v; want 401", w.Code, err)
+	}
+	g.st.away.Store(false)
+	r = httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+DefaultPathPrefix+"whoami", nil)
+	r.Header.Set("Cookie", gateway.SessionCookiePlain+"="+cached)
+	w = httptest.NewRecorder()
 	if err := g.h.ServeHTTP(w, r, next); err != nil || w.Code != http.StatusOK {
 		t.Errorf("after the store came back: %d %v", w.Code, err)
 	}

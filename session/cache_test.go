@@ -109,16 +109,17 @@ func TestCacheIsBounded(t *testing.T) {
 
 // TestFlushAndSweepInBatches: a flush or sweep larger than one batch is
 // several transactions, and all of it lands.
-// touchSessions writes n sessions of one user to db directly, tokens "t0"
-// to "t<n-1>", lasting eight hours, and two minutes later resolves each
-// through m, so that a Flush has n last-seen times to write.
+// touchSessions writes n sessions of one user to db directly, tokens
+// testToken(0) to testToken(n-1), lasting eight hours, and two minutes
+// later resolves each through m, so that a Flush has n last-seen times to
+// write.
 func touchSessions(t *testing.T, db store.Store, m *session.Manager, clk *clock, n int) {
 	t.Helper()
 	ctx := context.Background()
 	u := addUser(t, db, activeUser())
 	err := db.Update(ctx, func(tx store.Tx) error {
 		for i := range n {
-			s := &store.Session{Hash: session.Hash(fmt.Sprint("t", i)), UserID: u.ID, IdP: "okta",
+			s := &store.Session{Hash: session.Hash(testToken(i)), UserID: u.ID, IdP: "okta",
 				Created: clk.now(), Expires: clk.now().Add(8 * time.Hour), LastSeen: clk.now()}
 			if err := tx.PutSession(s); err != nil {
 				return err
@@ -131,11 +132,16 @@ func touchSessions(t *testing.T, db store.Store, m *session.Manager, clk *clock,
 	}
 	clk.advance(2 * time.Minute)
 	for i := range n {
-		if _, err := m.Resolve(ctx, fmt.Sprint("t", i)); err != nil {
+		if _, err := m.Resolve(ctx, testToken(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
+
+// testToken is the i-th of the tokens touchSessions writes: made up, of the
+// shape of one the Manager draws (43 base64url characters), or Resolve
+// would refuse it unread.
+func testToken(i int) string { return fmt.Sprintf("t%042d", i) }
 
 func TestFlushAndSweepInBatches(t *testing.T) {
 	ctx := context.Background()
@@ -200,7 +206,7 @@ func TestFlushAndSweepYield(t *testing.T) {
 	}
 	_ = db.View(ctx, func(tx store.Tx) error {
 		for i := range n {
-			s, err := tx.Session(session.Hash(fmt.Sprint("t", i)))
+			s, err := tx.Session(session.Hash(testToken(i)))
 			if err != nil || !s.LastSeen.Equal(clk.now()) {
 				t.Errorf("session %d after the flush: %+v, %v; want last seen %v", i, s, err, clk.now())
 			}

@@ -372,7 +372,7 @@ func (m *Manager) Prepare(idpName string, logout store.LogoutInfo, tokens *Token
 	if err != nil {
 		return nil, err
 	}
-	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	token := base64.RawURLEncoding.EncodeToString(raw[:]) // tokenLen long: drawable
 	now := m.now()
 	return &NewSession{Token: token, maxPerUser: m.cfg.MaxPerUser, ends: m.Ends, tokens: plain, since: m.forgets.Load(), Session: &store.Session{
 		Hash:     Hash(token),
@@ -477,12 +477,37 @@ func (m *Manager) Remember(n *NewSession) {
 }
 
 // Resolve returns the identity behind a cookie token, or ErrNoSession. A
-// cache hit neither locks for writing nor touches the store.
+// cache hit neither locks for writing nor touches the store; a cookie that
+// cannot be a token Prepare drew does neither (drawable).
 func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) {
-	if token == "" {
+	if !drawable(token) {
 		return nil, ErrNoSession
 	}
 	return m.lookup(ctx, hashOf(token), true)
+}
+
+// tokenLen is the length of every session token Prepare has drawn: 32
+// random bytes in unpadded base64url.
+const tokenLen = 43
+
+// drawable reports whether token has the shape of one Prepare draws:
+// tokenLen characters of the base64url alphabet. Anyone can send made-up
+// session cookies, four a request (docs/security.md, "Unauthenticated
+// traffic"); one of any other shape names no session, and costs neither a
+// store read nor the forget, under the cache's lock, of what it did not
+// find.
+func drawable(token string) bool {
+	if len(token) != tokenLen {
+		return false
+	}
+	for i := range len(token) {
+		switch c := token[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Check is Resolve by a session's store key (Identity.SessionHash), for

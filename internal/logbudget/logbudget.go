@@ -30,6 +30,18 @@ const MaxKeys = 4096
 type Budget struct {
 	mu   sync.Mutex
 	keys map[string]*entry
+	// The same entries in the order of their times, oldest first: forget
+	// takes those whose window has ended off the front and stops at the
+	// first that has not, so that a take costs the same however many keys
+	// are held. Once MaxKeys fresh keys are held, every line of a new key
+	// (a refusal from yet another address: docs/security.md,
+	// "Unauthenticated traffic") calls forget, which must not look at
+	// them all each time.
+	oldest, newest *entry
+	// looked counts the entries forget has looked at, all told: one per
+	// key it forgot and one more per call at most. The tests hold it to
+	// that.
+	looked int
 	// The DEBUG lines of forgotten keys (and of keys that found no room),
 	// and which keys they were: reported by the next line that goes out
 	// at its level. A source that finds no room line after line is one
@@ -42,8 +54,10 @@ type Budget struct {
 }
 
 type entry struct {
-	at       time.Time // when the key last went out at its level
-	repeated int       // lines sent to DEBUG since
+	key        string
+	at         time.Time // when the key last went out at its level
+	repeated   int       // lines sent to DEBUG since
+	prev, next *entry    // in Budget's time order
 }
 
 // Take reports whether a line for key may go out at its level at now, and
@@ -67,7 +81,9 @@ func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 		if e.repeated > 0 {
 			fields = append(fields, zap.Int("repeated_last_minute", e.repeated))
 		}
+		b.unlink(e)
 		e.at, e.repeated = now, 0
+		b.insert(e)
 		return true, b.folded(fields)
 	}
 	if b.keys == nil {
@@ -81,22 +97,67 @@ func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 			return false, nil
 		}
 	}
-	b.keys[key] = &entry{at: now}
+	e := &entry{key: key, at: now}
+	b.keys[key] = e
+	b.insert(e)
 	return true, b.folded(nil)
 }
 
 // forget drops the keys whose window has ended, keeping count of their
-// lines sent to DEBUG. Called with b.mu held.
+// lines sent to DEBUG: the front of the time order, up to the first key
+// whose window has not. Called with b.mu held.
 func (b *Budget) forget(now time.Time) {
-	for k, e := range b.keys {
-		if now.Sub(e.at) >= Window {
-			if e.repeated > 0 {
-				b.foldedLines += e.repeated
-				b.foldKey(k)
-			}
-			delete(b.keys, k)
+	for e := b.oldest; e != nil; e = b.oldest {
+		b.looked++
+		if now.Sub(e.at) < Window {
+			return
 		}
+		if e.repeated > 0 {
+			b.foldedLines += e.repeated
+			b.foldKey(e.key)
+		}
+		b.unlink(e)
+		delete(b.keys, e.key)
 	}
+}
+
+// insert puts e in the time order, after the last entry not later than
+// e.at. Callers take their time before the lock, so times arrive nearly in
+// order and the walk from the newest end is a step or two (time.Now's
+// monotonic reading keeps a step of the wall clock from reordering them);
+// it keeps the order exact, and so forget, whatever times a caller passes.
+// Called with b.mu held.
+func (b *Budget) insert(e *entry) {
+	after := b.newest
+	for after != nil && after.at.After(e.at) {
+		after = after.prev
+	}
+	e.prev = after
+	if after == nil {
+		e.next, b.oldest = b.oldest, e
+	} else {
+		e.next, after.next = after.next, e
+	}
+	if e.next == nil {
+		b.newest = e
+	} else {
+		e.next.prev = e
+	}
+}
+
+// unlink takes e out of the time order. Called with b.mu held.
+func (b *Budget) unlink(e *entry) {
+	if e.prev == nil {
+		b.oldest = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		b.newest = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next = nil, nil
 }
 
 // foldKey notes key among those whose DEBUG lines are folded into the
