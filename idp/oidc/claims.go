@@ -71,7 +71,7 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken, c
 // with its own code, and returns the subject.
 func (p *Provider) checkClaims(claims map[string]any, nonce string) (string, error) {
 	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
-	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+	if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
 		return "", idp.Fail(CodeIDTokenIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
 	}
 	aud, ok := audience(claims["aud"])
@@ -124,6 +124,18 @@ func (p *Provider) checkClaims(claims map[string]any, nonce string) (string, err
 		}
 	}
 	return sub, nil
+}
+
+// googleIssuer is Google's issuer identifier. Its ID tokens may carry iss
+// without the scheme, "accounts.google.com", which Google's documentation
+// tells clients to accept as well (go-oidc's verifier does the same).
+const googleIssuer = "https://accounts.google.com"
+
+// issuerMatches reports whether an ID token's iss names the configured
+// issuer: exactly, or, when that is Google's, in Google's scheme-less
+// form. No other issuer gets any leeway.
+func (p *Provider) issuerMatches(iss string) bool {
+	return iss == p.cfg.Issuer || p.cfg.Issuer == googleIssuer && iss == strings.TrimPrefix(googleIssuer, "https://")
 }
 
 // audience reads "aud", a string or an array of strings.

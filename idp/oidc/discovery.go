@@ -1,16 +1,20 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 )
@@ -162,11 +166,20 @@ func fetchMetadata(ctx context.Context, client *http.Client, issuer string) (*me
 // checkIssuer: the document must name the issuer it was fetched for
 // (OpenID Connect Discovery 4.3), or tokens it vouches for would be
 // checked against the wrong issuer.
+//
+// Entra ID's multi-tenant endpoints (.../common/v2.0, .../organizations/v2.0)
+// name the issuer ".../{tenantid}/v2.0", a template each token fills with
+// the user's tenant: no exact issuer to check tokens against, so they are
+// not supported, and the error says what to configure instead.
 func (md *metadata) checkIssuer(issuer string) error {
-	if md.Issuer != issuer {
-		return fmt.Errorf("document is for issuer %q, want %q", md.Issuer, issuer)
+	if md.Issuer == issuer {
+		return nil
 	}
-	return nil
+	if strings.Contains(md.Issuer, "{tenantid}") {
+		return fmt.Errorf("document is for issuer %q, a multi-tenant Microsoft Entra ID endpoint, which is not supported: "+
+			"set issuer to https://login.microsoftonline.com/<tenant-id>/v2.0 (one tenant per idp block)", md.Issuer)
+	}
+	return fmt.Errorf("document is for issuer %q, want %q", md.Issuer, issuer)
 }
 
 // checkEndpoints: the endpoints sign-in uses are present, and every
@@ -208,11 +221,57 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	if err != nil {
 		return err
 	}
+	// Some servers (IIS-hosted ones, for example) save documents with a
+	// UTF-8 byte order mark, which JSON forbids (RFC 8259 8.1) but allows
+	// a parser to ignore; encoding/json does not.
+	body = bytes.TrimPrefix(body, []byte(utf8BOM))
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: decoding: %w", url, err)
 	}
 	return nil
 }
+
+// utf8BOM is the byte order mark getJSON skips.
+const utf8BOM = "\xef\xbb\xbf"
+
+// statusError is an answer other than 200 OK. Its body is not kept: it
+// might echo credentials.
+type statusError struct {
+	url, status string
+	code        int
+	// challenge is the WWW-Authenticate header, capped: why a bearer
+	// token was refused (RFC 6750 3).
+	challenge string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("GET %s: %s", e.url, e.status) }
+
+// idpUnavailable reports an error that is the IdP, or the way to it,
+// failing rather than refusing: no whole answer (no connection, a
+// timeout, a body cut short), or an answer of 429 Too Many Requests or a
+// 5xx, which say to try again later. Such a sign-in gets
+// CodeIdPUnavailable, the "Sign-in is unavailable" page that says trying
+// again may help (docs/architecture.md). A redirect the client refused is
+// not one: it is how the IdP is set up.
+func idpUnavailable(err error) bool {
+	var se *statusError
+	var re *oauth2.RetrieveError
+	var ue *neturl.Error
+	switch {
+	case errors.As(err, &se):
+		return se.code == http.StatusTooManyRequests || se.code >= 500
+	case errors.As(err, &re) && re.Response != nil:
+		return re.Response.StatusCode == http.StatusTooManyRequests || re.Response.StatusCode >= 500
+	case errors.As(err, &ue):
+		return !errors.Is(err, idp.ErrRedirectRefused) && !errors.Is(err, errRedirect)
+	}
+	return false
+}
+
+// errRedirect marks a redirect that get's client refused to follow
+// (idp.SafeRedirects), so that idpUnavailable does not take it for a
+// transport failure.
+var errRedirect = errors.New("redirect refused")
 
 // get fetches url (with a bearer token when given) and returns the body and
 // its content type. Bodies of failed requests are not reported: they might
@@ -228,15 +287,20 @@ func get(ctx context.Context, client *http.Client, url, bearer string) ([]byte, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if resp != nil { // only a refused redirect comes with a response
+			return nil, "", fmt.Errorf("%w: %w", errRedirect, err)
+		}
 		return nil, "", err // *url.Error already names the method and URL
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, "", fmt.Errorf("GET %s: reading: %w", url, err)
+		// A *url.Error, as a failed connection is: the answer was cut short.
+		return nil, "", &neturl.Error{Op: "GET", URL: url, Err: fmt.Errorf("reading: %w", err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("GET %s: %s", url, resp.Status)
+		ch := resp.Header.Get("WWW-Authenticate")
+		return nil, "", &statusError{url: url, status: resp.Status, code: resp.StatusCode, challenge: ch[:min(len(ch), 300)]}
 	}
 	if len(body) > maxBody {
 		return nil, "", errors.New("GET " + url + ": response larger than 1 MiB")

@@ -43,7 +43,7 @@ import (
 // Codes of the *idp.LoginError values this package returns. They are stable:
 // metrics, audit events and error pages key on them.
 const (
-	CodeIdPUnavailable   = "idp_unavailable"   // discovery could not be fetched or read (and no earlier copy); a document that contradicts the configuration is idp.CodeMisconfigured
+	CodeIdPUnavailable   = "idp_unavailable"   // discovery could not be fetched or read (and no earlier copy), or the JWKS, token or userinfo endpoint failed (5xx, 429, no answer); a document that contradicts the configuration is idp.CodeMisconfigured
 	CodeFlowSave         = "flow_save_failed"  // Begin could not set the flow cookie
 	CodeStateMissing     = "state_missing"     // callback without state
 	CodeFlowMissing      = "flow_missing"      // no flow cookie: another browser, or cookies blocked
@@ -181,8 +181,9 @@ type Config struct {
 	// idp.NoRedirects); its own CheckRedirect still applies to the rest.
 	HTTPClient *http.Client
 	// Logger receives what the logout endpoints refuse or do (their
-	// requests come from the IdP, not from a person who could see a page);
-	// nil: no logs.
+	// requests come from the IdP, not from a person who could see a page),
+	// and a userinfo endpoint's refusal of the access token, which sign-in
+	// goes on without; nil: no logs.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -202,6 +203,9 @@ type Provider struct {
 	keys        *keySet
 	disc        *discovery
 	refusals    logbudget.Budget // back-channel logout refusals
+	// userinfoRefusals: userinfo endpoints refusing the access token
+	// (mergeUserinfo), keyed by status.
+	userinfoRefusals logbudget.Budget
 }
 
 var _ idp.Provider = (*Provider)(nil)
@@ -535,12 +539,13 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	tok, err := p.oauth2Config(md, redirectURL).Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.tokenClient),
 		code, oauth2.VerifierOption(fl.Verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil {
-			// Not re.Error(): it quotes the whole response body.
-			err = fmt.Errorf("token endpoint answered %s: %s %.200q", re.Response.Status, re.ErrorCode, re.ErrorDescription)
+		// An outage (a 5xx, 429, no answer) is not a refusal of the code
+		// or the client's credentials: the 502 page, trying again helps.
+		code := CodeTokenExchange
+		if idpUnavailable(err) {
+			code = CodeIdPUnavailable
 		}
-		return nil, idp.Fail(CodeTokenExchange, err)
+		return nil, idp.Fail(code, tokenFailure(err))
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
@@ -556,14 +561,9 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		return nil, idp.Fail(CodeACRNotSatisfied, fmt.Errorf("acr %.200q is not one of %q", acr, p.cfg.RequireACR))
 	}
 	if needsUserinfo(claims) && md.UserinfoEndpoint != "" {
-		ui, err := p.userinfo(ctx, md.UserinfoEndpoint, tok.AccessToken)
-		if err != nil {
-			return nil, idp.Fail(CodeUserinfo, err)
+		if err := p.mergeUserinfo(ctx, md.UserinfoEndpoint, tok.AccessToken, sub, claims); err != nil {
+			return nil, err
 		}
-		if s, _ := ui["sub"].(string); s != sub {
-			return nil, idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
-		}
-		mergeClaims(claims, ui)
 	}
 	// After the merge: email_verified counts from userinfo when the ID
 	// token has none and userinfo's email is the one kept (mergeClaims).
@@ -586,6 +586,67 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid},
 		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
 	}, nil
+}
+
+// tokenFailure describes a failed token request: the status, and the
+// OAuth error (RFC 6749 5.2) when the IdP sent one. Not re.Error(): it
+// quotes the whole response body, which might echo credentials.
+func tokenFailure(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return err
+	}
+	msg := "token endpoint answered " + re.Response.Status
+	if re.ErrorCode != "" {
+		msg += fmt.Sprintf(": %.100q", re.ErrorCode)
+	}
+	if re.ErrorDescription != "" {
+		msg += fmt.Sprintf(" %.200q", re.ErrorDescription)
+	}
+	return errors.New(msg)
+}
+
+// mergeUserinfo merges the userinfo claims into claims, the ID token's
+// (mergeClaims), when userinfo answers; it is asked only for profile
+// claims the ID token lacks (needsUserinfo), none of which sign-in
+// needs to trust who the person is.
+//
+// A 401 or 403 is the access token refused for good, not this sign-in's
+// fault: Entra ID's userinfo (Microsoft Graph) refuses an access token
+// issued for the application's own API (an api:// scope among scopes),
+// and failing would keep every user whose ID token lacks one of those
+// claims out for as long as the configuration stands. The sign-in goes on
+// with the ID token's claims, and a WARN (one a minute per IdP and
+// status) says so. An IdP that fails rather than refuses (5xx, 429, no
+// answer) is CodeIdPUnavailable; anything else, an answer this package
+// cannot read or one about another subject, fails the sign-in.
+func (p *Provider) mergeUserinfo(ctx context.Context, endpoint, accessToken, sub string, claims map[string]any) error {
+	ui, err := p.userinfo(ctx, endpoint, accessToken)
+	var se *statusError
+	switch {
+	case errors.As(err, &se) && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden):
+		var missing []string
+		for _, c := range profileClaims {
+			if !filled(claims[c]) {
+				missing = append(missing, c)
+			}
+		}
+		p.userinfoRefusals.Warn(p.cfg.Logger, se.status, p.cfg.Now(), "userinfo refused the access token: signing in with the ID token's claims alone, "+
+			"so the claims it lacks stay empty; the access token is not one the userinfo endpoint accepts "+
+			"(with Entra ID, an api:// scope among scopes makes it a token for that API): have the IdP put the claims in the ID token",
+			zap.String("idp", p.cfg.Name), zap.String("status", se.status), zap.Strings("missing_claims", missing),
+			zap.String("www_authenticate", se.challenge))
+		return nil
+	case idpUnavailable(err):
+		return idp.Fail(CodeIdPUnavailable, err)
+	case err != nil:
+		return idp.Fail(CodeUserinfo, err)
+	}
+	if s, _ := ui["sub"].(string); s != sub {
+		return idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))
+	}
+	mergeClaims(claims, ui)
+	return nil
 }
 
 // emailClaim is the email claim's first non-blank value (as mapping reads

@@ -63,16 +63,12 @@ func (p *Provider) Refresh(ctx context.Context, t *idp.Tokens) (*idp.Tokens, err
 	tok, err := src.Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			if re.ErrorCode == "invalid_grant" {
-				return nil, fmt.Errorf("oidc idp %q: refresh refused (invalid_grant %.200q): %w", p.cfg.Name, re.ErrorDescription, idp.ErrGrantRevoked)
-			}
-			if re.Response != nil {
-				// Not re.Error(): it quotes the whole response body.
-				err = fmt.Errorf("token endpoint answered %s: %s %.200q", re.Response.Status, re.ErrorCode, re.ErrorDescription)
-			}
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			return nil, fmt.Errorf("oidc idp %q: refresh refused (invalid_grant %.200q): %w", p.cfg.Name, re.ErrorDescription, idp.ErrGrantRevoked)
 		}
-		return nil, fmt.Errorf("oidc idp %q: refresh: %w", p.cfg.Name, err)
+		// Every other failure, an outage (idpUnavailable) or not, is
+		// passing: the session keeps its grant.
+		return nil, fmt.Errorf("oidc idp %q: refresh: %w", p.cfg.Name, tokenFailure(err))
 	}
 	out := &idp.Tokens{IDToken: t.IDToken, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)}
 	if out.RefreshToken == "" {
@@ -165,7 +161,7 @@ func (p *Provider) sameGrant(claims, orig map[string]any) error {
 		}
 		return fmt.Errorf("%s differs from the session's ID token: %w", name, idp.ErrGrantRevoked)
 	}
-	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+	if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
 		return fmt.Errorf("iss %q, want %q: %w", iss, p.cfg.Issuer, idp.ErrGrantRevoked)
 	}
 	if sub, _ := claims["sub"].(string); sub == "" {

@@ -174,7 +174,7 @@ func oidcTokenStall(t *testing.T) {
 	release := w.OIDC.Stall(oidctest.PathToken)
 	defer release()
 	probe := probeSession(w, cookie, "ada@example.com")
-	failedSignIn(t, w, stresstest.OIDCName, "bob", "Sign-in failed", oidcStallBound)
+	failedSignIn(t, w, stresstest.OIDCName, "bob", "Sign-in is unavailable", oidcStallBound)
 	probe.check(t)
 	release()
 	recovers(t, w, stresstest.OIDCName, "carol", 5*time.Second)
