@@ -67,6 +67,27 @@ func TestRewritesBeforeSSO(t *testing.T) {
 	})
 }
 
+// TestTurnEndpointOff: the README's way to turn an endpoint off, an answer
+// listed before sso in a route, keeps the gateway from serving it to a
+// signed-in person, while the other endpoints and the app are served.
+// (A handle block beside a site-level sso is not enough: Caddy orders sso
+// before handle.)
+func TestTurnEndpointOff(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.sites = fmt.Sprintf("%s {\n\troute {\n\t\trespond /.sso/whoami \"whoami is off\" 404\n\t\tsso test\n\t\treverse_proxy %s\n\t}\n}\n",
+		w.gw.base, w.upstream.hostPort())
+	w.start()
+	b := newBrowser(t)
+	upstreamSaw(t, b.signIn(w.gw.base+"/x", "ada", "ada-pw"))
+	resp := b.get(w.gw.base + "/.sso/whoami")
+	if body := readBody(t, resp); resp.StatusCode != http.StatusNotFound || body != "whoami is off" {
+		t.Errorf("whoami, turned off: %s %.200q", resp.Status, body)
+	}
+	if body := readBody(t, b.get(w.gw.base+"/.sso/logout")); !strings.Contains(body, `action="/.sso/logout"`) {
+		t.Errorf("the sign-out page beside it: %.200s", body)
+	}
+}
+
 // TestNestedSSO: a stricter sso inside a protected site (site-wide sso,
 // and allow group admins on /admin/*) admits the session the outer one
 // admitted, though the outer took the cookie out of the request: no sign-in
