@@ -45,7 +45,8 @@ type Spec struct {
 	MaxConns         int32
 	StatementTimeout time.Duration
 	// ReadOnly opens a bbolt file with a shared lock (admin tools reading
-	// a stopped instance's store). PostgreSQL ignores it.
+	// a stopped instance's store); a PostgreSQL database that takes no
+	// writes (a hot standby) is then opened rather than refused.
 	ReadOnly bool
 	// LockTimeout bounds the wait for a bbolt file's lock; 0 takes bolt's
 	// default.
@@ -374,7 +375,7 @@ func Open(ctx context.Context, s Spec, logger *zap.Logger) (store.Store, error) 
 			Logger: logger})
 	case Postgres:
 		st, err = postgres.Open(ctx, postgres.Config{DSN: s.DSN, MaxConns: s.MaxConns,
-			StatementTimeout: s.StatementTimeout, Logger: logger})
+			StatementTimeout: s.StatementTimeout, Logger: logger, AllowReadOnly: s.ReadOnly})
 	default:
 		return nil, fmt.Errorf("unknown store backend %q (expected %s or %s)", s.Backend, Bolt, Postgres)
 	}

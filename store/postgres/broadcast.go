@@ -53,10 +53,14 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 	for _, payload := range db.payloads(inv) {
 		// Right after a commit in a burst the pool may have no idle
 		// connection and the server may refuse a new one: wait for one
-		// (see waitRefused).
+		// (see waitRefused). A pooled connection the server has closed is
+		// passed over (see begin): a lost notification leaves others
+		// serving an ended session until their cache entry expires.
 		err := db.waitRefused(ctx, bctx, func() error {
-			_, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload)
-			return err
+			return db.pastDeadConns(bctx, func() error {
+				_, err := db.pool.Exec(bctx, "SELECT pg_notify($1, $2)", Channel, payload)
+				return err
+			})
 		})
 		if err != nil {
 			// No connection was taken that waitRefused has not

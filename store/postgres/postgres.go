@@ -32,7 +32,11 @@
 //     unique or foreign-key violation (23505, 23503: a concurrent commit
 //     this transaction could not have locked out, such as a user deleted
 //     under a new session) roll back and run fn again, a few times with
-//     a growing random pause, as the contract allows (package store);
+//     a growing random pause, as the contract allows (package store); so
+//     does a connection lost before COMMIT (a backend ended by a DBA, a
+//     pooler or idle_in_transaction_session_timeout), which the server
+//     rolled back; one lost during COMMIT is never rerun
+//     (store.ErrOutcomeUnknown, see commitUnknown);
 //   - Consume is an INSERT … ON CONFLICT on the primary key (kind, id):
 //     of two instances consuming one assertion ID or state, one inserts
 //     and the other waits for its commit and then finds the row, so one
@@ -134,6 +138,11 @@ type Config struct {
 	StatementTimeout time.Duration
 	// Logger receives Listen's reconnections; nil logs nothing.
 	Logger *zap.Logger
+	// AllowReadOnly lets Open succeed on a database that takes no writes
+	// (a hot standby, default_transaction_read_only on), for a caller
+	// that only reads (an inspection command); its Updates then fail with
+	// ErrReadOnlyDatabase. Without it Open refuses such a database.
+	AllowReadOnly bool
 }
 
 // WithDefaults returns c with zero fields set to the defaults.
@@ -181,7 +190,8 @@ var (
 // Open connects to the database, brings its schema up to date (creating
 // it on an empty database) and returns the store. It fails with
 // ErrNewerSchema when another instance has already migrated the database
-// past what this build knows.
+// past what this build knows, and with ErrReadOnlyDatabase on a database
+// that takes no writes (unless cfg.AllowReadOnly).
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	cfg = cfg.WithDefaults()
 	secrets := secretsOf(cfg.DSN)
@@ -231,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		origin:       randomHex(8),
 		answerWithin: answerWithin,
 	}
-	if err := db.migrate(ctx); err != nil {
+	if err := db.migrate(ctx, cfg.AllowReadOnly); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -379,9 +389,9 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 // Update runs fn in a read-write transaction and commits when fn returns
-// nil; on a conflict with a concurrent transaction it runs fn again (see
-// the package doc). An error from fn rolls back everything and is returned as
-// it is.
+// nil; on a conflict with a concurrent transaction, or when the connection
+// is lost before COMMIT, it runs fn again (see the package doc). An error
+// from fn rolls back everything and is returned as it is.
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -391,7 +401,14 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if !retry {
 			return err
 		}
-		db.reruns.Add(1)
+		lost := !retryable(err) // the connection, not a conflict (see run)
+		if !lost {
+			db.reruns.Add(1)
+		}
+		if attempt == maxAttempts && lost {
+			return fmt.Errorf("postgres: update: the connection to the database was lost before COMMIT in each of %d attempts "+
+				"(nothing was written): %w", attempt, db.scrub(err))
+		}
 		if attempt == maxAttempts {
 			return fmt.Errorf("postgres: update: still conflicting with concurrent transactions after %d attempts: %w", attempt, err)
 		}
@@ -407,16 +424,33 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 // begin begins a transaction on a pooled connection. After a restart or a
-// failover of the server, each idle connection of the pool is closed at
-// the server's end, and its first write fails before anything is sent
-// (pgconn.SafeToRetry); pgx then drops it. Another is asked for, up to the
-// pool's size and one new connection: otherwise every such connection
-// failed a request with 503 once the database was back.
-func (db *DB) begin(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+// failover of the server, or once a DBA, a pooler or a proxy has ended
+// backends (pg_terminate_backend), idle connections of the pool are
+// closed at the server's end, and the first BEGIN on each fails: over a
+// unix socket its write fails before anything is sent (pgconn.SafeToRetry),
+// over TCP the write goes out and the answer is the FATAL the server sent
+// on its way out, or the connection's end (connLost). A failed BEGIN
+// changed nothing, and pgx drops the connection: another is asked for, up
+// to the pool's size and one new connection. Otherwise every such
+// connection failed a request with 503 while the database was up.
+func (db *DB) begin(ctx context.Context, opts pgx.TxOptions) (tx pgx.Tx, err error) {
+	err = db.pastDeadConns(ctx, func() (err error) {
+		tx, err = db.pool.BeginTx(ctx, opts)
+		return err
+	})
+	return tx, err
+}
+
+// pastDeadConns runs op, which takes a pooled connection for a statement
+// that changes nothing if it fails there (BEGIN, a NOTIFY outside a
+// transaction, which is harmless to send twice), again while it fails on a
+// connection the server had closed (see begin), up to the pool's size and
+// one new connection.
+func (db *DB) pastDeadConns(ctx context.Context, op func() error) error {
 	for tries := db.pool.Config().MaxConns; ; tries-- {
-		tx, err := db.pool.BeginTx(ctx, opts)
-		if err == nil || tries <= 0 || !pgconn.SafeToRetry(err) || ctx.Err() != nil {
-			return tx, err
+		err := op()
+		if err == nil || tries <= 0 || !pgconn.SafeToRetry(err) && !connLost(err) || ctx.Err() != nil {
+			return err
 		}
 	}
 }
@@ -426,7 +460,11 @@ func (db *DB) begin(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	if writable {
-		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
+		// No access mode: the server's default applies, so that a database
+		// or role a DBA set default_transaction_read_only on (to fence an
+		// old primary) takes no writes (see ErrReadOnlyDatabase). The
+		// isolation level stays explicit: the package doc's locking relies on it.
+		opts = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 	}
 	bctx, cancel := db.bound(ctx)
 	var ptx pgx.Tx
@@ -462,9 +500,13 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		fnErr = t.flushAudit()
 	}
 	if fnErr != nil || t.failed != nil {
+		// A connection lost before COMMIT (seen by a statement of this
+		// transaction, not by Commit): the server rolls back what it had,
+		// so fn may run again, as after a conflict.
+		lost := writable && t.failed != nil && connLost(t.failed) && ptx.Conn().IsClosed()
 		rollback()
 		switch {
-		case t.failed != nil && retryable(t.failed):
+		case t.failed != nil && (retryable(t.failed) || lost):
 			return t.failed, true
 		case fnErr != nil && retryable(fnErr):
 			return fnErr, true
@@ -473,7 +515,7 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		default:
 			// fn went on after one of our statements failed, and the
 			// transaction was aborted there: report that failure.
-			return t.failed, false
+			return t.explain(t.failed), false
 		}
 	}
 	cctx, cancel := db.bound(ctx)

@@ -73,7 +73,11 @@ func migrations() ([]migration, error) {
 // The lock keys are hashes of the current schema's name, so that two
 // caddy-sso deployments in two schemas of one database do not wait for
 // each other.
-func (db *DB) migrate(ctx context.Context) error {
+//
+// A database that takes no writes (a hot standby, or
+// default_transaction_read_only on) is refused with ErrReadOnlyDatabase
+// unless allowReadOnly, and cannot be migrated either way.
+func (db *DB) migrate(ctx context.Context, allowReadOnly bool) error {
 	all, err := migrations()
 	if err != nil {
 		return fmt.Errorf("postgres: embedded schema: %w", err)
@@ -85,11 +89,20 @@ func (db *DB) migrate(ctx context.Context) error {
 	defer func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }()
 
 	var schemaLock int64
+	var readOnly, inRecovery bool
 	err = ptx.QueryRow(ctx, `SELECT hashtextextended('caddy-sso schema:' || coalesce(current_schema(), ''), 0),
-		hashtextextended('caddy-sso audit:' || coalesce(current_schema(), ''), 0), coalesce(current_schema(), '')`).
-		Scan(&schemaLock, &db.auditLock, &db.lockSpace)
+		hashtextextended('caddy-sso audit:' || coalesce(current_schema(), ''), 0), coalesce(current_schema(), ''),
+		current_setting('transaction_read_only') = 'on', pg_is_in_recovery()`).
+		Scan(&schemaLock, &db.auditLock, &db.lockSpace, &readOnly, &inRecovery)
 	if err != nil {
 		return fmt.Errorf("postgres: schema: %w", db.scrub(err))
+	}
+	// This transaction began in the server's default access mode, as
+	// Update's do: read-only on a standby or under
+	// default_transaction_read_only. The schema check below only reads,
+	// so without this an instance would start there and fail every write.
+	if readOnly && !allowReadOnly {
+		return readOnlyRefused(inRecovery)
 	}
 	// Building indexes on a big table may take longer than the statement
 	// timeout that protects sign-ins.
@@ -110,6 +123,10 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	if version == SchemaVersion {
 		return nil
+	}
+	if readOnly {
+		return fmt.Errorf("postgres: the database has schema version %d, and this build needs %d, which only a database that takes writes can be migrated to: %w",
+			version, SchemaVersion, ErrReadOnlyDatabase)
 	}
 	for _, m := range all[version:] {
 		if _, err := ptx.Exec(ctx, m.sql); err != nil {

@@ -72,7 +72,7 @@ func (t *tx) lockFor(table string) string {
 }
 
 // fail records the first statement failure (see tx.failed) and returns err
-// scrubbed of secrets.
+// scrubbed of secrets (see explain).
 func (t *tx) fail(err error) error {
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		return err
@@ -80,7 +80,7 @@ func (t *tx) fail(err error) error {
 	if t.failed == nil {
 		t.failed = err
 	}
-	return t.db.unanswered(t.ctx, err)
+	return t.explain(err)
 }
 
 func (t *tx) exec(sql string, args ...any) (int64, error) {
