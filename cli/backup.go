@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -15,6 +17,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/backend"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
 )
 
@@ -73,7 +76,15 @@ it fails part-way, run the same command again with --force; it starts over
 from an empty database. Until a restore finishes, the target is marked, and Caddy and the
 other commands refuse it. The file is read in full and checked before anything is written, and the
 target is read back at the end. A bbolt file (what older versions wrote as a
-backup) is accepted too.`,
+backup) is accepted too.
+
+It prints when the backup was taken: the store is then as it was at that
+time, and every change since is undone (users disabled or deleted since are
+active again, key rotations and SCIM changes since are lost; see "Restoring
+an older backup" in docs/operations.md). Audit events written afterwards
+are numbered after every number the bbolt file replaced had handed out, so
+that audit --follow and --after miss none; if that file cannot be read, it
+says so, and followers start again with --since.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			raw, _ := c.Flags().GetString("store")
@@ -91,15 +102,21 @@ backup) is accepted too.`,
 					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", dst, args[0])
 				}
 			}
-			counts, err := restore(c.Context(), args[0], dst, force, starting, progressTo(c))
+			res, err := restore(c.Context(), args[0], dst, force, starting, progressTo(c))
 			if err != nil {
 				return fmt.Errorf("restoring %s into %s: %w", args[0], dst, hint(err))
 			}
+			now := time.Now()
 			if asJSON(c) {
-				return printJSON(c, map[string]any{"store": dst.String(), "counts": counts})
+				err = printJSON(c, map[string]any{"store": dst.String(), "counts": res.counts, "backup_taken": res.taken})
+			} else {
+				fmt.Fprintf(c.OutOrStdout(), "%s restored from %s (%s); start Caddy to use it\n%s\n",
+					dst, args[0], describe(res.counts), res.takenLine(now))
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s restored from %s (%s); start Caddy to use it\n", dst, args[0], describe(counts))
-			return nil
+			// The warnings go to stderr, also with --json: a script's
+			// operator still sees them.
+			warnRestored(c.ErrOrStderr(), res, now)
+			return err
 		},
 	}
 	cmd.Flags().Bool("force", false, "Replace everything a PostgreSQL store holds with the backup")
@@ -152,11 +169,15 @@ as were copied, and the source's keys; a difference is an error.
 			case to.Backend == backend.Bolt && force:
 				// Build a new file and swap it in, as restore does.
 				opt.Force = false
-				err = replaceBoltFile(ctx, to.Path, ".migrate", func(dst store.Store) error {
+				var old oldStore
+				old, err = replaceBoltFile(ctx, to.Path, ".migrate", func(dst store.Store) error {
 					var err error
 					rep, err = portable.Migrate(ctx, src, dst, opt)
 					return err
 				})
+				if err == nil && old.unreadable {
+					defer warnAuditNumbering(c.ErrOrStderr(), to.Path, time.Now()) // after the result
+				}
 			default:
 				// A new bbolt file's directories are bolt.Open's to
 				// create: it syncs the names it creates.
@@ -343,40 +364,118 @@ func isBoltFile(path string) bool {
 	return bytes.Contains(head[:n], []byte(boltMagic))
 }
 
+// restored is what a restore did, for its output.
+type restored struct {
+	counts portable.Counts
+	// taken is when the backup was taken: its header's Created, or the
+	// modification time of a bbolt file (fileTime), which has no header.
+	taken    time.Time
+	fileTime bool
+	// path is the bbolt file replaced; unreadable, whether the file there
+	// could not be read (oldStore).
+	path       string
+	unreadable bool
+}
+
+// takenLine says when the backup was taken, and how long before now.
+func (r restored) takenLine(now time.Time) string {
+	what := "backup taken"
+	switch {
+	case r.taken.IsZero():
+		return "the backup does not say when it was taken"
+	case r.fileTime:
+		what = "backup file last modified"
+	}
+	return fmt.Sprintf("%s %s (%s)", what, r.taken.UTC().Format("2006-01-02 15:04:05 UTC"), age(now.Sub(r.taken)))
+}
+
+// warnRestored tells the operator what a restore undid: everything since
+// the backup was taken, which nothing redoes by itself (leavers active
+// again, keys rotated since back, SCIM's changes gone; docs/operations.md,
+// "Restoring an older backup"), and, when the bbolt file replaced could
+// not be read, that audit numbers may repeat.
+func warnRestored(w io.Writer, r restored, now time.Time) {
+	when := ""
+	if !r.taken.IsZero() {
+		when = " (" + r.taken.UTC().Format("2006-01-02 15:04:05 UTC") + ")"
+	}
+	fmt.Fprintf(w, "warning: every change since the backup%s is undone: users disabled or deleted since are active again, with their sessions; "+
+		"key rotations and SCIM changes since are lost. See \"Restoring an older backup\" in docs/operations.md\n", when)
+	if r.unreadable {
+		warnAuditNumbering(w, r.path, now)
+	}
+}
+
+// warnAuditNumbering says that the bbolt file replaced at path could not
+// be read, so the new one may hand out audit numbers it had handed out:
+// whoever reads the trail after a number (audit --follow, a poller using
+// --after) must start again from a time.
+func warnAuditNumbering(w io.Writer, path string, now time.Time) {
+	fmt.Fprintf(w, "warning: the store replaced at %s could not be read, so new audit events may get numbers its events had: "+
+		"restart audit followers (audit --follow, or polling with --after) with --since %s\n",
+		path, now.UTC().Format(time.RFC3339))
+}
+
+// age writes d, rounded down, in days, hours and minutes: "1 day 3h ago".
+func age(d time.Duration) string {
+	if d < 0 {
+		return "in the future by " + strings.TrimSuffix(age(-d), " ago") + ": is this machine's clock right?"
+	}
+	days, hours, mins := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour), int(d%time.Hour/time.Minute)
+	switch {
+	case days > 0:
+		unit := "days"
+		if days == 1 {
+			unit = "day"
+		}
+		return fmt.Sprintf("%d %s %dh ago", days, unit, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm ago", hours, mins)
+	case mins > 0:
+		return fmt.Sprintf("%dm ago", mins)
+	}
+	return "less than a minute ago"
+}
+
 // restore imports the backup at src into dst; it calls starting before it
 // writes to a PostgreSQL target.
-func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress) (portable.Counts, error) {
-	load, err := backupSource(ctx, src)
+func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress) (restored, error) {
+	load, res, err := backupSource(ctx, src)
 	if err != nil {
-		return portable.Counts{}, err
+		return res, err
 	}
 	if dst.Backend != backend.Bolt {
 		dst.Importing = true // a rerun finishes what an interrupted one began
 		st, err := openOfflineSpec(ctx, dst)
 		if err != nil {
-			return portable.Counts{}, err
+			return res, err
 		}
 		defer st.Close()
 		starting()
-		return load(st, force, progress)
+		res.counts, err = load(st, force, progress)
+		return res, err
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
-	var counts portable.Counts
-	err = replaceBoltFile(ctx, dst.Path, ".restore", func(st store.Store) error {
+	old, err := replaceBoltFile(ctx, dst.Path, ".restore", func(st store.Store) error {
 		var err error
-		counts, err = load(st, false, progress)
+		res.counts, err = load(st, false, progress)
 		return err
 	})
-	return counts, err
+	res.path, res.unreadable = dst.Path, old.unreadable
+	return res, err
 }
 
 // replaceBoltFile builds a new bbolt store beside path (named after it,
 // with suffix) with fill, and renames it into place: the store at path is
 // either the old one or the complete new one. It refuses while a running
-// Caddy holds path, checked before and again right before the swap.
-func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st store.Store) error) error {
-	if err := refuseIfLocked(path); err != nil {
-		return err
+// Caddy holds path, checked before and again right before the swap. The
+// new store numbers its audit events after every number the old one
+// handed out (bolt.DB.NumberAuditAfter); it returns what it read of the
+// old one.
+func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st store.Store) error) (oldStore, error) {
+	old, err := readOldStore(ctx, path)
+	if err != nil {
+		return old, err
 	}
 	// bolt.Open creates the directories, and syncs the names it creates.
 	tmpPath := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+suffix)
@@ -384,44 +483,54 @@ func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st stor
 	defer os.Remove(tmpPath)
 	st, err := backend.Open(ctx, backend.Spec{Backend: backend.Bolt, Path: tmpPath}, nil)
 	if err != nil {
-		return err
+		return old, err
 	}
 	err = fill(st)
+	if err == nil {
+		// Check again right before the swap: Caddy may have started
+		// meanwhile (and numbered events).
+		var again oldStore
+		if again, err = readOldStore(ctx, path); err == nil {
+			old.auditSeq, old.unreadable = max(old.auditSeq, again.auditSeq), old.unreadable || again.unreadable
+			err = st.(*bolt.DB).NumberAuditAfter(ctx, old.auditSeq)
+		}
+	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return old, err
 	}
-	// Check again right before the swap: Caddy may have started meanwhile.
-	if err := refuseIfLocked(path); err != nil {
-		return err
-	}
-	return renameDurably(tmpPath, path)
+	return old, renameDurably(tmpPath, path)
 }
 
 // backupSource checks the backup at path and returns what loads it into a
-// store: an Import of a portable backup, or a Migrate from a bbolt file.
-func backupSource(ctx context.Context, path string) (func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error), error) {
+// store, an Import of a portable backup or a Migrate from a bbolt file,
+// and when the backup was taken.
+func backupSource(ctx context.Context, path string) (func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error), restored, error) {
 	if isBoltFile(path) {
+		info, err := os.Stat(path)
+		if err != nil {
+			return nil, restored{}, err
+		}
 		src, err := openOfflineSpec(ctx, backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true})
 		if err != nil {
-			return nil, fmt.Errorf("%s is not a usable store backup: %w", path, err)
+			return nil, restored{}, fmt.Errorf("%s is not a usable store backup: %w", path, err)
 		}
 		return func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error) {
 			defer src.Close()
 			rep, err := portable.Migrate(ctx, src, st, portable.ImportOptions{Force: force, Progress: progress})
 			return rep.Copied, err
-		}, nil
+		}, restored{taken: info.ModTime(), fileTime: true}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, restored{}, err
 	}
-	_, err = portable.Verify(f)
+	head, _, err := portable.Inspect(f)
 	_ = f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a usable store backup: %w", path, err)
+		return nil, restored{}, fmt.Errorf("%s is not a usable store backup: %w", path, err)
 	}
 	return func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error) {
 		f, err := os.Open(path)
@@ -430,21 +539,35 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 		}
 		defer f.Close()
 		return portable.Import(ctx, st, f, portable.ImportOptions{Force: force, Progress: progress})
-	}, nil
+	}, restored{taken: head.Created}, nil
 }
 
-// refuseIfLocked fails when a running Caddy holds the bbolt store at path.
-func refuseIfLocked(path string) error {
+// oldStore is what replaceBoltFile read of the bbolt file it replaces.
+type oldStore struct {
+	auditSeq uint64 // the last audit number it handed out (bolt.DB.AuditSeq)
+	// unreadable: a file at the path could not be read (damaged, the
+	// usual reason to restore; an older schema), so the audit numbers it
+	// handed out are unknown.
+	unreadable bool
+}
+
+// readOldStore fails when a running Caddy holds the bbolt store at path,
+// and otherwise reads the audit numbering of the store there, if any.
+func readOldStore(ctx context.Context, path string) (oldStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
+		return oldStore{}, nil
 	}
-	st, err := openOfflineSpec(context.Background(), backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true})
+	// Importing: a store an interrupted migration marked still numbered
+	// its events.
+	st, err := openOfflineSpec(ctx, backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true, Importing: true})
 	if errors.Is(err, errStoreInUse) {
-		return fmt.Errorf("refusing to replace %s: %w", path, err)
+		return oldStore{}, fmt.Errorf("refusing to replace %s: %w", path, err)
 	}
 	if err != nil {
 		// A damaged store is no reason to refuse its replacement.
-		return nil
+		return oldStore{unreadable: true}, nil
 	}
-	return st.Close()
+	defer st.Close()
+	seq, err := st.(*bolt.DB).AuditSeq(ctx)
+	return oldStore{auditSeq: seq, unreadable: err != nil}, nil
 }

@@ -79,7 +79,7 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 			return Counts{}, fmt.Errorf("portable: import: %w", err)
 		}
 		secrets = map[string][]byte{}
-		if _, err := verify(rs, func(name string, value []byte) { secrets[name] = value }); err != nil {
+		if _, err := verify(rs, func(name string, value []byte) { secrets[name] = value }, nil); err != nil {
 			return Counts{}, fmt.Errorf("portable: import: %w", err)
 		}
 		seekStart := func() error {

@@ -17,12 +17,24 @@ import (
 // and returns the counts. `caddy sso backup` runs it on the file it wrote
 // before putting it in place, and `restore` before touching the target.
 func Verify(r io.Reader) (Counts, error) {
-	return verify(r, nil)
+	_, c, err := Inspect(r)
+	return c, err
 }
 
-// verify is Verify, handing each secret to secret when it is not nil. A
-// secret named twice makes the backup corrupt.
-func verify(r io.Reader, secret func(name string, value []byte)) (Counts, error) {
+// Inspect is Verify, and returns the backup's header too: `restore` says
+// when the backup was taken (Header.Created), since restoring it undoes
+// every change made after (docs/operations.md, "Restoring an older
+// backup").
+func Inspect(r io.Reader) (Header, Counts, error) {
+	var h Header
+	c, err := verify(r, nil, &h)
+	return h, c, err
+}
+
+// verify is Verify, handing each secret to secret when it is not nil, and
+// the header to head when it is not nil. A secret named twice makes the
+// backup corrupt.
+func verify(r io.Reader, secret func(name string, value []byte), head *Header) (Counts, error) {
 	gz, err := gzip.NewReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return Counts{}, fmt.Errorf("portable: not a gzip'd backup: %v: %w", err, ErrCorrupt)
@@ -30,7 +42,7 @@ func verify(r io.Reader, secret func(name string, value []byte)) (Counts, error)
 	dec := json.NewDecoder(gz)
 	dec.DisallowUnknownFields()
 	var c Counts
-	var head, end bool
+	var sawHead, end bool
 	names := map[string]bool{}
 	for n := 1; ; n++ {
 		var l line
@@ -43,16 +55,19 @@ func verify(r io.Reader, secret func(name string, value []byte)) (Counts, error)
 		}
 		switch {
 		case l.Header != nil:
-			if head {
+			if sawHead {
 				return c, fmt.Errorf("portable: line %d: a second header: %w", n, ErrCorrupt)
 			}
 			if h := l.Header; h.Format != Format || h.Version < 1 || h.Version > Version {
 				return c, fmt.Errorf("portable: format %q version %d, this build reads %q up to version %d: %w",
 					h.Format, h.Version, Format, Version, ErrCorrupt)
 			}
-			head = true
+			if head != nil {
+				*head = *l.Header
+			}
+			sawHead = true
 			continue
-		case !head:
+		case !sawHead:
 			return c, fmt.Errorf("portable: line %d: no header line first: %w", n, ErrCorrupt)
 		case end:
 			return c, fmt.Errorf("portable: line %d: records after the end line: %w", n, ErrCorrupt)
