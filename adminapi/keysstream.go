@@ -253,7 +253,7 @@ func (c *Client) keys(uri string, watch KeysWatch) (*keys.Report, error) {
 				return nil, fmt.Errorf("%s, but the answer stopped before the re-seal of the sessions' tokens ended: %w; "+
 					"the previous tokens key, kept until the finish, still opens every session's tokens: "+
 					"'caddy sso keys finish' after %s seals the rest and deletes it",
-					committedWhat(committed), err, committed.FinishAfter.Local().Format(time.DateTime))
+					committedWhat(committed), err, committed.FinishAfter.Local().Format(keys.TimeLayout))
 			case committed != nil && committed.TokensPreviousFound:
 				return nil, fmt.Errorf("%s, but the answer stopped before the re-seal of the sessions' tokens ended: %w; "+
 					"the previous tokens key still opens every session's tokens: run the same command again to finish",

@@ -150,7 +150,7 @@ func keysCommitted(w io.Writer) func(keys.Report) {
 		case rep.TokensPreviousKept:
 			fmt.Fprintf(w, "rotated in the store: %s; now re-sealing the sessions' tokens under the new key\n", kindNames(rep.Rotated))
 			fmt.Fprintf(w, "  (if this stops, the keys stay rotated and every session's tokens still open: 'caddy sso keys finish' after %s seals the rest)\n",
-				rep.FinishAfter.Local().Format(time.DateTime))
+				rep.FinishAfter.Local().Format(keys.TimeLayout))
 		case rep.TokensPreviousFound:
 			fmt.Fprintln(w, "re-sealing what only the previous session-tokens-key opens, then deleting it")
 			fmt.Fprintln(w, "  (if this stops, every session's tokens still open: run the same command again to finish)")
@@ -216,6 +216,6 @@ func printKeysReport(w io.Writer, rep *keys.Report) {
 			"every running instance seals with the new one within %v (no reload)\n", idp.FlowKeyRecheckInterval)
 	}
 	if !rep.FinishAfter.IsZero() {
-		fmt.Fprintf(w, "next: after %s, run: caddy sso keys finish\n", rep.FinishAfter.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "next: after %s, run: caddy sso keys finish\n", rep.FinishAfter.Local().Format(keys.TimeLayout))
 	}
 }

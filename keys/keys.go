@@ -153,6 +153,11 @@ func (o Options) audit(tx store.Tx, step string, kinds []Kind) error {
 var ErrResealUnfinished = errors.New("the re-seal of the sessions' tokens stopped part-way; every session's tokens still open " +
 	"(the previous tokens key stays), and 'caddy sso keys finish', at the time the rotation gave, finishes it")
 
+// TimeLayout writes the times a rotation gives (Report.FinishAfter) with
+// their zone: the admin API's messages are written in the server's, the
+// CLI's in the operator's.
+const TimeLayout = time.DateTime + " MST"
+
 // ErrTooEarly is in the chain of Finish's error when it runs before the
 // time the rotation gave (Report.FinishAfter), without Options.Early:
 // sign-ins begun before the rotation would fail, and an instance that has
@@ -312,7 +317,7 @@ func finishDue(tx store.Tx, opt Options) error {
 	if now := opt.now(); now.Before(after) && !opt.Early {
 		return fmt.Errorf("%w: the rotation gave %s (in %s), when no sign-in begun before it is still in progress; "+
 			"finish now only to stop the previous keys at once, failing those sign-ins (--now, or now=true through the admin API)",
-			ErrTooEarly, after.Local().Format(time.DateTime), after.Sub(now).Round(time.Second))
+			ErrTooEarly, after.Local().Format(TimeLayout), after.Sub(now).Round(time.Second))
 	}
 	return tx.DeleteSecret(finishAfterSecret)
 }
