@@ -211,13 +211,17 @@ func decodeClaims(b []byte) (map[string]any, error) {
 	return m, nil
 }
 
-func needsUserinfo(claims map[string]any) bool {
+// missingProfileClaims are the profileClaims that claims lacks (absent,
+// null or ""; not filled): those userinfo is asked for, and those a
+// refusal by userinfo leaves empty.
+func missingProfileClaims(claims map[string]any) []string {
+	var missing []string
 	for _, c := range profileClaims {
-		if v, ok := claims[c]; !ok || v == nil || v == "" {
-			return true
+		if !filled(claims[c]) {
+			missing = append(missing, c)
 		}
 	}
-	return false
+	return missing
 }
 
 // userinfo fetches the userinfo claims (JSON, or a JWT signed with the

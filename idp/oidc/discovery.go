@@ -221,17 +221,13 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	if err != nil {
 		return err
 	}
-	// Some servers (IIS-hosted ones, for example) save documents with a
-	// UTF-8 byte order mark, which JSON forbids (RFC 8259 8.1) but allows
-	// a parser to ignore; encoding/json does not.
-	body = bytes.TrimPrefix(body, []byte(utf8BOM))
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: decoding: %w", url, err)
 	}
 	return nil
 }
 
-// utf8BOM is the byte order mark getJSON skips.
+// utf8BOM is the byte order mark get skips.
 const utf8BOM = "\xef\xbb\xbf"
 
 // statusError is an answer other than 200 OK. Its body is not kept: it
@@ -276,6 +272,11 @@ var errRedirect = errors.New("redirect refused")
 // get fetches url (with a bearer token when given) and returns the body and
 // its content type. Bodies of failed requests are not reported: they might
 // echo credentials.
+//
+// A leading UTF-8 byte order mark is skipped: some servers (IIS-hosted
+// ones, for example) save documents with one, which JSON forbids (RFC 8259
+// 8.1) but allows a parser to ignore, and encoding/json does not. Here it
+// is skipped for every reader alike: discovery, JWKS and userinfo.
 func get(ctx context.Context, client *http.Client, url, bearer string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -305,5 +306,54 @@ func get(ctx context.Context, client *http.Client, url, bearer string) ([]byte, 
 	if len(body) > maxBody {
 		return nil, "", errors.New("GET " + url + ": response larger than 1 MiB")
 	}
-	return body, resp.Header.Get("Content-Type"), nil
+	return bytes.TrimPrefix(body, []byte(utf8BOM)), resp.Header.Get("Content-Type"), nil
+}
+
+// wholeAnswers sets the transport of c (changed in place: pass a copy, as
+// idp.NoRedirects returns) to one that reads each answer's body before
+// Client.Do returns, for the token endpoint's client.
+// golang.org/x/oauth2 reads the body of a token answer itself and reports
+// a failed read as text alone, its type lost: an answer cut short (a reset,
+// the client's timeout while reading) would be token_exchange_failed, a
+// refusal ("check the client secret"), where it is an outage. Read here,
+// the failure comes out of Client.Do as a *url.Error, which idpUnavailable
+// takes for one (docs/architecture.md, "misconfigured vs unreachable
+// IdPs"). c's Timeout and CheckRedirect are the Client's and stay: the
+// timeout covers this read too (it cancels the request's context).
+func wholeAnswers(c *http.Client) *http.Client {
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = wholeBody{next}
+	return c
+}
+
+// wholeBody is the transport of wholeAnswers.
+type wholeBody struct{ next http.RoundTripper }
+
+func (t wholeBody) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	// oauth2 reads at most 1 MiB (maxBody) of a token answer and ignores
+	// the rest: an answer longer than that is handed on with its rest
+	// unread, as oauth2 met it before, so the cap makes no new failure.
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("reading the answer (%s): %w", resp.Status, err)
+	}
+	rest := resp.Body
+	if len(buf) < maxBody {
+		rest.Close() // read to its end: the connection can be reused
+		resp.Body = io.NopCloser(bytes.NewReader(buf))
+		return resp, nil
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), rest), rest}
+	return resp, nil
 }

@@ -140,8 +140,15 @@ func newEnv(t *testing.T, opts ...func(*oidc.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	srv.AddUser("alice", password, aliceClaims())
+	return startEnv(t, srv, opts...)
+}
 
+// startEnv is an env over the IdP srv: alice, the relying party and its
+// client registration, and a started Provider with the configuration opts
+// edit.
+func startEnv(t *testing.T, srv *oidctest.Server, opts ...func(*oidc.Config)) *env {
+	t.Helper()
+	srv.AddUser("alice", password, aliceClaims())
 	e := &env{t: t, idp: srv, clock: &clock{t: time.Now()}}
 	e.rp = httptest.NewServer(http.HandlerFunc(e.serveRP))
 	t.Cleanup(e.rp.Close)

@@ -198,7 +198,7 @@ type Provider struct {
 	// tokenClient calls the token endpoint (code exchange and refresh),
 	// which RFC 6749 gives no redirects: it follows none, so the code and
 	// the client secret are sent to the token_endpoint discovery named,
-	// and nowhere else.
+	// and nowhere else; and reads each answer whole (wholeAnswers).
 	tokenClient *http.Client
 	keys        *keySet
 	disc        *discovery
@@ -243,7 +243,7 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{
 		cfg:         cfg,
 		client:      client,
-		tokenClient: idp.NoRedirects(cfg.HTTPClient),
+		tokenClient: wholeAnswers(idp.NoRedirects(cfg.HTTPClient)),
 		keys:        ks,
 	}
 	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL}
@@ -560,8 +560,8 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if acr, _ := claims["acr"].(string); len(p.cfg.RequireACR) > 0 && !slices.Contains(p.cfg.RequireACR, acr) {
 		return nil, idp.Fail(CodeACRNotSatisfied, fmt.Errorf("acr %.200q is not one of %q", acr, p.cfg.RequireACR))
 	}
-	if needsUserinfo(claims) && md.UserinfoEndpoint != "" {
-		if err := p.mergeUserinfo(ctx, md.UserinfoEndpoint, tok.AccessToken, sub, claims); err != nil {
+	if missing := missingProfileClaims(claims); len(missing) > 0 && md.UserinfoEndpoint != "" {
+		if err := p.mergeUserinfo(ctx, md.UserinfoEndpoint, tok.AccessToken, sub, claims, missing); err != nil {
 			return nil, err
 		}
 	}
@@ -608,8 +608,8 @@ func tokenFailure(err error) error {
 
 // mergeUserinfo merges the userinfo claims into claims, the ID token's
 // (mergeClaims), when userinfo answers; it is asked only for profile
-// claims the ID token lacks (needsUserinfo), none of which sign-in
-// needs to trust who the person is.
+// claims the ID token lacks (missing, from missingProfileClaims), none of
+// which sign-in needs to trust who the person is.
 //
 // A 401 or 403 is the access token refused for good, not this sign-in's
 // fault: Entra ID's userinfo (Microsoft Graph) refuses an access token
@@ -620,17 +620,11 @@ func tokenFailure(err error) error {
 // status) says so. An IdP that fails rather than refuses (5xx, 429, no
 // answer) is CodeIdPUnavailable; anything else, an answer this package
 // cannot read or one about another subject, fails the sign-in.
-func (p *Provider) mergeUserinfo(ctx context.Context, endpoint, accessToken, sub string, claims map[string]any) error {
+func (p *Provider) mergeUserinfo(ctx context.Context, endpoint, accessToken, sub string, claims map[string]any, missing []string) error {
 	ui, err := p.userinfo(ctx, endpoint, accessToken)
 	var se *statusError
 	switch {
 	case errors.As(err, &se) && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden):
-		var missing []string
-		for _, c := range profileClaims {
-			if !filled(claims[c]) {
-				missing = append(missing, c)
-			}
-		}
 		p.userinfoRefusals.Warn(p.cfg.Logger, se.status, p.cfg.Now(), "userinfo refused the access token: signing in with the ID token's claims alone, "+
 			"so the claims it lacks stay empty; the access token is not one the userinfo endpoint accepts "+
 			"(with Entra ID, an api:// scope among scopes makes it a token for that API): have the IdP put the claims in the ID token",

@@ -6,8 +6,8 @@ package oidc_test
 // token endpoints in an outage, and documents with a byte order mark.
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -53,7 +53,6 @@ func newEnvAt(t *testing.T, issuer string, tlsOn bool, wrap func(http.Handler) h
 	if srv, err = oidctest.NewServer(issuer); err != nil {
 		t.Fatal(err)
 	}
-	srv.AddUser("alice", password, aliceClaims())
 	host := strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://")
 	host, _, _ = strings.Cut(host, "/")
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -69,28 +68,8 @@ func newEnvAt(t *testing.T, issuer string, tlsOn bool, wrap func(http.Handler) h
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	e := &env{t: t, idp: srv, clock: &clock{t: time.Now()}}
-	e.rp = httptest.NewServer(http.HandlerFunc(e.serveRP))
-	t.Cleanup(e.rp.Close)
-	srv.AddClient(clientID, clientSecret, e.rp.URL+"/callback")
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flows.Now = e.clock.Now
-	e.cfg = oidc.Config{Name: "test", Issuer: srv.Issuer, ClientID: clientID, ClientSecret: clientSecret, Now: e.clock.Now,
-		HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
-	for _, o := range opts {
-		o(&e.cfg)
-	}
-	if e.p, err = oidc.New(e.cfg); err != nil {
-		t.Fatal(err)
-	}
-	e.ended.replay = &e.replay
-	if err := e.p.Start(context.Background(), idp.Runtime{Flows: flows, Sessions: &e.ended}); err != nil {
-		t.Fatal(err)
-	}
-	return e, tr
+	client := func(c *oidc.Config) { c.HTTPClient = &http.Client{Transport: tr, Timeout: 10 * time.Second} }
+	return startEnv(t, srv, append([]func(*oidc.Config){client}, opts...)...), tr
 }
 
 func browserVia(tr *http.Transport) *browser {
@@ -129,6 +108,27 @@ func hangUp(w http.ResponseWriter, _ *http.Request) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err == nil {
 		conn.Close()
+	}
+}
+
+// partAnswer sends 200 and the start of a JSON body shorter than its
+// Content-Length, then ends it with then.
+func partAnswer(then func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "400")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(`{"access_token":"abc`))
+		w.(http.Flusher).Flush()
+		then(w, r)
+	}
+}
+
+// stall waits until the client gives up (or a minute has passed).
+func stall(_ http.ResponseWriter, r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(time.Minute):
 	}
 }
 
@@ -336,15 +336,23 @@ func TestEntraMultiTenantIssuer(t *testing.T) {
 // TestTokenEndpointOutage: a token endpoint failing rather than refusing
 // (a 5xx, 429, no answer) is the IdP unavailable, not a refused code or
 // client secret; the code exchange can be tried again with a new sign-in.
+//
+// An answer cut short mid-body is one too: a 200 whose body ends early (a
+// reset), or stops until the client's timeout. golang.org/x/oauth2 reads
+// the body itself and loses the read error's type; the token endpoint's
+// client reads it first (wholeAnswers), keeping the client's timeout.
 func TestTokenEndpointOutage(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		answer http.HandlerFunc
+		name    string
+		answer  http.HandlerFunc
+		timeout time.Duration // the client's, when not newEnvAt's
 	}{
-		{"503", status(http.StatusServiceUnavailable, "")},
-		{"502 with an HTML page", status(http.StatusBadGateway, "<html>Bad gateway</html>", "Content-Type", "text/html")},
-		{"429 with Retry-After", status(http.StatusTooManyRequests, "", "Retry-After", "30")},
-		{"connection closed", hangUp},
+		{"503", status(http.StatusServiceUnavailable, ""), 0},
+		{"502 with an HTML page", status(http.StatusBadGateway, "<html>Bad gateway</html>", "Content-Type", "text/html"), 0},
+		{"429 with Retry-After", status(http.StatusTooManyRequests, "", "Retry-After", "30"), 0},
+		{"connection closed", hangUp, 0},
+		{"connection closed mid-body", partAnswer(hangUp), 0},
+		{"body stalls past the client's timeout", partAnswer(stall), 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var down atomic.Bool
@@ -356,7 +364,12 @@ func TestTokenEndpointOutage(t *testing.T) {
 					}
 					h.ServeHTTP(w, r)
 				})
-			}, func(c *oidc.Config) { c.OfflineAccess = true })
+			}, func(c *oidc.Config) {
+				c.OfflineAccess = true
+				if tc.timeout > 0 {
+					c.HTTPClient.Timeout = tc.timeout
+				}
+			})
 			b := browserVia(tr)
 			signedIn := e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice"))
 			wantCode(t, signedIn, "")
@@ -401,12 +414,63 @@ func TestTokenEndpointRefusal(t *testing.T) {
 	}
 }
 
-// TestByteOrderMark: a discovery document and a JWKS served with a UTF-8
-// byte order mark (as some Windows-hosted IdPs do) are read.
+// TestTokenAnswerUpToTheCap: the token endpoint's answers are read whole
+// up to 1 MiB, what golang.org/x/oauth2 reads of them: one of exactly
+// 1 MiB signs in, and one a byte longer fails as it did before that
+// (oauth2 meets JSON cut at 1 MiB), token_exchange_failed, not an outage.
+func TestTokenAnswerUpToTheCap(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		want string
+	}{
+		{1 << 20, ""},
+		{1<<20 + 1, oidc.CodeTokenExchange},
+	} {
+		t.Run(fmt.Sprint(tc.size), func(t *testing.T) {
+			e, tr := newEnvAt(t, "", false, padTokenAnswer(t, tc.size))
+			b := browserVia(tr)
+			wantCode(t, e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice")), tc.want)
+		})
+	}
+}
+
+// padTokenAnswer makes the IdP's token answers size bytes long, with a
+// field of padding.
+func padTokenAnswer(t *testing.T, size int) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, oidctest.PathToken) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			var m map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+				t.Errorf("token answer: %v", err)
+			}
+			m["padding"] = ""
+			short, _ := json.Marshal(m)
+			m["padding"] = strings.Repeat("x", size-len(short))
+			body, _ := json.Marshal(m)
+			if len(body) != size {
+				t.Errorf("padded answer of %d bytes, want %d", len(body), size)
+			}
+			w.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+}
+
+// TestByteOrderMark: a discovery document, a JWKS and a userinfo answer
+// served with a UTF-8 byte order mark (as some Windows-hosted IdPs do)
+// are read.
 func TestByteOrderMark(t *testing.T) {
 	e, tr := newEnvAt(t, "", false, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasSuffix(r.URL.Path, oidctest.PathDiscovery) && !strings.HasSuffix(r.URL.Path, oidctest.PathJWKS) {
+			if !strings.HasSuffix(r.URL.Path, oidctest.PathDiscovery) && !strings.HasSuffix(r.URL.Path, oidctest.PathJWKS) &&
+				!strings.HasSuffix(r.URL.Path, oidctest.PathUserinfo) {
 				h.ServeHTTP(w, r)
 				return
 			}
@@ -417,6 +481,11 @@ func TestByteOrderMark(t *testing.T) {
 			w.Write(append([]byte("\xef\xbb\xbf"), rec.Body.Bytes()...))
 		})
 	})
+	e.idp.SetHooks(oidctest.Hooks{IDToken: noGivenName}) // userinfo is asked
 	b := browserVia(tr)
-	wantCode(t, e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice")), "")
+	res := e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice"))
+	wantCode(t, res, "")
+	if got := res.Assertion.Attributes["given_name"]; len(got) != 1 || got[0] != "Alice" {
+		t.Errorf("given_name %q, want userinfo's", got)
+	}
 }
