@@ -850,7 +850,13 @@ func (e *Ended) IDToken() string {
 // browser's cookie is cleared all the same, but a copy of the cookie must
 // not go on working: this Manager refuses the session from then on, and
 // Flush ends it in the store once the store takes writes again.
+//
+// A token that cannot be one Prepare drew (drawable) names no session:
+// nothing is read, written or kept for it, store or no store.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, error) {
+	if !drawable(token) {
+		return nil, nil
+	}
 	return m.revokeHash(ctx, hashOf(token), eventType)
 }
 
@@ -878,10 +884,15 @@ func (m *Manager) RevokeHash(ctx context.Context, hash, eventType string) (*Ende
 // was away (RevokeLater) is signed out already: nil, as for one deleted.
 //
 // It reads nothing of the cache but what Ends reads, and is not on a
-// request's path: Resolve is unchanged.
+// request's path: Resolve is unchanged. A cookie that cannot be a token
+// Prepare drew (drawable) names no session: nil, with no store read, and
+// nothing kept for later while the store is away (revokeLater).
 func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
+	if !drawable(token) {
+		return nil, nil
+	}
 	hash := hashOf(token)
-	if token == "" || m.revoked(hash) {
+	if m.revoked(hash) {
 		return nil, nil
 	}
 	// Anyone may POST a sign-out with made-up cookies: one that names no
@@ -897,7 +908,7 @@ func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
 		return err
 	})
 	if err != nil {
-		m.revokeLater(hash, store.EventSessionLoggedOut)
+		m.revokeLater(hash, store.EventSessionLoggedOut, false)
 		return nil, fmt.Errorf("session: sign out: %w", err)
 	}
 	if !stored {
@@ -906,8 +917,8 @@ func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
 	// Not forgotten before the write, unlike Revoke: the cache's
 	// last-seen time is what Ends judges idleness by (a use not yet
 	// flushed). revoke forgets it once the write has committed, and
-	// revokeLater when it failed.
-	return m.revokeOpen(ctx, hash, store.EventSessionLoggedOut, m.endedBefore)
+	// revokeLater when it failed (a session the store holds: known).
+	return m.revokeOpen(ctx, hash, store.EventSessionLoggedOut, m.endedBefore, true)
 }
 
 // endedBefore reports whether a stored session had ended before its
@@ -928,16 +939,18 @@ func (m *Manager) endedBefore(tx store.Tx, s *store.Session) (bool, error) {
 }
 
 func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType string) (*Ended, error) {
+	known := m.knows(hash) // before the forget drops what says so
 	m.forget(hash)
-	return m.revokeOpen(ctx, hash, eventType, nil)
+	return m.revokeOpen(ctx, hash, eventType, nil, known)
 }
 
 // revokeOpen is revokeHash after the forget: it ends the session and opens
-// its tokens. before, when set, judges whether it had ended already (revokeTx).
-func (m *Manager) revokeOpen(ctx context.Context, hash tokenHash, eventType string, before endedJudge) (*Ended, error) {
+// its tokens. before, when set, judges whether it had ended already
+// (revokeTx); known: the session is real, for revokeLater when the write fails.
+func (m *Manager) revokeOpen(ctx context.Context, hash tokenHash, eventType string, before endedJudge, known bool) (*Ended, error) {
 	ended, sealed, err := m.revoke(ctx, hash, eventType, before)
 	if err != nil {
-		m.revokeLater(hash, eventType)
+		m.revokeLater(hash, eventType, known)
 		return nil, fmt.Errorf("session: revoke: %w", err)
 	}
 	if ended == nil {
@@ -1021,40 +1034,94 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
 // store cannot record them: far more than sign out in an outage of
 // minutes; past it, a copy of the cookie works again until the store is
-// back (the browser's own cookie is cleared either way).
+// back (the browser's own cookie is cleared either way). Sign-outs of
+// sessions known here go before others (revokeLater).
 const maxUnrecordedRevocations = 10_000
 
 // unrecordedRevocation is a sign-out the store could not record yet.
 type unrecordedRevocation struct {
 	eventType string
 	at        int64 // unix nanos
+	// known: a session this Manager knows is real (revokeLater), not only
+	// a well-formed cookie, which anyone can make up.
+	known bool
 }
 
 // RevokeLater is Revoke for a sign-out whose session could not even be
 // read (the store away): the token's session is refused here from now on,
-// and Flush ends it in the store once it can (if it exists).
+// and Flush ends it in the store once it can (if it exists). A token that
+// cannot be one Prepare drew (drawable) names no session, and takes no
+// place among the sign-outs kept.
 func (m *Manager) RevokeLater(token, eventType string) {
-	if token != "" {
-		m.revokeLater(hashOf(token), eventType)
+	if drawable(token) {
+		m.revokeLater(hashOf(token), eventType, false)
 	}
 }
 
 // revokeLater keeps a sign-out the store could not record, for Flush, and
 // forgets the session again: a request or a stream's check may have cached
 // it while the failed write ran.
-func (m *Manager) revokeLater(hash tokenHash, eventType string) {
+//
+// Anyone can POST a sign-out with four well-formed made-up cookies
+// (docs/security.md, "Unauthenticated traffic"), and while the store is
+// away each would take one of the maxUnrecordedRevocations places: so a
+// sign-out of a session known to be real (known: the store read it, or
+// the cache held it before the caller forgot it; or this Manager holds it
+// now, knowsLocked) is never pushed out by unknown ones. Once the places
+// are taken, an unknown sign-out is not kept, and a known one takes the
+// place of an unknown one (whose cookie may well be made up), if any.
+func (m *Manager) revokeLater(hash tokenHash, eventType string, known bool) {
+	now := m.now()
 	m.mu.Lock()
-	full := len(m.unrecorded) >= maxUnrecordedRevocations
+	old, kept := m.unrecorded[hash]
+	known = known || old.known || m.knowsLocked(hash)
+	displaced := false
+	if !kept && known && len(m.unrecorded) >= maxUnrecordedRevocations {
+		// Map order is random: a list mostly of unknown sign-outs (a
+		// flood) gives one at the first steps.
+		for h, r := range m.unrecorded {
+			if !r.known {
+				delete(m.unrecorded, h)
+				displaced = true
+				break
+			}
+		}
+	}
+	full := !kept && len(m.unrecorded) >= maxUnrecordedRevocations
 	if !full {
-		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: m.now().UnixNano()}
+		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: now.UnixNano(), known: known}
 	}
 	n := len(m.unrecorded)
 	m.mu.Unlock()
-	if full {
-		m.unrecordedFull.Error(m.logger, "unrecorded", m.now(), "too many sign-outs the store could not record: this one is not kept, and a copy of its cookie works on this instance again",
+	switch {
+	case full:
+		m.unrecordedFull.Error(m.logger, "unrecorded", now, "too many sign-outs the store could not record: this one is not kept, and a copy of its cookie works on this instance again",
+			zap.Int("kept", n), zap.Bool("known_session", known))
+	case displaced:
+		m.unrecordedFull.Error(m.logger, "unrecorded", now, "too many sign-outs the store could not record: one of a session not known here (its cookie may be made up) gave its place to this one, and a copy of that cookie works on this instance again",
 			zap.Int("kept", n))
 	}
 	m.forget(hash)
+}
+
+// knows reports whether this Manager holds the session of hash: cached,
+// or its last-seen time or renewed tokens kept after the cache dropped it.
+// Only a session read from the store or created here gets there, so no
+// made-up cookie is known.
+func (m *Manager) knows(hash tokenHash) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.knowsLocked(hash)
+}
+
+// knowsLocked is knows with m.mu held.
+func (m *Manager) knowsLocked(hash tokenHash) bool {
+	if m.entries[hash] != nil {
+		return true
+	}
+	_, evicted := m.evicted[hash]
+	_, unsaved := m.unsaved[hash]
+	return evicted || unsaved
 }
 
 // revoked reports whether hash is a sign-out waiting to be recorded.
