@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -36,15 +40,22 @@ backends. The file holds every key of the store (the SAML SP private keys,
 the session-token and flow-cookie keys) and session hashes: keep it as
 private as the store. Through the running Caddy, each backup is audited
 (store.backed_up). It is written beside its final name, read back in full,
-and then renamed into place.`,
+and then renamed into place: the name must be new or a regular file's (a
+directory, device, pipe or symbolic link there is refused, and so is "-":
+the backup is never written to standard output). Ctrl-C removes the
+partial file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkBackupTarget(args[0]); err != nil {
+				return err
+			}
+			defer interruptible(c)()
 			return withClient(c, true, func(cl client) error {
 				n, counts, err := writeBackup(c.Context(), cl, args[0], func(n int64) {
 					fmt.Fprintf(c.ErrOrStderr(), "  written: %s\n", humanize.IBytes(uint64(n)))
 				})
 				if err != nil {
-					return err
+					return stopped(c.Context(), err)
 				}
 				if asJSON(c) {
 					return printJSON(c, map[string]any{"file": args[0], "bytes": n, "counts": counts})
@@ -66,7 +77,10 @@ default: the bbolt file in Caddy's data directory). Caddy must not be using
 the store.
 
 A bbolt target is written as a new file beside the old one and renamed into
-place, so it is either the old store or the complete new one. A PostgreSQL
+place, so it is either the old store or the complete new one; the new file
+gets the old one's owner (run as root, or as that owner: other users cannot
+give a file away, and it then says whom to chown it to). Another restore or
+migrate --force into the same directory meanwhile is refused. A PostgreSQL
 target must be empty unless --force is given, which replaces everything it
 holds: its users, groups, sessions, tombstones, single-use IDs and audit trail
 are deleted, and so are its keys (secrets) that the backup does not have or has
@@ -87,6 +101,7 @@ that audit --follow and --after miss none; if that file cannot be read, it
 says so, and followers start again with --since.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			defer interruptible(c)()
 			raw, _ := c.Flags().GetString("store")
 			if raw == "" {
 				raw = caddymodule.DefaultStorePath()
@@ -102,9 +117,9 @@ says so, and followers start again with --since.`,
 					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", dst, args[0])
 				}
 			}
-			res, err := restore(c.Context(), args[0], dst, force, starting, progressTo(c))
+			res, err := restore(c.Context(), args[0], dst, force, starting, progressTo(c), c.ErrOrStderr())
 			if err != nil {
-				return fmt.Errorf("restoring %s into %s: %w", args[0], dst, hint(err))
+				return stopped(c.Context(), fmt.Errorf("restoring %s into %s: %w", args[0], dst, hint(err)))
 			}
 			now := time.Now()
 			if asJSON(c) {
@@ -135,13 +150,15 @@ Caddyfile, so that its password is not in the command line, where other local
 users can read it (or leave the password out, for PGPASSWORD or ~/.pgpass).
 Neither may be in use by a running Caddy. The target must be empty unless
 --force is given, which replaces everything it holds, as restore --force
-does (a bbolt target is built beside the old file and renamed into place).
+does (a bbolt target is built beside the old file, given its owner, and
+renamed into place, as restore does).
 The target is read back afterwards: it must hold as many records of each kind
 as were copied, and the source's keys; a difference is an error.
 
   caddy sso migrate --from bolt:/var/lib/caddy/sso.db --to 'postgres:{env.SSO_DATABASE_URL}'`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			defer interruptible(c)()
 			fromRaw, _ := c.Flags().GetString("from")
 			toRaw, _ := c.Flags().GetString("to")
 			from, err := parseStore(c.ErrOrStderr(), "--from", fromRaw)
@@ -170,7 +187,7 @@ as were copied, and the source's keys; a difference is an error.
 				// Build a new file and swap it in, as restore does.
 				opt.Force = false
 				var old oldStore
-				old, err = replaceBoltFile(ctx, to.Path, ".migrate", func(dst store.Store) error {
+				old, err = replaceBoltFile(ctx, to.Path, "migrate", c.ErrOrStderr(), func(dst store.Store) error {
 					var err error
 					rep, err = portable.Migrate(ctx, src, dst, opt)
 					return err
@@ -193,7 +210,7 @@ as were copied, and the source's keys; a difference is an error.
 				rep, err = portable.Migrate(ctx, src, dst, opt)
 			}
 			if err != nil {
-				return fmt.Errorf("migrating %s to %s: %w", from, to, hint(err))
+				return stopped(ctx, fmt.Errorf("migrating %s to %s: %w", from, to, hint(err)))
 			}
 			if asJSON(c) {
 				return printJSON(c, migrateResult{Copied: rep.Copied, Source: countsOf(rep.Source), Target: countsOf(rep.Target)})
@@ -238,6 +255,33 @@ func progressTo(c *cobra.Command) portable.Progress {
 	}
 }
 
+// interruptible makes SIGINT (Ctrl-C) and SIGTERM cancel c's context
+// instead of ending the process at once, for the commands that write
+// temporary files holding every key of the store (backup, restore,
+// migrate): the command then stops at its next step and its deferred
+// cleanup removes them. The admin API's requests end with the context too
+// (adminClient). After the first signal, a second one ends the process as
+// usual, should the cleanup hang. The returned func stops the handling.
+func interruptible(c *cobra.Command) (stop func()) {
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	c.SetContext(ctx)
+	return stop
+}
+
+// stopped adds to the error of a command interrupted by a signal which
+// one it was: "context canceled" alone reads like a fault.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("%w (stopped: %v)", err, context.Cause(ctx))
+}
+
 func describe(c portable.Counts) string {
 	return fmt.Sprintf("%d users, %d groups, %d sessions, %d tombstones, %d audit events, %d keys",
 		c.Users, c.Groups, c.Sessions, c.Tombstones, c.AuditEvents, c.Secrets)
@@ -274,15 +318,22 @@ func samePath(a, b string) bool {
 const backupProgressEvery = 4 << 20
 
 // progressWriter passes writes on to w and calls report with the bytes
-// written so far each time another every bytes have gone through.
+// written so far each time another every bytes have gone through. Once
+// ctx (when set) is done, it refuses writes: an offline backup reads the
+// store in one transaction that does not look at the context, and is
+// stopped so, by Ctrl-C (interruptible), at its next write.
 type progressWriter struct {
 	w      io.Writer
+	ctx    context.Context
 	every  int64
 	n      int64
 	report func(written int64)
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
+	if p.ctx != nil && p.ctx.Err() != nil {
+		return 0, p.ctx.Err()
+	}
 	n, err := p.w.Write(b)
 	before := p.n
 	p.n += int64(n)
@@ -290,6 +341,42 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		p.report(p.n)
 	}
 	return n, err
+}
+
+// checkBackupTarget refuses, before anything is asked of the store, a
+// backup target that is not a file the backup can be renamed onto: "-",
+// which reads as standard output (the backup is only ever a file, read
+// back before it gets its name, so that what it hands on is checked), and
+// an existing name that is not a regular file. A device or pipe would be
+// replaced by the file, not written to (and as root, /dev/stdout's link
+// would be), a symbolic link replaced instead of the file it names.
+func checkBackupTarget(path string) error {
+	if path == "-" {
+		return errors.New(`refusing to write the backup to "-": it is written to a file, read back and only then given its name, ` +
+			`never to standard output; name a file (./- for one called "-")`)
+	}
+	info, err := os.Lstat(path)
+	if err != nil || info.Mode().IsRegular() {
+		return nil // a new name; or one the temporary file's creation or the rename reports on
+	}
+	what := "not a regular file"
+	switch m := info.Mode(); {
+	case m&os.ModeSymlink != 0:
+		what = "a symbolic link"
+		if to, err := filepath.EvalSymlinks(path); err == nil {
+			what += " to " + to
+		}
+		what += ", which the backup would replace, not write through"
+	case m.IsDir():
+		what = "a directory"
+	case m&(os.ModeDevice|os.ModeCharDevice) != 0:
+		what = "a device"
+	case m&os.ModeNamedPipe != 0:
+		what = "a named pipe"
+	case m&os.ModeSocket != 0:
+		what = "a socket"
+	}
+	return fmt.Errorf("refusing to write the backup to %s: it is %s; a backup is written beside its name and renamed onto it, so name a regular file or a new one", path, what)
 }
 
 // writeBackup writes the backup to a temporary file beside path, reads it
@@ -303,7 +390,7 @@ func writeBackup(ctx context.Context, cl client, path string, progress func(writ
 	if err := tmp.Chmod(0o600); err != nil {
 		return 0, portable.Counts{}, err
 	}
-	n, err := cl.Backup(ctx, &progressWriter{w: tmp, every: backupProgressEvery, report: progress})
+	n, err := cl.Backup(ctx, &progressWriter{w: tmp, ctx: ctx, every: backupProgressEvery, report: progress})
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -318,6 +405,9 @@ func writeBackup(ctx context.Context, cl client, path string, progress func(writ
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err() // stopped (interruptible) after the last write: no file
 	}
 	if err != nil {
 		return n, counts, err
@@ -438,8 +528,8 @@ func age(d time.Duration) string {
 }
 
 // restore imports the backup at src into dst; it calls starting before it
-// writes to a PostgreSQL target.
-func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress) (restored, error) {
+// writes to a PostgreSQL target, and writes warnings to warn.
+func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress, warn io.Writer) (restored, error) {
 	load, res, err := backupSource(ctx, src)
 	if err != nil {
 		return res, err
@@ -456,7 +546,7 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 		return res, err
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
-	old, err := replaceBoltFile(ctx, dst.Path, ".restore", func(st store.Store) error {
+	old, err := replaceBoltFile(ctx, dst.Path, "restore", warn, func(st store.Store) error {
 		var err error
 		res.counts, err = load(st, false, progress)
 		return err
@@ -465,22 +555,48 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 	return res, err
 }
 
-// replaceBoltFile builds a new bbolt store beside path (named after it,
-// with suffix) with fill, and renames it into place: the store at path is
-// either the old one or the complete new one. It refuses while a running
-// Caddy holds path, checked before and again right before the swap. The
-// new store numbers its audit events after every number the old one
-// handed out (bolt.DB.NumberAuditAfter); it returns what it read of the
-// old one.
-func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st store.Store) error) (oldStore, error) {
+// errReplaceRunning is lockDir's answer while another process holds the
+// directory: a restore or migrate --force replacing a store there.
+var errReplaceRunning = errors.New("another restore or migrate --force into a store in its directory is running")
+
+// replaceBoltFile builds a new bbolt store beside path with fill, and
+// renames it into place: the store at path is either the old one or the
+// complete new one. It refuses while a running Caddy holds path, checked
+// before and again right before the swap, and while another replacement
+// in the directory runs (lockDir): two at once would each rename a
+// complete store into place, and the first, reported restored, would be
+// lost. The new store is created in a directory of its own that this run
+// makes (0700, a name no one can guess, op in it), never in a file that
+// may be there already: in a directory other users can write to, that
+// file could be one of theirs, and would receive every key of the store.
+// It gets the owner of the file it replaces (keepOwner). The new store
+// numbers its audit events after every number the old one handed out
+// (bolt.DB.NumberAuditAfter); it returns what it read of the old one.
+func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill func(st store.Store) error) (oldStore, error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	if err := makeDirs(dir); err != nil {
+		return oldStore{}, err
+	}
+	unlock, err := lockDir(dir)
+	switch {
+	case errors.Is(err, errReplaceRunning):
+		return oldStore{}, fmt.Errorf("refusing to replace %s: %w (it holds the lock on %s); let it finish", path, err, dir)
+	case err != nil:
+		fmt.Fprintf(warn, "warning: cannot lock %s (%v): a restore or migrate --force into it at the same time would not be refused\n", dir, err)
+	default:
+		defer unlock()
+		removeLeftovers(dir, base)
+	}
 	old, err := readOldStore(ctx, path)
 	if err != nil {
 		return old, err
 	}
-	// bolt.Open creates the directories, and syncs the names it creates.
-	tmpPath := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+suffix)
-	_ = os.Remove(tmpPath) // left by an interrupted run
-	defer os.Remove(tmpPath)
+	tmpDir, err := os.MkdirTemp(dir, "."+base+"."+op+"-")
+	if err != nil {
+		return old, err
+	}
+	defer os.RemoveAll(tmpDir)
+	tmpPath := filepath.Join(tmpDir, base)
 	st, err := backend.Open(ctx, backend.Spec{Backend: backend.Bolt, Path: tmpPath}, nil)
 	if err != nil {
 		return old, err
@@ -501,7 +617,103 @@ func replaceBoltFile(ctx context.Context, path, suffix string, fill func(st stor
 	if err != nil {
 		return old, err
 	}
-	return old, renameDurably(tmpPath, path)
+	ownerErr := keepOwner(tmpPath, path)
+	if err := renameDurably(tmpPath, path); err != nil {
+		return old, err
+	}
+	if ownerErr != nil {
+		fmt.Fprintf(warn, "warning: %v\n", ownerErr)
+	}
+	return old, nil
+}
+
+// makeDirs creates dir and its missing parents (0700, as bolt.Open does
+// for a store's directory) and syncs the directory that holds each name it
+// created, as bolt.Open does: replaceBoltFile creates the store in a
+// directory of its own, so bolt.Open only sees that one.
+func makeDirs(dir string) error {
+	var made []string
+	for d := dir; ; {
+		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		made = append(made, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if len(made) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range made {
+		syncDirOf(d)
+	}
+	return nil
+}
+
+// removeLeftovers removes the directories replaceBoltFile made for the
+// store dir/base that a run killed before its cleanup (SIGKILL, a power
+// cut) left, holding a partial store with its keys. Only this user's are
+// touched, and only under the lock, when no run can be using them.
+func removeLeftovers(dir, base string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || (!strings.HasPrefix(name, "."+base+".restore-") && !strings.HasPrefix(name, "."+base+".migrate-")) {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			if uid, _, ok := ownerOf(info); ok && uid == os.Geteuid() {
+				_ = os.RemoveAll(filepath.Join(dir, name))
+			}
+		}
+	}
+}
+
+// keepOwner gives the new store at tmp the owner and group of the file at
+// path that it replaces. A restore run as root (sudo) would otherwise
+// leave a store of root's, mode 0600, which Caddy, running as its own
+// user, cannot open (docs/operations.md, "Restore"). Only root can give a
+// file away: when the change fails, the error says whom to chown it to.
+func keepOwner(tmp, path string) error {
+	oldInfo, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing replaced
+	}
+	newInfo, err := os.Stat(tmp)
+	if err != nil {
+		return nil // the rename reports on it
+	}
+	uid, gid, ok := ownerOf(oldInfo)
+	newUID, newGID, newOK := ownerOf(newInfo)
+	if !ok || !newOK || (uid == newUID && gid == newGID) {
+		return nil
+	}
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err // the temporary name says nothing
+		}
+		return fmt.Errorf("the new store %s is owned by %s, not by %s as the one it replaced (%v): Caddy running as that user "+
+			"cannot open it; run chown %d:%d %s before starting Caddy, or restore as that user", path, userName(newUID), userName(uid), err, uid, gid, path)
+	}
+	return nil
+}
+
+// userName names a user id: "uid 1 (daemon)".
+func userName(uid int) string {
+	id := strconv.Itoa(uid)
+	if u, err := user.LookupId(id); err == nil {
+		return "uid " + id + " (" + u.Username + ")"
+	}
+	return "uid " + id
 }
 
 // backupSource checks the backup at path and returns what loads it into a

@@ -1,0 +1,16 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package cli
+
+import (
+	"errors"
+	"os"
+)
+
+// lockDir cannot lock a directory here: replaceBoltFile warns that a
+// concurrent restore or migration would not be refused, and goes on.
+func lockDir(string) (func(), error) { return nil, errors.ErrUnsupported }
+
+// ownerOf knows no numeric owners here: the new store keeps the owner it
+// was created with.
+func ownerOf(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
