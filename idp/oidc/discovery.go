@@ -342,12 +342,12 @@ func (t wholeBody) RoundTrip(req *http.Request) (*http.Response, error) {
 	// unread, as oauth2 met it before, so the cap makes no new failure.
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return nil, fmt.Errorf("reading the answer (%s): %w", resp.Status, err)
 	}
 	rest := resp.Body
 	if len(buf) < maxBody {
-		rest.Close() // read to its end: the connection can be reused
+		_ = rest.Close() // read to its end: the connection can be reused
 		resp.Body = io.NopCloser(bytes.NewReader(buf))
 		return resp, nil
 	}
