@@ -573,8 +573,15 @@ var errReplaceRunning = errors.New("another restore or migrate --force into a st
 // numbers its audit events after every number the old one handed out
 // (bolt.DB.NumberAuditAfter); it returns what it read of the old one.
 func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill func(st store.Store) error) (oldStore, error) {
+	// A store path that is a symbolic link (the store on a volume) names
+	// the file it points to: renamed onto the link, the new store would
+	// replace the link and leave the old store where Caddy may still look.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	if err := makeDirs(dir); err != nil {
+	made, err := makeDirs(dir)
+	if err != nil {
 		return oldStore{}, err
 	}
 	unlock, err := lockDir(dir)
@@ -617,7 +624,7 @@ func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill 
 	if err != nil {
 		return old, err
 	}
-	ownerErr := keepOwner(tmpPath, path)
+	ownerErr := keepOwner(tmpPath, path, made)
 	if err := renameDurably(tmpPath, path); err != nil {
 		return old, err
 	}
@@ -630,8 +637,9 @@ func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill 
 // makeDirs creates dir and its missing parents (0700, as bolt.Open does
 // for a store's directory) and syncs the directory that holds each name it
 // created, as bolt.Open does: replaceBoltFile creates the store in a
-// directory of its own, so bolt.Open only sees that one.
-func makeDirs(dir string) error {
+// directory of its own, so bolt.Open only sees that one. It returns the
+// directories it created, deepest first.
+func makeDirs(dir string) ([]string, error) {
 	var made []string
 	for d := dir; ; {
 		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
@@ -645,15 +653,15 @@ func makeDirs(dir string) error {
 		d = parent
 	}
 	if len(made) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	for _, d := range made {
 		syncDirOf(d)
 	}
-	return nil
+	return made, nil
 }
 
 // removeLeftovers removes the directories replaceBoltFile made for the
@@ -679,14 +687,28 @@ func removeLeftovers(dir, base string) {
 }
 
 // keepOwner gives the new store at tmp the owner and group of the file at
-// path that it replaces. A restore run as root (sudo) would otherwise
+// path that it replaces, and its group's read and write bits (a Caddy that
+// opens the store through its group), never others'; with no file there,
+// the owner and group of the directory above the ones makeDirs created
+// (made), which get them too. A restore run as root (sudo) would otherwise
 // leave a store of root's, mode 0600, which Caddy, running as its own
 // user, cannot open (docs/operations.md, "Restore"). Only root can give a
 // file away: when the change fails, the error says whom to chown it to.
-func keepOwner(tmp, path string) error {
+func keepOwner(tmp, path string, made []string) error {
+	like := path
 	oldInfo, err := os.Stat(path)
 	if err != nil {
-		return nil // nothing replaced
+		like = filepath.Dir(path) // nothing replaced: the store's directory
+		if len(made) > 0 {
+			like = filepath.Dir(made[len(made)-1])
+		}
+		if oldInfo, err = os.Stat(like); err != nil {
+			return nil
+		}
+	} else if group := oldInfo.Mode().Perm() & 0o060; group != 0 {
+		if err := os.Chmod(tmp, 0o600|group); err != nil {
+			return err
+		}
 	}
 	newInfo, err := os.Stat(tmp)
 	if err != nil {
@@ -697,12 +719,22 @@ func keepOwner(tmp, path string) error {
 	if !ok || !newOK || (uid == newUID && gid == newGID) {
 		return nil
 	}
+	for _, d := range made {
+		_ = os.Lchown(d, uid, gid) // as the file's: the error below says what to do
+	}
 	if err := os.Chown(tmp, uid, gid); err != nil {
 		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
 			err = pe.Err // the temporary name says nothing
 		}
-		return fmt.Errorf("the new store %s is owned by %s, not by %s as the one it replaced (%v): Caddy running as that user "+
-			"cannot open it; run chown %d:%d %s before starting Caddy, or restore as that user", path, userName(newUID), userName(uid), err, uid, gid, path)
+		whose, chown := "the one it replaced", path
+		if like != path {
+			whose = like
+			if len(made) > 0 {
+				whose, chown = like+", above the directories it made", "-R "+made[len(made)-1]
+			}
+		}
+		return fmt.Errorf("the new store %s is owned by %s, not by %s as %s (%v): Caddy running as that user "+
+			"cannot open it; run chown %d:%d %s before starting Caddy, or restore as that user", path, userName(newUID), userName(uid), whose, err, uid, gid, chown)
 	}
 	return nil
 }

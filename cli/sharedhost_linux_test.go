@@ -269,6 +269,54 @@ func TestRestoreAsRootKeepsOwner(t *testing.T) {
 	}
 }
 
+// TestRestoreAsRootWhereNoStoreIs: a restore as root where the Caddy
+// user's store does not exist yet (a fresh host), its directories not
+// either: they and the store get the owner of the directory above them,
+// which the Caddy user then opens; a store path that is a symbolic link
+// (the store on a volume) is restored into the file it names, the link
+// kept; a store its group may open (0660) stays so.
+func TestRestoreAsRootWhereNoStoreIs(t *testing.T) {
+	caddyUser := asRoot(t, "daemon")[0]
+	bin := childBinary(t)
+	backup := readableBackup(t, 2)
+	home := filepath.Join(openTempDir(t, 0o755), "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, caddyUser, home)
+
+	dst := filepath.Join(home, "share", "caddy", "sso.db")
+	mustCLI(t, "restore", "--store", dst, backup)
+	for _, p := range []string{filepath.Join(home, "share"), filepath.Dir(dst), dst} {
+		if uid, gid := ownedBy(t, p); uid != caddyUser.uid || gid != caddyUser.gid {
+			t.Errorf("%s is %d:%d after a restore as root, want the Caddy user's %d:%d (its home's)", p, uid, gid, caddyUser.uid, caddyUser.gid)
+		}
+	}
+	if out, err := runAs(t, bin, caddyUser, "users", "list", "--store", dst); err != nil {
+		t.Errorf("the Caddy user cannot open the store restored as root: %v\n%s", err, out)
+	}
+
+	volume := filepath.Join(openTempDir(t, 0o755), "sso.db")
+	storeWithSecret(t, volume, 1)
+	link := filepath.Join(home, "linked.db")
+	if err := os.Symlink(volume, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(volume, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "restore", "--store", link, backup)
+	if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the store's link was replaced: %v %v", info, err)
+	}
+	if out := mustCLI(t, "users", "list", "--store", volume); !strings.Contains(out, "user1@host.example") {
+		t.Errorf("the file the link names does not hold the backup:\n%s", out)
+	}
+	if info, err := os.Stat(volume); err != nil || info.Mode().Perm() != 0o660 {
+		t.Errorf("the store its group could open is %v after the restore, want -rw-rw---- (%v)", info.Mode(), err)
+	}
+}
+
 // TestRestoreSaysWhomToChown: a user other than root cannot give the new
 // store away: the restore says whom to chown it to, as it leaves a store
 // the old owner cannot open.
