@@ -2,6 +2,8 @@ package bolt
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +149,30 @@ func TestSweepDropsDanglingEntry(t *testing.T) {
 		return nil
 	})
 	checkOK(t, db)
+}
+
+// BenchmarkCheckLargeGroup: `caddy sso check --store` of a store holding a
+// directory's group of 10,000 members decodes the group once, not once per
+// membership entry (10,000 times).
+func BenchmarkCheckLargeGroup(b *testing.B) {
+	db := openTest(b)
+	const n = 10_000
+	members := make([]string, n)
+	update(b, db, func(tx store.Tx) error {
+		for i := range n {
+			u := &store.User{Email: fmt.Sprintf("u%d@x.io", i), IdP: "entra", ExternalID: fmt.Sprintf("e%d", i)}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+			members[i] = u.ID
+		}
+		slices.Sort(members)
+		return tx.PutGroup(&store.Group{ID: "all", IdP: "entra", DisplayName: "All staff", Members: members})
+	})
+	b.ResetTimer()
+	for b.Loop() {
+		if r, err := db.Check(context.Background()); err != nil || !r.OK() {
+			b.Fatalf("Check = %+v, %v", r, err)
+		}
+	}
 }
