@@ -90,6 +90,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"missing issuer", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp a", "needs issuer"}},
 		{"bad update", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tupdate sometimes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `unknown update "sometimes"`, "force, import"}},
 		{"bad optional", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\toptional uniqueUserId\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "optional attribute"}},
+		{"bad token_auth", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example\n\t\t\ttoken_auth private_key_jwt\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", `token_auth "private_key_jwt"`, "client_secret_basic or client_secret_post"}},
 		{"jit takes no value", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tjit yes\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "jit takes no value"}},
 		// The second idp line, not the closing brace of its block.
 		{"duplicate idp", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t\tidp a oidc {\n\t\t\tissuer https://a\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{`"a" is defined twice, at Caddyfile:7 (first at Caddyfile:3)`}},

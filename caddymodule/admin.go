@@ -18,9 +18,8 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 }
 
-// adminAPI mounts the sso admin API (package adminapi) under /sso/ on
-// Caddy's admin endpoint. It looks the running sso app up at request time,
-// so it always talks to the config that is live now, across reloads.
+// adminAPI mounts the sso admin API (package adminapi) under /sso/ on Caddy's admin endpoint. It looks
+// the running sso app up at request time, so it talks to the config live now, across reloads.
 type adminAPI struct {
 	log *zap.Logger
 }

@@ -78,9 +78,8 @@ type App struct {
 	done   sync.WaitGroup
 }
 
-// StoreConfig selects the persistence backend: "bolt" (the embedded
-// default, one Caddy instance) or "postgres" (several instances sharing one
-// database, docs/cluster.md).
+// StoreConfig selects the persistence backend: "bolt" (the embedded default, one Caddy
+// instance) or "postgres" (several instances sharing one database, docs/cluster.md).
 type StoreConfig struct {
 	// Backend is "bolt" (default) or "postgres".
 	Backend string `json:"backend,omitempty"`

@@ -451,6 +451,7 @@ func sharedIdPLines() map[string]idpLine {
 //	issuer <url>
 //	client_id <id>
 //	client_secret <secret>
+//	token_auth client_secret_basic|client_secret_post   (as the IdP registered the client; default Basic)
 //	scopes <scope>…
 //	algorithms <alg>…
 //	tenant_id <id>
@@ -463,6 +464,7 @@ func oidcLines() map[string]idpLine {
 		"issuer":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
 		"client_id":              func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientID, err = s.one(); return err },
 		"client_secret":          func(s setting, c *IdPConfig) (err error) { c.OIDC.ClientSecret, err = s.one(); return err },
+		"token_auth":             func(s setting, c *IdPConfig) (err error) { c.OIDC.TokenAuth, err = s.one(); return err },
 		"scopes":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Scopes, err = s.many(); return err },
 		"algorithms":             func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
 		"tenant_id":              func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },

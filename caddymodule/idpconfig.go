@@ -71,13 +71,13 @@ type OIDCConfig struct {
 	Issuer       string         `json:"issuer"`
 	ClientID     string         `json:"client_id"`
 	ClientSecret string         `json:"client_secret,omitempty"`
+	TokenAuth    string         `json:"token_auth,omitempty"` // oidc.Config.TokenAuth
 	Scopes       []string       `json:"scopes,omitempty"`
 	Algorithms   []string       `json:"algorithms,omitempty"`
 	TenantID     string         `json:"tenant_id,omitempty"`
 	ClockSkew    caddy.Duration `json:"clock_skew,omitempty"`
-	// OfflineAccess asks for offline_access and keeps the refresh token, so
-	// that routes passing tokens upstream can renew them; without such a
-	// route it keeps nothing (README, "Tokens for the upstream").
+	// OfflineAccess asks for offline_access and keeps the refresh token, for routes
+	// passing tokens upstream; without one it keeps nothing (README, "Tokens for the upstream").
 	OfflineAccess        bool     `json:"offline_access,omitempty"`
 	AllowUnverifiedEmail bool     `json:"allow_unverified_email,omitempty"` // oidc.Config.AllowUnverifiedEmail
 	RequireACR           []string `json:"require_acr,omitempty"`            // oidc.Config.RequireACR
@@ -221,7 +221,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 func (o *OIDCConfig) config(name string) oidc.Config {
 	return oidc.Config{Name: name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		TenantID: o.TenantID, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
-		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail,
+		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail, TokenAuth: o.TokenAuth,
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }
 

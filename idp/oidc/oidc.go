@@ -129,6 +129,11 @@ type Config struct {
 	ClientID, ClientSecret string
 	// Scopes requested; default openid profile email. Must include openid.
 	Scopes []string
+	// TokenAuth is how the client authenticates at the token endpoint:
+	// "client_secret_basic" or "client_secret_post" (TokenAuthMethods);
+	// "" takes Basic unless discovery lists only Post. For IdPs that
+	// register one method per client and refuse the other (Auth0, PingOne).
+	TokenAuth string
 	// Algorithms is the ID token signature allow-list; default RS256, ES256,
 	// PS256. "none" is never allowed; HS* only when listed (keyed with the
 	// client secret, as OpenID Connect Core 10.1 specifies).
@@ -290,6 +295,9 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 			return fmt.Errorf("issuer: %w", err)
 		}
 	}
+	if c.TokenAuth != "" && !slices.Contains(TokenAuthMethods, c.TokenAuth) {
+		return fmt.Errorf("token_auth %q: expected %s", c.TokenAuth, strings.Join(TokenAuthMethods, " or "))
+	}
 	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
 		return fmt.Errorf(`scopes must include "openid" (scopes %s)`, strings.Join(c.Scopes, " "))
 	}
@@ -413,11 +421,19 @@ func (p *Provider) flowID(state string) string {
 	return "oidc/" + p.cfg.Name + "/" + state
 }
 
+// TokenAuthMethods are the values of Config.TokenAuth.
+var TokenAuthMethods = []string{"client_secret_basic", "client_secret_post"}
+
 func (p *Provider) oauth2Config(md *metadata, redirectURL string) *oauth2.Config {
 	style := oauth2.AuthStyleInHeader // client_secret_basic, the default of RFC 8414
-	if len(md.TokenAuthMethods) > 0 && !slices.Contains(md.TokenAuthMethods, "client_secret_basic") &&
-		slices.Contains(md.TokenAuthMethods, "client_secret_post") {
+	switch p.cfg.TokenAuth {
+	case "client_secret_post":
 		style = oauth2.AuthStyleInParams
+	case "":
+		if len(md.TokenAuthMethods) > 0 && !slices.Contains(md.TokenAuthMethods, "client_secret_basic") &&
+			slices.Contains(md.TokenAuthMethods, "client_secret_post") {
+			style = oauth2.AuthStyleInParams
+		}
 	}
 	if p.cfg.ClientSecret == "" {
 		style = oauth2.AuthStyleInParams // public client: client_id in the body

@@ -6,6 +6,7 @@ package oidc_test
 // token endpoints in an outage, and documents with a byte order mark.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -487,5 +488,31 @@ func TestByteOrderMark(t *testing.T) {
 	wantCode(t, res, "")
 	if got := res.Assertion.Attributes["given_name"]; len(got) != 1 || got[0] != "Alice" {
 		t.Errorf("given_name %q, want userinfo's", got)
+	}
+}
+
+// TestTokenAuthSetting: an IdP that registers one client authentication
+// method per client and refuses the other (Auth0, PingOne), while its
+// discovery lists both, refuses the Basic credentials sent by default;
+// token_auth names the method it registered, and either is then used.
+func TestTokenAuthSetting(t *testing.T) {
+	for _, tc := range []struct {
+		registered, setting, want string
+	}{
+		{"client_secret_post", "", oidc.CodeTokenExchange},
+		{"client_secret_post", "client_secret_post", ""},
+		{"client_secret_basic", "client_secret_basic", ""},
+		{"client_secret_basic", "client_secret_post", oidc.CodeTokenExchange},
+	} {
+		t.Run(tc.registered+"/"+cmp.Or(tc.setting, "default"), func(t *testing.T) {
+			e := newEnv(t, func(c *oidc.Config) { c.TokenAuth = tc.setting })
+			e.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret, RedirectURIs: []string{e.rp.URL + "/callback"},
+				AuthMethod: tc.registered})
+			wantCode(t, e.login(newBrowser()), tc.want)
+		})
+	}
+	if err := (oidc.Config{TokenAuth: "private_key_jwt"}).CheckSettings(func(string) bool { return false }); err == nil ||
+		!strings.Contains(err.Error(), `token_auth "private_key_jwt": expected client_secret_basic or client_secret_post`) {
+		t.Errorf("an unknown token_auth: %v", err)
 	}
 }

@@ -322,6 +322,9 @@ func (s *Server) clientAuth(r *http.Request) (Client, error) {
 	if !ok || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
 		return Client{}, errors.New("client authentication failed")
 	}
+	if used := map[bool]string{true: "client_secret_basic", false: "client_secret_post"}[basic]; c.AuthMethod != "" && c.Secret != "" && used != c.AuthMethod {
+		return Client{}, errors.New("the client authenticated with " + used + ", not its registered " + c.AuthMethod)
+	}
 	return c, nil
 }
 

@@ -70,6 +70,10 @@ type Client struct {
 	// FrontChannelLogoutURI is framed, with iss and sid, by the page the
 	// end-session endpoint shows (OpenID Connect Front-Channel Logout 1.0).
 	FrontChannelLogoutURI string
+	// AuthMethod, when set ("client_secret_basic" or "client_secret_post"),
+	// is the only way the client may authenticate at the token endpoint,
+	// as IdPs that register a method per client (Auth0, PingOne) enforce.
+	AuthMethod string
 }
 
 // Token is an ID token about to be signed. The IDToken hook may change
