@@ -28,6 +28,19 @@ func benchStore(b *testing.B, n int) (*scim.Handler, store.Store) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
+	putSCIMUsers(b, db, n)
+	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken,
+		Accounts: &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h, db
+}
+
+// putSCIMUsers stores n users of IdP "entra" the way SCIM creates them,
+// in transactions of 10,000.
+func putSCIMUsers(tb testing.TB, db store.Store, n int) {
+	tb.Helper()
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for start := 0; start < n; start += 10_000 {
 		err := db.Update(context.Background(), func(tx store.Tx) error {
@@ -45,15 +58,9 @@ func benchStore(b *testing.B, n int) (*scim.Handler, store.Store) {
 			return nil
 		})
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken,
-		Accounts: &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h, db
 }
 
 // BenchmarkFilterUserName is a whole SCIM request, filter=userName eq

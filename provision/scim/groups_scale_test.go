@@ -66,26 +66,8 @@ func newLargeGroup(tb testing.TB, n, members int) *largeGroup {
 	}
 	tb.Cleanup(func() { _ = db.Close() })
 	lg.db = db
+	putSCIMUsers(tb, db, n)
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	for start := 0; start < n; start += 10_000 {
-		err := db.Update(context.Background(), func(tx store.Tx) error {
-			for i := start; i < min(start+10_000, n); i++ {
-				u := &store.User{
-					UserName: fmt.Sprintf("user%d@example.com", i), Email: fmt.Sprintf("user%d@example.com", i),
-					FirstName: "First", LastName: fmt.Sprint("Last", i), Active: true, Source: store.SourceSCIM,
-					IdP: "entra", ExternalID: fmt.Sprintf("oid-%08d", i), Created: at, Updated: at,
-					Emails: []store.Email{{Value: fmt.Sprintf("user%d@example.com", i), Type: "work", Primary: true}},
-				}
-				if err := tx.PutUser(u); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
 	err = db.View(context.Background(), func(tx store.Tx) error {
 		return tx.ForEachUser("", func(u *store.User) error {
 			lg.ids = append(lg.ids, u.ID)
