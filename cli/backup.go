@@ -476,7 +476,7 @@ func (r restored) takenLine(now time.Time) string {
 	case r.fileTime:
 		what = "backup file last modified"
 	}
-	return fmt.Sprintf("%s %s (%s)", what, r.taken.UTC().Format("2006-01-02 15:04:05 UTC"), age(now.Sub(r.taken)))
+	return fmt.Sprintf("%s %s (%s)", what, utcTime(r.taken), age(now.Sub(r.taken)))
 }
 
 // warnRestored tells the operator what a restore undid: everything since
@@ -487,7 +487,7 @@ func (r restored) takenLine(now time.Time) string {
 func warnRestored(w io.Writer, r restored, now time.Time) {
 	when := ""
 	if !r.taken.IsZero() {
-		when = " (" + r.taken.UTC().Format("2006-01-02 15:04:05 UTC") + ")"
+		when = " (" + utcTime(r.taken) + ")"
 	}
 	fmt.Fprintf(w, "warning: every change since the backup%s is undone: users disabled or deleted since are active again, with their sessions; "+
 		"key rotations and SCIM changes since are lost. See \"Restoring an older backup\" in docs/operations.md\n", when)
@@ -505,6 +505,9 @@ func warnAuditNumbering(w io.Writer, path string, now time.Time) {
 		"restart audit followers (audit --follow, or polling with --after) with --since %s\n",
 		path, now.UTC().Format(time.RFC3339))
 }
+
+// utcTime writes t as restore prints the backup's time.
+func utcTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // age writes d, rounded down, in days, hours and minutes: "1 day 3h ago".
 func age(d time.Duration) string {
