@@ -27,10 +27,7 @@ import (
 // the sign-out tests check that no token lands there.
 func localhostOIDCWorld(t *testing.T) *oidcWorld {
 	t.Helper()
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
 	w.sites = fmt.Sprintf("%s {\n\tlog\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())
 	return w.start()
 }

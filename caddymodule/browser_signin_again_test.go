@@ -8,7 +8,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/browsertest"
 )
 
@@ -18,10 +17,7 @@ import (
 // them in and brings them back to the form's page, where sending it again
 // goes through.
 func TestBrowserFormAfterSessionEnded(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
 	const form = `<!doctype html><title>Note</title><form method="post" action="/save"><input name="note" value="hello"><button id="send" type="submit">Send</button></form>`
 	w.sites = fmt.Sprintf("%s {\n\tsso test\n\thandle /form {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n\t\trespond `%s`\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n}\n",
 		w.gw.base, form, w.upstream.hostPort())

@@ -15,7 +15,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 	"github.com/caddy-sso/caddy-sso/internal/browsertest"
 )
@@ -34,10 +33,7 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 		start    func(t *testing.T) (base, idpPrefix string)
 	}{
 		{"oidc", func(t *testing.T) (string, string) {
-			w := newOIDCWorld(t, "\t\t\tjit\n")
-			w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-			w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-				RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+			w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
 			w.sites = fmt.Sprintf(sites, w.gw.base, w.upstream.hostPort())
 			w.start()
 			return w.gw.base, w.idp.Issuer
@@ -110,10 +106,7 @@ func backTo(t *testing.T, ctx context.Context, want string) {
 // marks signed-in pages without a Cache-Control of their own "no-store",
 // and other answers "private, no-cache". One with its own keeps it.
 func TestBrowserCachedPageAfterSignOut(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
 	w.sites = fmt.Sprintf(`%s {
 	sso test
 	handle /doc.html {

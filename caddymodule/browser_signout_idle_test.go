@@ -87,10 +87,7 @@ func requireSignedOutHere(t *testing.T) {
 // session and returns the browser to the site, whose sign-in then asks for
 // the password.
 func TestBrowserOIDCSignOutAfterIdleTimeout(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
 	o := caddytest.OIDC{IdP: w.idp, GW: w.gw.Gateway, IdPBlock: w.idpBlock}
 	w.gw.start(w.gw.caddyfile(o.IdPConfig()+idleSessionBlock, appWithSignOutLink(w.gw.base, w.upstream.hostPort())))
 	ctx := newChromium(t)

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
@@ -29,6 +30,19 @@ func newOIDCWorld(t *testing.T, idpBlock string) *oidcWorld {
 	o := caddytest.NewOIDC(t, idpBlock)
 	gw := newGatewayOf(t, o.GW)
 	return &oidcWorld{t: t, idp: o.IdP, upstream: &echoUpstream{o.Upstream}, gw: gw, idpBlock: idpBlock, sites: o.Sites}
+}
+
+// newLocalhostOIDCWorld is newOIDCWorld with the site on
+// http://localhost, a site of its own beside the IdP on 127.0.0.1 (as a
+// browser tells them apart for cookies and cross-site rules), its callback
+// registered there.
+func newLocalhostOIDCWorld(t *testing.T, idpBlock string) *oidcWorld {
+	t.Helper()
+	w := newOIDCWorld(t, idpBlock)
+	w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
+		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback"}})
+	return w
 }
 
 func (w *oidcWorld) caddyfile() string {
