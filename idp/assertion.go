@@ -31,7 +31,8 @@ type Assertion struct {
 	SubjectFormat string
 	// Attributes are the raw claims or SAML attributes, every value as a
 	// string. OIDC claims are flattened: arrays become several values,
-	// numbers and booleans their JSON text, objects their JSON text.
+	// numbers and booleans their JSON text, objects their JSON text and
+	// (idp/oidc claimPaths) their members again under dotted paths.
 	Attributes map[string][]string
 	// EmailVerified reports whether the IdP vouched for the "email"
 	// attribute (OIDC "email_verified"), and for no other: a mapped email

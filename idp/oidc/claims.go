@@ -293,16 +293,138 @@ func isASCII(s string) bool {
 
 // flatten turns claims into idp.Assertion attributes: strings as they are,
 // numbers and booleans as their JSON text, arrays as one value per element,
-// objects (and nested arrays) as their JSON text. Nulls are left out.
+// objects (and nested arrays) as their JSON text. Nulls are left out. The
+// members of object claims are added under dotted paths too (claimPaths),
+// so that `map groups realm_access.roles` reads Keycloak's roles.
 func flatten(claims map[string]any) map[string][]string {
 	out := make(map[string][]string, len(claims))
+	var objects []string
 	for k, v := range claims {
 		if v == nil {
 			continue
 		}
 		out[k] = flattenValue(v)
+		if _, ok := v.(map[string]any); ok {
+			objects = append(objects, k)
+		}
+	}
+	if len(objects) > 0 {
+		claimPaths(out, claims, objects)
 	}
 	return out
+}
+
+// Bounds on the dotted paths of claimPaths. The ID token and userinfo are
+// the IdP's word on who someone is and on nothing else (docs/security.md,
+// "Threat model"): an object of many members or a deep one, by mistake or
+// copied from data a user may edit (Auth0's user_metadata, a Keycloak
+// attribute), must cost a sign-in little. Each path repeats its prefix, so
+// without a bound a 1 MiB token could make gigabytes of names.
+const (
+	// maxClaimPathDepth is how many members below its claim a path may
+	// name: Keycloak's resource_access.<client>.roles is 2.
+	maxClaimPathDepth = 8
+	// maxClaimPathBytes is the longest path, in bytes: a name no `map`
+	// line would spell is never made.
+	maxClaimPathBytes = 256
+	// maxClaimMembers is how many members one claim's paths may visit. A
+	// claim with more gets none of its paths rather than some, so that
+	// which paths arrive never depends on how its members' names sort; and
+	// a claim a user can fill (user_metadata) cannot use up maxClaimPaths
+	// and push out the paths of the claim the groups come from.
+	maxClaimMembers = 512
+	// maxClaimPaths is how many members all claims' paths may visit
+	// together; claims are taken in the order of claimPathOrder, each
+	// whole or not at all.
+	maxClaimPaths = 4096
+)
+
+// claimPaths adds to out, under "<claim>.<member>[.<member>…]", every member
+// of the object claims (named by objects) that is not an object itself,
+// flattened as a top-level claim is (an array is one value per element, an
+// empty one present and empty; null left out), within the bounds above.
+//
+// A claim's own name always wins: a top-level claim whose name has dots
+// (Auth0's namespaced "https://example.com/roles") is never shadowed by a
+// path, and a path never has a name without a dot ("email", "groups"), so
+// the presets' claims are never read from a path. Where two paths spell the
+// same name ({"a.b": {"c": 1}} and {"a": {"b.c": 2}}), the longer member
+// name at the first level they differ wins, as a reader who tries the
+// longest name present first would find it: a claim that contains the whole
+// of another's name is the more exact one. A member named with dots
+// ("resource_access": {"app.example.com": …}) is reached by its name as it
+// is: resource_access.app.example.com.roles.
+func claimPaths(out map[string][]string, claims map[string]any, objects []string) {
+	slices.SortFunc(objects, claimPathOrder)
+	budget := maxClaimPaths
+	for _, name := range objects {
+		obj := claims[name].(map[string]any)
+		n, ok := countClaimMembers(obj, len(name), 1, min(maxClaimMembers, budget))
+		if !ok {
+			continue
+		}
+		budget -= n
+		addClaimPaths(out, claims, name, obj, 1)
+	}
+}
+
+// countClaimMembers counts the members addClaimPaths visits in obj, whose
+// path so far is prefixLen bytes long at depth members below its claim; ok
+// is false, and counting stops, past limit.
+func countClaimMembers(obj map[string]any, prefixLen, depth, limit int) (n int, ok bool) {
+	for k, v := range obj {
+		l := prefixLen + 1 + len(k)
+		if l > maxClaimPathBytes {
+			continue
+		}
+		if n++; n > limit {
+			return n, false
+		}
+		if sub, isObj := v.(map[string]any); isObj && depth < maxClaimPathDepth {
+			m, ok := countClaimMembers(sub, l, depth+1, limit-n)
+			if n += m; !ok {
+				return n, false
+			}
+		}
+	}
+	return n, true
+}
+
+// addClaimPaths adds the paths of obj's members below prefix (see
+// claimPaths), visiting what countClaimMembers counted, in claimPathOrder.
+func addClaimPaths(out map[string][]string, claims map[string]any, prefix string, obj map[string]any, depth int) {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		if len(prefix)+1+len(k) <= maxClaimPathBytes {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, claimPathOrder)
+	for _, k := range keys {
+		path := prefix + "." + k
+		switch v := obj[k].(type) {
+		case nil:
+		case map[string]any:
+			if depth < maxClaimPathDepth {
+				addClaimPaths(out, claims, path, v, depth+1)
+			}
+		default:
+			_, exact := claims[path] // even null: the IdP named it
+			if _, taken := out[path]; !exact && !taken {
+				out[path] = flattenValue(v)
+			}
+		}
+	}
+}
+
+// claimPathOrder sorts longer names first, then by bytes: the order in
+// which claimPaths settles paths that spell the same name, and spends its
+// budget.
+func claimPathOrder(a, b string) int {
+	if len(a) != len(b) {
+		return len(b) - len(a)
+	}
+	return strings.Compare(a, b)
 }
 
 func flattenValue(v any) []string {
