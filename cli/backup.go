@@ -80,7 +80,7 @@ A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one; the new file
 gets the old one's owner (run as root, or as that owner: other users cannot
 give a file away, and it then says whom to chown it to). Another restore or
-migrate --force into the same directory meanwhile is refused. A PostgreSQL
+migrate into the same directory meanwhile is refused. A PostgreSQL
 target must be empty unless --force is given, which replaces everything it
 holds: its users, groups, sessions, tombstones, single-use IDs and audit trail
 are deleted, and so are its keys (secrets) that the backup does not have or has
@@ -151,7 +151,8 @@ users can read it (or leave the password out, for PGPASSWORD or ~/.pgpass).
 Neither may be in use by a running Caddy. The target must be empty unless
 --force is given, which replaces everything it holds, as restore --force
 does (a bbolt target is built beside the old file, given its owner, and
-renamed into place, as restore does).
+renamed into place, as restore does). Another restore or migrate into a
+bbolt target's directory meanwhile is refused.
 The target is read back afterwards: it must hold as many records of each kind
 as were copied, and the source's keys; a difference is an error.
 
@@ -196,8 +197,16 @@ as were copied, and the source's keys; a difference is an error.
 					defer warnAuditNumbering(c.ErrOrStderr(), to.Path, time.Now()) // after the result
 				}
 			default:
-				// A new bbolt file's directories are bolt.Open's to
-				// create: it syncs the names it creates.
+				if to.Backend == backend.Bolt {
+					// The lock restore takes (lockStoreDir): a restore or
+					// another migrate into the directory meanwhile would
+					// write the same store, or rename another over it.
+					var unlock func()
+					if _, _, unlock, err = lockStoreDir(to.Path, c.ErrOrStderr()); err != nil {
+						break
+					}
+					defer unlock()
+				}
 				if force {
 					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from)
 				}
@@ -559,44 +568,68 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 }
 
 // errReplaceRunning is lockDir's answer while another process holds the
-// directory: a restore or migrate --force replacing a store there.
-var errReplaceRunning = errors.New("another restore or migrate --force into a store in its directory is running")
+// directory: a restore or migrate writing a store there (lockStoreDir).
+var errReplaceRunning = errors.New("another restore or migrate into a store in its directory is running")
+
+// lockStoreDir creates the directory of the bbolt store at path (makeDirs)
+// and takes its lock (lockDir), for each command that writes a store
+// there: restore, and migrate with or without --force. Two at once would
+// each write it: two replacements each rename a complete store into place
+// and the first, reported done, is lost; a migrate into a new file fills
+// one that a replacement then renames over, or two migrates fill one file
+// (docs/operations.md, "Restore"). Under the lock, it removes what a killed
+// run left (removeLeftovers) and names what older versions may have left
+// (warnOlderLeftovers). It returns path with symbolic links resolved, the
+// directories it created, and unlock; when the lock cannot be taken for
+// another reason than a run holding it, it warns and goes on.
+func lockStoreDir(path string, warn io.Writer) (resolved string, made []string, unlock func(), err error) {
+	// A store path that is a symbolic link (the store on a volume) names
+	// the file it points to: renamed onto the link, the new store would
+	// replace the link and leave the old store where Caddy may still look.
+	resolved = path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		resolved = r
+	}
+	dir, base := filepath.Dir(resolved), filepath.Base(resolved)
+	if made, err = makeDirs(dir); err != nil {
+		return resolved, nil, nil, err
+	}
+	unlock, err = lockDir(dir)
+	switch {
+	case errors.Is(err, errReplaceRunning):
+		return resolved, made, nil, fmt.Errorf("refusing to write %s: %w (it holds the lock on %s); let it finish", resolved, err, dir)
+	case err != nil:
+		fmt.Fprintf(warn, "warning: cannot lock %s (%v): a restore or migrate into it at the same time would not be refused\n", dir, err)
+		return resolved, made, func() {}, nil
+	}
+	removeLeftovers(dir, base)
+	// Older versions built beside the path as given, not where its link led.
+	warnOlderLeftovers(warn, resolved)
+	if resolved != path {
+		warnOlderLeftovers(warn, path)
+	}
+	return resolved, made, unlock, nil
+}
 
 // replaceBoltFile builds a new bbolt store beside path with fill, and
 // renames it into place: the store at path is either the old one or the
 // complete new one. It refuses while a running Caddy holds path, checked
-// before and again right before the swap, and while another replacement
-// in the directory runs (lockDir): two at once would each rename a
-// complete store into place, and the first, reported restored, would be
-// lost. The new store is created in a directory of its own that this run
-// makes (0700, a name no one can guess, op in it), never in a file that
-// may be there already: in a directory other users can write to, that
-// file could be one of theirs, and would receive every key of the store.
-// It gets the owner of the file it replaces (keepOwner). The new store
-// numbers its audit events after every number the old one handed out
-// (bolt.DB.NumberAuditAfter); it returns what it read of the old one.
+// before and again right before the swap, and while another restore or
+// migrate into the directory runs (lockStoreDir). The new store is created
+// in a directory of its own that this run makes (0700, a name no one can
+// guess, op in it), never in a file that may be there already: in a
+// directory other users can write to, that file could be one of theirs,
+// and would receive every key of the store. It gets the owner of the file
+// it replaces (keepOwner). The new store numbers its audit events after
+// every number the old one handed out (bolt.DB.NumberAuditAfter); it
+// returns what it read of the old one.
 func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill func(st store.Store) error) (oldStore, error) {
-	// A store path that is a symbolic link (the store on a volume) names
-	// the file it points to: renamed onto the link, the new store would
-	// replace the link and leave the old store where Caddy may still look.
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	made, err := makeDirs(dir)
+	path, made, unlock, err := lockStoreDir(path, warn)
 	if err != nil {
 		return oldStore{}, err
 	}
-	unlock, err := lockDir(dir)
-	switch {
-	case errors.Is(err, errReplaceRunning):
-		return oldStore{}, fmt.Errorf("refusing to replace %s: %w (it holds the lock on %s); let it finish", path, err, dir)
-	case err != nil:
-		fmt.Fprintf(warn, "warning: cannot lock %s (%v): a restore or migrate --force into it at the same time would not be refused\n", dir, err)
-	default:
-		defer unlock()
-		removeLeftovers(dir, base)
-	}
+	defer unlock()
+	dir, base := filepath.Dir(path), filepath.Base(path)
 	old, err := readOldStore(ctx, path)
 	if err != nil {
 		return old, err
@@ -686,6 +719,36 @@ func removeLeftovers(dir, base string) {
 				_ = os.RemoveAll(filepath.Join(dir, name))
 			}
 		}
+	}
+}
+
+// warnOlderLeftovers names, in one line, the files beside the store at
+// path at the names under which versions before the private build
+// directory built a new store: .<name>.restore and .<name>.migrate, and
+// before those .<name>.restore<digits> (os.CreateTemp). A run of theirs
+// stopped part-way (killed, or Ctrl-C, which then ended it at once) left
+// one there, holding every key of the store, and nothing removes it since.
+// They are named, not removed: nothing in such a file tells it from one the
+// operator keeps at that name (a copy of the store named
+// .sso.db.restore20261201), and docs/operations.md ("Restore") leaves them
+// to the operator.
+func warnOlderLeftovers(w io.Writer, path string) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var found []string
+	for _, e := range entries {
+		name := e.Name()
+		digits, ok := strings.CutPrefix(name, "."+base+".restore")
+		if name == "."+base+".migrate" || ok && len(digits) <= 10 && strings.Trim(digits, "0123456789") == "" {
+			found = append(found, name)
+		}
+	}
+	if len(found) > 0 {
+		fmt.Fprintf(w, "warning: %s holds %s: older versions built a new store under such a name and left it there, with every key of the store, "+
+			"when stopped part-way; it is left in place, as it may be a file of yours: if it is not, remove it\n", dir, strings.Join(found, ", "))
 	}
 }
 

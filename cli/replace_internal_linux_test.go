@@ -41,11 +41,13 @@ func runCLI(args ...string) (string, error) {
 // under one name: the second unlinked the file the first was filling, the
 // first renamed the second's into place and reported its backup restored,
 // and the store held the other backup (or a part of it). Now the second
-// is refused, naming what runs, and so is a migrate --force; the first
+// is refused, naming what runs, and so is a migrate, with --force or into
+// a new file beside the store (which it does not create); the first
 // completes.
 func TestReplaceRefusedWhileAnotherRuns(t *testing.T) {
 	file, src := emptyBackup(t)
 	path := filepath.Join(t.TempDir(), "sso.db")
+	beside := filepath.Join(filepath.Dir(path), "new.db")
 	filling, release := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
 	go func() {
@@ -64,11 +66,15 @@ func TestReplaceRefusedWhileAnotherRuns(t *testing.T) {
 	for _, args := range [][]string{
 		{"restore", "--store", path, file},
 		{"migrate", "--force", "--from", "bolt:" + src, "--to", "bolt:" + path},
+		{"migrate", "--from", "bolt:" + src, "--to", "bolt:" + beside},
 	} {
 		out, err := runCLI(args...)
-		if err == nil || !strings.Contains(err.Error(), "another restore or migrate --force into a store in its directory is running") {
-			t.Errorf("%s while a restore into the store runs: %v\n%s", args[0], err, out)
+		if err == nil || !strings.Contains(err.Error(), "another restore or migrate into a store in its directory is running") {
+			t.Errorf("%s while a restore into the store runs: %v\n%s", strings.Join(args, " "), err, out)
 		}
+	}
+	if _, err := os.Lstat(beside); err == nil {
+		t.Errorf("the refused migrate created %s", beside)
 	}
 	close(release)
 	if err := <-first; err != nil {

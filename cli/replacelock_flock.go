@@ -9,12 +9,13 @@ import (
 )
 
 // lockDir takes an exclusive flock on the directory dir without waiting,
-// for replaceBoltFile: errReplaceRunning when another process holds it.
+// for lockStoreDir: errReplaceRunning when another process holds it.
 // The lock is on the directory, not on a lock file beside the store: a
 // file would stay behind, owned by whoever ran first (root's 0600 file
 // refusing the Caddy user's next run), and in a shared directory another
 // user could plant it. (There, another user can still hold the directory's
-// lock: restores are then refused, and nothing is read or written.)
+// lock: restores and migrations into it are then refused, and nothing is
+// read or written.)
 // Closing the descriptor (unlock) releases it, and so does the process's
 // end, however it ends.
 func lockDir(dir string) (unlock func(), err error) {

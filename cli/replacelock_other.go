@@ -7,7 +7,7 @@ import (
 	"os"
 )
 
-// lockDir cannot lock a directory here: replaceBoltFile warns that a
+// lockDir cannot lock a directory here: lockStoreDir warns that a
 // concurrent restore or migration would not be refused, and goes on.
 func lockDir(string) (func(), error) { return nil, errors.ErrUnsupported }
 
