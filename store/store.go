@@ -6,7 +6,10 @@
 // coalesce concurrent calls into one commit and may then run fn more than
 // once, and store/bolt may first run it in a rehearsal whose writes write
 // nothing: fn must depend only on what it reads through the Tx it is
-// given, and not block or act outside it.
+// given, and not block or act outside it. View may run fn again too
+// (store/postgres, after its connection to the database was lost): a
+// View's fn must start afresh on each run, and what it hands on outside
+// the Tx (store/portable's lines) it must refuse to hand on twice.
 package store
 
 import (
@@ -544,6 +547,8 @@ type Counts struct {
 
 // Store is a persistence backend.
 type Store interface {
+	// View runs fn in a read-only transaction over one consistent
+	// snapshot; fn may run more than once (see the package doc).
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction; concurrent calls may share
 	// one commit (and fn may then run more than once, see the package doc).

@@ -109,6 +109,10 @@ type Progress func(kind string, done int)
 // progressEvery is how often (in records) a Progress hears of each kind.
 const progressEvery = 10_000
 
+// errReadCutShort: the store lost its connection part-way through a read
+// that had already written lines (walk).
+var errReadCutShort = errors.New("the connection to the store was lost part-way through the read, after part of it was written: nothing usable was written; run it again")
+
 // line is one line of a backup: exactly one field is set (Tokens goes
 // with Session).
 type line struct {
@@ -150,13 +154,22 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 			progress(kind, n)
 		}
 	}
+	emitted := false
+	out := func(l *line) error { emitted = true; return emit(l) }
 	err := st.View(ctx, func(tx store.Tx) error {
+		// A store may run a View's fn again (store/postgres, after its
+		// connection was lost part-way): the lines already written cannot
+		// be taken back, and a second run would follow them with a second
+		// header, a backup that no restore reads.
+		if emitted {
+			return errReadCutShort
+		}
 		c = Counts{}
 		want, err := tx.Counts()
 		if err != nil {
 			return err
 		}
-		if err := emit(&line{Header: &Header{Format: Format, Version: Version, Created: time.Now().UTC(), Counts: want}}); err != nil {
+		if err := out(&line{Header: &Header{Format: Format, Version: Version, Created: time.Now().UTC(), Counts: want}}); err != nil {
 			return err
 		}
 		err = tx.ForEachSecret(func(name string, value []byte) error {
@@ -164,7 +177,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 				return nil // not the store's: a restore's (store.UnfinishedImport)
 			}
 			c.Secrets++
-			return emit(&line{Secret: &secretRecord{Name: name, Value: value}})
+			return out(&line{Secret: &secretRecord{Name: name, Value: value}})
 		})
 		if err != nil {
 			return fmt.Errorf("secrets: %w", err)
@@ -172,7 +185,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 		err = tx.ForEachUser("", func(u *store.User) error {
 			c.Users++
 			tick("users", c.Users)
-			return emit(&line{User: u})
+			return out(&line{User: u})
 		})
 		if err != nil {
 			return fmt.Errorf("users: %w", err)
@@ -180,14 +193,14 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 		err = tx.ForEachGroup("", func(g *store.Group) error {
 			c.Groups++
 			tick("groups", c.Groups)
-			return emit(&line{Group: g})
+			return out(&line{Group: g})
 		})
 		if err != nil {
 			return fmt.Errorf("groups: %w", err)
 		}
 		err = tx.ForEachTombstone(func(ts *store.Tombstone) error {
 			c.Tombstones++
-			return emit(&line{Tombstone: ts})
+			return out(&line{Tombstone: ts})
 		})
 		if err != nil {
 			return fmt.Errorf("tombstones: %w", err)
@@ -204,7 +217,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 				c.SessionTokens++
 			}
 			tick("sessions", c.Sessions)
-			return emit(&line{Session: s, Tokens: tokens})
+			return out(&line{Session: s, Tokens: tokens})
 		})
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
@@ -212,7 +225,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 		err = tx.ForEachConsumed(func(kind, id string, until time.Time) error {
 			c.Consumed++
 			tick("single-use IDs", c.Consumed)
-			return emit(&line{Consumed: &consumedRecord{Kind: kind, ID: id, Until: until}})
+			return out(&line{Consumed: &consumedRecord{Kind: kind, ID: id, Until: until}})
 		})
 		if err != nil {
 			return fmt.Errorf("single-use IDs: %w", err)
@@ -226,7 +239,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 			for i := range page {
 				c.AuditEvents++
 				tick("audit events", c.AuditEvents)
-				if err := emit(&line{Audit: &page[i]}); err != nil {
+				if err := out(&line{Audit: &page[i]}); err != nil {
 					return err
 				}
 			}
@@ -239,7 +252,7 @@ func walk(ctx context.Context, st store.Store, progress Progress, emit func(*lin
 			return fmt.Errorf("read %+v, but the store counts %+v", got, want)
 		}
 		end := c
-		return emit(&line{End: &end})
+		return out(&line{End: &end})
 	})
 	if err != nil {
 		return Counts{}, fmt.Errorf("portable: read store: %w", err)

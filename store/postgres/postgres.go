@@ -36,7 +36,8 @@
 //     does a connection lost before COMMIT (a backend ended by a DBA, a
 //     pooler or idle_in_transaction_session_timeout), which the server
 //     rolled back; one lost during COMMIT is never rerun
-//     (store.ErrOutcomeUnknown, see commitUnknown);
+//     (store.ErrOutcomeUnknown, see commitUnknown). A View reruns only
+//     after a lost connection (see View);
 //   - Consume is an INSERT … ON CONFLICT on the primary key (kind, id):
 //     of two instances consuming one assertion ID or state, one inserts
 //     and the other waits for its commit and then finds the row, so one
@@ -374,18 +375,25 @@ func (c *waitCtx) resume() {
 
 // Reruns returns how many times Update has rerun a transaction after a
 // conflict (see retryable) since Open: a measure of write contention between
-// instances (for metrics and benchmarks).
+// instances (for metrics and benchmarks). Reruns after a lost connection,
+// Update's or View's, are not counted: they say nothing of contention.
 func (db *DB) Reruns() uint64 { return db.reruns.Load() }
 
 // View runs fn in a read-only transaction over one consistent snapshot.
 // Writes inside it return store.ErrReadOnly; errors from fn are returned
 // as they are.
+//
+// When the connection is lost under fn (see connLost: a backend ended by a
+// DBA or a pooler, a restart or failover while it ran, a proxy's reset), fn
+// runs again on another connection, up to maxAttempts runs in all as in
+// Update: a read changed nothing, and otherwise a session lookup that met
+// the loss failed its request with 503 while the database was up. Like
+// Update's, fn must therefore act only through the Tx and start afresh on
+// each run. Nothing else reruns a View: it takes no locks, so a statement
+// error the server sent (even a hot standby's recovery conflict, 40001) is
+// an answer, and a context that ended is the caller's.
 func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err, _ := db.run(ctx, false, fn)
-	return err
+	return db.runs(ctx, false, fn)
 }
 
 // Update runs fn in a read-write transaction and commits when fn returns
@@ -393,21 +401,35 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 // is lost before COMMIT, it runs fn again (see the package doc). An error
 // from fn rolls back everything and is returned as it is.
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return db.runs(ctx, true, fn)
+}
+
+// runs is View (writable false) and Update: run, and again while an
+// attempt fails in a way a rerun may pass (see run), at most maxAttempts
+// times in all.
+func (db *DB) runs(ctx context.Context, writable bool, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	op, lostWhen, written := "view", "", ""
+	if writable {
+		op, lostWhen, written = "update", " before COMMIT", " (nothing was written)"
+	}
 	for attempt := 1; ; attempt++ {
-		err, retry := db.run(ctx, true, fn)
+		err, retry := db.run(ctx, writable, fn)
 		if !retry {
 			return err
 		}
-		lost := !retryable(err) // the connection, not a conflict (see run)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr // the caller's end: no rerun
+		}
+		lost := !writable || !retryable(err) // the connection, not a conflict (see run)
 		if !lost {
 			db.reruns.Add(1)
 		}
 		if attempt == maxAttempts && lost {
-			return fmt.Errorf("postgres: update: the connection to the database was lost before COMMIT in each of %d attempts "+
-				"(nothing was written): %w", attempt, db.scrub(err))
+			return fmt.Errorf("postgres: %s: the connection to the database was lost%s in each of %d attempts%s: %w",
+				op, lostWhen, attempt, written, db.scrub(err))
 		}
 		if attempt == maxAttempts {
 			return fmt.Errorf("postgres: update: still conflicting with concurrent transactions after %d attempts: %w", attempt, err)
@@ -456,7 +478,8 @@ func (db *DB) pastDeadConns(ctx context.Context, op func() error) error {
 }
 
 // run is one attempt: begin, fn, flush queued audit events, commit. retry
-// reports a failure that a rerun may not meet (see retryable).
+// reports a failure that a rerun may not meet: a conflict (see retryable;
+// in an Update only), or a connection lost before COMMIT (see connLost).
 func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	if writable {
@@ -502,13 +525,19 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 	if fnErr != nil || t.failed != nil {
 		// A connection lost before COMMIT (seen by a statement of this
 		// transaction, not by Commit): the server rolls back what it had,
-		// so fn may run again, as after a conflict.
-		lost := writable && t.failed != nil && connLost(t.failed) && ptx.Conn().IsClosed()
+		// so fn may run again, as after a conflict; a View's reads changed
+		// nothing either. connLost covers the errors pgconn marks
+		// SafeToRetry on a connection it closed (a failed write,
+		// ErrConnClosed); the one other, a context ended before the
+		// statement was sent, is the caller's. A conflict reruns only an
+		// Update: a View takes no locks, and the server's error is its
+		// answer (see View).
+		lost := t.failed != nil && connLost(t.failed) && ptx.Conn().IsClosed()
 		rollback()
 		switch {
-		case t.failed != nil && (retryable(t.failed) || lost):
+		case t.failed != nil && (lost || writable && retryable(t.failed)):
 			return t.failed, true
-		case fnErr != nil && retryable(fnErr):
+		case fnErr != nil && writable && retryable(fnErr):
 			return fnErr, true
 		case fnErr != nil:
 			return fnErr, false

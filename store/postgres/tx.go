@@ -28,7 +28,8 @@ type tx struct {
 	writable bool
 	// failed is the first statement that failed. PostgreSQL aborts the
 	// transaction there, so every later call fails with it, and Update
-	// either reruns fn (a conflict, see retryable) or reports it.
+	// or View either reruns fn (a conflict, a lost connection: see run) or
+	// reports it.
 	failed error
 	// audit holds the events Audit queued, inserted by flushAudit just
 	// before the commit.
