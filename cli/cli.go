@@ -24,6 +24,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/internal/termtext"
+	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/backend"
@@ -295,9 +296,11 @@ func dash(s string) string {
 	return termtext.Line(s)
 }
 
+// localTime writes t in the operator's zone, named: without it the times
+// of an hour that a DST change repeats would read alike.
 func localTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.Local().Format(keys.TimeLayout)
 }

@@ -30,6 +30,7 @@ type IdentitySigner struct {
 	ttl      time.Duration
 	audience string
 	rotation time.Duration
+	now      func() time.Time
 
 	keysMu sync.Mutex                          // makes keys once
 	keys   atomic.Pointer[upstreamjwt.Keyring] // made on first use: the store opens at Start
@@ -44,6 +45,7 @@ type IdentitySigner struct {
 type signedToken struct {
 	value   []string // one-element header value, shared read-only
 	origin  Origin   // the site it was issued for
+	signed  int64    // unix nanos: when it was signed (iat and nbf are ClockAllowance before)
 	refresh int64    // unix nanos: re-sign from then on
 	expires int64
 	// id is the identity it was signed for, or a later one found to say
@@ -70,6 +72,9 @@ type SignerConfig struct {
 	TTL      time.Duration // a token's lifetime
 	Audience string        // the aud claim; "" means the site origin
 	Rotation time.Duration // how long one signing key signs
+	// Now is the clock tokens are signed and cached by; nil means
+	// time.Now (tests set the clock back).
+	Now func() time.Time
 }
 
 // withDefaults fills in the defaults above for what is unset: the one
@@ -83,6 +88,9 @@ func (c SignerConfig) withDefaults() SignerConfig {
 	}
 	if c.Rotation <= 0 {
 		c.Rotation = upstreamjwt.DefaultRotation
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -123,7 +131,7 @@ func (c SignerConfig) Validate() error {
 func NewIdentitySigner(c SignerConfig) *IdentitySigner {
 	c = c.withDefaults()
 	return &IdentitySigner{header: http.CanonicalHeaderKey(c.Header), ttl: c.TTL, audience: c.Audience,
-		rotation: c.Rotation}
+		rotation: c.Rotation, now: c.Now}
 }
 
 // SignIdentity makes the route send the upstream a signed identity token,
@@ -146,7 +154,7 @@ func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
 	if s.keys.Load() == nil {
-		s.keys.Store(upstreamjwt.New(db, s.rotation, nil))
+		s.keys.Store(upstreamjwt.New(db, s.rotation, s.now))
 	}
 	return s.keys.Load()
 }
@@ -154,12 +162,16 @@ func (s *IdentitySigner) Keyring(db store.Store) *upstreamjwt.Keyring {
 // Token returns the signed identity for id on the site o (the iss claim,
 // and aud unless an audience is configured) as a one-element header value.
 func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.Identity, o Origin) ([]string, error) {
-	now := time.Now().UnixNano()
+	at := s.now()
+	now := at.UnixNano()
 	keys := s.Keyring(db)
 	replaced := keys.Replaced()
 	if v, ok := s.cache.Load(id.SessionHash); ok {
-		// The site is what iss and aud name.
-		if t := v.(*signedToken); now < t.refresh && t.origin.Site == o.Site && t.keys == replaced {
+		// The site is what iss and aud name. A token signed "in the
+		// future" (the clock was set back since) is signed again, as the
+		// session cache does with an entry loaded in the future: its iat
+		// and nbf are as far ahead, and the app refuses it until then.
+		if t := v.(*signedToken); now < t.refresh && now >= t.signed && t.origin.Site == o.Site && t.keys == replaced {
 			if t.id == id {
 				return t.value, nil
 			}
@@ -179,7 +191,7 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 		aud = iss
 	}
 	// A token never outlives the session's absolute lifetime.
-	ttl := min(s.ttl, time.Until(id.Expires))
+	ttl := min(s.ttl, id.Expires.Sub(at))
 	if ttl <= 0 {
 		ttl = time.Second
 	}
@@ -189,7 +201,8 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if err != nil {
 		return nil, err
 	}
-	t := &signedToken{value: []string{tok}, origin: o, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id, keys: replaced}
+	t := &signedToken{value: []string{tok}, origin: o, signed: now, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id,
+		keys: replaced}
 	s.cache.Store(id.SessionHash, t)
 	s.sweep(now)
 	return t.value, nil

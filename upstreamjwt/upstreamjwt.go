@@ -64,7 +64,9 @@ type keyset struct {
 	// otherwise: made from the previous period's, see at).
 	complete bool
 	// elsewhere are other rotation values' keys that may have signed a
-	// token still valid (Keyring.retire): published, never signing.
+	// token still valid (Keyring.retire), or the keys of the set held
+	// before the clock was set back over rotations (keeping): published,
+	// never signing.
 	elsewhere []*key
 	jwks      []byte
 }
@@ -233,23 +235,33 @@ func (k *Keyring) retire(tx store.Tx, now time.Time) (elsewhere [][]byte, err er
 // it is away. Only when no key of the period is in memory (the first use,
 // or a store away for a whole period) does the caller wait for the store,
 // and get ErrUnavailable when it fails.
+//
+// A wall clock set back across a rotation (NTP stepping back a clock that
+// ran ahead, a VM's clock fixed by hand) asks for a period older than the
+// set held, which stays: it signs at once, never waiting for or looping on
+// the store. A set one period newer publishes the key the instances whose
+// clock is right sign with (its previous one), and they publish the key it
+// signs with (their next one), so tokens in flight verify at either. A set
+// two or more periods newer shares no key with them: the clock's period is
+// then read in the background and signs once read, the held set's keys
+// still published (keeping).
 func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 	now := k.now()
 	period := now.UnixNano() / int64(k.rotation)
 	for {
 		k.mu.Lock()
+		if held := k.set; held != nil && period < held.period {
+			if period < held.period-1 {
+				k.readLater(ctx, now, period)
+				k.mu.Unlock()
+				return held, nil
+			}
+			period = held.period
+		}
 		if set := k.set.at(period); set != nil {
 			k.set = set
-			stale := !set.complete || now.Sub(k.checked) >= RecheckInterval
-			if stale && k.loading == nil && !now.Before(k.retryAt) {
-				f := &flight{done: make(chan struct{})}
-				k.loading = f
-				// The read outlives the request that started it.
-				go func(ctx context.Context) {
-					ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
-					defer cancel()
-					k.load(ctx, now, period, f, true)
-				}(ctx)
+			if !set.complete || now.Sub(k.checked) >= RecheckInterval {
+				k.readLater(ctx, now, period)
 			}
 			k.mu.Unlock()
 			return set, nil
@@ -278,6 +290,40 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 			return nil, f.err
 		}
 	}
+}
+
+// readLater starts a read of period's set in the background, unless one
+// is in flight or the last one failed less than RetryInterval ago. k.mu
+// is held.
+func (k *Keyring) readLater(ctx context.Context, now time.Time, period int64) {
+	if k.loading != nil || now.Before(k.retryAt) {
+		return
+	}
+	f := &flight{done: make(chan struct{})}
+	k.loading = f
+	// The read outlives the request that started it.
+	go func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		defer cancel()
+		k.load(ctx, now, period, f, true)
+	}(ctx)
+}
+
+// keeping returns s publishing old's keys too, never signing with them.
+func (s *keyset) keeping(old *keyset) *keyset {
+	cp := *s
+	cp.elsewhere = slices.Clip(cp.elsewhere)
+	for _, kk := range append(slices.Clip(old.keys), old.elsewhere...) {
+		if !cp.publishes(kk.kid) {
+			cp.elsewhere = append(cp.elsewhere, kk)
+		}
+	}
+	jwks, err := publish(append(slices.Clip(cp.keys), cp.elsewhere...))
+	if err != nil {
+		return s
+	}
+	cp.jwks = jwks
+	return &cp
 }
 
 // at returns the key set for period: s itself, or, at the rotation, one
@@ -322,7 +368,16 @@ func (k *Keyring) load(ctx context.Context, now time.Time, period int64, f *flig
 	case err == nil:
 		k.retryAt = time.Time{}
 		k.checked = now
-		if set != nil && (k.set == nil || set.period >= k.set.period) {
+		// A set older than the one held is one for a clock set back over
+		// more than a rotation (current), if the clock still says so: it
+		// signs, and the held set's keys stay published for the tokens
+		// they signed. Any other older set is a read overtaken by a newer.
+		back := set != nil && k.set != nil && set.period < k.set.period-1 &&
+			set.period == k.now().UnixNano()/int64(k.rotation)
+		if back {
+			set = set.keeping(k.set)
+		}
+		if set != nil && (k.set == nil || set.period >= k.set.period || back) {
 			if held != nil && held.cur != nil && !set.publishes(held.cur.kid) {
 				k.replaced.Add(1)
 			}

@@ -372,17 +372,47 @@ func (p *Provider) metadataFailed(err error) error {
 // signInMetadata is the metadata a sign-in trusts: the current copy,
 // unless its validUntil has passed. Metadata past its validUntil is no
 // longer valid (SAML metadata §2.2.1), and the IdP's keys in it no longer
-// vouched for; the refresh has already tried a newer copy, so it takes an
-// administrator: idp.CodeMisconfigured. Every message verified with the
-// IdP's keys goes through it (or, after a reload for a new key,
-// trusted), the SLO endpoint's included: a LogoutRequest ends sessions, so
-// keys that may no longer sign a login may not end one.
+// vouched for. URL metadata is fetched again first (reloadExpired): the
+// refresh waits on a timer, which stands still while a VM is suspended,
+// while validUntil is judged by the wall clock, so after a resume, or a
+// clock set right by hand, the copy held may be past its validUntil for up
+// to metadata_refresh before the refresh comes. When the fresh copy is
+// expired too (or it is file or inline metadata, which the refresh has
+// read already), it takes an administrator: idp.CodeMisconfigured. Every
+// message verified with the IdP's keys goes through it (or, after a
+// reload for a new key, trusted), the SLO endpoint's included: a
+// LogoutRequest ends sessions, so keys that may no longer sign a login may
+// not end one.
 func (p *Provider) signInMetadata(ctx context.Context) (*idpMetadata, error) {
 	md, err := p.metadata(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if md.expired(p.cfg.Now()) {
+		md = p.reloadExpired(ctx, md)
+	}
 	return p.trusted(md)
+}
+
+// reloadExpired fetches URL metadata again when seen, the copy held, has
+// expired, at most once per minRetry across all requests (as metadata does
+// with no copy), and returns the copy held after it: a fresh one, or seen
+// when the fetch failed or returned metadata expired too (loadLocked keeps
+// it). File and inline metadata are returned as they are.
+func (p *Provider) reloadExpired(ctx context.Context, seen *idpMetadata) *idpMetadata {
+	if p.cfg.MetadataURL == "" {
+		return seen
+	}
+	loadsBefore := p.loads.Load()
+	p.fetchMu.Lock()
+	defer p.fetchMu.Unlock()
+	// A load that ended while this request waited for it is its answer.
+	if cur := p.md.Load(); cur != seen || p.loads.Load() != loadsBefore ||
+		!p.lastAttempt.IsZero() && p.cfg.Now().Sub(p.lastAttempt) < p.minRetry {
+		return cur
+	}
+	_ = p.loadLocked(ctx) // logged there; a failure keeps seen
+	return p.md.Load()
 }
 
 // trusted returns md if sign-in may trust it now, else signInMetadata's

@@ -249,12 +249,14 @@ func TestMetadataMisconfigured(t *testing.T) {
 			t.Fatalf("Begin with expired metadata: %v", err)
 		}
 		// An assertion signed with the expired metadata's key is refused
-		// too.
+		// too, when the copy fetched again at the callback
+		// (TestMetadataExpiredAfterClockJump) has expired as well.
 		h.idp.SetMetadataValidity(time.Hour)
 		h.p.md.Store(nil)
 		h.p.lastAttempt = time.Time{}
 		pend := h.begin(t)
 		h.p.md.Load().validUntil = time.Now().Add(-time.Second)
+		h.idp.SetMetadataValidity(-time.Minute)
 		if _, _, err := h.callback(t, pend, h.forge(t, h.spec(pend), pend.relayState, nil)); codeOf(err) != idp.CodeMisconfigured {
 			t.Fatalf("ACS with expired metadata: %v", err)
 		}

@@ -303,7 +303,8 @@ func TestSLORefuses(t *testing.T) {
 // LogoutRequest signed with its key is refused and ends no session, and a
 // LogoutResponse is refused too (marked SessionEnded: Logout already ended
 // the local session). (A load refuses metadata already expired, so the
-// copy loaded here expires in place.)
+// copy loaded here expires in place; the IdP's is expired too, or the
+// endpoint would fetch it and trust it: TestMetadataExpiredAfterClockJump.)
 func TestSLOExpiredMetadata(t *testing.T) {
 	h := newHarness(t)
 	md, err := h.p.metadata(context.Background())
@@ -311,6 +312,7 @@ func TestSLOExpiredMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	md.validUntil = time.Now().Add(-time.Second)
+	h.idp.SetMetadataValidity(-time.Minute)
 	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
 	postForm := func(form url.Values, cookies []*http.Cookie) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
