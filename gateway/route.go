@@ -209,11 +209,18 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtim
 // that both hand on the same. The upstream tokens of a route that passes
 // them are set before it, by Authorize, once the access rules allow.
 func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header) error {
+	return rt.identify(ctx, run, id, o, w, r, h, r.URL.Path)
+}
+
+// identify is Identify for the page at path, which a refusal's log line
+// names: the verify endpoint's is the original request's, not its own
+// (/verify, the same for every question).
+func (rt *Route) identify(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header, path string) error {
 	rt.Headers.SetIdentity(h, id)
 	if rt.Signer == nil {
 		return nil
 	}
-	err := rt.signIdentity(ctx, run, id, o, w, r, h)
+	err := rt.signIdentity(ctx, run, id, o, w, r, h, path)
 	if err != nil {
 		// The error's answer (a proxy hands a verify answer to the
 		// browser, headers and all) and the site's error routes carry
@@ -227,9 +234,9 @@ func (rt *Route) Identify(ctx context.Context, run *Runtime, id *session.Identit
 // signIdentity sets the route's signed identity token on h, on an origin
 // something vouches for. Without a signing key in memory and with the
 // store away, the request is answered as any other the store fails (503).
-func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header) error {
+func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Identity, o Origin, w http.ResponseWriter, r *http.Request, h http.Header, path string) error {
 	if !o.Vouched {
-		return rt.Unvouched(r, o)
+		return rt.unvouched(path, o)
 	}
 	tok, err := rt.Signer.Token(ctx, run.Store, id, o)
 	if errors.Is(err, upstreamjwt.ErrUnavailable) {
@@ -245,9 +252,12 @@ func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Ide
 // Unvouched refuses what would build a URL on a host nothing vouches for:
 // the site has no host matcher and the route no base_url. The log says
 // what to configure, once at ERROR.
-func (rt *Route) Unvouched(r *http.Request, o Origin) error {
+func (rt *Route) Unvouched(r *http.Request, o Origin) error { return rt.unvouched(r.URL.Path, o) }
+
+// unvouched is Unvouched for the page at path (identify).
+func (rt *Route) unvouched(path string, o Origin) error {
 	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
-	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", r.URL.Path)}
+	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", path)}
 	if o.Forwarded != "" {
 		// The site may well have a host matcher: the proxy's value did
 		// not pass it, or is not one host[:port] (a list of several).
@@ -268,14 +278,16 @@ func (rt *Route) Unvouched(r *http.Request, o Origin) error {
 // Forbidden refuses a signed-in user the route's access rules exclude:
 // a page for a navigation, JSON for anything else.
 func (rt *Route) Forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity) error {
-	return rt.forbidden(w, r, id, IsNavigation(r))
+	return rt.forbidden(w, r.URL.Path, id, IsNavigation(r))
 }
 
-func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.Identity, navigation bool) error {
+// forbidden is Forbidden for the page at path (the verify endpoint's is
+// the original request's), which the log line names.
+func (rt *Route) forbidden(w http.ResponseWriter, path string, id *session.Identity, navigation bool) error {
 	// INFO, not DEBUG: an operator asked why someone gets "Access denied"
 	// searches the log for "denied" (docs/troubleshooting.md).
 	rt.denials.Info(rt.Logger, id.IdP+"/"+id.UserID, time.Now(), "access denied by the route's rules",
-		zap.String("idp", id.IdP), zap.String("user_id", id.UserID), zap.String("path", r.URL.Path))
+		zap.String("idp", id.IdP), zap.String("user_id", id.UserID), zap.String("path", path))
 	if !navigation {
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusForbidden, map[string]string{"error": "access denied"})
@@ -291,23 +303,42 @@ func (rt *Route) forbidden(w http.ResponseWriter, r *http.Request, id *session.I
 // Referer on this site, else the URL posted to): what was submitted
 // cannot be carried through a sign-in.
 func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request, o Origin) error {
-	back := r.URL.RequestURI()
-	if !submittedForm(r) {
-		return rt.unauthorized(w, rt.PathPrefix+"login?return_to="+url.QueryEscape(idp.LocalPath(back)))
+	login, form := rt.signInFrom(r.Method, r.URL.RequestURI(), r.Header, o)
+	return rt.answerUnauthorized(w, login, form)
+}
+
+// signInFrom decides where a request without a session signs in and comes
+// back to, for the sso directive (Unauthorized) and the verify endpoint
+// alike (which passes the original request a proxy describes): the login
+// URL returning to uri or, for a form a person submitted (form), to the
+// page the form was on when the Referer is on this site (o): a sign-in
+// cannot carry what was submitted, and a GET of the form's action would
+// be a 405 or another page.
+func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login string, form bool) {
+	form = submittedForm(method, h)
+	if form {
+		if ref, err := url.Parse(h.Get("Referer")); err == nil && ref.Scheme+"://"+idp.CanonicalHost(ref.Scheme, ref.Host) == o.Site.String() {
+			uri = ref.RequestURI()
+		}
 	}
-	if ref, err := url.Parse(r.Header.Get("Referer")); err == nil && ref.Scheme+"://"+idp.CanonicalHost(ref.Scheme, ref.Host) == o.Site.String() {
-		back = ref.RequestURI()
+	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(uri)), form
+}
+
+// answerUnauthorized answers 401 with login: the sign_in_again page for a
+// form a person submitted, JSON for anything else.
+func (rt *Route) answerUnauthorized(w http.ResponseWriter, login string, form bool) error {
+	if !form {
+		return rt.unauthorized(w, login)
 	}
-	login := rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(back))
 	rt.setUnauthorized(w.Header(), login)
 	return rt.fail(signInAgainPage(login))
 }
 
 // submittedForm tells a form a person submitted (a top-level navigation
 // by another method than GET, asking for HTML) from a script's request.
-func submittedForm(r *http.Request) bool {
-	return r.Method != http.MethodGet && r.Method != http.MethodHead &&
-		strings.Contains(r.Header.Get("Accept"), "text/html") && isNavigation(http.MethodGet, r.Header)
+func submittedForm(method string, h http.Header) bool {
+	return method != http.MethodGet && method != http.MethodHead &&
+		strings.Contains(h.Get("Accept"), "text/html") && isNavigation(http.MethodGet, h)
 }
 
 func (rt *Route) setUnauthorized(hd http.Header, login string) {

@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -55,6 +54,14 @@ type forwarded struct {
 	uri    string // path and query: where sign-in comes back to
 }
 
+// path is the page asked about, for the log lines of a refusal: the
+// subrequest's own path (/verify) is the same for every question. The
+// query stays out, as it does behind the sso directive.
+func (f forwarded) path() string {
+	p, _, _ := strings.Cut(f.uri, "?")
+	return p
+}
+
 // forwardedRequest reads the original request from the headers a trusted
 // proxy sets. From anyone else they are ignored: the method is the
 // subrequest's own and sign-in comes back to "/".
@@ -96,7 +103,11 @@ func firstHeader(h http.Header, names ...string) string {
 //   - No session: 401 with the absolute login URL in Location, or, in
 //     ModeForwardAuth, a redirect there for a navigation. Nothing is
 //     written: the sign-in begins when the browser reaches the login URL,
-//     which the proxy must route to this gateway on the app's host.
+//     which the proxy must route to this gateway on the app's host. The
+//     401 is the sso directive's (signInFrom): for a form a person
+//     submitted, the sign_in_again page, its sign-in returning to the
+//     form's page, which Traefik and Caddy's forward_auth show as it is
+//     and nginx, which shows no body, redirects to.
 //
 // trusted says the peer is one of Caddy's trusted proxies: only then are
 // the original method and URI (X-Forwarded-Uri…) believed.
@@ -137,9 +148,9 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	id, forbidden, err := rt.Authorize(r.Context(), run, tokens, nil, hd)
 	switch {
 	case forbidden:
-		return rt.forbidden(w, r, id, navigation)
+		return rt.forbidden(w, orig.path(), id, navigation)
 	case err == nil:
-		if err := rt.Identify(r.Context(), run, id, o, w, r, hd); err != nil {
+		if err := rt.identify(r.Context(), run, id, o, w, r, hd, orig.path()); err != nil {
 			return err // with hd stripped of the tokens (Identify)
 		}
 		cookies := http.Header{"Cookie": r.Header["Cookie"]}
@@ -155,7 +166,7 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	case !errors.Is(err, session.ErrNoSession):
 		return rt.StoreUnavailable(w, navigation, msgSessionUnavailable, err)
 	}
-	login := rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(orig.uri))
+	login, form := rt.signInFrom(orig.method, orig.uri, r.Header, o)
 	if o.Vouched {
 		login = o.Site.URL(login)
 	}
@@ -164,5 +175,5 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 		w.WriteHeader(http.StatusFound)
 		return nil
 	}
-	return rt.unauthorized(w, login)
+	return rt.answerUnauthorized(w, login, form)
 }

@@ -118,13 +118,37 @@ http {
 // and returns the site's URL and a browser that trusts it.
 func startExample(t *testing.T, caddyfile, appConf []string) (string, *caddytest.Browser) {
 	t.Helper()
+	site, b, _ := startExampleWith(t, func(g *caddytest.Gateway, site string) string {
+		return exampletest.Shipped(t, "Caddyfile", append(testGateway(g, site), caddyfile...)...)
+	}, "", appConf)
+	return site, b
+}
+
+// testGateway are the replacements that put a gateway configuration on
+// the test's ports and store, with the app's address site as base_url.
+func testGateway(g *caddytest.Gateway, site string) []string {
+	return []string{
+		"\n{\n", "\n{\n" + g.GlobalOptions(),
+		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
+		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
+		"base_url https://app.example.com", "base_url " + site}
+}
+
+// startExampleWith is startExample with the gateway configuration that
+// gateway returns for the gateway g and the app's address site (the
+// shipped Caddyfile, or one that docs/forward-auth.md gives), and the app
+// at the URL app ("": an EchoUpstream), also returning the gateway.
+func startExampleWith(t *testing.T, gateway func(g *caddytest.Gateway, site string) string, app string, appConf []string) (string, *caddytest.Browser, *caddytest.Gateway) {
+	t.Helper()
 	bin := nginxBinary(t)
 	op, err := oidctest.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { op.Close() })
-	app := caddytest.NewEchoUpstream(t)
+	if app == "" {
+		app = caddytest.NewEchoUpstream(t).URL
+	}
 	g := caddytest.NewGateway(t)
 	port := testport.For(t)
 	site := fmt.Sprintf("https://127.0.0.1:%d", port)
@@ -135,17 +159,12 @@ func startExample(t *testing.T, caddyfile, appConf []string) (string, *caddytest
 	t.Setenv("OIDC_CLIENT_ID", "nginx-app")
 	t.Setenv("OIDC_CLIENT_SECRET", "nginx-secret")
 
-	// The shipped Caddyfile, on the test's ports and store.
-	g.Start(exampletest.Shipped(t, "Caddyfile", append([]string{
-		"\n{\n", "\n{\n" + g.GlobalOptions(),
-		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
-		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
-		"base_url https://app.example.com", "base_url " + site}, caddyfile...)...))
-	pool := startNginx(t, bin, port, g.Port, mustPort(t, app.URL), appConf...)
+	g.Start(gateway(g, site))
+	pool := startNginx(t, bin, port, g.Port, mustPort(t, app), appConf...)
 
 	b := caddytest.NewBrowser(t)
 	b.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	return site, b
+	return site, b, g
 }
 
 // TestNginxExample: a sign-in through nginx comes back to the page asked
