@@ -454,7 +454,7 @@ func sharedIdPLines() map[string]idpLine {
 //	token_auth client_secret_basic|client_secret_post   (as the IdP registered the client; default Basic)
 //	scopes <scope>…
 //	algorithms <alg>…
-//	tenant_id <id>
+//	tenant_id <id> | tenants <tenant-id>…|any   (tenants: with Entra's organizations or common issuer, required there)
 //	offline_access
 //	clock_skew <duration>
 //	allow_unverified_email
@@ -468,6 +468,7 @@ func oidcLines() map[string]idpLine {
 		"scopes":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Scopes, err = s.many(); return err },
 		"algorithms":             func(s setting, c *IdPConfig) (err error) { c.OIDC.Algorithms, err = s.many(); return err },
 		"tenant_id":              func(s setting, c *IdPConfig) (err error) { c.OIDC.TenantID, err = s.one(); return err },
+		"tenants":                func(s setting, c *IdPConfig) (err error) { c.OIDC.Tenants, err = s.many(); return err },
 		"offline_access":         func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
 		"clock_skew":             func(s setting, c *IdPConfig) (err error) { c.OIDC.ClockSkew, err = s.duration(); return err },
 		"require_acr":            func(s setting, c *IdPConfig) (err error) { c.OIDC.RequireACR, err = s.many(); return err },

@@ -68,19 +68,18 @@ type IdPConfig struct {
 // OIDCConfig are the OpenID Connect relying-party settings. String fields
 // accept Caddy placeholders such as {env.CLIENT_SECRET}.
 type OIDCConfig struct {
-	Issuer       string         `json:"issuer"`
-	ClientID     string         `json:"client_id"`
-	ClientSecret string         `json:"client_secret,omitempty"`
-	TokenAuth    string         `json:"token_auth,omitempty"` // oidc.Config.TokenAuth
-	Scopes       []string       `json:"scopes,omitempty"`
-	Algorithms   []string       `json:"algorithms,omitempty"`
-	TenantID     string         `json:"tenant_id,omitempty"`
-	ClockSkew    caddy.Duration `json:"clock_skew,omitempty"`
-	// OfflineAccess asks for offline_access and keeps the refresh token, for routes
-	// passing tokens upstream; without one it keeps nothing (README, "Tokens for the upstream").
-	OfflineAccess        bool     `json:"offline_access,omitempty"`
-	AllowUnverifiedEmail bool     `json:"allow_unverified_email,omitempty"` // oidc.Config.AllowUnverifiedEmail
-	RequireACR           []string `json:"require_acr,omitempty"`            // oidc.Config.RequireACR
+	Issuer               string         `json:"issuer"`
+	ClientID             string         `json:"client_id"`
+	ClientSecret         string         `json:"client_secret,omitempty"`
+	TokenAuth            string         `json:"token_auth,omitempty"` // oidc.Config.TokenAuth
+	Scopes               []string       `json:"scopes,omitempty"`
+	Algorithms           []string       `json:"algorithms,omitempty"`
+	TenantID             string         `json:"tenant_id,omitempty"`
+	Tenants              []string       `json:"tenants,omitempty"` // oidc.Config.Tenants: Entra multi-tenant
+	ClockSkew            caddy.Duration `json:"clock_skew,omitempty"`
+	OfflineAccess        bool           `json:"offline_access,omitempty"`         // asks for offline_access; the refresh token is kept only for routes passing tokens (README, "Tokens for the upstream")
+	AllowUnverifiedEmail bool           `json:"allow_unverified_email,omitempty"` // oidc.Config.AllowUnverifiedEmail
+	RequireACR           []string       `json:"require_acr,omitempty"`            // oidc.Config.RequireACR
 }
 
 // Values accepted by IdPConfig fields.
@@ -197,7 +196,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		}
 		warnWritten(logger, o.ClientSecret, "the client secret", "{env.OIDC_CLIENT_SECRET}", zap.String("idp", c.Name))
 		p.OfflineAccess = cfg.OfflineAccess
-		cfg.Logger = logger
+		cfg.Logger, cfg.TenantKeyClaims = logger, mapper.Expected(mapping.UniqueUserID) // namespaced by tenant with tenants
 		if p.Provider, err = oidc.New(cfg); err != nil {
 			return nil, err
 		}
@@ -220,7 +219,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 // unresolved: validate holds it to oidc.Config.Check, build resolves it.
 func (o *OIDCConfig) config(name string) oidc.Config {
 	return oidc.Config{Name: name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-		TenantID: o.TenantID, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
+		TenantID: o.TenantID, Tenants: o.Tenants, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
 		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail, TokenAuth: o.TokenAuth,
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }

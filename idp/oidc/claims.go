@@ -71,7 +71,13 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken, c
 // with its own code, and returns the subject.
 func (p *Provider) checkClaims(claims map[string]any, nonce string) (string, error) {
 	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
-	if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
+	if p.template != "" {
+		if _, errIss, errTenant := p.tokenTenant(claims); errIss != nil {
+			return "", idp.Fail(CodeIDTokenIssuer, errIss)
+		} else if errTenant != nil {
+			return "", idp.Fail(CodeTenantNotAllowed, errTenant)
+		}
+	} else if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
 		return "", idp.Fail(CodeIDTokenIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
 	}
 	aud, ok := audience(claims["aud"])
@@ -225,8 +231,9 @@ func missingProfileClaims(claims map[string]any) []string {
 }
 
 // userinfo fetches the userinfo claims (JSON, or a JWT signed with the
-// IdP's keys).
-func (p *Provider) userinfo(ctx context.Context, endpoint, accessToken string) (map[string]any, error) {
+// IdP's keys). A signed response's iss must be wantIss: the issuer, or a
+// multi-tenant issuer's ID token's (its tenant's).
+func (p *Provider) userinfo(ctx context.Context, endpoint, accessToken, wantIss string) (map[string]any, error) {
 	body, ctype, err := get(ctx, p.client, endpoint, accessToken)
 	if err != nil {
 		return nil, fmt.Errorf("userinfo: %w", err)
@@ -241,8 +248,8 @@ func (p *Provider) userinfo(ctx context.Context, endpoint, accessToken string) (
 		return nil, fmt.Errorf("userinfo: decoding: %w", err)
 	}
 	// A signed response must come from our issuer and be meant for us.
-	if iss, ok := claims["iss"]; ok && iss != p.cfg.Issuer {
-		return nil, fmt.Errorf("userinfo iss %v, want %q", iss, p.cfg.Issuer)
+	if iss, ok := claims["iss"]; ok && iss != wantIss {
+		return nil, fmt.Errorf("userinfo iss %v, want %q", iss, wantIss)
 	}
 	if aud, ok := claims["aud"]; ok && !slices.Contains(flattenValue(aud), p.cfg.ClientID) {
 		return nil, errors.New("userinfo aud does not contain the client ID")

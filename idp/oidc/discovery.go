@@ -169,15 +169,23 @@ func fetchMetadata(ctx context.Context, client *http.Client, issuer string) (*me
 //
 // Entra ID's multi-tenant endpoints (.../common/v2.0, .../organizations/v2.0)
 // name the issuer ".../{tenantid}/v2.0", a template each token fills with
-// the user's tenant: no exact issuer to check tokens against, so they are
-// not supported, and the error says what to configure instead.
+// the user's tenant: accepted for those endpoints alone (MultiTenantIssuer,
+// which Config.Tenants is required for), on their own origin, and then
+// each token is held to the template filled with its tid (tokenTenant).
 func (md *metadata) checkIssuer(issuer string) error {
+	if MultiTenantIssuer(issuer) {
+		if want := tenantTemplate(issuer); md.Issuer != want {
+			return fmt.Errorf("document is for issuer %q, want the multi-tenant issuer template %q", md.Issuer, want)
+		}
+		return nil
+	}
 	if md.Issuer == issuer {
 		return nil
 	}
-	if strings.Contains(md.Issuer, "{tenantid}") {
-		return fmt.Errorf("document is for issuer %q, a multi-tenant Microsoft Entra ID endpoint, which is not supported: "+
-			"set issuer to https://login.microsoftonline.com/<tenant-id>/v2.0 (one tenant per idp block)", md.Issuer)
+	if strings.Contains(md.Issuer, tenantPlaceholder) {
+		return fmt.Errorf("document is for issuer %q, a multi-tenant Microsoft Entra ID template: "+
+			"set issuer to https://login.microsoftonline.com/<tenant-id>/v2.0 (one tenant), or to "+
+			"https://login.microsoftonline.com/organizations/v2.0 (or /common/v2.0) with tenants", md.Issuer)
 	}
 	return fmt.Errorf("document is for issuer %q, want %q", md.Issuer, issuer)
 }

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,7 +210,16 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 		return nil, fail(CodeLogoutTokenInvalid, fmt.Errorf("claims: %w", err))
 	}
 	now, skew, clientID := p.cfg.Now(), p.cfg.ClockSkew, p.cfg.ClientID
-	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+	tid := ""
+	if p.template != "" {
+		// Multi-tenant: the issuer of the token's own tid, a tenant
+		// admitted; it names sessions by "<tid>/<sub>", as sign-in
+		// recorded them.
+		var errIss, errTenant error
+		if tid, errIss, errTenant = p.tokenTenant(claims); errIss != nil || errTenant != nil {
+			return nil, fail(CodeLogoutTokenIssuer, cmp.Or(errIss, errTenant))
+		}
+	} else if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
 		return nil, fail(CodeLogoutTokenIssuer, fmt.Errorf("iss %q, want %q", iss, p.cfg.Issuer))
 	}
 	aud, ok := audience(claims["aud"])
@@ -251,6 +261,9 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	if jti == "" || len(jti) > maxLogoutID {
 		return nil, fail(CodeLogoutTokenJTI, errors.New("jti missing or too long"))
 	}
+	if tid != "" && sub != "" {
+		sub = tenantKey(tid, sub)
+	}
 	return &logoutToken{subject: sub, sessionID: sid, jti: jti, issuedAt: iat}, nil
 }
 
@@ -274,7 +287,7 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 		return nil
 	}
 	q := r.URL.Query()
-	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
+	if iss, present := q["iss"]; present && (len(iss) != 1 || !p.frontChannelIssuer(iss[0])) {
 		first := ""
 		if len(iss) > 0 {
 			first = iss[0]
@@ -305,6 +318,17 @@ func (p *Provider) serveFrontChannelLogout(w http.ResponseWriter, r *http.Reques
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write([]byte("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signed out</title></head><body>Signed out.</body></html>\n"))
 	return err
+}
+
+// frontChannelIssuer reports whether a front-channel logout's iss names
+// the issuer: exactly, or, for a multi-tenant one, the issuer of a tenant
+// admitted (the sid then names the session).
+func (p *Provider) frontChannelIssuer(iss string) bool {
+	if p.template == "" {
+		return iss == p.cfg.Issuer
+	}
+	tid, ok := p.tenantOfIssuer(iss)
+	return ok && p.tenantAllowed(tid)
 }
 
 // refused logs a refused back-channel logout: the first of each reason per

@@ -68,6 +68,7 @@ const (
 	CodeIDTokenSubject   = "id_token_subject"
 	CodeIDTokenAtHash    = "id_token_at_hash" // at_hash does not match the access token, or c_hash the code
 	CodeTenantMismatch   = "tenant_mismatch"
+	CodeTenantNotAllowed = "tenant_not_allowed" // a multi-tenant issuer's token from a tenant Tenants does not admit
 	CodeUserinfo         = "userinfo_failed"
 	CodeUserinfoSubject  = "userinfo_subject"
 	CodeEmailUnverified  = "email_unverified"  // email_verified false, without AllowUnverifiedEmail
@@ -142,6 +143,24 @@ type Config struct {
 	// any other tenant are refused (multi-tenant app registrations would
 	// otherwise let every Entra tenant in).
 	TenantID string
+	// Tenants admits, for Microsoft Entra ID's multi-tenant issuers
+	// (MultiTenantIssuer: …/organizations/v2.0, …/common/v2.0), the
+	// tenant IDs (tid) whose users may sign in, or AnyTenant alone for
+	// every tenant. Required with such an issuer, refused with any other.
+	// Their discovery document names the issuer template
+	// …/{tenantid}/v2.0: every token's iss must be it filled with the
+	// token's own tid, a tid Tenants admits (else CodeTenantNotAllowed),
+	// and the tenant of a session's refreshed ID tokens may not change.
+	// The assertion's Subject (and Logout.Subject) and the claims named
+	// by TenantKeyClaims become "<tid>/<value>", so that the same oid or
+	// sub in two tenants is two users, and EmailVerified is always false:
+	// any tenant's administrator can give a user any address, which must
+	// never link to or take over another's account.
+	Tenants []string
+	// TenantKeyClaims are the claims a user may be keyed by (the
+	// mapping's uniqueUserId candidates), namespaced by tenant with
+	// Tenants; unused otherwise.
+	TenantKeyClaims []string
 	// ClockSkew tolerates clock differences with the IdP for exp, iat and
 	// nbf; default idp.DefaultClockSkew (1 minute), at most MaxClockSkew.
 	ClockSkew time.Duration
@@ -207,7 +226,10 @@ type Provider struct {
 	tokenClient *http.Client
 	keys        *keySet
 	disc        *discovery
-	refusals    logbudget.Budget // back-channel logout refusals
+	// template is the issuer template of a multi-tenant issuer
+	// (Config.Tenants), "" otherwise.
+	template string
+	refusals logbudget.Budget // back-channel logout refusals
 	// userinfoRefusals: userinfo endpoints refusing the access token
 	// (mergeUserinfo), keyed by status.
 	userinfoRefusals logbudget.Budget
@@ -252,6 +274,9 @@ func New(cfg Config) (*Provider, error) {
 		keys:        ks,
 	}
 	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL}
+	if len(cfg.Tenants) > 0 {
+		p.template = tenantTemplate(cfg.Issuer)
+	}
 	return p, nil
 }
 
@@ -280,7 +305,10 @@ func (c Config) Check(deferred func(string) bool) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("an oidc IdP needs %s", strings.Join(missing, " and "))
 	}
-	return c.CheckSettings(deferred)
+	if err := c.CheckSettings(deferred); err != nil || deferred(c.Issuer) {
+		return err
+	}
+	return c.checkMultiTenant()
 }
 
 // CheckSettings is Check without what the configuration as a whole must
@@ -294,6 +322,9 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 		if err := checkURL(c.Issuer, false); err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
+	}
+	if err := c.checkTenants(c.Issuer != "" && !deferred(c.Issuer)); err != nil {
+		return err
 	}
 	if c.TokenAuth != "" && !slices.Contains(TokenAuthMethods, c.TokenAuth) {
 		return fmt.Errorf("token_auth %q: expected %s", c.TokenAuth, strings.Join(TokenAuthMethods, " or "))
@@ -528,7 +559,21 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	}
 	// RFC 9207 applies to error responses too: check iss before trusting
 	// anything else in the response (mix-up attacks).
-	if iss, present := q["iss"]; present {
+	respIss, present := q["iss"]
+	if present && p.template != "" {
+		// Multi-tenant: the iss of the user's tenant, which the ID
+		// token must name too (below).
+		tid, ok := "", len(respIss) == 1
+		if ok {
+			tid, ok = p.tenantOfIssuer(respIss[0])
+		}
+		if !ok {
+			return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %.200q (%d values) is not the issuer template %q filled with a tenant", strings.Join(respIss, " "), len(respIss), p.template))
+		}
+		if !p.tenantAllowed(tid) {
+			return nil, idp.Fail(CodeTenantNotAllowed, fmt.Errorf("authorization response iss: tenant %s is not one the tenants setting admits", tid))
+		}
+	} else if iss := respIss; present {
 		if len(iss) != 1 || iss[0] != p.cfg.Issuer {
 			first := ""
 			if len(iss) > 0 {
@@ -571,6 +616,9 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if err != nil {
 		return nil, err
 	}
+	if iss, _ := claims["iss"].(string); present && p.template != "" && iss != respIss[0] {
+		return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, the ID token's %q: another tenant", respIss[0], iss))
+	}
 	// The ID token's acr, not userinfo's: it is what the IdP signed for
 	// this sign-in.
 	if acr, _ := claims["acr"].(string); len(p.cfg.RequireACR) > 0 && !slices.Contains(p.cfg.RequireACR, acr) {
@@ -593,12 +641,20 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	// The session remembers sid, which back- and front-channel logout
 	// name it by.
 	sid, _ := claims["sid"].(string)
+	attrs, verified := flatten(claims), isTrue(claims["email_verified"])
+	if p.template != "" {
+		// Multi-tenant (Config.Tenants): keys namespaced by the tenant
+		// verifyIDToken checked, and no address vouched for.
+		tid, _ := claims["tid"].(string)
+		sub, verified = tenantKey(tid, sub), false
+		p.namespaceKeys(attrs, tid)
+	}
 	return &idp.Assertion{
 		IdP:           p.cfg.Name,
 		Protocol:      idp.ProtocolOIDC,
 		Subject:       sub,
-		Attributes:    flatten(claims),
-		EmailVerified: isTrue(claims["email_verified"]),
+		Attributes:    attrs,
+		EmailVerified: verified,
 		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid},
 		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
 	}, nil
@@ -637,7 +693,11 @@ func tokenFailure(err error) error {
 // answer) is CodeIdPUnavailable; anything else, an answer this package
 // cannot read or one about another subject, fails the sign-in.
 func (p *Provider) mergeUserinfo(ctx context.Context, endpoint, accessToken, sub string, claims map[string]any, missing []string) error {
-	ui, err := p.userinfo(ctx, endpoint, accessToken)
+	wantIss := p.cfg.Issuer
+	if p.template != "" {
+		wantIss, _ = claims["iss"].(string) // checked against its tid
+	}
+	ui, err := p.userinfo(ctx, endpoint, accessToken, wantIss)
 	var se *statusError
 	switch {
 	case errors.As(err, &se) && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden):

@@ -308,8 +308,9 @@ func TestUserinfoFailures(t *testing.T) {
 
 // TestEntraMultiTenantIssuer: Entra ID's multi-tenant endpoints
 // (/organizations/v2.0, /common/v2.0) name the issuer
-// ".../{tenantid}/v2.0". They are not supported; the refusal, at sign-in
-// and in `caddy sso check` alike, says so and what issuer to set.
+// ".../{tenantid}/v2.0". That template is accepted only for those
+// endpoints, with tenants (tenants_test.go); for any other issuer the
+// refusal, at sign-in and in `caddy sso check` alike, says what to set.
 func TestEntraMultiTenantIssuer(t *testing.T) {
 	e := newEnv(t)
 	e.idp.SetHooks(oidctest.Hooks{Discovery: func(m map[string]any) {
@@ -317,8 +318,9 @@ func TestEntraMultiTenantIssuer(t *testing.T) {
 	}})
 	check := func(what string, err error) {
 		t.Helper()
-		if err == nil || !strings.Contains(err.Error(), "multi-tenant Microsoft Entra ID endpoint, which is not supported") ||
-			!strings.Contains(err.Error(), "https://login.microsoftonline.com/<tenant-id>/v2.0") {
+		if err == nil || !strings.Contains(err.Error(), "multi-tenant Microsoft Entra ID template") ||
+			!strings.Contains(err.Error(), "https://login.microsoftonline.com/<tenant-id>/v2.0") ||
+			!strings.Contains(err.Error(), "/organizations/v2.0 (or /common/v2.0) with tenants") {
 			t.Errorf("%s: %v", what, err)
 		}
 	}

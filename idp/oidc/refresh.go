@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -161,7 +162,19 @@ func (p *Provider) sameGrant(claims, orig map[string]any) error {
 		}
 		return fmt.Errorf("%s differs from the session's ID token: %w", name, idp.ErrGrantRevoked)
 	}
-	if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
+	if p.template != "" {
+		// Multi-tenant: iss filled with the token's own tid, a tenant
+		// still admitted, and the session's tenant (tid, hence iss,
+		// below): a grant never moves to another tenant.
+		if _, errIss, errTenant := p.tokenTenant(claims); errIss != nil || errTenant != nil {
+			return fmt.Errorf("%w: %w", cmp.Or(errIss, errTenant), idp.ErrGrantRevoked)
+		}
+		for _, name := range []string{"tid", "iss"} {
+			if err := same(name); err != nil {
+				return err
+			}
+		}
+	} else if iss, _ := claims["iss"].(string); !p.issuerMatches(iss) {
 		return fmt.Errorf("iss %q, want %q: %w", iss, p.cfg.Issuer, idp.ErrGrantRevoked)
 	}
 	if sub, _ := claims["sub"].(string); sub == "" {

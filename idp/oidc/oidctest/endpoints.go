@@ -29,8 +29,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) discovery(w http.ResponseWriter) {
+	s.mu.Lock()
+	issuer := s.discoveryIssuer()
+	s.mu.Unlock()
 	doc := map[string]any{
-		"issuer":                                         s.Issuer,
+		"issuer":                                         issuer,
 		"authorization_endpoint":                         s.Issuer + PathAuthorize,
 		"token_endpoint":                                 s.Issuer + PathToken,
 		"userinfo_endpoint":                              s.Issuer + PathUserinfo,
@@ -259,8 +262,9 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authReques
 		nonce: ar.nonce, challenge: ar.challenge, scope: ar.scope,
 		authTime: now, expires: now.Add(codeTTL),
 	}
+	iss := s.issuerOf(sess.username)
 	s.mu.Unlock()
-	s.redirectBack(w, r, ar, url.Values{"code": {code}})
+	s.redirectBack(w, r, ar, url.Values{"code": {code}, "iss": {iss}})
 }
 
 // redirectBack sends the browser to the client's redirect URI with q plus
@@ -270,8 +274,11 @@ func (s *Server) redirectBack(w http.ResponseWriter, r *http.Request, ar authReq
 		q.Set("state", ar.state)
 	}
 	s.mu.Lock()
-	if s.sendIss {
-		q.Set("iss", s.Issuer)
+	switch {
+	case !s.sendIss:
+		q.Del("iss")
+	case !q.Has("iss"): // an error, for no user: the issuer discovery names
+		q.Set("iss", s.discoveryIssuer())
 	}
 	hook := s.hooks.AuthResponse
 	s.mu.Unlock()
@@ -469,7 +476,7 @@ func (s *Server) idClaims(g *grant, u *user, clientID string, now time.Time) map
 	if _, ok := claims["sub"]; !ok {
 		claims["sub"] = g.username
 	}
-	claims["iss"] = s.Issuer
+	claims["iss"] = s.issuerOf(g.username)
 	claims["aud"] = clientID
 	claims["iat"] = now.Unix()
 	claims["exp"] = now.Add(s.accessTTL).Unix()
@@ -678,7 +685,10 @@ func (s *Server) hintAudience(hint string) (aud, sid string, err error) {
 			Aud json.RawMessage `json:"aud"`
 			SID string          `json:"sid"`
 		}
-		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != s.Issuer {
+		s.mu.Lock()
+		tmpl := s.issuerTemplate
+		s.mu.Unlock()
+		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != s.Issuer && !issuerFits(tmpl, c.Iss) {
 			return "", "", errors.New("not issued here")
 		}
 		var one string
@@ -692,6 +702,13 @@ func (s *Server) hintAudience(hint string) (aud, sid string, err error) {
 		return "", "", errors.New("no audience")
 	}
 	return "", "", errors.New("signature not ours")
+}
+
+// issuerFits reports whether iss is tmpl, an issuer template, filled with
+// some tenant.
+func issuerFits(tmpl, iss string) bool {
+	pre, suf, ok := strings.Cut(tmpl, TenantPlaceholder)
+	return ok && len(iss) > len(pre)+len(suf) && strings.HasPrefix(iss, pre) && strings.HasSuffix(iss, suf)
 }
 
 // requestParams reads an endpoint's parameters as the specifications have

@@ -17,7 +17,8 @@ const backChannelEvent = "http://schemas.openid.net/event/backchannel-logout"
 // user's provider session sid sends to clientID (Back-Channel Logout 1.0,
 // 2.4), not yet signed: change any claim or header to make a bad one, then
 // SignToken it. An empty sid leaves the claim out (a logout of every
-// session of the user).
+// session of the user). With an issuer template (SetIssuerTemplate) it
+// carries the user's tid, whose issuer its iss is.
 func (s *Server) NewLogoutToken(clientID, username, sid string) *Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -29,12 +30,15 @@ func (s *Server) NewLogoutToken(clientID, username, sid string) *Token {
 	}
 	now := s.now()
 	claims := map[string]any{
-		"iss": s.Issuer, "aud": clientID, "sub": sub,
+		"iss": s.issuerOf(username), "aud": clientID, "sub": sub,
 		"iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(), "jti": rand.Text(),
 		"events": map[string]any{backChannelEvent: map[string]any{}},
 	}
 	if sid != "" {
 		claims["sid"] = sid
+	}
+	if u := s.users[username]; u != nil && s.issuerTemplate != "" {
+		claims["tid"] = u.claims["tid"] // the tenant its iss names
 	}
 	return &Token{Header: map[string]any{"typ": "logout+jwt"}, Claims: claims, Alg: defaultIDAlg}
 }
@@ -99,7 +103,9 @@ func (s *Server) logoutClients(ctx context.Context, sess *opSession) []string {
 			continue
 		}
 		q := u.Query()
-		q.Set("iss", s.Issuer)
+		s.mu.Lock()
+		q.Set("iss", s.issuerOf(sess.username))
+		s.mu.Unlock()
 		q.Set("sid", sess.sid)
 		u.RawQuery = q.Encode()
 		frames = append(frames, u.String())

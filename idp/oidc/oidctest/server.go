@@ -178,8 +178,12 @@ type Server struct {
 	refreshAlways bool
 	seq           int // provider sessions created
 	sendIss       bool
-	hint          string
-	endSessions   []EndSessionRequest // what end_session received
+	// issuerTemplate, when set, is the issuer discovery names, and each
+	// token's iss is it with {tenantid} replaced by the user's tid claim
+	// (SetIssuerTemplate).
+	issuerTemplate string
+	hint           string
+	endSessions    []EndSessionRequest // what end_session received
 }
 
 // EndSessionRequest is one request end_session received: its method and
@@ -325,6 +329,45 @@ func (s *Server) SetSendIss(send bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sendIss = send
+}
+
+// TenantPlaceholder is what an issuer template (SetIssuerTemplate) holds
+// where each token names its tenant, as Microsoft Entra ID's multi-tenant
+// endpoints write it.
+const TenantPlaceholder = "{tenantid}"
+
+// SetIssuerTemplate makes the provider behave as Microsoft Entra ID's
+// multi-tenant endpoints (…/organizations/v2.0, …/common/v2.0) do: its
+// discovery document names tmpl as the issuer (e.g.
+// "http://127.0.0.1:port/{tenantid}/v2.0"), and every ID token, logout
+// token, authorization response and front-channel logout names tmpl with
+// TenantPlaceholder replaced by the user's "tid" claim. Endpoints stay
+// under Issuer. "" turns it off.
+func (s *Server) SetIssuerTemplate(tmpl string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.issuerTemplate = tmpl
+}
+
+// issuerOf is the iss of what the provider issues about username: Issuer,
+// or the issuer template filled with the user's tid. s.mu must be held.
+func (s *Server) issuerOf(username string) string {
+	if s.issuerTemplate == "" {
+		return s.Issuer
+	}
+	tid := ""
+	if u := s.users[username]; u != nil {
+		tid, _ = u.claims["tid"].(string)
+	}
+	return strings.ReplaceAll(s.issuerTemplate, TenantPlaceholder, tid)
+}
+
+// discoveryIssuer is the issuer discovery names. s.mu must be held.
+func (s *Server) discoveryIssuer() string {
+	if s.issuerTemplate != "" {
+		return s.issuerTemplate
+	}
+	return s.Issuer
 }
 
 // SetClock replaces the clock used for tokens, codes and expiry.

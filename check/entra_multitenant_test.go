@@ -1,0 +1,42 @@
+package check_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+)
+
+// TestCheckEntraMultiTenant: `caddy sso check` accepts Entra ID's
+// organizations endpoint with tenants, whose discovery document names the
+// issuer template …/{tenantid}/v2.0, rather than report an issuer
+// mismatch.
+func TestCheckEntraMultiTenant(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := "http://" + ln.Addr().String()
+	op, err := oidctest.NewServer(origin + "/organizations/v2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.SetIssuerTemplate(origin + "/" + oidctest.TenantPlaceholder + "/v2.0")
+	hs := &http.Server{Handler: op}
+	go hs.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { hs.Close() })
+
+	path := checkCaddyfile(t, "{\n\tsso {\n\t\tidp saas oidc {\n\t\t\tpreset entra\n\t\t\tissuer "+op.Issuer+
+		"\n\t\t\ttenants aaaaaaaa-1111-4111-8111-111111111111\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\napp.example.com {\n\tsso saas\n\trespond app\n}\n")
+	out, err := cli(context.Background(), "check", "--config", path)
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out)
+	}
+	checkLines(t, out, "✓ issuer matches: "+op.Issuer, "✓ JWKS: 1 signing key(s)", "0 error(s)")
+	if strings.Contains(out, "✗") {
+		t.Errorf("unexpected error in:\n%s", out)
+	}
+}
