@@ -18,7 +18,7 @@ import (
 // user's key is namespaced by the tenant, so that no two tenants can ever
 // sign in as one user (docs/security.md).
 
-// AnyTenant, as the only value of Config.Tenants, admits every tenant.
+// AnyTenant admits every tenant, as the only value of Config.Tenants.
 const AnyTenant = "any"
 
 // tenantPlaceholder is where Entra's issuer template names the tenant.
