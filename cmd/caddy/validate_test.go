@@ -164,7 +164,7 @@ func TestValidateErrors(t *testing.T) {
 	sso {
 		store bolt ` + dir + `/sso.db
 		idp entra oidc {
-			issuer https://login.microsoftonline.com/common/v2.0
+			issuer https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0
 			client_id abc
 			tenant_id {env.CADDY_SSO_TEST_UNSET_TENANT}
 		}
