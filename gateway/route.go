@@ -321,7 +321,7 @@ func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login 
 			uri = ref.RequestURI()
 		}
 	}
-	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(idp.LocalPath(uri)), form
+	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.returnPath(uri)), form
 }
 
 // answerUnauthorized answers 401 with login: the sign_in_again page for a
@@ -400,7 +400,7 @@ func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
 	for i, p := range rt.IdPs {
 		names[i] = p.Name
 	}
-	return rt.Pages.Write(w, chooserPage(rt.PathPrefix, names, returnTo))
+	return rt.Pages.Write(w, chooserPage(rt.PathPrefix, names, rt.returnPath(returnTo)))
 }
 
 // ServeEndpoint serves the endpoints under PathPrefix. r must carry o
@@ -446,6 +446,14 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 	name, endpoint, _ := strings.Cut(tail, "/")
 	p := rt.provider(name)
 	if p == nil || p.Protocol != protocol || endpoint == "" {
+		// A person's navigation, or the IdP's POST, to the callback of an
+		// IdP the route does not have is a sign-in begun before a reload
+		// renamed or removed its IdP: a page that says so, not the
+		// browser's own "page not found". A script's request stays a
+		// bare 404.
+		if m := callbackMethod(protocol, endpoint); name != "" && m != "" && (m == http.MethodPost && r.Method == m || IsNavigation(r)) {
+			return rt.configChanged(w, r, run, protocol, name)
+		}
 		return httpError(http.StatusNotFound, fmt.Errorf("sso: no endpoint %q", r.URL.Path))
 	}
 	if !o.Vouched {
@@ -489,6 +497,100 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return rt.fail(logoutIncompletePage(p.Name, le.Code, le.SessionEnded))
 	}
 	return err
+}
+
+// CodeSignInConfigChanged is the reference of a callback of an IdP the
+// route does not have by that name and protocol: a sign-in begun before a
+// reload renamed or removed its IdP (or changed its protocol).
+const CodeSignInConfigChanged = "signin_config_changed"
+
+// staleACSBody bounds what configChanged reads of a POST for its
+// RelayState: the SAML ACS's default max_response_size.
+const staleACSBody = 256 << 10
+
+// configChanged answers a person at the callback of an IdP the route does
+// not have (serveEndpoint) with the sign-in-failed page, whose sign-in at
+// the route's IdP comes back to the page the flow cookie names (else to
+// the route's home), and clears that cookie (idp.SignInFlowID,
+// idp.FlowReturn: what the providers write). Nothing of the URL is shown:
+// a link cannot put words on the page.
+func (rt *Route) configChanged(w http.ResponseWriter, r *http.Request, run *Runtime, protocol, name string) error {
+	var key string
+	switch protocol {
+	case idp.ProtocolOIDC:
+		key = r.URL.Query().Get("state")
+	case idp.ProtocolSAML:
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, staleACSBody)
+			key = r.PostFormValue("RelayState")
+		}
+	}
+	var fl idp.FlowReturn
+	if key == "" || run.Flows.Take(w, r, idp.SignInFlowID(protocol, name, key), &fl) != nil || fl.ReturnTo == "" {
+		fl.ReturnTo = rt.home()
+	}
+	pg := signInFailedPage(rt.PathPrefix, "", CodeSignInConfigChanged)
+	pg.Status = http.StatusNotFound
+	pg.Message = "This sign-in began before the site's sign-in settings changed, so it cannot be completed. Sign in again; if it keeps failing, give your administrator the reference below."
+	pg.Links[0].Href = rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.returnPath(fl.ReturnTo))
+	return rt.fail(pg)
+}
+
+// returnPath is where a sign-in started from uri comes back to: uri as a
+// local path (idp.LocalPath), or the route's home when uri is a gateway
+// callback with an IdP's answer (carriesIdPAnswer). A sign-in begun before
+// path_prefix changed comes back to its old callback, a page of the site
+// since: returning there would hand the app the authorization code in its
+// URL (and its logs), and lose the page asked for all the same. That page
+// is in the old sign-in's flow cookie, which the handler strips from a
+// protected page's request before a sign-in can start, so home it is.
+func (rt *Route) returnPath(uri string) string {
+	uri = idp.LocalPath(uri)
+	if carriesIdPAnswer(uri) {
+		return rt.home()
+	}
+	return uri
+}
+
+// carriesIdPAnswer reports whether the local path uri is a gateway
+// callback, under any path prefix, with the IdP's answer: an OIDC
+// …/oidc/<name>/callback whose query has state and code or error, or a SAML
+// …/saml/<name>/acs, whose answer a POST carries and which no GET is a page
+// of. The path's shape and the parameters together keep out an app's own
+// pages with a state parameter (/stores?state=CA&code=94).
+func carriesIdPAnswer(uri string) bool {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return false
+	}
+	seg := strings.Split(u.Path, "/")
+	n := len(seg)
+	if n < 4 || seg[n-2] == "" {
+		return false
+	}
+	switch callbackMethod(seg[n-3], seg[n-1]) {
+	case http.MethodGet:
+		q := u.Query()
+		return q.Has("state") && (q.Has("code") || q.Has("error"))
+	case http.MethodPost:
+		return true
+	}
+	return false
+}
+
+// callbackMethod is the method of a protocol's callback endpoint, as
+// idp/oidc's and idp/saml's CallbackEndpoint answer it, and "" for any
+// other endpoint. The gateway asks a route's provider otherwise; here
+// there is none: the IdP is not the route's (any more), or the path is
+// not under its prefix (docs/architecture.md, "Endpoints").
+func callbackMethod(protocol, endpoint string) string {
+	switch {
+	case protocol == idp.ProtocolOIDC && endpoint == "callback":
+		return http.MethodGet
+	case protocol == idp.ProtocolSAML && endpoint == "acs":
+		return http.MethodPost
+	}
+	return ""
 }
 
 // home is the folder the route's endpoints live in: "/" for the default
@@ -570,10 +672,10 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
+	returnTo = rt.returnPath(returnTo)
 	if !topLevel(r.Header) {
-		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(idp.LocalPath(returnTo)))
+		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(returnTo))
 	}
-	returnTo = idp.LocalPath(returnTo)
 	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the
 		// session fails, the sign-in only leaves it to its timeouts.

@@ -393,3 +393,23 @@ func (f *FlowCookies) clear(w http.ResponseWriter, name string) {
 		Secure:   true,
 	})
 }
+
+// SignInFlowID is the ID under which a sign-in at the IdP name of protocol
+// keeps its flow cookie, keyed by what the IdP sends back (OIDC state,
+// SAML RelayState). Flow IDs keep sign-ins, sign-outs and IdPs apart: a
+// cookie saved for one can never be taken for another. The gateway reads
+// it too, for a callback of an IdP a reload renamed or removed.
+func SignInFlowID(protocol, name, key string) string {
+	if protocol == ProtocolSAML {
+		return "saml/" + name + "/login/" + key
+	}
+	return protocol + "/" + name + "/" + key
+}
+
+// FlowReturn is the part of every sign-in's flow cookie that says where
+// the sign-in comes back to (a local path, LocalPath). Providers embed it
+// in what their flow cookie carries; the name is short because the cookie
+// is size-limited.
+type FlowReturn struct {
+	ReturnTo string `json:"r"`
+}

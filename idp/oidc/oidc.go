@@ -240,9 +240,9 @@ var _ idp.Provider = (*Provider)(nil)
 // flow is what the flow cookie carries between Begin and Callback. Field
 // names are short because the cookie is size-limited.
 type flow struct {
-	Nonce       string `json:"n"`
-	Verifier    string `json:"v"`
-	ReturnTo    string `json:"r"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	idp.FlowReturn
 	RedirectURL string `json:"u"`
 }
 
@@ -449,7 +449,7 @@ func (p *Provider) Discover(ctx context.Context) error {
 }
 
 func (p *Provider) flowID(state string) string {
-	return "oidc/" + p.cfg.Name + "/" + state
+	return idp.SignInFlowID(idp.ProtocolOIDC, p.cfg.Name, state)
 }
 
 // TokenAuthMethods are the values of Config.TokenAuth.
@@ -490,7 +490,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 		return discoveryFailed(err)
 	}
 	state := rand.Text()
-	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), ReturnTo: returnTo, RedirectURL: redirectURL}
+	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), FlowReturn: idp.FlowReturn{ReturnTo: returnTo}, RedirectURL: redirectURL}
 	if err := p.rt.Flows.Save(w, r, p.flowID(state), &fl, p.cfg.LoginTimeout, http.SameSiteLaxMode); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("oidc idp %q: %w", p.cfg.Name, err))
 	}

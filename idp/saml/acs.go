@@ -21,14 +21,14 @@ import (
 // names are short because the cookie is size-limited.
 type loginFlow struct {
 	RequestID string `json:"i"`
-	ReturnTo  string `json:"r"`
-	ACS       string `json:"a"`
+	idp.FlowReturn
+	ACS string `json:"a"`
 }
 
 // Flow IDs keep logins and logouts, and different IdPs, apart: a cookie
-// saved for one can never be taken for another.
+// saved for one can never be taken for another (idp.SignInFlowID).
 func (p *Provider) loginFlowID(relayState string) string {
-	return "saml/" + p.cfg.Name + "/login/" + relayState
+	return idp.SignInFlowID(idp.ProtocolSAML, p.cfg.Name, relayState)
 }
 
 func (p *Provider) logoutFlowID(relayState string) string {
@@ -80,7 +80,7 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making AuthnRequest: %w", p.cfg.Name, err))
 	}
 	relayState := newRelayState()
-	fl := loginFlow{RequestID: req.ID, ReturnTo: idp.LocalPath(returnTo), ACS: e.acs.String()}
+	fl := loginFlow{RequestID: req.ID, FlowReturn: idp.FlowReturn{ReturnTo: idp.LocalPath(returnTo)}, ACS: e.acs.String()}
 	if err := p.saveFlow(w, r, p.loginFlowID(relayState), &fl); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
 	}

@@ -120,7 +120,7 @@ func loadFuzzSP(tb testing.TB) *fuzzSP {
 		r := httptest.NewRequest(http.MethodGet, fuzzBase+"login", nil)
 		switch fl.Kind {
 		case "login":
-			err = s.p.saveFlow(rec, r, s.p.loginFlowID(fl.RelayState), &loginFlow{RequestID: fl.RequestID, ReturnTo: fl.ReturnTo, ACS: e.acs.String()})
+			err = s.p.saveFlow(rec, r, s.p.loginFlowID(fl.RelayState), &loginFlow{RequestID: fl.RequestID, FlowReturn: idp.FlowReturn{ReturnTo: fl.ReturnTo}, ACS: e.acs.String()})
 		case "logout":
 			err = s.p.saveFlow(rec, r, s.p.logoutFlowID(fl.RelayState), &logoutFlow{RequestID: fl.RequestID, ReturnTo: fl.ReturnTo, SLO: e.slo.String()})
 		default:
