@@ -110,10 +110,8 @@ func (c *IdPConfig) validate() error {
 	if c.Protocol == idp.ProtocolSAML && c.OIDC != nil {
 		return errors.New(`a saml IdP takes no "oidc" settings (use protocol oidc, or drop them)`)
 	}
-	if c.CreateAs != "" {
-		if err := oneOf("create_as", c.CreateAs, createModes); err != nil {
-			return err
-		}
+	if err := oneOf("create_as", cmp.Or(c.CreateAs, "active"), createModes); err != nil {
+		return err
 	}
 	if _, err := c.rules(); err != nil {
 		return err
@@ -251,10 +249,12 @@ func warnWritten(logger *zap.Logger, raw, secret, placeholder string, fields ...
 // check` reports the findings, and the app logs the problems at start.
 func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.Replacer, now time.Time) []idpcheck.Finding {
 	if s := c.SAML; s != nil {
-		src := saml.MetadataSource{URL: repl.ReplaceKnown(s.MetadataURL, ""), File: repl.ReplaceKnown(s.MetadataFile, ""), XML: []byte(s.Metadata)}
-		return idpcheck.SAML(ctx, client, src, repl.ReplaceKnown(s.IdPEntityID, ""), now)
+		return idpcheck.SAML(ctx, client, saml.Config{MetadataURL: repl.ReplaceKnown(s.MetadataURL, ""), MetadataFile: repl.ReplaceKnown(s.MetadataFile, ""), MetadataXML: []byte(s.Metadata),
+			IdPEntityID: repl.ReplaceKnown(s.IdPEntityID, ""), SignRequests: s.SignRequests, ClockSkew: time.Duration(s.ClockSkew)}, now)
 	}
-	return idpcheck.OIDC(ctx, client, repl.ReplaceKnown(c.OIDC.Issuer, ""), c.OIDC.Algorithms)
+	o := *c.OIDC // the settings sign-in uses, the issuer resolved; of the secret, only whether there is one counts
+	o.Issuer = repl.ReplaceKnown(o.Issuer, "")
+	return idpcheck.OIDC(ctx, client, o.config(c.Name))
 }
 
 // probeIdPs logs, for each IdP, what sign-in will refuse, with the fix

@@ -7,15 +7,18 @@
 package idpcheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/termtext"
@@ -69,11 +72,15 @@ func (fs *findings) add(level, format string, args ...any) {
 	*fs = append(*fs, Finding{Level: level, Message: fmt.Sprintf(format, args...)})
 }
 
-// OIDC checks the OpenID provider at issuer: discovery, the issuer it
-// names, PKCE, the ID-token algorithms (allowed: the configured
-// allow-list, empty for the default), logout, and the JWKS.
-func OIDC(ctx context.Context, client *http.Client, issuer string, allowed []string) []Finding {
+// OIDC checks the OpenID provider of cfg, the relying party's settings
+// (the issuer resolved; the client secret only tells whether there is
+// one), as sign-in will meet it: discovery, the issuer it names, PKCE, the
+// ID-token algorithms, the token endpoint's client authentication, the
+// scopes, logout, the JWKS, and the IdP's clock.
+func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 	var fs findings
+	client, clk := withClock(client)
+	issuer := cfg.Issuer
 	r, err := oidc.Probe(ctx, client, issuer)
 	if err != nil {
 		if r == nil {
@@ -84,9 +91,20 @@ func OIDC(ctx context.Context, client *http.Client, issuer string, allowed []str
 		return fs
 	}
 	fs.add(OK, "discovery document: %s", r.DiscoveryURL)
-	if r.IssuerErr == nil {
+	switch {
+	case r.IssuerErr == nil:
 		fs.add(OK, "issuer matches: %s", issuer)
-	} else {
+	case oidc.MultiTenantIssuer(issuer):
+		fs.add(Error, "issuer mismatch: the discovery %v: the document of Microsoft Entra's multi-tenant endpoint must name the template on its own origin (docs/entra-oidc.md, Multi-tenant apps); until then every sign-in fails with idp_misconfigured", r.IssuerErr)
+	case r.IssuerTemplate:
+		// "set issuer <the template>" would be wrong: no token's iss is
+		// the template, and only the multi-tenant endpoints accept it.
+		origin := issuer
+		if u, err := url.Parse(issuer); err == nil && u.Host != "" {
+			origin = u.Scheme + "://" + u.Host
+		}
+		fs.add(Error, "issuer mismatch: the discovery document names Microsoft Entra's multi-tenant issuer template %q, the configuration says %q: use %s/organizations/v2.0 or %s/common/v2.0 with tenants (docs/entra-oidc.md, Multi-tenant apps), or %s/<tenant-id>/v2.0 for one tenant; until then every sign-in fails with idp_misconfigured", r.Issuer, issuer, origin, origin, origin)
+	default:
 		fs.add(Error, "issuer mismatch: the IdP's discovery document says %q, the configuration says %q; they must be equal, character for character (a trailing / counts): set issuer %s in the idp block, or correct the IdP's issuer; until then every sign-in fails with idp_misconfigured", r.Issuer, issuer, r.Issuer)
 	}
 	if r.EndpointsErr != nil {
@@ -100,8 +118,12 @@ func OIDC(ctx context.Context, client *http.Client, issuer string, allowed []str
 	default:
 		fs.add(Warn, "the IdP does not advertise PKCE (code_challenge_methods_supported); sign-in sends S256 anyway")
 	}
-	if err := r.AlgorithmsErr(allowed); err != nil {
+	if err := r.AlgorithmsErr(cfg.Algorithms); err != nil {
 		fs.add(Error, "%v: set algorithms in the idp block to one the IdP signs with", err)
+	}
+	fs.tokenAuth(r, cfg)
+	if missing := r.MissingScopes(cfg); len(missing) > 0 {
+		fs.add(Warn, "scope %s not among the IdP's scopes_supported (%s): if the IdP refuses it, every sign-in fails with idp_error (the IdP answers error=invalid_scope); scopes_supported may be incomplete, so if a first sign-in fails so, remove it from the idp block (scopes, or the offline_access setting)", strings.Join(missing, ", "), strings.Join(r.ScopesSupported, ", "))
 	}
 	if r.EndSessionEndpoint != "" {
 		fs.add(Info, "end_session_endpoint present: signing out also ends the IdP session")
@@ -118,32 +140,81 @@ func OIDC(ctx context.Context, client *http.Client, issuer string, allowed []str
 	default:
 		fs.add(Info, "the discovery document advertises neither back- nor front-channel logout (some IdPs offer them without saying so; see the IdP's page in docs/)")
 	}
-	switch {
+	switch keysErr := r.KeysErr(cfg.Algorithms); {
 	case r.JWKSErr != nil:
 		fs.add(Error, "JWKS %s: %v", r.JWKSURI, r.JWKSErr)
+	case keysErr != nil:
+		fs.add(Error, "JWKS %s %v, so no ID token verifies and every sign-in fails with id_token_signature: set algorithms in the idp block to ones these keys sign with, or have the IdP publish a key for one of those", r.JWKSURI, keysErr)
 	case r.SigningKeys > 0:
-		fs.add(OK, "JWKS: %d signing key(s) at %s", r.SigningKeys, r.JWKSURI)
+		fs.add(OK, "JWKS: %d signing key(s) at %s", r.UsableKeys(cfg.Algorithms), r.JWKSURI)
 	}
+	skew := cmp.Or(cfg.ClockSkew, idp.DefaultClockSkew)
+	fs.clock(clk, skew, skew,
+		"ID tokens are refused as issued in the future (id_token_iat), so every sign-in fails",
+		fmt.Sprintf("back-channel logout tokens are refused (logout_token_iat), and from %v behind every sign-in fails (id_token_iat)", oidc.MaxIDTokenAge+skew))
 	return fs
 }
 
-// SAML checks the IdP metadata of src (entityID picks one IdP out of
-// several) at now: that it loads and parses, its validity, its signing
-// certificates, and its SingleSignOnService and SingleLogoutService.
-func SAML(ctx context.Context, client *http.Client, src saml.MetadataSource, entityID string, now time.Time) []Finding {
+// tokenAuth judges how sign-in will authenticate at the token endpoint
+// (oidc.ProbeResult.TokenAuth: the choice the code exchange makes) against
+// the methods the IdP lists: an IdP that registers one method per client
+// (Auth0, PingOne) refuses the other at every code exchange.
+func (fs *findings) tokenAuth(r *oidc.ProbeResult, cfg oidc.Config) {
+	method, offered := r.TokenAuth(cfg), r.TokenAuthMethods
+	if len(offered) == 0 {
+		return // the IdP says nothing: basic, RFC 8414's default, is tried
+	}
+	list := strings.Join(offered, ", ")
+	if slices.Contains(offered, method) {
+		fs.add(OK, "token endpoint authentication %s: offered by the IdP", method)
+		return
+	}
+	const failing = "until then every code exchange is refused (token_exchange_failed)"
+	switch {
+	case method == "none":
+		fs.add(Warn, "without a client_secret this client authenticates at the token endpoint as a public client (none), which the IdP's token_endpoint_auth_methods_supported (%s) does not list: if the code exchange is refused (token_exchange_failed), set client_secret, or register the application as a public client at the IdP", list)
+	case slices.Contains(offered, "client_secret_post") || slices.Contains(offered, "client_secret_basic"):
+		other := "client_secret_post"
+		if method == other {
+			other = "client_secret_basic"
+		}
+		fs.add(Error, "token endpoint: token_auth %s is not among the IdP's token_endpoint_auth_methods_supported (%s): set token_auth %s; %s", method, list, other, failing)
+	default:
+		fs.add(Error, "token endpoint: the IdP's token_endpoint_auth_methods_supported lists %s: this IdP offers no secret-based method for this client: enable client_secret_basic or client_secret_post for it at the IdP; %s", list, failing)
+	}
+}
+
+// SAML checks the IdP metadata of cfg, the service provider's settings
+// (its metadata source, idp_entity_id, sign_requests, clock_skew), at now:
+// that it loads and parses, its validity, its signing certificates, its
+// SingleSignOnService and SingleLogoutService, whether it wants signed
+// requests, and the IdP's clock (metadata fetched from a URL).
+func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Time) []Finding {
 	var fs findings
-	r, err := saml.Probe(ctx, client, src, entityID)
+	client, clk := withClock(client)
+	src := saml.MetadataSource{URL: cfg.MetadataURL, File: cfg.MetadataFile, XML: cfg.MetadataXML}
+	fromURL := src.URL != "" && len(src.XML) == 0 && src.File == ""
+	r, err := saml.Probe(ctx, client, src, cfg.IdPEntityID)
 	if err != nil {
 		fs.add(Error, "metadata %s: %v", r.Source, err)
 		return fs
 	}
 	fs.add(OK, "metadata parsed: %s (IdP entity ID %s)", r.Source, r.EntityID)
-	if !r.ValidUntil.IsZero() && r.ValidUntil.Before(now) {
+	switch until := r.ValidUntil.UTC().Format(time.RFC3339); {
+	case r.ValidUntil.IsZero():
+	case r.ValidUntil.Before(now):
 		fix := "download the IdP's current metadata and replace the configured copy"
-		if src.URL != "" && len(src.XML) == 0 && src.File == "" {
+		if fromURL {
 			fix = "the IdP still publishes expired metadata at this URL: have its administrator renew it (or point metadata_url at its current metadata)"
 		}
-		fs.add(Error, "metadata expired at %s (validUntil): %s; until then every sign-in fails with idp_misconfigured", r.ValidUntil.UTC().Format(time.RFC3339), fix)
+		fs.add(Error, "metadata expired at %s (validUntil): %s; until then every sign-in fails with idp_misconfigured", until, fix)
+	case r.ValidUntil.Sub(now) >= CertWarning:
+	case fromURL:
+		fs.add(Info, "metadata valid until %s (validUntil, %s): it is fetched again by then, and the IdP must publish renewed metadata at this URL before that date", until, in(r.ValidUntil.Sub(now)))
+	default:
+		// Sign-in refuses metadata past its validUntil, and a copy in a
+		// file or in the config never renews itself.
+		fs.add(Warn, "metadata valid until %s (validUntil, %s): after that date every sign-in fails with idp_misconfigured, as this copy never renews itself: download the IdP's current metadata before then, or use metadata_url", until, in(r.ValidUntil.Sub(now)))
 	}
 	for _, cert := range r.Certificates {
 		fs.cert(cert, now)
@@ -153,12 +224,27 @@ func SAML(ctx context.Context, client *http.Client, src saml.MetadataSource, ent
 	} else {
 		fs.add(OK, "SingleSignOnService (HTTP-Redirect or HTTP-POST) present")
 	}
+	if r.WantsSignedRequests && !cfg.SignRequests {
+		fs.add(Warn, "the IdP's metadata says WantAuthnRequestsSigned=\"true\" and sign_requests is off: the IdP may refuse every unsigned AuthnRequest, with its own error page: add sign_requests to the idp block (the SP metadata URL below carries the certificate the IdP checks them with)")
+	}
 	if r.SingleLogout {
 		fs.add(Info, "SingleLogoutService present: signing out also ends the IdP session")
 	} else {
 		fs.add(Info, "no SingleLogoutService: signing out ends only the local session")
 	}
+	skew := cmp.Or(cfg.ClockSkew, idp.DefaultClockSkew)
+	fs.clock(clk, skew, saml.MaxIssueAge(),
+		"assertions are refused as not yet valid (saml_not_yet_valid), so every sign-in fails",
+		fmt.Sprintf("a Response issued more than %v ago is refused whatever clock_skew is, so every sign-in fails (saml_expired)", saml.MaxIssueAge()))
 	return fs
+}
+
+// in says how far away d is, in days, or hours under two days.
+func in(d time.Duration) string {
+	if d < 48*time.Hour {
+		return fmt.Sprintf("in %d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("in %d days", int(d.Hours()/24))
 }
 
 // cert judges a signing certificate's validity at now.

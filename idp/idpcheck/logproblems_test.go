@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 )
 
 // TestLogProblemsEscapesIdPText: an IdP whose discovery document holds an
@@ -28,7 +30,7 @@ func TestLogProblemsEscapesIdPText(t *testing.T) {
 		})
 	}))
 	defer srv.Close()
-	fs := OIDC(context.Background(), srv.Client(), srv.URL, nil)
+	fs := OIDC(context.Background(), srv.Client(), oidc.Config{Issuer: srv.URL})
 	var buf bytes.Buffer
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	LogProblems(zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zapcore.DebugLevel)), "okta", fs)

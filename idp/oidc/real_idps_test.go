@@ -203,6 +203,14 @@ func TestSchemelessIssuerOnlyForGoogle(t *testing.T) {
 		}})
 		wantCode(t, e.login(newBrowser()), oidc.CodeIDTokenIssuer)
 	})
+	t.Run("an https issuer without its scheme", func(t *testing.T) {
+		e, tr := newEnvAt(t, "", true, nil)
+		e.idp.SetHooks(oidctest.Hooks{IDToken: func(tok *oidctest.Token) {
+			tok.Claims["iss"] = strings.TrimPrefix(e.idp.Issuer, "https://")
+		}})
+		b := browserVia(tr)
+		wantCode(t, e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice")), oidc.CodeIDTokenIssuer)
+	})
 	t.Run("Google's over http", func(t *testing.T) {
 		e, tr := googleEnv(t, "http://accounts.google.com")
 		b := browserVia(tr)
@@ -513,6 +521,17 @@ func TestTokenAuthSetting(t *testing.T) {
 			wantCode(t, e.login(newBrowser()), tc.want)
 		})
 	}
+	// The setting beats discovery: Basic, as set, though discovery lists
+	// only Post (the client is registered for Basic).
+	t.Run("client_secret_basic/client_secret_basic, discovery lists only post", func(t *testing.T) {
+		e := newEnv(t, func(c *oidc.Config) { c.TokenAuth = "client_secret_basic" })
+		e.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret, RedirectURIs: []string{e.rp.URL + "/callback"},
+			AuthMethod: "client_secret_basic"})
+		e.idp.SetHooks(oidctest.Hooks{Discovery: func(d map[string]any) {
+			d["token_endpoint_auth_methods_supported"] = []string{"client_secret_post"}
+		}})
+		wantCode(t, e.login(newBrowser()), "")
+	})
 	if err := (oidc.Config{TokenAuth: "private_key_jwt"}).CheckSettings(func(string) bool { return false }); err == nil ||
 		!strings.Contains(err.Error(), `token_auth "private_key_jwt": expected client_secret_basic or client_secret_post`) {
 		t.Errorf("an unknown token_auth: %v", err)

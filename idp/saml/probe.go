@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crewjam/saml"
+
 	"github.com/caddy-sso/caddy-sso/idp"
 )
 
@@ -25,7 +27,17 @@ type ProbeResult struct {
 	// SingleLogout reports a SingleLogoutService: signing out then also
 	// ends the IdP's session.
 	SingleLogout bool
+	// WantsSignedRequests: an IDPSSODescriptor says
+	// WantAuthnRequestsSigned="true", and the IdP may refuse an unsigned
+	// AuthnRequest (Config.SignRequests).
+	WantsSignedRequests bool
 }
+
+// MaxIssueAge is how old a Response's IssueInstant may be when it arrives
+// (crewjam/saml's MaxIssueDelay, which this package never changes),
+// whatever ClockSkew is: an IdP clock further behind than that makes
+// every Response expired on arrival.
+func MaxIssueAge() time.Duration { return saml.MaxIssueDelay }
 
 // Certificate is one signing certificate of the metadata.
 type Certificate struct {
@@ -59,6 +71,7 @@ func Probe(ctx context.Context, client *http.Client, src MetadataSource, entityI
 	r.EntityID, r.ValidUntil, r.Usable = ed.EntityID, ed.ValidUntil, usable(ed)
 	for _, d := range ed.IDPSSODescriptors {
 		r.SingleLogout = r.SingleLogout || len(d.SingleLogoutServices) > 0
+		r.WantsSignedRequests = r.WantsSignedRequests || d.WantAuthnRequestsSigned != nil && *d.WantAuthnRequestsSigned
 	}
 	for _, b64 := range signingCerts(ed) {
 		r.Certificates = append(r.Certificates, parseCertificate(b64))
