@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // signWithin signs with k, failing the test if it takes more than a few
@@ -141,5 +143,78 @@ func TestClockSetBackOverRotations(t *testing.T) {
 	settle(t, ka)
 	if kids := publishedKids(t, ka); slices.Contains(kids, kidOf(t, ahead)) {
 		t.Errorf("a rotation later the key of the set held before is still published: %v", kids)
+	}
+}
+
+// TestClockSetBackAfterFailedRecheck: a background read that failed while
+// the clock ran hours ahead set its retry time hours ahead of the right
+// clock. Set right, with the store back, the clock's period is read at
+// once, as when no read had failed; the retry time used to hold the
+// keyring on the key the clock ahead chose for hours, a key no instance
+// with a right clock publishes.
+func TestClockSetBackAfterFailedRecheck(t *testing.T) {
+	a, db := openAway(t)
+	ctx := context.Background()
+	const rotation = time.Hour
+	base := time.Unix(1_800_000_000, 0)
+	clock := newStepClock(base.Add(3 * rotation))
+	ka, err := Open(ctx, a, rotation, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := signWithin(t, ka, "u1")
+
+	a.away.Store(true) // a recheck a minute later fails
+	clock.set(base.Add(3*rotation + RecheckInterval + time.Second))
+	signWithin(t, ka, "u1")
+	settle(t, ka)
+	a.away.Store(false)
+
+	clock.set(base)
+	signWithin(t, ka, "u1")
+	settle(t, ka)
+	after := signWithin(t, ka, "u1")
+
+	kb, err := Open(ctx, db, rotation, func() time.Time { return base })
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := signWithin(t, kb, "u2")
+	if kidOf(t, after) == kidOf(t, ahead) || kidOf(t, after) != kidOf(t, other) {
+		t.Errorf("with the clock set right and the store back it signs with %s (the held key %s), want the right clock's %s",
+			kidOf(t, after), kidOf(t, ahead), kidOf(t, other))
+	}
+	if _, _, err := verifyWithJWKS(t, kb, after); err != nil {
+		t.Errorf("its token at an instance whose clock was right: %v", err)
+	}
+}
+
+// TestClockSetBackWithinRotationStillRechecks: a check made before the
+// clock was set back (within one rotation) lies "in the future"; the
+// minute's recheck must still come, or a `caddy sso keys rotate` made
+// meanwhile would be seen only once the clock caught up.
+func TestClockSetBackWithinRotationStillRechecks(t *testing.T) {
+	db := openStore(t)
+	ctx := context.Background()
+	const rotation = 24 * time.Hour
+	base := time.Unix(1_800_000_000, 0).Truncate(rotation)
+	clock := newStepClock(base.Add(20 * time.Hour))
+	k, err := Open(ctx, db, rotation, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := signWithin(t, k, "u1")
+	clock.set(base.Add(2 * time.Hour)) // the same period, 18 hours back
+	if err := db.Update(ctx, func(tx store.Tx) error { _, err := Rotate(tx, base.Add(2*time.Hour)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	clock.set(base.Add(2*time.Hour + RecheckInterval + time.Second))
+	signWithin(t, k, "u1")
+	settle(t, k)
+	if n := k.Replaced(); n != 1 {
+		t.Errorf("Replaced = %d a minute after a rotation, with the last check made before the clock was set back; want 1", n)
+	}
+	if _, _, err := verifyWithJWKS(t, k, before); err == nil {
+		t.Error("a token signed before the rotation still verifies with the JWKS a minute after it")
 	}
 }

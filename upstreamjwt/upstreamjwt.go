@@ -260,7 +260,9 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 		}
 		if set := k.set.at(period); set != nil {
 			k.set = set
-			if !set.complete || now.Sub(k.checked) >= RecheckInterval {
+			// A check "in the future" was made before the clock was set
+			// back: stale, or rechecks would wait for the clock to catch up.
+			if since := now.Sub(k.checked); !set.complete || since >= RecheckInterval || since < 0 {
 				k.readLater(ctx, now, period)
 			}
 			k.mu.Unlock()
@@ -293,10 +295,12 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 }
 
 // readLater starts a read of period's set in the background, unless one
-// is in flight or the last one failed less than RetryInterval ago. k.mu
-// is held.
+// is in flight or the last one failed less than RetryInterval ago. A
+// retry time further off than RetryInterval was set before the clock was
+// set back, and no longer holds: kept, it would keep the keyring on the
+// set the clock ahead chose until the clock caught up. k.mu is held.
 func (k *Keyring) readLater(ctx context.Context, now time.Time, period int64) {
-	if k.loading != nil || now.Before(k.retryAt) {
+	if wait := k.retryAt.Sub(now); k.loading != nil || wait > 0 && wait <= RetryInterval {
 		return
 	}
 	f := &flight{done: make(chan struct{})}
