@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -34,19 +33,11 @@ const (
 // tenant), with alice in tenant A, bob in B and carol in C, all of one oid.
 func newMultiTenantWorld(t *testing.T, idpBlock string) *oidcWorld {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	op, err := oidctest.StartEntraMultiTenant("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := "http://" + ln.Addr().String()
-	op, err := oidctest.NewServer(origin + "/organizations/v2.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op.SetIssuerTemplate(origin + "/" + oidctest.TenantPlaceholder + "/v2.0")
-	hs := &http.Server{Handler: op}
-	go hs.Serve(ln) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { hs.Close() })
+	t.Cleanup(func() { op.Close() })
 	o := &caddytest.OIDC{T: t, IdP: op, Upstream: caddytest.NewEchoUpstream(t), GW: caddytest.NewGateway(t), IdPBlock: idpBlock}
 	op.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret, RedirectURIs: []string{o.GW.Base + "/.sso/oidc/test/callback"}})
 	for user, tid := range map[string]string{"alice": mtTenantA, "bob": mtTenantB, "carol": mtTenantC} {

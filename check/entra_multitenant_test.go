@@ -2,8 +2,6 @@ package check_test
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -15,19 +13,11 @@ import (
 // issuer template …/{tenantid}/v2.0, rather than report an issuer
 // mismatch.
 func TestCheckEntraMultiTenant(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	op, err := oidctest.StartEntraMultiTenant("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := "http://" + ln.Addr().String()
-	op, err := oidctest.NewServer(origin + "/organizations/v2.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op.SetIssuerTemplate(origin + "/" + oidctest.TenantPlaceholder + "/v2.0")
-	hs := &http.Server{Handler: op}
-	go hs.Serve(ln) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { hs.Close() })
+	t.Cleanup(func() { op.Close() })
 
 	path := checkCaddyfile(t, "{\n\tsso {\n\t\tidp saas oidc {\n\t\t\tpreset entra\n\t\t\tissuer "+op.Issuer+
 		"\n\t\t\ttenants aaaaaaaa-1111-4111-8111-111111111111\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\napp.example.com {\n\tsso saas\n\trespond app\n}\n")

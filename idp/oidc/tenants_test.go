@@ -3,7 +3,6 @@ package oidc_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -32,19 +31,11 @@ const (
 // tenants, and keys users as the entra preset does.
 func newMultiTenantEnv(t *testing.T, tenants []string, opts ...func(*oidc.Config)) *env {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := oidctest.StartEntraMultiTenant("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := "http://" + ln.Addr().String()
-	srv, err := oidctest.NewServer(origin + "/organizations/v2.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetIssuerTemplate(origin + "/" + oidctest.TenantPlaceholder + "/v2.0")
-	hs := &http.Server{Handler: srv}
-	go hs.Serve(ln) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { hs.Close() })
+	t.Cleanup(func() { srv.Close() })
 	m, err := mapping.New(mapping.PresetEntra, idp.ProtocolOIDC, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -244,6 +244,26 @@ func Start(addr string) (*Server, error) {
 	return s, nil
 }
 
+// StartEntraMultiTenant is Start for a provider that behaves as Microsoft
+// Entra ID's organizations endpoint: its issuer is
+// http://host:port/organizations/v2.0, its discovery names the template
+// http://host:port/{tenantid}/v2.0, and each token its user's tenant
+// (SetIssuerTemplate).
+func StartEntraMultiTenant(addr string) (*Server, error) {
+	ln, base, err := testidp.Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("oidctest: %w", err)
+	}
+	s, err := NewServer(base + "/organizations/v2.0")
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	s.SetIssuerTemplate(base + "/" + TenantPlaceholder + "/v2.0")
+	s.served.Serve(ln, s)
+	return s, nil
+}
+
 // Close stops a server started with Start; it is a no-op otherwise.
 func (s *Server) Close() error { return s.served.Close() }
 
