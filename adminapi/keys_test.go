@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
@@ -276,6 +281,55 @@ func TestKeysClientGone(t *testing.T) {
 	}
 	if resealPending(t, db) {
 		t.Error("the previous tokens key is still there after the finish")
+	}
+}
+
+// TestKeysClientStalls: a client that takes no line within the stall
+// timeout stops the re-seal as one that leaves does, although its
+// connection stays open: the keys rotated, the previous tokens key kept,
+// both logged. The stall timeout here is one every write
+// overruns, as a client that reads nothing makes every write overrun it
+// once the socket's buffers are full (which the stream's short lines take
+// minutes to fill).
+func TestKeysClientStalls(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	core, logs := observer.New(zapcore.InfoLevel)
+	done := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Logger: zap.New(core), BackupStall: time.Nanosecond,
+			Reseal: session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond}}
+		done <- h.Serve(w, r)
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // read from never, closed only at the end
+	if _, err := fmt.Fprintf(conn, "POST %skeys/rotate HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n", adminapi.Prefix); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the handler failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the re-seal went on for 10 s after its client stalled")
+	}
+	// The previous tokens key stays after a rotation's re-seal, finished or
+	// not: the logs tell the two apart.
+	if !resealPending(t, db) {
+		t.Error("the previous tokens key is gone")
+	}
+	if n := logs.FilterMessageSnippet("the client takes no more of the answer").Len(); n != 1 {
+		t.Errorf("%d warnings that the client takes no more, want 1; logs %v", n, logs.All())
+	}
+	failed := logs.FilterMessage("store key rotation failed").All()
+	if len(failed) != 1 || !strings.Contains(fmt.Sprint(failed[0].ContextMap()["error"]), keys.ErrResealUnfinished.Error()) ||
+		logs.FilterMessage("store keys rotated").Len() != 0 {
+		t.Errorf("logs %v; want the re-seal stopped, unfinished", logs.All())
 	}
 }
 

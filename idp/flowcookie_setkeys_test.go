@@ -15,7 +15,8 @@ import (
 // TestFlowCookiesSetKeys: SetKeys replaces the keys of flow cookies in
 // use (gateway.FlowKeys does, when the store's change): from then on the
 // new key seals, the previous ones given open and none seals, a key given
-// before and not again opens nothing, and a bad key changes nothing.
+// before and not again opens nothing, and a bad key (or previous key)
+// changes nothing.
 // Requests sealing and opening meanwhile see one set of keys or the other
 // (run with -race).
 func TestFlowCookiesSetKeys(t *testing.T) {
@@ -43,6 +44,11 @@ func TestFlowCookiesSetKeys(t *testing.T) {
 	}
 	if err := f.SetKeys(k0[:16]); err == nil {
 		t.Error("a 16-byte key was taken")
+	}
+	// A bad previous key fails the whole SetKeys, not that key alone:
+	// gateway.FlowKeys keeps the keys it has on an error.
+	if err := f.SetKeys(k1, k0[:16]); err == nil {
+		t.Error("a 16-byte previous key was taken")
 	}
 	if _, _, err := take(newFlows(t, k2, true, &now), "after", save(t, f, "after", flowState{}, 0)); err != nil {
 		t.Errorf("after a refused SetKeys, the keys before it changed: %v", err)

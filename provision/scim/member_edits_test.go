@@ -48,6 +48,9 @@ func FuzzMemberEdits(f *testing.F) {
 		`{"op":"add","path":"members"}`,
 		`{"op":"replace","path":"members"}`,
 		`{"op":"add","path":"members.value","value":"u-9"}`,
+		`{"op":"remove","path":"members.display"}`,
+		`{"op":"remove","path":"members.value"}`,
+		`{"op":"replace","path":"members.display","value":"x"}`,
 		`{"op":"remove","path":"members[display eq \"x\"]"}`,
 		`{"op":"remove","path":"members[value eq \"u-1\" or value eq \"u-2\"]"}`,
 		`{"op":"remove","path":"members[value eq \"\"]"}`,
@@ -111,6 +114,8 @@ func TestMemberEditsTakesDirectoryShapes(t *testing.T) {
 		`{"op":"replace","path":"members","value":[{"value":"u-3"}]}`:                                              true,
 		`{"op":"remove","path":"members"}`:                                                                         true,
 		`{"op":"replace","path":"displayName","value":"H"}`:                                                        false,
+		`{"op":"remove","path":"members.display"}`:                                                                 false,
+		`{"op":"remove","path":"members.value"}`:                                                                   false,
 		`{"op":"replace","value":{"id":"g-1","displayName":"H"}}`:                                                  false,
 		`{"op":"add","path":"members","value":[{"value":"u-9"}]},{"op":"replace","path":"externalId","value":"y"}`: false,
 	} {

@@ -199,6 +199,10 @@ func TestGroupPatchMembers(t *testing.T) {
 		{"replace all", `{"op":"replace","path":"members","value":[{"value":"{{ua}}"},{"value":"{{uc}}"}]}`, []string{"a", "c"}},
 		{"remove by filter path", `{"op":"remove","path":"members[value eq \"{{uc}}\"]"}`, []string{"a"}},
 		{"unknown member is skipped", `{"op":"add","path":"members","value":[{"value":"ghost"},{"value":"{{ub}}"}]}`, []string{"a", "b"}},
+		// A sub-attribute of the members is no membership change: removing
+		// it removed every member when the fast path (memberEdits) took
+		// the PATCH as a remove of "members".
+		{"remove members.display keeps every member", `{"op":"remove","path":"members.display"}`, []string{"a", "b"}},
 		{"remove all", `{"op":"remove","path":"members"}`, nil},
 	}
 	for _, tt := range tests {

@@ -71,6 +71,20 @@ func TestCheckFindsDamage(t *testing.T) {
 		{"session counter off", func(b *bolt.Tx) error { return b.Bucket(bucketCounts).Delete(pair(countSessions, "")) }, "counts: sessions"},
 		{"group name entry gone", func(b *bolt.Tx) error { return b.Bucket(bucketGroupNames).Delete(groupNameKey("entra", "Ops")) }, "group_names: no name entry"},
 		{"membership without member", func(b *bolt.Tx) error { return b.Bucket(bucketUserGroups).Put(pair("u2", "g1"), []byte("Ops")) }, "is not a member"},
+		// A stray entry naming the group as it was called before a rename:
+		// the pass over the entries reports it by its name (the pass that
+		// names non-members skips an entry with the wrong name as reported).
+		{"membership without member, under an old group name", func(b *bolt.Tx) error {
+			return b.Bucket(bucketUserGroups).Put(pair("u2", "g1"), []byte("Old Ops"))
+		}, `names no group called "Old Ops"`},
+		// As many entries as memberships, one missing and one stray: the
+		// count matches, and the stray one is reported all the same.
+		{"membership entry moved to a non-member", func(b *bolt.Tx) error {
+			if err := b.Bucket(bucketUserGroups).Delete(pair("u1", "g1")); err != nil {
+				return err
+			}
+			return b.Bucket(bucketUserGroups).Put(pair("u2", "g1"), []byte("Ops"))
+		}, "user u2 is not a member of group g1"},
 		{"session expiry entry gone", func(b *bolt.Tx) error {
 			k := b.Bucket(bucketSessionExpiry).Cursor()
 			key, _ := k.First()

@@ -115,6 +115,11 @@ func FuzzEncodeGroup(f *testing.F) {
 	f.Add("g1", "everyone", "", "a\x00b", "c")
 	f.Add("g2", ` "admins" <&>`, "x-1", "0123456789abcdef", "caf\u00e9")
 	f.Add("g3", "a,\"created\":", ",\"created\":", `"`, "<b>")
+	// Each character json.Marshal escapes for HTML alone in a member ID
+	// (beside a plain one), where encodeGroup must not write it as it is.
+	f.Add("g4", "x", "", "a<b", "c")
+	f.Add("g5", "x", "", "a>b", "c")
+	f.Add("g6", "x", "", "a&b", "c")
 	f.Add("", "", "", "", "")
 	at := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	f.Fuzz(func(t *testing.T, id, name, externalID, m1, m2 string) {
@@ -133,9 +138,9 @@ func FuzzEncodeGroup(f *testing.F) {
 // already, which the store keeps users (DeleteUser takes a user out of
 // every group). A group of 50,000 looked every member up on each change.
 // Shown on a store damaged under it: a member's user record removed
-// behind the store's back no longer stops other changes to the group
-// (`caddy sso check --store` reports it), while a joining member who is no
-// user is still refused.
+// behind the store's back no longer stops other changes to the group (a
+// member joining, a rename, that member leaving; `caddy sso check --store`
+// reports it), while a joining member who is no user is still refused.
 func TestPutGroupLooksUpOnlyJoiningMembers(t *testing.T) {
 	db := openTest(t)
 	var ids []string
@@ -155,6 +160,20 @@ func TestPutGroupLooksUpOnlyJoiningMembers(t *testing.T) {
 	view(t, db, func(tx store.Tx) (err error) { got, err = tx.Group(g.ID); return err })
 	if want := store.NormalMembers(ids[:3]); !slices.Equal(got.Members, want) {
 		t.Errorf("members %v, want %v", got.Members, want)
+	}
+	// A rename touches every member, the one who is no user too; and that
+	// one may leave.
+	g.DisplayName = "G renamed"
+	if err := db.Update(t.Context(), func(tx store.Tx) error { return tx.PutGroup(g) }); err != nil {
+		t.Errorf("rename of a group with a member who is no user: %v", err)
+	}
+	g.Members = store.NormalMembers([]string{ids[0], ids[2]})
+	if err := db.Update(t.Context(), func(tx store.Tx) error { return tx.PutGroup(g) }); err != nil {
+		t.Errorf("the member who is no user leaves: %v", err)
+	}
+	view(t, db, func(tx store.Tx) (err error) { got, err = tx.Group(g.ID); return err })
+	if got.DisplayName != "G renamed" || !slices.Equal(got.Members, g.Members) {
+		t.Errorf("group %q, members %v; want %q, %v", got.DisplayName, got.Members, "G renamed", g.Members)
 	}
 	g.Members = append(slices.Clone(g.Members), "no-such-user")
 	err := db.Update(t.Context(), func(tx store.Tx) error { return tx.PutGroup(g) })

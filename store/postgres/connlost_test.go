@@ -301,6 +301,8 @@ func TestConnLost(t *testing.T) {
 		{"broken pipe", fmt.Errorf("write failed: %w", &net.OpError{Op: "write", Net: "unix", Err: os.NewSyscallError("write", syscall.EPIPE)}), true},
 		{"reset", fmt.Errorf("failed to receive message: %w", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), true},
 		{"unexpected EOF", fmt.Errorf("failed to receive message: %w", io.ErrUnexpectedEOF), true},
+		{"EOF", fmt.Errorf("failed to receive message: %w", io.EOF), true},
+		{"use of a closed connection", fmt.Errorf("write failed: %w", net.ErrClosed), true},
 		{"conn closed", fmt.Errorf("x: %w", pgconn.ErrConnClosed), true},
 		{"serialization failure", &pgconn.PgError{Severity: "ERROR", Code: "40001"}, false},
 		{"statement timeout", &pgconn.PgError{Severity: "ERROR", Code: "57014"}, false},
@@ -313,6 +315,31 @@ func TestConnLost(t *testing.T) {
 		if got := connLost(c.err); got != c.want {
 			t.Errorf("connLost(%s) = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// A connection attempt that fails is no lost connection (waitRefused
+// waits those out), although its error carries what would make one: the
+// dial's *net.OpError (nobody listens on the port), or the server's FATAL
+// (53300, the role's CONNECTION LIMIT reached, as at max_connections).
+func TestConnLostNotOnRefusedConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := fmt.Sprintf("postgres://sso@%s/sso?sslmode=disable&connect_timeout=5", l.Addr())
+	_ = l.Close()
+	var oe *net.OpError
+	_, err = pgx.Connect(t.Context(), closedPort)
+	if !errors.As(err, &oe) || connLost(err) {
+		t.Errorf("connect to a port nobody listens on: %v (%T), lost %v; want a dial error, not lost", err, err, connLost(err))
+	}
+
+	dsn, _ := limitedRole(t, 0)
+	var pe *pgconn.PgError
+	_, err = pgx.Connect(t.Context(), dsn)
+	if !errors.As(err, &pe) || pe.Code != "53300" || pe.SeverityUnlocalized != "FATAL" || connLost(err) {
+		t.Errorf("connect beyond the role's connection limit: %v, lost %v; want FATAL 53300, not lost", err, connLost(err))
 	}
 }
 

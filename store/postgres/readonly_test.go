@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
@@ -162,7 +164,10 @@ func TestOpenRefusesHotStandby(t *testing.T) {
 		sdb.Close()
 		t.Fatal("Open on a hot standby succeeded")
 	}
-	if !errors.Is(err, ErrReadOnlyDatabase) || !strings.Contains(err.Error(), "hot standby") {
+	// ErrReadOnlyDatabase's own text says "hot standby" too: the standby
+	// is named by what Open found, and the other cause is not given.
+	if !errors.Is(err, ErrReadOnlyDatabase) || !strings.Contains(err.Error(), "pg_is_in_recovery() is true") ||
+		strings.Contains(err.Error(), "default_transaction_read_only is on") {
 		t.Errorf("Open on a hot standby = %v, want ErrReadOnlyDatabase saying it is a standby", err)
 	}
 	t.Logf("Open on the standby: %v", err)
@@ -181,6 +186,40 @@ func TestOpenRefusesHotStandby(t *testing.T) {
 	err = sdb.Update(ctx, func(tx store.Tx) error { return tx.PutUser(&store.User{Email: "s@example.com", Active: true}) })
 	if !errors.Is(err, ErrReadOnlyDatabase) {
 		t.Errorf("Update on the standby = %v, want ErrReadOnlyDatabase", err)
+	}
+
+	// The standby's other refusal, of a transaction begun READ WRITE, is
+	// SQLSTATE 0A000 (feature_not_supported) about recovery: taken as a
+	// read-only database too, on the server's own words.
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "BEGIN READ WRITE")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !readOnlyDatabase(err) {
+		t.Errorf("BEGIN READ WRITE on the standby: %v; want SQLSTATE 0A000, taken as a read-only database", err)
+	}
+}
+
+// readOnlyDatabase takes the server's refusals of a write because it takes
+// none, and no other error of the same SQLSTATE class.
+func TestReadOnlyDatabase(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}, true},
+		{fmt.Errorf("insert: %w", &pgconn.PgError{Code: "25006"}), true},
+		{&pgconn.PgError{Code: "0A000", Message: "cannot set transaction read-write mode during recovery"}, true},
+		{&pgconn.PgError{Code: "0A000", Message: "FOR UPDATE is not allowed with GROUP BY clause"}, false},
+		{&pgconn.PgError{Code: "25P02", Message: "current transaction is aborted"}, false},
+		{errors.New("cannot set transaction read-write mode during recovery"), false},
+	} {
+		if got := readOnlyDatabase(c.err); got != c.want {
+			t.Errorf("readOnlyDatabase(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
 
