@@ -331,6 +331,11 @@ func TestKeysClientStalls(t *testing.T) {
 		logs.FilterMessage("store keys rotated").Len() != 0 {
 		t.Errorf("logs %v; want the re-seal stopped, unfinished", logs.All())
 	}
+	// The error names why it stopped, not only the request's cancellation
+	// that net/http made of the failed write.
+	if len(failed) == 1 && !strings.Contains(fmt.Sprint(failed[0].ContextMap()["error"]), "the client took no more of the answer") {
+		t.Errorf("store key rotation failed with %v; want it to say the client took no more of the answer", failed[0].ContextMap()["error"])
+	}
 }
 
 // TestKeysStreamError: a re-seal that fails once the stream has begun (the

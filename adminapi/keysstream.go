@@ -103,7 +103,14 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 	}
 	rep, err := op(ctx, h.Accounts.Store, opt)
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		// Why the re-seal stopped: the client's end, which net/http has
+		// usually cancelled the request for already (so the context's
+		// cause says only "canceled"), or the context's own cause.
+		cause := s.gone
+		if cause == nil {
+			cause = context.Cause(ctx)
+		}
+		if cause != nil && !errors.Is(err, cause) {
 			err = fmt.Errorf("%w (%w)", err, cause)
 		}
 		h.log().Error("store key rotation failed", zap.Bool("finish", finish), zap.Error(err))
@@ -143,6 +150,7 @@ type keysStream struct {
 	cancel  context.CancelCauseFunc
 	started bool
 	failed  bool
+	gone    error        // why a write failed (send)
 	stall   bool         // the connection takes a write deadline
 	last    time.Time    // of the last line
 	sent    KeysProgress // the last progress line
@@ -193,7 +201,8 @@ func (s *keysStream) send(line KeysLine) {
 	if err != nil {
 		s.failed = true
 		s.h.log().Warn("store key rotation: the client takes no more of the answer", zap.Error(err))
-		s.cancel(fmt.Errorf("the client took no more of the answer: %w", err))
+		s.gone = fmt.Errorf("the client took no more of the answer: %w", err)
+		s.cancel(s.gone)
 	}
 }
 
