@@ -250,7 +250,7 @@ func warnWritten(logger *zap.Logger, raw, secret, placeholder string, fields ...
 func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.Replacer, now time.Time) []idpcheck.Finding {
 	if s := c.SAML; s != nil {
 		return idpcheck.SAML(ctx, client, saml.Config{MetadataURL: repl.ReplaceKnown(s.MetadataURL, ""), MetadataFile: repl.ReplaceKnown(s.MetadataFile, ""), MetadataXML: []byte(s.Metadata),
-			IdPEntityID: repl.ReplaceKnown(s.IdPEntityID, ""), SignRequests: s.SignRequests, ClockSkew: time.Duration(s.ClockSkew)}, now)
+			IdPEntityID: repl.ReplaceKnown(s.IdPEntityID, ""), SignRequests: s.SignRequests, ClockSkew: time.Duration(s.ClockSkew), MetadataRefresh: time.Duration(s.MetadataRefresh)}, now)
 	}
 	o := *c.OIDC // the settings sign-in uses, the issuer resolved; of the secret, only whether there is one counts
 	o.Issuer = repl.ReplaceKnown(o.Issuer, "")

@@ -106,6 +106,7 @@ type demo struct {
 	samlAppURL    string // the same app behind SAML sign-in
 	storePath     string
 	caddyfilePath string
+	secretPath    string // the OpenID client secret, which the Caddyfile reads
 	caddyfile     string
 	logPath       string
 	idp           *oidctest.Server
@@ -129,6 +130,7 @@ func start(cfg config) (*demo, error) {
 		samlAppURL:    fmt.Sprintf("http://%s:%d", samlHost, cfg.samlPort),
 		storePath:     filepath.Join(cfg.dataDir, "sso.db"),
 		caddyfilePath: filepath.Join(cfg.dataDir, "Caddyfile"),
+		secretPath:    filepath.Join(cfg.dataDir, "oidc-client-secret"),
 		logPath:       filepath.Join(cfg.dataDir, "caddy.log"),
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
@@ -190,6 +192,10 @@ func (d *demo) serve(p port, h http.Handler) error {
 
 // caddyfileTemplate is the demo's configuration, written to the data
 // directory so that `caddy sso check --config` and the CLI can read it.
+// It is the configuration a newcomer copies, and its start log has no
+// WARN: the client secret is read from a file, as a secret should be,
+// and the sites, plain HTTP, offer only HTTP/1.1, so that Caddy does not
+// warn that HTTP/2 and HTTP/3 are skipped for want of TLS.
 const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go run ./examples/demo.
 # Caddy runs inside the demo's process; this file is what it loaded.
 {
@@ -197,6 +203,9 @@ const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go r
 	persist_config off
 	auto_https off
 	default_bind 127.0.0.1
+	servers {
+		protocols h1
+	}
 	storage file_system {{.DataDir}}/caddy
 	log {
 		output file {{.LogPath}}
@@ -207,7 +216,7 @@ const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go r
 			preset generic
 			issuer {{.Issuer}}
 			client_id {{.ClientID}}
-			client_secret {{.ClientSecret}}
+			client_secret {file.{{.SecretPath}}}
 			jit
 			default_groups demo-users
 		}
@@ -234,10 +243,13 @@ const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go r
 `
 
 func (d *demo) startCaddy() error {
+	if err := os.WriteFile(d.secretPath, []byte(demoClientSecret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the client secret: %w", err)
+	}
 	var buf bytes.Buffer
 	err := template.Must(template.New("Caddyfile").Parse(caddyfileTemplate)).Execute(&buf, map[string]any{
 		"Admin": d.cfg.admin, "DataDir": d.cfg.dataDir, "LogPath": d.logPath, "StorePath": d.storePath,
-		"Issuer": d.idp.Issuer, "ClientID": demoClientID, "ClientSecret": demoClientSecret,
+		"Issuer": d.idp.Issuer, "ClientID": demoClientID, "SecretPath": d.secretPath,
 		"MetadataURL": d.samlIdP.MetadataURL(), "AppURL": d.appURL, "SAMLAppURL": d.samlAppURL,
 		"UpstreamPort": d.cfg.upstreamPort,
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -108,6 +109,10 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(banner, strings.ReplaceAll(string(written), "\n", "\n    ")[:200]) {
 		t.Errorf("the banner does not show the Caddyfile written to %s", d.caddyfilePath)
 	}
+	// The Caddyfile a newcomer copies reads its secret from a file.
+	if strings.Contains(string(written), demoClientSecret) || !strings.Contains(string(written), "client_secret {file."+d.secretPath+"}") {
+		t.Errorf("the Caddyfile does not read the client secret from %s:\n%s", d.secretPath, written)
+	}
 
 	// alice over OpenID Connect: created by JIT, the headers reach the app.
 	alice := client()
@@ -191,4 +196,44 @@ func TestDemoPortBusy(t *testing.T) {
 	if err := d.close(); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestDemoStartLogHasNoWarn: the README's first command, go run
+// ./examples/demo. A newcomer reading Caddy's log (the banner gives its
+// path) finds no WARN: neither about the demo's own configuration (a
+// client secret written into it; HTTP/2 and HTTP/3 skipped on its
+// plain-HTTP sites) nor from the check of its IdPs at start, or they
+// learn that WARN lines are noise.
+func TestDemoStartLogHasNoWarn(t *testing.T) {
+	d := startDemo(t)
+	var warns []string
+	checked := map[any]bool{}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		f, err := os.Open(d.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		warns = nil
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue
+			}
+			if e["msg"] == "identity provider checked" {
+				checked[e["idp"]] = true
+			}
+			if e["level"] != "info" && e["level"] != "debug" {
+				warns = append(warns, sc.Text())
+			}
+		}
+		f.Close()
+		if checked["demo"] && checked["demo-saml"] {
+			if len(warns) > 0 {
+				t.Errorf("the demo's start log holds %d line(s) above INFO:\n%s", len(warns), strings.Join(warns, "\n"))
+			}
+			return
+		}
+	}
+	t.Fatalf("the log says no \"identity provider checked\" for both IdPs within 15s (%v); lines above INFO so far: %v", checked, warns)
 }

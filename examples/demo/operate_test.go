@@ -180,7 +180,7 @@ func TestDemoOperate(t *testing.T) {
 	t.Run("check", func(t *testing.T) {
 		out := c.run("sso", "check", "--config", d.caddyfilePath)
 		for _, want := range []string{"IdP demo (oidc", "IdP demo-saml (saml", d.appURL + "/.sso/oidc/demo/callback",
-			d.samlAppURL + "/.sso/saml/demo-saml/acs", "0 error(s)"} {
+			d.samlAppURL + "/.sso/saml/demo-saml/acs", "0 error(s), 0 warning(s)"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("check lacks %q:\n%s", want, out)
 			}

@@ -116,14 +116,23 @@ func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 	case slices.Contains(r.CodeChallengeMethods, "S256"):
 		fs.add(OK, "PKCE S256 supported")
 	default:
-		fs.add(Warn, "the IdP does not advertise PKCE (code_challenge_methods_supported); sign-in sends S256 anyway")
+		// Not a problem: Microsoft Entra ID supports S256 and lists no
+		// methods; an IdP that lists some without S256 is PKCEErr.
+		fs.add(Info, "the IdP does not advertise PKCE (code_challenge_methods_supported); sign-in sends S256 anyway")
 	}
 	if err := r.AlgorithmsErr(cfg.Algorithms); err != nil {
 		fs.add(Error, "%v: set algorithms in the idp block to one the IdP signs with", err)
 	}
 	fs.tokenAuth(r, cfg)
-	if missing := r.MissingScopes(cfg); len(missing) > 0 {
-		fs.add(Warn, "scope %s not among the IdP's scopes_supported (%s): if the IdP refuses it, every sign-in fails with idp_error (the IdP answers error=invalid_scope); scopes_supported may be incomplete, so if a first sign-in fails so, remove it from the idp block (scopes, or the offline_access setting)", strings.Join(missing, ", "), strings.Join(r.ScopesSupported, ", "))
+	// Only a scope OpenID Connect defines warns: IdPs list those they
+	// offer, and leave out the others they accept (an API's, a custom
+	// authorization server's unpublished ones: oidc.ProbeResult.MissingScopes).
+	standard, other := r.MissingScopes(cfg)
+	if len(standard) > 0 {
+		fs.add(Warn, "scope %s not among the IdP's scopes_supported (%s): if the IdP refuses it, every sign-in fails with idp_error (the IdP answers error=invalid_scope); scopes_supported may be incomplete, so if a first sign-in fails so, remove it from the idp block (scopes, or the offline_access setting)", strings.Join(standard, ", "), strings.Join(r.ScopesSupported, ", "))
+	}
+	if len(other) > 0 {
+		fs.add(Info, "scope %s not among the IdP's scopes_supported (%s), which IdPs commonly limit to the scopes OpenID Connect defines (an API's scope, such as Microsoft Entra ID's api://<app-id>/<scope>, is seldom listed): if the IdP refuses it, every sign-in fails with idp_error (error=invalid_scope)", strings.Join(other, ", "), strings.Join(r.ScopesSupported, ", "))
 	}
 	if r.EndSessionEndpoint != "" {
 		fs.add(Info, "end_session_endpoint present: signing out also ends the IdP session")
@@ -172,7 +181,9 @@ func (fs *findings) tokenAuth(r *oidc.ProbeResult, cfg oidc.Config) {
 	const failing = "until then every code exchange is refused (token_exchange_failed)"
 	switch {
 	case method == "none":
-		fs.add(Warn, "without a client_secret this client authenticates at the token endpoint as a public client (none), which the IdP's token_endpoint_auth_methods_supported (%s) does not list: if the code exchange is refused (token_exchange_failed), set client_secret, or register the application as a public client at the IdP", list)
+		// Not a problem: Keycloak and Auth0 accept public clients and do
+		// not list none; a confidential client's mismatch is an error.
+		fs.add(Info, "without a client_secret this client authenticates at the token endpoint as a public client (none), which the IdP's token_endpoint_auth_methods_supported (%s) does not list (Keycloak and Auth0 accept public clients without listing it): if the code exchange is refused (token_exchange_failed), set client_secret, or register the application as a public client at the IdP", list)
 	case slices.Contains(offered, "client_secret_post") || slices.Contains(offered, "client_secret_basic"):
 		other := "client_secret_post"
 		if method == other {
@@ -185,7 +196,8 @@ func (fs *findings) tokenAuth(r *oidc.ProbeResult, cfg oidc.Config) {
 }
 
 // SAML checks the IdP metadata of cfg, the service provider's settings
-// (its metadata source, idp_entity_id, sign_requests, clock_skew), at now:
+// (its metadata source, idp_entity_id, sign_requests, clock_skew,
+// metadata_refresh), at now:
 // that it loads and parses, its validity, its signing certificates, its
 // SingleSignOnService and SingleLogoutService, whether it wants signed
 // requests, and the IdP's clock (metadata fetched from a URL).
@@ -194,6 +206,7 @@ func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Ti
 	client, clk := withClock(client)
 	src := saml.MetadataSource{URL: cfg.MetadataURL, File: cfg.MetadataFile, XML: cfg.MetadataXML}
 	fromURL := src.URL != "" && len(src.XML) == 0 && src.File == ""
+	fromFile := src.File != "" && len(src.XML) == 0
 	r, err := saml.Probe(ctx, client, src, cfg.IdPEntityID)
 	if err != nil {
 		fs.add(Error, "metadata %s: %v", r.Source, err)
@@ -211,13 +224,18 @@ func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Ti
 	case r.ValidUntil.Sub(now) >= CertWarning:
 	case fromURL:
 		fs.add(Info, "metadata valid until %s (validUntil, %s): it is fetched again by then, and the IdP must publish renewed metadata at this URL before that date", until, in(r.ValidUntil.Sub(now)))
+	case fromFile && r.ValidUntil.Sub(now) >= fileRenewal(cfg):
+		fs.add(Info, "metadata valid until %s (validUntil, %s): metadata_file is read again every metadata_refresh and at that date, so keep the file current with the IdP's renewed metadata", until, in(r.ValidUntil.Sub(now)))
+	case fromFile:
+		fs.add(Warn, "metadata valid until %s (validUntil, %s): after that date every sign-in fails with idp_misconfigured; metadata_file is read again every metadata_refresh and at that date, but a file kept current is renewed long before its end: replace it with the IdP's current metadata, or use metadata_url", until, in(r.ValidUntil.Sub(now)))
 	default:
-		// Sign-in refuses metadata past its validUntil, and a copy in a
-		// file or in the config never renews itself.
+		// Sign-in refuses metadata past its validUntil, and a copy in
+		// the config never renews itself.
 		fs.add(Warn, "metadata valid until %s (validUntil, %s): after that date every sign-in fails with idp_misconfigured, as this copy never renews itself: download the IdP's current metadata before then, or use metadata_url", until, in(r.ValidUntil.Sub(now)))
 	}
+	next := successor(r.Certificates, now)
 	for _, cert := range r.Certificates {
-		fs.cert(cert, now)
+		fs.cert(cert, next, now)
 	}
 	if r.Usable != nil {
 		fs.add(Error, "%v", r.Usable)
@@ -239,6 +257,32 @@ func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Ti
 	return fs
 }
 
+// fileRenewal is how much validUntil a metadata_file's copy keeps while a
+// job keeps the file current (docs/operations.md, "use metadata_file with
+// a copy you keep current"): a job renews it long before its end (a
+// federation's metadata is valid for one to four weeks and downloaded
+// daily), so a copy with less left than one metadata_refresh, the
+// interval at which Caddy reads the file again, and a day to act is one
+// nobody renews, and warns; more left is an info line, as for
+// metadata_url.
+func fileRenewal(cfg saml.Config) time.Duration {
+	return cmp.Or(cfg.MetadataRefresh, saml.DefaultMetadataRefresh) + 24*time.Hour
+}
+
+// successor is the signing certificate of certs that stays valid longest,
+// if that is beyond CertWarning from now: an IdP rolling its key (AD FS's
+// AutoCertificateRollover) lists its next certificate beside the one
+// expiring, and sign-in trusts both.
+func successor(certs []saml.Certificate, now time.Time) *saml.Certificate {
+	var next *saml.Certificate
+	for i, c := range certs {
+		if c.Err == nil && c.NotAfter.Sub(now) >= CertWarning && (next == nil || c.NotAfter.After(next.NotAfter)) {
+			next = &certs[i]
+		}
+	}
+	return next
+}
+
 // in says how far away d is, in days, or hours under two days.
 func in(d time.Duration) string {
 	if d < 48*time.Hour {
@@ -247,8 +291,10 @@ func in(d time.Duration) string {
 	return fmt.Sprintf("in %d days", int(d.Hours()/24))
 }
 
-// cert judges a signing certificate's validity at now.
-func (fs *findings) cert(c saml.Certificate, now time.Time) {
+// cert judges a signing certificate's validity at now; next, when not
+// nil, is another signing certificate of the metadata, valid beyond
+// CertWarning, which replaces one expiring.
+func (fs *findings) cert(c saml.Certificate, next *saml.Certificate, now time.Time) {
 	if c.Err != nil {
 		fs.add(Error, "signing certificate %v", c.Err)
 		return
@@ -256,17 +302,27 @@ func (fs *findings) cert(c saml.Certificate, now time.Time) {
 	expiry := c.NotAfter.UTC().Format("2006-01-02")
 	left := c.NotAfter.Sub(now)
 	switch {
+	case left < CertWarning && next != nil:
+		fs.add(Info, "signing certificate %q %s: being replaced by the certificate valid until %s, which the metadata lists too; sign-ins verify with either", c.Name, ending(left, expiry), next.NotAfter.UTC().Format("2006-01-02"))
 	case left <= 0:
 		// Sign-in still takes it (metadata keys are bare keys, as
 		// Shibboleth and mod_auth_mellon hold them), but an IdP
 		// signing with an expired certificate is overdue for its roll.
 		fs.add(Warn, "signing certificate %q expired on %s: sign-ins still verify with its key while the metadata lists it, but have the IdP roll it", c.Name, expiry)
 	case left < CertWarning:
-		fs.add(Warn, "signing certificate %q expires on %s (in %d days): have the IdP publish its next certificate", c.Name, expiry, int(left.Hours()/24))
+		fs.add(Warn, "signing certificate %q %s: have the IdP publish its next certificate", c.Name, ending(left, expiry))
 	default:
 		fs.add(OK, "signing certificate %q valid until %s", c.Name, expiry)
 	}
 	if c.NotBefore.After(now) {
 		fs.add(Warn, "signing certificate %q is not valid before %s", c.Name, c.NotBefore.UTC().Format(time.RFC3339))
 	}
+}
+
+// ending says when a certificate with left before its expiry date ends.
+func ending(left time.Duration, expiry string) string {
+	if left <= 0 {
+		return "expired on " + expiry
+	}
+	return fmt.Sprintf("expires on %s (in %d days)", expiry, int(left.Hours()/24))
 }

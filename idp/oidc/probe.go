@@ -196,22 +196,42 @@ func (r *ProbeResult) TokenAuth(cfg Config) string {
 
 // MissingScopes are the scopes sign-in asks for under cfg (its defaults
 // and offline_access, as New sets them) that the IdP's scopes_supported,
-// when it lists any, does not.
-func (r *ProbeResult) MissingScopes(cfg Config) []string {
+// when it lists any, does not: standard, those OpenID Connect itself
+// defines (StandardScope), which an IdP lists when it offers them, so one
+// missing is likely refused (Google and offline_access); other, the rest,
+// which IdPs commonly leave out though they accept them (an API's scope
+// at Microsoft Entra ID, api://<app-id>/<scope> or Microsoft Graph's
+// User.Read, which docs/entra-oidc.md recommends; a scope an Okta custom
+// authorization server does not publish in its metadata).
+func (r *ProbeResult) MissingScopes(cfg Config) (standard, other []string) {
 	if len(r.ScopesSupported) == 0 {
-		return nil
+		return nil, nil
 	}
 	// normalize is the rule; the fields it holds to theirs are given
 	// values that pass, as this compares only the scopes.
 	c := Config{Name: "probe", Issuer: "https://probe.invalid", ClientID: "probe", Scopes: cfg.Scopes, OfflineAccess: cfg.OfflineAccess}
 	if normalize(&c) != nil {
-		return nil // scopes New refuses: the configuration's error says so
+		return nil, nil // scopes New refuses: the configuration's error says so
 	}
-	var out []string
 	for _, s := range c.Scopes {
-		if !slices.Contains(r.ScopesSupported, s) {
-			out = append(out, s)
+		switch {
+		case slices.Contains(r.ScopesSupported, s):
+		case StandardScope(s):
+			standard = append(standard, s)
+		default:
+			other = append(other, s)
 		}
 	}
-	return out
+	return standard, other
+}
+
+// StandardScope reports whether scope is one OpenID Connect Core defines
+// (openid; profile, email, address and phone, §5.4; offline_access,
+// §11).
+func StandardScope(scope string) bool {
+	switch scope {
+	case "openid", "profile", "email", "address", "phone", scopeOfflineAccess:
+		return true
+	}
+	return false
 }
