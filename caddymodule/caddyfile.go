@@ -214,8 +214,7 @@ func (o onceEach) once(d *caddyfile.Dispenser, prefix, key string) error {
 }
 
 // setting is one line of a block: its key and arguments, and the block's
-// name, which starts every error ("sso idp a: …"); the dispenser adds the
-// line.
+// name, which starts every error ("sso idp a: …"); the dispenser adds the line.
 type setting struct {
 	d     *caddyfile.Dispenser
 	block string

@@ -222,13 +222,14 @@ func (o *OIDCConfig) config(name string) oidc.Config {
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }
 
-// resolve resolves a setting's placeholders. Written but empty afterwards
-// is an unset variable, which the error names, for optional settings too
-// (an unset tenant_id would admit every tenant); need: unwritten is one.
-func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, error) {
+// resolve resolves a setting's placeholders. Written but empty afterwards is an unset variable or a file
+// unread, which the error names, for optional settings too (an unset tenant_id would admit every tenant).
+func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, error) { // need: unwritten is an error too
 	switch v := repl.ReplaceKnown(raw, ""); {
 	case v != "" || raw == "" && !need:
 		return v, nil
+	case strings.Contains(raw, "{file."):
+		return "", fmt.Errorf("%s %s is empty: is the file there, readable by Caddy's user, and not empty?", setting, raw)
 	case hasPlaceholder(raw):
 		return "", fmt.Errorf("%s %s is empty: is the variable set in Caddy's environment?", setting, raw)
 	}

@@ -188,7 +188,7 @@ func TestKeysRotateSlowReseal(t *testing.T) {
 	cmd := ssocli.NewCommand()
 	cmd.SetOut(io.MultiWriter(&out, &all))
 	cmd.SetErr(io.MultiWriter(&errOut, &all))
-	cmd.SetArgs([]string{"keys", "rotate", w.GW.AddressFlag(), "--timeout=1s", "--json"})
+	cmd.SetArgs([]string{"keys", "rotate", w.GW.AddressFlag(), "--timeout=2s", "--json"})
 	start := time.Now()
 	err := cmd.ExecuteContext(context.Background())
 	took := time.Since(start)

@@ -261,7 +261,9 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 		if set := k.set.at(period); set != nil {
 			k.set = set
 			// A check "in the future" was made before the clock was set
-			// back: stale, or rechecks would wait for the clock to catch up.
+			// back: stale, or rechecks would wait for the clock to catch
+			// up. time.Now's monotonic reading already keeps Sub right
+			// across a step; a clock given to New may have none.
 			if since := now.Sub(k.checked); !set.complete || since >= RecheckInterval || since < 0 {
 				k.readLater(ctx, now, period)
 			}
@@ -298,7 +300,9 @@ func (k *Keyring) current(ctx context.Context) (*keyset, error) {
 // is in flight or the last one failed less than RetryInterval ago. A
 // retry time further off than RetryInterval was set before the clock was
 // set back, and no longer holds: kept, it would keep the keyring on the
-// set the clock ahead chose until the clock caught up. k.mu is held.
+// set the clock ahead chose until the clock caught up (with a clock given
+// to New that has no monotonic reading; time.Now's keeps Sub right across
+// a step). k.mu is held.
 func (k *Keyring) readLater(ctx context.Context, now time.Time, period int64) {
 	if wait := k.retryAt.Sub(now); k.loading != nil || wait > 0 && wait <= RetryInterval {
 		return

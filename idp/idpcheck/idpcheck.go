@@ -160,7 +160,8 @@ func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 	skew := cmp.Or(cfg.ClockSkew, idp.DefaultClockSkew)
 	fs.clock(clk, skew, skew,
 		"ID tokens are refused as issued in the future (id_token_iat), so every sign-in fails",
-		fmt.Sprintf("back-channel logout tokens are refused (logout_token_iat), and from %v behind every sign-in fails (id_token_iat)", oidc.MaxIDTokenAge+skew))
+		fmt.Sprintf("back-channel logout tokens are refused (logout_token_iat), every sign-in fails once the lag passes the ID tokens' lifetime plus clock_skew "+
+			"(id_token_expired; Keycloak's are 5 minutes), and from %v behind in any case (id_token_iat)", oidc.MaxIDTokenAge+skew))
 	return fs
 }
 
@@ -221,7 +222,7 @@ func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Ti
 			fix = "the IdP still publishes expired metadata at this URL: have its administrator renew it (or point metadata_url at its current metadata)"
 		}
 		fs.add(Error, "metadata expired at %s (validUntil): %s; until then every sign-in fails with idp_misconfigured", until, fix)
-	case r.ValidUntil.Sub(now) >= CertWarning:
+	case r.ValidUntil.Sub(now) >= CertWarning && (!fromFile || r.ValidUntil.Sub(now) >= fileRenewal(cfg)):
 	case fromURL:
 		fs.add(Info, "metadata valid until %s (validUntil, %s): it is fetched again by then, and the IdP must publish renewed metadata at this URL before that date", until, in(r.ValidUntil.Sub(now)))
 	case fromFile && r.ValidUntil.Sub(now) >= fileRenewal(cfg):

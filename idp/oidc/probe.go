@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -69,7 +70,10 @@ func Probe(ctx context.Context, client *http.Client, issuer string) (*ProbeResul
 	// fetchMetadata's request, reading also what only the check compares.
 	var doc struct {
 		metadata
-		ScopesSupported []string `json:"scopes_supported"`
+		// Raw: sign-in never reads it, so a shape other than a list of
+		// strings must not fail the check of a document sign-in takes;
+		// it only leaves the scopes uncompared.
+		ScopesSupported json.RawMessage `json:"scopes_supported"`
 	}
 	if err := getJSON(ctx, client, r.DiscoveryURL, &doc); err != nil {
 		return r, fmt.Errorf("discovery: %w", err)
@@ -77,7 +81,8 @@ func Probe(ctx context.Context, client *http.Client, issuer string) (*ProbeResul
 	md := &doc.metadata
 	r.Issuer, r.EndSessionEndpoint, r.JWKSURI = md.Issuer, md.EndSessionEndpoint, md.JWKSURI
 	r.CodeChallengeMethods, r.IDTokenAlgs = md.CodeChallengeMethods, md.IDTokenAlgs
-	r.TokenAuthMethods, r.ScopesSupported = md.TokenAuthMethods, doc.ScopesSupported
+	r.TokenAuthMethods = md.TokenAuthMethods
+	_ = json.Unmarshal(doc.ScopesSupported, &r.ScopesSupported) // see doc
 	r.IssuerTemplate = strings.Contains(md.Issuer, tenantPlaceholder)
 	r.BackChannelLogout, r.FrontChannelLogout = md.BackChannelLogout, md.FrontChannelLogout
 	r.IssuerErr, r.EndpointsErr, r.PKCEErr = md.checkIssuer(issuer), md.checkEndpoints(), md.checkPKCE()
