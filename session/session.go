@@ -299,6 +299,16 @@ func (m *Manager) Cached() int {
 // hot path does not allocate a hex string per request.
 type tokenHash [sha256.Size]byte
 
+// cookieHash is the store key of the session a cookie's token names, and
+// false for a token that cannot be one Prepare drew (drawable), which
+// names none: the one way from a cookie to a session's key.
+func cookieHash(token string) (tokenHash, bool) {
+	if !drawable(token) {
+		return tokenHash{}, false
+	}
+	return hashOf(token), true
+}
+
 func hashOf(token string) tokenHash {
 	// Tokens are 43 bytes; copying into a stack buffer keeps the
 	// conversion off the heap on every request.
@@ -480,10 +490,11 @@ func (m *Manager) Remember(n *NewSession) {
 // cache hit neither locks for writing nor touches the store; a cookie that
 // cannot be a token Prepare drew does neither (drawable).
 func (m *Manager) Resolve(ctx context.Context, token string) (*Identity, error) {
-	if !drawable(token) {
+	h, ok := cookieHash(token)
+	if !ok {
 		return nil, ErrNoSession
 	}
-	return m.lookup(ctx, hashOf(token), true)
+	return m.lookup(ctx, h, true)
 }
 
 // tokenLen is the length of every session token Prepare has drawn: 32
@@ -496,6 +507,9 @@ const tokenLen = 43
 // traffic"); one of any other shape names no session, and costs neither a
 // store read nor the forget, under the cache's lock, of what it did not
 // find.
+//
+// Every entry point that takes a cookie's token goes through cookieHash,
+// so that none can skip the check.
 func drawable(token string) bool {
 	if len(token) != tokenLen {
 		return false
@@ -854,10 +868,11 @@ func (e *Ended) IDToken() string {
 // A token that cannot be one Prepare drew (drawable) names no session:
 // nothing is read, written or kept for it, store or no store.
 func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, error) {
-	if !drawable(token) {
+	h, ok := cookieHash(token)
+	if !ok {
 		return nil, nil
 	}
-	return m.revokeHash(ctx, hashOf(token), eventType)
+	return m.revokeHash(ctx, h, eventType)
 }
 
 // RevokeHash is Revoke by the session's store key (Identity.SessionHash):
@@ -888,10 +903,10 @@ func (m *Manager) RevokeHash(ctx context.Context, hash, eventType string) (*Ende
 // Prepare drew (drawable) names no session: nil, with no store read, and
 // nothing kept for later while the store is away (revokeLater).
 func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
-	if !drawable(token) {
+	hash, ok := cookieHash(token)
+	if !ok {
 		return nil, nil
 	}
-	hash := hashOf(token)
 	if m.revoked(hash) {
 		return nil, nil
 	}
@@ -1053,8 +1068,8 @@ type unrecordedRevocation struct {
 // cannot be one Prepare drew (drawable) names no session, and takes no
 // place among the sign-outs kept.
 func (m *Manager) RevokeLater(token, eventType string) {
-	if drawable(token) {
-		m.revokeLater(hashOf(token), eventType, false)
+	if h, ok := cookieHash(token); ok {
+		m.revokeLater(h, eventType, false)
 	}
 }
 
