@@ -578,17 +578,14 @@ func carriesIdPAnswer(uri string) bool {
 	return false
 }
 
-// callbackMethod is the method of a protocol's callback endpoint, as
-// idp/oidc's and idp/saml's CallbackEndpoint answer it, and "" for any
-// other endpoint. The gateway asks a route's provider otherwise; here
-// there is none: the IdP is not the route's (any more), or the path is
-// not under its prefix (docs/architecture.md, "Endpoints").
+// callbackMethod is the method of a protocol's callback endpoint
+// (idp.CallbackEndpoint), and "" for any other endpoint. The gateway asks
+// a route's provider otherwise; here there is none: the IdP is not the
+// route's (any more), or the path is not under its prefix
+// (docs/architecture.md, "Endpoints").
 func callbackMethod(protocol, endpoint string) string {
-	switch {
-	case protocol == idp.ProtocolOIDC && endpoint == "callback":
-		return http.MethodGet
-	case protocol == idp.ProtocolSAML && endpoint == "acs":
-		return http.MethodPost
+	if e, method := idp.CallbackEndpoint(protocol); e != "" && e == endpoint {
+		return method
 	}
 	return ""
 }

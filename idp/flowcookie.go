@@ -413,3 +413,24 @@ func SignInFlowID(protocol, name, key string) string {
 type FlowReturn struct {
 	ReturnTo string `json:"r"`
 }
+
+// The callback endpoints under an IdP's base URL: where the IdP sends the
+// browser back with its answer (OIDC's redirect URI, SAML's ACS).
+const (
+	OIDCCallbackEndpoint = "callback"
+	SAMLCallbackEndpoint = "acs"
+)
+
+// CallbackEndpoint is protocol's callback endpoint and the method the
+// answer arrives by: what each Provider.CallbackEndpoint answers, and
+// what the gateway knows of a callback whose IdP it no longer has (a
+// reload renamed or removed it).
+func CallbackEndpoint(protocol string) (endpoint, method string) {
+	switch protocol {
+	case ProtocolOIDC:
+		return OIDCCallbackEndpoint, http.MethodGet
+	case ProtocolSAML:
+		return SAMLCallbackEndpoint, http.MethodPost
+	}
+	return "", ""
+}

@@ -91,7 +91,7 @@ const (
 
 // RedirectEndpoint is the redirect URI's name under the IdP's base URL
 // (see idp.Provider): the redirect URI is base + RedirectEndpoint.
-const RedirectEndpoint = "callback"
+const RedirectEndpoint = idp.OIDCCallbackEndpoint
 
 // knownAlgs are the JWS algorithms a configuration may list. "none" is
 // absent on purpose.
@@ -424,7 +424,7 @@ func (p *Provider) Name() string { return p.cfg.Name }
 func (p *Provider) Protocol() string { return idp.ProtocolOIDC }
 
 // CallbackEndpoint is the redirect URI: base + "callback", reached by GET.
-func (p *Provider) CallbackEndpoint() (string, string) { return RedirectEndpoint, http.MethodGet }
+func (p *Provider) CallbackEndpoint() (string, string) { return idp.CallbackEndpoint(idp.ProtocolOIDC) }
 
 // Start takes the gateway's flow cookies. Discovery stays lazy.
 func (p *Provider) Start(_ context.Context, rt idp.Runtime) error {

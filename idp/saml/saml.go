@@ -145,7 +145,7 @@ const (
 // The SP endpoints under an IdP's base URL on a site
 // (/.sso/saml/<idp>/<name>): what the IdP registration lists.
 const (
-	ACSEndpoint      = "acs"
+	ACSEndpoint      = idp.SAMLCallbackEndpoint
 	SLOEndpoint      = "slo"
 	MetadataEndpoint = "metadata" // also the default SP entity ID
 )
@@ -431,7 +431,7 @@ func (p *Provider) Name() string { return p.cfg.Name }
 func (p *Provider) Protocol() string { return idp.ProtocolSAML }
 
 // CallbackEndpoint is the assertion consumer service: base + "acs", POST.
-func (p *Provider) CallbackEndpoint() (string, string) { return ACSEndpoint, http.MethodPost }
+func (p *Provider) CallbackEndpoint() (string, string) { return idp.CallbackEndpoint(idp.ProtocolSAML) }
 
 // Start takes the gateway's runtime, loads (or generates and keeps) the SP
 // key pair when none is configured, and starts the metadata refresh. It
