@@ -72,19 +72,11 @@ func TestClockSetBackAcrossRotation(t *testing.T) {
 	a.away.Store(false)
 
 	other := signWithin(t, kb, "u2")
-	for _, c := range []struct {
-		name string
-		k    *Keyring
-		tok  string
-	}{
+	verifyEach(t, []tokenAt{
 		{"a token signed before the step, at the other instance", kb, before},
 		{"a token signed after the step, at the other instance", kb, after},
 		{"the other instance's token, at the stepped one", ka, other},
-	} {
-		if _, _, err := verifyWithJWKS(t, c.k, c.tok); err != nil {
-			t.Errorf("%s: %v", c.name, err)
-		}
-	}
+	})
 	settle(t, ka)
 }
 
@@ -125,19 +117,11 @@ func TestClockSetBackOverRotations(t *testing.T) {
 	if kids := publishedKids(t, ka); !slices.Contains(kids, kidOf(t, ahead)) {
 		t.Errorf("the key that signed just before the clock was set right is no longer published: %v", kids)
 	}
-	for _, c := range []struct {
-		name string
-		k    *Keyring
-		tok  string
-	}{
+	verifyEach(t, []tokenAt{
 		{"a token signed before the step, at the stepped instance", ka, ahead},
 		{"a token signed after the step, at the other instance", kb, after},
 		{"the other instance's token, at the stepped one", ka, other},
-	} {
-		if _, _, err := verifyWithJWKS(t, c.k, c.tok); err != nil {
-			t.Errorf("%s: %v", c.name, err)
-		}
-	}
+	})
 	// A rotation later the set is the clock's own again.
 	clock.set(base.Add(rotation))
 	settle(t, ka)
@@ -216,5 +200,22 @@ func TestClockSetBackWithinRotationStillRechecks(t *testing.T) {
 	}
 	if _, _, err := verifyWithJWKS(t, k, before); err == nil {
 		t.Error("a token signed before the rotation still verifies with the JWKS a minute after it")
+	}
+}
+
+// tokenAt is a token to verify at a keyring's JWKS, named for the error.
+type tokenAt struct {
+	name string
+	k    *Keyring
+	tok  string
+}
+
+// verifyEach verifies each token at its keyring's JWKS.
+func verifyEach(t *testing.T, cs []tokenAt) {
+	t.Helper()
+	for _, c := range cs {
+		if _, _, err := verifyWithJWKS(t, c.k, c.tok); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
 	}
 }
