@@ -128,7 +128,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		validUntil: prometheus.NewDesc(metricsNamespace+"_saml_metadata_valid_until_timestamp_seconds",
 			"When the SAML IdP's metadata in use expires (validUntil); sign-in refuses expired metadata.", idpLabel, nil),
 		certExpiry: prometheus.NewDesc(metricsNamespace+"_saml_idp_certificate_expiry_timestamp_seconds",
-			"When the first of the SAML IdP's signing certificates in its metadata expires.", idpLabel, nil),
+			"When the last of the SAML IdP's signing certificates in its metadata expires: after it, the IdP must sign with a key the metadata lacks (sign-in ignores certificate dates).", idpLabel, nil),
 	})
 	return m
 }
