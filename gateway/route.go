@@ -1123,9 +1123,6 @@ func jwksMaxAge(rotation time.Duration) int {
 	return int(max(min(5*time.Minute, rotation/2), time.Second) / time.Second)
 }
 
-// WriteJSON answers with v as JSON.
-func WriteJSON(w http.ResponseWriter, status int, v any) error { return writeJSON(w, status, v) }
-
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

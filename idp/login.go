@@ -70,9 +70,6 @@ func (e *LoginError) Unwrap() error { return e.Err }
 // Fail returns a *LoginError with the given code wrapping err.
 func Fail(code string, err error) error { return &LoginError{Code: code, Err: err} }
 
-// FailBound is Fail for a failure after the flow cookie was verified.
-func FailBound(code string, err error) error { return &LoginError{Code: code, Err: err, Bound: true} }
-
 // FailLogout returns a *LoginError for a refused logout message.
 func FailLogout(code string, err error) error {
 	return &LoginError{Code: code, Err: err, Logout: true}
