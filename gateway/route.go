@@ -1077,6 +1077,12 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 	if err != nil {
 		return rt.StoreUnavailable(w, false, msgSessionUnavailable, err)
 	}
+	// A person the route's rules refuse gets what every other path of the
+	// route answers: an app asking "who is signed in" before it shows
+	// itself would otherwise show itself and then fail every call.
+	if !rt.Access.Permits(id) {
+		return rt.forbidden(w, r.URL.Path, id, IsNavigation(r))
+	}
 	var u *store.User
 	err = run.Store.View(r.Context(), func(tx store.Tx) error {
 		var err error
