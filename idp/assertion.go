@@ -55,6 +55,14 @@ type Assertion struct {
 	// when the IdP set no bound; OIDC has no such claim (an ID token's
 	// "exp" bounds the token, not the session), so it is always zero there.
 	SessionNotOnOrAfter time.Time
+	// AuthTime is when the person last authenticated at the IdP, as the
+	// IdP says (OIDC "auth_time", SAML AuthnInstant); zero when it does not
+	// say. It is not when this sign-in happened: an IdP that still has a
+	// session signs a person in without asking for anything. An app that
+	// needs a fresh authentication (before a sensitive action) reads it
+	// from the identity JWT, and asks for one with a re-authenticating
+	// sign-in, which is held to it.
+	AuthTime time.Time
 	// SingleUse are the protocol IDs that make this assertion single-use
 	// (the OIDC state, the SAML assertion ID). The sign-in consumes them in
 	// the transaction that creates the session, so a replay can never
