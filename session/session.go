@@ -322,8 +322,16 @@ func hashOf(token string) tokenHash {
 // String returns the store key form.
 func (h tokenHash) String() string { return hex.EncodeToString(h[:]) }
 
+// parseHash reads a store key. Keys also arrive from outside the process
+// (another instance's invalidation notices, which any role that can
+// connect to the PostgreSQL database can send), so a key of any other
+// length is refused before decoding: hex.Decode panics when the key is
+// longer than its destination, and the panic would end the process.
 func parseHash(s string) (tokenHash, bool) {
 	var h tokenHash
+	if len(s) != hex.EncodedLen(len(h)) {
+		return h, false
+	}
 	n, err := hex.Decode(h[:], []byte(s))
 	return h, err == nil && n == len(h)
 }
