@@ -124,10 +124,7 @@ func (c *IdPConfig) validate() error {
 		// What oidc.New would refuse at Provision, placeholders left for it.
 		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c.Name).Check(hasPlaceholder)
 	case idp.ProtocolSAML:
-		if c.SAML == nil {
-			return errors.New("a saml block needs one of metadata_url, metadata_file or metadata")
-		}
-		return c.SAML.check(true)
+		return cmp.Or(c.SAML, new(SAMLConfig)).check(true)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -67,49 +66,35 @@ type SPCertConfig struct {
 	Key  string `json:"key"`
 }
 
-var requestBindings = []string{saml.BindingRedirect, saml.BindingPost}
-
-// check holds the settings to the rules of idp/saml; complete, it also
-// requires a metadata source, which the Caddyfile parser, checking each
-// line as it reads it, asks for only at the end of the block.
+// check holds the settings to saml.Config's rules, placeholders left for
+// Provision, and to their Caddyfile spelling; complete, it also requires a
+// metadata source (Check), which the Caddyfile parser, checking each line
+// as it reads it, asks for only at the end of the block (CheckSettings).
 func (c *SAMLConfig) check(complete bool) error {
-	n := len(slices.DeleteFunc([]string{c.MetadataURL, c.MetadataFile, c.Metadata}, func(v string) bool { return v == "" }))
-	switch {
-	case n > 1:
-		return errors.New("the IdP metadata is already given: use one of metadata_url, metadata_file or metadata")
-	case n == 0 && complete:
-		return errors.New("saml needs one of metadata_url, metadata_file or metadata")
-	}
-	if c.MetadataURL != "" && !hasPlaceholder(c.MetadataURL) {
-		if _, err := idp.CheckURL(c.MetadataURL); err != nil {
-			return fmt.Errorf("metadata_url: %w", err)
-		}
-	}
 	if c.Metadata != "" && !strings.Contains(c.Metadata, "<") {
 		return errors.New("metadata takes the IdP metadata XML itself (for a file, use metadata_file)")
 	}
-	if err := oneOf("request_binding", cmp.Or(c.RequestBinding, saml.BindingRedirect), requestBindings); err != nil {
-		return err
+	if slices.ContainsFunc(c.SPCerts, func(sc SPCertConfig) bool { return sc.Cert == "" || sc.Key == "" }) {
+		return errors.New("sp_cert needs a certificate file and a key file")
 	}
-	if len(c.SPCerts) > saml.MaxSPKeys {
-		return fmt.Errorf("sp_cert may appear at most %d times (the current key pair, then the previous one)", saml.MaxSPKeys)
+	// The key pairs are counted here; their files are read by build.
+	cfg := c.config("", make([]saml.KeyPair, len(c.SPCerts)))
+	check := cfg.CheckSettings
+	if complete {
+		check = cfg.Check
 	}
-	for _, sc := range c.SPCerts {
-		if sc.Cert == "" || sc.Key == "" {
-			return errors.New("sp_cert needs a certificate file and a key file")
-		}
-	}
-	if err := cmp.Or(idp.CheckDuration("clock_skew", time.Duration(c.ClockSkew)),
-		idp.CheckDuration("metadata_refresh", time.Duration(c.MetadataRefresh)), saml.CheckEntityID(c.EntityID), saml.CheckAuthnContext(c.AuthnContext)); err != nil {
-		return err
-	}
-	if time.Duration(c.ClockSkew) > saml.MaxClockSkew {
-		return fmt.Errorf("clock_skew %v must be at most %v", time.Duration(c.ClockSkew), saml.MaxClockSkew)
-	}
-	if err := saml.CheckMaxResponseSize(c.MaxResponseSize); err != nil {
-		return fmt.Errorf("max_response_size %d bytes %w", c.MaxResponseSize, err)
-	}
-	return nil
+	// The 1s floor of config durations keeps out a JSON bare number (nanoseconds); saml takes any refresh.
+	return cmp.Or(check(hasPlaceholder), idp.CheckDuration("metadata_refresh", cfg.MetadataRefresh))
+}
+
+// config is the service provider's configuration as written, placeholders
+// unresolved, with keys for the sp_cert pairs: check holds it to
+// saml.Config.Check, build resolves it.
+func (c *SAMLConfig) config(name string, keys []saml.KeyPair) saml.Config {
+	return saml.Config{Name: name, EntityID: c.EntityID, MetadataURL: c.MetadataURL, MetadataFile: c.MetadataFile, MetadataXML: []byte(c.Metadata),
+		IdPEntityID: c.IdPEntityID, MetadataRefresh: time.Duration(c.MetadataRefresh), SPKeys: keys, SignRequests: c.SignRequests,
+		RequestBinding: c.RequestBinding, AllowIdPInitiated: c.IdPInitiated, AllowSHA1: c.AllowSHA1, ClockSkew: time.Duration(c.ClockSkew),
+		MaxResponseSize: c.MaxResponseSize, AuthnContext: c.AuthnContext}
 }
 
 // build makes the SAML service provider from the configuration alone: SP key
@@ -123,34 +108,14 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		}
 		keys = append(keys, kp)
 	}
-	entityID, err := resolve(repl, "entity_id", c.EntityID, false)
-	idpEntityID, idpErr := resolve(repl, "idp_entity_id", c.IdPEntityID, false)
-	if err = cmp.Or(err, idpErr); err != nil {
-		return nil, err
-	}
-	cfg := saml.Config{
-		Name:              name,
-		EntityID:          entityID,
-		MetadataXML:       []byte(c.Metadata),
-		IdPEntityID:       idpEntityID,
-		MetadataRefresh:   time.Duration(c.MetadataRefresh),
-		SPKeys:            keys,
-		SignRequests:      c.SignRequests,
-		RequestBinding:    c.RequestBinding,
-		AllowIdPInitiated: c.IdPInitiated,
-		AllowSHA1:         c.AllowSHA1,
-		ClockSkew:         time.Duration(c.ClockSkew),
-		MaxResponseSize:   c.MaxResponseSize,
-		AuthnContext:      c.AuthnContext,
-		Logger:            logger,
-	}
-	switch {
-	case c.MetadataURL != "":
-		cfg.MetadataURL, err = resolve(repl, "metadata_url", c.MetadataURL, true)
-	case c.MetadataFile != "":
-		cfg.MetadataFile, err = resolve(repl, "metadata_file", c.MetadataFile, true)
-	}
-	if err != nil {
+	cfg := c.config(name, keys)
+	cfg.Logger = logger
+	var errs [4]error // a metadata source is not needed here: check required one
+	cfg.EntityID, errs[0] = resolve(repl, "entity_id", c.EntityID, false)
+	cfg.IdPEntityID, errs[1] = resolve(repl, "idp_entity_id", c.IdPEntityID, false)
+	cfg.MetadataURL, errs[2] = resolve(repl, "metadata_url", c.MetadataURL, false)
+	cfg.MetadataFile, errs[3] = resolve(repl, "metadata_file", c.MetadataFile, false)
+	if err := cmp.Or(errs[:]...); err != nil {
 		return nil, err
 	}
 	return saml.New(cfg)

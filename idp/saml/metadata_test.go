@@ -154,21 +154,21 @@ func TestMetadataSources(t *testing.T) {
 		{name: "no signing certificate", cfg: func(c *Config) {
 			c.MetadataXML = []byte(strings.ReplaceAll(string(good), `use="signing"`, `use="encryption"`))
 		}, wantErr: "no signing certificate"},
-		{name: "two sources", cfg: func(c *Config) { c.MetadataXML = good; c.MetadataFile = file }, wantErr: "exactly one"},
-		{name: "no source", cfg: func(c *Config) {}, wantErr: "exactly one"},
+		{name: "two sources", cfg: func(c *Config) { c.MetadataXML = good; c.MetadataFile = file }, wantErr: "the IdP metadata is already given"},
+		{name: "no source", cfg: func(c *Config) {}, wantErr: "saml needs one of metadata_url, metadata_file or metadata"},
 		{name: "http metadata URL", cfg: func(c *Config) { c.MetadataURL = "http://idp.example.com/metadata" }, wantErr: "loopback"},
 		{name: "ftp metadata URL", cfg: func(c *Config) { c.MetadataURL = "ftp://idp.example.com/metadata" }, wantErr: "https"},
 		{name: "https metadata URL", cfg: func(c *Config) { c.MetadataURL = "https://idp.example.com/metadata" }},
 		{name: "http loopback", cfg: func(c *Config) { c.MetadataURL = "http://127.0.0.2:8080/metadata" }},
 		{name: "http localhost", cfg: func(c *Config) { c.MetadataURL = "http://localhost/metadata" }},
 		{name: "http ::1", cfg: func(c *Config) { c.MetadataURL = "http://[::1]:9/metadata" }},
-		{name: "three keys", cfg: func(c *Config) { c.MetadataXML = good; k := testKeys(); c.SPKeys = k[:] }, wantErr: "at most two"},
+		{name: "three keys", cfg: func(c *Config) { c.MetadataXML = good; k := testKeys(); c.SPKeys = k[:] }, wantErr: "sp_cert may appear at most 2 times"},
 		{name: "mismatched key pair", cfg: func(c *Config) {
 			c.MetadataXML = good
 			c.SPKeys = []KeyPair{{Key: testKeys()[0].Key, Certificate: testKeys()[1].Certificate}}
 		}, wantErr: "does not match"},
 		{name: "bad binding", cfg: func(c *Config) { c.MetadataXML = good; c.RequestBinding = "artifact" }, wantErr: "binding"},
-		{name: "skew too large", cfg: func(c *Config) { c.MetadataXML = good; c.ClockSkew = 5 * time.Minute }, wantErr: "exceeds"},
+		{name: "skew too large", cfg: func(c *Config) { c.MetadataXML = good; c.ClockSkew = 5 * time.Minute }, wantErr: "clock_skew 5m0s must be at most 3m0s"},
 		{name: "response size cap too small", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MinResponseSizeCap - 1 }, wantErr: "between 16 KiB and 16 MiB"},
 		{name: "response size cap too large", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MaxResponseSizeCap + 1 }, wantErr: "between 16 KiB and 16 MiB"},
 		{name: "smallest response size cap", cfg: func(c *Config) { c.MetadataXML = good; c.MaxResponseSize = MinResponseSizeCap }},

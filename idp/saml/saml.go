@@ -309,97 +309,116 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// CheckMaxResponseSize is the rule for Config.MaxResponseSize: zero (the
-// default) or between MinResponseSizeCap and MaxResponseSizeCap. The
-// error completes a sentence that names the setting.
-func CheckMaxResponseSize(n int64) error {
-	if n != 0 && (n < MinResponseSizeCap || n > MaxResponseSizeCap) {
-		return fmt.Errorf("must be between %d KiB and %d MiB", MinResponseSizeCap>>10, MaxResponseSizeCap>>20)
+// Check holds c, as a configuration writes it, to the rules New applies:
+// one IdP metadata source, an https (or loopback http) metadata URL, a
+// known request binding, at most MaxSPKeys key pairs, a clock skew of at
+// most MaxClockSkew, a response size cap within its bounds, an entity ID
+// and authentication contexts without stray spaces, no negative duration.
+// Each error names its setting as the Caddyfile writes it (clock_skew,
+// max_response_size, request_binding, sp_cert), which is what `caddy
+// validate` shows beside the line. It changes nothing and touches no
+// network or file: the name and the key pairs' contents are New's to check
+// (a configuration names the IdP by its own rule and loads the sp_cert
+// files at Provision). deferred reports a value that is resolved later (a
+// config placeholder, say): the metadata URL is then checked by New, once
+// resolved; nil defers nothing.
+func (c Config) Check(deferred func(string) bool) error {
+	if c.metadataSources() == 0 {
+		return errors.New("saml needs one of metadata_url, metadata_file or metadata")
 	}
-	return nil
+	if deferred == nil {
+		deferred = func(string) bool { return false }
+	}
+	return c.CheckSettings(deferred)
 }
 
-// CheckEntityID is the rule for the SP's entity ID as configured (""
-// takes the default): the IdP compares it byte for byte with the one it
-// registered, so a space around it, which no one sees in a config, would
-// refuse every sign-in with an audience mismatch.
-func CheckEntityID(id string) error {
-	if strings.TrimSpace(id) != id {
-		return fmt.Errorf("entity_id %q must not have surrounding spaces", id)
+// CheckSettings is Check without the metadata source the configuration as
+// a whole must have: each setting given, held to its rule, so that a parser
+// can check a block line by line and report a mistake at the line that
+// makes it. deferred must not be nil.
+func (c Config) CheckSettings(deferred func(string) bool) error {
+	if c.metadataSources() > 1 {
+		return errors.New("the IdP metadata is already given: use one of metadata_url, metadata_file or metadata")
 	}
-	return nil
-}
-
-// CheckAuthnContext is the rule for Config.AuthnContext: each class is a
-// URI, compared byte for byte with the assertion's, so it may be neither
-// empty nor hold a space.
-func CheckAuthnContext(classes []string) error {
-	for _, c := range classes {
-		if c == "" || strings.ContainsFunc(c, unicode.IsSpace) {
-			return fmt.Errorf("authn_context %q must be a class reference URI, without spaces", c)
+	if c.MetadataURL != "" && !deferred(c.MetadataURL) {
+		if err := checkMetadataURL(c.MetadataURL); err != nil {
+			return fmt.Errorf("metadata_url: %w", err)
 		}
 	}
+	if c.RequestBinding != "" && c.RequestBinding != BindingRedirect && c.RequestBinding != BindingPost {
+		return fmt.Errorf("unknown request_binding %q (expected one of: %s, %s)", c.RequestBinding, BindingRedirect, BindingPost)
+	}
+	if len(c.SPKeys) > MaxSPKeys {
+		return fmt.Errorf("sp_cert may appear at most %d times (the current key pair, then the previous one)", MaxSPKeys)
+	}
+	// The IdP compares the entity ID byte for byte with the one it
+	// registered, so a space around it, which no one sees in a config,
+	// would refuse every sign-in with an audience mismatch.
+	if strings.TrimSpace(c.EntityID) != c.EntityID {
+		return fmt.Errorf("entity_id %q must not have surrounding spaces", c.EntityID)
+	}
+	// Each class is a URI, compared byte for byte with the assertion's.
+	for _, class := range c.AuthnContext {
+		if class == "" || strings.ContainsFunc(class, unicode.IsSpace) {
+			return fmt.Errorf("authn_context %q must be a class reference URI, without spaces", class)
+		}
+	}
+	// Of metadata_refresh and LoginTimeout, only the sign: a reload never
+	// comes sooner than minRetry after the last, whatever the setting.
+	if err := cmp.Or(idp.CheckDuration("clock_skew", c.ClockSkew), negative("metadata_refresh", c.MetadataRefresh),
+		negative("login timeout", c.LoginTimeout)); err != nil {
+		return err
+	}
+	if c.ClockSkew > MaxClockSkew {
+		return fmt.Errorf("clock_skew %v must be at most %v", c.ClockSkew, MaxClockSkew)
+	}
+	if n := c.MaxResponseSize; n != 0 && (n < MinResponseSizeCap || n > MaxResponseSizeCap) {
+		return fmt.Errorf("max_response_size %d bytes must be between %d KiB and %d MiB", n, MinResponseSizeCap>>10, MaxResponseSizeCap>>20)
+	}
 	return nil
 }
 
+// negative holds a duration to idp.CheckDuration's sign rule only.
+func negative(setting string, d time.Duration) error {
+	if d < 0 {
+		return idp.CheckDuration(setting, d)
+	}
+	return nil
+}
+
+// metadataSources counts the IdP metadata sources given.
+func (c Config) metadataSources() (n int) {
+	for _, set := range []bool{c.MetadataURL != "", c.MetadataFile != "", len(c.MetadataXML) > 0} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+// normalize checks cfg (Check, and what only New can: a name, the key
+// pairs) and fills in the defaults.
 func normalize(cfg *Config) error {
 	if cfg.Name == "" {
 		return errors.New("name is required")
 	}
-	sources := 0
-	for _, set := range []bool{cfg.MetadataURL != "", cfg.MetadataFile != "", len(cfg.MetadataXML) > 0} {
-		if set {
-			sources++
-		}
-	}
-	if sources != 1 {
-		return errors.New("exactly one of metadata_url, metadata_file and inline metadata is required")
-	}
-	if cfg.MetadataURL != "" {
-		if err := checkMetadataURL(cfg.MetadataURL); err != nil {
-			return fmt.Errorf("metadata_url: %w", err)
-		}
-	}
-	if err := cmp.Or(CheckEntityID(cfg.EntityID), CheckAuthnContext(cfg.AuthnContext)); err != nil {
+	if err := cfg.Check(nil); err != nil {
 		return err
-	}
-	cfg.AuthnContext = slices.Clone(cfg.AuthnContext)
-	if len(cfg.SPKeys) > MaxSPKeys {
-		return errors.New("at most two SP key pairs (current and previous) are accepted")
 	}
 	for i, kp := range cfg.SPKeys {
 		if err := kp.validate(); err != nil {
 			return fmt.Errorf("SP key pair %d: %w", i+1, err)
 		}
 	}
+	cfg.AuthnContext = slices.Clone(cfg.AuthnContext)
 	cfg.SPKeys = append([]KeyPair(nil), cfg.SPKeys...)
 	cfg.MetadataXML = append([]byte(nil), cfg.MetadataXML...)
-	switch cfg.RequestBinding {
-	case "":
-		cfg.RequestBinding = BindingRedirect
-	case BindingRedirect, BindingPost:
-	default:
-		return fmt.Errorf("request binding %q: want %q or %q", cfg.RequestBinding, BindingRedirect, BindingPost)
-	}
-	for _, d := range []time.Duration{cfg.MetadataRefresh, cfg.ClockSkew, cfg.LoginTimeout} {
-		if d < 0 {
-			return errors.New("durations must not be negative")
-		}
-	}
-	if cfg.MaxResponseSize < 0 {
-		return errors.New("max response size must not be negative")
-	}
-	if err := CheckMaxResponseSize(cfg.MaxResponseSize); err != nil {
-		return fmt.Errorf("max response size %w", err)
-	}
+	cfg.RequestBinding = cmp.Or(cfg.RequestBinding, BindingRedirect)
 	if cfg.MetadataRefresh == 0 {
 		cfg.MetadataRefresh = DefaultMetadataRefresh
 	}
 	if cfg.ClockSkew == 0 {
 		cfg.ClockSkew = idp.DefaultClockSkew
-	}
-	if cfg.ClockSkew > MaxClockSkew {
-		return fmt.Errorf("clock skew %v exceeds the maximum of %v", cfg.ClockSkew, MaxClockSkew)
 	}
 	if cfg.MaxResponseSize == 0 {
 		cfg.MaxResponseSize = DefaultMaxResponseSize
