@@ -263,8 +263,8 @@ const (
 	ReasonEmailConflict     = "email_conflict"
 	ReasonDomainNotAllowed  = "domain_not_allowed"
 	// ReasonInvalidAttribute: the IdP sent a uniqueUserId or email the
-	// store cannot index (longer than store.MaxKeyBytes, or with a
-	// control character). Denial.Attribute names it.
+	// store cannot index (store.CheckIndexed: too long, not UTF-8, or with
+	// a control character). Denial.Attribute names it.
 	ReasonInvalidAttribute = "invalid_attribute"
 	// ReasonDeprovisioned: SCIM deleted this identity and SCIM is enabled
 	// for the IdP, so JIT may not create it again.
@@ -683,17 +683,21 @@ func (in *login) tombstone(tx store.Tx) (*store.Tombstone, error) {
 }
 
 // invalidAttribute returns the first attribute of prof the store could not
-// index, and what is wrong with it; "" when all are fine. Only names leave
+// index (store.CheckIndexed), and what is wrong with it: too_long,
+// not_utf8 or control_character; "" when all are fine. Only names leave
 // it, never values.
 func invalidAttribute(prof mapping.Profile) (attr, problem string) {
 	for _, a := range []struct{ name, value string }{
 		{mapping.UniqueUserID, prof.UniqueUserID},
 		{mapping.Email, prof.Email},
 	} {
-		switch {
-		case len(a.value) > store.MaxKeyBytes:
+		switch err := store.CheckIndexed(a.name, a.value); {
+		case err == nil:
+		case errors.Is(err, store.ErrValueTooLong):
 			return a.name, "too_long"
-		case store.HasControl(a.value):
+		case errors.Is(err, store.ErrNotUTF8):
+			return a.name, "not_utf8"
+		default:
 			return a.name, "control_character"
 		}
 	}

@@ -47,6 +47,11 @@ var (
 	// ErrInvalidValue: a value the store refuses to keep, such as a
 	// userName with a control character (see PutUser). Nothing was written.
 	ErrInvalidValue = errors.New("invalid value")
+	// ErrControlCharacter and ErrNotUTF8 are the two ErrInvalidValue of
+	// CheckIndexed, for the callers that say which rule a value broke
+	// (provision's problem, SCIM's detail).
+	ErrControlCharacter = fmt.Errorf("has a control character: %w", ErrInvalidValue)
+	ErrNotUTF8          = fmt.Errorf("is not UTF-8 text: %w", ErrInvalidValue)
 	// ErrOutcomeUnknown: Update sent the commit, but whether it took is not
 	// known (the connection to the database was lost before its answer, or
 	// the disk failed the sync after bbolt wrote its header): the change
@@ -150,18 +155,63 @@ func normalList(in []string, blank func(string) bool) []string {
 
 // HasControl reports whether s contains a control character (U+0000 to
 // U+001F, or U+007F): values that end up in HTTP headers, log lines and
-// index keys must not. PutUser and PutGroup refuse them with ErrInvalidValue.
+// index keys must not. CheckIndexed refuses them.
 func HasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // CheckKey returns an ErrValueTooLong error naming what when v is longer
-// than MaxKeyBytes. Backends call it before writing anything.
+// than MaxKeyBytes: the rule on a key that is not a person's attribute (a
+// session's hash and logout subject, a single-use ID), which the store only
+// has to fit in its index. An attribute of a user or group is checked with
+// CheckIndexed.
 func CheckKey(what, v string) error {
 	if len(v) > MaxKeyBytes {
 		return fmt.Errorf("%s is %d bytes, at most %d: %w", what, len(v), MaxKeyBytes, ErrValueTooLong)
 	}
 	return nil
+}
+
+// CheckIndexed is the store's one rule on an attribute it indexes (a
+// user's userName, email, externalId, display name and link subject, a
+// group's display name and externalId), which every layer that takes one
+// in applies: JIT (provision), SCIM, and both backends, last, before they
+// write anything. So the same value is taken or refused, with the same
+// error, on bolt and on PostgreSQL, whether it came by sign-in or by SCIM.
+// The value must be
+//   - at most MaxKeyBytes long, and so must its FoldName form, the key the
+//     case-insensitive indexes hold (folding can triple a length: "ΐ" is
+//     2 bytes, folded 6), else ErrValueTooLong;
+//   - UTF-8 text, which PostgreSQL's text type insists on, else ErrNotUTF8;
+//   - free of control characters (HasControl, NUL included), which would
+//     reach headers, log lines and index keys, else ErrControlCharacter.
+//
+// "" passes: it is an absent value. The error names what, never the value.
+func CheckIndexed(what, v string) error {
+	if err := CheckKey(what, v); err != nil {
+		return err
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%s %w", what, ErrNotUTF8)
+	}
+	if HasControl(v) {
+		return fmt.Errorf("%s %w", what, ErrControlCharacter)
+	}
+	if n := foldedLen(v); n > MaxKeyBytes {
+		return fmt.Errorf("%s is %d bytes once case-folded, at most %d: %w", what, n, MaxKeyBytes, ErrValueTooLong)
+	}
+	return nil
+}
+
+// foldedLen is len(FoldName(v)), without folding when v is ASCII (whose
+// folded form is as long).
+func foldedLen(v string) int {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return len(FoldName(v))
+		}
+	}
+	return len(v)
 }
 
 // Sources of a user record.

@@ -3,6 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -170,16 +171,22 @@ func invalidValue(format string, args ...any) *Error {
 // keyAttr is an attribute whose value the store indexes.
 type keyAttr struct{ name, value string }
 
-// checkKeys refuses, with 400 invalidValue, values the store would refuse
-// to index: longer than store.MaxKeyBytes, or with a control character
-// (a NUL, a newline). Checked here so that the client learns which
+// checkKeys refuses, with 400 invalidValue naming the attribute and why,
+// values the store would refuse to index (store.CheckIndexed: too long,
+// also once case-folded, not UTF-8, or with a control character such as a
+// NUL or a newline). Checked here so that the client learns which
 // attribute and why; the store refuses them as well (see fail).
 func checkKeys(attrs ...keyAttr) error {
 	for _, a := range attrs {
-		if err := store.CheckKey(a.name, a.value); err != nil {
+		switch err := store.CheckIndexed(a.name, a.value); {
+		case err == nil:
+		case errors.Is(err, store.ErrValueTooLong) && len(a.value) <= store.MaxKeyBytes:
+			return invalidValue("%s is %d bytes long once case-folded; at most %d are allowed", a.name, len(store.FoldName(a.value)), store.MaxKeyBytes)
+		case errors.Is(err, store.ErrValueTooLong):
 			return invalidValue("%s is %d bytes long; at most %d are allowed", a.name, len(a.value), store.MaxKeyBytes)
-		}
-		if store.HasControl(a.value) {
+		case errors.Is(err, store.ErrNotUTF8):
+			return invalidValue("%s must be UTF-8 text", a.name)
+		default:
 			return invalidValue("%s must not contain control characters", a.name)
 		}
 	}

@@ -384,24 +384,18 @@ func userKeys(u *store.User) []indexKey {
 	return keys
 }
 
-// checkUserValues applies the store's rules on values (store.MaxKeyBytes,
-// store.HasControl) before anything is written.
+// checkUserValues applies the store's rule on the values it indexes
+// (store.CheckIndexed) before anything is written.
 func checkUserValues(u *store.User, links []store.Link) error {
-	for _, c := range []struct{ what, v string }{
-		{"userName", u.UserName}, {"externalId", u.ExternalID}, {"display name", u.DisplayName},
-	} {
-		if store.HasControl(c.v) {
-			return fmt.Errorf("%s has a control character: %w", c.what, store.ErrInvalidValue)
-		}
-	}
-	keys := []struct{ what, v string }{
-		{"userName", u.UserName}, {"externalId", u.ExternalID}, {"email", u.Email}, {"idp", u.IdP},
+	vals := []struct{ what, v string }{
+		{"userName", u.UserName}, {"externalId", u.ExternalID}, {"email", u.Email},
+		{"display name", u.DisplayName}, {"idp", u.IdP}, {"id", u.ID},
 	}
 	for _, l := range links {
-		keys = append(keys, struct{ what, v string }{"link idp", l.IdP}, struct{ what, v string }{"link subject", l.Subject})
+		vals = append(vals, struct{ what, v string }{"link idp", l.IdP}, struct{ what, v string }{"link subject", l.Subject})
 	}
-	for _, c := range keys {
-		if err := store.CheckKey(c.what, c.v); err != nil {
+	for _, c := range vals {
+		if err := store.CheckIndexed(c.what, c.v); err != nil {
 			return err
 		}
 	}

@@ -223,8 +223,10 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
-// checkKey checks a value the store indexes: at most MaxKeyBytes, and
-// storable.
+// checkKey checks a key that is not a person's attribute (a session's
+// hash and logout subject, a single-use ID, a tombstone's subject): at
+// most MaxKeyBytes (store.CheckKey, as bolt checks it), and storable in a
+// text column. A user's attributes are checked with store.CheckIndexed.
 func checkKey(what, v string) error {
 	if err := store.CheckKey(what, v); err != nil {
 		return err
@@ -467,24 +469,21 @@ func (t *tx) PutUser(u *store.User) error {
 	if err != nil {
 		return fail(err)
 	}
-	for _, f := range []struct{ what, v string }{{"user name", u.UserName}, {"external id", u.ExternalID}, {"display name", u.DisplayName}} {
-		if store.HasControl(f.v) {
-			return fail(fmt.Errorf("%s has a control character: %w", f.what, store.ErrInvalidValue))
-		}
-	}
-	emailKey, nameKey := store.FoldName(u.Email), store.FoldName(u.UserName)
+	// store.CheckIndexed bounds the folded forms the email and user name
+	// indexes hold as well, and keeps out what text cannot hold.
 	checks := []struct{ what, v string }{
 		{"id", id}, {"idp", u.IdP}, {"email", u.Email}, {"user name", u.UserName}, {"external id", u.ExternalID},
-		{"folded email", emailKey}, {"folded user name", nameKey},
+		{"display name", u.DisplayName},
 	}
 	for _, l := range links {
 		checks = append(checks, struct{ what, v string }{"link subject", l.Subject}, struct{ what, v string }{"link idp", l.IdP})
 	}
 	for _, c := range checks {
-		if err := checkKey(c.what, c.v); err != nil {
+		if err := store.CheckIndexed(c.what, c.v); err != nil {
 			return fail(err)
 		}
 	}
+	emailKey, nameKey := store.FoldName(u.Email), store.FoldName(u.UserName)
 	if id == "" {
 		if id, err = newID(); err != nil {
 			return err
