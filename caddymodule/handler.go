@@ -114,9 +114,7 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 // Provision binds the handler to the sso app and its identity provider.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.PathPrefix == "" {
-		h.PathPrefix = DefaultPathPrefix
-	}
+	h.PathPrefix, _ = h.Endpoints(nil) // its default, for ServeHTTP
 	appIface, err := ctx.App("sso")
 	if err != nil {
 		return fmt.Errorf("sso: loading the sso app: %w", err)
@@ -166,16 +164,13 @@ func (a *App) routeIdPs(h *Handler) ([]string, error) {
 	if len(a.IdPs) == 0 {
 		return nil, errors.New("no identity provider is configured: define one in the global sso option (sso { idp <name> oidc|saml { … } })")
 	}
-	names := h.idpNames()
-	if len(names) == 0 {
-		name, err := a.defaultIdP()
-		if err != nil {
-			return nil, fmt.Errorf("%w (sso <idp>…, or idp <name>… in the block)", err)
-		}
-		names = []string{name}
+	_, names := h.Endpoints(a.IdPs)
+	if len(names) == 0 { // it names none, and there are several
+		_, err := a.defaultIdP()
+		return nil, fmt.Errorf("%w (sso <idp>…, or idp <name>… in the block)", err)
 	}
 	defined := a.idpsByName()
-	for _, name := range append(h.idpNames(), h.DefaultIdP) {
+	for _, name := range append(names, h.DefaultIdP) {
 		if name != "" && defined[name] == nil {
 			return nil, fmt.Errorf("no identity provider named %q in the global sso option (defined: %s)", name, a.idpList())
 		}
@@ -195,15 +190,20 @@ func (a *App) routeIdPs(h *Handler) ([]string, error) {
 	return names, nil
 }
 
-// idpNames lists the route's IdPs in order, without repeats.
-func (h *Handler) idpNames() []string {
-	var names []string
+// Endpoints is where the route serves the sign-in endpoints: under prefix
+// (PathPrefix or its default), for its IdPs in order without repeats
+// (those h names, or else configured's only one). Provision serves them
+// there and `caddy sso check` lists the URLs to register by it.
+func (h *Handler) Endpoints(configured []*IdPConfig) (prefix string, idps []string) {
 	for _, n := range append([]string{h.IdP}, h.IdPs...) {
-		if n != "" && !slices.Contains(names, n) {
-			names = append(names, n)
+		if n != "" && !slices.Contains(idps, n) {
+			idps = append(idps, n)
 		}
 	}
-	return names
+	if len(idps) == 0 && len(configured) == 1 {
+		idps = []string{configured[0].Name}
+	}
+	return cmp.Or(h.PathPrefix, DefaultPathPrefix), idps
 }
 
 // Validate checks the handler's own settings, by the rules of package
@@ -222,7 +222,7 @@ func (h *Handler) Validate() error {
 	if _, berr := gateway.BaseOrigin(h.BaseURL); err == nil && h.BaseURL != "" && berr != nil {
 		err = fmt.Errorf("base_url: %w", berr)
 	}
-	if err == nil && h.DefaultIdP != "" && !slices.Contains(h.idpNames(), h.DefaultIdP) {
+	if _, names := h.Endpoints(nil); err == nil && h.DefaultIdP != "" && !slices.Contains(names, h.DefaultIdP) {
 		err = fmt.Errorf("default_idp %q is not one of this route's IdPs", h.DefaultIdP)
 	}
 	if err == nil {

@@ -84,8 +84,8 @@ func (c *IdPCheck) add(level, format string, args ...any) {
 
 // site is one site whose routes use the sso handler.
 type site struct {
-	origin string // scheme://host[:port]
-	prefix string // path prefix, /.sso/ by default
+	origin idp.Origin
+	prefix string // the route's path prefix (caddymodule.Handler.Endpoints)
 }
 
 // adaptedConfig is the part of an adapted config the check reads.
@@ -116,15 +116,12 @@ type route struct {
 	Handle []json.RawMessage            `json:"handle"`
 }
 
+// handler is what the check reads of every handler: which one it is, and
+// a subroute's routes. An sso handler's settings are read into
+// caddymodule.Handler, which says where it serves its endpoints.
 type handler struct {
-	Handler    string   `json:"handler"`
-	Routes     []route  `json:"routes"` // subroute
-	IdP        string   `json:"idp"`
-	IdPs       []string `json:"idps"`
-	DefaultIdP string   `json:"default_idp"`
-	PathPrefix string   `json:"path_prefix"`
-	BaseURL    string   `json:"base_url"`
-	Mode       string   `json:"mode"`
+	Handler string  `json:"handler"`
+	Routes  []route `json:"routes"` // subroute
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -149,7 +146,7 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 			ic.Preset = mapping.PresetGeneric
 		}
 		for _, s := range sites[c.Name] {
-			ic.Sites = append(ic.Sites, s.origin)
+			ic.Sites = append(ic.Sites, s.origin.String())
 		}
 		r.IdPs = append(r.IdPs, ic)
 		if err := c.Validate(); err != nil {
@@ -233,21 +230,15 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 					case "subroute":
 						walk(hd.Routes, hs)
 					case "sso":
-						if hd.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
+						var sso caddymodule.Handler
+						if json.Unmarshal(raw, &sso) != nil {
+							continue
+						}
+						if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
 							seen["verify/"+name] = true
-							r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, hd.Mode, strings.Join(hs, ", "))})
+							r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
 						}
-						use := hd.IdPs
-						if hd.IdP != "" {
-							use = append([]string{hd.IdP}, use...)
-						}
-						if len(use) == 0 && len(idps) == 1 {
-							use = []string{idps[0].Name}
-						}
-						prefix := hd.PathPrefix
-						if prefix == "" {
-							prefix = caddymodule.DefaultPathPrefix
-						}
+						prefix, use := sso.Endpoints(idps)
 						hostList := hs
 						if len(hostList) == 0 {
 							hostList = []string{""}
@@ -257,18 +248,18 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 								r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
 								continue
 							}
-							if hd.BaseURL != "" {
+							if sso.BaseURL != "" {
 								hostList = []string{""}
 							}
 							for _, host := range hostList {
 								o := origin(srv, host, port, httpPort)
-								if bo, err := idp.ParseOrigin(hd.BaseURL); err == nil {
-									o = bo.String()
+								if bo, err := gateway.BaseOrigin(sso.BaseURL); err == nil {
+									o = bo.Site
 								} else if host == "" && !seen["nohost/"+name] {
 									seen["nohost/"+name] = true
 									r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
 								}
-								key := n + " " + o + prefix
+								key := n + " " + o.String() + prefix
 								if seen[key] {
 									continue
 								}
@@ -315,7 +306,7 @@ func serverPort(listen []string) int {
 }
 
 // origin is the origin browsers reach host on through srv.
-func origin(srv *server, host string, port, httpPort int) string {
+func origin(srv *server, host string, port, httpPort int) idp.Origin {
 	scheme := "https"
 	switch {
 	case host == "":
@@ -331,20 +322,20 @@ func origin(srv *server, host string, port, httpPort int) string {
 	if port != 0 && !(scheme == "https" && port == 443) && !(scheme == "http" && port == 80) {
 		host = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	return scheme + "://" + host
+	return idp.Origin{Scheme: scheme, Host: host}
 }
 
 // values fills in what the IdP administrator must enter, per site.
 func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *IdPCheck) {
 	for _, s := range sites {
-		base := s.origin + s.prefix + c.Protocol + "/" + c.Name + "/"
+		base := gateway.EndpointBase(s.origin, s.prefix, c.Protocol, c.Name)
 		add := func(field, value string) {
-			ic.Values = append(ic.Values, Value{Field: field, Site: s.origin, Value: value})
+			ic.Values = append(ic.Values, Value{Field: field, Site: s.origin.String(), Value: value})
 		}
 		switch c.Protocol {
 		case idp.ProtocolOIDC:
 			add("Redirect URI", base+oidc.RedirectEndpoint)
-			add("Post-logout redirect URI", s.origin+"/")
+			add("Post-logout redirect URI", s.origin.URL("/"))
 			// The IdP ends this site's sessions through one of them when
 			// the person signs out elsewhere: back-channel (Okta, PingOne)
 			// or front-channel (Entra ID); docs/*-oidc.md say which.

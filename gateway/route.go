@@ -604,7 +604,16 @@ func (rt *Route) home() string {
 // endpointBase is the absolute URL of p's endpoints on this site, which
 // every idp.Provider method takes (docs/architecture.md, "Endpoints").
 func (rt *Route) endpointBase(o Origin, p *IdP) string {
-	return o.Site.URL(rt.PathPrefix + p.Protocol + "/" + p.Name + "/")
+	return EndpointBase(o.Site, rt.PathPrefix, p.Protocol, p.Name)
+}
+
+// EndpointBase is the absolute URL under which a route with pathPrefix on
+// site serves the endpoints of the IdP name (of protocol): its callback,
+// ACS, logout and metadata URLs are built on it. `caddy sso check` prints
+// the URLs an IdP administrator registers by it, so they are the ones the
+// gateway answers at.
+func EndpointBase(site idp.Origin, pathPrefix, protocol, name string) string {
+	return site.URL(pathPrefix + protocol + "/" + name + "/")
 }
 
 // ownEndpointMethods is the Allow of the gateway's own endpoint rest, ""
