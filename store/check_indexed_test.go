@@ -73,28 +73,31 @@ func TestCheckIndexed(t *testing.T) {
 // in any attribute of a user the store indexes, is refused by PutUser with
 // the same error on bolt and on PostgreSQL, and every value it accepts is
 // stored by both: the backends have no rule of their own.
+// indexingBackends opens each backend on an empty store.
+var indexingBackends = []struct {
+	name string
+	open func(t *testing.T) store.Store
+}{
+	{"bolt", func(t *testing.T) store.Store {
+		db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}},
+	{"postgres", func(t *testing.T) store.Store {
+		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}},
+}
+
 func TestPutUserRefusesAlikeOnBothBackends(t *testing.T) {
-	backends := []struct {
-		name string
-		open func(t *testing.T) store.Store
-	}{
-		{"bolt", func(t *testing.T) store.Store {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			return db
-		}},
-		{"postgres", func(t *testing.T) store.Store {
-			db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			return db
-		}},
-	}
+	backends := indexingBackends
 	attrs := []struct {
 		name string
 		set  func(u *store.User, v string)
@@ -127,6 +130,43 @@ func TestPutUserRefusesAlikeOnBothBackends(t *testing.T) {
 					})
 					if err != nil {
 						t.Fatalf("%s %s: Update: %v", a.name, tt.name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPutGroupRefusesAlikeOnBothBackends: a group's display name and
+// externalId are held to the same rule on both backends (bolt took a name
+// that folds past the limit, or is not UTF-8, which PostgreSQL refused).
+func TestPutGroupRefusesAlikeOnBothBackends(t *testing.T) {
+	for _, be := range indexingBackends {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.open(t)
+			for _, attr := range []string{"displayName", "externalId"} {
+				for _, tt := range indexedCases {
+					if tt.v == "" || strings.TrimSpace(tt.v) == "" {
+						continue
+					}
+					g := &store.Group{IdP: "okta", DisplayName: "engineering"}
+					if attr == "displayName" {
+						g.DisplayName = tt.v
+					} else {
+						g.ExternalID = tt.v
+					}
+					err := st.Update(context.Background(), func(tx store.Tx) error {
+						err := tx.PutGroup(g)
+						if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
+							t.Errorf("%s %s: PutGroup = %v, want %v", attr, tt.name, err, tt.want)
+						}
+						if err == nil {
+							return tx.DeleteGroup(g.ID)
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatalf("%s %s: Update: %v", attr, tt.name, err)
 					}
 				}
 			}

@@ -92,10 +92,7 @@ func (t *tx) PutGroup(g *store.Group) error {
 		return fmt.Errorf("bolt: put group %s: display name is required", g.ID)
 	}
 	for _, c := range []struct{ what, v string }{{"display name", g.DisplayName}, {"externalId", g.ExternalID}} {
-		if store.HasControl(c.v) {
-			return fmt.Errorf("bolt: put group %s: %s has a control character: %w", g.ID, c.what, store.ErrInvalidValue)
-		}
-		if err := store.CheckKey(c.what, c.v); err != nil {
+		if err := store.CheckIndexed(c.what, c.v); err != nil {
 			return fmt.Errorf("bolt: put group %s: %w", g.ID, err)
 		}
 	}

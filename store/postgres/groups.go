@@ -143,15 +143,13 @@ func (t *tx) PutGroup(g *store.Group) error {
 	if strings.TrimSpace(g.DisplayName) == "" {
 		return fail(errors.New("display name is required"))
 	}
-	for _, f := range []struct{ what, v string }{{"display name", g.DisplayName}, {"external id", g.ExternalID}} {
-		if store.HasControl(f.v) {
-			return fail(fmt.Errorf("%s has a control character: %w", f.what, store.ErrInvalidValue))
+	for _, f := range []struct{ what, v string }{{"display name", g.DisplayName}, {"externalId", g.ExternalID}} {
+		if err := store.CheckIndexed(f.what, f.v); err != nil {
+			return fail(err)
 		}
 	}
 	nameKey := store.FoldName(g.DisplayName)
-	for _, c := range []struct{ what, v string }{
-		{"id", g.ID}, {"idp", g.IdP}, {"display name", g.DisplayName}, {"folded display name", nameKey}, {"external id", g.ExternalID},
-	} {
+	for _, c := range []struct{ what, v string }{{"id", g.ID}, {"idp", g.IdP}} {
 		if err := checkKey(c.what, c.v); err != nil {
 			return fail(err)
 		}
