@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 // Browser is a cookie-keeping HTTP client whose GETs identify as a browser
@@ -74,11 +73,6 @@ func (b *Browser) TryGet(rawURL string, header ...string) (*http.Response, error
 	return b.Client.Do(req)
 }
 
-var (
-	hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
-	formAction  = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
-)
-
 // SignIn opens rawURL, fills in the test IdP's login form when it shows
 // up, follows every redirect back, and returns the final response.
 func (b *Browser) SignIn(rawURL, username, password string) *http.Response {
@@ -102,17 +96,15 @@ func (b *Browser) TrySignIn(rawURL, username, password string) (*http.Response, 
 		return nil, err
 	}
 	body := string(raw)
-	action := formAction.FindStringSubmatch(body)
-	if action == nil || !strings.Contains(body, `id="username"`) {
+	action, form, ok := htmlform.First(resp.Request.URL, body)
+	if !ok || !strings.Contains(body, `id="username"`) {
 		// Already signed in at the provider, or refused before its form.
 		resp.Body = io.NopCloser(strings.NewReader(body))
 		return resp, nil
 	}
-	form := url.Values{"username": {username}, "password": {password}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	return b.Client.PostForm(html.UnescapeString(action[1]), form)
+	form.Set("username", username)
+	form.Set("password", password)
+	return b.Client.PostForm(action, form)
 }
 
 // ReadBody reads and closes a response body.

@@ -3,12 +3,12 @@ package caddytest
 import (
 	"context"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/caddy-sso/caddy-sso/internal/htmlform"
 )
 
 // Form is an HTML form of a page: where it posts, and its fields.
@@ -17,34 +17,11 @@ type Form struct {
 	Fields url.Values
 }
 
-var (
-	anyForm    = regexp.MustCompile(`(?s)<form[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>`)
-	inputTag   = regexp.MustCompile(`<input[^>]*>`)
-	inputAttrs = regexp.MustCompile(`(\w+)="([^"]*)"`)
-)
-
 // FirstForm returns the first form in body, its action resolved against
-// the page's URL.
+// the page's URL (htmlform.First, as a Form).
 func FirstForm(page *url.URL, body string) (Form, bool) {
-	m := anyForm.FindStringSubmatch(body)
-	if m == nil {
-		return Form{}, false
-	}
-	action, err := page.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		return Form{}, false
-	}
-	f := Form{Action: action.String(), Fields: url.Values{}}
-	for _, in := range inputTag.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range inputAttrs.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			f.Fields.Set(attrs["name"], attrs["value"])
-		}
-	}
-	return f, true
+	action, fields, ok := htmlform.First(page, body)
+	return Form{Action: action, Fields: fields}, ok
 }
 
 // TryPost submits f as a browser submits a form, following redirects.
