@@ -45,11 +45,19 @@ func TestLinkByEmailRefusesSCIMUserOfAnotherSubjectAtThisIdP(t *testing.T) {
 			t.Errorf("old-sub signed in as %s (want %s), links %v", old.ID, seeded.ID, e.user(old.ID).Links)
 		}
 	})
-	t.Run("a subject at another IdP still links", func(t *testing.T) {
+	t.Run("a subject at another IdP links once the SCIM user's own sign-in vouched for the address", func(t *testing.T) {
 		e := newEnv(t)
 		seeded := seedSCIM(e)
 		prof := full("entra-sub")
 		prof.Email = seeded.Email
+		// okta's SCIM client wrote the address: nobody vouched for it.
+		_, ev := e.expectDenied("entra", link, prof, true, provision.ReasonEmailConflict, store.EventJITConflict)
+		if ev.Detail["not_linked"] != "owner email not verified" {
+			t.Errorf("conflict event %+v", ev)
+		}
+		old := full("old-sub")
+		old.Email = seeded.Email
+		e.mustLogin("okta", link, old)
 		if u := e.mustLogin("entra", link, prof); u.ID != seeded.ID {
 			t.Errorf("entra-sub signed in as %s, want the SCIM user %s", u.ID, seeded.ID)
 		}

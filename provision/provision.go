@@ -104,6 +104,10 @@ type Rules struct {
 	// LinkByEmail links an unknown subject to the existing user that owns
 	// its email, but only when the IdP vouched for the email: otherwise
 	// anyone able to set an email at some IdP could take over an account.
+	// And only into a user whose address was vouched for too
+	// (store.User.EmailVerified): otherwise whoever got the address into
+	// the store first, through a source nobody verifies, would be given
+	// the account of the person it belongs to at their first sign-in.
 	LinkByEmail bool
 	// SCIMManaged says SCIM provisioning is enabled for this IdP. Then a
 	// subject SCIM deleted is denied instead of being re-created by JIT:
@@ -349,7 +353,11 @@ func attributeWords(attr string) string {
 	return "a value"
 }
 
-// Provisioner applies Rules against a store.
+// Provisioner applies Rules against a store in a transaction of its own.
+// A sign-in does not use it: signin.Service.SignIn calls Apply inside the
+// one transaction that also consumes the single-use ID and starts the
+// session (docs/architecture.md). It is for what provisions without a
+// sign-in: tests, benchmarks and bench/storeload.
 type Provisioner struct {
 	Store  store.Store
 	Logger *zap.Logger      // nil: no logs
@@ -727,6 +735,13 @@ func (in *login) linkRefusal(owner *store.User) string {
 		// externalId is their ID at this IdP (README, SCIM: "SCIM's
 		// externalId is the IdP's uniqueUserId"), and says the same.
 		return "owner linked to another subject at this idp"
+	case !owner.EmailVerified:
+		// Nobody vouched for the address the owner holds: a SAML IdP, a
+		// multi-tenant or allow_unverified_email one, or another IdP's
+		// SCIM client put it there, any of which anyone may have used to
+		// claim it before its person first signed in. Linking would hand
+		// that person's sign-in to whoever the owner's links are.
+		return "owner email not verified"
 	}
 	return ""
 }
@@ -832,16 +847,17 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 	groups, _ := in.groupsFrom()
 	out.groupsOverage = prof.GroupsOverage
 	u := &store.User{
-		Email:     prof.Email,
-		FirstName: prof.FirstName,
-		LastName:  prof.LastName,
-		Groups:    groups,
-		Active:    true,
-		Pending:   in.rules.CreatePending,
-		Source:    store.SourceJIT,
-		Links:     []store.Link{{IdP: in.idp, Subject: prof.UniqueUserID}},
-		Created:   in.now,
-		Updated:   in.now,
+		Email:         prof.Email,
+		EmailVerified: in.verified && prof.Email != "",
+		FirstName:     prof.FirstName,
+		LastName:      prof.LastName,
+		Groups:        groups,
+		Active:        true,
+		Pending:       in.rules.CreatePending,
+		Source:        store.SourceJIT,
+		Links:         []store.Link{{IdP: in.idp, Subject: prof.UniqueUserID}},
+		Created:       in.now,
+		Updated:       in.now,
 		// What SCIM matching looks for: apply found no user holding
 		// this externalId, so it is free.
 		IdP:        in.idp,
@@ -950,7 +966,7 @@ func (in *login) mayTakeEmail(holder *store.User) bool {
 func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User, to string) error {
 	old := holder.Email
 	fields := []string{"email"}
-	holder.Email = ""
+	holder.Email, holder.EmailVerified = "", false
 	if n := len(holder.Emails); n > 0 {
 		holder.Emails = slices.DeleteFunc(slices.Clone(holder.Emails), func(e store.Email) bool {
 			return store.FoldName(e.Value) == store.FoldName(old)
@@ -1055,6 +1071,8 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			} else {
 				old := u.Email
 				u.Email = prof.Email
+				// Another spelling of the same mailbox keeps its vouching.
+				u.EmailVerified = in.verified || u.EmailVerified && CanonEmail(old) == CanonEmail(u.Email)
 				out.changed = append(out.changed, "email")
 				if err := in.followEmail(tx, out, u, old); err != nil {
 					return err
@@ -1074,6 +1092,13 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			}
 		}
 		out.groupsOverage = prof.GroupsOverage
+	}
+	if !u.EmailVerified && in.verified && u.Email != "" && CanonEmail(u.Email) == CanonEmail(prof.Email) {
+		// The IdP vouches for the address the user holds, whoever wrote
+		// it (SCIM, import mode, a user stored before EmailVerified was
+		// kept): link_by_email may link into the user from now on.
+		u.EmailVerified = true
+		out.changed = append(out.changed, "email_verified")
 	}
 	if len(out.changed) > 0 || out.linked {
 		u.Updated = store.NextStamp(u.Updated, in.now)

@@ -262,7 +262,7 @@ func TestLinkByEmail(t *testing.T) {
 	link := provision.Rules{JIT: true, LinkByEmail: true}
 	ownerRec := func() *store.User {
 		return &store.User{
-			Email: "owner@example.com", FirstName: "O", LastName: "W", Active: true, Source: store.SourceSCIM,
+			Email: "owner@example.com", EmailVerified: true, FirstName: "O", LastName: "W", Active: true, Source: store.SourceSCIM,
 			Links: []store.Link{{IdP: "entra", Subject: "owner"}},
 		}
 	}

@@ -137,7 +137,9 @@ func TestLoginBackfillsExternalID(t *testing.T) {
 		t.Errorf("IdP, ExternalID = %q, %q", got.IdP, got.ExternalID)
 	}
 	ev := e.audit()
-	if ev[0].Type != store.EventUserUpdated || ev[0].Detail["fields"] != "external_id" {
+	// Its sign-in vouched for the address it holds, which makes it
+	// linkable (link_by_email) from now on.
+	if ev[0].Type != store.EventUserUpdated || ev[0].Detail["fields"] != "external_id,email_verified" {
 		t.Errorf("audit = %+v", ev)
 	}
 }

@@ -223,10 +223,19 @@ const (
 
 // User is one person known to the gateway.
 type User struct {
-	ID        string `json:"id"` // random, stable, never reused
-	Email     string `json:"email"`
-	FirstName string `json:"first_name"`
-	LastName  string `json:"last_name"`
+	ID    string `json:"id"` // random, stable, never reused
+	Email string `json:"email"`
+	// EmailVerified says Email was vouched for: a sign-in that verified
+	// the address wrote it, or signed in with it unchanged. link_by_email
+	// links only into a user whose address is vouched for, so that a
+	// source nobody verifies (a SAML IdP, a multi-tenant one, another
+	// IdP's SCIM client) cannot hold an address for whoever later signs in
+	// with it verified (provision.Apply). A SCIM write that changes the
+	// address clears it. False in users stored before it was kept, until
+	// such a sign-in.
+	EmailVerified bool   `json:"email_verified,omitempty"`
+	FirstName     string `json:"first_name"`
+	LastName      string `json:"last_name"`
 	// Groups are the group names the upstream sees: those the IdP sent at
 	// the last login (JIT) and the defaults, plus the display names of the
 	// SCIM groups the user is a member of. PutGroup and DeleteGroup keep the

@@ -41,6 +41,14 @@ func TestSCIMRecreateLiftsSecondIdPTombstone(t *testing.T) {
 	denied(t, err, provision.ReasonDeprovisioned)
 
 	again := e.must(201, "POST", "/Users", body).body["id"].(string)
+	// The directory's address is linkable from google once the person's
+	// entra sign-in has vouched for it (link_by_email never links into an
+	// address only a SCIM client wrote).
+	_, err = signIn("google", social, "google-sub")
+	denied(t, err, provision.ReasonEmailConflict)
+	if _, err := signIn("entra", scimAndJIT, "oid-1"); err != nil {
+		t.Fatal(err)
+	}
 	u, err := signIn("google", social, "google-sub")
 	if err != nil || u.ID != again {
 		t.Fatalf("google sign-in after re-provisioning: %+v, %v; want linked to %s", u, err, again)

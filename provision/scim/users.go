@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -452,6 +453,12 @@ func diffUser(a, b *store.User) []string {
 func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now time.Time, res *userWrite) error {
 	wantActive := u.Active
 	u.Active, u.Pending = old.Active, old.Pending
+	if provision.CanonEmail(u.Email) != provision.CanonEmail(old.Email) {
+		// A sign-in vouched for the old address, not for this one: a
+		// directory of one IdP must not make the user linkable from
+		// another (link_by_email) by writing an address of its choosing.
+		u.EmailVerified = false
+	}
 	res.changed = diffUser(old, u)
 	res.adopted = old.Source != store.SourceSCIM
 	res.user = old
