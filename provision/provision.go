@@ -243,17 +243,26 @@ func (r Rules) domainAllowed(email string) bool {
 	if len(r.AllowedDomains) == 0 {
 		return true
 	}
-	at := strings.LastIndexByte(email, '@')
-	if at < 0 || at == len(email)-1 {
+	domain := emailDomain(email)
+	if domain == "" {
 		return false
 	}
-	domain := CanonDomain(email[at+1:])
 	for _, d := range r.AllowedDomains {
 		if normDomain(d) == domain {
 			return true
 		}
 	}
 	return false
+}
+
+// emailDomain is the canonical domain of email (CanonDomain of what follows
+// its last @), "" when it has none.
+func emailDomain(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 || at == len(email)-1 {
+		return ""
+	}
+	return CanonDomain(email[at+1:])
 }
 
 // Denial reasons, stable strings used in the audit trail, metrics and the
@@ -284,7 +293,12 @@ type Denial struct {
 	// Attribute names the attribute (never its value), for
 	// ReasonInvalidAttribute.
 	Attribute string
-	IdP       string
+	// Domain is the email's domain (canonical, CanonDomain), for
+	// ReasonDomainNotAllowed: what an operator asked about the refusal
+	// needs to decide between adding it to allowed_domains and telling the
+	// person no. A domain is not a person's address, so it may be logged.
+	Domain string
+	IdP    string
 	// UserID is the user the login resolved to (deactivated, pending,
 	// domain), empty when there is none. For an email conflict it stays
 	// empty: the owner of the email is not this person.
@@ -650,7 +664,12 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		if u != nil {
 			uid = u.ID
 		}
-		return in.deny(tx, out, ReasonDomainNotAllowed, uid, nil)
+		domain := emailDomain(email)
+		if err := in.denyWith(tx, out, ReasonDomainNotAllowed, uid, nil, map[string]string{"domain": domain}); err != nil {
+			return err
+		}
+		out.denial.Domain = domain
+		return nil
 	}
 
 	if u == nil {
@@ -1172,6 +1191,9 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 		}
 		if d.Attribute != "" {
 			fields = append(fields, zap.String("attribute", d.Attribute))
+		}
+		if d.Domain != "" {
+			fields = append(fields, zap.String("domain", d.Domain))
 		}
 		log.Warn("sso login denied", fields...)
 		return
