@@ -62,7 +62,7 @@ type signedToken struct {
 // the store gives a new Identity that usually says the same.
 func sameClaims(a, b *session.Identity) bool {
 	return a.UserID == b.UserID && a.Email == b.Email && a.FirstName == b.FirstName && a.LastName == b.LastName &&
-		a.IdP == b.IdP && a.Expires.Equal(b.Expires) && slices.Equal(a.Groups, b.Groups)
+		a.IdP == b.IdP && a.Expires.Equal(b.Expires) && a.AuthTime.Equal(b.AuthTime) && slices.Equal(a.Groups, b.Groups)
 }
 
 // SignerConfig configures an IdentitySigner; zero fields take the
@@ -197,6 +197,7 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	}
 	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
+		AuthTime: id.AuthTime,
 	}, ttl)
 	if err != nil {
 		return nil, err

@@ -1070,6 +1070,9 @@ type whoami struct {
 	Created   time.Time `json:"created"`
 	LastLogin time.Time `json:"last_login,omitzero"`
 	Expires   time.Time `json:"session_expires"`
+	// AuthTime is when the person last authenticated at the IdP, as the
+	// identity JWT's auth_time says; absent when the IdP did not say.
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtime, tokens []string, outer *session.Identity) error {
@@ -1111,7 +1114,7 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 	}
 	return writeJSON(w, http.StatusOK, whoami{ID: u.ID, Email: u.Email, FirstName: u.FirstName,
 		LastName: u.LastName, Groups: groups, IdP: id.IdP, Source: u.Source, Created: u.Created.UTC(),
-		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC()})
+		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC(), AuthTime: id.AuthTime.UTC()})
 }
 
 // serveJWKS publishes the keys that verify the identity tokens.

@@ -1507,6 +1507,10 @@ type Identity struct {
 	IdP         string
 	SessionHash string
 	Expires     time.Time
+	// AuthTime is when the person last authenticated at the IdP
+	// (store.Session.AuthTime), zero when it did not say: the identity
+	// JWT's auth_time and whoami's, with no store read per request.
+	AuthTime time.Time
 
 	// Derived is what Manager.Derive computed for this identity, once.
 	Derived any
@@ -1551,6 +1555,7 @@ func plainIdentity(s *store.Session, u *store.User) *Identity {
 		IdP:         s.IdP,
 		SessionHash: s.Hash,
 		Expires:     s.Expires,
+		AuthTime:    s.AuthTime,
 	}
 }
 

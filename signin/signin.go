@@ -142,6 +142,10 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	if end := a.SessionNotOnOrAfter; !end.IsZero() && end.Before(fresh.Session.Expires) {
 		fresh.Session.Expires = end
 	}
+	// Kept with the session, for the identity JWT's auth_time: an app asks
+	// how long ago the person proved who they are, not when this session
+	// began (an IdP that still has one signs in without asking).
+	fresh.Session.AuthTime = a.AuthTime
 	now := s.now()
 
 	var out *Outcome

@@ -361,6 +361,11 @@ type Session struct {
 	Expires  time.Time  `json:"expires"` // absolute lifetime
 	LastSeen time.Time  `json:"last_seen"`
 	Logout   LogoutInfo `json:"logout,omitzero"`
+	// AuthTime is when the person last authenticated at the IdP, as the
+	// sign-in's assertion said (idp.Assertion.AuthTime), kept for the
+	// identity JWT's auth_time; zero when the IdP did not say, and in
+	// sessions stored before it was kept.
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 // Audit event types.

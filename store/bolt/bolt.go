@@ -1,7 +1,8 @@
 // Package bolt is the embedded default store of caddy-sso, one bbolt file
 // per Caddy instance.
 //
-// Layout (schema version 3), one bucket per record kind plus the indexes
+// Layout (schema version 4; 4 is 3 with session records that may carry
+// AuthTime), one bucket per record kind plus the indexes
 // that keep every lookup on the login path, every SCIM filter and every
 // housekeeping pass a B+tree seek or a walk from the oldest end of a
 // time-ordered index:
@@ -79,7 +80,7 @@ import (
 )
 
 // SchemaVersion is the layout version this build reads and writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // DefaultLockTimeout is the wait for the file lock when Options.LockTimeout is zero.
 const DefaultLockTimeout = 5 * time.Second
@@ -429,7 +430,7 @@ func (db *DB) init() error {
 			return fmt.Errorf("bolt: store %s has schema version %d and needs a one-time upgrade to %d; open it read-write once: %w",
 				db.path, st.version, SchemaVersion, ErrOldSchema)
 		}
-		return db.migrate(st.version)
+		return db.migrate(st.version, st.upgrading)
 	case st.missing != nil:
 		// A bucket of this schema is gone: the file was damaged or edited.
 		// Rebuilding the indexes from the records is what an upgrade does.
@@ -437,7 +438,7 @@ func (db *DB) init() error {
 			return fmt.Errorf("bolt: store %s lacks bucket %s; open it read-write once to rebuild its indexes, or restore a backup (caddy sso restore): %w",
 				db.path, st.missing, ErrOldSchema)
 		}
-		return db.migrate(SchemaVersion)
+		return db.migrate(SchemaVersion, true)
 	}
 	return nil
 }

@@ -18,9 +18,10 @@ import (
 // the users bucket in memory until its commit.
 const migrateChunk = 5_000
 
-// migrate upgrades a file of schema version from (or one whose upgrade was
-// interrupted, or that lacks a bucket) to the current schema.
-func (db *DB) migrate(from int) error {
+// migrate upgrades a file of schema version from to the current schema;
+// rebuild says its indexes must be rebuilt whatever its version (an
+// upgrade was interrupted, or a bucket is missing).
+func (db *DB) migrate(from int, rebuild bool) error {
 	if from == 1 {
 		if err := db.migrate1to2(); err != nil {
 			return err
@@ -29,10 +30,31 @@ func (db *DB) migrate(from int) error {
 	if from < 1 || from > SchemaVersion {
 		return fmt.Errorf("bolt: migrate %s: no migration from schema version %d", db.path, from)
 	}
+	if from == 3 && !rebuild {
+		return db.migrate3to4()
+	}
 	return db.reindex()
 }
 
-// reindex is the upgrade to schema 3, and the repair of a file that lost
+// migrate3to4 is the upgrade to schema 4, which lets a session record
+// carry when the person last authenticated at the IdP (store.Session
+// AuthTime): eight bytes more, which a schema 3 build's decoder refuses.
+// Every schema 3 record is a schema 4 record already, so only the version
+// changes, in one transaction; a schema 3 build then refuses the file
+// ("upgrade caddy-sso") instead of failing on the longer records (a user's
+// sign-in, the sweep and backup would).
+func (db *DB) migrate3to4() error {
+	err := db.bdb.Update(func(btx *bolt.Tx) error {
+		return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: upgrade %s to schema %d: %w", db.path, SchemaVersion, err)
+	}
+	return nil
+}
+
+// reindex is the upgrade from schema 1 or 2 (to 3, whose records schema 4
+// keeps), and the repair of a file that lost
 // an index bucket: it converts schema 2 session records (migrateSession)
 // and rebuilds every index and counter from the records, in transactions
 // of migrateChunk records.

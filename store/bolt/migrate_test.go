@@ -161,10 +161,11 @@ func TestMigrateV1(t *testing.T) {
 }
 
 func TestOldBuildRefusesMigratedFile(t *testing.T) {
-	// A version 2 build checks "schema > 2"; this one's number must be
-	// above that so the refusal protects the new session records.
-	if SchemaVersion <= 2 {
-		t.Fatal("SchemaVersion must be above 2")
+	// A version 3 build checks "schema > 3"; this one's number must be
+	// above that so the refusal protects the session records that carry
+	// AuthTime, which its decoder cannot read.
+	if SchemaVersion <= 3 {
+		t.Fatal("SchemaVersion must be above 3")
 	}
 	db := openTest(t)
 	_ = db.bdb.View(func(btx *bolt.Tx) error {

@@ -27,10 +27,14 @@ type sessionRec struct {
 	UserID, IdP                       string
 	Subject, SubjectFormat, SessionID string
 	Created, Expires                  uint64 // encTime
+	// AuthTime (encTime) follows Expires only when the IdP said it
+	// (store.Session.AuthTime): a record without it, written before it was
+	// kept or since, ends after Expires, so an earlier build reads it.
+	AuthTime uint64
 }
 
 func (r *sessionRec) encode() []byte {
-	n := 1 + 16 + 5*binary.MaxVarintLen64 + len(r.UserID) + len(r.IdP) + len(r.Subject) + len(r.SubjectFormat) + len(r.SessionID)
+	n := 1 + 24 + 5*binary.MaxVarintLen64 + len(r.UserID) + len(r.IdP) + len(r.Subject) + len(r.SubjectFormat) + len(r.SessionID)
 	b := make([]byte, 0, n)
 	b = append(b, sessionFormat)
 	for _, s := range [...]string{r.UserID, r.IdP, r.Subject, r.SubjectFormat, r.SessionID} {
@@ -38,7 +42,11 @@ func (r *sessionRec) encode() []byte {
 		b = append(b, s...)
 	}
 	b = binary.BigEndian.AppendUint64(b, r.Created)
-	return binary.BigEndian.AppendUint64(b, r.Expires)
+	b = binary.BigEndian.AppendUint64(b, r.Expires)
+	if r.AuthTime != zeroTime {
+		b = binary.BigEndian.AppendUint64(b, r.AuthTime)
+	}
+	return b
 }
 
 var errBadSession = errors.New("malformed session record")
@@ -57,7 +65,11 @@ func decodeSessionRec(v []byte) (*sessionRec, error) {
 		*dst = string(rest[w : w+int(n)])
 		rest = rest[w+int(n):]
 	}
-	if len(rest) != 16 {
+	switch len(rest) {
+	case 16: // no AuthTime
+	case 24:
+		r.AuthTime = binary.BigEndian.Uint64(rest[16:])
+	default:
 		return nil, errBadSession
 	}
 	r.Created = binary.BigEndian.Uint64(rest)
@@ -69,7 +81,7 @@ func recOf(s *store.Session) *sessionRec {
 	return &sessionRec{
 		UserID: s.UserID, IdP: s.IdP,
 		Subject: s.Logout.Subject, SubjectFormat: s.Logout.StoredSubjectFormat(), SessionID: s.Logout.SessionID,
-		Created: encTime(s.Created), Expires: encTime(s.Expires),
+		Created: encTime(s.Created), Expires: encTime(s.Expires), AuthTime: encTime(s.AuthTime),
 	}
 }
 
@@ -77,7 +89,8 @@ func (r *sessionRec) session(hash string, seen uint64) *store.Session {
 	s := &store.Session{
 		Hash: hash, UserID: r.UserID, IdP: r.IdP,
 		Created: decTime(r.Created), Expires: decTime(r.Expires), LastSeen: decTime(seen),
-		Logout: store.LogoutInfo{Subject: r.Subject, SessionID: r.SessionID},
+		Logout:   store.LogoutInfo{Subject: r.Subject, SessionID: r.SessionID},
+		AuthTime: decTime(r.AuthTime),
 	}
 	// The SAML NameID's qualifiers share the format's field
 	// (store.LogoutInfo.StoredSubjectFormat): no new record format.

@@ -26,7 +26,7 @@ var migrationFiles embed.FS
 
 // SchemaVersion is the newest schema version this build knows (the number
 // of its last migration; a test keeps the two equal).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // ErrNewerSchema means the database was migrated by a newer caddy-sso. This
 // build does not know what that version changed and refuses to write.

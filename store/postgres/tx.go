@@ -643,21 +643,34 @@ func (t *tx) ForEachUser(after string, fn func(*store.User) error) error {
 
 // ---- sessions ----
 
-const sessionColumns = "hash, user_id, idp, created_ns, expires_ns, last_seen_ns, subject, subject_format, session_id"
+const sessionColumns = "hash, user_id, idp, created_ns, expires_ns, last_seen_ns, subject, subject_format, session_id, auth_time_ns"
 
 func scanSession(r pgx.Row) (*store.Session, error) {
 	s := new(store.Session)
 	var created, expires, seen int64
+	var authTime *int64 // NULL: the IdP did not say, or stored before schema 3
 	var format string
 	if err := r.Scan(&s.Hash, &s.UserID, &s.IdP, &created, &expires, &seen,
-		&s.Logout.Subject, &format, &s.Logout.SessionID); err != nil {
+		&s.Logout.Subject, &format, &s.Logout.SessionID, &authTime); err != nil {
 		return nil, err
 	}
 	s.Created, s.Expires, s.LastSeen = fromNanos(created), fromNanos(expires), fromNanos(seen)
+	if authTime != nil {
+		s.AuthTime = fromNanos(*authTime)
+	}
 	// The SAML NameID's qualifiers share subject_format
 	// (store.LogoutInfo.StoredSubjectFormat): no migration.
 	s.Logout.SetStoredSubjectFormat(format)
 	return s, nil
+}
+
+// authTimeNanos is a session's auth_time_ns: NULL when the IdP did not say.
+func authTimeNanos(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := nanos(t)
+	return &n
 }
 
 // sessionsWhere reads the sessions a condition selects, in hash order,
@@ -706,13 +719,14 @@ func (t *tx) PutSession(s *store.Session) error {
 	}
 	var ok bool
 	err := t.row(`INSERT INTO sso_sessions (`+sessionColumns+`)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM sso_users WHERE id = $2)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM sso_users WHERE id = $2)
 		ON CONFLICT (hash) DO UPDATE SET user_id = EXCLUDED.user_id, idp = EXCLUDED.idp,
 			created_ns = EXCLUDED.created_ns, expires_ns = EXCLUDED.expires_ns, last_seen_ns = EXCLUDED.last_seen_ns,
-			subject = EXCLUDED.subject, subject_format = EXCLUDED.subject_format, session_id = EXCLUDED.session_id
+			subject = EXCLUDED.subject, subject_format = EXCLUDED.subject_format, session_id = EXCLUDED.session_id,
+			auth_time_ns = EXCLUDED.auth_time_ns
 		RETURNING true`,
 		[]any{s.Hash, s.UserID, s.IdP, nanos(s.Created), nanos(s.Expires), nanos(s.LastSeen),
-			s.Logout.Subject, format, s.Logout.SessionID}, &ok)
+			s.Logout.Subject, format, s.Logout.SessionID, authTimeNanos(s.AuthTime)}, &ok)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: put session: user %s: %w", s.UserID, store.ErrNotFound)
 	}
