@@ -593,25 +593,13 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		out.denial.Attribute = attr
 		return err
 	}
-	u, err := tx.UserByLink(in.idp, prof.UniqueUserID)
-	if errors.Is(err, store.ErrNotFound) {
-		u = nil
-	} else if err != nil {
-		return fmt.Errorf("look up user: %w", err)
+	u, adopted, err := in.knownUser(tx)
+	if err != nil {
+		return err
 	}
-	if u == nil {
-		// A user SCIM provisioned before their first login: externalId
-		// is this IdP's uniqueUserId. The gates below still apply before
-		// the link is written.
-		u, err = tx.UserByExternalID(in.idp, prof.UniqueUserID)
-		if errors.Is(err, store.ErrNotFound) {
-			u = nil
-		} else if err != nil {
-			return fmt.Errorf("look up user by external id: %w", err)
-		}
-		if u != nil {
-			out.linked, out.linkReason = true, "external_id"
-		}
+	if adopted {
+		// The gates below still apply before the link is written.
+		out.linked, out.linkReason = true, "external_id"
 	}
 
 	if u == nil {
@@ -676,6 +664,35 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		return in.create(tx, out)
 	}
 	return in.update(tx, out, u)
+}
+
+// knownUser returns the user this sign-in's subject already names, or
+// nil, and whether it was found by SCIM's externalId rather than by a
+// link (a user to adopt: the link is not written yet). The link comes
+// first: it is what an earlier sign-in at this IdP recorded, so once
+// written it decides, whatever externalId SCIM gives any user later.
+// Only without one is the subject looked up as an externalId, for a user
+// SCIM provisioned before their first sign-in (SCIM's externalId is the
+// IdP's uniqueUserId), and only among this IdP's users: an externalId
+// names a person only in the directory that wrote it, and the same value
+// from another IdP is someone else.
+func (in *login) knownUser(tx store.Tx) (u *store.User, adopted bool, err error) {
+	u, err = tx.UserByLink(in.idp, in.prof.UniqueUserID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, false, fmt.Errorf("look up user: %w", err)
+	case u != nil:
+		return u, false, nil
+	}
+	u, err = tx.UserByExternalID(in.idp, in.prof.UniqueUserID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("look up user by external id: %w", err)
+	}
+	return u, u != nil, nil
 }
 
 // tombstone returns the tombstone that refuses this sign-in as

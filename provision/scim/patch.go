@@ -271,9 +271,12 @@ func container(doc map[string]any, urn string, create bool) map[string]any {
 	return m
 }
 
-// applyAt applies one operation at one path. implicit marks a path that
-// came from a path-less value's key: read-only attributes there (Okta
-// sends the group's id when renaming it) are skipped, not refused.
+// applyAt applies one operation at one path, by what the path names: a
+// whole extension (applyExtension), an attribute (applyAttribute), a
+// sub-attribute without a filter (applySub), or the values a filter
+// selects (applyFiltered). implicit marks a path that came from a
+// path-less value's key: read-only attributes there (Okta sends the
+// group's id when renaming it) are skipped, not refused.
 func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any, implicit bool) error {
 	def := rt.lookup(p.urn, p.attr)
 	if p.attr != "" && def.readOnly() {
@@ -286,102 +289,145 @@ func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any
 	if c == nil {
 		return nil // removing from an extension the resource does not have
 	}
-	if p.attr == "" {
-		if op == "remove" {
-			delete(doc, keyOf(doc, p.urn))
-			return nil
-		}
-		obj, ok := value.(map[string]any)
-		if !ok {
-			return errorf(http.StatusBadRequest, "invalidValue", "%s needs an object value", p.urn)
-		}
-		for _, k := range slices.Sorted(maps.Keys(obj)) {
-			sp, err := splitPath(rt, p.urn+":"+k)
-			if err != nil {
-				return invalidPath("bad attribute %q in %s", k, p.urn)
-			}
-			if err := applyAt(rt, doc, op, sp, obj[k], implicit); err != nil {
-				return err
-			}
-		}
+	switch {
+	case p.attr == "":
+		return applyExtension(rt, doc, op, p.urn, value, implicit)
+	case p.filter != nil:
+		return applyFiltered(rt, c, def, op, p, value)
+	case p.sub != "":
+		return applySub(c, def, op, p, value)
+	default:
+		return applyAttribute(c, def, op, p, value)
+	}
+}
+
+// applyExtension handles a path naming a whole extension schema
+// ("urn:…:enterprise:2.0:User"). Unlike the other cases it changes many
+// attributes: remove drops the extension object, and add or replace takes
+// an object whose keys are the extension's attributes, each applied at a
+// path of its own.
+func applyExtension(rt *resourceType, doc map[string]any, op, urn string, value any, implicit bool) error {
+	if op == "remove" {
+		delete(doc, keyOf(doc, urn))
 		return nil
 	}
-	key := keyOf(c, p.attr)
-	cur, exists := c[key]
+	obj, ok := value.(map[string]any)
+	if !ok {
+		return errorf(http.StatusBadRequest, "invalidValue", "%s needs an object value", urn)
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		sp, err := splitPath(rt, urn+":"+k)
+		if err != nil {
+			return invalidPath("bad attribute %q in %s", k, urn)
+		}
+		if err := applyAt(rt, doc, op, sp, obj[k], implicit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holdsList says whether the attribute holding cur is a list: its
+// schema says so, it holds one already, or no schema defines it and a
+// list is added or replaced.
+func holdsList(def *attr, cur, value any, op string) bool {
 	_, curIsList := cur.([]any)
 	_, valIsList := value.([]any)
-	multi := def != nil && def.Multi || curIsList || def == nil && valIsList && op != "remove"
+	return def != nil && def.Multi || curIsList || def == nil && valIsList && op != "remove"
+}
 
-	switch {
-	case p.filter == nil && p.sub == "":
-		switch op {
-		case "add":
-			switch {
-			case multi:
-				c[key] = appendUnique(asList(cur), asList(value), valueFold(def))
-			case isMap(cur) && isMap(value):
-				merge(cur.(map[string]any), value.(map[string]any))
-			default:
-				c[key] = value
-			}
-		case "replace":
-			switch {
-			case multi:
-				c[key] = asList(value)
-			case isMap(cur) && isMap(value):
-				// RFC 7644 3.5.2.3: sub-attributes not given stay.
-				merge(cur.(map[string]any), value.(map[string]any))
-			default:
-				c[key] = value
-			}
-		case "remove":
-			if multi && value != nil {
-				// Entra's legacy member removal: only the listed values go.
-				c[key] = removeListed(asList(cur), asList(value), valueFold(def))
-			} else {
-				delete(c, key)
-			}
-		}
-		dropEmpty(c, key)
-		return nil
-
-	case p.filter == nil:
-		if multi {
-			if op == "remove" {
-				for _, el := range asList(cur) {
-					if m, ok := el.(map[string]any); ok {
-						delete(m, keyOf(m, p.sub))
-					}
-				}
-				return nil
-			}
-			return invalidPath("%s is multi-valued: select the values with a filter, as in %s[type eq \"work\"].%s", p.attr, p.attr, p.sub)
-		}
-		m, _ := cur.(map[string]any)
-		if m == nil {
-			if op == "remove" {
-				return nil
-			}
-			if exists && cur != nil {
-				return invalidPath("%s has no sub-attributes", p.attr)
-			}
-			m = map[string]any{}
-			c[key] = m
-		}
-		sk := keyOf(m, p.sub)
+// applyAttribute handles a path naming an attribute and nothing in it
+// ("displayName", "emails", "name"): the operation is on the attribute's
+// whole value. A multi-valued one is a list: add appends the values it
+// lacks, replace sets the list, remove drops it or, given values, only
+// those. A complex single-valued one is merged into by add and replace.
+func applyAttribute(c map[string]any, def *attr, op string, p fpath, value any) error {
+	key := keyOf(c, p.attr)
+	cur := c[key]
+	multi := holdsList(def, cur, value, op)
+	switch op {
+	case "add":
 		switch {
-		case op == "remove":
-			delete(m, sk)
-		case isMap(m[sk]) && isMap(value) && op == "add":
-			merge(m[sk].(map[string]any), value.(map[string]any))
+		case multi:
+			c[key] = appendUnique(asList(cur), asList(value), valueFold(def))
+		case isMap(cur) && isMap(value):
+			merge(cur.(map[string]any), value.(map[string]any))
 		default:
-			m[sk] = value
+			c[key] = value
 		}
-		dropEmpty(c, key)
-		return nil
+	case "replace":
+		switch {
+		case multi:
+			c[key] = asList(value)
+		case isMap(cur) && isMap(value):
+			// RFC 7644 3.5.2.3: sub-attributes not given stay.
+			merge(cur.(map[string]any), value.(map[string]any))
+		default:
+			c[key] = value
+		}
+	case "remove":
+		if multi && value != nil {
+			// Entra's legacy member removal: only the listed values go.
+			c[key] = removeListed(asList(cur), asList(value), valueFold(def))
+		} else {
+			delete(c, key)
+		}
 	}
+	dropEmpty(c, key)
+	return nil
+}
 
-	list := asList(cur)
+// applySub handles attr.sub without a filter ("name.givenName"). On a
+// single-valued attribute it changes that one sub-attribute, creating the
+// attribute for add and replace. On a multi-valued one only remove is
+// taken, from every value: which value to add to or replace in is for a
+// filter to say (emails[type eq "work"].value, applyFiltered).
+func applySub(c map[string]any, def *attr, op string, p fpath, value any) error {
+	key := keyOf(c, p.attr)
+	cur, exists := c[key]
+	if holdsList(def, cur, value, op) {
+		if op == "remove" {
+			for _, el := range asList(cur) {
+				if m, ok := el.(map[string]any); ok {
+					delete(m, keyOf(m, p.sub))
+				}
+			}
+			return nil
+		}
+		return invalidPath("%s is multi-valued: select the values with a filter, as in %s[type eq \"work\"].%s", p.attr, p.attr, p.sub)
+	}
+	m, _ := cur.(map[string]any)
+	if m == nil {
+		if op == "remove" {
+			return nil
+		}
+		if exists && cur != nil {
+			return invalidPath("%s has no sub-attributes", p.attr)
+		}
+		m = map[string]any{}
+		c[key] = m
+	}
+	sk := keyOf(m, p.sub)
+	switch {
+	case op == "remove":
+		delete(m, sk)
+	case isMap(m[sk]) && isMap(value) && op == "add":
+		merge(m[sk].(map[string]any), value.(map[string]any))
+	default:
+		m[sk] = value
+	}
+	dropEmpty(c, key)
+	return nil
+}
+
+// applyFiltered handles attr[filter] and attr[filter].sub: the operation
+// is on each value of a multi-valued attribute the filter matches, not on
+// the attribute. remove drops those values (or their sub-attribute); add
+// and replace change them, and when none matches, add the value the
+// filter's equalities describe.
+func applyFiltered(rt *resourceType, c map[string]any, def *attr, op string, p fpath, value any) error {
+	key := keyOf(c, p.attr)
+	list := asList(c[key])
 	inner := scope{rt: rt, base: def}
 	var hits []int
 	for i, el := range list {
