@@ -43,20 +43,20 @@ type Upstream interface {
 	ServeHTTP(http.ResponseWriter, *http.Request) error
 }
 
-// ServePrivate serves r by next, adding PageCacheControl or
+// servePrivate serves r by next, adding PageCacheControl or
 // PrivateCacheControl to the answer when it has no Cache-Control. The
 // writer is not pooled: a handler that kept it past its return (a timer's
 // flush, say) must never write into another request's answer.
-func ServePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
+func servePrivate(w http.ResponseWriter, r *http.Request, next Upstream) error {
 	return next.ServeHTTP(&privateWriter{ResponseWriter: w, req: r.Header}, r)
 }
 
 // ServeSignedIn serves r, of the session id that rt admitted, by next:
-// through ServePrivate, and, for a stream (IsStream), through run's
+// through servePrivate, and, for a stream (IsStream), through run's
 // Streams, which end it with its session.
 func (rt *Route) ServeSignedIn(w http.ResponseWriter, r *http.Request, next Upstream, run *Runtime, id *session.Identity) error {
 	if run.Streams == nil {
-		return ServePrivate(w, r, next)
+		return servePrivate(w, r, next)
 	}
 	if IsStream(r) {
 		return run.Streams.Serve(w, r, next, rt, id)

@@ -53,7 +53,7 @@ func TestServePrivate(t *testing.T) {
 				req.Header.Set("Sec-Fetch-Dest", "document")
 				req.Header.Set("Sec-Fetch-Mode", "navigate")
 			}
-			err := ServePrivate(rec, req, upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			err := servePrivate(rec, req, upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
 				if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); !ok || u.Unwrap() != rec {
 					t.Error("the writer does not unwrap to Caddy's")
 				}
@@ -75,13 +75,13 @@ func TestServePrivate(t *testing.T) {
 func TestServePrivateFlushError(t *testing.T) {
 	gone := errors.New("client gone")
 	var got error
-	_ = ServePrivate(failingFlusher{httptest.NewRecorder(), gone}, httptest.NewRequest(http.MethodGet, "/", nil),
+	_ = servePrivate(failingFlusher{httptest.NewRecorder(), gone}, httptest.NewRequest(http.MethodGet, "/", nil),
 		upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
 			got = http.NewResponseController(w).Flush()
 			return nil
 		}))
 	if !errors.Is(got, gone) {
-		t.Errorf("Flush through ServePrivate returned %v, want %v", got, gone)
+		t.Errorf("Flush through servePrivate returned %v, want %v", got, gone)
 	}
 }
 
