@@ -76,9 +76,9 @@ func TestMetrics(t *testing.T) {
 
 	m := w.gw.scrapeMetrics()
 	for _, want := range []string{
-		`caddy_sso_logins_total{idp="test",protocol="oidc",result="success"} 2`,
-		`caddy_sso_logins_total{idp="test",protocol="oidc",result="denied"} 1`,
-		`caddy_sso_logins_total{idp="test",protocol="oidc",result="failed"} 1`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",reason="",result="success"} 2`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",reason="domain_not_allowed",result="denied"} 1`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",reason="flow_missing",result="failed"} 1`,
 		`caddy_sso_jit_total{action="create",idp="test",reason=""} 1`,
 		`caddy_sso_jit_total{action="update",idp="test",reason=""} 1`,
 		`caddy_sso_jit_total{action="deny",idp="test",reason="domain_not_allowed"} 1`,
@@ -113,7 +113,7 @@ func TestMetrics(t *testing.T) {
 	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))
 	m = w.gw.scrapeMetrics()
 	for _, want := range []string{
-		`caddy_sso_logins_total{idp="test",protocol="oidc",result="success"} 1`,
+		`caddy_sso_logins_total{idp="test",protocol="oidc",reason="",result="success"} 1`,
 		`caddy_sso_active_sessions 1`,
 	} {
 		if !strings.Contains(m, want) {

@@ -59,9 +59,11 @@ type Runtime struct {
 	Streams *Streams
 }
 
-// Metrics is told the outcome of every callback, for the login counter.
+// Metrics is told the outcome of every callback, and of every sign-in
+// that could not start, for the login counter: reason is the reference
+// code the person was shown.
 type Metrics interface {
-	Login(idp, protocol, result string)
+	Login(idp, protocol, result, reason string)
 }
 
 // LoginNotSaved is the login counter's result for a sign-in the IdP
@@ -199,7 +201,7 @@ func (rt *Route) StartSignIn(w http.ResponseWriter, r *http.Request, run *Runtim
 	if rt.Chooser {
 		return rt.chooser(w, r.URL.RequestURI())
 	}
-	return rt.beginLogin(w, r, run, o, rt.Default, r.URL.RequestURI(), tokens, ownSession(tokens, outer))
+	return rt.beginLogin(w, r, run, o, rt.Default, idp.SignInRequest{ReturnTo: r.URL.RequestURI()}, tokens, ownSession(tokens, outer))
 }
 
 // Identify sets on h what the upstream learns of the session id: the
@@ -428,13 +430,13 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return httpError(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", rest, allow))
 	}
 	switch {
-	case rest == "login":
+	case rest == loginEndpoint:
 		return rt.serveLogin(w, r, run, o, tokens, outer)
-	case rest == "logout":
+	case rest == logoutEndpoint:
 		return rt.serveLogout(w, r, run, o, tokens, outer)
-	case rest == "whoami":
+	case rest == whoamiEndpoint:
 		return rt.serveWhoami(w, r, run, tokens, outer)
-	case rest == "jwks.json" && rt.Signer != nil:
+	case rest == jwksEndpoint && rt.Signer != nil:
 		return rt.serveJWKS(w, r, run)
 	case rest == repeatedSignInEndpoint:
 		return rt.serveRepeatedSignIn(w, r, run, tokens, outer)
@@ -621,27 +623,40 @@ func EndpointBase(site idp.Origin, pathPrefix, protocol, name string) string {
 // a request by another method gets 405 with it (RFC 9110 15.5.6).
 func (rt *Route) ownEndpointMethods(rest string) string {
 	switch {
-	case rest == "logout":
+	case rest == logoutEndpoint:
 		return "GET, HEAD, POST" // GET shows the button that POSTs
-	case rest == "login", rest == "whoami", rest == repeatedSignInEndpoint, rest == "jwks.json" && rt.Signer != nil:
+	case rest == loginEndpoint, rest == whoamiEndpoint, rest == repeatedSignInEndpoint, rest == jwksEndpoint && rt.Signer != nil:
 		return "GET, HEAD"
 	}
 	return ""
 }
 
-// serveLogin starts a sign-in explicitly: GET /.sso/login?idp=&return_to=
+// serveLogin starts a sign-in explicitly: GET
+// /.sso/login?idp=&return_to=&reauth=. reauth=1 (or true) asks the IdP to
+// authenticate the person again, for an app about to do something
+// sensitive (idp.SignInRequest.Reauthenticate); any other value is an
+// ordinary sign-in. Either replaces the browser's session.
 func (rt *Route) serveLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
+	q := r.URL.Query()
+	reauth := q.Get("reauth") == "1" || q.Get("reauth") == "true"
 	p := rt.Default
-	name := r.URL.Query().Get("idp")
+	name := q.Get("idp")
+	if name == "" && reauth && rt.Chooser {
+		// The person re-authenticates at the IdP they signed in with:
+		// the chooser's links would drop reauth.
+		if id, err := rt.current(r.Context(), run, tokens, outer, true); err == nil {
+			name = id.IdP
+		}
+	}
 	if name == "" && rt.Chooser {
-		return rt.chooser(w, r.URL.Query().Get("return_to"))
+		return rt.chooser(w, q.Get("return_to"))
 	}
 	if name != "" {
 		if p = rt.provider(name); p == nil {
 			return rt.fail(unknownIdPPage(rt.PathPrefix))
 		}
 	}
-	return rt.beginLogin(w, r, run, o, p, r.URL.Query().Get("return_to"), tokens, outer)
+	return rt.beginLogin(w, r, run, o, p, idp.SignInRequest{ReturnTo: q.Get("return_to"), Reauthenticate: reauth}, tokens, outer)
 }
 
 // previousSessionFlow names the flow cookie that carries the hash of the
@@ -672,15 +687,19 @@ func (rt *Route) previousSession(ctx context.Context, run *Runtime, tokens []str
 	return session.Hash(token), nil
 }
 
-// beginLogin starts a sign-in at p, which will end the session the
-// request comes with (previousSession).
-func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, returnTo string, tokens []string, outer *session.Identity) error {
+// beginLogin starts a sign-in at p as req asks, which will end the
+// session the request comes with (previousSession).
+func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, p *IdP, req idp.SignInRequest, tokens []string, outer *session.Identity) error {
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
-	returnTo = rt.returnPath(returnTo)
+	req.ReturnTo = rt.returnPath(req.ReturnTo)
 	if !topLevel(r.Header) {
-		return rt.unauthorized(w, rt.PathPrefix+"login?idp="+url.QueryEscape(p.Name)+"&return_to="+url.QueryEscape(returnTo))
+		login := rt.PathPrefix + "login?idp=" + url.QueryEscape(p.Name) + "&return_to=" + url.QueryEscape(req.ReturnTo)
+		if req.Reauthenticate {
+			login += "&reauth=1"
+		}
+		return rt.unauthorized(w, login)
 	}
 	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the
@@ -692,15 +711,22 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 			}
 		}
 	}
-	err := p.Provider.Begin(w, r, rt.endpointBase(o, p), returnTo)
-	if errors.Is(err, idp.ErrFlowTooLarge) && returnTo != "/" {
+	err := p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
+	if errors.Is(err, idp.ErrFlowTooLarge) && req.ReturnTo != "/" {
 		// A return path too long for the flow cookie (one full of
 		// characters its JSON escapes) is not worth a failed sign-in,
 		// nor an ERROR line per request: the sign-in returns to /.
-		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), "/")
+		req.ReturnTo = "/"
+		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
 	}
 	if err != nil {
 		code := idp.ErrorCode(err, codeIdPUnavailable)
+		// Counted: while the IdP is away, or contradicts the
+		// configuration, no sign-in reaches a callback, and an alert on
+		// failed sign-ins must fire all the same.
+		if rt.Metrics != nil {
+			rt.Metrics.Login(p.Name, p.Protocol, "failed", code)
+		}
 		// Every navigation of an anonymous visitor gets here while the
 		// IdP is away: one ERROR line per IdP and reason a minute.
 		key := p.Name + "/" + code
@@ -728,7 +754,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		}
 		run.Refusals.Record(ctx, p.Name, le, rt.clientIP(r))
 		if rt.Metrics != nil {
-			rt.Metrics.Login(p.Name, p.Protocol, "failed")
+			rt.Metrics.Login(p.Name, p.Protocol, "failed", le.Code)
 		}
 		if le.Code == idp.CodeMisconfigured {
 			return rt.fail(misconfiguredPage(p.Name))
@@ -749,11 +775,12 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	out, err := run.SignIn.SignIn(ctx, &p.SignIn, a, previous)
 	if err != nil {
 		// Counted, so that an alert on failed sign-ins fires during a
-		// store outage too.
-		if rt.Metrics != nil {
-			rt.Metrics.Login(p.Name, p.Protocol, LoginNotSaved)
+		// store outage too, with the reference of the page shown.
+		err = rt.signInNotSaved(w, p, err)
+		if pe, ok := AsPageError(err); ok && rt.Metrics != nil {
+			rt.Metrics.Login(p.Name, p.Protocol, LoginNotSaved, pe.Code)
 		}
-		return rt.signInNotSaved(w, p, err)
+		return err
 	}
 	switch {
 	case out.Replay != nil:
@@ -796,10 +823,7 @@ func idpUnreachable(code string) bool {
 // redirected to, repeatedSignInEndpoint, which a top-level navigation
 // reaches with the cookie. The reason travels in a flow cookie, not the
 // URL, so a link cannot make that page show text of its choosing.
-const (
-	repeatedSignInEndpoint = "signin-failed"
-	repeatedSignInFlow     = "signin-failed"
-)
+const repeatedSignInFlow = "signin-failed"
 
 type repeatedSignInReason struct{ IdP, Code string }
 

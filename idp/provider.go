@@ -3,7 +3,9 @@ package idp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 )
 
 // Provider is one configured identity provider as the sso handler drives it,
@@ -23,9 +25,9 @@ type Provider interface {
 	// the browser back after sign-in, and the one method it accepts there.
 	CallbackEndpoint() (name, method string)
 
-	// Begin sends the browser to the IdP to sign in; returnTo is a
-	// same-origin path, handed back by Callback.
-	Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error
+	// Begin sends the browser to the IdP to sign in as req asks;
+	// req.ReturnTo is handed back by Callback.
+	Begin(w http.ResponseWriter, r *http.Request, base string, req SignInRequest) error
 	// Callback verifies the IdP's answer at the callback endpoint and returns
 	// who signed in and the returnTo saved by Begin. It consumes nothing: the
 	// single-use IDs the assertion carries (Assertion.SingleUse) are consumed
@@ -57,6 +59,66 @@ type Provider interface {
 	// side effects. Close ends the background work.
 	Start(ctx context.Context, rt Runtime) error
 	Close() error
+}
+
+// SignInRequest is what a sign-in asks of the IdP (Provider.Begin).
+type SignInRequest struct {
+	// ReturnTo is the same-origin path the sign-in comes back to,
+	// validated by the caller.
+	ReturnTo string
+	// Reauthenticate asks the IdP to authenticate the person again even
+	// when it still has a session of its own (OIDC prompt=login and
+	// max_age=0, SAML ForceAuthn="true"), for an app about to do
+	// something sensitive. The request travels through the browser, which
+	// can drop it, and IdPs have been known to ignore it, so the answer is
+	// held to it: its authentication time (OIDC auth_time, SAML
+	// AuthnInstant) must be known and no earlier than the sign-in began,
+	// within the clock skew, else the sign-in is refused with
+	// CodeReauthNotFresh (FlowReauth).
+	Reauthenticate bool
+}
+
+// CodeReauthNotFresh is the reference code of a re-authenticating sign-in
+// (SignInRequest.Reauthenticate) whose answer does not show that the
+// person authenticated after it began: the IdP signed them in from its
+// session regardless, or did not say when they authenticated. Both
+// protocols use it.
+const CodeReauthNotFresh = "reauth_not_fresh"
+
+// FlowReauth is the part of a sign-in's flow cookie that holds a
+// re-authenticating sign-in to its request: when it began, in Unix seconds
+// (the precision of OIDC's auth_time), zero for any other sign-in.
+// Providers embed it in what their flow cookie carries, next to
+// FlowReturn; it adds nothing to an ordinary sign-in's cookie.
+type FlowReauth struct {
+	Began int64 `json:"t,omitempty"`
+}
+
+// NewFlowReauth is the FlowReauth of a sign-in req begun at now.
+func NewFlowReauth(req SignInRequest, now time.Time) FlowReauth {
+	if !req.Reauthenticate {
+		return FlowReauth{}
+	}
+	return FlowReauth{Began: now.Unix()}
+}
+
+// Check refuses, with CodeReauthNotFresh, the answer to a
+// re-authenticating sign-in whose authTime (zero when the IdP did not say)
+// is unknown or earlier than the sign-in began less skew, the tolerance
+// for the IdP's clock. Any other sign-in passes.
+func (f FlowReauth) Check(authTime time.Time, skew time.Duration) error {
+	if f.Began == 0 {
+		return nil
+	}
+	began := time.Unix(f.Began, 0)
+	if authTime.IsZero() {
+		return Fail(CodeReauthNotFresh, errors.New("re-authentication asked for, and the IdP did not say when the person authenticated"))
+	}
+	if authTime.Before(began.Add(-skew)) {
+		return Fail(CodeReauthNotFresh, fmt.Errorf("re-authentication asked for at %s, and the IdP says the person last authenticated at %s (skew %v): it signed them in from its session",
+			began.UTC().Format(time.RFC3339), authTime.UTC().Format(time.RFC3339), skew))
+	}
+	return nil
 }
 
 // ErrNoEndpoint is ServeEndpoint's answer for an endpoint name the protocol

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -29,7 +30,7 @@ import (
 // Metrics are the gateway's collectors. All methods are no-ops on a nil
 // receiver (no registry).
 type Metrics struct {
-	logins *prometheus.CounterVec // idp, protocol, result
+	logins *prometheus.CounterVec // idp, protocol, result, reason
 	jit    *prometheus.CounterVec // idp, action (create, update, deny), reason
 	scim   *prometheus.CounterVec // method, resource, status
 	// endpoints times the sso endpoints (login, callback, acs, logout…).
@@ -101,8 +102,8 @@ func New(reg *prometheus.Registry) *Metrics {
 	m := &Metrics{
 		logins: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "logins_total",
-			Help: "Sign-ins completed at a callback, by IdP, protocol and result (success, failed, denied, not_saved: the store could not save it, or could not confirm it had).",
-		}, []string{"idp", "protocol", "result"})),
+			Help: "Sign-ins by IdP, protocol, result (success, failed, denied, not_saved: the store could not save it, or could not confirm it had) and reason, the reference code the person was shown (empty for success). A sign-in that could not start (the IdP away, or contradicting the configuration) counts as failed.",
+		}, []string{"idp", "protocol", "result", "reason"})),
 		jit: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "jit_total",
 			Help: "Just-In-Time provisioning outcomes by IdP, action (create, update, deny) and denial reason.",
@@ -145,34 +146,30 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	return c
 }
 
-// Login counts one sign-in at a callback.
-func (m *Metrics) Login(idpName, protocol, result string) {
+// Login counts one sign-in that ended with result: at its callback, or at
+// its start when it could not begin. reason is the reference code the
+// person was shown ("" for success), so an alert can tell a rotated client
+// secret (token_exchange_failed) or an IdP that is away (idp_unavailable)
+// from callbacks anyone can forge (state_missing, flow_missing). The codes
+// are the fixed constants of the protocol packages, provision's denial
+// reasons and the gateway's, and an error that carries none is
+// login_failed: the label set stays bounded whatever a client sends.
+func (m *Metrics) Login(idpName, protocol, result, reason string) {
 	if m == nil {
 		return
 	}
-	m.logins.WithLabelValues(idpName, protocol, result).Inc()
-}
-
-// endpointNames are the label values of endpoint_duration_seconds; any
-// other path under the prefix counts as "other", so a client cannot grow
-// the label set.
-var endpointNames = map[string]bool{
-	"login": true, "logout": true, "whoami": true, "jwks.json": true,
-	"callback": true, "acs": true, "metadata": true, "slo": true,
-	"backchannel-logout": true, "frontchannel-logout": true,
+	m.logins.WithLabelValues(idpName, protocol, result, reason).Inc()
 }
 
 // Endpoint records how long serving one sso endpoint took; rest is the
-// path after the prefix ("login", "saml/entra/acs"…).
+// path after the prefix ("login", "saml/entra/acs"…). The gateway, which
+// serves the endpoints, names them (gateway.EndpointLabel): any other path
+// counts as "other".
 func (m *Metrics) Endpoint(rest string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	name := rest[strings.LastIndexByte(rest, '/')+1:]
-	if !endpointNames[name] {
-		name = "other"
-	}
-	m.endpoints.WithLabelValues(name).Observe(took.Seconds())
+	m.endpoints.WithLabelValues(gateway.EndpointLabel(rest)).Observe(took.Seconds())
 }
 
 // WatchSAML makes p, the provider of the IdP named name, a source of the
@@ -206,11 +203,11 @@ func (m *Metrics) SignIn(idpName, protocol string, o *signin.Outcome) {
 	}
 	switch {
 	case o.Session != nil:
-		m.Login(idpName, protocol, "success")
+		m.Login(idpName, protocol, "success", "")
 	case o.Replay != nil:
-		m.Login(idpName, protocol, "failed")
+		m.Login(idpName, protocol, "failed", o.Replay.Code)
 	case o.Denial != nil:
-		m.Login(idpName, protocol, "denied")
+		m.Login(idpName, protocol, "denied", o.Denial.Reason)
 	}
 	if o.Unmapped != nil {
 		m.Provisioned(idpName, "deny", o.Denial.Reason)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -19,20 +20,22 @@ import (
 )
 
 // TestSignIn: each kind of committed sign-in moves the login counter with
-// its result, and an unmapped assertion also counts as a JIT denial.
+// its result and the reference code the person was shown, and an unmapped
+// assertion also counts as a JIT denial.
 func TestSignIn(t *testing.T) {
 	denial := &provision.Denial{Reason: provision.ReasonMissingAttributes}
 	tests := []struct {
 		name    string
 		outcome signin.Outcome
 		result  string // logins_total's result label; "" counts no login
+		reason  string // and its reason label
 		jitDeny bool   // jit_total{action="deny"} counted
 	}{
-		{"session", signin.Outcome{Session: &session.NewSession{}}, "success", false},
-		{"replay", signin.Outcome{Replay: &idp.LoginError{}}, "failed", false},
-		{"denied", signin.Outcome{Denial: denial}, "denied", false},
-		{"unmapped", signin.Outcome{Denial: denial, Unmapped: &mapping.MissingError{}}, "denied", true},
-		{"nothing", signin.Outcome{}, "", false},
+		{"session", signin.Outcome{Session: &session.NewSession{}}, "success", "", false},
+		{"replay", signin.Outcome{Replay: &idp.LoginError{Code: saml.CodeReplayed}}, "failed", saml.CodeReplayed, false},
+		{"denied", signin.Outcome{Denial: denial}, "denied", provision.ReasonMissingAttributes, false},
+		{"unmapped", signin.Outcome{Denial: denial, Unmapped: &mapping.MissingError{}}, "denied", provision.ReasonMissingAttributes, true},
+		{"nothing", signin.Outcome{}, "", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,8 +47,8 @@ func TestSignIn(t *testing.T) {
 				if result == tt.result {
 					want = 1
 				}
-				if n := got["caddy_sso_logins_total/entra/oidc/"+result]; n != want {
-					t.Errorf("logins_total{result=%q} = %v, want %v", result, n, want)
+				if n := got["caddy_sso_logins_total/entra/oidc/"+tt.reason+"/"+result]; n != want {
+					t.Errorf("logins_total{reason=%q,result=%q} = %v, want %v", tt.reason, result, n, want)
 				}
 			}
 			want := 0.0

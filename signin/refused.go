@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -60,7 +62,8 @@ const (
 //     login of this browser;
 //   - the log gets the first refusal per IdP, reason and source each
 //     minute at WARN, the rest at DEBUG, counted on the next WARN line
-//     (internal/logbudget).
+//     (internal/logbudget); at ERROR instead of WARN when the IdP or its
+//     configuration is at fault (operatorFault).
 //
 // Metrics count every refusal (the caller's job).
 type Refusals struct {
@@ -113,6 +116,21 @@ func (b *budget) report() int {
 // was bound to no login this browser began (idp.LoginError.Bound false).
 const UnboundFlow = "not_of_this_browser"
 
+// operatorFault reports whether a refusal with code says the IdP cannot
+// be reached or contradicts the configuration: every sign-in fails until
+// an operator acts, whoever the person is. Those are logged at ERROR, as
+// the same codes are when a sign-in cannot start (the gateway's
+// beginLogin), so that an alert on ERROR lines sees a JWKS outage as it
+// sees a discovery outage. A person's bad, expired or forged callback
+// stays at WARN.
+func operatorFault(code string) bool {
+	switch code {
+	case oidc.CodeIdPUnavailable, saml.CodeMetadataUnavailable, idp.CodeMisconfigured:
+		return true
+	}
+	return false
+}
+
 func orDefault(n, def int) int {
 	if n <= 0 {
 		return def
@@ -159,7 +177,11 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 	if r.Logger != nil {
 		log = r.Logger
 	}
-	r.logs.Warn(log, idpName+"\x00"+le.Code+"\x00"+source, now, "sign-in refused",
+	logAt := r.logs.Warn
+	if operatorFault(le.Code) {
+		logAt = r.logs.Error
+	}
+	logAt(log, idpName+"\x00"+le.Code+"\x00"+source, now, "sign-in refused",
 		zap.String("idp", idpName), zap.String("reason", le.Code), zap.String("source", source),
 		zap.Bool("login_in_progress", le.Bound), zap.Error(le))
 	if !auditOK {

@@ -166,8 +166,8 @@ func TestDemoOperate(t *testing.T) {
 	t.Run("metrics", func(t *testing.T) {
 		body := httpGet(t, admin+"/metrics")
 		for _, want := range []string{
-			`caddy_sso_logins_total{idp="demo",protocol="oidc",result="success"} 1`,
-			`caddy_sso_logins_total{idp="demo-saml",protocol="saml",result="success"} 1`,
+			`caddy_sso_logins_total{idp="demo",protocol="oidc",reason="",result="success"} 1`,
+			`caddy_sso_logins_total{idp="demo-saml",protocol="saml",reason="",result="success"} 1`,
 			`caddy_sso_jit_total{`,
 			`caddy_sso_active_sessions`,
 		} {

@@ -200,7 +200,7 @@ func (e *env) serveRP(w http.ResponseWriter, r *http.Request) {
 	var res result
 	switch r.URL.Path {
 	case "/login":
-		err := e.p.Begin(w, r, e.rp.URL+"/", r.URL.Query().Get("return_to"))
+		err := e.p.Begin(w, r, e.rp.URL+"/", idp.SignInRequest{ReturnTo: r.URL.Query().Get("return_to"), Reauthenticate: r.URL.Query().Get("reauth") == "1"})
 		if err == nil {
 			return
 		}

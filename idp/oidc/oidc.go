@@ -99,8 +99,11 @@ var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 	"ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"}
 
 // reservedParams are set by this package; AuthParams may not replace them.
-// max_age is refused because honouring it needs an auth_time check that
-// nothing here asks for.
+// max_age is among them: this package sends max_age=0 on a
+// re-authenticating sign-in (idp.SignInRequest.Reauthenticate) and holds
+// its auth_time to it, and a configured one would need an auth_time check
+// of its own that nothing here makes. prompt is not: a re-authenticating
+// sign-in adds login to a configured one (authParams).
 var reservedParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
 	"code_challenge", "code_challenge_method", "response_mode", "request", "request_uri", "max_age"}
 
@@ -243,6 +246,7 @@ type flow struct {
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"`
 	idp.FlowReturn
+	idp.FlowReauth
 	RedirectURL string `json:"u"`
 }
 
@@ -482,20 +486,23 @@ func (p *Provider) oauth2Config(md *metadata, redirectURL string) *oauth2.Config
 // cookie of their own (so several tabs can log in at once) and redirects the
 // browser to the authorization endpoint. The redirect URI is base +
 // "callback"; returnTo is handed back by Callback and must already be
-// validated as a same-origin path by the caller.
-func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
+// validated as a same-origin path by the caller. A re-authenticating
+// sign-in also asks for prompt=login and max_age=0, and its flow cookie
+// records when it began, for Callback to hold the ID token's auth_time to.
+func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
 	redirectURL := base + RedirectEndpoint
 	md, err := p.disc.get(r.Context())
 	if err != nil {
 		return discoveryFailed(err)
 	}
 	state := rand.Text()
-	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), FlowReturn: idp.FlowReturn{ReturnTo: returnTo}, RedirectURL: redirectURL}
+	fl := flow{Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), FlowReturn: idp.FlowReturn{ReturnTo: req.ReturnTo},
+		FlowReauth: idp.NewFlowReauth(req, p.cfg.Now()), RedirectURL: redirectURL}
 	if err := p.rt.Flows.Save(w, r, p.flowID(state), &fl, p.cfg.LoginTimeout, http.SameSiteLaxMode); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("oidc idp %q: %w", p.cfg.Name, err))
 	}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(fl.Nonce), oauth2.S256ChallengeOption(fl.Verifier)}
-	for k, v := range p.cfg.AuthParams {
+	for k, v := range p.authParams(req.Reauthenticate) {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	if len(p.cfg.RequireACR) > 0 {
@@ -504,6 +511,30 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth2Config(md, redirectURL).AuthCodeURL(state, opts...), http.StatusFound)
 	return nil
+}
+
+// authParams are the configured AuthParams, and for a re-authenticating
+// sign-in prompt=login and max_age=0 (OpenID Connect Core 3.1.2.1: the
+// IdP must then authenticate the person again, and put auth_time in the ID
+// token). A configured prompt keeps its other values (consent,
+// select_account), but not none, which contradicts login.
+func (p *Provider) authParams(reauth bool) map[string]string {
+	if !reauth {
+		return p.cfg.AuthParams
+	}
+	params := maps.Clone(p.cfg.AuthParams)
+	if params == nil {
+		params = map[string]string{}
+	}
+	prompt := []string{"login"}
+	for _, v := range strings.Fields(params["prompt"]) {
+		if v != "none" && !slices.Contains(prompt, v) {
+			prompt = append(prompt, v)
+		}
+	}
+	params["prompt"] = strings.Join(prompt, " ")
+	params["max_age"] = "0"
+	return params
 }
 
 // Callback finishes a login at base + "callback": it takes the flow cookie,
@@ -616,6 +647,15 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if err != nil {
 		return nil, err
 	}
+	// The ID token's auth_time, before userinfo is merged: it is what the
+	// IdP signed for this sign-in.
+	var authTime time.Time
+	if t, ok := numericDate(claims["auth_time"]); ok {
+		authTime = t
+	}
+	if err := fl.FlowReauth.Check(authTime, p.cfg.ClockSkew); err != nil {
+		return nil, err
+	}
 	if iss, _ := claims["iss"].(string); present && p.template != "" && iss != respIss[0] {
 		return nil, idp.Fail(CodeIssuerMismatch, fmt.Errorf("authorization response iss %q, the ID token's %q: another tenant", respIss[0], iss))
 	}
@@ -657,6 +697,7 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		EmailVerified: verified,
 		Logout:        idp.LogoutInfo{Subject: sub, SessionID: sid},
 		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
+		AuthTime:      authTime,
 	}, nil
 }
 

@@ -22,6 +22,7 @@ import (
 type loginFlow struct {
 	RequestID string `json:"i"`
 	idp.FlowReturn
+	idp.FlowReauth
 	ACS string `json:"a"`
 }
 
@@ -53,9 +54,11 @@ func (p *Provider) takeFlow(w http.ResponseWriter, r *http.Request, flowID strin
 // RelayState, and sends the browser to the IdP, with a redirect
 // (HTTP-Redirect binding, the default) or an auto-submitting form
 // (HTTP-POST). The response is accepted only with that cookie and only if it
-// answers that request, so it must come back to this browser. returnTo
-// should be a same-origin path; anything else becomes "/".
-func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo string) error {
+// answers that request, so it must come back to this browser.
+// req.ReturnTo should be a same-origin path; anything else becomes "/". A
+// re-authenticating sign-in sends ForceAuthn="true", and its flow cookie
+// records when it began, for Callback to hold the AuthnInstant to.
+func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
 	e, err := p.siteEndpoints(base)
 	if err != nil {
 		return err
@@ -65,6 +68,11 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 		return err
 	}
 	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
+	if req.Reauthenticate {
+		// Set before the request is made: a POST-binding request is
+		// signed as it is made.
+		sp.ForceAuthn = &req.Reauthenticate
+	}
 	binding := saml.HTTPRedirectBinding
 	if p.cfg.RequestBinding == BindingPost {
 		binding = saml.HTTPPostBinding
@@ -75,21 +83,22 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base, returnTo 
 		binding = otherBinding(binding)
 		location = sp.GetSSOBindingLocation(binding)
 	}
-	req, err := sp.MakeAuthenticationRequest(location, binding, saml.HTTPPostBinding)
+	authn, err := sp.MakeAuthenticationRequest(location, binding, saml.HTTPPostBinding)
 	if err != nil {
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: making AuthnRequest: %w", p.cfg.Name, err))
 	}
 	relayState := newRelayState()
-	fl := loginFlow{RequestID: req.ID, FlowReturn: idp.FlowReturn{ReturnTo: idp.LocalPath(returnTo)}, ACS: e.acs.String()}
+	fl := loginFlow{RequestID: authn.ID, FlowReturn: idp.FlowReturn{ReturnTo: idp.LocalPath(req.ReturnTo)},
+		FlowReauth: idp.NewFlowReauth(req, p.cfg.Now()), ACS: e.acs.String()}
 	if err := p.saveFlow(w, r, p.loginFlowID(relayState), &fl); err != nil {
 		return idp.Fail(CodeFlowSave, fmt.Errorf("saml idp %q: %w", p.cfg.Name, err))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if binding == saml.HTTPPostBinding {
-		idp.WritePostForm(w, func(nonce string) []byte { return req.PostWithNonce(relayState, nonce) })
+		idp.WritePostForm(w, func(nonce string) []byte { return authn.PostWithNonce(relayState, nonce) })
 		return nil
 	}
-	u, err := req.Redirect(relayState, sp)
+	u, err := authn.Redirect(relayState, sp)
 	if err != nil {
 		return idp.Fail(CodeRequestFailed, fmt.Errorf("saml idp %q: encoding AuthnRequest: %w", p.cfg.Name, err))
 	}
@@ -201,6 +210,11 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 	}
 
 	out, err := p.verify(ctx, e, md, xmlData, requestIDs, idpInitiated)
+	if err == nil {
+		// A re-authenticating sign-in's AuthnInstant (fl is zero for an
+		// IdP-initiated one, which nothing asked to re-authenticate).
+		err = fl.FlowReauth.Check(out.AuthTime, p.cfg.ClockSkew)
+	}
 	if err != nil {
 		var le *idp.LoginError
 		if errors.As(err, &le) {
@@ -445,6 +459,13 @@ func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
 		if st.SessionIndex != "" {
 			out.Logout.SessionID = st.SessionIndex
 			break
+		}
+	}
+	// The latest AuthnInstant: when the person last authenticated, as
+	// the IdP says (one statement per authentication; IdPs send one).
+	for _, st := range a.AuthnStatements {
+		if st.AuthnInstant.After(out.AuthTime) {
+			out.AuthTime = st.AuthnInstant
 		}
 	}
 	out.Logout.Subject = out.Subject

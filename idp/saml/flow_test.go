@@ -259,7 +259,7 @@ func TestBegin(t *testing.T) {
 	t.Run("post binding", func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.RequestBinding = BindingPost })
 		rec := httptest.NewRecorder()
-		if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, "/login", nil), h.base, "/x"); err != nil {
+		if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, "/login", nil), h.base, idp.SignInRequest{ReturnTo: "/x"}); err != nil {
 			t.Fatal(err)
 		}
 		csp := rec.Header().Get("Content-Security-Policy")
@@ -281,7 +281,7 @@ func TestBegin(t *testing.T) {
 	t.Run("bad base", func(t *testing.T) {
 		h := newHarness(t)
 		for _, base := range []string{"/relative/", "https://x.example/no-slash", "https://x.example/?q=1/", "ftp://x.example/"} {
-			err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), base, "/")
+			err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), base, idp.SignInRequest{ReturnTo: "/"})
 			if codeOf(err) != CodeBadBase {
 				t.Errorf("base %q: %v", base, err)
 			}

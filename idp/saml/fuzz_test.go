@@ -396,7 +396,7 @@ func FuzzMetadata(f *testing.F) {
 		}
 		p.rt = idp.Runtime{Flows: mustFlows(t), Sessions: &fuzzSP{}}
 		rec := httptest.NewRecorder()
-		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"login", nil), fuzzBase, "/"); err != nil {
+		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, fuzzBase+"login", nil), fuzzBase, idp.SignInRequest{ReturnTo: "/"}); err != nil {
 			checkLoginError(t, err)
 			return
 		}

@@ -200,7 +200,7 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 	prefix := "/.sso/saml/test/"
 	switch r.URL.Path {
 	case "/login":
-		if err := h.p.Begin(w, r, h.base, r.URL.Query().Get("return_to")); err != nil {
+		if err := h.p.Begin(w, r, h.base, idp.SignInRequest{ReturnTo: r.URL.Query().Get("return_to"), Reauthenticate: r.URL.Query().Get("reauth") == "1"}); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		}
 	case "/logout":
@@ -363,7 +363,7 @@ type pending struct {
 func (h *harness) begin(t testing.TB) pending {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/login", nil), h.base, "/app"); err != nil {
+	if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/login", nil), h.base, idp.SignInRequest{ReturnTo: "/app"}); err != nil {
 		t.Fatal(err)
 	}
 	loc, err := url.Parse(rec.Header().Get("Location"))

@@ -37,19 +37,19 @@ func TestMetadataURL(t *testing.T) {
 			t.Fatalf("New fetched metadata %d times", n)
 		}
 		h.idp.SetUnavailable(true)
-		err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+		err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, idp.SignInRequest{ReturnTo: "/"})
 		if codeOf(err) != CodeMetadataUnavailable {
 			t.Fatalf("IdP down: %v", err)
 		}
 		// Within minRetry, no new fetch.
 		h.p.minRetry = time.Hour
-		_ = h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+		_ = h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, idp.SignInRequest{ReturnTo: "/"})
 		if n := h.idp.Requests(samltest.PathMetadata); n != 1 {
 			t.Fatalf("%d fetches, want 1 (rate limited)", n)
 		}
 		h.p.minRetry = 0
 		h.idp.SetUnavailable(false)
-		if err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/"); err != nil {
+		if err := h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, idp.SignInRequest{ReturnTo: "/"}); err != nil {
 			t.Fatalf("IdP back: %v", err)
 		}
 	})
@@ -240,7 +240,7 @@ func TestMetadataRedirectDowngrade(t *testing.T) {
 // cannot be reached stays CodeMetadataUnavailable (TestMetadataURL).
 func TestMetadataMisconfigured(t *testing.T) {
 	begin := func(h *harness) error {
-		return h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, "/")
+		return h.p.Begin(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), h.base, idp.SignInRequest{ReturnTo: "/"})
 	}
 	t.Run("expired", func(t *testing.T) {
 		h := newHarness(t)

@@ -177,7 +177,7 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 		srv.SetSigning(v.signResponse, v.signAssertion)
 		srv.SetEncryption(v.encrypt, nil)
 		rec := httptest.NewRecorder()
-		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, "https://"+fuzzHost+"/app", nil), fuzzBase, "/app"); err != nil {
+		if err := p.Begin(rec, httptest.NewRequest(http.MethodGet, "https://"+fuzzHost+"/app", nil), fuzzBase, idp.SignInRequest{ReturnTo: "/app"}); err != nil {
 			t.Fatal(err)
 		}
 		loc, err := url.Parse(rec.Header().Get("Location"))

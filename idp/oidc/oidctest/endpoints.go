@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,8 @@ type authRequest struct {
 	challenge   string
 	scope       string
 	prompt      string
+	// maxAge is max_age in seconds, -1 when absent (or not a number).
+	maxAge int64
 }
 
 // authError is a refused authorization request: with redirect set it goes
@@ -108,6 +111,10 @@ func (s *Server) parseAuthRequest(v url.Values) (authRequest, *authError) {
 		challenge:   v.Get("code_challenge"),
 		scope:       v.Get("scope"),
 		prompt:      v.Get("prompt"),
+		maxAge:      -1,
+	}
+	if n, err := strconv.ParseInt(v.Get("max_age"), 10, 64); err == nil && n >= 0 {
+		ar.maxAge = n
 	}
 	if !uriAllowed(ar.redirectURI, c.RedirectURIs, c.PrefixMatch) {
 		return ar, &authError{code: errInvalidReq, desc: "redirect_uri is not registered for this client"}
@@ -153,7 +160,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if r.Method == http.MethodGet {
-		if sess := s.session(r); sess != nil && ar.prompt != "login" {
+		if sess := s.session(r); sess != nil && !s.mustAuthenticate(ar, sess) {
 			s.issueCode(w, r, ar, sess)
 			return
 		}
@@ -176,7 +183,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	cookie := rand.Text()
 	s.mu.Lock()
 	s.seq++
-	sess := &opSession{username: username, sid: rand.Text(), clients: map[string]bool{}, seq: s.seq}
+	sess := &opSession{username: username, sid: rand.Text(), clients: map[string]bool{}, seq: s.seq, authTime: s.now()}
 	s.sessions[cookie] = sess
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{
@@ -184,6 +191,22 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.Issuer, "https:"),
 	})
 	s.issueCode(w, r, ar, sess)
+}
+
+// mustAuthenticate reports whether the request asks the person to type
+// their password again although the browser has a session: prompt=login,
+// or a max_age the session's authentication is older than (OpenID Connect
+// Core 3.1.2.1); unless SetIgnoreReauth makes the provider ignore both.
+func (s *Server) mustAuthenticate(ar authRequest, sess *opSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ignoreReauth {
+		return false
+	}
+	if slices.Contains(strings.Fields(ar.prompt), "login") {
+		return true
+	}
+	return ar.maxAge >= 0 && !s.now().Before(sess.authTime.Add(time.Duration(ar.maxAge)*time.Second))
 }
 
 // session returns the provider session of the browser's cookie, nil when
@@ -205,7 +228,7 @@ func (s *Server) session(r *http.Request) *opSession {
 func (s *Server) renderLogin(w http.ResponseWriter, params url.Values, msg string, status int) {
 	hidden := map[string]string{}
 	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-		"code_challenge", "code_challenge_method", "response_mode", "prompt"} {
+		"code_challenge", "code_challenge_method", "response_mode", "prompt", "max_age"} {
 		if v := params.Get(k); v != "" {
 			hidden[k] = v
 		}
@@ -260,7 +283,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authReques
 	s.codes[code] = &grant{
 		clientID: ar.client.ID, redirectURI: ar.redirectURI, username: sess.username, sid: sess.sid,
 		nonce: ar.nonce, challenge: ar.challenge, scope: ar.scope,
-		authTime: now, expires: now.Add(codeTTL),
+		authTime: sess.authTime, expires: now.Add(codeTTL),
 	}
 	iss := s.issuerOf(sess.username)
 	s.mu.Unlock()

@@ -140,6 +140,9 @@ type opSession struct {
 	sid      string          // its public ID, the "sid" claim; the cookie value is secret
 	clients  map[string]bool // clients that got a code in it
 	seq      int             // order of creation
+	// authTime is when the person typed their password: every ID token
+	// issued in the session says it as auth_time.
+	authTime time.Time
 }
 
 type signingKey struct {
@@ -177,7 +180,10 @@ type Server struct {
 	// refreshAlways issues refresh tokens without offline_access.
 	refreshAlways bool
 	seq           int // provider sessions created
-	sendIss       bool
+	// ignoreReauth makes the provider sign a person in from its session
+	// whatever prompt and max_age ask (SetIgnoreReauth).
+	ignoreReauth bool
+	sendIss      bool
 	// issuerTemplate, when set, is the issuer discovery names, and each
 	// token's iss is it with {tenantid} replaced by the user's tid claim
 	// (SetIssuerTemplate).
@@ -340,6 +346,17 @@ func (s *Server) SetHooks(h Hooks) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hooks = h
+}
+
+// SetIgnoreReauth makes the provider misbehave: with ignore set, a
+// browser with a provider session is signed in without the password form
+// even when the request asks for prompt=login or a max_age the session is
+// older than. Its ID tokens still say truthfully, as auth_time, when the
+// person last typed their password.
+func (s *Server) SetIgnoreReauth(ignore bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ignoreReauth = ignore
 }
 
 // SetSendIss chooses whether redirects to the client carry the RFC 9207

@@ -89,6 +89,10 @@ type session struct {
 	s            saml.Session
 	username     string
 	participants []saml.SessionParticipant
+	// request is the AuthnRequest (the SSO URL, or the posted
+	// SAMLRequest) whose login form started the session: the one request
+	// a ForceAuthn session answers without the form again.
+	request string
 }
 
 // Server is a SAML identity provider. Its methods are safe for concurrent
@@ -122,6 +126,10 @@ type Server struct {
 	validFor      time.Duration
 	hint          string
 	sloBindings   []string // metadata's SingleLogoutService bindings, in order
+	// ignoreForceAuthn signs a browser with a session in without the
+	// login form even when the AuthnRequest says ForceAuthn="true"
+	// (SetIgnoreForceAuthn).
+	ignoreForceAuthn bool
 }
 
 // NewServer returns an IdP at baseURL (http or https, optionally with a
@@ -363,6 +371,17 @@ func (s *Server) SetLogger(w io.Writer) {
 	s.log = log.New(w, "samltest: ", log.LstdFlags)
 }
 
+// SetIgnoreForceAuthn makes the IdP misbehave: with ignore set, a
+// browser with an IdP session is signed in without the login form even
+// when the AuthnRequest says ForceAuthn="true". The assertion's
+// AuthnInstant still says truthfully when the person last typed their
+// password.
+func (s *Server) SetIgnoreForceAuthn(ignore bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ignoreForceAuthn = ignore
+}
+
 // SessionCount returns the number of live IdP sessions.
 func (s *Server) SessionCount() int {
 	s.mu.Lock()
@@ -479,14 +498,26 @@ func (s *Server) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDes
 }
 
 // GetSession implements saml.SessionProvider: the session of the browser's
-// cookie, or the login form.
+// cookie, or the login form. An AuthnRequest with ForceAuthn="true" gets
+// the form whatever session the browser has (SAML Core 3.4.1), unless
+// SetIgnoreForceAuthn says otherwise; the session the form then starts
+// answers it, with that new authentication's time as AuthnInstant
+// (the session's CreateTime).
 func (s *Server) GetSession(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest) *saml.Session {
+	request := r.URL.RequestURI()
+	if r.Method != http.MethodGet {
+		request = r.PostForm.Get("SAMLRequest")
+	}
+	force := req.Request.ForceAuthn != nil && *req.Request.ForceAuthn
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
 		sess, ok := s.sessions[c.Value]
 		var u User
 		if ok {
 			u, ok = s.users[sess.username]
+		}
+		if ok && force && !s.ignoreForceAuthn && sess.request != request {
+			ok = false
 		}
 		s.mu.Unlock()
 		if ok && s.Now().Before(sess.s.ExpireTime) {
@@ -497,9 +528,9 @@ func (s *Server) GetSession(w http.ResponseWriter, r *http.Request, req *saml.Id
 	}
 	hidden := map[string]string{}
 	if r.Method == http.MethodGet {
-		hidden["continue"] = r.URL.RequestURI()
+		hidden["continue"] = request
 	} else {
-		hidden["SAMLRequest"] = r.PostForm.Get("SAMLRequest")
+		hidden["SAMLRequest"] = request
 		hidden["RelayState"] = req.RelayState
 	}
 	s.renderLogin(w, hidden, "")
@@ -593,7 +624,11 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if format == "" {
 		format = string(saml.UnspecifiedNameIDFormat)
 	}
-	sess := &session{username: username, s: saml.Session{
+	request := hidden["continue"]
+	if request == "" {
+		request = hidden["SAMLRequest"]
+	}
+	sess := &session{username: username, request: request, s: saml.Session{
 		ID:           rand.Text(),
 		CreateTime:   now,
 		ExpireTime:   now.Add(sessionTTL),
