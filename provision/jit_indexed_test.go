@@ -3,44 +3,18 @@ package provision_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
-	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// indexedBackends opens a fresh store of each backend: a bolt file and a
-// PostgreSQL database (skipped without PostgreSQL, failed under CI).
-var indexedBackends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"bolt", func(t *testing.T) store.Store {
-		db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-}
 
 // TestJITRefusesUnindexableAlikeOnBothBackends: a uniqueUserId or email
 // the store cannot index is the same audited denial, naming the same
@@ -60,10 +34,10 @@ func TestJITRefusesUnindexableAlikeOnBothBackends(t *testing.T) {
 		{"email with tab", "s", "x\t@example.com", mapping.Email, "control_character"},
 		{"non-ASCII email within the limit", "s", strings.Repeat("ΐ", 150) + "@example.com", "", ""},
 	}
-	for _, be := range indexedBackends {
+	for _, be := range backendtest.All() {
 		for _, tt := range tests {
-			t.Run(be.name+"/"+tt.name, func(t *testing.T) {
-				p := &provision.Provisioner{Store: be.open(t), Now: func() time.Time { return t0 }}
+			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {
+				p := &provision.Provisioner{Store: be.Open(t), Now: func() time.Time { return t0 }}
 				prof := full("s")
 				prof.UniqueUserID, prof.Email = tt.sub, tt.email
 				u, err := p.Login(context.Background(), "okta", jit, prof, true)

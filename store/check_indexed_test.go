@@ -3,13 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
-	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
@@ -73,31 +71,8 @@ func TestCheckIndexed(t *testing.T) {
 // in any attribute of a user the store indexes, is refused by PutUser with
 // the same error on bolt and on PostgreSQL, and every value it accepts is
 // stored by both: the backends have no rule of their own.
-// indexingBackends opens each backend on an empty store.
-var indexingBackends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"bolt", func(t *testing.T) store.Store {
-		db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-}
-
 func TestPutUserRefusesAlikeOnBothBackends(t *testing.T) {
-	backends := indexingBackends
+	backends := backendtest.All()
 	attrs := []struct {
 		name string
 		set  func(u *store.User, v string)
@@ -109,8 +84,8 @@ func TestPutUserRefusesAlikeOnBothBackends(t *testing.T) {
 		{"link subject", func(u *store.User, v string) { u.Links = []store.Link{{IdP: "okta", Subject: v}} }},
 	}
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			st := be.open(t)
+		t.Run(be.Name, func(t *testing.T) {
+			st := be.Open(t)
 			for _, a := range attrs {
 				for _, tt := range indexedCases {
 					if tt.v == "" {
@@ -141,9 +116,9 @@ func TestPutUserRefusesAlikeOnBothBackends(t *testing.T) {
 // externalId are held to the same rule on both backends (bolt took a name
 // that folds past the limit, or is not UTF-8, which PostgreSQL refused).
 func TestPutGroupRefusesAlikeOnBothBackends(t *testing.T) {
-	for _, be := range indexingBackends {
-		t.Run(be.name, func(t *testing.T) {
-			st := be.open(t)
+	for _, be := range backendtest.All() {
+		t.Run(be.Name, func(t *testing.T) {
+			st := be.Open(t)
 			for _, attr := range []string{"displayName", "externalId"} {
 				for _, tt := range indexedCases {
 					if tt.v == "" || strings.TrimSpace(tt.v) == "" {

@@ -1,13 +1,11 @@
 package scim_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,39 +13,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
-	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// indexedBackends opens a fresh store of each backend: a bolt file and a
-// PostgreSQL database (skipped without PostgreSQL, failed under CI).
-var indexedBackends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"bolt", func(t *testing.T) store.Store {
-		db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}},
-}
 
 // TestSCIMRefusesUnindexableAlikeOnBothBackends: a value the store cannot
 // index gets the same answer, 400 invalidValue naming the attribute, on
@@ -78,10 +51,10 @@ func TestSCIMRefusesUnindexableAlikeOnBothBackends(t *testing.T) {
 			"userName must not contain control characters"},
 		{"non-ASCII userName within the limit", "/Users", user(strings.Repeat("ΐ", 150), "a@example.com"), 201, ""},
 	}
-	for _, be := range indexedBackends {
+	for _, be := range backendtest.All() {
 		for _, tt := range tests {
-			t.Run(be.name+"/"+tt.name, func(t *testing.T) {
-				srv := indexedServer(t, be.open(t))
+			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {
+				srv := indexedServer(t, be.Open(t))
 				req, err := http.NewRequest("POST", srv.URL+"/scim/v2"+tt.path, strings.NewReader(tt.body))
 				if err != nil {
 					t.Fatal(err)
