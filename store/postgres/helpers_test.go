@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -75,4 +77,32 @@ func twoInstancesWithUsers(t testing.TB, n int) (a, b *DB, ids []string) {
 		ids = append(ids, u.ID)
 	}
 	return a, b, ids
+}
+
+// databaseAt makes a database as a build of schema version made it: the
+// migrations up to version, and the version recorded. It returns its DSN
+// and a connection to it, closed when the test ends, for the test to add
+// rows as that build wrote them before Open migrates it.
+func databaseAt(t *testing.T, version int) (string, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	all, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	for _, m := range all[:version] {
+		if _, err := conn.Exec(ctx, m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "UPDATE sso_schema SET version = $1", version); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, conn
 }

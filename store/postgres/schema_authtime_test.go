@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 // A database a version 2 build made, with sessions in it, is migrated to
@@ -20,21 +17,7 @@ import (
 // auth_time_ns) reads back without one.
 func TestMigrateFromVersion2SessionAuthTime(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t)
-	all, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, m := range all[:2] {
-		if _, err := conn.Exec(ctx, m.sql); err != nil {
-			t.Fatalf("%s: %v", m.name, err)
-		}
-	}
+	dsn, conn := databaseAt(t, 2)
 	u := store.User{ID: "u-ada", IdP: "corp", Email: "ada@example.com", Active: true, Source: store.SourceJIT}
 	data, err := json.Marshal(u)
 	if err != nil {
@@ -44,9 +27,6 @@ func TestMigrateFromVersion2SessionAuthTime(t *testing.T) {
 	// As version 2 wrote them: the columns of its sessionColumns.
 	const v2Insert = `INSERT INTO sso_sessions (hash, user_id, idp, created_ns, expires_ns, last_seen_ns, subject, subject_format, session_id)
 		VALUES ($1, 'u-ada', 'corp', $2, $3, $2, 'sub-ada', '', $4)`
-	if _, err := conn.Exec(ctx, `UPDATE sso_schema SET version = 2`); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := conn.Exec(ctx, `INSERT INTO sso_users (id, idp, email_key, data) VALUES ('u-ada', 'corp', 'ada@example.com', $1)`, data); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 // A database a version 1 build made (an audit trail in it) is migrated to
@@ -17,22 +16,9 @@ import (
 // alone then reads the type's index instead of every event.
 func TestMigrateFromVersion1AuditTypeIndex(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t)
-	all, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, all[0].sql); err != nil {
-		t.Fatal(err)
-	}
+	dsn, conn := databaseAt(t, 1)
 	// 50,000 events as version 1 wrote them; one in a thousand is rare.
-	_, err = conn.Exec(ctx, `UPDATE sso_schema SET version = 1;
-		INSERT INTO sso_audit (seq, time_ns, type, user_id, data)
+	_, err := conn.Exec(ctx, `INSERT INTO sso_audit (seq, time_ns, type, user_id, data)
 			SELECT i, i, CASE WHEN i % 1000 = 0 THEN 'rare' ELSE 'common' || (i % 5) END, '',
 				json_build_object('seq', i, 'type', CASE WHEN i % 1000 = 0 THEN 'rare' ELSE 'common' || (i % 5) END,
 					'time', '2026-01-01T00:00:00Z')
