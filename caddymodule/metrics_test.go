@@ -82,8 +82,8 @@ func TestMetrics(t *testing.T) {
 		`caddy_sso_jit_total{action="create",idp="test",reason=""} 1`,
 		`caddy_sso_jit_total{action="update",idp="test",reason=""} 1`,
 		`caddy_sso_jit_total{action="deny",idp="test",reason="domain_not_allowed"} 1`,
-		`caddy_sso_scim_requests_total{code="200",method="GET",resource="Users"} 1`,
-		`caddy_sso_scim_requests_total{code="201",method="POST",resource="Users"} 1`,
+		`caddy_sso_scim_requests_total{code="200",idp="test",method="GET",resource="Users",token="1"} 1`,
+		`caddy_sso_scim_requests_total{code="201",idp="test",method="POST",resource="Users",token="1"} 1`,
 		`caddy_sso_active_sessions 2`,
 		`caddy_sso_endpoint_duration_seconds_count{endpoint="callback"} 4`,
 	} {

@@ -31,8 +31,8 @@ import (
 // receiver (no registry).
 type Metrics struct {
 	logins *prometheus.CounterVec // idp, protocol, result, reason
-	jit    *prometheus.CounterVec // idp, action (create, update, deny), reason
-	scim   *prometheus.CounterVec // method, resource, status
+	jit    *prometheus.CounterVec // idp, action (create, update, deny, overage), reason
+	scim   *prometheus.CounterVec // method, resource, status, idp, token
 	// endpoints times the sso endpoints (login, callback, acs, logout…).
 	// The protected hot path is not timed here: a histogram observation
 	// costs about 0.1 µs of its 2 µs budget, and Caddy's own
@@ -106,12 +106,12 @@ func New(reg *prometheus.Registry) *Metrics {
 		}, []string{"idp", "protocol", "result", "reason"})),
 		jit: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "jit_total",
-			Help: "Just-In-Time provisioning outcomes by IdP, action (create, update, deny) and denial reason.",
+			Help: "Just-In-Time provisioning outcomes by IdP, action (create, update, deny, overage: the IdP sent a pointer in place of the groups, so the user's groups were kept) and denial reason.",
 		}, []string{"idp", "action", "reason"})),
 		scim: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "scim_requests_total",
-			Help: "SCIM requests by method, resource type and status code.",
-		}, []string{"method", "resource", "code"})),
+			Help: "SCIM requests by method, resource type, status code, the IdP whose bearer token admitted the request (empty when none did: 401) and which of its tokens, by its place in the IdP's list (1, 2: the second while a token is rotated; empty when refused).",
+		}, []string{"method", "resource", "code", "idp", "token"})),
 	}
 	m.endpoints = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace, Name: "endpoint_duration_seconds",
@@ -225,24 +225,33 @@ func (m *Metrics) Provisioned(idpName, action, reason string) {
 	m.jit.WithLabelValues(idpName, action, reason).Inc()
 }
 
-// SCIM returns h counting each request it serves by method, resource and
-// status; basePath is where SCIM is served, as configured (its default is
-// scim.NormalBasePath's). Without metrics (nil m) it returns h.
+// SCIM returns h, a SCIM endpoint's handler (scim.Endpoint.Handler),
+// counting each request it answers by method, resource, status, and the
+// IdP and token that admitted it. h counts them itself (scim.Observer):
+// only it knows which IdP's token, and which of that IdP's two, a request
+// presented. basePath is where SCIM is served, as configured (its default
+// is scim.NormalBasePath's). Without metrics (nil m), or for a handler
+// that does not report what it answered, it returns h.
 func (m *Metrics) SCIM(h http.Handler, basePath string) http.Handler {
-	if m == nil {
+	o, ok := h.(scimObservable)
+	if m == nil || !ok {
 		return h
 	}
 	basePath = strings.TrimSuffix(scim.NormalBasePath(basePath), "/")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
-		m.scimRequest(r, basePath, rec.status)
-	})
+	return o.Observed(func(r *http.Request, out scim.Outcome) { m.scimRequest(r, basePath, out) })
 }
 
-// scimRequest counts one SCIM request by method, resource and status,
-// each from a fixed set.
-func (m *Metrics) scimRequest(r *http.Request, basePath string, status int) {
+// scimObservable is a SCIM handler that tells of what it answered
+// (*scim.Handler, *scim.Mux).
+type scimObservable interface {
+	Observed(scim.Observer) http.Handler
+}
+
+// scimRequest counts one SCIM request by method, resource, status, IdP
+// and token, each from a fixed set: the configured IdPs, and the token's
+// place in its IdP's list ("1", "2"; "" with idp "" for a request no
+// token admitted).
+func (m *Metrics) scimRequest(r *http.Request, basePath string, out scim.Outcome) {
 	rest := strings.TrimPrefix(r.URL.Path, basePath)
 	resource, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
 	switch resource {
@@ -260,29 +269,9 @@ func (m *Metrics) scimRequest(r *http.Request, basePath string, status int) {
 		// the token is checked.
 		method = "other"
 	}
-	m.scim.WithLabelValues(method, resource, strconv.Itoa(status)).Inc()
-}
-
-// statusRecorder remembers the status code a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-// WriteHeader records the first status code, the one the client receives,
-// and passes it on.
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+	token := ""
+	if out.Token != 0 {
+		token = strconv.Itoa(out.Token)
 	}
-	s.ResponseWriter.WriteHeader(code)
+	m.scim.WithLabelValues(method, resource, strconv.Itoa(out.Status), out.IdP, token).Inc()
 }
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

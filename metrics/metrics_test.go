@@ -1,10 +1,7 @@
 package metrics_test
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -87,52 +84,6 @@ func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// TestSCIM counts the requests of a SCIM handler by method and resource
-// (each a fixed set, "other" for the rest: an unauthenticated client
-// picks both) and the status it wrote; without metrics the handler is
-// served as it is.
-func TestSCIM(t *testing.T) {
-	status := map[string]int{"/scim/v2/Users": http.StatusCreated, "/scim/v2/Groups/g1": http.StatusNotFound}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if code, ok := status[r.URL.Path]; ok {
-			w.WriteHeader(code)
-			return
-		}
-		_, _ = w.Write([]byte("{}")) // an implicit 200
-	})
-	reg := prometheus.NewRegistry()
-	counted := metrics.New(reg).SCIM(h, "")
-	for _, req := range []struct{ method, path string }{
-		{http.MethodPost, "/scim/v2/Users"},
-		{http.MethodGet, "/scim/v2/Groups/g1"},
-		{http.MethodGet, "/scim/v2/Schemas"},
-		{http.MethodGet, "/scim/v2/secret-token-in-path"},
-		{"X000001", "/scim/v2/Users"},
-		{strings.Repeat("Y", 100_000), "/scim/v2/Users"},
-	} {
-		counted.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(req.method, req.path, nil))
-	}
-	got := counters(t, reg)
-	if len(got) != 5 {
-		t.Errorf("%d series, want 5: %v", len(got), got)
-	}
-	for key, want := range map[string]float64{
-		"caddy_sso_scim_requests_total/201/POST/Users":  1,
-		"caddy_sso_scim_requests_total/404/GET/Groups":  1,
-		"caddy_sso_scim_requests_total/200/GET/Schemas": 1,
-		"caddy_sso_scim_requests_total/200/GET/other":   1,
-		"caddy_sso_scim_requests_total/201/other/Users": 2,
-	} {
-		if got[key] != want {
-			t.Errorf("%s = %v, want %v (all: %v)", key, got[key], want, got)
-		}
-	}
-	var none *metrics.Metrics
-	if plain := none.SCIM(h, ""); reflect.ValueOf(plain).Pointer() != reflect.ValueOf(h).Pointer() {
-		t.Error("without metrics, SCIM wrapped the handler")
-	}
 }
 
 // TestEndpointNames: each endpoint of the gateway is timed under its own

@@ -522,15 +522,21 @@ func Apply(tx store.Tx, idpName string, rules Rules, prof mapping.Profile, email
 func (r *Result) Log(log *zap.Logger) { logOutcome(log, &r.in, &r.out) }
 
 // Observe tells fn what the sign-in did, for metrics: "create", "update"
-// (no reason) and "deny" (with the denial reason); a pending user created
-// by this sign-in is both created and denied. A known user signing in
-// unchanged is nothing.
+// and "overage" (no reason), and "deny" (with the denial reason); a
+// pending user created by this sign-in is both created and denied, and
+// a sign-in whose groups the IdP sent as a pointer (Entra's overage: the
+// user's groups were kept, stale or empty) is "overage" besides, as it
+// is logged and audited (idp.groups_overage), so that it can be alerted
+// on. A known user signing in unchanged is nothing.
 func (r *Result) Observe(fn func(action, reason string)) {
 	if r.out.created {
 		fn("create", "")
 	}
 	if len(r.out.changed) > 0 && !r.out.created {
 		fn("update", "")
+	}
+	if r.out.groupsOverage && r.out.denial == nil {
+		fn("overage", "")
 	}
 	if r.out.denial != nil {
 		fn("deny", r.out.denial.Reason)

@@ -50,6 +50,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -195,28 +197,108 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// accepts reports whether sum is the digest of one of h's tokens,
-// comparing with each in constant time, without stopping at a match.
-func (h *Handler) accepts(sum *[sha256.Size]byte) bool {
+// accepts returns which of h's tokens sum is the digest of: 1 for the
+// first the configuration lists (Config.Token), 2 for the second
+// (NextToken), 0 for none. It compares with each in constant time,
+// without stopping at a match; the tokens differ (New), so one matches at
+// most.
+func (h *Handler) accepts(sum *[sha256.Size]byte) int {
 	match := 0
 	for i := range h.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], h.tokens[i][:])
+		match = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], h.tokens[i][:]), i+1, match)
 	}
-	return match == 1
+	return match
 }
 
 // IdP returns the name of the IdP configuration the handler serves.
 func (h *Handler) IdP() string { return h.cfg.IdP }
 
 // ServeHTTP authenticates the request, then serves it.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.handle(w, r, nil) }
+
+// handle is ServeHTTP telling obs, when not nil, what it answered.
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, obs Observer) {
 	sum, ok := bearerDigest(r)
-	if !h.accepts(&sum) || !ok {
-		h.unauthorized(h.log, w, r, ok)
+	token := h.accepts(&sum)
+	if token == 0 || !ok {
+		h.unauthorized(h.log, w, r, ok, obs)
 		return
 	}
-	h.serve(w, r)
+	h.admitted(w, r, token, obs)
 }
+
+// Outcome is what became of one SCIM request, as an Observer learns it.
+// Only the handler knows who a request came from: the IdP whose token
+// admitted it, and which of that IdP's tokens, so that an operator can
+// tell which IdP's client is failing on a site that serves several, and,
+// while a token is rotated, when the IdP has stopped presenting the old
+// one (docs/scim.md).
+type Outcome struct {
+	// IdP is the IdP whose token admitted the request, "" when no token
+	// did (401).
+	IdP string
+	// Token is which of the IdP's tokens the request presented, by its
+	// place in the configuration (never derived from the secret): 1 for
+	// the first line of the IdP (Config.Token), 2 for the second
+	// (NextToken); 0 when refused.
+	Token int
+	// Status is the status code answered.
+	Status int
+}
+
+// Observer is told of each request a handler answered (Handler.Observed,
+// Mux.Observed): metrics count them.
+type Observer func(*http.Request, Outcome)
+
+// Observed returns h telling obs of each request it answers.
+func (h *Handler) Observed(obs Observer) http.Handler { return observed{h.handle, obs} }
+
+// observed is a Handler's or a Mux's handle, with its Observer.
+type observed struct {
+	handle func(http.ResponseWriter, *http.Request, Observer)
+	obs    Observer
+}
+
+func (o observed) ServeHTTP(w http.ResponseWriter, r *http.Request) { o.handle(w, r, o.obs) }
+
+// admitted serves r, which presented h's token number token, and tells
+// obs, when not nil, what it answered.
+func (h *Handler) admitted(w http.ResponseWriter, r *http.Request, token int, obs Observer) {
+	if obs == nil {
+		h.serve(w, r)
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	h.serve(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK // what net/http sends for a handler that wrote nothing
+	}
+	obs(r, Outcome{IdP: h.cfg.IdP, Token: token, Status: rec.status})
+}
+
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+// WriteHeader records the first status code, the one the client receives,
+// and passes it on.
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // bearerDigest returns the SHA-256 of the request's bearer token. Tokens
 // are compared by digest so that the comparison takes the same time
@@ -231,19 +313,44 @@ func bearerDigest(r *http.Request) ([sha256.Size]byte, bool) {
 }
 
 // unauthorized refuses r, logging it to log within h's budget (a Mux
-// logs without an IdP's name: the request matched none).
-func (h *Handler) unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool) {
-	// The token itself is never logged, not even in part. Method and path
-	// are whatever an unauthenticated client sent (Go's server takes a
-	// path of up to the 1 MB header limit), so they are capped, as the
-	// OIDC refusals cap the IdP's text (%.200q): enough to recognize
-	// the request, not a line as large as the client likes. (%.Ns cuts
-	// at N runes; the log encoder escapes what a terminal would obey.)
+// logs without an IdP's name: the request matched none), and tells obs,
+// when not nil.
+func (h *Handler) unauthorized(log *zap.Logger, w http.ResponseWriter, r *http.Request, presented bool, obs Observer) {
+	// The token itself is never logged, not even in part. Method, path
+	// and User-Agent are whatever an unauthenticated client sent (Go's
+	// server takes a path of up to the 1 MB header limit), so they are
+	// capped (clientText): enough to recognize the request, not a line as
+	// large as the client likes. The User-Agent is what tells the IdPs'
+	// clients apart when the token matched none (Entra's
+	// "Microsoft.Identity.Provisioning", Okta's "Okta SCIM Client …").
 	h.refusals.Warn(log, "unauthorized", h.cfg.Now(), "scim request refused: missing or wrong bearer token",
 		zap.Bool("token_presented", presented), zap.String("remote", r.RemoteAddr),
-		zap.String("method", fmt.Sprintf("%.20s", r.Method)), zap.String("path", fmt.Sprintf("%.200s", r.URL.Path)))
+		zap.String("method", clientText(r.Method, 20)), zap.String("path", clientText(r.URL.Path, 200)),
+		zap.String("user_agent", clientText(r.UserAgent(), 100)))
 	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM"`)
 	writeError(w, &Error{Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"})
+	if obs != nil {
+		obs(r, Outcome{Status: http.StatusUnauthorized})
+	}
+}
+
+// clientText is text a client sent, as a log line quotes it: at most n
+// bytes, cut at a rune boundary, without control characters (C0, DEL,
+// C1, bidi controls), which a terminal showing the log would obey, nor
+// bytes that are not UTF-8.
+func clientText(s string, n int) string {
+	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n]
+	}
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // Mux serves the SCIM endpoints of several IdPs from one site, choosing
@@ -273,19 +380,26 @@ func NewMux(handlers ...*Handler) (*Mux, error) {
 
 // ServeHTTP compares the token with every IdP's, without stopping at a
 // match, so that timing tells nothing about which or whether one matched.
-func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.handle(w, r, nil) }
+
+// Observed returns m telling obs of each request it answers.
+func (m *Mux) Observed(obs Observer) http.Handler { return observed{m.handle, obs} }
+
+// handle is ServeHTTP telling obs, when not nil, what it answered.
+func (m *Mux) handle(w http.ResponseWriter, r *http.Request, obs Observer) {
 	sum, ok := bearerDigest(r)
 	var match *Handler
+	token := 0
 	for _, h := range m.handlers {
-		if h.accepts(&sum) && ok {
-			match = h
+		if t := h.accepts(&sum); t != 0 && ok {
+			match, token = h, t
 		}
 	}
 	if match == nil {
-		m.handlers[0].unauthorized(m.handlers[0].root, w, r, ok)
+		m.handlers[0].unauthorized(m.handlers[0].root, w, r, ok, obs)
 		return
 	}
-	match.serve(w, r)
+	match.admitted(w, r, token, obs)
 }
 
 // Error is a SCIM error response (RFC 7644 3.12).
