@@ -153,6 +153,12 @@ func followThroughOutage(t *testing.T, api *fakeAuditAPI, done chan error, statu
 	api.setFail(0)
 	waitFollowing(t, done, func() bool { return strings.Contains(out[0].String(), "second") }, "the event added during the outage", out...)
 	_, afters := api.requests(start)
+	// Once "second" is printed the follower rightly asks for events after
+	// it, and on a busy machine it may do so before the requests are
+	// read: those asks are not part of the outage.
+	for len(afters) > 1 && afters[len(afters)-1] == "2" {
+		afters = afters[:len(afters)-1]
+	}
 	return afters
 }
 

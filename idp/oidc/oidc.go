@@ -653,7 +653,7 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if t, ok := numericDate(claims["auth_time"]); ok {
 		authTime = t
 	}
-	if err := fl.FlowReauth.Check(authTime, p.cfg.ClockSkew); err != nil {
+	if err := fl.Check(authTime, p.cfg.ClockSkew); err != nil {
 		return nil, err
 	}
 	if iss, _ := claims["iss"].(string); present && p.template != "" && iss != respIss[0] {

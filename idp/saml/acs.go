@@ -213,7 +213,7 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 	if err == nil {
 		// A re-authenticating sign-in's AuthnInstant (fl is zero for an
 		// IdP-initiated one, which nothing asked to re-authenticate).
-		err = fl.FlowReauth.Check(out.AuthTime, p.cfg.ClockSkew)
+		err = fl.Check(out.AuthTime, p.cfg.ClockSkew)
 	}
 	if err != nil {
 		var le *idp.LoginError

@@ -457,7 +457,7 @@ func (p *Provider) verifyWithRollover(ctx context.Context, md *idpMetadata, veri
 		err = verify(md)
 	}
 	if err != nil {
-		return md, classify(err)
+		return md, p.describeTrust(md, classify(err))
 	}
 	return md, nil
 }

@@ -638,11 +638,13 @@ func (unrecorded) Consume(string, time.Time) error { return errUnrecorded }
 
 // classify turns an error from crewjam into a *idp.LoginError. The
 // InvalidResponseError wrapper is dropped: it carries the whole message
-// XML, which must never reach a log line.
+// XML, which must never reach a log line (an untrusted certificate's
+// error reads the certificates from it, bounded).
 func classify(err error) error {
 	var ire *saml.InvalidResponseError
+	message := ""
 	if errors.As(err, &ire) && ire.PrivateErr != nil {
-		err = ire.PrivateErr
+		err, message = ire.PrivateErr, ire.Response
 	}
 	var status saml.ErrBadStatus
 	var alg xmlenc.ErrAlgorithmNotImplemented
@@ -653,7 +655,7 @@ func classify(err error) error {
 	case errors.Is(err, saml.ErrAssertionReplayed):
 		code = CodeReplayed
 	case errors.Is(err, saml.ErrUntrustedCertificate):
-		code = CodeUntrustedKey
+		return idp.Fail(CodeUntrustedKey, untrustedKey(message, err))
 	case errors.Is(err, saml.ErrInvalidSignature) && errors.Is(err, saml.ErrUnsupported):
 		code = CodeSignatureAlgorithm
 	case errors.Is(err, saml.ErrInvalidSignature):
