@@ -15,15 +15,15 @@ import (
 // request names (gateway.RequestOrigin: X-Forwarded-Proto and -Host only
 // when Caddy's trusted_proxies vouch for the peer), vouched for when this
 // route's host matchers accept its host. It is the one place the gateway
-// decides this: everything below reads it from the request context
-// (idp.WithOrigin).
+// decides this: the gateway gets it as a parameter, the flow cookies from
+// the request context (answering, idp.WithOrigin).
 func (h *Handler) origin(r *http.Request) gateway.Origin {
 	if h.base != nil {
 		return *h.base
 	}
 	o, forwarded := gateway.RequestOrigin(r, trustedProxy(r))
 	o.Vouched = h.hosts.vouch(r, h, o.Site.Host, forwarded)
-	if o.Site.Scheme == "http" && o.Secure {
+	if o.Site.Scheme == "http" && o.Secure() {
 		h.insecureWarn.Do(func() {
 			h.logger.Warn("site is served over plain http; session cookies keep the Secure attribute, so browsers will only send them over https (terminate TLS in front of Caddy, and list that proxy in trusted_proxies)",
 				zap.String("host", o.Site.Host))

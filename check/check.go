@@ -334,7 +334,7 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 		}
 		switch c.Protocol {
 		case idp.ProtocolOIDC:
-			add("Redirect URI", base+oidc.RedirectEndpoint)
+			add("Redirect URI", base+idp.OIDCCallbackEndpoint)
 			add("Post-logout redirect URI", s.origin.URL("/"))
 			// The IdP ends this site's sessions through one of them when
 			// the person signs out elsewhere: back-channel (Okta, PingOne)
@@ -347,7 +347,7 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 				entityID = repl.ReplaceKnown(c.SAML.EntityID, "")
 			}
 			add("SP entity ID (Identifier / Audience URI)", entityID)
-			add("ACS URL (Reply URL / Single sign-on URL)", base+saml.ACSEndpoint)
+			add("ACS URL (Reply URL / Single sign-on URL)", base+idp.SAMLCallbackEndpoint)
 			add("Single Logout URL", base+saml.SLOEndpoint)
 			add("SP metadata URL", base+saml.MetadataEndpoint)
 		}

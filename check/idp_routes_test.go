@@ -19,7 +19,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/check"
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 )
@@ -72,8 +71,8 @@ func TestCheckRoutesMatchGateway(t *testing.T) {
 			}
 			base := gateway.EndpointBase(site, tc.prefix, idp.ProtocolOIDC, "test")
 			redirect := fieldValues(r, "test", "Redirect URI")
-			if len(redirect) != 1 || redirect[0] != base+oidc.RedirectEndpoint {
-				t.Fatalf("Redirect URI listed as %q, want once %q", redirect, base+oidc.RedirectEndpoint)
+			if len(redirect) != 1 || redirect[0] != base+idp.OIDCCallbackEndpoint {
+				t.Fatalf("Redirect URI listed as %q, want once %q", redirect, base+idp.OIDCCallbackEndpoint)
 			}
 			// The IdP knows the gateway by what check printed, and by nothing else.
 			w.IdP.RegisterClient(oidctest.Client{ID: caddytest.ClientID, Secret: caddytest.ClientSecret, RedirectURIs: redirect})
@@ -124,7 +123,7 @@ func TestCheckRoutesRepeatedIdPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := checkJSON(t, path)
-	want := "https://app.example.com/.sso/oidc/corp/" + oidc.RedirectEndpoint
+	want := "https://app.example.com/.sso/oidc/corp/" + idp.OIDCCallbackEndpoint
 	if got := fieldValues(r, "corp", "Redirect URI"); len(got) != 1 || got[0] != want {
 		t.Errorf("Redirect URI listed as %q, want once %q", got, want)
 	}

@@ -64,7 +64,7 @@ func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
 		Value:    token,
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   o.Secure,
+		Secure:   o.Secure(),
 		SameSite: http.SameSiteLaxMode,
 	})
 }
@@ -72,6 +72,6 @@ func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
 func clearSessionCookie(w http.ResponseWriter, o Origin) {
 	http.SetCookie(w, &http.Cookie{
 		Name: o.SessionCookie(), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: o.Secure, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: o.Secure(), SameSite: http.SameSiteLaxMode,
 	})
 }

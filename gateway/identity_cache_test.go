@@ -47,7 +47,7 @@ func newSignerEnv(t *testing.T) *signerEnv {
 	}
 	e.s = NewIdentitySigner(SignerConfig{})
 	site, _ := url.Parse("https://app.example.com")
-	e.o = Origin{Site: idp.Origin{Scheme: site.Scheme, Host: site.Host}, Secure: true, Vouched: true}
+	e.o = Origin{Site: idp.Origin{Scheme: site.Scheme, Host: site.Host}, Vouched: true}
 	return e
 }
 

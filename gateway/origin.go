@@ -10,11 +10,12 @@ import (
 
 // Origin is how the browser reached a protected site, as the Caddy handler
 // judged it (it alone knows Caddy's trusted proxies and the route's host
-// matchers): the site, whether cookies get the Secure attribute, and
-// whether URLs may be built on it.
+// matchers): the site, and whether URLs may be built on it. The gateway
+// passes it down as a parameter: to the cookies it sets (Secure), the
+// endpoints' base URL (EndpointBase), which the providers get as base,
+// and the identity token's iss and aud.
 type Origin struct {
-	Site   idp.Origin
-	Secure bool
+	Site idp.Origin
 	// Vouched: the host is the configured base_url, or one that a host
 	// matcher of this route accepted. Only then is anything that leaves
 	// the gateway built on it: the OIDC redirect URI, the SAML ACS and
@@ -33,12 +34,16 @@ func BaseOrigin(raw string) (Origin, error) {
 	if err != nil {
 		return Origin{}, err
 	}
-	return Origin{Site: o, Secure: o.Secure(), Vouched: true}, nil
+	return Origin{Site: o, Vouched: true}, nil
 }
+
+// Secure reports whether cookies set on this origin get the Secure
+// attribute (idp.Origin.Secure).
+func (o Origin) Secure() bool { return o.Site.Secure() }
 
 // SessionCookie is the name of the session cookie on this origin.
 func (o Origin) SessionCookie() string {
-	if o.Secure {
+	if o.Secure() {
 		return SessionCookieSecure
 	}
 	return SessionCookiePlain
@@ -69,7 +74,6 @@ func RequestOrigin(r *http.Request, trusted bool) (o Origin, forwarded bool) {
 		}
 	}
 	o.Site.Host = idp.CanonicalHost(o.Site.Scheme, o.Site.Host)
-	o.Secure = o.Site.Secure()
 	return o, forwarded
 }
 

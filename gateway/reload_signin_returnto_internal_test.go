@@ -1,10 +1,10 @@
 package gateway
 
 import (
+	"net/http"
 	"testing"
 
-	"github.com/caddy-sso/caddy-sso/idp/oidc"
-	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/idp"
 )
 
 // TestReturnPathDropsIdPAnswers: a sign-in never returns to a gateway
@@ -39,14 +39,15 @@ func TestReturnPathDropsIdPAnswers(t *testing.T) {
 }
 
 // TestCallbackMethodIsTheProtocols: the callback endpoints the gateway
-// recognises without a provider are the protocols' own.
+// recognises are the protocols' own: OIDC's redirect URI by GET, SAML's
+// ACS by POST.
 func TestCallbackMethodIsTheProtocols(t *testing.T) {
-	var op *oidc.Provider
-	var sp *saml.Provider
-	for protocol, p := range map[string]interface{ CallbackEndpoint() (string, string) }{"oidc": op, "saml": sp} {
-		name, method := p.CallbackEndpoint()
-		if got := callbackMethod(protocol, name); got != method {
-			t.Errorf("callbackMethod(%q, %q) = %q, want %q", protocol, name, got, method)
+	for _, tc := range []struct{ protocol, endpoint, method string }{
+		{idp.ProtocolOIDC, "callback", http.MethodGet},
+		{idp.ProtocolSAML, "acs", http.MethodPost},
+	} {
+		if got := callbackMethod(tc.protocol, tc.endpoint); got != tc.method {
+			t.Errorf("callbackMethod(%q, %q) = %q, want %q", tc.protocol, tc.endpoint, got, tc.method)
 		}
 	}
 	if got := callbackMethod("oidc", "backchannel-logout"); got != "" {

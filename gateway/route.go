@@ -405,12 +405,12 @@ func (rt *Route) chooser(w http.ResponseWriter, returnTo string) error {
 	return rt.Pages.Write(w, chooserPage(rt.PathPrefix, names, rt.returnPath(returnTo)))
 }
 
-// ServeEndpoint serves the endpoints under PathPrefix. r must carry o
-// (idp.WithOrigin). tokens are the browser's session cookies; outer, when
-// an sso before this one admitted the request and took them, is the
-// session it admitted, which the endpoints that act on the browser's
-// session (login, the callbacks, logout, whoami) act on instead, as
-// Authorize does. Errors the caller answers are *Error. When it fails,
+// ServeEndpoint serves the endpoints under PathPrefix. r must carry o's
+// site (idp.WithOrigin), for the flow cookies. tokens are the browser's
+// session cookies; outer, when an sso before this one admitted the
+// request and took them, is the session it admitted, which the endpoints
+// that act on the browser's session (login, the callbacks, logout,
+// whoami) act on instead, as Authorize does. Errors the caller answers are *Error. When it fails,
 // r's header has lost the gateway's cookies (StripOwnCookies): the caller
 // hands the error to the server's error routes with r, where a
 // reverse_proxy would otherwise pass the session token on
@@ -462,7 +462,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return rt.Unvouched(r, o)
 	}
 	base := rt.endpointBase(o, p)
-	if callback, method := p.Provider.CallbackEndpoint(); endpoint == callback {
+	if method := callbackMethod(p.Protocol, endpoint); method != "" {
 		// A person reaches a callback the IdP POSTs (the SAML ACS) by a
 		// GET too: the back button, a bookmark, a link copied from the
 		// address bar. The provider refuses it with its own code, and
@@ -581,10 +581,9 @@ func carriesIdPAnswer(uri string) bool {
 }
 
 // callbackMethod is the method of a protocol's callback endpoint
-// (idp.CallbackEndpoint), and "" for any other endpoint. The gateway asks
-// a route's provider otherwise; here there is none: the IdP is not the
-// route's (any more), or the path is not under its prefix
-// (docs/architecture.md, "Endpoints").
+// (idp.CallbackEndpoint), and "" for any other endpoint. It depends on the
+// protocol alone, so it also answers for a callback whose IdP is not the
+// route's (any more) (docs/architecture.md, "Endpoints").
 func callbackMethod(protocol, endpoint string) string {
 	if e, method := idp.CallbackEndpoint(protocol); e != "" && e == endpoint {
 		return method
@@ -701,7 +700,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		}
 		return rt.unauthorized(w, login)
 	}
-	if _, method := p.Provider.CallbackEndpoint(); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
+	if _, method := idp.CallbackEndpoint(p.Protocol); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the
 		// session fails, the sign-in only leaves it to its timeouts.
 		if previous, err := rt.previousSession(r.Context(), run, tokens, outer); err == nil && previous != "" {

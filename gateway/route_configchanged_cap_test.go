@@ -85,7 +85,7 @@ func TestConfigChangedReadsAtMostTheCap(t *testing.T) {
 				t.Fatal(err)
 			}
 			run := &Runtime{Flows: flows}
-			o := Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Secure: true, Vouched: true}
+			o := Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Vouched: true}
 			r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/saml/old/acs", nil)
 			r.Body, r.ContentLength = tc.body, -1
 			r.Header.Set("Content-Type", tc.contentType)

@@ -32,7 +32,7 @@ func TestAuthTimeReachesTheApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Secure: true, Vouched: true}
+	o := Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Vouched: true}
 	for _, tc := range []struct {
 		name     string
 		authTime time.Time

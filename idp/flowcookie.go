@@ -12,9 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -197,24 +195,6 @@ func IsFlowCookie(name string) bool {
 // SecureRequest reports whether cookies set in answer to r must be Secure
 // (see Origin.Secure).
 func SecureRequest(r *http.Request) bool { return RequestOrigin(r).Secure() }
-
-// IsLoopbackHost reports whether host (with or without a port) names this
-// machine: localhost, 127.0.0.0/8 or ::1.
-// It runs on every request to a plain-http site, so it allocates nothing:
-// no error for a host without a port, no net.IP.
-func IsLoopbackHost(host string) bool {
-	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Zone() == "" && ip.IsLoopback()
-}
 
 func (f *FlowCookies) aad(name, flowID string) []byte {
 	return []byte(flowAADPrefix + name + "\x00" + flowID)
@@ -412,25 +392,4 @@ func SignInFlowID(protocol, name, key string) string {
 // is size-limited.
 type FlowReturn struct {
 	ReturnTo string `json:"r"`
-}
-
-// The callback endpoints under an IdP's base URL: where the IdP sends the
-// browser back with its answer (OIDC's redirect URI, SAML's ACS).
-const (
-	OIDCCallbackEndpoint = "callback"
-	SAMLCallbackEndpoint = "acs"
-)
-
-// CallbackEndpoint is protocol's callback endpoint and the method the
-// answer arrives by: what each Provider.CallbackEndpoint answers, and
-// what the gateway knows of a callback whose IdP it no longer has (a
-// reload renamed or removed it).
-func CallbackEndpoint(protocol string) (endpoint, method string) {
-	switch protocol {
-	case ProtocolOIDC:
-		return OIDCCallbackEndpoint, http.MethodGet
-	case ProtocolSAML:
-		return SAMLCallbackEndpoint, http.MethodPost
-	}
-	return "", ""
 }

@@ -3,17 +3,20 @@ package idp
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 )
 
 // Origin is how the browser reached a site: the scheme and host it sees.
-// Callback URLs, cookie attributes and the identity token's issuer all
-// derive from it, so it is decided once per request, by the Caddy handler
-// (which alone knows which proxies are trusted to say X-Forwarded-Proto),
-// and passed down in the request's context (WithOrigin). Everything below
-// reads it with RequestOrigin, so nothing can disagree about whether the
-// site is https.
+// The Caddy handler decides it once per request (it alone knows which
+// proxies are trusted to say X-Forwarded-Proto), and the gateway passes it
+// down as a parameter (gateway.Origin): the base URL every Provider method
+// takes, the session cookie's attributes and the identity token's issuer
+// are built on it. Only the flow cookies, which FlowCookies sets from the
+// request alone, read it from the request's context (WithOrigin,
+// SecureRequest).
 type Origin struct {
 	Scheme string // "https" or "http"
 	Host   string // host, with the port when not the scheme's default
@@ -30,6 +33,24 @@ func (o Origin) URL(path string) string { return o.Scheme + "://" + o.Host + pat
 // would drop them. A plain-http site on any other host is assumed to sit
 // behind a TLS-terminating proxy.
 func (o Origin) Secure() bool { return o.Scheme == "https" || !IsLoopbackHost(o.Host) }
+
+// IsLoopbackHost reports whether host (with or without a port) names this
+// machine: localhost, 127.0.0.0/8 or ::1.
+// It runs on every request to a plain-http site, so it allocates nothing:
+// no error for a host without a port, no net.IP.
+func IsLoopbackHost(host string) bool {
+	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
+}
 
 type originKey struct{}
 

@@ -15,15 +15,13 @@ import (
 // endpoints live on the site the request arrived on: origin + path prefix +
 // "<protocol>/<name>/" (see docs/architecture.md, "Endpoints"). One Provider
 // so serves any number of sites, and the handler never needs to know a
-// protocol's endpoint names beyond CallbackEndpoint.
+// protocol's endpoint names beyond its callback (CallbackEndpoint).
 type Provider interface {
 	// Name is the configured name: it appears in endpoint paths and user links.
 	Name() string
-	// Protocol is ProtocolOIDC or ProtocolSAML.
+	// Protocol is ProtocolOIDC or ProtocolSAML; it names the callback
+	// endpoint (CallbackEndpoint).
 	Protocol() string
-	// CallbackEndpoint is the endpoint name under base where the IdP sends
-	// the browser back after sign-in, and the one method it accepts there.
-	CallbackEndpoint() (name, method string)
 
 	// Begin sends the browser to the IdP to sign in as req asks;
 	// req.ReturnTo is handed back by Callback.
@@ -59,6 +57,27 @@ type Provider interface {
 	// side effects. Close ends the background work.
 	Start(ctx context.Context, rt Runtime) error
 	Close() error
+}
+
+// The callback endpoints under an IdP's base URL: where the IdP sends the
+// browser back with its answer (OIDC's redirect URI, SAML's ACS).
+const (
+	OIDCCallbackEndpoint = "callback"
+	SAMLCallbackEndpoint = "acs"
+)
+
+// CallbackEndpoint is protocol's callback endpoint and the one method the
+// answer arrives by. It depends on the protocol alone, so the gateway
+// knows it for a Provider and for a callback whose IdP it no longer has
+// (a reload renamed or removed it) alike.
+func CallbackEndpoint(protocol string) (endpoint, method string) {
+	switch protocol {
+	case ProtocolOIDC:
+		return OIDCCallbackEndpoint, http.MethodGet
+	case ProtocolSAML:
+		return SAMLCallbackEndpoint, http.MethodPost
+	}
+	return "", ""
 }
 
 // SignInRequest is what a sign-in asks of the IdP (Provider.Begin).

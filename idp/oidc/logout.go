@@ -60,8 +60,8 @@ const (
 	maxLogoutID = 512
 )
 
-// ServeEndpoint serves the logout endpoints the IdP calls (the callback is
-// CallbackEndpoint's):
+// ServeEndpoint serves the logout endpoints the IdP calls (the callback,
+// idp.OIDCCallbackEndpoint, is Callback's):
 //
 //   - backchannel-logout (OpenID Connect Back-Channel Logout 1.0): the IdP
 //     POSTs a signed logout token server to server. It is answered here,

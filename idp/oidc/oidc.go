@@ -89,10 +89,6 @@ const (
 	scopeOfflineAccess = "offline_access"
 )
 
-// RedirectEndpoint is the redirect URI's name under the IdP's base URL
-// (see idp.Provider): the redirect URI is base + RedirectEndpoint.
-const RedirectEndpoint = idp.OIDCCallbackEndpoint
-
 // knownAlgs are the JWS algorithms a configuration may list. "none" is
 // absent on purpose.
 var knownAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -427,9 +423,6 @@ func (p *Provider) Name() string { return p.cfg.Name }
 // Protocol returns idp.ProtocolOIDC.
 func (p *Provider) Protocol() string { return idp.ProtocolOIDC }
 
-// CallbackEndpoint is the redirect URI: base + "callback", reached by GET.
-func (p *Provider) CallbackEndpoint() (string, string) { return idp.CallbackEndpoint(idp.ProtocolOIDC) }
-
 // Start takes the gateway's flow cookies. Discovery stays lazy.
 func (p *Provider) Start(_ context.Context, rt idp.Runtime) error {
 	if rt.Flows == nil {
@@ -490,7 +483,7 @@ func (p *Provider) oauth2Config(md *metadata, redirectURL string) *oauth2.Config
 // sign-in also asks for prompt=login and max_age=0, and its flow cookie
 // records when it began, for Callback to hold the ID token's auth_time to.
 func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
-	redirectURL := base + RedirectEndpoint
+	redirectURL := base + idp.OIDCCallbackEndpoint
 	md, err := p.disc.get(r.Context())
 	if err != nil {
 		return discoveryFailed(err)
@@ -545,7 +538,7 @@ func (p *Provider) authParams(reauth bool) map[string]string {
 // Every error is an *idp.LoginError with one of the Code* constants, Bound
 // once the flow cookie has been verified.
 func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string) (*idp.Assertion, string, error) {
-	redirectURL := base + RedirectEndpoint
+	redirectURL := base + idp.OIDCCallbackEndpoint
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")

@@ -145,7 +145,6 @@ const (
 // The SP endpoints under an IdP's base URL on a site
 // (/.sso/saml/<idp>/<name>): what the IdP registration lists.
 const (
-	ACSEndpoint      = idp.SAMLCallbackEndpoint
 	SLOEndpoint      = "slo"
 	MetadataEndpoint = "metadata" // also the default SP entity ID
 )
@@ -449,9 +448,6 @@ func (p *Provider) Name() string { return p.cfg.Name }
 // Protocol returns idp.ProtocolSAML.
 func (p *Provider) Protocol() string { return idp.ProtocolSAML }
 
-// CallbackEndpoint is the assertion consumer service: base + "acs", POST.
-func (p *Provider) CallbackEndpoint() (string, string) { return idp.CallbackEndpoint(idp.ProtocolSAML) }
-
 // Start takes the gateway's runtime, loads (or generates and keeps) the SP
 // key pair when none is configured, and starts the metadata refresh. It
 // needs rt's Flows and Sessions: the IDs that make messages single-use are
@@ -538,7 +534,7 @@ func (p *Provider) siteEndpoints(base string) (*endpoints, error) {
 	}
 	e := &endpoints{
 		base:     u,
-		acs:      u.JoinPath(ACSEndpoint),
+		acs:      u.JoinPath(idp.SAMLCallbackEndpoint),
 		slo:      u.JoinPath(SLOEndpoint),
 		metadata: u.JoinPath(MetadataEndpoint),
 	}
