@@ -30,15 +30,8 @@ func certExpiring(t *testing.T, cn string, notAfter time.Time) (string, time.Tim
 		NotBefore: time.Now().Add(-365 * 24 * time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der), cert.NotAfter
+	cert := selfSigned(t, key, tmpl)
+	return base64.StdEncoding.EncodeToString(cert.Raw), cert.NotAfter
 }
 
 // TestMetadataHealthCertificateExpiryRollover: the certificate expiry an

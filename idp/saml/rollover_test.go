@@ -273,14 +273,7 @@ func expiredCert(t *testing.T) (*rsa.PrivateKey, *x509.Certificate) {
 		NotBefore: time.Now().Add(-2 * 365 * 24 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := selfSigned(t, key, tmpl)
 	return key, cert
 }
 

@@ -199,13 +199,6 @@ func hostileCert(t *testing.T) (*rsa.PrivateKey, *x509.Certificate) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := selfSigned(t, key, tmpl)
 	return key, cert
 }
