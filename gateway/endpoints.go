@@ -28,8 +28,7 @@ const (
 // the ones serveEndpoint answers at, so an endpoint added there is labelled
 // here by the same constant.
 func EndpointLabel(rest string) string {
-	switch rest {
-	case loginEndpoint, logoutEndpoint, whoamiEndpoint, jwksEndpoint, repeatedSignInEndpoint:
+	if ownEndpointAllow(rest) != "" {
 		return rest
 	}
 	protocol, tail, _ := strings.Cut(rest, "/")
@@ -38,6 +37,20 @@ func EndpointLabel(rest string) string {
 		return endpoint
 	}
 	return "other"
+}
+
+// ownEndpointAllow is the Allow of the gateway's own endpoint name, ""
+// for any other name: the one list of those endpoints, whose methods
+// serveEndpoint checks (Route.ownEndpointMethods) and whose names
+// EndpointLabel gives.
+func ownEndpointAllow(name string) string {
+	switch name {
+	case logoutEndpoint:
+		return "GET, HEAD, POST" // GET shows the button that POSTs
+	case loginEndpoint, whoamiEndpoint, repeatedSignInEndpoint, jwksEndpoint:
+		return "GET, HEAD"
+	}
+	return ""
 }
 
 // protocolEndpoint reports whether protocol's providers serve endpoint

@@ -621,13 +621,10 @@ func EndpointBase(site idp.Origin, pathPrefix, protocol, name string) string {
 // for any other path (an IdP's endpoints check their methods themselves):
 // a request by another method gets 405 with it (RFC 9110 15.5.6).
 func (rt *Route) ownEndpointMethods(rest string) string {
-	switch {
-	case rest == logoutEndpoint:
-		return "GET, HEAD, POST" // GET shows the button that POSTs
-	case rest == loginEndpoint, rest == whoamiEndpoint, rest == repeatedSignInEndpoint, rest == jwksEndpoint && rt.Signer != nil:
-		return "GET, HEAD"
+	if rest == jwksEndpoint && rt.Signer == nil {
+		return "" // served only on a route that signs an identity token
 	}
-	return ""
+	return ownEndpointAllow(rest)
 }
 
 // serveLogin starts a sign-in explicitly: GET
