@@ -25,6 +25,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -716,7 +718,7 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
 	}
 	if err != nil {
-		code := idp.ErrorCode(err, codeIdPUnavailable)
+		code := idp.ErrorCode(err, oidc.CodeIdPUnavailable)
 		// Counted: while the IdP is away, or contradicts the
 		// configuration, no sign-in reaches a callback, and an alert on
 		// failed sign-ins must fire all the same.
@@ -791,18 +793,11 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	return nil
 }
 
-// The reference codes of an IdP that could not be reached, from the
-// protocols' packages (idp/oidc CodeIdPUnavailable, idp/saml
-// CodeMetadataUnavailable), which the gateway does not import: at the
-// start of a sign-in and at its callback alike they get the unavailable
-// page, not the one saying the sign-in was refused.
-const (
-	codeIdPUnavailable      = "idp_unavailable"
-	codeMetadataUnavailable = "saml_metadata_unavailable"
-)
-
+// idpUnreachable reports the reference codes of an IdP that could not be
+// reached: at the start of a sign-in and at its callback alike they get
+// the unavailable page, not the one saying the sign-in was refused.
 func idpUnreachable(code string) bool {
-	return code == codeIdPUnavailable || code == codeMetadataUnavailable
+	return code == oidc.CodeIdPUnavailable || code == saml.CodeMetadataUnavailable
 }
 
 // A callback whose login is gone (the first callback cleared its flow
