@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 )
 
 // scimCall sends one SCIM request to site with token and userAgent, and
@@ -35,23 +33,8 @@ func scimCall(t *testing.T, site, token, userAgent, path string) int {
 // succeeds no more (idp="" counts the refused), and from the 401 line
 // whose client it is: its User-Agent.
 func TestSCIMOnCallWhichClient(t *testing.T) {
-	t.Setenv("CADDY_SSO_TEST_SCIM_ENTRA", scimTokenEntra)
 	t.Setenv("CADDY_SSO_TEST_SCIM_ENTRA_NEXT", "entra-next-token-00112233445566")
-	t.Setenv("CADDY_SSO_TEST_SCIM_OKTA", scimTokenOkta)
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
-	g := newGateway(t)
-	g.start(g.caddyfile(scimProviders(op.Issuer), g.base+` {
-	sso_scim {
-		idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA}
-		idp okta {env.CADDY_SSO_TEST_SCIM_OKTA}
-		idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA_NEXT}
-	}
-}
-`))
+	g := startSCIMSite(t, "idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA_NEXT}")
 	const entraUA, oktaUA = "Microsoft.Identity.Provisioning", "Okta SCIM Client 1.0.0"
 	for range 3 {
 		if s := scimCall(t, g.base, scimTokenEntra, entraUA, "/Users"); s != http.StatusOK {

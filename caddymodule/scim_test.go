@@ -203,8 +203,9 @@ func scimProviders(issuer string) string {
 }
 
 // startSCIMSite starts Caddy with the entra and okta IdPs and a site that
-// has nothing but sso_scim, the tokens read from the environment.
-func startSCIMSite(t *testing.T) *gateway {
+// has nothing but sso_scim, the tokens read from the environment; more are
+// further lines of the sso_scim block (a second token of an IdP, say).
+func startSCIMSite(t *testing.T, more ...string) *gateway {
 	t.Helper()
 	t.Setenv("CADDY_SSO_TEST_SCIM_ENTRA", scimTokenEntra)
 	t.Setenv("CADDY_SSO_TEST_SCIM_OKTA", scimTokenOkta)
@@ -214,11 +215,15 @@ func startSCIMSite(t *testing.T) *gateway {
 	}
 	t.Cleanup(func() { op.Close() })
 	g := newGateway(t)
+	var extra strings.Builder
+	for _, line := range more {
+		extra.WriteString("\t\t" + line + "\n")
+	}
 	g.start(g.caddyfile(scimProviders(op.Issuer), g.base+` {
 	sso_scim {
 		idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA}
 		idp okta {env.CADDY_SSO_TEST_SCIM_OKTA}
-	}
+`+extra.String()+`	}
 }
 `))
 	return g
