@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 )
 
 // TestAccessRules: an allowed group passes, another group gets a plain 403,
@@ -89,17 +87,8 @@ var chooserLink = regexp.MustCompile(`<a href="([^"]+)">([^<]+)</a>`)
 // /.sso/login?idp= picks one, and default_idp sends navigations straight
 // to that one.
 func TestIdPChooser(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback", w.gw.base + "/.sso/oidc/other/callback"}})
-	caddyfile := func(directive string) string {
-		var blocks string
-		for _, name := range []string{"test", "other"} {
-			blocks += fmt.Sprintf("\t\tidp %s oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t}\n",
-				name, w.idp.Issuer, clientID, clientSecret)
-		}
-		return w.gw.caddyfile(blocks, fmt.Sprintf("%s {\n\t%s\n\treverse_proxy %s\n}\n", w.gw.base, directive, w.upstream.hostPort()))
-	}
+	w := newTwoIdPWorld(t)
+	caddyfile := w.twoIdPCaddyfile
 	w.gw.start(caddyfile("sso test other"))
 
 	b := newBrowser(t)

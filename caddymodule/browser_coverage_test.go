@@ -69,15 +69,8 @@ func submitButtonShown(t *testing.T, ctx context.Context, id string) bool {
 // its IdP and lands on the page first asked for (query included), signed
 // in through that IdP, not the first.
 func TestBrowserCoverageIdPChooser(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback", w.gw.base + "/.sso/oidc/other/callback"}})
-	var blocks string
-	for _, name := range []string{"test", "other"} {
-		blocks += fmt.Sprintf("\t\tidp %s oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t}\n",
-			name, w.idp.Issuer, clientID, clientSecret)
-	}
-	w.gw.start(w.gw.caddyfile(blocks, fmt.Sprintf("%s {\n\tsso test other\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())))
+	w := newTwoIdPWorld(t)
+	w.gw.start(w.twoIdPCaddyfile("sso test other"))
 	ctx := newChromium(t)
 
 	page := w.gw.base + "/app/page?x=1"

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
 )
 
@@ -137,15 +135,8 @@ func TestReauthSAML(t *testing.T) {
 // (the chooser's links would drop reauth); without a session it shows the
 // chooser.
 func TestReauthChooser(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
-	w.idp.RegisterClient(oidctest.Client{ID: clientID, Secret: clientSecret,
-		RedirectURIs: []string{w.gw.base + "/.sso/oidc/test/callback", w.gw.base + "/.sso/oidc/other/callback"}})
-	var blocks string
-	for _, name := range []string{"test", "other"} {
-		blocks += fmt.Sprintf("\t\tidp %s oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tjit\n\t\t}\n",
-			name, w.idp.Issuer, clientID, clientSecret)
-	}
-	w.gw.start(w.gw.caddyfile(blocks, fmt.Sprintf("%s {\n\tsso test other\n\treverse_proxy %s\n}\n", w.gw.base, w.upstream.hostPort())))
+	w := newTwoIdPWorld(t)
+	w.gw.start(w.twoIdPCaddyfile("sso test other"))
 
 	if body := readBody(t, newBrowser(t).get(w.gw.base+"/.sso/login?reauth=1&return_to=/settings")); len(chooserLink.FindAllString(body, -1)) != 2 {
 		t.Fatalf("reauth without a session or idp: %s", body)
