@@ -50,11 +50,16 @@ type UserDetail struct {
 // SessionInfo describes a session without its hash or logout data.
 // Expires is when it ends at the latest: the stored end, or sooner when
 // the lifetime has been shortened since the sign-in (SessionJudge).
+// AuthTime is when the person last authenticated at the IdP, which the app
+// reads as the identity token's auth_time: shown so that an operator asked
+// "why was I not asked again?" sees what the app saw; zero when the IdP
+// did not say.
 type SessionInfo struct {
 	IdP      string    `json:"idp"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 // AuditPage is one page of audit events; Next is the after= that
@@ -196,7 +201,7 @@ func (s *Service) User(ctx context.Context, id, after string, limit int) (*UserD
 		}
 		d.Sessions = make([]SessionInfo, 0, len(page))
 		for _, ss := range page {
-			d.Sessions = append(d.Sessions, SessionInfo{IdP: ss.IdP, Created: ss.Created, Expires: ends[ss], LastSeen: ss.LastSeen})
+			d.Sessions = append(d.Sessions, SessionInfo{IdP: ss.IdP, Created: ss.Created, Expires: ends[ss], LastSeen: ss.LastSeen, AuthTime: ss.AuthTime})
 		}
 		return nil
 	})

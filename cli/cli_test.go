@@ -59,7 +59,7 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 
 	// users show
 	out = mustCLI(t, "users", "show", ada.ID, addr)
-	for _, want := range []string{"ada@example.com", "Source:", "jit", "Link:", "test: sub-ada", "Last login:", "1 session(s)", "EXPIRES"} {
+	for _, want := range []string{"ada@example.com", "Source:", "jit", "Link:", "test: sub-ada", "Last login:", "1 session(s)", "EXPIRES", "AUTHENTICATED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("users show lacks %q:\n%s", want, out)
 		}
@@ -67,6 +67,10 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	var d account.UserDetail
 	if err := json.Unmarshal([]byte(mustCLI(t, "users", "show", ada.ID, "--json", addr)), &d); err != nil || d.User.ID != ada.ID || len(d.Sessions) != 1 {
 		t.Errorf("users show --json = %+v (%v)", d, err)
+	} else if s := d.Sessions[0]; s.AuthTime.IsZero() || s.AuthTime.After(s.Created) {
+		// The test IdP says auth_time: the session shows when Ada
+		// authenticated there, which is before the session was made.
+		t.Errorf("users show --json: session auth_time %v, created %v", s.AuthTime, s.Created)
 	}
 	// Errors say what is wrong in the operator's terms, never the backend's.
 	if _, err := cli(context.Background(), "users", "show", "nobody", addr); err == nil ||

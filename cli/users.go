@@ -237,9 +237,9 @@ func printUserDetail(c *cobra.Command, d *account.UserDetail) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDP\tCREATED\tEXPIRES\tLAST SEEN")
+	fmt.Fprintln(tw, "IDP\tCREATED\tEXPIRES\tLAST SEEN\tAUTHENTICATED")
 	for _, s := range d.Sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dash(s.IdP), localTime(s.Created), localTime(s.Expires), localTime(s.LastSeen))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(s.IdP), localTime(s.Created), localTime(s.Expires), localTime(s.LastSeen), localTime(s.AuthTime))
 	}
 	return tw.Flush()
 }
