@@ -85,6 +85,11 @@ func TestReauthOIDC(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, idp.CodeReauthNotFresh) || strings.Contains(body, `"headers"`) {
 		t.Fatalf("re-authentication the IdP ignored: %s\n%s", resp.Status, body)
 	}
+	// The page says what happened, and its link asks for the
+	// re-authentication again rather than an ordinary sign-in.
+	if !strings.Contains(body, "signed you in without asking") || !strings.Contains(body, "login?idp=test&amp;reauth=1") {
+		t.Errorf("the reauth_not_fresh page does not explain it or lacks the link to try again:\n%s", body)
+	}
 	if sessionCookies(b, w.gw.base) != before {
 		t.Error("the refused re-authentication changed the session")
 	}

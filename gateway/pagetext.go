@@ -13,10 +13,19 @@ import (
 // signInFailedPage links to a new sign-in at the same IdP: most failures
 // a person meets are a sign-in that took too long, or an IdP page from a
 // bookmark or the history, which one more try gets past.
+//
+// A refused re-authentication says so, and its link asks for one again:
+// an ordinary sign-in would bring back the session the app just judged
+// too old, and the person is still signed in with it.
 func signInFailedPage(prefix, idpName, code string) Page {
-	return Page{Name: PageSignInFailed, Status: http.StatusBadRequest, Title: "Sign-in failed", IdP: idpName, Code: code,
+	pg := Page{Name: PageSignInFailed, Status: http.StatusBadRequest, Title: "Sign-in failed", IdP: idpName, Code: code,
 		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
 		Links:   []PageLink{{Href: prefix + "login?idp=" + url.QueryEscape(idpName), Text: "Sign in again"}}}
+	if code == idp.CodeReauthNotFresh {
+		pg.Message = "This page asked you to confirm who you are, and the identity provider signed you in without asking. You are still signed in as before. Try again; if it keeps happening, give your administrator the reference below."
+		pg.Links[0] = PageLink{Href: pg.Links[0].Href + "&reauth=1", Text: "Confirm who you are"}
+	}
+	return pg
 }
 
 func deniedPage(idpName, code, message string, pending bool) Page {
