@@ -26,7 +26,6 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
-	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -757,7 +756,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if le.Code == idp.CodeMisconfigured {
 			return rt.fail(misconfiguredPage(p.Name))
 		}
-		if idpUnreachable(le.Code) {
+		if signin.IdPUnreachable(le.Code) {
 			// The answer may be good: the IdP's keys or metadata could
 			// not be fetched to check it. The page says trying again
 			// may help, with the status (502) an operator's
@@ -791,13 +790,6 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: LocalPath keeps only a path on this site
 	return nil
-}
-
-// idpUnreachable reports the reference codes of an IdP that could not be
-// reached: at the start of a sign-in and at its callback alike they get
-// the unavailable page, not the one saying the sign-in was refused.
-func idpUnreachable(code string) bool {
-	return code == oidc.CodeIdPUnavailable || code == saml.CodeMetadataUnavailable
 }
 
 // A callback whose login is gone (the first callback cleared its flow

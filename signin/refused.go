@@ -116,6 +116,15 @@ func (b *budget) report() int {
 // was bound to no login this browser began (idp.LoginError.Bound false).
 const UnboundFlow = "not_of_this_browser"
 
+// IdPUnreachable reports the reference codes of an IdP that could not be
+// reached (its keys, discovery or metadata could not be fetched): the
+// answer may have been good, so the person is told that trying again may
+// help (the gateway's unavailable page), at the start of a sign-in and at
+// its callback alike.
+func IdPUnreachable(code string) bool {
+	return code == oidc.CodeIdPUnavailable || code == saml.CodeMetadataUnavailable
+}
+
 // operatorFault reports whether a refusal with code says the IdP cannot
 // be reached or contradicts the configuration: every sign-in fails until
 // an operator acts, whoever the person is. Those are logged at ERROR, as
@@ -124,11 +133,7 @@ const UnboundFlow = "not_of_this_browser"
 // sees a discovery outage. A person's bad, expired or forged callback
 // stays at WARN.
 func operatorFault(code string) bool {
-	switch code {
-	case oidc.CodeIdPUnavailable, saml.CodeMetadataUnavailable, idp.CodeMisconfigured:
-		return true
-	}
-	return false
+	return code == idp.CodeMisconfigured || IdPUnreachable(code)
 }
 
 func orDefault(n, def int) int {
