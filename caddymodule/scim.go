@@ -121,12 +121,15 @@ func (s *SCIMHandler) Provision(ctx caddy.Context) error {
 		if len(token) < scim.MinTokenLength {
 			// Say where the token came from, never what it is (Validate
 			// refused a short literal one).
-			problem := "is shorter than"
+			// An {env.*} set for a reload is the usual empty one: the
+			// environment is the one Caddy started with.
+			problem, hint := "is shorter than", ""
 			if token == "" {
 				problem = "is empty (is it set?); it must have at least"
+				hint = "; a reload does not change the environment Caddy started with ({env.*}), but reads {file.*} again"
 			}
-			return fmt.Errorf("sso_scim: idp %s: the bearer token %s %s %d characters (generate one with: openssl rand -base64 32)",
-				c.Name, placeholderOnly(c.Token), problem, scim.MinTokenLength)
+			return fmt.Errorf("sso_scim: idp %s: the bearer token %s %s %d characters (generate one with: openssl rand -base64 32)%s",
+				c.Name, placeholderOnly(c.Token), problem, scim.MinTokenLength, hint)
 		}
 		warnWritten(logger, c.Token, "the SCIM bearer token", "{env.SCIM_TOKEN}", zap.String("idp", c.Name))
 		e.IdPs[i].Token = token

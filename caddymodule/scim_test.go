@@ -836,7 +836,7 @@ func TestSCIMTokenProblemsFailTheConfig(t *testing.T) {
 		edit      func(string) string
 		want      []string
 	}{
-		{"unset", "", nil, []string{"sso_scim: idp test", "{env.CADDY_SSO_TEST_SCIM_TOKEN}", "is empty (is it set?)", "at least 16 characters"}},
+		{"unset", "", nil, []string{"sso_scim: idp test", "{env.CADDY_SSO_TEST_SCIM_TOKEN}", "is empty (is it set?)", "at least 16 characters", "a reload does not change the environment"}},
 		{"short", "shorty-token", nil, []string{"sso_scim: idp test", "{env.CADDY_SSO_TEST_SCIM_TOKEN}", "shorter than 16 characters"}},
 		{"unknown idp", scimTokenTest, func(s string) string { return strings.Replace(s, `"name":"test","token"`, `"name":"nope","token"`, 1) },
 			[]string{"sso_scim: idp nope", `no identity provider named "nope"`, "global sso option"}},
