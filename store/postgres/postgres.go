@@ -642,22 +642,69 @@ func secretsOf(dsn string) []string {
 		if q := u.Query().Get("password"); q != "" {
 			out = append(out, q)
 		}
-	} else if i := strings.Index(dsn, "password="); i >= 0 {
-		rest := dsn[i+len("password="):]
-		if strings.HasPrefix(rest, "'") {
-			if j := strings.Index(rest[1:], "'"); j >= 0 {
-				pw = rest[1 : j+1]
-			}
-		} else if j := strings.IndexAny(rest, " \t"); j >= 0 {
-			pw = rest[:j]
-		} else {
-			pw = rest
-		}
+	} else {
+		pw = keywordValue(dsn, "password")
 	}
 	if pw != "" {
 		out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("", pw).String()[1:])
 	}
 	return out
+}
+
+// keywordValue returns the value of key in a keyword/value DSN, read as
+// libpq reads one: "key = value" with spaces around "=" allowed, values
+// single-quoted or bare, backslash escaping the next character. A search
+// for "password=" would miss "password = x", which pgconn reads, and take
+// "sslpassword=" for it. The last of repeated keys wins, as in libpq. A
+// DSN that stops parsing yields what came before.
+func keywordValue(dsn, key string) string {
+	const space = " \t\n\r\f\v"
+	var found string
+	rest := strings.TrimLeft(dsn, space)
+	for rest != "" {
+		i := strings.IndexAny(rest, "="+space)
+		if i <= 0 {
+			break
+		}
+		k := rest[:i]
+		rest = strings.TrimLeft(rest[i:], space)
+		if !strings.HasPrefix(rest, "=") {
+			break
+		}
+		v, after, ok := keywordValueAt(strings.TrimLeft(rest[1:], space))
+		if !ok {
+			break
+		}
+		if k == key {
+			found = v
+		}
+		rest = strings.TrimLeft(after, space)
+	}
+	return found
+}
+
+// keywordValueAt reads the value s starts with: single-quoted (ok only if
+// closed) or up to the next space; a backslash escapes the next byte.
+func keywordValueAt(s string) (value, rest string, ok bool) {
+	quoted := strings.HasPrefix(s, "'")
+	if quoted {
+		s = s[1:]
+	}
+	var v strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s):
+			i++
+			v.WriteByte(s[i])
+		case quoted && c == '\'':
+			return v.String(), s[i+1:], true
+		case !quoted && strings.IndexByte(" \t\n\r\f\v", c) >= 0:
+			return v.String(), s[i:], true
+		default:
+			v.WriteByte(c)
+		}
+	}
+	return v.String(), "", !quoted
 }
 
 // scrubbed is an error whose message had secrets replaced. It unwraps to
