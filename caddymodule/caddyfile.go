@@ -397,7 +397,7 @@ func (c *IdPConfig) checkLine() error {
 	if c.SAML != nil {
 		return cmp.Or(err, c.SAML.check(false))
 	}
-	return cmp.Or(err, c.OIDC.config(c.Name).CheckSettings(func(v string) bool { return v == "" || hasPlaceholder(v) }))
+	return cmp.Or(err, c.OIDC.config(c).CheckSettings(func(v string) bool { return v == "" || hasPlaceholder(v) }))
 }
 
 // sharedIdPLines are the lines of every idp block:
@@ -411,6 +411,7 @@ func (c *IdPConfig) checkLine() error {
 //	default_groups <group>…
 //	create_as active|pending
 //	link_by_email
+//	trust_email
 //	scim
 func sharedIdPLines() map[string]idpLine {
 	return map[string]idpLine{
@@ -427,6 +428,7 @@ func sharedIdPLines() map[string]idpLine {
 		},
 		"jit":           func(s setting, c *IdPConfig) (err error) { c.JIT, err = s.flag(); return err },
 		"link_by_email": func(s setting, c *IdPConfig) (err error) { c.LinkByEmail, err = s.flag(); return err },
+		"trust_email":   func(s setting, c *IdPConfig) (err error) { c.TrustEmail, err = s.flag(); return err },
 		"scim":          func(s setting, c *IdPConfig) (err error) { c.SCIM, err = s.flag(); return err },
 		"update":        func(s setting, c *IdPConfig) (err error) { c.Update, err = s.choice(updateModes); return err },
 		"create_as":     func(s setting, c *IdPConfig) (err error) { c.CreateAs, err = s.choice(createModes); return err },

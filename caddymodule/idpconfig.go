@@ -54,6 +54,9 @@ type IdPConfig struct {
 	// LinkByEmail links an unknown subject to the existing user with the
 	// same verified email instead of refusing it.
 	LinkByEmail bool `json:"link_by_email,omitempty"`
+	// TrustEmail vouches for the email this IdP gives, which its
+	// administrators control (oidc.Config.TrustEmail, saml.Config.TrustEmail).
+	TrustEmail bool `json:"trust_email,omitempty"`
 	// SCIM says SCIM provisions this IdP's users (an sso_scim handler lists
 	// it): a user SCIM or an admin deleted is refused at sign-in, not created
 	// again by JIT. Explicit, so JIT never depends on a block elsewhere.
@@ -122,7 +125,7 @@ func (c *IdPConfig) validate() error {
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		// What oidc.New would refuse at Provision, placeholders left for it.
-		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c.Name).Check(hasPlaceholder)
+		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c).Check(hasPlaceholder)
 	case idp.ProtocolSAML:
 		return cmp.Or(c.SAML, new(SAMLConfig)).check(true)
 	}
@@ -176,7 +179,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		o := c.OIDC
-		cfg := o.config(c.Name)
+		cfg := o.config(c)
 		if cfg.Issuer, err = resolve(repl, "issuer", o.Issuer, true); err != nil {
 			return nil, err
 		}
@@ -196,12 +199,12 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 			return nil, err
 		}
 	case idp.ProtocolSAML:
-		if p.Provider, err = c.SAML.build(c.Name, repl, logger); err != nil {
+		if p.Provider, err = c.SAML.build(c.Name, c.TrustEmail, repl, logger); err != nil {
 			return nil, err
 		}
 		a.metrics.WatchSAML(c.Name, p.Provider)
-		if c.LinkByEmail {
-			logger.Warn("link_by_email has no effect on a SAML identity provider: SAML does not say whether an email address was verified, and only verified addresses are linked",
+		if c.LinkByEmail && !c.TrustEmail {
+			logger.Warn("link_by_email has no effect on a SAML identity provider without trust_email: SAML does not say whether an email address was verified, and only verified addresses are linked",
 				zap.String("idp", c.Name))
 		}
 	default:
@@ -210,10 +213,10 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	return p, nil
 }
 
-// config is the relying party's configuration as written, placeholders
+// config is the relying party's configuration of IdP c as written, placeholders
 // unresolved: validate holds it to oidc.Config.Check, build resolves it.
-func (o *OIDCConfig) config(name string) oidc.Config {
-	return oidc.Config{Name: name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+func (o *OIDCConfig) config(c *IdPConfig) oidc.Config {
+	return oidc.Config{Name: c.Name, TrustEmail: c.TrustEmail, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		TenantID: o.TenantID, Tenants: o.Tenants, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
 		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail, TokenAuth: o.TokenAuth,
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
@@ -252,7 +255,7 @@ func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.
 	}
 	o := *c.OIDC // the settings sign-in uses, the issuer resolved; of the secret, only whether there is one counts
 	o.Issuer = repl.ReplaceKnown(o.Issuer, "")
-	return idpcheck.OIDC(ctx, client, o.config(c.Name))
+	return idpcheck.OIDC(ctx, client, o.config(c))
 }
 
 // probeIdPs logs, for each IdP, what sign-in will refuse, with the fix

@@ -98,8 +98,9 @@ func (c *SAMLConfig) config(name string, keys []saml.KeyPair) saml.Config {
 }
 
 // build makes the SAML service provider from the configuration alone: SP key
-// pairs from files, or, with none, the one its Start loads from the store.
-func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
+// pairs from files, or, with none, the one its Start loads from the store;
+// trustEmail is the IdP block's trust_email.
+func (c *SAMLConfig) build(name string, trustEmail bool, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
 	var keys []saml.KeyPair
 	for _, sc := range c.SPCerts {
 		kp, err := saml.LoadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
@@ -109,7 +110,7 @@ func (c *SAMLConfig) build(name string, repl *caddy.Replacer, logger *zap.Logger
 		keys = append(keys, kp)
 	}
 	cfg := c.config(name, keys)
-	cfg.Logger = logger
+	cfg.Logger, cfg.TrustEmail = logger, trustEmail
 	var errs [4]error // a metadata source is not needed here: check required one
 	cfg.EntityID, errs[0] = resolve(repl, "entity_id", c.EntityID, false)
 	cfg.IdPEntityID, errs[1] = resolve(repl, "idp_entity_id", c.IdPEntityID, false)

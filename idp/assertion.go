@@ -35,8 +35,10 @@ type Assertion struct {
 	// (idp/oidc claimPaths) their members again under dotted paths.
 	Attributes map[string][]string
 	// EmailVerified reports whether the IdP vouched for the "email"
-	// attribute (OIDC "email_verified"), and for no other: a mapped email
-	// read elsewhere is unverified (signin's emailVerified).
+	// attribute (OIDC "email_verified", or its absence with trust_email),
+	// and for no other: a mapped email read elsewhere is unverified. SAML
+	// vouches only with the operator's trust_email, for the attribute the
+	// mapping keeps as the email, whichever it is (signin's emailVerified).
 	EmailVerified bool
 	// Logout is how the IdP names this session in its own logout
 	// messages (and, with the ID token, what it needs to end its own).

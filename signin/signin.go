@@ -220,8 +220,8 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	return out, nil
 }
 
-// verifiedClaim is the one attribute an assertion's EmailVerified vouches
-// for: OIDC's email_verified speaks of the standard "email" claim (OpenID
+// verifiedClaim is the one attribute an OIDC assertion's EmailVerified
+// vouches for: email_verified speaks of the standard "email" claim (OpenID
 // Connect Core 5.1) and of no other, whatever claim `map email` reads.
 const verifiedClaim = "email"
 
@@ -239,6 +239,12 @@ const verifiedClaim = "email"
 func emailVerified(a *idp.Assertion, email string) bool {
 	if !a.EmailVerified || email == "" {
 		return false
+	}
+	if a.Protocol == idp.ProtocolSAML {
+		// SAML vouches only by the operator's trust_email
+		// (saml.Config.TrustEmail), which speaks of the attribute the
+		// mapping keeps as the email, whichever it is: the mapped address.
+		return true
 	}
 	// The value mapping reads from the claim: its first non-blank one.
 	for _, v := range a.Attributes[verifiedClaim] {

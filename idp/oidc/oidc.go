@@ -190,6 +190,14 @@ type Config struct {
 	// a user without an address): there is no address to distrust, and
 	// the mapping and `optional email` decide about a missing one.
 	AllowUnverifiedEmail bool
+	// TrustEmail counts an absent email_verified (Entra sends none) as
+	// true: the operator says the IdP's administrators control the email
+	// claim, so that link_by_email may link by it. The IdP's own word
+	// wins: a false one is refused, or unverified with
+	// AllowUnverifiedEmail. It vouches for the email claim alone, as
+	// email_verified does (signin's emailVerified). Refused with Tenants:
+	// any tenant's administrator can give a user any address.
+	TrustEmail bool
 	// JWKSRefreshInterval is the least time between two JWKS fetches, which
 	// an unknown key ID triggers; default 30 seconds. It stops a flood of
 	// forged tokens from turning into a flood of requests to the IdP.
@@ -325,6 +333,9 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	}
 	if err := c.checkTenants(c.Issuer != "" && !deferred(c.Issuer)); err != nil {
 		return err
+	}
+	if c.TrustEmail && (len(c.Tenants) > 0 || MultiTenantIssuer(c.Issuer)) {
+		return errors.New("trust_email is refused with a multi-tenant issuer (tenants): any tenant's administrator can give a user any address, which must never link to another's account")
 	}
 	if c.TokenAuth != "" && !slices.Contains(TokenAuthMethods, c.TokenAuth) {
 		return fmt.Errorf("token_auth %q: expected %s", c.TokenAuth, strings.Join(TokenAuthMethods, " or "))
@@ -674,7 +685,8 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	// The session remembers sid, which back- and front-channel logout
 	// name it by.
 	sid, _ := claims["sid"].(string)
-	attrs, verified := flatten(claims), isTrue(claims["email_verified"])
+	ev := claims["email_verified"] // absent or null: the IdP says nothing
+	attrs, verified := flatten(claims), isTrue(ev) || p.cfg.TrustEmail && ev == nil
 	if p.template != "" {
 		// Multi-tenant (Config.Tenants): keys namespaced by the tenant
 		// verifyIDToken checked, and no address vouched for.

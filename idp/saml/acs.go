@@ -425,9 +425,9 @@ func (p *Provider) assertion(a *saml.Assertion) *idp.Assertion {
 		IdP:        p.cfg.Name,
 		Protocol:   idp.ProtocolSAML,
 		Attributes: map[string][]string{},
-		// SAML says nothing about whether the email was verified; the
-		// caller may configure trust in an IdP.
-		EmailVerified: false,
+		// SAML says nothing about whether the email was verified: only
+		// the operator's trust in the IdP vouches (Config.TrustEmail).
+		EmailVerified: p.cfg.TrustEmail,
 	}
 	if a.Subject != nil && a.Subject.NameID != nil {
 		out.Subject = a.Subject.NameID.Value

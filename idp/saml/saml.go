@@ -216,6 +216,13 @@ type Config struct {
 	// login begun here either way: without that login's flow cookie it is
 	// refused as when this is off.
 	AllowIdPInitiated bool
+	// TrustEmail vouches for the email of every assertion from this IdP
+	// (idp.Assertion.EmailVerified), which SAML never does by itself: the
+	// operator says the IdP's administrators control the attribute the
+	// mapping reads as the email, so that link_by_email may link by it
+	// (signin's emailVerified: only a mapped email that is present). Never
+	// for an IdP where people choose or edit their own address.
+	TrustEmail bool
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests from the IdP.
 	// Default false: SHA-1 is refused.
 	AllowSHA1 bool
