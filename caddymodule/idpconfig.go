@@ -261,7 +261,7 @@ func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.
 // probeIdPs logs, for each IdP, what sign-in will refuse, with the fix
 // (docs/troubleshooting.md, "idp_misconfigured"); a Stop ends it.
 func (a *App) probeIdPs(ctx context.Context) {
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: idp.DefaultHTTPTimeout} // sign-in's: an IdP slower than that fails every sign-in
 	for _, c := range a.IdPs {
 		if fs := c.Probe(ctx, client, caddy.NewReplacer(), time.Now()); ctx.Err() == nil {
 			idpcheck.LogProblems(a.logger, c.Name, fs)

@@ -19,6 +19,13 @@ const maxRedirects = 10
 // secret and the code the request carries again. So every client that
 // talks to an IdP goes through here.
 //
+// CheckURL's loopback exception is for a loopback IdP, not for a redirect
+// to one: a hop to plain http is followed only from a request that was
+// itself plain http on loopback. Otherwise a remote https IdP (or whoever
+// answers for it) could point the gateway's fetch at whatever listens on
+// its own loopback, Caddy's admin API on :2019 say, and have its answer
+// taken for the IdP's.
+//
 // c's own CheckRedirect, if any, still runs after the URL passes; without
 // one, Go's limit of 10 redirects is kept. c itself is not changed.
 func SafeRedirects(c *http.Client) *http.Client {
@@ -27,6 +34,9 @@ func SafeRedirects(c *http.Client) *http.Client {
 	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if _, err := CheckURL(req.URL.String()); err != nil {
 			return fmt.Errorf("refusing redirect: %w", err)
+		}
+		if req.URL.Scheme == "http" && !loopbackHTTP(via) {
+			return fmt.Errorf("refusing redirect to %s: plain http is followed only from a plain-http loopback IdP", req.URL.Redacted())
 		}
 		if inner != nil {
 			return inner(req, via)
@@ -37,6 +47,18 @@ func SafeRedirects(c *http.Client) *http.Client {
 		return nil
 	}
 	return client
+}
+
+// loopbackHTTP reports whether the request a redirect comes from, the last
+// of via, was plain http to a loopback host. net/http always passes it;
+// without one (a direct call) there is nothing to judge by, and CheckURL's
+// rule alone applies.
+func loopbackHTTP(via []*http.Request) bool {
+	if len(via) == 0 {
+		return true
+	}
+	from := via[len(via)-1]
+	return from != nil && from.URL != nil && from.URL.Scheme == "http" && IsLoopbackHost(from.URL.Hostname())
 }
 
 // ErrRedirectRefused is returned (wrapped in a *url.Error) by a client

@@ -86,7 +86,7 @@ func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 		if r == nil {
 			fs.add(Error, "%v", err)
 		} else {
-			fs.add(Error, "discovery document %s unreachable: %v", r.DiscoveryURL, err)
+			fs.add(Error, "discovery document %s unreachable: %v", r.DiscoveryURL, fetchError(err))
 		}
 		return fs
 	}
@@ -151,7 +151,7 @@ func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 	}
 	switch keysErr := r.KeysErr(cfg.Algorithms); {
 	case r.JWKSErr != nil:
-		fs.add(Error, "JWKS %s: %v", r.JWKSURI, r.JWKSErr)
+		fs.add(Error, "JWKS %s: %v", r.JWKSURI, fetchError(r.JWKSErr))
 	case keysErr != nil:
 		fs.add(Error, "JWKS %s %v, so no ID token verifies and every sign-in fails with id_token_signature: set algorithms in the idp block to ones these keys sign with, or have the IdP publish a key for one of those", r.JWKSURI, keysErr)
 	case r.SigningKeys > 0:
@@ -163,6 +163,16 @@ func OIDC(ctx context.Context, client *http.Client, cfg oidc.Config) []Finding {
 		fmt.Sprintf("back-channel logout tokens are refused (logout_token_iat), every sign-in fails once the lag passes the ID tokens' lifetime plus clock_skew "+
 			"(id_token_expired; Keycloak's are 5 minutes), and from %v behind in any case (id_token_iat)", oidc.MaxIDTokenAge+skew))
 	return fs
+}
+
+// fetchError is err, a request to the IdP that failed, worded with the fix
+// when the IdP's TLS certificate is not trusted here: the hint sign-in
+// logs for the same failure (idp.UntrustedCertificate).
+func fetchError(err error) error {
+	if u := idp.UntrustedCertificate(err); u != nil {
+		return u
+	}
+	return err
 }
 
 // tokenAuth judges how sign-in will authenticate at the token endpoint
@@ -210,7 +220,7 @@ func SAML(ctx context.Context, client *http.Client, cfg saml.Config, now time.Ti
 	fromFile := src.File != "" && len(src.XML) == 0
 	r, err := saml.Probe(ctx, client, src, cfg.IdPEntityID)
 	if err != nil {
-		fs.add(Error, "metadata %s: %v", r.Source, err)
+		fs.add(Error, "metadata %s: %v", r.Source, fetchError(err))
 		return fs
 	}
 	fs.add(OK, "metadata parsed: %s (IdP entity ID %s)", r.Source, r.EntityID)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	neturl "net/url"
 	"slices"
@@ -59,6 +60,7 @@ type discovery struct {
 	onUpdate func(jwksURI string)
 
 	fetchMu sync.Mutex // one fetch at a time; others wait for its result
+	bg      background // the refresh of a document past discoveryTTL
 
 	mu      sync.Mutex // guards the fields below
 	md      *metadata
@@ -67,20 +69,49 @@ type discovery struct {
 	retryAt time.Time
 }
 
-// get returns the cached document, fetching it when there is none or it is
-// older than discoveryTTL, but not more often than every discoveryRetry.
+// get returns the discovery document. Only a caller that finds no copy at
+// all waits for a fetch. A copy older than discoveryTTL is still served at
+// once, while refreshLater fetches it again in the background: a sign-in
+// start, a callback or a token refresh must not wait up to the client's
+// timeout for an IdP that hangs, with a good document in hand (the SAML
+// side keeps its last good metadata the same way). A failed fetch is not
+// tried again for discoveryRetry, with or without a copy.
 func (d *discovery) get(ctx context.Context) (*metadata, error) {
-	if md, err, done := d.cached(); done {
+	md, err, done := d.cached()
+	if done {
 		return md, err
+	}
+	if md != nil {
+		d.refreshLater()
+		return md, nil
 	}
 	d.fetchMu.Lock()
 	defer d.fetchMu.Unlock()
-	if md, err, done := d.cached(); done { // another caller fetched meanwhile
+	if md, err, done := d.cached(); done || md != nil { // another caller fetched meanwhile
 		return md, err
 	}
 	// The fetch outlives a cancelled request: its result serves everyone
 	// waiting, and the client's timeout still bounds it.
-	md, err := d.fetch(context.WithoutCancel(ctx))
+	return d.fetchLocked(context.WithoutCancel(ctx))
+}
+
+// refreshLater fetches the document again in the background, one fetch at
+// a time (d.bg), unless another caller's fetch made it fresh meanwhile.
+func (d *discovery) refreshLater() {
+	d.bg.run(func(ctx context.Context) {
+		d.fetchMu.Lock()
+		defer d.fetchMu.Unlock()
+		if _, _, done := d.cached(); !done {
+			d.fetchLocked(ctx) //nolint:errcheck // recorded for the next callers; the copy they have still serves
+		}
+	})
+}
+
+// fetchLocked fetches the document and records the outcome: the new copy,
+// or the failure and when to try again (keeping the last good copy, which
+// is returned). The caller holds fetchMu.
+func (d *discovery) fetchLocked(ctx context.Context) (*metadata, error) {
+	md, err := d.fetch(ctx)
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -97,7 +128,8 @@ func (d *discovery) get(ctx context.Context) (*metadata, error) {
 }
 
 // cached reports done when get need not fetch: a fresh document, or a
-// recent failure (with the stale document if there is one).
+// recent failure (with the stale document if there is one). Otherwise it
+// returns the stale document, if any, for get to serve while it refreshes.
 func (d *discovery) cached() (*metadata, error, bool) {
 	now := d.now()
 	d.mu.Lock()
@@ -111,7 +143,54 @@ func (d *discovery) cached() (*metadata, error, bool) {
 		}
 		return nil, d.lastErr, true
 	}
-	return nil, nil, false
+	return d.md, nil, false
+}
+
+// background runs the refreshes no caller waits for (a discovery document
+// or JWKS past its age): one at a time, and none once closed. close
+// cancels the one running and waits for it to end, so that none outlives
+// its Provider (Provider.Close). The zero value is ready to use.
+type background struct {
+	mu      sync.Mutex
+	ctx     context.Context // cancelled by close
+	cancel  context.CancelFunc
+	running bool
+	wg      sync.WaitGroup
+}
+
+// run starts f in a goroutine, unless one is running or b is closed.
+func (b *background) run(f func(ctx context.Context)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithCancel(context.Background())
+	}
+	if b.running || b.ctx.Err() != nil {
+		return
+	}
+	b.running = true
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			b.mu.Lock()
+			b.running = false
+			b.mu.Unlock()
+		}()
+		f(b.ctx)
+	}()
+}
+
+// close stops b: the refresh running is cancelled and waited for, and
+// none starts again.
+func (b *background) close() {
+	b.mu.Lock()
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithCancel(context.Background())
+	}
+	b.cancel()
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
@@ -147,7 +226,21 @@ func discoveryFailed(err error) error {
 	if errors.As(err, &m) {
 		return idp.Fail(idp.CodeMisconfigured, err)
 	}
-	return idp.Fail(CodeIdPUnavailable, err)
+	return fetchFailed(err, CodeIdPUnavailable)
+}
+
+// fetchFailed is the sign-in error of a request to the IdP that failed:
+// idp.CodeMisconfigured when its TLS certificate is not trusted here
+// (idp.UntrustedCertificate, worded with the fix), CodeIdPUnavailable for
+// an outage (idpUnavailable), else code.
+func fetchFailed(err error, code string) error {
+	if u := idp.UntrustedCertificate(err); u != nil {
+		return idp.Fail(idp.CodeMisconfigured, u)
+	}
+	if idpUnavailable(err) {
+		code = CodeIdPUnavailable
+	}
+	return idp.Fail(code, err)
 }
 
 // wellKnown is where an issuer's discovery document lives.
@@ -353,6 +446,15 @@ func (t wholeBody) RoundTrip(req *http.Request) (*http.Response, error) {
 		_ = resp.Body.Close()
 		return nil, fmt.Errorf("reading the answer (%s): %w", resp.Status, err)
 	}
+	// A success that is no token answer (an egress proxy's or captive
+	// portal's HTML page) is named here, where its Content-Type is known:
+	// oauth2 would report only that it "cannot parse json". An answer
+	// oauth2 can read (JSON whatever its label, a form) passes.
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode/100 == 2 && len(buf) < maxBody &&
+		!jsonOrForm(ct) && !json.Valid(buf) {
+		_ = resp.Body.Close()
+		return nil, &tokenError{msg: notJSON(req.URL.Redacted(), resp.Status, ct)}
+	}
 	rest := resp.Body
 	if len(buf) < maxBody {
 		_ = rest.Close() // read to its end: the connection can be reused
@@ -364,4 +466,34 @@ func (t wholeBody) RoundTrip(req *http.Request) (*http.Response, error) {
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(buf), rest), rest}
 	return resp, nil
+}
+
+// tokenError is a failed token request described without the answer's
+// body, which might echo credentials (tokenFailure); it unwraps to the
+// error it describes, so that idpUnavailable still classes that.
+type tokenError struct {
+	msg string
+	err error
+}
+
+func (e *tokenError) Error() string { return e.msg }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// notJSON describes a token endpoint's answer of another Content-Type
+// than JSON: a proxy's or firewall's page, not the IdP refusing the client.
+func notJSON(url, status, contentType string) string {
+	if contentType == "" {
+		contentType = "no Content-Type"
+	}
+	return fmt.Sprintf("POST %s: the token endpoint answered %s with %.100s, not JSON: a proxy or firewall between this host and the IdP?",
+		url, status, contentType)
+}
+
+// jsonOrForm reports a Content-Type whose answer oauth2 reads: JSON
+// (application/json, or any +json type), or a form (application/x-www-
+// form-urlencoded, or text/plain, as GitHub answers).
+func jsonOrForm(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json") ||
+		mt == "application/x-www-form-urlencoded" || mt == "text/plain"
 }

@@ -39,6 +39,7 @@ type keySet struct {
 	minRefresh time.Duration
 
 	fetchMu sync.Mutex // one fetch at a time
+	bg      background // the refresh of keys past keysMaxAge
 
 	mu      sync.Mutex // guards the fields below
 	url     string
@@ -104,8 +105,13 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 		// Aged from the last fetch that succeeded: a failed one (an IdP
 		// blip at that moment) must not trust a key withdrawn meanwhile
 		// for another keysMaxAge; refresh's rate limit spaces the retries.
+		// In the background: the token verified, and the request that
+		// brought it must not wait up to the client's timeout for an IdP
+		// that hangs.
 		if !got.IsZero() && k.now().Sub(got) > keysMaxAge {
-			k.refresh(ctx, gen) //nolint:errcheck // best effort: the cached keys still verified
+			k.bg.run(func(ctx context.Context) {
+				k.refresh(ctx, gen) //nolint:errcheck // best effort: the cached keys still verified
+			})
 		}
 		return payload, nil
 	}
@@ -113,7 +119,9 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 	// replace the key behind a fixed kid ("default", "1") when they
 	// rotate, so both fetch again, within the same rate limit.
 	known := h.KeyID != "" && hasKeyID(keys, h.KeyID)
-	keys, err = k.refresh(ctx, gen)
+	// The fetch outlives a cancelled request: its result serves every
+	// caller, and the client's timeout still bounds it.
+	keys, err = k.refresh(context.WithoutCancel(ctx), gen)
 	if errors.Is(err, errRefreshLimited) && known {
 		return nil, errors.New("signature does not verify")
 	}
@@ -148,7 +156,10 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg str
 }
 
 // refresh fetches the JWKS unless another caller did since gen was read
-// (then its keys are returned), and at most once per minRefresh.
+// (then its keys are returned), and at most once per minRefresh. ctx
+// bounds the fetch: a caller that waits passes one without cancellation
+// (context.WithoutCancel), the background refresh its own, which
+// Provider.Close cancels.
 func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, error) {
 	k.fetchMu.Lock()
 	defer k.fetchMu.Unlock()
@@ -177,7 +188,7 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 	k.fetched = now
 	k.mu.Unlock()
 
-	keys, err := fetchJWKS(context.WithoutCancel(ctx), k.client, url)
+	keys, err := fetchJWKS(ctx, k.client, url)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.failed = err

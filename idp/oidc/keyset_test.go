@@ -194,6 +194,7 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 	later := t0.Add(keysMaxAge + time.Minute)
 	now.Store(&later)
 	ks.VerifySignature(ctx, tok) // still cached; triggers the refresh
+	ks.bg.wg.Wait()              // which runs in the background
 	if _, err := ks.VerifySignature(ctx, tok); err == nil {
 		t.Fatal("a key withdrawn from the JWKS is still accepted after keysMaxAge")
 	}
@@ -217,11 +218,13 @@ func TestKeySetRetriesAFailedMaxAgeRefresh(t *testing.T) {
 	if _, err := ks.VerifySignature(ctx, tok); err != nil {
 		t.Fatalf("the cached key while its refresh fails: %v, want it accepted", err)
 	}
-	srv.set(j2) // back, with k1 withdrawn
+	ks.bg.wg.Wait() // the refresh runs in the background
+	srv.set(j2)     // back, with k1 withdrawn
 	ks.setURL(srv.URL)
 	back := aged.Add(ks.minRefresh + time.Second)
 	now.Store(&back)
 	ks.VerifySignature(ctx, tok) // cached; the retry fetches
+	ks.bg.wg.Wait()
 	if _, err := ks.VerifySignature(ctx, tok); err == nil {
 		t.Fatalf("withdrawn key accepted %v after the last successful fetch (%d fetches): the failed refresh reset its age", back.Sub(t0), srv.fetches.Load())
 	}

@@ -443,8 +443,13 @@ func (p *Provider) Start(_ context.Context, rt idp.Runtime) error {
 	return nil
 }
 
-// Close has nothing to stop.
-func (p *Provider) Close() error { return nil }
+// Close ends the background refreshes of the discovery document and the
+// JWKS, waiting for a running one.
+func (p *Provider) Close() error {
+	p.disc.bg.close()
+	p.keys.bg.close()
+	return nil
+}
 
 // Discover fetches the discovery document now. Calling it is optional (Begin
 // does it lazily); Caddy may call it at start to warn early that the IdP is
@@ -636,12 +641,9 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		code, oauth2.VerifierOption(fl.Verifier))
 	if err != nil {
 		// An outage (a 5xx, 429, no answer) is not a refusal of the code
-		// or the client's credentials: the 502 page, trying again helps.
-		code := CodeTokenExchange
-		if idpUnavailable(err) {
-			code = CodeIdPUnavailable
-		}
-		return nil, idp.Fail(code, tokenFailure(err))
+		// or the client's credentials: the 502 page, trying again helps;
+		// nor is a certificate this host does not trust (fetchFailed).
+		return nil, fetchFailed(tokenFailure(err), CodeTokenExchange)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
@@ -706,22 +708,36 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	}, nil
 }
 
-// tokenFailure describes a failed token request: the status, and the
-// OAuth error (RFC 6749 5.2) when the IdP sent one. Not re.Error(): it
-// quotes the whole response body, which might echo credentials.
+// tokenFailure describes a failed token request without the answer's
+// body (not re.Error(), which quotes it, and it might echo credentials):
+// the token endpoint's URL and status, the OAuth error (RFC 6749 5.2) when
+// the IdP sent one, and the Content-Type of an answer that is not JSON,
+// as an egress proxy's block page is (403, or even 200, text/html), which
+// would otherwise read as the IdP refusing the client secret. The result
+// unwraps to err, for idpUnavailable.
 func tokenFailure(err error) error {
+	if te := (*tokenError)(nil); errors.As(err, &te) && te.err == nil {
+		return te // a success that was no token answer (wholeAnswers)
+	}
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.Response == nil {
 		return err
 	}
-	msg := "token endpoint answered " + re.Response.Status
+	endpoint := "(unknown URL)"
+	if req := re.Response.Request; req != nil && req.URL != nil {
+		endpoint = req.URL.Redacted()
+	}
+	if ct := re.Response.Header.Get("Content-Type"); re.ErrorCode == "" && ct != "" && !jsonOrForm(ct) {
+		return &tokenError{msg: notJSON(endpoint, re.Response.Status, ct), err: err}
+	}
+	msg := "POST " + endpoint + ": token endpoint answered " + re.Response.Status
 	if re.ErrorCode != "" {
 		msg += fmt.Sprintf(": %.100q", re.ErrorCode)
 	}
 	if re.ErrorDescription != "" {
 		msg += fmt.Sprintf(" %.200q", re.ErrorDescription)
 	}
-	return errors.New(msg)
+	return &tokenError{msg: msg, err: err}
 }
 
 // mergeUserinfo merges the userinfo claims into claims, the ID token's
@@ -753,10 +769,8 @@ func (p *Provider) mergeUserinfo(ctx context.Context, endpoint, accessToken, sub
 			zap.String("idp", p.cfg.Name), zap.String("status", se.status), zap.Strings("missing_claims", missing),
 			zap.String("www_authenticate", se.challenge))
 		return nil
-	case idpUnavailable(err):
-		return idp.Fail(CodeIdPUnavailable, err)
 	case err != nil:
-		return idp.Fail(CodeUserinfo, err)
+		return fetchFailed(err, CodeUserinfo)
 	}
 	if s, _ := ui["sub"].(string); s != sub {
 		return idp.Fail(CodeUserinfoSubject, errors.New("userinfo sub differs from the ID token's"))

@@ -135,14 +135,18 @@ func TestDiscoveryIsLazyAndRetried(t *testing.T) {
 	if c := beginCode(); c != "" {
 		t.Fatalf("Begin after the IdP came back: %q", c)
 	}
-	// Later outages keep the last good document.
+	// Later outages keep the last good document, which serves while it
+	// is fetched again in the background.
 	e.idp.SetUnavailable(true)
 	e.clock.Add(25 * time.Hour)
 	if c := beginCode(); c != "" {
 		t.Fatalf("Begin with a stale document: %q", c)
 	}
+	for deadline := time.Now().Add(10 * time.Second); e.idp.Requests(oidctest.PathDiscovery) < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := e.idp.Requests(oidctest.PathDiscovery); n != 3 {
-		t.Fatalf("%d discovery requests, want 3", n)
+		t.Fatalf("%d discovery requests, want 3: the stale document was not fetched again", n)
 	}
 }
 

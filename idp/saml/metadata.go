@@ -358,9 +358,14 @@ func (e *badMetadataError) Error() string { return e.err.Error() }
 func (e *badMetadataError) Unwrap() error { return e.err }
 
 // metadataFailed is the error of a sign-in without metadata:
-// idp.CodeMisconfigured when what was read is refused,
-// CodeMetadataUnavailable when nothing could be read.
+// idp.CodeMisconfigured when what was read is refused, or when the
+// metadata URL's TLS certificate is not trusted here (worded with the fix,
+// idp.UntrustedCertificate); CodeMetadataUnavailable when nothing could be
+// read.
 func (p *Provider) metadataFailed(err error) error {
+	if u := idp.UntrustedCertificate(err); u != nil {
+		return idp.Fail(idp.CodeMisconfigured, fmt.Errorf("saml idp %q: %w", p.cfg.Name, u))
+	}
 	err = fmt.Errorf("saml idp %q: %w", p.cfg.Name, err)
 	var bad *badMetadataError
 	if errors.As(err, &bad) {

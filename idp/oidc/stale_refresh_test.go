@@ -1,0 +1,197 @@
+package oidc_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+)
+
+// gatedIdP is the test IdP with one endpoint that, once shut, holds every
+// request until released (or until the request is cancelled): an IdP
+// that accepts connections and does not answer. Tests tell "served at
+// once" from "waited for the IdP" by whether the held request is still
+// held when the caller returns, never by a wall-clock bound.
+type gatedIdP struct {
+	*oidctest.Server
+	path    string
+	shut    atomic.Bool
+	hits    atomic.Int32  // requests to path
+	held    atomic.Int32  // requests to path held now
+	arrived chan struct{} // one value per request held
+	aborted chan struct{} // one value per held request the client cancelled
+	release chan struct{}
+}
+
+func newGatedIdP(t *testing.T, path string) *gatedIdP {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := oidctest.NewServer("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedIdP{Server: srv, path: path, arrived: make(chan struct{}, 16), aborted: make(chan struct{}, 16), release: make(chan struct{})}
+	ts := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(g.serve)}}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	t.Cleanup(g.open) // before ts.Close, which waits for held requests
+	return g
+}
+
+func (g *gatedIdP) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == g.path {
+		g.hits.Add(1)
+		if g.shut.Load() {
+			g.held.Add(1)
+			defer g.held.Add(-1)
+			g.arrived <- struct{}{}
+			select {
+			case <-g.release:
+			case <-r.Context().Done():
+				g.aborted <- struct{}{}
+				return
+			}
+		}
+	}
+	g.Server.ServeHTTP(w, r)
+}
+
+// open releases the held requests and holds no more.
+func (g *gatedIdP) open() {
+	if g.shut.CompareAndSwap(true, false) {
+		close(g.release)
+	}
+}
+
+// waitHeld waits until a request to the gated path is being held.
+func (g *gatedIdP) waitHeld(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no request reached the gated endpoint")
+	}
+}
+
+// closeEnds closes e's provider while g holds a background refresh, and
+// checks that Close cancels it and returns once it has ended: no goroutine
+// of the provider outlives it. The provider's client waits longer than
+// Close is given (slowClient), so only cancelling ends the held request
+// in time.
+func closeEnds(t *testing.T, e *env, g *gatedIdP) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- e.p.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return while the IdP held the background refresh: it was not cancelled")
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "oidc.(*background).run") {
+		t.Errorf("a background refresh outlived Close:\n%s", stacks)
+	}
+	select {
+	case <-g.aborted:
+	case <-time.After(20 * time.Second):
+		t.Error("the IdP never saw the background refresh cancelled")
+	}
+}
+
+// slowClient gives the provider a client that waits 30 s for the IdP.
+func slowClient(c *oidc.Config) { c.HTTPClient = &http.Client{Timeout: 30 * time.Second} }
+
+// TestStaleDiscoveryServedWhileRefreshing: once the discovery document is
+// past its TTL and the IdP hangs, sign-in starts still get the document in
+// hand at once; one refresh (not one per caller) runs in the background,
+// and Close ends it.
+func TestStaleDiscoveryServedWhileRefreshing(t *testing.T) {
+	g := newGatedIdP(t, oidctest.PathDiscovery)
+	e := startEnv(t, g.Server, slowClient)
+	wantCode(t, e.login(newBrowser()), "")
+	e.clock.Add(25 * time.Hour) // past discoveryTTL
+	g.shut.Store(true)
+
+	for i := range 3 {
+		resp, err := e.startLogin(newBrowser(), "/")
+		if err != nil || resp.StatusCode != http.StatusFound {
+			t.Fatalf("sign-in start %d: %v %v", i, err, resp)
+		}
+		if i == 0 {
+			g.waitHeld(t) // the background refresh reached the IdP
+		}
+		if g.held.Load() != 1 {
+			t.Fatalf("sign-in start %d returned once the discovery refetch was no longer held: it waited for the IdP with a document in hand", i)
+		}
+	}
+	if n := g.hits.Load(); n != 2 {
+		t.Errorf("discovery requests = %d, want 2 (the first fetch, and one background refresh for every caller)", n)
+	}
+	closeEnds(t, e, g)
+}
+
+// TestStaleDiscoveryTokenRefresh: a route that passes tokens refreshes
+// them on a signed-in person's request; with the discovery document past
+// its TTL and the IdP's discovery endpoint hanging, the refresh uses the
+// document in hand instead of waiting for the refetch.
+func TestStaleDiscoveryTokenRefresh(t *testing.T) {
+	g := newGatedIdP(t, oidctest.PathDiscovery)
+	e := startEnv(t, g.Server, slowClient, func(c *oidc.Config) { c.OfflineAccess = true })
+	g.SetClock(e.clock.Now)
+	res := e.login(newBrowser())
+	wantCode(t, res, "")
+	e.clock.Add(25 * time.Hour)
+	g.shut.Store(true)
+
+	out, err := e.p.Refresh(context.Background(), &idp.Tokens{IDToken: res.Tokens.ID, AccessToken: res.Tokens.Access, RefreshToken: res.Tokens.Refresh})
+	if err != nil || out.AccessToken == "" {
+		t.Fatalf("refresh: %v", err)
+	}
+	g.waitHeld(t)
+	if g.held.Load() != 1 {
+		t.Fatal("the token refresh returned once the discovery refetch was no longer held: it waited for the IdP with a document in hand")
+	}
+	closeEnds(t, e, g)
+}
+
+// TestAgedJWKSRefreshedInBackground: once the JWKS is past keysMaxAge, a
+// callback whose ID token a cached key verifies is answered without
+// waiting for the JWKS refetch, which runs in the background and ends
+// with Close.
+func TestAgedJWKSRefreshedInBackground(t *testing.T) {
+	g := newGatedIdP(t, oidctest.PathJWKS)
+	e := startEnv(t, g.Server, slowClient)
+	g.SetClock(e.clock.Now)
+	wantCode(t, e.login(newBrowser()), "")
+	e.clock.Add(25 * time.Hour) // past keysMaxAge (and discoveryTTL)
+	g.shut.Store(true)
+
+	b := newBrowser()
+	wantCode(t, e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice")), "")
+	g.waitHeld(t)
+	if g.held.Load() != 1 {
+		t.Fatal("the callback returned once the JWKS refetch was no longer held: it waited for the IdP although the token verified")
+	}
+	// A second callback meanwhile starts no second refresh.
+	b = newBrowser()
+	wantCode(t, e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice")), "")
+	if n := g.hits.Load(); n != 2 {
+		t.Errorf("JWKS requests = %d, want 2 (the first fetch and one background refresh)", n)
+	}
+	closeEnds(t, e, g)
+}
