@@ -47,19 +47,30 @@ type UserDetail struct {
 	NextSessions string `json:"next_sessions,omitempty"`
 }
 
-// SessionInfo describes a session without its hash or logout data.
+// SessionInfo describes a session without its hash (which would let no
+// one in, but is the key of every session index) and says what else the
+// store holds for it, so that an operator answering a person's request
+// for what is kept about them (right of access) sees all of it.
 // Expires is when it ends at the latest: the stored end, or sooner when
 // the lifetime has been shortened since the sign-in (SessionJudge).
 // AuthTime is when the person last authenticated at the IdP, which the app
 // reads as the identity token's auth_time: shown so that an operator asked
 // "why was I not asked again?" sees what the app saw; zero when the IdP
-// did not say.
+// did not say. TokensStored says whether the session holds the IdP's
+// tokens, sealed (the OIDC ID token, and the access and refresh tokens of
+// a route that passes them); never their value, which is a credential.
+// IdPSubject and IdPSession are how the IdP named the person and the
+// session at sign-in (SAML NameID and SessionIndex; OIDC sub and sid),
+// kept for its sign-out (store.LogoutInfo); empty when it named none.
 type SessionInfo struct {
-	IdP      string    `json:"idp"`
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
-	LastSeen time.Time `json:"last_seen,omitzero"`
-	AuthTime time.Time `json:"auth_time,omitzero"`
+	IdP          string    `json:"idp"`
+	Created      time.Time `json:"created"`
+	Expires      time.Time `json:"expires"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	AuthTime     time.Time `json:"auth_time,omitzero"`
+	TokensStored bool      `json:"tokens_stored"`
+	IdPSubject   string    `json:"idp_subject,omitempty"`
+	IdPSession   string    `json:"idp_session,omitempty"`
 }
 
 // AuditPage is one page of audit events; Next is the after= that
@@ -201,7 +212,14 @@ func (s *Service) User(ctx context.Context, id, after string, limit int) (*UserD
 		}
 		d.Sessions = make([]SessionInfo, 0, len(page))
 		for _, ss := range page {
-			d.Sessions = append(d.Sessions, SessionInfo{IdP: ss.IdP, Created: ss.Created, Expires: ends[ss], LastSeen: ss.LastSeen, AuthTime: ss.AuthTime})
+			// Only whether there are tokens: the blob is read for its
+			// length and never opened.
+			sealed, err := tx.SessionTokens(ss.Hash)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("tokens of a session of user %s: %w", id, err)
+			}
+			d.Sessions = append(d.Sessions, SessionInfo{IdP: ss.IdP, Created: ss.Created, Expires: ends[ss], LastSeen: ss.LastSeen, AuthTime: ss.AuthTime,
+				TokensStored: len(sealed) > 0, IdPSubject: ss.Logout.Subject, IdPSession: ss.Logout.SessionID})
 		}
 		return nil
 	})

@@ -20,17 +20,21 @@ import (
 
 // These tests drive, in Chromium, the two sign-out pages the other browser
 // tests never reach: the SAML LogoutRequest over the HTTP-POST binding (the
-// test IdP lists HTTP-Redirect first, and the gateway prefers it), and the
+// gateway's choice whenever the IdP offers it: the request names the
+// person, and a URL would put that in Caddy's access log), and the
 // OIDC front-channel logout answer inside the IdP's iframe. As in
 // browser_logout_test.go, the site is http://localhost and the IdPs are on
 // 127.0.0.1: two sites, so the browser applies its cross-site cookie rules.
 
-// postSLOWorld is localhostSAMLWorld with an IdP whose metadata offers only
-// the HTTP-POST binding for Single Logout, so that the gateway's sign-out
-// answers with its auto-submitting LogoutRequest page.
+// postSLOWorld is localhostSAMLWorld with an IdP whose metadata offers
+// both bindings for Single Logout, HTTP-Redirect listed first (as most
+// IdPs list them): the gateway's sign-out still answers with its
+// auto-submitting LogoutRequest page.
 func postSLOWorld(t *testing.T) *samlWorld {
 	t.Helper()
-	return localhostSAMLWorld(t, "", func(idp *samltest.Server) { idp.SetLogoutBindings(saml.HTTPPostBinding) })
+	return localhostSAMLWorld(t, "", func(idp *samltest.Server) {
+		idp.SetLogoutBindings(saml.HTTPRedirectBinding, saml.HTTPPostBinding)
+	})
 }
 
 // navigation is one request for a document (a page or a frame), each hop
@@ -102,7 +106,7 @@ func requireLogoutRequestPosted(t *testing.T, w *samlWorld, nav *navigations) {
 }
 
 // TestBrowserSLOPostBinding clicks Sign out in Chromium on a SAML site
-// whose IdP takes Single Logout only over HTTP-POST: the gateway's answer
+// whose IdP takes Single Logout over either binding: the gateway's answer
 // is its LogoutRequest page, whose script (allowed by the page's CSP nonce)
 // posts the signed request to the IdP; the IdP ends its session, its
 // LogoutResponse returns the browser to the site, and the site's sign-in

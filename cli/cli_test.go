@@ -355,3 +355,56 @@ func TestCLIAuditFollowLinesUp(t *testing.T) {
 		t.Errorf("%d rows, want 3:\n%s", rows, out)
 	}
 }
+
+// TestCLIUsersShowWhatSessionsHold: `users show` (and GET /sso/users/{id})
+// shows, for a person's right of access, everything a session holds
+// besides its times: whether the IdP's tokens are stored (never their
+// value) and how the IdP named the person and the session (OIDC sub and
+// sid here), in the table and in --json.
+func TestCLIUsersShowWhatSessionsHold(t *testing.T) {
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	caddytest.UpstreamSaw(t, caddytest.NewBrowser(t).SignIn(w.GW.Base+"/", "ada", "ada-pw"))
+	ada := caddytest.UserBySubject(t, "sub-ada")
+	var stored store.Session
+	var sealed []byte
+	caddytest.View(t, func(tx store.Tx) error {
+		ss, err := tx.UserSessions(ada.ID)
+		if err != nil || len(ss) != 1 {
+			return fmt.Errorf("sessions of ada: %d, %w", len(ss), err)
+		}
+		stored = *ss[0]
+		sealed, err = tx.SessionTokens(stored.Hash)
+		return err
+	})
+	if len(sealed) == 0 || stored.Logout.Subject != "sub-ada" || stored.Logout.SessionID == "" {
+		t.Fatalf("the sign-in stored %d bytes of tokens and logout data %+v: nothing to show", len(sealed), stored.Logout)
+	}
+	addr := w.GW.AddressFlag()
+
+	out := mustCLI(t, "users", "show", ada.ID, addr)
+	for _, want := range []string{"TOKENS", "yes", "IDP SUBJECT", "IDP SESSION", "sub-ada", stored.Logout.SessionID} {
+		if !strings.Contains(out, want) {
+			t.Errorf("users show lacks %q:\n%s", want, out)
+		}
+	}
+	js := mustCLI(t, "users", "show", ada.ID, "--json", addr)
+	var d account.UserDetail
+	if err := json.Unmarshal([]byte(js), &d); err != nil || len(d.Sessions) != 1 {
+		t.Fatalf("users show --json: %v\n%s", err, js)
+	}
+	if s := d.Sessions[0]; !s.TokensStored || s.IdPSubject != "sub-ada" || s.IdPSession != stored.Logout.SessionID {
+		t.Errorf("users show --json session = %+v, want tokens_stored, idp_subject sub-ada, idp_session %s", s, stored.Logout.SessionID)
+	}
+	for _, want := range []string{`"tokens_stored": true`, `"idp_subject": "sub-ada"`, `"idp_session": "` + stored.Logout.SessionID + `"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("users show --json lacks %s:\n%s", want, js)
+		}
+	}
+	// No token: neither a JWT (the ID token) nor the sealed blob, nor the
+	// session's hash.
+	for _, leak := range []string{"eyJ", stored.Hash, fmt.Sprintf("%x", sealed[:16])} {
+		if strings.Contains(out, leak) || strings.Contains(js, leak) {
+			t.Errorf("users show prints %q, which is token material:\n%s\n%s", leak, out, js)
+		}
+	}
+}

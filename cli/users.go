@@ -237,9 +237,31 @@ func printUserDetail(c *cobra.Command, d *account.UserDetail) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDP\tCREATED\tEXPIRES\tLAST SEEN\tAUTHENTICATED")
+	fmt.Fprintln(tw, "IDP\tCREATED\tEXPIRES\tLAST SEEN\tAUTHENTICATED\tTOKENS")
+	named := false
 	for _, s := range d.Sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(s.IdP), localTime(s.Created), localTime(s.Expires), localTime(s.LastSeen), localTime(s.AuthTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(s.IdP), localTime(s.Created), localTime(s.Expires), localTime(s.LastSeen), localTime(s.AuthTime), yesDash(s.TokensStored))
+		named = named || s.IdPSubject != "" || s.IdPSession != ""
+	}
+	if err := tw.Flush(); err != nil || !named {
+		return err
+	}
+	// How the IdP named the person and each session, for its sign-out: a
+	// table of its own, in the same order, since a SAML NameID or
+	// SessionIndex is long enough to push the one above off the screen.
+	fmt.Fprintln(out, "\nAs the IdP named them (for its sign-out):")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CREATED\tIDP SUBJECT\tIDP SESSION")
+	for _, s := range d.Sessions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", localTime(s.Created), dash(s.IdPSubject), dash(s.IdPSession))
 	}
 	return tw.Flush()
+}
+
+// yesDash shows a flag in a table: "yes", or "-" as for an empty value.
+func yesDash(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
 }

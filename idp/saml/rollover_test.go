@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/xml"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -67,12 +66,8 @@ func (h *harness) beginLogout(t *testing.T) (requestID, relayState string, cooki
 	if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
 		t.Fatal(err)
 	}
-	loc, _ := url.Parse(rec.Header().Get("Location"))
-	var lr saml.LogoutRequest
-	if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
-		t.Fatal(err)
-	}
-	return lr.ID, loc.Query().Get("RelayState"), rec.Result().Cookies()
+	sent := sentLogoutRequest(t, rec)
+	return sent.Request.ID, sent.RelayState, rec.Result().Cookies()
 }
 
 // TestSLOAfterIdPKeyRollover: after the IdP rolls its signing key over,

@@ -110,6 +110,10 @@ func writeSAMLFuzzSeeds(t *testing.T) {
 	}
 	defer srv.Close()
 	srv.SetClock(func() time.Time { return now })
+	// Single Logout over HTTP-Redirect only (as Entra ID offers it), so
+	// that the SP sends its LogoutRequest, and the IdP its LogoutResponse,
+	// in a query: the LogoutResponse seeds below are variants of one.
+	srv.SetLogoutBindings(saml.HTTPRedirectBinding)
 	for _, u := range fuzzUsers {
 		srv.AddUser(u)
 	}

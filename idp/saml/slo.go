@@ -53,7 +53,8 @@ func sloEndpoint(sp *saml.ServiceProvider, prefer string) (binding, location str
 }
 
 // Logout starts SP-initiated Single Logout: it sends the browser to the
-// IdP's SingleLogoutService with a signed LogoutRequest for info's NameID
+// IdP's SingleLogoutService (in an auto-submitting form, or a redirect when
+// the IdP offers only HTTP-Redirect) with a signed LogoutRequest for info's NameID
 // (Subject) and SessionIndex (SessionID), remembering the request ID and
 // returnTo in a flow cookie so that the slo endpoint can check the IdP's
 // LogoutResponse and then redirect to returnTo, and reports true. The caller
@@ -132,7 +133,12 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, base string, i
 		return err
 	}
 	sp := p.serviceProvider(e, md.ed, p.cfg.Now())
-	binding, location := sloEndpoint(sp, saml.HTTPRedirectBinding)
+	// HTTP-POST whenever the IdP offers it: the LogoutRequest names the
+	// person (its NameID, often the email, is only deflated and base64
+	// encoded), and in a redirect's Location it would reach Caddy's access
+	// log and the browser's history. Only an IdP that offers nothing but
+	// HTTP-Redirect (Entra ID) gets it in a URL.
+	binding, location := sloEndpoint(sp, saml.HTTPPostBinding)
 	if location == "" || info.Subject == "" {
 		return ErrNoSLO
 	}

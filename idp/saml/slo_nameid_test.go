@@ -1,10 +1,8 @@
 package saml
 
 import (
-	"encoding/xml"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 
@@ -15,21 +13,14 @@ import (
 )
 
 // logoutRequestNameID is the NameID of the SP-initiated LogoutRequest that
-// Logout sends for info (HTTP-Redirect binding).
+// Logout sends for info.
 func (h *harness) logoutRequestNameID(info idp.LogoutInfo) *saml.NameID {
 	h.t.Helper()
 	rec := httptest.NewRecorder()
 	if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, "/logout", nil), h.base, info, "/"); err != nil {
 		h.t.Fatal(err)
 	}
-	loc, err := url.Parse(rec.Header().Get("Location"))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var lr saml.LogoutRequest
-	if err := xml.Unmarshal(decodeRedirect(h.t, loc.Query().Get("SAMLRequest")), &lr); err != nil {
-		h.t.Fatal(err)
-	}
+	lr := sentLogoutRequest(h.t, rec).Request
 	if lr.NameID == nil {
 		h.t.Fatal("LogoutRequest without a NameID")
 	}

@@ -323,9 +323,10 @@ func (s *Server) SetEncryption(on bool, enc xmlenc.Encrypter) {
 
 // SetLogoutBindings sets the bindings the metadata lists for the
 // SingleLogoutService, in order of preference; the default is HTTP-Redirect,
-// then HTTP-POST. An SP picks from this list, so offering
-// saml.HTTPPostBinding alone is how a test gets an SP's HTTP-POST
-// LogoutRequest page. The SLO endpoint accepts both bindings whatever is
+// then HTTP-POST. An SP picks from this list (caddy-sso's sends its
+// LogoutRequest by HTTP-POST whenever it is listed), so offering
+// saml.HTTPRedirectBinding alone is how a test gets a redirect, as from
+// Entra ID. The SLO endpoint accepts both bindings whatever is
 // listed, as crewjam's ServeSLO does. Given none, the metadata lists
 // crewjam's default, HTTP-Redirect alone.
 func (s *Server) SetLogoutBindings(bindings ...string) {
