@@ -76,14 +76,22 @@ type Page struct {
 	// at the IdP's logout endpoint, and browsers check the CSP form-action
 	// at every redirect of a form submission.
 	FormTargets []string
+	// Framed says the page answers a frame, so the pages of any site may
+	// frame it (CSP frame-ancestors): its only link opens in the whole
+	// window, which is what a page that frames it could do itself. Every
+	// other page may not be framed.
+	Framed bool
 }
 
 // CSS is the stylesheet every page of the project shares.
 func (Page) CSS() template.CSS { return pagestyle.Template() }
 
-// PageLink is one choice on a page.
+// PageLink is one choice on a page. Target, when set, is the browsing
+// context the link opens in: "_top", the whole window, for the link of a
+// page shown in a frame.
 type PageLink struct {
 	Href, Text string
+	Target     string
 }
 
 // PageAttribute is an attribute that arrived: its name, and whether all
@@ -108,7 +116,7 @@ var defaultTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
 <h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.Name}}</code>{{if .Empty}} (sent empty){{end}}</li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
-{{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}">{{.Text}}</a></li>{{end}}</ul>{{end}}
+{{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}"{{with .Target}} target="{{.}}"{{end}}>{{.Text}}</a></li>{{end}}</ul>{{end}}
 {{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
 {{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}
 </main></body></html>
@@ -198,6 +206,10 @@ func (p *Pages) Write(w http.ResponseWriter, pg Page) error {
 			return fmt.Errorf("sso page %s: %w", pg.Name, err)
 		}
 	}
+	frameAncestors := "'none'"
+	if pg.Framed {
+		frameAncestors = "*"
+	}
 	formAction := "'self'"
 	for _, o := range pg.FormTargets {
 		if o = originOf(o); o != "" {
@@ -211,7 +223,7 @@ func (p *Pages) Write(w http.ResponseWriter, pg Page) error {
 	h.Set("Referrer-Policy", "same-origin")
 	// Same-origin images, stylesheets and fonts are for the operator's
 	// templates (a logo); nothing else loads, and nothing runs.
-	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action "+formAction)
+	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self'; base-uri 'none'; frame-ancestors "+frameAncestors+"; form-action "+formAction)
 	w.WriteHeader(pg.Status)
 	_, err := w.Write(body.Bytes())
 	return err

@@ -78,6 +78,17 @@ func signInAgainPage(login string) Page {
 		Links:   []PageLink{{Href: login, Text: "Sign in"}}}
 }
 
+// frameSignInPage: a frame (a dashboard's widget, a page embedded in
+// another) loaded without a session. A sign-in cannot finish in a frame
+// (IdPs refuse to be framed), so its link signs in in the whole window
+// (Target) and comes back to login's return path, the page the frame is
+// in; the page itself may be shown in any page's frame (Framed).
+func frameSignInPage(login string) Page {
+	return Page{Name: PageSignInAgain, Status: http.StatusUnauthorized, Title: "Sign in again", Framed: true,
+		Message: "Your session has ended, so this part of the page cannot be shown. Sign in to see it again: the sign-in opens in the whole window.",
+		Links:   []PageLink{{Href: login, Text: "Sign in", Target: "_top"}}}
+}
+
 // signedOutPage offers to sign in again, coming back where the sign-out
 // was to return to.
 func signedOutPage(prefix, returnTo string) Page {

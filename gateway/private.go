@@ -33,8 +33,9 @@ const (
 	// page out of the back/forward cache once the session cookie is gone
 	// (Chromium restores a no-store page only while the cookies are
 	// unchanged), so the back button after signing out asks the gateway.
-	// Clear-Site-Data on sign-out would do that too, but can hold the
-	// sign-out up for seconds in Chromium with a large cache.
+	// An app's own Cache-Control without no-store (Rails' "max-age=0,
+	// private, must-revalidate") leaves its pages in both caches: the
+	// sign-out's Clear-Site-Data empties them (Route.serveLogout).
 	PageCacheControl = "no-store"
 )
 
@@ -73,11 +74,7 @@ func (rt *Route) ServeSignedIn(w http.ResponseWriter, r *http.Request, next Upst
 // its own (a navigation, a frame), whatever its type: a PDF or a JSON
 // answer opened so comes back with the back button as a page does.
 func openedAsPage(h http.Header) bool {
-	switch h.Get("Sec-Fetch-Dest") {
-	case "document", "iframe", "frame", "embed", "object":
-		return true
-	}
-	return h.Get("Sec-Fetch-Mode") == "navigate"
+	return h.Get("Sec-Fetch-Dest") == "document" || inFrame(h) || h.Get("Sec-Fetch-Mode") == "navigate"
 }
 
 // privateWriter adds the header at the answer's final status line. It

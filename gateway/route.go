@@ -300,41 +300,82 @@ func (rt *Route) forbidden(w http.ResponseWriter, path string, id *session.Ident
 
 // Unauthorized answers a request without a session that is not a
 // navigation: 401 with the login URL, never a redirect (a script cannot
-// follow one to an IdP) and never new login state. A form a person
-// submitted after their session ended gets that 401 as a page saying so,
-// with a link that signs in and comes back to the form's page (the
-// Referer on this site, else the URL posted to): what was submitted
-// cannot be carried through a sign-in.
+// follow one to an IdP, nor a frame, which IdPs refuse to be framed in)
+// and never new login state. A form a person submitted after their
+// session ended gets that 401 as a page saying so, with a link that signs
+// in and comes back to the form's page (the Referer on this site, else the
+// URL posted to): what was submitted cannot be carried through a sign-in.
+// A frame gets it as a page too, whose link signs in in the whole window
+// and comes back to the page the frame is in (frameReturn).
 func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request, o Origin) error {
-	login, form := rt.signInFrom(r.Method, r.URL.RequestURI(), r.Header, o)
-	return rt.answerUnauthorized(w, login, form)
+	login, as := rt.signInFrom(r.Method, r.URL.RequestURI(), r.Header, o)
+	return rt.answerUnauthorized(w, login, as)
 }
+
+// unauthorizedAs is what a 401 is shown as (answerUnauthorized).
+type unauthorizedAs int
+
+const (
+	asJSON  unauthorizedAs = iota // a script's request, an API client's
+	asForm                        // a form a person submitted: the sign_in_again page
+	asFrame                       // a frame: the sign_in_again page, its link for the whole window
+)
 
 // signInFrom decides where a request without a session signs in and comes
-// back to, for the sso directive (Unauthorized) and the verify endpoint
-// alike (which passes the original request a proxy describes): the login
-// URL returning to uri or, for a form a person submitted (form), to the
-// page the form was on when the Referer is on this site (o): a sign-in
-// cannot carry what was submitted, and a GET of the form's action would
-// be a 405 or another page.
-func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login string, form bool) {
-	form = submittedForm(method, h)
-	if form {
-		if ref, err := url.Parse(h.Get("Referer")); err == nil && ref.Scheme+"://"+idp.CanonicalHost(ref.Scheme, ref.Host) == o.Site.String() {
-			uri = ref.RequestURI()
+// back to, and what its 401 is shown as, for the sso directive
+// (Unauthorized) and the verify endpoint alike (which passes the original
+// request a proxy describes): the login URL returning to uri or, for a
+// form a person submitted, to the page the form was on when the Referer
+// is on this site (o): a sign-in cannot carry what was submitted, and a
+// GET of the form's action would be a 405 or another page. A frame's
+// returns to the page the frame is in (frameReturn).
+func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login string, as unauthorizedAs) {
+	switch {
+	case inFrame(h):
+		uri, as = rt.frameReturn(h, o), asFrame
+	case submittedForm(method, h):
+		as = asForm
+		if ref, ok := sameOriginReferer(h, o); ok {
+			uri = ref
 		}
 	}
-	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.returnPath(uri)), form
+	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.returnPath(uri)), as
 }
 
-// answerUnauthorized answers 401 with login: the sign_in_again page for a
-// form a person submitted, JSON for anything else.
-func (rt *Route) answerUnauthorized(w http.ResponseWriter, login string, form bool) error {
-	if !form {
-		return rt.unauthorized(w, login)
+// sameOriginReferer is the path and query of the request's Referer when
+// it is a page of this site (o).
+func sameOriginReferer(h http.Header, o Origin) (string, bool) {
+	ref, err := url.Parse(h.Get("Referer"))
+	if err != nil || ref.Scheme+"://"+idp.CanonicalHost(ref.Scheme, ref.Host) != o.Site.String() {
+		return "", false
 	}
-	rt.setUnauthorized(w.Header(), login)
-	return rt.fail(signInAgainPage(login))
+	return ref.RequestURI(), true
+}
+
+// frameReturn is where a sign-in begun from a frame comes back to: the
+// sign-in takes the whole window, so the page the frame is in, which a
+// frame's Referer is when that page is on this site, else the route's
+// home (the frame's own URL would show the frame alone, as a page).
+func (rt *Route) frameReturn(h http.Header, o Origin) string {
+	if ref, ok := sameOriginReferer(h, o); ok {
+		return ref
+	}
+	return rt.home()
+}
+
+// answerUnauthorized answers 401 with login, as signInFrom decided: the
+// sign_in_again page for a form a person submitted or a frame, JSON for
+// anything else.
+func (rt *Route) answerUnauthorized(w http.ResponseWriter, login string, as unauthorizedAs) error {
+	switch as {
+	case asForm:
+		rt.setUnauthorized(w.Header(), login)
+		return rt.fail(signInAgainPage(login))
+	case asFrame:
+		rt.setUnauthorized(w.Header(), login)
+		return rt.fail(frameSignInPage(login))
+	}
+	return rt.unauthorized(w, login)
 }
 
 // submittedForm tells a form a person submitted (a top-level navigation
@@ -380,21 +421,30 @@ func isNavigation(method string, h http.Header) bool {
 
 // topLevel reports whether a browser's fetch metadata (absent from other
 // clients) allows a sign-in to start from the request: a navigation, and
-// not of a frame in another site's page. A sign-in can finish in neither
-// (IdPs refuse to be framed, and a cross-site frame would not get the
-// session cookie back), and each start leaves a flow cookie: an image or
-// a frame a page repeats by the dozen could fill the browser's cookie
-// header for this site until every request to it is refused.
+// not of a frame (inFrame), of this site's pages or another's. A sign-in
+// can finish in neither (IdPs refuse to be framed, and a frame in another
+// site's page would not get the session cookie back), and each start
+// leaves a flow cookie: an image or a frame a page repeats by the dozen
+// could fill the browser's cookie header for this site until every
+// request to it is refused. Any other destination of a navigation is the
+// window's: "document", or "empty" when a service worker sends the
+// navigation on (a pass-through worker's fetch(e.request), for a link
+// from another site too), whose redirect the browser then follows.
 func topLevel(h http.Header) bool {
 	if m := h.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
 		return false
 	}
-	if h.Get("Sec-Fetch-Site") == "cross-site" {
-		if d := h.Get("Sec-Fetch-Dest"); d != "" && d != "document" {
-			return false
-		}
+	return !inFrame(h)
+}
+
+// inFrame reports whether the browser's fetch metadata says the request
+// loads a frame of a page (an iframe, an embedded object).
+func inFrame(h http.Header) bool {
+	switch h.Get("Sec-Fetch-Dest") {
+	case "iframe", "frame", "embed", "object", "fencedframe":
+		return true
 	}
-	return true
+	return false
 }
 
 // chooser lets the person pick one of the route's IdPs.
@@ -692,11 +742,17 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	}
 	req.ReturnTo = rt.returnPath(req.ReturnTo)
 	if !topLevel(r.Header) {
+		as := asJSON
+		if inFrame(r.Header) {
+			// The login URL loaded in a frame (a proxy's redirect of
+			// one): its sign-in takes the whole window.
+			req.ReturnTo, as = rt.returnPath(rt.frameReturn(r.Header, o)), asFrame
+		}
 		login := rt.PathPrefix + "login?idp=" + url.QueryEscape(p.Name) + "&return_to=" + url.QueryEscape(req.ReturnTo)
 		if req.Reauthenticate {
 			login += "&reauth=1"
 		}
-		return rt.unauthorized(w, login)
+		return rt.answerUnauthorized(w, login, as)
 	}
 	if _, method := idp.CallbackEndpoint(p.Protocol); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the
@@ -960,6 +1016,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	}
 	clearSessionCookie(w, o)
 	w.Header().Set("Cache-Control", "no-store")
+	// The site's pages in the browser's caches go with the session: the
+	// HTTP cache and the back/forward cache keep a page whose app sent a
+	// Cache-Control without no-store (private.go), and the back button
+	// would show the signed-out person's page from there. Emptied, it
+	// asks the gateway again, which sends it to sign in. Chromium may
+	// hold this answer up while it clears a large cache.
+	w.Header().Set("Clear-Site-Data", `"cache"`)
 	// Every stored session among the cookies ends, whatever its IdP: the
 	// cookie is cleared either way. One that had ended already (idle, past
 	// its lifetime) still leads to its IdP's logout, which is all its
