@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -168,7 +169,11 @@ func (s *SCIMHandler) validateSettings() error {
 
 // endpoint is the handler's configuration as provision/scim takes it.
 func (s *SCIMHandler) endpoint() scim.Endpoint {
-	e := scim.Endpoint{BasePath: s.BasePath, BaseURL: s.BaseURL, MaxBodyBytes: s.MaxBodySize}
+	e := scim.Endpoint{BasePath: s.BasePath, BaseURL: s.BaseURL, MaxBodyBytes: s.MaxBodySize,
+		Origin: func(r *http.Request) string {
+			o, _ := gateway.RequestOrigin(r, trustedProxy(r))
+			return o.Site.String()
+		}}
 	for _, c := range s.IdPs {
 		e.IdPs = append(e.IdPs, scim.EndpointIdP(c))
 	}

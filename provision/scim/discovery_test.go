@@ -6,6 +6,16 @@ import (
 	"testing"
 )
 
+// RFC 7644 4: a filter on a discovery endpoint SHOULD be 403, so that a
+// client does not take the full answer for the entries that match.
+func TestDiscoveryFilterForbidden(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	for _, p := range []string{"/ServiceProviderConfig", "/ResourceTypes", "/ResourceTypes/User", "/Schemas",
+		"/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"} {
+		scimError(t, e.do("GET", p+"?filter="+q(`name eq "Nothing"`), ""), http.StatusForbidden, "")
+	}
+}
+
 func TestDiscoveryEndpoints(t *testing.T) {
 	e := newEnv(t, "entra", entraToken)
 	r := e.must(200, "GET", "/ServiceProviderConfig", "")
@@ -53,7 +63,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"too large", "POST", "/Users", `{"userName":"x","title":"` + strings.Repeat("a", 1<<20) + `"}`, "", 413, ""},
 		{"userName missing", "POST", "/Users", `{"active":true}`, "", 400, "invalidValue"},
 		{"userName not a string", "POST", "/Users", `{"userName":7}`, "", 400, "invalidValue"},
-		{"emails not a list", "POST", "/Users", `{"userName":"x","emails":"a@b"}`, "", 400, "invalidValue"},
+		{"emails not a list", "POST", "/Users", `{"userName":"x","emails":{"value":"a@b"}}`, "", 400, "invalidValue"},
 		{"PUT without userName", "PUT", "/Users/{{id}}", `{"active":true}`, "", 400, "invalidValue"},
 		{"group without name", "POST", "/Groups", `{"members":[]}`, "", 400, "invalidValue"},
 		{"group member without value", "POST", "/Groups", `{"displayName":"g","members":[{"display":"x"}]}`, "", 400, "invalidValue"},

@@ -30,6 +30,7 @@ type Endpoint struct {
 	BasePath     string
 	BaseURL      string
 	MaxBodyBytes int64
+	Origin       func(*http.Request) string // Config.Origin
 }
 
 // CheckSettings checks the endpoint as the config writes it, before its
@@ -157,7 +158,7 @@ func (e Endpoint) Handler(accounts *account.Service, logger *zap.Logger) (http.H
 	handlers := make([]*Handler, 0, len(configs))
 	for _, c := range configs {
 		h, err := New(Config{IdP: c.IdP, Token: c.Token, NextToken: c.NextToken, Accounts: accounts, Logger: logger,
-			BasePath: e.BasePath, BaseURL: e.BaseURL, MaxBodyBytes: e.MaxBodyBytes})
+			BasePath: e.BasePath, BaseURL: e.BaseURL, MaxBodyBytes: e.MaxBodyBytes, Origin: e.Origin})
 		if err != nil {
 			return nil, err
 		}

@@ -1,10 +1,12 @@
 package scim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddy-sso/caddy-sso/store"
@@ -307,7 +309,33 @@ func (p *parser) comparison(depth int) (expr, error) {
 	default:
 		return nil, invalidFilter("expected a value at position %d", v.pos)
 	}
+	if leaf := p.rt.lookup(path.urn, path.attr).sub(path.sub); leaf != nil && leaf.Type == "dateTime" {
+		if err := checkDateTime(path, op, value, v.pos); err != nil {
+			return nil, err
+		}
+	}
 	return &cmpExpr{path: path, op: op, value: value}, nil
+}
+
+// checkDateTime refuses a comparison of a dateTime attribute that could
+// only be answered wrongly: a value that is not an RFC 3339 date-time
+// (as text it would compare as text), or co, sw, ew, which an instant
+// has no meaning for. null (eq null: absent) is taken.
+func checkDateTime(path fpath, op string, value any, pos int) error {
+	if value == nil {
+		return nil
+	}
+	s, ok := value.(string)
+	if !ok {
+		return invalidFilter("%s is a dateTime: compare it with a quoted RFC 3339 date-time (position %d)", path, pos)
+	}
+	if _, err := parseDateTime(s); err != nil {
+		return invalidFilter("%s is a dateTime: %q is not an RFC 3339 date-time such as 2026-01-02T15:04:05Z (position %d)", path, s, pos)
+	}
+	if op == "co" || op == "sw" || op == "ew" {
+		return invalidFilter("%s is a dateTime: compare it with eq, ne, gt, ge, lt or le", path)
+	}
+	return nil
 }
 
 func isNumber(s string) bool {
@@ -521,14 +549,13 @@ func compareAt(sc scope, e *cmpExpr, m map[string]any) bool {
 	} else if def != nil && def.Type == "complex" {
 		leaf = def.sub("value")
 	}
-	caseExact := leaf != nil && leaf.CaseExact
 	present := false
 	for _, v := range vals {
 		if v == nil || v == "" {
 			continue
 		}
 		present = true
-		if e.op != "pr" && e.op != "ne" && compareValue(e.op, v, e.value, caseExact) {
+		if e.op != "pr" && e.op != "ne" && compareValue(e.op, v, e.value, leaf) {
 			return true
 		}
 	}
@@ -540,7 +567,7 @@ func compareAt(sc scope, e *cmpExpr, m map[string]any) bool {
 			return present
 		}
 		for _, v := range vals {
-			if v != nil && compareValue("eq", v, e.value, caseExact) {
+			if v != nil && compareValue("eq", v, e.value, leaf) {
 				return false
 			}
 		}
@@ -551,15 +578,23 @@ func compareAt(sc scope, e *cmpExpr, m map[string]any) bool {
 	return false
 }
 
-// compareValue applies one operator to a stored value and the filter's.
-func compareValue(op string, have, want any, caseExact bool) bool {
+// compareValue applies one operator to a stored value and the filter's;
+// leaf is the attribute's definition (nil: unknown). A dateTime compares
+// as an instant (RFC 7644 3.4.2.2): as text, "…:59.5Z" sorts before
+// "…:59Z", and an offset (+01:00) names the same instant as another text.
+func compareValue(op string, have, want any, leaf *attr) bool {
 	switch w := want.(type) {
 	case string:
 		h, ok := have.(string)
 		if !ok {
 			return false
 		}
-		if !caseExact {
+		if leaf != nil && leaf.Type == "dateTime" {
+			ht, err1 := parseDateTime(h)
+			wt, err2 := parseDateTime(w)
+			return err1 == nil && err2 == nil && compareOrdered(op, ht.Compare(wt))
+		}
+		if leaf == nil || !leaf.CaseExact {
 			// As the store's indexes compare (store.FoldName: NFC and
 			// case folding), so that a filter finds what the index does.
 			h, w = store.FoldName(h), store.FoldName(w)
@@ -573,15 +608,8 @@ func compareValue(op string, have, want any, caseExact bool) bool {
 			return strings.HasPrefix(h, w)
 		case "ew":
 			return strings.HasSuffix(h, w)
-		case "gt":
-			return h > w
-		case "ge":
-			return h >= w
-		case "lt":
-			return h < w
-		case "le":
-			return h <= w
 		}
+		return compareOrdered(op, strings.Compare(h, w))
 	case bool:
 		h, ok := asBool(have)
 		return ok && op == "eq" && h == w
@@ -592,24 +620,32 @@ func compareValue(op string, have, want any, caseExact bool) bool {
 		}
 		a, err1 := hn.Float64()
 		b, err2 := w.Float64()
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		switch op {
-		case "eq":
-			return a == b
-		case "gt":
-			return a > b
-		case "ge":
-			return a >= b
-		case "lt":
-			return a < b
-		case "le":
-			return a <= b
-		}
+		return err1 == nil && err2 == nil && compareOrdered(op, cmp.Compare(a, b))
 	}
 	return false
 }
+
+// compareOrdered applies eq, gt, ge, lt or le to c, the sign of
+// have compared with want; any other operator is false.
+func compareOrdered(op string, c int) bool {
+	switch op {
+	case "eq":
+		return c == 0
+	case "gt":
+		return c > 0
+	case "ge":
+		return c >= 0
+	case "lt":
+		return c < 0
+	case "le":
+		return c <= 0
+	}
+	return false
+}
+
+// parseDateTime reads an RFC 3339 date-time (xsd:dateTime as RFC 7643
+// 2.3.5 has it) at any precision and offset.
+func parseDateTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }
 
 // asBool reads a boolean as JSON or as Entra's "True"/"False" strings.
 func asBool(v any) (bool, bool) {

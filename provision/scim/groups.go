@@ -15,7 +15,7 @@ import (
 
 func (h *Handler) groupOps() ops {
 	return ops{
-		kind: "Group", list: h.listGroups, get: h.getGroup, create: h.createGroup,
+		kind: "Group", rt: h.groups, list: h.listGroups, get: h.getGroup, create: h.createGroup,
 		replace: h.replaceGroup, patch: h.patchGroup, remove: h.deleteGroup,
 	}
 }
@@ -148,12 +148,12 @@ func (h *Handler) getGroup(r *http.Request, id string) (any, error) {
 	return h.groupAnswer(r, g), nil
 }
 
-// groupAnswer is the group's document shaped by the request's attributes
-// and excludedAttributes.
+// groupAnswer is the group's document for an answer, with its members
+// when the request's attributes and excludedAttributes show them (resource
+// shapes it by them).
 func (h *Handler) groupAnswer(r *http.Request, g *store.Group) map[string]any {
 	q := r.URL.Query()
-	attrs, excl := q.Get("attributes"), q.Get("excludedAttributes")
-	return project(h.groups, h.groupView(r, g, wantsMembers(h.groups, attrs, excl)), attrs, excl)
+	return h.groupView(r, g, wantsMembers(h.groups, q.Get("attributes"), q.Get("excludedAttributes")))
 }
 
 // maxLoggedMembers bounds the member IDs one log line names.
@@ -500,6 +500,9 @@ func (h *Handler) writeGroup(r *http.Request, id string, change func(*store.Grou
 		if err != nil {
 			return err
 		}
+		if err := checkIfMatch(r, version(old.Updated)); err != nil {
+			return err
+		}
 		g, err := change(old)
 		if err != nil {
 			return err
@@ -520,6 +523,9 @@ func (h *Handler) deleteGroup(r *http.Request, id string) error {
 	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		g, err := h.loadGroup(tx, id)
 		if err != nil {
+			return err
+		}
+		if err := checkIfMatch(r, version(g.Updated)); err != nil {
 			return err
 		}
 		members = g.Members

@@ -673,11 +673,19 @@ func normalizeValue(def *attr, v any) any {
 		if def.Multi {
 			list, ok := v.([]any)
 			if !ok {
-				return v
+				if !isScalar(v) {
+					return v
+				}
+				list = []any{v}
 			}
 			primary := -1
 			for i, el := range list {
-				if m, ok := el.(map[string]any); ok {
+				if isScalar(el) {
+					// A bare value ("roles": "admin") is the value of
+					// one element, as Entra's bare manager is below.
+					list[i] = valueObject(def, el)
+				}
+				if m, ok := list[i].(map[string]any); ok {
 					normalizeAttrs(def.sub, m)
 					if b, _ := m["primary"].(bool); b {
 						primary = i
@@ -700,12 +708,28 @@ func normalizeValue(def *attr, v any) any {
 			// Entra sets the enterprise manager to the manager's bare ID;
 			// /Schemas says manager is complex, so clients read
 			// manager.value (RFC 7643 4.3).
-			if vd := def.sub("value"); vd != nil {
-				return map[string]any{vd.Name: normalizeValue(vd, x)}
-			}
+			return valueObject(def, x)
 		}
 	}
 	return v
+}
+
+func isScalar(v any) bool {
+	switch v.(type) {
+	case string, bool, json.Number, float64:
+		return true
+	}
+	return false
+}
+
+// valueObject is a bare value x given for complex attribute def as the
+// object holding it as its value sub-attribute; x itself when def has
+// none (checkTypes then refuses it).
+func valueObject(def *attr, x any) any {
+	if vd := def.sub("value"); vd != nil {
+		return map[string]any{vd.Name: normalizeValue(vd, x)}
+	}
+	return x
 }
 
 // rename moves m[from] to m[to]; when both spellings are present the

@@ -379,25 +379,26 @@ func TestGroupPatchManyMembers(t *testing.T) {
 
 // sameValue's rule, kept by the index: values of a multi-valued attribute
 // are the same when their "value"s are, else when they are equal as a
-// whole.
+// whole. The attribute is one no schema defines, whose values may be of
+// any type (roles' value is a string: checkTypes).
 func TestMultiValuedDuplicates(t *testing.T) {
 	e := newEnv(t, "entra", entraToken)
 	e.vars["id"] = e.must(201, "POST", "/Users", `{"userName":"ada","active":true,
-		"roles":[{"value":"a","display":"A"},{"display":"no value"}]}`).body["id"].(string)
-	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"roles","value":[
+		"customRoles":[{"value":"a","display":"A"},{"display":"no value"}]}`).body["id"].(string)
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"customRoles","value":[
 		{"value":"a","display":"other"}, {"display":"no value"}, {"display":"no value","type":"t"},
 		{"value":"b"}, {"value":"b","display":"twice"}, {"value":7}, {"value":7}, {"value":"7"}]}`))
-	r := e.must(200, "GET", "/Users/{{id}}?attributes=roles", "")
-	got, _ := json.Marshal(r.body["roles"])
+	r := e.must(200, "GET", "/Users/{{id}}?attributes=customRoles", "")
+	got, _ := json.Marshal(r.body["customRoles"])
 	const want = `[{"display":"A","value":"a"},{"display":"no value"},{"display":"no value","type":"t"},{"value":"b"},{"value":7},{"value":"7"}]`
 	if string(got) != want {
-		t.Errorf("roles after add:\n%s\nwant\n%s", got, want)
+		t.Errorf("customRoles after add:\n%s\nwant\n%s", got, want)
 	}
-	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"remove","path":"roles","value":[
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"remove","path":"customRoles","value":[
 		{"value":"a"}, {"display":"no value"}, {"value":7}, {"value":"c"}]}`))
-	r = e.must(200, "GET", "/Users/{{id}}?attributes=roles", "")
-	got, _ = json.Marshal(r.body["roles"])
+	r = e.must(200, "GET", "/Users/{{id}}?attributes=customRoles", "")
+	got, _ = json.Marshal(r.body["customRoles"])
 	if string(got) != `[{"display":"no value","type":"t"},{"value":"b"},{"value":"7"}]` {
-		t.Errorf("roles after remove: %s", got)
+		t.Errorf("customRoles after remove: %s", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -233,6 +234,13 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 	}
 	foldCoreURN(h.users, d)
 	dropWriteOnly(h.users, d)
+	var stored map[string]any
+	if old != nil {
+		stored, _ = decodeObject(old.SCIMAttributes)
+	}
+	if err := checkTypes(h.users, d, stored); err != nil {
+		return nil, err
+	}
 	extras := map[string]any{}
 	for k, v := range d {
 		switch k {
@@ -319,6 +327,99 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 		u.SCIMAttributes = raw
 	}
 	return &u, nil
+}
+
+// checkTypes refuses, with 400 invalidValue naming the attribute, a value
+// of another JSON type than the schema gives it (RFC 7643 2.3, RFC 7644
+// 3.12): the schemas served at /Schemas are the rule, so that no resource
+// contradicts them. Attributes no schema defines are kept as they come;
+// read-only ones (id, meta, schemas, groups) are dropped by the caller.
+// Boolean strings and bare values for complex attributes were normalized
+// before (normalize). A value equal to stored's, the user's attributes
+// as kept before this check, passes: such a user stays writable
+// (deactivation above all).
+func checkTypes(rt *resourceType, d, stored map[string]any) error {
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		if ext := rt.extension(k); ext != nil {
+			m, ok := d[k].(map[string]any)
+			if !ok {
+				if d[k] != nil {
+					return invalidValue("%s must be an object of the extension's attributes", ext.ID)
+				}
+				continue
+			}
+			prev, _ := get(stored, k).(map[string]any)
+			for _, name := range slices.Sorted(maps.Keys(m)) {
+				if def := ext.attr(name); def != nil {
+					if err := checkType(def, ext.ID+":"+def.Name, m[name], get(prev, name)); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		if def := rt.lookup("", k); def != nil && !def.readOnly() {
+			if err := checkType(def, def.Name, d[k], get(stored, k)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkType checks v, the value of the attribute def called name, and
+// what it holds; prev is its stored value (nil: none).
+func checkType(def *attr, name string, v, prev any) error {
+	if v == nil || reflect.DeepEqual(v, prev) {
+		return nil
+	}
+	if def.Multi {
+		list, ok := v.([]any)
+		if !ok {
+			return invalidValue("%s is multi-valued: it must be a list", name)
+		}
+		one := *def
+		one.Multi = false
+		prevList, _ := prev.([]any)
+		for i, el := range list {
+			var p any
+			if i < len(prevList) {
+				p = prevList[i]
+			}
+			if err := checkType(&one, name, el, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ok := true
+	switch def.Type {
+	case "complex":
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return invalidValue("%s must be an object", name)
+		}
+		prevMap, _ := prev.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if sub := def.sub(k); sub != nil {
+				if err := checkType(sub, name+"."+sub.Name, m[k], get(prevMap, k)); err != nil {
+					return err
+				}
+			}
+		}
+	case "boolean":
+		_, ok = asBool(v)
+	case "integer", "decimal":
+		_, isNumber := v.(json.Number)
+		_, isFloat := v.(float64)
+		ok = isNumber || isFloat
+	default: // string, reference, binary, dateTime
+		_, ok = v.(string)
+	}
+	if !ok {
+		return invalidValue("%s must be a %s", name, def.Type)
+	}
+	return nil
 }
 
 // foldCoreURN moves what a document holds under its core schema's URN to
@@ -552,6 +653,9 @@ func (h *Handler) groupFromDoc(d map[string]any, old *store.Group) (*store.Group
 	var g store.Group
 	if old != nil {
 		g = *old
+	}
+	if err := checkTypes(h.groups, d, nil); err != nil {
+		return nil, err
 	}
 	var err error
 	if g.DisplayName, err = exactStringAttr(d, "displayName"); err != nil {

@@ -104,7 +104,14 @@ func commonAttr(name string) *attr {
 	case "externalid":
 		return &attr{Name: "externalId", Type: "string", CaseExact: true, Mutability: "readWrite", Returned: "default", Uniqueness: "none"}
 	case "meta":
-		return &attr{Name: "meta", Type: "complex", Mutability: "readOnly", Returned: "default", Uniqueness: "none"}
+		// created and lastModified are dateTime: filters compare them as
+		// instants (compareValue).
+		meta := complexAttr("meta", false, with(str("resourceType"), func(a *attr) { a.CaseExact = true }),
+			dateTime("created"), dateTime("lastModified"), ref("location"), with(str("version"), func(a *attr) { a.CaseExact = true }))
+		for _, a := range append(meta.Sub, meta) {
+			a.Mutability = "readOnly"
+		}
+		return meta
 	case "schemas":
 		return &attr{Name: "schemas", Type: "reference", Multi: true, CaseExact: true, Mutability: "readOnly", Returned: "always", Uniqueness: "none"}
 	}
@@ -119,6 +126,10 @@ func str(name string) *attr {
 
 func boolean(name string) *attr {
 	return &attr{Name: name, Type: "boolean", Mutability: "readWrite", Returned: "default", Uniqueness: "none"}
+}
+
+func dateTime(name string) *attr {
+	return &attr{Name: name, Type: "dateTime", Mutability: "readWrite", Returned: "default", Uniqueness: "none"}
 }
 
 func ref(name string) *attr {

@@ -32,7 +32,12 @@
 // (both sides indexed); the rest of the filter is checked on the few
 // candidates. Any other filter is refused with 400 invalidFilter rather
 // than answered by a scan that a million users would make slow. Without a
-// filter, listing pages through an index in ID order.
+// filter, listing pages through an index in ID order. meta.created and
+// meta.lastModified compare as instants.
+//
+// A resource's meta.version is its ETag (RFC 7644 3.14): If-Match on a
+// PUT, PATCH or DELETE is checked in the write transaction (412), and
+// If-None-Match on a GET may answer 304.
 package scim
 
 import (
@@ -106,8 +111,15 @@ type Config struct {
 	BasePath string
 	// BaseURL, when set, is the absolute URL of BasePath used in Location
 	// headers and meta.location (for a site behind a proxy that rewrites
-	// the host). Default: the request's scheme and Host.
+	// the host). Default: Origin's, else the request's scheme and Host.
 	BaseURL string
+	// Origin, when set and BaseURL is not, is the scheme and host
+	// ("https://scim.example.com") the client reached the site at, as
+	// the server decides it: caddymodule believes X-Forwarded-Proto and
+	// -Host from Caddy's trusted proxies, as the sso handler does, so that
+	// behind a TLS-terminating balancer Location is not
+	// http://<internal host>.
+	Origin func(*http.Request) string
 	// MaxBodyBytes caps request bodies; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 }
@@ -512,6 +524,12 @@ func (h *Handler) onlyGet(w http.ResponseWriter, r *http.Request, fn func() (any
 		writeError(w, errorf(http.StatusMethodNotAllowed, "", "method %s not allowed here", r.Method))
 		return
 	}
+	if r.URL.Query().Has("filter") {
+		// RFC 7644 4: answered in full, a filter would let the client
+		// believe every entry matched it.
+		writeError(w, errorf(http.StatusForbidden, "", "filtering is not supported on discovery endpoints"))
+		return
+	}
 	v, err := fn()
 	if err != nil {
 		h.fail(w, r, err)
@@ -521,8 +539,12 @@ func (h *Handler) onlyGet(w http.ResponseWriter, r *http.Request, fn func() (any
 }
 
 // ops is what a resource endpoint does; Users and Groups fill it in.
+// get, create, replace and patch return the whole resource: resource
+// takes its version (the ETag) before it shapes the answer by the
+// request's attributes and excludedAttributes.
 type ops struct {
 	kind    string // "User", "Group"
+	rt      *resourceType
 	list    func(*http.Request) (any, error)
 	get     func(*http.Request, string) (any, error)
 	create  func(*http.Request, map[string]any) (doc map[string]any, id string, err error)
@@ -586,7 +608,48 @@ func (h *Handler) resource(w http.ResponseWriter, r *http.Request, id string, o 
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if doc, ok := v.(map[string]any); ok && (id != "" || status == http.StatusCreated) {
+		// One resource: its version is the ETag (RFC 7643 3.1), and a
+		// GET whose If-None-Match holds it is answered 304 (RFC 7644
+		// 3.14).
+		meta, _ := doc["meta"].(map[string]any)
+		if ver, _ := meta["version"].(string); ver != "" {
+			w.Header().Set("ETag", ver)
+			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && etagListed(r.Header.Get("If-None-Match"), ver) {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+		q := r.URL.Query()
+		v = project(o.rt, doc, q.Get("attributes"), q.Get("excludedAttributes"))
+	}
 	writeJSON(w, status, v)
+}
+
+// etagListed reports whether an If-Match or If-None-Match header value
+// names the version current: "*", or a list holding it. Comparison is
+// weak (RFC 9110 8.8.3.2): the versions are weak ETags, and the W/ prefix
+// a client may drop or keep says nothing about the version.
+func etagListed(header, current string) bool {
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || tag != "" && strings.TrimPrefix(tag, "W/") == strings.TrimPrefix(current, "W/") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkIfMatch refuses a write to a resource whose version is current when
+// the request's If-Match names another (412, RFC 7644 3.14). Writes call
+// it in their transaction, after reading the resource, which the store
+// then holds until the commit: no other write comes between the check and
+// this one (package store).
+func checkIfMatch(r *http.Request, current string) error {
+	if h := r.Header.Get("If-Match"); h != "" && !etagListed(h, current) {
+		return errorf(http.StatusPreconditionFailed, "", "the resource has changed: its version is %s, not what If-Match names", current)
+	}
+	return nil
 }
 
 // readBody decodes a JSON object body of at most MaxBodyBytes. Numbers
@@ -623,6 +686,9 @@ func (h *Handler) readBody(r *http.Request) (map[string]any, error) {
 func (h *Handler) baseURL(r *http.Request) string {
 	if h.cfg.BaseURL != "" {
 		return h.cfg.BaseURL
+	}
+	if h.cfg.Origin != nil {
+		return h.cfg.Origin(r) + h.cfg.BasePath
 	}
 	scheme := "http"
 	if r.TLS != nil {

@@ -18,7 +18,7 @@ import (
 
 func (h *Handler) userOps() ops {
 	return ops{
-		kind: "User", list: h.listUsers, get: h.getUser, create: h.createUser,
+		kind: "User", rt: h.users, list: h.listUsers, get: h.getUser, create: h.createUser,
 		replace: h.replaceUser, patch: h.patchUser, remove: h.deleteUser,
 	}
 }
@@ -128,11 +128,7 @@ func (h *Handler) getUser(r *http.Request, id string) (any, error) {
 		doc, err = h.userOutTx(tx, r, u)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	q := r.URL.Query()
-	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), nil
+	return doc, err
 }
 
 // storeConflict turns the store's uniqueness errors into SCIM's 409.
@@ -322,7 +318,6 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 	if err != nil {
 		return nil, "", h.report(err, zap.String("external_id", in.ExternalID))
 	}
-	q := r.URL.Query()
 	if created == nil {
 		// Adopted: answered as the create it stands for (201 with the
 		// user's id), the user as it now is.
@@ -330,18 +325,12 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		h.log.Info("scim user adopted by create", zap.String("user_id", res.user.ID), zap.String("external_id", res.user.ExternalID),
 			zap.Strings("fields", res.changed))
 		doc, err := h.userOut(r, res.user, res.refs)
-		if err != nil {
-			return nil, "", err
-		}
-		return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), res.user.ID, nil
+		return doc, res.user.ID, err
 	}
 	h.log.Info("scim user created", zap.String("user_id", created.ID), zap.String("external_id", created.ExternalID),
 		zap.Bool("active", created.Active), zap.Bool("tombstone_cleared", cleared))
 	doc, err := h.userOut(r, created, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), created.ID, nil
+	return doc, created.ID, err
 }
 
 // replacing is the change of a PUT, or of a create that adopts a user:
@@ -404,6 +393,9 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 		if err != nil {
 			return err
 		}
+		if err := checkIfMatch(r, version(old.Updated)); err != nil {
+			return err
+		}
 		return h.rewrite(tx, old, change, now, &res)
 	})
 	if err != nil {
@@ -413,12 +405,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 	if res.profile {
 		h.log.Info("scim user updated", zap.String("user_id", res.user.ID), zap.Strings("fields", res.changed), zap.Bool("adopted", res.adopted))
 	}
-	doc, err := h.userOut(r, res.user, res.refs)
-	if err != nil {
-		return nil, err
-	}
-	q := r.URL.Query()
-	return project(h.users, doc, q.Get("attributes"), q.Get("excludedAttributes")), nil
+	return h.userOut(r, res.user, res.refs)
 }
 
 // diffUser names the fields that differ, in a fixed order.
@@ -505,10 +492,14 @@ func (h *Handler) deleteUser(r *http.Request, id string) error {
 	var c account.Change
 	err := h.store.Update(r.Context(), func(tx store.Tx) error {
 		c = account.Change{}
-		if _, err := h.loadUserWith(tx.UserForDelete, id); err != nil {
+		u, err := h.loadUserWith(tx.UserForDelete, id)
+		if err != nil {
 			return err
 		}
-		_, err := h.acc.DeleteTx(tx, &c, id, account.BySCIM)
+		if err := checkIfMatch(r, version(u.Updated)); err != nil {
+			return err
+		}
+		_, err = h.acc.DeleteTx(tx, &c, id, account.BySCIM)
 		return err
 	})
 	if err != nil {
