@@ -65,7 +65,7 @@ func (g *gatedIdP) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	g.Server.ServeHTTP(w, r)
+	g.ServeHTTP(w, r)
 }
 
 // open releases the held requests and holds no more.
