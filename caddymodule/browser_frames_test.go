@@ -23,24 +23,15 @@ import (
 // to sign in (here signed straight in: the IdP's session is alive), not
 // shown a 401's JSON, and comes back to the linked page.
 func TestBrowserServiceWorkerNavigationFromAnotherSite(t *testing.T) {
-	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
-	w.sites = fmt.Sprintf("%s {\n\tsso test\n"+
+	ctx, base := signedInToAppPage(t, "/app.html",
 		"\thandle /app.html {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n"+
-		"\t\trespond `<!doctype html><title>App</title><p id=who>{http.auth.user.email}</p><script>navigator.serviceWorker.register('/sw.js')</script>`\n\t}\n"+
-		"\thandle /sw.js {\n\t\theader Content-Type \"application/javascript\"\n"+
-		"\t\trespond `self.addEventListener('install', e => self.skipWaiting()); self.addEventListener('activate', e => e.waitUntil(clients.claim())); self.addEventListener('fetch', e => e.respondWith(fetch(e.request)));`\n\t}\n"+
-		"\thandle {\n\t\treverse_proxy %s\n\t}\n}\n", w.gw.base, w.upstream.hostPort())
-	w.start()
-	base := w.gw.base
-	ctx := newChromium(t)
-	signInToPage(t, ctx, base+"/app.html")
-	var controlled bool
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !controlled; time.Sleep(200 * time.Millisecond) {
-		controlled, _ = chromedp.Run(ctx, chromedp.Evaluate[bool](`!!navigator.serviceWorker.controller`))
-	}
-	if !controlled {
-		t.Fatal("the service worker never controlled the page")
-	}
+			"\t\trespond `<!doctype html><title>App</title><p id=who>{http.auth.user.email}</p><script>navigator.serviceWorker.register('/sw.js')</script>`\n\t}\n"+
+			"\thandle /sw.js {\n\t\theader Content-Type \"application/javascript\"\n"+
+			"\t\trespond `self.addEventListener('install', e => self.skipWaiting()); self.addEventListener('activate', e => e.waitUntil(clients.claim())); self.addEventListener('fetch', e => e.respondWith(fetch(e.request)));`\n\t}\n")
+	waitUntil(t, "the service worker controlling the page", func() bool {
+		controlled, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!navigator.serviceWorker.controller`))
+		return controlled
+	})
 
 	deleteSessionCookie(t, ctx, base) // the session ended
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,15 +56,9 @@ func TestBrowserServiceWorkerNavigationFromAnotherSite(t *testing.T) {
 // signed straight in: the IdP's session is alive), which comes back to
 // the dashboard, its widget signed in again.
 func TestBrowserFrameAfterSessionEnded(t *testing.T) {
-	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
-	w.sites = fmt.Sprintf("%s {\n\tsso test\n"+
+	ctx, base := signedInToAppPage(t, "/dash.html",
 		"\thandle /dash.html {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n"+
-		"\t\trespond `<!doctype html><title>Dash</title><p id=who>{http.auth.user.email}</p><iframe id=f src=/widget style=\"width:600px;height:400px\"></iframe>`\n\t}\n"+
-		"\thandle {\n\t\treverse_proxy %s\n\t}\n}\n", w.gw.base, w.upstream.hostPort())
-	w.start()
-	base := w.gw.base
-	ctx := newChromium(t)
-	signInToPage(t, ctx, base+"/dash.html")
+			"\t\trespond `<!doctype html><title>Dash</title><p id=who>{http.auth.user.email}</p><iframe id=f src=/widget style=\"width:600px;height:400px\"></iframe>`\n\t}\n")
 	frameText := func() string {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -135,14 +120,22 @@ func TestBrowserFrameAfterSessionEnded(t *testing.T) {
 	waitUntil(t, "the widget signed in again", func() bool { return strings.Contains(frameText(), "ada@example.com") })
 }
 
-// signInToPage opens rawURL, a page of the site's own (no upstream echo),
-// signs in as ada at the IdP's form, and waits for the page signed in.
-func signInToPage(t *testing.T, ctx context.Context, rawURL string) {
+// signedInToAppPage starts the site over OIDC: the app's own pages
+// (handles, Caddyfile handle blocks) and the echoing upstream for the
+// rest. In Chromium it opens path, signs in as ada at the IdP's form, and
+// waits for the page signed in.
+func signedInToAppPage(t *testing.T, path, handles string) (ctx context.Context, base string) {
 	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Navigate(rawURL), browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n%s\thandle {\n\t\treverse_proxy %s\n\t}\n}\n", w.gw.base, handles, w.upstream.hostPort())
+	w.start()
+	base = w.gw.base
+	ctx = newChromium(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+path), browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, rawURL+" signed in", func(s browserState) bool { return s.loc == rawURL && strings.Contains(s.body, "ada@example.com") })
+	waitFor(t, ctx, path+" signed in", func(s browserState) bool { return s.loc == base+path && strings.Contains(s.body, "ada@example.com") })
+	return ctx, base
 }
 
 // waitUntil polls done for up to 30 s, and fails the test when it never

@@ -21,38 +21,51 @@ import (
 
 // TestBrowserBackAfterSignOut signs out with the button, then presses the
 // back button to one of the app's pages, over OIDC and over SAML. The page
-// must not come back from the browser's back/forward cache (a shared
-// computer's next user would read it): the gateway marks the app's pages
-// no-store, which Chromium restores only while the cookies are unchanged,
-// so the browser asks again and is sent to sign in.
+// must not come back from the browser's back/forward cache or its HTTP
+// cache (a shared computer's next user would read it). Without a
+// Cache-Control of the app's own, the gateway marks the page no-store,
+// which Chromium restores only while the cookies are unchanged. An app
+// may send its own without no-store, which the gateway keeps (Rails'
+// default on every dynamic answer is "max-age=0, private,
+// must-revalidate"): the sign-out's answer carries Clear-Site-Data:
+// "cache", which empties both caches. Either way the browser asks again
+// and is sent to sign in, and the IdP's logout chain still completes: the
+// next visit asks for the password.
 func TestBrowserBackAfterSignOut(t *testing.T) {
-	const sites = "%s {\n\tsso test\n\thandle /page.html {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n" +
-		"\t\trespond \"<!doctype html><title>Page</title><p id=who>{http.auth.user.email}</p>\"\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n}\n"
+	const rails = "max-age=0, private, must-revalidate"
 	for _, tc := range []struct {
-		protocol string
-		start    func(t *testing.T) (base, idpPrefix string)
+		name, protocol, cacheControl string
 	}{
-		{"oidc", func(t *testing.T) (string, string) {
-			w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
-			w.sites = fmt.Sprintf(sites, w.gw.base, w.upstream.hostPort())
-			w.start()
-			return w.gw.base, w.idp.Issuer
-		}},
-		{"saml", func(t *testing.T) (string, string) {
-			w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
-			w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
-			w.sites = fmt.Sprintf(sites, w.gw.base, w.upstream.hostPort())
-			w.start()
-			w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-			return w.gw.base, w.idp.SSOURL()
-		}},
+		{"oidc", "oidc", ""},
+		{"saml", "saml", ""},
+		{"oidc/app-cache-control-rails", "oidc", rails},
+		{"oidc/app-cache-control-no-cache", "oidc", "no-cache"},
+		{"saml/app-cache-control-rails", "saml", rails},
 	} {
-		t.Run(tc.protocol, func(t *testing.T) {
-			base, idpPrefix := tc.start(t)
+		t.Run(tc.name, func(t *testing.T) {
+			page := "\thandle /page.html {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n"
+			if tc.cacheControl != "" {
+				page += "\t\theader Cache-Control \"" + tc.cacheControl + "\"\n"
+			}
+			page += "\t\trespond \"<!doctype html><title>Page</title><p id=who>{http.auth.user.email}</p>\"\n\t}\n"
+			const sites = "%s {\n\tsso test\n%s\thandle {\n\t\treverse_proxy %s\n\t}\n}\n"
+			var base, idpPrefix string
+			if tc.protocol == "oidc" {
+				w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
+				w.sites = fmt.Sprintf(sites, w.gw.base, page, w.upstream.hostPort())
+				w.start()
+				base, idpPrefix = w.gw.base, w.idp.Issuer
+			} else {
+				w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n")
+				w.gw.base = fmt.Sprintf("http://localhost:%d", w.gw.port)
+				w.sites = fmt.Sprintf(sites, w.gw.base, page, w.upstream.hostPort())
+				w.start()
+				w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+				base, idpPrefix = w.gw.base, w.idp.SSOURL()
+			}
 			ctx := newChromium(t)
 			browserSignIn(t, ctx, base+"/dashboard", "ada", "ada-pw")
-			err := chromedp.Do(ctx, chromedp.Navigate(base+"/page.html"), chromedp.WaitVisible(chromedp.ID("who")))
-			if err != nil {
+			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/page.html"), chromedp.WaitVisible(chromedp.ID("who"))); err != nil {
 				t.Fatal(err)
 			}
 			// Another page, so that the page is not the entry right
@@ -65,12 +78,31 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })
 
 			backTo(t, ctx, base+"/page.html")
-			s := waitFor(t, ctx, "a page after going back", func(s browserState) bool { return s.body != "" && s.loc != base+"/page.html" })
+			s := pageAfterBack(ctx, base+"/page.html")
 			if strings.Contains(s.body, "ada@example.com") || !s.idpAsksForPassword(idpPrefix) {
-				t.Errorf("back to the app's page after signing out: at %s, want the IdP's login form:\n%s", s.loc, s.body)
+				t.Errorf("the app's Cache-Control %q: back to the app's page after signing out: at %s, want the IdP's login form:\n%s", tc.cacheControl, s.loc, s.body)
 			}
+			nextVisitAsksForPassword(t, ctx, base, idpPrefix)
 		})
 	}
+}
+
+// pageAfterBack polls what the tab shows after going back to want: the
+// page restored from a cache (still at want, signed in), or where the
+// browser was sent instead. Each look has a deadline of its own: a page
+// restored from the back/forward cache fires no load event to wait for.
+func pageAfterBack(ctx context.Context, want string) browserState {
+	var s browserState
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s.loc, _ = chromedp.Run(c, chromedp.Evaluate[string](`location.href`))
+		s.body, _ = chromedp.Run(c, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		cancel()
+		if s.body != "" && (strings.Contains(s.body, "@example.com") || s.loc != want) {
+			break
+		}
+	}
+	return s
 }
 
 // backTo goes back to the latest entry of the tab's history at want, as

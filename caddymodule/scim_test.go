@@ -207,6 +207,14 @@ func scimProviders(issuer string) string {
 // further lines of the sso_scim block (a second token of an IdP, say).
 func startSCIMSite(t *testing.T, more ...string) *gateway {
 	t.Helper()
+	g, caddyfile := scimSite(t, more...)
+	g.start(caddyfile)
+	return g
+}
+
+// scimSite is startSCIMSite's gateway and Caddyfile, not started yet.
+func scimSite(t *testing.T, more ...string) (*gateway, string) {
+	t.Helper()
 	t.Setenv("CADDY_SSO_TEST_SCIM_ENTRA", scimTokenEntra)
 	t.Setenv("CADDY_SSO_TEST_SCIM_OKTA", scimTokenOkta)
 	op, err := oidctest.Start("127.0.0.1:0")
@@ -219,14 +227,13 @@ func startSCIMSite(t *testing.T, more ...string) *gateway {
 	for _, line := range more {
 		extra.WriteString("\t\t" + line + "\n")
 	}
-	g.start(g.caddyfile(scimProviders(op.Issuer), g.base+` {
+	return g, g.caddyfile(scimProviders(op.Issuer), g.base+` {
 	sso_scim {
 		idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA}
 		idp okta {env.CADDY_SSO_TEST_SCIM_OKTA}
 `+extra.String()+`	}
 }
-`))
-	return g
+`)
 }
 
 // The request bodies follow Microsoft's "Develop a SCIM endpoint" tutorial

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 )
 
 // Behind a TLS-terminating balancer listed in trusted_proxies
@@ -15,13 +13,6 @@ import (
 // its URLs; from a peer Caddy does not trust those headers are ignored,
 // and base_url, when set, wins over both.
 func TestSCIMLocationHonoursTrustedProxies(t *testing.T) {
-	t.Setenv("CADDY_SSO_TEST_SCIM_ENTRA", scimTokenEntra)
-	t.Setenv("CADDY_SSO_TEST_SCIM_OKTA", scimTokenOkta)
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
 	for _, c := range []struct {
 		name, trusted, baseURL, want string
 	}{
@@ -30,18 +21,11 @@ func TestSCIMLocationHonoursTrustedProxies(t *testing.T) {
 		{"base_url wins", "127.0.0.1/32", "https://provision.example.net/scim/v2", "https://provision.example.net/scim/v2/"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g := newGateway(t)
-			extra := ""
+			var more []string
 			if c.baseURL != "" {
-				extra = "\t\tbase_url " + c.baseURL + "\n"
+				more = append(more, "base_url "+c.baseURL)
 			}
-			cf := g.caddyfile(scimProviders(op.Issuer), g.base+` {
-	sso_scim {
-		idp entra {env.CADDY_SSO_TEST_SCIM_ENTRA}
-		idp okta {env.CADDY_SSO_TEST_SCIM_OKTA}
-`+extra+`	}
-}
-`)
+			g, cf := scimSite(t, more...)
 			if !strings.Contains(cf, "\tskip_install_trust\n") {
 				t.Fatal("the harness's global options changed: no skip_install_trust line to put servers after")
 			}

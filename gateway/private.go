@@ -35,7 +35,7 @@ const (
 	// unchanged), so the back button after signing out asks the gateway.
 	// An app's own Cache-Control without no-store (Rails' "max-age=0,
 	// private, must-revalidate") leaves its pages in both caches: the
-	// sign-out's Clear-Site-Data empties them (Route.serveLogout).
+	// sign-out's Clear-Site-Data empties them (clearBrowser).
 	PageCacheControl = "no-store"
 )
 

@@ -1014,15 +1014,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			zap.String("sec_fetch_site", shortened(r.Header.Get("Sec-Fetch-Site"), 30)))
 		return rt.fail(logoutRefusedPage(rt.PathPrefix))
 	}
-	clearSessionCookie(w, o)
-	w.Header().Set("Cache-Control", "no-store")
-	// The site's pages in the browser's caches go with the session: the
-	// HTTP cache and the back/forward cache keep a page whose app sent a
-	// Cache-Control without no-store (private.go), and the back button
-	// would show the signed-out person's page from there. Emptied, it
-	// asks the gateway again, which sends it to sign in. Chromium may
-	// hold this answer up while it clears a large cache.
-	w.Header().Set("Clear-Site-Data", `"cache"`)
+	clearBrowser(w, o)
 	// Every stored session among the cookies ends, whatever its IdP: the
 	// cookie is cleared either way. One that had ended already (idle, past
 	// its lifetime) still leads to its IdP's logout, which is all its
@@ -1091,6 +1083,19 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 	}
 	return rt.Pages.Write(w, signedOutPage(rt.PathPrefix, returnTo))
+}
+
+// clearBrowser takes the session out of the browser that signs out: its
+// cookie, and the site's pages in the browser's caches. The HTTP cache and
+// the back/forward cache keep a page whose app sent a Cache-Control
+// without no-store (private.go), and the back button would show the
+// signed-out person's page from there; emptied, it asks the gateway
+// again, which sends it to sign in. Chromium may hold the answer up while
+// it clears a large cache.
+func clearBrowser(w http.ResponseWriter, o Origin) {
+	clearSessionCookie(w, o)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Clear-Site-Data", `"cache"`)
 }
 
 // signOutUnrecorded answers a sign-out the store could not record: the

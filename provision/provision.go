@@ -779,10 +779,11 @@ func (in *login) linkRefusal(owner *store.User) string {
 		return "owner linked to another subject at this idp"
 	case !owner.EmailVerified:
 		// Nobody vouched for the address the owner holds: a SAML IdP
-		// without trust_email, a multi-tenant or allow_unverified_email one, or another IdP's
-		// SCIM client put it there, any of which anyone may have used to
-		// claim it before its person first signed in. Linking would hand
-		// that person's sign-in to whoever the owner's links are.
+		// without trust_email, a multi-tenant or allow_unverified_email
+		// one, or another IdP's SCIM client put it there, any of which
+		// anyone may have used to claim it before its person first signed
+		// in. Linking would hand that person's sign-in to whoever the
+		// owner's links are.
 		return "owner email not verified"
 	}
 	return ""

@@ -36,7 +36,10 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken, c
 	}
 	payload, err := p.keys.verify(ctx, jws)
 	if errors.Is(err, errKeysUnavailable) {
-		return nil, "", idp.Fail(CodeIdPUnavailable, err)
+		// Not the token's fault: the keys' fetch failed, which is an
+		// outage or, for a certificate this host does not trust,
+		// idp_misconfigured with the fix (fetchFailed).
+		return nil, "", fetchFailed(err, CodeIdPUnavailable)
 	}
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)

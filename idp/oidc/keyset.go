@@ -23,8 +23,10 @@ var errRefreshLimited = errors.New("unknown signing key and the JWKS was fetched
 
 // errKeysUnavailable marks a verification that failed because the IdP's
 // JWKS could not be fetched, not because of the token: the caller answers
-// idp_unavailable (a back-channel logout 500, which the IdP retries)
-// rather than refusing the token as forged.
+// by fetchFailed's rule, with the fetch's error wrapped for it
+// (idp_unavailable, or idp_misconfigured for a certificate this host does
+// not trust; a back-channel logout 500, which the IdP retries) rather
+// than refusing the token as forged.
 var errKeysUnavailable = errors.New("the IdP's signing keys (JWKS) could not be fetched")
 
 // keySet implements go-oidc's oidc.KeySet over the IdP's jwks_uri. It
@@ -176,7 +178,7 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 		if failed != nil {
 			// Still within the limit after a failed fetch: the keys
 			// are as unavailable as they were then.
-			return nil, fmt.Errorf("%w: %v", errKeysUnavailable, failed)
+			return nil, fmt.Errorf("%w: %w", errKeysUnavailable, failed)
 		}
 		return nil, errRefreshLimited
 	}
@@ -193,7 +195,7 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 	defer k.mu.Unlock()
 	k.failed = err
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errKeysUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, err)
 	}
 	k.keys, k.gen, k.gotKeys = keys, k.gen+1, now
 	return keys, nil

@@ -104,13 +104,15 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 	lt, err := p.readLogoutToken(ctx, w, r)
 	if err != nil {
 		var le *idp.LoginError
-		if errors.As(err, &le) && le.Code != CodeIdPUnavailable {
+		if errors.As(err, &le) && le.Code != CodeIdPUnavailable && le.Code != idp.CodeMisconfigured {
 			p.refused(le)
 			writeLogoutError(w, http.StatusBadRequest, "invalid_request", le.Code)
 			return
 		}
-		// The IdP's discovery failed: not the token's fault, and the
-		// IdP may try again. Anyone can POST a made-up token here, each
+		// The IdP's discovery or keys could not be had (an outage, or
+		// a certificate or document refused here until an administrator
+		// acts): not the token's fault, and the IdP may try again, as
+		// it does after a 500. Anyone can POST a made-up token here, each
 		// of which meets the outage unchecked: one ERROR line a minute
 		// per IdP and reason, the rest at DEBUG, as sign-in's own
 		// outage lines (docs/security.md, "Unauthenticated traffic").
@@ -137,6 +139,16 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	p.cfg.Logger.Info("back-channel logout", zap.String("idp", p.cfg.Name), zap.Int("sessions_ended", n))
 	w.WriteHeader(http.StatusOK)
+}
+
+// asLogout makes a sign-in error (discoveryFailed, fetchFailed) a logout
+// message's, with its code, so that a logout token the IdP's discovery or
+// keys left unchecked gets sign-in's code for the same failure.
+func asLogout(err error) error {
+	if le := (*idp.LoginError)(nil); errors.As(err, &le) {
+		return idp.FailLogout(le.Code, le.Err)
+	}
+	return err
 }
 
 // writeLogoutError is the JSON error body of OAuth 2.0 (RFC 6749 5.2),
@@ -187,7 +199,7 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	// Discovery names the JWKS (a logout may be the first message since
 	// a restart).
 	if _, err := p.disc.get(ctx); err != nil {
-		return nil, fail(CodeIdPUnavailable, err)
+		return nil, asLogout(discoveryFailed(err))
 	}
 	// 2.4: logout tokens should be typed logout+jwt, so that no other
 	// kind of JWT the IdP signs (an ID token, an access token) can pass
@@ -200,7 +212,7 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	}
 	payload, err := p.keys.verify(ctx, jws)
 	if errors.Is(err, errKeysUnavailable) {
-		return nil, fail(CodeIdPUnavailable, err)
+		return nil, asLogout(fetchFailed(err, CodeIdPUnavailable))
 	}
 	if err != nil {
 		return nil, fail(CodeLogoutTokenInvalid, err)

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/xml"
@@ -248,10 +249,14 @@ func (p *Provider) loadLocked(ctx context.Context) error {
 	}
 	err = fmt.Errorf("loading IdP metadata from %s: %w", src, err)
 	p.lastErr = err
+	// A certificate this host does not trust is worded with its fix here
+	// too: a background refresh has no sign-in whose error would say it,
+	// and the operator reading this line is the one who can act.
+	logged := cmp.Or(idp.UntrustedCertificate(err), err)
 	if p.md.Load() != nil {
-		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.Error(err))
+		p.log.Warn("saml idp metadata refresh failed; keeping the last good copy", zap.Error(logged))
 	} else {
-		p.log.Warn("saml idp metadata unavailable", zap.Error(err))
+		p.log.Warn("saml idp metadata unavailable", zap.Error(logged))
 	}
 	return err
 }

@@ -53,13 +53,14 @@ func sloEndpoint(sp *saml.ServiceProvider, prefer string) (binding, location str
 }
 
 // Logout starts SP-initiated Single Logout: it sends the browser to the
-// IdP's SingleLogoutService (in an auto-submitting form, or a redirect when
-// the IdP offers only HTTP-Redirect) with a signed LogoutRequest for info's NameID
-// (Subject) and SessionIndex (SessionID), remembering the request ID and
-// returnTo in a flow cookie so that the slo endpoint can check the IdP's
-// LogoutResponse and then redirect to returnTo, and reports true. The caller
-// ends the local session before calling it. When the IdP has no SLO
-// endpoint, or info has no NameID, it writes nothing and reports false.
+// IdP's SingleLogoutService (in an auto-submitting form, or a redirect
+// when the IdP offers only HTTP-Redirect) with a signed LogoutRequest for
+// info's NameID (Subject) and SessionIndex (SessionID), remembering the
+// request ID and returnTo in a flow cookie so that the slo endpoint can
+// check the IdP's LogoutResponse and then redirect to returnTo, and
+// reports true. The caller ends the local session before calling it. When
+// the IdP has no SLO endpoint, or info has no NameID, it writes nothing
+// and reports false.
 func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
 	err := p.logout(w, r, base, info, returnTo)
 	if errors.Is(err, ErrNoSLO) {

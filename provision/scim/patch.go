@@ -714,6 +714,8 @@ func normalizeValue(def *attr, v any) any {
 	return v
 }
 
+// isScalar reports a JSON string, boolean or number: a bare value where
+// a complex attribute's object, or a list of them, was due.
 func isScalar(v any) bool {
 	switch v.(type) {
 	case string, bool, json.Number, float64:

@@ -234,11 +234,7 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 	}
 	foldCoreURN(h.users, d)
 	dropWriteOnly(h.users, d)
-	var stored map[string]any
-	if old != nil {
-		stored, _ = decodeObject(old.SCIMAttributes)
-	}
-	if err := checkTypes(h.users, d, stored); err != nil {
+	if err := checkTypes(h.users, d, storedAttributes(old)); err != nil {
 		return nil, err
 	}
 	extras := map[string]any{}
@@ -335,9 +331,10 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 // contradicts them. Attributes no schema defines are kept as they come;
 // read-only ones (id, meta, schemas, groups) are dropped by the caller.
 // Boolean strings and bare values for complex attributes were normalized
-// before (normalize). A value equal to stored's, the user's attributes
-// as kept before this check, passes: such a user stays writable
-// (deactivation above all).
+// before (normalize). A value equal to the one in stored (the user's
+// attributes as kept) passes whatever its type: a user whose stored
+// attributes do not fit the schemas stays writable (deactivation above
+// all).
 func checkTypes(rt *resourceType, d, stored map[string]any) error {
 	for _, k := range slices.Sorted(maps.Keys(d)) {
 		if ext := rt.extension(k); ext != nil {
@@ -365,6 +362,16 @@ func checkTypes(rt *resourceType, d, stored map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// storedAttributes is what checkTypes compares a user's new attributes
+// with: the ones kept for old (nil: a user being created, or none kept).
+func storedAttributes(old *store.User) map[string]any {
+	if old == nil {
+		return nil
+	}
+	stored, _ := decodeObject(old.SCIMAttributes)
+	return stored
 }
 
 // checkType checks v, the value of the attribute def called name, and

@@ -658,30 +658,32 @@ func secretsOf(dsn string) []string {
 // "sslpassword=" for it. The last of repeated keys wins, as in libpq. A
 // DSN that stops parsing yields what came before.
 func keywordValue(dsn, key string) string {
-	const space = " \t\n\r\f\v"
 	var found string
-	rest := strings.TrimLeft(dsn, space)
+	rest := strings.TrimLeft(dsn, dsnSpace)
 	for rest != "" {
-		i := strings.IndexAny(rest, "="+space)
+		i := strings.IndexAny(rest, "="+dsnSpace)
 		if i <= 0 {
 			break
 		}
 		k := rest[:i]
-		rest = strings.TrimLeft(rest[i:], space)
+		rest = strings.TrimLeft(rest[i:], dsnSpace)
 		if !strings.HasPrefix(rest, "=") {
 			break
 		}
-		v, after, ok := keywordValueAt(strings.TrimLeft(rest[1:], space))
+		v, after, ok := keywordValueAt(strings.TrimLeft(rest[1:], dsnSpace))
 		if !ok {
 			break
 		}
 		if k == key {
 			found = v
 		}
-		rest = strings.TrimLeft(after, space)
+		rest = strings.TrimLeft(after, dsnSpace)
 	}
 	return found
 }
+
+// dsnSpace is the white space libpq skips between a keyword DSN's parts.
+const dsnSpace = " \t\n\r\f\v"
 
 // keywordValueAt reads the value s starts with: single-quoted (ok only if
 // closed) or up to the next space; a backslash escapes the next byte.
@@ -698,7 +700,7 @@ func keywordValueAt(s string) (value, rest string, ok bool) {
 			v.WriteByte(s[i])
 		case quoted && c == '\'':
 			return v.String(), s[i+1:], true
-		case !quoted && strings.IndexByte(" \t\n\r\f\v", c) >= 0:
+		case !quoted && strings.IndexByte(dsnSpace, c) >= 0:
 			return v.String(), s[i:], true
 		default:
 			v.WriteByte(c)
