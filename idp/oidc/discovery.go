@@ -153,7 +153,7 @@ func (d *discovery) fetch(ctx context.Context) (*metadata, error) {
 	}
 	for _, check := range []func() error{
 		func() error { return md.checkIssuer(d.issuer) },
-		md.checkEndpoints,
+		func() error { return md.checkEndpoints(d.issuer) },
 		md.checkPKCE,
 	} {
 		if err := check(); err != nil {
@@ -237,8 +237,8 @@ func (md *metadata) checkIssuer(issuer string) error {
 }
 
 // checkEndpoints: the endpoints sign-in uses are present, and every
-// endpoint obeys the URL rule of checkURL.
-func (md *metadata) checkEndpoints() error {
+// endpoint is one checkEndpointURL accepts.
+func (md *metadata) checkEndpoints(issuer string) error {
 	for _, e := range []struct{ name, url string }{
 		{"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint},
@@ -250,10 +250,27 @@ func (md *metadata) checkEndpoints() error {
 			return fmt.Errorf("%s missing", e.name)
 		}
 		if e.url != "" {
-			if err := checkURL(e.url, true); err != nil {
+			if err := checkEndpointURL(e.url, issuer); err != nil {
 				return fmt.Errorf("%s: %w", e.name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// checkEndpointURL holds an endpoint the discovery document names to the
+// URL rule of checkURL, and allows plain http (on loopback) only for a
+// plain-http issuer on loopback, the rule idp.SafeRedirects keeps for
+// redirects: a remote https IdP, or whoever answers for it, must not name
+// the gateway's own loopback (Caddy's admin API on :2019, say) as its
+// token endpoint, which would be sent the code and the client secret.
+func checkEndpointURL(raw, issuer string) error {
+	if err := checkURL(raw, true); err != nil {
+		return err
+	}
+	u, _ := neturl.Parse(raw) // checkURL parsed it
+	if iss, err := neturl.Parse(issuer); u.Scheme == "http" && (err != nil || iss.Scheme != "http") {
+		return fmt.Errorf("%q is plain http, and the issuer is not", raw)
 	}
 	return nil
 }

@@ -85,8 +85,8 @@ func Probe(ctx context.Context, client *http.Client, issuer string) (*ProbeResul
 	_ = json.Unmarshal(doc.ScopesSupported, &r.ScopesSupported) // see doc
 	r.IssuerTemplate = strings.Contains(md.Issuer, tenantPlaceholder)
 	r.BackChannelLogout, r.FrontChannelLogout = md.BackChannelLogout, md.FrontChannelLogout
-	r.IssuerErr, r.EndpointsErr, r.PKCEErr = md.checkIssuer(issuer), md.checkEndpoints(), md.checkPKCE()
-	if md.JWKSURI != "" && checkURL(md.JWKSURI, true) == nil {
+	r.IssuerErr, r.EndpointsErr, r.PKCEErr = md.checkIssuer(issuer), md.checkEndpoints(issuer), md.checkPKCE()
+	if md.JWKSURI != "" && checkEndpointURL(md.JWKSURI, issuer) == nil {
 		r.keys, r.JWKSErr = fetchJWKS(ctx, client, md.JWKSURI)
 		r.SigningKeys = len(r.keys)
 	}

@@ -10,8 +10,8 @@ import (
 // TestPasswordOfKeywordDSN: the password secretsOf keeps out of errors,
 // and whose presence makes the gateway warn that the admin API shows it
 // (HasPassword), is the one pgconn connects with, in every keyword/value
-// spelling libpq accepts: spaces around "=", quotes, escapes, a key that
-// ends in "password", a repeated key.
+// spelling libpq accepts (spaces around "=", quotes, escapes, a key that
+// ends in "password", a repeated key) and in a URL's user info or query.
 func TestPasswordOfKeywordDSN(t *testing.T) {
 	for _, dsn := range []string{
 		"host=db user=sso password = s3cr3t-pw dbname=sso",
@@ -20,6 +20,10 @@ func TestPasswordOfKeywordDSN(t *testing.T) {
 		"host=db user=sso sslpassword=k password='s3cr3t-pw' dbname=sso",
 		"host=db password=first password=s3cr3t-pw",
 		"host=db password = 's3cr3t-pw'",
+		// URLs: the password in the query, with or without user info.
+		"postgres://db/sso?user=sso&password=s3cr3t-pw",
+		"postgresql://sso@db/sso?password=s3cr3t-pw&sslmode=disable",
+		"postgres://sso:s3cr3t-pw@db/sso",
 	} {
 		c, err := pgconn.ParseConfig(dsn)
 		if err != nil {

@@ -636,17 +636,23 @@ func (db *DB) keyLock(kind string, parts ...string) int64 {
 // and its password, raw and as it may appear escaped.
 func secretsOf(dsn string) []string {
 	out := []string{dsn}
-	var pw string
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		pw, _ = u.User.Password()
-		if q := u.Query().Get("password"); q != "" {
-			out = append(out, q)
+	var pws []string
+	// A URL by pgconn's rule (its scheme), else keyword/value: a URL may
+	// carry the password in its user info, in its query, or both.
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			if p, ok := u.User.Password(); ok {
+				pws = append(pws, p)
+			}
+			pws = append(pws, u.Query()["password"]...)
 		}
 	} else {
-		pw = keywordValue(dsn, "password")
+		pws = append(pws, keywordValue(dsn, "password"))
 	}
-	if pw != "" {
-		out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("", pw).String()[1:])
+	for _, pw := range pws {
+		if pw != "" {
+			out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("", pw).String()[1:])
+		}
 	}
 	return out
 }
