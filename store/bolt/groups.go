@@ -261,11 +261,16 @@ func (t *tx) DeleteGroup(id string) error {
 
 // leaveAllGroups removes a user who is being deleted from every group's
 // member list and from the member index. Their own Groups need no update.
+// Each group's Updated moves (NextStamp): its member list is part of its
+// SCIM representation, whose meta.version is Updated, so a client's
+// If-None-Match must not get 304 for the old list, nor a stale If-Match
+// pass.
 func (t *tx) leaveAllGroups(userID string) error {
 	refs, err := t.GroupsOfUser(userID)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	ug := t.bucket(bucketUserGroups)
 	for _, ref := range refs {
 		g, err := t.getGroup(ref.ID)
@@ -275,6 +280,7 @@ func (t *tx) leaveAllGroups(userID string) error {
 		if g != nil {
 			if i, ok := slices.BinarySearch(g.Members, userID); ok {
 				g.Members = slices.Delete(g.Members, i, i+1)
+				g.Updated = store.NextStamp(g.Updated, now)
 				data, err := encodeGroup(g)
 				if err != nil {
 					return fmt.Errorf("encode group %s: %w", g.ID, err)

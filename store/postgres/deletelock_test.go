@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,99 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 		}
 		if len(got.Members) != n-1 || slices.Contains(got.Members, victim) {
 			t.Errorf("group has %d members (the deleted one among them: %v), want %d without", len(got.Members), slices.Contains(got.Members, victim), n-1)
+		}
+		return nil
+	})
+}
+
+// waitForLockWait waits until a transaction other than the test's own
+// connections waits for a row lock, and fails the test if done says the
+// transaction ended first.
+func waitForLockWait(t *testing.T, db *DB, done chan error) {
+	t.Helper()
+	for {
+		var waiting bool
+		err := db.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock')`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the group change ended (%v) before it waited for a lock", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// TestDeleteMemberDuringGroupRename: instance B reads a user to delete
+// them (UserForDelete, as account.Delete does), and instance A renames a
+// group the user is a member of meanwhile, which rewrites every member's
+// Groups (regroup). DeleteUser writes the user's groups (their Updated,
+// leaveAllGroups), and A holds the group's lock while it waits for the
+// user's: B taking the group after the user was a deadlock, which
+// PostgreSQL broke after a second by failing the rename. UserForDelete
+// locks the user's groups before the user, in the order group changes
+// lock them (the group, then its members), so A waits for B at the group
+// instead: no deadlock, and the rename then runs on the group without the
+// deleted member.
+func TestDeleteMemberDuringGroupRename(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openDSN(t, dsn)
+	b, err := Open(context.Background(), Config{DSN: dsn, StatementTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ids := seedUsers(t, a, "okta", 2)
+	victim, other := ids[0], ids[1]
+	g := &store.Group{IdP: "okta", DisplayName: "staff", Members: ids}
+	update(t, a, func(tx store.Tx) error { return tx.PutGroup(g) })
+	before := deadlocks(t, a)
+
+	renameDone := make(chan error, 1)
+	var startRename sync.Once
+	err = b.Update(context.Background(), func(tx store.Tx) error {
+		if _, err := tx.UserForDelete(victim); err != nil {
+			return err
+		}
+		startRename.Do(func() {
+			go func() {
+				renameDone <- a.Update(context.Background(), func(tx store.Tx) error {
+					cur, err := tx.Group(g.ID)
+					if err != nil {
+						return err
+					}
+					cur.DisplayName = "renamed"
+					return tx.PutGroup(cur)
+				})
+			}()
+			waitForLockWait(t, a, renameDone)
+		})
+		return tx.DeleteUser(victim)
+	})
+	rErr := <-renameDone
+	after := deadlocks(t, a)
+	t.Logf("delete: %v; rename: %v; deadlocks %d -> %d", err, rErr, before, after)
+	if after > before {
+		t.Errorf("%d deadlock(s) between the deletion and the group rename", after-before)
+	}
+	if err != nil {
+		t.Errorf("delete during the rename: %v", err)
+	}
+	if rErr != nil {
+		t.Errorf("rename during the delete: %v", rErr)
+	}
+	view(t, a, func(tx store.Tx) error {
+		got, err := tx.Group(g.ID)
+		if err != nil {
+			return err
+		}
+		if got.DisplayName != "renamed" || !slices.Equal(got.Members, []string{other}) {
+			t.Errorf("group %q with members %v, want %q with %v", got.DisplayName, got.Members, "renamed", []string{other})
 		}
 		return nil
 	})

@@ -43,12 +43,23 @@ func (t *tx) groupWhere(what string, key int64, cond string, args ...any) (*stor
 	}
 	ctx, cancel := t.db.bound(t.ctx)
 	defer cancel()
-	g, err := scanGroup(t.q.QueryRow(ctx, groupSelect+cond+t.lockFor("g"), args...))
+	lock := t.lockFor("g")
+	g, err := scanGroup(t.q.QueryRow(ctx, groupSelect+cond+lock, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(what)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", what, t.fail(err))
+	}
+	if lock != "" {
+		// The members again, in a statement after the lock (see
+		// lockGroup): the locking statement's subquery holds them as of
+		// before a wait for another change's commit (a member's
+		// deletion, which locks the group: lockUserGroups), and the
+		// caller writes the group back from them.
+		if g.Members, err = t.groupMembers(g.ID); err != nil {
+			return nil, fmt.Errorf("postgres: %s: %w", what, err)
+		}
 	}
 	return g, nil
 }
@@ -280,18 +291,28 @@ func (t *tx) lockGroup(id string) (*lockedGroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = t.rows("SELECT user_id FROM sso_group_members WHERE group_id = $1 ORDER BY user_id", []any{id}, func(r pgx.Rows) error {
+	if g.members, err = t.groupMembers(id); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// groupMembers reads a group's members (sorted), as of the statement's
+// start: after a lock on the group, the last committed list.
+func (t *tx) groupMembers(id string) ([]string, error) {
+	var members []string
+	err := t.rows("SELECT user_id FROM sso_group_members WHERE group_id = $1 ORDER BY user_id", []any{id}, func(r pgx.Rows) error {
 		var m string
 		if err := r.Scan(&m); err != nil {
 			return err
 		}
-		g.members = append(g.members, m)
+		members = append(members, m)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return g, nil
+	return members, nil
 }
 
 // deleteMembers deletes the member rows of users, but keeps those of
@@ -424,6 +445,66 @@ func (t *tx) DeleteGroup(id string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: delete group %s: %w", id, err)
+	}
+	return nil
+}
+
+// lockUserGroups locks the groups userID is a member of, in ID order, for
+// a transaction that goes on to delete the user (UserForDelete): before
+// the user's row, as a group change locks its group before its members'
+// rows (regroup). DeleteUser writes these groups (leaveAllGroups); taking
+// them after the user would deadlock with a change to one of them that
+// holds the group and waits for the user.
+func (t *tx) lockUserGroups(userID string) error {
+	if _, err := t.exec(groupsOfMember+" FOR NO KEY UPDATE OF g", userID); err != nil {
+		return fmt.Errorf("lock groups of user %s: %w", userID, err)
+	}
+	return nil
+}
+
+// groupsOfMember selects the groups $1 is a member of, in ID order (the
+// order their locks are taken in).
+const groupsOfMember = `SELECT g.id, g.data FROM sso_groups g
+	WHERE g.id IN (SELECT m.group_id FROM sso_group_members m WHERE m.user_id = $1) ORDER BY g.id`
+
+// leaveAllGroups moves the Updated (store.NextStamp) of every group a user
+// who is being deleted is a member of, as bolt's does: the member rows go
+// by the foreign key's cascade, and the member list is part of a group's
+// SCIM representation, whose meta.version is Updated, so a client's
+// If-None-Match must not get 304 for the old list, nor a stale If-Match
+// pass. The groups are locked in ID order, as lockUserGroups locks them.
+func (t *tx) leaveAllGroups(userID string) error {
+	now := time.Now()
+	var ids, datas []string
+	err := t.rows(groupsOfMember+" FOR NO KEY UPDATE OF g", []any{userID}, func(r pgx.Rows) error {
+		var id string
+		var raw []byte
+		if err := r.Scan(&id, &raw); err != nil {
+			return err
+		}
+		g, err := decodeJSON[store.Group]("group")(raw)
+		if err != nil {
+			return err
+		}
+		g.Updated = store.NextStamp(g.Updated, now)
+		data, err := json.Marshal(g)
+		if err != nil {
+			return fmt.Errorf("encode group %s: %w", id, err)
+		}
+		ids, datas = append(ids, id), append(datas, string(data))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lock groups: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	// Only Updated changed, and no key column covers it.
+	_, err = t.exec(`UPDATE sso_groups g SET data = n.data FROM unnest($1::text[], $2::json[]) AS n(id, data)
+		WHERE g.id = n.id AND g.id = ANY($1)`, ids, datas)
+	if err != nil {
+		return fmt.Errorf("stamp groups: %w", err)
 	}
 	return nil
 }

@@ -392,11 +392,16 @@ func (t *tx) userByID(id, lock string) (*store.User, error) {
 // on, and PostgreSQL breaks the deadlock after deadlock_timeout by failing
 // one. FOR UPDATE from the start instead waits for such a transaction to
 // commit, and keeps any new one from pointing at the user until the delete
-// commits.
+// commits. The user's groups are locked first (lockUserGroups).
 func (t *tx) UserForDelete(id string) (*store.User, error) {
 	lock := ""
 	if t.writable {
 		lock = " FOR UPDATE OF u"
+		if storable(id) {
+			if err := t.lockUserGroups(id); err != nil {
+				return nil, fmt.Errorf("postgres: user %s: %w", id, err)
+			}
+		}
 	}
 	return t.userByID(id, lock)
 }
@@ -574,7 +579,16 @@ func (t *tx) PutUser(u *store.User) error {
 
 // DeleteUser removes the user; the foreign keys take its links, sessions
 // (and their tokens) and group memberships with it. Audit events stay.
+// The groups the user leaves are stamped first (leaveAllGroups).
 func (t *tx) DeleteUser(id string) error {
+	if err := t.mustWrite("delete user " + id); err != nil {
+		return err
+	}
+	if storable(id) {
+		if err := t.leaveAllGroups(id); err != nil {
+			return fmt.Errorf("postgres: delete user %s: %w", id, err)
+		}
+	}
 	delete(t.heldKeys, id)
 	return t.deleteRow("delete user", " "+id, "DELETE FROM sso_users WHERE id = $1", id)
 }
