@@ -431,8 +431,10 @@ type Tx interface {
 	// HasControl), in every case writing nothing. It never changes group
 	// memberships: Groups is written as given.
 	PutUser(u *User) error
-	// DeleteUser also deletes the user's sessions and group memberships.
-	// It writes no tombstone: that is the caller's decision.
+	// DeleteUser also deletes the user's sessions and group memberships,
+	// and moves the Updated of each group they were in (NextStamp): the
+	// member list is part of the group's SCIM version. It writes no
+	// tombstone: that is the caller's decision.
 	DeleteUser(id string) error
 	// UserForDelete is User, for a transaction that goes on to delete the
 	// user: read it with this from the first read on. In PostgreSQL it
