@@ -14,29 +14,37 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
-// waitForRegroup waits until a group change running on db has inserted its
-// member rows (each locking its user FOR KEY SHARE, the foreign key) and
-// is rewriting the members' records (regroup's statements). It fails the
-// test if the change ends first.
-func waitForRegroup(t *testing.T, db *DB, done chan error) {
+// waitForActivity waits until another session on db's database does what
+// the SQL condition on pg_stat_activity says (what names it in the
+// failure), and fails the test if done says the transaction under test
+// ended first.
+func waitForActivity(t *testing.T, db *DB, done chan error, condition, what string) {
 	t.Helper()
 	for {
-		var busy bool
+		var seen bool
 		err := db.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid()
-				AND (query LIKE '%FROM sso_users WHERE id = ANY($1) ORDER BY id FOR%' OR query LIKE '%FROM sso_users u WHERE u.id = ANY($1)%'))`).Scan(&busy)
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND (`+condition+`))`).Scan(&seen)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if busy {
+		if seen {
 			return
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("the group change ended (%v) before the test saw it rewrite members", err)
+			t.Fatalf("the group change ended (%v) before %s", err, what)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// waitForRegroup waits until a group change running on db has inserted its
+// member rows (each locking its user FOR KEY SHARE, the foreign key) and
+// is rewriting the members' records (regroup's statements).
+func waitForRegroup(t *testing.T, db *DB, done chan error) {
+	t.Helper()
+	waitForActivity(t, db, done, `query LIKE '%FROM sso_users WHERE id = ANY($1) ORDER BY id FOR%' OR query LIKE '%FROM sso_users u WHERE u.id = ANY($1)%'`,
+		"the test saw it rewrite members")
 }
 
 // TestDeleteMemberDuringGroupChange: instance A creates a SCIM group of
@@ -109,26 +117,10 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 }
 
 // waitForLockWait waits until a transaction other than the test's own
-// connections waits for a row lock, and fails the test if done says the
-// transaction ended first.
+// connections waits for a row lock.
 func waitForLockWait(t *testing.T, db *DB, done chan error) {
 	t.Helper()
-	for {
-		var waiting bool
-		err := db.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock')`).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			return
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the group change ended (%v) before it waited for a lock", err)
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
+	waitForActivity(t, db, done, `wait_event_type = 'Lock'`, "it waited for a lock")
 }
 
 // TestDeleteMemberDuringGroupRename: instance B reads a user to delete
