@@ -74,7 +74,8 @@ func (rt *Route) ServeSignedIn(w http.ResponseWriter, r *http.Request, next Upst
 // its own (a navigation, a frame), whatever its type: a PDF or a JSON
 // answer opened so comes back with the back button as a page does.
 func openedAsPage(h http.Header) bool {
-	return h.Get("Sec-Fetch-Dest") == "document" || inFrame(h) || h.Get("Sec-Fetch-Mode") == "navigate"
+	dest := h.Get("Sec-Fetch-Dest")
+	return dest == "document" || frameDest(dest) || h.Get("Sec-Fetch-Mode") == "navigate"
 }
 
 // privateWriter adds the header at the answer's final status line. It

@@ -439,8 +439,11 @@ func topLevel(h http.Header) bool {
 
 // inFrame reports whether the browser's fetch metadata says the request
 // loads a frame of a page (an iframe, an embedded object).
-func inFrame(h http.Header) bool {
-	switch h.Get("Sec-Fetch-Dest") {
+func inFrame(h http.Header) bool { return frameDest(h.Get("Sec-Fetch-Dest")) }
+
+// frameDest reports the Sec-Fetch-Dest values of a frame of a page.
+func frameDest(dest string) bool {
+	switch dest {
 	case "iframe", "frame", "embed", "object", "fencedframe":
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 )
 
 // maxRedirects is Go's own limit (net/http's default redirect policy),
@@ -50,15 +51,23 @@ func SafeRedirects(c *http.Client) *http.Client {
 }
 
 // loopbackHTTP reports whether the request a redirect comes from, the last
-// of via, was plain http to a loopback host. net/http always passes it;
-// without one (a direct call) there is nothing to judge by, and CheckURL's
-// rule alone applies.
+// of via, may lead to plain http (PlainHTTPFrom). net/http always passes
+// it; without one (a direct call) there is nothing to judge by, and
+// CheckURL's rule alone applies.
 func loopbackHTTP(via []*http.Request) bool {
 	if len(via) == 0 {
 		return true
 	}
 	from := via[len(via)-1]
-	return from != nil && from.URL != nil && from.URL.Scheme == "http" && IsLoopbackHost(from.URL.Hostname())
+	return from != nil && PlainHTTPFrom(from.URL)
+}
+
+// PlainHTTPFrom reports whether what from (an IdP's URL: its issuer, or a
+// request to it) leads to may be plain http: only when from is itself
+// plain http on loopback, a local test IdP. A redirect (SafeRedirects) and
+// an endpoint a discovery document names follow it alike.
+func PlainHTTPFrom(from *url.URL) bool {
+	return from != nil && from.Scheme == "http" && IsLoopbackHost(from.Hostname())
 }
 
 // ErrRedirectRefused is returned (wrapped in a *url.Error) by a client

@@ -259,9 +259,8 @@ func (md *metadata) checkEndpoints(issuer string) error {
 }
 
 // checkEndpointURL holds an endpoint the discovery document names to the
-// URL rule of checkURL, and allows plain http (on loopback) only for a
-// plain-http issuer on loopback, the rule idp.SafeRedirects keeps for
-// redirects: a remote https IdP, or whoever answers for it, must not name
+// URL rule of checkURL, and allows plain http only as idp.PlainHTTPFrom
+// the issuer does, the rule idp.SafeRedirects keeps for redirects: a remote https IdP, or whoever answers for it, must not name
 // the gateway's own loopback (Caddy's admin API on :2019, say) as its
 // token endpoint, which would be sent the code and the client secret.
 func checkEndpointURL(raw, issuer string) error {
@@ -269,8 +268,8 @@ func checkEndpointURL(raw, issuer string) error {
 		return err
 	}
 	u, _ := neturl.Parse(raw) // checkURL parsed it
-	if iss, err := neturl.Parse(issuer); u.Scheme == "http" && (err != nil || iss.Scheme != "http") {
-		return fmt.Errorf("%q is plain http, and the issuer is not", raw)
+	if iss, err := neturl.Parse(issuer); u.Scheme == "http" && (err != nil || !idp.PlainHTTPFrom(iss)) {
+		return fmt.Errorf("%q is plain http, and the issuer is not plain http on loopback", raw)
 	}
 	return nil
 }
