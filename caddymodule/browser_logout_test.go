@@ -122,14 +122,13 @@ func waitFor(t *testing.T, ctx context.Context, what string, done func(browserSt
 	var s browserState
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		s.loc, _ = chromedp.Run(ctx, chromedp.Location())
-		if b, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err == nil {
-			s.body = b
+		if p, err := browsertest.Look(ctx); err == nil {
+			s = browserState{loc: p.Location, body: p.Body}
 			if done(s) {
 				return s
 			}
-			if strings.Contains(b, "Sign-out refused") || strings.Contains(b, "Sign-out failed") {
-				t.Fatalf("waiting for %s, the browser shows at %s:\n%s", what, s.loc, b)
+			if strings.Contains(s.body, "Sign-out refused") || strings.Contains(s.body, "Sign-out failed") {
+				t.Fatalf("waiting for %s, the browser shows at %s:\n%s", what, s.loc, s.body)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

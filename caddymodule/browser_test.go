@@ -92,9 +92,8 @@ func waitForPage(t *testing.T, ctx context.Context, want string) (string, string
 	var body, loc string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		loc, _ = chromedp.Run(ctx, chromedp.Location())
-		if b, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err == nil {
-			body = b
+		if p, err := browsertest.Look(ctx); err == nil {
+			body, loc = p.Body, p.Location
 			if loc == want && strings.Contains(body, `"path"`) {
 				return body, loc
 			}

@@ -13,15 +13,10 @@ import (
 )
 
 // page is what the browser shows at one moment.
-type page struct {
-	loc, h1, body string
-}
+type page = browsertest.Page
 
 func look(ctx context.Context) page {
-	var p page
-	p.loc, _ = chromedp.Run(ctx, chromedp.Location())
-	p.h1, _ = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"), chromedp.AtLeast(0)))
-	p.body, _ = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"), chromedp.AtLeast(0)))
+	p, _ := browsertest.Look(ctx)
 	return p
 }
 
@@ -35,7 +30,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func(page) bool)
 			return p
 		}
 	}
-	t.Fatalf("waiting for %s: the browser is at %s showing %q:\n%s", what, p.loc, p.h1, p.body)
+	t.Fatalf("waiting for %s: the browser is at %s showing %q:\n%s", what, p.Location, p.Heading, p.Body)
 	return p
 }
 
@@ -63,19 +58,19 @@ const pageStyle = `getComputedStyle(document.body).maxWidth + " " + getComputedS
 func atIdPLogin(t *testing.T, ctx context.Context, idpURL, kind string, users []demoUser) {
 	t.Helper()
 	p := waitFor(t, ctx, kind+" login page", func(p page) bool {
-		return strings.HasPrefix(p.loc, idpURL) && strings.Contains(p.body, "Password")
+		return strings.HasPrefix(p.Location, idpURL) && strings.Contains(p.Body, "Password")
 	})
-	if p.h1 != "Sign in" {
-		t.Errorf("%s login page heading %q", kind, p.h1)
+	if p.Heading != "Sign in" {
+		t.Errorf("%s login page heading %q", kind, p.Heading)
 	}
 	for _, want := range []string{kind, idpURL} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("%s login page does not say %q:\n%s", kind, want, p.body)
+		if !strings.Contains(p.Body, want) {
+			t.Errorf("%s login page does not say %q:\n%s", kind, want, p.Body)
 		}
 	}
 	for _, u := range users {
-		if !strings.Contains(p.body, u.username+" / "+u.username) {
-			t.Errorf("%s login page gives no hint of user %s:\n%s", kind, u.username, p.body)
+		if !strings.Contains(p.Body, u.username+" / "+u.username) {
+			t.Errorf("%s login page gives no hint of user %s:\n%s", kind, u.username, p.Body)
 		}
 	}
 	if got := eval[string](t, ctx, pageStyle); !strings.HasPrefix(got, "640px") || !strings.Contains(got, "system-ui") {
@@ -93,7 +88,7 @@ func signInAs(t *testing.T, ctx context.Context, user string) {
 func atApp(t *testing.T, ctx context.Context, appURL, name, email, idpName string) page {
 	t.Helper()
 	p := waitFor(t, ctx, "the app greeting "+name, func(p page) bool {
-		return strings.HasPrefix(p.loc, appURL) && p.h1 == "Hello, "+name && strings.Contains(p.body, "Just-In-Time")
+		return strings.HasPrefix(p.Location, appURL) && p.Heading == "Hello, "+name && strings.Contains(p.Body, "Just-In-Time")
 	})
 	headers, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("headers")))
 	if err != nil {
@@ -155,9 +150,9 @@ func TestDemoInChromium(t *testing.T) {
 
 	// carol: the gateway's page explains the missing email address.
 	signInAs(t, ctx, "carol")
-	p := waitFor(t, ctx, "carol's explanation", func(p page) bool { return p.h1 == "Your account could not be set up" })
-	if !strings.Contains(p.body, "email") || !strings.Contains(p.body, "missing_attributes") {
-		t.Errorf("carol's page:\n%s", p.body)
+	p := waitFor(t, ctx, "carol's explanation", func(p page) bool { return p.Heading == "Your account could not be set up" })
+	if !strings.Contains(p.Body, "email") || !strings.Contains(p.Body, "missing_attributes") {
+		t.Errorf("carol's page:\n%s", p.Body)
 	}
 	if got := eval[string](t, ctx, pageStyle); !strings.HasPrefix(got, "640px") {
 		t.Errorf("the gateway's page style: %s", got)
@@ -167,9 +162,9 @@ func TestDemoInChromium(t *testing.T) {
 	do(t, ctx, chromedp.Navigate(d.samlAppURL+"/"))
 	atIdPLogin(t, ctx, d.samlIdP.URL, "SAML identity provider", samlUsers)
 	signInAs(t, ctx, "alice")
-	p = waitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.h1 == "Access denied" })
-	if !strings.Contains(p.body, "already belongs to another account") || !strings.Contains(p.body, "email_conflict") {
-		t.Errorf("alice on the SAML site:\n%s", p.body)
+	p = waitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.Heading == "Access denied" })
+	if !strings.Contains(p.Body, "already belongs to another account") || !strings.Contains(p.Body, "email_conflict") {
+		t.Errorf("alice on the SAML site:\n%s", p.Body)
 	}
 }
 
@@ -198,13 +193,13 @@ func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
 
 			do(t, ctx, browsertest.SignInAtTestIdP(site.user, site.user+"-wrong"))
 			p := waitFor(t, ctx, "the login form's error", func(p page) bool {
-				return strings.HasPrefix(p.loc, site.idpURL) && p.h1 != "" && strings.Contains(p.body, site.wrongText)
+				return strings.HasPrefix(p.Location, site.idpURL) && p.Heading != "" && strings.Contains(p.Body, site.wrongText)
 			})
 			if got, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error"))); strings.TrimSpace(got) != site.wrongText {
 				t.Errorf("#error says %q, want %q", got, site.wrongText)
 			}
-			if p.h1 != "Sign in" || !strings.Contains(p.body, "Password") || strings.Contains(p.body, "Hello") {
-				t.Errorf("after a wrong password the browser shows %q at %s:\n%s", p.h1, p.loc, p.body)
+			if p.Heading != "Sign in" || !strings.Contains(p.Body, "Password") || strings.Contains(p.Body, "Hello") {
+				t.Errorf("after a wrong password the browser shows %q at %s:\n%s", p.Heading, p.Location, p.Body)
 			}
 			// The form is there to try again, and the right password
 			// goes through.
@@ -213,7 +208,7 @@ func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
 
 			do(t, ctx, chromedp.Click(chromedp.CSS(`a[href="/.sso/whoami"]`)))
 			p = waitFor(t, ctx, "the whoami JSON", func(p page) bool {
-				return p.loc == site.appURL+"/.sso/whoami" && strings.Contains(p.body, "{")
+				return p.Location == site.appURL+"/.sso/whoami" && strings.Contains(p.Body, "{")
 			})
 			raw := eval[string](t, ctx, `document.querySelector("pre") ? document.querySelector("pre").innerText : document.body.innerText`)
 			var who struct {
@@ -221,7 +216,7 @@ func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
 				FirstName              string `json:"first_name"`
 			}
 			if err := json.Unmarshal([]byte(raw), &who); err != nil {
-				t.Fatalf("the whoami link shows no JSON (%v):\n%s", err, p.body)
+				t.Fatalf("the whoami link shows no JSON (%v):\n%s", err, p.Body)
 			}
 			if who.Email != site.email || who.IdP != site.idp || who.Source != "jit" || who.FirstName != site.name || who.ID == "" {
 				t.Errorf("whoami shows %+v, want %s via %s, created by jit", who, site.email, site.idp)

@@ -72,3 +72,22 @@ func SignInAtTestIdP(user, password string) chromedp.Action[chromedp.Void] {
 		chromedp.Click(chromedp.ID("login")),
 	)
 }
+
+// Page is what the tab shows at one moment.
+type Page struct {
+	Location string `json:"loc"`
+	Heading  string `json:"h1"` // the first h1's text, "" without one
+	Body     string `json:"body"`
+}
+
+// Look reads the tab's location, heading and text in one evaluation. Read
+// one by one, they can come from two documents when a page navigates on its
+// own (a SAML form that posts itself), and a poller would pair one page's
+// location with the next page's text.
+func Look(ctx context.Context) (Page, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[Page](`({
+		loc: location.href,
+		h1: document.querySelector("h1") ? document.querySelector("h1").innerText : "",
+		body: document.body ? document.body.innerText : "",
+	})`))
+}
