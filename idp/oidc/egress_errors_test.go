@@ -2,8 +2,6 @@ package oidc_test
 
 import (
 	"context"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/internal/testidp"
 )
 
 // untrustedFront is an https server with httptest's own certificate,
@@ -27,11 +26,11 @@ func untrustedFront(t *testing.T, target string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	return ts
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testidp.ServeUntrustedTLS(t, ln, httputil.NewSingleHostReverseProxy(u))
 }
 
 // tlsIdP serves a test IdP over TLS with httptest's certificate, at
@@ -47,13 +46,7 @@ func tlsIdP(t *testing.T, host string) (*oidctest.Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv)
-	ts.Listener.Close()
-	ts.Listener = ln
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	return srv, ts
+	return srv, testidp.ServeUntrustedTLS(t, ln, srv)
 }
 
 // wantUntrusted checks a sign-in error for an IdP certificate this host

@@ -3,8 +3,6 @@ package saml_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +14,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/testidp"
 )
 
 type noSessions struct{}
@@ -37,12 +36,7 @@ func TestUntrustedMetadataCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv) // httptest's own certificate, trusted nowhere
-	ts.Listener.Close()
-	ts.Listener = ln
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	testidp.ServeUntrustedTLS(t, ln, srv)
 
 	kp, err := saml.GenerateKeyPair("sp.test")
 	if err != nil {
