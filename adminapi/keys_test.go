@@ -166,6 +166,12 @@ func resealPending(t *testing.T, db store.Store) bool {
 	return pending
 }
 
+// resealRest is the pause between the re-seal's batches of one session in
+// the streaming tests: 30 sessions take 3 s, long enough that what a test
+// does after the first line (look at the store, leave, close the store)
+// happens mid-re-seal even on a loaded machine that stalls the test.
+const resealRest = 100 * time.Millisecond
+
 // TestKeysStreamProgress: the keys endpoints answer as soon as the
 // rotation's transaction has committed (the re-seal still to do), then
 // stream the re-seal's progress as JSON Lines, and end with the report;
@@ -173,7 +179,7 @@ func resealPending(t *testing.T, db store.Store) bool {
 func TestKeysStreamProgress(t *testing.T) {
 	_, db := apiServer(t)
 	sealedSessions(t, db, 30)
-	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: resealRest})
 
 	resp, err := http.Post(srv.URL+adminapi.Prefix+"keys/rotate", "", nil)
 	if err != nil {
@@ -243,7 +249,7 @@ func TestKeysStreamProgress(t *testing.T) {
 func TestKeysClientGone(t *testing.T) {
 	_, db := apiServer(t)
 	sealedSessions(t, db, 30)
-	srv, done := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+	srv, done := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: resealRest})
 
 	resp, err := http.Post(srv.URL+adminapi.Prefix+"keys/rotate", "", nil)
 	if err != nil {
@@ -298,7 +304,7 @@ func TestKeysClientStalls(t *testing.T) {
 	done := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Logger: zap.New(core), BackupStall: time.Nanosecond,
-			Reseal: session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond}}
+			Reseal: session.ResealOptions{Batch: 1, Rest: resealRest}}
 		done <- h.Serve(w, r)
 	}))
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
@@ -344,7 +350,7 @@ func TestKeysClientStalls(t *testing.T) {
 func TestKeysStreamError(t *testing.T) {
 	_, db := apiServer(t)
 	sealedSessions(t, db, 30)
-	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: 30 * time.Millisecond})
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: resealRest})
 	_, err := testClient(srv).RotateKeys(context.Background(), nil, adminapi.KeysWatch{
 		Committed: func(keys.Report) { _ = db.Close() }})
 	if err == nil || !strings.Contains(err.Error(), "the keys were rotated, but "+keys.ErrResealUnfinished.Error()) {

@@ -61,6 +61,7 @@ func TestIdentityJWT(t *testing.T) {
 	jwks := w.gw.base + "/.sso/jwks.json"
 
 	b := newBrowser(t)
+	signInStart := time.Now() // the token is signed after this
 	first := upstreamSaw(t, b.signIn(w.gw.base+"/app", "ada", "ada-pw")).header(header)
 	if first == "" {
 		t.Fatal("the upstream got no identity token")
@@ -73,12 +74,15 @@ func TestIdentityJWT(t *testing.T) {
 		id.IdP != "test" || len(id.Groups) != 2 || reg.Expiry.Time().Sub(reg.IssuedAt.Time()) != 2*time.Second+upstreamjwt.ClockAllowance {
 		t.Fatalf("claims: %+v %+v", reg, id)
 	}
+	secondAt := time.Since(signInStart)
 	e := upstreamSaw(t, b.get(w.gw.base+"/app"))
 	if e.header("X-Forwarded-User") != reg.Subject {
 		t.Fatalf("sub %q, X-Forwarded-User %q", reg.Subject, e.header("X-Forwarded-User"))
 	}
-	if e.header(header) != first {
-		t.Fatal("the token was signed again within its first half-life, not cached")
+	// Within the first half-life (1 s) the cached token is sent; a
+	// machine that stalled the test past it rightly gets a new one.
+	if e.header(header) != first && secondAt < time.Second {
+		t.Fatalf("the token was signed again %v after the sign-in began, within its first half-life: not cached", secondAt)
 	}
 	// A forged inbound token never reaches the upstream.
 	if got := upstreamSaw(t, b.get(w.gw.base+"/app", "X-Forwarded-Identity-Jwt", "forged", "x_forwarded_identity_jwt", "forged")).Headers; len(got[header]) != 1 || got[header][0] == "forged" {
