@@ -19,7 +19,9 @@ func TestForwardedHostMustBeAHost(t *testing.T) {
 	behindProxy := func(caddyfile string) string {
 		return strings.Replace(caddyfile, "\tsso {\n", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n\tsso {\n", 1)
 	}
-	forged := []string{"[2001:db8::66]/x.example.test", "1572395042#.example.test", "a.example.test, b.example.test"}
+	// An IPv6 zone may hold any byte: a browser reads the first as host "evil".
+	forged := []string{"[2001:db8::66]/x.example.test", "1572395042#.example.test", "a.example.test, b.example.test",
+		"[fe80::1%@evil#.example.test]", "[2001:db8::66%25/x.example.test]"}
 	t.Run("oidc", func(t *testing.T) {
 		w := newOIDCWorld(t, "\t\t\tjit\n")
 		port := strings.TrimPrefix(w.gw.base, "http://127.0.0.1:")

@@ -101,7 +101,10 @@ func forwardedHost(v string) string {
 		host = first[:i]
 	}
 	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
-		if ip, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() {
+		// A zone ("%eth0") may hold any byte, '@' and '#' included, and a
+		// browser reads a URL with one as another host; no browser takes
+		// a zone in a URL anyway.
+		if ip, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() || ip.Zone() != "" {
 			return ""
 		}
 		return first

@@ -14,6 +14,9 @@ func TestForwardedHost(t *testing.T) {
 		{"a.example.com, b.example.com", ""},
 		{"[2001:db8::66]/x.example.test", ""},
 		{"1572395042#.example.test", ""},
+		{"[fe80::1%@evil#.example.test]", ""}, // a browser reads host "evil"
+		{"[2001:db8::66%25/x.example.test]", ""},
+		{"[fe80::1%eth0]", ""},
 		{"a.example.test?x=.example.test", ""},
 		{"user@a.example.test", ""},
 		{"a.example.test:", ""},
