@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"slices"
@@ -216,6 +217,12 @@ func decodeClaims(b []byte) (map[string]any, error) {
 	}
 	if m == nil {
 		return nil, errors.New("claims are not a JSON object")
+	}
+	// RFC 7519 7.2: the payload is one JSON object. Data after it (a
+	// second object with another sub) is not claims that were signed as
+	// such, whoever signed the bytes.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("claims are followed by more data than one JSON object")
 	}
 	return m, nil
 }
