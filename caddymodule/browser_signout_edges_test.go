@@ -211,7 +211,9 @@ func TestBrowserStaleSignOutPage(t *testing.T) {
 }
 
 // TestBrowserDoubleClickSignOut double-clicks Sign out on a slow network
-// (300 ms each way), over OIDC and SAML: the browser drops the first
+// (600 ms each way: the second click, 150 ms after the first, must leave
+// before the first answer arrives even when a loaded machine runs the
+// page's timer late), over OIDC and SAML: the browser drops the first
 // answer (on to the IdP's logout) for the second, whose POST found the
 // session already ended. That answer must go on to the IdP's logout as
 // well, or the IdP's session lives on and the next visit signs in without
@@ -235,7 +237,7 @@ func TestBrowserDoubleClickSignOut(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
-				MatchedNetworkConditions: []*network.Conditions{{Latency: 300, DownloadThroughput: -1, UploadThroughput: -1}}})
+				MatchedNetworkConditions: []*network.Conditions{{Latency: 600, DownloadThroughput: -1, UploadThroughput: -1}}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -145,7 +145,9 @@ func TestBurstBeyondServerLimitQueues(t *testing.T) {
 // bound on a transaction's wait, saying why.
 func TestRefusedConnectionFailsClearly(t *testing.T) {
 	dsn, setLimit := limitedRole(t, 1)
-	const timeout = time.Second // answerWithin: 2 s
+	// answerWithin: 3 s, in which even a loaded machine's server refuses
+	// the connection (the test looks for its reason).
+	const timeout = 2 * time.Second
 	db, err := Open(t.Context(), Config{DSN: dsn, MaxConns: 10, StatementTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
@@ -190,8 +192,8 @@ func TestRefusedConnectionFailsClearly(t *testing.T) {
 		took := time.Since(start)
 		t.Logf("after %v: %v", took.Round(time.Millisecond), err)
 		checkRefused(t, err)
-		if took > time.Second {
-			t.Errorf("failed after %v, want at once: no connection of the instance's will be released", took)
+		if took > db.answerWithin/2 {
+			t.Errorf("failed after %v, want at once (well within the %v bound): no connection of the instance's will be released", took, db.answerWithin)
 		}
 		if err != nil && !strings.Contains(err.Error(), "holds none") {
 			t.Errorf("error does not say that the instance holds no connection: %v", err)
