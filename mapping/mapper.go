@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -112,8 +113,9 @@ func (m *Mapper) Expected(attribute string) []string {
 	return append([]string(nil), m.cand[i]...)
 }
 
-// Map reads a verified assertion into a Profile. For each attribute the first
-// candidate with a non-blank value wins; values are trimmed of surrounding
+// Map reads a verified assertion into a Profile. For each single-valued
+// attribute the first candidate with a non-blank value wins; groups are the
+// union of every candidate present (groups). Values are trimmed of surrounding
 // white space and otherwise kept as the IdP sent them (email is not
 // lowercased: comparisons elsewhere are case-insensitive, and the stored
 // value should be what the IdP holds). Group names are the exception: they
@@ -143,7 +145,7 @@ func (m *Mapper) Map(a *idp.Assertion) (Profile, error) {
 		Email:        m.first(a, idxEmail),
 	}
 	p.Groups, p.HasGroups = m.groups(a)
-	p.GroupsOverage = m.overage(a)
+	p.GroupsOverage = m.overage(a, p.HasGroups)
 	// An IdP that omits the attribute for a user in no group said "none".
 	p.HasGroups = p.HasGroups || m.absentGroupsNone && !p.GroupsOverage
 	if p.UniqueUserID == "" {
@@ -189,32 +191,36 @@ func (m *Mapper) special(a *idp.Assertion, name string, i int) string {
 	}
 }
 
-// groups returns the first candidate's groups that has any, and whether any
-// candidate was present at all (an IdP that sends an empty groups list says
-// "no groups", one that sends nothing says nothing, unless its preset says
-// otherwise: Map, absentGroupsNone).
+// groups returns the union of every candidate's groups, in candidate order
+// and then the IdP's, and whether any candidate was present at all (an IdP
+// that sends an empty groups list says "no groups", one that sends nothing
+// says nothing, unless its preset says otherwise: Map, absentGroupsNone).
+//
+// A union rather than the first candidate, unlike the single-valued
+// attributes (first): `map groups groups roles` lists the claims a user's
+// groups come from, and an Entra user with both groups and app roles must
+// keep both, not lose the roles because the groups claim came first.
 func (m *Mapper) groups(a *idp.Assertion) ([]string, bool) {
 	present := false
+	var all []string
 	for _, name := range m.cand[idxGroups] {
-		var vals []string
 		if name != "" && name[0] == '$' {
 			v := m.special(a, name, idxGroups)
 			if v == "" {
 				continue
 			}
-			vals = []string{v}
-		} else {
-			var ok bool
-			if vals, ok = a.Attributes[name]; !ok {
-				continue
-			}
+			present = true
+			all = append(all, v)
+			continue
+		}
+		vals, ok := a.Attributes[name]
+		if !ok {
+			continue
 		}
 		present = true
-		if g := cleanGroups(vals); len(g) > 0 {
-			return g, true
-		}
+		all = append(all, vals...)
 	}
-	return nil, present
+	return cleanGroups(all), present
 }
 
 // dedupMapThreshold is the list length from which a set beats a linear scan.
@@ -258,17 +264,24 @@ outer:
 	return out
 }
 
-// overage reports whether the IdP said the groups did not fit in the token.
-// The markers are looked for whatever the preset: their names cannot mean
-// anything else, and an Entra tenant configured with the generic preset must
-// not have its users' groups wiped because the groups seemed absent.
-func (m *Mapper) overage(a *idp.Assertion) bool {
+// overage reports whether the IdP said that a claim the groups are read
+// from did not fit in the token. Each marker stands in for a claim of its
+// own (groups.link for the Entra groups URI, hasgroups for the "groups"
+// claim, _claim_names for the claims it names). _claim_names counts only
+// for a groups candidate (readsGroups); the other two also count when no
+// groups candidate arrived at all (groupsPresent false), as for a tenant
+// that renamed its group claim and maps the new name. So an operator who
+// maps groups from app roles (`map groups roles`, Microsoft's advice
+// against overage) gets the roles that arrived, rather than the stored
+// groups kept for good, while a renamed groups claim that overflowed still
+// keeps them instead of leaving the user with none.
+func (m *Mapper) overage(a *idp.Assertion, groupsPresent bool) bool {
 	if m.protocol == idp.ProtocolSAML {
 		_, ok := a.Attributes[EntraGroupsLink]
-		return ok
+		return ok && (m.readsGroups(entraGroups) || !groupsPresent)
 	}
 	for _, v := range a.Attributes[EntraHasGroups] {
-		if strings.EqualFold(strings.TrimSpace(v), "true") {
+		if strings.EqualFold(strings.TrimSpace(v), "true") && (m.readsGroups(entraOIDCGroups) || !groupsPresent) {
 			return true
 		}
 	}
@@ -280,22 +293,28 @@ func (m *Mapper) overage(a *idp.Assertion) bool {
 	return false
 }
 
+// readsGroups reports whether claim is one of the groups candidates: the
+// one rule by which an overage marker counts (overage).
+func (m *Mapper) readsGroups(claim string) bool {
+	return slices.Contains(m.cand[idxGroups], claim)
+}
+
 // claimNamesHaveGroups reports whether an OIDC _claim_names object (flattened
 // to its JSON text) names one of the groups candidates as a distributed
 // claim. If the text does not parse, it falls back to a substring test: a
 // false "overage" only keeps stored groups, a missed one would erase them.
 func (m *Mapper) claimNamesHaveGroups(text string) bool {
 	var names map[string]json.RawMessage
-	parsed := json.Unmarshal([]byte(text), &names) == nil
-	for _, c := range m.cand[idxGroups] {
-		if c == "" || c[0] == '$' {
-			continue
-		}
-		if parsed {
-			if _, ok := names[c]; ok {
+	if json.Unmarshal([]byte(text), &names) == nil {
+		for claim := range names {
+			if m.readsGroups(claim) {
 				return true
 			}
-		} else if strings.Contains(text, `"`+c+`"`) {
+		}
+		return false
+	}
+	for _, c := range m.cand[idxGroups] {
+		if c != "" && c[0] != '$' && strings.Contains(text, `"`+c+`"`) {
 			return true
 		}
 	}

@@ -204,13 +204,14 @@ func TestMapPresets(t *testing.T) {
 				Groups: []string{"Admins", "Developers"}, HasGroups: true},
 		},
 		{
+			// Groups are the union of every candidate sent, deduplicated.
 			name: "pingone saml uniqueUserId spelling and groups", preset: "pingone", protocol: idp.ProtocolSAML,
 			attrs: map[string][]string{
 				"uniqueUserId": {pingID}, "firstName": {"Alice"}, "lastName": {"Martin"},
-				"email": {"alice@example.com"}, "groups": {"Admins"}, "memberOf": {"Ignored"},
+				"email": {"alice@example.com"}, "groups": {"Admins"}, "memberOf": {"Auditors", "Admins"},
 			},
 			want: Profile{UniqueUserID: pingID, FirstName: "Alice", LastName: "Martin", Email: "alice@example.com",
-				Groups: []string{"Admins"}, HasGroups: true},
+				Groups: []string{"Admins", "Auditors"}, HasGroups: true},
 		},
 		{
 			name: "pingone oidc standard claims", preset: "pingone", protocol: idp.ProtocolOIDC, subject: pingID,
@@ -544,24 +545,49 @@ func TestOverrides(t *testing.T) {
 	})
 }
 
+// TestOverage: each marker counts only when the claim it stands in for is
+// one the mapping reads groups from (preset or `map groups`); groups mapped
+// from app roles are not discarded by a groups overage.
 func TestOverage(t *testing.T) {
+	const roleURI = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 	for _, tt := range []struct {
 		name, preset, protocol string
+		groups                 []string // a `map groups` line; nil: the preset's
 		attrs                  map[string][]string
 		want                   bool
+		wantGroups             []string
 	}{
-		{"saml groups.link, generic preset", "generic", idp.ProtocolSAML, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true},
-		{"saml no marker", "entra", idp.ProtocolSAML, map[string][]string{entraGroups: {"g"}}, false},
-		{"oidc _claim_names groups", "okta", idp.ProtocolOIDC, map[string][]string{"_claim_names": {`{"groups": "src1"}`}}, true},
-		{"oidc _claim_names other claim", "entra", idp.ProtocolOIDC, map[string][]string{"_claim_names": {`{"address":"src1"}`}}, false},
-		{"oidc _claim_names unparsable but names groups", "entra", idp.ProtocolOIDC, map[string][]string{"_claim_names": {`{"groups":`}}, true},
-		{"oidc _claim_names unparsable", "entra", idp.ProtocolOIDC, map[string][]string{"_claim_names": {`garbage`}}, false},
-		{"oidc hasgroups true", "entra", idp.ProtocolOIDC, map[string][]string{"hasgroups": {"true"}}, true},
-		{"oidc hasgroups false", "entra", idp.ProtocolOIDC, map[string][]string{"hasgroups": {"false"}}, false},
-		{"oidc groups.link is not an OIDC marker", "entra", idp.ProtocolOIDC, map[string][]string{EntraGroupsLink: {"x"}}, false},
+		{"saml groups.link, entra preset", "entra", idp.ProtocolSAML, nil, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true, nil},
+		{"saml groups.link, generic preset mapping the entra groups", "generic", idp.ProtocolSAML, []string{entraGroups}, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true, nil},
+		{"saml groups.link, generic preset, no groups claim arrived", "generic", idp.ProtocolSAML, nil, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true, nil},
+		{"saml groups.link, generic preset's groups claim arrived", "generic", idp.ProtocolSAML, nil, map[string][]string{EntraGroupsLink: {"https://graph…"}, "groups": {"g"}}, false, []string{"g"}},
+		{"saml groups.link, entra preset, a renamed groups claim that did not arrive", "entra", idp.ProtocolSAML, []string{"memberOf"}, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true, nil},
+		{"oidc hasgroups, a renamed groups claim that did not arrive", "entra", idp.ProtocolOIDC, []string{"grp"}, map[string][]string{"hasgroups": {"true"}}, true, nil},
+		{"saml groups.link, groups from app roles", "entra", idp.ProtocolSAML, []string{roleURI},
+			map[string][]string{EntraGroupsLink: {"https://graph…"}, roleURI: {"App.Admin"}}, false, []string{"App.Admin"}},
+		{"saml groups.link, groups and app roles", "entra", idp.ProtocolSAML, []string{entraGroups, roleURI},
+			map[string][]string{EntraGroupsLink: {"https://graph…"}, roleURI: {"App.Admin"}}, true, []string{"App.Admin"}},
+		{"saml no marker", "entra", idp.ProtocolSAML, nil, map[string][]string{entraGroups: {"g"}}, false, []string{"g"}},
+		{"oidc _claim_names groups", "okta", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"groups": "src1"}`}}, true, nil},
+		{"oidc _claim_names groups, groups from app roles", "entra", idp.ProtocolOIDC, []string{"roles"},
+			map[string][]string{"_claim_names": {`{"groups": "src1"}`}, "roles": {"App.Admin"}}, false, []string{"App.Admin"}},
+		{"oidc _claim_names other claim", "entra", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"address":"src1"}`}}, false, nil},
+		{"oidc _claim_names unparsable but names groups", "entra", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"groups":`}}, true, nil},
+		{"oidc _claim_names unparsable", "entra", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`garbage`}}, false, nil},
+		{"oidc hasgroups true", "entra", idp.ProtocolOIDC, nil, map[string][]string{"hasgroups": {"true"}}, true, nil},
+		{"oidc hasgroups false", "entra", idp.ProtocolOIDC, nil, map[string][]string{"hasgroups": {"false"}}, false, nil},
+		{"oidc hasgroups, groups from app roles", "entra", idp.ProtocolOIDC, []string{"roles"},
+			map[string][]string{"hasgroups": {"true"}, "roles": {"App.Admin"}}, false, []string{"App.Admin"}},
+		{"oidc hasgroups, groups and app roles", "entra", idp.ProtocolOIDC, []string{"groups", "roles"},
+			map[string][]string{"hasgroups": {"true"}, "roles": {"App.Admin"}}, true, []string{"App.Admin"}},
+		{"oidc groups.link is not an OIDC marker", "entra", idp.ProtocolOIDC, nil, map[string][]string{EntraGroupsLink: {"x"}}, false, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := New(tt.preset, tt.protocol, nil)
+			var overrides map[string][]string
+			if tt.groups != nil {
+				overrides = map[string][]string{Groups: tt.groups}
+			}
+			m, err := New(tt.preset, tt.protocol, overrides)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -572,6 +598,47 @@ func TestOverage(t *testing.T) {
 			}
 			if p.GroupsOverage != tt.want {
 				t.Errorf("GroupsOverage = %v, want %v", p.GroupsOverage, tt.want)
+			}
+			if !slices.Equal(p.Groups, tt.wantGroups) {
+				t.Errorf("Groups = %q, want %q", p.Groups, tt.wantGroups)
+			}
+		})
+	}
+}
+
+// TestGroupsUnion: `map groups` with several claims reads the union of
+// every one present, deduplicated in candidate order; present means any of
+// them (so an empty list still says "no groups"), and the single-valued
+// attributes stay first-present-wins.
+func TestGroupsUnion(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		attrs     map[string][]string
+		want      []string
+		hasGroups bool
+	}{
+		{"both", map[string][]string{"groups": {"g-eng", "g-ops"}, "roles": {"App.Admin", "g-eng"}}, []string{"g-eng", "g-ops", "App.Admin"}, true},
+		{"second only", map[string][]string{"roles": {"App.Admin"}}, []string{"App.Admin"}, true},
+		{"first empty, second set", map[string][]string{"groups": {}, "roles": {"App.Admin"}}, []string{"App.Admin"}, true},
+		{"both empty", map[string][]string{"groups": {}, "roles": {" "}}, nil, true},
+		{"none", map[string][]string{}, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New("generic", idp.ProtocolOIDC, map[string][]string{Groups: {"groups", "roles"}, Email: {"email", "upn"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.attrs["email"] = []string{"ada@example.com"}
+			tt.attrs["upn"] = []string{"ada@corp.example"}
+			p, err := m.Map(&idp.Assertion{Protocol: idp.ProtocolOIDC, Subject: "s", Attributes: tt.attrs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Groups, tt.want) || p.HasGroups != tt.hasGroups {
+				t.Errorf("Groups = %q HasGroups = %v, want %q %v", p.Groups, p.HasGroups, tt.want, tt.hasGroups)
+			}
+			if p.Email != "ada@example.com" {
+				t.Errorf("Email = %q, want the first candidate's", p.Email)
 			}
 		})
 	}

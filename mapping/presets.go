@@ -40,6 +40,8 @@ const (
 	// EntraHasGroups is the boolean claim Entra sends instead of the groups
 	// in implicit-flow tokens when the user has too many groups.
 	EntraHasGroups = "hasgroups"
+	// entraOIDCGroups is the ID token claim EntraHasGroups stands in for.
+	entraOIDCGroups = "groups"
 
 	oidGivenName = "urn:oid:2.5.4.42"
 	oidSurname   = "urn:oid:2.5.4.4"
@@ -83,7 +85,8 @@ func attributeIndex(name string) (int, bool) {
 }
 
 // candidates lists, per attribute, the names tried in order; the first with a
-// non-empty value wins.
+// non-empty value wins, except for groups, the union of them all
+// (Mapper.groups).
 type candidates [numAttributes][]string
 
 // preset is one IdP product's defaults, per protocol.

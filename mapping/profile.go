@@ -15,8 +15,9 @@ type Profile struct {
 	// preset says an absent list is an empty one (entra, okta).
 	Groups    []string
 	HasGroups bool
-	// GroupsOverage reports that the IdP sent a pointer to the groups
-	// (Entra's groups.link or _claim_names) instead of the groups.
+	// GroupsOverage reports that the IdP sent a marker (Entra's
+	// groups.link, hasgroups or _claim_names) instead of a claim the
+	// groups are read from.
 	GroupsOverage bool
 }
 
