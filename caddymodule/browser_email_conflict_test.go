@@ -20,19 +20,21 @@ import (
 const emailConflictMessage = "Your email address already belongs to another account. Ask your administrator, who can resolve it."
 
 // TestBrowserPagesEmailConflict: two accounts of one IdP, different
-// subjects, the same email address. Ada signs in first and JIT creates
-// her; then, in Chromium, the second account signs in at the IdP's form.
-// JIT never links accounts by email (link_by_email is off), so the
-// gateway refuses it with the email_conflict page: 403 at the callback,
+// subjects, the same email address, which the IdP does not vouch for for
+// the second. Ada signs in first and JIT creates her; then, in Chromium,
+// the second account signs in at the IdP's form. JIT never links accounts
+// by email (link_by_email is off), and an unverified address is not taken
+// from its holder (a verified one would be: the IdP gave it to another of
+// its users), so the gateway refuses it with the email_conflict page: 403 at the callback,
 // the title "Access denied", the message above, the reference code, no
 // link or button (nothing the person can do here resolves it), and
 // nothing internal (the subjects, Ada's user ID). A new visit is refused
 // the same way, and Ada's account is untouched.
 func TestBrowserPagesEmailConflict(t *testing.T) {
-	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tallow_unverified_email\n")
 	w.idp.AddUser("ada2", "ada2-pw", map[string]any{
 		"sub": "sub-ada-second", "given_name": "Ada", "family_name": "Byron",
-		"email": "ada@example.com", "email_verified": true,
+		"email": "ada@example.com", "email_verified": false,
 	})
 	w.start()
 	upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/", "ada", "ada-pw"))

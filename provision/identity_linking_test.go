@@ -33,7 +33,7 @@ func TestLinkByEmailRefusesSCIMUserOfAnotherSubjectAtThisIdP(t *testing.T) {
 		prof := full("new-sub")
 		prof.Email = seeded.Email
 		_, ev := e.expectDenied("okta", link, prof, true, provision.ReasonEmailConflict, store.EventJITConflict)
-		if ev.Detail["not_linked"] != "owner linked to another subject at this idp" || ev.UserID != seeded.ID {
+		if ev.Detail["not_linked"] != "scim externalId differs from the sign-in's user ID" || ev.UserID != seeded.ID {
 			t.Errorf("conflict event %+v", ev)
 		}
 		if _, err := e.byLink("okta", "new-sub"); !errors.Is(err, store.ErrNotFound) {

@@ -13,8 +13,11 @@
 //     email when free, moved along when a login changes the email), so
 //     Entra's and Okta's matching find and adopt them instead of creating
 //     duplicates.
-//   - Once SCIM owns a user (Source scim), a login only records itself:
-//     the profile is SCIM's.
+//   - Once SCIM owns a user (Source scim), the profile is SCIM's: a login
+//     no longer changes names or email. Its groups still follow the
+//     sign-in (update force): the token's groups are a source of their
+//     own, as SCIM's are, so an adopted JIT user loses a group the IdP
+//     removed, and a user SCIM created gets the groups their token carries.
 //   - A deactivated user stays denied; JIT never reactivates.
 //   - While SCIM is enabled for an IdP (Rules.SCIMManaged), a subject SCIM
 //     deleted (a tombstone) is denied rather than re-created; a person SCIM
@@ -416,9 +419,10 @@ type outcome struct {
 	// emailKept: a force update skipped the email because another user
 	// holds it.
 	emailKept bool
-	// emailReleasedBy is the user a force update took the email from
-	// (releaseEmail).
+	// emailReleasedBy is the user a sign-in took the email from
+	// (releaseEmail), and released the audit event that says so.
 	emailReleasedBy string
+	released        *store.Event
 	groupsOverage   bool
 }
 
@@ -603,6 +607,7 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	if err != nil {
 		return err
 	}
+	var takeFrom *store.User // the holder of the email a new user takes
 	if adopted {
 		// The gates below still apply before the link is written.
 		out.linked, out.linkReason = true, "external_id"
@@ -631,13 +636,27 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 			return err
 		}
 		if owner != nil {
-			if why := in.linkRefusal(owner); why != "" {
+			why := in.linkRefusal(owner)
+			switch {
+			case why == "":
+				// The owner must still pass the same gates as a known
+				// user before the link is written; checks below do that.
+				u = owner
+				out.linked, out.linkReason = true, "verified_email"
+			case in.signsInHere(owner) && in.mayTakeEmail(owner):
+				// The IdP re-issued the address of one of its users
+				// (Okta keeps a leaver deactivated, holding it) to a
+				// person signing in for the first time: the rule a
+				// force update follows for a known user, so the new
+				// holder is not locked out where an existing one would
+				// not be. Only an owner who signs in here: one SCIM
+				// provisioned and who never signed in may be this very
+				// person under another externalId (linkRefusal), whom
+				// taking it would make a second account.
+				takeFrom = owner
+			default:
 				return in.conflict(tx, out, owner.ID, why)
 			}
-			// The owner must still pass the same gates as a known user
-			// before the link is written; checks below do that.
-			u = owner
-			out.linked, out.linkReason = true, "verified_email"
 		}
 	}
 
@@ -667,7 +686,7 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	}
 
 	if u == nil {
-		return in.create(tx, out)
+		return in.create(tx, out, takeFrom)
 	}
 	return in.update(tx, out, u)
 }
@@ -756,8 +775,21 @@ func invalidAttribute(prof mapping.Profile) (attr, problem string) {
 
 // linkRefusal says why link_by_email may not link this sign-in to owner,
 // the user holding its email, or "" when it may.
+//
+// An owner this IdP's SCIM gave another externalId, who never signed in,
+// is reported first, whatever link_by_email says: it is the likeliest
+// cause by far (a directory whose externalId is not the sign-in's user ID,
+// as Entra's default mailNickname against the objectId the preset signs in
+// with), it refuses with link_by_email on too, and the fix is in the
+// directory's mapping (docs/scim.md), not in link_by_email.
 func (in *login) linkRefusal(owner *store.User) string {
 	switch {
+	case owner.IdP == in.idp && owner.ExternalID != "" && owner.ExternalID != in.prof.UniqueUserID && !in.signsInHere(owner):
+		// Their externalId is their ID at this IdP (README, SCIM:
+		// "SCIM's externalId is the IdP's uniqueUserId"): a second ID is
+		// another person, or the directory's externalId is not the ID
+		// the sign-in carries.
+		return "scim externalId differs from the sign-in's user ID"
 	case !in.rules.LinkByEmail:
 		return "link_by_email off"
 	case !in.verified:
@@ -768,14 +800,11 @@ func (in *login) linkRefusal(owner *store.User) string {
 		// different domains, with different mailboxes, and "ſam" (long
 		// s) is "sam". Only spellings of the same mailbox may link.
 		return "email equal only under case folding"
-	case slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp }),
-		owner.IdP == in.idp && owner.ExternalID != "" && owner.ExternalID != in.prof.UniqueUserID:
+	case in.signsInHere(owner):
 		// The owner already signs in with another ID at this IdP: a
 		// second ID there is another person, typically one who was given
-		// the address after the owner (a re-issued mailbox). A user SCIM
-		// provisioned who has not signed in yet has no link, but their
-		// externalId is their ID at this IdP (README, SCIM: "SCIM's
-		// externalId is the IdP's uniqueUserId"), and says the same.
+		// the address after the owner (a re-issued mailbox: apply gives
+		// it to them when mayTakeEmail allows).
 		return "owner linked to another subject at this idp"
 	case !owner.EmailVerified:
 		// Nobody vouched for the address the owner holds: a SAML IdP
@@ -787,6 +816,14 @@ func (in *login) linkRefusal(owner *store.User) string {
 		return "owner email not verified"
 	}
 	return ""
+}
+
+// signsInHere says whether owner has a link at this IdP. Called for the
+// holder of the sign-in's email, who is not the user its subject names
+// (knownUser looked that up first), it means the owner signs in here under
+// another subject: to the IdP, another person.
+func (in *login) signsInHere(owner *store.User) bool {
+	return slices.ContainsFunc(owner.Links, func(l store.Link) bool { return l.IdP == in.idp })
 }
 
 // CanonEmail is the form in which two emails are spellings of one mailbox
@@ -885,8 +922,16 @@ func (in *login) groupsFrom() (groups []string, ok bool) {
 	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), in.rules.DefaultGroups...)), true
 }
 
-func (in *login) create(tx store.Tx, out *outcome) error {
+// create creates the user this sign-in names. takeFrom, when not nil, is
+// the user holding the sign-in's email whom mayTakeEmail lets it take the
+// address from (apply); it is released first, as a force update would.
+func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 	prof := in.prof
+	if takeFrom != nil {
+		if err := in.releaseEmail(tx, out, takeFrom); err != nil {
+			return err
+		}
+	}
 	groups, _ := in.groupsFrom()
 	out.groupsOverage = prof.GroupsOverage
 	u := &store.User{
@@ -916,6 +961,9 @@ func (in *login) create(tx store.Tx, out *outcome) error {
 	}
 	if err := tx.PutUser(u); err != nil {
 		return fmt.Errorf("create user: %w", err)
+	}
+	if err := in.auditRelease(tx, out, u.ID); err != nil {
+		return err
 	}
 	out.created = true
 	out.user = u
@@ -978,8 +1026,9 @@ func (in *login) followEmail(tx store.Tx, out *outcome, u *store.User, old strin
 	return nil
 }
 
-// mayTakeEmail says whether a force update may take the address this
-// IdP gives the signing-in user from holder, the user holding it. Only
+// mayTakeEmail says whether a sign-in may take the address this IdP gives
+// the signing-in user from holder, the user holding it: a force update of
+// a known user, or a new user's creation (apply). Only
 // when this IdP alone speaks for holder (every link of theirs is here, or
 // they are this IdP's SCIM user with no link elsewhere), it vouched for
 // the address (in.verified), and the two are one mailbox (CanonEmail):
@@ -987,9 +1036,10 @@ func (in *login) followEmail(tx store.Tx, out *outcome, u *store.User, old strin
 // people's addresses, or re-issued one), and keeping it there would leave
 // the signing-in user with a stale one on every sign-in, which no admin
 // operation can change. A holder another IdP speaks for keeps it: this
-// IdP cannot say what the other gives them.
+// IdP cannot say what the other gives them. Only with update force: with
+// import, the stored records win over what a sign-in says.
 func (in *login) mayTakeEmail(holder *store.User) bool {
-	if !in.verified || CanonEmail(holder.Email) != CanonEmail(in.prof.Email) {
+	if in.rules.Update != UpdateForce || !in.verified || CanonEmail(holder.Email) != CanonEmail(in.prof.Email) {
 		return false
 	}
 	if holder.IdP != "" && holder.IdP != in.idp ||
@@ -999,14 +1049,14 @@ func (in *login) mayTakeEmail(holder *store.User) bool {
 	return len(holder.Links) > 0 || holder.Source == store.SourceSCIM && holder.IdP == in.idp
 }
 
-// releaseEmail clears holder's email, which a force update is about to
-// give user to (mayTakeEmail), in the same transaction: holder gets their
+// releaseEmail clears holder's email, which a sign-in is about to give
+// its user (mayTakeEmail), in the same transaction: holder gets their
 // new address at their own next sign-in (or SCIM write). The userName JIT
 // derived from it goes too (see followEmail), and so does the address in
-// SCIM's list, so that a SCIM write does not bring it back. Audited on
-// holder as user.updated with reason email_released and who took it,
-// never the address.
-func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User, to string) error {
+// SCIM's list, so that a SCIM write does not bring it back. Audited
+// (auditRelease) once the user taking it has an ID: a new user gets one
+// only when written, after the address is free.
+func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User) error {
 	old := holder.Email
 	fields := []string{"email"}
 	holder.Email, holder.EmailVerified = "", false
@@ -1032,11 +1082,22 @@ func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User, to 
 		ev.Subject = holder.Links[i].Subject
 	}
 	ev.Reason = "email_released"
-	ev.Detail = map[string]string{"fields": strings.Join(fields, ","), "released_to": to}
-	if err := tx.Audit(ev); err != nil {
+	ev.Detail = map[string]string{"fields": strings.Join(fields, ",")}
+	out.emailReleasedBy, out.released = holder.ID, &ev
+	return nil
+}
+
+// auditRelease audits releaseEmail's release, if there was one, on the
+// holder as user.updated with reason email_released and to, the user who
+// took the address (never the address).
+func (in *login) auditRelease(tx store.Tx, out *outcome, to string) error {
+	if out.released == nil {
+		return nil
+	}
+	out.released.Detail["released_to"] = to
+	if err := tx.Audit(*out.released); err != nil {
 		return fmt.Errorf("audit email release: %w", err)
 	}
-	out.emailReleasedBy = holder.ID
 	return nil
 }
 
@@ -1075,56 +1136,17 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			return fmt.Errorf("look up user by external id: %w", err)
 		}
 	}
-	// SCIM owns the profile of the users it manages; the login only
-	// records itself.
-	if in.rules.Update == UpdateForce && u.Source != store.SourceSCIM {
-		// An empty incoming value means the IdP did not send it this
-		// time; it never blanks what is stored.
-		if prof.FirstName != "" && prof.FirstName != u.FirstName {
-			u.FirstName = prof.FirstName
-			out.changed = append(out.changed, "first_name")
-		}
-		if prof.LastName != "" && prof.LastName != u.LastName {
-			u.LastName = prof.LastName
-			out.changed = append(out.changed, "last_name")
-		}
-		if prof.Email != "" && prof.Email != u.Email {
-			owner, err := emailOwner(tx, prof.Email)
-			if err != nil {
-				return err
-			}
-			if owner != nil && owner.ID != u.ID && in.mayTakeEmail(owner) {
-				if err := in.releaseEmail(tx, out, owner, u.ID); err != nil {
-					return err
-				}
-				owner = nil
-			}
-			if owner != nil && owner.ID != u.ID {
-				// Keep the stored email rather than lock the user out
-				// over someone else's record; audit so an admin can sort
-				// it out.
-				out.emailKept = true
-				out.conflictOwner = owner.ID
-				ev := in.event(store.EventJITConflict, u.ID)
-				ev.Reason = ReasonEmailConflict
-				ev.Detail = map[string]string{"field": "email", "owner": owner.ID}
-				if err := tx.Audit(ev); err != nil {
-					return fmt.Errorf("audit conflict: %w", err)
-				}
-			} else {
-				old := u.Email
-				u.Email = prof.Email
-				// Another spelling of the same mailbox keeps its vouching.
-				u.EmailVerified = in.verified || u.EmailVerified && CanonEmail(old) == CanonEmail(u.Email)
-				out.changed = append(out.changed, "email")
-				if err := in.followEmail(tx, out, u, old); err != nil {
-					return err
-				}
-			}
+	if in.rules.Update == UpdateForce {
+		if err := in.forceProfile(tx, out, u); err != nil {
+			return err
 		}
 		if groups, ok := in.groupsFrom(); ok {
 			// The IdP's groups replace the login part only: SCIM
-			// memberships are another source and stay.
+			// memberships are another source and stay. This holds for a
+			// user SCIM owns too: a directory that provisions users (or
+			// groups by names the token does not use, as Entra's object
+			// IDs) cannot remove a group the token granted, so kept here
+			// it would outlive its removal at the IdP for good.
 			scim, err := scimGroupNames(tx, u.ID)
 			if err != nil {
 				return err
@@ -1159,6 +1181,65 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 		}
 	}
 	return in.succeed(tx, u)
+}
+
+// forceProfile copies the names and email of the sign-in onto u (update
+// force), unless SCIM owns u's profile: a directory that manages the user
+// is the source of their names and address, and the login only records
+// itself (its groups are another matter: update).
+func (in *login) forceProfile(tx store.Tx, out *outcome, u *store.User) error {
+	if u.Source == store.SourceSCIM {
+		return nil
+	}
+	prof := in.prof
+	// An empty incoming value means the IdP did not send it this
+	// time; it never blanks what is stored.
+	if prof.FirstName != "" && prof.FirstName != u.FirstName {
+		u.FirstName = prof.FirstName
+		out.changed = append(out.changed, "first_name")
+	}
+	if prof.LastName != "" && prof.LastName != u.LastName {
+		u.LastName = prof.LastName
+		out.changed = append(out.changed, "last_name")
+	}
+	if prof.Email != "" && prof.Email != u.Email {
+		owner, err := emailOwner(tx, prof.Email)
+		if err != nil {
+			return err
+		}
+		if owner != nil && owner.ID != u.ID && in.mayTakeEmail(owner) {
+			if err := in.releaseEmail(tx, out, owner); err != nil {
+				return err
+			}
+			if err := in.auditRelease(tx, out, u.ID); err != nil {
+				return err
+			}
+			owner = nil
+		}
+		if owner != nil && owner.ID != u.ID {
+			// Keep the stored email rather than lock the user out
+			// over someone else's record; audit so an admin can sort
+			// it out.
+			out.emailKept = true
+			out.conflictOwner = owner.ID
+			ev := in.event(store.EventJITConflict, u.ID)
+			ev.Reason = ReasonEmailConflict
+			ev.Detail = map[string]string{"field": "email", "owner": owner.ID}
+			if err := tx.Audit(ev); err != nil {
+				return fmt.Errorf("audit conflict: %w", err)
+			}
+		} else {
+			old := u.Email
+			u.Email = prof.Email
+			// Another spelling of the same mailbox keeps its vouching.
+			u.EmailVerified = in.verified || u.EmailVerified && CanonEmail(old) == CanonEmail(u.Email)
+			out.changed = append(out.changed, "email")
+			if err := in.followEmail(tx, out, u, old); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (in *login) succeed(tx store.Tx, u *store.User) error {

@@ -34,6 +34,7 @@ func TestLoginAdoptsSCIMUserByExternalID(t *testing.T) {
 			seeded := e.seed(scimUser("oid-1"))
 			prof := full("oid-1")
 			prof.FirstName, prof.Email = "Augusta", "other@example.com" // SCIM owns the profile
+			// The token's groups are a source of their own: they apply.
 			prof.Groups, prof.HasGroups = []string{"from-token"}, true
 			u := e.mustLogin("entra", rules, prof)
 			if u.ID != seeded.ID || len(e.users()) != 1 {
@@ -43,14 +44,18 @@ func TestLoginAdoptsSCIMUserByExternalID(t *testing.T) {
 			if !slices.Equal(got.Links, []store.Link{{IdP: "entra", Subject: "oid-1"}}) {
 				t.Errorf("links = %v", got.Links)
 			}
-			if got.FirstName != "Ada" || got.Email != "ada@example.com" || got.Groups != nil || got.Source != store.SourceSCIM {
+			if got.FirstName != "Ada" || got.Email != "ada@example.com" || got.Source != store.SourceSCIM {
 				t.Errorf("login changed a SCIM-owned profile: %+v", got)
+			}
+			if !slices.Equal(got.Groups, []string{"from-token"}) {
+				t.Errorf("Groups = %v, want the token's", got.Groups)
 			}
 			if !got.LastLogin.Equal(e.now) {
 				t.Errorf("LastLogin = %v", got.LastLogin)
 			}
 			ev := e.audit()
-			if !slices.Equal(types(ev), []string{store.EventJITLinked, store.EventLoginSucceeded}) || ev[0].Reason != "external_id" {
+			if !slices.Equal(types(ev), []string{store.EventJITLinked, store.EventUserUpdated, store.EventLoginSucceeded}) ||
+				ev[0].Reason != "external_id" || ev[1].Detail["fields"] != "groups" {
 				t.Errorf("audit = %+v", ev)
 			}
 			if e.logs.FilterMessage("sso identity linked to SCIM user by externalId").Len() != 1 {
@@ -228,6 +233,8 @@ func TestSCIMGroupsSurviveLoginGroups(t *testing.T) {
 	}
 }
 
+// TestSCIMOwnedProfileIgnoresForceUpdates: SCIM owns the names and the
+// email of its users; the token's groups still apply (update force).
 func TestSCIMOwnedProfileIgnoresForceUpdates(t *testing.T) {
 	e := newEnv(t)
 	u := e.mustLogin("entra", jit, full("s"))
@@ -240,8 +247,8 @@ func TestSCIMOwnedProfileIgnoresForceUpdates(t *testing.T) {
 		Groups: []string{"x"}, HasGroups: true}
 	e.mustLogin("entra", jit, prof)
 	after := e.user(u.ID)
-	if after.FirstName != before.FirstName || after.Email != before.Email || !slices.Equal(after.Groups, before.Groups) ||
-		!after.Updated.Equal(before.Updated) || !after.LastLogin.Equal(e.now) {
+	if after.FirstName != before.FirstName || after.LastName != before.LastName || after.Email != before.Email ||
+		!slices.Equal(after.Groups, []string{"x"}) || !after.LastLogin.Equal(e.now) {
 		t.Errorf("before %+v\nafter %+v", before, after)
 	}
 }

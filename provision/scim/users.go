@@ -433,7 +433,9 @@ func diffUser(a, b *store.User) []string {
 
 // saveUser writes u's profile over old and audits what changed. The first
 // SCIM write to a JIT user takes the profile over (Source scim): from then
-// on logins no longer change it. When the request set active, the user is
+// on logins no longer change it (their groups still follow the token with
+// update force: a source of their own beside SCIM's, package provision).
+// When the request set active, the user is
 // then activated or deactivated by the rules every caller shares (package
 // account): deactivation ends the user's sessions in this transaction, and
 // active=true also approves a pending user.
