@@ -18,7 +18,8 @@ const modulePath = "github.com/caddy-sso/caddy-sso"
 // internalForLayers are the internal packages the layered packages may
 // import; the others serve tests and benchmarks.
 var internalForLayers = map[string]bool{
-	"internal/logbudget": true, "internal/pagestyle": true, "internal/termtext": true, "internal/urlpath": true,
+	"internal/logbudget": true, "internal/pagestyle": true, "internal/routeorder": true, "internal/termtext": true,
+	"internal/urlpath": true,
 }
 
 // TestImportsFollowLayers holds every package to the layer table in

@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/routeorder"
 	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -59,6 +60,7 @@ type App struct {
 	PagesDir string `json:"pages_dir,omitempty"`
 
 	logger  *zap.Logger
+	ctx     caddy.Context  // Start reads the provisioned http app in it
 	pages   *gateway.Pages // nil: the defaults
 	idps    map[string]*gateway.IdP
 	metrics *metrics.Metrics // nil without a metrics registry
@@ -173,7 +175,7 @@ const storeOpenTimeout = 30 * time.Second
 // Provision checks the configuration and builds the identity providers,
 // without touching the store or the network.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
+	a.logger, a.ctx = ctx.Logger(), ctx
 	a.live = gateway.NewLive()
 	if err := a.Validate(); err != nil {
 		return err
@@ -246,6 +248,11 @@ func (a *App) Validate() error {
 // first sign-in, without Start waiting for the network.
 func (a *App) Start() error {
 	defer a.live.Started()
+	if h, err := a.ctx.AppIfConfigured("http"); err == nil { // sso handlers that never run; every app is provisioned by now
+		for _, f := range routeorder.FromApp(h) {
+			a.logger.Error(f.String())
+		}
+	}
 	// The store may outlive this config (a reload shares it), so it is
 	// opened with a context of its own, bounded in time.
 	openCtx, cancelOpen := context.WithTimeout(context.Background(), storeOpenTimeout)

@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/internal/routeorder"
 	"github.com/caddy-sso/caddy-sso/internal/termtext"
 	"github.com/caddy-sso/caddy-sso/mapping"
 )
@@ -105,6 +106,7 @@ type server struct {
 	Listen         []string        `json:"listen"`
 	Routes         []route         `json:"routes"`
 	TLSPolicies    json.RawMessage `json:"tls_connection_policies"`
+	TrustedProxies json.RawMessage `json:"trusted_proxies"`
 	AutomaticHTTPS *struct {
 		Disable bool     `json:"disable"`
 		Skip    []string `json:"skip"`
@@ -183,7 +185,9 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 }
 
 // collectSites walks the HTTP servers' routes (and subroutes) for sso
-// handlers and returns, per IdP name, the sites that use it.
+// handlers and returns, per IdP name, the sites that use it. It reports an
+// sso handler that a handler before it keeps from running
+// (routeorder.Unprotected), and a site reached over plain http.
 func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) map[string][]site {
 	out := map[string][]site{}
 	h := cc.Apps.HTTP
@@ -207,6 +211,10 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 	for _, name := range names {
 		srv := h.Servers[name]
 		port := serverPort(srv.Listen)
+		for _, f := range routeorder.Unprotected(routeTree(srv.Routes)) {
+			f.Server = name
+			r.Problems = append(r.Problems, Finding{Level: Error, Message: f.String()})
+		}
 		var walk func(routes []route, hosts []string)
 		walk = func(routes []route, hosts []string) {
 			for _, rt := range routes {
@@ -265,6 +273,10 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 								}
 								seen[key] = true
 								out[n] = append(out[n], site{origin: o, prefix: prefix})
+								if msg := plainHTTP(o, len(srv.TrustedProxies) > 0 && sso.BaseURL == ""); msg != "" && !seen["plain "+o.String()] {
+									seen["plain "+o.String()] = true
+									r.Problems = append(r.Problems, Finding{Level: Warn, Message: fmt.Sprintf("server %s: %s", name, msg)})
+								}
 							}
 						}
 					}
@@ -274,6 +286,41 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 		walk(srv.Routes, nil)
 	}
 	return out
+}
+
+// routeTree is the abstract tree of adapted routes the route-order rule
+// reads.
+func routeTree(routes []route) []routeorder.Route {
+	out := make([]routeorder.Route, len(routes))
+	for i, rt := range routes {
+		out[i].Matched = len(rt.Match) > 0
+		for _, raw := range rt.Handle {
+			var hd handler
+			_ = json.Unmarshal(raw, &hd) // unreadable: a handler that calls next
+			out[i].Handlers = append(out[i].Handlers, routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes)})
+		}
+	}
+	return out
+}
+
+// plainHTTP says why the values printed for a plain-http site on a host
+// other than loopback are not what sign-in meets ("" when they are):
+// behind a trusted proxy the gateway builds its URLs from the proxy's
+// X-Forwarded-Proto and -Host, and without one browsers drop the Secure
+// cookies (the rule of idp.Origin.Secure, which the gateway logs at the
+// first request).
+func plainHTTP(o idp.Origin, proxied bool) string {
+	if o.Scheme != "http" || !o.Secure() || strings.HasPrefix(o.Host, "<") {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(o.Host)
+	if err != nil {
+		host = o.Host
+	}
+	if proxied {
+		return fmt.Sprintf("site %s is plain http behind trusted_proxies: the gateway builds its redirect, ACS and logout URLs from the proxy's X-Forwarded-Proto and X-Forwarded-Host (https://%s/… when the proxy terminates TLS), not the http:// values below; set base_url https://%s in the sso directive to pin them, and register those", o, host, host)
+	}
+	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and set base_url https://%s", o, host)
 }
 
 // anyHost reports whether one of a server's routes is reached whatever the

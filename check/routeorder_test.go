@@ -1,0 +1,98 @@
+package check_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/caddy-sso/caddy-sso/check"
+)
+
+// problemsOf runs the check on a Caddyfile whose IdP okta is unreachable
+// (its probes fail at once) and returns the configuration-wide findings.
+func problemsOf(t *testing.T, globals, sites string) []check.Finding {
+	t.Helper()
+	cf := "{\n" + globals + "\tsso {\n\t\tidp okta oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id abc\n\t\t}\n\t}\n}\n" + sites
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := check.Run(context.Background(), cfg, &http.Client{Timeout: time.Second}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Problems
+}
+
+// TestCheckSSOAfterTerminalHandler: sso written after a handler that
+// answers every request never runs, and the app is served to anyone;
+// check reports it as an error naming the server, the handler and the
+// fix. A matched public route before sso, and sso first, are fine.
+func TestCheckSSOAfterTerminalHandler(t *testing.T) {
+	for _, tc := range []struct{ name, site, want string }{
+		{"reverse_proxy then sso in a route", "\troute {\n\t\treverse_proxy 127.0.0.1:8080\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
+		{"respond then sso in a route", "\troute {\n\t\trespond hello\n\t\tsso okta\n\t}\n", "static_response at routes[0]"},
+		{"an unmatched handle answers first", "\troute {\n\t\thandle {\n\t\t\tfile_server\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", "file_server at routes[0]"},
+		{"sso first in a route", "\troute {\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+		{"the directive order", "\treverse_proxy 127.0.0.1:8080\n\tsso okta\n", ""},
+		{"a public /health before sso", "\troute {\n\t\trespond /health ok\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, p := range problemsOf(t, "", "https://app.example.com {\n"+tc.site+"}\n") {
+				if p.Level == check.Error && strings.Contains(p.Message, "never runs") {
+					got = append(got, p.Message)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("reported: %q", got)
+			case tc.want != "" && len(got) != 1:
+				t.Errorf("want one error naming %s, got %q", tc.want, got)
+			case tc.want != "":
+				for _, w := range []string{"server srv0:", tc.want, "served without sign-in", "put sso before it: first in the route block"} {
+					if !strings.Contains(got[0], w) {
+						t.Errorf("error lacks %q: %s", w, got[0])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCheckPlainHTTPSite: for a plain-http site on a host that is not
+// loopback, the http:// values check prints are not what sign-in meets:
+// behind trusted_proxies the gateway builds https:// ones from
+// X-Forwarded-Proto (base_url pins them), and without a proxy browsers
+// drop the Secure cookies. Loopback, https and a pinned base_url are fine.
+func TestCheckPlainHTTPSite(t *testing.T) {
+	const proxies = "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n"
+	const site = "\tsso okta\n\treverse_proxy 127.0.0.1:8080\n}\n"
+	for _, tc := range []struct{ name, globals, site, want string }{
+		{"behind trusted_proxies", proxies, "http://app.example.com {\n" + site, "X-Forwarded-Proto and X-Forwarded-Host (https://app.example.com/…"},
+		{"behind trusted_proxies, the fix", proxies, "http://app.example.com {\n" + site, "set base_url https://app.example.com"},
+		{"no proxy", "", "http://app.example.com:8080 {\n" + site, "browsers drop the Secure session and sign-in cookies over plain http"},
+		{"pinned by base_url", proxies, "http://app.example.com {\n\tsso okta {\n\t\tbase_url https://app.example.com\n\t}\n\treverse_proxy 127.0.0.1:8080\n}\n", ""},
+		{"loopback", proxies, "http://localhost:8080 {\n" + site, ""},
+		{"https", proxies, "app.example.com {\n" + site, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, p := range problemsOf(t, tc.globals, tc.site) {
+				if p.Level == check.Warn && strings.Contains(p.Message, "plain http") {
+					got = append(got, p.Message)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("warned: %q", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("want one warning saying %q, got %q", tc.want, got)
+			}
+		})
+	}
+}

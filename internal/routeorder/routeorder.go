@@ -1,0 +1,110 @@
+// Package routeorder finds sso handlers that never run because a handler
+// that answers every request comes before them: `route { reverse_proxy …;
+// sso okta }` serves the app to anyone, and Caddy keeps the written order
+// inside route. The rule works on an abstract route tree, fed from the
+// adapted JSON (`caddy sso check`) and from the provisioned http app (the
+// sso app at start, FromApp), so both say the same thing.
+package routeorder
+
+import (
+	"fmt"
+	"strings"
+)
+
+// SSO is the module name of the handler the rule protects.
+const SSO = "sso"
+
+// Route is one route of a route list.
+type Route struct {
+	// Matched: the route has matchers, so it runs only for some requests
+	// (a public /health before sso is fine).
+	Matched  bool
+	Handlers []Handler
+}
+
+// Handler is one handler of a route, by module name (the "handler" of the
+// adapted JSON); Routes are a subroute's.
+type Handler struct {
+	Module string
+	Routes []Route
+}
+
+// Finding is an sso handler that no request reaches.
+type Finding struct {
+	// Server names the Caddy server; set by the caller that knows it.
+	Server string
+	// Terminal is the module that answers first, At where it is, and SSO
+	// where the sso handler is, as paths in the server's adapted JSON
+	// (routes[0].handle[0].routes[1].handle[0]).
+	Terminal, At, SSO string
+}
+
+// String says what is wrong and the fix, for the check's report and the
+// log at start alike.
+func (f Finding) String() string {
+	var b strings.Builder
+	if f.Server != "" {
+		fmt.Fprintf(&b, "server %s: ", f.Server)
+	}
+	fmt.Fprintf(&b, "the sso handler at %s never runs: %s at %s (Caddyfile: %s) answers every request that gets that far, so the app is served without sign-in; put sso before it: first in the route block (outside a route block, the Caddyfile's directive order runs sso first)",
+		f.SSO, f.Terminal, f.At, directive(f.Terminal))
+	return b.String()
+}
+
+// directive is the Caddyfile directive that adapts to a terminal module,
+// or "" when the module answers no request by itself (it calls the next
+// handler). These are the one list of terminal handlers.
+func directive(module string) string {
+	switch module {
+	case "reverse_proxy":
+		return "reverse_proxy or php_fastcgi"
+	case "static_response":
+		return "respond or redir"
+	case "file_server", "sso_scim", "metrics", "acme_server", "copy_response":
+		return module
+	}
+	return ""
+}
+
+// spot is where a terminal handler is.
+type spot struct{ module, at string }
+
+// Unprotected returns the sso handlers of routes (one server's) that a
+// terminal handler before them keeps from running: one earlier in the same
+// route, whatever its matchers, or one in an earlier route of the same
+// list that has no matcher (a subroute counts as terminal when one of its
+// own unmatched routes is).
+func Unprotected(routes []Route) []Finding {
+	var out []Finding
+	walk(routes, "", nil, &out)
+	return out
+}
+
+// walk checks one route list; before is the terminal handler that answers
+// before the list is entered (nil: none). It returns the terminal handler
+// that answers every request reaching the list, if any.
+func walk(routes []Route, at string, before *spot, out *[]Finding) *spot {
+	list := before
+	for i, r := range routes {
+		here := list
+		for j, h := range r.Handlers {
+			loc := fmt.Sprintf("%sroutes[%d].handle[%d]", at, i, j)
+			switch {
+			case h.Module == SSO:
+				if here != nil {
+					*out = append(*out, Finding{Terminal: here.module, At: here.at, SSO: loc})
+				}
+			case h.Module == "subroute":
+				if t := walk(h.Routes, loc+".", here, out); here == nil {
+					here = t
+				}
+			case here == nil && directive(h.Module) != "":
+				here = &spot{module: h.Module, at: loc}
+			}
+		}
+		if !r.Matched && list == nil {
+			list = here
+		}
+	}
+	return list
+}
