@@ -138,6 +138,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"oidc setting in saml", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "client_id is an oidc setting"}},
 		{"saml setting in oidc", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "metadata_url is a saml setting"}},
 		{"handler unknown setting", "example.com {\n\tsso {\n\t\tcookie x\n\t}\n}\n", []string{"Caddyfile:3", `sso: unknown setting "cookie"`}},
+		// An IdP defined in the site's sso, as a first attempt writes it
+		// (review of 2026-12): the error says where a definition goes.
+		{"handler idp block in a site", "app.example.com {\n\tsso {\n\t\tidp okta oidc {\n\t\t\tissuer https://example.okta.com\n\t\t\tclient_id abc\n\t\t}\n\t}\n}\n",
+			[]string{"Caddyfile:3", "idp okta oidc defines an IdP", "global sso option", "{ sso { idp okta oidc { … } } }", "sso okta"}},
+		{"handler idp block in a site after the directive's", "app.example.com {\n\tsso okta {\n\t\tidp okta saml {\n\t\t}\n\t}\n}\n",
+			[]string{"Caddyfile:3", "idp okta saml defines an IdP", "global sso option"}},
+		{"handler idp line with a protocol in a site", "app.example.com {\n\tsso {\n\t\tidp okta oidc\n\t}\n}\n",
+			[]string{"Caddyfile:3", "idp okta oidc defines an IdP", "global sso option", "sso okta"}},
 		{"handler bad header set", "example.com {\n\tsso {\n\t\theaders fancy\n\t}\n}\n", []string{"Caddyfile:", `unknown header set "fancy"`}},
 		{"handler bad field", "example.com {\n\tsso {\n\t\theader shoe_size X-Shoe\n\t}\n}\n", []string{"Caddyfile:", `unknown identity field "shoe_size"`}},
 		{"handler bad prefix", "example.com {\n\tsso {\n\t\tpath_prefix /auth\n\t}\n}\n", []string{"Caddyfile:", "path_prefix", "must start and end with /"}},

@@ -222,16 +222,17 @@ func (o *OIDCConfig) config(c *IdPConfig) oidc.Config {
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }
 
-// resolve resolves a setting's placeholders. Written but empty afterwards is an unset variable or a file
-// unread, which the error names, for optional settings too (an unset tenant_id would admit every tenant).
+// resolve resolves a setting's placeholders. One that resolves to nothing, all of the value or part of it ({env.ID}/as), is an
+// unset variable or a file unread, which the error names, for optional settings too (an unset tenant_id would admit every tenant).
 func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, error) { // need: unwritten is an error too
-	switch v := repl.ReplaceKnown(raw, ""); {
-	case v != "" || raw == "" && !need:
+	v, err := repl.ReplaceOrErr(raw, true, false) // err: "evaluated placeholder {env.X} is empty"; a request's ({http.…}) stay
+	switch empty := strings.TrimPrefix(fmt.Sprint(err), "evaluated placeholder "); {
+	case err == nil && (v != "" || raw == "" && !need):
 		return v, nil
-	case strings.Contains(raw, "{file."):
-		return "", fmt.Errorf("%s %s is empty: is the file there, readable by Caddy's user, and not empty?", setting, raw)
-	case hasPlaceholder(raw):
-		return "", fmt.Errorf("%s %s is empty: is the variable set in Caddy's environment?", setting, raw)
+	case err != nil && strings.Contains(empty, "{file."):
+		return "", fmt.Errorf("%s %s: is the file there, readable by Caddy's user, and not empty?", setting, empty)
+	case err != nil:
+		return "", fmt.Errorf("%s %s: is the variable set in Caddy's environment?", setting, empty)
 	}
 	return "", fmt.Errorf("%s is required", setting)
 }
