@@ -44,6 +44,7 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set(adminapi.MarkHeader, "1") // the CLI's sign that --address is right, "not running" included
 	v, err := caddy.ActiveContext().AppIfConfigured("sso")
 	app, ok := v.(*App)
 	if err != nil || !ok || app.Store() == nil {

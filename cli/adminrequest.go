@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -140,10 +141,11 @@ func (e *adminTimeout) Error() string {
 }
 
 // do sends one request. Its failures are sentences: "cannot reach", a
-// timeout (adminTimeout), or the API's own message and status
-// (apiStatusError). The wait for the connection and the answer's headers
-// is bounded by e.timeout, and then each wait for more of the body (a
-// body that keeps coming may take any time).
+// timeout (adminTimeout), the API's own message and status
+// (apiStatusError), or that something else answered (notAdminError).
+// The wait for the connection and the answer's headers is bounded by
+// e.timeout, and then each wait for more of the body (a body that keeps
+// coming may take any time).
 func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &watch{timeout: e.timeout}
@@ -178,6 +180,11 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 	w.timer.Stop() // from now on it runs while the body is read
 	w.stage.Store(stageReading)
 	body := &watchedBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
+	if resp.Header.Get(adminapi.MarkHeader) == "" {
+		_ = body.Close()
+		return nil, &notAdminError{addr: e.addr, answer: &apiStatusError{status: resp.StatusCode,
+			msg: "the answer is not the sso admin API's"}, contentType: resp.Header.Get("Content-Type")}
+	}
 	if resp.StatusCode < 400 {
 		resp.Body = body
 		return resp, nil
@@ -190,10 +197,32 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 	return nil, statusError(resp.StatusCode, b)
 }
 
+// notAdminError is an answer from something other than Caddy's admin
+// endpoint with the sso module (adminapi.MarkHeader, which the module sets
+// on its every answer, "not running" included): --address names a site
+// (whose sso refuses the request with a 401 of its own JSON {"error"}), a
+// Caddy built without caddy-sso, or another program (whose HTML the CLI
+// would fail to read as JSON).
+type notAdminError struct {
+	addr        string
+	contentType string
+	answer      *apiStatusError // its status, for --json and audit --follow
+}
+
+func (e *notAdminError) Error() string {
+	what := fmt.Sprintf("HTTP %d", e.answer.status)
+	if mt, _, err := mime.ParseMediaType(e.contentType); err == nil {
+		what += " " + termtext.Line(mt)
+	}
+	return fmt.Sprintf("%s is not Caddy's admin endpoint with the sso module (it answered %s); "+
+		"--address is the admin address of the Caddyfile's `admin` option, default %s", e.addr, what, caddy.DefaultAdminListen)
+}
+
+func (e *notAdminError) Unwrap() error { return e.answer }
+
 // statusError is the admin API's refusal: the message of its JSON answer
-// {"error": "..."}, or, from something else answering there, the start of
-// what it sent. It may quote stored values back, so it is made safe for a
-// terminal.
+// {"error": "..."}, or the start of what it sent otherwise. It may quote
+// stored values back, so it is made safe for a terminal.
 func statusError(status int, body []byte) error {
 	var v struct {
 		Error string `json:"error"`

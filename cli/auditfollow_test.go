@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/adminapi"
 	ssocli "github.com/caddy-sso/caddy-sso/cli"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -42,6 +43,7 @@ type fakeAuditAPI struct {
 func (f *fakeAuditAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	w.Header().Set(adminapi.MarkHeader, "1")
 	if r.URL.Path != "/sso/audit" {
 		http.NotFound(w, r)
 		return

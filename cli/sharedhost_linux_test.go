@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/adminapi"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -435,6 +436,7 @@ func interrupt(t *testing.T, cmd *exec.Cmd, pattern string, sig os.Signal) (stri
 // .<file>.tmpNNN, for good. Now the command stops, says so and removes it.
 func TestBackupInterruptedLeavesNoFile(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(adminapi.MarkHeader, "1")
 		w.Header().Set("Content-Type", "application/gzip")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "\x1f\x8b\x08\x00\x00\x00\x00\x00partial")

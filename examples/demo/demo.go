@@ -112,6 +112,7 @@ type demo struct {
 	idp           *oidctest.Server
 	samlIdP       *samltest.Server
 	servers       []*http.Server // the IdPs and the app
+	unlock        func()         // releases the data directory (lockDataDir)
 }
 
 // The demo's OpenID client registration; a local, throwaway secret.
@@ -136,8 +137,14 @@ func start(cfg config) (*demo, error) {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return nil, err
 	}
+	// Before anything is written into it (lockDataDir).
+	unlock, err := lockDataDir(cfg.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	d.unlock = unlock
 	ports := cfg.ports()
-	err := d.startIdPs(ports[2], ports[3])
+	err = d.startIdPs(ports[2], ports[3])
 	if err == nil {
 		err = d.serve(ports[4], http.HandlerFunc(serveApp))
 	}
@@ -297,6 +304,9 @@ func (d *demo) close() error {
 	}
 	for _, s := range d.servers {
 		errs = append(errs, s.Close())
+	}
+	if d.unlock != nil {
+		d.unlock() // last: Caddy has closed the store
 	}
 	return errors.Join(errs...)
 }

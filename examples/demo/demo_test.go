@@ -237,3 +237,59 @@ func TestDemoStartLogHasNoWarn(t *testing.T) {
 	}
 	t.Fatalf("the log says no \"identity provider checked\" for both IdPs within 15s (%v); lines above INFO so far: %v", checked, warns)
 }
+
+// TestDemoDataDirInUse: a second demo on other ports but the same -data
+// rewrote the running demo's Caddyfile (its admin address and IdP ports
+// now the second's) and added to its log, then failed 5 s later on the
+// store's lock without naming -data. It now fails at once, naming -data,
+// and the first demo's files are as they were; once the first stops, the
+// directory is free.
+func TestDemoDataDirInUse(t *testing.T) {
+	first := testConfig(t)
+	d, err := start(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := true
+	defer func() {
+		if running {
+			_ = d.close()
+		}
+	}()
+	written, err := os.ReadFile(d.caddyfilePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := testConfig(t)
+	second.dataDir = first.dataDir
+	began := time.Now()
+	if d2, err := start(second); err == nil {
+		_ = d2.close()
+		t.Fatal("a second demo started with the running demo's data directory")
+	} else if want := "the data directory " + first.dataDir + " is in use by another demo; choose another with -data DIR"; err.Error() != want {
+		t.Errorf("the second demo failed with %q, want %q", err, want)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("failing took %v", took)
+	}
+	if now, err := os.ReadFile(d.caddyfilePath); err != nil || string(now) != string(written) {
+		t.Errorf("the running demo's Caddyfile changed (%v):\n%s", err, now)
+	}
+	if logged, err := os.ReadFile(d.logPath); err != nil || strings.Contains(string(logged), second.admin) {
+		t.Errorf("the running demo's log mentions the second demo's admin endpoint %s (%v)", second.admin, err)
+	}
+
+	// Stopped, the first demo leaves the directory to the next.
+	running = false
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := start(second)
+	if err != nil {
+		t.Fatalf("after the first demo stopped: %v", err)
+	}
+	if err := d2.close(); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,84 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+)
+
+// notAdmin is how the CLI begins to say that --address reached something
+// other than Caddy's admin endpoint with the sso API.
+const notAdmin = " is not Caddy's admin endpoint with the sso module (it answered HTTP "
+
+// TestCLIAddressNotAdmin: --address naming a site of the gateway got that
+// site's 401 ("authentication required (HTTP 401 Unauthorized)", as if the
+// admin API wanted credentials), and naming another program got "reading
+// the admin API's answer: invalid character '<'". Both now say what
+// answered and what --address is; the admin endpoint still answers.
+func TestCLIAddressNotAdmin(t *testing.T) {
+	w := caddytest.NewOIDC(t, "\t\t\tjit\n").Start()
+	caddytest.AddUsers(t, 1, "admin.example")
+	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>app</title>")
+	}))
+	t.Cleanup(html.Close)
+	site := fmt.Sprintf("127.0.0.1:%d", w.GW.Port)
+	plain := html.Listener.Addr().String()
+
+	for _, tc := range []struct {
+		name, addr, answered string
+		status               int
+		args                 []string
+	}{
+		{"gateway site", site, "401 application/json", http.StatusUnauthorized, []string{"users", "list"}},
+		{"gateway site, a POST", site, "401 application/json", http.StatusUnauthorized, []string{"users", "disable", "someone"}},
+		{"plain app", plain, "200 text/html", http.StatusOK, []string{"users", "list"}},
+		{"plain app, audit", plain, "200 text/html", http.StatusOK, []string{"audit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args, "--address", tc.addr)
+			_, err := cli(context.Background(), args...)
+			want := tc.addr + notAdmin + tc.answered + "); --address is the admin address of the Caddyfile's `admin` option, default localhost:2019"
+			if err == nil || err.Error() != want {
+				t.Errorf("caddy sso %s:\n got %v\nwant %s", strings.Join(args, " "), err, want)
+			}
+			// --json gives the same sentence and the status that came.
+			stdout, _, err := run(append(args, "--json")...)
+			var je struct {
+				Error  string `json:"error"`
+				Status int    `json:"status"`
+			}
+			if err == nil || json.Unmarshal([]byte(stdout), &je) != nil || je.Error != want || je.Status != tc.status {
+				t.Errorf("--json printed %q (%v), want the sentence and status %d", stdout, err, tc.status)
+			}
+		})
+	}
+
+	// The admin endpoint itself: its answers and its refusals as before.
+	if out := mustCLI(t, "users", "list", w.GW.AddressFlag()); !strings.Contains(out, "user00@admin.example") {
+		t.Errorf("users list at the admin address:\n%s", out)
+	}
+	if _, err := cli(context.Background(), "users", "show", "nobody", w.GW.AddressFlag()); err == nil ||
+		err.Error() != `user "nobody" not found (HTTP 404 Not Found)` {
+		t.Errorf("show of a missing user at the admin address: %v", err)
+	}
+}
+
+// TestCLIAdminWithoutSSOApp: Caddy's admin endpoint with no sso app
+// running answers before the API, marked by the module all the same: the
+// CLI says the app is not running, not that the address is wrong.
+func TestCLIAdminWithoutSSOApp(t *testing.T) {
+	g := caddytest.NewGateway(t)
+	g.Start("{\n" + g.GlobalOptions() + "}\n\n" + g.Base + " {\n\trespond ok\n}\n")
+	_, err := cli(context.Background(), "users", "list", g.AddressFlag())
+	if want := "the sso app is not running (HTTP 503 Service Unavailable)"; err == nil || err.Error() != want {
+		t.Errorf("users list with no sso app: %v, want %s", err, want)
+	}
+}
