@@ -12,7 +12,8 @@ import (
 // TestStartLogsSSOThatNeverRuns: a real Caddy started with sso written
 // after reverse_proxy in a route block serves the app to anyone, and the
 // sso app says so at start, at ERROR, naming the server and the handler.
-// sso first, or a matched public route before it, logs nothing.
+// sso first, a matched public route before it, or handlers before it that
+// pass requests on (file_server's pass_thru, forward_auth) log nothing.
 func TestStartLogsSSOThatNeverRuns(t *testing.T) {
 	for _, tc := range []struct {
 		name, route string
@@ -21,6 +22,8 @@ func TestStartLogsSSOThatNeverRuns(t *testing.T) {
 		{"reverse_proxy then sso", "\t\treverse_proxy %s\n\t\tsso test\n", true},
 		{"sso then reverse_proxy", "\t\tsso test\n\t\treverse_proxy %s\n", false},
 		{"a public /health before sso", "\t\trespond /health ok\n\t\tsso test\n\t\treverse_proxy %s\n", false},
+		{"public files (pass_thru) before sso", "\t\tfile_server {\n\t\t\troot /nonexistent-public\n\t\t\tpass_thru\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n", false},
+		{"forward_auth before sso", "\t\tforward_auth %[2]s {\n\t\t\turi /verify\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := caddytest.NewOIDC(t, "")

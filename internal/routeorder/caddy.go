@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
 // FromApp checks the servers of a provisioned http app (what
@@ -38,8 +40,13 @@ func fromRoutes(routes caddyhttp.RouteList) []Route {
 		out[i].Matched = len(r.MatcherSets) > 0
 		for _, mh := range r.Handlers {
 			h := Handler{Module: caddy.GetModuleName(mh)}
-			if sub, ok := mh.(*caddyhttp.Subroute); ok {
-				h.Routes = fromRoutes(sub.Routes)
+			switch m := mh.(type) {
+			case *caddyhttp.Subroute:
+				h.Routes = fromRoutes(m.Routes)
+			case *fileserver.FileServer:
+				h.PassesOn = m.PassThru
+			case *reverseproxy.Handler:
+				h.PassesOn = len(m.HandleResponse) > 0
 			}
 			out[i].Handlers = append(out[i].Handlers, h)
 		}

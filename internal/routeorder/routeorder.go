@@ -27,6 +27,10 @@ type Route struct {
 type Handler struct {
 	Module string
 	Routes []Route
+	// PassesOn: configured to call the next handler for some requests
+	// (file_server's pass_thru; reverse_proxy's handle_response, which
+	// forward_auth uses), so that a terminal module does not end the chain.
+	PassesOn bool
 }
 
 // Finding is an sso handler that no request reaches.
@@ -60,7 +64,7 @@ func directive(module string) string {
 		return "reverse_proxy or php_fastcgi"
 	case "static_response":
 		return "respond or redir"
-	case "file_server", "sso_scim", "metrics", "acme_server", "copy_response":
+	case "file_server", "sso_scim", "metrics", "copy_response": // not acme_server: it passes on paths outside its prefix
 		return module
 	}
 	return ""
@@ -98,7 +102,7 @@ func walk(routes []Route, at string, before *spot, out *[]Finding) *spot {
 				if t := walk(h.Routes, loc+".", here, out); here == nil {
 					here = t
 				}
-			case here == nil && directive(h.Module) != "":
+			case here == nil && directive(h.Module) != "" && !h.PassesOn:
 				here = &spot{module: h.Module, at: loc}
 			}
 		}

@@ -42,6 +42,8 @@ func TestUnprotected(t *testing.T) {
 			[]Route{r(h("reverse_proxy")), matched(sub(r(h(SSO))))},
 			[]Finding{{Terminal: "reverse_proxy", At: "routes[0].handle[0]", SSO: "routes[1].handle[0].routes[0].handle[0]"}}},
 		{"an unknown handler counts as calling next", []Route{r(h("some_plugin")), r(h(SSO))}, nil},
+		{"file_server pass_thru and forward_auth's reverse_proxy call next",
+			[]Route{r(Handler{Module: "file_server", PassesOn: true}, Handler{Module: "reverse_proxy", PassesOn: true}, h(SSO))}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
