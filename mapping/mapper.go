@@ -19,6 +19,10 @@ type Mapper struct {
 	// absentGroupsNone is the preset's (see preset): it holds with `map
 	// groups` too, since the product omits the claim however it is named.
 	absentGroupsNone bool
+	// groupsUnion: the groups candidates are the operator's `map groups`
+	// list, the sources a user's groups come from (groups), rather than a
+	// preset's spellings of one claim.
+	groupsUnion bool
 }
 
 // New builds a mapper for one IdP.
@@ -91,6 +95,7 @@ func New(preset, protocol string, overrides map[string][]string) (*Mapper, error
 			list = append(list, n)
 		}
 		m.cand[i] = list
+		m.groupsUnion = m.groupsUnion || i == idxGroups
 	}
 	return m, nil
 }
@@ -114,8 +119,8 @@ func (m *Mapper) Expected(attribute string) []string {
 }
 
 // Map reads a verified assertion into a Profile. For each single-valued
-// attribute the first candidate with a non-blank value wins; groups are the
-// union of every candidate present (groups). Values are trimmed of surrounding
+// attribute the first candidate with a non-blank value wins; for groups see
+// groups (an operator's list is a union). Values are trimmed of surrounding
 // white space and otherwise kept as the IdP sent them (email is not
 // lowercased: comparisons elsewhere are case-insensitive, and the stored
 // value should be what the IdP holds). Group names are the exception: they
@@ -191,33 +196,43 @@ func (m *Mapper) special(a *idp.Assertion, name string, i int) string {
 	}
 }
 
-// groups returns the union of every candidate's groups, in candidate order
-// and then the IdP's, and whether any candidate was present at all (an IdP
-// that sends an empty groups list says "no groups", one that sends nothing
-// says nothing, unless its preset says otherwise: Map, absentGroupsNone).
+// groups returns the user's groups and whether any candidate was present at
+// all (an IdP that sends an empty groups list says "no groups", one that
+// sends nothing says nothing, unless its preset says otherwise: Map,
+// absentGroupsNone).
 //
-// A union rather than the first candidate, unlike the single-valued
-// attributes (first): `map groups groups roles` lists the claims a user's
-// groups come from, and an Entra user with both groups and app roles must
-// keep both, not lose the roles because the groups claim came first.
+// An operator's `map groups A B` lists the claims a user's groups come from
+// (groupsUnion): their union, so that an Entra user with both groups and
+// app roles (`map groups groups roles`) keeps both. A preset's candidates
+// are spellings of one claim (the Entra groups URI or `groups`, PingOne's
+// `groups` or `memberOf`, an LDAP IdP's `memberOf` DNs or `isMemberOf`
+// names): the first that holds any group, as for the single-valued
+// attributes (first), so that one membership is not listed twice in two
+// forms.
 func (m *Mapper) groups(a *idp.Assertion) ([]string, bool) {
 	present := false
 	var all []string
 	for _, name := range m.cand[idxGroups] {
+		var vals []string
 		if name != "" && name[0] == '$' {
 			v := m.special(a, name, idxGroups)
 			if v == "" {
 				continue
 			}
-			present = true
-			all = append(all, v)
-			continue
-		}
-		vals, ok := a.Attributes[name]
-		if !ok {
-			continue
+			vals = []string{v}
+		} else {
+			var ok bool
+			if vals, ok = a.Attributes[name]; !ok {
+				continue
+			}
 		}
 		present = true
+		if !m.groupsUnion {
+			if g := cleanGroups(vals); len(g) > 0 {
+				return g, true
+			}
+			continue
+		}
 		all = append(all, vals...)
 	}
 	return cleanGroups(all), present
@@ -268,25 +283,47 @@ outer:
 // from did not fit in the token. Each marker stands in for a claim of its
 // own (groups.link for the Entra groups URI, hasgroups for the "groups"
 // claim, _claim_names for the claims it names). _claim_names counts only
-// for a groups candidate (readsGroups); the other two also count when no
-// groups candidate arrived at all (groupsPresent false), as for a tenant
-// that renamed its group claim and maps the new name. So an operator who
-// maps groups from app roles (`map groups roles`, Microsoft's advice
-// against overage) gets the roles that arrived, rather than the stored
-// groups kept for good, while a renamed groups claim that overflowed still
-// keeps them instead of leaving the user with none.
+// for a groups candidate (readsGroups); the other two also count when a
+// candidate that may be a renamed groups claim did not arrive
+// (groupsClaimMissing), as for a tenant that renamed its group claim and
+// maps the new name. So an operator who maps groups from app roles alone
+// (`map groups roles`, Microsoft's advice against overage) gets the roles
+// that arrived, and none when the last was removed, rather than the stored
+// roles kept for good, while a renamed groups claim that overflowed keeps
+// the stored groups instead of leaving the user with the roles alone. A
+// false overage only keeps stored groups a while; a missed one wipes them.
 func (m *Mapper) overage(a *idp.Assertion, groupsPresent bool) bool {
+	missing := m.groupsClaimMissing(a, groupsPresent)
 	if m.protocol == idp.ProtocolSAML {
 		_, ok := a.Attributes[EntraGroupsLink]
-		return ok && (m.readsGroups(entraGroups) || !groupsPresent)
+		return ok && (m.readsGroups(entraGroups) || missing)
 	}
 	for _, v := range a.Attributes[EntraHasGroups] {
-		if strings.EqualFold(strings.TrimSpace(v), "true") && (m.readsGroups(entraOIDCGroups) || !groupsPresent) {
+		if strings.EqualFold(strings.TrimSpace(v), "true") && (m.readsGroups(entraOIDCGroups) || missing) {
 			return true
 		}
 	}
 	for _, v := range a.Attributes[OIDCClaimNames] {
 		if m.claimNamesHaveGroups(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupsClaimMissing reports whether a groups candidate that is neither an
+// app role claim nor a special name (one an operator may have given
+// Entra's group claim) did not arrive: any such source of an operator's
+// union (groupsUnion), or all of a preset's spellings of one claim.
+func (m *Mapper) groupsClaimMissing(a *idp.Assertion, groupsPresent bool) bool {
+	for _, c := range m.cand[idxGroups] {
+		if c == entraRoles || c == entraRoleURI || c != "" && c[0] == '$' {
+			continue
+		}
+		if !m.groupsUnion {
+			return !groupsPresent
+		}
+		if _, ok := a.Attributes[c]; !ok {
 			return true
 		}
 	}

@@ -204,14 +204,15 @@ func TestMapPresets(t *testing.T) {
 				Groups: []string{"Admins", "Developers"}, HasGroups: true},
 		},
 		{
-			// Groups are the union of every candidate sent, deduplicated.
+			// A preset's groups candidates are spellings of one claim: the
+			// first that holds a group (an operator's map is a union).
 			name: "pingone saml uniqueUserId spelling and groups", preset: "pingone", protocol: idp.ProtocolSAML,
 			attrs: map[string][]string{
 				"uniqueUserId": {pingID}, "firstName": {"Alice"}, "lastName": {"Martin"},
-				"email": {"alice@example.com"}, "groups": {"Admins"}, "memberOf": {"Auditors", "Admins"},
+				"email": {"alice@example.com"}, "groups": {"Admins"}, "memberOf": {"cn=Admins,ou=groups"},
 			},
 			want: Profile{UniqueUserID: pingID, FirstName: "Alice", LastName: "Martin", Email: "alice@example.com",
-				Groups: []string{"Admins", "Auditors"}, HasGroups: true},
+				Groups: []string{"Admins"}, HasGroups: true},
 		},
 		{
 			name: "pingone oidc standard claims", preset: "pingone", protocol: idp.ProtocolOIDC, subject: pingID,
@@ -364,7 +365,7 @@ func TestGroupsPresence(t *testing.T) {
 		{"absent", map[string][]string{}, nil, false},
 		{"empty list", map[string][]string{"groups": {}}, nil, true},
 		{"blank values", map[string][]string{"groups": {" "}}, nil, true},
-		{"blank first, second candidate used", map[string][]string{"groups": {""}, "memberOf": {"x"}}, []string{"x"}, true},
+		{"a blank in one candidate, a group in another", map[string][]string{"groups": {""}, "memberOf": {"x"}}, []string{"x"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.attrs["uniqueUserId"] = []string{"id"}
@@ -549,7 +550,6 @@ func TestOverrides(t *testing.T) {
 // one the mapping reads groups from (preset or `map groups`); groups mapped
 // from app roles are not discarded by a groups overage.
 func TestOverage(t *testing.T) {
-	const roleURI = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 	for _, tt := range []struct {
 		name, preset, protocol string
 		groups                 []string // a `map groups` line; nil: the preset's
@@ -563,10 +563,20 @@ func TestOverage(t *testing.T) {
 		{"saml groups.link, generic preset's groups claim arrived", "generic", idp.ProtocolSAML, nil, map[string][]string{EntraGroupsLink: {"https://graph…"}, "groups": {"g"}}, false, []string{"g"}},
 		{"saml groups.link, entra preset, a renamed groups claim that did not arrive", "entra", idp.ProtocolSAML, []string{"memberOf"}, map[string][]string{EntraGroupsLink: {"https://graph…"}}, true, nil},
 		{"oidc hasgroups, a renamed groups claim that did not arrive", "entra", idp.ProtocolOIDC, []string{"grp"}, map[string][]string{"hasgroups": {"true"}}, true, nil},
-		{"saml groups.link, groups from app roles", "entra", idp.ProtocolSAML, []string{roleURI},
-			map[string][]string{EntraGroupsLink: {"https://graph…"}, roleURI: {"App.Admin"}}, false, []string{"App.Admin"}},
-		{"saml groups.link, groups and app roles", "entra", idp.ProtocolSAML, []string{entraGroups, roleURI},
-			map[string][]string{EntraGroupsLink: {"https://graph…"}, roleURI: {"App.Admin"}}, true, []string{"App.Admin"}},
+		// The last app role removed while over the groups limit: none left,
+		// not the stored ones kept.
+		{"oidc hasgroups, groups from app roles, none left", "entra", idp.ProtocolOIDC, []string{"roles"}, map[string][]string{"hasgroups": {"true"}}, false, nil},
+		{"saml groups.link, groups from app roles, none left", "entra", idp.ProtocolSAML, []string{entraRoleURI}, map[string][]string{EntraGroupsLink: {"https://graph…"}}, false, nil},
+		// A renamed groups claim mapped with the roles: the roles that
+		// arrived do not stand for the groups that overflowed.
+		{"saml groups.link, a renamed groups claim and roles, roles arrived", "entra", idp.ProtocolSAML, []string{"memberOf", entraRoleURI},
+			map[string][]string{EntraGroupsLink: {"https://graph…"}, entraRoleURI: {"App.Admin"}}, true, []string{"App.Admin"}},
+		{"oidc hasgroups, a renamed groups claim and roles, roles arrived", "entra", idp.ProtocolOIDC, []string{"grp", "roles"},
+			map[string][]string{"hasgroups": {"true"}, "roles": {"App.Admin"}}, true, []string{"App.Admin"}},
+		{"saml groups.link, groups from app roles", "entra", idp.ProtocolSAML, []string{entraRoleURI},
+			map[string][]string{EntraGroupsLink: {"https://graph…"}, entraRoleURI: {"App.Admin"}}, false, []string{"App.Admin"}},
+		{"saml groups.link, groups and app roles", "entra", idp.ProtocolSAML, []string{entraGroups, entraRoleURI},
+			map[string][]string{EntraGroupsLink: {"https://graph…"}, entraRoleURI: {"App.Admin"}}, true, []string{"App.Admin"}},
 		{"saml no marker", "entra", idp.ProtocolSAML, nil, map[string][]string{entraGroups: {"g"}}, false, []string{"g"}},
 		{"oidc _claim_names groups", "okta", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"groups": "src1"}`}}, true, nil},
 		{"oidc _claim_names groups, groups from app roles", "entra", idp.ProtocolOIDC, []string{"roles"},

@@ -42,6 +42,10 @@ const (
 	EntraHasGroups = "hasgroups"
 	// entraOIDCGroups is the ID token claim EntraHasGroups stands in for.
 	entraOIDCGroups = "groups"
+	// entraRoles and entraRoleURI carry Entra's app roles (OIDC, SAML),
+	// which no overage marker stands in for.
+	entraRoles   = "roles"
+	entraRoleURI = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 
 	oidGivenName = "urn:oid:2.5.4.42"
 	oidSurname   = "urn:oid:2.5.4.4"
