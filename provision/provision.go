@@ -420,7 +420,8 @@ type outcome struct {
 	// holds it.
 	emailKept bool
 	// emailReleasedBy is the user a sign-in took the email from
-	// (releaseEmail), and released the audit event that says so.
+	// (releaseEmail); released is the audit event saying so, which
+	// auditRelease writes once the user taking it has an ID.
 	emailReleasedBy string
 	released        *store.Event
 	groupsOverage   bool
@@ -643,7 +644,7 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 				// user before the link is written; checks below do that.
 				u = owner
 				out.linked, out.linkReason = true, "verified_email"
-			case in.signsInHere(owner) && in.mayTakeEmail(owner):
+			case in.signsInHere(owner) && in.mayTakeEmail(owner) && !in.rules.CreatePending:
 				// The IdP re-issued the address of one of its users
 				// (Okta keeps a leaver deactivated, holding it) to a
 				// person signing in for the first time: the rule a
@@ -652,7 +653,9 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 				// not be. Only an owner who signs in here: one SCIM
 				// provisioned and who never signed in may be this very
 				// person under another externalId (linkRefusal), whom
-				// taking it would make a second account.
+				// taking it would make a second account. Not for a user
+				// created pending: one nobody approved yet takes nothing
+				// from an approved one.
 				takeFrom = owner
 			default:
 				return in.conflict(tx, out, owner.ID, why)
@@ -913,13 +916,31 @@ func (in *login) conflict(tx store.Tx, out *outcome, ownerID, why string) error 
 }
 
 // groupsFrom returns the groups a login grants: the IdP's, when it sent a
-// usable list, plus the defaults; ok is false when the IdP's groups are
+// usable list, plus defaults; ok is false when the IdP's groups are
 // unknown (not sent, or an overage pointer) and must not replace stored ones.
-func (in *login) groupsFrom() (groups []string, ok bool) {
+func (in *login) groupsFrom(defaults []string) (groups []string, ok bool) {
 	if !in.prof.HasGroups || in.prof.GroupsOverage {
-		return store.NormalGroupNames(in.rules.DefaultGroups), false
+		return store.NormalGroupNames(defaults), false
 	}
-	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), in.rules.DefaultGroups...)), true
+	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), defaults...)), true
+}
+
+// defaultsFor returns the default_groups a known user's sign-in keeps
+// giving them. default_groups are for users JIT creates: a user SCIM owns
+// keeps only those they already hold (a JIT user SCIM adopted), and one
+// SCIM created gets none (a `deny group` on a default, as for JIT guests,
+// must not catch the directory's users).
+func (in *login) defaultsFor(u *store.User) []string {
+	if u.Source != store.SourceSCIM {
+		return in.rules.DefaultGroups
+	}
+	var held []string
+	for _, g := range store.NormalGroupNames(in.rules.DefaultGroups) {
+		if slices.Contains(u.Groups, g) {
+			held = append(held, g)
+		}
+	}
+	return held
 }
 
 // create creates the user this sign-in names. takeFrom, when not nil, is
@@ -932,7 +953,7 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 			return err
 		}
 	}
-	groups, _ := in.groupsFrom()
+	groups, _ := in.groupsFrom(in.rules.DefaultGroups)
 	out.groupsOverage = prof.GroupsOverage
 	u := &store.User{
 		Email:         prof.Email,
@@ -1140,7 +1161,7 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 		if err := in.forceProfile(tx, out, u); err != nil {
 			return err
 		}
-		if groups, ok := in.groupsFrom(); ok {
+		if groups, ok := in.groupsFrom(in.defaultsFor(u)); ok {
 			// The IdP's groups replace the login part only: SCIM
 			// memberships are another source and stay. This holds for a
 			// user SCIM owns too: a directory that provisions users (or

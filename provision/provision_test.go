@@ -223,9 +223,9 @@ func TestEmailConflict(t *testing.T) {
 		// another person at the same IdP (a re-issued address). The
 		// owner signs in at entra too, so okta cannot take the address
 		// from them (mayTakeEmail; reissue_test.go has okta alone).
-		{"link_by_email on, owner linked at the same idp", true, true, "owner@example.com", "", "okta entra",
+		{"link_by_email on, owner linked at the same idp and at entra", true, true, "owner@example.com", "", "okta entra",
 			"owner linked to another subject at this idp"},
-		{"link_by_email on, same idp, email differs in case", true, true, "OWNER@example.com", "", "okta entra",
+		{"link_by_email on, same idp and entra, email differs in case", true, true, "OWNER@example.com", "", "okta entra",
 			"owner linked to another subject at this idp"},
 	}
 	for _, tt := range tests {

@@ -105,3 +105,20 @@ func TestNewSubjectRefusedWhereAddressCannotBeTaken(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingNewSubjectTakesNothing: with create_as pending, a new
+// person's first sign-in is refused until an administrator approves them;
+// it must not strip the address from the approved user holding it, as a
+// re-issued address would otherwise: it stays an email conflict.
+func TestPendingNewSubjectTakesNothing(t *testing.T) {
+	e := newEnv(t)
+	holder := e.mustLogin("okta", provision.Rules{JIT: true}, full("old-sub"))
+	prof := full("new-sub")
+	prof.Email = holder.Email
+	if _, err := e.login("okta", provision.Rules{JIT: true, CreatePending: true}, prof, true); err == nil {
+		t.Fatal("a pending first sign-in was let in")
+	}
+	if got := e.user(holder.ID); got.Email != holder.Email {
+		t.Errorf("an unapproved sign-in released the approved holder's address: holder now %q", got.Email)
+	}
+}

@@ -233,9 +233,9 @@ func TestSCIMGroupsSurviveLoginGroups(t *testing.T) {
 	}
 }
 
-// TestSCIMOwnedProfileIgnoresForceUpdates: SCIM owns the names and the
+// TestSCIMOwnedProfileKeepsNamesAndEmail: SCIM owns the names and the
 // email of its users; the token's groups still apply (update force).
-func TestSCIMOwnedProfileIgnoresForceUpdates(t *testing.T) {
+func TestSCIMOwnedProfileKeepsNamesAndEmail(t *testing.T) {
 	e := newEnv(t)
 	u := e.mustLogin("entra", jit, full("s"))
 	// SCIM takes the user over (as its first write does).

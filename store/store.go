@@ -244,8 +244,9 @@ type User struct {
 	Active  bool     `json:"active"`  // false: deactivated (SCIM or admin); never set true by JIT
 	Pending bool     `json:"pending"` // created with create_as pending; needs admin approval
 	// Source is who owns the profile: the creator, until SCIM writes to a
-	// JIT user, which makes it SourceSCIM (SCIM then owns the attributes and
-	// a login only records itself).
+	// JIT user, which makes it SourceSCIM (SCIM then owns the names and
+	// email; with update force a login still replaces the token's part of
+	// the groups).
 	Source    string    `json:"source"`
 	Links     []Link    `json:"links,omitempty"`
 	Created   time.Time `json:"created"`
