@@ -52,11 +52,13 @@ const (
 	BackupErrorTrailer = "X-Sso-Backup-Error"
 )
 
-// MarkHeader is on every answer of the admin API, errors included: it
-// tells the CLI that what answered at --address is Caddy's admin endpoint
-// with this API, not a site (whose sso answers a 401 of its own JSON
-// {"error"}) or another program, whose answers it would otherwise take
-// for the API's refusals, or fail to read.
+// MarkHeader is on every answer of Caddy's admin endpoint under Prefix,
+// errors and "the sso app is not running" included (caddymodule's admin
+// route sets it before anything else; Caddy keeps it on its error
+// answers): it tells the CLI that what answered at --address is Caddy's
+// admin endpoint with this API, not a site (whose sso answers a 401 of its
+// own JSON {"error"}) or another program, whose answers it would otherwise
+// take for the API's refusals, or fail to read.
 const MarkHeader = "X-Sso-Admin-Api"
 
 // DefaultBackupStall is how long GET /sso/backup waits on a client that
@@ -132,7 +134,6 @@ func (h *Handler) log() *zap.Logger {
 // Serve answers one request under Prefix. Errors are *Error, for the
 // caller to render (Caddy's admin endpoint writes {"error": message}).
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set(MarkHeader, "1") // Caddy's admin endpoint keeps it on its error answers
 	// Split the path as sent, then unescape each part once: r.URL.Path is
 	// already unescaped, and unescaping it again would turn an ID such as
 	// "100%41" into another one, and an escaped "/" into a separator.

@@ -14,7 +14,7 @@ import (
 
 // notAdmin is how the CLI begins to say that --address reached something
 // other than Caddy's admin endpoint with the sso API.
-const notAdmin = " is not Caddy's admin endpoint with the sso module (it answered HTTP "
+const notAdmin = " did not answer as Caddy's admin endpoint with the sso module (it answered HTTP "
 
 // TestCLIAddressNotAdmin: --address naming a site of the gateway got that
 // site's 401 ("authentication required (HTTP 401 Unauthorized)", as if the
@@ -29,6 +29,13 @@ func TestCLIAddressNotAdmin(t *testing.T) {
 		fmt.Fprint(w, "<!doctype html><title>app</title>")
 	}))
 	t.Cleanup(html.Close)
+	refuser := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"error":"host not allowed: 127.0.0.1"}`)
+	}))
+	t.Cleanup(refuser.Close)
+	refusing := refuser.Listener.Addr().String()
 	site := fmt.Sprintf("127.0.0.1:%d", w.GW.Port)
 	plain := html.Listener.Addr().String()
 
@@ -37,8 +44,11 @@ func TestCLIAddressNotAdmin(t *testing.T) {
 		status               int
 		args                 []string
 	}{
-		{"gateway site", site, "401 application/json", http.StatusUnauthorized, []string{"users", "list"}},
-		{"gateway site, a POST", site, "401 application/json", http.StatusUnauthorized, []string{"users", "disable", "someone"}},
+		{"gateway site", site, `401 application/json: "authentication required"`, http.StatusUnauthorized, []string{"users", "list"}},
+		{"gateway site, a POST", site, `401 application/json: "authentication required"`, http.StatusUnauthorized, []string{"users", "disable", "someone"}},
+		// Caddy's admin endpoint refusing before the module runs (an
+		// `admin` block's origins): its reason, which is the fix, is kept.
+		{"admin endpoint refusing the origin", refusing, `403 application/json: "host not allowed: 127.0.0.1"`, http.StatusForbidden, []string{"users", "list"}},
 		{"plain app", plain, "200 text/html", http.StatusOK, []string{"users", "list"}},
 		{"plain app, audit", plain, "200 text/html", http.StatusOK, []string{"audit"}},
 	} {

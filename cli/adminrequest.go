@@ -181,9 +181,10 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 	w.stage.Store(stageReading)
 	body := &watchedBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
 	if resp.Header.Get(adminapi.MarkHeader) == "" {
-		_ = body.Close()
-		return nil, &notAdminError{addr: e.addr, answer: &apiStatusError{status: resp.StatusCode,
-			msg: "the answer is not the sso admin API's"}, contentType: resp.Header.Get("Content-Type")}
+		defer body.Close()
+		b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+		return nil, &notAdminError{addr: e.addr, answer: statusError(resp.StatusCode, b).(*apiStatusError),
+			contentType: resp.Header.Get("Content-Type"), json: json.Valid(b)}
 	}
 	if resp.StatusCode < 400 {
 		resp.Body = body
@@ -206,15 +207,22 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 type notAdminError struct {
 	addr        string
 	contentType string
-	answer      *apiStatusError // its status, for --json and audit --follow
+	answer      *apiStatusError // its status and message, for --json and audit --follow
+	json        bool            // the answer was JSON: its message is worth quoting
 }
 
+// Error quotes a JSON answer's message: Caddy's admin endpoint itself
+// refuses a request before the module sees it (an `admin` block's
+// `origins`: "host not allowed"), and that reason is the fix.
 func (e *notAdminError) Error() string {
 	what := fmt.Sprintf("HTTP %d", e.answer.status)
 	if mt, _, err := mime.ParseMediaType(e.contentType); err == nil {
 		what += " " + termtext.Line(mt)
 	}
-	return fmt.Sprintf("%s is not Caddy's admin endpoint with the sso module (it answered %s); "+
+	if e.json {
+		what += fmt.Sprintf(": %q", e.answer.msg)
+	}
+	return fmt.Sprintf("%s did not answer as Caddy's admin endpoint with the sso module (it answered %s); "+
 		"--address is the admin address of the Caddyfile's `admin` option, default %s", e.addr, what, caddy.DefaultAdminListen)
 }
 

@@ -316,7 +316,7 @@ func TestCLIAdminAnswerNotJSON(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	stdout, _, err := run("users", "list", "--json", "--address="+srv.Listener.Addr().String())
-	if err == nil || strings.Contains(err.Error(), "\x1b") || !strings.Contains(err.Error(), "is not Caddy's admin endpoint with the sso module (it answered HTTP 404") {
+	if err == nil || strings.Contains(err.Error(), "\x1b") || !strings.Contains(err.Error(), "did not answer as Caddy's admin endpoint with the sso module (it answered HTTP 404") {
 		t.Errorf("ended with %q", err)
 	}
 	var je struct {
