@@ -125,9 +125,11 @@ type handler struct {
 	Handler string  `json:"handler"`
 	Routes  []route `json:"routes"` // subroute
 	// PassThru (file_server) and HandleResponse (reverse_proxy, as
-	// forward_auth adapts) let a request go on to the next handler.
-	PassThru       bool              `json:"pass_thru"`
-	HandleResponse []json.RawMessage `json:"handle_response"`
+	// forward_auth adapts) may let a request go on to the next handler.
+	PassThru       bool `json:"pass_thru"`
+	HandleResponse []struct {
+		Routes []route `json:"routes"`
+	} `json:"handle_response"`
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -301,8 +303,11 @@ func routeTree(routes []route) []routeorder.Route {
 		for _, raw := range rt.Handle {
 			var hd handler
 			_ = json.Unmarshal(raw, &hd) // unreadable: a handler that calls next
-			out[i].Handlers = append(out[i].Handlers, routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes),
-				PassesOn: hd.PassThru || len(hd.HandleResponse) > 0})
+			passesOn := hd.PassThru
+			for _, hr := range hd.HandleResponse {
+				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes))
+			}
+			out[i].Handlers = append(out[i].Handlers, routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes), PassesOn: passesOn})
 		}
 	}
 	return out

@@ -41,6 +41,7 @@ func TestCheckSSOAfterTerminalHandler(t *testing.T) {
 		{"the directive order", "\treverse_proxy 127.0.0.1:8080\n\tsso okta\n", ""},
 		{"a public /health before sso", "\troute {\n\t\trespond /health ok\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
 		{"public files served first, the rest signed in", "\troute {\n\t\tfile_server {\n\t\t\tpass_thru\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+		{"a reverse_proxy that only replaces error pages, then sso", "\troute {\n\t\treverse_proxy 127.0.0.1:8080 {\n\t\t\t@err status 5xx\n\t\t\thandle_response @err {\n\t\t\t\trespond \"down\" 503\n\t\t\t}\n\t\t}\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
 		{"forward_auth before sso", "\troute {\n\t\tforward_auth 127.0.0.1:9091 {\n\t\t\turi /verify\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

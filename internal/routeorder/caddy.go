@@ -46,7 +46,9 @@ func fromRoutes(routes caddyhttp.RouteList) []Route {
 			case *fileserver.FileServer:
 				h.PassesOn = m.PassThru
 			case *reverseproxy.Handler:
-				h.PassesOn = len(m.HandleResponse) > 0
+				for _, hr := range m.HandleResponse {
+					h.PassesOn = h.PassesOn || CallsNext(fromRoutes(hr.Routes))
+				}
 			}
 			out[i].Handlers = append(out[i].Handlers, h)
 		}

@@ -28,8 +28,9 @@ type Handler struct {
 	Module string
 	Routes []Route
 	// PassesOn: configured to call the next handler for some requests
-	// (file_server's pass_thru; reverse_proxy's handle_response, which
-	// forward_auth uses), so that a terminal module does not end the chain.
+	// (file_server's pass_thru; a reverse_proxy handle_response whose
+	// routes can end without answering, CallsNext, as forward_auth's),
+	// so that a terminal module does not end the chain.
 	PassesOn bool
 }
 
@@ -82,6 +83,15 @@ func Unprotected(routes []Route) []Finding {
 	var out []Finding
 	walk(routes, "", nil, &out)
 	return out
+}
+
+// CallsNext reports whether routes, a reverse_proxy handle_response's, can
+// end without answering, so that the request goes on to the handler after
+// the proxy: forward_auth's handler for a 2xx copies headers and does. One
+// that only replaces error pages answers, and the proxy answers the rest.
+func CallsNext(routes []Route) bool {
+	var ignored []Finding
+	return walk(routes, "", nil, &ignored) == nil
 }
 
 // walk checks one route list; before is the terminal handler that answers
