@@ -925,22 +925,17 @@ func (in *login) groupsFrom(defaults []string) (groups []string, ok bool) {
 	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), defaults...)), true
 }
 
-// defaultsFor returns the default_groups a known user's sign-in keeps
-// giving them. default_groups are for users JIT creates: a user SCIM owns
-// keeps only those they already hold (a JIT user SCIM adopted), and one
-// SCIM created gets none (a `deny group` on a default, as for JIT guests,
-// must not catch the directory's users).
+// defaultsFor returns the default_groups a known user's sign-in gives
+// them. default_groups are for users JIT owns: a user SCIM owns gets none,
+// whether SCIM created them (a `deny group` on a default, as for JIT
+// guests, must not catch the directory's people) or adopted them from JIT
+// (the directory decides their groups now; their stored groups cannot say
+// which of them a default gave, so a kept default could never go).
 func (in *login) defaultsFor(u *store.User) []string {
-	if u.Source != store.SourceSCIM {
-		return in.rules.DefaultGroups
+	if u.Source == store.SourceSCIM {
+		return nil
 	}
-	var held []string
-	for _, g := range store.NormalGroupNames(in.rules.DefaultGroups) {
-		if slices.Contains(u.Groups, g) {
-			held = append(held, g)
-		}
-	}
-	return held
+	return in.rules.DefaultGroups
 }
 
 // create creates the user this sign-in names. takeFrom, when not nil, is
