@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 )
@@ -90,5 +91,44 @@ func TestCLIAdminWithoutSSOApp(t *testing.T) {
 	_, err := cli(context.Background(), "users", "list", g.AddressFlag())
 	if want := "the sso app is not running (HTTP 503 Service Unavailable)"; err == nil || err.Error() != want {
 		t.Errorf("users list with no sso app: %v, want %s", err, want)
+	}
+}
+
+// TestCLINotAdminAnswerBounded: what the CLI reads of something else at
+// --address is bounded: a stream (an event stream's keep-alives, each
+// restarting the read timeout) is not read at all, and a long JSON
+// message is quoted only in part.
+func TestCLINotAdminAnswerBounded(t *testing.T) {
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for {
+			if _, err := fmt.Fprint(w, ":\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(stream.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := cli(ctx, "users", "list", "--timeout=2s", "--address="+stream.Listener.Addr().String())
+	if d := time.Since(start); d > 4*time.Second || err == nil || !strings.Contains(err.Error(), "did not answer as Caddy's admin endpoint") {
+		t.Errorf("users list against a stream: %v after %v, want the address named at once", err, d.Round(time.Millisecond))
+	}
+
+	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"error":%q}`, strings.Repeat("A", 1<<20))
+	}))
+	t.Cleanup(long.Close)
+	if _, err := cli(ctx, "users", "list", "--address="+long.Listener.Addr().String()); err == nil || len(err.Error()) > 1000 {
+		t.Errorf("a 1 MiB JSON message from something else: an error of %d bytes", len(fmt.Sprint(err)))
 	}
 }

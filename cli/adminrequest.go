@@ -33,6 +33,14 @@ const defaultAdminTimeout = 30 * time.Second
 // caddycmd.AdminAPIRequest caps it.
 const maxErrorBody = 2 << 20
 
+// notAdminBody and notAdminMessage cap what is read of a JSON answer from
+// something that is not the sso admin API, and what of its message is
+// quoted (notAdminError): enough for Caddy's own refusals.
+const (
+	notAdminBody    = 4 << 10
+	notAdminMessage = 200
+)
+
 // adminClient calls the admin API of the Caddy that --address, or
 // --config, names (the default address otherwise), each request bounded by
 // --timeout and ended when the command's context ends.
@@ -182,7 +190,13 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 	body := &watchedBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
 	if resp.Header.Get(adminapi.MarkHeader) == "" {
 		defer body.Close()
-		b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+		// Only a JSON answer's message is worth reading (Caddy's own
+		// refusals), and only a little of it: something else at the
+		// address may stream for ever.
+		var b []byte
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+			b, _ = io.ReadAll(io.LimitReader(body, notAdminBody))
+		}
 		return nil, &notAdminError{addr: e.addr, answer: statusError(resp.StatusCode, b).(*apiStatusError),
 			contentType: resp.Header.Get("Content-Type"), json: json.Valid(b)}
 	}
@@ -219,8 +233,11 @@ func (e *notAdminError) Error() string {
 	if mt, _, err := mime.ParseMediaType(e.contentType); err == nil {
 		what += " " + termtext.Line(mt)
 	}
-	if e.json {
-		what += fmt.Sprintf(": %q", e.answer.msg)
+	if msg := e.answer.msg; e.json {
+		if len(msg) > notAdminMessage {
+			msg = strings.ToValidUTF8(msg[:notAdminMessage], "") + "…"
+		}
+		what += fmt.Sprintf(": %q", msg)
 	}
 	return fmt.Sprintf("%s did not answer as Caddy's admin endpoint with the sso module (it answered %s); "+
 		"--address is the admin address of the Caddyfile's `admin` option, default %s", e.addr, what, caddy.DefaultAdminListen)
