@@ -89,7 +89,8 @@ func attributeIndex(name string) (int, bool) {
 }
 
 // candidates lists, per attribute, the names tried in order; the first with a
-// non-empty value wins, except for groups, the union of them all
+// non-empty value wins; for groups, the first that holds any group, unless
+// an operator's `map groups` lists them, whose union is taken
 // (Mapper.groups).
 type candidates [numAttributes][]string
 
