@@ -238,26 +238,41 @@ func (db *DB) inLine(ctx, bctx context.Context, op func() error, err error) erro
 					// out its pause beside an idle connection.
 					db.connFreed()
 				}
-				switch {
-				case ctx.Err() != nil:
-					return fmt.Errorf("waiting for a connection after the server refused a new one: %w", ctx.Err())
-				case err == nil:
-					return fmt.Errorf("no connection of this instance's was free within %v, while others waited for one "+
-						"after the server refused new ones", db.answerWithin)
-				}
-				return fmt.Errorf("the server refused a new connection (%s) and none of this instance's %d was free within %v: %w",
-					refusedWhy(err), held, db.answerWithin, err)
+				return db.noneFree(ctx, err, held)
 			}
 		}
+		refused := err
 		err = op()
 		if err == nil {
 			return nil
 		}
 		if !refusedConnection(err) {
 			db.opFailed()
+			if bctx.Err() != nil && ctx.Err() == nil {
+				// The bound ran out during this attempt (a connection
+				// being opened, or a pool acquire, cut short): it is
+				// still the refusal that kept the caller waiting.
+				return db.noneFree(ctx, refused, held)
+			}
 			return err
 		}
 	}
+}
+
+// noneFree is inLine's failure once the bound on the wait ran out:
+// refused is the server's last refusal (nil when the caller got in line
+// behind others without one of its own), held the connections this
+// instance had then.
+func (db *DB) noneFree(ctx context.Context, refused error, held int32) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for a connection after the server refused a new one: %w", ctx.Err())
+	case refused == nil:
+		return fmt.Errorf("no connection of this instance's was free within %v, while others waited for one "+
+			"after the server refused new ones", db.answerWithin)
+	}
+	return fmt.Errorf("the server refused a new connection (%s) and none of this instance's %d was free within %v: %w",
+		refusedWhy(refused), held, db.answerWithin, refused)
 }
 
 // opFailed is connFreed after op failed otherwise than by a refusal: it

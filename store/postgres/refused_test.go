@@ -238,6 +238,43 @@ func checkRefused(t *testing.T, err error) {
 	}
 }
 
+// TestRefusedBoundEndsDuringAttempt: when the bound on the wait runs out
+// while a retry is under way (a connection being opened, cut short), the
+// caller is still told that the server refused and nothing was free in
+// time, not that the database did not answer: the refusal is why it
+// waited. The retry here holds until the bound ends, as one that began
+// just before it would.
+func TestRefusedBoundEndsDuringAttempt(t *testing.T) {
+	dsn, setLimit := limitedRole(t, 1)
+	db, err := Open(t.Context(), Config{DSN: dsn, MaxConns: 10, StatementTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(t.Context(), func(store.Tx) error { return nil }); err != nil {
+		t.Fatal(err) // leaves one connection of the instance's in the pool
+	}
+	setLimit(0)
+	_, refusal := pgx.Connect(t.Context(), dsn)
+	if !refusedConnection(refusal) {
+		t.Fatalf("a connection over the role's limit: %v, want the server's refusal", refusal)
+	}
+	bctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	attempts := 0
+	err = db.waitRefused(t.Context(), bctx, func() error {
+		if attempts++; attempts == 1 {
+			return refusal
+		}
+		<-bctx.Done()
+		return fmt.Errorf("postgres: begin: %w", bctx.Err())
+	})
+	checkRefused(t, err)
+	if err == nil || !strings.Contains(err.Error(), "free within") {
+		t.Errorf("after %d attempts: %v, want the refusal and that no connection was free in time", attempts, err)
+	}
+}
+
 // Two callers that run transactions back to back (as a sign-in runs
 // several in a row) keep the role's two connections busy. A third
 // caller, refused a connection of its own, must get one of theirs in
