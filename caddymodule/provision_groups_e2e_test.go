@@ -69,11 +69,7 @@ func TestAdoptedUserLosesGroupRemovedAtIdP(t *testing.T) {
 // hears them, merged with the SCIM groups she is a member of.
 func TestSCIMCreatedUserGetsTokenGroups(t *testing.T) {
 	w := newSCIMWorld(t)
-	r := w.scim.must(201, "POST", "/Users", `{
-		"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-		"externalId": "sub-ada", "userName": "ada@example.com", "active": true,
-		"name": {"givenName": "Ada", "familyName": "Lovelace"},
-		"emails": [{"primary": true, "type": "work", "value": "ada@example.com"}]}`)
+	r := w.scim.must(201, "POST", "/Users", scimAda)
 	id := r.body["id"].(string)
 	w.scim.must(201, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],
 		"displayName":"scim-team","members":[{"value":"`+id+`"}]}`)

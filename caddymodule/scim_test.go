@@ -749,6 +749,14 @@ func TestSCIMDeactivationEndsLiveSession(t *testing.T) {
 	}
 }
 
+// scimAda is the SCIM User the directory creates for the test IdP's ada:
+// its externalId is her OIDC subject, so her sign-in adopts it.
+const scimAda = `{
+		"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+		"externalId": "sub-ada", "userName": "ada@example.com", "active": true,
+		"name": {"givenName": "Ada", "familyName": "Lovelace"},
+		"emails": [{"primary": true, "type": "work", "value": "ada@example.com"}]}`
+
 // TestSCIMProvisionedUserSignsIn: SCIM creates the user first (externalId
 // = the OIDC subject) and puts them in a group; their first sign-in adopts
 // that user, the group reaches the app, a rename shows on the next
@@ -756,11 +764,7 @@ func TestSCIMDeactivationEndsLiveSession(t *testing.T) {
 // for as long as sso_scim lists the IdP.
 func TestSCIMProvisionedUserSignsIn(t *testing.T) {
 	w := newSCIMWorld(t)
-	r := w.scim.must(201, "POST", "/Users", `{
-		"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-		"externalId": "sub-ada", "userName": "ada@example.com", "active": true,
-		"name": {"givenName": "Ada", "familyName": "Lovelace"},
-		"emails": [{"primary": true, "type": "work", "value": "ada@example.com"}]}`)
+	r := w.scim.must(201, "POST", "/Users", scimAda)
 	id := r.body["id"].(string)
 	r = w.scim.must(201, "POST", "/Groups", fmt.Sprintf(`{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
 		"displayName": "Analytical Engines", "members": [{"value": %q}]}`, id))
