@@ -197,7 +197,7 @@ func (e *adminEndpoint) do(ctx context.Context, method, uri string) (*http.Respo
 		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
 			b, _ = io.ReadAll(io.LimitReader(body, notAdminBody))
 		}
-		return nil, &notAdminError{addr: e.addr, answer: statusError(resp.StatusCode, b).(*apiStatusError),
+		return nil, &notAdminError{addr: e.addr, answer: statusError(resp.StatusCode, b),
 			contentType: resp.Header.Get("Content-Type"), json: json.Valid(b)}
 	}
 	if resp.StatusCode < 400 {
@@ -248,7 +248,7 @@ func (e *notAdminError) Unwrap() error { return e.answer }
 // statusError is the admin API's refusal: the message of its JSON answer
 // {"error": "..."}, or the start of what it sent otherwise. It may quote
 // stored values back, so it is made safe for a terminal.
-func statusError(status int, body []byte) error {
+func statusError(status int, body []byte) *apiStatusError {
 	var v struct {
 		Error string `json:"error"`
 	}

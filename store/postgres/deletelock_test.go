@@ -65,11 +65,7 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	// The deletion waits for the whole group change, which takes seconds
 	// under the race detector on a busy machine: a timeout that does not
 	// cut the wait short, so that only a deadlock can fail it.
-	b, err := Open(context.Background(), Config{DSN: dsn, StatementTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
 	ids := seedUsers(t, a, "okta", n)
 	victim := ids[n-1] // the last regroup locks (in ID order)
 	acc := &account.Service{Store: b, Cache: session.New(b, session.Config{}, nil, nil)}
@@ -81,7 +77,7 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	waitForRegroup(t, a, groupDone)
 
 	start := time.Now()
-	_, err = acc.Delete(context.Background(), victim, account.BySCIM)
+	_, err := acc.Delete(context.Background(), victim, account.BySCIM)
 	took := time.Since(start)
 	gErr := <-groupDone
 	after := deadlocks(t, a)
@@ -137,11 +133,7 @@ func waitForLockWait(t *testing.T, db *DB, done chan error) {
 func TestDeleteMemberDuringGroupRename(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	a := openDSN(t, dsn)
-	b, err := Open(context.Background(), Config{DSN: dsn, StatementTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
 	ids := seedUsers(t, a, "okta", 2)
 	victim, other := ids[0], ids[1]
 	g := &store.Group{IdP: "okta", DisplayName: "staff", Members: ids}
@@ -150,7 +142,7 @@ func TestDeleteMemberDuringGroupRename(t *testing.T) {
 
 	renameDone := make(chan error, 1)
 	var startRename sync.Once
-	err = b.Update(context.Background(), func(tx store.Tx) error {
+	err := b.Update(context.Background(), func(tx store.Tx) error {
 		if _, err := tx.UserForDelete(victim); err != nil {
 			return err
 		}

@@ -23,7 +23,13 @@ func openTest(t testing.TB) *DB {
 // openDSN opens another handle on a database: a second instance.
 func openDSN(t testing.TB, dsn string) *DB {
 	t.Helper()
-	db, err := Open(context.Background(), Config{DSN: dsn})
+	return openConfig(t, Config{DSN: dsn})
+}
+
+// openConfig opens an instance with cfg, closed when the test ends.
+func openConfig(t testing.TB, cfg Config) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

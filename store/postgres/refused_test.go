@@ -246,11 +246,7 @@ func checkRefused(t *testing.T, err error) {
 // just before it would.
 func TestRefusedBoundEndsDuringAttempt(t *testing.T) {
 	dsn, setLimit := limitedRole(t, 1)
-	db, err := Open(t.Context(), Config{DSN: dsn, MaxConns: 10, StatementTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openConfig(t, Config{DSN: dsn, MaxConns: 10, StatementTimeout: time.Second})
 	if err := db.View(t.Context(), func(store.Tx) error { return nil }); err != nil {
 		t.Fatal(err) // leaves one connection of the instance's in the pool
 	}
@@ -262,7 +258,7 @@ func TestRefusedBoundEndsDuringAttempt(t *testing.T) {
 	bctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	attempts := 0
-	err = db.waitRefused(t.Context(), bctx, func() error {
+	err := db.waitRefused(t.Context(), bctx, func() error {
 		if attempts++; attempts == 1 {
 			return refusal
 		}

@@ -42,11 +42,7 @@ func TestMemberSignInDuringLargeGroupChange(t *testing.T) {
 	const n = 20_000
 	dsn := pgtest.NewDatabase(t)
 	a := openDSN(t, dsn)
-	b, err := Open(context.Background(), Config{DSN: dsn, StatementTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Second})
 	ids := seedUsers(t, a, "okta", n)
 	last := ids[n-1] // the last the group change rewrites (in ID order)
 	i := n - 1       // seedUsers: user i has link sub-i and email user<i>@example.com
