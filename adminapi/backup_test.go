@@ -56,18 +56,43 @@ func filledStore(t *testing.T, size int) *bolt.DB {
 
 // backupServer serves GET /sso/backup of db over a real HTTP server, as
 // caddymodule's admin.api.sso does, and reports on the returned channel
-// each time the handler returns.
-func backupServer(t *testing.T, db *bolt.DB, logger *zap.Logger) (*httptest.Server, <-chan error) {
+// each time the handler returns. sendBuffer, when not 0, is the socket
+// send buffer of each connection it accepts (sendBuffers).
+func backupServer(t *testing.T, db *bolt.DB, logger *zap.Logger, sendBuffer int) (*httptest.Server, <-chan error) {
 	t.Helper()
 	done := make(chan error, 4)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Logger: logger, BackupStall: backupStall,
 			Backup: func(w io.Writer) (int64, error) { return portable.Backup(r.Context(), db, w) }}
 		done <- h.Serve(w, r)
 	}))
+	if sendBuffer != 0 {
+		srv.Listener = sendBuffers{Listener: srv.Listener, t: t, size: sendBuffer}
+	}
+	srv.Start()
 	// Closing the connections first ends a handler still writing to one.
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
 	return srv, done
+}
+
+// sendBuffers gives each accepted connection a socket send buffer of
+// size. A failure to set it is reported, not returned: an error from
+// Accept would end the server, and leave its client waiting for nothing.
+type sendBuffers struct {
+	net.Listener
+	t    *testing.T
+	size int
+}
+
+func (l sendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.(*net.TCPConn).SetWriteBuffer(l.size); err != nil {
+		l.t.Errorf("setting the send buffer of the connection from %s: %v", c.RemoteAddr(), err)
+	}
+	return c, nil
 }
 
 // TestBackupStalledClient: a client that stops reading a backup makes the
@@ -76,9 +101,16 @@ func backupServer(t *testing.T, db *bolt.DB, logger *zap.Logger) (*httptest.Serv
 // it for good). The abandoned backup is logged, and a client that resumes
 // reading gets a truncated stream that Client.Backup refuses.
 func TestBackupStalledClient(t *testing.T) {
-	db := filledStore(t, 12<<20)
+	// Small send buffers on the server's side too: the kernel's default
+	// grows up to tcp_wmem's maximum (4 MiB here), and before a write can
+	// stall the handler must gzip enough of the backup to fill it, CPU
+	// work that took a loaded test process longer than any bound on the
+	// stall, so that the test measured its share of a core. Then 1 MiB
+	// is well beyond the ~256 KiB the buffers of both ends hold (the
+	// kernel doubles what SetReadBuffer and SetWriteBuffer ask).
+	db := filledStore(t, 1<<20)
 	core, logs := observer.New(zapcore.InfoLevel)
-	srv, done := backupServer(t, db, zap.New(core))
+	srv, done := backupServer(t, db, zap.New(core), 64<<10)
 	addr := srv.Listener.Addr().String()
 	// Small receive buffers: the kernel would otherwise take up to
 	// tcp_rmem's maximum (32 MiB here) of the stream for a client that
@@ -97,8 +129,11 @@ func TestBackupStalledClient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: the handler failed: %v", what, err)
 			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s: the backup handler still writes after 20 s (stall timeout %s)", what, backupStall)
+		case <-time.After(2 * time.Minute):
+			// A bound on a hang only: with the small buffers the handler
+			// gives up within about a second, and without the stall guard
+			// it waits for good.
+			t.Fatalf("%s: the backup handler still writes after 2 min (stall timeout %s)", what, backupStall)
 		}
 	}
 
@@ -156,7 +191,10 @@ func TestBackupStalledClient(t *testing.T) {
 // trailers that say so, through the stall guard.
 func TestBackupComplete(t *testing.T) {
 	db := filledStore(t, 1<<20)
-	srv, done := backupServer(t, db, zap.NewNop())
+	// The kernel's own send buffer: it grows to hold much of the backup,
+	// so that a reader descheduled on a loaded machine is not taken for
+	// one that stalled.
+	srv, done := backupServer(t, db, zap.NewNop(), 0)
 	cl := &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
 		req, err := http.NewRequest(method, srv.URL+uri, nil)
 		if err != nil {
