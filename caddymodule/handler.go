@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/routeorder"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -328,8 +329,8 @@ func answering(r *http.Request, o gateway.Origin, u *url.URL) *http.Request {
 
 // caddyError hands a gateway error to Caddy. A page goes to the server's
 // error routes (handle_errors) with the {http.auth.sso.*} placeholders
-// when one of them would handle its status on this request, and is
-// shown as it is otherwise (docs/pages.md).
+// when one of them would handle its status on this request without
+// forwarding it, and is shown as it is otherwise (docs/pages.md).
 func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, gateway.ErrAnswered) {
 		return nil
@@ -355,19 +356,22 @@ func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
 // errorRoutesTake reports whether the server's error routes have one for
 // an error of that status on r (Caddy would otherwise send an empty body):
 // its matchers and, through subroutes, an inner route's (handle_errors
-// 4xx) accept r with the error's placeholders and the page's set.
+// 4xx) accept r with the error's placeholders and the page's set; not when
+// the first that accepts r forwards it (routeorder.Forwards: to the app?).
 func errorRoutesTake(r *http.Request, status int) bool {
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	return srv != nil && srv.Errors != nil && routesTake(srv.Errors.Routes, srv.Errors.WithError(r, caddyhttp.Error(status, nil)))
+	return srv != nil && srv.Errors != nil && routesTake(srv.Errors.Routes, srv.Errors.WithError(r, caddyhttp.Error(status, nil)), srv.NamedRoutes)
 }
 
-func routesTake(routes caddyhttp.RouteList, r *http.Request) bool {
+func routesTake(routes caddyhttp.RouteList, r *http.Request, named map[string]*caddyhttp.Route) bool {
 	for _, rt := range routes {
 		if ok, err := rt.MatcherSets.AnyMatchWithError(r); !ok || err != nil {
 			continue
+		} else if routeorder.RouteForwards(rt, named) {
+			return false
 		}
 		for _, h := range rt.Handlers {
-			if sub, ok := h.(*caddyhttp.Subroute); !ok || routesTake(sub.Routes, r) {
+			if sub, ok := h.(*caddyhttp.Subroute); !ok || routesTake(sub.Routes, r, named) {
 				return true
 			}
 		}

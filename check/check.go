@@ -103,10 +103,11 @@ type adaptedConfig struct {
 }
 
 type server struct {
-	Listen         []string        `json:"listen"`
-	Routes         []route         `json:"routes"`
-	TLSPolicies    json.RawMessage `json:"tls_connection_policies"`
-	TrustedProxies json.RawMessage `json:"trusted_proxies"`
+	Listen         []string          `json:"listen"`
+	Routes         []route           `json:"routes"`
+	NamedRoutes    map[string]*route `json:"named_routes"` // what invoke runs
+	TLSPolicies    json.RawMessage   `json:"tls_connection_policies"`
+	TrustedProxies json.RawMessage   `json:"trusted_proxies"`
 	AutomaticHTTPS *struct {
 		Disable bool     `json:"disable"`
 		Skip    []string `json:"skip"`
@@ -118,12 +119,18 @@ type route struct {
 	Handle []json.RawMessage            `json:"handle"`
 }
 
-// handler is what the check reads of every handler: which one it is, and
-// a subroute's routes. An sso handler's settings are read into
-// caddymodule.Handler, which says where it serves its endpoints.
+// handler is what the check reads of every handler: which one it is, a
+// subroute's routes, and the named route an invoke runs. An sso handler's
+// settings are read into caddymodule.Handler, which says where it serves
+// its endpoints.
 type handler struct {
 	Handler string  `json:"handler"`
 	Routes  []route `json:"routes"` // subroute
+	Name    string  `json:"name"`   // invoke
+	// Transport is a reverse_proxy's: fastcgi for php_fastcgi.
+	Transport struct {
+		Protocol string `json:"protocol"`
+	} `json:"transport"`
 	// PassThru (file_server) and HandleResponse (reverse_proxy, as
 	// forward_auth adapts) may let a request go on to the next handler.
 	PassThru       bool `json:"pass_thru"`
@@ -217,12 +224,12 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 	for _, name := range names {
 		srv := h.Servers[name]
 		port := serverPort(srv.Listen)
-		for _, f := range routeorder.Unprotected(routeTree(srv.Routes)) {
+		for _, f := range routeorder.Unprotected(routeTree(srv.Routes, srv.NamedRoutes, nil)) {
 			f.Server = name
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: f.String()})
 		}
-		var walk func(routes []route, hosts []string)
-		walk = func(routes []route, hosts []string) {
+		var walk func(routes []route, hosts, invoking []string)
+		walk = func(routes []route, hosts, invoking []string) {
 			for _, rt := range routes {
 				hs := hosts
 				var own []string
@@ -242,7 +249,11 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 					}
 					switch hd.Handler {
 					case "subroute":
-						walk(hd.Routes, hs)
+						walk(hd.Routes, hs, invoking)
+					case "invoke": // the named route runs with the site's hosts
+						if nr := srv.NamedRoutes[hd.Name]; nr != nil && !slices.Contains(invoking, hd.Name) {
+							walk([]route{*nr}, hs, append(slices.Clip(invoking), hd.Name))
+						}
 					case "sso":
 						var sso caddymodule.Handler
 						if json.Unmarshal(raw, &sso) != nil {
@@ -289,14 +300,15 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 				}
 			}
 		}
-		walk(srv.Routes, nil)
+		walk(srv.Routes, nil, nil)
 	}
 	return out
 }
 
 // routeTree is the abstract tree of adapted routes the route-order rule
-// reads.
-func routeTree(routes []route) []routeorder.Route {
+// reads; named are the server's named routes, and invoking those that
+// routes are part of (a cycle is left unexpanded).
+func routeTree(routes []route, named map[string]*route, invoking []string) []routeorder.Route {
 	out := make([]routeorder.Route, len(routes))
 	for i, rt := range routes {
 		out[i].Matched = len(rt.Match) > 0
@@ -305,9 +317,14 @@ func routeTree(routes []route) []routeorder.Route {
 			_ = json.Unmarshal(raw, &hd) // unreadable: a handler that calls next
 			passesOn := hd.PassThru
 			for _, hr := range hd.HandleResponse {
-				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes))
+				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes, named, invoking))
 			}
-			out[i].Handlers = append(out[i].Handlers, routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes), PassesOn: passesOn})
+			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
+				Transport: hd.Transport.Protocol, PassesOn: passesOn}
+			if nr := named[hd.Name]; hd.Handler == "invoke" && nr != nil && !slices.Contains(invoking, hd.Name) {
+				h.Routes = routeTree([]route{*nr}, named, append(slices.Clip(invoking), hd.Name))
+			}
+			out[i].Handlers = append(out[i].Handlers, h)
 		}
 	}
 	return out

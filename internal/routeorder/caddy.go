@@ -12,7 +12,8 @@ import (
 // FromApp checks the servers of a provisioned http app (what
 // caddy.Context.App("http") returns; anything else yields nothing).
 // Provisioning clears the raw JSON, so the tree is read from the loaded
-// modules: matcher sets, handlers by module name, subroutes.
+// modules: matcher sets, handlers by module name, subroutes, the named
+// routes invoke runs.
 func FromApp(app any) []Finding {
 	h, _ := app.(*caddyhttp.App)
 	if h == nil {
@@ -25,7 +26,8 @@ func FromApp(app any) []Finding {
 	slices.Sort(names)
 	var out []Finding
 	for _, n := range names {
-		for _, f := range Unprotected(fromRoutes(h.Servers[n].Routes)) {
+		srv := h.Servers[n]
+		for _, f := range Unprotected(fromRoutes(srv.Routes, srv.NamedRoutes, nil)) {
 			f.Server = n
 			out = append(out, f)
 		}
@@ -33,8 +35,16 @@ func FromApp(app any) []Finding {
 	return out
 }
 
-// fromRoutes is the abstract tree of provisioned routes.
-func fromRoutes(routes caddyhttp.RouteList) []Route {
+// RouteForwards reports whether a provisioned route can send the request
+// to another server (Forwards), given its server's named routes.
+func RouteForwards(rt caddyhttp.Route, named map[string]*caddyhttp.Route) bool {
+	return Forwards(fromRoutes(caddyhttp.RouteList{rt}, named, nil))
+}
+
+// fromRoutes is the abstract tree of provisioned routes; named are the
+// server's named routes, and invoking those that the routes are part of
+// (a cycle) is left unexpanded.
+func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, invoking []string) []Route {
 	out := make([]Route, len(routes))
 	for i, r := range routes {
 		out[i].Matched = len(r.MatcherSets) > 0
@@ -42,12 +52,20 @@ func fromRoutes(routes caddyhttp.RouteList) []Route {
 			h := Handler{Module: caddy.GetModuleName(mh)}
 			switch m := mh.(type) {
 			case *caddyhttp.Subroute:
-				h.Routes = fromRoutes(m.Routes)
+				h.Routes = fromRoutes(m.Routes, named, invoking)
+			case *caddyhttp.Invoke:
+				h.Name = m.Name
+				if nr := named[m.Name]; nr != nil && !slices.Contains(invoking, m.Name) {
+					h.Routes = fromRoutes(caddyhttp.RouteList{*nr}, named, append(slices.Clip(invoking), m.Name))
+				}
 			case *fileserver.FileServer:
 				h.PassesOn = m.PassThru
 			case *reverseproxy.Handler:
+				if m.Transport != nil {
+					h.Transport = caddy.GetModuleName(m.Transport)
+				}
 				for _, hr := range m.HandleResponse {
-					h.PassesOn = h.PassesOn || CallsNext(fromRoutes(hr.Routes))
+					h.PassesOn = h.PassesOn || CallsNext(fromRoutes(hr.Routes, named, invoking))
 				}
 			}
 			out[i].Handlers = append(out[i].Handlers, h)

@@ -23,10 +23,18 @@ type Route struct {
 }
 
 // Handler is one handler of a route, by module name (the "handler" of the
-// adapted JSON); Routes are a subroute's.
+// adapted JSON); Routes are a subroute's, or for invoke the one route of
+// the named route Name (the server's named_routes), which runs in its
+// place: `route { invoke app; sso okta }` with &(app) proxying serves the
+// app as `route { reverse_proxy …; sso okta }` does. A feeder leaves the
+// Routes of an invoke that its named route runs again (a cycle) empty.
 type Handler struct {
 	Module string
 	Routes []Route
+	Name   string
+	// Transport is a reverse_proxy's transport module ("fastcgi" for
+	// php_fastcgi), "" for http.
+	Transport string
 	// PassesOn: configured to call the next handler for some requests
 	// (file_server's pass_thru; a reverse_proxy handle_response whose
 	// routes can end without answering, CallsNext, as forward_auth's),
@@ -74,14 +82,37 @@ func directive(module string) string {
 // spot is where a terminal handler is.
 type spot struct{ module, at string }
 
+// FastCGI is the transport of php_fastcgi's reverse_proxy.
+const FastCGI = "fastcgi"
+
+// Forwards reports whether routes can send a request to another server: a
+// reverse_proxy of any transport, in them or in a subroute or named route
+// they run. An error route that forwards would hand the request the
+// gateway refused (and the callback's code, its cookies) to that server,
+// the app as often as not, so the gateway writes its own pages instead of
+// handing them to such an error route.
+func Forwards(routes []Route) bool {
+	for _, r := range routes {
+		for _, h := range r.Handlers {
+			if h.Module == "reverse_proxy" || Forwards(h.Routes) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Unprotected returns the sso handlers of routes (one server's) that a
 // terminal handler before them keeps from running: one earlier in the same
 // route, whatever its matchers, or one in an earlier route of the same
 // list that has no matcher (a subroute counts as terminal when one of its
-// own unmatched routes is).
+// own unmatched routes is). php_fastcgi's reverse_proxy ends its list
+// although its route is matched (path *.php): the try_files rewrite before
+// it sends every request for a file that does not exist to index.php, so
+// the PHP app answers them all.
 func Unprotected(routes []Route) []Finding {
 	var out []Finding
-	walk(routes, "", nil, &out)
+	walk(routes, top, "", nil, &out)
 	return out
 }
 
@@ -91,32 +122,43 @@ func Unprotected(routes []Route) []Finding {
 // that only replaces error pages answers, and the proxy answers the rest.
 func CallsNext(routes []Route) bool {
 	var ignored []Finding
-	return walk(routes, "", nil, &ignored) == nil
+	return walk(routes, top, "", nil, &ignored) == nil
 }
 
-// walk checks one route list; before is the terminal handler that answers
-// before the list is entered (nil: none). It returns the terminal handler
-// that answers every request reaching the list, if any.
-func walk(routes []Route, at string, before *spot, out *[]Finding) *spot {
+// top is the JSON path of a server's route i.
+func top(i int) string { return fmt.Sprintf("routes[%d]", i) }
+
+// walk checks one route list, whose route i is at path(i) in the adapted
+// JSON (via: how a named route's list is reached, appended to every place
+// it reports); before is the terminal handler that answers before the list
+// is entered (nil: none). It returns the terminal handler that answers
+// every request reaching the list, if any.
+func walk(routes []Route, path func(int) string, via string, before *spot, out *[]Finding) *spot {
 	list := before
 	for i, r := range routes {
-		here := list
+		here, ends := list, !r.Matched
 		for j, h := range r.Handlers {
-			loc := fmt.Sprintf("%sroutes[%d].handle[%d]", at, i, j)
+			loc := fmt.Sprintf("%s.handle[%d]", path(i), j)
+			var t *spot
 			switch {
 			case h.Module == SSO:
 				if here != nil {
-					*out = append(*out, Finding{Terminal: here.module, At: here.at, SSO: loc})
+					*out = append(*out, Finding{Terminal: here.module, At: here.at, SSO: loc + via})
 				}
 			case h.Module == "subroute":
-				if t := walk(h.Routes, loc+".", here, out); here == nil {
-					here = t
-				}
+				t = walk(h.Routes, func(k int) string { return fmt.Sprintf("%s.routes[%d]", loc, k) }, via, here, out)
+			case h.Module == "invoke":
+				t = walk(h.Routes, func(int) string { return "named_routes." + h.Name },
+					fmt.Sprintf(" (the named route %s, which invoke %s at %s runs)", h.Name, h.Name, loc+via), here, out)
 			case here == nil && directive(h.Module) != "" && !h.PassesOn:
-				here = &spot{module: h.Module, at: loc}
+				here = &spot{module: h.Module, at: loc + via}
+				ends = ends || h.Transport == FastCGI
+			}
+			if here == nil {
+				here = t
 			}
 		}
-		if !r.Matched && list == nil {
+		if ends && list == nil {
 			list = here
 		}
 	}

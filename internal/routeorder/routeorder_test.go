@@ -13,6 +13,10 @@ func matched(handlers ...Handler) Route { return Route{Matched: true, Handlers: 
 
 func sub(routes ...Route) Handler { return h("subroute", routes...) }
 
+func invoke(name string, route ...Route) Handler {
+	return Handler{Module: "invoke", Name: name, Routes: route}
+}
+
 // TestUnprotected is the rule on the shapes the Caddyfile adapts to: a
 // site is a host-matched route holding a subroute; a route block is a
 // subroute whose handlers are one unmatched route each.
@@ -44,6 +48,21 @@ func TestUnprotected(t *testing.T) {
 		{"an unknown handler counts as calling next", []Route{r(h("some_plugin")), r(h(SSO))}, nil},
 		{"file_server pass_thru and forward_auth's reverse_proxy call next",
 			[]Route{r(Handler{Module: "file_server", PassesOn: true}, Handler{Module: "reverse_proxy", PassesOn: true}, h(SSO))}, nil},
+		{"invoke of a named route that proxies, then sso",
+			[]Route{r(sub(r(invoke("app", r(h("reverse_proxy")))), r(h(SSO))))},
+			[]Finding{{Terminal: "reverse_proxy", At: "named_routes.app.handle[0] (the named route app, which invoke app at routes[0].handle[0].routes[0].handle[0] runs)", SSO: "routes[0].handle[0].routes[1].handle[0]"}}},
+		{"sso after a proxy in the named route",
+			[]Route{r(invoke("app", r(h("reverse_proxy"), sub(r(h(SSO))))))},
+			[]Finding{{Terminal: "reverse_proxy", At: "named_routes.app.handle[0] (the named route app, which invoke app at routes[0].handle[0] runs)", SSO: "named_routes.app.handle[1].routes[0].handle[0] (the named route app, which invoke app at routes[0].handle[0] runs)"}}},
+		{"sso first in the named route", []Route{r(invoke("app", r(h(SSO), h("reverse_proxy"))))}, nil},
+		{"a named route matched on a path", []Route{r(invoke("app", matched(h("reverse_proxy")))), r(h(SSO))}, nil},
+		{"an invoke left unexpanded (a cycle) calls next", []Route{r(invoke("app")), r(h(SSO))}, nil},
+		{"php_fastcgi then sso: its proxy ends the list though matched",
+			[]Route{r(sub(matched(h("static_response")), matched(h("rewrite")), matched(Handler{Module: "reverse_proxy", Transport: FastCGI}))), r(h(SSO))},
+			[]Finding{{Terminal: "reverse_proxy", At: "routes[0].handle[0].routes[2].handle[0]", SSO: "routes[1].handle[0]"}}},
+		{"a matched reverse_proxy over http, then sso", []Route{r(sub(matched(h("reverse_proxy")))), r(h(SSO))}, nil},
+		{"php_fastcgi on a path, then sso",
+			[]Route{matched(sub(matched(Handler{Module: "reverse_proxy", Transport: FastCGI}))), r(h(SSO))}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,5 +71,25 @@ func TestUnprotected(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestForwards: an error route that reaches a reverse_proxy, of any
+// transport and through subroutes or a named route, forwards the request.
+func TestForwards(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		routes []Route
+		want   bool
+	}{
+		{"respond", []Route{r(h("static_response"))}, false},
+		{"file_server and templates", []Route{r(h("rewrite"), h("templates"), h("file_server"))}, false},
+		{"reverse_proxy in handle_errors", []Route{matched(sub(r(sub(r(h("reverse_proxy"))))))}, true},
+		{"php_fastcgi", []Route{r(sub(matched(Handler{Module: "reverse_proxy", Transport: FastCGI})))}, true},
+		{"a named route that proxies", []Route{r(invoke("app", r(h("reverse_proxy"))))}, true},
+	} {
+		if got := Forwards(tc.routes); got != tc.want {
+			t.Errorf("%s: Forwards = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
