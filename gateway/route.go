@@ -479,6 +479,13 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 
 func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
+	if InEarlyData(r) && !safeMethod(r.Method) {
+		// Whoever is on the path can replay early data on a connection of
+		// their own; a POST here signs in, signs out or ends sessions. 425
+		// has the browser send it again once the handshake is complete
+		// (RFC 8470 5.2), which costs it a round trip.
+		return httpError(http.StatusTooEarly, fmt.Errorf("sso: %s %q in TLS early data", r.Method, rest))
+	}
 	if allow := rt.ownEndpointMethods(rest); allow != "" && !slices.Contains(strings.Split(allow, ", "), r.Method) {
 		w.Header().Set("Allow", allow)
 		return httpError(http.StatusMethodNotAllowed, fmt.Errorf("sso: %s takes %s", rest, allow))
