@@ -460,6 +460,7 @@ func sharedIdPLines() map[string]idpLine {
 //	clock_skew <duration>
 //	allow_unverified_email
 //	require_acr <acr>…                  (sent as acr_values; the ID token's acr must be one)
+//	hosted_domain <domain>…             (Google Workspace: the ID token's hd must be one)
 func oidcLines() map[string]idpLine {
 	return map[string]idpLine{
 		"issuer":                 func(s setting, c *IdPConfig) (err error) { c.OIDC.Issuer, err = s.one(); return err },
@@ -473,6 +474,7 @@ func oidcLines() map[string]idpLine {
 		"offline_access":         func(s setting, c *IdPConfig) (err error) { c.OIDC.OfflineAccess, err = s.flag(); return err },
 		"clock_skew":             func(s setting, c *IdPConfig) (err error) { c.OIDC.ClockSkew, err = s.duration(); return err },
 		"require_acr":            func(s setting, c *IdPConfig) (err error) { c.OIDC.RequireACR, err = s.many(); return err },
+		"hosted_domain":          func(s setting, c *IdPConfig) (err error) { c.OIDC.HostedDomains, err = s.many(); return err },
 		"allow_unverified_email": func(s setting, c *IdPConfig) (err error) { c.OIDC.AllowUnverifiedEmail, err = s.flag(); return err },
 	}
 }

@@ -83,6 +83,7 @@ type OIDCConfig struct {
 	OfflineAccess        bool           `json:"offline_access,omitempty"`         // asks for offline_access; the refresh token is kept only for routes passing tokens (README, "Tokens for the upstream")
 	AllowUnverifiedEmail bool           `json:"allow_unverified_email,omitempty"` // oidc.Config.AllowUnverifiedEmail
 	RequireACR           []string       `json:"require_acr,omitempty"`            // oidc.Config.RequireACR
+	HostedDomains        []string       `json:"hosted_domain,omitempty"`          // oidc.Config.HostedDomains
 }
 
 // Values accepted by IdPConfig fields.
@@ -218,7 +219,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 func (o *OIDCConfig) config(c *IdPConfig) oidc.Config {
 	return oidc.Config{Name: c.Name, TrustEmail: c.TrustEmail, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		TenantID: o.TenantID, Tenants: o.Tenants, Scopes: o.Scopes, Algorithms: o.Algorithms, ClockSkew: time.Duration(o.ClockSkew),
-		RequireACR: o.RequireACR, AllowUnverifiedEmail: o.AllowUnverifiedEmail, TokenAuth: o.TokenAuth,
+		RequireACR: o.RequireACR, HostedDomains: o.HostedDomains, AllowUnverifiedEmail: o.AllowUnverifiedEmail, TokenAuth: o.TokenAuth,
 		OfflineAccess: o.OfflineAccess || slices.Contains(o.Scopes, "offline_access")} // the scope says what the setting does
 }
 

@@ -137,6 +137,11 @@ func (r Rules) Validate() error {
 			return fmt.Errorf("provision: allowed domain (allowed_domains) %w", err)
 		}
 	}
+	// store.NormalGroupNames drops a blank name: written, it would be a
+	// group silently never granted.
+	if slices.ContainsFunc(r.DefaultGroups, func(g string) bool { return strings.TrimSpace(g) == "" }) {
+		return errors.New("provision: default_groups must not hold an empty or blank group name")
+	}
 	if r.Update != UpdateForce && r.Update != UpdateImport {
 		return fmt.Errorf("provision: invalid update mode %v", r.Update)
 	}

@@ -73,6 +73,10 @@ const (
 	CodeUserinfoSubject  = "userinfo_subject"
 	CodeEmailUnverified  = "email_unverified"  // email_verified false, without AllowUnverifiedEmail
 	CodeACRNotSatisfied  = "acr_not_satisfied" // acr is not one of RequireACR
+	// CodeDomainNotAllowed: the ID token's hd is missing or not one of
+	// HostedDomains. The same reference as provision's allowed_domains
+	// refusal: to the person and the administrator it is one refusal.
+	CodeDomainNotAllowed = "domain_not_allowed"
 )
 
 // Defaults for the zero values of Config.
@@ -179,6 +183,16 @@ type Config struct {
 	// authorization request, and IdPs may treat them as voluntary. It
 	// excludes acr_values in AuthParams.
 	RequireACR []string
+	// HostedDomains, when set, admits only sign-ins whose ID token's hd
+	// claim is one of them (case aside), and refuses the rest
+	// (CodeDomainNotAllowed), an hd missing too: Google Workspace
+	// names the account's Workspace domain there, and a personal Google
+	// account can hold a verified address on that domain without being
+	// one of the Workspace's (Google's advice is to check hd, not the
+	// email's domain). With one domain it is also sent as hd, which has
+	// Google's account chooser offer only that domain's accounts: a
+	// request the browser can drop, the check is what holds.
+	HostedDomains []string
 	// AllowUnverifiedEmail signs in a person whose ID token (or userinfo)
 	// says email_verified false, as an unverified email
 	// (idp.Assertion.EmailVerified false, which is never linked by).
@@ -340,6 +354,10 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	if c.TokenAuth != "" && !slices.Contains(TokenAuthMethods, c.TokenAuth) {
 		return fmt.Errorf("token_auth %q: expected %s", c.TokenAuth, strings.Join(TokenAuthMethods, " or "))
 	}
+	// An empty scope would reach the request as a stray space.
+	if slices.ContainsFunc(c.Scopes, blank) {
+		return errors.New("scopes must not hold an empty or blank scope")
+	}
 	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
 		return fmt.Errorf(`scopes must include "openid" (scopes %s)`, strings.Join(c.Scopes, " "))
 	}
@@ -360,6 +378,16 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	if _, set := c.AuthParams["acr_values"]; set && len(c.RequireACR) > 0 {
 		return errors.New("auth parameter acr_values is set by require_acr")
 	}
+	if _, set := c.AuthParams["hd"]; set && len(c.HostedDomains) > 0 {
+		return errors.New("auth parameter hd is set by hosted_domain")
+	}
+	for _, d := range c.HostedDomains {
+		// hd is a bare domain: a pattern, an address or a URL would match
+		// no token and refuse everyone.
+		if blank(d) || strings.ContainsAny(d, "@/:*? \t") {
+			return fmt.Errorf("hosted_domain %q must be a domain name, such as example.com", d)
+		}
+	}
 	// An empty value would admit a token without acr.
 	if slices.Contains(c.RequireACR, "") {
 		return errors.New("require_acr values must not be empty")
@@ -377,6 +405,9 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	}
 	return nil
 }
+
+// blank reports an empty or all-white-space value.
+func blank(v string) bool { return strings.TrimSpace(v) == "" }
 
 // normalize checks cfg (Check) and fills in the defaults.
 func normalize(cfg *Config) error {
@@ -516,6 +547,9 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base string, re
 	}
 	if len(p.cfg.RequireACR) > 0 {
 		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.cfg.RequireACR, " ")))
+	}
+	if len(p.cfg.HostedDomains) == 1 {
+		opts = append(opts, oauth2.SetAuthURLParam("hd", p.cfg.HostedDomains[0]))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth2Config(md, redirectURL).AuthCodeURL(state, opts...), http.StatusFound)
@@ -670,6 +704,10 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 	if acr, _ := claims["acr"].(string); len(p.cfg.RequireACR) > 0 && !slices.Contains(p.cfg.RequireACR, acr) {
 		return nil, idp.Fail(CodeACRNotSatisfied, fmt.Errorf("acr %.200q is not one of %q", acr, p.cfg.RequireACR))
 	}
+	// The ID token's hd, not userinfo's: it is what Google signed.
+	if err := p.checkHostedDomain(claims); err != nil {
+		return nil, err
+	}
 	if missing := missingProfileClaims(claims); len(missing) > 0 && md.UserinfoEndpoint != "" {
 		if err := p.mergeUserinfo(ctx, md.UserinfoEndpoint, tok.AccessToken, sub, claims, missing); err != nil {
 			return nil, err
@@ -706,6 +744,23 @@ func (p *Provider) finish(ctx context.Context, q url.Values, fl *flow, redirectU
 		Tokens:        &idp.Tokens{IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: p.expiry(tok)},
 		AuthTime:      authTime,
 	}, nil
+}
+
+// checkHostedDomain refuses an ID token whose hd is missing or not one
+// of HostedDomains (when set): the email's domain alone does not tell a
+// Workspace account from a personal one with an address on that domain.
+func (p *Provider) checkHostedDomain(claims map[string]any) error {
+	if len(p.cfg.HostedDomains) == 0 {
+		return nil
+	}
+	hd, _ := claims["hd"].(string)
+	if hd != "" && slices.ContainsFunc(p.cfg.HostedDomains, func(d string) bool { return strings.EqualFold(d, hd) }) {
+		return nil
+	}
+	if hd == "" {
+		return idp.Fail(CodeDomainNotAllowed, errors.New("the ID token has no hd (hosted domain): not an account of a hosted_domain"))
+	}
+	return idp.Fail(CodeDomainNotAllowed, fmt.Errorf("the ID token's hd %.200q is not one of hosted_domain %q", hd, p.cfg.HostedDomains))
 }
 
 // tokenFailure describes a failed token request without the answer's

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 )
 
@@ -132,12 +133,21 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// checkBaseURL is the rule for a base URL (Config.BaseURL): the links
-// built on it must be absolute.
+// checkBaseURL is the rule for a base URL (Config.BaseURL, Endpoint's
+// too): the sso handler's base_url rule (idp.CheckURL: https, or plain
+// http on a loopback host, a port 1-65535, no fragment or credentials),
+// a path allowed. The links are this URL followed by "/Users/<id>", so a
+// query would swallow them.
 func checkBaseURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	if _, err := idp.CheckURL(raw); err != nil {
+		return err
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return fmt.Errorf("%q must be scheme://host[:port][/path], without a query", raw)
 	}
 	return nil
 }
