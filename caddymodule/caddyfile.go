@@ -547,8 +547,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	}
 	for h.NextBlock(0) {
 		s := next(h.Dispenser, "sso")
-		if s.key == "idp" && len(s.args) == 2 && slices.Contains(protocols, s.args[1]) { // a definition, in a site
-			return nil, s.errf("idp %[1]s %[2]s defines an IdP, which belongs in the global sso option at the top of the Caddyfile, { sso { idp %[1]s %[2]s { … } } }; a site's sso names it: sso %[1]s", s.args[0], s.args[1])
+		if s.key == "idp" && len(s.args) == 2 && slices.Contains(protocols, s.args[1]) && cmp.Or(globalApp(h), new(App)).idpsByName()[s.args[1]] == nil { // a definition, in a site (not IdPs named so)
+			return nil, s.errf("idp %[1]s %[2]s defines an IdP (no IdP is named %[2]s), which belongs in the global sso option at the top of the Caddyfile, { sso { idp %[1]s %[2]s { … } } }; a site's sso names it: sso %[1]s", s.args[0], s.args[1])
 		}
 		// Every setting takes one line, except allow and deny (which
 		// add rules) and header (one line per identity field).

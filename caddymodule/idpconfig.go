@@ -238,7 +238,11 @@ func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, erro
 	return "", fmt.Errorf("%s is required", setting)
 }
 
-func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
+func hasPlaceholder(s string) bool { // would Caddy's replacer replace part of s? By its rules (\{ escapes, an unclosed {): {env.X} yes, s3cr{t no
+	r := caddy.NewEmptyReplacer() // a sentinel for every placeholder-shaped key, {namespace.name} as Caddy's, shows where one was found
+	r.Map(func(key string) (any, bool) { return "\x00", strings.IndexByte(key, '.') > 0 })
+	return strings.Contains(r.ReplaceAll(s, ""), "\x00")
+}
 
 // warnWritten warns when raw, a secret's setting, writes the secret into
 // the config itself rather than a placeholder.

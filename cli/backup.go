@@ -103,7 +103,13 @@ says so, and followers start again with --since.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			defer interruptible(c)()
 			raw, _ := c.Flags().GetString("store")
+			if c.Flags().Changed("store") && (c.Flags().Changed("address") || c.Flags().Changed("config")) {
+				return errors.New("--address and --config name a running Caddy, which restore does not write through: it restores offline into the store --store names; omit them")
+			}
 			if raw == "" {
+				if err := refuseRunning(c, args[0]); err != nil {
+					return err
+				}
 				raw = caddymodule.DefaultStorePath()
 			}
 			dst, err := parseStore(c.ErrOrStderr(), "--store", raw)
@@ -870,8 +876,8 @@ func readOldStore(ctx context.Context, path string) (oldStore, error) {
 	// Importing: a store an interrupted migration marked still numbered
 	// its events.
 	st, err := openOfflineSpec(ctx, backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true, Importing: true})
-	if errors.Is(err, errStoreInUse) {
-		return oldStore{}, fmt.Errorf("refusing to replace %s: %w", path, err)
+	if errors.Is(err, errStoreInUse) { // whose advice, the admin API, is no way to replace a store
+		return oldStore{}, fmt.Errorf("refusing to replace %s: it is in use by a running Caddy, and restore and migrate work offline only: stop that Caddy, then run the same command again", path)
 	}
 	if err != nil {
 		// A damaged store is no reason to refuse its replacement.

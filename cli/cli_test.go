@@ -171,16 +171,21 @@ func TestCLIOfflineRefusesLockedStore(t *testing.T) {
 	path := w.GW.StorePath()
 	backup := t.TempDir() + "/good.db"
 	mustCLI(t, "backup", backup, w.GW.AddressFlag())
-	for _, args := range [][]string{
-		{"users", "list"},
-		{"users", "disable", "someone"},
-		{"audit"},
-		{"backup", t.TempDir() + "/b.db"},
-		{"restore", backup},
+	const inUse = "the store is in use by a running Caddy; use the admin API (omit --store) or stop Caddy"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"users", "list"}, inUse},
+		{[]string{"users", "disable", "someone"}, inUse},
+		{[]string{"audit"}, inUse},
+		{[]string{"backup", t.TempDir() + "/b.db"}, inUse},
+		// Restore has no admin API to use: omitting --store would write the default store.
+		{[]string{"restore", backup}, "in use by a running Caddy, and restore and migrate work offline only: stop that Caddy"},
 	} {
-		out, err := cli(context.Background(), append(args, "--store", path)...)
-		if err == nil || !strings.Contains(err.Error(), "the store is in use by a running Caddy; use the admin API (omit --store) or stop Caddy") {
-			t.Errorf("%v on a running store: %v\n%s", args, err, out)
+		out, err := cli(context.Background(), append(tc.args, "--store", path)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v on a running store: %v\n%s", tc.args, err, out)
 		}
 	}
 }
