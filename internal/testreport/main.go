@@ -287,6 +287,10 @@ func (r *report) summary() bool {
 		r.printf("FAIL  %s did not finish\n", shortPkg(p.name))
 	}
 	r.printf("\n")
+	// Packages run in parallel and finish in any order; the lists are
+	// sorted so that two runs of the same failures read the same.
+	slices.Sort(r.skips)
+	slices.Sort(r.failures)
 	if len(r.skips) > 0 {
 		r.printf("Skipped:\n")
 		for _, s := range r.skips {

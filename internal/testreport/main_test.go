@@ -152,3 +152,29 @@ func TestReportUnfinished(t *testing.T) {
 		t.Errorf("unfinished package not reported as a failure:\n%s", out.String())
 	}
 }
+
+// TestReportFailuresInStableOrder: packages finish in any order under
+// `go test -p`, and the summary lists the same failures the same way.
+func TestReportFailuresInStableOrder(t *testing.T) {
+	events := func(pkg, test string) string {
+		return `{"Action":"start","Package":"example.com/m/` + pkg + `"}
+{"Action":"run","Package":"example.com/m/` + pkg + `","Test":"` + test + `"}
+{"Action":"fail","Package":"example.com/m/` + pkg + `","Test":"` + test + `","Elapsed":0.1}
+{"Action":"fail","Package":"example.com/m/` + pkg + `","Elapsed":0.1}
+`
+	}
+	var reports []string
+	for _, stream := range []string{events("bad", "TestB") + events("crash", "TestC"), events("crash", "TestC") + events("bad", "TestB")} {
+		var out bytes.Buffer
+		r := newReport(&out, time.Now)
+		if err := r.read(strings.NewReader(stream)); err != nil {
+			t.Fatal(err)
+		}
+		r.summary()
+		s := out.String()
+		reports = append(reports, s[strings.Index(s, "Failed:"):])
+	}
+	if reports[0] != reports[1] || !strings.Contains(reports[0], "Failed:\n  example.com/m/bad TestB\n  example.com/m/crash TestC\n") {
+		t.Errorf("failures listed in finishing order:\n%s\n---\n%s", reports[0], reports[1])
+	}
+}
