@@ -40,6 +40,11 @@ func TestBrowserPagesSignInOutcomeUnknown(t *testing.T) {
 	cut := pgtest.NewCommitCutter(t, fmt.Sprintf("host=%s port=%d user=postgres dbname=sso sslmode=disable", cluster.Dir, cluster.Port),
 		[]byte("INSERT INTO sso_sessions"))
 	cut.Arm()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("COMMITs the proxy cut: %d", cut.Cuts())
+		}
+	})
 	dsn := cut.DSN
 
 	w := newOIDCWorld(t, "\t\t\tjit\n")

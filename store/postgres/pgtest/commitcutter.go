@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,26 +80,42 @@ func (cc *CommitCutter) Cuts() int64 { return cc.cuts.Load() }
 
 // forward copies what the client sends to the server, and cuts the
 // client off after an armed COMMIT (pgx sends it as a simple query).
+//
+// A transaction has sent after when one of its messages carries it (the
+// Parse of a statement's first run on a connection) or names a statement
+// prepared from it: pgx keeps prepared statements per connection, and a
+// rerun of the transaction sends only their names. A ROLLBACK ends the
+// transaction as a COMMIT does, or an unrelated transaction next on the
+// connection would be cut in place of the rerun.
 func (cc *CommitCutter) forward(client, server net.Conn) {
 	defer server.Close()
 	commit := []byte("Q\x00\x00\x00\x0bcommit\x00")
+	rollback := []byte("Q\x00\x00\x00\x0drollback\x00")
+	var statements [][]byte // names of statements prepared from after
 	saw := cc.after == nil
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
-			saw = saw || bytes.Contains(buf[:n], cc.after)
-			if _, werr := server.Write(buf[:n]); werr != nil {
+			msg := buf[:n]
+			if k := bytes.Index(msg, cc.after); cc.after != nil && k >= 0 {
+				saw = true
+				if name := preparedName(msg[:k]); name != nil {
+					statements = append(statements, name)
+				}
+			}
+			saw = saw || slices.ContainsFunc(statements, func(name []byte) bool { return bytes.Contains(msg, name) })
+			if _, werr := server.Write(msg); werr != nil {
 				return
 			}
-			if isCommit := bytes.Contains(buf[:n], commit); isCommit && saw && cc.armed.CompareAndSwap(true, false) {
+			if isCommit := bytes.Contains(msg, commit); isCommit && saw && cc.armed.CompareAndSwap(true, false) {
 				cc.cuts.Add(1)
 				_ = client.Close() // the answer never arrives
 				// The server has the COMMIT; keep its end open while it
 				// runs it, as a network that failed on the way back would.
 				_, _ = io.Copy(io.Discard, server)
 				return
-			} else if isCommit {
+			} else if isCommit || bytes.Contains(msg, rollback) {
 				saw = cc.after == nil
 			}
 		}
@@ -106,4 +123,15 @@ func (cc *CommitCutter) forward(client, server net.Conn) {
 			return
 		}
 	}
+}
+
+// preparedName is the name, NUL included, of the statement whose Parse
+// message's query starts where before ends: pgx names its cached
+// statements stmtcache_<hash>. Nil for an unnamed statement.
+func preparedName(before []byte) []byte {
+	i := bytes.LastIndex(before, []byte("stmtcache_"))
+	if i < 0 || before[len(before)-1] != 0 || bytes.IndexByte(before[i:], 0) != len(before)-1-i {
+		return nil
+	}
+	return bytes.Clone(before[i:])
 }
