@@ -496,6 +496,10 @@ type Result struct {
 	// so the stored groups were kept (and an idp.groups_overage event
 	// written).
 	GroupsOverage bool
+	// ReleasedFrom is the user a re-issued address was taken from
+	// (email_released), "" when none was: their sessions, cached here and
+	// on other instances, still carry the address until forgotten.
+	ReleasedFrom string
 
 	in  login
 	out outcome
@@ -522,6 +526,7 @@ func Apply(tx store.Tx, idpName string, rules Rules, prof mapping.Profile, email
 	}
 	r.User, r.Denial = r.out.user, r.out.denial
 	r.Created, r.Changed, r.GroupsOverage = r.out.created, r.out.changed, r.out.groupsOverage
+	r.ReleasedFrom = r.out.emailReleasedBy
 	return r, nil
 }
 
@@ -856,22 +861,47 @@ func lowerLocal(s string) string {
 }
 
 // emailOwner returns the user holding email, under any of its spellings
-// (emailSpellings), or nil.
+// (emailSpellings), or nil; when a store made before the spellings were
+// one holds two of them, the holder of the one first in emailSpellings'
+// order.
+//
+// It reads the spellings in store.FoldName order all the same: in
+// PostgreSQL each read locks its key, and two sign-ins of one mailbox
+// under two spellings (each first in its own emailSpellings) would
+// otherwise take the same locks in opposite orders and deadlock, costing
+// each a deadlock_timeout and a rerun. It stops once no spelling left
+// could come before the holder found.
 func emailOwner(tx store.Tx, email string) (*store.User, error) {
 	if email == "" {
 		return nil, nil
 	}
-	for _, spelling := range emailSpellings(email) {
-		u, err := tx.UserByEmail(spelling)
+	spellings := emailSpellings(email)
+	order := make([]int, len(spellings))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return strings.Compare(store.FoldName(spellings[a]), store.FoldName(spellings[b]))
+	})
+	var owner *store.User
+	best := len(spellings) // emailSpellings position of owner's spelling
+	for n, i := range order {
+		if i > best {
+			continue
+		}
+		u, err := tx.UserByEmail(spellings[i])
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("look up email owner: %w", err)
 		}
-		return u, nil
+		owner, best = u, i
+		if !slices.ContainsFunc(order[n+1:], func(j int) bool { return j < best }) {
+			break
+		}
 	}
-	return nil, nil
+	return owner, nil
 }
 
 // emailSpellings returns email, then the other spellings of its mailbox

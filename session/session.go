@@ -488,9 +488,51 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 // A session whose user was forgotten (deactivated, say) after Prepare is not
 // cached: its first request reads the store.
 func (m *Manager) Remember(n *NewSession) {
-	m.cache(hashOf(n.Token), n.Session, n.user, n.since)
+	m.Cache(n)
 	if gone := slices.Concat(n.Ended, n.swept); len(gone) > 0 {
 		m.ForgetSessions(gone)
+	}
+}
+
+// Cache is Remember without the forgetting: for a caller that forgets, in
+// one Forget, what Stale names.
+func (m *Manager) Cache(n *NewSession) {
+	m.cache(hashOf(n.Token), n.Session, n.user, n.since)
+}
+
+// Stale is what the transaction that wrote n (Write) made stale in the
+// session caches: the sessions Write ended or deleted as ended already,
+// plus the caller's sessions (store hashes) and users.
+func (n *NewSession) Stale(sessions, users []string) store.Invalidation {
+	return store.Invalidation{Sessions: slices.Concat(n.Ended, n.swept, sessions), Users: users}
+}
+
+// TellAtCommit has tx tell the other instances sharing the store to forget
+// inv when it commits, where the store's transactions can
+// (store.TxBroadcaster): a sign-in is then one commit, where each
+// broadcast after it would be another write transaction. It reports
+// whether tx will; either way the caller calls Forget after the commit.
+func (m *Manager) TellAtCommit(tx store.Tx, inv store.Invalidation) (bool, error) {
+	tb, ok := tx.(store.TxBroadcaster)
+	if m.bc == nil || !ok || len(inv.Sessions)+len(inv.Users) == 0 && !inv.All {
+		return false, nil
+	}
+	if err := tb.BroadcastAtCommit(inv); err != nil {
+		return false, fmt.Errorf("session: %w", err)
+	}
+	return true, nil
+}
+
+// Forget drops what inv names from the cache after the change committed,
+// and tells the other instances in one broadcast unless the transaction
+// did (told: TellAtCommit).
+func (m *Manager) Forget(inv store.Invalidation, told bool) {
+	if len(inv.Sessions)+len(inv.Users) == 0 && !inv.All {
+		return
+	}
+	m.apply(inv)
+	if !told {
+		m.broadcast(context.Background(), inv)
 	}
 }
 

@@ -149,9 +149,13 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	now := s.now()
 
 	var out *Outcome
+	// stale is what the sign-in made stale in the session caches; told,
+	// that the transaction tells the other instances as it commits.
+	var stale store.Invalidation
+	var told bool
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
 		// Update may run this more than once: start afresh each time.
-		out = &Outcome{}
+		out, stale, told = &Outcome{}, store.Invalidation{}, false
 		for _, su := range a.SingleUse {
 			first, err := tx.Consume(su.Kind, su.ID, su.Until)
 			if err != nil {
@@ -177,47 +181,70 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 			return err
 		}
 		out.Result, out.User, out.Denial = res, res.User, res.Denial
-		if res.Denial != nil {
-			return nil
-		}
-		if err := fresh.Write(tx, res.User); err != nil {
-			return err
-		}
-		out.Session = fresh
-		if previousHash != "" && previousHash != fresh.Session.Hash {
-			ended, err := endSession(tx, previousHash, now)
-			if err != nil {
+		stale = store.Invalidation{Users: changedUsers(res)}
+		if res.Denial == nil {
+			// The browser's previous session ends first: the per-user cap
+			// (Write) must not count it, or a sign-in at the cap would end
+			// another device's session besides it.
+			var previous []string
+			if previousHash != "" && previousHash != fresh.Session.Hash {
+				ended, err := endSession(tx, previousHash, now)
+				if err != nil {
+					return err
+				}
+				if out.EndedPrevious = ended; ended {
+					previous = []string{previousHash}
+				}
+			}
+			if err := fresh.Write(tx, res.User); err != nil {
 				return err
 			}
-			out.EndedPrevious = ended
+			out.Session = fresh
+			stale = fresh.Stale(previous, stale.Users)
 		}
-		return nil
+		// One notification, delivered with the commit, where the store
+		// can: else each would be a write transaction of its own.
+		told, err = s.Sessions.TellAtCommit(tx, stale)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}
 
 	// Committed: now the cache, the logs and the metrics.
+	// The users' forgets drop the new session's entry too (changedUsers).
 	if out.Session != nil {
-		s.Sessions.Remember(out.Session)
+		s.Sessions.Cache(out.Session)
 	}
-	if out.EndedPrevious {
-		s.Sessions.ForgetSession(previousHash)
-	}
-	// A sign-in that changed the user's groups or email: the user's other
-	// sessions (other devices, other instances) carry what the access
-	// rules match, and their streams were admitted on it. Forget them, as
-	// a SCIM change does (docs/security.md, "Streams"), here and on other
-	// instances, which checks their streams again. The new session's
-	// cache entry goes too: its first request reads it from the store.
-	if r := out.Result; r != nil && slices.ContainsFunc(r.Changed, func(f string) bool { return f == "groups" || f == "email" }) {
-		s.Sessions.ForgetUser(out.User.ID)
-	}
+	s.Sessions.Forget(stale, told)
 	s.log(p, a, out)
 	if s.Observe != nil {
 		s.Observe(p.Name, out)
 	}
 	return out, nil
+}
+
+// changedUsers names the users whose cached sessions a committed sign-in
+// made stale. One that changed the user's groups or email: the user's other
+// sessions (other devices, other instances) carry what the access rules
+// match, and their streams were admitted on it. One that took a re-issued
+// address from its holder (email_released): the holder's sessions still
+// present the address, now another user's. Forgetting them, as a SCIM
+// change does (docs/security.md, "Streams"), here and on other instances,
+// checks their streams again. The new session's cache entry goes too: its
+// first request reads it from the store.
+func changedUsers(r *provision.Result) []string {
+	if r == nil {
+		return nil
+	}
+	var ids []string
+	if r.User != nil && slices.ContainsFunc(r.Changed, func(f string) bool { return f == "groups" || f == "email" }) {
+		ids = append(ids, r.User.ID)
+	}
+	if r.ReleasedFrom != "" {
+		ids = append(ids, r.ReleasedFrom)
+	}
+	return ids
 }
 
 // verifiedClaim is the one attribute an OIDC assertion's EmailVerified

@@ -639,6 +639,17 @@ type Broadcaster interface {
 	Listen(ctx context.Context, fn func(Invalidation))
 }
 
+// TxBroadcaster is implemented by the Tx of a Broadcaster whose
+// transactions can carry an invalidation (PostgreSQL, which delivers a
+// NOTIFY at COMMIT and drops it on a rollback): the change and the word
+// about it then take one commit, where Broadcast after the commit is a
+// write transaction of its own.
+type TxBroadcaster interface {
+	// BroadcastAtCommit tells the other instances about inv when the
+	// transaction commits.
+	BroadcastAtCommit(inv Invalidation) error
+}
+
 // FileStore is implemented by a store kept in one local file (store/bolt).
 // The store holds its file open, so it does not notice when the file is
 // removed or replaced under it: it writes on to the old file, and what it

@@ -74,6 +74,22 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 	return nil
 }
 
+// BroadcastAtCommit is Broadcast inside the transaction
+// (store.TxBroadcaster): PostgreSQL delivers the notifications when it
+// commits, and none when it rolls back, so a rerun of the caller's fn
+// sends them once.
+func (t *tx) BroadcastAtCommit(inv store.Invalidation) error {
+	if err := t.mustWrite("broadcast"); err != nil {
+		return err
+	}
+	for _, payload := range t.db.payloads(inv) {
+		if _, err := t.exec("SELECT pg_notify($1, $2)", Channel, payload); err != nil {
+			return fmt.Errorf("postgres: broadcast invalidation: %w", err)
+		}
+	}
+	return nil
+}
+
 // payloads splits inv into JSON payloads of at most maxPayload bytes.
 func (db *DB) payloads(inv store.Invalidation) []string {
 	if inv.All {
