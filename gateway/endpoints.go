@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/caddy-sso/caddy-sso/idp"
@@ -68,25 +67,6 @@ func protocolEndpoint(protocol, endpoint string) bool {
 		case idp.SAMLCallbackEndpoint, saml.MetadataEndpoint, saml.SLOEndpoint:
 			return true
 		}
-	}
-	return false
-}
-
-// InEarlyData reports whether r came in TLS 1.3 early data: HTTP/3 0-RTT,
-// which Caddy accepts unless the global options say `servers { 0rtt off }`
-// (Go's TLS server over TCP takes none). Such a request can be replayed by
-// anyone on the path (RFC 8470, RFC 9001 9.2).
-func InEarlyData(r *http.Request) bool { return r.TLS != nil && !r.TLS.HandshakeComplete }
-
-// safeMethod reports the methods that change nothing at the server (RFC
-// 9110 9.2.1), which the gateway's endpoints answer in early data too.
-// The GETs that act do nothing new replayed: the IdP takes an OIDC code
-// once, a front-channel logout names one session, and a SAML logout
-// message by redirect is taken once.
-func safeMethod(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
 	}
 	return false
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
+	"github.com/caddy-sso/caddy-sso/internal/earlydata"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -479,7 +480,7 @@ func (rt *Route) ServeEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 
 func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
 	rest := strings.TrimPrefix(r.URL.Path, rt.PathPrefix)
-	if InEarlyData(r) && !safeMethod(r.Method) {
+	if earlydata.Refuse(r) {
 		// Whoever is on the path can replay early data on a connection of
 		// their own; a POST here signs in, signs out or ends sessions. 425
 		// has the browser send it again once the handshake is complete

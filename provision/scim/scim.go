@@ -61,6 +61,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/earlydata"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -486,6 +487,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // serve routes an authenticated request.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	if earlydata.Refuse(r) {
+		// Whoever is on the path can replay early data: a replayed PATCH
+		// active=true would enable again a user the IdP has deactivated
+		// since. The client sends it again after the handshake.
+		writeError(w, errorf(http.StatusTooEarly, "", "%s in TLS early data: send it again", r.Method))
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, h.cfg.BasePath)
 	if !ok || rest != "" && rest[0] != '/' {
 		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
