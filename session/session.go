@@ -517,10 +517,11 @@ func (m *Manager) TellAtCommit(tx store.Tx, inv store.Invalidation) (bool, error
 	if m.bc == nil || !ok || len(inv.Sessions)+len(inv.Users) == 0 && !inv.All {
 		return false, nil
 	}
-	if err := tb.BroadcastAtCommit(inv); err != nil {
+	told, err := tb.BroadcastAtCommit(inv)
+	if err != nil {
 		return false, fmt.Errorf("session: %w", err)
 	}
-	return true, nil
+	return told, nil
 }
 
 // Forget drops what inv names from the cache after the change committed,

@@ -646,8 +646,10 @@ type Broadcaster interface {
 // write transaction of its own.
 type TxBroadcaster interface {
 	// BroadcastAtCommit tells the other instances about inv when the
-	// transaction commits.
-	BroadcastAtCommit(inv Invalidation) error
+	// transaction commits, and reports whether it will: false, with no
+	// error and the transaction intact, when the store refused the notice
+	// (the caller then broadcasts after the commit).
+	BroadcastAtCommit(inv Invalidation) (bool, error)
 }
 
 // FileStore is implemented by a store kept in one local file (store/bolt).

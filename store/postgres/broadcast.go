@@ -3,11 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/store"
@@ -77,17 +79,33 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 // BroadcastAtCommit is Broadcast inside the transaction
 // (store.TxBroadcaster): PostgreSQL delivers the notifications when it
 // commits, and none when it rolls back, so a rerun of the caller's fn
-// sends them once.
-func (t *tx) BroadcastAtCommit(inv store.Invalidation) error {
+// sends them once. A pg_notify the server refuses (its EXECUTE revoked,
+// say) is undone to a savepoint and reported as not told: the change still
+// commits and the caller broadcasts after it, as a sign-out does, since
+// word that cannot go out must not cost the change itself (the other
+// instances' caches forget within their time to live).
+func (t *tx) BroadcastAtCommit(inv store.Invalidation) (bool, error) {
 	if err := t.mustWrite("broadcast"); err != nil {
-		return err
+		return false, err
+	}
+	if _, err := t.exec("SAVEPOINT sso_notify"); err != nil {
+		return false, err
 	}
 	for _, payload := range t.db.payloads(inv) {
-		if _, err := t.exec("SELECT pg_notify($1, $2)", Channel, payload); err != nil {
-			return fmt.Errorf("postgres: broadcast invalidation: %w", err)
+		ctx, cancel := t.db.bound(t.ctx)
+		_, err := t.q.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload)
+		cancel()
+		var refused *pgconn.PgError
+		if errors.As(err, &refused) {
+			_, err = t.exec("ROLLBACK TO SAVEPOINT sso_notify")
+			return false, err
+		}
+		if err != nil {
+			return false, t.fail(fmt.Errorf("broadcast invalidation: %w", err))
 		}
 	}
-	return nil
+	_, err := t.exec("RELEASE SAVEPOINT sso_notify")
+	return err == nil, err
 }
 
 // payloads splits inv into JSON payloads of at most maxPayload bytes.
@@ -145,7 +163,7 @@ func (db *DB) Listen(ctx context.Context, fn func(store.Invalidation)) {
 		}
 		db.logger.Warn("invalidation listener disconnected; reconnecting",
 			zap.String("channel", Channel), zap.Duration("retry_in", pause), zap.Error(err))
-		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause))) //nolint:gosec // G404: jitter, not a secret
+		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause/2)+1)) //nolint:gosec // G404: jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return
