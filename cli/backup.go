@@ -74,7 +74,10 @@ func restoreCommand() *cobra.Command {
 		Long: `Restores a backup made by 'caddy sso backup' into the store given by --store
 (bolt:PATH, 'postgres:{env.SSO_DATABASE_URL}', postgres:DSN, or a file path;
 default: the bbolt file in Caddy's data directory). Caddy must not be using
-the store.
+the store: a bbolt file another process holds is refused (a running Caddy,
+whatever its admin address), and so, without --store, is a Caddy running the
+sso app at the admin endpoint of --address, --config or the default.
+PostgreSQL has no such lock: stop every instance on it first.
 
 A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one; the new file
@@ -548,6 +551,11 @@ func age(d time.Duration) string {
 // restore imports the backup at src into dst; it calls starting before it
 // writes to a PostgreSQL target, and writes warnings to warn.
 func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress, warn io.Writer) (restored, error) {
+	if dst.Backend == backend.Bolt && samePath(src, dst.Path) {
+		// Open as the backup, it would hold the lock readOldStore asks
+		// for, and be refused as in use by another process.
+		return restored{}, fmt.Errorf("the backup %s is the store itself: restore a backup of it (caddy sso backup), or a copy of the file", src)
+	}
 	load, res, err := backupSource(ctx, src)
 	if err != nil {
 		return res, err
@@ -867,17 +875,28 @@ type oldStore struct {
 	unreadable bool
 }
 
-// readOldStore fails when a running Caddy holds the bbolt store at path,
-// and otherwise reads the audit numbering of the store there, if any.
+// readOldStore fails when another process holds the bbolt store at path
+// (a running Caddy, whatever its admin address, or a command given
+// --store), and otherwise reads the audit numbering of the store there, if
+// any. Renamed over, the file would stay open in that process: a Caddy
+// would write on into the replaced file, and lose it all when it stops.
 func readOldStore(ctx context.Context, path string) (oldStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return oldStore{}, nil
 	}
+	// Said without the admin API's advice: a store is replaced offline only.
+	inUse := fmt.Errorf("refusing to replace %s: it is in use by a running Caddy, and restore and migrate work offline only: "+
+		"stop that Caddy (its service, or caddy stop with the --address or --config of its admin endpoint), or let the caddy sso "+
+		"command given --store %s end, whichever holds it, then run the same command again", path, path)
+	// The read-only open below shares a reader's lock: ask for a writer's.
+	if held, _ := fileLockHeld(path, offlineLockTimeout); held {
+		return oldStore{}, inUse
+	}
 	// Importing: a store an interrupted migration marked still numbered
 	// its events.
 	st, err := openOfflineSpec(ctx, backend.Spec{Backend: backend.Bolt, Path: path, ReadOnly: true, Importing: true})
-	if errors.Is(err, errStoreInUse) { // whose advice, the admin API, is no way to replace a store
-		return oldStore{}, fmt.Errorf("refusing to replace %s: it is in use by a running Caddy, and restore and migrate work offline only: stop that Caddy, then run the same command again", path)
+	if errors.Is(err, errStoreInUse) {
+		return oldStore{}, inUse
 	}
 	if err != nil {
 		// A damaged store is no reason to refuse its replacement.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"time"
 )
 
 // lockDir takes an exclusive flock on the directory dir without waiting,
@@ -31,6 +32,33 @@ func lockDir(dir string) (unlock func(), err error) {
 		return nil, err
 	}
 	return func() { _ = f.Close() }, nil
+}
+
+// fileLockHeld reports whether another open file holds a flock on the
+// file at path, as bbolt takes one on its store: exclusive by a writer (a
+// running Caddy, an offline command changing the store), shared by a
+// reader (an offline command reading it, such as audit --follow --store).
+// Asking for the exclusive lock finds either, whatever admin address that
+// Caddy has. It waits up to wait for a holder to let go, as bbolt's own
+// lock timeout does; an error says the lock could not be asked for (a
+// file system without flock).
+func fileLockHeld(path string, wait time.Duration) (bool, error) {
+	f, err := os.Open(path) //nolint:gosec // G304: the store path the operator named
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = f.Close() }() // releases the lock if it was taken
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return false, nil
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			return false, err
+		case time.Now().After(deadline):
+			return true, nil
+		}
+	}
 }
 
 // ownerOf returns the numeric owner and group of a file.
