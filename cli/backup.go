@@ -77,7 +77,8 @@ default: the bbolt file in Caddy's data directory). Caddy must not be using
 the store: a bbolt file another process holds is refused (a running Caddy,
 whatever its admin address), and so, without --store, is a Caddy running the
 sso app at the admin endpoint of --address, --config or the default.
-PostgreSQL has no such lock: stop every instance on it first.
+A PostgreSQL database is refused while an instance's listener is connected
+(pg_stat_activity, as far as the role may see it): stop every instance first.
 
 A bbolt target is written as a new file beside the old one and renamed into
 place, so it is either the old store or the complete new one; the new file
@@ -221,7 +222,7 @@ as were copied, and the source's keys; a difference is an error.
 				}
 				var dst store.Store
 				to.Importing = true // a rerun finishes what an interrupted one began
-				if dst, err = openOfflineSpec(ctx, to); err != nil {
+				if dst, err = openTargetOffline(ctx, to); err != nil {
 					return err
 				}
 				defer dst.Close()
@@ -562,7 +563,7 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 	}
 	if dst.Backend != backend.Bolt {
 		dst.Importing = true // a rerun finishes what an interrupted one began
-		st, err := openOfflineSpec(ctx, dst)
+		st, err := openTargetOffline(ctx, dst)
 		if err != nil {
 			return res, err
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/backend"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 )
 
 func init() {
@@ -223,6 +224,34 @@ func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	return st, err
+}
+
+// openTargetOffline opens the store a restore or migrate writes to,
+// refusing one that running Caddy instances use: written under them, it
+// would hold neither what they cached nor the backup. A bbolt file's lock
+// finds a running Caddy (readOldStore); a PostgreSQL database has none,
+// so the store counts the instances' listener connections.
+func openTargetOffline(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	st, err := openOfflineSpec(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	running, ok := st.(interface {
+		RunningInstances(context.Context) (int, error)
+	})
+	if !ok {
+		return st, nil
+	}
+	n, err := running.RunningInstances(ctx)
+	if err == nil && n > 0 {
+		err = fmt.Errorf("refusing to write %s: %d running Caddy instance(s) use it (their listener connections show in pg_stat_activity as application_name %q), "+
+			"and restore and migrate work offline only: stop every instance on it, then run the same command again", spec, n, postgres.ListenerApplicationName)
+	}
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // offline runs the account operations on a store file, as the admin API

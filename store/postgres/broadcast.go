@@ -37,6 +37,26 @@ const (
 	backoffMax     = 5 * time.Second
 )
 
+// RunningInstances counts the other connections to the database that are
+// an instance's invalidation listener (ListenerApplicationName): the
+// running Caddy instances on this store, as far as the role sees them
+// (pg_stat_activity names another role's sessions only to a member of
+// pg_read_all_stats). A database has no lock to tell an offline command
+// that instances use it, as a bbolt file has: cli restore and migrate ask
+// this before they write.
+func (db *DB) RunningInstances(ctx context.Context) (int, error) {
+	bctx, cancel := db.bound(ctx)
+	defer cancel()
+	var n int
+	err := db.pool.QueryRow(bctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`,
+		ListenerApplicationName).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: count running instances: %w", db.unanswered(ctx, err))
+	}
+	return n, nil
+}
+
 // notice is one NOTIFY payload.
 type notice struct {
 	Origin   string   `json:"o"`
