@@ -87,6 +87,7 @@ type Handler struct {
 	hosts        routeHosts
 	logger       *zap.Logger
 	insecureWarn sync.Once
+	errorRoutes  routeorder.ErrorRoutes // the servers' handle_errors, for caddyError
 }
 
 // IdentityJWT asks the handler to send the upstream a short-lived ES256
@@ -259,7 +260,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer inflight.Exit()
 	run, err := h.app.live.Running(r.Context())
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return h.caddyError(w, r, &gateway.Error{Status: http.StatusServiceUnavailable, Err: err})
 	}
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
@@ -276,7 +277,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		start := time.Now()
 		err := h.route.ServeEndpoint(w, answering(r, o, sent), run, o, tokens, outer)
 		h.app.metrics.Endpoint(sent.Path[len(h.PathPrefix):], time.Since(start))
-		return caddyError(w, r, err)
+		return h.caddyError(w, r, err)
 	}
 	if h.route.Mode != gateway.ModeProtect {
 		return h.route.Verify(w, r, run, o, tokens, trustedProxy(r)) // answers its errors itself
@@ -285,10 +286,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	id, forbidden, err := h.route.Authorize(r.Context(), run, tokens, outer, r.Header)
 	switch {
 	case forbidden:
-		return caddyError(w, r, h.route.Forbidden(w, r, id))
+		return h.caddyError(w, r, h.route.Forbidden(w, r, id))
 	case err == nil:
 		if err := h.route.Identify(r.Context(), run, id, o, w, r, r.Header); err != nil {
-			return caddyError(w, r, err) // r.Header stripped of the tokens (Identify)
+			return h.caddyError(w, r, err) // r.Header stripped of the tokens (Identify)
 		}
 		h.route.Headers.GuardHopByHop(r)
 		setPlaceholders(r, id)
@@ -296,14 +297,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		inflight.Exit()
 		return h.route.ServeSignedIn(w, r, next, run, id)
 	case errors.As(err, new(*gateway.Error)):
-		return caddyError(w, r, err) // the IdP could not renew the access token
+		return h.caddyError(w, r, err) // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):
-		return caddyError(w, r, h.route.SessionUnavailable(w, r, err))
+		return h.caddyError(w, r, h.route.SessionUnavailable(w, r, err))
 	}
 	if gateway.IsNavigation(r) {
-		return caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens, outer))
+		return h.caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens, outer))
 	}
-	return caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sent), o))
+	return h.caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sent), o))
 }
 
 // signedInVar holds the session an sso handler admitted, for a stricter
@@ -327,56 +328,42 @@ func answering(r *http.Request, o gateway.Origin, u *url.URL) *http.Request {
 	return a
 }
 
-// caddyError hands a gateway error to Caddy. A page goes to the server's
-// error routes (handle_errors) with the {http.auth.sso.*} placeholders
-// when one of them would handle its status on this request without
-// forwarding it, and is shown as it is otherwise (docs/pages.md).
-func caddyError(w http.ResponseWriter, r *http.Request, err error) error {
+// caddyError hands a gateway error to Caddy: to the server's error routes
+// (handle_errors), a page with the {http.auth.sso.*} placeholders when
+// they answer it and shown as it is otherwise (docs/pages.md). Error
+// routes that can forward the request get no error of the gateway's: the
+// app would get the request the gateway refused, so it answers the
+// status itself, as Caddy does with no error routes.
+func (h *Handler) caddyError(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, gateway.ErrAnswered) {
 		return nil
 	}
-	if pe, ok := gateway.AsPageError(err); ok {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			for k, v := range pe.Placeholders() {
-				repl.Set("http.auth.sso."+k, v)
-			}
+	pe, page := gateway.AsPageError(err)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && page {
+		for k, v := range pe.Placeholders() {
+			repl.Set("http.auth.sso."+k, v)
 		}
-		if !errorRoutesTake(r, pe.Status) {
-			return pe.Write(w)
-		}
-		return caddyhttp.Error(pe.Status, pe)
 	}
 	var ge *gateway.Error
-	if errors.As(err, &ge) {
-		return caddyhttp.Error(ge.Status, ge.Err)
+	herr, status := err, http.StatusInternalServerError // Caddy's for an error of no status
+	if page {
+		herr, status = caddyhttp.Error(pe.Status, pe), pe.Status
+	} else if errors.As(err, &ge) {
+		herr, status = caddyhttp.Error(ge.Status, ge.Err), ge.Status
 	}
-	return err
-}
-
-// errorRoutesTake reports whether the server's error routes have one for
-// an error of that status on r (Caddy would otherwise send an empty body):
-// its matchers and, through subroutes, an inner route's (handle_errors
-// 4xx) accept r with the error's placeholders and the page's set; not when
-// the first that accepts r forwards it (routeorder.Forwards: to the app?).
-func errorRoutesTake(r *http.Request, status int) bool {
-	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	return srv != nil && srv.Errors != nil && routesTake(srv.Errors.Routes, srv.Errors.WithError(r, caddyhttp.Error(status, nil)), srv.NamedRoutes)
-}
-
-func routesTake(routes caddyhttp.RouteList, r *http.Request, named map[string]*caddyhttp.Route) bool {
-	for _, rt := range routes {
-		if ok, err := rt.MatcherSets.AnyMatchWithError(r); !ok || err != nil {
-			continue
-		} else if routeorder.RouteForwards(rt, named) {
-			return false
+	switch o := h.errorRoutes.Outcome(r, herr); {
+	case page && o != routeorder.Answered:
+		return pe.Write(w)
+	case o == routeorder.Forwarded:
+		lvl := zap.DebugLevel // logged as Caddy logs the errors it answers
+		if status >= 500 {
+			lvl = zap.ErrorLevel
 		}
-		for _, h := range rt.Handlers {
-			if sub, ok := h.(*caddyhttp.Subroute); !ok || routesTake(sub.Routes, r, named) {
-				return true
-			}
-		}
+		h.logger.Log(lvl, "answering the error without the server's error routes, which would forward the request", zap.Int("status", status), zap.Error(err))
+		w.WriteHeader(status)
+		return nil
 	}
-	return false
+	return herr
 }
 
 // clientIP is Caddy's client IP (which honours trusted proxies), for the

@@ -35,12 +35,6 @@ func FromApp(app any) []Finding {
 	return out
 }
 
-// RouteForwards reports whether a provisioned route can send the request
-// to another server (Forwards), given its server's named routes.
-func RouteForwards(rt caddyhttp.Route, named map[string]*caddyhttp.Route) bool {
-	return Forwards(fromRoutes(caddyhttp.RouteList{rt}, named, nil))
-}
-
 // fromRoutes is the abstract tree of provisioned routes; named are the
 // server's named routes, and invoking those that the routes are part of
 // (a cycle) is left unexpanded.
