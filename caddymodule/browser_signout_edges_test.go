@@ -78,7 +78,7 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })
 
 			backTo(t, ctx, base+"/page.html")
-			s := pageAfterBack(ctx, base+"/page.html")
+			s := pageAfterBack(ctx, idpPrefix)
 			if strings.Contains(s.body, "ada@example.com") || !s.idpAsksForPassword(idpPrefix) {
 				t.Errorf("the app's Cache-Control %q: back to the app's page after signing out: at %s, want the IdP's login form:\n%s", tc.cacheControl, s.loc, s.body)
 			}
@@ -87,27 +87,46 @@ func TestBrowserBackAfterSignOut(t *testing.T) {
 	}
 }
 
-// pageAfterBack polls what the tab shows after going back to want: the
-// page restored from a cache (still at want, signed in), or where the
-// browser was sent instead. Each look has a deadline of its own: a page
-// restored from the back/forward cache fires no load event to wait for.
-func pageAfterBack(ctx context.Context, want string) browserState {
+// pageAfterBack polls what the tab shows after backTo until it is final:
+// the page restored from a cache (signed in: it shows the address), or
+// the IdP's login form, complete (a poll may catch the IdP's page, or a
+// page on the way to it, partly rendered). A document that still bears
+// backTo's mark is the one the tab was leaving. Each look has a deadline
+// of its own: a page restored from the back/forward cache fires no load
+// event to wait for.
+func pageAfterBack(ctx context.Context, idpPrefix string) browserState {
 	var s browserState
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		s.loc, _ = chromedp.Run(c, chromedp.Evaluate[string](`location.href`))
-		s.body, _ = chromedp.Run(c, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		p, err := chromedp.Run(c, chromedp.Evaluate[backLook](`({loc: location.href, body: document.body ? document.body.innerText : "", left: window.`+leftByBack+` === true})`))
 		cancel()
-		if s.body != "" && (strings.Contains(s.body, "@example.com") || s.loc != want) {
+		if err != nil || p.Left {
+			continue
+		}
+		s = browserState{loc: p.Location, body: p.Body}
+		if strings.Contains(s.body, "@example.com") || s.idpAsksForPassword(idpPrefix) {
 			break
 		}
 	}
 	return s
 }
 
+// backLook is what the tab shows, read in one evaluation (two could read
+// two documents), and whether its document bears backTo's mark.
+type backLook struct {
+	browsertest.Page
+	Left bool `json:"left"`
+}
+
+// leftByBack marks the document backTo leaves, so that pageAfterBack can
+// tell it from the one the tab goes back to (the IdP's login form is
+// both).
+const leftByBack = "leftByBack"
+
 // backTo goes back to the latest entry of the tab's history at want, as
-// the back button does; a page restored from the back/forward cache fires
-// no load event, so it does not wait for one.
+// the back button does, marking the document it leaves; a page restored
+// from the back/forward cache fires no load event, so it does not wait
+// for one.
 func backTo(t *testing.T, ctx context.Context, want string) {
 	t.Helper()
 	h, err := chromedp.Run(ctx, chromedp.NavigationEntries())
@@ -117,6 +136,9 @@ func backTo(t *testing.T, ctx context.Context, want string) {
 	for i := h.CurrentIndex - 1; i >= 0; i-- {
 		if h.Entries[i].URL == want {
 			id := h.Entries[i].ID
+			if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.`+leftByBack+` = true`)); err != nil {
+				t.Fatal(err)
+			}
 			err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 				_, err := cdp.Call(ctx, tg, page.NavigateToHistoryEntry, page.NavigateToHistoryEntryParams{EntryID: id})
 				return err
@@ -124,7 +146,6 @@ func backTo(t *testing.T, ctx context.Context, want string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond)
 			return
 		}
 	}

@@ -15,19 +15,36 @@ import (
 // sso first, a matched public route before it, or handlers before it that
 // pass requests on (file_server's pass_thru, forward_auth) log nothing.
 func TestStartLogsSSOThatNeverRuns(t *testing.T) {
-	for _, tc := range []struct {
-		name, route string
-		open        bool // the route serves the app without sign-in
-	}{
-		{"reverse_proxy then sso", "\t\treverse_proxy %s\n\t\tsso test\n", true},
-		{"sso then reverse_proxy", "\t\tsso test\n\t\treverse_proxy %s\n", false},
-		{"a public /health before sso", "\t\trespond /health ok\n\t\tsso test\n\t\treverse_proxy %s\n", false},
-		{"public files (pass_thru) before sso", "\t\tfile_server {\n\t\t\troot /nonexistent-public\n\t\t\tpass_thru\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n", false},
-		{"forward_auth before sso", "\t\tforward_auth %[2]s {\n\t\t\turi /verify\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n", false},
-	} {
+	route := func(handlers string) string { return "%s {\n\troute {\n" + handlers + "\t}\n}\n" }
+	testStartLogsNeverRuns(t, nil, []neverRunsCase{
+		{"reverse_proxy then sso", route("\t\treverse_proxy %s\n\t\tsso test\n"), "/", "reverse_proxy at routes[0]"},
+		{"sso then reverse_proxy", route("\t\tsso test\n\t\treverse_proxy %s\n"), "/", ""},
+		{"a public /health before sso", route("\t\trespond /health ok\n\t\tsso test\n\t\treverse_proxy %s\n"), "/", ""},
+		{"public files (pass_thru) before sso", route("\t\tfile_server {\n\t\t\troot /nonexistent-public\n\t\t\tpass_thru\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n"), "/", ""},
+		{"forward_auth before sso", route("\t\tforward_auth %[2]s {\n\t\t\turi /verify\n\t\t}\n\t\tsso test\n\t\treverse_proxy %[2]s\n"), "/", ""},
+	})
+}
+
+// neverRunsCase is a Caddyfile's sites, a format given the gateway's base
+// URL, the upstream's host:port and the test's own arguments, and the page
+// to ask for; want is in the start's ERROR that sso never runs, "": the
+// app is not served without sign-in, and nothing is logged.
+type neverRunsCase struct{ name, sites, path, want string }
+
+// testStartLogsNeverRuns starts a real Caddy on each case's sites and holds
+// it to want: the page is served without a session exactly when the start
+// logs one ERROR that sso never runs, and that ERROR names the server,
+// want and the fix. args, when given, adds format arguments for a case.
+func testStartLogsNeverRuns(t *testing.T, args func(t *testing.T) []any, cases []neverRunsCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := caddytest.NewOIDC(t, "")
-			w.Sites = fmt.Sprintf("%s {\n\troute {\n"+tc.route+"\t}\n}\n", w.GW.Base, w.Upstream.HostPort())
+			a := []any{w.GW.Base, w.Upstream.HostPort()}
+			if args != nil {
+				a = append(a, args(t)...)
+			}
+			w.Sites = fmt.Sprintf(tc.sites, a...)
 			w.Start()
 			var errs []string
 			for line := range strings.Lines(w.GW.Logs()) {
@@ -36,21 +53,21 @@ func TestStartLogsSSOThatNeverRuns(t *testing.T) {
 					errs = append(errs, e.Msg)
 				}
 			}
-			resp, err := caddytest.NewBrowser(t).NoRedirects().Get(w.GW.Base + "/")
+			resp, err := caddytest.NewBrowser(t).NoRedirects().Get(w.GW.Base + tc.path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp.Body.Close()
-			if open := resp.StatusCode == 200; open != tc.open {
-				t.Fatalf("GET / without a session: %d, want open=%v", resp.StatusCode, tc.open)
+			body := caddytest.ReadBody(t, resp)
+			if open := resp.StatusCode == 200; open != (tc.want != "") {
+				t.Fatalf("GET %s without a session: %d %.100s, want open=%v", tc.path, resp.StatusCode, body, tc.want != "")
 			}
 			switch {
-			case !tc.open && len(errs) > 0:
+			case tc.want == "" && len(errs) > 0:
 				t.Errorf("logged: %q", errs)
-			case tc.open && len(errs) != 1:
+			case tc.want != "" && len(errs) != 1:
 				t.Errorf("want one ERROR that sso never runs, got %q", errs)
-			case tc.open:
-				for _, want := range []string{"server srv0:", "reverse_proxy at routes[0]", "put sso before it"} {
+			case tc.want != "":
+				for _, want := range []string{"server srv0:", tc.want, "put sso before it"} {
 					if !strings.Contains(errs[0], want) {
 						t.Errorf("the ERROR lacks %q: %s", want, errs[0])
 					}

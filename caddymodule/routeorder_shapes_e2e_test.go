@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -42,51 +41,16 @@ func TestStartLogsSSOThatNeverRunsShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	const php = "\troute {\n\t\tphp_fastcgi %[3]s {\n\t\t\troot %[4]s\n\t\t}\n\t\tsso test\n\t}\n"
-	for _, tc := range []struct {
-		name, named, route, path string
-		want                     string // in the ERROR; "": the app is not served without sign-in, nothing logged
-	}{
-		{"invoke of a named route that proxies, then sso", "&(app) {\n\treverse_proxy %[2]s\n}\n", "\troute {\n\t\tinvoke app\n\t\tsso test\n\t}\n", "/",
+	site := func(named, route string) string { return named + "%[1]s {\n" + route + "}\n" }
+	testStartLogsNeverRuns(t, func(t *testing.T) []any { return []any{fastCGIApp(t), phpRoot} }, []neverRunsCase{
+		{"invoke of a named route that proxies, then sso", site("&(app) {\n\treverse_proxy %[2]s\n}\n", "\troute {\n\t\tinvoke app\n\t\tsso test\n\t}\n"), "/",
 			"reverse_proxy at named_routes.app.handle[0] (the named route app, which invoke app at routes[0]"},
-		{"sso in the named route", "&(app) {\n\tsso test\n\treverse_proxy %[2]s\n}\n", "\tinvoke app\n", "/", ""},
-		{"sso, then invoke", "&(app) {\n\treverse_proxy %[2]s\n}\n", "\troute {\n\t\tsso test\n\t\tinvoke app\n\t}\n", "/", ""},
-		{"php_fastcgi then sso", "", php, "/", "reverse_proxy at routes[0]"},
-		{"php_fastcgi then sso, a script that does not exist", "", php, "/admin/secret.php", "reverse_proxy at routes[0]"},
-		{"sso then php_fastcgi", "", "\troute {\n\t\tsso test\n\t\tphp_fastcgi %[3]s {\n\t\t\troot %[4]s\n\t\t}\n\t}\n", "/", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			w := caddytest.NewOIDC(t, "")
-			w.Sites = fmt.Sprintf(tc.named+"%[1]s {\n"+tc.route+"}\n", w.GW.Base, w.Upstream.HostPort(), fastCGIApp(t), phpRoot)
-			w.Start()
-			var errs []string
-			for line := range strings.Lines(w.GW.Logs()) {
-				var e struct{ Level, Msg string }
-				if json.Unmarshal([]byte(line), &e) == nil && e.Level == "error" && strings.Contains(e.Msg, "never runs") {
-					errs = append(errs, e.Msg)
-				}
-			}
-			resp, err := caddytest.NewBrowser(t).NoRedirects().Get(w.GW.Base + tc.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body := caddytest.ReadBody(t, resp)
-			if open := resp.StatusCode == 200; open != (tc.want != "") {
-				t.Fatalf("GET %s without a session: %d %.100s, want open=%v", tc.path, resp.StatusCode, body, tc.want != "")
-			}
-			switch {
-			case tc.want == "" && len(errs) > 0:
-				t.Errorf("logged: %q", errs)
-			case tc.want != "" && len(errs) != 1:
-				t.Errorf("want one ERROR that sso never runs, got %q", errs)
-			case tc.want != "":
-				for _, want := range []string{"server srv0:", tc.want, "put sso before it"} {
-					if !strings.Contains(errs[0], want) {
-						t.Errorf("the ERROR lacks %q: %s", want, errs[0])
-					}
-				}
-			}
-		})
-	}
+		{"sso in the named route", site("&(app) {\n\tsso test\n\treverse_proxy %[2]s\n}\n", "\tinvoke app\n"), "/", ""},
+		{"sso, then invoke", site("&(app) {\n\treverse_proxy %[2]s\n}\n", "\troute {\n\t\tsso test\n\t\tinvoke app\n\t}\n"), "/", ""},
+		{"php_fastcgi then sso", site("", php), "/", "reverse_proxy at routes[0]"},
+		{"php_fastcgi then sso, a script that does not exist", site("", php), "/admin/secret.php", "reverse_proxy at routes[0]"},
+		{"sso then php_fastcgi", site("", "\troute {\n\t\tsso test\n\t\tphp_fastcgi %[3]s {\n\t\t\troot %[4]s\n\t\t}\n\t}\n"), "/", ""},
+	})
 }
 
 // TestPagesNotForwardedByErrorRoutes: the gateway's refusal pages do not

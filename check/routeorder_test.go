@@ -12,9 +12,10 @@ import (
 	"github.com/caddy-sso/caddy-sso/check"
 )
 
-// problemsOf runs the check on a Caddyfile whose IdP okta is unreachable
-// (its probes fail at once) and returns the configuration-wide findings.
-func problemsOf(t *testing.T, globals, sites string) []check.Finding {
+// checkOkta runs the check on a Caddyfile whose IdP okta is unreachable
+// (its probes fail at once): globals go in the global options, sites after
+// them.
+func checkOkta(t *testing.T, globals, sites string) *check.Report {
 	t.Helper()
 	cf := "{\n" + globals + "\tsso {\n\t\tidp okta oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id abc\n\t\t}\n\t}\n}\n" + sites
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
@@ -25,28 +26,28 @@ func problemsOf(t *testing.T, globals, sites string) []check.Finding {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r.Problems
+	return r
 }
 
-// TestCheckSSOAfterTerminalHandler: sso written after a handler that
-// answers every request never runs, and the app is served to anyone;
-// check reports it as an error naming the server, the handler and the
-// fix. A matched public route before sso, and sso first, are fine.
-func TestCheckSSOAfterTerminalHandler(t *testing.T) {
-	for _, tc := range []struct{ name, site, want string }{
-		{"reverse_proxy then sso in a route", "\troute {\n\t\treverse_proxy 127.0.0.1:8080\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
-		{"respond then sso in a route", "\troute {\n\t\trespond hello\n\t\tsso okta\n\t}\n", "static_response at routes[0]"},
-		{"an unmatched handle answers first", "\troute {\n\t\thandle {\n\t\t\tfile_server\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", "file_server at routes[0]"},
-		{"sso first in a route", "\troute {\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
-		{"the directive order", "\treverse_proxy 127.0.0.1:8080\n\tsso okta\n", ""},
-		{"a public /health before sso", "\troute {\n\t\trespond /health ok\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
-		{"public files served first, the rest signed in", "\troute {\n\t\tfile_server {\n\t\t\tpass_thru\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
-		{"a reverse_proxy that only replaces error pages, then sso", "\troute {\n\t\treverse_proxy 127.0.0.1:8080 {\n\t\t\t@err status 5xx\n\t\t\thandle_response @err {\n\t\t\t\trespond \"down\" 503\n\t\t\t}\n\t\t}\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
-		{"forward_auth before sso", "\troute {\n\t\tforward_auth 127.0.0.1:9091 {\n\t\t\turi /verify\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
-	} {
+// problemsOf is checkOkta's configuration-wide findings.
+func problemsOf(t *testing.T, globals, sites string) []check.Finding {
+	t.Helper()
+	return checkOkta(t, globals, sites).Problems
+}
+
+// routeOrderCase is a site of https://app.example.com (named: the named
+// routes written before it) and what check's error that its sso never runs
+// must name; want "": no such error.
+type routeOrderCase struct{ name, named, site, want string }
+
+// testRouteOrder runs each case and holds the error to naming the server,
+// want, what it means and the fix.
+func testRouteOrder(t *testing.T, cases []routeOrderCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, p := range problemsOf(t, "", "https://app.example.com {\n"+tc.site+"}\n") {
+			for _, p := range problemsOf(t, "", tc.named+"https://app.example.com {\n"+tc.site+"}\n") {
 				if p.Level == check.Error && strings.Contains(p.Message, "never runs") {
 					got = append(got, p.Message)
 				}
@@ -65,6 +66,24 @@ func TestCheckSSOAfterTerminalHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckSSOAfterTerminalHandler: sso written after a handler that
+// answers every request never runs, and the app is served to anyone;
+// check reports it as an error naming the server, the handler and the
+// fix. A matched public route before sso, and sso first, are fine.
+func TestCheckSSOAfterTerminalHandler(t *testing.T) {
+	testRouteOrder(t, []routeOrderCase{
+		{"reverse_proxy then sso in a route", "", "\troute {\n\t\treverse_proxy 127.0.0.1:8080\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
+		{"respond then sso in a route", "", "\troute {\n\t\trespond hello\n\t\tsso okta\n\t}\n", "static_response at routes[0]"},
+		{"an unmatched handle answers first", "", "\troute {\n\t\thandle {\n\t\t\tfile_server\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", "file_server at routes[0]"},
+		{"sso first in a route", "", "\troute {\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+		{"the directive order", "", "\treverse_proxy 127.0.0.1:8080\n\tsso okta\n", ""},
+		{"a public /health before sso", "", "\troute {\n\t\trespond /health ok\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+		{"public files served first, the rest signed in", "", "\troute {\n\t\tfile_server {\n\t\t\tpass_thru\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+		{"a reverse_proxy that only replaces error pages, then sso", "", "\troute {\n\t\treverse_proxy 127.0.0.1:8080 {\n\t\t\t@err status 5xx\n\t\t\thandle_response @err {\n\t\t\t\trespond \"down\" 503\n\t\t\t}\n\t\t}\n\t\tsso okta\n\t}\n", "reverse_proxy at routes[0]"},
+		{"forward_auth before sso", "", "\troute {\n\t\tforward_auth 127.0.0.1:9091 {\n\t\t\turi /verify\n\t\t}\n\t\tsso okta\n\t\treverse_proxy 127.0.0.1:8080\n\t}\n", ""},
+	})
 }
 
 // TestCheckPlainHTTPSite: for a plain-http site on a host that is not

@@ -55,3 +55,8 @@ func CheckDuration(setting string, d time.Duration) error {
 	}
 	return nil
 }
+
+// Blank reports an empty or all-white-space value: a list setting (scopes,
+// hosted_domain, default_groups) holding one would send or store nothing
+// anyone meant, so the rules that load a configuration refuse it.
+func Blank(v string) bool { return strings.TrimSpace(v) == "" }

@@ -43,6 +43,7 @@ import (
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -139,7 +140,7 @@ func (r Rules) Validate() error {
 	}
 	// store.NormalGroupNames drops a blank name: written, it would be a
 	// group silently never granted.
-	if slices.ContainsFunc(r.DefaultGroups, func(g string) bool { return strings.TrimSpace(g) == "" }) {
+	if slices.ContainsFunc(r.DefaultGroups, idp.Blank) {
 		return errors.New("provision: default_groups must not hold an empty or blank group name")
 	}
 	if r.Update != UpdateForce && r.Update != UpdateImport {

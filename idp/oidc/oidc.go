@@ -355,7 +355,7 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 		return fmt.Errorf("token_auth %q: expected %s", c.TokenAuth, strings.Join(TokenAuthMethods, " or "))
 	}
 	// An empty scope would reach the request as a stray space.
-	if slices.ContainsFunc(c.Scopes, blank) {
+	if slices.ContainsFunc(c.Scopes, idp.Blank) {
 		return errors.New("scopes must not hold an empty or blank scope")
 	}
 	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
@@ -384,7 +384,7 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	for _, d := range c.HostedDomains {
 		// hd is a bare domain: a pattern, an address or a URL would match
 		// no token and refuse everyone.
-		if blank(d) || strings.ContainsAny(d, "@/:*? \t") {
+		if idp.Blank(d) || strings.ContainsAny(d, "@/:*? \t") {
 			return fmt.Errorf("hosted_domain %q must be a domain name, such as example.com", d)
 		}
 	}
@@ -405,9 +405,6 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	}
 	return nil
 }
-
-// blank reports an empty or all-white-space value.
-func blank(v string) bool { return strings.TrimSpace(v) == "" }
 
 // normalize checks cfg (Check) and fills in the defaults.
 func normalize(cfg *Config) error {
