@@ -78,6 +78,9 @@ func TestErrorRoutesOutcome(t *testing.T) {
 			map[string]*caddyhttp.Route{"app": {Handlers: []caddyhttp.MiddlewareHandler{proxy}}}, Forwarded},
 		{"invoke of a named route for other paths, then respond", caddyhttp.RouteList{eroute(&caddyhttp.Invoke{Name: "app"}), eroute(respond)},
 			map[string]*caddyhttp.Route{"app": {MatcherSets: caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/other"}}}, Handlers: []caddyhttp.MiddlewareHandler{header}}}, Answered},
+		{"invoke of a named route that invokes itself, then respond: read once, no endless walk",
+			caddyhttp.RouteList{eroute(&caddyhttp.Invoke{Name: "loop"}), eroute(respond)},
+			map[string]*caddyhttp.Route{"loop": {Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Invoke{Name: "loop"}}}}, Answered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: tc.routes}, NamedRoutes: tc.named}

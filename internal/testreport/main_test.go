@@ -153,11 +153,15 @@ func TestReportUnfinished(t *testing.T) {
 	}
 }
 
-// TestReportFailuresInStableOrder: packages finish in any order under
-// `go test -p`, and the summary lists the same failures the same way.
-func TestReportFailuresInStableOrder(t *testing.T) {
+// TestReportListsInStableOrder: packages finish in any order under
+// `go test -p`, and the summary lists the same skips and failures the
+// same way.
+func TestReportListsInStableOrder(t *testing.T) {
 	events := func(pkg, test string) string {
 		return `{"Action":"start","Package":"example.com/m/` + pkg + `"}
+{"Action":"run","Package":"example.com/m/` + pkg + `","Test":"` + test + `Skip"}
+{"Action":"output","Package":"example.com/m/` + pkg + `","Test":"` + test + `Skip","Output":"    x_test.go:1: no browser\n"}
+{"Action":"skip","Package":"example.com/m/` + pkg + `","Test":"` + test + `Skip","Elapsed":0.1}
 {"Action":"run","Package":"example.com/m/` + pkg + `","Test":"` + test + `"}
 {"Action":"fail","Package":"example.com/m/` + pkg + `","Test":"` + test + `","Elapsed":0.1}
 {"Action":"fail","Package":"example.com/m/` + pkg + `","Elapsed":0.1}
@@ -172,9 +176,10 @@ func TestReportFailuresInStableOrder(t *testing.T) {
 		}
 		r.summary()
 		s := out.String()
-		reports = append(reports, s[strings.Index(s, "Failed:"):])
+		reports = append(reports, s[strings.Index(s, "Skipped:"):])
 	}
-	if reports[0] != reports[1] || !strings.Contains(reports[0], "Failed:\n  example.com/m/bad TestB\n  example.com/m/crash TestC\n") {
-		t.Errorf("failures listed in finishing order:\n%s\n---\n%s", reports[0], reports[1])
+	if reports[0] != reports[1] || !strings.Contains(reports[0], "Failed:\n  example.com/m/bad TestB\n  example.com/m/crash TestC\n") ||
+		!strings.Contains(reports[0], "Skipped:\n  example.com/m/bad TestBSkip: x_test.go:1: no browser\n  example.com/m/crash TestCSkip") {
+		t.Errorf("lists in finishing order:\n%s\n---\n%s", reports[0], reports[1])
 	}
 }
