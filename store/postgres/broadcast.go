@@ -183,14 +183,20 @@ func (db *DB) Listen(ctx context.Context, fn func(store.Invalidation)) {
 		}
 		db.logger.Warn("invalidation listener disconnected; reconnecting",
 			zap.String("channel", Channel), zap.Duration("retry_in", pause), zap.Error(err))
-		wait := pause/2 + time.Duration(mrand.Int64N(int64(pause/2)+1)) //nolint:gosec // G404: jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(jittered(pause)):
 		}
 		pause = min(pause*2, backoffMax)
 	}
+}
+
+// jittered is a pause between half of pause and pause, at random, so that
+// instances cut off together do not reconnect together; never more than
+// pause (docs/cluster.md gives the bound).
+func jittered(pause time.Duration) time.Duration {
+	return pause/2 + time.Duration(mrand.Int64N(int64(pause/2)+1)) //nolint:gosec // G404: jitter, not a secret
 }
 
 // listenOnce connects, subscribes, signals All, and delivers
