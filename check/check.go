@@ -251,8 +251,8 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 					case "subroute":
 						walk(hd.Routes, hs, invoking)
 					case "invoke": // the named route runs with the site's hosts
-						if nr := srv.NamedRoutes[hd.Name]; nr != nil && !slices.Contains(invoking, hd.Name) {
-							walk([]route{*nr}, hs, append(slices.Clip(invoking), hd.Name))
+						if nr, in := routeorder.Invoked(srv.NamedRoutes, invoking, hd.Name); nr != nil {
+							walk([]route{*nr}, hs, in)
 						}
 					case "sso":
 						var sso caddymodule.Handler
@@ -321,8 +321,8 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 			}
 			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
 				Transport: hd.Transport.Protocol, PassesOn: passesOn}
-			if nr := named[hd.Name]; hd.Handler == "invoke" && nr != nil && !slices.Contains(invoking, hd.Name) {
-				h.Routes = routeTree([]route{*nr}, named, append(slices.Clip(invoking), hd.Name))
+			if nr, in := routeorder.Invoked(named, invoking, hd.Name); hd.Handler == "invoke" && nr != nil {
+				h.Routes = routeTree([]route{*nr}, named, in)
 			}
 			out[i].Handlers = append(out[i].Handlers, h)
 		}

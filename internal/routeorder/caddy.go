@@ -49,8 +49,8 @@ func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, i
 				h.Routes = fromRoutes(m.Routes, named, invoking)
 			case *caddyhttp.Invoke:
 				h.Name = m.Name
-				if nr := named[m.Name]; nr != nil && !slices.Contains(invoking, m.Name) {
-					h.Routes = fromRoutes(caddyhttp.RouteList{*nr}, named, append(slices.Clip(invoking), m.Name))
+				if nr, in := Invoked(named, invoking, m.Name); nr != nil {
+					h.Routes = fromRoutes(caddyhttp.RouteList{*nr}, named, in)
 				}
 			case *fileserver.FileServer:
 				h.PassesOn = m.PassThru

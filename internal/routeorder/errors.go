@@ -2,7 +2,6 @@ package routeorder
 
 import (
 	"net/http"
-	"slices"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,8 +84,8 @@ func errorTree(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, in
 				eh.nests, eh.routes = true, errorTree(m.Routes, named, invoking)
 			case *caddyhttp.Invoke:
 				eh.nests = true
-				if nr := named[m.Name]; nr != nil && !slices.Contains(invoking, m.Name) {
-					eh.routes = errorTree(caddyhttp.RouteList{*nr}, named, append(slices.Clip(invoking), m.Name))
+				if nr, in := Invoked(named, invoking, m.Name); nr != nil {
+					eh.routes = errorTree(caddyhttp.RouteList{*nr}, named, in)
 				}
 			}
 			out[i].handlers[j] = eh

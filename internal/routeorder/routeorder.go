@@ -8,6 +8,7 @@ package routeorder
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -81,6 +82,18 @@ func directive(module string) string {
 
 // spot is where a terminal handler is.
 type spot struct{ module, at string }
+
+// Invoked is the named route an invoke of name runs in its place, with the
+// names being expanded once it is (invoking and name); nil when the server
+// has no route of that name or it is among invoking: a named route that
+// invokes itself, directly or not, is expanded once, so that the walks over
+// the tree (the feeders of Route, ErrorRoutes) end.
+func Invoked[R any](named map[string]*R, invoking []string, name string) (*R, []string) {
+	if nr := named[name]; nr != nil && !slices.Contains(invoking, name) {
+		return nr, append(slices.Clip(invoking), name)
+	}
+	return nil, invoking
+}
 
 // FastCGI is the transport of php_fastcgi's reverse_proxy.
 const FastCGI = "fastcgi"
