@@ -870,8 +870,8 @@ func lowerLocal(s string) string {
 // PostgreSQL each read locks its key, and two sign-ins of one mailbox
 // under two spellings (each first in its own emailSpellings) would
 // otherwise take the same locks in opposite orders and deadlock, costing
-// each a deadlock_timeout and a rerun. It stops once no spelling left
-// could come before the holder found.
+// each a deadlock_timeout and a rerun. A spelling after the holder's found
+// is not read.
 func emailOwner(tx store.Tx, email string) (*store.User, error) {
 	if email == "" {
 		return nil, nil
@@ -886,7 +886,7 @@ func emailOwner(tx store.Tx, email string) (*store.User, error) {
 	})
 	var owner *store.User
 	best := len(spellings) // emailSpellings position of owner's spelling
-	for n, i := range order {
+	for _, i := range order {
 		if i > best {
 			continue
 		}
@@ -898,9 +898,6 @@ func emailOwner(tx store.Tx, email string) (*store.User, error) {
 			return nil, fmt.Errorf("look up email owner: %w", err)
 		}
 		owner, best = u, i
-		if !slices.ContainsFunc(order[n+1:], func(j int) bool { return j < best }) {
-			break
-		}
 	}
 	return owner, nil
 }

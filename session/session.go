@@ -514,7 +514,7 @@ func (n *NewSession) Stale(sessions, users []string) store.Invalidation {
 // whether tx will; either way the caller calls Forget after the commit.
 func (m *Manager) TellAtCommit(tx store.Tx, inv store.Invalidation) (bool, error) {
 	tb, ok := tx.(store.TxBroadcaster)
-	if m.bc == nil || !ok || len(inv.Sessions)+len(inv.Users) == 0 && !inv.All {
+	if m.bc == nil || !ok || inv.Empty() {
 		return false, nil
 	}
 	told, err := tb.BroadcastAtCommit(inv)
@@ -528,7 +528,7 @@ func (m *Manager) TellAtCommit(tx store.Tx, inv store.Invalidation) (bool, error
 // and tells the other instances in one broadcast unless the transaction
 // did (told: TellAtCommit).
 func (m *Manager) Forget(inv store.Invalidation, told bool) {
-	if len(inv.Sessions)+len(inv.Users) == 0 && !inv.All {
+	if inv.Empty() {
 		return
 	}
 	m.apply(inv)

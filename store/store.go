@@ -677,6 +677,9 @@ type Invalidation struct {
 	All      bool     // drop everything
 }
 
+// Empty reports whether inv names nothing to drop: nothing to tell.
+func (inv Invalidation) Empty() bool { return len(inv.Sessions)+len(inv.Users) == 0 && !inv.All }
+
 // PlainIDTokenBlob is the session token blob (Tx.SessionTokens) that holds a
 // bare ID token instead of sealed tokens: a zero byte, then the token. It is
 // what a schema upgrade makes of a session stored before tokens were sealed,
