@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
@@ -388,9 +389,17 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 			return fmt.Errorf("hosted_domain %q must be a domain name, such as example.com", d)
 		}
 	}
-	// An empty value would admit a token without acr.
-	if slices.Contains(c.RequireACR, "") {
-		return errors.New("require_acr values must not be empty")
+	for _, v := range c.RequireACR {
+		switch {
+		case v == "":
+			// It would admit a token without acr.
+			return errors.New("require_acr values must not be empty")
+		case strings.ContainsFunc(v, unicode.IsSpace):
+			// acr_values is a space-separated list (OpenID Connect Core
+			// 3.1.2.1): the IdP would read two values, or a blank one,
+			// and no token's acr could ever equal this one.
+			return fmt.Errorf("require_acr value %q must not hold spaces: acr_values separates values with them", v)
+		}
 	}
 	for _, d := range []time.Duration{c.ClockSkew, c.LoginTimeout, c.JWKSRefreshInterval} {
 		if d < 0 {

@@ -240,10 +240,14 @@ func TestRequireACR(t *testing.T) {
 }
 
 // TestRequireACRCheck: no empty require_acr value (it would admit a token
-// without acr), and acr_values left to require_acr.
+// without acr), none with spaces (acr_values splits at them, so no token
+// could match), and acr_values left to require_acr.
 func TestRequireACRCheck(t *testing.T) {
 	testCheck(t, []checkCase{
 		{"empty value", func(c *oidc.Config) { c.RequireACR = []string{"a", ""} }, "must not be empty"},
+		{"blank value", func(c *oidc.Config) { c.RequireACR = []string{" "} }, "must not hold spaces"},
+		{"two values in one", func(c *oidc.Config) { c.RequireACR = []string{"urn:a urn:b"} }, "must not hold spaces"},
+		{"trailing tab", func(c *oidc.Config) { c.RequireACR = []string{"urn:a\t"} }, "must not hold spaces"},
 		{"with acr_values in AuthParams", func(c *oidc.Config) {
 			c.RequireACR = []string{"a"}
 			c.AuthParams = map[string]string{"acr_values": "b"}
