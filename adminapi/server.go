@@ -38,6 +38,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -403,7 +404,9 @@ func countError(name, got string) error {
 	return fmt.Errorf("%s must be a whole number of at least 1, got %s", name, got)
 }
 
-// ParseTime reads an RFC 3339 time, or a duration meaning that long
+// ParseTime reads an RFC 3339 time, a time as the CLI prints one
+// (keys.TimeLayout, "2026-12-04 16:15:39 UTC": restore's backup time and a
+// rotation's are pasted back into --since), or a duration meaning that long
 // before now (24h: a day ago). Empty is the zero time.
 func ParseTime(raw string, now time.Time) (time.Time, error) {
 	if raw == "" {
@@ -412,10 +415,20 @@ func ParseTime(raw string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, raw); err == nil {
 		return t, nil
 	}
+	if t, err := time.Parse(keys.TimeLayout, raw); err == nil {
+		// Go reads a zone abbreviation the local zone does not use as
+		// UTC+0 (its offset is not in the text): CET read on a UTC host
+		// would be an hour off, so only UTC and the local zone's own count.
+		if t.Location() != time.UTC && t.Location() != time.Local {
+			zone, _ := t.Zone()
+			return time.Time{}, fmt.Errorf("%q: the zone %s is not this host's; write the time in UTC or as RFC 3339 (2026-12-04T16:15:39+01:00)", raw, zone)
+		}
+		return t, nil
+	}
 	if d, err := time.ParseDuration(raw); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 1h", raw)
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a time such as 2026-12-04 16:15:39 UTC, nor a duration such as 1h", raw)
 }
 
 func (h *Handler) auditQuery(v url.Values) (store.AuditQuery, error) {
