@@ -88,13 +88,14 @@ func TestForgottenTold(t *testing.T) {
 }
 
 // TestCheckKeepsAnotherInstancesUse: a session used on instance A, not
-// yet flushed, and checked on instance B (a stream there) is judged on B
+// yet flushed, and checked on instance B (a stream there; A and B share
+// the store) is judged on B
 // as Resolve judges it, allowing for A's unflushed use: B's next request
 // 45 s after the use is admitted. Checks that cached the stored time as
 // the last use ended it there, two minutes early.
 func TestCheckKeepsAnotherInstancesUse(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := shared(openStore(t))
 	clk := newClock()
 	cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: 30 * time.Second}
 	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)

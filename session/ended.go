@@ -16,9 +16,9 @@ import (
 //
 // end is the stored end, brought forward to Created + Config.Lifetime when
 // the lifetime has been shortened since the sign-in (a reload), as load
-// does. Idleness is judged as load judges it, by the stored last-seen time
-// plus the most it may lag the last use (Config.lastSeenLag, the sweep's
-// allowance too), or by a later use this instance remembers: a session in
+// does. Idleness is judged as load judges it (idleFrom): by the stored
+// last-seen time, plus the most it may lag the last use where the store
+// may miss uses, or by a later use this instance remembers: a session in
 // use on any instance is never reported ended.
 func (m *Manager) Ends(s *store.Session) (end time.Time, ended bool) {
 	end = m.lifetimeEnd(s)
@@ -54,11 +54,27 @@ func (m *Manager) lifetimeEnd(s *store.Session) time.Time {
 }
 
 // idleFrom is the time idleness counts from, given the stored last-seen
-// time and a later use this instance remembers (0 if none), in unix nanos:
-// the last use may be later than the stored time by as much as it lags
-// (Config.lastSeenLag), and a remembered use does not take that allowance
-// away (another instance's may be later still). load applies the same
-// rule; the sweep's cutoff (Config.sweepIdle) is the same allowance.
+// time and a later use this Manager remembers (0 if none), in unix nanos.
+// The store may not have every use yet; how late it can be depends on who
+// else writes to it:
+//   - Over a store shared by instances (a store.Broadcaster), each writes
+//     its uses in batches, so the last use anywhere may be later than the
+//     stored time by as much as it lags (Config.lastSeenLag), and a
+//     remembered use does not take that allowance away (another
+//     instance's may be later still).
+//   - Over a store no other instance shares (bbolt, one process), every
+//     use since this Manager started is its own, remembered until its
+//     flush writes it exactly. Only a stored time written before that may
+//     miss uses: of a process that crashed before its final flush, or of
+//     the previous config's Manager until its Run's final flush (a
+//     reload). Those get the allowance; the rest are exact, so that an
+//     idle timeout holds to the second.
+//
+// load (where lookup sends what its cache cannot decide) and Ends apply
+// this one rule; the sweep's cutoff (Config.sweepIdle) allows the same lag.
 func (m *Manager) idleFrom(stored, remembered int64) int64 {
+	if m.bc == nil && stored >= m.started {
+		return max(remembered, stored)
+	}
 	return max(remembered, stored+int64(m.cfg.lastSeenLag()))
 }

@@ -158,9 +158,9 @@ func (c Config) lastSeenLag() time.Duration { return c.TouchInterval + c.flushEv
 
 // sweepIdle is the idle time by stored last-seen after which the sweep
 // deletes a session, 0 when idle timeouts are disabled. The sweep only
-// collects garbage (requests enforce the exact idle timeout from memory),
-// so it waits out the lag rather than delete a session that a request
-// could still accept.
+// collects garbage (requests enforce the idle timeout, allowing at most
+// this lag: idleFrom), so it waits out the lag rather than delete a
+// session that a request could still accept.
 func (c Config) sweepIdle() time.Duration {
 	idle := c.idle()
 	if idle == 0 {
@@ -176,6 +176,10 @@ type Manager struct {
 	cfg    Config
 	now    func() time.Time
 	logger *zap.Logger
+	// started is when New made the Manager (unix nanos): over a store no
+	// other instance shares, a stored last-seen time written since then
+	// is this Manager's own, exact (idleFrom).
+	started int64
 
 	// Derive, when set (before first use), computes a value kept with each
 	// cached identity (Identity.Derived): per-session work the caller
@@ -277,6 +281,7 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 		cfg:     cfg.WithDefaults(),
 		now:     now,
 		logger:  logger,
+		started: now().UnixNano(),
 		entries: make(map[tokenHash]*entry),
 		byUser:  make(map[string]map[tokenHash]bool),
 		evicted: make(map[tokenHash]int64),
@@ -604,8 +609,9 @@ func (m *Manager) Touch(ctx context.Context, hash string) {
 }
 
 // lookup resolves a session from the cache, or from the store when the
-// cached copy is missing or older than CacheTTL; use records the request
-// as a use of the session.
+// cached copy is missing, older than CacheTTL or, over a shared store, idle
+// by this instance's uses alone; use records the request as a use of the
+// session.
 func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identity, error) {
 	now := m.now().UnixNano()
 	m.mu.RLock()
@@ -614,11 +620,19 @@ func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identi
 	// An entry loaded "in the future" (the clock was set back) is as
 	// stale as an old one: its age could otherwise stay under the TTL
 	// for as long as the clock went back.
-	if e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL) {
-		if now >= e.expires || m.idleExpired(e.lastSeen.Load(), now) {
+	fresh := e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL)
+	if fresh && (now >= e.expires || m.idleExpired(e.lastSeen.Load(), now)) {
+		// Over a shared store the entry's last use is only this
+		// instance's: another may have served the session since, so
+		// one idle by it is read again (load allows for the others'
+		// uses) rather than ended. Its lifetime is the same everywhere.
+		if now >= e.expires || m.bc == nil {
 			m.end(ctx, hash, whyExpired, time.Time{})
 			return nil, ErrNoSession
 		}
+		fresh = false
+	}
+	if fresh {
 		if !use {
 			return e.id, nil
 		}
@@ -681,8 +695,8 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	m.mu.RLock()
 	lastSeen = max(lastSeen, m.evicted[hash])
 	m.mu.RUnlock()
-	// Idleness allows for the stored time's lag behind the last use,
-	// here or on another instance, so that no session in use is ended.
+	// Idleness allows for uses the store may not have yet (idleFrom),
+	// so that no session in use is ended.
 	idleFrom := m.idleFrom(stored, lastSeen)
 	now := m.now()
 	if !now.Before(s.Expires) || m.idleExpired(idleFrom, now.UnixNano()) {
@@ -696,10 +710,11 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 	if !use {
 		// What a Check reads is not cached: the entry's last-seen time
 		// would be the stored one, which the cache's idle check takes
-		// for the last use here, without the allowance for other
-		// instances' uses made above, and so would end a session in
-		// use early. Nor are the header values prepared: a Check only
-		// decides.
+		// for the last use here, without the allowance for uses the
+		// store may miss made above: it would end early a session
+		// whose uses a crash lost, and send each Check of one in use
+		// elsewhere back to the store. Nor are the header values
+		// prepared: a Check only decides.
 		return plainIdentity(s, u), nil
 	}
 	e, ok := m.cache(hash, s, u, since)
@@ -1456,8 +1471,8 @@ func (m *Manager) keepEvicted(touches []touch) {
 // work (a sign-in that arrives ends the batch after the session at hand),
 // and returns how many it deleted. A session counts as idle only once its
 // stored last-seen time is older than the idle timeout plus the time that
-// value may lag its last use (Config.sweepIdle): requests enforce the exact
-// timeout, and the sweep never deletes a session one could still accept.
+// value may lag its last use (Config.sweepIdle): requests allow at most that
+// lag, and the sweep never deletes a session one could still accept.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	// One cutoff for the whole sweep: no flush runs while it does (Run

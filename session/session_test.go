@@ -35,6 +35,11 @@ func openStore(t testing.TB) *bolt.DB {
 	return db
 }
 
+// shared is db as instances sharing it see it: a store.Broadcaster, as
+// PostgreSQL is, whose broadcasts reach no one (the cache TTL carries
+// changes, as while notifications are down).
+func shared(db store.Store) store.Store { return &countingBroadcaster{Store: db} }
+
 func addUser(t testing.TB, db store.Store, u *store.User) *store.User {
 	t.Helper()
 	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
@@ -390,11 +395,12 @@ func TestIdleAllowsForAnotherInstanceWithAStaleEntry(t *testing.T) {
 }
 
 // instances is a session signed in on instance a, and another that makes
-// more instances sharing its store: a 2 minute idle timeout and a
-// TouchInterval of a minute.
+// more instances sharing its store as PostgreSQL's instances do (a
+// store.Broadcaster): a 2 minute idle timeout and a TouchInterval of a
+// minute.
 func instances(t *testing.T) (ctx context.Context, clk *clock, a *session.Manager, another func() *session.Manager, token string) {
 	t.Helper()
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), shared(openStore(t)), newClock()
 	cfg := session.Config{IdleTimeout: 2 * time.Minute, TouchInterval: time.Minute}
 	another = func() *session.Manager { return session.New(db, cfg, nil, clk.now) }
 	a = another()

@@ -156,6 +156,7 @@ func (i *instance) URL(path string) string { return "http://" + i.addr + path }
 type clusterOptions struct {
 	names            []string // instance names; default a, b
 	statementTimeout string   // the store's statement_timeout; default the product's
+	session          string   // the lines of a session { } block in sso; default none
 }
 
 // startCluster starts the IdPs, the upstream, the instances on dsn and the
@@ -196,6 +197,9 @@ func startCluster(t *testing.T, dsn string, opt clusterOptions) *cluster {
 		RedirectURIs: []string{c.base + "/.sso/oidc/oidc/callback"}})
 
 	caddyfile := fmt.Sprintf(instanceCaddyfile, opt.statementTimeout, c.oidc.Issuer, clientID, c.saml.MetadataURL(), c.upstream.HostPort())
+	if opt.session != "" {
+		caddyfile = strings.Replace(caddyfile, "\tsso {\n", "\tsso {\n\t\tsession {\n"+opt.session+"\t\t}\n", 1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var upstreams []string
