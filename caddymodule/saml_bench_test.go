@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: reportCPU reads the process's CPU time with getrusage.
+
 package caddymodule
 
 import (

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command storeload measures a big store (made by bench/genstore) under
 // what production does to it, and prints figures for docs/operations.md:
 //
@@ -24,6 +26,9 @@
 //
 // Each latency is of one operation from call to return; the fsync line at
 // the top is the device's own floor, measured in the same run.
+//
+// Linux only: it evicts the page cache with fadvise and times fdatasync,
+// and its figures are for the Linux servers docs/operations.md describes.
 package main
 
 import (

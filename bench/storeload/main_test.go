@@ -1,3 +1,7 @@
+//go:build linux
+
+// Linux only, as main.go is (fadvise, fdatasync).
+
 package main
 
 import (

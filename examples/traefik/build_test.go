@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: the Traefik build is serialized across test processes with flock (build_test.go).
+
 package traefik_test
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: the Traefik build is serialized across test processes with flock (build_test.go).
+
 // Package traefik_test runs this directory's example as shipped: a real
 // Traefik (built from the Go module proxy, build_test.go) with traefik.yml
 // and dynamic.yml in front of an app, with the Caddy of the Caddyfile

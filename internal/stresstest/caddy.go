@@ -35,9 +35,10 @@ type Caddy struct {
 	// Env is added to the environment (NAME=value), e.g. secrets the
 	// Caddyfile reads with {env.NAME}.
 	Env []string
-	// Credential, when set, runs Caddy as another user (the caller must be
-	// root), as a service account would.
-	Credential *syscall.Credential
+	// SysProcAttr, when set, is Caddy's: with a Credential, say, it runs
+	// Caddy as another user (the caller must be root), as a service
+	// account would.
+	SysProcAttr *syscall.SysProcAttr
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -85,9 +86,7 @@ func (c *Caddy) Launch(caddyfile string) error {
 	cmd := exec.Command(c.Bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Env = c.env()
 	cmd.Stdout, cmd.Stderr = out, out
-	if c.Credential != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.Credential}
-	}
+	cmd.SysProcAttr = c.SysProcAttr
 	if err := cmd.Start(); err != nil {
 		_ = out.Close()
 		return err

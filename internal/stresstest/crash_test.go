@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: the harness stops Caddy with SIGTERM, which Windows cannot send.
+
 package stresstest_test
 
 import (

@@ -63,14 +63,6 @@ func fill(t *testing.T, dir string) string {
 	}
 }
 
-// signInAs registers a user at both IdPs and signs in over OIDC.
-func signInAs(ctx context.Context, w *stresstest.World, name string) (*stresstest.Browser, stresstest.Page, error) {
-	w.AddUser(stresstest.User{Username: name, Password: "pw", Subject: "sub-" + name, Email: name + "@example.com"})
-	b := stresstest.NewBrowser(nil)
-	p, err := b.SignIn(ctx, w.Base, stresstest.OIDCName, name, "pw", "/app")
-	return b, p, err
-}
-
 // TestFullDisk puts the store on a small file system and fills it while
 // Caddy runs: sign-ins fail with a page saying so and a logged error that
 // names the store file and the cause, sessions that exist keep working,
@@ -263,31 +255,6 @@ func TestReadOnlyStore(t *testing.T) {
 	}
 }
 
-// refusedStart launches Caddy, expects it to exit with an error within a
-// minute without a panic, and returns what it printed on this launch.
-func refusedStart(t *testing.T, w *stresstest.World) string {
-	t.Helper()
-	from := len(w.Caddy.Output())
-	if err := w.Caddy.Launch(w.Caddyfile()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-w.Caddy.Exited():
-	case <-time.After(time.Minute):
-		t.Fatalf("Caddy did not exit:\n%s", tail(w.Caddy.Output()[from:], 4000))
-	}
-	out := w.Caddy.Output()[from:]
-	if w.Caddy.ExitErr() == nil {
-		t.Errorf("Caddy exited with status 0:\n%s", out)
-	}
-	if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
-		t.Errorf("Caddy panicked:\n%s", tail(out, 4000))
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	t.Logf("Caddy's last words: %s", lines[len(lines)-1])
-	return out
-}
-
 // TestReadOnlyStoreFile: a store file the user Caddy runs as may read but
 // not write stops Caddy at start with an error naming the file and the
 // cause. It runs Caddy as nobody, which needs root.
@@ -330,7 +297,7 @@ func TestReadOnlyStoreFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Caddy.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+	w.Caddy.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 
 	out := refusedStart(t, w)
 	for _, want := range []string{w.Store, "permission denied", "read and write access"} {

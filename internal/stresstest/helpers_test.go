@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: the harness stops Caddy with SIGTERM, which Windows cannot send.
+
 package stresstest_test
 
 import (
@@ -24,6 +28,39 @@ func caddyBinary(t *testing.T) string {
 }
 
 var builtCaddy = sync.OnceValues(func() (string, error) { return caddyproc.Build(context.Background()) })
+
+// signInAs registers a user at both IdPs and signs in over OIDC.
+func signInAs(ctx context.Context, w *stresstest.World, name string) (*stresstest.Browser, stresstest.Page, error) {
+	w.AddUser(stresstest.User{Username: name, Password: "pw", Subject: "sub-" + name, Email: name + "@example.com"})
+	b := stresstest.NewBrowser(nil)
+	p, err := b.SignIn(ctx, w.Base, stresstest.OIDCName, name, "pw", "/app")
+	return b, p, err
+}
+
+// refusedStart launches Caddy, expects it to exit with an error within a
+// minute without a panic, and returns what it printed on this launch.
+func refusedStart(t *testing.T, w *stresstest.World) string {
+	t.Helper()
+	from := len(w.Caddy.Output())
+	if err := w.Caddy.Launch(w.Caddyfile()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.Caddy.Exited():
+	case <-time.After(time.Minute):
+		t.Fatalf("Caddy did not exit:\n%s", tail(w.Caddy.Output()[from:], 4000))
+	}
+	out := w.Caddy.Output()[from:]
+	if w.Caddy.ExitErr() == nil {
+		t.Errorf("Caddy exited with status 0:\n%s", out)
+	}
+	if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
+		t.Errorf("Caddy panicked:\n%s", tail(out, 4000))
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	t.Logf("Caddy's last words: %s", lines[len(lines)-1])
+	return out
+}
 
 // newWorld starts the IdPs and the upstream; configure (may be nil)
 // adjusts the World before Caddy starts. Caddy, the IdPs and the upstream

@@ -24,12 +24,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 )
 
 // The range ports come from: above the well-known and registered services
-// a test machine runs, below Linux's default ephemeral range (32768-60999).
+// a test machine runs, below Linux's default ephemeral range (32768-60999)
+// and that of Windows and macOS (49152-65535). FreeBSD's starts at 10000,
+// so there a port-0 listen may still take one; the locks keep this
+// repository's tests apart everywhere.
 const (
 	low  = 20000
 	high = 32767
@@ -53,15 +55,11 @@ func Pick() (port int, release func(), err error) {
 	}
 	for range 500 {
 		port := low + rand.IntN(high-low+1) //nolint:gosec // spreads tests over the range; not a secret
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
-			return 0, nil, fmt.Errorf("testport: %w", err)
+		f, err := lockFile(filepath.Join(dir, strconv.Itoa(port)))
+		if errors.Is(err, errHeld) {
+			continue // another test holds it
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			_ = f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				continue // another test holds it
-			}
+		if err != nil {
 			return 0, nil, fmt.Errorf("testport: lock: %w", err)
 		}
 		// Something outside the tests may listen there.
@@ -78,6 +76,10 @@ func Pick() (port int, release func(), err error) {
 	}
 	return 0, nil, errors.New("testport: no free port found in 500 tries")
 }
+
+// errHeld: another open file (this process's or another's) holds the
+// lock lockFile asked for.
+var errHeld = errors.New("the lock file is held")
 
 func releasePort(port int) {
 	held.Lock()

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 )
 
@@ -35,14 +34,13 @@ func TestPickReserves(t *testing.T) {
 	}
 	_ = l.Close()
 	lock := func() error {
-		f, err := os.OpenFile(filepath.Join(os.TempDir(), "caddy-sso-test-ports", strconv.Itoa(port)), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
+		f, err := lockFile(filepath.Join(os.TempDir(), "caddy-sso-test-ports", strconv.Itoa(port)))
+		if err == nil {
+			_ = f.Close()
 		}
-		defer f.Close()
-		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		return err
 	}
-	if err := lock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+	if err := lock(); !errors.Is(err, errHeld) {
 		t.Fatalf("a reserved port's lock was taken by another opener: %v", err)
 	}
 	release()

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -158,14 +157,6 @@ func (lg *largeGroup) signInWait(tb testing.TB, fn func()) time.Duration {
 	fn()
 	close(done)
 	return <-worst
-}
-
-// processCPU is the CPU time the process has used: on a shared machine
-// the CPU a request costs wobbles less than the time it takes.
-func processCPU() time.Duration {
-	var r syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
-	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
 }
 
 // BenchmarkLargeGroup is what the SCIM requests a directory sends about
