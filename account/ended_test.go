@@ -67,9 +67,9 @@ func TestUserDetailOmitsIdleSessions(t *testing.T) {
 	if d.SessionCount != 2 || len(d.Sessions) != 2 {
 		t.Fatalf("session_count %d, %d listed; want both sessions, neither idle yet", d.SessionCount, len(d.Sessions))
 	}
-	// 90 minutes after the first was last used (the stored time, allowed
-	// its 2 minutes of lag), 60 after the second, which was used since.
-	e.now = e.now.Add(60 * time.Minute)
+	// 89 minutes after the first was last used, 59 after the second,
+	// which is used now (one process: idleness is exact, no lag allowed).
+	e.now = e.now.Add(59 * time.Minute)
 	if _, err := e.sessions.Resolve(ctx, tok2); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestUserDetailOmitsIdleSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d.SessionCount != 1 || len(d.Sessions) != 1 {
-		t.Fatalf("session_count %d, %d listed; want 1: the other has been idle 90 minutes (idle_timeout 1h)", d.SessionCount, len(d.Sessions))
+		t.Fatalf("session_count %d, %d listed; want 1: the other has been idle 89 minutes (idle_timeout 1h)", d.SessionCount, len(d.Sessions))
 	}
 	if got, want := d.Sessions[0].Created, t0.Add(30*time.Minute); !got.Equal(want) {
 		t.Errorf("listed the session created %v, want the one in use (created %v)", got, want)
