@@ -53,6 +53,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -100,6 +101,17 @@ const EventStoreBackedUp = "store.backed_up"
 // was asked for, never a key's value.
 const EventStoreKeysRotated = "store.keys_rotated"
 
+// EventStoreRestored and EventStoreMigrated record that the store's whole
+// content, audit trail included, was replaced offline by a backup's
+// (caddy sso restore) or another store's (caddy sso migrate). They are the
+// first event after the import: the events before them are the source's,
+// and those the replaced store had written since are gone, which without
+// them nothing in the trail would tell.
+const (
+	EventStoreRestored = "store.restored"
+	EventStoreMigrated = "store.migrated"
+)
+
 // Cache is what the operations tell, once their transaction has committed,
 // so that no cached copy outlives what the store no longer has.
 // *session.Manager satisfies it.
@@ -143,6 +155,12 @@ type Service struct {
 	Logger *zap.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Via, when set, is the detail via of the events the user operations
+	// write (audit): how they were asked for, "offline" for the CLI on a
+	// stopped instance's store, whose writes the trail would otherwise
+	// not tell from the admin API's (store.backed_up and
+	// store.keys_rotated carry it too).
+	Via string
 }
 
 func (s *Service) now() time.Time {
@@ -278,9 +296,27 @@ type Result struct {
 	Tombstones int
 }
 
-// event is an audit event about u: identifiers only, never profile values.
-func (s *Service) event(typ string, u *store.User, reason string) store.Event {
-	return store.Event{Time: s.now(), Type: typ, IdP: u.IdP, UserID: u.ID, Subject: u.ExternalID, Reason: reason}
+// event is an audit event about u at the time of its operation:
+// identifiers only, never profile values. The events of one operation (a
+// deactivation and the sessions it ended) share the time.
+func event(typ string, u *store.User, reason string, at time.Time) store.Event {
+	return store.Event{Time: at, Type: typ, IdP: u.IdP, UserID: u.ID, Subject: u.ExternalID, Reason: reason}
+}
+
+// audit writes ev, an event of a user operation, with the detail via when
+// s.Via is set.
+func (s *Service) audit(tx store.Tx, ev store.Event) error {
+	if s.Via != "" {
+		ev.Detail = maps.Clone(ev.Detail)
+		if ev.Detail == nil {
+			ev.Detail = map[string]string{}
+		}
+		ev.Detail["via"] = s.Via
+	}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }
 
 // endUserSessions deletes every session of u and audits it as a
@@ -290,7 +326,7 @@ func (s *Service) endUserSessions(tx store.Tx, u *store.User, reason, by string)
 	if err != nil {
 		return 0, err
 	}
-	return n, s.auditRevoked(tx, u, reason, by, n)
+	return n, s.auditRevoked(tx, u, reason, by, n, s.now())
 }
 
 // deleteUserSessions deletes every session of u and counts those that had
@@ -327,17 +363,14 @@ func (s *Service) deleteUserSessions(tx store.Tx, u *store.User) (int, error) {
 }
 
 // auditRevoked writes the session.revoked event of n sessions of u ended
-// for reason, none when n is 0.
-func (s *Service) auditRevoked(tx store.Tx, u *store.User, reason, by string, n int) error {
+// for reason at at, none when n is 0.
+func (s *Service) auditRevoked(tx store.Tx, u *store.User, reason, by string, n int, at time.Time) error {
 	if n == 0 {
 		return nil
 	}
-	ev := s.event(store.EventSessionRevoked, u, reason)
+	ev := event(store.EventSessionRevoked, u, reason, at)
 	ev.Detail = map[string]string{"by": by, "sessions": strconv.Itoa(n)}
-	if err := tx.Audit(ev); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	return nil
+	return s.audit(tx, ev)
 }
 
 // DeactivateTx deactivates the user and ends their sessions in tx. A user
@@ -351,7 +384,8 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 		return &Result{User: withoutSCIMPassword(u)}, nil
 	}
 	u = withoutSCIMPassword(u) // dropped from the store by this write
-	u.Active, u.Updated = false, store.NextStamp(u.Updated, s.now())
+	now := s.now()
+	u.Active, u.Updated = false, store.NextStamp(u.Updated, now)
 	if err := tx.PutUser(u); err != nil {
 		return nil, fmt.Errorf("deactivate user %s: %w", id, err)
 	}
@@ -361,12 +395,12 @@ func (s *Service) DeactivateTx(tx store.Tx, c *Change, id, by string) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	ev := s.event(store.EventUserDeactivated, u, by)
+	ev := event(store.EventUserDeactivated, u, by, now)
 	ev.Detail = map[string]string{"sessions": strconv.Itoa(n)}
-	if err := tx.Audit(ev); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+	if err := s.audit(tx, ev); err != nil {
+		return nil, err
 	}
-	if err := s.auditRevoked(tx, u, ReasonDeactivated, by, n); err != nil {
+	if err := s.auditRevoked(tx, u, ReasonDeactivated, by, n, now); err != nil {
 		return nil, err
 	}
 	c.ForgetUser(id)
@@ -391,16 +425,17 @@ func (s *Service) ActivateTx(tx store.Tx, c *Change, id, by string) (*Result, er
 	}
 	u = withoutSCIMPassword(u) // dropped from the store by this write
 	approved := u.Pending
-	u.Active, u.Pending, u.Updated = true, false, store.NextStamp(u.Updated, s.now())
+	now := s.now()
+	u.Active, u.Pending, u.Updated = true, false, store.NextStamp(u.Updated, now)
 	if err := tx.PutUser(u); err != nil {
 		return nil, fmt.Errorf("activate user %s: %w", id, err)
 	}
-	ev := s.event(store.EventUserActivated, u, by)
+	ev := event(store.EventUserActivated, u, by, now)
 	if approved {
 		ev.Detail = map[string]string{"approved": "true"}
 	}
-	if err := tx.Audit(ev); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+	if err := s.audit(tx, ev); err != nil {
+		return nil, err
 	}
 	c.ForgetUser(id)
 	c.log("user activated", zap.String("user_id", id), zap.String("idp", u.IdP), zap.String("by", by), zap.Bool("approved", approved))
@@ -488,8 +523,7 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 	if err := tx.DeleteUser(id); err != nil {
 		return nil, fmt.Errorf("delete user %s: %w", id, err)
 	}
-	ev := s.event(store.EventUserDeleted, u, by)
-	ev.Time = now
+	ev := event(store.EventUserDeleted, u, by, now)
 	ev.Detail = map[string]string{"tombstones": strconv.Itoa(len(tombs)), "sessions": strconv.Itoa(n)}
 	if s.SCIMManaged == nil {
 		// Offline, which IdPs SCIM manages is not known, so tombstones were
@@ -499,10 +533,10 @@ func (s *Service) DeleteTx(tx store.Tx, c *Change, id, by string) (*Result, erro
 		// explained where it is read.
 		ev.Detail["scim_managed"] = "unknown"
 	}
-	if err := tx.Audit(ev); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+	if err := s.audit(tx, ev); err != nil {
+		return nil, err
 	}
-	if err := s.auditRevoked(tx, u, ReasonDeleted, by, n); err != nil {
+	if err := s.auditRevoked(tx, u, ReasonDeleted, by, n, now); err != nil {
 		return nil, err
 	}
 	c.ForgetUser(id)
@@ -540,8 +574,10 @@ func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, erro
 // store.backed_up event with who asked (by, the event's Reason) and how
 // (via, e.g. "admin_api"), and, when known, from where (remote, the
 // client's address), never what the backup holds. It runs before the
-// backup so that one cut short or never finished is recorded as well, and
-// a backup whose event cannot be written is not handed out.
+// backup so that one cut short or never finished is recorded as well. An
+// error is the caller's to report: the admin API and the offline backup
+// still hand the backup out (a store in trouble is when one is needed) and
+// log an ERROR or print a warning.
 func (s *Service) AuditBackup(ctx context.Context, by, via, remote string) error {
 	ev := store.Event{Time: s.now(), Type: EventStoreBackedUp, Reason: by, Detail: map[string]string{"via": via}}
 	if remote != "" {

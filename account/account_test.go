@@ -366,3 +366,38 @@ func TestCheckEventType(t *testing.T) {
 		t.Errorf("audit of an unknown type: %v", err)
 	}
 }
+
+// TestOneTimePerOperation: the events one operation writes (the user's,
+// and the session.revoked of the sessions it ended) carry one time, even
+// on a clock that moves between two reads of it.
+func TestOneTimePerOperation(t *testing.T) {
+	ops := []struct {
+		name, event string
+		run         func(*account.Service, string) (*account.Result, error)
+	}{
+		{"deactivate", store.EventUserDeactivated, func(s *account.Service, id string) (*account.Result, error) {
+			return s.Deactivate(context.Background(), id, account.ByAdmin)
+		}},
+		{"delete", store.EventUserDeleted, func(s *account.Service, id string) (*account.Result, error) {
+			return s.Delete(context.Background(), id, account.ByAdmin)
+		}},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			e := newEnv(t)
+			u, _ := e.signIn("okta", "sub-1", jit)
+			ticks := e.acc.Now
+			e.acc.Now = func() time.Time { // a microsecond on at every read
+				e.now = e.now.Add(time.Microsecond)
+				return ticks()
+			}
+			if _, err := op.run(e.acc, u.ID); err != nil {
+				t.Fatal(err)
+			}
+			user, revoked := e.events(op.event), e.events(store.EventSessionRevoked)
+			if len(user) != 1 || len(revoked) != 1 || !user[0].Time.Equal(revoked[0].Time) {
+				t.Errorf("%s at %v, session.revoked at %v; want one time", op.event, user, revoked)
+			}
+		})
+	}
+}

@@ -237,8 +237,8 @@ func (s *Service) lift(tx store.Tx, c *Change, by string, match func(*store.Tomb
 		if t.Home != nil {
 			ev.Detail["home_idp"] = t.Home.IdP
 		}
-		if err := tx.Audit(ev); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+		if err := s.audit(tx, ev); err != nil {
+			return nil, err
 		}
 		if !slices.Contains(users, t.UserID) {
 			users = append(users, t.UserID)

@@ -88,7 +88,7 @@ var EventTypes = []string{
 	store.EventSessionRevoked, store.EventSessionLoggedOut,
 	store.EventGroupCreated, store.EventGroupUpdated, store.EventGroupDeleted,
 	store.EventGroupsOverage,
-	EventStoreBackedUp, EventStoreKeysRotated,
+	EventStoreBackedUp, EventStoreKeysRotated, EventStoreRestored, EventStoreMigrated,
 	EventTombstoneLifted,
 }
 

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // sessionCookies are the values of the browser's cookies for base, joined:
@@ -94,6 +96,14 @@ func TestReauthOIDC(t *testing.T) {
 		t.Error("the refused re-authentication changed the session")
 	}
 	upstreamSaw(t, b.get(w.gw.base+"/still-signed-in"))
+	// Its login.failed event names the signed-in user, so that audit
+	// --user shows the failed step-up (it named no one).
+	var failed account.AuditPage
+	w.gw.adminJSON(http.MethodGet, "/sso/audit?type="+store.EventLoginFailed+"&user="+userBySubject(t, "sub-ada").ID, http.StatusOK, &failed)
+	// (Two: making the IdP's session old above was refused too.)
+	if len(failed.Events) != 2 || failed.Events[0].Reason != idp.CodeReauthNotFresh || failed.Events[1].Reason != idp.CodeReauthNotFresh {
+		t.Errorf("ada's login.failed events: %+v, want the two reauth_not_fresh ones", failed.Events)
+	}
 }
 
 // TestReauthSAML: the same with SAML: ForceAuthn="true" brings the IdP's

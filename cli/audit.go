@@ -47,7 +47,9 @@ is not a caddy-sso store, a bad flag) end it, as does any failure of the
 first read.
 
 With --json it prints JSON Lines: one event, a JSON object, per line, as
-they come (also with --follow), so no events print no line. (users list
+they come (also with --follow), so no events print no line. Its fields are
+seq, time (RFC 3339, UTC), type, idp, user_id, subject, reason and detail
+(an object of strings); empty ones other than seq, time and type are left out. (users list
 --json, which has an end, prints one JSON array.) A failure prints one line
 {"error": ..., "status": ...} as well (status: the admin API's, when it
 answered).

@@ -18,6 +18,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/backend"
@@ -202,6 +203,8 @@ as were copied, and the source's keys; a difference is an error.
 					var err error
 					rep, err = portable.Migrate(ctx, src, dst, opt)
 					return err
+				}, func(dst store.Store, old oldStore) error {
+					return recordReplaced(ctx, dst, account.EventStoreMigrated, migratedDetail(from), old)
 				})
 				if err == nil && old.unreadable {
 					defer warnAuditNumbering(c.ErrOrStderr(), to.Path, time.Now()) // after the result
@@ -226,7 +229,9 @@ as were copied, and the source's keys; a difference is an error.
 					return err
 				}
 				defer dst.Close()
-				rep, err = portable.Migrate(ctx, src, dst, opt)
+				if rep, err = portable.Migrate(ctx, src, dst, opt); err == nil {
+					err = recordReplaced(ctx, dst, account.EventStoreMigrated, migratedDetail(from), oldStore{unreadable: true})
+				}
 			}
 			if err != nil {
 				return stopped(ctx, fmt.Errorf("migrating %s to %s: %w", from, to, hint(err)))
@@ -569,14 +574,20 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 		}
 		defer st.Close()
 		starting()
-		res.counts, err = load(st, force, progress)
-		return res, err
+		if res.counts, err = load(st, force, progress); err != nil {
+			return res, err
+		}
+		// The highest number the database had handed out is not read:
+		// its sequence goes on past it, so the numbers show the gap.
+		return res, recordReplaced(ctx, st, account.EventStoreRestored, res.detail(), oldStore{unreadable: true})
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
 	old, err := replaceBoltFile(ctx, dst.Path, "restore", warn, func(st store.Store) error {
 		var err error
 		res.counts, err = load(st, false, progress)
 		return err
+	}, func(st store.Store, old oldStore) error {
+		return recordReplaced(ctx, st, account.EventStoreRestored, res.detail(), old)
 	})
 	res.path, res.unreadable = dst.Path, old.unreadable
 	return res, err
@@ -637,8 +648,10 @@ func lockStoreDir(path string, warn io.Writer) (resolved string, made []string, 
 // and would receive every key of the store. It gets the owner of the file
 // it replaces (keepOwner). The new store numbers its audit events after
 // every number the old one handed out (bolt.DB.NumberAuditAfter); it
-// returns what it read of the old one.
-func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill func(st store.Store) error) (oldStore, error) {
+// returns what it read of the old one. record, called after the numbering
+// is set and before the swap, writes the event that says the store was
+// replaced (recordReplaced), so the swapped-in file never lacks it.
+func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill func(st store.Store) error, record func(st store.Store, old oldStore) error) (oldStore, error) {
 	path, made, unlock, err := lockStoreDir(path, warn)
 	if err != nil {
 		return oldStore{}, err
@@ -667,6 +680,9 @@ func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill 
 		if again, err = readOldStore(ctx, path); err == nil {
 			old.auditSeq, old.unreadable = max(old.auditSeq, again.auditSeq), old.unreadable || again.unreadable
 			err = st.(*bolt.DB).NumberAuditAfter(ctx, old.auditSeq)
+		}
+		if err == nil {
+			err = record(st, old)
 		}
 	}
 	if cerr := st.Close(); err == nil {
@@ -865,6 +881,42 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 		defer f.Close()
 		return portable.Import(ctx, st, f, portable.ImportOptions{Force: force, Progress: progress})
 	}, restored{taken: head.Created}, nil
+}
+
+// recordReplaced appends to st, once the import into it has committed, the
+// event of typ (account.EventStoreRestored, EventStoreMigrated) that says
+// its content and audit trail were replaced offline: without it the trail
+// would read as if the events the replaced store wrote since (a leaver's
+// deactivation) never happened. detail gets via=offline and, when old's
+// numbering is known, last_seq_before, the highest number the replaced
+// store had handed out.
+func recordReplaced(ctx context.Context, st store.Store, typ string, detail map[string]string, old oldStore) error {
+	detail["via"] = "offline"
+	if !old.unreadable && old.auditSeq > 0 {
+		detail["last_seq_before"] = strconv.FormatUint(old.auditSeq, 10)
+	}
+	ev := store.Event{Type: typ, Reason: account.ByAdmin, Detail: detail}
+	if err := st.Update(ctx, func(tx store.Tx) error { return tx.Audit(ev) }); err != nil {
+		return fmt.Errorf("record the %s event: %w", typ, err)
+	}
+	return nil
+}
+
+// detail is the start of a store.restored event's detail: when the backup
+// was taken, if it says so (a bbolt file's modification time is not the
+// backup's own word, and is left out).
+func (r restored) detail() map[string]string {
+	d := map[string]string{}
+	if !r.taken.IsZero() && !r.fileTime {
+		d["backup_taken"] = r.taken.UTC().Format(time.RFC3339)
+	}
+	return d
+}
+
+// migratedDetail is the start of a store.migrated event's detail: the
+// source's kind (bolt, postgres), never its path or DSN.
+func migratedDetail(from backend.Spec) map[string]string {
+	return map[string]string{"from": from.Backend}
 }
 
 // oldStore is what replaceBoltFile read of the bbolt file it replaces.

@@ -208,7 +208,8 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	// use by running instances: a session Manager over it tells them what
 	// ended (store.Broadcaster), so that they drop their cached sessions
 	// at once instead of after the cache TTL. Over bbolt it tells no one.
-	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
+	// Via: the trail tells these writes from the admin API's.
+	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil), Via: "offline"}
 	return fn(&offline{acc: acc, db: db, warn: c.ErrOrStderr()})
 }
 

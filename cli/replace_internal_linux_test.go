@@ -55,7 +55,7 @@ func TestReplaceRefusedWhileAnotherRuns(t *testing.T) {
 			close(filling)
 			<-release
 			return nil
-		})
+		}, func(store.Store, oldStore) error { return nil })
 		first <- err
 	}()
 	select {

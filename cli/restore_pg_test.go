@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
@@ -117,6 +118,28 @@ var sourceKeys = map[string]string{
 	"flow-cookie-key":    "the source's flow cookie key......",
 }
 
+// replacedContents is contents(t, st) after a restore or migrate: it
+// checks that the last record is the event of typ the command appended
+// (account.EventStoreRestored, EventStoreMigrated), and leaves it out,
+// and the end line, whose counts include it; compare with
+// sourceContents(want).
+func replacedContents(t *testing.T, st store.Store, typ string) string {
+	t.Helper()
+	lines := strings.SplitAfter(sourceContents(contents(t, st)), "\n")
+	last := len(lines) - 2 // the final element is empty
+	if last < 0 || !strings.HasPrefix(lines[last], `{"audit":`) || !strings.Contains(lines[last], `"type":"`+typ+`"`) {
+		t.Errorf("the last record is not a %s event: %q", typ, lines[max(last, 0)])
+		return strings.Join(lines, "")
+	}
+	return strings.Join(lines[:last], "")
+}
+
+// sourceContents is contents less its end line (the counts).
+func sourceContents(c string) string {
+	body, _, _ := strings.Cut(c, `{"end":`)
+	return body
+}
+
 // backedUpPG returns a fresh PostgreSQL database filled with 600 JIT users
 // (fillJIT), the --store flag naming it, and the backup file of it that
 // `caddy sso backup` wrote.
@@ -177,6 +200,7 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 		t.Errorf("restore into a database that holds records, without --force: %v", err)
 	}
 	out := mustCLI(t, "restore", "--force", file, pgStore)
+	want = sourceContents(want)
 	// Audit events: the 600 of the fill, the backup's own store.backed_up
 	// (an offline backup of PostgreSQL is audited), and the one since.
 	for _, w := range []string{"replacing everything in postgres database", "removed users: 600", "removed audit events: 602", "removed secrets: 2", "restored from"} {
@@ -184,7 +208,7 @@ func TestCLIRestoreForcePostgres(t *testing.T) {
 			t.Errorf("restore --force said, without %q:\n%s", w, out)
 		}
 	}
-	if got := contents(t, db); got != want {
+	if got := replacedContents(t, db, account.EventStoreRestored); got != want {
 		t.Errorf("after restore --force the database is not the backup:\n%s", storetest.FirstLineDiff(want, got, 2))
 	}
 	err = db.View(ctx, func(tx store.Tx) error {
@@ -218,7 +242,7 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	fillJIT(t, src, "sub-", 40, sourceKeys)
-	want := contents(t, src)
+	want := sourceContents(contents(t, src))
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +263,7 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 	if !strings.Contains(out, "removed secrets: 3") {
 		t.Errorf("migrate --force did not report the three keys removed:\n%s", out)
 	}
-	if got := contents(t, db); got != want {
+	if got := replacedContents(t, db, account.EventStoreMigrated); got != want {
 		t.Errorf("after migrate --force the database is not the source (kept its own keys?):\n%s\nkeys: %v", storetest.FirstLineDiff(want, got, 2), secretsOf(t, db))
 	}
 
@@ -262,7 +286,7 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
-	if got := contents(t, dst); got != want {
+	if got := replacedContents(t, dst, account.EventStoreMigrated); got != want {
 		t.Errorf("after migrate --force the bolt target is not the source:\n%s", storetest.FirstLineDiff(want, got, 2))
 	}
 	if _, err := cli(ctx, "migrate", from, "--to=bolt:"+srcPath, "--force"); err == nil {
@@ -348,7 +372,8 @@ func TestCLIRestoreInterruptedPostgres(t *testing.T) {
 		t.Errorf("restore without --force into the part-restored database: %v", err)
 	}
 	mustCLI(t, "restore", "--force", file, pgStore)
-	if got := contents(t, db); got != want {
+	want = sourceContents(want)
+	if got := replacedContents(t, db, account.EventStoreRestored); got != want {
 		t.Errorf("after restore --force the database is not the backup:\n%s", storetest.FirstLineDiff(want, got, 2))
 	}
 	if out := mustCLI(t, "users", "list", pgStore); !strings.Contains(out, "sub-0599@example.com") {

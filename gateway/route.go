@@ -805,6 +805,21 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	return nil
 }
 
+// reauthUser is the user whose re-authentication le refused: the session
+// the browser is signed in with, which stays. Any other refusal names
+// none: the person is not known, and a session cookie sent along with a
+// made-up callback says nothing about who sent it (a reauth_not_fresh
+// refusal comes only after the IdP's answer checked out).
+func (rt *Route) reauthUser(ctx context.Context, run *Runtime, le *idp.LoginError, tokens []string, outer *session.Identity) string {
+	if le.Code != idp.CodeReauthNotFresh {
+		return ""
+	}
+	if id, err := rt.current(ctx, run, tokens, outer, false); err == nil && id != nil {
+		return id.UserID
+	}
+	return ""
+}
+
 // serveCallback completes a sign-in: the provider verifies, signin maps,
 // provisions and starts the session in one transaction, and this turns the
 // outcome into a page or a redirect.
@@ -816,7 +831,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 		if !errors.As(err, &le) {
 			le = &idp.LoginError{Code: "login_failed", Err: err}
 		}
-		run.Refusals.Record(ctx, p.Name, le, rt.clientIP(r))
+		run.Refusals.Record(ctx, p.Name, le, rt.clientIP(r), rt.reauthUser(ctx, run, le, tokens, outer))
 		if rt.Metrics != nil {
 			rt.Metrics.Login(p.Name, p.Protocol, "failed", le.Code)
 		}
@@ -848,7 +863,7 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	switch {
 	case out.Replay != nil:
-		run.Refusals.Record(ctx, p.Name, out.Replay, rt.clientIP(r))
+		run.Refusals.Record(ctx, p.Name, out.Replay, rt.clientIP(r), "")
 		return rt.repeatedSignIn(w, r, run, p, out.Replay.Code, tokens, outer)
 	case out.Denial != nil:
 		return rt.fail(denialPage(p, a, out))

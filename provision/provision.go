@@ -48,6 +48,11 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
+// FieldGroups is how a user.updated event's fields detail names a change
+// of the user's groups: by a sign-in (JIT) or a SCIM group write, so that
+// one filter finds both.
+const FieldGroups = "groups"
+
 // UpdateMode says what a later login does to a user's stored profile.
 type UpdateMode int
 
@@ -1202,7 +1207,7 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 			}
 			if groups = store.NormalGroupNames(append(groups, scim...)); !sameSet(groups, u.Groups) {
 				u.Groups = groups
-				out.changed = append(out.changed, "groups")
+				out.changed = append(out.changed, FieldGroups)
 			}
 		}
 		out.groupsOverage = prof.GroupsOverage

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -126,5 +127,45 @@ func TestSignOutUnrecordedAfterARaceRead(t *testing.T) {
 	st.during = nil
 	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("a copy of the cookie after the unrecorded sign-out: %v, want ErrNoSession", err)
+	}
+}
+
+// TestSignOutRecordedLateKeepsItsTime: a sign-out the store could not
+// record at once is audited, once the store is back, at the time the
+// person signed out (marked recorded_late), not at the time of the Flush;
+// a retry of it meanwhile keeps the first time.
+func TestSignOutRecordedLateKeepsItsTime(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	full := new(atomic.Bool)
+	clk := newClock()
+	m := session.New(writesFail{db, full}, session.Config{}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	signedOut := clk.now()
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Revoke on a full disk: %v, want the store's error", err)
+	}
+	clk.advance(time.Minute)
+	m.RevokeLater(token, store.EventSessionLoggedOut)
+	clk.advance(2 * time.Hour) // the disk stays full a while
+	full.Store(false)
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	var evs []store.Event
+	err = db.View(ctx, func(tx store.Tx) error {
+		evs, err = tx.AuditEvents(store.AuditQuery{UserID: u.ID, Type: store.EventSessionLoggedOut})
+		return err
+	})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("session.logged_out events: %v, %v; want 1", evs, err)
+	}
+	if e := evs[0]; !e.Time.Equal(signedOut) || e.Detail["recorded_late"] != "true" {
+		t.Errorf("the late event: time %v, detail %v; want the sign-out's time %v and recorded_late=true", e.Time, e.Detail, signedOut)
 	}
 }

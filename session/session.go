@@ -1068,7 +1068,7 @@ func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string, 
 	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
-		ended, sealed, err = revokeTx(tx, hash, eventType, true, before)
+		ended, sealed, err = revokeTx(tx, hash, eventType, true, before, time.Time{})
 		return err
 	})
 	if err != nil || ended == nil {
@@ -1082,8 +1082,10 @@ func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string, 
 // revokeTx deletes the session stored under hash in tx, with an audit
 // event of eventType unless before (when set) says it had ended already,
 // and returns it (nil if there was none) and, with sealed, its sealed
-// tokens.
-func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before endedJudge) (*revokedSession, sealedTokens, error) {
+// tokens. late, when set, is when a sign-out the store could not record
+// then took place (recordRevocations): the event carries that time, not
+// the time the store came back, which may be hours later.
+func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before endedJudge, late time.Time) (*revokedSession, sealedTokens, error) {
 	var st sealedTokens
 	s, err := tx.Session(hash.String())
 	if errors.Is(err, store.ErrNotFound) {
@@ -1109,7 +1111,11 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before
 	if r.before {
 		return r, st, nil
 	}
-	return r, st, tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID})
+	e := store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID}
+	if !late.IsZero() {
+		e.Time, e.Detail = late, map[string]string{"recorded_late": "true"}
+	}
+	return r, st, tx.Audit(e)
 }
 
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
@@ -1122,7 +1128,7 @@ const maxUnrecordedRevocations = 10_000
 // unrecordedRevocation is a sign-out the store could not record yet.
 type unrecordedRevocation struct {
 	eventType string
-	at        int64 // unix nanos
+	at        int64 // unix nanos: when the sign-out took place, its event's time
 	// known: a session this Manager knows is real (revokeLater), not only
 	// a well-formed cookie, which anyone can make up.
 	known bool
@@ -1170,7 +1176,11 @@ func (m *Manager) revokeLater(hash tokenHash, eventType string, known bool) {
 	}
 	full := !kept && len(m.unrecorded) >= maxUnrecordedRevocations
 	if !full {
-		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: now.UnixNano(), known: known}
+		at := now.UnixNano()
+		if kept {
+			at = old.at // the sign-out took place then; this is a retry
+		}
+		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: at, known: known}
 	}
 	n := len(m.unrecorded)
 	m.mu.Unlock()
@@ -1241,7 +1251,8 @@ func (m *Manager) recordRevocations(ctx context.Context) error {
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			ended = ended[:0]
 			for _, hash := range chunk {
-				s, _, err := revokeTx(tx, hash, pending[hash].eventType, false, nil)
+				r := pending[hash]
+				s, _, err := revokeTx(tx, hash, r.eventType, false, nil, time.Unix(0, r.at))
 				if err != nil {
 					return err
 				}

@@ -58,14 +58,14 @@ func TestForgottenRefusalsCounted(t *testing.T) {
 	ctx := context.Background()
 	le := &idp.LoginError{Code: "flow_missing"}
 	for range 5 {
-		r.Record(ctx, "okta", le, "198.51.100.7") // 1 WARN, 4 DEBUG
+		r.Record(ctx, "okta", le, "198.51.100.7", "") // 1 WARN, 4 DEBUG
 	}
 	now = now.Add(time.Second)
 	for i := range logbudget.MaxKeys - 1 { // fills the budget
-		r.Record(ctx, "okta", le, fmt.Sprintf("2001:db8::%x", i))
+		r.Record(ctx, "okta", le, fmt.Sprintf("2001:db8::%x", i), "")
 	}
 	now = now.Add(time.Minute)
-	r.Record(ctx, "okta", le, "2001:db8:ffff::1") // a new source: old budgets forgotten
+	r.Record(ctx, "okta", le, "2001:db8:ffff::1", "") // a new source: old budgets forgotten
 	all := logs.All()
 	last := all[len(all)-1]
 	f := last.ContextMap()

@@ -144,8 +144,11 @@ func orDefault(n, def int) int {
 }
 
 // Record notes one refused callback of idpName from source (the client
-// address). It never fails: a store error is logged.
-func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginError, source string) {
+// address). userID, when set, is the signed-in user it concerns (a
+// re-authentication refused: their own step-up, which audit --user must
+// show); refusals of anonymous sign-ins name none. It never fails: a store
+// error is logged.
+func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginError, source, userID string) {
 	now := time.Now()
 	if r.Now != nil {
 		now = r.Now()
@@ -192,7 +195,7 @@ func (r *Refusals) Record(ctx context.Context, idpName string, le *idp.LoginErro
 	if !auditOK {
 		return
 	}
-	ev := store.Event{Time: now, Type: store.EventLoginFailed, IdP: idpName, Reason: le.Code}
+	ev := store.Event{Time: now, Type: store.EventLoginFailed, IdP: idpName, UserID: userID, Reason: le.Code}
 	if auditDropped > 0 || capDropped > 0 || !le.Bound {
 		ev.Detail = make(map[string]string, 2)
 	}

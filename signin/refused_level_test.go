@@ -38,7 +38,7 @@ func TestRefusalLogLevel(t *testing.T) {
 			now := time.Now()
 			r := &signin.Refusals{Store: newEnv(t).db, Logger: zap.New(core), Now: func() time.Time { return now }}
 			for range 2 {
-				r.Record(context.Background(), "okta", &idp.LoginError{Code: tt.code, Bound: true}, "192.0.2.1")
+				r.Record(context.Background(), "okta", &idp.LoginError{Code: tt.code, Bound: true}, "192.0.2.1", "")
 			}
 			got := logs.FilterMessage("sign-in refused").All()
 			if len(got) != 2 {

@@ -20,10 +20,10 @@ func TestUnboundRefusalAudited(t *testing.T) {
 	now := time.Now()
 	r := &signin.Refusals{Store: e.db, Now: func() time.Time { return now }, UnboundAuditPerMinute: 1}
 	ctx := context.Background()
-	r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, "192.0.2.1")
-	r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, "192.0.2.2") // beyond the budget
+	r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, "192.0.2.1", "")
+	r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, "192.0.2.2", "") // beyond the budget
 	now = now.Add(time.Minute)
-	r.Record(ctx, "entra", &idp.LoginError{Code: "saml_flow_missing"}, "192.0.2.3")
+	r.Record(ctx, "entra", &idp.LoginError{Code: "saml_flow_missing"}, "192.0.2.3", "")
 	var events []store.Event
 	if err := e.db.View(ctx, func(tx store.Tx) (err error) {
 		events, err = tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 100})

@@ -325,19 +325,19 @@ func TestRefusalsBoundedWrites(t *testing.T) {
 	ctx := context.Background()
 	before := e.db.commits.Load()
 	for i := range 1000 {
-		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, fmt.Sprintf("192.0.2.%d", i%250))
+		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, fmt.Sprintf("192.0.2.%d", i%250), "")
 	}
 	if n := e.db.commits.Load() - before; n != 2 {
 		t.Fatalf("1000 refusals without a flow cookie made %d commits, want 2 (their budget)", n)
 	}
 	for range 10 {
-		r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
+		r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1", "")
 	}
 	if n := e.db.commits.Load() - before; n != 2+3 {
 		t.Fatalf("10 refusals of logins in progress made %d commits, want 3 (the budget)", n-2)
 	}
 	now = now.Add(time.Minute)
-	r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1")
+	r.Record(ctx, "okta", &idp.LoginError{Code: "id_token_signature", Bound: true}, "192.0.2.1", "")
 	last, err := lastLoginFailed(ctx, e.db)
 	if err != nil || last.Detail["not_audited_last_minute"] != "7" {
 		t.Fatalf("summary event = %+v, %v", last, err)
@@ -375,20 +375,20 @@ func TestBoundRefusalsInstanceCap(t *testing.T) {
 	ctx := context.Background()
 	before := e.db.commits.Load()
 	for i := range 7 * 13 * 20 {
-		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13), Bound: true}, "192.0.2.1")
+		r.Record(ctx, fmt.Sprintf("idp-%d", i%7), &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13), Bound: true}, "192.0.2.1", "")
 	}
 	if n := e.db.commits.Load() - before; n != signin.DefaultBoundAuditPerMinute {
 		t.Fatalf("1820 bound refusals (7 IdPs, 13 reasons) made %d commits in a minute, want %d (the instance cap)", n, signin.DefaultBoundAuditPerMinute)
 	}
 	for i := range 1000 {
-		r.Record(ctx, "idp-0", &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, "192.0.2.2")
+		r.Record(ctx, "idp-0", &idp.LoginError{Code: fmt.Sprintf("code_%d", i%13)}, "192.0.2.2", "")
 	}
 	if n := e.db.commits.Load() - before; n != signin.DefaultBoundAuditPerMinute+signin.DefaultUnboundAuditPerMinute {
 		t.Fatalf("with the bound cap used up, unbound refusals made %d commits, want their own %d", n-signin.DefaultBoundAuditPerMinute, signin.DefaultUnboundAuditPerMinute)
 	}
 
 	now = now.Add(time.Minute)
-	r.Record(ctx, "idp-6", &idp.LoginError{Code: "code_12", Bound: true}, "192.0.2.1")
+	r.Record(ctx, "idp-6", &idp.LoginError{Code: "code_12", Bound: true}, "192.0.2.1", "")
 	last, err := lastLoginFailed(ctx, e.db)
 	// Each of the 91 IdP-and-reason budgets let 10 through (910), of
 	// which the cap wrote 30; idp-6/code_12 left out 10 of its 20.
@@ -396,7 +396,7 @@ func TestBoundRefusalsInstanceCap(t *testing.T) {
 		t.Fatalf("first bound event of the next minute: %+v, %v; want 880 left out by the cap, 10 by its own budget", last.Detail, err)
 	}
 	now = now.Add(time.Second)
-	r.Record(ctx, "idp-0", &idp.LoginError{Code: "code_0", Bound: true}, "192.0.2.1")
+	r.Record(ctx, "idp-0", &idp.LoginError{Code: "code_0", Bound: true}, "192.0.2.1", "")
 	err = e.db.View(ctx, func(tx store.Tx) error {
 		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
 		last = events[len(events)-1]

@@ -404,6 +404,17 @@ type Event struct {
 	Detail  map[string]string `json:"detail,omitempty"`
 }
 
+// Stamped returns e with a zero Time set to now and any Time in UTC, as a
+// backend's Audit stores it: the trail reads in one zone whichever host
+// wrote it, so a SIEM collecting from several gets no mixed offsets.
+func (e Event) Stamped(now time.Time) Event {
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	e.Time = e.Time.UTC()
+	return e
+}
+
 // AuditQuery selects audit events. Zero fields do not filter.
 type AuditQuery struct {
 	After  uint64 // only events with Seq > After
@@ -571,7 +582,8 @@ type Tx interface {
 	// rotated keys and for restore replacing the target's secrets.
 	DeleteSecret(name string) error
 
-	// Audit appends an event; Seq and, when zero, Time are filled in.
+	// Audit appends an event; Seq and, when zero, Time are filled in, and
+	// Time is stored in UTC (Event.Stamped).
 	Audit(e Event) error
 	AuditEvents(q AuditQuery) ([]Event, error)
 	// PruneAudit deletes up to limit of the oldest events (in Seq order)

@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -238,7 +240,8 @@ func (h *Handler) saveGroup(tx store.Tx, old, g *store.Group, res *groupWrite) e
 		return storeConflict(err)
 	}
 	res.touched = store.MembersTouched(before, g.Members, res.renamed)
-	res.added, res.removed = joinedAndLeft(before, g.Members)
+	joined, left := joinedAndLeft(before, g.Members)
+	res.added, res.removed = len(joined), len(left)
 	res.group, res.changed = g, true
 	typ := store.EventGroupUpdated
 	if old == nil {
@@ -255,20 +258,46 @@ func (h *Handler) saveGroup(tx store.Tx, old, g *store.Group, res *groupWrite) e
 	if err := tx.Audit(store.Event{Time: now, Type: typ, IdP: h.cfg.IdP, Subject: g.ExternalID, Detail: detail}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	if err := h.auditMembers(tx, now, g.ID, groupJoined, joined); err != nil {
+		return err
+	}
+	return h.auditMembers(tx, now, g.ID, groupLeft, left)
+}
+
+// group_change values of auditMembers' events.
+const (
+	groupJoined = "joined"
+	groupLeft   = "left"
+)
+
+// auditMembers writes, in the group write's transaction, one user.updated
+// event for each user who joined or left (change) the group: a membership
+// is a privilege, and the group's own event holds only counts, so without
+// these "audit --user" would not show when a person was given or lost
+// one. The detail is that of a sign-in that changed the groups (fields,
+// provision.FieldGroups), with the group and the change.
+func (h *Handler) auditMembers(tx store.Tx, now time.Time, groupID, change string, ids []string) error {
+	for _, id := range ids {
+		ev := store.Event{Time: now, Type: store.EventUserUpdated, IdP: h.cfg.IdP, UserID: id, Reason: account.BySCIM,
+			Detail: map[string]string{"fields": provision.FieldGroups, "group_id": groupID, "group_change": change}}
+		if err := tx.Audit(ev); err != nil {
+			return fmt.Errorf("audit member %s: %w", id, err)
+		}
+	}
 	return nil
 }
 
-// joinedAndLeft counts the members who joined and who left between two
+// joinedAndLeft returns the members who joined and who left between two
 // sorted member lists, walking them side by side.
-func joinedAndLeft(before, after []string) (joined, left int) {
+func joinedAndLeft(before, after []string) (joined, left []string) {
 	i, j := 0, 0
 	for i < len(before) || j < len(after) {
 		switch {
 		case j == len(after) || i < len(before) && before[i] < after[j]:
-			left++
+			left = append(left, before[i])
 			i++
 		case i == len(before) || after[j] < before[i]:
-			joined++
+			joined = append(joined, after[j])
 			j++
 		default:
 			i++
@@ -532,8 +561,13 @@ func (h *Handler) deleteGroup(r *http.Request, id string) error {
 		if err := tx.DeleteGroup(id); err != nil {
 			return err
 		}
-		return tx.Audit(store.Event{Time: now, Type: store.EventGroupDeleted, IdP: h.cfg.IdP, Subject: g.ExternalID,
+		err = tx.Audit(store.Event{Time: now, Type: store.EventGroupDeleted, IdP: h.cfg.IdP, Subject: g.ExternalID,
 			Detail: map[string]string{"source": store.SourceSCIM, "group_id": id, "members": fmt.Sprint(len(members))}})
+		if err != nil {
+			return err
+		}
+		// Its members lost it as if each had been removed.
+		return h.auditMembers(tx, now, id, groupLeft, members)
 	})
 	if err != nil {
 		return err

@@ -614,10 +614,8 @@ func (t *tx) Audit(e store.Event) error {
 	if err != nil {
 		return fmt.Errorf("bolt: audit: %w", err)
 	}
+	e = e.Stamped(time.Now())
 	e.Seq = seq
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
 	return t.putEvent(&e)
 }
 

@@ -20,9 +20,7 @@ func (t *tx) Audit(e store.Event) error {
 	if err := t.mustWrite("audit"); err != nil {
 		return err
 	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
+	e = e.Stamped(time.Now())
 	if err := checkEvent(e); err != nil {
 		return err
 	}

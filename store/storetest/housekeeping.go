@@ -21,6 +21,7 @@ func init() {
 		testCase{"PruneAudit", testPruneAudit},
 		testCase{"PruneAuditPassesOverAClockThatRanAhead", testPruneAuditClockAhead},
 		testCase{"ImportAuditEvent", testImportAuditEvent},
+		testCase{"AuditStoresUTC", testAuditStoresUTC},
 	)
 }
 
@@ -510,4 +511,40 @@ func testImportAuditEvent(e *env) {
 	if c := e.counts(); c.AuditEvents != 3 {
 		e.Errorf("Counts.AuditEvents = %d, want 3", c.AuditEvents)
 	}
+}
+
+// testAuditStoresUTC: an event stamped by the store, and one whose caller
+// gave a time in another zone, both read back in UTC at the same instant.
+func testAuditStoresUTC(e *env) {
+	kolkata := time.FixedZone("IST", 5*3600+1800)
+	given := t0.In(kolkata)
+	before := time.Now()
+	e.update(func(tx store.Tx) error {
+		if err := tx.Audit(store.Event{Type: store.EventUserCreated, UserID: "u1", Time: given}); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Type: store.EventUserUpdated, UserID: "u1"})
+	})
+	e.view(func(tx store.Tx) error {
+		ev, err := tx.AuditEvents(store.AuditQuery{})
+		if err != nil {
+			return err
+		}
+		if len(ev) != 2 {
+			e.Errorf("events = %d, want 2", len(ev))
+			return nil
+		}
+		for _, got := range ev {
+			if got.Time.Location() != time.UTC {
+				e.Errorf("event %d time %v is in %v, want UTC", got.Seq, got.Time, got.Time.Location())
+			}
+		}
+		if !ev[0].Time.Equal(given) {
+			e.Errorf("given time read back as %v, want %v", ev[0].Time, given)
+		}
+		if ev[1].Time.Before(before.Add(-time.Second)) || ev[1].Time.After(time.Now().Add(time.Second)) {
+			e.Errorf("stamped time %v is not about now", ev[1].Time)
+		}
+		return nil
+	})
 }
