@@ -1,0 +1,334 @@
+package session_test
+
+// Tests of checks no other test of the package caught taking out (a
+// mutation pass of the package): each fails when its check is removed or
+// weakened as its comment says.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+)
+
+// sharingInstances is two Managers sharing db through a hub (as PostgreSQL's
+// LISTEN/NOTIFY does), with a cache TTL of an hour: only a broadcast can
+// make one notice the other's change in time.
+func sharingInstances(t *testing.T) (db store.Store, a, b *session.Manager, h *hub) {
+	t.Helper()
+	db = openStore(t)
+	h = &hub{listeners: map[int]func(store.Invalidation){}}
+	cfg := session.Config{CacheTTL: time.Hour}
+	a = session.New(&broadcastStore{db, h, 1}, cfg, nil, nil)
+	b = session.New(&broadcastStore{db, h, 2}, cfg, nil, nil)
+	runInstances(t, h, a, b)
+	return db, a, b, h
+}
+
+// TestForgetSessionReachesOtherInstances: a session an administrator
+// deleted in the store and forgot on instance A (ForgetSession, as
+// account does) is refused on instance B at once, not after B's cache TTL.
+// Taking the check out (ForgetSessions without its broadcast) leaves B serving it.
+func TestForgetSessionReachesOtherInstances(t *testing.T) {
+	ctx := context.Background()
+	db, a, b, _ := sharingInstances(t)
+	u := addUser(t, db, activeUser())
+	token, s, err := a.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
+		t.Fatal(err)
+	}
+	a.ForgetSession(s.Hash)
+	if _, err := b.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("instance B still serves a session deleted and forgotten on A: %v", err)
+	}
+}
+
+// TestEndForgetsASessionGoneFromTheStore: End (a refresh the IdP refused
+// as revoked) of a session another instance deleted already (its
+// broadcast lost) drops it from this instance's cache all the same.
+// Taking the check out (End without its first forget) leaves it served from the
+// cache until CacheTTL.
+func TestEndForgetsASessionGoneFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openStore(t), newClock()
+	m := session.New(db, session.Config{}, nil, clk.now)
+	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.End(ctx, s.Hash, store.EventSessionRevoked, session.ReasonGrantRevoked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("a session End ended is still served from the cache: %v", err)
+	}
+}
+
+// TestRevokeForgetsASessionGoneFromTheStore: a sign-out (Revoke) of a
+// session another instance deleted already (its broadcast lost) drops it
+// from this instance's cache all the same, so a copy of the cookie stops
+// working here at once. Taking the check out (revokeHash without its first forget:
+// revoke forgets only what it found in the store) leaves it served until
+// CacheTTL.
+func TestRevokeForgetsASessionGoneFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openStore(t), newClock()
+	m := session.New(db, session.Config{}, nil, clk.now)
+	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("a signed-out session is still served from the cache: %v", err)
+	}
+}
+
+// TestEndsCountsAnUnrecordedSignOut: a session signed out while the store
+// could not record it is refused here (Revoke), so Ends (the admin API's
+// list and count of a user's sessions) reports it ended too, as its doc
+// says. Taking the check out (Ends ignoring Manager.unrecorded) reports it live.
+func TestEndsCountsAnUnrecordedSignOut(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	full := new(atomic.Bool)
+	m := session.New(writesFail{db, full}, session.Config{}, nil, nil)
+	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Revoke on a full disk: %v", err)
+	}
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Fatalf("the signed-out session: %v, want ErrNoSession", err)
+	}
+	if _, ended := m.Ends(storedSession(t, db, s.Hash)); !ended {
+		t.Error("Ends reports a session live that requests here refuse (signed out, not yet recorded)")
+	}
+}
+
+// TestCachedSessionEndsAtItsLifetime: a session cached a moment before
+// its lifetime ends is refused once the lifetime is over, though its
+// cached copy is younger than CacheTTL. Taking the check out (the cache's check
+// of the lifetime dropped) serves it up to CacheTTL past its end.
+func TestCachedSessionEndsAtItsLifetime(t *testing.T) {
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	m := session.New(db, session.Config{Lifetime: time.Hour, IdleTimeout: -1, CacheTTL: 30 * time.Second}, nil, clk.now)
+	token, _, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Hour - 10*time.Second)
+	if _, err := m.Resolve(ctx, token); err != nil { // read again: cached anew
+		t.Fatal(err)
+	}
+	clk.advance(15 * time.Second) // 5 s past the lifetime, the copy 15 s old
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("5 s past the session's lifetime: %v, want ErrNoSession", err)
+	}
+}
+
+// TestCreateRefusesPendingUser: no session is written for a user who
+// awaits approval (Write re-reads the user). Taking the check out (Write's check of
+// Pending dropped) signs the user in.
+func TestCreateRefusesPendingUser(t *testing.T) {
+	ctx, db := context.Background(), openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	approved := *u
+	pending := *u
+	pending.Pending = true
+	addUser(t, db, &pending) // set back to pending after the sign-in was approved
+	if _, _, err := m.Create(ctx, &approved, "okta", store.LogoutInfo{}); !errors.Is(err, session.ErrUserInactive) {
+		t.Fatalf("Create for a pending user: %v, want ErrUserInactive", err)
+	}
+}
+
+// TestPendingUserLosesSessionOnReload: a user set to pending (by another
+// process) loses the session when the cache reads the store again, as a
+// deactivated one does. Taking the check out (load's check of Pending dropped)
+// keeps serving it.
+func TestPendingUserLosesSessionOnReload(t *testing.T) {
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Pending = true
+	addUser(t, db, u)
+	clk.advance(2 * time.Second)
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("a pending user's session after the cache TTL: %v, want ErrNoSession", err)
+	}
+}
+
+// TestCapEndsCachedSessionAtOnce: a sign-in past MaxPerUser ends the
+// oldest session, and a copy of its cookie is refused at once by the
+// instance that cached it, not after CacheTTL. Taking the check out (Remember
+// without the forget of what Write ended) serves it from the cache.
+func TestCapEndsCachedSessionAtOnce(t *testing.T) {
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	m := session.New(db, session.Config{MaxPerUser: 1}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	old := signIn(t, m, db, u, nil)
+	if _, err := m.Resolve(ctx, old.Token); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Second)
+	n := signIn(t, m, db, u, nil)
+	if len(n.Ended) != 1 {
+		t.Fatalf("ended %v, want the older session", n.Ended)
+	}
+	if _, err := m.Resolve(ctx, old.Token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("the session the cap ended: %v, want ErrNoSession", err)
+	}
+}
+
+// TestCapNeverEndsTheNewSession: with the clock set back between two
+// sign-ins (the new session Created before the old one), the cap still
+// ends the old session, never the one being created. Repeated over fresh
+// users so that both orders of the store's index occur. Taking the check out (the
+// sort's "new session last" case for a == new dropped) ends the new one
+// when the store lists it second.
+func TestCapNeverEndsTheNewSession(t *testing.T) {
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	m := session.New(db, session.Config{MaxPerUser: 1}, nil, clk.now)
+	for i := range 16 {
+		u := addUser(t, db, &store.User{Email: "u" + string(rune('a'+i)) + "@example.com", Active: true})
+		old := signIn(t, m, db, u, nil)
+		clk.advance(-time.Hour)
+		n := signIn(t, m, db, u, nil)
+		clk.advance(time.Hour)
+		if _, err := m.Resolve(ctx, n.Token); err != nil {
+			t.Fatalf("user %d: the new session: %v (ended %v, old %s)", i, err, n.Ended, old.Session.Hash)
+		}
+		if _, err := m.Resolve(ctx, old.Token); !errors.Is(err, session.ErrNoSession) {
+			t.Fatalf("user %d: the old session: %v, want ErrNoSession", i, err)
+		}
+	}
+}
+
+// TestIdleInCacheAfterARestart: over bbolt, a session signed in before a
+// restart and used after it is idle from that use, exactly, while its
+// cached copy decides (under CacheTTL): the uses a crash may have lost
+// came before the restart, hence before this use. Taking the check out (a cached
+// entry idle by its own uses re-read on bbolt too) sends it to load,
+// which allows the stored time's two-minute lag, and serves it.
+func TestIdleInCacheAfterARestart(t *testing.T) {
+	ctx, db, clk := context.Background(), openStore(t), newClock()
+	cfg := session.Config{IdleTimeout: 10 * time.Second}
+	token, _, err := session.New(db, cfg, nil, clk.now).Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Second)
+	m := session.New(db, cfg, nil, clk.now) // the restart
+	clk.advance(time.Second)
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(10 * time.Second) // idle_timeout after the use, the copy 10 s old
+	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("idle for idle_timeout since its last use: %v, want ErrNoSession", err)
+	}
+}
+
+// TestSignOutOfInactiveUsersSession: the sign-out of a session whose user
+// was deactivated since (no request could use it: load ends it) is
+// Ended.Before, and is not audited as a sign-out, as the doc of SignOut
+// and endedBefore say. Taking the check out (endedBefore ignoring the user)
+// audits session.logged_out for it and says Before false.
+func TestSignOutOfInactiveUsersSession(t *testing.T) {
+	ctx, db := context.Background(), openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Active = false
+	addUser(t, db, u)
+	ended, err := m.SignOut(ctx, token)
+	if err != nil || ended == nil {
+		t.Fatalf("SignOut: %v, %v", ended, err)
+	}
+	if !ended.Before {
+		t.Error("Ended.Before false for a session whose user is inactive")
+	}
+	if n := auditTypes(t, db)[store.EventSessionLoggedOut]; n != 0 {
+		t.Errorf("%d session.logged_out events for a session no request could use, want 0", n)
+	}
+}
+
+// TestRevokedGrantEndsAtOnceOverAnUnsharedStore: over a store no other
+// instance shares (bbolt) no other instance can have rotated the refresh
+// token, so a refusal as revoked ends the session at once, as
+// Config.RefreshRaceWindow's doc says, without the request waiting out the
+// window. Taking the check out (refreshRaceWindow ignoring m.bc) makes the
+// request wait the whole window first.
+func TestRevokedGrantEndsAtOnceOverAnUnsharedStore(t *testing.T) {
+	w := newTokenWorld(t, nil)
+	w.m = session.New(w.db, session.Config{RefreshRaceWindow: 3 * time.Second}, nil, w.clk.now)
+	w.idp.failWith(fmt.Errorf("token endpoint: invalid_grant: %w", idp.ErrGrantRevoked))
+	w.clk.advance(55 * time.Second)
+	start := time.Now()
+	if _, err := w.access(t, w.m, 10*time.Second); !errors.Is(err, session.ErrNoSession) {
+		t.Fatalf("revoked grant: %v, want ErrNoSession", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the refusal took %v to end the session over bbolt, want at once", took)
+	}
+}
+
+// TestEndReachesOtherInstances: a session End ends on instance A (its
+// grant revoked at the IdP) is refused on instance B at once, not after
+// B's CacheTTL. Taking the check out (End without its broadcast) leaves B serving
+// it.
+func TestEndReachesOtherInstances(t *testing.T) {
+	ctx := context.Background()
+	db, a, b, _ := sharingInstances(t)
+	token, s, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.End(ctx, s.Hash, store.EventSessionRevoked, session.ReasonGrantRevoked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("instance B still serves a session ended on A: %v", err)
+	}
+}
