@@ -332,3 +332,45 @@ func TestEndReachesOtherInstances(t *testing.T) {
 		t.Errorf("instance B still serves a session ended on A: %v", err)
 	}
 }
+
+// TestRefreshForgetsASessionEndedElsewhere: a token refresh that finds
+// the session gone from the store (another instance ended it, its
+// broadcast lost), before it asks the IdP or after the IdP refused, drops
+// it from this instance's cache, so the routes without tokens refuse it
+// too at the next request, not after CacheTTL. Taking either forget out
+// (renew's, refreshFailed's) serves it from the cache.
+func TestRefreshForgetsASessionEndedElsewhere(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool // ended before the refresh reads the tokens, or during the refresh
+	}{
+		{"ended before the refresh", true},
+		{"ended while the IdP answered", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newTokenWorld(t, nil)
+			if _, err := w.access(t, w.m, 0); err != nil {
+				t.Fatal(err)
+			}
+			end := func() {
+				if err := w.db.Update(w.ctx, func(tx store.Tx) error { return tx.DeleteSession(w.hash) }); err != nil {
+					t.Error(err)
+				}
+			}
+			if tc.before {
+				end()
+			} else {
+				w.idp.before = end
+			}
+			w.idp.failWith(errors.New("token endpoint unreachable"))
+			// A margin past the access token's expiry asks for a refresh
+			// at once, while the cached copy is fresh.
+			if _, err := w.access(t, w.m, 2*time.Minute); !errors.Is(err, session.ErrNoSession) {
+				t.Fatalf("refresh of a session ended elsewhere: %v, want ErrNoSession", err)
+			}
+			if _, err := w.m.Resolve(w.ctx, w.token); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("after a refresh found it ended elsewhere, the session is still served from the cache: %v", err)
+			}
+		})
+	}
+}

@@ -203,6 +203,12 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	// keepUnsaved refuses to hold them past a forget after since.
 	since := m.forgets.Load()
 	held, base, pending, err := m.held(ctx, id, h, since)
+	if errors.Is(err, ErrNoSession) {
+		// Ended elsewhere, its broadcast lost: here too, or the
+		// routes that pass no tokens would serve it until CacheTTL.
+		m.forget(h)
+		id.upstream.Store(ended)
+	}
 	if err != nil {
 		return nil, err
 	}
