@@ -56,58 +56,47 @@ func TestForgetSessionReachesOtherInstances(t *testing.T) {
 	}
 }
 
-// TestEndForgetsASessionGoneFromTheStore: End (a refresh the IdP refused
-// as revoked) of a session another instance deleted already (its
-// broadcast lost) drops it from this instance's cache all the same.
-// Taking the check out (End without its first forget) leaves it served from the
-// cache until CacheTTL.
-func TestEndForgetsASessionGoneFromTheStore(t *testing.T) {
-	ctx := context.Background()
-	db, clk := openStore(t), newClock()
-	m := session.New(db, session.Config{}, nil, clk.now)
-	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Resolve(ctx, token); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.End(ctx, s.Hash, store.EventSessionRevoked, session.ReasonGrantRevoked); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
-		t.Errorf("a session End ended is still served from the cache: %v", err)
-	}
-}
-
-// TestRevokeForgetsASessionGoneFromTheStore: a sign-out (Revoke) of a
-// session another instance deleted already (its broadcast lost) drops it
-// from this instance's cache all the same, so a copy of the cookie stops
-// working here at once. Taking the check out (revokeHash without its first forget:
-// revoke forgets only what it found in the store) leaves it served until
-// CacheTTL.
-func TestRevokeForgetsASessionGoneFromTheStore(t *testing.T) {
-	ctx := context.Background()
-	db, clk := openStore(t), newClock()
-	m := session.New(db, session.Config{}, nil, clk.now)
-	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Resolve(ctx, token); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Revoke(ctx, token, store.EventSessionLoggedOut); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
-		t.Errorf("a signed-out session is still served from the cache: %v", err)
+// TestEndingForgetsASessionGoneFromTheStore: End (a refresh the IdP
+// refused as revoked) and a sign-out (Revoke) of a session another
+// instance deleted already (its broadcast lost) drop it from this
+// instance's cache all the same, so a copy of the cookie stops working
+// here at once. Taking either first forget out (End's; revokeHash's, which
+// would then forget only what it found in the store) leaves it served from
+// the cache until CacheTTL.
+func TestEndingForgetsASessionGoneFromTheStore(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(ctx context.Context, m *session.Manager, token, hash string) error
+	}{
+		{"End", func(ctx context.Context, m *session.Manager, _, hash string) error {
+			return m.End(ctx, hash, store.EventSessionRevoked, session.ReasonGrantRevoked)
+		}},
+		{"Revoke", func(ctx context.Context, m *session.Manager, token, _ string) error {
+			_, err := m.Revoke(ctx, token, store.EventSessionLoggedOut)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, clk := openStore(t), newClock()
+			m := session.New(db, session.Config{}, nil, clk.now)
+			token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Resolve(ctx, token); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(ctx, func(tx store.Tx) error { return tx.DeleteSession(s.Hash) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.end(ctx, m, token, s.Hash); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("a session %s ended is still served from the cache: %v", tc.name, err)
+			}
+		})
 	}
 }
 
