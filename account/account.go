@@ -53,7 +53,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -112,6 +111,15 @@ const (
 	EventStoreMigrated = "store.migrated"
 )
 
+// ViaAdminAPI and ViaOffline are the via detail of events written through
+// Caddy's admin API and by the CLI on a stopped instance's store
+// (Service.Via, AuditBackup, keys.Options.Via, restore and migrate): one
+// spelling for the trail's readers to filter on.
+const (
+	ViaAdminAPI = "admin_api"
+	ViaOffline  = "offline"
+)
+
 // Cache is what the operations tell, once their transaction has committed,
 // so that no cached copy outlives what the store no longer has.
 // *session.Manager satisfies it.
@@ -156,7 +164,7 @@ type Service struct {
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 	// Via, when set, is the detail via of the events the user operations
-	// write (audit): how they were asked for, "offline" for the CLI on a
+	// write (audit): how they were asked for, ViaOffline for the CLI on a
 	// stopped instance's store, whose writes the trail would otherwise
 	// not tell from the admin API's (store.backed_up and
 	// store.keys_rotated carry it too).
@@ -307,11 +315,10 @@ func event(typ string, u *store.User, reason string, at time.Time) store.Event {
 // s.Via is set.
 func (s *Service) audit(tx store.Tx, ev store.Event) error {
 	if s.Via != "" {
-		ev.Detail = maps.Clone(ev.Detail)
 		if ev.Detail == nil {
 			ev.Detail = map[string]string{}
 		}
-		ev.Detail["via"] = s.Via
+		ev.Detail["via"] = s.Via // each event's Detail is its own
 	}
 	if err := tx.Audit(ev); err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -572,7 +579,7 @@ func (s *Service) EndSessions(ctx context.Context, id, by string) (*Result, erro
 
 // AuditBackup records, before a backup is handed out, that it is: one
 // store.backed_up event with who asked (by, the event's Reason) and how
-// (via, e.g. "admin_api"), and, when known, from where (remote, the
+// (via, ViaAdminAPI or ViaOffline), and, when known, from where (remote, the
 // client's address), never what the backup holds. It runs before the
 // backup so that one cut short or never finished is recorded as well. An
 // error is the caller's to report: the admin API and the offline backup

@@ -87,7 +87,7 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, finish bool
 	defer cancel(nil)
 	s := &keysStream{h: h, w: w, rc: http.NewResponseController(w), cancel: cancel}
 	lastLog := time.Now()
-	opt := keys.Options{Only: only, Early: early, By: account.ByAdmin, Via: "admin_api", Remote: r.RemoteAddr, Now: h.Now,
+	opt := keys.Options{Only: only, Early: early, By: account.ByAdmin, Via: account.ViaAdminAPI, Remote: r.RemoteAddr, Now: h.Now,
 		Committed: s.start,
 		Reseal: session.ResealOptions{Batch: h.Reseal.Batch, Rest: h.Reseal.Rest, Progress: func(p session.ResealProgress) {
 			if time.Since(lastLog) >= 10*time.Second {

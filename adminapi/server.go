@@ -306,7 +306,7 @@ func (h *Handler) backup(w http.ResponseWriter, r *http.Request) error {
 	if h.Backup == nil {
 		return errorf(http.StatusNotImplemented, "the store backend cannot be backed up")
 	}
-	if err := h.Accounts.AuditBackup(r.Context(), account.ByAdmin, "admin_api", r.RemoteAddr); err != nil {
+	if err := h.Accounts.AuditBackup(r.Context(), account.ByAdmin, account.ViaAdminAPI, r.RemoteAddr); err != nil {
 		h.log().Error("store backup handed out without its audit event", zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")

@@ -891,7 +891,7 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 // numbering is known, last_seq_before, the highest number the replaced
 // store had handed out.
 func recordReplaced(ctx context.Context, st store.Store, typ string, detail map[string]string, old oldStore) error {
-	detail["via"] = "offline"
+	detail["via"] = account.ViaOffline
 	if !old.unreadable && old.auditSeq > 0 {
 		detail["last_seq_before"] = strconv.FormatUint(old.auditSeq, 10)
 	}

@@ -209,7 +209,7 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	// ended (store.Broadcaster), so that they drop their cached sessions
 	// at once instead of after the cache TTL. Over bbolt it tells no one.
 	// Via: the trail tells these writes from the admin API's.
-	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil), Via: "offline"}
+	acc := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil), Via: account.ViaOffline}
 	return fn(&offline{acc: acc, db: db, warn: c.ErrOrStderr()})
 }
 
@@ -304,7 +304,7 @@ func (o *offline) Audit(ctx context.Context, q store.AuditQuery) (*account.Audit
 // fails otherwise (a standby that takes no writes) is reported and the
 // backup goes on: a store in trouble is when one is needed.
 func (o *offline) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	if err := o.acc.AuditBackup(ctx, account.ByAdmin, "offline", ""); err != nil && !errors.Is(err, store.ErrReadOnly) {
+	if err := o.acc.AuditBackup(ctx, account.ByAdmin, account.ViaOffline, ""); err != nil && !errors.Is(err, store.ErrReadOnly) {
 		fmt.Fprintf(o.warn, "warning: the backup is not in the audit trail: %v\n", err)
 	}
 	return portable.Backup(ctx, o.db, w)

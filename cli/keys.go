@@ -105,7 +105,7 @@ func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.O
 		rep *keys.Report
 		err error
 	)
-	opt := keys.Options{By: account.ByAdmin, Via: "offline", Committed: keysCommitted(c.ErrOrStderr()),
+	opt := keys.Options{By: account.ByAdmin, Via: account.ViaOffline, Committed: keysCommitted(c.ErrOrStderr()),
 		Reseal: session.ResealOptions{Progress: resealProgress(c.ErrOrStderr())}}
 	if raw, _ := c.Flags().GetString("store"); raw == "" {
 		api, aerr := adminClient(c)

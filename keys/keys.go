@@ -62,7 +62,7 @@ func ParseKinds(values []string) ([]Kind, error) {
 type Options struct {
 	Only []Kind // nil: every kind
 	// By, Via and Remote go into the audit event: who asked
-	// (account.ByAdmin), how ("admin_api", "offline") and from where.
+	// (account.ByAdmin), how (account.ViaAdminAPI, account.ViaOffline) and from where.
 	By, Via, Remote string
 	Now             func() time.Time // nil: time.Now
 	// Early lets Finish run before the time the rotation gave

@@ -59,7 +59,7 @@ func (e *ErrorRoutes) Outcome(r *http.Request, err error) Outcome {
 	}
 	tree, ok := e.servers.Load(srv)
 	if !ok {
-		tree, _ = e.servers.LoadOrStore(srv, errorTree(srv.Errors.Routes, srv.NamedRoutes, nil))
+		tree, _ = e.servers.LoadOrStore(srv, errorTree(srv.Errors.Routes, srv.NamedRoutes))
 	}
 	var ran bool
 	if o, done := runErrors(tree.([]errorRoute), srv.Errors.WithError(r, err), map[string]bool{}, &ran); done {
@@ -68,24 +68,30 @@ func (e *ErrorRoutes) Outcome(r *http.Request, err error) Outcome {
 	return ended(ran)
 }
 
-// errorTree is routes as error routes, named the server's named routes,
-// invoking those being expanded (an invoke of one of them, a cycle, runs
-// nothing here).
-func errorTree(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, invoking []string) []errorRoute {
+// errorTree is routes as error routes, named the server's named routes.
+func errorTree(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route) []errorRoute {
+	return errorRoutes(routes, fromRoutes(routes, named, nil), named, nil)
+}
+
+// errorRoutes pairs provisioned routes with abstract, their tree
+// (fromRoutes), read once for the whole tree: a subroute's or an
+// invoke's routes are its handler's there. invoking are the named routes
+// being expanded, as fromRoutes had them (an invoke of one of them, a
+// cycle, runs nothing here).
+func errorRoutes(routes caddyhttp.RouteList, abstract []Route, named map[string]*caddyhttp.Route, invoking []string) []errorRoute {
 	out := make([]errorRoute, len(routes))
 	for i := range routes {
-		abstract := fromRoutes(routes[i:i+1], named, invoking)
-		out[i] = errorRoute{route: &routes[i], forwards: Forwards(abstract), handlers: make([]errorHandler, len(routes[i].Handlers))}
+		out[i] = errorRoute{route: &routes[i], forwards: Forwards(abstract[i : i+1]), handlers: make([]errorHandler, len(routes[i].Handlers))}
 		for j, mh := range routes[i].Handlers {
-			h := abstract[0].Handlers[j]
+			h := abstract[i].Handlers[j]
 			eh := errorHandler{ends: directive(h.Module) != "" && !h.PassesOn}
 			switch m := mh.(type) {
 			case *caddyhttp.Subroute:
-				eh.nests, eh.routes = true, errorTree(m.Routes, named, invoking)
+				eh.nests, eh.routes = true, errorRoutes(m.Routes, h.Routes, named, invoking)
 			case *caddyhttp.Invoke:
 				eh.nests = true
 				if nr, in := Invoked(named, invoking, m.Name); nr != nil {
-					eh.routes = errorTree(caddyhttp.RouteList{*nr}, named, in)
+					eh.routes = errorRoutes(caddyhttp.RouteList{*nr}, h.Routes, named, in)
 				}
 			}
 			out[i].handlers[j] = eh
