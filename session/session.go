@@ -620,32 +620,31 @@ func (m *Manager) lookup(ctx context.Context, hash tokenHash, use bool) (*Identi
 	// An entry loaded "in the future" (the clock was set back) is as
 	// stale as an old one: its age could otherwise stay under the TTL
 	// for as long as the clock went back.
-	fresh := e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL)
-	if fresh && (now >= e.expires || m.idleExpired(e.lastSeen.Load(), now)) {
+	if e != nil && now >= e.loaded && now-e.loaded < int64(m.cfg.CacheTTL) {
+		idle := m.idleExpired(e.lastSeen.Load(), now)
+		switch {
+		case now >= e.expires || idle && m.bc == nil:
+			m.end(ctx, hash, whyExpired, time.Time{})
+			return nil, ErrNoSession
+		case !idle:
+			if !use {
+				return e.id, nil
+			}
+			// Record the visit with a coarse resolution: a store per
+			// second keeps the cache line quiet under load, far below
+			// the idle timeout's scale.
+			if now-e.lastSeen.Load() > int64(time.Second) {
+				e.lastSeen.Store(now)
+			}
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			return e.id, nil
+		}
 		// Over a shared store the entry's last use is only this
 		// instance's: another may have served the session since, so
 		// one idle by it is read again (load allows for the others'
 		// uses) rather than ended. Its lifetime is the same everywhere.
-		if now >= e.expires || m.bc == nil {
-			m.end(ctx, hash, whyExpired, time.Time{})
-			return nil, ErrNoSession
-		}
-		fresh = false
-	}
-	if fresh {
-		if !use {
-			return e.id, nil
-		}
-		// Record the visit with a coarse resolution: a store per second
-		// keeps the cache line quiet under load, far below the idle
-		// timeout's scale.
-		if now-e.lastSeen.Load() > int64(time.Second) {
-			e.lastSeen.Store(now)
-		}
-		if !e.used.Load() {
-			e.used.Store(true)
-		}
-		return e.id, nil
 	}
 	return m.load(ctx, hash, e, use)
 }
