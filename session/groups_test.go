@@ -29,6 +29,9 @@ func TestJoinGroups(t *testing.T) {
 		{[]string{`ad"min`, `a\b`, `\"admins\"`}, "ad%22min,a%5Cb,%5C%22admins%5C%22"},
 		{[]string{" admins", "admins ", "\u00a0admins"}, "%20admins,admins%20,%C2%A0admins"},
 		{[]string{"a\nb", "tab\tin"}, "a%0Ab,tab%09in"},
+		// C1 controls too (Unicode Cc): some stacks read U+0085 as a
+		// line break.
+		{[]string{"a\u0085b", "del\x7f", "csi\u009b"}, "a%C2%85b,del%7F,csi%C2%9B"},
 		// Invisible format characters (Cf) at an edge: JavaScript's trim
 		// strips U+FEFF, old .NET U+200B, old trims U+180E.
 		{[]string{"\ufeffadmins", "admins\ufeff"}, "%EF%BB%BFadmins,admins%EF%BB%BF"},

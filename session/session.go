@@ -1678,7 +1678,9 @@ func headerSafe(v string) string {
 	}, v)
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl is Unicode's Cc: C0, DEL and C1. C1 counts because some
+// stacks read U+0085 (NEL) as a line break.
+func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }
 
 // JoinGroups is the groups header value: the names joined with ",", each
 // percent-encoded (RFC 3986) where it could be misread: "%", ",", control
@@ -1701,18 +1703,21 @@ func JoinGroups(groups []string) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		first, n0 := utf8.DecodeRuneInString(g)
+		first, _ := utf8.DecodeRuneInString(g)
 		last, nl := utf8.DecodeLastRuneInString(g)
-		for j := 0; j < len(g); j++ {
-			c := g[j]
-			edge := j < n0 && trimmable(first) || j >= len(g)-nl && trimmable(last)
-			if edge || c == '%' || c == ',' || c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
-				b.WriteByte('%')
-				b.WriteByte(hex[c>>4])
-				b.WriteByte(hex[c&15])
-				continue
+		for j := 0; j < len(g); {
+			r, n := utf8.DecodeRuneInString(g[j:])
+			edge := j == 0 && trimmable(first) || j >= len(g)-nl && trimmable(last)
+			if edge || r == '%' || r == ',' || r == '"' || r == '\\' || isControl(r) {
+				for _, c := range []byte(g[j : j+n]) {
+					b.WriteByte('%')
+					b.WriteByte(hex[c>>4])
+					b.WriteByte(hex[c&15])
+				}
+			} else {
+				b.WriteString(g[j : j+n])
 			}
-			b.WriteByte(c)
+			j += n
 		}
 	}
 	return b.String()
