@@ -710,6 +710,18 @@ func TestMissingError(t *testing.T) {
 		}
 	})
 
+	t.Run("blank persistent NameID not blamed on its format", func(t *testing.T) {
+		m, _ := New("generic", idp.ProtocolSAML, nil)
+		_, err := m.Map(&idp.Assertion{Protocol: idp.ProtocolSAML, Subject: "  ", SubjectFormat: PersistentNameIDFormat})
+		var me *MissingError
+		if !errors.As(err, &me) {
+			t.Fatalf("Map: %v, want a *MissingError", err)
+		}
+		if me.NameIDFormat != "" || strings.Contains(err.Error(), "NameID refused") {
+			t.Errorf("NameIDFormat = %q (%v): a persistent NameID's format was not refused", me.NameIDFormat, err)
+		}
+	})
+
 	t.Run("JIT helper for other attributes", func(t *testing.T) {
 		p, err := m.Map(&idp.Assertion{Protocol: idp.ProtocolSAML, Attributes: map[string][]string{"userUniqueId": {"id"}}})
 		if err != nil {
@@ -813,6 +825,23 @@ func TestPresetsAndAttributes(t *testing.T) {
 	}
 	if m, _ := New("entra", idp.ProtocolOIDC, nil); slices.Contains(m.Expected(UniqueUserID), Subject) || slices.Contains(m.Expected(UniqueUserID), "sub") {
 		t.Error("entra OIDC must never key on sub")
+	}
+	// The OIDC presets key users on the custom ID claims, sub or entra's
+	// oid, never on a claim a user may change: an ID token with none of
+	// those maps to no user, whatever else it carries.
+	mutable := map[string][]string{"preferred_username": {"ada@example.com"}, "email": {"ada@example.com"},
+		"name": {"Ada"}, "upn": {"ada@example.com"}, "unique_name": {"ada@example.com"}, "nickname": {"ada"},
+		"given_name": {"Ada"}, "family_name": {"Lovelace"}}
+	for _, p := range Presets() {
+		m, err := New(p, idp.ProtocolOIDC, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prof, err := m.Map(&idp.Assertion{Protocol: idp.ProtocolOIDC, Subject: " ", Attributes: mutable})
+		var me *MissingError
+		if !errors.As(err, &me) || prof.UniqueUserID != "" {
+			t.Errorf("%s OIDC: Map = %+v, %v; want uniqueUserId missing (a mutable claim became the user's key)", p, prof, err)
+		}
 	}
 }
 

@@ -272,6 +272,7 @@ func TestLinkByEmail(t *testing.T) {
 	t.Run("verified email links", func(t *testing.T) {
 		e := newEnv(t)
 		owner := e.seed(ownerRec())
+		before := e.user(owner.ID).Updated
 		prof := full("okta-sub")
 		prof.Email = "OWNER@example.com"
 		u, err := e.login("okta", link, prof, true)
@@ -282,8 +283,14 @@ func TestLinkByEmail(t *testing.T) {
 			t.Fatalf("linked to %s (owner %s), %d users", u.ID, owner.ID, len(e.users()))
 		}
 		want := []store.Link{{IdP: "entra", Subject: "owner"}, {IdP: "okta", Subject: "okta-sub"}}
-		if got := e.user(owner.ID).Links; !slices.Equal(got, want) {
-			t.Errorf("links = %v, want %v", got, want)
+		got := e.user(owner.ID)
+		if !slices.Equal(got.Links, want) {
+			t.Errorf("links = %v, want %v", got.Links, want)
+		}
+		// The link alone changed the SCIM-owned record: it is a write
+		// all the same, whose time users show reports.
+		if !got.Updated.After(before) {
+			t.Errorf("Updated = %v after the link, want after %v", got.Updated, before)
 		}
 		ev := e.audit()
 		if got := types(ev); !slices.Contains(got, store.EventJITLinked) || !slices.Contains(got, store.EventLoginSucceeded) ||
@@ -382,6 +389,8 @@ func TestAllowedDomains(t *testing.T) {
 		{"ada@evil.test", false},
 		{"ada@", false},
 		{"", false},
+		// No @ at all: no domain, though the whole equals an allowed one.
+		{"example.com", false},
 	}
 	for _, tt := range tests {
 		t.Run("new user "+tt.email, func(t *testing.T) {
@@ -683,6 +692,18 @@ func TestUserNameFollowsEmail(t *testing.T) {
 		}
 		if got := byUserName(e, "alice@example.com"); got != "" {
 			t.Errorf("the old address still finds %s", got)
+		}
+	})
+	// userNames are matched case-insensitively (SCIM): the user's own
+	// userName under the old spelling must not count as another holder's.
+	t.Run("follows a new spelling of the same address", func(t *testing.T) {
+		e := newEnv(t)
+		a := e.mustLogin("okta", jit, alice)
+		respelled := alice
+		respelled.Email = "Alice@Example.com"
+		e.mustLogin("okta", jit, respelled)
+		if got := e.user(a.ID); got.UserName != "Alice@Example.com" {
+			t.Errorf("userName = %q, want the new spelling", got.UserName)
 		}
 	})
 	t.Run("a userName set by SCIM or an admin stays", func(t *testing.T) {

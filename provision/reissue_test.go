@@ -34,7 +34,9 @@ func TestNewSubjectTakesReissuedAddress(t *testing.T) {
 			if u.ID == leaver.ID || u.Email != prof.Email || !u.EmailVerified {
 				t.Errorf("signed in as %s (leaver %s), email %q verified %v", u.ID, leaver.ID, u.Email, u.EmailVerified)
 			}
-			if got := e.user(leaver.ID); got.Email != "" || got.Active || len(got.Links) != 1 {
+			// EmailVerified speaks of Email: with no address, nothing is
+			// vouched for.
+			if got := e.user(leaver.ID); got.Email != "" || got.EmailVerified || got.Active || len(got.Links) != 1 {
 				t.Errorf("leaver after: %+v", got)
 			}
 			var released []store.Event
@@ -68,6 +70,11 @@ func TestNewSubjectRefusedWhereAddressCannotBeTaken(t *testing.T) {
 		// Another IdP's user: okta cannot say what entra gives them.
 		{"holder of another idp", &store.User{Email: "ada@example.com", EmailVerified: true, Active: true,
 			Source: store.SourceJIT, IdP: "entra", ExternalID: "e-1", Links: []store.Link{{IdP: "entra", Subject: "e-1"}}},
+			true, "link_by_email off", provision.UpdateForce},
+		// Entra's SCIM provisioned them, though they sign in only here:
+		// entra's directory speaks for their address.
+		{"another idp's SCIM user linked only here", &store.User{Email: "ada@example.com", EmailVerified: true, Active: true,
+			Source: store.SourceSCIM, IdP: "entra", ExternalID: "e-1", Links: []store.Link{{IdP: "okta", Subject: "old-sub"}}},
 			true, "link_by_email off", provision.UpdateForce},
 		// Signs in here and at entra: entra speaks for them too.
 		{"holder also at another idp", &store.User{Email: "ada@example.com", EmailVerified: true, Active: true,

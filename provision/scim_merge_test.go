@@ -149,6 +149,31 @@ func TestLoginBackfillsExternalID(t *testing.T) {
 	}
 }
 
+// TestBackfillSparesExternalIDOthersOwn: the externalId backfill writes
+// only onto a user no directory speaks for. A SCIM user's externalId
+// (none here: SCIM may leave it out) is the SCIM client's, and a user of
+// another IdP holds that IdP's ID there: a sign-in at okta changes neither.
+func TestBackfillSparesExternalIDOthersOwn(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		source string
+		idp    string
+	}{
+		{"SCIM user without externalId", store.SourceSCIM, "okta"},
+		{"user of another IdP without externalId", store.SourceJIT, "entra"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			u := e.seed(&store.User{Email: "s@example.com", EmailVerified: true, FirstName: "Ada", LastName: "Lovelace",
+				Active: true, Source: tt.source, IdP: tt.idp, Links: []store.Link{{IdP: "okta", Subject: "s"}}})
+			e.mustLogin("okta", jit, full("s"))
+			if got := e.user(u.ID); got.IdP != tt.idp || got.ExternalID != "" {
+				t.Errorf("IdP, ExternalID = %q, %q; want %q, \"\"", got.IdP, got.ExternalID, tt.idp)
+			}
+		})
+	}
+}
+
 func TestTombstoneDeniesJITWhileSCIMManaged(t *testing.T) {
 	scim := provision.Rules{JIT: true, SCIMManaged: true}
 	tombstone := func(e *env, idp, sub string) {

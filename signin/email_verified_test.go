@@ -46,20 +46,25 @@ func TestEmailVerifiedVouchesForEmailClaimOnly(t *testing.T) {
 		name, preset string
 		overrides    map[string][]string
 		claims       map[string][]string
+		unverified   bool // email_verified false
 		wantLinked   bool
 	}{
 		{"namespaced claim, another address verified", "generic", map[string][]string{mapping.Email: {custom}},
-			map[string][]string{"email": {"mallory@evil.example"}, custom: {"boss@example.com"}}, false},
+			map[string][]string{"email": {"mallory@evil.example"}, custom: {"boss@example.com"}}, false, false},
 		{"namespaced claim, no email claim", "generic", map[string][]string{mapping.Email: {custom}},
-			map[string][]string{custom: {"boss@example.com"}}, false},
+			map[string][]string{custom: {"boss@example.com"}}, false, false},
 		{"entra preferred_username fallback", "entra", nil,
-			map[string][]string{"oid": {"oid-m"}, "preferred_username": {"boss@example.com"}}, false},
+			map[string][]string{"oid": {"oid-m"}, "preferred_username": {"boss@example.com"}}, false, false},
 		{"namespaced claim, the verified address", "generic", map[string][]string{mapping.Email: {custom}},
-			map[string][]string{"email": {"boss@example.com"}, custom: {"boss@example.com"}}, true},
+			map[string][]string{"email": {"boss@example.com"}, custom: {"boss@example.com"}}, false, true},
 		{"namespaced claim, the verified mailbox spelled otherwise", "generic", map[string][]string{mapping.Email: {custom}},
-			map[string][]string{"email": {"boss@example.com"}, custom: {" Boss@EXAMPLE.com "}}, true},
+			map[string][]string{"email": {"boss@example.com"}, custom: {" Boss@EXAMPLE.com "}}, false, true},
 		{"the email claim itself", "generic", nil,
-			map[string][]string{"email": {"boss@example.com"}}, true},
+			map[string][]string{"email": {"boss@example.com"}}, false, true},
+		// The pre-hijack case: an IdP that lets anyone claim an address
+		// says so with email_verified false.
+		{"the email claim itself, email_verified false", "generic", nil,
+			map[string][]string{"email": {"boss@example.com"}, "email_verified": {"false"}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -72,7 +77,9 @@ func TestEmailVerifiedVouchesForEmailClaimOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			social := &signin.IdP{Name: "social", Mapper: m, Rules: provision.Rules{JIT: true, LinkByEmail: true}}
-			out, err := e.svc.SignIn(context.Background(), social, verifiedOIDC("social", "sub-m", "s2", tc.claims), "")
+			a := verifiedOIDC("social", "sub-m", "s2", tc.claims)
+			a.EmailVerified = !tc.unverified
+			out, err := e.svc.SignIn(context.Background(), social, a, "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -232,6 +232,47 @@ func TestTokensKept(t *testing.T) {
 	}
 }
 
+// TestAuthTimeKept: the session keeps when the person last authenticated
+// at the IdP (OIDC auth_time, SAML AuthnInstant), which the identity JWT's
+// auth_time reads, in the record the sign-in writes and in the cached
+// copy; an IdP that did not say leaves it zero.
+func TestAuthTimeKept(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		a        *idp.Assertion
+		preset   string
+		authTime time.Time
+	}{
+		{"oidc auth_time", oidcAssertion("1", "Lovelace", false), "generic", at},
+		{"saml AuthnInstant", samlAssertion("1", "Lovelace", false), "okta", at},
+		{"not said", oidcAssertion("1", "Lovelace", false), "generic", time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			tc.a.AuthTime = tc.authTime
+			out, err := e.svc.SignIn(ctx, e.idp(tc.a.Protocol, tc.preset), tc.a, "")
+			if err != nil || out.Session == nil {
+				t.Fatalf("sign-in: %+v %v", out, err)
+			}
+			var s *store.Session
+			if err := e.db.View(ctx, func(tx store.Tx) (err error) {
+				s, err = tx.Session(out.Session.Session.Hash)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !s.AuthTime.Equal(tc.authTime) || s.AuthTime.IsZero() != tc.authTime.IsZero() {
+				t.Errorf("stored session's AuthTime %v, want %v", s.AuthTime, tc.authTime)
+			}
+			if id, err := e.sessions.Resolve(ctx, out.Session.Token); err != nil || !id.AuthTime.Equal(tc.authTime) {
+				t.Errorf("resolved identity: %+v, %v; want AuthTime %v", id, err, tc.authTime)
+			}
+		})
+	}
+}
+
 // TestReplayRefused: the same assertion twice makes one session; the
 // second is refused with the code its single-use ID names and writes
 // nothing (the route records it with Refusals, within its budget).
@@ -294,7 +335,8 @@ func TestConcurrentReplaysOneSession(t *testing.T) {
 
 // TestMissingSubjectDenied: an assertion the mapping finds no user ID in
 // is denied with reason missing_subject (the code the page shows and the
-// audit records), in one commit, and consumes its single-use ID.
+// audit records), in one commit, and consumes its single-use ID. Its
+// login.denied event, naming what arrived, is the only trace it leaves.
 func TestMissingSubjectDenied(t *testing.T) {
 	e := newEnv(t)
 	p := e.idp(idp.ProtocolSAML, "okta")
@@ -307,6 +349,17 @@ func TestMissingSubjectDenied(t *testing.T) {
 	}
 	if n := e.db.commits.Load() - before; n != 1 {
 		t.Errorf("%d commits, want 1", n)
+	}
+	var evs []store.Event
+	if err := e.db.View(context.Background(), func(tx store.Tx) (err error) {
+		evs, err = tx.AuditEvents(store.AuditQuery{Limit: 100})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Type != store.EventLoginDenied || evs[0].Reason != provision.ReasonMissingSubject ||
+		evs[0].IdP != p.Name || evs[0].Detail["received"] == "" {
+		t.Errorf("audit = %+v, want one login.denied missing_subject naming the attributes received", evs)
 	}
 	if out, _ := e.svc.SignIn(context.Background(), p, a, ""); out == nil || out.Replay == nil {
 		t.Errorf("the denied assertion was not consumed: %+v", out)
