@@ -229,9 +229,9 @@ as were copied, and the source's keys; a difference is an error.
 					return err
 				}
 				defer dst.Close()
-				if rep, err = portable.Migrate(ctx, src, dst, opt); err == nil {
-					err = recordReplaced(ctx, dst, account.EventStoreMigrated, migratedDetail(from), oldStore{unreadable: true})
-				}
+				// The event commits with the copy's end, as restore's does.
+				opt.Finish = replacedEvent(account.EventStoreMigrated, migratedDetail(from), oldStore{unreadable: true})
+				rep, err = portable.Migrate(ctx, src, dst, opt)
 			}
 			if err != nil {
 				return stopped(ctx, fmt.Errorf("migrating %s to %s: %w", from, to, hint(err)))
@@ -574,17 +574,18 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 		}
 		defer st.Close()
 		starting()
-		if res.counts, err = load(st, force, progress); err != nil {
-			return res, err
-		}
-		// The highest number the database had handed out is not read:
-		// its sequence goes on past it, so the numbers show the gap.
-		return res, recordReplaced(ctx, st, account.EventStoreRestored, res.detail(), oldStore{unreadable: true})
+		// The event commits with the import's end (ImportOptions.Finish):
+		// a restore reported failed is one the database does not hold as
+		// finished. The highest number the database had handed out is not
+		// read: its sequence goes on past it, so the numbers show the gap.
+		res.counts, err = load(st, portable.ImportOptions{Force: force, Progress: progress,
+			Finish: replacedEvent(account.EventStoreRestored, res.detail(), oldStore{unreadable: true})})
+		return res, err
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
 	old, err := replaceBoltFile(ctx, dst.Path, "restore", warn, func(st store.Store) error {
 		var err error
-		res.counts, err = load(st, false, progress)
+		res.counts, err = load(st, portable.ImportOptions{Progress: progress})
 		return err
 	}, func(st store.Store, old oldStore) error {
 		return recordReplaced(ctx, st, account.EventStoreRestored, res.detail(), old)
@@ -848,7 +849,7 @@ func userName(uid int) string {
 // backupSource checks the backup at path and returns what loads it into a
 // store, an Import of a portable backup or a Migrate from a bbolt file,
 // and when the backup was taken.
-func backupSource(ctx context.Context, path string) (func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error), restored, error) {
+func backupSource(ctx context.Context, path string) (func(st store.Store, opt portable.ImportOptions) (portable.Counts, error), restored, error) {
 	if isBoltFile(path) {
 		info, err := os.Stat(path)
 		if err != nil {
@@ -858,9 +859,9 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 		if err != nil {
 			return nil, restored{}, fmt.Errorf("%s is not a usable store backup: %w", path, err)
 		}
-		return func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error) {
+		return func(st store.Store, opt portable.ImportOptions) (portable.Counts, error) {
 			defer src.Close()
-			rep, err := portable.Migrate(ctx, src, st, portable.ImportOptions{Force: force, Progress: progress})
+			rep, err := portable.Migrate(ctx, src, st, opt)
 			return rep.Copied, err
 		}, restored{taken: info.ModTime(), fileTime: true}, nil
 	}
@@ -873,13 +874,13 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 	if err != nil {
 		return nil, restored{}, fmt.Errorf("%s is not a usable store backup: %w", path, err)
 	}
-	return func(st store.Store, force bool, progress portable.Progress) (portable.Counts, error) {
+	return func(st store.Store, opt portable.ImportOptions) (portable.Counts, error) {
 		f, err := os.Open(path)
 		if err != nil {
 			return portable.Counts{}, err
 		}
 		defer f.Close()
-		return portable.Import(ctx, st, f, portable.ImportOptions{Force: force, Progress: progress})
+		return portable.Import(ctx, st, f, opt)
 	}, restored{taken: head.Created}, nil
 }
 
@@ -891,15 +892,28 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, force 
 // numbering is known, last_seq_before, the highest number the replaced
 // store had handed out.
 func recordReplaced(ctx context.Context, st store.Store, typ string, detail map[string]string, old oldStore) error {
+	if err := st.Update(ctx, replacedEvent(typ, detail, old)); err != nil {
+		return fmt.Errorf("record the %s event: %w", typ, err)
+	}
+	return nil
+}
+
+// replacedEvent writes recordReplaced's event in a transaction of the
+// caller's: a PostgreSQL target's import writes it in its last one
+// (portable.ImportOptions.Finish), so that the import and its event commit
+// together, as a bbolt target's do in the file renamed into place.
+func replacedEvent(typ string, detail map[string]string, old oldStore) func(tx store.Tx) error {
 	detail["via"] = account.ViaOffline
 	if !old.unreadable && old.auditSeq > 0 {
 		detail["last_seq_before"] = strconv.FormatUint(old.auditSeq, 10)
 	}
 	ev := store.Event{Type: typ, Reason: account.ByAdmin, Detail: detail}
-	if err := st.Update(ctx, func(tx store.Tx) error { return tx.Audit(ev) }); err != nil {
-		return fmt.Errorf("record the %s event: %w", typ, err)
+	return func(tx store.Tx) error {
+		if err := tx.Audit(ev); err != nil {
+			return fmt.Errorf("record the %s event: %w", typ, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // detail is the start of a store.restored event's detail: when the backup

@@ -45,6 +45,12 @@ type ImportOptions struct {
 	// BatchSize is how many records one write transaction holds; 0 means
 	// DefaultBatchSize.
 	BatchSize int
+	// Finish, if set, runs last, in the transaction that clears the
+	// store.UnfinishedImport mark once the target has been read back: what
+	// it writes (the audit event that says the store was replaced) commits
+	// with the import's end, or neither does and the target stays marked.
+	// Not called on the scratch store of a rehearsal.
+	Finish func(tx store.Tx) error
 }
 
 // Import reads a backup that Export wrote and writes its records into st,
@@ -428,9 +434,13 @@ func (im *importer) finish() (store.Counts, error) {
 		if err := tx.DeleteSecret(store.UnfinishedImport); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if im.opt.Finish != nil {
+			return im.opt.Finish(tx)
+		}
 		return nil
 	})
 	if err != nil {
+		// The target stays marked, as after a failed batch.
 		return n, fmt.Errorf("mark the target finished: %w", err)
 	}
 	return n, nil

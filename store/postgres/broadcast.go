@@ -37,6 +37,37 @@ const (
 	backoffMax     = 5 * time.Second
 )
 
+// The listener's watch on the server's NOTIFY queue (8 GB, shared by every
+// database of the cluster): it fills only while a listener does not read
+// (a frozen instance, anywhere on the cluster), and once full the server
+// refuses, at COMMIT, every transaction that sends a notice. Above
+// queueWarnAt the listener warns, at most every queueWarnEvery.
+const (
+	queueWarnAt    = 0.5
+	queueWarnEvery = time.Minute
+)
+
+// queueWatch decides when the listener warns about the NOTIFY queue's
+// usage (pg_notification_queue_usage, 0 to 1): at once when it rises
+// above queueWarnAt, then at most every queueWarnEvery while it stays
+// there.
+type queueWatch struct {
+	warned time.Time // the last warning, zero while the usage is low
+}
+
+// warn reports whether a reading of usage at now calls for a warning.
+func (w *queueWatch) warn(usage float64, now time.Time) bool {
+	if usage <= queueWarnAt {
+		w.warned = time.Time{}
+		return false
+	}
+	if !w.warned.IsZero() && now.Sub(w.warned) < queueWarnEvery {
+		return false
+	}
+	w.warned = now
+	return true
+}
+
 // RunningInstances counts the other connections to the database that are
 // an instance's invalidation listener (ListenerApplicationName): the
 // running Caddy instances on this store, as far as the role sees them
@@ -103,10 +134,15 @@ func (db *DB) Broadcast(ctx context.Context, inv store.Invalidation) error {
 // say) is undone to a savepoint and reported as not told: the change still
 // commits and the caller broadcasts after it, as a sign-out does, since
 // word that cannot go out must not cost the change itself (the other
-// instances' caches forget within their time to live).
+// instances' caches forget within their time to live). The server checks
+// for room in its NOTIFY queue only at COMMIT: when it is full there, the
+// Update runs fn again and this reports not told (see DB.runs).
 func (t *tx) BroadcastAtCommit(inv store.Invalidation) (bool, error) {
 	if err := t.mustWrite("broadcast"); err != nil {
 		return false, err
+	}
+	if t.quiet {
+		return false, nil
 	}
 	if _, err := t.exec("SAVEPOINT sso_notify"); err != nil {
 		return false, err
@@ -125,6 +161,7 @@ func (t *tx) BroadcastAtCommit(inv store.Invalidation) (bool, error) {
 		}
 	}
 	_, err := t.exec("RELEASE SAVEPOINT sso_notify")
+	t.notified = t.notified || err == nil
 	return err == nil, err
 }
 
@@ -215,6 +252,34 @@ func (db *DB) listenOnce(ctx context.Context, fn func(store.Invalidation)) error
 	}
 	db.logger.Debug("invalidation listener subscribed", zap.String("channel", Channel))
 	fn(store.Invalidation{All: true})
+	var watch queueWatch
+	// checkQueue reads the queue's usage, which also proves the server is
+	// still there (the ping). An error the server sent (the function's
+	// EXECUTE revoked) is an answer: the connection is sound.
+	checked := time.Now()
+	checkQueue := func() error {
+		checked = time.Now()
+		pctx, cancel := context.WithTimeout(ctx, listenPingWait)
+		defer cancel()
+		var usage float64
+		err := conn.QueryRow(pctx, "SELECT pg_notification_queue_usage()").Scan(&usage)
+		var answered *pgconn.PgError
+		if errors.As(err, &answered) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if watch.warn(usage, time.Now()) {
+			db.logger.Warn("the database's NOTIFY queue is filling up: a listening session (a frozen instance's, or another "+
+				"application's) does not read its notifications, and once the queue is full no instance can tell the others "+
+				"about ended sessions. Find it in pg_stat_activity: a LISTEN session (application_name 'caddy-sso listener', "+
+				"or query LIKE 'LISTEN%') whose wait_event is 'ClientWrite'; resume or stop that process, or end the session "+
+				"with pg_terminate_backend(pid): the queue empties at once",
+				zap.String("channel", Channel), zap.Float64("queue_usage", usage))
+		}
+		return nil
+	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenPing)
 		n, err := conn.WaitForNotification(wctx)
@@ -227,13 +292,17 @@ func (db *DB) listenOnce(ctx context.Context, fn func(store.Invalidation)) error
 				return db.scrub(err) // the connection failed
 			}
 			// Quiet for a while: make sure the server is still there.
-			pctx, cancel := context.WithTimeout(ctx, listenPingWait)
-			err := conn.Ping(pctx)
-			cancel()
-			if err != nil {
+			if err := checkQueue(); err != nil {
 				return db.scrub(err)
 			}
 			continue
+		}
+		// A steady stream of notices leaves no quiet while: watch the
+		// queue between them as often.
+		if time.Since(checked) >= listenPing {
+			if err := checkQueue(); err != nil {
+				return db.scrub(err)
+			}
 		}
 		var nt notice
 		if err := json.Unmarshal([]byte(n.Payload), &nt); err != nil {

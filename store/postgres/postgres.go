@@ -415,8 +415,22 @@ func (db *DB) runs(ctx context.Context, writable bool, fn func(store.Tx) error) 
 	if writable {
 		op, lostWhen, written = "update", " before COMMIT", " (nothing was written)"
 	}
+	quiet := false
 	for attempt := 1; ; attempt++ {
-		err, retry := db.run(ctx, writable, fn)
+		err, retry := db.run(ctx, writable, quiet, fn)
+		if retry && !quiet && notifyQueueFull(err) && ctx.Err() == nil {
+			// The server refused, at COMMIT, the notices fn queued
+			// (BroadcastAtCommit): a listener that does not read (a frozen
+			// instance, anywhere on the cluster) holds the NOTIFY queue
+			// full. Word that cannot go out must not cost the change: run
+			// fn once more without notices in the transaction, so that the
+			// caller broadcasts after the commit (which fails, and says so,
+			// while the queue stays full). Not a conflict: not counted.
+			db.logger.Warn("the database's NOTIFY queue is full: committing without telling the other instances at the commit",
+				zap.String("channel", Channel), zap.Error(db.scrub(err)))
+			quiet = true
+			err, retry = db.run(ctx, writable, quiet, fn)
+		}
 		if !retry {
 			return err
 		}
@@ -480,7 +494,11 @@ func (db *DB) pastDeadConns(ctx context.Context, op func() error) error {
 // run is one attempt: begin, fn, flush queued audit events, commit. retry
 // reports a failure that a rerun may not meet: a conflict (see retryable;
 // in an Update only), or a connection lost before COMMIT (see connLost).
-func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (err error, retry bool) {
+//
+// quiet runs fn with BroadcastAtCommit off; without it, a COMMIT that
+// fails for want of room in the NOTIFY queue after fn queued a notice is
+// reported for a rerun too (see runs, notifyQueueFull).
+func (db *DB) run(ctx context.Context, writable, quiet bool, fn func(store.Tx) error) (err error, retry bool) {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	if writable {
 		// No access mode: the server's default applies, so that a database
@@ -509,7 +527,7 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 		defer cancel()
 		_ = ptx.Rollback(rctx)
 	}
-	t := &tx{db: db, ctx: ctx, q: ptx, writable: writable}
+	t := &tx{db: db, ctx: ctx, q: ptx, writable: writable, quiet: quiet}
 	defer func() {
 		if p := recover(); p != nil {
 			// Give the connection back to the pool clean before the
@@ -551,7 +569,7 @@ func (db *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) (
 	err = ptx.Commit(cctx)
 	cancel()
 	if err != nil {
-		if retryable(err) {
+		if retryable(err) || t.notified && !quiet && notifyQueueFull(err) {
 			return err, true
 		}
 		if commitUnknown(err) {
@@ -606,6 +624,14 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// notifyQueueFull reports the server's "too many notifications in the
+// NOTIFY queue" (program_limit_exceeded), which PostgreSQL raises at the
+// COMMIT of a transaction that sent a notice, not at pg_notify.
+func notifyQueueFull(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "54000"
 }
 
 // keyLock returns the advisory lock that stands for one value of a unique

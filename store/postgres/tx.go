@@ -38,6 +38,12 @@ type tx struct {
 	// (userLocked, PutUser), the key locks of the keys the row holds: the
 	// row lock covers them (see PutUser).
 	heldKeys map[string][]int64
+	// notified: BroadcastAtCommit queued a notice, which the server
+	// checks for room in its NOTIFY queue only at COMMIT (see runs).
+	notified bool
+	// quiet turns BroadcastAtCommit off: the rerun of a transaction whose
+	// COMMIT found the NOTIFY queue full (see runs).
+	quiet bool
 }
 
 var _ store.Tx = (*tx)(nil)
