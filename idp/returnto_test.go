@@ -42,13 +42,29 @@ func TestLocalPath(t *testing.T) {
 	// "/a\..\..\x" may climb out of the path asked for.
 	// A stray '%' does not end the decoding before a deeper layer.
 	for _, bad := range []string{"/a\\..\\..\\x", "/a/b\\c", "/a%5C..%5Cx?q=1",
-		"/%252F%252Fevil.example%25", "/%255Cevil.example%25", "/%25252F%25252Fevil.example%2525", "/%2F%2Fevil.example%zz"} {
+		"/%252F%252Fevil.example%25", "/%255Cevil.example%25", "/%25252F%25252Fevil.example%2525", "/%2F%2Fevil.example%zz",
+		// An escape that ends the path is decoded too.
+		"/a%5C",
+		// A '%' kept in one round may start an escape in the next.
+		"/%25%2532F%25%2532Fevil.example"} {
 		if got := idp.LocalPath(bad); got != "/" {
-			t.Errorf("%q with a backslash in its path kept as %q", bad, got)
+			t.Errorf("%q kept as %q, want \"/\"", bad, got)
 		}
 	}
+	// Only a rooted path of at most 2048 bytes is kept: a relative one
+	// would resolve against the callback's URL.
+	for _, bad := range []string{"", "reports", "evil.example/x", "?next=/x", "/" + strings.Repeat("a", 2048)} {
+		if got := idp.LocalPath(bad); got != "/" {
+			t.Errorf("%.40q kept as %.40q", bad, got)
+		}
+	}
+	if long := "/" + strings.Repeat("a", 2047); idp.LocalPath(long) != long {
+		t.Error("a 2048-byte path was not kept")
+	}
 	for _, ok := range []string{"/", "/reports?year=2026", "/a/b#frag", "/%E2%9C%93", "/search?q=a%2Fb",
-		"/search?q=100%25", "/search?q=50%25+off", "/files?path=C%3A%5Cdata", "/files?path=C:\\data", "/sale/100%25"} {
+		"/search?q=100%25", "/search?q=50%25+off", "/files?path=C%3A%5Cdata", "/files?path=C:\\data", "/sale/100%25",
+		// Escapes nested up to three deep settle within the rounds allowed.
+		"/100%2525", "/files/a%252520b"} {
 		if got := idp.LocalPath(ok); got != ok {
 			t.Errorf("local path %q rewritten to %q", ok, got)
 		}

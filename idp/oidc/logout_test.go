@@ -157,6 +157,7 @@ func TestBackChannelLogoutRefusals(t *testing.T) {
 			t.Claims["aud"] = []string{clientID, "other-client"}
 			t.Claims["azp"] = "other-client"
 		}, oidc.CodeLogoutTokenAudience},
+		{"several audiences without azp", func(t *oidctest.Token) { t.Claims["aud"] = []string{clientID, "other-client"} }, oidc.CodeLogoutTokenAudience},
 		{"no iat", func(t *oidctest.Token) { delete(t.Claims, "iat") }, oidc.CodeLogoutTokenIssuedAt},
 		{"iat in the future", func(t *oidctest.Token) { t.Claims["iat"] = now.Add(2 * time.Minute).Unix() }, oidc.CodeLogoutTokenIssuedAt},
 		{"iat too old", func(t *oidctest.Token) { t.Claims["iat"] = now.Add(-2 * time.Minute).Unix() }, oidc.CodeLogoutTokenIssuedAt},

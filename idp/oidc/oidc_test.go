@@ -296,6 +296,9 @@ func TestIDTokenChecks(t *testing.T) {
 		{"iat in the future within skew", nil, set("iat", now.Add(30*time.Second).Unix()), ""},
 		{"no iat", nil, del("iat"), oidc.CodeIDTokenIssuedAt},
 		{"nbf in the future", nil, set("nbf", now.Add(2*time.Minute).Unix()), oidc.CodeIDTokenNotBefore},
+		// An nbf that is not a NumericDate is refused, not read as no bound.
+		{"nbf a string", nil, set("nbf", "tomorrow"), oidc.CodeIDTokenNotBefore},
+		{"nbf an object", nil, set("nbf", map[string]any{"t": 1}), oidc.CodeIDTokenNotBefore},
 		{"wrong nonce", nil, set("nonce", "not-the-nonce"), oidc.CodeIDTokenNonce},
 		{"no nonce", nil, del("nonce"), oidc.CodeIDTokenNonce},
 		{"wrong iss", nil, set("iss", "https://evil.example"), oidc.CodeIDTokenIssuer},
@@ -332,6 +335,43 @@ func TestIDTokenChecks(t *testing.T) {
 			if tc.want == "" && tc.cfg != nil && res.Assertion.First("oid") == "" {
 				t.Error("oid must stay in the attributes for the mapping layer")
 			}
+		})
+	}
+}
+
+// TestIDTokenTimeBounds pins the relying party's clock to a whole second
+// and puts exp and iat one second either side of their bounds: exp is
+// NotOnOrAfter, so a token is expired at exactly exp plus the clock skew,
+// and an iat exactly MaxIDTokenAge plus the skew old is still accepted.
+func TestIDTokenTimeBounds(t *testing.T) {
+	skew := idp.DefaultClockSkew
+	for _, tc := range []struct {
+		name string
+		exp  time.Duration // exp - now; 0 keeps the IdP's
+		age  time.Duration // now - iat
+		want string
+	}{
+		{"exp exactly the skew ago", -skew, time.Minute, oidc.CodeIDTokenExpired},
+		{"exp a second short of the skew ago", -skew + time.Second, time.Minute, ""},
+		{"iat a second beyond the age bound", 0, oidc.MaxIDTokenAge + skew + time.Second, oidc.CodeIDTokenIssuedAt},
+		{"iat exactly at the age bound", 0, oidc.MaxIDTokenAge + skew, ""},
+		{"iat a second within the age bound", 0, oidc.MaxIDTokenAge + skew - time.Second, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			now := time.Now().Truncate(time.Second)
+			e.clock.mu.Lock()
+			e.clock.t = now
+			e.clock.mu.Unlock()
+			e.idp.SetHooks(oidctest.Hooks{IDToken: func(tok *oidctest.Token) {
+				if tc.exp != 0 {
+					tok.Claims["exp"] = now.Add(tc.exp).Unix()
+				}
+				iat := now.Add(-tc.age).Unix()
+				tok.Claims["iat"] = iat
+				tok.Claims["auth_time"] = iat
+			}})
+			wantCode(t, e.login(newBrowser()), tc.want)
 		})
 	}
 }

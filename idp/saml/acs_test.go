@@ -83,6 +83,22 @@ func TestACSRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// frozen pins the SP's clock to a whole second, for cases on a bound.
+	frozen := func(c *Config) {
+		at := time.Now().Truncate(time.Second)
+		c.Now = func() time.Time { return at }
+	}
+	// conditionsEnd puts Conditions NotOnOrAfter at d from the SP's clock,
+	// and the SubjectConfirmationData's well after it.
+	conditionsEnd := func(d time.Duration) func(*harness, *samltest.ResponseSpec) {
+		return func(h *harness, s *samltest.ResponseSpec) {
+			at := h.cfg.Now()
+			s.Assertion = func(a *saml.Assertion) {
+				a.Conditions.NotOnOrAfter = at.Add(d)
+				a.Subject.SubjectConfirmations[0].SubjectConfirmationData.NotOnOrAfter = at.Add(5 * time.Minute)
+			}
+		}
+	}
 	assertionOnly := func(h *harness, s *samltest.ResponseSpec) { s.SignResponse = false }
 	responseOnly := func(h *harness, s *samltest.ResponseSpec) { s.SignAssertion = false }
 
@@ -106,6 +122,7 @@ func TestACSRefuses(t *testing.T) {
 		{name: "not base64", form: func(t testing.TB, f url.Values) { f.Set("SAMLResponse", "%%%") }, want: CodeMalformed},
 		{name: "no SAMLResponse", form: func(t testing.TB, f url.Values) { f.Del("SAMLResponse") }, want: CodeResponseMissing},
 		{name: "two SAMLResponse fields", form: func(t testing.TB, f url.Values) { f.Add("SAMLResponse", f.Get("SAMLResponse")) }, want: CodeResponseMissing},
+		{name: "two RelayState fields (ours)", form: func(t testing.TB, f url.Values) { f.Add("RelayState", "/elsewhere") }, want: CodeMalformed},
 
 		// Signatures.
 		{name: "unsigned", spec: func(h *harness, s *samltest.ResponseSpec) { s.SignAssertion, s.SignResponse = false, false }, want: CodeSignature},
@@ -243,6 +260,12 @@ func TestACSRefuses(t *testing.T) {
 		{name: "Conditions NotOnOrAfter 2 minutes ago, beyond ClockSkew (ours)", spec: func(h *harness, s *samltest.ResponseSpec) {
 			s.Assertion = func(a *saml.Assertion) { a.Conditions.NotOnOrAfter = now.Add(-2 * time.Minute) }
 		}, want: CodeExpired},
+		// Conditions NotOnOrAfter is exclusive: at exactly NotOnOrAfter
+		// plus ClockSkew the assertion has expired.
+		{name: "Conditions NotOnOrAfter exactly ClockSkew ago (ours)", opts: []harnessOpt{frozen},
+			spec: conditionsEnd(-idp.DefaultClockSkew), want: CodeExpired},
+		{name: "Conditions NotOnOrAfter a second short of ClockSkew ago", opts: []harnessOpt{frozen},
+			spec: conditionsEnd(-idp.DefaultClockSkew + time.Second), want: ""},
 		{name: "SubjectConfirmationData NotOnOrAfter 2 minutes ago (ours)", spec: func(h *harness, s *samltest.ResponseSpec) {
 			s.Assertion = func(a *saml.Assertion) {
 				a.Subject.SubjectConfirmations[0].SubjectConfirmationData.NotOnOrAfter = now.Add(-2 * time.Minute)

@@ -130,14 +130,18 @@ func TestMetadataSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	entityID := srv.EntityID()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "idp.xml")
 	if err := os.WriteFile(file, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	entityID := srv.EntityID()
-	aggregate := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` +
-		string(good[bytes.Index(good, []byte("<EntityDescriptor")):]) + `</EntitiesDescriptor>`)
+	entity := string(good[bytes.Index(good, []byte("<EntityDescriptor")):])
+	aggregate := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` + entity + `</EntitiesDescriptor>`)
+	// A federation's aggregate lists many IdPs: without an entity ID
+	// none is chosen, not the first.
+	twoIdPs := []byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` +
+		strings.Replace(entity, `entityID="`+entityID+`"`, `entityID="urn:other-idp"`, 1) + entity + `</EntitiesDescriptor>`)
 	cases := []struct {
 		name    string
 		cfg     func(c *Config)
@@ -146,11 +150,16 @@ func TestMetadataSources(t *testing.T) {
 		{name: "inline", cfg: func(c *Config) { c.MetadataXML = good }},
 		{name: "file", cfg: func(c *Config) { c.MetadataFile = file }},
 		{name: "aggregate with one IdP", cfg: func(c *Config) { c.MetadataXML = aggregate }},
+		{name: "aggregate with two IdPs", cfg: func(c *Config) { c.MetadataXML = twoIdPs }, wantErr: "describes 2 matching identity providers"},
+		{name: "aggregate with two IdPs, entity ID pinned", cfg: func(c *Config) { c.MetadataXML = twoIdPs; c.IdPEntityID = entityID }},
 		{name: "entity ID pinned", cfg: func(c *Config) { c.MetadataXML = good; c.IdPEntityID = entityID }},
 		{name: "entity ID mismatch", cfg: func(c *Config) { c.MetadataXML = good; c.IdPEntityID = "urn:other" }, wantErr: "want \"urn:other\""},
 		{name: "missing file", cfg: func(c *Config) { c.MetadataFile = filepath.Join(dir, "nope.xml") }, wantErr: "no such file"},
 		{name: "DOCTYPE", cfg: func(c *Config) { c.MetadataXML = append([]byte(`<!DOCTYPE x [<!ENTITY a "b">]>`), good...) }, wantErr: "DOCTYPE"},
 		{name: "not metadata", cfg: func(c *Config) { c.MetadataXML = []byte(`<html/>`) }, wantErr: "root element"},
+		{name: "no entityID", cfg: func(c *Config) {
+			c.MetadataXML = []byte(strings.Replace(string(good), `entityID="`+entityID+`"`, ``, 1))
+		}, wantErr: "metadata has no entityID"},
 		{name: "no signing certificate", cfg: func(c *Config) {
 			c.MetadataXML = []byte(strings.ReplaceAll(string(good), `use="signing"`, `use="encryption"`))
 		}, wantErr: "no signing certificate"},

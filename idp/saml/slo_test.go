@@ -126,7 +126,9 @@ func TestSLORefuses(t *testing.T) {
 		name string
 		edit func(*samltest.LogoutRequestSpec)
 		post bool
-		want string
+		// query edits the redirect binding's raw query.
+		query func(string) string
+		want  string
 	}{
 		{name: "redirect accepted", want: ""},
 		{name: "post accepted", post: true, want: ""},
@@ -137,6 +139,12 @@ func TestSLORefuses(t *testing.T) {
 		{name: "NotOnOrAfter within crewjam's skew", edit: func(s *samltest.LogoutRequestSpec) { s.NotOnOrAfter = &soon }, want: ""},
 		{name: "wrong Destination", edit: func(s *samltest.LogoutRequestSpec) { s.Destination = "https://other.example/slo" }, want: CodeDestination},
 		{name: "wrong Issuer", edit: func(s *samltest.LogoutRequestSpec) { s.Issuer = "https://evil.example/idp" }, want: CodeIssuer},
+		{name: "empty NameID", edit: func(s *samltest.LogoutRequestSpec) { s.NameID = "" }, want: CodeIncomplete},
+		// The signature covers only the SAML parameters: the size cap is
+		// what refuses a signed request padded with others.
+		{name: "redirect query over MaxResponseSize (ours)", query: func(q string) string {
+			return q + "&pad=" + strings.Repeat("A", DefaultMaxResponseSize)
+		}, want: CodeResponseTooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,7 +171,11 @@ func TestSLORefuses(t *testing.T) {
 				// The request arrives at the SLO endpoint whatever its
 				// Destination says.
 				uu, _ := url.Parse(u)
-				r = httptest.NewRequest(http.MethodGet, h.slo()+"?"+uu.RawQuery, nil)
+				q := uu.RawQuery
+				if tc.query != nil {
+					q = tc.query(q)
+				}
+				r = httptest.NewRequest(http.MethodGet, h.slo()+"?"+q, nil)
 			}
 			rec := httptest.NewRecorder()
 			err := h.p.HandleSLO(rec, r, h.base, h.endSessions)
@@ -295,6 +307,45 @@ func TestSLORefuses(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("LogoutResponse posted to another site's SLO (ours)", func(t *testing.T) {
+		// A LogoutResponse for a logout begun at this site, addressed to
+		// and posted at another site's SLO endpoint (same host, another
+		// base), with the cookie the browser holds for the host.
+		rec := httptest.NewRecorder()
+		if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
+			t.Fatal(err)
+		}
+		sent := sentLogoutRequest(t, rec)
+		other := h.site.URL + "/.sso/saml/other/"
+		form := url.Values{"SAMLResponse": {h.signedLogoutResponseTo(t, other+"slo", sent.Request.ID)}, "RelayState": {sent.RelayState}}
+		r := httptest.NewRequest(http.MethodPost, other+"slo", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, c := range rec.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		if err := h.p.HandleSLO(httptest.NewRecorder(), r, other, h.endSessions); codeOf(err) != CodeACSMismatch {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// signedLogoutResponseTo is signedLogoutResponse addressed to slo.
+func (h *harness) signedLogoutResponseTo(t *testing.T, slo, inResponseTo string) string {
+	t.Helper()
+	resp := &saml.LogoutResponse{
+		ID: "id-resp", InResponseTo: inResponseTo, Version: "2.0", IssueInstant: time.Now(), Destination: slo,
+		Issuer: &saml.Issuer{Value: h.idp.EntityID()},
+		Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
+	}
+	signed, err := h.idp.SignElement(resp.Element())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := samltest.Encode(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestSLOExpiredMetadata: the SLO endpoint trusts the IdP's keys only as
@@ -427,20 +478,7 @@ func deflateB64(t testing.TB, s string) string {
 // success) to the request inResponseTo.
 func (h *harness) signedLogoutResponse(t *testing.T, inResponseTo string) string {
 	t.Helper()
-	resp := &saml.LogoutResponse{
-		ID: "id-resp", InResponseTo: inResponseTo, Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
-		Issuer: &saml.Issuer{Value: h.idp.EntityID()},
-		Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
-	}
-	signed, err := h.idp.SignElement(resp.Element())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := samltest.Encode(signed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return h.signedLogoutResponseTo(t, h.slo(), inResponseTo)
 }
 
 // TestUnrecordedIDRefused: a ServiceProvider built for anything but the
