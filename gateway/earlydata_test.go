@@ -1,19 +1,14 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/idp"
-	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/signin"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // reachedProvider is an idp.Provider that notes each request that reaches
@@ -46,19 +41,8 @@ func (p *reachedProvider) ServeEndpoint(w http.ResponseWriter, r *http.Request, 
 // an IdP the route no longer has. The same POST after the handshake, and a
 // GET in early data, are served as ever.
 func TestEarlyDataPostsTooEarly(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions := session.New(db, session.Config{}, nil, nil)
-	run := &Runtime{Store: db, Sessions: sessions, SignIn: &signin.Service{Store: db, Sessions: sessions},
-		Refusals: &signin.Refusals{Store: db}, Flows: flows}
-	o := Origin{Site: idp.Origin{Scheme: "https", Host: "app.example.com"}, Vouched: true}
+	run := newTestRuntime(t)
+	o := dutyOrigin()
 
 	for _, tc := range []struct {
 		name, method, path string

@@ -39,6 +39,25 @@ type dutyWorld struct {
 
 func newDutyWorld(t *testing.T) *dutyWorld {
 	t.Helper()
+	run := newTestRuntime(t)
+	m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &idp.Assertion{IdP: "corp", Protocol: idp.ProtocolOIDC, Subject: "sub-ada", EmailVerified: true,
+		Attributes: map[string][]string{"sub": {"sub-ada"}, "email": {"ada@example.com"}, "given_name": {"Ada"}, "family_name": {"Lovelace"}},
+		Logout:     idp.LogoutInfo{Subject: "sub-ada"}}
+	out, err := run.SignIn.SignIn(context.Background(), &signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}, a, "")
+	if err != nil || out.Session == nil {
+		t.Fatalf("SignIn: %+v, %v", out, err)
+	}
+	return &dutyWorld{run: run, token: out.Session.Token}
+}
+
+// newTestRuntime is a Runtime over a fresh bbolt store, closed when the
+// test ends.
+func newTestRuntime(t *testing.T) *Runtime {
+	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -49,22 +68,8 @@ func newDutyWorld(t *testing.T) *dutyWorld {
 		t.Fatal(err)
 	}
 	sessions := session.New(db, session.Config{}, nil, nil)
-	svc := &signin.Service{Store: db, Sessions: sessions}
-	m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &idp.Assertion{IdP: "corp", Protocol: idp.ProtocolOIDC, Subject: "sub-ada", EmailVerified: true,
-		Attributes: map[string][]string{"sub": {"sub-ada"}, "email": {"ada@example.com"}, "given_name": {"Ada"}, "family_name": {"Lovelace"}},
-		Logout:     idp.LogoutInfo{Subject: "sub-ada"}}
-	out, err := svc.SignIn(context.Background(), &signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}, a, "")
-	if err != nil || out.Session == nil {
-		t.Fatalf("SignIn: %+v, %v", out, err)
-	}
-	return &dutyWorld{
-		run:   &Runtime{Store: db, Sessions: sessions, SignIn: svc, Refusals: &signin.Refusals{Store: db}, Flows: flows},
-		token: out.Session.Token,
-	}
+	return &Runtime{Store: db, Sessions: sessions, SignIn: &signin.Service{Store: db, Sessions: sessions},
+		Refusals: &signin.Refusals{Store: db}, Flows: flows}
 }
 
 // dutyOrigin is the site the tests serve, vouched for (a host matcher).
