@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -11,23 +12,30 @@ import (
 func TestBatchSizer(t *testing.T) {
 	b := store.BatchSizer{Target: 10 * time.Millisecond, Min: 4, Max: 100}
 	steps := []struct {
+		size int // of the batch; 0: Next's
 		took time.Duration
 		want int // Next after it
 	}{
-		{time.Millisecond, 20},      // 16 -> fast: +25%
-		{time.Millisecond, 25},      // fast
-		{8 * time.Millisecond, 25},  // between half and target: stay
-		{30 * time.Millisecond, 12}, // slow: halve
-		{30 * time.Millisecond, 6},  // slow
-		{30 * time.Millisecond, 4},  // not below Min
-		{30 * time.Millisecond, 4},  //
-		{time.Microsecond, 5},       // fast again
+		{3, time.Microsecond, 16},      // ran out of work: no growth, and no shrinking to what was left
+		{0, time.Millisecond, 20},      // 16 -> fast: +25%
+		{0, time.Millisecond, 25},      // fast
+		{0, 8 * time.Millisecond, 25},  // between half and target: stay
+		{0, 10 * time.Millisecond, 25}, // exactly target: stay (halved only over it)
+		{0, 30 * time.Millisecond, 12}, // slow: halve
+		{0, 30 * time.Millisecond, 6},  // slow
+		{0, 30 * time.Millisecond, 4},  // not below Min
+		{0, 30 * time.Millisecond, 4},  //
+		{0, time.Microsecond, 5},       // fast again
 	}
 	if got := b.Next(); got != 16 {
 		t.Fatalf("first Next = %d, want 4*Min", got)
 	}
 	for i, s := range steps {
-		b.Took(b.Next(), s.took)
+		size := s.size
+		if size == 0 {
+			size = b.Next()
+		}
+		b.Took(size, s.took)
 		if got := b.Next(); got != s.want {
 			t.Errorf("step %d: took %v, Next = %d, want %d", i, s.took, got, s.want)
 		}
@@ -38,9 +46,33 @@ func TestBatchSizer(t *testing.T) {
 	if got := b.Next(); got != 100 {
 		t.Errorf("after many fast batches Next = %d, want Max 100", got)
 	}
+	// Min above a quarter of Max: the first batch, 4*Min, is still at
+	// most Max.
+	big := store.BatchSizer{Min: 100, Max: 150}
+	if got := big.Next(); got != 150 {
+		t.Errorf("BatchSizer{Min: 100, Max: 150} first Next = %d, want Max 150", got)
+	}
 	var zero store.BatchSizer
 	if got := zero.Next(); got < 8 || got > 256 {
 		t.Errorf("zero BatchSizer Next = %d", got)
+	}
+}
+
+// TestBatchSizerRestIsAtMostASecond: after one batch stalled (a disk
+// hiccup), background work pauses at most a second, not as long again.
+func TestBatchSizerRestIsAtMostASecond(t *testing.T) {
+	var b store.BatchSizer
+	b.Took(8, 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Rest(ctx); err != nil {
+		t.Fatalf("Rest after a 5 s batch: %v after %v, want nil within a second", err, time.Since(start))
+	}
+	// Generous: the machine may be loaded; unbounded, Rest would run into
+	// the 4 s deadline above.
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Errorf("Rest waited %v after a 5 s batch, want at most about a second", d)
 	}
 }
 

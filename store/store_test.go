@@ -31,6 +31,47 @@ func TestNormalLinks(t *testing.T) {
 	}
 }
 
+// TestNextStamp: Updated, SCIM's meta.version, changes with every write
+// and never goes back, also when the clock reads the previous stamp again
+// (a coarse clock, two writes in one tick) or an earlier time.
+func TestNextStamp(t *testing.T) {
+	prev := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		now  time.Time
+		want time.Time
+	}{
+		{"later: now", prev.Add(time.Second), prev.Add(time.Second)},
+		{"same instant: just after", prev, prev.Add(time.Nanosecond)},
+		{"earlier: just after", prev.Add(-time.Second), prev.Add(time.Nanosecond)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := NextStamp(prev, c.now); !got.Equal(c.want) {
+				t.Errorf("NextStamp(prev, %v) = %v, want %v", c.now, got, c.want)
+			}
+		})
+	}
+}
+
+// TestInvalidationEmpty: an invalidation of everything (a restore) is not
+// empty, though it names no session or user: Forget drops the cache and
+// tells the other instances.
+func TestInvalidationEmpty(t *testing.T) {
+	for _, c := range []struct {
+		inv  Invalidation
+		want bool
+	}{
+		{Invalidation{}, true},
+		{Invalidation{Sessions: []string{"h"}}, false},
+		{Invalidation{Users: []string{"u"}}, false},
+		{Invalidation{All: true}, false},
+	} {
+		if got := c.inv.Empty(); got != c.want {
+			t.Errorf("%+v.Empty() = %v, want %v", c.inv, got, c.want)
+		}
+	}
+}
+
 func TestFillTimes(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	earlier := now.Add(-time.Hour)

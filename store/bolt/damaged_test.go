@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -181,5 +182,40 @@ func TestIndexEntryOfAnotherRecordSurvives(t *testing.T) {
 	update(t, db, func(tx store.Tx) error { return tx.DeleteUser("stale") })
 	if got := emailOwner(); got != "owner" {
 		t.Errorf("after the stale record was deleted, the index names %q, want owner", got)
+	}
+}
+
+// TestStaleExpiryEntrySparesLiveID: a consumed_until entry that is not its
+// ID's current expiry (an older build's, a repaired store's) must not make
+// PruneConsumed delete the live ID: it would then be taken again, a
+// replayed SAML response or OIDC state accepted.
+func TestStaleExpiryEntrySparesLiveID(t *testing.T) {
+	db := openTest(t)
+	now := time.Now()
+	consume := func() bool {
+		var fresh bool
+		update(t, db, func(tx store.Tx) error {
+			var err error
+			fresh, err = tx.Consume("state", "live", now.Add(time.Hour))
+			return err
+		})
+		return fresh
+	}
+	if !consume() {
+		t.Fatal("first Consume refused")
+	}
+	must(t, db.bdb.Update(func(btx *bolt.Tx) error {
+		stale := timeKey(encTime(now.Add(-time.Minute)), string(pair("state", "live")))
+		return btx.Bucket(bucketConsumedUntil).Put(stale, []byte{})
+	}))
+	update(t, db, func(tx store.Tx) error {
+		n, err := tx.PruneConsumed(now, 10)
+		if n != 0 {
+			t.Errorf("PruneConsumed counted %d IDs through a stale entry, want 0", n)
+		}
+		return err
+	})
+	if consume() {
+		t.Error("a live single-use ID was pruned through a stale expiry entry, and taken again")
 	}
 }

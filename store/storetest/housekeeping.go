@@ -15,7 +15,9 @@ func init() {
 	register(
 		testCase{"ConsumeAndPrune", testConsume},
 		testCase{"PruneConsumedIsBounded", testPruneConsumedBounded},
+		testCase{"PruneConsumedBoundaries", testPruneConsumedBoundaries},
 		testCase{"Secrets", testSecrets},
+		testCase{"SecretNeedsAPositiveSize", testSecretSize},
 		testCase{"DeleteSecret", testDeleteSecret},
 		testCase{"AuditQueries", testAuditQueries},
 		testCase{"PruneAudit", testPruneAudit},
@@ -158,6 +160,68 @@ func testPruneConsumedBounded(e *env) {
 	})
 }
 
+// testPruneConsumedBoundaries: PruneConsumed deletes the IDs whose until
+// is not after now (Consume already takes such an ID as unused) and counts
+// them; an ID consumed again after it expired is due at its new until
+// only, so a bounded prune that finds it due deletes it, and Housekeep,
+// which stops at a batch that comes back short, leaves nothing due behind.
+func testPruneConsumedBoundaries(e *env) {
+	now := time.Now()
+	e.update(func(tx store.Tx) error {
+		for _, c := range []struct {
+			id    string
+			until time.Time
+		}{
+			{"at-now", now},
+			{"just-after", now.Add(time.Nanosecond)},
+			{"again", now.Add(-2 * time.Second)},
+			{"again", now.Add(-time.Second)}, // expired: taken again
+		} {
+			if fresh, err := tx.Consume("state", c.id, c.until); err != nil || !fresh {
+				e.Errorf("Consume(%s, %v) = %v, %v; want it taken", c.id, c.until.Sub(now), fresh, err)
+			}
+		}
+		return nil
+	})
+	left := func() []string {
+		var got []string
+		e.view(func(tx store.Tx) error {
+			return tx.ForEachConsumed(func(kind, id string, until time.Time) error {
+				got = append(got, kind+"/"+id)
+				return nil
+			})
+		})
+		return sorted(got)
+	}
+	var counts []int
+	for range 4 {
+		var n int
+		e.update(func(tx store.Tx) error {
+			var err error
+			n, err = tx.PruneConsumed(now, 1)
+			return err
+		})
+		if counts = append(counts, n); n < 1 {
+			break
+		}
+	}
+	if !slices.Equal(counts, []int{1, 1, 0}) {
+		e.Errorf("PruneConsumed(now, 1) calls deleted %v, want [1 1 0] (again and at-now, one each)", counts)
+	}
+	if got := left(); !slices.Equal(got, []string{"state/just-after"}) {
+		e.Errorf("after pruning at now, single-use IDs left: %v; want [state/just-after]", got)
+	}
+	e.update(func(tx store.Tx) error {
+		if n, err := tx.PruneConsumed(now.Add(time.Nanosecond), 10); err != nil || n != 1 {
+			e.Errorf("PruneConsumed(now+1ns) = %d, %v; want 1", n, err)
+		}
+		return nil
+	})
+	if got := left(); len(got) != 0 {
+		e.Errorf("single-use IDs left: %v", got)
+	}
+}
+
 func testSecrets(e *env) {
 	var a, b []byte
 	e.update(func(tx store.Tx) (err error) {
@@ -211,6 +275,33 @@ func testSecrets(e *env) {
 		}
 		if got, _ := tx.LoadOrStoreSecret("sp-key", nil); string(got) != "first" {
 			e.Errorf("secret changed through ForEachSecret's value: %q", got)
+		}
+		return nil
+	})
+}
+
+// testSecretSize: Secret refuses a size below 1 and stores nothing, rather
+// than an empty secret that every later call, of any size, would return:
+// an HMAC or cookie key of zero bytes.
+func testSecretSize(e *env) {
+	for _, size := range []int{0, -1} {
+		err := e.st.Update(e.Context(), func(tx store.Tx) error {
+			_, err := tx.Secret("key", size)
+			return err
+		})
+		if err == nil {
+			e.Errorf("Secret(name, %d) succeeded", size)
+		}
+	}
+	e.view(func(tx store.Tx) error {
+		if got, err := tx.LoadOrStoreSecret("key", nil); !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("after refused Secret calls, the secret is %q, %v; want ErrNotFound", got, err)
+		}
+		return nil
+	})
+	e.update(func(tx store.Tx) error {
+		if got, err := tx.Secret("key", 16); err != nil || len(got) != 16 {
+			e.Errorf("Secret(name, 16) after refused calls = %d bytes, %v", len(got), err)
 		}
 		return nil
 	})
@@ -441,6 +532,11 @@ func testPruneAudit(e *env) {
 		n, err = tx.PruneAudit(t0.Add(150*time.Minute), t0.Add(24*time.Hour), 10)
 		if err != nil || n != 0 {
 			e.Errorf("PruneAudit with nothing due = %d, %v", n, err)
+		}
+		// Event 4, stamped exactly at before, is not before it: it stays.
+		n, err = tx.PruneAudit(t0.Add(3*time.Hour), t0.Add(24*time.Hour), 10)
+		if err != nil || n != 0 {
+			e.Errorf("PruneAudit(before = the next event's time) = %d, %v; want 0", n, err)
 		}
 		if _, err := tx.PruneAudit(t0, t0, 0); err == nil {
 			e.Error("PruneAudit with limit 0 succeeded")

@@ -20,6 +20,7 @@ func init() {
 		testCase{"TouchSessions", testTouchSessions},
 		testCase{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		testCase{"DeleteExpiredSessionsIsBounded", testDeleteExpiredBounded},
+		testCase{"DeleteExpiredSessionsBoundaries", testDeleteExpiredBoundaries},
 		testCase{"ForEachSession", testForEachSession},
 	)
 }
@@ -457,10 +458,13 @@ func testDeleteExpiredBounded(e *env) {
 	u := e.putUser(&store.User{ID: "u"})
 	e.update(func(tx store.Tx) error {
 		for i := range 25 {
+			// Even ones are due by expiry only (seen within the idle
+			// timeout), odd ones by idleness only, so that a sweep
+			// that takes up to limit from each index, and not limit
+			// in all, deletes more than limit.
 			s := sess(fmt.Sprintf("h%02d", i), u.ID)
-			s.Expires = t0.Add(time.Duration(i) * time.Second)
+			s.Expires, s.LastSeen = t0.Add(45*time.Minute+time.Duration(i)*time.Second), t0.Add(45*time.Minute)
 			if i%2 == 1 {
-				// Odd ones are due by idleness instead.
 				s.Expires, s.LastSeen = t0.Add(24*time.Hour), t0.Add(time.Duration(i)*time.Second)
 			}
 			if err := tx.PutSession(s); err != nil {
@@ -504,6 +508,39 @@ func testDeleteExpiredBounded(e *env) {
 		if err == nil {
 			e.Errorf("DeleteExpiredSessions with limit %d succeeded", limit)
 		}
+	}
+}
+
+// testDeleteExpiredBoundaries: a session is due once its expiry is before
+// now, or its last sign of life is more than the idle timeout ago; one
+// that expires at now, or was seen exactly the timeout ago, stays, and
+// goes a nanosecond later.
+func testDeleteExpiredBoundaries(e *env) {
+	now := t0.Add(10 * time.Hour)
+	idle := 10 * time.Minute
+	u := e.putUser(&store.User{ID: "u"})
+	for _, s := range []*store.Session{
+		{Hash: "expires-now", Created: now.Add(-time.Minute), Expires: now, LastSeen: now.Add(-time.Minute)},
+		{Hash: "idle-now", Created: now.Add(-time.Hour), Expires: now.Add(time.Hour), LastSeen: now.Add(-idle)},
+		{Hash: "created-idle-now", Created: now.Add(-idle), Expires: now.Add(time.Hour)},
+	} {
+		s.UserID = u.ID
+		e.putSession(s)
+	}
+	sweep := func(at time.Time) []string {
+		var got []string
+		e.update(func(tx store.Tx) error {
+			var err error
+			got, err = tx.DeleteExpiredSessions(at, idle, 10)
+			return err
+		})
+		return sorted(got)
+	}
+	if got := sweep(now); len(got) != 0 {
+		e.Errorf("DeleteExpiredSessions(now) deleted %v; sessions on the boundary are not yet due", got)
+	}
+	if got, want := sweep(now.Add(time.Nanosecond)), []string{"created-idle-now", "expires-now", "idle-now"}; !slices.Equal(got, want) {
+		e.Errorf("DeleteExpiredSessions(now+1ns) deleted %v, want %v", got, want)
 	}
 }
 
