@@ -320,6 +320,70 @@ func TestAuditCarriesNoProfile(t *testing.T) {
 	}
 }
 
+// TestViaIsInEveryEvent: Service.Via (how the operation came: admin API,
+// offline CLI) is the detail "via" of every event the operations write.
+func TestViaIsInEveryEvent(t *testing.T) {
+	e := newEnv(t)
+	e.acc.Via = account.ViaOffline
+	ctx := context.Background()
+	u, _ := e.signIn("entra", "oid-1", provision.Rules{JIT: true, SCIMManaged: true})
+	for _, op := range []func() (*account.Result, error){
+		func() (*account.Result, error) { return e.acc.Deactivate(ctx, u.ID, account.ByAdmin) },
+		func() (*account.Result, error) { return e.acc.Activate(ctx, u.ID, account.ByAdmin) },
+		func() (*account.Result, error) { return e.acc.Delete(ctx, u.ID, account.ByAdmin) },
+	} {
+		if _, err := op(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, typ := range []string{store.EventUserDeactivated, store.EventUserActivated, store.EventUserDeleted, store.EventSessionRevoked} {
+		evs := e.events(typ)
+		if len(evs) != 1 || evs[0].Detail["via"] != account.ViaOffline {
+			t.Errorf("%s: events %+v, want one with via=%s", typ, evs, account.ViaOffline)
+		}
+	}
+}
+
+// TestStoredSCIMPasswordDroppedInAnySpelling: a password that
+// provision/scim stored before it folded the core URN, under whatever
+// case the client used for the URN or the attribute, is shown neither in
+// the user's detail nor in the list, and the user's next write here drops
+// it from the store; nothing empty is left in its place.
+func TestStoredSCIMPasswordDroppedInAnySpelling(t *testing.T) {
+	const core = "urn:ietf:params:scim:schemas:core:2.0:User"
+	for _, c := range []struct{ name, stored, want string }{
+		{"qualified name in upper case", `{"` + core + `:PASSWORD":"Sekr1t","nickName":"Al"}`, `{"nickName":"Al"}`},
+		{"core URN in another case", `{"URN:IETF:params:scim:schemas:core:2.0:user":{"Password":"Sekr1t"},"nickName":"Al"}`, `{"nickName":"Al"}`},
+		{"core URN object left empty", `{"` + core + `":{"password":"Sekr1t"},"nickName":"Al"}`, `{"nickName":"Al"}`},
+		{"core URN object keeps the rest", `{"` + core + `":{"password":"Sekr1t","title":"Dr"}}`, `{"` + core + `":{"title":"Dr"}}`},
+		{"password alone", `{"PassWord":"Sekr1t"}`, ``},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			u := &store.User{Email: "al@corp.example", Active: true, Source: store.SourceSCIM, IdP: "entra", ExternalID: "oid-al",
+				SCIMAttributes: []byte(c.stored)}
+			if err := e.db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.acc.User(ctx, u.ID, "", 0)
+			if err != nil || string(d.User.SCIMAttributes) != c.want {
+				t.Errorf("detail shows %s (%v), want %s", d.User.SCIMAttributes, err, c.want)
+			}
+			page, err := e.acc.ListUsers(ctx, "", "", 0)
+			if err != nil || len(page.Users) != 1 || string(page.Users[0].SCIMAttributes) != c.want {
+				t.Errorf("list shows %+v (%v), want %s", page, err, c.want)
+			}
+			if _, err := e.acc.Deactivate(ctx, u.ID, account.ByAdmin); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(e.user(u.ID).SCIMAttributes); got != c.want {
+				t.Errorf("after a write the store holds %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
 func TestUserDetailPagesSessions(t *testing.T) {
 	e := newEnv(t)
 	u, _ := e.signIn("okta", "sub-1", jit)

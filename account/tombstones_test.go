@@ -46,6 +46,35 @@ func liftedKeys(res *account.LiftResult) []string {
 	return out
 }
 
+// TestFollowingTombstonesOnlyOnSCIMDelete: SCIM's delete also tombstones
+// the user's links at IdPs without SCIM (the person left the directory);
+// an administrator's delete does not, so that JIT at such an IdP may
+// create the person anew (docs/scim.md).
+func TestFollowingTombstonesOnlyOnSCIMDelete(t *testing.T) {
+	for _, c := range []struct {
+		by   string
+		want []string
+	}{
+		{account.BySCIM, []string{"entra/oid-ada", "google/g-oid-ada"}},
+		{account.ByAdmin, []string{"entra/oid-ada"}},
+	} {
+		t.Run(c.by, func(t *testing.T) {
+			e := newEnv(t)
+			u := e.scimUserAtTwoIdPs("oid-ada")
+			res, err := e.acc.Delete(context.Background(), u.ID, c.by)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.tombstoneKeys(); !slices.Equal(got, c.want) || res.Tombstones != len(c.want) {
+				t.Errorf("tombstones %v (result %d), want %v", got, res.Tombstones, c.want)
+			}
+			if del := e.events(store.EventUserDeleted); len(del) != 1 || del[0].Detail["tombstones"] != fmt.Sprint(len(c.want)) {
+				t.Errorf("deletion events %+v", del)
+			}
+		})
+	}
+}
+
 // TestLiftRemovesHomeAndFollowing: lifting a deleted user's tombstones
 // removes the one at the SCIM-managed IdP and the ones that follow it,
 // and a following tombstone of someone else whose home is the same

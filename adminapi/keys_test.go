@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestKeysEndpoints: POST /sso/keys/rotate rotates the keys only= names
@@ -355,5 +357,32 @@ func TestKeysStreamError(t *testing.T) {
 		Committed: func(keys.Report) { _ = db.Close() }})
 	if err == nil || !strings.Contains(err.Error(), "the keys were rotated, but "+keys.ErrResealUnfinished.Error()) {
 		t.Fatalf("RotateKeys: %v", err)
+	}
+}
+
+// TestKeysRotationThatCannotCommitIsAnErrorStatus: a rotation whose store
+// transaction fails (here a store opened read-only; a full disk in life)
+// changed nothing, and says so with an error status, not a 200 stream.
+func TestKeysRotationThatCannotCommitIsAnErrorStatus(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sso.db")
+	rw, err := bolt.Open(path, bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedSessions(t, rw, 1)
+	if err := rw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	srv, _ := keysServer(t, db, session.ResealOptions{})
+	for _, uri := range []string{"keys/rotate", "keys/finish?now=true"} {
+		status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+uri)
+		if status != http.StatusInternalServerError || strings.Contains(body, `"committed"`) {
+			t.Errorf("POST %s on a store that takes no write: %d %s, want 500", uri, status, body)
+		}
 	}
 }

@@ -129,6 +129,50 @@ func TestUnknownQueryParameter(t *testing.T) {
 	}
 }
 
+// TestUserActionsArePostOnly: the state-changing user operations take
+// POST only; another method (a GET from a link, a prefetch, a cross-site
+// <img>) changes nothing and is a 405. POST disable deactivates and
+// enable activates.
+func TestUserActionsArePostOnly(t *testing.T) {
+	srv, db := apiServer(t)
+	u := putUser(t, db, &store.User{Email: "ada@example.com", IdP: "entra", ExternalID: "oid-ada", Active: true})
+	active := func() bool {
+		t.Helper()
+		d, err := (&account.Service{Store: db}).User(context.Background(), u.ID, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.User.Active
+	}
+	for _, action := range []string{"disable", "sessions/revoke", "enable"} {
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete} {
+			if code, body := apiGet(t, srv, m, "/sso/users/"+u.ID+"/"+action); code != http.StatusMethodNotAllowed {
+				t.Errorf("%s %s -> %d %s, want 405", m, action, code, body)
+			}
+		}
+	}
+	if !active() {
+		t.Fatal("a request other than POST deactivated the user")
+	}
+	if audit, err := (&account.Service{Store: db}).Audit(context.Background(), store.AuditQuery{}); err != nil || len(audit.Events) != 0 {
+		t.Errorf("refused requests audited %+v, %v", audit, err)
+	}
+	for _, c := range []struct {
+		action string
+		active bool
+	}{{"disable", false}, {"enable", true}} {
+		if code, body := apiGet(t, srv, http.MethodPost, "/sso/users/"+u.ID+"/"+c.action); code != http.StatusOK {
+			t.Fatalf("POST %s -> %d %s", c.action, code, body)
+		}
+		if active() != c.active {
+			t.Errorf("after POST %s the user is active=%v", c.action, !c.active)
+		}
+	}
+	if code, body := apiGet(t, srv, http.MethodPost, "/sso/users/"+u.ID+"/sessions/revoke"); code != http.StatusOK {
+		t.Errorf("POST sessions/revoke -> %d %s", code, body)
+	}
+}
+
 // TestLimitRange: a limit above a page's 1000 asks for 1000, whether it
 // parses or not (99999999999999999999 was "must be a positive number"
 // while 5000 got 1000), and the refusal of the others says the range.

@@ -24,6 +24,9 @@ func TestBearerTokenIsRequired(t *testing.T) {
 		{"no header", ""},
 		{"empty bearer", "Bearer "},
 		{"basic scheme", "Basic ZW50cmE6c2VjcmV0"},
+		{"right token, Basic scheme", "Basic " + entraToken},
+		{"right token, Token scheme", "Token " + entraToken},
+		{"right token, scheme with a suffix", "Bearer2 " + entraToken},
 		{"token without scheme", entraToken},
 		{"wrong token", "Bearer wrong-token-wrong-token-wrong"},
 		{"prefix of the token", "Bearer " + entraToken[:len(entraToken)-1]},
@@ -188,6 +191,40 @@ func TestMuxChoosesTheIdPByToken(t *testing.T) {
 	if g := e.user("{{okta}}").Groups; len(g) != 0 {
 		t.Errorf("okta's user joined entra's group: %v", g)
 	}
+	// Entra's token cannot see, change, delete or find Okta's group,
+	// whose members are the groups header of Okta's users.
+	e.token = oktaToken
+	e.vars["og"] = e.must(201, "POST", "/Groups", `{"displayName":"okta-admins","members":[{"value":"{{okta}}"}]}`).body["id"].(string)
+	e.token = entraToken
+	for _, rq := range []struct{ method, path, body string }{
+		{"GET", "/Groups/{{og}}", ""},
+		{"PATCH", "/Groups/{{og}}", patchBody(`{"op":"replace","path":"displayName","value":"pwned"}`)},
+		{"PUT", "/Groups/{{og}}", `{"displayName":"pwned"}`},
+		{"DELETE", "/Groups/{{og}}", ""},
+	} {
+		r := e.do(rq.method, rq.path, rq.body)
+		if r.status != http.StatusNotFound {
+			t.Errorf("%s of okta's group with entra's token: status %d, want 404: %s", rq.method, r.status, r.raw)
+			continue
+		}
+		scimError(t, r, http.StatusNotFound, "")
+	}
+	for _, f := range []string{`id eq "{{og}}"`, `members.value eq "{{okta}}"`, `members[value eq "{{okta}}"]`, `displayName eq "okta-admins"`} {
+		if n := total(t, e.must(200, "GET", "/Groups?filter="+q(e.expand(f)), "")); n != 0 {
+			t.Errorf("entra's filter %s found okta's group", e.expand(f))
+		}
+	}
+	if r := e.must(200, "GET", "/Groups", ""); total(t, r) != 1 || at(r.body, "Resources", 0, "id") != e.vars["g"] {
+		t.Errorf("entra's group listing: %s", r.raw)
+	}
+	e.token = oktaToken
+	if r := e.must(200, "GET", "/Groups/{{og}}", ""); r.body["displayName"] != "okta-admins" || at(r.body, "members", 0, "value") != e.vars["okta"] {
+		t.Errorf("okta's group changed through entra's token: %s", r.raw)
+	}
+	if g := e.user("{{okta}}").Groups; len(g) != 1 || g[0] != "okta-admins" {
+		t.Errorf("okta's user's groups: %v", g)
+	}
+	e.token = entraToken
 	// A userName is unique across the store, so reusing Okta's is a 409.
 	scimError(t, e.do("POST", "/Users", `{"userName":"O@X.IO","active":true}`), 409, "uniqueness")
 	// No token, or a third one: refused.

@@ -61,6 +61,8 @@ func TestDateTimeFilterRefusesOtherValues(t *testing.T) {
 		`userName eq "ada" and meta.lastModified gt "2025-06-01"`,
 		`userName eq "ada" and meta.created lt 20250601`,
 		`userName eq "ada" and meta.created sw "2025"`,
+		`userName eq "ada" and meta.created sw "2025-06-01T09:00:00Z"`, // an instant has no prefix
+		`userName eq "ada" and meta.lastModified co "2025-06-01T09:00:00Z"`,
 		`userName eq "ada" and META.LASTMODIFIED ge "2025-06-01 09:00:00Z"`,
 	} {
 		scimError(t, e.do("GET", "/Users?filter="+url.QueryEscape(f), ""), 400, "invalidFilter")

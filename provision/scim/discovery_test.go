@@ -53,6 +53,7 @@ func TestProtocolErrors(t *testing.T) {
 	}{
 		{"unknown resource", "GET", "/Widgets", "", "", 404, ""},
 		{"too deep", "GET", "/Users/{{id}}/extra", "", "", 404, ""},
+		{"base path is a whole segment", "GET", "Users", "", "", 404, ""}, // /scim/v2Users
 		{"bulk", "POST", "/Bulk", "{}", "", 501, ""},
 		{"method on collection", "DELETE", "/Users", "", "", 405, ""},
 		{"method on resource", "POST", "/Users/{{id}}", "{}", "", 405, ""},

@@ -1,9 +1,15 @@
 package scim_test
 
 import (
+	"context"
+	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddy-sso/caddy-sso/provision/scim"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // filterFixture creates three users and returns the env; their IDs are
@@ -66,6 +72,11 @@ func TestUserFilters(t *testing.T) {
 		{`userName eq "carol" and not (name.givenName eq "Carol")`, ""},
 		{`userName eq "carol" and name.givenName pr`, "carol"},
 		{`userName eq "alice@x.io" and name.givenName pr`, ""},
+		{`userName eq "alice@x.io" and name.givenName ne null`, ""},
+		{`userName eq "carol" and name.givenName ne null`, "carol"},
+		{`userName eq "carol" and name.givenName eq null`, ""},
+		{`userName eq "alice@x.io" and name.givenName eq null`, "alice@x.io"},
+		{`userName eq "carol" and externalId eq "E-CAROL"`, ""}, // caseExact, re-checked as the index does
 		// Filters no index serves would scan every user: refused.
 		{`active eq true`, "!"},
 		{`userName co "a"`, "!"},
@@ -82,6 +93,9 @@ func TestUserFilters(t *testing.T) {
 		{`userName eq "a" and`, "!"},
 		{`(userName eq "a"`, "!"},
 		{`emails[type eq "work".value eq "a"`, "!"},
+		{`userName eq "carol" and emails[type eq "work"].value`, "!"},
+		{`userName eq "alice@x.io" junk`, "!"},
+		{`userName eq "alice@x.io")`, "!"},
 		{strings.Repeat("(", 100) + `userName eq "a"` + strings.Repeat(")", 100), "!"},
 	}
 	for _, tt := range tests {
@@ -151,6 +165,36 @@ func TestListPagingAndProjection(t *testing.T) {
 	res := at(r.body, "Resources", 0).(map[string]any)
 	if res["emails"] != nil || res["groups"] != nil || res["id"] == nil || res["userName"] != "carol" {
 		t.Errorf("excludedAttributes: %s", r.raw)
+	}
+}
+
+// TestCountCappedAtMaxResults: a count above MaxResults (the
+// ServiceProviderConfig's filter.maxResults) answers MaxResults, so that
+// one request cannot render the whole directory in one read transaction
+// (the store does not cap a page itself).
+func TestCountCappedAtMaxResults(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	err := e.db.Update(context.Background(), func(tx store.Tx) error {
+		for i := range scim.MaxResults + 5 {
+			u := &store.User{IdP: "entra", UserName: fmt.Sprintf("u%04d@example.com", i), Source: store.SourceSCIM,
+				Active: true, Created: t0, Updated: t0}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, count := range []string{"1001", "5000"} {
+		r := e.must(http.StatusOK, "GET", "/Users?attributes=userName&count="+count, "")
+		if n := total(t, r); n != scim.MaxResults+5 {
+			t.Errorf("count=%s: totalResults %d, want %d", count, n, scim.MaxResults+5)
+		}
+		if got := len(r.body["Resources"].([]any)); got != scim.MaxResults || r.body["itemsPerPage"] != float64(scim.MaxResults) {
+			t.Errorf("count=%s: %d resources (itemsPerPage %v), want MaxResults=%d", count, got, r.body["itemsPerPage"], scim.MaxResults)
+		}
 	}
 }
 

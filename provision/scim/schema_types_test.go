@@ -70,6 +70,10 @@ func TestSchemaTypesNormalizedAndUnknownKept(t *testing.T) {
 	if got := at(r.body, urnEnterprise, "manager", "value"); got != "boss-id" {
 		t.Errorf("manager %v", got)
 	}
+	// An extension sent as null holds nothing, and read-only attributes
+	// are ignored (RFC 7643 2.2), whatever they hold: neither is a wrong
+	// type.
+	e.must(201, "POST", "/Users", `{"userName":"bea","`+urnEnterprise+`":null,"id":7,"meta":"yesterday","groups":"admins"}`)
 	r = e.must(200, "PATCH", "/Users/{{u}}", patchBody(`{"op":"add","path":"roles","value":"auditor"},{"op":"add","path":"entitlements","value":["a", {"value":"b"}]}`))
 	if got, _ := json.Marshal(r.body["roles"]); string(got) != `[{"value":"admin"},{"value":"auditor"}]` {
 		t.Errorf("PATCH add roles \"auditor\": roles %s", got)
