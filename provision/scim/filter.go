@@ -309,12 +309,32 @@ func (p *parser) comparison(depth int) (expr, error) {
 	default:
 		return nil, invalidFilter("expected a value at position %d", v.pos)
 	}
-	if leaf := p.rt.lookup(path.urn, path.attr).sub(path.sub); leaf != nil && leaf.Type == "dateTime" {
+	leaf := p.rt.lookup(path.urn, path.attr).sub(path.sub)
+	if leaf != nil && leaf.Type == "dateTime" {
 		if err := checkDateTime(path, op, value, v.pos); err != nil {
 			return nil, err
 		}
 	}
+	if err := checkUnordered(path, op, value, leaf); err != nil {
+		return nil, err
+	}
 	return &cmpExpr{path: path, op: op, value: value}, nil
+}
+
+// checkUnordered refuses gt, ge, lt and le on a boolean or binary, which
+// RFC 7644 (section 3.4.2.2) says fail with invalidFilter: they have no
+// order, and an answer of "nothing matches" would pass for a real one.
+func checkUnordered(path fpath, op string, value any, leaf *attr) error {
+	switch op {
+	case "gt", "ge", "lt", "le":
+	default:
+		return nil
+	}
+	_, isBool := value.(bool)
+	if isBool || leaf != nil && (leaf.Type == "boolean" || leaf.Type == "binary") {
+		return invalidFilter("%s: %s compares ordered values; a boolean or binary has no order (use eq or ne)", path, op)
+	}
+	return nil
 }
 
 // checkDateTime refuses a comparison of a dateTime attribute that could

@@ -96,6 +96,11 @@ func TestUserFilters(t *testing.T) {
 		{`userName eq "carol" and emails[type eq "work"].value`, "!"},
 		{`userName eq "alice@x.io" junk`, "!"},
 		{`userName eq "alice@x.io")`, "!"},
+		// A boolean has no order (RFC 7644 3.4.2.2): invalidFilter, not
+		// an empty answer.
+		{`userName eq "alice@x.io" and active gt true`, "!"},
+		{`userName eq "alice@x.io" and active le false`, "!"},
+		{`userName eq "alice@x.io" and name.givenName lt true`, "!"},
 		{strings.Repeat("(", 100) + `userName eq "a"` + strings.Repeat(")", 100), "!"},
 	}
 	for _, tt := range tests {
