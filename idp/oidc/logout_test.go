@@ -162,6 +162,7 @@ func TestBackChannelLogoutRefusals(t *testing.T) {
 		{"iat in the future", func(t *oidctest.Token) { t.Claims["iat"] = now.Add(2 * time.Minute).Unix() }, oidc.CodeLogoutTokenIssuedAt},
 		{"iat too old", func(t *oidctest.Token) { t.Claims["iat"] = now.Add(-2 * time.Minute).Unix() }, oidc.CodeLogoutTokenIssuedAt},
 		{"expired", func(t *oidctest.Token) { t.Claims["exp"] = now.Add(-2 * time.Minute).Unix() }, oidc.CodeLogoutTokenExpired},
+		{"exp not a number", func(t *oidctest.Token) { t.Claims["exp"] = "later" }, oidc.CodeLogoutTokenExpired},
 		{"no events", func(t *oidctest.Token) { delete(t.Claims, "events") }, oidc.CodeLogoutTokenEvent},
 		{"another event", func(t *oidctest.Token) {
 			t.Claims["events"] = map[string]any{"http://schemas.openid.net/event/other": map[string]any{}}
@@ -171,6 +172,9 @@ func TestBackChannelLogoutRefusals(t *testing.T) {
 		}, oidc.CodeLogoutTokenEvent},
 		{"a nonce (an ID token)", func(t *oidctest.Token) { t.Claims["nonce"] = "n" }, oidc.CodeLogoutTokenNonce},
 		{"neither sub nor sid", func(t *oidctest.Token) { delete(t.Claims, "sub"); delete(t.Claims, "sid") }, oidc.CodeLogoutTokenSubject},
+		// Over 512 bytes (maxLogoutID): sub and sid become store keys.
+		{"sub too long", func(t *oidctest.Token) { t.Claims["sub"] = strings.Repeat("s", 513) }, oidc.CodeLogoutTokenSubject},
+		{"sid too long", func(t *oidctest.Token) { t.Claims["sid"] = strings.Repeat("s", 513) }, oidc.CodeLogoutTokenSubject},
 		{"no jti", func(t *oidctest.Token) { delete(t.Claims, "jti") }, oidc.CodeLogoutTokenJTI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,6 +161,11 @@ func TestMetadataSources(t *testing.T) {
 		{name: "no entityID", cfg: func(c *Config) {
 			c.MetadataXML = []byte(strings.Replace(string(good), `entityID="`+entityID+`"`, ``, 1))
 		}, wantErr: "metadata has no entityID"},
+		// The SP's own metadata pasted where the IdP's belongs.
+		{name: "no IDPSSODescriptor", cfg: func(c *Config) {
+			c.MetadataXML = []byte(`<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp.example.com">` +
+				`<SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></EntityDescriptor>`)
+		}, wantErr: "metadata has no IDPSSODescriptor"},
 		{name: "no signing certificate", cfg: func(c *Config) {
 			c.MetadataXML = []byte(strings.ReplaceAll(string(good), `use="signing"`, `use="encryption"`))
 		}, wantErr: "no signing certificate"},
@@ -360,4 +366,30 @@ func TestMetadataValidUntil(t *testing.T) {
 			}
 		})
 	}
+	// validUntil is the metadata's expiration time (saml-metadata
+	// §2.3.2): sign-in trusts it until then, not at it.
+	t.Run("at the validUntil instant", func(t *testing.T) {
+		var clock atomic.Pointer[time.Time]
+		clock.Store(&now)
+		p, err := New(Config{Name: "x", MetadataXML: []byte(entity(later, none)), SPKeys: []KeyPair{testKeys()[0]},
+			Now: func() time.Time { return *clock.Load() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		for _, tc := range []struct {
+			at      time.Time
+			expired bool
+		}{
+			{later.Add(-time.Nanosecond), false},
+			{later, true},
+			{later.Add(time.Second), true},
+		} {
+			clock.Store(&tc.at)
+			_, err := p.signInMetadata(context.Background())
+			if tc.expired != (codeOf(err) == idp.CodeMisconfigured) || !tc.expired && err != nil {
+				t.Errorf("at validUntil%+v: signInMetadata = %v, want expired %v", tc.at.Sub(later), err, tc.expired)
+			}
+		}
+	})
 }
