@@ -219,3 +219,44 @@ func TestStaleExpiryEntrySparesLiveID(t *testing.T) {
 		t.Error("a live single-use ID was pruned through a stale expiry entry, and taken again")
 	}
 }
+
+// TestDamagedSessionIndexes: a session index entry that does not lead to
+// its own record (damage Check reports) must neither stop the sweep, which
+// would then fail at it for good and leave every expired session in place,
+// nor hand a back-channel logout for one subject another's session.
+func TestDamagedSessionIndexes(t *testing.T) {
+	db := openTest(t)
+	now := time.Now()
+	putUser(t, db, &store.User{ID: "ada", Email: "ada@example.com", Active: true})
+	update(t, db, func(tx store.Tx) error {
+		return tx.PutSession(&store.Session{Hash: "h-ada", UserID: "ada", IdP: "okta", Created: now,
+			Expires: now.Add(time.Hour), LastSeen: now, Logout: store.LogoutInfo{Subject: "sub-ada"}})
+	})
+	orphan := timeKey(encTime(now.Add(-time.Minute)), "h-gone")
+	must(t, db.bdb.Update(func(btx *bolt.Tx) error {
+		if err := btx.Bucket(bucketSessionExpiry).Put(orphan, []byte{}); err != nil {
+			return err
+		}
+		// Eve's subject index entry naming Ada's session.
+		k := pair("okta", string(pair("sub-eve", "h-ada")))
+		return btx.Bucket(bucketSessionSubjects).Put(k, []byte{})
+	}))
+
+	update(t, db, func(tx store.Tx) error {
+		gone, err := tx.DeleteExpiredSessions(now, 0, 10)
+		if err != nil || len(gone) != 0 {
+			t.Errorf("DeleteExpiredSessions past an orphaned expiry entry = %v, %v; want none, nil", gone, err)
+		}
+		return nil
+	})
+	view(t, db, func(stx store.Tx) error {
+		if stx.(*tx).bucket(bucketSessionExpiry).Get(orphan) != nil {
+			t.Error("the sweep left the orphaned expiry entry, to stop at it again")
+		}
+		got, err := stx.SessionsBySubject("okta", "sub-eve")
+		if err != nil || len(got) != 0 {
+			t.Errorf("SessionsBySubject(okta, sub-eve) = %d sessions, %v; want none (the entry names Ada's)", len(got), err)
+		}
+		return nil
+	})
+}

@@ -85,3 +85,24 @@ func TestAuditRefusesUnstorableText(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSecretRefusesUnstorableName: a secret name PostgreSQL cannot store
+// (NUL, not UTF-8) is refused as ErrInvalidValue before it reaches the
+// server, whose error would abort the caller's whole transaction.
+func TestSecretRefusesUnstorableName(t *testing.T) {
+	db := openTest(t)
+	for _, name := range []string{"key\x00a", "key\xffa"} {
+		err := db.Update(context.Background(), func(stx store.Tx) error {
+			if _, err := stx.Secret(name, 16); !errors.Is(err, store.ErrInvalidValue) {
+				t.Errorf("Secret(%q) = %v, want ErrInvalidValue", name, err)
+			}
+			if _, err := stx.LoadOrStoreSecret(name, nil); !errors.Is(err, store.ErrInvalidValue) {
+				t.Errorf("LoadOrStoreSecret(%q) = %v, want ErrInvalidValue", name, err)
+			}
+			return stx.PutUser(&store.User{Email: fmt.Sprintf("u%x@x.io", name[len(name)-2]), Active: true})
+		})
+		if err != nil {
+			t.Errorf("Update after a refused Secret(%q) = %v, want its commit", name, err)
+		}
+	}
+}
