@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +23,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/keys"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestKeysEndpoints: POST /sso/keys/rotate rotates the keys only= names
@@ -364,20 +362,7 @@ func TestKeysStreamError(t *testing.T) {
 // transaction fails (here a store opened read-only; a full disk in life)
 // changed nothing, and says so with an error status, not a 200 stream.
 func TestKeysRotationThatCannotCommitIsAnErrorStatus(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sso.db")
-	rw, err := bolt.Open(path, bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealedSessions(t, rw, 1)
-	if err := rw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := readOnlyStore(t, func(rw store.Store) { sealedSessions(t, rw, 1) })
 	srv, _ := keysServer(t, db, session.ResealOptions{})
 	for _, uri := range []string{"keys/rotate", "keys/finish?now=true"} {
 		status, body := apiGet(t, srv, http.MethodPost, adminapi.Prefix+uri)

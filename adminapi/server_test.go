@@ -242,13 +242,16 @@ func TestBackupAudited(t *testing.T) {
 // TestBackupServedWhenAuditFails: a store that takes no write (here one
 // opened read-only; a full disk in life) still gives its backup, which is
 // when one is needed most, and the log records it at ERROR.
-func TestBackupServedWhenAuditFails(t *testing.T) {
+// readOnlyStore is a bbolt store that seed wrote, opened again read-only:
+// one that takes no write, so each operation's commit fails.
+func readOnlyStore(t *testing.T, seed func(rw store.Store)) store.Store {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "sso.db")
 	rw, err := bolt.Open(path, bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	putUser(t, rw, &store.User{Email: "a@example.com", Active: true})
+	seed(rw)
 	if err := rw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +260,11 @@ func TestBackupServedWhenAuditFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestBackupServedWhenAuditFails(t *testing.T) {
+	db := readOnlyStore(t, func(rw store.Store) { putUser(t, rw, &store.User{Email: "a@example.com", Active: true}) })
 	core, logs := observer.New(zapcore.InfoLevel)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := adminapi.Handler{Accounts: &account.Service{Store: db}, Logger: zap.New(core),
