@@ -567,7 +567,8 @@ type Report struct {
 // target unless opt.Force (ErrNotEmpty), which replaces what the target
 // holds (see ImportOptions.Force): then from is first copied into a
 // scratch bbolt store (rehearse), so that a source no store takes fails
-// with the target as it was, and a target that is the source under
+// with the target as it was (but for the same-store check's single-use ID,
+// which expires within a minute), and a target that is the source under
 // another name (two connection strings for one database) is refused
 // (ErrSameStore). Stop the instances that use either store first: writes
 // made during the copy are not in it.
