@@ -49,11 +49,11 @@ func init() {
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // "sso", the line a second option is reported at
 	if existing != nil {
 		return nil, d.Err("sso: the global option may appear only once")
 	}
 	app := new(App)
-	d.Next() // "sso"
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
