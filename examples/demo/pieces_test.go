@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
+)
+
+// TestCheckPortsAdminLoopback: the admin endpoint, which can rewrite the
+// running config, is refused anywhere but a loopback IP, before anything
+// starts; and a port given to two flags is named with both flags.
+func TestCheckPortsAdminLoopback(t *testing.T) {
+	for _, admin := range []string{"0.0.0.0:2019", "192.0.2.1:2019", "localhost:2019", ":2019", "127.0.0.1"} {
+		err := config{admin: admin}.checkPorts()
+		if err == nil || !strings.Contains(err.Error(), "-admin") || !strings.Contains(err.Error(), "must be a loopback IP address") {
+			t.Errorf("-admin %s: %v, want it refused as not loopback", admin, err)
+		}
+	}
+	p := testport.For(t)
+	cfg := config{oidcPort: p, samlPort: p, admin: "127.0.0.1:0"}
+	if err := cfg.checkPorts(); err == nil || err.Error() != fmt.Sprintf("port %d is given twice (-port and -saml-port)", p) {
+		t.Errorf("a port given twice: %v", err)
+	}
+}
+
+// TestAppPageShowsIdentityHeaders: the demo app shows the X-Forwarded-*
+// headers it received, sorted, and nothing else of the request (no
+// cookie, no other header), greets the person by first name and names
+// the IdP; values are escaped.
+func TestAppPageShowsIdentityHeaders(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-Forwarded-Groups", "admins,demo-users")
+	r.Header.Set("X-Forwarded-Email", "alice@example.com")
+	r.Header.Set("X-Forwarded-First-Name", "<Alice>")
+	r.Header.Set("X-Forwarded-Idp", "demo")
+	r.Header.Set("Cookie", "caddy_sso=secret-session")
+	r.Header.Set("Authorization", "Bearer secret-token")
+	w := httptest.NewRecorder()
+	serveApp(w, r)
+	page := w.Body.String()
+	if ct := w.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	for _, want := range []string{`<span id="name">&lt;Alice&gt;</span>`, `<code id="idp">demo</code>`,
+		"<td><code>X-Forwarded-Email</code></td><td>alice@example.com</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q:\n%s", want, page)
+		}
+	}
+	order := []string{"X-Forwarded-Email", "X-Forwarded-First-Name", "X-Forwarded-Groups", "X-Forwarded-Idp"}
+	last := -1
+	for _, h := range order {
+		i := strings.Index(page, "<code>"+h+"</code>")
+		if i < last {
+			t.Errorf("headers not sorted: %s before its predecessor", h)
+		}
+		last = i
+	}
+	for _, not := range []string{"secret-session", "secret-token", "Cookie", "Authorization"} {
+		if strings.Contains(page, not) {
+			t.Errorf("the page shows %q, which is not an identity header", not)
+		}
+	}
+}
+
+// TestLoginHintAndBanner: each IdP's login page lists its users with their
+// passwords (the user name), and the banner names a user once, on the
+// first line of their note, its lines at most 60 bytes.
+func TestLoginHintAndBanner(t *testing.T) {
+	if got, want := hint(samlUsers), "Demo users (user name / password): bob / bob, alice / alice."; got != want {
+		t.Errorf("hint %q, want %q", got, want)
+	}
+	note := samlUsers[1].note
+	lines := wrap(note, 60)
+	if len(lines) < 2 || strings.Join(lines, " ") != note {
+		t.Fatalf("wrap(%q) = %q", note, lines)
+	}
+	for _, l := range lines {
+		if len(l) > 60 {
+			t.Errorf("line of %d bytes: %q", len(l), l)
+		}
+	}
+	d := &demo{cfg: config{admin: "127.0.0.1:2019", dataDir: "/tmp/demo"}, caddyfile: "{\n}\n"}
+	d.idp, d.samlIdP = newIdPsForBanner(t)
+	banner := d.banner()
+	if n := strings.Count(banner, "alice / alice"); n != 2 { // once per site
+		t.Errorf("alice named %d times, want 2:\n%s", n, banner)
+	}
+	if strings.Contains(banner, "--address") || !strings.Contains(banner, "curl localhost:2019/sso/users") {
+		t.Errorf("with the default admin address the banner's commands take no --address, and curl uses localhost:\n%s", banner)
+	}
+}
+
+// newIdPsForBanner makes the two demo IdPs, not served: the banner reads
+// their addresses only.
+func newIdPsForBanner(t *testing.T) (*oidctest.Server, *samltest.Server) {
+	t.Helper()
+	op, err := oidctest.NewServer("http://127.0.0.1:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := samltest.NewServer("http://localhost:9082")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op, sp
+}

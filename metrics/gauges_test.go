@@ -1,0 +1,108 @@
+package metrics_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-sso/caddy-sso/idp/saml"
+	"github.com/caddy-sso/caddy-sso/metrics"
+)
+
+// fakeSAML is a SAML provider as the gauges read it (*saml.Provider's
+// MetadataHealth).
+type fakeSAML saml.MetadataHealth
+
+func (f fakeSAML) MetadataHealth() saml.MetadataHealth { return saml.MetadataHealth(f) }
+
+// gauges gathers reg's gauges by name and label values, joined by /.
+func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetGauge() == nil {
+				continue
+			}
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			out[key] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// TestActiveSessionsGauge: the gauge reads 0 before the app has started
+// (a scrape between Provision and Start must not fail), then the size of
+// the session cache it was given, at each scrape.
+func TestActiveSessionsGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	if got := gauges(t, reg); got["caddy_sso_active_sessions"] != 0 || len(got) != 1 {
+		t.Errorf("before SetCacheSize: gauges %v, want caddy_sso_active_sessions 0 alone", got)
+	}
+	n := 3
+	m.SetCacheSize(func() int { return n })
+	if got := gauges(t, reg)["caddy_sso_active_sessions"]; got != 3 {
+		t.Errorf("caddy_sso_active_sessions = %v, want 3", got)
+	}
+	n = 5 // read at the scrape, not at SetCacheSize
+	if got := gauges(t, reg)["caddy_sso_active_sessions"]; got != 5 {
+		t.Errorf("caddy_sso_active_sessions = %v, want 5", got)
+	}
+}
+
+// TestSAMLMetadataGauges: each SAML IdP watched gets one series per time
+// it knows, as Unix seconds, under its name; a time it does not know (no
+// validUntil in the metadata, metadata not loaded yet) has no series,
+// rather than a 1 Jan 0001 an alert on "expires within 7 days" would fire
+// on; and a provider of another protocol is not watched, so a scrape does
+// not fail on it.
+func TestSAMLMetadataGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	loaded := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	certs := loaded.AddDate(2, 0, 0)
+	m.WatchSAML("okta", fakeSAML{Loaded: loaded, CertificateExpiry: certs}) // no validUntil
+	m.WatchSAML("entra", fakeSAML{})                                        // not loaded yet
+	m.WatchSAML("google", struct{}{})                                       // an OpenID Connect provider
+	got := gauges(t, reg)
+	want := map[string]float64{
+		"caddy_sso_active_sessions":                                    0,
+		"caddy_sso_saml_metadata_loaded_timestamp_seconds/okta":        float64(loaded.Unix()),
+		"caddy_sso_saml_idp_certificate_expiry_timestamp_seconds/okta": float64(certs.Unix()),
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("gauges %v, want only %v", got, want)
+	}
+}
+
+// TestNewReusesRegisteredCollectors: the app and each handler of a config
+// call New with the config's one registry; the counters they move are the
+// same series, all of them scraped.
+func TestNewReusesRegisteredCollectors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	first, second := metrics.New(reg), metrics.New(reg)
+	first.Login("entra", "oidc", "success", "")
+	second.Login("entra", "oidc", "success", "")
+	second.Provisioned("entra", "create", "")
+	got := counters(t, reg)
+	if n := got["caddy_sso_logins_total/entra/oidc//success"]; n != 2 {
+		t.Errorf("logins_total{result=success} = %v, want 2 (both Metrics count into the registered counter)", n)
+	}
+	if n := got["caddy_sso_jit_total/create/entra/"]; n != 1 {
+		t.Errorf("jit_total{action=create} = %v, want 1", n)
+	}
+}
