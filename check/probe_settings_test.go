@@ -1,17 +1,9 @@
 package check_test
 
 import (
-	"bytes"
-	"context"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-
-	"github.com/caddy-sso/caddy-sso/check"
 )
 
 // TestCheckNamesUnsetSAMLSetting: every SAML setting the probe reads is
@@ -32,19 +24,7 @@ func TestCheckNamesUnsetSAMLSetting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cf := "{\n\tsso {\n\t\tidp corp saml {\n\t\t\t" + tc.settings + "\n\t\t}\n\t}\n}\nhttps://app.example.com {\n\tsso corp\n\trespond app\n}\n"
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
-			if err != nil {
-				t.Fatalf("adapt: %v", err)
-			}
-			r, err := check.Run(context.Background(), cfg, &http.Client{Timeout: time.Second}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b bytes.Buffer
-			if err := r.Print(&b); err != nil {
-				t.Fatal(err)
-			}
-			out := b.String()
+			r, out := checkAdapted(t, cf)
 			if !strings.Contains(out, "✗ "+tc.want) || !strings.Contains(out, tc.hint) || r.OK {
 				t.Errorf("want the error %q saying %q (OK %v):\n%s", tc.want, tc.hint, r.OK, out)
 			}

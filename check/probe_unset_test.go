@@ -1,16 +1,8 @@
 package check_test
 
 import (
-	"bytes"
-	"context"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-
-	"github.com/caddy-sso/caddy-sso/check"
 )
 
 // A setting the probe reads with a placeholder that is empty here is named,
@@ -32,19 +24,7 @@ func TestCheckNamesUnsetPlaceholder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cf := "{\n\tsso {\n\t\t" + tc.idp + "\n\t}\n}\n" + site
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
-			if err != nil {
-				t.Fatalf("adapt: %v", err)
-			}
-			r, err := check.Run(context.Background(), cfg, &http.Client{Timeout: time.Second}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b bytes.Buffer
-			if err := r.Print(&b); err != nil {
-				t.Fatal(err)
-			}
-			out := b.String()
+			r, out := checkAdapted(t, cf)
 			if !strings.Contains(out, tc.want) || !strings.Contains(out, "this command's environment") || r.OK {
 				t.Errorf("check does not name the unset placeholder (want %q, OK %v):\n%s", tc.want, r.OK, out)
 			}

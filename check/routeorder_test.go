@@ -17,16 +17,27 @@ import (
 // them.
 func checkOkta(t *testing.T, globals, sites string) *check.Report {
 	t.Helper()
-	cf := "{\n" + globals + "\tsso {\n\t\tidp okta oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id abc\n\t\t}\n\t}\n}\n" + sites
+	r, _ := checkAdapted(t, "{\n"+globals+"\tsso {\n\t\tidp okta oidc {\n\t\t\tissuer http://127.0.0.1:1\n\t\t\tclient_id abc\n\t\t}\n\t}\n}\n"+sites)
+	return r
+}
+
+// checkAdapted adapts cf, runs the check on it (probes time out after a
+// second) and returns the report and what it prints.
+func checkAdapted(t *testing.T, cf string) (*check.Report, string) {
+	t.Helper()
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("adapt: %v", err)
 	}
 	r, err := check.Run(context.Background(), cfg, &http.Client{Timeout: time.Second}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	var b strings.Builder
+	if err := r.Print(&b); err != nil {
+		t.Fatal(err)
+	}
+	return r, b.String()
 }
 
 // problemsOf is checkOkta's configuration-wide findings.

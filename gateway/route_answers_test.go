@@ -397,12 +397,7 @@ func TestLoginEndpoint(t *testing.T) {
 			r = idp.WithOrigin(r, dutyOrigin().Site)
 			w := httptest.NewRecorder()
 			err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil)
-			status := w.Code
-			if pe, ok := AsPageError(err); ok {
-				status = pe.Status
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			status := answerStatus(t, w, err)
 			begunAt, reauth := "", false
 			for _, p := range []*requestProvider{work, corp} {
 				if len(p.begun) > 0 {
@@ -670,12 +665,7 @@ func TestCallbackAnswers(t *testing.T) {
 			r = idp.WithOrigin(r, dutyOrigin().Site)
 			w := httptest.NewRecorder()
 			err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil)
-			status := w.Code
-			if pe, ok := AsPageError(err); ok {
-				status = pe.Status
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			status := answerStatus(t, w, err)
 			h := w.Header()
 			if status != tc.status || h.Get("Location") != tc.location {
 				t.Errorf("answer %d (%v), Location %q; want %d, %q", status, err, h.Get("Location"), tc.status, tc.location)
@@ -725,4 +715,17 @@ func decodeJSON(t *testing.T, w *httptest.ResponseRecorder) map[string]string {
 		t.Fatalf("body %q: %v", w.Body, err)
 	}
 	return m
+}
+
+// answerStatus is the status a person sees for an endpoint's answer: the
+// page error's when it returned one (the caller writes the page), else
+// what it wrote.
+func answerStatus(t *testing.T, w *httptest.ResponseRecorder, err error) int {
+	t.Helper()
+	if pe, ok := AsPageError(err); ok {
+		return pe.Status
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return w.Code
 }

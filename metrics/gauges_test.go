@@ -16,29 +16,6 @@ type fakeSAML saml.MetadataHealth
 
 func (f fakeSAML) MetadataHealth() saml.MetadataHealth { return saml.MetadataHealth(f) }
 
-// gauges gathers reg's gauges by name and label values, joined by /.
-func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]float64)
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			if m.GetGauge() == nil {
-				continue
-			}
-			key := f.GetName()
-			for _, l := range m.GetLabel() {
-				key += "/" + l.GetValue()
-			}
-			out[key] = m.GetGauge().GetValue()
-		}
-	}
-	return out
-}
-
 // TestActiveSessionsGauge: the gauge reads 0 before the app has started
 // (a scrape between Provision and Start must not fail), then the size of
 // the session cache it was given, at each scrape.

@@ -66,6 +66,19 @@ func TestSignIn(t *testing.T) {
 // name order), joined by /.
 func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
+	return gathered(t, reg, false)
+}
+
+// gauges gathers reg's gauges the same way.
+func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	return gathered(t, reg, true)
+}
+
+// gathered maps the value of each gauge (or counter) sample to its
+// family's name and label values, joined by /.
+func gathered(t *testing.T, reg *prometheus.Registry, gauge bool) map[string]float64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -73,14 +86,20 @@ func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	out := make(map[string]float64)
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
-			if m.GetCounter() == nil {
+			var v float64
+			switch {
+			case gauge && m.GetGauge() != nil:
+				v = m.GetGauge().GetValue()
+			case !gauge && m.GetCounter() != nil:
+				v = m.GetCounter().GetValue()
+			default:
 				continue
 			}
 			key := f.GetName()
 			for _, l := range m.GetLabel() {
 				key += "/" + l.GetValue()
 			}
-			out[key] = m.GetCounter().GetValue()
+			out[key] = v
 		}
 	}
 	return out
@@ -122,11 +141,29 @@ func TestEndpointBucketsReachIdPTimeout(t *testing.T) {
 	m := metrics.New(reg)
 	m.Endpoint("oidc/okta/callback", 4*time.Second)
 	m.Endpoint("oidc/okta/callback", 9900*time.Millisecond)
+	checkEndpointBuckets(t, reg, map[float64]uint64{2.5: 0, 5: 1, idp.DefaultHTTPTimeout.Seconds(): 2})
+}
+
+// TestEndpointBucketsResolveFastEndpoints: the endpoints that do not call
+// the IdP (sign-in start, metadata, whoami) answer in well under a
+// millisecond; the histogram tells 0.3 ms from 0.8 ms, so that a slowdown
+// there (a store that got slow) shows before it reaches a millisecond.
+func TestEndpointBucketsResolveFastEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.Endpoint("login", 300*time.Microsecond)
+	m.Endpoint("login", 800*time.Microsecond)
+	checkEndpointBuckets(t, reg, map[float64]uint64{.0005: 1, .001: 2})
+}
+
+// checkEndpointBuckets checks the endpoint histogram's cumulative counts
+// at the upper bounds want names, and that each of those bounds exists.
+func checkEndpointBuckets(t *testing.T, reg *prometheus.Registry, want map[float64]uint64) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[float64]uint64{2.5: 0, 5: 1, idp.DefaultHTTPTimeout.Seconds(): 2}
 	for _, mf := range mfs {
 		if mf.GetName() != "caddy_sso_endpoint_duration_seconds" {
 			continue
