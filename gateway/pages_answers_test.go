@@ -142,7 +142,7 @@ func TestUserPlaceholders(t *testing.T) {
 // TestPageHeaders: a framed page may be framed by any page, every other
 // by none; the form may post to the given origins (reduced to their
 // origin, lower case) and to nothing that is not http(s); the referrer
-// stays on this site.
+// stays on this site; no cache keeps a page.
 func TestPageHeaders(t *testing.T) {
 	w := httptest.NewRecorder()
 	pg := logoutPage("/.sso/", "/")
@@ -156,6 +156,11 @@ func TestPageHeaders(t *testing.T) {
 	}
 	if got := w.Header().Get("Referrer-Policy"); got != "same-origin" {
 		t.Errorf("Referrer-Policy %q, want same-origin (the sign-out POST needs its Origin)", got)
+	}
+	// A page says who is signed in and holds a sign-out form: no cache
+	// (a shared one, the back button after signing out) may keep it.
+	if got := w.Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", got)
 	}
 
 	w = httptest.NewRecorder()
@@ -213,5 +218,32 @@ func TestPageLinksStayOnSite(t *testing.T) {
 	}
 	if href := chooserPage("/.sso/", []string{"okta"}, "/a?b=c").Links[0].Href; href != "/.sso/login?idp=okta&return_to=%2Fa%3Fb%3Dc" {
 		t.Errorf("chooser: %s", href)
+	}
+}
+
+// TestMissingAttributesPageSaysWhatWasSent: the missing_attributes page
+// is what an operator reads to fix the IdP's claim mapping, so it lists
+// the attributes the IdP must send and each one it did send (an empty one
+// said so), or that it sent none.
+func TestMissingAttributesPageSaysWhatWasSent(t *testing.T) {
+	for _, tc := range []struct {
+		received []PageAttribute
+		want     []string
+	}{
+		{[]PageAttribute{{Name: "sub"}, {Name: "email", Empty: true}}, []string{"<li><code>sub</code></li>", "<li><code>email</code> (sent empty)</li>"}},
+		{nil, []string{"<p>No attributes.</p>"}},
+	} {
+		pg := SamplePage(PageMissingAttributes)
+		pg.Received = tc.received
+		w := httptest.NewRecorder()
+		if err := (*Pages)(nil).Write(w, pg); err != nil {
+			t.Fatal(err)
+		}
+		body := w.Body.String()
+		for _, want := range append(tc.want, "<h2>What it sent</h2>", "<li><code>email</code>: one of <code>email</code>, <code>upn</code></li>") {
+			if !strings.Contains(body, want) {
+				t.Errorf("received %v: the page lacks %q:\n%s", tc.received, want, body)
+			}
+		}
 	}
 }

@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -87,4 +90,129 @@ func TestStreamEndsAtItsSessionsEnd(t *testing.T) {
 	}()
 	<-opened
 	endsWithin(t, ended, 5*time.Second)
+}
+
+// TestStreamInputKeepsItsSession: what the browser sends on a stream (keys
+// typed into a web terminal) is a use of its session, as a request is, so
+// a WebSocket in use does not sign its user out at the idle timeout. Both
+// ways a WebSocket reaches the app count: the request body (HTTP/2 and
+// HTTP/3) and the hijacked connection (HTTP/1.1).
+func TestStreamInputKeepsItsSession(t *testing.T) {
+	// Touches are written at most once a second: typing stalled by more
+	// than two seconds on a loaded machine would still end the session.
+	const idle, typing, every = 3 * time.Second, 5 * time.Second, 100 * time.Millisecond
+	for _, hijack := range []bool{false, true} {
+		name := map[bool]string{false: "request body", true: "hijacked connection"}[hijack]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			m := session.New(db, session.Config{CacheTTL: time.Hour, IdleTimeout: idle}, nil, nil)
+			run := &gateway.Runtime{Store: db, Sessions: m, Streams: gateway.NewStreams(m)}
+			rt := &gateway.Route{IdPs: []*gateway.IdP{{Name: "okta"}}, Logger: zap.NewNop()}
+			u := &store.User{Email: "ada@example.com", Active: true, Source: store.SourceJIT}
+			if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+				t.Fatal(err)
+			}
+			token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := m.Resolve(ctx, token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The app reads what the browser types until it stops.
+			app := upstreamFunc(func(w http.ResponseWriter, r *http.Request) error {
+				var in io.Reader = r.Body
+				if hijack {
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err != nil {
+						return err
+					}
+					defer conn.Close()
+					in = conn
+				}
+				_, err := io.Copy(io.Discard, in)
+				return err
+			})
+			var keys io.WriteCloser
+			served := make(chan error, 1)
+			if hijack {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					served <- rt.ServeSignedIn(w, r, app, run, id)
+				}))
+				t.Cleanup(srv.Close)
+				conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.WriteString(conn, "GET /term HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				keys = conn
+			} else {
+				pr, pw := io.Pipe()
+				r := httptest.NewRequest(http.MethodConnect, "/term", pr) // extended CONNECT
+				go func() { served <- rt.ServeSignedIn(httptest.NewRecorder(), r, app, run, id) }()
+				keys = pw
+			}
+			for end := time.Now().Add(typing); time.Now().Before(end); time.Sleep(every) {
+				if _, err := keys.Write([]byte("k")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = keys.Close()
+			if err := <-served; err != nil {
+				t.Errorf("serving the stream: %v", err)
+			}
+			if _, err := m.Resolve(ctx, token); err != nil {
+				t.Errorf("after %v of typing on a stream (idle timeout %v), the session: %v", typing, idle, err)
+			}
+		})
+	}
+}
+
+// TestEventStreamKnownByItsAnswerInAnyCase: a media type is
+// case-insensitive (RFC 9110 8.3.1), so an app that answers
+// Text/Event-Stream has its stream tracked, and ended with its session,
+// as one that answers text/event-stream.
+func TestEventStreamKnownByItsAnswerInAnyCase(t *testing.T) {
+	for _, ct := range []string{"TEXT/EVENT-STREAM", "Text/Event-Stream;charset=utf-8"} {
+		t.Run(ct, func(t *testing.T) {
+			w := newStreamWorld(t, time.Hour)
+			wrote, started := make(chan error, 1), make(chan struct{})
+			r := httptest.NewRequest(http.MethodGet, "/events", nil)
+			r.Header.Set("Accept", "*/*") // fetch: it does not say it wants a stream
+			go func() {
+				_ = w.rt.ServeSignedIn(httptest.NewRecorder(), r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
+					rw.Header().Set("Content-Type", ct)
+					close(started)
+					for {
+						if _, err := rw.Write([]byte("data: tick\n\n")); err != nil {
+							wrote <- err
+							return nil
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}), w.run, w.id)
+			}()
+			<-started
+			if _, err := w.run.Sessions.RevokeHash(context.Background(), w.id.SessionHash, store.EventSessionRevoked); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-wrote:
+				if !errors.Is(err, gateway.ErrStreamEnded) {
+					t.Errorf("the app's write failed with %v, want ErrStreamEnded", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the app could still write 5s after the session ended")
+			}
+		})
+	}
 }
