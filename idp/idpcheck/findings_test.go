@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 )
@@ -243,4 +244,80 @@ func TestSAMLMetadataWithoutSSO(t *testing.T) {
 	if len(problems(fs)) == 0 {
 		t.Errorf("no problem reported: %+v", fs)
 	}
+}
+
+// TestOIDCDiscoveryFindings: each check of the discovery document and the
+// JWKS answers with its own line, and a problem's line names its fix: an
+// IdP listing S256 is OK (not the info line for an IdP that lists no
+// methods); a plain issuer mismatch, a multi-tenant issuer whose document
+// lacks the template, and a single-tenant issuer whose document names the
+// template each say what to set; missing endpoints, an algorithm the IdP
+// does not sign with, an unreadable JWKS and a JWKS without a fitting key
+// are errors; an issuer sign-in would not even ask is one.
+func TestOIDCDiscoveryFindings(t *testing.T) {
+	ecKeys := keys(jwk(t, true, "ES256", "sig"))
+	for _, tc := range []struct {
+		name        string
+		doc, issuer string // issuer: the path configured after the server's URL
+		jwks        any
+		algorithms  []string
+		level       string
+		want        []string
+	}{
+		{"S256 listed", oktaDoc, "/oauth2/default", nil, nil, OK, []string{"PKCE S256 supported"}},
+		{"issuer matches", oktaDoc, "/oauth2/default", nil, nil, OK, []string{"issuer matches: SRV/oauth2/default"}},
+		{"signing keys", oktaDoc, "/oauth2/default", nil, nil, OK, []string{"JWKS: 1 signing key(s) at SRV/oauth2/default/v1/keys"}},
+		{"issuer mismatch", strings.Replace(entraDoc, `"issuer":"BASE/v2.0"`, `"issuer":"https://login.example/other"`, 1), "/v2.0", nil, nil,
+			Error, []string{`issuer mismatch: the IdP's discovery document says "https://login.example/other"`, "set issuer https://login.example/other in the idp block"}},
+		{"multi-tenant without template", entraDoc, "/organizations/v2.0", nil, nil,
+			Error, []string{"issuer mismatch", "multi-tenant endpoint must name the template"}},
+		{"template for one tenant", strings.Replace(entraDoc, `"issuer":"BASE/v2.0"`, `"issuer":"BASE/{tenantid}/v2.0"`, 1), "/v2.0", nil, nil,
+			Error, []string{"names Microsoft Entra's multi-tenant issuer template", "use SRV/organizations/v2.0 or SRV/common/v2.0"}},
+		{"no token endpoint", strings.Replace(entraDoc, `"token_endpoint":"BASE/oauth2/v2.0/token",`, "", 1), "/v2.0", nil, nil,
+			Error, []string{"discovery document: ", "until the IdP's discovery document is corrected"}},
+		{"algorithm not offered", entraDoc, "/v2.0", nil, []string{"ES256"},
+			Error, []string{"no accepted ID-token algorithm", "set algorithms in the idp block"}},
+		{"JWKS unreadable", entraDoc, "/v2.0", "not a key set", nil,
+			Error, []string{"JWKS SRV/discovery/v2.0/keys", "fetching JWKS"}},
+		{"no key for the algorithms", keycloakDoc, "/realms/corp", ecKeys, []string{"RS256"},
+			Error, []string{"holds no key for an accepted ID-token algorithm (RS256)", "so no ID token verifies"}},
+		{"issuer with a query", entraDoc, "/v2.0?x=1", nil, nil, Error, []string{"issuer: ", "an issuer has no query"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jwks := tc.jwks
+			if jwks == nil {
+				jwks = entraKeys(t)
+			}
+			srv := serveIdP(t, tc.doc, jwks, nil)
+			fs := OIDC(context.Background(), srv.Client(), oidc.Config{Name: "x", Issuer: srv.URL + tc.issuer, ClientID: "app", ClientSecret: "s", Algorithms: tc.algorithms})
+			want := make([]string, len(tc.want))
+			for i, w := range tc.want {
+				want[i] = strings.ReplaceAll(w, "SRV", srv.URL)
+			}
+			has(t, fs, tc.level, want...)
+			if tc.level == OK {
+				if p := problems(fs); len(p) > 0 {
+					t.Errorf("problems: %q", p)
+				}
+				for _, f := range fs {
+					if strings.Contains(f.Message, "does not advertise PKCE") {
+						t.Errorf("an IdP listing S256 drew %s: %s", f.Level, f.Message)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestOIDCUntrustedCertificate: an IdP whose TLS certificate this host
+// does not trust (an internal CA) is worded with the fix sign-in's log
+// gives for it (idp.UntrustedCertificateFix), not only Go's x509 error.
+func TestOIDCUntrustedCertificate(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "never reached", http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	// The default client: httptest's CA is not among the system's.
+	fs := OIDC(context.Background(), &http.Client{}, oidc.Config{Name: "x", Issuer: srv.URL + "/v2.0", ClientID: "app", ClientSecret: "s"})
+	has(t, fs, Error, "discovery document "+srv.URL+"/v2.0/.well-known/openid-configuration unreachable: "+idp.UntrustedCertificateFix)
 }

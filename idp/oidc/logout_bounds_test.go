@@ -1,6 +1,7 @@
 package oidc_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -156,6 +157,23 @@ func TestFrontChannelLogoutBounds(t *testing.T) {
 	}
 	if n := len(e.ended.list()); n != 2 {
 		t.Errorf("ended %d times, want 2: %v", n, e.ended.list())
+	}
+}
+
+// TestFrontChannelLogoutStoreFailure: a front-channel logout whose
+// sessions the store could not end is logout_failed, as on the back
+// channel: an outage here, not a request refused as malformed or forged,
+// and the IdP's next logout of that sid ends them.
+func TestFrontChannelLogoutStoreFailure(t *testing.T) {
+	e := newEnv(t)
+	e.ended.mu.Lock()
+	e.ended.fail = errors.New("store unavailable")
+	e.ended.mu.Unlock()
+	w := httptest.NewRecorder()
+	err := e.p.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, e.rp.URL+"/frontchannel-logout?sid=sid-1", nil), e.rp.URL+"/", oidc.FrontChannelLogoutEndpoint)
+	var le *idp.LoginError
+	if !errors.As(err, &le) || le.Code != oidc.CodeLogoutFailed || !le.Logout || w.Body.Len() != 0 {
+		t.Fatalf("store failing: %v (wrote %d bytes), want a logout error %s", err, w.Body.Len(), oidc.CodeLogoutFailed)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,69 @@ func TestBeginFlowCookie(t *testing.T) {
 	cookies := rec.Result().Cookies()
 	if len(cookies) != 1 || cookies[0].SameSite != http.SameSiteNoneMode || !cookies[0].Secure || !cookies[0].HttpOnly {
 		t.Fatalf("flow cookies %+v, want one SameSite=None; Secure; HttpOnly", cookies)
+	}
+}
+
+// TestBeginUsesTheBindingOffered: an IdP whose metadata lists its
+// SingleSignOnService under one binding only gets the AuthnRequest by
+// that binding, whatever request_binding says: a POST-only IdP a form
+// posting to its location (not a redirect to an empty location), a
+// Redirect-only IdP a redirect.
+func TestBeginUsesTheBindingOffered(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		binding string // request_binding
+		offered string // the one SingleSignOnService binding the metadata keeps
+	}{
+		{"redirect configured, IdP offers POST only", "", saml.HTTPPostBinding},
+		{"POST configured, IdP offers redirect only", BindingPost, saml.HTTPRedirectBinding},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			resp, err := http.Get(h.idp.MetadataURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := etree.NewDocument()
+			_, err = doc.ReadFrom(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := 0
+			for _, sso := range doc.FindElements("//SingleSignOnService") {
+				if sso.SelectAttrValue("Binding", "") != tc.offered {
+					sso.Parent().RemoveChild(sso)
+				} else {
+					kept++
+				}
+			}
+			if kept != 1 {
+				t.Fatalf("the IdP's metadata lists %d SingleSignOnService of %s, want 1", kept, tc.offered)
+			}
+			if h.cfg.MetadataXML, err = doc.WriteToBytes(); err != nil {
+				t.Fatal(err)
+			}
+			h.cfg.MetadataURL, h.cfg.RequestBinding = "", tc.binding
+			old := h.p
+			h.p = h.newProvider() // closed by the harness
+			old.Close()
+
+			rec := httptest.NewRecorder()
+			if err := h.p.Begin(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/login", nil), h.base, idp.SignInRequest{ReturnTo: "/app"}); err != nil {
+				t.Fatal(err)
+			}
+			sso := h.idp.SSOURL()
+			switch tc.offered {
+			case saml.HTTPPostBinding:
+				if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(body, `action="`+sso+`"`) || !strings.Contains(body, `name="SAMLRequest"`) {
+					t.Errorf("Begin answered %d %q, want a form posting the SAMLRequest to %s", rec.Code, body, sso)
+				}
+			default:
+				if loc := rec.Header().Get("Location"); rec.Code != http.StatusFound || !strings.HasPrefix(loc, sso+"?SAMLRequest=") {
+					t.Errorf("Begin answered %d to %q, want a redirect to %s", rec.Code, loc, sso)
+				}
+			}
+		})
 	}
 }
