@@ -204,10 +204,24 @@ func TestDemoPortBusy(t *testing.T) {
 // client secret written into it; HTTP/2 and HTTP/3 skipped on its
 // plain-HTTP sites) nor from the check of its IdPs at start, or they
 // learn that WARN lines are noise.
+//
+// One WARN is not the demo's: the store's "a store write held the write
+// lock long" (docs/operations.md), logged when a write held bbolt's lock
+// 100 ms or more. At start that is the machine's disk or load (on a busy
+// test host a 3-page commit's fdatasync took 107 ms), not the demo's
+// configuration, and it is an operator's signal that the demo must not
+// hide: its Caddyfile is the one newcomers copy. So that line is allowed
+// (and logged here); any other line above INFO still fails.
 func TestDemoStartLogHasNoWarn(t *testing.T) {
 	d := startDemo(t)
 	var warns []string
 	checked := map[any]bool{}
+	slow := map[string]bool{}
+	defer func() {
+		for line := range slow {
+			t.Logf("allowed, the disk's or the load's, not the demo's: %s", line)
+		}
+	}()
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		f, err := os.Open(d.logPath)
 		if err != nil {
@@ -224,6 +238,10 @@ func TestDemoStartLogHasNoWarn(t *testing.T) {
 				checked[e["idp"]] = true
 			}
 			if e["level"] != "info" && e["level"] != "debug" {
+				if isSlowStoreWrite(e) {
+					slow[sc.Text()] = true
+					continue
+				}
 				warns = append(warns, sc.Text())
 			}
 		}
@@ -236,6 +254,13 @@ func TestDemoStartLogHasNoWarn(t *testing.T) {
 		}
 	}
 	t.Fatalf("the log says no \"identity provider checked\" for both IdPs within 15s (%v); lines above INFO so far: %v", checked, warns)
+}
+
+// isSlowStoreWrite reports whether the log entry e is the store's WARN
+// that a write held its lock long, which TestDemoStartLogHasNoWarn
+// allows; only that WARN, from the store's logger, and nothing above it.
+func isSlowStoreWrite(e map[string]any) bool {
+	return e["level"] == "warn" && e["logger"] == "sso.store" && e["msg"] == "a store write held the write lock long"
 }
 
 // TestDemoDataDirInUse: a second demo on other ports but the same -data
