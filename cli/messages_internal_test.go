@@ -321,3 +321,41 @@ func TestResealProgressOnce(t *testing.T) {
 		t.Errorf("printed %d lines, want 2 (the first and the end once):\n%s", got, w.String())
 	}
 }
+
+// TestAuditTableEscapesType: the audit table neutralises terminal escapes
+// in an event's type, as in its other columns: a restored backup or a
+// damaged store can hold any text there.
+func TestAuditTableEscapesType(t *testing.T) {
+	var buf bytes.Buffer
+	table := &auditTable{w: &buf}
+	if err := table.print([]store.Event{{Seq: 1, Time: time.Unix(0, 0), Type: "user.created\x1b[2J\x1b]0;owned\a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(buf.String(), "\x1b\a") {
+		t.Errorf("the audit table printed a terminal escape from an event's type: %q", buf.String())
+	}
+}
+
+// TestOperatorLineEdges: lines an operator reads on edges no command test
+// reaches. A time never set reads "-", not the year 1; sessions whose
+// tokens no key opens are counted, since they are left as they were; an
+// address naming a range of ports is refused as the admin address; a JSON
+// answer from something that is not the sso admin API is quoted at most
+// 200 bytes.
+func TestOperatorLineEdges(t *testing.T) {
+	if got := localTime(time.Time{}); got != "-" {
+		t.Errorf("localTime of a zero time = %q, want -", got)
+	}
+	var w bytes.Buffer
+	printKeysReport(&w, &keys.Report{Rotated: []keys.Kind{"tokens"}, Tokens: &session.ResealStats{Unopenable: 3}})
+	if !strings.Contains(w.String(), "3 session(s) hold tokens neither key opens") {
+		t.Errorf("keys report without the unopenable sessions:\n%s", w.String())
+	}
+	if _, err := newAdminEndpoint("127.0.0.1:2019-2021", time.Second); err == nil || !strings.Contains(err.Error(), "a range of ports") {
+		t.Errorf("an admin address with a range of ports: %v", err)
+	}
+	long := &notAdminError{addr: "127.0.0.1:2019", json: true, answer: &apiStatusError{status: 403, msg: strings.Repeat("x", 1000)}}
+	if msg := long.Error(); strings.Count(msg, "x") != 200 || !strings.Contains(msg, "x…") {
+		t.Errorf("a long JSON answer is quoted with %d bytes of it: %s", strings.Count(msg, "x"), msg)
+	}
+}
