@@ -1,0 +1,196 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/provision"
+)
+
+// provisionedApp provisions the sso app of a JSON config the way Caddy
+// does, without a running Caddy (Provision touches neither the store nor
+// the network).
+func provisionedApp(t *testing.T, idps string) (*App, error) {
+	t.Helper()
+	a := new(App)
+	raw := `{"store":{"path":` + strings.ReplaceAll(`"`+filepath.Join(t.TempDir(), "sso.db")+`"`, `\`, `\\`) + `},"idps":` + idps + `}`
+	if err := json.Unmarshal([]byte(raw), a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return a, a.Provision(ctx)
+}
+
+// oidcJSON is an OIDC IdP of a JSON config, its oidc object and itself
+// completed by the extra fields given.
+func oidcJSON(name, oidcExtra, idpExtra string) string {
+	return fmt.Sprintf(`{"name":%q,"protocol":"oidc","oidc":{"issuer":"https://idp.example.com","client_id":"app"%s}%s}`, name, oidcExtra, idpExtra)
+}
+
+// The admin endpoint answers a request with no running sso app with 503
+// "the sso app is not running" and the mark header: `caddy sso` tells a
+// stopped gateway (right --address) from a wrong address by that header.
+func TestAdminAnswersNotRunningWithItsMark(t *testing.T) {
+	if caddy.ActiveContext().Context != nil {
+		t.Skip("a Caddy config is running in this process")
+	}
+	rec := httptest.NewRecorder()
+	err := new(adminAPI).serve(rec, httptest.NewRequest(http.MethodGet, adminapi.Prefix+"users", nil))
+	var apiErr caddy.APIError
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusServiceUnavailable || apiErr.Message != "the sso app is not running" {
+		t.Errorf("serve without an sso app = %#v, want a 503 \"the sso app is not running\"", err)
+	}
+	if rec.Header().Get(adminapi.MarkHeader) != "1" {
+		t.Errorf("the answer lacks %s: %v", adminapi.MarkHeader, rec.Header())
+	}
+}
+
+// An sso_scim handler in a JSON config without the sso app names the fix,
+// not Caddy's "app module sso: not configured" (the Caddyfile refuses the
+// same config at adapt).
+func TestSCIMWithoutSSOAppNamesTheFix(t *testing.T) {
+	s := &SCIMHandler{IdPs: []SCIMIdP{{Name: "entra", Token: "{env.SCIM_TOKEN}"}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := s.Provision(ctx)
+	if err == nil || err.Error() != "sso_scim: the sso app is not configured: define idp entra in the global sso option" {
+		t.Errorf("Provision = %v", err)
+	}
+}
+
+// An error about a token names it by its placeholder only when the token
+// is one placeholder and nothing else; a token of two placeholders may be
+// partly a secret written in the config, so it is not repeated.
+func TestSCIMTokenNamedOnlyWhenOnePlaceholder(t *testing.T) {
+	for token, want := range map[string]string{
+		"{env.SCIM_TOKEN}":            "{env.SCIM_TOKEN}",
+		"{file./run/scim}":            "{file./run/scim}",
+		"{env.A}{env.B}":              "(written in the config)",
+		"prefix-{env.SCIM_TOKEN}":     "(written in the config)",
+		"{env.SCIM_TOKEN}-suffix":     "(written in the config)",
+		"a-literal-token-of-32-chars": "(written in the config)",
+	} {
+		if got := placeholderOnly(token); got != want {
+			t.Errorf("placeholderOnly(%q) = %q, want %q", token, got, want)
+		}
+	}
+}
+
+// A route names each IdP once in its endpoints (`caddy sso check` lists
+// the callback URLs to register by them), whatever the repeats in sso a a b.
+func TestEndpointsNameEachIdPOnce(t *testing.T) {
+	_, idps := (&Handler{IdP: "a", IdPs: []string{"a", "b", "a"}}).Endpoints(nil)
+	if !slices.Equal(idps, []string{"a", "b"}) {
+		t.Errorf("Endpoints = %v, want [a b]", idps)
+	}
+}
+
+// A JSON route's default_idp must be one of its IdPs, and every IdP it
+// names (default_idp too) must be defined in the sso app.
+func TestRouteIdPsRefusals(t *testing.T) {
+	h := &Handler{IdPs: []string{"a"}, DefaultIdP: "b"}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), `default_idp "b" is not one of this route's IdPs`) {
+		t.Errorf("Validate of default_idp outside the route = %v", err)
+	}
+	a := &App{IdPs: []*IdPConfig{{Name: "a", Protocol: "oidc"}}}
+	for _, h := range []*Handler{{IdP: "nope"}, {IdPs: []string{"a", "nope"}}, {IdPs: []string{"a"}, DefaultIdP: "nope"}} {
+		if _, err := a.routeIdPs(h); err == nil || !strings.Contains(err.Error(), `no identity provider named "nope" in the global sso option (defined: a)`) {
+			t.Errorf("routeIdPs(%+v) = %v", h, err)
+		}
+	}
+}
+
+// A JSON sp_cert needs both files: one left empty is refused at validate
+// with the setting named (not as a file that cannot be read at start).
+func TestSPCertNeedsBothFiles(t *testing.T) {
+	for _, sc := range []SPCertConfig{{Key: "sp.key"}, {Cert: "sp.crt"}} {
+		c := &SAMLConfig{Metadata: "<EntityDescriptor/>", SPCerts: []SPCertConfig{sc}}
+		if err := c.check(false); err == nil || err.Error() != "sp_cert needs a certificate file and a key file" {
+			t.Errorf("check(%+v) = %v", sc, err)
+		}
+	}
+}
+
+// update import (and force) reach the sign-in rules; an unknown mode is
+// refused in a JSON config as in a Caddyfile.
+func TestUpdateModeReachesTheRules(t *testing.T) {
+	for mode, want := range map[string]provision.UpdateMode{"import": provision.UpdateImport, "force": provision.UpdateForce} {
+		r, err := (&IdPConfig{Name: "a", Update: mode}).rules()
+		if err != nil || r.Update != want {
+			t.Errorf("rules() with update %s = %v, %v; want %v", mode, r.Update, err, want)
+		}
+	}
+	c := &IdPConfig{Name: "a", Protocol: "oidc", Update: "sometimes", OIDC: &OIDCConfig{Issuer: "https://idp.example.com", ClientID: "app"}}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `unknown update mode "sometimes"`) {
+		t.Errorf("validate of update sometimes = %v", err)
+	}
+}
+
+// Provision of JSON configs: what each IdP's settings become.
+func TestProvisionedIdPSettings(t *testing.T) {
+	t.Run("tenant_id unset", func(t *testing.T) {
+		// An unset tenant_id placeholder would admit every tenant: the
+		// config fails, naming it, even with the client secret resolved.
+		t.Setenv("CADDY_SSO_TEST_SECRET", "a-secret")
+		t.Setenv("CADDY_SSO_TEST_TENANT", "")
+		_, err := provisionedApp(t, "["+oidcJSON("entra", `,"client_secret":"{env.CADDY_SSO_TEST_SECRET}","tenant_id":"{env.CADDY_SSO_TEST_TENANT}"`, "")+"]")
+		if err == nil || !strings.Contains(err.Error(), "sso idp entra: tenant_id {env.CADDY_SSO_TEST_TENANT} is empty: is the variable set") {
+			t.Errorf("Provision = %v", err)
+		}
+	})
+	t.Run("offline_access in scopes", func(t *testing.T) {
+		// The scope asks for a refresh token as offline_access does: the
+		// IdP keeps it (and Start warns when no route passes tokens).
+		a, err := provisionedApp(t, "["+oidcJSON("o", `,"scopes":["openid","email","offline_access"]`, "")+","+oidcJSON("p", `,"scopes":["openid","email"]`, "")+"]")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.idps["o"].OfflineAccess || a.idps["p"].OfflineAccess {
+			t.Errorf("OfflineAccess: with the scope %v, without %v", a.idps["o"].OfflineAccess, a.idps["p"].OfflineAccess)
+		}
+	})
+	t.Run("scim managed", func(t *testing.T) {
+		// Only an IdP marked scim is SCIM-managed (the account service then
+		// keeps its users' deletions to SCIM).
+		a, err := provisionedApp(t, "["+oidcJSON("s", "", `,"scim":true`)+","+oidcJSON("p", "", "")+"]")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Accounts().SCIMManaged("s") || a.Accounts().SCIMManaged("p") || a.Accounts().SCIMManaged("nope") {
+			t.Errorf("SCIMManaged: s %v, p %v, nope %v", a.Accounts().SCIMManaged("s"), a.Accounts().SCIMManaged("p"), a.Accounts().SCIMManaged("nope"))
+		}
+	})
+}
+
+// An sso handler that Caddy reaches only through handle_errors of a
+// host-matched route is guarded by that route's host matcher too: its
+// host-derived URLs are vouched for as those of the same handler in the
+// server's routes are (docs/security.md, "Host-derived URLs").
+func TestHostMatchersOfHandleErrors(t *testing.T) {
+	target := new(Handler)
+	host := caddyhttp.MatchHost{"app.example.com"}
+	guarded := caddyhttp.RouteList{{MatcherSets: caddyhttp.MatcherSets{{host}}, Handlers: []caddyhttp.MiddlewareHandler{target}}}
+	for name, srv := range map[string]*caddyhttp.Server{
+		"routes":        {Routes: guarded},
+		"handle_errors": {Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{new(Handler)}}}, Errors: &caddyhttp.HTTPErrorConfig{Routes: guarded}},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+		if sets := routeHostMatchers(r, target); len(sets) != 1 || len(sets[0]) != 1 || !slices.Equal(sets[0][0], host) {
+			t.Errorf("%s: host matchers %v, want [[%v]]", name, sets, host)
+		}
+	}
+}
