@@ -1,6 +1,8 @@
 package oidc_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -205,5 +207,36 @@ func TestBackChannelLogoutBodyCapped(t *testing.T) {
 	// The refusal is RFC 6749 5.2's JSON error, labelled as JSON.
 	if ct := h.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+}
+
+// TestLogoutEndpointsWithoutSessions: a provider started without the
+// means to end sessions (idp.Runtime.Sessions unset) serves neither logout
+// endpoint: both answer idp.ErrNoEndpoint, which the gateway turns into a
+// 404, and a front-channel logout naming a sid is not taken as done (nor
+// does it reach a SessionEnder that is not there).
+func TestLogoutEndpointsWithoutSessions(t *testing.T) {
+	e := newEnv(t)
+	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := oidc.New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background(), idp.Runtime{Flows: flows}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{oidc.FrontChannelLogoutEndpoint, oidc.BackChannelLogoutEndpoint} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, e.rp.URL+"/"+name+"?sid=sid-1", nil)
+		if name == oidc.BackChannelLogoutEndpoint {
+			r = httptest.NewRequest(http.MethodPost, e.rp.URL+"/"+name, strings.NewReader(url.Values{"logout_token": {"x.y.z"}}.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		if err := p.ServeEndpoint(w, r, e.rp.URL+"/", name); !errors.Is(err, idp.ErrNoEndpoint) || w.Body.Len() != 0 {
+			t.Errorf("%s: %v (wrote %d bytes), want idp.ErrNoEndpoint and nothing written", name, err, w.Body.Len())
+		}
 	}
 }
