@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,4 +111,26 @@ func newIdPsForBanner(t *testing.T) (*oidctest.Server, *samltest.Server) {
 		t.Fatal(err)
 	}
 	return op, sp
+}
+
+// TestWrap: the banner's notes are filled greedily: words go on one line
+// while it stays within the width, a line breaks only where the next word
+// would overflow it, and a word longer than the width gets a line of its
+// own rather than being cut.
+func TestWrap(t *testing.T) {
+	for _, tc := range []struct {
+		text  string
+		width int
+		want  []string
+	}{
+		{"a b c", 80, []string{"a b c"}},
+		{"aaa bbb ccc", 7, []string{"aaa bbb", "ccc"}},
+		{"aaa bbb ccc", 6, []string{"aaa", "bbb", "ccc"}},
+		{"  spaced   out  ", 80, []string{"spaced out"}},
+		{"a verylongword b", 4, []string{"a", "verylongword", "b"}},
+	} {
+		if got := wrap(tc.text, tc.width); !slices.Equal(got, tc.want) {
+			t.Errorf("wrap(%q, %d) = %q, want %q", tc.text, tc.width, got, tc.want)
+		}
+	}
 }
