@@ -189,8 +189,9 @@ func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, o
 // route must treat the request as signed out: the IdP revoked the grant
 // (the session has ended), or the session holds no valid access token
 // (signed in before the route passed tokens, or expired without a refresh
-// token), so that a new sign-in brings fresh tokens. A route that passes
-// no tokens sets nothing.
+// token), so that a new sign-in brings fresh tokens; a 502 *Error when
+// the IdP could not renew an expired token; and the store's error as it
+// is. A route that passes no tokens sets nothing.
 func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
 	t := rt.tokens
 	if t == nil {
@@ -202,11 +203,13 @@ func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id
 	case errors.Is(err, session.ErrNoUpstreamToken):
 		rt.Logger.Debug("no valid access token for this route: signing in again", zap.String("idp", id.IdP), zap.String("user_id", id.UserID))
 		return session.ErrNoSession
-	case errors.Is(err, session.ErrNoSession):
-		return err
-	default:
+	case errors.Is(err, session.ErrRefreshFailed):
 		// The access token has expired and the IdP could not renew it.
 		return httpError(http.StatusBadGateway, err)
+	default:
+		// The store failed reading the tokens: the caller answers 503, as
+		// for any session it cannot read, not the IdP's 502.
+		return err
 	}
 	if t.access != "" {
 		hd[t.access] = tok.Access

@@ -20,6 +20,13 @@ import (
 // person in again.
 var ErrNoUpstreamToken = errors.New("session: no valid access token")
 
+// ErrRefreshFailed is UpstreamTokens' answer when the session's access
+// token has expired and the identity provider could not renew it (the
+// cause wrapped): a gateway answers 502, the IdP's failure. Any other
+// error of UpstreamTokens is the store's, which a gateway answers as every
+// store failure (503, try again), not as the IdP's.
+var ErrRefreshFailed = errors.New("session: refreshing tokens")
+
 // ReasonGrantRevoked is the audit reason (session.revoked) of a session
 // ended because the IdP refused to refresh its tokens (idp.ErrGrantRevoked).
 const ReasonGrantRevoked = "grant_revoked"
@@ -163,8 +170,9 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // alive): its tokens are then the session's. Meanwhile the session's
 // other requests are passed its access token while it is valid; a ctx
 // that ends first ends the wait with its error, the session kept.
-// ErrNoUpstreamToken means there is no valid access token to pass; any
-// other error, that the IdP could not renew an expired token.
+// ErrNoUpstreamToken means there is no valid access token to pass;
+// ErrRefreshFailed, that the IdP could not renew an expired token; any
+// other error, that the store failed.
 func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*UpstreamTokens, error) {
 	if u, ok, err := id.upstream.Load().cached(m.now().UnixNano(), margin); ok {
 		if err != nil {
@@ -376,7 +384,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 		// The request gave up before the verdict: the session is not
 		// ended on a guess. The next request after the tokens held
 		// meanwhile (if any) asks again.
-		return nil, fmt.Errorf("session: refreshing tokens: the identity provider refused the refresh token, and the request ended while waiting for another instance's refresh (%v): %w", cause, req.Err())
+		return nil, fmt.Errorf("%w: the identity provider refused the refresh token, and the request ended while waiting for another instance's refresh (%v): %w", ErrRefreshFailed, cause, req.Err())
 	case err == nil && rotated(again, base):
 		if u := newUpstream(again); u.expiry == 0 || now < u.expiry {
 			m.dropUnsaved(h)
@@ -403,7 +411,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 	}
 	// Expired: requests fail until the next attempt is due (which also
 	// stores unsaved tokens, Manager.unsaved keeping them meanwhile).
-	err = fmt.Errorf("session: refreshing tokens: %w", cause)
+	err = fmt.Errorf("%w: %w", ErrRefreshFailed, cause)
 	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry), unsaved: pending})
 	return nil, err
 }
