@@ -190,8 +190,11 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if aud == "" {
 		aud = iss
 	}
-	// A token never outlives the session's absolute lifetime.
-	ttl := min(s.ttl, id.Expires.Sub(at))
+	// A token never outlives the session's absolute lifetime. exp is
+	// whole seconds, rounded down, and the keyring reads the clock a
+	// moment after at (a key read between): bounded by the end's whole
+	// second, that moment cannot carry exp past the end.
+	ttl := min(s.ttl, id.Expires.Truncate(time.Second).Sub(at))
 	if ttl <= 0 {
 		ttl = time.Second
 	}
