@@ -159,6 +159,7 @@ func parseStore(s setting) (*StoreConfig, error) {
 	if c.Backend == backend.Bolt {
 		c.Path = s.args[1]
 		if s.d.NextBlock(1) {
+			s.d.Prev() // the "{", on the store line
 			return nil, s.d.Errf("%s: takes no block", block)
 		}
 		return c, nil
