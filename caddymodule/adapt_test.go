@@ -78,10 +78,7 @@ const (
 // TestCaddyfileErrors checks that bad configs fail at adaptation with the
 // directive, the line and a message that says what is expected.
 func TestCaddyfileErrors(t *testing.T) {
-	tests := []struct {
-		name, caddyfile string
-		want            []string
-	}{
+	testAdaptErrors(t, []adaptErrorCase{
 		{"unknown setting", "{\n\tsso {\n\t\tstorage x\n\t}\n}\n", []string{"Caddyfile:3", `unknown setting "storage"`}},
 		{"bad store", "{\n\tsso {\n\t\tstore sqlite /x\n\t}\n}\n", []string{"Caddyfile:3", "store bolt <path>"}},
 		{"bad duration", "{\n\tsso {\n\t\tsession {\n\t\t\tlifetime soon\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", "lifetime", "not a positive duration"}},
@@ -253,20 +250,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"scim relative base_path", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_path scim/v2\n\t}\n}\n", []string{"Caddyfile:13", `base_path "scim/v2" must start with /`}},
 		{"scim bad base_url", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_url scim.example.com/scim\n\t}\n}\n", []string{"Caddyfile:13", "base_url", "not an absolute http(s) URL"}},
 		{"scim bad body size", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tmax_body_size lots\n\t}\n}\n", []string{"Caddyfile:13", `sso_scim: max_body_size "lots" is not a size`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.caddyfile), map[string]any{"filename": "Caddyfile"})
-			if err == nil {
-				t.Fatal("adapted without error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestExamplesAdapt keeps every shipped Caddyfile valid: the examples and
@@ -284,6 +268,30 @@ func TestExamplesAdapt(t *testing.T) {
 				t.Fatal(err)
 			}
 			adapt(t, string(raw))
+		})
+	}
+}
+
+// adaptErrorCase is a Caddyfile that must fail adaptation, and what its
+// error must say (the file and line, the directive, the expected form).
+type adaptErrorCase struct {
+	name, caddyfile string
+	want            []string
+}
+
+func testAdaptErrors(t *testing.T, cases []adaptErrorCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.caddyfile), map[string]any{"filename": "Caddyfile"})
+			if err == nil {
+				t.Fatal("adapted without error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
 		})
 	}
 }

@@ -16,10 +16,7 @@ import (
 // 0 read as unset): each fails adaptation with the directive, its line and
 // what is expected.
 func TestCaddyfileRefusesMisreadLines(t *testing.T) {
-	tests := []struct {
-		name, caddyfile string
-		want            []string
-	}{
+	testAdaptErrors(t, []adaptErrorCase{
 		// A second global sso option would silently replace the first; it
 		// is reported at its own line (it was ":0", before its first token).
 		{"global sso twice", "{\n\tsso {\n\t\tpages_dir /a\n\t}\n\tsso {\n\t\tpages_dir /b\n\t}\n}\n", []string{"Caddyfile:5", "sso: the global option may appear only once"}},
@@ -44,20 +41,7 @@ func TestCaddyfileRefusesMisreadLines(t *testing.T) {
 		{"scim max_body_size 0", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tmax_body_size 0\n\t}\n}\n", []string{"Caddyfile:13", `sso_scim: max_body_size "0" is not a size`}},
 		// 0 is no duration: it would read as unset (the default 8h).
 		{"session lifetime 0", "{\n\tsso {\n\t\tsession {\n\t\t\tlifetime 0\n\t\t}\n\t}\n}\n", []string{"Caddyfile:4", `sso session: lifetime "0" is not a positive duration`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.caddyfile), map[string]any{"filename": "Caddyfile"})
-			if err == nil {
-				t.Fatal("adapted without error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestCaddyfileAcceptsAndReads pins what the parser must accept and

@@ -892,10 +892,7 @@ func backupSource(ctx context.Context, path string) (func(st store.Store, opt po
 // numbering is known, last_seq_before, the highest number the replaced
 // store had handed out.
 func recordReplaced(ctx context.Context, st store.Store, typ string, detail map[string]string, old oldStore) error {
-	if err := st.Update(ctx, replacedEvent(typ, detail, old)); err != nil {
-		return fmt.Errorf("record the %s event: %w", typ, err)
-	}
-	return nil
+	return st.Update(ctx, replacedEvent(typ, detail, old)) // the error says which event
 }
 
 // replacedEvent writes recordReplaced's event in a transaction of the

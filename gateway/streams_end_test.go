@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -185,34 +184,11 @@ func TestEventStreamKnownByItsAnswerInAnyCase(t *testing.T) {
 	for _, ct := range []string{"TEXT/EVENT-STREAM", "Text/Event-Stream;charset=utf-8"} {
 		t.Run(ct, func(t *testing.T) {
 			w := newStreamWorld(t, time.Hour)
-			wrote, started := make(chan error, 1), make(chan struct{})
-			r := httptest.NewRequest(http.MethodGet, "/events", nil)
-			r.Header.Set("Accept", "*/*") // fetch: it does not say it wants a stream
-			go func() {
-				_ = w.rt.ServeSignedIn(httptest.NewRecorder(), r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
-					rw.Header().Set("Content-Type", ct)
-					close(started)
-					for {
-						if _, err := rw.Write([]byte("data: tick\n\n")); err != nil {
-							wrote <- err
-							return nil
-						}
-						time.Sleep(10 * time.Millisecond)
-					}
-				}), w.run, w.id)
-			}()
-			<-started
+			wrote := serveEventStream(w, ct)
 			if _, err := w.run.Sessions.RevokeHash(context.Background(), w.id.SessionHash, store.EventSessionRevoked); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case err := <-wrote:
-				if !errors.Is(err, gateway.ErrStreamEnded) {
-					t.Errorf("the app's write failed with %v, want ErrStreamEnded", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the app could still write 5s after the session ended")
-			}
+			streamEnded(t, wrote)
 		})
 	}
 }

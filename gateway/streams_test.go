@@ -210,13 +210,23 @@ func TestIsStream(t *testing.T) {
 // stops; an ordinary answer is not tracked.
 func TestEventStreamKnownByItsAnswer(t *testing.T) {
 	w := newStreamWorld(t, time.Hour)
-	wrote := make(chan error, 1)
-	started := make(chan struct{})
+	wrote := serveEventStream(w, "text/event-stream; charset=utf-8")
+	w.setUser(t, func(u *store.User) { u.Active = false })
+	w.run.Sessions.ForgetUser(w.user.ID)
+	streamEnded(t, wrote)
+}
+
+// serveEventStream serves a fetch (Accept: */*) to an app that answers an
+// event stream of contentType, writing a tick every 10 ms until a write
+// fails. It returns once the app has answered, with the channel the
+// failed write's error comes on.
+func serveEventStream(w *streamWorld, contentType string) <-chan error {
+	wrote, started := make(chan error, 1), make(chan struct{})
 	r := httptest.NewRequest(http.MethodGet, "/events", nil)
-	r.Header.Set("Accept", "*/*")
+	r.Header.Set("Accept", "*/*") // fetch: it does not say it wants a stream
 	go func() {
 		_ = w.rt.ServeSignedIn(httptest.NewRecorder(), r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
-			rw.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			rw.Header().Set("Content-Type", contentType)
 			close(started)
 			for {
 				if _, err := rw.Write([]byte("data: tick\n\n")); err != nil {
@@ -228,8 +238,13 @@ func TestEventStreamKnownByItsAnswer(t *testing.T) {
 		}), w.run, w.id)
 	}()
 	<-started
-	w.setUser(t, func(u *store.User) { u.Active = false })
-	w.run.Sessions.ForgetUser(w.user.ID)
+	return wrote
+}
+
+// streamEnded waits up to 5 s for the app's write to fail with
+// ErrStreamEnded, as it must once the stream's session has ended.
+func streamEnded(t *testing.T, wrote <-chan error) {
+	t.Helper()
 	select {
 	case err := <-wrote:
 		if !errors.Is(err, gateway.ErrStreamEnded) {
