@@ -183,12 +183,22 @@ func TestProgressEveryTenThousand(t *testing.T) {
 	}
 }
 
-// lostUser is a store whose counters say one user fewer than it holds
-// (when it holds any), as a damaged store's would.
-type lostUser struct{ store.Store }
+// readsAs is a store whose reads pass through wrap: each test store below
+// overrides one Tx method to read as a damaged or lossy store would, and
+// writes go to the real store underneath.
+type readsAs struct {
+	store.Store
+	wrap func(store.Tx) store.Tx
+}
 
-func (s lostUser) View(ctx context.Context, fn func(store.Tx) error) error {
-	return s.Store.View(ctx, func(tx store.Tx) error { return fn(lostUserTx{tx}) })
+func (s readsAs) View(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.View(ctx, func(tx store.Tx) error { return fn(s.wrap(tx)) })
+}
+
+// lostUser reads as a store whose counters say one user fewer than it
+// holds (when it holds any), as a damaged store's would.
+func lostUser(s store.Store) store.Store {
+	return readsAs{s, func(tx store.Tx) store.Tx { return lostUserTx{tx} }}
 }
 
 type lostUserTx struct{ store.Tx }
@@ -209,7 +219,7 @@ func TestCountsCrossChecked(t *testing.T) {
 	ctx := context.Background()
 	src := openBolt(t)
 	fill(t, src, 10)
-	if _, err := Export(ctx, lostUser{src}, &bytes.Buffer{}, ExportOptions{}); err == nil || !strings.Contains(err.Error(), "the store counts") {
+	if _, err := Export(ctx, lostUser(src), &bytes.Buffer{}, ExportOptions{}); err == nil || !strings.Contains(err.Error(), "the store counts") {
 		t.Errorf("export of a store whose counts differ from its records: %v, want a refusal", err)
 	}
 	backup := export(t, src)
@@ -225,7 +235,7 @@ func TestCountsCrossChecked(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := openBolt(t)
-			err := tt.run(lostUser{db})
+			err := tt.run(lostUser(db))
 			if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "copied 10 users, the target holds 9") {
 				t.Errorf("%v, want ErrCountMismatch for the users", err)
 			}
@@ -236,12 +246,10 @@ func TestCountsCrossChecked(t *testing.T) {
 	}
 }
 
-// emptySecretSource is a store that reads as holding an empty secret,
-// which no store takes.
-type emptySecretSource struct{ store.Store }
-
-func (s emptySecretSource) View(ctx context.Context, fn func(store.Tx) error) error {
-	return s.Store.View(ctx, func(tx store.Tx) error { return fn(emptySecretTx{tx}) })
+// emptySecretSource reads as a store holding an empty secret, which no
+// store takes.
+func emptySecretSource(s store.Store) store.Store {
+	return readsAs{s, func(tx store.Tx) store.Tx { return emptySecretTx{tx} }}
 }
 
 type emptySecretTx struct{ store.Tx }
@@ -275,7 +283,7 @@ func TestMigrateForceBadSourceLeavesTarget(t *testing.T) {
 		return strings.Join(out, "")
 	}
 	want := withoutProbe(before)
-	_, err := Migrate(ctx, emptySecretSource{src}, dst, ImportOptions{Force: true})
+	_, err := Migrate(ctx, emptySecretSource(src), dst, ImportOptions{Force: true})
 	if err == nil || errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "the target was not touched") {
 		t.Fatalf("forced copy of a source no store takes: %v, want a refusal before the target changed", err)
 	}
