@@ -278,6 +278,7 @@ func (a *App) Start() error {
 		k.Run(ctx, gateway.HousekeepingInterval)
 	})
 	a.metrics.SetCacheSize(rt.Sessions.Cached)
+	a.metrics.WatchStore(db)
 	a.live.Set(rt)
 	return nil
 }

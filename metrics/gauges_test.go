@@ -83,3 +83,46 @@ func TestNewReusesRegisteredCollectors(t *testing.T) {
 		t.Errorf("jit_total{action=create} = %v, want 1", n)
 	}
 }
+
+// fakeDatabase is a PostgreSQL store as the store gauges read it
+// (*postgres.DB's NotifyQueueUsage and Reruns).
+type fakeDatabase struct {
+	usage  float64
+	read   bool // whether the listener has a reading
+	reruns uint64
+}
+
+func (f *fakeDatabase) NotifyQueueUsage() (float64, bool) { return f.usage, f.read }
+func (f *fakeDatabase) Reruns() uint64                    { return f.reruns }
+
+// TestStoreGauges: a PostgreSQL store gives the NOTIFY queue's usage, read
+// at each scrape, and the transactions rerun after a conflict; no queue
+// series while the listener has no reading (not a 0 an alert would take
+// for a healthy queue); a bbolt store, which has neither, gives no series.
+func TestStoreGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.WatchStore(struct{}{}) // a bbolt store
+	if got := gauges(t, reg); len(got) != 1 {
+		t.Errorf("with a store that is no database: gauges %v, want caddy_sso_active_sessions alone", got)
+	}
+	if got := counters(t, reg); len(got) != 0 {
+		t.Errorf("with a store that is no database: counters %v, want none", got)
+	}
+
+	db := &fakeDatabase{reruns: 2}
+	m.WatchStore(db)
+	if _, ok := gauges(t, reg)["caddy_sso_store_notify_queue_usage"]; ok {
+		t.Error("caddy_sso_store_notify_queue_usage present before the listener read the queue")
+	}
+	if got := counters(t, reg)["caddy_sso_store_transaction_reruns_total"]; got != 2 {
+		t.Errorf("caddy_sso_store_transaction_reruns_total = %v, want 2", got)
+	}
+	db.usage, db.read, db.reruns = 0.75, true, 5 // read at the scrape, not at WatchStore
+	if got, ok := gauges(t, reg)["caddy_sso_store_notify_queue_usage"]; !ok || got != 0.75 {
+		t.Errorf("caddy_sso_store_notify_queue_usage = %v (present %v), want 0.75", got, ok)
+	}
+	if got := counters(t, reg)["caddy_sso_store_transaction_reruns_total"]; got != 5 {
+		t.Errorf("caddy_sso_store_transaction_reruns_total = %v, want 5", got)
+	}
+}

@@ -40,6 +40,7 @@ type Metrics struct {
 	endpoints *prometheus.HistogramVec // endpoint
 	sessions  *cacheGauge
 	saml      *samlGauges
+	store     *storeGauges
 }
 
 // cacheGauge reports the size of the running app's session cache, which
@@ -91,6 +92,37 @@ func (g *samlGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// storeGauges report what a store shared by several instances knows of its
+// database (WatchStore), read at each scrape; a store without it (bbolt)
+// has no series.
+type storeGauges struct {
+	queue, reruns *prometheus.Desc
+	db            atomic.Pointer[sharedDatabase]
+}
+
+// sharedDatabase is what the gauges read of a PostgreSQL store
+// (*postgres.DB).
+type sharedDatabase interface {
+	NotifyQueueUsage() (float64, bool)
+	Reruns() uint64
+}
+
+func (g *storeGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.queue
+	ch <- g.reruns
+}
+
+func (g *storeGauges) Collect(ch chan<- prometheus.Metric) {
+	db := g.db.Load()
+	if db == nil {
+		return
+	}
+	if u, ok := (*db).NotifyQueueUsage(); ok {
+		ch <- prometheus.MustNewConstMetric(g.queue, prometheus.GaugeValue, u)
+	}
+	ch <- prometheus.MustNewConstMetric(g.reruns, prometheus.CounterValue, float64((*db).Reruns()))
+}
+
 const metricsNamespace = "caddy_sso"
 
 // New registers the collectors in reg, reusing one of the same name
@@ -122,6 +154,12 @@ func New(reg *prometheus.Registry) *Metrics {
 	}, []string{"endpoint"}))
 	m.sessions = register(reg, &cacheGauge{desc: prometheus.NewDesc(metricsNamespace+"_active_sessions",
 		"Sessions held in the in-memory session cache.", nil, nil)})
+	m.store = register(reg, &storeGauges{
+		queue: prometheus.NewDesc(metricsNamespace+"_store_notify_queue_usage",
+			"PostgreSQL's NOTIFY queue usage (0 to 1, one queue for the whole server) as this instance's invalidation listener last read it (every 5 s): above 0, a listening session somewhere does not read its notices; at 1, no instance can tell the others about ended sessions and every sign-out fails. No series with bbolt, or while the role may not call pg_notification_queue_usage().", nil, nil),
+		reruns: prometheus.NewDesc(metricsNamespace+"_store_transaction_reruns_total",
+			"PostgreSQL transactions this instance ran again after a conflict with another writer (serialization failure, deadlock) since the store was opened: write contention between instances. No series with bbolt.", nil, nil),
+	})
 	idpLabel := []string{"idp"}
 	m.saml = register(reg, &samlGauges{
 		loaded: prometheus.NewDesc(metricsNamespace+"_saml_metadata_loaded_timestamp_seconds",
@@ -193,6 +231,17 @@ func (m *Metrics) SetCacheSize(size func() int) {
 		return
 	}
 	m.sessions.size.Store(&size)
+}
+
+// WatchStore makes st, the store the app runs on, the source of the store
+// gauges; a store that is not shared through a database (bbolt) is
+// skipped. A config reload gives the new config's registry the same store.
+func (m *Metrics) WatchStore(st any) {
+	db, ok := st.(sharedDatabase)
+	if m == nil || !ok {
+		return
+	}
+	m.store.db.Store(&db)
 }
 
 // SignIn counts a committed sign-in (signin.Service.Observe): the login's

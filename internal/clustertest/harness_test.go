@@ -144,13 +144,29 @@ type cluster struct {
 }
 
 type instance struct {
-	name string
-	addr string // 127.0.0.1:port
-	proc *caddyproc.Process
+	name  string
+	addr  string // 127.0.0.1:port
+	admin string // the admin endpoint's 127.0.0.1:port
+	proc  *caddyproc.Process
 }
 
 // URL is the instance's own address for path, bypassing the balancer.
 func (i *instance) URL(path string) string { return "http://" + i.addr + path }
+
+// metrics returns what the instance's admin endpoint serves at /metrics.
+func (i *instance) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + i.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("instance %s metrics: %d %v", i.name, resp.StatusCode, err)
+	}
+	return string(b)
+}
 
 // clusterOptions vary the cluster.
 type clusterOptions struct {
@@ -212,7 +228,7 @@ func startCluster(t *testing.T, dsn string, opt clusterOptions) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := &instance{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), proc: p}
+		in := &instance{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", admin), proc: p}
 		t.Cleanup(func() {
 			p.Stop(10 * time.Second)
 			if t.Failed() {

@@ -265,11 +265,13 @@ func (db *DB) listenOnce(ctx context.Context, fn func(store.Invalidation)) error
 		err := conn.QueryRow(pctx, "SELECT pg_notification_queue_usage()").Scan(&usage)
 		var answered *pgconn.PgError
 		if errors.As(err, &answered) {
+			db.queueUsage.Store(nil) // no reading: an old one would pass for current
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		db.queueUsage.Store(&usage)
 		if watch.warn(usage, time.Now()) {
 			db.logger.Warn("the database's NOTIFY queue is filling up: a listening session (a frozen instance's, or another "+
 				"application's) does not read its notifications, and once the queue is full no instance can tell the others "+

@@ -178,6 +178,9 @@ type DB struct {
 	// (see bound); 0: no bound.
 	answerWithin time.Duration
 	reruns       atomic.Uint64
+	// queueUsage is the listener's last reading of the NOTIFY queue's
+	// usage (see NotifyQueueUsage); nil before its first.
+	queueUsage atomic.Pointer[float64]
 	// refusal lets callers wait for a pooled connection when the server
 	// refuses a new one (see waitRefused).
 	refusal refusal
@@ -378,6 +381,18 @@ func (c *waitCtx) resume() {
 // instances (for metrics and benchmarks). Reruns after a lost connection,
 // Update's or View's, are not counted: they say nothing of contention.
 func (db *DB) Reruns() uint64 { return db.reruns.Load() }
+
+// NotifyQueueUsage returns the server's NOTIFY queue usage (0 to 1) as
+// this handle's invalidation listener last read it (every listenPing while
+// it listens), and false before its first reading or while the role may
+// not read it. Above 0 a listening session somewhere on the cluster does
+// not read its notices; at 1 every transaction that sends one fails.
+func (db *DB) NotifyQueueUsage() (float64, bool) {
+	if u := db.queueUsage.Load(); u != nil {
+		return *u, true
+	}
+	return 0, false
+}
 
 // View runs fn in a read-only transaction over one consistent snapshot.
 // Writes inside it return store.ErrReadOnly; errors from fn are returned

@@ -48,7 +48,8 @@ func TestQueueWatch(t *testing.T) {
 // stream (which leaves it no quiet while), and warns above half; a query
 // the server answers with an error (the function's EXECUTE revoked) is no
 // lost connection: the listener stays subscribed (a resubscription
-// delivers All).
+// delivers All). NotifyQueueUsage, which the metrics read, gives the last
+// reading, and none while the server refuses one.
 //
 // A pg_notification_queue_usage in public, put before pg_catalog on the
 // database's search_path, stands in for the queue (filling it takes 8 GB).
@@ -79,6 +80,9 @@ func TestListenerWarnsOfAFillingQueue(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	db := openConfig(t, Config{DSN: dsn, Logger: zap.New(core)})
 	other := openDSN(t, dsn)
+	if u, ok := db.NotifyQueueUsage(); ok {
+		t.Errorf("NotifyQueueUsage before the listener read it: %v, want none", u)
+	}
 	l := listen(t, db)
 	if inv := l.next(t, 10*time.Second); !inv.All {
 		t.Fatalf("first call %+v, want All", inv)
@@ -101,6 +105,9 @@ func TestListenerWarnsOfAFillingQueue(t *testing.T) {
 	if !warned() {
 		t.Fatalf("no warning of a queue 90%% full under a steady stream of notices within %v", 3*listenPing)
 	}
+	if u, ok := db.NotifyQueueUsage(); !ok || u != 0.9 {
+		t.Errorf("NotifyQueueUsage after the warning: %v, %v; want 0.9, true", u, ok)
+	}
 
 	if _, err := conn.Exec(ctx, "UPDATE test_queue SET refuse = true"); err != nil {
 		t.Fatal(err)
@@ -112,5 +119,10 @@ func TestListenerWarnsOfAFillingQueue(t *testing.T) {
 	}
 	if inv := l.next(t, 10*time.Second); len(inv.Users) != 1 || inv.Users[0] != "u-after" {
 		t.Fatalf("heard %+v, want u-after", inv)
+	}
+	// The metric an operator alerts on must not keep showing 0.9 once the
+	// listener can no longer read the usage.
+	if u, ok := db.NotifyQueueUsage(); ok {
+		t.Errorf("NotifyQueueUsage once the server refuses to tell: %v, want none", u)
 	}
 }
