@@ -4,7 +4,9 @@
 // output of every failing test, a note every half minute naming the
 // packages still running (so a slow suite is not mistaken for a hung one),
 // and a summary of passed, failed and skipped tests at the end, with the
-// reason of each skip. It exits 1 when any test, package or build failed.
+// reason of each skip. It exits 1 when any test, package or build failed,
+// when a package's test binary exited 0 without running its tests, and when
+// the stream reports no package at all.
 //
 // scripts/test builds it and runs it as
 //
@@ -186,9 +188,24 @@ func (r *report) handle(e event) {
 // finish prints the package's line and, when it failed, what explains it.
 func (r *report) finish(p *pkgState, e event) {
 	delete(r.running, p.name)
-	r.pkgs[e.Action]++
+	action, why := e.Action, ""
+	if action == "pass" {
+		// go test passes a package whose test binary exited 0, whatever
+		// its tests did; a TestMain decides that exit code.
+		switch {
+		case p.counts["fail"] > 0:
+			why = "the test binary exited 0 after a test failed (a TestMain that ignores m.Run's result?)"
+		case len(p.order) == 0 && !slices.ContainsFunc(p.output, func(l string) bool { return strings.TrimSpace(l) == "PASS" }):
+			// m.Run prints PASS even when -run matches no test.
+			why = "the test binary exited 0 without running its tests (a TestMain that does not call m.Run?)"
+		}
+		if why != "" {
+			action = "fail"
+		}
+	}
+	r.pkgs[action]++
 	name := shortPkg(p.name)
-	switch e.Action {
+	switch action {
 	case "skip":
 		r.printf("skip  %s (no test files)\n", name)
 		return
@@ -205,6 +222,9 @@ func (r *report) finish(p *pkgState, e event) {
 		return
 	}
 	r.printf("FAIL  %-40s %7s  %s\n", name, seconds(e.Elapsed), countLine(p.counts))
+	if why != "" {
+		r.printf("  --- %s\n", why)
+	}
 	for _, t := range p.order {
 		switch {
 		case t.action == "fail" && !onlyFramework(t.output):
@@ -281,6 +301,12 @@ func (r *report) stillRunning() string {
 func (r *report) summary() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// No event at all: go test failed before it tested any package (a
+	// go.mod it cannot read), which only its exit status would report.
+	if len(r.running) == 0 && len(r.pkgs) == 0 && !r.failed {
+		r.failed = true
+		r.printf("FAIL  go test reported no package\n")
+	}
 	// Packages that started but never finished: go test was killed.
 	for _, p := range r.running {
 		r.failed = true

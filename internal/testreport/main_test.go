@@ -151,6 +151,10 @@ func TestReportUnfinished(t *testing.T) {
 	if !r.summary() || !strings.Contains(out.String(), "FAIL  caddymodule did not finish") {
 		t.Errorf("unfinished package not reported as a failure:\n%s", out.String())
 	}
+	// It was reported, if not to its end: not "no package".
+	if strings.Contains(out.String(), "reported no package") {
+		t.Errorf("unfinished package counted as no package:\n%s", out.String())
+	}
 }
 
 // TestReportListsInStableOrder: packages finish in any order under
