@@ -147,10 +147,11 @@ func TestDemo(t *testing.T) {
 		t.Errorf("carol: %d\n%s", status, page)
 	}
 
-	// bob over SAML.
+	// bob over SAML, with the default group the SAML IdP's block adds, as
+	// the OpenID one's does for alice.
 	if status, page := signIn(t, client(), d.samlAppURL, "bob"); status != http.StatusOK || !strings.Contains(page, `<span id="name">Bob</span>`) ||
-		!strings.Contains(page, `<code id="idp">demo-saml</code>`) {
-		t.Errorf("bob over SAML: %d\n%s", status, page)
+		!strings.Contains(page, `<code id="idp">demo-saml</code>`) || !strings.Contains(page, "<td>demo-users,sales</td>") {
+		t.Errorf("bob over SAML: %d, want his name, demo-saml and the groups demo-users,sales\n%s", status, page)
 	}
 
 	// alice at the SAML IdP, after alice at the OpenID provider: refused,
