@@ -144,7 +144,7 @@ func TestNginxWebSocket(t *testing.T) {
 
 // newWebSocketApp starts an app that, like a WebSocket server, switches
 // protocols at caddytest.WebSocketPath only for a handshake (Upgrade:
-// websocket, and Connection naming upgrade), then echoes what it receives;
+// websocket, Connection naming upgrade, HTTP/1.1), then echoes what it receives;
 // a request without them gets 400. Other paths get the EchoUpstream's
 // answer (caddytest.Echoed). It returns the app's URL.
 func newWebSocketApp(t *testing.T) string {
@@ -155,8 +155,10 @@ func newWebSocketApp(t *testing.T) string {
 			_ = json.NewEncoder(w).Encode(caddytest.Echoed{Path: r.URL.RequestURI(), Headers: r.Header})
 			return
 		}
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
-			http.Error(w, fmt.Sprintf("not a WebSocket handshake: Upgrade %q, Connection %q", r.Header.Get("Upgrade"), r.Header.Get("Connection")), http.StatusBadRequest)
+		// RFC 6455 wants the handshake in HTTP/1.1: servers refuse it
+		// in 1.0, nginx's default towards the app.
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") || !r.ProtoAtLeast(1, 1) {
+			http.Error(w, fmt.Sprintf("not a WebSocket handshake: %s, Upgrade %q, Connection %q", r.Proto, r.Header.Get("Upgrade"), r.Header.Get("Connection")), http.StatusBadRequest)
 			return
 		}
 		conn, brw, err := http.NewResponseController(w).Hijack()

@@ -314,6 +314,11 @@ func TestTraefikExampleCoversEveryIdentityHeader(t *testing.T) {
 			t.Errorf("dynamic.yml lacks %s", want)
 		}
 	}
+	// The gateway answers Traefik alone: on loopback's 127.0.0.1, not on
+	// every interface (the nginx example's test dials another address).
+	if caddyfile, err := os.ReadFile("Caddyfile"); err != nil || !regexp.MustCompile(`(?m)^\tbind 127\.0\.0\.1$`).Match(caddyfile) {
+		t.Errorf("the Caddyfile's gateway site lacks bind 127.0.0.1 (%v)", err)
+	}
 	// The gateway's own router must outrank the app's (Traefik orders
 	// routers by rule length), or /.sso/ would need a session first.
 	rules := regexp.MustCompile(`(?m)^\s+rule: "(.*)"$`).FindAllStringSubmatch(conf, -1)

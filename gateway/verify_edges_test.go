@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
+
+// verifyEdgesRoute is a route answering forward-auth requests in mode,
+// logging to the returned observer.
+func verifyEdgesRoute(t *testing.T, mode string) (*Route, *observer.ObservedLogs) {
+	t.Helper()
+	plan, err := NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	rt := &Route{PathPrefix: "/.sso/", Mode: mode, Logger: zap.New(core), Headers: plan,
+		IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+	rt.Default = rt.IdPs[0]
+	return rt, logs
+}
+
+// TestVerifyReturnToFromTheProxy: where the 401's login URL comes back
+// to. docs/forward-auth.md says that when both descriptions of the
+// original request arrive, the X-Forwarded-* pair wins, and that
+// X-Original-Method alone is read too (Authelia-style nginx
+// configurations): a form posted behind such a proxy signs in back to its
+// page (the Referer), not to a GET of the URL it posted to. An original
+// URI off the site, or a callback carrying an IdP's answer (which would
+// replay it), comes back to the home page instead.
+func TestVerifyReturnToFromTheProxy(t *testing.T) {
+	world := newDutyWorld(t)
+	form := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+		"Referer": "https://app.example.com/edit"}
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		want    string // return_to
+	}{
+		{"X-Forwarded-Uri over X-Original-Uri", map[string]string{"X-Forwarded-Uri": "/proxy", "X-Original-Uri": "/client"}, "/proxy"},
+		{"X-Forwarded-Method over X-Original-Method", map[string]string{"X-Forwarded-Method": "GET", "X-Original-Method": "POST",
+			"X-Forwarded-Uri": "/save"}, "/save"},
+		{"X-Original-Method alone", map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/save"}, "/edit"},
+		{"off-site URI", map[string]string{"X-Forwarded-Uri": "//evil.example/x"}, "/"},
+		{"a callback with the IdP's answer", map[string]string{"X-Forwarded-Uri": "/.sso/oidc/corp/callback?state=s&code=c"}, "/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, _ := verifyEdgesRoute(t, ModeAuthRequest)
+			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+			for _, h := range []map[string]string{form, tc.headers} {
+				for k, v := range h {
+					r.Header.Set(k, v)
+				}
+			}
+			w := httptest.NewRecorder()
+			if err := rt.Verify(w, r, world.run, dutyOrigin(), nil, true); err != nil {
+				t.Fatal(err)
+			}
+			loc, err := url.Parse(w.Header().Get("Location"))
+			if err != nil || w.Code != http.StatusUnauthorized || loc.Query().Get("return_to") != tc.want {
+				t.Errorf("answer %d, Location %q, want 401 with return_to=%s", w.Code, w.Header().Get("Location"), tc.want)
+			}
+		})
+	}
+}
+
+// TestVerifyUntrustedWarningOnce: the WARN that tells an operator to list
+// the proxy in trusted_proxies is written for a request that describes its
+// original request from a peer that is not trusted, once per route, and
+// never for a trusted proxy (a correct setup must not log a false alarm)
+// nor for a request that describes nothing.
+func TestVerifyUntrustedWarningOnce(t *testing.T) {
+	world := newDutyWorld(t)
+	const msg = "forward-auth request describes its original request"
+	for _, tc := range []struct {
+		name     string
+		trusted  bool
+		describe bool
+		warnings int // after two such requests
+	}{
+		{"trusted proxy", true, true, 0},
+		{"untrusted peer, describing", false, true, 1},
+		{"untrusted peer, describing nothing", false, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, logs := verifyEdgesRoute(t, ModeAuthRequest)
+			for range 2 {
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+				r.Header.Set("Accept", "application/json")
+				if tc.describe {
+					r.Header.Set("X-Forwarded-Uri", "/reports")
+				}
+				if err := rt.Verify(httptest.NewRecorder(), r, world.run, dutyOrigin(), nil, tc.trusted); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n := 0
+			for _, e := range logs.All() {
+				if strings.HasPrefix(e.Message, msg) {
+					if e.Level != zapcore.WarnLevel {
+						t.Errorf("logged at %s, want WARN", e.Level)
+					}
+					n++
+				}
+			}
+			if n != tc.warnings {
+				t.Errorf("%d warnings, want %d", n, tc.warnings)
+			}
+		})
+	}
+}
+
+// TestVerifyForbiddenNavigationIsPage: a signed-in person the route's rules
+// refuse, navigating behind Traefik or Caddy's forward_auth (which show the
+// verify answer as it is), gets the Access denied page, not the JSON a
+// script gets.
+func TestVerifyForbiddenNavigationIsPage(t *testing.T) {
+	world := newDutyWorld(t)
+	rt, _ := verifyEdgesRoute(t, ModeForwardAuth)
+	var err error
+	if rt.Access, err = NewAccessPolicy(nil, []AccessRule{{Kind: "domain", Values: []string{"example.com"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+	for k, v := range map[string]string{"X-Forwarded-Uri": "/reports", "Accept": "text/html",
+		"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"} {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	if err := rt.Verify(w, r, world.run, dutyOrigin(), []string{world.token}, true); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusForbidden || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") ||
+		!strings.Contains(w.Body.String(), "Access denied") || w.Header().Get("X-Forwarded-Email") != "" {
+		t.Errorf("answer %d %q, X-Forwarded-Email %q:\n%s\nwant the 403 Access denied page without identity",
+			w.Code, w.Header().Get("Content-Type"), w.Header().Get("X-Forwarded-Email"), w.Body)
+	}
+}
