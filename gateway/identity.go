@@ -190,17 +190,17 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if aud == "" {
 		aud = iss
 	}
-	// A token never outlives the session's absolute lifetime. exp is
-	// whole seconds, rounded down, and the keyring reads the clock a
-	// moment after at (a key read between): bounded by the end's whole
-	// second, that moment cannot carry exp past the end.
+	// A token never outlives the session's absolute lifetime. The
+	// keyring reads the clock after the key, a moment (or, the store
+	// slow, seconds) after at: it bounds exp by the end itself (NotAfter),
+	// and ttl here only paces the cached token's renewal.
 	ttl := min(s.ttl, id.Expires.Truncate(time.Second).Sub(at))
 	if ttl <= 0 {
 		ttl = time.Second
 	}
 	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
-		AuthTime: id.AuthTime,
+		AuthTime: id.AuthTime, NotAfter: id.Expires,
 	}, ttl)
 	if err != nil {
 		return nil, err

@@ -47,6 +47,11 @@ type Claims struct {
 	// the auth_time claim (OIDC Core 2, in seconds), which Sign leaves out
 	// when it is zero (the IdP did not say).
 	AuthTime time.Time `json:"-"`
+	// NotAfter, when set, bounds the token's expiry (an identity's
+	// session end): exp is at most its whole second, read against the
+	// clock Sign reads after the key, so that a slow key read cannot carry
+	// exp past it. A bound already passed gives the token a second.
+	NotAfter time.Time `json:"-"`
 }
 
 // authTime is the auth_time claim, apart from Claims so that it is a
@@ -614,7 +619,8 @@ func (k *Keyring) JWKS(ctx context.Context) ([]byte, error) {
 }
 
 // Sign issues a token for subject with the identity claims, valid for ttl
-// from now. It returns the token and its expiry.
+// from now and at most until c.NotAfter. It returns the token and its
+// expiry.
 func (k *Keyring) Sign(ctx context.Context, issuer, audience, subject string, c Claims, ttl time.Duration) (string, time.Time, error) {
 	set, err := k.current(ctx)
 	if err != nil {
@@ -622,6 +628,12 @@ func (k *Keyring) Sign(ctx context.Context, issuer, audience, subject string, c 
 	}
 	now := k.now()
 	exp := now.Add(ttl)
+	if end := c.NotAfter.Truncate(time.Second); !c.NotAfter.IsZero() && end.Before(exp) {
+		exp = end
+		if !exp.After(now) {
+			exp = now.Add(time.Second)
+		}
+	}
 	// iat and nbf are backdated alike: a verifier whose clock is behind
 	// ours refuses a token "issued in the future" (PyJWT does, without
 	// leeway) as surely as one not yet valid.

@@ -260,3 +260,43 @@ func openStore(t *testing.T) *bolt.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
+
+// TestSignNotAfter: Claims.NotAfter bounds exp at its whole second, read
+// against the clock Sign reads after the key; a bound already passed
+// gives the token a second, and none leaves the ttl alone.
+func TestSignNotAfter(t *testing.T) {
+	db := openStore(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		notAfter time.Time
+		want     time.Time
+	}{
+		{"none", time.Time{}, now.Add(5 * time.Minute)},
+		{"beyond the ttl", now.Add(time.Hour), now.Add(5 * time.Minute)},
+		{"within the ttl, just before a whole second", now.Add(time.Minute - time.Millisecond), now.Add(time.Minute - time.Second)},
+		{"passed", now.Add(-time.Minute), now.Add(time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, exp, err := k.Sign(ctx, "i", "a", "u1", Claims{NotAfter: tc.notAfter}, 5*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !exp.Equal(tc.want) {
+				t.Errorf("Sign returned exp %v, want %v", exp, tc.want)
+			}
+			c, _, err := verifyWithJWKS(t, k, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Expiry.Time(); !got.Equal(tc.want) {
+				t.Errorf("exp claim %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -323,12 +324,14 @@ func TestConnLost(t *testing.T) {
 // dial's *net.OpError (nobody listens on the port), or the server's FATAL
 // (53300, the role's CONNECTION LIMIT reached, as at max_connections).
 func TestConnLostNotOnRefusedConnection(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port reserved below the ephemeral range: a port-0 port closed
+	// again may be taken by another test's listener before the dial.
+	port, release, err := testport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
-	closedPort := fmt.Sprintf("postgres://sso@%s/sso?sslmode=disable&connect_timeout=5", l.Addr())
-	_ = l.Close()
+	defer release()
+	closedPort := fmt.Sprintf("postgres://sso@127.0.0.1:%d/sso?sslmode=disable&connect_timeout=5", port)
 	var oe *net.OpError
 	_, err = pgx.Connect(t.Context(), closedPort)
 	if !errors.As(err, &oe) || connLost(err) {
