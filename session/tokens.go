@@ -152,6 +152,16 @@ func (c *compressors) compress(raw []byte) ([]byte, error) {
 // holds no token: what putSealed takes. It runs before the transaction
 // that stores it, which then only seals.
 func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
+	return c.renewedPlain(t, time.Time{})
+}
+
+// renewedPlain is tokensPlain for tokens the IdP renewed at (zero: not
+// known), which every instance reading them needs to hold off the next
+// refresh of tokens that live no longer than a route's margin (upstream's
+// renewedAt). The time (unix seconds, a varint) follows the DEFLATE
+// stream: a build that does not know it reads up to the stream's end and
+// opens the blob all the same.
+func (c *compressors) renewedPlain(t *Tokens, at time.Time) ([]byte, error) {
 	if noTokens(t) {
 		return nil, nil
 	}
@@ -168,32 +178,48 @@ func (c *compressors) tokensPlain(t *Tokens) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: compress tokens: %w", err)
 	}
+	if !at.IsZero() {
+		plain = binary.AppendVarint(plain, at.Unix())
+	}
 	return plain, nil
 }
 
 // maxTokensPlain bounds what a sealed blob may inflate to.
 const maxTokensPlain = 1 << 20
 
-func tokensFromPlain(plain []byte) (*Tokens, error) {
-	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain)), maxTokensPlain))
+// tokensFromPlain reads what renewedPlain wrote: the tokens, and when the
+// IdP renewed them (zero: not sealed, as before renewedPlain). The
+// decompressor, reading a bytes.Reader (an io.ByteReader), stops at the
+// DEFLATE stream's end, and what is left is the renewal time.
+func tokensFromPlain(plain []byte) (*Tokens, time.Time, error) {
+	r := bytes.NewReader(plain)
+	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(r), maxTokensPlain))
 	if err != nil {
-		return nil, errBadTokens
+		return nil, time.Time{}, errBadTokens
 	}
 	t := new(Tokens)
 	for _, dst := range [...]*string{&t.IDToken, &t.AccessToken, &t.RefreshToken} {
 		var ok bool
 		if *dst, raw, ok = readToken(raw); !ok {
-			return nil, errBadTokens
+			return nil, time.Time{}, errBadTokens
 		}
 	}
 	exp, w := binary.Varint(raw)
 	if w <= 0 || w != len(raw) {
-		return nil, errBadTokens
+		return nil, time.Time{}, errBadTokens
 	}
 	if exp != 0 {
 		t.Expiry = time.Unix(exp, 0)
 	}
-	return t, nil
+	var renewed time.Time
+	if rest := plain[len(plain)-r.Len():]; len(rest) > 0 {
+		at, w := binary.Varint(rest)
+		if w <= 0 || w != len(rest) {
+			return nil, time.Time{}, errBadTokens
+		}
+		renewed = time.Unix(at, 0)
+	}
+	return t, renewed, nil
 }
 
 func tokensAEAD(key []byte) (cipher.AEAD, error) {
@@ -224,20 +250,27 @@ var errBadTokens = errors.New("session: sealed tokens do not open (wrong key, an
 // the previous one. keys may be empty for a plain ID token blob, which
 // needs none.
 func openTokens(keys tokenKeys, hash string, blob []byte) (*Tokens, error) {
+	t, _, err := openTokensAt(keys, hash, blob)
+	return t, err
+}
+
+// openTokensAt is openTokens, with when the IdP renewed the tokens, if
+// that was sealed with them (renewedPlain).
+func openTokensAt(keys tokenKeys, hash string, blob []byte) (*Tokens, time.Time, error) {
 	switch {
 	case len(blob) == 0:
-		return nil, nil
+		return nil, time.Time{}, nil
 	case blob[0] == 0: // store.PlainIDTokenBlob
-		return &Tokens{IDToken: string(blob[1:])}, nil
+		return &Tokens{IDToken: string(blob[1:])}, time.Time{}, nil
 	case blob[0] != sealedV1:
-		return nil, errBadTokens
+		return nil, time.Time{}, errBadTokens
 	}
 	plain, err := openSealed(keys.cur, hash, blob)
 	if errors.Is(err, errBadTokens) && keys.prev != nil {
 		plain, err = openSealed(keys.prev, hash, blob)
 	}
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	return tokensFromPlain(plain)
 }
@@ -318,6 +351,13 @@ func readTokenKeys(tx store.Tx) (tokenKeys, error) {
 // (store.Session.Hash): nil when it has none, ErrNoSession when there is
 // no such session.
 func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
+	t, _, err := m.tokensAt(ctx, hash)
+	return t, err
+}
+
+// tokensAt is Tokens, with when the IdP renewed them, if that was sealed
+// with them (renewedPlain).
+func (m *Manager) tokensAt(ctx context.Context, hash string) (*Tokens, time.Time, error) {
 	var st sealedTokens
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		var err error
@@ -325,12 +365,12 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNoSession
+		return nil, time.Time{}, ErrNoSession
 	}
 	if err != nil {
-		return nil, fmt.Errorf("session: read tokens: %w", err)
+		return nil, time.Time{}, fmt.Errorf("session: read tokens: %w", err)
 	}
-	return openTokens(st.key, hash, st.blob)
+	return openTokensAt(st.key, hash, st.blob)
 }
 
 // PutTokens replaces the tokens of the session stored under hash (after a

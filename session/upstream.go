@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -54,6 +56,20 @@ const (
 	refreshLandMaxPoll   = time.Second
 )
 
+// refreshClaimKind is the single-use ID kind (store.Tx.Consume) under
+// which an instance sharing the store claims a session's refresh before it
+// asks the IdP (claimRefresh). Without the claim, two instances finding
+// the access token due at once both present the same refresh token, and
+// an IdP with refresh-token reuse detection (Auth0; Okta with a grace
+// period of 0) revokes the grant for the replay: the person is signed
+// out. Housekeeping prunes the claims with the other single-use IDs.
+const refreshClaimKind = "token_refresh"
+
+// errRefreshClaimed is the cause of a refresh this instance did not make:
+// another instance claimed it, and its tokens did not land in the store
+// within Config.RefreshRaceWindow, twice.
+var errRefreshClaimed = errors.New("another instance sharing the store holds the refresh, and its tokens did not land in the store")
+
 // RefreshFunc asks the identity provider for fresh tokens in exchange for
 // t.RefreshToken (idp/oidc's Provider.Refresh). The tokens it returns are
 // complete: a refresh that returns no new ID token or refresh token keeps
@@ -87,9 +103,19 @@ type upstream struct {
 	// attempt, or when the IdP issues tokens that live no longer than a
 	// route's margin, which would otherwise be refreshed on every request.
 	notBefore int64
+	// renewedAt (unix nanos; 0: not known) is when the IdP renewed tokens
+	// read from the store, sealed with them: such tokens, living no longer
+	// than a route's margin, are held to half their life here too, not
+	// only on the instance that renewed them.
+	renewedAt int64
 	// failed, when set, is the answer until notBefore: the access token
 	// expired and the IdP could not renew it.
 	failed error
+	// base, with failed and a store shared by instances, is what the
+	// store held when the failed attempt began: tokens stored since are
+	// another instance's refresh, which the hold-off must not hide
+	// (recheck).
+	base *Tokens
 	// unsaved, when set, says that storing these tokens failed
 	// (Manager.unsaved holds them too, within its bound): the first
 	// request from saveAt (unix nanos) on tries again.
@@ -106,7 +132,8 @@ type unsavedTokens struct {
 	// base is what the store holds, from which they were renewed: storing
 	// them again is the same swap (swapTokens) that failed.
 	base    *Tokens
-	expires int64 // unix nanos: the session's end, after which they go
+	at      time.Time // when the IdP renewed them
+	expires int64     // unix nanos: the session's end, after which they go
 }
 
 func newUpstream(t *Tokens) *upstream {
@@ -121,6 +148,16 @@ func newUpstream(t *Tokens) *upstream {
 	return u
 }
 
+// newUpstreamAt is newUpstream for tokens the IdP renewed at (zero: not
+// known).
+func newUpstreamAt(t *Tokens, at time.Time) *upstream {
+	u := newUpstream(t)
+	if !at.IsZero() {
+		u.renewedAt = at.UnixNano()
+	}
+	return u
+}
+
 // cached returns what the cache answers at now, and whether it answers:
 // a failure not yet due for another attempt, or fresh tokens.
 func (u *upstream) cached(now int64, margin time.Duration) (*upstream, bool, error) {
@@ -128,16 +165,24 @@ func (u *upstream) cached(now int64, margin time.Duration) (*upstream, bool, err
 	case u == nil:
 		return nil, false, nil
 	case u.failed != nil:
-		return nil, now < u.notBefore, u.failed
+		return nil, now < u.notBefore && u.base == nil, u.failed
 	}
 	return u, u.fresh(now, margin), nil
+}
+
+// holdsOff reports whether u is a failure whose hold-off, at now, spares
+// the IdP but not the store (base): the flight re-reads the stored tokens
+// (recheck).
+func (u *upstream) holdsOff(now int64) bool {
+	return u != nil && u.failed != nil && u.base != nil && now < u.notBefore
 }
 
 // fresh reports whether the tokens can be passed on at now without a
 // refresh, or another attempt to store them (not before saveAt): the
 // expiry is unknown; or more than margin away; or the access token is
 // valid and either nothing can renew it or notBefore holds the refresh
-// off.
+// off; or they live no longer than margin from renewedAt, and half that
+// life is not over.
 func (u *upstream) fresh(now int64, margin time.Duration) bool {
 	switch {
 	case u.saveAt != 0 && now >= u.saveAt:
@@ -148,6 +193,8 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 		return false
 	case !u.refreshing || now < u.notBefore:
 		return true
+	case u.renewedAt != 0 && u.expiry-u.renewedAt <= int64(margin):
+		return now < u.renewedAt+(u.expiry-u.renewedAt)/2
 	}
 	return now < u.expiry-int64(margin)
 }
@@ -159,15 +206,20 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // Refreshes are single-flight per session: concurrent requests wait for
 // one refresh and share its result. Before refreshing, the stored tokens
 // are read again, since another instance sharing the store may have
-// refreshed them already. Tokens the IdP renewed are never dropped for a
-// failed store write: they serve the requests, and the first one
-// refreshRetry later stores them again (and the next refresh uses them,
-// not the refresh token the IdP may have retired). When the IdP refuses
-// the refresh for good (idp.ErrGrantRevoked), the session ends (audited
-// session.revoked, ReasonGrantRevoked) and ErrNoSession is returned,
-// unless another instance's refresh lands in the store within
-// Config.RefreshRaceWindow (the refusal was a race lost to it, the grant is
-// alive): its tokens are then the session's. Meanwhile the session's
+// refreshed them already; with instances sharing the store, one of them
+// claims the refresh, and the others wait for its tokens instead of
+// presenting the same refresh token (takeRefresh). After a failed
+// refresh the IdP is asked again no sooner than refreshRetry later, but
+// such instances re-read the store meanwhile (recheck). Tokens the IdP
+// renewed are never dropped for a failed store write: they serve the
+// requests, and the first one refreshRetry later stores them again (and
+// the next refresh uses them, not the refresh token the IdP may have
+// retired). When the IdP refuses the refresh for good
+// (idp.ErrGrantRevoked), the session ends (audited session.revoked,
+// ReasonGrantRevoked) and ErrNoSession is returned, unless another
+// instance's refresh lands in the store within Config.RefreshRaceWindow
+// (the refusal was a race lost to it, the grant is alive): its tokens are
+// then the session's. Meanwhile the session's
 // other requests are passed its access token while it is valid; a ctx
 // that ends first ends the wait with its error, the session kept.
 // ErrNoUpstreamToken means there is no valid access token to pass;
@@ -200,17 +252,21 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*upstream, error) {
 	now := m.now()
 	// A flight that ended just before this one began may have renewed them.
-	if u, ok, err := id.upstream.Load().cached(now.UnixNano(), margin); ok {
+	prev := id.upstream.Load()
+	if u, ok, err := prev.cached(now.UnixNano(), margin); ok {
 		return u, err
 	}
 	h, ok := parseHash(id.SessionHash)
 	if !ok {
 		return nil, ErrNoSession
 	}
+	if prev.holdsOff(now.UnixNano()) {
+		return m.recheck(ctx, id, h, prev, now.UnixNano())
+	}
 	// A session ended while this flight runs takes its tokens with it:
 	// keepUnsaved refuses to hold them past a forget after since.
 	since := m.forgets.Load()
-	held, base, pending, err := m.held(ctx, id, h, since)
+	held, base, heldAt, pending, err := m.held(ctx, id, h, since)
 	if errors.Is(err, ErrNoSession) {
 		// Ended elsewhere, its broadcast lost: here too, or the
 		// routes that pass no tokens would serve it until CacheTTL.
@@ -223,7 +279,7 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	if held == nil || held.AccessToken == "" {
 		return nil, ErrNoUpstreamToken
 	}
-	u := newUpstream(held)
+	u := newUpstreamAt(held, heldAt)
 	u.setUnsaved(pending, now.UnixNano())
 	if u.fresh(now.UnixNano(), margin) {
 		id.upstream.Store(u)
@@ -232,12 +288,25 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	if !u.refreshing {
 		return nil, ErrNoUpstreamToken // expired, and nothing renews it
 	}
+	retry := refreshRetry
+	if m.bc != nil {
+		taken, claimed, err := m.takeRefresh(ctx, req, id, h, base, held, pending)
+		switch {
+		case errors.Is(err, errRefreshClaimed):
+			return m.refreshFailed(ctx, req, id, h, base, held, pending, err, refreshRetry)
+		case taken != nil || err != nil:
+			return taken, err
+		}
+		// The next attempt must not find this one's claim and wait for
+		// a refresh that is not coming: no sooner than the claim ends.
+		retry = max(retry, time.Until(claimed))
+	}
 	renewed, err := refresh(ctx, held)
 	if renewed == nil || errors.Is(err, idp.ErrGrantRevoked) {
 		if err == nil {
 			err = errors.New("the identity provider returned no tokens")
 		}
-		return m.refreshFailed(ctx, req, id, h, base, held, pending, err)
+		return m.refreshFailed(ctx, req, id, h, base, held, pending, err, retry)
 	}
 	if err != nil {
 		// The IdP renewed the tokens, and refused part of the answer (a
@@ -246,7 +315,8 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 		m.logger.Warn("refreshing a session's tokens: part of the identity provider's answer was refused; its new access and refresh tokens are kept",
 			zap.String("idp", id.IdP), zap.Error(err))
 	}
-	kept, err := m.swapTokens(ctx, h, id.SessionHash, base, renewed)
+	renewedAt := m.now()
+	kept, keptAt, err := m.swapTokens(ctx, h, id.SessionHash, base, renewed, renewedAt)
 	pending = nil
 	switch {
 	case err == nil:
@@ -258,13 +328,13 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 		// which store them again, rather than be lost.
 		m.logger.Warn("storing a session's renewed tokens failed; they are kept in memory and stored again with a later request",
 			zap.String("idp", id.IdP), zap.Error(err))
-		pending = &unsavedTokens{tokens: renewed, base: base, expires: id.Expires.UnixNano()}
+		pending = &unsavedTokens{tokens: renewed, base: base, at: renewedAt, expires: id.Expires.UnixNano()}
 		if !m.keepUnsaved(h, id, since, pending) {
 			return nil, ErrNoSession
 		}
-		kept = renewed
+		kept, keptAt = renewed, renewedAt
 	}
-	u = newUpstream(kept)
+	u = newUpstreamAt(kept, keptAt)
 	now = m.now()
 	u.setUnsaved(pending, now.UnixNano())
 	if kept == renewed && !kept.Expiry.IsZero() && kept.Expiry.Sub(now) <= margin {
@@ -286,12 +356,13 @@ func (u *upstream) setUnsaved(p *unsavedTokens, now int64) {
 	}
 }
 
-// held returns the session's tokens, and base, what the store holds for
-// it: the same, unless the IdP renewed the tokens and storing them failed
-// (Manager.unsaved, or the identity's cached tokens beyond its bound).
-// Such tokens are stored first; when that fails again, they are returned
-// as they are, with the base they would replace, and as pending.
-func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash, since uint64) (held, base *Tokens, pending *unsavedTokens, err error) {
+// held returns the session's tokens, when the IdP renewed them (if
+// known), and base, what the store holds for it: the same, unless the IdP
+// renewed the tokens and storing them failed (Manager.unsaved, or the
+// identity's cached tokens beyond its bound). Such tokens are stored
+// first; when that fails again, they are returned as they are, with the
+// base they would replace, and as pending.
+func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash, since uint64) (held, base *Tokens, at time.Time, pending *unsavedTokens, err error) {
 	m.mu.RLock()
 	p := m.unsaved[h]
 	m.mu.RUnlock()
@@ -299,23 +370,23 @@ func (m *Manager) held(ctx context.Context, id *Identity, h tokenHash, since uin
 		p = u.unsaved
 	}
 	if p == nil {
-		stored, err := m.Tokens(ctx, id.SessionHash)
-		return stored, stored, nil, err
+		stored, at, err := m.tokensAt(ctx, id.SessionHash)
+		return stored, stored, at, nil, err
 	}
 	// First stored wins, as for any refresh: when another instance has
 	// stored tokens since, they are kept and these dropped.
-	kept, err := m.swapTokens(ctx, h, id.SessionHash, p.base, p.tokens)
+	kept, at, err := m.swapTokens(ctx, h, id.SessionHash, p.base, p.tokens, p.at)
 	switch {
 	case err == nil:
-		return kept, kept, nil, nil
+		return kept, kept, at, nil, nil
 	case errors.Is(err, ErrNoSession):
-		return nil, nil, nil, err
+		return nil, nil, time.Time{}, nil, err
 	}
 	m.logger.Warn("storing a session's renewed tokens failed again; they are kept in memory", zap.String("idp", id.IdP), zap.Error(err))
 	if !m.keepUnsaved(h, id, since, p) {
-		return nil, nil, nil, ErrNoSession
+		return nil, nil, time.Time{}, nil, ErrNoSession
 	}
-	return p.tokens, p.base, p, nil
+	return p.tokens, p.base, p.at, p, nil
 }
 
 // keepUnsaved holds p, the renewed tokens of the session h that the store
@@ -362,18 +433,18 @@ func (m *Manager) dropUnsaved(h tokenHash) {
 // held for the session (used, unless storing used failed: pending). A
 // refusal for good (idp.ErrGrantRevoked) first waits for another
 // instance's refresh to land (Config.RefreshRaceWindow), for as long as req
-// lasts.
-func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenHash, base, used *Tokens, pending *unsavedTokens, cause error) (*upstream, error) {
+// lasts. Any other failure holds the next attempt off for retry.
+func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenHash, base, used *Tokens, pending *unsavedTokens, cause error, retry time.Duration) (*upstream, error) {
 	now := m.now().UnixNano()
 	revoked := errors.Is(cause, idp.ErrGrantRevoked)
 	// Another instance may have refreshed, and rotated the refresh token
 	// this one used, since the store was read: its tokens are the
 	// session's now. Refused for good, this one may even have raced it
 	// at the IdP, its tokens not stored yet: they are waited for.
-	again, err := m.Tokens(ctx, id.SessionHash)
+	again, againAt, err := m.tokensAt(ctx, id.SessionHash)
 	cut := false
 	if window := m.refreshRaceWindow(); revoked && window > 0 && !errors.Is(err, ErrNoSession) && !rotated(again, base) {
-		again, cut, err = m.awaitRotation(ctx, req, id, base, used, pending, now, window)
+		again, againAt, cut, err = m.awaitRotation(ctx, req, id, used, pending, now, window, func(t *Tokens) bool { return rotated(t, base) })
 	}
 	switch {
 	case errors.Is(err, ErrNoSession):
@@ -386,7 +457,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 		// meanwhile (if any) asks again.
 		return nil, fmt.Errorf("%w: the identity provider refused the refresh token, and the request ended while waiting for another instance's refresh (%v): %w", ErrRefreshFailed, cause, req.Err())
 	case err == nil && rotated(again, base):
-		if u := newUpstream(again); u.expiry == 0 || now < u.expiry {
+		if u := newUpstreamAt(again, againAt); u.expiry == 0 || now < u.expiry {
 			m.dropUnsaved(h)
 			id.upstream.Store(u)
 			return u, nil
@@ -404,16 +475,125 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 	m.logger.Warn("refreshing a session's tokens failed", zap.String("idp", id.IdP), zap.Error(cause))
 	if u := newUpstream(used); now < u.expiry {
 		// Still valid: pass it on, and try again later.
-		u.notBefore = now + int64(refreshRetry)
+		u.notBefore = now + int64(retry)
 		u.setUnsaved(pending, now)
 		id.upstream.Store(u)
 		return u, nil
 	}
 	// Expired: requests fail until the next attempt is due (which also
-	// stores unsaved tokens, Manager.unsaved keeping them meanwhile).
+	// stores unsaved tokens, Manager.unsaved keeping them meanwhile),
+	// unless another instance sharing the store renews them meanwhile
+	// (base: recheck).
 	err = fmt.Errorf("%w: %w", ErrRefreshFailed, cause)
-	id.upstream.Store(&upstream{failed: err, notBefore: now + int64(refreshRetry), unsaved: pending})
+	f := &upstream{failed: err, notBefore: now + int64(retry), unsaved: pending}
+	if m.bc != nil {
+		f.base = base
+	}
+	id.upstream.Store(f)
 	return nil, err
+}
+
+// recheck is the flight of a request during the hold-off after a failed
+// refresh (f, holdsOff), with a store shared by instances: the IdP is not
+// asked again before f.notBefore, but another instance may have renewed
+// the tokens since, and stored them. Those are the session's when they
+// are valid; otherwise f's failure stands.
+func (m *Manager) recheck(ctx context.Context, id *Identity, h tokenHash, f *upstream, now int64) (*upstream, error) {
+	stored, at, err := m.tokensAt(ctx, id.SessionHash)
+	switch {
+	case errors.Is(err, ErrNoSession):
+		m.forget(h)
+		id.upstream.Store(ended)
+		return nil, err
+	case err != nil || !renewedSince(stored, f.base):
+		// A store that fails here fails the request as the IdP did:
+		// the hold-off's answer, not the store's.
+		return nil, f.failed
+	}
+	u := newUpstreamAt(stored, at)
+	if u.expiry != 0 && now >= u.expiry {
+		return nil, f.failed
+	}
+	// Not refreshed here before the hold-off ends, however close to
+	// their expiry: the IdP failed a moment ago.
+	u.notBefore = f.notBefore
+	m.dropUnsaved(h) // first stored wins: another instance's, as in held
+	id.upstream.Store(u)
+	return u, nil
+}
+
+// renewedSince reports whether the stored tokens t are another refresh's
+// than base: a new access token, or, at an IdP that rotates them, a new
+// refresh token.
+func renewedSince(t, base *Tokens) bool {
+	return t != nil && (t.AccessToken != base.AccessToken || t.RefreshToken != base.RefreshToken)
+}
+
+// claimRefresh claims, for the instances sharing the store, the refresh of
+// the session stored under hash with t's refresh token, until window from
+// now (Config.RefreshRaceWindow, within which a refresh under way has
+// stored its tokens): won reports whether this instance may ask the IdP.
+// The claim is a single-use ID (refreshClaimKind), the hash of the session
+// and the refresh token, never the token; a claim past its until is free
+// again, so a winner that stopped holds no session back for longer.
+func (m *Manager) claimRefresh(ctx context.Context, hash string, t *Tokens) (won bool, until time.Time, err error) {
+	sum := sha256.Sum256([]byte(hash + "\x00" + t.RefreshToken))
+	claim := base64.RawURLEncoding.EncodeToString(sum[:])
+	// The store compares until with its own clock, the real one, as the
+	// other instances do: not with m.now.
+	until = time.Now().Add(m.refreshRaceWindow())
+	err = m.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		won, err = tx.Consume(refreshClaimKind, claim, until)
+		return err
+	})
+	if err != nil {
+		return false, until, fmt.Errorf("session: claiming the refresh: %w", err)
+	}
+	return won, until, nil
+}
+
+// takeRefresh decides, with a store shared by instances, whether this
+// instance refreshes held (the session's tokens, base what the store
+// holds): it claims the refresh (claimRefresh), and claimed, returns the
+// claim's end. Another instance holding the claim is refreshing: this one
+// waits for its tokens (awaitRotation, which passes the access token
+// meanwhile while it is valid) and returns them. When the window passes
+// with none stored, the claim has lapsed (the other instance stopped, or
+// its refresh failed): this one claims it again, and refreshes; lost once
+// more, it gives up with errRefreshClaimed, as for a failed refresh. A
+// store that does not take the claim is logged and the refresh goes ahead
+// unclaimed (a store away is what the unsaved tokens are for).
+func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHash, base, held *Tokens, pending *unsavedTokens) (*upstream, time.Time, error) {
+	for waited := false; ; waited = true {
+		won, until, err := m.claimRefresh(ctx, id.SessionHash, held)
+		switch {
+		case err != nil:
+			m.logger.Warn("claiming a session's token refresh for this instance failed; refreshing all the same",
+				zap.String("idp", id.IdP), zap.Error(err))
+			return nil, until, nil
+		case won:
+			return nil, until, nil
+		case waited:
+			return nil, until, errRefreshClaimed
+		}
+		now := m.now().UnixNano()
+		last, lastAt, cut, err := m.awaitRotation(ctx, req, id, held, pending, now, m.refreshRaceWindow(), func(t *Tokens) bool { return renewedSince(t, base) })
+		switch {
+		case errors.Is(err, ErrNoSession):
+			m.forget(h)
+			id.upstream.Store(ended)
+			return nil, until, err
+		case cut:
+			return nil, until, fmt.Errorf("%w: the request ended while waiting for another instance's refresh: %w", ErrRefreshFailed, req.Err())
+		case renewedSince(last, base):
+			if u := newUpstreamAt(last, lastAt); u.expiry == 0 || m.now().UnixNano() < u.expiry {
+				m.dropUnsaved(h) // first stored wins
+				id.upstream.Store(u)
+				return u, until, nil
+			}
+		}
+	}
 }
 
 // refreshRaceWindow is how long a refresh refused as revoked waits for
@@ -438,13 +618,14 @@ func rotated(t, base *Tokens) bool {
 
 // awaitRotation re-reads the session's stored tokens, with a pause
 // doubling from refreshLandFirstPoll to refreshLandMaxPoll, until another
-// instance's refresh has stored its own (rotated), Config.RefreshRaceWindow has
-// passed, or req ends (cut). It returns the tokens last read; ErrNoSession
+// instance's refresh has stored its own (landed), window has passed, or
+// req ends (cut). It returns the tokens last read and when the IdP
+// renewed them (if sealed with them); ErrNoSession
 // when the session ended meanwhile. It runs in the session's refresh flight:
 // while it waits, the access token used, if still valid at now, answers
 // this identity's other requests (until the window's end at the latest)
 // instead of the flight.
-func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, base, used *Tokens, pending *unsavedTokens, now int64, window time.Duration) (last *Tokens, cut bool, err error) {
+func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, used *Tokens, pending *unsavedTokens, now int64, window time.Duration, landed func(*Tokens) bool) (last *Tokens, lastAt time.Time, cut bool, err error) {
 	if u := newUpstream(used); now < u.expiry {
 		u.notBefore = now + int64(window)
 		u.setUnsaved(pending, now)
@@ -454,19 +635,19 @@ func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, base, us
 	for pause := refreshLandFirstPoll; ; pause = min(2*pause, refreshLandMaxPoll) {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return last, false, nil
+			return last, lastAt, false, nil
 		}
 		t := time.NewTimer(min(pause, left))
 		select {
 		case <-req.Done():
 			t.Stop()
-			return last, true, nil
+			return last, lastAt, true, nil
 		case <-t.C:
 		}
-		again, err := m.Tokens(ctx, id.SessionHash)
+		again, at, err := m.tokensAt(ctx, id.SessionHash)
 		switch {
 		case errors.Is(err, ErrNoSession):
-			return nil, false, err
+			return nil, time.Time{}, false, err
 		case err != nil:
 			// A passing store error: read again at the next pause
 			// (and End, should the window pass, reports a store that
@@ -474,9 +655,9 @@ func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, base, us
 			m.logger.Warn("reading a session's tokens again after the identity provider refused to refresh them failed", zap.String("idp", id.IdP), zap.Error(err))
 			continue
 		}
-		last = again
-		if rotated(again, base) {
-			return again, false, nil
+		last, lastAt = again, at
+		if landed(again) {
+			return again, at, false, nil
 		}
 	}
 }
@@ -487,39 +668,40 @@ func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, base, us
 // the same refresh token. ErrNoSession when the session has ended. Either
 // way the tokens the session h held in memory for want of a store write
 // (Manager.unsaved) are done with: stored, given way, or ended with it.
-func (m *Manager) swapTokens(ctx context.Context, h tokenHash, hash string, old, renewed *Tokens) (*Tokens, error) {
-	plain, err := m.zip.tokensPlain(renewed)
+// renewed is sealed with at, when the IdP renewed it; keptAt is the kept
+// tokens' (zero: not known).
+func (m *Manager) swapTokens(ctx context.Context, h tokenHash, hash string, old, renewed *Tokens, at time.Time) (kept *Tokens, keptAt time.Time, err error) {
+	plain, err := m.zip.renewedPlain(renewed, at)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	var kept *Tokens
 	err = m.store.Update(ctx, func(tx store.Tx) error {
-		kept = renewed
+		kept, keptAt = renewed, at
 		st, err := readSealed(tx, hash)
 		if err != nil {
 			return err
 		}
-		cur, err := openTokens(st.key, hash, st.blob)
+		cur, curAt, err := openTokensAt(st.key, hash, st.blob)
 		if err != nil {
 			return err
 		}
 		// Every refresh changes the access token, and a rotating IdP the
 		// refresh token: either differing means another flight stored.
 		if cur != nil && (cur.RefreshToken != old.RefreshToken || cur.AccessToken != old.AccessToken) {
-			kept = cur
+			kept, keptAt = cur, curAt
 			return nil
 		}
 		return putSealed(tx, hash, plain)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		m.forget(h) // and its unsaved tokens with it
-		return nil, ErrNoSession
+		return nil, time.Time{}, ErrNoSession
 	}
 	if err != nil {
-		return nil, fmt.Errorf("session: storing refreshed tokens: %w", err)
+		return nil, time.Time{}, fmt.Errorf("session: storing refreshed tokens: %w", err)
 	}
 	m.dropUnsaved(h)
-	return kept, nil
+	return kept, keptAt, nil
 }
 
 // End ends the session stored under hash (store.Session.Hash), here and on
