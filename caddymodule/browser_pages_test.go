@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,6 +559,85 @@ func TestBrowserPagesUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPage(t, ctx, w.gw.base+"/reports")
+}
+
+// TestBrowserPagesTokenRefreshFailed: on a route that passes the access
+// token, the token has expired and the IdP's token endpoint fails (503)
+// when a person opens a page: the gateway shows "Temporarily unavailable",
+// 502, reference token_refresh_failed, and nothing of the error (a bare
+// 502 left the browser blank). The session is kept, so once the endpoint
+// answers again, trying again, as the page says, shows the page with a
+// fresh token and no new sign-in.
+func TestBrowserPagesTokenRefreshFailed(t *testing.T) {
+	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\toffline_access\n")
+	issuer, err := url.Parse(w.idp.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	proxy := httputil.NewSingleHostReverseProxy(issuer)
+	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(rw, "token endpoint down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(front.Close)
+	w.idp.SetHooks(oidctest.Hooks{Discovery: func(d map[string]any) { d["token_endpoint"] = front.URL + oidctest.PathToken }})
+	w.idp.SetAccessTokenTTL(2 * time.Second)
+	w.sites = fmt.Sprintf("%s {\n\tsso test {\n\t\tpass_access_token\n\t\ttoken_refresh_margin 1s\n\t}\n\treverse_proxy %s\n}\n",
+		w.gw.base, w.upstream.hostPort())
+	w.start()
+	ctx := newChromium(t)
+	statuses := recordResponses(t, ctx)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/reports"), browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := waitForPage(t, ctx, w.gw.base+"/reports")
+	if !strings.Contains(body, "X-Forwarded-Access-Token") {
+		t.Fatalf("the upstream got no access token:\n%s", body)
+	}
+	time.Sleep(2500 * time.Millisecond) // the access token has expired: the next request must renew it
+	down.Store(true)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/reports?again")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitForTitle(t, ctx, "Temporarily unavailable")
+	if p.Loc != w.gw.base+"/reports?again" {
+		t.Errorf("the page is at %s, want the page asked for", p.Loc)
+	}
+	statuses.requireStatus(t, p.Loc, http.StatusBadGateway)
+	if !strings.Contains(p.Body, "This application could not renew your access with the identity provider right now. Try again in a moment.") {
+		t.Errorf("the page does not say what happened:\n%s", p.Body)
+	}
+	if p.Code != "token_refresh_failed" || !strings.Contains(p.Body, "Reference: token_refresh_failed") || len(p.Links) != 0 {
+		t.Errorf("reference %q, links %v; want token_refresh_failed and no sign-in link:\n%s", p.Code, p.Links, p.Body)
+	}
+	requireNoInternalText(t, p, "maintenance", "503", strings.TrimPrefix(front.URL, "http://"))
+
+	// The endpoint answers again; the gateway tries it after its pause
+	// (Retry-After), so a person who reloads gets the page, still signed in.
+	down.Store(false)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		s := waitFor(t, ctx, "a page after reloading", func(s browserState) bool {
+			return strings.Contains(s.body, `"path"`) || strings.Contains(s.body, "Temporarily unavailable")
+		})
+		if strings.Contains(s.body, `"path"`) {
+			if s.loc != w.gw.base+"/reports?again" || !strings.Contains(s.body, "X-Forwarded-Access-Token") {
+				t.Fatalf("after reloading: at %s showing:\n%s", s.loc, s.body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %q 30 s after the token endpoint came back", s.body)
+		}
+	}
 }
 
 // TestBrowserPagesChooserEachLink: a route with an OpenID Connect IdP and

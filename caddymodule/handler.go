@@ -296,10 +296,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		caddyhttp.SetVar(r.Context(), signedInVar, id)
 		inflight.Exit()
 		return h.route.ServeSignedIn(w, r, next, run, id)
-	case errors.As(err, new(*gateway.Error)):
-		return h.caddyError(w, r, err) // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):
-		return h.caddyError(w, r, h.route.SessionUnavailable(w, r, err))
+		return h.caddyError(w, r, h.route.SessionUnavailable(w, r, err)) // the store's failure or the IdP's
 	}
 	if gateway.IsNavigation(r) {
 		return h.caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens, outer))

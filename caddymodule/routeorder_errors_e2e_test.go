@@ -44,30 +44,38 @@ func (a *recordingApp) take() []string {
 
 // TestErrorsWithoutPageNotForwardedByErrorRoutes: the gateway's errors
 // that have no page (an sso endpoint that does not exist or does not take
-// the method, the 502 of an access token the IdP cannot renew on a
-// protected path) do not go to a handle_errors that proxies, which would
+// the method) do not go to a handle_errors that proxies, which would
 // serve the refused request to the app; the gateway answers them with
-// their status. An error route that answers itself still gets them.
+// their status. An error route that answers itself still gets them. The
+// 502 of an access token the IdP cannot renew on a protected path is a
+// page for a navigation, which the same rules hold, and the gateway's own
+// JSON for a script, as the store's 503 is: no error route sees that.
 func TestErrorsWithoutPageNotForwardedByErrorRoutes(t *testing.T) {
 	const (
 		proxies  = "\thandle_errors {\n\t\treverse_proxy %[2]s\n\t}\n"
 		headered = "\thandle_errors 404 502 {\n\t\theader X-Error {err.status_code}\n\t}\n\thandle_errors {\n\t\treverse_proxy %[2]s\n\t}\n"
 		responds = "\thandle_errors {\n\t\trespond \"ours {err.status_code}\" {err.status_code}\n\t}\n"
+		// renewJSON is the gateway's answer to a script whose access
+		// token the IdP cannot renew.
+		renewJSON = `{"error":"the identity provider could not renew the access token; try again shortly"}`
 	)
 	for _, tc := range []struct {
 		name, errors, method, path string
 		refresh                    bool // sign in, then the IdP goes away and the access token expires
 		down                       bool // the IdP is away: a navigation gets the idp_unavailable page
+		html                       bool // a navigation (Accept: text/html)
 		status                     int
 		body                       string
 	}{
-		{"an unknown sso endpoint", proxies, http.MethodGet, "/.sso/nope", false, false, http.StatusNotFound, ""},
-		{"an sso endpoint's wrong method", proxies, http.MethodDelete, "/.sso/login", false, false, http.StatusMethodNotAllowed, ""},
-		{"a protected path whose access token cannot be renewed", proxies, http.MethodGet, "/private", true, false, http.StatusBadGateway, ""},
-		{"an unknown sso endpoint, a header route before the proxy", headered, http.MethodGet, "/.sso/nope", false, false, http.StatusNotFound, ""},
-		{"a page, a header route before the proxy", headered, http.MethodGet, "/private", false, true, http.StatusBadGateway, "Sign-in is unavailable"},
-		{"an unknown sso endpoint, handle_errors responds", responds, http.MethodGet, "/.sso/nope", false, false, http.StatusNotFound, "ours 404"},
-		{"a protected path whose access token cannot be renewed, handle_errors responds", responds, http.MethodGet, "/private", true, false, http.StatusBadGateway, "ours 502"},
+		{"an unknown sso endpoint", proxies, http.MethodGet, "/.sso/nope", false, false, false, http.StatusNotFound, ""},
+		{"an sso endpoint's wrong method", proxies, http.MethodDelete, "/.sso/login", false, false, false, http.StatusMethodNotAllowed, ""},
+		{"a protected path whose access token cannot be renewed", proxies, http.MethodGet, "/private", true, false, false, http.StatusBadGateway, renewJSON},
+		{"a page of a protected path whose access token cannot be renewed", proxies, http.MethodGet, "/private", true, false, true, http.StatusBadGateway, "token_refresh_failed"},
+		{"an unknown sso endpoint, a header route before the proxy", headered, http.MethodGet, "/.sso/nope", false, false, false, http.StatusNotFound, ""},
+		{"a page, a header route before the proxy", headered, http.MethodGet, "/private", false, true, true, http.StatusBadGateway, "Sign-in is unavailable"},
+		{"an unknown sso endpoint, handle_errors responds", responds, http.MethodGet, "/.sso/nope", false, false, false, http.StatusNotFound, "ours 404"},
+		{"a protected path whose access token cannot be renewed, handle_errors responds", responds, http.MethodGet, "/private", true, false, false, http.StatusBadGateway, renewJSON},
+		{"a page of a protected path whose access token cannot be renewed, handle_errors responds", responds, http.MethodGet, "/private", true, false, true, http.StatusBadGateway, "ours 502"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := caddytest.NewOIDC(t, "\t\t\tjit\n\t\t\toffline_access\n")
@@ -92,6 +100,8 @@ func TestErrorsWithoutPageNotForwardedByErrorRoutes(t *testing.T) {
 			req.Header.Set("Accept", "application/json")
 			if tc.down {
 				_ = w.IdP.Close()
+			}
+			if tc.html {
 				req.Header.Set("Accept", "text/html")
 			}
 			resp, err := b.NoRedirects().Do(req)

@@ -124,6 +124,14 @@ func unavailablePage(idpName, code string) Page {
 		Message: "The identity provider could not be reached. Try again in a moment."}
 }
 
+// tokenRefreshFailedPage: the IdP could not renew the access token the
+// route passes its upstream (Route.tokenRefreshFailed). The person is
+// still signed in, here and at the IdP, so the page offers no sign-in.
+func tokenRefreshFailedPage(idpName string) Page {
+	return Page{Name: PageUnavailable, Status: http.StatusBadGateway, Title: "Temporarily unavailable", IdP: idpName, Code: CodeTokenRefreshFailed,
+		Message: "This application could not renew your access with the identity provider right now. Try again in a moment."}
+}
+
 // misconfiguredPage does not ask the person to try again: nothing they do
 // helps until an administrator corrects the settings (the log says which).
 func misconfiguredPage(idpName string) Page {

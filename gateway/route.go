@@ -107,6 +107,10 @@ type Route struct {
 	// 503s of a store that is away, one per minute, and the sign-ins it
 	// could not save, one per IdP a minute.
 	startFailures, storeFailures logbudget.Budget
+	// refreshFailures keeps the 502s of access tokens the IdP could not
+	// renew, which every request of their sessions repeats for a while,
+	// to one ERROR line per IdP a minute.
+	refreshFailures logbudget.Budget
 	// denials keeps the 403s of the access rules, which a signed-in user
 	// (or a script with their cookie) may repeat at will, to one INFO line
 	// per user and IdP a minute; crossSiteLogouts the sign-outs another

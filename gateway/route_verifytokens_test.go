@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,17 +20,24 @@ import (
 
 // TestVerifyTokenRenewalFails: forward-auth on a route that passes tokens,
 // for a session whose access token has expired and whose IdP cannot renew
-// it, answers the proxy the renewal's own status, 502 (the IdP failed),
-// not 200 (the proxy would pass the request on without a token) nor a
-// bare 500; the answer carries no token and no sign-in redirect (the
-// session is kept: the next attempt may succeed), and the log says 502.
+// it, answers the proxy the IdP's status, 502, not 200 (the proxy would
+// pass the request on without a token) nor a bare 500, as the store's
+// failures are answered: Retry-After at the session's next attempt, the
+// token_refresh_failed page for a navigation, JSON for a script. The
+// answer carries no token and no sign-in redirect (the session is kept:
+// the next attempt may succeed), and the requests that repeat it make one
+// ERROR line, not one each.
 func TestVerifyTokenRenewalFails(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		headers map[string]string
+		name        string
+		headers     map[string]string
+		contentType string
+		body        []string
 	}{
-		{"navigation", map[string]string{"X-Forwarded-Uri": "/reports", "Accept": "text/html", "Sec-Fetch-Mode": "navigate"}},
-		{"script", map[string]string{"X-Forwarded-Uri": "/api/reports", "Accept": "application/json"}},
+		{"navigation", map[string]string{"X-Forwarded-Uri": "/reports", "Accept": "text/html", "Sec-Fetch-Mode": "navigate"},
+			"text/html; charset=utf-8", []string{"Temporarily unavailable", "could not renew your access", CodeTokenRefreshFailed}},
+		{"script", map[string]string{"X-Forwarded-Uri": "/api/reports", "Accept": "application/json"},
+			"application/json", []string{`{"error":"the identity provider could not renew the access token; try again shortly"}`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run := newTestRuntime(t)
@@ -48,29 +56,33 @@ func TestVerifyTokenRenewalFails(t *testing.T) {
 			expired := &session.Tokens{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(-time.Minute)}
 			token := verifyTokenSession(t, run, "okta", expired)
 
-			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
-			for k, v := range tc.headers {
-				r.Header.Set(k, v)
-			}
-			w := httptest.NewRecorder()
-			if err := rt.Verify(w, r, run, dutyOrigin(), []string{token}, true); err != nil {
-				t.Fatal(err)
-			}
-			h := w.Header()
-			if w.Code != http.StatusBadGateway {
-				t.Errorf("answer %d, want 502", w.Code)
-			}
-			if h.Get(DefaultAccessTokenHeader) != "" || h.Get("Authorization") != "" || h.Get("Location") != "" {
-				t.Errorf("answer headers %v: want no token and no Location", h)
-			}
-			var logged bool
-			for _, e := range logs.All() {
-				if e.Message == "answering a forward-auth request" && e.ContextMap()["status"] == int64(http.StatusBadGateway) {
-					logged = true
+			for i := range 3 {
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+				for k, v := range tc.headers {
+					r.Header.Set(k, v)
+				}
+				w := httptest.NewRecorder()
+				if err := rt.Verify(w, r, run, dutyOrigin(), []string{token}, true); err != nil {
+					t.Fatal(err)
+				}
+				h := w.Header()
+				if w.Code != http.StatusBadGateway || h.Get("Retry-After") != "10" || h.Get("Cache-Control") != "no-store" || h.Get("Content-Type") != tc.contentType {
+					t.Errorf("request %d: answer %d, headers %v; want 502 with Retry-After 10, no-store, %s", i, w.Code, h, tc.contentType)
+				}
+				for _, want := range tc.body {
+					if !strings.Contains(w.Body.String(), want) {
+						t.Errorf("request %d: body %q, want %q in it", i, w.Body.String(), want)
+					}
+				}
+				if strings.Contains(w.Body.String(), "the IdP is away") {
+					t.Errorf("request %d: body %q shows the internal error", i, w.Body.String())
+				}
+				if h.Get(DefaultAccessTokenHeader) != "" || h.Get("Authorization") != "" || h.Get("Location") != "" {
+					t.Errorf("request %d: answer headers %v: want no token and no Location", i, h)
 				}
 			}
-			if !logged {
-				t.Errorf("log %v: want an ERROR line with status 502", logs.All())
+			if all := logs.All(); len(all) != 1 || all[0].ContextMap()["idp"] != "okta" || !strings.Contains(all[0].Message, "answering 502") {
+				t.Errorf("ERROR lines %v: want one, of the IdP okta, for the three requests", all)
 			}
 		})
 	}

@@ -159,8 +159,9 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 // protected site): it stands for tokens, held to this route's IdPs, rules
 // and tokens as nested routes read. forbidden reports a session the rules
 // refuse (id is then set); otherwise err is nil, session.ErrNoSession when
-// the request counts as signed out, an *Error when the IdP could not renew
-// the access token, or the store's error.
+// the request counts as signed out, or an error of the IdP (it could not
+// renew the access token) or of the store, which SessionUnavailable
+// answers.
 func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, outer *session.Identity, hd http.Header) (id *session.Identity, forbidden bool, err error) {
 	switch {
 	case outer == nil:
@@ -189,9 +190,10 @@ func (rt *Route) Authorize(ctx context.Context, run *Runtime, tokens []string, o
 // route must treat the request as signed out: the IdP revoked the grant
 // (the session has ended), or the session holds no valid access token
 // (signed in before the route passed tokens, or expired without a refresh
-// token), so that a new sign-in brings fresh tokens; a 502 *Error when
-// the IdP could not renew an expired token; and the store's error as it
-// is. A route that passes no tokens sets nothing.
+// token), so that a new sign-in brings fresh tokens; a *refreshFailed
+// when the IdP could not renew an expired token (SessionUnavailable
+// answers it); and the store's error as it is. A route that passes no
+// tokens sets nothing.
 func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id *session.Identity) error {
 	t := rt.tokens
 	if t == nil {
@@ -205,7 +207,7 @@ func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id
 		return session.ErrNoSession
 	case errors.Is(err, session.ErrRefreshFailed):
 		// The access token has expired and the IdP could not renew it.
-		return httpError(http.StatusBadGateway, err)
+		return &refreshFailed{idp: id.IdP, err: err}
 	default:
 		// The store failed reading the tokens: the caller answers 503, as
 		// for any session it cannot read, not the IdP's 502.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -199,8 +200,91 @@ func TestAuthorizeSetsTokensOnlyForAdmittedSessions(t *testing.T) {
 	expired := &session.Tokens{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(-time.Minute)}
 	hd = http.Header{}
 	_, _, err = rt.Authorize(ctx, run, nil, tokenSession(t, m, db, "okta", "e@corp.example", "eng", expired), hd)
-	var he *Error
-	if !errors.As(err, &he) || he.Status != http.StatusBadGateway || len(hd) != 0 {
-		t.Errorf("renewal failed: %v, headers %v; want a 502", err, hd)
+	if !errors.Is(err, session.ErrRefreshFailed) || len(hd) != 0 {
+		t.Errorf("renewal failed: %v, headers %v; want ErrRefreshFailed and no token", err, hd)
+	}
+}
+
+// TestSessionUnavailableRefreshFailed: the sso handler answers Authorize's
+// error for an expired access token the IdP could not renew with
+// SessionUnavailable, which gives it the IdP's status, 502, and what the
+// store's failures have (a bare 502 left the browser blank and scripts
+// without a retry time): Retry-After at the session's next attempt, the
+// unavailable page with reference token_refresh_failed for a navigation,
+// JSON that no cache keeps for anything else. The internal error is
+// logged, once a minute per IdP, never shown.
+func TestSessionUnavailableRefreshFailed(t *testing.T) {
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	m := session.New(db, session.Config{}, nil, nil)
+	run := &Runtime{Store: db, Sessions: m}
+	core, logs := observer.New(zapcore.DebugLevel)
+	rt := tokenRoute(t, core, func(context.Context, *idp.Tokens) (*idp.Tokens, error) {
+		return nil, errors.New("dial tcp: the IdP is away")
+	})
+	if err := rt.PassTokens(TokenConfig{AccessHeader: DefaultAccessTokenHeader}); err != nil {
+		t.Fatal(err)
+	}
+	if rt.Access, err = NewAccessPolicy(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	expired := &session.Tokens{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: time.Now().Add(-time.Minute)}
+	id := tokenSession(t, m, db, "okta", "e@corp.example", "eng", expired)
+
+	for _, tc := range []struct {
+		name     string
+		accept   string
+		page     bool
+		wantBody string
+	}{
+		{"navigation", "text/html", true, "could not renew your access with the identity provider"},
+		{"script", "application/json", false, `{"error":"the identity provider could not renew the access token; try again shortly"}`},
+		{"navigation again", "text/html", true, CodeTokenRefreshFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, authErr := rt.Authorize(ctx, run, nil, id, http.Header{})
+			r, _ := http.NewRequest(http.MethodGet, "https://app.example.com/reports", nil)
+			r.Header.Set("Accept", tc.accept)
+			w := httptest.NewRecorder()
+			err := rt.SessionUnavailable(w, r, authErr)
+			if pe, ok := AsPageError(err); ok != tc.page {
+				t.Fatalf("got %v, want a page %v", err, tc.page)
+			} else if ok {
+				if pe.Name != PageUnavailable || pe.Status != http.StatusBadGateway || pe.Code != CodeTokenRefreshFailed || pe.IdP != "okta" || pe.SignedOut {
+					t.Errorf("page %+v, want unavailable 502 token_refresh_failed of okta", pe.Page)
+				}
+				if err := pe.Write(w); err != nil {
+					t.Fatal(err)
+				}
+			} else if !errors.Is(err, ErrAnswered) {
+				t.Fatalf("got %v, want ErrAnswered", err)
+			}
+			h := w.Header()
+			if w.Code != http.StatusBadGateway || h.Get("Retry-After") != "10" || h.Get("Cache-Control") != "no-store" {
+				t.Errorf("answer %d, headers %v; want 502 with Retry-After 10 and no-store", w.Code, h)
+			}
+			if body := w.Body.String(); !strings.Contains(body, tc.wantBody) || strings.Contains(body, "the IdP is away") {
+				t.Errorf("body %q: want %q, and not the internal error", body, tc.wantBody)
+			}
+		})
+	}
+	var errorLines, debugLines int
+	for _, e := range logs.FilterMessageSnippet("could not renew an expired access token").All() {
+		switch e.Level {
+		case zapcore.ErrorLevel:
+			errorLines++
+			if e.ContextMap()["idp"] != "okta" || !strings.Contains(e.ContextMap()["error"].(string), "the IdP is away") {
+				t.Errorf("ERROR line %v: want the IdP and the cause", e.ContextMap())
+			}
+		case zapcore.DebugLevel:
+			debugLines++
+		}
+	}
+	if errorLines != 1 || debugLines != 2 {
+		t.Errorf("%d ERROR and %d DEBUG lines for three answers, want 1 and 2", errorLines, debugLines)
 	}
 }

@@ -3,9 +3,12 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // While the store cannot be used (a database that is away, see
@@ -56,8 +59,50 @@ const (
 	msgSignOutUnrecorded  = "You are signed out in this browser, but the sign-out could not be recorded everywhere right now. If this is a shared computer, close the browser."
 )
 
-// SessionUnavailable is StoreUnavailable for a request whose session
-// could not be read: a page for a navigation, JSON for anything else.
+// SessionUnavailable answers a request whose session could not be read
+// (StoreUnavailable) or, on a route that passes tokens, whose expired
+// access token the IdP could not renew (Authorize): a page for a
+// navigation, JSON for anything else.
 func (rt *Route) SessionUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
-	return rt.StoreUnavailable(w, IsNavigation(r), msgSessionUnavailable, err)
+	return rt.sessionUnavailable(w, IsNavigation(r), err)
+}
+
+func (rt *Route) sessionUnavailable(w http.ResponseWriter, asPage bool, err error) error {
+	if rf, ok := errors.AsType[*refreshFailed](err); ok {
+		return rt.tokenRefreshFailed(w, asPage, rf)
+	}
+	return rt.StoreUnavailable(w, asPage, msgSessionUnavailable, err)
+}
+
+// CodeTokenRefreshFailed is the reference code of the answer to an
+// access token a route passes that has expired, and that the IdP could
+// not renew (it is away, or answered 5xx: session.ErrRefreshFailed): the
+// IdP's status, 502, answered as the store's failures are, a page or
+// JSON, Retry-After at the session's next attempt, and few log lines,
+// since every request of the person repeats it until then. The person is
+// still signed in; trying again is the right thing to do.
+const CodeTokenRefreshFailed = "token_refresh_failed"
+
+// refreshFailed is setTokens' error for such a token.
+type refreshFailed struct {
+	idp string
+	err error // wraps session.ErrRefreshFailed
+}
+
+func (e *refreshFailed) Error() string { return e.err.Error() }
+func (e *refreshFailed) Unwrap() error { return e.err }
+
+// tokenRefreshFailed is StoreUnavailable for a refreshFailed.
+func (rt *Route) tokenRefreshFailed(w http.ResponseWriter, asPage bool, e *refreshFailed) error {
+	rt.refreshFailures.Error(rt.Logger, e.idp, time.Now(), "the identity provider could not renew an expired access token; answering 502",
+		zap.String("idp", e.idp), zap.Error(e.err))
+	w.Header().Set("Retry-After", strconv.Itoa(int(session.RefreshRetry/time.Second)))
+	if !asPage {
+		w.Header().Set("Cache-Control", "no-store")
+		if err := writeJSON(w, http.StatusBadGateway, map[string]string{"error": "the identity provider could not renew the access token; try again shortly"}); err != nil {
+			return err
+		}
+		return ErrAnswered
+	}
+	return rt.fail(tokenRefreshFailedPage(e.idp))
 }

@@ -161,10 +161,8 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 		hd.Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return nil
-	case errors.As(err, new(*Error)):
-		return err // the IdP could not renew the access token
 	case !errors.Is(err, session.ErrNoSession):
-		return rt.StoreUnavailable(w, navigation, msgSessionUnavailable, err)
+		return rt.sessionUnavailable(w, navigation, err)
 	}
 	login, form := rt.signInFrom(orig.method, orig.uri, r.Header, o)
 	if o.Vouched {

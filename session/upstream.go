@@ -33,10 +33,11 @@ var ErrRefreshFailed = errors.New("session: refreshing tokens")
 // ended because the IdP refused to refresh its tokens (idp.ErrGrantRevoked).
 const ReasonGrantRevoked = "grant_revoked"
 
-// refreshRetry spaces out refresh attempts after one failed for a passing
+// RefreshRetry spaces out refresh attempts after one failed for a passing
 // reason (the IdP unreachable): the tokens in hand serve while they are
-// valid, so that an IdP outage does not become a refresh per request.
-const refreshRetry = 10 * time.Second
+// valid, so that an IdP outage does not become a refresh per request. A
+// gateway answering ErrRefreshFailed gives it as Retry-After.
+const RefreshRetry = 10 * time.Second
 
 // A refresh the IdP refuses with invalid_grant may have lost a race rather
 // than met a revoked grant: the refresh single flight is per instance, and
@@ -209,10 +210,10 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // refreshed them already; with instances sharing the store, one of them
 // claims the refresh, and the others wait for its tokens instead of
 // presenting the same refresh token (takeRefresh). After a failed
-// refresh the IdP is asked again no sooner than refreshRetry later, but
+// refresh the IdP is asked again no sooner than RefreshRetry later, but
 // such instances re-read the store meanwhile (recheck). Tokens the IdP
 // renewed are never dropped for a failed store write: they serve the
-// requests, and the first one refreshRetry later stores them again (and
+// requests, and the first one RefreshRetry later stores them again (and
 // the next refresh uses them, not the refresh token the IdP may have
 // retired). When the IdP refuses the refresh for good
 // (idp.ErrGrantRevoked), the session ends (audited session.revoked,
@@ -288,12 +289,12 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	if !u.refreshing {
 		return nil, ErrNoUpstreamToken // expired, and nothing renews it
 	}
-	retry := refreshRetry
+	retry := RefreshRetry
 	if m.bc != nil {
 		taken, claimed, err := m.takeRefresh(ctx, req, id, h, base, held, pending)
 		switch {
 		case errors.Is(err, errRefreshClaimed):
-			return m.refreshFailed(ctx, req, id, h, base, held, pending, err, refreshRetry)
+			return m.refreshFailed(ctx, req, id, h, base, held, pending, err, RefreshRetry)
 		case taken != nil || err != nil:
 			return taken, err
 		}
@@ -349,10 +350,10 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 }
 
 // setUnsaved marks u's tokens as p's, which the store did not take (nil:
-// stored): the first request from refreshRetry after now on stores them.
+// stored): the first request from RefreshRetry after now on stores them.
 func (u *upstream) setUnsaved(p *unsavedTokens, now int64) {
 	if p != nil {
-		u.unsaved, u.saveAt = p, now+int64(refreshRetry)
+		u.unsaved, u.saveAt = p, now+int64(RefreshRetry)
 	}
 }
 
