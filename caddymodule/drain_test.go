@@ -21,23 +21,29 @@ import (
 // config that stops, by a reload that moves the store or by caddy.Stop,
 // finishes on the store it started with: the old config gives its store
 // back only once its requests are done with it. The callback is held at
-// the IdP's token endpoint while the config stops.
+// the IdP's token endpoint while the config stops. caddy.Stop (what
+// `caddy stop` and a SIGTERM run before the process exits) returns only
+// then, the store given back: the sso app's Stop leaves that to Cleanup,
+// which waits. Had Stop retired the config in the background, as a reload
+// does, the process would exit under the sign-in still writing, before
+// the sessions' final last-seen flush.
 func TestInFlightSignInOutlivesItsConfig(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		stop func(w *oidcWorld) // stops the config the callback runs on
+		name  string
+		stop  func(w *oidcWorld) // stops the config the callback runs on
+		waits bool               // stop returns only once the callback is done
 	}{
 		{"reload moving the store", func(w *oidcWorld) {
 			moved := strings.Replace(w.caddyfile(), w.gw.StorePath(), w.gw.Dir+"/moved.db", 1)
 			if status, body := w.gw.tryReload(moved); status != http.StatusOK {
 				t.Errorf("reload: %d %s", status, body)
 			}
-		}},
+		}, false},
 		{"caddy.Stop", func(*oidcWorld) {
 			if err := caddy.Stop(); err != nil {
 				t.Errorf("caddy.Stop: %v", err)
 			}
-		}},
+		}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newOIDCWorld(t, "\t\t\tjit\n").start()
@@ -74,11 +80,13 @@ func TestInFlightSignInOutlivesItsConfig(t *testing.T) {
 
 			stopped := make(chan struct{})
 			go func() { defer close(stopped); tt.stop(w) }()
-			// caddy.Stop waits for the callback (it is not a reload): let it
-			// get there; a reload returns at once.
+			// A reload returns at once; caddy.Stop must not.
 			select {
 			case <-stopped:
-			case <-time.After(300 * time.Millisecond):
+				if tt.waits {
+					t.Fatal("caddy.Stop returned while a sign-in was in flight on the store")
+				}
+			case <-time.After(time.Second):
 			}
 			letGo()
 
@@ -93,8 +101,13 @@ func TestInFlightSignInOutlivesItsConfig(t *testing.T) {
 			<-stopped
 
 			// The sign-in's user is in the store the callback started on,
-			// which the old config has given back by now (or soon).
-			db, err := bolt.Open(w.gw.StorePath(), bolt.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
+			// which the old config has given back by now (caddy.Stop: when
+			// it returned; a reload: soon).
+			lockWait := 5 * time.Second
+			if tt.waits {
+				lockWait = 100 * time.Millisecond
+			}
+			db, err := bolt.Open(w.gw.StorePath(), bolt.Options{ReadOnly: true, LockTimeout: lockWait})
 			if err != nil {
 				t.Fatal(err)
 			}
