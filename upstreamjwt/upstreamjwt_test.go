@@ -262,8 +262,8 @@ func openStore(t *testing.T) *bolt.DB {
 }
 
 // TestSignNotAfter: Claims.NotAfter bounds exp at its whole second, read
-// against the clock Sign reads after the key; a bound already passed
-// gives the token a second, and none leaves the ttl alone.
+// against the clock Sign reads after the key; a bound already passed (or
+// reached) gives the token a second, and none leaves the ttl alone.
 func TestSignNotAfter(t *testing.T) {
 	db := openStore(t)
 	ctx := context.Background()
@@ -281,6 +281,9 @@ func TestSignNotAfter(t *testing.T) {
 		{"beyond the ttl", now.Add(time.Hour), now.Add(5 * time.Minute)},
 		{"within the ttl, just before a whole second", now.Add(time.Minute - time.Millisecond), now.Add(time.Minute - time.Second)},
 		{"passed", now.Add(-time.Minute), now.Add(time.Second)},
+		// A bound at the clock's own second has passed too: a token that
+		// expires as it is issued is no token.
+		{"now", now, now.Add(time.Second)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, exp, err := k.Sign(ctx, "i", "a", "u1", Claims{NotAfter: tc.notAfter}, 5*time.Minute)
