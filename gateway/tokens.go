@@ -207,7 +207,7 @@ func (rt *Route) setTokens(ctx context.Context, hd http.Header, run *Runtime, id
 		return session.ErrNoSession
 	case errors.Is(err, session.ErrRefreshFailed):
 		// The access token has expired and the IdP could not renew it.
-		return &refreshFailed{idp: id.IdP, err: err}
+		return &refreshFailed{idp: id.IdP, err: err, ended: ctx.Err() != nil}
 	default:
 		// The store failed reading the tokens: the caller answers 503, as
 		// for any session it cannot read, not the IdP's 502.

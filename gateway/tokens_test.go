@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -286,5 +287,44 @@ func TestSessionUnavailableRefreshFailed(t *testing.T) {
 	}
 	if errorLines != 1 || debugLines != 2 {
 		t.Errorf("%d ERROR and %d DEBUG lines for three answers, want 1 and 2", errorLines, debugLines)
+	}
+}
+
+// TestTokenRefreshFailedRetryAfter: the 502's Retry-After is when the
+// session asks the IdP again (session.RefreshFailedError.RetryAt), rounded
+// up to whole seconds and at least 1: with instances sharing the store
+// that is up to the race window (12 s), and a client obeying a shorter one
+// met the same failure. A request whose own context ended while it waited
+// for the refresh gets the same answer, logged at DEBUG only: it is no
+// failure of the IdP's.
+func TestTokenRefreshFailedRetryAfter(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		err       error
+		ended     bool
+		want      string
+		errorLogs int
+	}{
+		{"shared store's hold-off", &session.RefreshFailedError{RetryAt: now.Add(11200 * time.Millisecond), Err: errors.New("503")}, false, "12", 1},
+		{"one instance", &session.RefreshFailedError{RetryAt: now.Add(session.RefreshRetry), Err: errors.New("503")}, false, "10", 1},
+		{"past", &session.RefreshFailedError{RetryAt: now.Add(-time.Second), Err: errors.New("503")}, false, "1", 1},
+		{"request ended", fmt.Errorf("%w: %w", session.ErrRefreshFailed, context.DeadlineExceeded), true, "10", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			rt := tokenRoute(t, core, nil)
+			w := httptest.NewRecorder()
+			err := rt.sessionUnavailable(w, false, &refreshFailed{idp: "okta", err: tc.err, ended: tc.ended})
+			if !errors.Is(err, ErrAnswered) || w.Code != http.StatusBadGateway {
+				t.Fatalf("%v, status %d; want the JSON 502", err, w.Code)
+			}
+			if got := w.Header().Get("Retry-After"); got != tc.want {
+				t.Errorf("Retry-After %q, want %q", got, tc.want)
+			}
+			if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != tc.errorLogs {
+				t.Errorf("%d ERROR lines, want %d: %v", n, tc.errorLogs, logs.All())
+			}
+		})
 	}
 }

@@ -87,16 +87,28 @@ const CodeTokenRefreshFailed = "token_refresh_failed"
 type refreshFailed struct {
 	idp string
 	err error // wraps session.ErrRefreshFailed
+	// ended: the request's own context ended while it waited for the
+	// refresh, which goes on (a client that went away, a deadline):
+	// nothing the IdP did wrong, so nothing logged as its failure.
+	ended bool
 }
 
 func (e *refreshFailed) Error() string { return e.err.Error() }
 func (e *refreshFailed) Unwrap() error { return e.err }
 
 // tokenRefreshFailed is StoreUnavailable for a refreshFailed.
+// A request whose own context ended gets the same answer, which a client
+// that went away never reads, and a deadline is told to try again, as the
+// refresh it waited for is still under way.
 func (rt *Route) tokenRefreshFailed(w http.ResponseWriter, asPage bool, e *refreshFailed) error {
-	rt.refreshFailures.Error(rt.Logger, e.idp, time.Now(), "the identity provider could not renew an expired access token; answering 502",
-		zap.String("idp", e.idp), zap.Error(e.err))
-	w.Header().Set("Retry-After", strconv.Itoa(int(session.RefreshRetry/time.Second)))
+	now := time.Now()
+	if e.ended {
+		rt.Logger.Debug("the request ended while waiting for its session's token refresh; answering 502", zap.String("idp", e.idp), zap.Error(e.err))
+	} else {
+		rt.refreshFailures.Error(rt.Logger, e.idp, now, "the identity provider could not renew an expired access token; answering 502",
+			zap.String("idp", e.idp), zap.Error(e.err))
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(refreshRetryAfter(e.err, now)))
 	if !asPage {
 		w.Header().Set("Cache-Control", "no-store")
 		if err := writeJSON(w, http.StatusBadGateway, map[string]string{"error": "the identity provider could not renew the access token; try again shortly"}); err != nil {
@@ -105,4 +117,18 @@ func (rt *Route) tokenRefreshFailed(w http.ResponseWriter, asPage bool, e *refre
 		return ErrAnswered
 	}
 	return rt.fail(tokenRefreshFailedPage(e.idp))
+}
+
+// refreshRetryAfter is the Retry-After, in whole seconds, of err: when the
+// session asks the IdP again (session.RefreshFailedError.RetryAt, which
+// with instances sharing the store may be past session.RefreshRetry),
+// rounded up, since a client coming back a moment early meets the same
+// failure; at least 1. Without a retry time (the request's context
+// ended), session.RefreshRetry.
+func refreshRetryAfter(err error, now time.Time) int {
+	retry := session.RefreshRetry
+	if e, ok := errors.AsType[*session.RefreshFailedError](err); ok && !e.RetryAt.IsZero() {
+		retry = e.RetryAt.Sub(now)
+	}
+	return max(1, int((retry+time.Second-1)/time.Second))
 }

@@ -29,6 +29,22 @@ var ErrNoUpstreamToken = errors.New("session: no valid access token")
 // store failure (503, try again), not as the IdP's.
 var ErrRefreshFailed = errors.New("session: refreshing tokens")
 
+// RefreshFailedError is the ErrRefreshFailed of a refresh that failed,
+// with when the session asks the IdP again: RefreshRetry after the
+// attempt, or, with instances sharing the store, not before the claim of
+// the failed attempt ends (Config.RefreshRaceWindow), which is later. A
+// gateway gives it as Retry-After: a client that obeys an earlier one
+// would meet the same failure, the IdP not asked.
+type RefreshFailedError struct {
+	// RetryAt is on the Manager's clock (New's now: time.Now unless a
+	// test sets it).
+	RetryAt time.Time
+	Err     error // the IdP's failure
+}
+
+func (e *RefreshFailedError) Error() string   { return ErrRefreshFailed.Error() + ": " + e.Err.Error() }
+func (e *RefreshFailedError) Unwrap() []error { return []error{ErrRefreshFailed, e.Err} }
+
 // ReasonGrantRevoked is the audit reason (session.revoked) of a session
 // ended because the IdP refused to refresh its tokens (idp.ErrGrantRevoked).
 const ReasonGrantRevoked = "grant_revoked"
@@ -65,6 +81,12 @@ const (
 // period of 0) revokes the grant for the replay: the person is signed
 // out. Housekeeping prunes the claims with the other single-use IDs.
 const refreshClaimKind = "token_refresh"
+
+// errWaitEnded is the cause of a flight that ended with the request that
+// led it, while it waited for another instance's refresh: no verdict on
+// the session, which the requests that joined the flight, still waiting,
+// ask for again.
+var errWaitEnded = errors.New("the request ended while waiting for another instance's refresh")
 
 // errRefreshClaimed is the cause of a refresh this instance did not make:
 // another instance claimed it, and its tokens did not land in the store
@@ -221,11 +243,14 @@ func (u *upstream) fresh(now int64, margin time.Duration) bool {
 // instance's refresh lands in the store within Config.RefreshRaceWindow
 // (the refusal was a race lost to it, the grant is alive): its tokens are
 // then the session's. Meanwhile the session's
-// other requests are passed its access token while it is valid; a ctx
-// that ends first ends the wait with its error, the session kept.
+// other requests are passed its access token while it is valid. A ctx
+// that ends first ends its own request's wait, leading the flight or
+// not, with ErrRefreshFailed wrapping its error; the refresh goes on for
+// the requests after it, and the session is kept.
 // ErrNoUpstreamToken means there is no valid access token to pass;
-// ErrRefreshFailed, that the IdP could not renew an expired token; any
-// other error, that the store failed.
+// ErrRefreshFailed (a *RefreshFailedError when the IdP failed), that the
+// IdP could not renew an expired token; any other error, that the store
+// failed.
 func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.Duration, refresh RefreshFunc) (*UpstreamTokens, error) {
 	if u, ok, err := id.upstream.Load().cached(m.now().UnixNano(), margin); ok {
 		if err != nil {
@@ -234,17 +259,36 @@ func (m *Manager) UpstreamTokens(ctx context.Context, id *Identity, margin time.
 		return &u.values, nil
 	}
 	// The refresh outlives a request that gives up: its result serves
-	// every request waiting for it; the IdP client's timeout bounds it.
-	// Only the wait for another instance's refresh (refreshFailed) ends
-	// with the request that leads the flight: that wait is this
-	// request's own, and a verdict it does not reach is no verdict.
-	v, err, _ := m.flight.Do(id.SessionHash, func() (any, error) {
-		return m.renew(context.WithoutCancel(ctx), ctx, id, margin, refresh)
-	})
-	if err != nil {
-		return nil, err
+	// every request waiting for it, and the next ones; the IdP client's
+	// timeout and Config.RefreshRaceWindow bound it. Only the wait for
+	// another instance's refresh (refreshFailed, takeRefresh) ends with
+	// the request that leads the flight: that wait is this request's
+	// own, and a verdict it does not reach is no verdict.
+	for {
+		ch := m.flight.DoChan(id.SessionHash, func() (v any, err error) {
+			// DoChan re-panics in a goroutine of its own, where nothing
+			// recovers: a panic would stop the server, not fail a request.
+			defer func() {
+				if p := recover(); p != nil {
+					m.logger.Error("refreshing a session's tokens panicked", zap.String("idp", id.IdP), zap.Any("panic", p), zap.StackSkip("stack", 1))
+					v, err = nil, fmt.Errorf("%w: panic: %v", ErrRefreshFailed, p)
+				}
+			}()
+			return m.renew(context.WithoutCancel(ctx), ctx, id, margin, refresh)
+		})
+		select {
+		case r := <-ch:
+			if errors.Is(r.Err, errWaitEnded) && ctx.Err() == nil {
+				continue // the leader's request ended, not this one's: ask again
+			}
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			return &r.Val.(*upstream).values, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: the request ended while waiting for the session's token refresh, which goes on: %w", ErrRefreshFailed, ctx.Err())
+		}
 	}
-	return &v.(*upstream).values, nil
 }
 
 // renew is UpstreamTokens' single flight: the session's tokens, refreshed
@@ -291,7 +335,7 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	}
 	retry := RefreshRetry
 	if m.bc != nil {
-		taken, claimed, err := m.takeRefresh(ctx, req, id, h, base, held, pending)
+		taken, claimed, err := m.takeRefresh(ctx, req, id, h, base, held, heldAt, pending)
 		switch {
 		case errors.Is(err, errRefreshClaimed):
 			return m.refreshFailed(ctx, req, id, h, base, held, pending, err, RefreshRetry)
@@ -456,7 +500,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 		// The request gave up before the verdict: the session is not
 		// ended on a guess. The next request after the tokens held
 		// meanwhile (if any) asks again.
-		return nil, fmt.Errorf("%w: the identity provider refused the refresh token, and the request ended while waiting for another instance's refresh (%v): %w", ErrRefreshFailed, cause, req.Err())
+		return nil, fmt.Errorf("%w: the identity provider refused the refresh token, and %w (%v): %w", ErrRefreshFailed, errWaitEnded, cause, req.Err())
 	case err == nil && rotated(again, base):
 		if u := newUpstreamAt(again, againAt); u.expiry == 0 || now < u.expiry {
 			m.dropUnsaved(h)
@@ -485,8 +529,9 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 	// stores unsaved tokens, Manager.unsaved keeping them meanwhile),
 	// unless another instance sharing the store renews them meanwhile
 	// (base: recheck).
-	err = fmt.Errorf("%w: %w", ErrRefreshFailed, cause)
-	f := &upstream{failed: err, notBefore: now + int64(retry), unsaved: pending}
+	f := &upstream{notBefore: now + int64(retry), unsaved: pending}
+	err = &RefreshFailedError{RetryAt: time.Unix(0, f.notBefore), Err: cause}
+	f.failed = err
 	if m.bc != nil {
 		f.base = base
 	}
@@ -535,11 +580,15 @@ func renewedSince(t, base *Tokens) bool {
 // now (Config.RefreshRaceWindow, within which a refresh under way has
 // stored its tokens): won reports whether this instance may ask the IdP.
 // The claim is a single-use ID (refreshClaimKind), the hash of the session
-// and the refresh token, never the token; a claim past its until is free
-// again, so a winner that stopped holds no session back for longer.
+// and the tokens, never a token; a claim past its until is free again, so
+// a winner that stopped holds no session back for longer. The access
+// token is in it as the refresh token is: an IdP that does not rotate
+// refresh tokens (Entra ID, Google) leaves the refresh token as it was,
+// and a refresh within the window of the last one would otherwise find
+// the last one's claim, even this instance's own, and wait for a refresh
+// that has been made. Every refresh renews the access token.
 func (m *Manager) claimRefresh(ctx context.Context, hash string, t *Tokens) (won bool, until time.Time, err error) {
-	sum := sha256.Sum256([]byte(hash + "\x00" + t.RefreshToken))
-	claim := base64.RawURLEncoding.EncodeToString(sum[:])
+	claim := refreshClaimID(hash, t)
 	// The store compares until with its own clock, the real one, as the
 	// other instances do: not with m.now.
 	until = time.Now().Add(m.refreshRaceWindow())
@@ -554,18 +603,30 @@ func (m *Manager) claimRefresh(ctx context.Context, hash string, t *Tokens) (won
 	return won, until, nil
 }
 
+// refreshClaimID is the single-use ID under which instances claim the
+// refresh of the session stored under hash, with tokens t (claimRefresh).
+func refreshClaimID(hash string, t *Tokens) string {
+	sum := sha256.Sum256([]byte(hash + "\x00" + t.RefreshToken + "\x00" + t.AccessToken))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // takeRefresh decides, with a store shared by instances, whether this
 // instance refreshes held (the session's tokens, base what the store
 // holds): it claims the refresh (claimRefresh), and claimed, returns the
-// claim's end. Another instance holding the claim is refreshing: this one
-// waits for its tokens (awaitRotation, which passes the access token
-// meanwhile while it is valid) and returns them. When the window passes
-// with none stored, the claim has lapsed (the other instance stopped, or
-// its refresh failed): this one claims it again, and refreshes; lost once
-// more, it gives up with errRefreshClaimed, as for a failed refresh. A
-// store that does not take the claim is logged and the refresh goes ahead
-// unclaimed (a store away is what the unsaved tokens are for).
-func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHash, base, held *Tokens, pending *unsavedTokens) (*upstream, time.Time, error) {
+// claim's end. Another instance holding the claim is refreshing: while
+// held's access token (renewed at heldAt) is valid, this one passes it,
+// and reads the store again no sooner than the window's end, by when the
+// other instance's tokens have landed or its claim has lapsed (or once
+// the token expires, if sooner): no request waits for an IdP that may be
+// slow or away while it has a token to pass. With an expired token, this
+// one waits for the other's tokens (awaitRotation) and returns them. When
+// the window passes with none stored, the claim has lapsed (the other
+// instance stopped, or its refresh failed): this one claims it again, and
+// refreshes; lost once more, it gives up with errRefreshClaimed, as for a
+// failed refresh. A store that does not take the claim is logged and the
+// refresh goes ahead unclaimed (a store away is what the unsaved tokens
+// are for).
+func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHash, base, held *Tokens, heldAt time.Time, pending *unsavedTokens) (*upstream, time.Time, error) {
 	for waited := false; ; waited = true {
 		won, until, err := m.claimRefresh(ctx, id.SessionHash, held)
 		switch {
@@ -579,6 +640,12 @@ func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHas
 			return nil, until, errRefreshClaimed
 		}
 		now := m.now().UnixNano()
+		if u := newUpstreamAt(held, heldAt); now < u.expiry {
+			u.notBefore = now + int64(m.refreshRaceWindow())
+			u.setUnsaved(pending, now)
+			id.upstream.Store(u)
+			return u, until, nil
+		}
 		last, lastAt, cut, err := m.awaitRotation(ctx, req, id, held, pending, now, m.refreshRaceWindow(), func(t *Tokens) bool { return renewedSince(t, base) })
 		switch {
 		case errors.Is(err, ErrNoSession):
@@ -586,7 +653,7 @@ func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHas
 			id.upstream.Store(ended)
 			return nil, until, err
 		case cut:
-			return nil, until, fmt.Errorf("%w: the request ended while waiting for another instance's refresh: %w", ErrRefreshFailed, req.Err())
+			return nil, until, fmt.Errorf("%w: %w: %w", ErrRefreshFailed, errWaitEnded, req.Err())
 		case renewedSince(last, base):
 			if u := newUpstreamAt(last, lastAt); u.expiry == 0 || m.now().UnixNano() < u.expiry {
 				m.dropUnsaved(h) // first stored wins

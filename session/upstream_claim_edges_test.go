@@ -2,8 +2,6 @@ package session_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"testing"
 	"time"
@@ -17,13 +15,13 @@ import (
 )
 
 // holdClaim stands for an instance that holds the refresh claim of w's
-// session with refreshToken until until, and keeps it (it claims again
+// session with its first tokens until until, and keeps it (it claims again
 // as soon as it lapses): the single-use ID claimRefresh takes.
-func holdClaim(t *testing.T, w *tokenWorld, refreshToken string, until time.Time) {
+func holdClaim(t *testing.T, w *tokenWorld, until time.Time) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(w.hash + "\x00" + refreshToken))
+	held := &session.Tokens{AccessToken: "at-1", RefreshToken: "rt-1"} // what the world signed in with
 	err := w.db.Update(w.ctx, func(tx store.Tx) error {
-		_, err := tx.Consume("token_refresh", base64.RawURLEncoding.EncodeToString(sum[:]), until)
+		_, err := tx.Consume("token_refresh", session.RefreshClaimID(w.hash, held), until)
 		return err
 	})
 	if err != nil {
@@ -32,25 +30,26 @@ func holdClaim(t *testing.T, w *tokenWorld, refreshToken string, until time.Time
 }
 
 // TestUpstreamTokensClaimLostTwice: another instance holds the refresh
-// claim past the window and stores nothing. This one does not wait for it
-// forever nor present the refresh token: after one window, the claim lost
-// again, it gives up as for a failed refresh, which passes the access
-// token while it is valid and otherwise answers ErrRefreshFailed (the
-// gateway's 502 with Retry-After), not an error of its own (a 503).
+// claim past the window and stores nothing. This one never presents the
+// refresh token: with a valid access token it passes that at once; with
+// an expired one it waits one window and, the claim lost again, gives up
+// as for a failed refresh: ErrRefreshFailed (the gateway's 502 with
+// Retry-After), not an error of its own (a 503), nor a wait without end.
 func TestUpstreamTokensClaimLostTwice(t *testing.T) {
 	const window = 200 * time.Millisecond
 	for _, tc := range []struct {
 		name    string
 		advance time.Duration
 		want    string // the access token passed; "": ErrRefreshFailed
+		waits   bool   // for the window
 	}{
-		{"access token still valid", 55 * time.Second, "at-1"},
-		{"access token expired", 61 * time.Second, ""},
+		{"access token still valid", 55 * time.Second, "at-1", false},
+		{"access token expired", 61 * time.Second, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newTokenWorld(t, nil)
 			m := w.instance(1, newHub(), window)
-			holdClaim(t, w, "rt-1", time.Now().Add(time.Hour))
+			holdClaim(t, w, time.Now().Add(time.Hour))
 			w.clk.advance(tc.advance)
 			ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
 			defer cancel()
@@ -67,8 +66,11 @@ func TestUpstreamTokensClaimLostTwice(t *testing.T) {
 			case tc.want != "" && (err != nil || u.Access[0] != tc.want):
 				t.Errorf("got %v, %v; want %s", u, err, tc.want)
 			}
-			if took < window || took > window+time.Second {
+			switch {
+			case tc.waits && (took < window || took > window+time.Second):
 				t.Errorf("gave up after %v, want after the window (%v)", took, window)
+			case !tc.waits && took >= window:
+				t.Errorf("answered after %v, want at once, not after the window (%v)", took, window)
 			}
 			if n := w.idp.calls.Load(); n != 0 {
 				t.Errorf("the IdP was asked %d times, want never: the claim is another instance's", n)
@@ -350,7 +352,7 @@ func TestUpstreamTokensClaimWaitEnds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newTokenWorld(t, nil)
 			m := w.instance(1, newHub(), window)
-			holdClaim(t, w, "rt-1", time.Now().Add(time.Hour))
+			holdClaim(t, w, time.Now().Add(time.Hour))
 			w.clk.advance(61 * time.Second)
 			id, err := m.Resolve(w.ctx, w.token)
 			if err != nil {
@@ -405,11 +407,11 @@ func TestUpstreamTokensUnsavedKeepRenewalTime(t *testing.T) {
 	}
 }
 
-// TestUpstreamTokensClaimWaitLands: the tokens another instance's claimed
-// refresh stores are this instance's answer, and its cache's for the next
-// requests (not the older access token it passed others meanwhile), when
-// they are valid; tokens stored expired already are no answer: the wait
-// gives up as for a failed refresh.
+// TestUpstreamTokensClaimWaitLands: with an expired access token, the
+// tokens another instance's claimed refresh stores are this instance's
+// answer, and its cache's for the next requests, when they are valid;
+// tokens stored expired already are no answer: the wait gives up as for a
+// failed refresh.
 func TestUpstreamTokensClaimWaitLands(t *testing.T) {
 	const window = 300 * time.Millisecond
 	for _, tc := range []struct {
@@ -423,8 +425,8 @@ func TestUpstreamTokensClaimWaitLands(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newTokenWorld(t, nil)
 			m := w.instance(1, newHub(), window)
-			holdClaim(t, w, "rt-1", time.Now().Add(time.Hour))
-			w.clk.advance(55 * time.Second) // at-1 is due, and valid for 5 s
+			holdClaim(t, w, time.Now().Add(time.Hour))
+			w.clk.advance(61 * time.Second) // at-1 has expired
 			stored := make(chan struct{})
 			defer func() { <-stored }()
 			time.AfterFunc(100*time.Millisecond, func() {
@@ -437,9 +439,8 @@ func TestUpstreamTokensClaimWaitLands(t *testing.T) {
 				at, err := w.access(t, m, 10*time.Second)
 				switch {
 				case tc.want == "" && i == 0:
-					// The wait gave up: at-1, still valid, is passed.
-					if err != nil || at != "at-1" {
-						t.Errorf("request %d: %q, %v; want at-1", i, at, err)
+					if !errors.Is(err, session.ErrRefreshFailed) {
+						t.Errorf("request %d: %q, %v; want ErrRefreshFailed", i, at, err)
 					}
 				case tc.want != "" && (err != nil || at != tc.want):
 					t.Errorf("request %d: %q, %v; want %s", i, at, err, tc.want)
@@ -460,7 +461,7 @@ func TestUpstreamTokensClaimWaitLands(t *testing.T) {
 func TestUpstreamTokensClaimWaitCutLeavesNoVerdict(t *testing.T) {
 	w := newTokenWorld(t, nil)
 	m := w.instance(1, newHub(), 3*time.Second)
-	holdClaim(t, w, "rt-1", time.Now().Add(time.Hour))
+	holdClaim(t, w, time.Now().Add(time.Hour))
 	w.clk.advance(61 * time.Second) // at-1 has expired
 	id, err := m.Resolve(w.ctx, w.token)
 	if err != nil {

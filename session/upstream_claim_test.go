@@ -85,8 +85,9 @@ func TestUpstreamTokensClaimSparesReuseDetection(t *testing.T) {
 
 // TestUpstreamTokensClaimParallelRounds: round after round, parallel
 // requests reach both instances when the access token is due, at an IdP
-// with reuse detection: every request gets the round's fresh token, the IdP
-// sees each refresh token once, and the session outlives every round.
+// with reuse detection: every request gets a valid token (the round's, or
+// the last round's while the other instance refreshes), the IdP sees each
+// refresh token once, and the session outlives every round.
 func TestUpstreamTokensClaimParallelRounds(t *testing.T) {
 	w := newTokenWorld(t, nil)
 	h := newHub()
@@ -105,9 +106,12 @@ func TestUpstreamTokensClaimParallelRounds(t *testing.T) {
 						t.Errorf("round %d: %v", r, err)
 						return
 					}
+					// The round's token, or the last round's,
+					// still valid, which an instance that
+					// found the refresh claimed passes meanwhile.
 					u, err := m.UpstreamTokens(w.ctx, id, margin, ep.refresh)
-					if want := fmt.Sprintf("at-%d", r+2); err != nil || u.Access[0] != want {
-						t.Errorf("round %d: %v, %v, want %s", r, u, err, want)
+					if cur, prev := fmt.Sprintf("at-%d", r+2), fmt.Sprintf("at-%d", r+1); err != nil || (u.Access[0] != cur && u.Access[0] != prev) {
+						t.Errorf("round %d: %v, %v, want %s or %s", r, u, err, cur, prev)
 					}
 				})
 			}

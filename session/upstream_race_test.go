@@ -130,8 +130,10 @@ func revokedReasons(t *testing.T, db store.Store) []string {
 
 // TestUpstreamTokensConcurrentRefreshOnTwoInstancesKeepsSession: two
 // instances share the store (two Managers over one store) and an IdP with
-// strict rotation. Both find the access token due at the same moment (the
-// parallel requests of one page, spread by the balancer). A claims the
+// strict rotation. Both find the access token expired at the same moment
+// (the parallel requests of one page, spread by the balancer; with a token
+// still valid B would pass it meanwhile instead of waiting:
+// TestUpstreamTokensClaimLostValidTokenPassed). A claims the
 // refresh, and the IdP rotates rt-1 to rt-2; while A's answer is still on
 // the wire (A has stored nothing), B finds the refresh claimed: it does
 // not present rt-1 again (which an IdP with reuse detection would answer
@@ -144,7 +146,7 @@ func TestUpstreamTokensConcurrentRefreshOnTwoInstancesKeepsSession(t *testing.T)
 	a, b := w.instance(1, h, 0), w.instance(2, h, 0)
 	ep := newTokenEndpoint(t, w.clk)
 	const margin = 10 * time.Second
-	w.clk.advance(55 * time.Second) // both within the margin
+	w.clk.advance(61 * time.Second) // at-1 has expired on both
 
 	idA, err := a.Resolve(w.ctx, w.token)
 	if err != nil {
