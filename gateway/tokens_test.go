@@ -148,6 +148,18 @@ func tokenSession(t *testing.T, m *session.Manager, db store.Store, idpName, ema
 	return id
 }
 
+// tokenRuntime is a Runtime on a new bbolt store, with its sessions.
+func tokenRuntime(t *testing.T) (*bolt.DB, *session.Manager, *Runtime) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	m := session.New(db, session.Config{}, nil, nil)
+	return db, m, &Runtime{Store: db, Sessions: m}
+}
+
 // TestAuthorizeSetsTokensOnlyForAdmittedSessions: the token headers go
 // upstream for a session of one of the route's IdPs that its rules admit;
 // a session of another IdP counts as signed out, one the rules refuse is
@@ -155,19 +167,14 @@ func tokenSession(t *testing.T, m *session.Manager, db store.Store, idpName, ema
 // in again, and an IdP that cannot renew an expired token is a 502.
 func TestAuthorizeSetsTokensOnlyForAdmittedSessions(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	m := session.New(db, session.Config{}, nil, nil)
-	run := &Runtime{Store: db, Sessions: m}
+	db, m, run := tokenRuntime(t)
 	rt := tokenRoute(t, zapcore.NewNopCore(), func(context.Context, *idp.Tokens) (*idp.Tokens, error) {
 		return nil, errors.New("the IdP is away")
 	})
 	if err := rt.PassTokens(TokenConfig{AccessHeader: DefaultAccessTokenHeader, IDHeader: DefaultIDTokenHeader, Bearer: true}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if rt.Access, err = NewAccessPolicy(nil, []AccessRule{{Kind: "group", Values: []string{"contractors"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,13 +223,7 @@ func TestAuthorizeSetsTokensOnlyForAdmittedSessions(t *testing.T) {
 // logged, once a minute per IdP, never shown.
 func TestSessionUnavailableRefreshFailed(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	m := session.New(db, session.Config{}, nil, nil)
-	run := &Runtime{Store: db, Sessions: m}
+	db, m, run := tokenRuntime(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	rt := tokenRoute(t, core, func(context.Context, *idp.Tokens) (*idp.Tokens, error) {
 		return nil, errors.New("dial tcp: the IdP is away")
@@ -230,6 +231,7 @@ func TestSessionUnavailableRefreshFailed(t *testing.T) {
 	if err := rt.PassTokens(TokenConfig{AccessHeader: DefaultAccessTokenHeader}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if rt.Access, err = NewAccessPolicy(nil, nil); err != nil {
 		t.Fatal(err)
 	}

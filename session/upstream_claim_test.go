@@ -31,20 +31,12 @@ func reuseDetection(ep *tokenEndpoint) {
 // ended (grant_revoked) at its next refresh.
 func TestUpstreamTokensClaimSparesReuseDetection(t *testing.T) {
 	w := newTokenWorld(t, nil)
-	h := newHub()
-	a, b := w.instance(1, h, 0), w.instance(2, h, 0)
 	ep := newTokenEndpoint(t, w.clk)
 	reuseDetection(ep)
 	const margin = 10 * time.Second
 	w.clk.advance(55 * time.Second)
-	idA, err := a.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idB, err := b.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHub()
+	a, b, idA, idB := w.resolvedOnTwo(t, h)
 	rotated, release := make(chan struct{}), make(chan struct{})
 	ep.answer = func(n int) {
 		if n == 2 {

@@ -142,20 +142,10 @@ func revokedReasons(t *testing.T, db store.Store) []string {
 // trail.
 func TestUpstreamTokensConcurrentRefreshOnTwoInstancesKeepsSession(t *testing.T) {
 	w := newTokenWorld(t, nil)
-	h := newHub()
-	a, b := w.instance(1, h, 0), w.instance(2, h, 0)
 	ep := newTokenEndpoint(t, w.clk)
 	const margin = 10 * time.Second
 	w.clk.advance(61 * time.Second) // at-1 has expired on both
-
-	idA, err := a.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idB, err := b.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, idA, idB := w.resolvedOnTwo(t, newHub())
 	rotated, release := make(chan struct{}), make(chan struct{})
 	ep.answer = func(n int) {
 		if n == 2 {
@@ -346,6 +336,21 @@ func TestUpstreamTokensRevokedGrantWaitEndsWithRequest(t *testing.T) {
 // waits window (0: the default) for another instance's to land.
 func (w *tokenWorld) instance(self int, h *hub, window time.Duration) *session.Manager {
 	return session.New(&broadcastStore{Store: w.db, hub: h, self: self}, session.Config{RefreshRaceWindow: window}, nil, w.clk.now)
+}
+
+// resolvedOnTwo starts two instances sharing w's store over h and
+// resolves w's session on each.
+func (w *tokenWorld) resolvedOnTwo(t *testing.T, h *hub) (a, b *session.Manager, idA, idB *session.Identity) {
+	t.Helper()
+	a, b = w.instance(1, h, 0), w.instance(2, h, 0)
+	var err error
+	if idA, err = a.Resolve(w.ctx, w.token); err != nil {
+		t.Fatal(err)
+	}
+	if idB, err = b.Resolve(w.ctx, w.token); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, idA, idB
 }
 
 func newHub() *hub { return &hub{listeners: map[int]func(store.Invalidation){}} }
