@@ -190,22 +190,18 @@ func (s *IdentitySigner) Token(ctx context.Context, db store.Store, id *session.
 	if aud == "" {
 		aud = iss
 	}
-	// A token never outlives the session's absolute lifetime. The
-	// keyring reads the clock after the key, a moment (or, the store
-	// slow, seconds) after at: it bounds exp by the end itself (NotAfter),
-	// and ttl here only paces the cached token's renewal.
-	ttl := min(s.ttl, id.Expires.Truncate(time.Second).Sub(at))
-	if ttl <= 0 {
-		ttl = time.Second
-	}
+	// A token never outlives the session's absolute lifetime: the
+	// keyring bounds exp by the end (NotAfter) after its key read, which
+	// may take a moment (or, the store slow, seconds). The cached token
+	// is signed again at half the life it got.
 	tok, exp, err := keys.Sign(ctx, iss, aud, id.UserID, upstreamjwt.Claims{
 		Email: id.Email, GivenName: id.FirstName, Family: id.LastName, Groups: id.Groups, IdP: id.IdP,
 		AuthTime: id.AuthTime, NotAfter: id.Expires,
-	}, ttl)
+	}, s.ttl)
 	if err != nil {
 		return nil, err
 	}
-	t := &signedToken{value: []string{tok}, origin: o, signed: now, refresh: now + int64(ttl/2), expires: exp.UnixNano(), id: id,
+	t := &signedToken{value: []string{tok}, origin: o, signed: now, refresh: now + min(int64(s.ttl), exp.UnixNano()-now)/2, expires: exp.UnixNano(), id: id,
 		keys: replaced}
 	s.cache.Store(id.SessionHash, t)
 	s.sweep(now)

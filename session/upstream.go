@@ -313,10 +313,7 @@ func (m *Manager) renew(ctx, req context.Context, id *Identity, margin time.Dura
 	since := m.forgets.Load()
 	held, base, heldAt, pending, err := m.held(ctx, id, h, since)
 	if errors.Is(err, ErrNoSession) {
-		// Ended elsewhere, its broadcast lost: here too, or the
-		// routes that pass no tokens would serve it until CacheTTL.
-		m.forget(h)
-		id.upstream.Store(ended)
+		m.endedElsewhere(id, h)
 	}
 	if err != nil {
 		return nil, err
@@ -493,8 +490,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 	}
 	switch {
 	case errors.Is(err, ErrNoSession):
-		m.forget(h) // ended elsewhere: here too, and its unsaved tokens with it
-		id.upstream.Store(ended)
+		m.endedElsewhere(id, h)
 		return nil, err
 	case cut:
 		// The request gave up before the verdict: the session is not
@@ -502,9 +498,7 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 		// meanwhile (if any) asks again.
 		return nil, fmt.Errorf("%w: the identity provider refused the refresh token, and %w (%v): %w", ErrRefreshFailed, errWaitEnded, cause, req.Err())
 	case err == nil && rotated(again, base):
-		if u := newUpstreamAt(again, againAt); u.expiry == 0 || now < u.expiry {
-			m.dropUnsaved(h)
-			id.upstream.Store(u)
+		if u, ok := m.adopt(id, h, again, againAt, now, 0); ok {
 			return u, nil
 		}
 	}
@@ -518,12 +512,8 @@ func (m *Manager) refreshFailed(ctx, req context.Context, id *Identity, h tokenH
 		return nil, ErrNoSession
 	}
 	m.logger.Warn("refreshing a session's tokens failed", zap.String("idp", id.IdP), zap.Error(cause))
-	if u := newUpstream(used); now < u.expiry {
-		// Still valid: pass it on, and try again later.
-		u.notBefore = now + int64(retry)
-		u.setUnsaved(pending, now)
-		id.upstream.Store(u)
-		return u, nil
+	if u, ok := m.passWhileValid(id, used, time.Time{}, pending, now, retry); ok {
+		return u, nil // still valid: pass it on, and try again later
 	}
 	// Expired: requests fail until the next attempt is due (which also
 	// stores unsaved tokens, Manager.unsaved keeping them meanwhile),
@@ -548,24 +538,59 @@ func (m *Manager) recheck(ctx context.Context, id *Identity, h tokenHash, f *ups
 	stored, at, err := m.tokensAt(ctx, id.SessionHash)
 	switch {
 	case errors.Is(err, ErrNoSession):
-		m.forget(h)
-		id.upstream.Store(ended)
+		m.endedElsewhere(id, h)
 		return nil, err
 	case err != nil || !renewedSince(stored, f.base):
 		// A store that fails here fails the request as the IdP did:
 		// the hold-off's answer, not the store's.
 		return nil, f.failed
 	}
-	u := newUpstreamAt(stored, at)
-	if u.expiry != 0 && now >= u.expiry {
-		return nil, f.failed
-	}
 	// Not refreshed here before the hold-off ends, however close to
 	// their expiry: the IdP failed a moment ago.
-	u.notBefore = f.notBefore
-	m.dropUnsaved(h) // first stored wins: another instance's, as in held
+	if u, ok := m.adopt(id, h, stored, at, now, f.notBefore); ok {
+		return u, nil
+	}
+	return nil, f.failed
+}
+
+// endedElsewhere drops the session h, which the store no longer holds
+// (ended by another instance, its broadcast lost), here too, with its
+// unsaved tokens: else the routes that pass no tokens would serve it
+// until CacheTTL. Requests holding id pass nothing more.
+func (m *Manager) endedElsewhere(id *Identity, h tokenHash) {
+	m.forget(h)
+	id.upstream.Store(ended)
+}
+
+// adopt makes t, tokens another instance renewed (at, if known) and
+// stored, the session's answer from now on, unless they have expired by
+// now: first stored wins, so this instance's unsaved tokens, if any, go.
+// notBefore, when set, holds off their refresh.
+func (m *Manager) adopt(id *Identity, h tokenHash, t *Tokens, at time.Time, now, notBefore int64) (*upstream, bool) {
+	u := newUpstreamAt(t, at)
+	if u.expiry != 0 && now >= u.expiry {
+		return nil, false
+	}
+	u.notBefore = notBefore
+	m.dropUnsaved(h)
 	id.upstream.Store(u)
-	return u, nil
+	return u, true
+}
+
+// passWhileValid makes t (renewed at, if known) the session's answer for
+// holdOff from now, while its access token is valid, with pending, the
+// unsaved tokens it may be: the refresh waits (another instance's, or the
+// next attempt after a failed one) without holding requests up. It
+// reports false, storing nothing, when the access token has expired.
+func (m *Manager) passWhileValid(id *Identity, t *Tokens, at time.Time, pending *unsavedTokens, now int64, holdOff time.Duration) (*upstream, bool) {
+	u := newUpstreamAt(t, at)
+	if now >= u.expiry {
+		return nil, false
+	}
+	u.notBefore = now + int64(holdOff)
+	u.setUnsaved(pending, now)
+	id.upstream.Store(u)
+	return u, true
 }
 
 // renewedSince reports whether the stored tokens t are another refresh's
@@ -640,24 +665,18 @@ func (m *Manager) takeRefresh(ctx, req context.Context, id *Identity, h tokenHas
 			return nil, until, errRefreshClaimed
 		}
 		now := m.now().UnixNano()
-		if u := newUpstreamAt(held, heldAt); now < u.expiry {
-			u.notBefore = now + int64(m.refreshRaceWindow())
-			u.setUnsaved(pending, now)
-			id.upstream.Store(u)
+		if u, ok := m.passWhileValid(id, held, heldAt, pending, now, m.refreshRaceWindow()); ok {
 			return u, until, nil
 		}
 		last, lastAt, cut, err := m.awaitRotation(ctx, req, id, held, pending, now, m.refreshRaceWindow(), func(t *Tokens) bool { return renewedSince(t, base) })
 		switch {
 		case errors.Is(err, ErrNoSession):
-			m.forget(h)
-			id.upstream.Store(ended)
+			m.endedElsewhere(id, h)
 			return nil, until, err
 		case cut:
 			return nil, until, fmt.Errorf("%w: %w: %w", ErrRefreshFailed, errWaitEnded, req.Err())
 		case renewedSince(last, base):
-			if u := newUpstreamAt(last, lastAt); u.expiry == 0 || m.now().UnixNano() < u.expiry {
-				m.dropUnsaved(h) // first stored wins
-				id.upstream.Store(u)
+			if u, ok := m.adopt(id, h, last, lastAt, m.now().UnixNano(), 0); ok {
 				return u, until, nil
 			}
 		}
@@ -694,11 +713,7 @@ func rotated(t, base *Tokens) bool {
 // this identity's other requests (until the window's end at the latest)
 // instead of the flight.
 func (m *Manager) awaitRotation(ctx, req context.Context, id *Identity, used *Tokens, pending *unsavedTokens, now int64, window time.Duration, landed func(*Tokens) bool) (last *Tokens, lastAt time.Time, cut bool, err error) {
-	if u := newUpstream(used); now < u.expiry {
-		u.notBefore = now + int64(window)
-		u.setUnsaved(pending, now)
-		id.upstream.Store(u)
-	}
+	m.passWhileValid(id, used, time.Time{}, pending, now, window)
 	deadline := time.Now().Add(window) // the other instance's time: a real clock
 	for pause := refreshLandFirstPoll; ; pause = min(2*pause, refreshLandMaxPoll) {
 		left := time.Until(deadline)
