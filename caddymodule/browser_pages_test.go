@@ -394,8 +394,8 @@ func TestBrowserPagesForbidden(t *testing.T) {
 	}
 	idpLogin := w.idp.Issuer + oidctest.PathAuthorize
 	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpLogin) })
-	if n := len(storedSessions(t)); n != 0 {
-		t.Errorf("gateway sessions after signing out: %d, want none", n)
+	if n := len(liveSessions(t)); n != 0 {
+		t.Errorf("gateway sessions live after signing out: %d, want none", n)
 	}
 	nextVisitAsksForPassword(t, ctx, w.gw.base, idpLogin)
 }

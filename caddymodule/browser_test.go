@@ -136,11 +136,25 @@ func TestBrowserSAMLSignInAgainEndsPreviousSession(t *testing.T) {
 
 // storedSessions lists the hashes of the sessions in the store.
 func storedSessions(t *testing.T) []string {
+	return sessionsStored(t, func(*store.Session) bool { return true })
+}
+
+// liveSessions lists the hashes of the stored sessions whose stored end
+// has not come: a signed-out one stays stored, ended, until the sweep
+// (session.Manager.SignOut).
+func liveSessions(t *testing.T) []string {
+	now := time.Now()
+	return sessionsStored(t, func(s *store.Session) bool { return s.Expires.After(now) })
+}
+
+func sessionsStored(t *testing.T, keep func(*store.Session) bool) []string {
 	t.Helper()
 	var hashes []string
 	view(t, func(tx store.Tx) error {
 		return tx.ForEachSession("", func(s *store.Session) error {
-			hashes = append(hashes, s.Hash)
+			if keep(s) {
+				hashes = append(hashes, s.Hash)
+			}
 			return nil
 		})
 	})

@@ -118,7 +118,6 @@ type Route struct {
 	// minute.
 	denials, crossSiteLogouts logbudget.Budget
 
-	recentLogouts              recentLogouts
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
 }
@@ -1050,22 +1049,19 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	// its lifetime) still leads to its IdP's logout, which is all its
 	// cookie gets: the IdP's session outlives ours (docs/security.md).
 	// Without cookies, the outer session ends (by its hash: an sso before
-	// this one took the cookie), whatever its IdP too.
-	var ended, recalled, endedBefore *endedSignIn
-	now := time.Now()
-	signedOut := func(e *session.Ended, hash string) {
+	// this one took the cookie), whatever its IdP too. A sign-out clicked
+	// twice finds the session ended (SignOut keeps it stored until the
+	// sweep), on this instance or another: the second answer, which the
+	// browser shows, goes on to the IdP's logout too.
+	var ended, endedBefore *session.Ended
+	signedOut := func(e *session.Ended) {
 		if e == nil {
-			if recalled == nil {
-				recalled = rt.recentLogouts.recall(hash, now) // the button clicked twice?
-			}
 			return
 		}
-		s := &endedSignIn{idp: e.Session.IdP, logout: idpLogout(e)}
-		rt.recentLogouts.remember(hash, s, now)
 		if e.Before {
 			// Not audited (it had ended): no log line of a sign-out.
 			if endedBefore == nil {
-				endedBefore = s
+				endedBefore = e
 			}
 			return
 		}
@@ -1073,7 +1069,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		// lines too (docs/security.md).
 		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
 		if ended == nil {
-			ended = s
+			ended = e
 		}
 	}
 	for _, t := range tokens {
@@ -1081,29 +1077,26 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		if err != nil {
 			return rt.signOutUnrecorded(w, run, tokens, err)
 		}
-		signedOut(e, session.Hash(t))
+		signedOut(e)
 	}
 	if outer != nil {
-		// A store that cannot record it: RevokeHash refuses the session
-		// here from now on, as Revoke does.
-		e, err := run.Sessions.RevokeHash(r.Context(), outer.SessionHash, store.EventSessionLoggedOut)
+		// A store that cannot record it: SignOutHash refuses the session
+		// here from now on, as SignOut does.
+		e, err := run.Sessions.SignOutHash(r.Context(), outer.SessionHash)
 		if err != nil {
 			return rt.signOutUnrecorded(w, run, nil, err)
 		}
-		signedOut(e, outer.SessionHash)
+		signedOut(e)
 	}
-	// A live session's IdP first; else a second click's POST (its answer
-	// is the one the browser shows); else an ended session's IdP.
-	for _, s := range []*endedSignIn{recalled, endedBefore} {
-		if ended == nil {
-			ended = s
-		}
+	// A live session's IdP first, else an ended session's.
+	if ended == nil {
+		ended = endedBefore
 	}
 	// The IdP's own logout only for the route's IdPs, whose endpoints
 	// (where the IdP sends the browser back) are served here.
 	if ended != nil && o.Vouched {
-		if p := rt.provider(ended.idp); p != nil {
-			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), ended.logout, returnTo)
+		if p := rt.provider(ended.Session.IdP); p != nil {
+			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
 				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
 			}

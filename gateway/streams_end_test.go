@@ -26,7 +26,7 @@ import (
 func TestStreamEndsWithItsSession(t *testing.T) {
 	w := newStreamWorld(t, time.Hour)
 	ended := w.open(t)
-	if _, err := w.run.Sessions.RevokeHash(context.Background(), w.id.SessionHash, store.EventSessionRevoked); err != nil {
+	if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
 		t.Fatal(err)
 	}
 	endsWithin(t, ended, 5*time.Second)
@@ -185,7 +185,7 @@ func TestEventStreamKnownByItsAnswerInAnyCase(t *testing.T) {
 		t.Run(ct, func(t *testing.T) {
 			w := newStreamWorld(t, time.Hour)
 			wrote := serveEventStream(w, ct)
-			if _, err := w.run.Sessions.RevokeHash(context.Background(), w.id.SessionHash, store.EventSessionRevoked); err != nil {
+			if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
 				t.Fatal(err)
 			}
 			streamEnded(t, wrote)

@@ -900,16 +900,18 @@ func (m *Manager) endExpired(ctx context.Context, hash tokenHash, storedEnd time
 // lifetime.
 const whyExpired = "expired"
 
-// Ended is a session that Revoke ended, with what the IdP's logout needs.
+// Ended is a session that Revoke or SignOut ended, with what the IdP's
+// logout needs.
 type Ended struct {
 	Session *store.Session
 	// Tokens are the session's tokens, nil when it had none (or they could
 	// not be opened, which is logged).
 	Tokens *Tokens
-	// Before says that the session had ended before SignOut deleted it
-	// (past its lifetime or idle, or its user may no longer sign in): no
-	// request could use it, so its deletion was not audited, as an
-	// expired session's never is; the IdP's session may still be alive.
+	// Before says that the session had ended before SignOut (past its
+	// lifetime or idle, signed out already, or its user may no longer sign
+	// in): no request could use it, so the sign-out was not audited again,
+	// as an expired session's end never is; the IdP's session may still
+	// be alive.
 	Before bool
 }
 
@@ -940,28 +942,22 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, 
 	return m.revokeHash(ctx, h, eventType)
 }
 
-// RevokeHash is Revoke by the session's store key (Identity.SessionHash):
-// for a session whose cookie the request no longer carries (an sso before
-// the one serving the sign-out admitted it and took the cookie). A hash
-// that names no session is not an error either.
-func (m *Manager) RevokeHash(ctx context.Context, hash, eventType string) (*Ended, error) {
-	h, ok := parseHash(hash)
-	if !ok {
-		return nil, nil
-	}
-	return m.revokeHash(ctx, h, eventType)
-}
-
 // SignOut is Revoke for the browser's own sign-out (the gateway's POST
 // /.sso/logout): it ends the stored session of token whether or not it has
 // ended already, and returns what the IdP's logout needs either way, so
 // that a sign-out clicked after the idle timeout or the lifetime still
 // ends the IdP's session (docs/security.md: a sign-out must not leave the
 // IdP's session alive). A session that had ended (Ended.Before, judged as
-// Ends judges it, and by its user) is deleted without an audit event, as
-// an expired session always is. Nothing else is given for such a cookie,
-// and no session is extended. A session signed out here while the store
-// was away (RevokeLater) is signed out already: nil, as for one deleted.
+// Ends judges it, and by its user) is neither written nor audited again.
+// Nothing else is given for such a cookie, and no session is extended. A
+// session signed out here while the store was away (RevokeLater) is
+// signed out already: nil, as for one deleted.
+//
+// The session is not deleted: it stays stored, its end moved to now, until
+// the sweep, as one a request finds ended does (endExpired). A sign-out
+// clicked twice sends a second POST whose answer is the one the browser
+// shows, and a load balancer may send it to another instance: there it
+// finds the session ended, and its answer goes on to the IdP's logout too.
 //
 // It reads nothing of the cache but what Ends reads, and is not on a
 // request's path: Resolve is unchanged. A cookie that cannot be a token
@@ -972,33 +968,96 @@ func (m *Manager) SignOut(ctx context.Context, token string) (*Ended, error) {
 	if !ok {
 		return nil, nil
 	}
+	return m.signOut(ctx, hash, false)
+}
+
+// SignOutHash is SignOut by the session's store key (Identity.SessionHash):
+// for a session whose cookie the request no longer carries (an sso before
+// the one serving the sign-out admitted it and took the cookie). A hash
+// that names no session is not an error either.
+func (m *Manager) SignOutHash(ctx context.Context, hash string) (*Ended, error) {
+	h, ok := parseHash(hash)
+	if !ok {
+		return nil, nil
+	}
+	return m.signOut(ctx, h, m.knows(h))
+}
+
+// signOut is SignOut by hash; known: the session is real (revokeLater).
+func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*Ended, error) {
 	if m.revoked(hash) {
 		return nil, nil
 	}
+	var found *signingOut
+	read := func(tx store.Tx) error {
+		var err error
+		found, err = m.readSigningOut(tx, hash)
+		return err
+	}
 	// Anyone may POST a sign-out with made-up cookies: one that names no
 	// stored session costs a read, not a commit (as an IdP's logout
-	// message naming none does, account.endIdPSessions).
-	var stored bool
-	err := m.store.View(ctx, func(tx store.Tx) error {
-		_, err := tx.Session(hash.String())
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		stored = err == nil
-		return err
-	})
-	if err != nil {
-		m.revokeLater(hash, store.EventSessionLoggedOut, false)
+	// message naming none does, account.endIdPSessions); so does a second
+	// click's, which finds the session ended.
+	if err := m.store.View(ctx, read); err != nil {
+		m.revokeLater(hash, store.EventSessionLoggedOut, known)
 		return nil, fmt.Errorf("session: sign out: %w", err)
 	}
-	if !stored {
+	if found == nil {
 		return nil, nil
 	}
-	// Not forgotten before the write, unlike Revoke: the cache's
-	// last-seen time is what Ends judges idleness by (a use not yet
-	// flushed). revoke forgets it once the write has committed, and
-	// revokeLater when it failed (a session the store holds: known).
-	return m.revokeOpen(ctx, hash, store.EventSessionLoggedOut, m.endedBefore, true)
+	if !found.before {
+		// Not forgotten before the write, unlike Revoke: the cache's
+		// last-seen time is what Ends judges idleness by (a use not yet
+		// flushed). It is forgotten once the write has committed, and by
+		// revokeLater when it failed (a session the store holds: known).
+		now := m.now()
+		err := m.store.Update(ctx, func(tx store.Tx) error {
+			if err := read(tx); err != nil || found == nil || found.before {
+				return err
+			}
+			found.s.Expires = now
+			if err := tx.PutSession(found.s); err != nil {
+				return err
+			}
+			return tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: found.s.IdP, UserID: found.s.UserID})
+		})
+		if err != nil {
+			m.revokeLater(hash, store.EventSessionLoggedOut, true)
+			return nil, fmt.Errorf("session: sign out: %w", err)
+		}
+		if found == nil {
+			return nil, nil
+		}
+		m.forget(hash)
+		m.broadcast(ctx, store.Invalidation{Sessions: []string{found.s.Hash}})
+	}
+	return m.ended(found.s, found.sealed, found.before), nil
+}
+
+// signingOut is what a sign-out reads of a stored session: the session,
+// whether it had ended (endedBefore), and its sealed tokens.
+type signingOut struct {
+	s      *store.Session
+	before bool
+	sealed sealedTokens
+}
+
+// readSigningOut reads the session stored under hash for its sign-out;
+// nil when there is none.
+func (m *Manager) readSigningOut(tx store.Tx, hash tokenHash) (*signingOut, error) {
+	s, err := tx.Session(hash.String())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	o := &signingOut{s: s}
+	if o.before, err = m.endedBefore(tx, s); err != nil {
+		return nil, err
+	}
+	o.sealed, err = readSealed(tx, s.Hash)
+	return o, err
 }
 
 // endedBefore reports whether a stored session had ended before its
@@ -1021,70 +1080,44 @@ func (m *Manager) endedBefore(tx store.Tx, s *store.Session) (bool, error) {
 func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType string) (*Ended, error) {
 	known := m.knows(hash) // before the forget drops what says so
 	m.forget(hash)
-	return m.revokeOpen(ctx, hash, eventType, nil, known)
-}
-
-// revokeOpen is revokeHash after the forget: it ends the session and opens
-// its tokens. before, when set, judges whether it had ended already
-// (revokeTx); known: the session is real, for revokeLater when the write fails.
-func (m *Manager) revokeOpen(ctx context.Context, hash tokenHash, eventType string, before endedJudge, known bool) (*Ended, error) {
-	ended, sealed, err := m.revoke(ctx, hash, eventType, before)
-	if err != nil {
-		m.revokeLater(hash, eventType, known)
-		return nil, fmt.Errorf("session: revoke: %w", err)
-	}
-	if ended == nil {
-		return nil, nil
-	}
-	tokens, err := openTokens(sealed.key, ended.Hash, sealed.blob)
-	if err != nil {
-		// Logout goes on without id_token_hint; the IdP may then ask
-		// the user to confirm.
-		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", ended.IdP), zap.Error(err))
-	}
-	return &Ended{Session: ended.Session, Tokens: tokens, Before: ended.before}, nil
-}
-
-// endedJudge reports whether a stored session had ended before it was
-// revoked (SignOut), in the transaction that revokes it.
-type endedJudge func(store.Tx, *store.Session) (bool, error)
-
-// revokedSession is a session revokeTx deleted; before: it had ended
-// already (its endedJudge said so), and no audit event was written.
-type revokedSession struct {
-	*store.Session
-	before bool
-}
-
-// revoke deletes the session stored under hash, with an audit event of
-// eventType (none for one that before says had ended), and tells the
-// cache here and on other instances. It returns the ended session (nil if
-// there was none) and its sealed tokens.
-func (m *Manager) revoke(ctx context.Context, hash tokenHash, eventType string, before endedJudge) (*revokedSession, sealedTokens, error) {
 	var (
-		ended  *revokedSession
+		gone   *store.Session
 		sealed sealedTokens
 	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
-		ended, sealed, err = revokeTx(tx, hash, eventType, true, before, time.Time{})
+		gone, sealed, err = revokeTx(tx, hash, eventType, true, time.Time{})
 		return err
 	})
-	if err != nil || ended == nil {
-		return nil, sealed, err
+	if err != nil {
+		m.revokeLater(hash, eventType, known)
+		return nil, fmt.Errorf("session: revoke: %w", err)
+	}
+	if gone == nil {
+		return nil, nil
 	}
 	m.forget(hash) // again: a request may have re-read it before the commit
-	m.broadcast(ctx, store.Invalidation{Sessions: []string{ended.Hash}})
-	return ended, sealed, nil
+	m.broadcast(ctx, store.Invalidation{Sessions: []string{gone.Hash}})
+	return m.ended(gone, sealed, false), nil
+}
+
+// ended is the Ended of s, its sealed tokens opened.
+func (m *Manager) ended(s *store.Session, sealed sealedTokens, before bool) *Ended {
+	tokens, err := openTokens(sealed.key, s.Hash, sealed.blob)
+	if err != nil {
+		// Logout goes on without id_token_hint; the IdP may then ask
+		// the user to confirm.
+		m.logger.Warn("ended session's tokens unreadable", zap.String("idp", s.IdP), zap.Error(err))
+	}
+	return &Ended{Session: s, Tokens: tokens, Before: before}
 }
 
 // revokeTx deletes the session stored under hash in tx, with an audit
-// event of eventType unless before (when set) says it had ended already,
-// and returns it (nil if there was none) and, with sealed, its sealed
-// tokens. late, when set, is when a sign-out the store could not record
-// then took place (recordRevocations): the event carries that time, not
-// the time the store came back, which may be hours later.
-func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before endedJudge, late time.Time) (*revokedSession, sealedTokens, error) {
+// event of eventType, and returns it (nil if there was none) and, with
+// sealed, its sealed tokens. late, when set, is when a sign-out the store
+// could not record then took place (recordRevocations): the event carries
+// that time, not the time the store came back, which may be hours later.
+func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, late time.Time) (*store.Session, sealedTokens, error) {
 	var st sealedTokens
 	s, err := tx.Session(hash.String())
 	if errors.Is(err, store.ErrNotFound) {
@@ -1092,12 +1125,6 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before
 	}
 	if err != nil {
 		return nil, st, err
-	}
-	r := &revokedSession{Session: s}
-	if before != nil {
-		if r.before, err = before(tx, s); err != nil {
-			return nil, st, err
-		}
 	}
 	if sealed {
 		if st, err = readSealed(tx, s.Hash); err != nil {
@@ -1107,14 +1134,11 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, before
 	if err := tx.DeleteSession(s.Hash); err != nil {
 		return nil, st, err
 	}
-	if r.before {
-		return r, st, nil
-	}
 	e := store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID}
 	if !late.IsZero() {
 		e.Time, e.Detail = late, map[string]string{"recorded_late": "true"}
 	}
-	return r, st, tx.Audit(e)
+	return s, st, tx.Audit(e)
 }
 
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
@@ -1251,7 +1275,7 @@ func (m *Manager) recordRevocations(ctx context.Context) error {
 			ended = ended[:0]
 			for _, hash := range chunk {
 				r := pending[hash]
-				s, _, err := revokeTx(tx, hash, r.eventType, false, nil, time.Unix(0, r.at))
+				s, _, err := revokeTx(tx, hash, r.eventType, false, time.Unix(0, r.at))
 				if err != nil {
 					return err
 				}

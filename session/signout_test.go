@@ -28,10 +28,13 @@ func loggedOutEvents(t *testing.T, db store.Store) int {
 // TestSignOutOfEndedSessionKeepsIdPLogout: a sign-out of a session that
 // has ended (idle past the timeout, past its lifetime) but is still stored
 // returns what the IdP's logout needs all the same (the NameID, the ID
-// token), so that the IdP's session ends too; the session is deleted, and
-// not audited as logged out: it had ended. A live session's sign-out is
-// audited. A session already revoked, or signed out while the store was
-// away, gives nothing.
+// token), so that the IdP's session ends too; it is not audited as logged
+// out: it had ended. A live session's sign-out is audited. Either way the
+// session stays stored, ended, until the sweep: a second click's sign-out,
+// here or on another instance sharing the store (its answer is the one the
+// browser shows), finds it ended and gets the IdP's logout again, with no
+// second event and no write. A session signed out while the store was
+// away gives nothing.
 func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -71,8 +74,25 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 			if _, err := m.Resolve(ctx, n.Token); err == nil {
 				t.Error("the session resolves after its sign-out")
 			}
+			other := &updateCounter{Store: db}
+			for _, again := range []*session.Manager{m, session.New(other, session.Config{}, nil, c.now)} {
+				e, err := again.SignOut(ctx, n.Token)
+				if err != nil || e == nil || !e.Before || e.IDToken() != idToken || e.Session.Logout.Subject != "ada" {
+					t.Errorf("a second SignOut = %+v, %v; want the IdP's logout again, Before", e, err)
+				}
+			}
+			if n := other.updates.Load(); n != 0 {
+				t.Errorf("a second click's sign-out wrote %d times, want a read only", n)
+			}
+			if want := map[bool]int{true: 0, false: 1}[tt.before]; loggedOutEvents(t, db) != want {
+				t.Errorf("%d session.logged_out events after the second click, want %d", loggedOutEvents(t, db), want)
+			}
+			c.advance(time.Minute)
+			if _, err := m.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if e, err := m.SignOut(ctx, n.Token); e != nil || err != nil {
-				t.Errorf("a second SignOut = %+v, %v; want nothing (deleted)", e, err)
+				t.Errorf("SignOut after the sweep = %+v, %v; want nothing (deleted)", e, err)
 			}
 		})
 	}

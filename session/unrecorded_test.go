@@ -130,7 +130,7 @@ func TestMadeUpSignOutCookiesTakeNoPlace(t *testing.T) {
 // when only writes fail) is never pushed out by them: once all places are
 // taken, it takes the place of an unknown one, and one that is not known
 // is not kept (the ERROR line of the cap, one a minute). Each way a
-// sign-out reaches the list: SignOut with the store away, RevokeHash (an
+// sign-out reaches the list: SignOut with the store away, SignOutHash (an
 // outer sso's session), and SignOut on a full disk.
 func TestUnrecordedSignOutsKeepKnownSessions(t *testing.T) {
 	ctx := context.Background()
@@ -145,8 +145,8 @@ func TestUnrecordedSignOutsKeepKnownSessions(t *testing.T) {
 			_, err := m.SignOut(ctx, n.Token)
 			return err
 		}},
-		{"store away, RevokeHash", true, true, func(m *session.Manager, n *session.NewSession) error {
-			_, err := m.RevokeHash(ctx, n.Session.Hash, store.EventSessionLoggedOut)
+		{"store away, SignOutHash", true, true, func(m *session.Manager, n *session.NewSession) error {
+			_, err := m.SignOutHash(ctx, n.Session.Hash)
 			return err
 		}},
 		{"full disk, SignOut of a session another instance served", false, false, func(m *session.Manager, n *session.NewSession) error {
