@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,11 +19,7 @@ import (
 // the keys too: TestRunningInstanceFollowsFlowKeys.)
 func TestFlowCookiesAcrossRotation(t *testing.T) {
 	ctx := t.Context() // ends each FlowCookies' following of the keys
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	flows := func() *idp.FlowCookies {
 		f, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 		if err != nil {

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,11 +22,7 @@ import (
 // until its next reload.
 func TestRunningInstanceFollowsFlowKeys(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{NoSync: true})
 	const every = 10 * time.Millisecond
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,11 +55,7 @@ func (tx previousAwayTx) LoadOrStoreSecret(name string, value []byte) ([]byte, e
 // previous one and fail those sign-ins until the next read.
 func TestFlowKeysWhenThePreviousKeyIsUnreadable(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{NoSync: true})
 	var away atomic.Bool
 	s := previousAwayStore{db, &away}
 	beforeCtx, stopBefore := context.WithCancel(ctx)
@@ -114,11 +109,7 @@ func (s countingStore) View(ctx context.Context, fn func(store.Tx) error) error 
 // process reloaded a thousand times must not read the store a thousand
 // times a recheck, for ever.
 func TestFlowKeysStopWithTheirConfig(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{NoSync: true})
 	const every = 5 * time.Millisecond
 	var views atomic.Int64
 	ctx, stop := context.WithCancel(context.Background())

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,13 +26,9 @@ func (failingStore) Update(context.Context, func(store.Tx) error) error {
 // one the store failed is an ERROR, unless it failed because the app is
 // stopping.
 func TestHousekeepingLog(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := OpenTestStore(t, bolt.Options{})
 	now := time.Now()
-	err = db.Update(context.Background(), func(tx store.Tx) error {
+	err := db.Update(context.Background(), func(tx store.Tx) error {
 		return tx.Audit(store.Event{Type: store.EventUserCreated, Time: now.Add(-48 * time.Hour)})
 	})
 	if err != nil {

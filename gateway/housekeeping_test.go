@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,12 +20,8 @@ import (
 // Housekeeper on the same store), and says once per change that the
 // store's file was removed or replaced under it, or is back.
 func TestHousekeeperStoreFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := gateway.OpenTestStore(t, bolt.Options{})
+	path := db.Path()
 	core, logs := observer.New(zapcore.InfoLevel)
 	const every = 10 * time.Millisecond
 	run := func() (stop func()) {

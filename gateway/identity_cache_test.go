@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"net/url"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,11 +29,7 @@ type signerEnv struct {
 
 func newSignerEnv(t *testing.T) *signerEnv {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := OpenTestStore(t, bolt.Options{})
 	e := &signerEnv{t: t, db: db}
 	e.ns.Store(time.Now().UnixNano())
 	e.m = session.New(db, session.Config{}, nil, func() time.Time { return time.Unix(0, e.ns.Load()) })
@@ -42,6 +37,7 @@ func newSignerEnv(t *testing.T) *signerEnv {
 	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(e.u) }); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if e.token, _, err = e.m.Create(context.Background(), e.u, "okta", store.LogoutInfo{}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,11 +18,7 @@ import (
 // next request, not a cache TTL later.
 func TestLiveForgetsInTheRunningApp(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{CacheTTL: time.Hour}, nil, nil)
 	l := gateway.NewLive()
 	l.Set(&gateway.Runtime{Store: db, Sessions: m})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,11 +20,7 @@ import (
 // Start has made it, waits for a Start in progress, and gets a clear error
 // when Start failed or the request gave up.
 func TestLive(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	rt := &gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -76,11 +71,7 @@ func TestLive(t *testing.T) {
 // none is, after the bound when one never ends, and in the background
 // when asked to.
 func TestLiveRetire(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	newLive := func() *gateway.Live {
 		l := gateway.NewLive()
 		l.Set(&gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -104,11 +103,7 @@ func TestPageErrorWords(t *testing.T) {
 // field; other names, and other prefixes, are not ours.
 func TestUserPlaceholders(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{}, nil, nil)
 	u := &store.User{Email: "zoe@corp.example", FirstName: "Zoe", LastName: "Ng", Groups: []string{"eng", "ops"}, Active: true, Source: store.SourceJIT}
 	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {

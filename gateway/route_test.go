@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,15 +17,7 @@ import (
 // store they do not.
 func TestFlowCookiesKeptInTheStore(t *testing.T) {
 	ctx := context.Background()
-	open := func(name string) *bolt.DB {
-		db, err := bolt.Open(filepath.Join(t.TempDir(), name), bolt.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}
-	db, other := open("sso.db"), open("other.db")
+	db, other := gateway.OpenTestStore(t, bolt.Options{}), gateway.OpenTestStore(t, bolt.Options{})
 	begin, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 	if err != nil {
 		t.Fatal(err)

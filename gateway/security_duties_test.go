@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -58,11 +57,7 @@ func newDutyWorld(t *testing.T) *dutyWorld {
 // test ends.
 func newTestRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := OpenTestStore(t, bolt.Options{})
 	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -39,11 +38,7 @@ func TestAuthTimeReachesTheApp(t *testing.T) {
 		{"the IdP did not say", time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
+			db := OpenTestStore(t, bolt.Options{})
 			sessions := session.New(db, session.Config{}, nil, nil)
 			svc := &signin.Service{Store: db, Sessions: sessions}
 			p := &signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}

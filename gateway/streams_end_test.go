@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,11 +52,7 @@ func TestStreamCheckedWhenEverythingIsForgotten(t *testing.T) {
 // session by a cache TTL.
 func TestStreamEndsAtItsSessionsEnd(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{CacheTTL: time.Hour, Lifetime: 500 * time.Millisecond}, nil, nil)
 	run := &gateway.Runtime{Store: db, Sessions: m, Streams: gateway.NewStreams(m)}
 	core, _ := observer.New(zapcore.InfoLevel)
@@ -105,11 +100,7 @@ func TestStreamInputKeepsItsSession(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
+			db := gateway.OpenTestStore(t, bolt.Options{})
 			m := session.New(db, session.Config{CacheTTL: time.Hour, IdleTimeout: idle}, nil, nil)
 			run := &gateway.Runtime{Store: db, Sessions: m, Streams: gateway.NewStreams(m)}
 			rt := &gateway.Route{IdPs: []*gateway.IdP{{Name: "okta"}}, Logger: zap.NewNop()}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,11 +36,7 @@ type streamWorld struct {
 func newStreamWorld(t *testing.T, cacheTTL time.Duration) *streamWorld {
 	t.Helper()
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := gateway.OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{CacheTTL: cacheTTL}, nil, nil)
 	policy, err := gateway.NewAccessPolicy([]gateway.AccessRule{{Kind: "group", Values: []string{"admins"}}}, nil)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,11 +150,7 @@ func tokenSession(t *testing.T, m *session.Manager, db store.Store, idpName, ema
 // tokenRuntime is a Runtime on a new bbolt store, with its sessions.
 func tokenRuntime(t *testing.T) (*bolt.DB, *session.Manager, *Runtime) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{}, nil, nil)
 	return db, m, &Runtime{Store: db, Sessions: m}
 }

@@ -28,22 +28,7 @@ import (
 // or another page), and the app must not get the POST.
 func TestNginxFormAfterSessionEnded(t *testing.T) {
 	site, b := startExample(t, nil, nil)
-	req, err := http.NewRequest(http.MethodPost, site+"/orders", strings.NewReader("item=42&qty=3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, value := range map[string]string{
-		"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
-		"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "same-origin",
-		"Origin": site, "Referer": site + "/orders/new?draft=1",
-	} {
-		req.Header.Set(name, value)
-	}
-	resp, err := b.NoRedirects().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := caddytest.ReadBody(t, resp)
+	resp, body := exampletest.PostOrderForm(t, b.NoRedirects(), site)
 	want := site + "/.sso/login?return_to=" + url.QueryEscape("/orders/new?draft=1")
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != want {
 		t.Fatalf("a form posted without a session: %s, Location %q, want a redirect to %q", resp.Status, loc, want)
@@ -68,7 +53,7 @@ func TestNginxFormAfterSessionEnded(t *testing.T) {
 func TestNginxClientCannotChooseItsLoggedSource(t *testing.T) {
 	for name, gateway := range map[string]func(t *testing.T, g *caddytest.Gateway, site string) string{
 		"shipped Caddyfile": func(t *testing.T, g *caddytest.Gateway, site string) string {
-			return exampletest.Shipped(t, "Caddyfile", testGateway(g, site)...)
+			return exampletest.Shipped(t, "Caddyfile", exampletest.OnTestGateway(g, site)...)
 		},
 		"docs/forward-auth.md": func(t *testing.T, g *caddytest.Gateway, site string) string {
 			return exampletest.DocBlock(t, "../../docs/forward-auth.md", "## The gateway", "caddyfile",
@@ -113,7 +98,7 @@ func TestNginxClientCannotChooseItsLoggedSource(t *testing.T) {
 // connection open (not "close", nginx's default, nor "upgrade").
 func TestNginxWebSocket(t *testing.T) {
 	site, b, _ := startExampleWith(t, func(g *caddytest.Gateway, site string) string {
-		return exampletest.Shipped(t, "Caddyfile", testGateway(g, site)...)
+		return exampletest.Shipped(t, "Caddyfile", exampletest.OnTestGateway(g, site)...)
 	}, newWebSocketApp(t), nil)
 	resp, _ := webSocketHandshake(t, site, pool(b), "")
 	want := site + "/.sso/login?return_to=" + url.QueryEscape(caddytest.WebSocketPath)

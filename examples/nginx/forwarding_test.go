@@ -47,7 +47,7 @@ func newRequestApp(t *testing.T) string {
 // only nginx reaches it.
 func TestNginxForwardsTheRequest(t *testing.T) {
 	site, b, g := startExampleWith(t, func(g *caddytest.Gateway, site string) string {
-		return exampletest.Shipped(t, "Caddyfile", testGateway(g, site)...)
+		return exampletest.Shipped(t, "Caddyfile", exampletest.OnTestGateway(g, site)...)
 	}, newRequestApp(t), nil)
 	caddytest.ReadBody(t, b.SignIn(site+"/", "ada", "ada-pw"))
 	u, _ := url.Parse(site)

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
@@ -119,19 +118,9 @@ http {
 func startExample(t *testing.T, caddyfile, appConf []string) (string, *caddytest.Browser) {
 	t.Helper()
 	site, b, _ := startExampleWith(t, func(g *caddytest.Gateway, site string) string {
-		return exampletest.Shipped(t, "Caddyfile", append(testGateway(g, site), caddyfile...)...)
+		return exampletest.Shipped(t, "Caddyfile", append(exampletest.OnTestGateway(g, site), caddyfile...)...)
 	}, "", appConf)
 	return site, b
-}
-
-// testGateway are the replacements that put a gateway configuration on
-// the test's ports and store, with the app's address site as base_url.
-func testGateway(g *caddytest.Gateway, site string) []string {
-	return []string{
-		"\n{\n", "\n{\n" + g.GlobalOptions(),
-		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
-		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
-		"base_url https://app.example.com", "base_url " + site}
 }
 
 // startExampleWith is startExample with the gateway configuration that
@@ -141,26 +130,16 @@ func testGateway(g *caddytest.Gateway, site string) []string {
 func startExampleWith(t *testing.T, gateway func(g *caddytest.Gateway, site string) string, app string, appConf []string) (string, *caddytest.Browser, *caddytest.Gateway) {
 	t.Helper()
 	bin := nginxBinary(t)
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
+	port := testport.For(t)
+	site := fmt.Sprintf("https://127.0.0.1:%d", port)
+	exampletest.StartIdP(t, site, "nginx-app", "nginx-secret")
 	if app == "" {
 		app = caddytest.NewEchoUpstream(t).URL
 	}
 	g := caddytest.NewGateway(t)
-	port := testport.For(t)
-	site := fmt.Sprintf("https://127.0.0.1:%d", port)
-	op.RegisterClient(oidctest.Client{ID: "nginx-app", Secret: "nginx-secret", RedirectURIs: []string{site + "/.sso/oidc/corp/callback"}})
-	op.AddUser("ada", "ada-pw", map[string]any{"sub": "sub-ada", "given_name": "Ada", "family_name": "Lovelace",
-		"email": "ada@example.com", "email_verified": true, "groups": []string{"eng"}})
-	t.Setenv("OIDC_ISSUER", op.Issuer)
-	t.Setenv("OIDC_CLIENT_ID", "nginx-app")
-	t.Setenv("OIDC_CLIENT_SECRET", "nginx-secret")
 
 	g.Start(gateway(g, site))
-	pool := startNginx(t, bin, port, g.Port, mustPort(t, app), appConf...)
+	pool := startNginx(t, bin, port, g.Port, exampletest.Port(t, app), appConf...)
 
 	b := caddytest.NewBrowser(t)
 	b.Client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
@@ -177,19 +156,11 @@ func TestNginxExample(t *testing.T) {
 		// on a route without set_authorization_header.
 		"\tlocation / {\n", "\tlocation /bearer-lines/ {\n" + protectLines + authorizationLines(t) + "\t\tproxy_pass http://app;\n\t}\n\n\tlocation / {\n",
 	})
-	saw := caddytest.UpstreamSaw(t, b.SignIn(site+"/reports?year=2026", "ada", "ada-pw"))
-	if saw.Path != "/reports?year=2026" {
-		t.Errorf("the app got %q, want the page first asked for", saw.Path)
-	}
-	user := saw.Header("X-Forwarded-User")
-	if user == "" || saw.Header("X-Forwarded-Email") != "ada@example.com" || saw.Header("X-Forwarded-Groups") != "eng" ||
-		saw.Header("X-Forwarded-First-Name") != "Ada" || saw.Header("X-Forwarded-Idp") != "corp" {
-		t.Errorf("the app got the identity headers %v", saw.Headers)
-	}
+	user := exampletest.SignInAda(t, b, site)
 
 	// Spoofed identity headers, in any spelling, do not reach the app;
 	// nor does the session cookie; the app's own cookies do.
-	saw = caddytest.UpstreamSaw(t, b.Get(site+"/again",
+	saw := caddytest.UpstreamSaw(t, b.Get(site+"/again",
 		"X-Forwarded-User", "mallory", "x-forwarded-groups", "admins", "Remote-User", "mallory",
 		"X-Auth-Request-Email", "mallory@example.com", "X_Forwarded_User", "mallory", "Cookie", "theme=dark"))
 	if saw.Header("X-Forwarded-User") != user || saw.Header("X-Forwarded-Groups") != "eng" {
@@ -217,13 +188,7 @@ func TestNginxExample(t *testing.T) {
 
 	// An app cookie of 6 KB: the verify answer echoes it in Cookie and
 	// outgrows nginx's default 4k header buffer (a 500 then).
-	big := "blob=" + strings.Repeat("x", 6000)
-	if resp := b.Get(site+"/big", "Cookie", big); resp.StatusCode != http.StatusOK {
-		t.Errorf("with a large app cookie: %s, want the app's answer", resp.Status)
-		caddytest.ReadBody(t, resp)
-	} else if saw := caddytest.UpstreamSaw(t, resp); !strings.HasPrefix(saw.Header("Cookie"), big) || saw.Header("X-Forwarded-User") != user {
-		t.Errorf("with a large app cookie the app got Cookie of %d bytes, user %q", len(saw.Header("Cookie")), saw.Header("X-Forwarded-User"))
-	}
+	exampletest.CheckLargeAppCookie(t, b, site, user)
 
 	// HTTP/1.0 without Host, with the session: the gateway and the app
 	// get the server_name as Host ($host), not an empty one.
@@ -239,15 +204,8 @@ func TestNginxExample(t *testing.T) {
 	}
 
 	// Sign out through nginx: the form posts with the site's origin.
-	req, _ := http.NewRequest(http.MethodPost, site+"/.sso/logout", strings.NewReader(url.Values{"return_to": {"/"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", site)
-	resp, err := b.NoRedirects().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caddytest.ReadBody(t, resp)
-	resp, err = b.NoRedirects().Get(site + "/reports")
+	exampletest.SignOut(t, b, site)
+	resp, err := b.NoRedirects().Get(site + "/reports")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,19 +296,6 @@ func http10WithoutHost(t *testing.T, addr string, roots *x509.CertPool, path, co
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp
-}
-
-func mustPort(t *testing.T, rawURL string) int {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p int
-	if _, err := fmt.Sscan(u.Port(), &p); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // TestNginxSnippetCoversEveryIdentityHeader: sso-protect.conf takes every

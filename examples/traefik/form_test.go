@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 )
 
 // TestTraefikFormAfterSessionEnded: a form a person submits through
@@ -20,22 +20,7 @@ import (
 // form's page (the Referer), and the app does not get the POST.
 func TestTraefikFormAfterSessionEnded(t *testing.T) {
 	site, b := startExample(t, nil, nil)
-	req, err := http.NewRequest(http.MethodPost, site+"/orders", strings.NewReader("item=42&qty=3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, value := range map[string]string{
-		"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
-		"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "same-origin",
-		"Origin": site, "Referer": site + "/orders/new?draft=1",
-	} {
-		req.Header.Set(name, value)
-	}
-	resp, err := b.NoRedirects().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := caddytest.ReadBody(t, resp)
+	resp, body := exampletest.PostOrderForm(t, b.NoRedirects(), site)
 	href := strings.ToLower(`href="` + site + "/.sso/login?return_to=" + url.QueryEscape("/orders/new?draft=1") + `"`)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
 		!strings.Contains(body, "<h1>Sign in again</h1>") || !strings.Contains(strings.ToLower(body), href) {

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
@@ -119,34 +118,15 @@ func transport(port int, pool *x509.CertPool) *http.Transport {
 func startExample(t *testing.T, caddyfile, dynamic []string) (string, *caddytest.Browser) {
 	t.Helper()
 	bin := traefikBinary(t)
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
-	app := caddytest.NewEchoUpstream(t)
-	g := caddytest.NewGateway(t)
 	port := testport.For(t)
 	site := fmt.Sprintf("https://%s:%d", appHost, port)
-	op.RegisterClient(oidctest.Client{ID: "traefik-app", Secret: "traefik-secret", RedirectURIs: []string{site + "/.sso/oidc/corp/callback"}})
-	op.AddUser("ada", "ada-pw", map[string]any{"sub": "sub-ada", "given_name": "Ada", "family_name": "Lovelace",
-		"email": "ada@example.com", "email_verified": true, "groups": []string{"eng"}})
-	t.Setenv("OIDC_ISSUER", op.Issuer)
-	t.Setenv("OIDC_CLIENT_ID", "traefik-app")
-	t.Setenv("OIDC_CLIENT_SECRET", "traefik-secret")
+	exampletest.StartIdP(t, site, "traefik-app", "traefik-secret")
+	app := caddytest.NewEchoUpstream(t)
+	g := caddytest.NewGateway(t)
 
 	// The shipped Caddyfile, on the test's ports and store.
-	g.Start(exampletest.Shipped(t, "Caddyfile", append([]string{
-		"\n{\n", "\n{\n" + g.GlobalOptions(),
-		"\tsso {\n", "\tsso {\n\t\tstore bolt " + g.StorePath() + "\n",
-		"http://:9091", fmt.Sprintf("http://:%d", g.Port),
-		"base_url https://app.example.com", "base_url " + site}, caddyfile...)...))
-	appURL, _ := url.Parse(app.URL)
-	var appPort int
-	if _, err := fmt.Sscan(appURL.Port(), &appPort); err != nil {
-		t.Fatal(err)
-	}
-	pool := startTraefik(t, bin, port, g.Port, appPort, dynamic...)
+	g.Start(exampletest.Shipped(t, "Caddyfile", append(exampletest.OnTestGateway(g, site), caddyfile...)...))
+	pool := startTraefik(t, bin, port, g.Port, exampletest.Port(t, app.URL), dynamic...)
 
 	b := caddytest.NewBrowser(t)
 	b.Client.Transport = transport(port, pool)
@@ -171,20 +151,12 @@ func TestTraefikExample(t *testing.T) {
 		t.Errorf("an API request without a session: %s %s, want 401", resp.Status, body)
 	}
 
-	saw := caddytest.UpstreamSaw(t, b.SignIn(site+"/reports?year=2026", "ada", "ada-pw"))
-	if saw.Path != "/reports?year=2026" {
-		t.Errorf("the app got %q, want the page first asked for", saw.Path)
-	}
-	user := saw.Header("X-Forwarded-User")
-	if user == "" || saw.Header("X-Forwarded-Email") != "ada@example.com" || saw.Header("X-Forwarded-Groups") != "eng" ||
-		saw.Header("X-Forwarded-First-Name") != "Ada" || saw.Header("X-Forwarded-Idp") != "corp" {
-		t.Errorf("the app got the identity headers %v", saw.Headers)
-	}
+	user := exampletest.SignInAda(t, b, site)
 
 	// Spoofed identity headers, in any spelling (aliasHeadersStrategy
 	// deletes those with "_" or "."), do not reach the app; nor does the
 	// session cookie; the app's own cookies and Authorization do.
-	saw = caddytest.UpstreamSaw(t, b.Get(site+"/again",
+	saw := caddytest.UpstreamSaw(t, b.Get(site+"/again",
 		"X-Forwarded-User", "mallory", "x-forwarded-groups", "admins", "Remote-User", "mallory",
 		"X-Auth-Request-Email", "mallory@example.com", "X_Forwarded_User", "mallory", "X.Forwarded.Email", "mallory@example.com",
 		"X-Forwarded-Access-Token", "forged", "Cookie", "theme=dark", "Authorization", "Basic YXBwOnB3"))
@@ -205,23 +177,10 @@ func TestTraefikExample(t *testing.T) {
 	}
 
 	// An app cookie of 6 KB: the gateway's answer echoes it in Cookie.
-	big := "blob=" + strings.Repeat("x", 6000)
-	if resp := b.Get(site+"/big", "Cookie", big); resp.StatusCode != http.StatusOK {
-		t.Errorf("with a large app cookie: %s, want the app's answer", resp.Status)
-		caddytest.ReadBody(t, resp)
-	} else if saw := caddytest.UpstreamSaw(t, resp); !strings.HasPrefix(saw.Header("Cookie"), big) || saw.Header("X-Forwarded-User") != user {
-		t.Errorf("with a large app cookie the app got Cookie of %d bytes, user %q", len(saw.Header("Cookie")), saw.Header("X-Forwarded-User"))
-	}
+	exampletest.CheckLargeAppCookie(t, b, site, user)
 
 	// Sign out through Traefik: the form posts with the site's origin.
-	req, _ := http.NewRequest(http.MethodPost, site+"/.sso/logout", strings.NewReader(url.Values{"return_to": {"/"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", site)
-	resp, err := b.NoRedirects().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caddytest.ReadBody(t, resp)
+	exampletest.SignOut(t, b, site)
 	resp = navigate(t, b, site+"/reports")
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != site+"/.sso/login?return_to=%2Freports" {
 		t.Errorf("after signing out: %s, Location %q, want a redirect to sign in", resp.Status, loc)

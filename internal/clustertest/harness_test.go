@@ -50,17 +50,7 @@ const (
 // Host header (127.0.0.1:<balancer port>) reaches the instances unchanged
 // and passes the site's host matcher.
 const instanceCaddyfile = `{
-	admin 127.0.0.1:{$SSO_ADMIN_PORT}
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	http_port {$SSO_HTTP_PORT}
-	storage file_system {$SSO_DATA}/caddy
-	log {
-		output file {$SSO_DATA}/caddy.log
-		level INFO
-	}
-	sso {
+` + instanceGlobals + `	sso {
 		store postgres {env.SSO_DATABASE_URL} {
 			pool_size 8
 			statement_timeout %s
@@ -98,6 +88,21 @@ http://127.0.0.1:{$SSO_HTTP_PORT} {
 		reverse_proxy %s
 	}
 }
+`
+
+// instanceGlobals are the global options every instance's Caddyfile
+// (instanceCaddyfile, refreshCaddyfile) opens with: its admin and HTTP
+// ports and its data directory come from the environment.
+const instanceGlobals = `	admin 127.0.0.1:{$SSO_ADMIN_PORT}
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	http_port {$SSO_HTTP_PORT}
+	storage file_system {$SSO_DATA}/caddy
+	log {
+		output file {$SSO_DATA}/caddy.log
+		level INFO
+	}
 `
 
 // balancerCaddyfile is the third Caddy: round robin over the instances,

@@ -28,17 +28,7 @@ import (
 // margin, one second under the access tokens' minute, makes each token due
 // a second after it was issued.
 const refreshCaddyfile = `{
-	admin 127.0.0.1:{$SSO_ADMIN_PORT}
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	http_port {$SSO_HTTP_PORT}
-	storage file_system {$SSO_DATA}/caddy
-	log {
-		output file {$SSO_DATA}/caddy.log
-		level INFO
-	}
-	sso {
+` + instanceGlobals + `	sso {
 		store postgres {env.SSO_DATABASE_URL}
 		idp oidc oidc {
 			issuer %s

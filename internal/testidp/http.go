@@ -1,6 +1,7 @@
 package testidp
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -37,4 +38,22 @@ func (s *HTTP) Close() error {
 		return nil
 	}
 	return s.srv.Close()
+}
+
+// Start is a test IdP's Start: it listens on addr (Listen), makes the
+// server for the base URL there with newServer, and serves it on its HTTP
+// (served) until that HTTP's Close. name begins a listen error's text.
+func Start[S http.Handler](name, addr string, newServer func(base string) (S, error), served func(S) *HTTP) (S, error) {
+	var none S
+	ln, base, err := Listen(addr)
+	if err != nil {
+		return none, fmt.Errorf("%s: %w", name, err)
+	}
+	s, err := newServer(base)
+	if err != nil {
+		_ = ln.Close()
+		return none, err
+	}
+	served(s).Serve(ln, s)
+	return s, nil
 }

@@ -22,15 +22,9 @@ func (h *Handler) groupOps() ops {
 	}
 }
 
+// loadGroup reads a group of this IdP (loadOwn).
 func (h *Handler) loadGroup(tx store.Tx, id string) (*store.Group, error) {
-	g, err := tx.Group(id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && g.IdP != h.cfg.IdP {
-		return nil, notFound("Group", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read group: %w", err)
-	}
-	return g, nil
+	return loadOwn("Group", tx.Group, h.groupInScope, id)
 }
 
 func (h *Handler) listGroups(r *http.Request) (any, error) {
@@ -49,13 +43,6 @@ func (h *Handler) listGroups(r *http.Request) (any, error) {
 				return err
 			}
 		} else {
-			ids, ok, err := candidates(q.filter, h.groupLookup(tx))
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return notIndexed("Group")
-			}
 			// Each candidate's document is built once, for the filter
 			// and the answer, with its members only when either uses
 			// them: Entra looks a group up by displayName, its members
@@ -63,20 +50,14 @@ func (h *Handler) listGroups(r *http.Request) (any, error) {
 			// (56 MB) to answer 359 bytes.
 			var all []any
 			withMembers := members || mentionsMembers(q.filter)
-			for _, id := range ids {
-				g, err := tx.Group(id)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if g.IdP != h.cfg.IdP {
-					continue
-				}
+			err := eachCandidate("Group", q.filter, h.groupLookup(tx), tx.Group, h.groupInScope, func(g *store.Group) error {
 				if d := h.groupView(r, g, withMembers); matches(scope{rt: h.groups}, q.filter, d) {
 					all = append(all, d)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			resp = listResponse(len(all), q.startIndex, projectAll(h.groups, pageOf(all, q.startIndex, q.count), q))
 			return nil

@@ -25,8 +25,63 @@ func (h *Handler) userOps() ops {
 
 func (h *Handler) inScope(u *store.User) bool { return u.IdP == h.cfg.IdP }
 
-// loadUser reads a user of this IdP; any other is "not found", so that
-// one IdP's token cannot read or change another's users.
+func (h *Handler) groupInScope(g *store.Group) bool { return g.IdP == h.cfg.IdP }
+
+// readOwn reads a resource with read and says whether it is this IdP's
+// (own): a missing one is not, and neither is another IdP's, which must
+// look missing so that one IdP's token cannot read or change another's.
+func readOwn[T any](read func(string) (*T, error), own func(*T) bool, id string) (*T, bool, error) {
+	v, err := read(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v, own(v), nil
+}
+
+// eachCandidate calls f, in order, with each resource of this IdP (own)
+// that the index names as a candidate for filter (kind "User" or
+// "Group"); a filter the index cannot narrow is refused (notIndexed).
+func eachCandidate[T any](kind string, filter expr, lookup func(attr, value string) ([]string, bool, error),
+	read func(string) (*T, error), own func(*T) bool, f func(*T) error) error {
+	ids, ok, err := candidates(filter, lookup)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notIndexed(kind)
+	}
+	for _, id := range ids {
+		v, ok, err := readOwn(read, own, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := f(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadOwn is readOwn for a request that names the resource (kind "User"
+// or "Group"): one that is not this IdP's is SCIM's "not found".
+func loadOwn[T any](kind string, read func(string) (*T, error), own func(*T) bool, id string) (*T, error) {
+	v, ok, err := readOwn(read, own, id)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", strings.ToLower(kind), err)
+	}
+	if !ok {
+		return nil, notFound(kind, id)
+	}
+	return v, nil
+}
+
+// loadUser reads a user of this IdP (loadOwn).
 func (h *Handler) loadUser(tx store.Tx, id string) (*store.User, error) {
 	return h.loadUserWith(tx.User, id)
 }
@@ -35,14 +90,7 @@ func (h *Handler) loadUser(tx store.Tx, id string) (*store.User, error) {
 // DELETE, which must lock the user as the delete will from the first read
 // (see store.Tx.UserForDelete).
 func (h *Handler) loadUserWith(read func(string) (*store.User, error), id string) (*store.User, error) {
-	u, err := read(id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && !h.inScope(u) {
-		return nil, notFound("User", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read user: %w", err)
-	}
-	return u, nil
+	return loadOwn("User", read, h.inScope, id)
 }
 
 func (h *Handler) listUsers(r *http.Request) (any, error) {
@@ -68,27 +116,10 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 				docs = append(docs, doc)
 			}
 		} else {
-			ids, ok, err := candidates(q.filter, h.userLookup(tx))
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return notIndexed("User")
-			}
 			// The filter is checked on the rendered resource, which is
 			// then the response: each candidate is rendered once.
 			var all []map[string]any
-			for _, id := range ids {
-				u, err := tx.User(id)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if !h.inScope(u) {
-					continue
-				}
+			err := eachCandidate("User", q.filter, h.userLookup(tx), tx.User, h.inScope, func(u *store.User) error {
 				doc, err := h.userOutTx(tx, r, u)
 				if err != nil {
 					return err
@@ -96,6 +127,10 @@ func (h *Handler) listUsers(r *http.Request) (any, error) {
 				if matches(scope{rt: h.users}, q.filter, doc) {
 					all = append(all, doc)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			total = len(all)
 			docs = pageOf(all, q.startIndex, q.count)

@@ -2,9 +2,9 @@ package bolt
 
 import (
 	"testing"
-	"time"
 
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 // TestSessionQualifiersKeepRecordFormat: a session's SAML NameID qualifiers
@@ -14,23 +14,9 @@ import (
 // conformance suite's SessionNameIDQualifiers.
 func TestSessionQualifiersKeepRecordFormat(t *testing.T) {
 	db := openTest(t)
-	u := &store.User{Email: "ada@example.com", Active: true}
-	putUser(t, db, u)
-	const persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
-	t0 := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
-	with := store.LogoutInfo{Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-1",
-		NameQualifier: "https://idp.example.com/idp/shibboleth", SPNameQualifier: "https://app.example.com/.sso/saml/shib/metadata"}
-	without := store.LogoutInfo{Subject: "opaque-ada", SubjectFormat: persistent, SessionID: "idx-2"}
-	update(t, db, func(tx store.Tx) error {
-		for hash, l := range map[string]store.LogoutInfo{"h1": with, "h2": without} {
-			if err := tx.PutSession(&store.Session{Hash: hash, UserID: u.ID, IdP: "shib", Created: t0, Expires: t0.Add(time.Hour), LastSeen: t0, Logout: l}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	formats := storetest.QualifiedSessions(t, db)
 	view(t, db, func(stx store.Tx) error {
-		for hash, want := range map[string]string{"h1": with.StoredSubjectFormat(), "h2": persistent} {
+		for hash, want := range formats {
 			r, _, err := stx.(*tx).getSession(hash)
 			if err != nil {
 				return err

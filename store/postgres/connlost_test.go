@@ -38,6 +38,17 @@ func transports(t *testing.T, admin, dsn string) map[string]string {
 	return map[string]string{"socket": dsn, "tcp": tcpDSN(t, admin, dsn)}
 }
 
+// backendsToEnd makes a test database, with its schema (owned by the
+// test's superuser), and returns its DSNs by transport (transports) and a
+// superuser connection that ends backends (terminate).
+func backendsToEnd(t *testing.T) (dsns map[string]string, admin *pgx.Conn) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	openDSN(t, dsn).Close()
+	admin = adminConn(t)
+	return transports(t, pgtest.AdminDSN(t), dsn), admin
+}
+
 // tcpDSN returns a DSN for the database dsn names, over TCP on 127.0.0.1
 // as a superuser role with a password of its own, dropped when the test
 // ends (with what it owns there: the schema, when it opened the database
@@ -152,10 +163,8 @@ func backendPIDs(t *testing.T, admin *pgx.Conn, db *DB) []int {
 // FATAL 57P01 ("terminating connection due to administrator command"), a
 // 503 for a user, once per pooled connection.
 func TestTerminatedIdleConnectionsFailNoRequest(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close() // the schema, owned by the test's superuser
-	admin := adminConn(t)
-	for name, dsn := range transports(t, pgtest.AdminDSN(t), dsn) {
+	dsns, admin := backendsToEnd(t)
+	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			const conns = 4
 			db, err := Open(context.Background(), Config{DSN: dsn, MaxConns: conns})
@@ -217,10 +226,8 @@ func killOwnBackend(t *testing.T, admin *pgx.Conn, stx store.Tx) {
 // fail ("write failed: … broken pipe" over the socket, the FATAL over TCP),
 // a 503 for a database that was up.
 func TestBackendEndedBeforeCommitReruns(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close()
-	admin := adminConn(t)
-	for name, dsn := range transports(t, pgtest.AdminDSN(t), dsn) {
+	dsns, admin := backendsToEnd(t)
+	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			db := openDSN(t, dsn)
 			first, second := name+"-first@example.com", name+"-second@example.com"
@@ -260,31 +267,42 @@ func TestBackendEndedBeforeCommitReruns(t *testing.T) {
 // for conflicts, and the error says what happened (and, over TCP, the
 // server's reason), not that transactions conflicted.
 func TestBackendEndedOnEveryRunFailsClearly(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close()
-	admin := adminConn(t)
-	db := openDSN(t, tcpDSN(t, pgtest.AdminDSN(t), dsn))
-	attempts := 0
-	err := db.Update(context.Background(), func(stx store.Tx) error {
-		attempts++
-		killOwnBackend(t, admin, stx)
+	err := lostOnEveryRun(t, "Update", (*DB).Update, func(stx store.Tx) error {
 		return stx.PutUser(&store.User{Email: "never@example.com", Active: true})
-	})
-	if attempts != maxAttempts {
-		t.Errorf("fn ran %d times, want %d", attempts, maxAttempts)
-	}
-	if err == nil {
-		t.Fatal("Update succeeded")
-	}
-	for _, want := range []string{"connection to the database was lost", "terminating connection due to administrator command"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+	}, "connection to the database was lost", "terminating connection due to administrator command")
 	if strings.Contains(err.Error(), "conflicting") {
 		t.Errorf("error %q blames conflicts", err)
 	}
 	t.Logf("error: %v", err)
+}
+
+// lostOnEveryRun runs fn with run (db.Update or db.View, named what) on a
+// store reached over TCP, ending fn's backend in each of its runs, and
+// checks that fn ran maxAttempts times and that the error it returns says
+// each of wants.
+func lostOnEveryRun(t *testing.T, what string, run func(*DB, context.Context, func(store.Tx) error) error,
+	fn func(store.Tx) error, wants ...string) error {
+	t.Helper()
+	dsns, admin := backendsToEnd(t)
+	db := openDSN(t, dsns["tcp"])
+	runs := 0
+	err := run(db, context.Background(), func(stx store.Tx) error {
+		runs++
+		killOwnBackend(t, admin, stx)
+		return fn(stx)
+	})
+	if runs != maxAttempts {
+		t.Errorf("fn ran %d times, want %d", runs, maxAttempts)
+	}
+	if err == nil {
+		t.Fatal(what + " succeeded")
+	}
+	for _, want := range wants {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	return err
 }
 
 // connLost tells a connection that ended (which a rerun on another may
@@ -351,10 +369,8 @@ func TestConnLostNotOnRefusedConnection(t *testing.T) {
 // connection, and the others served the ended session until their cache
 // entry expired.
 func TestBroadcastPassesOverTerminatedConnections(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close()
-	admin := adminConn(t)
-	for name, dsn := range transports(t, pgtest.AdminDSN(t), dsn) {
+	dsns, admin := backendsToEnd(t)
+	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			const conns = 4
 			a, err := Open(context.Background(), Config{DSN: dsn, MaxConns: conns})

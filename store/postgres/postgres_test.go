@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,30 +155,14 @@ func TestConsumeRaceAcrossInstances(t *testing.T) {
 	until := time.Now().Add(time.Hour)
 	for round := range 20 {
 		id := fmt.Sprint("assertion-", round)
-		var accepted atomic.Int32
-		var wg sync.WaitGroup
-		for i := range 8 {
-			db := a
-			if i%2 == 1 {
-				db = b
-			}
-			wg.Go(func() {
-				var fresh bool
-				err := db.Update(context.Background(), func(tx store.Tx) error {
-					var err error
-					fresh, err = tx.Consume("saml", id, until)
-					return err
-				})
-				if err != nil {
-					t.Error(err)
-				}
-				if fresh {
-					accepted.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if n := accepted.Load(); n != 1 {
+		fresh := make([]bool, 8)
+		errs := updateOnTwo(a, b, len(fresh), func(i int, tx store.Tx) error {
+			var err error
+			fresh[i], err = tx.Consume("saml", id, until)
+			return err
+		})
+		reportErrors(t, errs)
+		if n := count(fresh); n != 1 {
 			t.Fatalf("round %d: %d instances accepted one assertion ID", round, n)
 		}
 	}
@@ -207,24 +190,12 @@ func TestPutUserRaceAcrossInstances(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dsn := pgtest.NewDatabase(t)
 			a, b := openDSN(t, dsn), openDSN(t, dsn)
-			const n = 10
-			results := make([]error, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				db := a
-				if i%2 == 1 {
-					db = b
+			results := updateOnTwo(a, b, 10, func(i int, tx store.Tx) error {
+				if err := tx.PutUser(tt.user(i)); err != nil {
+					return err
 				}
-				wg.Go(func() {
-					results[i] = db.Update(context.Background(), func(tx store.Tx) error {
-						if err := tx.PutUser(tt.user(i)); err != nil {
-							return err
-						}
-						return tx.Audit(store.Event{Type: store.EventUserCreated})
-					})
-				})
-			}
-			wg.Wait()
+				return tx.Audit(store.Event{Type: store.EventUserCreated})
+			})
 			won := 0
 			for i, err := range results {
 				switch {
@@ -261,32 +232,19 @@ func TestFirstSignInRaceCreatesOneUser(t *testing.T) {
 	a, b := openDSN(t, dsn), openDSN(t, dsn)
 	const n = 20
 	ids := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		db := a
-		if i%2 == 1 {
-			db = b
-		}
-		wg.Go(func() {
-			err := db.Update(context.Background(), func(tx store.Tx) error {
-				u, err := tx.UserByLink("okta", "new-subject")
-				if errors.Is(err, store.ErrNotFound) {
-					u = &store.User{Email: "new@x.io", Active: true, Links: []store.Link{{IdP: "okta", Subject: "new-subject"}}}
-					if err := tx.PutUser(u); err != nil {
-						return err
-					}
-				} else if err != nil {
-					return err
-				}
-				ids[i] = u.ID
-				return tx.PutSession(&store.Session{Hash: fmt.Sprint("h", i), UserID: u.ID, Expires: time.Now().Add(time.Hour)})
-			})
-			if err != nil {
-				t.Error(err)
+	reportErrors(t, updateOnTwo(a, b, n, func(i int, tx store.Tx) error {
+		u, err := tx.UserByLink("okta", "new-subject")
+		if errors.Is(err, store.ErrNotFound) {
+			u = &store.User{Email: "new@x.io", Active: true, Links: []store.Link{{IdP: "okta", Subject: "new-subject"}}}
+			if err := tx.PutUser(u); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
+		} else if err != nil {
+			return err
+		}
+		ids[i] = u.ID
+		return tx.PutSession(&store.Session{Hash: fmt.Sprint("h", i), UserID: u.ID, Expires: time.Now().Add(time.Hour)})
+	}))
 	t.Logf("%d transactions reran after conflicts", reruns(a, b))
 	for i := range ids {
 		if ids[i] != ids[0] {
@@ -308,24 +266,11 @@ func TestLoadOrStoreSecretFirstWriterWins(t *testing.T) {
 	a, b := openDSN(t, dsn), openDSN(t, dsn)
 	const n = 10
 	got := make([][]byte, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		db := a
-		if i%2 == 1 {
-			db = b
-		}
-		wg.Go(func() {
-			err := db.Update(context.Background(), func(tx store.Tx) error {
-				v, err := tx.LoadOrStoreSecret("saml-sp-key", []byte(fmt.Sprint("key-of-writer-", i)))
-				got[i] = v
-				return err
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	reportErrors(t, updateOnTwo(a, b, n, func(i int, tx store.Tx) error {
+		v, err := tx.LoadOrStoreSecret("saml-sp-key", []byte(fmt.Sprint("key-of-writer-", i)))
+		got[i] = v
+		return err
+	}))
 	for i := range got {
 		if !bytes.Equal(got[i], got[0]) {
 			t.Fatalf("writers saw different secrets: %q", got)
@@ -340,6 +285,46 @@ func TestLoadOrStoreSecretFirstWriterWins(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// updateOnTwo runs n Updates at once, the even ones on a and the odd ones
+// on b (two instances of one database), fn(i, tx) being the i-th's, and
+// returns their errors once all have returned.
+func updateOnTwo(a, b *DB, n int, fn func(i int, tx store.Tx) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			errs[i] = db.Update(context.Background(), func(tx store.Tx) error { return fn(i, tx) })
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// reportErrors fails t, going on, with each error of errs.
+func reportErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// count is how many of bs are true.
+func count(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // checkConsistent recomputes the key columns from the records and compares
@@ -426,27 +411,14 @@ func TestNoLostUpdatesAcrossInstances(t *testing.T) {
 	u := &store.User{Email: "shared@x.io", Links: []store.Link{{IdP: "okta", Subject: "shared"}}}
 	putUser(t, a, u)
 	const n = 20
-	var wg sync.WaitGroup
-	for i := range n {
-		db := a
-		if i%2 == 1 {
-			db = b
+	reportErrors(t, updateOnTwo(a, b, n, func(i int, tx store.Tx) error {
+		cur, err := tx.User(u.ID)
+		if err != nil {
+			return err
 		}
-		wg.Go(func() {
-			err := db.Update(context.Background(), func(tx store.Tx) error {
-				cur, err := tx.User(u.ID)
-				if err != nil {
-					return err
-				}
-				cur.Groups = append(cur.Groups, fmt.Sprint("g", i))
-				return tx.PutUser(cur)
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+		cur.Groups = append(cur.Groups, fmt.Sprint("g", i))
+		return tx.PutUser(cur)
+	}))
 	view(t, a, func(tx store.Tx) error {
 		got, err := tx.User(u.ID)
 		if err != nil {
@@ -476,40 +448,18 @@ func TestSessionTokensSwapAcrossInstances(t *testing.T) {
 		return tx.PutSessionTokens("h", []byte("v0"))
 	})
 	const n = 10
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		wins int
-	)
-	for i := range n {
-		db := a
-		if i%2 == 1 {
-			db = b
+	won := make([]bool, n) // in the attempt that committed
+	reportErrors(t, updateOnTwo(a, b, n, func(i int, tx store.Tx) error {
+		won[i] = false
+		cur, err := tx.SessionTokens("h")
+		if err != nil || string(cur) != "v0" {
+			return err // another swap won: keep its tokens
 		}
-		wg.Go(func() {
-			var won bool // in the attempt that committed
-			err := db.Update(context.Background(), func(tx store.Tx) error {
-				won = false
-				cur, err := tx.SessionTokens("h")
-				if err != nil || string(cur) != "v0" {
-					return err // another swap won: keep its tokens
-				}
-				time.Sleep(20 * time.Millisecond) // the refresh's round trip
-				won = true
-				return tx.PutSessionTokens("h", fmt.Appendf(nil, "v1-%d", i))
-			})
-			if err != nil {
-				t.Error(err)
-			}
-			if won {
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if wins != 1 {
+		time.Sleep(20 * time.Millisecond) // the refresh's round trip
+		won[i] = true
+		return tx.PutSessionTokens("h", fmt.Appendf(nil, "v1-%d", i))
+	}))
+	if wins := count(won); wins != 1 {
 		t.Errorf("%d of %d swaps from one version committed, want 1", wins, n)
 	}
 }

@@ -156,24 +156,11 @@ func TestRefusedConnectionFailsClearly(t *testing.T) {
 	noop := func(tx store.Tx) error { return nil }
 
 	t.Run("holding one that stays busy", func(t *testing.T) {
-		release := make(chan struct{})
-		held := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- db.Update(t.Context(), func(tx store.Tx) error {
-				close(held)
-				<-release
-				return nil
-			})
-		}()
-		<-held
+		release := holdConn(t, db)
 		start := time.Now()
 		err := db.Update(t.Context(), noop)
 		took := time.Since(start)
-		close(release)
-		if err := <-done; err != nil {
-			t.Errorf("the update holding the connection: %v", err)
-		}
+		release()
 		t.Logf("after %v: %v", took.Round(time.Millisecond), err)
 		checkRefused(t, err)
 		if want := db.answerWithin; took < want-100*time.Millisecond || took > want+time.Second {
@@ -202,26 +189,13 @@ func TestRefusedConnectionFailsClearly(t *testing.T) {
 
 	t.Run("cancelled while waiting", func(t *testing.T) {
 		setLimit(1)
-		release := make(chan struct{})
-		held := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- db.Update(t.Context(), func(tx store.Tx) error {
-				close(held)
-				<-release
-				return nil
-			})
-		}()
-		<-held
+		release := holdConn(t, db)
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
 		start := time.Now()
 		err := db.Update(ctx, noop)
 		took := time.Since(start)
-		close(release)
-		if err := <-done; err != nil {
-			t.Errorf("the update holding the connection: %v", err)
-		}
+		release()
 		t.Logf("after %v: %v", took.Round(time.Millisecond), err)
 		if !errors.Is(err, context.DeadlineExceeded) || took > time.Second {
 			t.Errorf("Update with a context ending after 300 ms: %v after %v, want the context's error at once", err, took)
@@ -408,6 +382,49 @@ func refusedCaller(ctx context.Context, db *DB, refused error) (tries <-chan str
 	return tr, d
 }
 
+// holdConn holds a connection of db in an Update until release, which
+// checks that the Update then committed.
+func holdConn(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	free := make(chan struct{})
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Update(t.Context(), func(tx store.Tx) error {
+			close(held)
+			<-free
+			return nil
+		})
+	}()
+	<-held
+	return func() {
+		t.Helper()
+		close(free)
+		if err := <-done; err != nil {
+			t.Errorf("the update holding the connection: %v", err)
+		}
+	}
+}
+
+// nextInLineWoken: with one caller of db waiting (its answer to come on
+// done1), a second arrives and gets in line without trying; wake ends the
+// first's wait, and the second must then be woken (cancel ends it). It
+// returns the first's answer.
+func nextInLineWoken(t *testing.T, ctx context.Context, cancel func(), db *DB, refused error, done1 <-chan error, wake func()) error {
+	t.Helper()
+	queued(t, db, 1)
+	tries2, done2 := refusedCaller(ctx, db, refused)
+	queued(t, db, 2)
+	wake()
+	err := <-done1
+	if !tried(tries2) {
+		t.Error("the next in line was not woken")
+	}
+	cancel()
+	<-done2
+	return err
+}
+
 // queued waits until n callers wait in db's queue.
 func queued(t *testing.T, db *DB, n int) {
 	t.Helper()
@@ -471,19 +488,9 @@ func TestRefusedWakeUpPassedOn(t *testing.T) {
 				return failed
 			})
 		}()
-		queued(t, db, 1)
-		// Arriving while one waits, it gets in line without trying.
-		tries2, done2 := refusedCaller(ctx, db, refused)
-		queued(t, db, 2)
-		db.connFreed()
-		if err := <-done1; !errors.Is(err, failed) {
+		if err := nextInLineWoken(t, ctx, cancel, db, refused, done1, db.connFreed); !errors.Is(err, failed) {
 			t.Errorf("the woken caller: %v, want its op's error", err)
 		}
-		if !tried(tries2) {
-			t.Error("the next in line was not woken")
-		}
-		cancel()
-		<-done2
 	})
 
 	t.Run("woken as its bound ends", func(t *testing.T) {
@@ -494,20 +501,13 @@ func TestRefusedWakeUpPassedOn(t *testing.T) {
 		go func() {
 			done1 <- db.waitRefused(ctx, bctx, func() error { return refused })
 		}()
-		queued(t, db, 1)
-		// Arriving while one waits, it gets in line without trying.
-		tries2, done2 := refusedCaller(ctx, db, refused)
-		queued(t, db, 2)
-		bctx.ended.Store(true)
-		db.connFreed()
-		if err := <-done1; err == nil || !strings.Contains(err.Error(), "free within") {
+		err := nextInLineWoken(t, ctx, cancel, db, refused, done1, func() {
+			bctx.ended.Store(true)
+			db.connFreed()
+		})
+		if err == nil || !strings.Contains(err.Error(), "free within") {
 			t.Errorf("the woken caller: %v, want its bound's error", err)
 		}
-		if !tried(tries2) {
-			t.Error("the next in line was not woken")
-		}
-		cancel()
-		<-done2
 	})
 
 	t.Run("op took a connection and failed", func(t *testing.T) {

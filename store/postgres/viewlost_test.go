@@ -21,10 +21,8 @@ import (
 // BEGIN (TestTerminatedIdleConnectionsFailNoRequest); this is the
 // connection lost after it.
 func TestViewWhoseBackendEndedReruns(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close()
-	admin := adminConn(t)
-	for name, dsn := range transports(t, pgtest.AdminDSN(t), dsn) {
+	dsns, admin := backendsToEnd(t)
+	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			db := openDSN(t, dsn)
 			u := &store.User{Email: name + "@example.com", Active: true}
@@ -70,28 +68,10 @@ func TestViewWhoseBackendEndedReruns(t *testing.T) {
 // A View whose connection is lost on every run stops after maxAttempts
 // runs, as Update does, and says what happened and the server's reason.
 func TestViewLostOnEveryRunFailsClearly(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	openDSN(t, dsn).Close()
-	admin := adminConn(t)
-	db := openDSN(t, tcpDSN(t, pgtest.AdminDSN(t), dsn))
-	runs := 0
-	err := db.View(context.Background(), func(stx store.Tx) error {
-		runs++
-		killOwnBackend(t, admin, stx)
+	err := lostOnEveryRun(t, "View", (*DB).View, func(stx store.Tx) error {
 		_, err := stx.UserByEmail("never@example.com")
 		return err
-	})
-	if runs != maxAttempts {
-		t.Errorf("fn ran %d times, want %d", runs, maxAttempts)
-	}
-	if err == nil {
-		t.Fatal("View succeeded")
-	}
-	for _, want := range []string{"postgres: view: the connection to the database was lost in each of 12 attempts", "terminating connection due to administrator command"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+	}, "postgres: view: the connection to the database was lost in each of 12 attempts", "terminating connection due to administrator command")
 	for _, not := range []string{"COMMIT", "written", "conflicting"} {
 		if strings.Contains(err.Error(), not) {
 			t.Errorf("error %q says %q, of a read", err, not)

@@ -246,25 +246,6 @@ func (s *Server) renderLogin(w http.ResponseWriter, params url.Values, msg strin
 	}{s.Issuer + PathAuthorize, s.Issuer, msg, hint, hidden, pagestyle.Template()})
 }
 
-// The login page says which provider it is, so that a person who followed
-// a sign-in redirect knows they are at the IdP, not at the application.
-const loginPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Sign in - oidctest</title><style>{{.CSS}}</style></head>
-<body>
-<h1>Sign in</h1>
-<p class="note" id="provider">Local OpenID provider (oidctest) at <code>{{.Issuer}}</code></p>
-{{if .Hint}}<p class="hint" id="hint">{{.Hint}}</p>{{end}}
-{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
-{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<label for="username">Username</label><input id="username" name="username" autocomplete="username" autofocus required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button id="login" type="submit">Sign in</button>
-</form>
-</body></html>
-`
-
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, sess *opSession) {
 	code := rand.Text()
 	s.mu.Lock()

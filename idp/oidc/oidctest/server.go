@@ -203,21 +203,21 @@ type EndSessionRequest struct {
 // a path) that is not listening: serve it yourself (it is an http.Handler)
 // at that URL, or use Start.
 func NewServer(issuer string) (*Server, error) {
-	u, err := url.Parse(issuer)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	base, ok := testidp.ParseBase(issuer)
+	if !ok {
 		return nil, fmt.Errorf("oidctest: invalid issuer %q", issuer)
 	}
 	key, err := newSigningKey()
 	if err != nil {
 		return nil, err
 	}
-	page, err := template.New("login").Parse(loginPage)
+	page, err := testidp.LoginPage("oidctest", "Local OpenID provider (oidctest) at <code>{{.Issuer}}</code>")
 	if err != nil {
 		return nil, fmt.Errorf("oidctest: login page: %w", err)
 	}
 	return &Server{
 		Issuer:   strings.TrimSuffix(issuer, "/"),
-		base:     strings.TrimSuffix(u.Path, "/"),
+		base:     base,
 		page:     page,
 		now:      time.Now,
 		key:      key,
@@ -237,17 +237,7 @@ func NewServer(issuer string) (*Server, error) {
 // whose issuer is http://host:port. An empty or unspecified host becomes
 // 127.0.0.1, so the issuer is always a URL a browser can open.
 func Start(addr string) (*Server, error) {
-	ln, base, err := testidp.Listen(addr)
-	if err != nil {
-		return nil, fmt.Errorf("oidctest: %w", err)
-	}
-	s, err := NewServer(base)
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	s.served.Serve(ln, s)
-	return s, nil
+	return testidp.Start("oidctest", addr, NewServer, servedBy)
 }
 
 // StartEntraMultiTenant is Start for a provider that behaves as Microsoft
@@ -256,19 +246,17 @@ func Start(addr string) (*Server, error) {
 // http://host:port/{tenantid}/v2.0, and each token its user's tenant
 // (SetIssuerTemplate).
 func StartEntraMultiTenant(addr string) (*Server, error) {
-	ln, base, err := testidp.Listen(addr)
-	if err != nil {
-		return nil, fmt.Errorf("oidctest: %w", err)
-	}
-	s, err := NewServer(base + "/organizations/v2.0")
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	s.SetIssuerTemplate(base + "/" + TenantPlaceholder + "/v2.0")
-	s.served.Serve(ln, s)
-	return s, nil
+	return testidp.Start("oidctest", addr, func(base string) (*Server, error) {
+		s, err := NewServer(base + "/organizations/v2.0")
+		if err != nil {
+			return nil, err
+		}
+		s.SetIssuerTemplate(base + "/" + TenantPlaceholder + "/v2.0")
+		return s, nil
+	}, servedBy)
 }
+
+func servedBy(s *Server) *testidp.HTTP { return &s.served }
 
 // Close stops a server started with Start; it is a no-op otherwise.
 func (s *Server) Close() error { return s.served.Close() }

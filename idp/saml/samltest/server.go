@@ -136,21 +136,21 @@ type Server struct {
 // path) that is not listening: serve it yourself (it is an http.Handler) at
 // that URL, or use Start.
 func NewServer(baseURL string) (*Server, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	base, ok := testidp.ParseBase(baseURL)
+	if !ok {
 		return nil, fmt.Errorf("samltest: invalid base URL %q", baseURL)
 	}
 	key, cert, err := NewKeyPair("samltest IdP")
 	if err != nil {
 		return nil, err
 	}
-	page, err := template.New("login").Parse(loginPage)
+	page, err := testidp.LoginPage("samltest", "Local SAML identity provider (samltest) at <code>{{.URL}}</code>")
 	if err != nil {
 		return nil, fmt.Errorf("samltest: login page: %w", err)
 	}
 	return &Server{
 		URL:           strings.TrimSuffix(baseURL, "/"),
-		base:          strings.TrimSuffix(u.Path, "/"),
+		base:          base,
 		page:          page,
 		log:           log.New(io.Discard, "", 0),
 		now:           time.Now,
@@ -171,17 +171,7 @@ func NewServer(baseURL string) (*Server, error) {
 // whose URL is http://host:port. An empty or unspecified host becomes
 // 127.0.0.1, so the URL is always one a browser can open.
 func Start(addr string) (*Server, error) {
-	ln, base, err := testidp.Listen(addr)
-	if err != nil {
-		return nil, fmt.Errorf("samltest: %w", err)
-	}
-	s, err := NewServer(base)
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	s.served.Serve(ln, s)
-	return s, nil
+	return testidp.Start("samltest", addr, NewServer, func(s *Server) *testidp.HTTP { return &s.served })
 }
 
 // Close stops a server started with Start; it is a no-op otherwise.
@@ -557,25 +547,6 @@ func (s *Server) renderLogin(w http.ResponseWriter, hidden map[string]string, ms
 	}
 	_ = s.page.Execute(w, loginData{Action: s.base + PathLogin, Hidden: hidden, Error: msg, URL: s.URL, Hint: hint, CSS: pagestyle.Template()})
 }
-
-// The login page says which IdP it is, so that a person who followed a
-// sign-in redirect knows they are at the IdP, not at the application.
-const loginPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Sign in - samltest</title><style>{{.CSS}}</style></head>
-<body>
-<h1>Sign in</h1>
-<p class="note" id="provider">Local SAML identity provider (samltest) at <code>{{.URL}}</code></p>
-{{if .Hint}}<p class="hint" id="hint">{{.Hint}}</p>{{end}}
-{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
-{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<label for="username">Username</label><input id="username" name="username" autocomplete="username" autofocus required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button id="login" type="submit">Sign in</button>
-</form>
-</body></html>
-`
 
 const resumePage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Continue - samltest</title></head>

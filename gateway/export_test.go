@@ -1,0 +1,20 @@
+package gateway
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/store/bolt"
+)
+
+// OpenTestStore opens a bbolt store in a directory of the test's own,
+// closed when the test ends; the tests of package gateway_test use it too.
+func OpenTestStore(t testing.TB, opts bolt.Options) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
