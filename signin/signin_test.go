@@ -289,6 +289,12 @@ func TestReplayRefused(t *testing.T) {
 	if err != nil || out.Replay == nil || out.Replay.Code != "saml_replayed" || out.Session != nil {
 		t.Fatalf("replay: %+v %v", out, err)
 	}
+	// The replay of a sign-in this browser began (its flow cookie opened
+	// the callback) is audited as a login in progress, in the bound
+	// budget, not as traffic bound to no login (UnboundFlow).
+	if !out.Replay.Bound {
+		t.Error("the replay's refusal is not bound to the login in progress")
+	}
 	if got := e.auditTypes(); !slices.Equal(got, before) {
 		t.Errorf("the replay wrote audit events: %v, before %v", got, before)
 	}
