@@ -70,6 +70,11 @@ type Assertion struct {
 	// the transaction that creates the session, so a replay can never
 	// produce a second session, even on another instance.
 	SingleUse []SingleUse
+	// Unbound says that no flow cookie of this browser opened the
+	// callback (an IdP-initiated SAML response): a replay of it is
+	// refused as traffic bound to no login (LoginError.Bound false), as
+	// the adapter's own refusals of such a callback are.
+	Unbound bool
 }
 
 // SingleUse is one ID an assertion may be accepted with only once.

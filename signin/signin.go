@@ -165,7 +165,7 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 				// Written nowhere here: whoever replays can repeat it,
 				// so the caller records it with its Refusals, whose
 				// audit and log have a budget.
-				out.Replay = &idp.LoginError{Code: su.Code, Bound: true, Err: fmt.Errorf("%s already used", su.Kind)}
+				out.Replay = &idp.LoginError{Code: su.Code, Bound: !a.Unbound, Err: fmt.Errorf("%s already used", su.Kind)}
 				return nil
 			}
 		}

@@ -298,6 +298,16 @@ func TestReplayRefused(t *testing.T) {
 	if got := e.auditTypes(); !slices.Equal(got, before) {
 		t.Errorf("the replay wrote audit events: %v, before %v", got, before)
 	}
+	// An IdP-initiated response's replay opened no login of this
+	// browser: it is refused as unbound, in the unbound budget.
+	u := samlAssertion("unsolicited", "Lovelace", false)
+	u.Unbound = true
+	if out, err := e.svc.SignIn(ctx, p, u, ""); err != nil || out.Session == nil {
+		t.Fatalf("first IdP-initiated: %+v %v", out, err)
+	}
+	if out, err := e.svc.SignIn(ctx, p, u, ""); err != nil || out.Replay == nil || out.Replay.Bound {
+		t.Errorf("IdP-initiated replay: %+v %v; want a replay refused as unbound", out, err)
+	}
 }
 
 // TestConcurrentReplaysOneSession: 50 sign-ins with one assertion at once,

@@ -222,6 +222,7 @@ func (p *Provider) Callback(w http.ResponseWriter, r *http.Request, base string)
 		}
 		return nil, "", err
 	}
+	out.Unbound = idpInitiated
 	return out, returnTo, nil
 }
 

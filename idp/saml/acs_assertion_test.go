@@ -110,7 +110,8 @@ func TestACSConfirmationWithinSkew(t *testing.T) {
 // TestACSEmptyInResponseToIsUnsolicited: an IdP-initiated Response may
 // carry InResponseTo="" (some IdPs write the attribute empty). That claims
 // no AuthnRequest, so with IdP-initiated login on it is accepted as one,
-// not refused as a lost SP-initiated login.
+// not refused as a lost SP-initiated login; and as one opened by no flow
+// cookie (Unbound), so that its replay is refused as unbound traffic.
 func TestACSEmptyInResponseToIsUnsolicited(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.AllowIdPInitiated = true })
 	spec := h.spec(pending{})
@@ -119,7 +120,7 @@ func TestACSEmptyInResponseToIsUnsolicited(t *testing.T) {
 		resp.CreateAttr("InResponseTo", "")
 	})
 	a, returnTo, err := h.callback(t, pending{}, form)
-	if err != nil || a == nil || a.Subject != "ada" || returnTo != "/reports" {
+	if err != nil || a == nil || a.Subject != "ada" || returnTo != "/reports" || !a.Unbound {
 		t.Fatalf("IdP-initiated response with InResponseTo=\"\": %+v %q %v", a, returnTo, err)
 	}
 }
@@ -173,6 +174,9 @@ func TestACSAssertionContent(t *testing.T) {
 	}
 	if a.Subject != "ada-persistent" || a.SubjectFormat != string(saml.PersistentNameIDFormat) {
 		t.Errorf("subject %q format %q", a.Subject, a.SubjectFormat)
+	}
+	if a.Unbound {
+		t.Error("a response to this browser's request is Unbound")
 	}
 	if l := a.Logout; l.Subject != a.Subject || l.SubjectFormat != a.SubjectFormat ||
 		l.NameQualifier != h.idp.EntityID() || l.SPNameQualifier != h.entityID() || l.SessionID != "index-2" {
