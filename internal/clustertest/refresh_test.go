@@ -199,8 +199,12 @@ func TestTokenRefreshOnceAcrossInstances(t *testing.T) {
 		return resp.StatusCode, e.Header("X-Forwarded-Access-Token")
 	}
 	const rounds, perInstance = 4, 4
+	// A token is due one second after its refresh (the margin): a round
+	// that takes longer, on a loaded machine, may rightly refresh again.
+	const dueAfter = time.Second
 	for r := range rounds {
-		time.Sleep(1200 * time.Millisecond) // the token is due
+		time.Sleep(dueAfter + 200*time.Millisecond) // the token is due
+		before, _ := op.refreshes()
 		start := time.Now()
 		var wg sync.WaitGroup
 		for _, in := range insts {
@@ -213,11 +217,15 @@ func TestTokenRefreshOnceAcrossInstances(t *testing.T) {
 			}
 		}
 		wg.Wait()
-		t.Logf("round %d: answered within %v", r, time.Since(start).Round(time.Millisecond))
+		took := time.Since(start)
+		after, _ := op.refreshes()
+		t.Logf("round %d: answered within %v, %d refreshes", r, took.Round(time.Millisecond), after-before)
+		if n := after - before; n == 0 || n > 1 && took < dueAfter {
+			t.Errorf("round %d: the IdP got %d refreshes in %v; want one (more only past %v, when the new token is due too)", r, n, took, dueAfter)
+		}
 	}
-	used, replays := op.refreshes()
-	if replays != 0 || used != rounds {
-		t.Errorf("the IdP got %d refreshes, %d of them replaying a spent refresh token; want %d, one per round", used, replays, rounds)
+	if used, replays := op.refreshes(); replays != 0 {
+		t.Errorf("the IdP got %d refreshes, %d of them replaying a spent refresh token; want none replayed", used, replays)
 	}
 	code, at := get(insts[1], "/api/after")
 	if code != http.StatusOK {
