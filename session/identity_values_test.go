@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"go.uber.org/zap"
@@ -100,5 +101,64 @@ func TestLargeIdentityHeadersWarn(t *testing.T) {
 				t.Errorf("fields %v", f)
 			}
 		}
+	}
+}
+
+// TestLargeIdentityHeadersWarnOncePerUserAnHour: the warning holds for as
+// long as the user keeps those groups, and an instance re-reads a session
+// in use every CacheTTL (30 s), so WARN names each user once an hour per
+// instance (docs/troubleshooting.md), whatever their sessions; the rest go
+// to DEBUG and the next WARN counts them.
+func TestLargeIdentityHeadersWarnOncePerUserAnHour(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	core, logs := observer.New(zap.DebugLevel)
+	m := session.New(db, session.Config{}, zap.New(core), clk.now)
+	var many []string
+	for i := range 400 {
+		many = append(many, fmt.Sprintf("group-with-a-long-name-%04d", i))
+	}
+	var tokens []string
+	for _, name := range []string{"ada", "ada", "bob"} { // ada signed in twice
+		u := addUser(t, db, &store.User{ID: name, Email: name + "@example.com", Groups: many, Active: true, Source: store.SourceJIT})
+		token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, token)
+	}
+	warned := func() (users []string, repeats []any) {
+		for _, e := range logs.TakeAll() {
+			if e.Level == zap.WarnLevel && strings.HasPrefix(e.Message, "identity headers too large") {
+				users = append(users, e.ContextMap()["user_id"].(string))
+				repeats = append(repeats, e.ContextMap()["repeated_since_last"])
+			}
+		}
+		return users, repeats
+	}
+	use := func(d time.Duration) { // a request on each session every 30 s
+		for end := clk.now().Add(d); clk.now().Before(end); clk.advance(session.DefaultCacheTTL + time.Millisecond) {
+			for _, token := range tokens {
+				if _, err := m.Resolve(ctx, token); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := m.Flush(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	use(59 * time.Minute)
+	if users, _ := warned(); fmt.Sprint(users) != "[ada bob]" {
+		t.Errorf("first 59 minutes: %d WARN lines (for %v…), want one each for [ada bob]", len(users), users[:min(len(users), 6)])
+	}
+	use(2 * time.Minute)
+	users, repeats := warned()
+	if fmt.Sprint(users) != "[ada bob]" {
+		t.Fatalf("past the hour: %d WARN lines (for %v…), want one each for [ada bob] again", len(users), users[:min(len(users), 6)])
+	}
+	if n, _ := repeats[0].(int64); n < 100 {
+		t.Errorf("ada's second WARN counts %v lines sent to DEBUG, want her re-reads of the hour", repeats[0])
 	}
 }

@@ -212,6 +212,10 @@ type Manager struct {
 	// unrecordedFull keeps the error that unrecorded is full to a line a
 	// minute.
 	unrecordedFull logbudget.Budget
+	// largeHeaders keeps newIdentity's warning to a line per user an
+	// hour (largeHeadersEvery): it holds for as long as the user works,
+	// and a session is re-read every CacheTTL.
+	largeHeaders logbudget.Budget
 
 	// A load (or sign-in) reads the store and caches what it read later;
 	// a revocation committed and forgotten in between must not leave
@@ -287,8 +291,9 @@ func New(st store.Store, cfg Config, logger *zap.Logger, now func() time.Time) *
 		evicted: make(map[tokenHash]int64),
 		unsaved: make(map[tokenHash]*unsavedTokens),
 
-		unrecorded: make(map[tokenHash]unrecordedRevocation),
-		userSeed:   maphash.MakeSeed(),
+		unrecorded:   make(map[tokenHash]unrecordedRevocation),
+		largeHeaders: logbudget.Budget{Every: largeHeadersEvery},
+		userSeed:     maphash.MakeSeed(),
 	}
 }
 
@@ -1635,6 +1640,11 @@ const (
 // 16 KiB, and the groups of a user in hundreds of groups get there.
 const LargeIdentityHeaders = 8 << 10
 
+// largeHeadersEvery is how often an instance warns of one user's
+// LargeIdentityHeaders at WARN (docs/troubleshooting.md); the rest go to
+// DEBUG.
+const largeHeadersEvery = time.Hour
+
 // plainIdentity is the identity of session s of user u, without the values
 // prepared for the upstream (newIdentity).
 func plainIdentity(s *store.Session, u *store.User) *Identity {
@@ -1667,9 +1677,8 @@ func (m *Manager) newIdentity(s *store.Session, u *store.User) *Identity {
 	}
 	if size > LargeIdentityHeaders {
 		// The app's server, not the gateway, refuses such requests, with
-		// a 400 or 431 that names no cause: say it here, once per session
-		// an instance loads.
-		m.logger.Warn("identity headers too large for many upstream servers; narrow the groups the IdP sends (docs/troubleshooting.md)",
+		// a 400 or 431 that names no cause: say it here.
+		m.largeHeaders.Warn(m.logger, s.IdP+"/"+u.ID, m.now(), "identity headers too large for many upstream servers; narrow the groups the IdP sends (docs/troubleshooting.md)",
 			zap.String("user_id", u.ID), zap.String("idp", s.IdP), zap.Int("bytes", size), zap.Int("groups", len(u.Groups)))
 	}
 	if m.Derive != nil {

@@ -1,8 +1,8 @@
 // Package logbudget keeps log lines that unauthenticated clients can
 // repeat at will from flooding the log: the first line per key each minute
-// goes out at its level (WARN, or ERROR for a failure the operator must
-// see), the rest at DEBUG, and the next line at that level says how many
-// went to DEBUG in between (docs/security.md, "Unauthenticated traffic").
+// (or each Budget.Every) goes out at its level (WARN, or ERROR for a
+// failure the operator must see), the rest at DEBUG, and the next line at
+// that level says how many went to DEBUG in between (docs/security.md, "Unauthenticated traffic").
 // Keys are fixed codes, configured names or user IDs; a Budget holds at
 // most MaxKeys of them, and the DEBUG counts of keys it forgets to make
 // room are summed onto its next line, never lost. The zero value is ready
@@ -28,6 +28,12 @@ const MaxKeys = 4096
 
 // Budget remembers when each key last went out at its level.
 type Budget struct {
+	// Every, when set (before first use), replaces Window for this
+	// Budget: a line that stays true for as long as a user works (one per
+	// user, not per attacker) repeated each minute is noise. Its repeat
+	// count is then repeated_since_last, not repeated_last_minute.
+	Every time.Duration
+
 	mu   sync.Mutex
 	keys map[string]*entry
 	// The same entries in the order of their times, oldest first: forget
@@ -73,13 +79,13 @@ func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e, ok := b.keys[key]; ok {
-		if now.Sub(e.at) < Window {
+		if now.Sub(e.at) < b.window() {
 			e.repeated++
 			return false, nil
 		}
 		var fields []zap.Field
 		if e.repeated > 0 {
-			fields = append(fields, zap.Int("repeated_last_minute", e.repeated))
+			fields = append(fields, zap.Int(b.repeatedField(), e.repeated))
 		}
 		b.unlink(e)
 		e.at, e.repeated = now, 0
@@ -103,13 +109,30 @@ func (b *Budget) take(key string, now time.Time) (bool, []zap.Field) {
 	return true, b.folded(nil)
 }
 
+// window is how long a key's line at its level holds back the next one.
+func (b *Budget) window() time.Duration {
+	if b.Every > 0 {
+		return b.Every
+	}
+	return Window
+}
+
+// repeatedField names the count of a key's lines sent to DEBUG since its
+// last one at its level: its documented name for the minute's window.
+func (b *Budget) repeatedField() string {
+	if b.window() == Window {
+		return "repeated_last_minute"
+	}
+	return "repeated_since_last"
+}
+
 // forget drops the keys whose window has ended, keeping count of their
 // lines sent to DEBUG: the front of the time order, up to the first key
 // whose window has not. Called with b.mu held.
 func (b *Budget) forget(now time.Time) {
 	for e := b.oldest; e != nil; e = b.oldest {
 		b.looked++
-		if now.Sub(e.at) < Window {
+		if now.Sub(e.at) < b.window() {
 			return
 		}
 		if e.repeated > 0 {

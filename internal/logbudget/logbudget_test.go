@@ -105,3 +105,26 @@ func TestBudgetFoldedKeysCountsDistinctKeys(t *testing.T) {
 		t.Errorf("last WARN %v: want 5 lines from 1 key", last)
 	}
 }
+
+// TestBudgetEvery: a Budget's Every replaces the minute's window, and
+// the repeat count is named for it.
+func TestBudgetEvery(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	b := logbudget.Budget{Every: time.Hour}
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, at := range []time.Duration{0, logbudget.Window, 59 * time.Minute, time.Hour} {
+		b.Warn(log, "okta/ada", t0.Add(at), "identity headers too large")
+	}
+	var levels []zapcore.Level
+	for _, e := range logs.All() {
+		levels = append(levels, e.Level)
+	}
+	if fmt.Sprint(levels) != "[warn debug debug warn]" {
+		t.Fatalf("levels %v, want [warn debug debug warn]", levels)
+	}
+	last := logs.All()[3].ContextMap()
+	if last["repeated_since_last"] != int64(2) || last["repeated_last_minute"] != nil {
+		t.Errorf("fields %v, want repeated_since_last 2", last)
+	}
+}
