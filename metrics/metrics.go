@@ -156,9 +156,9 @@ func New(reg *prometheus.Registry) *Metrics {
 		"Sessions held in the in-memory session cache.", nil, nil)})
 	m.store = register(reg, &storeGauges{
 		queue: prometheus.NewDesc(metricsNamespace+"_store_notify_queue_usage",
-			"PostgreSQL's NOTIFY queue usage (0 to 1, one queue for the whole server) as this instance's invalidation listener last read it (every 5 s): above 0, a listening session somewhere does not read its notices; at 1, no instance can tell the others about ended sessions and every sign-out fails. No series with bbolt, or while the role may not call pg_notification_queue_usage().", nil, nil),
+			"PostgreSQL's NOTIFY queue usage (0 to 1, one queue for the whole server) as this instance's invalidation listener last read it (every 5 s): above 0, a listening session somewhere does not read its notices; at 1, no instance can tell the others about ended sessions (sign-ins and sign-outs still succeed; the others forget those sessions within their cache's 30 s). No series with bbolt, or while the role may not call pg_notification_queue_usage().", nil, nil),
 		reruns: prometheus.NewDesc(metricsNamespace+"_store_transaction_reruns_total",
-			"PostgreSQL transactions this instance ran again after a conflict with another writer (serialization failure, deadlock) since the store was opened: write contention between instances. No series with bbolt.", nil, nil),
+			"PostgreSQL transactions this instance ran again after a conflict with a concurrent transaction since the store was opened: a serialization failure, a deadlock, or a unique-key or foreign-key violation a concurrent commit caused. Write contention, between instances or between one instance's own requests. No series with bbolt.", nil, nil),
 	})
 	idpLabel := []string{"idp"}
 	m.saml = register(reg, &samlGauges{

@@ -469,6 +469,12 @@ type Tx interface {
 	// 1-based position startIndex (values below 1 count as 1), at most
 	// count of them, and how many such users there are in all.
 	ListUsers(idp string, startIndex, count int) ([]*User, int, error)
+	// UsersOfIdP returns those of ids that are users of idp, in ID order,
+	// each once. Unlike User in an Update, it locks no row (PostgreSQL):
+	// it is the check before PutGroup, which locks every member it touches
+	// in ID order, and a lock the check took would come before those, out
+	// of that order, so two group changes could deadlock.
+	UsersOfIdP(idp string, ids []string) ([]string, error)
 
 	Group(id string) (*Group, error)
 	// GroupByName finds the group of idp with the display name, compared

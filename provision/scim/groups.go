@@ -158,28 +158,33 @@ type groupWrite struct {
 // others are skipped, not refused: a directory sends memberships of users
 // it failed to provision (or that another app owns), and refusing the
 // whole request would stall every other change in it. known members (the
-// group's current ones, which the store keeps valid) are not read again,
-// so adding one member to a large group reads one user. ids and known are
-// sorted, and walked side by side.
+// group's current ones, which the store keeps valid) are not looked up
+// again, so adding one member to a large group looks up one user. ids and
+// known are sorted.
+//
+// The added members are looked up with UsersOfIdP, which locks no row, not
+// with User, which does in PostgreSQL: PutGroup locks every member the
+// change touches in ID order, and a lock taken here on an added member
+// would come before the locks on lower IDs it removes, the opposite order
+// to another group's change moving the same two users the other way, and
+// the two would deadlock.
 func (h *Handler) resolveMembers(tx store.Tx, ids, known []string) (kept, skipped []string, err error) {
+	added := slices.DeleteFunc(slices.Clone(ids), func(id string) bool {
+		_, ok := slices.BinarySearch(known, id)
+		return ok
+	})
+	found, err := tx.UsersOfIdP(h.cfg.IdP, added)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read members: %w", err)
+	}
 	kept = make([]string, 0, len(ids))
-	j := 0
 	for _, id := range ids {
-		for j < len(known) && known[j] < id {
-			j++
-		}
-		if j < len(known) && known[j] == id {
+		_, isKnown := slices.BinarySearch(known, id)
+		_, isFound := slices.BinarySearch(found, id)
+		if isKnown || isFound {
 			kept = append(kept, id)
-			continue
-		}
-		u, err := tx.User(id)
-		switch {
-		case errors.Is(err, store.ErrNotFound) || err == nil && !h.inScope(u):
+		} else {
 			skipped = append(skipped, id)
-		case err != nil:
-			return nil, nil, fmt.Errorf("read member: %w", err)
-		default:
-			kept = append(kept, id)
 		}
 	}
 	return kept, skipped, nil

@@ -162,6 +162,22 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 	return out, total, nil
 }
 
+// UsersOfIdP looks the IDs up in the per-IdP index ListUsers pages
+// through; bolt has one writer at a time, so there is no lock to leave out.
+func (t *tx) UsersOfIdP(idp string, ids []string) ([]string, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	index := t.bucket(bucketIdPUsers)
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if index.Get(pair(idp, id)) != nil {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
 // page visits the IDs under pair(scope, "") in the index bucket from the
 // 1-based position startIndex, at most count of them.
 func (t *tx) page(index []byte, scope string, startIndex, count int, fn func(id string) error) error {

@@ -335,10 +335,14 @@ func (t *tx) deleteMembers(groupID string, users, keep []string) error {
 // for a group that did not exist, or no longer does), and rewrites the
 // Groups of every user it touched (store.MembersTouched,
 // store.User.RegroupSCIM). It locks, reads and writes the users
-// memberChunk at a time, in ID order (the order every transaction locks
-// users in), with a lock that the foreign key's locks of the other's
-// member inserts do not hold up (see regroup), so two such changes cannot
-// deadlock.
+// memberChunk at a time, in ID order, with a lock that the foreign key's
+// locks of the other's member inserts do not hold up (see regroup). Two
+// such changes then cannot deadlock over their members only if neither
+// locked one of them earlier in its transaction: a lock on a higher ID
+// taken before this one asks for a lower one is out of order. So the
+// caller must not read the members with User (which locks the row in an
+// Update) before PutGroup; it checks them with UsersOfIdP, which locks
+// none (as SCIM's resolveMembers does).
 func (t *tx) syncMembers(groupID, oldName, newName string, before, after []string, when time.Time, change func() error) error {
 	touched := store.MembersTouched(before, after, oldName != "" && newName != "" && oldName != newName)
 	if err := change(); err != nil {

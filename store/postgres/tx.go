@@ -463,6 +463,35 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 	return out, total, nil
 }
 
+// UsersOfIdP takes no row lock, unlike User in an Update (see
+// store.Tx.UsersOfIdP): PutGroup's regroup locks the members a group
+// change touches, in ID order, and a lock taken here first would be out of
+// that order. A member deleted after this read fails PutGroup's member
+// insert (the foreign key), whose rerun finds it gone.
+func (t *tx) UsersOfIdP(idp string, ids []string) ([]string, error) {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !storable(id) })
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if !storable(idp) || len(ids) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for chunk := range slices.Chunk(ids, memberChunk) {
+		err := t.rows("SELECT id FROM sso_users WHERE idp = $1 AND id = ANY($2) ORDER BY id", []any{idp, chunk}, func(r pgx.Rows) error {
+			var id string
+			if err := r.Scan(&id); err != nil {
+				return err
+			}
+			out = append(out, id)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("postgres: users of %s: %w", idp, err)
+		}
+	}
+	return out, nil
+}
+
 // PutUser creates or replaces u. An empty u.ID gets a fresh random ID, and
 // zero Created/Updated get the current time; all three are set on u. Every
 // key is checked against the other users before anything is written (see

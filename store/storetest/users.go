@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -19,6 +20,7 @@ func init() {
 		testCase{"ForEachUser", testForEachUser},
 		testCase{"ForEachAfterAnyBytes", testForEachAfterAnyBytes},
 		testCase{"ListUsers", testListUsers},
+		testCase{"UsersOfIdP", testUsersOfIdP},
 		testCase{"UserCopies", testUserCopies},
 		testCase{"UserForDelete", testUserForDelete},
 		testCase{"LinkKeysUnambiguous", testLinkKeys},
@@ -428,6 +430,71 @@ func testListUsers(e *env) {
 	if c := e.counts(); c.Users != 7 {
 		e.Errorf("Counts.Users = %d, want 7", c.Users)
 	}
+}
+
+// testUsersOfIdP: the IDs that are users of the IdP, in ID order, each
+// once, whatever the order, repeats and bytes of the IDs asked for; the
+// same in a View and an Update; and past the first thousand IDs (the
+// PostgreSQL backend asks in chunks).
+func testUsersOfIdP(e *env) {
+	for _, id := range []string{"b", "d", "a"} {
+		e.putUser(&store.User{ID: id, IdP: "okta"})
+	}
+	e.putUser(&store.User{ID: "c", IdP: "entra"})
+	many := make([]string, 2500)
+	for i := range many {
+		many[i] = fmt.Sprintf("m%04d", i)
+	}
+	many = append(many, "d") // after every m…: in the last chunk
+	for _, tt := range []struct {
+		name, idp string
+		ids       []string
+		want      string
+	}{
+		{"unsorted, repeated", "okta", []string{"d", "b", "x", "d", "a", "b"}, "a,b,d"},
+		{"another IdP's user", "okta", []string{"c", "a"}, "a"},
+		{"the other IdP", "entra", []string{"a", "b", "c", "d"}, "c"},
+		{"unknown IdP", "none", []string{"a", "b"}, ""},
+		{"none asked", "okta", nil, ""},
+		{"unstorable bytes", "okta", []string{"a\x00", "\xff", "b"}, "b"},
+		{"many, mostly unknown", "okta", many, "d"},
+	} {
+		for _, how := range []struct {
+			name string
+			run  func(func(store.Tx) error)
+		}{{"View", e.view}, {"Update", e.update}} {
+			asked := slices.Clone(tt.ids)
+			how.run(func(tx store.Tx) error {
+				got, err := tx.UsersOfIdP(tt.idp, tt.ids)
+				if err != nil {
+					return err
+				}
+				if strings.Join(got, ",") != tt.want {
+					e.Errorf("%s: %s: UsersOfIdP(%q) = %q, want %q", how.name, tt.name, tt.idp, got, tt.want)
+				}
+				return nil
+			})
+			if !slices.Equal(asked, tt.ids) {
+				e.Errorf("%s: %s: UsersOfIdP changed the caller's slice", how.name, tt.name)
+			}
+		}
+	}
+	// Moving a user to another IdP moves its answer.
+	e.putUser(&store.User{ID: "c", IdP: "okta"})
+	e.view(func(tx store.Tx) error {
+		okta, err := tx.UsersOfIdP("okta", []string{"a", "b", "c", "d"})
+		if err != nil {
+			return err
+		}
+		entra, err := tx.UsersOfIdP("entra", []string{"a", "b", "c", "d"})
+		if err != nil {
+			return err
+		}
+		if strings.Join(okta, ",") != "a,b,c,d" || len(entra) != 0 {
+			e.Errorf("after moving c: okta %q, entra %q", okta, entra)
+		}
+		return nil
+	})
 }
 
 // testUserCopies: what a Tx returns is the caller's to change.
