@@ -1024,6 +1024,9 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 			if err := tx.PutSession(found.s); err != nil {
 				return err
 			}
+			if err := m.keepLogoutToken(tx, found); err != nil {
+				return err
+			}
 			return tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: found.s.IdP, UserID: found.s.UserID})
 		})
 		if err != nil {
@@ -1037,6 +1040,26 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 		m.broadcast(ctx, store.Invalidation{Sessions: []string{found.s.Hash}})
 	}
 	return m.ended(found.s, found.sealed, found.before), nil
+}
+
+// keepLogoutToken keeps of a signed-out session's tokens only the ID
+// token, which its IdP's logout (a second click's too) sends as
+// id_token_hint: the access and refresh tokens go with the sign-out, as
+// when the session was deleted at once. A blob that does not open, opens
+// for no one: it goes too.
+func (m *Manager) keepLogoutToken(tx store.Tx, o *signingOut) error {
+	t, err := openTokens(o.sealed.key, o.s.Hash, o.sealed.blob)
+	switch {
+	case err != nil:
+		return putSealed(tx, o.s.Hash, nil)
+	case t == nil || t.AccessToken == "" && t.RefreshToken == "":
+		return nil
+	}
+	plain, err := m.zip.tokensPlain(&Tokens{IDToken: t.IDToken})
+	if err != nil {
+		return err
+	}
+	return putSealed(tx, o.s.Hash, plain)
 }
 
 // signingOut is what a sign-out reads of a stored session: the session,

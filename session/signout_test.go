@@ -137,3 +137,32 @@ func TestSignOutOfUnknownTokenTakesNoWrite(t *testing.T) {
 		t.Errorf("4 sign-outs of tokens naming no session took %d write transactions; want 0", n)
 	}
 }
+
+// TestSignOutKeepsOnlyTheLogoutToken: a signed-out session stays stored
+// until the sweep for a second click's IdP logout, which needs its ID
+// token (id_token_hint) and nothing else: the access and refresh tokens go
+// at the sign-out, as when the session was deleted at once, and a second
+// click's answer still carries the ID token.
+func TestSignOutKeepsOnlyTheLogoutToken(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: time.Now().Add(time.Hour)})
+	if _, err := m.SignOut(ctx, n.Token); err != nil {
+		t.Fatal(err)
+	}
+	var kept *session.Tokens
+	if err := db.View(ctx, func(tx store.Tx) error {
+		var err error
+		kept, err = session.StoredTokens(tx, n.Session.Hash)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if kept == nil || kept.IDToken != idToken || kept.AccessToken != "" || kept.RefreshToken != "" {
+		t.Errorf("stored after the sign-out: %v; want the ID token alone", kept)
+	}
+	if e, err := m.SignOut(ctx, n.Token); err != nil || e == nil || e.IDToken() != idToken {
+		t.Errorf("second click: %+v, %v; want the ID token for the IdP's logout", e, err)
+	}
+}
