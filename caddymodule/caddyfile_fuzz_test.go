@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
 )
@@ -24,34 +25,19 @@ import (
 //     into the module structs, pass their Validate, and encode back to the
 //     same JSON after one round (nothing the adapter writes is lost or
 //     renamed on the way into the module).
+//
+// An input that may hold Caddy's import directive is skipped
+// (importDirective); no seed does, so the seed run checks them all.
 func FuzzCaddyfile(f *testing.F) {
-	var files []string
-	for _, pattern := range []string{"testdata/caddyfile_adapt/*.caddyfiletest", "../examples/*/Caddyfile", "../Caddyfile.example"} {
-		m, err := filepath.Glob(pattern)
-		if err != nil {
-			f.Fatal(err)
-		}
-		files = append(files, m...)
-	}
-	if len(files) < 10 {
-		f.Fatalf("found only %d Caddyfiles to seed from", len(files))
-	}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		input, _, _ := strings.Cut(string(raw), "----------")
-		f.Add(input)
+	for _, seed := range fuzzSeeds(f) {
+		f.Add(seed.input)
 	}
 
-	f.Fuzz(func(t *testing.T, caddyfile string) {
-		// import reads files (or devices) named in the input; that is
-		// Caddy's business, not the sso blocks'.
-		if strings.Contains(caddyfile, "import") {
+	f.Fuzz(func(t *testing.T, input string) {
+		if importDirective(input) {
 			t.Skip()
 		}
-		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
 		if err != nil {
 			return
 		}
@@ -72,6 +58,95 @@ func FuzzCaddyfile(f *testing.F) {
 			walkHandlers(t, v)
 		}
 	})
+}
+
+// fuzzSeed is one Caddyfile of the repository, its input part only.
+type fuzzSeed struct{ file, input string }
+
+// fuzzSeeds reads every Caddyfile of the repository: the golden files
+// (the part before their "----------"), the examples and the template.
+func fuzzSeeds(tb testing.TB) []fuzzSeed {
+	tb.Helper()
+	var files []string
+	for _, pattern := range []string{"testdata/caddyfile_adapt/*.caddyfiletest", "../examples/*/Caddyfile", "../Caddyfile.example"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	if len(files) < 10 {
+		tb.Fatalf("found only %d Caddyfiles to seed from", len(files))
+	}
+	seeds := make([]fuzzSeed, 0, len(files))
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		input, _, _ := strings.Cut(string(raw), "----------")
+		seeds = append(seeds, fuzzSeed{file, input})
+	}
+	return seeds
+}
+
+// importDirective reports whether Caddy's parser may take part of the
+// Caddyfile for its import directive, which reads the files (or devices)
+// it names: that is Caddy's business, not the sso blocks', and a fuzzer
+// would find /dev/zero. The parser expands a token "import" first on its
+// line or, in a site block, right after the "{" on the same line; an
+// environment placeholder ({$NAME:default}) is replaced before lexing and
+// may spell one, so any input with one counts too. The word elsewhere (an
+// option's value such as "update import", a comment) is no directive.
+func importDirective(input string) bool {
+	if strings.Contains(input, "{$") {
+		return true
+	}
+	tokens, err := caddyfile.Tokenize([]byte(input), "Caddyfile")
+	if err != nil {
+		return false // Caddy's own lexing fails the same way, before any import
+	}
+	for i, tok := range tokens {
+		if tok.Text == "import" && (i == 0 || tok.Line != tokens[i-1].Line || tokens[i-1].Text == "{") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFuzzSeedsAreNotSkipped: no Caddyfile of the repository uses the
+// import directive, so FuzzCaddyfile's seed run checks every one, the
+// fullest ones too (oidc_full and saml_full say "update import", some
+// examples say "import" in a comment).
+func TestFuzzSeedsAreNotSkipped(t *testing.T) {
+	for _, seed := range fuzzSeeds(t) {
+		if importDirective(seed.input) {
+			t.Errorf("%s: FuzzCaddyfile skips it as if it used the import directive", seed.file)
+		}
+	}
+}
+
+func TestImportDirective(t *testing.T) {
+	for _, tc := range []struct {
+		input string
+		want  bool
+	}{
+		{"import common\n", true},
+		{"{\n\timport /dev/zero\n}\n", true},
+		{"example.com {\n\troute {\n\t\timport snip\n\t}\n}\n", true},
+		{"example.com { import /dev/zero\n}\n", true},
+		{"example.com {\n\t\"import\" /dev/zero\n}\n", true},
+		{"{\n\tsso {\n\t\tidp x {\n\t\t\tupdate import\n\t\t}\n\t}\n}\n", false},
+		{"# import the certificate\nexample.com {\n}\n", false},
+		{"example.com {\n\trespond \"import\"\n}\n", false},
+		{"example.com {\n\timports x\n}\n", false},
+		{"{$NAME:import} /dev/zero\n", true},
+		{"imp{$NAME:ort} /dev/zero\n", true},
+	} {
+		if got := importDirective(tc.input); got != tc.want {
+			t.Errorf("importDirective(%q) = %v, want %v", tc.input, got, tc.want)
+		}
+	}
 }
 
 // walkHandlers finds every sso and sso_scim handler in the http app,

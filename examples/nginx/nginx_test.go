@@ -25,6 +25,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 	"github.com/caddy-sso/caddy-sso/internal/exampletest"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
@@ -40,7 +41,7 @@ func nginxBinary(t *testing.T) string {
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
 		return "/usr/sbin/nginx"
 	}
-	if os.Getenv("CI") != "" {
+	if ci.Running() {
 		t.Fatal("nginx is not installed; .ci/run installs it")
 	}
 	t.Skip("nginx is not installed (apt-get install -y nginx)")

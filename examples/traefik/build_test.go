@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 )
 
 // traefikVersion is the Traefik the test builds and runs. v3.7.12 is the
@@ -83,31 +84,23 @@ func traefikBinary(t *testing.T) string {
 	if traefikBuild.path != "" {
 		return traefikBuild.path
 	}
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		unavailable("no cache directory for Traefik: %v", err)
+		ci.Skipf(t, "no cache directory for Traefik: %v", err)
 	}
 	dir := filepath.Join(cache, "caddy-sso", "traefik-"+traefikVersion)
 	bin := filepath.Join(dir, "traefik")
 	if err := os.MkdirAll(filepath.Join(dir, "src", "ext"), 0o755); err != nil {
-		unavailable("Traefik's build directory: %v", err)
+		ci.Skipf(t, "Traefik's build directory: %v", err)
 	}
 	// Another test process may be building it.
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		unavailable("Traefik's build lock: %v", err)
+		ci.Skipf(t, "Traefik's build lock: %v", err)
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		unavailable("Traefik's build lock: %v", err)
+		ci.Skipf(t, "Traefik's build lock: %v", err)
 	}
 	if traefikBuilt(bin) {
 		traefikBuild.path = bin
@@ -116,7 +109,7 @@ func traefikBinary(t *testing.T) string {
 
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		unavailable("Traefik %s is built with go, which is not on PATH", traefikVersion)
+		ci.Skipf(t, "Traefik %s is built with go, which is not on PATH", traefikVersion)
 	}
 	sum, err := os.ReadFile(filepath.Join("testdata", "traefik-"+traefikVersion+".go.sum"))
 	if err != nil {
@@ -124,7 +117,7 @@ func traefikBinary(t *testing.T) string {
 	}
 	for name, content := range map[string]string{"go.mod": traefikGoMod, "go.sum": string(sum), "ext/go.mod": traefikExtGoMod, "ext/ext.go": traefikExt} {
 		if err := os.WriteFile(filepath.Join(dir, "src", name), []byte(content), 0o644); err != nil {
-			unavailable("Traefik's build directory: %v", err)
+			ci.Skipf(t, "Traefik's build directory: %v", err)
 		}
 	}
 	ctx := context.Background()
@@ -146,13 +139,13 @@ func traefikBinary(t *testing.T) string {
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	out, err := cmd.StderrPipe()
 	if err != nil {
-		unavailable("go build: %v", err)
+		ci.Skipf(t, "go build: %v", err)
 	}
 	cmd.Stdout = cmd.Stderr
 	t.Logf("building Traefik %s into %s (first run only: several minutes)", traefikVersion, dir)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		unavailable("go build: %v", err)
+		ci.Skipf(t, "go build: %v", err)
 	}
 	// go build -v names each package it compiles: a progress line every
 	// 20 seconds, and the output's last lines if it fails.
@@ -194,13 +187,13 @@ func traefikBinary(t *testing.T) string {
 		if len(lines) > 40 {
 			lines = lines[len(lines)-40:]
 		}
-		unavailable("building Traefik %s from the Go module proxy failed after %s: %v\n%s", traefikVersion, time.Since(start).Round(time.Second), errors.Join(err, ctx.Err()), strings.Join(lines, "\n"))
+		ci.Skipf(t, "building Traefik %s from the Go module proxy failed after %s: %v\n%s", traefikVersion, time.Since(start).Round(time.Second), errors.Join(err, ctx.Err()), strings.Join(lines, "\n"))
 	}
 	if err := os.Rename(bin+".new", bin); err != nil {
-		unavailable("%v", err)
+		ci.Skipf(t, "%v", err)
 	}
 	if !traefikBuilt(bin) {
-		unavailable("the Traefik built in %s does not report version %s", dir, traefikVersion)
+		ci.Skipf(t, "the Traefik built in %s does not report version %s", dir, traefikVersion)
 	}
 	t.Logf("built Traefik %s in %s", traefikVersion, time.Since(start).Round(time.Second))
 	traefikBuild.path = bin

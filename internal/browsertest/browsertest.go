@@ -4,12 +4,13 @@ package browsertest
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 )
 
 // New starts a headless Chromium with a fresh profile for one test and
@@ -20,7 +21,7 @@ func New(t testing.TB, width, height int) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("CI") != "" {
+		if ci.Running() {
 			t.Fatal("chromium is not installed; .ci/run installs it")
 		}
 		t.Skip("chromium is not installed (apt-get install -y chromium)")

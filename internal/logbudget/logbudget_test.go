@@ -38,25 +38,29 @@ func TestBudget(t *testing.T) {
 }
 
 // TestBudgetRepeatCount: the next line at the key's level says how many
-// went to DEBUG since the last, at the level asked for.
+// went to DEBUG since the last, at the level asked for, one line included.
 func TestBudgetRepeatCount(t *testing.T) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	log := zap.New(core)
-	var b logbudget.Budget
-	t0 := time.Unix(1_700_000_000, 0)
-	for i := range 5 {
-		b.Error(log, "idp/idp_unavailable", t0.Add(time.Duration(i)*time.Second), "starting sign-in")
-	}
-	b.Error(log, "idp/idp_unavailable", t0.Add(logbudget.Window), "starting sign-in")
-	all := logs.All()
-	if all[0].Level != zapcore.ErrorLevel || all[5].Level != zapcore.ErrorLevel || all[1].Level != zapcore.DebugLevel {
-		t.Fatalf("levels %v %v %v", all[0].Level, all[1].Level, all[5].Level)
-	}
-	if got := all[5].ContextMap()["repeated_last_minute"]; got != int64(4) {
-		t.Errorf("repeated_last_minute %v, want 4", got)
-	}
-	if _, ok := all[0].ContextMap()["repeated_last_minute"]; ok {
-		t.Errorf("the first line has a repeat count")
+	for _, held := range []int{1, 4} {
+		t.Run(fmt.Sprint(held, " held back"), func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			log := zap.New(core)
+			var b logbudget.Budget
+			t0 := time.Unix(1_700_000_000, 0)
+			for i := range held + 1 {
+				b.Error(log, "idp/idp_unavailable", t0.Add(time.Duration(i)*time.Second), "starting sign-in")
+			}
+			b.Error(log, "idp/idp_unavailable", t0.Add(logbudget.Window), "starting sign-in")
+			all := logs.All()
+			if all[0].Level != zapcore.ErrorLevel || all[held+1].Level != zapcore.ErrorLevel || all[1].Level != zapcore.DebugLevel {
+				t.Fatalf("levels %v %v %v", all[0].Level, all[1].Level, all[held+1].Level)
+			}
+			if got := all[held+1].ContextMap()["repeated_last_minute"]; got != int64(held) {
+				t.Errorf("repeated_last_minute %v, want %d", got, held)
+			}
+			if _, ok := all[0].ContextMap()["repeated_last_minute"]; ok {
+				t.Errorf("the first line has a repeat count")
+			}
+		})
 	}
 }
 
@@ -126,5 +130,54 @@ func TestBudgetEvery(t *testing.T) {
 	last := logs.All()[3].ContextMap()
 	if last["repeated_since_last"] != int64(2) || last["repeated_last_minute"] != nil {
 		t.Errorf("fields %v, want repeated_since_last 2", last)
+	}
+}
+
+// overflowFoldedKeys holds MaxKeys keys, then sends one line each of
+// MaxKeys+extra other keys, which find no room (more than the folded-key
+// set holds), and returns the fields of the next line at WARN, which
+// reports them.
+func overflowFoldedKeys(t *testing.T, b *logbudget.Budget, log *zap.Logger, logs *observer.ObservedLogs, t0 time.Time, extra int) map[string]any {
+	t.Helper()
+	for i := range logbudget.MaxKeys {
+		b.Warn(log, fmt.Sprint("held-", i), t0, "refused")
+	}
+	for i := range logbudget.MaxKeys + extra {
+		b.Warn(log, fmt.Sprint("no-room-", i), t0.Add(time.Second), "refused")
+	}
+	b.Warn(log, "held-0", t0.Add(logbudget.Window), "refused")
+	all := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	return all[len(all)-1].ContextMap()
+}
+
+// TestBudgetFoldedKeysOverflowCounted: past MaxKeys folded keys, those the
+// set cannot hold still count, so that other_keys_not_logged is never an
+// undercount.
+func TestBudgetFoldedKeysOverflowCounted(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	var b logbudget.Budget
+	last := overflowFoldedKeys(t, &b, zap.New(core), logs, time.Unix(1_700_000_000, 0), 7)
+	want := int64(logbudget.MaxKeys + 7)
+	if last["other_keys_not_logged"] != want || last["other_lines_not_logged"] != want {
+		t.Errorf("the line after the overflow %v: want %d lines from %d keys", last, want, want)
+	}
+}
+
+// TestBudgetFoldedOverflowReportedOnce: the keys past the folded-key set
+// are reported with the line that reports them, not again with later ones.
+func TestBudgetFoldedOverflowReportedOnce(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	var b logbudget.Budget
+	t0 := time.Unix(1_700_000_000, 0)
+	overflowFoldedKeys(t, &b, log, logs, t0, 7)
+	// One line of held-0 goes to DEBUG; a new key, once every window has
+	// ended, forgets held-0 and reports that line alone.
+	b.Warn(log, "held-0", t0.Add(logbudget.Window+time.Second), "refused")
+	b.Warn(log, "late", t0.Add(3*logbudget.Window), "refused")
+	all := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	last := all[len(all)-1].ContextMap()
+	if last["other_keys_not_logged"] != int64(1) || last["other_lines_not_logged"] != int64(1) {
+		t.Errorf("the next report %v: want 1 line from 1 key", last)
 	}
 }

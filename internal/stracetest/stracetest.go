@@ -2,7 +2,8 @@
 // under strace, for the tests that prove an answer comes only after the
 // fsync that makes it durable (docs/operations.md, "Limits and behaviour
 // under failure"). .ci/run installs strace; where it is missing or ptrace
-// is not allowed, those tests skip.
+// is not allowed, those tests skip, and under CI (internal/ci) fail: the
+// durability proofs must not drop out of a CI run unseen.
 package stracetest
 
 import (
@@ -10,13 +11,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 )
 
-// Require skips t unless strace can trace here.
+// Require skips t unless strace can trace here; under CI it fails t.
 func Require(t testing.TB) {
 	t.Helper()
 	if err := exec.Command("strace", "-qq", "-o", os.DevNull, "true").Run(); err != nil { //nolint:gosec // G204: fixed arguments
-		t.Skipf("strace cannot trace here (not installed, or ptrace not allowed): %v", err)
+		ci.Skipf(t, "strace cannot trace here (not installed, or ptrace not allowed): %v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 	"github.com/caddy-sso/caddy-sso/internal/stresstest"
 )
 
@@ -29,11 +30,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	}
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput()
 	if err != nil {
-		msg := fmt.Sprintf("cannot mount a %s tmpfs for the store (%v: %s); this test needs root", size, err, strings.TrimSpace(string(out)))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		ci.Skipf(t, "cannot mount a %s tmpfs for the store (%v: %s); this test needs root", size, err, strings.TrimSpace(string(out)))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
@@ -261,11 +258,7 @@ func TestReadOnlyStore(t *testing.T) {
 func TestReadOnlyStoreFile(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		msg := "running Caddy as another user needs root"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		ci.Skipf(t, "running Caddy as another user needs root")
 	}
 	w := newWorld(t, nil)
 	if err := w.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -20,7 +21,7 @@ func tmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		if os.Getenv("CI") == "true" {
+		if ci.Running() {
 			t.Fatalf("mount a %s tmpfs at %s: %v (CI runs as root and must run this test)", size, dir, err)
 		}
 		t.Skipf("cannot mount a tmpfs here (%v): this test needs root, as in CI", err)

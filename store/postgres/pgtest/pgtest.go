@@ -8,7 +8,7 @@
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
 //	func TestSomething(t *testing.T) {
-//		dsn := pgtest.NewDatabase(t) // skips (fails under CI=true) without PostgreSQL
+//		dsn := pgtest.NewDatabase(t) // skips (fails under CI) without PostgreSQL
 //		...
 //	}
 //
@@ -41,6 +41,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 	"github.com/caddy-sso/caddy-sso/internal/testport"
 	"github.com/jackc/pgx/v5"
 )
@@ -329,12 +330,12 @@ func Main(m *testing.M) {
 }
 
 // Unavailable skips t, with one line saying why, when there is no
-// PostgreSQL to test against; under CI=true it fails t instead, so that a
-// CI run cannot pass by skipping.
+// PostgreSQL to test against; under CI (internal/ci) it fails t instead,
+// so that a CI run cannot pass by skipping.
 func Unavailable(t testing.TB, why error) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("PostgreSQL unavailable: %v (CI=true: the PostgreSQL tests must run, not skip)", why)
+	if ci.Running() {
+		t.Fatalf("PostgreSQL unavailable: %v (under CI the PostgreSQL tests must run, not skip)", why)
 	}
 	t.Skipf("PostgreSQL unavailable, skipping: %v", why)
 }

@@ -1,8 +1,10 @@
 package pgtest
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/ci"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -29,5 +31,29 @@ func TestNewDatabaseIsEmptyAndSeparate(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Close(t.Context())
+	}
+}
+
+// TestUnavailableFailsUnderCI: without PostgreSQL a test skips, except
+// under CI, whichever non-empty value the CI system gives CI ("true", "1",
+// its name), where a run must not pass by skipping every PostgreSQL test.
+func TestUnavailableFailsUnderCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+	}{
+		{"", false},
+		{"false", false},
+		{"true", true},
+		{"1", true},
+		{"woodpecker", true},
+	} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			skipped, failed := ci.Outcome(t, func(t testing.TB) { Unavailable(t, errors.New("no initdb")) })
+			if failed != tc.wantFail || skipped == tc.wantFail {
+				t.Errorf("Unavailable: skipped=%v failed=%v, want failed=%v and the other not", skipped, failed, tc.wantFail)
+			}
+		})
 	}
 }
