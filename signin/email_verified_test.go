@@ -2,6 +2,7 @@ package signin_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -88,6 +89,36 @@ func TestEmailVerifiedVouchesForEmailClaimOnly(t *testing.T) {
 				t.Errorf("signed in as %s's account: %v, want %v (outcome %+v)", boss.ID, linked, tc.wantLinked, out)
 			}
 			if !tc.wantLinked && (out.Denial == nil || out.Denial.Reason != provision.ReasonEmailConflict) {
+				t.Errorf("denial = %+v, want %s", out.Denial, provision.ReasonEmailConflict)
+			}
+		})
+	}
+}
+
+// TestSAMLTrustEmailVouchesForMappedEmail: SAML vouches for no address by
+// itself; with the operator's trust_email (Assertion.EmailVerified) the
+// mapped email is verified, whatever attribute it came from, and links to
+// the account holding it; without, it is an email conflict.
+func TestSAMLTrustEmailVouchesForMappedEmail(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trust_email %v", trusted), func(t *testing.T) {
+			e := newEnv(t)
+			corp := e.idp(idp.ProtocolOIDC, "generic")
+			corp.Name = "corp"
+			ada := signInOK(t, e, corp, verifiedOIDC("corp", "sub-ada", "s1", map[string][]string{"email": {"ada@example.com"}}))
+			saml := e.idp(idp.ProtocolSAML, "okta")
+			saml.Rules.LinkByEmail = true
+			a := samlAssertion("link", "Lovelace", false) // email ada@example.com
+			a.EmailVerified = trusted
+			out, err := e.svc.SignIn(context.Background(), saml, a, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			linked := out.Session != nil && out.User != nil && out.User.ID == ada.ID
+			if linked != trusted {
+				t.Errorf("signed in as %s's account: %v, want %v (outcome %+v)", ada.ID, linked, trusted, out)
+			}
+			if !trusted && (out.Denial == nil || out.Denial.Reason != provision.ReasonEmailConflict) {
 				t.Errorf("denial = %+v, want %s", out.Denial, provision.ReasonEmailConflict)
 			}
 		})
