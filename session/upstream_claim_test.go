@@ -126,17 +126,11 @@ func TestUpstreamTokensClaimParallelRounds(t *testing.T) {
 	}
 }
 
-// TestUpstreamTokensClaimOfStoppedInstanceLapses: the instance that claimed
-// the refresh never stores tokens (it stopped mid-refresh). Once the claim
-// has lapsed, at the end of the window, another instance claims it and
-// refreshes: the session is not held back for longer.
-func TestUpstreamTokensClaimOfStoppedInstanceLapses(t *testing.T) {
-	const window = 300 * time.Millisecond
-	w := newTokenWorld(t, nil)
-	h := newHub()
-	a, b := w.instance(1, h, window), w.instance(2, h, window)
-	const margin = 10 * time.Second
-	w.clk.advance(61 * time.Second) // expired: B's requests wait for a token
+// claimAndStop has instance a claim the session's refresh and stop before
+// the IdP answers, as an instance stopped mid-refresh does: it holds the
+// claim and stores nothing (until the test ends).
+func claimAndStop(t *testing.T, w *tokenWorld, a *session.Manager, margin time.Duration) {
+	t.Helper()
 	stuck, unstick := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(unstick) })
 	stopped := func(context.Context, *session.Tokens) (*session.Tokens, error) {
@@ -150,6 +144,20 @@ func TestUpstreamTokensClaimOfStoppedInstanceLapses(t *testing.T) {
 	}
 	go func() { _, _ = a.UpstreamTokens(w.ctx, idA, margin, stopped) }()
 	<-stuck
+}
+
+// TestUpstreamTokensClaimOfStoppedInstanceLapses: the instance that claimed
+// the refresh never stores tokens (it stopped mid-refresh). Once the claim
+// has lapsed, at the end of the window, another instance claims it and
+// refreshes: the session is not held back for longer.
+func TestUpstreamTokensClaimOfStoppedInstanceLapses(t *testing.T) {
+	const window = 300 * time.Millisecond
+	w := newTokenWorld(t, nil)
+	h := newHub()
+	a, b := w.instance(1, h, window), w.instance(2, h, window)
+	const margin = 10 * time.Second
+	w.clk.advance(61 * time.Second) // expired: B's requests wait for a token
+	claimAndStop(t, w, a, margin)
 
 	start := time.Now()
 	if at, err := w.access(t, b, margin); err != nil || at != "at-2" {

@@ -30,19 +30,7 @@ func TestUpstreamTokensClaimThenRevokedWait(t *testing.T) {
 	a, b := w.instance(1, h, window), w.instance(2, h, window)
 	const margin = 10 * time.Second
 	w.clk.advance(61 * time.Second) // the access token has expired
-	stuck, unstick := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(unstick) })
-	stopped := func(context.Context, *session.Tokens) (*session.Tokens, error) {
-		close(stuck)
-		<-unstick
-		return nil, errors.New("stopped")
-	}
-	idA, err := a.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _, _ = a.UpstreamTokens(w.ctx, idA, margin, stopped) }()
-	<-stuck // A holds the claim and will store nothing
+	claimAndStop(t, w, a, margin)   // A holds the claim and will store nothing
 	revoked := func(context.Context, *session.Tokens) (*session.Tokens, error) {
 		time.Sleep(idpTook)
 		return nil, fmt.Errorf("invalid_grant: %w", idp.ErrGrantRevoked)
