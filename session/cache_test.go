@@ -158,9 +158,10 @@ func TestFlushAndSweepInBatches(t *testing.T) {
 	if got := counting.Reset(); got < 3 {
 		t.Errorf("flush of %d sessions took %d transactions, want batches of at most 256", n, got)
 	}
-	// Idle for an hour, and past the two touch intervals the sweep allows
-	// for a stored last-seen time to lag: every session is due.
-	clk.advance(time.Hour + 3*time.Minute)
+	// Idle for an hour, past the two touch intervals the sweep allows for
+	// a stored last-seen time to lag, and the sweep's grace: every
+	// session is due.
+	clk.advance(time.Hour + 3*time.Minute + session.SweepGrace)
 	deleted, err := m.Sweep(ctx)
 	if err != nil || deleted != n {
 		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)
@@ -213,7 +214,7 @@ func TestFlushAndSweepYield(t *testing.T) {
 		}
 		return nil
 	})
-	clk.advance(time.Hour + 3*time.Minute) // idle, past the sweep's allowance for lag
+	clk.advance(time.Hour + 3*time.Minute + session.SweepGrace) // idle, past the sweep's allowance for lag and its grace
 	deleted, err := m.Sweep(ctx)
 	if err != nil || deleted != n {
 		t.Errorf("Sweep = %d, %v; want %d", deleted, err, n)

@@ -255,8 +255,9 @@ func TestSweepSparesSessionsInUse(t *testing.T) {
 				t.Errorf("session in use after the sweep: %v", err)
 			}
 
-			// Unused since: idle past the timeout and the lag.
-			clk.advance(idle + lag + time.Second)
+			// Unused since: idle past the timeout, the lag and the
+			// sweep's grace.
+			clk.advance(idle + lag + session.SweepGrace + time.Second)
 			if got, err := sweeper.Sweep(ctx); err != nil || got != 1 {
 				t.Errorf("Sweep = %d, %v; want the idle session swept", got, err)
 			}

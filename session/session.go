@@ -1144,7 +1144,8 @@ func (m *Manager) ended(s *store.Session, sealed sealedTokens, before bool) *End
 // event of eventType, and returns it (nil if there was none) and, with
 // sealed, its sealed tokens. late, when set, is when a sign-out the store
 // could not record then took place (recordRevocations): the event carries
-// that time, not the time the store came back, which may be hours later.
+// that time, not the time the store came back, which may be hours later,
+// and a session whose stored end was not after it is deleted without one.
 func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, late time.Time) (*store.Session, sealedTokens, error) {
 	var st sealedTokens
 	s, err := tx.Session(hash.String())
@@ -1161,6 +1162,12 @@ func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, late t
 	}
 	if err := tx.DeleteSession(s.Hash); err != nil {
 		return nil, st, err
+	}
+	if !late.IsZero() && !s.Expires.After(late) {
+		// Ended by the time of the sign-out: most likely by this very
+		// sign-out, whose write committed though the store could not
+		// say so (store.ErrOutcomeUnknown), and audited it then.
+		return s, st, nil
 	}
 	e := store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID}
 	if !late.IsZero() {
@@ -1528,6 +1535,14 @@ func (m *Manager) keepEvicted(touches []touch) {
 	}
 }
 
+// sweepGrace is how long past its stored end the sweep spares a session.
+// A sign-out keeps its session stored, ended (signOut), so that a double
+// click's second POST, on whichever instance, finds it and goes on to the
+// IdP's logout too; a sweep running between the two POSTs (every Run
+// starts with one) must not delete it. Requests judge ends by themselves:
+// the sweep only collects what none can use.
+const sweepGrace = time.Minute
+
 // Sweep deletes expired sessions from the store and the cache, in batches a
 // store.BatchSizer keeps to a few milliseconds each, as store.Background
 // work (a sign-in that arrives ends the batch after the session at hand),
@@ -1540,8 +1555,9 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	// One cutoff for the whole sweep: no flush runs while it does (Run
 	// does one, then the other), so a cutoff taken later in a long
 	// sweep would judge sessions by stored times older than the lag
-	// allows for. Sessions due meanwhile go at the next sweep.
-	now, idle := m.now(), m.cfg.sweepIdle()
+	// allows for. Sessions due meanwhile go at the next sweep. Each is
+	// spared for sweepGrace past its end.
+	now, idle := m.now().Add(-sweepGrace), m.cfg.sweepIdle()
 	var sizer store.BatchSizer
 	for {
 		var (

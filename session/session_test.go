@@ -175,6 +175,7 @@ func TestExpiry(t *testing.T) {
 			if _, err := session.New(db, tt.cfg, nil, clk.now).Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
 				t.Errorf("another instance resolves the ended session: %v", err)
 			}
+			clk.advance(session.SweepGrace)
 			if n, err := m.Sweep(ctx); err != nil || n != 1 {
 				t.Errorf("Sweep = %d, %v; want the ended session removed", n, err)
 			}

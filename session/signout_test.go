@@ -87,7 +87,7 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 			if want := map[bool]int{true: 0, false: 1}[tt.before]; loggedOutEvents(t, db) != want {
 				t.Errorf("%d session.logged_out events after the second click, want %d", loggedOutEvents(t, db), want)
 			}
-			c.advance(time.Minute)
+			c.advance(session.SweepGrace + time.Second)
 			if _, err := m.Sweep(ctx); err != nil {
 				t.Fatal(err)
 			}

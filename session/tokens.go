@@ -349,7 +349,7 @@ func readTokenKeys(tx store.Tx) (tokenKeys, error) {
 
 // Tokens returns the tokens of the session stored under hash
 // (store.Session.Hash): nil when it has none, ErrNoSession when there is
-// no such session.
+// no such session, or it has ended (storedLive).
 func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 	t, _, err := m.tokensAt(ctx, hash)
 	return t, err
@@ -360,6 +360,9 @@ func (m *Manager) Tokens(ctx context.Context, hash string) (*Tokens, error) {
 func (m *Manager) tokensAt(ctx context.Context, hash string) (*Tokens, time.Time, error) {
 	var st sealedTokens
 	err := m.store.View(ctx, func(tx store.Tx) error {
+		if err := m.storedLive(tx, hash); err != nil {
+			return err
+		}
 		var err error
 		st, err = readSealed(tx, hash)
 		return err
@@ -373,6 +376,23 @@ func (m *Manager) tokensAt(ctx context.Context, hash string) (*Tokens, time.Time
 	return openTokensAt(st.key, hash, st.blob)
 }
 
+// storedLive reads the session stored under hash in tx, and reports
+// store.ErrNotFound, as for one deleted, when its stored end has passed: a
+// session signed out (or found expired) stays stored, ended, until the
+// sweep, with its tokens, which are no longer anyone's to refresh, store
+// or pass on. Idleness is not judged here: its readers serve a request
+// the session admitted.
+func (m *Manager) storedLive(tx store.Tx, hash string) error {
+	s, err := tx.Session(hash)
+	if err != nil {
+		return err
+	}
+	if !m.now().Before(m.lifetimeEnd(s)) {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // PutTokens replaces the tokens of the session stored under hash (after a
 // refresh), or deletes them when t is nil; ErrNoSession when the session
 // has ended.
@@ -381,7 +401,12 @@ func (m *Manager) PutTokens(ctx context.Context, hash string, t *Tokens) error {
 	if err != nil {
 		return err
 	}
-	err = m.store.Update(ctx, func(tx store.Tx) error { return putSealed(tx, hash, plain) })
+	err = m.store.Update(ctx, func(tx store.Tx) error {
+		if err := m.storedLive(tx, hash); err != nil {
+			return err
+		}
+		return putSealed(tx, hash, plain)
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNoSession
 	}

@@ -760,6 +760,9 @@ func (m *Manager) swapTokens(ctx context.Context, h tokenHash, hash string, old,
 	}
 	err = m.store.Update(ctx, func(tx store.Tx) error {
 		kept, keptAt = renewed, at
+		if err := m.storedLive(tx, hash); err != nil {
+			return err
+		}
 		st, err := readSealed(tx, hash)
 		if err != nil {
 			return err
@@ -789,7 +792,9 @@ func (m *Manager) swapTokens(ctx context.Context, h tokenHash, hash string, old,
 
 // End ends the session stored under hash (store.Session.Hash), here and on
 // the instances sharing the store, and audits it as eventType with reason.
-// A session that has ended already is not an error.
+// A session that has ended already is not an error: one still stored past
+// its stored end (signed out, or found expired) is deleted without an
+// audit event, its end having been audited when it came, if ever.
 func (m *Manager) End(ctx context.Context, hash, eventType, reason string) error {
 	h, ok := parseHash(hash)
 	if !ok {
@@ -810,6 +815,9 @@ func (m *Manager) End(ctx context.Context, hash, eventType, reason string) error
 			return err
 		}
 		ended = true
+		if !m.now().Before(m.lifetimeEnd(s)) {
+			return nil
+		}
 		return tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID, Reason: reason})
 	})
 	if err != nil {

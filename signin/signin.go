@@ -97,7 +97,9 @@ type Outcome struct {
 	// Result is what the JIT rules decided (nil for a replay or an
 	// unmapped assertion).
 	Result *provision.Result
-	// EndedPrevious: the session the browser came with was ended.
+	// EndedPrevious: the session the browser came with was live, and
+	// this sign-in ended it (audited). One that had ended already (signed
+	// out, expired) is deleted all the same, without either.
 	EndedPrevious bool
 }
 
@@ -188,11 +190,12 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 			// another device's session besides it.
 			var previous []string
 			if previousHash != "" && previousHash != fresh.Session.Hash {
-				ended, err := endSession(tx, previousHash, now)
+				found, ended, err := s.endSession(tx, previousHash, now)
 				if err != nil {
 					return err
 				}
-				if out.EndedPrevious = ended; ended {
+				out.EndedPrevious = ended
+				if found {
 					previous = []string{previousHash}
 				}
 			}
@@ -282,20 +285,27 @@ func emailVerified(a *idp.Assertion, email string) bool {
 	return false
 }
 
-// endSession ends the session the browser signed in with, if it still
-// exists, and audits it as a logout.
-func endSession(tx store.Tx, hash string, now time.Time) (bool, error) {
+// endSession deletes the session the browser signed in with, if it is
+// still stored (found), and audits it as a logout (ended) unless it had
+// ended already: signed out, past its lifetime or idle (Sessions.Ends),
+// it stays stored until the sweep, no request can use it, and its end
+// was audited when it came, if ever (a sign-out's is), not by this
+// sign-in a second time.
+func (s *Service) endSession(tx store.Tx, hash string, now time.Time) (found, ended bool, err error) {
 	old, err := tx.Session(hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("previous session: %w", err)
+		return false, false, fmt.Errorf("previous session: %w", err)
 	}
 	if err := tx.DeleteSession(hash); err != nil {
-		return false, fmt.Errorf("ending previous session: %w", err)
+		return false, false, fmt.Errorf("ending previous session: %w", err)
 	}
-	return true, tx.Audit(store.Event{Time: now, Type: store.EventSessionLoggedOut, IdP: old.IdP, UserID: old.UserID,
+	if _, over := s.Sessions.Ends(old); over {
+		return true, false, nil
+	}
+	return true, true, tx.Audit(store.Event{Time: now, Type: store.EventSessionLoggedOut, IdP: old.IdP, UserID: old.UserID,
 		Reason: "signed_in_again"})
 }
 
