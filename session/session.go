@@ -1010,7 +1010,11 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 	if found == nil {
 		return nil, nil
 	}
-	if !found.before {
+	if found.before {
+		// Ended in the store: a copy cached here (its end's notice lost)
+		// must not outlive the answer to its sign-out.
+		m.forget(hash)
+	} else {
 		// Not forgotten before the write, unlike Revoke: the cache's
 		// last-seen time is what Ends judges idleness by (a use not yet
 		// flushed). It is forgotten once the write has committed, and by

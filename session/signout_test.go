@@ -166,3 +166,30 @@ func TestSignOutKeepsOnlyTheLogoutToken(t *testing.T) {
 		t.Errorf("second click: %+v, %v; want the ID token for the IdP's logout", e, err)
 	}
 }
+
+// TestSecondClickForgetsItsOwnCache: B has the session cached, A signs it
+// out, and A's notice does not reach B (shared's broadcasts reach no
+// one). The second click's POST reaches B, which finds the session ended
+// in the store: it answers with the IdP's logout and drops its own cached
+// copy, so that the cookie is refused on B at once, not after CacheTTL.
+func TestSecondClickForgetsItsOwnCache(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	c := newClock()
+	a := session.New(shared(db), session.Config{}, nil, c.now)
+	b := session.New(shared(db), session.Config{}, nil, c.now)
+	n := signIn(t, a, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
+	if _, err := b.Resolve(ctx, n.Token); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := a.SignOut(ctx, n.Token); err != nil || e == nil {
+		t.Fatalf("SignOut on A = %+v, %v", e, err)
+	}
+	c.advance(time.Second)
+	if e, err := b.SignOut(ctx, n.Token); err != nil || e == nil || !e.Before {
+		t.Fatalf("second click on B = %+v, %v; want the ended session", e, err)
+	}
+	if _, err := b.Resolve(ctx, n.Token); err == nil {
+		t.Error("B admits the session after answering its sign-out")
+	}
+}
