@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,8 +49,8 @@ func Port(t testing.TB, rawURL string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p int
-	if _, err := fmt.Sscan(u.Port(), &p); err != nil {
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p
