@@ -256,14 +256,7 @@ func TestUpstreamTokensClaimWaitNonRotating(t *testing.T) {
 		}
 		return n, err
 	}
-	idA, err := a.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idB, err := b.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idA, idB := w.resolve(t, a), w.resolve(t, b)
 	resA := make(chan error, 1)
 	go func() { _, err := a.UpstreamTokens(w.ctx, idA, time.Second, keeps); resA <- err }()
 	<-asked // A holds the claim

@@ -138,10 +138,7 @@ func claimAndStop(t *testing.T, w *tokenWorld, a *session.Manager, margin time.D
 		<-unstick
 		return nil, errors.New("stopped")
 	}
-	idA, err := a.Resolve(w.ctx, w.token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idA := w.resolve(t, a)
 	go func() { _, _ = a.UpstreamTokens(w.ctx, idA, margin, stopped) }()
 	<-stuck
 }

@@ -343,14 +343,17 @@ func (w *tokenWorld) instance(self int, h *hub, window time.Duration) *session.M
 func (w *tokenWorld) resolvedOnTwo(t *testing.T, h *hub) (a, b *session.Manager, idA, idB *session.Identity) {
 	t.Helper()
 	a, b = w.instance(1, h, 0), w.instance(2, h, 0)
-	var err error
-	if idA, err = a.Resolve(w.ctx, w.token); err != nil {
+	return a, b, w.resolve(t, a), w.resolve(t, b)
+}
+
+// resolve resolves w's session on instance m.
+func (w *tokenWorld) resolve(t *testing.T, m *session.Manager) *session.Identity {
+	t.Helper()
+	id, err := m.Resolve(w.ctx, w.token)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if idB, err = b.Resolve(w.ctx, w.token); err != nil {
-		t.Fatal(err)
-	}
-	return a, b, idA, idB
+	return id
 }
 
 func newHub() *hub { return &hub{listeners: map[int]func(store.Invalidation){}} }
