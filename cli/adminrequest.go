@@ -50,6 +50,22 @@ const (
 // --timeout says when given, and defaultAdminTimeout when not (not the
 // IdP's shorter default: the store check answers only once it is done).
 func adminClient(c *cobra.Command) (*adminapi.Client, error) {
+	ep, err := commandAdminEndpoint(c)
+	if err != nil {
+		return nil, err
+	}
+	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+		ctx := c.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		return ep.do(ctx, method, uri)
+	}}, nil
+}
+
+// commandAdminEndpoint is the admin endpoint that --address, or --config,
+// names (the default address otherwise), its waits bounded by --timeout.
+func commandAdminEndpoint(c *cobra.Command) (*adminEndpoint, error) {
 	address, _ := c.Flags().GetString("address")
 	config, _ := c.Flags().GetString("config")
 	adapter, _ := c.Flags().GetString("adapter")
@@ -63,17 +79,7 @@ func adminClient(c *cobra.Command) (*adminapi.Client, error) {
 			return nil, fmt.Errorf("--timeout %v: want a positive duration such as 30s", f.Value)
 		}
 	}
-	ep, err := newAdminEndpoint(addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
-		ctx := c.Context()
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		return ep.do(ctx, method, uri)
-	}}, nil
+	return newAdminEndpoint(addr, timeout)
 }
 
 // adminEndpoint sends requests to Caddy's admin endpoint as

@@ -122,6 +122,21 @@ func (p *adminProxy) serve(conn net.Conn) {
 	}
 }
 
+// TestRestoreAdminEndpointNeverAnswers: restore asks the admin endpoint
+// whether a Caddy runs the sso app before it writes; that question, too,
+// waits no longer than --timeout (it waited the default 30 s).
+func TestRestoreAdminEndpointNeverAnswers(t *testing.T) {
+	p := newAdminProxy(t, "")
+	start := time.Now()
+	_, _, err := run("restore", filepath.Join(t.TempDir(), "backup.jsonl.gz"), p.address(), "--timeout=300ms")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v, want about the 300ms of --timeout", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "restore does not write through") {
+		t.Errorf("ended with %v, want the refusal of --address", err)
+	}
+}
+
 // TestCLIAdminEndpointNeverAnswers: every command that calls the admin API
 // fails, within --timeout, with a sentence saying what happened and what
 // to do, when the address accepts connections and answers nothing (a

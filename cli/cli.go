@@ -192,13 +192,8 @@ func withClient(c *cobra.Command, readOnly bool, fn func(client) error) error {
 	if err != nil {
 		return err
 	}
-	if spec.Backend == backend.Bolt {
-		if _, err := os.Stat(spec.Path); err != nil {
-			return fmt.Errorf("no store at %s: %w", spec, err)
-		}
-	}
 	spec.ReadOnly = readOnly
-	db, err := openOfflineSpec(c.Context(), spec)
+	db, err := openExistingOffline(c.Context(), spec)
 	if err != nil {
 		return err
 	}
@@ -225,6 +220,19 @@ func openOfflineSpec(ctx context.Context, spec backend.Spec) (store.Store, error
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	return st, err
+}
+
+// openExistingOffline opens a store a command reads or changes in place.
+// Opened read-write, bbolt would create a mistyped path's file, and the
+// command would report its work done on a new, empty store (keys
+// "rotated" while the real store's leaked keys stay): the file must exist.
+func openExistingOffline(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	if spec.Backend == backend.Bolt {
+		if _, err := os.Stat(spec.Path); err != nil {
+			return nil, fmt.Errorf("no store at %s: %w", spec, err)
+		}
+	}
+	return openOfflineSpec(ctx, spec)
 }
 
 // openTargetOffline opens the store a restore or migrate writes to,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -237,8 +238,32 @@ func TestCLIOffline(t *testing.T) {
 			t.Errorf("offline %v of a missing user: %v", args, err)
 		}
 	}
-	if _, err := cli(context.Background(), "users", "list", "--store", t.TempDir()+"/missing.db"); err == nil || !strings.Contains(err.Error(), "no store at") {
-		t.Errorf("offline on a missing file: %v", err)
+}
+
+// TestOfflineCommandsRefuseMissingStore: a --store path that holds no
+// store (mistyped, or another user's data directory) is refused, and
+// nothing is created there. Opened read-write, bbolt would create the
+// file, and `keys rotate` reported "rotated" on that new, empty store
+// while the real store kept the leaked keys it was run to replace.
+func TestOfflineCommandsRefuseMissingStore(t *testing.T) {
+	for _, args := range [][]string{
+		{"users", "list"},
+		{"users", "disable", "someone"},
+		{"sessions", "revoke", "someone"},
+		{"keys", "rotate"},
+		{"keys", "finish", "--now"},
+		{"saml-key", "test", "--out", filepath.Join(t.TempDir(), "key.pem")},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "typo", "sso.db")
+			_, err := cli(context.Background(), append(args, "--store", path)...)
+			if err == nil || !strings.Contains(err.Error(), "no store at") {
+				t.Errorf("ended with %v, want no store at %s", err, path)
+			}
+			if _, err := os.Stat(filepath.Dir(path)); err == nil {
+				t.Errorf("%s was created", filepath.Dir(path))
+			}
+		})
 	}
 }
 

@@ -118,7 +118,7 @@ func runKeys(c *cobra.Command, op func(context.Context, *adminapi.Client, keys.O
 		if perr != nil {
 			return perr
 		}
-		db, oerr := openOfflineSpec(c.Context(), spec)
+		db, oerr := openExistingOffline(c.Context(), spec)
 		if oerr != nil {
 			return oerr
 		}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-sso/caddy-sso/caddymodule"
@@ -50,18 +49,13 @@ type runningStoreArg struct{ describe, arg string }
 // module's mark, which adminEndpoint.do requires, and are not quoted here:
 // the app's config may hold secrets.
 func runningStore(c *cobra.Command) (string, runningStoreArg, error) {
-	address, _ := c.Flags().GetString("address")
-	config, _ := c.Flags().GetString("config")
-	adapter, _ := c.Flags().GetString("adapter")
-	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	ep, err := commandAdminEndpoint(c)
 	if err != nil {
-		return address, runningStoreArg{}, fmt.Errorf("finding the admin address: %w", err)
+		address, _ := c.Flags().GetString("address")
+		return address, runningStoreArg{}, err
 	}
-	ep, err := newAdminEndpoint(addr, defaultAdminTimeout)
-	if err != nil {
-		return addr, runningStoreArg{}, err
-	}
-	ctx, cancel := context.WithTimeout(cmp.Or(c.Context(), context.Background()), defaultAdminTimeout)
+	addr := ep.addr
+	ctx, cancel := context.WithTimeout(cmp.Or(c.Context(), context.Background()), ep.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.origin+"/config/apps/sso", nil)
 	if err != nil {

@@ -48,7 +48,7 @@ and the IdP sees no change. It reads --store directly.`,
 				return err
 			}
 			spec.ReadOnly = true
-			db, err := openOfflineSpec(c.Context(), spec)
+			db, err := openExistingOffline(c.Context(), spec)
 			if err != nil {
 				return err
 			}
