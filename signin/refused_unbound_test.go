@@ -24,13 +24,7 @@ func TestUnboundRefusalAudited(t *testing.T) {
 	r.Record(ctx, "okta", &idp.LoginError{Code: "flow_missing"}, "192.0.2.2", "") // beyond the budget
 	now = now.Add(time.Minute)
 	r.Record(ctx, "entra", &idp.LoginError{Code: "saml_flow_missing"}, "192.0.2.3", "")
-	var events []store.Event
-	if err := e.db.View(ctx, func(tx store.Tx) (err error) {
-		events, err = tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 100})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	events := e.auditEvents(store.EventLoginFailed)
 	if len(events) != 2 {
 		t.Fatalf("%d login.failed events, want 2: %+v", len(events), events)
 	}

@@ -17,15 +17,8 @@ import (
 func (e *env) loggedOut() []string {
 	e.t.Helper()
 	var out []string
-	err := e.db.View(context.Background(), func(tx store.Tx) error {
-		evs, err := tx.AuditEvents(store.AuditQuery{Type: store.EventSessionLoggedOut, Limit: 100})
-		for _, ev := range evs {
-			out = append(out, ev.Reason)
-		}
-		return err
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, ev := range e.auditEvents(store.EventSessionLoggedOut) {
+		out = append(out, ev.Reason)
 	}
 	slices.Sort(out)
 	return out

@@ -99,18 +99,24 @@ func samlAssertion(id, family string, overage bool) *idp.Assertion {
 	return a
 }
 
+// auditEvents lists e's audit events of type typ, oldest first.
+func (e *env) auditEvents(typ string) []store.Event {
+	e.t.Helper()
+	var evs []store.Event
+	if err := e.db.View(context.Background(), func(tx store.Tx) (err error) {
+		evs, err = tx.AuditEvents(store.AuditQuery{Type: typ, Limit: 1000})
+		return err
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
 func (e *env) auditTypes() []string {
 	e.t.Helper()
 	var types []string
-	err := e.db.View(context.Background(), func(tx store.Tx) error {
-		events, err := tx.AuditEvents(store.AuditQuery{Limit: 1000})
-		for _, ev := range events {
-			types = append(types, ev.Type)
-		}
-		return err
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, ev := range e.auditEvents("") {
+		types = append(types, ev.Type)
 	}
 	return types
 }
@@ -366,13 +372,7 @@ func TestMissingSubjectDenied(t *testing.T) {
 	if n := e.db.commits.Load() - before; n != 1 {
 		t.Errorf("%d commits, want 1", n)
 	}
-	var evs []store.Event
-	if err := e.db.View(context.Background(), func(tx store.Tx) (err error) {
-		evs, err = tx.AuditEvents(store.AuditQuery{Limit: 100})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	evs := e.auditEvents("")
 	if len(evs) != 1 || evs[0].Type != store.EventLoginDenied || evs[0].Reason != provision.ReasonMissingSubject ||
 		evs[0].IdP != p.Name || evs[0].Detail["received"] == "" {
 		t.Errorf("audit = %+v, want one login.denied missing_subject naming the attributes received", evs)
@@ -466,11 +466,7 @@ func TestBoundRefusalsInstanceCap(t *testing.T) {
 	}
 	now = now.Add(time.Second)
 	r.Record(ctx, "idp-0", &idp.LoginError{Code: "code_0", Bound: true}, "192.0.2.1", "")
-	err = e.db.View(ctx, func(tx store.Tx) error {
-		events, err := tx.AuditEvents(store.AuditQuery{Type: store.EventLoginFailed, Limit: 1000})
-		last = events[len(events)-1]
-		return err
-	})
+	last, err = lastLoginFailed(ctx, e.db)
 	if err != nil || last.Detail["not_audited_instance_cap"] != "" || last.Detail["not_audited_last_minute"] != "10" {
 		t.Errorf("the next bound event: %+v, %v; want the cap's count reported once, and its own budget's 10", last.Detail, err)
 	}
