@@ -958,7 +958,8 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, 
 // session signed out here while the store was away (RevokeLater) is
 // signed out already: nil, as for one deleted.
 //
-// The session is not deleted: it stays stored, its end moved to now, until
+// The session is not deleted: it stays stored, its end moved to now
+// (backdated by signOutBackdate, for instances whose clocks lag), until
 // the sweep, as one a request finds ended does (endExpired). A sign-out
 // clicked twice sends a second POST whose answer is the one the browser
 // shows, and a load balancer may send it to another instance: there it
@@ -1019,12 +1020,12 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 		// last-seen time is what Ends judges idleness by (a use not yet
 		// flushed). It is forgotten once the write has committed, and by
 		// revokeLater when it failed (a session the store holds: known).
-		now := m.now()
+		end := m.now().Add(-signOutBackdate)
 		err := m.store.Update(ctx, func(tx store.Tx) error {
 			if err := read(tx); err != nil || found == nil || found.before {
 				return err
 			}
-			found.s.Expires = now
+			found.s.Expires = end
 			if err := tx.PutSession(found.s); err != nil {
 				return err
 			}
@@ -1539,13 +1540,23 @@ func (m *Manager) keepEvicted(touches []touch) {
 	}
 }
 
+// signOutBackdate is how far before the signing instance's clock a
+// sign-out stores its session's end. Every instance judges an end by its
+// own clock: stored at the signer's now, an instance whose clock lags by d
+// would admit the signed-out cookie for d more, and take a double click's
+// second POST for a first sign-out (a second write and audit event).
+// Backdated, the session reads as ended at once on any instance within a
+// minute of the signer's clock.
+const signOutBackdate = time.Minute
+
 // sweepGrace is how long past its stored end the sweep spares a session.
 // A sign-out keeps its session stored, ended (signOut), so that a double
 // click's second POST, on whichever instance, finds it and goes on to the
 // IdP's logout too; a sweep running between the two POSTs (every Run
-// starts with one) must not delete it. Requests judge ends by themselves:
-// the sweep only collects what none can use.
-const sweepGrace = time.Minute
+// starts with one) must not delete it: spared for a minute after the
+// sign-out, its stored end being backdated. Requests judge ends by
+// themselves: the sweep only collects what none can use.
+const sweepGrace = signOutBackdate + time.Minute
 
 // Sweep deletes expired sessions from the store and the cache, in batches a
 // store.BatchSizer keeps to a few milliseconds each, as store.Background

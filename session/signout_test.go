@@ -193,3 +193,46 @@ func TestSecondClickForgetsItsOwnCache(t *testing.T) {
 		t.Error("B admits the session after answering its sign-out")
 	}
 }
+
+// TestSignOutSeenAtOnceByALaggingInstance: instances judge a session's end
+// by their own clocks. Instance b's runs half a second behind a's: the
+// session a signed out is refused on b at once (not half a second later),
+// a double click's second POST on b goes on to the IdP's logout without a
+// second write or audit event (it was audited twice), and a sweep within a
+// minute of the sign-out, on either instance, keeps it for that click.
+func TestSignOutSeenAtOnceByALaggingInstance(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	ca := newClock()
+	a := session.New(db, session.Config{}, nil, ca.now)
+	bStore := &updateCounter{Store: db}
+	b := session.New(bStore, session.Config{}, nil, func() time.Time { return ca.now().Add(-500 * time.Millisecond) })
+	n := signIn(t, a, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
+	if _, err := b.Resolve(ctx, n.Token); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := a.SignOut(ctx, n.Token); err != nil || e == nil || e.Before {
+		t.Fatalf("first click on a = %+v, %v", e, err)
+	}
+	b.ForgetSession(n.Session.Hash) // as the sign-out's notice does over a shared store
+	if _, err := b.Resolve(ctx, n.Token); err == nil {
+		t.Error("b admits the signed-out session while its clock has not reached a's sign-out")
+	}
+	ca.advance(59 * time.Second)
+	for _, m := range []*session.Manager{a, b} {
+		if _, err := m.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes := bStore.updates.Load()
+	e, err := b.SignOut(ctx, n.Token)
+	if err != nil || e == nil || !e.Before || e.IDToken() != idToken {
+		t.Fatalf("second click on b = %+v, %v; want the IdP's logout again, Before", e, err)
+	}
+	if n := bStore.updates.Load() - writes; n != 0 {
+		t.Errorf("the second click on b wrote %d times, want a read only", n)
+	}
+	if got := loggedOutEvents(t, db); got != 1 {
+		t.Errorf("%d session.logged_out events after a double click over a and b, want 1", got)
+	}
+}
