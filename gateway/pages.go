@@ -160,8 +160,10 @@ func LoadPages(dir string, logger *zap.Logger) (*Pages, error) {
 		if t == nil {
 			continue
 		}
-		if err := t.Execute(new(bytes.Buffer), SamplePage(name)); err != nil {
-			return nil, fmt.Errorf("pages_dir: page %s: %w", name, err)
+		for _, sample := range samplePages(name) {
+			if err := t.Execute(new(bytes.Buffer), sample); err != nil {
+				return nil, fmt.Errorf("pages_dir: page %s: %w", name, err)
+			}
 		}
 		p.byName[name] = t
 	}
@@ -308,6 +310,23 @@ func SamplePage(name string) Page {
 		return signInNotSavedPage("sample")
 	}
 	return Page{Name: name, Status: http.StatusInternalServerError, Title: name}
+}
+
+// samplePages is SamplePage and the other forms the page named takes: a
+// template's branch on SignedOut or Framed (which docs/pages.md asks
+// translators to write) runs only on a page that sets it, and a field
+// misspelt there must fail at load too, not on a person's page.
+func samplePages(name string) []Page {
+	pages := []Page{SamplePage(name)}
+	switch name {
+	case PageSignInAgain:
+		pages = append(pages, frameSignInPage("/.sso/login?return_to=%2Fdashboard"))
+	case PageLogoutIncomplete:
+		pages = append(pages, logoutIncompletePage("sample", "saml_signature_invalid", true))
+	case PageStoreUnavailable:
+		pages = append(pages, storeUnavailablePage(msgSignOutUnrecorded))
+	}
+	return pages
 }
 
 // cspHost is what a host may be in a CSP source expression: no spaces,

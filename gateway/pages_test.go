@@ -159,6 +159,10 @@ func TestBadPageTemplates(t *testing.T) {
 		{"syntax", map[string]string{"denied.html": `{{if}}`}, "denied.html"},
 		{"unknown field", map[string]string{"chooser.html": `{{.Colour}}`}, "page chooser"},
 		{"no templates", map[string]string{"logo.svg": `<svg/>`}, "no .html templates"},
+		// Branches only some forms of a page take: tried at load too.
+		{"unknown field when signed out", map[string]string{"logout_incomplete.html": `{{if .SignedOut}}{{.SigndOut}}{{end}}`}, "page logout_incomplete"},
+		{"unknown field when framed", map[string]string{"sign_in_again.html": `{{if .Framed}}{{.Framd}}{{end}}`}, "page sign_in_again"},
+		{"unknown field of a sign-out not saved", map[string]string{"store_unavailable.html": `{{if .SignedOut}}{{.SigndOut}}{{end}}`}, "page store_unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := gateway.LoadPages(writePages(t, tc.files), zap.NewNop())
