@@ -187,7 +187,7 @@ var reservedHeaders = func() map[string]bool {
 		"Cookie", "Set-Cookie", bearerHeader,
 		// what proxies and the gateway read
 		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-		"X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-Uri", "X-Original-Url",
+		"X-Forwarded-Method", "X-Forwarded-Uri",
 		"X-Real-Ip", "X-Requested-With", "Accept",
 	} {
 		m[foldHeaderName(n)] = true
@@ -196,9 +196,11 @@ var reservedHeaders = func() map[string]bool {
 }()
 
 // reservedHeaderPrefixes are reserved as whole families: Proxy-* (Proxy-
-// Authorization, Proxy-Connection…) and Sec-* (fetch metadata and client
-// hints, which only browsers set).
-var reservedHeaderPrefixes = []string{"proxy-", "sec-"}
+// Authorization, Proxy-Connection…), Sec-* (fetch metadata and client
+// hints, which only browsers set) and X-Original-* (the original request
+// of an nginx auth_request, which the gateway reads, and what ingress-nginx
+// keeps of the client's X-Forwarded-For and the like).
+var reservedHeaderPrefixes = []string{"proxy-", "sec-", "x-original-"}
 
 // checkHeaderName is the rule for one header name a route sets: an HTTP
 // field name, not a reserved one. Authorization is the bearer token's

@@ -326,6 +326,8 @@ func TestCheckUpstreamHeaders(t *testing.T) {
 		{"X-Forwarded-Host", []UpstreamHeader{user("X-Forwarded-Host")}, "is reserved", 1},
 		{"Origin", []UpstreamHeader{user("Origin")}, "is reserved", 1},
 		{"Sec-Fetch-Site", []UpstreamHeader{user("Sec-Fetch-Site")}, "is reserved", 1},
+		{"X-Original-Uri", []UpstreamHeader{user("X-Original-URI")}, "is reserved", 1},
+		{"X-Original-Forwarded-For", []UpstreamHeader{user("x_original_forwarded_for")}, "is reserved", 1},
 		{"Authorization for a token header", []UpstreamHeader{access("authorization")}, "Authorization is set only by set_authorization_header", 1},
 		{"Authorization for the identity JWT", []UpstreamHeader{{Setting: SettingIdentityJWT, Name: "Authorization"}}, "identity_jwt header Authorization: Authorization is set only by set_authorization_header", 1},
 		{"two fields, one header", []UpstreamHeader{user("X-A"), {Setting: SettingHeader, Field: "email", Name: "x_a"}},
