@@ -371,3 +371,91 @@ func TestKeysRotationThatCannotCommitIsAnErrorStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysStreamOutlivesTheStallTimeout: the stall timeout bounds how long
+// one line may wait on its client, not the whole answer: each line renews
+// the connection's write deadline, so a re-seal that takes longer than the
+// timeout, streamed to a client that reads every line, ends with its report.
+func TestKeysStreamOutlivesTheStallTimeout(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30) // 3 s of re-seal at resealRest, three stall timeouts
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := adminapi.Handler{Accounts: &account.Service{Store: db}, BackupStall: time.Second,
+			Reseal: session.ResealOptions{Batch: 1, Rest: resealRest}}
+		if err := h.Serve(w, r); err != nil {
+			t.Errorf("the handler failed: %v", err)
+		}
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	rep, err := testClient(srv).RotateKeys(context.Background(), []keys.Kind{keys.Tokens}, adminapi.KeysWatch{})
+	if err != nil || rep.Tokens == nil || rep.Tokens.Resealed != 30 {
+		t.Fatalf("RotateKeys: %+v, %v; want the re-seal of 30 sessions reported", rep, err)
+	}
+}
+
+// TestKeysProgressPaced: the progress lines come at most every 500 ms
+// (keysProgressEvery), not one per batch, and the last before the report
+// says the end of the pass (every session read).
+func TestKeysProgressPaced(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: resealRest})
+	var lines []session.ResealProgress
+	began := time.Now()
+	rep, err := testClient(srv).RotateKeys(context.Background(), []keys.Kind{keys.Tokens}, adminapi.KeysWatch{
+		Progress: func(p session.ResealProgress) { lines = append(lines, p) }})
+	took := time.Since(began)
+	if err != nil || rep.Tokens == nil || rep.Tokens.Resealed != 30 {
+		t.Fatalf("RotateKeys: %+v, %v", rep, err)
+	}
+	if len(lines) == 0 {
+		t.Fatal("no progress line")
+	}
+	// One line per 500 ms the answer took, plus the end of the pass.
+	if most := int(took/(500*time.Millisecond)) + 2; len(lines) > most {
+		t.Errorf("%d progress lines in %s (30 batches); want at most %d, one per 500 ms and the pass's end", len(lines), took, most)
+	}
+	if last := lines[len(lines)-1]; last.Scanned != last.Sessions || last.Resealed != 30 {
+		t.Errorf("last progress line %+v; want the end of the pass", last)
+	}
+}
+
+// TestKeysFinishStreamError: a finish whose re-seal fails once the stream
+// has begun says that the finish stopped (to run it again), not that keys
+// were rotated, which a finish does not do.
+func TestKeysFinishStreamError(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 30)
+	// A rotation whose re-seal stops at once leaves every blob to the
+	// finish's re-seal, which takes 3 s at resealRest.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := keys.Rotate(ctx, db, keys.Options{Only: []keys.Kind{keys.Tokens}, Committed: func(keys.Report) { cancel() }}); !errors.Is(err, keys.ErrResealUnfinished) {
+		t.Fatalf("rotation: %v; want its re-seal stopped", err)
+	}
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1, Rest: resealRest})
+	_, err := testClient(srv).FinishKeys(context.Background(), true, adminapi.KeysWatch{
+		Committed: func(keys.Report) { _ = db.Close() }})
+	if err == nil || !strings.Contains(err.Error(), "the finish stopped: "+keys.ErrResealUnfinished.Error()) ||
+		strings.Contains(err.Error(), "the keys were rotated") {
+		t.Fatalf("FinishKeys: %v; want it to say the finish stopped", err)
+	}
+}
+
+// TestKeysProgressSaysThePassEnd: a re-seal quicker than the progress
+// lines' pace still streams the end of its pass (every session read),
+// which the pace never holds back.
+func TestKeysProgressSaysThePassEnd(t *testing.T) {
+	_, db := apiServer(t)
+	sealedSessions(t, db, 3)
+	srv, _ := keysServer(t, db, session.ResealOptions{Batch: 1})
+	var lines []session.ResealProgress
+	rep, err := testClient(srv).RotateKeys(context.Background(), []keys.Kind{keys.Tokens}, adminapi.KeysWatch{
+		Progress: func(p session.ResealProgress) { lines = append(lines, p) }})
+	if err != nil || rep.Tokens == nil || rep.Tokens.Resealed != 3 {
+		t.Fatalf("RotateKeys: %+v, %v", rep, err)
+	}
+	if len(lines) == 0 || lines[len(lines)-1] != (session.ResealProgress{Pass: 1, Scanned: 3, Sessions: 3, Resealed: 3}) {
+		t.Errorf("progress lines %+v; want the last to say the pass's end", lines)
+	}
+}

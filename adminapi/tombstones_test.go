@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,9 +63,14 @@ func TestTombstonesEndpoints(t *testing.T) {
 	}{
 		{http.MethodGet, "?subject=x", http.StatusBadRequest},
 		{http.MethodGet, "?after=nope", http.StatusBadRequest},
+		{http.MethodGet, "?limit=0", http.StatusBadRequest},
+		{http.MethodGet, "?limit=x", http.StatusBadRequest},
 		{http.MethodDelete, "", http.StatusBadRequest},
 		{http.MethodDelete, "?idp=entra", http.StatusBadRequest},
 		{http.MethodDelete, "?user=ada&idp=entra&subject=oid-ada", http.StatusBadRequest},
+		{http.MethodDelete, "?user=ada&idp=entra", http.StatusBadRequest},
+		{http.MethodDelete, "?user=ada&subject=oid-ada", http.StatusBadRequest},
+		{http.MethodDelete, "?subject=oid-ada", http.StatusBadRequest},
 		{http.MethodDelete, "?limit=1&user=ada", http.StatusBadRequest},
 		{http.MethodPost, "?user=ada", http.StatusMethodNotAllowed},
 		{http.MethodDelete, "?user=nobody", http.StatusNotFound},
@@ -93,5 +99,35 @@ func TestTombstonesEndpoints(t *testing.T) {
 	audit, err := (&account.Service{Store: db}).Audit(ctx, store.AuditQuery{Type: account.EventTombstoneLifted})
 	if err != nil || len(audit.Events) != 3 {
 		t.Errorf("audit: %+v, %v", audit, err)
+	}
+	for _, e := range audit.Events {
+		if e.Reason != account.ByAdmin {
+			t.Errorf("lift audited as by %q, want %q: %+v", e.Reason, account.ByAdmin, e)
+		}
+	}
+}
+
+// TestClientRefusesACutAnswer: a 200 answer whose JSON stops part-way (the
+// connection lost) is an error, not an empty page or a lift that read as
+// done with nothing lifted.
+func TestClientRefusesACutAnswer(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		call func(cl *adminapi.Client) error
+	}{
+		{"tombstones", func(cl *adminapi.Client) error { _, err := cl.Tombstones(ctx, account.TombstoneQuery{}); return err }},
+		{"lift", func(cl *adminapi.Client) error { _, err := cl.Lift(ctx, "ada"); return err }},
+		{"lift one", func(cl *adminapi.Client) error { _, err := cl.LiftTombstone(ctx, "entra", "oid-ada"); return err }},
+		{"users", func(cl *adminapi.Client) error { _, err := cl.ListUsers(ctx, "", "", 0); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := &adminapi.Client{Do: func(method, uri string) (*http.Response, error) {
+				return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader(`{"tombstones":[{"idp":"entra","sub`))}, nil
+			}}
+			if err := c.call(cl); err == nil || !strings.Contains(err.Error(), "reading the admin API's answer: unexpected EOF") {
+				t.Errorf("error %v; want the cut answer said", err)
+			}
+		})
 	}
 }
