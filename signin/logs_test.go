@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
 	"github.com/caddy-sso/caddy-sso/signin"
+	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // TestSignInLogged: a sign-in is audited (login.succeeded) and, since
@@ -114,5 +115,25 @@ func TestInvisiblyPaddedGroupsWarned(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("invisible character at an end").Len(); n != 1 {
 		t.Errorf("%d warnings for a name starting with U+200B, want 1", n)
+	}
+}
+
+// TestRefusalAuditNotWrittenIsLogged: Record never fails, so a refusal
+// whose login.failed event the store did not take (here: the request's
+// context ended first) is an ERROR line naming the event's type; the
+// audit trail misses it, and the operator must be able to tell.
+func TestRefusalAuditNotWrittenIsLogged(t *testing.T) {
+	e := newEnv(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	r := &signin.Refusals{Store: e.db, Logger: zap.New(core)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Record(ctx, "okta", &idp.LoginError{Code: "state_mismatch", Bound: true}, "192.0.2.1", "")
+	if evs := e.auditEvents(store.EventLoginFailed); len(evs) != 0 {
+		t.Fatalf("login.failed written with an ended context: %+v", evs)
+	}
+	got := logs.FilterMessage("writing audit event").All()
+	if len(got) != 1 || got[0].Level != zapcore.ErrorLevel || got[0].ContextMap()["type"] != store.EventLoginFailed {
+		t.Errorf("lines about the unwritten event: %v, want one ERROR naming type %s", got, store.EventLoginFailed)
 	}
 }
