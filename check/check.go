@@ -77,6 +77,9 @@ type Value struct {
 type ClaimNames struct {
 	Attribute string   `json:"attribute"`
 	Names     []string `json:"names"`
+	// Union: every name is read and the values joined (an operator's
+	// `map groups`), not the first one present.
+	Union bool `json:"union,omitempty"`
 }
 
 func (c *IdPCheck) add(level, format string, args ...any) {
@@ -175,7 +178,7 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 		values(c, repl, sites[c.Name], ic)
 		if m, err := mapping.New(c.Preset, c.Protocol, c.Map); err == nil {
 			for _, attr := range []string{mapping.UniqueUserID, mapping.FirstName, mapping.LastName, mapping.Email, mapping.Groups} {
-				ic.Claims = append(ic.Claims, ClaimNames{Attribute: attr, Names: m.Expected(attr)})
+				ic.Claims = append(ic.Claims, ClaimNames{Attribute: attr, Names: m.Expected(attr), Union: m.ReadsAll(attr)})
 			}
 		}
 	}
@@ -480,7 +483,11 @@ func (r *Report) Print(w io.Writer) error {
 				for i, n := range cl.Names {
 					names[i] = termtext.Line(claimName(ic.Protocol, cl.Attribute, n))
 				}
-				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, strings.Join(names, ", "))
+				list := strings.Join(names, ", ")
+				if cl.Union && len(names) > 1 {
+					list += " (all of them: their union)"
+				}
+				fmt.Fprintf(tw, "    %s\t%s\n", cl.Attribute, list)
 			}
 			_ = tw.Flush()
 		}

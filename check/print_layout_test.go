@@ -26,7 +26,8 @@ func TestPrintLayout(t *testing.T) {
 				{Level: idpcheck.Warn, Message: "look at this"},
 			},
 			Values: []Value{{Field: "Redirect URI", Value: "https://app.example.com/.sso/oidc/corp/callback"}},
-			Claims: []ClaimNames{{Attribute: mapping.UniqueUserID, Names: []string{"oid", mapping.Subject}}},
+			Claims: []ClaimNames{{Attribute: mapping.UniqueUserID, Names: []string{"oid", mapping.Subject}},
+				{Attribute: mapping.Groups, Names: []string{"groups", "roles"}, Union: true}},
 		}, {
 			Name: "partner", Protocol: idp.ProtocolSAML, Preset: "okta",
 			Claims: []ClaimNames{{Attribute: mapping.UniqueUserID, Names: []string{mapping.NameID}}},
@@ -43,6 +44,8 @@ func TestPrintLayout(t *testing.T) {
 		"\nIdP corp (oidc, preset entra)\n  ✓ fine\n  i worth knowing\n  ! look at this\n",
 		"  Enter at the IdP:\n    Redirect URI  https://app.example.com/.sso/oidc/corp/callback\n",
 		"  Claims to map (the first one present is used):\n    uniqueUserId  oid, sub\n",
+		// An operator's `map groups` reads every claim it names.
+		"    groups        groups, roles (all of them: their union)\n",
 		"\nIdP partner (saml, preset okta)\n  Attributes to send (the first one present is used):\n    uniqueUserId  NameID (persistent)\n",
 		"\n2 IdP(s): 2 error(s), 1 warning(s)\n",
 	} {

@@ -118,6 +118,14 @@ func (m *Mapper) Expected(attribute string) []string {
 	return append([]string(nil), m.cand[i]...)
 }
 
+// ReadsAll reports whether attribute is read from all of its Expected
+// names at once, their union (an operator's `map groups`), rather than
+// from the first one present.
+func (m *Mapper) ReadsAll(attribute string) bool {
+	i, ok := attributeIndex(attribute)
+	return ok && i == idxGroups && m.groupsUnion
+}
+
 // Map reads a verified assertion into a Profile. For each single-valued
 // attribute the first candidate with a non-blank value wins; for groups see
 // groups (an operator's list is a union). Values are trimmed of surrounding

@@ -654,6 +654,34 @@ func TestGroupsUnion(t *testing.T) {
 	}
 }
 
+// TestReadsAll: what `caddy sso check` says of each attribute: an
+// operator's `map groups` reads every claim it names; a preset's groups
+// spellings, and every other attribute, the first one present.
+func TestReadsAll(t *testing.T) {
+	operator, err := New("entra", idp.ProtocolOIDC, map[string][]string{Groups: {"groups", "roles"}, Email: {"email", "upn"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	preset, err := New("entra", idp.ProtocolOIDC, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		m    *Mapper
+		attr string
+		want bool
+	}{
+		{operator, Groups, true},
+		{operator, Email, false},
+		{preset, Groups, false},
+		{operator, "nonsense", false},
+	} {
+		if got := tt.m.ReadsAll(tt.attr); got != tt.want {
+			t.Errorf("ReadsAll(%s) of %v = %v, want %v", tt.attr, tt.m.Expected(tt.attr), got, tt.want)
+		}
+	}
+}
+
 func TestMissingError(t *testing.T) {
 	m, err := New("entra", idp.ProtocolSAML, nil)
 	if err != nil {
