@@ -159,7 +159,10 @@ sessions with their sealed tokens, single-use IDs, keys and the audit trail
 DSN is best a placeholder resolved from this command's environment, as in the
 Caddyfile, so that its password is not in the command line, where other local
 users can read it (or leave the password out, for PGPASSWORD or ~/.pgpass).
-Neither may be in use by a running Caddy. The target must be empty unless
+Neither may be in use by a running Caddy: a bbolt file one holds is refused,
+and so is a PostgreSQL database while instances' listener connections show
+on it (pg_stat_activity, as far as the role may see it): what they write
+during the copy would not be in it. The target must be empty unless
 --force is given, which replaces everything it holds, as restore --force
 does (a bbolt target is built beside the old file, given its owner, and
 renamed into place, as restore does). Another restore or migrate into a
@@ -186,8 +189,7 @@ as were copied, and the source's keys; a difference is an error.
 			if from.Backend == backend.Bolt && to.Backend == backend.Bolt && samePath(from.Path, to.Path) {
 				return errors.New("--from and --to are the same store")
 			}
-			from.ReadOnly = true
-			src, err := openOfflineSpec(ctx, from)
+			src, err := openSourceOffline(ctx, from)
 			if err != nil {
 				return err
 			}
@@ -197,7 +199,7 @@ as were copied, and the source's keys; a difference is an error.
 			switch {
 			case to.Backend == backend.Bolt && force:
 				// Build a new file and swap it in, as restore does.
-				opt.Force = false
+				opt.Force, opt.Scratch = false, true
 				var old oldStore
 				old, err = replaceBoltFile(ctx, to.Path, "migrate", c.ErrOrStderr(), func(dst store.Store) error {
 					var err error
@@ -221,7 +223,8 @@ as were copied, and the source's keys; a difference is an error.
 					defer unlock()
 				}
 				if force {
-					fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from)
+					// Said once the source has checked out, as restore's.
+					opt.Starting = func() { fmt.Fprintf(c.ErrOrStderr(), "replacing everything in %s with %s\n", to, from) }
 				}
 				var dst store.Store
 				to.Importing = true // a rerun finishes what an interrupted one began
@@ -554,8 +557,9 @@ func age(d time.Duration) string {
 	return "less than a minute ago"
 }
 
-// restore imports the backup at src into dst; it calls starting before it
-// writes to a PostgreSQL target, and writes warnings to warn.
+// restore imports the backup at src into dst; it calls starting once the
+// backup has checked out, before it writes to a PostgreSQL target
+// (ImportOptions.Starting), and writes warnings to warn.
 func restore(ctx context.Context, src string, dst backend.Spec, force bool, starting func(), progress portable.Progress, warn io.Writer) (restored, error) {
 	if dst.Backend == backend.Bolt && samePath(src, dst.Path) {
 		// Open as the backup, it would hold the lock readOldStore asks
@@ -573,19 +577,18 @@ func restore(ctx context.Context, src string, dst backend.Spec, force bool, star
 			return res, err
 		}
 		defer st.Close()
-		starting()
 		// The event commits with the import's end (ImportOptions.Finish):
 		// a restore reported failed is one the database does not hold as
 		// finished. The highest number the database had handed out is not
 		// read: its sequence goes on past it, so the numbers show the gap.
-		res.counts, err = load(st, portable.ImportOptions{Force: force, Progress: progress,
+		res.counts, err = load(st, portable.ImportOptions{Force: force, Progress: progress, Starting: starting,
 			Finish: replacedEvent(account.EventStoreRestored, res.detail(), oldStore{unreadable: true})})
 		return res, err
 	}
 	// A bbolt target: build the new store beside the old one, and swap.
 	old, err := replaceBoltFile(ctx, dst.Path, "restore", warn, func(st store.Store) error {
 		var err error
-		res.counts, err = load(st, portable.ImportOptions{Progress: progress})
+		res.counts, err = load(st, portable.ImportOptions{Progress: progress, Scratch: true})
 		return err
 	}, func(st store.Store, old oldStore) error {
 		return recordReplaced(ctx, st, account.EventStoreRestored, res.detail(), old)
@@ -663,15 +666,23 @@ func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill 
 	if err != nil {
 		return old, err
 	}
+	// Until the rename, the new store is built in a directory that is
+	// removed with it: what fails then (a bad record, Ctrl-C) changed
+	// nothing at path, which is what the operator needs to hear, not that
+	// a target is half written (the new store's portable.ErrPartial, which
+	// ImportOptions.Scratch keeps out).
+	unchanged := func(err error) error {
+		return fmt.Errorf("%w; nothing was replaced: %s is as it was", err, path)
+	}
 	tmpDir, err := os.MkdirTemp(dir, "."+base+"."+op+"-")
 	if err != nil {
-		return old, err
+		return old, unchanged(err)
 	}
 	defer os.RemoveAll(tmpDir)
 	tmpPath := filepath.Join(tmpDir, base)
 	st, err := backend.Open(ctx, backend.Spec{Backend: backend.Bolt, Path: tmpPath}, nil)
 	if err != nil {
-		return old, err
+		return old, unchanged(err)
 	}
 	err = fill(st)
 	if err == nil {
@@ -690,11 +701,11 @@ func replaceBoltFile(ctx context.Context, path, op string, warn io.Writer, fill 
 		err = cerr
 	}
 	if err != nil {
-		return old, err
+		return old, unchanged(err)
 	}
 	ownerErr := keepOwner(tmpPath, path, made)
 	if err := renameDurably(tmpPath, path); err != nil {
-		return old, err
+		return old, unchanged(err)
 	}
 	if ownerErr != nil {
 		fmt.Fprintf(warn, "warning: %v\n", ownerErr)

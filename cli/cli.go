@@ -239,8 +239,32 @@ func openExistingOffline(ctx context.Context, spec backend.Spec) (store.Store, e
 // refusing one that running Caddy instances use: written under them, it
 // would hold neither what they cached nor the backup. A bbolt file's lock
 // finds a running Caddy (readOldStore); a PostgreSQL database has none,
-// so the store counts the instances' listener connections.
+// so the store counts the instances' listener connections (openUnused).
 func openTargetOffline(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	return openUnused(ctx, spec, "write", "restore and migrate work offline only")
+}
+
+// openSourceOffline opens, read-only, the store migrate copies, refusing
+// one that running Caddy instances use, as its target is: what they write
+// after the copy's snapshot (sign-ins, SCIM changes, sign-outs) would be
+// missing from the new store, which Caddy is then started on. A bbolt
+// file's lock finds a running Caddy, and is refused without offline
+// mode's advice to use the admin API, which migrate does not have.
+func openSourceOffline(ctx context.Context, spec backend.Spec) (store.Store, error) {
+	spec.ReadOnly = true
+	st, err := openUnused(ctx, spec, "read", "migrate works offline only: what they write during the copy would not be in it")
+	if errors.Is(err, errStoreInUse) {
+		return nil, fmt.Errorf("refusing to read %s: it is in use by a running Caddy, and migrate works offline only: what it writes during the copy "+
+			"would not be in it: stop that Caddy, or let the caddy sso command given --store %s end, whichever holds it, then run the same command again", spec, spec)
+	}
+	return st, err
+}
+
+// openUnused opens spec offline (openOfflineSpec) and refuses, saying it
+// will not do (to the store) and why, a PostgreSQL database that running
+// instances use: it has no lock, so the store counts the instances'
+// listener connections.
+func openUnused(ctx context.Context, spec backend.Spec, do, why string) (store.Store, error) {
 	st, err := openOfflineSpec(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -253,8 +277,8 @@ func openTargetOffline(ctx context.Context, spec backend.Spec) (store.Store, err
 	}
 	n, err := running.RunningInstances(ctx)
 	if err == nil && n > 0 {
-		err = fmt.Errorf("refusing to write %s: %d running Caddy instance(s) use it (their listener connections show in pg_stat_activity as application_name %q), "+
-			"and restore and migrate work offline only: stop every instance on it, then run the same command again", spec, n, postgres.ListenerApplicationName)
+		err = fmt.Errorf("refusing to %s %s: %d running Caddy instance(s) use it (their listener connections show in pg_stat_activity as application_name %q), "+
+			"and %s: stop every instance on it, then run the same command again", do, spec, n, postgres.ListenerApplicationName, why)
 	}
 	if err != nil {
 		_ = st.Close()

@@ -263,6 +263,11 @@ func TestCLIMigrateForceKeys(t *testing.T) {
 	if !strings.Contains(out, "removed secrets: 3") {
 		t.Errorf("migrate --force did not report the three keys removed:\n%s", out)
 	}
+	// Said once the source has checked out (ImportOptions.Starting), and
+	// before the target is emptied.
+	if i, j := strings.Index(out, "replacing everything in postgres database"), strings.Index(out, "removed "); i < 0 || j < i {
+		t.Errorf("migrate --force did not say it was replacing everything before it removed anything:\n%s", out)
+	}
 	if got := replacedContents(t, db, account.EventStoreMigrated); got != want {
 		t.Errorf("after migrate --force the database is not the source (kept its own keys?):\n%s\nkeys: %v", storetest.FirstLineDiff(want, got, 2), secretsOf(t, db))
 	}
@@ -378,5 +383,126 @@ func TestCLIRestoreInterruptedPostgres(t *testing.T) {
 	}
 	if out := mustCLI(t, "users", "list", pgStore); !strings.Contains(out, "sub-0599@example.com") {
 		t.Errorf("users list after the restore lacks the last user:\n%s", out)
+	}
+}
+
+// backupWithOrphanSession is the backup at file with its last session's
+// user_id rewritten to a user it does not hold: it reads well (Inspect,
+// Verify), but no store takes it, and it fails well after the first
+// batch of 500 records, once the store it is written into has changed.
+func backupWithOrphanSession(t *testing.T, file string) string {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	last := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, `{"session":`) {
+			last = i
+		}
+	}
+	if last < 500 {
+		t.Fatalf("the backup's last session is line %d, not after the first batch", last)
+	}
+	const field = `"user_id":"`
+	i := strings.Index(lines[last], field) + len(field)
+	j := strings.Index(lines[last][i:], `"`)
+	lines[last] = lines[last][:i] + "no-such-user" + lines[last][i+j:]
+	var out bytes.Buffer
+	w := gzip.NewWriter(&out)
+	if _, err := w.Write([]byte(strings.Join(lines, "\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "orphan-session.jsonl.gz")
+	if err := os.WriteFile(bad, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := portable.Verify(bytes.NewReader(out.Bytes())); err != nil {
+		t.Fatalf("the backup should read well: %v", err)
+	}
+	return bad
+}
+
+// TestCLIFailedRestoreSaysWhatTargetHolds: a restore that fails on a
+// record after the first batch said, whatever it had left, that the target
+// was incomplete and marked, refused by Caddy and the other commands until
+// the same command with --force had emptied it. But a bbolt target is
+// built in a scratch file that is removed, and a PostgreSQL target with
+// --force is rehearsed in a scratch store first: both are left as they
+// were, and open. The scratch store's ErrPartial leaked into the message,
+// sending the operator to keep Caddy stopped and to rerun --force (which
+// fails the same way, every time). Now those say the target is as it
+// was, and only a real partial import (PostgreSQL without --force) says
+// incomplete and marked. "replacing everything" is said only once the
+// backup has checked out.
+func TestCLIFailedRestoreSaysWhatTargetHolds(t *testing.T) {
+	ctx := context.Background()
+	_, db, pgStore, file := backedUpPG(t)
+	bad := backupWithOrphanSession(t, file)
+	boltPath := filepath.Join(t.TempDir(), "sso.db")
+	mustCLI(t, "restore", file, "--store=bolt:"+boltPath)
+	freshDSN, fresh := openPG(t)
+	for _, tc := range []struct {
+		name    string
+		st      store.Store // nil: bbolt at boltPath
+		args    []string
+		partial bool   // the target holds part of the backup, and is marked
+		says    string // what the error says of the target
+	}{
+		{"bbolt", nil, []string{"restore", bad, "--store=bolt:" + boltPath}, false, "nothing was replaced: " + boltPath + " is as it was"},
+		{"PostgreSQL --force", db, []string{"restore", "--force", bad, pgStore}, false, "so the target was not touched"},
+		{"PostgreSQL, empty", fresh, []string{"restore", bad, "--store=postgres:" + freshDSN}, true, "incomplete, and marked so"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storeArg := tc.args[len(tc.args)-1]
+			var before string
+			if tc.st != nil {
+				before = contents(t, tc.st)
+			}
+			out, err := cli(ctx, tc.args...)
+			if err == nil {
+				t.Fatalf("the bad backup restored:\n%s", out)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("the failed restore: %v\nwant it to say %q", err, tc.says)
+			}
+			if strings.Contains(out, "replacing everything") {
+				t.Errorf("said it was replacing everything before the backup had checked out:\n%s", out)
+			}
+			saysPartial := errors.Is(err, portable.ErrPartial) || strings.Contains(err.Error(), "incomplete, and marked") ||
+				strings.Contains(err.Error(), "holds part of the source")
+			listed, lerr := cli(ctx, "users", "list", storeArg)
+			if !tc.partial {
+				if saysPartial {
+					t.Errorf("a restore that left the target as it was says it holds part of the source:\n%v", err)
+				}
+				if tc.st != nil && contents(t, tc.st) != before {
+					t.Error("the target changed")
+				}
+				if lerr != nil || !strings.Contains(listed, "600 user(s)") {
+					t.Errorf("the target is not the working store it was: %v\n%s", lerr, listed)
+				}
+				return
+			}
+			if !saysPartial {
+				t.Errorf("a restore that left part of the backup does not say so: %v", err)
+			}
+			if lerr == nil || !strings.Contains(lerr.Error(), "did not finish") {
+				t.Errorf("users list on the part-restored target: %v\n%s", lerr, listed)
+			}
+		})
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	ssocli "github.com/caddy-sso/caddy-sso/cli"
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -458,8 +460,9 @@ func TestBackupInterruptedLeavesNoFile(t *testing.T) {
 
 // TestRestoreTerminatedLeavesNoFile: SIGTERM (systemd stopping a unit, a
 // timeout) during a restore left the half-built store, every key in it,
-// beside the target. Now the restore stops, removes it and leaves the old
-// store as it was.
+// beside the target. Now the restore stops, removes it, leaves the old
+// store as it was and says so (TestStoppedReplaceSaysStoreUnchanged stops
+// one at a known point, after its first batches).
 func TestRestoreTerminatedLeavesNoFile(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(t.TempDir(), "src.db")
@@ -478,11 +481,83 @@ func TestRestoreTerminatedLeavesNoFile(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("after SIGTERM the restore left %v (%v)\n%s", entries, err, out)
 	}
-	if err == nil || !strings.Contains(out, "terminated signal received") {
+	if err == nil || !strings.Contains(out, "terminated signal received") || !strings.Contains(out, dst+" is as it was") ||
+		strings.Contains(out, "incomplete, and marked") {
 		t.Errorf("a terminated restore ended with %v, saying:\n%s", err, out)
 	}
 	if after, err := os.ReadFile(dst); err != nil || !bytes.Equal(after, before) {
 		t.Errorf("the stopped restore changed the store (%v)", err)
+	}
+}
+
+// stopAfter is a command's output that cancels its context once the
+// output holds line: Ctrl-C at a known point of its work.
+type stopAfter struct {
+	caddytest.Output
+	line string
+	stop context.CancelFunc
+}
+
+func (s *stopAfter) Write(p []byte) (int, error) {
+	n, err := s.Output.Write(p)
+	if strings.Contains(s.String(), s.line) {
+		s.stop()
+	}
+	return n, err
+}
+
+// TestStoppedReplaceSaysStoreUnchanged: a restore, or migrate --force,
+// into bbolt stopped (Ctrl-C, SIGTERM) once it had written batches into
+// its new file removes that file and leaves the old store as it was
+// (TestRestoreTerminatedLeavesNoFile), but said that the target was
+// incomplete and marked, refused until it was run again with --force: the
+// new file's ErrPartial. Now it says the store is as it was. The stop is
+// the context's cancellation, as interruptible's signal handling does,
+// once "users: …" is said (past 10,000 users), after the first batches.
+func TestStoppedReplaceSaysStoreUnchanged(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.db")
+	storeWithSecret(t, src, 12000)
+	backup := filepath.Join(t.TempDir(), "sso.jsonl.gz")
+	mustCLI(t, "backup", "--store", src, backup)
+	for _, tc := range []struct {
+		name string
+		args func(dst string) []string
+	}{
+		{"restore", func(dst string) []string { return []string{"restore", "--store", dst, backup} }},
+		{"migrate --force", func(dst string) []string {
+			return []string{"migrate", "--force", "--from=bolt:" + src, "--to=bolt:" + dst}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dst := filepath.Join(dir, "sso.db")
+			storeWithSecret(t, dst, 1)
+			before, err := os.ReadFile(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := &stopAfter{line: "  users: ", stop: cancel} // said past 10,000
+			cmd := ssocli.NewCommand()
+			cmd.SetOut(out)
+			cmd.SetErr(out)
+			cmd.SetArgs(tc.args(dst))
+			err = cmd.ExecuteContext(ctx)
+			if err == nil || ctx.Err() == nil {
+				t.Fatalf("%s was not stopped after its first batches (%v):\n%s", tc.name, err, out.String())
+			}
+			if after, rerr := os.ReadFile(dst); rerr != nil || !bytes.Equal(after, before) {
+				t.Fatalf("the stopped %s changed the store (%v)", tc.name, rerr)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Errorf("the stopped %s left %v", tc.name, entries)
+			}
+			if !strings.Contains(err.Error(), dst+" is as it was") || strings.Contains(err.Error(), "incomplete, and marked") ||
+				strings.Contains(err.Error(), "holds part of the source") {
+				t.Errorf("a stopped %s that left the old store as it was says:\n%v", tc.name, err)
+			}
+		})
 	}
 }
 

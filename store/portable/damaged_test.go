@@ -261,18 +261,31 @@ func (tx emptySecretTx) ForEachSecret(fn func(string, []byte) error) error {
 	return fn("zz-empty", []byte{})
 }
 
+// orphanSessionsSource reads as a store whose sessions belong to a user
+// it does not hold, which no store takes.
+func orphanSessionsSource(s store.Store) store.Store {
+	return readsAs{s, func(tx store.Tx) store.Tx { return orphanSessionsTx{tx} }}
+}
+
+type orphanSessionsTx struct{ store.Tx }
+
+func (tx orphanSessionsTx) ForEachSession(after string, fn func(*store.Session) error) error {
+	return tx.Tx.ForEachSession(after, func(s *store.Session) error {
+		orphan := *s
+		orphan.UserID = "no-such-user"
+		return fn(&orphan)
+	})
+}
+
 // TestMigrateForceBadSourceLeavesTarget: as TestImportForceBadBackupLeavesTarget
 // for a direct copy: a source that reads well but holds what no store
-// takes fails in the rehearsal, before Force empties the target. Only the
-// probe that tells the stores apart (sameStore, a single-use ID that
-// expires within a minute) is left in it.
+// takes fails in the rehearsal, before Force empties the target, and does
+// not say (ErrPartial) that the target holds part of it, also when the bad
+// record comes after the first batch, which the rehearsal's scratch store
+// had taken. Only the probe that tells the stores apart (sameStore, a
+// single-use ID that expires within a minute) is left in the target.
 func TestMigrateForceBadSourceLeavesTarget(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
-	fill(t, src, 5)
-	dst := openBolt(t)
-	fill(t, dst, 20)
-	before, _ := dump(t, dst)
 	withoutProbe := func(d string) string { // and without the end line, which counts it
 		var out []string
 		for l := range strings.Lines(d) {
@@ -282,16 +295,33 @@ func TestMigrateForceBadSourceLeavesTarget(t *testing.T) {
 		}
 		return strings.Join(out, "")
 	}
-	want := withoutProbe(before)
-	_, err := Migrate(ctx, emptySecretSource(src), dst, ImportOptions{Force: true})
-	if err == nil || errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "the target was not touched") {
-		t.Fatalf("forced copy of a source no store takes: %v, want a refusal before the target changed", err)
-	}
-	if d, _ := dump(t, dst); withoutProbe(d) != want {
-		t.Errorf("the target changed:\n%s", storetest.FirstLineDiff(want, withoutProbe(d), 2))
-	}
-	if err := store.CheckFinished(ctx, dst); err != nil {
-		t.Errorf("the untouched target is marked: %v", err)
+	for _, tt := range []struct {
+		name  string
+		users int
+		bad   func(store.Store) store.Store
+	}{
+		{"in the first batch", 5, emptySecretSource},
+		{"after the first batch", 1200, orphanSessionsSource},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := openBolt(t)
+			fill(t, src, tt.users)
+			dst := openBolt(t)
+			fill(t, dst, 20)
+			before, _ := dump(t, dst)
+			want := withoutProbe(before)
+			_, err := Migrate(ctx, tt.bad(src), dst, ImportOptions{Force: true})
+			if err == nil || errors.Is(err, ErrPartial) || strings.Contains(err.Error(), ErrPartial.Error()) ||
+				!strings.Contains(err.Error(), "the target was not touched") {
+				t.Fatalf("forced copy of a source no store takes: %v, want a refusal before the target changed", err)
+			}
+			if d, _ := dump(t, dst); withoutProbe(d) != want {
+				t.Errorf("the target changed:\n%s", storetest.FirstLineDiff(want, withoutProbe(d), 2))
+			}
+			if err := store.CheckFinished(ctx, dst); err != nil {
+				t.Errorf("the untouched target is marked: %v", err)
+			}
+		})
 	}
 }
 

@@ -51,6 +51,18 @@ type ImportOptions struct {
 	// with the import's end, or neither does and the target stays marked.
 	// Not called on the scratch store of a rehearsal.
 	Finish func(tx store.Tx) error
+	// Starting, if set, is called once the source has checked out (with
+	// Force: read, verified and rehearsed) and the target was found fit,
+	// right before the import first changes it: what it says ("replacing
+	// everything in …") is then not said of a target a bad source leaves
+	// as it was.
+	Starting func()
+	// Scratch says that the target is a new store its caller throws away
+	// if the import fails (a rehearsal's, or the bbolt file restore and
+	// migrate build beside the old one before renaming it into place): a
+	// failure then leaves no store holding part of the source, so it does
+	// not say that one does (ErrPartial), nor to run it again forced.
+	Scratch bool
 }
 
 // Import reads a backup that Export wrote and writes its records into st,
@@ -67,8 +79,8 @@ type ImportOptions struct {
 // read again to import it: r is read three times (seeking back when it is
 // an io.Seeker; held in memory otherwise). Without Force,
 // records are written in batches of separate transactions into the empty
-// target, so a failure leaves part of the backup in st (ErrPartial): run it
-// again with Force.
+// target, so a failure leaves part of the backup in st (ErrPartial, unless
+// opt.Scratch): run it again with Force.
 func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions) (Counts, error) {
 	var secrets map[string][]byte
 	if opt.Force {
@@ -96,7 +108,7 @@ func Import(ctx context.Context, st store.Store, r io.Reader, opt ImportOptions)
 			return Counts{}, fmt.Errorf("portable: import: %w", err)
 		}
 		err = rehearse(ctx, func(scratch store.Store) error {
-			_, err := Import(ctx, scratch, rs, ImportOptions{BatchSize: opt.BatchSize})
+			_, err := Import(ctx, scratch, rs, ImportOptions{BatchSize: opt.BatchSize, Scratch: true})
 			return err
 		})
 		if err == nil {
@@ -158,25 +170,28 @@ type importer struct {
 	changed bool
 }
 
-// newImporter checks the target: empty, unless opt.Force.
+// newImporter checks the target: empty, unless opt.Force; then it says
+// so to opt.Starting.
 func newImporter(ctx context.Context, st store.Store, op string, opt ImportOptions) (*importer, error) {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = DefaultBatchSize
 	}
 	im := &importer{ctx: ctx, st: st, op: op, opt: opt, reported: map[string]int{}, want: map[string][]byte{}}
-	if opt.Force {
-		return im, nil
+	if !opt.Force {
+		n, consumed, have, err := targetState(ctx, st)
+		if err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		if mark, ok := have[store.UnfinishedImport]; ok {
+			return nil, fmt.Errorf("target: it holds part of an earlier %s that did not finish (%s); run it again, forced to replace what it holds: %w", op, mark, ErrNotEmpty)
+		}
+		if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
+			return nil, fmt.Errorf("target: it holds %s (import into an empty store, or force it to replace all of them): %w",
+				holding(n, consumed, have), ErrNotEmpty)
+		}
 	}
-	n, consumed, have, err := targetState(ctx, st)
-	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
-	}
-	if mark, ok := have[store.UnfinishedImport]; ok {
-		return nil, fmt.Errorf("target: it holds part of an earlier %s that did not finish (%s); run it again, forced to replace what it holds: %w", op, mark, ErrNotEmpty)
-	}
-	if (n != store.Counts{} || len(have) > 0 || consumed > 0) {
-		return nil, fmt.Errorf("target: it holds %s (import into an empty store, or force it to replace all of them): %w",
-			holding(n, consumed, have), ErrNotEmpty)
+	if opt.Starting != nil {
+		opt.Starting()
 	}
 	return im, nil
 }
@@ -233,9 +248,10 @@ func (im *importer) update(fn func(tx store.Tx) error) error {
 }
 
 // failed is an error of the operation op; once the target has changed, it
-// says that the target holds part of the source (ErrPartial).
+// says that the target holds part of the source (ErrPartial), unless the
+// target is a scratch store that its caller throws away (Scratch).
 func (im *importer) failed(op string, err error) error {
-	if im.changed {
+	if im.changed && !im.opt.Scratch {
 		return fmt.Errorf("portable: %s: %w; %w: run it again, forced, which empties the target first", op, err, ErrPartial)
 	}
 	return fmt.Errorf("portable: %s: %w", op, err)
@@ -585,7 +601,7 @@ func Migrate(ctx context.Context, from, to store.Store, opt ImportOptions) (Repo
 			return Report{}, fmt.Errorf("portable: migrate: %w", ErrSameStore)
 		}
 		if err := rehearse(ctx, func(scratch store.Store) error {
-			_, err := Migrate(ctx, from, scratch, ImportOptions{BatchSize: opt.BatchSize})
+			_, err := Migrate(ctx, from, scratch, ImportOptions{BatchSize: opt.BatchSize, Scratch: true})
 			return err
 		}); err != nil {
 			return Report{}, fmt.Errorf("portable: migrate: %w", err)

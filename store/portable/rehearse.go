@@ -22,6 +22,9 @@ var ErrSameStore = errors.New("source and target are the same store")
 // directory before Force empties the target: a source that reads well but
 // holds what no store takes (an empty secret, a session without its user)
 // then fails with the target untouched, instead of after it was emptied.
+// load imports with ImportOptions.Scratch: the scratch store is thrown
+// away, so its failure must not say that a target holds part of the
+// source (ErrPartial), which this one's callers would pass on.
 func rehearse(ctx context.Context, load func(st store.Store) error) error {
 	dir, err := os.MkdirTemp("", "sso-import-check-")
 	if err != nil {

@@ -2,7 +2,6 @@ package portable
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -412,32 +411,76 @@ func TestMigrateForceSameDatabase(t *testing.T) {
 }
 
 // TestImportForceBadBackupLeavesTarget: a backup that reads well but holds
-// what no store takes (an empty secret) fails before Force empties the
-// target: its users and keys are still there.
+// what no store takes (an empty secret; a session of a user it does not
+// hold) fails before Force empties the target: its users and keys are
+// still there. Nor does it say that the target holds part of the backup
+// (ErrPartial) when the rehearsal's scratch store did, having written
+// batches before the bad record: that one is thrown away, and the message
+// sent the operator to rerun --force on a target that was never touched.
 func TestImportForceBadBackupLeavesTarget(t *testing.T) {
 	ctx := context.Background()
 	db := openPostgres(t)
 	fill(t, db, 20)
 	users, keys := storeCounts(t, db).Users, secretCount(t, db)
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	if _, err := gz.Write([]byte(`{"header":{"format":"caddy-sso-backup","version":1}}
+	_, lines := backupLines(t, 1200)
+	for _, tt := range []struct {
+		name   string
+		backup []byte
+	}{
+		{"in the first batch", gz(t, []byte(`{"header":{"format":"caddy-sso-backup","version":1}}
 {"secret":{"name":"zz","value":""}}
 {"end":{"secrets":1,"users":0,"groups":0,"tombstones":0,"sessions":0,"session_tokens":0,"consumed":0,"audit_events":0}}
-`)); err != nil {
-		t.Fatal(err)
+`))},
+		{"after the first batch", rezip(t, orphanLastSession(t, lines))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Verify(bytes.NewReader(tt.backup)); err != nil {
+				t.Fatalf("the backup should read well: %v", err)
+			}
+			_, err := Import(ctx, db, bytes.NewReader(tt.backup), ImportOptions{Force: true})
+			if err == nil || errors.Is(err, ErrPartial) || strings.Contains(err.Error(), ErrPartial.Error()) ||
+				!strings.Contains(err.Error(), "the target was not touched") {
+				t.Fatalf("forced import of a backup no store takes: %v, want a refusal before the target changed", err)
+			}
+			if u, k := storeCounts(t, db).Users, secretCount(t, db); u != users || k != keys {
+				t.Errorf("the target went from %d users and %d keys to %d and %d", users, keys, u, k)
+			}
+			if err := store.CheckFinished(ctx, db); err != nil {
+				t.Errorf("the untouched target is marked: %v", err)
+			}
+		})
 	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
+	// Written into an empty store that is kept, the same backup leaves
+	// part of itself there, and says so; into one its caller throws away
+	// (Scratch: a bbolt target's new file) it does not.
+	bad := rezip(t, orphanLastSession(t, lines))
+	for _, scratch := range []bool{false, true} {
+		_, err := Import(ctx, openBolt(t), bytes.NewReader(bad), ImportOptions{Scratch: scratch})
+		if err == nil || errors.Is(err, ErrPartial) != !scratch {
+			t.Errorf("import (Scratch %v) failing after the first batch: %v, want ErrPartial %v", scratch, err, !scratch)
+		}
 	}
-	if _, err := Verify(bytes.NewReader(buf.Bytes())); err != nil {
-		t.Fatalf("the backup should read well: %v", err)
+}
+
+// orphanLastSession is lines (backupLines) with the last session's user
+// rewritten to one the backup does not hold: it reads well, and fails
+// when written, after the first batch when there are more than 500 lines
+// before it.
+func orphanLastSession(t *testing.T, lines []string) []string {
+	t.Helper()
+	last := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, `{"session":`) {
+			last = i
+		}
 	}
-	_, err := Import(ctx, db, bytes.NewReader(buf.Bytes()), ImportOptions{Force: true})
-	if err == nil || errors.Is(err, ErrPartial) {
-		t.Fatalf("forced import of a backup no store takes: %v, want a refusal before the target changed", err)
+	if last <= DefaultBatchSize {
+		t.Fatalf("the last session is line %d, not after the first batch", last)
 	}
-	if u, k := storeCounts(t, db).Users, secretCount(t, db); u != users || k != keys {
-		t.Errorf("the target went from %d users and %d keys to %d and %d", users, keys, u, k)
-	}
+	out := append([]string(nil), lines...)
+	const field = `"user_id":"`
+	i := strings.Index(out[last], field) + len(field)
+	j := strings.Index(out[last][i:], `"`)
+	out[last] = out[last][:i] + "no-such-user" + out[last][i+j:]
+	return out
 }
