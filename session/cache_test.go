@@ -397,3 +397,36 @@ func TestShortenedLifetimeAndClockSetBack(t *testing.T) {
 		t.Errorf("after the clock went back an hour, a session deleted elsewhere: Resolve = %v, want ErrNoSession", err)
 	}
 }
+
+// TestUseOfSessionEvictedAtItsOwnLoadCounts: a load's insertion into a
+// full cache may evict the very entry it inserts (the second-chance
+// sweep's second pass picks at random). The request's use was recorded on
+// the entry only after the insertion, so it went nowhere, and a session
+// used every 20 minutes on one instance was refused as idle (idle timeout
+// 1 h) at 1h20m. A cache of one place drops the new entry half of the
+// time; ten trials make a lost use all but certain to show.
+func TestUseOfSessionEvictedAtItsOwnLoadCounts(t *testing.T) {
+	ctx := context.Background()
+	for trial := range 10 {
+		db := openStore(t)
+		c := newClock()
+		m := session.New(db, session.Config{CacheSize: 1}, nil, c.now)
+		u := addUser(t, db, activeUser())
+		token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 6 { // each session used every 20 minutes, on this instance only
+			c.advance(20 * time.Minute)
+			for _, tok := range []string{token, other} {
+				if _, err := m.Resolve(ctx, tok); err != nil {
+					t.Fatalf("trial %d: a session last used 20 minutes ago is refused at use %d (%v after sign-in): %v", trial, i+1, time.Duration(i+1)*20*time.Minute, err)
+				}
+			}
+		}
+	}
+}

@@ -507,7 +507,7 @@ func (m *Manager) Remember(n *NewSession) {
 // Cache is Remember without the forgetting: for a caller that forgets, in
 // one Forget, what Stale names.
 func (m *Manager) Cache(n *NewSession) {
-	m.cache(hashOf(n.Token), n.Session, n.user, n.since)
+	m.cache(hashOf(n.Token), n.Session, n.user, n.since, 0)
 }
 
 // Stale is what the transaction that wrote n (Write) made stale in the
@@ -721,7 +721,7 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 		// prepared: a Check only decides.
 		return plainIdentity(s, u), nil
 	}
-	e, ok := m.cache(hash, s, u, since)
+	e, ok := m.cache(hash, s, u, since, now.UnixNano())
 	if !ok {
 		// The session or its user was forgotten while this read ran,
 		// maybe for a revocation the read did not see. This request
@@ -737,21 +737,22 @@ func (m *Manager) load(ctx context.Context, hash tokenHash, stale *entry, use bo
 		}
 		return e.id, nil
 	}
-	e.stored.Store(stored)
-	e.lastSeen.Store(now.UnixNano())
 	return e.id, nil
 }
 
 // cache keeps a session read from the store when the forgets count was
 // since, unless a forget of it or its user has come after (then ok is
-// false and e, not cached, only carries the identity).
-func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User, since uint64) (e *entry, ok bool) {
+// false and e, not cached, only carries the identity). usedAt is the use
+// that read it (unix nanos; 0 for none), recorded before the insertion may
+// evict entries: the new one among them, whose use then goes to evicted
+// like any other's, rather than onto an entry no longer in the cache.
+func (m *Manager) cache(hash tokenHash, s *store.Session, u *store.User, since uint64, usedAt int64) (e *entry, ok bool) {
 	e = &entry{
 		id:      m.newIdentity(s, u),
 		expires: s.Expires.UnixNano(),
 		loaded:  m.now().UnixNano(),
 	}
-	e.lastSeen.Store(s.LastSeen.UnixNano())
+	e.lastSeen.Store(max(s.LastSeen.UnixNano(), usedAt))
 	e.stored.Store(s.LastSeen.UnixNano())
 	e.used.Store(true)
 	m.mu.Lock()
