@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -232,13 +231,12 @@ func TestBrowserStaleSignOutPage(t *testing.T) {
 }
 
 // TestBrowserDoubleClickSignOut double-clicks Sign out on a slow network
-// (600 ms each way: the second click, 150 ms after the first, must leave
-// before the first answer arrives even when a loaded machine runs the
-// page's timer late), over OIDC and SAML: the browser drops the first
-// answer (on to the IdP's logout) for the second, whose POST found the
-// session already ended. That answer must go on to the IdP's logout as
-// well, or the IdP's session lives on and the next visit signs in without
-// a password.
+// (browsertest.DoubleClickSignOut), over OIDC and SAML: the browser drops
+// the first answer (on to the IdP's logout) for the second, whose POST
+// found the session already ended. That answer must go on to the IdP's
+// logout as well, or the IdP's session lives on and the next visit signs
+// in without a password. internal/clustertest's TestTwoInstances
+// double-clicks with the two POSTs on two instances.
 func TestBrowserDoubleClickSignOut(t *testing.T) {
 	for _, tc := range []struct {
 		protocol string
@@ -254,16 +252,7 @@ func TestBrowserDoubleClickSignOut(t *testing.T) {
 			base, idpPrefix := tc.start(t)
 			ctx := newChromium(t)
 			browserSignIn(t, ctx, base+"/dashboard", "ada", "ada-pw")
-			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/.sso/logout"), chromedp.WaitVisible(chromedp.ID("submit"))); err != nil {
-				t.Fatal(err)
-			}
-			_, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
-				MatchedNetworkConditions: []*network.Conditions{{Latency: 600, DownloadThroughput: -1, UploadThroughput: -1}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			const doubleClick = `(() => { const b = document.getElementById("submit"); b.click(); setTimeout(() => b.click(), 150); return 1 })()`
-			if _, err := chromedp.Run(ctx, chromedp.EvaluateAsDevTools[int](doubleClick)); err != nil {
+			if err := chromedp.Do(ctx, browsertest.DoubleClickSignOut(base)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(idpPrefix) })

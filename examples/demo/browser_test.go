@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -14,25 +13,6 @@ import (
 
 // page is what the browser shows at one moment.
 type page = browsertest.Page
-
-func look(ctx context.Context) page {
-	p, _ := browsertest.Look(ctx)
-	return p
-}
-
-// waitFor polls the browser until ok, and fails the test if that takes
-// more than 20 seconds.
-func waitFor(t *testing.T, ctx context.Context, what string, ok func(page) bool) page {
-	t.Helper()
-	var p page
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if p = look(ctx); ok(p) {
-			return p
-		}
-	}
-	t.Fatalf("waiting for %s: the browser is at %s showing %q:\n%s", what, p.Location, p.Heading, p.Body)
-	return p
-}
 
 func do(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -57,7 +37,7 @@ const pageStyle = `getComputedStyle(document.body).maxWidth + " " + getComputedS
 // there: which IdP it is, and the demo users' names.
 func atIdPLogin(t *testing.T, ctx context.Context, idpURL, kind string, users []demoUser) {
 	t.Helper()
-	p := waitFor(t, ctx, kind+" login page", func(p page) bool {
+	p := browsertest.WaitFor(t, ctx, kind+" login page", func(p page) bool {
 		return strings.HasPrefix(p.Location, idpURL) && strings.Contains(p.Body, "Password")
 	})
 	if p.Heading != "Sign in" {
@@ -87,7 +67,7 @@ func signInAs(t *testing.T, ctx context.Context, user string) {
 // filled in, and checks the headers the app received.
 func atApp(t *testing.T, ctx context.Context, appURL, name, email, idpName string) page {
 	t.Helper()
-	p := waitFor(t, ctx, "the app greeting "+name, func(p page) bool {
+	p := browsertest.WaitFor(t, ctx, "the app greeting "+name, func(p page) bool {
 		return strings.HasPrefix(p.Location, appURL) && p.Heading == "Hello, "+name && strings.Contains(p.Body, "Just-In-Time")
 	})
 	headers, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("headers")))
@@ -150,7 +130,7 @@ func TestDemoInChromium(t *testing.T) {
 
 	// carol: the gateway's page explains the missing email address.
 	signInAs(t, ctx, "carol")
-	p := waitFor(t, ctx, "carol's explanation", func(p page) bool { return p.Heading == "Your account could not be set up" })
+	p := browsertest.WaitFor(t, ctx, "carol's explanation", func(p page) bool { return p.Heading == "Your account could not be set up" })
 	if !strings.Contains(p.Body, "email") || !strings.Contains(p.Body, "missing_attributes") {
 		t.Errorf("carol's page:\n%s", p.Body)
 	}
@@ -162,7 +142,7 @@ func TestDemoInChromium(t *testing.T) {
 	do(t, ctx, chromedp.Navigate(d.samlAppURL+"/"))
 	atIdPLogin(t, ctx, d.samlIdP.URL, "SAML identity provider", samlUsers)
 	signInAs(t, ctx, "alice")
-	p = waitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.Heading == "Access denied" })
+	p = browsertest.WaitFor(t, ctx, "alice's refusal on the SAML site", func(p page) bool { return p.Heading == "Access denied" })
 	if !strings.Contains(p.Body, "already belongs to another account") || !strings.Contains(p.Body, "email_conflict") {
 		t.Errorf("alice on the SAML site:\n%s", p.Body)
 	}
@@ -192,7 +172,7 @@ func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
 			}
 
 			do(t, ctx, browsertest.SignInAtTestIdP(site.user, site.user+"-wrong"))
-			p := waitFor(t, ctx, "the login form's error", func(p page) bool {
+			p := browsertest.WaitFor(t, ctx, "the login form's error", func(p page) bool {
 				return strings.HasPrefix(p.Location, site.idpURL) && p.Heading != "" && strings.Contains(p.Body, site.wrongText)
 			})
 			if got, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error"))); strings.TrimSpace(got) != site.wrongText {
@@ -207,7 +187,7 @@ func TestDemoWrongPasswordAndWhoamiInChromium(t *testing.T) {
 			atApp(t, ctx, site.appURL, site.name, site.email, site.idp)
 
 			do(t, ctx, chromedp.Click(chromedp.CSS(`a[href="/.sso/whoami"]`)))
-			p = waitFor(t, ctx, "the whoami JSON", func(p page) bool {
+			p = browsertest.WaitFor(t, ctx, "the whoami JSON", func(p page) bool {
 				return p.Location == site.appURL+"/.sso/whoami" && strings.Contains(p.Body, "{")
 			})
 			raw := eval[string](t, ctx, `document.querySelector("pre") ? document.querySelector("pre").innerText : document.body.innerText`)

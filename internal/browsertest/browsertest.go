@@ -1,13 +1,18 @@
 // Package browsertest starts the headless Chromium that the browser tests
-// of caddymodule and of the demo drive, with the same flags for all.
+// of caddymodule, internal/clustertest and the demo drive, with the same
+// flags for all, and holds the steps they share.
 package browsertest
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-sso/caddy-sso/internal/ci"
@@ -91,4 +96,72 @@ func Look(ctx context.Context) (Page, error) {
 		h1: document.querySelector("h1") ? document.querySelector("h1").innerText : "",
 		body: document.body ? document.body.innerText : "",
 	})`))
+}
+
+// WaitFor polls the tab with Look until ok says the page is the one
+// wanted, and fails the test when it is not within 30 s.
+func WaitFor(t testing.TB, ctx context.Context, what string, ok func(Page) bool) Page {
+	t.Helper()
+	var p Page
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if look, err := Look(ctx); err == nil {
+			if p = look; ok(p) {
+				return p
+			}
+		}
+	}
+	t.Fatalf("waiting for %s: the browser is at %s showing %q:\n%s", what, p.Location, p.Heading, p.Body)
+	return p
+}
+
+// DoubleClickSignOut opens the sign-out page at base and clicks its button
+// twice, 150 ms apart, on a network slowed to 600 ms of latency: the second
+// click leaves before the first answer arrives even when a loaded machine
+// runs the page's timer late. The browser drops the first answer for the
+// second's, whose POST finds the session ended (behind a load balancer,
+// perhaps on another instance). It fails when the second click sends no
+// POST, and returns, the network at its own speed again, once the tab
+// follows the second answer (asks for anything but the sign-out).
+// Restoring the speed as soon as the second POST was sent let one run end
+// on the site's own "Signed out" page: the first answer, released early,
+// may clear the cookie before the second POST leaves.
+func DoubleClickSignOut(base string) chromedp.Action[chromedp.Void] {
+	const doubleClick = `(() => { const b = document.getElementById("submit"); b.click(); setTimeout(() => b.click(), 150); return 1 })()`
+	signOut := base + "/.sso/logout"
+	return chromedp.Steps(
+		chromedp.Navigate(signOut),
+		chromedp.WaitVisible(chromedp.ID("submit")),
+		latency(600),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			sent := chromedp.Events(ctx, network.RequestWillBeSent) // subscribed from here on
+			if _, err := chromedp.EvaluateAsDevTools[int](doubleClick)(ctx, t); err != nil {
+				return err
+			}
+			posts := 0
+			for e, err := range sent {
+				switch {
+				case err != nil:
+					return fmt.Errorf("waiting for the second sign-out answer (%d POSTs sent): %w", posts, err)
+				case e.Request.Method == http.MethodPost && e.Request.URL == signOut:
+					posts++
+				case posts == 2 && !strings.HasPrefix(e.Request.URL, signOut):
+					return nil
+				}
+			}
+			return fmt.Errorf("the tab's events ended (%d sign-out POSTs sent)", posts)
+		}),
+		latency(0),
+	)
+}
+
+// latency makes every request of the tab take ms milliseconds longer; 0
+// restores the network's own speed.
+func latency(ms float64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{Latency: ms, DownloadThroughput: -1, UploadThroughput: -1}}})
+		return err
+	})
 }

@@ -27,9 +27,11 @@ import (
 // balancer: no sticky sessions"), and shows what a user and an operator
 // can rely on: any instance finishes a login another began, honours
 // another's sessions, learns within a second of a deactivation another
-// received, refuses a SAML response another accepted; concurrent first
-// sign-ins create one user; and when an instance dies, every session it
-// handed out lives on.
+// received, refuses a SAML response another accepted; a sign-out
+// double-clicked in Chromium, its two POSTs on the two instances, still
+// ends the IdP's session (OIDC and SAML); concurrent first sign-ins create
+// one user; and when an instance dies, every session it handed out lives
+// on.
 //
 // The subtests share the processes and run in order; the last one kills
 // instance a.
@@ -154,12 +156,6 @@ func TestTwoInstances(t *testing.T) {
 		if status, _, _ := br.api("/"); status != http.StatusOK {
 			t.Fatalf("before logout: %d", status)
 		}
-		u, _ := url.Parse(c.base)
-		withCookie := func(inst string) *browser {
-			br := c.newBrowser(t).via(inst)
-			br.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: token}})
-			return br
-		}
 		logout := func(name string, br *browser) {
 			resp, err := br.NoRedirects().PostForm(c.base+"/.sso/logout", url.Values{})
 			if err != nil {
@@ -175,7 +171,7 @@ func TestTwoInstances(t *testing.T) {
 			}
 		}
 		logout("logout on b", br.via("b"))
-		if ended := pollUntilRefused(t, withCookie("a"), time.Now()); ended > time.Second {
+		if ended := pollUntilRefused(t, c.withCookie(t, "a", token), time.Now()); ended > time.Second {
 			t.Fatalf("a honoured the session b ended for %v, want under 1s", ended)
 		}
 		// A double click: the balancer picks per request, so its second
@@ -183,7 +179,7 @@ func TestTwoInstances(t *testing.T) {
 		// the session ended and goes on to the IdP's logout too; else the
 		// page would say "Signed out" while the IdP's session lives on,
 		// and the next visit would sign in without a password.
-		logout("second click's logout on a", withCookie("a"))
+		logout("second click's logout on a", c.withCookie(t, "a", token))
 	})
 
 	t.Run("SCIM deactivation on b ends the session on a within 1s", func(t *testing.T) {
@@ -333,6 +329,9 @@ func TestTwoInstances(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("Chromium: OIDC sign-out double-clicked over a and b", func(t *testing.T) { chromiumDoubleClickOIDC(t, c) })
+	t.Run("Chromium: SAML sign-out double-clicked over a and b", func(t *testing.T) { chromiumDoubleClickSAML(t, c) })
 
 	t.Run("kill -9 of an instance during a login storm", func(t *testing.T) {
 		const logins, workers, killAfter = 200, 16, 40

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +71,7 @@ func TestDatabaseAway(t *testing.T) {
 			// Signed in on a, so cached there; b has never seen it.
 			onA := c.newBrowser(t).via("a")
 			onA.signInOIDC(t, "/", user)
-			onB := c.newBrowser(t).via("b")
-			u, _ := url.Parse(c.base)
-			onB.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: onA.sessionCookie()}})
+			onB := c.withCookie(t, "b", onA.sessionCookie())
 			// Another user, who signs out on b during the outage.
 			leaver := "leaver" + outage.name
 			c.addOIDCUser(leaver)
@@ -145,8 +142,7 @@ func TestDatabaseAway(t *testing.T) {
 
 			// Signing out on b clears the cookie, and says that the
 			// sign-out could not be recorded.
-			leaving := c.newBrowser(t).via("b")
-			leaving.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: leaverCookie}})
+			leaving := c.withCookie(t, "b", leaverCookie)
 			resp, err = leaving.NoRedirects().PostForm(c.base+"/.sso/logout", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -175,8 +171,7 @@ func TestDatabaseAway(t *testing.T) {
 				upAt.Sub(downAt).Round(time.Millisecond), time.Since(upAt).Round(time.Millisecond))
 			// The sign-out b could not record: b refuses that session
 			// all the same (a copy of the cookie), until it records it.
-			copied := c.newBrowser(t).via("b")
-			copied.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: leaverCookie}})
+			copied := c.withCookie(t, "b", leaverCookie)
 			if status, _, _ := copied.api("/signed-out"); status != http.StatusUnauthorized {
 				t.Errorf("the session signed out on b while the database was away, on b after: %d, want 401", status)
 			}

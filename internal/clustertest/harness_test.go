@@ -153,6 +153,7 @@ type instance struct {
 	addr  string // 127.0.0.1:port
 	admin string // the admin endpoint's 127.0.0.1:port
 	proc  *caddyproc.Process
+	log   string // the path of its log file
 }
 
 // URL is the instance's own address for path, bypassing the balancer.
@@ -171,6 +172,23 @@ func (i *instance) metrics(t *testing.T) string {
 		t.Fatalf("instance %s metrics: %d %v", i.name, resp.StatusCode, err)
 	}
 	return string(b)
+}
+
+// logged counts the instance's log lines whose message is msg and whose
+// user_id field is userID.
+func (i *instance) logged(t *testing.T, msg, userID string) int {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(readFile(i.log)) {
+		var l struct {
+			Msg    string `json:"msg"`
+			UserID string `json:"user_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == msg && l.UserID == userID {
+			n++
+		}
+	}
+	return n
 }
 
 // clusterOptions vary the cluster.
@@ -233,11 +251,12 @@ func startCluster(t *testing.T, dsn string, opt clusterOptions) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := &instance{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", admin), proc: p}
+		in := &instance{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", admin), proc: p,
+			log: filepath.Join(dir, "caddy.log")}
 		t.Cleanup(func() {
 			p.Stop(10 * time.Second)
 			if t.Failed() {
-				t.Logf("caddy %s log:\n%s", name, tail(readFile(filepath.Join(dir, "caddy.log")), 30))
+				t.Logf("caddy %s log:\n%s", name, tail(readFile(in.log), 30))
 			}
 		})
 		c.inst[name] = in
@@ -382,6 +401,15 @@ func (b *browser) servedBy(prefix string) []string {
 		}
 	}
 	return out
+}
+
+// withCookie returns a new browser pinned to instance inst that holds a
+// copy of another browser's session cookie, token.
+func (c *cluster) withCookie(t *testing.T, inst, token string) *browser {
+	br := c.newBrowser(t).via(inst)
+	u, _ := url.Parse(c.base)
+	br.Jar.SetCookies(u, []*http.Cookie{{Name: "sso_session", Value: token}})
+	return br
 }
 
 // sessionCookie returns the browser's session cookie for the public

@@ -1,0 +1,228 @@
+package clustertest
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/browsertest"
+)
+
+// chromiumDoubleClickOIDC signs in with Chromium through the balancer,
+// double-clicks Sign out (browsertest.DoubleClickSignOut) so that the
+// balancer sends the two POSTs to the two instances, and requires what a
+// person sees on one instance (caddymodule's TestBrowserDoubleClickSignOut):
+// the second answer, whose POST found the session another instance ended,
+// goes on to the IdP's logout, so the tab ends at the IdP asking for the
+// password. A copy of the cookie is refused on both instances at once,
+// and signing in again gives a session both honour.
+func chromiumDoubleClickOIDC(t *testing.T, c *cluster) {
+	c.addOIDCUser("doubleclick")
+	ctx := browsertest.New(t, 1000, 800)
+	if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/dash"), browsertest.SignInAtTestIdP("doubleclick", "doubleclick-pw")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.WaitFor(t, ctx, "the app after signing in", func(p browsertest.Page) bool {
+		return strings.HasPrefix(p.Location, c.base+"/dash") && strings.Contains(p.Body, "doubleclick@example.com")
+	})
+	token := chromiumSessionCookie(t, ctx, c.base)
+	honouredOnBoth(t, c, token)
+	userID := c.withCookie(t, "a", token).whoami(t)
+
+	answeredBy := signOutsAnswered(t, ctx)
+	if err := chromedp.Do(ctx, browsertest.DoubleClickSignOut(c.base)); err != nil {
+		t.Fatal(err)
+	}
+	if p := browsertest.WaitFor(t, ctx, "the IdP asking for the password after signing out", func(p browsertest.Page) bool {
+		return idpAsksForPassword(p, c.oidc.Issuer) || p.Heading == signedOutHere
+	}); p.Heading == signedOutHere {
+		t.Fatalf("the tab shows %q at %s: the answer it followed did not go on to the IdP's logout, whose session lives on", p.Heading, p.Location)
+	}
+	endedOnTheOther(t, c, answeredBy(), userID)
+	refusedOnBoth(t, c, token)
+
+	// The IdP's session ended: the next visit asks for the password.
+	if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/again")); err != nil {
+		t.Fatal(err)
+	}
+	p := browsertest.WaitFor(t, ctx, "the IdP's login form or the app on the next visit", func(p browsertest.Page) bool {
+		return idpAsksForPassword(p, c.oidc.Issuer) || strings.HasPrefix(p.Location, c.base+"/again")
+	})
+	if !idpAsksForPassword(p, c.oidc.Issuer) {
+		t.Fatalf("the next visit was signed in without a password (the IdP's session outlived the sign-out): at %s", p.Location)
+	}
+	if err := chromedp.Do(ctx, browsertest.SignInAtTestIdP("doubleclick", "doubleclick-pw")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.WaitFor(t, ctx, "the app after signing in again", func(p browsertest.Page) bool {
+		return strings.HasPrefix(p.Location, c.base+"/again") && strings.Contains(p.Body, "doubleclick@example.com")
+	})
+	again := chromiumSessionCookie(t, ctx, c.base)
+	if again == token {
+		t.Fatal("signing in again kept the signed-out session's cookie")
+	}
+	honouredOnBoth(t, c, again)
+}
+
+// chromiumDoubleClickSAML is chromiumDoubleClickOIDC for a SAML session:
+// the answer the tab follows goes on to the IdP's single logout, which
+// ends the IdP's session, and the cookie is refused on both instances.
+// The SP is registered at the IdP (the "shared keys" subtest).
+func chromiumDoubleClickSAML(t *testing.T, c *cluster) {
+	c.saml.AddUser(samltest.Okta("doubleclicksaml", "doubleclicksaml-pw", samltest.Person{ID: "saml-doubleclicksaml",
+		FirstName: "Double", LastName: "Click", Email: "doubleclicksaml@example.com"}))
+	ctx := browsertest.New(t, 1000, 800)
+	if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/.sso/login?idp=saml&return_to=/dash"), browsertest.SignInAtTestIdP("doubleclicksaml", "doubleclicksaml-pw")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.WaitFor(t, ctx, "the app after signing in", func(p browsertest.Page) bool {
+		return strings.HasPrefix(p.Location, c.base+"/dash") && strings.Contains(p.Body, "doubleclicksaml@example.com")
+	})
+	token := chromiumSessionCookie(t, ctx, c.base)
+	honouredOnBoth(t, c, token)
+	userID := c.withCookie(t, "a", token).whoami(t)
+	// Earlier subtests' IdP sessions live on (their browsers never signed
+	// out): this sign-out must end one more.
+	sessions, slo := c.saml.SessionCount(), c.saml.Requests(samltest.PathSLO)
+
+	answeredBy := signOutsAnswered(t, ctx)
+	if err := chromedp.Do(ctx, browsertest.DoubleClickSignOut(c.base)); err != nil {
+		t.Fatal(err)
+	}
+	// After the IdP's logout the tab comes back and is sent to sign in,
+	// at the default IdP (OIDC).
+	if p := browsertest.WaitFor(t, ctx, "a login form after the IdP's single logout", func(p browsertest.Page) bool {
+		return idpAsksForPassword(p, c.oidc.Issuer) || idpAsksForPassword(p, c.saml.URL) || p.Heading == signedOutHere
+	}); p.Heading == signedOutHere {
+		t.Fatalf("the tab shows %q at %s: the answer it followed did not go on to the IdP's single logout", p.Heading, p.Location)
+	}
+	endedOnTheOther(t, c, answeredBy(), userID)
+	if n, m := c.saml.SessionCount(), c.saml.Requests(samltest.PathSLO); n != sessions-1 || m <= slo {
+		t.Errorf("after the double click: %d IdP sessions and %d SLO requests, want %d and more than %d", n, m, sessions-1, slo)
+	}
+	refusedOnBoth(t, c, token)
+}
+
+// chromiumSessionCookie returns the session cookie Chromium holds for
+// base, failing the test without one.
+func chromiumSessionCookie(t *testing.T, ctx context.Context, base string) string {
+	t.Helper()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ck := range res.Cookies {
+		if ck.Name == "sso_session" {
+			return ck.Value
+		}
+	}
+	t.Fatal("Chromium holds no session cookie")
+	return ""
+}
+
+// signOutsAnswered records which instance (X-Served-By) answered each of
+// the tab's sign-out POSTs from now on, as Chromium received the answers,
+// and returns a func that lists them in order.
+func signOutsAnswered(t *testing.T, ctx context.Context) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	posts := map[network.RequestID]bool{}
+	var by []string
+	answered := func(id network.RequestID, resp *network.Response) {
+		if resp != nil && posts[id] {
+			by = append(by, servedBy(resp.Headers))
+		}
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			// A 303's answer comes as the redirect of the request that
+			// follows it, under the same ID.
+			answered(e.RequestID, e.RedirectResponse)
+			posts[e.RequestID] = e.Request.Method == http.MethodPost && strings.HasSuffix(e.Request.URL, "/.sso/logout")
+		case *network.EventResponseReceived:
+			answered(e.RequestID, e.Response)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(by)
+	}
+}
+
+func servedBy(h network.Headers) string {
+	for k, v := range h {
+		if strings.EqualFold(k, "X-Served-By") {
+			s, _ := v.(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// endedOnTheOther fails the test unless the answer the tab followed came
+// from one instance (shown: the instances whose answers Chromium saw, the
+// followed one last) while the other ended the session: its "signed out"
+// line is there, the one instance of the cluster to write one. Else the
+// POSTs did not land as the test means them to. The first click's answer
+// the browser drops, often before it arrives: the log says where its
+// POST went.
+func endedOnTheOther(t *testing.T, c *cluster, shown []string, userID string) {
+	t.Helper()
+	if len(shown) == 0 {
+		t.Fatal("Chromium saw no answer to its sign-out POSTs")
+	}
+	followed := shown[len(shown)-1]
+	signedOut := map[string]int{}
+	for _, in := range c.names {
+		signedOut[in] = c.inst[in].logged(t, "signed out", userID)
+	}
+	if len(signedOut) != 2 || signedOut[followed] != 0 || slices.Max(slices.Collect(maps.Values(signedOut))) != 1 {
+		t.Fatalf("the tab followed %s's answer; \"signed out\" lines per instance: %v; want one, on the other instance", followed, signedOut)
+	}
+}
+
+// signedOutHere is the heading of the page a sign-out shows when it does
+// not go on to an IdP's logout.
+const signedOutHere = "Signed out"
+
+// idpAsksForPassword: the tab shows the IdP's login form.
+func idpAsksForPassword(p browsertest.Page, idpPrefix string) bool {
+	return strings.HasPrefix(p.Location, idpPrefix) && strings.Contains(p.Body, "Password")
+}
+
+// honouredOnBoth fails the test unless both instances honour a copy of
+// the session cookie token.
+func honouredOnBoth(t *testing.T, c *cluster, token string) {
+	t.Helper()
+	for _, in := range c.names {
+		if status, _, err := c.withCookie(t, in, token).api("/copy"); err != nil || status != http.StatusOK {
+			t.Fatalf("the session on %s: %d %v, want 200", in, status, err)
+		}
+	}
+}
+
+// refusedOnBoth fails the test unless both instances refuse a copy of the
+// session cookie token.
+func refusedOnBoth(t *testing.T, c *cluster, token string) {
+	t.Helper()
+	for _, in := range c.names {
+		if status, _, err := c.withCookie(t, in, token).api("/copy"); err != nil || status != http.StatusUnauthorized {
+			t.Errorf("a copy of the signed-out session's cookie on %s: %d %v, want 401", in, status, err)
+		}
+	}
+}
