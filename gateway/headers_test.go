@@ -1,13 +1,20 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestStripOwnCookies checks what the upstream gets of the Cookie header:
@@ -414,5 +421,202 @@ func TestRouteHeadersAllChecked(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// identityOf is the identity of a real session (bolt, session.Manager) of
+// a user whose every field is distinct, so that a header carrying the
+// wrong field shows.
+func identityOf(t *testing.T) *session.Identity {
+	t.Helper()
+	db := OpenTestStore(t, bolt.Options{})
+	m := session.New(db, session.Config{}, nil, time.Now)
+	u := &store.User{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "ops"},
+		Active: true, Source: store.SourceJIT}
+	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := m.Create(context.Background(), u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := m.Resolve(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserID == "" || id.UserID == id.Email {
+		t.Fatalf("user id %q must differ from the email", id.UserID)
+	}
+	return id
+}
+
+// TestHeaderSetsCarryTheirFields: each header set (docs/configuration.md)
+// sends exactly its headers, each with its own field's value
+// (preferred_username is the email, as oauth2-proxy sends it); "" is the
+// default set; an override renames a field's header, and "" or "-" sends
+// that field in none; an unknown set or field fails the configuration.
+func TestHeaderSetsCarryTheirFields(t *testing.T) {
+	id := identityOf(t)
+	oauth2Proxy := map[string]string{
+		"X-Forwarded-User":               id.UserID,
+		"X-Forwarded-Email":              "ada@example.com",
+		"X-Forwarded-Preferred-Username": "ada@example.com",
+		"X-Forwarded-Groups":             "eng,ops",
+	}
+	withDefault := func(edit func(map[string]string)) map[string]string {
+		m := maps.Clone(oauth2Proxy)
+		m["X-Forwarded-First-Name"] = "Ada"
+		m["X-Forwarded-Last-Name"] = "Lovelace"
+		m["X-Forwarded-Idp"] = "okta"
+		if edit != nil {
+			edit(m)
+		}
+		return m
+	}
+	for _, tt := range []struct {
+		name      string
+		set       string
+		overrides map[string]string
+		want      map[string]string
+	}{
+		{"default", "default", nil, withDefault(nil)},
+		{"no set named is the default", "", nil, withDefault(nil)},
+		{"oauth2_proxy", "oauth2_proxy", nil, oauth2Proxy},
+		{"none", "none", nil, map[string]string{}},
+		{"renamed", "", map[string]string{"user": "X-App-User"}, withDefault(func(m map[string]string) {
+			delete(m, "X-Forwarded-User")
+			m["X-App-User"] = id.UserID
+		})},
+		{"dash sends none", "", map[string]string{"groups": "-"}, withDefault(func(m map[string]string) { delete(m, "X-Forwarded-Groups") })},
+		{"empty sends none", "", map[string]string{"idp": ""}, withDefault(func(m map[string]string) { delete(m, "X-Forwarded-Idp") })},
+		{"added to none", "none", map[string]string{"last_name": "X-Surname"}, map[string]string{"X-Surname": "Lovelace"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := NewHeaderPlan(tt.set, tt.overrides)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			plan.SetIdentity(h, id)
+			got := make(map[string]string, len(h))
+			for k, v := range h {
+				got[k] = strings.Join(v, "|")
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("headers %v, want %v", got, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		set       string
+		overrides map[string]string
+		want      string
+	}{
+		{"oauth2-proxy", nil, `unknown header set "oauth2-proxy"`},
+		{"", map[string]string{"username": "X-App-User"}, `unknown identity field "username"`},
+		{"none", map[string]string{"mail": "-"}, `unknown identity field "mail"`},
+	} {
+		if _, err := NewHeaderPlan(tt.set, tt.overrides); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("NewHeaderPlan(%q, %v) = %v, want an error naming %s", tt.set, tt.overrides, err, tt.want)
+		}
+	}
+}
+
+// TestReservedHeaderNames: every name the rule reserves (headers.go,
+// reservedHeaders) is refused as a header a route sets, in any letter
+// case and with _ for -, whichever setting names it; names that merely
+// start alike are not. Without it, dropping X-Forwarded-For (a route
+// overwriting the client address the app logs) from the list passed
+// every test.
+func TestReservedHeaderNames(t *testing.T) {
+	reserved := []string{
+		"Connection", "Content-Length", "Content-Type", "Content-Encoding", "Expect", "Host", "Keep-Alive",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Via", "Date",
+		"Accept-Charset", "Accept-Encoding", "Access-Control-Request-Headers", "Access-Control-Request-Method",
+		"Cookie2", "Dnt", "Origin", "Referer",
+		"Cookie", "Set-Cookie",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		"X-Forwarded-Method", "X-Forwarded-Uri",
+		"X-Real-Ip", "X-Requested-With", "Accept",
+		"Proxy-Authorization", "Proxy-Authenticate", "Sec-Fetch-Site", "Sec-Ch-Ua",
+	}
+	for _, name := range reserved {
+		for _, spelling := range []string{name, strings.ToUpper(name), strings.ToLower(strings.ReplaceAll(name, "-", "_"))} {
+			for _, u := range []UpstreamHeader{
+				{Setting: SettingHeader, Field: "user", Name: spelling},
+				{Setting: SettingAccessToken, Name: spelling},
+				{Setting: SettingIdentityJWT, Name: spelling},
+			} {
+				err := CheckUpstreamHeaders(u)
+				if err == nil || !strings.Contains(err.Error(), spelling+" is reserved") {
+					t.Errorf("%s: %v, want %s refused as reserved", u, err, spelling)
+				}
+			}
+		}
+		if _, err := NewHeaderPlan("none", map[string]string{"email": name}); err == nil {
+			t.Errorf("NewHeaderPlan: header email %s accepted", name)
+		}
+	}
+	for _, name := range []string{"X-Forwarded-Fort", "Accepted", "X-Real-Ip-Country", "Hosts", "Dates", "X-Sec-User", "X-Proxy-User", "Cookies"} {
+		if err := CheckUpstreamHeaders(UpstreamHeader{Setting: SettingHeader, Field: "user", Name: name}); err != nil {
+			t.Errorf("%s refused: %v", name, err)
+		}
+	}
+}
+
+// TestStripInboundFoldsEveryLetter: a configured name is stripped in a
+// client's spelling whatever letters it holds, A and Z included: the
+// folding rule lowercases the whole ASCII range.
+func TestStripInboundFoldsEveryLetter(t *testing.T) {
+	const name = "X-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	plan, err := NewHeaderPlan("none", map[string]string{"user": name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{name, strings.ToLower(name), "x_abcdefghijklmnopqrstuvwxyZ", "X.Abcdefghijklmnopqrstuvwxyz"} {
+		h := http.Header{s: {"admin"}, "X-Abcdefghijklmnopqrstuvwxy": {"kept"}}
+		plan.StripInbound(h)
+		if _, ok := h[s]; ok {
+			t.Errorf("client's %q survived StripInbound", s)
+		}
+		if _, ok := h["X-Abcdefghijklmnopqrstuvwxy"]; !ok {
+			t.Errorf("a shorter name was stripped along with %q", s)
+		}
+	}
+}
+
+// TestProtectedHeadersIsACopy: a caller that edits the list it got (the
+// examples' tests append Cookie to it) cannot change what routes strip.
+func TestProtectedHeadersIsACopy(t *testing.T) {
+	got := ProtectedHeaders()
+	for i := range got {
+		got[i] = "X-Not-Protected"
+	}
+	plan, err := NewHeaderPlan("none", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"X-Forwarded-User": {"admin"}}
+	plan.StripInbound(h)
+	if _, ok := h["X-Forwarded-User"]; ok {
+		t.Error("X-Forwarded-User reaches the upstream after a caller edited ProtectedHeaders' answer")
+	}
+	if again := ProtectedHeaders(); again[0] != "X-Forwarded-User" {
+		t.Errorf("ProtectedHeaders()[0] = %q after a caller edited its answer", again[0])
+	}
+}
+
+// TestSetIdentityAllocations: setting the identity headers on a request
+// allocates nothing: the value slices are the session's, built once.
+func TestSetIdentityAllocations(t *testing.T) {
+	id := identityOf(t)
+	plan, err := NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := make(http.Header, 16)
+	allocs := testing.AllocsPerRun(100, func() { plan.SetIdentity(h, id) })
+	if allocs != 0 {
+		t.Errorf("SetIdentity: %v allocations, want 0", allocs)
 	}
 }

@@ -1,7 +1,10 @@
 package gateway_test
 
 import (
+	"errors"
 	"html"
+	"io/fs"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -193,5 +196,100 @@ func TestFailingOverrideFallsBack(t *testing.T) {
 	}
 	if logs.FilterMessageSnippet("operator's page template failed").Len() != 1 {
 		t.Errorf("the failure was not logged: %v", logs.All())
+	}
+}
+
+// TestFailingOverrideSendsOnlyTheDefault: when an operator's template
+// fails halfway, the person gets the default page alone, not what the
+// template wrote before it failed followed by the default page.
+func TestFailingOverrideSendsOnlyTheDefault(t *testing.T) {
+	p, err := gateway.LoadPages(writePages(t, map[string]string{
+		"chooser.html": `<h1>Anmelden</h1><p>Wählen Sie {{(index .Links 0).Text}}</p>`,
+	}), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := gateway.SamplePage(gateway.PageChooser)
+	pg.Links = nil
+	rec := render(t, p, pg)
+	body := rec.Body.String()
+	if !strings.HasPrefix(body, "<!doctype html>") || strings.Contains(body, "Anmelden") || strings.Count(body, "<h1>") != 1 {
+		t.Errorf("fallback body is not the default page alone:\n%s", body)
+	}
+}
+
+// TestMissingPagesDir: a pages_dir that does not exist is reported as
+// missing (the operator's typo in the path), not as a directory without
+// templates.
+func TestMissingPagesDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pgaes")
+	_, err := gateway.LoadPages(dir, zap.NewNop())
+	if !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "no .html templates") || !strings.Contains(err.Error(), "pages_dir") {
+		t.Errorf("LoadPages(missing) = %v, want pages_dir: ... does not exist", err)
+	}
+}
+
+// TestPageContentSecurityPolicy: every page's CSP is the whole policy,
+// directive by directive: nothing runs, only same-origin images (and data:
+// ones), styles and fonts load, no <base> may move the page's links, and
+// the form may post only to this site and the origins of FormTargets,
+// lowercased; targets that are not http(s) URLs, or whose host would break
+// out of the directive, add nothing.
+func TestPageContentSecurityPolicy(t *testing.T) {
+	base := map[string]string{
+		"default-src":     "'none'",
+		"img-src":         "'self' data:",
+		"style-src":       "'self' 'unsafe-inline'",
+		"font-src":        "'self'",
+		"base-uri":        "'none'",
+		"frame-ancestors": "'none'",
+		"form-action":     "'self'",
+	}
+	for _, tt := range []struct {
+		name    string
+		targets []string
+		form    string
+	}{
+		{"no targets", nil, "'self'"},
+		{"an IdP", []string{"https://IdP.Example.COM:8443/oidc/logout?x=1"}, "'self' https://idp.example.com:8443"},
+		{"two", []string{"https://a.example/x", "http://[::1]:9000/y"}, "'self' https://a.example http://[::1]:9000"},
+		{"not http", []string{"javascript:alert(1)", "ftp://files.example/", "/relative"}, "'self'"},
+		{"host breaking out", []string{"https://a.example;script-src/", "https://a.example,b/", "https://'unsafe-inline'/"}, "'self'"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pg := gateway.SamplePage(gateway.PageLogout)
+			pg.FormTargets = tt.targets
+			csp := render(t, nil, pg).Header().Get("Content-Security-Policy")
+			got := map[string]string{}
+			for _, d := range strings.Split(csp, ";") {
+				name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+				if _, dup := got[name]; dup {
+					t.Errorf("CSP %q repeats %s", csp, name)
+				}
+				got[name] = value
+			}
+			want := maps.Clone(base)
+			want["form-action"] = tt.form
+			if !maps.Equal(got, want) {
+				t.Errorf("CSP %q, want %v", csp, want)
+			}
+		})
+	}
+}
+
+// TestDefaultLogoutForm: the default sign-out page posts to its action
+// with the return_to it was given, so that signing out lands where the
+// person asked; and a nil Pages (the defaults only) overrides nothing.
+func TestDefaultLogoutForm(t *testing.T) {
+	pg := gateway.SamplePage(gateway.PageLogout)
+	pg.ReturnTo = "/reports?q=1"
+	body := render(t, nil, pg).Body.String()
+	for _, want := range []string{`<form method="post" action="` + html.EscapeString(pg.Action) + `">`, `name="return_to" value="/reports?q=1"`, `>` + pg.Button + `</button>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("sign-out page lacks %s:\n%s", want, body)
+		}
+	}
+	if got := (*gateway.Pages)(nil).Overrides(); got != nil {
+		t.Errorf("nil Pages overrides %v", got)
 	}
 }

@@ -162,3 +162,35 @@ func TestLargeIdentityHeadersWarnOncePerUserAnHour(t *testing.T) {
 		t.Errorf("ada's second WARN counts %v lines sent to DEBUG, want her re-reads of the hour", repeats[0])
 	}
 }
+
+// TestIdentityValuesControlBoundaries: the header values drop exactly
+// Unicode's Cc (U+0000-U+001F, U+007F-U+009F) and keep the characters
+// either side of each range: a space or a no-break space in a name
+// stays, U+001F and U+009F (a C1 control some stacks act on) go.
+func TestIdentityValuesControlBoundaries(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, newClock().now)
+	for i, tc := range []struct {
+		first, want string
+	}{
+		{"Mary Ann", "Mary Ann"},
+		{"A\x00B\x1fC", "ABC"},
+		{"A~B\x7fC", "A~BC"},
+		{"A\u0080B\u009fC", "ABC"},
+		{"A\u00a0B\u00a1C", "A\u00a0B\u00a1C"},
+	} {
+		u := addUser(t, db, &store.User{Email: fmt.Sprintf("ada%d@example.com", i), FirstName: tc.first, Active: true, Source: store.SourceJIT})
+		token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := m.Resolve(ctx, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := id.Value(session.FieldFirstName)[0]; got != tc.want {
+			t.Errorf("first name %q: header value %q, want %q", tc.first, got, tc.want)
+		}
+	}
+}
