@@ -3,8 +3,10 @@ package gateway
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // Session cookie names. The __Host- prefix makes browsers refuse the cookie
@@ -66,6 +68,20 @@ func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
 		HttpOnly: true,
 		Secure:   o.Secure(),
 		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// keepSignedOutCookie sets the cookie of a session just signed out to
+// expire when a second click's sign-out no longer finds that session
+// (session.SignedOutFindable). No token (the outer session's sign-out,
+// which had no cookie here): nothing to keep.
+func keepSignedOutCookie(w http.ResponseWriter, o Origin, token string) {
+	if token == "" {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: o.SessionCookie(), Value: token, Path: "/", MaxAge: int(session.SignedOutFindable / time.Second),
+		HttpOnly: true, Secure: o.Secure(), SameSite: http.SameSiteLaxMode,
 	})
 }
 

@@ -1043,9 +1043,8 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			zap.String("sec_fetch_site", shortened(r.Header.Get("Sec-Fetch-Site"), 30)))
 		return rt.fail(logoutRefusedPage(rt.PathPrefix))
 	}
-	clearBrowser(w, o)
-	// Every stored session among the cookies ends, whatever its IdP: the
-	// cookie is cleared either way. One that had ended already (idle, past
+	clearBrowserCache(w)
+	// Every stored session among the cookies ends, whatever its IdP. One that had ended already (idle, past
 	// its lifetime) still leads to its IdP's logout, which is all its
 	// cookie gets: the IdP's session outlives ours (docs/security.md).
 	// Without cookies, the outer session ends (by its hash: an sso before
@@ -1053,15 +1052,18 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	// twice finds the session ended (SignOut keeps it stored until the
 	// sweep), on this instance or another: the second answer, which the
 	// browser shows, goes on to the IdP's logout too.
-	var ended, endedBefore *session.Ended
-	signedOut := func(e *session.Ended) {
+	var (
+		ended, endedBefore *session.Ended
+		endedToken         string // the cookie of ended, "" for the outer session's
+	)
+	signedOut := func(e *session.Ended, token string) {
 		if e == nil {
 			return
 		}
 		if e.Before {
 			// Not audited (it had ended): no log line of a sign-out.
 			if endedBefore == nil {
-				endedBefore = e
+				endedBefore, endedToken = e, token
 			}
 			return
 		}
@@ -1069,24 +1071,24 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		// lines too (docs/security.md).
 		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
 		if ended == nil {
-			ended = e
+			ended, endedToken = e, token
 		}
 	}
 	for _, t := range tokens {
 		e, err := run.Sessions.SignOut(r.Context(), t)
 		if err != nil {
-			return rt.signOutUnrecorded(w, run, tokens, err)
+			return rt.signOutUnrecorded(w, o, run, tokens, err)
 		}
-		signedOut(e)
+		signedOut(e, t)
 	}
 	if outer != nil {
 		// A store that cannot record it: SignOutHash refuses the session
 		// here from now on, as SignOut does.
 		e, err := run.Sessions.SignOutHash(r.Context(), outer.SessionHash)
 		if err != nil {
-			return rt.signOutUnrecorded(w, run, nil, err)
+			return rt.signOutUnrecorded(w, o, run, nil, err)
 		}
-		signedOut(e)
+		signedOut(e, "")
 	}
 	// A live session's IdP first, else an ended session's.
 	if ended == nil {
@@ -1096,6 +1098,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	// (where the IdP sends the browser back) are served here.
 	if ended != nil && o.Vouched {
 		if p := rt.provider(ended.Session.IdP); p != nil {
+			// The cookie, naming a session ended in the store, stays a
+			// minute: a second click can come after this answer has
+			// arrived, while the tab is on its way to the IdP (a slow
+			// IdP page), and its POST must still name the session to go
+			// on to the IdP's logout; cleared, it showed "Signed out"
+			// and left the IdP's session alive. It admits nothing.
+			keepSignedOutCookie(w, o, endedToken)
 			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
 			if err != nil {
 				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
@@ -1105,27 +1114,27 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			}
 		}
 	}
+	clearSessionCookie(w, o) // after a kept one: the later Set-Cookie wins
 	return rt.Pages.Write(w, signedOutPage(rt.PathPrefix, returnTo))
 }
 
-// clearBrowser takes the session out of the browser that signs out: its
-// cookie, and the site's pages in the browser's caches. The HTTP cache and
-// the back/forward cache keep a page whose app sent a Cache-Control
-// without no-store (private.go), and the back button would show the
-// signed-out person's page from there; emptied, it asks the gateway
-// again, which sends it to sign in. Chromium may hold the answer up while
-// it clears a large cache.
-func clearBrowser(w http.ResponseWriter, o Origin) {
-	clearSessionCookie(w, o)
+// clearBrowserCache takes the site's pages out of the caches of the
+// browser that signs out. The HTTP cache and the back/forward cache keep a
+// page whose app sent a Cache-Control without no-store (private.go), and
+// the back button would show the signed-out person's page from there;
+// emptied, it asks the gateway again, which sends it to sign in. Chromium
+// may hold the answer up while it clears a large cache.
+func clearBrowserCache(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Clear-Site-Data", `"cache"`)
 }
 
 // signOutUnrecorded answers a sign-out the store could not record: the
-// cookie is cleared already, and the sessions of tokens are refused here
-// until the store records their end (session.Manager.RevokeLater), so that
-// a copy of the cookie does not go on working meanwhile.
-func (rt *Route) signOutUnrecorded(w http.ResponseWriter, run *Runtime, tokens []string, err error) error {
+// cookie is cleared, and the sessions of tokens are refused here until the
+// store records their end (session.Manager.RevokeLater), so that a copy of
+// the cookie does not go on working meanwhile.
+func (rt *Route) signOutUnrecorded(w http.ResponseWriter, o Origin, run *Runtime, tokens []string, err error) error {
+	clearSessionCookie(w, o)
 	for _, t := range tokens {
 		run.Sessions.RevokeLater(t, store.EventSessionLoggedOut)
 	}

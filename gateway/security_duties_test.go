@@ -176,8 +176,10 @@ func (p *logoutProvider) Logout(w http.ResponseWriter, r *http.Request, _ string
 // TestSignOutClearsTheBrowser: the answer to a sign-out, the signed-out
 // page as the redirect to the IdP's logout, empties the site's pages from
 // the browser's caches (Clear-Site-Data: "cache", so that the back button
-// does not show the signed-out person's page), is not stored itself, and
-// clears the session cookie.
+// does not show the signed-out person's page) and is not stored itself.
+// The signed-out page clears the session cookie; the way to the IdP's
+// logout keeps it a minute, naming the ended session, for a second click
+// that comes after this answer (TestSecondClickAfterTheFirstAnswer).
 func TestSignOutClearsTheBrowser(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -211,13 +213,56 @@ func TestSignOutClearsTheBrowser(t *testing.T) {
 			if got := h.Get("Cache-Control"); got != "no-store" {
 				t.Errorf("Cache-Control %q, want no-store", got)
 			}
-			cleared := slices.ContainsFunc(w.Result().Cookies(), func(c *http.Cookie) bool {
-				return c.Name == dutyOrigin().SessionCookie() && c.MaxAge < 0
-			})
-			if !cleared {
+			cookies := w.Result().Cookies()
+			last := -1 // the one the browser keeps
+			for i, c := range cookies {
+				if c.Name == dutyOrigin().SessionCookie() {
+					last = i
+				}
+			}
+			switch {
+			case last < 0:
+				t.Errorf("the session cookie is not set: %q", h.Values("Set-Cookie"))
+			case tc.signedIn && (cookies[last].Value != world.token || cookies[last].MaxAge != 60):
+				t.Errorf("session cookie on the way to the IdP: %q, want the signed-out session's kept for 60 s", h.Values("Set-Cookie"))
+			case !tc.signedIn && cookies[last].MaxAge >= 0:
 				t.Errorf("session cookie not cleared: %q", h.Values("Set-Cookie"))
 			}
 		})
+	}
+}
+
+// TestSecondClickAfterTheFirstAnswer: a second click of the sign-out
+// button can leave after the first answer arrived, while the tab is on
+// its way to the IdP's logout (a slow IdP page): its POST carries the
+// cookie the first answer left, finds the session ended, and goes on to
+// the IdP's logout too. The first answer cleared the cookie, so the second
+// POST named no session and showed "Signed out", the IdP's session alive.
+func TestSecondClickAfterTheFirstAnswer(t *testing.T) {
+	world := newDutyWorld(t)
+	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(),
+		IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: &logoutProvider{name: "corp"}}}}
+	tokens := []string{world.token}
+	for click := 1; click <= 2; click++ {
+		r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/logout", nil)
+		r.Header.Set("Origin", "https://app.example.com")
+		w := httptest.NewRecorder()
+		if err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), tokens, nil); err != nil {
+			t.Fatal(err)
+		}
+		if loc := w.Header().Get("Location"); w.Code != http.StatusSeeOther || loc != "https://idp.example.com/logout" {
+			t.Fatalf("click %d: %d to %q, want the IdP's logout", click, w.Code, loc)
+		}
+		// What the browser holds for the next click: the last cookie set.
+		tokens = nil
+		for _, c := range w.Result().Cookies() {
+			if c.Name == dutyOrigin().SessionCookie() {
+				tokens = nil
+				if c.MaxAge >= 0 {
+					tokens = []string{c.Value}
+				}
+			}
+		}
 	}
 }
 

@@ -1550,6 +1550,11 @@ func (m *Manager) keepEvicted(touches []touch) {
 // minute of the signer's clock.
 const signOutBackdate = time.Minute
 
+// SignedOutFindable is how long after a sign-out its session is still
+// found, ended, by a second click's sign-out (on any instance): the
+// gateway keeps the cookie in the browser that long, no longer.
+const SignedOutFindable = time.Minute
+
 // sweepGrace is how long past its stored end the sweep spares a session.
 // A sign-out keeps its session stored, ended (signOut), so that a double
 // click's second POST, on whichever instance, finds it and goes on to the
@@ -1557,7 +1562,7 @@ const signOutBackdate = time.Minute
 // starts with one) must not delete it: spared for a minute after the
 // sign-out, its stored end being backdated. Requests judge ends by
 // themselves: the sweep only collects what none can use.
-const sweepGrace = signOutBackdate + time.Minute
+const sweepGrace = signOutBackdate + SignedOutFindable
 
 // Sweep deletes expired sessions from the store and the cache, in batches a
 // store.BatchSizer keeps to a few milliseconds each, as store.Background

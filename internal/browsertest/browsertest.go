@@ -121,10 +121,10 @@ func WaitFor(t testing.TB, ctx context.Context, what string, ok func(Page) bool)
 // second's, whose POST finds the session ended (behind a load balancer,
 // perhaps on another instance). It fails when the second click sends no
 // POST, and returns, the network at its own speed again, once the tab
-// follows the second answer (asks for anything but the sign-out).
-// Restoring the speed as soon as the second POST was sent let one run end
-// on the site's own "Signed out" page: the first answer, released early,
-// may clear the cookie before the second POST leaves.
+// follows the second answer (asks for anything but the sign-out), so that
+// the test sees what it set out to: two POSTs that both left before any
+// answer came (a second click after the first answer is the gateway
+// test TestSecondClickAfterTheFirstAnswer's).
 func DoubleClickSignOut(base string) chromedp.Action[chromedp.Void] {
 	const doubleClick = `(() => { const b = document.getElementById("submit"); b.click(); setTimeout(() => b.click(), 150); return 1 })()`
 	signOut := base + "/.sso/logout"
