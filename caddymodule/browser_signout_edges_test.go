@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/crewjam/saml"
 
 	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
@@ -259,6 +260,44 @@ func TestBrowserDoubleClickSignOut(t *testing.T) {
 			nextVisitAsksForPassword(t, ctx, base, idpPrefix)
 		})
 	}
+}
+
+// TestBrowserSecondClickAfterTheFirstAnswer: an IdP whose single logout
+// is HTTP-Redirect only (Entra ID's) is reached by a redirect, and the
+// sign-out page stays on screen, its button live, until the IdP's page
+// comes (here: held until the second click has reached it). A second
+// click then leaves after the first answer arrived: its POST carries the
+// cookie that answer kept, and goes on to the IdP's logout too. The first
+// answer cleared the cookie, and the second, the one the tab shows, was
+// the local "Signed out" page, the IdP's session alive.
+func TestBrowserSecondClickAfterTheFirstAnswer(t *testing.T) {
+	w := localhostSAMLWorld(t, "", func(s *samltest.Server) { s.SetLogoutBindings(saml.HTTPRedirectBinding) })
+	ctx := newChromium(t)
+	browserSignIn(t, ctx, w.gw.base+"/dashboard", "ada", "ada-pw")
+	release := w.idp.Stall(samltest.PathSLO)
+	t.Cleanup(release)
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/.sso/logout"), chromedp.WaitVisible(chromedp.ID("submit"))); err != nil {
+		t.Fatal(err)
+	}
+	// The second click by the page's own timer: chromedp waits for a
+	// navigation in progress, and the tab is in one, to the IdP. 1.5 s is
+	// long after the first answer on loopback; were it not, the clicks
+	// would be an ordinary double click, which goes to the IdP too.
+	const clickTwice = `(() => { const b = document.getElementById("submit"); b.click(); setTimeout(() => b.click(), 1500); return 1 })()`
+	if _, err := chromedp.Run(ctx, chromedp.EvaluateAsDevTools[int](clickTwice)); err != nil {
+		t.Fatal(err)
+	}
+	for click := 1; click <= 2; click++ {
+		for deadline := time.Now().Add(15 * time.Second); w.idp.Requests(samltest.PathSLO) < click; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				p, _ := browsertest.Look(ctx)
+				t.Fatalf("click %d did not go on to the IdP's logout: the tab is at %s showing:\n%s", click, p.Location, p.Body)
+			}
+		}
+	}
+	release()
+	waitFor(t, ctx, "the IdP's login form after signing out", func(s browserState) bool { return s.idpAsksForPassword(w.idp.SSOURL()) })
+	nextVisitAsksForPassword(t, ctx, w.gw.base, w.idp.SSOURL())
 }
 
 // TestBrowserPagesLeadOn clicks the way on that the dead-end pages now
