@@ -27,15 +27,7 @@ import (
 func chromiumDoubleClickOIDC(t *testing.T, c *cluster) {
 	c.addOIDCUser("doubleclick")
 	ctx := browsertest.New(t, 1000, 800)
-	if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/dash"), browsertest.SignInAtTestIdP("doubleclick", "doubleclick-pw")); err != nil {
-		t.Fatal(err)
-	}
-	browsertest.WaitFor(t, ctx, "the app after signing in", func(p browsertest.Page) bool {
-		return strings.HasPrefix(p.Location, c.base+"/dash") && strings.Contains(p.Body, "doubleclick@example.com")
-	})
-	token := chromiumSessionCookie(t, ctx, c.base)
-	honouredOnBoth(t, c, token)
-	userID := c.withCookie(t, "a", token).whoami(t)
+	token, userID := chromiumSignIn(t, ctx, c, c.base+"/dash", "doubleclick")
 
 	answeredBy := signOutsAnswered(t, ctx)
 	if err := chromedp.Do(ctx, browsertest.DoubleClickSignOut(c.base)); err != nil {
@@ -72,6 +64,22 @@ func chromiumDoubleClickOIDC(t *testing.T, c *cluster) {
 	honouredOnBoth(t, c, again)
 }
 
+// chromiumSignIn signs user (password user-pw, email user@example.com) in
+// from start, which ends at /dash, and returns the session's cookie, which
+// both instances honour, and the user's ID.
+func chromiumSignIn(t *testing.T, ctx context.Context, c *cluster, start, user string) (token, userID string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(start), browsertest.SignInAtTestIdP(user, user+"-pw")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.WaitFor(t, ctx, "the app after signing in", func(p browsertest.Page) bool {
+		return strings.HasPrefix(p.Location, c.base+"/dash") && strings.Contains(p.Body, user+"@example.com")
+	})
+	token = chromiumSessionCookie(t, ctx, c.base)
+	honouredOnBoth(t, c, token)
+	return token, c.withCookie(t, "a", token).whoami(t)
+}
+
 // chromiumDoubleClickSAML is chromiumDoubleClickOIDC for a SAML session:
 // the answer the tab follows goes on to the IdP's single logout, which
 // ends the IdP's session, and the cookie is refused on both instances.
@@ -80,15 +88,7 @@ func chromiumDoubleClickSAML(t *testing.T, c *cluster) {
 	c.saml.AddUser(samltest.Okta("doubleclicksaml", "doubleclicksaml-pw", samltest.Person{ID: "saml-doubleclicksaml",
 		FirstName: "Double", LastName: "Click", Email: "doubleclicksaml@example.com"}))
 	ctx := browsertest.New(t, 1000, 800)
-	if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/.sso/login?idp=saml&return_to=/dash"), browsertest.SignInAtTestIdP("doubleclicksaml", "doubleclicksaml-pw")); err != nil {
-		t.Fatal(err)
-	}
-	browsertest.WaitFor(t, ctx, "the app after signing in", func(p browsertest.Page) bool {
-		return strings.HasPrefix(p.Location, c.base+"/dash") && strings.Contains(p.Body, "doubleclicksaml@example.com")
-	})
-	token := chromiumSessionCookie(t, ctx, c.base)
-	honouredOnBoth(t, c, token)
-	userID := c.withCookie(t, "a", token).whoami(t)
+	token, userID := chromiumSignIn(t, ctx, c, c.base+"/.sso/login?idp=saml&return_to=/dash", "doubleclicksaml")
 	// Earlier subtests' IdP sessions live on (their browsers never signed
 	// out): this sign-out must end one more.
 	sessions, slo := c.saml.SessionCount(), c.saml.Requests(samltest.PathSLO)
