@@ -73,10 +73,11 @@ func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
 
 // keepSignedOutCookie sets the cookie of a session just signed out to
 // expire when a second click's sign-out no longer finds that session
-// (session.SignedOutFindable). No token (the outer session's sign-out,
-// which had no cookie here): nothing to keep.
+// (session.SignedOutFindable). Without its token (the outer session's
+// sign-out, whose cookie an sso before this one took) it is cleared.
 func keepSignedOutCookie(w http.ResponseWriter, o Origin, token string) {
 	if token == "" {
+		clearSessionCookie(w, o)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
