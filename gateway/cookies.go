@@ -60,15 +60,17 @@ func StripOwnCookies(h http.Header) {
 	}
 }
 
-func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
+// writeSessionCookie sets the session cookie, its attributes the same
+// whatever it holds: maxAge 0 lasts the browser session, -1 clears it.
+func writeSessionCookie(w http.ResponseWriter, o Origin, token string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     o.SessionCookie(),
-		Value:    token,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   o.Secure(),
-		SameSite: http.SameSiteLaxMode,
+		Name: o.SessionCookie(), Value: token, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: o.Secure(), SameSite: http.SameSiteLaxMode,
 	})
+}
+
+func setSessionCookie(w http.ResponseWriter, o Origin, token string) {
+	writeSessionCookie(w, o, token, 0)
 }
 
 // keepSignedOutCookie sets the cookie of a session just signed out to
@@ -80,15 +82,9 @@ func keepSignedOutCookie(w http.ResponseWriter, o Origin, token string) {
 		clearSessionCookie(w, o)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: o.SessionCookie(), Value: token, Path: "/", MaxAge: int(session.SignedOutFindable / time.Second),
-		HttpOnly: true, Secure: o.Secure(), SameSite: http.SameSiteLaxMode,
-	})
+	writeSessionCookie(w, o, token, int(session.SignedOutFindable/time.Second))
 }
 
 func clearSessionCookie(w http.ResponseWriter, o Origin) {
-	http.SetCookie(w, &http.Cookie{
-		Name: o.SessionCookie(), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: o.Secure(), SameSite: http.SameSiteLaxMode,
-	})
+	writeSessionCookie(w, o, "", -1)
 }
