@@ -42,6 +42,13 @@ func (m *Manager) Ends(s *store.Session) (end time.Time, ended bool) {
 	return end, m.idleExpired(m.idleFrom(s.LastSeen.UnixNano(), remembered), now.UnixNano())
 }
 
+// pastEnd reports whether s is past its stored end by this Manager's
+// clock and lifetime (lifetimeEnd): signed out, found expired, or over its
+// lifetime. Idleness is Ends's and load's to judge.
+func (m *Manager) pastEnd(s *store.Session) bool {
+	return !m.now().Before(m.lifetimeEnd(s))
+}
+
 // lifetimeEnd is when s ends by its stored end and the configured
 // lifetime: a lifetime shortened since the sign-in (a reload) holds for
 // the sessions it finds too; the stored end only ever comes earlier (an

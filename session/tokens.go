@@ -387,7 +387,7 @@ func (m *Manager) storedLive(tx store.Tx, hash string) error {
 	if err != nil {
 		return err
 	}
-	if !m.now().Before(m.lifetimeEnd(s)) {
+	if m.pastEnd(s) {
 		return store.ErrNotFound
 	}
 	return nil

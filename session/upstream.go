@@ -815,7 +815,7 @@ func (m *Manager) End(ctx context.Context, hash, eventType, reason string) error
 			return err
 		}
 		ended = true
-		if !m.now().Before(m.lifetimeEnd(s)) {
+		if m.pastEnd(s) {
 			return nil
 		}
 		return tx.Audit(store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID, Reason: reason})
