@@ -105,17 +105,25 @@ func (cc *CommitCutter) forward(client, server net.Conn) {
 				}
 			}
 			saw = saw || slices.ContainsFunc(statements, func(name []byte) bool { return bytes.Contains(msg, name) })
-			if _, werr := server.Write(msg); werr != nil {
-				return
-			}
-			if isCommit := bytes.Contains(msg, commit); isCommit && saw && cc.armed.CompareAndSwap(true, false) {
+			isCommit := bytes.Contains(msg, commit)
+			if isCommit && saw && cc.armed.CompareAndSwap(true, false) {
 				cc.cuts.Add(1)
-				_ = client.Close() // the answer never arrives
+				// The client goes first: closed after the COMMIT went on,
+				// a quick answer could reach it in between (the copy back
+				// runs on its own), and the cut would be no cut.
+				_ = client.Close()
+				if _, werr := server.Write(msg); werr != nil {
+					return
+				}
 				// The server has the COMMIT; keep its end open while it
 				// runs it, as a network that failed on the way back would.
 				_, _ = io.Copy(io.Discard, server)
 				return
-			} else if isCommit || bytes.Contains(msg, rollback) {
+			}
+			if _, werr := server.Write(msg); werr != nil {
+				return
+			}
+			if isCommit || bytes.Contains(msg, rollback) {
 				saw = cc.after == nil
 			}
 		}
