@@ -260,7 +260,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer inflight.Exit()
 	run, err := h.app.live.Running(r.Context())
 	if err != nil {
-		return h.caddyError(w, r, &gateway.Error{Status: http.StatusServiceUnavailable, Err: err})
+		err := &gateway.Error{Status: http.StatusServiceUnavailable, Err: err}
+		if h.route.Mode != gateway.ModeProtect && h.endpointURL(r) == nil {
+			return h.route.AnswerVerify(w, err) // the proxy's decision, not an error route's
+		}
+		return h.caddyError(w, r, err)
 	}
 	o := h.origin(r)
 	var buf [gateway.MaxSessionCookies]string
@@ -269,11 +273,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if len(tokens) == 0 {
 		outer, _ = caddyhttp.GetVar(r.Context(), signedInVar).(*session.Identity) // an sso before this one took the cookie
 	}
-	sent := sentURL(r)
-	if strings.HasPrefix(sent.Path, h.PathPrefix) || strings.HasPrefix(r.URL.Path, h.PathPrefix) {
-		if !strings.HasPrefix(sent.Path, h.PathPrefix) {
-			sent = r.URL // an operator's rewrite to an endpoint
-		}
+	if sent := h.endpointURL(r); sent != nil {
 		start := time.Now()
 		err := h.route.ServeEndpoint(w, answering(r, o, sent), run, o, tokens, outer)
 		h.app.metrics.Endpoint(sent.Path[len(h.PathPrefix):], time.Since(start))
@@ -300,9 +300,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.caddyError(w, r, h.route.SessionUnavailable(w, r, err)) // the store's failure or the IdP's
 	}
 	if gateway.IsNavigation(r) {
-		return h.caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sent), run, o, tokens, outer))
+		return h.caddyError(w, r, h.route.StartSignIn(w, answering(r, o, sentURL(r)), run, o, tokens, outer))
 	}
-	return h.caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sent), o))
+	return h.caddyError(w, r, h.route.Unauthorized(w, answering(r, o, sentURL(r)), o))
 }
 
 // signedInVar holds the session an sso handler admitted, for a stricter
@@ -316,6 +316,17 @@ func sentURL(r *http.Request) *url.URL {
 		return orig.URL
 	}
 	return r.URL
+}
+
+// endpointURL is the URL of a request for one of the handler's endpoints,
+// as the client sent it or as an operator's rewrite made it; else nil.
+func (h *Handler) endpointURL(r *http.Request) *url.URL {
+	for _, u := range [...]*url.URL{sentURL(r), r.URL} {
+		if strings.HasPrefix(u.Path, h.PathPrefix) {
+			return u
+		}
+	}
+	return nil
 }
 
 // answering is r, with the site's origin (idp.WithOrigin) and u as its URL,

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 )
@@ -65,5 +66,54 @@ func TestErrorsNotForwardedStatuses(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestVerifyNotRunningAnswersItself: a forward-auth request that arrives
+// before the sso app runs is answered 503 by the gateway, never by the
+// server's error routes, whose own status (a respond, or an upstream's
+// 200) would tell the proxy to let the request through. A browser's
+// request for an endpoint on the same route is a page request, and goes
+// to the error routes as on any route.
+func TestVerifyNotRunningAnswersItself(t *testing.T) {
+	notRunning := &App{live: gateway.NewLive()}
+	notRunning.live.Started() // its Start failed: nothing runs
+	plan, err := gateway.NewHeaderPlan("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp := &gateway.IdP{Name: "corp", Protocol: "oidc"}
+	errorRoute := &caddyhttp.StaticResponse{StatusCode: caddyhttp.WeakString("200"), Body: "sorry"}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{errorRoute}}}}}
+	for _, tc := range []struct {
+		mode       string
+		path       string
+		caddyError bool
+	}{
+		{gateway.ModeForwardAuth, "/verify", false},
+		{gateway.ModeAuthRequest, "/verify", false},
+		{gateway.ModeForwardAuth, "/.sso/oidc/corp/callback", true},
+	} {
+		t.Run(tc.mode+" "+tc.path, func(t *testing.T) {
+			h := &Handler{PathPrefix: DefaultPathPrefix, app: notRunning, logger: zap.NewNop(),
+				route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{corp}, Default: corp,
+					Headers: plan, Logger: zap.NewNop(), Mode: tc.mode}}
+			r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+tc.path, nil)
+			r = r.WithContext(context.WithValue(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()), caddyhttp.ServerCtxKey, srv))
+			w := httptest.NewRecorder()
+			err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+				t.Error("a verify route called next")
+				return nil
+			}))
+			var he caddyhttp.HandlerError
+			switch {
+			case tc.caddyError && (!errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable):
+				t.Errorf("ServeHTTP returned %v, wrote %d; want a 503 Caddy error for the error routes", err, w.Code)
+			case !tc.caddyError && err != nil:
+				t.Errorf("ServeHTTP handed %v to the server's error routes; want the 503 answered", err)
+			case !tc.caddyError && (w.Code != http.StatusServiceUnavailable || w.Header().Get("Cache-Control") != "no-store"):
+				t.Errorf("answer %d, Cache-Control %q; want 503, no-store", w.Code, w.Header().Get("Cache-Control"))
+			}
+		})
 	}
 }

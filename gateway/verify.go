@@ -112,15 +112,22 @@ func firstHeader(h http.Header, names ...string) string {
 // trusted says the peer is one of Caddy's trusted proxies: only then are
 // the original method and URI (X-Forwarded-Uri…) believed.
 //
-// Verify answers its errors itself and returns nil: the answer's status is
-// the proxy's decision, which the server's error routes must not get to
-// change (a reverse_proxy in handle_errors answers with its upstream's
-// status, and a 200 there would let a request the rules refuse through).
+// Verify answers its errors itself (AnswerVerify) and returns nil.
 func (rt *Route) Verify(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, trusted bool) error {
-	err := rt.verify(w, r, run, o, tokens, trusted)
+	return rt.AnswerVerify(w, rt.verify(w, r, run, o, tokens, trusted))
+}
+
+// AnswerVerify writes err, the failure of a forward-auth request, as the
+// answer and returns nil: the answer's status is the proxy's decision,
+// which the server's error routes must not get to change (a reverse_proxy
+// in handle_errors answers with its upstream's status, and a respond or a
+// 200 there would let a request the rules refuse through). The sso
+// handler hands it the 503 of an app not running yet, too.
+func (rt *Route) AnswerVerify(w http.ResponseWriter, err error) error {
 	if err == nil || errors.Is(err, ErrAnswered) {
 		return nil
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	if pe, ok := AsPageError(err); ok {
 		return pe.Write(w)
 	}
