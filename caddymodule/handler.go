@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/routeorder"
+	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -318,11 +318,15 @@ func sentURL(r *http.Request) *url.URL {
 	return r.URL
 }
 
-// endpointURL is the URL of a request for one of the handler's endpoints,
-// as the client sent it or as an operator's rewrite made it; else nil.
+// endpointURL is the URL (sent, or an operator's rewrite) of a request for
+// an endpoint, its path as the proxy in front matched it (urlpath.Under).
 func (h *Handler) endpointURL(r *http.Request) *url.URL {
 	for _, u := range [...]*url.URL{sentURL(r), r.URL} {
-		if strings.HasPrefix(u.Path, h.PathPrefix) {
+		if p, ok := urlpath.Under(u.Path, h.PathPrefix); ok && p != u.Path {
+			c := *u
+			c.Path, c.RawPath = p, ""
+			return &c
+		} else if ok {
 			return u
 		}
 	}

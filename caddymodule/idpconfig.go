@@ -101,10 +101,7 @@ func (c *IdPConfig) Validate() error { return c.validate() }
 // validate checks what needs no placeholder replaced, at the end of each
 // Caddyfile idp block and at Provision for JSON: both meet the same rules.
 func (c *IdPConfig) validate() error {
-	if err := idp.CheckName(c.Name); err != nil {
-		return err
-	}
-	if err := oneOf("protocol", c.Protocol, protocols); err != nil {
+	if err := cmp.Or(idp.CheckName(c.Name), oneOf("protocol", c.Protocol, protocols)); err != nil {
 		return err
 	}
 	// A block of the other protocol would be ignored: say so instead.

@@ -191,6 +191,20 @@ func TestNginxExample(t *testing.T) {
 	// outgrows nginx's default 4k header buffer (a 500 then).
 	exampletest.CheckLargeAppCookie(t, b, site, user)
 
+	// nginx picks location /.sso/ on the cleaned path and proxy_pass sends
+	// the path as the client wrote it: the gateway serves it as its
+	// endpoint, never answers it as the forward-auth question only nginx
+	// may ask (its 200 carries the identity and echoes the app's HttpOnly
+	// cookies, for any script of the site to read).
+	for _, p := range []string{"//.sso/x", "/./.sso/x", "/a/../.sso/x", "/%2E/.sso/x"} {
+		resp := b.Get(site+p, "Accept", "*/*", "Sec-Fetch-Mode", "cors", "Cookie", "app_sid=httponly")
+		caddytest.ReadBody(t, resp)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("X-Forwarded-User") != "" || resp.Header.Get("Cookie") != "" {
+			t.Errorf("GET %s: %s, X-Forwarded-User %q, Cookie %q; want the endpoints' 404, nothing of the verify answer",
+				p, resp.Status, resp.Header.Get("X-Forwarded-User"), resp.Header.Get("Cookie"))
+		}
+	}
+
 	// HTTP/1.0 without Host, with the session: the gateway and the app
 	// get the server_name as Host ($host), not an empty one.
 	u, _ := url.Parse(site)

@@ -4,7 +4,10 @@
 // cannot drift apart.
 package urlpath
 
-import "strings"
+import (
+	"path"
+	"strings"
+)
 
 // Chars are the characters a configured path may hold between its
 // slashes: RFC 3986's pchar without percent-encoding, which request paths
@@ -22,4 +25,27 @@ func Segments(p string) bool {
 		}
 	}
 	return true
+}
+
+// Under reports whether p, a request's path, is under prefix (a path
+// prefix ending in /) as the proxy in front of the handler saw it, and
+// returns the path to serve it as. nginx picks a location, and Caddy's path
+// matcher a route, on the path with its slashes merged and its dot segments
+// resolved, and then pass it on as the client sent it: //.sso/x reaches the
+// handler that serves /.sso/, and taken as outside it, a forward-auth
+// handler would answer the browser as if it were the proxy
+// (docs/forward-auth.md). A path that needs no cleaning costs no
+// allocation.
+func Under(p, prefix string) (string, bool) {
+	if strings.HasPrefix(p, prefix) {
+		return p, true
+	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return "", false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c, strings.HasPrefix(c, prefix)
 }

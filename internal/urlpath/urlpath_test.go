@@ -17,3 +17,35 @@ func TestSegments(t *testing.T) {
 		}
 	}
 }
+
+func TestUnder(t *testing.T) {
+	for _, tc := range []struct {
+		path, serve string
+		under       bool
+	}{
+		{"/.sso/login", "/.sso/login", true},
+		{"/.sso/", "/.sso/", true},
+		{"//.sso/x", "/.sso/x", true},
+		{"/./.sso/x", "/.sso/x", true},
+		{"/a/../.sso/x", "/.sso/x", true},
+		{"/a/b/../../.sso/oidc/corp/callback", "/.sso/oidc/corp/callback", true},
+		{"//.sso//", "/.sso/", true},
+		{"//.sso", "", false}, // nginx's location /.sso/ and Caddy's /.sso/* take it for the app's
+		{"/.ssox/y", "", false},
+		{"/app/.sso/x", "", false},
+		{"/.well-known/openid-configuration", "", false},
+		{"/", "", false},
+		{"/dashboard", "", false},
+	} {
+		serve, under := urlpath.Under(tc.path, "/.sso/")
+		if under != tc.under || (under && serve != tc.serve) {
+			t.Errorf("Under(%q) = %q, %v; want %q, %v", tc.path, serve, under, tc.serve, tc.under)
+		}
+	}
+	// A clean path, as browsers send every path, costs no allocation.
+	for _, p := range []string{"/dashboard/reports", "/.well-known/x", "/a/.hidden"} {
+		if n := testing.AllocsPerRun(100, func() { urlpath.Under(p, "/.sso/") }); n != 0 {
+			t.Errorf("Under(%q): %v allocations, want none", p, n)
+		}
+	}
+}
