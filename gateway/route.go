@@ -1053,8 +1053,8 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	// sweep), on this instance or another: the second answer, which the
 	// browser shows, goes on to the IdP's logout too.
 	var (
-		ended, endedBefore *session.Ended
-		endedToken         string // the cookie of ended, "" for the outer session's
+		ended, endedBefore           *session.Ended
+		endedToken, endedBeforeToken string // their cookies, "" for the outer session's
 	)
 	signedOut := func(e *session.Ended, token string) {
 		if e == nil {
@@ -1063,7 +1063,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		if e.Before {
 			// Not audited (it had ended): no log line of a sign-out.
 			if endedBefore == nil {
-				endedBefore, endedToken = e, token
+				endedBefore, endedBeforeToken = e, token
 			}
 			return
 		}
@@ -1092,7 +1092,7 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 	}
 	// A live session's IdP first, else an ended session's.
 	if ended == nil {
-		ended = endedBefore
+		ended, endedToken = endedBefore, endedBeforeToken
 	}
 	// The IdP's own logout only for the route's IdPs, whose endpoints
 	// (where the IdP sends the browser back) are served here.

@@ -167,12 +167,19 @@ func TestSignOutPrefersTheSessionJustSignedOut(t *testing.T) {
 		{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: &namedLogoutProvider{logoutProvider{name: "corp"}}},
 		{Name: "work", Protocol: idp.ProtocolOIDC, Provider: &namedLogoutProvider{logoutProvider{name: "work"}}},
 	}}
+	var kept string // the cookie the last answer kept for a second click
 	signOut := func(tokens ...string) string {
 		r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/logout", nil)
 		r.Header.Set("Sec-Fetch-Site", "same-origin")
 		w := httptest.NewRecorder()
 		if err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), tokens, nil); err != nil {
 			t.Fatal(err)
+		}
+		kept = ""
+		for _, c := range w.Result().Cookies() {
+			if c.Name == dutyOrigin().SessionCookie() && c.MaxAge > 0 {
+				kept = c.Value
+			}
 		}
 		return w.Header().Get("Location")
 	}
@@ -186,5 +193,17 @@ func TestSignOutPrefersTheSessionJustSignedOut(t *testing.T) {
 	// its cookie gets. (The second POST deleted the first: another here.)
 	if got := signOut(expiredSession(t, world, "work")); got != "https://work.example.com/logout" {
 		t.Errorf("an expired session alone went to %q, want work's logout", got)
+	}
+	// A live session before an expired one: the cookie kept for a second
+	// click names the live one, whose IdP this answer went to, so that a
+	// second click goes there too.
+	expired = expiredSession(t, world, "work")
+	live := signInAgain(t, world, "corp")
+	if got := signOut(live, expired); got != "https://corp.example.com/logout" || kept != live {
+		t.Errorf("a live corp session before an expired work one went to %q, kept the live one's cookie: %v; want corp's logout and its cookie",
+			got, kept == live)
+	}
+	if got := signOut(kept); got != "https://corp.example.com/logout" {
+		t.Errorf("the second click, with the cookie the first answer kept, went to %q; want corp's logout again", got)
 	}
 }
