@@ -17,7 +17,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
-	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -252,9 +251,10 @@ func warnWritten(logger *zap.Logger, raw, secret, placeholder string, fields ...
 // Probe checks the IdP as sign-in will meet it (idpcheck): `caddy sso
 // check` reports the findings, and the app logs the problems at start.
 func (c *IdPConfig) Probe(ctx context.Context, client *http.Client, repl *caddy.Replacer, now time.Time) []idpcheck.Finding {
-	if s := c.SAML; s != nil {
-		return idpcheck.SAML(ctx, client, saml.Config{MetadataURL: repl.ReplaceKnown(s.MetadataURL, ""), MetadataFile: repl.ReplaceKnown(s.MetadataFile, ""), MetadataXML: []byte(s.Metadata),
-			IdPEntityID: repl.ReplaceKnown(s.IdPEntityID, ""), SignRequests: s.SignRequests, ClockSkew: time.Duration(s.ClockSkew), MetadataRefresh: time.Duration(s.MetadataRefresh)}, now)
+	if s := c.SAML; s != nil { // the settings sign-in uses (SAMLConfig.config), the IdP's resolved
+		cfg := s.config(c.Name, nil)
+		cfg.MetadataURL, cfg.MetadataFile, cfg.IdPEntityID = repl.ReplaceKnown(s.MetadataURL, ""), repl.ReplaceKnown(s.MetadataFile, ""), repl.ReplaceKnown(s.IdPEntityID, "")
+		return idpcheck.SAML(ctx, client, cfg, now)
 	}
 	o := *c.OIDC // the settings sign-in uses, the issuer resolved; of the secret, only whether there is one counts
 	o.Issuer = repl.ReplaceKnown(o.Issuer, "")
