@@ -176,21 +176,39 @@ func TestProvisionedIdPSettings(t *testing.T) {
 }
 
 // An sso handler that Caddy reaches only through handle_errors of a
-// host-matched route is guarded by that route's host matcher too: its
-// host-derived URLs are vouched for as those of the same handler in the
-// server's routes are (docs/security.md, "Host-derived URLs").
+// host-matched route, or through a subroute's error routes, is guarded by
+// that route's host matcher too: its host-derived URLs are vouched for as
+// those of the same handler in the server's routes are (docs/security.md,
+// "Host-derived URLs"). One in a named route is guarded by none, whatever
+// the route that invokes it matches, and names its named route (the log's
+// advice): routeorder.Guards, the rule `caddy sso check` lists sites by.
 func TestHostMatchersOfHandleErrors(t *testing.T) {
 	target := new(Handler)
 	host := caddyhttp.MatchHost{"app.example.com"}
-	guarded := caddyhttp.RouteList{{MatcherSets: caddyhttp.MatcherSets{{host}}, Handlers: []caddyhttp.MiddlewareHandler{target}}}
-	for name, srv := range map[string]*caddyhttp.Server{
-		"routes":        {Routes: guarded},
-		"handle_errors": {Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{new(Handler)}}}, Errors: &caddyhttp.HTTPErrorConfig{Routes: guarded}},
+	onHost := func(h caddyhttp.MiddlewareHandler) caddyhttp.RouteList {
+		return caddyhttp.RouteList{{MatcherSets: caddyhttp.MatcherSets{{host}}, Handlers: []caddyhttp.MiddlewareHandler{h}}}
+	}
+	guarded := onHost(target)
+	other := caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{new(Handler)}}}
+	for _, tc := range []struct {
+		name  string
+		srv   *caddyhttp.Server
+		hosts int
+		named string
+	}{
+		{"routes", &caddyhttp.Server{Routes: guarded}, 1, ""},
+		{"handle_errors", &caddyhttp.Server{Routes: other, Errors: &caddyhttp.HTTPErrorConfig{Routes: guarded}}, 1, ""},
+		{"a subroute's error routes", &caddyhttp.Server{Routes: onHost(&caddyhttp.Subroute{Errors: &caddyhttp.HTTPErrorConfig{
+			Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{target}}}}})}, 1, ""},
+		{"a named route", &caddyhttp.Server{Routes: onHost(&caddyhttp.Invoke{Name: "app"}),
+			NamedRoutes: map[string]*caddyhttp.Route{"app": {Handlers: []caddyhttp.MiddlewareHandler{target}}}}, 0, "app"},
+		{"nowhere", &caddyhttp.Server{Routes: other}, 0, ""},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/", nil)
-		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
-		if sets := routeHostMatchers(r, target); len(sets) != 1 || len(sets[0]) != 1 || !slices.Equal(sets[0][0], host) {
-			t.Errorf("%s: host matchers %v, want [[%v]]", name, sets, host)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, tc.srv))
+		hosts, named := routeHostMatchers(r, target)
+		if len(hosts) != tc.hosts || tc.hosts > 0 && !slices.Equal(hosts[0], host) || named != tc.named {
+			t.Errorf("%s: host matchers %v, named route %q; want %d of %v, named route %q", tc.name, hosts, named, tc.hosts, host, tc.named)
 		}
 	}
 }

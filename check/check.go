@@ -129,7 +129,10 @@ type route struct {
 type handler struct {
 	Handler string  `json:"handler"`
 	Routes  []route `json:"routes"` // subroute
-	Name    string  `json:"name"`   // invoke
+	Errors  *struct {
+		Routes []route `json:"routes"`
+	} `json:"errors"` // subroute
+	Name string `json:"name"` // invoke
 	// Transport is a reverse_proxy's: fastcgi for php_fastcgi.
 	Transport struct {
 		Protocol string `json:"protocol"`
@@ -200,10 +203,13 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 	return r, nil
 }
 
-// collectSites walks the HTTP servers' routes (and subroutes) for sso
-// handlers and returns, per IdP name, the sites that use it. It reports an
-// sso handler that a handler before it keeps from running
-// (routeorder.Unprotected), and a site reached over plain http.
+// collectSites finds the HTTP servers' sso handlers and the host matchers
+// that guard them (routeorder.Guards, the rule the gateway vouches for a
+// Host by) and returns, per IdP name, the sites that use it. It reports
+// an sso handler that a handler before it keeps from running
+// (routeorder.Unprotected), one that nothing vouches for (no host
+// matcher, or in a named route, and no base_url), and a site reached over
+// plain http.
 func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) map[string][]site {
 	out := map[string][]site{}
 	h := cc.Apps.HTTP
@@ -231,90 +237,74 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			f.Server = name
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: f.String()})
 		}
-		var walk func(routes []route, hosts, invoking []string)
-		walk = func(routes []route, hosts, invoking []string) {
-			for _, rt := range routes {
-				hs := hosts
-				var own []string
-				for _, m := range rt.Match {
-					var list []string
-					if raw, ok := m["host"]; ok && json.Unmarshal(raw, &list) == nil {
-						own = append(own, list...)
+		for _, g := range routeorder.Guards(routeTree(srv.Routes, srv.NamedRoutes, nil)) {
+			raw, _ := g.Handler.Value.(json.RawMessage)
+			var sso caddymodule.Handler
+			if json.Unmarshal(raw, &sso) != nil {
+				continue
+			}
+			// The hosts the innermost host-guarded route lets in are the
+			// ones requests reach the handler on.
+			var hs []string
+			if len(g.Hosts) > 0 {
+				hs = g.Hosts[len(g.Hosts)-1]
+			}
+			if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
+				seen["verify/"+name] = true
+				r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
+			}
+			prefix, use := sso.Endpoints(idps)
+			hostList := hs
+			if len(hostList) == 0 || sso.BaseURL != "" {
+				hostList = []string{""}
+			}
+			for _, n := range use {
+				if !known[n] {
+					r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
+					continue
+				}
+				for _, host := range hostList {
+					o := origin(srv, host, port, httpPort)
+					if bo, err := gateway.BaseOrigin(sso.BaseURL); err == nil {
+						o = bo.Site
+					} else if g.Named != "" && !seen["named/"+name+"/"+g.Named] {
+						seen["named/"+name+"/"+g.Named] = true
+						r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: the sso handler in the named route %s has no base_url, so it refuses to start sign-ins (base_url_required): %s (values below show <host>)", name, g.Named, gateway.NamedRouteAdvice)})
+					} else if g.Named == "" && host == "" && !seen["nohost/"+name] {
+						seen["nohost/"+name] = true
+						r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
 					}
-				}
-				if len(own) > 0 {
-					hs = own
-				}
-				for _, raw := range rt.Handle {
-					var hd handler
-					if json.Unmarshal(raw, &hd) != nil {
+					key := n + " " + o.String() + prefix
+					if seen[key] {
 						continue
 					}
-					switch hd.Handler {
-					case "subroute":
-						walk(hd.Routes, hs, invoking)
-					case "invoke": // the named route runs with the site's hosts
-						if nr, in := routeorder.Invoked(srv.NamedRoutes, invoking, hd.Name); nr != nil {
-							walk([]route{*nr}, hs, in)
-						}
-					case "sso":
-						var sso caddymodule.Handler
-						if json.Unmarshal(raw, &sso) != nil {
-							continue
-						}
-						if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
-							seen["verify/"+name] = true
-							r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
-						}
-						prefix, use := sso.Endpoints(idps)
-						hostList := hs
-						if len(hostList) == 0 {
-							hostList = []string{""}
-						}
-						for _, n := range use {
-							if !known[n] {
-								r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso handler names IdP %q, which is not configured", name, n)})
-								continue
-							}
-							if sso.BaseURL != "" {
-								hostList = []string{""}
-							}
-							for _, host := range hostList {
-								o := origin(srv, host, port, httpPort)
-								if bo, err := gateway.BaseOrigin(sso.BaseURL); err == nil {
-									o = bo.Site
-								} else if host == "" && !seen["nohost/"+name] {
-									seen["nohost/"+name] = true
-									r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: an sso route matches no host and has no base_url, so it refuses to start sign-ins; give the site its host name or set base_url (values below show <host>)", name)})
-								}
-								key := n + " " + o.String() + prefix
-								if seen[key] {
-									continue
-								}
-								seen[key] = true
-								out[n] = append(out[n], site{origin: o, prefix: prefix})
-								if msg := plainHTTP(o, len(srv.TrustedProxies) > 0 && sso.BaseURL == ""); msg != "" && !seen["plain "+o.String()] {
-									seen["plain "+o.String()] = true
-									r.Problems = append(r.Problems, Finding{Level: Warn, Message: fmt.Sprintf("server %s: %s", name, msg)})
-								}
-							}
-						}
+					seen[key] = true
+					out[n] = append(out[n], site{origin: o, prefix: prefix})
+					if msg := plainHTTP(o, len(srv.TrustedProxies) > 0 && sso.BaseURL == ""); msg != "" && !seen["plain "+o.String()] {
+						seen["plain "+o.String()] = true
+						r.Problems = append(r.Problems, Finding{Level: Warn, Message: fmt.Sprintf("server %s: %s", name, msg)})
 					}
 				}
 			}
 		}
-		walk(srv.Routes, nil, nil)
 	}
 	return out
 }
 
-// routeTree is the abstract tree of adapted routes the route-order rule
-// reads; named are the server's named routes, and invoking those that
+// routeTree is the abstract tree of adapted routes the routeorder rules
+// read, each handler's adapted JSON its Value; named are the server's named routes, and invoking those that
 // routes are part of (a cycle is left unexpanded).
 func routeTree(routes []route, named map[string]*route, invoking []string) []routeorder.Route {
 	out := make([]routeorder.Route, len(routes))
 	for i, rt := range routes {
 		out[i].Matched = len(rt.Match) > 0
+		out[i].Hosts = make([][]string, len(rt.Match))
+		for j, m := range rt.Match {
+			var hosts []string
+			if raw, ok := m["host"]; ok && json.Unmarshal(raw, &hosts) == nil {
+				out[i].Hosts[j] = hosts
+			}
+		}
 		for _, raw := range rt.Handle {
 			var hd handler
 			_ = json.Unmarshal(raw, &hd) // unreadable: a handler that calls next
@@ -323,7 +313,10 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes, named, invoking))
 			}
 			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
-				Transport: hd.Transport.Protocol, PassesOn: passesOn}
+				Transport: hd.Transport.Protocol, PassesOn: passesOn, Value: raw}
+			if hd.Errors != nil {
+				h.Errors = routeTree(hd.Errors.Routes, named, invoking)
+			}
 			if nr, in := routeorder.Invoked(named, invoking, hd.Name); hd.Handler == "invoke" && nr != nil {
 				h.Routes = routeTree([]route{*nr}, named, in)
 			}
@@ -382,7 +375,9 @@ func serverPort(listen []string) int {
 	return 0
 }
 
-// origin is the origin browsers reach host on through srv.
+// origin is the origin browsers reach host on through srv, spelt as they
+// send it and the gateway builds its URLs on it (idp.CanonicalHost: an
+// internationalized name as its A-label, in lower case).
 func origin(srv *server, host string, port, httpPort int) idp.Origin {
 	scheme := "https"
 	switch {
@@ -399,7 +394,7 @@ func origin(srv *server, host string, port, httpPort int) idp.Origin {
 	if port != 0 && !(scheme == "https" && port == 443) && !(scheme == "http" && port == 80) {
 		host = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	return idp.Origin{Scheme: scheme, Host: host}
+	return idp.Origin{Scheme: scheme, Host: idp.CanonicalHost(scheme, host)}
 }
 
 // values fills in what the IdP administrator must enter, per site.

@@ -26,7 +26,16 @@ type Origin struct {
 	// taken from, as sent ("" when it came from Host): what the log
 	// names when nothing vouches for it.
 	Forwarded string
+	// Named is the named route the sso handler is in, which invoke runs
+	// (routeorder.Guard.Named): why nothing vouches for the host although
+	// the invoking site may well have a host matcher.
+	Named string
 }
+
+// NamedRouteAdvice is why an sso handler in a named route builds nothing
+// on the Host, and the fix: the gateway's log and `caddy sso check` give it
+// alike.
+const NamedRouteAdvice = "the sso handler is in a named route, which any invoke may run, so the invoking site's host matcher does not vouch for the Host; set base_url in the sso directive, or put sso in the site itself (app.example.com { sso …; invoke app })"
 
 // BaseOrigin is the origin a base_url setting fixes.
 func BaseOrigin(raw string) (Origin, error) {

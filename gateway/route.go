@@ -257,7 +257,8 @@ func (rt *Route) signIdentity(ctx context.Context, run *Runtime, id *session.Ide
 }
 
 // Unvouched refuses what would build a URL on a host nothing vouches for:
-// the site has no host matcher and the route no base_url. The log says
+// no host matcher guards the route (the site has none, or the handler is
+// in a named route) and it has no base_url. The log says
 // what to configure, once at ERROR.
 func (rt *Route) Unvouched(r *http.Request, o Origin) error { return rt.unvouched(r.URL.Path, o) }
 
@@ -265,7 +266,13 @@ func (rt *Route) Unvouched(r *http.Request, o Origin) error { return rt.unvouche
 func (rt *Route) unvouched(path string, o Origin) error {
 	msg := "refusing to build sign-in URLs or identity tokens on the request's Host header: the site has no host matcher and the sso directive no base_url; give the site its host name (app.example.com { … }) or set base_url"
 	fields := []zap.Field{zap.String("host", o.Site.Host), zap.String("path", path)}
-	if o.Forwarded != "" {
+	switch {
+	case o.Named != "":
+		// The invoking site may well have a host matcher, and the
+		// usual advice (give the site its host name) would not help.
+		msg = "refusing to build sign-in URLs or identity tokens on the request's Host header: " + NamedRouteAdvice
+		fields = append(fields, zap.String("named_route", o.Named))
+	case o.Forwarded != "":
 		// The site may well have a host matcher: the proxy's value did
 		// not pass it, or is not one host[:port] (a list of several).
 		msg = "refusing to build sign-in URLs or identity tokens on a trusted proxy's X-Forwarded-Host: it is not one host[:port] that the site's host matcher accepts; have the proxy forward the host name browsers use, or set base_url"

@@ -125,3 +125,27 @@ func TestCrossSiteSignOutLogBounded(t *testing.T) {
 		t.Errorf("log fields %v: want origin and sec_fetch_site cut to 100 and 30 bytes", f)
 	}
 }
+
+// TestSignOutOnInternationalizedBaseURL: a base_url written with an
+// internationalized name (https://bücher.example) is the site browsers
+// send as its A-label in Origin; the site's own sign-out form is
+// same-origin there, not refused as cross-site.
+func TestSignOutOnInternationalizedBaseURL(t *testing.T) {
+	o, err := BaseOrigin("https://bücher.example")
+	if err != nil {
+		t.Fatalf("base_url refused: %v", err)
+	}
+	world := newDutyWorld(t)
+	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC,
+		Provider: &logoutProvider{name: "corp"}}}}
+	r := httptest.NewRequest(http.MethodPost, "https://xn--bcher-kva.example/.sso/logout", nil)
+	r.Header.Set("Origin", "https://xn--bcher-kva.example") // what browsers send from the site's own page
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := httptest.NewRecorder()
+	err = rt.ServeEndpoint(w, r, world.run, o, []string{world.token}, nil)
+	if pe, ok := AsPageError(err); ok {
+		t.Errorf("the site's own sign-out got page %s (%s); origin %s", pe.Name, pe.Code, o.Site)
+	} else if w.Code != http.StatusSeeOther {
+		t.Errorf("sign-out answered %d, want 303", w.Code)
+	}
+}

@@ -132,8 +132,10 @@ func TestBlank(t *testing.T) {
 }
 
 // TestParseOrigin: a configured origin is scheme://host[:port] only, as
-// browsers write it (lower case, without the scheme's default port), so
-// redirect URIs built on it are the ones registered at the IdP.
+// browsers write it (lower case, an internationalized name as its
+// A-label, without the scheme's default port), so redirect URIs built on
+// it are the ones registered at the IdP and the site's own forms are
+// same-origin.
 func TestParseOrigin(t *testing.T) {
 	for raw, want := range map[string]string{
 		"https://App.Example.COM":          "https://app.example.com",
@@ -150,6 +152,11 @@ func TestParseOrigin(t *testing.T) {
 		"https://app.example.com?x=1":      "",
 		"http://app.example.com":           "",
 		"https://app.example.com/#section": "",
+		"https://bücher.example":           "https://xn--bcher-kva.example",
+		"https://BÜCHER.example:443":       "https://xn--bcher-kva.example",
+		"https://bücher.example:8443/":     "https://xn--bcher-kva.example:8443",
+		"https://xn--bcher-kva.example":    "https://xn--bcher-kva.example",
+		"https://a\u200db.example":         "",
 	} {
 		o, err := idp.ParseOrigin(raw)
 		if want == "" {

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Origin is how the browser reached a site: the scheme and host it sees.
@@ -75,7 +78,8 @@ func RequestOrigin(r *http.Request) Origin {
 // ParseOrigin reads a configured origin (a site's base URL, such as
 // https://app.example.com): an absolute URL that idp.CheckURL accepts
 // (https, or plain http on a loopback host), without path, query or
-// fragment. A trailing "/" is allowed.
+// fragment. A trailing "/" is allowed. The host is kept as browsers send
+// it (CanonicalHost): an internationalized name as its A-label.
 func ParseOrigin(raw string) (Origin, error) {
 	u, err := CheckURL(raw)
 	if err != nil {
@@ -84,16 +88,34 @@ func ParseOrigin(raw string) (Origin, error) {
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Opaque != "" {
 		return Origin{}, fmt.Errorf("%q must be scheme://host[:port] only, without a path or query", raw)
 	}
-	return Origin{Scheme: u.Scheme, Host: CanonicalHost(u.Scheme, u.Host)}, nil
+	o := Origin{Scheme: u.Scheme, Host: CanonicalHost(u.Scheme, u.Host)}
+	if !isASCII(o.Host) {
+		return Origin{}, fmt.Errorf("%q: the host is not a valid internationalized domain name", raw)
+	}
+	return o, nil
 }
 
 // CanonicalHost is host[:port] as browsers write it in the Origin header
-// and in the URLs they show: in lower case, without the scheme's default
-// port. A proxy that forwards "app.example.com:443" would otherwise make
-// redirect URIs no IdP has registered, and refuse the site's own
-// sign-out form as cross-site.
+// and in the URLs they show, and as Caddy's host matcher holds it (its
+// Provision converts with golang.org/x/net/idna and lowers the case): in
+// lower case, an internationalized name as its A-label (bücher.example is
+// xn--bcher-kva.example), without the scheme's default port. A proxy that
+// forwards "app.example.com:443", or a base_url written in Unicode, would
+// otherwise make redirect URIs no IdP has registered, and refuse the
+// site's own sign-out form as cross-site. A name idna refuses is left in
+// lower case (ParseOrigin refuses it).
 func CanonicalHost(scheme, host string) string {
 	host = strings.ToLower(host)
+	if !isASCII(host) {
+		name, port := host, ""
+		if i := strings.LastIndexByte(host, ':'); i >= 0 {
+			name, port = host[:i], host[i:]
+		}
+		// Lookup maps as browsers do (UTS #46, nontransitional).
+		if a, err := idna.Lookup.ToASCII(name); err == nil {
+			host = strings.ToLower(a) + port
+		}
+	}
 	switch scheme {
 	case "https":
 		return strings.TrimSuffix(host, ":443")
@@ -101,4 +123,15 @@ func CanonicalHost(scheme, host string) string {
 		return strings.TrimSuffix(host, ":80")
 	}
 	return host
+}
+
+// isASCII reports whether s is all ASCII: the Host of nearly every
+// request, which CanonicalHost then leaves to strings.ToLower.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

@@ -52,6 +52,7 @@ var documentedLogMessages = map[string][]string{
 		"telling other instances about ended sessions",
 		"the database is read-only (a hot standby, or default_transaction_read_only)",
 		"refusing to build sign-in URLs or identity tokens on a trusted proxy's X-Forwarded-Host",
+		"the sso handler is in a named route, which any invoke may run",
 		"scim request refused: missing or wrong bearer token",
 	},
 	"docs/scim.md": {

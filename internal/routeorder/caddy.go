@@ -42,11 +42,15 @@ func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, i
 	out := make([]Route, len(routes))
 	for i, r := range routes {
 		out[i].Matched = len(r.MatcherSets) > 0
+		out[i].Hosts = hostSets(r.MatcherSets)
 		for _, mh := range r.Handlers {
-			h := Handler{Module: caddy.GetModuleName(mh)}
+			h := Handler{Module: caddy.GetModuleName(mh), Value: mh}
 			switch m := mh.(type) {
 			case *caddyhttp.Subroute:
 				h.Routes = fromRoutes(m.Routes, named, invoking)
+				if m.Errors != nil {
+					h.Errors = fromRoutes(m.Errors.Routes, named, invoking)
+				}
 			case *caddyhttp.Invoke:
 				h.Name = m.Name
 				if nr, in := Invoked(named, invoking, m.Name); nr != nil {
@@ -66,4 +70,40 @@ func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, i
 		}
 	}
 	return out
+}
+
+// hostSets is Route.Hosts of provisioned matcher sets: their host
+// matchers' hosts, as Caddy provisioned them (A-labels, lower case).
+func hostSets(sets caddyhttp.MatcherSets) [][]string {
+	out := make([][]string, len(sets))
+	for i, set := range sets {
+		for _, m := range set {
+			switch m := m.(type) {
+			case *caddyhttp.MatchHost:
+				out[i] = *m
+			case caddyhttp.MatchHost:
+				out[i] = m
+			}
+		}
+	}
+	return out
+}
+
+// ServerGuard is what guards target, an sso handler, in srv (Guards): it
+// is looked for in the server's routes, then in its error routes. ok is
+// false when target is in neither (nested in a module other than
+// subroute and invoke): nothing then vouches for its requests' Host.
+func ServerGuard(srv *caddyhttp.Server, target caddyhttp.MiddlewareHandler) (g Guard, ok bool) {
+	lists := []caddyhttp.RouteList{srv.Routes}
+	if srv.Errors != nil {
+		lists = append(lists, srv.Errors.Routes)
+	}
+	for _, routes := range lists {
+		for _, g := range Guards(fromRoutes(routes, srv.NamedRoutes, nil)) {
+			if g.Handler.Value == any(target) {
+				return g, true
+			}
+		}
+	}
+	return Guard{}, false
 }

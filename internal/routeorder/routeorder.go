@@ -1,9 +1,12 @@
-// Package routeorder finds sso handlers that never run because a handler
-// that answers every request comes before them: `route { reverse_proxy …;
+// Package routeorder holds the rules about where in Caddy's routes an sso
+// handler sits: which sso handlers never run because a handler that
+// answers every request comes before them (`route { reverse_proxy …;
 // sso okta }` serves the app to anyone, and Caddy keeps the written order
-// inside route. The rule works on an abstract route tree, fed from the
-// adapted JSON (`caddy sso check`) and from the provisioned http app (the
-// sso app at start, FromApp), so both say the same thing.
+// inside route), and which host matchers guard an sso handler (Guards).
+// The rules work on an abstract route tree, fed from the adapted JSON
+// (`caddy sso check`) and from the provisioned http app (the sso app at
+// start, FromApp; each handler at its first request, ServerGuard), so
+// both say the same thing.
 package routeorder
 
 import (
@@ -19,7 +22,10 @@ const SSO = "sso"
 type Route struct {
 	// Matched: the route has matchers, so it runs only for some requests
 	// (a public /health before sso is fine).
-	Matched  bool
+	Matched bool
+	// Hosts has, for each matcher set, the hosts of its host matcher (nil
+	// for a set without one): what Guards reads.
+	Hosts    [][]string
 	Handlers []Handler
 }
 
@@ -36,6 +42,12 @@ type Handler struct {
 	// Transport is a reverse_proxy's transport module ("fastcgi" for
 	// php_fastcgi), "" for http.
 	Transport string
+	// Errors are a subroute's error routes, which run after the
+	// matchers of the routes that hold it (Guards reads them).
+	Errors []Route
+	// Value is the feeder's own handler (the provisioned module, or its
+	// adapted JSON), for the caller to find it among the Guards.
+	Value any
 	// PassesOn: configured to call the next handler for some requests
 	// (file_server's pass_thru; a reverse_proxy handle_response whose
 	// routes can end without answering, CallsNext, as forward_auth's),
