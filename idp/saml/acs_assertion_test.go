@@ -306,3 +306,43 @@ func TestBeginUsesTheBindingOffered(t *testing.T) {
 		})
 	}
 }
+
+// TestACSTimesAtTheSkewBound: every time checkTimes holds to ClockSkew is
+// read with the same bounds: a start time (IssueInstant, Conditions
+// NotBefore, SubjectConfirmationData NotBefore) exactly ClockSkew ahead is
+// still accepted, and an end time (SubjectConfirmationData NotOnOrAfter)
+// is exclusive: exactly ClockSkew ago has expired, a second later has not.
+func TestACSTimesAtTheSkewBound(t *testing.T) {
+	at := time.Now().Truncate(time.Second)
+	h := newHarness(t, func(c *Config) { c.Now = func() time.Time { return at } })
+	skew := idp.DefaultClockSkew
+	scd := func(a *saml.Assertion) *saml.SubjectConfirmationData {
+		return a.Subject.SubjectConfirmations[0].SubjectConfirmationData
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(a *saml.Assertion)
+		want string
+	}{
+		{"IssueInstant exactly ClockSkew ahead", func(a *saml.Assertion) { a.IssueInstant = at.Add(skew) }, ""},
+		{"Conditions NotBefore exactly ClockSkew ahead", func(a *saml.Assertion) { a.Conditions.NotBefore = at.Add(skew) }, ""},
+		{"SubjectConfirmationData NotBefore exactly ClockSkew ahead", func(a *saml.Assertion) { scd(a).NotBefore = at.Add(skew) }, ""},
+		{"SubjectConfirmationData NotOnOrAfter exactly ClockSkew ago", func(a *saml.Assertion) { scd(a).NotOnOrAfter = at.Add(-skew) }, CodeExpired},
+		{"SubjectConfirmationData NotOnOrAfter a second short of ClockSkew ago", func(a *saml.Assertion) {
+			scd(a).NotOnOrAfter = at.Add(-skew + time.Second)
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pend := h.begin(t)
+			spec := h.spec(pend)
+			spec.Assertion = tc.edit
+			a, _, err := h.callback(t, pend, h.forge(t, spec, pend.relayState, nil))
+			if got := codeOf(err); got != tc.want {
+				t.Fatalf("code = %q, want %q (err: %v)", got, tc.want, err)
+			}
+			if tc.want == "" && (a == nil || a.Subject != "ada") {
+				t.Fatalf("accepted assertion = %+v", a)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -121,6 +122,9 @@ func TestACSRefuses(t *testing.T) {
 		}, want: CodeDoctype},
 		{name: "not base64", form: func(t testing.TB, f url.Values) { f.Set("SAMLResponse", "%%%") }, want: CodeMalformed},
 		{name: "no SAMLResponse", form: func(t testing.TB, f url.Values) { f.Del("SAMLResponse") }, want: CodeResponseMissing},
+		// An empty field is no response either: refused before the flow
+		// cookie is taken or anything parses, with the same code.
+		{name: "empty SAMLResponse (ours)", form: func(t testing.TB, f url.Values) { f.Set("SAMLResponse", "") }, want: CodeResponseMissing},
 		{name: "two SAMLResponse fields", form: func(t testing.TB, f url.Values) { f.Add("SAMLResponse", f.Get("SAMLResponse")) }, want: CodeResponseMissing},
 		{name: "two RelayState fields (ours)", form: func(t testing.TB, f url.Values) { f.Add("RelayState", "/elsewhere") }, want: CodeMalformed},
 
@@ -652,6 +656,69 @@ func TestIdPInitiatedRelayState(t *testing.T) {
 	for _, ok := range []string{"/", "/reports?q=1", "/a/b#frag", "/%E2%9C%93"} {
 		if got := idp.LocalPath(ok); got != ok {
 			t.Errorf("local path %q rewritten to %q", ok, got)
+		}
+	}
+}
+
+// TestLooksLikeRelayState: only what newRelayState makes (26 characters of
+// the base32 alphabet) names a flow cookie; anything else is taken as an
+// IdP-initiated RelayState.
+func TestLooksLikeRelayState(t *testing.T) {
+	for range 20 {
+		if s := newRelayState(); !looksLikeRelayState(s) {
+			t.Fatalf("newRelayState() = %q is not taken for one", s)
+		}
+	}
+	ok := newRelayState()
+	for _, s := range []string{"", ok[:25], ok + "A", strings.ToLower(ok), "/" + ok[1:],
+		ok[:25] + "0", ok[:25] + "1", ok[:25] + "8", ok[:25] + "9", ok[:25] + "="} {
+		if looksLikeRelayState(s) {
+			t.Errorf("%q taken for a RelayState of ours", s)
+		}
+	}
+}
+
+// TestSingleUseIDsNameTheIdP: the single-use IDs an accepted assertion and
+// LogoutRequest hand to the store carry the IdP's name, so that two IdPs
+// that happen to issue the same ID cannot use up each other's.
+func TestSingleUseIDsNameTheIdP(t *testing.T) {
+	h := newHarness(t)
+	pend := h.begin(t)
+	spec := h.spec(pend)
+	spec.Assertion = func(a *saml.Assertion) { a.ID = "id-shared" }
+	a, _, err := h.callback(t, pend, h.forge(t, spec, pend.relayState, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.SingleUse) != 1 || a.SingleUse[0].ID != "test/id-shared" || a.SingleUse[0].Code != CodeReplayed {
+		t.Fatalf("SingleUse = %+v, want test/id-shared", a.SingleUse)
+	}
+	u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once *idp.SingleUse
+	if err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base,
+		func(_ context.Context, _ string, _ []string, o *idp.SingleUse) error { once = o; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if once == nil || !strings.HasPrefix(once.ID, "test/LogoutRequest:") {
+		t.Fatalf("LogoutRequest single-use = %+v, want an ID under test/", once)
+	}
+}
+
+// TestRefuseDeclarationsWhateverTheEncoding: the declared encoding does
+// not hide a DOCTYPE: one after an encoding Go does not know is refused
+// as a DOCTYPE, and a document in such an encoding without one passes
+// the guard (crewjam then judges it).
+func TestRefuseDeclarationsWhateverTheEncoding(t *testing.T) {
+	for _, enc := range []string{"UTF-8", "ISO-8859-1", "x-unknown"} {
+		decl := `<?xml version="1.0" encoding="` + enc + `"?>`
+		if err := refuseDeclarations([]byte(decl + `<!DOCTYPE r [<!ENTITY e "x">]><r/>`)); !errors.Is(err, errDoctype) {
+			t.Errorf("%s: DOCTYPE: %v, want errDoctype", enc, err)
+		}
+		if err := refuseDeclarations([]byte(decl + `<r><!-- a comment --><![CDATA[x]]></r>`)); err != nil {
+			t.Errorf("%s: comment and CDATA: %v, want nil", enc, err)
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package saml
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -57,4 +59,23 @@ func TestMetadataTooLarge(t *testing.T) {
 		_, err := Probe(context.Background(), srv.Client(), MetadataSource{URL: srv.URL}, "")
 		says(t, err)
 	})
+}
+
+// TestReadCapped: a document of exactly the limit is read whole; one byte
+// more is a *tooLargeError, not a truncated document.
+func TestReadCapped(t *testing.T) {
+	const limit = 64
+	for _, tc := range []struct {
+		size    int
+		tooMany bool
+	}{{0, false}, {limit - 1, false}, {limit, false}, {limit + 1, true}, {4 * limit, true}} {
+		data, err := readCapped(bytes.NewReader(bytes.Repeat([]byte("x"), tc.size)), limit)
+		var tl *tooLargeError
+		if got := errors.As(err, &tl); got != tc.tooMany {
+			t.Errorf("%d bytes: err = %v, want too large: %v", tc.size, err, tc.tooMany)
+		}
+		if !tc.tooMany && len(data) != tc.size {
+			t.Errorf("%d bytes: read %d", tc.size, len(data))
+		}
+	}
 }

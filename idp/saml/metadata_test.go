@@ -393,3 +393,62 @@ func TestMetadataValidUntil(t *testing.T) {
 		}
 	})
 }
+
+// TestNextRefresh: the wait before the next metadata load is
+// MetadataRefresh; after consecutive failures minRetry doubled per failure
+// after the first, capped at MetadataRefresh; never past the metadata's
+// validUntil; and never less than minRetry, even when validUntil is closer
+// or has passed.
+func TestNextRefresh(t *testing.T) {
+	at := time.Now().Truncate(time.Second)
+	p, err := New(Config{Name: "test", MetadataURL: "https://idp.example/metadata", SPKeys: []KeyPair{testKeys()[0]},
+		MetadataRefresh: time.Hour, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.minRetry = time.Minute
+	for _, tc := range []struct {
+		name       string
+		failures   int
+		validUntil time.Duration // from at; 0: metadata without validUntil
+		want       time.Duration
+	}{
+		{"no failure", 0, 0, time.Hour},
+		{"first failure", 1, 0, time.Minute},
+		{"second failure", 2, 0, 2 * time.Minute},
+		{"third failure", 3, 0, 4 * time.Minute},
+		{"many failures, capped", 30, 0, time.Hour},
+		{"validUntil before the refresh", 0, 10 * time.Minute, 10 * time.Minute},
+		{"validUntil after the refresh", 0, 2 * time.Hour, time.Hour},
+		{"validUntil closer than minRetry", 0, 10 * time.Second, time.Minute},
+		{"validUntil passed", 0, -time.Hour, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := &idpMetadata{}
+			if tc.validUntil != 0 {
+				md.validUntil = at.Add(tc.validUntil)
+			}
+			p.md.Store(md)
+			if got := p.nextRefresh(tc.failures); got != tc.want {
+				t.Fatalf("nextRefresh(%d) = %v, want %v", tc.failures, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestMetadataRefreshBackoffResets: after failed loads the refresher
+// retries with backoff; once a load succeeds it waits MetadataRefresh
+// again, rather than keep fetching at the backoff's pace.
+func TestMetadataRefreshBackoffResets(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MetadataRefresh = time.Hour })
+	h.idp.SetUnavailable(true)
+	h.p.startRefresh()
+	waitFor(t, "failed loads", func() bool { return h.idp.Requests(samltest.PathMetadata) >= 2 })
+	h.idp.SetUnavailable(false)
+	waitFor(t, "a load after the IdP came back", func() bool { return h.p.md.Load() != nil })
+	n := h.idp.Requests(samltest.PathMetadata)
+	time.Sleep(200 * time.Millisecond) // twenty minRetry
+	if m := h.idp.Requests(samltest.PathMetadata); m != n {
+		t.Fatalf("%d metadata fetches within 200ms of a good load, want none before MetadataRefresh (1h)", m-n)
+	}
+}

@@ -77,14 +77,6 @@ func (h *harness) beginLogout(t *testing.T) (requestID, relayState string, cooki
 // when the new copy lists the key, on both bindings: the HTTP-Redirect
 // binding carries no certificate, so there a failed signature reloads.
 func TestSLOAfterIdPKeyRollover(t *testing.T) {
-	postForm := func(h *harness, form url.Values, cookies []*http.Cookie) *http.Request {
-		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for _, c := range cookies {
-			r.AddCookie(c)
-		}
-		return r
-	}
 	logoutResponse := func(h *harness, inResponseTo string) *saml.LogoutResponse {
 		return &saml.LogoutResponse{
 			ID: "id-resp-" + newRelayState(), InResponseTo: inResponseTo, Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
@@ -122,7 +114,7 @@ func TestSLOAfterIdPKeyRollover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return postForm(h, form, nil)
+			return h.postSLO(form, nil)
 		}},
 		{name: "LogoutResponse, redirect", response: true, req: func(t *testing.T, h *harness, key *rsa.PrivateKey) *http.Request {
 			id, relayState, cookies := h.beginLogout(t)
@@ -140,7 +132,7 @@ func TestSLOAfterIdPKeyRollover(t *testing.T) {
 				return nil // the redirect cases cover forgeries
 			}
 			id, relayState, cookies := h.beginLogout(t)
-			return postForm(h, url.Values{"SAMLResponse": {h.signedLogoutResponse(t, id)}, "RelayState": {relayState}}, cookies)
+			return h.postSLO(url.Values{"SAMLResponse": {h.signedLogoutResponse(t, id)}, "RelayState": {relayState}}, cookies)
 		}},
 	}
 	for _, tc := range cases {

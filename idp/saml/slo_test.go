@@ -161,8 +161,7 @@ func TestSLORefuses(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r = httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r = h.postSLO(form, nil)
 			} else {
 				u, err := h.idp.LogoutRequestRedirectURL(s, "rs")
 				if err != nil {
@@ -364,14 +363,6 @@ func TestSLOExpiredMetadata(t *testing.T) {
 	md.validUntil = time.Now().Add(-time.Second)
 	h.idp.SetMetadataValidity(-time.Minute)
 	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
-	postForm := func(form url.Values, cookies []*http.Cookie) *http.Request {
-		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for _, c := range cookies {
-			r.AddCookie(c)
-		}
-		return r
-	}
 	cases := []struct {
 		name string
 		req  func(t *testing.T) *http.Request
@@ -391,13 +382,13 @@ func TestSLOExpiredMetadata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return postForm(form, nil)
+			return h.postSLO(form, nil)
 		}},
 		{name: "LogoutResponse", response: true, req: func(t *testing.T) *http.Request {
 			// Logout itself only sends the browser to the IdP.
 			id, relayState, cookies := h.beginLogout(t)
 			v := h.signedLogoutResponse(t, id)
-			return postForm(url.Values{"SAMLResponse": {v}, "RelayState": {relayState}}, cookies)
+			return h.postSLO(url.Values{"SAMLResponse": {v}, "RelayState": {relayState}}, cookies)
 		}},
 	}
 	for _, tc := range cases {
@@ -422,6 +413,17 @@ func TestSLOExpiredMetadata(t *testing.T) {
 			}
 		})
 	}
+}
+
+// postSLO is a form the IdP's page posts to the SLO endpoint, with the
+// browser's cookies.
+func (h *harness) postSLO(form url.Values, cookies []*http.Cookie) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	return r
 }
 
 // endSessions is the harness's HandleSLO callback. Like the store's
@@ -495,5 +497,147 @@ func TestUnrecordedIDRefused(t *testing.T) {
 	err = sp.ReplayCache.Consume("LogoutRequest:id-1", time.Now().Add(time.Minute))
 	if err == nil || codeOf(classify(err)) != CodeReplayCheck {
 		t.Fatalf("Consume = %v, want a refusal classified %s", err, CodeReplayCheck)
+	}
+}
+
+// TestSLORequestFromIdPWithoutSLOEndpoint: a signed LogoutRequest from an
+// IdP whose metadata lists no SingleLogoutService has nobody to answer:
+// the sessions are ended and the browser is told so in plain text; when
+// they could not be ended, it is not told it signed out.
+func TestSLORequestFromIdPWithoutSLOEndpoint(t *testing.T) {
+	h := newHarness(t)
+	h.idp.SetHooks(samltest.Hooks{Metadata: func(ed *saml.EntityDescriptor) {
+		ed.IDPSSODescriptors[0].SingleLogoutServices = nil
+	}})
+	for _, tc := range []struct {
+		name    string
+		endErr  error
+		wantErr error
+		body    string
+	}{
+		{"sessions ended", nil, nil, "Signed out.\n"},
+		{"sessions not ended", errors.New("store down"), ErrPartialLogout, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
+				return tc.endErr
+			})
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("HandleSLO = %v, want %v", err, tc.wantErr)
+			}
+			if rec.Body.String() != tc.body || rec.Header().Get("Location") != "" {
+				t.Fatalf("answered %d %q (Location %q), want %q", rec.Code, rec.Body.String(), rec.Header().Get("Location"), tc.body)
+			}
+		})
+	}
+}
+
+// TestSLOAnswersAtResponseLocation: an IdP whose SingleLogoutService has a
+// ResponseLocation gets its LogoutResponse there (saml-metadata 2.2.2), on
+// either binding, not at the Location its requests go to.
+func TestSLOAnswersAtResponseLocation(t *testing.T) {
+	h := newHarness(t)
+	answers := h.idp.URL + "/slo-responses"
+	h.idp.SetHooks(samltest.Hooks{Metadata: func(ed *saml.EntityDescriptor) {
+		for i := range ed.IDPSSODescriptors[0].SingleLogoutServices {
+			ed.IDPSSODescriptors[0].SingleLogoutServices[i].ResponseLocation = answers
+		}
+	}})
+	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}
+	for _, post := range []bool{false, true} {
+		var r *http.Request
+		if post {
+			form, err := h.idp.LogoutRequestForm(spec, "rs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = h.postSLO(form, nil)
+		} else {
+			u, err := h.idp.LogoutRequestRedirectURL(spec, "rs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = httptest.NewRequest(http.MethodGet, u, nil)
+		}
+		rec := httptest.NewRecorder()
+		if err := h.p.HandleSLO(rec, r, h.base, h.endSessions); err != nil {
+			t.Fatalf("post=%v: %v", post, err)
+		}
+		if loc := rec.Header().Get("Location"); !post && !strings.HasPrefix(loc, answers+"?") {
+			t.Errorf("LogoutResponse redirected to %q, want the ResponseLocation %s", loc, answers)
+		}
+		if body := rec.Body.String(); post && !strings.Contains(body, `action="`+answers+`"`) {
+			t.Errorf("LogoutResponse form %q does not post to the ResponseLocation %s", short(body), answers)
+		}
+	}
+}
+
+// TestSLOEndSessionsRefusalNotReplay: only endSessions' replay refusal
+// (the code of the single-use ID it was handed) means the LogoutRequest
+// ended nothing and is refused unanswered; any other failure, a
+// *idp.LoginError included, is answered to the IdP with status Responder
+// and returned wrapping ErrPartialLogout.
+func TestSLOEndSessionsRefusalNotReplay(t *testing.T) {
+	h := newHarness(t)
+	u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
+		return idp.Fail(CodeIncomplete, errors.New("store refused"))
+	})
+	if !errors.Is(err, ErrPartialLogout) || codeOf(err) != CodeLogoutFailed {
+		t.Fatalf("HandleSLO = %v, want %s wrapping ErrPartialLogout", err, CodeLogoutFailed)
+	}
+	loc, _ := url.Parse(rec.Header().Get("Location"))
+	var lr saml.LogoutResponse
+	if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
+		t.Fatal(err)
+	}
+	if lr.Status.StatusCode.Value != saml.StatusResponder {
+		t.Fatalf("status %q, want Responder", lr.Status.StatusCode.Value)
+	}
+}
+
+// TestSLORefusedLogoutResponseSessionEnded: a LogoutResponse refused for
+// any reason (no flow, another request's answer, a bad signature) comes
+// after Logout ended the local session, so the error says so.
+func TestSLORefusedLogoutResponseSessionEnded(t *testing.T) {
+	h := newHarness(t)
+	rec := httptest.NewRecorder()
+	if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
+		t.Fatal(err)
+	}
+	sent := sentLogoutRequest(t, rec)
+	for _, tc := range []struct {
+		name    string
+		value   string
+		cookies bool
+		want    string
+	}{
+		{"without the flow cookie", h.signedLogoutResponse(t, sent.Request.ID), false, CodeFlowMissing},
+		{"answering another request", h.signedLogoutResponse(t, "id-someone-else"), true, CodeInResponseTo},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"SAMLResponse": {tc.value}, "RelayState": {sent.RelayState}}
+			r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.cookies {
+				for _, c := range rec.Result().Cookies() {
+					r.AddCookie(c)
+				}
+			}
+			err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions)
+			var le *idp.LoginError
+			if !errors.As(err, &le) || le.Code != tc.want || !le.SessionEnded {
+				t.Fatalf("HandleSLO = %v (SessionEnded %v), want %s with SessionEnded", err, le != nil && le.SessionEnded, tc.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"io"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,5 +54,40 @@ func TestSPMetadataStable(t *testing.T) {
 	}
 	if len(ed.SPSSODescriptors) != 1 || ed.SPSSODescriptors[0].ValidUntil != nil {
 		t.Errorf("SPSSODescriptor validUntil = %v", ed.SPSSODescriptors[0].ValidUntil)
+	}
+}
+
+// TestSPMetadataRotationKeyEncryptionMethods: during an SP key rotation the
+// previous key's encryption KeyDescriptor advertises the same algorithms
+// as the current key's, so an IdP that encrypts to either picks one this
+// SP accepts.
+func TestSPMetadataRotationKeyEncryptionMethods(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.SPKeys = []KeyPair{testKeys()[1], testKeys()[0]} })
+	resp, err := http.Get(h.base + "metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ed saml.EntityDescriptor
+	if err := xml.Unmarshal(body, &ed); err != nil {
+		t.Fatal(err)
+	}
+	var methods [][]string
+	for _, kd := range ed.SPSSODescriptors[0].KeyDescriptors {
+		if kd.Use != "encryption" {
+			continue
+		}
+		var algs []string
+		for _, m := range kd.EncryptionMethods {
+			algs = append(algs, m.Algorithm)
+		}
+		methods = append(methods, algs)
+	}
+	if len(methods) != 2 || len(methods[0]) == 0 || !slices.Equal(methods[0], methods[1]) {
+		t.Fatalf("encryption KeyDescriptors advertise %q, want two with the same algorithms", methods)
 	}
 }

@@ -202,3 +202,45 @@ func hostileCert(t *testing.T) (*rsa.PrivateKey, *x509.Certificate) {
 	cert := selfSigned(t, key, tmpl)
 	return key, cert
 }
+
+// TestPrintable: what a log line shows of a certificate subject: no
+// control or format characters, no invalid UTF-8, at most limit bytes
+// cut on a character boundary, then an ellipsis.
+func TestPrintable(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"CN=idp", "CN=idp"},
+		{strings.Repeat("a", 200), strings.Repeat("a", 200)},
+		{strings.Repeat("a", 201), strings.Repeat("a", 200) + "…"},
+		{strings.Repeat("é", 150), strings.Repeat("é", 100) + "…"},
+		{"a\x1b[31m\u202eb\r\n\xffc", "a[31mbc"},
+	} {
+		if got := printable(tc.in, 200); got != tc.want {
+			t.Errorf("printable(%q) = %q (%d bytes), want %q (%d bytes)", tc.in, got, len(got), tc.want, len(tc.want))
+		}
+	}
+}
+
+// TestKeyInfoCertsWhereCrewjamLooks: the certificates an untrusted-key
+// refusal names are those of the signatures crewjam checks, on the root
+// element and on its Assertion children, not any Signature one level
+// down.
+func TestKeyInfoCertsWhereCrewjamLooks(t *testing.T) {
+	_, cert, err := samltest.NewKeyPair("listed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := `<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>` +
+		base64.StdEncoding.EncodeToString(cert.Raw) + `</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>`
+	for _, tc := range []struct {
+		name, doc string
+		want      int
+	}{
+		{"on the root", `<Response>` + sig + `</Response>`, 1},
+		{"on an Assertion", `<Response><Assertion>` + sig + `</Assertion></Response>`, 1},
+		{"on another child", `<Response><Extensions>` + sig + `</Extensions></Response>`, 0},
+	} {
+		if got := len(keyInfoCerts(tc.doc).certs); got != tc.want {
+			t.Errorf("%s: %d certificates, want %d", tc.name, got, tc.want)
+		}
+	}
+}
