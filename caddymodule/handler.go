@@ -185,8 +185,8 @@ func (a *App) routeIdPs(h *Handler) ([]string, error) {
 		return nil, err
 	}
 	for _, name := range names {
-		if c := defined[name]; c.Protocol != idp.ProtocolOIDC && h.tokenConfig().Passes() {
-			return nil, fmt.Errorf("IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream", name, c.Protocol)
+		if err := h.tokenConfig().CheckIdP(name, defined[name].Protocol); err != nil {
+			return nil, err
 		}
 	}
 	return names, nil

@@ -25,7 +25,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/idpcheck"
-	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/internal/routeorder"
 	"github.com/caddy-sso/caddy-sso/internal/termtext"
@@ -408,11 +407,6 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 		case idp.ProtocolOIDC:
 			add("Redirect URI", base+idp.OIDCCallbackEndpoint)
 			add("Post-logout redirect URI", s.origin.URL("/"))
-			// The IdP ends this site's sessions through one of them when
-			// the person signs out elsewhere: back-channel (Okta, PingOne)
-			// or front-channel (Entra ID); docs/*-oidc.md say which.
-			add("Back-channel logout URI", base+oidc.BackChannelLogoutEndpoint)
-			add("Front-channel logout URL", base+oidc.FrontChannelLogoutEndpoint)
 		case idp.ProtocolSAML:
 			entityID := base + saml.MetadataEndpoint
 			if c.SAML.EntityID != "" {
@@ -420,8 +414,14 @@ func values(c *caddymodule.IdPConfig, repl *caddy.Replacer, sites []site, ic *Id
 			}
 			add("SP entity ID (Identifier / Audience URI)", entityID)
 			add("ACS URL (Reply URL / Single sign-on URL)", base+idp.SAMLCallbackEndpoint)
-			add("Single Logout URL", base+saml.SLOEndpoint)
-			add("SP metadata URL", base+saml.MetadataEndpoint)
+		}
+		// Every other endpoint the protocol serves, as its package lists
+		// them. OIDC's are the logout ones, through one of which the IdP
+		// ends this site's sessions when the person signs out elsewhere:
+		// back-channel (Okta, PingOne) or front-channel (Entra ID);
+		// docs/*-oidc.md say which.
+		for _, e := range gateway.ProtocolEndpoints(c.Protocol) {
+			add(e.Field, base+e.Name)
 		}
 	}
 }

@@ -51,7 +51,8 @@ func fieldValues(r *check.Report, name, field string) []string {
 // one that names none where the app has one (under its own path prefix),
 // check lists each URL once, and they are where the running gateway
 // answers: the test IdP accepts only the Redirect URI check printed, and
-// the logout endpoints it printed are the gateway's, not the upstream's.
+// the other endpoints it printed (each one oidc.Endpoints lists) are the
+// gateway's, not the upstream's.
 func TestCheckRoutesMatchGateway(t *testing.T) {
 	for _, tc := range []struct{ name, directive, prefix string }{
 		{"same IdP twice", "\tsso test test\n", "/.sso/"},
@@ -83,10 +84,13 @@ func TestCheckRoutesMatchGateway(t *testing.T) {
 			}
 			// Signed in, a URL the gateway did not serve would reach the
 			// upstream; back-channel first, as front-channel may end the session.
-			for _, field := range []string{"Back-channel logout URI", "Front-channel logout URL"} {
+			// Every endpoint the protocol lists is printed (back-channel
+			// is listed before front-channel).
+			for _, ep := range gateway.ProtocolEndpoints(idp.ProtocolOIDC) {
+				field := ep.Field
 				urls := fieldValues(r, "test", field)
-				if len(urls) != 1 || !strings.HasPrefix(urls[0], base) {
-					t.Fatalf("%s listed as %q, want once under %s", field, urls, base)
+				if len(urls) != 1 || urls[0] != base+ep.Name {
+					t.Fatalf("%s listed as %q, want once %s", field, urls, base+ep.Name)
 				}
 				resp := b.Get(urls[0])
 				body := caddytest.ReadBody(t, resp)

@@ -54,19 +54,29 @@ func ownEndpointAllow(name string) string {
 }
 
 // protocolEndpoint reports whether protocol's providers serve endpoint
-// (under <protocol>/<idp>/).
+// (under <protocol>/<idp>/): its callback, or one ProtocolEndpoints lists.
 func protocolEndpoint(protocol, endpoint string) bool {
-	switch protocol {
-	case idp.ProtocolOIDC:
-		switch endpoint {
-		case idp.OIDCCallbackEndpoint, oidc.BackChannelLogoutEndpoint, oidc.FrontChannelLogoutEndpoint:
-			return true
-		}
-	case idp.ProtocolSAML:
-		switch endpoint {
-		case idp.SAMLCallbackEndpoint, saml.MetadataEndpoint, saml.SLOEndpoint:
+	if callback, _ := idp.CallbackEndpoint(protocol); callback != "" && callback == endpoint {
+		return true
+	}
+	for _, e := range ProtocolEndpoints(protocol) {
+		if e.Name == endpoint {
 			return true
 		}
 	}
 	return false
+}
+
+// ProtocolEndpoints are the endpoints protocol's providers serve besides
+// the callback (idp.Provider.ServeEndpoint), as their package lists them;
+// nil for a protocol there is none of. EndpointLabel labels them, and
+// caddy sso check lists their URLs for the IdP's registration.
+func ProtocolEndpoints(protocol string) []idp.Endpoint {
+	switch protocol {
+	case idp.ProtocolOIDC:
+		return oidc.Endpoints()
+	case idp.ProtocolSAML:
+		return saml.Endpoints()
+	}
+	return nil
 }

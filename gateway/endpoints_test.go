@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/caddy-sso/caddy-sso/idp"
+)
 
 // TestEndpointLabel: each endpoint the gateway serves under the path
 // prefix has a label of its own in endpoint_duration_seconds, an IdP's
@@ -46,5 +50,36 @@ func TestEndpointLabel(t *testing.T) {
 		if got := EndpointLabel(rest); got != "other" {
 			t.Errorf("EndpointLabel(%.40q) = %q, want other", rest, got)
 		}
+	}
+}
+
+// TestProtocolEndpointsLabelled: every endpoint a protocol's package lists
+// (ProtocolEndpoints, which its ServeEndpoint serves: TestEndpointsAreServed
+// in idp/oidc and idp/saml), and its callback, has the
+// endpoint_duration_seconds label of its own name, not "other"; the same
+// name under the other protocol is "other". TestEndpointLabel pins the
+// label values dashboards depend on.
+func TestProtocolEndpointsLabelled(t *testing.T) {
+	other := map[string]string{idp.ProtocolOIDC: idp.ProtocolSAML, idp.ProtocolSAML: idp.ProtocolOIDC}
+	for protocol, wrong := range other {
+		callback, _ := idp.CallbackEndpoint(protocol)
+		names := []string{callback}
+		for _, e := range ProtocolEndpoints(protocol) {
+			names = append(names, e.Name)
+		}
+		if len(names) < 2 {
+			t.Errorf("%s: ProtocolEndpoints lists none", protocol)
+		}
+		for _, name := range names {
+			if got := EndpointLabel(protocol + "/corp/" + name); got != name {
+				t.Errorf("EndpointLabel(%q) = %q, want %q", protocol+"/corp/"+name, got, name)
+			}
+			if got := EndpointLabel(wrong + "/corp/" + name); got != "other" {
+				t.Errorf("EndpointLabel(%q) = %q, want other", wrong+"/corp/"+name, got)
+			}
+		}
+	}
+	if got := ProtocolEndpoints("ldap"); got != nil {
+		t.Errorf("ProtocolEndpoints(ldap) = %v, want none", got)
 	}
 }

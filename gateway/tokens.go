@@ -71,6 +71,17 @@ func (c TokenConfig) Validate() error {
 	return CheckUpstreamHeaders(c.Headers()...)
 }
 
+// CheckIdP refuses the IdP name, of protocol, on a route with these
+// settings that passes tokens: only OpenID Connect IdPs issue them. It is
+// the one rule, for PassTokens and for caddy validate, which has the
+// configured protocols but no providers.
+func (c TokenConfig) CheckIdP(name, protocol string) error {
+	if c.Passes() && protocol != idp.ProtocolOIDC {
+		return fmt.Errorf("IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream", name, protocol)
+	}
+	return nil
+}
+
 // tokenRefresher is what a route that passes tokens needs of its IdPs'
 // providers: idp/oidc's Provider has it, SAML has no tokens.
 type tokenRefresher interface {
@@ -107,9 +118,12 @@ func (rt *Route) PassTokens(c TokenConfig) error {
 		t.margin = DefaultTokenRefreshMargin
 	}
 	for _, p := range rt.IdPs {
+		if err := c.CheckIdP(p.Name, p.Protocol); err != nil {
+			return err
+		}
 		r, ok := p.Provider.(tokenRefresher)
-		if !ok {
-			return fmt.Errorf("IdP %q is %s: only OpenID Connect IdPs issue tokens to pass upstream", p.Name, p.Protocol)
+		if !ok { // an OpenID Connect provider that is not idp/oidc's
+			return fmt.Errorf("IdP %q: its %s provider cannot refresh tokens", p.Name, p.Protocol)
 		}
 		t.refresh[p.Name] = r.Refresh
 		p.SignIn.KeepAccessToken = true

@@ -325,3 +325,35 @@ func TestTokenRefreshFailedRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenConfigCheckIdP: the one rule that only OpenID Connect IdPs pass
+// tokens upstream, which caddy validate applies to the configured
+// protocols and PassTokens to the route's IdPs, with the same words: a
+// route passing no token takes any IdP.
+func TestTokenConfigCheckIdP(t *testing.T) {
+	passing := TokenConfig{AccessHeader: DefaultAccessTokenHeader}
+	for _, tc := range []struct {
+		c        TokenConfig
+		protocol string
+		refused  bool
+	}{
+		{passing, idp.ProtocolOIDC, false},
+		{passing, idp.ProtocolSAML, true},
+		{TokenConfig{IDHeader: DefaultIDTokenHeader}, idp.ProtocolSAML, true},
+		{TokenConfig{Bearer: true}, idp.ProtocolSAML, true},
+		{TokenConfig{}, idp.ProtocolSAML, false},
+		{TokenConfig{}, idp.ProtocolOIDC, false},
+	} {
+		err := tc.c.CheckIdP("corp", tc.protocol)
+		if (err != nil) != tc.refused {
+			t.Errorf("%+v, %s: %v, want refused %v", tc.c, tc.protocol, err, tc.refused)
+		}
+	}
+	// PassTokens refuses a SAML IdP with exactly CheckIdP's error.
+	rt := tokenRoute(t, zapcore.NewNopCore(), nil)
+	rt.IdPs = append(rt.IdPs, &IdP{Name: "corp", Protocol: idp.ProtocolSAML, Provider: samlIdP{}})
+	want := passing.CheckIdP("corp", idp.ProtocolSAML)
+	if err := rt.PassTokens(passing); err == nil || want == nil || err.Error() != want.Error() {
+		t.Errorf("PassTokens: %v, want %v", err, want)
+	}
+}

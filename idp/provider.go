@@ -42,13 +42,14 @@ type Provider interface {
 	// Logout, or "" when the IdP has none known yet: the sign-out page must
 	// allow its form to lead there (CSP form-action).
 	LogoutOrigin(ctx context.Context) string
-	// ServeEndpoint serves the protocol's other endpoints under base (SAML:
-	// metadata, slo; OIDC: backchannel-logout, frontchannel-logout). It
-	// returns ErrNoEndpoint, having written nothing, for a name the protocol
-	// does not have; a refused message is a *LoginError (with Logout set for
-	// logout messages), also with nothing written, for the caller's page. A
-	// message no person sees, from the IdP's server (OIDC back-channel
-	// logout), is answered by the provider itself, refusals included.
+	// ServeEndpoint serves the protocol's other endpoints under base, those
+	// its package's Endpoints lists (SAML: metadata, slo; OIDC:
+	// backchannel-logout, frontchannel-logout). It returns ErrNoEndpoint,
+	// having written nothing, for a name the protocol does not have; a
+	// refused message is a *LoginError (with Logout set for logout
+	// messages), also with nothing written, for the caller's page. A message
+	// no person sees, from the IdP's server (OIDC back-channel logout), is
+	// answered by the provider itself, refusals included.
 	ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error
 
 	// Start gives the provider what it needs from the running gateway and
@@ -78,6 +79,19 @@ func CallbackEndpoint(protocol string) (endpoint, method string) {
 		return SAMLCallbackEndpoint, http.MethodPost
 	}
 	return "", ""
+}
+
+// Endpoint is one of the endpoints a protocol's Provider.ServeEndpoint
+// serves under an IdP's base URL. Each protocol's package lists its own
+// (oidc.Endpoints, saml.Endpoints), the one list by which the gateway
+// labels their metrics and caddy sso check lists the URLs to register, so
+// that an endpoint added to ServeEndpoint and its list is both.
+type Endpoint struct {
+	// Name is the path under base, and the endpoint's label in the
+	// endpoint_duration_seconds metric.
+	Name string
+	// Field is what the IdP's registration calls the endpoint's URL.
+	Field string
 }
 
 // SignInRequest is what a sign-in asks of the IdP (Provider.Begin).

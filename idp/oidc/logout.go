@@ -27,6 +27,16 @@ const (
 	FrontChannelLogoutEndpoint = "frontchannel-logout"
 )
 
+// Endpoints are the endpoints ServeEndpoint serves, with what the IdP's
+// registration calls each: the one list by which the gateway labels their
+// metrics and caddy sso check lists the URLs to register.
+func Endpoints() []idp.Endpoint {
+	return []idp.Endpoint{
+		{Name: BackChannelLogoutEndpoint, Field: "Back-channel logout URI"},
+		{Name: FrontChannelLogoutEndpoint, Field: "Front-channel logout URL"},
+	}
+}
+
 // Codes of refused logout messages (*idp.LoginError with Logout set). Like
 // the sign-in codes they are stable, and the log names them.
 const (
@@ -60,8 +70,8 @@ const (
 	maxLogoutID = 512
 )
 
-// ServeEndpoint serves the logout endpoints the IdP calls (the callback,
-// idp.OIDCCallbackEndpoint, is Callback's):
+// ServeEndpoint serves the logout endpoints the IdP calls, those Endpoints
+// lists (the callback, idp.OIDCCallbackEndpoint, is Callback's):
 //
 //   - backchannel-logout (OpenID Connect Back-Channel Logout 1.0): the IdP
 //     POSTs a signed logout token server to server. It is answered here,

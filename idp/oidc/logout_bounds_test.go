@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 )
 
 // TestBackChannelLogoutAccepted: the logout tokens that Back-Channel Logout
@@ -237,6 +238,35 @@ func TestLogoutEndpointsWithoutSessions(t *testing.T) {
 		}
 		if err := p.ServeEndpoint(w, r, e.rp.URL+"/", name); !errors.Is(err, idp.ErrNoEndpoint) || w.Body.Len() != 0 {
 			t.Errorf("%s: %v (wrote %d bytes), want idp.ErrNoEndpoint and nothing written", name, err, w.Body.Len())
+		}
+	}
+}
+
+// TestEndpointsAreServed: every endpoint oidc.Endpoints lists, by which
+// the gateway labels metrics and caddy sso check lists the URLs to
+// register, is one ServeEndpoint serves (anything but idp.ErrNoEndpoint,
+// the gateway's 404), and the names it does not list, the callback and
+// SAML's among them, are not served.
+func TestEndpointsAreServed(t *testing.T) {
+	e := newEnv(t)
+	listed := oidc.Endpoints()
+	if len(listed) == 0 {
+		t.Fatal("oidc.Endpoints lists none")
+	}
+	for _, ep := range listed {
+		if ep.Name == "" || ep.Field == "" {
+			t.Errorf("endpoint %+v: want a name and a registration field", ep)
+		}
+		w := httptest.NewRecorder()
+		err := e.p.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, e.rp.URL+"/"+ep.Name, nil), e.rp.URL+"/", ep.Name)
+		if errors.Is(err, idp.ErrNoEndpoint) || w.Code == http.StatusNotFound {
+			t.Errorf("listed endpoint %q not served: %v, %d", ep.Name, err, w.Code)
+		}
+	}
+	for _, name := range []string{"", idp.OIDCCallbackEndpoint, idp.SAMLCallbackEndpoint, saml.MetadataEndpoint, saml.SLOEndpoint, "logout"} {
+		w := httptest.NewRecorder()
+		if err := e.p.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, e.rp.URL+"/"+name, nil), e.rp.URL+"/", name); !errors.Is(err, idp.ErrNoEndpoint) || w.Body.Len() != 0 {
+			t.Errorf("unlisted endpoint %q: %v (wrote %d bytes), want idp.ErrNoEndpoint and nothing written", name, err, w.Body.Len())
 		}
 	}
 }

@@ -149,6 +149,17 @@ const (
 	MetadataEndpoint = "metadata" // also the default SP entity ID
 )
 
+// Endpoints are the endpoints ServeEndpoint serves, with what the IdP's
+// registration calls each: the one list by which the gateway labels their
+// metrics and caddy sso check lists the URLs to register. The ACS,
+// idp.SAMLCallbackEndpoint, is Callback's.
+func Endpoints() []idp.Endpoint {
+	return []idp.Endpoint{
+		{Name: SLOEndpoint, Field: "Single Logout URL"},
+		{Name: MetadataEndpoint, Field: "SP metadata URL"},
+	}
+}
+
 // Request bindings for Config.RequestBinding.
 const (
 	BindingRedirect = "redirect"

@@ -86,20 +86,21 @@ func (p *Provider) LogoutOrigin(context.Context) string {
 	return ""
 }
 
-// ServeEndpoint serves the SP metadata ("metadata") and the Single Logout
-// endpoint ("slo") of the site at base. A refused logout message is returned
+// ServeEndpoint serves the endpoints Endpoints lists, the SP metadata
+// (MetadataEndpoint) and the Single Logout endpoint (SLOEndpoint), of the
+// site at base. A refused logout message is returned
 // as an *idp.LoginError with Logout set, nothing written, for the caller's
 // error page.
 func (p *Provider) ServeEndpoint(w http.ResponseWriter, r *http.Request, base, name string) error {
 	switch name {
-	case "metadata":
+	case MetadataEndpoint:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "SAML metadata takes GET", http.StatusMethodNotAllowed)
 			return nil
 		}
 		return p.Metadata(w, r, base)
-	case "slo":
+	case SLOEndpoint:
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			w.Header().Set("Allow", "GET, POST")
 			http.Error(w, "SAML single logout takes GET or POST", http.StatusMethodNotAllowed)
