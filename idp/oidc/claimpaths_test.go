@@ -3,6 +3,7 @@ package oidc_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -209,4 +210,21 @@ func TestClaimPathBounds(t *testing.T) {
 			t.Errorf("%d paths in all, more than %d", total, oidc.MaxClaimPaths)
 		}
 	})
+}
+
+// TestNullArrayElementsLeftOut: a null in an array claim is no value, as
+// a null claim is none: groups ["admins", null] is the one group admins,
+// not also a group named "null" that a `map groups` rule or an upstream
+// header would take at its word; in an object claim's array member too.
+func TestNullArrayElementsLeftOut(t *testing.T) {
+	a := loginWithClaims(t, func(c map[string]any) {
+		c["groups"] = []any{"admins", nil, "staff"}
+		c["realm_access"] = map[string]any{"roles": []any{nil, "auditor"}}
+	})
+	if got := a.Attributes["groups"]; !slices.Equal(got, []string{"admins", "staff"}) {
+		t.Errorf("groups = %q, want admins and staff", got)
+	}
+	if got, _ := mapGroups(t, a, "groups", "realm_access.roles"); slices.Contains(got, "null") {
+		t.Errorf("mapped groups %q hold a group named null", got)
+	}
 }

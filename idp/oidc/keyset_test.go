@@ -172,6 +172,26 @@ func TestKeySetRejects(t *testing.T) {
 	}
 }
 
+// TestKeySetSelectsByKid: a token's kid selects the key that may verify
+// it, as go-oidc's RemoteKeySet does: a token whose kid names one key (or
+// none in the set) is not verified by another key of the set, even one
+// that signed it, after the one fetch its unknown kid allows.
+func TestKeySetSelectsByKid(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	_, j2 := rsaKey(t, "k2", "")
+	srv := newJWKSServer(t, j1, j2)
+	ks, _, _ := startKeySet(srv.URL)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
+		t.Fatalf("k1's token under its kid: %v", err)
+	}
+	for _, kid := range []string{"k2", "k3"} {
+		if _, err := ks.VerifySignature(ctx, signJWT(t, k1, kid, jose.RS256)); err == nil {
+			t.Errorf("k1's token under kid %q accepted", kid)
+		}
+	}
+}
+
 // withdrawnKeyWorld is a key set that has verified tok, signed by key k1
 // of its JWKS; j2 is the key the IdP will publish instead.
 func withdrawnKeyWorld(t *testing.T) (ctx context.Context, ks *keySet, srv *jwksServer, now *atomic.Pointer[time.Time], t0 time.Time, tok string, j2 jose.JSONWebKey) {
@@ -285,5 +305,35 @@ func TestKeySetUnavailableJWKS(t *testing.T) {
 	now.Store(&t1)
 	if _, err := ks.VerifySignature(ctx, tok); err != nil {
 		t.Fatalf("after the outage: %v", err)
+	}
+}
+
+// TestKeySetRefreshLimitBoundary: minRefresh (JWKSRefreshInterval) is the
+// least time between two fetches, inclusive: a token under a new kid a
+// moment short of it after the last fetch is refused without a fetch, and
+// exactly minRefresh after it the JWKS is fetched and the token accepted.
+func TestKeySetRefreshLimitBoundary(t *testing.T) {
+	k1, j1 := rsaKey(t, "k1", "")
+	k2, j2 := rsaKey(t, "k2", "")
+	srv := newJWKSServer(t, j1)
+	ks, now, t0 := startKeySet(srv.URL)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
+		t.Fatal(err)
+	}
+	srv.set(j1, j2)
+	tok := signJWT(t, k2, "k2", jose.RS256)
+	short := t0.Add(ks.minRefresh - time.Nanosecond)
+	now.Store(&short)
+	if _, err := ks.VerifySignature(ctx, tok); !errors.Is(err, errRefreshLimited) {
+		t.Fatalf("a moment short of minRefresh: %v, want errRefreshLimited", err)
+	}
+	at := t0.Add(ks.minRefresh)
+	now.Store(&at)
+	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+		t.Fatalf("exactly minRefresh after the last fetch: %v, want the new key fetched", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 }

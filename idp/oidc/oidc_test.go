@@ -77,6 +77,30 @@ func TestLoginHappyPath(t *testing.T) {
 	}
 }
 
+// TestBeginFlowCookieSameSiteLax: the flow cookie Begin sets is
+// SameSite=Lax, HttpOnly, and the redirect is not cached. The callback is
+// a top-level navigation from the IdP's site: a browser sends a Lax cookie
+// with it and a Strict one not, which would fail every sign-in with
+// flow_missing (the cookie jar of these tests ignores SameSite, so only
+// the header tells).
+func TestBeginFlowCookieSameSiteLax(t *testing.T) {
+	e := newEnv(t)
+	resp, err := e.startLogin(newBrowser(), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := flowCookies(resp.Cookies())
+	if len(fc) != 1 {
+		t.Fatalf("Begin set %d flow cookies, want 1", len(fc))
+	}
+	if c := fc[0]; c.SameSite != http.SameSiteLaxMode || !c.HttpOnly {
+		t.Errorf("flow cookie SameSite %v, HttpOnly %v; want Lax (%v) and HttpOnly", c.SameSite, c.HttpOnly, http.SameSiteLaxMode)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+}
+
 func TestPublicClient(t *testing.T) {
 	e := newEnv(t, func(c *oidc.Config) { c.ClientSecret = "" })
 	e.idp.AddClient(clientID, "", e.rp.URL+"/callback")
@@ -224,6 +248,11 @@ func TestAuthorizationResponse(t *testing.T) {
 		{"iss mismatch", func(s *oidctest.Server) {
 			s.SetHooks(oidctest.Hooks{AuthResponse: func(q url.Values) { q.Set("iss", "https://evil.example") }})
 		}, oidc.CodeIssuerMismatch},
+		// RFC 9207 2.4: one iss, the issuer; a second value after the
+		// right one is not a response to trust either.
+		{"iss twice, the issuer first", func(s *oidctest.Server) {
+			s.SetHooks(oidctest.Hooks{AuthResponse: func(q url.Values) { q.Add("iss", "https://evil.example") }})
+		}, oidc.CodeIssuerMismatch},
 		{"iss mismatch on an error response", func(s *oidctest.Server) {
 			s.SetHooks(oidctest.Hooks{AuthResponse: func(q url.Values) {
 				q.Del("code")
@@ -340,22 +369,30 @@ func TestIDTokenChecks(t *testing.T) {
 }
 
 // TestIDTokenTimeBounds pins the relying party's clock to a whole second
-// and puts exp and iat one second either side of their bounds: exp is
+// and puts exp, iat and nbf one second either side of their bounds: exp is
 // NotOnOrAfter, so a token is expired at exactly exp plus the clock skew,
-// and an iat exactly MaxIDTokenAge plus the skew old is still accepted.
+// and an iat exactly MaxIDTokenAge plus the skew old is still accepted; an
+// iat or nbf up to the clock skew ahead of this clock (the IdP's clock a
+// little fast) is accepted, inclusive, and a second more is refused.
 func TestIDTokenTimeBounds(t *testing.T) {
 	skew := idp.DefaultClockSkew
 	for _, tc := range []struct {
 		name string
 		exp  time.Duration // exp - now; 0 keeps the IdP's
 		age  time.Duration // now - iat
+		nbf  time.Duration // nbf - now; 0 sends none
 		want string
 	}{
-		{"exp exactly the skew ago", -skew, time.Minute, oidc.CodeIDTokenExpired},
-		{"exp a second short of the skew ago", -skew + time.Second, time.Minute, ""},
-		{"iat a second beyond the age bound", 0, oidc.MaxIDTokenAge + skew + time.Second, oidc.CodeIDTokenIssuedAt},
-		{"iat exactly at the age bound", 0, oidc.MaxIDTokenAge + skew, ""},
-		{"iat a second within the age bound", 0, oidc.MaxIDTokenAge + skew - time.Second, ""},
+		{"exp exactly the skew ago", -skew, time.Minute, 0, oidc.CodeIDTokenExpired},
+		{"exp a second short of the skew ago", -skew + time.Second, time.Minute, 0, ""},
+		{"iat a second beyond the age bound", 0, oidc.MaxIDTokenAge + skew + time.Second, 0, oidc.CodeIDTokenIssuedAt},
+		{"iat exactly at the age bound", 0, oidc.MaxIDTokenAge + skew, 0, ""},
+		{"iat a second within the age bound", 0, oidc.MaxIDTokenAge + skew - time.Second, 0, ""},
+		{"iat exactly the skew ahead", 0, -skew, 0, ""},
+		{"iat a second beyond the skew ahead", 0, -skew - time.Second, 0, oidc.CodeIDTokenIssuedAt},
+		{"nbf a second ahead", 0, time.Minute, time.Second, ""},
+		{"nbf exactly the skew ahead", 0, time.Minute, skew, ""},
+		{"nbf a second beyond the skew ahead", 0, time.Minute, skew + time.Second, oidc.CodeIDTokenNotBefore},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -370,6 +407,9 @@ func TestIDTokenTimeBounds(t *testing.T) {
 				iat := now.Add(-tc.age).Unix()
 				tok.Claims["iat"] = iat
 				tok.Claims["auth_time"] = iat
+				if tc.nbf != 0 {
+					tok.Claims["nbf"] = now.Add(tc.nbf).Unix()
+				}
 			}})
 			wantCode(t, e.login(newBrowser()), tc.want)
 		})

@@ -51,6 +51,8 @@ func TestUnverifiedEmail(t *testing.T) {
 		{"absent (Entra)", nil, verified(nil), nil, "", false},
 		{"true", nil, verified(true), nil, "", true},
 		{"the string true", nil, verified("true"), nil, "", true},
+		// Read without regard to case, as "FALSE" is above.
+		{"the string True", nil, verified("True"), nil, "", true},
 		{"true in the ID token, false in userinfo", nil, func(tok *oidctest.Token) {
 			delete(tok.Claims, "given_name") // userinfo is fetched, but does not override
 			tok.Claims["email_verified"] = true

@@ -314,6 +314,50 @@ func TestUserinfoFailures(t *testing.T) {
 	}
 }
 
+// TestSignedUserinfo: a userinfo endpoint that answers with a JWT
+// (application/jwt, OpenID Connect Core 5.3.2) is verified with the IdP's
+// keys and the algorithm allow-list, and its claims are merged only when
+// its iss is the issuer and its aud names this client; anything else
+// fails the sign-in (CodeUserinfo) rather than take claims another
+// issuer, or a token for another client, asserts.
+func TestSignedUserinfo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(tok *oidctest.Token)
+		want string
+	}{
+		{"of the issuer, for this client", func(*oidctest.Token) {}, ""},
+		{"of another issuer", func(tok *oidctest.Token) { tok.Claims["iss"] = "https://evil.example" }, oidc.CodeUserinfo},
+		{"for another client", func(tok *oidctest.Token) { tok.Claims["aud"] = "other-app" }, oidc.CodeUserinfo},
+		{"unsigned (alg none)", func(tok *oidctest.Token) { tok.Alg = "none" }, oidc.CodeUserinfo},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *env
+			var tr *http.Transport
+			e, tr = newEnvAt(t, "", false, answerAt(oidctest.PathUserinfo, func(w http.ResponseWriter, _ *http.Request) {
+				tok := &oidctest.Token{Alg: "RS256", Claims: map[string]any{
+					"sub": "alice-sub", "given_name": "Alice (signed)", "iss": e.idp.Issuer, "aud": clientID,
+				}}
+				tc.edit(tok)
+				raw, err := e.idp.SignToken(clientID, tok)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				w.Header().Set("Content-Type", "application/jwt")
+				w.Write([]byte(raw))
+			}))
+			e.idp.SetHooks(oidctest.Hooks{IDToken: noGivenName})
+			b := browserVia(tr)
+			res := e.mustCallback(b, e.authorize(b, e.begin(b, "/"), "alice"))
+			wantCode(t, res, tc.want)
+			if tc.want == "" && res.Assertion.First("given_name") != "Alice (signed)" {
+				t.Errorf("given_name = %q, want the signed userinfo's", res.Assertion.First("given_name"))
+			}
+		})
+	}
+}
+
 // TestEntraMultiTenantIssuer: Entra ID's multi-tenant endpoints
 // (/organizations/v2.0, /common/v2.0) name the issuer
 // ".../{tenantid}/v2.0". That template is accepted only for those

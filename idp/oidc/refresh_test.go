@@ -160,6 +160,8 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 		}, true},
 		{"expired", func(tok *oidctest.Token) { tok.Claims["exp"] = time.Now().Add(-time.Hour).Unix() }, false},
 		{"issued in the future", func(tok *oidctest.Token) { tok.Claims["iat"] = time.Now().Add(time.Hour).Unix() }, false},
+		{"no exp", func(tok *oidctest.Token) { delete(tok.Claims, "exp") }, false},
+		{"no iat", func(tok *oidctest.Token) { delete(tok.Claims, "iat") }, false},
 		{"unsigned", func(tok *oidctest.Token) { tok.Alg = "none" }, false},
 		// Unverifiable, a token about someone else still ends the grant.
 		{"unsigned, other subject", func(tok *oidctest.Token) { tok.Alg = "none"; tok.Claims["sub"] = "mallory-sub" }, true},
@@ -191,6 +193,32 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 	e, tok := refreshEnv(t)
 	if _, err := e.p.Refresh(context.Background(), tok); err != nil {
 		t.Errorf("a correct refreshed ID token was refused: %v", err)
+	}
+}
+
+// TestRefreshedIDTokenTimesWithinSkew: a refreshed ID token is held to
+// exp and iat with the clock skew, as a sign-in's is: one that expired
+// less than ClockSkew ago, or was issued less than ClockSkew ahead of this
+// clock, is accepted and replaces the session's ID token.
+func TestRefreshedIDTokenTimesWithinSkew(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(tok *oidctest.Token, now time.Time)
+	}{
+		{"expired within the clock skew", func(tok *oidctest.Token, now time.Time) { tok.Claims["exp"] = now.Add(-30 * time.Second).Unix() }},
+		{"issued within the clock skew ahead", func(tok *oidctest.Token, now time.Time) { tok.Claims["iat"] = now.Add(30 * time.Second).Unix() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, tok := refreshEnv(t)
+			e.idp.SetHooks(oidctest.Hooks{IDToken: func(t *oidctest.Token) { tc.edit(t, e.clock.Now()) }})
+			got, err := e.p.Refresh(context.Background(), tok)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if got.IDToken == tok.IDToken {
+				t.Error("the new ID token did not replace the session's")
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -224,6 +225,33 @@ func TestMultiTenantBackChannelLogout(t *testing.T) {
 	}
 	if n := len(e.ended.list()); n != 1 {
 		t.Errorf("refused logout tokens ended sessions: %v", e.ended.list())
+	}
+}
+
+// TestMultiTenantFrontChannelLogout: through a multi-tenant issuer the
+// front-channel iss, when given, must be the issuer of a tenant admitted;
+// the sid then names the session. An iss of another tenant, or one that
+// fills the template with no tenant ID, is refused and ends nothing.
+func TestMultiTenantFrontChannelLogout(t *testing.T) {
+	e := newMultiTenantEnv(t, []string{tenantA, tenantB})
+	call := func(query url.Values) error {
+		w := httptest.NewRecorder()
+		return e.p.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, e.rp.URL+"/frontchannel-logout?"+query.Encode(), nil), e.rp.URL+"/", oidc.FrontChannelLogoutEndpoint)
+	}
+	if err := call(url.Values{"iss": {e.tenantIssuer(tenantA)}, "sid": {"sid-1"}}); err != nil {
+		t.Fatalf("iss of an admitted tenant: %v", err)
+	}
+	for name, iss := range map[string]string{
+		"tenant not admitted": e.tenantIssuer(tenantC),
+		"not a tenant ID":     e.tenantIssuer("organizations"),
+		"the template":        e.tenantIssuer("{tenantid}"),
+	} {
+		if err := call(url.Values{"iss": {iss}, "sid": {"sid-2"}}); codeOf(err) != oidc.CodeFrontChannelIssuer {
+			t.Errorf("%s: %v, want %s", name, err, oidc.CodeFrontChannelIssuer)
+		}
+	}
+	if got := e.ended.list(); !slices.Equal(got, []string{"test||sid-1"}) {
+		t.Errorf("ended %v, want sid-1 alone", got)
 	}
 }
 
