@@ -33,7 +33,7 @@ func (r AccessRule) Check() error {
 type accessMatcher struct {
 	groups  map[string]bool
 	domains []string        // in provision.CanonDomain's form, compared case-insensitively
-	users   map[string]bool // IDs and emails as given
+	users   map[string]bool // IDs (and emails, as given) of user rules
 	emails  []string        // the user values with an @ again, in provision.CanonEmail's form
 	idps    []string
 	empty   bool
@@ -97,7 +97,10 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 		}
 	}
 	if len(m.users) > 0 {
-		if m.users[id.UserID] || m.users[id.Email] {
+		// An ID names the user; an email (a value with an @) is matched
+		// in canonical form only: an IdP may assert an email without an
+		// @, spelled as someone else's ID.
+		if m.users[id.UserID] {
 			return true
 		}
 		if canonMatch(m.emails, id.Email, provision.CanonEmail) {

@@ -135,3 +135,23 @@ func TestUserRulesMatchSpellingsOfOneMailbox(t *testing.T) {
 		}
 	}
 }
+
+// TestUserIDRulesMatchTheUserIDOnly: a user rule without an @ names a
+// user by the gateway's ID, which only that user has. An IdP can assert
+// any email, one without an @ too (it is stored as sent), so another
+// person's email spelled as that ID must not match the rule.
+func TestUserIDRulesMatchTheUserIDOnly(t *testing.T) {
+	const ada = "6f1c2d3e4a5b6c7d8e9f0a1b2c3d4e5f"
+	allow, err := NewAccessPolicy([]AccessRule{{Kind: "user", Values: []string{ada}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !allow.Permits(&session.Identity{UserID: ada, Email: "ada@example.com"}) {
+		t.Error("the user the rule names is refused")
+	}
+	for _, email := range []string{ada, strings.ToUpper(ada)} {
+		if allow.Permits(&session.Identity{UserID: "0a0b0c0d0e0f", Email: email}) {
+			t.Errorf("a user whose IdP asserted the email %q passes the rule naming user %s", email, ada)
+		}
+	}
+}

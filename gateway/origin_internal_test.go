@@ -26,6 +26,8 @@ func TestForwardedHost(t *testing.T) {
 		{"[10.0.0.1]", ""},
 		{"[::1", ""},
 		{"", ""},
+		{":8443", ""}, // a port without a host
+		{",", ""},
 		{"bücher.example", ""},
 	} {
 		if got := forwardedHost(tc.in); got != tc.want {

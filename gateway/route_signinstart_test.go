@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"html"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/session"
 )
 
 // TestStartSignIn: a navigation without a session begins the sign-in at
@@ -109,15 +111,25 @@ func TestSignInReturnPathTooLong(t *testing.T) {
 // answer (SAML: the session cookie, SameSite=Lax, does not come along)
 // carries the session the browser comes with in a flow cookie, so that
 // the new sign-in ends it; when no cookie's session resolves (expired,
-// perhaps still stored), the first cookie is carried all the same.
+// perhaps still stored), the first cookie is carried all the same. Inside
+// a protected site whose sso took the cookies and admitted the request,
+// the outer session is carried; with neither, nothing is.
 func TestSignInCarriesTheBrowsersSession(t *testing.T) {
 	world := newDutyWorld(t)
+	outer, err := world.run.Sessions.Resolve(context.Background(), world.token)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name   string
-		tokens []string
+		name    string
+		tokens  []string
+		outer   *session.Identity
+		carried bool
 	}{
-		{"a live session", []string{world.token}},
-		{"a cookie whose session does not resolve", []string{strings.Repeat("A", 43)}},
+		{"a live session", []string{world.token}, nil, true},
+		{"a cookie whose session does not resolve", []string{strings.Repeat("A", 43)}, nil, true},
+		{"an outer session", nil, outer, true},
+		{"no session at all", nil, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, _, corp := dispatchRoute()
@@ -127,14 +139,14 @@ func TestSignInCarriesTheBrowsersSession(t *testing.T) {
 			r.Header.Set("Sec-Fetch-Dest", "document")
 			r = idp.WithOrigin(r, dutyOrigin().Site)
 			w := httptest.NewRecorder()
-			status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), tc.tokens, nil))
+			status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), tc.tokens, tc.outer))
 			flow := world.run.Flows.CookieName(r, previousSessionFlow)
 			var carried bool
 			for _, c := range w.Result().Cookies() {
 				carried = carried || c.Name == flow && c.Value != ""
 			}
-			if status != http.StatusFound || len(corp.begun) != 1 || !carried {
-				t.Errorf("answer %d, sign-ins begun %d, cookies %v; want 302, one, and the %s flow cookie", status, len(corp.begun), w.Result().Cookies(), flow)
+			if status != http.StatusFound || len(corp.begun) != 1 || carried != tc.carried {
+				t.Errorf("answer %d, sign-ins begun %d, cookies %v; want 302, one, and the %s flow cookie carried = %v", status, len(corp.begun), w.Result().Cookies(), flow, tc.carried)
 			}
 		})
 	}

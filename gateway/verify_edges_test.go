@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -50,6 +51,10 @@ func TestVerifyReturnToFromTheProxy(t *testing.T) {
 		{"X-Forwarded-Method over X-Original-Method", map[string]string{"X-Forwarded-Method": "GET", "X-Original-Method": "POST",
 			"X-Forwarded-Uri": "/save"}, "/save"},
 		{"X-Original-Method alone", map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/save"}, "/edit"},
+		{"a Referer on the site in another spelling", map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/save",
+			"Referer": "https://APP.Example.com:443/edit"}, "/edit"},
+		{"a Referer on another site", map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/save",
+			"Referer": "https://app.example.com.evil.example/edit"}, "/save"},
 		{"off-site URI", map[string]string{"X-Forwarded-Uri": "//evil.example/x"}, "/"},
 		{"a callback with the IdP's answer", map[string]string{"X-Forwarded-Uri": "/.sso/oidc/corp/callback?state=s&code=c"}, "/"},
 	} {
@@ -143,5 +148,41 @@ func TestVerifyForbiddenNavigationIsPage(t *testing.T) {
 		!strings.Contains(w.Body.String(), "Access denied") || w.Header().Get("X-Forwarded-Email") != "" {
 		t.Errorf("answer %d %q, X-Forwarded-Email %q:\n%s\nwant the 403 Access denied page without identity",
 			w.Code, w.Header().Get("Content-Type"), w.Header().Get("X-Forwarded-Email"), w.Body)
+	}
+}
+
+// TestAnswerVerifyKeepsTheErrorsStatus: AnswerVerify answers a failure
+// the sso handler hands it (the 503 of an app not running yet) with that
+// error's status, uncacheable and without a body, for the proxy to pass
+// on; an error that names no status is a 500, and nil or ErrAnswered
+// writes nothing.
+func TestAnswerVerifyKeepsTheErrorsStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int // 0: nothing written
+	}{
+		{"app not running", &Error{Status: http.StatusServiceUnavailable, Err: errors.New("starting")}, http.StatusServiceUnavailable},
+		{"too early", httpError(http.StatusTooEarly, errors.New("early data")), http.StatusTooEarly},
+		{"no status", errors.New("boom"), http.StatusInternalServerError},
+		{"nil", nil, 0},
+		{"answered", ErrAnswered, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, _ := verifyEdgesRoute(t, ModeAuthRequest)
+			w := httptest.NewRecorder()
+			if err := rt.AnswerVerify(w, tc.err); err != nil {
+				t.Fatalf("AnswerVerify: %v, want nil", err)
+			}
+			if tc.status == 0 {
+				if len(w.Header()) != 0 || w.Body.Len() != 0 {
+					t.Errorf("wrote header %v, body %q; want nothing", w.Header(), w.Body)
+				}
+				return
+			}
+			if w.Code != tc.status || w.Header().Get("Cache-Control") != "no-store" || w.Body.Len() != 0 {
+				t.Errorf("answer %d, Cache-Control %q, body %q; want %d, no-store, no body", w.Code, w.Header().Get("Cache-Control"), w.Body, tc.status)
+			}
+		})
 	}
 }
