@@ -291,8 +291,9 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 }
 
 // routeTree is the abstract tree of adapted routes the routeorder rules
-// read, each handler's adapted JSON its Value; named are the server's named routes, and invoking those that
-// routes are part of (a cycle is left unexpanded).
+// read, each handler's adapted JSON its Value; named are the server's
+// named routes, and invoking those that routes are part of (a cycle is
+// left unexpanded).
 func routeTree(routes []route, named map[string]*route, invoking []string) []routeorder.Route {
 	out := make([]routeorder.Route, len(routes))
 	for i, rt := range routes {
