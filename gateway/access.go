@@ -33,7 +33,7 @@ func (r AccessRule) Check() error {
 type accessMatcher struct {
 	groups  map[string]bool
 	domains []string        // in provision.CanonDomain's form, compared case-insensitively
-	users   map[string]bool // IDs (and emails, as given) of user rules
+	users   map[string]bool // the values of user rules, as given: an ID matches here, an email in emails
 	emails  []string        // the user values with an @ again, in provision.CanonEmail's form
 	idps    []string
 	empty   bool
