@@ -12,6 +12,33 @@ import (
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
+// TestResolveCacheHitTouchesNothing: docs/architecture.md, "A request's path"
+// 4: session.Manager.Resolve makes no store access and no allocation on a
+// cache hit.
+func TestResolveCacheHitTouchesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := &txCounter{Store: openStore(t)}
+	m := session.New(db, session.Config{}, nil, nil)
+	m.Derive = func(id *session.Identity) any { return id.UserID }
+	u := addUser(t, db, activeUser())
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil { // loads it if Create did not cache it
+		t.Fatal(err)
+	}
+	r0, w0 := db.views.Load(), db.updates.Load()
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := m.Resolve(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 || db.views.Load() != r0 || db.updates.Load() != w0 {
+		t.Errorf("cache hit: %.1f allocations, %d store reads, %d store writes", allocs, db.views.Load()-r0, db.updates.Load()-w0)
+	}
+}
+
 // TestCachedCopyAtItsBoundaries: a cached session is trusted for less than
 // CacheTTL (at exactly CacheTTL the store is read again, and a session
 // deleted by another process is refused), and ends at exactly its lifetime
@@ -57,7 +84,7 @@ func TestCachedCopyAtItsBoundaries(t *testing.T) {
 // request with the cookie reads nothing from the store.
 func TestCreateStoresAndCachesTheSession(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &countingStore{Store: openStore(t)}
+	db := &txCounter{Store: openStore(t)}
 	m := session.New(db, session.Config{Lifetime: 3 * time.Hour}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	clk.advance(time.Minute)
@@ -76,12 +103,12 @@ func TestCreateStoresAndCachesTheSession(t *testing.T) {
 	if s.Hash != session.Hash(token) || got.Hash != s.Hash {
 		t.Errorf("stored under %q, Create returned %q, token hashes to %q", got.Hash, s.Hash, session.Hash(token))
 	}
-	r0 := db.reads.Load()
+	r0 := db.views.Load()
 	id, err := m.Resolve(ctx, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := db.reads.Load() - r0; n != 0 {
+	if n := db.views.Load() - r0; n != 0 {
 		t.Errorf("the first request after Create read the store %d times, want the cached session", n)
 	}
 	if !id.Expires.Equal(now.Add(3 * time.Hour)) {
@@ -98,7 +125,7 @@ func TestCreateStoresAndCachesTheSession(t *testing.T) {
 // used, and a pass drops at random; a cache of 200 keeps well clear.)
 func TestSecondChanceKeepsUsedSessionsCached(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &countingStore{Store: openStore(t)}
+	db := &txCounter{Store: openStore(t)}
 	const size = 200
 	m := session.New(db, session.Config{CacheSize: size, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -122,13 +149,13 @@ func TestSecondChanceKeepsUsedSessionsCached(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r0 := db.reads.Load()
+		r0 := db.views.Load()
 		for _, tok := range append([]string{fresh}, hot...) {
 			if _, err := m.Resolve(ctx, tok); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if n := db.reads.Load() - r0; n != 0 {
+		if n := db.views.Load() - r0; n != 0 {
 			t.Fatalf("after sign-in %d, the new session and those used between every sign-in were read from the store %d times: the cache dropped them", i, n)
 		}
 	}
@@ -155,7 +182,7 @@ func TestEvictionDropsATenth(t *testing.T) {
 // Flush when there was no use since.
 func TestFlushWritesEachUseOnce(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &countingStore{Store: openStore(t)}
+	db := &txCounter{Store: openStore(t)}
 	m := session.New(db, session.Config{CacheSize: 10, TouchInterval: time.Minute, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
@@ -174,13 +201,13 @@ func TestFlushWritesEachUseOnce(t *testing.T) {
 		}
 	}
 	clk.advance(2 * time.Minute)
-	w0 := db.writes.Load()
+	w0 := db.updates.Load()
 	for _, final := range []bool{false, true} {
 		if err := m.Flush(ctx, final); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := db.writes.Load() - w0; n != 0 {
+	if n := db.updates.Load() - w0; n != 0 {
 		t.Errorf("flushes with no use since the last took %d write transactions, want none", n)
 	}
 }
@@ -229,20 +256,20 @@ func TestFlushWritesUsesByTouchInterval(t *testing.T) {
 // without a restart.
 func TestRunSweepsEveryTenFlushes(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &countingStore{Store: openStore(t)}
+	db := &txCounter{Store: openStore(t)}
 	cfg := session.Config{TouchInterval: 10 * time.Millisecond, Lifetime: time.Hour, IdleTimeout: -1}
 	m := session.New(db, cfg, nil, clk.now)
 	_, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w0 := db.writes.Load()
+	w0 := db.updates.Load()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { m.Run(rctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	// The sweep at the start is Run's first write (nothing to flush).
-	for deadline := time.Now().Add(10 * time.Second); db.writes.Load() == w0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); db.updates.Load() == w0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("Run did not sweep at its start")
 		}
