@@ -51,12 +51,7 @@ func TestErrorsNotForwardedStatuses(t *testing.T) {
 				if tc.early {
 					r.TLS = &tls.ConnectionState{HandshakeComplete: false}
 				}
-				r = r.WithContext(context.WithValue(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()), caddyhttp.ServerCtxKey, srv))
-				w := httptest.NewRecorder()
-				err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
-					t.Error("the request reached the upstream")
-					return nil
-				}))
+				w, err := serveOnServer(t, h, r, srv)
 				var he caddyhttp.HandlerError
 				switch {
 				case forwards && (err != nil || w.Code != tc.status):
@@ -98,13 +93,7 @@ func TestVerifyNotRunningAnswersItself(t *testing.T) {
 			h := &Handler{PathPrefix: DefaultPathPrefix, app: notRunning, logger: zap.NewNop(),
 				route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{corp}, Default: corp,
 					Headers: plan, Logger: zap.NewNop(), Mode: tc.mode}}
-			r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+tc.path, nil)
-			r = r.WithContext(context.WithValue(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()), caddyhttp.ServerCtxKey, srv))
-			w := httptest.NewRecorder()
-			err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
-				t.Error("a verify route called next")
-				return nil
-			}))
+			w, err := serveOnServer(t, h, httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+tc.path, nil), srv)
 			var he caddyhttp.HandlerError
 			switch {
 			case tc.caddyError && (!errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable):
@@ -116,4 +105,17 @@ func TestVerifyNotRunningAnswersItself(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveOnServer is h serving r as Caddy's server srv runs it (its
+// replacer, and srv for the error routes), with no upstream to call.
+func serveOnServer(t *testing.T, h *Handler, r *http.Request, srv *caddyhttp.Server) (*httptest.ResponseRecorder, error) {
+	t.Helper()
+	r = r.WithContext(context.WithValue(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()), caddyhttp.ServerCtxKey, srv))
+	w := httptest.NewRecorder()
+	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Error("the request reached the upstream")
+		return nil
+	}))
+	return w, err
 }
