@@ -256,12 +256,13 @@ http://:%d {
 			t.Errorf("X-Forwarded-User = %q, want %q", got, u.ID)
 		}
 	})
-	// The front's path matcher takes these for /.sso/x, and reverse_proxy
+	// The front's path matcher takes these for /.sso/x (it merges slashes,
+	// resolves dot segments and ignores case), and reverse_proxy
 	// passes them on as sent: the gateway must serve them as its endpoint
 	// too, never as a forward-auth question, whose 200 would hand a script
 	// of the site the identity and the app's HttpOnly cookies (Cookie).
 	t.Run("paths the front cleans into the prefix", func(t *testing.T) {
-		for _, p := range []string{"//.sso/x", "/./.sso/x", "/a/../.sso/x", "/%2E/.sso/x", "/%2F.sso/x"} {
+		for _, p := range []string{"//.sso/x", "/./.sso/x", "/a/../.sso/x", "/%2E/.sso/x", "/%2F.sso/x", "/.SSO/x", "/.Sso/whoami"} {
 			resp := b.get(front+p, "Cookie", "app_sid=httponly", "Accept", "*/*", "Sec-Fetch-Mode", "cors")
 			readBody(t, resp)
 			if resp.StatusCode != http.StatusNotFound || resp.Header.Get("X-Forwarded-User") != "" || resp.Header.Get("Cookie") != "" {

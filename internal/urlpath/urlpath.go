@@ -28,16 +28,18 @@ func Segments(p string) bool {
 }
 
 // Under reports whether p, a request's path, is under prefix (a path
-// prefix ending in /) as the proxy in front of the handler saw it, and
-// returns the path to serve it as. nginx picks a location, and Caddy's path
-// matcher a route, on the path with its slashes merged and its dot segments
-// resolved, and then pass it on as the client sent it: //.sso/x reaches the
-// handler that serves /.sso/, and taken as outside it, a forward-auth
-// handler would answer the browser as if it were the proxy
-// (docs/forward-auth.md). A path that needs no cleaning costs no
-// allocation.
+// prefix ending in /) as the proxy in front of the handler may have seen
+// it, and returns the path to serve it as. nginx picks a location, and
+// Caddy's path matcher a route, on the path with its slashes merged and its
+// dot segments resolved (Caddy's in any letter case, too), and then pass it
+// on as the client sent it: //.sso/x and /.SSO/x reach the handler that
+// serves /.sso/, and taken as outside it, a forward-auth handler would
+// answer the browser as if it were the proxy (docs/forward-auth.md). Such
+// a path in other letters is under prefix, and names no endpoint (the
+// endpoints are served in the prefix's own letters). A path that needs no
+// cleaning costs no allocation.
 func Under(p, prefix string) (string, bool) {
-	if strings.HasPrefix(p, prefix) {
+	if hasPrefixFold(p, prefix) {
 		return p, true
 	}
 	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
@@ -47,5 +49,10 @@ func Under(p, prefix string) (string, bool) {
 	if strings.HasSuffix(p, "/") && c != "/" {
 		c += "/"
 	}
-	return c, strings.HasPrefix(c, prefix)
+	return c, hasPrefixFold(c, prefix)
+}
+
+// hasPrefixFold is strings.HasPrefix without regard to letter case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -30,6 +30,8 @@ func TestUnder(t *testing.T) {
 		{"/a/../.sso/x", "/.sso/x", true},
 		{"/a/b/../../.sso/oidc/corp/callback", "/.sso/oidc/corp/callback", true},
 		{"//.sso//", "/.sso/", true},
+		{"/.SSO/x", "/.SSO/x", true}, // Caddy's path matcher ignores case
+		{"//.Sso/whoami", "/.Sso/whoami", true},
 		{"//.sso", "", false}, // nginx's location /.sso/ and Caddy's /.sso/* take it for the app's
 		{"/.ssox/y", "", false},
 		{"/app/.sso/x", "", false},
