@@ -313,7 +313,9 @@ func (h *Handler) backup(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Disposition", `attachment; filename="sso.jsonl.gz"`) // the portable format, not a store file
 	w.Header().Set("Trailer", BackupSizeTrailer+", "+BackupErrorTrailer)
 	w.WriteHeader(http.StatusOK)
-	n, err := h.Backup(h.stallGuard(w))
+	bw, stop := h.stallGuard(r.Context(), w)
+	n, err := h.Backup(bw)
+	stop()
 	if err != nil {
 		// Too late for an error status: say so in the trailer and the log.
 		// After a stall the connection is dead: the client gets a stream
@@ -341,19 +343,25 @@ func (h *Handler) backupStall() time.Duration {
 
 // stallGuard returns w with its write deadline renewed before every write
 // (see DefaultBackupStall); net/http clears the deadline once the response
-// is done. A ResponseWriter that cannot set one gets the backup without it.
-func (h *Handler) stallGuard(w http.ResponseWriter) io.Writer {
+// is done. Once ctx is done (the store is closing: caddymodule) the
+// deadline is now, which ends a write blocked on a client that reads
+// nothing, and with it the store's read transaction. Call stop once the
+// backup has ended. A ResponseWriter that cannot set a deadline gets the
+// backup without either.
+func (h *Handler) stallGuard(ctx context.Context, w http.ResponseWriter) (_ io.Writer, stop func() bool) {
 	rc := http.NewResponseController(w)
 	stall := h.backupStall()
 	if err := rc.SetWriteDeadline(time.Now().Add(stall)); err != nil {
 		h.log().Warn("store backup without a stall timeout: the connection cannot set a write deadline", zap.Error(err))
-		return w
+		return w, func() bool { return false }
 	}
-	return &stallWriter{w: w, rc: rc, stall: stall}
+	return &stallWriter{ctx: ctx, w: w, rc: rc, stall: stall},
+		context.AfterFunc(ctx, func() { _ = rc.SetWriteDeadline(time.Now()) })
 }
 
 // stallWriter renews the connection's write deadline before each write.
 type stallWriter struct {
+	ctx   context.Context
 	w     io.Writer
 	rc    *http.ResponseController
 	stall time.Duration
@@ -363,7 +371,19 @@ func (s *stallWriter) Write(p []byte) (int, error) {
 	if err := s.rc.SetWriteDeadline(time.Now().Add(s.stall)); err != nil {
 		return 0, fmt.Errorf("renewing the backup's write deadline: %w", err)
 	}
-	return s.w.Write(p)
+	// Checked after the renewal: a cancellation from here on sets the
+	// deadline after it (stallGuard's AfterFunc).
+	if s.ctx.Err() != nil {
+		return 0, context.Cause(s.ctx)
+	}
+	n, err := s.w.Write(p)
+	// The deadline stallGuard set when ctx ended with a cause of its own,
+	// not a stall. (net/http ends the request's context, no cause, when a
+	// write fails: a stall too.)
+	if cause := context.Cause(s.ctx); err != nil && cause != s.ctx.Err() {
+		err = fmt.Errorf("%w (writing: %v)", cause, err)
+	}
+	return n, err
 }
 
 // PageSize reads a limit= value: empty for the default (0), else a whole

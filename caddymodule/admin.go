@@ -50,6 +50,15 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || !ok || app.Store() == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: "the sso app is not running"}
 	}
+	// In flight, as any request a retiring config waits for (at most
+	// gateway.DrainWait), and ended as the store closes, whose Close waits
+	// for the read transaction of a backup or a check (pooledStore).
+	inflight := app.live.Enter()
+	defer inflight.Exit()
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(app.storeClosing, func() { cancel(context.Cause(app.storeClosing)) })()
+	r = r.WithContext(ctx)
 	st := app.Store()
 	h := adminapi.Handler{Accounts: app.Accounts(), Logger: a.log,
 		Backup: func(w io.Writer) (int64, error) { return portable.Backup(r.Context(), st, w) }}

@@ -74,7 +74,8 @@ type App struct {
 	live *gateway.Live
 	// acquired is the pool key of the store handle this App holds, so
 	// that only what was acquired is released.
-	acquired string
+	acquired     string
+	storeClosing context.Context // pooledStore.closing, set before live
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -256,11 +257,13 @@ func (a *App) Start() error {
 	// The store may outlive this config (a reload shares it), so it is
 	// opened with a context of its own, bounded in time.
 	openCtx, cancelOpen := context.WithTimeout(context.Background(), storeOpenTimeout)
-	db, key, err := acquireStore(openCtx, a.store, a.logger.Named("store"))
+	pooled, key, err := acquireStore(openCtx, a.store, a.logger.Named("store"))
 	cancelOpen()
 	if err != nil {
 		return fmt.Errorf("sso store %s: %w", a.store, err)
 	}
+	db := pooled.Store
+	a.storeClosing = pooled.closing
 	ctx, cancel := context.WithCancel(context.Background())
 	rt, err := a.start(ctx, db)
 	if err != nil {

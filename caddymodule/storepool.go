@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -16,14 +17,29 @@ import (
 // lock), while a PostgreSQL pool and its listener are worth keeping.
 var storePool = caddy.NewUsagePool()
 
-type pooledStore struct{ store.Store }
+// pooledStore is one open store and what ends as it closes.
+type pooledStore struct {
+	store.Store
+	// closing ends when the last user gives the store back, before it
+	// closes: a request that reads it for as long as its client takes (an
+	// admin API backup) lets go then, as bbolt's Close waits for its read
+	// transactions. A reload that keeps the store does not end it.
+	closing context.Context
+	close   context.CancelCauseFunc
+}
 
-func (p pooledStore) Destruct() error { return p.Close() }
+// errStoreClosing is the cause of pooledStore.closing.
+var errStoreClosing = errors.New("sso: the store is closing (Caddy's stop, or a reload that no longer uses it)")
+
+func (p *pooledStore) Destruct() error {
+	p.close(errStoreClosing)
+	return p.Close()
+}
 
 // acquireStore opens (or shares) the store spec names, and returns the key
 // to give it back with: every successful call must be paired with
 // releaseStore(key).
-func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (store.Store, string, error) {
+func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (*pooledStore, string, error) {
 	key, err := spec.Key()
 	if err != nil {
 		return nil, "", err
@@ -36,12 +52,13 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (s
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{st}, nil
+		closing, close := context.WithCancelCause(context.Background())
+		return &pooledStore{Store: st, closing: closing, close: close}, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	return v.(pooledStore).Store, key, nil
+	return v.(*pooledStore), key, nil
 }
 
 // releaseStore gives back one reference taken by acquireStore; the last
