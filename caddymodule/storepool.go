@@ -52,8 +52,8 @@ func acquireStore(ctx context.Context, spec backend.Spec, logger *zap.Logger) (*
 		if err != nil {
 			return nil, err
 		}
-		closing, close := context.WithCancelCause(context.Background())
-		return &pooledStore{Store: st, closing: closing, close: close}, nil
+		closing, end := context.WithCancelCause(context.Background())
+		return &pooledStore{Store: st, closing: closing, close: end}, nil
 	})
 	if err != nil {
 		return nil, "", err
