@@ -18,9 +18,9 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/adminapi"
-	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/portable"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 // backupStall is the handler's stall timeout in these tests: short, so
@@ -37,20 +37,7 @@ func filledStore(t *testing.T, size int) *bolt.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() }) // after a test closed it, this fails harmlessly
-	const each, perTx = 64 << 10, 32
-	for i := 0; i < size/each; i += perTx {
-		err := db.Update(context.Background(), func(tx store.Tx) error {
-			for j := i; j < i+perTx; j++ {
-				if _, err := tx.Secret(fmt.Sprintf("filler-%05d", j), each); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.FillSecrets(t, db, size, 32)
 	return db
 }
 

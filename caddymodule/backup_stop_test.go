@@ -14,8 +14,8 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
 	ssogateway "github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
 
 // TestBackupToStalledClientEndsWithItsConfig: a backup over the admin API
@@ -69,23 +69,7 @@ func TestBackupToStalledClientEndsWithItsConfig(t *testing.T) {
 
 func backupThroughStop(t *testing.T, stop func(t *testing.T, w *oidcWorld), cut bool) {
 	w := newOIDCWorld(t, "\t\t\tjit\n").start()
-	// Random secrets (incompressible), more than the socket buffers
-	// between Caddy and a client that reads nothing hold (the kernel grows
-	// the server's send buffer up to tcp_wmem's maximum, 4 MiB).
-	const each, perTx, size = 64 << 10, 16, 8 << 20
-	for i := 0; i < size/each; i += perTx {
-		err := runningStore(t).Update(context.Background(), func(tx store.Tx) error {
-			for j := i; j < i+perTx; j++ {
-				if _, err := tx.Secret(fmt.Sprintf("filler-%05d", j), each); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.FillSecrets(t, runningStore(t), 8<<20, 16)
 
 	ctx, cutClient := context.WithCancel(context.Background())
 	defer cutClient()

@@ -321,7 +321,11 @@ func sentURL(r *http.Request) *url.URL {
 // endpointURL is the URL (sent, or an operator's rewrite) of a request for
 // an endpoint, its path as the proxy in front matched it (urlpath.Under).
 func (h *Handler) endpointURL(r *http.Request) *url.URL {
-	for _, u := range [...]*url.URL{sentURL(r), r.URL} {
+	sent := sentURL(r)
+	for i, u := range [...]*url.URL{sent, r.URL} {
+		if i == 1 && u.Path == sent.Path {
+			break // not rewritten (Caddy keeps a copy of the URL as sent)
+		}
 		if p, ok := urlpath.Under(u.Path, h.PathPrefix); ok && p != u.Path {
 			c := *u
 			c.Path, c.RawPath = p, ""

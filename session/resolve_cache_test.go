@@ -187,11 +187,7 @@ func TestFlushWritesEachUseOnce(t *testing.T) {
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
 	clk.advance(2 * time.Minute)
-	for _, tok := range tokens { // some uses stay cached, others are dropped
-		if _, err := m.Resolve(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-	}
+	resolveAll(t, m, tokens) // some uses stay cached, others are dropped
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -381,11 +377,7 @@ func TestFailedFlushKeepsUsesForTheNext(t *testing.T) {
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
 	clk.advance(2 * time.Minute)
-	for _, tok := range tokens { // some uses stay cached, others are dropped
-		if _, err := m.Resolve(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-	}
+	resolveAll(t, m, tokens) // some uses stay cached, others are dropped
 	used := clk.now()
 	full.Store(true)
 	if err := m.Flush(ctx, false); err == nil {
@@ -431,11 +423,7 @@ func TestFlushCutBetweenBatchesKeepsTheRest(t *testing.T) {
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
 	clk.advance(2 * time.Minute)
-	for _, tok := range tokens { // most are dropped from the cache
-		if _, err := m.Resolve(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-	}
+	resolveAll(t, m, tokens) // most are dropped from the cache
 	used := clk.now()
 	db.armed.Store(true)
 	if err := m.Flush(cut, false); err == nil {
@@ -585,4 +573,14 @@ func notLastSeenAt(t *testing.T, db store.Store, tokens []string, at time.Time) 
 		}
 	}
 	return n
+}
+
+// resolveAll resolves each of tokens on m: a use of each session.
+func resolveAll(t *testing.T, m *session.Manager, tokens []string) {
+	t.Helper()
+	for _, tok := range tokens {
+		if _, err := m.Resolve(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -229,11 +229,7 @@ func TestLateSignOutAtTheSessionsEndAuditsNothing(t *testing.T) {
 	m := session.New(away, session.Config{}, nil, c.now)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
 	c.advance(storedSession(t, db, n.Session.Hash).Expires.Sub(c.now()))
-	away.away.Store(true)
-	if _, err := m.SignOut(ctx, n.Token); err == nil {
-		t.Fatal("SignOut with the store away: no error")
-	}
-	away.away.Store(false)
+	signOutWhileAway(t, m, away, n.Token)
 	c.advance(time.Second)
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
@@ -299,11 +295,7 @@ func TestLateSignOutRecordedOnce(t *testing.T) {
 	c := &txCounter{Store: away}
 	m := session.New(c, session.Config{}, nil, nil)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), nil)
-	away.away.Store(true)
-	if _, err := m.SignOut(ctx, n.Token); err == nil {
-		t.Fatal("SignOut with the store away: no error")
-	}
-	away.away.Store(false)
+	signOutWhileAway(t, m, away, n.Token)
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -449,11 +441,7 @@ func TestSignOutsPastTheLifetimeFreeTheirPlaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := signIn(t, session.New(db, session.Config{}, nil, c.now), db, addUser(t, db, activeUser()), nil)
-	away.away.Store(true)
-	if _, err := m.SignOut(ctx, n.Token); err == nil {
-		t.Fatal("SignOut with the store away: no error")
-	}
-	away.away.Store(false)
+	signOutWhileAway(t, m, away, n.Token)
 	if err := m.Flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -484,4 +472,15 @@ func TestLateSignOutALifetimeOldIsDropped(t *testing.T) {
 	if got := loggedOutEvents(t, db); got != 0 {
 		t.Errorf("%d session.logged_out events for a sign-out a lifetime old, want 0", got)
 	}
+}
+
+// signOutWhileAway signs token out on m while away refuses the store (the
+// sign-out is kept for a later Flush), and brings the store back.
+func signOutWhileAway(t *testing.T, m *session.Manager, away *awayStore, token string) {
+	t.Helper()
+	away.away.Store(true)
+	if _, err := m.SignOut(context.Background(), token); err == nil {
+		t.Fatal("SignOut with the store away: no error")
+	}
+	away.away.Store(false)
 }
