@@ -33,6 +33,8 @@ func TestStripOwnCookies(t *testing.T) {
 		{"ours first", []string{tok + "; theme=dark; lang=en"}, []string{"theme=dark; lang=en"}},
 		{"ours last", []string{"theme=dark; lang=en; " + tok}, []string{"theme=dark; lang=en"}},
 		{"ours between", []string{"theme=dark; " + tok + "; lang=en"}, []string{"theme=dark; lang=en"}},
+		{"ours between, two after", []string{"theme=dark; " + tok + "; lang=en; tz=utc"}, []string{"theme=dark; lang=en; tz=utc"}},
+		{"ours between, two before and two after", []string{"a=1; b=2; " + tok + "; c=3; d=4"}, []string{"a=1; b=2; c=3; d=4"}},
 		{"ours at both ends", []string{tok + "; theme=dark;lang=en; sso_flow_abc=x"}, []string{"theme=dark;lang=en"}},
 		{"several of ours between", []string{"a=1;" + tok + ";__Secure-sso_flow_x=2; b=2 ;sso_flow_y=3;c=3"}, []string{"a=1; b=2; c=3"}},
 		{"spaces around the name", []string{"a=1; sso_session =TOKEN ;b=2"}, []string{"a=1; b=2"}},
@@ -618,5 +620,33 @@ func TestSetIdentityAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { plan.SetIdentity(h, id) })
 	if allocs != 0 {
 		t.Errorf("SetIdentity: %v allocations, want 0", allocs)
+	}
+}
+
+// TestHeaderPlanUpstreamNamesTheSetting: each header a plan sets names the
+// setting it comes from, so that a config error points at the right line:
+// the set's own names "headers <set>", a renamed field "header <field>".
+func TestHeaderPlanUpstreamNamesTheSetting(t *testing.T) {
+	plan, err := NewHeaderPlan("oauth2_proxy", map[string]string{"email": "X-App-Email", "groups": "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []UpstreamHeader{
+		{Setting: SettingHeaderSet, Field: "user", Set: "oauth2_proxy", Name: "X-Forwarded-User"},
+		{Setting: SettingHeader, Field: "email", Name: "X-App-Email"},
+		{Setting: SettingHeaderSet, Field: "preferred_username", Set: "oauth2_proxy", Name: "X-Forwarded-Preferred-Username"},
+	}
+	if got := plan.Upstream(); !slices.Equal(got, want) {
+		t.Errorf("Upstream() = %+v, want %+v", got, want)
+	}
+
+	// Two settings naming one header: the error points at both lines.
+	_, err = NewHeaderPlan("default", map[string]string{"email": "x_forwarded_user"})
+	var he *HeaderError
+	if !errors.As(err, &he) || len(he.At) != 2 {
+		t.Fatalf("header email x_forwarded_user: %v, want a HeaderError at two settings", err)
+	}
+	if k0, k1 := he.At[0].Key(), he.At[1].Key(); k0 != "headers" || k1 != "header email" {
+		t.Errorf("the error is at %q and %q, want \"headers\" and \"header email\"", k0, k1)
 	}
 }

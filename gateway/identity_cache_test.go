@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/jwt"
+
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -223,5 +225,64 @@ func TestIdentityTokenNotReSignedForAnotherForwardedSpelling(t *testing.T) {
 	e.o.Forwarded = ""
 	if c := e.sign(id); a != b || b != c {
 		t.Error("the same session on the same site got a new token for another spelling of X-Forwarded-Host")
+	}
+}
+
+// TestIdentityJWTIssuerAndAudience: the token names the site it was
+// signed on as iss and, unless an audience is configured, as aud, so that
+// an app that checks aud refuses a token another site's upstream received.
+func TestIdentityJWTIssuerAndAudience(t *testing.T) {
+	tests := []struct {
+		name     string
+		audience string
+		want     string // "" means the site's origin
+	}{
+		{"no audience: the site", "", ""},
+		{"configured audience", "billing-api", "billing-api"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newSignerEnv(t)
+			e.s = NewIdentitySigner(SignerConfig{Audience: tt.audience})
+			site := e.o.Site.String()
+			want := tt.want
+			if want == "" {
+				want = site
+			}
+			var c jwt.Claims
+			unverifiedClaims(t, e.sign(e.resolve()), &c)
+			if c.Issuer != site {
+				t.Errorf("iss = %q, want the site %q", c.Issuer, site)
+			}
+			if len(c.Audience) != 1 || c.Audience[0] != want {
+				t.Errorf("aud = %q, want [%q]", c.Audience, want)
+			}
+		})
+	}
+}
+
+// TestIdentityJWTSignedAgainAtHalfItsLife: a cached token is served until
+// half its lifetime has passed and signed again from then on, so the
+// upstream never gets one about to expire (IdentitySigner).
+func TestIdentityJWTSignedAgainAtHalfItsLife(t *testing.T) {
+	e := newSignerEnv(t)
+	e.s = NewIdentitySigner(SignerConfig{Now: func() time.Time { return time.Unix(0, e.ns.Load()) }})
+	first := e.sign(e.resolve())
+
+	e.ns.Add(int64(DefaultIdentityJWTTTL/2 - time.Second))
+	if again := e.sign(e.resolve()); again != first {
+		t.Fatalf("the token was signed again %v after the first, before half its lifetime (%v) had passed", DefaultIdentityJWTTTL/2-time.Second, DefaultIdentityJWTTTL)
+	}
+
+	e.ns.Add(int64(2 * time.Second))
+	later := e.sign(e.resolve())
+	if later == first {
+		t.Fatalf("%v after it was signed (lifetime %v), the token is still served from the cache", DefaultIdentityJWTTTL/2+time.Second, DefaultIdentityJWTTTL)
+	}
+	var c1, c2 jwt.Claims
+	unverifiedClaims(t, first, &c1)
+	unverifiedClaims(t, later, &c2)
+	if !c2.Expiry.Time().After(c1.Expiry.Time()) {
+		t.Errorf("the token signed again expires at %v, not after the first's %v", c2.Expiry.Time(), c1.Expiry.Time())
 	}
 }

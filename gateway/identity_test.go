@@ -28,6 +28,8 @@ func TestSignerConfigValidate(t *testing.T) {
 		{"ttl longer than the default rotation", SignerConfig{TTL: upstreamjwt.DefaultRotation + time.Second}, "is shorter than ttl"},
 		{"negative ttl", SignerConfig{TTL: -time.Second}, "must be positive"},
 		{"negative rotation", SignerConfig{Rotation: -time.Second}, "must be positive"},
+		{"ttl not whole seconds", SignerConfig{TTL: 90*time.Second + 500*time.Millisecond}, "must be whole seconds"},
+		{"rotation not whole seconds", SignerConfig{Rotation: time.Hour + 500*time.Millisecond}, "must be whole seconds"},
 		{"reserved header", SignerConfig{Header: "Cookie"}, "identity_jwt header Cookie: Cookie is reserved"},
 		{"bad header", SignerConfig{Header: "X Identity"}, "is not a header name"},
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -238,6 +239,33 @@ func TestMissingAttributesPageSaysWhatWasSent(t *testing.T) {
 		for _, want := range append(tc.want, "<h2>What it sent</h2>", "<li><code>email</code>: one of <code>email</code>, <code>upn</code></li>") {
 			if !strings.Contains(body, want) {
 				t.Errorf("received %v: the page lacks %q:\n%s", tc.received, want, body)
+			}
+		}
+	}
+}
+
+// TestPageLinksNameTheIdP: an IdP's name may hold characters a query
+// gives a meaning to (idp.CheckName allows &, +, = and ;): the pages'
+// sign-in links still name that IdP, and the chooser's keeps its return
+// path.
+func TestPageLinksNameTheIdP(t *testing.T) {
+	for _, name := range []string{"okta", "r&d", "eng+ops", "a=b;c"} {
+		links := map[string]string{
+			"chooser":        chooserPage("/.sso/", []string{name}, "/reports?q=1").Links[0].Href,
+			"sign-in failed": signInFailedPage("/.sso/", name, "id_token_nonce").Links[0].Href,
+			"reauth":         signInFailedPage("/.sso/", name, idp.CodeReauthNotFresh).Links[0].Href,
+		}
+		for page, href := range links {
+			u, err := url.Parse(href)
+			if err != nil {
+				t.Fatalf("%s, IdP %q: %v", page, name, err)
+			}
+			q := u.Query()
+			if got := q.Get("idp"); got != name || len(q["idp"]) != 1 {
+				t.Errorf("%s, IdP %q: link %s names IdP %q", page, name, href, got)
+			}
+			if page == "chooser" && q.Get("return_to") != "/reports?q=1" {
+				t.Errorf("%s, IdP %q: link %s returns to %q, want /reports?q=1", page, name, href, q.Get("return_to"))
 			}
 		}
 	}

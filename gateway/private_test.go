@@ -32,6 +32,7 @@ func TestServePrivate(t *testing.T) {
 	}{
 		{"a page, Write", typed("text/html; charset=utf-8", write), []string{PageCacheControl}, false},
 		{"XHTML", typed("application/xhtml+xml", write), []string{PageCacheControl}, false},
+		{"a page typed in capitals", typed("Text/HTML; charset=utf-8", write), []string{PageCacheControl}, false},
 		{"no type yet", write, []string{PageCacheControl}, false},
 		{"a script", typed("text/javascript", write), []string{PrivateCacheControl}, false},
 		{"JSON, WriteHeader", typed("application/json", func(w http.ResponseWriter) { w.WriteHeader(http.StatusCreated) }), []string{PrivateCacheControl}, false},
@@ -91,3 +92,27 @@ type failingFlusher struct {
 }
 
 func (f failingFlusher) FlushError() error { return f.err }
+
+// TestServePrivateAfterEarlyHints: a 103 Early Hints before the answer
+// (Link preloads) is no answer of its own: the Cache-Control is chosen at
+// the final status, by the type the app sets then.
+func TestServePrivateAfterEarlyHints(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = servePrivate(w, r, upstreamFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			w.Header().Set("Link", "</app.css>; rel=preload; as=style")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Set("Content-Type", "text/javascript")
+			_, err := w.Write([]byte("x"))
+			return err
+		}))
+	}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if got := resp.Header.Values("Cache-Control"); len(got) != 1 || got[0] != PrivateCacheControl {
+		t.Errorf("a script answered after a 103 has Cache-Control %q, want %q", got, PrivateCacheControl)
+	}
+}

@@ -2,10 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +54,13 @@ func TestStreamCheckedWhenEverythingIsForgotten(t *testing.T) {
 // lifetime runs out, not only every cache TTL, so it never outlives the
 // session by a cache TTL.
 func TestStreamEndsAtItsSessionsEnd(t *testing.T) {
+	t.Run("never checked before", func(t *testing.T) { streamEndsAtItsSessionsEnd(t, false) })
+	// A check on the way (a word to forget everything) sets the next one
+	// by the session's end too, not a cache TTL later.
+	t.Run("checked on the way", func(t *testing.T) { streamEndsAtItsSessionsEnd(t, true) })
+}
+
+func streamEndsAtItsSessionsEnd(t *testing.T, checkedOnTheWay bool) {
 	ctx := context.Background()
 	db := gateway.OpenTestStore(t, bolt.Options{})
 	m := session.New(db, session.Config{CacheTTL: time.Hour, Lifetime: 500 * time.Millisecond}, nil, nil)
@@ -83,6 +93,9 @@ func TestStreamEndsAtItsSessionsEnd(t *testing.T) {
 		}), run, id)
 	}()
 	<-opened
+	if checkedOnTheWay {
+		m.Forget(store.Invalidation{All: true}, true)
+	}
 	endsWithin(t, ended, 5*time.Second)
 }
 
@@ -181,5 +194,104 @@ func TestEventStreamKnownByItsAnswerInAnyCase(t *testing.T) {
 			}
 			streamEnded(t, wrote)
 		})
+	}
+}
+
+// TestEndedEventStreamRefusesEveryWrite: once the session of an event
+// stream known by its answer has ended, the app can send nothing more by
+// any of the writer's ways: Write, ReadFrom (which file_server's io.Copy
+// takes, as sendfile) or a flush through http.ResponseController.
+func TestEndedEventStreamRefusesEveryWrite(t *testing.T) {
+	tick := "data: tick\n\n"
+	tests := []struct {
+		name  string
+		write func(http.ResponseWriter) error
+	}{
+		{"Write", func(rw http.ResponseWriter) error {
+			_, err := rw.Write([]byte(tick))
+			return err
+		}},
+		{"ReadFrom", func(rw http.ResponseWriter) error {
+			rf, ok := rw.(io.ReaderFrom)
+			if !ok {
+				return errors.New("the writer has no ReadFrom")
+			}
+			_, err := rf.ReadFrom(strings.NewReader(tick))
+			return err
+		}},
+		{"Flush", func(rw http.ResponseWriter) error {
+			return http.NewResponseController(rw).Flush()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newStreamWorld(t, time.Hour)
+			wrote := serveEventStreamBy(w, "text/event-stream", tt.write)
+			if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
+				t.Fatal(err)
+			}
+			streamEnded(t, wrote)
+		})
+	}
+}
+
+// TestEndedEventStreamUnblocksAWriteUnderWay: an event stream whose
+// browser has stopped reading has the app's write blocked on the full
+// connection; when its session ends, that write fails at once (the write
+// deadline), rather than holding the answer, and the session's last
+// data, open for as long as the connection stays up.
+func TestEndedEventStreamUnblocksAWriteUnderWay(t *testing.T) {
+	w := newStreamWorld(t, time.Hour)
+	var written atomic.Int64
+	failed := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_ = w.rt.ServeSignedIn(rw, r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
+			rw.Header().Set("Content-Type", "text/event-stream")
+			chunk := []byte("data: " + strings.Repeat("x", 64<<10) + "\n\n")
+			for {
+				n, err := rw.Write(chunk)
+				written.Add(int64(n))
+				if err != nil {
+					failed <- err
+					return nil
+				}
+			}
+		}), w.run, w.id)
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	// The browser asks, then reads nothing.
+	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: app.example.com\r\nAccept: */*\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the app's write to block: nothing more written for 300 ms.
+	last, still := int64(-1), 0
+	for deadline := time.Now().Add(10 * time.Second); still < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the app's writes never blocked on the connection")
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := written.Load(); n == last && n > 0 {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	select {
+	case err := <-failed:
+		t.Fatalf("the app's write failed (%v) before the session ended", err)
+	default:
+	}
+	if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-failed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app's write under way was still blocked 5s after the session ended")
 	}
 }

@@ -216,6 +216,15 @@ func TestEventStreamKnownByItsAnswer(t *testing.T) {
 // fails. It returns once the app has answered, with the channel the
 // failed write's error comes on.
 func serveEventStream(w *streamWorld, contentType string) <-chan error {
+	return serveEventStreamBy(w, contentType, func(rw http.ResponseWriter) error {
+		_, err := rw.Write([]byte("data: tick\n\n"))
+		return err
+	})
+}
+
+// serveEventStreamBy is serveEventStream with the app writing each tick
+// by write.
+func serveEventStreamBy(w *streamWorld, contentType string, write func(http.ResponseWriter) error) <-chan error {
 	wrote, started := make(chan error, 1), make(chan struct{})
 	r := httptest.NewRequest(http.MethodGet, "/events", nil)
 	r.Header.Set("Accept", "*/*") // fetch: it does not say it wants a stream
@@ -224,7 +233,7 @@ func serveEventStream(w *streamWorld, contentType string) <-chan error {
 			rw.Header().Set("Content-Type", contentType)
 			close(started)
 			for {
-				if _, err := rw.Write([]byte("data: tick\n\n")); err != nil {
+				if err := write(rw); err != nil {
 					wrote <- err
 					return nil
 				}
@@ -247,5 +256,38 @@ func streamEnded(t *testing.T, wrote <-chan error) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the app could still write 5s after the session ended")
+	}
+}
+
+// TestStreamForgottenOnceAnswered: a stream, announced by the request or
+// known by its answer, is no longer tracked once the app has returned: its
+// session's end, seen by a word or by the periodic check, ends nothing and
+// logs no stream's end (nor touches a writer, and a connection, no longer
+// the app's), and a retirement finds no stream to end.
+func TestStreamForgottenOnceAnswered(t *testing.T) {
+	for _, accept := range []string{"text/event-stream", "*/*"} {
+		t.Run(accept, func(t *testing.T) {
+			w := newStreamWorld(t, 50*time.Millisecond)
+			r := httptest.NewRequest(http.MethodGet, "/events", nil)
+			r.Header.Set("Accept", accept)
+			err := w.rt.ServeSignedIn(httptest.NewRecorder(), r, upstreamFunc(func(rw http.ResponseWriter, _ *http.Request) error {
+				rw.Header().Set("Content-Type", "text/event-stream")
+				_, err := rw.Write([]byte("data: last\n\n"))
+				return err
+			}), w.run, w.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // several periodic checks
+			if n := w.logs.FilterMessageSnippet("ended a stream").Len(); n != 0 {
+				t.Errorf("%d streams ended after the only one had been answered, want 0", n)
+			}
+			if n := w.run.Streams.Close(); n != 0 {
+				t.Errorf("the config's retirement ended %d streams after the only one had been answered, want 0", n)
+			}
+		})
 	}
 }

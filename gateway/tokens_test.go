@@ -357,3 +357,23 @@ func TestTokenConfigCheckIdP(t *testing.T) {
 		t.Errorf("PassTokens: %v, want %v", err, want)
 	}
 }
+
+// TestPassTokensWithoutTokensChangesNothing: the handler readies every
+// route with its token settings, most of which pass none: such a route,
+// SAML IdPs and all, is left as it was, with no token kept at sign-in and
+// none asked of its sessions.
+func TestPassTokensWithoutTokensChangesNothing(t *testing.T) {
+	rt := tokenRoute(t, zapcore.NewNopCore(), nil)
+	rt.IdPs = append(rt.IdPs, &IdP{Name: "corp", Protocol: idp.ProtocolSAML, Provider: samlIdP{}})
+	if err := rt.PassTokens(TokenConfig{}); err != nil {
+		t.Fatalf("a route that passes no token: %v", err)
+	}
+	if rt.tokens != nil {
+		t.Error("a route that passes no token is readied to set token headers")
+	}
+	for _, p := range rt.IdPs {
+		if p.SignIn.KeepAccessToken || p.SignIn.KeepRefreshToken {
+			t.Errorf("IdP %s keeps access %v, refresh %v for a route that passes no token; want neither", p.Name, p.SignIn.KeepAccessToken, p.SignIn.KeepRefreshToken)
+		}
+	}
+}
