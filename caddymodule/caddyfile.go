@@ -151,7 +151,8 @@ func parseSession(s setting, c *SessionConfig, given onceEach) error {
 // The settings are checked as they are read, by the rules App.Validate
 // applies to JSON configs too, so that an error has its line.
 func parseStore(s setting) (*StoreConfig, error) {
-	if len(s.args) != 2 || (s.args[0] != backend.Bolt && s.args[0] != backend.Postgres) {
+	// "" is none (setting.one): bolt would take the default file.
+	if len(s.args) != 2 || s.args[1] == "" || (s.args[0] != backend.Bolt && s.args[0] != backend.Postgres) {
 		return nil, s.errf("store: expected: store bolt <path>, or store postgres <dsn> (a placeholder such as {env.SSO_DATABASE_URL})")
 	}
 	c := &StoreConfig{Backend: s.args[0]}

@@ -25,6 +25,9 @@ func TestCaddyfileRefusesMisreadLines(t *testing.T) {
 		{"session with an argument", "{\n\tsso {\n\t\tsession 8h {\n\t\t\tlifetime 1h\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "session takes a block"}},
 		// store: a third value or a block of bolt would be dropped.
 		{"store bolt with two paths", "{\n\tsso {\n\t\tstore bolt /a.db /b.db\n\t}\n}\n", []string{"Caddyfile:3", "store bolt <path>"}},
+		// "" would read as no path: the default file under the data dir.
+		{"store bolt with an empty path", "{\n\tsso {\n\t\tstore bolt \"\"\n\t}\n}\n", []string{"Caddyfile:3", "store bolt <path>"}},
+		{"store postgres with an empty DSN", "{\n\tsso {\n\t\tstore postgres \"\"\n\t}\n}\n", []string{"Caddyfile:3", "store postgres <dsn>"}},
 		{"store bolt with a block", "{\n\tsso {\n\t\tstore bolt /a.db {\n\t\t\tpool_size 5\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso store bolt: takes no block"}},
 		// idp: a third value on the idp line, or a map line without names.
 		{"idp with three values", "{\n\tsso {\n\t\tidp a oidc extra {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t}\n\t}\n}\n", []string{"Caddyfile:3", "sso idp: expected: idp <name> oidc|saml"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -80,13 +81,22 @@ func TestInFlightSignInOutlivesItsConfig(t *testing.T) {
 
 			stopped := make(chan struct{})
 			go func() { defer close(stopped); tt.stop(w) }()
-			// A reload returns at once; caddy.Stop must not.
+			// A reload returns at once; caddy.Stop must not. The reload is
+			// given 8s (a loaded machine), under gateway.DrainWait, the
+			// longest a Stop that waited for the held sign-in would block.
+			wait := time.Second
+			if !tt.waits {
+				wait = 8 * time.Second
+			}
 			select {
 			case <-stopped:
 				if tt.waits {
 					t.Fatal("caddy.Stop returned while a sign-in was in flight on the store")
 				}
-			case <-time.After(time.Second):
+			case <-time.After(wait):
+				if !tt.waits {
+					t.Fatal("the reload waited for a sign-in in flight on the old config, which it must retire in the background")
+				}
 			}
 			letGo()
 
@@ -160,5 +170,63 @@ func TestInFlightSCIMOutlivesItsConfig(t *testing.T) {
 	err = db.View(t.Context(), func(tx store.Tx) error { n, err = tx.Counts(); return err })
 	if err != nil || n.Users != 1 {
 		t.Errorf("the store the request started on holds %d users (%v), want the one it created", n.Users, err)
+	}
+}
+
+// TestUpstreamRequestDoesNotHoldTheStore: a request the sso handler has
+// admitted and passed on to the upstream is done with the store (the
+// handler ends its count in flight before the upstream), so a reload that
+// moves the store gives the old one back at once, while the upstream
+// still answers a slow request, not after gateway.DrainWait.
+func TestUpstreamRequestDoesNotHoldTheStore(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var enter, unhold sync.Once
+	letGo := func() { unhold.Do(func() { close(release) }) }
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			enter.Do(func() { close(entered) })
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(letGo) // before slow.Close, which waits for the held request
+
+	w := newOIDCWorld(t, "\t\t\tjit\n")
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\treverse_proxy %s\n}\n", w.gw.base, strings.TrimPrefix(slow.URL, "http://"))
+	w.start()
+	b := newBrowser(t)
+	if resp := b.signIn(w.gw.base+"/", "ada", "ada-pw"); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-in ended with %s, want the upstream's 204", resp.Status)
+	}
+	held := make(chan error, 1)
+	go func() {
+		resp, err := b.client.Get(w.gw.base + "/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the upstream")
+	}
+
+	old := w.gw.StorePath()
+	moved := strings.Replace(w.caddyfile(), old, w.gw.Dir+"/moved.db", 1)
+	if status, body := w.gw.tryReload(moved); status != http.StatusOK {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	// The old store is given back while the upstream still holds its
+	// request: bbolt's lock is free well within gateway.DrainWait.
+	db, err := bolt.Open(old, bolt.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("the old store is still held while a request is at the upstream: %v", err)
+	}
+	db.Close()
+	letGo()
+	if err := <-held; err != nil {
+		t.Errorf("the request at the upstream: %v", err)
 	}
 }

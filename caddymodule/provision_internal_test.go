@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-sso/caddy-sso/adminapi"
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/provision"
 )
 
@@ -81,6 +83,8 @@ func TestSCIMTokenNamedOnlyWhenOnePlaceholder(t *testing.T) {
 		"{env.A}{env.B}":              "(written in the config)",
 		"prefix-{env.SCIM_TOKEN}":     "(written in the config)",
 		"{env.SCIM_TOKEN}-suffix":     "(written in the config)",
+		"{env.SCIM_TOKEN}-part}":      "(written in the config)",
+		"{env.SCIM_TOKEN}}":           "(written in the config)",
 		"a-literal-token-of-32-chars": "(written in the config)",
 	} {
 		if got := placeholderOnly(token); got != want {
@@ -160,6 +164,40 @@ func TestProvisionedIdPSettings(t *testing.T) {
 		}
 		if !a.idps["o"].OfflineAccess || a.idps["p"].OfflineAccess {
 			t.Errorf("OfflineAccess: with the scope %v, without %v", a.idps["o"].OfflineAccess, a.idps["p"].OfflineAccess)
+		}
+	})
+	t.Run("sp_cert placeholders", func(t *testing.T) {
+		// sp_cert's files, like the other SAML settings but metadata, may be
+		// named by placeholders: Provision reads the files they resolve to.
+		dir := t.TempDir()
+		kp, err := saml.GenerateKeyPair("sp.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, err := saml.EncodeKeyPairPEM(kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "sp.pem"), pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("CADDY_SSO_TEST_SP_DIR", dir)
+		const file = `{env.CADDY_SSO_TEST_SP_DIR}/sp.pem`
+		if _, err := provisionedApp(t, `[{"name":"s","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md","sp_certs":[{"cert":"`+file+`","key":"`+file+`"}]}}]`); err != nil {
+			t.Errorf("Provision: %v", err)
+		}
+	})
+	t.Run("saml entity IDs unset", func(t *testing.T) {
+		// An unset placeholder in entity_id or idp_entity_id fails the
+		// config, naming it, rather than leaving the SP's default entity ID
+		// (which the IdP's registration does not know) or no IdP pick in
+		// metadata that describes several.
+		t.Setenv("CADDY_SSO_TEST_UNSET_ENTITY", "")
+		for _, setting := range []string{"entity_id", "idp_entity_id"} {
+			_, err := provisionedApp(t, `[{"name":"s","protocol":"saml","saml":{"metadata_url":"https://idp.example.com/md","`+setting+`":"{env.CADDY_SSO_TEST_UNSET_ENTITY}"}}]`)
+			if want := "sso idp s: " + setting + " {env.CADDY_SSO_TEST_UNSET_ENTITY} is empty"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s unset: Provision = %v, want an error saying %q", setting, err, want)
+			}
 		}
 	})
 	t.Run("scim managed", func(t *testing.T) {

@@ -189,7 +189,9 @@ func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 // placeholderOnly is how an error names a token: by its placeholder when
 // it is one, else not at all.
 func placeholderOnly(token string) string {
-	if hasPlaceholder(token) && strings.HasPrefix(token, "{") && strings.HasSuffix(token, "}") && strings.Count(token, "{") == 1 {
+	// "{" first, and the first brace after it the closing one, last:
+	// {env.X}-part} would repeat "-part}".
+	if strings.HasPrefix(token, "{") && strings.IndexAny(token[1:], "{}") == len(token)-2 && hasPlaceholder(token) {
 		return token
 	}
 	return "(written in the config)"

@@ -61,6 +61,7 @@ func TestJSONValidation(t *testing.T) {
 		// store.
 		{"postgres pool beyond int32", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","pool_size":3000000000}}`, []string{"pool_size 3000000000"}},
 		{"postgres malformed literal dsn", "app", `{"store":{"backend":"postgres","dsn":"postgres://u:hunter2@db:notaport/sso"}}`, []string{"sso store: the connection string (not shown", "does not parse"}},
+		{"postgres pool of int32's maximum", "app", `{"store":{"backend":"postgres","dsn":"{env.DB}","pool_size":2147483647}}`, nil},
 		{"postgres literal dsn", "app", `{"store":{"backend":"postgres","dsn":"postgres://caddy@db.internal:5432/sso?sslmode=disable"}}`, nil},
 		{"postgres dsn placeholder", "app", `{"store":{"backend":"postgres","dsn":"{env.SSO_DATABASE_URL}"}}`, nil},
 
