@@ -3,6 +3,8 @@ package session_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,5 +222,86 @@ func TestCapDeletesOnlyTheEndedSessionsItNeeds(t *testing.T) {
 	ended, err := m.SignOut(ctx, b.Token)
 	if err != nil || ended == nil {
 		t.Errorf("sign-out with the newer ended session's cookie: %+v, %v; want what the IdP's logout needs", ended, err)
+	}
+}
+
+// TestCapForgetsTheEndedSessionsItDeletes: the ended sessions a sign-in
+// deletes to stay within the cap (signed out, kept stored for the IdP's
+// logout) are forgotten like those it ends: Forgotten is told (what holds a
+// stream on one checks it again), and Stale names them for a caller that
+// forgets in one Forget.
+func TestCapForgetsTheEndedSessionsItDeletes(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	clk := newClock()
+	m := session.New(db, session.Config{MaxPerUser: 2}, nil, clk.now)
+	var mu sync.Mutex
+	var told []string
+	m.Forgotten = func(inv store.Invalidation) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, inv.Sessions...)
+	}
+	u := addUser(t, db, activeUser())
+	out := signIn(t, m, db, u, nil)
+	clk.advance(time.Second)
+	signIn(t, m, db, u, nil)
+	if ended, err := m.SignOut(ctx, out.Token); err != nil || ended == nil {
+		t.Fatalf("SignOut: %+v, %v", ended, err)
+	}
+	mu.Lock()
+	told = nil
+	mu.Unlock()
+	clk.advance(time.Second)
+	third := signIn(t, m, db, u, nil) // one over the cap: the signed-out session goes
+	if len(third.Ended) != 0 {
+		t.Errorf("the sign-in ended %v, want no live session", third.Ended)
+	}
+	if err := db.View(ctx, func(tx store.Tx) error { _, err := tx.Session(out.Session.Hash); return err }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the signed-out session after the sign-in over the cap: %v, want deleted", err)
+	}
+	mu.Lock()
+	got := slices.Clone(told)
+	mu.Unlock()
+	if !slices.Contains(got, out.Session.Hash) {
+		t.Errorf("Forgotten told %v, want the deleted signed-out session %s", got, out.Session.Hash)
+	}
+	if inv := third.Stale(nil, nil); !slices.Contains(inv.Sessions, out.Session.Hash) {
+		t.Errorf("Stale = %+v, want the deleted signed-out session %s", inv, out.Session.Hash)
+	}
+}
+
+// TestCapCountsOnceWhenTheWriteRunsAgain: Write may run more than once
+// (the store retries a batched transaction after the first attempt rolled
+// back); each run starts from scratch, so Ended lists each session the
+// cap ended once, and the session_limit event counts it once.
+func TestCapCountsOnceWhenTheWriteRunsAgain(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{MaxPerUser: 1}, nil, nil)
+	u := addUser(t, db, activeUser())
+	first := signIn(t, m, db, u, nil)
+	n, err := m.Prepare("okta", store.LogoutInfo{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errRetry := errors.New("rolled back, to run again")
+	if err := db.Update(ctx, func(tx store.Tx) error {
+		if err := n.Write(tx, u); err != nil {
+			return err
+		}
+		return errRetry
+	}); !errors.Is(err, errRetry) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	if err := db.Update(ctx, func(tx store.Tx) error { return n.Write(tx, u) }); err != nil {
+		t.Fatal(err)
+	}
+	m.Remember(n)
+	if len(n.Ended) != 1 || n.Ended[0] != first.Session.Hash {
+		t.Errorf("Ended = %v after the second run, want only %s", n.Ended, first.Session.Hash)
+	}
+	if got := revokedOverLimit(t, db); len(got) != 1 || got[0] != "1" {
+		t.Errorf("session_limit events counting %q sessions, want one event of 1", got)
 	}
 }

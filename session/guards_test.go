@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -361,5 +362,72 @@ func TestRefreshForgetsASessionEndedElsewhere(t *testing.T) {
 				t.Errorf("after a refresh found it ended elsewhere, the session is still served from the cache: %v", err)
 			}
 		})
+	}
+}
+
+// TestSessionFoundWithInactiveUserIsDeleted: a request that finds the
+// session's user deactivated (by another process, so the cache held it)
+// deletes the session from the store, not only from the cache: reactivating
+// the user later does not bring back a session signed in before the
+// deactivation.
+func TestSessionFoundWithInactiveUserIsDeleted(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		change func(*store.User)
+	}{
+		{"inactive", func(u *store.User) { u.Active = false }},
+		{"pending approval", func(u *store.User) { u.Pending = true }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openStore(t)
+			clk := newClock()
+			m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
+			u := addUser(t, db, activeUser())
+			token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := *u
+			tt.change(&off)
+			addUser(t, db, &off)
+			clk.advance(2 * time.Second) // past the cache TTL
+			if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+				t.Fatalf("session of a user who may not sign in: %v, want ErrNoSession", err)
+			}
+			if err := db.View(ctx, func(tx store.Tx) error { _, err := tx.Session(s.Hash); return err }); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("the session after a request found its user inactive: %v, want deleted", err)
+			}
+			addUser(t, db, u) // active again
+			for _, m := range []*session.Manager{m, session.New(db, session.Config{}, nil, clk.now)} {
+				if _, err := m.Resolve(ctx, token); !errors.Is(err, session.ErrNoSession) {
+					t.Errorf("the session after its user was reactivated: %v, want ErrNoSession", err)
+				}
+			}
+		})
+	}
+}
+
+// TestCreateRefusesASessionTheStoreRefuses: a sign-in whose session the
+// store cannot hold (an IdP session index longer than the store indexes)
+// fails, rather than handing the browser a cookie that names no session.
+func TestCreateRefusesASessionTheStoreRefuses(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	m := session.New(db, session.Config{}, nil, nil)
+	u := addUser(t, db, activeUser())
+	long := strings.Repeat("s", store.MaxKeyBytes+1)
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{Subject: "ada", SessionID: long})
+	if !errors.Is(err, store.ErrValueTooLong) {
+		t.Errorf("Create with a %d-byte IdP session index: token %q, %v; want ErrValueTooLong", len(long), token, err)
+	}
+	if err := db.View(ctx, func(tx store.Tx) error {
+		n, err := tx.UserSessions(u.ID)
+		if len(n) != 0 {
+			t.Errorf("%d sessions stored, want none", len(n))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -232,3 +232,158 @@ func TestUnrecordedSignOutsKeepKnownSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestUnrecordedSignOutsNeverPushOutKnownOnes: once every place of the
+// sign-outs kept while the store cannot record them is taken by sessions
+// known to be real, a further known sign-out takes none of their places
+// (each stays refused), and is itself not kept: its cookie works again on
+// this instance, as the cap's ERROR line says, rather than the list growing
+// past maxUnrecordedRevocations.
+func TestUnrecordedSignOutsNeverPushOutKnownOnes(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	full := new(atomic.Bool)
+	core, logs := observer.New(zap.ErrorLevel)
+	m := session.New(writesFail{db, full}, session.Config{MaxPerUser: -1}, zap.New(core), nil)
+	u := addUser(t, db, activeUser())
+	sessions := make([]*session.NewSession, unrecordedPlaces+1)
+	for i := range sessions {
+		n, err := m.Prepare("okta", store.LogoutInfo{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = n
+	}
+	err := db.Update(ctx, func(tx store.Tx) error { // one commit for them all
+		for _, n := range sessions {
+			if err := n.Write(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sessions {
+		m.Remember(n)
+	}
+
+	full.Store(true)
+	for _, n := range sessions {
+		if _, err := m.SignOut(ctx, n.Token); err == nil {
+			t.Fatal("the sign-out was recorded with the store unable to")
+		}
+	}
+	if lines := errorLines(logs); len(lines) != 1 || !strings.Contains(lines[0], "this one is not kept") {
+		t.Errorf("ERROR lines: %q; want the cap's line for the last sign-out, once", lines)
+	}
+	works := 0
+	for i, n := range sessions[:unrecordedPlaces] {
+		if _, err := m.Resolve(ctx, n.Token); !errors.Is(err, session.ErrNoSession) {
+			works++
+			if works == 1 {
+				t.Errorf("the sign-out kept %d of %d pushed out by a later known one: its cookie resolves (%v)", i, unrecordedPlaces, err)
+			}
+		}
+	}
+	if works > 0 {
+		t.Errorf("%d kept sign-outs of known sessions no longer refused", works)
+	}
+	if _, err := m.Resolve(ctx, sessions[unrecordedPlaces].Token); err != nil {
+		t.Errorf("the sign-out past the places: %v; want not kept (its cookie works here again, as the ERROR line says)", err)
+	}
+}
+
+// TestUnrecordedSignOutOfASessionTheCacheDropped: a session the cache made
+// room by dropping, whose last use this instance still holds for the next
+// Flush, is known to be real: with every place of the sign-outs kept while
+// the store is away taken by made-up cookies, its sign-out takes the place
+// of one of them, and is recorded once the store is back.
+func TestUnrecordedSignOutOfASessionTheCacheDropped(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	st := &awayStore{Store: db}
+	clk := newClock()
+	m := session.New(st, session.Config{CacheSize: 1}, nil, clk.now)
+	u := addUser(t, db, activeUser())
+	var sessions []*session.NewSession
+	for range 5 {
+		sessions = append(sessions, signIn(t, m, db, u, nil))
+	}
+	clk.advance(2 * time.Second)
+	for _, n := range sessions { // each use read again, the one before dropped
+		if _, err := m.Resolve(ctx, n.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Cached() != 1 {
+		t.Fatalf("%d sessions cached, want 1 (CacheSize)", m.Cached())
+	}
+
+	st.away.Store(true)
+	for i := range unrecordedPlaces {
+		_, _ = m.SignOut(ctx, fmt.Sprintf("M%042d", i)) // well-formed, made up
+	}
+	for _, n := range sessions {
+		if _, err := m.SignOut(ctx, n.Token); err == nil {
+			t.Fatal("the sign-out was recorded with the store away")
+		}
+	}
+	st.away.Store(false)
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range sessions {
+		signedOutEverywhere(t, m, db, n.Token, fmt.Sprintf("session %d, signed out with every place taken", i))
+	}
+}
+
+// TestUnrecordedSignOutOfASessionWithUnsavedTokens: a session whose
+// renewed tokens this instance holds because the store did not take them
+// is known to be real, even once the cache dropped it (its last use
+// written): with every place of the sign-outs kept while the store is away
+// taken by made-up cookies, its sign-out takes the place of one of them,
+// and is recorded once the store is back.
+func TestUnrecordedSignOutOfASessionWithUnsavedTokens(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	flaky := &flakyStore{Store: db}
+	st := &awayStore{Store: flaky}
+	clk := newClock()
+	m := session.New(st, session.Config{CacheSize: 1, TouchInterval: time.Second}, nil, clk.now)
+	idp := &fakeIdP{clk: clk, ttl: time.Minute}
+	u := addUser(t, db, activeUser())
+	a := signIn(t, m, db, u, &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: clk.now().Add(time.Minute)})
+	clk.advance(55 * time.Second)
+	id, err := m.Resolve(ctx, a.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky.failing.Store(1) // storing the renewed tokens fails
+	if got, err := m.UpstreamTokens(ctx, id, 10*time.Second, idp.refresh); err != nil || got.Access[0] == "at-1" {
+		t.Fatalf("UpstreamTokens: %v, %v; want the renewed token", got, err)
+	}
+	clk.advance(2 * time.Second)
+	if err := m.Flush(ctx, false); err != nil { // its last use written
+		t.Fatal(err)
+	}
+	// Each sign-in drops one of two cached sessions at random: after
+	// 30, a's entry is gone but for a chance of 2^-30.
+	for range 30 {
+		signIn(t, m, db, u, nil)
+	}
+
+	st.away.Store(true)
+	for i := range unrecordedPlaces {
+		_, _ = m.SignOut(ctx, fmt.Sprintf("M%042d", i)) // well-formed, made up
+	}
+	if _, err := m.SignOut(ctx, a.Token); err == nil {
+		t.Fatal("the sign-out was recorded with the store away")
+	}
+	st.away.Store(false)
+	if err := m.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	signedOutEverywhere(t, m, db, a.Token, "the session with unsaved tokens, signed out with every place taken")
+}
