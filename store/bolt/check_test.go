@@ -165,6 +165,56 @@ func TestSweepDropsDanglingEntry(t *testing.T) {
 	checkOK(t, db)
 }
 
+// TestCountersStopAtZero: in a store whose counters are off (lost, as
+// Check reports them), a delete that would take one below zero leaves it
+// at zero, so Counts and ListUsers' total never report a negative (or,
+// read as unsigned, enormous) number of records.
+func TestCountersStopAtZero(t *testing.T) {
+	db := checkStore(t)
+	if err := db.bdb.Update(func(b *bolt.Tx) error {
+		for _, k := range [][]byte{pair(countUsers, "entra"), pair(countSessions, ""), pair(countTombstones, "")} {
+			if err := b.Bucket(bucketCounts).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	update(t, db, func(tx store.Tx) error {
+		if err := tx.DeleteSession("h1"); err != nil {
+			return err
+		}
+		if err := tx.DeleteTombstone("entra", "gone"); err != nil {
+			return err
+		}
+		return tx.DeleteUser("u2")
+	})
+	view(t, db, func(tx store.Tx) error {
+		c, err := tx.Counts()
+		if err != nil {
+			return err
+		}
+		if c.Users != 0 || c.Sessions != 0 || c.Tombstones != 0 {
+			t.Errorf("Counts after deletes past zero = %+v, want 0 users, sessions and tombstones", c)
+		}
+		if _, total, err := tx.ListUsers("entra", 1, 10); err != nil || total != 0 {
+			t.Errorf("ListUsers total = %d, %v; want 0", total, err)
+		}
+		return nil
+	})
+	if err := db.bdb.View(func(b *bolt.Tx) error {
+		for _, k := range [][]byte{pair(countUsers, "entra"), pair(countSessions, ""), pair(countTombstones, "")} {
+			if v := b.Bucket(bucketCounts).Get(k); v != nil {
+				t.Errorf("counter %q = %x after reaching zero, want no key", k, v)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkCheckLargeGroup: `caddy sso check --store` of a store holding a
 // directory's group of 10,000 members decodes the group once, not once per
 // membership entry (10,000 times).

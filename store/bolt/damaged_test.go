@@ -260,3 +260,57 @@ func TestDamagedSessionIndexes(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSessionLookupsCheckTheRecord: like the subject entry above, a user,
+// subject or session ID entry that names a session of another user,
+// subject, session ID or IdP (damage, which Check reports) does not make
+// a lookup return that session: each entry is checked against the record
+// it names, so that a logout for one user never reaches another's.
+func TestSessionLookupsCheckTheRecord(t *testing.T) {
+	db := checkStore(t) // u1's session h1: IdP entra, subject s1, session ID sid1 (check_test.go)
+	now := time.Now()
+	update(t, db, func(tx store.Tx) error {
+		return tx.PutSession(&store.Session{Hash: "h2", UserID: "u2", IdP: "entra", Created: now, Expires: now.Add(time.Hour),
+			LastSeen: now, Logout: store.LogoutInfo{Subject: "s2", SessionID: "sid2"}})
+	})
+	if err := db.bdb.Update(func(b *bolt.Tx) error {
+		for _, e := range []struct {
+			bucket, key []byte
+		}{
+			{bucketUserSessions, pair("u2", "h1")},
+			{bucketSessionSubjects, pair("entra", string(pair("s2", "h1")))},
+			{bucketSessionSIDs, pair("entra", string(pair("sid2", "h1")))},
+			{bucketSessionSubjects, pair("okta", string(pair("s1", "h1")))},
+		} {
+			if err := b.Bucket(e.bucket).Put(e.key, []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	view(t, db, func(tx store.Tx) error {
+		lookups := []struct {
+			name string
+			get  func() ([]*store.Session, error)
+			want string
+		}{
+			{"UserSessions(u2)", func() ([]*store.Session, error) { return tx.UserSessions("u2") }, "h2"},
+			{"SessionsBySubject(entra, s2)", func() ([]*store.Session, error) { return tx.SessionsBySubject("entra", "s2") }, "h2"},
+			{"SessionsBySessionID(entra, sid2)", func() ([]*store.Session, error) { return tx.SessionsBySessionID("entra", "sid2") }, "h2"},
+			{"SessionsBySubject(okta, s1)", func() ([]*store.Session, error) { return tx.SessionsBySubject("okta", "s1") }, ""},
+		}
+		for _, l := range lookups {
+			ss, err := l.get()
+			var got []string
+			for _, s := range ss {
+				got = append(got, s.Hash)
+			}
+			if err != nil || strings.Join(got, ",") != l.want {
+				t.Errorf("%s = %v, %v; want [%s]", l.name, got, err, l.want)
+			}
+		}
+		return nil
+	})
+}

@@ -144,6 +144,7 @@ func testPutGroupRefusals(e *env) {
 		{"externalId too long", store.Group{IdP: "entra", DisplayName: "New", ExternalID: long(store.MaxKeyBytes + 1)}, store.ErrValueTooLong},
 		{"name with newline", store.Group{IdP: "entra", DisplayName: "a\nb"}, store.ErrInvalidValue},
 		{"externalId with NUL", store.Group{IdP: "entra", DisplayName: "New", ExternalID: "x\x00"}, store.ErrInvalidValue},
+		{"idp too long", store.Group{IdP: long(store.MaxKeyBytes + 1), DisplayName: "New"}, store.ErrValueTooLong},
 	}
 	for _, tt := range tests {
 		for _, existing := range []bool{false, true} {
@@ -254,11 +255,40 @@ func testTombstones(e *env) {
 	if c := e.counts(); c.Tombstones != 1 {
 		e.Errorf("Counts.Tombstones after delete = %d, want 1", c.Tombstones)
 	}
-	if err := e.st.Update(e.Context(), func(tx store.Tx) error {
-		return tx.PutTombstone(&store.Tombstone{IdP: "entra"})
-	}); err == nil {
-		e.Error("PutTombstone without a subject succeeded")
+	refusals := []struct {
+		name string
+		ts   *store.Tombstone
+		want error // nil: any error
+	}{
+		{"no subject", &store.Tombstone{IdP: "entra"}, nil},
+		{"no IdP", &store.Tombstone{Subject: "oid-3"}, nil},
+		{"nil", nil, nil},
+		{"subject too long", &store.Tombstone{IdP: "entra", Subject: long(store.MaxKeyBytes + 1)}, store.ErrValueTooLong},
 	}
+	for _, tt := range refusals {
+		before := e.dump()
+		err := e.st.Update(e.Context(), func(tx store.Tx) error { return tx.PutTombstone(tt.ts) })
+		if err == nil || tt.want != nil && !errors.Is(err, tt.want) {
+			e.Errorf("%s: PutTombstone = %v, want %v", tt.name, err, tt.want)
+		}
+		e.sameDump(tt.name, before, e.dump())
+	}
+	// A tombstone without its deletion time is stamped with the current
+	// time (what `caddy sso tombstones` shows).
+	from := time.Now()
+	e.update(func(tx store.Tx) error {
+		return tx.PutTombstone(&store.Tombstone{IdP: "entra", Subject: "oid-3", UserID: "u3"})
+	})
+	e.view(func(tx store.Tx) error {
+		got, err := tx.Tombstone("entra", "oid-3")
+		if err != nil {
+			return err
+		}
+		if got.Deleted.Before(from.Add(-time.Second)) || got.Deleted.After(time.Now().Add(time.Second)) {
+			e.Errorf("Tombstone without a Deleted time has Deleted %v, want about %v", got.Deleted, from)
+		}
+		return nil
+	})
 }
 
 func init() {

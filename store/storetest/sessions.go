@@ -140,6 +140,7 @@ func testSessionRefusals(e *env) {
 		{"missing user", sess("h2", "ghost"), store.ErrNotFound},
 		{"no hash", sess("", u.ID), nil},
 		{"no user", sess("h2", ""), nil},
+		{"hash too long", sess(long(store.MaxKeyBytes+1), u.ID), store.ErrValueTooLong},
 		{"subject too long", &store.Session{Hash: "h2", UserID: u.ID, Logout: store.LogoutInfo{Subject: long(store.MaxKeyBytes + 1)}}, store.ErrValueTooLong},
 		{"session ID too long", &store.Session{Hash: "h2", UserID: u.ID, Logout: store.LogoutInfo{SessionID: long(store.MaxKeyBytes + 1)}}, store.ErrValueTooLong},
 		{"replacing, subject too long", &store.Session{Hash: "h1", UserID: u.ID, Logout: store.LogoutInfo{Subject: long(store.MaxKeyBytes + 1)}}, store.ErrValueTooLong},
