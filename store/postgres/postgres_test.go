@@ -431,6 +431,42 @@ func TestNoLostUpdatesAcrossInstances(t *testing.T) {
 	})
 }
 
+// TestNoLostSessionUpdatesAcrossInstances: a read of a session in an
+// Update locks its row (package doc: "every read of a user, group or
+// session by ID or key"), so read-modify-write changes to one session
+// from two instances all land, as they do for users.
+func TestNoLostSessionUpdatesAcrossInstances(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	u := &store.User{}
+	putUser(t, a, u)
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	update(t, a, func(tx store.Tx) error {
+		return tx.PutSession(&store.Session{Hash: "h", UserID: u.ID, Created: start, Expires: start, LastSeen: start})
+	})
+	const n = 10
+	reportErrors(t, updateOnTwo(a, b, n, func(i int, tx store.Tx) error {
+		cur, err := tx.Session("h")
+		if err != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond) // let the other instance read meanwhile
+		cur.Expires = cur.Expires.Add(time.Minute)
+		return tx.PutSession(cur)
+	}))
+	view(t, a, func(tx store.Tx) error {
+		got, err := tx.Session("h")
+		if err != nil {
+			return err
+		}
+		if want := start.Add(n * time.Minute); !got.Expires.Equal(want) {
+			t.Errorf("Expires = %v after %d concurrent one-minute extensions, want %v: %v of them lost",
+				got.Expires, n, want, want.Sub(got.Expires))
+		}
+		return nil
+	})
+}
+
 // TestSessionTokensSwapAcrossInstances: a read of a session's tokens in an
 // Update locks them like any record read to be written back, so a
 // compare-and-swap of the tokens (session/upstream.go's "first stored

@@ -452,6 +452,82 @@ func TestAuditSeqFollowsCommitOrder(t *testing.T) {
 	})
 }
 
+// The audit lock is held from the drawing of the numbers to the commit: a
+// transaction that has drawn its numbers (here early, by Counts, as a
+// read of the audit table in an Update does) makes a later one wait, so
+// no reader sees seq n+1 while n is still to come (a follower paging with
+// After would skip n for good).
+func TestAuditSeqNoGapWhileEarlierCommitPending(t *testing.T) {
+	db := openTest(t)
+	drawn, slow := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- db.Update(t.Context(), func(tx store.Tx) error {
+			if err := tx.Audit(store.Event{Type: "slow"}); err != nil {
+				return err
+			}
+			if _, err := tx.Counts(); err != nil { // draws and inserts seq 1
+				return err
+			}
+			select {
+			case <-drawn: // a rerun: already told
+			default:
+				close(drawn)
+			}
+			<-slow // hold the transaction open before its commit
+			return nil
+		})
+	}()
+	<-drawn
+	second := make(chan error, 1)
+	go func() {
+		second <- db.Update(t.Context(), func(tx store.Tx) error { return tx.Audit(store.Event{Type: "fast"}) })
+	}()
+	select {
+	case err := <-second:
+		t.Errorf("an audited Update committed (%v) while an earlier one held its numbers", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	view(t, db, func(tx store.Tx) error {
+		ev, err := tx.AuditEvents(store.AuditQuery{})
+		if err != nil {
+			return err
+		}
+		for i, e := range ev {
+			if e.Seq != uint64(i+1) {
+				t.Errorf("visible events %v: seq %d is visible while %d is still to come", seqTypes(ev), e.Seq, i+1)
+				break
+			}
+		}
+		return nil
+	})
+	close(slow)
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	view(t, db, func(tx store.Tx) error {
+		ev, err := tx.AuditEvents(store.AuditQuery{})
+		if err != nil {
+			return err
+		}
+		if got := strings.Join(seqTypes(ev), " "); got != "1slow 2fast" {
+			t.Errorf("events in seq order: %v, want 1slow 2fast", got)
+		}
+		return nil
+	})
+}
+
+// seqTypes lists events as seq and type, for messages.
+func seqTypes(ev []store.Event) []string {
+	var out []string
+	for _, e := range ev {
+		out = append(out, fmt.Sprint(e.Seq, e.Type))
+	}
+	return out
+}
+
 func TestWritesInViewAreReadOnly(t *testing.T) {
 	db := openTest(t)
 	err := db.View(t.Context(), func(tx store.Tx) error {

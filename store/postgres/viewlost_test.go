@@ -113,6 +113,39 @@ func TestViewServerErrorNotRerun(t *testing.T) {
 	}
 }
 
+// An error of the connection_exception class (SQLSTATE 08) that the
+// server sends on a connection that stays open (dblink or postgres_fdw
+// failing to reach another server, a function that raises it) is the
+// statement's answer, not a lost connection of this store: neither a View
+// nor an Update runs fn again for it (run checks that the connection
+// closed, not only the error's class).
+func TestConnectionClassErrorOnOpenConnectionNotRerun(t *testing.T) {
+	db := openTest(t)
+	for _, c := range []struct {
+		name string
+		run  func(context.Context, func(store.Tx) error) error
+	}{
+		{"view", db.View},
+		{"update", db.Update},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			runs := 0
+			err := c.run(context.Background(), func(stx store.Tx) error {
+				runs++
+				_, err := stx.(*tx).exec(`DO $$ BEGIN RAISE EXCEPTION 'could not connect to the remote server' USING ERRCODE = '08001'; END $$`)
+				return err
+			})
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "08001" {
+				t.Errorf("%s = %v, want the server's 08001", c.name, err)
+			}
+			if runs != 1 {
+				t.Errorf("a %s whose statement the server answered with 08001, on a connection still open, ran %d times, want 1", c.name, runs)
+			}
+		})
+	}
+}
+
 // A View whose connection was lost after its caller gave up is not run
 // again: the context's end is the caller's answer.
 func TestViewLostAfterCancelNotRerun(t *testing.T) {

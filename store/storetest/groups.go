@@ -14,6 +14,7 @@ func init() {
 		testCase{"Groups", testGroups},
 		testCase{"PutGroupRefusalsWriteNothing", testPutGroupRefusals},
 		testCase{"ListAndForEachGroup", testListGroups},
+		testCase{"ListGroupsPaging", testListGroupsPaging},
 		testCase{"Tombstones", testTombstones},
 	)
 }
@@ -201,6 +202,46 @@ func testListGroups(e *env) {
 		}
 		return nil
 	})
+}
+
+// testListGroupsPaging pages ListGroups as testListUsers pages ListUsers:
+// SCIM's startIndex is 1-based, and a client may send 0 (or nothing), which
+// means the first page, not an error.
+func testListGroupsPaging(e *env) {
+	for _, id := range []string{"e", "a", "c", "b", "d"} {
+		e.putGroup(&store.Group{ID: id, IdP: "okta", DisplayName: "G" + id})
+	}
+	e.putGroup(&store.Group{ID: "0", IdP: "entra", DisplayName: "G0"})
+	e.putGroup(&store.Group{ID: "z", DisplayName: "Gz"})
+	for _, tt := range []struct {
+		idp          string
+		start, count int
+		want         string
+		total        int
+	}{
+		{"okta", 1, 10, "a,b,c,d,e", 5},
+		{"okta", 0, 2, "a,b", 5},
+		{"okta", -3, 2, "a,b", 5},
+		{"okta", 2, 2, "b,c", 5},
+		{"okta", 5, 2, "e", 5},
+		{"okta", 6, 2, "", 5},
+		{"okta", 1, 0, "", 5},
+		{"entra", 1, 10, "0", 1},
+		{"", 1, 10, "z", 1},
+		{"none", 1, 10, "", 0},
+	} {
+		e.view(func(tx store.Tx) error {
+			gs, total, err := tx.ListGroups(tt.idp, tt.start, tt.count)
+			if err != nil {
+				e.Errorf("ListGroups(%q, %d, %d): %v", tt.idp, tt.start, tt.count, err)
+				return nil
+			}
+			if got := strings.Join(groupIDs(gs), ","); got != tt.want || total != tt.total {
+				e.Errorf("ListGroups(%q, %d, %d) = %q, %d; want %q, %d", tt.idp, tt.start, tt.count, got, total, tt.want, tt.total)
+			}
+			return nil
+		})
+	}
 }
 
 func testTombstones(e *env) {

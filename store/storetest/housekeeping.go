@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -456,6 +457,11 @@ func testAuditQueries(e *env) {
 		{"after", store.AuditQuery{After: 5}, []uint64{6, 7, 8}},
 		{"after last", store.AuditQuery{After: 8}, nil},
 		{"after max", store.AuditQuery{After: ^uint64(0)}, nil},
+		// Past what a signed 64-bit sequence holds (PostgreSQL's bigint):
+		// still after every event, not wrapped round to before them all.
+		{"after max int64", store.AuditQuery{After: math.MaxInt64}, nil},
+		{"after 2^63", store.AuditQuery{After: 1 << 63}, nil},
+		{"after 2^64-2", store.AuditQuery{After: ^uint64(0) - 1}, nil},
 		{"limit", store.AuditQuery{Limit: 3}, []uint64{1, 2, 3}},
 		{"after and limit", store.AuditQuery{After: 2, Limit: 2}, []uint64{3, 4}},
 		{"user", store.AuditQuery{UserID: "u1"}, []uint64{1, 2, 6, 7}},

@@ -18,6 +18,7 @@ func init() {
 		testCase{"SessionsBySubjectAndSessionID", testSessionsBySubject},
 		testCase{"SessionNameIDQualifiers", testSessionQualifiers},
 		testCase{"TouchSessions", testTouchSessions},
+		testCase{"TouchSessionsRepeatedHashKeepsLatest", testTouchSessionsRepeatedHash},
 		testCase{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		testCase{"DeleteExpiredSessionsIsBounded", testDeleteExpiredBounded},
 		testCase{"DeleteExpiredSessionsBoundaries", testDeleteExpiredBoundaries},
@@ -373,6 +374,40 @@ func testTouchSessions(e *env) {
 		return nil
 	})
 	e.update(func(tx store.Tx) error { return tx.TouchSessions(nil) })
+}
+
+// testTouchSessionsRepeatedHash: a batch may name one session more than
+// once (the session manager flushes a cached entry and an evicted one of
+// the same session together); the latest time wins whatever the order, or
+// the idle sweep signs the user out early.
+func testTouchSessionsRepeatedHash(e *env) {
+	u := e.putUser(&store.User{ID: "u"})
+	for _, h := range []string{"later-first", "later-last"} {
+		e.putSession(sess(h, u.ID))
+	}
+	e.update(func(tx store.Tx) error {
+		return tx.TouchSessions([]store.SessionTouch{
+			{Hash: "later-first", At: t0.Add(50 * time.Minute)},
+			{Hash: "later-last", At: t0.Add(10 * time.Minute)},
+			{Hash: "later-first", At: t0.Add(10 * time.Minute)},
+			{Hash: "later-last", At: t0.Add(50 * time.Minute)},
+		})
+	})
+	for _, h := range []string{"later-first", "later-last"} {
+		if got := e.session(h).LastSeen; !got.Equal(t0.Add(50 * time.Minute)) {
+			e.Errorf("session %s: LastSeen = %v, want the latest touch, %v", h, got, t0.Add(50*time.Minute))
+		}
+	}
+	e.update(func(tx store.Tx) error {
+		gone, err := tx.DeleteExpiredSessions(t0.Add(70*time.Minute), 30*time.Minute, 10)
+		if err != nil {
+			return err
+		}
+		if len(gone) != 0 {
+			e.Errorf("idle sweep 20 minutes after the latest touch removed %v, want none", gone)
+		}
+		return nil
+	})
 }
 
 func testDeleteExpiredSessions(e *env) {
