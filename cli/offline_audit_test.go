@@ -1,8 +1,10 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -112,5 +114,38 @@ func TestOfflineWritesSayVia(t *testing.T) {
 	}
 	if len(types) < 5 {
 		t.Errorf("events written: %v", types)
+	}
+}
+
+// TestOfflineReadsLeaveBoltStoreAsIs: the commands that only read a stopped
+// instance's bbolt store (backup, users list and show, tombstones list,
+// audit) open it read-only and leave the file exactly as it was: a backup
+// taken before an upgrade, say, must not change what it copies, and is
+// not audited into the file (a PostgreSQL store's is).
+func TestOfflineReadsLeaveBoltStoreAsIs(t *testing.T) {
+	path, _, user := stoppedStore(t)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"backup", filepath.Join(t.TempDir(), "sso.jsonl.gz")},
+		{"users", "list"},
+		{"users", "show", user.ID},
+		{"tombstones", "list"},
+		{"audit"},
+	} {
+		mustCLI(t, append(args, "--store", path)...)
+		after, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(before, after) {
+			t.Errorf("%s --store changed the store file", strings.Join(args, " "))
+			before = after
+		}
+	}
+	if e := lastEvent(t, path, account.EventStoreBackedUp); e.Type != "" {
+		t.Errorf("an offline backup of a bbolt store wrote into it: %+v", e)
 	}
 }

@@ -8,6 +8,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -573,6 +574,64 @@ func TestRestoreIntoNewDirectoryIsDurable(t *testing.T) {
 	for _, dir := range []string{dstDir, top} {
 		if !tr.syncedBeforeDone(t, dir) {
 			t.Errorf("restore created a name in %s and said restored without fsyncing it", dir)
+		}
+	}
+}
+
+// TestReplacedStoreKeepsGroupAccessOnly: the store restore and migrate
+// --force build in place of the old one keeps the read and write access
+// the old file gave its group, never what it gave other users: those
+// would read every key of the store in it. A store restored where no
+// directory was yet is in directories only its owner may enter (0700, as
+// Caddy makes its own). The backup says how many records it holds, as it
+// read them back.
+func TestReplacedStoreKeepsGroupAccessOnly(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.db")
+	storeWithSecret(t, src, 3)
+	backup := filepath.Join(t.TempDir(), "sso.jsonl.gz")
+	out := mustCLI(t, "backup", backup, "--store", src, "--json")
+	var written struct {
+		Counts struct {
+			Users   int `json:"users"`
+			Secrets int `json:"secrets"`
+		} `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(out), &written); err != nil || written.Counts.Users != 3 || written.Counts.Secrets != 1 {
+		t.Errorf("backup --json says %+v (%v), want the 3 users and 1 key it holds:\n%s", written.Counts, err, out)
+	}
+
+	for _, tc := range []struct{ old, want os.FileMode }{
+		{0o600, 0o600},
+		{0o640, 0o640},
+		{0o660, 0o660},
+		{0o644, 0o640},
+		{0o666, 0o660},
+		{0o604, 0o600},
+	} {
+		for _, args := range [][]string{
+			{"restore", "--store", "DST", backup},
+			{"migrate", "--force", "--from", "bolt:" + src, "--to", "bolt:DST"},
+		} {
+			dst := filepath.Join(t.TempDir(), "sso.db")
+			storeWithSecret(t, dst, 1)
+			if err := os.Chmod(dst, tc.old); err != nil {
+				t.Fatal(err)
+			}
+			for i := range args {
+				args[i] = strings.ReplaceAll(args[i], "DST", dst)
+			}
+			mustCLI(t, args...)
+			if info, err := os.Stat(dst); err != nil || info.Mode().Perm() != tc.want {
+				t.Errorf("%s over a store of mode %v left one of mode %v (%v), want %v", args[0], tc.old, info.Mode().Perm(), err, tc.want)
+			}
+		}
+	}
+
+	dst := filepath.Join(t.TempDir(), "new", "caddy", "sso.db")
+	mustCLI(t, "restore", "--store", dst, backup)
+	for _, d := range []string{filepath.Dir(filepath.Dir(dst)), filepath.Dir(dst)} {
+		if info, err := os.Stat(d); err != nil || info.Mode().Perm() != 0o700 {
+			t.Errorf("restore made %s with mode %v (%v), want 0700", d, info.Mode().Perm(), err)
 		}
 	}
 }
