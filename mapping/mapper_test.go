@@ -591,6 +591,20 @@ func TestOverage(t *testing.T) {
 		{"oidc hasgroups, groups and app roles", "entra", idp.ProtocolOIDC, []string{"groups", "roles"},
 			map[string][]string{"hasgroups": {"true"}, "roles": {"App.Admin"}}, true, []string{"App.Admin"}},
 		{"oidc groups.link is not an OIDC marker", "entra", idp.ProtocolOIDC, nil, map[string][]string{EntraGroupsLink: {"x"}}, false, nil},
+		// hasgroups is read as a boolean however it is spelled: a missed
+		// marker would wipe the stored groups.
+		{"oidc hasgroups True, capitalised and spaced", "entra", idp.ProtocolOIDC, nil, map[string][]string{"hasgroups": {" True "}}, true, nil},
+		// A special name in an operator's union is no renamed groups claim
+		// whose absence could mean overage.
+		{"oidc hasgroups, groups from app roles and the subject", "entra", idp.ProtocolOIDC, []string{"roles", Subject},
+			map[string][]string{"hasgroups": {"true"}, "roles": {"App.Admin"}}, false, []string{"App.Admin", "s"}},
+		// A parsed _claim_names counts only by its keys: a source named like
+		// the groups claim is not the groups claim.
+		{"oidc _claim_names other claim from a source named groups", "okta", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"address":"groups"}`}}, false, nil},
+		// Unparsable: only the quoted claim name counts, not a longer name
+		// that contains it.
+		{"oidc _claim_names unparsable, names a longer claim", "okta", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`{"mygroups":`}}, false, nil},
+		{"oidc _claim_names unparsable, bare word", "okta", idp.ProtocolOIDC, nil, map[string][]string{"_claim_names": {`groups`}}, false, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var overrides map[string][]string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,24 @@ func TestHousekeep(t *testing.T) {
 	cancel()
 	if _, err := store.Housekeep(cctx, db, now, store.HousekeepOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Housekeep on a cancelled context: %v", err)
+	}
+}
+
+// TestHousekeepStoreError: a store that fails (here one closed under it)
+// makes Housekeep return the error, naming what it was pruning, instead of
+// reporting a clean run or retrying until its context ends.
+func TestHousekeepStoreError(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = store.Housekeep(ctx, db, time.Now(), store.HousekeepOptions{AuditRetention: store.DefaultAuditRetention})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "housekeeping: single-use IDs") {
+		t.Errorf("Housekeep on a closed store = %v, want the store's error", err)
 	}
 }

@@ -94,3 +94,53 @@ func TestFillTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestNormalMembersAndGroupNames: the stored forms are sorted and free of
+// duplicates, and nil when empty; an empty member ID is dropped, and so is
+// a group name that is only white space (no access rule or header can mean
+// it), while a name with white space around it is kept byte for byte.
+func TestNormalMembersAndGroupNames(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		f    func([]string) []string
+		in   []string
+		want []string
+	}{
+		{"members sorted, deduplicated", NormalMembers, []string{"u2", "u1", "u2"}, []string{"u1", "u2"}},
+		{"members: empty ID dropped", NormalMembers, []string{"u1", "", "u2"}, []string{"u1", "u2"}},
+		{"members: only empty IDs", NormalMembers, []string{"", ""}, nil},
+		{"members: none", NormalMembers, nil, nil},
+		{"groups sorted, deduplicated", NormalGroupNames, []string{"ops", "eng", "ops"}, []string{"eng", "ops"}},
+		{"groups: blank names dropped", NormalGroupNames, []string{"eng", "", " ", "\t\u00a0"}, []string{"eng"}},
+		{"groups: only blank names", NormalGroupNames, []string{" ", ""}, nil},
+		{"groups: surrounding space kept", NormalGroupNames, []string{" admins", "admins"}, []string{" admins", "admins"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.f(slices.Clone(c.in))
+			if !slices.Equal(got, c.want) || (got == nil) != (c.want == nil) {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestFoldName: userNames, emails and group names that differ only in case
+// or in Unicode normal form are one name to every index: a decomposed
+// "é" (e and a combining acute) is the precomposed one, and "ß" folds
+// like "ss".
+func TestFoldName(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"Ada@Example.COM", "ada@example.com"},
+		{"AME\u0301LIE", "am\u00e9lie"},
+		{"Ame\u0301lie", "AM\u00c9LIE"},
+		{"STRASSE", "stra\u00dfe"},
+		{"stra\u00dfe", "Strasse"},
+	} {
+		if fa, fb := FoldName(c.a), FoldName(c.b); fa != fb {
+			t.Errorf("FoldName(%q) = %q, FoldName(%q) = %q: want one name", c.a, fa, c.b, fb)
+		}
+	}
+	if FoldName("admins") == FoldName("admins\u00a0") {
+		t.Error("a trailing no-break space folded away")
+	}
+}

@@ -37,3 +37,37 @@ func TestStoredSubjectFormat(t *testing.T) {
 		t.Errorf("qualifiers beyond MaxKeyBytes stored as %.80q…, want the format alone", got)
 	}
 }
+
+// TestSetStoredSubjectFormatReplacesAll: reading a stored value sets all
+// three fields, so a LogoutInfo read into again (a plain format, as an
+// earlier release stored it, or a packed value that does not parse) keeps
+// no qualifier from before: a LogoutRequest must not name another
+// session's NameQualifier.
+func TestSetStoredSubjectFormatReplacesAll(t *testing.T) {
+	const persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+	for _, stored := range []string{persistent, "", packedFormatPrefix + "format=%zz"} {
+		l := LogoutInfo{SubjectFormat: "old", NameQualifier: "https://old-idp.example.com", SPNameQualifier: "https://old-sp.example.com"}
+		l.SetStoredSubjectFormat(stored)
+		if want := (LogoutInfo{SubjectFormat: stored}); l != want {
+			t.Errorf("SetStoredSubjectFormat(%q) = %+v, want %+v", stored, l, want)
+		}
+	}
+}
+
+// TestStoredSubjectFormatAtMaxKeyBytes: a packed value of exactly
+// MaxKeyBytes fits the index and keeps the qualifiers; one byte more
+// leaves them out.
+func TestStoredSubjectFormatAtMaxKeyBytes(t *testing.T) {
+	fill := MaxKeyBytes - len(packedFormatPrefix+"nq=")
+	fits := LogoutInfo{NameQualifier: strings.Repeat("q", fill)}
+	stored := fits.StoredSubjectFormat()
+	var back LogoutInfo
+	back.SetStoredSubjectFormat(stored)
+	if len(stored) != MaxKeyBytes || back != fits {
+		t.Errorf("%d-byte packed value stored as %d bytes, reads back with NameQualifier of %d bytes", MaxKeyBytes, len(stored), len(back.NameQualifier))
+	}
+	over := LogoutInfo{NameQualifier: strings.Repeat("q", fill+1)}
+	if got := over.StoredSubjectFormat(); got != "" {
+		t.Errorf("%d-byte packed value stored as %.40q…, want the (empty) format alone", MaxKeyBytes+1, got)
+	}
+}
