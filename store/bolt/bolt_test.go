@@ -43,6 +43,36 @@ func TestOpenCreatesPrivateDirAndFile(t *testing.T) {
 	}
 }
 
+// TestSecondOpenWithDefaultTimeoutGivesUp: with the zero Options a second
+// Caddy process on the same file waits DefaultLockTimeout and fails with
+// ErrLocked, rather than wait for the lock for ever (bbolt's Timeout 0).
+func TestSecondOpenWithDefaultTimeoutGivesUp(t *testing.T) {
+	db := openTest(t)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		db2, err := Open(db.Path(), Options{ReadOnly: true})
+		if err == nil {
+			db2.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("second Open = %v, want ErrLocked", err)
+		}
+		if waited := time.Since(start); waited < DefaultLockTimeout/2 {
+			t.Errorf("gave up after %v, want about DefaultLockTimeout (%v)", waited, DefaultLockTimeout)
+		}
+	case <-time.After(3 * DefaultLockTimeout):
+		// Release the lock so that the waiting Open ends with the test.
+		db.Close()
+		<-done
+		t.Fatalf("second Open with the zero Options still waited for the lock after %v", 3*DefaultLockTimeout)
+	}
+}
+
 func TestSecondOpenFailsWithLockError(t *testing.T) {
 	db := openTest(t)
 	for _, ro := range []bool{false, true} {
@@ -72,6 +102,10 @@ func TestSchemaChecks(t *testing.T) {
 		}, ErrNewerSchema},
 		{"garbage schema", func(btx *bolt.Tx) error {
 			return btx.Bucket(bucketMeta).Put(keySchema, []byte("x"))
+		}, ErrNotStore},
+		// Not a fresh file (version 0) to lay out anew over its records.
+		{"schema 0", func(btx *bolt.Tx) error {
+			return btx.Bucket(bucketMeta).Put(keySchema, []byte("0"))
 		}, ErrNotStore},
 		{"foreign file", func(btx *bolt.Tx) error {
 			if err := btx.DeleteBucket(bucketMeta); err != nil {

@@ -95,6 +95,9 @@ func TestCheckFindsDamage(t *testing.T) {
 		}, "session_subjects: entry"},
 		{"tokens of a missing session", func(b *bolt.Tx) error { return b.Bucket(bucketSessionTokens).Put([]byte("h9"), []byte("t")) }, "session_tokens: entry for session"},
 		{"user record gone", func(b *bolt.Tx) error { return b.Bucket(bucketUsers).Delete([]byte("u2")) }, "idp_users"},
+		// A key whose length prefix runs past its end: reported, not a
+		// panic of the check.
+		{"idp_users key cut short", func(b *bolt.Tx) error { return b.Bucket(bucketIdPUsers).Put([]byte{0x7f, 'e'}, []byte{}) }, "idp_users: entry"},
 		{"single-use ID without its expiry entry", func(b *bolt.Tx) error {
 			return b.Bucket(bucketConsumed).Put(pair("state", "y"), u64(encTime(time.Now())))
 		}, "consumed_until: no expiry entry"},

@@ -30,6 +30,13 @@ func TestDamagedFileIsRefused(t *testing.T) {
 	}{
 		{"truncated to half", func(t *testing.T, path string) { truncate(t, path, 0.5) }, ErrDamaged, "truncated"},
 		{"truncated to one page", func(t *testing.T, path string) { must(t, os.Truncate(path, 4096)) }, ErrDamaged, "truncated"},
+		// One page short: the header and its root page are intact, only
+		// the size says the file lost its end.
+		{"last page cut off", func(t *testing.T, path string) {
+			size, err := dataSize(path)
+			must(t, err)
+			must(t, os.Truncate(path, size-4096))
+		}, ErrDamaged, "truncated"},
 		{"empty", func(t *testing.T, path string) { must(t, os.Truncate(path, 0)) }, ErrDamaged, "empty"},
 		{"not a bbolt file", func(t *testing.T, path string) {
 			must(t, os.WriteFile(path, bytes.Repeat([]byte("not a database\n"), 2000), 0o600))
@@ -53,6 +60,19 @@ func TestDamagedFileIsRefused(t *testing.T) {
 			}
 			must(t, os.WriteFile(path, b, 0o600))
 		}, ErrDamaged, "damaged"},
+		{"free-page list garbled", func(t *testing.T, path string) {
+			// Close wrote the list; only its page is hit, so bbolt
+			// would panic reading it ("invalid freelist page").
+			b, err := os.ReadFile(path)
+			must(t, err)
+			m := newestMeta(b)
+			if m.freelist == noFreelist {
+				t.Fatal("Close wrote no free-page list")
+			}
+			off := int(m.freelist)*int(m.pageSize) + 8 // the page's flags
+			binary.LittleEndian.PutUint16(b[off:], leafPage)
+			must(t, os.WriteFile(path, b, 0o600))
+		}, ErrDamaged, "free-page list"},
 		{"header names a page size of 0", func(t *testing.T, path string) {
 			// Checksums recomputed, so only the page size check catches
 			// it (and Open would divide by it).
@@ -105,8 +125,14 @@ func TestDamagedFileIsRefused(t *testing.T) {
 				if !errors.Is(err, tt.want) {
 					t.Errorf("read-only %v: Open = %v, want %v", ro, err, tt.want)
 				}
-				for _, s := range []string{path, tt.says, "caddy sso restore"} {
-					if !strings.Contains(err.Error(), s) {
+				// The path names the subtest (t.TempDir), which says
+				// "truncated" or "garbled" itself: look for the cause
+				// in the rest of the message.
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("error %q does not name the file", err)
+				}
+				for _, s := range []string{tt.says, "caddy sso restore"} {
+					if !strings.Contains(strings.ReplaceAll(err.Error(), path, ""), s) {
 						t.Errorf("error %q does not say %q", err, s)
 					}
 				}

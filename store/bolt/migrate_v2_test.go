@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -267,6 +268,89 @@ func TestMigrateV2Interrupted(t *testing.T) {
 	_ = db.bdb.View(func(btx *bolt.Tx) error {
 		if v := btx.Bucket(bucketMeta).Get(keyUpgrading); v != nil {
 			t.Errorf("upgrade mark left: %q", v)
+		}
+		return nil
+	})
+}
+
+// TestMigrateV2OddRecords: the upgrade indexes an audit event under its
+// user only when it has one (a failed sign-in has none), and drops a
+// single-use ID whose expiry does not decode (it could never be pruned),
+// so the upgraded store checks sound.
+func TestMigrateV2OddRecords(t *testing.T) {
+	now := time.Now().UTC()
+	path := filepath.Join(t.TempDir(), "sso.db")
+	writeV2(t, path, v2File{
+		users:    []store.User{{ID: "u1", Email: "a@x.io", Active: true}},
+		sessions: map[string]v2Session{},
+		events: []store.Event{
+			{Seq: 1, Time: now, Type: store.EventLoginSucceeded, UserID: "u1"},
+			{Seq: 2, Time: now, Type: store.EventLoginFailed, Reason: "bad signature"},
+		},
+	})
+	bad := pair("state", "garbled")
+	withBolt(t, path, func(btx *bolt.Tx) error { return btx.Bucket(bucketConsumed).Put(bad, []byte("junk")) })
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkOK(t, db)
+	_ = db.bdb.View(func(btx *bolt.Tx) error {
+		if k, _ := btx.Bucket(bucketAuditByUser).Cursor().Seek(pair("", "")); k != nil && bytes.HasPrefix(k, pair("", "")) {
+			t.Errorf("audit_by_user holds %x, an entry for an event without a user", k)
+		}
+		if v := btx.Bucket(bucketConsumed).Get(bad); v != nil {
+			t.Errorf("the single-use ID with an unreadable expiry %q was kept", v)
+		}
+		return nil
+	})
+}
+
+// TestReindexInterruptedAtCurrentSchema: reindex's first transaction
+// writes the current schema with the upgrading mark and empties every
+// index; a kill before its last leaves such a file. The next read-write
+// open must rebuild the indexes (or users are no longer found by link or
+// email, and sign-in creates duplicates) and drop the mark.
+func TestReindexInterruptedAtCurrentSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sso.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{Email: "a@x.io", IdP: "okta", Links: []store.Link{{IdP: "okta", Subject: "a"}}}
+	putUser(t, db, u)
+	// The state after reindex's first transaction.
+	if err := db.bdb.Update(func(btx *bolt.Tx) error {
+		if err := btx.Bucket(bucketMeta).Put(keyUpgrading, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+		for _, name := range derivedBuckets() {
+			if err := btx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := btx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrOldSchema) {
+		t.Errorf("read-only open mid-upgrade: %v, want ErrOldSchema", err)
+	}
+	db, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkIndexes(t, db)
+	checkOK(t, db)
+	view(t, db, func(tx store.Tx) error {
+		if got, err := tx.UserByLink("okta", "a"); err != nil || got.ID != u.ID {
+			t.Errorf("UserByLink after the upgrade finished = %v, %v; want %s", got, err, u.ID)
 		}
 		return nil
 	})

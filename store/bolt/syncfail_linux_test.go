@@ -28,6 +28,18 @@ type syncFailResult struct {
 	NextRefused    bool   // errors.Is(Next, ErrSyncFailed)
 	Again          string // the error of the write after that
 	Errors         []string
+	// CloseWrote: Close committed (its free-page list) after all.
+	CloseWrote bool
+}
+
+// fileTxID is the transaction ID of the newest valid header of the file.
+func fileTxID(t *testing.T, path string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newestMeta(b[:min(len(b), 2*64<<10)]).txid
 }
 
 // TestSyncFailChild is the process TestSyncFailure runs under strace, which
@@ -56,7 +68,9 @@ func TestSyncFailChild(t *testing.T) {
 	for _, e := range logs.All() {
 		r.Errors = append(r.Errors, e.Message+" "+fmt.Sprint(e.ContextMap()))
 	}
+	before := fileTxID(t, path)
 	_ = db.Close()
+	r.CloseWrote = fileTxID(t, path) != before
 	line, _ := json.Marshal(r)
 	fmt.Printf("SYNCFAIL %s\n", line)
 }
@@ -113,6 +127,9 @@ func TestSyncFailure(t *testing.T) {
 			}
 			if !r.NextRefused || !strings.Contains(r.Next, "restart") || r.Again != r.Next {
 				t.Errorf("writes after the failed sync: %q, then %q; want both refused with ErrSyncFailed, saying to restart", r.Next, r.Again)
+			}
+			if r.CloseWrote {
+				t.Error("Close of the store that failed closed committed its free-page list: it must write nothing more")
 			}
 			if len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "failed a sync") || !strings.Contains(r.Errors[0], path) {
 				t.Errorf("ERROR log lines %q; want one naming the store and the failed sync", r.Errors)
