@@ -25,6 +25,7 @@ func init() {
 		testCase{"PruneAuditPassesOverAClockThatRanAhead", testPruneAuditClockAhead},
 		testCase{"ImportAuditEvent", testImportAuditEvent},
 		testCase{"AuditStoresUTC", testAuditStoresUTC},
+		testCase{"CountsInAnUpdateSeeItsOwnAuditEvents", testCountsSeeOwnAudit},
 	)
 }
 
@@ -646,6 +647,69 @@ func testAuditStoresUTC(e *env) {
 		}
 		if ev[1].Time.Before(before.Add(-time.Second)) || ev[1].Time.After(time.Now().Add(time.Second)) {
 			e.Errorf("stamped time %v is not about now", ev[1].Time)
+		}
+		return nil
+	})
+}
+
+// testCountsSeeOwnAudit: Counts inside an Update counts the events that
+// Update has audited so far, as it counts the records it has written
+// (a backend that queues audit events until commit must write them out
+// before it counts), both before and after a read of the audit log in the
+// same Update; the events are counted once, and the commit writes each
+// once.
+func testCountsSeeOwnAudit(e *env) {
+	e.update(func(tx store.Tx) error {
+		return tx.Audit(store.Event{Type: store.EventUserCreated, UserID: "u0"})
+	})
+	counts := func(tx store.Tx, step string, want int) error {
+		c, err := tx.Counts()
+		if err != nil {
+			return err
+		}
+		if c.AuditEvents != want {
+			e.Errorf("%s: Counts.AuditEvents = %d, want %d", step, c.AuditEvents, want)
+		}
+		return nil
+	}
+	e.update(func(tx store.Tx) error {
+		if err := tx.Audit(store.Event{Type: store.EventUserUpdated, UserID: "u1"}); err != nil {
+			return err
+		}
+		if err := counts(tx, "after one Audit", 2); err != nil {
+			return err
+		}
+		if err := counts(tx, "counted again", 2); err != nil {
+			return err
+		}
+		ev, err := tx.AuditEvents(store.AuditQuery{})
+		if err != nil {
+			return err
+		}
+		if len(ev) != 2 {
+			e.Errorf("AuditEvents in the Update = %d events, want 2", len(ev))
+		}
+		for _, u := range []string{"u2", "u3"} {
+			if err := tx.Audit(store.Event{Type: store.EventUserUpdated, UserID: u}); err != nil {
+				return err
+			}
+		}
+		return counts(tx, "after a read of the log and two more", 4)
+	})
+	if c := e.counts(); c.AuditEvents != 4 {
+		e.Errorf("Counts.AuditEvents after the commit = %d, want 4", c.AuditEvents)
+	}
+	e.view(func(tx store.Tx) error {
+		ev, err := tx.AuditEvents(store.AuditQuery{})
+		if err != nil {
+			return err
+		}
+		var users []string
+		for _, x := range ev {
+			users = append(users, x.UserID)
+		}
+		if !slices.Equal(users, []string{"u0", "u1", "u2", "u3"}) {
+			e.Errorf("committed events of users %v, want u0 u1 u2 u3 once each", users)
 		}
 		return nil
 	})
