@@ -322,8 +322,10 @@ func (t *tx) PutTombstone(ts *store.Tombstone) error {
 	if rec.Deleted.IsZero() {
 		rec.Deleted = time.Now()
 	}
-	if err := store.CheckKey("tombstone subject", rec.Subject); err != nil {
-		return fmt.Errorf("bolt: put tombstone in %s: %w", rec.IdP, err)
+	for _, c := range []struct{ what, v string }{{"tombstone idp", rec.IdP}, {"tombstone subject", rec.Subject}} {
+		if err := store.CheckKey(c.what, c.v); err != nil {
+			return fmt.Errorf("bolt: put tombstone: %w", err)
+		}
 	}
 	data, err := json.Marshal(&rec)
 	if err != nil {

@@ -305,6 +305,7 @@ func testTombstones(e *env) {
 		{"no IdP", &store.Tombstone{Subject: "oid-3"}, nil},
 		{"nil", nil, nil},
 		{"subject too long", &store.Tombstone{IdP: "entra", Subject: long(store.MaxKeyBytes + 1)}, store.ErrValueTooLong},
+		{"idp too long", &store.Tombstone{IdP: long(store.MaxKeyBytes + 1), Subject: "oid-3"}, store.ErrValueTooLong},
 	}
 	for _, tt := range refusals {
 		before := e.dump()
