@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,4 +175,72 @@ func TestLiveRetire(t *testing.T) {
 			t.Errorf("Retire took %v, want the 50ms bound", d)
 		}
 	})
+}
+
+// TestLiveRetireCountsEachRequestOnce: the store is given back only after
+// every request in flight has ended, counted right whatever they do: a
+// View or Update running alone (each counts itself), and a request that
+// called Exit twice (a deferred call after an early one), which must not
+// count as two ended and let the next request's count fall to nothing.
+func TestLiveRetireCountsEachRequestOnce(t *testing.T) {
+	db := gateway.OpenTestStore(t, bolt.Options{})
+	for _, tc := range []struct {
+		name string
+		// inFlight starts what is in flight at Retire and returns what ends it.
+		inFlight func(l *gateway.Live) (end func())
+	}{
+		{"a View alone", func(l *gateway.Live) func() { return inTransaction(t, l.View) }},
+		{"an Update alone", func(l *gateway.Live) func() { return inTransaction(t, l.Update) }},
+		{"after an Exit called twice", func(l *gateway.Live) func() {
+			done := l.Enter()
+			done.Exit()
+			done.Exit() // does nothing
+			f := l.Enter()
+			return f.Exit
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := gateway.NewLive()
+			l.Set(&gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)})
+			l.Started()
+			end := sync.OnceFunc(tc.inFlight(l))
+			defer end() // a failure below must not leave a transaction open
+			released := make(chan struct{})
+			if err := l.Retire(time.Minute, true, func() error { close(released); return nil }, zap.NewNop()); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-released:
+				t.Fatal("the store was given back with a request in flight")
+			case <-time.After(100 * time.Millisecond):
+			}
+			end()
+			select {
+			case <-released:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the store was not given back once the request ended")
+			}
+		})
+	}
+}
+
+// inTransaction runs a transaction of tx (Live's View or Update) in the
+// background until the returned func is called, which waits for it to end.
+func inTransaction(t *testing.T, tx func(context.Context, func(store.Tx) error) error) func() {
+	t.Helper()
+	in, finish, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- tx(context.Background(), func(store.Tx) error {
+			close(in)
+			<-finish
+			return nil
+		})
+	}()
+	<-in
+	return func() {
+		close(finish)
+		if err := <-done; err != nil {
+			t.Errorf("the transaction in flight failed: %v", err)
+		}
+	}
 }
