@@ -295,3 +295,25 @@ func TestEndedEventStreamUnblocksAWriteUnderWay(t *testing.T) {
 		t.Fatal("the app's write under way was still blocked 5s after the session ended")
 	}
 }
+
+// TestEventStreamOfASessionEndedWhileTheAppAnswered: a session that ends
+// while the app prepares its answer, its word gone before the answer says
+// it is a stream, still ends the stream at once, not at the periodic
+// check (a cache TTL later; an hour here).
+func TestEventStreamOfASessionEndedWhileTheAppAnswered(t *testing.T) {
+	w := newStreamWorld(t, time.Hour)
+	answer, waited := make(chan struct{}), false
+	wrote := serveEventStreamBy(w, "text/event-stream", func(rw http.ResponseWriter) error {
+		if !waited {
+			<-answer
+			waited = true
+		}
+		_, err := rw.Write([]byte("data: tick\n\n"))
+		return err
+	})
+	if _, err := w.run.Sessions.SignOutHash(context.Background(), w.id.SessionHash); err != nil {
+		t.Fatal(err)
+	}
+	close(answer)
+	streamEnded(t, wrote)
+}
