@@ -37,6 +37,14 @@ func TestCLIAddressNotAdmin(t *testing.T) {
 	}))
 	t.Cleanup(refuser.Close)
 	refusing := refuser.Listener.Addr().String()
+	// A JSON answer of another media type (RFC 9457's problem+json, say)
+	// is quoted as well.
+	problem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"error":"blocked by policy"}`)
+	}))
+	t.Cleanup(problem.Close)
 	site := fmt.Sprintf("127.0.0.1:%d", w.GW.Port)
 	plain := html.Listener.Addr().String()
 
@@ -50,6 +58,7 @@ func TestCLIAddressNotAdmin(t *testing.T) {
 		// Caddy's admin endpoint refusing before the module runs (an
 		// `admin` block's origins): its reason, which is the fix, is kept.
 		{"admin endpoint refusing the origin", refusing, `403 application/json: "host not allowed: 127.0.0.1"`, http.StatusForbidden, []string{"users", "list"}},
+		{"a problem+json answer", problem.Listener.Addr().String(), `403 application/problem+json: "blocked by policy"`, http.StatusForbidden, []string{"users", "list"}},
 		{"plain app", plain, "200 text/html", http.StatusOK, []string{"users", "list"}},
 		{"plain app, audit", plain, "200 text/html", http.StatusOK, []string{"audit"}},
 	} {
@@ -120,6 +129,30 @@ func TestCLINotAdminAnswerBounded(t *testing.T) {
 	_, err := cli(ctx, "users", "list", "--timeout=2s", "--address="+stream.Listener.Addr().String())
 	if d := time.Since(start); d > 4*time.Second || err == nil || !strings.Contains(err.Error(), "did not answer as Caddy's admin endpoint") {
 		t.Errorf("users list against a stream: %v after %v, want the address named at once", err, d.Round(time.Millisecond))
+	}
+
+	// A JSON answer that never ends: only its start is read.
+	jsonStream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"error":"`)
+		for {
+			if _, err := fmt.Fprint(w, strings.Repeat("A", 1<<10)); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(jsonStream.Close)
+	start = time.Now()
+	_, err = cli(ctx, "users", "list", "--timeout=2s", "--address="+jsonStream.Listener.Addr().String())
+	if d := time.Since(start); d > 4*time.Second || err == nil || !strings.Contains(err.Error(), "did not answer as Caddy's admin endpoint") {
+		t.Errorf("users list against an endless JSON answer: %v after %v, want the address named once its start is read", err, d.Round(time.Millisecond))
 	}
 
 	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

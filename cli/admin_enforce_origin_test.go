@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,6 +50,15 @@ func TestCLIAdminEnforceOrigin(t *testing.T) {
 			if _, err := cli(context.Background(), "users", "show", "nobody", "--address="+addr); err == nil ||
 				err.Error() != `user "nobody" not found (HTTP 404 Not Found)` {
 				t.Errorf("show of a missing user: %v", err)
+			}
+			// restore asks Caddy's own /config/ (not the sso API) whether
+			// the sso app runs there, with the Origin too: it is refused
+			// naming that app's store, not as if no sso app answered.
+			backup := filepath.Join(t.TempDir(), "b.jsonl.gz")
+			mustCLI(t, "backup", backup, "--address="+addr)
+			_, err := cli(context.Background(), "restore", backup, "--address="+addr)
+			if want := "a Caddy running the sso app answers at " + addr + ", with the store bolt:" + w.GW.StorePath(); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("restore --address=%s: %v, want %q", addr, err, want)
 			}
 		})
 	}

@@ -311,3 +311,31 @@ func TestCLIAdminAnswerNotJSON(t *testing.T) {
 		t.Errorf("stdout %q, want the status 404", stdout)
 	}
 }
+
+// TestCheckRunningWaitsTheAdminDefault: check's own --timeout (each request
+// to an IdP, 10s by default) is the admin request's only when given; without
+// it `check --running` waits the admin default of 30s, since the running
+// instance answers its store check only once that is done.
+func TestCheckRunningWaitsTheAdminDefault(t *testing.T) {
+	p := newAdminProxy(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 13*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := cli(ctx, "check", "--running", p.address())
+	if took := time.Since(start); took < 12*time.Second || err != nil && strings.Contains(err.Error(), "within 10s") {
+		t.Errorf("check --running against a silent admin endpoint ended after %v with %v, want it still waiting at 13s (30s)", took.Round(time.Millisecond), err)
+	}
+}
+
+// TestCLIInterruptedWhileWaiting: a command ended while it waits for the
+// admin endpoint (Ctrl-C, or its context's deadline) says so; it does not
+// claim that Caddy could not be reached, nor to use --store.
+func TestCLIInterruptedWhileWaiting(t *testing.T) {
+	p := newAdminProxy(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := cli(ctx, "users", "list", p.address(), "--timeout=30s")
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "cannot reach") || strings.Contains(err.Error(), "--store") {
+		t.Errorf("users list ended by its context while the endpoint is silent: %v, want the context's end, not %q", err, "cannot reach")
+	}
+}

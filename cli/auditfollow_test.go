@@ -368,3 +368,82 @@ func TestAuditFollowEndsWhenStoreGoes(t *testing.T) {
 		t.Fatalf("audit --follow goes on without a store:\n%s", stderr)
 	}
 }
+
+// TestAuditFollowPausesBetweenFailures: while the trail cannot be read,
+// `audit --follow` waits between attempts (--interval, doubling), rather
+// than asking a Caddy that is failing or restarting as fast as it answers.
+func TestAuditFollowPausesBetweenFailures(t *testing.T) {
+	api, addr := startFakeAuditAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stdout, stderr, done := followCLI(ctx, "audit", "--follow", "--interval=100ms", addr)
+	waitFollowing(t, done, func() bool { return strings.Contains(stdout.String(), "first") }, "the first event", stdout, stderr)
+	api.setFail(http.StatusServiceUnavailable)
+	before, _ := api.requests(0)
+	time.Sleep(time.Second)
+	after, _ := api.requests(0)
+	api.setFail(0)
+	// Pauses of 100, 200, 400 and 500 ms: some 4 attempts in the second,
+	// and one that was under way.
+	if n := after - before; n > 6 {
+		t.Errorf("%d attempts in one second of failures with --interval=100ms, want at most 6", n)
+	}
+	waitFollowing(t, done, func() bool { return strings.Contains(stderr.String(), followResumed) }, "the trail read again", stdout, stderr)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("audit --follow ended with %v", err)
+	}
+}
+
+// TestAuditFollowIgnoresLimit: --limit is ignored with --follow, as its
+// help says: a follower prints every event there at once (it does not stop
+// at --limit and print the rest an --interval later).
+func TestAuditFollowIgnoresLimit(t *testing.T) {
+	api, addr := startFakeAuditAPI(t)
+	api.add("second")
+	api.add("third")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stdout, stderr, done := followCLI(ctx, "audit", "--follow", "--limit=1", "--interval=1h", addr)
+	waitFollowing(t, done, func() bool { return strings.Contains(stdout.String(), "third") }, "the three events, with --limit=1 --interval=1h", stdout, stderr)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("audit --follow --limit=1 ended with %v", err)
+	}
+	for _, want := range []string{"first", "second", "third"} {
+		if n := strings.Count(stdout.String(), want); n != 1 {
+			t.Errorf("event %q printed %d times, want once:\n%s", want, n, stdout)
+		}
+	}
+}
+
+// TestAuditRefusedWith400: the admin API's 400 (a query it refuses) is the
+// command's error, with its message and status, not an empty trail.
+func TestAuditRefusedWith400(t *testing.T) {
+	api, addr := startFakeAuditAPI(t)
+	api.setFail(http.StatusBadRequest)
+	out, err := cli(context.Background(), "audit", addr)
+	if want := "Bad Request (fake) (HTTP 400 Bad Request)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("audit answered 400: %v, want an error with %q\n%s", err, want, out)
+	}
+}
+
+// TestAuditFollowInterruptedBeforeFirstRead: Ctrl-C (the command's context
+// ending) while `audit --follow` waits for its first read ends it as at
+// any other time: quietly, without an error.
+func TestAuditFollowInterruptedBeforeFirstRead(t *testing.T) {
+	p := newAdminProxy(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, stderr, done := followCLI(ctx, "audit", "--follow", p.address(), "--timeout=30s")
+	cliWaitFor(t, func() bool { held, _ := p.counts(); return held >= 1 }, "the first read to wait")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("audit --follow interrupted during its first read ended with %v\n%s", err, stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("audit --follow goes on after its context ended")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/store/postgres"
 )
 
 // TestLastingFailures: which failures to read the trail end `audit
@@ -49,6 +50,11 @@ func TestLastingFailures(t *testing.T) {
 		{"unfinished import", store.ErrUnfinishedImport, true},
 		{"not a store", bolt.ErrNotStore, true},
 		{"damaged", bolt.ErrDamaged, true},
+		{"invalid value", fmt.Errorf("x: %w", store.ErrInvalidValue), true},
+		{"value too long", fmt.Errorf("x: %w", store.ErrValueTooLong), true},
+		{"bolt store of a newer schema", fmt.Errorf("x: %w", bolt.ErrNewerSchema), true},
+		{"bolt store of an older schema", fmt.Errorf("x: %w", bolt.ErrOldSchema), true},
+		{"postgres store of a newer schema", fmt.Errorf("x: %w", postgres.ErrNewerSchema), true},
 		{"pg password refused", &pgconn.PgError{Code: "28P01"}, true},
 		{"pg no such database", &pgconn.PgError{Code: "3D000"}, true},
 		{"pg no such table", &pgconn.PgError{Code: "42P01"}, true},
@@ -131,6 +137,7 @@ func TestStatusErrorMessage(t *testing.T) {
 		{"json", `{"error": "user \"a\" not found"}`, `user "a" not found (HTTP 404 Not Found)`},
 		{"json with an escape", `{"error": "bad \u001b[2J"}`, `bad \x1b[2J (HTTP 404 Not Found)`},
 		{"empty", "  \n", "the admin endpoint gave no reason (HTTP 404 Not Found)"},
+		{"json without a message", `{"error": ""}`, `{"error": ""} (HTTP 404 Not Found)`},
 		{"text, first line", "no route\nsecond line", "no route (HTTP 404 Not Found)"},
 		{"long text", long + "\nmore", strings.Repeat("x", 200) + "… (HTTP 404 Not Found)"},
 		{"text with an escape", "oops\x1b]0;title\x07", `oops\x1b]0;title\x07 (HTTP 404 Not Found)`},

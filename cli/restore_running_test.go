@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,12 @@ func TestRestoreRefusesWhileCaddyRunsTheApp(t *testing.T) {
 	backup := filepath.Join(t.TempDir(), "b.jsonl")
 	mustCLI(t, "backup", backup, addr)
 	xdg, other := t.TempDir(), filepath.Join(t.TempDir(), "other", "sso.db")
+	// A config whose admin endpoint no Caddy serves: --config, like
+	// --address, names a running Caddy, and is refused, not ignored.
+	config := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(config, []byte(`{"admin": {"listen": "127.0.0.1:1"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("XDG_DATA_HOME", xdg) // where the default store would be written
 	for _, tc := range []struct {
 		name string
@@ -32,6 +39,8 @@ func TestRestoreRefusesWhileCaddyRunsTheApp(t *testing.T) {
 			"restore works offline only", "caddy sso restore --store 'bolt:" + w.GW.StorePath() + "' " + backup}},
 		{"--address with --store", []string{addr, "--store", other, backup}, []string{"--address and --config name a running Caddy", "omit them"}},
 		{"--address where no Caddy answers", []string{"--address=127.0.0.1:1", backup}, []string{
+			"--address and --config name a running Caddy", "cannot reach Caddy's admin endpoint at 127.0.0.1:1", "--store <store>"}},
+		{"--config where no Caddy answers", []string{"--config", config, backup}, []string{
 			"--address and --config name a running Caddy", "cannot reach Caddy's admin endpoint at 127.0.0.1:1", "--store <store>"}},
 		{"--store of the running Caddy", []string{"--store", w.GW.StorePath(), backup}, []string{
 			"refusing to replace " + w.GW.StorePath(), "in use by a running Caddy", "offline only: stop that Caddy"}},

@@ -3,8 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,9 +91,14 @@ func TestSAMLKeyRefusals(t *testing.T) {
 
 // TestSAMLKeyWrites: the key file holds the store's PEM, mode 0600, and the
 // sp_cert line printed is one Caddyfile token per file, quoted only when
-// the path needs it.
+// the path needs it. The store is only read: its file is left as it was
+// (a store restored from a backup to take the key from may be kept).
 func TestSAMLKeyWrites(t *testing.T) {
 	path, pemData := samlKeyStore(t)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	for _, tc := range []struct{ file, arg string }{
 		{filepath.Join(dir, "sp.pem"), filepath.Join(dir, "sp.pem")},
@@ -110,5 +119,48 @@ func TestSAMLKeyWrites(t *testing.T) {
 		if fi, err := os.Stat(tc.file); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", tc.file, fi.Mode().Perm(), err)
 		}
+		if after, err := os.ReadFile(path); err != nil || !bytes.Equal(before, after) {
+			t.Errorf("saml-key --out %s changed the store file it read (%v)", tc.file, err)
+		}
+	}
+	// --json gives the same Caddyfile line, quoted alike for both files.
+	file := filepath.Join(dir, "json key.pem")
+	stdout, stderr, err := run("saml-key", "test", "--out", file, "--store", path, "--json")
+	var got struct {
+		File   string `json:"file"`
+		SPCert string `json:"sp_cert"`
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &got) != nil {
+		t.Fatalf("saml-key --json: %v\n%s%s", err, stdout, stderr)
+	}
+	if arg := strconv.Quote(file); got.File != file || got.SPCert != "sp_cert "+arg+" "+arg {
+		t.Errorf("saml-key --json --out %q = %s, want file and the sp_cert line %q", file, stdout, "sp_cert "+arg+" "+arg)
+	}
+}
+
+// TestSAMLKeyWriteFailureLeavesNoFile: a key file saml-key could not write
+// whole (here: the file size limit, as a full disk would) is removed, and
+// the command fails: no half key file is left under the name the operator
+// would configure.
+func TestSAMLKeyWriteFailureLeavesNoFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("ulimit -f is a unix shell's")
+	}
+	path, pemData := samlKeyStore(t)
+	if len(pemData) <= 1024 {
+		t.Fatalf("a key pair of %d bytes fits in the 1 KiB limit", len(pemData))
+	}
+	out := filepath.Join(t.TempDir(), "sp.pem")
+	// The child is TestDurableCommandProcess (durable_test.go), under a
+	// file size limit of 1 KiB: its writes past that fail with EFBIG (Go
+	// ignores SIGXFSZ).
+	cmd := exec.Command("sh", "-c", `ulimit -f 1 && exec "$0" "$@"`, os.Args[0], "-test.run=^TestDurableCommandProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SSO_TEST_DURABLE_ARGS="+strings.Join([]string{"saml-key", "test", "--out", out, "--store", path}, "\x1f"))
+	got, err := cmd.CombinedOutput()
+	if err == nil || strings.Contains(string(got), "DURABLE-DONE") || !strings.Contains(string(got), "file too large") {
+		t.Fatalf("saml-key under a 1 KiB file size limit: %v, want it to fail writing\n%s", err, got)
+	}
+	if fi, err := os.Lstat(out); err == nil {
+		t.Errorf("a failed saml-key left %s (%d bytes)", out, fi.Size())
 	}
 }
