@@ -346,22 +346,31 @@ func plainHTTP(o idp.Origin, proxied bool) string {
 	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and set base_url https://%s", o, host)
 }
 
-// anyHost reports whether one of a server's routes is reached whatever the
-// request's Host: one without a match, or with a matcher set that has no
-// host matcher. Without such a route Caddy answers an unknown Host itself,
-// with an empty 200.
+// anyHost reports whether one of a server's routes takes every request
+// whatever its Host: one without a match, or with a matcher set that
+// matches all (catchesAll). Without such a route Caddy answers an unknown
+// Host itself, with an empty 200.
 func anyHost(routes []route) bool {
 	for _, rt := range routes {
-		if len(rt.Match) == 0 {
+		if len(rt.Match) == 0 || slices.ContainsFunc(rt.Match, catchesAll) {
 			return true
-		}
-		for _, m := range rt.Match {
-			if _, ok := m["host"]; !ok {
-				return true
-			}
 		}
 	}
 	return false
+}
+
+// catchesAll reports whether a matcher set matches every request: it has
+// no matcher but a path of "*" or "/*" (the site http://:9091/*). Any
+// other (a host, a narrower path as in http://:9091/health, a method)
+// leaves requests to Caddy's empty 200.
+func catchesAll(set map[string]json.RawMessage) bool {
+	for name, raw := range set {
+		var paths []string
+		if name != "path" || json.Unmarshal(raw, &paths) != nil || !slices.ContainsFunc(paths, func(p string) bool { return p == "*" || p == "/*" }) {
+			return false
+		}
+	}
+	return true
 }
 
 // serverPort is the port of a server's first listener address.

@@ -313,14 +313,26 @@ func TestCheckVerifyHostsFailOpen(t *testing.T) {
 	gateway := "http://app.localhost:9091, http://wiki.localhost:9091 {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n"
 	const warning = "answers only for app.localhost, wiki.localhost"
 
-	out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway))
-	if err == nil {
-		t.Errorf("check passed a verify endpoint that lets unknown hosts through:\n%s", out)
-	}
-	checkLines(t, out, "✗", warning)
-
-	out, err = cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway+"\nhttp://:9091 {\n\trespond 403\n}\n"))
-	if err != nil || strings.Contains(out, warning) {
-		t.Errorf("with a catch-all site that refuses: %v\n%s", err, out)
+	for _, tt := range []struct {
+		name, site string // site: a host-less site beside the gateway's
+		failOpen   bool
+	}{
+		{"no other site", "", true},
+		{"a catch-all site that refuses", "http://:9091 {\n\trespond 403\n}\n", false},
+		{"a catch-all site by path /*", "http://:9091/* {\n\trespond 403\n}\n", false},
+		// Other paths of an unknown Host still get Caddy's empty 200.
+		{"a host-less site of one path", "http://:9091/health {\n\trespond 403\n}\n", true},
+	} {
+		out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway+"\n"+tt.site))
+		if !tt.failOpen {
+			if err != nil || strings.Contains(out, warning) {
+				t.Errorf("%s: %v\n%s", tt.name, err, out)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: check passed a verify endpoint that lets unknown hosts through:\n%s", tt.name, out)
+		}
+		checkLines(t, out, "✗", warning)
 	}
 }

@@ -95,3 +95,84 @@ func TestHousekeepStoreError(t *testing.T) {
 		t.Errorf("Housekeep on a closed store = %v, want the store's error", err)
 	}
 }
+
+// backgroundRecorder records whether each Update it passes on was marked
+// by store.Background.
+type backgroundRecorder struct {
+	store.Store
+	updates, foreground int
+}
+
+func (b *backgroundRecorder) Update(ctx context.Context, fn func(store.Tx) error) error {
+	b.updates++
+	if !store.IsBackground(ctx) {
+		b.foreground++
+	}
+	return b.Store.Update(ctx, fn)
+}
+
+// TestHousekeepUpdatesAreBackground: every transaction Housekeep runs is
+// a background one (store.Background), so that on bolt a sign-in that
+// arrives while it prunes goes first and waits for one item at most, not
+// behind a queue of pruning batches.
+func TestHousekeepUpdatesAreBackground(t *testing.T) {
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	err = db.Update(ctx, func(tx store.Tx) error {
+		for i := range 5 {
+			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-2*store.ConsumedPruneMargin)); err != nil {
+				return err
+			}
+			if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, Time: now.Add(-30 * 24 * time.Hour)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &backgroundRecorder{Store: db}
+	stats, err := store.Housekeep(ctx, rec, now, store.HousekeepOptions{AuditRetention: 24 * time.Hour, Batch: 2})
+	if err != nil || stats.Consumed != 5 || stats.AuditEvents != 5 {
+		t.Fatalf("Housekeep = %+v, %v; want 5 IDs and 5 events pruned", stats, err)
+	}
+	if rec.updates == 0 || rec.foreground != 0 {
+		t.Errorf("Housekeep ran %d of its %d Updates without store.Background", rec.foreground, rec.updates)
+	}
+}
+
+// TestHousekeepPrunesPastAClockAheadEvent: Housekeep gives PruneAudit its
+// own now, so an event stamped a little in the future (written while an
+// instance's clock ran ahead) is passed over, and the events after it that
+// are past retention are still pruned rather than kept until its time
+// comes.
+func TestHousekeepPrunesPastAClockAheadEvent(t *testing.T) {
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	err = db.Update(ctx, func(tx store.Tx) error {
+		for _, at := range []time.Time{now.Add(30 * time.Minute), now.Add(-30 * 24 * time.Hour), now.Add(-29 * 24 * time.Hour)} {
+			if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, Time: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := store.Housekeep(ctx, db, now, store.HousekeepOptions{AuditRetention: 10 * 24 * time.Hour})
+	if err != nil || stats.AuditEvents != 2 {
+		t.Errorf("Housekeep = %+v, %v; want the 2 events past retention pruned, past the one stamped 30 minutes ahead", stats, err)
+	}
+}

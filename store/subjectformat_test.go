@@ -16,7 +16,8 @@ func TestStoredSubjectFormat(t *testing.T) {
 		{SubjectFormat: persistent},
 		{SubjectFormat: persistent, NameQualifier: "https://idp.example.com/idp/shibboleth", SPNameQualifier: "https://app.example.com/.sso/saml/okta/metadata"},
 		{NameQualifier: "only the IdP's & a = sign, ?%"},
-		{SubjectFormat: packedFormatPrefix + "format=x"}, // a format that looks packed
+		{SubjectFormat: persistent, SPNameQualifier: "https://app.example.com/.sso/saml/entra/metadata"}, // only the SP's qualifier
+		{SubjectFormat: packedFormatPrefix + "format=x"},                                                 // a format that looks packed
 	} {
 		stored := in.StoredSubjectFormat()
 		if in.NameQualifier == "" && in.SPNameQualifier == "" && !strings.HasPrefix(in.SubjectFormat, packedFormatPrefix) && stored != in.SubjectFormat {
