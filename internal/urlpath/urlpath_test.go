@@ -45,9 +45,52 @@ func TestUnder(t *testing.T) {
 		}
 	}
 	// A clean path, as browsers send every path, costs no allocation.
-	for _, p := range []string{"/dashboard/reports", "/.well-known/x", "/a/.hidden"} {
+	for _, p := range []string{"/dashboard/reports", "/.well-known/x", "/a/.hidden", "/dashboard/", "/.sso/login"} {
 		if n := testing.AllocsPerRun(100, func() { urlpath.Under(p, "/.sso/") }); n != 0 {
 			t.Errorf("Under(%q): %v allocations, want none", p, n)
+		}
+	}
+}
+
+// TestUnderPrefixWithoutDot: sso_scim's base_path (and a path_prefix not
+// starting with a dot) follows the same rule: a path in other letters, or
+// with doubled slashes or dot segments, is under the prefix, as Caddy's
+// path matcher took it, even when it holds no "/." at all.
+func TestUnderPrefixWithoutDot(t *testing.T) {
+	for _, tc := range []struct {
+		path, serve string
+		under       bool
+	}{
+		{"/scim/v2/Users", "/scim/v2/Users", true},
+		{"/SCIM/v2/Users", "/SCIM/v2/Users", true},
+		{"/Scim/V2/Groups/1", "/Scim/V2/Groups/1", true},
+		{"//scim/v2/Users", "/scim/v2/Users", true},
+		{"/scim//v2/Users", "/scim/v2/Users", true},
+		{"//SCIM//v2//", "/SCIM/v2/", true},
+		{"/scim/v2", "", false},
+		{"/scim/v20/Users", "", false},
+		{"/app/scim/v2/Users", "", false},
+		{"//app/scim/v2/Users", "", false},
+	} {
+		serve, under := urlpath.Under(tc.path, "/scim/v2/")
+		if under != tc.under || (under && serve != tc.serve) {
+			t.Errorf("Under(%q, /scim/v2/) = %q, %v; want %q, %v", tc.path, serve, under, tc.serve, tc.under)
+		}
+	}
+}
+
+// TestSegmentsPchar: every character RFC 3986 allows in a path segment
+// (pchar, less percent-encoding) may be configured; others may not.
+func TestSegmentsPchar(t *testing.T) {
+	const unreserved = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+	for _, c := range unreserved + "!$&'()*+,;=" + ":@" {
+		if seg := "a" + string(c) + "b"; !urlpath.Segments(seg) {
+			t.Errorf("Segments(%q) = false, want true", seg)
+		}
+	}
+	for _, c := range "%?#[]\\\"<>^`{|} \t\x00\u00e9" {
+		if seg := "a" + string(c) + "b"; urlpath.Segments(seg) {
+			t.Errorf("Segments(%q) = true, want false", seg)
 		}
 	}
 }

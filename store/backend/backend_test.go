@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,9 @@ func TestParse(t *testing.T) {
 		{"bolt:./sso.db", Bolt, "./sso.db", ""},
 		{"postgres:host=db user=sso password=hunter2", Postgres, "", "host=db user=sso password=hunter2"},
 		{"postgres://sso:hunter2@db:5432/sso", Postgres, "", "postgres://sso:hunter2@db:5432/sso"},
+		// libpq's other URL scheme: never a bbolt file named after the DSN.
+		{"postgresql://sso:hunter2@db:5432/sso", Postgres, "", "postgresql://sso:hunter2@db:5432/sso"},
+		{"postgres:postgresql://sso@db/sso", Postgres, "", "postgresql://sso@db/sso"},
 	} {
 		s, err := Parse(tc.in)
 		if err != nil || s.Backend != tc.backend || s.Path != tc.path || s.DSN != tc.dsn {
@@ -46,6 +50,8 @@ func TestParseKeyValueDSN(t *testing.T) {
 		"  host = db.internal\tdbname='my sso' password='hunt\\'er2 x' sslmode=verify-full ",
 		"service=sso search_path=sso",
 		"host=db dbname=sso pool_max_conns=10 password=",
+		"host=db password=hunt\\ er2 dbname=sso", // a backslash escapes a space in an unquoted value
+		"host=db\ndbname=sso\r\npassword=hunter2",
 	} {
 		s, err := Parse(dsn)
 		if err != nil || s.Backend != Postgres || s.DSN != dsn || s.Path != "" {
@@ -67,6 +73,8 @@ func TestParseKeyValueDSN(t *testing.T) {
 		"/srv/my store host=db password=hunter2",
 		"/srv/host=db dbname=x", // a DSN with a stray word, or a path with spaces: ask
 		"password=hunter2 =x",
+		"HOST = db PASSWORD = hunter2", // white space around "=", as libpq allows, in capitals
+		"sso.db\nPASSWORD=hunter2",     // a key after a newline starts a word too
 	} {
 		s, err := Parse(bad)
 		if err == nil {
@@ -104,6 +112,23 @@ func TestSpecNeverShowsTheDSN(t *testing.T) {
 	}
 }
 
+// TestKeyPostgresDistinct: stores with different DSNs never share a pool:
+// the key holds enough of the DSN's hash that no two of many collide.
+func TestKeyPostgresDistinct(t *testing.T) {
+	seen := map[string]string{}
+	for i := range 500 {
+		dsn := fmt.Sprintf("postgres://sso:hunter2@db%d.internal/sso", i)
+		key, err := Spec{Backend: Postgres, DSN: dsn}.Key()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, ok := seen[key]; ok {
+			t.Fatalf("%q and %q share the key %q", other, dsn, key)
+		}
+		seen[key] = dsn
+	}
+}
+
 // TestCheck: each backend takes only its own settings, PostgreSQL needs a
 // DSN, no limit is negative, and statement_timeout is one PostgreSQL
 // applies.
@@ -133,6 +158,7 @@ func TestCheck(t *testing.T) {
 		// Above INT_MAX ms PostgreSQL refuses every connection at start.
 		{"statement timeout above PostgreSQL's maximum", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: 30 * 24 * time.Hour}, "PostgreSQL's maximum"},
 		{"statement timeout at PostgreSQL's maximum", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: MaxStatementTimeout}, ""},
+		{"statement timeout of a millisecond", Spec{Backend: Postgres, DSN: "postgres://db/sso", StatementTimeout: time.Millisecond}, "must be between 1s and"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +176,20 @@ func TestCheck(t *testing.T) {
 				t.Errorf("error %q shows the DSN's password", err)
 			}
 		})
+	}
+}
+
+// TestCheckWithoutDeferred: with no placeholder rule, every DSN is parsed
+// as Open parses it.
+func TestCheckWithoutDeferred(t *testing.T) {
+	if err := (Spec{Backend: Postgres, DSN: "postgres://caddy@db.internal:5432/sso"}).Check(nil); err != nil {
+		t.Errorf("a literal DSN: %v", err)
+	}
+	for _, dsn := range []string{"postgres://u:hunter2@db:notaport/sso", "{env.SSO_DATABASE_URL}"} {
+		err := Spec{Backend: Postgres, DSN: dsn}.Check(nil)
+		if err == nil || !strings.Contains(err.Error(), "does not parse") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Check(nil) of %q: %v, want it refused unshown", dsn, err)
+		}
 	}
 }
 

@@ -80,6 +80,7 @@ func TestKeyBoltSymlinks(t *testing.T) {
 		{"link to the file", filepath.Join(base, "filelink.db"), file, ""},
 		{"relative in a symlinked working directory", "sso.db", file, filepath.Join(base, "dirlink")},
 		{"dot-dot after a link", filepath.Join(base, "deeplink") + "/../../real/sso.db", file, ""},
+		{"relative dot-dot in a symlinked working directory", "../../real/sso.db", file, filepath.Join(base, "deeplink")},
 		{"new file in a symlinked directory", filepath.Join(base, "dirlink", "new.db"), filepath.Join(realDir, "new.db"), ""},
 		{"new directory in a symlinked directory", filepath.Join(base, "dirlink", "sub", "new.db"), filepath.Join(realDir, "sub", "new.db"), ""},
 	} {
