@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -28,6 +29,10 @@ type syncFailResult struct {
 	NextRefused    bool   // errors.Is(Next, ErrSyncFailed)
 	Again          string // the error of the write after that
 	Errors         []string
+	// Queued is the error of a write that queued behind that commit
+	// (entered Update before the store failed closed).
+	Queued        string
+	QueuedRefused bool // errors.Is(Queued, ErrSyncFailed)
 	// CloseWrote: Close committed (its free-page list) after all.
 	CloseWrote bool
 }
@@ -44,7 +49,8 @@ func fileTxID(t *testing.T, path string) uint64 {
 
 // TestSyncFailChild is the process TestSyncFailure runs under strace, which
 // fails one of its fdatasyncs: it makes one commit on an existing store
-// (which syncs nothing at Open), two more writes, and reports.
+// (which syncs nothing at Open), with a second write queued behind it
+// while it runs, two more writes, and reports.
 func TestSyncFailChild(t *testing.T) {
 	path := os.Getenv("SSO_TEST_SYNCFAIL_STORE")
 	if path == "" {
@@ -58,9 +64,34 @@ func TestSyncFailChild(t *testing.T) {
 	ctx := context.Background()
 	var r syncFailResult
 	u := &store.User{Email: "ada@example.com", Active: true}
-	err = db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) })
+	// While the commit's fn runs (not its rehearsal), another write enters
+	// Update, past its refused check, and queues for the next batch.
+	queued, started := make(chan error, 1), make(chan struct{})
+	go func() {
+		<-started
+		queued <- db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(&store.User{Email: "carol@example.com"}) })
+	}()
+	once := false
+	err = db.Update(ctx, func(t store.Tx) error {
+		if _, real := t.(*tx); real && !once {
+			once = true
+			close(started)
+			for {
+				db.commit.mu.Lock()
+				n := len(db.commit.pending)
+				db.commit.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return t.PutUser(u)
+	})
 	r.Update, r.OutcomeUnknown = fmt.Sprint(err), errors.Is(err, store.ErrOutcomeUnknown)
 	_ = db.View(ctx, func(tx store.Tx) error { _, err := tx.User(u.ID); r.Visible = err == nil; return nil })
+	err = <-queued
+	r.Queued, r.QueuedRefused = fmt.Sprint(err), errors.Is(err, ErrSyncFailed)
 	err = db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(&store.User{Email: "bob@example.com"}) })
 	r.Next, r.NextRefused = fmt.Sprint(err), errors.Is(err, ErrSyncFailed)
 	err = db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(&store.User{Email: "eve@example.com"}) })
@@ -127,6 +158,9 @@ func TestSyncFailure(t *testing.T) {
 			}
 			if !r.NextRefused || !strings.Contains(r.Next, "restart") || r.Again != r.Next {
 				t.Errorf("writes after the failed sync: %q, then %q; want both refused with ErrSyncFailed, saying to restart", r.Next, r.Again)
+			}
+			if !r.QueuedRefused {
+				t.Errorf("write queued behind the commit whose sync failed: %q; want it refused with ErrSyncFailed, writing nothing", r.Queued)
 			}
 			if r.CloseWrote {
 				t.Error("Close of the store that failed closed committed its free-page list: it must write nothing more")
