@@ -14,22 +14,15 @@ import (
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
-// auditStore is a stopped bbolt store whose trail holds n events.
-func auditStore(t *testing.T, n int) string {
+// storeWith is a stopped bbolt store holding what fill writes.
+func storeWith(t *testing.T, fill func(tx store.Tx) error) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sso.db")
 	db, err := bolt.Open(path, bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(context.Background(), func(tx store.Tx) error {
-		for i := range n {
-			if err := tx.Audit(store.Event{Type: store.EventUserCreated, IdP: "test", UserID: fmt.Sprintf("u%d", i)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = db.Update(context.Background(), fill)
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -37,6 +30,19 @@ func auditStore(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// auditStore is a stopped bbolt store whose trail holds n events.
+func auditStore(t *testing.T, n int) string {
+	t.Helper()
+	return storeWith(t, func(tx store.Tx) error {
+		for i := range n {
+			if err := tx.Audit(store.Event{Type: store.EventUserCreated, IdP: "test", UserID: fmt.Sprintf("u%d", i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // audit --limit N prints at most N events, also when they fill a page
@@ -76,13 +82,8 @@ func TestCLIAuditLimit(t *testing.T) {
 // each when n exceeds it.
 func pagedStore(t *testing.T, n int) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := bolt.Open(path, bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	err = db.Update(context.Background(), func(tx store.Tx) error {
+	return storeWith(t, func(tx store.Tx) error {
 		for i := range n {
 			sub := fmt.Sprintf("sub%05d", i)
 			u := &store.User{Email: sub + "@example.com", Active: true, Source: store.SourceJIT, IdP: "test",
@@ -99,13 +100,6 @@ func pagedStore(t *testing.T, n int) string {
 		}
 		return nil
 	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // Listings longer than one page of the store go on from where each page

@@ -1,15 +1,12 @@
 package cli_test
 
 import (
-	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestUsersShowTimesAcrossDST: `users show`, run with TZ=America/New_York,
@@ -22,14 +19,9 @@ func TestUsersShowTimesAcrossDST(t *testing.T) {
 	if _, err := time.LoadLocation("America/New_York"); err != nil {
 		t.Skip(err)
 	}
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := bolt.Open(path, bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := &store.User{Email: "a@example.com", Active: true, Source: store.SourceJIT, IdP: "test", ExternalID: "sub-a"}
 	first := time.Date(2027, 11, 7, 5, 30, 0, 0, time.UTC) // 01:30 EDT
-	err = db.Update(context.Background(), func(tx store.Tx) error {
+	path := storeWith(t, func(tx store.Tx) error {
 		if err := tx.PutUser(u); err != nil {
 			return err
 		}
@@ -42,12 +34,6 @@ func TestUsersShowTimesAcrossDST(t *testing.T) {
 		}
 		return nil
 	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := childCommand(os.Args[0], nil, "users", "show", u.ID, "--store="+path)
 	cmd.Env = append(cmd.Env, "TZ=America/New_York")
 	raw, err := cmd.CombinedOutput()

@@ -51,43 +51,49 @@ func signInAgain(t *testing.T, world *dutyWorld, name string) string {
 
 // TestACSEndsTheSessionItCameWith: a SAML sign-in carries the browser's
 // session to the ACS in a flow cookie, because the session cookie
-// (SameSite=Lax) does not come along on the IdP's cross-site POST. When
-// it does come along (an IdP on the same site), the session it names is
-// the one the new cookie replaces, and the one the sign-in ends; the
-// carried one is what the browser had when the sign-in began, which
-// another tab's sign-in may have replaced since. Ending the carried one
-// instead left the replaced session live in the store, its cookie
-// overwritten: still valid for whoever copied it, and counted against the
-// per-user cap.
+// (SameSite=Lax) does not come along on the IdP's cross-site POST: then
+// the carried session is the one the sign-in ends. When the cookie does
+// come along (an IdP on the same site), the session it names is the one
+// the new cookie replaces, and the one the sign-in ends; the carried one
+// is what the browser had when the sign-in began, which another tab's
+// sign-in may have replaced since. Ending the carried one instead left the
+// replaced session live in the store, its cookie overwritten: still valid
+// for whoever copied it, and counted against the per-user cap.
 func TestACSEndsTheSessionItCameWith(t *testing.T) {
-	world := newDutyWorld(t)                 // the session the sign-in began with
-	current := signInAgain(t, world, "corp") // the session of another tab's sign-in since
-	m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &IdP{Name: "corp", Protocol: idp.ProtocolSAML,
-		Provider: samlCallbackProvider{&callbackProvider{name: "corp", returnTo: "/"}},
-		SignIn:   signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}}
-	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{p}, Default: p}
+	for _, sameSite := range []bool{true, false} {
+		world := newDutyWorld(t) // the session the sign-in began with
+		ended, cookies := world.token, []string(nil)
+		if sameSite {
+			current := signInAgain(t, world, "corp") // the session of another tab's sign-in since
+			ended, cookies = current, []string{current}
+		}
+		m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &IdP{Name: "corp", Protocol: idp.ProtocolSAML,
+			Provider: samlCallbackProvider{&callbackProvider{name: "corp", returnTo: "/"}},
+			SignIn:   signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}}
+		rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{p}, Default: p}
 
-	r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/saml/corp/acs", nil)
-	r.Header.Set("Accept", "text/html")
-	r = idp.WithOrigin(r, dutyOrigin().Site)
-	// The flow cookie beginLogin wrote with the first session.
-	begun := httptest.NewRecorder()
-	if err := world.run.Flows.Save(begun, r, previousSessionFlow, session.Hash(world.token), idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range begun.Result().Cookies() {
-		r.AddCookie(c)
-	}
-	w := httptest.NewRecorder()
-	if status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{current}, nil)); status != http.StatusSeeOther {
-		t.Fatalf("the ACS answered %d, want 303 signed in", status)
-	}
-	if _, err := world.run.Sessions.Resolve(context.Background(), current); !errors.Is(err, session.ErrNoSession) {
-		t.Errorf("the session whose cookie the sign-in replaced: %v, want it ended", err)
+		r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/saml/corp/acs", nil)
+		r.Header.Set("Accept", "text/html")
+		r = idp.WithOrigin(r, dutyOrigin().Site)
+		// The flow cookie beginLogin wrote with the first session.
+		begun := httptest.NewRecorder()
+		if err := world.run.Flows.Save(begun, r, previousSessionFlow, session.Hash(world.token), idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range begun.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		w := httptest.NewRecorder()
+		if status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), cookies, nil)); status != http.StatusSeeOther {
+			t.Fatalf("session cookie along %v: the ACS answered %d, want 303 signed in", sameSite, status)
+		}
+		if _, err := world.run.Sessions.Resolve(context.Background(), ended); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("session cookie along %v: the session the sign-in replaced: %v, want it ended", sameSite, err)
+		}
 	}
 }
 

@@ -135,38 +135,6 @@ func TestCallbackReplayAndDenialGiveNoSession(t *testing.T) {
 	})
 }
 
-// TestACSEndsTheCarriedSession: a SAML ACS POST from the IdP's site comes
-// without the session cookie (SameSite=Lax); the session the browser began
-// the sign-in with, carried in a flow cookie, is the one the sign-in ends.
-func TestACSEndsTheCarriedSession(t *testing.T) {
-	world := newDutyWorld(t)
-	m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &IdP{Name: "corp", Protocol: idp.ProtocolSAML,
-		Provider: samlCallbackProvider{&callbackProvider{name: "corp", returnTo: "/"}},
-		SignIn:   signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}}
-	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{p}, Default: p}
-	r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/saml/corp/acs", nil)
-	r.Header.Set("Accept", "text/html")
-	r = idp.WithOrigin(r, dutyOrigin().Site)
-	begun := httptest.NewRecorder()
-	if err := world.run.Flows.Save(begun, r, previousSessionFlow, session.Hash(world.token), idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range begun.Result().Cookies() {
-		r.AddCookie(c)
-	}
-	w := httptest.NewRecorder()
-	if status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil)); status != http.StatusSeeOther {
-		t.Fatalf("the ACS answered %d, want 303 signed in", status)
-	}
-	if _, err := world.run.Sessions.Resolve(context.Background(), world.token); !errors.Is(err, session.ErrNoSession) {
-		t.Errorf("the session the sign-in began with: %v, want it ended", err)
-	}
-}
-
 // TestConfigChangedReturnsToTheFlowsPage: the callback of an IdP the route
 // no longer has signs in again at the route's IdP and comes back to the
 // page the old sign-in's flow cookie names, which it clears.
