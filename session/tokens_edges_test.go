@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store"
 )
 
 // TestTokensOpenUnderPreviousKeyUntilResealed: after the tokens key is
@@ -15,19 +14,7 @@ import (
 // tokens sealed under the new key.
 func TestTokensOpenUnderPreviousKeyUntilResealed(t *testing.T) {
 	w := newTokenWorld(t, nil)
-	err := w.db.Update(w.ctx, func(tx store.Tx) error {
-		if err := session.LockKeys(tx); err != nil {
-			return err
-		}
-		rotated, err := session.RotateTokensKey(tx)
-		if err == nil && !rotated {
-			t.Error("RotateTokensKey did not rotate")
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rotateTokensKey(t, w.db)
 	m := session.New(w.db, session.Config{}, nil, w.clk.now) // nothing cached
 	tok, err := m.Tokens(w.ctx, w.hash)
 	if err != nil || tok == nil || tok.AccessToken != "at-1" || tok.RefreshToken != "rt-1" {

@@ -16,13 +16,8 @@ import (
 
 func TestHousekeep(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	err = db.Update(ctx, func(tx store.Tx) error {
+	db := openBolt(t, func(tx store.Tx) error {
 		for i := range 25 {
 			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-store.ConsumedPruneMargin-time.Minute)); err != nil {
 				return err
@@ -43,9 +38,6 @@ func TestHousekeep(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	counting := storetest.NewCounting(db)
 	stats, err := store.Housekeep(ctx, counting, now, store.HousekeepOptions{AuditRetention: 10 * 24 * time.Hour, Batch: 10})
 	if err != nil {
@@ -81,16 +73,13 @@ func TestHousekeep(t *testing.T) {
 // makes Housekeep return the error, naming what it was pruning, instead of
 // reporting a clean run or retrying until its context ends.
 func TestHousekeepStoreError(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openBolt(t, nil)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = store.Housekeep(ctx, db, time.Now(), store.HousekeepOptions{AuditRetention: store.DefaultAuditRetention})
+	_, err := store.Housekeep(ctx, db, time.Now(), store.HousekeepOptions{AuditRetention: store.DefaultAuditRetention})
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "housekeeping: single-use IDs") {
 		t.Errorf("Housekeep on a closed store = %v, want the store's error", err)
 	}
@@ -117,13 +106,8 @@ func (b *backgroundRecorder) Update(ctx context.Context, fn func(store.Tx) error
 // behind a queue of pruning batches.
 func TestHousekeepUpdatesAreBackground(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	err = db.Update(ctx, func(tx store.Tx) error {
+	db := openBolt(t, func(tx store.Tx) error {
 		for i := range 5 {
 			if _, err := tx.Consume("state", fmt.Sprint("old", i), now.Add(-2*store.ConsumedPruneMargin)); err != nil {
 				return err
@@ -134,9 +118,6 @@ func TestHousekeepUpdatesAreBackground(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &backgroundRecorder{Store: db}
 	stats, err := store.Housekeep(ctx, rec, now, store.HousekeepOptions{AuditRetention: 24 * time.Hour, Batch: 2})
 	if err != nil || stats.Consumed != 5 || stats.AuditEvents != 5 {
@@ -154,13 +135,8 @@ func TestHousekeepUpdatesAreBackground(t *testing.T) {
 // comes.
 func TestHousekeepPrunesPastAClockAheadEvent(t *testing.T) {
 	ctx := context.Background()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	err = db.Update(ctx, func(tx store.Tx) error {
+	db := openBolt(t, func(tx store.Tx) error {
 		for _, at := range []time.Time{now.Add(30 * time.Minute), now.Add(-30 * 24 * time.Hour), now.Add(-29 * 24 * time.Hour)} {
 			if err := tx.Audit(store.Event{Type: store.EventLoginSucceeded, Time: at}); err != nil {
 				return err
@@ -168,11 +144,25 @@ func TestHousekeepPrunesPastAClockAheadEvent(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	stats, err := store.Housekeep(ctx, db, now, store.HousekeepOptions{AuditRetention: 10 * 24 * time.Hour})
 	if err != nil || stats.AuditEvents != 2 {
 		t.Errorf("Housekeep = %+v, %v; want the 2 events past retention pruned, past the one stamped 30 minutes ahead", stats, err)
 	}
+}
+
+// openBolt is a new bbolt store holding what fill writes (nothing when
+// fill is nil), closed when the test ends.
+func openBolt(t *testing.T, fill func(tx store.Tx) error) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if fill != nil {
+		if err := db.Update(context.Background(), fill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
 }

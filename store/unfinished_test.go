@@ -3,13 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestCheckFinished: a store without the UnfinishedImport mark (a fresh
@@ -43,14 +41,11 @@ func TestCheckFinished(t *testing.T) {
 // returns the store's error, so a caller does not go on with a store it
 // could not check for a half-done restore.
 func TestCheckFinishedStoreError(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openBolt(t, nil)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	err = store.CheckFinished(context.Background(), db)
+	err := store.CheckFinished(context.Background(), db)
 	if err == nil || errors.Is(err, store.ErrUnfinishedImport) || !strings.Contains(err.Error(), "looking for an unfinished restore") {
 		t.Errorf("CheckFinished on a closed store = %v, want the store's error", err)
 	}
