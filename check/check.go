@@ -142,6 +142,7 @@ type handler struct {
 	HandleResponse []struct {
 		Routes []route `json:"routes"`
 	} `json:"handle_response"`
+	Mode string `json:"mode"` // sso: a verify mode answers every request
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -248,7 +249,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			if len(g.Hosts) > 0 {
 				hs = g.Hosts[len(g.Hosts)-1]
 			}
-			if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes) && !seen["verify/"+name] {
+			if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes, srv.NamedRoutes) && !seen["verify/"+name] {
 				seen["verify/"+name] = true
 				r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
 			}
@@ -314,6 +315,9 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 			}
 			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
 				Transport: hd.Transport.Protocol, PassesOn: passesOn, Value: raw}
+			if m, err := gateway.ParseMode(hd.Mode); hd.Handler == routeorder.SSO && err == nil && m != gateway.ModeProtect {
+				h.Verifies = true
+			}
 			if hd.Errors != nil {
 				h.Errors = routeTree(hd.Errors.Routes, named, invoking)
 			}
@@ -346,17 +350,21 @@ func plainHTTP(o idp.Origin, proxied bool) string {
 	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and set base_url https://%s", o, host)
 }
 
-// anyHost reports whether one of a server's routes takes every request
-// whatever its Host: one without a match, or with a matcher set that
-// matches all (catchesAll). Without such a route Caddy answers an unknown
-// Host itself, with an empty 200.
-func anyHost(routes []route) bool {
-	for _, rt := range routes {
-		if len(rt.Match) == 0 || slices.ContainsFunc(rt.Match, catchesAll) {
-			return true
+// anyHost reports whether a server's routes answer every request whatever
+// its Host: one without a match, or with a matcher set that matches all
+// (catchesAll), holds a handler that answers every request reaching it
+// (routeorder.Answers: respond 403, not respond /health 403, handle /x
+// { … } or header alone). Else Caddy answers the requests for an unknown
+// Host that nothing answered with an empty 200. named are the server's
+// named routes, which invoke runs.
+func anyHost(routes []route, named map[string]*route) bool {
+	tree := routeTree(routes, named, nil)
+	for i, rt := range routes {
+		if slices.ContainsFunc(rt.Match, catchesAll) {
+			tree[i].Matched = false // it runs for every request
 		}
 	}
-	return false
+	return routeorder.Answers(tree)
 }
 
 // catchesAll reports whether a matcher set matches every request: it has

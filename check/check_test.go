@@ -322,6 +322,16 @@ func TestCheckVerifyHostsFailOpen(t *testing.T) {
 		{"a catch-all site by path /*", "http://:9091/* {\n\trespond 403\n}\n", false},
 		// Other paths of an unknown Host still get Caddy's empty 200.
 		{"a host-less site of one path", "http://:9091/health {\n\trespond 403\n}\n", true},
+		// A route without matchers whose handlers answer only some
+		// requests: the rest run out of handlers, and get the empty 200.
+		{"a host-less site that refuses one path", "http://:9091 {\n\trespond /health 403\n}\n", true},
+		{"a host-less site of one handle", "http://:9091 {\n\thandle /x {\n\t\trespond 403\n\t}\n}\n", true},
+		{"a host-less site that answers nothing", "http://:9091 {\n\theader X-A b\n}\n", true},
+		{"a host-less site that refuses all but /health", "http://:9091 {\n\thandle /health {\n\t\trespond 200\n\t}\n\trespond 403\n}\n", false},
+		{"a host-less site that proxies", "http://:9091 {\n\treverse_proxy 127.0.0.1:1\n}\n", false},
+		{"a host-less site that errors", "http://:9091 {\n\terror 403\n}\n", false},
+		{"a host-less verify site", "http://:9091 {\n\tsso corp {\n\t\tmode forward_auth\n\t\tbase_url http://localhost:9091\n\t}\n}\n", false},
+		{"a host-less protect site", "http://:9091 {\n\tsso corp {\n\t\tbase_url http://localhost:9091\n\t}\n}\n", true},
 	} {
 		out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+gateway+"\n"+tt.site))
 		if !tt.failOpen {

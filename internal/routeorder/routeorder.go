@@ -2,7 +2,9 @@
 // handler sits: which sso handlers never run because a handler that
 // answers every request comes before them (`route { reverse_proxy …;
 // sso okta }` serves the app to anyone, and Caddy keeps the written order
-// inside route), and which host matchers guard an sso handler (Guards).
+// inside route), and which host matchers guard an sso handler (Guards);
+// and whether routes answer every request (Answers), which a forward-auth
+// listener's catch-all site must.
 // The rules work on an abstract route tree, fed from the adapted JSON
 // (`caddy sso check`) and from the provisioned http app (the sso app at
 // start, FromApp; each handler at its first request, ServerGuard), so
@@ -53,6 +55,11 @@ type Handler struct {
 	// routes can end without answering, CallsNext, as forward_auth's),
 	// so that a terminal module does not end the chain.
 	PassesOn bool
+	// Verifies: an sso handler of a verify mode (auth_request,
+	// forward_auth), which answers every request itself, as the proxy's
+	// decision; one in protect mode calls the next handler once signed in.
+	// Only Answers reads it.
+	Verifies bool
 }
 
 // Finding is an sso handler that no request reaches.
@@ -137,7 +144,7 @@ func Forwards(routes []Route) bool {
 // the PHP app answers them all.
 func Unprotected(routes []Route) []Finding {
 	var out []Finding
-	walk(routes, top, "", nil, &out)
+	walk(routes, top, "", nil, serves, &out)
 	return out
 }
 
@@ -147,8 +154,31 @@ func Unprotected(routes []Route) []Finding {
 // that only replaces error pages answers, and the proxy answers the rest.
 func CallsNext(routes []Route) bool {
 	var ignored []Finding
-	return walk(routes, top, "", nil, &ignored) == nil
+	return walk(routes, top, "", nil, serves, &ignored) == nil
 }
+
+// Answers reports whether routes answer every request that reaches them:
+// a route without matchers holds a handler that answers by itself,
+// directly or in a route without matchers of a subroute (or named route)
+// it holds. Else some request runs out of handlers with nothing written,
+// and Caddy answers it with an empty 200: a site of `respond /health 403`
+// (an unmatched route whose subroute's one route is matched) or of
+// `header X-A b` alone answers nothing for /other. Here any answer counts,
+// so besides the terminal handlers (serves) error answers (its status, or
+// the error routes' page) and so does an sso handler of a verify mode
+// (Verifies); Unprotected, which asks what serves the app without
+// sign-in, counts neither.
+func Answers(routes []Route) bool {
+	var ignored []Finding
+	return walk(routes, top, "", nil, func(h Handler) bool {
+		return serves(h) || h.Module == "error" || h.Module == SSO && h.Verifies
+	}, &ignored) != nil
+}
+
+// serves reports whether h answers every request it gets with the
+// response of a terminal module (directive), unless it is configured to
+// pass some on.
+func serves(h Handler) bool { return directive(h.Module) != "" && !h.PassesOn }
 
 // top is the JSON path of a server's route i.
 func top(i int) string { return fmt.Sprintf("routes[%d]", i) }
@@ -156,26 +186,28 @@ func top(i int) string { return fmt.Sprintf("routes[%d]", i) }
 // walk checks one route list, whose route i is at path(i) in the adapted
 // JSON (via: how a named route's list is reached, appended to every place
 // it reports); before is the terminal handler that answers before the list
-// is entered (nil: none). It returns the terminal handler that answers
-// every request reaching the list, if any.
-func walk(routes []Route, path func(int) string, via string, before *spot, out *[]Finding) *spot {
+// is entered (nil: none); terminal says which handlers answer every
+// request they get (serves, for Unprotected). It returns the terminal
+// handler that answers every request reaching the list, if any.
+func walk(routes []Route, path func(int) string, via string, before *spot, terminal func(Handler) bool, out *[]Finding) *spot {
 	list := before
 	for i, r := range routes {
 		here, ends := list, !r.Matched
 		for j, h := range r.Handlers {
 			loc := fmt.Sprintf("%s.handle[%d]", path(i), j)
 			var t *spot
-			switch {
-			case h.Module == SSO:
+			switch h.Module {
+			case SSO:
 				if here != nil {
 					*out = append(*out, Finding{Terminal: here.module, At: here.at, SSO: loc + via})
 				}
-			case h.Module == "subroute":
-				t = walk(h.Routes, func(k int) string { return fmt.Sprintf("%s.routes[%d]", loc, k) }, via, here, out)
-			case h.Module == "invoke":
+			case "subroute":
+				t = walk(h.Routes, func(k int) string { return fmt.Sprintf("%s.routes[%d]", loc, k) }, via, here, terminal, out)
+			case "invoke":
 				t = walk(h.Routes, func(int) string { return "named_routes." + h.Name },
-					fmt.Sprintf(" (the named route %s, which invoke %s at %s runs)", h.Name, h.Name, loc+via), here, out)
-			case here == nil && directive(h.Module) != "" && !h.PassesOn:
+					fmt.Sprintf(" (the named route %s, which invoke %s at %s runs)", h.Name, h.Name, loc+via), here, terminal, out)
+			}
+			if here == nil && terminal(h) {
 				here = &spot{module: h.Module, at: loc + via}
 				ends = ends || h.Transport == FastCGI
 			}

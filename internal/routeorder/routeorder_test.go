@@ -93,3 +93,41 @@ func TestForwards(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswers: routes answer every request only when an unmatched route
+// (through unmatched subroute routes and named routes) holds a handler
+// that answers by itself; what answers need not serve: error and an sso
+// handler of a verify mode answer, but do not keep an sso after them from
+// running as far as Unprotected is concerned.
+func TestAnswers(t *testing.T) {
+	verify := Handler{Module: SSO, Verifies: true}
+	for _, tc := range []struct {
+		name   string
+		routes []Route
+		want   bool
+	}{
+		{"respond", []Route{r(sub(r(h("static_response"))))}, true},
+		{"respond on one path", []Route{r(sub(matched(h("static_response"))))}, false},
+		{"handle on one path", []Route{r(sub(matched(sub(r(h("static_response"))))))}, false},
+		{"headers alone", []Route{r(sub(r(h("headers"))))}, false},
+		{"handle on one path, then respond", []Route{r(sub(matched(sub(r(h("static_response")))), r(h("static_response"))))}, true},
+		{"a matched route that answers", []Route{matched(h("reverse_proxy"))}, false},
+		{"reverse_proxy", []Route{r(h("headers"), h("reverse_proxy"))}, true},
+		{"forward_auth's reverse_proxy calls next", []Route{r(Handler{Module: "reverse_proxy", PassesOn: true})}, false},
+		{"file_server pass_thru", []Route{r(Handler{Module: "file_server", PassesOn: true})}, false},
+		{"error", []Route{r(sub(r(h("error"))))}, true},
+		{"sso of a verify mode", []Route{r(sub(r(verify)))}, true},
+		{"sso in protect mode calls next", []Route{r(sub(r(h(SSO))))}, false},
+		{"a named route that refuses", []Route{r(invoke("deny", r(h("static_response"))))}, true},
+		{"an invoke left unexpanded", []Route{r(invoke("deny"))}, false},
+	} {
+		if got := Answers(tc.routes); got != tc.want {
+			t.Errorf("%s: Answers = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, first := range []Handler{h("error"), verify} {
+		if got := Unprotected([]Route{r(first, h(SSO))}); len(got) != 0 {
+			t.Errorf("%s, then sso: findings %v, want none", first.Module, got)
+		}
+	}
+}
