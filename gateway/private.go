@@ -121,9 +121,6 @@ func (w *privateWriter) WriteHeader(status int) {
 		}
 		if w.answer.streams != nil && isEventStream(contentType) {
 			w.answer.stream = w.answer.streams.track(w.answer.route, w.answer.id, w.cut)
-			// The session may have ended while the app prepared this
-			// answer, its word gone before the stream was tracked.
-			w.answer.stream.poke()
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)

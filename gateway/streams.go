@@ -187,7 +187,12 @@ func (s *Streams) track(rt *Route, id *session.Identity, cancel func(error)) *st
 	st.mu.Unlock()
 	if !s.add(st) {
 		st.end("the config that admitted it has retired")
+		return st
 	}
+	// The session may have ended since id was resolved (while the app
+	// prepared an answer known as a stream by its type), its word gone
+	// before the stream was tracked: checked once now.
+	st.poke()
 	return st
 }
 
