@@ -249,7 +249,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			if len(g.Hosts) > 0 {
 				hs = g.Hosts[len(g.Hosts)-1]
 			}
-			if sso.Mode != gateway.ModeProtect && len(hs) > 0 && !anyHost(srv.Routes, srv.NamedRoutes) && !seen["verify/"+name] {
+			if verifyMode(sso.Mode) && len(hs) > 0 && !anyHost(srv.Routes, srv.NamedRoutes) && !seen["verify/"+name] {
 				seen["verify/"+name] = true
 				r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
 			}
@@ -315,9 +315,7 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 			}
 			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
 				Transport: hd.Transport.Protocol, PassesOn: passesOn, Value: raw}
-			if m, err := gateway.ParseMode(hd.Mode); hd.Handler == routeorder.SSO && err == nil && m != gateway.ModeProtect {
-				h.Verifies = true
-			}
+			h.Verifies = hd.Handler == routeorder.SSO && verifyMode(hd.Mode)
 			if hd.Errors != nil {
 				h.Errors = routeTree(hd.Errors.Routes, named, invoking)
 			}
@@ -348,6 +346,13 @@ func plainHTTP(o idp.Origin, proxied bool) string {
 		return fmt.Sprintf("site %s is plain http behind trusted_proxies: the gateway builds its redirect, ACS and logout URLs from the proxy's X-Forwarded-Proto and X-Forwarded-Host (https://%s/… when the proxy terminates TLS), not the http:// values below; set base_url https://%s in the sso directive to pin them, and register those", o, host, host)
 	}
 	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and set base_url https://%s", o, host)
+}
+
+// verifyMode reports whether an sso handler's mode, as written, is a
+// verify mode: "protect" is the default's name ("" in JSON).
+func verifyMode(mode string) bool {
+	m, err := gateway.ParseMode(mode)
+	return err == nil && m != gateway.ModeProtect
 }
 
 // anyHost reports whether a server's routes answer every request whatever

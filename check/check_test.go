@@ -346,3 +346,20 @@ func TestCheckVerifyHostsFailOpen(t *testing.T) {
 		checkLines(t, out, "✗", warning)
 	}
 }
+
+// TestCheckProtectModeWrittenOut: `mode protect`, the default written out,
+// is no verify mode: a site named by host that serves its app needs no
+// site refusing other hosts (Caddy's empty 200 is no proxy's "allowed").
+func TestCheckProtectModeWrittenOut(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	global := "{\n\tsso {\n\t\tidp corp oidc {\n\t\t\tissuer " + op.Issuer + "\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\n"
+	site := "http://app.localhost:9091 {\n\tsso corp {\n\t\tmode protect\n\t}\n\trespond \"app\"\n}\n"
+	out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+site))
+	if err != nil || strings.Contains(out, "endpoint answers only for") {
+		t.Errorf("check of an sso in mode protect, written out: %v\n%s", err, out)
+	}
+}
