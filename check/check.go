@@ -142,7 +142,6 @@ type handler struct {
 	HandleResponse []struct {
 		Routes []route `json:"routes"`
 	} `json:"handle_response"`
-	Mode string `json:"mode"` // sso: a verify mode answers every request
 }
 
 // Run checks every IdP of the adapted config cfg.
@@ -298,7 +297,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 func routeTree(routes []route, named map[string]*route, invoking []string) []routeorder.Route {
 	out := make([]routeorder.Route, len(routes))
 	for i, rt := range routes {
-		out[i].Matched = len(rt.Match) > 0
+		out[i].Matched = len(rt.Match) > 0 && !slices.ContainsFunc(rt.Match, catchesAll)
 		out[i].Hosts = make([][]string, len(rt.Match))
 		for j, m := range rt.Match {
 			var hosts []string
@@ -315,7 +314,6 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 			}
 			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
 				Transport: hd.Transport.Protocol, PassesOn: passesOn, Value: raw}
-			h.Verifies = hd.Handler == routeorder.SSO && verifyMode(hd.Mode)
 			if hd.Errors != nil {
 				h.Errors = routeTree(hd.Errors.Routes, named, invoking)
 			}
@@ -356,34 +354,70 @@ func verifyMode(mode string) bool {
 }
 
 // anyHost reports whether a server's routes answer every request whatever
-// its Host: one without a match, or with a matcher set that matches all
-// (catchesAll), holds a handler that answers every request reaching it
-// (routeorder.Answers: respond 403, not respond /health 403, handle /x
-// { … } or header alone). Else Caddy answers the requests for an unknown
-// Host that nothing answered with an empty 200. named are the server's
-// named routes, which invoke runs.
+// its Host with a refusal (routeorder.Answers by refuses): respond 403,
+// not respond /health 403, handle /x { … } or header alone, nor respond
+// "text", whose 200 the proxy takes as signed in. Else Caddy answers the
+// requests for an unknown Host that nothing answered with an empty 200.
+// named are the server's named routes, which invoke runs.
 func anyHost(routes []route, named map[string]*route) bool {
-	tree := routeTree(routes, named, nil)
-	for i, rt := range routes {
-		if slices.ContainsFunc(rt.Match, catchesAll) {
-			tree[i].Matched = false // it runs for every request
-		}
-	}
-	return routeorder.Answers(tree)
+	return routeorder.Answers(routeTree(routes, named, nil), refuses)
 }
 
 // catchesAll reports whether a matcher set matches every request: it has
-// no matcher but a path of "*" or "/*" (the site http://:9091/*). Any
-// other (a host, a narrower path as in http://:9091/health, a method)
-// leaves requests to Caddy's empty 200.
+// no matcher but a path of routeorder.EveryPath (the site
+// http://:9091/*, handle /*). Any other (a host, a narrower path as in
+// http://:9091/health, a method) leaves requests to Caddy's empty 200.
 func catchesAll(set map[string]json.RawMessage) bool {
 	for name, raw := range set {
 		var paths []string
-		if name != "path" || json.Unmarshal(raw, &paths) != nil || !slices.ContainsFunc(paths, func(p string) bool { return p == "*" || p == "/*" }) {
+		if name != "path" || json.Unmarshal(raw, &paths) != nil || !routeorder.EveryPath(paths) {
 			return false
 		}
 	}
 	return true
+}
+
+// refuses reports whether h answers every request it gets with what a
+// forward-auth proxy takes as "not signed in", not a 2xx: respond and
+// redir by their status (200 when none is written; a placeholder, which
+// check cannot know, is not taken for a refusal), abort, error by its
+// status (500 when none), an sso of a verify mode (its own verdict), and
+// reverse_proxy, whose upstream decides. Not php_fastcgi, which leaves a
+// request for a file that exists unanswered, nor file_server or metrics,
+// which answer 200.
+func refuses(h routeorder.Handler) bool {
+	raw, _ := h.Value.(json.RawMessage)
+	var v struct {
+		StatusCode json.RawMessage `json:"status_code"`
+		Abort      bool            `json:"abort"`
+		Mode       string          `json:"mode"`
+	}
+	_ = json.Unmarshal(raw, &v) // unreadable: the zero value, no refusal
+	switch h.Module {
+	case "static_response":
+		return v.Abort || notSuccess(v.StatusCode, http.StatusOK)
+	case "error":
+		return notSuccess(v.StatusCode, http.StatusInternalServerError)
+	case routeorder.SSO:
+		return verifyMode(v.Mode)
+	case "reverse_proxy":
+		return h.Transport != routeorder.FastCGI && !h.PassesOn
+	}
+	return false
+}
+
+// notSuccess reports whether a handler's status_code (a number, or a
+// string of one; def when none) is not a 2xx.
+func notSuccess(raw json.RawMessage, def int) bool {
+	code := def
+	if len(raw) > 0 {
+		n, err := strconv.Atoi(strings.Trim(string(raw), `"`))
+		if err != nil {
+			return false // a placeholder
+		}
+		code = n
+	}
+	return code/100 != 2
 }
 
 // serverPort is the port of a server's first listener address.

@@ -41,7 +41,7 @@ func FromApp(app any) []Finding {
 func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, invoking []string) []Route {
 	out := make([]Route, len(routes))
 	for i, r := range routes {
-		out[i].Matched = len(r.MatcherSets) > 0
+		out[i].Matched = len(r.MatcherSets) > 0 && !slices.ContainsFunc(r.MatcherSets, everyRequest)
 		out[i].Hosts = hostSets(r.MatcherSets)
 		for _, mh := range r.Handlers {
 			h := Handler{Module: caddy.GetModuleName(mh), Value: mh}
@@ -70,6 +70,24 @@ func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, i
 		}
 	}
 	return out
+}
+
+// everyRequest reports whether a provisioned matcher set matches every
+// request: it holds only path matchers of EveryPath.
+func everyRequest(set caddyhttp.MatcherSet) bool {
+	for _, m := range set {
+		var paths []string
+		switch m := m.(type) {
+		case *caddyhttp.MatchPath:
+			paths = *m
+		case caddyhttp.MatchPath:
+			paths = m
+		}
+		if !EveryPath(paths) {
+			return false
+		}
+	}
+	return true
 }
 
 // hostSets is Route.Hosts of provisioned matcher sets: their host

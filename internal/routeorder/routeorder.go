@@ -23,7 +23,8 @@ const SSO = "sso"
 // Route is one route of a route list.
 type Route struct {
 	// Matched: the route has matchers, so it runs only for some requests
-	// (a public /health before sso is fine).
+	// (a public /health before sso is fine); a set that matches every
+	// request (a path of EveryPath alone: handle /*) is none.
 	Matched bool
 	// Hosts has, for each matcher set, the hosts of its host matcher (nil
 	// for a set without one): what Guards reads.
@@ -55,11 +56,6 @@ type Handler struct {
 	// routes can end without answering, CallsNext, as forward_auth's),
 	// so that a terminal module does not end the chain.
 	PassesOn bool
-	// Verifies: an sso handler of a verify mode (auth_request,
-	// forward_auth), which answers every request itself, as the proxy's
-	// decision; one in protect mode calls the next handler once signed in.
-	// Only Answers reads it.
-	Verifies bool
 }
 
 // Finding is an sso handler that no request reaches.
@@ -157,22 +153,24 @@ func CallsNext(routes []Route) bool {
 	return walk(routes, top, "", nil, serves, &ignored) == nil
 }
 
-// Answers reports whether routes answer every request that reaches them:
-// a route without matchers holds a handler that answers by itself,
-// directly or in a route without matchers of a subroute (or named route)
-// it holds. Else some request runs out of handlers with nothing written,
-// and Caddy answers it with an empty 200: a site of `respond /health 403`
-// (an unmatched route whose subroute's one route is matched) or of
-// `header X-A b` alone answers nothing for /other. Here any answer counts,
-// so besides the terminal handlers (serves) error answers (its status, or
-// the error routes' page) and so does an sso handler of a verify mode
-// (Verifies); Unprotected, which asks what serves the app without
-// sign-in, counts neither.
-func Answers(routes []Route) bool {
+// Answers reports whether routes answer every request that reaches them
+// by a handler that answers, by answers's judgement, every request it
+// gets: a route without matchers holds one, directly or in a route without
+// matchers of a subroute (or named route) it holds. Else some request runs
+// out of handlers with nothing written, and Caddy answers it with an empty
+// 200: a site of `respond /health 403` (an unmatched route whose
+// subroute's one route is matched) or of `header X-A b` alone answers
+// nothing for /other.
+func Answers(routes []Route, answers func(Handler) bool) bool {
 	var ignored []Finding
-	return walk(routes, top, "", nil, func(h Handler) bool {
-		return serves(h) || h.Module == "error" || h.Module == SSO && h.Verifies
-	}, &ignored) != nil
+	return walk(routes, top, "", nil, answers, &ignored) != nil
+}
+
+// EveryPath reports whether a path matcher's paths match every request
+// ("*", "/*": the site address http://:9091/*): a matcher set of it alone
+// is no condition (Route.Matched).
+func EveryPath(paths []string) bool {
+	return slices.ContainsFunc(paths, func(p string) bool { return p == "*" || p == "/*" })
 }
 
 // serves reports whether h answers every request it gets with the

@@ -2,6 +2,7 @@ package routeorder
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -96,11 +97,14 @@ func TestForwards(t *testing.T) {
 
 // TestAnswers: routes answer every request only when an unmatched route
 // (through unmatched subroute routes and named routes) holds a handler
-// that answers by itself; what answers need not serve: error and an sso
-// handler of a verify mode answer, but do not keep an sso after them from
-// running as far as Unprotected is concerned.
+// that answers by itself, as the caller judges (here: respond, error, a
+// reverse_proxy that does not pass on); what answers need not serve: error
+// does not keep an sso after it from running as far as Unprotected is
+// concerned.
 func TestAnswers(t *testing.T) {
-	verify := Handler{Module: SSO, Verifies: true}
+	answers := func(h Handler) bool {
+		return h.Module == "static_response" || h.Module == "error" || h.Module == "reverse_proxy" && !h.PassesOn
+	}
 	for _, tc := range []struct {
 		name   string
 		routes []Route
@@ -114,20 +118,25 @@ func TestAnswers(t *testing.T) {
 		{"a matched route that answers", []Route{matched(h("reverse_proxy"))}, false},
 		{"reverse_proxy", []Route{r(h("headers"), h("reverse_proxy"))}, true},
 		{"forward_auth's reverse_proxy calls next", []Route{r(Handler{Module: "reverse_proxy", PassesOn: true})}, false},
-		{"file_server pass_thru", []Route{r(Handler{Module: "file_server", PassesOn: true})}, false},
+		{"a handler the caller does not count", []Route{r(h("file_server"))}, false},
 		{"error", []Route{r(sub(r(h("error"))))}, true},
-		{"sso of a verify mode", []Route{r(sub(r(verify)))}, true},
-		{"sso in protect mode calls next", []Route{r(sub(r(h(SSO))))}, false},
 		{"a named route that refuses", []Route{r(invoke("deny", r(h("static_response"))))}, true},
 		{"an invoke left unexpanded", []Route{r(invoke("deny"))}, false},
 	} {
-		if got := Answers(tc.routes); got != tc.want {
+		if got := Answers(tc.routes, answers); got != tc.want {
 			t.Errorf("%s: Answers = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	for _, first := range []Handler{h("error"), verify} {
-		if got := Unprotected([]Route{r(first, h(SSO))}); len(got) != 0 {
-			t.Errorf("%s, then sso: findings %v, want none", first.Module, got)
+	if got := Unprotected([]Route{r(h("error"), h(SSO))}); len(got) != 0 {
+		t.Errorf("error, then sso: findings %v, want none", got)
+	}
+}
+
+// TestEveryPath: a path matcher of "*" or "/*" matches every request.
+func TestEveryPath(t *testing.T) {
+	for paths, want := range map[string]bool{"*": true, "/*": true, "/health": false, "/x/*": false, "/health /*": true, "": false} {
+		if got := EveryPath(strings.Fields(paths)); got != want {
+			t.Errorf("EveryPath(%q) = %v, want %v", paths, got, want)
 		}
 	}
 }
