@@ -54,6 +54,9 @@ func TestFromApp(t *testing.T) {
 		{"sso first", caddyhttp.RouteList{route(new(ssoHandler), proxy)}, nil, nil},
 		{"an unmatched proxy, then sso", caddyhttp.RouteList{route(proxy), route(new(ssoHandler))}, nil, []string{"reverse_proxy"}},
 		{"a matched public respond, then sso", caddyhttp.RouteList{on("/health", respond), route(new(ssoHandler), proxy)}, nil, nil},
+		// A path of every request is no condition (EveryPath).
+		{"a proxy on /*, then sso", caddyhttp.RouteList{on("/*", proxy), route(new(ssoHandler))}, nil, []string{"reverse_proxy"}},
+		{"a proxy on *, then sso", caddyhttp.RouteList{on("*", proxy), route(new(ssoHandler))}, nil, []string{"reverse_proxy"}},
 		{"a route block: proxy, then sso", caddyhttp.RouteList{route(subroute(route(proxy), route(new(ssoHandler))))}, nil, []string{"reverse_proxy"}},
 		{"an invoke of a named route that proxies, then sso", caddyhttp.RouteList{route(&caddyhttp.Invoke{Name: "app"}), route(new(ssoHandler))},
 			map[string]*caddyhttp.Route{"app": {Handlers: []caddyhttp.MiddlewareHandler{proxy}}}, []string{"reverse_proxy"}},
