@@ -384,20 +384,24 @@ func testForEachAfterAnyBytes(e *env) {
 	}
 }
 
-func testListUsers(e *env) {
-	for _, id := range []string{"e", "a", "c", "b", "d"} {
-		e.putUser(&store.User{ID: id, IdP: "okta"})
-	}
-	e.putUser(&store.User{ID: "0", IdP: "entra"})
-	e.putUser(&store.User{ID: "z"})
-	for _, tt := range []struct {
-		idp          string
-		start, count int
-		want         string
-		total        int
-	}{
+// pagingRow is a page of a listing of the entries testListUsers and
+// testListGroupsPaging store: five of okta (a to e), one of entra (0), one
+// of no IdP (z).
+type pagingRow struct {
+	idp          string
+	start, count int
+	want         string // the IDs of the page
+	total        int
+}
+
+// pagingRows are the pages both listings give: SCIM's startIndex is
+// 1-based, and a client may send 0 (or nothing, or less), which means the
+// first page, not an error.
+func pagingRows() []pagingRow {
+	return []pagingRow{
 		{"okta", 1, 10, "a,b,c,d,e", 5},
 		{"okta", 0, 2, "a,b", 5},
+		{"okta", -3, 2, "a,b", 5},
 		{"okta", 2, 2, "b,c", 5},
 		{"okta", 5, 2, "e", 5},
 		{"okta", 6, 2, "", 5},
@@ -405,7 +409,16 @@ func testListUsers(e *env) {
 		{"entra", 1, 10, "0", 1},
 		{"", 1, 10, "z", 1},
 		{"none", 1, 10, "", 0},
-	} {
+	}
+}
+
+func testListUsers(e *env) {
+	for _, id := range []string{"e", "a", "c", "b", "d"} {
+		e.putUser(&store.User{ID: id, IdP: "okta"})
+	}
+	e.putUser(&store.User{ID: "0", IdP: "entra"})
+	e.putUser(&store.User{ID: "z"})
+	for _, tt := range pagingRows() {
 		e.view(func(tx store.Tx) error {
 			us, total, err := tx.ListUsers(tt.idp, tt.start, tt.count)
 			if err != nil {
