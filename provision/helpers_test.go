@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -35,11 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	e := &env{t: t, db: db, logs: logs, now: t0}
 	e.p = &provision.Provisioner{Store: db, Logger: zap.New(core), Now: func() time.Time { return e.now }}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/storetest"
@@ -154,11 +154,7 @@ func TestHousekeepPrunesPastAClockAheadEvent(t *testing.T) {
 // fill is nil), closed when the test ends.
 func openBolt(t *testing.T, fill func(tx store.Tx) error) *bolt.DB {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	if fill != nil {
 		if err := db.Update(context.Background(), fill); err != nil {
 			t.Fatal(err)

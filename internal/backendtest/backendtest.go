@@ -26,14 +26,7 @@ type Backend struct {
 // failed under CI).
 func All() []Backend {
 	return []Backend{
-		{"bolt", func(t *testing.T) store.Store {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			return db
-		}},
+		{"bolt", func(t *testing.T) store.Store { return OpenBolt(t) }},
 		{"postgres", func(t *testing.T) store.Store {
 			db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(t)})
 			if err != nil {
@@ -43,4 +36,16 @@ func All() []Backend {
 			return db
 		}},
 	}
+}
+
+// OpenBolt is an empty bbolt store in the test's temporary directory,
+// closed when the test ends.
+func OpenBolt(t testing.TB) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }

@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 func TestBearerTokenIsRequired(t *testing.T) {
@@ -96,11 +95,7 @@ func TestBearerTokenIsRequired(t *testing.T) {
 // test ends.
 func newAccounts(t *testing.T) *account.Service {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	return &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 }
 
@@ -137,11 +132,7 @@ func TestNewValidatesConfig(t *testing.T) {
 // TestMuxChoosesTheIdPByToken serves two IdPs from one site: each token
 // reaches its own IdP's users only.
 func TestMuxChoosesTheIdPByToken(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := backendtest.OpenBolt(t)
 	sessions := session.New(db, session.Config{}, nil, nil)
 	accounts := &account.Service{Store: db, Cache: sessions}
 	mk := func(idp, token string) *scim.Handler {

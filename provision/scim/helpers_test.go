@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/internal/jsonwalk"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -49,11 +49,7 @@ type env struct {
 
 func newEnv(t *testing.T, idp, token string) *env {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	e := &env{t: t, db: db, logs: logs, token: token, now: t0, vars: map[string]string{}}
 	clock := func() time.Time { return e.now }

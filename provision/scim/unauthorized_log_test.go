@@ -2,7 +2,6 @@ package scim_test
 
 import (
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,9 +10,9 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestUnauthorizedLineCapped: the WARN line of a request without a valid
@@ -21,11 +20,7 @@ import (
 // cannot write a line of 600 KB (Go's server takes a path up to its 1 MB
 // header limit) with each request.
 func TestUnauthorizedLineCapped(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := backendtest.OpenBolt(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken, Accounts: accounts, Logger: zap.New(core)})
