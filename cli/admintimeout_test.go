@@ -339,3 +339,78 @@ func TestCLIInterruptedWhileWaiting(t *testing.T) {
 		t.Errorf("users list ended by its context while the endpoint is silent: %v, want the context's end, not %q", err, "cannot reach")
 	}
 }
+
+// TestCLIAdminTimeoutDribbledBody: --timeout is what README.md and
+// operations.md say it is, with a real server sending the answer's body a
+// few bytes at a time: the wait for the answer to begin, and then each
+// wait for more of it, not the whole answer. An answer that keeps coming
+// in parts sooner than --timeout apart is read to its end however long it
+// takes in all (several times --timeout here); one with a gap longer
+// than --timeout fails after about --timeout, saying the endpoint stopped
+// sending.
+func TestCLIAdminTimeoutDribbledBody(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	api := &fakeAuditAPI{}
+	api.add("dribbled")
+	for _, tc := range []struct {
+		name string
+		gap  func(part int) time.Duration // before each part after the first
+		want string                       // in the error; "" for success
+	}{
+		{"steady", func(int) time.Duration { return timeout / 5 }, ""},
+		{"stalls", func(part int) time.Duration {
+			if part == 3 {
+				return 10 * timeout
+			}
+			return timeout / 5
+		}, "stopped sending its answer: nothing came for 300ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rec := httptest.NewRecorder()
+				api.ServeHTTP(rec, r)
+				for k, v := range rec.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.Code)
+				body := rec.Body.Bytes()
+				const parts = 15 // some 15 * timeout/5: three times --timeout in all
+				size := len(body)/parts + 1
+				for part := 0; len(body) > 0; part++ {
+					if part > 0 {
+						select {
+						case <-r.Context().Done(): // the client gave up
+							return
+						case <-time.After(tc.gap(part)):
+						}
+					}
+					n := min(size, len(body))
+					if _, err := w.Write(body[:n]); err != nil {
+						return
+					}
+					http.NewResponseController(w).Flush()
+					body = body[n:]
+				}
+			}))
+			t.Cleanup(srv.Close)
+			start := time.Now()
+			out, err := cli(context.Background(), "audit", "--address="+srv.Listener.Addr().String(), "--timeout="+timeout.String())
+			took := time.Since(start)
+			if tc.want == "" {
+				if err != nil || !strings.Contains(out, "dribbled") {
+					t.Fatalf("ended with %v, want the event printed:\n%s", err, out)
+				}
+				if took < 2*timeout {
+					t.Errorf("took %v: the answer did not take longer than --timeout in all", took)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ended with %v, want %q", err, tc.want)
+			}
+			if took > 5*timeout {
+				t.Errorf("failed after %v, want about the %v of --timeout after the last part", took, timeout)
+			}
+		})
+	}
+}

@@ -447,3 +447,69 @@ func TestAuditFollowInterruptedBeforeFirstRead(t *testing.T) {
 		t.Fatal("audit --follow goes on after its context ended")
 	}
 }
+
+// TestAuditLaterPageFails: `audit` without --follow that has printed a
+// page of the trail and then cannot read the next (the admin API answers
+// 500, or the endpoint goes away mid-listing) ends at once with that
+// failure as its error, and non-zero, keeping the events it printed: it
+// neither retries nor passes the rest off as the end of the trail.
+func TestAuditLaterPageFails(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		later func(w http.ResponseWriter, r *http.Request, api *fakeAuditAPI) // the answer to every request after the first
+		want  string
+	}{
+		{"500", func(w http.ResponseWriter, r *http.Request, api *fakeAuditAPI) {
+			api.setFail(http.StatusInternalServerError)
+			api.ServeHTTP(w, r)
+		}, "Internal Server Error (fake) (HTTP 500 Internal Server Error)"},
+		{"endpoint gone", func(w http.ResponseWriter, _ *http.Request, _ *fakeAuditAPI) {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close() // as a Caddy stopped mid-listing
+			}
+		}, "cannot reach Caddy's admin endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &fakeAuditAPI{}
+			for range account.MaxPageSize + 5 {
+				api.add("listed")
+			}
+			var mu sync.Mutex
+			requests := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				requests++
+				first := requests == 1
+				mu.Unlock()
+				if first {
+					api.ServeHTTP(w, r)
+				} else {
+					tc.later(w, r, api)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			stdout, stderr, done := followCLI(ctx, "audit", "--json", "--address="+srv.Listener.Addr().String())
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(15 * time.Second):
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("audit still running after 15s and %d requests:\n%s", requests, stderr.String())
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ended with %v, want an error with %q", err, tc.want)
+			}
+			out := stdout.String()
+			if n := strings.Count(out, `"reason":"listed"`); n != account.MaxPageSize {
+				t.Errorf("printed %d events, want the first page's %d kept", n, account.MaxPageSize)
+			}
+			if !strings.HasSuffix(out, "}\n") || !strings.Contains(out[strings.LastIndex(out[:len(out)-1], "\n")+1:], `"error"`) {
+				t.Errorf("the last line of stdout is not the JSON error:\n%.300s", out[max(0, len(out)-300):])
+			}
+		})
+	}
+}

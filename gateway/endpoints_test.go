@@ -83,3 +83,22 @@ func TestProtocolEndpointsLabelled(t *testing.T) {
 		t.Errorf("ProtocolEndpoints(ldap) = %v, want none", got)
 	}
 }
+
+// TestEndpointLabelAllocs: EndpointLabel runs on every request under the
+// path prefix (the endpoint_duration_seconds metric), so it must not
+// allocate, for the gateway's own endpoints, an IdP's, or any other path.
+// It holds because oidc.Endpoints and saml.Endpoints are inlined into
+// protocolEndpoint, where their lists stay on the stack: an endpoint list
+// grown past the inliner's budget would allocate, and this says so.
+func TestEndpointLabelAllocs(t *testing.T) {
+	for _, rest := range []string{
+		"login", "signin-failed",
+		"oidc/entra/callback", "oidc/entra/backchannel-logout", "oidc/entra/frontchannel-logout",
+		"saml/okta/acs", "saml/okta/metadata", "saml/okta/slo",
+		"saml/okta/nope", "ldap/corp/callback", "favicon.ico",
+	} {
+		if n := testing.AllocsPerRun(100, func() { _ = EndpointLabel(rest) }); n != 0 {
+			t.Errorf("EndpointLabel(%q) allocates %v times per call, want 0", rest, n)
+		}
+	}
+}

@@ -123,13 +123,13 @@ var libpqKeys = map[string]bool{
 }
 
 // keyValueDSN tells a libpq key=value connection string from a path. It
-// reads s as libpq does (pairs separated by white space, white space
-// allowed around "=", values optionally in single quotes, backslash
-// escapes): isDSN when s is nothing but such pairs, each key a word, and
-// one of them a key libpq knows; otherwise looksLikeDSN when a word of s
-// begins with a key libpq knows followed by "=" (a DSN with a mistake
-// in it, or in capitals; a path has one only after a '/' or inside a
-// word), else notDSN.
+// reads s as libpq does (pairs separated by white space, or by none after
+// a quoted value, white space allowed around "=", values optionally in
+// single quotes, backslash escapes): isDSN when s is nothing but such
+// pairs, each key a word, and one of them a key libpq knows; otherwise
+// looksLikeDSN when a word of s begins with a key libpq knows followed by
+// "=" (a DSN with a mistake in it, or in capitals; a path has one only
+// after a '/' or inside a word), else notDSN.
 func keyValueDSN(s string) int {
 	if pairsOnly(s) {
 		return isDSN
@@ -194,9 +194,9 @@ func pairsOnly(s string) bool {
 					break
 				}
 			}
-			if i < len(s) && !isSpace(s[i]) {
-				return false
-			}
+			// No white space is needed after the closing quote: libpq
+			// (conninfo_parse) reads the next key right after it, so
+			// password='a b'sslmode=disable is two pairs.
 		} else {
 			for ; i < len(s) && !isSpace(s[i]); i++ {
 				if s[i] == '\\' {

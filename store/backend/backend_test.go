@@ -52,6 +52,11 @@ func TestParseKeyValueDSN(t *testing.T) {
 		"host=db dbname=sso pool_max_conns=10 password=",
 		"host=db password=hunt\\ er2 dbname=sso", // a backslash escapes a space in an unquoted value
 		"host=db\ndbname=sso\r\npassword=hunter2",
+		// libpq reads the next key right after a closing quote, no white
+		// space needed (psql takes these).
+		"host=db password='a b'sslmode=disable",
+		"dbname='sso'user='caddy'password='hunt\\'er2'",
+		"password=''dbname=sso",
 	} {
 		s, err := Parse(dsn)
 		if err != nil || s.Backend != Postgres || s.DSN != dsn || s.Path != "" {
@@ -73,6 +78,7 @@ func TestParseKeyValueDSN(t *testing.T) {
 		"/srv/my store host=db password=hunter2",
 		"/srv/host=db dbname=x", // a DSN with a stray word, or a path with spaces: ask
 		"password=hunter2 =x",
+		"password='hunter2'=x",         // after the quote, a key must follow (libpq: invalid connection option "")
 		"HOST = db PASSWORD = hunter2", // white space around "=", as libpq allows, in capitals
 		"sso.db\nPASSWORD=hunter2",     // a key after a newline starts a word too
 	} {
