@@ -279,7 +279,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 					}
 					seen[key] = true
 					out[n] = append(out[n], site{origin: o, prefix: prefix})
-					if msg := plainHTTP(o, len(srv.TrustedProxies) > 0 && sso.BaseURL == ""); msg != "" && !seen["plain "+o.String()] {
+					if msg := plainHTTP(o, len(srv.TrustedProxies) > 0 && sso.BaseURL == "", len(hostList) > 1); msg != "" && !seen["plain "+o.String()] {
 						seen["plain "+o.String()] = true
 						r.Problems = append(r.Problems, Finding{Level: Warn, Message: fmt.Sprintf("server %s: %s", name, msg)})
 					}
@@ -331,8 +331,9 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 // behind a trusted proxy the gateway builds its URLs from the proxy's
 // X-Forwarded-Proto and -Host, and without one browsers drop the Secure
 // cookies (the rule of idp.Origin.Secure, which the gateway logs at the
-// first request).
-func plainHTTP(o idp.Origin, proxied bool) string {
+// first request). One sso serving several hosts (shared) takes no base_url:
+// pinned to one host's origin, the other hosts' sign-ins would go there.
+func plainHTTP(o idp.Origin, proxied, shared bool) string {
 	if o.Scheme != "http" || !o.Secure() || strings.HasPrefix(o.Host, "<") {
 		return ""
 	}
@@ -341,9 +342,17 @@ func plainHTTP(o idp.Origin, proxied bool) string {
 		host = o.Host
 	}
 	if proxied {
-		return fmt.Sprintf("site %s is plain http behind trusted_proxies: the gateway builds its redirect, ACS and logout URLs from the proxy's X-Forwarded-Proto and X-Forwarded-Host (https://%s/… when the proxy terminates TLS), not the http:// values below; set base_url https://%s in the sso directive to pin them, and register those", o, host, host)
+		pin := fmt.Sprintf("set base_url https://%s in the sso directive to pin them, and register those", host)
+		if shared {
+			pin = "register those (no base_url: this sso serves each of the site's hosts at its own origin)"
+		}
+		return fmt.Sprintf("site %s is plain http behind trusted_proxies: the gateway builds its redirect, ACS and logout URLs from the proxy's X-Forwarded-Proto and X-Forwarded-Host (https://%s/… when the proxy terminates TLS), not the http:// values below; %s", o, host, pin)
 	}
-	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and set base_url https://%s", o, host)
+	fix := "set base_url https://" + host
+	if shared {
+		fix = "keep the site without base_url (it serves each host at its own origin)"
+	}
+	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and %s", o, fix)
 }
 
 // verifyMode reports whether an sso handler's mode, as written, is a

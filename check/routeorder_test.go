@@ -102,10 +102,16 @@ func TestCheckSSOAfterTerminalHandler(t *testing.T) {
 // behind trusted_proxies the gateway builds https:// ones from
 // X-Forwarded-Proto (base_url pins them), and without a proxy browsers
 // drop the Secure cookies. Loopback, https and a pinned base_url are fine.
+// A site of several hosts is warned once per host, never told to set
+// base_url: its one sso serves each host at its own origin, and pinned to
+// one, the others' sign-ins would go there (docs/forward-auth.md).
 func TestCheckPlainHTTPSite(t *testing.T) {
 	const proxies = "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n"
 	const site = "\tsso okta\n\treverse_proxy 127.0.0.1:8080\n}\n"
+	const twoHosts = "http://app.example.com, http://wiki.example.com {\n" + site
 	for _, tc := range []struct{ name, globals, site, want string }{
+		{"two hosts behind trusted_proxies", proxies, twoHosts, "register those (no base_url: this sso serves each of the site's hosts at its own origin)"},
+		{"two hosts, no proxy", "", twoHosts, "keep the site without base_url"},
 		{"behind trusted_proxies", proxies, "http://app.example.com {\n" + site, "X-Forwarded-Proto and X-Forwarded-Host (https://app.example.com/…"},
 		{"behind trusted_proxies, the fix", proxies, "http://app.example.com {\n" + site, "set base_url https://app.example.com"},
 		{"no proxy", "", "http://app.example.com:8080 {\n" + site, "browsers drop the Secure session and sign-in cookies over plain http"},
@@ -123,8 +129,16 @@ func TestCheckPlainHTTPSite(t *testing.T) {
 			switch {
 			case tc.want == "" && len(got) > 0:
 				t.Errorf("warned: %q", got)
-			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
-				t.Errorf("want one warning saying %q, got %q", tc.want, got)
+			case tc.want != "" && len(got) != strings.Count(tc.site, "http://"):
+				t.Errorf("want one warning per host saying %q, got %q", tc.want, got)
+			}
+			for _, msg := range got {
+				if !strings.Contains(msg, tc.want) {
+					t.Errorf("warning %q, want it to say %q", msg, tc.want)
+				}
+				if strings.Count(tc.site, "http://") > 1 && strings.Contains(msg, "set base_url") {
+					t.Errorf("a site of several hosts told to set base_url: %q", msg)
+				}
 			}
 		})
 	}
