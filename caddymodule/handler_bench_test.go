@@ -32,83 +32,142 @@ import (
 // The proxied/ variants end in what reverse_proxy then does with the
 // request's headers (proxyHeaders), which grows with what the handler
 // hands on: the identity headers cost there too, and again in the
-// upstream that parses them.
+// upstream that parses them. "verify" is the same session asked about by
+// Caddy's forward_auth (docs/forward-auth.md), answered 200 with the
+// identity headers; its recorder is new each time, so its count holds the
+// answer's header map as the server's would grow it.
+// TestHotPathAllocations pins what the handler allocates on each.
 //
 //	go test -run '^$' -bench AuthenticatedRequest -benchmem ./caddymodule/
 func BenchmarkAuthenticatedRequest(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
+	hp := newHotPath(b)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	proxied := proxyHeaders()
+	w := httptest.NewRecorder()
+
+	type variant struct {
+		name string
+		h    caddyhttp.Handler
 	}
-	defer db.Close()
+	var variants []variant
+	for _, n := range []struct {
+		prefix string
+		next   caddyhttp.Handler
+	}{{"", next}, {"proxied/", proxied}} {
+		variants = append(variants, variant{n.prefix + "bare", n.next})
+		for _, sh := range []struct {
+			name string
+			h    *Handler
+		}{{"sso", hp.sso}, {"sso+rules", hp.ruled}, {"sso+jwt", hp.signed}, {"sso+tokens", hp.withTokens}} {
+			variants = append(variants, variant{n.prefix + sh.name,
+				caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return sh.h.ServeHTTP(w, r, n.next) })})
+		}
+	}
+	for _, bc := range variants {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.h.ServeHTTP(w, hp.request()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			vw := httptest.NewRecorder()
+			if err := hp.verify.ServeHTTP(vw, hp.verifyRequest(), next); err != nil || vw.Code != http.StatusOK || vw.Header().Get("Cookie") != "theme=dark; lang=en" {
+				b.Fatalf("verify: %v, %d, Cookie %q", err, vw.Code, vw.Header().Get("Cookie"))
+			}
+		}
+	})
+}
+
+// hotPath is a signed-in browser's request and the handlers it goes
+// through: BenchmarkAuthenticatedRequest times them and
+// TestHotPathAllocations pins their allocations.
+type hotPath struct {
+	// sso is the handler as configured by default; ruled has access
+	// rules; signed the signed identity token (signed once, then served
+	// from the per-identity cache), which needs the site's origin
+	// vouched for: a base_url; withTokens passes the session's tokens
+	// (pass_access_token and set_authorization_header), fresh in memory;
+	// verify answers Caddy's forward_auth.
+	sso, ruled, signed, withTokens, verify *Handler
+
+	req, vreq      *http.Request
+	inbound, asked http.Header
+	noVars         caddy.ReplacerFunc
+}
+
+func newHotPath(tb testing.TB) *hotPath {
+	db, err := bolt.Open(filepath.Join(tb.TempDir(), "sso.db"), bolt.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
 	ctx := context.Background()
 	u := &store.User{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "admins"}, Active: true}
 	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	sessions := session.New(db, session.Config{}, nil, nil)
 	sessions.Derive = placeholderLookup
 	token, s, err := sessions.Create(ctx, u, "okta", store.LogoutInfo{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := sessions.PutTokens(ctx, s.Hash, &session.Tokens{IDToken: "eyJ.eyJ.sig", AccessToken: "at-0123456789",
 		RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	app := startedApp(db, sessions)
+	// As App.start builds it: every signed-in request passes Streams.
+	run, err := app.live.Running(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	run.Streams = gateway.NewStreams(sessions)
 	okta := &gateway.IdP{Name: "okta", Protocol: "oidc", Provider: noRefreshDue{}}
-	route := func(edit func(*gateway.Route)) *gateway.Route {
+	handler := func(edit func(*gateway.Route)) *Handler {
 		plan, err := gateway.NewHeaderPlan("", nil)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		rt := &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta,
 			Headers: plan, Logger: zap.NewNop()}
 		if edit != nil {
 			edit(rt)
 		}
-		return rt
+		return &Handler{PathPrefix: DefaultPathPrefix, app: app, logger: zap.NewNop(), route: rt}
 	}
-	h := &Handler{PathPrefix: DefaultPathPrefix, app: app, logger: zap.NewNop(), route: route(nil)}
-	// The same handler with access rules, and with the signed identity
-	// token (signed once, then served from the per-identity cache), which
-	// needs the site's origin vouched for: a base_url.
-	ruled := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
+	hp := &hotPath{sso: handler(nil)}
+	hp.ruled = handler(func(rt *gateway.Route) {
 		var err error
 		if rt.Access, err = gateway.NewAccessPolicy(
 			[]gateway.AccessRule{{Kind: "group", Values: []string{"admins"}}, {Kind: "domain", Values: []string{"example.org"}}},
 			[]gateway.AccessRule{{Kind: "user", Values: []string{"mallory@example.com"}}}); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-	})}
-	signed := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
-		rt.SignIdentity(gateway.SignerConfig{})
-	})}
-	// The same handler passing the session's tokens (pass_access_token and
-	// set_authorization_header), fresh in memory.
-	withTokens := &Handler{PathPrefix: h.PathPrefix, app: app, logger: h.logger, route: route(func(rt *gateway.Route) {
-		if err := rt.PassTokens(gateway.TokenConfig{AccessHeader: gateway.DefaultAccessTokenHeader, Bearer: true}); err != nil {
-			b.Fatal(err)
-		}
-	})}
+	})
+	hp.signed = handler(func(rt *gateway.Route) { rt.SignIdentity(gateway.SignerConfig{}) })
 	base, err := gateway.BaseOrigin("http://127.0.0.1")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	signed.base = &base
-	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
-	proxied := proxyHeaders()
+	hp.signed.base = &base
+	hp.withTokens = handler(func(rt *gateway.Route) {
+		if err := rt.PassTokens(gateway.TokenConfig{AccessHeader: gateway.DefaultAccessTokenHeader, Bearer: true}); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	hp.verify = handler(func(rt *gateway.Route) { rt.Mode = gateway.ModeForwardAuth })
 
-	// Each iteration restores the request's headers (the handler rewrites
-	// them); both variants pay for that, so their difference is the
-	// handler's own cost.
-	// Each also gets a fresh placeholder replacer, with one provider added
-	// as Caddy's HTTP server adds its own.
-	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/page?q=1", nil)
-	noVars := caddy.ReplacerFunc(func(string) (any, bool) { return nil, false })
+	hp.req = httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/page?q=1", nil)
+	hp.noVars = caddy.ReplacerFunc(func(string) (any, bool) { return nil, false })
 	// What Chromium sends on a navigation, plus one spoofed identity header.
-	inbound := http.Header{
+	hp.inbound = http.Header{
 		"Accept":                    {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
 		"Accept-Encoding":           {"gzip, deflate, br, zstd"},
 		"Accept-Language":           {"en-GB,en;q=0.9"},
@@ -126,39 +185,33 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		"User-Agent":                {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"},
 		"X-Forwarded-User":          {"mallory"},
 	}
-	w := httptest.NewRecorder()
+	// forward_auth's subrequest: the browser's headers, the original
+	// method and URI, from a trusted proxy (Caddy's vars say so).
+	hp.asked = hp.inbound.Clone()
+	hp.asked["X-Forwarded-Method"] = []string{http.MethodGet}
+	hp.asked["X-Forwarded-Uri"] = []string{"/app/page?q=1"}
+	hp.vreq = httptest.NewRequest(http.MethodGet, "http://127.0.0.1/verify", nil)
+	hp.vreq = hp.vreq.WithContext(context.WithValue(hp.vreq.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: true}))
+	return hp
+}
 
-	type variant struct {
-		name string
-		h    caddyhttp.Handler
-	}
-	var variants []variant
-	for _, n := range []struct {
-		prefix string
-		next   caddyhttp.Handler
-	}{{"", next}, {"proxied/", proxied}} {
-		variants = append(variants,
-			variant{n.prefix + "bare", n.next},
-			variant{n.prefix + "sso", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return h.ServeHTTP(w, r, n.next) })},
-			variant{n.prefix + "sso+rules", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return ruled.ServeHTTP(w, r, n.next) })},
-			variant{n.prefix + "sso+jwt", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return signed.ServeHTTP(w, r, n.next) })},
-			variant{n.prefix + "sso+tokens", caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return withTokens.ServeHTTP(w, r, n.next) })},
-		)
-	}
-	for _, bc := range variants {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				repl := caddy.NewReplacer()
-				repl.Map(noVars)
-				r := req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
-				r.Header = inbound.Clone()
-				if err := bc.h.ServeHTTP(w, r); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+// request is the browser's request as the server hands it on: its own
+// headers (the handler rewrites them) and a fresh placeholder replacer,
+// with one provider added as Caddy's HTTP server adds its own. Every
+// variant pays for it, so their difference is the handler's own cost.
+func (hp *hotPath) request() *http.Request {
+	repl := caddy.NewReplacer()
+	repl.Map(hp.noVars)
+	r := hp.req.WithContext(context.WithValue(hp.req.Context(), caddy.ReplacerCtxKey, repl))
+	r.Header = hp.inbound.Clone()
+	return r
+}
+
+// verifyRequest is forward_auth's subrequest as the server hands it on.
+func (hp *hotPath) verifyRequest() *http.Request {
+	r := hp.vreq.WithContext(context.WithValue(hp.vreq.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	r.Header = hp.asked.Clone()
+	return r
 }
 
 // noRefreshDue is an OIDC provider whose tokens never need refreshing in
