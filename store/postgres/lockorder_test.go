@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
@@ -184,5 +187,99 @@ func TestSweepSparesSessionTouchedMeanwhile(t *testing.T) {
 	}
 	if gone := <-swept; len(gone) != 0 {
 		t.Errorf("the sweep deleted %v, used since it looked", gone)
+	}
+}
+
+// TestSessionLockOrderInterleaving fixes the interleaving that the two
+// tests above only hope to meet: instance A flushes the last-seen time of
+// a user's lower session hash and holds its transaction open; instance B
+// then runs a statement over both of the user's sessions (a flush of both,
+// the deletion of every session of the user, an expiry sweep) and waits
+// for A's lock (pg_stat_activity says so); only then does A, in the same
+// transaction, flush the higher hash. The sessions are written higher hash
+// first, so that a plan that visits them in the table's order reaches the
+// higher one first: B locking in that order would hold it and wait for the
+// lower one, while A waits for it, a deadlock (40P01) that PostgreSQL
+// breaks after deadlock_timeout by failing one of them. Locking in hash
+// order, B holds nothing while it waits, and A goes on and commits, then B.
+func TestSessionLockOrderInterleaving(t *testing.T) {
+	const lo, hi = "h1", "h2"
+	for _, tc := range []struct {
+		name string
+		// second is B's statement over both sessions of userID.
+		second func(tx store.Tx, userID string) error
+		// gone is whether it deletes them.
+		gone bool
+	}{
+		{"TouchSessions", func(tx store.Tx, _ string) error {
+			at := time.Now().Add(time.Hour)
+			return tx.TouchSessions([]store.SessionTouch{{Hash: hi, At: at}, {Hash: lo, At: at}})
+		}, false},
+		{"DeleteUserSessions", func(tx store.Tx, userID string) error {
+			_, err := tx.DeleteUserSessions(userID)
+			return err
+		}, true},
+		{"DeleteExpiredSessions", func(tx store.Tx, _ string) error {
+			_, err := tx.DeleteExpiredSessions(time.Now().Add(2*time.Hour), 0, 10)
+			return err
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			a := openDSN(t, dsn)
+			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			u := &store.User{}
+			putUser(t, a, u)
+			for _, h := range []string{hi, lo} { // the table's order: hi first
+				update(t, a, func(tx store.Tx) error {
+					return tx.PutSession(&store.Session{Hash: h, UserID: u.ID, Expires: time.Now().Add(time.Hour)})
+				})
+			}
+			ctx := context.Background()
+			var mu sync.Mutex
+			var deadlocked []string // who met 40P01, rerun or not
+			met := func(who string, err error) error {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+					mu.Lock()
+					deadlocked = append(deadlocked, who)
+					mu.Unlock()
+				}
+				return err
+			}
+			secondDone := make(chan error, 1)
+			var once sync.Once
+			err := a.Update(ctx, func(tx store.Tx) error {
+				if err := tx.TouchSessions([]store.SessionTouch{{Hash: lo, At: time.Now()}}); err != nil {
+					return met("A (first flush)", err)
+				}
+				once.Do(func() {
+					go func() {
+						secondDone <- b.Update(ctx, func(tx store.Tx) error { return met("B", tc.second(tx, u.ID)) })
+					}()
+					waitForLockWait(t, a, secondDone)
+				})
+				return met("A (second flush)", tx.TouchSessions([]store.SessionTouch{{Hash: hi, At: time.Now()}}))
+			})
+			bErr := <-secondDone
+			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocked, a.Reruns(), b.Reruns())
+			if err != nil || bErr != nil {
+				t.Fatalf("A: %v; B: %v", err, bErr)
+			}
+			if len(deadlocked) > 0 || a.Reruns()+b.Reruns() > 0 {
+				t.Errorf("%v met a deadlock (40P01) between a flush holding %s and %s over %s and %s: B locked them out of hash order",
+					deadlocked, lo, tc.name, lo, hi)
+			}
+			view(t, a, func(tx store.Tx) error {
+				ss, err := tx.UserSessions(u.ID)
+				if tc.gone && len(ss) != 0 {
+					t.Errorf("after B's %s: %d sessions left, want none", tc.name, len(ss))
+				}
+				if !tc.gone && len(ss) != 2 {
+					t.Errorf("after B's %s: %d sessions, want 2", tc.name, len(ss))
+				}
+				return err
+			})
+		})
 	}
 }
