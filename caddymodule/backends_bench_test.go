@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -16,9 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -50,11 +49,7 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pdb.Close()
-	bdb, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bdb.Close()
+	bdb := backendtest.OpenBolt(b)
 	plan, err := gateway.NewHeaderPlan("", nil)
 	if err != nil {
 		b.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,9 +18,9 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // BenchmarkAuthenticatedRequest measures what the sso handler adds to a
@@ -102,11 +101,7 @@ type hotPath struct {
 }
 
 func newHotPath(tb testing.TB) *hotPath {
-	db, err := bolt.Open(filepath.Join(tb.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
+	db := backendtest.OpenBolt(tb)
 	ctx := context.Background()
 	u := &store.User{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "admins"}, Active: true}
 	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {
@@ -261,11 +256,7 @@ func proxyHeaders() caddyhttp.Handler {
 // identity token add to an authenticated request, and what a latency
 // histogram would.
 func BenchmarkHotPathExtras(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := backendtest.OpenBolt(b)
 	ctx := context.Background()
 	u := &store.User{Email: "Ada@Example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "admins"}, Active: true}
 	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {

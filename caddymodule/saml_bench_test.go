@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -287,11 +287,7 @@ func (f caddyHandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) erro
 func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 	b.Helper()
 	frozen := time.Now()
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := backendtest.OpenBolt(b)
 	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		b.Fatal(err)

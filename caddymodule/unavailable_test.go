@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // awayStore is a store whose database has gone away: every transaction
@@ -59,17 +58,14 @@ type storeGoingAway struct {
 
 func newStoreGoingAway(t *testing.T) *storeGoingAway {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	g := &storeGoingAway{st: &awayStore{Store: db}, user: &store.User{Email: "ada@example.com", Active: true}}
 	if err := g.st.Update(ctx, func(tx store.Tx) error { return tx.PutUser(g.user) }); err != nil {
 		t.Fatal(err)
 	}
 	g.sessions = session.New(g.st, session.Config{}, nil, nil)
+	var err error
 	if g.uncached, _, err = session.New(db, session.Config{}, nil, nil).Create(ctx, g.user, "okta", store.LogoutInfo{}); err != nil {
 		t.Fatal(err)
 	}

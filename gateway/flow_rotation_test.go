@@ -8,8 +8,8 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/keys"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestFlowCookiesAcrossRotation (docs/operations.md, "Rotating the store's
@@ -19,7 +19,7 @@ import (
 // the keys too: TestRunningInstanceFollowsFlowKeys.)
 func TestFlowCookiesAcrossRotation(t *testing.T) {
 	ctx := t.Context() // ends each FlowCookies' following of the keys
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	flows := func() *idp.FlowCookies {
 		f, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 		if err != nil {

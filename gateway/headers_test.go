@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestStripOwnCookies checks what the upstream gets of the Cookie header:
@@ -431,7 +431,7 @@ func TestRouteHeadersAllChecked(t *testing.T) {
 // wrong field shows.
 func identityOf(t *testing.T) *session.Identity {
 	t.Helper()
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, time.Now)
 	u := &store.User{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "ops"},
 		Active: true, Source: store.SourceJIT}

@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // failingStore is a store whose writes fail.
@@ -26,7 +26,7 @@ func (failingStore) Update(context.Context, func(store.Tx) error) error {
 // one the store failed is an ERROR, unless it failed because the app is
 // stopping.
 func TestHousekeepingLog(t *testing.T) {
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	now := time.Now()
 	err := db.Update(context.Background(), func(tx store.Tx) error {
 		return tx.Audit(store.Event{Type: store.EventUserCreated, Time: now.Add(-48 * time.Hour)})

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 )
 
 // TestHousekeeperStoreFile: the Housekeeper says once that opening the
@@ -20,7 +20,7 @@ import (
 // Housekeeper on the same store), and says once per change that the
 // store's file was removed or replaced under it, or is back.
 func TestHousekeeperStoreFile(t *testing.T) {
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	path := db.Path()
 	core, logs := observer.New(zapcore.InfoLevel)
 	const every = 10 * time.Millisecond

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -31,7 +32,7 @@ type signerEnv struct {
 
 func newSignerEnv(t *testing.T) *signerEnv {
 	t.Helper()
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	e := &signerEnv{t: t, db: db}
 	e.ns.Store(time.Now().UnixNano())
 	e.m = session.New(db, session.Config{}, nil, func() time.Time { return time.Unix(0, e.ns.Load()) })

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestLiveForgetsInTheRunningApp: what is built at Provision (SCIM, the
@@ -18,7 +18,7 @@ import (
 // next request, not a cache TTL later.
 func TestLiveForgetsInTheRunningApp(t *testing.T) {
 	ctx := context.Background()
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{CacheTTL: time.Hour}, nil, nil)
 	l := gateway.NewLive()
 	l.Set(&gateway.Runtime{Store: db, Sessions: m})

@@ -12,16 +12,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestLive: what is built before the app starts reaches the store once
 // Start has made it, waits for a Start in progress, and gets a clear error
 // when Start failed or the request gave up.
 func TestLive(t *testing.T) {
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	rt := &gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -72,7 +72,7 @@ func TestLive(t *testing.T) {
 // none is, after the bound when one never ends, and in the background
 // when asked to.
 func TestLiveRetire(t *testing.T) {
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	newLive := func() *gateway.Live {
 		l := gateway.NewLive()
 		l.Set(&gateway.Runtime{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)})
@@ -183,7 +183,7 @@ func TestLiveRetire(t *testing.T) {
 // called Exit twice (a deferred call after an early one), which must not
 // count as two ended and let the next request's count fall to nothing.
 func TestLiveRetireCountsEachRequestOnce(t *testing.T) {
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	for _, tc := range []struct {
 		name string
 		// inFlight starts what is in flight at Retire and returns what ends it.

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestStoreUnavailableAnswers: while the store is away a script gets a
@@ -104,7 +104,7 @@ func TestPageErrorWords(t *testing.T) {
 // field; other names, and other prefixes, are not ours.
 func TestUserPlaceholders(t *testing.T) {
 	ctx := context.Background()
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := &store.User{Email: "zoe@corp.example", FirstName: "Zoe", LastName: "Ng", Groups: []string{"eng", "ops"}, Active: true, Source: store.SourceJIT}
 	if err := db.Update(ctx, func(tx store.Tx) error { return tx.PutUser(u) }); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
@@ -17,7 +18,7 @@ import (
 // store they do not.
 func TestFlowCookiesKeptInTheStore(t *testing.T) {
 	ctx := context.Background()
-	db, other := gateway.OpenTestStore(t, bolt.Options{}), gateway.OpenTestStore(t, bolt.Options{})
+	db, other := backendtest.OpenBolt(t), backendtest.OpenBolt(t)
 	begin, err := gateway.FlowKeys{DB: db}.Cookies(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // These tests hold docs/security.md's duties that only the end-to-end
@@ -57,7 +57,7 @@ func newDutyWorld(t *testing.T) *dutyWorld {
 // test ends.
 func newTestRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	flows, err := idp.NewFlowCookies(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatal(err)

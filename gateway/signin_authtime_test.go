@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestAuthTimeReachesTheApp: when the IdP said when the person last
@@ -38,7 +38,7 @@ func TestAuthTimeReachesTheApp(t *testing.T) {
 		{"the IdP did not say", time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := OpenTestStore(t, bolt.Options{})
+			db := backendtest.OpenBolt(t)
 			sessions := session.New(db, session.Config{}, nil, nil)
 			svc := &signin.Service{Store: db, Sessions: sessions}
 			p := &signin.IdP{Name: "corp", Mapper: m, Rules: provision.Rules{JIT: true}}

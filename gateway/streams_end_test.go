@@ -17,9 +17,9 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestStreamEndsWithItsSession: a sign-out elsewhere (the session revoked
@@ -62,7 +62,7 @@ func TestStreamEndsAtItsSessionsEnd(t *testing.T) {
 
 func streamEndsAtItsSessionsEnd(t *testing.T, checkedOnTheWay bool) {
 	ctx := context.Background()
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{CacheTTL: time.Hour, Lifetime: 500 * time.Millisecond}, nil, nil)
 	run := &gateway.Runtime{Store: db, Sessions: m, Streams: gateway.NewStreams(m)}
 	core, _ := observer.New(zapcore.InfoLevel)
@@ -113,7 +113,7 @@ func TestStreamInputKeepsItsSession(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := gateway.OpenTestStore(t, bolt.Options{})
+			db := backendtest.OpenBolt(t)
 			m := session.New(db, session.Config{CacheTTL: time.Hour, IdleTimeout: idle}, nil, nil)
 			run := &gateway.Runtime{Store: db, Sessions: m, Streams: gateway.NewStreams(m)}
 			rt := &gateway.Route{IdPs: []*gateway.IdP{{Name: "okta"}}, Logger: zap.NewNop()}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -36,7 +37,7 @@ type streamWorld struct {
 func newStreamWorld(t *testing.T, cacheTTL time.Duration) *streamWorld {
 	t.Helper()
 	ctx := context.Background()
-	db := gateway.OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{CacheTTL: cacheTTL}, nil, nil)
 	policy, err := gateway.NewAccessPolicy([]gateway.AccessRule{{Kind: "group", Values: []string{"admins"}}}, nil)
 	if err != nil {

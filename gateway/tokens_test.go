@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -150,7 +151,7 @@ func tokenSession(t *testing.T, m *session.Manager, db store.Store, idpName, ema
 // tokenRuntime is a Runtime on a new bbolt store, with its sessions.
 func tokenRuntime(t *testing.T) (*bolt.DB, *session.Manager, *Runtime) {
 	t.Helper()
-	db := OpenTestStore(t, bolt.Options{})
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	return db, m, &Runtime{Store: db, Sessions: m}
 }

@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,10 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 const (
@@ -31,11 +30,7 @@ const (
 // IdP has: idp="") is not hidden by entra's successes. Method and
 // resource are still each from a fixed set, "other" for the rest.
 func TestSCIMByIdPAndToken(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 	h, err := scim.Endpoint{IdPs: []scim.EndpointIdP{
 		{Name: "entra", Token: entraOld}, {Name: "okta", Token: oktaTok}, {Name: "entra", Token: entraNew},

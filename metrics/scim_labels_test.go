@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,10 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestSCIMMethodAndResourceLabels: every method and resource type a SCIM
@@ -23,11 +22,7 @@ import (
 // method or path segment outside SCIM's fixed sets is "other". The base
 // path is the configured one, with or without its trailing slash.
 func TestSCIMMethodAndResourceLabels(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	accounts := &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}
 	h, err := scim.Endpoint{BasePath: "/idm/scim/", IdPs: []scim.EndpointIdP{{Name: "okta", Token: oktaTok}}}.Handler(accounts, zap.NewNop())
 	if err != nil {

@@ -2,19 +2,18 @@ package metrics_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/metrics"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestSignInCountsJIT: a committed sign-in counts what the JIT rules did
@@ -23,11 +22,7 @@ import (
 // refuse is a denial with its reason. That is what an operator alerts on
 // when a rule change starts refusing people.
 func TestSignInCountsJIT(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/storetest"
@@ -16,7 +17,7 @@ import (
 
 func TestMaxSessionsPerUser(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{MaxPerUser: 3}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -65,7 +66,7 @@ func TestMaxSessionsPerUser(t *testing.T) {
 // store.
 func TestCacheIsBounded(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{CacheSize: 50, TouchInterval: time.Minute}, nil, clk.now)
 	var tokens []string
@@ -145,7 +146,7 @@ func testToken(i int) string { return fmt.Sprintf("t%042d", i) }
 
 func TestFlushAndSweepInBatches(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	counting := storetest.NewCounting(db)
 	clk := newClock()
 	m := session.New(counting, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
@@ -192,7 +193,7 @@ func (c contendedStore) Update(ctx context.Context, fn func(store.Tx) error) err
 // rather than a batch, and still write and delete everything.
 func TestFlushAndSweepYield(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	counting := storetest.NewCounting(db)
 	clk := newClock()
 	m := session.New(contendedStore{counting}, session.Config{TouchInterval: time.Minute, IdleTimeout: time.Hour, MaxPerUser: -1}, nil, clk.now)
@@ -261,7 +262,7 @@ func (b *broadcastStore) Listen(ctx context.Context, fn func(store.Invalidation)
 func TestBroadcastInvalidation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	h := &hub{listeners: map[int]func(store.Invalidation){}}
 	// Long cache TTLs: only the broadcast can make the second instance
 	// notice in time.
@@ -343,7 +344,7 @@ func TestBroadcastInvalidation(t *testing.T) {
 // before Flush wrote that use to the store.
 func TestEvictedUseCountsForIdle(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{CacheSize: 10, IdleTimeout: time.Hour, TouchInterval: time.Minute}, nil, clk.now)
 	var tokens []string
@@ -372,7 +373,7 @@ func TestEvictedUseCountsForIdle(t *testing.T) {
 // answer (here: the session deleted by another process) past CacheTTL.
 func TestShortenedLifetimeAndClockSetBack(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	u := addUser(t, db, activeUser())
 	n := signIn(t, session.New(db, session.Config{}, nil, clk.now), db, u, nil) // 8 h
@@ -408,7 +409,7 @@ func TestShortenedLifetimeAndClockSetBack(t *testing.T) {
 func TestUseOfSessionEvictedAtItsOwnLoadCounts(t *testing.T) {
 	ctx := context.Background()
 	for trial := range 10 {
-		db := openStore(t)
+		db := backendtest.OpenBolt(t)
 		c := newClock()
 		m := session.New(db, session.Config{CacheSize: 1}, nil, c.now)
 		u := addUser(t, db, activeUser())

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -18,7 +19,7 @@ import (
 func TestCheckIsNotAUse(t *testing.T) {
 	for _, cached := range []bool{true, false} {
 		ctx := context.Background()
-		db := openStore(t)
+		db := backendtest.OpenBolt(t)
 		clk := newClock()
 		cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: time.Hour}
 		if !cached {
@@ -56,7 +57,7 @@ func TestCheckIsNotAUse(t *testing.T) {
 // change committed elsewhere) and of a session it ends.
 func TestForgottenTold(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	var told []store.Invalidation
 	m.Forgotten = func(inv store.Invalidation) { told = append(told, inv) }
@@ -95,7 +96,7 @@ func TestForgottenTold(t *testing.T) {
 // the last use ended it there, two minutes early.
 func TestCheckKeepsAnotherInstancesUse(t *testing.T) {
 	ctx := context.Background()
-	db := shared(openStore(t))
+	db := shared(backendtest.OpenBolt(t))
 	clk := newClock()
 	cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: 30 * time.Second}
 	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)
@@ -124,7 +125,7 @@ func TestCheckKeepsAnotherInstancesUse(t *testing.T) {
 // back one already idle past it.
 func TestTouch(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{IdleTimeout: 10 * time.Minute, CacheTTL: time.Hour}, nil, clk.now)
 	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -154,7 +155,7 @@ func TestTouch(t *testing.T) {
 // user changed, say), which the stream's own checks do not bring back.
 func TestTouchAfterTheCacheDroppedIt(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	cfg := session.Config{IdleTimeout: 10 * time.Minute, TouchInterval: time.Minute, CacheTTL: 30 * time.Second}
 	m := session.New(db, cfg, nil, clk.now)

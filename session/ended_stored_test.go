@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -41,7 +42,7 @@ func (c *txCounter) Update(ctx context.Context, fn func(store.Tx) error) error {
 // on any other.
 func TestExpiredCookieCostsOneRead(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	cfg := session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute}
 	m := session.New(db, cfg, nil, clk.now)
@@ -85,7 +86,7 @@ func TestExpiredCookieCostsOneRead(t *testing.T) {
 // the event counts the live sessions the cap ended.
 func TestCapSparesLiveSessionsOverEndedOnes(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	cfg := session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, MaxPerUser: 2}
 	m := session.New(db, cfg, nil, clk.now)
@@ -122,7 +123,7 @@ func TestCapSparesLiveSessionsOverEndedOnes(t *testing.T) {
 	// Ended sessions stored beside more live ones than the cap allows
 	// (lowered by a reload): they go first, and uncounted; the event
 	// counts the live session the cap ended.
-	db = openStore(t)
+	db = backendtest.OpenBolt(t)
 	cfg.MaxPerUser = 3
 	m = session.New(db, cfg, nil, clk.now)
 	u = addUser(t, db, activeUser())
@@ -188,7 +189,7 @@ func revokedOverLimit(t *testing.T, db store.Store) []string {
 // reaches the IdP's logout (docs/security.md).
 func TestCapDeletesOnlyTheEndedSessionsItNeeds(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	cfg := session.Config{Lifetime: 8 * time.Hour, IdleTimeout: 10 * time.Minute, MaxPerUser: 3}
 	m := session.New(db, cfg, nil, clk.now)
@@ -232,7 +233,7 @@ func TestCapDeletesOnlyTheEndedSessionsItNeeds(t *testing.T) {
 // forgets in one Forget.
 func TestCapForgetsTheEndedSessionsItDeletes(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{MaxPerUser: 2}, nil, clk.now)
 	var mu sync.Mutex
@@ -277,7 +278,7 @@ func TestCapForgetsTheEndedSessionsItDeletes(t *testing.T) {
 // cap ended once, and the session_limit event counts it once.
 func TestCapCountsOnceWhenTheWriteRunsAgain(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{MaxPerUser: 1}, nil, nil)
 	u := addUser(t, db, activeUser())
 	first := signIn(t, m, db, u, nil)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -57,7 +58,7 @@ func TestEndsAgreesWithRequests(t *testing.T) {
 			{"shared", shared},
 		} {
 			t.Run(fmt.Sprintf("%s/%+v/%v", over.name, tt.cfg, tt.after), func(t *testing.T) {
-				endsAgreesWithRequests(t, over.store(openStore(t)), tt.cfg, tt.after, tt.ended)
+				endsAgreesWithRequests(t, over.store(backendtest.OpenBolt(t)), tt.cfg, tt.after, tt.ended)
 			})
 		}
 	}
@@ -93,7 +94,7 @@ func endsAgreesWithRequests(t *testing.T, db store.Store, cfg session.Config, af
 // written yet keeps the session live, as it keeps it for requests.
 func TestEndsCountsUsesInMemory(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	m := session.New(db, session.Config{}, nil, c.now)
 	u := addUser(t, db, activeUser())

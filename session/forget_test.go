@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -131,7 +132,7 @@ func TestRevocationDuringLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			paused := newPausingStore(db)
 			h := &hub{listeners: map[int]func(store.Invalidation){}}
 			clk := newClock()
@@ -170,7 +171,7 @@ func TestRevocationDuringLoad(t *testing.T) {
 // told, is not served from the cache.
 func TestSignInRacingDeactivation(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	n, err := m.Prepare("okta", store.LogoutInfo{}, nil)
@@ -220,7 +221,7 @@ func TestSweepSparesSessionsInUse(t *testing.T) {
 	for _, elsewhere := range []bool{false, true} {
 		name := map[bool]string{false: "used on the sweeping instance", true: "used on another instance"}[elsewhere]
 		t.Run(name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			clk := newClock()
 			cfg := session.Config{IdleTimeout: idle, TouchInterval: touch}
 			sweeper := session.New(db, cfg, nil, clk.now)
@@ -282,7 +283,7 @@ func (c *tickingClock) now() time.Time { return time.Unix(0, c.ns.Add(c.step.Loa
 // session in use whose last uses are not written yet.
 func TestSweepJudgesAtItsStart(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := &tickingClock{clock: *newClock()}
 	cfg := session.Config{Lifetime: time.Hour, IdleTimeout: 30 * time.Second, TouchInterval: time.Minute, MaxPerUser: -1}
 	// Contended: one session per batch, so the sweep is many batches.
@@ -316,7 +317,7 @@ func TestSweepJudgesAtItsStart(t *testing.T) {
 // times for the next Flush.
 func TestForgetUserKeepsLastSeen(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{TouchInterval: time.Minute}, nil, clk.now)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), nil)

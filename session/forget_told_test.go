@@ -2,14 +2,13 @@ package session_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // countingBroadcaster is a store whose broadcasts are counted.
@@ -28,11 +27,7 @@ func (c *countingBroadcaster) Listen(context.Context, func(store.Invalidation)) 
 // after the commit when the transaction did not (told false: a store
 // whose Tx cannot, or a notice PostgreSQL refused), and not when it did.
 func TestForgetBroadcastsUnlessTold(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(t)
 	bc := &countingBroadcaster{Store: db}
 	m := session.New(bc, session.Config{}, nil, nil)
 	inv := store.Invalidation{Users: []string{"u1"}}
@@ -75,7 +70,7 @@ func (s *atCommitStore) Update(ctx context.Context, fn func(store.Tx) error) err
 // instance shares nothing is told.
 func TestTellAtCommitHandsTheNoticeToTheTransaction(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	st := &atCommitStore{countingBroadcaster: countingBroadcaster{Store: db}}
 	m := session.New(st, session.Config{}, nil, nil)
 	inv := store.Invalidation{Sessions: []string{session.Hash("previous")}, Users: []string{"u1"}}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -24,7 +25,7 @@ import (
 // make one notice the other's change in time.
 func sharingInstances(t *testing.T) (db store.Store, a, b *session.Manager, h *hub) {
 	t.Helper()
-	db = openStore(t)
+	db = backendtest.OpenBolt(t)
 	h = &hub{listeners: map[int]func(store.Invalidation){}}
 	cfg := session.Config{CacheTTL: time.Hour}
 	a = session.New(&broadcastStore{db, h, 1}, cfg, nil, nil)
@@ -79,7 +80,7 @@ func TestEndingForgetsASessionGoneFromTheStore(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			db, clk := openStore(t), newClock()
+			db, clk := backendtest.OpenBolt(t), newClock()
 			m := session.New(db, session.Config{}, nil, clk.now)
 			token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 			if err != nil {
@@ -107,7 +108,7 @@ func TestEndingForgetsASessionGoneFromTheStore(t *testing.T) {
 // says. Taking the check out (Ends ignoring Manager.unrecorded) reports it live.
 func TestEndsCountsAnUnrecordedSignOut(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	full := new(atomic.Bool)
 	m := session.New(writesFail{db, full}, session.Config{}, nil, nil)
 	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -131,7 +132,7 @@ func TestEndsCountsAnUnrecordedSignOut(t *testing.T) {
 // cached copy is younger than CacheTTL. Taking the check out (the cache's check
 // of the lifetime dropped) serves it up to CacheTTL past its end.
 func TestCachedSessionEndsAtItsLifetime(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{Lifetime: time.Hour, IdleTimeout: -1, CacheTTL: 30 * time.Second}, nil, clk.now)
 	token, _, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 	if err != nil {
@@ -151,7 +152,7 @@ func TestCachedSessionEndsAtItsLifetime(t *testing.T) {
 // awaits approval (Write re-reads the user). Taking the check out (Write's check of
 // Pending dropped) signs the user in.
 func TestCreateRefusesPendingUser(t *testing.T) {
-	ctx, db := context.Background(), openStore(t)
+	ctx, db := context.Background(), backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	approved := *u
@@ -168,7 +169,7 @@ func TestCreateRefusesPendingUser(t *testing.T) {
 // deactivated one does. Taking the check out (load's check of Pending dropped)
 // keeps serving it.
 func TestPendingUserLosesSessionOnReload(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
@@ -188,7 +189,7 @@ func TestPendingUserLosesSessionOnReload(t *testing.T) {
 // instance that cached it, not after CacheTTL. Taking the check out (Remember
 // without the forget of what Write ended) serves it from the cache.
 func TestCapEndsCachedSessionAtOnce(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{MaxPerUser: 1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	old := signIn(t, m, db, u, nil)
@@ -212,7 +213,7 @@ func TestCapEndsCachedSessionAtOnce(t *testing.T) {
 // sort's "new session last" case for a == new dropped) ends the new one
 // when the store lists it second.
 func TestCapNeverEndsTheNewSession(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{MaxPerUser: 1}, nil, clk.now)
 	for i := range 16 {
 		u := addUser(t, db, &store.User{Email: "u" + string(rune('a'+i)) + "@example.com", Active: true})
@@ -236,7 +237,7 @@ func TestCapNeverEndsTheNewSession(t *testing.T) {
 // entry idle by its own uses re-read on bbolt too) sends it to load,
 // which allows the stored time's two-minute lag, and serves it.
 func TestIdleInCacheAfterARestart(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	cfg := session.Config{IdleTimeout: 10 * time.Second}
 	token, _, err := session.New(db, cfg, nil, clk.now).Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 	if err != nil {
@@ -260,7 +261,7 @@ func TestIdleInCacheAfterARestart(t *testing.T) {
 // and endedBefore say. Taking the check out (endedBefore ignoring the user)
 // audits session.logged_out for it and says Before false.
 func TestSignOutOfInactiveUsersSession(t *testing.T) {
-	ctx, db := context.Background(), openStore(t)
+	ctx, db := context.Background(), backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
@@ -380,7 +381,7 @@ func TestSessionFoundWithInactiveUserIsDeleted(t *testing.T) {
 		{"pending approval", func(u *store.User) { u.Pending = true }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			clk := newClock()
 			m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
 			u := addUser(t, db, activeUser())
@@ -413,7 +414,7 @@ func TestSessionFoundWithInactiveUserIsDeleted(t *testing.T) {
 // fails, rather than handing the browser a cookie that names no session.
 func TestCreateRefusesASessionTheStoreRefuses(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	long := strings.Repeat("s", store.MaxKeyBytes+1)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -21,7 +22,7 @@ import (
 // of the placeholder fail every request of that user.
 func TestIdentityValuesHeaderSafe(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, newClock().now)
 	u := addUser(t, db, &store.User{Email: "zoe@example.com", FirstName: "Zo\x1b[2J\r\nX", LastName: "Do\te\x7f\u0085",
 		Groups: []string{"eng\nops", " admins"}, Active: true, Source: store.SourceJIT})
@@ -70,7 +71,7 @@ func TestIdentityValuesHeaderSafe(t *testing.T) {
 // count and never a group name; an ordinary session logs nothing.
 func TestLargeIdentityHeadersWarn(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	core, logs := observer.New(zap.WarnLevel)
 	m := session.New(db, session.Config{}, zap.New(core), newClock().now)
 	var many []string
@@ -111,7 +112,7 @@ func TestLargeIdentityHeadersWarn(t *testing.T) {
 // to DEBUG and the next WARN counts them.
 func TestLargeIdentityHeadersWarnOncePerUserAnHour(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	core, logs := observer.New(zap.DebugLevel)
 	m := session.New(db, session.Config{}, zap.New(core), clk.now)
@@ -169,7 +170,7 @@ func TestLargeIdentityHeadersWarnOncePerUserAnHour(t *testing.T) {
 // stays, U+001F and U+009F (a C1 control some stacks act on) go.
 func TestIdentityValuesControlBoundaries(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, newClock().now)
 	for i, tc := range []struct {
 		first, want string

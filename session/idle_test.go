@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -38,7 +39,7 @@ func TestIdleExactOnOneProcess(t *testing.T) {
 	for _, tt := range tests {
 		for _, flush := range []bool{false, true} {
 			t.Run(fmt.Sprintf("idle %v, used at %v, unused %v, flushed %v", tt.idle, tt.used, tt.unused, flush), func(t *testing.T) {
-				ctx, db, clk := context.Background(), openStore(t), newClock()
+				ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 				m := session.New(db, session.Config{IdleTimeout: tt.idle}, nil, clk.now)
 				token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 				if err != nil {
@@ -90,7 +91,7 @@ func TestIdleAfterARestartAllowsForLostUses(t *testing.T) {
 		{2*time.Minute + lag, true},
 	} {
 		t.Run(tt.unused.String(), func(t *testing.T) {
-			ctx, db, clk := context.Background(), openStore(t), newClock()
+			ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 			cfg := session.Config{IdleTimeout: 2 * time.Minute}
 			crashed := session.New(db, cfg, nil, clk.now)
 			token, s, err := crashed.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -122,7 +123,7 @@ func TestIdleAfterARestartAllowsForLostUses(t *testing.T) {
 // back, yet the session is in use and is not ended. Unused past the idle
 // timeout and the stored time's lag, it ends on both.
 func TestIdleOverASharedStoreCountsOtherInstancesUses(t *testing.T) {
-	ctx, db, clk := context.Background(), shared(openStore(t)), newClock()
+	ctx, db, clk := context.Background(), shared(backendtest.OpenBolt(t)), newClock()
 	cfg := session.Config{IdleTimeout: 10 * time.Second}
 	a, b := session.New(db, cfg, nil, clk.now), session.New(db, cfg, nil, clk.now)
 	token, _, err := a.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -23,7 +24,7 @@ import (
 // Manager's own tokens resolve as before.
 func TestMadeUpCookiesReadNothing(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := &txCounter{Store: db}
 	m := session.New(c, session.Config{}, nil, nil)
 	var forgets atomic.Int64

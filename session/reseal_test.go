@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -35,7 +36,7 @@ func rotateTokensKey(t *testing.T, db store.Store) {
 // other than the previous key's are left as they were.
 func TestResealCountsOnlyBlobsNoKeyOpens(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	tok := func(s string) *session.Tokens {
@@ -113,7 +114,7 @@ func TestResealCountsOnlyBlobsNoKeyOpens(t *testing.T) {
 // (docs/operations.md, "Rotating the store's keys").
 func TestRotateTokensKeyRefusesAnUnfinishedRotation(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	rotate := func() bool {
 		t.Helper()
 		var rotated bool
@@ -174,7 +175,7 @@ func TestRotateTokensKeyRefusesAnUnfinishedRotation(t *testing.T) {
 // each batch that sealed blobs again, so that sign-ins commit between them.
 func TestResealRestsBetweenBatches(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	for range 3 {

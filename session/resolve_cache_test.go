@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -17,7 +18,7 @@ import (
 // cache hit.
 func TestResolveCacheHitTouchesNothing(t *testing.T) {
 	ctx := context.Background()
-	db := &txCounter{Store: openStore(t)}
+	db := &txCounter{Store: backendtest.OpenBolt(t)}
 	m := session.New(db, session.Config{}, nil, nil)
 	m.Derive = func(id *session.Identity) any { return id.UserID }
 	u := addUser(t, db, activeUser())
@@ -58,7 +59,7 @@ func TestCachedCopyAtItsBoundaries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, db, clk := context.Background(), openStore(t), newClock()
+			ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 			m := session.New(db, tt.cfg, nil, clk.now)
 			token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 			if err != nil {
@@ -84,7 +85,7 @@ func TestCachedCopyAtItsBoundaries(t *testing.T) {
 // request with the cookie reads nothing from the store.
 func TestCreateStoresAndCachesTheSession(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &txCounter{Store: openStore(t)}
+	db := &txCounter{Store: backendtest.OpenBolt(t)}
 	m := session.New(db, session.Config{Lifetime: 3 * time.Hour}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	clk.advance(time.Minute)
@@ -125,7 +126,7 @@ func TestCreateStoresAndCachesTheSession(t *testing.T) {
 // used, and a pass drops at random; a cache of 200 keeps well clear.)
 func TestSecondChanceKeepsUsedSessionsCached(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &txCounter{Store: openStore(t)}
+	db := &txCounter{Store: backendtest.OpenBolt(t)}
 	const size = 200
 	m := session.New(db, session.Config{CacheSize: size, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -164,7 +165,7 @@ func TestSecondChanceKeepsUsedSessionsCached(t *testing.T) {
 // TestEvictionDropsATenth: a cache past its bound drops about a tenth of
 // itself, not more: the rest stays cached.
 func TestEvictionDropsATenth(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{CacheSize: 50, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	for i := range 120 {
@@ -182,7 +183,7 @@ func TestEvictionDropsATenth(t *testing.T) {
 // Flush when there was no use since.
 func TestFlushWritesEachUseOnce(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &txCounter{Store: openStore(t)}
+	db := &txCounter{Store: backendtest.OpenBolt(t)}
 	m := session.New(db, session.Config{CacheSize: 10, TouchInterval: time.Minute, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
@@ -223,7 +224,7 @@ func TestFlushWritesUsesByTouchInterval(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("used %v after sign-in, final %v", tt.usedAfter, tt.final), func(t *testing.T) {
-			ctx, db, clk := context.Background(), openStore(t), newClock()
+			ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 			m := session.New(db, session.Config{TouchInterval: time.Minute}, nil, clk.now)
 			token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 			if err != nil {
@@ -252,7 +253,7 @@ func TestFlushWritesUsesByTouchInterval(t *testing.T) {
 // without a restart.
 func TestRunSweepsEveryTenFlushes(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := &txCounter{Store: openStore(t)}
+	db := &txCounter{Store: backendtest.OpenBolt(t)}
 	cfg := session.Config{TouchInterval: 10 * time.Millisecond, Lifetime: time.Hour, IdleTimeout: -1}
 	m := session.New(db, cfg, nil, clk.now)
 	_, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -288,7 +289,7 @@ func TestRunSweepsEveryTenFlushes(t *testing.T) {
 // idle from its last cached use.
 func TestUseRacingAForgetCountsForIdle(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	paused := newPausingStore(db)
 	m := session.New(paused, session.Config{IdleTimeout: time.Hour, TouchInterval: time.Minute}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -317,7 +318,7 @@ func TestUseRacingAForgetCountsForIdle(t *testing.T) {
 // connection) still writes the uses it had not flushed: the sessions live
 // on, and a use lost would bring a session in use to its idle timeout.
 func TestForgetAllKeepsLastSeen(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	h := &hub{listeners: map[int]func(store.Invalidation){}}
 	m := session.New(&broadcastStore{db, h, 1}, session.Config{TouchInterval: time.Minute}, nil, clk.now)
 	runInstances(t, h, m)
@@ -348,7 +349,7 @@ func TestForgetAllKeepsLastSeen(t *testing.T) {
 func TestForgetDropsWhatItNamesHere(t *testing.T) {
 	for _, told := range []bool{false, true} {
 		t.Run(fmt.Sprintf("told %v", told), func(t *testing.T) {
-			ctx, db, clk := context.Background(), openStore(t), newClock()
+			ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 			m := session.New(shared(db), session.Config{CacheTTL: time.Hour}, nil, clk.now)
 			ended := signIn(t, m, db, addUser(t, db, activeUser()), nil)
 			u := addUser(t, db, &store.User{Email: "bob@example.com", Active: true})
@@ -371,7 +372,7 @@ func TestForgetDropsWhatItNamesHere(t *testing.T) {
 // not write (the store refusing writes) are written by the next one, those
 // of sessions the cache had dropped too.
 func TestFailedFlushKeepsUsesForTheNext(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	full := new(atomic.Bool)
 	m := session.New(writesFail{db, full}, session.Config{CacheSize: 10, TouchInterval: time.Minute, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -418,7 +419,7 @@ func TestFlushCutBetweenBatchesKeepsTheRest(t *testing.T) {
 	ctx, clk := context.Background(), newClock()
 	cut, cancel := context.WithCancel(ctx)
 	defer cancel()
-	db := &cuttingStore{Store: openStore(t), cancel: cancel}
+	db := &cuttingStore{Store: backendtest.OpenBolt(t), cancel: cancel}
 	m := session.New(db, session.Config{CacheSize: 10, TouchInterval: time.Minute, MaxPerUser: -1}, nil, clk.now)
 	u := addUser(t, db, activeUser())
 	tokens := createSessions(t, m, u, 30)
@@ -458,7 +459,7 @@ func TestSweepDeletesWhatNoRequestCouldAccept(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, db, clk := context.Background(), openStore(t), newClock()
+			ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 			cfg := session.Config{Lifetime: 8 * time.Hour, IdleTimeout: tt.idle, TouchInterval: time.Minute}
 			_, s, err := session.New(db, cfg, nil, clk.now).Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 			if err != nil {
@@ -480,7 +481,7 @@ func TestSweepDeletesWhatNoRequestCouldAccept(t *testing.T) {
 // TestRunFlushesAsItStops: when Run's context ends (a reload, a shutdown)
 // it writes every use it holds, however recent, before it returns.
 func TestRunFlushesAsItStops(t *testing.T) {
-	ctx, db, clk := context.Background(), openStore(t), newClock()
+	ctx, db, clk := context.Background(), backendtest.OpenBolt(t), newClock()
 	m := session.New(db, session.Config{TouchInterval: time.Hour}, nil, clk.now)
 	token, s, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 	if err != nil {
@@ -508,7 +509,7 @@ func TestRunFlushesAsItStops(t *testing.T) {
 func TestRememberedUseCountsForIdle(t *testing.T) {
 	ctx := context.Background()
 	t.Run("cached copy over a shared store", func(t *testing.T) {
-		db, clk := openStore(t), newClock()
+		db, clk := backendtest.OpenBolt(t), newClock()
 		m := session.New(shared(db), session.Config{IdleTimeout: time.Hour, TouchInterval: time.Minute}, nil, clk.now)
 		token, _, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
 		if err != nil {
@@ -524,7 +525,7 @@ func TestRememberedUseCountsForIdle(t *testing.T) {
 		}
 	})
 	t.Run("dropped from the cache, by Ends", func(t *testing.T) {
-		db, clk := openStore(t), newClock()
+		db, clk := backendtest.OpenBolt(t), newClock()
 		m := session.New(db, session.Config{CacheSize: 10, IdleTimeout: time.Hour, TouchInterval: time.Minute, MaxPerUser: -1}, nil, clk.now)
 		u := addUser(t, db, activeUser())
 		token, s, err := m.Create(ctx, u, "okta", store.LogoutInfo{})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -33,7 +34,7 @@ func (s writesFail) Update(ctx context.Context, fn func(store.Tx) error) error {
 // session, with its audit event, and a restart does not bring it back.
 func TestSignOutTheStoreCannotRecord(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	full := new(atomic.Bool)
 	st := writesFail{db, full}
 	m := session.New(st, session.Config{}, nil, nil)
@@ -109,7 +110,7 @@ func (s readDuringFailedWrite) Update(context.Context, func(store.Tx) error) err
 // working: the session is refused once Revoke returns.
 func TestSignOutUnrecordedAfterARaceRead(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	st := &readDuringFailedWrite{Store: db}
 	m := session.New(st, session.Config{}, nil, nil)
 	token, _, err := (session.New(db, session.Config{}, nil, nil)).Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -136,7 +137,7 @@ func TestSignOutUnrecordedAfterARaceRead(t *testing.T) {
 // a retry of it meanwhile keeps the first time.
 func TestSignOutRecordedLateKeepsItsTime(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	full := new(atomic.Bool)
 	clk := newClock()
 	m := session.New(writesFail{db, full}, session.Config{}, nil, clk.now)

@@ -3,15 +3,14 @@ package session_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // clock is a settable time source shared by the Manager and the test.
@@ -24,16 +23,6 @@ func newClock() *clock {
 }
 func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-
-func openStore(t testing.TB) *bolt.DB {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // shared is db as instances sharing it see it: a store.Broadcaster, as
 // PostgreSQL is, whose broadcasts reach no one (the cache TTL carries
@@ -55,7 +44,7 @@ func activeUser() *store.User {
 
 func TestCreateAndResolve(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -135,7 +124,7 @@ func TestExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			clk := newClock()
 			m := session.New(db, tt.cfg, nil, clk.now)
 			token, _, err := m.Create(ctx, addUser(t, db, activeUser()), "okta", store.LogoutInfo{})
@@ -189,7 +178,7 @@ func TestExpiry(t *testing.T) {
 
 func TestRevocationTakesEffectAtOnce(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	t1, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
@@ -228,7 +217,7 @@ func TestRevocationTakesEffectAtOnce(t *testing.T) {
 
 func TestInactiveUserLosesSessionOnReload(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{CacheTTL: time.Second}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -249,7 +238,7 @@ func TestInactiveUserLosesSessionOnReload(t *testing.T) {
 
 func TestLastSeenIsBatched(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	m := session.New(db, session.Config{TouchInterval: time.Minute}, nil, clk.now)
 	u := addUser(t, db, activeUser())
@@ -291,7 +280,7 @@ func TestLastSeenIsBatched(t *testing.T) {
 
 func TestConcurrentResolve(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	token, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
@@ -337,7 +326,7 @@ func auditTypes(t *testing.T, db store.Store) map[string]int {
 
 func BenchmarkResolveCached(b *testing.B) {
 	ctx := context.Background()
-	db := openStore(b)
+	db := backendtest.OpenBolt(b)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(b, db, activeUser())
 	token, _, _ := m.Create(ctx, u, "okta", store.LogoutInfo{})
@@ -353,7 +342,7 @@ func BenchmarkResolveCached(b *testing.B) {
 
 func TestCreateRefusesInactiveUser(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	// The sign-in was approved with this copy; then the user was deactivated.
@@ -401,7 +390,7 @@ func TestIdleAllowsForAnotherInstanceWithAStaleEntry(t *testing.T) {
 // minute.
 func instances(t *testing.T) (ctx context.Context, clk *clock, a *session.Manager, another func() *session.Manager, token string) {
 	t.Helper()
-	ctx, db, clk := context.Background(), shared(openStore(t)), newClock()
+	ctx, db, clk := context.Background(), shared(backendtest.OpenBolt(t)), newClock()
 	cfg := session.Config{IdleTimeout: 2 * time.Minute, TouchInterval: time.Minute}
 	another = func() *session.Manager { return session.New(db, cfg, nil, clk.now) }
 	a = another()

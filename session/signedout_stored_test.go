@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -136,7 +137,7 @@ func (l *lostCommitStore) Update(ctx context.Context, fn func(store.Tx) error) e
 // late record deletes the ended row without a second session.logged_out.
 func TestSignOutCommittedOutcomeUnknownAuditedOnce(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	ls := &lostCommitStore{Store: db}
 	m := session.New(ls, session.Config{}, nil, c.now)
@@ -166,7 +167,7 @@ func TestSignOutCommittedOutcomeUnknownAuditedOnce(t *testing.T) {
 // IdP's logout; a sweep a minute after the sign-out deletes it.
 func TestSweepSparesSignedOutSessionForDoubleClick(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	m := session.New(shared(db), session.Config{}, nil, c.now)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -34,7 +35,7 @@ func (s *firstUpdateHook) Update(ctx context.Context, fn func(store.Tx) error) e
 // auditing again: one session.logged_out event for one sign-out.
 func TestSignOutOnTwoInstancesAtOnceAuditsOnce(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	a := session.New(db, session.Config{}, nil, c.now)
 	hooked := &firstUpdateHook{Store: db}
@@ -61,7 +62,7 @@ func TestSignOutOnTwoInstancesAtOnceAuditsOnce(t *testing.T) {
 // session on a (whose clock has not reached b's) right after its sign-out.
 func TestIdleEndKeepsASignOutThatCameFirst(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	cfg := session.Config{IdleTimeout: time.Hour}
 	a := session.New(db, cfg, nil, c.now)
@@ -117,7 +118,7 @@ func TestSignOutKeepsNoCredentialOfAnyKind(t *testing.T) {
 		{"blob that does not open", &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: exp}, true, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			m := session.New(db, session.Config{}, nil, nil)
 			n := signIn(t, m, db, addUser(t, db, activeUser()), tt.tokens)
 			if tt.corrupt {
@@ -169,7 +170,7 @@ func TestSignOutOfSessionItsUserMayNotUse(t *testing.T) {
 		{"pending approval", func(u *store.User) { u.Pending = true }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			c := &txCounter{Store: db}
 			m := session.New(c, session.Config{}, nil, nil)
 			u := addUser(t, db, activeUser())
@@ -197,7 +198,7 @@ func TestSignOutOfSessionItsUserMayNotUse(t *testing.T) {
 // later request.
 func TestCookieAtItsStoredEndTakesNoWrite(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	clk := newClock()
 	cfg := session.Config{Lifetime: 8 * time.Hour}
 	m := session.New(db, cfg, nil, clk.now)
@@ -223,7 +224,7 @@ func TestCookieAtItsStoredEndTakesNoWrite(t *testing.T) {
 // an expired session's end never has one.
 func TestLateSignOutAtTheSessionsEndAuditsNothing(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	away := &awayStore{Store: db}
 	m := session.New(away, session.Config{}, nil, c.now)
@@ -246,7 +247,7 @@ func TestLateSignOutAtTheSessionsEndAuditsNothing(t *testing.T) {
 func TestLateSignOutReachesOtherInstances(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	h := newHub()
 	cfg := session.Config{CacheTTL: time.Hour}
 	away := &awayStore{Store: db}
@@ -290,7 +291,7 @@ func TestLateSignOutReachesOtherInstances(t *testing.T) {
 // whole lifetime, and its place among the sign-outs kept).
 func TestLateSignOutRecordedOnce(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	away := &awayStore{Store: db}
 	c := &txCounter{Store: away}
 	m := session.New(c, session.Config{}, nil, nil)
@@ -327,7 +328,7 @@ func TestTokensRefusedOnceTheSessionEnds(t *testing.T) {
 		{"past a lifetime shortened since", time.Hour, func(*store.Session, time.Time) time.Duration { return 2 * time.Hour }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			c := newClock()
 			n := signIn(t, session.New(db, session.Config{}, nil, c.now), db, addUser(t, db, activeUser()),
 				&session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: c.now().Add(time.Hour)})
@@ -351,7 +352,7 @@ func TestTokensRefusedOnceTheSessionEnds(t *testing.T) {
 // taken, and the session ends once the store is back.
 func TestRetriedSignOutStaysKnown(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	away := &awayStore{Store: db}
 	m := session.New(away, session.Config{MaxPerUser: -1}, nil, nil)
 	u := addUser(t, db, activeUser())
@@ -427,7 +428,7 @@ func TestRefreshFindingTheSessionSignedOutForgetsIt(t *testing.T) {
 // recorded when the store returns.
 func TestSignOutsPastTheLifetimeFreeTheirPlaces(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	away := &awayStore{Store: db}
 	c := newClock()
 	m := session.New(away, session.Config{}, nil, c.now)
@@ -454,7 +455,7 @@ func TestSignOutsPastTheLifetimeFreeTheirPlaces(t *testing.T) {
 // it), to the nanosecond: no session.logged_out event a lifetime late.
 func TestLateSignOutALifetimeOldIsDropped(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	away := &awayStore{Store: db}
 	c := newClock()
 	m := session.New(away, session.Config{}, nil, c.now)

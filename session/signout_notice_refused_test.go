@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -28,7 +29,7 @@ func (fullQueueBroadcaster) Listen(context.Context, func(store.Invalidation)) {}
 // filling up, or full").
 func TestSignOutWithFullNotifyQueue(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	core, logs := observer.New(zap.WarnLevel)
 	m := session.New(fullQueueBroadcaster{db}, session.Config{}, zap.New(core), nil)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), nil)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -47,7 +48,7 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 		{"past its lifetime", session.DefaultLifetime, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			c := newClock()
 			m := session.New(db, session.Config{}, nil, c.now)
 			u := addUser(t, db, activeUser())
@@ -98,7 +99,7 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 	}
 
 	t.Run("signed out while the store was away", func(t *testing.T) {
-		db := openStore(t)
+		db := backendtest.OpenBolt(t)
 		m := session.New(db, session.Config{}, nil, nil)
 		n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
 		m.RevokeLater(n.Token, store.EventSessionLoggedOut)
@@ -125,7 +126,7 @@ func (s *updateCounter) Update(ctx context.Context, fn func(store.Tx) error) err
 // bbolt commit and its syncs), which sign-ins would queue behind.
 func TestSignOutOfUnknownTokenTakesNoWrite(t *testing.T) {
 	ctx := context.Background()
-	db := &updateCounter{Store: openStore(t)}
+	db := &updateCounter{Store: backendtest.OpenBolt(t)}
 	m := session.New(db, session.Config{}, nil, nil)
 	for i := range 4 {
 		e, err := m.SignOut(ctx, strings.Repeat("x", 40)+string(rune('a'+i)))
@@ -145,7 +146,7 @@ func TestSignOutOfUnknownTokenTakesNoWrite(t *testing.T) {
 // click's answer still carries the ID token.
 func TestSignOutKeepsOnlyTheLogoutToken(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: time.Now().Add(time.Hour)})
 	if _, err := m.SignOut(ctx, n.Token); err != nil {
@@ -174,7 +175,7 @@ func TestSignOutKeepsOnlyTheLogoutToken(t *testing.T) {
 // copy, so that the cookie is refused on B at once, not after CacheTTL.
 func TestSecondClickForgetsItsOwnCache(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	c := newClock()
 	a := session.New(shared(db), session.Config{}, nil, c.now)
 	b := session.New(shared(db), session.Config{}, nil, c.now)
@@ -202,7 +203,7 @@ func TestSecondClickForgetsItsOwnCache(t *testing.T) {
 // minute of the sign-out, on either instance, keeps it for that click.
 func TestSignOutSeenAtOnceByALaggingInstance(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ca := newClock()
 	a := session.New(db, session.Config{}, nil, ca.now)
 	bStore := &updateCounter{Store: db}

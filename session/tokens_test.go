@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -37,7 +38,7 @@ func signIn(t testing.TB, m *session.Manager, db store.Store, u *store.User, tok
 
 func TestTokensSealedAndRead(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	want := &session.Tokens{IDToken: idToken, AccessToken: "at-secret", RefreshToken: "rt-secret", Expiry: time.Unix(1_800_000_000, 0)}
@@ -85,7 +86,7 @@ func TestTokensSealedAndRead(t *testing.T) {
 // does not open, so a store writer cannot move one user's tokens to another.
 func TestTokensBoundToSession(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	a := signIn(t, m, db, u, &session.Tokens{IDToken: idToken})
@@ -118,7 +119,7 @@ func TestTokensBoundToSession(t *testing.T) {
 // reads as an ID token.
 func TestPlainIDTokenFromUpgrade(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	n := signIn(t, m, db, u, nil)
@@ -136,7 +137,7 @@ func TestPlainIDTokenFromUpgrade(t *testing.T) {
 
 func TestRevokeReturnsWhatLogoutNeeds(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	n := signIn(t, m, db, u, &session.Tokens{IDToken: idToken, RefreshToken: "rt-secret"})
@@ -177,7 +178,7 @@ func TestRevokeReturnsWhatLogoutNeeds(t *testing.T) {
 // byte, whether or not it is a JWS the compact encoding can decode.
 func TestTokensRoundTripExactly(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	n := signIn(t, m, db, u, nil)
@@ -206,7 +207,7 @@ func TestTokensRoundTripExactly(t *testing.T) {
 // below its text size, which is most of a session's bytes in the store.
 func TestSealedIDTokenIsCompact(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	m := session.New(db, session.Config{}, nil, nil)
 	u := addUser(t, db, activeUser())
 	tok := typicalIDToken()

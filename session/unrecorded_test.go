@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -76,7 +77,7 @@ func errorLines(logs *observer.ObservedLogs) []string {
 // store is back.
 func TestMadeUpSignOutCookiesTakeNoPlace(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	st := &awayStore{Store: db}
 	c := &txCounter{Store: st}
 	core, logs := observer.New(zap.ErrorLevel)
@@ -155,7 +156,7 @@ func TestUnrecordedSignOutsKeepKnownSessions(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openStore(t)
+			db := backendtest.OpenBolt(t)
 			st := &awayStore{Store: db}
 			full := new(atomic.Bool)
 			clk := newClock()
@@ -241,7 +242,7 @@ func TestUnrecordedSignOutsKeepKnownSessions(t *testing.T) {
 // past maxUnrecordedRevocations.
 func TestUnrecordedSignOutsNeverPushOutKnownOnes(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	full := new(atomic.Bool)
 	core, logs := observer.New(zap.ErrorLevel)
 	m := session.New(writesFail{db, full}, session.Config{MaxPerUser: -1}, zap.New(core), nil)
@@ -302,7 +303,7 @@ func TestUnrecordedSignOutsNeverPushOutKnownOnes(t *testing.T) {
 // of one of them, and is recorded once the store is back.
 func TestUnrecordedSignOutOfASessionTheCacheDropped(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	st := &awayStore{Store: db}
 	clk := newClock()
 	m := session.New(st, session.Config{CacheSize: 1}, nil, clk.now)
@@ -347,7 +348,7 @@ func TestUnrecordedSignOutOfASessionTheCacheDropped(t *testing.T) {
 // and is recorded once the store is back.
 func TestUnrecordedSignOutOfASessionWithUnsavedTokens(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	flaky := &flakyStore{Store: db}
 	st := &awayStore{Store: flaky}
 	clk := newClock()

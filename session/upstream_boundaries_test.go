@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 )
 
@@ -152,7 +153,7 @@ func TestUpstreamTokensLeaderGivingUpLeavesFollowersWaiting(t *testing.T) {
 // store is away.
 func TestUpstreamTokensUnsavedBoundedByCacheSize(t *testing.T) {
 	clk := newClock()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	flaky := &flakyStore{Store: db}
 	core, logs := observer.New(zapcore.ErrorLevel)
 	m := session.New(flaky, session.Config{CacheSize: 1}, zap.New(core), clk.now)

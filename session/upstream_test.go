@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -55,7 +56,7 @@ type tokenWorld struct {
 
 func newTokenWorld(t *testing.T, tok *session.Tokens) *tokenWorld {
 	t.Helper()
-	w := &tokenWorld{ctx: context.Background(), db: openStore(t), clk: newClock()}
+	w := &tokenWorld{ctx: context.Background(), db: backendtest.OpenBolt(t), clk: newClock()}
 	w.m = session.New(w.db, session.Config{}, nil, w.clk.now)
 	w.idp = &fakeIdP{clk: w.clk, ttl: time.Minute}
 	if tok == nil {
@@ -325,7 +326,7 @@ func TestUpstreamTokensShortLived(t *testing.T) {
 
 func BenchmarkUpstreamTokensCached(b *testing.B) {
 	ctx := context.Background()
-	db := openStore(b)
+	db := backendtest.OpenBolt(b)
 	m := session.New(db, session.Config{}, nil, nil)
 	n := signIn(b, m, db, addUser(b, db, activeUser()),
 		&session.Tokens{IDToken: idToken, AccessToken: "at", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)})
@@ -402,7 +403,7 @@ type rotatingWorld struct {
 
 func newRotatingWorld(t *testing.T) *rotatingWorld {
 	t.Helper()
-	w := &tokenWorld{ctx: context.Background(), db: openStore(t), clk: newClock()}
+	w := &tokenWorld{ctx: context.Background(), db: backendtest.OpenBolt(t), clk: newClock()}
 	flaky := &flakyStore{Store: w.db}
 	w.m = session.New(flaky, session.Config{}, nil, w.clk.now)
 	tok := &session.Tokens{IDToken: idToken, AccessToken: "at-1", RefreshToken: "rt-1", Expiry: w.clk.now().Add(time.Minute)}

@@ -3,15 +3,14 @@ package signin_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestSessionNotOnOrAfterCapsLifetime: an assertion whose IdP bounds the
@@ -30,11 +29,7 @@ func TestSessionNotOnOrAfterCapsLifetime(t *testing.T) {
 		{"no bound", time.Time{}, t0.Add(session.DefaultLifetime)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
+			db := backendtest.OpenBolt(t)
 			now := t0
 			clock := func() time.Time { return now }
 			// No idle timeout: only the absolute expiry is under test.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -88,7 +89,7 @@ func TestClockSetBackAcrossRotation(t *testing.T) {
 // sign with, and the keys of the set held before stay published for the
 // tokens they signed.
 func TestClockSetBackOverRotations(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	const rotation = time.Hour
 	base := time.Unix(1_800_000_000, 0)
@@ -178,7 +179,7 @@ func TestClockSetBackAfterFailedRecheck(t *testing.T) {
 // minute's recheck must still come, or a `caddy sso keys rotate` made
 // meanwhile would be seen only once the clock caught up.
 func TestClockSetBackWithinRotationStillRechecks(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	const rotation = 24 * time.Hour
 	base := time.Unix(1_800_000_000, 0).Truncate(rotation)

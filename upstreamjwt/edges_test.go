@@ -9,6 +9,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -30,7 +31,7 @@ func payloadOf(t *testing.T, tok string) map[string]any {
 // array an upstream can iterate, never null), and auth_time is there only
 // when the IdP said when the person authenticated, in whole seconds.
 func TestSignOptionalClaims(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })
@@ -73,7 +74,7 @@ func TestSignOptionalClaims(t *testing.T) {
 // rotation of zero, as they document, rather than divide by it: the
 // keyring signs, with the keys a keyring of DefaultRotation publishes.
 func TestDefaultRotationForZero(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
@@ -97,7 +98,7 @@ func TestDefaultRotationForZero(t *testing.T) {
 // again, so that a `caddy sso keys rotate` is seen within
 // RecheckInterval, not once the clock has caught up.
 func TestClockSetBackOneRotationStillRechecks(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	const rotation = 24 * time.Hour
 	base := time.Unix(1_800_000_000, 0).Truncate(rotation)
@@ -171,7 +172,7 @@ func TestClockSetBackThenRightAgain(t *testing.T) {
 // whose clock is a little ahead of the one running Rotate, past a
 // rotation): it makes fresh keys for it, the current and next period's.
 func TestRotateMakesKeysOfValueWithOnlyNextKey(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	const rotation = time.Hour
 	base := time.Unix(1_800_000_000, 0).Truncate(rotation)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -15,7 +16,7 @@ import (
 // with the JWKS it publishes (no key published before is), and a new one
 // does. Keys of another rotation value go too.
 func TestRotateRetiresEveryKey(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }

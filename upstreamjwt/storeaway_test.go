@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
@@ -65,7 +66,7 @@ func (s *awayStore) View(ctx context.Context, fn func(store.Tx) error) error {
 
 func openAway(t *testing.T) (*awayStore, *bolt.DB) {
 	t.Helper()
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	return &awayStore{Store: db}, db
 }
 
@@ -266,7 +267,7 @@ func TestInstancesShareTheKey(t *testing.T) {
 // can be valid (a period after their last period ended), not never; those
 // of a value another route still uses stay while published.
 func TestAbandonedRotationKeysDeleted(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }

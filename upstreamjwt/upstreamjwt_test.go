@@ -3,7 +3,6 @@ package upstreamjwt
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,8 +12,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // verifyWithJWKS verifies tok with the keyring's published key set, and
@@ -41,12 +40,7 @@ func verifyWithJWKS(t *testing.T, k *Keyring, tok string) (jwt.Claims, string, e
 // TestRotation: keys persist across restarts, rotate every period, and a
 // token signed before a rotation still verifies with the JWKS after it.
 func TestRotation(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sso.db")
-	db, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
@@ -92,7 +86,7 @@ func TestRotation(t *testing.T) {
 // ours accepts a fresh token without leeway: neither issued in the future
 // (iat) nor not yet valid (nbf).
 func TestClockBehind(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })
@@ -143,7 +137,7 @@ func secretNames(t *testing.T, db store.Store, prefix string) []string {
 // keys of another rotation value sharing the store stay, and a token
 // signed with the now previous key still verifies.
 func TestOldKeysDeleted(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	start := time.Unix(1_800_000_000, 0)
 	now := start
@@ -216,7 +210,7 @@ func TestOldKeysDeleted(t *testing.T) {
 // old one signed a moment before verifies with the new one's JWKS for as
 // long as it can be valid, and its key is published no longer after.
 func TestKeyRotationChangeKeepsTokensInFlight(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
@@ -250,22 +244,11 @@ func TestKeyRotationChangeKeepsTokensInFlight(t *testing.T) {
 	}
 }
 
-// openStore opens a bbolt store in t's directory, closed when t ends.
-func openStore(t *testing.T) *bolt.DB {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // TestSignNotAfter: Claims.NotAfter bounds exp at its whole second, read
 // against the clock Sign reads after the key; a bound already passed (or
 // reached) gives the token a second, and none leaves the ttl alone.
 func TestSignNotAfter(t *testing.T) {
-	db := openStore(t)
+	db := backendtest.OpenBolt(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	k, err := Open(ctx, db, DefaultRotation, func() time.Time { return now })

@@ -94,30 +94,59 @@ func newTestKeySet(url string, now *atomic.Pointer[time.Time]) *keySet {
 	}
 }
 
-func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
-	k1, j1 := rsaKey(t, "k1", "")
-	k2, j2 := rsaKey(t, "k2", "")
-	srv := newJWKSServer(t, j1)
-	ks, now, t0 := startKeySet(srv.URL)
-	ctx := context.Background()
-	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
+// rotation is a key set that has verified tok, signed by oldKey, the one
+// key (old) of its JWKS, in its one fetch at t0; newKey (next) is the key
+// the IdP rotates to.
+type rotation struct {
+	ctx            context.Context
+	ks             *keySet
+	srv            *jwksServer
+	now            *atomic.Pointer[time.Time]
+	t0             time.Time
+	tok            string
+	oldKey, newKey *rsa.PrivateKey
+	old, next      jose.JSONWebKey
+}
+
+// startRotation is a rotation from a key of oldKid to one of newKid (the
+// same kid for an IdP that keeps it).
+func startRotation(t *testing.T, oldKid, newKid string) *rotation {
+	t.Helper()
+	r := &rotation{ctx: context.Background()}
+	r.oldKey, r.old = rsaKey(t, oldKid, "")
+	r.newKey, r.next = rsaKey(t, newKid, "")
+	r.srv = newJWKSServer(t, r.old)
+	r.ks, r.now, r.t0 = startKeySet(r.srv.URL)
+	r.tok = signJWT(t, r.oldKey, oldKid, jose.RS256)
+	if _, err := r.ks.VerifySignature(r.ctx, r.tok); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// at sets the key set's clock to d after t0, and returns that time.
+func (r *rotation) at(d time.Duration) time.Time {
+	t := r.t0.Add(d)
+	r.now.Store(&t)
+	return t
+}
+
+func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
+	r := startRotation(t, "k1", "k2")
 
 	// Rotation: k2 appears; many verifications of k2 tokens arrive while the
 	// one permitted fetch is in flight. All must wait for it and succeed.
-	srv.set(j1, j2)
-	t1 := t0.Add(time.Minute)
-	now.Store(&t1)
+	r.srv.set(r.old, r.next)
+	r.at(time.Minute)
 	gate := make(chan struct{})
-	srv.mu.Lock()
-	srv.gate = gate
-	srv.mu.Unlock()
-	tok := signJWT(t, k2, "k2", jose.RS256)
+	r.srv.mu.Lock()
+	r.srv.gate = gate
+	r.srv.mu.Unlock()
+	tok := signJWT(t, r.newKey, "k2", jose.RS256)
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
-		wg.Go(func() { _, errs[i] = ks.VerifySignature(ctx, tok) })
+		wg.Go(func() { _, errs[i] = r.ks.VerifySignature(r.ctx, tok) })
 	}
 	time.Sleep(50 * time.Millisecond) // let them queue behind the fetch
 	close(gate)
@@ -127,7 +156,7 @@ func TestKeySetConcurrentRefreshIsShared(t *testing.T) {
 			t.Errorf("verification %d: %v", i, err)
 		}
 	}
-	if n := srv.fetches.Load(); n != 2 {
+	if n := r.srv.fetches.Load(); n != 2 {
 		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 }
@@ -192,33 +221,16 @@ func TestKeySetSelectsByKid(t *testing.T) {
 	}
 }
 
-// withdrawnKeyWorld is a key set that has verified tok, signed by key k1
-// of its JWKS; j2 is the key the IdP will publish instead.
-func withdrawnKeyWorld(t *testing.T) (ctx context.Context, ks *keySet, srv *jwksServer, now *atomic.Pointer[time.Time], t0 time.Time, tok string, j2 jose.JSONWebKey) {
-	t.Helper()
-	k1, j1 := rsaKey(t, "k1", "")
-	_, j2 = rsaKey(t, "k2", "")
-	srv = newJWKSServer(t, j1)
-	ks, now, t0 = startKeySet(srv.URL)
-	ctx = context.Background()
-	tok = signJWT(t, k1, "k1", jose.RS256)
-	if _, err := ks.VerifySignature(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
-	return ctx, ks, srv, now, t0, tok, j2
-}
-
 func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
-	ctx, ks, srv, now, t0, tok, j2 := withdrawnKeyWorld(t)
-	srv.set(j2) // k1 withdrawn, e.g. compromised
-	later := t0.Add(keysMaxAge + time.Minute)
-	now.Store(&later)
-	ks.VerifySignature(ctx, tok) // still cached; triggers the refresh
-	ks.bg.wg.Wait()              // which runs in the background
-	if _, err := ks.VerifySignature(ctx, tok); err == nil {
+	r := startRotation(t, "k1", "k2")
+	r.srv.set(r.next) // k1 withdrawn, e.g. compromised
+	r.at(keysMaxAge + time.Minute)
+	r.ks.VerifySignature(r.ctx, r.tok) // still cached; triggers the refresh
+	r.ks.bg.wg.Wait()                  // which runs in the background
+	if _, err := r.ks.VerifySignature(r.ctx, r.tok); err == nil {
 		t.Fatal("a key withdrawn from the JWKS is still accepted after keysMaxAge")
 	}
-	if n := srv.fetches.Load(); n != 2 {
+	if n := r.srv.fetches.Load(); n != 2 {
 		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 }
@@ -227,59 +239,50 @@ func TestKeySetDropsWithdrawnKeysAfterMaxAge(t *testing.T) {
 // reset the keys' age: the next verification after the rate limit fetches
 // again, so a withdrawn key is not trusted for another keysMaxAge.
 func TestKeySetRetriesAFailedMaxAgeRefresh(t *testing.T) {
-	ctx, ks, srv, now, t0, tok, j2 := withdrawnKeyWorld(t)
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	r := startRotation(t, "k1", "k2")
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer down.Close()
-	ks.setURL(down.URL)
-	aged := t0.Add(keysMaxAge + time.Minute)
-	now.Store(&aged)
-	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+	r.ks.setURL(down.URL)
+	aged := keysMaxAge + time.Minute
+	r.at(aged)
+	if _, err := r.ks.VerifySignature(r.ctx, r.tok); err != nil {
 		t.Fatalf("the cached key while its refresh fails: %v, want it accepted", err)
 	}
-	ks.bg.wg.Wait() // the refresh runs in the background
-	srv.set(j2)     // back, with k1 withdrawn
-	ks.setURL(srv.URL)
-	back := aged.Add(ks.minRefresh + time.Second)
-	now.Store(&back)
-	ks.VerifySignature(ctx, tok) // cached; the retry fetches
-	ks.bg.wg.Wait()
-	if _, err := ks.VerifySignature(ctx, tok); err == nil {
-		t.Fatalf("withdrawn key accepted %v after the last successful fetch (%d fetches): the failed refresh reset its age", back.Sub(t0), srv.fetches.Load())
+	r.ks.bg.wg.Wait() // the refresh runs in the background
+	r.srv.set(r.next) // back, with k1 withdrawn
+	r.ks.setURL(r.srv.URL)
+	back := r.at(aged + r.ks.minRefresh + time.Second)
+	r.ks.VerifySignature(r.ctx, r.tok) // cached; the retry fetches
+	r.ks.bg.wg.Wait()
+	if _, err := r.ks.VerifySignature(r.ctx, r.tok); err == nil {
+		t.Fatalf("withdrawn key accepted %v after the last successful fetch (%d fetches): the failed refresh reset its age", back.Sub(r.t0), r.srv.fetches.Load())
 	}
 }
 
 // An IdP that rotates its key but keeps the kid: the first token under the
 // new key fetches the JWKS again (once per minRefresh), and is accepted.
 func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
-	kA, jA := rsaKey(t, "default", "")
-	kB, jB := rsaKey(t, "default", "")
-	srv := newJWKSServer(t, jA)
-	ks, now, t0 := startKeySet(srv.URL)
-	ctx := context.Background()
-	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err != nil {
-		t.Fatal(err)
-	}
-	srv.set(jB)
-	rotated := signJWT(t, kB, "default", jose.RS256)
+	r := startRotation(t, "default", "default")
+	r.srv.set(r.next)
+	rotated := signJWT(t, r.newKey, "default", jose.RS256)
 	// Within minRefresh of the first fetch: no new fetch, refused.
-	if _, err := ks.VerifySignature(ctx, rotated); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+	if _, err := r.ks.VerifySignature(r.ctx, rotated); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
 		t.Fatalf("VerifySignature within minRefresh = %v, want \"signature does not verify\"", err)
 	}
-	if n := srv.fetches.Load(); n != 1 {
+	if n := r.srv.fetches.Load(); n != 1 {
 		t.Fatalf("%d JWKS fetches within minRefresh, want 1", n)
 	}
-	t1 := t0.Add(time.Minute)
-	now.Store(&t1)
-	if _, err := ks.VerifySignature(ctx, rotated); err != nil {
+	r.at(time.Minute)
+	if _, err := r.ks.VerifySignature(r.ctx, rotated); err != nil {
 		t.Fatalf("token under the rotated key with the same kid: %v", err)
 	}
-	if n := srv.fetches.Load(); n != 2 {
+	if n := r.srv.fetches.Load(); n != 2 {
 		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 	// The old key is gone from the set: its tokens no longer verify.
-	if _, err := ks.VerifySignature(ctx, signJWT(t, kA, "default", jose.RS256)); err == nil {
+	if _, err := r.ks.VerifySignature(r.ctx, r.tok); err == nil {
 		t.Error("a token under the replaced key is still accepted")
 	}
 }
@@ -313,27 +316,18 @@ func TestKeySetUnavailableJWKS(t *testing.T) {
 // moment short of it after the last fetch is refused without a fetch, and
 // exactly minRefresh after it the JWKS is fetched and the token accepted.
 func TestKeySetRefreshLimitBoundary(t *testing.T) {
-	k1, j1 := rsaKey(t, "k1", "")
-	k2, j2 := rsaKey(t, "k2", "")
-	srv := newJWKSServer(t, j1)
-	ks, now, t0 := startKeySet(srv.URL)
-	ctx := context.Background()
-	if _, err := ks.VerifySignature(ctx, signJWT(t, k1, "k1", jose.RS256)); err != nil {
-		t.Fatal(err)
-	}
-	srv.set(j1, j2)
-	tok := signJWT(t, k2, "k2", jose.RS256)
-	short := t0.Add(ks.minRefresh - time.Nanosecond)
-	now.Store(&short)
-	if _, err := ks.VerifySignature(ctx, tok); !errors.Is(err, errRefreshLimited) {
+	r := startRotation(t, "k1", "k2")
+	r.srv.set(r.old, r.next)
+	tok := signJWT(t, r.newKey, "k2", jose.RS256)
+	r.at(r.ks.minRefresh - time.Nanosecond)
+	if _, err := r.ks.VerifySignature(r.ctx, tok); !errors.Is(err, errRefreshLimited) {
 		t.Fatalf("a moment short of minRefresh: %v, want errRefreshLimited", err)
 	}
-	at := t0.Add(ks.minRefresh)
-	now.Store(&at)
-	if _, err := ks.VerifySignature(ctx, tok); err != nil {
+	r.at(r.ks.minRefresh)
+	if _, err := r.ks.VerifySignature(r.ctx, tok); err != nil {
 		t.Fatalf("exactly minRefresh after the last fetch: %v, want the new key fetched", err)
 	}
-	if n := srv.fetches.Load(); n != 2 {
+	if n := r.srv.fetches.Load(); n != 2 {
 		t.Errorf("%d JWKS fetches, want 2", n)
 	}
 }

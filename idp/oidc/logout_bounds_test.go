@@ -28,7 +28,6 @@ func TestBackChannelLogoutAccepted(t *testing.T) {
 	// The relying party's clock on a whole second: iat and exp are whole
 	// seconds, so a bound is met exactly only from one.
 	at := time.Now().Truncate(time.Second)
-	frozen := func(c *oidc.Config) { c.Now = func() time.Time { return at } }
 	skew := idp.DefaultClockSkew
 	for _, tc := range []struct {
 		name string
@@ -58,10 +57,7 @@ func TestBackChannelLogoutAccepted(t *testing.T) {
 		{"azp of this client", func(t *oidctest.Token) { t.Claims["azp"] = clientID }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, frozen)
-			tok := e.idp.NewLogoutToken(clientID, "alice", "sid-1")
-			tok.Claims["iat"] = at.Unix()
-			tok.Claims["exp"] = at.Add(2 * time.Minute).Unix()
+			e, tok := logoutTokenAt(t, at)
 			tc.edit(tok)
 			if status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(tok)}}); status != http.StatusOK {
 				t.Fatalf("got %d %q, want 200", status, code)
@@ -78,7 +74,6 @@ func TestBackChannelLogoutAccepted(t *testing.T) {
 // nothing.
 func TestBackChannelLogoutBoundsRefused(t *testing.T) {
 	at := time.Now().Truncate(time.Second)
-	frozen := func(c *oidc.Config) { c.Now = func() time.Time { return at } }
 	skew := idp.DefaultClockSkew
 	for _, tc := range []struct {
 		name string
@@ -93,10 +88,7 @@ func TestBackChannelLogoutBoundsRefused(t *testing.T) {
 		{"jti not a string", func(t *oidctest.Token) { t.Claims["jti"] = 42 }, oidc.CodeLogoutTokenJTI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, frozen)
-			tok := e.idp.NewLogoutToken(clientID, "alice", "sid-1")
-			tok.Claims["iat"] = at.Unix()
-			tok.Claims["exp"] = at.Add(2 * time.Minute).Unix()
+			e, tok := logoutTokenAt(t, at)
 			tc.edit(tok)
 			status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(tok)}})
 			if status != http.StatusBadRequest || code != tc.code {
@@ -107,6 +99,17 @@ func TestBackChannelLogoutBoundsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// logoutTokenAt is an env whose relying party's clock stands at at, and
+// alice's logout token for sid-1 issued then and valid for two minutes.
+func logoutTokenAt(t *testing.T, at time.Time) (*env, *oidctest.Token) {
+	t.Helper()
+	e := newEnv(t, func(c *oidc.Config) { c.Now = func() time.Time { return at } })
+	tok := e.idp.NewLogoutToken(clientID, "alice", "sid-1")
+	tok.Claims["iat"] = at.Unix()
+	tok.Claims["exp"] = at.Add(2 * time.Minute).Unix()
+	return e, tok
 }
 
 // TestBackChannelLogoutJTIRemembered: the jti is used up under the IdP's

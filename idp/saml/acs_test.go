@@ -693,12 +693,8 @@ func TestSingleUseIDsNameTheIdP(t *testing.T) {
 	if len(a.SingleUse) != 1 || a.SingleUse[0].ID != "test/id-shared" || a.SingleUse[0].Code != CodeReplayed {
 		t.Fatalf("SingleUse = %+v, want test/id-shared", a.SingleUse)
 	}
-	u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var once *idp.SingleUse
-	if err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base,
+	if err := h.p.HandleSLO(httptest.NewRecorder(), h.logoutRequest(t, samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "", false), h.base,
 		func(_ context.Context, _ string, _ []string, o *idp.SingleUse) error { once = o; return nil }); err != nil {
 		t.Fatal(err)
 	}

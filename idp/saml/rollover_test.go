@@ -84,9 +84,6 @@ func TestSLOAfterIdPKeyRollover(t *testing.T) {
 			Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
 		}
 	}
-	spec := func(h *harness) samltest.LogoutRequestSpec {
-		return samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
-	}
 	cases := []struct {
 		name string
 		// req is the IdP's message signed with key (nil: the IdP's
@@ -96,11 +93,7 @@ func TestSLOAfterIdPKeyRollover(t *testing.T) {
 	}{
 		{name: "LogoutRequest, redirect", req: func(t *testing.T, h *harness, key *rsa.PrivateKey) *http.Request {
 			if key == nil {
-				u, err := h.idp.LogoutRequestRedirectURL(spec(h), "rs")
-				if err != nil {
-					t.Fatal(err)
-				}
-				return httptest.NewRequest(http.MethodGet, u, nil)
+				return h.logoutRequest(t, samlLogoutSpec(h, "ada"), "rs", false)
 			}
 			lr := &saml.LogoutRequest{ID: "id-forged-" + newRelayState(), Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
 				Issuer: &saml.Issuer{Value: h.idp.EntityID()}, NameID: &saml.NameID{Value: "ada"}}
@@ -110,11 +103,7 @@ func TestSLOAfterIdPKeyRollover(t *testing.T) {
 			if key != nil {
 				return nil // the redirect cases cover forgeries
 			}
-			form, err := h.idp.LogoutRequestForm(spec(h), "rs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.postSLO(form, nil)
+			return h.logoutRequest(t, samlLogoutSpec(h, "ada"), "rs", true)
 		}},
 		{name: "LogoutResponse, redirect", response: true, req: func(t *testing.T, h *harness, key *rsa.PrivateKey) *http.Request {
 			id, relayState, cookies := h.beginLogout(t)

@@ -149,12 +149,8 @@ func TestSLOLogoutRequestNotInURL(t *testing.T) {
 func TestSLOLogoutResponseNamesNobody(t *testing.T) {
 	h := newHarness(t)
 	spec := samlLogoutSpec(h, "ada@example.com")
-	u, err := h.idp.LogoutRequestRedirectURL(spec, "rs")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := httptest.NewRecorder()
-	if err := h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions); err != nil {
+	if err := h.p.HandleSLO(rec, h.logoutRequest(t, spec, "rs", false), h.base, h.endSessions); err != nil {
 		t.Fatal(err)
 	}
 	loc, err := url.Parse(rec.Header().Get("Location"))

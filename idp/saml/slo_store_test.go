@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -16,9 +15,9 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // flakyStore is a real store whose next Update can be made to fail after
@@ -74,11 +73,7 @@ type storeSLO struct {
 func newStoreSLO(t *testing.T) *storeSLO {
 	t.Helper()
 	h := newHarness(t)
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := backendtest.OpenBolt(t)
 	s := &storeSLO{harness: h, db: &flakyStore{Store: db}, sessions: session.New(db, session.Config{}, nil, nil)}
 	s.user = &store.User{Email: "ada@example.com", Active: true}
 	if err := db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(s.user) }); err != nil {
@@ -139,11 +134,7 @@ func logoutStatus(t *testing.T, rec *httptest.ResponseRecorder) string {
 func TestSLORetryAfterFailedLogout(t *testing.T) {
 	s := newStoreSLO(t)
 	ada := s.signIn(t, "ada", "idx-1")
-	u, err := s.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{
-		Destination: s.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}, "rs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := s.logoutRequestURL(t, samlLogoutSpec(s.harness, "ada"), "rs")
 
 	s.db.failOnce(errors.New("store down"))
 	rec, err := s.send(u)
@@ -189,11 +180,8 @@ func TestSLOSeveralSessionIndexes(t *testing.T) {
 	s := newStoreSLO(t)
 	first, second, other := s.signIn(t, "ada", "idx-1"), s.signIn(t, "ada", "idx-2"), s.signIn(t, "ada", "idx-3")
 	bob := s.signIn(t, "bob", "idx-1")
-	u, err := s.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{
+	u := s.logoutRequestURL(t, samltest.LogoutRequestSpec{
 		Destination: s.slo(), NameID: "ada", SessionIndexes: []string{"idx-1", "idx-2"}, Sign: true}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := s.db.committed()
 	rec, err := s.send(u)
 	if err != nil {

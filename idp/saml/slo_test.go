@@ -5,7 +5,6 @@ import (
 	"compress/flate"
 	"context"
 	"encoding/base64"
-	"encoding/xml"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -117,9 +116,7 @@ func TestSLOIdPInitiated(t *testing.T) {
 // TestSLORefuses covers the LogoutRequest and LogoutResponse checks.
 func TestSLORefuses(t *testing.T) {
 	h := newHarness(t)
-	spec := func() samltest.LogoutRequestSpec {
-		return samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
-	}
+	spec := func() samltest.LogoutRequestSpec { return samlLogoutSpec(h, "ada") }
 	past := time.Now().Add(-10 * time.Minute)
 	soon := time.Now().Add(-2 * time.Minute)
 	cases := []struct {
@@ -157,19 +154,11 @@ func TestSLORefuses(t *testing.T) {
 			h.mu.Unlock()
 			var r *http.Request
 			if tc.post {
-				form, err := h.idp.LogoutRequestForm(s, "rs")
-				if err != nil {
-					t.Fatal(err)
-				}
-				r = h.postSLO(form, nil)
+				r = h.logoutRequest(t, s, "rs", true)
 			} else {
-				u, err := h.idp.LogoutRequestRedirectURL(s, "rs")
-				if err != nil {
-					t.Fatal(err)
-				}
 				// The request arrives at the SLO endpoint whatever its
 				// Destination says.
-				uu, _ := url.Parse(u)
+				uu, _ := url.Parse(h.logoutRequestURL(t, s, "rs"))
 				q := uu.RawQuery
 				if tc.query != nil {
 					q = tc.query(q)
@@ -203,48 +192,32 @@ func TestSLORefuses(t *testing.T) {
 			if !strings.HasPrefix(loc.String(), h.idp.SLOURL()+"?") || loc.Query().Get("Signature") == "" || loc.Query().Get("RelayState") != "rs" {
 				t.Fatalf("LogoutResponse redirect = %s", loc)
 			}
-			var lr saml.LogoutResponse
-			if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
-				t.Fatal(err)
-			}
-			if lr.Status.StatusCode.Value != saml.StatusSuccess {
-				t.Fatalf("status %q", lr.Status.StatusCode.Value)
+			if got := logoutStatus(t, rec); got != saml.StatusSuccess {
+				t.Fatalf("status %q", got)
 			}
 		})
 	}
 
 	t.Run("replayed LogoutRequest", func(t *testing.T) {
-		u, err := h.idp.LogoutRequestRedirectURL(spec(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		u := h.logoutRequestURL(t, spec(), "")
 		if err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions); err != nil {
 			t.Fatal(err)
 		}
-		err = h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions)
+		err := h.p.HandleSLO(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, u, nil), h.base, h.endSessions)
 		if codeOf(err) != CodeReplayed {
 			t.Fatalf("replay: %v", err)
 		}
 	})
 	t.Run("endSessions fails", func(t *testing.T) {
-		u, err := h.idp.LogoutRequestRedirectURL(spec(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
 		rec := httptest.NewRecorder()
-		err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
+		err := h.p.HandleSLO(rec, h.logoutRequest(t, spec(), "", false), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
 			return errors.New("store down")
 		})
 		if !errors.Is(err, ErrPartialLogout) || codeOf(err) != CodeLogoutFailed {
 			t.Fatalf("got %v", err)
 		}
-		loc, _ := url.Parse(rec.Header().Get("Location"))
-		var lr saml.LogoutResponse
-		if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
-			t.Fatal(err)
-		}
-		if lr.Status.StatusCode.Value != saml.StatusResponder {
-			t.Fatalf("status %q, want Responder", lr.Status.StatusCode.Value)
+		if got := logoutStatus(t, rec); got != saml.StatusResponder {
+			t.Fatalf("status %q, want Responder", got)
 		}
 	})
 	t.Run("DOCTYPE in a signed LogoutRequest (ours)", func(t *testing.T) {
@@ -256,8 +229,7 @@ func TestSLORefuses(t *testing.T) {
 					t.Fatal(err)
 				}
 				reencodeField(t, form, "SAMLRequest", func(s string) string { return `<!DOCTYPE x [<!ENTITY a "b">]>` + s })
-				r = httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r = h.postSLO(form, nil)
 			} else {
 				r = httptest.NewRequest(http.MethodGet, h.slo()+"?"+url.Values{"SAMLRequest": {deflateB64(t, `<!DOCTYPE x [<!ENTITY a "b">]><x/>`)}}.Encode(), nil)
 			}
@@ -273,9 +245,7 @@ func TestSLORefuses(t *testing.T) {
 		}
 	})
 	t.Run("oversize POST", func(t *testing.T) {
-		body := "SAMLRequest=" + strings.Repeat("A", DefaultMaxResponseSize+1)
-		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(body))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r := h.postSLO(url.Values{"SAMLRequest": {strings.Repeat("A", DefaultMaxResponseSize+1)}}, nil)
 		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeResponseTooLarge {
 			t.Fatalf("got %v", err)
 		}
@@ -290,18 +260,9 @@ func TestSLORefuses(t *testing.T) {
 	t.Run("LogoutResponse to another request", func(t *testing.T) {
 		// Begin a logout to get a flow cookie, then answer a different
 		// request ID, as a replayed LogoutResponse would.
-		rec := httptest.NewRecorder()
-		info := idp.LogoutInfo{Subject: "ada"}
-		if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, info, "/bye"); err != nil {
-			t.Fatal(err)
-		}
+		_, relayState, cookies := h.beginLogout(t)
 		v := h.signedLogoutResponse(t, "id-someone-else")
-		form := url.Values{"SAMLResponse": {v}, "RelayState": {sentLogoutRequest(t, rec).RelayState}}
-		r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for _, c := range rec.Result().Cookies() {
-			r.AddCookie(c)
-		}
+		r := h.postSLO(url.Values{"SAMLResponse": {v}, "RelayState": {relayState}}, cookies)
 		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeInResponseTo {
 			t.Fatalf("got %v", err)
 		}
@@ -362,7 +323,7 @@ func TestSLOExpiredMetadata(t *testing.T) {
 	}
 	md.validUntil = time.Now().Add(-time.Second)
 	h.idp.SetMetadataValidity(-time.Minute)
-	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", SessionIndexes: []string{"idx-1"}, Sign: true}
+	spec := samlLogoutSpec(h, "ada")
 	cases := []struct {
 		name string
 		req  func(t *testing.T) *http.Request
@@ -370,19 +331,10 @@ func TestSLOExpiredMetadata(t *testing.T) {
 		response bool
 	}{
 		{name: "LogoutRequest, redirect", req: func(t *testing.T) *http.Request {
-			u, err := h.idp.LogoutRequestRedirectURL(spec, "rs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			uu, _ := url.Parse(u)
-			return httptest.NewRequest(http.MethodGet, h.slo()+"?"+uu.RawQuery, nil)
+			return h.logoutRequest(t, spec, "rs", false)
 		}},
 		{name: "LogoutRequest, post", req: func(t *testing.T) *http.Request {
-			form, err := h.idp.LogoutRequestForm(spec, "rs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.postSLO(form, nil)
+			return h.logoutRequest(t, spec, "rs", true)
 		}},
 		{name: "LogoutResponse", response: true, req: func(t *testing.T) *http.Request {
 			// Logout itself only sends the browser to the IdP.
@@ -424,6 +376,32 @@ func (h *harness) postSLO(form url.Values, cookies []*http.Cookie) *http.Request
 		r.AddCookie(c)
 	}
 	return r
+}
+
+// logoutRequestURL is where the IdP sends the LogoutRequest of spec on
+// the HTTP-Redirect binding: spec's Destination with the query.
+func (h *harness) logoutRequestURL(t testing.TB, spec samltest.LogoutRequestSpec, relayState string) string {
+	t.Helper()
+	u, err := h.idp.LogoutRequestRedirectURL(spec, relayState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// logoutRequest is the IdP's LogoutRequest of spec on the HTTP-POST
+// binding (post, to the SLO endpoint) or the HTTP-Redirect one (to spec's
+// Destination).
+func (h *harness) logoutRequest(t testing.TB, spec samltest.LogoutRequestSpec, relayState string, post bool) *http.Request {
+	t.Helper()
+	if !post {
+		return httptest.NewRequest(http.MethodGet, h.logoutRequestURL(t, spec, relayState), nil)
+	}
+	form, err := h.idp.LogoutRequestForm(spec, relayState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.postSLO(form, nil)
 }
 
 // endSessions is the harness's HandleSLO callback. Like the store's
@@ -519,12 +497,8 @@ func TestSLORequestFromIdPWithoutSLOEndpoint(t *testing.T) {
 		{"sessions not ended", errors.New("store down"), ErrPartialLogout, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
-			if err != nil {
-				t.Fatal(err)
-			}
 			rec := httptest.NewRecorder()
-			err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
+			err := h.p.HandleSLO(rec, h.logoutRequest(t, samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "", false), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
 				return tc.endErr
 			})
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
@@ -550,22 +524,8 @@ func TestSLOAnswersAtResponseLocation(t *testing.T) {
 	}})
 	spec := samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}
 	for _, post := range []bool{false, true} {
-		var r *http.Request
-		if post {
-			form, err := h.idp.LogoutRequestForm(spec, "rs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = h.postSLO(form, nil)
-		} else {
-			u, err := h.idp.LogoutRequestRedirectURL(spec, "rs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = httptest.NewRequest(http.MethodGet, u, nil)
-		}
 		rec := httptest.NewRecorder()
-		if err := h.p.HandleSLO(rec, r, h.base, h.endSessions); err != nil {
+		if err := h.p.HandleSLO(rec, h.logoutRequest(t, spec, "rs", post), h.base, h.endSessions); err != nil {
 			t.Fatalf("post=%v: %v", post, err)
 		}
 		if loc := rec.Header().Get("Location"); !post && !strings.HasPrefix(loc, answers+"?") {
@@ -584,24 +544,15 @@ func TestSLOAnswersAtResponseLocation(t *testing.T) {
 // and returned wrapping ErrPartialLogout.
 func TestSLOEndSessionsRefusalNotReplay(t *testing.T) {
 	h := newHarness(t)
-	u, err := h.idp.LogoutRequestRedirectURL(samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := httptest.NewRecorder()
-	err = h.p.HandleSLO(rec, httptest.NewRequest(http.MethodGet, u, nil), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
+	err := h.p.HandleSLO(rec, h.logoutRequest(t, samltest.LogoutRequestSpec{Destination: h.slo(), NameID: "ada", Sign: true}, "", false), h.base, func(context.Context, string, []string, *idp.SingleUse) error {
 		return idp.Fail(CodeIncomplete, errors.New("store refused"))
 	})
 	if !errors.Is(err, ErrPartialLogout) || codeOf(err) != CodeLogoutFailed {
 		t.Fatalf("HandleSLO = %v, want %s wrapping ErrPartialLogout", err, CodeLogoutFailed)
 	}
-	loc, _ := url.Parse(rec.Header().Get("Location"))
-	var lr saml.LogoutResponse
-	if err := xml.Unmarshal(decodeRedirect(t, loc.Query().Get("SAMLResponse")), &lr); err != nil {
-		t.Fatal(err)
-	}
-	if lr.Status.StatusCode.Value != saml.StatusResponder {
-		t.Fatalf("status %q, want Responder", lr.Status.StatusCode.Value)
+	if got := logoutStatus(t, rec); got != saml.StatusResponder {
+		t.Fatalf("status %q, want Responder", got)
 	}
 }
 
@@ -610,29 +561,22 @@ func TestSLOEndSessionsRefusalNotReplay(t *testing.T) {
 // after Logout ended the local session, so the error says so.
 func TestSLORefusedLogoutResponseSessionEnded(t *testing.T) {
 	h := newHarness(t)
-	rec := httptest.NewRecorder()
-	if _, err := h.p.Logout(rec, httptest.NewRequest(http.MethodGet, h.site.URL+"/logout", nil), h.base, idp.LogoutInfo{Subject: "ada"}, "/bye"); err != nil {
-		t.Fatal(err)
-	}
-	sent := sentLogoutRequest(t, rec)
+	id, relayState, cookies := h.beginLogout(t)
 	for _, tc := range []struct {
 		name    string
 		value   string
 		cookies bool
 		want    string
 	}{
-		{"without the flow cookie", h.signedLogoutResponse(t, sent.Request.ID), false, CodeFlowMissing},
+		{"without the flow cookie", h.signedLogoutResponse(t, id), false, CodeFlowMissing},
 		{"answering another request", h.signedLogoutResponse(t, "id-someone-else"), true, CodeInResponseTo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			form := url.Values{"SAMLResponse": {tc.value}, "RelayState": {sent.RelayState}}
-			r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
-			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			var jar []*http.Cookie
 			if tc.cookies {
-				for _, c := range rec.Result().Cookies() {
-					r.AddCookie(c)
-				}
+				jar = cookies
 			}
+			r := h.postSLO(url.Values{"SAMLResponse": {tc.value}, "RelayState": {relayState}}, jar)
 			err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions)
 			var le *idp.LoginError
 			if !errors.As(err, &le) || le.Code != tc.want || !le.SessionEnded {

@@ -3,7 +3,6 @@ package saml
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/zap"
@@ -12,8 +11,8 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // TestGeneratedSPKeyLogged: Start generates the SP key pair of an IdP
@@ -24,11 +23,7 @@ import (
 // the same pair, and so does one whose pair lost the race to another
 // instance's.
 func TestGeneratedSPKeyLogged(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := backendtest.OpenBolt(t)
 	srv, err := samltest.NewServer("https://idp.example.com")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,11 +10,11 @@ import (
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -31,11 +30,7 @@ import (
 //
 //	go test -run '^$' -bench JITSignIns -benchtime 5x ./internal/clustertest/
 func BenchmarkJITSignIns(b *testing.B) {
-	bdb, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bdb.Close()
+	bdb := backendtest.OpenBolt(b)
 	pdb, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.NewDatabase(b)})
 	if err != nil {
 		b.Fatal(err)

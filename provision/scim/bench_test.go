@@ -7,27 +7,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // benchStore fills a store with n users of IdP "entra" the way SCIM
 // creates them, in transactions of 10,000.
 func benchStore(b *testing.B, n int) (*scim.Handler, store.Store) {
 	b.Helper()
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(b)
 	putSCIMUsers(b, db, n)
 	h, err := scim.New(scim.Config{IdP: "entra", Token: entraToken,
 		Accounts: &account.Service{Store: db, Cache: session.New(db, session.Config{}, nil, nil)}})

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/account"
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/bolt"
@@ -60,11 +60,7 @@ var fuzzGroups = []string{
 
 func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	tb.Helper()
-	db, err := bolt.Open(filepath.Join(tb.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
+	db := backendtest.OpenBolt(tb)
 	now := func() time.Time { return time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC) }
 	sessions := session.New(db, session.Config{}, zap.NewNop(), now)
 	accounts := &account.Service{Store: db, Cache: sessions, Logger: zap.NewNop(), Now: now,

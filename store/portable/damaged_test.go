@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
@@ -18,7 +19,7 @@ import (
 // header first, the end line last).
 func backupLines(t *testing.T, n int) (store.Store, []string) {
 	t.Helper()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, n)
 	raw := strings.TrimSuffix(string(gunzip(t, export(t, src))), "\n")
 	return src, strings.Split(raw, "\n")
@@ -82,7 +83,7 @@ func TestDamagedBackupsRefused(t *testing.T) {
 			if tt.verify {
 				return
 			}
-			if _, err := Import(context.Background(), openBolt(t), bytes.NewReader(data), ImportOptions{BatchSize: 8}); !errors.Is(err, ErrCorrupt) {
+			if _, err := Import(context.Background(), backendtest.OpenBolt(t), bytes.NewReader(data), ImportOptions{BatchSize: 8}); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Import: %v, want ErrCorrupt", err)
 			}
 		})
@@ -94,7 +95,7 @@ func TestDamagedBackupsRefused(t *testing.T) {
 // wrote (the admin API's trailer, which the client checks against what it
 // received).
 func TestInspectAndBackup(t *testing.T) {
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 10)
 	before := time.Now().Add(-time.Second)
 	var buf bytes.Buffer
@@ -141,7 +142,7 @@ func TestImportRefusesNonEmptyTarget(t *testing.T) {
 		{"an audit event", func(tx store.Tx) error { return tx.Audit(store.Event{Type: "x"}) }, "1 audit events"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dst := openBolt(t)
+			dst := backendtest.OpenBolt(t)
 			if err := dst.Update(ctx, tt.write); err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +168,7 @@ func TestImportRefusesNonEmptyTarget(t *testing.T) {
 // nothing while it is exported or imported.
 func TestProgressEveryTenThousand(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 300)
 	var heard []string
 	progress := func(kind string, n int) { heard = append(heard, fmt.Sprint(kind, " ", n)) }
@@ -175,7 +176,7 @@ func TestProgressEveryTenThousand(t *testing.T) {
 	if _, err := Export(ctx, src, &buf, ExportOptions{Progress: progress}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Import(ctx, openBolt(t), bytes.NewReader(buf.Bytes()), ImportOptions{BatchSize: 64, Progress: progress}); err != nil {
+	if _, err := Import(ctx, backendtest.OpenBolt(t), bytes.NewReader(buf.Bytes()), ImportOptions{BatchSize: 64, Progress: progress}); err != nil {
 		t.Fatal(err)
 	}
 	if len(heard) != 0 {
@@ -217,7 +218,7 @@ func (tx lostUserTx) Counts() (store.Counts, error) {
 // refused (ErrCountMismatch) and stays marked unfinished.
 func TestCountsCrossChecked(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 10)
 	if _, err := Export(ctx, lostUser(src), &bytes.Buffer{}, ExportOptions{}); err == nil || !strings.Contains(err.Error(), "the store counts") {
 		t.Errorf("export of a store whose counts differ from its records: %v, want a refusal", err)
@@ -234,7 +235,7 @@ func TestCountsCrossChecked(t *testing.T) {
 		{"migration", func(to store.Store) error { _, err := Migrate(ctx, src, to, ImportOptions{}); return err }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openBolt(t)
+			db := backendtest.OpenBolt(t)
 			err := tt.run(lostUser(db))
 			if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "copied 10 users, the target holds 9") {
 				t.Errorf("%v, want ErrCountMismatch for the users", err)
@@ -304,9 +305,9 @@ func TestMigrateForceBadSourceLeavesTarget(t *testing.T) {
 		{"after the first batch", 1200, orphanSessionsSource},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			src := openBolt(t)
+			src := backendtest.OpenBolt(t)
 			fill(t, src, tt.users)
-			dst := openBolt(t)
+			dst := backendtest.OpenBolt(t)
 			fill(t, dst, 20)
 			before, _ := dump(t, dst)
 			want := withoutProbe(before)
@@ -333,7 +334,7 @@ func TestMigrateForceBadSourceLeavesTarget(t *testing.T) {
 // secrets. Run again, it finishes.
 func TestForcedReplaceFailingAnywhereStaysMarked(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 20)
 	backup := export(t, src)
 	for _, tt := range []struct {
@@ -350,7 +351,7 @@ func TestForcedReplaceFailingAnywhereStaysMarked(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openBolt(t)
+			db := backendtest.OpenBolt(t)
 			fill(t, db, 10)
 			if err := db.Update(ctx, func(tx store.Tx) error { _, err := tx.Secret("target-only", 32); return err }); err != nil {
 				t.Fatal(err)

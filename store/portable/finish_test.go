@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // to be written after the import had committed, and could be missing).
 func TestImportFinishCommitsWithTheEnd(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 100)
 	backup := export(t, src)
 	const typ = "test.replaced"
@@ -37,7 +38,7 @@ func TestImportFinishCommitsWithTheEnd(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openBolt(t)
+			db := backendtest.OpenBolt(t)
 			calls := 0
 			finish := func(fail error) func(tx store.Tx) error {
 				return func(tx store.Tx) error {

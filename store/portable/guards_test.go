@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -21,7 +22,7 @@ import (
 // "…: 20000", one line each.
 func TestProgressAtEachTenThousand(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 0) // keys, groups, a tombstone, 5 single-use IDs
 	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	const extra = 2*progressEvery + 100
@@ -54,7 +55,7 @@ func TestProgressAtEachTenThousand(t *testing.T) {
 
 	const batch = 500
 	heard := map[string][]int{}
-	if _, err := Import(ctx, openBolt(t), bytes.NewReader(buf.Bytes()), ImportOptions{BatchSize: batch, Progress: func(kind string, n int) {
+	if _, err := Import(ctx, backendtest.OpenBolt(t), bytes.NewReader(buf.Bytes()), ImportOptions{BatchSize: batch, Progress: func(kind string, n int) {
 		heard[kind] = append(heard[kind], n)
 	}}); err != nil {
 		t.Fatal(err)
@@ -76,10 +77,10 @@ func TestProgressAtEachTenThousand(t *testing.T) {
 // sessions go with their users): not a line per batch.
 func TestForcedImportReportsRemovals(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 20)
 	backup := export(t, src)
-	dst := openBolt(t)
+	dst := backendtest.OpenBolt(t)
 	fill(t, dst, 300) // the same two keys as src, with the same values
 	if err := dst.Update(ctx, func(tx store.Tx) error { _, err := tx.Secret("target-only", 32); return err }); err != nil {
 		t.Fatal(err)
@@ -136,7 +137,7 @@ func (tx lossyTx) ForEachConsumed(fn func(kind, id string, until time.Time) erro
 // unfinished, so that no one opens it.
 func TestReadBackChecksEveryKind(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 10) // 3 groups, 5 sessions, a tombstone, 10 audit events, 5 single-use IDs
 	backup := export(t, src)
 	for _, tt := range []struct{ kind, says string }{
@@ -148,7 +149,7 @@ func TestReadBackChecksEveryKind(t *testing.T) {
 	} {
 		for _, op := range []string{"import", "migration"} {
 			t.Run(tt.kind+"/"+op, func(t *testing.T) {
-				db := openBolt(t)
+				db := backendtest.OpenBolt(t)
 				var err error
 				if op == "import" {
 					_, err = Import(ctx, lossyTarget(db, tt.kind), bytes.NewReader(backup), ImportOptions{})
@@ -172,7 +173,7 @@ func TestReadBackChecksEveryKind(t *testing.T) {
 // reads: a backup that follows other bytes in r imports.
 func TestForcedImportReadsFromWhereTheReaderStands(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 20)
 	want, _ := dump(t, src)
 	prefix := []byte("not part of the backup\n")
@@ -180,7 +181,7 @@ func TestForcedImportReadsFromWhereTheReaderStands(t *testing.T) {
 	if _, err := r.Seek(int64(len(prefix)), 0); err != nil {
 		t.Fatal(err)
 	}
-	dst := openBolt(t)
+	dst := backendtest.OpenBolt(t)
 	fill(t, dst, 5)
 	if _, err := Import(ctx, dst, r, ImportOptions{Force: true}); err != nil {
 		t.Fatalf("forced import of a backup after %d other bytes: %v", len(prefix), err)
@@ -198,9 +199,9 @@ func TestForcedImportReadsFromWhereTheReaderStands(t *testing.T) {
 // "import started", not "migration started".
 func TestRerunMarksTheTargetAfresh(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 100)
-	db := openBolt(t)
+	db := backendtest.OpenBolt(t)
 	if _, err := Migrate(ctx, src, failingUpdates{db, new(atomic.Int32), 3}, ImportOptions{BatchSize: 64}); !errors.Is(err, ErrPartial) {
 		t.Fatalf("migration failing at its third update: %v, want ErrPartial", err)
 	}
@@ -243,14 +244,14 @@ func (s writerOnTarget) Update(ctx context.Context, fn func(store.Tx) error) err
 // the target), not as a target that differs after the copy.
 func TestImportIntoATargetSomeoneWritesSaysSo(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 10)
 	backup := export(t, src)
-	_, err := Import(ctx, writerOnTarget{openBolt(t), new(atomic.Bool)}, bytes.NewReader(backup), ImportOptions{})
+	_, err := Import(ctx, writerOnTarget{backendtest.OpenBolt(t), new(atomic.Bool)}, bytes.NewReader(backup), ImportOptions{})
 	if !errors.Is(err, ErrSecretConflict) {
 		t.Errorf("import: %v, want ErrSecretConflict", err)
 	}
-	_, err = Migrate(ctx, src, writerOnTarget{openBolt(t), new(atomic.Bool)}, ImportOptions{})
+	_, err = Migrate(ctx, src, writerOnTarget{backendtest.OpenBolt(t), new(atomic.Bool)}, ImportOptions{})
 	if !errors.Is(err, ErrSecretConflict) {
 		t.Errorf("migrate: %v, want ErrSecretConflict", err)
 	}
@@ -279,7 +280,7 @@ func TestStartingOnlyWhenTheTargetChanges(t *testing.T) {
 		})), true, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dst := openBolt(t)
+			dst := backendtest.OpenBolt(t)
 			fill(t, dst, 5)
 			calls := 0
 			_, err := Import(ctx, dst, bytes.NewReader(tt.backup), ImportOptions{Force: tt.force, Starting: func() { calls++ }})
@@ -296,14 +297,14 @@ func TestStartingOnlyWhenTheTargetChanges(t *testing.T) {
 // is not taken for the target.
 func TestMigrateTellsProbesApart(t *testing.T) {
 	ctx := context.Background()
-	a := openBolt(t)
+	a := backendtest.OpenBolt(t)
 	fill(t, a, 10)
-	b := openBolt(t)
+	b := backendtest.OpenBolt(t)
 	fill(t, b, 5)
 	if _, err := Migrate(ctx, emptySecretSource(a), b, ImportOptions{Force: true}); err == nil {
 		t.Fatal("a copy of a source no store takes went through")
 	}
-	c := openBolt(t)
+	c := backendtest.OpenBolt(t)
 	fill(t, c, 3)
 	if _, err := Migrate(ctx, b, c, ImportOptions{Force: true}); err != nil {
 		t.Errorf("forced copy from a store holding an earlier copy's probe: %v", err)
@@ -338,7 +339,7 @@ func TestEndLineCountsEveryKind(t *testing.T) {
 			if _, err := Verify(bytes.NewReader(data)); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Verify: %v, want ErrCorrupt", err)
 			}
-			if _, err := Import(context.Background(), openBolt(t), bytes.NewReader(data), ImportOptions{}); !errors.Is(err, ErrCorrupt) {
+			if _, err := Import(context.Background(), backendtest.OpenBolt(t), bytes.NewReader(data), ImportOptions{}); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Import: %v, want ErrCorrupt", err)
 			}
 		})
@@ -355,12 +356,12 @@ func TestEmptyKeyIsCorrupt(t *testing.T) {
 {"secret":{"name":"zz","value":""}}
 {"end":{"secrets":1,"users":0,"groups":0,"tombstones":0,"sessions":0,"session_tokens":0,"consumed":0,"audit_events":0}}
 `))
-	if _, err := Import(ctx, openBolt(t), bytes.NewReader(backup), ImportOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "secret zz is empty") {
+	if _, err := Import(ctx, backendtest.OpenBolt(t), bytes.NewReader(backup), ImportOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "secret zz is empty") {
 		t.Errorf("import: %v, want ErrCorrupt for the empty key", err)
 	}
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 5)
-	if _, err := Migrate(ctx, emptySecretSource(src), openBolt(t), ImportOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "secret zz-empty is empty") {
+	if _, err := Migrate(ctx, emptySecretSource(src), backendtest.OpenBolt(t), ImportOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "secret zz-empty is empty") {
 		t.Errorf("migrate: %v, want ErrCorrupt for the empty key", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/storetest"
 )
@@ -19,7 +20,7 @@ func TestSessionAuthTimeCarried(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 3, 1, 11, 58, 0, 123_000_000, time.UTC)
 	t0 := at.Add(2 * time.Minute)
-	first := openBolt(t)
+	first := backendtest.OpenBolt(t)
 	u := &store.User{Email: "ada@example.com", IdP: "okta", Active: true, Source: store.SourceJIT, Created: t0, Updated: t0}
 	err := first.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutUser(u); err != nil {
@@ -60,7 +61,7 @@ func TestSessionAuthTimeCarried(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("PostgreSQL restored from the bolt backup", pg)
-	last := openBolt(t)
+	last := backendtest.OpenBolt(t)
 	if _, err := Migrate(ctx, pg, last, ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -8,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 	"github.com/caddy-sso/caddy-sso/store/storetest"
@@ -320,20 +319,10 @@ func gz(t testing.TB, raw []byte) []byte {
 	return buf.Bytes()
 }
 
-func openBolt(t testing.TB) *bolt.DB {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // bolt -> PostgreSQL -> bolt, through a backup file one way and a direct
 // copy the other: every record comes back identical.
 func TestBoltPostgresBoltRoundTrip(t *testing.T) {
-	first := openBolt(t)
+	first := backendtest.OpenBolt(t)
 	fill(t, first, 200)
 	want, wc := dump(t, first)
 
@@ -344,7 +333,7 @@ func TestBoltPostgresBoltRoundTrip(t *testing.T) {
 	if d, _ := dump(t, pg); d != want {
 		t.Fatalf("PostgreSQL differs from the bolt source:\n%s", storetest.FirstLineDiff(want, d, 2))
 	}
-	last := openBolt(t)
+	last := backendtest.OpenBolt(t)
 	rep, err := Migrate(context.Background(), pg, last, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -380,7 +369,7 @@ func BenchmarkMigrateBoltToPostgres(b *testing.B) {
 }
 
 func migrateLarge(t testing.TB, n int) {
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	start := time.Now()
 	fill(t, src, n)
 	t.Logf("filled a bolt store with %d users in %v", n, time.Since(start).Round(time.Millisecond))
@@ -419,7 +408,7 @@ func migrateLarge(t testing.TB, n int) {
 // TestVerify: a complete backup verifies with the counts Export reported;
 // a truncated one, or one whose end line lies, does not.
 func TestVerify(t *testing.T) {
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 20)
 	var buf bytes.Buffer
 	exported, err := Export(context.Background(), src, &buf, ExportOptions{})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
@@ -176,7 +177,7 @@ func TestImportForceRerunsAfterFailure(t *testing.T) {
 // last: an import that fails reading the target back keeps it.
 func TestUnfinishedImportIsMarked(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 300)
 	want, _ := dump(t, src)
 	backup := export(t, src)
@@ -195,7 +196,7 @@ func TestUnfinishedImportIsMarked(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openBolt(t)
+			db := backendtest.OpenBolt(t)
 			if err := tt.run(failingUpdates{db, new(atomic.Int32), 3}, false); !errors.Is(err, ErrPartial) {
 				t.Fatalf("failing at the third update: %v, want ErrPartial", err)
 			}
@@ -227,7 +228,7 @@ func TestUnfinishedImportIsMarked(t *testing.T) {
 	}
 
 	// A target that does not read back as the backup stays marked.
-	db := openBolt(t)
+	db := backendtest.OpenBolt(t)
 	_, err := Import(ctx, secretDropper(db), bytes.NewReader(backup), ImportOptions{BatchSize: 64})
 	if !errors.Is(err, ErrCountMismatch) {
 		t.Fatalf("an import whose target loses a key: %v, want ErrCountMismatch", err)
@@ -257,7 +258,7 @@ func (tx noSecrets) ForEachSecret(fn func(name string, value []byte) error) erro
 // importInto imports backup into a new bbolt store and returns it.
 func importInto(t *testing.T, backup []byte) store.Store {
 	t.Helper()
-	db := openBolt(t)
+	db := backendtest.OpenBolt(t)
 	if _, err := Import(context.Background(), db, bytes.NewReader(backup), ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func importInto(t *testing.T, backup []byte) store.Store {
 // source's it replaces everything else.
 func TestMigrateForceSecrets(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 120)
 	want, _ := dump(t, src)
 
@@ -346,13 +347,13 @@ func (tx keptSecretTx) ForEachSecret(fn func(string, []byte) error) error {
 // compares the secrets' values, not only how many there are.
 func TestImportChecksSecretValues(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := backendtest.OpenBolt(t)
 	fill(t, src, 10)
-	_, err := Import(ctx, keptSecret{openBolt(t)}, bytes.NewReader(export(t, src)), ImportOptions{})
+	_, err := Import(ctx, keptSecret{backendtest.OpenBolt(t)}, bytes.NewReader(export(t, src)), ImportOptions{})
 	if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "flow-key") {
 		t.Errorf("import: %v, want ErrCountMismatch for flow-key", err)
 	}
-	_, err = Migrate(ctx, src, keptSecret{openBolt(t)}, ImportOptions{})
+	_, err = Migrate(ctx, src, keptSecret{backendtest.OpenBolt(t)}, ImportOptions{})
 	if !errors.Is(err, ErrCountMismatch) || !strings.Contains(err.Error(), "flow-key") {
 		t.Errorf("migrate: %v, want ErrCountMismatch for flow-key", err)
 	}
@@ -455,7 +456,7 @@ func TestImportForceBadBackupLeavesTarget(t *testing.T) {
 	// (Scratch: a bbolt target's new file) it does not.
 	bad := rezip(t, orphanLastSession(t, lines))
 	for _, scratch := range []bool{false, true} {
-		_, err := Import(ctx, openBolt(t), bytes.NewReader(bad), ImportOptions{Scratch: scratch})
+		_, err := Import(ctx, backendtest.OpenBolt(t), bytes.NewReader(bad), ImportOptions{Scratch: scratch})
 		if err == nil || errors.Is(err, ErrPartial) != !scratch {
 			t.Errorf("import (Scratch %v) failing after the first batch: %v, want ErrPartial %v", scratch, err, !scratch)
 		}
