@@ -3,10 +3,16 @@ package caddymodule_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,6 +252,103 @@ func TestBrowserCrossSiteSignOutRefused(t *testing.T) {
 	}
 	if n := w.idp.Requests(oidctest.PathEndSession); n != 0 {
 		t.Errorf("the IdP's end_session endpoint was reached %d times", n)
+	}
+}
+
+// sentCounter is a request body that counts what the client managed to
+// send (what the server read, give or take the sockets' buffers).
+type sentCounter struct {
+	r    io.Reader
+	sent atomic.Int64
+}
+
+func (b *sentCounter) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.sent.Add(int64(n))
+	return n, err
+}
+
+// zeroBytes reads zeros without end.
+type zeroBytes struct{}
+
+func (zeroBytes) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestCrossSiteSignOutBodyNotRead: anyone can POST to /.sso/logout, and
+// the sign-out reads one form field, return_to. Like every endpoint anyone
+// can post to (the SAML ACS and SLO at max_response_size, back-channel
+// logout at 64 KiB), it costs bounded work (docs/security.md,
+// "Unauthenticated traffic"): a cross-site multipart POST of 64 MiB,
+// through a real Caddy, is refused having read little of it, and nothing
+// of it reaches the disk (Go's multipart parsing spools file parts to
+// temporary files).
+func TestCrossSiteSignOutBodyNotRead(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where mime/multipart spills file parts (os.TempDir)
+	w := newOIDCWorld(t, "\t\t\tjit\n").start()
+
+	const total = 64 << 20
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		part, _ := mw.CreateFormFile("upload", "x.bin")
+		_, err := io.Copy(part, io.LimitReader(zeroBytes{}, total))
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	body := &sentCounter{r: pr}
+
+	// Watch the temporary directory while the request runs.
+	var maxSpill atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			entries, _ := os.ReadDir(tmp)
+			var n int64
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "multipart-") {
+					if fi, err := os.Stat(filepath.Join(tmp, e.Name())); err == nil {
+						n += fi.Size()
+					}
+				}
+			}
+			if n > maxSpill.Load() {
+				maxSpill.Store(n)
+			}
+		}
+	})
+
+	req, _ := http.NewRequest(http.MethodPost, w.gw.base+"/.sso/logout", body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	status := "error: " + fmt.Sprint(err)
+	if err == nil {
+		status = resp.Status
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("cross-site sign-out: %s, want 403", resp.Status)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	pr.CloseWithError(io.ErrClosedPipe)
+	t.Logf("cross-site sign-out: %s after %v; the server read %d MiB of %d MiB, and spilled up to %d MiB to %s",
+		status, time.Since(start).Round(time.Millisecond), body.sent.Load()>>20, total>>20, maxSpill.Load()>>20, tmp)
+	if sent := body.sent.Load(); sent > 8<<20 {
+		t.Errorf("a refused cross-site sign-out read %d MiB of its body; want the body capped (as the ACS, SLO and back-channel logout cap theirs)", sent>>20)
+	}
+	if s := maxSpill.Load(); s > 0 {
+		t.Errorf("a refused cross-site sign-out wrote %d MiB of its body to temporary files", s>>20)
 	}
 }
 

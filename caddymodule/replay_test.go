@@ -1,10 +1,12 @@
 package caddymodule_test
 
 import (
+	"encoding/binary"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -143,5 +145,72 @@ func TestOIDCConcurrentCallbacksOneSession(t *testing.T) {
 	}
 	if n := sessionsOfUser(t, "sub-ada") - before; n != 1 {
 		t.Errorf("%d new sessions stored, want 1", n)
+	}
+}
+
+// boltTxID reads the transaction ID of the newest meta page of the bbolt
+// file at path: it goes up by one with every write transaction committed
+// (each an fdatasync of the meta page), and not on a rollback.
+func boltTxID(t *testing.T, path string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// page header 16 bytes; meta: magic, version, pageSize, flags (4 each),
+	// root bucket (16), freelist (8), pgid (8), txid (8).
+	pageSize := int(binary.LittleEndian.Uint32(b[24:28]))
+	var txid uint64
+	for _, off := range []int{0, pageSize} {
+		txid = max(txid, binary.LittleEndian.Uint64(b[off+64:off+72]))
+	}
+	return txid
+}
+
+// TestSAMLReplaysCommitNothing: docs/security.md ("Unauthenticated
+// traffic") says a replayed SAML response is audited within the budget of
+// 10 a minute per IdP and reason, and nothing else durable is written. A
+// client holding one captured response and a copy of its flow cookie posts
+// it 200 times through a real Caddy: the store commits at most the
+// budget's audit events (plus a little background work), not once per
+// post (each commit an fdatasync, ahead of real sign-ins).
+func TestSAMLReplaysCommitNothing(t *testing.T) {
+	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	b := newBrowser(t)
+	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
+	gwURL, _ := url.Parse(w.gw.base)
+	captured := b.jar.Cookies(gwURL)
+
+	post := func() *http.Response {
+		c := attackerClient(t, w.gw.base, captured)
+		req, _ := http.NewRequest(http.MethodPost, action, strings.NewReader(fields.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("first delivery: %s", resp.Status)
+	}
+	before := boltTxID(t, w.gw.StorePath())
+	const n = 200
+	for range n {
+		post()
+	}
+	commits := boltTxID(t, w.gw.StorePath()) - before
+	audited := 0
+	for _, ev := range auditReasons(t, "login.failed") {
+		if ev == saml.CodeReplayed {
+			audited++
+		}
+	}
+	t.Logf("%d replays: %d commits, %d login.failed %s events", n, commits, audited, saml.CodeReplayed)
+	if commits > 20 {
+		t.Errorf("%d replays of one SAML response cost %d bbolt commits (each an fdatasync); want at most the audit budget's 10 and a little background work", n, commits)
 	}
 }

@@ -114,8 +114,8 @@ type Route struct {
 	// denials keeps the 403s of the access rules, which a signed-in user
 	// (or a script with their cookie) may repeat at will, to one INFO line
 	// per user and IdP a minute; crossSiteLogouts the sign-outs another
-	// site's page posts, which anyone's page can, to one WARN line a
-	// minute.
+	// site's page posts, which anyone's page can, and those with a body
+	// over the cap, to one WARN line a minute each.
 	denials, crossSiteLogouts logbudget.Budget
 
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
@@ -579,7 +579,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 const CodeSignInConfigChanged = "signin_config_changed"
 
 // staleACSBody bounds what configChanged reads of a POST for its
-// RelayState: the SAML ACS's default max_response_size.
+// RelayState (idp.ReadForm): the SAML ACS's default max_response_size.
 const staleACSBody = 256 << 10
 
 // configChanged answers a person at the callback of an IdP the route does
@@ -594,9 +594,8 @@ func (rt *Route) configChanged(w http.ResponseWriter, r *http.Request, run *Runt
 	case idp.ProtocolOIDC:
 		key = r.URL.Query().Get("state")
 	case idp.ProtocolSAML:
-		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, staleACSBody)
-			key = r.PostFormValue("RelayState")
+		if r.Method == http.MethodPost && idp.ReadForm(w, r, staleACSBody) == nil {
+			key = r.PostForm.Get("RelayState")
 		}
 	}
 	var fl idp.FlowReturn
@@ -1023,13 +1022,18 @@ func idpLogout(e *session.Ended) idp.LogoutInfo {
 		SPNameQualifier: l.SPNameQualifier, SessionID: l.SessionID, IDToken: e.IDToken()}
 }
 
+// maxLogoutBody bounds what a sign-out POST's body is read for
+// (idp.ReadForm): the confirmation form sends return_to alone, a local path
+// that a sign-in's flow cookie could not carry back beyond a few kilobytes
+// anyway.
+const maxLogoutBody = 8 << 10
+
 // serveLogout: GET shows a confirmation button, POST signs out. Signing out
 // by POST only, from this origin, keeps other sites from logging users out.
 func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtime, o Origin, tokens []string, outer *session.Identity) error {
-	returnTo := idp.LocalPath(r.FormValue("return_to"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		pg := logoutPage(rt.PathPrefix, returnTo)
+		pg := logoutPage(rt.PathPrefix, idp.LocalPath(r.URL.Query().Get("return_to")))
 		// The POST continues at the IdP of the browser's session then,
 		// which may not be the session of now: the page may have been
 		// opened before signing in, in another tab. So any of the
@@ -1041,6 +1045,8 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 		}
 		return rt.Pages.Write(w, pg)
 	}
+	// Refused before its body is read: any site's page, and anyone
+	// without a session, can post here, with a body of any size.
 	if !sameOrigin(r, o) {
 		// The page shows this reference; the log says which site. Any
 		// site's page can post here, so within a budget, and the
@@ -1050,6 +1056,16 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			zap.String("sec_fetch_site", shortened(r.Header.Get("Sec-Fetch-Site"), 30)))
 		return rt.fail(logoutRefusedPage(rt.PathPrefix))
 	}
+	// The form's return_to, from a capped body (or the query). No
+	// browser's form sends more, so a larger body is a script's: a plain
+	// 413, logged within the same budget. A malformed body signs out all
+	// the same, coming back home.
+	if err := idp.ReadForm(w, r, maxLogoutBody); errors.Is(err, idp.ErrFormTooLarge) {
+		rt.crossSiteLogouts.Warn(rt.Logger, "logout_too_large", time.Now(), "sign-out refused",
+			zap.String("reason", "logout_too_large"), zap.Int64("limit", maxLogoutBody))
+		return httpError(http.StatusRequestEntityTooLarge, fmt.Errorf("sso: sign-out: %w", err))
+	}
+	returnTo := idp.LocalPath(r.Form.Get("return_to"))
 	clearBrowserCache(w)
 	// Every stored session among the cookies ends, whatever its IdP. One that had ended already (idle, past
 	// its lifetime) still leads to its IdP's logout, which is all its

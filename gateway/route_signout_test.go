@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,5 +149,87 @@ func TestSignOutOnInternationalizedBaseURL(t *testing.T) {
 		t.Errorf("the site's own sign-out got page %s (%s); origin %s", pe.Name, pe.Code, o.Site)
 	} else if w.Code != http.StatusSeeOther {
 		t.Errorf("sign-out answered %d, want 303", w.Code)
+	}
+}
+
+// countedBody is a request body that counts what the handler read of it.
+type countedBody struct {
+	r    io.Reader
+	read int
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read += n
+	return n, err
+}
+
+func (b *countedBody) Close() error { return nil }
+
+// TestSignOutBodyCapped: anyone can post to the sign-out, with a body of
+// any size, so its body is read as the other endpoints anyone can post to
+// read theirs (idp.ReadForm): a cross-site POST is refused before any of
+// it is read; only a form-encoded body is parsed, never multipart (whose
+// file parts would be spooled to disk), so a multipart POST signs out
+// unread; and a form over maxLogoutBody is a plain 413, logged within the
+// cross-site refusals' budget, that leaves the session alone.
+func TestSignOutBodyCapped(t *testing.T) {
+	multipartBody := "--b\r\nContent-Disposition: form-data; name=\"return_to\"\r\n\r\n/kept\r\n--b\r\n" +
+		"Content-Disposition: form-data; name=\"upload\"; filename=\"x.bin\"\r\n\r\n" + strings.Repeat("x", 1<<20) + "\r\n--b--\r\n"
+	for _, tc := range []struct {
+		name, contentType, body string
+		crossSite               bool
+		status                  int  // the answer's
+		maxRead                 int  // of the body
+		signedOut               bool // the session ended
+		logReason               string
+	}{
+		{"cross-site multipart", "multipart/form-data; boundary=b", multipartBody, true, http.StatusForbidden, 0, false, "cross_site_logout"},
+		{"cross-site form", "application/x-www-form-urlencoded", "return_to=/x&pad=" + strings.Repeat("x", 1<<20), true, http.StatusForbidden, 0, false, "cross_site_logout"},
+		{"multipart", "multipart/form-data; boundary=b", multipartBody, false, http.StatusSeeOther, 0, true, ""},
+		{"form within the cap", "application/x-www-form-urlencoded", "return_to=/x&pad=" + strings.Repeat("x", maxLogoutBody-40), false, http.StatusSeeOther, maxLogoutBody, true, ""},
+		{"form over the cap", "application/x-www-form-urlencoded", "return_to=/x&pad=" + strings.Repeat("x", 1<<20), false, http.StatusRequestEntityTooLarge, maxLogoutBody + 1, false, "logout_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			world := newDutyWorld(t)
+			core, logs := observer.New(zapcore.WarnLevel)
+			rt := &Route{PathPrefix: "/.sso/", Logger: zap.New(core),
+				IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: &logoutProvider{name: "corp"}}}}
+			body := &countedBody{r: strings.NewReader(tc.body)}
+			r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/logout", body)
+			r.Header.Set("Content-Type", tc.contentType)
+			if tc.crossSite {
+				r.Header.Set("Origin", "https://evil.example")
+				r.Header.Set("Sec-Fetch-Site", "cross-site")
+			}
+			w := httptest.NewRecorder()
+			err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil)
+			status := w.Code
+			var ge *Error
+			if pe, ok := AsPageError(err); ok {
+				status = pe.Status
+			} else if errors.As(err, &ge) {
+				status = ge.Status
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.status {
+				t.Errorf("answer %d (%v), want %d", status, err, tc.status)
+			}
+			if body.read > tc.maxRead {
+				t.Errorf("the sign-out read %d bytes of its %d-byte body, want at most %d", body.read, len(tc.body), tc.maxRead)
+			}
+			_, rerr := world.run.Sessions.Resolve(context.Background(), world.token)
+			if signedOut := rerr != nil; signedOut != tc.signedOut {
+				t.Errorf("signed out %v (%v), want %v", signedOut, rerr, tc.signedOut)
+			}
+			var reasons []string
+			for _, l := range logs.FilterMessage("sign-out refused").All() {
+				reasons = append(reasons, l.ContextMap()["reason"].(string))
+			}
+			if want := []string{tc.logReason}; tc.logReason == "" && len(reasons) != 0 || tc.logReason != "" && !slices.Equal(reasons, want) {
+				t.Errorf("WARN \"sign-out refused\" reasons %v, want %q", reasons, tc.logReason)
+			}
+		})
 	}
 }

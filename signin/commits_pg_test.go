@@ -72,3 +72,62 @@ func TestOneWriteTransactionPerSignInOnPostgres(t *testing.T) {
 		last = out
 	}
 }
+
+// TestReplayTakesNoTransactionIDOnPostgres: on PostgreSQL too a replayed
+// assertion writes nothing: its transaction rolls back, and the single-use
+// ID found live is not even locked (a row lock takes a transaction ID and
+// writes WAL), so a replay costs reads alone. For SP-initiated (bound) and
+// IdP-initiated (unbound) sign-ins, SAML and OIDC.
+func TestReplayTakesNoTransactionIDOnPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	db, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	stats, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stats.Close(ctx) })
+	// The next transaction ID the server would assign: reading it takes
+	// none.
+	next := func() int64 {
+		var n int64
+		if err := stats.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	svc := &signin.Service{Store: db, Sessions: session.New(db, session.Config{}, nil, nil)}
+	e := &env{t: t}
+	oidc := oidcAssertion("pg-state", "Lovelace", false)
+	oidc.Attributes["email"] = []string{"ada.oidc@example.com"} // another user than the SAML IdP's
+	for _, tc := range []struct {
+		name    string
+		a       *idp.Assertion
+		preset  string
+		unbound bool
+	}{
+		{"saml", samlAssertion("pg-once", "Lovelace", false), "okta", false},
+		{"saml unbound", samlAssertion("pg-unsolicited", "Lovelace", false), "okta", true},
+		{"oidc", oidc, "generic", false},
+	} {
+		p := e.idp(tc.a.Protocol, tc.preset)
+		tc.a.Unbound = tc.unbound
+		if out, err := svc.SignIn(ctx, p, tc.a, ""); err != nil || out.Session == nil {
+			t.Fatalf("%s: first: %+v %v", tc.name, out, err)
+		}
+		before := next()
+		const n = 50
+		for range n {
+			if out, err := svc.SignIn(ctx, p, tc.a, ""); err != nil || out.Replay == nil {
+				t.Fatalf("%s: replay: %+v %v", tc.name, out, err)
+			}
+		}
+		if got := next() - before; got != 0 {
+			t.Errorf("%s: %d replays took %d transaction IDs; want none (a replay writes nothing)", tc.name, n, got)
+		}
+	}
+}

@@ -66,8 +66,8 @@ type Service struct {
 	Sessions *session.Manager
 	Logger   *zap.Logger      // nil: no logs
 	Now      func() time.Time // nil: time.Now
-	// Observe, when set, is told every committed sign-in's outcome (for
-	// metrics).
+	// Observe, when set, is told every committed sign-in's outcome, and
+	// every replay's (for metrics).
 	Observe func(idpName string, o *Outcome)
 
 	// paddedGroups keeps the warning about group names with white space
@@ -122,8 +122,9 @@ func (s *Service) logger() *zap.Logger {
 // with ("" for none): a sign-in always starts a new session and ends that
 // one, so a token planted before sign-in is worthless after it. A denial
 // or a replay is an Outcome, not an error; an error means nothing was
-// written. A replay writes nothing: the caller records it with
-// Refusals.Record, as it does the refusals of the protocol adapter.
+// written. A replay writes nothing (its transaction rolls back): the
+// caller records it with Refusals.Record, as it does the refusals of the
+// protocol adapter.
 func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previousHash string) (*Outcome, error) {
 	prof, err := p.Mapper.Map(a)
 	var unmapped *mapping.MissingError
@@ -166,9 +167,12 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 			if !first {
 				// Written nowhere here: whoever replays can repeat it,
 				// so the caller records it with its Refusals, whose
-				// audit and log have a budget.
-				out.Replay = &idp.LoginError{Code: su.Code, Bound: !a.Unbound, Err: fmt.Errorf("%s already used", su.Kind)}
-				return nil
+				// audit and log have a budget. Returned as an error,
+				// the transaction rolls back: committed, even empty,
+				// each replay would cost a durable commit (bbolt's
+				// meta page and its fsync), as a logout message seen
+				// before does not (account.IdPLogout.EndSessions).
+				return &replayed{&idp.LoginError{Code: su.Code, Bound: !a.Unbound, Err: fmt.Errorf("%s already used", su.Kind)}}
 			}
 		}
 		if unmapped != nil {
@@ -210,6 +214,10 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 		told, err = s.Sessions.TellAtCommit(tx, stale)
 		return err
 	})
+	if r := (*replayed)(nil); errors.As(err, &r) {
+		// Rolled back, having written nothing: an outcome all the same.
+		out, stale, told, err = &Outcome{Replay: r.login}, store.Invalidation{}, false, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("signin via %s: %w", p.Name, err)
 	}
@@ -226,6 +234,12 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 	}
 	return out, nil
 }
+
+// replayed is the error SignIn's transaction returns for a single-use ID
+// consumed before, so that it rolls back; SignIn makes it Outcome.Replay.
+type replayed struct{ login *idp.LoginError }
+
+func (r *replayed) Error() string { return "replayed: " + r.login.Error() }
 
 // changedUsers names the users whose cached sessions a committed sign-in
 // made stale. One that changed the user's groups or email: the user's other

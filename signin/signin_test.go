@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
+	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 // countingStore counts the Update calls that committed: each is one
@@ -313,6 +315,59 @@ func TestReplayRefused(t *testing.T) {
 	}
 	if out, err := e.svc.SignIn(ctx, p, u, ""); err != nil || out.Replay == nil || out.Replay.Bound {
 		t.Errorf("IdP-initiated replay: %+v %v; want a replay refused as unbound", out, err)
+	}
+}
+
+// TestReplayCommitsNothing: a replayed assertion writes nothing, and its
+// transaction rolls back: whoever holds a captured answer can repeat it
+// at will, and an empty commit still rewrites bbolt's meta page and
+// fdatasyncs it, ahead of real sign-ins in the commit queue (a logout
+// message seen before rolls back likewise; its audit event, written by the
+// caller's Refusals, has a budget). Counted by bolt's OnWrite, called once
+// per write transaction committed or rolled back, with the pages it wrote
+// (none for a rollback). For SP-initiated (bound) and IdP-initiated
+// (unbound) sign-ins alike.
+func TestReplayCommitsNothing(t *testing.T) {
+	var commits, pages atomic.Int64
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sso.db"), bolt.Options{OnWrite: func(h bolt.WriteHold) {
+		if h.Pages > 0 { // a rollback writes no page; a commit at least its meta page
+			commits.Add(1)
+		}
+		pages.Add(h.Pages)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sessions := session.New(db, session.Config{}, nil, nil)
+	svc := &signin.Service{Store: db, Sessions: sessions}
+	e := &env{t: t}
+	p := e.idp(idp.ProtocolSAML, "okta")
+	ctx := context.Background()
+	// The counter tells commits from rollbacks: an Update whose fn fails
+	// (as EndSessions' for a logout message seen before) writes no page.
+	_ = db.Update(ctx, func(store.Tx) error { return errors.New("rolled back") })
+	if commits.Load() != 0 || pages.Load() != 0 {
+		t.Fatalf("a rolled-back Update counted as %d commits, %d pages", commits.Load(), pages.Load())
+	}
+	for _, unbound := range []bool{false, true} {
+		a := samlAssertion("once-"+map[bool]string{false: "sp", true: "idp"}[unbound], "Lovelace", false)
+		a.Unbound = unbound
+		if out, err := svc.SignIn(ctx, p, a, ""); err != nil || out.Session == nil {
+			t.Fatalf("first: %+v %v", out, err)
+		}
+		c0, p0 := commits.Load(), pages.Load()
+		const n = 200
+		for range n {
+			out, err := svc.SignIn(ctx, p, a, "")
+			if err != nil || out.Replay == nil {
+				t.Fatalf("replay: %+v %v", out, err)
+			}
+		}
+		if c, pg := commits.Load()-c0, pages.Load()-p0; c != 0 || pg != 0 {
+			t.Errorf("unbound=%v: %d replays of one assertion cost %d bbolt write transactions writing %d pages; want none (a replay writes nothing)",
+				unbound, n, c, pg)
+		}
 	}
 }
 

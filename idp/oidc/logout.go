@@ -179,9 +179,8 @@ type logoutToken struct {
 // readLogoutToken takes the logout_token of a back-channel POST and
 // verifies it (verifyLogoutToken).
 func (p *Provider) readLogoutToken(ctx context.Context, w http.ResponseWriter, r *http.Request) (*logoutToken, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutForm)
-	if err := r.ParseForm(); err != nil {
-		return nil, idp.FailLogout(CodeLogoutTokenMissing, fmt.Errorf("reading the form: %w", err))
+	if err := idp.ReadForm(w, r, maxLogoutForm); err != nil {
+		return nil, idp.FailLogout(CodeLogoutTokenMissing, err)
 	}
 	if v := r.PostForm["logout_token"]; len(v) != 1 || v[0] == "" {
 		return nil, idp.FailLogout(CodeLogoutTokenMissing, fmt.Errorf("%d logout_token fields", len(v)))

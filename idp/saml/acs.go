@@ -352,16 +352,15 @@ func (p *Provider) verify(ctx context.Context, e *endpoints, md *idpMetadata, xm
 	return out, nil
 }
 
-// readForm caps the body at MaxResponseSize before parsing it, so that an
-// oversized post costs at most that much memory and no XML parsing.
+// readForm caps the body at MaxResponseSize before parsing it
+// (idp.ReadForm), so that an oversized post costs at most that much memory
+// and no XML parsing.
 func (p *Provider) readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, p.cfg.MaxResponseSize)
-	if err := r.ParseForm(); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+	if err := idp.ReadForm(w, r, p.cfg.MaxResponseSize); err != nil {
+		if errors.Is(err, idp.ErrFormTooLarge) {
 			return nil, idp.Fail(CodeResponseTooLarge, fmt.Errorf("body larger than %d bytes", p.cfg.MaxResponseSize))
 		}
-		return nil, idp.Fail(CodeMalformed, fmt.Errorf("reading form: %w", err))
+		return nil, idp.Fail(CodeMalformed, err)
 	}
 	return r.PostForm, nil
 }

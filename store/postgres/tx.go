@@ -1024,7 +1024,12 @@ func (t *tx) ForEachSession(after string, fn func(*store.Session) error) error {
 
 // Consume inserts (kind, id), or takes over an expired entry, in one
 // statement on the primary key: of two transactions consuming one ID, in
-// any instances, exactly one commits a row that says so.
+// any instances, exactly one commits a row that says so. An ID whose entry
+// is live is refused without touching the row: ON CONFLICT would lock it,
+// which takes a transaction ID and writes WAL, and a replay (which anyone
+// holding a captured message can repeat) must cost a read alone. The
+// entry's absence from the statement's snapshot decides nothing: ON
+// CONFLICT still does.
 //
 // The takeover compares the stored until with this instance's clock, yet
 // needs no margin against clock skew, unlike pruning (see
@@ -1049,7 +1054,8 @@ func (t *tx) Consume(kind, id string, until time.Time) (bool, error) {
 		return false, fmt.Errorf("postgres: consume: %w", err)
 	}
 	var fresh bool
-	err := t.row(`INSERT INTO sso_consumed (kind, id, until_ns) VALUES ($1, $2, $3)
+	err := t.row(`INSERT INTO sso_consumed (kind, id, until_ns) SELECT $1, $2, $3
+		WHERE NOT EXISTS (SELECT 1 FROM sso_consumed WHERE kind = $1 AND id = $2 AND until_ns > $4)
 		ON CONFLICT (kind, id) DO UPDATE SET until_ns = EXCLUDED.until_ns WHERE sso_consumed.until_ns <= $4
 		RETURNING true`, []any{kind, id, nanos(until), time.Now().UnixNano()}, &fresh)
 	if errors.Is(err, pgx.ErrNoRows) {
