@@ -101,6 +101,13 @@ type adaptedConfig struct {
 			HTTPPort int                `json:"http_port"`
 			Servers  map[string]*server `json:"servers"`
 		} `json:"http"`
+		TLS *struct {
+			Automation *struct {
+				Policies []struct {
+					OnDemand bool `json:"on_demand"`
+				} `json:"policies"`
+			} `json:"automation"`
+		} `json:"tls"`
 	} `json:"apps"`
 }
 
@@ -111,9 +118,16 @@ type server struct {
 	TLSPolicies    json.RawMessage   `json:"tls_connection_policies"`
 	TrustedProxies json.RawMessage   `json:"trusted_proxies"`
 	AutomaticHTTPS *struct {
-		Disable bool     `json:"disable"`
-		Skip    []string `json:"skip"`
+		Disable      bool     `json:"disable"`
+		DisableRedir bool     `json:"disable_redirects"`
+		Skip         []string `json:"skip"`
 	} `json:"automatic_https"`
+	// Errors are the error routes (handle_errors), which answer the errors
+	// handlers return, the error directive's among them.
+	Errors *struct {
+		Routes []route `json:"routes"`
+	} `json:"errors"`
+	StrictSNIHost *bool `json:"strict_sni_host"`
 }
 
 type route struct {
@@ -140,7 +154,8 @@ type handler struct {
 	// forward_auth adapts) may let a request go on to the next handler.
 	PassThru       bool `json:"pass_thru"`
 	HandleResponse []struct {
-		Routes []route `json:"routes"`
+		Routes     []route         `json:"routes"`
+		StatusCode json.RawMessage `json:"status_code"`
 	} `json:"handle_response"`
 }
 
@@ -236,6 +251,10 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			f.Server = name
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: f.String()})
 		}
+		rewriter := func(h routeorder.Handler) bool { return rewrites(h, srv.NamedRoutes) }
+		for _, f := range routeorder.Preceded(routeTree(srv.Routes, srv.NamedRoutes, nil), rewriter, verifies) {
+			r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: the verify-mode sso handler at %s answers through the intercept at %s, whose handle_response can turn its 401 for a request without a session into a 2xx, which the proxy takes as signed in: every request gets in; put sso before intercept (outside a route block the Caddyfile's directive order does), or give that handle_response a status that is not a 2xx (file_server { status 401 })", name, f.SSO, f.At)})
+		}
 		for _, g := range routeorder.Guards(routeTree(srv.Routes, srv.NamedRoutes, nil)) {
 			raw, _ := g.Handler.Value.(json.RawMessage)
 			var sso caddymodule.Handler
@@ -248,7 +267,7 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			if len(g.Hosts) > 0 {
 				hs = g.Hosts[len(g.Hosts)-1]
 			}
-			if verifyMode(sso.Mode) && len(hs) > 0 && !anyHost(srv.Routes, srv.NamedRoutes) && !seen["verify/"+name] {
+			if verifyMode(sso.Mode) && len(hs) > 0 && !cc.otherHosts(name, httpPort) && !seen["verify/"+name] {
 				seen["verify/"+name] = true
 				r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: its mode %s endpoint answers only for %s, and Caddy answers a request for any other Host with an empty 200, which the proxy takes as signed in; give this listener a site without a host that refuses (for instance http://:9091 { respond 403 }), or leave the host out of the gateway's address (docs/forward-auth.md)", name, sso.Mode, strings.Join(hs, ", "))})
 			}
@@ -355,6 +374,16 @@ func plainHTTP(o idp.Origin, proxied, shared bool) string {
 	return fmt.Sprintf("site %s is served over plain http on a host that is not loopback: browsers drop the Secure session and sign-in cookies over plain http, so sign-ins fail (flow_missing); serve it over https, or terminate TLS in a proxy listed in trusted_proxies and %s", o, fix)
 }
 
+// verifies reports whether h is an sso handler of a verify mode, whose
+// answer a forward-auth proxy reads.
+func verifies(h routeorder.Handler) bool {
+	raw, _ := h.Value.(json.RawMessage)
+	var v struct {
+		Mode string `json:"mode"`
+	}
+	return h.Module == routeorder.SSO && json.Unmarshal(raw, &v) == nil && verifyMode(v.Mode)
+}
+
 // verifyMode reports whether an sso handler's mode, as written, is a
 // verify mode: "protect" is the default's name ("" in JSON).
 func verifyMode(mode string) bool {
@@ -362,14 +391,274 @@ func verifyMode(mode string) bool {
 	return err == nil && m != gateway.ModeProtect
 }
 
-// anyHost reports whether a server's routes answer every request whatever
-// its Host with a refusal (routeorder.Answers by refuses): respond 403,
-// not respond /health 403, handle /x { … } or header alone, nor respond
-// "text", whose 200 the proxy takes as signed in. Else Caddy answers the
-// requests for an unknown Host that nothing answered with an empty 200.
-// named are the server's named routes, which invoke runs.
-func anyHost(routes []route, named map[string]*route) bool {
-	return routeorder.Answers(routeTree(routes, named, nil), refuses)
+// otherHosts reports whether Caddy answers every request to the server
+// name whose Host its routes do not name with a refusal, not the 2xx a
+// forward-auth proxy takes as signed in. Under strict_sni_host (which
+// client auth turns on) a TLS listener refuses such a request with 421
+// before any route runs, unless on-demand TLS completes the handshake for
+// any name; the error routes may answer that 421 (errorRefusal). Else the
+// first handler that answers every request (routeorder.Answering) decides
+// (refuses): respond 403, not respond /health 403, handle /x { … } or
+// header alone, nor respond "text", whose 200 the proxy takes as signed
+// in. When none does, Caddy answers with automatic HTTPS's redirect
+// (redirects) or, without it, an empty 200.
+func (cc *adaptedConfig) otherHosts(name string, httpPort int) bool {
+	srv := cc.Apps.HTTP.Servers[name]
+	if strictSNI(srv) && tlsListener(srv, httpPort) && !cc.onDemand() {
+		return errorRefusal(srv, http.StatusMisdirectedRequest)
+	}
+	answers := func(h routeorder.Handler) bool {
+		return routeorder.Serves(h) || h.Module == "error" || refuses(srv, h) || rewrites(h, srv.NamedRoutes)
+	}
+	h, ok := routeorder.Answering(routeTree(srv.Routes, srv.NamedRoutes, nil), answers)
+	if !ok {
+		return cc.redirects(name, httpPort)
+	}
+	return refuses(srv, h)
+}
+
+// refuses reports whether h, the handler that answers every request for
+// another Host, answers it with what a forward-auth proxy takes as "not
+// signed in", not a 2xx (refusal): respond and redir by their status (200
+// when none is written; a placeholder, which check cannot know, is not
+// taken for a refusal), abort, error by its status (500 when none) as
+// the server's error routes answer it (errorRefusal), an sso of a verify
+// mode (its own verdict, which it answers itself, not through error
+// routes), and reverse_proxy, whose upstream decides. Not php_fastcgi,
+// which leaves a request for a file that exists unanswered, nor
+// file_server or metrics, which answer 200, nor an intercept that can
+// rewrite the answer into a 2xx (rewrites).
+func refuses(srv *server, h routeorder.Handler) bool {
+	raw, _ := h.Value.(json.RawMessage)
+	var v struct {
+		StatusCode json.RawMessage `json:"status_code"`
+		Abort      bool            `json:"abort"`
+		Mode       string          `json:"mode"`
+	}
+	_ = json.Unmarshal(raw, &v) // unreadable: the zero value, no refusal
+	switch h.Module {
+	case "static_response":
+		return v.Abort || refusal(v.StatusCode, http.StatusOK)
+	case "error":
+		code, ok := status(v.StatusCode, http.StatusInternalServerError)
+		return ok && code >= 300 && errorRefusal(srv, code)
+	case routeorder.SSO:
+		return verifyMode(v.Mode)
+	case "reverse_proxy":
+		return h.Transport != routeorder.FastCGI && !h.PassesOn
+	}
+	return false
+}
+
+// errorRefusal reports whether the server's error routes (handle_errors)
+// leave an error of status code a refusal: none of those that run for it
+// (errorRoutesFor) can answer a 2xx (can2xx, a handler's default status
+// there being the error's). An error route that forwards to an
+// error-pages service, or writes respond "…" 200, lets the request in.
+func errorRefusal(srv *server, code int) bool {
+	if srv.Errors == nil {
+		return true
+	}
+	return !can2xx(routeTree(errorRoutesFor(srv.Errors.Routes, code), srv.NamedRoutes, nil), code)
+}
+
+// errorRoutesFor is routes, error routes, without those that do not run
+// for an error of status code on a request for a Host no route names
+// (errorRouteFor), in subroutes too: a Caddyfile puts each site's
+// handle_errors in a subroute of its own.
+func errorRoutesFor(routes []route, code int) []route {
+	var out []route
+	for _, rt := range routes {
+		if !errorRouteFor(rt, code) {
+			continue
+		}
+		kept := route{Match: rt.Match}
+		for _, raw := range rt.Handle {
+			var sub map[string]json.RawMessage
+			var inner []route
+			if json.Unmarshal(raw, &sub) == nil && string(sub["handler"]) == `"subroute"` && json.Unmarshal(sub["routes"], &inner) == nil {
+				if b, err := json.Marshal(errorRoutesFor(inner, code)); err == nil {
+					sub["routes"] = b
+					raw, _ = json.Marshal(sub)
+				}
+			}
+			kept.Handle = append(kept.Handle, raw)
+		}
+		out = append(out, kept)
+	}
+	return out
+}
+
+// errorRouteFor reports whether the error route rt may run for an error
+// of status code on a request for a Host no route names: not when each of
+// its matcher sets has a host matcher (a site's own handle_errors), or
+// lists the statuses it takes (handle_errors 403 404) without code. Other
+// matchers are taken to match.
+func errorRouteFor(rt route, code int) bool {
+	if len(rt.Match) == 0 {
+		return true
+	}
+	for _, set := range rt.Match {
+		if _, ok := set["host"]; ok {
+			continue
+		}
+		var expr string
+		if raw, ok := set["expression"]; ok && json.Unmarshal(raw, &expr) == nil && len(set) == 1 {
+			if codes, ok := strings.CutPrefix(expr, "{http.error.status_code} in ["); ok && strings.HasSuffix(codes, "]") {
+				listed := strings.Split(strings.TrimSuffix(codes, "]"), ",")
+				if !slices.ContainsFunc(listed, func(c string) bool { return strings.TrimSpace(c) == strconv.Itoa(code) }) {
+					continue
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// can2xx reports whether routes, error routes or an intercept's
+// handle_response, may answer a 2xx: a handler in them that forwards
+// (routeorder.Forwards: the upstream decides), metrics, or respond or
+// file_server with a 2xx status (def when none is written: the error's
+// status in error routes, 200 elsewhere) or a placeholder one.
+func can2xx(routes []routeorder.Route, def int) bool {
+	if routeorder.Forwards(routes) {
+		return true
+	}
+	for _, r := range routes {
+		for _, h := range r.Handlers {
+			raw, _ := h.Value.(json.RawMessage)
+			var v struct {
+				StatusCode json.RawMessage `json:"status_code"`
+				Abort      bool            `json:"abort"`
+			}
+			_ = json.Unmarshal(raw, &v)
+			switch {
+			case h.Module == "metrics",
+				(h.Module == "static_response" || h.Module == "file_server") && !v.Abort && !refusal(v.StatusCode, def),
+				can2xx(h.Routes, def):
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rewrites reports whether h is an intercept that can turn the answer of
+// the handlers after it into a 2xx: one of its handle_response replaces
+// the status with a 2xx, or its routes may answer one (can2xx: there
+// file_server and respond answer 200 unless given a status, as
+// handle_response is no error context). Caddy's documented pattern for
+// error pages, intercept { handle_response { file_server } }, does.
+func rewrites(h routeorder.Handler, named map[string]*route) bool {
+	raw, _ := h.Value.(json.RawMessage)
+	var v handler
+	if h.Module != "intercept" || json.Unmarshal(raw, &v) != nil {
+		return false
+	}
+	for _, hr := range v.HandleResponse {
+		if len(hr.StatusCode) > 0 && !refusal(hr.StatusCode, http.StatusOK) || can2xx(routeTree(hr.Routes, named, nil), http.StatusOK) {
+			return true
+		}
+	}
+	return false
+}
+
+// redirects reports whether automatic HTTPS adds its catch-all HTTP->HTTPS
+// redirect (a 308 for any Host) to the end of the plain-http server name,
+// as caddyhttp's automaticHTTPSPhase1 does at start, after the adapted
+// config check reads: some server with automatic HTTPS and its redirects
+// on, listening on a port other than the HTTP port, with a host to get a
+// certificate for or TLS connection policies, listens where name does
+// once its port is made the HTTP port.
+func (cc *adaptedConfig) redirects(name string, httpPort int) bool {
+	srv := cc.Apps.HTTP.Servers[name]
+	if len(srv.TLSPolicies) > 0 {
+		return false // the redirect matches protocol http only
+	}
+	for _, other := range cc.Apps.HTTP.Servers {
+		if a := other.AutomaticHTTPS; a != nil && (a.Disable || a.DisableRedir) || !slices.ContainsFunc(other.Listen, func(l string) bool { return !onPort(l, httpPort) }) {
+			continue
+		}
+		if len(other.TLSPolicies) == 0 && !slices.ContainsFunc(other.Routes, func(rt route) bool { return namesHost(rt, other) }) {
+			continue
+		}
+		for _, l := range other.Listen {
+			to, err := caddy.ParseNetworkAddress(l)
+			if err != nil {
+				continue
+			}
+			for _, own := range srv.Listen {
+				na, err := caddy.ParseNetworkAddress(own)
+				// Linux binds a wildcard and a specific address on one port
+				// as one, and so does Caddy's hasListenerAddress.
+				if err == nil && na.Network == to.Network && (na.Host == to.Host || na.Host == "" || to.Host == "") && onPort(own, httpPort) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// namesHost reports whether rt has a host matcher with a host automatic
+// HTTPS does not skip.
+func namesHost(rt route, srv *server) bool {
+	for _, set := range rt.Match {
+		var hosts []string
+		if raw, ok := set["host"]; ok && json.Unmarshal(raw, &hosts) == nil {
+			for _, h := range hosts {
+				if srv.AutomaticHTTPS == nil || !slices.Contains(srv.AutomaticHTTPS.Skip, h) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// onPort reports whether the listener address l takes port.
+func onPort(l string, port int) bool {
+	na, err := caddy.ParseNetworkAddress(l)
+	return err == nil && uint(port) >= na.StartPort && uint(port) <= na.EndPort
+}
+
+// strictSNI reports whether Caddy refuses a TLS request whose Host is not
+// its SNI (421): strict_sni_host on, or unset with a connection policy of
+// client authentication, for which Caddy turns it on.
+func strictSNI(srv *server) bool {
+	if srv.StrictSNIHost != nil {
+		return *srv.StrictSNIHost
+	}
+	var policies []struct {
+		ClientAuth map[string]json.RawMessage `json:"client_authentication"`
+	}
+	_ = json.Unmarshal(srv.TLSPolicies, &policies)
+	return slices.ContainsFunc(policies, func(p struct {
+		ClientAuth map[string]json.RawMessage `json:"client_authentication"`
+	}) bool {
+		return len(p.ClientAuth) > 0
+	})
+}
+
+// tlsListener reports whether srv serves TLS: it has connection policies,
+// or automatic HTTPS gives it one (a listener off the HTTP port).
+func tlsListener(srv *server, httpPort int) bool {
+	if len(srv.TLSPolicies) > 0 {
+		return true
+	}
+	return (srv.AutomaticHTTPS == nil || !srv.AutomaticHTTPS.Disable) && slices.ContainsFunc(srv.Listen, func(l string) bool { return !onPort(l, httpPort) })
+}
+
+// onDemand reports whether a TLS automation policy gets certificates on
+// demand, completing the handshake for a name no site has.
+func (cc *adaptedConfig) onDemand() bool {
+	t := cc.Apps.TLS
+	return t != nil && t.Automation != nil && slices.ContainsFunc(t.Automation.Policies, func(p struct {
+		OnDemand bool `json:"on_demand"`
+	}) bool {
+		return p.OnDemand
+	})
 }
 
 // catchesAll reports whether a matcher set matches every request: it has
@@ -386,47 +675,24 @@ func catchesAll(set map[string]json.RawMessage) bool {
 	return true
 }
 
-// refuses reports whether h answers every request it gets with what a
-// forward-auth proxy takes as "not signed in", not a 2xx: respond and
-// redir by their status (200 when none is written; a placeholder, which
-// check cannot know, is not taken for a refusal), abort, error by its
-// status (500 when none), an sso of a verify mode (its own verdict), and
-// reverse_proxy, whose upstream decides. Not php_fastcgi, which leaves a
-// request for a file that exists unanswered, nor file_server or metrics,
-// which answer 200.
-func refuses(h routeorder.Handler) bool {
-	raw, _ := h.Value.(json.RawMessage)
-	var v struct {
-		StatusCode json.RawMessage `json:"status_code"`
-		Abort      bool            `json:"abort"`
-		Mode       string          `json:"mode"`
-	}
-	_ = json.Unmarshal(raw, &v) // unreadable: the zero value, no refusal
-	switch h.Module {
-	case "static_response":
-		return v.Abort || notSuccess(v.StatusCode, http.StatusOK)
-	case "error":
-		return notSuccess(v.StatusCode, http.StatusInternalServerError)
-	case routeorder.SSO:
-		return verifyMode(v.Mode)
-	case "reverse_proxy":
-		return h.Transport != routeorder.FastCGI && !h.PassesOn
-	}
-	return false
+// refusal reports whether a handler's status_code (a number, or a string
+// of one; def when none) is one a forward-auth proxy does not take as
+// signed in: 3xx and up. A 1xx is no final answer: Caddy (after 103
+// Early Hints) or Go's net/http follows it with a 200. A placeholder,
+// which check cannot know, is no refusal.
+func refusal(raw json.RawMessage, def int) bool {
+	code, ok := status(raw, def)
+	return ok && code >= 300
 }
 
-// notSuccess reports whether a handler's status_code (a number, or a
-// string of one; def when none) is not a 2xx.
-func notSuccess(raw json.RawMessage, def int) bool {
-	code := def
-	if len(raw) > 0 {
-		n, err := strconv.Atoi(strings.Trim(string(raw), `"`))
-		if err != nil {
-			return false // a placeholder
-		}
-		code = n
+// status is a handler's status_code (def when none); ok is false for a
+// placeholder.
+func status(raw json.RawMessage, def int) (code int, ok bool) {
+	if len(raw) == 0 {
+		return def, true
 	}
-	return code/100 != 2
+	n, err := strconv.Atoi(strings.Trim(string(raw), `"`))
+	return n, err == nil
 }
 
 // serverPort is the port of a server's first listener address.

@@ -95,8 +95,11 @@ func directive(module string) string {
 	return ""
 }
 
-// spot is where a terminal handler is.
-type spot struct{ module, at string }
+// spot is where a terminal handler is, and which.
+type spot struct {
+	module, at string
+	h          Handler
+}
 
 // Invoked is the named route an invoke of name runs in its place, with the
 // names being expanded once it is (invoking and name); nil when the server
@@ -139,8 +142,16 @@ func Forwards(routes []Route) bool {
 // it sends every request for a file that does not exist to index.php, so
 // the PHP app answers them all.
 func Unprotected(routes []Route) []Finding {
+	return Preceded(routes, Serves, func(Handler) bool { return true })
+}
+
+// Preceded returns the sso handlers of routes that target picks and that a
+// handler first picks runs before, by Unprotected's rule (Unprotected is
+// Preceded by Serves): `caddy sso check` reads it with an intercept whose
+// handle_response can rewrite a verify-mode sso's 401 into a 2xx.
+func Preceded(routes []Route, first, target func(Handler) bool) []Finding {
 	var out []Finding
-	walk(routes, top, "", nil, serves, &out)
+	walk(routes, top, "", nil, first, target, &out)
 	return out
 }
 
@@ -150,7 +161,7 @@ func Unprotected(routes []Route) []Finding {
 // that only replaces error pages answers, and the proxy answers the rest.
 func CallsNext(routes []Route) bool {
 	var ignored []Finding
-	return walk(routes, top, "", nil, serves, &ignored) == nil
+	return walk(routes, top, "", nil, Serves, nil, &ignored) == nil
 }
 
 // Answers reports whether routes answer every request that reaches them
@@ -162,8 +173,19 @@ func CallsNext(routes []Route) bool {
 // subroute's one route is matched) or of `header X-A b` alone answers
 // nothing for /other.
 func Answers(routes []Route, answers func(Handler) bool) bool {
+	_, ok := Answering(routes, answers)
+	return ok
+}
+
+// Answering is the handler Answers finds: the first, in the order Caddy
+// runs them, that answers every request reaching routes (ok false when
+// none does), for a caller that judges what it answers.
+func Answering(routes []Route, answers func(Handler) bool) (h Handler, ok bool) {
 	var ignored []Finding
-	return walk(routes, top, "", nil, answers, &ignored) != nil
+	if s := walk(routes, top, "", nil, answers, nil, &ignored); s != nil {
+		return s.h, true
+	}
+	return Handler{}, false
 }
 
 // EveryPath reports whether a path matcher's paths match every request
@@ -173,10 +195,10 @@ func EveryPath(paths []string) bool {
 	return slices.ContainsFunc(paths, func(p string) bool { return p == "*" || p == "/*" })
 }
 
-// serves reports whether h answers every request it gets with the
+// Serves reports whether h answers every request it gets with the
 // response of a terminal module (directive), unless it is configured to
 // pass some on.
-func serves(h Handler) bool { return directive(h.Module) != "" && !h.PassesOn }
+func Serves(h Handler) bool { return directive(h.Module) != "" && !h.PassesOn }
 
 // top is the JSON path of a server's route i.
 func top(i int) string { return fmt.Sprintf("routes[%d]", i) }
@@ -185,9 +207,10 @@ func top(i int) string { return fmt.Sprintf("routes[%d]", i) }
 // JSON (via: how a named route's list is reached, appended to every place
 // it reports); before is the terminal handler that answers before the list
 // is entered (nil: none); terminal says which handlers answer every
-// request they get (serves, for Unprotected). It returns the terminal
+// request they get (Serves, for Unprotected), and target which sso
+// handlers after one are reported (nil: none). It returns the terminal
 // handler that answers every request reaching the list, if any.
-func walk(routes []Route, path func(int) string, via string, before *spot, terminal func(Handler) bool, out *[]Finding) *spot {
+func walk(routes []Route, path func(int) string, via string, before *spot, terminal, target func(Handler) bool, out *[]Finding) *spot {
 	list := before
 	for i, r := range routes {
 		here, ends := list, !r.Matched
@@ -196,17 +219,17 @@ func walk(routes []Route, path func(int) string, via string, before *spot, termi
 			var t *spot
 			switch h.Module {
 			case SSO:
-				if here != nil {
+				if here != nil && target != nil && target(h) {
 					*out = append(*out, Finding{Terminal: here.module, At: here.at, SSO: loc + via})
 				}
 			case "subroute":
-				t = walk(h.Routes, func(k int) string { return fmt.Sprintf("%s.routes[%d]", loc, k) }, via, here, terminal, out)
+				t = walk(h.Routes, func(k int) string { return fmt.Sprintf("%s.routes[%d]", loc, k) }, via, here, terminal, target, out)
 			case "invoke":
 				t = walk(h.Routes, func(int) string { return "named_routes." + h.Name },
-					fmt.Sprintf(" (the named route %s, which invoke %s at %s runs)", h.Name, h.Name, loc+via), here, terminal, out)
+					fmt.Sprintf(" (the named route %s, which invoke %s at %s runs)", h.Name, h.Name, loc+via), here, terminal, target, out)
 			}
 			if here == nil && terminal(h) {
-				here = &spot{module: h.Module, at: loc + via}
+				here = &spot{module: h.Module, at: loc + via, h: h}
 				ends = ends || h.Transport == FastCGI
 			}
 			if here == nil {

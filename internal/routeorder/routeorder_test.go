@@ -132,6 +132,36 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
+// TestAnsweringAndPreceded: Answering names the first handler that
+// answers every request (an intercept the caller counts comes before the
+// respond it wraps), for the caller to judge; Preceded reports only the
+// sso handlers target picks, after a handler first picks.
+func TestAnsweringAndPreceded(t *testing.T) {
+	first := func(h Handler) bool { return h.Module == "intercept" || h.Module == "static_response" }
+	for _, tc := range []struct {
+		name   string
+		routes []Route
+		want   string // "" for none
+	}{
+		{"intercept, then respond", []Route{r(sub(r(h("intercept")), r(h("static_response"))))}, "intercept"},
+		{"respond, then intercept", []Route{r(h("static_response"), h("intercept"))}, "static_response"},
+		{"intercept on one path, then respond", []Route{matched(h("intercept")), r(h("static_response"))}, "static_response"},
+		{"headers alone", []Route{r(h("headers"))}, ""},
+	} {
+		got, ok := Answering(tc.routes, first)
+		if got.Module != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s: Answering = %q, %v; want %q", tc.name, got.Module, ok, tc.want)
+		}
+	}
+	verify := Handler{Module: SSO, Value: "verify"} // a verify-mode sso, as the caller tells
+	routes := []Route{r(sub(r(h("intercept")), r(h(SSO)), r(verify)))}
+	got := Preceded(routes, func(h Handler) bool { return h.Module == "intercept" }, func(h Handler) bool { return h.Value == "verify" })
+	want := []Finding{{Terminal: "intercept", At: "routes[0].handle[0].routes[0].handle[0]", SSO: "routes[0].handle[0].routes[2].handle[0]"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Preceded = %v, want %v", got, want)
+	}
+}
+
 // TestEveryPath: a path matcher of "*" or "/*" matches every request.
 func TestEveryPath(t *testing.T) {
 	for paths, want := range map[string]bool{"*": true, "/*": true, "/health": false, "/x/*": false, "/health /*": true, "": false} {

@@ -1,0 +1,173 @@
+package check_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-sso/caddy-sso/internal/caddytest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
+)
+
+// TestCheckTLSListenerAgreesWithCaddy holds check's fail-open verdict on a
+// forward-auth gateway on an https listener (tls internal) to what a real
+// Caddy answers a proxy that connects with the gateway's SNI, or none, and
+// sends Host: evil.example: strict_sni_host, which TLS client auth turns
+// on, refuses it with 421 before any route runs.
+func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
+	for _, tc := range []struct{ name, globals, tls, site string }{
+		{"no catch-all", "", "tls internal", ""},
+		{"strict_sni_host on", "\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", ""},
+		{"client auth (strict SNI by default)", "", "tls internal {\n\t\tclient_auth {\n\t\t\tmode request\n\t\t}\n\t}", ""},
+		{"strict_sni_host off with client auth", "\tservers {\n\t\tstrict_sni_host insecure_off\n\t}\n", "tls internal {\n\t\tclient_auth {\n\t\t\tmode request\n\t\t}\n\t}", ""},
+		{"catch-all respond 403", "", "tls internal", "https://:PORT {\n\ttls internal\n\trespond 403\n}\n"},
+		{"strict_sni_host on, handle_errors respond 200", "\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", "https://:PORT {\n\ttls internal\n\trespond 403\n\thandle_errors {\n\t\trespond \"x\" 200\n\t}\n}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sso := testIdP(t)
+			g := caddytest.NewGateway(t)
+			sites := "https://app.localhost:PORT {\n\t" + tc.tls + "\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n" + tc.site
+			cf := g.Caddyfile(sso, strings.ReplaceAll(sites, "PORT", fmt.Sprint(g.Port)))
+			cf = strings.Replace(cf, "\tauto_https off\n", "\tauto_https disable_redirects\n"+tc.globals, 1)
+			cf = strings.Replace(cf, fmt.Sprintf("http_port %d", g.Port), fmt.Sprintf("http_port %d", testport.For(t)), 1)
+			r, out := checkAdapted(t, cf)
+			g.Start(cf)
+			awaitCertificate(g.Port, "app.localhost")
+			var allowed []string
+			for _, sni := range []string{"app.localhost", ""} {
+				client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: sni}}}
+				for _, path := range []string{"/", "/verify"} {
+					req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", g.Port, path), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.Host = "evil.example"
+					resp, err := client.Do(req)
+					if err != nil {
+						continue // no certificate for it: no answer, no "signed in"
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode/100 == 2 {
+						allowed = append(allowed, fmt.Sprintf("SNI %q %s %d", sni, path, resp.StatusCode))
+					}
+				}
+			}
+			if reported := reportsFailOpen(r); reported != (len(allowed) > 0) {
+				t.Errorf("check reports fail-open: %v; Caddy answers Host: evil.example with a 2xx on %v\n%s\n%s", reported, allowed, sites, out)
+			}
+		})
+	}
+}
+
+// TestCheckAutoHTTPSRedirectAgreesWithCaddy: a forward-auth gateway named
+// by host on Caddy's http_port, beside an https site. Automatic HTTPS
+// appends a catch-all HTTP->HTTPS redirect to the gateway's server at
+// start (a 308 for any Host), which the adapted config check reads does
+// not hold; with disable_redirects Caddy answers other Hosts with an empty
+// 200, and check reports it.
+func TestCheckAutoHTTPSRedirectAgreesWithCaddy(t *testing.T) {
+	for _, tc := range []struct{ name, autoHTTPS string }{
+		{"redirects", ""},
+		{"disable_redirects", "\tauto_https disable_redirects\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sso := testIdP(t)
+			g := caddytest.NewGateway(t)
+			httpsPort := testport.For(t)
+			sites := fmt.Sprintf("http://app.localhost:%d {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\nhttps://other.localhost:%d {\n\ttls internal\n\trespond \"other\"\n}\n", g.Port, httpsPort)
+			cf := g.Caddyfile(sso, sites)
+			cf = strings.Replace(cf, "\tauto_https off\n", fmt.Sprintf("\thttps_port %d\n%s", httpsPort, tc.autoHTTPS), 1)
+			r, out := checkAdapted(t, cf)
+			g.Start(cf)
+			// Else Caddy may still be writing it as the test's temp dir goes.
+			awaitCertificate(httpsPort, "other.localhost")
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			var allowed []string
+			for _, path := range []string{"/", "/verify"} {
+				req, err := http.NewRequest(http.MethodGet, g.Base+path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = "evil.example"
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					allowed = append(allowed, fmt.Sprintf("%s %d", path, resp.StatusCode))
+				}
+			}
+			if reported := reportsFailOpen(r); reported != (len(allowed) > 0) {
+				t.Errorf("check reports fail-open: %v; Caddy answers Host: evil.example with a 2xx on %v\n%s\n%s", reported, allowed, cf, out)
+			}
+		})
+	}
+}
+
+// TestCheckVerifyAnswerAgreesWithCaddy: what wraps or follows a verify-mode
+// sso handler must not turn its 401 for a request without a session into
+// a 2xx, which nginx auth_request, Traefik and forward_auth take as signed
+// in. An error-page intercept (Caddy's documented pattern: handle_response
+// with file_server, which answers 200) that runs before sso, as in a route
+// block, does; check reports it as an error. Outside a route block the
+// directive order runs sso first. The gateway answers its verdicts itself,
+// so the site's handle_errors leaves them alone.
+func TestCheckVerifyAnswerAgreesWithCaddy(t *testing.T) {
+	const errorPages = "(errors) {\n\tintercept {\n\t\t@err status 4xx 5xx\n\t\thandle_response @err {\n\t\t\troot * /etc\n\t\t\trewrite * /hostname\n\t\t\tfile_server\n\t\t}\n\t}\n}\n"
+	const verify = "\tsso corp {\n\t\tmode auth_request\n\t\tbase_url https://app.example.com\n\t}\n"
+	for _, tc := range []struct{ name, site string }{
+		{"intercept imported beside sso", errorPages + "http://:PORT {\n\timport errors\n" + verify + "}\n"},
+		{"intercept before sso in a route block", errorPages + "http://:PORT {\n\troute {\n\t\timport errors\n\t" + strings.ReplaceAll(verify, "\n\t", "\n\t\t") + "\t}\n}\n"},
+		{"intercept after sso in a route block", errorPages + "http://:PORT {\n\troute {\n\t" + strings.ReplaceAll(verify, "\n\t", "\n\t\t") + "\t\timport errors\n\t}\n}\n"},
+		{"handle_errors respond 200", "http://:PORT {\n" + verify + "\thandle_errors {\n\t\trespond \"Please sign in\" 200\n\t}\n}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sso := testIdP(t)
+			g := caddytest.NewGateway(t)
+			site := strings.ReplaceAll(tc.site, "PORT", fmt.Sprint(g.Port))
+			cf := g.Caddyfile(sso, site)
+			r, out := checkAdapted(t, cf)
+			g.Start(cf)
+			req, err := http.NewRequest(http.MethodGet, g.Base+"/verify", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Forwarded-Uri", "/private")
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			reported := false
+			for _, f := range r.Problems {
+				reported = reported || strings.Contains(f.Message, "answers through the intercept")
+			}
+			if in := resp.StatusCode/100 == 2; reported != in || r.Errors > 0 != in {
+				t.Errorf("Caddy answers a verify request without a session with %d; check reports the intercept: %v, %d error(s)\n%s\n%s", resp.StatusCode, reported, r.Errors, site, out)
+			}
+		})
+	}
+}
+
+// awaitCertificate waits, up to 10 s, until the TLS listener on port
+// completes a handshake for sni: tls internal issues and stores the
+// certificate in the background after Caddy starts.
+func awaitCertificate(port int, sni string) {
+	for range 100 {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true, ServerName: sni})
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
