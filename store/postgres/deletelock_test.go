@@ -38,9 +38,9 @@ func waitForActivity(t *testing.T, db *DB, done chan error, condition, what stri
 	}
 }
 
-// waitForRegroup waits until a group change running on db has inserted its
-// member rows (each locking its user FOR KEY SHARE, the foreign key) and
-// is rewriting the members' records (regroup's statements).
+// waitForRegroup waits until a group change running on db is locking,
+// inserting the member rows of and rewriting the records of its members,
+// chunk by chunk in ID order (syncMembers's statements).
 func waitForRegroup(t *testing.T, db *DB, done chan error) {
 	t.Helper()
 	waitForActivity(t, db, done, `query LIKE '%FROM sso_users WHERE id = ANY($1) ORDER BY id FOR%' OR query LIKE '%FROM sso_users u WHERE u.id = ANY($1)%'`,
@@ -49,15 +49,17 @@ func waitForRegroup(t *testing.T, db *DB, done chan error) {
 
 // TestDeleteMemberDuringGroupChange: instance A creates a SCIM group of
 // many members, one long transaction; instance B deletes one of them
-// (account.Delete, as the admin API and SCIM do) after A has inserted the
-// member rows and while it rewrites the members' records, the user among
-// the last it reaches. The deletion used to read the user FOR NO KEY
-// UPDATE, which A's foreign-key lock lets through, and then needed FOR
-// UPDATE for the DELETE, which waits for that lock, while A's regroup
-// waited for the read's lock: a deadlock, which PostgreSQL broke after a
-// second by failing the group change. Read FOR UPDATE from the start
-// (UserForDelete), the deletion waits for the group change instead: no
-// deadlock, both succeed, and the user is gone, out of the group too.
+// (account.Delete, as the admin API and SCIM do) while A works through the
+// members, the user among the last it reaches. When A inserted every
+// member row first, the deletion read the user FOR NO KEY UPDATE, which
+// A's foreign-key lock lets through, and then needed FOR UPDATE for the
+// DELETE, which waits for that lock, while A's regroup waited for the
+// read's lock: a deadlock, which PostgreSQL broke after a second by
+// failing the group change. The deletion reads FOR UPDATE from the start
+// (UserForDelete), and A locks each member before it inserts their row
+// (syncMembers): whichever reaches the user first, the other waits. No
+// deadlock; the user is gone, out of the group too; the group change
+// either went first or, its member gone, is refused, never half done.
 func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	const n = 20_000
 	dsn := pgtest.NewDatabase(t)
@@ -67,7 +69,7 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	// cut the wait short, so that only a deadlock can fail it.
 	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
 	ids := seedUsers(t, a, "okta", n)
-	victim := ids[n-1] // the last regroup locks (in ID order)
+	victim := ids[n-1] // the last the group change locks (in ID order)
 	acc := &account.Service{Store: b, Cache: session.New(b, session.Config{}, nil, nil)}
 	before := deadlocks(t, a)
 
@@ -88,9 +90,9 @@ func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	if err != nil {
 		t.Errorf("delete during the group change: %v", err)
 	}
-	// The deletion waits for the group change, which so finds its member;
-	// a change that came after the deletion would be refused (member not
-	// found), never half done.
+	// A deletion that waited for the group change found it committed; one
+	// that reached the user first makes the change's member insert fail
+	// (the foreign key), and its rerun refuses it (member not found).
 	if gErr != nil && !errors.Is(gErr, store.ErrNotFound) {
 		t.Errorf("group change: %v", gErr)
 	}

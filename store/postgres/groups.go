@@ -241,20 +241,9 @@ func (t *tx) PutGroup(g *store.Group) error {
 		if err != nil {
 			return err
 		}
-		if err := t.deleteMembers(id, store.MembersTouched(before, members, false), members); err != nil {
-			return err
-		}
-		// Every member, not only those who joined: one a concurrent
-		// DeleteUser took meanwhile fails the foreign key, and the rerun
-		// reports it missing, as when one statement wrote them all.
-		for chunk := range slices.Chunk(members, memberChunk) {
-			_, err := t.exec(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m
-				ON CONFLICT DO NOTHING`, id, chunk)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		// The member rows of those who joined are inserted by
+		// syncMembers, each once its user is locked.
+		return t.deleteMembers(id, store.MembersTouched(before, members, false), members)
 	})
 	if err != nil {
 		return fail(err)
@@ -332,12 +321,26 @@ func (t *tx) deleteMembers(groupID string, users, keep []string) error {
 
 // syncMembers runs change, which moves group groupID's member list from
 // before to after (both sorted) and its name from oldName to newName (""
-// for a group that did not exist, or no longer does), and rewrites the
+// for a group that did not exist, or no longer does) but for the member
+// rows of those who joined, then inserts those rows and rewrites the
 // Groups of every user it touched (store.MembersTouched,
-// store.User.RegroupSCIM). It locks, reads and writes the users
-// memberChunk at a time, in ID order, with a lock that the foreign key's
-// locks of the other's member inserts do not hold up (see regroup). Two
-// such changes then cannot deadlock over their members only if neither
+// store.User.RegroupSCIM).
+//
+// The lock order, the one every transaction here keeps: the group's row
+// (lockGroup; a deletion takes the user's groups first, lockUserGroups),
+// then the users' rows FOR NO KEY UPDATE, memberChunk at a time, in ID
+// order, and a user's row before any row that points to it. So each chunk
+// of users is locked (lockMembers) before their member rows are inserted:
+// an insert takes FOR KEY SHARE on the user (the foreign key), which lets
+// another transaction's FOR NO KEY UPDATE through; holding it while
+// waiting for that lock, as when the rows of all members were inserted
+// first and the users locked after, deadlocks with a transaction that
+// read the user and then changes their email, userName or externalId
+// (PutUser: an UPDATE of a unique column needs FOR UPDATE, which waits for
+// the KEY SHARE). A new session's insert keeps the order too: Write in
+// package session reads the user first.
+//
+// Two such changes cannot deadlock over their members only if neither
 // locked one of them earlier in its transaction: a lock on a higher ID
 // taken before this one asks for a lower one is out of order. So the
 // caller must not read the members with User (which locks the row in an
@@ -349,6 +352,25 @@ func (t *tx) syncMembers(groupID, oldName, newName string, before, after []strin
 		return err
 	}
 	for chunk := range slices.Chunk(touched, memberChunk) {
+		if err := t.lockMembers(chunk); err != nil {
+			return err
+		}
+		// The rows of those of the chunk in after: those who joined, and
+		// on a rename (every member touched) those who stay, whose rows
+		// are there already (ON CONFLICT DO NOTHING inserts none, and so
+		// takes no lock). One a concurrent DeleteUser took since PutGroup
+		// checked it fails the foreign key, and the rerun reports it
+		// missing. A member who stays keeps their row meanwhile: a
+		// deletion locks the user's groups first (lockUserGroups), and so
+		// waits for this change.
+		in := slices.DeleteFunc(slices.Clone(chunk), func(id string) bool { _, ok := slices.BinarySearch(after, id); return !ok })
+		if len(in) > 0 {
+			_, err := t.exec(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m
+				ON CONFLICT DO NOTHING`, groupID, in)
+			if err != nil {
+				return fmt.Errorf("insert members: %w", err)
+			}
+		}
 		if err := t.regroup(chunk, groupID, oldName, newName, before, after, when); err != nil {
 			return err
 		}
@@ -356,10 +378,23 @@ func (t *tx) syncMembers(groupID, oldName, newName string, before, after []strin
 	return nil
 }
 
-// regroup locks the users ids and rewrites the Groups of those whose SCIM
-// group names changed (see syncMembers). A user's names were those of
-// their other groups and oldName if they were in before; they are those
-// of their other groups and newName if they are in after.
+// lockMembers locks the users ids (sorted, one chunk) FOR NO KEY UPDATE,
+// in ID order (see syncMembers), as lockFor: FOR UPDATE would also wait
+// for the FOR KEY SHARE locks that another transaction's rows pointing to
+// these users hold until it commits (a new session, another group's member
+// rows), for as long as that whole transaction runs.
+func (t *tx) lockMembers(ids []string) error {
+	if _, err := t.exec("SELECT 1 FROM sso_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", ids); err != nil {
+		return fmt.Errorf("lock members: %w", err)
+	}
+	return nil
+}
+
+// regroup rewrites the Groups of those of the users ids (locked by
+// lockMembers) whose SCIM group names changed (see syncMembers). A user's
+// names were those of their other groups and oldName if they were in
+// before; they are those of their other groups and newName if they are in
+// after.
 //
 // The users are read in a statement after the one that locks them, so
 // that its snapshot holds what a concurrent change to them (another
@@ -368,13 +403,6 @@ func (t *tx) syncMembers(groupID, oldName, newName string, before, after []strin
 // depend on the plan the server chose for a member table that was empty
 // when the transaction began.
 func (t *tx) regroup(ids []string, groupID, oldName, newName string, before, after []string, when time.Time) error {
-	// FOR NO KEY UPDATE, as lockFor: FOR UPDATE would also wait for the
-	// FOR KEY SHARE locks that another group change's member inserts
-	// (the foreign key) hold on these users until it commits, while that
-	// change waits here for ours: a deadlock.
-	if _, err := t.exec("SELECT 1 FROM sso_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", ids); err != nil {
-		return fmt.Errorf("lock members: %w", err)
-	}
 	in := func(list []string, id string) bool { _, ok := slices.BinarySearch(list, id); return ok }
 	var changed, datas []string
 	err := t.rows(`SELECT u.id, u.data, ARRAY(SELECT g.display_name FROM sso_group_members m JOIN sso_groups g ON g.id = m.group_id
@@ -456,9 +484,9 @@ func (t *tx) DeleteGroup(id string) error {
 // lockUserGroups locks the groups userID is a member of, in ID order, for
 // a transaction that goes on to delete the user (UserForDelete): before
 // the user's row, as a group change locks its group before its members'
-// rows (regroup). DeleteUser writes these groups (leaveAllGroups); taking
-// them after the user would deadlock with a change to one of them that
-// holds the group and waits for the user.
+// rows (syncMembers: the lock order). DeleteUser writes these groups
+// (leaveAllGroups); taking them after the user would deadlock with a
+// change to one of them that holds the group and waits for the user.
 func (t *tx) lockUserGroups(userID string) error {
 	if _, err := t.exec(groupsOfMember+" FOR NO KEY UPDATE OF g", userID); err != nil {
 		return fmt.Errorf("lock groups of user %s: %w", userID, err)

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -277,6 +279,155 @@ func TestSessionLockOrderInterleaving(t *testing.T) {
 				}
 				if !tc.gone && len(ss) != 2 {
 					t.Errorf("after B's %s: %d sessions, want 2", tc.name, len(ss))
+				}
+				return err
+			})
+		})
+	}
+}
+
+// TestUserKeyChangeLockOrderInterleaving holds the lock order of a user's
+// row (syncMembers) against a change of the user's email, userName or
+// externalId, as a SCIM PUT or PATCH of the user or a sign-in with a new
+// email claim (update force) makes it: the change reads the user (User:
+// FOR NO KEY UPDATE), and its write of a unique column then needs FOR
+// UPDATE, which waits for the FOR KEY SHARE lock of any transaction that
+// has pointed a row at the user meanwhile (the foreign key). A transaction
+// that took that KEY SHARE and then waits for the user's NO KEY UPDATE
+// deadlocks with it (40P01), which PostgreSQL breaks after deadlock_timeout
+// by failing one, and Update reruns it: a group change that inserted the
+// member rows of all its members before it locked them (regroup) did.
+//
+// The interleaving is fixed with pg_stat_activity: instance A runs its
+// first step on user b and holds its transaction open; instance B starts
+// its own and waits for A's lock; only then does A go on, in the same
+// transaction, and commit. As every transaction here locks a user before
+// it points a row at them (lockMembers before the member rows; Write in
+// package session reads the user before it inserts the session), B holds
+// nothing on b while it waits, and A's write goes through. The display
+// name row is the control: a write that keeps every key takes no lock that
+// a KEY SHARE holds up.
+func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// change is what the change of b does to it.
+		change func(u *store.User)
+		// keyChangeFirst: A changes b (reads it, holds, writes it back)
+		// and B is the other transaction; else A is the other one (holds
+		// after its write) and B changes b.
+		keyChangeFirst bool
+		// other is the transaction that points a row at b: a SCIM group
+		// change adding b (join) or a sign-in's new session.
+		join bool
+	}{
+		{"group change during an email change", func(u *store.User) { u.Email = "b2@x.io" }, true, true},
+		{"group change during a userName change", func(u *store.User) { u.UserName = "b2" }, true, true},
+		{"group change during an externalId change", func(u *store.User) { u.ExternalID = "ext-b2" }, true, true},
+		{"group change during a display name change", func(u *store.User) { u.DisplayName = "B" }, true, true},
+		{"sign-in during an email change", func(u *store.User) { u.Email = "b2@x.io" }, true, false},
+		{"email change during a sign-in", func(u *store.User) { u.Email = "b2@x.io" }, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			a := openDSN(t, dsn)
+			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			putUser(t, a, &store.User{ID: "a", IdP: "okta", Email: "a@x.io", UserName: "a", ExternalID: "ext-a", Active: true})
+			putUser(t, a, &store.User{ID: "b", IdP: "okta", Email: "b@x.io", UserName: "b", ExternalID: "ext-b", Active: true})
+			update(t, a, func(tx store.Tx) error {
+				return tx.PutGroup(&store.Group{IdP: "okta", DisplayName: "staff", Members: []string{"a"}})
+			})
+			sessions := session.New(a, session.Config{}, nil, nil)
+
+			// The change of b in two steps: read, then write back.
+			var read *store.User
+			readB := func(tx store.Tx) (err error) {
+				read, err = tx.User("b")
+				return err
+			}
+			writeB := func(tx store.Tx) error {
+				tc.change(read)
+				return tx.PutUser(read)
+			}
+			// The other transaction, in one step.
+			other := func(tx store.Tx) error {
+				if tc.join {
+					g, err := tx.GroupByName("okta", "staff")
+					if err != nil {
+						return err
+					}
+					g.Members = append(g.Members, "b")
+					return tx.PutGroup(g)
+				}
+				n, err := sessions.Prepare("okta", store.LogoutInfo{}, nil)
+				if err != nil {
+					return err
+				}
+				return n.Write(tx, &store.User{ID: "b"})
+			}
+			first, then, second := readB, writeB, other
+			if !tc.keyChangeFirst {
+				first, then, second = other, func(store.Tx) error { return nil }, func(tx store.Tx) error {
+					if err := readB(tx); err != nil {
+						return err
+					}
+					return writeB(tx)
+				}
+			}
+
+			ctx := context.Background()
+			var mu sync.Mutex
+			var deadlocked []string // who met 40P01, rerun or not
+			met := func(who string, err error) error {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+					mu.Lock()
+					deadlocked = append(deadlocked, who)
+					mu.Unlock()
+				}
+				return err
+			}
+			secondDone := make(chan error, 1)
+			var once sync.Once
+			err := a.Update(ctx, func(tx store.Tx) error {
+				if err := first(tx); err != nil {
+					return met("A", err)
+				}
+				once.Do(func() {
+					go func() {
+						secondDone <- b.Update(ctx, func(tx store.Tx) error { return met("B", second(tx)) })
+					}()
+					waitForLockWait(t, a, secondDone)
+				})
+				return met("A", then(tx))
+			})
+			bErr := <-secondDone
+			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocked, a.Reruns(), b.Reruns())
+			if err != nil || bErr != nil {
+				t.Fatalf("A: %v; B: %v", err, bErr)
+			}
+			if len(deadlocked) > 0 || a.Reruns()+b.Reruns() > 0 {
+				t.Errorf("%v met a deadlock (40P01) in %s: the two locked user b's row in opposite orders", deadlocked, tc.name)
+			}
+			view(t, a, func(tx store.Tx) error {
+				u, err := tx.User("b")
+				if err != nil {
+					return err
+				}
+				want := *u
+				tc.change(&want)
+				if u.Email != want.Email || u.UserName != want.UserName || u.ExternalID != want.ExternalID || u.DisplayName != want.DisplayName {
+					t.Errorf("b afterwards: %q %q %q %q, want the change", u.Email, u.UserName, u.ExternalID, u.DisplayName)
+				}
+				if inGroup := slices.Contains(u.Groups, "staff"); inGroup != tc.join {
+					t.Errorf("b's groups %v; in staff: %v, want %v", u.Groups, inGroup, tc.join)
+				}
+				wantSessions := 1 // the sign-in's
+				if tc.join {
+					wantSessions = 0
+				}
+				ss, err := tx.UserSessions("b")
+				if err == nil && len(ss) != wantSessions {
+					t.Errorf("b has %d sessions, want %d", len(ss), wantSessions)
 				}
 				return err
 			})

@@ -33,11 +33,12 @@ func deadlocks(t *testing.T, db *DB) int64 {
 
 // TestMemberSignInDuringLargeGroupChange: instance A creates a SCIM group
 // of many members, one long transaction; a member whose user record it
-// has not rewritten yet signs in at instance B meanwhile. The group
-// change's member rows lock that member's user row only against deletion
-// (the foreign key), so the sign-in goes through at once instead of
-// waiting for the group change to commit (which, longer than B's
-// statement timeout, failed the sign-in), and neither change is lost.
+// has not reached yet signs in at instance B meanwhile. The group change
+// locks its members' rows chunk by chunk, in ID order (syncMembers), and a
+// member row locks its user only against deletion (the foreign key), so
+// the sign-in goes through at once instead of waiting for the group change
+// to commit (which, longer than B's statement timeout, failed the
+// sign-in), and neither change is lost.
 func TestMemberSignInDuringLargeGroupChange(t *testing.T) {
 	const n = 20_000
 	dsn := pgtest.NewDatabase(t)
@@ -50,8 +51,8 @@ func TestMemberSignInDuringLargeGroupChange(t *testing.T) {
 	g := &store.Group{IdP: "okta", DisplayName: "everyone", Members: ids}
 	groupDone := make(chan error, 1)
 	go func() { groupDone <- a.Update(context.Background(), func(tx store.Tx) error { return tx.PutGroup(g) }) }()
-	// Wait until the change has inserted every member row and begun
-	// rewriting the members' records (regroup's statements).
+	// Wait until the change works through its members (syncMembers's
+	// statements), the first chunk first.
 	for {
 		var busy bool
 		err := a.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
@@ -122,11 +123,11 @@ func TestMemberSignInDuringLargeGroupChange(t *testing.T) {
 
 // TestConcurrentGroupAddsOfTheSameUsers: instances A and B each add the
 // same users to a different group at once (an IdP pushing several groups),
-// round after round. Each change inserts its member rows (the foreign key
-// locks the users against deletion) and then locks the users to rewrite
-// their groups: with a lock that waited for the other's foreign-key locks,
-// the two deadlocked, and PostgreSQL broke it after a second by failing
-// one, which Update reran.
+// round after round. Each change locks the users, inserts their member
+// rows (the foreign key locks the users against deletion) and rewrites
+// their groups. When the member rows came first, a lock that waited for
+// the other's foreign-key locks made the two deadlock, and PostgreSQL
+// broke it after a second by failing one, which Update reran.
 func TestConcurrentGroupAddsOfTheSameUsers(t *testing.T) {
 	a, b, ids := twoInstancesWithUsers(t, 20)
 	const rounds = 5

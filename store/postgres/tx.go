@@ -394,11 +394,12 @@ func (t *tx) userByID(id, lock string) (*store.User, error) {
 // delete, and the upgrade waits for the FOR KEY SHARE lock of any
 // transaction that has pointed a row at the user meanwhile (a SCIM group
 // change inserting them as a member, which NO KEY UPDATE lets through):
-// when that one then waits for the first lock (regroup), neither can go
-// on, and PostgreSQL breaks the deadlock after deadlock_timeout by failing
-// one. FOR UPDATE from the start instead waits for such a transaction to
-// commit, and keeps any new one from pointing at the user until the delete
-// commits. The user's groups are locked first (lockUserGroups).
+// were that one then to wait for the first lock, neither could go on, and
+// PostgreSQL would break the deadlock after deadlock_timeout by failing
+// one (the lock order, see syncMembers, keeps such a wait out). FOR UPDATE
+// from the start instead waits for such a transaction to commit, and keeps
+// any new one from pointing at the user until the delete commits. The
+// user's groups are locked first (lockUserGroups).
 func (t *tx) UserForDelete(id string) (*store.User, error) {
 	lock := ""
 	if t.writable {
@@ -464,9 +465,9 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 }
 
 // UsersOfIdP takes no row lock, unlike User in an Update (see
-// store.Tx.UsersOfIdP): PutGroup's regroup locks the members a group
-// change touches, in ID order, and a lock taken here first would be out of
-// that order. A member deleted after this read fails PutGroup's member
+// store.Tx.UsersOfIdP): PutGroup locks the members a group change
+// touches, in ID order (syncMembers), and a lock taken here first would be
+// out of that order. A member deleted after this read fails PutGroup's member
 // insert (the foreign key), whose rerun finds it gone.
 func (t *tx) UsersOfIdP(idp string, ids []string) ([]string, error) {
 	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !storable(id) })
@@ -590,7 +591,10 @@ func (t *tx) PutUser(u *store.User) error {
 	// stay, and so waits for every transaction holding a foreign key's
 	// lock on the user (a SCIM group change adding them, see lockFor). A
 	// plain UPDATE takes that stronger lock only when a key's value
-	// changes.
+	// changes; that upgrade of the row's lock (User took FOR NO KEY
+	// UPDATE) waits for such holders to commit, and cannot deadlock with
+	// them only because each locked the user before pointing a row at them
+	// (the lock order, see syncMembers).
 	b.Queue(`WITH up AS (UPDATE sso_users SET idp = $2, email_key = $3, user_name_key = $4, external_id = $5, data = $6
 			WHERE id = $1 RETURNING 1)
 		INSERT INTO sso_users (id, idp, email_key, user_name_key, external_id, data)
