@@ -59,6 +59,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -179,6 +181,45 @@ func derivedBuckets() [][]byte {
 
 // dataBuckets are every bucket of the current schema but meta.
 func dataBuckets() [][]byte { return append(primaryBuckets(), derivedBuckets()...) }
+
+// schemaBuckets are the data buckets a file of schema version v has, as
+// its build and the upgrades (migrate.go) lay them out: version 1's, then
+// those version 2 added; version 3 brought this layout, which 4 keeps.
+func schemaBuckets(v int) [][]byte {
+	switch v {
+	case 1:
+		return v1Buckets()
+	case 2:
+		return append(v1Buckets(), v2Buckets()...)
+	}
+	return dataBuckets()
+}
+
+// recordBuckets are the buckets of a file of schema version v that hold
+// records: the primaryBuckets that version has.
+func recordBuckets(v int) [][]byte {
+	had := schemaBuckets(v)
+	return slices.DeleteFunc(primaryBuckets(), func(name []byte) bool { return !holds(had, name) })
+}
+
+// holds reports whether names contains name.
+func holds(names [][]byte, name []byte) bool {
+	return slices.ContainsFunc(names, func(n []byte) bool { return bytes.Equal(n, name) })
+}
+
+// checkRecords fails with ErrDamaged when a file of schema version v lacks
+// a bucket of records that version has. Every version's layout and every
+// upgrade's first transaction create them, so one missing is damage that
+// no rebuild from the records can repair: recreating it empty would lose
+// its records silently (users gone, keys new, audit numbers reused).
+func checkRecords(btx *bolt.Tx, path string, v int) error {
+	for _, name := range recordBuckets(v) {
+		if btx.Bucket(name) == nil {
+			return fmt.Errorf("bolt: store %s is damaged: it lacks bucket %s, which holds records; %s: %w", path, name, restoreHint, ErrDamaged)
+		}
+	}
+	return nil
+}
 
 // Options tune Open. The zero value is what production uses.
 type Options struct {
@@ -430,7 +471,9 @@ func (db *DB) init() error {
 			return fmt.Errorf("bolt: store %s has schema version %d and needs a one-time upgrade to %d; open it read-write once: %w",
 				db.path, st.version, SchemaVersion, ErrOldSchema)
 		}
-		return db.migrate(st.version, st.upgrading)
+		// A lost index of a schema 3 file makes its upgrade a rebuild,
+		// as it would be at schema 4 (v1 and v2 are rebuilt anyway).
+		return db.migrate(st.version, st.upgrading || st.missing != nil)
 	case st.missing != nil:
 		// A bucket of this schema is gone: the file was damaged or edited.
 		// Rebuilding the indexes from the records is what an upgrade does.
@@ -472,15 +515,16 @@ func (db *DB) create() error {
 
 // schemaState is what checkSchema found: the file's version (0 for a
 // fresh file), whether an upgrade was interrupted, and the first bucket of
-// this version that is missing.
+// the file's version that is missing (an index: checkSchema refuses a file
+// that lacks a bucket of records).
 type schemaState struct {
 	version   int
 	upgrading bool
 	missing   []byte
 }
 
-// checkSchema reads the file's schema version, and fails on a newer schema
-// or a foreign file.
+// checkSchema reads the file's schema version, and fails on a newer schema,
+// a foreign file or a file that lost a bucket of records.
 func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 	meta := btx.Bucket(bucketMeta)
 	if meta == nil {
@@ -503,22 +547,17 @@ func checkSchema(btx *bolt.Tx, path string) (schemaState, error) {
 		return schemaState{}, fmt.Errorf("bolt: open %s: schema version %d, this build supports up to %d; upgrade caddy-sso, or %s made by this version: %w",
 			path, v, SchemaVersion, restoreHint, ErrNewerSchema)
 	}
+	// At every version, not only this build's: an upgrade would otherwise
+	// recreate a lost bucket of records empty (reindex) or stamp the file
+	// current without it (migrate3to4).
+	if err := checkRecords(btx, path, v); err != nil {
+		return schemaState{}, err
+	}
 	st := schemaState{version: v, upgrading: meta.Get(keyUpgrading) != nil}
-	if v == SchemaVersion {
-		// The upgrade's first transaction creates every bucket that holds
-		// records, with the version: one missing is damage that no
-		// rebuild from the records can repair (it would recreate it
-		// empty: users gone, keys new, audit numbers reused).
-		for _, name := range primaryBuckets() {
-			if btx.Bucket(name) == nil {
-				return schemaState{}, fmt.Errorf("bolt: store %s is damaged: it lacks bucket %s, which holds records; %s: %w", path, name, restoreHint, ErrDamaged)
-			}
-		}
-		for _, name := range dataBuckets() {
-			if btx.Bucket(name) == nil {
-				st.missing = name
-				break
-			}
+	for _, name := range schemaBuckets(v) {
+		if btx.Bucket(name) == nil {
+			st.missing = name
+			break
 		}
 	}
 	return st, nil

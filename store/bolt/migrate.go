@@ -22,18 +22,19 @@ const migrateChunk = 5_000
 // rebuild says its indexes must be rebuilt whatever its version (an
 // upgrade was interrupted, or a bucket is missing).
 func (db *DB) migrate(from int, rebuild bool) error {
+	if from < 1 || from > SchemaVersion {
+		return fmt.Errorf("bolt: migrate %s: no migration from schema version %d", db.path, from)
+	}
 	if from == 1 {
 		if err := db.migrate1to2(); err != nil {
 			return err
 		}
-	}
-	if from < 1 || from > SchemaVersion {
-		return fmt.Errorf("bolt: migrate %s: no migration from schema version %d", db.path, from)
+		from = 2
 	}
 	if from == 3 && !rebuild {
 		return db.migrate3to4()
 	}
-	return db.reindex()
+	return db.reindex(from)
 }
 
 // migrate3to4 is the upgrade to schema 4, which lets a session record
@@ -74,7 +75,12 @@ func (db *DB) migrate3to4() error {
 // build therefore refuses the file from the first transaction on (it
 // cannot read the new session records), and an interrupted upgrade starts
 // over from empty indexes at the next read-write open.
-func (db *DB) reindex() error {
+//
+// from is the file's schema version. Of the buckets of records, the first
+// transaction creates only those that version did not have (session_seen
+// and session_tokens for 2): one it had and lost is damage (checkRecords),
+// which a bucket recreated empty would hide.
+func (db *DB) reindex(from int) error {
 	wrap := func(err error) error {
 		return fmt.Errorf("bolt: upgrade %s to schema %d: %w", db.path, SchemaVersion, err)
 	}
@@ -89,7 +95,14 @@ func (db *DB) reindex() error {
 		if err := meta.Put(keyUpgrading, []byte(strconv.Itoa(SchemaVersion))); err != nil {
 			return err
 		}
+		if err := checkRecords(btx, db.path, from); err != nil {
+			return err
+		}
+		had := schemaBuckets(from)
 		for _, name := range primaryBuckets() {
+			if holds(had, name) {
+				continue
+			}
 			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
@@ -308,12 +321,9 @@ func (t *tx) reindexAudit(k, v []byte) error {
 // have rewritten users without their new fields, and only a rebuild is
 // sure to match the records.
 func (db *DB) migrate1to2() error {
+	// Of version 1's buckets, those of records are there (checkRecords)
+	// and its indexes are not read here: reindex rebuilds them.
 	err := db.bdb.Update(func(btx *bolt.Tx) error {
-		for _, name := range v1Buckets() {
-			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("bucket %s: %w", name, err)
-			}
-		}
 		for _, name := range v2Buckets() {
 			if btx.Bucket(name) != nil {
 				if err := btx.DeleteBucket(name); err != nil {
