@@ -20,7 +20,11 @@ import (
 // end, however it ends.
 func lockDataDir(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, "demo.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a link planted at the lock file's name would otherwise
+	// have the demo create (or lock) the file it points to. The lock file
+	// is not removed and made anew, as the demo's other files are
+	// (writeAnew): the running demo holds its lock on that very file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("locking the data directory: %w", err)
 	}
@@ -32,4 +36,16 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		return nil, fmt.Errorf("locking the data directory: %w", err)
 	}
 	return func() { _ = f.Close() }, nil
+}
+
+// othersMayWrite says why another user could write into the directory
+// fi, or "" when only its owner, the demo's user, can.
+func othersMayWrite(fi os.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Sprintf("belongs to another user (uid %d)", st.Uid)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Sprintf("can be written by its group or by others (mode %v)", perm)
+	}
+	return ""
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -51,20 +54,31 @@ type port struct {
 	n    int
 	flag string
 	what string
+	host string // the name browsers and the banner's commands reach it by
 }
 
 func (c config) ports() []port {
-	_, admin, _ := net.SplitHostPort(c.admin)
+	adminHost, admin, _ := net.SplitHostPort(c.admin)
 	var adminPort int
 	_, _ = fmt.Sscan(admin, &adminPort) // a port that is not a number stays 0, which any free port passes
 	return []port{
-		{c.oidcPort, "-port", "the app over OpenID Connect"},
-		{c.samlPort, "-saml-port", "the app over SAML"},
-		{c.oidcIdPPort, "-idp-port", "the local OpenID provider"},
-		{c.samlIdPPort, "-saml-idp-port", "the local SAML IdP"},
-		{c.upstreamPort, "-upstream-port", "the demo app"},
-		{adminPort, "-admin", "Caddy's admin endpoint"},
+		{c.oidcPort, "-port", "the app over OpenID Connect", oidcHost},
+		{c.samlPort, "-saml-port", "the app over SAML", samlHost},
+		{c.oidcIdPPort, "-idp-port", "the local OpenID provider", oidcIdPHost},
+		{c.samlIdPPort, "-saml-idp-port", "the local SAML IdP", samlIdPHost},
+		{c.upstreamPort, "-upstream-port", "the demo app", "127.0.0.1"},
+		{adminPort, "-admin", "Caddy's admin endpoint", adminName(adminHost)},
 	}
+}
+
+// adminName is the name the banner's commands reach an admin endpoint on
+// host by: localhost for 127.0.0.1, as `caddy sso` does by default
+// (localhost:2019).
+func adminName(host string) string {
+	if host == "127.0.0.1" {
+		return "localhost"
+	}
+	return host
 }
 
 // checkPorts fails at once, naming the port and its flag, when one is
@@ -85,9 +99,33 @@ func (c config) checkPorts() error {
 		if err != nil {
 			return err
 		}
+		err = freeOnIPv6Loopback(p)
 		_ = ln.Close()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// freeOnIPv6Loopback fails when p, reached by the name localhost, is taken
+// on ::1. The demo listens on 127.0.0.1 only, but browsers (and Go, and
+// curl) try ::1 first for localhost where the hosts file lists it: another
+// server on [::1]:p, such as a dev server bound to "localhost", would get
+// the newcomer's requests instead of the demo. A host without IPv6 has no
+// ::1 to take.
+func freeOnIPv6Loopback(p port) error {
+	if p.host != "localhost" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", p.n))
+	switch {
+	case err == nil:
+		return ln.Close()
+	case errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT):
+		return nil
+	}
+	return fmt.Errorf("port %d (%s) is not free on ::1, where browsers reach localhost first: %w; choose another with %s", p.n, p.what, err, p.flag)
 }
 
 // listen listens on 127.0.0.1 at p, with an error that says what to do.
@@ -97,6 +135,54 @@ func listen(p port) (net.Listener, error) {
 		return nil, fmt.Errorf("port %d (%s) is not free: %w; choose another with %s", p.n, p.what, err, p.flag)
 	}
 	return ln, nil
+}
+
+// checkDataDir refuses a data directory that is not the demo user's own:
+// the default is a fixed name in the shared temporary directory, which
+// another local user can create first, writable to them, with symbolic
+// links in it that point the demo's writes (its secret, its Caddyfile,
+// Caddy's log and store) at the newcomer's files. MkdirAll keeps a
+// directory it finds as it is, so this looks at what is there, without
+// following a link.
+func checkDataDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("the data directory: %w", err)
+	}
+	why := ""
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		why = "is a symbolic link"
+	case !fi.IsDir():
+		why = "is not a directory"
+	default:
+		why = othersMayWrite(fi)
+	}
+	if why != "" {
+		return fmt.Errorf("the data directory %s %s, so others could choose what the demo writes; choose another with -data DIR", dir, why)
+	}
+	return nil
+}
+
+// writeAnew writes data to path as a new file, readable by the demo's
+// user only, replacing what is there without writing through it: a
+// symbolic link at path is removed, not followed (checkDataDir keeps
+// others out of the directory; this keeps a link that is there anyway
+// from sending the demo's secret elsewhere). O_EXCL fails, rather than
+// follows, should a link reappear between the two.
+func writeAnew(path string, data []byte) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // demo is everything the demo started; close stops it all.
@@ -135,6 +221,9 @@ func start(cfg config) (*demo, error) {
 		logPath:       filepath.Join(cfg.dataDir, "caddy.log"),
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(cfg.dataDir); err != nil {
 		return nil, err
 	}
 	// Before anything is written into it (lockDataDir).
@@ -213,17 +302,17 @@ const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go r
 	servers {
 		protocols h1
 	}
-	storage file_system {{.DataDir}}/caddy
+	storage file_system {{token .CaddyDataDir}}
 	log {
-		output file {{.LogPath}}
+		output file {{token .LogPath}}
 	}
 	sso {
-		store bolt {{.StorePath}}
+		store bolt {{token .StorePath}}
 		idp demo oidc {
 			preset generic
 			issuer {{.Issuer}}
 			client_id {{.ClientID}}
-			client_secret {file.{{.SecretPath}}}
+			client_secret {{token .ClientSecret}}
 			jit
 			default_groups demo-users
 		}
@@ -250,21 +339,24 @@ const caddyfileTemplate = `# The caddy-sso demo's configuration, written by go r
 `
 
 func (d *demo) startCaddy() error {
-	if err := os.WriteFile(d.secretPath, []byte(demoClientSecret+"\n"), 0o600); err != nil {
+	if err := writeAnew(d.secretPath, []byte(demoClientSecret+"\n")); err != nil {
 		return fmt.Errorf("writing the client secret: %w", err)
 	}
 	var buf bytes.Buffer
-	err := template.Must(template.New("Caddyfile").Parse(caddyfileTemplate)).Execute(&buf, map[string]any{
-		"Admin": d.cfg.admin, "DataDir": d.cfg.dataDir, "LogPath": d.logPath, "StorePath": d.storePath,
-		"Issuer": d.idp.Issuer, "ClientID": demoClientID, "SecretPath": d.secretPath,
+	// text/template: the Caddyfile is not HTML, and html/template would
+	// write a path's & or " as an HTML entity.
+	tmpl := texttemplate.New("Caddyfile").Funcs(texttemplate.FuncMap{"token": caddyfileToken})
+	err := texttemplate.Must(tmpl.Parse(caddyfileTemplate)).Execute(&buf, map[string]any{
+		"Admin": d.cfg.admin, "CaddyDataDir": filepath.Join(d.cfg.dataDir, "caddy"), "LogPath": d.logPath, "StorePath": d.storePath,
+		"Issuer": d.idp.Issuer, "ClientID": demoClientID, "ClientSecret": "{file." + d.secretPath + "}",
 		"MetadataURL": d.samlIdP.MetadataURL(), "AppURL": d.appURL, "SAMLAppURL": d.samlAppURL,
 		"UpstreamPort": d.cfg.upstreamPort,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("writing the Caddyfile for the data directory %s: %w; choose another with -data DIR", d.cfg.dataDir, err)
 	}
 	d.caddyfile = string(caddyfile.Format(buf.Bytes()))
-	if err := os.WriteFile(d.caddyfilePath, []byte(d.caddyfile), 0o600); err != nil {
+	if err := writeAnew(d.caddyfilePath, []byte(d.caddyfile)); err != nil {
 		return fmt.Errorf("writing the Caddyfile: %w", err)
 	}
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(d.caddyfile), map[string]any{"filename": d.caddyfilePath})
@@ -278,6 +370,22 @@ func (d *demo) startCaddy() error {
 		return fmt.Errorf("registering the SAML site at the local SAML IdP: %w", err)
 	}
 	return nil
+}
+
+// caddyfileToken writes s as one Caddyfile token, so that a data directory
+// with a space (a Windows user name under %TEMP%, say), a quote or a #
+// stays one path. In double quotes the Caddyfile lexer keeps everything
+// as it is but \" (a quote); a backslash before a quote or at the end
+// would read as that escape, so such a value goes in backquotes, where
+// nothing is escaped. A value that needs both cannot be one token.
+func caddyfileToken(s string) (string, error) {
+	if !strings.Contains(s, `\"`) && !strings.HasSuffix(s, `\`) {
+		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`, nil
+	}
+	if !strings.Contains(s, "`") {
+		return "`" + s + "`", nil
+	}
+	return "", fmt.Errorf("%q cannot be written as one Caddyfile token", s)
 }
 
 // registerSAML does what an IdP admin does with the SP metadata URL.

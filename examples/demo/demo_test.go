@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the banner does not show the Caddyfile written to %s", d.caddyfilePath)
 	}
 	// The Caddyfile a newcomer copies reads its secret from a file.
-	if strings.Contains(string(written), demoClientSecret) || !strings.Contains(string(written), "client_secret {file."+d.secretPath+"}") {
+	if strings.Contains(string(written), demoClientSecret) || !strings.Contains(string(written), `client_secret "{file.`+d.secretPath+`}"`) {
 		t.Errorf("the Caddyfile does not read the client secret from %s:\n%s", d.secretPath, written)
 	}
 
@@ -164,30 +165,29 @@ func TestDemo(t *testing.T) {
 
 // TestDemoPortBusy: a port in use stops the demo at once, with an error
 // that names the port and the flag that changes it, and nothing started.
+// A port reached by the name localhost is in use also when another server
+// has it on ::1 only (a dev server bound to "localhost"): browsers try ::1
+// first, and would show that server instead of the demo.
 func TestDemoPortBusy(t *testing.T) {
 	cfg := testConfig(t)
 	for _, p := range cfg.ports() {
-		t.Run(p.flag, func(t *testing.T) {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			began := time.Now()
-			d, err := start(cfg)
-			if err == nil {
-				d.close()
-				t.Fatalf("the demo started with port %d (%s) in use", p.n, p.flag)
-			}
-			for _, want := range []string{fmt.Sprint(p.n), p.flag} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not name %q", err, want)
+		loopbacks := []string{"127.0.0.1"}
+		if p.host == "localhost" {
+			loopbacks = append(loopbacks, "::1")
+		}
+		for _, ip := range loopbacks {
+			t.Run(p.flag+"/"+ip, func(t *testing.T) {
+				ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(p.n)))
+				if err != nil && ip == "::1" {
+					t.Skipf("no IPv6 loopback here: %v", err)
 				}
-			}
-			if time.Since(began) > 2*time.Second {
-				t.Errorf("failing took %v", time.Since(began))
-			}
-		})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				portRefused(t, cfg, p)
+			})
+		}
 	}
 	// Nothing was left running: the demo starts on the same ports.
 	d, err := start(cfg)
@@ -196,6 +196,26 @@ func TestDemoPortBusy(t *testing.T) {
 	}
 	if err := d.close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// portRefused checks that the demo on cfg fails at once naming p and its
+// flag.
+func portRefused(t *testing.T, cfg config, p port) {
+	t.Helper()
+	began := time.Now()
+	d, err := start(cfg)
+	if err == nil {
+		d.close()
+		t.Fatalf("the demo started with port %d (%s) in use", p.n, p.flag)
+	}
+	for _, want := range []string{fmt.Sprint(p.n), p.flag} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if time.Since(began) > 2*time.Second {
+		t.Errorf("failing took %v", time.Since(began))
 	}
 }
 
@@ -317,5 +337,152 @@ func TestDemoDataDirInUse(t *testing.T) {
 	}
 	if err := d2.close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDemoDataDirUnusualPath: a -data directory (or $TMPDIR) whose path
+// holds a space, such as a Windows user name under %TEMP%, or a quote or a
+// # starts the demo like any other: the Caddyfile's paths were unquoted,
+// its tokens end at a space, and Caddy failed on its storage directive.
+// The store and the client secret are where the data directory says (alice
+// signs in over OpenID Connect, which needs the secret), and the banner's
+// --config is one shell word.
+func TestDemoDataDirUnusualPath(t *testing.T) {
+	for _, name := range []string{"demo data", `demo "data" #1`, `a\"b\`, "tab\tand 'single'"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.dataDir = filepath.Join(t.TempDir(), name)
+			d, err := start(cfg)
+			if err != nil {
+				t.Fatalf("start with -data %q: %v", cfg.dataDir, err)
+			}
+			defer func() {
+				if err := d.close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			if status, page := signIn(t, client(), d.appURL, "alice"); status != http.StatusOK || !strings.Contains(page, `<span id="name">Alice</span>`) {
+				t.Errorf("alice over OIDC: %d\n%s", status, page)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.dataDir, "sso.db")); err != nil {
+				t.Errorf("the store is not in the data directory: %v", err)
+			}
+			if want := "sso check --config " + shellWord(d.caddyfilePath) + "\n"; !strings.Contains(d.banner(), want) {
+				t.Errorf("the banner lacks %q:\n%s", want, d.banner())
+			}
+		})
+	}
+}
+
+// TestDemoDataDirNotOwn: the default data directory is a fixed name in the
+// shared /tmp, which another local user can create first, writable to
+// them, with a link at the demo's client secret pointing at a file of the
+// newcomer's. The demo wrote through it; it now refuses such a directory,
+// naming -data, before it writes anything.
+func TestDemoDataDirNotOwn(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, dir string) // dir does not exist yet
+	}{
+		{"writable by others", func(t *testing.T, dir string) { mkdirMode(t, dir, 0o777) }},
+		{"writable by its group", func(t *testing.T, dir string) { mkdirMode(t, dir, 0o770) }},
+		{"a symbolic link", func(t *testing.T, dir string) {
+			if err := os.Symlink(t.TempDir(), dir); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another user's", func(t *testing.T, dir string) {
+			if os.Getuid() != 0 {
+				t.Skip("only root can give a directory to another user")
+			}
+			mkdirMode(t, dir, 0o755)
+			if err := os.Chown(dir, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.dataDir = filepath.Join(t.TempDir(), "caddy-sso-demo")
+			tc.prepare(t, cfg.dataDir)
+			victim := filepath.Join(t.TempDir(), "victims-file")
+			if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(victim, filepath.Join(cfg.dataDir, "oidc-client-secret")); err != nil {
+				t.Fatal(err)
+			}
+			d, err := start(cfg)
+			if err == nil {
+				_ = d.close()
+				t.Errorf("the demo started on a data directory that is %s", tc.name)
+			} else if !strings.Contains(err.Error(), "the data directory "+cfg.dataDir) || !strings.Contains(err.Error(), "-data") {
+				t.Errorf("the refusal names neither the directory nor -data: %v", err)
+			}
+			if got, _ := os.ReadFile(victim); string(got) != "precious\n" {
+				t.Errorf("the demo wrote through a planted link: the victim's file holds %q", got)
+			}
+		})
+	}
+}
+
+// mkdirMode makes the directory dir with mode perm, whatever the umask.
+func mkdirMode(t *testing.T, dir string, perm os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDemoWritesNoThroughLinks: in a data directory of the newcomer's own,
+// a symbolic link at the name of a file the demo writes is not written
+// through, whether it points at a file (which keeps its content) or at
+// nothing (which is not created): the demo makes its client secret and its
+// Caddyfile anew and starts; its lock file it does not follow, and so does
+// not start.
+func TestDemoWritesNoThroughLinks(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		dangling bool
+	}{
+		{"oidc-client-secret", false},
+		{"oidc-client-secret", true},
+		{"Caddyfile", false},
+		{"demo.lock", true},
+	} {
+		t.Run(fmt.Sprintf("%s/dangling=%v", tc.file, tc.dangling), func(t *testing.T) {
+			cfg := testConfig(t)
+			victim := filepath.Join(t.TempDir(), "victims-file")
+			if !tc.dangling {
+				if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(victim, filepath.Join(cfg.dataDir, tc.file)); err != nil {
+				t.Fatal(err)
+			}
+			d, err := start(cfg)
+			if err == nil {
+				defer d.close()
+			}
+			switch got, rerr := os.ReadFile(victim); {
+			case tc.dangling && rerr == nil:
+				t.Errorf("the demo created the file a dangling link at %s points at (start: %v)", tc.file, err)
+			case !tc.dangling && string(got) != "precious\n":
+				t.Errorf("the demo wrote through a link at %s: the victim's file holds %q (start: %v)", tc.file, got, err)
+			}
+			if tc.file == "demo.lock" {
+				return // refused, or started on a lock file of its own
+			}
+			if err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			if fi, err := os.Lstat(filepath.Join(cfg.dataDir, tc.file)); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s is not the demo's own file now: %v, %v", tc.file, fi.Mode(), err)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,7 +65,8 @@ func (d *demo) banner() string {
 	if d.cfg.admin != "127.0.0.1:2019" {
 		address = " --address " + d.cfg.admin
 	}
-	admin := strings.Replace(d.cfg.admin, "127.0.0.1", "localhost", 1)
+	adminHost, adminPort, _ := net.SplitHostPort(d.cfg.admin)
+	admin := net.JoinHostPort(adminName(adminHost), adminPort)
 	fmt.Fprintf(&b, `
 Operate it from the repository, in another terminal (README, "Operate"):
 
@@ -78,7 +80,7 @@ The store is %[4]s (delete the directory %[5]s to start over).
 Caddy's log is %[6]s.
 
 caddy-sso demo is running.
-`, address, admin, d.caddyfilePath, d.storePath, d.cfg.dataDir, d.logPath)
+`, address, admin, shellWord(d.caddyfilePath), d.storePath, d.cfg.dataDir, d.logPath)
 	site := func(url, how, idpURL string, users []demoUser) {
 		fmt.Fprintf(&b, "\n  Open %s   sign-in over %s, at %s\n", url, how, idpURL)
 		for _, u := range users {
@@ -99,6 +101,17 @@ caddy-sso demo is running.
 Press Ctrl-C to stop.
 `)
 	return b.String()
+}
+
+// shellWord writes s as one word of a POSIX shell command line, for the
+// commands a newcomer copies from the banner: as it is when it has no
+// character the shell reads, else in single quotes, in which nothing but
+// a single quote is special (it is written as quote, backslash, quote, quote).
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,:/@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // wrap breaks text into lines of at most width bytes, at spaces.

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
 	"github.com/caddy-sso/caddy-sso/idp/saml/samltest"
@@ -132,5 +135,41 @@ func TestWrap(t *testing.T) {
 		if got := wrap(tc.text, tc.width); !slices.Equal(got, tc.want) {
 			t.Errorf("wrap(%q, %d) = %q, want %q", tc.text, tc.width, got, tc.want)
 		}
+	}
+}
+
+// TestCaddyfileToken: each path the demo writes into its Caddyfile reads
+// back, after the formatting the demo applies, as one token holding the
+// path, whatever it holds; a value no quoting can carry is an error, not
+// a Caddyfile that means something else.
+func TestCaddyfileToken(t *testing.T) {
+	for _, s := range []string{"/tmp/caddy-sso-demo", "/tmp/demo data", "a\tb", `a"b`, `a\b`, `C:\Users\John Smith\x`,
+		`a\"b`, `a\`, "a`b", "#a", "{a}", "{file./a b/secret}", "", "a\nb"} {
+		tok, err := caddyfileToken(s)
+		if err != nil {
+			t.Errorf("%q: %v", s, err)
+			continue
+		}
+		got, err := caddyfile.Tokenize(caddyfile.Format([]byte("storage file_system "+tok+"\n")), "Caddyfile")
+		if err != nil || len(got) != 3 || got[2].Text != s {
+			t.Errorf("%q written as %s reads back as %v (%v)", s, tok, got, err)
+		}
+	}
+	if tok, err := caddyfileToken("a`b\\"); err == nil {
+		t.Errorf("a backquote and a final backslash: %s, want an error", tok)
+	}
+}
+
+// TestShellWord: the banner's --config path is one word to a POSIX shell,
+// which reads it back as the path.
+func TestShellWord(t *testing.T) {
+	for _, s := range []string{"/tmp/caddy-sso-demo/Caddyfile", "/tmp/demo data/Caddyfile", "it's", `a"b$HOME`, "a\\b", "*", "a\tb;c", "~x", ""} {
+		out, err := exec.Command("/bin/sh", "-c", "printf %s "+shellWord(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("%q written as %s reads back as %q (%v)", s, shellWord(s), out, err)
+		}
+	}
+	if got := shellWord("/tmp/caddy-sso-demo/Caddyfile"); got != "/tmp/caddy-sso-demo/Caddyfile" {
+		t.Errorf("a plain path is quoted: %s", got)
 	}
 }
