@@ -620,6 +620,9 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		out.denial.Attribute = attr
 		return err
 	}
+	if err := in.lockInOrder(tx); err != nil {
+		return err
+	}
 	u, adopted, err := in.knownUser(tx)
 	if err != nil {
 		return err
@@ -648,7 +651,8 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		if missing := rules.missing(prof); len(missing) > 0 {
 			return in.deny(tx, out, ReasonMissingAttributes, "", missing)
 		}
-		owner, err := emailOwner(tx, prof.Email)
+		// Nothing is locked yet: this sign-in names no user (knownUser).
+		owner, err := emailOwner(tx, prof.Email, true)
 		if err != nil {
 			return err
 		}
@@ -737,6 +741,42 @@ func (in *login) knownUser(tx store.Tx) (u *store.User, adopted bool, err error)
 		return nil, false, fmt.Errorf("look up user by external id: %w", err)
 	}
 	return u, u != nil, nil
+}
+
+// lockInOrder locks the two users a force update writes when another user
+// holds the sign-in's email and it may take it from them (forceProfile,
+// releaseEmail), in ID order (store.Tx.LockUsers), before knownUser locks
+// the signing-in user's row: the holder's lock taken after that one would
+// be out of the store's order whenever the holder's ID is the lower, and
+// deadlock with a group change holding both, or with the holder's own
+// sign-in taking this user's address (a swap). Both are read without a
+// lock here (UserHolding) and so may have changed before the lock:
+// knownUser re-reads the user, and forceProfile the holder (lockHolder).
+// Any other sign-in writes one existing user at most.
+func (in *login) lockInOrder(tx store.Tx) error {
+	if in.rules.Update != UpdateForce || in.prof.Email == "" {
+		return nil
+	}
+	u, err := tx.UserHolding(store.KeyLink, in.idp, in.prof.UniqueUserID)
+	if errors.Is(err, store.ErrNotFound) {
+		u, err = tx.UserHolding(store.KeyExternalID, in.idp, in.prof.UniqueUserID) // as knownUser
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // a new user, whose row no one else sees
+	case err != nil:
+		return fmt.Errorf("look up user: %w", err)
+	case !in.changesEmail(u):
+		return nil
+	}
+	holder, err := emailOwner(tx, in.prof.Email, false)
+	if err != nil || holder == nil || holder.ID == u.ID || !in.mayTakeEmail(holder) {
+		return err
+	}
+	if err := tx.LockUsers([]string{u.ID, holder.ID}); err != nil {
+		return fmt.Errorf("lock users: %w", err)
+	}
+	return nil
 }
 
 // tombstone returns the tombstone that refuses this sign-in as
@@ -877,7 +917,13 @@ func lowerLocal(s string) string {
 // otherwise take the same locks in opposite orders and deadlock, costing
 // each a deadlock_timeout and a rerun. A spelling after the holder's found
 // is not read.
-func emailOwner(tx store.Tx, email string) (*store.User, error) {
+//
+// With lock, each read locks the user's row too (UserByEmail), as a
+// sign-in that holds no other user's row may: the owner is then written
+// (linked) or released at once. Without, none (UserHolding): a sign-in
+// holding its own user's row must lock a second user's only in ID order
+// (store.Tx.LockUsers), and most often it only checks the owner.
+func emailOwner(tx store.Tx, email string, lock bool) (*store.User, error) {
 	if email == "" {
 		return nil, nil
 	}
@@ -895,7 +941,11 @@ func emailOwner(tx store.Tx, email string) (*store.User, error) {
 		if i > best {
 			continue
 		}
-		u, err := tx.UserByEmail(spellings[i])
+		read := tx.UserByEmail
+		if !lock {
+			read = func(email string) (*store.User, error) { return tx.UserHolding(store.KeyEmail, "", email) }
+		}
+		u, err := read(spellings[i])
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -1040,12 +1090,15 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 
 // freeUserName returns email when no user other than self (an ID, or "")
 // holds it as their userName, else "": a JIT user then has no userName,
-// which SCIM matching by externalId does not need.
+// which SCIM matching by externalId does not need. The holder is only
+// checked, so its row is not locked (UserHolding): the sign-in holds its
+// own user's, and a lock on the holder's after it would be out of the
+// store's order whenever the holder's ID is the lower.
 func freeUserName(tx store.Tx, email, self string) (string, error) {
 	if email == "" {
 		return "", nil
 	}
-	holder, err := tx.UserByUserName(email)
+	holder, err := tx.UserHolding(store.KeyUserName, "", email)
 	if errors.Is(err, store.ErrNotFound) {
 		return email, nil
 	}
@@ -1180,8 +1233,9 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 	}
 	if u.ExternalID == "" && u.Source != store.SourceSCIM && (u.IdP == "" || u.IdP == in.idp) {
 		// A user from before SCIM (or admin-made) gets the externalId
-		// SCIM matching looks for, unless someone holds it already.
-		_, err := tx.UserByExternalID(in.idp, prof.UniqueUserID)
+		// SCIM matching looks for, unless someone holds it already: only
+		// checked, so not locked (see freeUserName).
+		_, err := tx.UserHolding(store.KeyExternalID, in.idp, prof.UniqueUserID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			u.IdP, u.ExternalID = in.idp, prof.UniqueUserID
@@ -1237,6 +1291,35 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 	return in.succeed(tx, u)
 }
 
+// changesEmail says whether a force update of u writes the sign-in's
+// email (forceProfile): SCIM owns the address of a user it manages, and an
+// empty claim never blanks one.
+func (in *login) changesEmail(u *store.User) bool {
+	return in.rules.Update == UpdateForce && u.Source != store.SourceSCIM && in.prof.Email != "" && in.prof.Email != u.Email
+}
+
+// lockHolder locks holder, from whom a force update of u would take the
+// address (mayTakeEmail) and whom emailOwner read without a lock, together
+// with u, in ID order (store.Tx.LockUsers; lockInOrder has most often
+// taken both already), and reads holder again, locked. take is whether
+// they still hold the address and may still give it up; owner is then
+// that fresh record, else the address's holder as it is now (nil when
+// none), only to be checked: the next sign-in takes it, if it may.
+func (in *login) lockHolder(tx store.Tx, u, holder *store.User) (owner *store.User, take bool, err error) {
+	if err := tx.LockUsers([]string{u.ID, holder.ID}); err != nil {
+		return nil, false, fmt.Errorf("lock email owner: %w", err)
+	}
+	fresh, err := tx.User(holder.ID)
+	switch {
+	case err == nil && store.FoldName(fresh.Email) == store.FoldName(holder.Email) && in.mayTakeEmail(fresh):
+		return fresh, true, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, false, fmt.Errorf("look up email owner: %w", err)
+	}
+	owner, err = emailOwner(tx, in.prof.Email, false)
+	return owner, false, err
+}
+
 // forceProfile copies the names and email of the sign-in onto u (update
 // force), unless SCIM owns u's profile: a directory that manages the user
 // is the source of their names and address, and the login only records
@@ -1256,12 +1339,20 @@ func (in *login) forceProfile(tx store.Tx, out *outcome, u *store.User) error {
 		u.LastName = prof.LastName
 		out.changed = append(out.changed, "last_name")
 	}
-	if prof.Email != "" && prof.Email != u.Email {
-		owner, err := emailOwner(tx, prof.Email)
+	if in.changesEmail(u) {
+		// Read without a lock: most often the owner is only checked,
+		// and a lock taken now would come after u's (see lockInOrder).
+		owner, err := emailOwner(tx, prof.Email, false)
 		if err != nil {
 			return err
 		}
+		take := false
 		if owner != nil && owner.ID != u.ID && in.mayTakeEmail(owner) {
+			if owner, take, err = in.lockHolder(tx, u, owner); err != nil {
+				return err
+			}
+		}
+		if take {
 			if err := in.releaseEmail(tx, out, owner); err != nil {
 				return err
 			}

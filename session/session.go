@@ -440,6 +440,21 @@ func (n *NewSession) Write(tx store.Tx, u *store.User) error {
 	return n.capSessions(tx)
 }
 
+// LockEnding takes, before a sign-in ends any session, the locks of the
+// sessions it may end: previous, the session the browser came with, which
+// the caller ends before Write so that the cap does not count it, and,
+// under a cap, the user's, of which Write ends the oldest. One statement
+// takes them in hash order (store.Tx.LockSessions), the order a flush of
+// last-seen times takes them in: ending previous and then a capped
+// session, each locked as it went, took two sessions out of that order
+// and deadlocked with a flush of both on another instance.
+func (n *NewSession) LockEnding(tx store.Tx, userID, previous string) error {
+	if n.maxPerUser <= 0 {
+		return nil // previous is the one session the sign-in ends: one lock
+	}
+	return tx.LockSessions(userID, []string{previous})
+}
+
 // capSessions ends the user's oldest sessions beyond the cap. The user's
 // session index is short (at most the cap plus one), so reading it costs
 // little on the sign-in path. Sessions that have ended already (idle or
@@ -475,7 +490,18 @@ func (n *NewSession) capSessions(tx store.Tx) error {
 		}
 		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.Hash, b.Hash))
 	})
-	for _, s := range all[:len(all)-n.maxPerUser] {
+	victims := all[:len(all)-n.maxPerUser]
+	if len(victims) > 1 {
+		// Locked together, in hash order, before any goes (see LockEnding).
+		hashes := make([]string, len(victims))
+		for i, s := range victims {
+			hashes[i] = s.Hash
+		}
+		if err := tx.LockSessions("", hashes); err != nil {
+			return err
+		}
+	}
+	for _, s := range victims {
 		if err := tx.DeleteSession(s.Hash); err != nil {
 			return err
 		}

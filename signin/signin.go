@@ -194,6 +194,10 @@ func (s *Service) SignIn(ctx context.Context, p *IdP, a *idp.Assertion, previous
 			// another device's session besides it.
 			var previous []string
 			if previousHash != "" && previousHash != fresh.Session.Hash {
+				// Locked with those the cap may end, in one order.
+				if err := fresh.LockEnding(tx, res.User.ID, previousHash); err != nil {
+					return err
+				}
 				found, ended, err := s.endSession(tx, previousHash, now)
 				if err != nil {
 					return err

@@ -425,6 +425,16 @@ type AuditQuery struct {
 	Limit  int // 0: 100
 }
 
+// UserKey names a unique key of users, for Tx.UserHolding.
+type UserKey int
+
+const (
+	KeyLink       UserKey = iota + 1 // an (IdP, subject) link, as UserByLink
+	KeyEmail                         // as UserByEmail
+	KeyUserName                      // as UserByUserName
+	KeyExternalID                    // an IdP's externalId, as UserByExternalID
+)
+
 // Tx is one transaction. Methods return ErrNotFound for a missing record and
 // ErrReadOnly for a write inside Store.View. Records returned are copies: to
 // change one, modify it and Put it back. store/storetest checks every
@@ -475,6 +485,22 @@ type Tx interface {
 	// in ID order, and a lock the check took would come before those, out
 	// of that order, so two group changes could deadlock.
 	UsersOfIdP(idp string, ids []string) ([]string, error)
+	// UserHolding is the read UserByLink, UserByEmail, UserByUserName or
+	// UserByExternalID makes (key; idp only for KeyLink and KeyExternalID),
+	// for a transaction that only checks who holds a value, or locks the
+	// holder afterwards with LockUsers: in PostgreSQL it takes the value's
+	// key lock as those do, but no lock on the user's row. A lock on a
+	// second user's row, taken while the transaction holds a first one's,
+	// is out of the lock order whenever the second's ID is the lower (see
+	// LockUsers), so two such transactions could deadlock.
+	UserHolding(key UserKey, idp, value string) (*User, error)
+	// LockUsers locks the rows of the users ids (missing ones skipped) in
+	// ID order, in one statement (PostgreSQL, in an Update; nothing in a
+	// View, nor in bolt, which has one writer at a time): the order every
+	// transaction that writes more than one user keeps, as a group change
+	// does for its members. Read them afterwards with User, which finds
+	// them locked.
+	LockUsers(ids []string) error
 
 	Group(id string) (*Group, error)
 	// GroupByName finds the group of idp with the display name, compared
@@ -533,6 +559,16 @@ type Tx interface {
 	UserSessions(userID string) ([]*Session, error)
 	// DeleteUserSessions removes every session of a user and returns their hashes.
 	DeleteUserSessions(userID string) ([]string, error)
+	// LockSessions is for a transaction that goes on to delete some of
+	// several sessions one at a time (DeleteSession): the sessions of
+	// userID ("" for none) and those hashes names (missing ones skipped).
+	// In PostgreSQL it locks them all in one statement, in hash order, the
+	// order TouchSessions and every other statement on several sessions
+	// lock in; deleting them one at a time, each locked as it goes, in
+	// another order deadlocks with a flush of their last-seen times. It
+	// reads and writes nothing, and in a View, or in a store with one
+	// writer at a time (bbolt), it does nothing.
+	LockSessions(userID string, hashes []string) error
 	// SessionsBySubject returns the sessions of idp whose Logout.Subject is
 	// subject, compared exactly, from an index: a SAML IdP's LogoutRequest
 	// (and an OIDC back-channel logout) names the user by subject, not by

@@ -206,7 +206,10 @@ func (e *heldElsewhere) scimError() *Error {
 // putUser is tx.PutUser with the store's uniqueness errors as SCIM's 409,
 // telling a value held by another IdP's user (*heldElsewhere) from one
 // held by this IdP's. PutUser writes nothing when it refuses, so the
-// holder is read in the same transaction, and only then.
+// holder is read in the same transaction, and only then, without a lock
+// on their row (UserHolding): the transaction holds u's, and the holder's
+// taken after it would be out of the store's order whenever the holder's
+// ID is the lower, deadlocking with a group change that holds both.
 func (h *Handler) putUser(tx store.Tx, u *store.User) error {
 	err := tx.PutUser(u)
 	var (
@@ -217,10 +220,10 @@ func (h *Handler) putUser(tx store.Tx, u *store.User) error {
 	switch {
 	case errors.Is(err, store.ErrUserNameTaken):
 		attr = "userName"
-		holder, rerr = tx.UserByUserName(u.UserName)
+		holder, rerr = tx.UserHolding(store.KeyUserName, "", u.UserName)
 	case errors.Is(err, store.ErrEmailTaken):
 		attr = "email"
-		holder, rerr = tx.UserByEmail(u.Email)
+		holder, rerr = tx.UserHolding(store.KeyEmail, "", u.Email)
 	default:
 		return storeConflict(err)
 	}
@@ -307,8 +310,9 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		}
 		// A userName clash is reported before an externalId one, so that
 		// the 409 says which clashed even when both do. The adoptee may
-		// hold the userName (the same person); anyone else is another.
-		if holder, err := tx.UserByUserName(u.UserName); err == nil && (adoptee == nil || holder.ID != adoptee.ID) {
+		// hold the userName (the same person); anyone else is another,
+		// only checked, so not locked after the adoptee (see putUser).
+		if holder, err := tx.UserHolding(store.KeyUserName, "", u.UserName); err == nil && (adoptee == nil || holder.ID != adoptee.ID) {
 			return h.heldBy(holder, "userName", errorf(http.StatusConflict, "uniqueness", "userName %q is already taken", u.UserName))
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("read user by userName: %w", err)

@@ -119,6 +119,25 @@ func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
 	return byIndex(t, bucketExternalIDs, pair(idp, externalID), externalID == "", t.getUser, "user by external id in", idp)
 }
 
+// UserHolding is the plain read: bolt has one writer at a time, so there
+// is no lock to leave out.
+func (t *tx) UserHolding(key store.UserKey, idp, value string) (*store.User, error) {
+	switch key {
+	case store.KeyLink:
+		return t.UserByLink(idp, value)
+	case store.KeyEmail:
+		return t.UserByEmail(value)
+	case store.KeyUserName:
+		return t.UserByUserName(value)
+	case store.KeyExternalID:
+		return t.UserByExternalID(idp, value)
+	}
+	return nil, fmt.Errorf("bolt: user holding: unknown key %d", key)
+}
+
+// LockUsers does nothing: bolt has one writer at a time.
+func (t *tx) LockUsers([]string) error { return nil }
+
 // byIndex reads the record whose ID an index holds under key. No record is
 // indexed under an empty value, so empty is not found without a lookup.
 // The error names the lookup (what, and the IdP when there is one).

@@ -3,10 +3,13 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -182,6 +185,135 @@ func TestDeleteMemberDuringGroupRename(t *testing.T) {
 		}
 		if got.DisplayName != "renamed" || !slices.Equal(got.Members, []string{other}) {
 			t.Errorf("group %q with members %v, want %q with %v", got.DisplayName, got.Members, "renamed", []string{other})
+		}
+		return nil
+	})
+}
+
+// deleteHookTx runs before ahead of DeleteUser.
+type deleteHookTx struct {
+	store.Tx
+	before func()
+}
+
+func (d deleteHookTx) DeleteUser(id string) error {
+	d.before()
+	return d.Tx.DeleteUser(id)
+}
+
+// deadlockLog collects who met a deadlock (40P01) among concurrent
+// transactions: the side PostgreSQL failed, which Update then reran.
+type deadlockLog struct {
+	mu  sync.Mutex
+	met []string
+}
+
+func (l *deadlockLog) saw(who string, err error) error {
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "40P01" {
+		l.mu.Lock()
+		l.met = append(l.met, who)
+		l.mu.Unlock()
+	}
+	return err
+}
+
+func (l *deadlockLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.met)
+}
+
+func (l *deadlockLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.met)
+}
+
+// TestDeleteUserWhoJoinedAGroupMeanwhile: a deletion (account.DeleteTx,
+// as SCIM's DELETE and the admin API run it) locks the user's groups and
+// then the user (UserForDelete). A SCIM group change (GC1) adding the user
+// to g2 holds the user's row, so the deletion waits for it, having locked
+// the groups of before: not g2. Once GC1 commits, DeleteUser stamps g2
+// (leaveAllGroups), which locked g2 after the user, out of the lock order,
+// while a second change to g2 (GC2, a rename: the group, then its members)
+// held g2 and waited for the user: a deadlock, which PostgreSQL broke
+// after deadlock_timeout by failing GC2. UserForDelete now sees the new
+// membership once it holds the user, gives both locks back and takes them
+// again in order: GC2 waits for the deletion at g2, and neither reruns.
+func TestDeleteUserWhoJoinedAGroupMeanwhile(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	c := openDSN(t, dsn)
+	a := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+	putUser(t, c, &store.User{ID: "o", IdP: "okta", Email: "o@x.io", Active: true})
+	putUser(t, c, &store.User{ID: "u", IdP: "okta", Email: "u@x.io", Active: true})
+	g := &store.Group{IdP: "okta", DisplayName: "g2", Members: []string{"o"}}
+	update(t, c, func(tx store.Tx) error { return tx.PutGroup(g) })
+	ctx := context.Background()
+	var deadlocked deadlockLog
+
+	// GC1: u joins g2, held open.
+	held, release := make(chan struct{}), make(chan struct{})
+	gc1Done := make(chan error, 1)
+	var heldOnce sync.Once
+	go func() {
+		gc1Done <- c.Update(ctx, func(tx store.Tx) error {
+			if err := tx.PutGroup(&store.Group{ID: g.ID, IdP: "okta", DisplayName: "g2", Members: []string{"o", "u"}}); err != nil {
+				return deadlocked.saw("GC1", err)
+			}
+			heldOnce.Do(func() { close(held) })
+			<-release
+			return nil
+		})
+	}()
+	<-held
+
+	acc := &account.Service{Store: a, Cache: session.New(a, session.Config{}, nil, nil)}
+	gc2Done, delDone := make(chan error, 1), make(chan error, 1)
+	var gc2Once sync.Once
+	go func() {
+		delDone <- a.Update(ctx, func(tx store.Tx) error {
+			d := deleteHookTx{Tx: tx, before: func() {
+				gc2Once.Do(func() {
+					go func() {
+						gc2Done <- b.Update(ctx, func(tx store.Tx) error {
+							cur, err := tx.Group(g.ID)
+							if err != nil {
+								return deadlocked.saw("GC2", err)
+							}
+							cur.DisplayName = "renamed"
+							return deadlocked.saw("GC2", tx.PutGroup(cur))
+						})
+					}()
+					waitForLockWait(t, a, gc2Done) // GC2 waits for the deletion
+				})
+			}}
+			_, err := acc.DeleteTx(d, &account.Change{}, "u", account.BySCIM)
+			return deadlocked.saw("delete", err)
+		})
+	}()
+	waitForLockWait(t, c, delDone) // the deletion waits for GC1's lock on u
+	close(release)
+	gc1Err, delErr := <-gc1Done, <-delDone
+	gc2Err := <-gc2Done
+	t.Logf("GC1: %v; delete: %v; GC2: %v; 40P01 met by %v; reruns GC1 %d, delete %d, GC2 %d",
+		gc1Err, delErr, gc2Err, &deadlocked, c.Reruns(), a.Reruns(), b.Reruns())
+	if gc1Err != nil || delErr != nil || gc2Err != nil {
+		t.Fatalf("GC1: %v; delete: %v; GC2: %v", gc1Err, delErr, gc2Err)
+	}
+	if r := a.Reruns() + b.Reruns() + c.Reruns(); r > 0 || deadlocked.count() > 0 {
+		t.Errorf("%v met a deadlock (40P01), %d reruns: the deletion held u and then locked g2, joined meanwhile, while the rename held g2 and waited for u", &deadlocked, r)
+	}
+	view(t, a, func(tx store.Tx) error {
+		got, err := tx.Group(g.ID)
+		if err != nil {
+			return err
+		}
+		if got.DisplayName != "renamed" || !slices.Equal(got.Members, []string{"o"}) {
+			t.Errorf("group %q with members %v, want %q with [o]", got.DisplayName, got.Members, "renamed")
+		}
+		if _, err := tx.User("u"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("user u after the deletion: %v, want ErrNotFound", err)
 		}
 		return nil
 	})

@@ -345,7 +345,11 @@ func (t *tx) deleteMembers(groupID string, users, keep []string) error {
 // taken before this one asks for a lower one is out of order. So the
 // caller must not read the members with User (which locks the row in an
 // Update) before PutGroup; it checks them with UsersOfIdP, which locks
-// none (as SCIM's resolveMembers does).
+// none (as SCIM's resolveMembers does). Likewise any transaction holding
+// one user's row: it checks who holds a value with UserHolding, which
+// locks no row, and locks a second user it writes only with LockUsers,
+// both in ID order (a sign-in taking another user's email, package
+// provision's lockInOrder).
 func (t *tx) syncMembers(groupID, oldName, newName string, before, after []string, when time.Time, change func() error) error {
 	touched := store.MembersTouched(before, after, oldName != "" && newName != "" && oldName != newName)
 	if err := change(); err != nil {
@@ -486,12 +490,27 @@ func (t *tx) DeleteGroup(id string) error {
 // the user's row, as a group change locks its group before its members'
 // rows (syncMembers: the lock order). DeleteUser writes these groups
 // (leaveAllGroups); taking them after the user would deadlock with a
-// change to one of them that holds the group and waits for the user.
-func (t *tx) lockUserGroups(userID string) error {
-	if _, err := t.exec(groupsOfMember+" FOR NO KEY UPDATE OF g", userID); err != nil {
-		return fmt.Errorf("lock groups of user %s: %w", userID, err)
+// change to one of them that holds the group and waits for the user. It
+// returns their IDs, in that order.
+func (t *tx) lockUserGroups(userID string) ([]string, error) {
+	ids, err := collect(t, func(r pgx.Row) (id string, err error) { return id, r.Scan(&id, new([]byte)) },
+		groupsOfMember+" FOR NO KEY UPDATE OF g", userID)
+	if err != nil {
+		return nil, fmt.Errorf("lock groups of user %s: %w", userID, err)
 	}
-	return nil
+	return ids, nil
+}
+
+// joinedOther reports whether userID is a member of a group not in ids.
+func (t *tx) joinedOther(userID string, ids []string) (bool, error) {
+	var other bool
+	// Not nil, which pgx sends as NULL: <> ALL(NULL) is never true.
+	ids = append([]string{}, ids...)
+	err := t.row("SELECT EXISTS (SELECT 1 FROM sso_group_members WHERE user_id = $1 AND group_id <> ALL($2::text[]))", []any{userID, ids}, &other)
+	if err != nil {
+		return false, fmt.Errorf("groups of user %s: %w", userID, err)
+	}
+	return other, nil
 }
 
 // groupsOfMember selects the groups $1 is a member of, in ID order (the

@@ -12,7 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/mapping"
+	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
+	"github.com/caddy-sso/caddy-sso/signin"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
@@ -430,6 +434,128 @@ func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
 					t.Errorf("b has %d sessions, want %d", len(ss), wantSessions)
 				}
 				return err
+			})
+		})
+	}
+}
+
+// hookStore is a DB whose Update hands fn the transaction wrap makes.
+type hookStore struct {
+	*DB
+	wrap func(store.Tx) store.Tx
+}
+
+func (h hookStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return h.DB.Update(ctx, func(tx store.Tx) error { return fn(h.wrap(tx)) })
+}
+
+// afterDeleteSessionTx runs after once a DeleteSession has deleted.
+type afterDeleteSessionTx struct {
+	store.Tx
+	after func()
+}
+
+func (a afterDeleteSessionTx) DeleteSession(hash string) error {
+	err := a.Tx.DeleteSession(hash)
+	if err == nil {
+		a.after()
+	}
+	return err
+}
+
+// TestSignInEndingSessionsLockOrder: a sign-in (signin.SignIn) ends the
+// session the browser came with (here another user's, v's "h2") and then,
+// at max_sessions_per_user, the user's oldest ("h1"); or, with a cap lower
+// than the user's sessions, several of the user's, oldest first. Each
+// deletion locked its session as it went, out of the hash order a flush
+// of last-seen times locks in (TestSessionLockOrderInterleaving): the
+// sign-in held "h2" and asked for "h1" while a flush of both on another
+// instance held "h1" and waited for "h2", a deadlock (40P01) that
+// PostgreSQL broke after deadlock_timeout by failing one of them. The
+// sign-in is held after its first deletion until the flush waits for its
+// lock (pg_stat_activity). The sessions it may end are now locked in one
+// statement in hash order before any goes (session.LockEnding,
+// store.Tx.LockSessions): the flush waits at "h1", holding nothing.
+func TestSignInEndingSessionsLockOrder(t *testing.T) {
+	old := time.Now().Add(-time.Hour)
+	for _, tc := range []struct {
+		name     string
+		cap      int
+		sessions []store.Session // Created is when; v's and u's
+		previous string
+		ended    []string // by the cap
+	}{
+		{"previous session, then the cap", 2, []store.Session{
+			{Hash: "h1", UserID: "u", Created: old},
+			{Hash: "h3", UserID: "u", Created: old.Add(time.Minute)},
+			{Hash: "h2", UserID: "v", Created: old},
+		}, "h2", []string{"h1"}},
+		{"the cap ends two, the older the higher hash", 1, []store.Session{
+			{Hash: "h1", UserID: "u", Created: old.Add(time.Minute)},
+			{Hash: "h2", UserID: "u", Created: old},
+		}, "", []string{"h1", "h2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			a := openDSN(t, dsn)
+			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			putUser(t, a, &store.User{ID: "u", IdP: "okta", Email: "u@x.io", Active: true, Source: store.SourceJIT,
+				Links: []store.Link{{IdP: "okta", Subject: "sub-u"}}})
+			putUser(t, a, &store.User{ID: "v", IdP: "okta", Email: "v@x.io", Active: true})
+			for _, s := range tc.sessions {
+				s.LastSeen, s.Expires = s.Created, time.Now().Add(time.Hour)
+				update(t, a, func(tx store.Tx) error { return tx.PutSession(&s) })
+			}
+			m, err := mapping.New("generic", idp.ProtocolOIDC, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &signin.IdP{Name: "okta", Mapper: m, Rules: provision.Rules{JIT: true}}
+			assertion := &idp.Assertion{IdP: "okta", Protocol: idp.ProtocolOIDC, Subject: "sub-u",
+				Attributes: map[string][]string{"sub": {"sub-u"}, "given_name": {"U"}, "family_name": {"User"}, "email": {"u@x.io"}}}
+
+			ctx := context.Background()
+			var deadlocked deadlockLog
+			flushDone := make(chan error, 1)
+			var once sync.Once
+			hooked := hookStore{DB: a, wrap: func(tx store.Tx) store.Tx {
+				return afterDeleteSessionTx{Tx: tx, after: func() {
+					once.Do(func() {
+						go func() {
+							at := time.Now()
+							flushDone <- b.Update(ctx, func(tx store.Tx) error {
+								return deadlocked.saw("flush", tx.TouchSessions([]store.SessionTouch{{Hash: "h1", At: at}, {Hash: "h2", At: at}}))
+							})
+						}()
+						waitForLockWait(t, a, flushDone)
+					})
+				}}
+			}}
+			svc := &signin.Service{Store: hooked, Sessions: session.New(a, session.Config{MaxPerUser: tc.cap}, nil, nil)}
+			out, err := svc.SignIn(ctx, p, assertion, tc.previous)
+			fErr := <-flushDone
+			if err != nil || out.Session == nil {
+				t.Fatalf("sign-in: %+v, %v; flush: %v", out, err, fErr)
+			}
+			ended := slices.Sorted(slices.Values(out.Session.Ended))
+			t.Logf("sign-in ended %v (previous %v); flush: %v; 40P01 met by %v; reruns a %d b %d",
+				ended, out.EndedPrevious, fErr, &deadlocked, a.Reruns(), b.Reruns())
+			if fErr != nil {
+				t.Fatalf("flush: %v", fErr)
+			}
+			if r := a.Reruns() + b.Reruns(); r > 0 || deadlocked.count() > 0 {
+				t.Errorf("%v met a deadlock (40P01), %d reruns: the sign-in deleted the sessions out of hash order, the flush locked them in it", &deadlocked, r)
+			}
+			if !slices.Equal(ended, tc.ended) || out.EndedPrevious != (tc.previous != "") {
+				t.Errorf("ended %v over the cap, previous %v; want %v, %v", ended, out.EndedPrevious, tc.ended, tc.previous != "")
+			}
+			view(t, a, func(tx store.Tx) error {
+				for _, h := range []string{"h1", "h2"} {
+					if _, err := tx.Session(h); !errors.Is(err, store.ErrNotFound) {
+						t.Errorf("session %s after the sign-in: %v, want ErrNotFound", h, err)
+					}
+				}
+				return nil
 			})
 		})
 	}

@@ -116,6 +116,12 @@ const (
 // cancellation, which says why, to arrive first.
 const answerGrace = time.Second
 
+// errJoinedMeanwhile: the user UserForDelete reads joined groups, in
+// transactions that committed while it waited for the user's lock, on
+// each of maxAttempts tries to take the locks in order again. Update
+// reruns the transaction (retryable).
+var errJoinedMeanwhile = errors.New("the user joined groups while the deletion waited for them, on every try")
+
 // maxAttempts bounds the runs of one Update's fn under conflicts;
 // retryPause is the base of the random pause between runs.
 const (
@@ -628,11 +634,12 @@ func (db *DB) unanswered(ctx context.Context, err error) error {
 // deadlock and serialization failure, and a unique or foreign-key
 // violation, which our writes meet only when a concurrent transaction
 // committed what this one could not lock out (every write locks and checks
-// its keys first).
+// its keys first); and errJoinedMeanwhile, a conflict found by this
+// package rather than the server.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
-		return false
+		return errors.Is(err, errJoinedMeanwhile)
 	}
 	switch pe.Code {
 	case "40001", "40P01", "23505", "23503":

@@ -328,15 +328,12 @@ func decodeJSON[T any](what string) func([]byte) (*T, error) {
 
 var decodeUser = decodeJSON[store.User]("user")
 
-// userWhere reads the one user a condition selects, after locking key
-// (see keyLock) in a read-write transaction, and locks the row (lockFor).
-func (t *tx) userWhere(what string, key int64, cond string, args ...any) (*store.User, error) {
-	return t.userLocked(what, key, t.lockFor("u"), cond, args...)
-}
-
-// userLocked is userWhere with the row-lock clause lock, which must be
-// empty in a View. Either lock covers the keys the row holds (heldKeys):
-// no one else can take them, or move them off the row, before this commits.
+// userLocked reads the one user a condition selects, after locking key
+// (see keyLock) in a read-write transaction, with the row-lock clause
+// lock, which must be empty in a View. A row lock (FOR NO KEY UPDATE or
+// FOR UPDATE) covers the keys the row holds (heldKeys): no one else can
+// take them, or move them off the row, before this commits. An empty lock
+// in an Update (UserHolding) covers none.
 func (t *tx) userLocked(what string, key int64, lock, cond string, args ...any) (*store.User, error) {
 	var raw []byte
 	err := t.lockedRow(key, "SELECT u.data FROM sso_users u "+cond+lock, args, &raw)
@@ -350,7 +347,7 @@ func (t *tx) userLocked(what string, key int64, lock, cond string, args ...any) 
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	if t.writable {
+	if lock != "" {
 		t.holdKeys(u.ID, u.IdP, u.Email, u.UserName, u.ExternalID, u.Links)
 	}
 	return u, nil
@@ -398,51 +395,142 @@ func (t *tx) userByID(id, lock string) (*store.User, error) {
 // PostgreSQL would break the deadlock after deadlock_timeout by failing
 // one (the lock order, see syncMembers, keeps such a wait out). FOR UPDATE
 // from the start instead waits for such a transaction to commit, and keeps
-// any new one from pointing at the user until the delete commits. The
-// user's groups are locked first (lockUserGroups).
+// any new one from pointing at the user until the delete commits.
+//
+// The user's groups are locked first (lockUserGroups), but those are the
+// groups of before the wait: a group the user joined in the transaction
+// the lock on the user waited for is not among them, and DeleteUser would
+// lock it after the user (leaveAllGroups), out of order, deadlocking with
+// a change to that group that holds it and waits for the user. So the
+// groups are read again once the user is locked, and when one is new both
+// locks are given back (to a savepoint: PostgreSQL releases the row locks
+// taken after it) and taken again in order, now with that group.
 func (t *tx) UserForDelete(id string) (*store.User, error) {
-	lock := ""
-	if t.writable {
-		lock = " FOR UPDATE OF u"
-		if storable(id) {
-			if err := t.lockUserGroups(id); err != nil {
-				return nil, fmt.Errorf("postgres: user %s: %w", id, err)
-			}
+	if !t.writable || !storable(id) {
+		return t.userByID(id, "")
+	}
+	for try := 1; ; try++ {
+		u, again, err := t.userForDelete(id)
+		switch {
+		case err != nil:
+			return nil, err
+		case !again:
+			return u, nil
+		case try == maxAttempts:
+			// Joins faster than the locks can be taken again: the
+			// transaction is rerun, as after a deadlock (retryable).
+			return nil, t.fail(fmt.Errorf("postgres: user %s: %w", id, errJoinedMeanwhile))
 		}
 	}
-	return t.userByID(id, lock)
+}
+
+// userForDelete is one try of UserForDelete: again when the user joined a
+// group while the lock on the user waited, and the locks were given back.
+func (t *tx) userForDelete(id string) (u *store.User, again bool, err error) {
+	wrap := func(err error) (*store.User, bool, error) {
+		return nil, false, fmt.Errorf("postgres: user %s: %w", id, err)
+	}
+	if _, err := t.exec("SAVEPOINT sso_user_for_delete"); err != nil {
+		return wrap(err)
+	}
+	locked, err := t.lockUserGroups(id)
+	if err != nil {
+		return wrap(err)
+	}
+	u, err = t.userByID(id, " FOR UPDATE OF u")
+	switch {
+	case err == nil:
+		if again, err = t.joinedOther(id, locked); err != nil {
+			return wrap(err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, false, err
+	}
+	end := "RELEASE SAVEPOINT sso_user_for_delete"
+	if again {
+		end = "ROLLBACK TO SAVEPOINT sso_user_for_delete"
+		delete(t.heldKeys, id) // the row's lock goes with the savepoint
+	}
+	if _, xerr := t.exec(end); xerr != nil {
+		return wrap(xerr)
+	}
+	return u, again, err
 }
 
 func (t *tx) UserByLink(idp, subject string) (*store.User, error) {
-	what := "user by link " + idp
-	if !storable(idp) || !storable(subject) {
-		return nil, notFound(what)
-	}
-	return t.userWhere(what, t.db.keyLock("link", idp, subject), "JOIN sso_links l ON l.user_id = u.id WHERE l.idp = $1 AND l.subject = $2", idp, subject)
+	return t.userByKey(store.KeyLink, idp, subject, t.lockFor("u"))
 }
 
 func (t *tx) UserByEmail(email string) (*store.User, error) {
-	key := store.FoldName(email)
-	if key == "" || !storable(key) {
-		return nil, notFound("user by email")
-	}
-	return t.userWhere("user by email", t.db.keyLock("email", key), "WHERE u.email_key = $1", key)
+	return t.userByKey(store.KeyEmail, "", email, t.lockFor("u"))
 }
 
 func (t *tx) UserByUserName(userName string) (*store.User, error) {
-	key := store.FoldName(userName)
-	if key == "" || !storable(key) {
-		return nil, notFound("user by user name")
-	}
-	return t.userWhere("user by user name", t.db.keyLock("user name", key), "WHERE u.user_name_key = $1", key)
+	return t.userByKey(store.KeyUserName, "", userName, t.lockFor("u"))
 }
 
 func (t *tx) UserByExternalID(idp, externalID string) (*store.User, error) {
-	what := "user by external id in " + idp
-	if externalID == "" || !storable(idp) || !storable(externalID) {
-		return nil, notFound(what)
+	return t.userByKey(store.KeyExternalID, idp, externalID, t.lockFor("u"))
+}
+
+// UserHolding is the read of UserByLink, UserByEmail, UserByUserName or
+// UserByExternalID with the key lock and without the row lock (see
+// store.Tx.UserHolding): the key lock makes the read see a concurrent
+// transaction that takes the value committed, and the row is left to
+// LockUsers, or to no one when the transaction only checks the holder.
+func (t *tx) UserHolding(key store.UserKey, idp, value string) (*store.User, error) {
+	return t.userByKey(key, idp, value, "")
+}
+
+// userByKey reads the user holding value as key (idp for KeyLink and
+// KeyExternalID), after the value's key lock (see keyLock), locking the
+// row with lock (see userLocked).
+func (t *tx) userByKey(key store.UserKey, idp, value, lock string) (*store.User, error) {
+	switch key {
+	case store.KeyLink:
+		what := "user by link " + idp
+		if !storable(idp) || !storable(value) {
+			return nil, notFound(what)
+		}
+		return t.userLocked(what, t.db.keyLock("link", idp, value), lock, "JOIN sso_links l ON l.user_id = u.id WHERE l.idp = $1 AND l.subject = $2", idp, value)
+	case store.KeyEmail:
+		folded := store.FoldName(value)
+		if folded == "" || !storable(folded) {
+			return nil, notFound("user by email")
+		}
+		return t.userLocked("user by email", t.db.keyLock("email", folded), lock, "WHERE u.email_key = $1", folded)
+	case store.KeyUserName:
+		folded := store.FoldName(value)
+		if folded == "" || !storable(folded) {
+			return nil, notFound("user by user name")
+		}
+		return t.userLocked("user by user name", t.db.keyLock("user name", folded), lock, "WHERE u.user_name_key = $1", folded)
+	case store.KeyExternalID:
+		what := "user by external id in " + idp
+		if value == "" || !storable(idp) || !storable(value) {
+			return nil, notFound(what)
+		}
+		return t.userLocked(what, t.db.keyLock("user external id", idp, value), lock, "WHERE u.idp = $1 AND u.external_id = $2", idp, value)
 	}
-	return t.userWhere(what, t.db.keyLock("user external id", idp, externalID), "WHERE u.idp = $1 AND u.external_id = $2", idp, externalID)
+	return nil, fmt.Errorf("postgres: user holding: unknown key %d", key)
+}
+
+// LockUsers locks the users' rows FOR NO KEY UPDATE, as User does, in ID
+// order in one statement (the lock order, see syncMembers), and records
+// the keys each row holds as held (heldKeys), as User does.
+func (t *tx) LockUsers(ids []string) error {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !storable(id) })
+	if !t.writable || len(ids) == 0 {
+		return nil
+	}
+	locked, err := collect(t, scanJSON(decodeUser), "SELECT data FROM sso_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", ids)
+	if err != nil {
+		return fmt.Errorf("postgres: lock users: %w", err)
+	}
+	for _, u := range locked {
+		t.holdKeys(u.ID, u.IdP, u.Email, u.UserName, u.ExternalID, u.Links)
+	}
+	return nil
 }
 
 func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, error) {
@@ -887,6 +975,27 @@ func (t *tx) DeleteUserSessions(userID string) ([]string, error) {
 		return nil, fmt.Errorf("postgres: delete sessions of user %s: %w", userID, err)
 	}
 	return hashes, nil
+}
+
+// LockSessions locks the rows in hash order, FOR UPDATE as the deletes
+// that follow need (see store.Tx.LockSessions).
+func (t *tx) LockSessions(userID string, hashes []string) error {
+	if !t.writable {
+		return nil
+	}
+	hashes = slices.DeleteFunc(slices.Clone(hashes), func(h string) bool { return !storable(h) })
+	if !storable(userID) {
+		userID = ""
+	}
+	if userID == "" && len(hashes) == 0 {
+		return nil
+	}
+	// Not nil, which pgx sends as NULL.
+	hashes = append([]string{}, hashes...)
+	if _, err := t.exec("SELECT 1 FROM sso_sessions WHERE user_id = $1 OR hash = ANY($2::text[]) ORDER BY hash FOR UPDATE", userID, hashes); err != nil {
+		return fmt.Errorf("postgres: lock sessions: %w", err)
+	}
+	return nil
 }
 
 // deleteReturning runs a DELETE ... RETURNING hash and returns the hashes

@@ -13,11 +13,23 @@ import (
 // TestUsersOfIdPLocksNoRow: in an Update, User locks the row it reads and
 // UsersOfIdP locks none, so that a SCIM group change can check the members
 // it adds without taking their locks before PutGroup takes every touched
-// member's, in ID order (syncMembers). Another connection's FOR UPDATE
-// NOWAIT on the row, while the Update is open, tells which.
+// member's, in ID order (syncMembers). Likewise UserHolding, with which a
+// sign-in or a SCIM write checks who holds a value without locking a
+// second user after its own; LockUsers locks. Another connection's FOR
+// UPDATE NOWAIT on the row, while the Update is open, tells which.
 func TestUsersOfIdPLocksNoRow(t *testing.T) {
 	db := openTest(t)
-	putUser(t, db, &store.User{ID: "u1", IdP: "entra"})
+	putUser(t, db, &store.User{ID: "u1", IdP: "entra", Email: "u1@x.io", UserName: "u1", ExternalID: "e1",
+		Links: []store.Link{{IdP: "entra", Subject: "s1"}}})
+	holding := func(key store.UserKey, idp, value string) func(store.Tx) error {
+		return func(tx store.Tx) error {
+			u, err := tx.UserHolding(key, idp, value)
+			if err == nil && u.ID != "u1" {
+				t.Errorf("UserHolding(%d, %q) = %q, want u1", key, value, u.ID)
+			}
+			return err
+		}
+	}
 	for _, tt := range []struct {
 		name   string
 		read   func(store.Tx) error
@@ -31,6 +43,12 @@ func TestUsersOfIdPLocksNoRow(t *testing.T) {
 			}
 			return err
 		}, false},
+		{"UserHolding link", holding(store.KeyLink, "entra", "s1"), false},
+		{"UserHolding email", holding(store.KeyEmail, "", "U1@x.io"), false},
+		{"UserHolding userName", holding(store.KeyUserName, "", "u1"), false},
+		{"UserHolding externalId", holding(store.KeyExternalID, "entra", "e1"), false},
+		{"UserByEmail", func(tx store.Tx) error { _, err := tx.UserByEmail("u1@x.io"); return err }, true},
+		{"LockUsers", func(tx store.Tx) error { return tx.LockUsers([]string{"u1", "u0"}) }, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			update(t, db, func(tx store.Tx) error {

@@ -17,6 +17,7 @@ func init() {
 		testCase{"SessionTokens", testSessionTokens},
 		testCase{"SessionsBySubjectAndSessionID", testSessionsBySubject},
 		testCase{"SessionNameIDQualifiers", testSessionQualifiers},
+		testCase{"LockSessions", testLockSessions},
 		testCase{"TouchSessions", testTouchSessions},
 		testCase{"TouchSessionsRepeatedHashKeepsLatest", testTouchSessionsRepeatedHash},
 		testCase{"DeleteExpiredSessions", testDeleteExpiredSessions},
@@ -45,6 +46,62 @@ func (e *env) session(hash string) *store.Session {
 		e.Fatal(err)
 	}
 	return s
+}
+
+// testLockSessions: LockSessions reads and writes nothing, skips what is
+// missing or not a session at all, and does nothing in a View; the
+// sessions it locked are then deleted one at a time, in any order.
+func testLockSessions(e *env) {
+	alice := e.putUser(&store.User{ID: "alice"})
+	bob := e.putUser(&store.User{ID: "bob"})
+	for _, h := range []string{"h-a1", "h-a2", "h-a3"} {
+		e.putSession(sess(h, alice.ID))
+	}
+	e.putSession(sess("h-b1", bob.ID))
+	before := e.dump()
+	for _, c := range []struct {
+		userID string
+		hashes []string
+	}{
+		{alice.ID, []string{"h-b1"}},
+		{alice.ID, nil},
+		{"", []string{"h-a2", "h-b1", "h-a1"}},
+		{"nobody", []string{"missing", "", "bad\x00hash"}},
+		{"", nil},
+	} {
+		e.view(func(tx store.Tx) error {
+			if err := tx.LockSessions(c.userID, c.hashes); err != nil {
+				e.Errorf("LockSessions(%q, %q) in a View: %v", c.userID, c.hashes, err)
+			}
+			return nil
+		})
+		e.update(func(tx store.Tx) error {
+			if err := tx.LockSessions(c.userID, c.hashes); err != nil {
+				e.Errorf("LockSessions(%q, %q): %v", c.userID, c.hashes, err)
+			}
+			return nil
+		})
+	}
+	e.sameDump("LockSessions", before, e.dump())
+	e.update(func(tx store.Tx) error {
+		if err := tx.LockSessions(alice.ID, []string{"h-b1"}); err != nil {
+			return err
+		}
+		for _, h := range []string{"h-b1", "h-a3", "h-a1"} {
+			if err := tx.DeleteSession(h); err != nil {
+				return fmt.Errorf("DeleteSession(%s) after LockSessions: %w", h, err)
+			}
+		}
+		return nil
+	})
+	e.view(func(tx store.Tx) error {
+		a, _ := tx.UserSessions(alice.ID)
+		b, _ := tx.UserSessions(bob.ID)
+		if !slices.Equal(hashes(a), []string{"h-a2"}) || len(b) != 0 {
+			e.Errorf("after the deletions: alice %v, bob %v; want [h-a2], none", hashes(a), hashes(b))
+		}
+		return nil
+	})
 }
 
 func testSessions(e *env) {

@@ -21,6 +21,7 @@ func init() {
 		testCase{"ForEachAfterAnyBytes", testForEachAfterAnyBytes},
 		testCase{"ListUsers", testListUsers},
 		testCase{"UsersOfIdP", testUsersOfIdP},
+		testCase{"UserHoldingAndLockUsers", testUserHolding},
 		testCase{"UserCopies", testUserCopies},
 		testCase{"UserForDelete", testUserForDelete},
 		testCase{"LinkKeysUnambiguous", testLinkKeys},
@@ -508,6 +509,71 @@ func testUsersOfIdP(e *env) {
 		}
 		return nil
 	})
+}
+
+// testUserHolding: UserHolding finds, by each key, the user the keyed
+// lookup finds, folded as it folds, and ErrNotFound where it finds none,
+// in a View and an Update; LockUsers takes users that exist, are missing
+// or are not storable IDs alike, in any order, and a user it locked is
+// then read and written as usual.
+func testUserHolding(e *env) {
+	a := e.putUser(&store.User{ID: "a", IdP: "okta", Email: "Ada@Example.com", UserName: "ada", ExternalID: "ext-a",
+		Links: []store.Link{{IdP: "okta", Subject: "sub-a"}}})
+	e.putUser(&store.User{ID: "b", IdP: "entra", Email: "bo@example.com", ExternalID: "ext-a"})
+	for _, tt := range []struct {
+		name       string
+		key        store.UserKey
+		idp, value string
+		keyed      func(store.Tx) (*store.User, error)
+		want       string
+	}{
+		{"link", store.KeyLink, "okta", "sub-a", func(tx store.Tx) (*store.User, error) { return tx.UserByLink("okta", "sub-a") }, "a"},
+		{"link of another IdP", store.KeyLink, "entra", "sub-a", func(tx store.Tx) (*store.User, error) { return tx.UserByLink("entra", "sub-a") }, ""},
+		{"email, case folded", store.KeyEmail, "", "ADA@example.COM", func(tx store.Tx) (*store.User, error) { return tx.UserByEmail("ADA@example.COM") }, "a"},
+		{"email nobody holds", store.KeyEmail, "", "eve@example.com", func(tx store.Tx) (*store.User, error) { return tx.UserByEmail("eve@example.com") }, ""},
+		{"empty email", store.KeyEmail, "", "", func(tx store.Tx) (*store.User, error) { return tx.UserByEmail("") }, ""},
+		{"userName, case folded", store.KeyUserName, "", "ADA", func(tx store.Tx) (*store.User, error) { return tx.UserByUserName("ADA") }, "a"},
+		{"userName not storable", store.KeyUserName, "", "a\x00", func(tx store.Tx) (*store.User, error) { return tx.UserByUserName("a\x00") }, ""},
+		{"externalId", store.KeyExternalID, "entra", "ext-a", func(tx store.Tx) (*store.User, error) { return tx.UserByExternalID("entra", "ext-a") }, "b"},
+		{"externalId compared exactly", store.KeyExternalID, "okta", "EXT-A", func(tx store.Tx) (*store.User, error) { return tx.UserByExternalID("okta", "EXT-A") }, ""},
+	} {
+		for _, how := range []struct {
+			name string
+			run  func(func(store.Tx) error)
+		}{{"View", e.view}, {"Update", e.update}} {
+			how.run(func(tx store.Tx) error {
+				id := func(u *store.User, err error) string {
+					if err == nil {
+						return u.ID
+					}
+					if !errors.Is(err, store.ErrNotFound) {
+						e.Errorf("%s: %s: %v", how.name, tt.name, err)
+					}
+					return ""
+				}
+				got, keyed := id(tx.UserHolding(tt.key, tt.idp, tt.value)), id(tt.keyed(tx))
+				if got != tt.want || keyed != tt.want {
+					e.Errorf("%s: %s: UserHolding = %q, the keyed lookup %q, want %q", how.name, tt.name, got, keyed, tt.want)
+				}
+				return nil
+			})
+		}
+	}
+	e.view(func(tx store.Tx) error { return tx.LockUsers([]string{"b", "a"}) })
+	e.update(func(tx store.Tx) error {
+		if err := tx.LockUsers([]string{"b", "missing", "a", "\xff", "a"}); err != nil {
+			return err
+		}
+		u, err := tx.User(a.ID)
+		if err != nil {
+			return err
+		}
+		u.Email = "ada@example.org"
+		return tx.PutUser(u)
+	})
+	if got := e.lookup(func(tx store.Tx) (*store.User, error) { return tx.UserByEmail("ada@example.org") }); got != a.ID {
+		e.Errorf("after LockUsers and PutUser: the new email finds %q, want %q", got, a.ID)
+	}
 }
 
 // testUserCopies: what a Tx returns is the caller's to change.
