@@ -60,6 +60,14 @@ func TestCheckCatchAllAgreesWithCaddy(t *testing.T) {
 		{"respond 403, intercept with a file_server page", "http://:PORT {\n\trespond 403\n\tintercept {\n\t\t@denied status 403\n\t\thandle_response @denied {\n" + page + "\n\t\t}\n\t}\n}\n"},
 		{"respond 403, intercept with a file_server page of status 403", "http://:PORT {\n\trespond 403\n\tintercept {\n\t\t@denied status 403\n\t\thandle_response @denied {\n" + page + " {\n\t\t\t\tstatus 403\n\t\t\t}\n\t\t}\n\t}\n}\n"},
 		{"respond 403, intercept replacing the status with 200", "http://:PORT {\n\trespond 403\n\tintercept {\n\t\treplace_status 200\n\t}\n}\n"},
+		{"error 200, then respond 403 (error runs first)", "http://:PORT {\n\terror 200\n\trespond 403\n}\n"},
+		{"error without a status (500)", "http://:PORT {\n\terror \"denied\"\n}\n"},
+		{"respond 300", "http://:PORT {\n\trespond 300\n}\n"},
+		{"respond 403, intercept aborting", "http://:PORT {\n\trespond 403\n\tintercept {\n\t\thandle_response {\n\t\t\tabort\n\t\t}\n\t}\n}\n"},
+		{"error, handle_errors metrics (200)", "http://:PORT {\n\terror 403\n\thandle_errors {\n\t\tmetrics\n\t}\n}\n"},
+		{"error, another host's handle_errors respond 200", "http://other.localhost:PORT {\n\thandle_errors {\n\t\trespond \"x\" 200\n\t}\n}\nhttp://:PORT {\n\terror 403\n}\n"},
+		{"a host-less verify-mode sso", "http://:PORT {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n"},
+		{"forward_auth to an upstream that lets in", "http://:PORT {\n\tforward_auth " + errorPages.HostPort() + " {\n\t\turi /\n\t}\n}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := caddytest.NewGateway(t)

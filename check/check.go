@@ -642,12 +642,16 @@ func strictSNI(srv *server) bool {
 }
 
 // tlsListener reports whether srv serves TLS: it has connection policies,
-// or automatic HTTPS gives it one (a listener off the HTTP port).
+// or automatic HTTPS gives it some, as it does a server off the HTTP port
+// with a host to get a certificate for (namesHost; an http:// site's host
+// is skipped, and such a server stays plain http).
 func tlsListener(srv *server, httpPort int) bool {
 	if len(srv.TLSPolicies) > 0 {
 		return true
 	}
-	return (srv.AutomaticHTTPS == nil || !srv.AutomaticHTTPS.Disable) && slices.ContainsFunc(srv.Listen, func(l string) bool { return !onPort(l, httpPort) })
+	return (srv.AutomaticHTTPS == nil || !srv.AutomaticHTTPS.Disable) &&
+		slices.ContainsFunc(srv.Listen, func(l string) bool { return !onPort(l, httpPort) }) &&
+		slices.ContainsFunc(srv.Routes, func(rt route) bool { return namesHost(rt, srv) })
 }
 
 // onDemand reports whether a TLS automation policy gets certificates on

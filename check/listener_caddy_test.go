@@ -22,23 +22,39 @@ func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
 	for _, tc := range []struct{ name, globals, tls, site string }{
 		{"no catch-all", "", "tls internal", ""},
 		{"strict_sni_host on", "\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", ""},
+		// auto_https off leaves the site's own tls its TLS.
+		{"strict_sni_host on, auto_https off", "\tauto_https off\n\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", ""},
 		{"client auth (strict SNI by default)", "", "tls internal {\n\t\tclient_auth {\n\t\t\tmode request\n\t\t}\n\t}", ""},
 		{"strict_sni_host off with client auth", "\tservers {\n\t\tstrict_sni_host insecure_off\n\t}\n", "tls internal {\n\t\tclient_auth {\n\t\t\tmode request\n\t\t}\n\t}", ""},
 		{"catch-all respond 403", "", "tls internal", "https://:PORT {\n\ttls internal\n\trespond 403\n}\n"},
 		{"strict_sni_host on, handle_errors respond 200", "\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", "https://:PORT {\n\ttls internal\n\trespond 403\n\thandle_errors {\n\t\trespond \"x\" 200\n\t}\n}\n"},
+		// A host-less site's on-demand TLS completes a handshake for SNI
+		// evil.example, whose Host then matches it, and header alone
+		// answers nothing.
+		{"strict_sni_host on, on-demand TLS for any name", "\ton_demand_tls {\n\t\task ASK\n\t}\n\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", "https://:PORT {\n\ttls internal {\n\t\ton_demand\n\t}\n\theader X-A b\n}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sso := testIdP(t)
 			g := caddytest.NewGateway(t)
 			sites := "https://app.localhost:PORT {\n\t" + tc.tls + "\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n" + tc.site
 			cf := g.Caddyfile(sso, strings.ReplaceAll(sites, "PORT", fmt.Sprint(g.Port)))
-			cf = strings.Replace(cf, "\tauto_https off\n", "\tauto_https disable_redirects\n"+tc.globals, 1)
+			globals := tc.globals
+			snis := []string{"app.localhost", ""}
+			if strings.Contains(globals, "ASK") {
+				globals = strings.Replace(globals, "ASK", caddytest.NewEchoUpstream(t).URL, 1) // it answers 200: allowed
+				snis = append(snis, "evil.example")
+			}
+			autoHTTPS := "\tauto_https disable_redirects\n"
+			if strings.Contains(globals, "auto_https") {
+				autoHTTPS = ""
+			}
+			cf = strings.Replace(cf, "\tauto_https off\n", autoHTTPS+globals, 1)
 			cf = strings.Replace(cf, fmt.Sprintf("http_port %d", g.Port), fmt.Sprintf("http_port %d", testport.For(t)), 1)
 			r, out := checkAdapted(t, cf)
 			g.Start(cf)
 			awaitCertificate(g.Port, "app.localhost")
 			var allowed []string
-			for _, sni := range []string{"app.localhost", ""} {
+			for _, sni := range snis {
 				client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: sni}}}
 				for _, path := range []string{"/", "/verify"} {
 					req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", g.Port, path), nil)
@@ -71,21 +87,42 @@ func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
 // not hold; with disable_redirects Caddy answers other Hosts with an empty
 // 200, and check reports it.
 func TestCheckAutoHTTPSRedirectAgreesWithCaddy(t *testing.T) {
-	for _, tc := range []struct{ name, autoHTTPS string }{
-		{"redirects", ""},
-		{"disable_redirects", "\tauto_https disable_redirects\n"},
+	const httpsSite = "https://other.localhost:%d {\n\ttls internal\n\trespond \"other\"\n}\n"
+	for _, tc := range []struct{ name, autoHTTPS, bind, other string }{
+		{"redirects", "", "", httpsSite},
+		{"disable_redirects", "\tauto_https disable_redirects\n", "", httpsSite},
+		// auto_https off: no redirect, though the site has TLS.
+		{"auto_https off", "\tauto_https off\n", "", httpsSite},
+		// A plain-http site on another port gets no TLS, so no redirect.
+		{"a plain-http site on another port", "", "", "http://other.localhost:OTHER {\n\trespond \"other\"\n}\n"},
+		// The redirect listens on the https site's address at the HTTP
+		// port: a wildcard one takes the gateway's specific address, and
+		// another specific one does not.
+		{"the gateway bound to 127.0.0.1", "", "\tbind 127.0.0.1\n", httpsSite},
+		{"the gateway on 127.0.0.1, the https site on 127.0.0.2", "", "\tbind 127.0.0.1\n", strings.Replace(httpsSite, "tls internal", "bind 127.0.0.2\n\ttls internal", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sso := testIdP(t)
 			g := caddytest.NewGateway(t)
 			httpsPort := testport.For(t)
-			sites := fmt.Sprintf("http://app.localhost:%d {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\nhttps://other.localhost:%d {\n\ttls internal\n\trespond \"other\"\n}\n", g.Port, httpsPort)
+			other := strings.ReplaceAll(tc.other, "OTHER", fmt.Sprint(testport.For(t)))
+			if strings.Contains(other, "%d") {
+				other = fmt.Sprintf(other, httpsPort)
+			}
+			sites := fmt.Sprintf("http://app.localhost:%d {\n%s\tsso corp {\n\t\tmode auth_request\n\t}\n}\n", g.Port, tc.bind) + other
 			cf := g.Caddyfile(sso, sites)
 			cf = strings.Replace(cf, "\tauto_https off\n", fmt.Sprintf("\thttps_port %d\n%s", httpsPort, tc.autoHTTPS), 1)
 			r, out := checkAdapted(t, cf)
 			g.Start(cf)
 			// Else Caddy may still be writing it as the test's temp dir goes.
-			awaitCertificate(httpsPort, "other.localhost")
+			// auto_https off and plain http issue none.
+			switch {
+			case tc.autoHTTPS == "\tauto_https off\n" || !strings.HasPrefix(other, "https://"):
+			case strings.Contains(other, "bind 127.0.0.2"):
+				awaitCertificateAt(fmt.Sprintf("127.0.0.2:%d", httpsPort), "other.localhost")
+			default:
+				awaitCertificate(httpsPort, "other.localhost")
+			}
 			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			var allowed []string
 			for _, path := range []string{"/", "/verify"} {
@@ -162,12 +199,75 @@ func TestCheckVerifyAnswerAgreesWithCaddy(t *testing.T) {
 // completes a handshake for sni: tls internal issues and stores the
 // certificate in the background after Caddy starts.
 func awaitCertificate(port int, sni string) {
+	awaitCertificateAt(fmt.Sprintf("127.0.0.1:%d", port), sni)
+}
+
+// awaitCertificateAt is awaitCertificate for the listener at addr.
+func awaitCertificateAt(addr, sni string) {
 	for range 100 {
-		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true, ServerName: sni})
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: sni})
 		if err == nil {
 			_ = c.Close()
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCheckPlainHTTPStrictSNIAgreesWithCaddy: strict_sni_host refuses only
+// requests that came over TLS (Caddy compares the Host with the TLS SNI),
+// so a plain-http forward-auth gateway on a port other than http_port,
+// under strict_sni_host on, still answers a request for another Host with
+// an empty 200, which check must report.
+func TestCheckPlainHTTPStrictSNIAgreesWithCaddy(t *testing.T) {
+	for _, tc := range []struct {
+		name, autoHTTPS string
+		offHTTPPort     bool
+	}{
+		{"off http_port, auto_https off", "\tauto_https off\n", true},
+		{"on http_port, automatic HTTPS on", "", false},
+		{"off http_port, automatic HTTPS on (an http:// site's host is skipped: no TLS)", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plainHTTPStrictSNI(t, tc.autoHTTPS, tc.offHTTPPort)
+		})
+	}
+}
+
+// plainHTTPStrictSNI runs a plain-http gateway named by host (on a port
+// other than http_port when offHTTPPort), with strict_sni_host on and the
+// automatic HTTPS setting autoHTTPS, and holds check's fail-open verdict
+// to what Caddy answers Host: evil.example.
+func plainHTTPStrictSNI(t *testing.T, autoHTTPS string, offHTTPPort bool) {
+	t.Helper()
+	sso := testIdP(t)
+	g := caddytest.NewGateway(t)
+	sites := fmt.Sprintf("http://app.localhost:%d {\n\tsso corp {\n\t\tmode auth_request\n\t}\n}\n", g.Port)
+	cf := g.Caddyfile(sso, sites)
+	cf = strings.Replace(cf, "\tauto_https off\n", autoHTTPS+"\tservers {\n\t\tstrict_sni_host on\n\t}\n", 1)
+	if offHTTPPort {
+		cf = strings.Replace(cf, fmt.Sprintf("http_port %d", g.Port), fmt.Sprintf("http_port %d", testport.For(t)), 1)
+	}
+	r, out := checkAdapted(t, cf)
+	g.Start(cf)
+	var allowed []string
+	for _, path := range []string{"/", "/verify"} {
+		req, err := http.NewRequest(http.MethodGet, g.Base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "evil.example"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			allowed = append(allowed, fmt.Sprintf("%s %d", path, resp.StatusCode))
+		}
+	}
+	if reported := reportsFailOpen(r); reported != (len(allowed) > 0) {
+		t.Errorf("check reports fail-open: %v; Caddy answers Host: evil.example with a 2xx on %v\n%s\n%s", reported, allowed, cf, out)
 	}
 }

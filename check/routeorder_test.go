@@ -143,3 +143,32 @@ func TestCheckPlainHTTPSite(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckInterceptBeforeSSOModes: an error-page intercept that runs
+// before sso (in a route block) is reported only for a verify mode, whose
+// 401 a forward-auth proxy reads; a protect-mode sso guards the app it sits
+// in front of, so a 2xx error page there lets no one in.
+func TestCheckInterceptBeforeSSOModes(t *testing.T) {
+	const intercept = "\t\tintercept {\n\t\t\t@err status 4xx 5xx\n\t\t\thandle_response @err {\n\t\t\t\trespond \"sign in\" 200\n\t\t\t}\n\t\t}\n"
+	for _, tc := range []struct {
+		mode string
+		want bool
+	}{
+		{"", false},
+		{"protect", false},
+		{"auth_request", true},
+		{"forward_auth", true},
+	} {
+		t.Run("mode "+tc.mode, func(t *testing.T) {
+			mode := ""
+			if tc.mode != "" {
+				mode = "\t\t\tmode " + tc.mode + "\n"
+			}
+			site := "https://app.example.com {\n\troute {\n" + intercept + "\t\tsso okta {\n" + mode + "\t\t}\n\t\trespond app\n\t}\n}\n"
+			got := hasFinding(problemsOf(t, "", site), "answers through the intercept")
+			if got != tc.want {
+				t.Errorf("reported: %v, want %v\n%s", got, tc.want, site)
+			}
+		})
+	}
+}

@@ -165,6 +165,44 @@ func TestConfigChangedReturnsToTheFlowsPage(t *testing.T) {
 	}
 }
 
+// TestConfigChangedReturnsToTheSAMLFlowsPage: the IdP's POST to the ACS of
+// a SAML IdP the route no longer has finds the flow cookie by the form's
+// RelayState, and the page's sign-in comes back to the page that cookie
+// names; a RelayState only in the URL's query, which no IdP's POST carries
+// there, finds nothing, and the sign-in comes back home.
+func TestConfigChangedReturnsToTheSAMLFlowsPage(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, body, wantReturn string
+	}{
+		{"RelayState in the form", "https://app.example.com/.sso/saml/gone/acs", "SAMLResponse=x&RelayState=K", "/reports?y=1"},
+		{"RelayState in the query only", "https://app.example.com/.sso/saml/gone/acs?RelayState=K", "SAMLResponse=x", "/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			world := newDutyWorld(t)
+			rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+			rt.Default = rt.IdPs[0]
+			r := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Accept", "text/html")
+			r = idp.WithOrigin(r, dutyOrigin().Site)
+			begun := httptest.NewRecorder()
+			if err := world.run.Flows.Save(begun, r, idp.SignInFlowID(idp.ProtocolSAML, "gone", "K"), idp.FlowReturn{ReturnTo: "/reports?y=1"}, idp.DefaultLoginTimeout, http.SameSiteNoneMode); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range begun.Result().Cookies() {
+				r.AddCookie(c)
+			}
+			pe, ok := AsPageError(rt.ServeEndpoint(httptest.NewRecorder(), r, world.run, dutyOrigin(), nil, nil))
+			if !ok || pe.Code != CodeSignInConfigChanged || pe.Status != http.StatusNotFound {
+				t.Fatalf("answer %v, want the %s page (404)", pe, CodeSignInConfigChanged)
+			}
+			if want := "/.sso/login?return_to=" + url.QueryEscape(tc.wantReturn); pe.Links[0].Href != want {
+				t.Errorf("sign-in link %q, want %q", pe.Links[0].Href, want)
+			}
+		})
+	}
+}
+
 // TestReauthWithChooserAndAnotherIdPsSession: reauth=1 on a chooser route
 // re-authenticates at the IdP of the browser's session only when that is
 // one of the route's; a session of another route's IdP gets the chooser.

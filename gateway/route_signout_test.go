@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -231,5 +232,105 @@ func TestSignOutBodyCapped(t *testing.T) {
 				t.Errorf("WARN \"sign-out refused\" reasons %v, want %q", reasons, tc.logReason)
 			}
 		})
+	}
+}
+
+// returnToProvider is a logoutProvider that records the return_to its
+// Logout is given.
+type returnToProvider struct {
+	logoutProvider
+	returnTo []string
+}
+
+func (p *returnToProvider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
+	p.returnTo = append(p.returnTo, returnTo)
+	return p.logoutProvider.Logout(w, r, base, info, returnTo)
+}
+
+// TestSignOutReturnTo: the sign-out POST takes its return_to from the
+// form the confirmation page posts, or from the URL's query, and hands it
+// to the IdP's logout; a malformed form still signs out, coming back home.
+func TestSignOutReturnTo(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, body, want string
+	}{
+		{"in the form", "https://app.example.com/.sso/logout", "return_to=%2Fform", "/form"},
+		{"in the query", "https://app.example.com/.sso/logout?return_to=%2Fquery", "", "/query"},
+		{"malformed form", "https://app.example.com/.sso/logout", "return_to=%zz", "/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			world := newDutyWorld(t)
+			p := &returnToProvider{logoutProvider: logoutProvider{name: "corp"}}
+			rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: p}}}
+			r := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Sec-Fetch-Site", "same-origin")
+			w := httptest.NewRecorder()
+			if err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil); err != nil || w.Code != http.StatusSeeOther {
+				t.Fatalf("answer %d, %v; want 303 to the IdP's logout", w.Code, err)
+			}
+			if !slices.Equal(p.returnTo, []string{tc.want}) {
+				t.Errorf("the IdP's logout was given return_to %q, want %q", p.returnTo, tc.want)
+			}
+			if _, err := world.run.Sessions.Resolve(context.Background(), world.token); err == nil {
+				t.Error("the session still resolves after the sign-out")
+			}
+		})
+	}
+}
+
+// confirmProvider is a logoutProvider whose logout takes no form post
+// from another origin.
+type confirmProvider struct{ logoutProvider }
+
+func (*confirmProvider) LogoutOrigin(context.Context) string { return "" }
+
+// TestSignOutConfirmationCarriesReturnTo: the confirmation page a GET
+// shows posts the query's return_to (as a local path) back with its form.
+func TestSignOutConfirmationCarriesReturnTo(t *testing.T) {
+	for _, tc := range []struct{ query, want string }{
+		{"?return_to=%2Freports%3Fq%3D1", `name="return_to" value="/reports?q=1"`},
+		{"?return_to=https%3A%2F%2Fevil.example%2F", `name="return_to" value="/"`},
+	} {
+		world := newDutyWorld(t)
+		rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: &confirmProvider{logoutProvider{name: "corp"}}}}}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/logout"+tc.query, nil)
+		if err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("%s: answer %d, %v; want the confirmation page", tc.query, w.Code, err)
+		}
+		if body := html.UnescapeString(w.Body.String()); !strings.Contains(body, tc.want) {
+			t.Errorf("%s: the confirmation page lacks %s:\n%s", tc.query, tc.want, body)
+		}
+	}
+}
+
+// TestSignOutBodyCapAsDocumented: docs/security.md and
+// docs/troubleshooting.md promise the sign-out's body a cap of 8 KiB: a
+// form of exactly that signs out, one byte more is a 413.
+func TestSignOutBodyCapAsDocumented(t *testing.T) {
+	const documented = 8 << 10
+	for _, tc := range []struct {
+		size   int
+		status int
+	}{{documented, http.StatusSeeOther}, {documented + 1, http.StatusRequestEntityTooLarge}} {
+		world := newDutyWorld(t)
+		rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: &logoutProvider{name: "corp"}}}}
+		body := "return_to=%2F&pad=" + strings.Repeat("x", tc.size-len("return_to=%2F&pad="))
+		r := httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/logout", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil)
+		status := w.Code
+		var ge *Error
+		if errors.As(err, &ge) {
+			status = ge.Status
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if status != tc.status {
+			t.Errorf("a %d-byte sign-out form: answer %d (%v), want %d", tc.size, status, err, tc.status)
+		}
 	}
 }

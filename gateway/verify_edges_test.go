@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -182,6 +183,65 @@ func TestAnswerVerifyKeepsTheErrorsStatus(t *testing.T) {
 			}
 			if w.Code != tc.status || w.Header().Get("Cache-Control") != "no-store" || w.Body.Len() != 0 {
 				t.Errorf("answer %d, Cache-Control %q, body %q; want %d, no-store, no body", w.Code, w.Header().Get("Cache-Control"), w.Body, tc.status)
+			}
+		})
+	}
+}
+
+// deferredHeaders is a ResponseWriter that adds response headers as the
+// answer's status is written, as Caddy's header directive does when
+// deferred (header ... +Field value, or defer).
+type deferredHeaders struct {
+	http.ResponseWriter
+	add http.Header
+}
+
+func (d *deferredHeaders) WriteHeader(status int) {
+	for k, vs := range d.add {
+		for _, v := range vs {
+			d.Header().Add(k, v)
+		}
+	}
+	d.ResponseWriter.WriteHeader(status)
+}
+
+// TestVerifyAnswerHeadersAddedLater: the header values a verify answer
+// sets (Cache-Control, the app's Cookie, Content-Length) share one array;
+// a handler around the gateway that adds to one of them as the status is
+// written (Caddy's deferred header ops) changes that one alone, not the
+// others' values.
+func TestVerifyAnswerHeadersAddedLater(t *testing.T) {
+	world := newDutyWorld(t)
+	for _, tc := range []struct {
+		name string
+		add  http.Header
+	}{
+		{"Cache-Control added", http.Header{"Cache-Control": {"private"}}},
+		{"Cookie added", http.Header{"Cookie": {"added=1"}}},
+		{"both added", http.Header{"Cache-Control": {"private"}, "Cookie": {"added=1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := NewHeaderPlan("", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := &Route{PathPrefix: "/.sso/", Mode: ModeForwardAuth, Logger: zap.NewNop(), Headers: plan,
+				IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+			r.Header.Set("Cookie", "theme=dark; "+SessionCookiePlain+"="+world.token)
+			rec := httptest.NewRecorder()
+			if err := rt.Verify(&deferredHeaders{rec, tc.add}, r, world.run, dutyOrigin(), []string{world.token}, true); err != nil {
+				t.Fatal(err)
+			}
+			h := rec.Header()
+			want := http.Header{"Cache-Control": {"no-store"}, "Cookie": {"theme=dark"}, "Content-Length": {"0"}}
+			for k, vs := range tc.add {
+				want[k] = append(want[k], vs...)
+			}
+			for k, vs := range want {
+				if !slices.Equal(h[k], vs) {
+					t.Errorf("%s %q, want %q", k, h[k], vs)
+				}
 			}
 		})
 	}
