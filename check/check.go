@@ -634,11 +634,12 @@ func strictSNI(srv *server) bool {
 		ClientAuth map[string]json.RawMessage `json:"client_authentication"`
 	}
 	_ = json.Unmarshal(srv.TLSPolicies, &policies)
-	return slices.ContainsFunc(policies, func(p struct {
-		ClientAuth map[string]json.RawMessage `json:"client_authentication"`
-	}) bool {
-		return len(p.ClientAuth) > 0
-	})
+	for _, p := range policies {
+		if len(p.ClientAuth) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // tlsListener reports whether srv serves TLS: it has connection policies,
@@ -657,12 +658,14 @@ func tlsListener(srv *server, httpPort int) bool {
 // onDemand reports whether a TLS automation policy gets certificates on
 // demand, completing the handshake for a name no site has.
 func (cc *adaptedConfig) onDemand() bool {
-	t := cc.Apps.TLS
-	return t != nil && t.Automation != nil && slices.ContainsFunc(t.Automation.Policies, func(p struct {
-		OnDemand bool `json:"on_demand"`
-	}) bool {
-		return p.OnDemand
-	})
+	if t := cc.Apps.TLS; t != nil && t.Automation != nil {
+		for _, p := range t.Automation.Policies {
+			if p.OnDemand {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // catchesAll reports whether a matcher set matches every request: it has

@@ -428,6 +428,7 @@ type AuditQuery struct {
 // UserKey names a unique key of users, for Tx.UserHolding.
 type UserKey int
 
+// The unique keys of users, each the lookup of the Tx method it names.
 const (
 	KeyLink       UserKey = iota + 1 // an (IdP, subject) link, as UserByLink
 	KeyEmail                         // as UserByEmail

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -242,17 +240,8 @@ func TestSessionLockOrderInterleaving(t *testing.T) {
 				})
 			}
 			ctx := context.Background()
-			var mu sync.Mutex
-			var deadlocked []string // who met 40P01, rerun or not
-			met := func(who string, err error) error {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-					mu.Lock()
-					deadlocked = append(deadlocked, who)
-					mu.Unlock()
-				}
-				return err
-			}
+			var deadlocks deadlockLog // who met 40P01, rerun or not
+			met := deadlocks.saw
 			secondDone := make(chan error, 1)
 			var once sync.Once
 			err := a.Update(ctx, func(tx store.Tx) error {
@@ -268,13 +257,13 @@ func TestSessionLockOrderInterleaving(t *testing.T) {
 				return met("A (second flush)", tx.TouchSessions([]store.SessionTouch{{Hash: hi, At: time.Now()}}))
 			})
 			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocked, a.Reruns(), b.Reruns())
+			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
 			if err != nil || bErr != nil {
 				t.Fatalf("A: %v; B: %v", err, bErr)
 			}
-			if len(deadlocked) > 0 || a.Reruns()+b.Reruns() > 0 {
+			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
 				t.Errorf("%v met a deadlock (40P01) between a flush holding %s and %s over %s and %s: B locked them out of hash order",
-					deadlocked, lo, tc.name, lo, hi)
+					deadlocks.met, lo, tc.name, lo, hi)
 			}
 			view(t, a, func(tx store.Tx) error {
 				ss, err := tx.UserSessions(u.ID)
@@ -379,17 +368,8 @@ func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
 			}
 
 			ctx := context.Background()
-			var mu sync.Mutex
-			var deadlocked []string // who met 40P01, rerun or not
-			met := func(who string, err error) error {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-					mu.Lock()
-					deadlocked = append(deadlocked, who)
-					mu.Unlock()
-				}
-				return err
-			}
+			var deadlocks deadlockLog // who met 40P01, rerun or not
+			met := deadlocks.saw
 			secondDone := make(chan error, 1)
 			var once sync.Once
 			err := a.Update(ctx, func(tx store.Tx) error {
@@ -405,12 +385,12 @@ func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
 				return met("A", then(tx))
 			})
 			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocked, a.Reruns(), b.Reruns())
+			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
 			if err != nil || bErr != nil {
 				t.Fatalf("A: %v; B: %v", err, bErr)
 			}
-			if len(deadlocked) > 0 || a.Reruns()+b.Reruns() > 0 {
-				t.Errorf("%v met a deadlock (40P01) in %s: the two locked user b's row in opposite orders", deadlocked, tc.name)
+			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
+				t.Errorf("%v met a deadlock (40P01) in %s: the two locked user b's row in opposite orders", deadlocks.met, tc.name)
 			}
 			view(t, a, func(tx store.Tx) error {
 				u, err := tx.User("b")
@@ -515,7 +495,7 @@ func TestSignInEndingSessionsLockOrder(t *testing.T) {
 				Attributes: map[string][]string{"sub": {"sub-u"}, "given_name": {"U"}, "family_name": {"User"}, "email": {"u@x.io"}}}
 
 			ctx := context.Background()
-			var deadlocked deadlockLog
+			var deadlocks deadlockLog
 			flushDone := make(chan error, 1)
 			var once sync.Once
 			hooked := hookStore{DB: a, wrap: func(tx store.Tx) store.Tx {
@@ -524,7 +504,7 @@ func TestSignInEndingSessionsLockOrder(t *testing.T) {
 						go func() {
 							at := time.Now()
 							flushDone <- b.Update(ctx, func(tx store.Tx) error {
-								return deadlocked.saw("flush", tx.TouchSessions([]store.SessionTouch{{Hash: "h1", At: at}, {Hash: "h2", At: at}}))
+								return deadlocks.saw("flush", tx.TouchSessions([]store.SessionTouch{{Hash: "h1", At: at}, {Hash: "h2", At: at}}))
 							})
 						}()
 						waitForLockWait(t, a, flushDone)
@@ -539,12 +519,12 @@ func TestSignInEndingSessionsLockOrder(t *testing.T) {
 			}
 			ended := slices.Sorted(slices.Values(out.Session.Ended))
 			t.Logf("sign-in ended %v (previous %v); flush: %v; 40P01 met by %v; reruns a %d b %d",
-				ended, out.EndedPrevious, fErr, &deadlocked, a.Reruns(), b.Reruns())
+				ended, out.EndedPrevious, fErr, deadlocks.met, a.Reruns(), b.Reruns())
 			if fErr != nil {
 				t.Fatalf("flush: %v", fErr)
 			}
-			if r := a.Reruns() + b.Reruns(); r > 0 || deadlocked.count() > 0 {
-				t.Errorf("%v met a deadlock (40P01), %d reruns: the sign-in deleted the sessions out of hash order, the flush locked them in it", &deadlocked, r)
+			if r := a.Reruns() + b.Reruns(); r > 0 || deadlocks.count() > 0 {
+				t.Errorf("%v met a deadlock (40P01), %d reruns: the sign-in deleted the sessions out of hash order, the flush locked them in it", deadlocks.met, r)
 			}
 			if !slices.Equal(ended, tc.ended) || out.EndedPrevious != (tc.previous != "") {
 				t.Errorf("ended %v over the cap, previous %v; want %v, %v", ended, out.EndedPrevious, tc.ended, tc.previous != "")

@@ -2,12 +2,9 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
@@ -67,17 +64,8 @@ func TestForceSignInTwoUsersLockOrder(t *testing.T) {
 				Links: []store.Link{{IdP: "okta", Subject: "sub-b"}}})
 
 			ctx := context.Background()
-			var mu sync.Mutex
-			var deadlocked []string
-			met := func(who string, err error) error {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-					mu.Lock()
-					deadlocked = append(deadlocked, who)
-					mu.Unlock()
-				}
-				return err
-			}
+			var deadlocks deadlockLog // who met 40P01, rerun or not
+			met := deadlocks.saw
 			signIn := func(tx store.Tx, sub, email string) error {
 				res, err := provision.Apply(tx, "okta", rules, mapping.Profile{UniqueUserID: sub, Email: email}, true, time.Now())
 				if err == nil && res.Denial != nil {
@@ -105,12 +93,12 @@ func TestForceSignInTwoUsersLockOrder(t *testing.T) {
 				return met("A", signIn(p, "sub-b", "a@x.io"))
 			})
 			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocked, a.Reruns(), b.Reruns())
+			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
 			if err != nil || bErr != nil {
 				t.Fatalf("A: %v; B: %v", err, bErr)
 			}
-			if len(deadlocked) > 0 || a.Reruns()+b.Reruns() > 0 {
-				t.Errorf("%v met a deadlock (40P01): the sign-in locked user b, then the holder of its address a (lower ID), against %s", deadlocked, tc.second)
+			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
+				t.Errorf("%v met a deadlock (40P01): the sign-in locked user b, then the holder of its address a (lower ID), against %s", deadlocks.met, tc.second)
 			}
 			view(t, a, func(tx store.Tx) error {
 				for id, want := range map[string]string{"a": tc.aEmail, "b": tc.bEmail} {
