@@ -10,9 +10,9 @@ import (
 )
 
 // changeAtLockTx runs change in the transaction just before the second
-// LockUsers, lockHolder's (lockInOrder's is the first): what another
+// LockUsers, lockHolder's (knownUser's is the first): what another
 // transaction could commit between forceProfile's unlocked read of the
-// holder and its lock on them, had lockInOrder not locked them already
+// holder and its lock on them, had knownUser not locked them already
 // (it found no holder to take then, say).
 type changeAtLockTx struct {
 	store.Tx
@@ -72,7 +72,7 @@ func TestForceSignInRechecksHolderOnceLocked(t *testing.T) {
 				var err error
 				res, err = provision.Apply(tx, "okta", rules, mapping.Profile{UniqueUserID: "sub-b", Email: "a@x.io"}, true, t0)
 				if err == nil && tx.calls != 2 {
-					t.Errorf("LockUsers called %d times, want 2 (lockInOrder, lockHolder)", tx.calls)
+					t.Errorf("LockUsers called %d times, want 2 (knownUser, lockHolder)", tx.calls)
 				}
 				return err
 			})

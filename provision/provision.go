@@ -620,9 +620,6 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 		out.denial.Attribute = attr
 		return err
 	}
-	if err := in.lockInOrder(tx); err != nil {
-		return err
-	}
 	u, adopted, err := in.knownUser(tx)
 	if err != nil {
 		return err
@@ -716,57 +713,69 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 
 // knownUser returns the user this sign-in's subject already names, or
 // nil, and whether it was found by SCIM's externalId rather than by a
-// link (a user to adopt: the link is not written yet). The link comes
-// first: it is what an earlier sign-in at this IdP recorded, so once
-// written it decides, whatever externalId SCIM gives any user later.
-// Only without one is the subject looked up as an externalId, for a user
-// SCIM provisioned before their first sign-in (SCIM's externalId is the
-// IdP's uniqueUserId), and only among this IdP's users: an externalId
-// names a person only in the directory that wrote it, and the same value
-// from another IdP is someone else.
+// link (a user to adopt: the link is not written yet), its row locked.
+// The link comes first: it is what an earlier sign-in at this IdP
+// recorded, so once written it decides, whatever externalId SCIM gives
+// any user later. Only without one is the subject looked up as an
+// externalId, for a user SCIM provisioned before their first sign-in
+// (SCIM's externalId is the IdP's uniqueUserId), and only among this
+// IdP's users: an externalId names a person only in the directory that
+// wrote it, and the same value from another IdP is someone else.
+//
+// A force update may write a second user, the holder of the sign-in's
+// email (forceProfile, releaseEmail): then both rows are locked in ID
+// order (store.Tx.LockUsers) before the user's is read locked. The
+// holder's lock taken after the user's would be out of the store's order
+// whenever the holder's ID is the lower, and deadlock with a group change
+// holding both, or with the holder's own sign-in taking this user's
+// address (a swap). So under force the user is looked up first without a
+// row lock: none found, the lookups' key locks keep it so until commit,
+// and a new user costs no second lookup; found, forceProfile reads the
+// holder again once locked (lockHolder).
 func (in *login) knownUser(tx store.Tx) (u *store.User, adopted bool, err error) {
-	u, err = tx.UserByLink(in.idp, in.prof.UniqueUserID)
+	if in.rules.Update == UpdateForce && in.prof.Email != "" {
+		u, adopted, err = in.lookUp(tx, tx.UserHolding)
+		if err != nil || u == nil {
+			return u, adopted, err
+		}
+		if err := in.lockWithHolder(tx, u); err != nil {
+			return nil, false, err
+		}
+	}
+	return in.lookUp(tx, func(key store.UserKey, idp, value string) (*store.User, error) {
+		if key == store.KeyLink {
+			return tx.UserByLink(idp, value)
+		}
+		return tx.UserByExternalID(idp, value)
+	})
+}
+
+// lookUp is knownUser's lookup, by link and then by externalId, through
+// read (locking the row or not).
+func (in *login) lookUp(tx store.Tx, read func(key store.UserKey, idp, value string) (*store.User, error)) (u *store.User, adopted bool, err error) {
+	u, err = read(store.KeyLink, in.idp, in.prof.UniqueUserID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return nil, false, fmt.Errorf("look up user: %w", err)
-	case u != nil:
+	default:
 		return u, false, nil
 	}
-	u, err = tx.UserByExternalID(in.idp, in.prof.UniqueUserID)
+	u, err = read(store.KeyExternalID, in.idp, in.prof.UniqueUserID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, false, nil
 	case err != nil:
 		return nil, false, fmt.Errorf("look up user by external id: %w", err)
 	}
-	return u, u != nil, nil
+	return u, true, nil
 }
 
-// lockInOrder locks the two users a force update writes when another user
-// holds the sign-in's email and it may take it from them (forceProfile,
-// releaseEmail), in ID order (store.Tx.LockUsers), before knownUser locks
-// the signing-in user's row: the holder's lock taken after that one would
-// be out of the store's order whenever the holder's ID is the lower, and
-// deadlock with a group change holding both, or with the holder's own
-// sign-in taking this user's address (a swap). Both are read without a
-// lock here (UserHolding) and so may have changed before the lock:
-// knownUser re-reads the user, and forceProfile the holder (lockHolder).
-// Any other sign-in writes one existing user at most.
-func (in *login) lockInOrder(tx store.Tx) error {
-	if in.rules.Update != UpdateForce || in.prof.Email == "" {
-		return nil
-	}
-	u, err := tx.UserHolding(store.KeyLink, in.idp, in.prof.UniqueUserID)
-	if errors.Is(err, store.ErrNotFound) {
-		u, err = tx.UserHolding(store.KeyExternalID, in.idp, in.prof.UniqueUserID) // as knownUser
-	}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil // a new user, whose row no one else sees
-	case err != nil:
-		return fmt.Errorf("look up user: %w", err)
-	case !in.changesEmail(u):
+// lockWithHolder locks u and the holder of the sign-in's email in ID
+// order when a force update of u would take the address from them (see
+// knownUser); any other sign-in writes one existing user at most.
+func (in *login) lockWithHolder(tx store.Tx, u *store.User) error {
+	if !in.changesEmail(u) {
 		return nil
 	}
 	holder, err := emailOwner(tx, in.prof.Email, false)
@@ -1300,7 +1309,7 @@ func (in *login) changesEmail(u *store.User) bool {
 
 // lockHolder locks holder, from whom a force update of u would take the
 // address (mayTakeEmail) and whom emailOwner read without a lock, together
-// with u, in ID order (store.Tx.LockUsers; lockInOrder has most often
+// with u, in ID order (store.Tx.LockUsers; knownUser has most often
 // taken both already), and reads holder again, locked. take is whether
 // they still hold the address and may still give it up; owner is then
 // that fresh record, else the address's holder as it is now (nil when
@@ -1341,7 +1350,7 @@ func (in *login) forceProfile(tx store.Tx, out *outcome, u *store.User) error {
 	}
 	if in.changesEmail(u) {
 		// Read without a lock: most often the owner is only checked,
-		// and a lock taken now would come after u's (see lockInOrder).
+		// and a lock taken now would come after u's (see knownUser).
 		owner, err := emailOwner(tx, prof.Email, false)
 		if err != nil {
 			return err

@@ -349,7 +349,7 @@ func (t *tx) deleteMembers(groupID string, users, keep []string) error {
 // one user's row: it checks who holds a value with UserHolding, which
 // locks no row, and locks a second user it writes only with LockUsers,
 // both in ID order (a sign-in taking another user's email, package
-// provision's lockInOrder).
+// provision's knownUser).
 func (t *tx) syncMembers(groupID, oldName, newName string, before, after []string, when time.Time, change func() error) error {
 	touched := store.MembersTouched(before, after, oldName != "" && newName != "" && oldName != newName)
 	if err := change(); err != nil {

@@ -31,7 +31,7 @@ func (p afterLinkTx) UserByLink(idp, subject string) (*store.User, error) {
 // (releaseEmail), and reads the holder when it keeps it (a conflict). It
 // must keep the package's lock order (syncMembers: users in ID order),
 // here with the signing-in user b's ID the higher: it locks both in ID
-// order before it reads b (provision's lockInOrder, LockUsers), or only b
+// order before it reads b (provision's knownUser, LockUsers), or only b
 // when it merely checks the holder (UserHolding). Locking b and then a
 // deadlocked (40P01, a rerun after deadlock_timeout) with a group change
 // holding both, and with a's own sign-in taking b's address (a swap).
