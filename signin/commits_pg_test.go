@@ -22,17 +22,7 @@ import (
 // transaction ID.
 func TestOneWriteTransactionPerSignInOnPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t)
-	db, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	stats, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stats.Close(ctx) })
+	db, stats := openWithStats(t)
 	xid := func() int64 { // takes one itself
 		var n int64
 		if err := stats.QueryRow(ctx, "SELECT txid_current()").Scan(&n); err != nil {
@@ -80,17 +70,7 @@ func TestOneWriteTransactionPerSignInOnPostgres(t *testing.T) {
 // IdP-initiated (unbound) sign-ins, SAML and OIDC.
 func TestReplayTakesNoTransactionIDOnPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t)
-	db, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	stats, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stats.Close(ctx) })
+	db, stats := openWithStats(t)
 	// The next transaction ID the server would assign: reading it takes
 	// none.
 	next := func() int64 {
@@ -130,4 +110,24 @@ func TestReplayTakesNoTransactionIDOnPostgres(t *testing.T) {
 			t.Errorf("%s: %d replays took %d transaction IDs; want none (a replay writes nothing)", tc.name, n, got)
 		}
 	}
+}
+
+// openWithStats opens a PostgreSQL store on a new database, and a second
+// connection to it of the test's own, from which to read the server's
+// transaction counters: they count what the store's connections write.
+func openWithStats(t *testing.T) (*postgres.DB, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	db, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	stats, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stats.Close(ctx) })
+	return db, stats
 }
