@@ -2,22 +2,14 @@ package caddymodule_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -58,7 +50,9 @@ func newZeroRTTWorld(t *testing.T) *zeroRTTWorld {
 	o.IdP.RegisterClient(oidctest.Client{ID: caddytest.ClientID, Secret: caddytest.ClientSecret,
 		RedirectURIs:         []string{w.https + "/.sso/oidc/test/callback"},
 		BackChannelLogoutURI: w.https + "/.sso/oidc/test/backchannel-logout"})
-	certFile, keyFile := w.loopbackCert(t)
+	certFile, keyFile, cert := caddytest.SelfSignedCert(t, "127.0.0.1")
+	w.roots = x509.NewCertPool()
+	w.roots.AddCert(cert)
 	// The plain site is the port the harness waits on.
 	o.Sites = fmt.Sprintf(`%s {
 	respond 404
@@ -79,48 +73,6 @@ func newZeroRTTWorld(t *testing.T) *zeroRTTWorld {
 `, o.GW.Base, w.https, certFile, keyFile, o.Upstream.HostPort())
 	o.Start()
 	return w
-}
-
-// loopbackCert writes a self-signed certificate for 127.0.0.1 and its key
-// to the test's directory and trusts it in w.roots.
-func (w *zeroRTTWorld) loopbackCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.roots = x509.NewCertPool()
-	w.roots.AddCert(cert)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 func (w *zeroRTTWorld) tlsConfig() *tls.Config {

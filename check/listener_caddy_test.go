@@ -14,7 +14,7 @@ import (
 )
 
 // TestCheckTLSListenerAgreesWithCaddy holds check's fail-open verdict on a
-// forward-auth gateway on an https listener (tls internal) to what a real
+// forward-auth gateway on an https listener (a certificate the test made) to what a real
 // Caddy answers a proxy that connects with the gateway's SNI, or none, and
 // sends Host: evil.example: strict_sni_host, which TLS client auth turns
 // on, refuses it with 421 before any route runs.
@@ -50,6 +50,7 @@ func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
 			}
 			cf = strings.Replace(cf, "\tauto_https off\n", autoHTTPS+globals, 1)
 			cf = strings.Replace(cf, fmt.Sprintf("http_port %d", g.Port), fmt.Sprintf("http_port %d", testport.For(t)), 1)
+			cf = withTestCert(t, cf)
 			r, out := checkAdapted(t, cf)
 			g.Start(cf)
 			awaitCertificate(g.Port, "app.localhost")
@@ -99,6 +100,7 @@ func TestCheckAutoHTTPSRedirectAgreesWithCaddy(t *testing.T) {
 			sites := fmt.Sprintf("http://app.localhost:%d {\n%s\tsso corp {\n\t\tmode auth_request\n\t}\n}\n", g.Port, tc.bind) + other
 			cf := g.Caddyfile(sso, sites)
 			cf = strings.Replace(cf, "\tauto_https off\n", fmt.Sprintf("\thttps_port %d\n%s", httpsPort, tc.autoHTTPS), 1)
+			cf = withTestCert(t, cf)
 			r, out := checkAdapted(t, cf)
 			g.Start(cf)
 			// Else Caddy may still be writing it as the test's temp dir goes.
@@ -225,4 +227,18 @@ func plainHTTPStrictSNI(t *testing.T, autoHTTPS string, offHTTPPort bool) {
 	if reported := reportsFailOpen(r); reported != (len(allowed) > 0) {
 		t.Errorf("check reports fail-open: %v; Caddy answers Host: evil.example with a 2xx on %v\n%s\n%s", reported, allowed, cf, out)
 	}
+}
+
+// withTestCert makes the sites of cf that take tls internal take a
+// certificate the test made instead (caddytest.SelfSignedCert), for every
+// name and address the tests ask by: one issued in the background as the
+// config starts races inside Caddy under -race. On-demand TLS keeps its
+// issuer, which issues at the handshake, after the start.
+func withTestCert(t *testing.T, cf string) string {
+	t.Helper()
+	certFile, keyFile, _ := caddytest.SelfSignedCert(t, "app.localhost", "other.localhost", "127.0.0.1", "127.0.0.2")
+	const onDemand = "tls internal {\n\t\ton_demand"
+	cf = strings.ReplaceAll(cf, onDemand, "ON_DEMAND")
+	cf = strings.ReplaceAll(cf, "tls internal", "tls "+certFile+" "+keyFile)
+	return strings.ReplaceAll(cf, "ON_DEMAND", onDemand)
 }
