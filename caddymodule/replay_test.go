@@ -85,12 +85,7 @@ func sessionsOfUser(t *testing.T, subject string) int {
 // sign-in succeeds, the 49 others are refused as replays, and the store
 // holds one session.
 func TestSAMLConcurrentReplaysOneSession(t *testing.T) {
-	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
-	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-	b := newBrowser(t)
-	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
-	gwURL, _ := url.Parse(w.gw.base)
-	captured := b.jar.Cookies(gwURL)
+	w, action, fields, captured := capturedSAMLResponse(t)
 
 	res := &replayResults{code: saml.CodeReplayed}
 	var wg sync.WaitGroup
@@ -175,12 +170,7 @@ func boltTxID(t *testing.T, path string) uint64 {
 // budget's audit events (plus a little background work), not once per
 // post (each commit an fdatasync, ahead of real sign-ins).
 func TestSAMLReplaysCommitNothing(t *testing.T) {
-	w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
-	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
-	b := newBrowser(t)
-	action, fields := b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
-	gwURL, _ := url.Parse(w.gw.base)
-	captured := b.jar.Cookies(gwURL)
+	w, action, fields, captured := capturedSAMLResponse(t)
 
 	post := func() *http.Response {
 		c := attackerClient(t, w.gw.base, captured)
@@ -213,4 +203,18 @@ func TestSAMLReplaysCommitNothing(t *testing.T) {
 	if commits > 20 {
 		t.Errorf("%d replays of one SAML response cost %d bbolt commits (each an fdatasync); want at most the audit budget's 10 and a little background work", n, commits)
 	}
+}
+
+// capturedSAMLResponse signs Ada in at the Okta test IdP up to the SAML
+// response form, not posted, and returns the gateway, the form's action
+// and fields, and the browser's cookies for the gateway (its flow cookie):
+// what a client that captured the response holds, to post again.
+func capturedSAMLResponse(t *testing.T) (w *samlWorld, action string, fields url.Values, captured []*http.Cookie) {
+	t.Helper()
+	w = newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
+	w.addUser(samltest.Okta("ada", "ada-pw", samlPerson))
+	b := newBrowser(t)
+	action, fields = b.samlResponseForm(w.gw.base+"/", "ada", "ada-pw")
+	gwURL, _ := url.Parse(w.gw.base)
+	return w, action, fields, b.jar.Cookies(gwURL)
 }
