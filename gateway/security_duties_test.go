@@ -350,9 +350,7 @@ func TestVerifyTrustsOnlyTrustedProxies(t *testing.T) {
 	} {
 		for _, trusted := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/trusted=%v", tc.name, trusted), func(t *testing.T) {
-				rt := &Route{PathPrefix: "/.sso/", Mode: ModeAuthRequest, Logger: zap.NewNop(),
-					IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
-				rt.Default = rt.IdPs[0]
+				rt, _ := verifyRoute(t, ModeAuthRequest)
 				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
 				r.Header.Set("Accept", "text/html")
 				for k, v := range tc.headers {
@@ -393,12 +391,7 @@ func TestVerifyAnswerCookieHasNoneOfOurs(t *testing.T) {
 		{"only ours", []string{tok + "; sso_flow_abc=y"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := NewHeaderPlan("", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rt := &Route{PathPrefix: "/.sso/", Mode: ModeForwardAuth, Logger: zap.NewNop(), Headers: plan,
-				IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+			rt, _ := verifyRoute(t, ModeForwardAuth)
 			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
 			r.Header["Cookie"] = tc.in
 			w := httptest.NewRecorder()

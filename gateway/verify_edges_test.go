@@ -16,9 +16,10 @@ import (
 	"github.com/caddy-sso/caddy-sso/idp"
 )
 
-// verifyEdgesRoute is a route answering forward-auth requests in mode,
+// verifyRoute is a route answering forward-auth requests in mode, with
+// one OIDC IdP (corp, the default) and no identity headers renamed,
 // logging to the returned observer.
-func verifyEdgesRoute(t *testing.T, mode string) (*Route, *observer.ObservedLogs) {
+func verifyRoute(t *testing.T, mode string) (*Route, *observer.ObservedLogs) {
 	t.Helper()
 	plan, err := NewHeaderPlan("", nil)
 	if err != nil {
@@ -60,7 +61,7 @@ func TestVerifyReturnToFromTheProxy(t *testing.T) {
 		{"a callback with the IdP's answer", map[string]string{"X-Forwarded-Uri": "/.sso/oidc/corp/callback?state=s&code=c"}, "/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt, _ := verifyEdgesRoute(t, ModeAuthRequest)
+			rt, _ := verifyRoute(t, ModeAuthRequest)
 			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
 			for _, h := range []map[string]string{form, tc.headers} {
 				for k, v := range h {
@@ -98,7 +99,7 @@ func TestVerifyUntrustedWarningOnce(t *testing.T) {
 		{"untrusted peer, describing nothing", false, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt, logs := verifyEdgesRoute(t, ModeAuthRequest)
+			rt, logs := verifyRoute(t, ModeAuthRequest)
 			for range 2 {
 				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
 				r.Header.Set("Accept", "application/json")
@@ -131,7 +132,7 @@ func TestVerifyUntrustedWarningOnce(t *testing.T) {
 // script gets.
 func TestVerifyForbiddenNavigationIsPage(t *testing.T) {
 	world := newDutyWorld(t)
-	rt, _ := verifyEdgesRoute(t, ModeForwardAuth)
+	rt, _ := verifyRoute(t, ModeForwardAuth)
 	var err error
 	if rt.Access, err = NewAccessPolicy(nil, []AccessRule{{Kind: "domain", Values: []string{"example.com"}}}); err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestAnswerVerifyKeepsTheErrorsStatus(t *testing.T) {
 		{"answered", ErrAnswered, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt, _ := verifyEdgesRoute(t, ModeAuthRequest)
+			rt, _ := verifyRoute(t, ModeAuthRequest)
 			w := httptest.NewRecorder()
 			if err := rt.AnswerVerify(w, tc.err); err != nil {
 				t.Fatalf("AnswerVerify: %v, want nil", err)
@@ -221,12 +222,7 @@ func TestVerifyAnswerHeadersAddedLater(t *testing.T) {
 		{"both added", http.Header{"Cache-Control": {"private"}, "Cookie": {"added=1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := NewHeaderPlan("", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rt := &Route{PathPrefix: "/.sso/", Mode: ModeForwardAuth, Logger: zap.NewNop(), Headers: plan,
-				IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+			rt, _ := verifyRoute(t, ModeForwardAuth)
 			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
 			r.Header.Set("Cookie", "theme=dark; "+SessionCookiePlain+"="+world.token)
 			rec := httptest.NewRecorder()

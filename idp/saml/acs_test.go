@@ -73,6 +73,8 @@ func TestACSRefuses(t *testing.T) {
 		tamper func(t testing.TB, resp *etree.Element)
 		// form edits the posted form.
 		form func(t testing.TB, f url.Values)
+		// body edits the encoded form, for what url.Values cannot express.
+		body func(string) string
 		// build replaces Forge for responses it cannot express.
 		build func(h *harness, t testing.TB, spec samltest.ResponseSpec, relayState string) url.Values
 		// noCookie posts without the flow cookie.
@@ -127,6 +129,9 @@ func TestACSRefuses(t *testing.T) {
 		{name: "empty SAMLResponse (ours)", form: func(t testing.TB, f url.Values) { f.Set("SAMLResponse", "") }, want: CodeResponseMissing},
 		{name: "two SAMLResponse fields", form: func(t testing.TB, f url.Values) { f.Add("SAMLResponse", f.Get("SAMLResponse")) }, want: CodeResponseMissing},
 		{name: "two RelayState fields (ours)", form: func(t testing.TB, f url.Values) { f.Add("RelayState", "/elsewhere") }, want: CodeMalformed},
+		// ParseForm keeps the pairs before a malformed one (and after it):
+		// the valid SAMLResponse parsed, the form is still refused whole.
+		{name: "malformed pair after a valid SAMLResponse (ours)", body: func(b string) string { return b + "&%zz" }, want: CodeMalformed},
 
 		// Signatures.
 		{name: "unsigned", spec: func(h *harness, s *samltest.ResponseSpec) { s.SignAssertion, s.SignResponse = false, false }, want: CodeSignature},
@@ -353,7 +358,11 @@ func TestACSRefuses(t *testing.T) {
 			if tc.noCookie {
 				pend.cookies = nil
 			}
-			a, _, err := h.callback(t, pend, form)
+			body := form.Encode()
+			if tc.body != nil {
+				body = tc.body(body)
+			}
+			a, _, err := h.callbackBody(t, pend, body)
 			if got := codeOf(err); got != tc.want {
 				t.Fatalf("code = %q, want %q (err: %v)", got, tc.want, err)
 			}

@@ -397,7 +397,14 @@ func decodeRedirect(t testing.TB, v string) []byte {
 // callback posts form to the ACS with the pending login's cookies.
 func (h *harness) callback(t testing.TB, pend pending, form url.Values) (*idp.Assertion, string, error) {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, h.acs(), strings.NewReader(form.Encode()))
+	return h.callbackBody(t, pend, form.Encode())
+}
+
+// callbackBody is callback with the body as it is: a form no url.Values
+// encodes (a malformed pair).
+func (h *harness) callbackBody(t testing.TB, pend pending, body string) (*idp.Assertion, string, error) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, h.acs(), strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for _, c := range pend.cookies {
 		r.AddCookie(c)

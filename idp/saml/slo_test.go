@@ -125,7 +125,9 @@ func TestSLORefuses(t *testing.T) {
 		post bool
 		// query edits the redirect binding's raw query.
 		query func(string) string
-		want  string
+		// body edits the post binding's encoded form.
+		body func(string) string
+		want string
 	}{
 		{name: "redirect accepted", want: ""},
 		{name: "post accepted", post: true, want: ""},
@@ -142,6 +144,10 @@ func TestSLORefuses(t *testing.T) {
 		{name: "redirect query over MaxResponseSize (ours)", query: func(q string) string {
 			return q + "&pad=" + strings.Repeat("A", DefaultMaxResponseSize)
 		}, want: CodeResponseTooLarge},
+		// ParseForm keeps the pairs before a malformed one: the signed
+		// SAMLRequest parsed, the form is still refused whole.
+		{name: "post with a malformed pair after the request (ours)", post: true,
+			body: func(b string) string { return b + "&%zz" }, want: CodeMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,7 +160,15 @@ func TestSLORefuses(t *testing.T) {
 			h.mu.Unlock()
 			var r *http.Request
 			if tc.post {
-				r = h.logoutRequest(t, s, "rs", true)
+				form, err := h.idp.LogoutRequestForm(s, "rs")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := form.Encode()
+				if tc.body != nil {
+					body = tc.body(body)
+				}
+				r = h.postSLOBody(body, nil)
 			} else {
 				// The request arrives at the SLO endpoint whatever its
 				// Destination says.
@@ -255,6 +269,16 @@ func TestSLORefuses(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, h.slo()+"?"+q.Encode(), nil)
 		if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); codeOf(err) != CodeFlowMissing {
 			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("LogoutResponse with a malformed pair after it (ours)", func(t *testing.T) {
+		// The answer to a logout begun here, correct but for the pair
+		// after it, which ParseForm reports having kept the SAMLResponse.
+		id, relayState, cookies := h.beginLogout(t)
+		body := url.Values{"SAMLResponse": {h.signedLogoutResponse(t, id)}, "RelayState": {relayState}}.Encode() + "&%zz"
+		rec := httptest.NewRecorder()
+		if err := h.p.HandleSLO(rec, h.postSLOBody(body, cookies), h.base, h.endSessions); codeOf(err) != CodeMalformed || rec.Header().Get("Location") != "" {
+			t.Fatalf("got %v, Location %q", err, rec.Header().Get("Location"))
 		}
 	})
 	t.Run("LogoutResponse to another request", func(t *testing.T) {
@@ -370,7 +394,13 @@ func TestSLOExpiredMetadata(t *testing.T) {
 // postSLO is a form the IdP's page posts to the SLO endpoint, with the
 // browser's cookies.
 func (h *harness) postSLO(form url.Values, cookies []*http.Cookie) *http.Request {
-	r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(form.Encode()))
+	return h.postSLOBody(form.Encode(), cookies)
+}
+
+// postSLOBody is postSLO with the body as it is: a form no url.Values
+// encodes (a malformed pair).
+func (h *harness) postSLOBody(body string, cookies []*http.Cookie) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, h.slo(), strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for _, c := range cookies {
 		r.AddCookie(c)

@@ -65,12 +65,8 @@ func waitForRegroup(t *testing.T, db *DB, done chan error) {
 // either went first or, its member gone, is refused, never half done.
 func TestDeleteMemberDuringGroupChange(t *testing.T) {
 	const n = 20_000
-	dsn := pgtest.NewDatabase(t)
-	a := openDSN(t, dsn)
-	// The deletion waits for the whole group change, which takes seconds
-	// under the race detector on a busy machine: a timeout that does not
-	// cut the wait short, so that only a deadlock can fail it.
-	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+	// b's deletion waits for the whole group change.
+	a, b := twoInstances(t)
 	ids := seedUsers(t, a, "okta", n)
 	victim := ids[n-1] // the last the group change locks (in ID order)
 	acc := &account.Service{Store: b, Cache: session.New(b, session.Config{}, nil, nil)}
@@ -136,9 +132,7 @@ func waitForLockWait(t *testing.T, db *DB, done chan error) {
 // instead: no deadlock, and the rename then runs on the group without the
 // deleted member.
 func TestDeleteMemberDuringGroupRename(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	a := openDSN(t, dsn)
-	b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+	a, b := twoInstances(t)
 	ids := seedUsers(t, a, "okta", 2)
 	victim, other := ids[0], ids[1]
 	g := &store.Group{IdP: "okta", DisplayName: "staff", Members: ids}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,6 +25,17 @@ func openTest(t testing.TB) *DB {
 func openDSN(t testing.TB, dsn string) *DB {
 	t.Helper()
 	return openConfig(t, Config{DSN: dsn})
+}
+
+// twoInstances opens two instances on a fresh database: a, and b, whose
+// statements may wait a minute. The lock-order tests make b's transaction
+// wait for a's locks, which takes seconds under the race detector on a
+// busy machine: a timeout that does not cut the wait short, so that only
+// a deadlock can fail it.
+func twoInstances(t testing.TB) (a, b *DB) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	return openDSN(t, dsn), openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
 }
 
 // openConfig opens an instance with cfg, closed when the test ends.

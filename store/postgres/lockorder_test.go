@@ -194,6 +194,42 @@ func TestSweepSparesSessionTouchedMeanwhile(t *testing.T) {
 	}
 }
 
+// interleave runs inA in one transaction of instance a, which calls hold
+// where it holds the locks under test; the first hold starts inB in a
+// transaction of instance b and returns once b waits for one of a's locks
+// (pg_stat_activity), and a goes on. It fails the test when either
+// transaction fails, and when either met a deadlock (40P01) on the way,
+// rerun or not, saying why: what locked out of order against what.
+func interleave(t *testing.T, a, b *DB, inA func(tx store.Tx, hold func()) error, inB func(store.Tx) error, why string) {
+	t.Helper()
+	ctx := context.Background()
+	var deadlocks deadlockLog // who met 40P01, rerun or not
+	bDone := make(chan error, 1)
+	var once sync.Once
+	hold := func() {
+		once.Do(func() {
+			go func() {
+				bDone <- b.Update(ctx, func(tx store.Tx) error { return deadlocks.saw("B", inB(tx)) })
+			}()
+			waitForLockWait(t, a, bDone)
+		})
+	}
+	aErr := a.Update(ctx, func(tx store.Tx) error { return deadlocks.saw("A", inA(tx, hold)) })
+	neverHeld := false
+	once.Do(func() { neverHeld = true }) // a no-op once hold ran
+	if neverHeld {
+		t.Fatalf("A: %v, without holding: B never ran", aErr)
+	}
+	bErr := <-bDone
+	t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", aErr, bErr, &deadlocks, a.Reruns(), b.Reruns())
+	if aErr != nil || bErr != nil {
+		t.Fatalf("A: %v; B: %v", aErr, bErr)
+	}
+	if deadlocks.count() > 0 || a.Reruns()+b.Reruns() > 0 {
+		t.Errorf("%v met a deadlock (40P01): %s", &deadlocks, why)
+	}
+}
+
 // TestSessionLockOrderInterleaving fixes the interleaving that the two
 // tests above only hope to meet: instance A flushes the last-seen time of
 // a user's lower session hash and holds its transaction open; instance B
@@ -229,9 +265,7 @@ func TestSessionLockOrderInterleaving(t *testing.T) {
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.NewDatabase(t)
-			a := openDSN(t, dsn)
-			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			a, b := twoInstances(t)
 			u := &store.User{}
 			putUser(t, a, u)
 			for _, h := range []string{hi, lo} { // the table's order: hi first
@@ -239,32 +273,14 @@ func TestSessionLockOrderInterleaving(t *testing.T) {
 					return tx.PutSession(&store.Session{Hash: h, UserID: u.ID, Expires: time.Now().Add(time.Hour)})
 				})
 			}
-			ctx := context.Background()
-			var deadlocks deadlockLog // who met 40P01, rerun or not
-			met := deadlocks.saw
-			secondDone := make(chan error, 1)
-			var once sync.Once
-			err := a.Update(ctx, func(tx store.Tx) error {
+			interleave(t, a, b, func(tx store.Tx, hold func()) error {
 				if err := tx.TouchSessions([]store.SessionTouch{{Hash: lo, At: time.Now()}}); err != nil {
-					return met("A (first flush)", err)
+					return err
 				}
-				once.Do(func() {
-					go func() {
-						secondDone <- b.Update(ctx, func(tx store.Tx) error { return met("B", tc.second(tx, u.ID)) })
-					}()
-					waitForLockWait(t, a, secondDone)
-				})
-				return met("A (second flush)", tx.TouchSessions([]store.SessionTouch{{Hash: hi, At: time.Now()}}))
-			})
-			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
-			if err != nil || bErr != nil {
-				t.Fatalf("A: %v; B: %v", err, bErr)
-			}
-			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
-				t.Errorf("%v met a deadlock (40P01) between a flush holding %s and %s over %s and %s: B locked them out of hash order",
-					deadlocks.met, lo, tc.name, lo, hi)
-			}
+				hold()
+				return tx.TouchSessions([]store.SessionTouch{{Hash: hi, At: time.Now()}})
+			}, func(tx store.Tx) error { return tc.second(tx, u.ID) },
+				fmt.Sprintf("between a flush holding %s and %s over %s and %s: B locked them out of hash order", lo, tc.name, lo, hi))
 			view(t, a, func(tx store.Tx) error {
 				ss, err := tx.UserSessions(u.ID)
 				if tc.gone && len(ss) != 0 {
@@ -321,9 +337,7 @@ func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
 		{"email change during a sign-in", func(u *store.User) { u.Email = "b2@x.io" }, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.NewDatabase(t)
-			a := openDSN(t, dsn)
-			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			a, b := twoInstances(t)
 			putUser(t, a, &store.User{ID: "a", IdP: "okta", Email: "a@x.io", UserName: "a", ExternalID: "ext-a", Active: true})
 			putUser(t, a, &store.User{ID: "b", IdP: "okta", Email: "b@x.io", UserName: "b", ExternalID: "ext-b", Active: true})
 			update(t, a, func(tx store.Tx) error {
@@ -366,32 +380,13 @@ func TestUserKeyChangeLockOrderInterleaving(t *testing.T) {
 					return writeB(tx)
 				}
 			}
-
-			ctx := context.Background()
-			var deadlocks deadlockLog // who met 40P01, rerun or not
-			met := deadlocks.saw
-			secondDone := make(chan error, 1)
-			var once sync.Once
-			err := a.Update(ctx, func(tx store.Tx) error {
+			interleave(t, a, b, func(tx store.Tx, hold func()) error {
 				if err := first(tx); err != nil {
-					return met("A", err)
+					return err
 				}
-				once.Do(func() {
-					go func() {
-						secondDone <- b.Update(ctx, func(tx store.Tx) error { return met("B", second(tx)) })
-					}()
-					waitForLockWait(t, a, secondDone)
-				})
-				return met("A", then(tx))
-			})
-			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
-			if err != nil || bErr != nil {
-				t.Fatalf("A: %v; B: %v", err, bErr)
-			}
-			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
-				t.Errorf("%v met a deadlock (40P01) in %s: the two locked user b's row in opposite orders", deadlocks.met, tc.name)
-			}
+				hold()
+				return then(tx)
+			}, second, "in "+tc.name+": the two locked user b's row in opposite orders")
 			view(t, a, func(tx store.Tx) error {
 				u, err := tx.User("b")
 				if err != nil {
@@ -476,9 +471,7 @@ func TestSignInEndingSessionsLockOrder(t *testing.T) {
 		}, "", []string{"h1", "h2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.NewDatabase(t)
-			a := openDSN(t, dsn)
-			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			a, b := twoInstances(t)
 			putUser(t, a, &store.User{ID: "u", IdP: "okta", Email: "u@x.io", Active: true, Source: store.SourceJIT,
 				Links: []store.Link{{IdP: "okta", Subject: "sub-u"}}})
 			putUser(t, a, &store.User{ID: "v", IdP: "okta", Email: "v@x.io", Active: true})

@@ -1,15 +1,12 @@
 package postgres
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/postgres/pgtest"
 )
 
 // afterLinkTx runs after once UserByLink has read (and locked) the user a
@@ -56,16 +53,11 @@ func TestForceSignInTwoUsersLockOrder(t *testing.T) {
 		{"the other user's sign-in (addresses swapped)", []store.Link{{IdP: "okta", Subject: "sub-a"}}, "swap", "b@x.io", "a@x.io"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.NewDatabase(t)
-			a := openDSN(t, dsn)
-			b := openConfig(t, Config{DSN: dsn, StatementTimeout: time.Minute})
+			a, b := twoInstances(t)
 			putUser(t, a, &store.User{ID: "a", IdP: "okta", Email: "a@x.io", EmailVerified: true, Active: true, Source: store.SourceJIT, Links: tc.aLinks})
 			putUser(t, a, &store.User{ID: "b", IdP: "okta", Email: "b@x.io", EmailVerified: true, Active: true, Source: store.SourceJIT,
 				Links: []store.Link{{IdP: "okta", Subject: "sub-b"}}})
 
-			ctx := context.Background()
-			var deadlocks deadlockLog // who met 40P01, rerun or not
-			met := deadlocks.saw
 			signIn := func(tx store.Tx, sub, email string) error {
 				res, err := provision.Apply(tx, "okta", rules, mapping.Profile{UniqueUserID: sub, Email: email}, true, time.Now())
 				if err == nil && res.Denial != nil {
@@ -79,27 +71,9 @@ func TestForceSignInTwoUsersLockOrder(t *testing.T) {
 				}
 				return tx.PutGroup(&store.Group{IdP: "okta", DisplayName: "staff", Members: []string{"a", "b"}})
 			}
-			secondDone := make(chan error, 1)
-			var once sync.Once
-			err := a.Update(ctx, func(tx store.Tx) error {
-				p := afterLinkTx{Tx: tx, after: func() {
-					once.Do(func() {
-						go func() {
-							secondDone <- b.Update(ctx, func(tx store.Tx) error { return met("B", second(tx)) })
-						}()
-						waitForLockWait(t, a, secondDone)
-					})
-				}}
-				return met("A", signIn(p, "sub-b", "a@x.io"))
-			})
-			bErr := <-secondDone
-			t.Logf("A: %v; B: %v; 40P01 met by %v; reruns A %d, B %d", err, bErr, deadlocks.met, a.Reruns(), b.Reruns())
-			if err != nil || bErr != nil {
-				t.Fatalf("A: %v; B: %v", err, bErr)
-			}
-			if len(deadlocks.met) > 0 || a.Reruns()+b.Reruns() > 0 {
-				t.Errorf("%v met a deadlock (40P01): the sign-in locked user b, then the holder of its address a (lower ID), against %s", deadlocks.met, tc.second)
-			}
+			interleave(t, a, b, func(tx store.Tx, hold func()) error {
+				return signIn(afterLinkTx{Tx: tx, after: hold}, "sub-b", "a@x.io")
+			}, second, "the sign-in locked user b, then the holder of its address a (lower ID), against "+tc.second)
 			view(t, a, func(tx store.Tx) error {
 				for id, want := range map[string]string{"a": tc.aEmail, "b": tc.bEmail} {
 					u, err := tx.User(id)
