@@ -104,7 +104,8 @@ type adaptedConfig struct {
 		TLS *struct {
 			Automation *struct {
 				Policies []struct {
-					OnDemand bool `json:"on_demand"`
+					Subjects []string `json:"subjects"`
+					OnDemand bool     `json:"on_demand"`
 				} `json:"policies"`
 			} `json:"automation"`
 		} `json:"tls"`
@@ -247,15 +248,15 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 	for _, name := range names {
 		srv := h.Servers[name]
 		port := serverPort(srv.Listen)
-		for _, f := range routeorder.Unprotected(routeTree(srv.Routes, srv.NamedRoutes, nil)) {
+		for _, f := range routeorder.Unprotected(routeTree(srv.Routes, srv.NamedRoutes, nil, nil)) {
 			f.Server = name
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: f.String()})
 		}
 		rewriter := func(h routeorder.Handler) bool { return rewrites(h, srv.NamedRoutes) }
-		for _, f := range routeorder.Preceded(routeTree(srv.Routes, srv.NamedRoutes, nil), rewriter, verifies) {
+		for _, f := range routeorder.Preceded(routeTree(srv.Routes, srv.NamedRoutes, nil, nil), rewriter, verifies) {
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: the verify-mode sso handler at %s answers through the intercept at %s, whose handle_response can turn its 401 for a request without a session into a 2xx, which the proxy takes as signed in: every request gets in; put sso before intercept (outside a route block the Caddyfile's directive order does), or give that handle_response a status that is not a 2xx (file_server { status 401 })", name, f.SSO, f.At)})
 		}
-		for _, g := range routeorder.Guards(routeTree(srv.Routes, srv.NamedRoutes, nil)) {
+		for _, g := range routeorder.Guards(routeTree(srv.Routes, srv.NamedRoutes, nil, nil)) {
 			raw, _ := g.Handler.Value.(json.RawMessage)
 			var sso caddymodule.Handler
 			if json.Unmarshal(raw, &sso) != nil {
@@ -312,16 +313,20 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 // routeTree is the abstract tree of adapted routes the routeorder rules
 // read, each handler's adapted JSON its Value; named are the server's
 // named routes, and invoking those that routes are part of (a cycle is
-// left unexpanded).
-func routeTree(routes []route, named map[string]*route, invoking []string) []routeorder.Route {
-	out := make([]routeorder.Route, len(routes))
-	for i, rt := range routes {
-		out[i].Matched = len(rt.Match) > 0 && !slices.ContainsFunc(rt.Match, catchesAll)
-		out[i].Hosts = make([][]string, len(rt.Match))
+// left unexpanded). keep, when not nil, leaves out the routes it refuses,
+// of routes and of their subroutes: those of error routes that do not run
+// for an error (errorRefusal).
+func routeTree(routes []route, named map[string]*route, invoking []string, keep func(route) bool) []routeorder.Route {
+	out := make([]routeorder.Route, 0, len(routes))
+	for _, rt := range routes {
+		if keep != nil && !keep(rt) {
+			continue
+		}
+		r := routeorder.Route{Matched: len(rt.Match) > 0 && !slices.ContainsFunc(rt.Match, catchesAll), Hosts: make([][]string, len(rt.Match))}
 		for j, m := range rt.Match {
 			var hosts []string
 			if raw, ok := m["host"]; ok && json.Unmarshal(raw, &hosts) == nil {
-				out[i].Hosts[j] = hosts
+				r.Hosts[j] = hosts
 			}
 		}
 		for _, raw := range rt.Handle {
@@ -329,18 +334,23 @@ func routeTree(routes []route, named map[string]*route, invoking []string) []rou
 			_ = json.Unmarshal(raw, &hd) // unreadable: a handler that calls next
 			passesOn := hd.PassThru
 			for _, hr := range hd.HandleResponse {
-				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes, named, invoking))
+				passesOn = passesOn || routeorder.CallsNext(routeTree(hr.Routes, named, invoking, nil))
 			}
-			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking), Name: hd.Name,
+			sub := keep
+			if hd.Handler != "subroute" {
+				sub = nil
+			}
+			h := routeorder.Handler{Module: hd.Handler, Routes: routeTree(hd.Routes, named, invoking, sub), Name: hd.Name,
 				Transport: hd.Transport.Protocol, PassesOn: passesOn, Value: raw}
 			if hd.Errors != nil {
-				h.Errors = routeTree(hd.Errors.Routes, named, invoking)
+				h.Errors = routeTree(hd.Errors.Routes, named, invoking, nil)
 			}
 			if nr, in := routeorder.Invoked(named, invoking, hd.Name); hd.Handler == "invoke" && nr != nil {
-				h.Routes = routeTree([]route{*nr}, named, in)
+				h.Routes = routeTree([]route{*nr}, named, in, nil)
 			}
-			out[i].Handlers = append(out[i].Handlers, h)
+			r.Handlers = append(r.Handlers, h)
 		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -396,12 +406,12 @@ func verifyMode(mode string) bool {
 // forward-auth proxy takes as signed in. Under strict_sni_host (which
 // client auth turns on) a TLS listener refuses such a request with 421
 // before any route runs, unless on-demand TLS completes the handshake for
-// any name; the error routes may answer that 421 (errorRefusal). Else the
-// first handler that answers every request (routeorder.Answering) decides
-// (refuses): respond 403, not respond /health 403, handle /x { … } or
-// header alone, nor respond "text", whose 200 the proxy takes as signed
-// in. When none does, Caddy answers with automatic HTTPS's redirect
-// (redirects) or, without it, an empty 200.
+// names no site has (onDemand); the error routes may answer that 421
+// (errorRefusal). Else the first handler that answers every request
+// (routeorder.Answering) decides (refuses): respond 403, not respond
+// /health 403, handle /x { … } or header alone, nor respond "text", whose
+// 200 the proxy takes as signed in. When none does, Caddy answers with
+// automatic HTTPS's redirect (redirects) or, without it, an empty 200.
 func (cc *adaptedConfig) otherHosts(name string, httpPort int) bool {
 	srv := cc.Apps.HTTP.Servers[name]
 	if strictSNI(srv) && tlsListener(srv, httpPort) && !cc.onDemand() {
@@ -410,7 +420,7 @@ func (cc *adaptedConfig) otherHosts(name string, httpPort int) bool {
 	answers := func(h routeorder.Handler) bool {
 		return routeorder.Serves(h) || h.Module == "error" || refuses(srv, h) || rewrites(h, srv.NamedRoutes)
 	}
-	h, ok := routeorder.Answering(routeTree(srv.Routes, srv.NamedRoutes, nil), answers)
+	h, ok := routeorder.Answering(routeTree(srv.Routes, srv.NamedRoutes, nil, nil), answers)
 	if !ok {
 		return cc.redirects(name, httpPort)
 	}
@@ -452,41 +462,17 @@ func refuses(srv *server, h routeorder.Handler) bool {
 
 // errorRefusal reports whether the server's error routes (handle_errors)
 // leave an error of status code a refusal: none of those that run for it
-// (errorRoutesFor) can answer a 2xx (can2xx, a handler's default status
-// there being the error's). An error route that forwards to an
-// error-pages service, or writes respond "…" 200, lets the request in.
+// (errorRouteFor, in subroutes too: a Caddyfile puts each site's
+// handle_errors in a subroute of its own) can answer a 2xx (can2xx, a
+// handler's default status there being the error's). An error route that
+// forwards to an error-pages service, or writes respond "…" 200, lets the
+// request in.
 func errorRefusal(srv *server, code int) bool {
 	if srv.Errors == nil {
 		return true
 	}
-	return !can2xx(routeTree(errorRoutesFor(srv.Errors.Routes, code), srv.NamedRoutes, nil), code)
-}
-
-// errorRoutesFor is routes, error routes, without those that do not run
-// for an error of status code on a request for a Host no route names
-// (errorRouteFor), in subroutes too: a Caddyfile puts each site's
-// handle_errors in a subroute of its own.
-func errorRoutesFor(routes []route, code int) []route {
-	var out []route
-	for _, rt := range routes {
-		if !errorRouteFor(rt, code) {
-			continue
-		}
-		kept := route{Match: rt.Match}
-		for _, raw := range rt.Handle {
-			var sub map[string]json.RawMessage
-			var inner []route
-			if json.Unmarshal(raw, &sub) == nil && string(sub["handler"]) == `"subroute"` && json.Unmarshal(sub["routes"], &inner) == nil {
-				if b, err := json.Marshal(errorRoutesFor(inner, code)); err == nil {
-					sub["routes"] = b
-					raw, _ = json.Marshal(sub)
-				}
-			}
-			kept.Handle = append(kept.Handle, raw)
-		}
-		out = append(out, kept)
-	}
-	return out
+	runs := func(rt route) bool { return errorRouteFor(rt, code) }
+	return !can2xx(routeTree(srv.Errors.Routes, srv.NamedRoutes, nil, runs), code)
 }
 
 // errorRouteFor reports whether the error route rt may run for an error
@@ -557,7 +543,7 @@ func rewrites(h routeorder.Handler, named map[string]*route) bool {
 		return false
 	}
 	for _, hr := range v.HandleResponse {
-		if len(hr.StatusCode) > 0 && !refusal(hr.StatusCode, http.StatusOK) || can2xx(routeTree(hr.Routes, named, nil), http.StatusOK) {
+		if len(hr.StatusCode) > 0 && !refusal(hr.StatusCode, http.StatusOK) || can2xx(routeTree(hr.Routes, named, nil, nil), http.StatusOK) {
 			return true
 		}
 	}
@@ -656,11 +642,14 @@ func tlsListener(srv *server, httpPort int) bool {
 }
 
 // onDemand reports whether a TLS automation policy gets certificates on
-// demand, completing the handshake for a name no site has.
+// demand for names no site has, completing the handshake for them: one
+// without subjects, which Caddy applies to any name the others leave, or
+// with a wildcard one. One for named hosts alone (tls { on_demand } in a
+// site with a host) gives another name no certificate.
 func (cc *adaptedConfig) onDemand() bool {
 	if t := cc.Apps.TLS; t != nil && t.Automation != nil {
 		for _, p := range t.Automation.Policies {
-			if p.OnDemand {
+			if p.OnDemand && (len(p.Subjects) == 0 || slices.ContainsFunc(p.Subjects, func(s string) bool { return strings.Contains(s, "*") })) {
 				return true
 			}
 		}

@@ -32,6 +32,12 @@ func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
 		// evil.example, whose Host then matches it, and header alone
 		// answers nothing.
 		{"strict_sni_host on, on-demand TLS for any name", "\ton_demand_tls {\n\t\task ASK\n\t}\n\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", "https://:PORT {\n\ttls internal {\n\t\ton_demand\n\t}\n\theader X-A b\n}\n"},
+		// So does one for a wildcard subject, whose site answers nothing.
+		{"strict_sni_host on, on-demand TLS for a wildcard", "\ton_demand_tls {\n\t\task ASK\n\t}\n\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal", "https://*.example:PORT {\n\ttls internal {\n\t\ton_demand\n\t}\n\theader X-A b\n}\n"},
+		// On-demand TLS for the gateway's host alone (its policy's
+		// subject) gives SNI evil.example no certificate: Caddy refuses
+		// the handshake.
+		{"strict_sni_host on, on-demand TLS for the gateway's host", "\ton_demand_tls {\n\t\task ASK\n\t}\n\tservers {\n\t\tstrict_sni_host on\n\t}\n", "tls internal {\n\t\ton_demand\n\t}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sso := testIdP(t)
@@ -72,22 +78,30 @@ func TestCheckTLSListenerAgreesWithCaddy(t *testing.T) {
 // by host on Caddy's http_port, beside an https site. Automatic HTTPS
 // appends a catch-all HTTP->HTTPS redirect to the gateway's server at
 // start (a 308 for any Host), which the adapted config check reads does
-// not hold; with disable_redirects Caddy answers other Hosts with an empty
-// 200, and check reports it.
+// not hold; with disable_redirects, or with the gateway off http_port,
+// Caddy answers other Hosts with an empty 200, and check reports it.
 func TestCheckAutoHTTPSRedirectAgreesWithCaddy(t *testing.T) {
 	const httpsSite = "https://other.localhost:%d {\n\ttls internal\n\trespond \"other\"\n}\n"
-	for _, tc := range []struct{ name, autoHTTPS, bind, other string }{
-		{"redirects", "", "", httpsSite},
-		{"disable_redirects", "\tauto_https disable_redirects\n", "", httpsSite},
+	for _, tc := range []struct {
+		name, autoHTTPS, bind, other string
+		offHTTPPort                  bool
+	}{
+		{"redirects", "", "", httpsSite, false},
+		{"disable_redirects", "\tauto_https disable_redirects\n", "", httpsSite, false},
 		// auto_https off: no redirect, though the site has TLS.
-		{"auto_https off", "\tauto_https off\n", "", httpsSite},
+		{"auto_https off", "\tauto_https off\n", "", httpsSite, false},
 		// A plain-http site on another port gets no TLS, so no redirect.
-		{"a plain-http site on another port", "", "", "http://other.localhost:OTHER {\n\trespond \"other\"\n}\n"},
+		{"a plain-http site on another port", "", "", "http://other.localhost:OTHER {\n\trespond \"other\"\n}\n", false},
+		// A site without a host but with TLS connection policies (its
+		// own certificate) gets a catch-all redirect all the same.
+		{"a host-less https site", "", "", "https://:%d {\n\ttls internal\n\trespond \"other\"\n}\n", false},
 		// The redirect listens on the https site's address at the HTTP
 		// port: a wildcard one takes the gateway's specific address, and
 		// another specific one does not.
-		{"the gateway bound to 127.0.0.1", "", "\tbind 127.0.0.1\n", httpsSite},
-		{"the gateway on 127.0.0.1, the https site on 127.0.0.2", "", "\tbind 127.0.0.1\n", strings.Replace(httpsSite, "tls internal", "bind 127.0.0.2\n\ttls internal", 1)},
+		{"the gateway bound to 127.0.0.1", "", "\tbind 127.0.0.1\n", httpsSite, false},
+		{"the gateway on 127.0.0.1, the https site on 127.0.0.2", "", "\tbind 127.0.0.1\n", strings.Replace(httpsSite, "tls internal", "bind 127.0.0.2\n\ttls internal", 1), false},
+		// The redirect listens at the HTTP port, not at a gateway off it.
+		{"the gateway off http_port", "", "", httpsSite, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sso := testIdP(t)
@@ -100,6 +114,9 @@ func TestCheckAutoHTTPSRedirectAgreesWithCaddy(t *testing.T) {
 			sites := fmt.Sprintf("http://app.localhost:%d {\n%s\tsso corp {\n\t\tmode auth_request\n\t}\n}\n", g.Port, tc.bind) + other
 			cf := g.Caddyfile(sso, sites)
 			cf = strings.Replace(cf, "\tauto_https off\n", fmt.Sprintf("\thttps_port %d\n%s", httpsPort, tc.autoHTTPS), 1)
+			if tc.offHTTPPort {
+				cf = strings.Replace(cf, fmt.Sprintf("http_port %d", g.Port), fmt.Sprintf("http_port %d", testport.For(t)), 1)
+			}
 			cf = withTestCert(t, cf)
 			r, out := checkAdapted(t, cf)
 			g.Start(cf)
