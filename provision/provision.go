@@ -296,6 +296,11 @@ const (
 	// ReasonDeprovisioned: SCIM deleted this identity and SCIM is enabled
 	// for the IdP, so JIT may not create it again.
 	ReasonDeprovisioned = "deprovisioned"
+	// ReasonExternalIDConflict: the sign-in's subject is the SCIM
+	// externalId of a user who already signs in at this IdP under another
+	// subject, so adopting that user would give them a second person
+	// (login.adoptionConflict).
+	ReasonExternalIDConflict = "external_id_conflict"
 )
 
 // Denial is a sign-in the rules refused. It is an expected outcome, not a
@@ -314,8 +319,8 @@ type Denial struct {
 	Domain string
 	IdP    string
 	// UserID is the user the login resolved to (deactivated, pending,
-	// domain), empty when there is none. For an email conflict it stays
-	// empty: the owner of the email is not this person.
+	// domain), empty when there is none. For an email or externalId
+	// conflict it stays empty: the holder is not this person.
 	UserID string
 }
 
@@ -354,6 +359,10 @@ func (d *Denial) Message() string {
 		return "Your email domain is not allowed to sign in to this application."
 	case ReasonDeprovisioned:
 		return "Your account has been removed from this application. Ask your administrator for access."
+	case ReasonExternalIDConflict:
+		// As for an email conflict, the administrator resolves it in the
+		// data (docs/scim.md, Conflicts).
+		return "The account your directory set up for you is already used by another person's sign-in. Ask your administrator, who can resolve it."
 	case ReasonInvalidAttribute:
 		return "The identity provider sent " + attributeWords(d.Attribute) + " this application cannot store (too long, or with control characters). " +
 			"Ask your identity provider administrator to check what it sends as " + d.Attribute + "."
@@ -423,9 +432,11 @@ type outcome struct {
 	linkReason string
 	changed    []string
 	// conflictOwner is the user holding the email an unknown subject (or,
-	// on update, a known user's new email) asked for.
+	// on update, a known user's new email) asked for, or the externalId
+	// holder an adoption was refused (adoptionConflict).
 	conflictOwner string
-	// notLinked says why link_by_email did not link a conflict's owner.
+	// notLinked says why link_by_email (or adoption) did not link a
+	// conflict's owner.
 	notLinked string
 	// emailKept: a force update skipped the email because another user
 	// holds it.
@@ -624,6 +635,9 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 	if err != nil {
 		return err
 	}
+	if adopted && in.signsInHere(u) {
+		return in.adoptionConflict(tx, out, u)
+	}
 	var takeFrom *store.User // the holder of the email a new user takes
 	if adopted {
 		// The gates below still apply before the link is written.
@@ -769,6 +783,31 @@ func (in *login) lookUp(tx store.Tx, read func(key store.UserKey, idp, value str
 		return nil, false, fmt.Errorf("look up user by external id: %w", err)
 	}
 	return u, true, nil
+}
+
+// adoptionConflict refuses to adopt holder, the user whose SCIM externalId
+// is this sign-in's subject, because holder already signs in at this IdP
+// under another subject: to the IdP that is another person, the rule
+// linkRefusal keeps for linking by email. Adoption is for a user SCIM
+// provisioned before their first sign-in (knownUser); a directory that
+// later writes a new person's ID onto a user who signs in (Okta matching
+// by userName, a leaver's username given to a newcomer; or a SCIM token
+// in the wrong hands) would otherwise hand that user's account, and
+// everything the apps keep under its ID, to whoever signs in with it
+// first. Nothing is written but the audit event, on the holder's
+// history; re-keying a user on purpose deletes the old one (docs/scim.md,
+// Conflicts).
+func (in *login) adoptionConflict(tx store.Tx, out *outcome, holder *store.User) error {
+	const why = "holder linked to another subject at this idp"
+	out.denial = &Denial{Reason: ReasonExternalIDConflict, IdP: in.idp}
+	out.conflictOwner, out.notLinked = holder.ID, why
+	ev := in.event(store.EventJITConflict, holder.ID)
+	ev.Reason = ReasonExternalIDConflict
+	ev.Detail = map[string]string{"not_linked": why}
+	if err := tx.Audit(ev); err != nil {
+		return fmt.Errorf("audit externalId conflict: %w", err)
+	}
+	return nil
 }
 
 // lockWithHolder locks u and the holder of the sign-in's email in ID
@@ -1438,6 +1477,12 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 			log.Warn("sso login denied: email belongs to another user",
 				with(zap.String("reason", d.Reason), zap.String("owner_id", out.conflictOwner),
 					zap.Bool("link_by_email", in.rules.LinkByEmail), zap.Bool("email_verified", in.verified),
+					zap.String("not_linked", out.notLinked))...)
+			return
+		}
+		if d.Reason == ReasonExternalIDConflict {
+			log.Warn("sso login denied: scim externalId belongs to a user who signs in under another subject",
+				with(zap.String("reason", d.Reason), zap.String("owner_id", out.conflictOwner),
 					zap.String("not_linked", out.notLinked))...)
 			return
 		}

@@ -22,6 +22,7 @@ var documentedLogMessages = map[string][]string{
 		"sign-in refused",
 		"sso login denied",
 		"sso login denied: email belongs to another user",
+		"sso login denied: scim externalId belongs to a user who signs in under another subject",
 		"sign-in denied",
 		"access denied by the route's rules",
 		"sign-out refused",
@@ -58,6 +59,7 @@ var documentedLogMessages = map[string][]string{
 	"docs/scim.md": {
 		"SCIM provisioning enabled",
 		"scim user adopted by create",
+		"sso login denied: scim externalId belongs to a user who signs in under another subject",
 		"scim write refused: a user of another identity provider holds the value",
 		"scim group members skipped: not users of this IdP",
 	},
