@@ -19,7 +19,7 @@ const modulePath = "github.com/caddy-sso/caddy-sso"
 // import; the others serve tests and benchmarks.
 var internalForLayers = map[string]bool{
 	"internal/logbudget": true, "internal/pagestyle": true, "internal/routeorder": true, "internal/termtext": true,
-	"internal/urlpath":   true,
+	"internal/urlpath": true, "internal/maildomain": true,
 	"internal/earlydata": true,
 }
 

@@ -29,7 +29,7 @@ func TestListRulesInJSON(t *testing.T) {
 		{"good config", config(`,"default_groups":["staff"]`, `,"scopes":["openid","email"],"hosted_domain":["example.com"]`, `,"base_url":"https://a.example.com/scim"`), ""},
 		{"empty default group", config(`,"default_groups":[""]`, "", ""), "default_groups must not hold an empty or blank group name"},
 		{"empty scope", config("", `,"scopes":["openid",""]`, ""), "scopes must not hold an empty or blank scope"},
-		{"hosted_domain an address", config("", `,"hosted_domain":["ada@example.com"]`, ""), `hosted_domain "ada@example.com" must be a domain name`},
+		{"hosted_domain an address", config("", `,"hosted_domain":["ada@example.com"]`, ""), `hosted domain (hosted_domain) "ada@example.com" is not a domain name`},
 		{"scim base_url with a query", config("", "", `,"base_url":"https://a.example.com/scim?x=1"`), "without a query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,7 +57,8 @@ func TestHostedDomainCaddyfile(t *testing.T) {
 		fails      bool
 	}{
 		{"two domains", "hosted_domain example.com example.org", []string{`"hosted_domain":["example.com","example.org"]`}, false},
-		{"an address", "hosted_domain ada@example.com", []string{"Caddyfile:6", "sso idp g", "hosted_domain", "must be a domain name"}, true},
+		{"an address", "hosted_domain ada@example.com", []string{"Caddyfile:6", "sso idp g", "hosted_domain", "is not a domain name"}, true},
+		{"a comma list", "hosted_domain example.com, example.org", []string{"Caddyfile:6", "sso idp g", "hosted_domain", "separate values with spaces, not commas"}, true},
 		{"blank", `hosted_domain " "`, []string{"Caddyfile:6", "sso idp g", "hosted_domain"}, true},
 		{"blank scope", `scopes openid " "`, []string{"Caddyfile:6", "sso idp g", "scopes must not hold an empty or blank scope"}, true},
 		{"blank default group", `default_groups staff " "`, []string{"Caddyfile:6", "sso idp g", "default_groups must not hold an empty or blank group name"}, true},

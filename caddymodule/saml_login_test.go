@@ -365,7 +365,8 @@ func TestSAMLGroupsOverageIsReported(t *testing.T) {
 }
 
 // TestSAMLIdPInitiated: refused unless idp_initiated is set; when set, it
-// signs in and lands on the RelayState, which can only be a path here.
+// signs in and lands on the RelayState, which can only be a path here and
+// never a gateway callback.
 func TestSAMLIdPInitiated(t *testing.T) {
 	t.Run("off by default", func(t *testing.T) {
 		w := newSAMLWorld(t, "\t\t\tpreset okta\n\t\t\tjit\n").start()
@@ -424,6 +425,16 @@ func TestSAMLIdPInitiated(t *testing.T) {
 		}
 		if checked < 30 {
 			t.Errorf("only %d payloads reached a redirect", checked)
+		}
+
+		// A RelayState naming a gateway callback with an IdP's answer (an
+		// IdP admin's default RelayState, say) is a return path like any
+		// other (gateway.Route.returnPath): home, not a failure page.
+		for _, relay := range []string{"/.sso/saml/test/acs", "/.sso/oidc/corp/callback?state=s&code=c"} {
+			action, fields := b.samlGet(w.idp.IdPInitiatedURL(w.spEntityID(), relay)).form(t)
+			if loc := b.samlPost(noFollow, action, fields).Header.Get("Location"); loc != "/" {
+				t.Errorf("RelayState %q, a gateway callback: redirected to %q, want the route's home /", relay, loc)
+			}
 		}
 	})
 }

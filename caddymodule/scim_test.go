@@ -880,7 +880,8 @@ func TestSCIMTokenProblemsFailTheConfig(t *testing.T) {
 }
 
 // TestSCIMBesideProtectedApp: SCIM and the protected app on one site, each
-// in its own handle block, as the sso_scim documentation shows.
+// in its own handle block, as the sso_scim documentation shows; what the
+// handle block's path matcher sends to sso_scim, sso_scim serves.
 func TestSCIMBesideProtectedApp(t *testing.T) {
 	t.Setenv("CADDY_SSO_TEST_SCIM_TEST", scimTokenTest)
 	w := newOIDCWorld(t, "\t\t\tjit\n\t\t\tscim\n")
@@ -912,5 +913,14 @@ func TestSCIMBesideProtectedApp(t *testing.T) {
 	saw := upstreamSaw(t, newBrowser(t).signIn(w.gw.base+"/reports", "ada", "ada-pw"))
 	if saw.Path != "/reports" || saw.header("X-Forwarded-User") != r.body["id"] {
 		t.Errorf("app saw %+v, want the SCIM user %v", saw, r.body["id"])
+	}
+	// What Caddy's `handle /scim/v2/*` routes to sso_scim (its path
+	// matcher takes any letter case and merges slashes), sso_scim serves
+	// (internal/urlpath, the rule of base_path): not a SCIM 404.
+	for _, base := range []string{"/SCIM/v2", "//scim/v2", "/scim//v2"} {
+		c := &scimClient{t: t, base: w.gw.base + base, token: scimTokenTest, vars: map[string]string{}}
+		if got := c.do("GET", "/Users/"+r.body["id"].(string), ""); got.status != http.StatusOK || got.body["userName"] != "ada@example.com" {
+			t.Errorf("GET %s/Users/<id>: %d %s, want the user", base, got.status, got.raw)
+		}
 	}
 }

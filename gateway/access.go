@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/caddy-sso/caddy-sso/internal/maildomain"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/session"
 )
@@ -14,7 +15,7 @@ import (
 // (group, domain, user or idp) and the values it matches.
 type AccessRule struct {
 	// Kind is "group" (a group of the user, compared exactly), "domain"
-	// (the email's domain, in provision.CanonDomain's form), "user" (the
+	// (the email's domain, in maildomain.Canon's form), "user" (the
 	// user's ID, exactly, or email, in provision.CanonEmail's form) or
 	// "idp" (the IdP the session was made through, exactly; one of the
 	// route's IdPs).
@@ -32,7 +33,7 @@ func (r AccessRule) Check() error {
 // accessMatcher is a rule set compiled for the hot path.
 type accessMatcher struct {
 	groups  map[string]bool
-	domains []string        // in provision.CanonDomain's form, compared case-insensitively
+	domains []string        // in maildomain.Canon's form, compared case-insensitively
 	users   map[string]bool // the values of user rules, as given: an ID matches here, an email in emails
 	emails  []string        // the user values with an @ again, in provision.CanonEmail's form
 	idps    []string
@@ -58,10 +59,10 @@ func compileAccess(rules []AccessRule) (accessMatcher, error) {
 			case "domain":
 				// allowed_domains' rule: a wildcard or URL would match
 				// no one, and a deny rule so written would deny nobody.
-				if err := provision.CheckDomain(v); err != nil {
+				if err := maildomain.Check(v); err != nil {
 					return m, fmt.Errorf("access rule domain %w", err)
 				}
-				m.domains = append(m.domains, provision.CanonDomain(strings.TrimPrefix(strings.TrimSpace(v), "@")))
+				m.domains = append(m.domains, maildomain.Canon(maildomain.Bare(v)))
 			case "user":
 				// A value with an @ is an email, held to its rule: a
 				// wildcard, a bare domain or a padded address would
@@ -108,7 +109,7 @@ func (m *accessMatcher) matches(id *session.Identity) bool {
 		}
 	}
 	if len(m.domains) > 0 {
-		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 && canonMatch(m.domains, id.Email[at+1:], provision.CanonDomain) {
+		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 && canonMatch(m.domains, id.Email[at+1:], maildomain.Canon) {
 			return true
 		}
 	}

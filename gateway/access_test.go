@@ -8,7 +8,7 @@ import (
 )
 
 // TestDomainRulesMatchEverySpelling: a domain rule compares the email's
-// domain in the form allowed_domains does (provision.CanonDomain), so no
+// domain in the form allowed_domains does (maildomain.Canon), so no
 // spelling of a denied domain (upper case, punycode, decomposed, the
 // root's dot) escapes a deny rule, and every spelling of an allowed one
 // passes.
@@ -48,7 +48,7 @@ func TestDomainRulesMatchEverySpelling(t *testing.T) {
 }
 
 // TestDomainRulesRefuseWhatMatchesNoOne: a domain rule is held to
-// allowed_domains' rule (provision.CheckDomain): a wildcard, a URL, a port
+// allowed_domains' rule (maildomain.Check): a wildcard, a URL, a port
 // or an address matches no email's domain, so `deny domain *.evil.example`
 // would deny nobody. A leading "@" is how a domain is often written, and
 // stays allowed.

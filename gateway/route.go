@@ -879,7 +879,10 @@ func (rt *Route) serveCallback(w http.ResponseWriter, r *http.Request, run *Runt
 	}
 	setSessionCookie(w, o, out.Session.Token)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, idp.LocalPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: LocalPath keeps only a path on this site
+	// returnPath, not LocalPath alone: an IdP-initiated SAML sign-in's
+	// return path is the IdP's RelayState, which no sign-in begun here
+	// filtered, and a gateway callback there would be a failure page.
+	http.Redirect(w, r, rt.returnPath(returnTo), http.StatusSeeOther) //nolint:gosec // G710: returnPath keeps only a path on this site
 	return nil
 }
 

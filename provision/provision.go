@@ -37,13 +37,13 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/internal/maildomain"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -139,7 +139,7 @@ func (r Rules) Validate() error {
 		}
 	}
 	for _, entry := range r.AllowedDomains {
-		if err := CheckDomain(entry); err != nil {
+		if err := maildomain.Check(entry); err != nil {
 			return fmt.Errorf("provision: allowed domain (allowed_domains) %w", err)
 		}
 	}
@@ -171,84 +171,29 @@ func (r Rules) missing(prof mapping.Profile) []string {
 	return out
 }
 
-// CanonDomain is the form email domains are compared in, by
-// allowed_domains here and by the routes' domain rules (gateway): one
-// rule, so a spelling that passes one cannot escape the other. It is
-// lower-cased and NFC, then IDNA ToASCII (UTS #46 lookup mapping), so that
-// "Bücher.example", a decomposed "bu\u0308cher.example" and
-// "xn--bcher-kva.example" are one domain, as is "example.com." (the
-// root's dot) with "example.com". ToASCII's "ß" stays distinct from "ss":
-// those are two domains. A name ToASCII refuses (an underscore, say) is
-// compared in the lower-cased NFC form, as it was before IDNA: both sides
-// go through this function, so whatever matched under plain lower-casing
-// still does.
-func CanonDomain(d string) string {
-	d = norm.NFC.String(strings.ToLower(strings.TrimSuffix(d, ".")))
-	if a, err := idna.Lookup.ToASCII(d); err == nil && a != "" {
-		return strings.ToLower(a)
-	}
-	return d
-}
-
-// CheckDomain is the rule for an email domain a configuration lists, in
-// allowed_domains here and in the routes' allow and deny domain rules
-// (gateway): matching is exact, so a pattern ("*.example.com"), a URL or
-// an address would be accepted and then match no one (an allow-list that
-// refuses everyone, a deny rule that denies nobody): it is refused now.
-// One leading "@" is allowed, as "@example.com" is how the domain is often
-// written; it is dropped before matching. Surrounding spaces are allowed
-// and dropped: a JSON list may have them.
-//
-// A comma or semicolon is refused with its own words: a list written
-// "a.example, b.example" would otherwise be the domain "a.example,",
-// which no email has (an allow-list that refuses a.example's users, a
-// deny rule that denies nobody there). Values are separated by spaces.
-func CheckDomain(entry string) error {
-	d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
-	if strings.ContainsAny(d, listSeparators) {
-		return fmt.Errorf("%q is not a domain name: %s", entry, separateWithSpaces)
-	}
-	if d == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
-		return fmt.Errorf("%q is not a domain name: write each domain exactly as it "+
-			"follows the @ (no wildcard, URL, port or address), and list each subdomain on its own", entry)
-	}
-	return nil
-}
-
-// listSeparators are what a list written in another syntax separates
-// its values with; no domain or email a configuration lists has one.
-const listSeparators = ",;"
-
-// separateWithSpaces is the fix for a value with a listSeparators.
-const separateWithSpaces = "separate values with spaces, not commas"
-
 // CheckEmail is the rule for an email address a configuration lists, in
 // the routes' allow and deny user rules (gateway): a mailbox is matched
 // exactly (in CanonEmail's form), so a pattern ("*@evil.example"), a bare
 // domain ("@evil.example"), white space at an end or a comma list would
 // be accepted and then match no one (a deny rule that denies nobody): it
-// is refused now, as CheckDomain refuses such domains. entry has an "@".
+// is refused now, as maildomain.Check refuses such domains. entry has an "@".
 func CheckEmail(entry string) error {
 	at := strings.LastIndexByte(entry, '@')
 	local, domain := entry[:max(at, 0)], entry[at+1:]
 	switch {
 	case strings.TrimSpace(entry) != entry:
 		return fmt.Errorf("%q is not an email address: it has white space at an end", entry)
-	case strings.ContainsAny(entry, listSeparators):
-		return fmt.Errorf("%q is not an email address: %s", entry, separateWithSpaces)
+	case strings.ContainsAny(entry, maildomain.ListSeparators):
+		return fmt.Errorf("%q is not an email address: %s", entry, maildomain.SeparateWithSpaces)
 	case local == "":
 		return fmt.Errorf("%q is not an email address (no mailbox before the @): for every address of a domain, write a domain rule (domain %s)", entry, domain)
 	case strings.Contains(local, "*"):
 		return fmt.Errorf("%q is not an email address: a wildcard matches no one; for every address of a domain, write a domain rule (domain %s)", entry, domain)
 	}
-	if CheckDomain(domain) != nil {
+	if maildomain.Check(domain) != nil {
 		return fmt.Errorf("%q is not an email address: %q is not a domain name (no wildcard, URL or port after the @)", entry, domain)
 	}
 	return nil
-}
-
-func normDomain(d string) string {
-	return CanonDomain(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 }
 
 // domainAllowed applies the email domain gate. With a gate set, a login
@@ -262,21 +207,21 @@ func (r Rules) domainAllowed(email string) bool {
 		return false
 	}
 	for _, d := range r.AllowedDomains {
-		if normDomain(d) == domain {
+		if maildomain.Canon(maildomain.Bare(d)) == domain {
 			return true
 		}
 	}
 	return false
 }
 
-// emailDomain is the canonical domain of email (CanonDomain of what follows
+// emailDomain is the canonical domain of email (maildomain.Canon of what follows
 // its last @), "" when it has none.
 func emailDomain(email string) string {
 	at := strings.LastIndexByte(email, '@')
 	if at < 0 || at == len(email)-1 {
 		return ""
 	}
-	return CanonDomain(email[at+1:])
+	return maildomain.Canon(email[at+1:])
 }
 
 // Denial reasons, stable strings used in the audit trail, metrics and the
@@ -312,7 +257,7 @@ type Denial struct {
 	// Attribute names the attribute (never its value), for
 	// ReasonInvalidAttribute.
 	Attribute string
-	// Domain is the email's domain (canonical, CanonDomain), for
+	// Domain is the email's domain (canonical, maildomain.Canon), for
 	// ReasonDomainNotAllowed: what an operator asked about the refusal
 	// needs to decide between adding it to allowed_domains and telling the
 	// person no. A domain is not a person's address, so it may be logged.
@@ -935,7 +880,7 @@ func (in *login) signsInHere(owner *store.User) bool {
 
 // CanonEmail is the form in which two emails are spellings of one mailbox
 // when equal: the local part in NFC and lower-cased rune by rune (which,
-// unlike case folding, keeps "ſam" from "sam"), the domain in CanonDomain's
+// unlike case folding, keeps "ſam" from "sam"), the domain in maildomain.Canon's
 // form ("bücher.example" is "xn--bcher-kva.example", "straße.de" is not
 // "strasse.de"). link_by_email links only such spellings, and the routes'
 // user rules (gateway) compare emails in it.
@@ -944,7 +889,7 @@ func CanonEmail(email string) string {
 	if at < 0 {
 		return lowerLocal(email)
 	}
-	return lowerLocal(email[:at]) + "@" + CanonDomain(email[at+1:])
+	return lowerLocal(email[:at]) + "@" + maildomain.Canon(email[at+1:])
 }
 
 // lowerLocal is a local part in NFC and lower case, with the Greek final
@@ -1020,7 +965,7 @@ func emailSpellings(email string) []string {
 		return out
 	}
 	local, domain := email[:at], strings.TrimSuffix(email[at+1:], ".")
-	ascii := CanonDomain(domain)
+	ascii := maildomain.Canon(domain)
 	domains := []string{domain, ascii}
 	if u, err := idna.Lookup.ToUnicode(ascii); err == nil {
 		domains = append(domains, u)

@@ -39,6 +39,7 @@ import (
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
+	"github.com/caddy-sso/caddy-sso/internal/maildomain"
 )
 
 // Codes of the *idp.LoginError values this package returns. They are stable:
@@ -185,7 +186,9 @@ type Config struct {
 	// excludes acr_values in AuthParams.
 	RequireACR []string
 	// HostedDomains, when set, admits only sign-ins whose ID token's hd
-	// claim is one of them (case aside), and refuses the rest
+	// claim is one of them (compared as allowed_domains compares: case,
+	// a leading "@", the root's dot and the xn--/Unicode spelling aside;
+	// internal/maildomain), and refuses the rest
 	// (CodeDomainNotAllowed), an hd missing too: Google Workspace
 	// names the account's Workspace domain there, and a personal Google
 	// account can hold a verified address on that domain without being
@@ -383,10 +386,11 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 		return errors.New("auth parameter hd is set by hosted_domain")
 	}
 	for _, d := range c.HostedDomains {
-		// hd is a bare domain: a pattern, an address or a URL would match
-		// no token and refuse everyone.
-		if idp.Blank(d) || strings.ContainsAny(d, "@/:*? \t") {
-			return fmt.Errorf("hosted_domain %q must be a domain name, such as example.com", d)
+		// The email domain rule allowed_domains and the routes' domain
+		// rules follow: a pattern, an address, a URL or a comma list
+		// would match no hd and refuse everyone.
+		if err := maildomain.Check(d); err != nil {
+			return fmt.Errorf("hosted domain (hosted_domain) %w", err)
 		}
 	}
 	for _, v := range c.RequireACR {
@@ -555,7 +559,10 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, base string, re
 		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.cfg.RequireACR, " ")))
 	}
 	if len(p.cfg.HostedDomains) == 1 {
-		opts = append(opts, oauth2.SetAuthURLParam("hd", p.cfg.HostedDomains[0]))
+		// As the operator wrote it, less what only this setting's syntax
+		// allows (a leading "@", the root's dot): not a domain as an IdP
+		// would read it.
+		opts = append(opts, oauth2.SetAuthURLParam("hd", maildomain.Bare(p.cfg.HostedDomains[0])))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth2Config(md, redirectURL).AuthCodeURL(state, opts...), http.StatusFound)
@@ -760,7 +767,12 @@ func (p *Provider) checkHostedDomain(claims map[string]any) error {
 		return nil
 	}
 	hd, _ := claims["hd"].(string)
-	if hd != "" && slices.ContainsFunc(p.cfg.HostedDomains, func(d string) bool { return strings.EqualFold(d, hd) }) {
+	// Compared as allowed_domains compares: "Bücher.example" is the hd
+	// "xn--bcher-kva.example", "@example.com" and "example.com." are
+	// "example.com".
+	if hd != "" && slices.ContainsFunc(p.cfg.HostedDomains, func(d string) bool {
+		return maildomain.Canon(maildomain.Bare(d)) == maildomain.Canon(hd)
+	}) {
 		return nil
 	}
 	if hd == "" {

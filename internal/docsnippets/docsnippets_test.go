@@ -2,7 +2,9 @@
 // the documentation works: each ```caddyfile block of README.md and
 // docs/*.md, Caddyfile.example and the examples' Caddyfiles are adapted as
 // `caddy adapt` does and validated as `caddy validate` does, through the
-// modules the shipped Caddy (cmd/caddy) registers.
+// modules the shipped Caddy (cmd/caddy) registers; an inline code span that
+// writes a setting with its block on one line is adapted too
+// (TestDocInlineBlocks).
 package docsnippets_test
 
 import (

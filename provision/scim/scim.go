@@ -63,6 +63,7 @@ import (
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/internal/earlydata"
 	"github.com/caddy-sso/caddy-sso/internal/logbudget"
+	"github.com/caddy-sso/caddy-sso/internal/urlpath"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -106,9 +107,10 @@ type Config struct {
 	Logger   *zap.Logger      // nil: no logs
 	Now      func() time.Time // nil: time.Now
 	// BasePath is where the endpoint is mounted, default DefaultBasePath
-	// (see CheckBasePath, NormalBasePath); requests outside it get a SCIM
-	// 404. Use "/" when the route strips the prefix (handle_path) and set
-	// BaseURL for the links.
+	// (see CheckBasePath, NormalBasePath), matched as Caddy's path
+	// matcher does (urlpath.Under: any letter case, merged slashes);
+	// requests outside it get a SCIM 404. Use "/" when the route strips
+	// the prefix (handle_path) and set BaseURL for the links.
 	BasePath string
 	// BaseURL, when set, is the absolute URL of BasePath used in Location
 	// headers and meta.location (for a site behind a proxy that rewrites
@@ -494,12 +496,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusTooEarly, "", "%s in TLS early data: send it again", r.Method))
 		return
 	}
-	rest, ok := strings.CutPrefix(r.URL.Path, h.cfg.BasePath)
-	if !ok || rest != "" && rest[0] != '/' {
+	// Under the base path as Caddy's path matcher took it (urlpath.Under,
+	// the sso handler's path_prefix rule): `handle /scim/v2/*` sends
+	// /SCIM/v2/Users and //scim/v2/Users here too, and this handler
+	// serves them rather than answer 404 for the route Caddy chose.
+	p, ok := urlpath.Under(r.URL.Path, h.cfg.BasePath+"/")
+	if !ok {
 		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
 		return
 	}
-	segs := strings.Split(strings.Trim(rest, "/"), "/")
+	segs := strings.Split(strings.Trim(p[len(h.cfg.BasePath):], "/"), "/")
 	if len(segs) > 2 || segs[0] == "" {
 		writeError(w, errorf(http.StatusNotFound, "", "no SCIM resource at %s", r.URL.Path))
 		return
