@@ -250,7 +250,33 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"scim relative base_path", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_path scim/v2\n\t}\n}\n", []string{"Caddyfile:13", `base_path "scim/v2" must start with /`}},
 		{"scim bad base_url", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tbase_url scim.example.com/scim\n\t}\n}\n", []string{"Caddyfile:13", "base_url", "not an absolute http(s) URL"}},
 		{"scim bad body size", scimGlobal + "scim.example.com {\n\tsso_scim {\n\t\tidp entra {env.T}\n\t\tmax_body_size lots\n\t}\n}\n", []string{"Caddyfile:13", `sso_scim: max_body_size "lots" is not a size`}},
+		// Review 33: configs that loaded and then refused every sign-in, or
+		// held a line that did nothing. tenant_id is compared with tid,
+		// always the tenant's GUID, and a tenant-specific issuer names it.
+		{"tenant_id a domain name", entraIdP("tenant_id contoso.onmicrosoft.com"), []string{"Caddyfile:6", `sso idp a: tenant_id: "contoso.onmicrosoft.com" is not a tenant ID (a GUID`}},
+		{"tenant_id not the issuer's", entraIdP("tenant_id 11111111-2222-4333-8444-555555555555"), []string{"Caddyfile:6", "tenant_id 11111111-2222-4333-8444-555555555555 is not the tenant of issuer", "72f988bf-86f1-41af-91ab-2d7cd011db47"}},
+		// Without a secret, token_auth was dropped and the token endpoint
+		// refused every sign-in (invalid_client); at the block's line, as
+		// the secret may come after it.
+		{"token_auth without client_secret", entraIdP("token_auth client_secret_basic"), []string{"Caddyfile:3", "sso idp a: token_auth client_secret_basic sends the client secret: add client_secret"}},
+		// A placeholder where none is resolved was used as written.
+		{"require_acr placeholder", entraIdP("require_acr {env.ACR}"), []string{"Caddyfile:6", `sso idp a: require_acr "{env.ACR}": values are literal, a placeholder is not replaced here`}},
+		{"scopes placeholder", entraIdP("scopes openid {env.EXTRA_SCOPE}"), []string{"Caddyfile:6", `scopes "{env.EXTRA_SCOPE}": values are literal`}},
+		{"default_groups placeholder", entraIdP("default_groups staff {env.GROUP}"), []string{"Caddyfile:6", `default_groups "{env.GROUP}": values are literal`}},
+		{"authn_context placeholder", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tauthn_context {env.AUTHN_CONTEXT}\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", `authn_context "{env.AUTHN_CONTEXT}": values are literal`}},
+		{"identity_jwt audience placeholder", "example.com {\n\tsso {\n\t\tidentity_jwt audience {env.JWT_AUDIENCE}\n\t}\n}\n", []string{"Caddyfile:3", `identity_jwt audience "{env.JWT_AUDIENCE}": values are literal`}},
+		// Settings that act only on users JIT creates, without jit: at the
+		// block's line, as jit may come after them.
+		{"link_by_email without jit", entraIdP("link_by_email"), []string{"Caddyfile:3", "sso idp a: provision: link_by_email acts only on users JIT creates: add jit or drop the line"}},
+		{"create_as pending without jit", entraIdP("create_as pending"), []string{"Caddyfile:3", "sso idp a: provision: create_as pending acts only on users JIT creates"}},
+		{"optional without jit", entraIdP("optional email"), []string{"Caddyfile:3", "sso idp a: provision: optional acts only on users JIT creates"}},
 	})
+}
+
+// entraIdP is a global sso option with one Entra IdP (issuer of tenant
+// 72f988bf-…, at line 4) and line, at line 6.
+func entraIdP(line string) string {
+	return "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0\n\t\t\tclient_id x\n\t\t\t" + line + "\n\t\t}\n\t}\n}\n"
 }
 
 // TestExamplesAdapt keeps every shipped Caddyfile valid: the examples and

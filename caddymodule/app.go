@@ -130,7 +130,7 @@ func (c *StoreConfig) validate() error {
 		return fmt.Errorf("pool_size %d is more connections than PostgreSQL allows", c.PoolSize)
 	}
 	return (backend.Spec{Backend: c.Backend, Path: c.Path, DSN: c.DSN, MaxConns: int32(c.PoolSize),
-		StatementTimeout: time.Duration(c.StatementTimeout)}).Check(hasPlaceholder)
+		StatementTimeout: time.Duration(c.StatementTimeout)}).Check(idp.HasPlaceholder)
 }
 
 // SessionConfig tunes sessions; zero values take session's defaults.

@@ -399,7 +399,7 @@ func (c *IdPConfig) checkLine() error {
 	if c.SAML != nil {
 		return cmp.Or(err, c.SAML.check(false))
 	}
-	return cmp.Or(err, c.OIDC.config(c).CheckSettings(func(v string) bool { return v == "" || hasPlaceholder(v) }))
+	return cmp.Or(err, c.OIDC.config(c).CheckSettings(func(v string) bool { return v == "" || idp.HasPlaceholder(v) }))
 }
 
 // sharedIdPLines are the lines of every idp block:

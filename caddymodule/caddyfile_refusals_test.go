@@ -63,6 +63,12 @@ func TestCaddyfileAcceptsAndReads(t *testing.T) {
 		// A bare pass_id_token takes the ID token's default header.
 		{"bare pass_id_token", global + "example.com {\n\tsso {\n\t\tpass_id_token\n\t}\n}\n", []string{`"pass_id_token":"X-Forwarded-Id-Token"`}},
 		{"bare pass_access_token", global + "example.com {\n\tsso {\n\t\tpass_access_token\n\t}\n}\n", []string{`"pass_access_token":"X-Forwarded-Access-Token"`}},
+		// jit may follow the settings that need it (checked at the block's
+		// end), and tenant_id is the issuer's GUID in any case.
+		{"jit after the settings that need it", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://a.example.com\n\t\t\tclient_id x\n\t\t\tlink_by_email\n\t\t\toptional email\n\t\t\tcreate_as pending\n\t\t\tjit\n\t\t}\n\t}\n}\n",
+			[]string{`"create_as":"pending"`, `"jit":true`, `"link_by_email":true`, `"optional":["email"]`}},
+		{"tenant_id the issuer's", "{\n\tsso {\n\t\tidp a oidc {\n\t\t\tissuer https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0\n\t\t\tclient_id x\n\t\t\ttenant_id 72F988BF-86F1-41AF-91AB-2D7CD011DB47\n\t\t}\n\t}\n}\n",
+			[]string{`"tenant_id":"72F988BF-86F1-41AF-91AB-2D7CD011DB47"`}},
 		{"audit_retention 0 keeps every event", "{\n\tsso {\n\t\taudit_retention 0\n\t}\n}\n", []string{`"audit_retention":0`}},
 	}
 	for _, tt := range tests {
@@ -99,6 +105,10 @@ func TestJSONConfigRefusals(t *testing.T) {
 		// The second block would silently replace the first.
 		{"idp defined twice", "app", `{"idps":[` + a + `,` + a + `]}`, []string{"sso idp a: defined twice"}},
 		{"scim without idps", "scim", `{"idps":[]}`, []string{"sso_scim: at least one idp <name> <token> is required"}},
+		// Each did nothing without jit (review 33).
+		{"link_by_email without jit", "app", `{"idps":[` + strings.Replace(a, `"oidc"`, `"oidc","link_by_email":true`, 1) + `]}`, []string{"sso idp a: provision: link_by_email acts only on users JIT creates"}},
+		{"create_as pending without jit", "app", `{"idps":[` + strings.Replace(a, `"oidc"`, `"oidc","create_as":"pending"`, 1) + `]}`, []string{"sso idp a: provision: create_as pending acts only on users JIT creates"}},
+		{"optional without jit", "app", `{"idps":[` + strings.Replace(a, `"oidc"`, `"oidc","optional":["email"]`, 1) + `]}`, []string{"sso idp a: provision: optional acts only on users JIT creates"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,16 +1,32 @@
 package caddymodule
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sso/caddy-sso/idp"
 )
 
-// hasPlaceholder is true only for what Caddy's replacer would replace: a
+// caddyReplaces is the oracle: whether Caddy's own replacer, as resolve
+// calls it (a key it does not know stays as written, and the scan goes on
+// inside it), replaces part of s, a sentinel standing for every
+// {namespace.name} it finds.
+func caddyReplaces(s string) bool {
+	r := caddy.NewEmptyReplacer()
+	r.Map(func(key string) (any, bool) { return "\x00", strings.IndexByte(key, '.') > 0 })
+	return strings.Contains(r.ReplaceKnown(s, ""), "\x00")
+}
+
+// idp.HasPlaceholder, which the packages below caddymodule use without
+// importing Caddy, is true only for what Caddy's replacer would replace: a
 // {namespace.name}, found by its rules (review 22, item 4). A literal
-// brace in a secret is part of the secret.
+// brace in a secret is part of the secret. The table, then random strings
+// of the characters that matter, are held to Caddy's replacer itself.
 func TestHasPlaceholderAsCaddyReplaces(t *testing.T) {
 	for _, c := range []struct {
 		s    string
@@ -27,10 +43,24 @@ func TestHasPlaceholderAsCaddyReplaces(t *testing.T) {
 		{"{.x}", false},          // no namespace
 		{`s3cr\{env.X}t`, false}, // escaped: Caddy writes {env.X} as it is
 		{`a\{b}{env.X}`, true},   // an escaped brace, then a placeholder
+		{`{a\}.b}`, true},        // an escaped closing brace inside the key
+		{`{a\}`, false},          // the last } closes, escaped or not: key "a\"
+		{"{a{env.X}", true},      // the key runs from the first {: "a{env.X"
 		{"plain-secret", false},
 	} {
-		if got := hasPlaceholder(c.s); got != c.want {
-			t.Errorf("hasPlaceholder(%q) = %v, want %v", c.s, got, c.want)
+		if got := idp.HasPlaceholder(c.s); got != c.want || caddyReplaces(c.s) != c.want {
+			t.Errorf("%q: idp.HasPlaceholder = %v, Caddy's replacer %v, want %v", c.s, got, caddyReplaces(c.s), c.want)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(33, 2))
+	const alphabet = `{}\.a`
+	for range 20000 {
+		b := make([]byte, rnd.IntN(12))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		if s := string(b); idp.HasPlaceholder(s) != caddyReplaces(s) {
+			t.Fatalf("%q: idp.HasPlaceholder = %v, Caddy's replacer %v", s, idp.HasPlaceholder(s), caddyReplaces(s))
 		}
 	}
 }

@@ -67,8 +67,8 @@ type IdPConfig struct {
 	SAML *SAMLConfig `json:"saml,omitempty"`
 }
 
-// OIDCConfig are the OpenID Connect relying-party settings. String fields
-// accept Caddy placeholders such as {env.CLIENT_SECRET}.
+// OIDCConfig are the OpenID Connect relying-party settings. Issuer, client ID and
+// secret, and tenant ID take placeholders ({env.CLIENT_SECRET}); the rest are literal.
 type OIDCConfig struct {
 	Issuer               string         `json:"issuer"`
 	ClientID             string         `json:"client_id"`
@@ -113,7 +113,8 @@ func (c *IdPConfig) validate() error {
 	if err := oneOf("create_as", cmp.Or(c.CreateAs, "active"), createModes); err != nil {
 		return err
 	}
-	if _, err := c.rules(); err != nil {
+	r, err := c.rules()
+	if err = cmp.Or(err, r.CheckJIT()); err != nil { // CheckJIT: a rule of the whole block
 		return err
 	}
 	if _, err := mapping.New(c.Preset, c.Protocol, c.Map); err != nil {
@@ -122,7 +123,7 @@ func (c *IdPConfig) validate() error {
 	switch c.Protocol {
 	case idp.ProtocolOIDC:
 		// What oidc.New would refuse at Provision, placeholders left for it.
-		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c).Check(hasPlaceholder)
+		return cmp.Or(c.OIDC, new(OIDCConfig)).config(c).Check(idp.HasPlaceholder)
 	case idp.ProtocolSAML:
 		return cmp.Or(c.SAML, new(SAMLConfig)).check(true)
 	}
@@ -234,16 +235,10 @@ func resolve(repl *caddy.Replacer, setting, raw string, need bool) (string, erro
 	return "", fmt.Errorf("%s is required", setting)
 }
 
-func hasPlaceholder(s string) bool { // would Caddy's replacer replace part of s? By its rules (\{ escapes, an unclosed {): {env.X} yes, s3cr{t no
-	r := caddy.NewEmptyReplacer() // a sentinel for every placeholder-shaped key, {namespace.name} as Caddy's, shows where one was found
-	r.Map(func(key string) (any, bool) { return "\x00", strings.IndexByte(key, '.') > 0 })
-	return strings.Contains(r.ReplaceAll(s, ""), "\x00")
-}
-
 // warnWritten warns when raw, a secret's setting, writes the secret into
 // the config itself rather than a placeholder.
 func warnWritten(logger *zap.Logger, raw, secret, placeholder string, fields ...zap.Field) {
-	if raw != "" && !hasPlaceholder(raw) {
+	if raw != "" && !idp.HasPlaceholder(raw) {
 		logger.Warn(secret+" is written into the config, where the admin API and autosaved configs show it; use a placeholder such as "+placeholder, fields...)
 	}
 }

@@ -130,7 +130,7 @@ func TestConfigWarningsInCaddysLog(t *testing.T) {
 		linkWarning = "link_by_email has no effect on a SAML identity provider without trust_email"
 	)
 	saml := func(extra string) string {
-		return `{"store":{},"idps":[{"name":"s","protocol":"saml","link_by_email":true` + extra + `,"saml":{"metadata_url":"https://idp.example.com/md"}}]}`
+		return `{"store":{},"idps":[{"name":"s","protocol":"saml","jit":true,"link_by_email":true` + extra + `,"saml":{"metadata_url":"https://idp.example.com/md"}}]}`
 	}
 	for _, tt := range []struct {
 		name, app, want, not string

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/caddy-sso/caddy-sso/idp/saml"
 )
 
 // validateCaddyfile is `caddy validate` of a Caddyfile: adapt, then
@@ -37,6 +39,17 @@ func TestPartialPlaceholderUnset(t *testing.T) {
 	if err := os.WriteFile(emptyFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	kp, err := saml.GenerateKeyPair("sp.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := saml.EncodeKeyPairPEM(kp)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "sp.pem"), pem, 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	global := func(store, idp string) string {
 		return "{\n\tsso {\n\t\tstore bolt " + store + "\n\t\t" + idp + "\n\t}\n}\n"
 	}
@@ -51,6 +64,11 @@ func TestPartialPlaceholderUnset(t *testing.T) {
 		{"entra saml metadata_url", global(dir+"/b.db", "idp entra saml {\n\t\t\tpreset entra\n\t\t\tmetadata_url https://login.microsoftonline.com/t/federationmetadata/2007-06/federationmetadata.xml?appid={env.ENTRA_APP_ID}\n\t\t}"),
 			"ENTRA_APP_ID", "abc",
 			[]string{"sso idp entra", "metadata_url {env.ENTRA_APP_ID} is empty", "is the variable set in Caddy's environment?"}},
+		// sp_cert's files are resolved as metadata_file is (review 33): the
+		// path was read as /sp.pem, a file that does not exist.
+		{"sp_cert directory", global(dir+"/c.db", "idp s saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tsp_cert {env.SP_DIR}/sp.pem {env.SP_DIR}/sp.pem\n\t\t}"),
+			"SP_DIR", dir,
+			[]string{"sso idp s", "sp_cert {env.SP_DIR} is empty", "is the variable set in Caddy's environment?"}},
 		// A file read empty names the file, not the environment.
 		{"file in the store path", global(dir+"/{file."+emptyFile+"}.db", "idp okta oidc {\n\t\t\tissuer https://example.okta.com\n\t\t\tclient_id abc\n\t\t}"),
 			"", "",

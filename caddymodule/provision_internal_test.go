@@ -155,6 +155,23 @@ func TestProvisionedIdPSettings(t *testing.T) {
 			t.Errorf("Provision = %v", err)
 		}
 	})
+	t.Run("tenant_id resolved to no tenant's ID", func(t *testing.T) {
+		// A placeholder is held to tenant_id's rule once resolved (review
+		// 33): a domain name, or another tenant than the issuer's, would
+		// refuse every sign-in tenant_mismatch.
+		const issuer = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"
+		for value, want := range map[string]string{
+			"contoso.onmicrosoft.com":              `sso idp entra: oidc idp "entra": tenant_id: "contoso.onmicrosoft.com" is not a tenant ID`,
+			"11111111-2222-4333-8444-555555555555": "tenant_id 11111111-2222-4333-8444-555555555555 is not the tenant of issuer",
+			"72f988bf-86f1-41af-91ab-2d7cd011db47": "",
+		} {
+			t.Setenv("CADDY_SSO_TEST_TENANT", value)
+			_, err := provisionedApp(t, `[{"name":"entra","protocol":"oidc","oidc":{"issuer":"`+issuer+`","client_id":"app","tenant_id":"{env.CADDY_SSO_TEST_TENANT}"}}]`)
+			if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
+				t.Errorf("tenant_id %s: Provision = %v, want %q", value, err, want)
+			}
+		}
+	})
 	t.Run("offline_access in scopes", func(t *testing.T) {
 		// The scope asks for a refresh token as offline_access does: the
 		// IdP keeps it (and Start warns when no route passes tokens).

@@ -15,8 +15,8 @@ import (
 )
 
 // SAMLConfig are the SAML 2.0 service-provider settings of one IdP. Exactly
-// one IdP metadata source is required. String fields other than Metadata
-// accept Caddy placeholders such as {env.ENTRA_METADATA_URL}.
+// one IdP metadata source is required. The metadata URL and file, entity IDs and
+// sp_cert files take placeholders ({env.ENTRA_METADATA_URL}); the rest are literal.
 type SAMLConfig struct {
 	// MetadataURL is where the IdP publishes its metadata (https; http only
 	// for loopback hosts), fetched in the background, refreshed every
@@ -84,7 +84,7 @@ func (c *SAMLConfig) check(complete bool) error {
 		check = cfg.Check
 	}
 	// The 1s floor of config durations keeps out a JSON bare number (nanoseconds); saml takes any refresh.
-	return cmp.Or(check(hasPlaceholder), idp.CheckDuration("metadata_refresh", cfg.MetadataRefresh))
+	return cmp.Or(check(idp.HasPlaceholder), idp.CheckDuration("metadata_refresh", cfg.MetadataRefresh))
 }
 
 // config is the service provider's configuration as written, placeholders
@@ -103,7 +103,12 @@ func (c *SAMLConfig) config(name string, keys []saml.KeyPair) saml.Config {
 func (c *SAMLConfig) build(name string, trustEmail bool, repl *caddy.Replacer, logger *zap.Logger) (*saml.Provider, error) {
 	var keys []saml.KeyPair
 	for _, sc := range c.SPCerts {
-		kp, err := saml.LoadKeyPair(repl.ReplaceKnown(sc.Cert, ""), repl.ReplaceKnown(sc.Key, ""))
+		cert, err := resolve(repl, "sp_cert", sc.Cert, true) // an unset placeholder named, as metadata_file's
+		key, keyErr := resolve(repl, "sp_cert", sc.Key, true)
+		if err = cmp.Or(err, keyErr); err != nil {
+			return nil, err
+		}
+		kp, err := saml.LoadKeyPair(cert, key)
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 )
 
@@ -161,7 +162,7 @@ var errNoSCIMIdP = errors.New("sso_scim: at least one idp <name> <token> is requ
 // provision/scim's (Endpoint.CheckSettings); a token with a placeholder is
 // checked once Provision has resolved it.
 func (s *SCIMHandler) validateSettings() error {
-	if err := s.endpoint().CheckSettings(hasPlaceholder); err != nil {
+	if err := s.endpoint().CheckSettings(idp.HasPlaceholder); err != nil {
 		return fmt.Errorf("sso_scim: %w", err)
 	}
 	return nil
@@ -191,7 +192,7 @@ func (s *SCIMHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 func placeholderOnly(token string) string {
 	// "{" first, and the first brace after it the closing one, last:
 	// {env.X}-part} would repeat "-part}".
-	if strings.HasPrefix(token, "{") && strings.IndexAny(token[1:], "{}") == len(token)-2 && hasPlaceholder(token) {
+	if strings.HasPrefix(token, "{") && strings.IndexAny(token[1:], "{}") == len(token)-2 && idp.HasPlaceholder(token) {
 		return token
 	}
 	return "(written in the config)"

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
 	"github.com/caddy-sso/caddy-sso/upstreamjwt"
@@ -106,9 +108,11 @@ func (c SignerConfig) upstream() UpstreamHeader {
 // negative, and a key that signs at least as long as a token lives: the
 // JWKS publishes the previous, current and next keys only, so a token
 // that outlived one rotation period past its key's would name a key no
-// longer published, and fail to verify while unexpired.
+// longer published, and fail to verify while unexpired. The audience is
+// the aud claim as written: a placeholder is never resolved, and the
+// upstream would refuse every token.
 func (c SignerConfig) Validate() error {
-	if err := CheckUpstreamHeaders(c.upstream()); err != nil {
+	if err := cmp.Or(CheckUpstreamHeaders(c.upstream()), idp.CheckLiteral("identity_jwt audience", c.Audience)); err != nil {
 		return err
 	}
 	if c.TTL < 0 || c.Rotation < 0 {

@@ -32,6 +32,9 @@ func TestSignerConfigValidate(t *testing.T) {
 		{"rotation not whole seconds", SignerConfig{Rotation: time.Hour + 500*time.Millisecond}, "must be whole seconds"},
 		{"reserved header", SignerConfig{Header: "Cookie"}, "identity_jwt header Cookie: Cookie is reserved"},
 		{"bad header", SignerConfig{Header: "X Identity"}, "is not a header name"},
+		// The aud claim as written: a placeholder is never resolved.
+		{"audience placeholder", SignerConfig{Audience: "{env.JWT_AUDIENCE}"}, `identity_jwt audience "{env.JWT_AUDIENCE}": values are literal`},
+		{"audience", SignerConfig{Audience: "https://app.example.com"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,9 @@ func TestDefaultGroupsRefuseBlank(t *testing.T) {
 		{"empty", []string{""}, "default_groups must not hold an empty or blank group name"},
 		{"empty among names", []string{"staff", ""}, "default_groups must not hold an empty or blank group name"},
 		{"blank", []string{" \t"}, "default_groups must not hold an empty or blank group name"},
+		// Granted as written: a placeholder is never resolved (review 33).
+		{"placeholder", []string{"staff", "{env.GROUP}"}, `default_groups "{env.GROUP}": values are literal`},
+		{"a brace that is no placeholder", []string{"{staff}"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := provision.Rules{JIT: true, DefaultGroups: tc.groups}.Validate()

@@ -148,8 +148,33 @@ func (r Rules) Validate() error {
 	if slices.ContainsFunc(r.DefaultGroups, idp.Blank) {
 		return errors.New("provision: default_groups must not hold an empty or blank group name")
 	}
+	// Granted as written: a placeholder is never resolved.
+	if err := idp.CheckLiteral("default_groups", r.DefaultGroups...); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	if r.Update != UpdateForce && r.Update != UpdateImport {
 		return fmt.Errorf("provision: invalid update mode %v", r.Update)
+	}
+	return nil
+}
+
+// CheckJIT is the rule of the rules as a whole, checked once an IdP's
+// settings are all read (Validate holds each setting as it is read):
+// optional, create_as pending and link_by_email act only on a user JIT
+// creates, and without JIT an unknown subject is refused jit_disabled
+// before any of them is read (login), so written alone they would do
+// nothing, silently.
+func (r Rules) CheckJIT() error {
+	if r.JIT {
+		return nil
+	}
+	for _, s := range []struct {
+		set     bool
+		setting string
+	}{{len(r.Optional) > 0, "optional"}, {r.CreatePending, "create_as pending"}, {r.LinkByEmail, "link_by_email"}} {
+		if s.set {
+			return fmt.Errorf("provision: %s acts only on users JIT creates: add jit or drop the line", s.setting)
+		}
 	}
 	return nil
 }

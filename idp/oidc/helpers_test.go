@@ -24,6 +24,9 @@ const (
 	clientID     = "app"
 	clientSecret = "app-secret-0123456789abcdef-0123456789"
 	password     = "correct horse"
+	// aliceTenant is alice's tid: Entra's tenant IDs are GUIDs, and
+	// tenant_id is held to that.
+	aliceTenant = "a11ce000-1111-4111-8111-000000000001"
 )
 
 // memReplay is the in-memory register of used single-use IDs that the
@@ -79,7 +82,7 @@ func aliceClaims() map[string]any {
 		"groups":          []string{"admins", "staff"},
 		"employee_number": int64(12345678901234567),
 		"address":         map[string]any{"country": "NL"},
-		"tid":             "tenant-1",
+		"tid":             aliceTenant,
 		"oid":             "00000000-0000-0000-0000-0000000000a1",
 	}
 }

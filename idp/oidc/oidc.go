@@ -19,6 +19,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -331,6 +332,12 @@ func (c Config) Check(deferred func(string) bool) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("an oidc IdP needs %s", strings.Join(missing, " and "))
 	}
+	// Without a secret the client is public and token_auth is dropped
+	// (oauth2Config): a lost client_secret line would fail every sign-in
+	// at the token endpoint (invalid_client), not here.
+	if c.TokenAuth != "" && c.ClientSecret == "" {
+		return fmt.Errorf("token_auth %s sends the client secret: add client_secret (or drop token_auth for a public client)", c.TokenAuth)
+	}
 	if err := c.CheckSettings(deferred); err != nil || deferred(c.Issuer) {
 		return err
 	}
@@ -349,7 +356,7 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 			return fmt.Errorf("issuer: %w", err)
 		}
 	}
-	if err := c.checkTenants(c.Issuer != "" && !deferred(c.Issuer)); err != nil {
+	if err := cmp.Or(c.checkTenants(c.Issuer != "" && !deferred(c.Issuer)), c.checkTenantID(deferred)); err != nil {
 		return err
 	}
 	if c.TrustEmail && (len(c.Tenants) > 0 || MultiTenantIssuer(c.Issuer)) {
@@ -361,6 +368,10 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	// An empty scope would reach the request as a stray space.
 	if slices.ContainsFunc(c.Scopes, idp.Blank) {
 		return errors.New("scopes must not hold an empty or blank scope")
+	}
+	// Sent and compared as written: a placeholder is never resolved.
+	if err := cmp.Or(idp.CheckLiteral("scopes", c.Scopes...), idp.CheckLiteral("require_acr", c.RequireACR...)); err != nil {
+		return err
 	}
 	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
 		return fmt.Errorf(`scopes must include "openid" (scopes %s)`, strings.Join(c.Scopes, " "))

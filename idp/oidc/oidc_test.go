@@ -139,7 +139,7 @@ func TestUserinfo(t *testing.T) {
 			}
 			a := res.Assertion
 			if a.First("email") != "alice@example.com" || a.First("family_name") != "Liddell" || a.First("given_name") != "Alice" ||
-				a.First("tid") != "tenant-1" || a.First("sub") != "alice-sub" || !a.EmailVerified {
+				a.First("tid") != aliceTenant || a.First("sub") != "alice-sub" || !a.EmailVerified {
 				t.Errorf("merged attributes = %v", a.Attributes)
 			}
 		})
@@ -303,7 +303,7 @@ func TestIDTokenChecks(t *testing.T) {
 		return func(tok *oidctest.Token) { tok.Alg = a }
 	}
 	algs := func(a ...string) func(*oidc.Config) { return func(c *oidc.Config) { c.Algorithms = a } }
-	tenant := func(c *oidc.Config) { c.TenantID = "TENANT-1" }
+	tenant := func(c *oidc.Config) { c.TenantID = strings.ToUpper(aliceTenant) } // compared case-insensitively
 
 	tests := []struct {
 		name string
@@ -343,7 +343,7 @@ func TestIDTokenChecks(t *testing.T) {
 		{"key the JWKS does not list", nil, func(tok *oidctest.Token) { tok.Key = foreign }, oidc.CodeIDTokenSignature},
 		{"foreign key claiming our kid", nil, nil, oidc.CodeIDTokenSignature}, // hook set below
 		{"tid pinned", tenant, nil, ""},
-		{"tid of another tenant", tenant, set("tid", "tenant-2"), oidc.CodeTenantMismatch},
+		{"tid of another tenant", tenant, set("tid", tenantB), oidc.CodeTenantMismatch},
 		{"tid missing", tenant, del("tid"), oidc.CodeTenantMismatch},
 	}
 	for _, tc := range tests {

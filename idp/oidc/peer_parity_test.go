@@ -255,5 +255,8 @@ func TestRequireACRCheck(t *testing.T) {
 			c.AuthParams = map[string]string{"acr_values": "b"}
 		}, "acr_values is set by require_acr"},
 		{"fine", func(c *oidc.Config) { c.RequireACR = []string{"a"} }, ""},
+		// Sent and compared as written: {env.ACR} is never resolved.
+		{"a placeholder", func(c *oidc.Config) { c.RequireACR = []string{"{env.ACR}"} }, `require_acr "{env.ACR}": values are literal`},
+		{"a brace that is no placeholder", func(c *oidc.Config) { c.RequireACR = []string{"urn:{x}"} }, ""},
 	})
 }

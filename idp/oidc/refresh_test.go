@@ -21,7 +21,7 @@ import (
 // login of alice's (tenant pinned, as for Entra).
 func refreshEnv(t *testing.T) (*env, *idp.Tokens) {
 	t.Helper()
-	e := newEnv(t, func(c *oidc.Config) { c.OfflineAccess, c.TenantID = true, "tenant-1" })
+	e := newEnv(t, func(c *oidc.Config) { c.OfflineAccess, c.TenantID = true, aliceTenant })
 	e.idp.SetClock(e.clock.Now)
 	e.idp.SetAccessTokenTTL(time.Minute)
 	b := newBrowser()
@@ -149,7 +149,7 @@ func TestRefreshedIDTokenChecks(t *testing.T) {
 		{"an added audience without azp", func(tok *oidctest.Token) { tok.Claims["aud"] = []string{clientID, "other-client"} }, true},
 		{"other auth_time", func(tok *oidctest.Token) { tok.Claims["auth_time"] = 12345 }, true},
 		{"other nonce", func(tok *oidctest.Token) { tok.Claims["nonce"] = "another-login" }, true},
-		{"other tenant", func(tok *oidctest.Token) { tok.Claims["tid"] = "tenant-2" }, true},
+		{"other tenant", func(tok *oidctest.Token) { tok.Claims["tid"] = tenantB }, true},
 		{"other subject, and expired", func(tok *oidctest.Token) {
 			tok.Claims["sub"] = "mallory-sub"
 			tok.Claims["exp"] = time.Now().Add(-time.Hour).Unix()

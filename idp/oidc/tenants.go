@@ -90,6 +90,35 @@ func (c Config) checkTenants(issuerKnown bool) error {
 	return nil
 }
 
+// checkTenantID holds TenantID to the tid it is compared with, which is
+// always the tenant's GUID: a domain name (contoso.onmicrosoft.com, which
+// Entra takes in its URLs) or another GUID than the one a tenant-specific
+// issuer names would refuse every sign-in tenant_mismatch. A deferred
+// value is checked by New, resolved.
+func (c Config) checkTenantID(deferred func(string) bool) error {
+	if c.TenantID == "" || deferred(c.TenantID) {
+		return nil
+	}
+	if !isGUID(c.TenantID) {
+		return fmt.Errorf("tenant_id: %q is not a tenant ID (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47: the Directory (tenant) ID, not a domain name)", c.TenantID)
+	}
+	if tid, ok := issuerTenant(c.Issuer); ok && !deferred(c.Issuer) && !strings.EqualFold(tid, c.TenantID) {
+		return fmt.Errorf("tenant_id %s is not the tenant of issuer %q, whose tokens all name tenant %s", c.TenantID, c.Issuer, tid)
+	}
+	return nil
+}
+
+// issuerTenant returns the tenant a tenant-specific Entra issuer names
+// (…/<tenant GUID>/v2.0, on any host: the national clouds have their own).
+func issuerTenant(issuer string) (string, bool) {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	tid, ok := strings.CutSuffix(strings.TrimPrefix(u.Path, "/"), "/v2.0")
+	return tid, ok && isGUID(tid)
+}
+
 // checkMultiTenant is Check's rule for what the block as a whole must
 // have: a multi-tenant issuer needs tenants.
 func (c Config) checkMultiTenant() error {

@@ -276,6 +276,13 @@ func TestMultiTenantConfig(t *testing.T) {
 		{"not a GUID", "https://login.microsoftonline.com/organizations/v2.0", []string{"contoso.onmicrosoft.com"}, "", "is not a tenant ID"},
 		{"any among others", "https://login.microsoftonline.com/organizations/v2.0", []string{tenantA, "any"}, "", `"any" admits every tenant and stands alone`},
 		{"with tenant_id", "https://login.microsoftonline.com/organizations/v2.0", []string{tenantA}, tenantA, "tenants and tenant_id exclude each other"},
+		// tenant_id is compared with tid, always the tenant's GUID, which
+		// a tenant-specific issuer names (review 33).
+		{"tenant_id the issuer's", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, strings.ToUpper(tenantA), ""},
+		{"tenant_id with another IdP", "https://idp.example.com", nil, tenantA, ""},
+		{"tenant_id a domain name", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, "contoso.onmicrosoft.com", `tenant_id: "contoso.onmicrosoft.com" is not a tenant ID (a GUID`},
+		{"tenant_id another tenant than the issuer's", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, tenantB, "tenant_id " + tenantB + " is not the tenant of issuer"},
+		{"tenant_id another tenant than a national cloud issuer's", "https://login.microsoftonline.us/" + tenantA + "/v2.0", nil, tenantB, "is not the tenant of issuer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base

@@ -45,6 +45,7 @@ func TestConfigCheck(t *testing.T) {
 		{"entity_id with spaces", func(c *Config) { c.EntityID = " https://sp.example.com " }, `entity_id " https://sp.example.com " must not have surrounding spaces`},
 		{"empty authn_context", func(c *Config) { c.AuthnContext = []string{""} }, `authn_context "" must be a class reference URI, without spaces`},
 		{"authn_context with a space", func(c *Config) { c.AuthnContext = []string{"urn:a b"} }, `authn_context "urn:a b" must be a class reference URI`},
+		{"authn_context placeholder", func(c *Config) { c.AuthnContext = []string{"{env.AUTHN_CONTEXT}"} }, `authn_context "{env.AUTHN_CONTEXT}": values are literal`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

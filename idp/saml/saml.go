@@ -374,7 +374,11 @@ func (c Config) CheckSettings(deferred func(string) bool) error {
 	if strings.TrimSpace(c.EntityID) != c.EntityID {
 		return fmt.Errorf("entity_id %q must not have surrounding spaces", c.EntityID)
 	}
-	// Each class is a URI, compared byte for byte with the assertion's.
+	// Each class is a URI, compared byte for byte with the assertion's
+	// (and sent as written: a placeholder is never resolved).
+	if err := idp.CheckLiteral("authn_context", c.AuthnContext...); err != nil {
+		return err
+	}
 	for _, class := range c.AuthnContext {
 		if class == "" || strings.ContainsFunc(class, unicode.IsSpace) {
 			return fmt.Errorf("authn_context %q must be a class reference URI, without spaces", class)
