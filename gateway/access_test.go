@@ -95,7 +95,8 @@ func TestEmailRulesAllocateNothing(t *testing.T) {
 // TestUserRulesMatchSpellingsOfOneMailbox: an email in a user rule matches
 // the spellings of that mailbox (case, NFC or NFD, an IDN domain in either
 // form) and nothing that only case folding makes equal: "ſam" (long s) is
-// not "sam".
+// not "sam"; nor anything the store's email index keeps apart: "İda" is
+// not "ida".
 func TestUserRulesMatchSpellingsOfOneMailbox(t *testing.T) {
 	for _, tc := range []struct {
 		rule  string
@@ -109,6 +110,15 @@ func TestUserRulesMatchSpellingsOfOneMailbox(t *testing.T) {
 		{"νίκος@example.gr",
 			[]string{"ΝΊΚΟΣ@example.gr", "νίκοσ@example.gr"},
 			[]string{"νίκο@example.gr"}},
+		// "İ" lowers to "i" letter by letter, but the store's email index
+		// keys it "i" and U+0307, so "İda" may be another user than "ida":
+		// a rule for one must not let the other in.
+		{"ida@x.com",
+			[]string{"IDA@x.com"},
+			[]string{"\u0130da@x.com"}},
+		{"\u0130da@x.com",
+			[]string{"\u0130DA@X.COM", "i\u0307da@x.com"},
+			[]string{"ida@x.com", "IDA@x.com"}},
 		{"zoë@bücher.example",
 			[]string{"ZOË@BÜCHER.example", "zoe\u0308@xn--bcher-kva.example", "Zoë@bücher.example."},
 			[]string{"zoe@bücher.example", "zoë@bucher.example"}},

@@ -37,6 +37,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/idna"
@@ -909,6 +911,12 @@ func (in *login) signsInHere(owner *store.User) bool {
 // form ("bücher.example" is "xn--bcher-kva.example", "straße.de" is not
 // "strasse.de"). link_by_email links only such spellings, and the routes'
 // user rules (gateway) compare emails in it.
+//
+// It never makes one what the store's email index (store.FoldName) keeps
+// apart, as the lookups of a mailbox's holder (emailOwner, emailSpellings)
+// read only that index: an address equal in this form to a user's but
+// kept apart there would be given to a second user, who would then pass
+// the first's `allow user` rules (lowerLocal).
 func CanonEmail(email string) string {
 	at := strings.LastIndexByte(email, '@')
 	if at < 0 {
@@ -920,8 +928,60 @@ func CanonEmail(email string) string {
 // lowerLocal is a local part in NFC and lower case, with the Greek final
 // sigma as the one lower case "Σ" has: "ΝΊΚΟΣ" lower-cased letter by
 // letter ends in "σ", where the word is written "νίκος".
+//
+// A letter is lowered only where store.FoldName gives its lower case the
+// key it gives the letter, so that two local parts equal here are one key
+// there. Go's lower case of "İ" is "i", which FoldName keeps apart from
+// it ("i" and U+0307): "İ" becomes its folded form, "i̇", instead; a letter
+// whose fold is not its own fold again (x/text's Cherokee) stays as it is.
+// The whole is checked against FoldName too, which makes that hold for
+// any string, not only letter by letter: failing, the local part is only
+// in NFC.
 func lowerLocal(s string) string {
-	return strings.ReplaceAll(strings.ToLower(norm.NFC.String(s)), "ς", "σ")
+	ascii := true
+	for i := 0; i < len(s) && ascii; i++ {
+		ascii = s[i] < utf8.RuneSelf
+	}
+	if ascii {
+		// NFC is the identity, lower case FoldName's.
+		return strings.ToLower(s)
+	}
+	n := norm.NFC.String(s)
+	var b strings.Builder
+	b.Grow(len(n))
+	for _, r := range n {
+		lr := unicode.ToLower(r)
+		if lr == 'ς' {
+			lr = 'σ'
+		}
+		switch {
+		case lr == r || r < utf8.RuneSelf:
+			b.WriteRune(lr)
+		case store.FoldName(string(lr)) == store.FoldName(string(r)):
+			b.WriteRune(lr)
+		default:
+			f := store.FoldName(string(r))
+			if store.FoldName(f) != f {
+				f = string(r)
+			}
+			b.WriteString(f)
+		}
+	}
+	if l := b.String(); store.FoldName(l) == store.FoldName(n) {
+		return l
+	}
+	return n
+}
+
+// EmailHolder returns the user holding email under any spelling of its
+// mailbox (CanonEmail), or nil: the lookup a JIT sign-in makes, for the
+// other writers of a user's email (SCIM), so that one mailbox is one user
+// whichever wrote it. It locks no user's row (emailOwner without lock), as
+// a writer already holding the row of the user it writes must not take
+// another's out of ID order; in PostgreSQL it takes the key lock of each
+// spelling it reads, in store.FoldName order, as a sign-in does.
+func EmailHolder(tx store.Tx, email string) (*store.User, error) {
+	return emailOwner(tx, email, false)
 }
 
 // emailOwner returns the user holding email, under any of its spellings
@@ -982,7 +1042,8 @@ func emailOwner(tx store.Tx, email string, lock bool) (*store.User, error) {
 // one mailbox from becoming two users ("ada@bücher.example" from one IdP,
 // "ada@xn--bcher-kva.example" from another), without changing the index's
 // key, which existing stores are built on. Case and composition need no
-// spelling of their own: FoldName folds them.
+// spelling of their own: FoldName folds them, and no two local parts it
+// keeps apart are one to CanonEmail (lowerLocal).
 func emailSpellings(email string) []string {
 	out := []string{email}
 	at := strings.LastIndexByte(email, '@')

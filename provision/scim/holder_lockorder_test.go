@@ -45,6 +45,10 @@ func TestRefusedWriteReadsHolderUnlocked(t *testing.T) {
 		{"PUT, email taken", false, func(id string) (string, string, string) {
 			return http.MethodPut, "/Users/" + id, `{` + userSchema + `,"userName":"hi@example.com","emails":[{"value":"lo@example.com","primary":true}]}`
 		}},
+		{"PUT, email taken in another spelling", false, func(id string) (string, string, string) {
+			// The holder is found by provision.EmailHolder before PutUser.
+			return http.MethodPut, "/Users/" + id, `{` + userSchema + `,"userName":"hi@example.com","emails":[{"value":"LO@example.com.","primary":true}]}`
+		}},
 		{"PATCH, userName taken", false, func(id string) (string, string, string) {
 			return http.MethodPatch, "/Users/" + id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],` +
 				`"Operations":[{"op":"replace","path":"userName","value":"lo@example.com"}]}`

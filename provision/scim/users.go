@@ -210,7 +210,24 @@ func (e *heldElsewhere) scimError() *Error {
 // on their row (UserHolding): the transaction holds u's, and the holder's
 // taken after it would be out of the store's order whenever the holder's
 // ID is the lower, deadlocking with a group change that holds both.
-func (h *Handler) putUser(tx store.Tx, u *store.User) error {
+//
+// oldEmail is u's stored email ("" for a new user). An email that changes
+// is first looked up as a sign-in looks it up (provision.EmailHolder, also
+// without a lock on the holder's row): the store keys its email index on
+// one spelling of a mailbox, and another user holding it as
+// "ceo@xn--bcher-kva.example" or with the root's trailing dot holds the
+// same mailbox, which the routes' `allow user` rules would then let both
+// users pass. The 409 is the one the exact spelling gets.
+func (h *Handler) putUser(tx store.Tx, u *store.User, oldEmail string) error {
+	if u.Email != "" && u.Email != oldEmail {
+		holder, err := provision.EmailHolder(tx, u.Email)
+		if err != nil {
+			return err
+		}
+		if holder != nil && holder.ID != u.ID {
+			return h.heldBy(holder, "email", storeConflict(store.ErrEmailTaken))
+		}
+	}
 	err := tx.PutUser(u)
 	var (
 		holder *store.User
@@ -327,7 +344,7 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 			// reactivate them.
 			return h.rewrite(tx, adoptee, h.replacing(body), now, &res)
 		}
-		if err := h.putUser(tx, &u); err != nil {
+		if err := h.putUser(tx, &u, ""); err != nil {
 			return err
 		}
 		ev := store.Event{Time: now, Type: store.EventUserCreated, IdP: h.cfg.IdP, UserID: u.ID, Subject: u.ExternalID,
@@ -492,7 +509,7 @@ func (h *Handler) saveUser(tx store.Tx, old, u *store.User, activeSent bool, now
 	res.user = old
 	if len(res.changed) > 0 || res.adopted {
 		u.Source, u.Updated = store.SourceSCIM, store.NextStamp(old.Updated, now)
-		if err := h.putUser(tx, u); err != nil {
+		if err := h.putUser(tx, u, old.Email); err != nil {
 			return err
 		}
 		res.user, res.profile = u, true
