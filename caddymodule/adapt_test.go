@@ -264,6 +264,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"scopes placeholder", entraIdP("scopes openid {env.EXTRA_SCOPE}"), []string{"Caddyfile:6", `scopes "{env.EXTRA_SCOPE}": values are literal`}},
 		{"default_groups placeholder", entraIdP("default_groups staff {env.GROUP}"), []string{"Caddyfile:6", `default_groups "{env.GROUP}": values are literal`}},
 		{"authn_context placeholder", "{\n\tsso {\n\t\tidp a saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tauthn_context {env.AUTHN_CONTEXT}\n\t\t}\n\t}\n}\n", []string{"Caddyfile:5", `authn_context "{env.AUTHN_CONTEXT}": values are literal`}},
+		{"allowed_domains placeholder", entraIdP("allowed_domains {env.ALLOWED_DOMAIN}"), []string{"Caddyfile:6", `"{env.ALLOWED_DOMAIN}" is not a domain name: values are literal, a placeholder is not replaced here`}},
+		{"hosted_domain placeholder", entraIdP("hosted_domain {env.GOOGLE_HD}"), []string{"Caddyfile:6", `hosted_domain) "{env.GOOGLE_HD}" is not a domain name: values are literal`}},
 		{"identity_jwt audience placeholder", "example.com {\n\tsso {\n\t\tidentity_jwt audience {env.JWT_AUDIENCE}\n\t}\n}\n", []string{"Caddyfile:3", `identity_jwt audience "{env.JWT_AUDIENCE}": values are literal`}},
 		// Settings that act only on users JIT creates, without jit: at the
 		// block's line, as jit may come after them.

@@ -48,7 +48,8 @@ func Bare(entry string) string {
 // dropped before matching (Bare). Surrounding spaces are allowed and
 // dropped: a JSON list may have them.
 //
-// A comma or semicolon is refused with its own words: a list written
+// A brace is refused with its own words too: a placeholder is never
+// resolved in a domain list. A comma or semicolon is refused with its own words: a list written
 // "a.example, b.example" would otherwise be the domain "a.example,",
 // which no email has (an allow-list that refuses a.example's users, a
 // deny rule that denies nobody there). Values are separated by spaces.
@@ -56,6 +57,11 @@ func Check(entry string) error {
 	d := strings.TrimPrefix(strings.TrimSpace(entry), "@")
 	if strings.ContainsAny(d, ListSeparators) {
 		return fmt.Errorf("%q is not a domain name: %s", entry, SeparateWithSpaces)
+	}
+	// No domain has a brace; {env.DOMAIN} is a placeholder, which no
+	// setting that lists domains resolves: it would be matched as written.
+	if strings.ContainsAny(d, "{}") {
+		return fmt.Errorf("%q is not a domain name: values are literal, a placeholder is not replaced here: write the domain itself", entry)
 	}
 	if strings.TrimSuffix(d, ".") == "" || strings.ContainsAny(d, "*/:@") || strings.ContainsFunc(d, unicode.IsSpace) {
 		return fmt.Errorf("%q is not a domain name: write each domain exactly as it "+

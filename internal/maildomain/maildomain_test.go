@@ -29,6 +29,8 @@ func TestOneDomainRule(t *testing.T) {
 		{"@", "", ""},
 		{".", "", ""},
 		{" ", "", ""},
+		{"{env.DOMAIN}", "", ""},
+		{"{env.DOMAIN}.example", "", ""},
 	} {
 		err := maildomain.Check(tc.entry)
 		if (err == nil) != (tc.bare != "") {
