@@ -200,7 +200,6 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 		if p.Provider, err = c.SAML.build(c.Name, c.TrustEmail, repl, logger); err != nil {
 			return nil, err
 		}
-		a.metrics.WatchSAML(c.Name, p.Provider)
 		if c.LinkByEmail && !c.TrustEmail {
 			logger.Warn("link_by_email has no effect on a SAML identity provider without trust_email: SAML does not say whether an email address was verified, and only verified addresses are linked",
 				zap.String("idp", c.Name))
@@ -208,6 +207,7 @@ func (c *IdPConfig) build(a *App, repl *caddy.Replacer) (*gateway.IdP, error) {
 	default:
 		return nil, fmt.Errorf("protocol %q is not available", c.Protocol)
 	}
+	a.metrics.WatchIdP(c.Name, p.Provider)
 	return p, nil
 }
 

@@ -91,6 +91,13 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// The OpenID Connect IdP's discovery document and keys, fetched by
+	// these sign-ins, have their fetch times (values: metrics' own test).
+	for _, name := range []string{"oidc_discovery_loaded_timestamp_seconds", "oidc_jwks_loaded_timestamp_seconds"} {
+		if !strings.Contains(m, "\ncaddy_sso_"+name+`{idp="test"} `) {
+			t.Errorf("metrics lack caddy_sso_%s{idp=\"test\"}", name)
+		}
+	}
 	if t.Failed() {
 		var ours []string
 		for _, line := range strings.Split(m, "\n") {

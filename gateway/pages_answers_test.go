@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -180,6 +181,11 @@ func TestPageWording(t *testing.T) {
 	}
 	if plain := signInFailedPage("/.sso/", "okta", "id_token_nonce"); plain.Links[0].Href != "/.sso/login?idp=okta" {
 		t.Errorf("sign-in failed: %+v", plain.Links)
+	}
+	// A new signing key not fetched yet is no fault to report: wait, and sign in again.
+	if pg := signInFailedPage("/.sso/", "okta", oidc.CodeSigningKeyPending); !strings.Contains(pg.Message, "Wait half a minute, then sign in again") ||
+		strings.Contains(pg.Message, "administrator") || pg.Links[0].Href != "/.sso/login?idp=okta" {
+		t.Errorf("signing key pending: %q %+v", pg.Message, pg.Links)
 	}
 	if pg := deniedPage("okta", "jit_pending", "m", true); pg.Title != "Waiting for approval" {
 		t.Errorf("pending: title %q", pg.Title)

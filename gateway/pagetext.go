@@ -5,6 +5,7 @@ import (
 	"net/url"
 
 	"github.com/caddy-sso/caddy-sso/idp"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 )
 
 // The default wording of every page, in one place. An operator's template
@@ -17,6 +18,11 @@ import (
 // A refused re-authentication says so, and its link asks for one again:
 // an ordinary sign-in would bring back the session the app just judged
 // too old, and the person is still signed in with it.
+//
+// A token under a signing key the gateway may not fetch yet (the IdP's
+// new key, met within the JWKS refresh limit) says to wait and try again:
+// the same sign-in succeeds once the keys are fetched again, and "give
+// your administrator the reference" would report a fault that is none.
 func signInFailedPage(prefix, idpName, code string) Page {
 	pg := Page{Name: PageSignInFailed, Status: http.StatusBadRequest, Title: "Sign-in failed", IdP: idpName, Code: code,
 		Message: "The sign-in could not be completed. Start again from the application; if it keeps failing, give your administrator the reference below.",
@@ -24,6 +30,9 @@ func signInFailedPage(prefix, idpName, code string) Page {
 	if code == idp.CodeReauthNotFresh {
 		pg.Message = "This page asked you to confirm who you are, and the identity provider signed you in without asking. You are still signed in as before. Try again; if it keeps happening, give your administrator the reference below."
 		pg.Links[0] = PageLink{Href: pg.Links[0].Href + "&reauth=1", Text: "Confirm who you are"}
+	}
+	if code == oidc.CodeSigningKeyPending {
+		pg.Message = "The identity provider signed this sign-in with a new key, which this site has not fetched yet. Wait half a minute, then sign in again."
 	}
 	return pg
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/metrics"
 )
@@ -15,6 +16,12 @@ import (
 type fakeSAML saml.MetadataHealth
 
 func (f fakeSAML) MetadataHealth() saml.MetadataHealth { return saml.MetadataHealth(f) }
+
+// fakeOIDC is an OpenID Connect provider as the gauges read it
+// (*oidc.Provider's RefreshHealth).
+type fakeOIDC oidc.RefreshHealth
+
+func (f fakeOIDC) RefreshHealth() oidc.RefreshHealth { return oidc.RefreshHealth(f) }
 
 // TestActiveSessionsGauge: the gauge reads 0 before the app has started
 // (a scrape between Provision and Start must not fail), then the size of
@@ -36,25 +43,32 @@ func TestActiveSessionsGauge(t *testing.T) {
 	}
 }
 
-// TestSAMLMetadataGauges: each SAML IdP watched gets one series per time
-// it knows, as Unix seconds, under its name; a time it does not know (no
-// validUntil in the metadata, metadata not loaded yet) has no series,
-// rather than a 1 Jan 0001 an alert on "expires within 7 days" would fire
-// on; and a provider of another protocol is not watched, so a scrape does
-// not fail on it.
-func TestSAMLMetadataGauges(t *testing.T) {
+// TestIdPRefreshGauges: each IdP watched gets one series per time it
+// knows, as Unix seconds, under its name, by the gauges of its protocol
+// (SAML metadata; OpenID Connect discovery document and JWKS, whose failed
+// refreshes otherwise show only in the log); a time it does not know (no
+// validUntil in the metadata, nothing loaded yet) has no series, rather
+// than a 1 Jan 0001 an alert on "expires within 7 days" or "not
+// refreshed for two days" would fire on; and a provider of neither
+// protocol is not watched, so a scrape does not fail on it.
+func TestIdPRefreshGauges(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	loaded := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	certs := loaded.AddDate(2, 0, 0)
-	m.WatchSAML("okta", fakeSAML{Loaded: loaded, CertificateExpiry: certs}) // no validUntil
-	m.WatchSAML("entra", fakeSAML{})                                        // not loaded yet
-	m.WatchSAML("google", struct{}{})                                       // an OpenID Connect provider
+	keys := loaded.Add(-3 * 24 * time.Hour)                                // JWKS refreshes failing for days
+	m.WatchIdP("okta", fakeSAML{Loaded: loaded, CertificateExpiry: certs}) // no validUntil
+	m.WatchIdP("entra", fakeSAML{})                                        // not loaded yet
+	m.WatchIdP("google", fakeOIDC{DiscoveryLoaded: loaded, KeysLoaded: keys})
+	m.WatchIdP("keycloak", fakeOIDC{}) // nothing fetched yet
+	m.WatchIdP("other", struct{}{})    // neither protocol
 	got := gauges(t, reg)
 	want := map[string]float64{
 		"caddy_sso_active_sessions":                                    0,
 		"caddy_sso_saml_metadata_loaded_timestamp_seconds/okta":        float64(loaded.Unix()),
 		"caddy_sso_saml_idp_certificate_expiry_timestamp_seconds/okta": float64(certs.Unix()),
+		"caddy_sso_oidc_discovery_loaded_timestamp_seconds/google":     float64(loaded.Unix()),
+		"caddy_sso_oidc_jwks_loaded_timestamp_seconds/google":          float64(keys.Unix()),
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
+	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/saml"
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/signin"
@@ -39,7 +40,7 @@ type Metrics struct {
 	// caddy_http_request_duration_seconds already covers whole routes.
 	endpoints *prometheus.HistogramVec // endpoint
 	sessions  *cacheGauge
-	saml      *samlGauges
+	idps      *idpGauges
 	store     *storeGauges
 }
 
@@ -61,30 +62,37 @@ func (g *cacheGauge) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n))
 }
 
-// samlGauges report the metadata health of the SAML IdPs (WatchSAML), read
-// at each scrape: Unix times, one series per IdP, none for a time unknown.
-type samlGauges struct {
-	loaded, validUntil, certExpiry *prometheus.Desc
+// idpGauges report the health of what the IdPs fetch in the background
+// (WatchIdP): a SAML IdP's metadata, an OpenID Connect IdP's discovery
+// document and keys. Read at each scrape: Unix times, one series per IdP,
+// none for a time unknown, whatever the protocol.
+type idpGauges struct {
+	samlLoaded, samlValidUntil, samlCertExpiry *prometheus.Desc
+	oidcDiscovery, oidcKeys                    *prometheus.Desc
 
-	mu        sync.Mutex
-	providers map[string]samlProvider
+	mu sync.Mutex
+	// times reads an IdP's times, by name, at a scrape.
+	times map[string]func() map[*prometheus.Desc]time.Time
 }
 
-// samlProvider is what the gauges read of an IdP (*saml.Provider).
-type samlProvider interface{ MetadataHealth() saml.MetadataHealth }
+// samlProvider and oidcProvider are what the gauges read of an IdP
+// (*saml.Provider, *oidc.Provider).
+type (
+	samlProvider interface{ MetadataHealth() saml.MetadataHealth }
+	oidcProvider interface{ RefreshHealth() oidc.RefreshHealth }
+)
 
-func (g *samlGauges) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.loaded
-	ch <- g.validUntil
-	ch <- g.certExpiry
+func (g *idpGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{g.samlLoaded, g.samlValidUntil, g.samlCertExpiry, g.oidcDiscovery, g.oidcKeys} {
+		ch <- d
+	}
 }
 
-func (g *samlGauges) Collect(ch chan<- prometheus.Metric) {
+func (g *idpGauges) Collect(ch chan<- prometheus.Metric) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for name, p := range g.providers {
-		h := p.MetadataHealth()
-		for desc, t := range map[*prometheus.Desc]time.Time{g.loaded: h.Loaded, g.validUntil: h.ValidUntil, g.certExpiry: h.CertificateExpiry} {
+	for name, times := range g.times {
+		for desc, t := range times() {
 			if !t.IsZero() {
 				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(t.Unix()), name)
 			}
@@ -161,13 +169,17 @@ func New(reg *prometheus.Registry) *Metrics {
 			"PostgreSQL transactions this instance ran again after a conflict with a concurrent transaction since the store was opened: a serialization failure, a deadlock, or a unique-key or foreign-key violation a concurrent commit caused. Write contention, between instances or between one instance's own requests. No series with bbolt.", nil, nil),
 	})
 	idpLabel := []string{"idp"}
-	m.saml = register(reg, &samlGauges{
-		loaded: prometheus.NewDesc(metricsNamespace+"_saml_metadata_loaded_timestamp_seconds",
+	m.idps = register(reg, &idpGauges{
+		samlLoaded: prometheus.NewDesc(metricsNamespace+"_saml_metadata_loaded_timestamp_seconds",
 			"When the SAML IdP's metadata in use was loaded (each successful refresh loads it again): an old time means refreshes fail.", idpLabel, nil),
-		validUntil: prometheus.NewDesc(metricsNamespace+"_saml_metadata_valid_until_timestamp_seconds",
+		samlValidUntil: prometheus.NewDesc(metricsNamespace+"_saml_metadata_valid_until_timestamp_seconds",
 			"When the SAML IdP's metadata in use expires (validUntil); sign-in refuses expired metadata.", idpLabel, nil),
-		certExpiry: prometheus.NewDesc(metricsNamespace+"_saml_idp_certificate_expiry_timestamp_seconds",
+		samlCertExpiry: prometheus.NewDesc(metricsNamespace+"_saml_idp_certificate_expiry_timestamp_seconds",
 			"When the last of the SAML IdP's signing certificates in its metadata expires: after it, the IdP must sign with a key the metadata lacks (sign-in ignores certificate dates).", idpLabel, nil),
+		oidcDiscovery: prometheus.NewDesc(metricsNamespace+"_oidc_discovery_loaded_timestamp_seconds",
+			"When the OpenID Connect IdP's discovery document in use was fetched (fetched again on use once a day old, the last good copy kept when that fails): an old time on an IdP in use means refreshes fail.", idpLabel, nil),
+		oidcKeys: prometheus.NewDesc(metricsNamespace+"_oidc_jwks_loaded_timestamp_seconds",
+			"When the OpenID Connect IdP's signing keys (JWKS) in use were fetched (fetched again on use once a day old, and for a key they lack; the last good keys kept when that fails): an old time on an IdP in use means refreshes fail, and a key the IdP withdrew is still trusted.", idpLabel, nil),
 	})
 	return m
 }
@@ -210,19 +222,35 @@ func (m *Metrics) Endpoint(rest string, took time.Duration) {
 	m.endpoints.WithLabelValues(gateway.EndpointLabel(rest)).Observe(took.Seconds())
 }
 
-// WatchSAML makes p, the provider of the IdP named name, a source of the
-// SAML metadata gauges; a provider of another protocol is skipped.
-func (m *Metrics) WatchSAML(name string, p any) {
-	sp, ok := p.(samlProvider)
-	if m == nil || !ok {
+// WatchIdP makes p, the provider of the IdP named name, a source of the
+// gauges of its protocol: a SAML IdP's metadata, an OpenID Connect IdP's
+// discovery document and keys. A provider of neither is skipped.
+func (m *Metrics) WatchIdP(name string, p any) {
+	if m == nil {
 		return
 	}
-	m.saml.mu.Lock()
-	defer m.saml.mu.Unlock()
-	if m.saml.providers == nil {
-		m.saml.providers = make(map[string]samlProvider)
+	g := m.idps
+	var times func() map[*prometheus.Desc]time.Time
+	switch p := p.(type) {
+	case samlProvider:
+		times = func() map[*prometheus.Desc]time.Time {
+			h := p.MetadataHealth()
+			return map[*prometheus.Desc]time.Time{g.samlLoaded: h.Loaded, g.samlValidUntil: h.ValidUntil, g.samlCertExpiry: h.CertificateExpiry}
+		}
+	case oidcProvider:
+		times = func() map[*prometheus.Desc]time.Time {
+			h := p.RefreshHealth()
+			return map[*prometheus.Desc]time.Time{g.oidcDiscovery: h.DiscoveryLoaded, g.oidcKeys: h.KeysLoaded}
+		}
+	default:
+		return
 	}
-	m.saml.providers[name] = sp
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.times == nil {
+		g.times = make(map[string]func() map[*prometheus.Desc]time.Time)
+	}
+	g.times[name] = times
 }
 
 // SetCacheSize makes size the source of the active-sessions gauge.

@@ -42,6 +42,11 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw, nonce, accessToken, c
 		// idp_misconfigured with the fix (fetchFailed).
 		return nil, "", fetchFailed(err, CodeIdPUnavailable)
 	}
+	if errors.Is(err, errRefreshLimited) {
+		// A new key the IdP started signing with just after the JWKS
+		// was fetched: the sign-in may be tried again shortly.
+		return nil, "", idp.Fail(CodeSigningKeyPending, err)
+	}
 	if err != nil {
 		return nil, "", idp.Fail(CodeIDTokenSignature, err)
 	}

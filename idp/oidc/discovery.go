@@ -58,6 +58,7 @@ type discovery struct {
 	client   *http.Client
 	now      func() time.Time
 	onUpdate func(jwksURI string)
+	log      *refreshLog // the background refreshes that failed
 
 	fetchMu sync.Mutex // one fetch at a time; others wait for its result
 	bg      background // the refresh of a document past discoveryTTL
@@ -96,22 +97,32 @@ func (d *discovery) get(ctx context.Context) (*metadata, error) {
 }
 
 // refreshLater fetches the document again in the background, one fetch at
-// a time (d.bg), unless another caller's fetch made it fresh meanwhile.
+// a time (d.bg), unless another caller's fetch made it fresh meanwhile. A
+// failure is recorded for the next callers, whom the copy they have still
+// serves, and logged: nothing else would show it.
 func (d *discovery) refreshLater() {
 	d.bg.run(func(ctx context.Context) {
 		d.fetchMu.Lock()
 		defer d.fetchMu.Unlock()
 		if _, _, done := d.cached(); !done {
-			d.fetchLocked(ctx) //nolint:errcheck // recorded for the next callers; the copy they have still serves
+			md, err := d.fetch(ctx)
+			d.record(md, err) //nolint:errcheck // err is logged here, and the last good copy kept
+			if err != nil {
+				d.log.failed(ctx, "oidc discovery refresh failed; keeping the last good copy", err)
+			}
 		}
 	})
 }
 
-// fetchLocked fetches the document and records the outcome: the new copy,
-// or the failure and when to try again (keeping the last good copy, which
-// is returned). The caller holds fetchMu.
+// fetchLocked fetches the document and records the outcome (record). The
+// caller holds fetchMu.
 func (d *discovery) fetchLocked(ctx context.Context) (*metadata, error) {
-	md, err := d.fetch(ctx)
+	return d.record(d.fetch(ctx))
+}
+
+// record records the outcome of a fetch: the new copy, or the failure and
+// when to try again (keeping the last good copy, which is returned).
+func (d *discovery) record(md *metadata, err error) (*metadata, error) {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -144,6 +155,13 @@ func (d *discovery) cached() (*metadata, error, bool) {
 		return nil, d.lastErr, true
 	}
 	return d.md, nil, false
+}
+
+// loaded is when the document in use was fetched (zero: none yet).
+func (d *discovery) loaded() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fetched
 }
 
 func (d *discovery) fetch(ctx context.Context) (*metadata, error) {

@@ -19,7 +19,28 @@ import (
 // if no unknown kid ever shows up.
 const keysMaxAge = 24 * time.Hour
 
-var errRefreshLimited = errors.New("unknown signing key and the JWKS was fetched too recently to fetch again")
+// errRefreshLimited marks a verification refused only because the JWKS
+// was fetched too recently to fetch again (keySet.minRefresh): see
+// keysPendingError.
+var errRefreshLimited = errors.New("the JWKS was fetched too recently to fetch again")
+
+// keysPendingError is a token under a kid the cached keys lack, refused
+// only because the JWKS was fetched less than minRefresh ago: an IdP that
+// publishes a new key as it starts signing with it (Keycloak's rotation)
+// meets it when anyone's token, a forged one too, spent the fetch just
+// before. Not the token's fault, so not answered as forged: the caller
+// says to try again in retryIn, when the next fetch is allowed
+// (CodeSigningKeyPending; a back-channel logout 503 with Retry-After).
+type keysPendingError struct {
+	kid     string
+	retryIn time.Duration
+}
+
+func (e *keysPendingError) Error() string {
+	return fmt.Sprintf("signing key %q is not in the JWKS fetched last, which may be fetched again in %v", e.kid, e.retryIn)
+}
+
+func (e *keysPendingError) Unwrap() error { return errRefreshLimited }
 
 // errKeysUnavailable marks a verification that failed because the IdP's
 // JWKS could not be fetched, not because of the token: the caller answers
@@ -39,6 +60,7 @@ type keySet struct {
 	algs       []jose.SignatureAlgorithm
 	secret     []byte // HMAC key (the client secret), only when HS* is allowed
 	minRefresh time.Duration
+	log        *refreshLog // the background refreshes that failed
 
 	fetchMu sync.Mutex // one fetch at a time
 	bg      background // the refresh of keys past keysMaxAge
@@ -112,7 +134,13 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 		// that hangs.
 		if !got.IsZero() && k.now().Sub(got) > keysMaxAge {
 			k.bg.run(func(ctx context.Context) {
-				k.refresh(ctx, gen) //nolint:errcheck // best effort: the cached keys still verified
+				// The cached keys still verified, and go on doing so:
+				// only the log shows that the IdP's current keys, and
+				// the withdrawal of one, are not taken up. A refresh
+				// held back by the rate limit is not a failure.
+				if _, err := k.refresh(ctx, gen); err != nil && !errors.Is(err, errRefreshLimited) {
+					k.log.failed(ctx, "oidc jwks refresh failed; keeping the last good keys", err)
+				}
 			})
 		}
 		return payload, nil
@@ -124,8 +152,13 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 	// The fetch outlives a cancelled request: its result serves every
 	// caller, and the client's timeout still bounds it.
 	keys, err = k.refresh(context.WithoutCancel(ctx), gen)
-	if errors.Is(err, errRefreshLimited) && known {
-		return nil, errors.New("signature does not verify")
+	if pending := (*keysPendingError)(nil); errors.As(err, &pending) {
+		if known {
+			// A kid the keys have that does not verify: final, as
+			// forged, whatever a fetch might bring.
+			return nil, errors.New("signature does not verify")
+		}
+		pending.kid = h.KeyID
 	}
 	if err != nil {
 		return nil, err
@@ -173,14 +206,14 @@ func (k *keySet) refresh(ctx context.Context, gen uint64) ([]jose.JSONWebKey, er
 		return keys, nil
 	}
 	if !k.fetched.IsZero() && now.Sub(k.fetched) < k.minRefresh {
-		failed := k.failed
+		failed, next := k.failed, k.fetched.Add(k.minRefresh)
 		k.mu.Unlock()
 		if failed != nil {
 			// Still within the limit after a failed fetch: the keys
 			// are as unavailable as they were then.
 			return nil, fmt.Errorf("%w: %w", errKeysUnavailable, failed)
 		}
-		return nil, errRefreshLimited
+		return nil, &keysPendingError{retryIn: next.Sub(now)}
 	}
 	url := k.url
 	if url == "" {

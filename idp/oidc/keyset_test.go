@@ -267,9 +267,11 @@ func TestKeySetRefetchesWhenAKnownKidStopsVerifying(t *testing.T) {
 	r := startRotation(t, "default", "default")
 	r.srv.set(r.next)
 	rotated := signJWT(t, r.newKey, "default", jose.RS256)
-	// Within minRefresh of the first fetch: no new fetch, refused.
-	if _, err := r.ks.VerifySignature(r.ctx, rotated); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
-		t.Fatalf("VerifySignature within minRefresh = %v, want \"signature does not verify\"", err)
+	// Within minRefresh of the first fetch: no new fetch, refused, and
+	// as final as a forged token (a known kid failing is no new key
+	// waiting to be fetched: not errRefreshLimited, CodeSigningKeyPending).
+	if _, err := r.ks.VerifySignature(r.ctx, rotated); err == nil || !strings.Contains(err.Error(), "signature does not verify") || errors.Is(err, errRefreshLimited) {
+		t.Fatalf("VerifySignature within minRefresh = %v, want \"signature does not verify\", not errRefreshLimited", err)
 	}
 	if n := r.srv.fetches.Load(); n != 1 {
 		t.Fatalf("%d JWKS fetches within minRefresh, want 1", n)
@@ -313,15 +315,19 @@ func TestKeySetUnavailableJWKS(t *testing.T) {
 
 // TestKeySetRefreshLimitBoundary: minRefresh (JWKSRefreshInterval) is the
 // least time between two fetches, inclusive: a token under a new kid a
-// moment short of it after the last fetch is refused without a fetch, and
-// exactly minRefresh after it the JWKS is fetched and the token accepted.
+// moment short of it after the last fetch is refused without a fetch, as
+// pending (keysPendingError, naming the kid and the time left, which a
+// back-channel logout answers as Retry-After), and exactly minRefresh
+// after it the JWKS is fetched and the token accepted.
 func TestKeySetRefreshLimitBoundary(t *testing.T) {
 	r := startRotation(t, "k1", "k2")
 	r.srv.set(r.old, r.next)
 	tok := signJWT(t, r.newKey, "k2", jose.RS256)
 	r.at(r.ks.minRefresh - time.Nanosecond)
-	if _, err := r.ks.VerifySignature(r.ctx, tok); !errors.Is(err, errRefreshLimited) {
-		t.Fatalf("a moment short of minRefresh: %v, want errRefreshLimited", err)
+	var pending *keysPendingError
+	if _, err := r.ks.VerifySignature(r.ctx, tok); !errors.As(err, &pending) || !errors.Is(err, errRefreshLimited) ||
+		pending.kid != "k2" || pending.retryIn != time.Nanosecond {
+		t.Fatalf("a moment short of minRefresh: %v, want a keysPendingError for kid k2, 1ns left", err)
 	}
 	r.at(r.ks.minRefresh)
 	if _, err := r.ks.VerifySignature(r.ctx, tok); err != nil {

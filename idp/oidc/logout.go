@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,6 +113,22 @@ func (p *Provider) serveBackChannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	ctx := r.Context()
 	lt, err := p.readLogoutToken(ctx, w, r)
+	if pending := (*keysPendingError)(nil); errors.As(err, &pending) {
+		// Signed under a key the JWKS fetched last lacks, which may not
+		// be fetched again yet: possibly the IdP's new key, and the
+		// fetch spent by anyone's token just before. Not refused as
+		// forged (a 400 the IdP does not retry would leave the session
+		// signed in): 503, retried after Retry-After, when the fetch is
+		// allowed again; the jti is not used up. Anyone can POST a
+		// made-up kid here: one line a minute, as for an outage.
+		p.refusals.Warn(p.cfg.Logger, "unchecked/"+p.cfg.Name+"/"+CodeSigningKeyPending, p.cfg.Now(),
+			"back-channel logout: the logout token could not be checked",
+			zap.String("idp", p.cfg.Name), zap.String("reason", CodeSigningKeyPending), zap.Error(err))
+		// Whole seconds, rounded up: a retry a moment early would meet the limit again.
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((pending.retryIn+time.Second-1)/time.Second))))
+		writeLogoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", CodeSigningKeyPending)
+		return
+	}
 	if err != nil {
 		var le *idp.LoginError
 		if errors.As(err, &le) && le.Code != CodeIdPUnavailable && le.Code != idp.CodeMisconfigured {
@@ -222,6 +239,9 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	payload, err := p.keys.verify(ctx, jws)
 	if errors.Is(err, errKeysUnavailable) {
 		return nil, asLogout(fetchFailed(err, CodeIdPUnavailable))
+	}
+	if errors.Is(err, errRefreshLimited) {
+		return nil, fail(CodeSigningKeyPending, err)
 	}
 	if err != nil {
 		return nil, fail(CodeLogoutTokenInvalid, err)

@@ -140,6 +140,55 @@ func TestBackChannelLogoutJWKSUnavailable(t *testing.T) {
 	}
 }
 
+// TestBackChannelLogoutKeyPendingRetried: the JWKS is fetched for an
+// unknown kid at most every 30 s, and anyone can spend that fetch by
+// posting a made-up logout token under a random kid. An IdP that
+// publishes its new key as it starts signing with it (Keycloak's
+// rotation, the test IdP's), whose genuine logout token under that key
+// comes within those 30 s, is answered 503 signing_key_pending with
+// Retry-After the time left (not a final 400, which the IdP would not
+// retry, leaving the session signed in), its jti not used up: its retry
+// once the limit has passed ends the session.
+func TestBackChannelLogoutKeyPendingRetried(t *testing.T) {
+	e := newEnv(t)
+	e.idp.SetClock(e.clock.Now)
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-0"))}}); status != http.StatusOK {
+		t.Fatalf("first logout: %d %s", status, code)
+	}
+	e.clock.Add(time.Minute)
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := e.idp.NewLogoutToken(clientID, "alice", "sid-x")
+	forged.Key = foreign
+	// The fetch it spends finds no key for it: refused as forged.
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(forged)}}); status != http.StatusBadRequest || code != oidc.CodeLogoutTokenInvalid {
+		t.Fatalf("forged token: %d %s, want 400 %s", status, code, oidc.CodeLogoutTokenInvalid)
+	}
+	fetches := e.idp.Requests(oidctest.PathJWKS)
+	e.clock.Add(time.Second)
+	if err := e.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	genuine := e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-1"))
+	status, code, h := e.backChannel(url.Values{"logout_token": {genuine}})
+	if status != http.StatusServiceUnavailable || code != oidc.CodeSigningKeyPending || h.Get("Retry-After") != "29" {
+		t.Fatalf("the IdP's logout token under its new key, 1 s after the forged one: %d %s Retry-After %q, want 503 %s Retry-After 29",
+			status, code, h.Get("Retry-After"), oidc.CodeSigningKeyPending)
+	}
+	if n := e.idp.Requests(oidctest.PathJWKS); n != fetches {
+		t.Errorf("JWKS fetched %d times, want %d: the pending token must not fetch within the limit", n, fetches)
+	}
+	e.clock.Add(29 * time.Second) // the IdP retries after Retry-After
+	if status, code, _ := e.backChannel(url.Values{"logout_token": {genuine}}); status != http.StatusOK {
+		t.Fatalf("the IdP's retry: %d %s, want 200 (its jti not used up by the 503)", status, code)
+	}
+	if got := e.ended.list(); !slices.Equal(got, []string{"test|alice-sub|sid-0", "test|alice-sub|sid-1"}) {
+		t.Errorf("ended %v", got)
+	}
+}
+
 // TestBackChannelLogoutRefusals: every check of Back-Channel Logout 1.0
 // (2.6), broken once. Each is refused with 400 and its code, and ends
 // nothing; its jti is not consumed, so the check, not a replay, refused it.

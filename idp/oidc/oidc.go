@@ -80,6 +80,11 @@ const (
 	// HostedDomains. The same reference as provision's allowed_domains
 	// refusal: to the person and the administrator it is one refusal.
 	CodeDomainNotAllowed = "domain_not_allowed"
+	// CodeSigningKeyPending: an ID or logout token under a kid the JWKS
+	// fetched last lacks, refused only because the JWKS was fetched too
+	// recently to fetch again (keysPendingError): possibly the IdP's new
+	// key, so not refused as forged; trying again shortly may succeed.
+	CodeSigningKeyPending = "signing_key_pending"
 )
 
 // Defaults for the zero values of Config.
@@ -232,8 +237,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives what the logout endpoints refuse or do (their
 	// requests come from the IdP, not from a person who could see a page),
-	// and a userinfo endpoint's refusal of the access token, which sign-in
-	// goes on without; nil: no logs.
+	// a userinfo endpoint's refusal of the access token, which sign-in
+	// goes on without, and the background refreshes of the discovery
+	// document and JWKS that failed; nil: no logs.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -290,7 +296,8 @@ func New(cfg Config) (*Provider, error) {
 	for i, a := range cfg.Algorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	ks := &keySet{client: client, now: cfg.Now, algs: algs, minRefresh: cfg.JWKSRefreshInterval}
+	refreshes := &refreshLog{log: cfg.Logger, idp: cfg.Name, now: cfg.Now}
+	ks := &keySet{client: client, now: cfg.Now, algs: algs, minRefresh: cfg.JWKSRefreshInterval, log: refreshes}
 	if slices.ContainsFunc(cfg.Algorithms, func(a string) bool { return strings.HasPrefix(a, "HS") }) {
 		ks.secret = []byte(cfg.ClientSecret)
 	}
@@ -300,7 +307,7 @@ func New(cfg Config) (*Provider, error) {
 		tokenClient: wholeAnswers(idp.NoRedirects(cfg.HTTPClient)),
 		keys:        ks,
 	}
-	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL}
+	p.disc = &discovery{issuer: cfg.Issuer, client: client, now: cfg.Now, onUpdate: ks.setURL, log: refreshes}
 	if len(cfg.Tenants) > 0 {
 		p.template = tenantTemplate(cfg.Issuer)
 	}
@@ -501,6 +508,22 @@ func (p *Provider) Close() error {
 	p.disc.bg.close()
 	p.keys.bg.close()
 	return nil
+}
+
+// RefreshHealth is what an operator alerts on while the IdP's discovery
+// document or keys cannot be fetched again: when the copies in use were
+// fetched. Each is fetched again on use once a day old (discoveryTTL,
+// keysMaxAge), keeping the last good copy when that fails, so an old time
+// on an IdP people sign in through means refreshes fail (the SAML side's
+// MetadataHealth.Loaded). A zero time is none fetched yet.
+type RefreshHealth struct {
+	DiscoveryLoaded, KeysLoaded time.Time
+}
+
+// RefreshHealth reports on the discovery document and keys in use.
+func (p *Provider) RefreshHealth() RefreshHealth {
+	_, _, keys := p.keys.snapshot()
+	return RefreshHealth{DiscoveryLoaded: p.disc.loaded(), KeysLoaded: keys}
 }
 
 // Discover fetches the discovery document now. Calling it is optional (Begin

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
 	"github.com/caddy-sso/caddy-sso/idp/oidc/oidctest"
@@ -204,4 +208,95 @@ func TestAgedJWKSRefreshedInBackground(t *testing.T) {
 		t.Errorf("JWKS requests = %d, want 2 (the first fetch and one background refresh)", n)
 	}
 	closeEnds(t, e, g)
+}
+
+// TestBackgroundRefreshFailureLogged: a day after the first fetch, the
+// discovery document and the JWKS are fetched again in the background,
+// and a failure keeps the last good copy, which no caller sees: the WARN
+// line (worded as the SAML side's metadata refresh line) and the fetch
+// time in RefreshHealth (the caddy_sso_oidc_* gauges) are what tell the
+// operator that the IdP's new issuer or endpoints, or its withdrawal of a
+// key, are not taken up. A failure that repeats (next retry, 31 s on)
+// goes to DEBUG within the minute (logbudget).
+func TestBackgroundRefreshFailureLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path string
+		msg  string
+		want string // in the logged error
+		fail func(e *env)
+		use  func(t *testing.T, e *env)
+		at   func(oidc.RefreshHealth) time.Time
+	}{
+		{
+			name: "discovery for another issuer", path: oidctest.PathDiscovery,
+			msg: "oidc discovery refresh failed; keeping the last good copy", want: "moved.example.com",
+			fail: func(e *env) {
+				e.idp.SetHooks(oidctest.Hooks{Discovery: func(doc map[string]any) { doc["issuer"] = "https://moved.example.com/oauth2/default" }})
+			},
+			// Served the stale copy at once, refreshed in the background.
+			use: func(t *testing.T, e *env) {
+				if _, err := e.startLogin(newBrowser(), "/"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			at: func(h oidc.RefreshHealth) time.Time { return h.DiscoveryLoaded },
+		},
+		{
+			name: "JWKS unavailable", path: oidctest.PathJWKS,
+			msg: "oidc jwks refresh failed; keeping the last good keys", want: "503",
+			fail: func(e *env) { e.idp.SetUnavailable(true, oidctest.PathJWKS) },
+			// The cached key verifies; the aged keys are fetched again
+			// in the background.
+			use: func(t *testing.T, e *env) { wantCode(t, e.login(newBrowser()), "") },
+			at:  func(h oidc.RefreshHealth) time.Time { return h.KeysLoaded },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			e := newEnv(t, func(c *oidc.Config) { c.Logger = zap.New(core) })
+			e.idp.SetClock(e.clock.Now) // tokens issued on the relying party's clock
+			wantCode(t, e.login(newBrowser()), "")
+			fetched := e.clock.Now()
+			tc.fail(e)
+			e.clock.Add(25 * time.Hour) // past discoveryTTL and keysMaxAge
+			lines := waitLogged(t, logs, tc.msg, 1, func() { tc.use(t, e) })
+			if l := lines[0]; l.Level != zapcore.WarnLevel || !strings.Contains(l.ContextMap()["error"].(string), tc.want) || l.ContextMap()["idp"] != "test" {
+				t.Errorf("%s %q %v, want WARN naming idp test and an error with %q", l.Level, l.Message, l.ContextMap(), tc.want)
+			}
+			if got := tc.at(e.p.RefreshHealth()); !got.Equal(fetched) {
+				t.Errorf("RefreshHealth: %v, want the last good fetch's %v", got, fetched)
+			}
+			e.clock.Add(31 * time.Second) // past discoveryRetry and the JWKS refresh limit
+			lines = waitLogged(t, logs, tc.msg, 2, func() { tc.use(t, e) })
+			if lines[1].Level != zapcore.DebugLevel {
+				t.Errorf("the same failure 31 s later: %s, want DEBUG within the minute", lines[1].Level)
+			}
+			if n := e.idp.Requests(tc.path); n != 3 {
+				t.Errorf("%d fetches of %s, want 3 (the first, two refreshes)", n, tc.path)
+			}
+		})
+	}
+}
+
+// waitLogged calls use, which starts a background refresh, until n lines
+// of msg have been logged (the refresh logs after the request that started
+// it has been answered, and a use while the previous refresh is still
+// ending starts none), and returns them. Once failed, a refresh is not
+// tried again before the clock moves (discoveryRetry, the JWKS refresh
+// limit), so the uses while waiting fetch nothing more.
+func waitLogged(t *testing.T, logs *observer.ObservedLogs, msg string, n int, use func()) []observer.LoggedEntry {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		use()
+		for range 20 {
+			if lines := logs.FilterMessage(msg).All(); len(lines) >= n {
+				return lines
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines %q, want %d; logged: %v", logs.FilterMessage(msg).Len(), msg, n, logs.All())
+		}
+	}
 }

@@ -322,3 +322,63 @@ func TestACSRolloverWithoutKeyInfo(t *testing.T) {
 		t.Fatalf("%d metadata fetches, want %d", n, before+1)
 	}
 }
+
+// TestRolloverBothCertsListed: during an IdP's key rollover its metadata
+// lists the old signing certificate and the new one. Messages signed with
+// either verify against the cached copy, with no metadata reload: a
+// Response with the certificate in KeyInfo, one without KeyInfo (tried
+// against every listed key), and an HTTP-Redirect LogoutRequest, whose
+// signature never carries one.
+func TestRolloverBothCertsListed(t *testing.T) {
+	h := newHarness(t)
+	oldKey, oldCert := h.idp.Key()
+	if err := h.idp.RotateKey(true); err != nil {
+		t.Fatal(err)
+	}
+	newKey, newCert := h.idp.Key()
+	if err := h.p.loadMetadata(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(signingCerts(h.p.md.Load().ed)); n != 2 {
+		t.Fatalf("the metadata lists %d signing certificates, want the old and the new", n)
+	}
+	before := h.idp.Requests(samltest.PathMetadata)
+	stripKeyInfo := func(el *etree.Element) {
+		if ki := el.FindElement("./Signature/KeyInfo"); ki != nil {
+			ki.Parent().RemoveChild(ki)
+		}
+	}
+	for _, key := range []struct {
+		name string
+		key  *rsa.PrivateKey
+		cert *x509.Certificate
+	}{{"old key", oldKey, oldCert}, {"new key", newKey, newCert}} {
+		t.Run(key.name+"/response", func(t *testing.T) {
+			pend := h.begin(t)
+			spec := h.spec(pend)
+			spec.Key, spec.Certificate = key.key, key.cert
+			if _, _, err := h.callback(t, pend, h.forge(t, spec, pend.relayState, nil)); err != nil {
+				t.Fatalf("signed with the %s: %v", key.name, err)
+			}
+		})
+		t.Run(key.name+"/response without KeyInfo", func(t *testing.T) {
+			pend := h.begin(t)
+			spec := h.spec(pend)
+			spec.Key, spec.Certificate, spec.SignAssertion = key.key, key.cert, false
+			if _, _, err := h.callback(t, pend, h.forge(t, spec, pend.relayState, stripKeyInfo)); err != nil {
+				t.Fatalf("signed with the %s, no KeyInfo: %v", key.name, err)
+			}
+		})
+		t.Run(key.name+"/LogoutRequest, redirect", func(t *testing.T) {
+			lr := &saml.LogoutRequest{ID: "id-lr-rollover-" + newRelayState(), Version: "2.0", IssueInstant: time.Now(), Destination: h.slo(),
+				Issuer: &saml.Issuer{Value: h.idp.EntityID()}, NameID: &saml.NameID{Value: "ada"}}
+			r := httptest.NewRequest(http.MethodGet, redirectSigned(t, h.slo(), "SAMLRequest", lr.Element(), "rs", key.key), nil)
+			if err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions); err != nil {
+				t.Fatalf("signed with the %s: %v", key.name, err)
+			}
+		})
+	}
+	if n := h.idp.Requests(samltest.PathMetadata); n != before {
+		t.Errorf("%d metadata reloads, want none: both keys are listed", n-before)
+	}
+}

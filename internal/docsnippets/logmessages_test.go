@@ -32,6 +32,8 @@ var documentedLogMessages = map[string][]string{
 		"saml idp metadata refresh failed; keeping the last good copy",
 		"saml idp metadata unavailable",
 		"saml idp metadata loaded",
+		"oidc discovery refresh failed; keeping the last good copy",
+		"oidc jwks refresh failed; keeping the last good keys",
 		"userinfo refused the access token",
 		"issuer mismatch: the IdP's discovery document says",
 		"PKCE S256 not supported (the IdP offers",
@@ -67,6 +69,8 @@ var documentedLogMessages = map[string][]string{
 		"back-channel logout refused",
 	},
 	"docs/operations.md": {
+		"oidc discovery refresh failed; keeping the last good copy",
+		"oidc jwks refresh failed; keeping the last good keys",
 		"store backup abandoned",
 		"store backup failed",
 	},
