@@ -18,16 +18,16 @@ import (
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 var t0 = time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
 
-// env is a provisioner over a real bolt file, with a clock that moves one
-// minute per login and a log observer.
+// env is a provisioner over a real store (a bolt file unless newEnvOn
+// names another backend), with a clock that moves one minute per login and
+// a log observer.
 type env struct {
 	t    *testing.T
-	db   *bolt.DB
+	db   store.Store
 	p    *provision.Provisioner
 	logs *observer.ObservedLogs
 	now  time.Time
@@ -35,7 +35,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db := backendtest.OpenBolt(t)
+	return newEnvOn(t, backendtest.OpenBolt(t))
+}
+
+// newEnvOn is newEnv over db, for tests that run on every backend
+// (backendtest.All).
+func newEnvOn(t *testing.T, db store.Store) *env {
+	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	e := &env{t: t, db: db, logs: logs, now: t0}
 	e.p = &provision.Provisioner{Store: db, Logger: zap.New(core), Now: func() time.Time { return e.now }}

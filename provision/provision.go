@@ -24,7 +24,9 @@
 //     deleted is denied at every other IdP they signed in through too,
 //     while the tombstone at the SCIM-managed IdP stands (login.tombstone).
 //   - SCIM group memberships survive a login's groups update: the user's
-//     Groups are the IdP's groups, the defaults and the SCIM groups.
+//     Groups are the IdP's groups, the defaults (recorded apart, so that a
+//     login replaces them even when the IdP sent no groups) and the SCIM
+//     groups.
 //
 // Nothing here knows about Caddy or HTTP; the caller turns a *Denial into
 // the 403 page.
@@ -106,8 +108,11 @@ type Rules struct {
 	// Checked on every login, not only on creation, so narrowing the list
 	// takes effect at once.
 	AllowedDomains []string
-	// DefaultGroups are granted on creation, and kept on force updates so
-	// that syncing the IdP's groups does not strip them again.
+	// DefaultGroups are granted on creation and at every force update,
+	// whether or not the IdP sends groups: the user records the defaults
+	// they were given (store.User.DefaultGroups), so that a sign-in
+	// replaces them by the configured ones and a default removed from the
+	// configuration goes (groupsFrom). Users SCIM owns get none.
 	DefaultGroups []string
 	// CreatePending creates users awaiting admin approval; they cannot
 	// sign in until an admin clears Pending.
@@ -1082,24 +1087,37 @@ func (in *login) conflict(tx store.Tx, out *outcome, ownerID, why string) error 
 	return nil
 }
 
-// groupsFrom returns the groups a login grants: the IdP's, when it sent a
-// usable list, plus defaults; ok is false when the IdP's groups are
-// unknown (not sent, or an overage pointer) and must not replace stored ones.
-func (in *login) groupsFrom(defaults []string) (groups []string, ok bool) {
-	if !in.prof.HasGroups || in.prof.GroupsOverage {
-		return store.NormalGroupNames(defaults), false
+// groupsFrom returns the groups a sign-in of u (nil: the user it creates)
+// grants, SCIM groups aside, and the defaults among them, which the user
+// records (store.User.DefaultGroups): the IdP's groups, when it sent a
+// usable list, plus the current defaults (defaultsFor). When the IdP's
+// groups are unknown (not sent, or an overage pointer) the stored groups
+// stand for them, less the defaults the last sign-in recorded: a default
+// the operator removed goes and a new one comes at the next sign-in,
+// whether the IdP sends groups or not (Google never does). A name the
+// token also sent goes with its default then, until a sign-in that
+// carries the groups again; a user stored before the defaults were
+// recorded loses none of theirs at that first sign-in.
+func (in *login) groupsFrom(u *store.User) (groups, defaults []string) {
+	defaults = store.NormalGroupNames(in.defaultsFor(u))
+	var idpGroups []string
+	switch {
+	case in.prof.HasGroups && !in.prof.GroupsOverage:
+		idpGroups = in.prof.Groups
+	case u != nil:
+		idpGroups = slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return slices.Contains(u.DefaultGroups, g) })
 	}
-	return store.NormalGroupNames(append(slices.Clone(in.prof.Groups), defaults...)), true
+	return store.NormalGroupNames(append(slices.Clone(idpGroups), defaults...)), defaults
 }
 
-// defaultsFor returns the default_groups a known user's sign-in gives
-// them. default_groups are for users JIT owns: a user SCIM owns gets none,
-// whether SCIM created them (a `deny group` on a default, as for JIT
-// guests, must not catch the directory's people) or adopted them from JIT
-// (the directory decides their groups now; their stored groups cannot say
-// which of them a default gave, so a kept default could never go).
+// defaultsFor returns the default_groups a sign-in of u (nil: the user it
+// creates) gives them. default_groups are for users JIT owns: a user SCIM
+// owns gets none, whether SCIM created them (a `deny group` on a default,
+// as for JIT guests, must not catch the directory's people) or adopted
+// them from JIT (the directory decides their groups now: the defaults they
+// recorded go at their next sign-in, groupsFrom).
 func (in *login) defaultsFor(u *store.User) []string {
-	if u.Source == store.SourceSCIM {
+	if u != nil && u.Source == store.SourceSCIM {
 		return nil
 	}
 	return in.rules.DefaultGroups
@@ -1115,7 +1133,7 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 			return err
 		}
 	}
-	groups, _ := in.groupsFrom(in.rules.DefaultGroups)
+	groups, defaults := in.groupsFrom(nil)
 	out.groupsOverage = prof.GroupsOverage
 	u := &store.User{
 		Email:         prof.Email,
@@ -1123,6 +1141,7 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 		FirstName:     prof.FirstName,
 		LastName:      prof.LastName,
 		Groups:        groups,
+		DefaultGroups: defaults,
 		Active:        true,
 		Pending:       in.rules.CreatePending,
 		Source:        store.SourceJIT,
@@ -1327,22 +1346,24 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 		if err := in.forceProfile(tx, out, u); err != nil {
 			return err
 		}
-		if groups, ok := in.groupsFrom(in.defaultsFor(u)); ok {
-			// The IdP's groups replace the login part only: SCIM
-			// memberships are another source and stay. This holds for a
-			// user SCIM owns too: a directory that provisions users (or
-			// groups by names the token does not use, as Entra's object
-			// IDs) cannot remove a group the token granted, so kept here
-			// it would outlive its removal at the IdP for good.
-			scim, err := scimGroupNames(tx, u.ID)
-			if err != nil {
-				return err
-			}
-			if groups = store.NormalGroupNames(append(groups, scim...)); !sameSet(groups, u.Groups) {
-				u.Groups = groups
-				out.changed = append(out.changed, FieldGroups)
-			}
+		// The sign-in's groups replace the login part only: SCIM
+		// memberships are another source and stay. This holds for a
+		// user SCIM owns too: a directory that provisions users (or
+		// groups by names the token does not use, as Entra's object
+		// IDs) cannot remove a group the token granted, so kept here
+		// it would outlive its removal at the IdP for good.
+		groups, defaults := in.groupsFrom(u)
+		scim, err := scimGroupNames(tx, u.ID)
+		if err != nil {
+			return err
 		}
+		if groups = store.NormalGroupNames(append(groups, scim...)); !sameSet(groups, u.Groups) {
+			u.Groups = groups
+			out.changed = append(out.changed, FieldGroups)
+		}
+		// Bookkeeping only, not a change of the user anyone sees: not
+		// audited, and Updated (SCIM's version) stays.
+		u.DefaultGroups = defaults
 		out.groupsOverage = prof.GroupsOverage
 	}
 	if !u.EmailVerified && in.verified && u.Email != "" && CanonEmail(u.Email) == CanonEmail(prof.Email) {

@@ -15,7 +15,8 @@ import (
 // (update force stores both). Her first device's session, cached on this
 // instance, must carry them at once, as after a SCIM change, which forgets
 // the user: else an `allow group eng` route would still admit it, and a
-// stream it holds stay open, for up to the cache TTL. The Manager is told
+// stream it holds stay open, for up to the cache TTL. So must a
+// default_groups change that a sign-in without a groups claim brings. The Manager is told
 // to forget the user (which checks her streams again and tells the other
 // instances); a sign-in that changes neither leaves her sessions cached.
 func TestSignInChangeReachesTheUsersOtherSessions(t *testing.T) {
@@ -65,6 +66,14 @@ func TestSignInChangeReachesTheUsersOtherSessions(t *testing.T) {
 			a.Attributes["groups"] = []string{"sales"}
 			a.Attributes["email"] = []string{"ada@new.example"}
 		}, func(_ []string, email string) bool { return email == "ada@new.example" }},
+		// The operator adds a default group; this sign-in carries no
+		// groups claim (generic: the stored groups stand), and the
+		// default still reaches her and her other sessions.
+		{"default group added, no groups claim", func(a *idp.Assertion) {
+			delete(a.Attributes, "groups")
+			a.Attributes["email"] = []string{"ada@new.example"}
+			p.Rules.DefaultGroups = []string{"guests"}
+		}, func(groups []string, _ string) bool { return slices.Equal(groups, []string{"guests", "sales"}) }},
 	} {
 		a := oidcAssertion(step.what, "King", false)
 		step.change(a)

@@ -37,12 +37,17 @@ func MembersTouched(before, after []string, renamed bool) []string {
 // RegroupSCIM updates u.Groups after the names of the SCIM groups u is a
 // member of went from was to now: names u no longer has through a SCIM
 // group are dropped, new ones added, and everything else (login groups,
-// defaults) kept. A name that both a login and a SCIM group granted goes
-// with the SCIM group until the next login grants it again. Updated moves
+// defaults) kept. A name that both the token of a login and a SCIM group
+// granted goes with the SCIM group until the next login grants it again;
+// one the login's defaults granted (DefaultGroups) stays: the defaults
+// are not the directory's, and the next login decides them again whatever
+// the IdP sends. Updated moves
 // to when (NextStamp). It reports whether Groups changed, and so whether u
 // is to be written.
 func (u *User) RegroupSCIM(was, now map[string]bool, when time.Time) bool {
-	groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return was[g] && !now[g] })
+	groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool {
+		return was[g] && !now[g] && !slices.Contains(u.DefaultGroups, g)
+	})
 	for g := range now {
 		groups = append(groups, g)
 	}

@@ -64,6 +64,12 @@ func TestRegroupSCIM(t *testing.T) {
 			}
 		})
 	}
+	// A name the last login's defaults granted stays when the user leaves
+	// a SCIM group of that name: the next login grants it again anyway.
+	withDefault := &User{Groups: []string{"eng", "staff"}, DefaultGroups: []string{"staff"}, Updated: t0}
+	if !withDefault.RegroupSCIM(set("eng", "staff"), set(), t0) || !slices.Equal(withDefault.Groups, []string{"staff"}) {
+		t.Errorf("left the SCIM groups eng and staff, staff a default: groups %v, want [staff]", withDefault.Groups)
+	}
 	u := &User{Groups: []string{"eng"}, Updated: t0}
 	// A change stamped by an earlier clock still moves Updated (and so
 	// SCIM's meta.version), just past the last write's, never back.

@@ -240,9 +240,19 @@ type User struct {
 	// the last login (JIT) and the defaults, plus the display names of the
 	// SCIM groups the user is a member of. PutGroup and DeleteGroup keep the
 	// SCIM part in step, so the login hot path never joins anything.
-	Groups  []string `json:"groups,omitempty"`
-	Active  bool     `json:"active"`  // false: deactivated (SCIM or admin); never set true by JIT
-	Pending bool     `json:"pending"` // created with create_as pending; needs admin approval
+	Groups []string `json:"groups,omitempty"`
+	// DefaultGroups are the default_groups the last sign-in that set
+	// Groups (creation, or update force) granted, kept so that the next
+	// one can tell them apart: when the IdP sends no groups (or an overage
+	// pointer) it keeps the stored groups, less these, plus the defaults
+	// configured then, so that a default the operator removed goes and a
+	// new one comes. A name in them stays in Groups through SCIM group
+	// writes (RegroupSCIM). Nil in users stored before it was kept (or
+	// written since by such a build): their next sign-in cannot tell their
+	// defaults from their other groups, and removes none.
+	DefaultGroups []string `json:"default_groups,omitempty"`
+	Active        bool     `json:"active"`  // false: deactivated (SCIM or admin); never set true by JIT
+	Pending       bool     `json:"pending"` // created with create_as pending; needs admin approval
 	// Source is who owns the profile: the creator, until SCIM writes to a
 	// JIT user, which makes it SourceSCIM (SCIM then owns the names and
 	// email; with update force a login still replaces the token's part of

@@ -349,3 +349,32 @@ func TestSCIMAuditCarriesNoProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestSCIMTakeoverDropsDefaultGroupsAtTheNextSignIn: a JIT user keeps the
+// default_groups they were given, and the record of which groups those
+// were (store.User.DefaultGroups), through SCIM's first write, which
+// takes them over (docs/operations.md: "a JIT user SCIM adopted loses them
+// at their next sign-in"); the next sign-in drops them even when the IdP
+// sends no groups claim (a generic IdP), and keeps the SCIM groups.
+func TestSCIMTakeoverDropsDefaultGroupsAtTheNextSignIn(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	rules := scimAndJIT
+	rules.DefaultGroups = []string{"jit-guests"}
+	u, err := e.login(rules, "oid-1", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars["id"] = u.ID
+	e.must(200, "PATCH", "/Users/{{id}}", patchBody(`{"op":"Replace","path":"name.givenName","value":"Augusta"}`))
+	e.must(201, "POST", "/Groups", `{"displayName":"Admins","members":[{"value":"{{id}}"}]}`)
+	if got := e.user(u.ID); got.Source != store.SourceSCIM || !slices.Equal(got.Groups, []string{"Admins", "jit-guests"}) ||
+		!slices.Equal(got.DefaultGroups, []string{"jit-guests"}) {
+		t.Fatalf("after SCIM took the user over: source %s, groups %q, defaults %q", got.Source, got.Groups, got.DefaultGroups)
+	}
+	if _, err := e.login(rules, "oid-1", "Ada"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.user(u.ID); !slices.Equal(got.Groups, []string{"Admins"}) || got.DefaultGroups != nil {
+		t.Errorf("after the next sign-in (no groups claim): groups %q, defaults %q; want the SCIM group alone", got.Groups, got.DefaultGroups)
+	}
+}

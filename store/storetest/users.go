@@ -42,8 +42,8 @@ func testLinkKeys(e *env) {
 
 func fullUser() *store.User {
 	return &store.User{
-		Email: "Ada@Example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng"},
-		Active: true, Source: store.SourceSCIM, Links: []store.Link{{IdP: "okta", Subject: "00u1"}, {IdP: "entra", Subject: "oid-1"}},
+		Email: "Ada@Example.com", FirstName: "Ada", LastName: "Lovelace", Groups: []string{"eng", "guests"},
+		DefaultGroups: []string{"guests"}, Active: true, Source: store.SourceSCIM, Links: []store.Link{{IdP: "okta", Subject: "00u1"}, {IdP: "entra", Subject: "oid-1"}},
 		Created: t0, Updated: t0.Add(1e3), LastLogin: t0.Add(2e3),
 		UserName: "ada@example.com", IdP: "okta", ExternalID: "00u1", DisplayName: "Ada L.",
 		Emails:         []store.Email{{Value: "Ada@Example.com", Type: "work", Primary: true}, {Value: "ada@home.example", Type: "home"}},
@@ -586,6 +586,7 @@ func testUserCopies(e *env) {
 			return err
 		}
 		got.Groups[0] = "admins"
+		got.DefaultGroups[0] = "admins"
 		got.Links[0].Subject = "evil"
 		got.Emails[0].Value = "evil@x.io"
 		got.SCIMAttributes[2] = 'X'
@@ -594,6 +595,7 @@ func testUserCopies(e *env) {
 	})
 	// And what the caller passed in stays the caller's too.
 	u.Groups[0] = "admins"
+	u.DefaultGroups[0] = "admins"
 	if got := jsonOf(e.user(u.ID)); got != want {
 		e.Errorf("a change to a returned or stored copy reached the store:\n got %s\nwant %s", got, want)
 	}
