@@ -268,7 +268,8 @@ const (
 	ReasonDomainNotAllowed  = "domain_not_allowed"
 	// ReasonInvalidAttribute: the IdP sent a uniqueUserId or email the
 	// store cannot index (store.CheckIndexed: too long, not UTF-8, or with
-	// a control character). Denial.Attribute names it.
+	// a control character), or an email whose domain is not spelled as
+	// IDNA maps it (CheckEmailDomain). Denial.Attribute names it.
 	ReasonInvalidAttribute = "invalid_attribute"
 	// ReasonDeprovisioned: SCIM deleted this identity and SCIM is enabled
 	// for the IdP, so JIT may not create it again.
@@ -289,6 +290,10 @@ type Denial struct {
 	// Attribute names the attribute (never its value), for
 	// ReasonInvalidAttribute.
 	Attribute string
+	// Problem says what is wrong with Attribute's value (too_long,
+	// not_utf8, control_character, ProblemUnmappedDomain), as the audit
+	// event's detail does.
+	Problem string
 	// Domain is the email's domain (canonical, maildomain.Canon), for
 	// ReasonDomainNotAllowed: what an operator asked about the refusal
 	// needs to decide between adding it to allowed_domains and telling the
@@ -341,7 +346,11 @@ func (d *Denial) Message() string {
 		// data (docs/scim.md, Conflicts).
 		return "The account your directory set up for you is already used by another person's sign-in. Ask your administrator, who can resolve it."
 	case ReasonInvalidAttribute:
-		return "The identity provider sent " + attributeWords(d.Attribute) + " this application cannot store (too long, or with control characters). " +
+		why := "too long, or with control characters"
+		if d.Problem == ProblemUnmappedDomain {
+			why = "its domain is written with characters that stand for others, such as fullwidth letters"
+		}
+		return "The identity provider sent " + attributeWords(d.Attribute) + " this application cannot store (" + why + "). " +
 			"Ask your identity provider administrator to check what it sends as " + d.Attribute + "."
 	}
 	return "Sign-in was denied."
@@ -605,7 +614,7 @@ func (in *login) apply(tx store.Tx, out *outcome) error {
 			in.prof.UniqueUserID = ""
 		}
 		err := in.denyWith(tx, out, ReasonInvalidAttribute, "", nil, map[string]string{"attribute": attr, "problem": problem})
-		out.denial.Attribute = attr
+		out.denial.Attribute, out.denial.Problem = attr, problem
 		return err
 	}
 	u, adopted, err := in.knownUser(tx)
@@ -836,9 +845,10 @@ func (in *login) tombstone(tx store.Tx) (*store.Tombstone, error) {
 }
 
 // invalidAttribute returns the first attribute of prof the store could not
-// index (store.CheckIndexed), and what is wrong with it: too_long,
-// not_utf8 or control_character; "" when all are fine. Only names leave
-// it, never values.
+// index (store.CheckIndexed), or the email when CheckEmailDomain refuses
+// it, and what is wrong with it: too_long, not_utf8, control_character or
+// ProblemUnmappedDomain; "" when all are fine. Only names leave it, never
+// values.
 func invalidAttribute(prof mapping.Profile) (attr, problem string) {
 	for _, a := range []struct{ name, value string }{
 		{mapping.UniqueUserID, prof.UniqueUserID},
@@ -854,7 +864,48 @@ func invalidAttribute(prof mapping.Profile) (attr, problem string) {
 			return a.name, "control_character"
 		}
 	}
+	if CheckEmailDomain(prof.Email) != nil {
+		return mapping.Email, ProblemUnmappedDomain
+	}
 	return "", ""
+}
+
+// ProblemUnmappedDomain is the problem (audit detail, Denial.Problem) of an
+// email CheckEmailDomain refuses.
+const ProblemUnmappedDomain = "unmapped_domain"
+
+// CheckEmailDomain is the rule on the domain of an email written to the
+// store (by JIT and by SCIM): it must be spelled as IDNA maps it, up to
+// letter case, Unicode normalization and the root's trailing dot; that
+// is, in lower case (lowerLocal's, the one store.FoldName agrees with) it
+// is maildomain.Canon's xn-- form or that form's Unicode. A domain
+// written with characters IDNA maps to others ("ｂücher.example", with
+// a fullwidth ｂ, or "bücher。example", an ideographic full stop) is
+// refused: CanonEmail makes it one mailbox with "bücher.example", but no
+// lookup of that mailbox's holder (emailSpellings) reads it, as the set
+// of such spellings has no bound, so a sign-in with the plain spelling
+// would make a second user with the same CanonEmail, passing the first's
+// `allow user` rules. A name IDNA refuses (an underscore) is compared in
+// maildomain.Canon's lower case only and passes unless lowerLocal's
+// lower case is another ("İ"). The error names the two forms accepted.
+func CheckEmailDomain(email string) error {
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return nil
+	}
+	domain := email[at+1:]
+	d, ascii := lowerLocal(strings.TrimSuffix(domain, ".")), maildomain.Canon(domain)
+	if d == ascii {
+		return nil
+	}
+	u, err := idna.Lookup.ToUnicode(ascii)
+	if err == nil && d == u {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the domain must be written as %q", ascii)
+	}
+	return fmt.Errorf("the domain must be written as %q or %q", u, ascii)
 }
 
 // linkRefusal says why link_by_email may not link this sign-in to owner,
@@ -1546,7 +1597,7 @@ func logOutcome(log *zap.Logger, in *login, out *outcome) {
 			fields = append(fields, zap.Strings("missing", d.Missing))
 		}
 		if d.Attribute != "" {
-			fields = append(fields, zap.String("attribute", d.Attribute))
+			fields = append(fields, zap.String("attribute", d.Attribute), zap.String("problem", d.Problem))
 		}
 		if d.Domain != "" {
 			fields = append(fields, zap.String("domain", d.Domain))

@@ -956,6 +956,7 @@ func TestInvalidAttributeDenied(t *testing.T) {
 		{"email with newline", false, "s", "x\n@example.com", mapping.Email, "control_character"},
 		{"known user, new email with DEL", true, "s", "x\x7f@example.com", mapping.Email, "control_character"},
 		{"known user, new email too long", true, "s", long + "@example.com", mapping.Email, "too_long"},
+		{"known user, new email with a fullwidth domain", true, "s", "x@ｅxample.com", mapping.Email, provision.ProblemUnmappedDomain},
 		{"subject and email at the limit", false, long[:store.MaxKeyBytes], long[:store.MaxKeyBytes-len("@example.com")] + "@example.com", "", ""},
 	}
 	for _, tt := range tests {

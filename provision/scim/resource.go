@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -309,6 +310,11 @@ func (h *Handler) userFromDoc(d map[string]any, old *store.User, mode int) (*sto
 	}
 	if err := checkKeys(keyAttr{"emails.value", u.Email}); err != nil {
 		return nil, err
+	}
+	// The address the email index holds; another of emails is checked
+	// when a write makes it that one.
+	if err := provision.CheckEmailDomain(u.Email); err != nil {
+		return nil, invalidValue("emails.value: %v", err)
 	}
 
 	if err := h.checkUnknown(extras, old); err != nil {

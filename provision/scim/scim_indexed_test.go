@@ -95,3 +95,62 @@ func indexedServer(t *testing.T, st store.Store) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// TestSCIMRefusesUnmappedEmailDomains: an address whose domain has
+// characters IDNA maps to others (a fullwidth letter, an ideographic full
+// stop between labels) is 400 invalidValue naming emails.value and the
+// spellings it takes (provision.CheckEmailDomain), for a create, a PUT
+// and a PATCH on both backends: stored, the lookup of the plain
+// spelling's holder would miss it, and a sign-in with that spelling would
+// become a second user passing this one's `allow user` rules. The plain
+// spellings are written.
+func TestSCIMRefusesUnmappedEmailDomains(t *testing.T) {
+	const (
+		userSchema  = `"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]`
+		patchSchema = `"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]`
+		detail      = `emails.value: the domain must be written as "bücher.example" or "xn--bcher-kva.example"`
+	)
+	put := func(email string) string {
+		return fmt.Sprintf(`{%s,"userName":"ada","externalId":"ada","emails":[{"value":%q,"primary":true}]}`, userSchema, email)
+	}
+	writes := []struct {
+		name  string
+		write func(id, email string) (method, path, body string)
+		ok    int
+	}{
+		{"POST", func(_, email string) (string, string, string) { return http.MethodPost, "/Users", put(email) }, http.StatusCreated},
+		{"PUT", func(id, email string) (string, string, string) { return http.MethodPut, "/Users/" + id, put(email) }, http.StatusOK},
+		{"PATCH", func(id, email string) (string, string, string) {
+			return http.MethodPatch, "/Users/" + id, fmt.Sprintf(`{%s,"Operations":[{"op":"replace","path":"emails[primary eq true].value","value":%q}]}`, patchSchema, email)
+		}, http.StatusOK},
+	}
+	for _, be := range backendtest.All() {
+		for _, w := range writes {
+			t.Run(be.Name+"/"+w.name, func(t *testing.T) {
+				srv := indexedServer(t, be.Open(t))
+				id := ""
+				if w.name != "POST" {
+					id = postID(t, srv, "/Users", put("ada@example.com"))
+				}
+				for _, email := range []string{"ada@ｂücher.example", "ada@bücher\u3002example", "ada@ＢÜＣＨＥＲ.example"} {
+					method, path, body := w.write(id, email)
+					status, raw := scimRequest(t, srv, method, path, body)
+					var doc struct{ ScimType, Detail string }
+					_ = json.Unmarshal(raw, &doc)
+					if status != http.StatusBadRequest || doc.ScimType != "invalidValue" || doc.Detail != detail {
+						t.Errorf("%s with %+q: status %d %s; want 400 invalidValue, %q", w.name, email, status, raw, detail)
+					}
+				}
+				for _, email := range []string{"ada@bücher.example", "ada@XN--BCHER-KVA.example."} {
+					method, path, body := w.write(id, email)
+					if status, raw := scimRequest(t, srv, method, path, body); status != w.ok {
+						t.Errorf("%s with %q: status %d %s, want %d", w.name, email, status, raw, w.ok)
+					}
+					if w.name == "POST" {
+						break // the second would be the same user
+					}
+				}
+			})
+		}
+	}
+}
