@@ -87,11 +87,14 @@ func TestAdoptionByExternalIDRefusesAUserWhoSignsInHere(t *testing.T) {
 					t.Fatalf("Login = %v, %v; want a %s denial (holder %s signs in here as sub-leaver)",
 						u, err, provision.ReasonExternalIDConflict, holder.ID)
 				}
-				if d.Reason != provision.ReasonExternalIDConflict || d.UserID != "" {
-					t.Errorf("denial %q for user %q, want %q naming no user", d.Reason, d.UserID, provision.ReasonExternalIDConflict)
+				if d.Reason != provision.ReasonExternalIDConflict || d.UserID != "" || d.IdP != "entra" {
+					t.Errorf("denial %q for user %q at %q, want %q at entra naming no user", d.Reason, d.UserID, d.IdP, provision.ReasonExternalIDConflict)
 				}
-				if m := d.Message(); m == "" || strings.Contains(m, prof.Email) || strings.Contains(m, holder.ID) {
-					t.Errorf("denial message %q is empty or names the address or the holder", m)
+				// Words of its own that send the person to the administrator,
+				// not the bare "Sign-in was denied." of a reason without any.
+				if m := d.Message(); m == (&provision.Denial{}).Message() || !strings.Contains(m, "administrator") ||
+					strings.Contains(m, prof.Email) || strings.Contains(m, holder.ID) {
+					t.Errorf("denial message %q is the generic one, names no administrator, or names the address or the holder", m)
 				}
 				if after := dumpUsers(t, db); !maps.Equal(after, before) {
 					t.Errorf("the refused sign-in changed users:\nbefore %v\nafter  %v", before, after)
@@ -105,8 +108,9 @@ func TestAdoptionByExternalIDRefusesAUserWhoSignsInHere(t *testing.T) {
 					t.Errorf("audit event %+v, want %s/%s on the holder %s with not_linked", e, store.EventJITConflict, provision.ReasonExternalIDConflict, holder.ID)
 				}
 				l := logs.FilterMessage("sso login denied: scim externalId belongs to a user who signs in under another subject").All()
-				if len(l) != 1 || l[0].ContextMap()["owner_id"] != holder.ID || l[0].ContextMap()["reason"] != provision.ReasonExternalIDConflict {
-					t.Errorf("log lines %+v, want one naming owner_id %s", logs.All(), holder.ID)
+				if len(l) != 1 || l[0].ContextMap()["owner_id"] != holder.ID || l[0].ContextMap()["reason"] != provision.ReasonExternalIDConflict ||
+					l[0].ContextMap()["not_linked"] != "holder linked to another subject at this idp" {
+					t.Errorf("log lines %+v, want one naming owner_id %s and why it was not linked", logs.All(), holder.ID)
 				}
 			})
 		}

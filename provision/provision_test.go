@@ -447,6 +447,8 @@ func TestAllowedDomainSpellings(t *testing.T) {
 		{"bu\u0308cher.example", "a@bücher.example", true},
 		{"xn--bcher-kva.example", "a@bücher.example", true},
 		{"@Bücher.Example", "a@bücher.example", true},
+		// A JSON list may pad an entry: Validate accepts it, so it matches.
+		{" @example.com ", "a@example.com", true},
 		{"bücher.example", "a@bucher.example", false},
 		{"bücher.example", "a@sub.bücher.example", false},
 		{"strasse.de", "a@straße.de", false},

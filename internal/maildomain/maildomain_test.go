@@ -19,11 +19,16 @@ func TestOneDomainRule(t *testing.T) {
 		{"bücher.example", "bücher.example", "xn--bcher-kva.example"},
 		{"bu\u0308cher.example", "bu\u0308cher.example", "xn--bcher-kva.example"},
 		{"straße.example", "straße.example", "xn--strae-oqa.example"},
+		// A name IDNA refuses (an underscore) is still compared lower-cased
+		// and in NFC: Canon's own steps, not ToASCII's mapping.
+		{"Mail_Relay.Example", "Mail_Relay.Example", "mail_relay.example"},
+		{"Bu\u0308cher_Relay.example", "Bu\u0308cher_Relay.example", "b\u00fccher_relay.example"},
 		{"example.com,", "", ""},
 		{"a.example;b.example", "", ""},
 		{"*.example.com", "", ""},
 		{"https://example.com", "", ""},
 		{"example.com:443", "", ""},
+		{"example.com/mail", "", ""},
 		{"ada@example.com", "", ""},
 		{"exa mple.com", "", ""},
 		{"@", "", ""},
@@ -45,6 +50,22 @@ func TestOneDomainRule(t *testing.T) {
 		}
 		if got := maildomain.Canon(maildomain.Bare(tc.entry)); got != tc.canon {
 			t.Errorf("Canon(Bare(%q)) = %q, want %q", tc.entry, got, tc.canon)
+		}
+	}
+}
+
+// TestCanonOfAReceivedDomain: the domains Canon is given without Bare (an
+// email's domain, an ID token's hd) compare as the configured ones do,
+// the root's dot and case aside, so "ada@Example.COM." is allowed_domains
+// example.com's.
+func TestCanonOfAReceivedDomain(t *testing.T) {
+	for _, tc := range []struct{ received, canon string }{
+		{"Example.COM.", "example.com"},
+		{"xn--bcher-kva.example.", "xn--bcher-kva.example"},
+		{"Mail_Relay.Example.", "mail_relay.example"},
+	} {
+		if got := maildomain.Canon(tc.received); got != tc.canon {
+			t.Errorf("Canon(%q) = %q, want %q", tc.received, got, tc.canon)
 		}
 	}
 }

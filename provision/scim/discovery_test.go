@@ -103,3 +103,35 @@ func TestProtocolErrors(t *testing.T) {
 		t.Errorf("user changed: %+v", u)
 	}
 }
+
+// TestBasePathAsCaddyMatchesIt: a path Caddy's `handle /scim/v2/*` sends
+// here (its path matcher takes any letter case and merges slashes) is
+// served as the resource it names, not answered 404; /scim/v2Users is
+// still outside the base path.
+func TestBasePathAsCaddyMatchesIt(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	id := e.must(201, "POST", "/Users", baseUser).body["id"].(string)
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/scim/v2/Users/" + id, 200},
+		{"/SCIM/v2/Users/" + id, 200},
+		{"//scim/v2/Users/" + id, 200},
+		{"/scim//v2/Users/" + id, 200},
+		{"/scim/v2//Users/" + id, 200},
+		{"/scim/v2Users/" + id, 404},
+		{"/scim/v3/Users/" + id, 404},
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+entraToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.read(res)
+		if r.status != tc.status || tc.status == 200 && r.body["id"] != id {
+			t.Errorf("GET %s: %d %s, want %d", tc.path, r.status, r.raw, tc.status)
+		}
+	}
+}
