@@ -115,7 +115,7 @@ func TestDefaultGroupsFollowTheConfigAtSignIns(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {
 				e := newEnvOn(t, be.Open(t))
-				var id string
+				var id, wrote string
 				for i, s := range tt.steps {
 					if s.before != nil {
 						s.before(e, id)
@@ -124,7 +124,7 @@ func TestDefaultGroupsFollowTheConfigAtSignIns(t *testing.T) {
 							if err != nil {
 								t.Fatal(err)
 							}
-							id = u.ID
+							wrote = u.ID
 						}
 					}
 					prof := full("s")
@@ -142,6 +142,9 @@ func TestDefaultGroupsFollowTheConfigAtSignIns(t *testing.T) {
 					})
 					if res.User == nil {
 						t.Fatalf("sign-in %d: not signed in: %+v", i, res)
+					}
+					if wrote != "" && res.User.ID != wrote {
+						t.Fatalf("sign-in %d signed in as %s, not the user the step wrote, %s", i, res.User.ID, wrote)
 					}
 					id = res.User.ID
 					if got := e.user(id).Groups; !slices.Equal(got, s.want) {
