@@ -1,7 +1,7 @@
 package caddymodule
 
 import (
-	"context"
+	"testing"
 
 	"github.com/caddy-sso/caddy-sso/gateway"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -10,11 +10,13 @@ import (
 )
 
 // startedApp is an App as Start leaves it, on db and sessions, for tests
-// of the handler without a Caddy config.
-func startedApp(db store.Store, sessions *session.Manager) *App {
-	flows, err := gateway.FlowKeys{DB: db}.Cookies(context.Background())
+// of the handler without a Caddy config. Its flow key check stops when tb
+// ends, as Stop stops it: a loop left running would be counted by the
+// next test's (TestReloadsLeakNothing) as a config's.
+func startedApp(tb testing.TB, db store.Store, sessions *session.Manager) *App {
+	flows, err := gateway.FlowKeys{DB: db}.Cookies(tb.Context())
 	if err != nil {
-		panic(err)
+		tb.Fatal(err)
 	}
 	a := &App{live: gateway.NewLive()}
 	a.live.Started()

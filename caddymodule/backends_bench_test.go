@@ -74,7 +74,7 @@ func BenchmarkAuthenticatedRequestBackends(b *testing.B) {
 		// TTL (30 s by default) during the run and be read again.
 		sessions := session.New(be.db, session.Config{CacheTTL: time.Hour}, nil, nil)
 		sessions.Derive = placeholderLookup
-		s := &side{name: be.name, h: &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(be.db, sessions), logger: zap.NewNop(),
+		s := &side{name: be.name, h: &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(b, be.db, sessions), logger: zap.NewNop(),
 			route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}}
 		for i := range users {
 			u := &store.User{Email: fmt.Sprintf("user%d@example.com", i), FirstName: "Ada", LastName: fmt.Sprint(i),

@@ -117,7 +117,7 @@ func newHotPath(tb testing.TB) *hotPath {
 		RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}); err != nil {
 		tb.Fatal(err)
 	}
-	app := startedApp(db, sessions)
+	app := startedApp(tb, db, sessions)
 	// As App.start builds it: every signed-in request passes Streams.
 	run, err := app.live.Running(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -100,37 +101,56 @@ func measure(t *testing.T) resources {
 	return r
 }
 
-// beyondOneConfig says what r holds that one running config does not (or
-// lacks of what it does): background loops not one of each, more than one
-// bbolt file open; "" if nothing.
-func (r resources) beyondOneConfig() string {
+// beyondOneConfig says what r holds beyond one running config's work
+// over before, the process before the test started its Caddy (what other
+// tests left), or lacks of it: background loops not one more of each, more
+// than one bbolt file more; "" if nothing.
+func (r resources) beyondOneConfig(before resources) string {
 	var wrong []string
-	if r.boltFiles > 1 { // the running config's, if on bolt
-		wrong = append(wrong, fmt.Sprintf("%d bbolt files open", r.boltFiles))
+	if r.boltFiles > before.boltFiles+1 { // the running config's, if on bolt
+		wrong = append(wrong, fmt.Sprintf("%d bbolt files open (%d before)", r.boltFiles, before.boltFiles))
 	}
 	for _, frame := range backgroundLoops {
-		if n := r.loops[frame]; n != 1 {
-			wrong = append(wrong, fmt.Sprintf("%d of %s", n, strings.TrimSuffix(frame, "(")))
+		if n, was := r.loops[frame], before.loops[frame]; n != was+1 {
+			wrong = append(wrong, fmt.Sprintf("%d of %s (%d before)", n, strings.TrimSuffix(frame, "("), was))
 		}
 	}
 	return strings.Join(wrong, ", ")
 }
 
+// quiet is the process before a test starts its Caddy: the reading once
+// two in a row hold the same background loops (another test's config
+// still stopping is done), at most 5 s on; what other tests left running
+// for good is counted in it.
+func quiet(t *testing.T) resources {
+	t.Helper()
+	r := measure(t)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		next := measure(t)
+		if maps.Equal(next.loops, r.loops) && next.boltFiles == r.boltFiles {
+			return next
+		}
+		r = next
+	}
+	return r
+}
+
 // settledBaseline is the reading once two in a row agree and the process
 // holds one config's work (connections closing, a config retiring in the
 // background, are done), at most 10 s on.
-func settledBaseline(t *testing.T) resources {
+func settledBaseline(t *testing.T, before resources) resources {
 	t.Helper()
 	r := measure(t)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
 		next := measure(t)
-		if next.goroutines == r.goroutines && next.fds == r.fds && next.beyondOneConfig() == "" {
+		if next.goroutines == r.goroutines && next.fds == r.fds && next.beyondOneConfig(before) == "" {
 			return next
 		}
 		r = next
 	}
-	if wrong := r.beyondOneConfig(); wrong != "" {
+	if wrong := r.beyondOneConfig(before); wrong != "" {
 		t.Fatalf("baseline: %s; want one config's: one of each background loop, one bbolt file at most\ngoroutines in caddy-sso:\n%s", wrong, r.stacks)
 	}
 	return r
@@ -139,12 +159,12 @@ func settledBaseline(t *testing.T) resources {
 // backToBaseline waits, up to 15 s (a loaded machine, -race), for the
 // process to be back to base within the slack, holding one config's work;
 // it fails t with the last reading if it is not.
-func backToBaseline(t *testing.T, base resources, after string) {
+func backToBaseline(t *testing.T, before, base resources, after string) {
 	t.Helper()
 	var r resources
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		r = measure(t)
-		wrong := r.beyondOneConfig()
+		wrong := r.beyondOneConfig(before)
 		if wrong == "" && r.goroutines <= base.goroutines+goroutineSlack && r.fds <= base.fds+fdSlack {
 			t.Logf("%s: goroutines %d -> %d, fds %d -> %d", after, base.goroutines, r.goroutines, base.fds, r.fds)
 			return
@@ -258,6 +278,7 @@ func TestReloadsLeakNothing(t *testing.T) {
 				}
 				return w.caddyfile(storeOf(i), idle, header, "")
 			}
+			before := quiet(t)
 			w.gw.start(cfg(0))
 			ada := newBrowser(t)
 			w.signedIn(t, ada, "first config")
@@ -268,13 +289,13 @@ func TestReloadsLeakNothing(t *testing.T) {
 				w.signedIn(t, ada, fmt.Sprintf("warm-up reload %d", i))
 			}
 			closeIdleConnections(ada)
-			base := settledBaseline(t)
+			base := settledBaseline(t, before)
 			for i := 5; i < 5+reloadRounds; i++ {
 				w.gw.reload(cfg(i))
 				w.signedIn(t, ada, fmt.Sprintf("reload %d", i))
 			}
 			closeIdleConnections(ada)
-			backToBaseline(t, base, fmt.Sprintf("after %d reloads", reloadRounds))
+			backToBaseline(t, before, base, fmt.Sprintf("after %d reloads", reloadRounds))
 		})
 	}
 }
@@ -296,6 +317,7 @@ func TestFailedReloadsLeakNothing(t *testing.T) {
 	failing := func(i int) string {
 		return w.caddyfile(storeOpt, fmt.Sprintf("%dm", 30+i), "", fmt.Sprintf("http://%s {\n\trespond \"busy\"\n}\n", busy.Addr()))
 	}
+	before := quiet(t)
 	w.gw.start(w.caddyfile(storeOpt, "30m", "", ""))
 	ada := newBrowser(t)
 	w.signedIn(t, ada, "first config")
@@ -323,10 +345,10 @@ func TestFailedReloadsLeakNothing(t *testing.T) {
 		failOnce(i)
 	}
 	closeIdleConnections(ada)
-	base := settledBaseline(t)
+	base := settledBaseline(t, before)
 	for i := 4; i < 4+reloadRounds; i++ {
 		failOnce(i)
 	}
 	closeIdleConnections(ada)
-	backToBaseline(t, base, fmt.Sprintf("after %d failed reloads", reloadRounds))
+	backToBaseline(t, before, base, fmt.Sprintf("after %d failed reloads", reloadRounds))
 }

@@ -293,7 +293,7 @@ func newSAMLBench(b *testing.B, encrypt bool) *samlBench {
 		b.Fatal(err)
 	}
 	flows.Now = func() time.Time { return frozen }
-	app := startedApp(db, session.New(db, session.Config{}, nil, nil))
+	app := startedApp(b, db, session.New(db, session.Config{}, nil, nil))
 	app.logger = zap.NewNop()
 
 	idpSrv, err := samltest.NewServer("http://127.0.0.1:9")

@@ -74,7 +74,7 @@ func newStoreGoingAway(t *testing.T) *storeGoingAway {
 		t.Fatal(err)
 	}
 	okta := &gateway.IdP{Name: "okta", Protocol: "oidc"}
-	g.h = &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(g.st, g.sessions), logger: zap.NewNop(),
+	g.h = &Handler{PathPrefix: DefaultPathPrefix, app: startedApp(t, g.st, g.sessions), logger: zap.NewNop(),
 		route: &gateway.Route{PathPrefix: DefaultPathPrefix, IdPs: []*gateway.IdP{okta}, Default: okta, Headers: plan, Logger: zap.NewNop()}}
 	return g
 }
