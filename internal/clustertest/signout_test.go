@@ -40,10 +40,10 @@ func chromiumDoubleClickOIDC(t *testing.T, c *cluster) {
 		}); p.Heading == signedOutHere {
 			t.Fatalf("the tab shows %q at %s: the answer it followed did not go on to the IdP's logout, whose session lives on", p.Heading, p.Location)
 		}
+		refusedOnBoth(t, c, token)
 		if !endedOnTheOther(t, c, answeredBy(), userID) {
 			return false
 		}
-		refusedOnBoth(t, c, token)
 
 		// The IdP's session ended: the next visit asks for the password.
 		if err := chromedp.Do(ctx, chromedp.Navigate(c.base+"/again")); err != nil {
@@ -112,13 +112,13 @@ func chromiumDoubleClickSAML(t *testing.T, c *cluster) {
 		}); p.Heading == signedOutHere {
 			t.Fatalf("the tab shows %q at %s: the answer it followed did not go on to the IdP's single logout", p.Heading, p.Location)
 		}
+		refusedOnBoth(t, c, token)
 		if !endedOnTheOther(t, c, answeredBy(), userID) {
 			return false
 		}
 		if n, m := c.saml.SessionCount(), c.saml.Requests(samltest.PathSLO); n != sessions-1 || m <= slo {
 			t.Errorf("after the double click: %d IdP sessions and %d SLO requests, want %d and more than %d", n, m, sessions-1, slo)
 		}
-		refusedOnBoth(t, c, token)
 		return true
 	})
 }
@@ -194,7 +194,8 @@ func servedBy(h network.Headers) string {
 // where its POST went. The two POSTs can reach the instances in the other
 // order than sent (a loaded machine): then the followed answer is the one
 // that ended the session, the case under test did not happen, and it
-// reports false. Any other outcome fails the test.
+// reports false; as it does when neither instance logged the line. Any
+// other outcome fails the test.
 func endedOnTheOther(t *testing.T, c *cluster, shown []string, userID string) bool {
 	t.Helper()
 	if len(shown) == 0 {
@@ -211,6 +212,14 @@ func endedOnTheOther(t *testing.T, c *cluster, shown []string, userID string) bo
 			signedOut[in] = c.inst[in].logged(t, "signed out", userID)
 			lines += signedOut[in]
 		}
+	}
+	if lines == 0 {
+		// Seen once, in a CI run beside other heavy work: the tab at the
+		// IdP, the session refused on both, and no line on either after
+		// 10 s. Not the case under test either; the note of that stop
+		// says what is known.
+		t.Logf("the tab followed %s's answer (answers seen: %v), and no instance logged \"signed out\" within 10 s", followed, shown)
+		return false
 	}
 	if len(signedOut) != 2 || lines != 1 {
 		t.Fatalf("the tab followed %s's answer; \"signed out\" lines per instance: %v; want one, on the other instance", followed, signedOut)
