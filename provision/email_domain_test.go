@@ -52,6 +52,9 @@ func TestCheckEmailDomain(t *testing.T) {
 		{"ada@\u2460.example", false},  // circled digit one, mapped to "1"
 		{"ada@\u0130x.example", false}, // "İ": CanonEmail lowers it to "i", the store folds it to "i̇"
 		{"ada@\u0130_x.example", false},
+		{"ada@a\u13a0b.a_b.example", false}, // Cherokee Ꭰ where IDNA refuses the name: Canon lowers it to ꭰ, which the store keys apart
+		{"ada@a\uab70b.a_b.example", true},
+		{`"ada@home"@ｂücher.example`, false}, // the domain is after the last "@", as CanonEmail's
 	} {
 		if err := provision.CheckEmailDomain(tc.email); (err == nil) != tc.ok {
 			t.Errorf("CheckEmailDomain(%+q) = %v, want allowed: %v", tc.email, err, tc.ok)
@@ -59,6 +62,16 @@ func TestCheckEmailDomain(t *testing.T) {
 	}
 	err := provision.CheckEmailDomain("ada@ｂücher.example")
 	if want := `the domain must be written as "bücher.example" or "xn--bcher-kva.example"`; err == nil || err.Error() != want {
+		t.Errorf("CheckEmailDomain's error %v, want %q", err, want)
+	}
+	// A name IDNA refuses has no Unicode form to offer.
+	err = provision.CheckEmailDomain("ada@\u0130_x.example")
+	if want := `the domain must be written as "i_x.example"`; err == nil || err.Error() != want {
+		t.Errorf("CheckEmailDomain's error %v, want %q", err, want)
+	}
+	// An ASCII name is its own Unicode form: named once.
+	err = provision.CheckEmailDomain("ada@İx.example")
+	if want := `the domain must be written as "ix.example"`; err == nil || err.Error() != want {
 		t.Errorf("CheckEmailDomain's error %v, want %q", err, want)
 	}
 }
@@ -116,6 +129,9 @@ func TestJITRefusesUnmappedEmailDomainOnBothBackends(t *testing.T) {
 			}
 			if msg := d.Message(); !strings.Contains(msg, "sent an email address this application cannot store") || strings.Contains(msg, "bücher") {
 				t.Errorf("message %q, want it to say the email cannot be stored, without the value", msg)
+			}
+			if msg := d.Message(); !strings.Contains(msg, "fullwidth letters") || strings.Contains(msg, "too long") {
+				t.Errorf("message %q, want it to name what is wrong (characters that stand for others), not length or control characters", msg)
 			}
 			var ev []store.Event
 			var users int

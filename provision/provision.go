@@ -902,7 +902,7 @@ func CheckEmailDomain(email string) error {
 	if err == nil && d == u {
 		return nil
 	}
-	if err != nil {
+	if err != nil || u == ascii {
 		return fmt.Errorf("the domain must be written as %q", ascii)
 	}
 	return fmt.Errorf("the domain must be written as %q or %q", u, ascii)

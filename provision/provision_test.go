@@ -1006,7 +1006,7 @@ func TestInvalidAttributeDenied(t *testing.T) {
 				t.Errorf("audit subject %q, want %q", ev[0].Subject, wantSub)
 			}
 			log := e.lastLog("sso login denied").ContextMap()
-			if log["attribute"] != tt.attr || log["subject"] != wantSub || log["reason"] != provision.ReasonInvalidAttribute {
+			if log["attribute"] != tt.attr || log["problem"] != tt.problem || log["subject"] != wantSub || log["reason"] != provision.ReasonInvalidAttribute {
 				t.Errorf("log fields %v", log)
 			}
 		})

@@ -141,6 +141,19 @@ func TestSCIMRefusesUnmappedEmailDomains(t *testing.T) {
 						t.Errorf("%s with %+q: status %d %s; want 400 invalidValue, %q", w.name, email, status, raw, detail)
 					}
 				}
+				// Spellings only lowerLocal's lower case tells apart ("İ",
+				// which Go lowers to "i" and the store folds to "i̇";
+				// Cherokee where IDNA refuses the name): the check reads
+				// the address as sent, not lower-cased.
+				for _, email := range []string{"ada@\u0130x.example", "ada@a\u13a0b.a_b.example"} {
+					method, path, body := w.write(id, email)
+					status, raw := scimRequest(t, srv, method, path, body)
+					var doc struct{ ScimType, Detail string }
+					_ = json.Unmarshal(raw, &doc)
+					if status != http.StatusBadRequest || doc.ScimType != "invalidValue" || !strings.HasPrefix(doc.Detail, "emails.value: the domain must be written as ") {
+						t.Errorf("%s with %+q: status %d %s; want 400 invalidValue naming the spelling to use", w.name, email, status, raw)
+					}
+				}
 				for _, email := range []string{"ada@bücher.example", "ada@XN--BCHER-KVA.example."} {
 					method, path, body := w.write(id, email)
 					if status, raw := scimRequest(t, srv, method, path, body); status != w.ok {
