@@ -69,6 +69,10 @@ func TestPartialPlaceholderUnset(t *testing.T) {
 		{"sp_cert directory", global(dir+"/c.db", "idp s saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tsp_cert {env.SP_DIR}/sp.pem {env.SP_DIR}/sp.pem\n\t\t}"),
 			"SP_DIR", dir,
 			[]string{"sso idp s", "sp_cert {env.SP_DIR} is empty", "is the variable set in Caddy's environment?"}},
+		// The key's path alone unset: named too, not read as /sp.pem.
+		{"sp_cert key directory", global(dir+"/sp-key.db", "idp s saml {\n\t\t\tmetadata_url https://idp.example.com/md\n\t\t\tsp_cert "+dir+"/sp.pem {env.SP_KEY_DIR}/sp.pem\n\t\t}"),
+			"SP_KEY_DIR", dir,
+			[]string{"sso idp s", "sp_cert {env.SP_KEY_DIR} is empty", "is the variable set in Caddy's environment?"}},
 		// A file read empty names the file, not the environment.
 		{"file in the store path", global(dir+"/{file."+emptyFile+"}.db", "idp okta oidc {\n\t\t\tissuer https://example.okta.com\n\t\t\tclient_id abc\n\t\t}"),
 			"", "",

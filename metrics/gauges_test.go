@@ -52,7 +52,7 @@ func TestActiveSessionsGauge(t *testing.T) {
 // refreshed for two days" would fire on; and a provider of neither
 // protocol is not watched, so a scrape does not fail on it.
 func TestIdPRefreshGauges(t *testing.T) {
-	reg := prometheus.NewRegistry()
+	reg := prometheus.NewPedanticRegistry() // each series' descriptor described (Describe)
 	m := metrics.New(reg)
 	loaded := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	certs := loaded.AddDate(2, 0, 0)
@@ -60,8 +60,9 @@ func TestIdPRefreshGauges(t *testing.T) {
 	m.WatchIdP("okta", fakeSAML{Loaded: loaded, CertificateExpiry: certs}) // no validUntil
 	m.WatchIdP("entra", fakeSAML{})                                        // not loaded yet
 	m.WatchIdP("google", fakeOIDC{DiscoveryLoaded: loaded, KeysLoaded: keys})
-	m.WatchIdP("keycloak", fakeOIDC{}) // nothing fetched yet
-	m.WatchIdP("other", struct{}{})    // neither protocol
+	m.WatchIdP("keycloak", fakeSAML{Loaded: loaded}) // replaced by the next line: a name's provider is the one watched last
+	m.WatchIdP("keycloak", fakeOIDC{})               // nothing fetched yet
+	m.WatchIdP("other", struct{}{})                  // neither protocol
 	got := gauges(t, reg)
 	want := map[string]float64{
 		"caddy_sso_active_sessions":                                    0,

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/idp/oidc"
@@ -150,7 +155,8 @@ func TestBackChannelLogoutJWKSUnavailable(t *testing.T) {
 // retry, leaving the session signed in), its jti not used up: its retry
 // once the limit has passed ends the session.
 func TestBackChannelLogoutKeyPendingRetried(t *testing.T) {
-	e := newEnv(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := newEnv(t, func(c *oidc.Config) { c.Logger = zap.New(core) })
 	e.idp.SetClock(e.clock.Now)
 	if status, code, _ := e.backChannel(url.Values{"logout_token": {e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-0"))}}); status != http.StatusOK {
 		t.Fatalf("first logout: %d %s", status, code)
@@ -167,18 +173,26 @@ func TestBackChannelLogoutKeyPendingRetried(t *testing.T) {
 		t.Fatalf("forged token: %d %s, want 400 %s", status, code, oidc.CodeLogoutTokenInvalid)
 	}
 	fetches := e.idp.Requests(oidctest.PathJWKS)
-	e.clock.Add(time.Second)
+	e.clock.Add(1500 * time.Millisecond) // 28.5 s left: Retry-After rounds up, as a retry a moment early meets the limit again
 	if err := e.idp.RotateKey(); err != nil {
 		t.Fatal(err)
 	}
 	genuine := e.signLogout(e.idp.NewLogoutToken(clientID, "alice", "sid-1"))
 	status, code, h := e.backChannel(url.Values{"logout_token": {genuine}})
 	if status != http.StatusServiceUnavailable || code != oidc.CodeSigningKeyPending || h.Get("Retry-After") != "29" {
-		t.Fatalf("the IdP's logout token under its new key, 1 s after the forged one: %d %s Retry-After %q, want 503 %s Retry-After 29",
+		t.Fatalf("the IdP's logout token under its new key, 1.5 s after the forged one: %d %s Retry-After %q, want 503 %s Retry-After 29",
 			status, code, h.Get("Retry-After"), oidc.CodeSigningKeyPending)
 	}
 	if n := e.idp.Requests(oidctest.PathJWKS); n != fetches {
 		t.Errorf("JWKS fetched %d times, want %d: the pending token must not fetch within the limit", n, fetches)
+	}
+	// One WARN line (not an outage's ERROR), its error worded as the
+	// reason it gives: not as a forged token's.
+	lines := logs.FilterMessage("back-channel logout: the logout token could not be checked").All()
+	if len(lines) != 1 || lines[0].Level != zapcore.WarnLevel || lines[0].ContextMap()["reason"] != oidc.CodeSigningKeyPending ||
+		!strings.Contains(fmt.Sprint(lines[0].ContextMap()["error"]), oidc.CodeSigningKeyPending) ||
+		strings.Contains(fmt.Sprint(lines[0].ContextMap()["error"]), oidc.CodeLogoutTokenInvalid) {
+		t.Errorf("logged %v, want one WARN line, reason and error %s", lines, oidc.CodeSigningKeyPending)
 	}
 	e.clock.Add(29 * time.Second) // the IdP retries after Retry-After
 	if status, code, _ := e.backChannel(url.Values{"logout_token": {genuine}}); status != http.StatusOK {

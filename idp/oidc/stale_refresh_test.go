@@ -136,7 +136,8 @@ func slowClient(c *oidc.Config) { c.HTTPClient = &http.Client{Timeout: 30 * time
 // and Close ends it.
 func TestStaleDiscoveryServedWhileRefreshing(t *testing.T) {
 	g := newGatedIdP(t, oidctest.PathDiscovery)
-	e := startEnv(t, g.Server, slowClient)
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := startEnv(t, g.Server, slowClient, func(c *oidc.Config) { c.Logger = zap.New(core) })
 	wantCode(t, e.login(newBrowser()), "")
 	e.clock.Add(25 * time.Hour) // past discoveryTTL
 	g.shut.Store(true)
@@ -157,6 +158,10 @@ func TestStaleDiscoveryServedWhileRefreshing(t *testing.T) {
 		t.Errorf("discovery requests = %d, want 2 (the first fetch, and one background refresh for every caller)", n)
 	}
 	closeEnds(t, e, g)
+	// Cancelled by Close, not failed: nothing to tell the operator.
+	if n := logs.FilterMessageSnippet("refresh failed").Len(); n != 0 {
+		t.Errorf("%d refresh-failed lines for a refresh Close cancelled: %v", n, logs.All())
+	}
 }
 
 // TestStaleDiscoveryTokenRefresh: a route that passes tokens refreshes
@@ -189,7 +194,8 @@ func TestStaleDiscoveryTokenRefresh(t *testing.T) {
 // with Close.
 func TestAgedJWKSRefreshedInBackground(t *testing.T) {
 	g := newGatedIdP(t, oidctest.PathJWKS)
-	e := startEnv(t, g.Server, slowClient)
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := startEnv(t, g.Server, slowClient, func(c *oidc.Config) { c.Logger = zap.New(core) })
 	g.SetClock(e.clock.Now)
 	wantCode(t, e.login(newBrowser()), "")
 	e.clock.Add(25 * time.Hour) // past keysMaxAge (and discoveryTTL)
@@ -208,6 +214,10 @@ func TestAgedJWKSRefreshedInBackground(t *testing.T) {
 		t.Errorf("JWKS requests = %d, want 2 (the first fetch and one background refresh)", n)
 	}
 	closeEnds(t, e, g)
+	// Cancelled by Close, not failed: nothing to tell the operator.
+	if n := logs.FilterMessageSnippet("refresh failed").Len(); n != 0 {
+		t.Errorf("%d refresh-failed lines for a refresh Close cancelled: %v", n, logs.All())
+	}
 }
 
 // TestBackgroundRefreshFailureLogged: a day after the first fetch, the
@@ -300,3 +310,88 @@ func waitLogged(t *testing.T, logs *observer.ObservedLogs, msg string, n int, us
 		}
 	}
 }
+
+// TestBackgroundRefreshTakesUpTheNewCopies: a background refresh that
+// succeeds replaces the day-old discovery document and keys (their fetch
+// times in RefreshHealth, the caddy_sso_oidc_* gauges, move on) and logs
+// no failure: an operator alerting on either sees only real ones.
+func TestBackgroundRefreshTakesUpTheNewCopies(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := newEnv(t, func(c *oidc.Config) { c.Logger = zap.New(core) })
+	e.idp.SetClock(e.clock.Now)
+	wantCode(t, e.login(newBrowser()), "")
+	e.clock.Add(25 * time.Hour) // past discoveryTTL and keysMaxAge
+	now := e.clock.Now()
+	// Served the day-old copies at once, each refreshed in the background.
+	wantCode(t, e.login(newBrowser()), "")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h := e.p.RefreshHealth()
+		if h.DiscoveryLoaded.Equal(now) && h.KeysLoaded.Equal(now) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RefreshHealth %+v, want both fetched again at %v: the refreshed copies were not taken up", h, now)
+		}
+	}
+	if err := e.p.Close(); err != nil { // the refreshes have ended, their lines written
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("refresh failed").Len(); n != 0 {
+		t.Errorf("%d refresh-failed lines after refreshes that succeeded: %v", n, logs.All())
+	}
+}
+
+// TestBackgroundRefreshFailuresOfBothLogged: the discovery document and
+// the keys failing to refresh within the same minute are two WARN lines,
+// one per message: the log budget of one does not hold back the other.
+func TestBackgroundRefreshFailuresOfBothLogged(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := newEnv(t, func(c *oidc.Config) { c.Logger = zap.New(core) })
+	e.idp.SetClock(e.clock.Now)
+	wantCode(t, e.login(newBrowser()), "")
+	e.idp.SetHooks(oidctest.Hooks{Discovery: func(doc map[string]any) { doc["issuer"] = "https://moved.example.com/oauth2/default" }})
+	e.idp.SetUnavailable(true, oidctest.PathJWKS)
+	e.clock.Add(25 * time.Hour) // past discoveryTTL and keysMaxAge
+	use := func() { wantCode(t, e.login(newBrowser()), "") }
+	for _, msg := range []string{"oidc discovery refresh failed; keeping the last good copy", "oidc jwks refresh failed; keeping the last good keys"} {
+		if l := waitLogged(t, logs, msg, 1, use)[0]; l.Level != zapcore.WarnLevel {
+			t.Errorf("%q: %s, want WARN: the first failure of its kind this minute", msg, l.Level)
+		}
+	}
+}
+
+// TestBackgroundRefreshFailureWordsAnUntrustedCertificate: a background
+// refresh refused by the IdP's TLS certificate, which this host stopped
+// trusting (a CA replaced, a certificate renewed under another), is logged
+// with the fix, as sign-in words it, not as the bare x509 error.
+func TestBackgroundRefreshFailureWordsAnUntrustedCertificate(t *testing.T) {
+	srv, ts := tlsIdP(t, "127.0.0.1")
+	var untrusted atomic.Bool
+	trusting, plain := ts.Client().Transport, http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(plain.CloseIdleConnections)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+		if untrusted.Load() {
+			return plain.RoundTrip(r)
+		}
+		return trusting.RoundTrip(r)
+	})}
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := startEnv(t, srv, func(c *oidc.Config) { c.HTTPClient, c.Logger = client, zap.New(core) })
+	if err := e.p.Discover(context.Background()); err != nil { // trusted then
+		t.Fatal(err)
+	}
+	untrusted.Store(true)
+	e.clock.Add(25 * time.Hour) // past discoveryTTL
+	lines := waitLogged(t, logs, "oidc discovery refresh failed; keeping the last good copy", 1, func() {
+		if _, err := e.startLogin(newBrowser(), "/"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if msg, _ := lines[0].ContextMap()["error"].(string); !strings.Contains(msg, idp.UntrustedCertificateFix) {
+		t.Errorf("logged error %q, want the fix %q", msg, idp.UntrustedCertificateFix)
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -280,6 +280,8 @@ func TestMultiTenantConfig(t *testing.T) {
 		// a tenant-specific issuer names (review 33).
 		{"tenant_id the issuer's", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, strings.ToUpper(tenantA), ""},
 		{"tenant_id with another IdP", "https://idp.example.com", nil, tenantA, ""},
+		// Only Entra's tenant-specific issuer form (…/<GUID>/v2.0) names the tenant tokens carry.
+		{"tenant_id with another IdP whose issuer path is a GUID", "https://idp.example.com/" + tenantB, nil, tenantA, ""},
 		{"tenant_id a domain name", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, "contoso.onmicrosoft.com", `tenant_id: "contoso.onmicrosoft.com" is not a tenant ID (a GUID`},
 		{"tenant_id another tenant than the issuer's", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, tenantB, "tenant_id " + tenantB + " is not the tenant of issuer"},
 		{"tenant_id another tenant than a national cloud issuer's", "https://login.microsoftonline.us/" + tenantA + "/v2.0", nil, tenantB, "is not the tenant of issuer"},
