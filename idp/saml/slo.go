@@ -195,23 +195,35 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 		return idp.Fail(CodeMethodNotAllowed, fmt.Errorf("SLO got %s", r.Method))
 	}
 	q := r.URL.Query()
+	var readErr error
 	if r.Method == http.MethodPost {
-		if _, err := p.readForm(w, r); err != nil {
-			return err
-		}
+		_, readErr = p.readForm(w, r) // refused below, once it is known what it refuses
 	} else if len(r.URL.RawQuery) > int(p.cfg.MaxResponseSize) {
-		return idp.Fail(CodeResponseTooLarge, errors.New("SLO query too large"))
+		readErr = idp.Fail(CodeResponseTooLarge, errors.New("SLO query too large"))
 	}
-	// crewjam reads the query first, then the form; so do we.
+	// crewjam reads the query first, then the form; so do we. A refused
+	// form keeps the pairs parsed before the fault.
 	isRequest := q.Get("SAMLRequest") != "" || (q.Get("SAMLResponse") == "" && r.PostForm.Get("SAMLRequest") != "")
 	isResponse := !isRequest && (q.Get("SAMLResponse") != "" || r.PostForm.Get("SAMLResponse") != "")
+	// A LogoutResponse answers a sign-out begun here, which ended the
+	// local session already: refused for any reason (a malformed or
+	// oversized form, a DTD, metadata past trust), the error says so.
+	refused := func(err error) error {
+		if isResponse {
+			return sessionEnded(err)
+		}
+		return err
+	}
+	if readErr != nil {
+		return refused(readErr)
+	}
 	if isRequest || isResponse {
 		field := "SAMLRequest"
 		if isResponse {
 			field = "SAMLResponse"
 		}
 		if err := p.refuseSLODeclarations(r, field); err != nil {
-			return err
+			return refused(err)
 		}
 	}
 	// Both messages are verified with the IdP's keys, so they are trusted
@@ -219,10 +231,8 @@ func (p *Provider) HandleSLO(w http.ResponseWriter, r *http.Request, base string
 	// with a key from expired metadata must not end sessions.
 	md, err := p.signInMetadata(r.Context())
 	switch {
-	case err != nil && isResponse:
-		return sessionEnded(err)
 	case err != nil:
-		return err
+		return refused(err)
 	case isRequest:
 		return p.handleLogoutRequest(w, r, e, md, endSessions)
 	case isResponse:

@@ -597,16 +597,20 @@ func TestSLORefusedLogoutResponseSessionEnded(t *testing.T) {
 		value   string
 		cookies bool
 		want    string
+		tail    string // after the encoded form: a fault of the form itself
 	}{
-		{"without the flow cookie", h.signedLogoutResponse(t, id), false, CodeFlowMissing},
-		{"answering another request", h.signedLogoutResponse(t, "id-someone-else"), true, CodeInResponseTo},
+		{"without the flow cookie", h.signedLogoutResponse(t, id), false, CodeFlowMissing, ""},
+		{"answering another request", h.signedLogoutResponse(t, "id-someone-else"), true, CodeInResponseTo, ""},
+		// Refused before it is read as a LogoutResponse: the form, the DTD.
+		{"with a malformed pair after it", h.signedLogoutResponse(t, id), true, CodeMalformed, "&%zz"},
+		{"declaring a DTD", base64.StdEncoding.EncodeToString([]byte(`<!DOCTYPE x [<!ENTITY a "b">]><x/>`)), true, CodeDoctype, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var jar []*http.Cookie
 			if tc.cookies {
 				jar = cookies
 			}
-			r := h.postSLO(url.Values{"SAMLResponse": {tc.value}, "RelayState": {relayState}}, jar)
+			r := h.postSLOBody(url.Values{"SAMLResponse": {tc.value}, "RelayState": {relayState}}.Encode()+tc.tail, jar)
 			err := h.p.HandleSLO(httptest.NewRecorder(), r, h.base, h.endSessions)
 			var le *idp.LoginError
 			if !errors.As(err, &le) || le.Code != tc.want || !le.SessionEnded {
