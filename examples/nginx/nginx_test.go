@@ -54,15 +54,17 @@ func nginxBinary(t *testing.T) string {
 func startNginx(t *testing.T, bin string, port, gwPort, appPort int, appConf ...string) *x509.CertPool {
 	t.Helper()
 	dir := t.TempDir()
-	pool := exampletest.SelfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "127.0.0.1")
+	certFile, keyFile, cert := caddytest.SelfSignedCert(t, "127.0.0.1")
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
 	exampletest.Write(t, filepath.Join(dir, "snippets", "sso-endpoints.conf"), exampletest.Shipped(t, "sso-endpoints.conf"))
 	exampletest.Write(t, filepath.Join(dir, "snippets", "sso-protect.conf"), exampletest.Shipped(t, "sso-protect.conf"))
 	exampletest.Write(t, filepath.Join(dir, "app.conf"), exampletest.Shipped(t, "app.conf", append([]string{
 		"server 127.0.0.1:9091;", fmt.Sprintf("server 127.0.0.1:%d;", gwPort),
 		"server 127.0.0.1:8080;", fmt.Sprintf("server 127.0.0.1:%d;", appPort),
 		"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", port),
-		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
-		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")}, appConf...)...))
+		"/etc/ssl/certs/app.example.com.pem", certFile,
+		"/etc/ssl/private/app.example.com.key", keyFile}, appConf...)...))
 	exampletest.Write(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;

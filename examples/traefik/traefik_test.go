@@ -41,12 +41,14 @@ const appHost = "app.example.com"
 func startTraefik(t *testing.T, bin string, port, gwPort, appPort int, dynamic ...string) *x509.CertPool {
 	t.Helper()
 	dir := t.TempDir()
-	pool := exampletest.SelfSigned(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), appHost)
+	certFile, keyFile, cert := caddytest.SelfSignedCert(t, appHost)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
 	exampletest.Write(t, filepath.Join(dir, "dynamic.yml"), exampletest.Shipped(t, "dynamic.yml", append([]string{
 		"127.0.0.1:9091", fmt.Sprintf("127.0.0.1:%d", gwPort),
 		"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", appPort),
-		"/etc/ssl/certs/app.example.com.pem", filepath.Join(dir, "cert.pem"),
-		"/etc/ssl/private/app.example.com.key", filepath.Join(dir, "key.pem")}, dynamic...)...))
+		"/etc/ssl/certs/app.example.com.pem", certFile,
+		"/etc/ssl/private/app.example.com.key", keyFile}, dynamic...)...))
 	// The test's own addition: no update check or usage report from a
 	// test, and Traefik's log for a failure.
 	exampletest.Write(t, filepath.Join(dir, "traefik.yml"), exampletest.Shipped(t, "traefik.yml",
