@@ -108,14 +108,20 @@ func (c Config) checkTenantID(deferred func(string) bool) error {
 	return nil
 }
 
-// issuerTenant returns the tenant a tenant-specific Entra issuer names
-// (…/<tenant GUID>/v2.0, on any host: the national clouds have their own).
+// issuerTenant returns the tenant a tenant-specific Entra issuer names,
+// on any host (the national clouds have their own): …/<tenant GUID>/v2.0,
+// or the v1 endpoint's https://sts.windows.net/<tenant GUID>/, whose
+// tokens carry the same tid.
 func issuerTenant(issuer string) (string, bool) {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" {
 		return "", false
 	}
-	tid, ok := strings.CutSuffix(strings.TrimPrefix(u.Path, "/"), "/v2.0")
+	path := strings.TrimPrefix(u.Path, "/")
+	tid, ok := strings.CutSuffix(path, "/v2.0")
+	if !ok {
+		tid, ok = strings.CutSuffix(path, "/")
+	}
 	return tid, ok && isGUID(tid)
 }
 

@@ -285,6 +285,8 @@ func TestMultiTenantConfig(t *testing.T) {
 		{"tenant_id a domain name", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, "contoso.onmicrosoft.com", `tenant_id: "contoso.onmicrosoft.com" is not a tenant ID (a GUID`},
 		{"tenant_id another tenant than the issuer's", "https://login.microsoftonline.com/" + tenantA + "/v2.0", nil, tenantB, "tenant_id " + tenantB + " is not the tenant of issuer"},
 		{"tenant_id another tenant than a national cloud issuer's", "https://login.microsoftonline.us/" + tenantA + "/v2.0", nil, tenantB, "is not the tenant of issuer"},
+		{"tenant_id another tenant than a v1 issuer's", "https://sts.windows.net/" + tenantA + "/", nil, tenantB, "tenant_id " + tenantB + " is not the tenant of issuer"},
+		{"tenant_id a v1 issuer's", "https://sts.windows.net/" + tenantA + "/", nil, tenantA, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
