@@ -494,7 +494,9 @@ type Tx interface {
 	// each once. Unlike User in an Update, it locks no row (PostgreSQL):
 	// it is the check before PutGroup, which locks every member it touches
 	// in ID order, and a lock the check took would come before those, out
-	// of that order, so two group changes could deadlock.
+	// of that order, so two group changes could deadlock. A user it found
+	// may therefore be deleted by another transaction before PutGroup: see
+	// there.
 	UsersOfIdP(idp string, ids []string) ([]string, error)
 	// UserHolding is the read UserByLink, UserByEmail, UserByUserName or
 	// UserByExternalID makes (key; idp only for KeyLink and KeyExternalID),
@@ -522,7 +524,12 @@ type Tx interface {
 	ListGroups(idp string, startIndex, count int) ([]*Group, int, error)
 	// PutGroup creates or replaces a group (an empty ID gets a fresh one).
 	// Members are sorted and deduplicated, and every member must exist
-	// (ErrNotFound otherwise). It keeps the name, externalId and member
+	// (ErrNotFound otherwise). A member that UsersOfIdP found in the same
+	// Update and a concurrent transaction deleted since (PostgreSQL; bolt
+	// has one writer) is a conflict, not ErrNotFound: Update runs fn
+	// again, and its UsersOfIdP no longer finds the user, so a caller that
+	// leaves out the members it does not find (SCIM skips them) succeeds
+	// without them. It keeps the name, externalId and member
 	// indexes in step, and rewrites the Groups of every user who joined,
 	// left, or stayed through a rename. ErrGroupNameTaken and
 	// ErrExternalIDTaken leave the store as it was, as do ErrValueTooLong

@@ -187,9 +187,15 @@ func (t *tx) PutGroup(g *store.Group) error {
 			return fail(err)
 		}
 		for _, m := range chunk {
-			if _, ok := slices.BinarySearch(found, m); !ok {
-				return fail(fmt.Errorf("member %s: %w", m, store.ErrNotFound))
+			if _, ok := slices.BinarySearch(found, m); ok {
+				continue
 			}
+			if slices.Contains(t.usersSeen, m) {
+				// Deleted since this transaction's UsersOfIdP found
+				// them: a conflict, not the caller's mistake.
+				return t.fail(fail(fmt.Errorf("member %s: %w", m, errMemberDeletedMeanwhile)))
+			}
+			return fail(fmt.Errorf("member %s: %w", m, store.ErrNotFound))
 		}
 	}
 
@@ -363,10 +369,11 @@ func (t *tx) syncMembers(groupID, oldName, newName string, before, after []strin
 		// on a rename (every member touched) those who stay, whose rows
 		// are there already (ON CONFLICT DO NOTHING inserts none, and so
 		// takes no lock). One a concurrent DeleteUser took since PutGroup
-		// checked it fails the foreign key, and the rerun reports it
-		// missing. A member who stays keeps their row meanwhile: a
-		// deletion locks the user's groups first (lockUserGroups), and so
-		// waits for this change.
+		// checked it fails the foreign key, and in the rerun the caller's
+		// UsersOfIdP leaves it out, or else PutGroup reports it missing.
+		// A member who stays keeps their row meanwhile: a deletion locks
+		// the user's groups first (lockUserGroups), and so waits for this
+		// change.
 		in := slices.DeleteFunc(slices.Clone(chunk), func(id string) bool { _, ok := slices.BinarySearch(after, id); return !ok })
 		if len(in) > 0 {
 			_, err := t.exec(`INSERT INTO sso_group_members (group_id, user_id) SELECT $1, m FROM unnest($2::text[]) AS m

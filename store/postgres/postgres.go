@@ -31,11 +31,13 @@
 //   - reruns: a deadlock (40P01), a serialization failure (40001), and a
 //     unique or foreign-key violation (23505, 23503: a concurrent commit
 //     this transaction could not have locked out, such as a user deleted
-//     under a new session) roll back and run fn again, a few times with
-//     a growing random pause, as the contract allows (package store); so
-//     does a connection lost before COMMIT (a backend ended by a DBA, a
-//     pooler or idle_in_transaction_session_timeout), which the server
-//     rolled back; one lost during COMMIT is never rerun
+//     under a new session), and a group member deleted after this
+//     transaction found them (errMemberDeletedMeanwhile) roll back and
+//     run fn again, a few times with a growing random pause, as the
+//     contract allows (package store); so does a connection lost before
+//     COMMIT (a backend ended by a DBA, a pooler or
+//     idle_in_transaction_session_timeout), which the server rolled back;
+//     one lost during COMMIT is never rerun
 //     (store.ErrOutcomeUnknown, see commitUnknown). A View reruns only
 //     after a lost connection (see View);
 //   - Consume is an INSERT … ON CONFLICT on the primary key (kind, id):
@@ -121,6 +123,13 @@ const answerGrace = time.Second
 // each of maxAttempts tries to take the locks in order again. Update
 // reruns the transaction (retryable).
 var errJoinedMeanwhile = errors.New("the user joined groups while the deletion waited for them, on every try")
+
+// errMemberDeletedMeanwhile: PutGroup found a member gone that UsersOfIdP
+// had found a user in the same transaction, which locks no row: a
+// concurrent deletion committed in between. Update reruns the transaction
+// (retryable), whose UsersOfIdP then finds the user gone, so the caller
+// leaves them out (store.Tx.PutGroup).
+var errMemberDeletedMeanwhile = errors.New("deleted since this transaction found the user (UsersOfIdP)")
 
 // maxAttempts bounds the runs of one Update's fn under conflicts;
 // retryPause is the base of the random pause between runs.
@@ -634,12 +643,12 @@ func (db *DB) unanswered(ctx context.Context, err error) error {
 // deadlock and serialization failure, and a unique or foreign-key
 // violation, which our writes meet only when a concurrent transaction
 // committed what this one could not lock out (every write locks and checks
-// its keys first); and errJoinedMeanwhile, a conflict found by this
-// package rather than the server.
+// its keys first); and errJoinedMeanwhile and errMemberDeletedMeanwhile,
+// conflicts found by this package rather than the server.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
-		return errors.Is(err, errJoinedMeanwhile)
+		return errors.Is(err, errJoinedMeanwhile) || errors.Is(err, errMemberDeletedMeanwhile)
 	}
 	switch pe.Code {
 	case "40001", "40P01", "23505", "23503":

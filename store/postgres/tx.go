@@ -44,6 +44,11 @@ type tx struct {
 	// quiet turns BroadcastAtCommit off: the rerun of a transaction whose
 	// COMMIT found the NOTIFY queue full (see runs).
 	quiet bool
+	// usersSeen are the users UsersOfIdP found in this Update (less those
+	// it deleted itself), which it does not lock: a member among them that
+	// PutGroup finds gone was deleted by another transaction since, and
+	// this one is rerun (errMemberDeletedMeanwhile).
+	usersSeen []string
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -555,8 +560,11 @@ func (t *tx) ListUsers(idp string, startIndex, count int) ([]*store.User, int, e
 // UsersOfIdP takes no row lock, unlike User in an Update (see
 // store.Tx.UsersOfIdP): PutGroup locks the members a group change
 // touches, in ID order (syncMembers), and a lock taken here first would be
-// out of that order. A member deleted after this read fails PutGroup's member
-// insert (the foreign key), whose rerun finds it gone.
+// out of that order. So a user found here may be deleted before PutGroup:
+// before its member check, which then reruns the transaction
+// (errMemberDeletedMeanwhile, from the users kept in usersSeen), or after,
+// when its member insert fails on the foreign key (23503), which reruns it
+// too. The rerun's read finds the user gone.
 func (t *tx) UsersOfIdP(idp string, ids []string) ([]string, error) {
 	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !storable(id) })
 	slices.Sort(ids)
@@ -577,6 +585,9 @@ func (t *tx) UsersOfIdP(idp string, ids []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("postgres: users of %s: %w", idp, err)
 		}
+	}
+	if t.writable {
+		t.usersSeen = append(t.usersSeen, out...)
 	}
 	return out, nil
 }
@@ -717,6 +728,9 @@ func (t *tx) DeleteUser(id string) error {
 		}
 	}
 	delete(t.heldKeys, id)
+	// Gone by this transaction's own hand: a PutGroup naming them after
+	// this is the caller's mistake (ErrNotFound), not a conflict.
+	t.usersSeen = slices.DeleteFunc(t.usersSeen, func(seen string) bool { return seen == id })
 	return t.deleteRow("delete user", " "+id, "DELETE FROM sso_users WHERE id = $1", id)
 }
 

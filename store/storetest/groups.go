@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ func init() {
 	register(
 		testCase{"Groups", testGroups},
 		testCase{"PutGroupRefusalsWriteNothing", testPutGroupRefusals},
+		testCase{"PutGroupMemberDeletedMeanwhile", testMemberDeletedMeanwhile},
 		testCase{"ListAndForEachGroup", testListGroups},
 		testCase{"ListGroupsPaging", testListGroupsPaging},
 		testCase{"Tombstones", testTombstones},
@@ -171,6 +173,84 @@ func testPutGroupRefusals(e *env) {
 		return tx.PutGroup(&store.Group{IdP: "entra", DisplayName: "  "})
 	}); err == nil {
 		e.Error("PutGroup with a blank name succeeded")
+	}
+}
+
+// deletionWait is how long testMemberDeletedMeanwhile waits for a
+// deletion it started inside an Update: ample for a backend with
+// concurrent writers; one with a single writer (bolt) holds the deletion
+// until the Update commits, and so costs the suite this much.
+const deletionWait = 500 * time.Millisecond
+
+// testMemberDeletedMeanwhile: UsersOfIdP locks no row, so a user it found
+// may be deleted by another transaction before PutGroup (PostgreSQL).
+// PutGroup must then make Update run fn again, not fail with ErrNotFound:
+// the rerun's UsersOfIdP leaves the user out, and a caller that writes the
+// members it found (SCIM skips the others, docs/scim.md) succeeds. With
+// one writer the deletion waits for the commit and takes the member out of
+// the group itself. Either way the Update succeeds and the group keeps
+// only the user not deleted. A member the transaction deleted itself is
+// the caller's mistake, ErrNotFound as ever.
+func testMemberDeletedMeanwhile(e *env) {
+	gone := e.putUser(&store.User{IdP: "okta", Email: "gone@x.io"})
+	stays := e.putUser(&store.User{IdP: "okta", Email: "stays@x.io"})
+	g := e.putGroup(&store.Group{IdP: "okta", DisplayName: "Staff"})
+	deleted := make(chan error, 1)
+	meanwhile := false
+	var found []string
+	runs := 0
+	err := e.st.Update(e.Context(), func(tx store.Tx) error {
+		runs++
+		var err error
+		if found, err = tx.UsersOfIdP("okta", []string{gone.ID, stays.ID}); err != nil {
+			return err
+		}
+		if runs == 1 {
+			go func() {
+				deleted <- e.st.Update(context.Background(), func(tx store.Tx) error { return tx.DeleteUser(gone.ID) })
+			}()
+			select {
+			case err := <-deleted:
+				deleted <- err
+				meanwhile = true
+			case <-time.After(deletionWait):
+			}
+		}
+		return tx.PutGroup(&store.Group{ID: g.ID, IdP: "okta", DisplayName: "Staff", Members: found})
+	})
+	if err != nil {
+		e.Errorf("group change whose member was deleted meanwhile (committed meanwhile: %v): %v, want a rerun without them", meanwhile, err)
+	}
+	if err := <-deleted; err != nil {
+		e.Fatalf("deletion: %v", err)
+	}
+	if meanwhile && (runs < 2 || !slices.Equal(found, []string{stays.ID})) {
+		e.Errorf("deletion committed meanwhile: fn ran %d times, last found %v; want a rerun finding only %s", runs, found, stays.ID)
+	}
+	e.view(func(tx store.Tx) error {
+		got, err := tx.Group(g.ID)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got.Members, []string{stays.ID}) {
+			e.Errorf("members %v, want only the user not deleted, %s", got.Members, stays.ID)
+		}
+		return nil
+	})
+	// Deleted by the same transaction: refused, not rerun (which would
+	// end in a conflict error after the backend's last attempt).
+	err = e.st.Update(e.Context(), func(tx store.Tx) error {
+		found, err := tx.UsersOfIdP("okta", []string{stays.ID})
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteUser(stays.ID); err != nil {
+			return err
+		}
+		return tx.PutGroup(&store.Group{ID: g.ID, IdP: "okta", DisplayName: "Staff", Members: found})
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		e.Errorf("PutGroup naming a member its own transaction deleted: %v, want ErrNotFound", err)
 	}
 }
 
