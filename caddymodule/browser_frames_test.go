@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-sso/caddy-sso/internal/browsertest"
+	"github.com/caddy-sso/caddy-sso/internal/testport"
 )
 
 // TestBrowserServiceWorkerNavigationFromAnotherSite: an app with a
@@ -148,4 +150,104 @@ func waitUntil(t *testing.T, what string, done func() bool) {
 		}
 	}
 	t.Fatalf("waiting for %s: timed out", what)
+}
+
+// TestBrowserFrameInAnotherSitesPage: a person signed in to the app
+// (localhost) opens another site's page (127.0.0.1, a portal) that frames
+// one of the app's pages. The SameSite=Lax session cookie never reaches
+// another site's frame, so the frame cannot show the page, and neither
+// "your session has ended" nor a sign-in would be true or help: it says
+// the app cannot be shown inside another site's page, and its link opens
+// the frame's own page in a window of its own (target=_blank,
+// rel=noopener), which the person is signed in to. The portal stays.
+func TestBrowserFrameInAnotherSitesPage(t *testing.T) {
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
+	portal := fmt.Sprintf("http://127.0.0.1:%d", testport.For(t))
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\thandle /widget {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n\t\trespond `<!doctype html><title>Widget</title><p>widget of {http.auth.user.email}</p>`\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n}\n"+
+		"%s {\n\theader Content-Type \"text/html; charset=utf-8\"\n\trespond `<!doctype html><title>Portal</title><p>the portal</p><iframe id=f src=%s/widget?tab=2 style=\"width:600px;height:400px\"></iframe>`\n}\n",
+		w.gw.base, w.upstream.hostPort(), portal, w.gw.base)
+	w.start()
+	ctx := newChromium(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/widget"), browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the widget signed in, in its own window", func(s browserState) bool {
+		return s.loc == w.gw.base+"/widget" && strings.Contains(s.body, "widget of ada@example.com")
+	})
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(portal+"/")); err != nil {
+		t.Fatal(err)
+	}
+	// The frame is another site's, out of the portal's process: read it
+	// through its own target.
+	frame := func() (target.ID, bool) {
+		targets, err := chromedp.Targets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range targets {
+			if ti.Type == "iframe" && strings.HasPrefix(ti.URL, w.gw.base) {
+				return ti.TargetID, true
+			}
+		}
+		return "", false
+	}
+	var fctx context.Context
+	var text string
+	waitUntil(t, "the portal's frame of the app", func() bool {
+		id, ok := frame()
+		if !ok {
+			return false
+		}
+		c, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
+		t.Cleanup(cancel)
+		text, _ = chromedp.Run(c, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		fctx = c
+		return text != ""
+	})
+	if !strings.Contains(text, "cannot be shown inside another site's page") || strings.Contains(text, "session has ended") || strings.Contains(text, "Sign in") {
+		t.Fatalf("signed in, the person opens another site's page that frames the app; the frame says:\n%s\nwant the page saying the app cannot be shown inside another site's page", text)
+	}
+	link, err := chromedp.Run(fctx, chromedp.Evaluate[[]string](`(() => { const a = document.querySelector('a'); return [a.href, a.target, a.rel] })()`))
+	if err != nil || len(link) != 3 || link[0] != w.gw.base+"/widget?tab=2" || link[1] != "_blank" || link[2] != "noopener" {
+		t.Fatalf("the frame's link: %q (%v), want the frame's own URL, target _blank, rel noopener", link, err)
+	}
+
+	// A person's click on the frame's link, at its place on the screen.
+	at, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => { const f = document.getElementById('f'), r = f.getBoundingClientRect(); return [r.left + f.clientLeft, r.top + f.clientTop] })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := chromedp.Run(fctx, chromedp.Evaluate[[]float64](`(() => { const r = document.querySelector('a').getBoundingClientRect(); return [r.left + r.width/2, r.top + r.height/2] })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(at[0]+in[0], at[1]+in[1])); err != nil {
+		t.Fatal(err)
+	}
+	var opened target.ID
+	waitUntil(t, "a window of its own, opened by the frame's link", func() bool {
+		targets, err := chromedp.Targets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range targets {
+			if ti.Type == "page" && strings.HasPrefix(ti.URL, w.gw.base) {
+				opened = ti.TargetID
+				return true
+			}
+		}
+		return false
+	})
+	wctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(opened))
+	defer cancel()
+	p := browsertest.WaitFor(t, wctx, "the app signed in, in the new window", func(p browsertest.Page) bool {
+		return p.Location == w.gw.base+"/widget?tab=2" && strings.Contains(p.Body, "widget of ada@example.com")
+	})
+	if opener, err := chromedp.Run(wctx, chromedp.Evaluate[bool](`window.opener === null`)); err != nil || !opener {
+		t.Errorf("the new window at %s has an opener (%v): the portal keeps a handle on it", p.Location, err)
+	}
+	if top, err := chromedp.Run(ctx, chromedp.Location()); err != nil || top != portal+"/" {
+		t.Errorf("the portal's window left for %s (%v), want it to stay", top, err)
+	}
 }

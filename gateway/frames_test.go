@@ -52,27 +52,38 @@ func TestNavigationDestinations(t *testing.T) {
 }
 
 // TestFrameWithoutSession: a frame without a session gets a 401 page,
-// not the JSON a script gets: its link signs in in the whole window
-// (target=_top) and comes back to the page the frame is in, the Referer
-// when it is on this site, else the route's home. The page may be framed
-// (it answers a frame), and the 401 carries the WWW-Authenticate any 401
-// of the route does, and no-store.
+// not the JSON a script gets. In a page of this site, or of the same site,
+// its link signs in in the whole window (target=_top) and comes back to
+// the page the frame is in, the Referer when it is on this site, else the
+// route's home. In another site's page, which never gets the SameSite=Lax
+// session cookie, it says the app cannot be shown there, and its link
+// opens the frame's own page (its return path, validated: a path of this
+// site) in a window of its own (target=_blank, rel=noopener). Either page
+// may be framed (it answers a frame), and the 401 carries the
+// WWW-Authenticate any 401 of the route does, and no-store.
 func TestFrameWithoutSession(t *testing.T) {
 	o, err := gateway.BaseOrigin("https://app.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
+	const (
+		signInAgain = "session has ended"
+		ownWindow   = "cannot be shown inside another site&#39;s page"
+	)
 	for _, tc := range []struct {
-		name, prefix, referer, site, returnTo string
+		name, prefix, path, referer, site, returnTo string
+		text                                        string // what the page says
 	}{
-		{"same-origin frame", "/.sso/", "https://app.example.com/dashboard?tab=2", "same-origin", "/dashboard?tab=2"},
-		{"same-origin frame, no Referer", "/.sso/", "", "same-origin", "/"},
-		{"another site's frame", "/.sso/", "https://portal.example.net/home", "cross-site", "/"},
-		{"same-site frame", "/app/.sso/", "https://portal.example.com/", "same-site", "/app/"},
+		{"same-origin frame", "/.sso/", "/widget?refresh=1", "https://app.example.com/dashboard?tab=2", "same-origin", "/dashboard?tab=2", signInAgain},
+		{"same-origin frame, no Referer", "/.sso/", "/widget?refresh=1", "", "same-origin", "/", signInAgain},
+		{"same-site frame", "/app/.sso/", "/app/widget", "https://portal.example.com/", "same-site", "/app/", signInAgain},
+		{"another site's frame", "/.sso/", "/widget?refresh=1", "https://portal.example.net/home", "cross-site", "/widget?refresh=1", ownWindow},
+		{"another site's frame, no Referer", "/app/.sso/", "/app/widget", "", "cross-site", "/app/widget", ownWindow},
+		{"another site's frame of a callback with an IdP's answer", "/app/.sso/", "/app/.sso/oidc/corp/callback?state=s&code=c", "", "cross-site", "/app/", ownWindow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := &gateway.Route{PathPrefix: tc.prefix, Default: &gateway.IdP{Name: "corp"}}
-			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/widget?refresh=1", nil)
+			r := httptest.NewRequest(http.MethodGet, "https://app.example.com"+tc.path, nil)
 			r.Header.Set("Accept", "text/html")
 			r.Header.Set("Sec-Fetch-Mode", "navigate")
 			r.Header.Set("Sec-Fetch-Dest", "iframe")
@@ -86,9 +97,13 @@ func TestFrameWithoutSession(t *testing.T) {
 				t.Fatalf("a frame without a session: no page, the answer is %d %s", w.Code, w.Body)
 			}
 			login := tc.prefix + "login?return_to=" + url.QueryEscape(tc.returnTo)
-			if pe.Name != gateway.PageSignInAgain || pe.Status != http.StatusUnauthorized || !pe.Framed ||
-				len(pe.Links) != 1 || pe.Links[0].Href != login || pe.Links[0].Target != "_top" {
-				t.Errorf("page %+v, want sign_in_again, 401, framed, one link to %s with target _top", pe.Page, login)
+			name, link, target, attrs := gateway.PageSignInAgain, login, "_top", `target="_top"`
+			if tc.text == ownWindow {
+				name, link, target, attrs = gateway.PageCrossSiteFrame, tc.returnTo, "_blank", `target="_blank" rel="noopener"`
+			}
+			if pe.Name != name || pe.Status != http.StatusUnauthorized || !pe.Framed ||
+				len(pe.Links) != 1 || pe.Links[0].Href != link || pe.Links[0].Target != target {
+				t.Errorf("page %+v, want %s, 401, framed, one link to %s with target %s", pe.Page, name, link, target)
 			}
 			if got := w.Header().Get("WWW-Authenticate"); got != `SSO realm="corp", login="`+login+`"` {
 				t.Errorf("WWW-Authenticate %q", got)
@@ -102,7 +117,7 @@ func TestFrameWithoutSession(t *testing.T) {
 			if page.Code != http.StatusUnauthorized || h.Get("Cache-Control") != "no-store" || !strings.HasPrefix(h.Get("Content-Type"), "text/html") {
 				t.Errorf("answer %d %v", page.Code, h)
 			}
-			if !strings.Contains(body, `target="_top"`) || !strings.Contains(body, "session has ended") {
+			if !strings.Contains(body, attrs) || !strings.Contains(body, tc.text) {
 				t.Errorf("body:\n%s", body)
 			}
 			if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors *") || !strings.Contains(csp, "default-src 'none'") {

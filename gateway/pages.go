@@ -36,12 +36,13 @@ const (
 	PageMisconfigured     = "misconfigured"      // 500: the IdP's settings and the gateway's disagree
 	PageBaseURLRequired   = "base_url_required"  // 500: the site does not know its own address
 	PageStoreUnavailable  = "store_unavailable"  // 503: the store could not be used; try again later
+	PageCrossSiteFrame    = "cross_site_frame"   // 401: a frame in another site's page, which never gets the session cookie
 )
 
 // PageNames lists every page, in the order docs/pages.md describes them.
 var PageNames = []string{PageSignInFailed, PageDenied, PageForbidden, PageMissingAttributes, PageChooser, PageSignInAgain,
 	PageUnknownIdP, PageLogout, PageSignedOut, PageLogoutRefused, PageLogoutIncomplete, PageUnavailable,
-	PageMisconfigured, PageBaseURLRequired, PageStoreUnavailable}
+	PageMisconfigured, PageBaseURLRequired, PageStoreUnavailable, PageCrossSiteFrame}
 
 // pageFallback is the file of an operator's pages directory that serves
 // every page without a file of its own.
@@ -88,7 +89,10 @@ func (Page) CSS() template.CSS { return pagestyle.Template() }
 
 // PageLink is one choice on a page. Target, when set, is the browsing
 // context the link opens in: "_top", the whole window, for the link of a
-// page shown in a frame.
+// page shown in a frame of this site's; "_blank", a window of its own,
+// for the link of a page shown in another site's (which the default
+// template opens with rel="noopener": the other site's page keeps no
+// handle on the app's window).
 type PageLink struct {
 	Href, Text string
 	Target     string
@@ -116,7 +120,7 @@ var defaultTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Expected}}<h2>What the identity provider must send</h2><ul>
 {{range .Expected}}<li><code>{{.Attribute}}</code>: one of {{range $i, $n := .Names}}{{if $i}}, {{end}}<code>{{$n}}</code>{{end}}</li>{{end}}</ul>
 <h2>What it sent</h2>{{if .Received}}<ul>{{range .Received}}<li><code>{{.Name}}</code>{{if .Empty}} (sent empty){{end}}</li>{{end}}</ul>{{else}}<p>No attributes.</p>{{end}}{{end}}
-{{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}"{{with .Target}} target="{{.}}"{{end}}>{{.Text}}</a></li>{{end}}</ul>{{end}}
+{{if .Links}}<ul>{{range .Links}}<li><a href="{{.Href}}"{{with .Target}} target="{{.}}"{{if eq . "_blank"}} rel="noopener"{{end}}{{end}}>{{.Text}}</a></li>{{end}}</ul>{{end}}
 {{if .Action}}<form method="post" action="{{.Action}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}"><button id="submit" type="submit">{{.Button}}</button></form>{{end}}
 {{if .Code}}<p><small>Reference: <code>{{.Code}}</code></small></p>{{end}}
 </main></body></html>
@@ -308,6 +312,8 @@ func SamplePage(name string) Page {
 		return baseURLRequiredPage()
 	case PageStoreUnavailable:
 		return signInNotSavedPage("sample")
+	case PageCrossSiteFrame:
+		return crossSiteFramePage("/widget")
 	}
 	return Page{Name: name, Status: http.StatusInternalServerError, Title: name}
 }

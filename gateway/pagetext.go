@@ -98,6 +98,19 @@ func frameSignInPage(login string) Page {
 		Links:   []PageLink{{Href: login, Text: "Sign in", Target: "_top"}}}
 }
 
+// crossSiteFramePage: a frame in another site's page (a portal's) loaded
+// without a session. The browser never sends the SameSite=Lax session
+// cookie there, signed in or not, so neither "your session has ended" nor
+// a sign-in would be true or help: the page says the app cannot be shown
+// there, and its link opens the page the frame was for (open, a path of
+// this site) in a window of its own, where the cookie is sent (or a
+// sign-in can begin). It may be shown in any page's frame (Framed).
+func crossSiteFramePage(open string) Page {
+	return Page{Name: PageCrossSiteFrame, Status: http.StatusUnauthorized, Title: "Open this page in its own window", Framed: true,
+		Message: "This application cannot be shown inside another site's page: your browser does not send it your sign-in there. Open it in a window of its own.",
+		Links:   []PageLink{{Href: open, Text: "Open in a new window", Target: "_blank"}}}
+}
+
 // signedOutPage offers to sign in again, coming back where the sign-out
 // was to return to.
 func signedOutPage(prefix, returnTo string) Page {

@@ -317,20 +317,36 @@ func (rt *Route) forbidden(w http.ResponseWriter, path string, id *session.Ident
 // in and comes back to the form's page (the Referer on this site, else the
 // URL posted to): what was submitted cannot be carried through a sign-in.
 // A frame gets it as a page too, whose link signs in in the whole window
-// and comes back to the page the frame is in (frameReturn).
+// and comes back to the page the frame is in (frameReturn); a frame in
+// another site's page gets one that opens the frame's page in a window of
+// its own (frameAnswer).
 func (rt *Route) Unauthorized(w http.ResponseWriter, r *http.Request, o Origin) error {
-	login, as := rt.signInFrom(r.Method, r.URL.RequestURI(), r.Header, o)
-	return rt.answerUnauthorized(w, login, as)
+	login, returnTo, as := rt.signInFrom(r.Method, r.URL.RequestURI(), r.Header, o)
+	return rt.answerUnauthorized(w, login, returnTo, as)
 }
 
 // unauthorizedAs is what a 401 is shown as (answerUnauthorized).
 type unauthorizedAs int
 
 const (
-	asJSON  unauthorizedAs = iota // a script's request, an API client's
-	asForm                        // a form a person submitted: the sign_in_again page
-	asFrame                       // a frame: the sign_in_again page, its link for the whole window
+	asJSON           unauthorizedAs = iota // a script's request, an API client's
+	asForm                                 // a form a person submitted: the sign_in_again page
+	asFrame                                // a frame: the sign_in_again page, its link for the whole window
+	asCrossSiteFrame                       // a frame in another site's page: the cross_site_frame page
 )
+
+// frameAnswer is what a frame's 401 is shown as. A frame in another
+// site's page (Sec-Fetch-Site cross-site) never gets the SameSite=Lax
+// session cookie, signed in or not, so a sign-in cannot make it show: it
+// gets the page that opens it in a window of its own. A frame of this
+// site's pages, or of a page of the same site, gets the cookie once
+// signed in: the sign_in_again page.
+func frameAnswer(h http.Header) unauthorizedAs {
+	if h.Get("Sec-Fetch-Site") == "cross-site" {
+		return asCrossSiteFrame
+	}
+	return asFrame
+}
 
 // signInFrom decides where a request without a session signs in and comes
 // back to, and what its 401 is shown as, for the sso directive
@@ -339,18 +355,22 @@ const (
 // form a person submitted, to the page the form was on when the Referer
 // is on this site (o): a sign-in cannot carry what was submitted, and a
 // GET of the form's action would be a 405 or another page. A frame's
-// returns to the page the frame is in (frameReturn).
-func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login string, as unauthorizedAs) {
+// returns to the page the frame is in (frameReturn), one in another
+// site's page to its own (frameAnswer). returnTo is login's return path.
+func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login, returnTo string, as unauthorizedAs) {
 	switch {
 	case inFrame(h):
-		uri, as = rt.frameReturn(h, o), asFrame
+		if as = frameAnswer(h); as == asFrame {
+			uri = rt.frameReturn(h, o)
+		}
 	case submittedForm(method, h):
 		as = asForm
 		if ref, ok := sameOriginReferer(h, o); ok {
 			uri = ref
 		}
 	}
-	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(rt.returnPath(uri)), as
+	returnTo = rt.returnPath(uri)
+	return rt.PathPrefix + "login?return_to=" + url.QueryEscape(returnTo), returnTo, as
 }
 
 // sameOriginReferer is the path and query of the request's Referer when
@@ -375,9 +395,10 @@ func (rt *Route) frameReturn(h http.Header, o Origin) string {
 }
 
 // answerUnauthorized answers 401 with login, as signInFrom decided: the
-// sign_in_again page for a form a person submitted or a frame, JSON for
-// anything else.
-func (rt *Route) answerUnauthorized(w http.ResponseWriter, login string, as unauthorizedAs) error {
+// sign_in_again page for a form a person submitted or a frame, the
+// cross_site_frame page, whose link opens returnTo (a path of this site,
+// or its URL), for a frame in another site's page, JSON for anything else.
+func (rt *Route) answerUnauthorized(w http.ResponseWriter, login, returnTo string, as unauthorizedAs) error {
 	switch as {
 	case asForm:
 		rt.setUnauthorized(w.Header(), login)
@@ -385,6 +406,9 @@ func (rt *Route) answerUnauthorized(w http.ResponseWriter, login string, as unau
 	case asFrame:
 		rt.setUnauthorized(w.Header(), login)
 		return rt.fail(frameSignInPage(login))
+	case asCrossSiteFrame:
+		rt.setUnauthorized(w.Header(), login)
+		return rt.fail(crossSiteFramePage(returnTo))
 	}
 	return rt.unauthorized(w, login)
 }
@@ -765,14 +789,17 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		as := asJSON
 		if inFrame(r.Header) {
 			// The login URL loaded in a frame (a proxy's redirect of
-			// one): its sign-in takes the whole window.
-			req.ReturnTo, as = rt.returnPath(rt.frameReturn(r.Header, o)), asFrame
+			// one): its sign-in takes the whole window, or, in another
+			// site's page, the page it was for opens in one of its own.
+			if as = frameAnswer(r.Header); as == asFrame {
+				req.ReturnTo = rt.returnPath(rt.frameReturn(r.Header, o))
+			}
 		}
 		login := rt.PathPrefix + "login?idp=" + url.QueryEscape(p.Name) + "&return_to=" + url.QueryEscape(req.ReturnTo)
 		if req.Reauthenticate {
 			login += "&reauth=1"
 		}
-		return rt.answerUnauthorized(w, login, as)
+		return rt.answerUnauthorized(w, login, req.ReturnTo, as)
 	}
 	if _, method := idp.CallbackEndpoint(p.Protocol); method == http.MethodPost && (len(tokens) > 0 || outer != nil) {
 		// Before Begin, which writes the redirect. If finding the

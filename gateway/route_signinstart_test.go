@@ -44,32 +44,43 @@ func TestStartSignIn(t *testing.T) {
 }
 
 // TestLoginInAFrame: the login URL loaded in a frame (a proxy's redirect
-// of one) begins no sign-in (IdPs refuse to be framed): it answers the
-// framed sign_in_again page, not a script's JSON, whose link signs in in
-// the whole window at the IdP asked for and returns to the page the frame
-// is in (the Referer on this site).
+// of one) begins no sign-in (IdPs refuse to be framed): it answers a
+// framed page, not a script's JSON. In a page of this site, the
+// sign_in_again page, whose link signs in in the whole window at the IdP
+// asked for and returns to the page the frame is in (the Referer on this
+// site); in another site's page, which never gets the session cookie, the
+// cross_site_frame page, whose link opens the page the sign-in was for
+// in a window of its own.
 func TestLoginInAFrame(t *testing.T) {
 	world := newDutyWorld(t)
-	rt, work, corp := dispatchRoute()
-	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=corp&return_to=%2Fwidget", nil)
-	for k, v := range map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe",
-		"Sec-Fetch-Site": "same-origin", "Referer": "https://app.example.com/dashboard"} {
-		r.Header.Set(k, v)
-	}
-	r = idp.WithOrigin(r, dutyOrigin().Site)
-	w := httptest.NewRecorder()
-	err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil)
-	pe, ok := AsPageError(err)
-	if !ok {
-		t.Fatalf("a frame's login: %v, answer %d %s; want the sign_in_again page", err, w.Code, w.Body)
-	}
-	login := "/.sso/login?idp=corp&return_to=%2Fdashboard"
-	if pe.Name != PageSignInAgain || pe.Status != http.StatusUnauthorized || !pe.Framed ||
-		len(pe.Links) != 1 || pe.Links[0].Href != login || pe.Links[0].Target != "_top" {
-		t.Errorf("page %+v, want sign_in_again, 401, framed, one link to %s with target _top", pe.Page, login)
-	}
-	if n := len(work.begun) + len(corp.begun); n != 0 {
-		t.Errorf("%d sign-ins begun in a frame", n)
+	for _, tc := range []struct {
+		site, referer, name, link, target string
+	}{
+		{"same-origin", "https://app.example.com/dashboard", PageSignInAgain, "/.sso/login?idp=corp&return_to=%2Fdashboard", "_top"},
+		{"cross-site", "https://portal.example.net/", PageCrossSiteFrame, "/widget", "_blank"},
+	} {
+		t.Run(tc.site, func(t *testing.T) {
+			rt, work, corp := dispatchRoute()
+			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=corp&return_to=%2Fwidget", nil)
+			for k, v := range map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe",
+				"Sec-Fetch-Site": tc.site, "Referer": tc.referer} {
+				r.Header.Set(k, v)
+			}
+			r = idp.WithOrigin(r, dutyOrigin().Site)
+			w := httptest.NewRecorder()
+			err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil)
+			pe, ok := AsPageError(err)
+			if !ok {
+				t.Fatalf("a frame's login: %v, answer %d %s; want the %s page", err, w.Code, w.Body, tc.name)
+			}
+			if pe.Name != tc.name || pe.Status != http.StatusUnauthorized || !pe.Framed ||
+				len(pe.Links) != 1 || pe.Links[0].Href != tc.link || pe.Links[0].Target != tc.target {
+				t.Errorf("page %+v, want %s, 401, framed, one link to %s with target %s", pe.Page, tc.name, tc.link, tc.target)
+			}
+			if n := len(work.begun) + len(corp.begun); n != 0 {
+				t.Errorf("%d sign-ins begun in a frame", n)
+			}
+		})
 	}
 }
 

@@ -107,7 +107,8 @@ func firstHeader(h http.Header, names ...string) string {
 //     401 is the sso directive's (signInFrom): for a form a person
 //     submitted, the sign_in_again page, its sign-in returning to the
 //     form's page, which Traefik and Caddy's forward_auth show as it is
-//     and nginx, which shows no body, redirects to.
+//     and nginx, which shows no body, redirects to; for a frame, the
+//     frame's pages (frameAnswer).
 //
 // trusted says the peer is one of Caddy's trusted proxies: only then are
 // the original method and URI (X-Forwarded-Uri…) believed.
@@ -176,14 +177,14 @@ func (rt *Route) verify(w http.ResponseWriter, r *http.Request, run *Runtime, o 
 	case !errors.Is(err, session.ErrNoSession):
 		return rt.sessionUnavailable(w, navigation, err)
 	}
-	login, form := rt.signInFrom(orig.method, orig.uri, r.Header, o)
+	login, returnTo, as := rt.signInFrom(orig.method, orig.uri, r.Header, o)
 	if o.Vouched {
-		login = o.Site.URL(login)
+		login, returnTo = o.Site.URL(login), o.Site.URL(returnTo)
 	}
 	hd.Set("Location", login)
 	if rt.Mode == ModeForwardAuth && navigation {
 		w.WriteHeader(http.StatusFound)
 		return nil
 	}
-	return rt.answerUnauthorized(w, login, form)
+	return rt.answerUnauthorized(w, login, returnTo, as)
 }

@@ -242,3 +242,48 @@ func TestVerifyAnswerHeadersAddedLater(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyFrames: the verify endpoint answers a frame without a session
+// as the sso directive does (signInFrom, frameAnswer), in either mode (a
+// frame is no navigation, so forward_auth does not redirect it): a frame
+// of this site's pages gets the sign_in_again page, whose link signs in in
+// the whole window and comes back to the page the frame is in; one in
+// another site's page gets the cross_site_frame page, whose link opens the
+// original request's page (the site's URL of it, as the login URL is) in a
+// window of its own.
+func TestVerifyFrames(t *testing.T) {
+	world := newDutyWorld(t)
+	for _, mode := range []string{ModeAuthRequest, ModeForwardAuth} {
+		for _, tc := range []struct {
+			site, referer string
+			name          string // the page
+			link, target  string
+		}{
+			{"same-origin", "https://app.example.com/dashboard", PageSignInAgain, "https://app.example.com/.sso/login?return_to=%2Fdashboard", "_top"},
+			{"same-site", "https://portal.example.com/", PageSignInAgain, "https://app.example.com/.sso/login?return_to=%2F", "_top"},
+			{"cross-site", "https://portal.example.net/", PageCrossSiteFrame, "https://app.example.com/widget?tab=2", "_blank"},
+		} {
+			t.Run(mode+" "+tc.site, func(t *testing.T) {
+				rt, _ := verifyRoute(t, mode)
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/verify", nil)
+				for k, v := range map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe",
+					"Sec-Fetch-Site": tc.site, "Referer": tc.referer, "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/widget?tab=2"} {
+					r.Header.Set(k, v)
+				}
+				w := httptest.NewRecorder()
+				if err := rt.Verify(w, r, world.run, dutyOrigin(), nil, true); err != nil {
+					t.Fatal(err)
+				}
+				body := w.Body.String()
+				want := `<a href="` + strings.ReplaceAll(tc.link, "&", "&amp;") + `" target="` + tc.target + `"`
+				if w.Code != http.StatusUnauthorized || !strings.Contains(body, want) ||
+					!strings.Contains(w.Header().Get("Content-Security-Policy"), "frame-ancestors *") {
+					t.Errorf("answer %d, CSP %q, want 401, framed, the %s page with %s:\n%s", w.Code, w.Header().Get("Content-Security-Policy"), tc.name, want, body)
+				}
+				if tc.name == PageCrossSiteFrame && strings.Contains(body, "Sign in") {
+					t.Errorf("a frame in another site's page offers a sign-in, which cannot make it show:\n%s", body)
+				}
+			})
+		}
+	}
+}
