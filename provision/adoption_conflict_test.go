@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
+	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
 )
@@ -145,4 +146,77 @@ func auditOf(t *testing.T, db store.Store) []store.Event {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// failingAuditTx refuses every audit write with err, as a full disk or a
+// lost PostgreSQL connection would.
+type failingAuditTx struct {
+	store.Tx
+	err   error
+	calls int
+}
+
+func (f *failingAuditTx) Audit(store.Event) error {
+	f.calls++
+	return f.err
+}
+
+// TestDenialWhoseAuditFailsFailsTheSignIn: a refused sign-in whose audit
+// event cannot be written fails as an error (the transaction rolls back,
+// the person sees an internal error and may retry), never as a denial
+// with no trace on the holder's history: the audit trail is what tells
+// the administrator that someone tried to take over a user.
+func TestDenialWhoseAuditFailsFailsTheSignIn(t *testing.T) {
+	holder := scimUser("sub-newcomer")
+	holder.Links = []store.Link{{IdP: "entra", Subject: "sub-leaver"}}
+	owner := &store.User{Email: "owner@example.com", EmailVerified: true, Active: true, Source: store.SourceJIT, UserName: "owner@example.com",
+		IdP: "okta", ExternalID: "sub-owner", Links: []store.Link{{IdP: "okta", Subject: "sub-owner"}}, Created: t0, Updated: t0}
+	newcomer := full("sub-newcomer")
+	newcomer.Email = holder.Email
+	stranger := full("sub-stranger")
+	stranger.Email = owner.Email
+	for _, tt := range []struct {
+		name   string
+		prof   mapping.Profile
+		reason string // the denial the sign-in gets while the audit works
+	}{
+		{"externalId held by a user who signs in here", newcomer, provision.ReasonExternalIDConflict},
+		{"email held by another user", stranger, provision.ReasonEmailConflict},
+		{"no subject", mapping.Profile{Email: "x@example.com"}, provision.ReasonMissingSubject},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.put(func(tx store.Tx) error {
+				if err := tx.PutUser(holder); err != nil {
+					return err
+				}
+				return tx.PutUser(owner)
+			})
+			rules := provision.Rules{JIT: true, SCIMManaged: true}
+			// The audit works: the denial this row is about.
+			var res *provision.Result
+			e.put(func(tx store.Tx) (err error) {
+				res, err = provision.Apply(tx, "entra", rules, tt.prof, true, t0)
+				return err
+			})
+			if res.Denial == nil || res.Denial.Reason != tt.reason {
+				t.Fatalf("Apply = %+v; want denial %s", res, tt.reason)
+			}
+			diskFull := errors.New("disk full")
+			err := e.db.Update(context.Background(), func(btx store.Tx) error {
+				tx := &failingAuditTx{Tx: btx, err: diskFull}
+				res, err := provision.Apply(tx, "entra", rules, tt.prof, true, t0)
+				if tx.calls != 1 {
+					t.Errorf("%d audit writes attempted, want 1", tx.calls)
+				}
+				if err == nil {
+					t.Errorf("Apply = denial %+v with its audit event lost; want the audit error", res.Denial)
+				}
+				return err
+			})
+			if !errors.Is(err, diskFull) {
+				t.Errorf("Update = %v, want the audit error %v", err, diskFull)
+			}
+		})
+	}
 }

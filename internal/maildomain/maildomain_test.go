@@ -36,6 +36,16 @@ func TestOneDomainRule(t *testing.T) {
 		{" ", "", ""},
 		{"{env.DOMAIN}", "", ""},
 		{"{env.DOMAIN}.example", "", ""},
+		// Either brace alone is no domain's either.
+		{"{example.com", "", ""},
+		{"example.com}", "", ""},
+		// One "@" is how a domain is written; a second is a typo that
+		// Bare would keep ("@example.com"), a domain no email has.
+		{"@@example.com", "", ""},
+		// Any space, not only the ASCII one: a tab from JSON, a no-break
+		// space pasted from a document.
+		{"exa\tmple.com", "", ""},
+		{"exa\u00a0mple.com", "", ""},
 	} {
 		err := maildomain.Check(tc.entry)
 		if (err == nil) != (tc.bare != "") {
@@ -63,6 +73,9 @@ func TestCanonOfAReceivedDomain(t *testing.T) {
 		{"Example.COM.", "example.com"},
 		{"xn--bcher-kva.example.", "xn--bcher-kva.example"},
 		{"Mail_Relay.Example.", "mail_relay.example"},
+		// Characters IDNA maps to nothing (a soft hyphen) are not the
+		// empty domain, which "ada@" would have.
+		{"\u00ad", "\u00ad"},
 	} {
 		if got := maildomain.Canon(tc.received); got != tc.canon {
 			t.Errorf("Canon(%q) = %q, want %q", tc.received, got, tc.canon)
