@@ -176,8 +176,8 @@ func TestForceUpdateMovesEmailTheIdPReassigned(t *testing.T) {
 		a.Email, b.Email = "two@example.com", "one@example.com"
 		e.mustLogin("okta", jit, a)
 		if ga, gb := e.user(ua.ID), e.user(ub.ID); ga.Email != "two@example.com" || ga.UserName != "two@example.com" ||
-			gb.Email != "" || gb.UserName != "" {
-			t.Errorf("after a's sign-in: a=%q/%q b=%q/%q; want a=two, b none yet", ga.Email, ga.UserName, gb.Email, gb.UserName)
+			gb.Email != "" || gb.UserName != ub.ID {
+			t.Errorf("after a's sign-in: a=%q/%q b=%q/%q; want a=two, b no email yet and its ID as userName", ga.Email, ga.UserName, gb.Email, gb.UserName)
 		}
 		e.mustLogin("okta", jit, b)
 		if ga, gb := e.user(ua.ID).Email, e.user(ub.ID).Email; ga != "two@example.com" || gb != "one@example.com" {

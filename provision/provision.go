@@ -1204,7 +1204,7 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 		IdP:        in.idp,
 		ExternalID: prof.UniqueUserID,
 	}
-	name, err := freeUserName(tx, prof.Email, "")
+	name, err := JITUserName(tx, u)
 	if err != nil {
 		return err
 	}
@@ -1214,6 +1214,13 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 	}
 	if err := tx.PutUser(u); err != nil {
 		return fmt.Errorf("create user: %w", err)
+	}
+	if u.UserName == "" {
+		// Its ID (JITUserName), which the store gave it just now.
+		u.UserName = u.ID
+		if err := tx.PutUser(u); err != nil {
+			return fmt.Errorf("create user: set user name: %w", err)
+		}
 	}
 	if err := in.auditRelease(tx, out, u.ID); err != nil {
 		return err
@@ -1237,49 +1244,64 @@ func (in *login) create(tx store.Tx, out *outcome, takeFrom *store.User) error {
 	return in.succeed(tx, u)
 }
 
-// freeUserName returns email when no user other than self (an ID, or "")
-// holds it as their userName, else "": a JIT user then has no userName,
-// which SCIM matching by externalId does not need. The holder is only
-// checked, so its row is not locked (UserHolding): the sign-in holds its
-// own user's, and a lock on the holder's after it would be out of the
-// store's order whenever the holder's ID is the lower.
-func freeUserName(tx store.Tx, email, self string) (string, error) {
-	if email == "" {
-		return "", nil
+// JITUserName returns the userName JIT derives for u from its email: the
+// email when no user other than u holds it as their userName, else (and
+// when u has no email) u's ID, or "" for a u not yet stored, which the
+// caller then gives its ID once the store has assigned one. Never none: a
+// userName SCIM shows must be one the store indexes, or a list would show
+// two users under one name, a filter on it would find only one of them,
+// and a PUT of what a GET returned would be refused as taken. The ID is
+// random, chosen by the store: another user holds it only if a directory
+// copied it into their userName. SCIM shows a
+// user stored without a userName (from before this rule, or a bolt
+// migration's clash) the one this gives. The holder is only checked, so
+// its row is not locked (UserHolding): the sign-in holds its own user's,
+// and a lock on the holder's after it would be out of the store's order
+// whenever the holder's ID is the lower.
+func JITUserName(tx store.Tx, u *store.User) (string, error) {
+	if u.Email == "" {
+		return u.ID, nil
 	}
-	holder, err := tx.UserHolding(store.KeyUserName, "", email)
-	if errors.Is(err, store.ErrNotFound) {
-		return email, nil
-	}
-	if err != nil {
+	holder, err := tx.UserHolding(store.KeyUserName, "", u.Email)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return u.Email, nil
+	case err != nil:
 		return "", fmt.Errorf("look up user name: %w", err)
+	case holder.ID == u.ID:
+		return u.Email, nil
 	}
-	if self != "" && holder.ID == self {
-		return email, nil
+	return u.ID, nil
+}
+
+// rederiveUserName applies JITUserName again to a JIT user whose email
+// changed from old, when its userName is still the one JIT derived (old,
+// its ID, or none, as stored before JITUserName gave the ID), and says
+// whether it changed. SCIM clients look users up by userName, and a stale
+// one would find this user under an address that may since have been
+// given to someone else. A userName SCIM or an admin set is theirs.
+func rederiveUserName(tx store.Tx, u *store.User, old string) (bool, error) {
+	if u.Source != store.SourceJIT || u.UserName != "" && u.UserName != old && u.UserName != u.ID {
+		return false, nil
 	}
-	return "", nil
+	name, err := JITUserName(tx, u)
+	if err != nil || name == u.UserName {
+		return false, err
+	}
+	u.UserName = name
+	return true, nil
 }
 
 // followEmail keeps the userName JIT derived from the email in step when a
-// force update changes the email from old to u.Email: SCIM clients look
-// users up by userName, and a stale one would find this user under an
-// address that may since have been given to someone else. Only a JIT
-// user's userName that is still the old email follows; one SCIM or an
-// admin set is theirs. It moves to the new email when that is free as a
-// userName, and is cleared otherwise (externalId still matches).
+// force update changes the email from old to u.Email (rederiveUserName):
+// it moves to the new email when that is free as a userName, and is the
+// user's ID otherwise (externalId still matches).
 func (in *login) followEmail(tx store.Tx, out *outcome, u *store.User, old string) error {
-	if u.Source != store.SourceJIT || u.UserName == "" || u.UserName != old {
-		return nil
-	}
-	name, err := freeUserName(tx, u.Email, u.ID)
-	if err != nil {
-		return err
-	}
-	if name != u.UserName {
-		u.UserName = name
+	changed, err := rederiveUserName(tx, u, old)
+	if changed {
 		out.changed = append(out.changed, "user_name")
 	}
-	return nil
+	return err
 }
 
 // mayTakeEmail says whether a sign-in may take the address this IdP gives
@@ -1308,10 +1330,10 @@ func (in *login) mayTakeEmail(holder *store.User) bool {
 // releaseEmail clears holder's email, which a sign-in is about to give
 // its user (mayTakeEmail), in the same transaction: holder gets their
 // new address at their own next sign-in (or SCIM write). The userName JIT
-// derived from it goes too (see followEmail), and so does the address in
-// SCIM's list, so that a SCIM write does not bring it back. Audited
-// (auditRelease) once the user taking it has an ID: a new user gets one
-// only when written, after the address is free.
+// derived from it goes too (their ID replaces it: rederiveUserName), and
+// so does the address in SCIM's list, so that a SCIM write does not bring
+// it back. Audited (auditRelease) once the user taking it has an ID: a
+// new user gets one only when written, after the address is free.
 func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User) error {
 	old := holder.Email
 	fields := []string{"email"}
@@ -1324,8 +1346,9 @@ func (in *login) releaseEmail(tx store.Tx, out *outcome, holder *store.User) err
 			fields = append(fields, "emails")
 		}
 	}
-	if holder.Source == store.SourceJIT && holder.UserName != "" && holder.UserName == old {
-		holder.UserName = ""
+	if changed, err := rederiveUserName(tx, holder, old); err != nil {
+		return fmt.Errorf("release email: %w", err)
+	} else if changed {
 		fields = append(fields, "user_name")
 	}
 	holder.Updated = store.NextStamp(holder.Updated, in.now)
@@ -1383,7 +1406,7 @@ func (in *login) update(tx store.Tx, out *outcome, u *store.User) error {
 	if u.ExternalID == "" && u.Source != store.SourceSCIM && (u.IdP == "" || u.IdP == in.idp) {
 		// A user from before SCIM (or admin-made) gets the externalId
 		// SCIM matching looks for, unless someone holds it already: only
-		// checked, so not locked (see freeUserName).
+		// checked, so not locked (see JITUserName).
 		_, err := tx.UserHolding(store.KeyExternalID, in.idp, prof.UniqueUserID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):

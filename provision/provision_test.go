@@ -679,15 +679,18 @@ func TestUserNameFollowsEmail(t *testing.T) {
 			t.Errorf("userName alice@example.com finds %q, want Bob %s (Alice is %s)", got, b.ID, a.ID)
 		}
 	})
-	t.Run("cleared when another user holds the new email as userName", func(t *testing.T) {
+	t.Run("its ID when another user holds the new email as userName", func(t *testing.T) {
 		e := newEnv(t)
 		a := e.mustLogin("okta", jit, alice)
 		other := e.seed(&store.User{UserName: "alice.old@example.com", Email: "other@example.com", Active: true, Source: store.SourceSCIM})
 		moved := alice
 		moved.Email = "alice.old@example.com"
 		e.mustLogin("okta", jit, moved)
-		if got := e.user(a.ID); got.UserName != "" || got.Email != "alice.old@example.com" {
-			t.Errorf("userName %q, email %q; want the userName cleared, the email updated", got.UserName, got.Email)
+		if got := e.user(a.ID); got.UserName != a.ID || got.Email != "alice.old@example.com" {
+			t.Errorf("userName %q, email %q; want the user's ID as userName, the email updated", got.UserName, got.Email)
+		}
+		if got := byUserName(e, a.ID); got != a.ID {
+			t.Errorf("the user's ID as userName finds %q, want the user %s", got, a.ID)
 		}
 		if got := byUserName(e, "alice.old@example.com"); got != other.ID {
 			t.Errorf("userName finds %q, want its holder %s", got, other.ID)

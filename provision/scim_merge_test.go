@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
 	"github.com/caddy-sso/caddy-sso/provision"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -119,15 +121,74 @@ func TestJITUsersCarrySCIMMatchingFields(t *testing.T) {
 	if got.IdP != "entra" || got.ExternalID != "oid-9" || got.UserName != "oid-9@example.com" {
 		t.Errorf("IdP, ExternalID, UserName = %q, %q, %q", got.IdP, got.ExternalID, got.UserName)
 	}
+}
 
-	// A userName already held by someone else is left empty rather than
-	// failing the login.
-	e.seed(&store.User{Email: "holder@example.com", UserName: "taken@example.com", Active: true})
-	prof := full("oid-10")
-	prof.Email = "taken@example.com"
-	u = e.mustLogin("entra", jit, prof)
-	if got := e.user(u.ID); got.UserName != "" || got.ExternalID != "oid-10" {
-		t.Errorf("UserName %q, ExternalID %q", got.UserName, got.ExternalID)
+// TestJITUserNameIsIndexedAndUnique: a JIT user always gets a userName the
+// store indexes, its email when no one holds that as a userName, else its
+// ID (also without an email), on creation and when a force update moves
+// its email; the sign-in never fails over it. SCIM shows that userName, so
+// what a list shows is what a filter finds and no two users show one
+// (once such a user had none, and SCIM showed the email another user held
+// as theirs). On both backends: PostgreSQL writes the new user twice.
+func TestJITUserNameIsIndexedAndUnique(t *testing.T) {
+	const id = "<its ID>"
+	for _, tt := range []struct {
+		name       string
+		email      string // the sign-in's
+		holder     string // another user's userName, if any
+		moveTo     string // a later sign-in's email, if any
+		stored     string // the userName JIT user had before the move ("" as stored before it got its ID)
+		wantName   string
+		wantChange bool // the move changed it (audited as user_name)
+	}{
+		{"email free", "free@example.com", "", "", "", "free@example.com", false},
+		{"email held as another's userName", "taken@example.com", "taken@example.com", "", "", id, false},
+		{"held in another spelling", "Taken@Example.com", "taken@example.com", "", "", id, false},
+		{"no email", "", "", "", "", id, false},
+		{"email moves to one held", "old@example.com", "new@example.com", "new@example.com", "", id, true},
+		{"email moves off a held one", "taken@example.com", "taken@example.com", "free@example.com", "", "free@example.com", true},
+		{"email moves, none stored", "old@example.com", "new@example.com", "new@example.com", "none", id, true},
+	} {
+		for _, be := range backendtest.All() {
+			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {
+				e := newEnvOn(t, be.Open(t))
+				if tt.holder != "" {
+					e.seed(&store.User{Email: "holder@example.com", UserName: tt.holder, Active: true, Source: store.SourceSCIM})
+				}
+				prof := full("oid-10")
+				prof.Email = tt.email
+				rules := jit
+				rules.Optional = []string{mapping.Email}
+				u := e.mustLogin("entra", rules, prof)
+				if tt.stored == "none" {
+					u = e.user(u.ID)
+					u.UserName = ""
+					e.seed(u)
+				}
+				if tt.moveTo != "" {
+					prof.Email = tt.moveTo
+					n := len(e.audit())
+					e.mustLogin("entra", rules, prof)
+					var fields string
+					for _, ev := range e.audit()[n:] {
+						if ev.Type == store.EventUserUpdated {
+							fields = ev.Detail["fields"]
+						}
+					}
+					if got := strings.Contains(fields, "user_name"); got != tt.wantChange {
+						t.Errorf("update audited fields %q, want user_name changed: %v", fields, tt.wantChange)
+					}
+				}
+				want := strings.Replace(tt.wantName, id, u.ID, 1)
+				if got := e.user(u.ID); got.UserName != want || got.ExternalID != "oid-10" {
+					t.Errorf("UserName %q, ExternalID %q; want %q, oid-10", got.UserName, got.ExternalID, want)
+				}
+				var found *store.User
+				if err := e.db.View(context.Background(), func(tx store.Tx) (err error) { found, err = tx.UserByUserName(want); return err }); err != nil || found.ID != u.ID {
+					t.Errorf("userName %q finds %v (%v), want the user %s", want, found, err, u.ID)
+				}
+			})
+		}
 	}
 }
 

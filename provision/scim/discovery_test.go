@@ -43,6 +43,35 @@ func TestDiscoveryEndpoints(t *testing.T) {
 	scimError(t, e.do("GET", "/ResourceTypes/Nope", ""), 404, "")
 }
 
+// TestSchemaSaysWhichEmailIsUnique: /Schemas tells what the server keeps
+// of emails.value, no more: a second user with another's primary address
+// gets 409 uniqueness, one sharing a non-primary address does not, so the
+// attribute (every value) keeps uniqueness "none" and its description
+// says which address is unique. Before, nothing in /Schemas told a client
+// to expect the 409.
+func TestSchemaSaysWhichEmailIsUnique(t *testing.T) {
+	e := newEnv(t, "entra", entraToken)
+	s := e.must(200, "GET", "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", "")
+	var value map[string]any
+	for _, a := range s.body["attributes"].([]any) {
+		if at(a, "name") == "emails" {
+			for _, sub := range at(a, "subAttributes").([]any) {
+				if at(sub, "name") == "value" {
+					value = sub.(map[string]any)
+				}
+			}
+		}
+	}
+	desc, _ := value["description"].(string)
+	if value["uniqueness"] != "none" || !strings.Contains(desc, "primary") || !strings.Contains(desc, "409 uniqueness") ||
+		!strings.Contains(desc, "other addresses are not checked") {
+		t.Errorf("emails.value in /Schemas: %v; want uniqueness none and a description naming the one address kept unique", value)
+	}
+	e.must(201, "POST", "/Users", `{"userName":"a@example.com","emails":[{"value":"shared@example.com","primary":true},{"value":"home@example.com"}]}`)
+	scimError(t, e.do("POST", "/Users", `{"userName":"b@example.com","emails":[{"value":"SHARED@example.com","primary":true}]}`), 409, "uniqueness")
+	e.must(201, "POST", "/Users", `{"userName":"c@example.com","emails":[{"value":"c@example.com","primary":true},{"value":"home@example.com"}]}`)
+}
+
 func TestProtocolErrors(t *testing.T) {
 	e := newEnv(t, "entra", entraToken)
 	e.vars["id"] = e.must(201, "POST", "/Users", baseUser).body["id"].(string)

@@ -22,7 +22,6 @@ import (
 	"github.com/caddy-sso/caddy-sso/provision/scim"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
-	"github.com/caddy-sso/caddy-sso/store/bolt"
 )
 
 var t0 = time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
@@ -33,11 +32,11 @@ const (
 	oktaToken  = "okta-secret-token-9876543210"
 )
 
-// env is a SCIM endpoint over a real bolt file and a real session
-// manager, served by a real HTTP server.
+// env is a SCIM endpoint over a real bolt file (or the store newEnvOn is
+// given) and a real session manager, served by a real HTTP server.
 type env struct {
 	t        *testing.T
-	db       *bolt.DB
+	db       store.Store
 	sessions *session.Manager
 	accounts *account.Service
 	logs     *observer.ObservedLogs
@@ -49,7 +48,13 @@ type env struct {
 
 func newEnv(t *testing.T, idp, token string) *env {
 	t.Helper()
-	db := backendtest.OpenBolt(t)
+	return newEnvOn(t, idp, token, backendtest.OpenBolt(t))
+}
+
+// newEnvOn is newEnv over db, for tests that run on every backend
+// (backendtest.All).
+func newEnvOn(t *testing.T, idp, token string, db store.Store) *env {
+	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	e := &env{t: t, db: db, logs: logs, token: token, now: t0, vars: map[string]string{}}
 	clock := func() time.Time { return e.now }

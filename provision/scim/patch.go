@@ -276,7 +276,9 @@ func container(doc map[string]any, urn string, create bool) map[string]any {
 // sub-attribute without a filter (applySub), or the values a filter
 // selects (applyFiltered). implicit marks a path that came from a
 // path-less value's key: read-only attributes there (Okta sends the
-// group's id when renaming it) are skipped, not refused.
+// group's id when renaming it) are skipped, not refused. A sub-attribute
+// the path names is held to its own mutability (patchRefusal): an
+// immutable one's add is refused where the value is found, if it has one.
 func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any, implicit bool) error {
 	def := rt.lookup(p.urn, p.attr)
 	if p.attr != "" && def.readOnly() {
@@ -284,6 +286,14 @@ func applyAt(rt *resourceType, doc map[string]any, op string, p fpath, value any
 			return nil
 		}
 		return errorf(http.StatusBadRequest, "mutability", "attribute %s is read-only", p.attr)
+	}
+	if sub := def.sub(p.sub); p.sub != "" {
+		if implicit && sub.readOnly() {
+			return nil
+		}
+		if err := patchRefusal(sub, p.attr+"."+p.sub, op, false); err != nil {
+			return err
+		}
 	}
 	c := container(doc, p.urn, op != "remove")
 	if c == nil {
@@ -408,6 +418,9 @@ func applySub(c map[string]any, def *attr, op string, p fpath, value any) error 
 		c[key] = m
 	}
 	sk := keyOf(m, p.sub)
+	if err := refuseChange(def, p, m[sk], value, op); err != nil {
+		return err
+	}
 	switch {
 	case op == "remove":
 		delete(m, sk)
@@ -464,7 +477,11 @@ func applyFiltered(rt *resourceType, c map[string]any, def *attr, op string, p f
 		m := list[i].(map[string]any)
 		switch {
 		case p.sub != "":
-			m[keyOf(m, p.sub)] = value
+			sk := keyOf(m, p.sub)
+			if err := refuseChange(def, p, m[sk], value, op); err != nil {
+				return err
+			}
+			m[sk] = value
 		case isMap(value) && op == "add":
 			merge(m, value.(map[string]any))
 		case isMap(value):
@@ -475,6 +492,16 @@ func applyFiltered(rt *resourceType, c map[string]any, def *attr, op string, p f
 	}
 	c[key] = list
 	return nil
+}
+
+// refuseChange is patchRefusal for op setting the sub-attribute p names
+// from cur to value: an immutable one may be added where it has no value,
+// or given the one it has.
+func refuseChange(def *attr, p fpath, cur, value any, op string) error {
+	if cur == nil || reflect.DeepEqual(cur, value) {
+		return nil
+	}
+	return patchRefusal(def.sub(p.sub), p.attr+"."+p.sub, op, true)
 }
 
 // template builds the element a filter of equalities describes:

@@ -129,6 +129,9 @@ func TestUserPatchErrors(t *testing.T) {
 		{"no operations", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[]}`, 400, "invalidSyntax"},
 		{"explicit read-only path", patchBody(`{"op":"replace","path":"id","value":"x"}`), 400, "mutability"},
 		{"groups are read-only on users", patchBody(`{"op":"add","path":"groups","value":[{"value":"g"}]}`), 400, "mutability"},
+		// RFC 7644 3.5.2: a sub-attribute is held to its own mutability.
+		{"explicit read-only sub-attribute path", patchBody(`{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName","value":"Mallory"}`), 400, "mutability"},
+		{"read-only sub-attribute replaced", patchBody(`{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName","value":"Mallory"}`), 400, "mutability"},
 		{"bad path", patchBody(`{"op":"replace","path":"emails[type eq","value":"x"}`), 400, "invalidPath"},
 		{"replace needs a value", patchBody(`{"op":"replace","path":"title"}`), 400, "invalidValue"},
 		{"path-less value must be an object", patchBody(`{"op":"replace","value":"x"}`), 400, "invalidValue"},
@@ -190,23 +193,34 @@ func TestGroupPatchMembers(t *testing.T) {
 		return out
 	}
 	tests := []struct {
-		name string
-		ops  string
-		want []string // member letters
+		name   string
+		ops    string
+		want   []string // member letters
+		status int      // 0: 204
 	}{
-		{"add existing and new (no duplicates)", `{"op":"add","path":"members","value":[{"value":"{{ub}}"},{"value":"{{uc}}"}]}`, []string{"a", "b", "c"}},
-		{"remove listed only", `{"op":"Remove","path":"members","value":[{"value":"{{ua}}"},{"value":"{{uc}}"}]}`, []string{"b"}},
-		{"replace all", `{"op":"replace","path":"members","value":[{"value":"{{ua}}"},{"value":"{{uc}}"}]}`, []string{"a", "c"}},
-		{"remove by filter path", `{"op":"remove","path":"members[value eq \"{{uc}}\"]"}`, []string{"a"}},
-		{"unknown member is skipped", `{"op":"add","path":"members","value":[{"value":"ghost"},{"value":"{{ub}}"}]}`, []string{"a", "b"}},
+		{"add existing and new (no duplicates)", `{"op":"add","path":"members","value":[{"value":"{{ub}}"},{"value":"{{uc}}"}]}`, []string{"a", "b", "c"}, 0},
+		{"remove listed only", `{"op":"Remove","path":"members","value":[{"value":"{{ua}}"},{"value":"{{uc}}"}]}`, []string{"b"}, 0},
+		{"replace all", `{"op":"replace","path":"members","value":[{"value":"{{ua}}"},{"value":"{{uc}}"}]}`, []string{"a", "c"}, 0},
+		{"remove by filter path", `{"op":"remove","path":"members[value eq \"{{uc}}\"]"}`, []string{"a"}, 0},
+		{"unknown member is skipped", `{"op":"add","path":"members","value":[{"value":"ghost"},{"value":"{{ub}}"}]}`, []string{"a", "b"}, 0},
 		// A sub-attribute of the members is no membership change: removing
 		// it removed every member when the fast path (memberEdits) took
-		// the PATCH as a remove of "members".
-		{"remove members.display keeps every member", `{"op":"remove","path":"members.display"}`, []string{"a", "b"}},
-		{"remove all", `{"op":"remove","path":"members"}`, nil},
+		// the PATCH as a remove of "members". It is refused as well, the
+		// display being readOnly (RFC 7644 3.5.2).
+		{"remove members.display keeps every member", `{"op":"remove","path":"members.display"}`, []string{"a", "b"}, 400},
+		// members.value is immutable (RFC 7643 7: "SHALL NOT be
+		// updated"): replacing it would move the membership to another
+		// user through it. Remove and add do that.
+		{"replacing a member's value is refused", `{"op":"replace","path":"members[value eq \"{{ua}}\"].value","value":"{{uc}}"}`, []string{"a", "b"}, 400},
+		{"adding another value to a member's is refused", `{"op":"add","path":"members[value eq \"{{ua}}\"].value","value":"{{uc}}"}`, []string{"a", "b"}, 400},
+		{"remove all", `{"op":"remove","path":"members"}`, nil, 0},
 	}
 	for _, tt := range tests {
-		e.must(204, "PATCH", "/Groups/{{g}}", patchBody(tt.ops))
+		if r := e.do("PATCH", "/Groups/{{g}}", patchBody(tt.ops)); tt.status == 0 && r.status != 204 {
+			t.Fatalf("%s: %d %s, want 204", tt.name, r.status, r.raw)
+		} else if tt.status != 0 {
+			scimError(t, r, tt.status, "mutability")
+		}
 		var want []string
 		for _, l := range tt.want {
 			want = append(want, e.vars["u"+l])
@@ -400,5 +414,47 @@ func TestMultiValuedDuplicates(t *testing.T) {
 	got, _ = json.Marshal(r.body["customRoles"])
 	if string(got) != `[{"display":"no value","type":"t"},{"value":"b"},{"value":"7"}]` {
 		t.Errorf("customRoles after remove: %s", got)
+	}
+}
+
+// TestReadOnlySubAttributesIgnored: a readOnly sub-attribute a client
+// sends (the enterprise manager.displayName, which the server would set
+// from the manager) is not stored or returned, the rest of its attribute
+// is (RFC 7644 3.3: readOnly values in a POST or PUT are ignored); in a
+// PATCH it is skipped where the value carries it, as a top-level readOnly
+// attribute is, and refused where a path names it (TestUserPatchErrors).
+// Before, it was stored as the client wrote it and returned to every
+// client as if the server had set it.
+func TestReadOnlySubAttributesIgnored(t *testing.T) {
+	const ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	manager := `{"` + ent + `":{"department":"R&D","manager":{"value":"m-1","displayName":"Mallory"}}}`
+	for _, tt := range []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"POST", "POST", "/Users", `{"userName":"bob@example.com",` + manager[1:], 201},
+		{"PUT", "PUT", "/Users/{{id}}", `{"userName":"ada@example.com",` + manager[1:], 200},
+		{"PATCH, path-less value", "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","value":` + manager + `}`), 200},
+		{"PATCH, the extension's path", "PATCH", "/Users/{{id}}", patchBody(`{"op":"replace","path":"` + ent + `","value":` + manager[len(ent)+4:len(manager)-1] + `}`), 200},
+		{"PATCH, the attribute's path", "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"` + ent + `:manager","value":{"value":"m-1","displayName":"Mallory"}}`), 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, "entra", entraToken)
+			e.vars["id"] = e.must(201, "POST", "/Users", baseUser).body["id"].(string)
+			r := e.must(tt.status, tt.method, tt.path, tt.body)
+			e.vars["got"] = r.body["id"].(string)
+			got := e.must(200, "GET", "/Users/{{got}}", "")
+			for _, d := range []resp{r, got} {
+				if v := at(d.body, ent, "manager", "value"); v != "m-1" {
+					t.Errorf("manager.value %v, want m-1 kept: %s", v, d.raw)
+				}
+				if dn := at(d.body, ent, "manager", "displayName"); dn != nil {
+					t.Errorf("readOnly manager.displayName kept as %q: %s", dn, d.raw)
+				}
+			}
+			if raw := string(e.user("{{got}}").SCIMAttributes); strings.Contains(raw, "Mallory") {
+				t.Errorf("stored: %s", raw)
+			}
+		})
 	}
 }

@@ -122,16 +122,23 @@ func (h *Handler) userDoc(u *store.User) (map[string]any, error) {
 	return d, nil
 }
 
-// userOut is the full representation of u in a response.
-func (h *Handler) userOut(r *http.Request, u *store.User, refs []store.GroupRef) (map[string]any, error) {
+// userOut is the full representation of u in a response, read in tx.
+func (h *Handler) userOut(tx store.Tx, r *http.Request, u *store.User, refs []store.GroupRef) (map[string]any, error) {
 	d, err := h.userDoc(u)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := d["userName"]; !ok {
-		// userName is required in a response; a JIT user whose email was
-		// someone else's userName has none of its own.
-		d["userName"] = cmpOr(u.Email, u.ID)
+		// userName is required in a response, and unique: u has none
+		// stored (a JIT user from before JIT gave such a user its ID, or
+		// one a bolt migration found clashing), and is shown the one JIT
+		// would give it now, its email only when that is no one's
+		// userName. Only such users cost the lookup.
+		name, err := provision.JITUserName(tx, u)
+		if err != nil {
+			return nil, err
+		}
+		d["userName"] = name
 	}
 	schemas := []any{URNUser}
 	for _, k := range slices.Sorted(maps.Keys(d)) {
@@ -480,33 +487,40 @@ func keyOfFold(m map[string]any, name string) string {
 // extension, every attribute the schema says is never returned or only
 // written (RFC 7643 7: returned "never", mutability "writeOnly"): what a
 // client sends of them is not kept, so no answer, admin view or backup
-// can hold it.
+// can hold it. It also removes the readOnly sub-attributes of complex
+// attributes (the enterprise manager.displayName): RFC 7644 3.3 has the
+// server ignore readOnly values a client sends, and one stored as sent
+// would be returned to every client as if the server had set it. (The
+// top-level readOnly attributes, id, meta and groups, are never stored:
+// userFromDoc skips them.)
 func dropWriteOnly(rt *resourceType, d map[string]any) {
-	dropWriteOnlyAttrs(func(name string) *attr { return rt.lookup("", name) }, d)
+	dropWriteOnlyAttrs(func(name string) *attr { return rt.lookup("", name) }, d, false)
 	for k, v := range d {
 		if ext := rt.extension(k); ext != nil {
 			if m, ok := v.(map[string]any); ok {
-				dropWriteOnlyAttrs(ext.attr, m)
+				dropWriteOnlyAttrs(ext.attr, m, false)
 			}
 		}
 	}
 }
 
-func dropWriteOnlyAttrs(lookup func(string) *attr, m map[string]any) {
+// dropWriteOnlyAttrs is dropWriteOnly on the attributes of m; nested says
+// they are sub-attributes.
+func dropWriteOnlyAttrs(lookup func(string) *attr, m map[string]any, nested bool) {
 	for k, v := range m {
 		def := lookup(k)
 		switch {
 		case def == nil:
-		case def.Mutability == "writeOnly" || def.Returned == "never":
+		case def.Mutability == "writeOnly" || def.Returned == "never" || nested && def.readOnly():
 			delete(m, k)
 		case def.Type == "complex":
 			switch x := v.(type) {
 			case map[string]any:
-				dropWriteOnlyAttrs(def.sub, x)
+				dropWriteOnlyAttrs(def.sub, x, true)
 			case []any:
 				for _, el := range x {
 					if sub, ok := el.(map[string]any); ok {
-						dropWriteOnlyAttrs(def.sub, sub)
+						dropWriteOnlyAttrs(def.sub, sub, true)
 					}
 				}
 			}

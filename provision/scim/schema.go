@@ -1,6 +1,9 @@
 package scim
 
-import "strings"
+import (
+	"net/http"
+	"strings"
+)
 
 // Schema and message URNs of RFC 7643 and RFC 7644.
 const (
@@ -45,6 +48,20 @@ func (a *attr) sub(name string) *attr {
 }
 
 func (a *attr) readOnly() bool { return a != nil && a.Mutability == "readOnly" }
+
+func (a *attr) immutable() bool { return a != nil && a.Mutability == "immutable" }
+
+// patchRefusal is the 400 mutability RFC 7644 3.5.2 answers a PATCH op on
+// the attribute a (named name in the error) with, or nil: a client "MUST
+// NOT modify an attribute that has mutability readOnly or immutable",
+// but "MAY add a value to an immutable attribute if the attribute had no
+// previous value". had says it has one.
+func patchRefusal(a *attr, name, op string, had bool) error {
+	if a.readOnly() || a.immutable() && (op != "add" || had) {
+		return errorf(http.StatusBadRequest, "mutability", "attribute %s is %s", name, a.Mutability)
+	}
+	return nil
+}
 
 // schema is one SCIM schema (core or extension).
 type schema struct {
@@ -148,6 +165,22 @@ func multiValued(name string, extra ...*attr) *attr {
 
 func with(a *attr, f func(*attr)) *attr { f(a); return a }
 
+// emailsDescription is what /Schemas says of emails.value about
+// uniqueness. The attribute's uniqueness stays "none": RFC 7643 2.1 has it
+// hold for every value, and a user's addresses other than the one the
+// gateway keeps as its email are not checked (two users may share one),
+// so "server" would claim what is not kept; the one that is, is said here.
+const emailsDescription = "An email address of the user. The one the gateway keeps as the user's email " +
+	"(the primary, else the work one, else the first) is unique across all users, compared without regard " +
+	"to case: a write giving it to a second user gets 409 uniqueness. The user's other addresses are not checked."
+
+// emailsAttr is the User's emails (RFC 7643 4.1.2).
+func emailsAttr() *attr {
+	a := multiValued("emails")
+	a.sub("value").Description = emailsDescription
+	return a
+}
+
 func userSchema() *schema {
 	return &schema{
 		ID: URNUser, Name: "User", Description: "User Account",
@@ -159,7 +192,7 @@ func userSchema() *schema {
 			str("preferredLanguage"), str("locale"), str("timezone"),
 			boolean("active"),
 			with(str("password"), func(a *attr) { a.Mutability, a.Returned = "writeOnly", "never" }),
-			multiValued("emails"), multiValued("phoneNumbers"), multiValued("ims"), multiValued("photos"),
+			emailsAttr(), multiValued("phoneNumbers"), multiValued("ims"), multiValued("photos"),
 			complexAttr("addresses", true, str("formatted"), str("streetAddress"), str("locality"), str("region"),
 				str("postalCode"), str("country"), str("type"), boolean("primary")),
 			with(complexAttr("groups", true,

@@ -150,7 +150,7 @@ func (h *Handler) userOutTx(tx store.Tx, r *http.Request, u *store.User) (map[st
 	if err != nil {
 		return nil, fmt.Errorf("groups of user %s: %w", u.ID, err)
 	}
-	return h.userOut(r, u, refs)
+	return h.userOut(tx, r, u, refs)
 }
 
 func (h *Handler) getUser(r *http.Request, id string) (any, error) {
@@ -282,11 +282,11 @@ func (h *Handler) report(err error, request zap.Field) error {
 // run starts from a zero userWrite.
 type userWrite struct {
 	user    *store.User
-	refs    []store.GroupRef
 	changed []string // profile fields
 	adopted bool     // the first SCIM write to a JIT (or admin) user
 	profile bool     // the profile was written
 	change  account.Change
+	doc     map[string]any // the response's user, rendered in the transaction (userOut)
 }
 
 // createUser creates the user, or adopts the user of this IdP that holds
@@ -342,7 +342,7 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 			// SCIM's (saveUser audits adopted_from); active only when
 			// sent, so that adopting a deactivated user does not quietly
 			// reactivate them.
-			return h.rewrite(tx, adoptee, h.replacing(body), now, &res)
+			return h.rewrite(tx, r, adoptee, h.replacing(body), now, &res)
 		}
 		if err := h.putUser(tx, &u, ""); err != nil {
 			return err
@@ -369,7 +369,8 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 			return fmt.Errorf("audit: %w", err)
 		}
 		created = &u
-		return nil
+		res.doc, err = h.userOut(tx, r, &u, nil)
+		return err
 	})
 	if err != nil {
 		return nil, "", h.report(err, zap.String("external_id", in.ExternalID))
@@ -380,13 +381,11 @@ func (h *Handler) createUser(r *http.Request, body map[string]any) (map[string]a
 		h.acc.Committed(&res.change)
 		h.log.Info("scim user adopted by create", zap.String("user_id", res.user.ID), zap.String("external_id", res.user.ExternalID),
 			zap.Strings("fields", res.changed))
-		doc, err := h.userOut(r, res.user, res.refs)
-		return doc, res.user.ID, err
+		return res.doc, res.user.ID, nil
 	}
 	h.log.Info("scim user created", zap.String("user_id", created.ID), zap.String("external_id", created.ExternalID),
 		zap.Bool("active", created.Active), zap.Bool("tombstone_cleared", cleared))
-	doc, err := h.userOut(r, created, nil)
-	return doc, created.ID, err
+	return res.doc, created.ID, nil
 }
 
 // replacing is the change of a PUT, or of a create that adopts a user:
@@ -423,8 +422,8 @@ func (h *Handler) patchUser(r *http.Request, id string, ops []patchOp) (any, err
 
 // rewrite builds old's new record with change (which also says whether
 // the request set active) and saves it in tx when anything differs, with
-// the user's groups for the answer.
-func (h *Handler) rewrite(tx store.Tx, old *store.User, change func(old *store.User) (*store.User, bool, error), now time.Time, res *userWrite) error {
+// the user as the answer to r shows it.
+func (h *Handler) rewrite(tx store.Tx, r *http.Request, old *store.User, change func(old *store.User) (*store.User, bool, error), now time.Time, res *userWrite) error {
 	u, activeSent, err := change(old)
 	if err != nil {
 		return err
@@ -433,7 +432,7 @@ func (h *Handler) rewrite(tx store.Tx, old *store.User, change func(old *store.U
 	if err := h.saveUser(tx, old, u, activeSent, now, res); err != nil {
 		return err
 	}
-	res.refs, err = tx.GroupsOfUser(u.ID)
+	res.doc, err = h.userOutTx(tx, r, res.user)
 	return err
 }
 
@@ -452,7 +451,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 		if err := checkIfMatch(r, version(old.Updated)); err != nil {
 			return err
 		}
-		return h.rewrite(tx, old, change, now, &res)
+		return h.rewrite(tx, r, old, change, now, &res)
 	})
 	if err != nil {
 		return nil, h.report(err, zap.String("user_id", id))
@@ -461,7 +460,7 @@ func (h *Handler) writeUser(r *http.Request, id string, change func(old *store.U
 	if res.profile {
 		h.log.Info("scim user updated", zap.String("user_id", res.user.ID), zap.Strings("fields", res.changed), zap.Bool("adopted", res.adopted))
 	}
-	return h.userOut(r, res.user, res.refs)
+	return res.doc, nil
 }
 
 // diffUser names the fields that differ, in a fixed order.

@@ -2,8 +2,10 @@ package scim_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/store"
 )
 
@@ -148,5 +150,85 @@ func TestUnchangedFirstWriteStillAdopts(t *testing.T) {
 	}
 	if !adopted {
 		t.Error("no user.updated event with adopted_from=jit")
+	}
+}
+
+// TestUserNameShownIsTheUsersOwn: userName is unique (/Schemas:
+// uniqueness server), and every user SCIM shows has one of its own, on
+// both backends. A JIT user whose email another user holds as userName
+// gets its ID as userName (provision.JITUserName), which a filter finds;
+// a user stored without one (before that rule) is shown the one JIT would
+// give it now, the email only when no one holds it. Once the JIT user had
+// none and was shown the email: GET /Users listed two users under one
+// userName, the filter found only the other, and a PUT of the document
+// GET returned was 409 "userName is already taken".
+func TestUserNameShownIsTheUsersOwn(t *testing.T) {
+	const id = "<its ID>"
+	tests := []struct {
+		name string
+		// stored is a user stored without a userName (nil: user B signs
+		// in by JIT with oid-2@example.com).
+		stored   *store.User
+		want     string // the userName shown
+		findable bool   // a filter on it finds the user
+	}{
+		{"JIT user, email another's userName", nil, id, true},
+		{"stored without one, email another's userName", &store.User{Email: "oid-2@example.com"}, id, false},
+		{"stored without one, email free", &store.User{Email: "bea@example.com"}, "bea@example.com", false},
+		{"stored without one, no email", &store.User{}, id, false},
+	}
+	for _, be := range backendtest.All() {
+		for _, tt := range tests {
+			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {
+				e := newEnvOn(t, "entra", entraToken, be.Open(t))
+				e.must(201, "POST", "/Users", `{"userName":"oid-2@example.com","externalId":"ext-a",
+					"emails":[{"value":"someone.else@example.com","primary":true}]}`)
+				var b *store.User
+				if tt.stored == nil {
+					var err error
+					if b, err = e.login(scimAndJIT, "oid-2", "Bea"); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					b = tt.stored
+					b.IdP, b.ExternalID, b.Source, b.Active, b.Created, b.Updated = "entra", "oid-2", store.SourceJIT, true, t0, t0
+					if err := e.db.Update(context.Background(), func(tx store.Tx) error { return tx.PutUser(b) }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				e.vars["b"] = b.ID
+				want := strings.Replace(tt.want, id, b.ID, 1)
+
+				seen := map[string]any{}
+				for _, r := range e.must(200, "GET", "/Users", "").body["Resources"].([]any) {
+					un := store.FoldName(at(r, "userName").(string))
+					if other, ok := seen[un]; ok {
+						t.Errorf("GET /Users: users %s and %s both have userName %q", other, at(r, "id"), un)
+					}
+					seen[un] = at(r, "id")
+				}
+				got := e.must(200, "GET", "/Users/{{b}}", "")
+				if shown := got.body["userName"]; shown != want {
+					t.Errorf("GET shows userName %q, want %q", shown, want)
+				}
+				if tt.findable {
+					f := e.must(200, "GET", "/Users?filter="+q(`userName eq "`+want+`"`), "")
+					if total(t, f) != 1 || at(f.body, "Resources", 0, "id") != b.ID {
+						t.Errorf("filter userName eq %q: %s, want user %s", want, f.raw, b.ID)
+					}
+				} else {
+					// Rendered in a write's transaction too.
+					p := e.must(200, "PATCH", "/Users/{{b}}", patchBody(`{"op":"replace","path":"displayName","value":"Bea"}`))
+					if shown := p.body["userName"]; shown != want {
+						t.Errorf("PATCH answers userName %q, want %q", shown, want)
+					}
+					got = e.must(200, "GET", "/Users/{{b}}", "")
+				}
+				// The client writes back what it read.
+				if r := e.do("PUT", "/Users/{{b}}", got.raw); r.status != 200 || r.body["userName"] != want {
+					t.Errorf("PUT of the document GET returned: %d %s", r.status, r.raw)
+				}
+			})
+		}
 	}
 }
