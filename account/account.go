@@ -259,14 +259,7 @@ func (c *Change) log(msg string, fields ...zap.Field) {
 // Committed runs once the transaction that filled c has committed: it
 // drops what c names from the cache and logs what was done.
 func (s *Service) Committed(c *Change) {
-	if s.Cache != nil {
-		if len(c.users) > 0 {
-			s.Cache.ForgetUsers(c.users)
-		}
-		if len(c.sessions) > 0 {
-			s.Cache.ForgetSessions(c.sessions)
-		}
-	}
+	s.forget(c)
 	if s.Logger != nil {
 		for _, l := range c.logs {
 			s.Logger.Info(l.msg, l.fields...)
@@ -283,11 +276,34 @@ func (s *Service) Update(ctx context.Context, op func(tx store.Tx, c *Change) er
 		c = Change{}
 		return op(tx, &c)
 	})
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		// The change may have committed (the answer to its COMMIT was
+		// lost): what it ended must not live on in a cache, here or on
+		// another instance, for up to CacheTTL. Forgetting is safe either
+		// way: the next request reads the store, which has the answer. Its
+		// lines are not logged: they would say what may not have happened
+		// (the audit trail has it if it did).
+		s.forget(&c)
+	}
 	if err != nil {
 		return err
 	}
 	s.Committed(&c)
 	return nil
+}
+
+// forget drops what c names from the cache, here and on the other
+// instances sharing the store.
+func (s *Service) forget(c *Change) {
+	if s.Cache == nil {
+		return
+	}
+	if len(c.users) > 0 {
+		s.Cache.ForgetUsers(c.users)
+	}
+	if len(c.sessions) > 0 {
+		s.Cache.ForgetSessions(c.sessions)
+	}
 }
 
 // Result is what an operation on one user did.

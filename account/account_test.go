@@ -461,3 +461,47 @@ func TestOneTimePerOperation(t *testing.T) {
 		})
 	}
 }
+
+// lostAnswerStore commits each write and then reports its outcome unknown
+// (store.ErrOutcomeUnknown), as PostgreSQL does when the connection is
+// lost while the answer to COMMIT is on its way.
+type lostAnswerStore struct{ store.Store }
+
+func (l lostAnswerStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := l.Store.Update(ctx, fn); err != nil {
+		return err
+	}
+	return fmt.Errorf("commit: %w", store.ErrOutcomeUnknown)
+}
+
+// TestOutcomeUnknownForgetsCachedSessions: an operation whose commit's
+// answer was lost may have ended sessions; the caches (this instance's,
+// and by its broadcast the others') let go of them all the same, so that
+// a session the store has ended is not served from a cache for up to
+// CacheTTL. Forgetting one the store still has costs a read.
+func TestOutcomeUnknownForgetsCachedSessions(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		op   func(acc *account.Service, id string) (*account.Result, error)
+	}{
+		{"deactivate", func(acc *account.Service, id string) (*account.Result, error) {
+			return acc.Deactivate(context.Background(), id, account.ByAdmin)
+		}},
+		{"end sessions", func(acc *account.Service, id string) (*account.Result, error) {
+			return acc.EndSessions(context.Background(), id, account.ByAdmin)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			u, tok := e.signIn("okta", "sub-1", jit)
+			acc := *e.acc
+			acc.Store = lostAnswerStore{e.db}
+			if _, err := tt.op(&acc, u.ID); !errors.Is(err, store.ErrOutcomeUnknown) {
+				t.Fatalf("%s = %v, want ErrOutcomeUnknown", tt.name, err)
+			}
+			if !e.signedOut(tok) {
+				t.Errorf("the session the store ended (its answer lost) is still served from the cache")
+			}
+		})
+	}
+}

@@ -1121,8 +1121,13 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			return
 		}
 		// The session.logged_out event is audited; audit events are log
-		// lines too (docs/security.md).
-		rt.Logger.Info("signed out", zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID))
+		// lines too (docs/security.md). A write whose commit was learned
+		// by reading it back (store.ErrOutcomeUnknown) says so.
+		fields := []zap.Field{zap.String("idp", e.Session.IdP), zap.String("user_id", e.Session.UserID)}
+		if e.OutcomeUnknown {
+			fields = append(fields, zap.Bool("outcome_unknown", true))
+		}
+		rt.Logger.Info("signed out", fields...)
 		if ended == nil {
 			ended, endedToken = e, token
 		}

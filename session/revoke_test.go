@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
 	"github.com/caddy-sso/caddy-sso/store"
@@ -168,5 +172,52 @@ func TestSignOutRecordedLateKeepsItsTime(t *testing.T) {
 	}
 	if e := evs[0]; !e.Time.Equal(signedOut) || e.Detail["recorded_late"] != "true" {
 		t.Errorf("the late event: time %v, detail %v; want the sign-out's time %v and recorded_late=true", e.Time, e.Detail, signedOut)
+	}
+}
+
+// TestSignOutRecordedLateIsLogged: a sign-out the store could not take at
+// once (the request logged only the budgeted "the store failed" ERROR,
+// which names no user) gets its "signed out" line when Flush records it,
+// with recorded_late, as its session.logged_out event has: audit events
+// are log lines too (docs/security.md).
+func TestSignOutRecordedLateIsLogged(t *testing.T) {
+	ctx := context.Background()
+	db := backendtest.OpenBolt(t)
+	full := new(atomic.Bool)
+	clk := newClock()
+	core, logs := observer.New(zapcore.InfoLevel)
+	m := session.New(writesFail{db, full}, session.Config{}, zap.New(core), clk.now)
+	u := addUser(t, db, activeUser())
+	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Resolve(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	if _, err := m.SignOut(ctx, token); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("SignOut on a full disk: %v, want the store's error", err)
+	}
+	if n := logs.FilterMessage("signed out").Len(); n != 0 {
+		t.Errorf("%d \"signed out\" lines before the sign-out was recorded, want none", n)
+	}
+	clk.advance(time.Minute)
+	full.Store(false)
+	for range 2 { // the second Flush has nothing left to record
+		if err := m.Flush(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := loggedOutEvents(t, db); k != 1 {
+		t.Fatalf("session.logged_out events: %d, want 1", k)
+	}
+	lines := logs.FilterMessage("signed out").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d \"signed out\" lines for the late-recorded sign-out, want 1", len(lines))
+	}
+	f := lines[0].ContextMap()
+	if lines[0].Level != zapcore.InfoLevel || f["user_id"] != u.ID || f["idp"] != "okta" || f["recorded_late"] != true || f["outcome_unknown"] != nil {
+		t.Errorf("\"signed out\" line %s %v, want INFO with user_id %s, idp okta, recorded_late", lines[0].Level, f, u.ID)
 	}
 }

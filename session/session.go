@@ -945,6 +945,10 @@ type Ended struct {
 	// as an expired session's end never is; the IdP's session may still
 	// be alive.
 	Before bool
+	// OutcomeUnknown says that the sign-out's write committed though the
+	// store could not say so at once (store.ErrOutcomeUnknown): the write,
+	// run again, found the session ended, and audited, by it.
+	OutcomeUnknown bool
 }
 
 // IDToken returns the ID token for the IdP's logout (id_token_hint), or "".
@@ -983,7 +987,8 @@ func (m *Manager) Revoke(ctx context.Context, token, eventType string) (*Ended, 
 // Ends judges it, and by its user) is neither written nor audited again.
 // Nothing else is given for such a cookie, and no session is extended. A
 // session signed out here while the store was away (RevokeLater) is
-// signed out already: nil, as for one deleted.
+// signed out already: Before, read from the store for the IdP's logout
+// (nil, as for one deleted, when the store cannot be read either).
 //
 // The session is not deleted: it stays stored, its end moved to now
 // (backdated by signOutBackdate, for instances whose clocks lag), until
@@ -1016,23 +1021,46 @@ func (m *Manager) SignOutHash(ctx context.Context, hash string) (*Ended, error) 
 	return m.signOut(ctx, h, m.knows(h))
 }
 
+// signOutTimeout bounds a sign-out's reads and write, which run on after
+// the request that asked for them has gone (signOut), as a background
+// read of the keys does (upstreamjwt's refreshTimeout): the store's own
+// bounds (PostgreSQL's answer wait, bbolt's lock timeout) hold each step.
+const signOutTimeout = 30 * time.Second
+
 // signOut is SignOut by hash; known: the session is real (revokeLater).
+//
+// It runs on past the request: a double click makes the browser drop the
+// first POST once the second starts, and a balancer then cancels the
+// first request. Cancelled during its COMMIT, the write would end the
+// session with no answer (store.ErrOutcomeUnknown), and before it, would
+// leave the sign-out to Flush; either way, without its "signed out" line
+// and, on this instance, without the IdP's logout for the second click.
 func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*Ended, error) {
-	if m.revoked(hash) {
-		return nil, nil
-	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signOutTimeout)
+	defer cancel()
 	var found *signingOut
 	read := func(tx store.Tx) error {
 		var err error
 		found, err = m.readSigningOut(tx, hash)
 		return err
 	}
+	if m.revoked(hash) {
+		// Signed out here already, while the store could not record it
+		// (or say whether it had): refused here whatever the store holds
+		// (Ends), and Flush records it. The stored session still serves
+		// the IdP's logout, which a second click's answer goes on to;
+		// with no store to read, the answer is as for one deleted.
+		if err := m.store.View(ctx, read); err != nil || found == nil {
+			return nil, nil
+		}
+		return m.ended(found.s, found.sealed, true), nil
+	}
 	// Anyone may POST a sign-out with made-up cookies: one that names no
 	// stored session costs a read, not a commit (as an IdP's logout
 	// message naming none does, account.endIdPSessions); so does a second
 	// click's, which finds the session ended.
 	if err := m.store.View(ctx, read); err != nil {
-		m.revokeLater(hash, store.EventSessionLoggedOut, known)
+		m.revokeLater(hash, store.EventSessionLoggedOut, known, 0)
 		return nil, fmt.Errorf("session: sign out: %w", err)
 	}
 	if found == nil {
@@ -1048,7 +1076,7 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 		// flushed). It is forgotten once the write has committed, and by
 		// revokeLater when it failed (a session the store holds: known).
 		end := m.now().Add(-signOutBackdate)
-		err := m.store.Update(ctx, func(tx store.Tx) error {
+		write := func(tx store.Tx) error {
 			if err := read(tx); err != nil || found == nil || found.before {
 				return err
 			}
@@ -1060,9 +1088,25 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 				return err
 			}
 			return tx.Audit(store.Event{Type: store.EventSessionLoggedOut, IdP: found.s.IdP, UserID: found.s.UserID})
-		})
+		}
+		err := m.store.Update(ctx, write)
+		var unknownEnd int64 // revokeLater's end
+		if errors.Is(err, store.ErrOutcomeUnknown) {
+			// The answer to its COMMIT was lost: it may have committed,
+			// audited, or not. The write runs again and tells: its read
+			// waits for the first's row lock (a COMMIT still on its way)
+			// and finds the session ended by it (its end this sign-out's,
+			// to the nanosecond: not written or audited again), or live,
+			// and ends it now. Should that fail too, Flush tells (end).
+			unknownEnd = end.UnixNano()
+			if again := m.store.Update(ctx, write); again != nil {
+				err = fmt.Errorf("%w; run again: %w", err, again)
+			} else {
+				err = nil
+			}
+		}
 		if err != nil {
-			m.revokeLater(hash, store.EventSessionLoggedOut, true)
+			m.revokeLater(hash, store.EventSessionLoggedOut, true, unknownEnd)
 			return nil, fmt.Errorf("session: sign out: %w", err)
 		}
 		if found == nil {
@@ -1070,6 +1114,13 @@ func (m *Manager) signOut(ctx context.Context, hash tokenHash, known bool) (*End
 		}
 		m.forget(hash)
 		m.broadcast(ctx, store.Invalidation{Sessions: []string{found.s.Hash}})
+		if unknownEnd != 0 && found.before && found.s.Expires.Equal(end) {
+			// Ended, and audited, by the first write: answered as a
+			// sign-out confirmed at once, saying how it was learned.
+			e := m.ended(found.s, found.sealed, false)
+			e.OutcomeUnknown = true
+			return e, nil
+		}
 	}
 	return m.ended(found.s, found.sealed, found.before), nil
 }
@@ -1146,11 +1197,11 @@ func (m *Manager) revokeHash(ctx context.Context, hash tokenHash, eventType stri
 	)
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
-		gone, sealed, err = revokeTx(tx, hash, eventType, true, time.Time{})
+		gone, sealed, _, err = revokeTx(tx, hash, eventType, true, time.Time{})
 		return err
 	})
 	if err != nil {
-		m.revokeLater(hash, eventType, known)
+		m.revokeLater(hash, eventType, known, 0)
 		return nil, fmt.Errorf("session: revoke: %w", err)
 	}
 	if gone == nil {
@@ -1178,34 +1229,34 @@ func (m *Manager) ended(s *store.Session, sealed sealedTokens, before bool) *End
 // could not record then took place (recordRevocations): the event carries
 // that time, not the time the store came back, which may be hours later,
 // and a session whose stored end was not after it is deleted without one.
-func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, late time.Time) (*store.Session, sealedTokens, error) {
-	var st sealedTokens
-	s, err := tx.Session(hash.String())
+// audited says whether it wrote the event.
+func revokeTx(tx store.Tx, hash tokenHash, eventType string, sealed bool, late time.Time) (s *store.Session, st sealedTokens, audited bool, err error) {
+	s, err = tx.Session(hash.String())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, st, nil
+		return nil, st, false, nil
 	}
 	if err != nil {
-		return nil, st, err
+		return nil, st, false, err
 	}
 	if sealed {
 		if st, err = readSealed(tx, s.Hash); err != nil {
-			return nil, st, err
+			return nil, st, false, err
 		}
 	}
 	if err := tx.DeleteSession(s.Hash); err != nil {
-		return nil, st, err
+		return nil, st, false, err
 	}
 	if !late.IsZero() && !s.Expires.After(late) {
 		// Ended by the time of the sign-out: most likely by this very
 		// sign-out, whose write committed though the store could not
 		// say so (store.ErrOutcomeUnknown), and audited it then.
-		return s, st, nil
+		return s, st, false, nil
 	}
 	e := store.Event{Type: eventType, IdP: s.IdP, UserID: s.UserID}
 	if !late.IsZero() {
 		e.Time, e.Detail = late, map[string]string{"recorded_late": "true"}
 	}
-	return s, st, tx.Audit(e)
+	return s, st, true, tx.Audit(e)
 }
 
 // maxUnrecordedRevocations bounds the sign-outs kept in memory while the
@@ -1222,6 +1273,10 @@ type unrecordedRevocation struct {
 	// known: a session this Manager knows is real (revokeLater), not only
 	// a well-formed cookie, which anyone can make up.
 	known bool
+	// end is the end (unix nanos) a sign-out's write gave the session when
+	// the store could not say whether it committed (store.ErrOutcomeUnknown),
+	// else 0: Flush, finding that end stored, knows the write committed.
+	end int64
 }
 
 // RevokeLater is Revoke for a sign-out whose session could not even be
@@ -1231,7 +1286,7 @@ type unrecordedRevocation struct {
 // place among the sign-outs kept.
 func (m *Manager) RevokeLater(token, eventType string) {
 	if h, ok := cookieHash(token); ok {
-		m.revokeLater(h, eventType, false)
+		m.revokeLater(h, eventType, false, 0)
 	}
 }
 
@@ -1247,7 +1302,9 @@ func (m *Manager) RevokeLater(token, eventType string) {
 // now, knowsLocked) is never pushed out by unknown ones. Once the places
 // are taken, an unknown sign-out is not kept, and a known one takes the
 // place of an unknown one (whose cookie may well be made up), if any.
-func (m *Manager) revokeLater(hash tokenHash, eventType string, known bool) {
+//
+// end is unrecordedRevocation.end: a retry's 0 keeps the one kept.
+func (m *Manager) revokeLater(hash tokenHash, eventType string, known bool, end int64) {
 	now := m.now()
 	m.mu.Lock()
 	old, kept := m.unrecorded[hash]
@@ -1269,8 +1326,9 @@ func (m *Manager) revokeLater(hash tokenHash, eventType string, known bool) {
 		at := now.UnixNano()
 		if kept {
 			at = old.at // the sign-out took place then; this is a retry
+			end = cmp.Or(end, old.end)
 		}
-		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: at, known: known}
+		m.unrecorded[hash] = unrecordedRevocation{eventType: eventType, at: at, known: known, end: end}
 	}
 	n := len(m.unrecorded)
 	m.mu.Unlock()
@@ -1313,6 +1371,13 @@ func (m *Manager) revoked(hash tokenHash) bool {
 	return ok
 }
 
+// lateSignOut is a sign-out recordRevocations recorded, for its log line;
+// unknown: its own write had ended the session (store.ErrOutcomeUnknown).
+type lateSignOut struct {
+	s       *store.Session
+	unknown bool
+}
+
 // recordBatch is the most sign-outs recordRevocations records in one
 // transaction: after a long outage there may be thousands, and sign-ins
 // queue behind each commit.
@@ -1337,17 +1402,28 @@ func (m *Manager) recordRevocations(ctx context.Context) error {
 		}
 	}
 	for chunk := range slices.Chunk(batch, recordBatch) {
-		var ended []string
+		var (
+			ended  []string
+			signed []lateSignOut
+		)
 		err := m.store.Update(ctx, func(tx store.Tx) error {
-			ended = ended[:0]
+			ended, signed = ended[:0], signed[:0]
 			for _, hash := range chunk {
 				r := pending[hash]
-				s, _, err := revokeTx(tx, hash, r.eventType, false, time.Unix(0, r.at))
+				s, _, audited, err := revokeTx(tx, hash, r.eventType, false, time.Unix(0, r.at))
 				if err != nil {
 					return err
 				}
-				if s != nil {
-					ended = append(ended, s.Hash)
+				if s == nil {
+					continue
+				}
+				ended = append(ended, s.Hash)
+				// Ended by this very sign-out, whose write committed though
+				// the store could not say so (and audited it then): its
+				// line is still to be written.
+				unknown := !audited && r.end != 0 && s.Expires.UnixNano() == r.end
+				if r.eventType == store.EventSessionLoggedOut && (audited || unknown) {
+					signed = append(signed, lateSignOut{s, unknown})
 				}
 			}
 			return nil
@@ -1360,6 +1436,16 @@ func (m *Manager) recordRevocations(ctx context.Context) error {
 			delete(m.unrecorded, hash)
 		}
 		m.mu.Unlock()
+		// The gateway's "signed out" line (the sign-out's request could
+		// not write it), one for each audit event: audit events are log
+		// lines too (docs/security.md).
+		for _, o := range signed {
+			fields := []zap.Field{zap.String("idp", o.s.IdP), zap.String("user_id", o.s.UserID), zap.Bool("recorded_late", true)}
+			if o.unknown {
+				fields = append(fields, zap.Bool("outcome_unknown", true))
+			}
+			m.logger.Info("signed out", fields...)
+		}
 		if len(ended) > 0 {
 			m.broadcast(ctx, store.Invalidation{Sessions: ended})
 		}

@@ -3,9 +3,15 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -115,49 +121,118 @@ func TestEndOfSignedOutSessionAuditsNothing(t *testing.T) {
 	}
 }
 
-// lostCommitStore commits the next Update once armed and then reports
-// its outcome unknown, as PostgreSQL does when the connection breaks
-// after COMMIT was sent.
+// lostCommitStore reports the next Update's outcome unknown once armed,
+// as PostgreSQL does when the answer to COMMIT is lost: with lost unset
+// the write commits (the COMMIT arrived), with it set it does not (the
+// connection broke before). blind fails every transaction from then on
+// until cleared (the database stays away), when blindAfter is set.
 type lostCommitStore struct {
 	store.Store
-	armed atomic.Bool
+	armed      atomic.Bool
+	lost       bool
+	blindAfter bool
+	blind      atomic.Bool
 }
 
 func (l *lostCommitStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	err := l.Store.Update(ctx, fn)
-	if err == nil && l.armed.CompareAndSwap(true, false) {
-		return store.ErrOutcomeUnknown
+	if l.blind.Load() {
+		return syscall.ECONNREFUSED
 	}
-	return err
+	if !l.armed.CompareAndSwap(true, false) {
+		return l.Store.Update(ctx, fn)
+	}
+	if !l.lost {
+		if err := l.Store.Update(ctx, fn); err != nil {
+			return err
+		}
+	}
+	l.blind.Store(l.blindAfter)
+	return fmt.Errorf("commit: %w", store.ErrOutcomeUnknown)
 }
 
-// TestSignOutCommittedOutcomeUnknownAuditedOnce: the sign-out's write
-// committed (the row ended in place, audited) but the store reported its
-// outcome unknown, so the sign-out was kept to be recorded later. The
-// late record deletes the ended row without a second session.logged_out.
-func TestSignOutCommittedOutcomeUnknownAuditedOnce(t *testing.T) {
-	ctx := context.Background()
-	db := backendtest.OpenBolt(t)
-	c := newClock()
-	ls := &lostCommitStore{Store: db}
-	m := session.New(ls, session.Config{}, nil, c.now)
-	n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
-	if _, err := m.Resolve(ctx, n.Token); err != nil {
-		t.Fatal(err)
+func (l *lostCommitStore) View(ctx context.Context, fn func(store.Tx) error) error {
+	if l.blind.Load() {
+		return syscall.ECONNREFUSED
 	}
-	ls.armed.Store(true)
-	if _, err := m.SignOut(ctx, n.Token); !errors.Is(err, store.ErrOutcomeUnknown) {
-		t.Fatalf("SignOut = %v, want ErrOutcomeUnknown", err)
-	}
-	c.advance(time.Second)
-	if err := m.Flush(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	if k := loggedOutEvents(t, db); k != 1 {
-		t.Errorf("%d session.logged_out events for one sign-out, want 1", k)
-	}
-	if _, err := m.Resolve(ctx, n.Token); err == nil {
-		t.Error("the session resolves after its sign-out")
+	return l.Store.View(ctx, fn)
+}
+
+// TestSignOutOutcomeUnknown: the store reports a sign-out's write's
+// outcome unknown (store.ErrOutcomeUnknown). Whatever became of it, the
+// sign-out is audited once and logged "signed out" once, and a second
+// click on the same instance still gets what the IdP's logout needs. The
+// write runs again, and:
+//   - committed: finds the session ended by it (its end), and answers it
+//     as one confirmed at once (Ended.OutcomeUnknown), not audited again;
+//     the gateway writes its line, and nothing is left for Flush;
+//   - not committed: ends it now, an ordinary sign-out;
+//   - committed, but the store fails again: the sign-out is kept for
+//     Flush, which finds the end this sign-out wrote and logs it
+//     (recorded_late, outcome_unknown) without auditing it again.
+func TestSignOutOutcomeUnknown(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		lost, blindAfter bool
+		answered         bool            // SignOut answers the sign-out (no error)
+		unknown          bool            // its Ended.OutcomeUnknown
+		late             map[string]bool // the Manager's "signed out" line's flags; nil: none
+	}{
+		{name: "committed", answered: true, unknown: true},
+		{name: "not committed", lost: true, answered: true},
+		{name: "committed, the store away then", blindAfter: true,
+			late: map[string]bool{"recorded_late": true, "outcome_unknown": true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := backendtest.OpenBolt(t)
+			c := newClock()
+			ls := &lostCommitStore{Store: db, lost: tt.lost, blindAfter: tt.blindAfter}
+			core, logs := observer.New(zapcore.InfoLevel)
+			m := session.New(ls, session.Config{}, zap.New(core), c.now)
+			u := addUser(t, db, activeUser())
+			n := signIn(t, m, db, u, &session.Tokens{IDToken: idToken})
+			if _, err := m.Resolve(ctx, n.Token); err != nil {
+				t.Fatal(err)
+			}
+			ls.armed.Store(true)
+			e, err := m.SignOut(ctx, n.Token)
+			switch {
+			case tt.answered && (err != nil || e == nil || e.Before || e.OutcomeUnknown != tt.unknown || e.IDToken() != idToken):
+				t.Fatalf("SignOut = %+v, %v; want the session ended by it, OutcomeUnknown %v, with its ID token", e, err, tt.unknown)
+			case !tt.answered && (e != nil || !errors.Is(err, store.ErrOutcomeUnknown)):
+				t.Fatalf("SignOut = %+v, %v; want ErrOutcomeUnknown", e, err)
+			}
+			if _, err := m.Resolve(ctx, n.Token); err == nil {
+				t.Error("the session resolves after its sign-out")
+			}
+			ls.blind.Store(false)
+			// A double click's second POST, here: on to the IdP's logout.
+			if e, err := m.SignOut(ctx, n.Token); err != nil || e == nil || !e.Before || e.IDToken() != idToken {
+				t.Errorf("the second click's SignOut = %+v, %v; want Before, with the ID token for the IdP's logout", e, err)
+			}
+			c.advance(time.Second)
+			if err := m.Flush(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			if k := loggedOutEvents(t, db); k != 1 {
+				t.Errorf("%d session.logged_out events for one sign-out, want 1", k)
+			}
+			lines := logs.FilterMessage("signed out").All()
+			switch {
+			case tt.late == nil && len(lines) != 0:
+				t.Errorf("the Manager logged %d \"signed out\" lines, want none (the gateway writes the line of a sign-out SignOut answers)", len(lines))
+			case tt.late != nil && len(lines) != 1:
+				t.Fatalf("the Manager logged %d \"signed out\" lines, want 1", len(lines))
+			case tt.late != nil:
+				f := lines[0].ContextMap()
+				if f["user_id"] != u.ID || f["recorded_late"] != true || (f["outcome_unknown"] == true) != tt.late["outcome_unknown"] {
+					t.Errorf("\"signed out\" line %v, want user_id %s, flags %v", f, u.ID, tt.late)
+				}
+			}
+			if _, err := m.Resolve(ctx, n.Token); err == nil {
+				t.Error("the session resolves after the Flush")
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -98,15 +99,32 @@ func TestSignOutOfEndedSessionKeepsIdPLogout(t *testing.T) {
 		})
 	}
 
-	t.Run("signed out while the store was away", func(t *testing.T) {
-		db := backendtest.OpenBolt(t)
-		m := session.New(db, session.Config{}, nil, nil)
-		n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
-		m.RevokeLater(n.Token, store.EventSessionLoggedOut)
-		if e, err := m.SignOut(ctx, n.Token); e != nil || err != nil {
-			t.Errorf("SignOut of a session signed out already = %+v, %v; want nothing", e, err)
-		}
-	})
+	// Signed out already while the store could not record it: a second
+	// click (the answer the browser shows) still goes on to the IdP's
+	// logout once the store can be read, with no write; with the store
+	// still away, it gets nothing (as for a deleted session).
+	for _, away := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed out while the store was away, away still %v", away), func(t *testing.T) {
+			db := backendtest.OpenBolt(t)
+			st := &awayStore{Store: db}
+			m := session.New(st, session.Config{}, nil, nil)
+			n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
+			m.RevokeLater(n.Token, store.EventSessionLoggedOut)
+			st.away.Store(away)
+			e, err := m.SignOut(ctx, n.Token)
+			switch {
+			case err != nil:
+				t.Errorf("SignOut of a session signed out already: %v", err)
+			case away && e != nil:
+				t.Errorf("SignOut of a session signed out already, the store away = %+v; want nothing", e)
+			case !away && (e == nil || !e.Before || e.IDToken() != idToken || e.Session.Logout.Subject != "ada"):
+				t.Errorf("SignOut of a session signed out already = %+v; want Before, with what the IdP's logout needs", e)
+			}
+			if loggedOutEvents(t, db) != 0 {
+				t.Error("a second click audited the sign-out the store could not record; Flush does that")
+			}
+		})
+	}
 }
 
 // updateCounter is a store that counts its write transactions.
