@@ -69,3 +69,60 @@ func TestBrowserFormAfterSessionEnded(t *testing.T) {
 		t.Errorf("the app got %s as %q", saw.Path, saw.header("X-Forwarded-User"))
 	}
 }
+
+// TestBrowserFetchLoginReturnsToThePage: README, "For app developers": a
+// single-page app's fetch gets, once the session has ended, 401 JSON whose
+// login the app sends the person to. Signed in again, they come back to
+// the page they were using (the fetch's Referer), not to a GET of the API
+// endpoint the fetch POSTed to (raw JSON, or the app's 405).
+func TestBrowserFetchLoginReturnsToThePage(t *testing.T) {
+	w := newLocalhostOIDCWorld(t, "\t\t\tjit\n")
+	const page = `<!doctype html><title>Editor</title><p>the editor</p><p id="n"></p><button id="save">Save</button><script>
+localStorage.loads = String(Number(localStorage.loads || 0) + 1);
+document.getElementById("n").textContent = "load " + localStorage.loads;
+document.getElementById("save").onclick = function () {
+  fetch("/api/save", {method: "POST", headers: {"Content-Type": "application/json", "Accept": "application/json"}, body: "{\"note\":\"hello\"}"})
+    .then(function (r) { if (r.status === 401) { return r.json().then(function (j) { location.href = j.login; }); } });
+};
+</script>`
+	w.sites = fmt.Sprintf("%s {\n\tsso test\n\thandle /editor {\n\t\theader Content-Type \"text/html; charset=utf-8\"\n\t\trespond `%s`\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n}\n",
+		w.gw.base, page, w.upstream.hostPort())
+	w.start()
+	ctx := newChromium(t)
+	onEditor := func(s browserState) bool {
+		return s.loc == w.gw.base+"/editor" && strings.Contains(s.body, "the editor")
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(w.gw.base+"/editor"), browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the editor after signing in", onEditor)
+
+	var revoked map[string]int
+	w.gw.adminJSON(http.MethodPost, "/sso/users/"+userBySubject(t, "sub-ada").ID+"/sessions/revoke", http.StatusOK, &revoked)
+	if revoked["revoked"] != 1 {
+		t.Fatalf("revoked %v", revoked)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("save"))); err != nil {
+		t.Fatal(err)
+	}
+	// Back on the site: the editor loaded again, or another page of it.
+	left := func(s browserState) bool {
+		return strings.HasPrefix(s.loc, w.gw.base+"/") && !strings.Contains(s.loc, "/.sso/") &&
+			(s.loc != w.gw.base+"/editor" || strings.Contains(s.body, "load 2"))
+	}
+	// The IdP's session is still alive: the login link comes straight back,
+	// or shows the IdP's form.
+	s := waitFor(t, ctx, "back on the site after the 401's login", func(s browserState) bool {
+		return left(s) || strings.Contains(s.body, "Password")
+	})
+	if strings.Contains(s.body, "Password") {
+		if err := chromedp.Do(ctx, browsertest.SignInAtTestIdP("ada", "ada-pw")); err != nil {
+			t.Fatal(err)
+		}
+		s = waitFor(t, ctx, "back on the site", left)
+	}
+	if !onEditor(s) {
+		t.Errorf("after following the fetch's 401 login, the person is at %s, seeing:\n%.300s\nwant the page they were using, %s/editor (the fetch's Referer)", s.loc, s.body, w.gw.base)
+	}
+}

@@ -40,7 +40,9 @@ func postForm(t *testing.T, b *browser, rawURL string, header ...string) (*http.
 // page (a Referer on the app's origin, else the URL posted to), and the
 // app is not reached; in mode auth_request, whose 401 nginx turns into a
 // redirect to Location, Location returns to the form's page. A script's
-// POST still gets the JSON 401, in both modes.
+// POST still gets the JSON 401, in both modes, its login returning to the
+// page the script runs in (its Referer on the app's origin), as the sso
+// directive's does.
 func TestForwardAuthFormAfterSessionEnded(t *testing.T) {
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	ports := otherPorts(t, 2)
@@ -85,8 +87,8 @@ http://:%d {
 		}
 		resp, body := postForm(t, b, front+"/orders", "Accept", "*/*", "Sec-Fetch-Mode", "cors", "Referer", front+"/orders/new")
 		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
-			!strings.Contains(body, `"login":"`+login("/orders")+`"`) {
-			t.Errorf("a script's POST: %s %q %s, want the JSON 401 returning to /orders", resp.Status, resp.Header.Get("Content-Type"), body)
+			!strings.Contains(body, `"login":"`+login("/orders/new")+`"`) {
+			t.Errorf("a script's POST: %s %q %s, want the JSON 401 returning to /orders/new", resp.Status, resp.Header.Get("Content-Type"), body)
 		}
 	})
 
@@ -102,9 +104,9 @@ http://:%d {
 		}
 		resp := subrequest(t, b, verify, "/orders", "X-Forwarded-Method", "POST", "Accept", "application/json",
 			"Sec-Fetch-Mode", "cors", "Referer", front+"/orders/new")
-		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != login("/orders") ||
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != login("/orders/new") ||
 			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-			t.Errorf("a script's POST: %s %q, Location %q, want the JSON 401 returning to /orders",
+			t.Errorf("a script's POST: %s %q, Location %q, want the JSON 401 returning to /orders/new",
 				resp.Status, resp.Header.Get("Content-Type"), resp.Header.Get("Location"))
 		}
 	})

@@ -117,6 +117,10 @@ type Route struct {
 	// site's page posts, which anyone's page can, and those with a body
 	// over the cap, to one WARN line a minute each.
 	denials, crossSiteLogouts logbudget.Budget
+	// shortReturns keeps the sign-ins that come back to a shorter page
+	// than the one asked for (beginLogin), which anyone can start, to one
+	// INFO line per IdP a minute.
+	shortReturns logbudget.Budget
 
 	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
 	unvouchedLog, untrustedLog sync.Once
@@ -312,7 +316,8 @@ func (rt *Route) forbidden(w http.ResponseWriter, path string, id *session.Ident
 // Unauthorized answers a request without a session that is not a
 // navigation: 401 with the login URL, never a redirect (a script cannot
 // follow one to an IdP, nor a frame, which IdPs refuse to be framed in)
-// and never new login state. A form a person submitted after their
+// and never new login state; its login comes back to the page the
+// request was sent from (signInFrom). A form a person submitted after their
 // session ended gets that 401 as a page saying so, with a link that signs
 // in and comes back to the form's page (the Referer on this site, else the
 // URL posted to): what was submitted cannot be carried through a sign-in.
@@ -351,20 +356,25 @@ func frameAnswer(h http.Header) unauthorizedAs {
 // signInFrom decides where a request without a session signs in and comes
 // back to, and what its 401 is shown as, for the sso directive
 // (Unauthorized) and the verify endpoint alike (which passes the original
-// request a proxy describes): the login URL returning to uri or, for a
-// form a person submitted, to the page the form was on when the Referer
-// is on this site (o): a sign-in cannot carry what was submitted, and a
-// GET of the form's action would be a 405 or another page. A frame's
-// returns to the page the frame is in (frameReturn), one in another
-// site's page to its own (frameAnswer). returnTo is login's return path.
+// request a proxy describes): the login URL returning to uri for a
+// navigation or, for any other request (a form a person submitted, a
+// script's fetch), to the page it was sent from when the Referer is on
+// this site (o): a sign-in cannot carry what was submitted, and a GET of
+// a form's action or an API's URL would be a 405, JSON or another page.
+// Without such a Referer (an API client, curl) it returns to uri. A
+// frame's returns to the page the frame is in (frameReturn), one in
+// another site's page to its own (frameAnswer). returnTo is login's
+// return path.
 func (rt *Route) signInFrom(method, uri string, h http.Header, o Origin) (login, returnTo string, as unauthorizedAs) {
 	switch {
 	case inFrame(h):
 		if as = frameAnswer(h); as == asFrame {
 			uri = rt.frameReturn(h, o)
 		}
-	case submittedForm(method, h):
-		as = asForm
+	case !isNavigation(method, h):
+		if submittedForm(method, h) {
+			as = asForm
+		}
 		if ref, ok := sameOriginReferer(h, o); ok {
 			uri = ref
 		}
@@ -642,11 +652,28 @@ func (rt *Route) configChanged(w http.ResponseWriter, r *http.Request, run *Runt
 // is in the old sign-in's flow cookie, which the handler strips from a
 // protected page's request before a sign-in can start, so home it is.
 func (rt *Route) returnPath(uri string) string {
+	for len(uri) > idp.MaxLocalPath && uri != "" {
+		uri = rt.shorterReturn(uri)
+	}
 	uri = idp.LocalPath(uri)
 	if carriesIdPAnswer(uri) {
 		return rt.home()
 	}
 	return uri
+}
+
+// shorterReturn is the next place a sign-in begun from uri can come back
+// to when uri is too long to carry (idp.MaxLocalPath, the flow cookie):
+// uri without its query, so the person still lands on the page, then the
+// route's home, so they stay on the route; "" after the home.
+func (rt *Route) shorterReturn(uri string) string {
+	if i := strings.IndexAny(uri, "?#"); i > 0 {
+		return uri[:i]
+	}
+	if home := rt.home(); uri != home {
+		return home
+	}
+	return ""
 }
 
 // carriesIdPAnswer reports whether the local path uri is a gateway
@@ -784,7 +811,9 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 	if !o.Vouched {
 		return rt.Unvouched(r, o)
 	}
-	req.ReturnTo = rt.returnPath(req.ReturnTo)
+	asked := req.ReturnTo
+	req.ReturnTo = rt.returnPath(asked)
+	cut := len(asked) > idp.MaxLocalPath
 	if !topLevel(r.Header) {
 		as := asJSON
 		if inFrame(r.Header) {
@@ -812,12 +841,23 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 		}
 	}
 	err := p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
-	if errors.Is(err, idp.ErrFlowTooLarge) && req.ReturnTo != "/" {
-		// A return path too long for the flow cookie (one full of
-		// characters its JSON escapes) is not worth a failed sign-in,
-		// nor an ERROR line per request: the sign-in returns to /.
-		req.ReturnTo = "/"
+	// A return path too long for the flow cookie (a long query: a saved
+	// search, a dashboard's filters) is not worth a failed sign-in, nor
+	// an ERROR line per request: the sign-in comes back to the page
+	// without its query, else to the route's home. No store write keeps
+	// the whole link: nothing is written before a sign-in.
+	for errors.Is(err, idp.ErrFlowTooLarge) {
+		shorter := rt.shorterReturn(req.ReturnTo)
+		if shorter == "" {
+			break
+		}
+		req.ReturnTo, cut = rt.returnPath(shorter), true
 		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
+	}
+	if cut && err == nil {
+		rt.shortReturns.Info(rt.Logger, p.Name, time.Now(), "the page asked for is too long to come back to after sign-in; coming back to a shorter one",
+			zap.String("idp", p.Name), zap.Int("asked_length", len(asked)), zap.String("asked", shortened(asked, 200)),
+			zap.String("return_to", req.ReturnTo))
 	}
 	if err != nil {
 		code := idp.ErrorCode(err, oidc.CodeIdPUnavailable)
@@ -1164,6 +1204,17 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			// and left the IdP's session alive. It admits nothing.
 			keepSignedOutCookie(w, o, endedToken)
 			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
+			// A return path too long for the logout's flow cookie
+			// shortens as a sign-in's does (beginLogin): the IdP's
+			// logout matters more than the page after it.
+			for errors.Is(err, idp.ErrFlowTooLarge) {
+				shorter := rt.shorterReturn(returnTo)
+				if shorter == "" {
+					break
+				}
+				returnTo = shorter
+				done, err = p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
+			}
 			if err != nil {
 				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
 			}

@@ -419,21 +419,35 @@ func TestLoginEndpoint(t *testing.T) {
 // TestUnauthorizedScript: a script's request without a session gets a 401
 // it can act on: JSON with the login URL, WWW-Authenticate naming it, not
 // stored. A POST that does not ask for HTML (curl's */*) is a script's,
-// not a form a person submitted.
+// not a form a person submitted. Its login comes back to the page the
+// script runs in, its Referer on this site (a GET of the API's URL would
+// show JSON or a 405), else to the request's own URL.
 func TestUnauthorizedScript(t *testing.T) {
-	for _, accept := range []string{"application/json", "*/*"} {
+	for _, tc := range []struct {
+		name, accept, referer string
+		returnTo              string // escaped
+	}{
+		{"JSON, no Referer", "application/json", "", "%2Fapi%2Fsave%3Fx%3D1"},
+		{"curl's */*, no Referer", "*/*", "", "%2Fapi%2Fsave%3Fx%3D1"},
+		{"a fetch from a page of the site", "application/json", "https://app.example.com/editor?doc=7", "%2Feditor%3Fdoc%3D7"},
+		{"a fetch from another site's page", "application/json", "https://evil.example/editor", "%2Fapi%2Fsave%3Fx%3D1"},
+	} {
 		rt := &Route{PathPrefix: "/.sso/", Default: &IdP{Name: "corp"}}
 		r := httptest.NewRequest(http.MethodPost, "https://app.example.com/api/save?x=1", nil)
-		r.Header.Set("Accept", accept)
+		r.Header.Set("Accept", tc.accept)
+		if tc.referer != "" {
+			r.Header.Set("Sec-Fetch-Mode", "cors")
+			r.Header.Set("Referer", tc.referer)
+		}
 		w := httptest.NewRecorder()
 		if err := rt.Unauthorized(w, r, dutyOrigin()); err != nil {
-			t.Fatalf("Accept %s: %v", accept, err)
+			t.Fatalf("%s: %v", tc.name, err)
 		}
-		login := "/.sso/login?return_to=%2Fapi%2Fsave%3Fx%3D1"
+		login := "/.sso/login?return_to=" + tc.returnTo
 		body := decodeJSON(t, w)
 		if w.Code != http.StatusUnauthorized || body["login"] != login || body["error"] != "authentication required" ||
 			w.Header().Get("Cache-Control") != "no-store" || w.Header().Get("WWW-Authenticate") != `SSO realm="corp", login="`+login+`"` {
-			t.Errorf("Accept %s: answer %d %v %v", accept, w.Code, w.Header(), body)
+			t.Errorf("%s: answer %d %v %v; want login %s", tc.name, w.Code, w.Header(), body, login)
 		}
 	}
 }

@@ -5,8 +5,14 @@ import (
 	"html"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sso/caddy-sso/idp"
 	"github.com/caddy-sso/caddy-sso/session"
@@ -84,37 +90,77 @@ func TestLoginInAFrame(t *testing.T) {
 	}
 }
 
-// flowTooLargeProvider refuses a sign-in whose return path does not fit
-// in its flow cookie: any but /.
-type flowTooLargeProvider struct{ *requestProvider }
+// flowSavingProvider begins a sign-in as the providers do: a flow cookie
+// of the real kind carries its return path (idp.FlowReturn beside a
+// provider's fields), so a path too long for it is ErrFlowTooLarge.
+type flowSavingProvider struct {
+	*requestProvider
+	flows *idp.FlowCookies
+}
 
-func (p flowTooLargeProvider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
-	if req.ReturnTo != "/" {
-		p.begun = append(p.begun, req)
-		return idp.ErrFlowTooLarge
+func (p flowSavingProvider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
+	fl := struct {
+		Nonce, Verifier string
+		idp.FlowReturn
+	}{strings.Repeat("n", 26), strings.Repeat("v", 43), idp.FlowReturn{ReturnTo: req.ReturnTo}}
+	if err := p.flows.Save(w, r, "oidc/work/state", &fl, time.Minute, http.SameSiteLaxMode); err != nil {
+		return err
 	}
 	return p.requestProvider.Begin(w, r, base, req)
 }
 
-// TestSignInReturnPathTooLong: a return path too long for the flow cookie
-// does not fail the sign-in: it begins again, returning to / (a redirect
-// to the IdP, not an error page).
+// TestSignInReturnPathTooLong: a deep link comes back whole as long as the
+// flow cookie holds it, its query's & < > costing a byte each (not JSON's
+// six-byte HTML escapes). One too long for the cookie, or for a return
+// path at all (idp.MaxLocalPath), does not fail the sign-in: it comes back
+// to the page without its query, else to the route's home, never to a
+// "/" outside a route under /app/, and the log says so once per IdP a
+// minute.
 func TestSignInReturnPathTooLong(t *testing.T) {
 	world := newDutyWorld(t)
-	rt, work, _ := dispatchRoute()
-	rt.IdPs[0].Provider = flowTooLargeProvider{work}
-	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=work&return_to=%2F"+strings.Repeat("%22", 2000), nil)
-	r.Header.Set("Accept", "text/html")
-	r.Header.Set("Sec-Fetch-Mode", "navigate")
-	r.Header.Set("Sec-Fetch-Dest", "document")
-	r = idp.WithOrigin(r, dutyOrigin().Site)
-	w := httptest.NewRecorder()
-	status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil))
-	if status != http.StatusFound || w.Header().Get("Location") != "https://idp.example.com/authorize" {
-		t.Errorf("answer %d, Location %q; want 302 to the IdP", status, w.Header().Get("Location"))
-	}
-	if n := len(work.begun); n == 0 || work.begun[n-1].ReturnTo != "/" {
-		t.Errorf("sign-ins begun %+v; the last must return to /", work.begun)
+	query := func(n int) string { return strings.Repeat("filter=a<b&", n/11) }
+	for _, tc := range []struct {
+		name, prefix, asked, want string
+	}{
+		{"a 2.5 KB deep link", "/.sso/", "/reports?" + query(2500), "/reports?" + query(2500)},
+		{"a query too long for the flow cookie", "/.sso/", "/reports?" + query(3000), "/reports"},
+		{"a link longer than any return path", "/.sso/", "/reports?" + query(6000), "/reports"},
+		{"a path too long for the flow cookie", "/.sso/", "/" + strings.Repeat("a", 3000) + "?q=1", "/"},
+		{"under /app/: a 2.5 KB deep link", "/app/.sso/", "/app/reports?" + query(2500), "/app/reports?" + query(2500)},
+		{"under /app/: a query too long", "/app/.sso/", "/app/reports?" + query(3000), "/app/reports"},
+		{"under /app/: a path too long", "/app/.sso/", "/app/" + strings.Repeat("a", 3000), "/app/"},
+		{"under /app/: a link longer than any return path", "/app/.sso/", "/app/" + strings.Repeat("a", 6000), "/app/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, work, _ := dispatchRoute()
+			core, logs := observer.New(zapcore.InfoLevel)
+			rt.PathPrefix, rt.Logger = tc.prefix, zap.New(core)
+			rt.IdPs[0].Provider = flowSavingProvider{work, world.run.Flows}
+			r := httptest.NewRequest(http.MethodGet, "https://app.example.com"+tc.prefix+"login?idp=work&return_to="+url.QueryEscape(tc.asked), nil)
+			r.Header.Set("Accept", "text/html")
+			r.Header.Set("Sec-Fetch-Mode", "navigate")
+			r.Header.Set("Sec-Fetch-Dest", "document")
+			r = idp.WithOrigin(r, dutyOrigin().Site)
+			w := httptest.NewRecorder()
+			status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil))
+			if status != http.StatusFound || w.Header().Get("Location") != "https://idp.example.com/authorize" {
+				t.Fatalf("answer %d, Location %q; want 302 to the IdP", status, w.Header().Get("Location"))
+			}
+			if n := len(work.begun); n != 1 || work.begun[0].ReturnTo != tc.want {
+				t.Errorf("a %d-byte link: sign-ins begun %.80v; want one returning to %.80q", len(tc.asked), work.begun, tc.want)
+			}
+			const msg = "the page asked for is too long to come back to after sign-in"
+			lines := logs.FilterMessageSnippet(msg).All()
+			cut, want := tc.want != tc.asked, 0
+			if cut {
+				want = 1
+			}
+			if len(lines) != want {
+				t.Errorf("%d INFO lines %q, want one only when the link is cut (%v)", len(lines), msg, cut)
+			} else if cut && (lines[0].ContextMap()["return_to"] != tc.want || lines[0].ContextMap()["asked_length"] != int64(len(tc.asked))) {
+				t.Errorf("the line says %v", lines[0].ContextMap())
+			}
+		})
 	}
 }
 

@@ -37,7 +37,9 @@ func verifyRoute(t *testing.T, mode string) (*Route, *observer.ObservedLogs) {
 // original request arrive, the X-Forwarded-* pair wins, and that
 // X-Original-Method alone is read too (Authelia-style nginx
 // configurations): a form posted behind such a proxy signs in back to its
-// page (the Referer), not to a GET of the URL it posted to. An original
+// page (the Referer), not to a GET of the URL it posted to, and so does a
+// script's request, as through the sso directive (signInFrom); a
+// navigation comes back to the page it asked for. An original
 // URI off the site, or a callback carrying an IdP's answer (which would
 // replay it), comes back to the home page instead.
 func TestVerifyReturnToFromTheProxy(t *testing.T) {
@@ -57,6 +59,13 @@ func TestVerifyReturnToFromTheProxy(t *testing.T) {
 			"Referer": "https://APP.Example.com:443/edit"}, "/edit"},
 		{"a Referer on another site", map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/save",
 			"Referer": "https://app.example.com.evil.example/edit"}, "/save"},
+		{"a script's fetch, from the page in its Referer", map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/api/save",
+			"Accept": "application/json", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}, "/edit"},
+		{"a script's GET, from the page in its Referer", map[string]string{"X-Forwarded-Uri": "/api/items",
+			"Accept": "application/json", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}, "/edit"},
+		{"a script's fetch without a Referer on the site", map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/api/save",
+			"Accept": "application/json", "Sec-Fetch-Mode": "cors", "Referer": "https://evil.example/edit"}, "/api/save"},
+		{"a navigation from a page of the site", map[string]string{"X-Forwarded-Uri": "/reports"}, "/reports"},
 		{"off-site URI", map[string]string{"X-Forwarded-Uri": "//evil.example/x"}, "/"},
 		{"a callback with the IdP's answer", map[string]string{"X-Forwarded-Uri": "/.sso/oidc/corp/callback?state=s&code=c"}, "/"},
 	} {

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
@@ -218,7 +219,7 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 	if ttl < time.Second {
 		return fmt.Errorf("flow cookies: ttl %v too short", ttl)
 	}
-	payload, err := json.Marshal(v)
+	payload, err := marshalFlow(v)
 	if err != nil {
 		return fmt.Errorf("flow cookies: encoding flow state: %w", err)
 	}
@@ -241,6 +242,20 @@ func (f *FlowCookies) Save(w http.ResponseWriter, r *http.Request, flowID string
 		SameSite: sameSite,
 	})
 	return nil
+}
+
+// marshalFlow is json.Marshal without its HTML escaping, which would spend
+// six bytes of the size-limited cookie on each & < > of a return path (a
+// query's every &): the payload is sealed, and only ever read back by
+// json.Unmarshal (Take), never put in a page or a script.
+func marshalFlow(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // makeRoom expires, largest first, the flow cookies r carries (other than

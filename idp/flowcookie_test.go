@@ -269,6 +269,20 @@ func TestFlowCookiesBounded(t *testing.T) {
 	}
 }
 
+// TestFlowCookieReturnPathFullSize: a return path's & < > cost the flow
+// cookie a byte each, not JSON's six-byte HTML escape (\u0026), so a
+// 2.5 KB deep link whose query is full of them fits, and comes back
+// unchanged.
+func TestFlowCookieReturnPathFullSize(t *testing.T) {
+	now := time.Now()
+	f := newFlows(t, testKey, true, &now)
+	want := flowState{Nonce: "nonce", ReturnTo: "/reports?" + strings.Repeat("q=a<b>&", 360)}
+	got, _, err := take(f, "long", save(t, f, "long", want, http.SameSiteLaxMode))
+	if err != nil || got != want {
+		t.Errorf("a %d-byte return path: Take = %.60v, %v", len(want.ReturnTo), got, err)
+	}
+}
+
 func TestFlowCookieConfig(t *testing.T) {
 	now := time.Now()
 	for _, tc := range []struct {

@@ -5,6 +5,12 @@ import (
 	"strings"
 )
 
+// MaxLocalPath is the longest path LocalPath keeps: a flow cookie's whole
+// size (maxFlowCookie), which no longer return path could fit in. So the
+// flow cookie, not this, decides how long a link survives a sign-in, and
+// the gateway comes back to a shorter page when one does not fit.
+const MaxLocalPath = maxFlowCookie
+
 // LocalPath returns raw when it is a path on this site, and "/" for
 // anything else. It is applied to every return URL: after sign-in and logout,
 // and to an IdP-initiated SAML RelayState, which anyone can post.
@@ -34,7 +40,7 @@ func LocalPath(raw string) string {
 }
 
 func isLocalPath(raw string) bool {
-	if len(raw) == 0 || len(raw) > 2048 || raw[0] != '/' {
+	if len(raw) == 0 || len(raw) > MaxLocalPath || raw[0] != '/' {
 		return false
 	}
 	// Raw non-ASCII is refused: browsers percent-encode it themselves, and

@@ -51,15 +51,15 @@ func TestLocalPath(t *testing.T) {
 			t.Errorf("%q kept as %q, want \"/\"", bad, got)
 		}
 	}
-	// Only a rooted path of at most 2048 bytes is kept: a relative one
-	// would resolve against the callback's URL.
-	for _, bad := range []string{"", "reports", "evil.example/x", "?next=/x", "/" + strings.Repeat("a", 2048)} {
+	// Only a rooted path of at most MaxLocalPath bytes is kept: a
+	// relative one would resolve against the callback's URL.
+	for _, bad := range []string{"", "reports", "evil.example/x", "?next=/x", "/" + strings.Repeat("a", idp.MaxLocalPath)} {
 		if got := idp.LocalPath(bad); got != "/" {
 			t.Errorf("%.40q kept as %.40q", bad, got)
 		}
 	}
-	if long := "/" + strings.Repeat("a", 2047); idp.LocalPath(long) != long {
-		t.Error("a 2048-byte path was not kept")
+	if long := "/" + strings.Repeat("a", idp.MaxLocalPath-1); idp.LocalPath(long) != long {
+		t.Errorf("a %d-byte path was not kept", len(long))
 	}
 	for _, ok := range []string{"/", "/reports?year=2026", "/a/b#frag", "/%E2%9C%93", "/search?q=a%2Fb",
 		"/search?q=100%25", "/search?q=50%25+off", "/files?path=C%3A%5Cdata", "/files?path=C:\\data", "/sale/100%25",

@@ -57,6 +57,10 @@ var documentedLogMessages = map[string][]string{
 		"refusing to build sign-in URLs or identity tokens on a trusted proxy's X-Forwarded-Host",
 		"the sso handler is in a named route, which any invoke may run",
 		"scim request refused: missing or wrong bearer token",
+		"the page asked for is too long to come back to after sign-in; coming back to a shorter one",
+	},
+	"README.md": {
+		"the page asked for is too long to come back to after sign-in",
 	},
 	"docs/scim.md": {
 		"SCIM provisioning enabled",
