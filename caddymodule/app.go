@@ -69,7 +69,8 @@ type App struct {
 	// built at Provision over the store and cache Start opens.
 	accounts *account.Service
 
-	headers gateway.HeaderUnion // the names its sso routes protect (Handler.Provision)
+	headers gateway.HeaderUnion  // the names its sso routes protect (Handler.Provision)
+	jwks    gateway.IdentityKeys // its sso routes' signers, whose keys every one publishes
 	// live is what Start made, made at Provision.
 	live *gateway.Live
 	// acquired is the pool key of the store handle this App holds, so
@@ -249,9 +250,9 @@ func (a *App) Validate() error {
 // first sign-in, without Start waiting for the network.
 func (a *App) Start() error {
 	defer a.live.Started()
-	if h, err := a.ctx.AppIfConfigured("http"); err == nil { // sso handlers that never run; every app is provisioned by now
-		for _, f := range routeorder.FromApp(h) {
-			a.logger.Error(f.String())
+	if h, err := a.ctx.AppIfConfigured("http"); err == nil { // every app is provisioned by now
+		for _, msg := range routeorder.AtStart(h) {
+			a.logger.Error(msg)
 		}
 	}
 	// The store may outlive this config (a reload shares it), so it is

@@ -126,7 +126,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sso handler: %w", err)
 	}
-	rt := &gateway.Route{PathPrefix: h.PathPrefix, Pages: h.app.pages, Logger: h.logger, Metrics: h.app.metrics, ClientIP: clientIP}
+	rt := &gateway.Route{PathPrefix: h.PathPrefix, Pages: h.app.pages, Logger: h.logger, Metrics: h.app.metrics, ClientIP: clientIP, Keys: &h.app.jwks, Configured: h.app.idps}
 	for _, name := range names {
 		rt.IdPs = append(rt.IdPs, h.app.idps[name])
 	}
@@ -207,6 +207,9 @@ func (h *Handler) Endpoints(configured []*IdPConfig) (prefix string, idps []stri
 	}
 	return cmp.Or(h.PathPrefix, DefaultPathPrefix), idps
 }
+
+// EndpointPaths is where h serves its IdPs' endpoints, for routeorder.MisroutedFromApp.
+func (h *Handler) EndpointPaths() (string, map[string][]string) { return h.route.EndpointPaths() }
 
 // Validate checks the handler's own settings, by the rules of package
 // gateway.

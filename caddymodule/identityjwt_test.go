@@ -105,3 +105,68 @@ func TestIdentityJWT(t *testing.T) {
 		t.Fatalf("fresh token: %v", err)
 	}
 }
+
+// TestIdentityJWTOfAStricterSSOVerifies: README's stricter sso inside a
+// protected site (`@admin path /admin /admin/*`, `handle @admin { sso {
+// allow … } }`) has the outer sso serve the endpoints, jwks.json included.
+// With identity_jwt on the stricter one only, or with a key_rotation of
+// its own, the admin app's token verifies against /.sso/jwks.json all the
+// same (every route of the config publishes every route's keys), as does
+// the outer's, and the set may be cached only as long as the shortest
+// key_rotation allows (6m: three minutes).
+func TestIdentityJWTOfAStricterSSOVerifies(t *testing.T) {
+	for _, tc := range []struct{ name, outer, inner, maxAge string }{
+		{"outer without identity_jwt", "", "", "public, max-age=300"},
+		{"outer with identity_jwt, inner with its own key_rotation", "\t\tidentity_jwt\n", " key_rotation 6m", "public, max-age=180"},
+		{"outer with identity_jwt, the same key_rotation", "\t\tidentity_jwt\n", "", "public, max-age=300"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newOIDCWorld(t, "\t\t\tjit\n")
+			base := w.gw.base
+			w.sites = fmt.Sprintf(`%[1]s {
+	sso test {
+%[3]s	}
+	@admin path /admin /admin/*
+	handle @admin {
+		sso test {
+			allow group admins
+			identity_jwt audience admin-app%[4]s
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		reverse_proxy %[2]s
+	}
+}
+`, base, w.upstream.hostPort(), tc.outer, tc.inner)
+			w.start()
+			b := newBrowser(t)
+			// The outer's token, if any, is signed first: its keyring is
+			// read before the stricter one's keys exist.
+			outerTok := upstreamSaw(t, b.signIn(base+"/", "ada", "ada-pw")).header("X-Forwarded-Identity-Jwt")
+			tok := upstreamSaw(t, b.get(base+"/admin/x")).header("X-Forwarded-Identity-Jwt")
+			if tok == "" || (tc.outer != "") != (outerTok != "") {
+				t.Fatalf("identity tokens: admin %q, outer %q", tok, outerTok)
+			}
+			resp, err := http.Get(base + "/.sso/jwks.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /.sso/jwks.json: %s", resp.Status)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != tc.maxAge {
+				t.Errorf("GET /.sso/jwks.json: Cache-Control %q, want %q (the shortest key_rotation's)", got, tc.maxAge)
+			}
+			if _, _, err := verifyWithJWKS(t, base+"/.sso/jwks.json", tok, base, "admin-app"); err != nil {
+				t.Errorf("the admin app's token does not verify against /.sso/jwks.json: %v", err)
+			}
+			if outerTok != "" {
+				if _, _, err := verifyWithJWKS(t, base+"/.sso/jwks.json", outerTok, base, base); err != nil {
+					t.Errorf("the outer route's token does not verify against /.sso/jwks.json: %v", err)
+				}
+			}
+		})
+	}
+}

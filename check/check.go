@@ -132,8 +132,10 @@ type server struct {
 }
 
 type route struct {
-	Match  []map[string]json.RawMessage `json:"match"`
-	Handle []json.RawMessage            `json:"handle"`
+	Match    []map[string]json.RawMessage `json:"match"`
+	Handle   []json.RawMessage            `json:"handle"`
+	Group    string                       `json:"group"`
+	Terminal bool                         `json:"terminal"`
 }
 
 // handler is what the check reads of every handler: which one it is, a
@@ -174,7 +176,7 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 	if cc.Apps.SSO != nil {
 		idps = cc.Apps.SSO.IdPs
 	}
-	sites := collectSites(&cc, idps, r)
+	sites, misrouted := collectSites(&cc, idps, r)
 	repl := caddy.NewReplacer()
 	for _, c := range idps {
 		ic := &IdPCheck{Name: c.Name, Protocol: c.Protocol, Preset: c.Preset}
@@ -193,6 +195,9 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 			ic.add(Warn, "no site uses this IdP (no sso directive names it): there is nothing to register at the IdP")
 		}
 		probe(ctx, client, c, repl, ic, now)
+		for _, msg := range misrouted[c.Name] {
+			ic.add(Error, "%s", msg)
+		}
 		values(c, repl, sites[c.Name], ic)
 		if m, err := mapping.New(c.Preset, c.Protocol, c.Map); err == nil {
 			for _, attr := range []string{mapping.UniqueUserID, mapping.FirstName, mapping.LastName, mapping.Email, mapping.Groups} {
@@ -224,12 +229,13 @@ func Run(ctx context.Context, cfg []byte, client *http.Client, now time.Time) (*
 // an sso handler that a handler before it keeps from running
 // (routeorder.Unprotected), one that nothing vouches for (no host
 // matcher, or in a named route, and no base_url), and a site reached over
-// plain http.
-func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) map[string][]site {
-	out := map[string][]site{}
+// plain http. misrouted says, per IdP name, which sso handlers' endpoints
+// of it Caddy's routes send to another handler (routeorder.Misrouted).
+func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) (out map[string][]site, misrouted map[string][]string) {
+	out, misrouted = map[string][]site{}, map[string][]string{}
 	h := cc.Apps.HTTP
 	if h == nil {
-		return out
+		return out, misrouted
 	}
 	httpPort := h.HTTPPort
 	if httpPort == 0 {
@@ -255,6 +261,10 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 		rewriter := func(h routeorder.Handler) bool { return rewrites(h, srv.NamedRoutes) }
 		for _, f := range routeorder.Preceded(routeTree(srv.Routes, srv.NamedRoutes, nil, nil), rewriter, verifies) {
 			r.Problems = append(r.Problems, Finding{Level: Error, Message: fmt.Sprintf("server %s: the verify-mode sso handler at %s answers through the intercept at %s, whose handle_response can turn its 401 for a request without a session into a 2xx, which the proxy takes as signed in: every request gets in; put sso before intercept (outside a route block the Caddyfile's directive order does), or give that handle_response a status that is not a 2xx (file_server { status 401 })", name, f.SSO, f.At)})
+		}
+		for _, m := range routeorder.Misrouted(routeTree(srv.Routes, srv.NamedRoutes, nil, nil), endpointPaths(idps)) {
+			m.Server = name
+			misrouted[m.IdP] = append(misrouted[m.IdP], m.String())
 		}
 		for _, g := range routeorder.Guards(routeTree(srv.Routes, srv.NamedRoutes, nil, nil)) {
 			raw, _ := g.Handler.Value.(json.RawMessage)
@@ -307,7 +317,28 @@ func collectSites(cc *adaptedConfig, idps []*caddymodule.IdPConfig, r *Report) m
 			}
 		}
 	}
-	return out
+	return out, misrouted
+}
+
+// endpointPaths describes an adapted sso handler as the running one
+// describes itself (gateway.Route.EndpointPaths): its path prefix and its
+// IdPs' endpoint paths, of the IdPs configured (idps).
+func endpointPaths(idps []*caddymodule.IdPConfig) routeorder.Describe {
+	return func(h routeorder.Handler) (string, map[string][]string) {
+		raw, _ := h.Value.(json.RawMessage)
+		var sso caddymodule.Handler
+		if json.Unmarshal(raw, &sso) != nil {
+			return "", nil
+		}
+		prefix, names := sso.Endpoints(idps)
+		out := map[string][]string{}
+		for _, c := range idps {
+			if slices.Contains(names, c.Name) {
+				out[c.Name] = gateway.IdPEndpointPaths(prefix, c.Protocol, c.Name)
+			}
+		}
+		return prefix, out
+	}
 }
 
 // routeTree is the abstract tree of adapted routes the routeorder rules
@@ -322,7 +353,8 @@ func routeTree(routes []route, named map[string]*route, invoking []string, keep 
 		if keep != nil && !keep(rt) {
 			continue
 		}
-		r := routeorder.Route{Matched: len(rt.Match) > 0 && !slices.ContainsFunc(rt.Match, catchesAll), Hosts: make([][]string, len(rt.Match))}
+		r := routeorder.Route{Matched: len(rt.Match) > 0 && !slices.ContainsFunc(rt.Match, catchesAll), Hosts: make([][]string, len(rt.Match)),
+			Match: routeorder.AdaptedMatch(rt.Match), Group: rt.Group, Terminal: rt.Terminal}
 		for j, m := range rt.Match {
 			var hosts []string
 			if raw, ok := m["host"]; ok && json.Unmarshal(raw, &hosts) == nil {

@@ -81,7 +81,10 @@ app.example.com {
 }
 
 docs.example.com {
-	handle /private/* {
+	# The endpoints' path too: under /private/* alone, Caddy would send
+	# the ACS to respond (routeorder.Misrouted).
+	@private path /private/* /.sso/*
+	handle @private {
 		sso partner
 	}
 	respond "docs"

@@ -80,3 +80,29 @@ func ProtocolEndpoints(protocol string) []idp.Endpoint {
 	}
 	return nil
 }
+
+// IdPEndpointPaths are the paths, under pathPrefix, of the endpoints of
+// the IdP name of protocol: its callback first, then its protocol's others
+// (ProtocolEndpoints), the ones `caddy sso check` prints the URLs of.
+// routeorder.Misrouted checks that Caddy's routes send each to a handler
+// that serves it.
+func IdPEndpointPaths(pathPrefix, protocol, name string) []string {
+	base := pathPrefix + protocol + "/" + name + "/"
+	callback, _ := idp.CallbackEndpoint(protocol)
+	paths := []string{base + callback}
+	for _, e := range ProtocolEndpoints(protocol) {
+		paths = append(paths, base+e.Name)
+	}
+	return paths
+}
+
+// EndpointPaths is where the route serves its IdPs' endpoints: its path
+// prefix, and by IdP name their paths (IdPEndpointPaths), as
+// routeorder.Describe takes them.
+func (rt *Route) EndpointPaths() (string, map[string][]string) {
+	idps := make(map[string][]string, len(rt.IdPs))
+	for _, p := range rt.IdPs {
+		idps[p.Name] = IdPEndpointPaths(rt.PathPrefix, p.Protocol, p.Name)
+	}
+	return rt.PathPrefix, idps
+}

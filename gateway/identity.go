@@ -140,10 +140,66 @@ func NewIdentitySigner(c SignerConfig) *IdentitySigner {
 
 // SignIdentity makes the route send the upstream a signed identity token,
 // and protects its header from inbound copies, so that a client cannot
-// send one of its own. Call it after Headers is set.
+// send one of its own; the signer joins Keys (a set of its own when the
+// route has none), which the JWKS publishes. Call it after Headers and
+// Keys are set.
 func (rt *Route) SignIdentity(c SignerConfig) {
 	rt.Signer = NewIdentitySigner(c)
 	rt.Headers.Protect(rt.Signer.Header())
+	if rt.Keys == nil {
+		rt.Keys = new(IdentityKeys)
+	}
+	rt.Keys.Add(rt.Signer)
+}
+
+// IdentityKeys is the identity token signers of the sso routes of one
+// config, together: every one of its routes publishes all their keys at
+// <path_prefix>jwks.json, with identity_jwt or without. Routes share a
+// host's endpoints (a stricter sso inside a protected site has the outer
+// one serve them, README "A stricter sso"), so the route that answers
+// jwks.json is not always the one that signed the token, nor signs with
+// the same key_rotation: the keys are public, and the set verifies the
+// tokens of every route. A reload provisions a new config with a new set.
+// The zero value is ready to use.
+type IdentityKeys struct {
+	mu      sync.Mutex
+	signers []*IdentitySigner
+}
+
+// Add makes k publish s's keys.
+func (k *IdentityKeys) Add(s *IdentitySigner) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.signers = append(k.signers, s)
+}
+
+// JWKS is the key set of every signer added, and the max-age a verifier
+// may cache it for: that of the shortest key_rotation among them
+// (jwksMaxAge), so that a cached copy still holds the key each one signs
+// with next. Call it once a signer was added (publishes). Its error is the
+// store's, as upstreamjwt.Union says.
+func (k *IdentityKeys) JWKS(ctx context.Context, db store.Store) (b []byte, maxAge int, err error) {
+	k.mu.Lock()
+	signers := slices.Clone(k.signers)
+	k.mu.Unlock()
+	rings := make([]*upstreamjwt.Keyring, len(signers))
+	shortest := signers[0].rotation
+	for i, s := range signers {
+		rings[i] = s.Keyring(db)
+		shortest = min(shortest, s.rotation)
+	}
+	b, err = upstreamjwt.Union(ctx, rings...)
+	return b, jwksMaxAge(shortest), err
+}
+
+// publishes reports whether k has a signer, so that jwks.json is served.
+func (k *IdentityKeys) publishes() bool {
+	if k == nil {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.signers) > 0
 }
 
 // Header is the canonical name of the header that carries the token.

@@ -90,6 +90,14 @@ type Route struct {
 	Access  AccessPolicy
 	Headers HeaderPlan
 	Signer  *IdentitySigner // nil: no identity token
+	// Configured is every IdP of the config, by name: a callback of one
+	// the route does not have is then misrouted, not a sign-in begun
+	// before a reload (configChanged). nil: none known.
+	Configured map[string]*IdP
+	// Keys is the identity token signers of every route of the config,
+	// whose keys the route's jwks.json publishes, with a Signer of its own
+	// or without (IdentityKeys); nil: the route's own Signer's only.
+	Keys *IdentityKeys
 	// Pages renders the pages a person sees; nil: the defaults.
 	Pages   *Pages
 	Logger  *zap.Logger
@@ -122,8 +130,8 @@ type Route struct {
 	// INFO line per IdP a minute.
 	shortReturns logbudget.Budget
 
-	tokens                     *upstreamTokens // nil unless the route passes tokens (PassTokens)
-	unvouchedLog, untrustedLog sync.Once
+	tokens                                   *upstreamTokens // nil unless the route passes tokens (PassTokens)
+	unvouchedLog, untrustedLog, misroutedLog sync.Once
 }
 
 // Error is an HTTP error the caller answers in its own way (Caddy's error
@@ -542,7 +550,7 @@ func (rt *Route) serveEndpoint(w http.ResponseWriter, r *http.Request, run *Runt
 		return rt.serveLogout(w, r, run, o, tokens, outer)
 	case rest == whoamiEndpoint:
 		return rt.serveWhoami(w, r, run, tokens, outer)
-	case rest == jwksEndpoint && rt.Signer != nil:
+	case rest == jwksEndpoint && rt.publishesKeys():
 		return rt.serveJWKS(w, r, run)
 	case rest == repeatedSignInEndpoint:
 		return rt.serveRepeatedSignIn(w, r, run, tokens, outer)
@@ -623,6 +631,16 @@ const staleACSBody = 256 << 10
 // idp.FlowReturn: what the providers write). Nothing of the URL is shown:
 // a link cannot put words on the page.
 func (rt *Route) configChanged(w http.ResponseWriter, r *http.Request, run *Runtime, protocol, name string) error {
+	if p := rt.Configured[name]; p != nil && p.Protocol == protocol {
+		// The config has that IdP, on another route: no reload, but
+		// Caddy's routes send that route's endpoints here (start and
+		// `caddy sso check` say which, routeorder.Misrouted). Once: it
+		// is the config's, whoever's browser brings it.
+		rt.misroutedLog.Do(func() {
+			rt.Logger.Warn("a callback of an IdP this sso route does not have reached it: Caddy's routes send another sso route's endpoints here, so its sign-ins cannot complete; give that route a path_prefix of its own that its route receives",
+				zap.String("idp", name), zap.String("path", r.URL.Path))
+		})
+	}
 	var key string
 	switch protocol {
 	case idp.ProtocolOIDC:
@@ -743,8 +761,8 @@ func EndpointBase(site idp.Origin, pathPrefix, protocol, name string) string {
 // for any other path (an IdP's endpoints check their methods themselves):
 // a request by another method gets 405 with it (RFC 9110 15.5.6).
 func (rt *Route) ownEndpointMethods(rest string) string {
-	if rest == jwksEndpoint && rt.Signer == nil {
-		return "" // served only on a route that signs an identity token
+	if rest == jwksEndpoint && !rt.publishesKeys() {
+		return "" // served only where a route of the config signs an identity token
 	}
 	return ownEndpointAllow(rest)
 }
@@ -1333,17 +1351,26 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 		LastLogin: u.LastLogin.UTC(), Expires: id.Expires.UTC(), AuthTime: id.AuthTime.UTC()})
 }
 
-// serveJWKS publishes the keys that verify the identity tokens.
+// publishesKeys reports whether the route serves jwks.json: a route of
+// its config signs identity tokens (Keys), or it does itself.
+func (rt *Route) publishesKeys() bool { return rt.Keys.publishes() || rt.Signer != nil }
+
+// serveJWKS publishes the keys that verify the identity tokens of every
+// route of the config (Keys), or of the route's own Signer without Keys.
 func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime) error {
+	keys := rt.Keys
+	if !keys.publishes() {
+		keys = &IdentityKeys{signers: []*IdentitySigner{rt.Signer}}
+	}
 	// The keys come from the store. Anyone may ask for them, so a store
 	// that is away gets the 503 of every other read, budgeted in the log,
 	// not a 500 whose error Caddy logs per request.
-	b, err := rt.Signer.Keyring(run.Store).JWKS(r.Context())
+	b, maxAge, err := keys.JWKS(r.Context(), run.Store)
 	if err != nil {
 		return rt.StoreUnavailable(w, false, "", err)
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
-	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", jwksMaxAge(rt.Signer.rotation)))
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
 	_, err = w.Write(b)
 	return err
 }

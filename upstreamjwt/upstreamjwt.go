@@ -618,6 +618,35 @@ func (k *Keyring) JWKS(ctx context.Context) ([]byte, error) {
 	return set.jwks, nil
 }
 
+// Union returns the public keys of several keyrings as one JSON Web Key
+// Set: each one's JWKS, a key two of them publish listed once. The
+// keyrings are the rotation schedules of the routes of one config, which
+// any of its routes publishes, so that a route's tokens verify against the
+// set whichever route answers the request for it (a stricter route inside
+// a protected site signs, the outer one serves the endpoints). With one
+// keyring it is that one's JWKS. It fails as JWKS does, when a keyring has
+// no key of the current period in memory and the store failed.
+func Union(ctx context.Context, rings ...*Keyring) ([]byte, error) {
+	if len(rings) == 1 {
+		return rings[0].JWKS(ctx)
+	}
+	var keys []*key
+	seen := make(map[string]bool)
+	for _, k := range rings {
+		set, err := k.current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, kk := range append(slices.Clip(set.keys), set.elsewhere...) {
+			if !seen[kk.kid] {
+				seen[kk.kid] = true
+				keys = append(keys, kk)
+			}
+		}
+	}
+	return publish(keys)
+}
+
 // Sign issues a token for subject with the identity claims, valid for ttl
 // from now and at most until c.NotAfter. It returns the token and its
 // expiry.

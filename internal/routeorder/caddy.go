@@ -1,6 +1,7 @@
 package routeorder
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,48 @@ func FromApp(app any) []Finding {
 	return out
 }
 
+// AtStart is what the sso app logs at start (ERROR) of a provisioned http
+// app: the sso handlers that never run (FromApp), and those whose
+// endpoints Caddy's routes send elsewhere (MisroutedFromApp).
+func AtStart(app any) []string {
+	var out []string
+	for _, f := range FromApp(app) {
+		out = append(out, f.String())
+	}
+	for _, m := range MisroutedFromApp(app) {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// MisroutedFromApp is Misrouted for the servers of a provisioned http app
+// (as FromApp reads it), the sso handlers described by themselves: a
+// Value with an EndpointPaths method (caddymodule.Handler's, which the
+// gateway route it serves answers by).
+func MisroutedFromApp(app any) []Misroute {
+	h, _ := app.(*caddyhttp.App)
+	if h == nil {
+		return nil
+	}
+	describe := func(h Handler) (string, map[string][]string) {
+		if d, ok := h.Value.(interface {
+			EndpointPaths() (string, map[string][]string)
+		}); ok {
+			return d.EndpointPaths()
+		}
+		return "", nil
+	}
+	var out []Misroute
+	for _, n := range slices.Sorted(maps.Keys(h.Servers)) {
+		srv := h.Servers[n]
+		for _, m := range Misrouted(fromRoutes(srv.Routes, srv.NamedRoutes, nil), describe) {
+			m.Server = n
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // fromRoutes is the abstract tree of provisioned routes; named are the
 // server's named routes, and invoking those that the routes are part of
 // (a cycle) is left unexpanded.
@@ -43,6 +86,7 @@ func fromRoutes(routes caddyhttp.RouteList, named map[string]*caddyhttp.Route, i
 	for i, r := range routes {
 		out[i].Matched = len(r.MatcherSets) > 0 && !slices.ContainsFunc(r.MatcherSets, everyRequest)
 		out[i].Hosts = hostSets(r.MatcherSets)
+		out[i].Match, out[i].Group, out[i].Terminal = pathHost(r.MatcherSets), r.Group, r.Terminal
 		for _, mh := range r.Handlers {
 			h := Handler{Module: caddy.GetModuleName(mh), Value: mh}
 			switch m := mh.(type) {

@@ -30,6 +30,14 @@ type Route struct {
 	// for a set without one): what Guards reads.
 	Hosts    [][]string
 	Handlers []Handler
+	// Match, when the route has matchers, reports whether a GET of a path
+	// on a host matches them, known false when they read more than path
+	// and host (pathHost, AdaptedMatch); Group and Terminal are Caddy's
+	// (only the first matching route of a group runs; no route after a
+	// terminal one does). What Reach runs a request by.
+	Match    func(host, path string) (ok, known bool)
+	Group    string
+	Terminal bool
 }
 
 // Handler is one handler of a route, by module name (the "handler" of the
