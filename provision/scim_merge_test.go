@@ -148,6 +148,8 @@ func TestJITUserNameIsIndexedAndUnique(t *testing.T) {
 		{"email moves to one held", "old@example.com", "new@example.com", "new@example.com", "", id, true},
 		{"email moves off a held one", "taken@example.com", "taken@example.com", "free@example.com", "", "free@example.com", true},
 		{"email moves, none stored", "old@example.com", "new@example.com", "new@example.com", "none", id, true},
+		// Its ID stays when the email it gets is held: no change to audit.
+		{"email comes, held as another's userName", "", "new@example.com", "new@example.com", "", id, false},
 	} {
 		for _, be := range backendtest.All() {
 			t.Run(be.Name+"/"+tt.name, func(t *testing.T) {

@@ -496,7 +496,8 @@ func applyFiltered(rt *resourceType, c map[string]any, def *attr, op string, p f
 
 // refuseChange is patchRefusal for op setting the sub-attribute p names
 // from cur to value: an immutable one may be added where it has no value,
-// or given the one it has.
+// or added again with the one it has (a replace is refused before this,
+// as patchRefusal refuses any but add).
 func refuseChange(def *attr, p fpath, cur, value any, op string) error {
 	if cur == nil || reflect.DeepEqual(cur, value) {
 		return nil

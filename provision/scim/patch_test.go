@@ -213,6 +213,15 @@ func TestGroupPatchMembers(t *testing.T) {
 		// user through it. Remove and add do that.
 		{"replacing a member's value is refused", `{"op":"replace","path":"members[value eq \"{{ua}}\"].value","value":"{{uc}}"}`, []string{"a", "b"}, 400},
 		{"adding another value to a member's is refused", `{"op":"add","path":"members[value eq \"{{ua}}\"].value","value":"{{uc}}"}`, []string{"a", "b"}, 400},
+		// Replacing is refused even with the value it has: only add may
+		// name an immutable sub-attribute (RFC 7644 3.5.2).
+		{"replacing a member's value with its own is refused", `{"op":"replace","path":"members[value eq \"{{ua}}\"].value","value":"{{ua}}"}`, []string{"a", "b"}, 400},
+		// Adding the value it has changes nothing, and is no update.
+		{"adding a member's value the one it has is accepted", `{"op":"add","path":"members[value eq \"{{ua}}\"].value","value":"{{ua}}"}`, []string{"a", "b"}, 0},
+		// "MAY add a value to an immutable attribute if the attribute had
+		// no previous value": a filter that matches no member adds the one
+		// its equalities describe, and the value is its first.
+		{"adding the value of a member the filter adds is accepted", `{"op":"add","path":"members[display eq \"nobody\"].value","value":"{{uc}}"}`, []string{"a", "b", "c"}, 0},
 		{"remove all", `{"op":"remove","path":"members"}`, nil, 0},
 	}
 	for _, tt := range tests {
@@ -436,6 +445,10 @@ func TestReadOnlySubAttributesIgnored(t *testing.T) {
 		{"PUT", "PUT", "/Users/{{id}}", `{"userName":"ada@example.com",` + manager[1:], 200},
 		{"PATCH, path-less value", "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","value":` + manager + `}`), 200},
 		{"PATCH, the extension's path", "PATCH", "/Users/{{id}}", patchBody(`{"op":"replace","path":"` + ent + `","value":` + manager[len(ent)+4:len(manager)-1] + `}`), 200},
+		// A path-less value's keys that name the sub-attribute (Entra's
+		// dotted form), bare and inside the extension's object.
+		{"PATCH, path-less dotted keys", "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","value":{"` + ent + `:manager.value":"m-1","` + ent + `:manager.displayName":"Mallory"}}`), 200},
+		{"PATCH, dotted keys in the extension's object", "PATCH", "/Users/{{id}}", patchBody(`{"op":"replace","value":{"` + ent + `":{"manager.value":"m-1","manager.displayName":"Mallory"}}}`), 200},
 		{"PATCH, the attribute's path", "PATCH", "/Users/{{id}}", patchBody(`{"op":"add","path":"` + ent + `:manager","value":{"value":"m-1","displayName":"Mallory"}}`), 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
