@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,4 +69,49 @@ func TestUsersOfIdPLocksNoRow(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestMemberDeletedMeanwhileRerunsUnreturned: a member UsersOfIdP found
+// and another transaction deleted before PutGroup reruns the Update even
+// when fn goes on without returning PutGroup's error, as after any of
+// this package's failed statements (tx.fail): the rerun finds the user
+// gone and writes the group without them, rather than committing the run
+// whose group write was refused.
+func TestMemberDeletedMeanwhileRerunsUnreturned(t *testing.T) {
+	db := openTest(t)
+	putUser(t, db, &store.User{ID: "stays", IdP: "entra", Email: "stays@x.io"})
+	putUser(t, db, &store.User{ID: "gone", IdP: "entra", Email: "gone@x.io"})
+	var firstErr error
+	runs := 0
+	update(t, db, func(tx store.Tx) error {
+		runs++
+		found, err := tx.UsersOfIdP("entra", []string{"gone", "stays"})
+		if err != nil {
+			return err
+		}
+		if runs == 1 {
+			update(t, db, func(tx store.Tx) error { return tx.DeleteUser("gone") })
+		}
+		err = tx.PutGroup(&store.Group{ID: "g", IdP: "entra", DisplayName: "Staff", Members: found})
+		if runs == 1 {
+			firstErr = err
+		}
+		return nil // fn goes on: the store must still not commit this run
+	})
+	if !errors.Is(firstErr, errMemberDeletedMeanwhile) {
+		t.Errorf("first PutGroup: %v, want errMemberDeletedMeanwhile", firstErr)
+	}
+	if runs != 2 {
+		t.Errorf("fn ran %d times, want 2: the run whose PutGroup found a member deleted meanwhile is rerun", runs)
+	}
+	view(t, db, func(tx store.Tx) error {
+		g, err := tx.Group("g")
+		if err != nil {
+			return fmt.Errorf("group written by the rerun: %w", err)
+		}
+		if !slices.Equal(g.Members, []string{"stays"}) {
+			t.Errorf("members %v, want [stays]", g.Members)
+		}
+		return nil
+	})
 }

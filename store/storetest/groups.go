@@ -237,20 +237,39 @@ func testMemberDeletedMeanwhile(e *env) {
 		}
 		return nil
 	})
-	// Deleted by the same transaction: refused, not rerun (which would
-	// end in a conflict error after the backend's last attempt).
-	err = e.st.Update(e.Context(), func(tx store.Tx) error {
-		found, err := tx.UsersOfIdP("okta", []string{stays.ID})
-		if err != nil {
-			return err
+	// The caller's mistakes: refused with ErrNotFound, not rerun (which
+	// would end in a conflict error after the backend's last attempt).
+	// Only a user UsersOfIdP found, and the transaction did not delete
+	// itself, is a conflict when PutGroup finds them gone.
+	for _, tc := range []struct {
+		name    string
+		members func(tx store.Tx) ([]string, error) // what PutGroup is given
+	}{
+		{"a member its own transaction deleted", func(tx store.Tx) ([]string, error) {
+			found, err := tx.UsersOfIdP("okta", []string{stays.ID})
+			if err != nil {
+				return nil, err
+			}
+			return found, tx.DeleteUser(stays.ID)
+		}},
+		{"a member UsersOfIdP asked for and did not find", func(tx store.Tx) ([]string, error) {
+			found, err := tx.UsersOfIdP("okta", []string{stays.ID, "no-such-user"})
+			if err == nil && !slices.Equal(found, []string{stays.ID}) {
+				e.Errorf("UsersOfIdP found %v, want only %s", found, stays.ID)
+			}
+			return []string{stays.ID, "no-such-user"}, err
+		}},
+	} {
+		err = e.st.Update(e.Context(), func(tx store.Tx) error {
+			members, err := tc.members(tx)
+			if err != nil {
+				return err
+			}
+			return tx.PutGroup(&store.Group{ID: g.ID, IdP: "okta", DisplayName: "Staff", Members: members})
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			e.Errorf("PutGroup naming %s: %v, want ErrNotFound", tc.name, err)
 		}
-		if err := tx.DeleteUser(stays.ID); err != nil {
-			return err
-		}
-		return tx.PutGroup(&store.Group{ID: g.ID, IdP: "okta", DisplayName: "Staff", Members: found})
-	})
-	if !errors.Is(err, store.ErrNotFound) {
-		e.Errorf("PutGroup naming a member its own transaction deleted: %v, want ErrNotFound", err)
 	}
 }
 
