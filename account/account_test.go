@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-sso/caddy-sso/account"
 	"github.com/caddy-sso/caddy-sso/internal/backendtest"
 	"github.com/caddy-sso/caddy-sso/mapping"
@@ -478,7 +482,9 @@ func (l lostAnswerStore) Update(ctx context.Context, fn func(store.Tx) error) er
 // answer was lost may have ended sessions; the caches (this instance's,
 // and by its broadcast the others') let go of them all the same, so that
 // a session the store has ended is not served from a cache for up to
-// CacheTTL. Forgetting one the store still has costs a read.
+// CacheTTL. Forgetting one the store still has costs a read. The
+// operation's lines are not logged: they would say what may not have
+// happened (the audit trail has it if it did).
 func TestOutcomeUnknownForgetsCachedSessions(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -496,8 +502,13 @@ func TestOutcomeUnknownForgetsCachedSessions(t *testing.T) {
 			u, tok := e.signIn("okta", "sub-1", jit)
 			acc := *e.acc
 			acc.Store = lostAnswerStore{e.db}
+			core, logs := observer.New(zapcore.InfoLevel)
+			acc.Logger = zap.New(core)
 			if _, err := tt.op(&acc, u.ID); !errors.Is(err, store.ErrOutcomeUnknown) {
 				t.Fatalf("%s = %v, want ErrOutcomeUnknown", tt.name, err)
+			}
+			for _, l := range logs.All() {
+				t.Errorf("logged %q %v for an operation whose outcome is unknown, want no line", l.Message, l.ContextMap())
 			}
 			if !e.signedOut(tok) {
 				t.Errorf("the session the store ended (its answer lost) is still served from the cache")

@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -27,20 +29,27 @@ import (
 // record the end (away, or refusing writes while it still answers reads),
 // the answer is the 503 page that says so (signed out in this browser),
 // and the session is refused here from then on all the same, so that a
-// copy of the cookie does not go on working meanwhile.
+// copy of the cookie does not go on working meanwhile. Each session it
+// ends gets its "signed out" line; one whose write committed though the
+// store could not say so at once (store.ErrOutcomeUnknown, the write run
+// again finding it ended by it) says so (outcome_unknown), and only it.
 func TestSignOutEndsTheSessionItCameWith(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		outer  bool   // the session comes as outer, not as a cookie
-		store  string // "", "away" (closed), "read-only" (writes fail)
-		status int
+		name    string
+		outer   bool   // the session comes as outer, not as a cookie
+		store   string // "", "away" (closed), "read-only" (writes fail), "answer lost" (the first write's commit unconfirmed)
+		status  int
+		lines   int // "signed out" lines
+		unknown int // of them, with outcome_unknown
 	}{
-		{"cookie", false, "", http.StatusSeeOther},
-		{"outer session", true, "", http.StatusSeeOther},
-		{"cookie, store away", false, "away", http.StatusServiceUnavailable},
-		{"outer session, store away", true, "away", http.StatusServiceUnavailable},
-		{"cookie, store read-only", false, "read-only", http.StatusServiceUnavailable},
-		{"outer session, store read-only", true, "read-only", http.StatusServiceUnavailable},
+		{"cookie", false, "", http.StatusSeeOther, 2, 0},
+		{"outer session", true, "", http.StatusSeeOther, 1, 0},
+		{"cookie, store away", false, "away", http.StatusServiceUnavailable, 0, 0},
+		{"outer session, store away", true, "away", http.StatusServiceUnavailable, 0, 0},
+		{"cookie, store read-only", false, "read-only", http.StatusServiceUnavailable, 0, 0},
+		{"outer session, store read-only", true, "read-only", http.StatusServiceUnavailable, 0, 0},
+		{"cookie, commit answer lost", false, "answer lost", http.StatusSeeOther, 2, 1},
+		{"outer session, commit answer lost", true, "answer lost", http.StatusSeeOther, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			world := newDutyWorld(t)
@@ -62,8 +71,14 @@ func TestSignOutEndsTheSessionItCameWith(t *testing.T) {
 				// this instance, not merely unreadable.
 				world.run.Store = readOnlyStore{world.run.Store}
 				world.run.Sessions = session.New(world.run.Store, session.Config{}, nil, nil)
+			case "answer lost":
+				lost := &commitAnswerLost{Store: world.run.Store}
+				lost.armed.Store(true)
+				world.run.Store = lost
+				world.run.Sessions = session.New(world.run.Store, session.Config{}, nil, nil)
 			}
-			rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC,
+			core, logs := observer.New(zapcore.InfoLevel)
+			rt := &Route{PathPrefix: "/.sso/", Logger: zap.New(core), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC,
 				Provider: &logoutProvider{name: "corp"}}}}
 			tokens, outer := []string{world.token, second}, (*session.Identity)(nil)
 			if tc.outer {
@@ -91,8 +106,34 @@ func TestSignOutEndsTheSessionItCameWith(t *testing.T) {
 			if _, err := world.run.Sessions.Resolve(ctx, second); err == nil && !tc.outer {
 				t.Error("the second cookie's session still resolves after the sign-out")
 			}
+			lines := logs.FilterMessage("signed out").All()
+			unknown := 0
+			for _, l := range lines {
+				if l.ContextMap()["outcome_unknown"] == true {
+					unknown++
+				}
+			}
+			if len(lines) != tc.lines || unknown != tc.unknown {
+				t.Errorf("%d \"signed out\" lines, %d with outcome_unknown; want %d, %d", len(lines), unknown, tc.lines, tc.unknown)
+			}
 		})
 	}
+}
+
+// commitAnswerLost commits the first Update once armed and then reports
+// its outcome unknown (store.ErrOutcomeUnknown), as PostgreSQL does when
+// the answer to COMMIT is lost.
+type commitAnswerLost struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *commitAnswerLost) Update(ctx context.Context, fn func(store.Tx) error) error {
+	err := s.Store.Update(ctx, fn)
+	if err == nil && s.armed.CompareAndSwap(true, false) {
+		return fmt.Errorf("commit: %w", store.ErrOutcomeUnknown)
+	}
+	return err
 }
 
 // readOnlyStore answers reads and refuses every write, as a store whose

@@ -179,45 +179,97 @@ func TestSignOutRecordedLateKeepsItsTime(t *testing.T) {
 // once (the request logged only the budgeted "the store failed" ERROR,
 // which names no user) gets its "signed out" line when Flush records it,
 // with recorded_late, as its session.logged_out event has: audit events
-// are log lines too (docs/security.md).
+// are log lines too (docs/security.md). One line, also when the store
+// runs the record's transaction again (as bolt does when another of its
+// batch fails); none for a revocation that is not a sign-out.
 func TestSignOutRecordedLateIsLogged(t *testing.T) {
-	ctx := context.Background()
-	db := backendtest.OpenBolt(t)
-	full := new(atomic.Bool)
-	clk := newClock()
-	core, logs := observer.New(zapcore.InfoLevel)
-	m := session.New(writesFail{db, full}, session.Config{}, zap.New(core), clk.now)
-	u := addUser(t, db, activeUser())
-	token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name      string
+		eventType string // "": a sign-out (SignOut), else Revoke's
+		twice     bool   // Flush's transaction runs twice (the first rolled back)
+		lines     int
+	}{
+		{name: "signed out", lines: 1},
+		{name: "signed out, the record run twice", twice: true, lines: 1},
+		{name: "revoked, not a sign-out", eventType: store.EventSessionRevoked},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := backendtest.OpenBolt(t)
+			full, twice := new(atomic.Bool), new(atomic.Bool)
+			clk := newClock()
+			core, logs := observer.New(zapcore.InfoLevel)
+			m := session.New(writesFail{runsTwice{db, twice}, full}, session.Config{}, zap.New(core), clk.now)
+			u := addUser(t, db, activeUser())
+			token, _, err := m.Create(ctx, u, "okta", store.LogoutInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Resolve(ctx, token); err != nil {
+				t.Fatal(err)
+			}
+			full.Store(true)
+			if tt.eventType == "" {
+				_, err = m.SignOut(ctx, token)
+			} else {
+				_, err = m.Revoke(ctx, token, tt.eventType)
+			}
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("sign-out on a full disk: %v, want the store's error", err)
+			}
+			if n := logs.FilterMessage("signed out").Len(); n != 0 {
+				t.Errorf("%d \"signed out\" lines before the sign-out was recorded, want none", n)
+			}
+			clk.advance(time.Minute)
+			full.Store(false)
+			twice.Store(tt.twice)
+			for range 2 { // the second Flush has nothing left to record
+				if err := m.Flush(ctx, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := store.EventSessionLoggedOut
+			if tt.eventType != "" {
+				want = tt.eventType
+			}
+			if k := auditTypes(t, db)[want]; k != 1 {
+				t.Fatalf("%s events: %d, want 1", want, k)
+			}
+			lines := logs.FilterMessage("signed out").All()
+			if len(lines) != tt.lines {
+				t.Fatalf("%d \"signed out\" lines for the late-recorded %s, want %d", len(lines), want, tt.lines)
+			}
+			for _, l := range lines {
+				f := l.ContextMap()
+				if l.Level != zapcore.InfoLevel || f["user_id"] != u.ID || f["idp"] != "okta" || f["recorded_late"] != true || f["outcome_unknown"] != nil {
+					t.Errorf("\"signed out\" line %s %v, want INFO with user_id %s, idp okta, recorded_late", l.Level, f, u.ID)
+				}
+			}
+		})
 	}
-	if _, err := m.Resolve(ctx, token); err != nil {
-		t.Fatal(err)
-	}
-	full.Store(true)
-	if _, err := m.SignOut(ctx, token); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("SignOut on a full disk: %v, want the store's error", err)
-	}
-	if n := logs.FilterMessage("signed out").Len(); n != 0 {
-		t.Errorf("%d \"signed out\" lines before the sign-out was recorded, want none", n)
-	}
-	clk.advance(time.Minute)
-	full.Store(false)
-	for range 2 { // the second Flush has nothing left to record
-		if err := m.Flush(ctx, false); err != nil {
-			t.Fatal(err)
+}
+
+// runsTwice runs each write's fn twice while on is set, the first time
+// in a transaction it rolls back, as a store may (bolt, when another fn
+// of its batch fails; PostgreSQL, on a serialization failure).
+type runsTwice struct {
+	store.Store
+	on *atomic.Bool
+}
+
+var errRunAgain = errors.New("test: run again")
+
+func (s runsTwice) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.on.Load() {
+		err := s.Store.Update(ctx, func(tx store.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return errRunAgain
+		})
+		if !errors.Is(err, errRunAgain) {
+			return err
 		}
 	}
-	if k := loggedOutEvents(t, db); k != 1 {
-		t.Fatalf("session.logged_out events: %d, want 1", k)
-	}
-	lines := logs.FilterMessage("signed out").All()
-	if len(lines) != 1 {
-		t.Fatalf("%d \"signed out\" lines for the late-recorded sign-out, want 1", len(lines))
-	}
-	f := lines[0].ContextMap()
-	if lines[0].Level != zapcore.InfoLevel || f["user_id"] != u.ID || f["idp"] != "okta" || f["recorded_late"] != true || f["outcome_unknown"] != nil {
-		t.Errorf("\"signed out\" line %s %v, want INFO with user_id %s, idp okta, recorded_late", lines[0].Level, f, u.ID)
-	}
+	return s.Store.Update(ctx, fn)
 }

@@ -126,12 +126,15 @@ func TestEndOfSignedOutSessionAuditsNothing(t *testing.T) {
 // the write commits (the COMMIT arrived), with it set it does not (the
 // connection broke before). blind fails every transaction from then on
 // until cleared (the database stays away), when blindAfter is set.
+// meanwhile, if set, runs before the lost answer is reported (another
+// instance at work while the COMMIT's answer was on its way).
 type lostCommitStore struct {
 	store.Store
 	armed      atomic.Bool
 	lost       bool
 	blindAfter bool
 	blind      atomic.Bool
+	meanwhile  func()
 }
 
 func (l *lostCommitStore) Update(ctx context.Context, fn func(store.Tx) error) error {
@@ -145,6 +148,9 @@ func (l *lostCommitStore) Update(ctx context.Context, fn func(store.Tx) error) e
 		if err := l.Store.Update(ctx, fn); err != nil {
 			return err
 		}
+	}
+	if l.meanwhile != nil {
+		l.meanwhile()
 	}
 	l.blind.Store(l.blindAfter)
 	return fmt.Errorf("commit: %w", store.ErrOutcomeUnknown)
@@ -168,19 +174,34 @@ func (l *lostCommitStore) View(ctx context.Context, fn func(store.Tx) error) err
 //   - not committed: ends it now, an ordinary sign-out;
 //   - committed, but the store fails again: the sign-out is kept for
 //     Flush, which finds the end this sign-out wrote and logs it
-//     (recorded_late, outcome_unknown) without auditing it again.
+//     (recorded_late, outcome_unknown) without auditing it again; also
+//     when the gateway then keeps it again (signOutUnrecorded's
+//     RevokeLater, a retry that knows no end);
+//   - not committed, and another instance signed the session out
+//     meanwhile (another end): found ended before, as by that instance,
+//     which audited and logged it; not answered as this one's, and, if
+//     the store fails again, not logged by Flush as this one's either.
 func TestSignOutOutcomeUnknown(t *testing.T) {
 	for _, tt := range []struct {
 		name             string
 		lost, blindAfter bool
+		gatewayKeeps     bool            // RevokeLater after the failed SignOut, as the gateway does
+		otherInstance    bool            // another instance signs the session out meanwhile
 		answered         bool            // SignOut answers the sign-out (no error)
 		unknown          bool            // its Ended.OutcomeUnknown
+		before           bool            // its Ended.Before
 		late             map[string]bool // the Manager's "signed out" line's flags; nil: none
 	}{
 		{name: "committed", answered: true, unknown: true},
 		{name: "not committed", lost: true, answered: true},
 		{name: "committed, the store away then", blindAfter: true,
 			late: map[string]bool{"recorded_late": true, "outcome_unknown": true}},
+		{name: "committed, the store away then, the gateway keeps it again", blindAfter: true, gatewayKeeps: true,
+			late: map[string]bool{"recorded_late": true, "outcome_unknown": true}},
+		{name: "not committed, signed out meanwhile by another instance", lost: true, otherInstance: true,
+			answered: true, before: true},
+		{name: "not committed, signed out meanwhile by another instance, the store away then", lost: true, otherInstance: true,
+			blindAfter: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -194,13 +215,25 @@ func TestSignOutOutcomeUnknown(t *testing.T) {
 			if _, err := m.Resolve(ctx, n.Token); err != nil {
 				t.Fatal(err)
 			}
+			if tt.otherInstance {
+				ls.meanwhile = func() {
+					c.advance(time.Second) // its end is not this sign-out's
+					other := session.New(db, session.Config{}, nil, c.now)
+					if e, err := other.SignOut(ctx, n.Token); err != nil || e == nil || e.Before {
+						t.Errorf("the other instance's SignOut = %+v, %v; want the session ended by it", e, err)
+					}
+				}
+			}
 			ls.armed.Store(true)
 			e, err := m.SignOut(ctx, n.Token)
 			switch {
-			case tt.answered && (err != nil || e == nil || e.Before || e.OutcomeUnknown != tt.unknown || e.IDToken() != idToken):
-				t.Fatalf("SignOut = %+v, %v; want the session ended by it, OutcomeUnknown %v, with its ID token", e, err, tt.unknown)
+			case tt.answered && (err != nil || e == nil || e.Before != tt.before || e.OutcomeUnknown != tt.unknown || e.IDToken() != idToken):
+				t.Fatalf("SignOut = %+v, %v; want the session ended, Before %v, OutcomeUnknown %v, with its ID token", e, err, tt.before, tt.unknown)
 			case !tt.answered && (e != nil || !errors.Is(err, store.ErrOutcomeUnknown)):
 				t.Fatalf("SignOut = %+v, %v; want ErrOutcomeUnknown", e, err)
+			}
+			if tt.gatewayKeeps {
+				m.RevokeLater(n.Token, store.EventSessionLoggedOut)
 			}
 			if _, err := m.Resolve(ctx, n.Token); err == nil {
 				t.Error("the session resolves after its sign-out")

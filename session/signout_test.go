@@ -255,3 +255,39 @@ func TestSignOutSeenAtOnceByALaggingInstance(t *testing.T) {
 		t.Errorf("%d session.logged_out events after a double click over a and b, want 1", got)
 	}
 }
+
+// TestSignOutOutlivesItsRequest: a sign-out whose request has gone (a
+// double click makes the browser drop the first POST, and a balancer then
+// cancels it) still ends the session, audited, and answers what the IdP's
+// logout needs: its reads and write do not run on the request's context.
+// Both ways in, by cookie and by store key (an outer sso's session).
+func TestSignOutOutlivesItsRequest(t *testing.T) {
+	for _, byHash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by hash %v", byHash), func(t *testing.T) {
+			db := backendtest.OpenBolt(t)
+			m := session.New(db, session.Config{}, nil, nil)
+			n := signIn(t, m, db, addUser(t, db, activeUser()), &session.Tokens{IDToken: idToken})
+			id, err := m.Resolve(context.Background(), n.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gone, cancel := context.WithCancel(context.Background())
+			cancel()
+			var e *session.Ended
+			if byHash {
+				e, err = m.SignOutHash(gone, id.SessionHash)
+			} else {
+				e, err = m.SignOut(gone, n.Token)
+			}
+			if err != nil || e == nil || e.Before || e.IDToken() != idToken {
+				t.Fatalf("SignOut of a request gone = %+v, %v; want the session ended by it, with its ID token", e, err)
+			}
+			if k := loggedOutEvents(t, db); k != 1 {
+				t.Errorf("session.logged_out events: %d, want 1", k)
+			}
+			if _, err := m.Resolve(context.Background(), n.Token); err == nil {
+				t.Error("the session resolves after its sign-out")
+			}
+		})
+	}
+}
