@@ -366,3 +366,34 @@ func TestCheckProtectModeWrittenOut(t *testing.T) {
 		t.Errorf("check of an sso in mode protect, written out: %v\n%s", err, out)
 	}
 }
+
+// TestCheckMisroutedEndpoints: an sso handler whose IdP's endpoints
+// Caddy's routes send elsewhere (the app, when the sso is under /admin/*
+// only) is an error in its IdP's block, naming the callback and the fix;
+// with a path_prefix its route receives, or a route that also matches the
+// endpoints' path, the check passes.
+func TestCheckMisroutedEndpoints(t *testing.T) {
+	op, err := oidctest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	global := "{\n\tsso {\n\t\tidp corp oidc {\n\t\t\tissuer " + op.Issuer + "\n\t\t\tclient_id app\n\t\t}\n\t}\n}\n\n"
+	for _, tc := range []struct {
+		name, site string
+		misrouted  bool
+	}{
+		{"sso under /admin/* only, the app answers the rest", "app.example.com {\n\thandle /admin/* {\n\t\tsso corp\n\t\trespond admin\n\t}\n\trespond app\n}\n", true},
+		{"a path_prefix under /admin/", "app.example.com {\n\thandle /admin/* {\n\t\tsso corp {\n\t\t\tpath_prefix /admin/.sso/\n\t\t}\n\t\trespond admin\n\t}\n\trespond app\n}\n", false},
+		{"the route matches the endpoints' path too", "app.example.com {\n\t@private path /admin/* /.sso/*\n\thandle @private {\n\t\tsso corp\n\t\trespond admin\n\t}\n\trespond app\n}\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := cli(context.Background(), "check", "--config", checkCaddyfile(t, global+tc.site))
+			says := strings.Contains(out, "✗ server srv0: the sso handler of IdP corp with path_prefix /.sso/ on app.example.com can never complete a sign-in") &&
+				strings.Contains(out, "/.sso/oidc/corp/callback") && strings.Contains(out, "path_prefix of its own")
+			if says != tc.misrouted || (err != nil) != tc.misrouted {
+				t.Errorf("check (err %v) reports the misrouted endpoints: %v, want %v:\n%s", err, says, tc.misrouted, out)
+			}
+		})
+	}
+}

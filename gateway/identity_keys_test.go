@@ -97,3 +97,16 @@ func TestJWKSOfEveryRouteOfTheConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestNoJWKSWhereNoRouteSigns: the routes of a config none of which signs
+// an identity token share an empty key set; none serves jwks.json, which
+// is then a path like any other (passed on, for the app to answer).
+func TestNoJWKSWhereNoRouteSigns(t *testing.T) {
+	world := newDutyWorld(t)
+	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), Keys: new(IdentityKeys), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+	w := httptest.NewRecorder()
+	err := rt.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/jwks.json", nil), world.run, dutyOrigin(), nil, nil)
+	if err == nil && w.Code == http.StatusOK {
+		t.Errorf("jwks.json served (%d) %q where no route signs", w.Code, w.Body.String())
+	}
+}

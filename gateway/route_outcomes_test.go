@@ -165,6 +165,49 @@ func TestConfigChangedReturnsToTheFlowsPage(t *testing.T) {
 	}
 }
 
+// TestMisroutedCallbackWarnsOnce: a callback of an IdP the route lacks
+// but the config has on another route, by the same protocol, is one that
+// Caddy's routes send here: the config_changed page as for a reload, and
+// one WARN naming the IdP however often it comes. An IdP the config has
+// by another protocol, one it lacks, or a route that knows no config is
+// the reload's page only, without the WARN.
+func TestMisroutedCallbackWarnsOnce(t *testing.T) {
+	const msg = "a callback of an IdP this sso route does not have reached it"
+	for _, tc := range []struct {
+		name       string
+		configured map[string]*IdP
+		warns      int
+	}{
+		{"an IdP of another route, same protocol", map[string]*IdP{"other": {Name: "other", Protocol: idp.ProtocolOIDC}}, 1},
+		{"an IdP of the config by another protocol", map[string]*IdP{"other": {Name: "other", Protocol: idp.ProtocolSAML}}, 0},
+		{"an IdP the config lacks", map[string]*IdP{"corp": {Name: "corp", Protocol: idp.ProtocolOIDC}}, 0},
+		{"no config known", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			world := newDutyWorld(t)
+			core, logs := observer.New(zapcore.InfoLevel)
+			rt := &Route{PathPrefix: "/.sso/", Logger: zap.New(core), Configured: tc.configured, IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}}
+			rt.Default = rt.IdPs[0]
+			for range 2 {
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/oidc/other/callback?state=K&code=c", nil)
+				r.Header.Set("Accept", "text/html")
+				r = idp.WithOrigin(r, dutyOrigin().Site)
+				pe, ok := AsPageError(rt.ServeEndpoint(httptest.NewRecorder(), r, world.run, dutyOrigin(), nil, nil))
+				if !ok || pe.Code != CodeSignInConfigChanged || pe.Status != http.StatusNotFound {
+					t.Fatalf("answer %v, want the %s page (404)", pe, CodeSignInConfigChanged)
+				}
+			}
+			lines := logs.FilterMessageSnippet(msg).All()
+			if len(lines) != tc.warns {
+				t.Fatalf("%d WARN lines %q after two callbacks, want %d", len(lines), msg, tc.warns)
+			}
+			if tc.warns > 0 && (lines[0].Level != zapcore.WarnLevel || lines[0].ContextMap()["idp"] != "other") {
+				t.Errorf("the line: %v %v, want a WARN naming IdP other", lines[0].Level, lines[0].ContextMap())
+			}
+		})
+	}
+}
+
 // TestConfigChangedReturnsToTheSAMLFlowsPage: the IdP's POST to the ACS of
 // a SAML IdP the route no longer has finds the flow cookie by the form's
 // RelayState, and the page's sign-in comes back to the page that cookie

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,11 +127,14 @@ func TestSignInReturnPathTooLong(t *testing.T) {
 		{"a 2.5 KB deep link", "/.sso/", "/reports?" + query(2500), "/reports?" + query(2500)},
 		{"a query too long for the flow cookie", "/.sso/", "/reports?" + query(3000), "/reports"},
 		{"a link longer than any return path", "/.sso/", "/reports?" + query(6000), "/reports"},
+		{"a link as long as a return path can be", "/.sso/", "/reports?" + strings.Repeat("q", idp.MaxLocalPath-len("/reports?")), "/reports"},
 		{"a path too long for the flow cookie", "/.sso/", "/" + strings.Repeat("a", 3000) + "?q=1", "/"},
+		{"a fragment too long for the flow cookie", "/.sso/", "/reports#" + strings.Repeat("f", 3000), "/reports"},
 		{"under /app/: a 2.5 KB deep link", "/app/.sso/", "/app/reports?" + query(2500), "/app/reports?" + query(2500)},
 		{"under /app/: a query too long", "/app/.sso/", "/app/reports?" + query(3000), "/app/reports"},
 		{"under /app/: a path too long", "/app/.sso/", "/app/" + strings.Repeat("a", 3000), "/app/"},
 		{"under /app/: a link longer than any return path", "/app/.sso/", "/app/" + strings.Repeat("a", 6000), "/app/"},
+		{"under /app/: the site's root with a query too long", "/app/.sso/", "/?" + query(3000), "/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, work, _ := dispatchRoute()
@@ -161,6 +166,81 @@ func TestSignInReturnPathTooLong(t *testing.T) {
 				t.Errorf("the line says %v", lines[0].ContextMap())
 			}
 		})
+	}
+}
+
+// TestShortReturnLoggedOncePerIdP: the INFO line of a sign-in that comes
+// back to a shorter page is kept to one per IdP a minute: a second at the
+// same IdP is not logged, one at another IdP is.
+func TestShortReturnLoggedOncePerIdP(t *testing.T) {
+	world := newDutyWorld(t)
+	rt, _, _ := dispatchRoute()
+	core, logs := observer.New(zapcore.InfoLevel)
+	rt.Logger = zap.New(core)
+	asked := "/reports?" + strings.Repeat("q", idp.MaxLocalPath)
+	for _, name := range []string{"work", "work", "corp"} {
+		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp="+name+"&return_to="+url.QueryEscape(asked), nil)
+		r.Header.Set("Accept", "text/html")
+		r.Header.Set("Sec-Fetch-Mode", "navigate")
+		r.Header.Set("Sec-Fetch-Dest", "document")
+		r = idp.WithOrigin(r, dutyOrigin().Site)
+		w := httptest.NewRecorder()
+		if status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil)); status != http.StatusFound {
+			t.Fatalf("sign-in at %s: %d, want 302", name, status)
+		}
+	}
+	var idps []string
+	for _, l := range logs.FilterMessageSnippet("too long to come back to after sign-in").All() {
+		idps = append(idps, l.ContextMap()["idp"].(string))
+	}
+	if want := []string{"work", "corp"}; !slices.Equal(idps, want) {
+		t.Errorf("INFO lines for IdPs %q, want %q", idps, want)
+	}
+}
+
+// tooLargeProvider is an IdP whose flow cookie never fits, whatever the
+// return path: it notes each one tried, and after ten answers another
+// error, so that a sign-in that kept trying ends.
+type tooLargeProvider struct {
+	*requestProvider
+}
+
+func (p tooLargeProvider) Begin(w http.ResponseWriter, r *http.Request, base string, req idp.SignInRequest) error {
+	p.begun = append(p.begun, req)
+	if len(p.begun) > 10 {
+		return errors.New("tried more than ten return paths")
+	}
+	return idp.ErrFlowTooLarge
+}
+
+// TestSignInFlowTooLargeForEveryReturnPath: when even the route's home
+// does not fit the flow cookie, the sign-in tries the link, its page and
+// the home once each and fails, not trying the home again and again,
+// nor logging that it comes back to a shorter page.
+func TestSignInFlowTooLargeForEveryReturnPath(t *testing.T) {
+	world := newDutyWorld(t)
+	rt, work, _ := dispatchRoute()
+	core, logs := observer.New(zapcore.InfoLevel)
+	rt.Logger = zap.New(core)
+	rt.IdPs[0].Provider = tooLargeProvider{work}
+	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=work&return_to="+url.QueryEscape("/reports?q=1"), nil)
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	r.Header.Set("Sec-Fetch-Dest", "document")
+	r = idp.WithOrigin(r, dutyOrigin().Site)
+	err := rt.ServeEndpoint(httptest.NewRecorder(), r, world.run, dutyOrigin(), nil, nil)
+	var tried []string
+	for _, req := range work.begun {
+		tried = append(tried, req.ReturnTo)
+	}
+	if want := []string{"/reports?q=1", "/reports", "/"}; !slices.Equal(tried, want) {
+		t.Errorf("return paths tried %q, want %q", tried, want)
+	}
+	if err == nil {
+		t.Error("the sign-in answered as begun, want its failure")
+	}
+	if lines := logs.FilterMessageSnippet("too long to come back to after sign-in").All(); len(lines) != 0 {
+		t.Errorf("a failed sign-in logged that it comes back to a shorter page: %v", lines[0].ContextMap())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -277,31 +278,42 @@ func TestSignOutBodyCapped(t *testing.T) {
 }
 
 // returnToProvider is a logoutProvider that records the return_to its
-// Logout is given.
+// Logout is given; one longer than fits (when set) is too large for its
+// flow cookie.
 type returnToProvider struct {
 	logoutProvider
 	returnTo []string
+	fits     int
 }
 
 func (p *returnToProvider) Logout(w http.ResponseWriter, r *http.Request, base string, info idp.LogoutInfo, returnTo string) (bool, error) {
 	p.returnTo = append(p.returnTo, returnTo)
+	if p.fits > 0 && len(returnTo) > p.fits {
+		return false, idp.ErrFlowTooLarge
+	}
 	return p.logoutProvider.Logout(w, r, base, info, returnTo)
 }
 
 // TestSignOutReturnTo: the sign-out POST takes its return_to from the
 // form the confirmation page posts, or from the URL's query, and hands it
 // to the IdP's logout; a malformed form still signs out, coming back home.
+// One too long for the logout's flow cookie is tried shorter (tried: the
+// page without its query, then home) and the IdP's logout still runs.
 func TestSignOutReturnTo(t *testing.T) {
+	long := "/reports?" + strings.Repeat("q", 200)
 	for _, tc := range []struct {
 		name, target, body, want string
+		tried                    []string // the return paths tried before want
 	}{
-		{"in the form", "https://app.example.com/.sso/logout", "return_to=%2Fform", "/form"},
-		{"in the query", "https://app.example.com/.sso/logout?return_to=%2Fquery", "", "/query"},
-		{"malformed form", "https://app.example.com/.sso/logout", "return_to=%zz", "/"},
+		{"in the form", "https://app.example.com/.sso/logout", "return_to=%2Fform", "/form", nil},
+		{"in the query", "https://app.example.com/.sso/logout?return_to=%2Fquery", "", "/query", nil},
+		{"malformed form", "https://app.example.com/.sso/logout", "return_to=%zz", "/", nil},
+		{"a query too long for the flow cookie", "https://app.example.com/.sso/logout", "return_to=" + url.QueryEscape(long), "/reports", []string{long}},
+		{"a path too long for the flow cookie", "https://app.example.com/.sso/logout", "return_to=" + url.QueryEscape("/"+strings.Repeat("p", 200)+"?q=1"), "/", []string{"/" + strings.Repeat("p", 200) + "?q=1", "/" + strings.Repeat("p", 200)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			world := newDutyWorld(t)
-			p := &returnToProvider{logoutProvider: logoutProvider{name: "corp"}}
+			p := &returnToProvider{logoutProvider: logoutProvider{name: "corp"}, fits: 100}
 			rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC, Provider: p}}}
 			r := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -310,8 +322,8 @@ func TestSignOutReturnTo(t *testing.T) {
 			if err := rt.ServeEndpoint(w, r, world.run, dutyOrigin(), []string{world.token}, nil); err != nil || w.Code != http.StatusSeeOther {
 				t.Fatalf("answer %d, %v; want 303 to the IdP's logout", w.Code, err)
 			}
-			if !slices.Equal(p.returnTo, []string{tc.want}) {
-				t.Errorf("the IdP's logout was given return_to %q, want %q", p.returnTo, tc.want)
+			if want := append(slices.Clip(tc.tried), tc.want); !slices.Equal(p.returnTo, want) {
+				t.Errorf("the IdP's logout was given return_to %q, want %q", p.returnTo, want)
 			}
 			if _, err := world.run.Sessions.Resolve(context.Background(), world.token); err == nil {
 				t.Error("the session still resolves after the sign-out")

@@ -51,3 +51,30 @@ func TestFlowCookieTossedNamesIgnoredOnHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// TestMarshalFlowSpendsNoByteOnEscapes: the flow cookie's payload is the
+// flow's JSON byte for byte, its & < > unescaped and nothing after it (no
+// encoder's newline): every byte of the size-limited cookie is the return
+// path's to use.
+func TestMarshalFlowSpendsNoByteOnEscapes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"a plain return path", FlowReturn{ReturnTo: "/reports"}, `{"r":"/reports"}`},
+		{"a query's & < >", FlowReturn{ReturnTo: "/r?a=1&b=<2>"}, `{"r":"/r?a=1&b=<2>"}`},
+		{"a quote still escaped", FlowReturn{ReturnTo: `/r?q="x"`}, `{"r":"/r?q=\"x\""}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := marshalFlow(tc.v)
+			if err != nil || string(got) != tc.want {
+				t.Errorf("marshalFlow = %q, %v; want %q", got, err, tc.want)
+			}
+			var back FlowReturn
+			if err := json.Unmarshal(got, &back); err != nil || back != tc.v {
+				t.Errorf("read back %v, %v; want %v", back, err, tc.v)
+			}
+		})
+	}
+}

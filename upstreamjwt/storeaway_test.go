@@ -318,3 +318,27 @@ func TestAbandonedRotationKeysDeleted(t *testing.T) {
 		t.Errorf("a year after key_rotation changed, the store holds %v; want %v", names, want)
 	}
 }
+
+// TestUnionStoreAway: a union of keyrings one of which has no key in
+// memory while the store is away fails as that one's JWKS does
+// (ErrUnavailable), wherever it stands: a set without its keys would tell
+// a verifier, which caches it, that its route's tokens are forged.
+func TestUnionStoreAway(t *testing.T) {
+	ctx := context.Background()
+	for _, unreadFirst := range []bool{false, true} {
+		st, _ := openAway(t)
+		read, err := Open(ctx, st, time.Hour, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.away.Store(true)
+		unread := New(st, 24*time.Hour, nil)
+		rings := []*Keyring{read, unread}
+		if unreadFirst {
+			slices.Reverse(rings)
+		}
+		if b, err := Union(ctx, rings...); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("unread keyring first %v: Union = %.80s, %v; want ErrUnavailable", unreadFirst, b, err)
+		}
+	}
+}

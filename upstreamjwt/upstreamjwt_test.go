@@ -286,3 +286,60 @@ func TestSignNotAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestUnionVerifiesEveryKeyringsTokens: the JWKS of several routes'
+// keyrings (Union) verifies the tokens each signs, and one a key_rotation
+// the reload changed signed a moment before (the keys published
+// elsewhere), listing each key once.
+func TestUnionVerifiesEveryKeyringsTokens(t *testing.T) {
+	db := backendtest.OpenBolt(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	weekly, err := Open(ctx, db, 7*24*time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(k *Keyring) string {
+		tok, _, err := k.Sign(ctx, "https://app.example", "https://app.example", "u1", Claims{}, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	before := sign(weekly)
+	// The reload: two routes, of two other key_rotation values.
+	daily, err := Open(ctx, db, 24*time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourly, err := Open(ctx, db, time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Union(ctx, daily, hourly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, k := range set.Keys {
+		if seen[k.KeyID] {
+			t.Errorf("key %s listed twice", k.KeyID)
+		}
+		seen[k.KeyID] = true
+	}
+	for name, tok := range map[string]string{"the daily route's": sign(daily), "the hourly route's": sign(hourly), "one signed before the reload": before} {
+		parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c jwt.Claims
+		if err := parsed.Claims(&set, &c); err != nil {
+			t.Errorf("%s token (kid %s) does not verify against the union: %v", name, parsed.Headers[0].KeyID, err)
+		}
+	}
+}

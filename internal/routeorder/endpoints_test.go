@@ -65,6 +65,8 @@ func TestMisrouted(t *testing.T) {
 		{"nothing answers the endpoints", caddyhttp.RouteList{admin("/.sso/", "other")}, []string{"other/"}},
 		{"inside a host's site", caddyhttp.RouteList{onHost(caddyhttp.MatchHost{"app.test"}, subroute(admin("/.sso/", "other"), rest(ssoAt("/.sso/", "test"), proxy)))}, []string{"other/sso"}},
 		{"another host's site is not this one's", caddyhttp.RouteList{onHost(caddyhttp.MatchHost{"app.test"}, subroute(admin("/.sso/", "other"), rest(proxy))), onHost(caddyhttp.MatchHost{"other.test"}, ssoAt("/.sso/", "other"))}, []string{"other/reverse_proxy"}},
+		{"a host's site inside a site of two hosts", caddyhttp.RouteList{onHost(caddyhttp.MatchHost{"app.test", "other.test"}, subroute(onHost(caddyhttp.MatchHost{"app.test"}, subroute(admin("/.sso/", "other"), rest(ssoAt("/.sso/", "test"), proxy)))))}, []string{"other/sso"}},
+		{"a sibling before it takes the endpoints and answers none", caddyhttp.RouteList{admin("/.sso/", "other"), grouped(on("/.sso/*", header)), rest(ssoAt("/.sso/", "other"), proxy)}, []string{"other/", "other/"}},
 		{"a matcher of more than path and host on the way", caddyhttp.RouteList{byHeader, admin("/.sso/", "other"), rest(proxy)}, nil},
 		{"a rewrite on the way", caddyhttp.RouteList{route(new(rewrite.Rewrite)), admin("/.sso/", "other"), rest(proxy)}, nil},
 	} {
