@@ -1,8 +1,6 @@
 package caddymodule_test
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,19 +24,10 @@ import (
 // again, works: a new visit signs in (the IdP still has the person's
 // session) and lands on the page.
 func TestBrowserPagesSignInOutcomeUnknown(t *testing.T) {
-	ctx := context.Background()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{NoFsync: true})
-	if err != nil {
-		pgtest.Unavailable(t, err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop() })
-	if _, err := cluster.CreateDatabase(ctx, "sso"); err != nil {
-		t.Fatal(err)
-	}
+	_, own := pgtest.OwnDatabase(t)
 	// Trusted over the cluster's unix socket; the proxy cuts the COMMIT of
 	// the first transaction that writes a session (a sign-in).
-	cut := pgtest.NewCommitCutter(t, fmt.Sprintf("host=%s port=%d user=postgres dbname=sso sslmode=disable", cluster.Dir, cluster.Port),
-		[]byte("INSERT INTO sso_sessions"))
+	cut := pgtest.NewCommitCutter(t, own, []byte("INSERT INTO sso_sessions"))
 	cut.Arm()
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,17 +83,8 @@ func signOutTrace(t *testing.T, gw *gateway) (loggedOut []store.Event, lines []s
 // Before, the first answered 503, logging only "the store failed", and
 // no "signed out" line was written anywhere.
 func TestSignOutCommitAnswerLostLoggedOnce(t *testing.T) {
-	ctx := context.Background()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{NoFsync: true})
-	if err != nil {
-		pgtest.Unavailable(t, err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop() })
-	if _, err := cluster.CreateDatabase(ctx, "sso"); err != nil {
-		t.Fatal(err)
-	}
-	cut := pgtest.NewCommitCutter(t, fmt.Sprintf("host=%s port=%d user=postgres dbname=sso sslmode=disable", cluster.Dir, cluster.Port),
-		[]byte("INSERT INTO sso_sessions"))
+	_, dsn := pgtest.OwnDatabase(t)
+	cut := pgtest.NewCommitCutter(t, dsn, []byte("INSERT INTO sso_sessions"))
 
 	w := newOIDCWorld(t, "\t\t\tjit\n")
 	o := caddytest.OIDC{IdP: w.idp, GW: w.gw.Gateway, IdPBlock: w.idpBlock}
@@ -139,15 +129,7 @@ func TestSignOutCommitAnswerLostLoggedOnce(t *testing.T) {
 // IdP's session lived on).
 func TestAbandonedSignOutStillCommitsAndLogs(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{NoFsync: true})
-	if err != nil {
-		pgtest.Unavailable(t, err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop() })
-	if _, err := cluster.CreateDatabase(ctx, "sso"); err != nil {
-		t.Fatal(err)
-	}
-	dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=sso sslmode=disable", cluster.Dir, cluster.Port)
+	_, dsn := pgtest.OwnDatabase(t)
 	admin, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

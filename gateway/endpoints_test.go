@@ -24,7 +24,8 @@ func TestEndpointLabel(t *testing.T) {
 		{"saml/okta/metadata", "metadata"},
 		{"saml/okta/slo", "slo"},
 	}
-	rt := &Route{Signer: &IdentitySigner{}} // with the identity token, so jwks.json is served
+	rt := &Route{Keys: new(IdentityKeys)}
+	rt.Keys.Add(&IdentitySigner{}) // a route of the config signs, so jwks.json is served
 	seen := map[string]string{}
 	for _, tt := range served {
 		got := EndpointLabel(tt.rest)

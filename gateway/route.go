@@ -1352,16 +1352,14 @@ func (rt *Route) serveWhoami(w http.ResponseWriter, r *http.Request, run *Runtim
 }
 
 // publishesKeys reports whether the route serves jwks.json: a route of
-// its config signs identity tokens (Keys), or it does itself.
-func (rt *Route) publishesKeys() bool { return rt.Keys.publishes() || rt.Signer != nil }
+// its config, this one or another, signs identity tokens (Keys; a route
+// that signs is among them, SignIdentity).
+func (rt *Route) publishesKeys() bool { return rt.Keys.publishes() }
 
 // serveJWKS publishes the keys that verify the identity tokens of every
-// route of the config (Keys), or of the route's own Signer without Keys.
+// route of the config (Keys).
 func (rt *Route) serveJWKS(w http.ResponseWriter, r *http.Request, run *Runtime) error {
 	keys := rt.Keys
-	if !keys.publishes() {
-		keys = &IdentityKeys{signers: []*IdentitySigner{rt.Signer}}
-	}
 	// The keys come from the store. Anyone may ask for them, so a store
 	// that is away gets the 503 of every other read, budgeted in the log,
 	// not a 500 whose error Caddy logs per request.

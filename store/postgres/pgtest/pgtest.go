@@ -410,3 +410,25 @@ func WithDatabase(dsn, name string) string {
 	}
 	return dsn + " dbname=" + name
 }
+
+// OwnDatabase starts a cluster for t alone (fsync off), stopped when t
+// ends, and returns it with the connection string of an empty database
+// "sso" on it: for a test that changes server-wide settings or cuts its
+// connections, which a database on the shared cluster (NewDatabase) would
+// do to every other test. It skips t (fails under CI) when there is no
+// PostgreSQL.
+func OwnDatabase(t testing.TB) (*Cluster, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cluster, err := StartCluster(ctx, ClusterOptions{NoFsync: true})
+	if err != nil {
+		Unavailable(t, err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop() })
+	dsn, err := cluster.CreateDatabase(ctx, "sso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster, dsn
+}
