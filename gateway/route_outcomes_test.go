@@ -281,6 +281,27 @@ func TestJWKSOnlyWithASigner(t *testing.T) {
 	}
 }
 
+// TestJWKSOfAnotherRoutesSigner: a route that signs nothing itself, in a
+// config where another route does, answers jwks.json as every endpoint of
+// its own: the keys to a GET, 405 with its Allow to a POST.
+func TestJWKSOfAnotherRoutesSigner(t *testing.T) {
+	world := newDutyWorld(t)
+	keys := new(IdentityKeys)
+	keys.Add(NewIdentitySigner(SignerConfig{}))
+	rt := &Route{PathPrefix: "/.sso/", Logger: zap.NewNop(), IdPs: []*IdP{{Name: "corp", Protocol: idp.ProtocolOIDC}}, Keys: keys}
+	w := httptest.NewRecorder()
+	if err := rt.ServeEndpoint(w, httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/jwks.json", nil), world.run, dutyOrigin(), nil, nil); err != nil ||
+		w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"keys":[{`) {
+		t.Fatalf("GET jwks.json: %d %v %.200s; want the other route's keys", w.Code, err, w.Body)
+	}
+	w = httptest.NewRecorder()
+	err := rt.ServeEndpoint(w, httptest.NewRequest(http.MethodPost, "https://app.example.com/.sso/jwks.json", nil), world.run, dutyOrigin(), nil, nil)
+	var he *Error
+	if !errors.As(err, &he) || he.Status != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST jwks.json: %v, Allow %q; want 405 with Allow GET, HEAD", err, w.Header().Get("Allow"))
+	}
+}
+
 // TestWhoamiGroupsNeverNull: a user without groups is "groups": [] in
 // whoami, which front-end code iterates, not null.
 func TestWhoamiGroupsNeverNull(t *testing.T) {

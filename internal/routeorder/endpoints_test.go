@@ -39,6 +39,12 @@ func grouped(r caddyhttp.Route) caddyhttp.Route {
 	return r
 }
 
+// terminal is r with Caddy's terminal flag: no route after it runs.
+func terminal(r caddyhttp.Route) caddyhttp.Route {
+	r.Terminal = true
+	return r
+}
+
 // TestMisrouted: an sso handler whose IdP's endpoints (callback, logout)
 // Caddy's routes send to another sso handler without that IdP, or to none,
 // is reported, with the module they reach; one whose endpoints reach it,
@@ -69,6 +75,8 @@ func TestMisrouted(t *testing.T) {
 		{"a sibling before it takes the endpoints and answers none", caddyhttp.RouteList{admin("/.sso/", "other"), grouped(on("/.sso/*", header)), rest(ssoAt("/.sso/", "other"), proxy)}, []string{"other/", "other/"}},
 		{"a matcher of more than path and host on the way", caddyhttp.RouteList{byHeader, admin("/.sso/", "other"), rest(proxy)}, nil},
 		{"a rewrite on the way", caddyhttp.RouteList{route(new(rewrite.Rewrite)), admin("/.sso/", "other"), rest(proxy)}, nil},
+		{"a matcher of more than path and host inside a subroute on the way", caddyhttp.RouteList{route(subroute(byHeader)), admin("/.sso/", "other"), rest(proxy)}, nil},
+		{"a terminal route before the sso that serves them answers none", caddyhttp.RouteList{admin("/.sso/", "other"), terminal(on("/.sso/*", header)), rest(ssoAt("/.sso/", "other"), proxy)}, []string{"other/", "other/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app := &caddyhttp.App{Servers: map[string]*caddyhttp.Server{"srv0": {Routes: tc.routes}}}
