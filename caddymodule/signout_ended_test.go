@@ -9,8 +9,8 @@ import (
 	"github.com/caddy-sso/caddy-sso/internal/caddytest"
 )
 
-// postSignOut posts the sign-out button, as the gateway's page does.
-func postSignOut(t *testing.T, b *browser, base string) (int, string) {
+// signOutPost is the POST the sign-out button sends to base's gateway.
+func signOutPost(t *testing.T, base string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, base+"/.sso/logout", strings.NewReader("return_to=/"))
 	if err != nil {
@@ -19,7 +19,13 @@ func postSignOut(t *testing.T, b *browser, base string) (int, string) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "text/html")
 	req.Header.Set("Origin", base)
-	resp, err := b.noRedirects().Do(req)
+	return req
+}
+
+// postSignOut posts the sign-out button, as the gateway's page does.
+func postSignOut(t *testing.T, b *browser, base string) (int, string) {
+	t.Helper()
+	resp, err := b.noRedirects().Do(signOutPost(t, base))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,7 @@ import (
 // then it returns 0 when it gave up.
 func signOutWithCookie(t *testing.T, base, token string, giveUp time.Duration) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/.sso/logout", strings.NewReader("return_to=/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "text/html")
-	req.Header.Set("Origin", base)
+	req := signOutPost(t, base)
 	req.AddCookie(&http.Cookie{Name: "sso_session", Value: token})
 	c := &http.Client{Timeout: giveUp, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)

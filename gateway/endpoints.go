@@ -87,7 +87,7 @@ func ProtocolEndpoints(protocol string) []idp.Endpoint {
 // routeorder.Misrouted checks that Caddy's routes send each to a handler
 // that serves it.
 func IdPEndpointPaths(pathPrefix, protocol, name string) []string {
-	base := pathPrefix + protocol + "/" + name + "/"
+	base := endpointDir(pathPrefix, protocol, name)
 	callback, _ := idp.CallbackEndpoint(protocol)
 	paths := []string{base + callback}
 	for _, e := range ProtocolEndpoints(protocol) {

@@ -680,6 +680,24 @@ func (rt *Route) returnPath(uri string) string {
 	return uri
 }
 
+// untilItFits runs save, which writes a flow cookie carrying returnTo,
+// and while the cookie has no room for it (idp.ErrFlowTooLarge) runs it
+// again with ever shorter return paths (shorterReturn). It returns the
+// return path of the last run, whether that is a shorter one, and the last
+// run's error.
+func (rt *Route) untilItFits(returnTo string, save func(returnTo string) error) (string, bool, error) {
+	err, cut := save(returnTo), false
+	for errors.Is(err, idp.ErrFlowTooLarge) {
+		shorter := rt.shorterReturn(returnTo)
+		if shorter == "" {
+			break
+		}
+		returnTo, cut = rt.returnPath(shorter), true
+		err = save(returnTo)
+	}
+	return returnTo, cut, err
+}
+
 // shorterReturn is the next place a sign-in begun from uri can come back
 // to when uri is too long to carry (idp.MaxLocalPath, the flow cookie):
 // uri without its query, so the person still lands on the page, then the
@@ -754,7 +772,13 @@ func (rt *Route) endpointBase(o Origin, p *IdP) string {
 // the URLs an IdP administrator registers by it, so they are the ones the
 // gateway answers at.
 func EndpointBase(site idp.Origin, pathPrefix, protocol, name string) string {
-	return site.URL(pathPrefix + protocol + "/" + name + "/")
+	return site.URL(endpointDir(pathPrefix, protocol, name))
+}
+
+// endpointDir is the path under which the IdP name (of protocol) has its
+// endpoints: the path of EndpointBase, and of IdPEndpointPaths' paths.
+func endpointDir(pathPrefix, protocol, name string) string {
+	return pathPrefix + protocol + "/" + name + "/"
 }
 
 // ownEndpointMethods is the Allow of the gateway's own endpoint rest, ""
@@ -858,21 +882,16 @@ func (rt *Route) beginLogin(w http.ResponseWriter, r *http.Request, run *Runtime
 			}
 		}
 	}
-	err := p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
 	// A return path too long for the flow cookie (a long query: a saved
 	// search, a dashboard's filters) is not worth a failed sign-in, nor
 	// an ERROR line per request: the sign-in comes back to the page
 	// without its query, else to the route's home. No store write keeps
 	// the whole link: nothing is written before a sign-in.
-	for errors.Is(err, idp.ErrFlowTooLarge) {
-		shorter := rt.shorterReturn(req.ReturnTo)
-		if shorter == "" {
-			break
-		}
-		req.ReturnTo, cut = rt.returnPath(shorter), true
-		err = p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
-	}
-	if cut && err == nil {
+	_, shorter, err := rt.untilItFits(req.ReturnTo, func(returnTo string) error {
+		req.ReturnTo = returnTo // the last run's stays, for the log below
+		return p.Provider.Begin(w, r, rt.endpointBase(o, p), req)
+	})
+	if cut = cut || shorter; cut && err == nil {
 		rt.shortReturns.Info(rt.Logger, p.Name, time.Now(), "the page asked for is too long to come back to after sign-in; coming back to a shorter one",
 			zap.String("idp", p.Name), zap.Int("asked_length", len(asked)), zap.String("asked", shortened(asked, 200)),
 			zap.String("return_to", req.ReturnTo))
@@ -1221,18 +1240,17 @@ func (rt *Route) serveLogout(w http.ResponseWriter, r *http.Request, run *Runtim
 			// on to the IdP's logout; cleared, it showed "Signed out"
 			// and left the IdP's session alive. It admits nothing.
 			keepSignedOutCookie(w, o, endedToken)
-			done, err := p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
 			// A return path too long for the logout's flow cookie
 			// shortens as a sign-in's does (beginLogin): the IdP's
 			// logout matters more than the page after it.
-			for errors.Is(err, idp.ErrFlowTooLarge) {
-				shorter := rt.shorterReturn(returnTo)
-				if shorter == "" {
-					break
-				}
-				returnTo = shorter
+			var (
+				done bool
+				err  error
+			)
+			returnTo, _, err = rt.untilItFits(returnTo, func(returnTo string) (err error) {
 				done, err = p.Provider.Logout(w, r, rt.endpointBase(o, p), idpLogout(ended), returnTo)
-			}
+				return err
+			})
 			if err != nil {
 				rt.Logger.Warn("identity provider logout unavailable", zap.String("idp", p.Name), zap.Error(err))
 			}

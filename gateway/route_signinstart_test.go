@@ -29,11 +29,7 @@ func TestStartSignIn(t *testing.T) {
 	for _, chooser := range []bool{false, true} {
 		rt, work, corp := dispatchRoute()
 		rt.Chooser = chooser
-		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/reports?q=1", nil)
-		r.Header.Set("Accept", "text/html")
-		r.Header.Set("Sec-Fetch-Mode", "navigate")
-		r.Header.Set("Sec-Fetch-Dest", "document")
-		r = idp.WithOrigin(r, dutyOrigin().Site)
+		r := dutyNavigation("https://app.example.com/reports?q=1")
 		w := httptest.NewRecorder()
 		status := answerStatus(t, w, rt.StartSignIn(w, r, world.run, dutyOrigin(), nil, nil))
 		if !chooser {
@@ -141,11 +137,7 @@ func TestSignInReturnPathTooLong(t *testing.T) {
 			core, logs := observer.New(zapcore.InfoLevel)
 			rt.PathPrefix, rt.Logger = tc.prefix, zap.New(core)
 			rt.IdPs[0].Provider = flowSavingProvider{work, world.run.Flows}
-			r := httptest.NewRequest(http.MethodGet, "https://app.example.com"+tc.prefix+"login?idp=work&return_to="+url.QueryEscape(tc.asked), nil)
-			r.Header.Set("Accept", "text/html")
-			r.Header.Set("Sec-Fetch-Mode", "navigate")
-			r.Header.Set("Sec-Fetch-Dest", "document")
-			r = idp.WithOrigin(r, dutyOrigin().Site)
+			r := dutyNavigation("https://app.example.com" + tc.prefix + "login?idp=work&return_to=" + url.QueryEscape(tc.asked))
 			w := httptest.NewRecorder()
 			status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil))
 			if status != http.StatusFound || w.Header().Get("Location") != "https://idp.example.com/authorize" {
@@ -179,11 +171,7 @@ func TestShortReturnLoggedOncePerIdP(t *testing.T) {
 	rt.Logger = zap.New(core)
 	asked := "/reports?" + strings.Repeat("q", idp.MaxLocalPath)
 	for _, name := range []string{"work", "work", "corp"} {
-		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp="+name+"&return_to="+url.QueryEscape(asked), nil)
-		r.Header.Set("Accept", "text/html")
-		r.Header.Set("Sec-Fetch-Mode", "navigate")
-		r.Header.Set("Sec-Fetch-Dest", "document")
-		r = idp.WithOrigin(r, dutyOrigin().Site)
+		r := dutyNavigation("https://app.example.com/.sso/login?idp=" + name + "&return_to=" + url.QueryEscape(asked))
 		w := httptest.NewRecorder()
 		if status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), nil, nil)); status != http.StatusFound {
 			t.Fatalf("sign-in at %s: %d, want 302", name, status)
@@ -223,11 +211,7 @@ func TestSignInFlowTooLargeForEveryReturnPath(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	rt.Logger = zap.New(core)
 	rt.IdPs[0].Provider = tooLargeProvider{work}
-	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=work&return_to="+url.QueryEscape("/reports?q=1"), nil)
-	r.Header.Set("Accept", "text/html")
-	r.Header.Set("Sec-Fetch-Mode", "navigate")
-	r.Header.Set("Sec-Fetch-Dest", "document")
-	r = idp.WithOrigin(r, dutyOrigin().Site)
+	r := dutyNavigation("https://app.example.com/.sso/login?idp=work&return_to=" + url.QueryEscape("/reports?q=1"))
 	err := rt.ServeEndpoint(httptest.NewRecorder(), r, world.run, dutyOrigin(), nil, nil)
 	var tried []string
 	for _, req := range work.begun {
@@ -270,11 +254,7 @@ func TestSignInCarriesTheBrowsersSession(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, _, corp := dispatchRoute()
-			r := httptest.NewRequest(http.MethodGet, "https://app.example.com/.sso/login?idp=corp&return_to=%2Fa", nil)
-			r.Header.Set("Accept", "text/html")
-			r.Header.Set("Sec-Fetch-Mode", "navigate")
-			r.Header.Set("Sec-Fetch-Dest", "document")
-			r = idp.WithOrigin(r, dutyOrigin().Site)
+			r := dutyNavigation("https://app.example.com/.sso/login?idp=corp&return_to=%2Fa")
 			w := httptest.NewRecorder()
 			status := answerStatus(t, w, rt.ServeEndpoint(w, r, world.run, dutyOrigin(), tc.tokens, tc.outer))
 			flow := world.run.Flows.CookieName(r, previousSessionFlow)
@@ -287,4 +267,14 @@ func TestSignInCarriesTheBrowsersSession(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dutyNavigation is a browser's top-level navigation to target on the
+// duty world's site, as the sso directive receives it.
+func dutyNavigation(target string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	r.Header.Set("Sec-Fetch-Dest", "document")
+	return idp.WithOrigin(r, dutyOrigin().Site)
 }

@@ -24,10 +24,7 @@ func verifyWithJWKS(t *testing.T, k *Keyring, tok string) (jwt.Claims, string, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		t.Fatal(err)
-	}
+	set := publicKeySet(t, raw)
 	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +32,23 @@ func verifyWithJWKS(t *testing.T, k *Keyring, tok string) (jwt.Claims, string, e
 	var c jwt.Claims
 	err = parsed.Claims(&set, &c)
 	return c, parsed.Headers[0].KeyID, err
+}
+
+// publicKeySet reads a published key set, which must hold public keys
+// only: anyone may fetch it, and a private key there would let them sign
+// identity tokens every app behind the gateway trusts.
+func publicKeySet(t *testing.T, raw []byte) jose.JSONWebKeySet {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			t.Fatalf("the key set publishes a private key (kid %s)", k.KeyID)
+		}
+	}
+	return set
 }
 
 // TestRotation: keys persist across restarts, rotate every period, and a
@@ -321,10 +335,7 @@ func TestUnionVerifiesEveryKeyringsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		t.Fatal(err)
-	}
+	set := publicKeySet(t, raw)
 	seen := map[string]bool{}
 	for _, k := range set.Keys {
 		if seen[k.KeyID] {
